@@ -1,0 +1,64 @@
+"""Typed dataclass configs turned into argparse options, one help line per field."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from typing import Any, get_args, get_origin
+
+
+def field(default: Any = dataclasses.MISSING, help: str = "", choices: tuple | None = None,
+          positional: bool = False, flag: str | None = None) -> Any:
+    """A dataclass field carrying its command-line help."""
+    meta = {"help": help, "choices": choices, "positional": positional, "flag": flag}
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def _base_type(tp: Any) -> Any:
+    if get_origin(tp) in (typing.Union, getattr(__import__("types"), "UnionType", ())):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        return args[0]
+    return tp
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        meta = f.metadata
+        tp = _base_type(hints[f.name])
+        kwargs: dict[str, Any] = {"help": meta.get("help", "")}
+        has_default = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+        if meta.get("choices"):
+            kwargs["choices"] = meta["choices"]
+        if meta.get("positional"):
+            parser.add_argument(f.name, type=tp if tp in (int, float) else str, **kwargs)
+            continue
+        flag = meta.get("flag") or "--" + f.name.replace("_", "-")
+        if tp is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+            kwargs["default"] = f.default
+        elif get_origin(tp) is list:
+            (elem,) = get_args(tp)
+            kwargs["type"] = elem
+            kwargs["nargs"] = "+"
+            kwargs["default"] = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        else:
+            kwargs["type"] = tp
+            if has_default:
+                kwargs["default"] = f.default
+            else:
+                kwargs["required"] = True
+        if has_default and tp is not bool and kwargs.get("default") is not None:
+            kwargs["help"] += f" (default: {kwargs['default']})"
+        parser.add_argument(flag, dest=f.name, **kwargs)
+
+
+def from_namespace(cls: type, ns: argparse.Namespace) -> Any:
+    return cls(**{f.name: getattr(ns, f.name) for f in dataclasses.fields(cls)})
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)

@@ -1,0 +1,91 @@
+"""`bpd evaluate`: the return and size of any form of a policy, measured in its environment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from bpd.config import field
+from bpd.errors import BpdError
+
+
+@dataclass
+class EvaluateConfig:
+    model: str = field(help="teacher .npz, student .pt, run directory, policy.onnx or export directory",
+                       positional=True)
+    env: str | None = field(None, help="environment id (default: the one recorded in the model)")
+    episodes: int = field(10, help="episodes to run")
+    seed: int = field(0, help="seed of the first episode (episode i uses seed + i)")
+    json: bool = field(False, help="print one JSON object instead of a table")
+
+
+@dataclass
+class Loaded:
+    kind: str
+    env_id: str
+    act: Callable[[np.ndarray], np.ndarray]
+    params_total: int
+    params_nonzero: int
+    extra: dict
+
+
+def load_any(path: str | Path) -> Loaded:
+    """Recognise a model file or directory by its contents."""
+    p = Path(path)
+    if p.is_dir():
+        if (p / "student.pt").is_file():
+            return _student(p / "student.pt")
+        for hook in _DIR_LOADERS:
+            loaded = hook(p)
+            if loaded is not None:
+                return loaded
+        raise BpdError(f"{p}: not a run directory or an export directory")
+    if not p.is_file():
+        raise BpdError(f"{p}: no such file or directory")
+    with open(p, "rb") as f:
+        head = f.read(4)
+    if p.suffix == ".onnx":
+        for hook in _ONNX_LOADERS:
+            return hook(p)
+        raise BpdError(f"{p}: ONNX evaluation is not available")
+    if head[:2] == b"PK" and p.suffix == ".npz":
+        from training.teacher import load_teacher
+        t = load_teacher(p)
+        return Loaded("teacher", t.env_id, t.act, t.params_total, t.params_nonzero,
+                      {"algo": t.algo, "hidden": t.hidden})
+    if head[:2] == b"PK":
+        return _student(p)
+    raise BpdError(f"{p}: unrecognised model file")
+
+
+def _student(path: Path) -> Loaded:
+    from training.student import load_student
+    student, meta, stats = load_student(path)
+    pol = student.collapse(**stats)
+    teacher_total = int(meta.get("teacher_params_total", 0))
+    extra = {"hidden": pol.hidden, "threshold": meta["threshold"], "teacher_params_total": teacher_total,
+             "nonzero_vs_teacher": pol.params_nonzero / teacher_total if teacher_total else None,
+             "compression_vs_teacher": teacher_total / max(pol.params_nonzero, 1) if teacher_total else None}
+    return Loaded("student", meta["env_id"], pol.act, pol.params_total, pol.params_nonzero, extra)
+
+
+# Later rooms (export) add loaders for their artifacts here.
+_DIR_LOADERS: list[Callable[[Path], Loaded | None]] = []
+_ONNX_LOADERS: list[Callable[[Path], Loaded]] = []
+
+
+def run_evaluate(cfg: EvaluateConfig) -> dict:
+    from training.envs import evaluate
+
+    if cfg.episodes < 1:
+        raise BpdError("--episodes must be at least 1")
+    m = load_any(cfg.model)
+    env_id = cfg.env or m.env_id
+    rets, lens = evaluate(env_id, m.act, cfg.episodes, cfg.seed)
+    return {"model": str(cfg.model), "kind": m.kind, "env_id": env_id, "episodes": cfg.episodes,
+            "return_mean": float(np.mean(rets)), "return_std": float(np.std(rets)),
+            "returns": rets, "lengths": lens, "params_total": m.params_total,
+            "params_nonzero": m.params_nonzero, "sparsity": 1.0 - m.params_nonzero / m.params_total} | m.extra

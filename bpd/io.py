@@ -1,0 +1,97 @@
+"""Atomic file writing, hashing and the small self-describing array format artifacts use.
+
+Every artifact bpd writes goes through these helpers: the file appears under its final
+name only when complete, so an interrupted run never leaves a half-written checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from bpd.errors import BpdError
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> None:
+    """Call write(f) on a temporary file next to path, fsync it, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text), mode="w")
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_arrays(path: str | os.PathLike, meta: dict, arrays: dict[str, np.ndarray]) -> None:
+    """Write an .npz holding named arrays plus a JSON metadata record under the key 'meta'."""
+    if "meta" in arrays:
+        raise ValueError("'meta' is reserved")
+    buf = io.BytesIO()
+    np.savez_compressed(buf, meta=np.array(json.dumps(meta, sort_keys=True, default=_json_default)), **arrays)
+    atomic_write(path, lambda f: f.write(buf.getvalue()))
+
+
+def load_arrays(path: str | os.PathLike, expect_format: str) -> tuple[dict, dict[str, np.ndarray]]:
+    """Read a file written by save_arrays; never unpickles. Errors name the file and the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise BpdError(f"{path}: no such file")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+        raise BpdError(f"{path}: not a readable {expect_format} file ({e.__class__.__name__})") from None
+    if "meta" not in arrays:
+        raise BpdError(f"{path}: not a {expect_format} file (no metadata record)")
+    try:
+        meta = json.loads(str(arrays.pop("meta")))
+    except json.JSONDecodeError:
+        raise BpdError(f"{path}: corrupt metadata record") from None
+    if meta.get("format") != expect_format:
+        raise BpdError(f"{path}: is a {meta.get('format', 'unknown')!r} file, expected {expect_format!r}")
+    return meta, arrays

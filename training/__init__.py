@@ -1,0 +1,1 @@
+"""Training room: teacher, offline dataset and the Bayesian student (BPD)."""

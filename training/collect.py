@@ -1,0 +1,145 @@
+"""Roll a teacher out into an offline dataset for distillation.
+
+Dataset format (`.npz`, read without unpickling):
+  meta  JSON: format="bpd-dataset", format_version, env_id, obs_dim, act_dim, steps, episodes,
+        teacher_sha256, seed, noise, bpd_version
+  observations [N, obs_dim], actions [N, act_dim] (executed, noise included),
+  teacher_actions [N, act_dim] (the teacher's deterministic action at each observation),
+  rewards [N], next_observations [N, obs_dim], terminals [N], truncations [N],
+  obs_mean [obs_dim], obs_std [obs_dim] (statistics of `observations`),
+  action_low [act_dim], action_high [act_dim]
+Noise is Gaussian with standard deviation `noise` times half the action range, added to the
+executed action and clipped to the bounds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+import bpd
+from bpd.config import field
+from bpd.errors import BpdError
+from bpd.io import load_arrays, save_arrays
+from training.envs import make_env
+from training.teacher import load_teacher, teacher_hash
+
+FORMAT = "bpd-dataset"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class CollectConfig:
+    teacher: str = field(help="teacher file (bpd teacher format)")
+    out: str = field("dataset.npz", help="where to write the dataset")
+    steps: int = field(100_000, help="environment steps to record")
+    noise: float = field(0.1, help="exploration noise std, as a fraction of half the action range")
+    env: str | None = field(None, help="environment id (default: the teacher's)")
+    seed: int = field(0, help="random seed")
+    progress: bool = field(True, help="show a progress bar")
+
+
+@dataclass
+class Dataset:
+    meta: dict
+    observations: np.ndarray
+    actions: np.ndarray
+    teacher_actions: np.ndarray
+    rewards: np.ndarray
+    next_observations: np.ndarray
+    terminals: np.ndarray
+    truncations: np.ndarray
+    obs_mean: np.ndarray
+    obs_std: np.ndarray
+    action_low: np.ndarray
+    action_high: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.observations)
+
+    ARRAYS = ("observations", "actions", "teacher_actions", "rewards", "next_observations", "terminals",
+              "truncations", "obs_mean", "obs_std", "action_low", "action_high")
+
+
+def collect(cfg: CollectConfig) -> Dataset:
+    from tqdm import tqdm
+
+    if cfg.steps < 1:
+        raise BpdError("--steps must be at least 1")
+    if cfg.noise < 0:
+        raise BpdError("--noise must be non-negative")
+    teacher = load_teacher(cfg.teacher)
+    env_id = cfg.env or teacher.env_id
+    env = make_env(env_id, seed=cfg.seed)
+    if env.observation_space.shape[0] != teacher.obs_dim or env.action_space.shape[0] != teacher.act_dim:
+        raise BpdError(f"teacher dims {teacher.obs_dim}->{teacher.act_dim} do not match {env_id} "
+                       f"{env.observation_space.shape[0]}->{env.action_space.shape[0]}")
+    rng = np.random.default_rng(cfg.seed)
+    low, high = env.action_space.low.astype(np.float32), env.action_space.high.astype(np.float32)
+    half = (high - low) / 2
+    n, od, ad = cfg.steps, teacher.obs_dim, teacher.act_dim
+    buf = {k: np.zeros(s, np.float32) for k, s in [("observations", (n, od)), ("actions", (n, ad)),
+                                                   ("teacher_actions", (n, ad)), ("rewards", (n,)),
+                                                   ("next_observations", (n, od)), ("terminals", (n,)),
+                                                   ("truncations", (n,))]}
+    obs, _ = env.reset(seed=cfg.seed)
+    episodes, ret, returns = 0, 0.0, []
+    for t in tqdm(range(n), desc="collect", disable=not cfg.progress, mininterval=0.5):
+        a_teacher = teacher.act(obs).astype(np.float32)
+        a = np.clip(a_teacher + rng.normal(0.0, cfg.noise, ad).astype(np.float32) * half, low, high)
+        nobs, r, term, trunc, _ = env.step(a)
+        buf["observations"][t], buf["actions"][t], buf["teacher_actions"][t] = obs, a, a_teacher
+        buf["rewards"][t], buf["next_observations"][t] = r, nobs
+        buf["terminals"][t], buf["truncations"][t] = float(term), float(trunc)
+        ret += float(r)
+        if term or trunc:
+            episodes += 1
+            returns.append(ret)
+            ret = 0.0
+            obs, _ = env.reset()
+        else:
+            obs = nobs
+    buf["truncations"][-1] = max(buf["truncations"][-1], 1.0 - buf["terminals"][-1])
+    env.close()
+    obs_mean = buf["observations"].mean(0)
+    obs_std = buf["observations"].std(0) + 1e-3
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "env_id": env_id, "obs_dim": od, "act_dim": ad,
+            "steps": n, "episodes": episodes, "episode_return_mean": float(np.mean(returns)) if returns else None,
+            "teacher_sha256": teacher_hash(cfg.teacher), "seed": cfg.seed, "noise": cfg.noise,
+            "bpd_version": bpd.__version__}
+    ds = Dataset(meta=meta, obs_mean=obs_mean, obs_std=obs_std, action_low=low, action_high=high, **buf)
+    save_dataset(ds, cfg.out)
+    return ds
+
+
+def save_dataset(ds: Dataset, path: str | Path) -> None:
+    save_arrays(path, ds.meta, {k: getattr(ds, k) for k in Dataset.ARRAYS})
+
+
+def load_dataset(path: str | Path, obs_dim: int | None = None, act_dim: int | None = None) -> Dataset:
+    """Load and validate a dataset; wrong dimensions or NaNs are one-line BpdErrors."""
+    meta, a = load_arrays(path, FORMAT)
+    missing = [k for k in Dataset.ARRAYS if k not in a]
+    if missing:
+        raise BpdError(f"{path}: dataset is missing {', '.join(missing)}")
+    ds = Dataset(meta=meta, **{k: a[k].astype(np.float32) for k in Dataset.ARRAYS})
+    n = len(ds.observations)
+    od, ad = meta.get("obs_dim"), meta.get("act_dim")
+    shapes = {"observations": (n, od), "next_observations": (n, od), "actions": (n, ad),
+              "teacher_actions": (n, ad), "rewards": (n,), "terminals": (n,), "truncations": (n,),
+              "obs_mean": (od,), "obs_std": (od,), "action_low": (ad,), "action_high": (ad,)}
+    for k, shape in shapes.items():
+        if getattr(ds, k).shape != shape:
+            raise BpdError(f"{path}: {k} has shape {getattr(ds, k).shape}, expected {shape}")
+    if n == 0:
+        raise BpdError(f"{path}: dataset is empty")
+    for k in Dataset.ARRAYS:
+        if not np.isfinite(getattr(ds, k)).all():
+            raise BpdError(f"{path}: {k} contains NaN or Inf")
+    if obs_dim is not None and od != obs_dim:
+        raise BpdError(f"{path}: observations have {od} dimensions, the teacher expects {obs_dim}")
+    if act_dim is not None and ad != act_dim:
+        raise BpdError(f"{path}: actions have {ad} dimensions, the teacher produces {act_dim}")
+    return ds

@@ -1,0 +1,364 @@
+"""Bayesian Policy Distillation: offline training of a sparse variational-dropout student.
+
+Actor loss, in TD3+BC form:
+    L = -lambda * mean Q1(s, pi(s)) + bc_weight * mean ||pi(s) - a_teacher(s)||^2 + eta_t * kl_scale * KL
+    lambda = alpha / mean |Q1(s, pi(s))|   (detached)
+Twin critics with target networks learn from the dataset with TD3 target smoothing. eta_t follows
+a schedule towards eta_max; weights with log alpha >= threshold are pruned when the student
+collapses to its deterministic form.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import dataclasses
+import hashlib
+import io
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import bpd
+from bpd.config import field, to_dict
+from bpd.errors import BpdError
+from bpd.io import atomic_write, sha256_file, write_json
+from training.collect import Dataset, load_dataset
+from training.envs import evaluate
+from training.student import BayesianStudent, Critic, save_student
+from training.teacher import load_teacher
+
+SCHEDULES = ("linear", "constant", "exponential")
+# Fields that may differ between a run and its resumption.
+_RESUME_FREE = {"resume", "progress", "threads"}
+
+
+@dataclass
+class DistillConfig:
+    teacher: str = field(help="teacher file (bpd teacher format)")
+    dataset: str = field(help="dataset file written by `bpd collect`")
+    out: str = field("runs/student", help="run directory (config, metrics, checkpoints, student)")
+    hidden: list[int] = field([64, 64], help="student hidden widths")
+    activation: str = field("tanh", help="student hidden activation", choices=("tanh", "relu"))
+    alpha: float = field(2.5, help="value-term weight: lambda = alpha / mean|Q|")
+    bc_weight: float = field(1.0, help="behaviour-cloning weight")
+    eta_max: float = field(1.0, help="maximum KL weight")
+    eta_schedule: str = field("linear", help="KL weight schedule", choices=SCHEDULES)
+    eta_ramp: float = field(0.5, help="fraction of training over which eta reaches eta_max")
+    kl_scale: float | None = field(None, help="KL multiplier per sample (default: 1 / dataset size)")
+    threshold: float = field(3.0, help="prune weights whose log alpha reaches this")
+    log_alpha_clip: float = field(10.0, help="log alpha is clipped to [-clip, clip]")
+    init_log_sigma2: float = field(-10.0, help="initial log sigma^2 of every weight")
+    steps: int = field(20_000, help="gradient steps (critic updates)")
+    batch: int = field(256, help="batch size")
+    actor_lr: float = field(1e-3, help="student learning rate")
+    critic_lr: float = field(3e-4, help="critic learning rate")
+    critic_hidden: list[int] = field([256, 256], help="critic hidden widths")
+    gamma: float = field(0.99, help="discount")
+    tau: float = field(0.005, help="target network update rate")
+    policy_noise: float = field(0.2, help="target policy smoothing noise (normalised action units)")
+    noise_clip: float = field(0.5, help="clip of the target smoothing noise")
+    policy_freq: int = field(2, help="critic updates per actor update")
+    eval_every: int = field(2000, help="steps between evaluations of the collapsed student")
+    eval_episodes: int = field(5, help="episodes per periodic evaluation")
+    checkpoint_every: int = field(1000, help="steps between checkpoints")
+    env: str | None = field(None, help="evaluation environment (default: the dataset's)")
+    seed: int = field(0, help="random seed")
+    threads: int = field(1, help="torch CPU threads")
+    resume: bool = field(False, help="continue the run in --out from its last checkpoint")
+    progress: bool = field(True, help="show a progress bar")
+
+
+def eta_at(step: int, total: int, eta_max: float, schedule: str, ramp: float) -> float:
+    """KL weight at `step` of `total`. linear: eta_max * p; exponential: eta_max * (1 - e^{-5p}) / (1 - e^{-5});
+    constant: eta_max; p = min(1, step / (ramp * total))."""
+    if schedule == "constant":
+        return eta_max
+    p = 1.0 if ramp <= 0 else min(1.0, step / (ramp * total))
+    if schedule == "linear":
+        return eta_max * p
+    if schedule == "exponential":
+        return eta_max * (1.0 - math.exp(-5.0 * p)) / (1.0 - math.exp(-5.0))
+    raise ValueError(f"unknown eta schedule {schedule!r}")
+
+
+def lambda_weight(q: torch.Tensor, alpha: float) -> torch.Tensor:
+    """TD3+BC normalisation of the value term: alpha / mean |Q|, detached."""
+    return alpha / q.abs().mean().detach().clamp_min(1e-6)
+
+
+class BPDTrainer:
+    """One BPD gradient step per `update(batch)`; state_dict() captures everything needed to resume."""
+
+    def __init__(self, cfg: DistillConfig, obs_dim: int, act_dim: int, n_data: int) -> None:
+        self.cfg = cfg
+        self.actor = BayesianStudent(obs_dim, act_dim, cfg.hidden, cfg.activation, cfg.threshold,
+                                     cfg.log_alpha_clip, cfg.init_log_sigma2)
+        self.actor_target = copy.deepcopy(self.actor).eval()
+        self.critic = Critic(obs_dim, act_dim, cfg.critic_hidden)
+        self.critic_target = copy.deepcopy(self.critic)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.kl_scale = cfg.kl_scale if cfg.kl_scale is not None else 1.0 / n_data
+        self.step = 0
+        self.last_actor: dict[str, float] = {}
+
+    def eta(self) -> float:
+        c = self.cfg
+        return eta_at(self.step, c.steps, c.eta_max, c.eta_schedule, c.eta_ramp)
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        c = self.cfg
+        s, a, r, s2 = batch["obs"], batch["act"], batch["rew"], batch["next_obs"]
+        not_done = 1.0 - batch["term"]
+        with torch.no_grad():
+            noise = (torch.randn_like(a) * c.policy_noise).clamp(-c.noise_clip, c.noise_clip)
+            a2 = (self.actor_target(s2) + noise).clamp(-1.0, 1.0)
+            tq1, tq2 = self.critic_target(s2, a2)
+            target = r + not_done * c.gamma * torch.min(tq1, tq2)
+        q1, q2 = self.critic(s, a)
+        critic_loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
+        self.critic_opt.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_opt.step()
+        out = {"losses/critic": critic_loss.item()}
+
+        if self.step % c.policy_freq == 0:
+            self.actor.train()
+            pi = self.actor(s)
+            q = self.critic.q1(torch.cat([s, pi], dim=-1)).squeeze(-1)
+            lam = lambda_weight(q, c.alpha)
+            bc = F.mse_loss(pi, batch["teacher_act"])
+            kl = self.actor.kl()
+            eta = self.eta()
+            actor_loss = -lam * q.mean() + c.bc_weight * bc + eta * self.kl_scale * kl
+            self.actor_opt.zero_grad(set_to_none=True)
+            actor_loss.backward()
+            self.actor_opt.step()
+            self.actor.eval()
+            with torch.no_grad():
+                for net, tgt in ((self.actor, self.actor_target), (self.critic, self.critic_target)):
+                    for p, tp in zip(net.parameters(), tgt.parameters()):
+                        tp.lerp_(p, c.tau)
+            self.last_actor = {"losses/actor": actor_loss.item(), "losses/bc": bc.item(), "losses/q": q.mean().item(),
+                               "losses/kl": kl.item(), "eta": eta, "lambda": lam.item()}
+        self.step += 1
+        return out | self.last_actor
+
+    def state_dict(self) -> dict:
+        return {"step": self.step, "actor": self.actor.state_dict(), "actor_target": self.actor_target.state_dict(),
+                "critic": self.critic.state_dict(), "critic_target": self.critic_target.state_dict(),
+                "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict()}
+
+    def load_state_dict(self, sd: dict) -> None:
+        self.step = int(sd["step"])
+        for name in ("actor", "actor_target", "critic", "critic_target", "actor_opt", "critic_opt"):
+            getattr(self, name).load_state_dict(sd[name])
+        self.actor.eval()
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def _tensors(ds: Dataset) -> dict[str, torch.Tensor]:
+    def norm_act(a: np.ndarray) -> np.ndarray:
+        return np.clip(2.0 * (a - ds.action_low) / (ds.action_high - ds.action_low) - 1.0, -1.0, 1.0)
+
+    return {k: torch.as_tensor(v, dtype=torch.float32) for k, v in {
+        "obs": (ds.observations - ds.obs_mean) / ds.obs_std,
+        "next_obs": (ds.next_observations - ds.obs_mean) / ds.obs_std,
+        "act": norm_act(ds.actions), "teacher_act": norm_act(ds.teacher_actions),
+        "rew": ds.rewards, "term": ds.terminals}.items()}
+
+
+def _config_fingerprint(cfg: DistillConfig) -> dict:
+    return {k: v for k, v in to_dict(cfg).items() if k not in _RESUME_FREE}
+
+
+METRIC_FIELDS = ["step", "time_s", "losses/critic", "losses/actor", "losses/bc", "losses/q", "losses/kl", "eta",
+                 "lambda", "sparsity/weights", "params_nonzero", "eval/return_mean", "eval/return_std"]
+
+
+class Run:
+    """Files of one distillation run directory."""
+
+    def __init__(self, out: str | Path) -> None:
+        self.dir = Path(out)
+        self.config = self.dir / "config.json"
+        self.checkpoint = self.dir / "checkpoint.pt"
+        self.metrics = self.dir / "metrics.csv"
+        self.student = self.dir / "student.pt"
+        self.plot = self.dir / "training.png"
+        self.summary = self.dir / "summary.json"
+
+
+def distill(cfg: DistillConfig) -> dict:
+    """Train a BPD student; resumable; returns the run summary."""
+    from tqdm import tqdm
+
+    if cfg.steps < 1 or cfg.batch < 1 or cfg.eval_every < 1 or cfg.checkpoint_every < 1 or cfg.policy_freq < 1:
+        raise BpdError("--steps, --batch, --eval-every, --checkpoint-every and --policy-freq must be positive")
+    if not cfg.hidden or min(cfg.hidden) < 1:
+        raise BpdError("--hidden needs at least one positive width")
+    teacher = load_teacher(cfg.teacher)
+    ds = load_dataset(cfg.dataset, teacher.obs_dim, teacher.act_dim)
+    env_id = cfg.env or ds.meta["env_id"]
+    run = Run(cfg.out)
+    _prepare_run_dir(run, cfg)
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    data = _tensors(ds)
+    n = len(ds)
+    trainer = BPDTrainer(cfg, ds.meta["obs_dim"], ds.meta["act_dim"], n)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    elapsed = 0.0
+    if cfg.resume and run.checkpoint.exists():
+        ck = _load_checkpoint(run.checkpoint)
+        trainer.load_state_dict(ck["trainer"])
+        gen.set_state(ck["generator"])
+        torch.set_rng_state(ck["torch_rng"])
+        elapsed = float(ck["elapsed"])
+        _truncate_metrics(run.metrics, trainer.step)
+    meta = {"env_id": env_id, "obs_dim": ds.meta["obs_dim"], "act_dim": ds.meta["act_dim"],
+            "hidden": list(cfg.hidden), "activation": cfg.activation, "threshold": cfg.threshold,
+            "log_alpha_clip": cfg.log_alpha_clip, "teacher_sha256": sha256_file(cfg.teacher),
+            "dataset_sha256": sha256_file(cfg.dataset), "teacher_params_total": teacher.params_total,
+            "teacher_hidden": teacher.hidden, "bpd_version": bpd.__version__}
+    stats = {"obs_mean": ds.obs_mean, "obs_std": ds.obs_std, "action_low": ds.action_low,
+             "action_high": ds.action_high}
+
+    def collapsed():
+        return trainer.actor.collapse(**stats)
+
+    new_file = not run.metrics.exists()
+    metrics_f = open(run.metrics, "a", newline="")
+    writer = csv.DictWriter(metrics_f, fieldnames=METRIC_FIELDS)
+    if new_file:
+        writer.writeheader()
+    acc: dict[str, list[float]] = {}
+    last_eval = {"eval/return_mean": float("nan")}
+    t_start = time.time() - elapsed
+    bar = tqdm(total=cfg.steps, initial=trainer.step, desc="distill", disable=not cfg.progress, mininterval=0.5)
+    try:
+        while trainer.step < cfg.steps:
+            idx = torch.randint(0, n, (cfg.batch,), generator=gen)
+            info = trainer.update({k: v[idx] for k, v in data.items()})
+            for k, v in info.items():
+                acc.setdefault(k, []).append(v)
+            bar.update(1)
+            step = trainer.step
+            if step % cfg.eval_every == 0 or step == cfg.steps:
+                policy = collapsed()
+                rets, _ = evaluate(env_id, policy.act, cfg.eval_episodes, seed=cfg.seed * 1000 + 7)
+                row = {k: float(np.mean(v)) for k, v in acc.items() if k in METRIC_FIELDS}
+                row.update({"step": step, "time_s": round(time.time() - t_start, 2),
+                            "sparsity/weights": trainer.actor.sparsity(), "params_nonzero": policy.params_nonzero,
+                            "eval/return_mean": float(np.mean(rets)), "eval/return_std": float(np.std(rets))})
+                writer.writerow(row)
+                metrics_f.flush()
+                acc.clear()
+                last_eval = row
+            if step % 50 == 0:
+                bar.set_postfix({"ret": f"{last_eval['eval/return_mean']:.0f}",
+                                 "sparsity": f"{trainer.actor.sparsity():.3f}",
+                                 "bc": f"{info.get('losses/bc', float('nan')):.4f}",
+                                 "kl": f"{info.get('losses/kl', float('nan')):.0f}"}, refresh=False)
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                _save_checkpoint(run.checkpoint, trainer, gen, time.time() - t_start)
+    finally:
+        bar.close()
+        metrics_f.close()
+    seconds = time.time() - t_start
+    meta["step"] = trainer.step
+    save_student(run.student, trainer.actor, meta, stats)
+    plot_metrics(run.metrics, run.plot)
+    policy = collapsed()
+    summary = {"student": str(run.student), "steps": trainer.step, "seconds": round(seconds, 2),
+               "sparsity_weights": trainer.actor.sparsity(), "params_total": policy.params_total,
+               "params_nonzero": policy.params_nonzero, "teacher_params_total": teacher.params_total,
+               "final_eval_return_mean": last_eval.get("eval/return_mean")}
+    write_json(run.summary, summary)
+    return summary
+
+
+def _prepare_run_dir(run: Run, cfg: DistillConfig) -> None:
+    fp = _config_fingerprint(cfg)
+    if run.config.exists():
+        if not cfg.resume:
+            raise BpdError(f"{run.dir} already holds a run; pass --resume to continue it or choose another --out")
+        try:
+            old = json.loads(run.config.read_text())
+        except json.JSONDecodeError:
+            raise BpdError(f"{run.config}: corrupt run configuration") from None
+        diff = sorted(k for k in set(fp) | set(old) if k not in _RESUME_FREE and old.get(k) != fp.get(k))
+        if diff:
+            raise BpdError(f"{run.dir} was started with a different configuration ({', '.join(diff)}); "
+                           "resume with the same options or choose another --out")
+    else:
+        if cfg.resume and run.dir.exists() and any(run.dir.iterdir()):
+            raise BpdError(f"{run.dir} is not a bpd run directory (no config.json)")
+        write_json(run.config, fp | {"bpd_version": bpd.__version__})
+
+
+def _save_checkpoint(path: Path, trainer: BPDTrainer, gen: torch.Generator, elapsed: float) -> None:
+    blob = {"format": "bpd-checkpoint", "trainer": trainer.state_dict(), "generator": gen.get_state(),
+            "torch_rng": torch.get_rng_state(), "elapsed": elapsed}
+    atomic_write(path, lambda f: torch.save(blob, f))
+
+
+def _load_checkpoint(path: Path) -> dict:
+    try:
+        ck = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as e:
+        raise BpdError(f"{path}: unreadable checkpoint ({e.__class__.__name__})") from None
+    if not isinstance(ck, dict) or ck.get("format") != "bpd-checkpoint":
+        raise BpdError(f"{path}: not a bpd checkpoint")
+    return ck
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop metric rows written after the checkpoint we resume from."""
+    if not path.exists():
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    keep = [r for r in rows if int(float(r["step"])) <= step]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=METRIC_FIELDS)
+    w.writeheader()
+    w.writerows(keep)
+    atomic_write(path, lambda f: f.write(buf.getvalue()), mode="w")
+
+
+def plot_metrics(metrics: Path, out: Path) -> None:
+    """Return and sparsity over training, as a PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(metrics, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return
+    step = [float(r["step"]) for r in rows]
+    fig, ax1 = plt.subplots(figsize=(7, 4))
+    ax1.plot(step, [float(r["eval/return_mean"]) for r in rows], "o-", color="tab:blue", label="return")
+    ax1.set_xlabel("gradient step")
+    ax1.set_ylabel("return (collapsed student)", color="tab:blue")
+    ax2 = ax1.twinx()
+    ax2.plot(step, [100 * float(r["sparsity/weights"]) for r in rows], "s--", color="tab:red", label="sparsity")
+    ax2.set_ylabel("weights pruned (%)", color="tab:red")
+    ax2.set_ylim(0, 100)
+    ax1.set_title("BPD distillation")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write(out, lambda f: f.write(buf.getvalue()))

@@ -1,0 +1,60 @@
+"""A plain numpy MLP policy: the common deterministic form of teachers and collapsed students."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class MLPPolicy:
+    """Maps raw observations to actions in the environment's units.
+
+    h = (obs - obs_mean) / obs_std; hidden layers h = act(W h + b); y = W_L h + b_L;
+    output "tanh": low + (tanh(y) + 1) / 2 * (high - low); output "clip": clip(y, low, high).
+    """
+
+    weights: list[np.ndarray]
+    biases: list[np.ndarray]
+    activation: str
+    output: str
+    obs_mean: np.ndarray
+    obs_std: np.ndarray
+    action_low: np.ndarray
+    action_high: np.ndarray
+
+    @property
+    def obs_dim(self) -> int:
+        return self.weights[0].shape[1]
+
+    @property
+    def act_dim(self) -> int:
+        return self.weights[-1].shape[0]
+
+    @property
+    def hidden(self) -> list[int]:
+        return [w.shape[0] for w in self.weights[:-1]]
+
+    @property
+    def params_total(self) -> int:
+        """Every weight and bias."""
+        return int(sum(w.size + b.size for w, b in zip(self.weights, self.biases)))
+
+    @property
+    def params_nonzero(self) -> int:
+        return int(sum(np.count_nonzero(w) + np.count_nonzero(b) for w, b in zip(self.weights, self.biases)))
+
+    def hidden_act(self, x: np.ndarray) -> np.ndarray:
+        return np.tanh(x) if self.activation == "tanh" else np.maximum(x, 0.0)
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """Deterministic action(s) for one observation [obs_dim] or a batch [n, obs_dim]."""
+        h = (np.asarray(obs, dtype=np.float32) - self.obs_mean) / self.obs_std
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            h = h @ w.T + b
+            if i < len(self.weights) - 1:
+                h = self.hidden_act(h)
+        if self.output == "tanh":
+            return self.action_low + (np.tanh(h) + 1.0) * 0.5 * (self.action_high - self.action_low)
+        return np.clip(h, self.action_low, self.action_high)

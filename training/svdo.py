@@ -1,0 +1,64 @@
+"""Sparse variational dropout (Molchanov, Ashukha and Vetrov, 2017) for linear layers.
+
+Each weight has a Gaussian posterior N(theta, alpha * theta^2) under a log-uniform prior. We
+optimise theta and log sigma^2 (additive reparameterisation); log alpha = log sigma^2 - log theta^2,
+clipped. Training samples pre-activations with the local reparameterisation trick; inference uses
+theta, zeroed where log alpha reaches the pruning threshold.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# Constants of the KL approximation (Molchanov et al. 2017, eq. 14).
+K1, K2, K3 = 0.63576, 1.87320, 1.48695
+
+
+def kl_approx(log_alpha: torch.Tensor) -> torch.Tensor:
+    """Per-weight KL(q || log-uniform prior) ~= k1 - k1 * sigmoid(k2 + k3 log a) + 0.5 log(1 + 1/a)."""
+    return K1 - K1 * torch.sigmoid(K2 + K3 * log_alpha) + 0.5 * F.softplus(-log_alpha)
+
+
+class LinearSVDO(nn.Module):
+    """A linear layer with a sparse variational dropout posterior over its weights."""
+
+    def __init__(self, in_features: int, out_features: int, threshold: float = 3.0,
+                 log_alpha_clip: float = 10.0, init_log_sigma2: float = -10.0) -> None:
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.threshold, self.log_alpha_clip = threshold, log_alpha_clip
+        self.theta = nn.Parameter(torch.empty(out_features, in_features))
+        self.log_sigma2 = nn.Parameter(torch.full((out_features, in_features), init_log_sigma2))
+        self.bias = nn.Parameter(torch.zeros(out_features))
+        nn.init.kaiming_uniform_(self.theta, a=math.sqrt(5))
+        bound = 1.0 / math.sqrt(in_features)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    @property
+    def log_alpha(self) -> torch.Tensor:
+        la = self.log_sigma2 - torch.log(self.theta * self.theta + 1e-8)
+        return torch.clamp(la, -self.log_alpha_clip, self.log_alpha_clip)
+
+    def mask(self) -> torch.Tensor:
+        """1 where a weight survives pruning (log alpha below the threshold), else 0."""
+        return (self.log_alpha < self.threshold).to(self.theta.dtype)
+
+    def deterministic_weight(self) -> torch.Tensor:
+        return self.theta * self.mask()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            mean = F.linear(x, self.theta, self.bias)
+            var = F.linear(x * x, torch.exp(self.log_alpha) * self.theta * self.theta)
+            return mean + torch.sqrt(var + 1e-8) * torch.randn_like(mean)
+        return F.linear(x, self.deterministic_weight(), self.bias)
+
+    def kl(self) -> torch.Tensor:
+        return kl_approx(self.log_alpha).sum()
+
+    def extra_repr(self) -> str:
+        return f"in={self.in_features}, out={self.out_features}, threshold={self.threshold}"
