@@ -34,7 +34,7 @@ FORMAT_VERSION = 1
 class CollectConfig:
     teacher: str = field(help="teacher file (bpd teacher format)")
     out: str = field("dataset.npz", help="where to write the dataset")
-    steps: int = field(100_000, help="environment steps to record")
+    steps: int = field(50_000, help="environment steps to record")
     noise: float = field(0.1, help="exploration noise std, as a fraction of half the action range")
     env: str | None = field(None, help="environment id (default: the teacher's)")
     seed: int = field(0, help="random seed")

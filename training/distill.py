@@ -37,7 +37,7 @@ from training.teacher import load_teacher
 
 SCHEDULES = ("linear", "constant", "exponential")
 # Fields that may differ between a run and its resumption.
-_RESUME_FREE = {"resume", "progress", "threads"}
+_RESUME_FREE = {"resume", "progress", "threads", "bpd_version"}
 
 
 @dataclass

@@ -1,0 +1,58 @@
+# Two entry points: `make demo` runs the whole pipeline, `make test` runs the test suite.
+# Both create or refresh the virtual environment first and are quick when nothing changed.
+
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+DEMO   := demo_out
+ENV_ID := InvertedPendulum-v5
+
+.PHONY: demo test venv system-deps clean bench
+.DELETE_ON_ERROR:
+
+venv: $(VENV)/.stamp-install
+
+# torch is installed first and pinned: the local CPU wheel, never the CUDA build.
+$(VENV)/.stamp-install: setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip setuptools wheel
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[test,emulate]'
+	touch $@
+
+# System tools: the ARM cross toolchain and clang. Installed when we are root with apt-get;
+# elsewhere the tests that need them skip and say why.
+system-deps: $(VENV)/.stamp-system
+$(VENV)/.stamp-system: | $(VENV)/.stamp-install
+	@if command -v arm-none-eabi-gcc >/dev/null && command -v clang >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
+	    gcc-arm-none-eabi libnewlib-arm-none-eabi binutils-arm-none-eabi clang >/dev/null; \
+	else echo "note: arm-none-eabi-gcc/clang missing and not root: cross-build tests will skip"; fi
+	touch $@
+
+test: venv system-deps
+	$(BIN)/python -m pytest
+
+# ---------------------------------------------------------------- demo pipeline
+demo: venv system-deps $(DEMO)/student_eval.json
+	@echo; echo "demo finished: outputs in $(DEMO)/"; cat $(DEMO)/student_eval.json
+
+$(DEMO)/teacher.npz: | $(VENV)/.stamp-install
+	$(BIN)/bpd teacher train --env $(ENV_ID) --out $@
+
+$(DEMO)/dataset.npz: $(DEMO)/teacher.npz
+	$(BIN)/bpd collect --teacher $< --out $@
+
+$(DEMO)/run/student.pt: $(DEMO)/teacher.npz $(DEMO)/dataset.npz
+	rm -rf $(DEMO)/run
+	$(BIN)/bpd distill --teacher $(DEMO)/teacher.npz --dataset $(DEMO)/dataset.npz --out $(DEMO)/run
+
+$(DEMO)/student_eval.json: $(DEMO)/run/student.pt
+	$(BIN)/bpd evaluate $(DEMO)/run --episodes 10 --json > $@.tmp && mv $@.tmp $@
+
+bench: venv system-deps
+	$(BIN)/python benchmarks/training_benchmark.py
+
+clean:
+	rm -rf $(DEMO) build *.egg-info

@@ -1,0 +1,36 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+BPD = str(Path(sys.executable).with_name("bpd"))
+
+torch.set_num_threads(1)
+
+
+def run_bpd(*args: str, check: bool = True, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
+    """Run the installed `bpd` command the way a user does."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.pop("BPD_DEBUG", None)
+    p = subprocess.run([BPD, *args], capture_output=True, text=True, timeout=timeout, env=env, **kw)
+    if check and p.returncode != 0:
+        raise AssertionError(f"bpd {' '.join(args)} failed ({p.returncode}):\n{p.stderr}")
+    return p
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory):
+    """A teacher, dataset and student made on a tiny budget (seconds), shared by tests."""
+    d = tmp_path_factory.mktemp("tiny")
+    run_bpd("teacher", "train", "--out", str(d / "teacher.npz"), "--steps", "300", "--learning-starts", "100",
+            "--eval-every", "300", "--eval-episodes", "1", "--hidden", "32", "32", "--no-progress")
+    run_bpd("collect", "--teacher", str(d / "teacher.npz"), "--out", str(d / "dataset.npz"), "--steps", "600",
+            "--no-progress")
+    run_bpd("distill", "--teacher", str(d / "teacher.npz"), "--dataset", str(d / "dataset.npz"),
+            "--out", str(d / "run"), "--steps", "200", "--eval-every", "100", "--eval-episodes", "1",
+            "--checkpoint-every", "50", "--hidden", "16", "16", "--critic-hidden", "32", "32", "--no-progress")
+    return d

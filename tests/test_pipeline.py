@@ -1,0 +1,107 @@
+"""The whole training stage through the `bpd` command on a tiny budget, bad input, and resume."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import BPD, run_bpd
+from training.collect import load_dataset, save_dataset
+
+
+def test_smoke_pipeline(tiny_pipeline):
+    d = tiny_pipeline
+    ds = load_dataset(d / "dataset.npz")
+    assert len(ds) == 600 and ds.meta["teacher_sha256"] and ds.meta["noise"] == 0.1
+    # the teacher's deterministic action is recorded next to the executed (noisy) one
+    assert not np.allclose(ds.actions, ds.teacher_actions)
+    assert np.abs(ds.actions - ds.teacher_actions).max() <= 0.1 * 3 * 6  # 6 sigma of noise, half-range 3
+    for f in ("config.json", "metrics.csv", "checkpoint.pt", "student.pt", "training.png", "summary.json"):
+        assert (d / "run" / f).is_file(), f
+    rows = (d / "run" / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("step,") and [r.split(",")[0] for r in rows[1:]] == ["100", "200"]
+    out = json.loads(run_bpd("evaluate", str(d / "run"), "--episodes", "2", "--json").stdout)
+    for k in ("return_mean", "return_std", "episodes", "params_total", "params_nonzero", "sparsity"):
+        assert k in out
+    # 4-16-16-1: 64+16 + 256+16 + 16+1 weights and biases
+    assert out["params_total"] == 369 and out["episodes"] == 2
+    assert 0 <= out["params_nonzero"] <= 369
+    assert out["sparsity"] == pytest.approx(1 - out["params_nonzero"] / 369)
+    assert out["teacher_params_total"] == 4 * 32 + 32 + 32 * 32 + 32 + 32 + 1
+    t = json.loads(run_bpd("evaluate", str(d / "teacher.npz"), "--episodes", "1", "--json").stdout)
+    assert t["kind"] == "teacher" and t["sparsity"] == 0.0
+
+
+def _err(p):
+    assert p.returncode != 0
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bpd: error:"), p.stderr
+    assert "Traceback" not in p.stderr
+    return lines[0]
+
+
+def test_bad_input_one_line_errors(tiny_pipeline, tmp_path):
+    d = tiny_pipeline
+    (tmp_path / "corrupt.npz").write_bytes(os.urandom(200))
+    assert "no such file" in _err(run_bpd("collect", "--teacher", str(tmp_path / "none.npz"), check=False))
+    assert "not a readable" in _err(run_bpd("collect", "--teacher", str(tmp_path / "corrupt.npz"), check=False))
+    assert "unknown or unavailable environment" in _err(
+        run_bpd("teacher", "train", "--env", "NoSuchEnv-v9", check=False))
+    ds = load_dataset(d / "dataset.npz")
+    ds.observations[5, 2] = np.nan
+    save_dataset(ds, tmp_path / "nan.npz")
+    assert "NaN" in _err(run_bpd("distill", "--teacher", str(d / "teacher.npz"), "--dataset",
+                                 str(tmp_path / "nan.npz"), "--out", str(tmp_path / "r1"), check=False))
+    ds = load_dataset(d / "dataset.npz")
+    ds.meta["obs_dim"] = 3
+    for k in ("observations", "next_observations"):
+        setattr(ds, k, getattr(ds, k)[:, :3])
+    ds.obs_mean, ds.obs_std = ds.obs_mean[:3], ds.obs_std[:3]
+    save_dataset(ds, tmp_path / "dims.npz")
+    assert "teacher expects 4" in _err(run_bpd("distill", "--teacher", str(d / "teacher.npz"), "--dataset",
+                                               str(tmp_path / "dims.npz"), "--out", str(tmp_path / "r2"), check=False))
+    # resume with a different configuration
+    assert "different configuration (hidden)" in _err(run_bpd(
+        "distill", "--teacher", str(d / "teacher.npz"), "--dataset", str(d / "dataset.npz"), "--out",
+        str(d / "run"), "--steps", "200", "--eval-every", "100", "--eval-episodes", "1", "--checkpoint-every", "50",
+        "--hidden", "8", "--critic-hidden", "32", "32", "--resume", check=False))
+    # an existing run is never overwritten silently
+    assert "already holds a run" in _err(run_bpd("distill", "--teacher", str(d / "teacher.npz"), "--dataset",
+                                                 str(d / "dataset.npz"), "--out", str(d / "run"), check=False))
+    assert "no such file" in _err(run_bpd("evaluate", str(tmp_path / "nothing.pt"), check=False))
+    assert "unknown or unavailable" in _err(run_bpd("evaluate", str(d / "teacher.npz"), "--env", "Bad-v0",
+                                                    check=False))
+
+
+def _distill_args(d, out, steps=600):
+    return ["distill", "--teacher", str(d / "teacher.npz"), "--dataset", str(d / "dataset.npz"), "--out", str(out),
+            "--steps", str(steps), "--eval-every", "300", "--eval-episodes", "1", "--checkpoint-every", "20",
+            "--hidden", "16", "16", "--critic-hidden", "32", "32", "--no-progress", "--seed", "3"]
+
+
+def test_kill9_then_resume_matches_uninterrupted_run(tiny_pipeline, tmp_path):
+    d = tiny_pipeline
+    run_bpd(*_distill_args(d, tmp_path / "full"))
+    out = tmp_path / "killed"
+    p = subprocess.Popen([BPD, *_distill_args(d, out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (out / "checkpoint.pt").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    ck = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert 0 < ck["trainer"]["step"] <= 600
+    assert not (out / "student.pt").exists() or ck["trainer"]["step"] == 600
+    run_bpd(*_distill_args(d, out), "--resume")
+    a = torch.load(tmp_path / "full" / "student.pt", weights_only=True)["state_dict"]
+    b = torch.load(out / "student.pt", weights_only=True)["state_dict"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    steps = [r.split(",")[0] for r in (out / "metrics.csv").read_text().splitlines()[1:]]
+    assert steps == ["300", "600"]

@@ -1,0 +1,76 @@
+"""Teacher format, the numpy forward pass, and safe import of stable-baselines3 models."""
+
+import numpy as np
+import pytest
+
+from bpd.errors import BpdError
+from training.mlp import MLPPolicy
+from training.teacher import Teacher, TeacherImportConfig, import_sb3, load_teacher
+
+
+def hand_teacher(output="tanh") -> Teacher:
+    # obs 2 -> hidden 2 (relu) -> 1; normalisation mean [1, 0], std [2, 1]; bounds [-3, 3]
+    return Teacher(weights=[np.array([[1.0, 0.0], [0.0, -1.0]], np.float32), np.array([[0.5, 2.0]], np.float32)],
+                   biases=[np.array([0.0, 1.0], np.float32), np.array([0.25], np.float32)],
+                   activation="relu", output=output, obs_mean=np.array([1.0, 0.0], np.float32),
+                   obs_std=np.array([2.0, 1.0], np.float32), action_low=np.array([-3.0], np.float32),
+                   action_high=np.array([3.0], np.float32), env_id="InvertedPendulum-v5", algo="hand")
+
+
+def test_hand_built_forward():
+    t = hand_teacher()
+    # obs [5, 0.5] -> norm [2, 0.5] -> hidden relu([2, 0.5]) = [2, 0.5] -> y = 1 + 1 + 0.25 = 2.25
+    y = 2.25
+    assert t.act(np.array([5.0, 0.5]))[0] == pytest.approx(-3 + (np.tanh(y) + 1) * 3, rel=1e-6)
+    tc = hand_teacher("clip")
+    assert tc.act(np.array([5.0, 0.5]))[0] == pytest.approx(2.25, rel=1e-6)
+    # obs [1, 2] -> norm [0, 2] -> relu([0, -1]) = [0, 0] -> y = 0.25; batch form agrees
+    batch = tc.act(np.array([[5.0, 0.5], [1.0, 2.0]]))
+    np.testing.assert_allclose(batch[:, 0], [2.25, 0.25], rtol=1e-6)
+    assert t.params_total == 4 + 2 + 2 + 1 and isinstance(t, MLPPolicy)
+
+
+def test_save_load_roundtrip(tmp_path):
+    t = hand_teacher()
+    t.save(tmp_path / "t.npz")
+    u = load_teacher(tmp_path / "t.npz")
+    obs = np.random.default_rng(0).normal(size=(50, 2))
+    np.testing.assert_array_equal(t.act(obs), u.act(obs))
+    assert (u.env_id, u.algo, u.hidden) == ("InvertedPendulum-v5", "hand", [2])
+
+
+def test_corrupt_and_wrong_files(tmp_path):
+    (tmp_path / "junk.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(BpdError, match="not a readable bpd-teacher"):
+        load_teacher(tmp_path / "junk.npz")
+    with pytest.raises(BpdError, match="no such file"):
+        load_teacher(tmp_path / "missing.npz")
+    np.savez(tmp_path / "plain.npz", a=np.zeros(3))
+    with pytest.raises(BpdError, match="no metadata"):
+        load_teacher(tmp_path / "plain.npz")
+    t = hand_teacher()
+    t.weights[0][0, 0] = np.nan
+    t.save(tmp_path / "nan.npz")
+    with pytest.raises(BpdError, match="NaN"):
+        load_teacher(tmp_path / "nan.npz")
+
+
+@pytest.mark.parametrize("algo", ["SAC", "TD3", "PPO"])
+def test_import_sb3_matches_predict(tmp_path, algo):
+    import gymnasium as gym
+    import stable_baselines3 as sb3
+
+    env = gym.make("InvertedPendulum-v5")
+    model = getattr(sb3, algo)("MlpPolicy", env, seed=1, policy_kwargs=dict(net_arch=[32, 16]), device="cpu")
+    model.save(tmp_path / "m.zip")
+    t = import_sb3(TeacherImportConfig(sb3_zip=str(tmp_path / "m.zip"), env="InvertedPendulum-v5"))
+    assert t.algo == algo.lower() and t.hidden == [32, 16]
+    obs = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
+    expected, _ = model.predict(obs, deterministic=True)
+    np.testing.assert_allclose(t.act(obs), expected, atol=1e-5)
+
+
+def test_import_rejects_garbage(tmp_path):
+    (tmp_path / "x.zip").write_bytes(b"nope")
+    with pytest.raises(BpdError, match="not a readable stable-baselines3"):
+        import_sb3(TeacherImportConfig(sb3_zip=str(tmp_path / "x.zip"), env="InvertedPendulum-v5"))
