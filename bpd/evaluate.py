@@ -38,19 +38,15 @@ def load_any(path: str | Path) -> Loaded:
     if p.is_dir():
         if (p / "student.pt").is_file():
             return _student(p / "student.pt")
-        for hook in _DIR_LOADERS:
-            loaded = hook(p)
-            if loaded is not None:
-                return loaded
+        if (p / "export.json").is_file():
+            return _export_dir(p)
         raise BpdError(f"{p}: not a run directory or an export directory")
     if not p.is_file():
         raise BpdError(f"{p}: no such file or directory")
     with open(p, "rb") as f:
         head = f.read(4)
     if p.suffix == ".onnx":
-        for hook in _ONNX_LOADERS:
-            return hook(p)
-        raise BpdError(f"{p}: ONNX evaluation is not available")
+        return _onnx(p)
     if head[:2] == b"PK" and p.suffix == ".npz":
         from training.teacher import load_teacher
         t = load_teacher(p)
@@ -72,9 +68,28 @@ def _student(path: Path) -> Loaded:
     return Loaded("student", meta["env_id"], pol.act, pol.params_total, pol.params_nonzero, extra)
 
 
-# Later rooms (export) add loaders for their artifacts here.
-_DIR_LOADERS: list[Callable[[Path], Loaded | None]] = []
-_ONNX_LOADERS: list[Callable[[Path], Loaded]] = []
+def _onnx(path: Path) -> Loaded:
+    from export.onnx_export import OnnxPolicy
+    pol = OnnxPolicy(path)
+    import onnx.numpy_helper as nh
+    weights = [nh.to_array(t) for t in pol.model.graph.initializer if t.name[:1] in "WB" and t.name[1:].isdigit()]
+    total = sum(w.size for w in weights)
+    nonzero = sum(int(np.count_nonzero(w)) for w in weights)
+    return Loaded("onnx", pol.meta.get("env_id", ""), pol.act, total, nonzero,
+                  {"model_hash": pol.meta.get("model_hash")})
+
+
+def _export_dir(path: Path) -> Loaded:
+    """The exported C kernel itself, compiled on the host and called through ctypes."""
+    import json
+    from export.c_export import CPolicy
+    info = json.loads((path / "export.json").read_text())
+    pol = CPolicy(path)
+    if pol.model_hash != info["model_hash"]:
+        raise BpdError(f"{path}: policy_weights.c does not match export.json (model hash differs)")
+    return Loaded("c", info["env_id"], pol.act, info["params_total"], info["params_nonzero"],
+                  {"model_hash": info["model_hash"], "widths": info["widths"],
+                   "source_params_total": info["source_params_total"]})
 
 
 def run_evaluate(cfg: EvaluateConfig) -> dict:

@@ -1,0 +1,239 @@
+"""Generate policy_weights.c/.h for the C kernel, compile it on the host, and run it via ctypes.
+
+Per layer the storage is dense, CSR with uint8 column indices (inputs <= 256) or CSR with uint16
+indices, whichever costs fewer bytes (or as forced). Weights are float32, or int8 with one float
+scale per row.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bpd.errors import BpdError
+from bpd.io import write_text
+from export.collapse import CollapsedNet
+
+KERNEL_DIR = Path(__file__).resolve().parent
+KERNEL_FILES = ("policy.c", "policy.h")
+CFLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2"]
+STORAGE = {"dense": 0, "csr8": 1, "csr16": 2}
+ACT = {"none": 0, "tanh": 1, "relu": 2}
+
+
+@dataclass
+class LayerPlan:
+    rows: int
+    cols: int
+    nnz: int
+    storage: str
+    int8: bool
+    value_bytes: int
+    index_bytes: int
+    bias_bytes: int
+    scale_bytes: int
+
+    @property
+    def total_bytes(self) -> int:
+        return self.value_bytes + self.index_bytes + self.bias_bytes + self.scale_bytes
+
+
+def layer_cost(w: np.ndarray, storage: str, int8: bool) -> LayerPlan:
+    rows, cols = w.shape
+    nnz = int(np.count_nonzero(w))
+    vb = 1 if int8 else 4
+    if storage == "dense":
+        values, index = rows * cols * vb, 0
+    else:
+        values, index = nnz * vb, nnz * (1 if storage == "csr8" else 2) + (rows + 1) * 2
+    return LayerPlan(rows, cols, nnz, storage, int8, values, index, rows * 4, rows * 4 if int8 else 0)
+
+
+def plan_layer(w: np.ndarray, fmt: str, int8: bool) -> LayerPlan:
+    """Choose storage: fmt "auto" takes the cheapest; "dense" or "csr" force the kind."""
+    csr = "csr8" if w.shape[1] <= 256 else "csr16"
+    options = {"auto": ["dense", csr], "dense": ["dense"], "csr": [csr]}[fmt]
+    return min((layer_cost(w, s, int8) for s in options), key=lambda p: (p.total_bytes, p.storage != "dense"))
+
+
+def quantise_rows(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 per row: w ~= q * scale, scale = max|w_row| / 127."""
+    amax = np.abs(w).max(axis=1)
+    scale = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
+    q = np.clip(np.rint(w / scale[:, None]), -127, 127).astype(np.int8)
+    return q, scale
+
+
+def _c_float(x: float) -> str:
+    """A C float literal that reads back to exactly this float32 value."""
+    s = f"{x:.9g}"
+    if not any(ch in s for ch in ".e"):
+        s += ".0"
+    return s + "f"
+
+
+def _floats(a: np.ndarray) -> str:
+    return ", ".join(_c_float(float(x)) for x in np.asarray(a, np.float32).ravel())
+
+
+def _ints(a: np.ndarray) -> str:
+    return ", ".join(str(int(x)) for x in np.asarray(a).ravel())
+
+
+def _wrap(s: str, width: int = 100) -> str:
+    out, line = [], "    "
+    for tok in s.split(", "):
+        if len(line) + len(tok) + 2 > width:
+            out.append(line.rstrip())
+            line = "    "
+        line += tok + ", "
+    out.append(line.rstrip().rstrip(","))
+    return "\n".join(out)
+
+
+def model_hash(net: CollapsedNet) -> str:
+    """Identity of the computed function: structure and every float32 parameter."""
+    h = hashlib.sha256()
+    h.update(f"{net.activation}|{net.output}|{net.widths}".encode())
+    for w, b in zip(net.weights, net.biases):
+        h.update(np.ascontiguousarray(w, np.float32).tobytes())
+        h.update(np.ascontiguousarray(b, np.float32).tobytes())
+    for a in (net.action_low, net.action_high):
+        h.update(np.ascontiguousarray(a, np.float32).tobytes())
+    return h.hexdigest()
+
+
+def generate_c(net: CollapsedNet, out_dir: Path, fmt: str, int8: bool, source_hash: str, command: str,
+               prefix: str = "bpd") -> list[LayerPlan]:
+    """Write policy_weights.c/.h and copy the kernel into out_dir; returns the per-layer plans."""
+    plans = [plan_layer(w, fmt, int8) for w in net.weights]
+    mh = model_hash(net)
+    banner = (f"/* generated - do not edit.\n * source sha256: {source_hash}\n * model hash: {mh}\n"
+              f" * regenerate with: {command}\n */\n")
+    max_width = max(w.shape[0] for w in net.weights)
+    n = len(net.weights)
+    safe = np.clip(np.zeros(net.act_dim, np.float32), net.action_low, net.action_high)
+    c = [banner, '#include "policy_weights.h"\n']
+    layer_inits = []
+    for i, (w, b, p) in enumerate(zip(net.weights, net.biases, plans)):
+        q, scale = quantise_rows(w) if int8 else (None, None)
+        name = f"{prefix}_l{i}"
+        vals = w if not int8 else q
+        if p.storage == "dense":
+            flat = vals.ravel()
+        else:
+            rows_idx, cols_idx = np.nonzero(w)
+            flat = vals[rows_idx, cols_idx]
+            row_ptr = np.concatenate([[0], np.cumsum(np.count_nonzero(w, axis=1))]).astype(np.uint16)
+            ctype = "uint8_t" if p.storage == "csr8" else "uint16_t"
+            c.append(f"static const {ctype} {name}_cols[{len(cols_idx)}] = {{\n{_wrap(_ints(cols_idx))}\n}};\n")
+            c.append(f"static const uint16_t {name}_row_ptr[{len(row_ptr)}] = {{\n{_wrap(_ints(row_ptr))}\n}};\n")
+        if int8:
+            c.append(f"static const int8_t {name}_q[{len(flat)}] = {{\n{_wrap(_ints(flat))}\n}};\n")
+            c.append(f"static const float {name}_scale[{len(scale)}] = {{\n{_wrap(_floats(scale))}\n}};\n")
+        else:
+            c.append(f"static const float {name}_w[{len(flat)}] = {{\n{_wrap(_floats(flat))}\n}};\n")
+        c.append(f"static const float {name}_b[{len(b)}] = {{\n{_wrap(_floats(b))}\n}};\n")
+        act = ACT[net.activation] if i < n - 1 else ACT["none"]
+        fields = [f"{p.rows}", f"{p.cols}", f"{STORAGE[p.storage]}", f"{act}",
+                  "NULL" if int8 else f"{name}_w", f"{name}_q" if int8 else "NULL",
+                  f"{name}_scale" if int8 else "NULL",
+                  f"{name}_cols" if p.storage == "csr8" else "NULL",
+                  f"{name}_cols" if p.storage == "csr16" else "NULL",
+                  "NULL" if p.storage == "dense" else f"{name}_row_ptr", f"{name}_b"]
+        layer_inits.append("    { " + ", ".join(fields) + " }")
+    for nm, arr in (("out_scale", net.out_scale), ("out_offset", net.out_offset), ("low", net.action_low),
+                    ("high", net.action_high), ("safe", safe)):
+        c.append(f"static const float {prefix}_{nm}[{net.act_dim}] = {{ {_floats(arr)} }};\n")
+    c.append(f"static const bpd_layer_t {prefix}_layers[{n}] = {{\n" + ",\n".join(layer_inits) + "\n};\n")
+    out_kind = 0 if net.output == "tanh" else 1
+    c.append(f"const bpd_model_t {prefix}_model = {{ {net.obs_dim}, {net.act_dim}, {max_width}, {n}, {out_kind}, "
+             f"{prefix}_layers, {prefix}_out_scale, {prefix}_out_offset, {prefix}_low, {prefix}_high, "
+             f"{prefix}_safe }};\n")
+    c.append(f"const char {prefix}_model_hash[] = \"{mh}\";\n")
+    up = prefix.upper()
+    h = [banner, f"#ifndef {up}_POLICY_WEIGHTS_H\n#define {up}_POLICY_WEIGHTS_H\n", '#include <stddef.h>\n',
+         '#include "policy.h"\n', f"#define {up}_OBS_DIM {net.obs_dim}\n#define {up}_ACT_DIM {net.act_dim}\n",
+         f"#define {up}_SCRATCH_FLOATS {2 * max_width}\n",
+         f"extern const bpd_model_t {prefix}_model;\nextern const char {prefix}_model_hash[];\n", "#endif\n"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_text(out_dir / "policy_weights.c", "\n".join(c))
+    write_text(out_dir / "policy_weights.h", "\n".join(h))
+    for f in KERNEL_FILES:
+        shutil.copyfile(KERNEL_DIR / f, out_dir / f)
+    return plans
+
+
+def find_cc() -> str:
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if not cc:
+        raise BpdError("no C compiler found (set CC or install gcc)")
+    return cc
+
+
+def compile_shared(src_dir: Path, out: Path, fast_tanh: bool = False, cc: str | None = None) -> Path:
+    """Compile the kernel and weights in src_dir into a shared library, warnings as errors."""
+    cc = cc or find_cc()
+    flags = CFLAGS + ["-fPIC", "-shared"] + (["-DBPD_FAST_TANH"] if fast_tanh else [])
+    srcs = [str(src_dir / "policy.c"), str(src_dir / "policy_weights.c")]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(f".{os.getpid()}.tmp")
+    p = subprocess.run([cc, *flags, *srcs, "-lm", "-o", str(tmp)], capture_output=True, text=True)
+    if p.returncode != 0:
+        raise BpdError(f"C compilation failed: {(p.stderr.strip().splitlines() or ['?'])[0]}")
+    os.replace(tmp, out)
+    return out
+
+
+class _Model(ctypes.Structure):
+    """The leading fields of bpd_model_t (the rest is only read by C)."""
+
+    _fields_ = [("in_dim", ctypes.c_uint16), ("out_dim", ctypes.c_uint16), ("max_width", ctypes.c_uint16)]
+
+
+class CPolicy:
+    """The exported C kernel, compiled on the host and called through ctypes."""
+
+    def __init__(self, export_dir: str | Path, fast_tanh: bool = False, build_dir: Path | None = None) -> None:
+        export_dir = Path(export_dir)
+        if not (export_dir / "policy_weights.c").is_file():
+            raise BpdError(f"{export_dir}: no policy_weights.c (not an export directory)")
+        digest = hashlib.sha256()
+        for f in ("policy.c", "policy.h", "policy_weights.c", "policy_weights.h"):
+            digest.update((export_dir / f).read_bytes())
+        digest.update(str(fast_tanh).encode())
+        build_dir = build_dir or export_dir / "build"
+        lib = build_dir / f"libpolicy-{digest.hexdigest()[:12]}.so"
+        if not lib.exists():
+            compile_shared(export_dir, lib, fast_tanh)
+        self.lib = ctypes.CDLL(str(lib))
+        self.model = _Model.in_dll(self.lib, "bpd_model")
+        self.obs_dim, self.act_dim = self.model.in_dim, self.model.out_dim
+        self._scratch = np.zeros(2 * self.model.max_width, np.float32)
+        self._run = self.lib.bpd_policy_run
+        self._run.restype = ctypes.c_int
+        fp = ctypes.POINTER(ctypes.c_float)
+        self._run.argtypes = [ctypes.c_void_p, fp, fp, fp]
+        self._model_ptr = ctypes.addressof(self.model)
+        self.model_hash = (ctypes.c_char * 65).in_dll(self.lib, "bpd_model_hash").value.decode()
+
+    def run(self, obs: np.ndarray) -> tuple[int, np.ndarray]:
+        """One call of bpd_policy_run: (return code, action)."""
+        x = np.ascontiguousarray(obs, np.float32).reshape(self.obs_dim)
+        y = np.zeros(self.act_dim, np.float32)
+        fp = ctypes.POINTER(ctypes.c_float)
+        rc = self._run(self._model_ptr, x.ctypes.data_as(fp), y.ctypes.data_as(fp), self._scratch.ctypes.data_as(fp))
+        return rc, y
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        obs = np.asarray(obs, np.float32)
+        if obs.ndim == 2:
+            return np.stack([self.run(o)[1] for o in obs])
+        return self.run(obs)[1]

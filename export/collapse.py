@@ -1,0 +1,120 @@
+"""Collapse a policy to the deterministic network that ships: fold the observation normalisation
+into the first layer, remove dead neurons, and express the output as tanh or clip plus an affine
+map to the environment's action units.
+
+Dead neurons: a hidden unit with no surviving outgoing weight is dropped; a unit with no surviving
+incoming weight outputs the constant act(bias), which is added to the next layer's bias through its
+outgoing weights, and the unit is dropped. Repeated until nothing changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bpd.errors import BpdError
+from training.mlp import MLPPolicy
+
+
+@dataclass
+class CollapsedNet:
+    """y = W_L act(... act(W_0 x + b_0) ...) + b_L on raw observations x, then
+    output "tanh": action = out_offset + out_scale * tanh(y); output "clip": action = clip(y, low, high)."""
+
+    weights: list[np.ndarray]
+    biases: list[np.ndarray]
+    activation: str
+    output: str
+    action_low: np.ndarray
+    action_high: np.ndarray
+    widths_before: list[int] = field(default_factory=list)
+
+    @property
+    def out_scale(self) -> np.ndarray:
+        return ((self.action_high - self.action_low) / 2).astype(np.float32)
+
+    @property
+    def out_offset(self) -> np.ndarray:
+        return ((self.action_high + self.action_low) / 2).astype(np.float32)
+
+    @property
+    def widths(self) -> list[int]:
+        return [self.weights[0].shape[1]] + [w.shape[0] for w in self.weights]
+
+    @property
+    def obs_dim(self) -> int:
+        return self.weights[0].shape[1]
+
+    @property
+    def act_dim(self) -> int:
+        return self.weights[-1].shape[0]
+
+    @property
+    def params_total(self) -> int:
+        return int(sum(w.size + b.size for w, b in zip(self.weights, self.biases)))
+
+    @property
+    def params_nonzero(self) -> int:
+        return int(sum(np.count_nonzero(w) + np.count_nonzero(b) for w, b in zip(self.weights, self.biases)))
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """Reference forward pass in float64."""
+        h = np.asarray(obs, dtype=np.float64)
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            h = h @ w.T.astype(np.float64) + b
+            if i < len(self.weights) - 1:
+                h = _act(self.activation, h)
+        if self.output == "tanh":
+            return self.out_offset + self.out_scale * np.tanh(h)
+        return np.clip(h, self.action_low, self.action_high)
+
+
+def _act(name: str, x: np.ndarray) -> np.ndarray:
+    return np.tanh(x) if name == "tanh" else np.maximum(x, 0.0)
+
+
+def fold_normalisation(w0: np.ndarray, b0: np.ndarray, mean: np.ndarray, std: np.ndarray):
+    """W (x - m) / s + b = (W / s) x + (b - W m / s). Zero weights stay zero."""
+    w = w0 / std[None, :]
+    return w.astype(np.float32), (b0 - w @ mean).astype(np.float32)
+
+
+def remove_dead_neurons(weights: list[np.ndarray], biases: list[np.ndarray], activation: str):
+    """Drop hidden units that cannot affect the output, folding constant units forward.
+    Returns new (weights, biases); raises BpdError if some hidden layer loses every unit."""
+    ws = [w.astype(np.float64).copy() for w in weights]
+    bs = [b.astype(np.float64).copy() for b in biases]
+    changed = True
+    while changed:
+        changed = False
+        for i in range(len(ws) - 1):  # hidden layer i = outputs of ws[i], inputs of ws[i+1]
+            no_out = ~(ws[i + 1] != 0).any(axis=0)
+            no_in = ~(ws[i] != 0).any(axis=1)
+            const = no_in & ~no_out
+            if const.any():
+                bs[i + 1] = bs[i + 1] + ws[i + 1][:, const] @ _act(activation, bs[i][const])
+            drop = no_out | no_in
+            if drop.any():
+                keep = ~drop
+                ws[i], bs[i] = ws[i][keep], bs[i][keep]
+                ws[i + 1] = ws[i + 1][:, keep]
+                changed = True
+    for i, w in enumerate(ws[:-1]):
+        if w.shape[0] == 0:
+            raise BpdError(f"every path through hidden layer {i + 1} is pruned: the policy is a constant; "
+                           "lower the KL weight or raise the threshold")
+    return [w.astype(np.float32) for w in ws], [b.astype(np.float32) for b in bs]
+
+
+def collapse(policy: MLPPolicy) -> CollapsedNet:
+    """From a (masked) MLP policy to the shipped network."""
+    before = [policy.obs_dim] + [w.shape[0] for w in policy.weights]
+    ws = [w.copy() for w in policy.weights]
+    bs = [b.copy() for b in policy.biases]
+    ws[0], bs[0] = fold_normalisation(ws[0], bs[0], policy.obs_mean.astype(np.float64),
+                                      policy.obs_std.astype(np.float64))
+    ws, bs = remove_dead_neurons(ws, bs, policy.activation)
+    return CollapsedNet(weights=ws, biases=bs, activation=policy.activation, output=policy.output,
+                        action_low=policy.action_low.astype(np.float32),
+                        action_high=policy.action_high.astype(np.float32), widths_before=before)

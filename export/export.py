@@ -1,0 +1,255 @@
+"""`bpd export`: a student (or teacher) to ONNX, C weights and the C kernel, with parity proven.
+
+An export directory holds:
+  policy.onnx            float32, input obs [batch, obs_dim], output action [batch, act_dim]
+  policy_weights.c/.h    generated const arrays (banner names the source hash and the command)
+  policy.c/.h            the hand-written C99 kernel
+  export.json            what the export is: env id, dims, bounds, hashes, widths, the command
+  export_report.json     per-layer storage, flash/RAM/MAC totals, the dense teacher's, parity, returns
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import bpd
+from bpd.config import field
+from bpd.errors import BpdError
+from bpd.io import sha256_file, write_json
+from export.c_export import CPolicy, LayerPlan, generate_c, model_hash, plan_layer
+from export.collapse import CollapsedNet, collapse
+from export.onnx_export import OnnxPolicy, build_onnx, reference_evaluator_run, save_onnx
+from training.mlp import MLPPolicy
+
+PARITY_TOL = 1e-5
+
+
+@dataclass
+class ExportConfig:
+    source: str = field(help="run directory, student .pt or teacher .npz", positional=True)
+    out: str = field("export", help="export directory")
+    format: str = field("auto", help="per-layer weight storage", choices=("auto", "dense", "csr"))
+    int8: bool = field(False, help="also emit int8 weights with per-row scales (in OUT/int8) and measure them")
+    dataset: str | None = field(None, help="dataset for parity states (default: the run's)")
+    teacher: str | None = field(None, help="teacher for the dense comparison (default: the run's)")
+    parity_samples: int = field(10_000, help="observations in the parity check")
+    episodes: int = field(10, help="episodes to measure the return of torch and C forms (0 to skip)")
+    seed: int = field(0, help="seed for random parity states and evaluation episodes")
+
+
+@dataclass
+class Source:
+    policy: MLPPolicy
+    torch_forward: object
+    env_id: str
+    sha256: str
+    path: Path
+    kind: str
+    threshold: float | None
+    dataset: str | None
+    teacher: str | None
+
+
+def load_source(path: str | Path) -> Source:
+    from training.student import load_student
+    from training.teacher import load_teacher
+
+    p = Path(path)
+    run_cfg: dict = {}
+    if p.is_dir():
+        if (p / "config.json").is_file():
+            run_cfg = json.loads((p / "config.json").read_text())
+        p = p / "student.pt"
+    if not p.is_file():
+        raise BpdError(f"{path}: no student or teacher file there")
+    if p.suffix == ".npz":
+        t = load_teacher(p)
+        mlp = MLPPolicy(t.weights, t.biases, t.activation, t.output, t.obs_mean, t.obs_std, t.action_low,
+                        t.action_high)
+        return Source(mlp, _torch_mlp(mlp), t.env_id, sha256_file(p), p, "teacher", None, None, str(p))
+    student, meta, stats = load_student(p)
+    keys = ("obs_mean", "obs_std", "action_low", "action_high")
+    mlp = student.collapse(**{k: stats[k] for k in keys})
+    mean, std, low, high = (torch.as_tensor(stats[k]) for k in keys)
+
+    def forward(obs: torch.Tensor) -> torch.Tensor:
+        return low + (student((obs - mean) / std) + 1) * 0.5 * (high - low)
+
+    return Source(mlp, forward, meta["env_id"], sha256_file(p), p, "student", meta["threshold"],
+                  run_cfg.get("dataset"), run_cfg.get("teacher"))
+
+
+def _torch_mlp(m: MLPPolicy):
+    ws = [torch.as_tensor(w) for w in m.weights]
+    bs = [torch.as_tensor(b) for b in m.biases]
+    mean, std, low, high = (torch.as_tensor(a) for a in (m.obs_mean, m.obs_std, m.action_low, m.action_high))
+
+    def forward(obs: torch.Tensor) -> torch.Tensor:
+        h = (obs - mean) / std
+        for i, (w, b) in enumerate(zip(ws, bs)):
+            h = torch.nn.functional.linear(h, w, b)
+            if i < len(ws) - 1:
+                h = torch.tanh(h) if m.activation == "tanh" else torch.relu(h)
+        if m.output == "tanh":
+            return low + (torch.tanh(h) + 1) * 0.5 * (high - low)
+        return torch.maximum(torch.minimum(h, high), low)
+
+    return forward
+
+
+def parity_states(src: Source, dataset: str | None, n: int, seed: int) -> tuple[np.ndarray, str]:
+    """Dataset states plus uniform random states within the observed bounds: n in all."""
+    from training.collect import load_dataset
+
+    rng = np.random.default_rng(seed)
+    obs_dim = src.policy.obs_dim
+    if dataset and Path(dataset).is_file():
+        ds = load_dataset(dataset, obs_dim)
+        take = ds.observations[rng.choice(len(ds), size=min(n // 2, len(ds)), replace=False)]
+        lo, hi = ds.observations.min(0), ds.observations.max(0)
+        origin = f"{len(take)} dataset states + {n - len(take)} uniform within the dataset's bounds"
+    else:
+        take = np.zeros((0, obs_dim), np.float32)
+        lo = src.policy.obs_mean - 3 * src.policy.obs_std
+        hi = src.policy.obs_mean + 3 * src.policy.obs_std
+        origin = f"{n} uniform within mean +- 3 std (no dataset found)"
+    rand = rng.uniform(lo, hi, size=(n - len(take), obs_dim))
+    return np.concatenate([take, rand]).astype(np.float32), origin
+
+
+def dense_figures(widths: list[int]) -> dict:
+    """Flash, activation RAM and MACs of a dense float32 MLP with these widths."""
+    weights = sum(a * b for a, b in zip(widths[:-1], widths[1:]))
+    biases = sum(widths[1:])
+    return {"widths": widths, "flash_bytes": 4 * (weights + biases), "ram_activation_bytes": 4 * 2 * max(widths[1:]),
+            "macs": weights, "params": weights + biases}
+
+
+def layer_table(net: CollapsedNet, plans: list[LayerPlan]) -> list[dict]:
+    before = net.widths_before
+    return [{"layer": i, "shape_before": [before[i + 1], before[i]], "shape_after": [p.rows, p.cols], "nnz": p.nnz,
+             "storage": p.storage, "int8": p.int8, "value_bytes": p.value_bytes, "index_bytes": p.index_bytes,
+             "bias_bytes": p.bias_bytes, "scale_bytes": p.scale_bytes, "total_bytes": p.total_bytes}
+            for i, p in enumerate(plans)]
+
+
+def totals(net: CollapsedNet, plans: list[LayerPlan]) -> dict:
+    out_bytes = 4 * net.act_dim * 5  # out_scale, out_offset, low, high, safe action
+    return {"flash_bytes": sum(p.total_bytes for p in plans) + out_bytes,
+            "ram_activation_bytes": 4 * 2 * max(p.rows for p in plans),
+            "macs": sum(p.nnz if p.storage != "dense" else p.rows * p.cols for p in plans),
+            "nonzero_weights": sum(p.nnz for p in plans), "params_nonzero": net.params_nonzero}
+
+
+def run_export(cfg: ExportConfig) -> dict:
+    t0 = time.time()
+    src = load_source(cfg.source)
+    net = collapse(src.policy)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    command = "bpd export " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["export"] \
+        else f"bpd export {shlex.quote(str(cfg.source))} --out {shlex.quote(str(cfg.out))}"
+    mh = model_hash(net)
+    sparsity = 1.0 - net.params_nonzero / max(src.policy.params_total, 1)
+    meta = {"env_id": src.env_id, "obs_dim": net.obs_dim, "act_dim": net.act_dim,
+            "action_low": json.dumps(net.action_low.tolist()), "action_high": json.dumps(net.action_high.tolist()),
+            "sparsity": f"{sparsity:.6f}", "params_nonzero": net.params_nonzero, "source_sha256": src.sha256,
+            "model_hash": mh, "bpd_version": bpd.__version__, "threshold": src.threshold}
+    model = build_onnx(net, meta)
+    save_onnx(model, out / "policy.onnx")
+    plans = generate_c(net, out, cfg.format, False, src.sha256, command)
+
+    # parity: torch (collapsed student) vs onnxruntime, ReferenceEvaluator and the C kernel
+    obs, origin = parity_states(src, cfg.dataset or src.dataset, cfg.parity_samples, cfg.seed)
+    with torch.no_grad():
+        ref = src.torch_forward(torch.as_tensor(obs)).numpy()
+    ort_out = OnnxPolicy(out / "policy.onnx").act(obs)
+    refev = reference_evaluator_run(model, obs)
+    cpol = CPolicy(out)
+    c_out = cpol.act(obs)
+    parity = {"states": len(obs), "origin": origin, "tolerance": PARITY_TOL,
+              "onnxruntime_vs_torch": float(np.abs(ort_out - ref).max()),
+              "reference_evaluator_vs_torch": float(np.abs(refev - ref).max()),
+              "c_vs_onnx": float(np.abs(c_out - ort_out).max()),
+              "c_vs_torch": float(np.abs(c_out - ref).max())}
+    parity["pass"] = all(v <= PARITY_TOL for k, v in parity.items() if k.endswith(("_torch", "_onnx")))
+    if not parity["pass"]:
+        raise BpdError(f"parity check failed: {json.dumps({k: v for k, v in parity.items() if 'vs' in k})}")
+
+    teacher_path = cfg.teacher or src.teacher
+    dense = None
+    if teacher_path and Path(teacher_path).is_file():
+        from training.teacher import load_teacher
+        t = load_teacher(teacher_path)
+        dense = dense_figures([t.obs_dim] + [w.shape[0] for w in t.weights])
+    else:
+        dense = dense_figures(net.widths_before) | {"note": "dense figures of the student's own shape (no teacher)"}
+    tot = totals(net, plans)
+    report = {"source": str(src.path), "source_kind": src.kind, "source_sha256": src.sha256, "model_hash": mh,
+              "env_id": src.env_id, "threshold": src.threshold, "widths_before": net.widths_before,
+              "widths_after": net.widths, "layers": layer_table(net, plans), "totals": tot, "dense_teacher": dense,
+              "flash_vs_teacher": tot["flash_bytes"] / dense["flash_bytes"],
+              "macs_vs_teacher": tot["macs"] / dense["macs"], "parity": parity, "command": command}
+    if cfg.int8:
+        int8_dir = out / "int8"
+        iplans = generate_c(net, int8_dir, cfg.format, True, src.sha256, command + " (int8)")
+        ic = CPolicy(int8_dir)
+        err = np.abs(ic.act(obs) - ref)
+        report["int8"] = {"layers": layer_table(net, iplans), "totals": totals(net, iplans),
+                          "max_abs_error_vs_torch": float(err.max()), "mean_abs_error_vs_torch": float(err.mean())}
+    if cfg.episodes > 0:
+        from training.envs import evaluate
+        rets = {}
+        forms = {"torch": lambda o: src.torch_forward(torch.as_tensor(o, dtype=torch.float32)[None])[0].numpy(),
+                 "c": cpol.act}
+        if cfg.int8:
+            forms["c_int8"] = ic.act
+        with torch.no_grad():
+            for name, fn in forms.items():
+                r, _ = evaluate(src.env_id, fn, cfg.episodes, seed=cfg.seed + 5000)
+                rets[name] = {"return_mean": float(np.mean(r)), "return_std": float(np.std(r))}
+        report["returns"] = rets | {"episodes": cfg.episodes}
+    write_json(out / "export.json", {"format": "bpd-export", "format_version": 1, "env_id": src.env_id,
+                                     "obs_dim": net.obs_dim, "act_dim": net.act_dim, "model_hash": mh,
+                                     "source_sha256": src.sha256, "source": str(src.path), "kind": src.kind,
+                                     "widths": net.widths, "activation": net.activation, "output": net.output,
+                                     "action_low": net.action_low, "action_high": net.action_high,
+                                     "params_total": net.params_total, "params_nonzero": net.params_nonzero,
+                                     "source_params_total": src.policy.params_total, "bpd_version": bpd.__version__,
+                                     "command": command})
+    report["seconds"] = round(time.time() - t0, 2)
+    write_json(out / "export_report.json", report)
+    return report
+
+
+def format_report(r: dict) -> str:
+    lines = [f"layer  before      after       nnz    storage  values B  index B  bias B",
+             "-" * 72]
+    for L in r["layers"]:
+        lines.append(f"{L['layer']:>5}  {'x'.join(map(str, L['shape_before'])):<10}  "
+                     f"{'x'.join(map(str, L['shape_after'])):<10}  {L['nnz']:>5}  {L['storage']:>7}  "
+                     f"{L['value_bytes']:>8}  {L['index_bytes']:>7}  {L['bias_bytes']:>6}")
+    t, d = r["totals"], r["dense_teacher"]
+    lines += ["-" * 72,
+              f"student: flash {t['flash_bytes']} B, activation RAM {t['ram_activation_bytes']} B, "
+              f"{t['macs']} MACs/inference",
+              f"dense teacher {'x'.join(map(str, d['widths']))}: flash {d['flash_bytes']} B, activation RAM "
+              f"{d['ram_activation_bytes']} B, {d['macs']} MACs",
+              f"flash {100 * r['flash_vs_teacher']:.2f} % of the teacher's, MACs {100 * r['macs_vs_teacher']:.2f} %",
+              "parity (max abs): " + ", ".join(f"{k} {v:.2e}" for k, v in r["parity"].items() if "_vs_" in k)
+              + f" (tolerance {r['parity']['tolerance']:g}, {r['parity']['states']} states)"]
+    if "int8" in r:
+        lines.append(f"int8: flash {r['int8']['totals']['flash_bytes']} B, max abs error "
+                     f"{r['int8']['max_abs_error_vs_torch']:.2e}")
+    if "returns" in r:
+        lines.append("return over %d episodes: " % r["returns"]["episodes"] + ", ".join(
+            f"{k} {v['return_mean']:.1f}" for k, v in r["returns"].items() if k != "episodes"))
+    return "\n".join(lines)

@@ -1,0 +1,165 @@
+"""The C kernel and ONNX graph against the golden network and hand-built cases.
+
+Tolerance: 1e-5 absolute (float32) for every backend against the float64 golden outputs.
+"""
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from bpd.errors import BpdError
+from export.c_export import CFLAGS, CPolicy, generate_c, layer_cost, plan_layer, quantise_rows
+from export.collapse import CollapsedNet, collapse
+from export.onnx_export import OnnxPolicy, build_onnx, reference_evaluator_run, save_onnx
+from tests.test_export_collapse import GOLDEN, golden_policy
+
+TOL = 1e-5
+X = np.array(GOLDEN["inputs"], np.float32)
+Y = np.array(GOLDEN["outputs"])
+
+
+def c_policy(net, tmp_path, fmt="auto", int8=False, fast=False, name="c"):
+    d = tmp_path / name
+    generate_c(net, d, fmt, int8, "0" * 64, "test")
+    return CPolicy(d, fast_tanh=fast)
+
+
+@pytest.mark.parametrize("fmt", ["dense", "csr", "auto"])
+def test_c_golden(tmp_path, fmt):
+    pol = c_policy(collapse(golden_policy()), tmp_path, fmt)
+    np.testing.assert_allclose(pol.act(X), Y, atol=TOL)
+
+
+def test_c_fast_tanh_golden(tmp_path):
+    pol = c_policy(collapse(golden_policy()), tmp_path, "csr", fast=True)
+    np.testing.assert_allclose(pol.act(X), Y, atol=TOL)
+
+
+def test_onnx_golden(tmp_path):
+    net = collapse(golden_policy())
+    model = build_onnx(net, {"env_id": "golden"})
+    save_onnx(model, tmp_path / "p.onnx")
+    np.testing.assert_allclose(OnnxPolicy(tmp_path / "p.onnx").act(X), Y, atol=TOL)
+    np.testing.assert_allclose(reference_evaluator_run(model, X), Y, atol=TOL)
+    assert {n.op_type for n in model.graph.node} <= {"Gemm", "Tanh", "Relu", "Mul", "Add", "Clip", "Max", "Min"}
+    onnx.checker.check_model(onnx.load(str(tmp_path / "p.onnx")), full_check=True)
+
+
+def random_net(rng, widths, density, activation="tanh", output="tanh"):
+    ws = [(rng.normal(size=(o, i)) * (rng.random((o, i)) < density)).astype(np.float32)
+          for i, o in zip(widths[:-1], widths[1:])]
+    for w in ws:  # keep every unit alive so shapes stay as given
+        w[np.arange(w.shape[0]), np.arange(w.shape[0]) % w.shape[1]] = 0.7
+    bs = [rng.normal(size=w.shape[0]).astype(np.float32) for w in ws]
+    act_dim = widths[-1]
+    return CollapsedNet(ws, bs, activation, output, -np.linspace(1, 2, act_dim).astype(np.float32),
+                        np.linspace(1, 3, act_dim).astype(np.float32), widths_before=list(widths))
+
+
+@pytest.mark.parametrize("activation,output", [("tanh", "tanh"), ("relu", "clip")])
+def test_csr16_and_dense_paths_match_reference(tmp_path, activation, output):
+    rng = np.random.default_rng(1)
+    net = random_net(rng, [300, 20, 3], 0.05, activation, output)  # 300 inputs: CSR needs uint16 columns
+    assert plan_layer(net.weights[0], "csr", False).storage == "csr16"
+    assert plan_layer(net.weights[1], "csr", False).storage == "csr8"
+    x = rng.normal(size=(200, 300)).astype(np.float32)
+    for fmt in ("dense", "csr"):
+        np.testing.assert_allclose(c_policy(net, tmp_path, fmt, name=fmt).act(x), net.act(x), atol=TOL)
+    model = build_onnx(net, {})
+    np.testing.assert_allclose(reference_evaluator_run(model, x), net.act(x), atol=TOL)
+
+
+def test_storage_choice_by_cost():
+    dense = np.ones((10, 10), np.float32)
+    assert plan_layer(dense, "auto", False).storage == "dense"
+    sparse = np.zeros((10, 10), np.float32)
+    sparse[0, 0] = 1
+    p = plan_layer(sparse, "auto", False)
+    assert p.storage == "csr8" and p.value_bytes == 4 and p.index_bytes == 1 + 11 * 2
+    assert layer_cost(dense, "dense", True).value_bytes == 100 and layer_cost(dense, "dense", True).scale_bytes == 40
+
+
+def test_nan_and_inf_give_error_code_and_safe_action(tmp_path):
+    pol = c_policy(collapse(golden_policy()), tmp_path)
+    for bad in (np.nan, np.inf, -np.inf):
+        rc, a = pol.run(np.array([0.0, bad, 1.0], np.float32))
+        assert rc == -1
+        np.testing.assert_array_equal(a, [0.0, 0.0])  # zero clamped into [-2, 2] and [0, 1]
+    rc, a = pol.run(X[2])
+    assert rc == 0
+
+
+def test_int8_error_within_bound(tmp_path):
+    # one layer: action = offset + scale * tanh(W x + b); per weight |dw| <= row_scale / 2, tanh 1-Lipschitz
+    rng = np.random.default_rng(2)
+    w = (rng.normal(size=(2, 6)) * (rng.random((2, 6)) < 0.6)).astype(np.float32)
+    w[:, 0] = 1.0
+    net = CollapsedNet([w], [np.zeros(2, np.float32)], "tanh", "tanh", np.array([-3, -1], np.float32),
+                       np.array([3, 1], np.float32), widths_before=[6, 2])
+    pol = c_policy(net, tmp_path, "csr", int8=True)
+    _, scale = quantise_rows(w)
+    x = rng.uniform(-2, 2, size=(500, 6)).astype(np.float32)
+    bound = net.out_scale * (np.abs(x).sum(1, keepdims=True) * scale / 2) + 1e-6
+    err = np.abs(pol.act(x) - net.act(x))
+    assert (err <= bound).all()
+    assert err.max() > 0  # int8 really is in use
+
+
+def test_fast_tanh_max_error(tmp_path):
+    """Measures the documented maximum error of the fast tanh over [-10, 10]."""
+    src = tmp_path / "t.c"
+    src.write_text('#include <stdio.h>\n#include "policy.h"\nint main(void){int i;for(i=-200000;i<=200000;++i){'
+                   'float x=(float)i*5e-5f;printf("%.9g\\n",(double)bpd_tanh(x));}return 0;}\n')
+    kdir = Path(__file__).resolve().parents[1] / "export"
+    exe = tmp_path / "t"
+    subprocess.run(["cc", *CFLAGS, "-DBPD_FAST_TANH", f"-I{kdir}", str(src), str(kdir / "policy.c"), "-lm",
+                    "-o", str(exe)], check=True)
+    y = np.array(subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split(), float)
+    x = (np.arange(-200000, 200001) * np.float32(5e-5)).astype(np.float32).astype(np.float64)
+    err = np.abs(y - np.tanh(x)).max()
+    assert err <= 5e-7, err  # measured 3.9e-7 (policy.h)
+
+
+@pytest.mark.parametrize("cc", ["gcc", "clang"])
+def test_kernel_compiles_warning_free(tmp_path, cc):
+    if shutil.which(cc) is None:
+        pytest.skip(f"{cc} not installed")
+    net = collapse(golden_policy())
+    generate_c(net, tmp_path, "auto", True, "0" * 64, "test")
+    for fast in ([], ["-DBPD_FAST_TANH"]):
+        subprocess.run([cc, *CFLAGS, *fast, "-c", str(tmp_path / "policy.c"), str(tmp_path / "policy_weights.c")],
+                       check=True, cwd=tmp_path)
+
+
+def test_weights_file_banner(tmp_path):
+    generate_c(collapse(golden_policy()), tmp_path, "auto", False, "ab" * 32, "bpd export run --out x")
+    head = (tmp_path / "policy_weights.c").read_text().splitlines()[:4]
+    assert head[0].startswith("/* generated - do not edit")
+    assert "ab" * 32 in head[1] and "bpd export run --out x" in head[3]
+
+
+def test_export_cli_end_to_end(tiny_pipeline, tmp_path):
+    from tests.conftest import run_bpd
+
+    out = tmp_path / "exp"
+    p = run_bpd("export", str(tiny_pipeline / "run"), "--out", str(out), "--int8", "--episodes", "1",
+                "--parity-samples", "10000")
+    assert "parity" in p.stdout
+    rep = json.loads((out / "export_report.json").read_text())
+    assert rep["parity"]["pass"] and rep["parity"]["states"] == 10000
+    for k in ("onnxruntime_vs_torch", "reference_evaluator_vs_torch", "c_vs_onnx"):
+        assert rep["parity"][k] <= 1e-5
+    assert rep["totals"]["flash_bytes"] > 0 and rep["dense_teacher"]["widths"] == [4, 32, 32, 1]
+    meta = {p.key: p.value for p in onnx.load(str(out / "policy.onnx")).metadata_props}
+    for k in ("env_id", "obs_dim", "act_dim", "action_low", "action_high", "sparsity", "params_nonzero",
+              "source_sha256", "bpd_version"):
+        assert k in meta
+    ev = json.loads(run_bpd("evaluate", str(out), "--episodes", "1", "--json").stdout)
+    assert ev["kind"] == "c" and ev["model_hash"] == rep["model_hash"]
+    ev2 = json.loads(run_bpd("evaluate", str(out / "policy.onnx"), "--episodes", "1", "--json").stdout)
+    assert ev2["return_mean"] == pytest.approx(ev["return_mean"], rel=0.01)
