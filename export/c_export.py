@@ -23,6 +23,7 @@ from export.collapse import CollapsedNet
 
 KERNEL_DIR = Path(__file__).resolve().parent
 KERNEL_FILES = ("policy.c", "policy.h")
+GENERATED = ("policy_weights.c", "policy_weights.h", "policy_config.h")
 CFLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2"]
 STORAGE = {"dense": 0, "csr8": 1, "csr16": 2}
 ACT = {"none": 0, "tanh": 1, "relu": 2}
@@ -163,7 +164,15 @@ def generate_c(net: CollapsedNet, out_dir: Path, fmt: str, int8: bool, source_ha
          '#include "policy.h"\n', f"#define {up}_OBS_DIM {net.obs_dim}\n#define {up}_ACT_DIM {net.act_dim}\n",
          f"#define {up}_SCRATCH_FLOATS {2 * max_width}\n",
          f"extern const bpd_model_t {prefix}_model;\nextern const char {prefix}_model_hash[];\n", "#endif\n"]
+    used = {p.storage for p in plans}
+    config = [banner, "#ifndef BPD_POLICY_CONFIG_H\n#define BPD_POLICY_CONFIG_H\n",
+              "/* storage paths this model uses: the kernel compiles only these */\n"]
+    for flag, on in (("DENSE", "dense" in used), ("CSR8", "csr8" in used), ("CSR16", "csr16" in used),
+                     ("INT8", int8)):
+        config.append(f"#define BPD_USE_{flag} {int(on)}\n")
+    config.append("#endif\n")
     out_dir.mkdir(parents=True, exist_ok=True)
+    write_text(out_dir / "policy_config.h", "".join(config))
     write_text(out_dir / "policy_weights.c", "\n".join(c))
     write_text(out_dir / "policy_weights.h", "\n".join(h))
     for f in KERNEL_FILES:
@@ -206,7 +215,7 @@ class CPolicy:
         if not (export_dir / "policy_weights.c").is_file():
             raise BpdError(f"{export_dir}: no policy_weights.c (not an export directory)")
         digest = hashlib.sha256()
-        for f in ("policy.c", "policy.h", "policy_weights.c", "policy_weights.h"):
+        for f in KERNEL_FILES + GENERATED:
             digest.update((export_dir / f).read_bytes())
         digest.update(str(fast_tanh).encode())
         build_dir = build_dir or export_dir / "build"

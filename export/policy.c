@@ -1,5 +1,6 @@
 /* bpd policy kernel; see policy.h. */
 #include "policy.h"
+#include "policy_config.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -52,37 +53,58 @@ static float activate(uint8_t kind, float v)
     return v;
 }
 
+/* policy_config.h (generated with the weights) says which storage paths the model uses, so
+ * only those are compiled; each defaults to on when the header is the generic one. */
 static void layer_run(const bpd_layer_t *L, const float *in, float *out)
 {
-    uint16_t r, c;
+    uint16_t r;
     for (r = 0; r < L->rows; ++r) {
         float acc = 0.0f;
+#if BPD_USE_DENSE
         if (L->storage == BPD_DENSE) {
-            size_t base = (size_t)r * L->cols;
+            const size_t base = (size_t)r * L->cols;
+            uint16_t c;
+#if BPD_USE_INT8
             if (L->qvalues != NULL) {
                 for (c = 0; c < L->cols; ++c) acc += (float)L->qvalues[base + c] * in[c];
                 acc *= L->row_scale[r];
-            } else {
+            } else
+#endif
+            {
                 for (c = 0; c < L->cols; ++c) acc += L->values[base + c] * in[c];
             }
-        } else {
-            uint16_t k, end = L->row_ptr[r + 1];
-            if (L->storage == BPD_CSR8) {
-                if (L->qvalues != NULL) {
-                    for (k = L->row_ptr[r]; k < end; ++k) acc += (float)L->qvalues[k] * in[L->col8[k]];
-                    acc *= L->row_scale[r];
-                } else {
-                    for (k = L->row_ptr[r]; k < end; ++k) acc += L->values[k] * in[L->col8[k]];
-                }
-            } else {
-                if (L->qvalues != NULL) {
-                    for (k = L->row_ptr[r]; k < end; ++k) acc += (float)L->qvalues[k] * in[L->col16[k]];
-                    acc *= L->row_scale[r];
-                } else {
-                    for (k = L->row_ptr[r]; k < end; ++k) acc += L->values[k] * in[L->col16[k]];
-                }
+        }
+#endif
+#if BPD_USE_CSR8
+        if (L->storage == BPD_CSR8) {
+            uint16_t k;
+            const uint16_t end = L->row_ptr[r + 1];
+#if BPD_USE_INT8
+            if (L->qvalues != NULL) {
+                for (k = L->row_ptr[r]; k < end; ++k) acc += (float)L->qvalues[k] * in[L->col8[k]];
+                acc *= L->row_scale[r];
+            } else
+#endif
+            {
+                for (k = L->row_ptr[r]; k < end; ++k) acc += L->values[k] * in[L->col8[k]];
             }
         }
+#endif
+#if BPD_USE_CSR16
+        if (L->storage == BPD_CSR16) {
+            uint16_t k;
+            const uint16_t end = L->row_ptr[r + 1];
+#if BPD_USE_INT8
+            if (L->qvalues != NULL) {
+                for (k = L->row_ptr[r]; k < end; ++k) acc += (float)L->qvalues[k] * in[L->col16[k]];
+                acc *= L->row_scale[r];
+            } else
+#endif
+            {
+                for (k = L->row_ptr[r]; k < end; ++k) acc += L->values[k] * in[L->col16[k]];
+            }
+        }
+#endif
         out[r] = activate(L->activation, acc + L->bias[r]);
     }
 }

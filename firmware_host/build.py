@@ -1,0 +1,172 @@
+"""Build images with an exported policy for Cortex-M targets or the host, and report their size.
+
+`bpd firmware build --export EXPORT_DIR --target cortex-m4f` compiles the kernel, the generated
+weights and a benchmark entry point into an ELF with arm-none-eabi-gcc and reports flash
+(text + data), RAM (data + bss), the policy's own share and stack use (-fstack-usage).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from bpd.config import field
+from bpd.errors import BpdError
+from bpd.io import write_json
+
+HERE = Path(__file__).resolve().parent
+BOARDS = HERE / "boards"
+BENCH = HERE / "bench"
+WARN = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
+OPT = ["-O2", "-ffunction-sections", "-fdata-sections"]
+
+TARGETS: dict[str, dict] = {
+    "cortex-m0plus": {"flags": ["-mcpu=cortex-m0plus", "-mthumb", "-mfloat-abi=soft"], "clock_mhz": 48,
+                      "board": "e.g. RP2040 / STM32G0 class"},
+    "cortex-m4f": {"flags": ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"],
+                   "clock_mhz": 168, "board": "e.g. STM32F4 class"},
+    "cortex-m7": {"flags": ["-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16"],
+                  "clock_mhz": 216, "board": "e.g. STM32F7 class"},
+    "host": {"flags": [], "clock_mhz": None, "board": "this machine"},
+}
+ARM_GCC = "arm-none-eabi-gcc"
+
+
+def arm_toolchain() -> str:
+    gcc = shutil.which(ARM_GCC)
+    if gcc is None:
+        raise BpdError(f"{ARM_GCC} not found: install gcc-arm-none-eabi and libnewlib-arm-none-eabi "
+                       "(`make system-deps` does it on Debian)")
+    return gcc
+
+
+@dataclass
+class Image:
+    elf: Path
+    target: str
+    objects: dict[str, Path]
+    stack: dict[str, int]
+
+
+def compile_image(target: str, sources: list[Path], include: list[Path], out_dir: Path, name: str,
+                  defines: list[str] | None = None, strict: set[Path] | None = None,
+                  fast_tanh: bool = False) -> Image:
+    """Compile sources (strict ones with warnings as errors) and link a bare-metal image."""
+    if target not in TARGETS:
+        raise BpdError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
+    host = target == "host"
+    cc = shutil.which("cc") if host else arm_toolchain()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    flags = TARGETS[target]["flags"] + OPT + [f"-I{p}" for p in include] + [f"-D{d}" for d in defines or []]
+    if fast_tanh:
+        flags.append("-DBPD_FAST_TANH")
+    objects: dict[str, Path] = {}
+    for src in sources:
+        obj = out_dir / f"{src.stem}.o"
+        warn = WARN if strict is None or src in strict else ["-std=c99", "-w"]
+        _run([cc, *warn, *flags, "-fstack-usage", "-c", str(src), "-o", str(obj)], f"compiling {src.name}")
+        objects[src.stem] = obj
+    elf = out_dir / (name + (".elf" if not host else ""))
+    if host:
+        _run([cc, *flags, *map(str, objects.values()), "-lm", "-o", str(elf)], "linking")
+    else:
+        startup = out_dir / "startup.o"
+        _run([cc, *WARN, *flags, "-c", str(BOARDS / "startup.c"), "-o", str(startup)], "compiling startup.c")
+        _run([cc, *flags, "-nostartfiles", "--specs=nosys.specs", "-T", str(BOARDS / "cortex-m.ld"), "-Wl,--gc-sections",
+              str(startup), *map(str, objects.values()), "-lm", "-lc", "-lgcc", "-o", str(elf)], "linking")
+    return Image(elf, target, objects, _stack_usage(out_dir))
+
+
+def _run(cmd: list[str], what: str) -> None:
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        lines = p.stderr.splitlines()
+        first = next((l for l in lines if any(k in l for k in ("undefined reference", "overflow", "will not fit",
+                                                                   "error:"))), p.stderr.strip()[:300])
+        raise BpdError(f"{what} failed: {first}")
+
+
+def _stack_usage(d: Path) -> dict[str, int]:
+    out = {}
+    for su in d.glob("*.su"):
+        for line in su.read_text().splitlines():
+            parts = line.split("\t")
+            if len(parts) >= 2:
+                out[parts[0].rsplit(":", 1)[-1]] = int(parts[1])
+    return out
+
+
+def section_sizes(elf: Path) -> dict[str, int]:
+    """text, data and bss of an ELF (as arm-none-eabi-size reports them), read with pyelftools."""
+    from elftools.elf.elffile import ELFFile
+
+    sizes = {"text": 0, "data": 0, "bss": 0}
+    with open(elf, "rb") as f:
+        for s in ELFFile(f).iter_sections():
+            flags, kind = s["sh_flags"], s["sh_type"]
+            if not flags & 0x2:  # SHF_ALLOC
+                continue
+            if kind == "SHT_NOBITS":
+                sizes["bss"] += s["sh_size"]
+            elif flags & 0x1:  # SHF_WRITE
+                sizes["data"] += s["sh_size"]
+            else:
+                sizes["text"] += s["sh_size"]
+    return sizes
+
+
+def symbol_sizes(elf: Path, names_from: list[Path]) -> int:
+    """Bytes of the linked image that belong to symbols defined in the given objects."""
+    from elftools.elf.elffile import ELFFile
+
+    def symbols(path: Path) -> set[str]:
+        with open(path, "rb") as f:
+            tab = ELFFile(f).get_section_by_name(".symtab")
+            return {s.name for s in tab.iter_symbols() if s["st_shndx"] != "SHN_UNDEF" and s.name
+                    and s["st_info"]["type"] in ("STT_FUNC", "STT_OBJECT")}
+
+    wanted = set().union(*(symbols(p) for p in names_from))
+    with open(elf, "rb") as f:
+        tab = ELFFile(f).get_section_by_name(".symtab")
+        return sum(s["st_size"] for s in tab.iter_symbols() if s.name in wanted and
+                   s["st_info"]["type"] in ("STT_FUNC", "STT_OBJECT"))
+
+
+def build_bpd_image(export_dir: Path, target: str, out_dir: Path, fast_tanh: bool = False) -> Image:
+    export_dir = Path(export_dir)
+    if not (export_dir / "policy_weights.c").is_file():
+        raise BpdError(f"{export_dir}: not an export directory (no policy_weights.c)")
+    srcs = [export_dir / "policy.c", export_dir / "policy_weights.c", BENCH / "bench_bpd.c", BENCH / "bench_main.c"]
+    return compile_image(target, srcs, [export_dir, BENCH], out_dir, "bpd_bench", fast_tanh=fast_tanh)
+
+
+def image_report(img: Image, policy_objects: list[str]) -> dict:
+    sizes = section_sizes(img.elf)
+    share = symbol_sizes(img.elf, [img.objects[o] for o in policy_objects])
+    policy_funcs = {k: v for k, v in img.stack.items() if k.startswith(("bpd_", "bench_", "layer_", "activate",
+                                                                        "safe_", "finite"))}
+    return {"target": img.target, "elf": str(img.elf), "flash_bytes": sizes["text"] + sizes["data"],
+            "ram_bytes": sizes["data"] + sizes["bss"], "sections": sizes, "policy_bytes": share,
+            "stack_bytes_by_function": policy_funcs,
+            "stack_bytes_upper_bound": sum(policy_funcs.values())}
+
+
+@dataclass
+class FirmwareBuildConfig:
+    export: str = field(help="export directory (from `bpd export`)")
+    target: str = field("cortex-m4f", help="what to build for", choices=tuple(TARGETS))
+    out: str | None = field(None, help="build directory (default: EXPORT/build-TARGET)")
+    fast_tanh: bool = field(False, help="use the kernel's fast tanh approximation")
+
+
+def firmware_build(cfg: FirmwareBuildConfig) -> dict:
+    out = Path(cfg.out or Path(cfg.export) / f"build-{cfg.target}")
+    img = build_bpd_image(Path(cfg.export), cfg.target, out, cfg.fast_tanh)
+    rep = image_report(img, ["policy", "policy_weights"]) | {"image": "benchmark image (policy + entry point)",
+                                                             "clock_mhz": TARGETS[cfg.target]["clock_mhz"]}
+    write_json(out / "build_report.json", rep)
+    return rep

@@ -1,0 +1,29 @@
+"""Subcommands of the firmware room."""
+
+import json
+
+
+def _build(ns):
+    from bpd.config import from_namespace
+    from firmware_host.build import FirmwareBuildConfig, firmware_build
+
+    r = firmware_build(from_namespace(FirmwareBuildConfig, ns))
+    print(f"{r['target']}: flash {r['flash_bytes']} B (text {r['sections']['text']} + data {r['sections']['data']}), "
+          f"RAM {r['ram_bytes']} B (data + bss), policy {r['policy_bytes']} B, "
+          f"stack <= {r['stack_bytes_upper_bound']} B\n{r['elf']}")
+
+
+def _bench(ns):
+    from bpd.config import from_namespace
+    from firmware_host.measure import BenchConfig, run_bench
+
+    r = run_bench(from_namespace(BenchConfig, ns))
+    print(r["markdown"])
+
+
+COMMANDS = {
+    "firmware build": ("firmware_host.build:FirmwareBuildConfig", _build,
+                       "build an image with an exported policy for a Cortex-M target or the host"),
+    "bench": ("firmware_host.measure:BenchConfig", _bench,
+              "measure inference cost: host runtimes, emulated Cortex-M, dense peers"),
+}

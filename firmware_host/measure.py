@@ -1,0 +1,332 @@
+"""`bpd bench`: what a policy costs to run, on the host and on emulated Cortex-M cores, next to
+the dense exporters a user would otherwise reach for (emlearn, emx-onnx-cgen).
+
+Networks: the student export, its int8 form (if exported) and the dense teacher (exported densely
+by bpd's own kernel). Runtimes: torch on CPU, onnxruntime, the C kernel on the host (median ns and
+callgrind instructions), and each Cortex-M target under unicorn (instructions, estimated cycles,
+flash, RAM). Peers generate dense C from the same networks and are built with the same flags.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import statistics
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bpd.config import field
+from bpd.errors import BpdError
+from bpd.io import write_json, write_text
+from firmware_host.build import BENCH, TARGETS, compile_image, image_report
+from firmware_host.cycle_model import estimate_cycles, estimate_us
+
+EMU_TARGETS = ("cortex-m0plus", "cortex-m4f", "cortex-m7")
+TOL = 1e-5
+
+
+@dataclass
+class BenchConfig:
+    export: str = field(help="student export directory (from `bpd export`)", positional=True)
+    teacher: str | None = field(None, help="teacher .npz for the dense comparison (default: the student's teacher)")
+    out: str = field("bench", help="results directory (JSON, markdown table, plot)")
+    targets: list[str] = field(list(EMU_TARGETS), help="emulated Cortex-M targets")
+    peers: bool = field(True, help="also build and measure emlearn and emx-onnx-cgen")
+    samples: int = field(5, help="observations per emulated measurement")
+    host_iters: int = field(20000, help="inferences per timed host loop")
+    seed: int = field(0, help="seed of the measured observations")
+
+
+# ------------------------------------------------------------------ host measurements
+
+
+def _median_ns(fn, obs: np.ndarray, calls: int = 200, batches: int = 15) -> float:
+    fn(obs[0])
+    times = []
+    for b in range(batches):
+        t0 = time.perf_counter_ns()
+        for i in range(calls):
+            fn(obs[i % len(obs)])
+        times.append((time.perf_counter_ns() - t0) / calls)
+    return float(statistics.median(times))
+
+
+def host_c(sources: list[Path], include: list[Path], work: Path, iters: int, strict: set[Path],
+           fast_tanh: bool = False) -> dict:
+    """Median ns per inference and callgrind instructions per inference of a host build."""
+    img = compile_image("host", [*sources, BENCH / "bench_host.c"], include, work, "bench_host", strict=strict,
+                        fast_tanh=fast_tanh)
+    out = subprocess.run([str(img.elf), str(iters), "9"], capture_output=True, text=True, check=True).stdout.split()
+    res = {"median_ns": float(out[0])}
+    if shutil.which("valgrind"):
+        counts = []
+        for n in (200, 400):
+            p = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", str(img.elf),
+                                str(n), "1"], capture_output=True, text=True)
+            m = re.search(r"Collected\s*:\s*(\d+)", p.stderr)
+            counts.append(int(m.group(1)) if m else None)
+        if None not in counts:
+            res["callgrind_instructions"] = (counts[1] - counts[0]) / 200
+    return res
+
+
+# ------------------------------------------------------------------ peers
+
+
+def onnx_net(path: Path) -> dict:
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(str(path))
+    init = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    n = sum(1 for k in init if re.fullmatch(r"W\d+", k))
+    acts = {node.op_type for node in m.graph.node if node.name.startswith("act")}
+    return {"weights": [init[f"W{i}"] for i in range(n)], "biases": [init[f"B{i}"] for i in range(n)],
+            "activation": "relu" if "Relu" in acts else "tanh", "out_scale": init.get("out_scale"),
+            "out_offset": init.get("out_offset")}
+
+
+def _dims_header(net: dict, d: Path) -> None:
+    obs_dim, act_dim = net["weights"][0].shape[1], net["weights"][-1].shape[0]
+    fl = lambda a: "{" + ", ".join(f"{float(x):.9g}f" if "." in f"{float(x):.9g}" or "e" in f"{float(x):.9g}"
+                                   else f"{float(x):.9g}.0f" for x in a) + "}"
+    write_text(d / "peer_dims.h", f"#ifndef PEER_DIMS_H\n#define PEER_DIMS_H\n#define PEER_OBS_DIM {obs_dim}\n"
+               f"#define PEER_ACT_DIM {act_dim}\n#define PEER_OUT_SCALE {fl(net['out_scale'])}\n"
+               f"#define PEER_OUT_OFFSET {fl(net['out_offset'])}\n#endif\n")
+
+
+def make_emx(onnx_path: Path, d: Path) -> tuple[list[Path], list[Path]]:
+    exe = shutil.which("emx-onnx-cgen") or str(Path(__import__("sys").executable).with_name("emx-onnx-cgen"))
+    d.mkdir(parents=True, exist_ok=True)
+    p = subprocess.run([exe, "compile", str(onnx_path), str(d / "emx_model.c"), "--model-name", "model",
+                        "--color", "never", "--large-weight-threshold", str(1 << 30)], capture_output=True, text=True)
+    if p.returncode != 0:
+        raise BpdError(f"emx-onnx-cgen failed: {p.stderr.strip().splitlines()[-1:]}")
+    _dims_header(onnx_net(onnx_path), d)
+    return [d / "emx_model.c", BENCH / "bench_emx.c"], [d, BENCH]
+
+
+def make_emlearn(onnx_path: Path, d: Path) -> tuple[list[Path], list[Path]]:
+    import emlearn
+    from emlearn.net import Wrapper
+
+    net = onnx_net(onnx_path)
+    acts = [net["activation"]] * (len(net["weights"]) - 1) + ["tanh"]
+    w = Wrapper(acts, [x.T.astype(np.float32) for x in net["weights"]], [b.astype(np.float32) for b in net["biases"]],
+                classifier="loadable", return_type="regressor")
+    d.mkdir(parents=True, exist_ok=True)
+    code = w.save(name="peer_net")
+    write_text(d / "peer_net.h", "#ifndef PEER_NET_H\n#define PEER_NET_H\n#include <eml_net.h>\n" + code + "\n#endif\n")
+    _dims_header(net, d)
+    return [BENCH / "bench_emlearn.c"], [d, BENCH, Path(emlearn.includedir)]
+
+
+# ------------------------------------------------------------------ emulation
+
+
+def emulate_build(target: str, sources: list[Path], include: list[Path], work: Path, obs: np.ndarray,
+                  act_dim: int, strict: set[Path], policy_objects: list[str], fast_tanh: bool = False) -> dict:
+    from firmware_host.emulate import Emulator
+
+    img = compile_image(target, [*sources, BENCH / "bench_main.c"], include, work, "bench", strict=strict,
+                        fast_tanh=fast_tanh)
+    emu = Emulator(img.elf, target)
+    runs = [emu.call(o, act_dim) for o in obs]
+    counts = [r.instructions for r in runs]
+    mid = runs[int(np.argsort(counts)[len(counts) // 2])]
+    cycles = estimate_cycles(target, mid.mix)
+    rep = image_report(img, policy_objects)
+    return {"instructions_median": int(np.median(counts)), "instructions_min": min(counts),
+            "instructions_max": max(counts), "cycles_estimate": cycles, "us_estimate": estimate_us(target, cycles),
+            "clock_mhz": TARGETS[target]["clock_mhz"], "mix": dict(mid.mix),
+            "outputs": np.stack([r.outputs for r in runs]), "flash_bytes": rep["flash_bytes"],
+            "ram_bytes": rep["ram_bytes"], "policy_bytes": rep["policy_bytes"],
+            "stack_bytes_upper_bound": rep["stack_bytes_upper_bound"]}
+
+
+# ------------------------------------------------------------------ the benchmark
+
+
+def arithmetic_floor(report: dict) -> dict:
+    """One instruction per nonzero multiply-add, bias add and surviving activation, plus the output map."""
+    layers = report["layers"]
+    macs = sum(L["nnz"] for L in layers)
+    biases = sum(L["shape_after"][0] for L in layers)
+    hidden_acts = sum(L["shape_after"][0] for L in layers[:-1])
+    act_dim = layers[-1]["shape_after"][0]
+    return {"macs": macs, "bias_adds": biases, "activations": hidden_acts + act_dim, "output_ops": 2 * act_dim,
+            "instructions": macs + biases + hidden_acts + act_dim + 2 * act_dim}
+
+
+def _teacher_for(export_dir: Path, given: str | None) -> Path | None:
+    if given:
+        return Path(given)
+    info = json.loads((export_dir / "export.json").read_text())
+    src = Path(info["source"])
+    cfg = src.parent / "config.json"
+    if cfg.is_file():
+        t = json.loads(cfg.read_text()).get("teacher")
+        if t and Path(t).is_file():
+            return Path(t)
+    return None
+
+
+def run_bench(cfg: BenchConfig) -> dict:
+    from export.c_export import CPolicy
+    from export.export import ExportConfig, load_source, run_export
+    from export.onnx_export import OnnxPolicy
+
+    exp = Path(cfg.export)
+    if not (exp / "export.json").is_file():
+        raise BpdError(f"{exp}: not an export directory (run `bpd export` first)")
+    for t in cfg.targets:
+        if t not in EMU_TARGETS:
+            raise BpdError(f"unknown target {t!r}; choose from {', '.join(EMU_TARGETS)}")
+    out = Path(cfg.out)
+    work = out / "work"
+    info = json.loads((exp / "export.json").read_text())
+    networks = {"student": exp}
+    if (exp / "int8" / "policy_weights.c").is_file():
+        networks["student_int8"] = exp / "int8"
+    teacher = _teacher_for(exp, cfg.teacher)
+    if teacher is not None:
+        tdir = work / "teacher_export"
+        run_export(ExportConfig(source=str(teacher), out=str(tdir), format="dense", episodes=0,
+                                parity_samples=2000, seed=cfg.seed))
+        networks["teacher"] = tdir
+    rng = np.random.default_rng(cfg.seed)
+    obs = rng.normal(0, 0.3, size=(max(cfg.samples, 1), info["obs_dim"])).astype(np.float32)
+    results: dict = {"export": str(exp), "teacher": str(teacher) if teacher else None, "networks": {},
+                     "targets": cfg.targets, "tolerance": TOL}
+    for name, d in networks.items():
+        onnx_dir = exp if name == "student_int8" else d
+        rep = json.loads((onnx_dir / "export_report.json").read_text())
+        cpol = CPolicy(d, build_dir=work / name / "ctypes")
+        ref = cpol.act(obs)
+        net_res: dict = {"widths": rep["widths_after"], "runtimes": {}}
+        if name != "student_int8":
+            net_res["flash_report"] = rep["totals"]
+            src = load_source(rep["source"])
+            import torch
+            torch.set_num_threads(1)
+            with torch.no_grad():
+                fwd = lambda o: src.torch_forward(torch.as_tensor(o)[None])
+                net_res["runtimes"]["torch"] = {"host_median_ns": _median_ns(fwd, obs)}
+            ort = OnnxPolicy(onnx_dir / "policy.onnx")
+            net_res["runtimes"]["onnxruntime"] = {"host_median_ns": _median_ns(ort.act, obs)}
+        bpd_srcs = [d / "policy.c", d / "policy_weights.c", BENCH / "bench_bpd.c"]
+        impls = {"bpd": (bpd_srcs, [d, BENCH], ["policy", "policy_weights"], False),
+                 "bpd-fast-tanh": (bpd_srcs, [d, BENCH], ["policy", "policy_weights"], True)}
+        if cfg.peers and name != "student_int8":
+            s, inc = make_emx(onnx_dir / "policy.onnx", work / name / "emx")
+            impls["emx-onnx-cgen"] = (s, inc, ["emx_model"], False)
+            s, inc = make_emlearn(onnx_dir / "policy.onnx", work / name / "emlearn")
+            impls["emlearn"] = (s, inc, ["bench_emlearn"], False)
+        for impl, (srcs, inc, pol_objs, fast) in impls.items():
+            # bpd's sources build with warnings as errors; peers' generated code and the glue that
+            # includes their headers build with the same code-generation flags but their own warnings.
+            strict = {BENCH / "bench_host.c", BENCH / "bench_main.c"} | (set(srcs) if impl.startswith("bpd") else set())
+            r = {"host": host_c(srcs, inc, work / name / impl / "host", cfg.host_iters, strict, fast)}
+            for t in cfg.targets:
+                e = emulate_build(t, srcs, inc, work / name / impl / t, obs, info["act_dim"], strict, pol_objs, fast)
+                e["max_abs_error_vs_host_c"] = float(np.abs(e.pop("outputs") - ref).max())
+                r[t] = e
+            net_res["runtimes"][impl] = r
+        results["networks"][name] = net_res
+    student_rep = json.loads((exp / "export_report.json").read_text())
+    floor = arithmetic_floor(student_rep)
+    results["arithmetic_floor"] = floor
+    _summarise(results, floor)
+    results["markdown"] = markdown(results)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "bench.json", results)
+    write_text(out / "bench.md", results["markdown"] + "\n")
+    plot(results, out / "bench.png")
+    return results
+
+
+def _summarise(res: dict, floor: dict) -> None:
+    nets = res["networks"]
+    s: dict = {}
+    if "teacher" in nets:
+        for t in res["targets"]:
+            st, te = nets["student"]["runtimes"]["bpd"][t], nets["teacher"]["runtimes"]["bpd"][t]
+            s[t] = {"instructions_ratio_teacher_over_student": te["instructions_median"] / st["instructions_median"],
+                    "flash_policy_student_over_teacher": st["policy_bytes"] / te["policy_bytes"],
+                    "instructions_vs_floor": st["instructions_median"] / floor["instructions"]}
+            for peer in ("emx-onnx-cgen", "emlearn"):
+                if peer in nets["student"]["runtimes"]:
+                    p = nets["student"]["runtimes"][peer][t]
+                    s[t][f"{peer}_instructions_over_bpd"] = p["instructions_median"] / st["instructions_median"]
+                    s[t][f"{peer}_flash_over_bpd"] = p["flash_bytes"] / st["flash_bytes"]
+    res["summary"] = s
+
+
+def markdown(res: dict) -> str:
+    ts = res["targets"]
+    head = "| network | runtime | host ns (median) | host instr (callgrind) | " + " | ".join(
+        f"{t} instr / est. us / flash B / RAM B" for t in ts) + " |"
+    lines = [head, "|" + "---|" * (4 + len(ts))]
+    for name, net in res["networks"].items():
+        for impl, r in net["runtimes"].items():
+            host = r.get("host", {})
+            ns = host.get("median_ns", r.get("host_median_ns"))
+            ci = host.get("callgrind_instructions")
+            cells = [f"{r[t]['instructions_median']} / {r[t]['us_estimate']:.1f} / {r[t]['flash_bytes']} / "
+                     f"{r[t]['ram_bytes']}" if t in r else "-" for t in ts]
+            lines.append(f"| {name} {'-'.join(map(str, net['widths']))} | {impl} | {ns:.0f} | "
+                         f"{'%.0f' % ci if ci else '-'} | " + " | ".join(cells) + " |")
+    f = res["arithmetic_floor"]
+    lines.append(f"\nArithmetic floor of the student: {f['instructions']} instructions ({f['macs']} nonzero "
+                 f"multiply-adds, {f['bias_adds']} bias adds, {f['activations']} activations, {f['output_ops']} "
+                 "output ops).")
+    for t, s in res.get("summary", {}).items():
+        parts = [f"teacher/student instructions {s['instructions_ratio_teacher_over_student']:.1f}x",
+                 f"student policy flash {100 * s['flash_policy_student_over_teacher']:.2f} % of the teacher's",
+                 f"{s['instructions_vs_floor']:.1f}x the floor"]
+        parts += [f"{k.replace('_instructions_over_bpd', '')} {v:.1f}x bpd's instructions"
+                  for k, v in s.items() if k.endswith("_instructions_over_bpd")]
+        parts += [f"{k.replace('_flash_over_bpd', '')} {v:.2f}x bpd's flash" for k, v in s.items()
+                  if k.endswith("_flash_over_bpd")]
+        lines.append(f"- {t}: " + "; ".join(parts) + ".")
+    lines.append("\nMicroseconds are estimates from the instruction mix (docs/cycle_model.md); instruction counts "
+                 "are exact for the emulated code.")
+    return "\n".join(lines)
+
+
+def plot(res: dict, path: Path) -> None:
+    import io
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bpd.io import atomic_write
+
+    labels, values = [], {t: [] for t in res["targets"]}
+    for name, net in res["networks"].items():
+        for impl, r in net["runtimes"].items():
+            if all(t in r for t in res["targets"]):
+                labels.append(f"{name}\n{impl}")
+                for t in res["targets"]:
+                    values[t].append(r[t]["instructions_median"])
+    fig, ax = plt.subplots(figsize=(max(7, 1.1 * len(labels)), 4.5))
+    x = np.arange(len(labels))
+    w = 0.8 / max(len(res["targets"]), 1)
+    for i, t in enumerate(res["targets"]):
+        ax.bar(x + i * w, values[t], w, label=t)
+    ax.set_yscale("log")
+    ax.set_xticks(x + w * (len(res["targets"]) - 1) / 2, labels, fontsize=7)
+    ax.set_ylabel("instructions per inference (emulated)")
+    ax.legend()
+    ax.set_title("Inference cost per network and runtime")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write(path, lambda f: f.write(buf.getvalue()))
