@@ -107,14 +107,16 @@ def remove_dead_neurons(weights: list[np.ndarray], biases: list[np.ndarray], act
     return [w.astype(np.float32) for w in ws], [b.astype(np.float32) for b in bs]
 
 
-def collapse(policy: MLPPolicy) -> CollapsedNet:
-    """From a (masked) MLP policy to the shipped network."""
+def collapse(policy: MLPPolicy, remove_dead: bool = True) -> CollapsedNet:
+    """From a (masked) MLP policy to the shipped network (remove_dead=False keeps every unit,
+    to show what a dense exporter would be handed without bpd's collapse)."""
     before = [policy.obs_dim] + [w.shape[0] for w in policy.weights]
     ws = [w.copy() for w in policy.weights]
     bs = [b.copy() for b in policy.biases]
     ws[0], bs[0] = fold_normalisation(ws[0], bs[0], policy.obs_mean.astype(np.float64),
                                       policy.obs_std.astype(np.float64))
-    ws, bs = remove_dead_neurons(ws, bs, policy.activation)
+    if remove_dead:
+        ws, bs = remove_dead_neurons(ws, bs, policy.activation)
     return CollapsedNet(weights=ws, biases=bs, activation=policy.activation, output=policy.output,
                         action_low=policy.action_low.astype(np.float32),
                         action_high=policy.action_high.astype(np.float32), widths_before=before)

@@ -37,42 +37,57 @@ class Execution:
     return_code: int = 0
 
 
-def classify(mnemonic: str, op_str: str) -> tuple[str, int]:
-    """(class, register count for multiple loads/stores) of one Thumb instruction."""
+_COND = re.compile(r"(eq|ne|cs|hs|cc|lo|mi|pl|vs|vc|hi|ls|ge|lt|gt|le|al)$")
+_CLASSES = {
+    "fp_div": {"vdiv", "vsqrt"},
+    "fp_mac": {"vmla", "vmls", "vfma", "vfms", "vnmla", "vnmls", "vfnma", "vfnms"},
+    "fp_mem": {"vldr", "vstr"},
+    "fp_mem_multi": {"vldm", "vstm", "vpush", "vpop", "vldmia", "vstmia", "vstmdb", "vldmdb"},
+    "mem_multi": {"push", "pop", "ldm", "stm", "ldmia", "stmia", "stmdb", "ldmdb", "ldmfd", "stmfd"},
+    "call": {"bl", "blx"},
+    "branch": {"b", "bx", "cbz", "cbnz", "tbb", "tbh"},
+    "div": {"sdiv", "udiv"},
+    "mul": {"mul", "muls", "mla", "mls", "smull", "umull", "smlal", "umlal", "smulbb", "smlabb"},
+}
+
+
+def _register_count(op_str: str) -> int:
+    if "{" not in op_str:
+        return 1
+    n = 0
+    for part in op_str[op_str.index("{") + 1:op_str.index("}")].split(","):
+        lo, _, hi = part.strip().partition("-")
+        n += int(hi.strip()[1:]) - int(lo[1:]) + 1 if hi and lo[1:].isdigit() and hi.strip()[1:].isdigit() else 1
+    return n
+
+
+def _base(mnemonic: str) -> str:
+    """The mnemonic without width suffix and, when that is not itself known, its condition code."""
     m = mnemonic.split(".")[0]
-    m = re.sub(r"(eq|ne|cs|hs|cc|lo|mi|pl|vs|vc|hi|ls|ge|lt|gt|le|al)$", "", m) if len(m) > 3 and \
-        not m.startswith(("vcmp", "vsel", "vmla", "vmls")) else m
-    nregs = op_str.count(",") + 1 if "{" in op_str else 1
-    if "{" in op_str:
-        inner = op_str[op_str.index("{") + 1:op_str.index("}")]
-        nregs = sum((int(b[1:]) - int(a[1:]) + 1) if "-" in r and (a := r.split("-")[0].strip()) and
-                    (b := r.split("-")[1].strip()) and a[1:].isdigit() and b[1:].isdigit() else 1
-                    for r in inner.split(","))
+    if any(m in names for names in _CLASSES.values()) or m.startswith(("ldr", "str")):
+        return m
+    stripped = _COND.sub("", m)
+    return stripped if stripped and stripped != m and len(m) > 2 else m
+
+
+def classify(mnemonic: str, op_str: str) -> tuple[str, int]:
+    """(class, registers transferred) of one Thumb instruction, for the cycle model."""
+    m = _base(mnemonic)
+    nregs = _register_count(op_str)
+    if m == "pop" and "pc" in op_str:
+        return "branch_multi", nregs
+    for cls in ("fp_div", "fp_mac", "fp_mem", "fp_mem_multi", "mem_multi"):
+        if m in _CLASSES[cls]:
+            return cls, (nregs if cls.endswith("multi") else 1)
     if m.startswith("v"):
-        if m in ("vdiv", "vsqrt"):
-            return "fp_div", 1
-        if m in ("vmla", "vmls", "vfma", "vfms", "vnmla", "vnmls", "vfnma", "vfnms"):
-            return "fp_mac", 1
-        if m in ("vldr", "vstr"):
-            return "fp_mem", 1
-        if m in ("vldm", "vstm", "vpush", "vpop", "vldmia", "vstmia", "vstmdb", "vldmdb"):
-            return "fp_mem_multi", nregs
         return "fp", 1
-    if m in ("push", "pop", "ldm", "stm", "ldmia", "stmia", "stmdb", "ldmdb", "ldmfd", "stmfd"):
-        if m == "pop" and "pc" in op_str:
-            return "branch_multi", nregs
-        return "mem_multi", nregs
-    if m.startswith("ldr") or m.startswith("ldrex"):
+    if m.startswith("ldr"):
         return ("branch" if op_str.startswith("pc") else "load"), 1
     if m.startswith("str"):
         return "store", 1
-    if m in ("b", "bl", "bx", "blx", "cbz", "cbnz", "tbb", "tbh") or re.fullmatch(r"b(eq|ne|cs|hs|cc|lo|mi|pl|vs|vc|"
-                                                                                 r"hi|ls|ge|lt|gt|le)", mnemonic):
-        return ("call" if m in ("bl", "blx") else "branch"), 1
-    if m in ("sdiv", "udiv"):
-        return "div", 1
-    if m in ("mul", "muls", "mla", "mls", "smull", "umull", "smlal", "umlal", "smulbb", "smlabb"):
-        return "mul", 1
+    for cls in ("call", "branch", "div", "mul"):
+        if m in _CLASSES[cls]:
+            return cls, 1
     return "alu", 1
 
 

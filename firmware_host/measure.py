@@ -163,6 +163,22 @@ def arithmetic_floor(report: dict) -> dict:
             "instructions": macs + biases + hidden_acts + act_dim + 2 * act_dim}
 
 
+def _masked_export(info: dict, out: Path) -> Path:
+    """The student with pruned weights zeroed and normalisation folded, but every unit kept."""
+    from export.c_export import generate_c
+    from export.collapse import collapse
+    from export.export import load_source
+    from export.onnx_export import build_onnx, save_onnx
+
+    src = load_source(info["source"])
+    net = collapse(src.policy, remove_dead=False)
+    out.mkdir(parents=True, exist_ok=True)
+    save_onnx(build_onnx(net, {"env_id": src.env_id}), out / "policy.onnx")
+    generate_c(net, out, "dense", False, src.sha256, "bench: masked student")
+    write_json(out / "export_report.json", {"widths_after": net.widths})
+    return out
+
+
 def _teacher_for(export_dir: Path, given: str | None) -> Path | None:
     if given:
         return Path(given)
@@ -199,6 +215,8 @@ def run_bench(cfg: BenchConfig) -> dict:
         run_export(ExportConfig(source=str(teacher), out=str(tdir), format="dense", episodes=0,
                                 parity_samples=2000, seed=cfg.seed))
         networks["teacher"] = tdir
+    if info.get("kind") == "student":
+        networks["student_masked"] = _masked_export(info, work / "student_masked")
     rng = np.random.default_rng(cfg.seed)
     obs = rng.normal(0, 0.3, size=(max(cfg.samples, 1), info["obs_dim"])).astype(np.float32)
     results: dict = {"export": str(exp), "teacher": str(teacher) if teacher else None, "networks": {},
@@ -206,6 +224,24 @@ def run_bench(cfg: BenchConfig) -> dict:
     for name, d in networks.items():
         onnx_dir = exp if name == "student_int8" else d
         rep = json.loads((onnx_dir / "export_report.json").read_text())
+        if name == "student_masked":  # only peers are measured on it: it is what they get without bpd
+            net_res = {"widths": rep["widths_after"], "runtimes": {}, "note": "masked student, dead units kept"}
+            cpol = CPolicy(d, build_dir=work / name / "ctypes")
+            ref = cpol.act(obs)
+            for peer, maker in (("emx-onnx-cgen", make_emx), ("emlearn", make_emlearn)):
+                if not cfg.peers:
+                    break
+                srcs, inc = maker(d / "policy.onnx", work / name / peer.split("-")[0])
+                strict = {BENCH / "bench_host.c", BENCH / "bench_main.c"}
+                r = {"host": host_c(srcs, inc, work / name / peer / "host", cfg.host_iters, strict)}
+                for t in cfg.targets:
+                    e = emulate_build(t, srcs, inc, work / name / peer / t, obs, info["act_dim"], strict,
+                                      ["emx_model"] if peer.startswith("emx") else ["bench_emlearn"])
+                    e["max_abs_error_vs_host_c"] = float(np.abs(e.pop("outputs") - ref).max())
+                    r[t] = e
+                net_res["runtimes"][peer] = r
+            results["networks"][name] = net_res
+            continue
         cpol = CPolicy(d, build_dir=work / name / "ctypes")
         ref = cpol.act(obs)
         net_res: dict = {"widths": rep["widths_after"], "runtimes": {}}
@@ -251,19 +287,28 @@ def run_bench(cfg: BenchConfig) -> dict:
 
 
 def _summarise(res: dict, floor: dict) -> None:
+    """Ratios per target for each bpd variant: against the dense teacher, the floor and each peer
+    (on the same collapsed student, and on the masked student a peer gets without bpd's collapse)."""
     nets = res["networks"]
     s: dict = {}
-    if "teacher" in nets:
-        for t in res["targets"]:
-            st, te = nets["student"]["runtimes"]["bpd"][t], nets["teacher"]["runtimes"]["bpd"][t]
-            s[t] = {"instructions_ratio_teacher_over_student": te["instructions_median"] / st["instructions_median"],
-                    "flash_policy_student_over_teacher": st["policy_bytes"] / te["policy_bytes"],
-                    "instructions_vs_floor": st["instructions_median"] / floor["instructions"]}
-            for peer in ("emx-onnx-cgen", "emlearn"):
-                if peer in nets["student"]["runtimes"]:
-                    p = nets["student"]["runtimes"][peer][t]
-                    s[t][f"{peer}_instructions_over_bpd"] = p["instructions_median"] / st["instructions_median"]
-                    s[t][f"{peer}_flash_over_bpd"] = p["flash_bytes"] / st["flash_bytes"]
+    for t in res["targets"]:
+        for variant in ("bpd", "bpd-fast-tanh"):
+            st = nets["student"]["runtimes"][variant][t]
+            row = {"instructions": st["instructions_median"], "flash_bytes": st["flash_bytes"],
+                   "instructions_vs_floor": st["instructions_median"] / floor["instructions"]}
+            if "teacher" in nets:
+                te = nets["teacher"]["runtimes"][variant][t]
+                row["teacher_over_student_instructions"] = te["instructions_median"] / st["instructions_median"]
+                row["student_over_teacher_policy_flash"] = st["policy_bytes"] / te["policy_bytes"]
+                row["student_over_teacher_image_flash"] = st["flash_bytes"] / te["flash_bytes"]
+            for net_name in ("student", "student_masked"):
+                for peer in ("emx-onnx-cgen", "emlearn"):
+                    p = nets.get(net_name, {}).get("runtimes", {}).get(peer, {}).get(t)
+                    if p:
+                        row[f"{peer} on {net_name}"] = {
+                            "instructions_over_bpd": p["instructions_median"] / st["instructions_median"],
+                            "flash_over_bpd": p["flash_bytes"] / st["flash_bytes"]}
+            s.setdefault(t, {})[variant] = row
     res["summary"] = s
 
 
@@ -285,15 +330,16 @@ def markdown(res: dict) -> str:
     lines.append(f"\nArithmetic floor of the student: {f['instructions']} instructions ({f['macs']} nonzero "
                  f"multiply-adds, {f['bias_adds']} bias adds, {f['activations']} activations, {f['output_ops']} "
                  "output ops).")
-    for t, s in res.get("summary", {}).items():
-        parts = [f"teacher/student instructions {s['instructions_ratio_teacher_over_student']:.1f}x",
-                 f"student policy flash {100 * s['flash_policy_student_over_teacher']:.2f} % of the teacher's",
-                 f"{s['instructions_vs_floor']:.1f}x the floor"]
-        parts += [f"{k.replace('_instructions_over_bpd', '')} {v:.1f}x bpd's instructions"
-                  for k, v in s.items() if k.endswith("_instructions_over_bpd")]
-        parts += [f"{k.replace('_flash_over_bpd', '')} {v:.2f}x bpd's flash" for k, v in s.items()
-                  if k.endswith("_flash_over_bpd")]
-        lines.append(f"- {t}: " + "; ".join(parts) + ".")
+    for t, variants in res.get("summary", {}).items():
+        for variant, r in variants.items():
+            parts = [f"{r['instructions']} instructions, {r['flash_bytes']} B flash",
+                     f"{r['instructions_vs_floor']:.1f}x the floor"]
+            if "teacher_over_student_instructions" in r:
+                parts.append(f"{r['teacher_over_student_instructions']:.0f}x fewer instructions than the teacher, "
+                             f"policy flash {100 * r['student_over_teacher_policy_flash']:.2f} % of the teacher's")
+            parts += [f"{k}: {v['instructions_over_bpd']:.2f}x the instructions, {v['flash_over_bpd']:.2f}x the flash"
+                      for k, v in r.items() if isinstance(v, dict)]
+            lines.append(f"- {t}, {variant}: " + "; ".join(parts) + ".")
     lines.append("\nMicroseconds are estimates from the instruction mix (docs/cycle_model.md); instruction counts "
                  "are exact for the emulated code.")
     return "\n".join(lines)
