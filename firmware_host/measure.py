@@ -179,17 +179,15 @@ def _masked_export(info: dict, out: Path) -> Path:
     return out
 
 
-def _teacher_for(export_dir: Path, given: str | None) -> Path | None:
-    if given:
-        return Path(given)
+def _run_inputs(export_dir: Path, given: str | None) -> tuple[Path | None, str | None]:
+    """The teacher (given, or the one the student was distilled from) and the run's dataset."""
     info = json.loads((export_dir / "export.json").read_text())
-    src = Path(info["source"])
-    cfg = src.parent / "config.json"
-    if cfg.is_file():
-        t = json.loads(cfg.read_text()).get("teacher")
-        if t and Path(t).is_file():
-            return Path(t)
-    return None
+    cfg = Path(info["source"]).parent / "config.json"
+    run = json.loads(cfg.read_text()) if cfg.is_file() else {}
+    teacher = Path(given) if given else (Path(run["teacher"]) if run.get("teacher") else None)
+    if teacher is not None and not teacher.is_file():
+        teacher = None if not given else teacher
+    return teacher, run.get("dataset")
 
 
 def run_bench(cfg: BenchConfig) -> dict:
@@ -209,11 +207,11 @@ def run_bench(cfg: BenchConfig) -> dict:
     networks = {"student": exp}
     if (exp / "int8" / "policy_weights.c").is_file():
         networks["student_int8"] = exp / "int8"
-    teacher = _teacher_for(exp, cfg.teacher)
+    teacher, dataset = _run_inputs(exp, cfg.teacher)
     if teacher is not None:
         tdir = work / "teacher_export"
         run_export(ExportConfig(source=str(teacher), out=str(tdir), format="dense", episodes=0,
-                                parity_samples=2000, seed=cfg.seed))
+                                parity_samples=2000, seed=cfg.seed, dataset=dataset))
         networks["teacher"] = tdir
     if info.get("kind") == "student":
         networks["student_masked"] = _masked_export(info, work / "student_masked")

@@ -1,0 +1,29 @@
+"""Regenerate tests/golden/frames.json: one or more frames of every message, with the fields they
+carry and their exact bytes.    python tests/golden/make_frames.py"""
+
+import json
+from pathlib import Path
+
+from hil.codec import encode
+
+CASES = [
+    ("hello", 1, dict(protocol=1)),
+    ("info", 2, dict(protocol=1, fw_major=0, fw_minor=3, obs_dim=4, act_dim=1, caps=3, period_us=40000,
+                     model_hash=[0x3f, 0x1c, 0x0a, 0xc8, 0x1c, 0x44, 0x55, 0x97])),
+    ("config", 3, dict(period_us=5000, watchdog_ticks=10, mode=1, action_limit=3.0, pos_limit=0.9,
+                       angle_limit=0.2)),
+    ("start", 4, {}), ("stop", 65535, {}), ("reset", 0, dict(seed=123456789)),
+    ("ack", 9, dict(of=3, status=0)),
+    ("state", 10, dict(t_us=4294967295, infer_ns=2100, flags=0x21, n_obs=4, n_act=1,
+                       obs=[0.0, -0.015625, 0.5, 1e-3], action=[-3.0])),
+    ("state", 11, dict(t_us=0, infer_ns=0, flags=0, n_obs=0, n_act=0, obs=[], action=[])),
+    ("state", 12, dict(t_us=256, infer_ns=65536, flags=0xFF, n_obs=16, n_act=4,
+                       obs=[float(i) - 7.5 for i in range(16)], action=[0.0, 1.0, -1.0, 2.5])),
+    ("action", 10, dict(echo_seq=10, n_act=1, action=[1.25])),
+    ("action", 0, dict(echo_seq=0, n_act=2, action=[0.0, -0.0])),
+    ("fault", 13, dict(code=1, detail=10)),
+]
+
+if __name__ == "__main__":
+    out = [{"name": n, "seq": s, "fields": f, "hex": encode(n, s, **f).hex()} for n, s, f in CASES]
+    Path(__file__).with_name("frames.json").write_text(json.dumps(out, indent=1) + "\n")
