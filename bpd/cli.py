@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"bpd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     groups: dict[str, argparse._SubParsersAction] = {}
-    for name, (cls_path, handler, help_) in _configs().items():
+    for name, (cls_path, handler, help_, *extra) in _configs().items():
         mod_name, cls_name = cls_path.split(":")
         cls = getattr(importlib.import_module(mod_name), cls_name)
         words = name.split()
@@ -105,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
             target = groups[words[0]]
         p = target.add_parser(words[-1], help=help_, description=help_)
         add_arguments(p, cls)
+        for tweak in extra:  # extra flags a room adds by hand (aliases)
+            tweak(p)
         p.set_defaults(handler=handler)
     return parser
 

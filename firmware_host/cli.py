@@ -27,3 +27,19 @@ COMMANDS = {
     "bench": ("firmware_host.measure:BenchConfig", _bench,
               "measure inference cost: host runtimes, emulated Cortex-M, dense peers"),
 }
+
+
+def _rig_sim(ns):
+    from bpd.config import from_namespace
+    from firmware_host.sim import RigSimConfig, rig_sim
+
+    rig_sim(from_namespace(RigSimConfig, ns))
+
+
+def _rig_sim_flags(parser):
+    parser.add_argument("--realtime", dest="lockstep", action="store_false",
+                        help="pace ticks by the wall clock (the default)")
+
+
+COMMANDS["rig sim"] = ("firmware_host.sim:RigSimConfig", _rig_sim,
+                       "start a simulated rig (MuJoCo plant + firmware core) on a pseudo-terminal", _rig_sim_flags)

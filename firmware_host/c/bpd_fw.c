@@ -1,0 +1,269 @@
+/* bpd firmware core; see bpd_fw.h. */
+#include "bpd_fw.h"
+
+#include <string.h>
+
+static void send(bpd_fw_t *fw, uint8_t id, const uint8_t *body, size_t len)
+{
+    uint8_t frame[BPD_FRAME_MAX];
+    size_t n = bpd_frame(id, fw->tx_seq++, body, len, frame);
+    if (n) fw->hal.serial_write(fw->hal.ctx, frame, n);
+}
+
+static void actuator_zero(bpd_fw_t *fw)
+{
+    memset(fw->applied, 0, sizeof fw->applied);
+    fw->hal.write_actuator(fw->hal.ctx, fw->applied, fw->act_dim);
+}
+
+static void send_ack(bpd_fw_t *fw, uint8_t of, uint8_t status)
+{
+    bpd_ack_t m;
+    uint8_t body[8];
+    m.of = of;
+    m.status = status;
+    send(fw, BPD_MSG_ACK, body, bpd_pack_ack(&m, body, sizeof body));
+}
+
+static void send_info(bpd_fw_t *fw)
+{
+    bpd_info_t m;
+    uint8_t body[32];
+    m.protocol = BPD_PROTOCOL_VERSION;
+    m.fw_major = BPD_FW_MAJOR;
+    m.fw_minor = BPD_FW_MINOR;
+    m.obs_dim = fw->obs_dim;
+    m.act_dim = fw->act_dim;
+    m.caps = (uint8_t)((fw->policy ? BPD_CAP_DEVICE_POLICY : 0u) | (fw->sensors.measured_vel ? 0u : BPD_CAP_ENCODERS));
+    m.period_us = fw->period_us;
+    memcpy(m.model_hash, fw->model_hash, 8);
+    send(fw, BPD_MSG_INFO, body, bpd_pack_info(&m, body, sizeof body));
+}
+
+static void enter_fault(bpd_fw_t *fw, uint8_t code, uint32_t detail)
+{
+    bpd_fault_t m;
+    uint8_t body[8];
+    actuator_zero(fw);
+    fw->state = BPD_FAULT;
+    fw->fault_code = code;
+    m.code = code;
+    m.detail = detail;
+    send(fw, BPD_MSG_FAULT, body, bpd_pack_fault(&m, body, sizeof body));
+}
+
+static void stop(bpd_fw_t *fw)
+{
+    actuator_zero(fw);
+    fw->state = BPD_IDLE;
+}
+
+/* Clamp to the action limit (NaN becomes 0), write the actuator, remember what was applied. */
+static uint16_t apply_action(bpd_fw_t *fw, const float *a)
+{
+    uint16_t flags = 0;
+    uint8_t i;
+    for (i = 0; i < fw->act_dim; ++i) {
+        float v = a[i];
+        if (!(v == v)) v = 0.0f;
+        if (v > fw->action_limit) { v = fw->action_limit; flags |= BPD_FLAG_CLAMPED; }
+        if (v < -fw->action_limit) { v = -fw->action_limit; flags |= BPD_FLAG_CLAMPED; }
+        fw->applied[i] = v;
+    }
+    fw->hal.write_actuator(fw->hal.ctx, fw->applied, fw->act_dim);
+    return flags;
+}
+
+static void on_frame(void *ctx, const bpd_frame_t *f)
+{
+    bpd_fw_t *fw = (bpd_fw_t *)ctx;
+    switch (f->id) {
+    case BPD_MSG_HELLO: {
+        bpd_hello_t m;
+        if (bpd_unpack_hello(f->body, f->body_len, &m) == 0) send_info(fw);
+        break;
+    }
+    case BPD_MSG_CONFIG: {
+        bpd_config_t m;
+        uint8_t ok;
+        if (bpd_unpack_config(f->body, f->body_len, &m) != 0) break;
+        ok = fw->state != BPD_RUNNING && m.period_us > 0 && m.watchdog_ticks > 0 && m.action_limit > 0.0f &&
+             m.pos_limit > 0.0f && m.angle_limit > 0.0f && m.mode <= BPD_MODE_DEVICE &&
+             !(m.mode == BPD_MODE_DEVICE && fw->policy == NULL);
+        if (ok) {
+            fw->period_us = m.period_us;
+            fw->watchdog_ticks = m.watchdog_ticks;
+            fw->mode = m.mode;
+            fw->action_limit = m.action_limit;
+            fw->pos_limit = m.pos_limit;
+            fw->angle_limit = m.angle_limit;
+        }
+        send_ack(fw, BPD_MSG_CONFIG, ok ? BPD_ACK_OK : BPD_ACK_REJECTED);
+        break;
+    }
+    case BPD_MSG_START:
+        if (fw->state == BPD_IDLE && fw->period_us > 0) {
+            fw->state = BPD_RUNNING;
+            fw->ticks_without_action = 0;
+            fw->have_prev = 0;
+            actuator_zero(fw);
+            send_ack(fw, BPD_MSG_START, BPD_ACK_OK);
+        } else {
+            send_ack(fw, BPD_MSG_START, BPD_ACK_REJECTED);
+        }
+        break;
+    case BPD_MSG_STOP:
+        stop(fw);
+        send_ack(fw, BPD_MSG_STOP, BPD_ACK_OK);
+        break;
+    case BPD_MSG_RESET: {
+        bpd_reset_t m;
+        if (bpd_unpack_reset(f->body, f->body_len, &m) != 0) break;
+        stop(fw);
+        fw->fault_code = BPD_FAULT_NONE;
+        fw->reset_seed = m.seed;
+        fw->reset_requested = 1;
+        fw->have_prev = 0;
+        send_ack(fw, BPD_MSG_RESET, BPD_ACK_OK);
+        break;
+    }
+    case BPD_MSG_ACTION: {
+        bpd_action_t m;
+        if (bpd_unpack_action(f->body, f->body_len, &m) != 0 || m.n_act != fw->act_dim) break;
+        if (fw->state != BPD_RUNNING || fw->mode != BPD_MODE_HOST) break;
+        if (m.echo_seq != fw->last_state_seq) {
+            fw->late_actions++; /* answers an older state: skipped, never caught up */
+            break;
+        }
+        apply_action(fw, m.action);
+        fw->ticks_without_action = 0;
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+void bpd_fw_init(bpd_fw_t *fw, const bpd_hal_t *hal, const bpd_sensor_cfg_t *sensors, uint8_t obs_dim,
+                 uint8_t act_dim, uint32_t period_us)
+{
+    memset(fw, 0, sizeof *fw);
+    fw->hal = *hal;
+    fw->sensors = *sensors;
+    fw->obs_dim = obs_dim > BPD_MAX_OBS ? BPD_MAX_OBS : obs_dim;
+    fw->act_dim = act_dim > BPD_MAX_ACT ? BPD_MAX_ACT : act_dim;
+    fw->period_us = period_us;
+    fw->watchdog_ticks = 10;
+    fw->action_limit = 1.0f;
+    fw->pos_limit = 1.0f;
+    fw->angle_limit = 1.0f;
+    fw->state = BPD_IDLE;
+    bpd_parser_init(&fw->parser);
+    actuator_zero(fw);
+}
+
+void bpd_fw_set_policy(bpd_fw_t *fw, bpd_policy_fn fn, void *ctx, const uint8_t model_hash[8])
+{
+    fw->policy = fn;
+    fw->policy_ctx = ctx;
+    if (model_hash) memcpy(fw->model_hash, model_hash, 8);
+}
+
+void bpd_fw_on_bytes(bpd_fw_t *fw, const uint8_t *data, size_t len)
+{
+    bpd_parser_feed(&fw->parser, data, len, on_frame, fw);
+}
+
+int bpd_fw_take_reset(bpd_fw_t *fw, uint32_t *seed)
+{
+    if (!fw->reset_requested) return 0;
+    fw->reset_requested = 0;
+    if (seed) *seed = fw->reset_seed;
+    return 1;
+}
+
+static float absf(float x) { return x < 0.0f ? -x : x; }
+
+/* Observation: positions (encoders converted to units), then velocities, measured or estimated. */
+static void build_observation(bpd_fw_t *fw, const float *raw, float *obs)
+{
+    const bpd_sensor_cfg_t *s = &fw->sensors;
+    uint8_t i, np = s->n_pos;
+    float dt = (float)fw->period_us * 1e-6f;
+    float a = 1.0f;
+    if (s->vel_filter_hz > 0.0f) {
+        float wc = 6.2831853f * s->vel_filter_hz * dt;
+        a = wc / (1.0f + wc);
+    }
+    for (i = 0; i < np && i < fw->obs_dim; ++i) {
+        obs[i] = s->counts_per_unit[i] > 0.0f ? raw[i] / s->counts_per_unit[i] : raw[i];
+    }
+    for (i = 0; i < np && np + i < fw->obs_dim; ++i) {
+        if (s->measured_vel) {
+            obs[np + i] = raw[np + i];
+        } else {
+            float d = fw->have_prev ? (obs[i] - fw->prev_pos[i]) / dt : 0.0f;
+            fw->vel[i] = fw->have_prev ? fw->vel[i] + a * (d - fw->vel[i]) : 0.0f;
+            obs[np + i] = fw->vel[i];
+        }
+        fw->prev_pos[i] = obs[i];
+    }
+    fw->have_prev = 1;
+}
+
+void bpd_fw_tick(bpd_fw_t *fw)
+{
+    float raw[BPD_MAX_OBS], obs[BPD_MAX_OBS];
+    uint8_t body[BPD_MAX_PAYLOAD], i;
+    uint16_t flags = 0;
+    uint32_t infer_ns = 0, now = fw->hal.now_us(fw->hal.ctx);
+    bpd_state_t m;
+
+    if (fw->state != BPD_RUNNING) return;
+    if (fw->ticks && (uint32_t)(now - fw->last_tick_us) > fw->period_us + fw->period_us / 2) {
+        fw->overruns++;
+        flags |= BPD_FLAG_OVERRUN;
+    }
+    fw->last_tick_us = now;
+    fw->ticks++;
+    memset(raw, 0, sizeof raw);
+    fw->hal.read_sensors(fw->hal.ctx, raw, (uint8_t)(fw->sensors.n_pos * (fw->sensors.measured_vel ? 2 : 1)));
+    build_observation(fw, raw, obs);
+
+    if (absf(obs[fw->sensors.pos_index]) > fw->pos_limit || absf(obs[fw->sensors.angle_index]) > fw->angle_limit) {
+        actuator_zero(fw);
+        fw->state = BPD_IDLE;
+        flags |= BPD_FLAG_LIMIT_STOP;
+    } else if (fw->mode == BPD_MODE_DEVICE && fw->policy) {
+        float act[BPD_MAX_ACT];
+        uint32_t c0 = fw->hal.cycles(fw->hal.ctx), c1;
+        int rc;
+        memset(act, 0, sizeof act);
+        rc = fw->policy(fw->policy_ctx, obs, act);
+        c1 = fw->hal.cycles(fw->hal.ctx);
+        infer_ns = fw->hal.cycles_per_us ? (uint32_t)((uint64_t)(c1 - c0) * 1000u / fw->hal.cycles_per_us) : 0u;
+        flags |= BPD_FLAG_DEVICE_POLICY | BPD_FLAG_RUNNING | apply_action(fw, act);
+        if (rc != 0) flags |= BPD_FLAG_POLICY_ERROR;
+    } else {
+        /* host mode: each state is answered by an ACTION applied on arrival. Silence for
+         * watchdog_ticks ticks is a fault; until then the last action is held. */
+        if (fw->ticks_without_action >= fw->watchdog_ticks) {
+            fw->watchdog_trips++;
+            enter_fault(fw, BPD_FAULT_WATCHDOG, fw->ticks_without_action);
+            return;
+        }
+        if (fw->ticks_without_action > 0) flags |= BPD_FLAG_STALE_ACTION;
+        fw->ticks_without_action++;
+        flags |= BPD_FLAG_RUNNING;
+    }
+
+    m.t_us = now;
+    m.infer_ns = infer_ns;
+    m.flags = flags;
+    m.n_obs = fw->obs_dim;
+    m.n_act = fw->act_dim;
+    for (i = 0; i < fw->obs_dim; ++i) m.obs[i] = obs[i];
+    for (i = 0; i < fw->act_dim; ++i) m.action[i] = fw->applied[i];
+    fw->last_state_seq = fw->tx_seq;
+    send(fw, BPD_MSG_STATE, body, bpd_pack_state(&m, body, sizeof body));
+}

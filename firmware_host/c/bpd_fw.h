@@ -1,0 +1,76 @@
+/*
+ * bpd firmware core: protocol session, control tick, safety. Portable C99 on top of bpd_hal.h.
+ *
+ * The board calls bpd_fw_on_bytes() with whatever the serial port received and bpd_fw_tick()
+ * once per control period (from a timer). Every tick while running: read sensors, build the
+ * observation (velocities estimated by filtered differences where the rig has only encoders), run
+ * the on-device policy (device mode), enforce limits, write the actuator and stream a STATE frame.
+ * In host mode the host answers each STATE with an ACTION echoing its sequence number, applied on
+ * arrival; an answer to an older state is skipped. The actuator is written zero on stop, reset, fault and limit stop, and when
+ * the host's actions stop arriving for watchdog_ticks ticks.
+ */
+#ifndef BPD_FW_H
+#define BPD_FW_H
+
+#include <stdint.h>
+
+#include "bpd_hal.h"
+#include "bpd_msgs.h"
+#include "bpd_wire.h"
+
+#define BPD_FW_MAJOR 0
+#define BPD_FW_MINOR 1
+
+typedef enum { BPD_IDLE = 0, BPD_RUNNING = 1, BPD_FAULT = 2 } bpd_fw_state_t;
+
+/* The policy the device runs in device mode: a function so the core does not depend on the
+ * kernel; returns 0 on success and writes a safe action otherwise. */
+typedef int (*bpd_policy_fn)(void *ctx, const float *obs, float *action);
+
+typedef struct {
+    uint8_t n_pos;              /* position-like sensors (cart position, angle) */
+    uint8_t measured_vel;       /* 1: the sensors also deliver velocities; 0: estimate them */
+    float counts_per_unit[BPD_MAX_OBS]; /* >0: that position is an encoder in counts */
+    float vel_filter_hz;        /* first-order low-pass of the differentiated positions */
+    uint8_t pos_index;          /* which observation is checked against pos_limit */
+    uint8_t angle_index;        /* which observation is checked against angle_limit */
+} bpd_sensor_cfg_t;
+
+typedef struct {
+    bpd_hal_t hal;
+    bpd_sensor_cfg_t sensors;
+    bpd_policy_fn policy;       /* NULL: no on-device policy */
+    void *policy_ctx;
+    uint8_t model_hash[8];
+    uint8_t obs_dim, act_dim;
+    /* configuration */
+    uint32_t period_us;
+    uint16_t watchdog_ticks;
+    uint8_t mode;
+    float action_limit, pos_limit, angle_limit;
+    /* state */
+    bpd_fw_state_t state;
+    uint16_t tx_seq, last_state_seq;
+    uint16_t ticks_without_action;
+    uint32_t last_tick_us;
+    float applied[BPD_MAX_ACT];   /* what the actuator holds now */
+    uint32_t late_actions;
+    float prev_pos[BPD_MAX_OBS];
+    float vel[BPD_MAX_OBS];
+    uint8_t have_prev;
+    uint32_t ticks, overruns, watchdog_trips;
+    uint8_t fault_code;
+    uint32_t reset_seed;
+    uint8_t reset_requested;
+    bpd_parser_t parser;
+} bpd_fw_t;
+
+void bpd_fw_init(bpd_fw_t *fw, const bpd_hal_t *hal, const bpd_sensor_cfg_t *sensors, uint8_t obs_dim,
+                 uint8_t act_dim, uint32_t period_us);
+void bpd_fw_set_policy(bpd_fw_t *fw, bpd_policy_fn fn, void *ctx, const uint8_t model_hash[8]);
+void bpd_fw_on_bytes(bpd_fw_t *fw, const uint8_t *data, size_t len);
+void bpd_fw_tick(bpd_fw_t *fw);
+/* 1 once after a RESET message (the rig resets its plant then), else 0. */
+int bpd_fw_take_reset(bpd_fw_t *fw, uint32_t *seed);
+
+#endif /* BPD_FW_H */

@@ -1,0 +1,155 @@
+/*
+ * Host HAL: the firmware core as a software device, driven by the simulated rig through a small
+ * C API (loaded with ctypes). The rig sets sensor readings and the device time, feeds received
+ * bytes, calls the tick, and drains what the device transmits. With -DBPD_SIM_POLICY the exported
+ * policy (policy.c, policy_weights.c) is linked in and runs on the device in device mode.
+ */
+#define _POSIX_C_SOURCE 199309L
+#include <string.h>
+#include <time.h>
+
+#include "bpd_fw.h"
+
+#ifdef BPD_SIM_POLICY
+#include "policy_weights.h"
+static float scratch[BPD_SCRATCH_FLOATS];
+static int run_policy(void *ctx, const float *obs, float *action)
+{
+    (void)ctx;
+    return bpd_policy_run(&bpd_model, obs, action, scratch) == BPD_OK ? 0 : -1;
+}
+#endif
+
+#define TX_CAP 65536
+
+static struct {
+    bpd_fw_t fw;
+    float sensors[BPD_MAX_OBS];
+    float actuator[BPD_MAX_ACT];
+    uint32_t now_us;
+    uint8_t tx[TX_CAP];
+    size_t tx_len;
+    uint32_t tx_dropped;
+} dev;
+
+static uint32_t hal_now(void *ctx) { (void)ctx; return dev.now_us; }
+
+static uint32_t hal_cycles(void *ctx)
+{
+    struct timespec t;
+    (void)ctx;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint32_t)((uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec); /* 1 cycle = 1 ns */
+}
+
+static void hal_read(void *ctx, float *raw, uint8_t n)
+{
+    (void)ctx;
+    memcpy(raw, dev.sensors, (size_t)n * sizeof(float));
+}
+
+static void hal_write(void *ctx, const float *u, uint8_t n)
+{
+    (void)ctx;
+    memcpy(dev.actuator, u, (size_t)n * sizeof(float));
+}
+
+static void hal_serial(void *ctx, const uint8_t *data, size_t len)
+{
+    (void)ctx;
+    if (dev.tx_len + len > TX_CAP) {
+        dev.tx_dropped += (uint32_t)len;
+        return;
+    }
+    memcpy(dev.tx + dev.tx_len, data, len);
+    dev.tx_len += len;
+}
+
+int bpd_sim_init(uint8_t n_pos, uint8_t measured_vel, const float *counts_per_unit, float vel_filter_hz,
+                 uint8_t pos_index, uint8_t angle_index, uint8_t obs_dim, uint8_t act_dim, uint32_t period_us);
+int bpd_sim_init(uint8_t n_pos, uint8_t measured_vel, const float *counts_per_unit, float vel_filter_hz,
+                 uint8_t pos_index, uint8_t angle_index, uint8_t obs_dim, uint8_t act_dim, uint32_t period_us)
+{
+    bpd_hal_t hal;
+    bpd_sensor_cfg_t s;
+    uint8_t i;
+    if (obs_dim > BPD_MAX_OBS || act_dim > BPD_MAX_ACT || 2 * n_pos > BPD_MAX_OBS) return -1;
+    memset(&dev, 0, sizeof dev);
+    memset(&s, 0, sizeof s);
+    hal.ctx = NULL;
+    hal.now_us = hal_now;
+    hal.cycles = hal_cycles;
+    hal.cycles_per_us = 1000;
+    hal.read_sensors = hal_read;
+    hal.write_actuator = hal_write;
+    hal.serial_write = hal_serial;
+    s.n_pos = n_pos;
+    s.measured_vel = measured_vel;
+    for (i = 0; i < n_pos; ++i) s.counts_per_unit[i] = counts_per_unit[i];
+    s.vel_filter_hz = vel_filter_hz;
+    s.pos_index = pos_index;
+    s.angle_index = angle_index;
+    bpd_fw_init(&dev.fw, &hal, &s, obs_dim, act_dim, period_us);
+#ifdef BPD_SIM_POLICY
+    {
+        uint8_t h[8];
+        for (i = 0; i < 8; ++i) {
+            unsigned v = 0;
+            char c0 = bpd_model_hash[2 * i], c1 = bpd_model_hash[2 * i + 1];
+            v = (unsigned)((c0 <= '9' ? c0 - '0' : c0 - 'a' + 10) * 16 + (c1 <= '9' ? c1 - '0' : c1 - 'a' + 10));
+            h[i] = (uint8_t)v;
+        }
+        if (bpd_model.in_dim != obs_dim || bpd_model.out_dim != act_dim) return -2;
+        bpd_fw_set_policy(&dev.fw, run_policy, NULL, h);
+    }
+#endif
+    return 0;
+}
+
+void bpd_sim_set_time(uint32_t now_us);
+void bpd_sim_set_time(uint32_t now_us) { dev.now_us = now_us; }
+
+void bpd_sim_set_sensors(const float *raw, uint8_t n);
+void bpd_sim_set_sensors(const float *raw, uint8_t n)
+{
+    memcpy(dev.sensors, raw, (size_t)(n > BPD_MAX_OBS ? BPD_MAX_OBS : n) * sizeof(float));
+}
+
+void bpd_sim_rx(const uint8_t *data, size_t len);
+void bpd_sim_rx(const uint8_t *data, size_t len) { bpd_fw_on_bytes(&dev.fw, data, len); }
+
+void bpd_sim_tick(void);
+void bpd_sim_tick(void) { bpd_fw_tick(&dev.fw); }
+
+void bpd_sim_actuator(float *out);
+void bpd_sim_actuator(float *out) { memcpy(out, dev.actuator, sizeof dev.actuator); }
+
+size_t bpd_sim_tx(uint8_t *out, size_t cap);
+size_t bpd_sim_tx(uint8_t *out, size_t cap)
+{
+    size_t n = dev.tx_len < cap ? dev.tx_len : cap;
+    memcpy(out, dev.tx, n);
+    memmove(dev.tx, dev.tx + n, dev.tx_len - n);
+    dev.tx_len -= n;
+    return n;
+}
+
+int bpd_sim_take_reset(uint32_t *seed);
+int bpd_sim_take_reset(uint32_t *seed) { return bpd_fw_take_reset(&dev.fw, seed); }
+
+/* state, ticks, overruns, watchdog trips, late actions, fault code, parser bad frames, mode,
+ * ticks since the last valid host action */
+void bpd_sim_status(uint32_t *out9);
+void bpd_sim_status(uint32_t *out9)
+{
+    const bpd_parser_t *p = &dev.fw.parser;
+    out9[0] = (uint32_t)dev.fw.state;
+    out9[1] = dev.fw.ticks;
+    out9[2] = dev.fw.overruns;
+    out9[3] = dev.fw.watchdog_trips;
+    out9[4] = dev.fw.late_actions;
+    out9[5] = dev.fw.fault_code;
+    out9[6] = p->bad_cobs + p->bad_crc + p->bad_length + p->overflows;
+    out9[7] = dev.fw.mode;
+    out9[8] = dev.fw.ticks_without_action;
+}

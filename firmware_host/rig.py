@@ -1,0 +1,321 @@
+"""Rigs: a YAML description, a MuJoCo plant, the firmware core as a software device, and the same
+plant as a Gymnasium environment.
+
+    gym.make("firmware_host.rig:bpd/desktop-cartpole-v0", randomize=True)
+    gym.make("firmware_host.rig:bpd/gym-inverted-pendulum-v0")
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import math
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+
+from bpd.errors import BpdError
+
+HERE = Path(__file__).resolve().parent
+RIGS = HERE / "rigs"
+CSRC = HERE / "c"
+FW_SOURCES = ("bpd_fw.c", "bpd_wire.c", "bpd_msgs.c", "hal_host.c")
+
+
+@dataclass
+class RigSpec:
+    name: str
+    plant: str
+    period_us: int
+    raw: dict = field(repr=False)
+
+    @property
+    def obs_dim(self) -> int:
+        return 4
+
+    @property
+    def act_dim(self) -> int:
+        return 1
+
+    @property
+    def limits(self) -> dict:
+        return self.raw["limits"]
+
+    @property
+    def sensors(self) -> dict:
+        return self.raw["sensors"]
+
+    @property
+    def watchdog_ticks(self) -> int:
+        return int(self.raw.get("watchdog_ticks", 10))
+
+
+def load_rig(name_or_path: str | Path) -> RigSpec:
+    """A rig by name (gym-inverted-pendulum, desktop-cartpole) or by path to its YAML."""
+    import yaml
+
+    p = Path(name_or_path)
+    if not p.is_file():
+        p = RIGS / f"{name_or_path}.yaml"
+    if not p.is_file():
+        known = ", ".join(sorted(x.stem for x in RIGS.glob("*.yaml")))
+        raise BpdError(f"no rig {str(name_or_path)!r} (known: {known}; or give a YAML path)")
+    try:
+        raw = yaml.safe_load(p.read_text())
+        spec = RigSpec(raw["name"], raw["plant"], int(raw["period_us"]), raw)
+        _ = spec.limits["action"], spec.limits["position"], spec.limits["angle"], spec.sensors["counts_per_unit"]
+    except (yaml.YAMLError, KeyError, TypeError, ValueError) as e:
+        raise BpdError(f"{p}: not a valid rig description ({e.__class__.__name__}: {e})") from None
+    if spec.plant not in ("gym-inverted-pendulum", "cartpole"):
+        raise BpdError(f"{p}: unknown plant {spec.plant!r}")
+    return spec
+
+
+# ------------------------------------------------------------------ plant
+
+
+def _cartpole_xml(r: dict, scale: dict) -> str:
+    m_cart = r["cart_mass"] * scale.get("mass", 1.0)
+    m_pole = r["pole_mass"] * scale.get("mass", 1.0)
+    fr = r["cart_friction"] * scale.get("friction", 1.0)
+    lim = r["limits"]["action"]
+    return f"""<mujoco model="{r['name']}">
+  <option timestep="{r['physics_timestep']}" integrator="RK4"/>
+  <worldbody>
+    <body name="cart">
+      <joint name="slider" type="slide" axis="1 0 0" limited="true" range="-{r['track']} {r['track']}"
+             damping="{fr}"/>
+      <geom type="box" size="0.04 0.03 0.02" mass="{m_cart}"/>
+      <body name="pole">
+        <joint name="hinge" type="hinge" axis="0 1 0" damping="{r['pole_friction']}"/>
+        <geom type="capsule" fromto="0 0 0 0 0 {r['pole_length']}" size="0.004" mass="{m_pole}"/>
+      </body>
+    </body>
+  </worldbody>
+  <actuator>
+    <motor joint="slider" gear="{scale.get('gain', 1.0)}" ctrllimited="true" ctrlrange="-{lim} {lim}"/>
+  </actuator>
+</mujoco>"""
+
+
+class Plant:
+    """The physical system: MuJoCo model, physics steps per control tick, sensors."""
+
+    def __init__(self, spec: RigSpec, scale: dict | None = None) -> None:
+        import mujoco
+
+        self.mj = mujoco
+        self.spec = spec
+        if spec.plant == "gym-inverted-pendulum":
+            xml = Path(gym.__file__).parent / "envs" / "mujoco" / "assets" / "inverted_pendulum.xml"
+            self.model = mujoco.MjModel.from_xml_path(str(xml))
+            self.substeps = int(spec.raw.get("frame_skip", 2))
+        else:
+            self.model = mujoco.MjModel.from_xml_string(_cartpole_xml(spec.raw, scale or {}))
+            self.substeps = max(1, round(spec.period_us * 1e-6 / self.model.opt.timestep))
+        self.data = mujoco.MjData(self.model)
+        self.init_qpos = self.data.qpos.copy()
+        self.init_qvel = self.data.qvel.copy()
+        self.rng = np.random.default_rng()
+
+    def reset(self, seed: int | None = None) -> None:
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+        self.mj.mj_resetData(self.model, self.data)
+        s = float(self.spec.raw.get("reset_noise", 0.01))
+        self.data.qpos[:] = self.init_qpos + self.rng.uniform(-s, s, self.model.nq)
+        self.data.qvel[:] = self.init_qvel + self.rng.uniform(-s, s, self.model.nv)
+        self.mj.mj_forward(self.model, self.data)
+
+    def substep(self, u: np.ndarray) -> None:
+        self.data.ctrl[:] = u
+        self.mj.mj_step(self.model, self.data)
+
+    def state(self) -> np.ndarray:
+        return np.concatenate([self.data.qpos, self.data.qvel]).astype(np.float64)
+
+    def sensors(self) -> np.ndarray:
+        """Raw readings as the board would deliver them: noisy, quantised encoder counts or values."""
+        sc = self.spec.sensors
+        n = self.model.nq
+        noise = np.asarray(sc.get("noise_std", [0] * (2 * n)), float)
+        x = self.state()[: 2 * n if sc["measured_velocity"] else n].copy()
+        x += self.rng.normal(0, 1, len(x)) * noise[: len(x)] if noise.any() else 0.0
+        cpu = np.asarray(sc["counts_per_unit"], float)
+        enc = cpu > 0
+        x[:n][enc] = np.round(x[:n][enc] * cpu[enc])
+        return x.astype(np.float32)
+
+
+class ObservationFilter:
+    """What the firmware computes from raw sensors (bpd_fw.c build_observation), for the Gym env."""
+
+    def __init__(self, spec: RigSpec) -> None:
+        sc = spec.sensors
+        self.cpu = np.asarray(sc["counts_per_unit"], np.float32)
+        self.measured = bool(sc["measured_velocity"])
+        dt = spec.period_us * 1e-6
+        hz = float(sc.get("velocity_filter_hz", 0) or 0)
+        wc = 2 * math.pi * hz * dt
+        self.a = wc / (1 + wc) if hz > 0 else 1.0
+        self.dt = dt
+        self.prev = None
+        self.vel = np.zeros(len(self.cpu), np.float32)
+
+    def reset(self) -> None:
+        self.prev = None
+        self.vel[:] = 0
+
+    def __call__(self, raw: np.ndarray) -> np.ndarray:
+        n = len(self.cpu)
+        pos = np.where(self.cpu > 0, raw[:n] / np.where(self.cpu > 0, self.cpu, 1), raw[:n]).astype(np.float32)
+        if self.measured:
+            vel = raw[n:2 * n]
+        else:
+            if self.prev is not None:
+                self.vel = self.vel + self.a * ((pos - self.prev) / self.dt - self.vel)
+            vel = self.vel
+            self.prev = pos
+        return np.concatenate([pos, vel]).astype(np.float32)
+
+
+# ------------------------------------------------------------------ the Gymnasium environment
+
+
+class RigEnv(gym.Env):
+    """The rig's plant and sensing as an environment: reward 1 per tick upright, episode ends at
+    the rig's angle or position limit, truncated at max_episode_steps."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, rig: str = "desktop-cartpole", randomize: bool = False, period_us: int | None = None) -> None:
+        self.spec_rig = load_rig(rig)
+        if period_us:
+            self.spec_rig.period_us = int(period_us)
+        self.randomize = randomize
+        lim = self.spec_rig.limits
+        self.action_space = gym.spaces.Box(-lim["action"], lim["action"], (1,), np.float32)
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)
+        self.plant = Plant(self.spec_rig)
+        self.filter = ObservationFilter(self.spec_rig)
+        self.max_steps = int(self.spec_rig.raw.get("max_episode_steps", 1000))
+        self.t = 0
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if self.randomize and self.spec_rig.plant == "cartpole":
+            r = self.spec_rig.raw["randomization"]
+            scale = {"mass": self.np_random.uniform(*r["mass_scale"]),
+                     "friction": self.np_random.uniform(*r["friction_scale"]),
+                     "gain": self.np_random.uniform(*r["motor_gain"])}
+            self.plant = Plant(self.spec_rig, scale)
+        self.plant.reset(int(self.np_random.integers(2**31)))
+        self.filter.reset()
+        self.t = 0
+        return self.filter(self.plant.sensors()), {}
+
+    def step(self, action):
+        u = np.clip(np.asarray(action, np.float64).reshape(-1), self.action_space.low, self.action_space.high)
+        for _ in range(self.plant.substeps):
+            self.plant.substep(u)
+        self.t += 1
+        obs = self.filter(self.plant.sensors())
+        lim = self.spec_rig.limits
+        x = self.plant.state()
+        terminated = bool(not np.isfinite(x).all() or abs(x[0]) > lim["position"] or abs(x[1]) > lim["angle"])
+        return obs, 1.0, terminated, self.t >= self.max_steps, {}
+
+
+def _register() -> None:
+    for name in ("desktop-cartpole", "gym-inverted-pendulum"):
+        env_id = f"bpd/{name}-v0"
+        if env_id not in gym.registry:
+            gym.register(env_id, entry_point=RigEnv, kwargs={"rig": name})
+
+
+_register()
+
+
+# ------------------------------------------------------------------ the software device
+
+
+def build_device_library(out_dir: Path, policy_dir: Path | None = None) -> Path:
+    """Compile the firmware core with the host HAL (and the exported policy) as a shared library."""
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        raise BpdError("no C compiler found (set CC or install gcc)")
+    srcs = [CSRC / f for f in FW_SOURCES]
+    flags = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2", "-fPIC", "-shared", f"-I{CSRC}"]
+    if policy_dir is not None:
+        policy_dir = Path(policy_dir)
+        if not (policy_dir / "policy_weights.c").is_file():
+            raise BpdError(f"{policy_dir}: not an export directory (no policy_weights.c)")
+        srcs += [policy_dir / "policy.c", policy_dir / "policy_weights.c"]
+        flags += ["-DBPD_SIM_POLICY", f"-I{policy_dir}"]
+    h = hashlib.sha256(" ".join(flags).encode())
+    for s in srcs + sorted(CSRC.glob("*.h")) + ([*policy_dir.glob("*.h")] if policy_dir else []):
+        h.update(Path(s).read_bytes())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lib = out_dir / f"libbpdfw-{h.hexdigest()[:12]}.so"
+    if not lib.exists():
+        tmp = lib.with_suffix(f".{os.getpid()}.tmp")
+        p = subprocess.run([cc, *flags, *map(str, srcs), "-lm", "-o", str(tmp)], capture_output=True, text=True)
+        if p.returncode != 0:
+            raise BpdError(f"building the device failed: {(p.stderr.strip().splitlines() or ['?'])[0]}")
+        os.replace(tmp, lib)
+    return lib
+
+
+class SoftwareDevice:
+    """The real firmware core (C), driven through the host HAL."""
+
+    def __init__(self, spec: RigSpec, lib: Path) -> None:
+        self.lib = ctypes.CDLL(str(lib))
+        sc = spec.sensors
+        cpu = (ctypes.c_float * 8)(*[float(c) for c in sc["counts_per_unit"]])
+        rc = self.lib.bpd_sim_init(2, int(bool(sc["measured_velocity"])), cpu,
+                                   ctypes.c_float(float(sc.get("velocity_filter_hz", 0) or 0)), 0, 1,
+                                   spec.obs_dim, spec.act_dim, ctypes.c_uint32(spec.period_us))
+        if rc != 0:
+            raise BpdError(f"the device could not start (code {rc}): policy dimensions differ from the rig's?")
+        self._act = (ctypes.c_float * 4)()
+        self._buf = (ctypes.c_uint8 * 65536)()
+        self._status = (ctypes.c_uint32 * 9)()
+        self.lib.bpd_sim_tx.restype = ctypes.c_size_t
+
+    def set_time(self, us: int) -> None:
+        self.lib.bpd_sim_set_time(ctypes.c_uint32(us & 0xFFFFFFFF))
+
+    def set_sensors(self, raw: np.ndarray) -> None:
+        arr = (ctypes.c_float * len(raw))(*map(float, raw))
+        self.lib.bpd_sim_set_sensors(arr, len(raw))
+
+    def rx(self, data: bytes) -> None:
+        if data:
+            self.lib.bpd_sim_rx(data, ctypes.c_size_t(len(data)))
+
+    def tick(self) -> None:
+        self.lib.bpd_sim_tick()
+
+    def actuator(self) -> np.ndarray:
+        self.lib.bpd_sim_actuator(self._act)
+        return np.array(self._act[:1], np.float64)
+
+    def tx(self) -> bytes:
+        n = self.lib.bpd_sim_tx(self._buf, len(self._buf))
+        return bytes(self._buf[:n])
+
+    def take_reset(self) -> int | None:
+        seed = ctypes.c_uint32()
+        return seed.value if self.lib.bpd_sim_take_reset(ctypes.byref(seed)) else None
+
+    def status(self) -> dict:
+        self.lib.bpd_sim_status(self._status)
+        keys = ("state", "ticks", "overruns", "watchdog_trips", "late_actions", "fault_code", "bad_frames", "mode",
+                "ticks_without_action")
+        return dict(zip(keys, list(self._status)))

@@ -1,0 +1,219 @@
+"""`bpd rig sim`: the simulated rig. A MuJoCo plant and the real firmware core (host build) behind a
+pseudo-terminal that any serial client opens like a USB-serial device.
+
+Realtime mode paces ticks by the wall clock (timing measured against it means something);
+lockstep mode advances one tick per exchange (in host mode it waits for the action answering each
+state) for fast deterministic tests. While the device is idle or in fault the plant is frozen.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import select
+import signal
+import sys
+import time
+import tty
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+from bpd.config import field
+from bpd.errors import BpdError
+from firmware_host.rig import Plant, RigSpec, SoftwareDevice, build_device_library, load_rig
+
+
+@dataclass
+class RigSimConfig:
+    rig: str = field("gym-inverted-pendulum", help="rig name or YAML path")
+    policy: str | None = field(None, help="export directory whose C policy is compiled into the device")
+    lockstep: bool = field(False, help="advance one tick per exchange instead of by the wall clock (--realtime)")
+    period_us: int | None = field(None, help="control period override, microseconds")
+    link_delay_ms: float = field(0.0, help="one-way delay added to every byte, both directions")
+    drop_rate: float = field(0.0, help="probability that a byte is dropped, both directions")
+    corrupt_rate: float = field(0.0, help="probability that a byte is corrupted, both directions")
+    actuation_latency_us: int = field(0, help="delay between the actuator command and the plant")
+    stall_at: float | None = field(None, help="seconds after start when the device stalls (no ticks, no replies)")
+    stall_for: float = field(1.0, help="how long a stall lasts, seconds")
+    disconnect_at: float | None = field(None, help="seconds after start when the device disconnects (port closes)")
+    duration: float = field(0.0, help="stop after this many seconds (0: run until interrupted)")
+    seed: int = field(0, help="seed of the link faults and the first plant reset")
+    build_dir: str = field(".bpd-build", help="where the device library is compiled")
+
+
+class Link:
+    """One direction of the wire: delay, dropped and corrupted bytes."""
+
+    def __init__(self, delay_s: float, drop: float, corrupt: float, rng: random.Random) -> None:
+        self.delay, self.drop, self.corrupt, self.rng = delay_s, drop, corrupt, rng
+        self.queue: deque[tuple[float, bytes]] = deque()
+
+    def send(self, data: bytes, now: float) -> None:
+        if not data:
+            return
+        if self.drop or self.corrupt:
+            out = bytearray()
+            for b in data:
+                r = self.rng.random()
+                if r < self.drop:
+                    continue
+                if r < self.drop + self.corrupt:
+                    b ^= 1 << self.rng.randrange(8)
+                out.append(b)
+            data = bytes(out)
+        self.queue.append((now + self.delay, data))
+
+    def due(self, now: float) -> bytes:
+        out = bytearray()
+        while self.queue and self.queue[0][0] <= now:
+            out += self.queue.popleft()[1]
+        return bytes(out)
+
+    def next_due(self) -> float | None:
+        return self.queue[0][0] if self.queue else None
+
+
+class SimRig:
+    def __init__(self, cfg: RigSimConfig) -> None:
+        self.cfg = cfg
+        self.spec: RigSpec = load_rig(cfg.rig)
+        if cfg.period_us:
+            self.spec.period_us = int(cfg.period_us)
+        lib = build_device_library(Path(cfg.build_dir), Path(cfg.policy) if cfg.policy else None)
+        self.device = SoftwareDevice(self.spec, lib)
+        self.plant = Plant(self.spec)
+        self.plant.reset(cfg.seed)
+        rng = random.Random(cfg.seed)
+        d = cfg.link_delay_ms / 1000
+        self.up = Link(d, cfg.drop_rate, cfg.corrupt_rate, rng)    # device -> host
+        self.down = Link(d, cfg.drop_rate, cfg.corrupt_rate, rng)  # host -> device
+        lat_steps = int(round(cfg.actuation_latency_us * 1e-6 / self.plant.model.opt.timestep))
+        self.act_queue: deque = deque([self.device.actuator()] * lat_steps)
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)
+        os.set_blocking(self.master, False)
+        self.path = os.ttyname(self.slave)
+        self.closed = False
+        self.out_pending = bytearray()
+
+    # -- I/O -----------------------------------------------------------------
+    def _pump(self, now: float, wait: float = 0.0) -> None:
+        """Move bytes: host -> link -> device, device -> link -> host; wait up to `wait` seconds."""
+        if self.closed:
+            time.sleep(max(wait, 0))
+            return
+        deadlines = [d for d in (self.up.next_due(), self.down.next_due()) if d is not None]
+        if deadlines:
+            wait = max(0.0, min(wait, min(deadlines) - now))
+        try:
+            r, _, _ = select.select([self.master], [], [], max(wait, 0.0))
+            if r:
+                self.down.send(os.read(self.master, 65536), time.perf_counter())
+        except OSError:  # no reader on the other side yet, or it closed: keep the device alive
+            pass
+        now = time.perf_counter()
+        self.device.rx(self.down.due(now))
+        seed = self.device.take_reset()
+        if seed is not None:
+            self.plant.reset(seed)
+        self.up.send(self.device.tx(), now)
+        self.out_pending += self.up.due(now)
+        if self.out_pending:
+            try:
+                n = os.write(self.master, self.out_pending)
+                del self.out_pending[:n]
+            except BlockingIOError:  # the host is not reading: hold the bytes (lockstep waits on them)
+                pass
+            except OSError:
+                self.out_pending.clear()
+
+    def _apply(self) -> None:
+        self.act_queue.append(self.device.actuator())
+        self.plant.substep(self.act_queue.popleft())
+
+    # -- the loop --------------------------------------------------------------
+    def run(self, should_stop=lambda: False) -> None:
+        period = self.spec.period_us * 1e-6
+        sub = period / self.plant.substeps
+        t0 = time.perf_counter()
+        next_tick = t0
+        sim_us = 0
+        stalled_until = None
+        while not should_stop():
+            now = time.perf_counter()
+            elapsed = now - t0
+            if self.cfg.duration and elapsed >= self.cfg.duration:
+                break
+            if self.cfg.disconnect_at is not None and elapsed >= self.cfg.disconnect_at and not self.closed:
+                os.close(self.master)
+                os.close(self.slave)
+                self.closed = True
+            if self.cfg.stall_at is not None and stalled_until is None and elapsed >= self.cfg.stall_at:
+                stalled_until = now + self.cfg.stall_for
+            if stalled_until is not None and now < stalled_until:
+                time.sleep(min(0.01, stalled_until - now))
+                next_tick = time.perf_counter()
+                continue
+            st = self.device.status()
+            running = st["state"] == 1
+            if not self.cfg.lockstep:
+                if now < next_tick:
+                    self._pump(now, next_tick - now)
+                    continue
+                next_tick += period
+                if next_tick < now:  # the simulator itself fell behind: skip, do not catch up
+                    next_tick = now + period
+                self.device.set_time(int((now - t0) * 1e6))
+            else:
+                if not running or len(self.out_pending) > 4096:
+                    self._pump(now, 0.002)
+                    continue
+                sim_us += self.spec.period_us
+                self.device.set_time(sim_us)
+            self.device.set_sensors(self.plant.sensors())
+            self.device.tick()
+            self._pump(time.perf_counter())
+            if not running:
+                continue
+            if self.cfg.lockstep:
+                if st["mode"] == 0:  # host mode: wait for the answer to this state (or a timeout)
+                    deadline = time.perf_counter() + 1.0
+                    while (self.device.status()["ticks_without_action"] and time.perf_counter() < deadline
+                           and not should_stop()):
+                        self._pump(time.perf_counter(), 0.001)
+                for _ in range(self.plant.substeps):
+                    self._apply()
+            else:
+                for k in range(self.plant.substeps):
+                    target = next_tick - period + (k + 1) * sub
+                    while (n := time.perf_counter()) < target:
+                        self._pump(n, target - n)
+                    self._apply()
+
+    def close(self) -> None:
+        if not self.closed:
+            os.close(self.master)
+            os.close(self.slave)
+            self.closed = True
+
+
+def rig_sim(cfg: RigSimConfig) -> None:
+    if cfg.drop_rate < 0 or cfg.corrupt_rate < 0 or cfg.drop_rate + cfg.corrupt_rate > 1:
+        raise BpdError("--drop-rate and --corrupt-rate must be probabilities")
+    rig = SimRig(cfg)
+    stop = {"flag": False}
+
+    def on_signal(*_):
+        stop["flag"] = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    print(rig.path, flush=True)
+    mode = "lockstep" if cfg.lockstep else "realtime"
+    print(f"rig {rig.spec.name}: {mode}, {1e6 / rig.spec.period_us:.0f} Hz, device policy: "
+          f"{'yes' if cfg.policy else 'no'}", file=sys.stderr, flush=True)
+    try:
+        rig.run(lambda: stop["flag"])
+    finally:
+        rig.close()

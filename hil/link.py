@@ -1,0 +1,129 @@
+"""A session with a device over anything pyserial opens (a device path, a pty, socket://):
+handshake, configuration, start/stop/reset, frames in and actions out.
+
+Transport: serial.serial_for_url. Codec: hil.codec (pure). This layer adds sequence numbers,
+timeouts and the safe close (stop before the port closes).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+
+from bpd.errors import BpdError
+from firmware_host.wire_spec import ACK, BY_NAME, PROTOCOL_VERSION
+from hil.codec import Frame, Parser, encode
+
+log = logging.getLogger("bpd.hil")
+
+
+class LinkError(BpdError):
+    """The device did not answer, answered wrongly, or went away."""
+
+
+class DeviceLink:
+    def __init__(self, port: str, baud: int = 921600) -> None:
+        import serial
+
+        try:
+            self.ser = serial.serial_for_url(port, baudrate=baud, timeout=0, write_timeout=1.0)
+        except (serial.SerialException, ValueError, OSError) as e:
+            raise LinkError(f"cannot open {port}: {e}") from None
+        self.port = port
+        self.parser = Parser()
+        self.seq = 0
+        self.frames: deque[Frame] = deque()
+        self.low_latency = self._request_low_latency()
+        self.info: dict | None = None
+
+    def _request_low_latency(self) -> str:
+        """USB-serial adapters buffer up to 16 ms by default; ask for 1 ms where the driver allows."""
+        try:
+            self.ser.set_low_latency_mode(True)
+            return "enabled"
+        except (AttributeError, NotImplementedError, ValueError, OSError) as e:
+            return f"not available ({e.__class__.__name__})"
+
+    # -- bytes -----------------------------------------------------------------
+    def send(self, name: str, **fields) -> int:
+        seq = self.seq
+        try:
+            self.ser.write(encode(name, seq, **fields))
+        except Exception as e:  # serial.SerialException, OSError, write timeout
+            raise LinkError(f"write to {self.port} failed: {e}") from None
+        self.seq = (self.seq + 1) & 0xFFFF
+        return seq
+
+    def poll(self, timeout: float) -> Frame | None:
+        """The next frame, waiting at most timeout seconds."""
+        deadline = time.perf_counter() + timeout
+        while not self.frames:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                return None
+            try:
+                self.ser.timeout = min(remaining, 0.05)
+                data = self.ser.read(max(1, self.ser.in_waiting))
+            except Exception as e:
+                raise LinkError(f"read from {self.port} failed: {e}") from None
+            if data:
+                self.frames.extend(self.parser.feed(data))
+        return self.frames.popleft()
+
+    def wait_for(self, name: str, timeout: float, keep_others: bool = False) -> Frame:
+        deadline = time.perf_counter() + timeout
+        skipped = []
+        try:
+            while True:
+                f = self.poll(max(0.0, deadline - time.perf_counter()))
+                if f is None:
+                    raise LinkError(f"no {name} from the device within {timeout:.1f} s")
+                if f.name == name:
+                    return f
+                if f.name == "fault" and name != "fault":
+                    raise LinkError(f"device fault {f.fields['code']} (detail {f.fields['detail']})")
+                if keep_others:
+                    skipped.append(f)
+        finally:
+            self.frames.extendleft(reversed(skipped))
+
+    def command(self, name: str, timeout: float = 1.0, **fields) -> None:
+        self.send(name, **fields)
+        while True:
+            ack = self.wait_for("ack", timeout)
+            if ack.fields["of"] == BY_NAME[name].id:
+                break
+        if ack.fields["status"] != ACK["ok"]:
+            raise LinkError(f"the device rejected {name} {fields or ''}".strip())
+
+    # -- session -----------------------------------------------------------------
+    def handshake(self, timeout: float = 2.0) -> dict:
+        self.send("hello", protocol=PROTOCOL_VERSION)
+        info = self.wait_for("info", timeout).fields
+        if info["protocol"] != PROTOCOL_VERSION:
+            raise LinkError(f"protocol version mismatch: device {info['protocol']}, host {PROTOCOL_VERSION}")
+        self.info = info
+        return info
+
+    def configure(self, period_us: int, watchdog_ticks: int, mode: str, action_limit: float, pos_limit: float,
+                  angle_limit: float) -> None:
+        self.command("config", period_us=period_us, watchdog_ticks=watchdog_ticks, mode={"host": 0, "device": 1}[mode],
+                     action_limit=action_limit, pos_limit=pos_limit, angle_limit=angle_limit)
+
+    def stop_and_zero(self) -> None:
+        """Stop (the device zeroes its actuator). Best effort: used on every exit path."""
+        try:
+            self.send("stop")
+            self.ser.flush()
+        except Exception as e:
+            log.warning("could not send stop: %s", e)
+
+    def close(self) -> None:
+        try:
+            self.stop_and_zero()
+        finally:
+            try:
+                self.ser.close()
+            except Exception:
+                pass

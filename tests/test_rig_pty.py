@@ -1,0 +1,89 @@
+"""The simulated rig over a real pseudo-terminal: the device-side policy exported from the training
+benchmark balances gym-inverted-pendulum for a full 1000-step episode; with the host silent the
+watchdog stops the run within its configured ticks plus one."""
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from firmware_host.wire_spec import FAULTS, FLAGS
+from hil.link import DeviceLink
+from tests.conftest import BPD
+
+FIX = Path(__file__).parent / "fixtures" / "pendulum_export"
+
+
+class Rig:
+    def __init__(self, tmp_path, *args):
+        self.proc = subprocess.Popen([BPD, "rig", "sim", "--build-dir", str(tmp_path / "build"), *args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.path = self.proc.stdout.readline().strip()
+        assert self.path.startswith("/dev/"), self.proc.stderr.read()
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+@pytest.fixture
+def rig_factory(tmp_path):
+    rigs = []
+
+    def make(*args):
+        rigs.append(Rig(tmp_path, *args))
+        return rigs[-1]
+
+    yield make
+    for r in rigs:
+        r.close()
+
+
+def test_device_policy_balances_1000_steps(rig_factory):
+    import json
+
+    rig = rig_factory("--rig", "gym-inverted-pendulum", "--policy", str(FIX), "--lockstep", "--seed", "3")
+    link = DeviceLink(rig.path)
+    try:
+        info = link.handshake()
+        assert info["caps"] & 1 and bytes(info["model_hash"]).hex() == json.loads(
+            (FIX / "export.json").read_text())["model_hash"][:16]
+        link.command("reset", seed=3)
+        link.configure(40000, 5, "device", 3.0, 1.0, 0.2)
+        link.command("start")
+        states = []
+        while len(states) < 1000:
+            f = link.wait_for("state", 10.0)
+            states.append(f)
+            assert not f.fields["flags"] & FLAGS["limit_stop"], f"fell at step {len(states)}"
+        assert all(abs(s.fields["obs"][1]) < 0.2 for s in states)
+        assert all(s.fields["flags"] & FLAGS["device_policy"] for s in states)
+        seqs = [s.seq for s in states]
+        assert all((b - a) & 0xFFFF == 1 for a, b in zip(seqs, seqs[1:]))  # no state lost
+    finally:
+        link.close()
+
+
+def test_watchdog_over_pty(rig_factory):
+    rig = rig_factory("--rig", "gym-inverted-pendulum", "--realtime", "--period-us", "10000")
+    link = DeviceLink(rig.path)
+    try:
+        link.handshake()
+        link.configure(10000, 4, "host", 3.0, 1.0, 0.2)
+        link.command("start")
+        for _ in range(5):  # answer five states, then go silent
+            s = link.wait_for("state", 2.0)
+            link.send("action", echo_seq=s.seq, n_act=1, action=[0.1])
+        silent = 0
+        while True:
+            f = link.poll(2.0)
+            assert f is not None, "no fault from the watchdog"
+            if f.name == "fault":
+                break
+            if f.name == "state":
+                silent += 1
+        assert f.fields["code"] == FAULTS["watchdog"]
+        assert silent <= 4 + 1
+    finally:
+        link.close()
