@@ -136,6 +136,24 @@ def symbol_sizes(elf: Path, names_from: list[Path]) -> int:
                    s["st_info"]["type"] in ("STT_FUNC", "STT_OBJECT"))
 
 
+FIRMWARE_SOURCES = ("bpd_fw.c", "bpd_wire.c", "bpd_msgs.c")
+CSRC = HERE / "c"
+
+
+def build_firmware_image(export_dir: Path, target: str, out_dir: Path, fast_tanh: bool = False) -> Image:
+    """The firmware: core, wire codec, board layer (stubbed board port) and the exported policy."""
+    export_dir = Path(export_dir)
+    if not (export_dir / "policy_weights.c").is_file():
+        raise BpdError(f"{export_dir}: not an export directory (no policy_weights.c)")
+    if target == "host":
+        raise BpdError("the host firmware is the simulated rig's device: `bpd rig sim --policy EXPORT_DIR`")
+    srcs = [export_dir / "policy.c", export_dir / "policy_weights.c", BOARDS / "board_cortexm.c",
+            *(CSRC / f for f in FIRMWARE_SOURCES)]
+    clock = TARGETS[target]["clock_mhz"] * 1_000_000
+    return compile_image(target, srcs, [export_dir, CSRC], out_dir, "bpd_firmware", fast_tanh=fast_tanh,
+                         defines=[f"BOARD_CPU_HZ={clock}u"])
+
+
 def build_bpd_image(export_dir: Path, target: str, out_dir: Path, fast_tanh: bool = False) -> Image:
     export_dir = Path(export_dir)
     if not (export_dir / "policy_weights.c").is_file():
@@ -147,8 +165,8 @@ def build_bpd_image(export_dir: Path, target: str, out_dir: Path, fast_tanh: boo
 def image_report(img: Image, policy_objects: list[str]) -> dict:
     sizes = section_sizes(img.elf)
     share = symbol_sizes(img.elf, [img.objects[o] for o in policy_objects])
-    policy_funcs = {k: v for k, v in img.stack.items() if k.startswith(("bpd_", "bench_", "layer_", "activate",
-                                                                        "safe_", "finite"))}
+    policy_funcs = {k: v for k, v in img.stack.items() if k.startswith(("bpd_policy", "bench_", "layer_",
+                                                                        "activate", "safe_", "finite", "bpd_tanh"))}
     return {"target": img.target, "elf": str(img.elf), "flash_bytes": sizes["text"] + sizes["data"],
             "ram_bytes": sizes["data"] + sizes["bss"], "sections": sizes, "policy_bytes": share,
             "stack_bytes_by_function": policy_funcs,
@@ -161,12 +179,15 @@ class FirmwareBuildConfig:
     target: str = field("cortex-m4f", help="what to build for", choices=tuple(TARGETS))
     out: str | None = field(None, help="build directory (default: EXPORT/build-TARGET)")
     fast_tanh: bool = field(False, help="use the kernel's fast tanh approximation")
+    image: str = field("firmware", help="firmware (core + board layer + policy) or bench (policy + entry point)",
+                       choices=("firmware", "bench"))
 
 
 def firmware_build(cfg: FirmwareBuildConfig) -> dict:
-    out = Path(cfg.out or Path(cfg.export) / f"build-{cfg.target}")
-    img = build_bpd_image(Path(cfg.export), cfg.target, out, cfg.fast_tanh)
-    rep = image_report(img, ["policy", "policy_weights"]) | {"image": "benchmark image (policy + entry point)",
+    out = Path(cfg.out or Path(cfg.export) / f"build-{cfg.target}-{cfg.image}")
+    build = build_firmware_image if cfg.image == "firmware" else build_bpd_image
+    img = build(Path(cfg.export), cfg.target, out, cfg.fast_tanh)
+    rep = image_report(img, ["policy", "policy_weights"]) | {"image": cfg.image,
                                                              "clock_mhz": TARGETS[cfg.target]["clock_mhz"]}
     write_json(out / "build_report.json", rep)
     return rep

@@ -87,3 +87,31 @@ def test_cycle_model_known_mix():
     assert estimate_cycles("cortex-m4f", mix) == 48
     # M0+: 10 + 4*2 + 2*2 + 0 + 0 + 1 + 4 = 27
     assert estimate_cycles("cortex-m0plus", mix) == 27
+
+
+@needs_arm
+@pytest.mark.parametrize("target", TARGETS)
+def test_firmware_image_builds_warning_free(tmp_path, target):
+    from pathlib import Path
+
+    from firmware_host.build import build_firmware_image
+
+    fix = Path(__file__).parent / "fixtures" / "pendulum_export"
+    img = build_firmware_image(fix, target, tmp_path)  # every source with -Werror -pedantic
+    rep = image_report(img, ["policy", "policy_weights"])
+    assert 0 < rep["flash_bytes"] < 64 * 1024 and rep["ram_bytes"] < 8 * 1024
+
+
+@pytest.mark.parametrize("cc", ["gcc", "clang"])
+def test_firmware_core_host_build_warning_free(tmp_path, cc):
+    import subprocess
+    from pathlib import Path
+
+    if shutil.which(cc) is None:
+        pytest.skip(f"{cc} not installed")
+    c = Path(__file__).resolve().parents[1] / "firmware_host" / "c"
+    fix = Path(__file__).parent / "fixtures" / "pendulum_export"
+    for extra in ([], ["-DBPD_SIM_POLICY", f"-I{fix}"]):
+        subprocess.run([cc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2", "-fPIC", f"-I{c}", *extra,
+                        "-c", *(str(c / f) for f in ("bpd_fw.c", "bpd_wire.c", "bpd_msgs.c", "hal_host.c"))],
+                       check=True, cwd=tmp_path)

@@ -5,6 +5,7 @@ extern uint32_t _estack, _sidata, _sdata, _edata, _sbss, _ebss;
 int main(void);
 void Reset_Handler(void);
 void Default_Handler(void);
+void SysTick_Handler(void) __attribute__((weak, alias("Default_Handler")));
 
 void Default_Handler(void)
 {
@@ -21,7 +22,7 @@ struct vector_table {
 __attribute__((section(".isr_vector"), used)) static const struct vector_table vectors = {
     &_estack,
     {Reset_Handler, Default_Handler, Default_Handler, Default_Handler, Default_Handler, Default_Handler, 0, 0, 0, 0,
-     Default_Handler, Default_Handler, 0, Default_Handler, Default_Handler},
+     Default_Handler, Default_Handler, 0, Default_Handler, SysTick_Handler},
 };
 
 void Reset_Handler(void)
