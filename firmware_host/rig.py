@@ -288,8 +288,9 @@ class SoftwareDevice:
         self._status = (ctypes.c_uint32 * 9)()
         self.lib.bpd_sim_tx.restype = ctypes.c_size_t
 
-    def set_time(self, us: int) -> None:
-        self.lib.bpd_sim_set_time(ctypes.c_uint32(us & 0xFFFFFFFF))
+    def set_time(self, us: int, wall_clock: bool = False) -> None:
+        """Device time now; with wall_clock it keeps advancing with real time until the next call."""
+        self.lib.bpd_sim_set_time(ctypes.c_uint32(us & 0xFFFFFFFF), ctypes.c_uint8(int(wall_clock)))
 
     def set_sensors(self, raw: np.ndarray) -> None:
         arr = (ctypes.c_float * len(raw))(*map(float, raw))

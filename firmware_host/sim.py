@@ -164,7 +164,7 @@ class SimRig:
                 next_tick += period
                 if next_tick < now:  # the simulator itself fell behind: skip, do not catch up
                     next_tick = now + period
-                self.device.set_time(int((now - t0) * 1e6))
+                self.device.set_time(int((now - t0) * 1e6), wall_clock=True)
             else:
                 if not running or len(self.out_pending) > 4096:
                     self._pump(now, 0.002)

@@ -53,9 +53,10 @@ MESSAGES: tuple[Message, ...] = (
     Message(0x06, "reset", "host", (F("seed", "u32"),), "stop, clear faults and reset the plant (a rig may use seed)"),
     Message(0x07, "ack", "device", (F("of", "u8"), F("status", "u8")), "answer to config/start/stop/reset"),
     Message(0x10, "state", "device", (
-        F("t_us", "u32"), F("infer_ns", "u32"), F("flags", "u16"), F("n_obs", "u8"), F("n_act", "u8"),
-        F("obs", "f32", "n_obs", MAX_OBS), F("action", "f32", "n_act", MAX_ACT)),
-        "one control tick: device time, inference time, flags, observation, action applied"),
+        F("t_us", "u32"), F("infer_ns", "u32"), F("rtt_us", "u32"), F("flags", "u16"), F("n_obs", "u8"),
+        F("n_act", "u8"), F("obs", "f32", "n_obs", MAX_OBS), F("action", "f32", "n_act", MAX_ACT)),
+        "one control tick: device time, inference time, round trip of the previous exchange, flags, "
+        "observation, action applied"),
     Message(0x11, "action", "host", (F("echo_seq", "u16"), F("n_act", "u8"), F("action", "f32", "n_act", MAX_ACT)),
             "host's action for the state whose sequence number it echoes"),
     Message(0x12, "fault", "device", (F("code", "u8"), F("detail", "u32")), "the device entered FAULT"),

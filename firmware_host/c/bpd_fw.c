@@ -136,6 +136,7 @@ static void on_frame(void *ctx, const bpd_frame_t *f)
             break;
         }
         apply_action(fw, m.action);
+        fw->rtt_us = fw->hal.now_us(fw->hal.ctx) - fw->last_state_us;
         fw->ticks_without_action = 0;
         break;
     }
@@ -259,6 +260,9 @@ void bpd_fw_tick(bpd_fw_t *fw)
 
     m.t_us = now;
     m.infer_ns = infer_ns;
+    m.rtt_us = fw->rtt_us;
+    fw->rtt_us = 0;
+    fw->last_state_us = now;
     m.flags = flags;
     m.n_obs = fw->obs_dim;
     m.n_act = fw->act_dim;

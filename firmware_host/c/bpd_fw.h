@@ -55,6 +55,8 @@ typedef struct {
     uint32_t last_tick_us;
     float applied[BPD_MAX_ACT];   /* what the actuator holds now */
     uint32_t late_actions;
+    uint32_t last_state_us;       /* device time the last STATE was sent */
+    uint32_t rtt_us;              /* last STATE sent -> its ACTION applied (0: unanswered) */
     float prev_pos[BPD_MAX_OBS];
     float vel[BPD_MAX_OBS];
     uint8_t have_prev;

@@ -182,6 +182,8 @@ size_t bpd_pack_state(const bpd_state_t *m, uint8_t *body, size_t cap)
     bpd_put_u32(body + n, m->t_us); n += 4;
     if (n + 4 > cap) return 0;
     bpd_put_u32(body + n, m->infer_ns); n += 4;
+    if (n + 4 > cap) return 0;
+    bpd_put_u32(body + n, m->rtt_us); n += 4;
     if (n + 2 > cap) return 0;
     bpd_put_u16(body + n, m->flags); n += 2;
     if (n + 1 > cap) return 0;
@@ -209,6 +211,8 @@ int bpd_unpack_state(const uint8_t *body, size_t len, bpd_state_t *m)
     m->t_us = bpd_get_u32(body + n); n += 4;
     if (n + 4 > len) return -1;
     m->infer_ns = bpd_get_u32(body + n); n += 4;
+    if (n + 4 > len) return -1;
+    m->rtt_us = bpd_get_u32(body + n); n += 4;
     if (n + 2 > len) return -1;
     m->flags = bpd_get_u16(body + n); n += 2;
     if (n + 1 > len) return -1;

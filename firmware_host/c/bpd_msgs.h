@@ -43,7 +43,7 @@
 #define BPD_MSG_STOP 0x05u /* host: stop: actuator to zero, state IDLE */
 #define BPD_MSG_RESET 0x06u /* host: stop, clear faults and reset the plant (a rig may use seed) */
 #define BPD_MSG_ACK 0x07u /* device: answer to config/start/stop/reset */
-#define BPD_MSG_STATE 0x10u /* device: one control tick: device time, inference time, flags, observation, action applied */
+#define BPD_MSG_STATE 0x10u /* device: one control tick: device time, inference time, round trip of the previous exchange, flags, observation, action applied */
 #define BPD_MSG_ACTION 0x11u /* host: host's action for the state whose sequence number it echoes */
 #define BPD_MSG_FAULT 0x12u /* device: the device entered FAULT */
 
@@ -103,6 +103,7 @@ int bpd_unpack_ack(const uint8_t *body, size_t len, bpd_ack_t *m);
 typedef struct {
     uint32_t t_us;
     uint32_t infer_ns;
+    uint32_t rtt_us;
     uint16_t flags;
     uint8_t n_obs;
     uint8_t n_act;

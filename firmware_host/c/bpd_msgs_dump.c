@@ -76,6 +76,7 @@ int bpd_msg_dump(uint8_t id, uint16_t seq, const uint8_t *body, size_t len, char
         n += snprintf(out + n, cap - (size_t)n, "state %u", (unsigned)seq);
         n += snprintf(out + n, cap - (size_t)n, " t_us=%lu", (unsigned long)m.t_us);
         n += snprintf(out + n, cap - (size_t)n, " infer_ns=%lu", (unsigned long)m.infer_ns);
+        n += snprintf(out + n, cap - (size_t)n, " rtt_us=%lu", (unsigned long)m.rtt_us);
         n += snprintf(out + n, cap - (size_t)n, " flags=%lu", (unsigned long)m.flags);
         n += snprintf(out + n, cap - (size_t)n, " n_obs=%lu", (unsigned long)m.n_obs);
         n += snprintf(out + n, cap - (size_t)n, " n_act=%lu", (unsigned long)m.n_act);

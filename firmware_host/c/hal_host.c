@@ -27,19 +27,31 @@ static struct {
     float sensors[BPD_MAX_OBS];
     float actuator[BPD_MAX_ACT];
     uint32_t now_us;
+    uint64_t set_at_ns;         /* wall time of the last set_time */
+    uint8_t wall_clock;         /* 1: device time advances with the wall clock between ticks */
     uint8_t tx[TX_CAP];
     size_t tx_len;
     uint32_t tx_dropped;
 } dev;
 
-static uint32_t hal_now(void *ctx) { (void)ctx; return dev.now_us; }
+static uint64_t wall_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+static uint32_t hal_now(void *ctx)
+{
+    (void)ctx;
+    if (!dev.wall_clock) return dev.now_us;
+    return dev.now_us + (uint32_t)((wall_ns() - dev.set_at_ns) / 1000u);
+}
 
 static uint32_t hal_cycles(void *ctx)
 {
-    struct timespec t;
     (void)ctx;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint32_t)((uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec); /* 1 cycle = 1 ns */
+    return (uint32_t)wall_ns(); /* 1 cycle = 1 ns */
 }
 
 static void hal_read(void *ctx, float *raw, uint8_t n)
@@ -106,8 +118,13 @@ int bpd_sim_init(uint8_t n_pos, uint8_t measured_vel, const float *counts_per_un
     return 0;
 }
 
-void bpd_sim_set_time(uint32_t now_us);
-void bpd_sim_set_time(uint32_t now_us) { dev.now_us = now_us; }
+void bpd_sim_set_time(uint32_t now_us, uint8_t wall_clock);
+void bpd_sim_set_time(uint32_t now_us, uint8_t wall_clock)
+{
+    dev.now_us = now_us;
+    dev.wall_clock = wall_clock;
+    dev.set_at_ns = wall_ns();
+}
 
 void bpd_sim_set_sensors(const float *raw, uint8_t n);
 void bpd_sim_set_sensors(const float *raw, uint8_t n)
