@@ -34,9 +34,11 @@ class RigSimConfig:
     drop_rate: float = field(0.0, help="probability that a byte is dropped, both directions")
     corrupt_rate: float = field(0.0, help="probability that a byte is corrupted, both directions")
     actuation_latency_us: int = field(0, help="delay between the actuator command and the plant")
-    stall_at: float | None = field(None, help="seconds after start when the device stalls (no ticks, no replies)")
+    stall_at: float | None = field(None, help="seconds after the first START when the device stalls "
+                                   "(no ticks, no replies)")
     stall_for: float = field(1.0, help="how long a stall lasts, seconds")
-    disconnect_at: float | None = field(None, help="seconds after start when the device disconnects (port closes)")
+    disconnect_at: float | None = field(None, help="seconds after the first START when the device disconnects "
+                                        "(port closes)")
     duration: float = field(0.0, help="stop after this many seconds (0: run until interrupted)")
     seed: int = field(0, help="seed of the link faults and the first plant reset")
     build_dir: str = field(".bpd-build", help="where the device library is compiled")
@@ -140,16 +142,17 @@ class SimRig:
         next_tick = t0
         sim_us = 0
         stalled_until = None
+        started = None  # wall time of the first tick while running: fault injection counts from it
         while not should_stop():
             now = time.perf_counter()
-            elapsed = now - t0
-            if self.cfg.duration and elapsed >= self.cfg.duration:
+            if self.cfg.duration and now - t0 >= self.cfg.duration:
                 break
-            if self.cfg.disconnect_at is not None and elapsed >= self.cfg.disconnect_at and not self.closed:
+            elapsed = now - started if started is not None else -1.0
+            if self.cfg.disconnect_at is not None and 0 <= self.cfg.disconnect_at <= elapsed and not self.closed:
                 os.close(self.master)
                 os.close(self.slave)
                 self.closed = True
-            if self.cfg.stall_at is not None and stalled_until is None and elapsed >= self.cfg.stall_at:
+            if self.cfg.stall_at is not None and stalled_until is None and 0 <= self.cfg.stall_at <= elapsed:
                 stalled_until = now + self.cfg.stall_for
             if stalled_until is not None and now < stalled_until:
                 time.sleep(min(0.01, stalled_until - now))
@@ -157,6 +160,8 @@ class SimRig:
                 continue
             st = self.device.status()
             running = st["state"] == 1
+            if running and started is None:
+                started = now
             if not self.cfg.lockstep:
                 if now < next_tick:
                     self._pump(now, next_tick - now)

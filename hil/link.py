@@ -36,6 +36,7 @@ class DeviceLink:
         self.frames: deque[Frame] = deque()
         self.low_latency = self._request_low_latency()
         self.info: dict | None = None
+        self.stop_error: str | None = None
 
     def _request_low_latency(self) -> str:
         """USB-serial adapters buffer up to 16 ms by default; ask for 1 ms where the driver allows."""
@@ -88,19 +89,43 @@ class DeviceLink:
         finally:
             self.frames.extendleft(reversed(skipped))
 
-    def command(self, name: str, timeout: float = 1.0, **fields) -> None:
-        self.send(name, **fields)
-        while True:
-            ack = self.wait_for("ack", timeout)
-            if ack.fields["of"] == BY_NAME[name].id:
-                break
-        if ack.fields["status"] != ACK["ok"]:
+    def command(self, name: str, timeout: float = 1.0, tries: int = 3, **fields) -> None:
+        """Send a command and wait for its ACK, resending if the frame or its ACK was lost."""
+        for attempt in range(tries):
+            self.send(name, **fields)
+            deadline = time.perf_counter() + timeout / tries
+            ack = None
+            while ack is None:
+                try:
+                    f = self.wait_for("ack", max(0.0, deadline - time.perf_counter()))
+                except LinkError as e:
+                    if "no ack" not in str(e):
+                        raise
+                    break
+                if f.fields["of"] == BY_NAME[name].id:
+                    ack = f
+            if ack is None:
+                continue
+            if ack.fields["status"] == ACK["ok"]:
+                return
+            if attempt and name == "start" and any(f.name == "state" for f in self.frames):
+                return  # the first START took effect and only its ACK was lost
             raise LinkError(f"the device rejected {name} {fields or ''}".strip())
+        raise LinkError(f"no answer to {name} from the device after {tries} tries")
 
     # -- session -----------------------------------------------------------------
-    def handshake(self, timeout: float = 2.0) -> dict:
-        self.send("hello", protocol=PROTOCOL_VERSION)
-        info = self.wait_for("info", timeout).fields
+    def handshake(self, timeout: float = 2.0, tries: int = 4) -> dict:
+        info = None
+        for _ in range(tries):
+            self.send("hello", protocol=PROTOCOL_VERSION)
+            try:
+                info = self.wait_for("info", timeout / tries).fields
+                break
+            except LinkError as e:
+                if "no info" not in str(e):
+                    raise
+        if info is None:
+            raise LinkError(f"no answer to hello from {self.port} within {timeout:.1f} s: is a bpd device there?")
         if info["protocol"] != PROTOCOL_VERSION:
             raise LinkError(f"protocol version mismatch: device {info['protocol']}, host {PROTOCOL_VERSION}")
         self.info = info
@@ -111,13 +136,17 @@ class DeviceLink:
         self.command("config", period_us=period_us, watchdog_ticks=watchdog_ticks, mode={"host": 0, "device": 1}[mode],
                      action_limit=action_limit, pos_limit=pos_limit, angle_limit=angle_limit)
 
-    def stop_and_zero(self) -> None:
-        """Stop (the device zeroes its actuator). Best effort: used on every exit path."""
+    def stop_and_zero(self) -> bool:
+        """Stop (the device zeroes its actuator). Best effort on every exit path; False if the link
+        was gone, in which case the device's watchdog zeroes the actuator."""
         try:
             self.send("stop")
             self.ser.flush()
+            return True
         except Exception as e:
-            log.warning("could not send stop: %s", e)
+            self.stop_error = str(e)
+            log.debug("could not send stop: %s", e)
+            return False
 
     def close(self) -> None:
         try:

@@ -1,0 +1,31 @@
+"""Subcommands of the HIL room."""
+
+import json
+
+
+def _run(ns):
+    from bpd.config import from_namespace
+    from hil.trial import HilRunConfig, run_trial
+
+    s = run_trial(from_namespace(HilRunConfig, ns))
+    t = s["timing"]
+    for e in s["episodes"]:
+        print(f"episode {e['episode']}: return {e['return']:.0f}, {e['length']} ticks, {e['ended']}")
+    if t.get("ticks"):
+        print(f"rate {t['achieved_rate_hz']:.1f} Hz (target {t['target_rate_hz']:.1f}); host step p99 "
+              f"{t['host_step_us'].get('p99', float('nan')):.0f} us; deadline misses {t['deadline_misses']} "
+              f"({100 * t['deadline_miss_rate']:.2f} %); logs in {ns.out}")
+
+
+def _report(ns):
+    from hil.report import render
+
+    for p in render(ns.log_dir):
+        print(p)
+
+
+
+COMMANDS = {
+    "hil run": ("hil.trial:HilRunConfig", _run, "run trials on a rig over a serial port"),
+    "hil report": ("hil.report:ReportConfig", _report, "render a trial's plots again from its logs"),
+}

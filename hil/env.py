@@ -1,0 +1,74 @@
+"""The rig as a gymnasium.Env backed by the serial device: any policy (a stable-baselines3 model,
+for instance) runs on the rig unchanged. reset() and step() go through the protocol in host mode.
+
+    env = SerialRigEnv("/dev/ttyACM0", "desktop-cartpole")
+    obs, _ = env.reset(seed=0)
+    obs, reward, terminated, truncated, info = env.step(action)
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+
+from firmware_host.rig import load_rig
+from firmware_host.wire_spec import FLAGS
+from hil.link import DeviceLink, LinkError
+
+
+class SerialRigEnv(gym.Env):
+    metadata = {"render_modes": []}
+
+    def __init__(self, port: str, rig: str, period_us: int | None = None, stall_timeout: float = 1.0) -> None:
+        self.spec_rig = load_rig(rig)
+        self.period = int(period_us or self.spec_rig.period_us)
+        lim = self.spec_rig.limits
+        self.lim = lim
+        self.action_space = gym.spaces.Box(-lim["action"], lim["action"], (self.spec_rig.act_dim,), np.float32)
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.spec_rig.obs_dim,), np.float32)
+        self.max_steps = int(self.spec_rig.raw.get("max_episode_steps", 1000))
+        self.stall_timeout = stall_timeout
+        self.link = DeviceLink(port, int(self.spec_rig.raw.get("serial", {}).get("baud", 921600)))
+        self.link.handshake()
+        self._last = None
+        self.t = 0
+
+    def _next_state(self):
+        while True:
+            f = self.link.poll(self.stall_timeout)
+            if f is None:
+                raise LinkError("the device stopped sending states")
+            if f.name == "fault":
+                raise LinkError(f"device fault {f.fields['code']}")
+            if f.name == "state":
+                while self.link.frames and self.link.frames[0].name == "state":  # skip to the newest
+                    f = self.link.frames.popleft()
+                return f
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.link.stop_and_zero()
+        self.link.frames.clear()
+        self.link.command("reset", seed=int(self.np_random.integers(2**31)))
+        self.link.configure(self.period, self.spec_rig.watchdog_ticks, "host", self.lim["action"],
+                            self.lim["position"], self.lim["angle"])
+        self.link.command("start")
+        self._last = self._next_state()
+        self.t = 0
+        return np.asarray(self._last.fields["obs"], np.float32), {"seq": self._last.seq}
+
+    def step(self, action):
+        a = np.clip(np.asarray(action, np.float64).reshape(-1), self.action_space.low, self.action_space.high)
+        self.link.send("action", echo_seq=self._last.seq, n_act=len(a), action=[float(x) for x in a])
+        self._last = self._next_state()
+        self.t += 1
+        f = self._last.fields
+        obs = np.asarray(f["obs"], np.float32)
+        terminated = bool(f["flags"] & FLAGS["limit_stop"] or abs(obs[0]) > self.lim["position"]
+                          or abs(obs[1]) > self.lim["angle"])
+        if terminated:
+            self.link.stop_and_zero()
+        return obs, 0.0 if terminated else 1.0, terminated, self.t >= self.max_steps, {"flags": f["flags"]}
+
+    def close(self) -> None:
+        self.link.close()

@@ -1,0 +1,81 @@
+"""Plots of a trial, from its logs alone: `bpd hil report LOG_DIR`."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bpd.config import field
+from bpd.errors import BpdError
+from bpd.io import atomic_write, write_json
+
+
+@dataclass
+class ReportConfig:
+    log_dir: str = field(help="a trial's log directory", positional=True)
+
+
+def _save(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    atomic_write(path, lambda f: f.write(buf.getvalue()))
+
+
+def render(log_dir: str | Path) -> list[Path]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from hil.trial import read_ticks, timing_summary
+
+    d = Path(log_dir)
+    rows = read_ticks(d / "ticks.csv")
+    if not rows:
+        raise BpdError(f"{d}: no ticks.csv with rows")
+    summ_path = d / "summary.json"
+    summary = json.loads(summ_path.read_text()) if summ_path.exists() else {}
+    period = float(summary.get("target_period_us") or np.median([float(r["device_period_us"]) for r in rows
+                                                                  if r["device_period_us"]]))
+    summary["timing"] = timing_summary(d / "ticks.csv", int(period))
+    write_json(summ_path, summary)
+    col = lambda k: np.array([float(r[k]) if r[k] != "" else np.nan for r in rows])
+    out = []
+    fig, axes = plt.subplots(2, 3, figsize=(12, 6))
+    for ax, (k, label) in zip(axes.ravel(), [("device_period_us", "period (us)"), ("host_step_us", "host step (us)"),
+                                             ("host_compute_us", "host compute (us)"), ("rtt_us", "round trip (us)"),
+                                             ("infer_ns", "on-device inference (ns)"), ("skipped", "skipped states")]):
+        x = col(k)
+        x = x[np.isfinite(x) & (x > 0)] if k in ("rtt_us", "infer_ns") else x[np.isfinite(x)]
+        ax.hist(x, bins=50) if x.size else ax.text(0.5, 0.5, "no data", ha="center")
+        ax.set_title(label)
+        ax.set_yscale("log")
+    out.append(d / "timing_histograms.png")
+    _save(fig, out[-1])
+    fig, ax = plt.subplots(figsize=(10, 3.5))
+    ax.plot(col("device_period_us"), lw=0.6)
+    ax.axhline(period, color="k", ls="--", lw=0.8)
+    ax.set_xlabel("tick")
+    ax.set_ylabel("device period (us)")
+    out.append(d / "period.png")
+    _save(fig, out[-1])
+    ep = col("episode")
+    for e in np.unique(ep):
+        m = ep == e
+        fig, axs = plt.subplots(3, 1, figsize=(9, 6), sharex=True)
+        axs[0].plot(col("obs0")[m], label="position")
+        axs[1].plot(col("obs1")[m], label="angle", color="tab:orange")
+        axs[2].plot(col("action")[m], label="action", color="tab:green")
+        for a, lab in zip(axs, ("position", "angle", "action")):
+            a.set_ylabel(lab)
+        axs[2].set_xlabel("step")
+        out.append(d / f"trajectory_ep{int(e)}.png")
+        _save(fig, out[-1])
+    return out

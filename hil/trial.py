@@ -1,0 +1,250 @@
+"""`bpd hil run`: trials on a rig over a serial port, safe on every exit path, every tick logged.
+
+The device is the clock: it streams a STATE every tick. In host mode the host computes the action
+and answers with the state's sequence number; when several states are waiting the host answers only
+the newest (skip, never catch up) and counts the rest as deadline misses. Per-tick rows go to
+ticks.csv as they arrive (flushed every episode and every 200 rows); summary.json and plots follow.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+import bpd
+from bpd.config import field
+from bpd.errors import BpdError
+from bpd.io import write_json
+from firmware_host.rig import load_rig
+from firmware_host.wire_spec import FAULTS, FLAGS
+from hil.link import DeviceLink, LinkError
+from hil.policy import load_host_policy
+
+COLUMNS = [("episode", ""), ("step", ""), ("seq", ""), ("device_t_us", "us"), ("device_period_us", "us"),
+           ("host_recv_s", "s"), ("host_send_s", "s"), ("host_step_us", "us"), ("host_compute_us", "us"),
+           ("rtt_us", "us"), ("infer_ns", "ns"), ("deadline_miss", "bool"), ("skipped", "bool"),
+           ("flags", "bits"), ("reward", ""), ("obs0", "rig units"), ("obs1", "rig units"), ("obs2", "rig units"),
+           ("obs3", "rig units"), ("action", "rig units")]
+
+
+@dataclass
+class HilRunConfig:
+    port: str = field(help="serial port: a device path, a pty, socket://host:port")
+    rig: str = field(help="rig name or YAML (limits, period, units)")
+    policy: str = field(help="export directory or .onnx file")
+    mode: str = field("host", help="where the policy runs", choices=("host", "device"))
+    episodes: int = field(1, help="episodes to run")
+    out: str = field("hil_logs", help="log directory (ticks.csv, summary.json, plots)")
+    runtime: str = field("onnxruntime", help="host-mode policy runtime", choices=("onnxruntime", "c"))
+    period_us: int | None = field(None, help="control period override (default: the rig's)")
+    steps: int | None = field(None, help="ticks per episode (default: the rig's max_episode_steps)")
+    seed: int = field(0, help="seed of the first episode's plant reset (episode i uses seed + i)")
+    baud: int | None = field(None, help="baud rate (default: the rig's)")
+    stall_timeout: float = field(1.0, help="seconds without a state before the device counts as stalled")
+    plots: bool = field(True, help="render the PNG plots after the trial")
+
+
+class TickLog:
+    """ticks.csv written row by row: a crash or a pulled cable loses nothing already received."""
+
+    def __init__(self, path: Path) -> None:
+        new = not path.exists()
+        self.f = open(path, "a", newline="")
+        self.w = csv.writer(self.f)
+        if new:
+            self.f.write("# units: " + ", ".join(f"{n}={u or '-'}" for n, u in COLUMNS) + "\n")
+            self.w.writerow([n for n, _ in COLUMNS])
+        self.rows = 0
+
+    def add(self, row: list) -> None:
+        self.w.writerow(row)
+        self.rows += 1
+        if self.rows % 200 == 0:
+            self.f.flush()
+
+    def flush(self) -> None:
+        self.f.flush()
+        os.fsync(self.f.fileno())
+
+    def close(self) -> None:
+        self.flush()
+        self.f.close()
+
+
+def _stats(x: list[float]) -> dict:
+    if not x:
+        return {"n": 0}
+    a = np.asarray(x, float)
+    return {"n": int(a.size), "median": float(np.median(a)), "p90": float(np.percentile(a, 90)),
+            "p99": float(np.percentile(a, 99)), "max": float(a.max()), "mean": float(a.mean())}
+
+
+def run_trial(cfg: HilRunConfig) -> dict:
+    spec = load_rig(cfg.rig)
+    period = int(cfg.period_us or spec.period_us)
+    steps = int(cfg.steps or spec.raw.get("max_episode_steps", 1000))
+    pol = load_host_policy(cfg.policy, cfg.runtime) if cfg.mode == "host" or Path(cfg.policy).exists() else None
+    if cfg.episodes < 1:
+        raise BpdError("--episodes must be at least 1")
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    lim = spec.limits
+    link = DeviceLink(cfg.port, cfg.baud or int(spec.raw.get("serial", {}).get("baud", 921600)))
+    log = TickLog(out / "ticks.csv")
+    episodes: list[dict] = []
+    summary: dict = {"config": vars(cfg), "rig": spec.name, "target_period_us": period, "episodes": episodes,
+                     "low_latency": link.low_latency, "environment": _environment()}
+    error: BaseException | None = None
+    try:
+        info = link.handshake()
+        summary["device"] = info
+        _check_device(info, spec, pol, cfg.mode)
+        for ep in range(cfg.episodes):
+            episodes.append(_episode(link, log, cfg, ep, period, steps, lim, pol, spec.watchdog_ticks))
+            log.flush()
+    except KeyboardInterrupt as e:
+        error = e
+        summary["ended"] = "interrupted (Ctrl-C): stop sent"
+    except (LinkError, BpdError) as e:
+        error = e
+        summary["ended"] = f"error: {e}"
+    finally:
+        link.close()  # stop: the device zeroes its actuator
+        log.close()
+        summary["timing"] = timing_summary(out / "ticks.csv", period)
+        summary["bad_frames"] = {"host_parser": link.parser.bad_frames, "frames_ok": link.parser.frames_ok}
+        summary.setdefault("ended", "complete")
+        write_json(out / "summary.json", summary)
+        if cfg.plots:
+            try:
+                from hil.report import render
+                render(out)
+            except Exception as e:  # plots never hide the trial's own outcome
+                summary["plots"] = f"not rendered: {e}"
+    if isinstance(error, KeyboardInterrupt):
+        raise error
+    if error is not None:
+        stop = "; stop could not be sent, the device watchdog zeroes the actuator" if link.stop_error else ""
+        raise BpdError(f"{error}{stop} (logs kept in {out})")
+    return summary
+
+
+def _environment() -> dict:
+    import onnxruntime
+
+    return {"bpd": bpd.__version__, "python": platform.python_version(), "platform": platform.platform(),
+            "onnxruntime": onnxruntime.__version__, "argv": sys.argv}
+
+
+def _check_device(info: dict, spec, pol, mode: str) -> None:
+    if info["obs_dim"] != spec.obs_dim or info["act_dim"] != spec.act_dim:
+        raise LinkError(f"device sizes {info['obs_dim']}->{info['act_dim']} differ from the rig's "
+                        f"{spec.obs_dim}->{spec.act_dim}")
+    if pol is not None and (pol.obs_dim != info["obs_dim"] or pol.act_dim != info["act_dim"]):
+        raise LinkError(f"policy sizes {pol.obs_dim}->{pol.act_dim} differ from the device's "
+                        f"{info['obs_dim']}->{info['act_dim']}")
+    if mode == "device":
+        if not info["caps"] & 1:
+            raise LinkError("the device has no on-device policy (device mode impossible)")
+        dev_hash = bytes(info["model_hash"]).hex()
+        if pol is None or not pol.model_hash or pol.model_hash[:16] != dev_hash:
+            raise LinkError(f"the device runs model {dev_hash}, the export is "
+                            f"{(pol.model_hash or '?')[:16] if pol else '?'}: flash the matching firmware")
+
+
+def _episode(link: DeviceLink, log: TickLog, cfg: HilRunConfig, ep: int, period: int, steps: int, lim: dict,
+             pol, watchdog: int) -> dict:
+    link.command("reset", seed=cfg.seed + ep)
+    link.configure(period, watchdog, cfg.mode, lim["action"], lim["position"], lim["angle"])
+    link.command("start")
+    ret, n, misses, ended = 0.0, 0, 0, "max steps"
+    prev_t = None
+    t_start = time.perf_counter()
+    while n < steps:
+        st = link.poll(cfg.stall_timeout)
+        if st is None:
+            raise LinkError(f"no state for {cfg.stall_timeout:.1f} s: device stalled, unplugged or restarted")
+        if st.name == "fault":
+            name = next((k for k, v in FAULTS.items() if v == st.fields["code"]), str(st.fields["code"]))
+            episodes_so_far = f"episode {ep}, tick {n}"
+            raise LinkError(f"device fault: {name} ({episodes_so_far}; the device zeroed its actuator)")
+        if st.name != "state":
+            continue
+        recv = time.perf_counter()
+        batch = [st]
+        if cfg.mode == "host":  # newer states already waiting: answer only the newest, log them all
+            while link.frames and link.frames[0].name == "state":
+                batch.append(link.frames.popleft())
+        for i, st in enumerate(batch):
+            f = st.fields
+            obs = np.asarray(f["obs"], np.float32)
+            newest = i == len(batch) - 1
+            compute_us, send = 0.0, recv
+            if cfg.mode == "host" and newest and f["flags"] & FLAGS["running"]:
+                c0 = time.perf_counter()
+                a = np.clip(np.asarray(pol.act(obs), np.float64).reshape(-1), -lim["action"], lim["action"])
+                compute_us = (time.perf_counter() - c0) * 1e6
+                if not np.isfinite(a).all():
+                    a = np.zeros_like(a)
+                link.send("action", echo_seq=st.seq, n_act=len(a), action=[float(x) for x in a])
+                send = time.perf_counter()
+            miss = int(cfg.mode == "host" and (not newest or (send - recv) * 1e6 > period))
+            misses += miss
+            dt = ((f["t_us"] - prev_t) & 0xFFFFFFFF) if prev_t is not None else ""
+            prev_t = f["t_us"]
+            upright = not f["flags"] & FLAGS["limit_stop"]
+            ret += 1.0 if upright else 0.0
+            n += 1
+            log.add([ep, n, st.seq, f["t_us"], dt, f"{recv - t_start:.6f}", f"{send - t_start:.6f}",
+                     f"{(send - recv) * 1e6:.1f}" if newest and cfg.mode == "host" else "",
+                     f"{compute_us:.1f}" if compute_us else "", f["rtt_us"], f["infer_ns"], miss,
+                     int(not newest), f["flags"], 1.0 if upright else 0.0, *[f"{x:.6g}" for x in obs[:4]],
+                     f"{f['action'][0]:.6g}"])
+            if not upright:
+                ended = "limit (device stopped)"
+                break
+            if abs(obs[0]) > lim["position"] or abs(obs[1]) > lim["angle"]:  # host-side limits too
+                ended = "limit (host stopped)"
+                break
+        if ended.startswith("limit"):
+            break
+    link.stop_and_zero()
+    try:
+        link.wait_for("ack", 1.0)
+    except LinkError:
+        pass
+    return {"episode": ep, "return": ret, "length": n, "ended": ended, "deadline_misses": misses}
+
+
+def timing_summary(csv_path: Path, period_us: int) -> dict:
+    """Timing statistics from the tick log (so `bpd hil report` recomputes the same)."""
+    rows = read_ticks(csv_path)
+    if not rows:
+        return {"ticks": 0}
+    col = lambda k: [float(r[k]) for r in rows if r.get(k) not in ("", None)]
+    periods = col("device_period_us")
+    misses = sum(int(r["deadline_miss"]) for r in rows)
+    med = float(np.median(periods)) if periods else float("nan")
+    return {"ticks": len(rows), "target_rate_hz": 1e6 / period_us,
+            "achieved_rate_hz": 1e6 / med if periods else None,
+            "period_us": _stats(periods), "jitter_us": _stats([abs(p - period_us) for p in periods]),
+            "host_step_us": _stats(col("host_step_us")), "host_compute_us": _stats(col("host_compute_us")),
+            "rtt_us": _stats([x for x in col("rtt_us") if x > 0]),
+            "infer_ns": _stats([x for x in col("infer_ns") if x > 0]),
+            "deadline_misses": misses, "deadline_miss_rate": misses / len(rows)}
+
+
+def read_ticks(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        lines = [l for l in f if not l.startswith("#")]
+    return list(csv.DictReader(lines))

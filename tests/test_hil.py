@@ -1,0 +1,162 @@
+"""HIL host against the simulated rig over a pseudo-terminal: full episodes in host and device mode,
+the Gymnasium env over serial, handshake refusals, and a fault table that must end with a clear
+one-line error, a non-zero exit and the logs intact."""
+
+import json
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import BPD, run_bpd
+from tests.test_rig_pty import FIX, Rig
+
+
+@pytest.fixture
+def rig(tmp_path):
+    rigs = []
+
+    def make(*args):
+        rigs.append(Rig(tmp_path, "--rig", "gym-inverted-pendulum", *args))
+        return rigs[-1]
+
+    yield make
+    for r in rigs:
+        r.close()
+
+
+def hil(port, out, *args, check=True):
+    return run_bpd("hil", "run", "--port", port, "--rig", "gym-inverted-pendulum", "--policy", str(FIX),
+                   "--out", str(out), *args, check=check, timeout=120)
+
+
+def summary(out):
+    return json.loads((Path(out) / "summary.json").read_text())
+
+
+def rows(out):
+    return [l for l in (Path(out) / "ticks.csv").read_text().splitlines() if not l.startswith("#")][1:]
+
+
+@pytest.mark.parametrize("mode", ["host", "device"])
+def test_full_episodes(rig, tmp_path, mode):
+    r = rig("--lockstep", "--policy", str(FIX))
+    hil(r.path, tmp_path / "log", "--mode", mode, "--episodes", "1", "--no-plots")
+    s = summary(tmp_path / "log")
+    assert s["ended"] == "complete"
+    assert [(e["return"], e["length"], e["ended"]) for e in s["episodes"]] == [(1000.0, 1000, "max steps")]
+    assert len(rows(tmp_path / "log")) == 1000
+    t = s["timing"]
+    assert t["ticks"] == 1000 and t["period_us"]["median"] == 40000
+    if mode == "host":
+        assert t["host_step_us"]["n"] == 1000 and t["deadline_misses"] == 0
+    else:
+        assert t["infer_ns"]["n"] == 1000
+
+
+def test_report_rerenders_plots(rig, tmp_path):
+    r = rig("--lockstep")
+    hil(r.path, tmp_path / "log", "--steps", "50")
+    for p in (tmp_path / "log").glob("*.png"):
+        p.unlink()
+    out = run_bpd("hil", "report", str(tmp_path / "log")).stdout
+    assert "timing_histograms.png" in out and (tmp_path / "log" / "trajectory_ep0.png").stat().st_size > 1000
+
+
+def test_gymnasium_env_over_serial(rig):
+    from export.c_export import CPolicy
+    from hil.env import SerialRigEnv
+
+    r = rig("--lockstep")
+    env = SerialRigEnv(r.path, "gym-inverted-pendulum")
+    pol = CPolicy(FIX)
+    try:
+        obs, _ = env.reset(seed=1)
+        ret, done = 0.0, False
+        while not done:
+            obs, rew, term, trunc, _ = env.step(pol.act(obs))
+            ret += rew
+            done = term or trunc
+        assert ret == 1000.0
+    finally:
+        env.close()
+
+
+def test_refuses_mismatched_model_hash(rig, tmp_path):
+    r = rig("--lockstep", "--policy", str(FIX))
+    other = tmp_path / "other_export"
+    shutil.copytree(FIX, other)
+    info = json.loads((other / "export.json").read_text())
+    info["model_hash"] = "0" * 64
+    (other / "export.json").write_text(json.dumps(info))
+    p = run_bpd("hil", "run", "--port", r.path, "--rig", "gym-inverted-pendulum", "--policy", str(other),
+                "--mode", "device", "--out", str(tmp_path / "log"), check=False)
+    assert p.returncode == 1 and "flash the matching firmware" in p.stderr and len(p.stderr.splitlines()) == 1
+
+
+def test_refuses_device_mode_without_on_device_policy(rig, tmp_path):
+    r = rig("--lockstep")
+    p = hil(r.path, tmp_path / "log", "--mode", "device", check=False)
+    assert p.returncode == 1 and "no on-device policy" in p.stderr
+
+
+FAULTS = [
+    # (name, rig args, hil args, expected message or None when the trial may finish)
+    ("latency", ["--realtime", "--period-us", "20000", "--link-delay-ms", "15"], [], "device fault: watchdog"),
+    ("stall", ["--realtime", "--period-us", "20000", "--stall-at", "1.0", "--stall-for", "5"], [], "stalled"),
+    ("disconnect", ["--realtime", "--period-us", "20000", "--disconnect-at", "1.0"], [], None),
+    ("dropped bytes", ["--lockstep", "--drop-rate", "0.002", "--seed", "5"], ["--steps", "400"], None),
+    ("corruption", ["--lockstep", "--corrupt-rate", "0.002", "--seed", "6"], ["--steps", "400"], None),
+]
+
+
+@pytest.mark.parametrize("name,rig_args,hil_args,message", FAULTS, ids=[f[0] for f in FAULTS])
+def test_fault_table(rig, tmp_path, name, rig_args, hil_args, message):
+    r = rig(*rig_args)
+    out = tmp_path / "log"
+    p = hil(r.path, out, "--period-us", "20000" if "--realtime" in rig_args else "40000", "--episodes", "3",
+            "--steps", "300", "--no-plots", *hil_args, check=False)
+    s = summary(out)
+    n = len(rows(out))
+    assert n > 0  # logs intact up to the fault
+    assert s["timing"]["ticks"] == n
+    if name in ("dropped bytes", "corruption"):
+        assert s["bad_frames"]["host_parser"] > 0 or p.returncode != 0
+    if p.returncode != 0 or message:
+        assert p.returncode == 1, p.stderr
+        line = p.stderr.strip().splitlines()
+        assert len(line) == 1 and line[0].startswith("bpd: error:") and "logs kept in" in line[0]
+        assert s["ended"].startswith("error")
+    if message:
+        assert message in p.stderr
+    if name == "disconnect":
+        assert p.returncode == 1
+
+
+def test_ctrl_c_stops_and_keeps_logs(rig, tmp_path):
+    r = rig("--realtime", "--period-us", "20000")
+    out = tmp_path / "log"
+    proc = subprocess.Popen([BPD, "hil", "run", "--port", r.path, "--rig", "gym-inverted-pendulum", "--policy",
+                             str(FIX), "--out", str(out), "--period-us", "20000", "--episodes", "5", "--no-plots"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 30
+    while (not (out / "ticks.csv").exists() or len(rows(out)) < 20) and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130 and "interrupted" in err
+    s = summary(out)
+    assert s["ended"].startswith("interrupted") and len(rows(out)) >= 20
+    # the device was told to stop: a new session finds it idle and accepts a configuration
+    from hil.link import DeviceLink
+
+    link = DeviceLink(r.path)
+    try:
+        link.handshake()
+        link.configure(20000, 5, "host", 3.0, 1.0, 0.2)  # rejected if the device were still running
+    finally:
+        link.close()
