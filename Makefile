@@ -35,8 +35,12 @@ test: venv system-deps
 	$(BIN)/python -m pytest
 
 # ---------------------------------------------------------------- demo pipeline
-demo: venv system-deps $(DEMO)/student_eval.json
-	@echo; echo "demo finished: outputs in $(DEMO)/"; cat $(DEMO)/student_eval.json
+demo: venv system-deps $(DEMO)/hil/summary.json
+	@echo; echo "demo finished: outputs in $(DEMO)/"
+	@echo "  student:  $(DEMO)/student_eval.json"; cat $(DEMO)/student_eval.json; echo
+	@echo "  export:   $(DEMO)/export/export_report.json"
+	@echo "  firmware: $(DEMO)/firmware.txt"; cat $(DEMO)/firmware.txt
+	@echo "  HIL:      $(DEMO)/hil/ (ticks.csv, summary.json, plots)"
 
 $(DEMO)/teacher.npz: | $(VENV)/.stamp-install
 	$(BIN)/bpd teacher train --env $(ENV_ID) --out $@
@@ -50,6 +54,24 @@ $(DEMO)/run/student.pt: $(DEMO)/teacher.npz $(DEMO)/dataset.npz
 
 $(DEMO)/student_eval.json: $(DEMO)/run/student.pt
 	$(BIN)/bpd evaluate $(DEMO)/run --episodes 10 --json > $@.tmp && mv $@.tmp $@
+
+$(DEMO)/export/export.json: $(DEMO)/run/student.pt $(DEMO)/student_eval.json
+	$(BIN)/bpd export $(DEMO)/run --out $(DEMO)/export --int8
+
+# The Cortex-M4F firmware (core + board layer + policy); without the cross compiler, say so.
+$(DEMO)/firmware.txt: $(DEMO)/export/export.json
+	if command -v arm-none-eabi-gcc >/dev/null; then \
+	  $(BIN)/bpd firmware build --export $(DEMO)/export --target cortex-m4f > $@.tmp && mv $@.tmp $@; \
+	else echo "arm-none-eabi-gcc not installed: firmware build skipped" > $@; fi
+
+# One real-time episode on the simulated rig with the policy running on the (software) device,
+# then one with the host computing the actions.
+$(DEMO)/hil/summary.json: $(DEMO)/firmware.txt
+	rm -rf $(DEMO)/hil $(DEMO)/hil-host
+	$(BIN)/bpd hil run --port sim --rig gym-inverted-pendulum --policy $(DEMO)/export --mode device \
+	  --episodes 1 --out $(DEMO)/hil
+	$(BIN)/bpd hil run --port sim --rig gym-inverted-pendulum --policy $(DEMO)/export --mode host \
+	  --episodes 1 --out $(DEMO)/hil-host
 
 bench: venv system-deps
 	$(BIN)/python benchmarks/training_benchmark.py

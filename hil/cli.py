@@ -12,8 +12,10 @@ def _run(ns):
     for e in s["episodes"]:
         print(f"episode {e['episode']}: return {e['return']:.0f}, {e['length']} ticks, {e['ended']}")
     if t.get("ticks"):
-        print(f"rate {t['achieved_rate_hz']:.1f} Hz (target {t['target_rate_hz']:.1f}); host step p99 "
-              f"{t['host_step_us'].get('p99', float('nan')):.0f} us; deadline misses {t['deadline_misses']} "
+        step = f"{t['host_step_us']['p99']:.0f} us" if t["host_step_us"]["n"] else "- (device mode)"
+        infer = f"{t['infer_ns']['median']:.0f} ns" if t["infer_ns"]["n"] else "-"
+        print(f"rate {t['achieved_rate_hz']:.1f} Hz (target {t['target_rate_hz']:.1f}); host step p99 {step}; "
+              f"on-device inference median {infer}; deadline misses {t['deadline_misses']} "
               f"({100 * t['deadline_miss_rate']:.2f} %); logs in {ns.out}")
 
 

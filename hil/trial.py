@@ -37,7 +37,8 @@ COLUMNS = [("episode", ""), ("step", ""), ("seq", ""), ("device_t_us", "us"), ("
 
 @dataclass
 class HilRunConfig:
-    port: str = field(help="serial port: a device path, a pty, socket://host:port")
+    port: str = field(help="serial port: a device path, a pty, socket://host:port, or 'sim' to start the "
+                      "simulated rig (with the export's policy on the device) for this trial")
     rig: str = field(help="rig name or YAML (limits, period, units)")
     policy: str = field(help="export directory or .onnx file")
     mode: str = field("host", help="where the policy runs", choices=("host", "device"))
@@ -50,6 +51,7 @@ class HilRunConfig:
     baud: int | None = field(None, help="baud rate (default: the rig's)")
     stall_timeout: float = field(1.0, help="seconds without a state before the device counts as stalled")
     plots: bool = field(True, help="render the PNG plots after the trial")
+    sim_lockstep: bool = field(False, help="with --port sim: run the simulated rig in lockstep, not real time")
 
 
 class TickLog:
@@ -88,6 +90,9 @@ def _stats(x: list[float]) -> dict:
 
 
 def run_trial(cfg: HilRunConfig) -> dict:
+    if cfg.port == "sim":
+        with simulated_rig(cfg) as port:
+            return run_trial(HilRunConfig(**(vars(cfg) | {"port": port})))
     spec = load_rig(cfg.rig)
     period = int(cfg.period_us or spec.period_us)
     steps = int(cfg.steps or spec.raw.get("max_episode_steps", 1000))
@@ -135,6 +140,37 @@ def run_trial(cfg: HilRunConfig) -> dict:
         stop = "; stop could not be sent, the device watchdog zeroes the actuator" if link.stop_error else ""
         raise BpdError(f"{error}{stop} (logs kept in {out})")
     return summary
+
+
+class simulated_rig:
+    """`bpd rig sim` in a subprocess for the length of a trial; yields its pty path."""
+
+    def __init__(self, cfg: HilRunConfig) -> None:
+        import shutil
+        import subprocess
+
+        exe = shutil.which("bpd") or str(Path(sys.executable).with_name("bpd"))
+        args = [exe, "rig", "sim", "--rig", cfg.rig, "--lockstep" if cfg.sim_lockstep else "--realtime",
+                "--seed", str(cfg.seed)]
+        if Path(cfg.policy).is_dir():
+            args += ["--policy", cfg.policy]
+        if cfg.period_us:
+            args += ["--period-us", str(cfg.period_us)]
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def __enter__(self) -> str:
+        path = self.proc.stdout.readline().strip()
+        if not path:
+            err = self.proc.stderr.read().strip().splitlines()
+            raise BpdError(f"the simulated rig did not start: {err[-1] if err else 'no output'}")
+        return path
+
+    def __exit__(self, *exc) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except Exception:
+            self.proc.kill()
 
 
 def _environment() -> dict:
