@@ -17,7 +17,7 @@ $(VENV)/.stamp-install: setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip setuptools wheel
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test,emulate]'
+	$(BIN)/pip install -q -e '.[test,emulate,bench]'
 	touch $@
 
 # System tools: the ARM cross toolchain and clang. Installed when we are root with apt-get;
@@ -73,8 +73,12 @@ $(DEMO)/hil/summary.json: $(DEMO)/firmware.txt
 	$(BIN)/bpd hil run --port sim --rig gym-inverted-pendulum --policy $(DEMO)/export --mode host \
 	  --episodes 1 --out $(DEMO)/hil-host
 
+# The benchmarks behind every figure in the README (about 40 minutes on two cores).
 bench: venv system-deps
 	$(BIN)/python benchmarks/training_benchmark.py
+	$(BIN)/python benchmarks/export_benchmark.py
+	$(BIN)/python benchmarks/device_benchmark.py
+	$(BIN)/python benchmarks/hil_benchmark.py
 
 clean:
 	rm -rf $(DEMO) build *.egg-info
