@@ -95,3 +95,14 @@ def load_arrays(path: str | os.PathLike, expect_format: str) -> tuple[dict, dict
     if meta.get("format") != expect_format:
         raise BpdError(f"{path}: is a {meta.get('format', 'unknown')!r} file, expected {expect_format!r}")
     return meta, arrays
+
+
+def save_png(fig, path: str | os.PathLike, dpi: int = 100) -> None:
+    """Render a matplotlib figure and write it atomically, then close it."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    atomic_write(path, lambda f: f.write(buf.getvalue()))

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bpd.errors import BpdError
-from training.mlp import MLPPolicy
+from training.mlp import LayerSizes, MLPPolicy
 
 
 @dataclass
-class CollapsedNet:
+class CollapsedNet(LayerSizes):
     """y = W_L act(... act(W_0 x + b_0) ...) + b_L on raw observations x, then
     output "tanh": action = out_offset + out_scale * tanh(y); output "clip": action = clip(y, low, high)."""
 
@@ -41,22 +41,6 @@ class CollapsedNet:
     @property
     def widths(self) -> list[int]:
         return [self.weights[0].shape[1]] + [w.shape[0] for w in self.weights]
-
-    @property
-    def obs_dim(self) -> int:
-        return self.weights[0].shape[1]
-
-    @property
-    def act_dim(self) -> int:
-        return self.weights[-1].shape[0]
-
-    @property
-    def params_total(self) -> int:
-        return int(sum(w.size + b.size for w, b in zip(self.weights, self.biases)))
-
-    @property
-    def params_nonzero(self) -> int:
-        return int(sum(np.count_nonzero(w) + np.count_nonzero(b) for w, b in zip(self.weights, self.biases)))
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Reference forward pass in float64."""

@@ -344,13 +344,11 @@ def markdown(res: dict) -> str:
 
 
 def plot(res: dict, path: Path) -> None:
-    import io
-
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from bpd.io import atomic_write
+    from bpd.io import save_png
 
     labels, values = [], {t: [] for t in res["targets"]}
     for name, net in res["networks"].items():
@@ -369,8 +367,4 @@ def plot(res: dict, path: Path) -> None:
     ax.set_ylabel("instructions per inference (emulated)")
     ax.legend()
     ax.set_title("Inference cost per network and runtime")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write(path, lambda f: f.write(buf.getvalue()))
+    save_png(fig, path)

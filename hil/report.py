@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,22 +10,12 @@ import numpy as np
 
 from bpd.config import field
 from bpd.errors import BpdError
-from bpd.io import atomic_write, write_json
+from bpd.io import save_png, write_json
 
 
 @dataclass
 class ReportConfig:
     log_dir: str = field(help="a trial's log directory", positional=True)
-
-
-def _save(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    atomic_write(path, lambda f: f.write(buf.getvalue()))
 
 
 def render(log_dir: str | Path) -> list[Path]:
@@ -58,14 +47,14 @@ def render(log_dir: str | Path) -> list[Path]:
         ax.set_title(label)
         ax.set_yscale("log")
     out.append(d / "timing_histograms.png")
-    _save(fig, out[-1])
+    save_png(fig, out[-1], dpi=90)
     fig, ax = plt.subplots(figsize=(10, 3.5))
     ax.plot(col("device_period_us"), lw=0.6)
     ax.axhline(period, color="k", ls="--", lw=0.8)
     ax.set_xlabel("tick")
     ax.set_ylabel("device period (us)")
     out.append(d / "period.png")
-    _save(fig, out[-1])
+    save_png(fig, out[-1], dpi=90)
     ep = col("episode")
     for e in np.unique(ep):
         m = ep == e
@@ -77,5 +66,5 @@ def render(log_dir: str | Path) -> list[Path]:
             a.set_ylabel(lab)
         axs[2].set_xlabel("step")
         out.append(d / f"trajectory_ep{int(e)}.png")
-        _save(fig, out[-1])
+        save_png(fig, out[-1], dpi=90)
     return out

@@ -1,6 +1,10 @@
+import atexit
+import functools
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -33,4 +37,15 @@ def tiny_pipeline(tmp_path_factory):
     run_bpd("distill", "--teacher", str(d / "teacher.npz"), "--dataset", str(d / "dataset.npz"),
             "--out", str(d / "run"), "--steps", "200", "--eval-every", "100", "--eval-episodes", "1",
             "--checkpoint-every", "50", "--hidden", "16", "16", "--critic-hidden", "32", "32", "--no-progress")
+    return d
+
+
+@functools.lru_cache(maxsize=None)
+def pendulum_export() -> Path:
+    """The committed benchmark export (generated files only) with the current kernel beside it."""
+    d = Path(tempfile.mkdtemp(prefix="bpd-fixture-")) / "pendulum_export"
+    shutil.copytree(ROOT / "tests" / "fixtures" / "pendulum_export", d)
+    for f in ("policy.c", "policy.h"):
+        shutil.copyfile(ROOT / "export" / f, d / f)
+    atexit.register(shutil.rmtree, d.parent, True)
     return d

@@ -6,8 +6,9 @@ import pytest
 from firmware_host.rig import SoftwareDevice, build_device_library, load_rig
 from firmware_host.wire_spec import FAULTS, FLAGS
 from hil.codec import Parser, encode
+from tests.conftest import pendulum_export
 
-FIX = __import__("pathlib").Path(__file__).parent / "fixtures" / "pendulum_export"
+FIX = pendulum_export()
 
 
 class Harness:

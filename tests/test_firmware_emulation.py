@@ -14,6 +14,7 @@ from export.collapse import collapse
 from firmware_host.build import build_bpd_image, image_report
 from firmware_host.cycle_model import estimate_cycles
 from firmware_host.emulate import Emulator, classify
+from tests.conftest import pendulum_export
 from tests.test_export_collapse import GOLDEN, golden_policy
 
 TOL = 1e-5
@@ -96,8 +97,7 @@ def test_firmware_image_builds_warning_free(tmp_path, target):
 
     from firmware_host.build import build_firmware_image
 
-    fix = Path(__file__).parent / "fixtures" / "pendulum_export"
-    img = build_firmware_image(fix, target, tmp_path)  # every source with -Werror -pedantic
+    img = build_firmware_image(pendulum_export(), target, tmp_path)  # every source with -Werror -pedantic
     rep = image_report(img, ["policy", "policy_weights"])
     assert 0 < rep["flash_bytes"] < 64 * 1024 and rep["ram_bytes"] < 8 * 1024
 
@@ -110,7 +110,7 @@ def test_firmware_core_host_build_warning_free(tmp_path, cc):
     if shutil.which(cc) is None:
         pytest.skip(f"{cc} not installed")
     c = Path(__file__).resolve().parents[1] / "firmware_host" / "c"
-    fix = Path(__file__).parent / "fixtures" / "pendulum_export"
+    fix = pendulum_export()
     for extra in ([], ["-DBPD_SIM_POLICY", f"-I{fix}"]):
         subprocess.run([cc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2", "-fPIC", f"-I{c}", *extra,
                         "-c", *(str(c / f) for f in ("bpd_fw.c", "bpd_wire.c", "bpd_msgs.c", "hal_host.c"))],

@@ -10,9 +10,9 @@ import pytest
 
 from firmware_host.wire_spec import FAULTS, FLAGS
 from hil.link import DeviceLink
-from tests.conftest import BPD
+from tests.conftest import BPD, pendulum_export
 
-FIX = Path(__file__).parent / "fixtures" / "pendulum_export"
+FIX = pendulum_export()
 
 
 class Rig:

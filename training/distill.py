@@ -29,7 +29,7 @@ import torch.nn.functional as F
 import bpd
 from bpd.config import field, to_dict
 from bpd.errors import BpdError
-from bpd.io import atomic_write, sha256_file, write_json
+from bpd.io import atomic_write, save_png, sha256_file, write_json
 from training.collect import Dataset, load_dataset
 from training.envs import evaluate
 from training.student import BayesianStudent, Critic, save_student
@@ -357,8 +357,4 @@ def plot_metrics(metrics: Path, out: Path) -> None:
     ax2.set_ylabel("weights pruned (%)", color="tab:red")
     ax2.set_ylim(0, 100)
     ax1.set_title("BPD distillation")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write(out, lambda f: f.write(buf.getvalue()))
+    save_png(fig, out)

@@ -7,22 +7,11 @@ from dataclasses import dataclass
 import numpy as np
 
 
-@dataclass
-class MLPPolicy:
-    """Maps raw observations to actions in the environment's units.
-
-    h = (obs - obs_mean) / obs_std; hidden layers h = act(W h + b); y = W_L h + b_L;
-    output "tanh": low + (tanh(y) + 1) / 2 * (high - low); output "clip": clip(y, low, high).
-    """
+class LayerSizes:
+    """Sizes of a network held as `weights` [out, in] and `biases` lists."""
 
     weights: list[np.ndarray]
     biases: list[np.ndarray]
-    activation: str
-    output: str
-    obs_mean: np.ndarray
-    obs_std: np.ndarray
-    action_low: np.ndarray
-    action_high: np.ndarray
 
     @property
     def obs_dim(self) -> int:
@@ -44,6 +33,24 @@ class MLPPolicy:
     @property
     def params_nonzero(self) -> int:
         return int(sum(np.count_nonzero(w) + np.count_nonzero(b) for w, b in zip(self.weights, self.biases)))
+
+
+@dataclass
+class MLPPolicy(LayerSizes):
+    """Maps raw observations to actions in the environment's units.
+
+    h = (obs - obs_mean) / obs_std; hidden layers h = act(W h + b); y = W_L h + b_L;
+    output "tanh": low + (tanh(y) + 1) / 2 * (high - low); output "clip": clip(y, low, high).
+    """
+
+    weights: list[np.ndarray]
+    biases: list[np.ndarray]
+    activation: str
+    output: str
+    obs_mean: np.ndarray
+    obs_std: np.ndarray
+    action_low: np.ndarray
+    action_high: np.ndarray
 
     def hidden_act(self, x: np.ndarray) -> np.ndarray:
         return np.tanh(x) if self.activation == "tanh" else np.maximum(x, 0.0)
