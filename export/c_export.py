@@ -180,6 +180,16 @@ def generate_c(net: CollapsedNet, out_dir: Path, fmt: str, int8: bool, source_ha
     return plans
 
 
+def check_export_dir(d: str | Path) -> Path:
+    """An export directory holding the kernel and the generated C files, or a one-line error."""
+    d = Path(d)
+    missing = [f for f in KERNEL_FILES + GENERATED if not (d / f).is_file()]
+    if missing:
+        raise BpdError(f"{d}: not a complete export directory (missing {', '.join(missing)}); "
+                       "run `bpd export` to make one")
+    return d
+
+
 def find_cc() -> str:
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if not cc:
@@ -211,9 +221,7 @@ class CPolicy:
     """The exported C kernel, compiled on the host and called through ctypes."""
 
     def __init__(self, export_dir: str | Path, fast_tanh: bool = False, build_dir: Path | None = None) -> None:
-        export_dir = Path(export_dir)
-        if not (export_dir / "policy_weights.c").is_file():
-            raise BpdError(f"{export_dir}: no policy_weights.c (not an export directory)")
+        export_dir = check_export_dir(export_dir)
         digest = hashlib.sha256()
         for f in KERNEL_FILES + GENERATED:
             digest.update((export_dir / f).read_bytes())

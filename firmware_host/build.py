@@ -142,11 +142,20 @@ CSRC = HERE / "c"
 
 def build_firmware_image(export_dir: Path, target: str, out_dir: Path, fast_tanh: bool = False) -> Image:
     """The firmware: core, wire codec, board layer (stubbed board port) and the exported policy."""
-    export_dir = Path(export_dir)
-    if not (export_dir / "policy_weights.c").is_file():
-        raise BpdError(f"{export_dir}: not an export directory (no policy_weights.c)")
-    if target == "host":
-        raise BpdError("the host firmware is the simulated rig's device: `bpd rig sim --policy EXPORT_DIR`")
+    from export.c_export import check_export_dir
+
+    export_dir = check_export_dir(export_dir)
+    if target == "host":  # the software device of the simulated rig: core, host HAL and policy
+        from firmware_host.rig import build_device_library
+
+        lib = build_device_library(out_dir, export_dir)
+        objs = {}
+        for src in (export_dir / "policy.c", export_dir / "policy_weights.c"):
+            obj = out_dir / f"{src.stem}.o"
+            _run([shutil.which("cc") or "cc", *WARN, *OPT, "-fPIC", f"-I{export_dir}", "-c", str(src), "-o", str(obj)],
+                 f"compiling {src.name}")
+            objs[src.stem] = obj
+        return Image(lib, "host", objs, {})
     srcs = [export_dir / "policy.c", export_dir / "policy_weights.c", BOARDS / "board_cortexm.c",
             *(CSRC / f for f in FIRMWARE_SOURCES)]
     clock = TARGETS[target]["clock_mhz"] * 1_000_000
@@ -155,9 +164,9 @@ def build_firmware_image(export_dir: Path, target: str, out_dir: Path, fast_tanh
 
 
 def build_bpd_image(export_dir: Path, target: str, out_dir: Path, fast_tanh: bool = False) -> Image:
-    export_dir = Path(export_dir)
-    if not (export_dir / "policy_weights.c").is_file():
-        raise BpdError(f"{export_dir}: not an export directory (no policy_weights.c)")
+    from export.c_export import check_export_dir
+
+    export_dir = check_export_dir(export_dir)
     srcs = [export_dir / "policy.c", export_dir / "policy_weights.c", BENCH / "bench_bpd.c", BENCH / "bench_main.c"]
     return compile_image(target, srcs, [export_dir, BENCH], out_dir, "bpd_bench", fast_tanh=fast_tanh)
 
@@ -170,7 +179,7 @@ def image_report(img: Image, policy_objects: list[str]) -> dict:
     return {"target": img.target, "elf": str(img.elf), "flash_bytes": sizes["text"] + sizes["data"],
             "ram_bytes": sizes["data"] + sizes["bss"], "sections": sizes, "policy_bytes": share,
             "stack_bytes_by_function": policy_funcs,
-            "stack_bytes_upper_bound": sum(policy_funcs.values())}
+            "stack_bytes_upper_bound": sum(policy_funcs.values()) if policy_funcs else None}
 
 
 @dataclass

@@ -8,9 +8,11 @@ def _build(ns):
     from firmware_host.build import FirmwareBuildConfig, firmware_build
 
     r = firmware_build(from_namespace(FirmwareBuildConfig, ns))
+    stack = r["stack_bytes_upper_bound"]
     print(f"{r['target']}: flash {r['flash_bytes']} B (text {r['sections']['text']} + data {r['sections']['data']}), "
           f"RAM {r['ram_bytes']} B (data + bss), policy {r['policy_bytes']} B, "
-          f"stack <= {r['stack_bytes_upper_bound']} B\n{r['elf']}")
+          + (f"stack <= {stack} B" if stack is not None else "stack not measured"))
+    print(r["elf"])
 
 
 def _bench(ns):

@@ -252,9 +252,9 @@ def build_device_library(out_dir: Path, policy_dir: Path | None = None) -> Path:
     srcs = [CSRC / f for f in FW_SOURCES]
     flags = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2", "-fPIC", "-shared", f"-I{CSRC}"]
     if policy_dir is not None:
-        policy_dir = Path(policy_dir)
-        if not (policy_dir / "policy_weights.c").is_file():
-            raise BpdError(f"{policy_dir}: not an export directory (no policy_weights.c)")
+        from export.c_export import check_export_dir
+
+        policy_dir = check_export_dir(policy_dir)
         srcs += [policy_dir / "policy.c", policy_dir / "policy_weights.c"]
         flags += ["-DBPD_SIM_POLICY", f"-I{policy_dir}"]
     h = hashlib.sha256(" ".join(flags).encode())

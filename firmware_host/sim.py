@@ -39,6 +39,8 @@ class RigSimConfig:
     stall_for: float = field(1.0, help="how long a stall lasts, seconds")
     disconnect_at: float | None = field(None, help="seconds after the first START when the device disconnects "
                                         "(port closes)")
+    restart_at: float | None = field(None, help="seconds after the first START when the device restarts "
+                                     "(firmware re-initialised: idle, sequence numbers from zero)")
     duration: float = field(0.0, help="stop after this many seconds (0: run until interrupted)")
     seed: int = field(0, help="seed of the link faults and the first plant reset")
     build_dir: str = field(".bpd-build", help="where the device library is compiled")
@@ -82,8 +84,8 @@ class SimRig:
         self.spec: RigSpec = load_rig(cfg.rig)
         if cfg.period_us:
             self.spec.period_us = int(cfg.period_us)
-        lib = build_device_library(Path(cfg.build_dir), Path(cfg.policy) if cfg.policy else None)
-        self.device = SoftwareDevice(self.spec, lib)
+        self.lib = build_device_library(Path(cfg.build_dir), Path(cfg.policy) if cfg.policy else None)
+        self.device = SoftwareDevice(self.spec, self.lib)
         self.plant = Plant(self.spec)
         self.plant.reset(cfg.seed)
         rng = random.Random(cfg.seed)
@@ -152,6 +154,11 @@ class SimRig:
                 os.close(self.master)
                 os.close(self.slave)
                 self.closed = True
+            if self.cfg.restart_at is not None and 0 <= self.cfg.restart_at <= elapsed:
+                self.device = SoftwareDevice(self.spec, self.lib)  # power-on state: idle, counters zero
+                self.cfg.restart_at = None
+                started = None
+                continue
             if self.cfg.stall_at is not None and stalled_until is None and 0 <= self.cfg.stall_at <= elapsed:
                 stalled_until = now + self.cfg.stall_for
             if stalled_until is not None and now < stalled_until:
