@@ -86,7 +86,7 @@ def collect(cfg: CollectConfig) -> Dataset:
                                                    ("truncations", (n,))]}
     obs, _ = env.reset(seed=cfg.seed)
     episodes, ret, returns = 0, 0.0, []
-    for t in tqdm(range(n), desc="collect", disable=not cfg.progress, mininterval=0.5):
+    for t in tqdm(range(n), desc="collect", disable=None if cfg.progress else True, mininterval=0.5):
         a_teacher = teacher.act(obs).astype(np.float32)
         a = np.clip(a_teacher + rng.normal(0.0, cfg.noise, ad).astype(np.float32) * half, low, high)
         nobs, r, term, trunc, _ = env.step(a)

@@ -245,7 +245,8 @@ def distill(cfg: DistillConfig) -> dict:
     acc: dict[str, list[float]] = {}
     last_eval = {"eval/return_mean": float("nan")}
     t_start = time.time() - elapsed
-    bar = tqdm(total=cfg.steps, initial=trainer.step, desc="distill", disable=not cfg.progress, mininterval=0.5)
+    bar = tqdm(total=cfg.steps, initial=trainer.step, desc="distill", mininterval=0.5,
+               disable=None if cfg.progress else True)  # None: shown on a terminal only
     try:
         while trainer.step < cfg.steps:
             idx = torch.randint(0, n, (cfg.batch,), generator=gen)

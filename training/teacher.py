@@ -142,7 +142,9 @@ def train_teacher(cfg: TeacherTrainConfig) -> dict:
             return not (target is not None and mean >= target)
 
     t0 = time.time()
-    model.learn(cfg.steps, callback=EvalAndKeepBest(), progress_bar=cfg.progress and _has_progress())
+    import sys
+    show = cfg.progress and sys.stderr.isatty() and _has_progress()  # no bar in logs and CI
+    model.learn(cfg.steps, callback=EvalAndKeepBest(), progress_bar=show)
     env.close()
     if best["teacher"] is None:
         best.update({"teacher": _teacher_from_model(model, cfg.env, cfg.algo, f"trained {cfg.algo}"),
