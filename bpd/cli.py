@@ -6,16 +6,11 @@ import argparse
 import json
 import os
 import sys
-from typing import Any, Callable
+from typing import Callable
 
 from bpd import __version__
 from bpd.config import add_arguments, from_namespace
 from bpd.errors import BpdError
-
-
-def _print(obj: Any, as_json: bool = True) -> None:
-    if as_json:
-        print(json.dumps(obj, indent=None if isinstance(obj, dict) and len(obj) > 12 else 2, default=str))
 
 
 def _teacher_train(ns):

@@ -24,7 +24,7 @@ import bpd
 from bpd.config import field
 from bpd.errors import BpdError
 from bpd.io import sha256_file, write_json
-from export.c_export import CPolicy, LayerPlan, generate_c, model_hash, plan_layer
+from export.c_export import CPolicy, LayerPlan, generate_c, model_hash
 from export.collapse import CollapsedNet, collapse
 from export.onnx_export import OnnxPolicy, build_onnx, reference_evaluator_run, save_onnx
 from training.mlp import MLPPolicy
@@ -231,7 +231,7 @@ def run_export(cfg: ExportConfig) -> dict:
 
 
 def format_report(r: dict) -> str:
-    lines = [f"layer  before      after       nnz    storage  values B  index B  bias B",
+    lines = ["layer  before      after       nnz    storage  values B  index B  bias B",
              "-" * 72]
     for L in r["layers"]:
         lines.append(f"{L['layer']:>5}  {'x'.join(map(str, L['shape_before'])):<10}  "

@@ -7,8 +7,6 @@ weights and a benchmark entry point into an ELF with arm-none-eabi-gcc and repor
 
 from __future__ import annotations
 
-import json
-import re
 import shutil
 import subprocess
 from dataclasses import dataclass

@@ -1,6 +1,5 @@
 """Subcommands of the firmware room."""
 
-import json
 
 
 def _build(ns):

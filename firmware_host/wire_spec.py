@@ -84,7 +84,7 @@ def generate_c_header() -> str:
         out.append(f"#define BPD_MSG_{m.name.upper()} 0x{m.id:02X}u /* {m.sender}: {m.doc} */")
     out.append("")
     for m in MESSAGES:
-        out.append(f"typedef struct {{" + ("" if m.fields else " uint8_t unused_;"))
+        out.append("typedef struct {" + ("" if m.fields else " uint8_t unused_;"))
         for f in m.fields:
             arr = f"[{f.max}]" if (f.count != 1) else ""
             out.append(f"    {CTYPE[f.type]} {f.name}{arr};")

@@ -1,6 +1,5 @@
 """Subcommands of the HIL room."""
 
-import json
 
 
 def _run(ns):

@@ -9,7 +9,6 @@ ticks.csv as they arrive (flushed every episode and every 200 rows); summary.jso
 from __future__ import annotations
 
 import csv
-import json
 import os
 import platform
 import sys

@@ -12,7 +12,6 @@ import numpy as np
 import onnx
 import pytest
 
-from bpd.errors import BpdError
 from export.c_export import CFLAGS, CPolicy, generate_c, layer_cost, plan_layer, quantise_rows
 from export.collapse import CollapsedNet, collapse
 from export.onnx_export import OnnxPolicy, build_onnx, reference_evaluator_run, save_onnx

@@ -93,7 +93,6 @@ def test_cycle_model_known_mix():
 @needs_arm
 @pytest.mark.parametrize("target", TARGETS)
 def test_firmware_image_builds_warning_free(tmp_path, target):
-    from pathlib import Path
 
     from firmware_host.build import build_firmware_image
 

@@ -3,8 +3,6 @@ benchmark balances gym-inverted-pendulum for a full 1000-step episode; with the 
 watchdog stops the run within its configured ticks plus one."""
 
 import subprocess
-import time
-from pathlib import Path
 
 import pytest
 

@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import copy
 import csv
-import dataclasses
-import hashlib
 import io
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
