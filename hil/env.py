@@ -13,7 +13,7 @@ import numpy as np
 
 from firmware_host.rig import load_rig
 from firmware_host.wire_spec import FLAGS
-from hil.link import DeviceLink, LinkError
+from hil.link import DeviceLink
 
 
 class SerialRigEnv(gym.Env):
@@ -33,18 +33,6 @@ class SerialRigEnv(gym.Env):
         self._last = None
         self.t = 0
 
-    def _next_state(self):
-        while True:
-            f = self.link.poll(self.stall_timeout)
-            if f is None:
-                raise LinkError("the device stopped sending states")
-            if f.name == "fault":
-                raise LinkError(f"device fault {f.fields['code']}")
-            if f.name == "state":
-                while self.link.frames and self.link.frames[0].name == "state":  # skip to the newest
-                    f = self.link.frames.popleft()
-                return f
-
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         self.link.stop_and_zero()
@@ -53,14 +41,14 @@ class SerialRigEnv(gym.Env):
         self.link.configure(self.period, self.spec_rig.watchdog_ticks, "host", self.lim["action"],
                             self.lim["position"], self.lim["angle"])
         self.link.command("start")
-        self._last = self._next_state()
+        self._last = self.link.next_states(self.stall_timeout)[-1]
         self.t = 0
         return np.asarray(self._last.fields["obs"], np.float32), {"seq": self._last.seq}
 
     def step(self, action):
         a = np.clip(np.asarray(action, np.float64).reshape(-1), self.action_space.low, self.action_space.high)
         self.link.send("action", echo_seq=self._last.seq, n_act=len(a), action=[float(x) for x in a])
-        self._last = self._next_state()
+        self._last = self.link.next_states(self.stall_timeout)[-1]
         self.t += 1
         f = self._last.fields
         obs = np.asarray(f["obs"], np.float32)

@@ -12,7 +12,7 @@ import time
 from collections import deque
 
 from bpd.errors import BpdError
-from firmware_host.wire_spec import ACK, BY_NAME, PROTOCOL_VERSION
+from firmware_host.wire_spec import ACK, BY_NAME, FAULTS, PROTOCOL_VERSION
 from hil.codec import Frame, Parser, encode
 
 log = logging.getLogger("bpd.hil")
@@ -22,12 +22,25 @@ class LinkError(BpdError):
     """The device did not answer, answered wrongly, or went away."""
 
 
+class DeviceFault(LinkError):
+    """The device reported a FAULT (it has zeroed its actuator)."""
+
+    def __init__(self, code: int, detail: int) -> None:
+        self.code, self.detail = code, detail
+        name = next((k for k, v in FAULTS.items() if v == code), str(code))
+        super().__init__(f"device fault: {name}")
+
+
 class DeviceLink:
+    # A read returns as soon as bytes arrive, or after this many seconds. Fixed at open: assigning
+    # pyserial's timeout reconfigures the port (termios calls), which has no place in the tick loop.
+    READ_SLICE = 0.002
+
     def __init__(self, port: str, baud: int = 921600) -> None:
         import serial
 
         try:
-            self.ser = serial.serial_for_url(port, baudrate=baud, timeout=0, write_timeout=1.0)
+            self.ser = serial.serial_for_url(port, baudrate=baud, timeout=self.READ_SLICE, write_timeout=1.0)
         except (serial.SerialException, ValueError, OSError) as e:
             raise LinkError(f"cannot open {port}: {e}") from None
         self.port = port
@@ -56,21 +69,41 @@ class DeviceLink:
         self.seq = (self.seq + 1) & 0xFFFF
         return seq
 
+    def _read(self, block: bool) -> None:
+        """Parse what the port has (waiting up to READ_SLICE for a first byte when block)."""
+        try:
+            waiting = self.ser.in_waiting
+            data = self.ser.read(max(1, waiting)) if block or waiting else b""
+        except Exception as e:
+            raise LinkError(f"read from {self.port} failed: {e}") from None
+        if data:
+            self.frames.extend(self.parser.feed(data))
+
     def poll(self, timeout: float) -> Frame | None:
-        """The next frame, waiting at most timeout seconds."""
+        """The next frame, waiting at most timeout seconds (plus one read slice)."""
         deadline = time.perf_counter() + timeout
         while not self.frames:
-            remaining = deadline - time.perf_counter()
-            if remaining <= 0:
+            if time.perf_counter() >= deadline:
                 return None
-            try:
-                self.ser.timeout = min(remaining, 0.05)
-                data = self.ser.read(max(1, self.ser.in_waiting))
-            except Exception as e:
-                raise LinkError(f"read from {self.port} failed: {e}") from None
-            if data:
-                self.frames.extend(self.parser.feed(data))
+            self._read(block=True)
         return self.frames.popleft()
+
+    def next_states(self, timeout: float) -> list[Frame]:
+        """The next STATE and every newer one already received, oldest first: a host that answers
+        only the last one skips, never catches up. A FAULT raises DeviceFault; silence raises."""
+        while True:
+            f = self.poll(timeout)
+            if f is None:
+                raise LinkError(f"no state for {timeout:.1f} s: device stalled, unplugged or restarted")
+            if f.name == "fault":
+                raise DeviceFault(f.fields["code"], f.fields["detail"])
+            if f.name == "state":
+                break
+        self._read(block=False)
+        batch = [f]
+        while self.frames and self.frames[0].name == "state":
+            batch.append(self.frames.popleft())
+        return batch
 
     def wait_for(self, name: str, timeout: float, keep_others: bool = False) -> Frame:
         deadline = time.perf_counter() + timeout
@@ -83,7 +116,7 @@ class DeviceLink:
                 if f.name == name:
                     return f
                 if f.name == "fault" and name != "fault":
-                    raise LinkError(f"device fault {f.fields['code']} (detail {f.fields['detail']})")
+                    raise DeviceFault(f.fields["code"], f.fields["detail"])
                 if keep_others:
                     skipped.append(f)
         finally:

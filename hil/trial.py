@@ -23,8 +23,8 @@ from bpd.config import field
 from bpd.errors import BpdError
 from bpd.io import write_json
 from firmware_host.rig import load_rig
-from firmware_host.wire_spec import FAULTS, FLAGS
-from hil.link import DeviceLink, LinkError
+from firmware_host.wire_spec import FLAGS
+from hil.link import DeviceFault, DeviceLink, LinkError
 from hil.policy import load_host_policy
 
 COLUMNS = [("episode", ""), ("step", ""), ("seq", ""), ("device_t_us", "us"), ("device_period_us", "us"),
@@ -95,7 +95,7 @@ def run_trial(cfg: HilRunConfig) -> dict:
     spec = load_rig(cfg.rig)
     period = int(cfg.period_us or spec.period_us)
     steps = int(cfg.steps or spec.raw.get("max_episode_steps", 1000))
-    pol = load_host_policy(cfg.policy, cfg.runtime) if cfg.mode == "host" or Path(cfg.policy).exists() else None
+    pol = load_host_policy(cfg.policy, cfg.runtime)  # host mode runs it; device mode checks its hash and sizes
     if cfg.episodes < 1:
         raise BpdError("--episodes must be at least 1")
     out = Path(cfg.out)
@@ -183,16 +183,16 @@ def _check_device(info: dict, spec, pol, mode: str) -> None:
     if info["obs_dim"] != spec.obs_dim or info["act_dim"] != spec.act_dim:
         raise LinkError(f"device sizes {info['obs_dim']}->{info['act_dim']} differ from the rig's "
                         f"{spec.obs_dim}->{spec.act_dim}")
-    if pol is not None and (pol.obs_dim != info["obs_dim"] or pol.act_dim != info["act_dim"]):
+    if pol.obs_dim != info["obs_dim"] or pol.act_dim != info["act_dim"]:
         raise LinkError(f"policy sizes {pol.obs_dim}->{pol.act_dim} differ from the device's "
                         f"{info['obs_dim']}->{info['act_dim']}")
     if mode == "device":
         if not info["caps"] & 1:
             raise LinkError("the device has no on-device policy (device mode impossible)")
         dev_hash = bytes(info["model_hash"]).hex()
-        if pol is None or not pol.model_hash or pol.model_hash[:16] != dev_hash:
-            raise LinkError(f"the device runs model {dev_hash}, the export is "
-                            f"{(pol.model_hash or '?')[:16] if pol else '?'}: flash the matching firmware")
+        if not pol.model_hash or pol.model_hash[:16] != dev_hash:
+            raise LinkError(f"the device runs model {dev_hash}, the export is {(pol.model_hash or '?')[:16]}: "
+                            "flash the matching firmware")
 
 
 def _episode(link: DeviceLink, log: TickLog, cfg: HilRunConfig, ep: int, period: int, steps: int, lim: dict,
@@ -204,21 +204,14 @@ def _episode(link: DeviceLink, log: TickLog, cfg: HilRunConfig, ep: int, period:
     prev_t = None
     t_start = time.perf_counter()
     while n < steps:
-        st = link.poll(cfg.stall_timeout)
-        if st is None:
-            raise LinkError(f"no state for {cfg.stall_timeout:.1f} s: device stalled, unplugged or restarted")
-        if st.name == "fault":
-            name = next((k for k, v in FAULTS.items() if v == st.fields["code"]), str(st.fields["code"]))
-            episodes_so_far = f"episode {ep}, tick {n}"
-            raise LinkError(f"device fault: {name} ({episodes_so_far}; the device zeroed its actuator)")
-        if st.name != "state":
-            continue
+        try:
+            batch = link.next_states(cfg.stall_timeout)
+        except DeviceFault as e:
+            raise LinkError(f"{e} (episode {ep}, tick {n}; the device zeroed its actuator)") from None
         recv = time.perf_counter()
-        batch = [st]
-        if cfg.mode == "host":  # newer states already waiting: answer only the newest, log them all
-            while link.frames and link.frames[0].name == "state":
-                batch.append(link.frames.popleft())
         for i, st in enumerate(batch):
+            if n >= steps:  # the episode is complete; later states belong to no episode
+                break
             f = st.fields
             obs = np.asarray(f["obs"], np.float32)
             newest = i == len(batch) - 1
@@ -241,7 +234,7 @@ def _episode(link: DeviceLink, log: TickLog, cfg: HilRunConfig, ep: int, period:
             log.add([ep, n, st.seq, f["t_us"], dt, f"{recv - t_start:.6f}", f"{send - t_start:.6f}",
                      f"{(send - recv) * 1e6:.1f}" if newest and cfg.mode == "host" else "",
                      f"{compute_us:.1f}" if compute_us else "", f["rtt_us"], f["infer_ns"], miss,
-                     int(not newest), f["flags"], 1.0 if upright else 0.0, *[f"{x:.6g}" for x in obs[:4]],
+                     int(cfg.mode == "host" and not newest), f["flags"], 1.0 if upright else 0.0, *[f"{x:.6g}" for x in obs[:4]],
                      f"{f['action'][0]:.6g}"])
             if not upright:
                 ended = "limit (device stopped)"
