@@ -222,28 +222,16 @@ def run_bench(cfg: BenchConfig) -> dict:
     for name, d in networks.items():
         onnx_dir = exp if name == "student_int8" else d
         rep = json.loads((onnx_dir / "export_report.json").read_text())
-        if name == "student_masked":  # only peers are measured on it: it is what they get without bpd
-            net_res = {"widths": rep["widths_after"], "runtimes": {}, "note": "masked student, dead units kept"}
-            cpol = CPolicy(d, build_dir=work / name / "ctypes")
-            ref = cpol.act(obs)
-            for peer, maker in (("emx-onnx-cgen", make_emx), ("emlearn", make_emlearn)):
-                if not cfg.peers:
-                    break
-                srcs, inc = maker(d / "policy.onnx", work / name / peer.split("-")[0])
-                strict = {BENCH / "bench_host.c", BENCH / "bench_main.c"}
-                r = {"host": host_c(srcs, inc, work / name / peer / "host", cfg.host_iters, strict)}
-                for t in cfg.targets:
-                    e = emulate_build(t, srcs, inc, work / name / peer / t, obs, info["act_dim"], strict,
-                                      ["emx_model"] if peer.startswith("emx") else ["bench_emlearn"])
-                    e["max_abs_error_vs_host_c"] = float(np.abs(e.pop("outputs") - ref).max())
-                    r[t] = e
-                net_res["runtimes"][peer] = r
-            results["networks"][name] = net_res
-            continue
-        cpol = CPolicy(d, build_dir=work / name / "ctypes")
-        ref = cpol.act(obs)
+        ref = CPolicy(d, build_dir=work / name / "ctypes").act(obs)
         net_res: dict = {"widths": rep["widths_after"], "runtimes": {}}
-        if name != "student_int8":
+        impls: dict = {}
+        if name == "student_masked":  # only peers run it: it is what they are handed without bpd
+            net_res["note"] = "masked student, dead units kept"
+        else:
+            bpd_srcs = [d / "policy.c", d / "policy_weights.c", BENCH / "bench_bpd.c"]
+            impls = {"bpd": (bpd_srcs, [d, BENCH], ["policy", "policy_weights"], False),
+                     "bpd-fast-tanh": (bpd_srcs, [d, BENCH], ["policy", "policy_weights"], True)}
+        if name not in ("student_int8", "student_masked"):
             net_res["flash_report"] = rep["totals"]
             src = load_source(rep["source"])
             import torch
@@ -253,14 +241,11 @@ def run_bench(cfg: BenchConfig) -> dict:
                 net_res["runtimes"]["torch"] = {"host_median_ns": _median_ns(fwd, obs)}
             ort = OnnxPolicy(onnx_dir / "policy.onnx")
             net_res["runtimes"]["onnxruntime"] = {"host_median_ns": _median_ns(ort.act, obs)}
-        bpd_srcs = [d / "policy.c", d / "policy_weights.c", BENCH / "bench_bpd.c"]
-        impls = {"bpd": (bpd_srcs, [d, BENCH], ["policy", "policy_weights"], False),
-                 "bpd-fast-tanh": (bpd_srcs, [d, BENCH], ["policy", "policy_weights"], True)}
         if cfg.peers and name != "student_int8":
-            s, inc = make_emx(onnx_dir / "policy.onnx", work / name / "emx")
-            impls["emx-onnx-cgen"] = (s, inc, ["emx_model"], False)
-            s, inc = make_emlearn(onnx_dir / "policy.onnx", work / name / "emlearn")
-            impls["emlearn"] = (s, inc, ["bench_emlearn"], False)
+            s_, inc = make_emx(onnx_dir / "policy.onnx", work / name / "emx")
+            impls["emx-onnx-cgen"] = (s_, inc, ["emx_model"], False)
+            s_, inc = make_emlearn(onnx_dir / "policy.onnx", work / name / "emlearn")
+            impls["emlearn"] = (s_, inc, ["bench_emlearn"], False)
         for impl, (srcs, inc, pol_objs, fast) in impls.items():
             # bpd's sources build with warnings as errors; peers' generated code and the glue that
             # includes their headers build with the same code-generation flags but their own warnings.

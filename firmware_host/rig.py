@@ -35,12 +35,17 @@ class RigSpec:
     raw: dict = field(repr=False)
 
     @property
+    def n_pos(self) -> int:
+        """Position-like sensors; the observation is these positions, then their velocities."""
+        return len(self.sensors["counts_per_unit"])
+
+    @property
     def obs_dim(self) -> int:
-        return 4
+        return 2 * self.n_pos
 
     @property
     def act_dim(self) -> int:
-        return 1
+        return int(self.raw.get("actuators", 1))
 
     @property
     def limits(self) -> dict:
@@ -199,8 +204,8 @@ class RigEnv(gym.Env):
             self.spec_rig.period_us = int(period_us)
         self.randomize = randomize
         lim = self.spec_rig.limits
-        self.action_space = gym.spaces.Box(-lim["action"], lim["action"], (1,), np.float32)
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)
+        self.action_space = gym.spaces.Box(-lim["action"], lim["action"], (self.spec_rig.act_dim,), np.float32)
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.spec_rig.obs_dim,), np.float32)
         self.plant = Plant(self.spec_rig)
         self.filter = ObservationFilter(self.spec_rig)
         self.max_steps = int(self.spec_rig.raw.get("max_episode_steps", 1000))
@@ -278,11 +283,12 @@ class SoftwareDevice:
         self.lib = ctypes.CDLL(str(lib))
         sc = spec.sensors
         cpu = (ctypes.c_float * 8)(*[float(c) for c in sc["counts_per_unit"]])
-        rc = self.lib.bpd_sim_init(2, int(bool(sc["measured_velocity"])), cpu,
+        rc = self.lib.bpd_sim_init(spec.n_pos, int(bool(sc["measured_velocity"])), cpu,
                                    ctypes.c_float(float(sc.get("velocity_filter_hz", 0) or 0)), 0, 1,
                                    spec.obs_dim, spec.act_dim, ctypes.c_uint32(spec.period_us))
         if rc != 0:
             raise BpdError(f"the device could not start (code {rc}): policy dimensions differ from the rig's?")
+        self.act_dim = spec.act_dim
         self._act = (ctypes.c_float * 4)()
         self._buf = (ctypes.c_uint8 * 65536)()
         self._status = (ctypes.c_uint32 * 9)()
@@ -305,7 +311,7 @@ class SoftwareDevice:
 
     def actuator(self) -> np.ndarray:
         self.lib.bpd_sim_actuator(self._act)
-        return np.array(self._act[:1], np.float64)
+        return np.array(self._act[:self.act_dim], np.float64)
 
     def tx(self) -> bytes:
         n = self.lib.bpd_sim_tx(self._buf, len(self._buf))

@@ -28,7 +28,7 @@ import bpd
 from bpd.config import field
 from bpd.errors import BpdError
 from bpd.io import load_arrays, save_arrays, sha256_file
-from training.envs import make_env
+from training.envs import evaluate, make_env
 from training.mlp import MLPPolicy
 
 FORMAT = "bpd-teacher"
@@ -133,7 +133,6 @@ def train_teacher(cfg: TeacherTrainConfig) -> dict:
             if self.num_timesteps % cfg.eval_every:
                 return True
             teacher = _teacher_from_model(model, cfg.env, cfg.algo, source=f"trained {cfg.algo}")
-            from training.envs import evaluate
             rets, _ = evaluate(cfg.env, teacher.act, cfg.eval_episodes, seed=10_000 + cfg.seed)
             mean = float(np.mean(rets))
             history.append({"step": self.num_timesteps, "return_mean": mean})
