@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
+import shutil
 import time
 import zipfile
 from dataclasses import dataclass
@@ -25,9 +27,9 @@ from pathlib import Path
 import numpy as np
 
 import bpd
-from bpd.config import field
+from bpd.config import field, to_dict
 from bpd.errors import BpdError
-from bpd.io import load_arrays, save_arrays, sha256_file
+from bpd.io import atomic_write, load_arrays, save_arrays, sha256_bytes, sha256_file, write_json
 from training.envs import evaluate, make_env
 from training.mlp import MLPPolicy
 
@@ -42,6 +44,7 @@ class Teacher(MLPPolicy):
     env_id: str = ""
     algo: str = "unknown"
     source: str = ""
+    train: dict | None = None  # how a trained teacher was made: configuration, seed, final check
 
     def save(self, path: str | Path) -> None:
         meta = {
@@ -50,6 +53,8 @@ class Teacher(MLPPolicy):
             "activation": self.activation, "output": self.output, "layers": len(self.weights),
             "source": self.source, "bpd_version": bpd.__version__,
         }
+        if self.train is not None:
+            meta["train"] = self.train
         arrays = {"obs_mean": self.obs_mean, "obs_std": self.obs_std,
                   "action_low": self.action_low, "action_high": self.action_high}
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
@@ -67,7 +72,7 @@ def load_teacher(path: str | Path) -> Teacher:
         t = Teacher(env_id=meta["env_id"], weights=weights, biases=biases, activation=meta["activation"],
                     output=meta["output"], obs_mean=a["obs_mean"], obs_std=a["obs_std"],
                     action_low=a["action_low"], action_high=a["action_high"],
-                    algo=meta.get("algo", "unknown"), source=meta.get("source", ""))
+                    algo=meta.get("algo", "unknown"), source=meta.get("source", ""), train=meta.get("train"))
     except KeyError as e:
         raise BpdError(f"{path}: teacher file is missing {e}") from None
     for i in range(n):
@@ -104,18 +109,168 @@ class TeacherTrainConfig:
                                         "(default: the env's reward threshold, if any)")
     eval_every: int = field(2500, help="environment steps between evaluations")
     eval_episodes: int = field(5, help="episodes per evaluation")
+    final_episodes: int = field(10, help="episodes of the final check of the kept actor, on seeds disjoint "
+                                "from the training evaluations")
     learning_starts: int = field(1000, help="random steps before learning starts")
+    action_noise: float = field(0.1, help="TD3 Gaussian exploration noise (std, in units of half the action range)")
+    learning_rate: float | None = field(None, help="Adam learning rate (default: the algorithm's, 3e-4 SAC, 1e-3 TD3)")
+    checkpoint_every: int = field(10_000, help="environment steps between checkpoints (model and replay buffer)")
+    work_dir: str | None = field(None, help="checkpoint directory (default: OUT.work beside the teacher file)")
+    resume: bool = field(False, help="continue an interrupted training from its work directory")
     seed: int = field(0, help="random seed")
     threads: int = field(1, help="torch CPU threads")
     progress: bool = field(True, help="show a progress bar")
 
 
+# Fields that may differ between a training and its resumption.
+_TEACHER_RESUME_FREE = {"resume", "progress", "threads", "out", "work_dir"}
+TRAIN_EVAL_SEED = 10_000   # training evaluations use seeds TRAIN_EVAL_SEED + 100 * seed + i
+FINAL_EVAL_SEED = 50_000   # the final check uses FINAL_EVAL_SEED + 100 * seed + i: disjoint from the above
+
+
+def _validate_train_config(cfg: TeacherTrainConfig) -> None:
+    checks = [(cfg.steps >= 1, "--steps must be at least 1"),
+              (cfg.steps <= 100_000_000, "--steps must be at most 1e8"),
+              (cfg.eval_every >= 1, "--eval-every must be at least 1"),
+              (cfg.eval_episodes >= 1, "--eval-episodes must be at least 1"),
+              (cfg.final_episodes >= 1, "--final-episodes must be at least 1"),
+              (cfg.checkpoint_every >= 1, "--checkpoint-every must be at least 1"),
+              (cfg.learning_starts >= 0, "--learning-starts must be non-negative"),
+              (cfg.learning_starts < cfg.steps, "--learning-starts must be below --steps (nothing would be learned)"),
+              (bool(cfg.hidden) and min(cfg.hidden) >= 1, "--hidden needs positive widths"),
+              (np.isfinite(cfg.action_noise) and cfg.action_noise >= 0, "--action-noise must be a finite value >= 0"),
+              (cfg.learning_rate is None or (np.isfinite(cfg.learning_rate) and cfg.learning_rate > 0),
+               "--learning-rate must be positive"),
+              (cfg.threads >= 1, "--threads must be at least 1"),
+              (cfg.target_return is None or np.isfinite(cfg.target_return), "--target-return must be finite")]
+    for ok, msg in checks:
+        if not ok:
+            raise BpdError(msg)
+
+
+class _TeacherWork:
+    """The work directory of one teacher training: config, checkpoint, replay buffer, history."""
+
+    def __init__(self, cfg: TeacherTrainConfig) -> None:
+        self.dir = Path(cfg.work_dir or f"{cfg.out}.work")
+        self.config = self.dir / "config.json"
+        self.checkpoint = self.dir / "checkpoint.pt"
+        self.replay = self.dir / "replay.npz"
+        self.best = self.dir / "best.npz"
+
+    def prepare(self, cfg: TeacherTrainConfig) -> bool:
+        """Create or check the work directory; True when there is a checkpoint to resume."""
+        fp = {k: v for k, v in to_dict(cfg).items() if k not in _TEACHER_RESUME_FREE}
+        if self.config.exists():
+            if not cfg.resume:
+                raise BpdError(f"{self.dir} holds an interrupted training; pass --resume to continue it "
+                               "or remove it to start over")
+            try:
+                old = json.loads(self.config.read_text())
+            except (json.JSONDecodeError, OSError):
+                raise BpdError(f"{self.config}: corrupt training configuration") from None
+            diff = sorted(k for k in set(fp) | set(old) if k != "bpd_version" and old.get(k) != fp.get(k))
+            if diff:
+                raise BpdError(f"{self.dir} was started with a different configuration ({', '.join(diff)}); "
+                               "resume with the same options or remove it")
+            return self.checkpoint.exists()
+        if self.dir.exists() and any(self.dir.iterdir()):
+            raise BpdError(f"{self.dir} exists and is not a teacher work directory")
+        write_json(self.config, fp | {"bpd_version": bpd.__version__})
+        return False
+
+
+def _replay_arrays(buf) -> dict[str, np.ndarray]:
+    n = buf.buffer_size if buf.full else buf.pos
+    names = ["observations", "actions", "rewards", "dones", "timeouts"]
+    if not buf.optimize_memory_usage:
+        names.append("next_observations")
+    arrays = {k: getattr(buf, k)[:n] for k in names}
+    arrays["state"] = np.array([buf.pos, int(buf.full)], dtype=np.int64)
+    return arrays
+
+
+def _restore_replay(buf, arrays: dict[str, np.ndarray]) -> None:
+    pos, full = (int(x) for x in arrays.pop("state"))
+    for k, v in arrays.items():
+        getattr(buf, k)[: len(v)] = v
+    buf.pos, buf.full = pos, bool(full)
+
+
+def _optimizers(model) -> dict:
+    opts = {"actor": model.actor.optimizer, "critic": model.critic.optimizer}
+    if getattr(model, "ent_coef_optimizer", None) is not None:
+        opts["ent_coef"] = model.ent_coef_optimizer
+    return opts
+
+
+def _save_teacher_checkpoint(work: _TeacherWork, model, history: list[dict], best: dict, elapsed: float) -> None:
+    """Model, optimisers, counters and replay buffer; each file atomic, the checkpoint last."""
+    import torch
+
+    buf = io.BytesIO()
+    np.savez(buf, **_replay_arrays(model.replay_buffer))
+    atomic_write(work.replay, lambda f: f.write(buf.getvalue()))
+    if best["teacher"] is not None:
+        best["teacher"].save(work.best)
+    blob = {"format": "bpd-teacher-checkpoint", "policy": model.policy.state_dict(),
+            "optimizers": {k: o.state_dict() for k, o in _optimizers(model).items()},
+            "log_ent_coef": getattr(model, "log_ent_coef", None),
+            "num_timesteps": int(model.num_timesteps), "n_updates": int(model._n_updates),
+            "episode_num": int(model._episode_num), "elapsed": float(elapsed),
+            "history": json.dumps(history), "best": json.dumps({"return": best["return"], "step": best["step"]}),
+            "replay_sha256": sha256_bytes(buf.getvalue()), "torch_rng": torch.get_rng_state()}
+    atomic_write(work.checkpoint, lambda f: torch.save(blob, f))
+
+
+def _load_teacher_checkpoint(work: _TeacherWork, model) -> tuple[list[dict], dict, float]:
+    import torch
+
+    try:
+        ck = torch.load(work.checkpoint, weights_only=True, map_location="cpu")
+        raw = work.replay.read_bytes()
+    except Exception as e:
+        raise BpdError(f"{work.dir}: unreadable checkpoint ({e.__class__.__name__})") from None
+    if not isinstance(ck, dict) or ck.get("format") != "bpd-teacher-checkpoint":
+        raise BpdError(f"{work.checkpoint}: not a teacher checkpoint")
+    if sha256_bytes(raw) != ck["replay_sha256"]:
+        raise BpdError(f"{work.replay}: does not belong to the checkpoint (interrupted while saving?)")
+    try:
+        model.policy.load_state_dict(ck["policy"])
+        for k, o in _optimizers(model).items():
+            o.load_state_dict(ck["optimizers"][k])
+        if ck.get("log_ent_coef") is not None:
+            with torch.no_grad():
+                model.log_ent_coef.copy_(ck["log_ent_coef"])
+        with np.load(io.BytesIO(raw), allow_pickle=False) as z:
+            _restore_replay(model.replay_buffer, {k: z[k] for k in z.files})
+    except (KeyError, RuntimeError, ValueError) as e:
+        raise BpdError(f"{work.checkpoint}: does not match this configuration ({e.__class__.__name__})") from None
+    model.num_timesteps = ck["num_timesteps"]
+    model._n_updates = ck["n_updates"]
+    model._episode_num = ck["episode_num"]
+    torch.set_rng_state(ck["torch_rng"])
+    b = json.loads(ck["best"])
+    best = {"return": b["return"], "step": b["step"],
+            "teacher": load_teacher(work.best) if work.best.exists() else None}
+    return json.loads(ck["history"]), best, float(ck["elapsed"])
+
+
 def train_teacher(cfg: TeacherTrainConfig) -> dict:
-    """Train with stable-baselines3, keep the best evaluated actor, save it; returns a summary."""
+    """Train with stable-baselines3, keep the best evaluated actor, check it on disjoint seeds and save it.
+
+    Checkpoints (model, optimisers, replay buffer) go to the work directory every --checkpoint-every
+    steps, so an interrupted training (kill -9 included) continues with --resume. The teacher file
+    records the training configuration, its seed and the final check."""
     import torch
     from stable_baselines3 import SAC, TD3
     from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.noise import NormalActionNoise
 
+    _validate_train_config(cfg)
+    check_output_path(cfg.out)
+    work = _TeacherWork(cfg)
+    resuming = work.prepare(cfg)
     torch.set_num_threads(cfg.threads)
     env = make_env(cfg.env, seed=cfg.seed)
     spec = env.spec
@@ -123,34 +278,81 @@ def train_teacher(cfg: TeacherTrainConfig) -> dict:
     if target is None and spec is not None and spec.reward_threshold is not None:
         target = float(spec.reward_threshold)
     algo_cls = {"sac": SAC, "td3": TD3}[cfg.algo]
+    kwargs: dict = {}
+    if cfg.algo == "td3" and cfg.action_noise > 0:
+        n = env.action_space.shape[0]
+        kwargs["action_noise"] = NormalActionNoise(np.zeros(n), cfg.action_noise * np.ones(n))
+    if cfg.learning_rate is not None:
+        kwargs["learning_rate"] = cfg.learning_rate
     model = algo_cls("MlpPolicy", env, seed=cfg.seed, verbose=0, learning_starts=cfg.learning_starts,
-                     policy_kwargs=dict(net_arch=list(cfg.hidden)), device="cpu")
-    best = {"return": -np.inf, "teacher": None, "step": 0}
+                     policy_kwargs=dict(net_arch=list(cfg.hidden)),
+                     device="cpu", **kwargs)
+    best: dict = {"return": -np.inf, "teacher": None, "step": 0}
     history: list[dict] = []
+    elapsed = 0.0
+    if resuming:
+        history, best, elapsed = _load_teacher_checkpoint(work, model)
+    t0 = time.time() - elapsed
+    train_seed = TRAIN_EVAL_SEED + 100 * cfg.seed
+
+    def reached() -> bool:
+        return target is not None and bool(history) and history[-1]["return_mean"] >= target
 
     class EvalAndKeepBest(BaseCallback):
         def _on_step(self) -> bool:
-            if self.num_timesteps % cfg.eval_every:
-                return True
-            teacher = _teacher_from_model(model, cfg.env, cfg.algo, source=f"trained {cfg.algo}")
-            rets, _ = evaluate(cfg.env, teacher.act, cfg.eval_episodes, seed=10_000 + cfg.seed)
-            mean = float(np.mean(rets))
-            history.append({"step": self.num_timesteps, "return_mean": mean})
-            if mean >= best["return"]:
-                best.update({"return": mean, "teacher": teacher, "step": self.num_timesteps})
-            return not (target is not None and mean >= target)
+            step = self.num_timesteps
+            if step % cfg.eval_every == 0:
+                teacher = _teacher_from_model(model, cfg.env, cfg.algo, source=f"trained {cfg.algo}")
+                rets, _ = evaluate(cfg.env, teacher.act, cfg.eval_episodes, seed=train_seed)
+                mean = float(np.mean(rets))
+                history.append({"step": step, "return_mean": mean, "return_min": float(np.min(rets)),
+                                "time_s": round(time.time() - t0, 1)})
+                if mean >= best["return"]:
+                    best.update({"return": mean, "teacher": teacher, "step": step})
+            if step % cfg.checkpoint_every == 0 or reached():
+                _save_teacher_checkpoint(work, model, history, best, time.time() - t0)
+            return not reached()
 
-    t0 = time.time()
     import sys
     show = cfg.progress and sys.stderr.isatty() and _has_progress()  # no bar in logs and CI
-    model.learn(cfg.steps, callback=EvalAndKeepBest(), progress_bar=show)
+    remaining = cfg.steps - int(model.num_timesteps)
+    if remaining > 0 and not reached():
+        model.learn(remaining, callback=EvalAndKeepBest(), progress_bar=show, reset_num_timesteps=not resuming)
     env.close()
     if best["teacher"] is None:
         best.update({"teacher": _teacher_from_model(model, cfg.env, cfg.algo, f"trained {cfg.algo}"),
-                     "step": model.num_timesteps})
-    best["teacher"].save(cfg.out)
-    return {"out": cfg.out, "best_return": best["return"], "best_step": best["step"],
-            "steps": int(model.num_timesteps), "seconds": time.time() - t0, "history": history}
+                     "step": int(model.num_timesteps)})
+    teacher = best["teacher"]
+    final_seed = FINAL_EVAL_SEED + 100 * cfg.seed
+    rets, lens = evaluate(cfg.env, teacher.act, cfg.final_episodes, seed=final_seed)
+    final = {"episodes": cfg.final_episodes, "seeds": [final_seed, final_seed + cfg.final_episodes - 1],
+             "return_mean": float(np.mean(rets)), "return_std": float(np.std(rets)),
+             "return_min": float(np.min(rets)), "length_min": int(np.min(lens)), "returns": [float(r) for r in rets]}
+    seconds = time.time() - t0
+    teacher.source = f"trained {cfg.algo}, seed {cfg.seed}, best evaluation at step {best['step']}"
+    teacher.train = {"config": {k: v for k, v in to_dict(cfg).items() if k not in _TEACHER_RESUME_FREE},
+                     "seed": cfg.seed, "steps": int(model.num_timesteps), "best_step": best["step"],
+                     "train_eval_seeds": [train_seed, train_seed + cfg.eval_episodes - 1],
+                     "best_train_return": best["return"], "final": final, "seconds": round(seconds, 1),
+                     "history": history}
+    teacher.save(cfg.out)
+    shutil.rmtree(work.dir, ignore_errors=True)  # the teacher file now holds all that is kept
+    return {"out": cfg.out, "best_return": best["return"], "best_step": best["step"], "final": final,
+            "steps": int(model.num_timesteps), "seconds": seconds, "history": history, "resumed": resuming}
+
+
+def check_output_path(path: str | Path) -> None:
+    """Fail before any work if `path` cannot be written as a file."""
+    p = Path(path)
+    if p.is_dir():
+        raise BpdError(f"{p}: is a directory, expected a file path")
+    parent = p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise BpdError(f"{p}: cannot be created ({parent} is not a directory)")
+    if not os.access(parent, os.W_OK):
+        raise BpdError(f"{p}: cannot be written ({parent} is not writable)")
 
 
 def _has_progress() -> bool:
