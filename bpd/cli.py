@@ -38,11 +38,15 @@ def _collect(ns):
 
 def _distill(ns):
     from training.distill import DistillConfig, distill
-    s = distill(from_namespace(DistillConfig, ns))
-    print(f"student: {s['student']}  return {s['final_eval_return_mean']:.1f}, "
+    cfg = from_namespace(DistillConfig, ns)
+    s = distill(cfg)
+    ch = s["selection"]["chosen"]
+    ret = ch["select_return"] if ch["select_return"] is not None else s["final_eval_return_mean"]
+    print(f"student: {os.path.join(cfg.out, s['student'])}  step {ch['step']} of {s['steps']}, return {ret:.1f}, "
           f"{s['params_nonzero']}/{s['params_total']} parameters nonzero "
           f"({100 * s['params_nonzero'] / s['teacher_params_total']:.2f} % of the teacher's "
           f"{s['teacher_params_total']}), {s['seconds']:.0f} s")
+    print(f"chosen by {s['selection']['rule']}")
 
 
 def _evaluate(ns):
@@ -56,6 +60,25 @@ def _evaluate(ns):
             print(f"{k:>24}: {v}")
 
 
+def _student_sweep(ns):
+    from training.selection import SweepConfig, run_sweep
+    r = run_sweep(from_namespace(SweepConfig, ns))
+    print(f"{'threshold':>9} {'nonzero':>8} {'return':>10} {'std':>8} {'min':>10} {'early':>5}")
+    for x in r["rows"]:
+        print(f"{x['threshold']:9.2f} {x['params_nonzero']:8d} {x['return_mean']:10.1f} {x['return_std']:8.1f} "
+              f"{x['return_min']:10.1f} {x['early_terminations']:5d}")
+
+
+def _student_select(ns):
+    from training.selection import SelectConfig, run_select
+    r = run_select(from_namespace(SelectConfig, ns))
+    ch = r["chosen"]
+    met = "kept" if r["keep_return_met"] else "NOT kept by any candidate; wrote the best one"
+    print(f"selected: {r['out']}  step {ch['step']}, threshold {ch['threshold']:g}, {ch['params_nonzero']} nonzero, "
+          f"return {ch['select_return']:.1f} vs teacher {r['teacher_select_return']:.1f} on the selection seeds "
+          f"(target {met})")
+
+
 def _configs() -> dict[str, tuple[str, Callable, str]]:
     """subcommand -> (dotted config class, handler, help)."""
     return {
@@ -66,6 +89,10 @@ def _configs() -> dict[str, tuple[str, Callable, str]]:
         "collect": ("training.collect:CollectConfig", _collect, "roll a teacher out into an offline dataset"),
         "distill": ("training.distill:DistillConfig", _distill, "distill a sparse Bayesian student (BPD)"),
         "evaluate": ("bpd.evaluate:EvaluateConfig", _evaluate, "evaluate a teacher, student or exported policy"),
+        "student sweep": ("training.selection:SweepConfig", _student_sweep,
+                          "return and size of a trained student at other pruning thresholds (no retraining)"),
+        "student select": ("training.selection:SelectConfig", _student_select,
+                           "the smallest evaluated student that keeps a share of the teacher's return"),
     } | _extra_commands()
 
 

@@ -18,7 +18,8 @@ class EvaluateConfig:
                        positional=True)
     env: str | None = field(None, help="environment id (default: the one recorded in the model)")
     episodes: int = field(10, help="episodes to run")
-    seed: int = field(0, help="seed of the first episode (episode i uses seed + i)")
+    seed: int = field(0, help="seed of the first episode (episode i uses seed + i); seeds below 100000 are "
+                      "never used to choose a model during training")
     json: bool = field(False, help="print one JSON object instead of a table")
 
 
@@ -93,14 +94,14 @@ def _export_dir(path: Path) -> Loaded:
 
 
 def run_evaluate(cfg: EvaluateConfig) -> dict:
-    from training.envs import evaluate
+    """Return distribution (mean, std, min, quartiles), early terminations and size of a model."""
+    from training.envs import rollouts
 
     if cfg.episodes < 1:
         raise BpdError("--episodes must be at least 1")
     m = load_any(cfg.model)
     env_id = cfg.env or m.env_id
-    rets, lens = evaluate(env_id, m.act, cfg.episodes, cfg.seed)
-    return {"model": str(cfg.model), "kind": m.kind, "env_id": env_id, "episodes": cfg.episodes,
-            "return_mean": float(np.mean(rets)), "return_std": float(np.std(rets)),
-            "returns": rets, "lengths": lens, "params_total": m.params_total,
-            "params_nonzero": m.params_nonzero, "sparsity": 1.0 - m.params_nonzero / m.params_total} | m.extra
+    ep = rollouts(env_id, m.act, cfg.episodes, cfg.seed)
+    return {"model": str(cfg.model), "kind": m.kind, "env_id": env_id} | ep.summary() | {
+        "params_total": m.params_total, "params_nonzero": m.params_nonzero,
+        "sparsity": 1.0 - m.params_nonzero / m.params_total} | m.extra

@@ -28,7 +28,8 @@ from bpd.config import field, to_dict
 from bpd.errors import BpdError
 from bpd.io import atomic_write, save_png, sha256_file, write_json
 from training.collect import Dataset, load_dataset
-from training.envs import evaluate
+from training.envs import evaluate, train_eval_seed
+from training.selection import RULES, Candidate, load_candidates, save_candidates, select
 from training.student import BayesianStudent, Critic, save_student
 from training.teacher import load_teacher
 
@@ -67,6 +68,14 @@ class DistillConfig:
     eval_episodes: int = field(5, help="episodes per periodic evaluation")
     checkpoint_every: int = field(1000, help="steps between checkpoints")
     env: str | None = field(None, help="evaluation environment (default: the dataset's)")
+    select: str = field("sparsest-within", help="which evaluated student the run hands over (rule stated in "
+                        "summary.json)", choices=RULES)
+    select_tol: float = field(0.02, help="sparsest-within: tolerance, as a fraction of the best selection return")
+    select_episodes: int = field(10, help="episodes per candidate on the selection seeds (disjoint from the "
+                                 "periodic evaluations and from reporting seeds)")
+    select_shortlist: int = field(8, help="candidates with the best periodic returns evaluated on the selection seeds")
+    keep_return: float | None = field(None, help="hand over the sparsest evaluated student that keeps this fraction "
+                                      "of the teacher's return on the selection seeds (e.g. 0.95)")
     seed: int = field(0, help="random seed")
     threads: int = field(1, help="torch CPU threads")
     resume: bool = field(False, help="continue the run in --out from its last checkpoint")
@@ -194,6 +203,7 @@ class Run:
         self.student = self.dir / "student.pt"
         self.plot = self.dir / "training.png"
         self.summary = self.dir / "summary.json"
+        self.candidates = self.dir / "candidates.pt"
 
 
 def distill(cfg: DistillConfig) -> dict:
@@ -202,6 +212,10 @@ def distill(cfg: DistillConfig) -> dict:
 
     if cfg.steps < 1 or cfg.batch < 1 or cfg.eval_every < 1 or cfg.checkpoint_every < 1 or cfg.policy_freq < 1:
         raise BpdError("--steps, --batch, --eval-every, --checkpoint-every and --policy-freq must be positive")
+    if cfg.select_episodes < 1 or cfg.select_shortlist < 1 or not 0 <= cfg.select_tol < 1:
+        raise BpdError("--select-episodes and --select-shortlist must be positive and --select-tol in [0, 1)")
+    if cfg.keep_return is not None and not 0 < cfg.keep_return <= 2:
+        raise BpdError("--keep-return is a fraction of the teacher's return, e.g. 0.95")
     if not cfg.hidden or min(cfg.hidden) < 1:
         raise BpdError("--hidden needs at least one positive width")
     teacher = load_teacher(cfg.teacher)
@@ -216,6 +230,7 @@ def distill(cfg: DistillConfig) -> dict:
     trainer = BPDTrainer(cfg, ds.meta["obs_dim"], ds.meta["act_dim"], n)
     gen = torch.Generator().manual_seed(cfg.seed)
     elapsed = 0.0
+    candidates: list[Candidate] = []
     if cfg.resume and run.checkpoint.exists():
         ck = _load_checkpoint(run.checkpoint)
         trainer.load_state_dict(ck["trainer"])
@@ -223,6 +238,7 @@ def distill(cfg: DistillConfig) -> dict:
         torch.set_rng_state(ck["torch_rng"])
         elapsed = float(ck["elapsed"])
         _truncate_metrics(run.metrics, trainer.step)
+        candidates = [c for c in load_candidates(run.candidates) if c.step <= trainer.step]
     meta = {"env_id": env_id, "obs_dim": ds.meta["obs_dim"], "act_dim": ds.meta["act_dim"],
             "hidden": list(cfg.hidden), "activation": cfg.activation, "threshold": cfg.threshold,
             "log_alpha_clip": cfg.log_alpha_clip, "teacher_sha256": sha256_file(cfg.teacher),
@@ -254,13 +270,16 @@ def distill(cfg: DistillConfig) -> dict:
             step = trainer.step
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 policy = collapsed()
-                rets, _ = evaluate(env_id, policy.act, cfg.eval_episodes, seed=cfg.seed * 1000 + 7)
+                rets, _ = evaluate(env_id, policy.act, cfg.eval_episodes, seed=train_eval_seed(cfg.seed))
                 row = {k: float(np.mean(v)) for k, v in acc.items() if k in METRIC_FIELDS}
                 row.update({"step": step, "time_s": round(time.time() - t_start, 2),
                             "sparsity/weights": trainer.actor.sparsity(), "params_nonzero": policy.params_nonzero,
                             "eval/return_mean": float(np.mean(rets)), "eval/return_std": float(np.std(rets))})
                 writer.writerow(row)
                 metrics_f.flush()
+                candidates.append(Candidate(step, float(np.mean(rets)), policy.params_nonzero,
+                                            {k: v.detach().clone() for k, v in trainer.actor.state_dict().items()}))
+                save_candidates(run.candidates, candidates)
                 acc.clear()
                 last_eval = row
             if step % 50 == 0:
@@ -274,14 +293,25 @@ def distill(cfg: DistillConfig) -> dict:
         bar.close()
         metrics_f.close()
     seconds = time.time() - t_start
-    meta["step"] = trainer.step
+    t_select = time.time()
+    chosen = select(candidates, meta, stats, env_id, cfg.seed, cfg.select, cfg.select_tol, cfg.select_episodes,
+                    cfg.select_shortlist, cfg.keep_return, teacher.act)
+    step_chosen = chosen["chosen"]["step"]
+    state = next(c.state_dict for c in candidates if c.step == step_chosen)
+    trainer.actor.load_state_dict(state)
+    trainer.actor.eval()
+    meta["step"] = step_chosen
     save_student(run.student, trainer.actor, meta, stats)
     plot_metrics(run.metrics, run.plot)
     policy = collapsed()
-    summary = {"student": str(run.student), "steps": trainer.step, "seconds": round(seconds, 2),
+    summary = {"student": run.student.name, "steps": trainer.step, "seconds": round(seconds, 2),
+               "select_seconds": round(time.time() - t_select, 2),
                "sparsity_weights": trainer.actor.sparsity(), "params_total": policy.params_total,
-               "params_nonzero": policy.params_nonzero, "teacher_params_total": teacher.params_total,
-               "final_eval_return_mean": last_eval.get("eval/return_mean")}
+               "params_nonzero": policy.params_nonzero, "hidden": policy.hidden,
+               "teacher_params_total": teacher.params_total,
+               "final_eval_return_mean": last_eval.get("eval/return_mean"),
+               "train_eval_seeds": [train_eval_seed(cfg.seed), train_eval_seed(cfg.seed) + cfg.eval_episodes - 1],
+               "selection": chosen}
     write_json(run.summary, summary)
     return summary
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import Callable
 
 import gymnasium as gym
@@ -35,14 +36,55 @@ def make_env(env_id: str, seed: int | None = None, **kwargs) -> gym.Env:
     return env
 
 
-def evaluate(env_id: str, policy: Policy, episodes: int, seed: int = 0) -> tuple[list[float], list[int]]:
-    """Run `episodes` deterministic episodes; returns (returns, lengths). Episode i uses seed + i."""
+# Evaluation seeds. Episode i of an evaluation starting at seed s resets the env with s + i. The
+# ranges are disjoint so that no episode used to choose a model is used to report it:
+#   reporting (`bpd evaluate`, tables)          0 ..   99_999
+#   periodic evaluations during distillation    TRAIN_EVAL_BASE + 1000 * run seed + i
+#   choosing among a run's evaluated students   SELECT_EVAL_BASE + 1000 * run seed + i
+TRAIN_EVAL_BASE = 100_000
+SELECT_EVAL_BASE = 200_000
+
+
+def train_eval_seed(run_seed: int) -> int:
+    return TRAIN_EVAL_BASE + 1000 * run_seed
+
+
+def select_eval_seed(run_seed: int) -> int:
+    return SELECT_EVAL_BASE + 1000 * run_seed
+
+
+@dataclass
+class Episodes:
+    """Outcome of an evaluation: per-episode return, length and whether the env terminated it."""
+
+    returns: list[float]
+    lengths: list[int]
+    terminated: list[bool]
+    seed: int
+
+    @property
+    def early_terminations(self) -> int:
+        return int(sum(self.terminated))
+
+    def summary(self) -> dict:
+        r = np.asarray(self.returns, dtype=np.float64)
+        q1, med, q3 = (float(x) for x in np.percentile(r, [25, 50, 75]))
+        return {"episodes": len(r), "seeds": [self.seed, self.seed + len(r) - 1],
+                "return_mean": float(r.mean()), "return_std": float(r.std()), "return_min": float(r.min()),
+                "return_q1": q1, "return_median": med, "return_q3": q3, "return_max": float(r.max()),
+                "early_terminations": self.early_terminations, "length_min": int(min(self.lengths)),
+                "returns": [float(x) for x in r], "lengths": list(self.lengths),
+                "terminated": [bool(t) for t in self.terminated]}
+
+
+def rollouts(env_id: str, policy: Policy, episodes: int, seed: int = 0) -> Episodes:
+    """Run `episodes` deterministic episodes; episode i uses seed + i."""
     env = make_env(env_id)
-    returns, lengths = [], []
+    returns, lengths, terminated = [], [], []
     try:
         for i in range(episodes):
             obs, _ = env.reset(seed=seed + i)
-            done, ret, n = False, 0.0, 0
+            done, ret, n, term = False, 0.0, 0, False
             while not done:
                 obs, r, term, trunc, _ = env.step(np.asarray(policy(obs), dtype=np.float32))
                 ret += float(r)
@@ -50,6 +92,13 @@ def evaluate(env_id: str, policy: Policy, episodes: int, seed: int = 0) -> tuple
                 done = term or trunc
             returns.append(ret)
             lengths.append(n)
+            terminated.append(bool(term))
     finally:
         env.close()
-    return returns, lengths
+    return Episodes(returns, lengths, terminated, seed)
+
+
+def evaluate(env_id: str, policy: Policy, episodes: int, seed: int = 0) -> tuple[list[float], list[int]]:
+    """Run `episodes` deterministic episodes; returns (returns, lengths). Episode i uses seed + i."""
+    ep = rollouts(env_id, policy, episodes, seed)
+    return ep.returns, ep.lengths

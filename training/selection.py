@@ -1,0 +1,270 @@
+"""Which student a distillation run hands over, and what pruning threshold it uses.
+
+A run evaluates its collapsed student every --eval-every steps on the training-evaluation seeds
+and keeps each evaluated student as a candidate (`candidates.pt`). At the end the candidates
+whose training-evaluation return is near the best are evaluated again on selection seeds, which
+are disjoint from both the training evaluations and the reporting seeds (see training/envs.py),
+and one is chosen by a stated rule:
+
+  sparsest-within  the fewest nonzero parameters among candidates whose selection return is
+                   within tol * |best selection return| of the best (ties: higher return)
+  best             the highest selection return
+  last             the last evaluated student (no selection)
+  keep-return      the fewest nonzero parameters among candidates whose selection return keeps
+                   at least a fraction of the teacher's return on the same seeds
+
+The same machinery sweeps the pruning threshold (CThreshold) of a trained student without
+retraining, and finds the smallest student that keeps a given share of the teacher's return.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bpd.config import field
+from bpd.errors import BpdError
+from bpd.io import atomic_write
+from training.envs import rollouts, select_eval_seed
+from training.student import BayesianStudent
+
+CANDIDATES_FORMAT = "bpd-candidates"
+RULES = ("sparsest-within", "best", "last")
+
+
+@dataclass
+class Candidate:
+    step: int
+    train_return: float
+    params_nonzero: int
+    state_dict: dict
+
+    def to_blob(self) -> dict:
+        return {"step": self.step, "train_return": self.train_return, "params_nonzero": self.params_nonzero,
+                "state_dict": self.state_dict}
+
+    @classmethod
+    def from_blob(cls, b: dict) -> "Candidate":
+        return cls(int(b["step"]), float(b["train_return"]), int(b["params_nonzero"]), b["state_dict"])
+
+
+def save_candidates(path: Path, cands: list[Candidate]) -> None:
+    blob = {"format": CANDIDATES_FORMAT, "items": [c.to_blob() for c in cands]}
+    atomic_write(path, lambda f: torch.save(blob, f))
+
+
+def load_candidates(path: Path) -> list[Candidate]:
+    if not path.is_file():
+        return []
+    try:
+        blob = torch.load(path, weights_only=True, map_location="cpu")
+        if blob.get("format") != CANDIDATES_FORMAT:
+            raise ValueError
+        return [Candidate.from_blob(b) for b in blob["items"]]
+    except Exception:
+        raise BpdError(f"{path}: not a readable candidates file") from None
+
+
+def rule_text(rule: str, tol: float, keep_return: float | None) -> str:
+    if keep_return is not None:
+        return (f"keep-return: the student with the fewest nonzero parameters whose return on the selection "
+                f"seeds is at least {100 * keep_return:g} % of the teacher's on the same seeds")
+    return {"sparsest-within": f"sparsest-within: the student with the fewest nonzero parameters whose return on the "
+                               f"selection seeds is within {100 * tol:g} % of the best candidate's (ties: higher return)",
+            "best": "best: the student with the highest return on the selection seeds",
+            "last": "last: the last evaluated student"}[rule]
+
+
+def choose(rows: list[dict], rule: str, tol: float, keep_return: float | None,
+           teacher_return: float | None) -> tuple[int, bool]:
+    """Index into rows (each with 'select_return' and 'params_nonzero') chosen by the rule, and
+    whether a keep-return target was met (True when no target was asked)."""
+    if rule == "last" and keep_return is None:
+        return len(rows) - 1, True
+    rets = np.array([r["select_return"] for r in rows])
+    nz = np.array([r["params_nonzero"] for r in rows])
+    if keep_return is not None:
+        if teacher_return is None:
+            raise BpdError("a keep-return target needs the teacher's return")
+        ok = rets >= keep_return * teacher_return - 1e-9 * abs(teacher_return)
+        if ok.any():
+            idx = np.flatnonzero(ok)
+            return int(min(idx, key=lambda i: (nz[i], -rets[i]))), True
+        return int(np.argmax(rets)), False
+    best = float(rets.max())
+    if rule == "best":
+        return int(np.argmax(rets)), True
+    ok = np.flatnonzero(rets >= best - tol * abs(best))
+    return int(min(ok, key=lambda i: (nz[i], -rets[i]))), True
+
+
+def student_from(meta: dict, state_dict: dict, threshold: float | None = None) -> BayesianStudent:
+    s = BayesianStudent(meta["obs_dim"], meta["act_dim"], meta["hidden"], meta["activation"],
+                        meta["threshold"] if threshold is None else threshold, meta["log_alpha_clip"])
+    s.load_state_dict(state_dict)
+    for layer in s.layers:
+        layer.threshold = meta["threshold"] if threshold is None else threshold
+    return s.eval()
+
+
+def select(cands: list[Candidate], meta: dict, stats: dict, env_id: str, run_seed: int, rule: str, tol: float,
+           episodes: int, shortlist: int, keep_return: float | None = None,
+           teacher_act=None, thresholds: list[float] | None = None) -> dict:
+    """Evaluate the shortlisted candidates (x thresholds) on the selection seeds and choose one.
+
+    Returns {"rule", "chosen" (row), "rows", "teacher_select_return", "keep_return_met"}."""
+    if not cands:
+        raise BpdError("no evaluated student to choose from")
+    seed = select_eval_seed(run_seed)
+    if rule == "last" and keep_return is None and not thresholds:
+        c = cands[-1]
+        row = {"step": c.step, "threshold": meta["threshold"], "train_return": c.train_return,
+               "params_nonzero": c.params_nonzero, "select_return": None}
+        return {"rule": rule_text(rule, tol, keep_return), "chosen": row, "rows": [row],
+                "teacher_select_return": None, "keep_return_met": True, "select_seeds": None}
+    best_train = max(c.train_return for c in cands)
+    near = [c for c in cands if c.train_return >= best_train - 2 * tol * abs(best_train) - 1e-9]
+    if keep_return is not None:  # every candidate may be the smallest that keeps the target
+        near = list(cands)
+    near = sorted(near, key=lambda c: -c.train_return)[:max(1, shortlist)]
+    near.sort(key=lambda c: c.step)
+    rows = []
+    for c in near:
+        for th in (thresholds or [meta["threshold"]]):
+            pol = student_from(meta, c.state_dict, th).collapse(**stats)
+            ep = rollouts(env_id, pol.act, episodes, seed)
+            rows.append({"step": c.step, "threshold": float(th), "train_return": c.train_return,
+                         "params_nonzero": pol.params_nonzero, "select_return": float(np.mean(ep.returns)),
+                         "select_min": float(np.min(ep.returns)), "early_terminations": ep.early_terminations})
+    teacher_ret = None
+    if keep_return is not None:
+        if teacher_act is None:
+            raise BpdError("a keep-return target needs the teacher")
+        teacher_ret = float(np.mean(rollouts(env_id, teacher_act, episodes, seed).returns))
+    i, met = choose(rows, rule, tol, keep_return, teacher_ret)
+    return {"rule": rule_text(rule, tol, keep_return), "chosen": rows[i], "rows": rows,
+            "teacher_select_return": teacher_ret, "keep_return_met": met,
+            "select_seeds": [seed, seed + episodes - 1]}
+
+
+def sweep_thresholds(student: BayesianStudent, stats: dict, env_id: str, thresholds: list[float],
+                     episodes: int, seed: int) -> list[dict]:
+    """Return distribution and size of one trained student collapsed at each threshold."""
+    rows = []
+    saved = [layer.threshold for layer in student.layers]
+    try:
+        for th in thresholds:
+            for layer in student.layers:
+                layer.threshold = th
+            pol = student.collapse(**stats)
+            ep = rollouts(env_id, pol.act, episodes, seed)
+            s = ep.summary()
+            rows.append({"threshold": float(th), "params_nonzero": pol.params_nonzero,
+                         "params_total": pol.params_total, "sparsity_weights": student.sparsity()} | {k: s[k] for k in (
+                             "return_mean", "return_std", "return_min", "return_median", "early_terminations")})
+    finally:
+        for layer, th in zip(student.layers, saved):
+            layer.threshold = th
+    return rows
+
+
+# --------------------------------------------------------------------------- commands
+
+
+@dataclass
+class SweepConfig:
+    run: str = field(help="distillation run directory (or a student .pt)", positional=True)
+    thresholds: list[float] = field([-2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+                                    help="log alpha thresholds to collapse the student at")
+    episodes: int = field(10, help="episodes per threshold")
+    seed: int = field(0, help="seed of the first episode (reporting seeds: below 100000)")
+    env: str | None = field(None, help="environment id (default: the student's)")
+    out: str | None = field(None, help="write the sweep as JSON here, with a PNG beside it")
+
+
+@dataclass
+class SelectConfig:
+    run: str = field(help="distillation run directory (with candidates.pt)", positional=True)
+    keep_return: float = field(0.95, help="fraction of the teacher's return to keep, on the selection seeds")
+    thresholds: list[float] | None = field(None, help="also try these log alpha thresholds (default: the run's)")
+    episodes: int = field(10, help="episodes per candidate on the selection seeds")
+    out: str = field("selected.pt", help="student file to write (relative paths: inside the run directory)")
+
+
+def _student_path(run: Path) -> Path:
+    return run / "student.pt" if run.is_dir() else run
+
+
+def run_sweep(cfg: SweepConfig) -> dict:
+    from bpd.io import save_png, write_json
+    from training.student import load_student
+
+    if cfg.episodes < 1:
+        raise BpdError("--episodes must be at least 1")
+    if not all(np.isfinite(cfg.thresholds)):
+        raise BpdError("--thresholds must be finite numbers")
+    student, meta, stats = load_student(_student_path(Path(cfg.run)))
+    env_id = cfg.env or meta["env_id"]
+    rows = sweep_thresholds(student, stats, env_id, sorted(cfg.thresholds), cfg.episodes, cfg.seed)
+    result = {"run": cfg.run, "env_id": env_id, "trained_threshold": meta["threshold"], "episodes": cfg.episodes,
+              "seeds": [cfg.seed, cfg.seed + cfg.episodes - 1], "rows": rows}
+    if cfg.out:
+        write_json(cfg.out, result)
+        save_png(plot_sweep({env_id: result}), Path(cfg.out).with_suffix(".png"))
+    return result
+
+
+def plot_sweep(results: dict[str, dict]):
+    """Return (left) and nonzero parameters (right) against the threshold, one line per environment."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    for name, r in results.items():
+        th = [x["threshold"] for x in r["rows"]]
+        a1.errorbar(th, [x["return_mean"] for x in r["rows"]], yerr=[x["return_std"] for x in r["rows"]],
+                    marker="o", capsize=3, label=name)
+        a2.plot(th, [x["params_nonzero"] for x in r["rows"]], marker="s", label=name)
+    a1.set_xlabel("pruning threshold on log alpha")
+    a1.set_ylabel("return (mean +- std)")
+    a2.set_xlabel("pruning threshold on log alpha")
+    a2.set_ylabel("nonzero parameters")
+    a2.set_yscale("log")
+    for a in (a1, a2):
+        a.axvline(3.0, color="grey", ls=":", lw=1)
+        a.legend(fontsize=7)
+    return fig
+
+
+def run_select(cfg: SelectConfig) -> dict:
+    from training.student import load_student, save_student
+    from training.teacher import load_teacher
+
+    run = Path(cfg.run)
+    if cfg.episodes < 1:
+        raise BpdError("--episodes must be at least 1")
+    if not 0 < cfg.keep_return <= 2:
+        raise BpdError("--keep-return is a fraction of the teacher's return, e.g. 0.95")
+    cands = load_candidates(run / "candidates.pt")
+    if not cands:
+        raise BpdError(f"{run}: no candidates.pt (a run of this version keeps its evaluated students there)")
+    student, meta, stats = load_student(run / "student.pt")
+    try:
+        import json
+        tpath = json.loads((run / "config.json").read_text())["teacher"]
+        run_seed = int(json.loads((run / "config.json").read_text())["seed"])
+    except (OSError, ValueError, KeyError):
+        raise BpdError(f"{run}/config.json: unreadable run configuration") from None
+    teacher = load_teacher(tpath)
+    res = select(cands, meta, stats, meta["env_id"], run_seed, "sparsest-within", 0.0, cfg.episodes,
+                 len(cands), cfg.keep_return, teacher.act, cfg.thresholds)
+    ch = res["chosen"]
+    out = Path(cfg.out) if Path(cfg.out).is_absolute() or Path(cfg.out).parent != Path(".") else run / cfg.out
+    chosen = student_from(meta, next(c.state_dict for c in cands if c.step == ch["step"]), ch["threshold"])
+    save_student(out, chosen, meta | {"threshold": ch["threshold"], "step": ch["step"],
+                                      "selection": {k: v for k, v in res.items() if k != "rows"}}, stats)
+    return res | {"out": str(out)}
