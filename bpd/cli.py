@@ -79,6 +79,28 @@ def _student_select(ns):
           f"(target {met})")
 
 
+def _experiment_run(ns):
+    from bpd.experiment import ExperimentRunConfig, cmd_run
+    if cmd_run(from_namespace(ExperimentRunConfig, ns)):
+        raise BpdError("some cells failed (their errors are above and in each cell.json)")
+
+
+def _experiment_table(ns):
+    from bpd.experiment import ExperimentTableConfig, cmd_table
+    r = cmd_table(from_namespace(ExperimentTableConfig, ns))
+    print(f"table: {r['out']}/table.md ({r['rows']} cells)")
+
+
+def _experiment_status(ns):
+    from bpd.experiment import ExperimentStatusConfig, cmd_status
+    rows = cmd_status(from_namespace(ExperimentStatusConfig, ns))
+    for r in rows:
+        extra = f"  {r['error']}" if r["error"] else (f"  {r['seconds']:.0f} s" if r["seconds"] else "")
+        print(f"{r['state']:>8}  {r['cell']}{extra}")
+    counts = {s: sum(r["state"] == s for r in rows) for s in ("done", "failed", "running", "interrupted", "pending")}
+    print(", ".join(f"{v} {k}" for k, v in counts.items()))
+
+
 def _configs() -> dict[str, tuple[str, Callable, str]]:
     """subcommand -> (dotted config class, handler, help)."""
     return {
@@ -89,6 +111,12 @@ def _configs() -> dict[str, tuple[str, Callable, str]]:
         "collect": ("training.collect:CollectConfig", _collect, "roll a teacher out into an offline dataset"),
         "distill": ("training.distill:DistillConfig", _distill, "distill a sparse Bayesian student (BPD)"),
         "evaluate": ("bpd.evaluate:EvaluateConfig", _evaluate, "evaluate a teacher, student or exported policy"),
+        "experiment run": ("bpd.experiment:ExperimentRunConfig", _experiment_run,
+                           "run a plan's grid of cells (environments x methods x seeds), resumably"),
+        "experiment table": ("bpd.experiment:ExperimentTableConfig", _experiment_table,
+                             "write a plan's tables (markdown, CSV) and plots from its finished cells"),
+        "experiment status": ("bpd.experiment:ExperimentStatusConfig", _experiment_status,
+                              "list a plan's cells and their state"),
         "student sweep": ("training.selection:SweepConfig", _student_sweep,
                           "return and size of a trained student at other pruning thresholds (no retraining)"),
         "student select": ("training.selection:SelectConfig", _student_select,

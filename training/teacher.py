@@ -103,7 +103,8 @@ class TeacherTrainConfig:
     env: str = field("InvertedPendulum-v5", help="Gymnasium environment id")
     out: str = field("teacher.npz", help="where to write the teacher file")
     algo: str = field("sac", help="stable-baselines3 algorithm", choices=("sac", "td3"))
-    hidden: list[int] = field([256, 256], help="actor (and critic) hidden widths")
+    hidden: list[int] = field([256, 256], help="actor hidden widths (and the critics', unless --critic-hidden)")
+    critic_hidden: list[int] | None = field(None, help="critic hidden widths (default: as --hidden)")
     steps: int = field(50_000, help="maximum environment steps")
     target_return: float | None = field(None, help="stop once the evaluation mean reaches this "
                                         "(default: the env's reward threshold, if any)")
@@ -138,6 +139,8 @@ def _validate_train_config(cfg: TeacherTrainConfig) -> None:
               (cfg.learning_starts >= 0, "--learning-starts must be non-negative"),
               (cfg.learning_starts < cfg.steps, "--learning-starts must be below --steps (nothing would be learned)"),
               (bool(cfg.hidden) and min(cfg.hidden) >= 1, "--hidden needs positive widths"),
+              (cfg.critic_hidden is None or (bool(cfg.critic_hidden) and min(cfg.critic_hidden) >= 1),
+               "--critic-hidden needs positive widths"),
               (np.isfinite(cfg.action_noise) and cfg.action_noise >= 0, "--action-noise must be a finite value >= 0"),
               (cfg.learning_rate is None or (np.isfinite(cfg.learning_rate) and cfg.learning_rate > 0),
                "--learning-rate must be positive"),
@@ -285,7 +288,8 @@ def train_teacher(cfg: TeacherTrainConfig) -> dict:
     if cfg.learning_rate is not None:
         kwargs["learning_rate"] = cfg.learning_rate
     model = algo_cls("MlpPolicy", env, seed=cfg.seed, verbose=0, learning_starts=cfg.learning_starts,
-                     policy_kwargs=dict(net_arch=list(cfg.hidden)),
+                     policy_kwargs=dict(net_arch=list(cfg.hidden) if cfg.critic_hidden is None else
+                                        dict(pi=list(cfg.hidden), qf=list(cfg.critic_hidden))),
                      device="cpu", **kwargs)
     best: dict = {"return": -np.inf, "teacher": None, "step": 0}
     history: list[dict] = []

@@ -1,0 +1,887 @@
+"""`bpd experiment`: grids of runs (environments x methods x seeds x overrides) and their tables.
+
+A plan is a YAML file (see benchmarks/plans/). Every cell is an ordinary run directory under the
+plan's run root, trained by the `bpd` command its method builds (training/methods.py) and then
+evaluated, exported and measured by `bpd evaluate`, `bpd export` and `bpd bench`. The runner only
+schedules: a cell whose result.json exists is skipped, an interrupted one resumes (each stage
+skips what it finished; distillation and teacher training resume from their checkpoints), a
+failed one records its error in cell.json and the others go on. Cells run in local worker
+threads, each driving `bpd` subprocesses, or as Ray tasks on a cluster (`--engine ray`; the run
+root must then be a path every node sees).
+
+Plan format:
+    name: quick                      # names the run root ($BPD_RUNS/<name>, default ../bpd-runs/<name>)
+    envs: [InvertedDoublePendulum-v5]
+    seeds: [0, 1, 2]
+    teachers: {InvertedDoublePendulum-v5: benchmarks/teachers/InvertedDoublePendulum-v5.npz}
+    dataset: {steps: 100000, noise: 0.1, seed: 900000}
+    eval: {episodes: 30, seed: 0}    # reporting seeds, disjoint from the seeds runs choose models on
+    bench: true                      # export and measure Cortex-M4F cost of every cell
+    methods:                         # label -> {method: registry name, args: {option: value}}
+      bpd: {}
+      bpd-constant-eta: {method: bpd, args: {eta_schedule: constant}}
+    env_args: {Hopper-v5: {steps: 100000}}   # options for every method on one environment
+Relative paths in a plan are relative to the repository (the directory holding setup.cfg) when
+the plan lives inside it, else to the plan's directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field as dc_field
+from pathlib import Path
+
+import numpy as np
+
+from bpd.config import field
+from bpd.errors import BpdError
+from bpd.io import write_json, write_text
+
+# D4RL normalisation references (random, expert) for the locomotion tasks.
+D4RL_REFS = {"HalfCheetah": (-280.178953, 12135.0), "Hopper": (-20.272305, 3234.3),
+             "Walker2d": (1.629008, 4592.3)}
+BENCH_TARGET = "cortex-m4f"
+
+
+def d4rl_score(env_id: str, ret: float) -> float | None:
+    key = env_id.split("-")[0]
+    if key not in D4RL_REFS:
+        return None
+    lo, hi = D4RL_REFS[key]
+    return 100.0 * (ret - lo) / (hi - lo)
+
+
+# --------------------------------------------------------------------------- the plan
+
+
+@dataclass
+class MethodSpec:
+    label: str
+    method: str
+    args: dict
+    needs: dict[str, str]  # method name it needs -> plan label providing it
+
+
+@dataclass
+class Cell:
+    env: str
+    label: str
+    seed: int
+    dir: Path
+
+    @property
+    def key(self) -> str:
+        return f"{self.env}/{self.label}/seed{self.seed}"
+
+
+@dataclass
+class Plan:
+    path: Path
+    name: str
+    base: Path
+    runs: Path
+    envs: list[str]
+    seeds: list[int]
+    teachers: dict[str, Path]
+    dataset: dict
+    eval: dict
+    bench: bool
+    methods: dict[str, MethodSpec]
+    env_args: dict[str, dict]
+    raw: dict = dc_field(default_factory=dict)
+
+    def cells(self) -> list[Cell]:
+        """Method-major, so that with few workers every environment's first method finishes early."""
+        return [Cell(e, m, s, self.runs / e / m / f"seed{s}") for m in self.methods for e in self.envs
+                for s in self.seeds]
+
+    def dataset_path(self, env: str) -> Path:
+        return self.runs / "datasets" / f"{env}.npz"
+
+    def teacher_eval_path(self, env: str) -> Path:
+        return self.runs / "teachers" / f"{env}.eval.json"
+
+    def rel(self, p: Path | str) -> str:
+        """A path as recorded in results: relative to the plan's base where possible."""
+        p = Path(p)
+        try:
+            return str(p.resolve().relative_to(self.base))
+        except ValueError:
+            return str(p)
+
+
+def _repo_root(start: Path) -> Path | None:
+    for d in [start, *start.parents]:
+        if (d / "setup.cfg").is_file() and (d / "training").is_dir():
+            return d
+    return None
+
+
+def load_plan(path: str | Path, runs: str | None = None) -> Plan:
+    """Read and check a plan; every problem is one line naming the plan."""
+    import yaml
+    from training.methods import get
+
+    p = Path(path)
+    if not p.is_file():
+        raise BpdError(f"{p}: no such plan file")
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise BpdError(f"{p}: not valid YAML{where}") from None
+    if not isinstance(raw, dict):
+        raise BpdError(f"{p}: a plan is a mapping with envs, seeds, teachers and methods")
+    unknown = set(raw) - {"name", "envs", "seeds", "teachers", "dataset", "eval", "bench", "methods", "env_args",
+                          "description", "runs"}
+    if unknown:
+        raise BpdError(f"{p}: unknown plan keys: {', '.join(sorted(unknown))}")
+    base = _repo_root(p.resolve().parent) or p.resolve().parent
+
+    def need(key: str, kind: type):
+        if key not in raw:
+            raise BpdError(f"{p}: plan has no {key!r}")
+        if not isinstance(raw[key], kind):
+            raise BpdError(f"{p}: {key!r} must be a {kind.__name__}")
+        return raw[key]
+
+    name = str(raw.get("name") or p.stem)
+    envs = [str(e) for e in need("envs", list)]
+    seeds = need("seeds", list)
+    if not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise BpdError(f"{p}: seeds must be distinct non-negative integers")
+    teachers = {str(k): (base / str(v)) for k, v in need("teachers", dict).items()}
+    for e in envs:
+        if e not in teachers:
+            raise BpdError(f"{p}: no teacher for {e}")
+    methods_raw = need("methods", (dict, list))
+    if isinstance(methods_raw, list):
+        methods_raw = {str(m): {} for m in methods_raw}
+    methods: dict[str, MethodSpec] = {}
+    for label, spec in methods_raw.items():
+        spec = spec or {}
+        if not isinstance(spec, dict) or set(spec) - {"method", "args", "needs"}:
+            raise BpdError(f"{p}: method {label!r} takes method, args and needs")
+        m = get(str(spec.get("method", label)))
+        args = spec.get("args") or {}
+        if not isinstance(args, dict):
+            raise BpdError(f"{p}: args of {label!r} must be a mapping")
+        methods[str(label)] = MethodSpec(str(label), m.name, dict(args), {})
+    for ms in methods.values():  # resolve what each method needs to plan labels
+        m = get(ms.method)
+        given = (methods_raw[ms.label] or {}).get("needs") or {}
+        for need_name in m.needs:
+            if need_name in given:
+                label = str(given[need_name])
+            else:
+                providers = [x.label for x in methods.values() if x.method == need_name]
+                label = need_name if need_name in providers else (providers[0] if len(providers) == 1 else "")
+            if label not in methods or methods[label].method != need_name:
+                raise BpdError(f"{p}: {ms.label!r} needs a {need_name!r} cell; add one to methods "
+                               f"or name it with needs: {{{need_name}: LABEL}}")
+            ms.needs[need_name] = label
+    dataset = {"steps": 100_000, "noise": 0.1, "seed": 900_000} | (raw.get("dataset") or {})
+    ev = {"episodes": 30, "seed": 0} | (raw.get("eval") or {})
+    if int(ev["episodes"]) < 1:
+        raise BpdError(f"{p}: eval episodes must be at least 1")
+    if int(ev["seed"]) + int(ev["episodes"]) > 100_000:
+        raise BpdError(f"{p}: evaluation seeds must stay below 100000 (higher seeds choose models in training)")
+    env_args = {str(k): dict(v or {}) for k, v in (raw.get("env_args") or {}).items()}
+    root = Path(runs) if runs else Path(os.environ.get("BPD_RUNS", base.parent / "bpd-runs")) / name
+    return Plan(p, name, base, root, envs, [int(s) for s in seeds], teachers, dataset, ev,
+                bool(raw.get("bench", False)), methods, env_args, raw)
+
+
+def cell_spec(plan: Plan, cell: Cell) -> dict:
+    """Everything that defines a cell's result; a finished cell is reused only if this matches."""
+    from bpd.io import sha256_file
+
+    ms = plan.methods[cell.label]
+    teacher = plan.teachers[cell.env]
+    return {"env": cell.env, "label": cell.label, "method": ms.method, "seed": cell.seed,
+            "args": plan.env_args.get(cell.env, {}) | ms.args, "needs": ms.needs,
+            "teacher_sha256": sha256_file(teacher) if teacher.is_file() else None,
+            "dataset": plan.dataset, "eval": plan.eval, "bench": plan.bench}
+
+
+def _digest(obj: dict) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- executing one cell
+
+
+def bpd_executable() -> str:
+    exe = shutil.which("bpd")
+    local = Path(sys.executable).with_name("bpd")
+    return str(local) if local.exists() else (exe or "bpd")
+
+
+class StageFailed(Exception):
+    pass
+
+
+def _run(argv: list[str], log: Path, stdout: Path | None = None, cwd: Path | None = None) -> None:
+    """Run `bpd argv`, appending its output to the cell log; stdout optionally captured to a file."""
+    cmd = [bpd_executable(), *argv]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    with open(log, "a") as lf:
+        lf.write(f"$ bpd {' '.join(argv)}\n")
+        lf.flush()
+        p = subprocess.run(cmd, stdout=subprocess.PIPE if stdout else lf, stderr=subprocess.PIPE, text=True,
+                           cwd=cwd, env=env)
+        lf.write(p.stderr)
+    if p.returncode != 0:
+        last = (p.stderr.strip().splitlines() or [f"exit {p.returncode}"])[-1]
+        raise StageFailed(f"bpd {argv[0]} exited {p.returncode}: {last}")
+    if stdout is not None:
+        write_text(stdout, p.stdout)
+
+
+def prepare_env(plan: Plan, env: str) -> None:
+    """The shared dataset and the teacher's evaluation on the reporting seeds, once per environment."""
+    teacher = plan.teachers[env]
+    if not teacher.is_file():
+        raise StageFailed(f"{plan.rel(teacher)}: no such teacher file")
+    log = plan.runs / "prepare.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    from training.methods import get
+
+    ds = plan.dataset_path(env)
+    if any(get(m.method).uses_dataset for m in plan.methods.values()) and not ds.exists():
+        d = plan.dataset
+        _run(["collect", "--teacher", str(teacher), "--out", str(ds), "--steps", str(d["steps"]),
+              "--noise", str(d["noise"]), "--seed", str(d["seed"]), "--no-progress"], log)
+    te = plan.teacher_eval_path(env)
+    if not te.exists():
+        _run(["evaluate", str(teacher), "--env", env, "--episodes", str(plan.eval["episodes"]),
+              "--seed", str(plan.eval["seed"]), "--json"], log, stdout=te)
+
+
+def _read_json(p: Path) -> dict | None:
+    try:
+        return json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _bench_figures(bench: dict) -> dict:
+    """Cortex-M4F cost of the student from a `bpd bench` result: the cheapest bpd kernel."""
+    net = (bench.get("networks") or {}).get("student") or {}
+    best = None
+    for impl, per_target in (net.get("runtimes") or {}).items():
+        if not impl.startswith("bpd"):
+            continue
+        r = (per_target or {}).get(BENCH_TARGET)
+        if r and (best is None or r["instructions_median"] < best[1]["instructions_median"]):
+            best = (impl, r)
+    if best is None:
+        return {}
+    impl, r = best
+    return {"kernel": impl, "instructions": r["instructions_median"], "us_estimate": r.get("us_estimate"),
+            "policy_bytes": r.get("policy_bytes"), "image_flash_bytes": r.get("flash_bytes"),
+            "weights_flash_bytes": (net.get("flash_report") or {}).get("flash_bytes")}
+
+
+def execute_cell(plan_path: str, cell_key: str, runs: str | None = None) -> dict:
+    """Train, evaluate, export and measure one cell; returns its cell.json record. Never raises."""
+    from training.methods import CellInputs, get
+
+    plan = load_plan(plan_path, runs)
+    cell = next(c for c in plan.cells() if c.key == cell_key)
+    cell.dir.mkdir(parents=True, exist_ok=True)
+    status_path, result_path, log = cell.dir / "cell.json", cell.dir / "result.json", cell.dir / "cell.log"
+    spec = cell_spec(plan, cell)
+    digest = _digest(spec)
+    old = _read_json(status_path) or {}
+    if old.get("spec_digest") not in (None, digest):
+        rec = old | {"state": "failed", "error": f"{plan.rel(cell.dir)} was run with another specification; "
+                     "remove it to rerun with the plan's current one"}
+        return rec
+    if result_path.exists() and old.get("state") == "done":
+        return old
+    ms = plan.methods[cell.label]
+    method = get(ms.method)
+    rec = {"cell": cell.key, "spec": spec, "spec_digest": digest, "state": "running", "commands": [],
+           "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "host": os.uname().nodename, "pid": os.getpid(),
+           "error": None, "stage_seconds": {}}
+
+    def stage(name: str, argv: list[str], stdout: Path | None = None) -> None:
+        rec["commands"].append("bpd " + " ".join(argv))
+        write_json(status_path, rec)
+        t = time.time()
+        _run(argv, log, stdout=stdout)
+        rec["stage_seconds"][name] = round(time.time() - t, 1)
+    write_json(status_path, rec)
+    t0 = time.time()
+    try:
+        deps = {}
+        for need_name, label in ms.needs.items():
+            dep = _read_json(plan.runs / cell.env / label / f"seed{cell.seed}" / "result.json")
+            if dep is None:
+                raise StageFailed(f"needs the {label} cell of the same environment and seed, which has not finished")
+            deps[label] = dep
+        teacher = plan.teachers[cell.env]
+        from training.teacher import load_teacher
+        tmeta = {"train": load_teacher(teacher).train}
+        inputs = CellInputs(cell.env, cell.seed, str(teacher), str(plan.dataset_path(cell.env)), cell.dir / "run",
+                            spec["args"], deps, tmeta)
+        product = cell.dir / "run" / method.product
+        train_summary = cell.dir / "run" / "summary.json"
+        t_train = time.time()
+        if not product.exists():
+            stage("train", method.command(inputs))
+        train_seconds = time.time() - t_train
+        ev_path = cell.dir / "eval.json"
+        if not ev_path.exists():
+            stage("evaluate", ["evaluate", str(product), "--env", cell.env, "--episodes", str(plan.eval["episodes"]),
+                               "--seed", str(plan.eval["seed"]), "--json"], stdout=ev_path)
+        export_info, bench = None, {}
+        if plan.bench:
+            exp = cell.dir / "export"
+            if not (exp / "export.json").exists():
+                stage("export", ["export", str(product), "--out", str(exp), "--episodes", "0",
+                                 "--dataset", str(plan.dataset_path(cell.env)), "--teacher", str(teacher)])
+            export_info = _read_json(exp / "export.json")
+            bj = cell.dir / "bench" / "bench.json"
+            if not bj.exists() and shutil.which("arm-none-eabi-gcc"):
+                stage("bench", ["bench", str(exp), "--out", str(cell.dir / "bench"), "--targets", BENCH_TARGET,
+                                "--no-peers", "--teacher", str(teacher), "--host-iters", "2000"])
+            bench = _bench_figures(_read_json(bj) or {})
+        result = _cell_result(plan, cell, spec, _read_json(train_summary) or {}, _read_json(ev_path) or {},
+                              _read_json(plan.teacher_eval_path(cell.env)) or {}, export_info, bench, train_seconds)
+        write_json(result_path, result)
+        rec.update(state="done", seconds=round(time.time() - t0, 1), finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    except StageFailed as e:
+        rec.update(state="failed", error=str(e), seconds=round(time.time() - t0, 1))
+    except Exception as e:  # a bug in the runner itself: keep the grid going, keep the evidence
+        with open(log, "a") as lf:
+            lf.write(traceback.format_exc())
+        rec.update(state="failed", error=f"internal error: {e.__class__.__name__}: {e}", seconds=round(time.time() - t0, 1))
+    write_json(status_path, rec)
+    return rec
+
+
+def _cell_result(plan: Plan, cell: Cell, spec: dict, train: dict, ev: dict, tev: dict, export_info: dict | None,
+                 bench: dict, train_seconds: float) -> dict:
+    """The small summary of a finished cell that tables read (no absolute paths)."""
+    t_ret = tev.get("return_mean")
+    t_total = tev.get("params_total")
+    finished_by_teacher = [not t for t in tev.get("terminated", [])]
+    early_where_teacher_finished = sum(1 for s_term, t_ok in zip(ev.get("terminated", []), finished_by_teacher)
+                                       if s_term and t_ok)
+    nonzero = ev.get("params_nonzero")
+    seconds = train.get("seconds")
+    if seconds is None:
+        seconds = round(train_seconds, 1)
+    return {
+        "env": cell.env, "label": cell.label, "method": spec["method"], "seed": cell.seed, "args": spec["args"],
+        "eval": {k: ev.get(k) for k in ("episodes", "seeds", "return_mean", "return_std", "return_min", "return_q1",
+                                        "return_median", "return_q3", "return_max", "early_terminations",
+                                        "returns", "terminated")},
+        "teacher": {"return_mean": t_ret, "params_total": t_total, "early_terminations": tev.get("early_terminations")},
+        "return_vs_teacher": (ev.get("return_mean") / t_ret) if t_ret else None,
+        "d4rl_score": d4rl_score(cell.env, ev["return_mean"]) if ev.get("return_mean") is not None else None,
+        "early_terminations_where_teacher_finished": early_where_teacher_finished,
+        "params_nonzero": nonzero, "params_total": ev.get("params_total"),
+        "weights_removed_vs_teacher": (1.0 - nonzero / t_total) if nonzero is not None and t_total else None,
+        "train": {"seconds": seconds, "steps": train.get("steps"), "hidden": train.get("hidden"),
+                  "selection": (train.get("selection") or {}).get("chosen"),
+                  "selection_rule": (train.get("selection") or {}).get("rule")},
+        "export": ({"widths": export_info.get("widths"), "params_nonzero": export_info.get("params_nonzero"),
+                    "model_hash": export_info.get("model_hash")} if export_info else None),
+        "bench": bench or None,
+    }
+
+
+# --------------------------------------------------------------------------- scheduling
+
+
+def _deps(plan: Plan, cell: Cell) -> list[str]:
+    return [f"{cell.env}/{label}/seed{cell.seed}" for label in plan.methods[cell.label].needs.values()]
+
+
+def run_plan(plan: Plan, workers: int = 1, engine: str = "local", address: str | None = None,
+             only: list[str] | None = None, echo=print) -> dict:
+    """Run every unfinished cell, dependencies first; returns {cell key: cell.json record}."""
+    cells = [c for c in plan.cells() if not only or any(c.key.startswith(o) for o in only)]
+    by_key = {c.key: c for c in cells}
+    plan.runs.mkdir(parents=True, exist_ok=True)
+    write_json(plan.runs / "plan.json", {"plan": plan.rel(plan.path), "raw": plan.raw})
+    started = time.time()
+    if engine == "ray":
+        submit, wait, shutdown = _ray_engine(plan, workers, address)
+    elif engine == "local":
+        submit, wait, shutdown = _local_engine(plan, workers)
+    else:
+        raise BpdError(f"unknown engine {engine!r} (local or ray)")
+    records: dict[str, dict] = {}
+    try:
+        envs = sorted({c.env for c in cells})
+        handles = {submit(("prepare", env)): env for env in envs}
+        for h, (_, err) in wait(list(handles)):
+            env = handles[h]
+            if err:
+                echo(f"{env}: preparing failed: {err}")
+                for c in cells:
+                    if c.env == env:
+                        records[c.key] = {"cell": c.key, "state": "failed", "error": f"preparing {env}: {err}"}
+        pending = {k: c for k, c in by_key.items() if k not in records}
+        running: dict = {}
+        done_n, total = 0, len(cells)
+        while pending or running:
+            for k, c in list(pending.items()):
+                deps = _deps(plan, c)
+                if any(d in records and records[d].get("state") != "done" for d in deps):
+                    records[k] = {"cell": k, "state": "failed", "error": "a cell it needs failed"}
+                    pending.pop(k)
+                    done_n += 1
+                    echo(f"[{done_n}/{total}] {k}: skipped, a cell it needs failed")
+                elif all(d in records or (d not in by_key and _read_json(plan.runs / d / "result.json"))
+                         for d in deps):
+                    running[submit(("cell", k))] = k
+                    pending.pop(k)
+            if not running:
+                if pending:  # waiting on cells outside this selection that never finished
+                    for k in list(pending):
+                        records[k] = {"cell": k, "state": "failed", "error": "a cell it needs has not finished"}
+                        pending.pop(k)
+                continue
+            for handle, (rec, err) in wait(list(running), first=True):
+                k = running.pop(handle)
+                records[k] = rec if rec else {"cell": k, "state": "failed", "error": err}
+                done_n += 1
+                r = records[k]
+                if r.get("state") == "done":
+                    res = _read_json(by_key[k].dir / "result.json") or {}
+                    echo(f"[{done_n}/{total}] {k}: done in {r.get('seconds', 0):.0f} s, return "
+                         f"{(res.get('eval') or {}).get('return_mean', float('nan')):.1f}, "
+                         f"{res.get('params_nonzero')} nonzero")
+                else:
+                    echo(f"[{done_n}/{total}] {k}: FAILED: {r.get('error')}")
+    finally:
+        shutdown()
+    _append_session(plan, started, workers, engine, records)
+    return records
+
+
+def _append_session(plan: Plan, started: float, workers: int, engine: str, records: dict) -> None:
+    path = plan.runs / "sessions.json"
+    sessions = (_read_json(path) or {}).get("sessions", [])
+    sessions.append({"started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
+                     "wall_seconds": round(time.time() - started, 1), "workers": workers, "engine": engine,
+                     "cells": len(records), "done": sum(r.get("state") == "done" for r in records.values()),
+                     "cpus": os.cpu_count()})
+    write_json(path, {"sessions": sessions})
+
+
+def _local_engine(plan: Plan, workers: int):
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor
+    from concurrent.futures import wait as fwait
+
+    pool = ThreadPoolExecutor(max(1, workers))
+
+    def submit(job):
+        kind, key = job
+        if kind == "prepare":
+            return pool.submit(_prepare_job, str(plan.path), key, str(plan.runs))
+        return pool.submit(execute_cell, str(plan.path), key, str(plan.runs))
+
+    def wait(handles, first=False):
+        if not first:
+            fwait(handles)
+            return [(h, _outcome(h)) for h in handles]
+        done, _ = fwait(handles, return_when=FIRST_COMPLETED)
+        return [(h, _outcome(h)) for h in done]
+
+    return submit, wait, lambda: pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _outcome(fut):
+    try:
+        r = fut.result()
+    except Exception as e:
+        return None, f"{e.__class__.__name__}: {e}"
+    if isinstance(r, tuple):  # prepare jobs
+        return r
+    return r, None
+
+
+def _prepare_job(plan_path: str, env: str, runs: str) -> tuple:
+    try:
+        prepare_env(load_plan(plan_path, runs), env)
+        return env, None
+    except StageFailed as e:
+        return None, str(e)
+
+
+def _ray_engine(plan: Plan, workers: int, address: str | None):
+    try:
+        import ray
+    except ImportError:
+        raise BpdError("--engine ray needs Ray: pip install 'bpd[ray]'") from None
+    addr = address or os.environ.get("RAY_ADDRESS")
+    try:
+        if addr:
+            ray.init(address=addr, log_to_driver=False, include_dashboard=False)
+        else:
+            ray.init(num_cpus=max(1, workers), log_to_driver=False, include_dashboard=False)
+    except Exception as e:
+        raise BpdError(f"cannot start or reach Ray{f' at {addr}' if addr else ''}: {str(e).splitlines()[0]}") from None
+    cell_task = ray.remote(num_cpus=1, max_retries=0)(execute_cell)
+    prep_task = ray.remote(num_cpus=1, max_retries=0)(_prepare_job)
+
+    def submit(job):
+        kind, key = job
+        task = prep_task if kind == "prepare" else cell_task
+        return task.remote(str(plan.path.resolve()), key, str(plan.runs.resolve()))
+
+    def wait(handles, first=False):
+        if not first:
+            ready = handles
+        else:
+            ready, _ = ray.wait(handles, num_returns=1)
+        out = []
+        for h in ready:
+            try:
+                r = ray.get(h)
+                out.append((h, r if isinstance(r, tuple) else (r, None)))
+            except Exception as e:
+                out.append((h, (None, f"{e.__class__.__name__}: {str(e).splitlines()[0]}")))
+        return out
+
+    return submit, wait, ray.shutdown
+
+
+def _alive(pid) -> bool:
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def plan_status(plan: Plan) -> list[dict]:
+    rows = []
+    for c in plan.cells():
+        rec = _read_json(c.dir / "cell.json") or {}
+        state = rec.get("state", "pending")
+        if state == "running" and rec.get("host") == os.uname().nodename and not _alive(rec.get("pid")):
+            state = "interrupted"
+        rows.append({"cell": c.key, "state": state, "error": rec.get("error"), "seconds": rec.get("seconds")})
+    return rows
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def _iqm(x: np.ndarray) -> float:
+    """Interquartile mean as rliable computes it: the mean after cutting int(n/4) values from each end
+    (scipy.stats.trim_mean with proportion 0.25). With 3 seeds nothing is cut: it is the mean."""
+    x = np.sort(np.asarray(x, dtype=float))
+    if len(x) == 0:
+        return float("nan")
+    k = int(0.25 * len(x))
+    return float(x[k:len(x) - k].mean())
+
+
+def _bootstrap_ci(x: np.ndarray, stat=_iqm, reps: int = 2000, seed: int = 0) -> tuple[float, float]:
+    x = np.asarray(x, dtype=float)
+    if len(x) < 2:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    vals = [stat(x[rng.integers(0, len(x), len(x))]) for _ in range(reps)]
+    return float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))
+
+
+def collect_results(plan: Plan) -> list[dict]:
+    out = []
+    for c in plan.cells():
+        rec = _read_json(c.dir / "cell.json") or {}
+        res = _read_json(c.dir / "result.json") if rec.get("state") == "done" else None
+        out.append({"cell": c.key, "env": c.env, "label": c.label, "seed": c.seed,
+                    "state": rec.get("state", "pending"), "error": rec.get("error"), "result": res})
+    return out
+
+
+BAR = {"return_vs_teacher_mean": 0.95, "weights_removed": 0.95, "return_vs_teacher_worst": 0.90}
+
+
+def aggregate(rows: list[dict]) -> list[dict]:
+    """One row per (environment, method label): spread over seeds, the worst seed, IQM and its CI."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["env"], r["label"]), []).append(r)
+    out = []
+    for (env, label), rs in groups.items():
+        done = [r["result"] for r in rs if r["result"]]
+        agg = {"env": env, "label": label, "seeds": len(rs), "done": len(done),
+               "failed": sum(r["state"] == "failed" for r in rs),
+               "pending": sum(r["state"] not in ("done", "failed") for r in rs)}
+        if done:
+            rets = np.array([d["eval"]["return_mean"] for d in done])
+            rel = np.array([d["return_vs_teacher"] for d in done if d["return_vs_teacher"] is not None])
+            nz = np.array([d["params_nonzero"] for d in done])
+            removed = [d["weights_removed_vs_teacher"] for d in done if d["weights_removed_vs_teacher"] is not None]
+            worst = int(np.argmin(rets))
+            d4 = [d["d4rl_score"] for d in done if d["d4rl_score"] is not None]
+            secs = [d["train"]["seconds"] for d in done if d["train"]["seconds"] is not None]
+            bench = [d["bench"] for d in done if d.get("bench")]
+            widths = sorted({"-".join(map(str, d["export"]["widths"])) for d in done if d.get("export")})
+            agg.update({
+                "teacher_return": done[0]["teacher"]["return_mean"],
+                "teacher_params": done[0]["teacher"]["params_total"],
+                "return_mean": float(rets.mean()), "return_std": float(rets.std()),
+                "return_worst": float(rets[worst]), "worst_seed": done[worst]["seed"],
+                "return_iqm": _iqm(rets), "return_iqm_ci": _bootstrap_ci(rets),
+                "vs_teacher_mean": float(rel.mean()) if len(rel) else None,
+                "vs_teacher_worst": float(rel.min()) if len(rel) else None,
+                "d4rl_mean": float(np.mean(d4)) if d4 else None, "d4rl_std": float(np.std(d4)) if d4 else None,
+                "nonzero_mean": float(nz.mean()), "nonzero_min": int(nz.min()), "nonzero_max": int(nz.max()),
+                "weights_removed_mean": float(np.mean(removed)) if removed else None,
+                "weights_removed_min": float(np.min(removed)) if removed else None,
+                "widths": widths,
+                "early_where_teacher_finished": int(sum(d["early_terminations_where_teacher_finished"] for d in done)),
+                "episodes": int(sum(d["eval"]["episodes"] or 0 for d in done)),
+                "instructions": [b["instructions"] for b in bench] or None,
+                "policy_bytes": [b["policy_bytes"] for b in bench] or None,
+                "weights_flash_bytes": [b["weights_flash_bytes"] for b in bench] or None,
+                "seconds_median": float(np.median(secs)) if secs else None,
+                "per_seed": [{"seed": d["seed"], "return": d["eval"]["return_mean"], "vs_teacher": d["return_vs_teacher"],
+                              "nonzero": d["params_nonzero"], "early": d["early_terminations_where_teacher_finished"]}
+                             for d in done],
+            })
+            agg["meets_bar"] = bool(
+                agg["done"] == agg["seeds"] and agg["vs_teacher_mean"] is not None
+                and agg["vs_teacher_mean"] >= BAR["return_vs_teacher_mean"]
+                and agg["vs_teacher_worst"] >= BAR["return_vs_teacher_worst"]
+                and agg["weights_removed_min"] is not None and agg["weights_removed_min"] >= BAR["weights_removed"]
+                and agg["early_where_teacher_finished"] == 0)
+        out.append(agg)
+    return out
+
+
+def _fmt(x, nd=1, pct=False) -> str:
+    if x is None or (isinstance(x, float) and np.isnan(x)):
+        return "-"
+    return f"{100 * x:.{nd}f} %" if pct else f"{x:,.{nd}f}"
+
+
+def _range(xs, nd=0) -> str:
+    if not xs:
+        return "-"
+    lo, hi = min(xs), max(xs)
+    return f"{lo:,.{nd}f}" if lo == hi else f"{lo:,.{nd}f}-{hi:,.{nd}f}"
+
+
+def markdown_table(plan: Plan, aggs: list[dict]) -> str:
+    lines = []
+    for env in plan.envs:
+        rows = [a for a in aggs if a["env"] == env]
+        if not rows:
+            continue
+        t = next((a for a in rows if a.get("teacher_return") is not None), {})
+        lines += [f"### {env}", "",
+                  f"Teacher: return {_fmt(t.get('teacher_return'))} over {plan.eval['episodes']} episodes "
+                  f"(seeds {plan.eval['seed']}-{plan.eval['seed'] + plan.eval['episodes'] - 1}), "
+                  f"{t.get('teacher_params', '-')} parameters.", "",
+                  "| method | seeds done | return (mean +- std) | worst seed | IQM [95 % CI] | % of teacher (mean / worst) "
+                  "| D4RL score | weights removed (min) | nonzero | collapsed widths | early ends where teacher finished "
+                  "| M4F instructions | policy flash B | distill s (median) | bar |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for a in rows:
+            if not a["done"]:
+                lines.append(f"| {a['label']} | 0/{a['seeds']} ({a['failed']} failed) |" + " - |" * 13)
+                continue
+            ci = a["return_iqm_ci"]
+            failed = f" ({a['failed']} failed)" if a["failed"] else ""
+            lines.append(
+                f"| {a['label']} | {a['done']}/{a['seeds']}{failed} "
+                f"| {_fmt(a['return_mean'])} +- {_fmt(a['return_std'])} | {_fmt(a['return_worst'])} (seed {a['worst_seed']}) "
+                f"| {_fmt(a['return_iqm'])} [{_fmt(ci[0])}, {_fmt(ci[1])}] "
+                f"| {_fmt(a['vs_teacher_mean'], pct=True)} / {_fmt(a['vs_teacher_worst'], pct=True)} "
+                f"| {_fmt(a['d4rl_mean'])} | {_fmt(a['weights_removed_min'], 2, pct=True)} "
+                f"| {_range([s['nonzero'] for s in a['per_seed']])} | {', '.join(a['widths']) or '-'} "
+                f"| {a['early_where_teacher_finished']} of {a['episodes']} | {_range(a['instructions'] or [])} "
+                f"| {_range(a['policy_bytes'] or [])} | {_fmt(a['seconds_median'], 0)} "
+                f"| {'meets' if a['meets_bar'] else 'misses'} |")
+        lines.append("")
+    lines += ["Bar: mean return >= 95 % of the teacher's, no seed below 90 %, >= 95 % of the teacher's weights "
+              "removed, no early termination on an episode the teacher finishes. IQM: interquartile mean over "
+              "seeds (rliable's definition; with fewer than 4 seeds it equals the mean) with a percentile-bootstrap "
+              "95 % interval over seeds (2000 resamples), wide with 3 seeds.", ""]
+    return "\n".join(lines)
+
+
+def _plots(plan: Plan, rows: list[dict], aggs: list[dict], out: Path) -> list[str]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bpd.io import save_png
+
+    written = []
+    for env in plan.envs:
+        ar = [a for a in aggs if a["env"] == env and a["done"]]
+        if not ar:
+            continue
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+        for i, a in enumerate(ar):
+            vs = [s["vs_teacher"] for s in a["per_seed"] if s["vs_teacher"] is not None]
+            a1.bar(i, np.mean(vs) * 100 if vs else 0, color="tab:blue", alpha=0.5)
+            a1.scatter([i] * len(vs), [100 * v for v in vs], color="k", s=12, zorder=3)
+            a2.scatter([s["nonzero"] for s in a["per_seed"]], [100 * (s["vs_teacher"] or 0) for s in a["per_seed"]],
+                       label=a["label"], s=20)
+        a1.set_xticks(range(len(ar)), [a["label"] for a in ar], rotation=30, ha="right", fontsize=7)
+        a1.axhline(95, color="grey", ls=":")
+        a1.set_ylabel("return, % of teacher (bar: mean; dots: seeds)")
+        a2.set_xscale("log")
+        a2.set_xlabel("nonzero parameters")
+        a2.set_ylabel("return, % of teacher")
+        a2.axhline(95, color="grey", ls=":")
+        a2.legend(fontsize=6)
+        fig.suptitle(env)
+        name = f"{env}.png"
+        save_png(fig, out / name)
+        written.append(name)
+        # learning curves of runs that log metrics.csv
+        fig, ax = plt.subplots(figsize=(7, 4))
+        any_curve = False
+        for a in ar:
+            curves = []
+            for s in plan.seeds:
+                m = plan.runs / env / a["label"] / f"seed{s}" / "run" / "metrics.csv"
+                if m.exists():
+                    import csv
+                    with open(m, newline="") as f:
+                        rr = list(csv.DictReader(f))
+                    if rr and "eval/return_mean" in rr[0]:
+                        curves.append(([float(r["step"]) for r in rr], [float(r["eval/return_mean"]) for r in rr]))
+            if curves:
+                any_curve = True
+                n = min(len(c[0]) for c in curves)
+                y = np.array([c[1][:n] for c in curves])
+                ax.plot(curves[0][0][:n], y.mean(0), label=a["label"])
+                ax.fill_between(curves[0][0][:n], y.min(0), y.max(0), alpha=0.15)
+        if any_curve:
+            ax.set_xlabel("gradient step")
+            ax.set_ylabel("periodic evaluation return (mean, min-max over seeds)")
+            ax.legend(fontsize=6)
+            ax.set_title(env)
+            save_png(fig, out / f"{env}.curves.png")
+            written.append(f"{env}.curves.png")
+        else:
+            plt.close(fig)
+    return written
+
+
+def write_table(plan: Plan, out: Path) -> dict:
+    """table.md, table.csv (one row per method), cells.csv (one row per seed), plots and a copy of
+    every finished cell's result.json under cells/ (small, committed)."""
+    import csv
+    import io
+
+    rows = collect_results(plan)
+    aggs = aggregate(rows)
+    out.mkdir(parents=True, exist_ok=True)
+    sessions = (_read_json(plan.runs / "sessions.json") or {}).get("sessions", [])
+    cpu_seconds = sum(r["result"]["train"]["seconds"] or 0 for r in rows if r["result"])
+    md = [f"# {plan.name}", "", f"Plan: `{plan.rel(plan.path)}`; regenerate with `bpd experiment run "
+          f"{plan.rel(plan.path)}` then `bpd experiment table {plan.rel(plan.path)} --out {plan.rel(out)}`.", "",
+          f"Cells: {sum(r['state'] == 'done' for r in rows)} done, {sum(r['state'] == 'failed' for r in rows)} failed, "
+          f"{sum(r['state'] not in ('done', 'failed') for r in rows)} not run, of {len(rows)}. "
+          f"Training time summed over finished cells: {cpu_seconds / 3600:.2f} h; runner wall time "
+          f"{sum(s['wall_seconds'] for s in sessions) / 3600:.2f} h over {len(sessions)} invocation(s) "
+          f"on {sessions[-1]['cpus'] if sessions else '-'} cores.", "", markdown_table(plan, aggs)]
+    failed = [r for r in rows if r["state"] == "failed"]
+    if failed:
+        md += ["## Failed cells", ""] + [f"- `{r['cell']}`: {r['error']}" for r in failed] + [""]
+    plots = _plots(plan, rows, aggs, out)
+    md += [f"![{p}]({p})" for p in plots]
+    write_text(out / "table.md", "\n".join(md) + "\n")
+    cols = ["env", "label", "seeds", "done", "failed", "teacher_return", "return_mean", "return_std", "return_worst",
+            "worst_seed", "return_iqm", "vs_teacher_mean", "vs_teacher_worst", "d4rl_mean", "nonzero_mean",
+            "weights_removed_min", "early_where_teacher_finished", "seconds_median", "meets_bar"]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(aggs)
+    write_text(out / "table.csv", buf.getvalue())
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["env", "label", "seed", "state", "return_mean", "return_std", "return_min", "vs_teacher",
+                "params_nonzero", "weights_removed", "early_where_teacher_finished", "train_seconds",
+                "m4f_instructions", "policy_bytes", "error"])
+    for r in rows:
+        d = r["result"] or {}
+        ev, b = d.get("eval") or {}, d.get("bench") or {}
+        w.writerow([r["env"], r["label"], r["seed"], r["state"], ev.get("return_mean"), ev.get("return_std"),
+                    ev.get("return_min"), d.get("return_vs_teacher"), d.get("params_nonzero"),
+                    d.get("weights_removed_vs_teacher"), d.get("early_terminations_where_teacher_finished"),
+                    (d.get("train") or {}).get("seconds"), b.get("instructions"), b.get("policy_bytes"), r["error"]])
+    write_text(out / "cells.csv", buf.getvalue())
+    for r in rows:
+        if r["result"]:
+            write_json(out / "cells" / r["env"] / r["label"] / f"seed{r['seed']}.json", r["result"])
+    write_json(out / "table.json", {"plan": plan.rel(plan.path), "aggregates": aggs})
+    return {"out": str(out), "rows": len(rows), "aggregates": aggs}
+
+
+# --------------------------------------------------------------------------- command line
+
+
+@dataclass
+class ExperimentRunConfig:
+    plan: str = field(help="plan file (YAML)", positional=True)
+    workers: int = field(1, help="cells at once (local threads or Ray tasks)")
+    engine: str = field("local", help="where cells run", choices=("local", "ray"))
+    address: str | None = field(None, help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
+    runs: str | None = field(None, help="run root (default: $BPD_RUNS/<plan name>, else ../bpd-runs/<name>)")
+    only: list[str] | None = field(None, help="run only cells whose key (ENV/LABEL/seedN) starts with one of these")
+
+
+@dataclass
+class ExperimentTableConfig:
+    plan: str = field(help="plan file (YAML)", positional=True)
+    out: str | None = field(None, help="output directory (default: benchmarks/results/<plan name>)")
+    runs: str | None = field(None, help="run root (default: as for `experiment run`)")
+
+
+@dataclass
+class ExperimentStatusConfig:
+    plan: str = field(help="plan file (YAML)", positional=True)
+    runs: str | None = field(None, help="run root (default: as for `experiment run`)")
+
+
+def cmd_run(cfg: ExperimentRunConfig) -> int:
+    if not 1 <= cfg.workers <= 1024:
+        raise BpdError("--workers must be between 1 and 1024")
+    plan = load_plan(cfg.plan, cfg.runs)
+    print(f"plan {plan.name}: {len(plan.cells())} cells in {plan.rel(plan.runs)} "
+          f"({cfg.engine}, {cfg.workers} worker{'s' if cfg.workers > 1 else ''})", flush=True)
+    recs = run_plan(plan, cfg.workers, cfg.engine, cfg.address, cfg.only, echo=lambda s: print(s, flush=True))
+    failed = [k for k, r in recs.items() if r.get("state") != "done"]
+    print(f"{len(recs) - len(failed)} done, {len(failed)} failed")
+    return 1 if failed else 0
+
+
+def cmd_table(cfg: ExperimentTableConfig) -> dict:
+    plan = load_plan(cfg.plan, cfg.runs)
+    out = Path(cfg.out) if cfg.out else plan.base / "benchmarks" / "results" / plan.name
+    return write_table(plan, out)
+
+
+def cmd_status(cfg: ExperimentStatusConfig) -> list[dict]:
+    return plan_status(load_plan(cfg.plan, cfg.runs))

@@ -1,0 +1,199 @@
+"""The grid runner, student selection, the threshold sweep and resumable teacher training."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bpd.errors import BpdError
+from bpd.experiment import _bootstrap_ci, _iqm, d4rl_score, load_plan
+from tests.conftest import BPD, run_bpd
+from training.envs import Episodes
+from training.methods import CellInputs, distill_command, flags
+from training.selection import choose
+
+TINY_DISTILL = {"steps": 200, "eval_every": 100, "eval_episodes": 1, "hidden": [8, 8], "critic_hidden": [16, 16],
+                "select_episodes": 1, "checkpoint_every": 100}
+
+
+def _plan(tmp: Path, teacher: Path, methods: dict, bench: bool = False, seeds=(0,)) -> Path:
+    import yaml
+    p = tmp / "plan.yaml"
+    p.write_text(yaml.safe_dump({
+        "name": "tiny", "envs": ["InvertedPendulum-v5"], "seeds": list(seeds),
+        "teachers": {"InvertedPendulum-v5": str(teacher)},
+        "dataset": {"steps": 500, "noise": 0.1, "seed": 900000}, "eval": {"episodes": 2, "seed": 0},
+        "bench": bench, "methods": methods}))
+    return p
+
+
+# --------------------------------------------------------------------------- known answers
+
+
+def test_iqm_is_the_quarter_trimmed_mean():
+    assert _iqm(np.array([4.0, 1.0, 3.0, 2.0])) == pytest.approx(2.5)           # cuts 1 from each end
+    assert _iqm(np.array([1.0, 2.0, 10.0])) == pytest.approx(13 / 3)            # n < 4: the mean
+    assert _iqm(np.arange(8.0)) == pytest.approx(np.mean([2, 3, 4, 5]))
+    lo, hi = _bootstrap_ci(np.array([1.0, 2.0, 3.0]))
+    assert 1.0 <= lo <= 2.0 <= hi <= 3.0
+
+
+def test_d4rl_score_uses_the_reference_returns():
+    assert d4rl_score("Hopper-v5", 3234.3) == pytest.approx(100.0)
+    assert d4rl_score("HalfCheetah-v5", -280.178953) == pytest.approx(0.0)
+    assert d4rl_score("InvertedDoublePendulum-v5", 9000.0) is None
+
+
+def test_episode_summary_quartiles_and_early_terminations():
+    ep = Episodes([1.0, 2.0, 3.0, 4.0, 5.0], [10, 20, 30, 40, 50], [True, False, True, False, False], seed=7)
+    s = ep.summary()
+    assert (s["return_min"], s["return_q1"], s["return_median"], s["return_q3"]) == (1.0, 2.0, 3.0, 4.0)
+    assert s["early_terminations"] == 2 and s["seeds"] == [7, 11] and s["length_min"] == 10
+
+
+def test_selection_rules_on_hand_built_candidates():
+    rows = [{"select_return": 100.0, "params_nonzero": 500}, {"select_return": 99.0, "params_nonzero": 300},
+            {"select_return": 97.0, "params_nonzero": 100}, {"select_return": 99.0, "params_nonzero": 300}]
+    assert choose(rows, "sparsest-within", 0.02, None, None) == (1, True)   # 97 is 3 % below the best
+    assert choose(rows, "sparsest-within", 0.05, None, None) == (2, True)
+    assert choose(rows, "best", 0.02, None, None) == (0, True)
+    assert choose(rows, "last", 0.02, None, None) == (3, True)
+    assert choose(rows, "sparsest-within", 0.0, 0.96, 100.0) == (2, True)  # keeps >= 96 % of the teacher
+    assert choose(rows, "sparsest-within", 0.0, 1.5, 100.0) == (0, False)  # nobody keeps 150 %: best, flagged
+
+
+def test_method_flags_and_resume():
+    assert flags({"eta_schedule": "constant", "hidden": [8, 4], "progress": False, "x": None}) == [
+        "--eta-schedule", "constant", "--hidden", "8", "4", "--no-progress"]
+
+
+def test_distill_command_resumes_a_started_run(tmp_path):
+    c = CellInputs("E", 3, "t.npz", "d.npz", tmp_path / "run", {"steps": 5})
+    assert "--resume" not in distill_command(c)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text("{}")
+    cmd = distill_command(c)
+    assert cmd[-1] == "--resume" and cmd[cmd.index("--seed") + 1] == "3" and cmd[cmd.index("--steps") + 1] == "5"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("envs: [A]\nseeds: [0]\nteachers: {A: t.npz}\nmethods: [nope]", "unknown method 'nope'"),
+    ("envs: [A]\nseeds: [0]\nteachers: {}\nmethods: [bpd]", "no teacher for A"),
+    ("envs: [A]\nseeds: [0, 0]\nteachers: {A: t.npz}\nmethods: [bpd]", "seeds must be distinct"),
+    ("envs: [A]\nseeds: [0]\nteachers: {A: t.npz}\nmethods: [online-sac-small]", "needs a 'bpd' cell"),
+    ("envs: [A]\nseeds: [0]\nteachers: {A: t.npz}\nmethods: [bpd]\nbogus: 1", "unknown plan keys: bogus"),
+    ("envs: [A]\nseeds: [0]\nteachers: {A: t.npz}\nmethods: [bpd]\neval: {seed: 99990, episodes: 30}",
+     "must stay below 100000"),
+    ("envs: [A\nseeds: [0]", "not valid YAML"),
+    ("[1, 2]", "a plan is a mapping"),
+    ("seeds: [0]\nteachers: {}\nmethods: [bpd]", "plan has no 'envs'"),
+])
+def test_bad_plans_are_one_line_errors(tmp_path, text, message):
+    p = tmp_path / "plan.yaml"
+    p.write_text(text)
+    with pytest.raises(BpdError, match=message) as e:
+        load_plan(p)
+    assert "\n" not in str(e.value)
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def test_distill_hands_over_the_student_its_rule_chose(tiny_pipeline):
+    run = tiny_pipeline / "run"
+    summary = json.loads((run / "summary.json").read_text())
+    sel = summary["selection"]
+    assert sel["rule"].startswith("sparsest-within") and sel["select_seeds"][0] >= 200_000
+    assert (run / "candidates.pt").is_file()
+    import torch
+    blob = torch.load(run / "student.pt", weights_only=True)
+    assert blob["meta"]["step"] == sel["chosen"]["step"]
+    assert summary["train_eval_seeds"][0] >= 100_000
+
+
+def test_threshold_sweep_without_retraining(tiny_pipeline, tmp_path):
+    out = tmp_path / "sweep.json"
+    run_bpd("student", "sweep", str(tiny_pipeline / "run"), "--thresholds", "-4", "0", "3", "8",
+            "--episodes", "1", "--out", str(out))
+    rows = json.loads(out.read_text())["rows"]
+    nz = [r["params_nonzero"] for r in rows]
+    assert [r["threshold"] for r in rows] == [-4, 0, 3, 8]
+    assert nz == sorted(nz) and nz[0] < nz[-1]          # a lower threshold prunes more
+    assert out.with_suffix(".png").is_file()
+
+
+def test_teacher_training_resumes_after_kill(tmp_path):
+    out = tmp_path / "t.npz"
+    args = ["teacher", "train", "--out", str(out), "--algo", "td3", "--steps", "900", "--learning-starts", "100",
+            "--eval-every", "300", "--eval-episodes", "1", "--final-episodes", "2", "--hidden", "16", "16",
+            "--checkpoint-every", "300", "--no-progress", "--seed", "3"]
+    p = subprocess.Popen([BPD, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ck = Path(f"{out}.work") / "checkpoint.pt"
+    deadline = time.time() + 240
+    while not ck.exists() and p.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    if p.poll() is not None:
+        pytest.skip("training finished before it could be interrupted")
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    assert not out.exists()
+    again = run_bpd(*args, check=False)
+    assert again.returncode == 1 and "pass --resume" in again.stderr and len(again.stderr.strip().splitlines()) == 1
+    done = run_bpd(*args, "--resume")
+    assert "teacher:" in done.stdout
+    from training.teacher import load_teacher
+    t = load_teacher(out)
+    assert t.train["seed"] == 3 and t.train["config"]["steps"] == 900 and t.train["steps"] == 900
+    assert t.train["final"]["episodes"] == 2 and t.train["final"]["seeds"][0] == 50_300
+    assert not Path(f"{out}.work").exists()
+
+
+def _run_plan(plan: Path, runs: Path, *extra: str) -> subprocess.CompletedProcess:
+    return run_bpd("experiment", "run", str(plan), "--runs", str(runs), "--workers", "2", *extra, check=False,
+                   timeout=900)
+
+
+def test_plan_runs_skips_finished_cells_and_records_failures(tiny_pipeline, tmp_path):
+    plan = _plan(tmp_path, tiny_pipeline / "teacher.npz", {
+        "bpd": {"args": TINY_DISTILL},
+        "broken": {"method": "bpd", "args": TINY_DISTILL | {"select_tol": 5}},  # out of range: the cell fails
+    }, bench=True)
+    runs = tmp_path / "runs"
+    p = _run_plan(plan, runs)
+    assert p.returncode == 1 and "1 done, 1 failed" in p.stdout
+    rec = json.loads((runs / "InvertedPendulum-v5" / "broken" / "seed0" / "cell.json").read_text())
+    assert rec["state"] == "failed" and "--select-tol" in rec["error"]
+    res = json.loads((runs / "InvertedPendulum-v5" / "bpd" / "seed0" / "result.json").read_text())
+    assert res["eval"]["episodes"] == 2 and res["eval"]["seeds"] == [0, 1]
+    assert res["params_nonzero"] == res["export"]["params_nonzero"] > 0
+    assert res["train"]["selection_rule"].startswith("sparsest-within")
+    if res["bench"]:  # with the ARM toolchain: Cortex-M4F figures
+        assert res["bench"]["instructions"] > 0 and res["bench"]["policy_bytes"] > 0
+    before = (runs / "InvertedPendulum-v5" / "bpd" / "seed0" / "cell.log").read_text()
+    again = _run_plan(plan, runs, "--only", "InvertedPendulum-v5/bpd/")
+    assert again.returncode == 0, again.stderr
+    assert (runs / "InvertedPendulum-v5" / "bpd" / "seed0" / "cell.log").read_text() == before  # nothing rerun
+    run_bpd("experiment", "table", str(plan), "--runs", str(runs), "--out", str(tmp_path / "table"))
+    md = (tmp_path / "table" / "table.md").read_text()
+    assert "| bpd | 1/1 |" in md and "broken" in md and "Failed cells" in md
+    assert (tmp_path / "table" / "cells" / "InvertedPendulum-v5" / "bpd" / "seed0.json").is_file()
+    assert str(tmp_path) not in (tmp_path / "table" / "cells.csv").read_text()
+
+
+def test_plan_through_ray(tiny_pipeline, tmp_path):
+    pytest.importorskip("ray", reason="Ray is an optional extra (pip install 'bpd[ray]')")
+    plan = _plan(tmp_path, tiny_pipeline / "teacher.npz", {"bpd": {"args": TINY_DISTILL}}, seeds=(0, 1))
+    runs = tmp_path / "runs"
+    p = _run_plan(plan, runs, "--engine", "ray")
+    assert p.returncode == 0, p.stdout + p.stderr
+    for s in (0, 1):
+        res = json.loads((runs / "InvertedPendulum-v5" / "bpd" / f"seed{s}" / "result.json").read_text())
+        assert res["seed"] == s and res["eval"]["return_mean"] > 0
+    status = run_bpd("experiment", "status", str(plan), "--runs", str(runs)).stdout
+    assert "2 done" in status

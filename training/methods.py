@@ -1,0 +1,121 @@
+"""Distillation methods the experiment runner knows, by name.
+
+A method turns one cell of a plan (an environment, a seed, a teacher, a dataset, option
+overrides) into the `bpd` command that trains it, so every cell is an ordinary run directory
+that can be rerun by hand with the command recorded in its cell.json. Adding a method (an
+ablation, a baseline) is one `register(Method(...))` call and a test.
+
+Each method names the product its run leaves (a student .pt or a policy .npz in the run
+directory); the runner evaluates, exports and measures that product the same way for every
+method.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from bpd.errors import BpdError
+
+
+@dataclass
+class CellInputs:
+    """What a method needs to build its command."""
+
+    env: str
+    seed: int
+    teacher: str
+    dataset: str
+    out: Path
+    args: dict
+    deps: dict[str, dict] = field(default_factory=dict)  # label of a needed cell -> its result.json
+    teacher_meta: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    help: str
+    command: Callable[[CellInputs], list[str]]
+    product: str = "student.pt"          # file in the run directory that is evaluated and exported
+    needs: tuple[str, ...] = ()          # methods whose cell (same env and seed) must finish first
+    uses_dataset: bool = True
+
+
+METHODS: dict[str, Method] = {}
+
+
+def register(m: Method) -> Method:
+    if m.name in METHODS:
+        raise ValueError(f"method {m.name!r} registered twice")
+    METHODS[m.name] = m
+    return m
+
+
+def get(name: str) -> Method:
+    if name not in METHODS:
+        raise BpdError(f"unknown method {name!r} (known: {', '.join(sorted(METHODS))})")
+    return METHODS[name]
+
+
+def flags(args: dict) -> list[str]:
+    """{'eta_schedule': 'constant', 'hidden': [32, 32], 'progress': False} -> command-line flags."""
+    out: list[str] = []
+    for k, v in args.items():
+        flag = "--" + str(k).replace("_", "-")
+        if isinstance(v, bool):
+            out.append(flag if v else "--no-" + flag[2:])
+        elif isinstance(v, (list, tuple)):
+            out += [flag, *(str(x) for x in v)]
+        elif v is None:
+            continue
+        else:
+            out += [flag, str(v)]
+    return out
+
+
+def resume_flag(out: Path) -> list[str]:
+    return ["--resume"] if (out / "config.json").exists() else []
+
+
+def distill_command(c: CellInputs, extra: dict | None = None) -> list[str]:
+    args = {"seed": c.seed, "progress": False} | (extra or {}) | c.args
+    return ["distill", "--teacher", c.teacher, "--dataset", c.dataset, "--out", str(c.out),
+            *flags(args), *resume_flag(c.out)]
+
+
+register(Method("bpd", "Bayesian Policy Distillation: value term, behaviour cloning, annealed KL to a "
+                "log-uniform prior, pruning at the log alpha threshold", distill_command))
+
+
+def _collapsed_widths(c: CellInputs, label: str) -> list[int]:
+    try:
+        return list(c.deps[label]["export"]["widths"][1:-1])
+    except (KeyError, TypeError):
+        try:
+            return list(c.deps[label]["train"]["hidden"])
+        except (KeyError, TypeError):
+            raise BpdError(f"the {label} cell of {c.env} seed {c.seed} has no collapsed widths") from None
+
+
+def _online_sac_command(c: CellInputs) -> list[str]:
+    """SAC from scratch, no teacher, an actor of the BPD student's collapsed widths, the teacher's
+    environment-step budget."""
+    label = c.args.get("size_from", "bpd")
+    widths = _collapsed_widths(c, label)
+    steps = c.args.get("steps") or int((c.teacher_meta.get("train") or {}).get("steps", 0))
+    if steps <= 0:
+        raise BpdError(f"{c.teacher}: the teacher records no training budget; give the method a steps option")
+    args = {"algo": "sac", "hidden": widths, "critic_hidden": [256, 256], "steps": steps, "seed": c.seed,
+            "eval_every": 10_000, "learning_starts": 10_000, "progress": False,
+            "target_return": 1e30} | {k: v for k, v in c.args.items() if k not in ("size_from", "steps")}
+    work = c.out / "work"
+    cmd = ["teacher", "train", "--env", c.env, "--out", str(c.out / "policy.npz"), "--work-dir", str(work),
+           *flags(args)]
+    return cmd + (["--resume"] if (work / "config.json").exists() else [])
+
+
+register(Method("online-sac-small", "SAC trained online from scratch without a teacher, actor of the BPD "
+                "student's collapsed widths, given the teacher's environment-step budget", _online_sac_command,
+                product="policy.npz", needs=("bpd",), uses_dataset=False))
