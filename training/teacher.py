@@ -273,9 +273,14 @@ def train_teacher(cfg: TeacherTrainConfig) -> dict:
     _validate_train_config(cfg)
     check_output_path(cfg.out)
     work = _TeacherWork(cfg)
-    resuming = work.prepare(cfg)
+    env = make_env(cfg.env, seed=cfg.seed)  # a bad env id fails before anything is written
+    created = not work.dir.exists()
+    try:
+        resuming = work.prepare(cfg)
+    except BaseException:
+        env.close()
+        raise
     torch.set_num_threads(cfg.threads)
-    env = make_env(cfg.env, seed=cfg.seed)
     spec = env.spec
     target = cfg.target_return
     if target is None and spec is not None and spec.reward_threshold is not None:
@@ -320,8 +325,13 @@ def train_teacher(cfg: TeacherTrainConfig) -> dict:
     import sys
     show = cfg.progress and sys.stderr.isatty() and _has_progress()  # no bar in logs and CI
     remaining = cfg.steps - int(model.num_timesteps)
-    if remaining > 0 and not reached():
-        model.learn(remaining, callback=EvalAndKeepBest(), progress_bar=show, reset_num_timesteps=not resuming)
+    try:
+        if remaining > 0 and not reached():
+            model.learn(remaining, callback=EvalAndKeepBest(), progress_bar=show, reset_num_timesteps=not resuming)
+    except BaseException:
+        if created and not work.checkpoint.exists():  # nothing to resume: leave nothing behind
+            shutil.rmtree(work.dir, ignore_errors=True)
+        raise
     env.close()
     if best["teacher"] is None:
         best.update({"teacher": _teacher_from_model(model, cfg.env, cfg.algo, f"trained {cfg.algo}"),
