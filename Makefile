@@ -17,7 +17,7 @@ $(VENV)/.stamp-install: setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip setuptools wheel
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test,emulate,bench]'
+	$(BIN)/pip install -q -e '.[test,emulate,bench,ray]'
 	touch $@
 
 # System tools: the ARM cross toolchain and clang. Installed when we are root with apt-get;
