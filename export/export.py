@@ -160,7 +160,7 @@ def check_export_out(out: Path) -> None:
 
 
 def _check_config(cfg: ExportConfig) -> None:
-    check_ranges(cfg, {"parity_samples": (1, 10_000_000), "episodes": (0, 100_000)})
+    check_ranges(cfg, {"parity_samples": (1, 10_000_000), "episodes": (0, 100_000), "seed": (0, 2**31 - 1)})
     for flag, path in (("--dataset", cfg.dataset), ("--teacher", cfg.teacher)):
         if path is not None and not Path(path).is_file():
             raise BpdError(f"{path}: no such file ({flag})")

@@ -86,10 +86,11 @@ def _stats(x: list[float]) -> dict:
             "p99": float(np.percentile(a, 99)), "max": float(a.max()), "mean": float(a.mean())}
 
 
-def check_trial(cfg: HilRunConfig) -> None:
+def check_trial(cfg: HilRunConfig) -> tuple:
     """Everything a trial needs, checked before a rig starts or a file is written: option ranges, the
     rig, the policy (a verified export) and a log directory that is new or empty. Logs go straight into
-    it (not staged) so that a trial killed outright still leaves every tick it received."""
+    it (not staged) so that a trial killed outright still leaves every tick it received. Returns the
+    rig and the loaded policy."""
     check_ranges(cfg, {"episodes": (1, 1_000_000), "period_us": (50, 10_000_000), "steps": (1, 100_000_000),
                        "seed": (0, 2**31 - 1), "baud": (50, 100_000_000), "stall_timeout": (0, 3600, "open")})
     out = Path(cfg.out)
@@ -97,24 +98,29 @@ def check_trial(cfg: HilRunConfig) -> None:
     if out.is_dir() and any(out.iterdir()):
         kind = "holds a trial already" if (out / "ticks.csv").exists() else "is not empty"
         raise BpdError(f"{out}: {kind}; choose another --out (a trial never writes into an existing one)")
-    load_rig(cfg.rig)
-    load_host_policy(cfg.policy, cfg.runtime)
+    return load_rig(cfg.rig), load_host_policy(cfg.policy, cfg.runtime)
 
 
 def run_trial(cfg: HilRunConfig) -> dict:
-    check_trial(cfg)
+    spec, pol = check_trial(cfg)  # host mode runs the policy; device mode checks its hash and sizes
     if cfg.port == "sim":
         with simulated_rig(cfg) as port:
-            return run_trial(HilRunConfig(**(vars(cfg) | {"port": port})))
-    spec = load_rig(cfg.rig)
+            return _run_trial(HilRunConfig(**(vars(cfg) | {"port": port})), spec, pol)
+    return _run_trial(cfg, spec, pol)
+
+
+def _run_trial(cfg: HilRunConfig, spec, pol) -> dict:
     period = int(cfg.period_us or spec.period_us)
     steps = int(cfg.steps or spec.raw.get("max_episode_steps", 1000))
-    pol = load_host_policy(cfg.policy, cfg.runtime)  # host mode runs it; device mode checks its hash and sizes
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     lim = spec.limits
     link = DeviceLink(cfg.port, cfg.baud or int(spec.raw.get("serial", {}).get("baud", 921600)))
-    log = TickLog(out / "ticks.csv")
+    try:  # only once the port opened: a refused port leaves no log directory
+        out.mkdir(parents=True, exist_ok=True)
+        log = TickLog(out / "ticks.csv")
+    except BaseException:
+        link.close()
+        raise
     episodes: list[dict] = []
     summary: dict = {"config": vars(cfg), "rig": spec.name, "target_period_us": period, "episodes": episodes,
                      "low_latency": link.low_latency, "environment": _environment()}

@@ -341,7 +341,8 @@ for flag, value, msg in [("--steps", "0", "at least 1"), ("--hidden", "0", "--hi
                          ("--eval-every", "0", "--eval-every"), ("--threads", "0", "--threads"),
                          ("--learning-rate", "-1", "--learning-rate"), ("--action-noise", "nan", "finite"),
                          ("--target-return", "inf", "finite"), ("--eval-episodes", "0", "--eval-episodes"),
-                         ("--checkpoint-every", "0", "--checkpoint-every"), ("--learning-starts", "-1", "learning")]:
+                         ("--checkpoint-every", "0", "--checkpoint-every"), ("--learning-starts", "-1", "learning"),
+                         ("--seed", "-1", "--seed")]:
     case(f"teacher train {flag} {value}", ["teacher", "train", "--out", f"{C}/t.npz", flag, value], msg)
 for flag, value, msg in [("--steps", "0", "at least 1"), ("--steps", "-3", "at least 1"),
                          ("--noise", "nan", "finite"), ("--noise", "inf", "finite"), ("--noise", "-0.1", "--noise"),
@@ -351,7 +352,7 @@ for flag, value, msg in [("--episodes", "0", "--episodes"), ("--episodes", "-1",
                          ("--seed", "-1", "--seed")]:
     case(f"evaluate {flag} {value}", ["evaluate", T, flag, value], msg)
 for flag, value, msg in [("--parity-samples", "0", "--parity-samples"), ("--parity-samples", "-10", "--parity"),
-                         ("--episodes", "-1", "--episodes")]:
+                         ("--episodes", "-1", "--episodes"), ("--seed", "-3", "--seed")]:
     case(f"export {flag} {value}", ["export", RUN, "--out", f"{C}/e", flag, value], msg)
 for flag, value, msg in [("--period-us", "-40000", "--period-us"), ("--period-us", "0", "--period-us"),
                          ("--drop-rate", "2", "--drop-rate"), ("--corrupt-rate", "-0.5", "--corrupt-rate"),

@@ -109,6 +109,8 @@ def load_student(path: str | Path) -> tuple[BayesianStudent, dict, dict[str, np.
         raise BpdError(f"{path}: not a bpd student file")
     try:
         meta = blob["meta"]
+        if not isinstance(meta.get("env_id"), str):
+            raise ValueError("no environment id recorded")
         if min([int(meta["obs_dim"]), int(meta["act_dim"]), *[int(h) for h in meta["hidden"]]]) < 1:
             raise ValueError("layer widths must be positive")
         student = BayesianStudent(int(meta["obs_dim"]), int(meta["act_dim"]), [int(h) for h in meta["hidden"]],

@@ -157,6 +157,7 @@ def _validate_train_config(cfg: TeacherTrainConfig) -> None:
               (cfg.learning_rate is None or (np.isfinite(cfg.learning_rate) and cfg.learning_rate > 0),
                "--learning-rate must be positive"),
               (cfg.threads >= 1, "--threads must be at least 1"),
+              (0 <= cfg.seed <= 2**31 - 1, "--seed must be between 0 and 2^31 - 1"),
               (cfg.target_return is None or np.isfinite(cfg.target_return), "--target-return must be finite")]
     for ok, msg in checks:
         if not ok:
