@@ -72,6 +72,11 @@ def verify_onnx(path: str | Path) -> str:
         raise BpdError(f"{path}: not a bpd ONNX export (no model hash or action bounds recorded)") from None
     except Exception as e:  # onnx raises its own decode errors for corrupt files
         raise BpdError(f"{path}: not a loadable ONNX model ({e.__class__.__name__})") from None
+    import onnx.numpy_helper as nh
+
+    for t in model.graph.initializer:
+        if not np.isfinite(nh.to_array(t)).all():
+            raise BpdError(f"{path}: initializer {t.name} holds NaN or Inf")
     if onnx_model_hash(model, low, high) != recorded:
         raise BpdError(f"{path}: the weights do not match the model hash recorded with them (edited after export?)")
     return recorded

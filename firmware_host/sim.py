@@ -220,6 +220,8 @@ def rig_sim(cfg: RigSimConfig) -> None:
     if cfg.policy is not None:
         from export.verify import verify_export
         verify_export(cfg.policy)  # only a checked export is compiled into the device
+    from bpd.io import check_output_dir
+    check_output_dir(cfg.build_dir)
     rig = SimRig(cfg)
     stop = {"flag": False}
 

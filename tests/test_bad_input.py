@@ -275,6 +275,23 @@ def _other_arch_checkpoint(run: Path) -> None:
     torch.save(ck, run / "checkpoint.pt")
 
 
+def _nan_checkpoint(run: Path) -> None:
+    ck = torch.load(run / "checkpoint.pt", weights_only=True)
+    next(iter(ck["trainer"]["critic"].values())).view(-1)[0] = float("nan")
+    torch.save(ck, run / "checkpoint.pt")
+
+
+def _nan_onnx(c: Path, b: Path) -> None:
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(b / "export" / "policy.onnx"))
+    w = numpy_helper.to_array(model.graph.initializer[1]).copy()
+    w.flat[0] = np.nan
+    model.graph.initializer[1].CopyFrom(numpy_helper.from_array(w, model.graph.initializer[1].name))
+    onnx.save(model, str(c / "policy.onnx"))
+
+
 def _replaced_dataset(c: Path, b: Path) -> None:
     """The run's dataset replaced under the same path: different content, same name."""
     shutil.copytree(b / "run", c / "run")
@@ -458,6 +475,8 @@ case("resume corrupt metrics", RESUME, "corrupt metrics",
      lambda c, b: _run_with(c, b, lambda r: (r / "metrics.csv").write_text("step,time_s\nx,1\n")))
 case("resume checkpoint of other networks", RESUME, "does not match this run's networks",
      lambda c, b: _run_with(c, b, _other_arch_checkpoint))
+case("resume NaN in the checkpoint", RESUME, "the critic holds NaN or Inf",
+     lambda c, b: _run_with(c, b, _nan_checkpoint))
 case("resume garbage checkpoint", RESUME, "unreadable checkpoint",
      lambda c, b: _run_with(c, b, lambda r: (r / "checkpoint.pt").write_bytes(b"garbage")))
 case("distill existing run without resume", RESUME[:-1], "already holds a run",
@@ -541,6 +560,7 @@ case("evaluate onnx re-signed inside its export", [*EVAL, f"{C}/exp/policy.onnx"
      resign_onnx)
 case("evaluate lone onnx with edited weights", [*EVAL, f"{C}/policy.onnx"], "do not match the model hash",
      lambda c, b: (resign_onnx(c, b), shutil.copyfile(c / "exp" / "policy.onnx", c / "policy.onnx")))
+case("evaluate lone onnx with a NaN weight", [*EVAL, f"{C}/policy.onnx"], "holds NaN or Inf", _nan_onnx)
 case("hil run lone onnx", [*HIL[:7], f"{C}/policy.onnx", *HIL[8:]], "no parity record",
      lambda c, b: shutil.copyfile(b / "export" / "policy.onnx", c / "policy.onnx"))
 case("hil run c runtime on onnx", [*HIL[:7], f"{EXP}/policy.onnx", *HIL[8:], "--runtime", "c"], "C runtime")
@@ -550,6 +570,7 @@ for name, (kw, msg) in RIG_DAMAGE.items():
     setup = (lambda kw: lambda c, b: yaml_with(c, **kw))(kw)
     case(f"rig sim yaml {name}", RIG + ["--rig", f"{C}/rig.yaml"], msg, setup)
     case(f"hil run yaml {name}", [*HIL[:5], f"{C}/rig.yaml", *HIL[6:]], msg, setup)
+case("rig sim build dir under a file", ["rig", "sim", "--build-dir", f"{T}/bld"], "is not a directory")
 case("rig sim unknown rig", RIG + ["--rig", "warp-drive"], "no rig 'warp-drive'")
 
 # -- trial logs
@@ -728,3 +749,23 @@ def test_sb3_zip_fixture_imports(base, tmp_path):
 
     t = load_teacher(tmp_path / "t.npz")
     assert t.hidden == [8, 8] and t.act_dim == 1
+
+
+def test_nothing_non_finite_is_written(tmp_path):
+    """A diverged student or a teacher with NaN is refused at the writer, and no file appears."""
+    from bpd.errors import BpdError
+    from training.student import BayesianStudent, save_student
+    from training.teacher import load_teacher
+
+    s = BayesianStudent(4, 1, [4])
+    with torch.no_grad():
+        s.layers[1].bias[0] = float("inf")
+    stats = {"obs_mean": np.zeros(4), "obs_std": np.ones(4), "action_low": -np.ones(1), "action_high": np.ones(1)}
+    with pytest.raises(BpdError, match="training diverged"):
+        save_student(tmp_path / "student.pt", s, {"env_id": "InvertedPendulum-v5"}, stats)
+    _hand_teacher(tmp_path / "t.npz")
+    t = load_teacher(tmp_path / "t.npz")
+    t.obs_mean[0] = np.nan
+    with pytest.raises(BpdError, match="normalisation must be finite"):
+        t.save(tmp_path / "t2.npz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.npz"]

@@ -338,11 +338,15 @@ def _save_checkpoint(path: Path, trainer: BPDTrainer, gen: torch.Generator, elap
 
 
 def _restore(trainer: BPDTrainer, ck: dict, path: Path) -> None:
+    """Load a checkpoint into the trainer: networks of another shape or non-finite weights are refused."""
     try:
         trainer.load_state_dict(ck["trainer"])
     except (KeyError, RuntimeError, ValueError, TypeError) as e:
         raise BpdError(f"{path}: does not match this run's networks ({e.__class__.__name__}: "
                        f"{(str(e).splitlines() or [''])[0][:80]})") from None
+    for net in ("actor", "critic"):
+        if not all(torch.isfinite(p).all() for p in getattr(trainer, net).parameters()):
+            raise BpdError(f"{path}: the {net} holds NaN or Inf")
 
 
 def _load_checkpoint(path: Path) -> dict:

@@ -87,6 +87,12 @@ def save_student(path: str | Path, student: BayesianStudent, meta: dict, stats: 
     """Write the student file: weights, log sigma^2, threshold, normalisation, bounds and provenance."""
     from bpd.io import atomic_write
 
+    for k, v in student.state_dict().items():  # a diverged student is never written
+        if not torch.isfinite(v).all():
+            raise BpdError(f"the student for {path}: weight {k} holds NaN or Inf (training diverged)")
+    for k, v in stats.items():
+        if not np.isfinite(np.asarray(v, np.float64)).all():
+            raise BpdError(f"the student for {path}: {k} holds NaN or Inf")
     blob = {"format": STUDENT_FORMAT, "format_version": STUDENT_FORMAT_VERSION, "meta": meta,
             "stats": {k: torch.as_tensor(np.asarray(v, np.float32)) for k, v in stats.items()},
             "state_dict": {k: v.detach().clone() for k, v in student.state_dict().items()}}

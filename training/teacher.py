@@ -47,6 +47,8 @@ class Teacher(MLPPolicy):
     train: dict | None = None  # how a trained teacher was made: configuration, seed, final check
 
     def save(self, path: str | Path) -> None:
+        """Write the teacher file atomically, once the teacher passes the checks every reader applies."""
+        check_teacher(self, f"the teacher for {path}")
         meta = {
             "format": FORMAT, "format_version": FORMAT_VERSION, "env_id": self.env_id, "algo": self.algo,
             "obs_dim": self.obs_dim, "act_dim": self.act_dim, "hidden": self.hidden,
