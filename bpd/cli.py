@@ -6,7 +6,7 @@ import argparse
 import json
 import os
 import sys
-from typing import Callable
+from typing import Callable, NoReturn
 
 from bpd import __version__
 from bpd.config import add_arguments, from_namespace
@@ -83,7 +83,7 @@ def _extra_commands() -> dict:
 class _Parser(argparse.ArgumentParser):
     """argparse with bad flags reported as one line, like every other bad input (exit 2)."""
 
-    def error(self, message: str):
+    def error(self, message: str) -> NoReturn:
         message = " ".join(message.split())
         self.exit(2, f"bpd: error: {self.prog}: {message} (see {self.prog} --help)\n")
 

@@ -77,10 +77,9 @@ def _onnx(path: Path) -> Loaded:
     from export.onnx_export import OnnxPolicy
     from export.verify import verify_export, verify_onnx
 
-    if (path.parent / "export.json").is_file():
+    if path.name == "policy.onnx" and (path.parent / "export.json").is_file():
         verify_export(path.parent)
-    else:
-        verify_onnx(path)
+    verify_onnx(path)
     pol = OnnxPolicy(path)
     import onnx.numpy_helper as nh
     weights = [nh.to_array(t) for t in pol.model.graph.initializer if t.name[:1] in "WB" and t.name[1:].isdigit()]
@@ -104,9 +103,7 @@ def _export_dir(path: Path) -> Loaded:
 
 
 def run_evaluate(cfg: EvaluateConfig) -> dict:
-    from training.envs import evaluate
-
-    from training.envs import make_env
+    from training.envs import evaluate, make_env
 
     check_ranges(cfg, {"episodes": (1, 100_000), "seed": (0, 2**31 - 1)})
     m = load_any(cfg.model)

@@ -32,7 +32,7 @@ def load_host_policy(path: str | Path, runtime: str = "onnxruntime") -> HostPoli
     if p.suffix == ".onnx" and p.is_file():
         if runtime == "c":
             raise BpdError("the C runtime needs an export directory, not an .onnx file")
-        if not (p.parent / "export.json").is_file():
+        if p.name != "policy.onnx" or not (p.parent / "export.json").is_file():
             raise BpdError(f"{p}: an .onnx file outside its export directory has no parity record; "
                            "give the export directory")
         p = p.parent
