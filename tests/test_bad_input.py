@@ -332,6 +332,8 @@ case("hil run bad mode", HIL + ["--mode", "remote"], "invalid choice")
 case("firmware build bad target", FWB + ["--target", "z80"], "invalid choice")
 case("hil report no dir", ["hil", "report"], "required")
 case("rig sim period text", RIG + ["--period-us", "fast"], "invalid int value")
+case("teacher train unknown env", ["teacher", "train", "--env", "NoSuchEnv-v9", "--out", f"{C}/t.npz"],
+     "unknown or unavailable")
 case("teacher import activation", ["teacher", "import", f"{B}/sb3.zip", "--activation", "gelu"], "invalid choice")
 case("collect noise text", ["collect", "--teacher", T, "--noise", "lots"], "invalid float value")
 case("evaluate episodes float", [*EVAL[:1], T, "--episodes", "2.5"], "invalid int value")

@@ -287,10 +287,10 @@ def train_teacher(cfg: TeacherTrainConfig) -> dict:
 
     _validate_train_config(cfg)
     check_output_path(cfg.out)
+    env = make_env(cfg.env, seed=cfg.seed)  # an unknown env fails before the work directory exists
     work = _TeacherWork(cfg)
     resuming = work.prepare(cfg)
     torch.set_num_threads(cfg.threads)
-    env = make_env(cfg.env, seed=cfg.seed)
     spec = env.spec
     target = cfg.target_return
     if target is None and spec is not None and spec.reward_threshold is not None:
