@@ -167,8 +167,8 @@ def check_output_dir(path: str | os.PathLike) -> None:
 class StagedDir:
     """A directory built beside its final place and swapped in only when complete.
 
-        with StagedDir("export") as stage:   # an empty sibling directory .export.stage-XXXX
-            ...write files into stage...
+        with StagedDir("export") as stage:   # stage.path: an empty sibling directory .export.stage-XXXX
+            ...write files into stage.path...
             stage.commit()                   # the previous export is replaced only now
 
     Leaving the block without commit() (any exception) removes the stage: the previous directory,
@@ -179,15 +179,16 @@ class StagedDir:
         self.final = Path(final)
         self.path: Path | None = None
         self.committed = False
+        self.created: list[Path] = []  # parent directories made for the stage, deepest first
 
     def __enter__(self) -> "StagedDir":
+        p = self.final.parent
+        while not p.exists():
+            self.created.append(p)
+            p = p.parent
         self.final.parent.mkdir(parents=True, exist_ok=True)
         self.path = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.stage-", dir=self.final.parent))
         return self
-
-    def __truediv__(self, name: str) -> Path:
-        assert self.path is not None
-        return self.path / name
 
     def commit(self) -> None:
         """Swap the stage into the final place (the old directory is removed after the swap)."""
@@ -214,3 +215,8 @@ class StagedDir:
 
         if not self.committed and self.path is not None:
             shutil.rmtree(self.path, ignore_errors=True)
+            for d in self.created:
+                try:
+                    d.rmdir()
+                except OSError:
+                    break

@@ -689,7 +689,7 @@ def test_failed_first_export_leaves_no_directory(base, tmp_path, monkeypatch, ca
         raise ex.BpdError("parity check failed: {}")
 
     monkeypatch.setattr(ex, "reference_evaluator_run", fail)
-    rc = main(["export", str(base / "run"), "--out", str(tmp_path / "new"), "--episodes", "0"])
+    rc = main(["export", str(base / "run"), "--out", str(tmp_path / "a" / "b" / "new"), "--episodes", "0"])
     assert rc == 1 and "parity check failed" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
