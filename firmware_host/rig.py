@@ -88,7 +88,7 @@ _CARTPOLE_KEYS = ("cart_mass", "pole_mass", "pole_length", "track", "physics_tim
 _CARTPOLE_NONNEG = ("cart_friction", "pole_friction")
 
 
-def _check_rig(raw, p: Path) -> RigSpec:
+def _check_rig(raw: object, p: Path) -> RigSpec:
     """A rig description with every key present, every number finite and in range: or one line."""
     from firmware_host.wire_spec import MAX_ACT, MAX_OBS
 
