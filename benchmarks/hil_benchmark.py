@@ -30,6 +30,17 @@ def bpd(*args: str) -> str:
     return p.stdout
 
 
+def _verified(export_dir: Path) -> bool:
+    from bpd.errors import BpdError
+    from export.verify import verify_export
+
+    try:
+        verify_export(export_dir)
+        return True
+    except BpdError:
+        return False
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, default=HERE / "work" / "cartpole")
@@ -47,7 +58,7 @@ def main() -> None:
         shutil.rmtree(w / "run", ignore_errors=True)
         bpd("distill", "--teacher", str(w / "teacher.npz"), "--dataset", str(w / "dataset.npz"),
             "--out", str(w / "run"), "--no-progress")
-    if not (w / "export" / "export.json").exists():
+    if not _verified(w / "export"):  # missing, or made by an older bpd without the records consumers check
         bpd("export", str(w / "run"), "--out", str(w / "export"))
     teacher = json.loads(bpd("evaluate", str(w / "teacher.npz"), "--episodes", "10", "--json"))
     student = json.loads(bpd("evaluate", str(w / "export"), "--episodes", "10", "--json"))

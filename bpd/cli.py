@@ -6,7 +6,7 @@ import argparse
 import json
 import os
 import sys
-from typing import Callable
+from typing import Callable, NoReturn
 
 from bpd import __version__
 from bpd.config import add_arguments, from_namespace
@@ -135,10 +135,18 @@ def _extra_commands() -> dict:
     return cmds
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with bad flags reported as one line, like every other bad input (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        message = " ".join(message.split())
+        self.exit(2, f"bpd: error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     import importlib
 
-    parser = argparse.ArgumentParser(prog="bpd", description="Bayesian Policy Distillation: from a teacher "
+    parser = _Parser(prog="bpd", description="Bayesian Policy Distillation: from a teacher "
                                      "policy to a sparse controller on a microcontroller.")
     parser.add_argument("--version", action="version", version=f"bpd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -175,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bpd: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # the environment refused: a full disk, a read-only place, a vanished file
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"bpd: error: {where}{e.strerror or e.__class__.__name__}", file=sys.stderr)
+        return 1
     except Exception as e:  # a bug, not bad input: one line unless asked for the traceback
         if os.environ.get("BPD_DEBUG"):
             raise

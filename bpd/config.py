@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import typing
 from typing import Any, get_args, get_origin
+
+from bpd.errors import BpdError
 
 
 def field(default: Any = dataclasses.MISSING, help: str = "", choices: tuple | None = None,
@@ -57,7 +60,47 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
 
 
 def from_namespace(cls: type, ns: argparse.Namespace) -> Any:
-    return cls(**{f.name: getattr(ns, f.name) for f in dataclasses.fields(cls)})
+    """The config of a parsed command line; every float given must be finite."""
+    cfg = cls(**{f.name: getattr(ns, f.name) for f in dataclasses.fields(cls)})
+    check_finite(cfg)
+    return cfg
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
+
+
+def flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def check_finite(cfg: Any) -> None:
+    """NaN or Inf in any float field (or list of floats) is a one-line error naming the flag."""
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        for x in (v if isinstance(v, list) else [v]):
+            if isinstance(x, float) and not math.isfinite(x):
+                raise BpdError(f"{flag_name(f.name)} must be a finite number (got {x})")
+
+
+def check_ranges(cfg: Any, rules: dict[str, tuple]) -> None:
+    """Check numeric fields against bounds: rules maps a field to (low, high), either None for open,
+    or (low, high, "open") to exclude the low bound. A None value (a default to be resolved) passes;
+    for a list every element is checked. The first violation is a one-line BpdError naming the flag."""
+    for name, rule in rules.items():
+        low, high, *kind = rule
+        v = getattr(cfg, name)
+        for x in (v if isinstance(v, list) else [v]):
+            if x is None:
+                continue
+            if isinstance(x, float) and not math.isfinite(x):
+                raise BpdError(f"{flag_name(name)} must be a finite number (got {x})")
+            if low is not None and (x <= low if kind else x < low):
+                raise BpdError(f"{flag_name(name)} must be {'above' if kind else 'at least'} {_num(low)} (got {_num(x)})")
+            if high is not None and x > high:
+                raise BpdError(f"{flag_name(name)} must be at most {_num(high)} (got {_num(x)})")
+        if isinstance(v, list) and not v:
+            raise BpdError(f"{flag_name(name)} needs at least one value")
 
 
 def to_dict(cfg: Any) -> dict:

@@ -8,7 +8,7 @@ from typing import Callable
 
 import numpy as np
 
-from bpd.config import field
+from bpd.config import check_ranges, field
 from bpd.errors import BpdError
 
 
@@ -31,6 +31,8 @@ class Loaded:
     params_total: int
     params_nonzero: int
     extra: dict
+    obs_dim: int
+    act_dim: int
 
 
 def load_any(path: str | Path) -> Loaded:
@@ -52,7 +54,7 @@ def load_any(path: str | Path) -> Loaded:
         from training.teacher import load_teacher
         t = load_teacher(p)
         return Loaded("teacher", t.env_id, t.act, t.params_total, t.params_nonzero,
-                      {"algo": t.algo, "hidden": t.hidden})
+                      {"algo": t.algo, "hidden": t.hidden}, t.obs_dim, t.act_dim)
     if head[:2] == b"PK":
         return _student(p)
     raise BpdError(f"{p}: unrecognised model file")
@@ -66,41 +68,54 @@ def _student(path: Path) -> Loaded:
     extra = {"hidden": pol.hidden, "threshold": meta["threshold"], "teacher_params_total": teacher_total,
              "nonzero_vs_teacher": pol.params_nonzero / teacher_total if teacher_total else None,
              "compression_vs_teacher": teacher_total / max(pol.params_nonzero, 1) if teacher_total else None}
-    return Loaded("student", meta["env_id"], pol.act, pol.params_total, pol.params_nonzero, extra)
+    return Loaded("student", meta["env_id"], pol.act, pol.params_total, pol.params_nonzero, extra, pol.obs_dim,
+                  pol.act_dim)
 
 
 def _onnx(path: Path) -> Loaded:
+    """An .onnx file: inside an export directory the whole export is verified first, a lone file's
+    weights are checked against the model hash recorded in it."""
     from export.onnx_export import OnnxPolicy
+    from export.verify import verify_export, verify_onnx
+
+    if path.name == "policy.onnx" and (path.parent / "export.json").is_file():
+        verify_export(path.parent)
+    verify_onnx(path)
     pol = OnnxPolicy(path)
     import onnx.numpy_helper as nh
     weights = [nh.to_array(t) for t in pol.model.graph.initializer if t.name[:1] in "WB" and t.name[1:].isdigit()]
     total = sum(w.size for w in weights)
     nonzero = sum(int(np.count_nonzero(w)) for w in weights)
     return Loaded("onnx", pol.meta.get("env_id", ""), pol.act, total, nonzero,
-                  {"model_hash": pol.meta.get("model_hash")})
+                  {"model_hash": pol.meta.get("model_hash")}, int(pol.obs_dim), int(pol.meta.get("act_dim", 1)))
 
 
 def _export_dir(path: Path) -> Loaded:
     """The exported C kernel itself, compiled on the host and called through ctypes."""
-    import json
     from export.c_export import CPolicy
-    info = json.loads((path / "export.json").read_text())
+    from export.verify import verify_export
+    info = verify_export(path)
     pol = CPolicy(path)
     if pol.model_hash != info["model_hash"]:
         raise BpdError(f"{path}: policy_weights.c does not match export.json (model hash differs)")
     return Loaded("c", info["env_id"], pol.act, info["params_total"], info["params_nonzero"],
                   {"model_hash": info["model_hash"], "widths": info["widths"],
-                   "source_params_total": info["source_params_total"]})
+                   "source_params_total": info["source_params_total"]}, pol.obs_dim, pol.act_dim)
 
 
 def run_evaluate(cfg: EvaluateConfig) -> dict:
     """Return distribution (mean, std, min, quartiles), early terminations and size of a model."""
-    from training.envs import rollouts
+    from training.envs import make_env, rollouts
 
-    if cfg.episodes < 1:
-        raise BpdError("--episodes must be at least 1")
+    check_ranges(cfg, {"episodes": (1, 100_000), "seed": (0, 2**31 - 1)})
     m = load_any(cfg.model)
     env_id = cfg.env or m.env_id
+    env = make_env(env_id)
+    od, ad = env.observation_space.shape[0], env.action_space.shape[0]
+    env.close()
+    if (od, ad) != (m.obs_dim, m.act_dim):
+        raise BpdError(f"{cfg.model}: the {m.kind} maps {m.obs_dim} observations to {m.act_dim} actions, "
+                       f"{env_id} has {od} and {ad}")
     ep = rollouts(env_id, m.act, cfg.episodes, cfg.seed)
     return {"model": str(cfg.model), "kind": m.kind, "env_id": env_id} | ep.summary() | {
         "params_total": m.params_total, "params_nonzero": m.params_nonzero,

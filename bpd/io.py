@@ -111,3 +111,117 @@ def save_png(fig, path: str | os.PathLike, dpi: int = 100) -> None:
     fig.savefig(buf, format="png", dpi=dpi)
     plt.close(fig)
     atomic_write(path, lambda f: f.write(buf.getvalue()))
+
+
+def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
+    """Parse a JSON file written by bpd; a missing or corrupt file is a one-line BpdError."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise BpdError(f"{path}: no such file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BpdError(f"{path}: corrupt {what} (not valid JSON)") from None
+    except OSError as e:
+        raise BpdError(f"{path}: cannot be read ({e.strerror or e.__class__.__name__})") from None
+
+
+def _existing_ancestor(p: Path) -> Path:
+    parent = p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    return parent
+
+
+def _writable(d: Path) -> bool:
+    """Whether a file can be created in directory d (tried, not guessed: root ignores mode bits)."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".bpd-probe-", dir=d)
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(tmp)
+    return True
+
+
+def check_output_path(path: str | os.PathLike) -> None:
+    """Fail before any work if `path` cannot be written as a file."""
+    p = Path(path)
+    if p.is_dir():
+        raise BpdError(f"{p}: is a directory, expected a file path")
+    parent = _existing_ancestor(p)
+    if not parent.is_dir():
+        raise BpdError(f"{p}: cannot be created ({parent} is not a directory)")
+    if not _writable(parent):
+        raise BpdError(f"{p}: cannot be written ({parent} is not writable)")
+
+
+def check_output_dir(path: str | os.PathLike) -> None:
+    """Fail before any work if `path` cannot be created, or written, as a directory."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise BpdError(f"{p}: exists and is not a directory")
+    parent = _existing_ancestor(p)
+    if not parent.is_dir():
+        raise BpdError(f"{p}: cannot be created ({parent} is not a directory)")
+    for d in [parent] + ([p] if p.is_dir() else []):
+        if not _writable(d):
+            raise BpdError(f"{p}: cannot be written ({d} is not writable)")
+
+
+class StagedDir:
+    """A directory built beside its final place and swapped in only when complete.
+
+        with StagedDir("export") as stage:   # stage.path: an empty sibling directory .export.stage-XXXX
+            ...write files into stage.path...
+            stage.commit()                   # the previous export is replaced only now
+
+    Leaving the block without commit() (any exception) removes the stage: the previous directory,
+    if any, stays byte for byte and no partial directory is left behind.
+    """
+
+    def __init__(self, final: str | os.PathLike) -> None:
+        self.final = Path(final)
+        self.path: Path | None = None
+        self.committed = False
+        self.created: list[Path] = []  # parent directories made for the stage, deepest first
+
+    def __enter__(self) -> "StagedDir":
+        p = self.final.parent
+        while not p.exists():
+            self.created.append(p)
+            p = p.parent
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        self.path = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.stage-", dir=self.final.parent))
+        return self
+
+    def commit(self) -> None:
+        """Swap the stage into the final place (the old directory is removed after the swap)."""
+        import shutil
+
+        assert self.path is not None
+        old = None
+        if self.final.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.old-", dir=self.final.parent))
+            os.replace(self.final, old / "d")
+        try:
+            os.replace(self.path, self.final)
+        except BaseException:
+            if old is not None:
+                os.replace(old / "d", self.final)
+                old.rmdir()
+            raise
+        self.committed = True
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def __exit__(self, *exc) -> None:
+        import shutil
+
+        if not self.committed and self.path is not None:
+            shutil.rmtree(self.path, ignore_errors=True)
+            for d in self.created:
+                try:
+                    d.rmdir()
+                except OSError:
+                    break

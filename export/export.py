@@ -21,12 +21,13 @@ import numpy as np
 import torch
 
 import bpd
-from bpd.config import field
+from bpd.config import check_ranges, field
 from bpd.errors import BpdError
-from bpd.io import sha256_file, write_json
+from bpd.io import StagedDir, check_output_dir, read_json, sha256_file, write_json
 from export.c_export import CPolicy, LayerPlan, generate_c, model_hash
 from export.collapse import CollapsedNet, collapse
 from export.onnx_export import OnnxPolicy, build_onnx, reference_evaluator_run, save_onnx
+from export.verify import manifest, verify_export
 from training.mlp import MLPPolicy
 
 PARITY_TOL = 1e-5
@@ -66,7 +67,9 @@ def load_source(path: str | Path) -> Source:
     run_cfg: dict = {}
     if p.is_dir():
         if (p / "config.json").is_file():
-            run_cfg = json.loads((p / "config.json").read_text())
+            run_cfg = read_json(p / "config.json", "run configuration")
+            if not isinstance(run_cfg, dict):
+                raise BpdError(f"{p / 'config.json'}: corrupt run configuration")
         p = p / "student.pt"
     if not p.is_file():
         raise BpdError(f"{path}: no student or teacher file there")
@@ -149,12 +152,37 @@ def totals(net: CollapsedNet, plans: list[LayerPlan]) -> dict:
             "nonzero_weights": sum(p.nnz for p in plans), "params_nonzero": net.params_nonzero}
 
 
+def check_export_out(out: Path) -> None:
+    """The export directory may be new, empty or a previous export (replaced only on success)."""
+    check_output_dir(out)
+    if out.is_dir() and any(out.iterdir()) and not (out / "export.json").is_file():
+        raise BpdError(f"{out}: exists and is not an export directory; choose another --out or remove it")
+
+
+def _check_config(cfg: ExportConfig) -> None:
+    check_ranges(cfg, {"parity_samples": (1, 10_000_000), "episodes": (0, 100_000), "seed": (0, 2**31 - 1)})
+    for flag, path in (("--dataset", cfg.dataset), ("--teacher", cfg.teacher)):
+        if path is not None and not Path(path).is_file():
+            raise BpdError(f"{path}: no such file ({flag})")
+
+
 def run_export(cfg: ExportConfig) -> dict:
+    """Export into a staging directory beside --out and swap it in only once parity passed and the
+    staged export verifies: a failed export leaves any previous one byte for byte, and nothing else."""
+    _check_config(cfg)
+    out = Path(cfg.out)
+    check_export_out(out)
+    with StagedDir(out) as stage:
+        report = _write_export(cfg, stage.path)
+        verify_export(stage.path)
+        stage.commit()
+    return report
+
+
+def _write_export(cfg: ExportConfig, out: Path) -> dict:
     t0 = time.time()
     src = load_source(cfg.source)
     net = collapse(src.policy)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     command = "bpd export " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["export"] \
         else f"bpd export {shlex.quote(str(cfg.source))} --out {shlex.quote(str(cfg.out))}"
     mh = model_hash(net)
@@ -217,6 +245,8 @@ def run_export(cfg: ExportConfig) -> dict:
                 r, _ = evaluate(src.env_id, fn, cfg.episodes, seed=cfg.seed + 5000)
                 rets[name] = {"return_mean": float(np.mean(r)), "return_std": float(np.std(r))}
         report["returns"] = rets | {"episodes": cfg.episodes}
+    report["seconds"] = round(time.time() - t0, 2)
+    write_json(out / "export_report.json", report)
     write_json(out / "export.json", {"format": "bpd-export", "format_version": 1, "env_id": src.env_id,
                                      "obs_dim": net.obs_dim, "act_dim": net.act_dim, "model_hash": mh,
                                      "source_sha256": src.sha256, "source": str(src.path), "kind": src.kind,
@@ -224,9 +254,7 @@ def run_export(cfg: ExportConfig) -> dict:
                                      "action_low": net.action_low, "action_high": net.action_high,
                                      "params_total": net.params_total, "params_nonzero": net.params_nonzero,
                                      "source_params_total": src.policy.params_total, "bpd_version": bpd.__version__,
-                                     "command": command})
-    report["seconds"] = round(time.time() - t0, 2)
-    write_json(out / "export_report.json", report)
+                                     "command": command, "parity": parity, "files": manifest(out)})
     return report
 
 

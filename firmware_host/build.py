@@ -191,7 +191,12 @@ class FirmwareBuildConfig:
 
 
 def firmware_build(cfg: FirmwareBuildConfig) -> dict:
+    from bpd.io import check_output_dir
+    from export.verify import verify_export
+
+    verify_export(cfg.export)  # parity passed and the files are the ones it checked
     out = Path(cfg.out or Path(cfg.export) / f"build-{cfg.target}-{cfg.image}")
+    check_output_dir(out)
     build = build_firmware_image if cfg.image == "firmware" else build_bpd_image
     img = build(Path(cfg.export), cfg.target, out, cfg.fast_tanh)
     rep = image_report(img, ["policy", "policy_weights"]) | {"image": cfg.image,

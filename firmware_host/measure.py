@@ -195,15 +195,21 @@ def run_bench(cfg: BenchConfig) -> dict:
     from export.export import ExportConfig, load_source, run_export
     from export.onnx_export import OnnxPolicy
 
+    from bpd.config import check_ranges
+    from bpd.io import check_output_dir
+    from export.verify import verify_export
+
+    check_ranges(cfg, {"samples": (1, 100_000), "host_iters": (1, 100_000_000), "seed": (0, 2**31 - 1)})
     exp = Path(cfg.export)
-    if not (exp / "export.json").is_file():
-        raise BpdError(f"{exp}: not an export directory (run `bpd export` first)")
+    info = verify_export(exp)  # parity passed and the files are the ones it checked
     for t in cfg.targets:
         if t not in EMU_TARGETS:
             raise BpdError(f"unknown target {t!r}; choose from {', '.join(EMU_TARGETS)}")
+    if cfg.teacher is not None and not Path(cfg.teacher).is_file():
+        raise BpdError(f"{cfg.teacher}: no such file (--teacher)")
     out = Path(cfg.out)
+    check_output_dir(out)
     work = out / "work"
-    info = json.loads((exp / "export.json").read_text())
     networks = {"student": exp}
     if (exp / "int8" / "policy_weights.c").is_file():
         networks["student_int8"] = exp / "int8"

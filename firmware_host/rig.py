@@ -72,13 +72,89 @@ def load_rig(name_or_path: str | Path) -> RigSpec:
         raise BpdError(f"no rig {str(name_or_path)!r} (known: {known}; or give a YAML path)")
     try:
         raw = yaml.safe_load(p.read_text())
-        spec = RigSpec(raw["name"], raw["plant"], int(raw["period_us"]), raw)
-        _ = spec.limits["action"], spec.limits["position"], spec.limits["angle"], spec.sensors["counts_per_unit"]
-    except (yaml.YAMLError, KeyError, TypeError, ValueError) as e:
-        raise BpdError(f"{p}: not a valid rig description ({e.__class__.__name__}: {e})") from None
-    if spec.plant not in ("gym-inverted-pendulum", "cartpole"):
-        raise BpdError(f"{p}: unknown plant {spec.plant!r}")
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = " ".join(str(getattr(e, "problem", None) or e).split())
+        raise BpdError(f"{p}: YAML syntax error{where}: {problem}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise BpdError(f"{p}: cannot be read ({e.__class__.__name__})") from None
+    spec = _check_rig(raw, p)
     return spec
+
+
+PLANT_POSITIONS = {"gym-inverted-pendulum": 2, "cartpole": 2}  # position sensors (joints) of each plant
+_CARTPOLE_KEYS = ("cart_mass", "pole_mass", "pole_length", "track", "physics_timestep")  # > 0
+_CARTPOLE_NONNEG = ("cart_friction", "pole_friction")
+
+
+def _check_rig(raw: object, p: Path) -> RigSpec:
+    """A rig description with every key present, every number finite and in range: or one line."""
+    from firmware_host.wire_spec import MAX_ACT, MAX_OBS
+
+    def bad(msg: str) -> BpdError:
+        return BpdError(f"{p}: not a valid rig description: {msg}")
+
+    def number(v, key: str, low: float | None = None, strict: bool = True) -> float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise bad(f"{key} must be a finite number (got {v!r})")
+        if low is not None and (v <= low if strict else v < low):
+            raise bad(f"{key} must be {'above' if strict else 'at least'} {low:g} (got {v!r})")
+        return float(v)
+
+    if not isinstance(raw, dict):
+        raise bad("expected a mapping of keys")
+    for key in ("name", "plant", "period_us", "limits", "sensors"):
+        if key not in raw:
+            raise bad(f"missing key {key!r}")
+    if raw["plant"] not in PLANT_POSITIONS:
+        raise BpdError(f"{p}: unknown plant {raw['plant']!r}")
+    period = number(raw["period_us"], "period_us", 50, strict=False)
+    if period != int(period) or period > 10_000_000:
+        raise bad(f"period_us must be a whole number of microseconds up to 10 s (got {raw['period_us']!r})")
+    lim, sc = raw["limits"], raw["sensors"]
+    if not isinstance(lim, dict) or not isinstance(sc, dict):
+        raise bad("limits and sensors must be mappings")
+    for key in ("action", "position", "angle"):
+        if key not in lim:
+            raise bad(f"missing key limits.{key}")
+        number(lim[key], f"limits.{key}", 0)
+    if "counts_per_unit" not in sc or "measured_velocity" not in sc:
+        raise bad("sensors needs counts_per_unit and measured_velocity")
+    cpu = sc["counts_per_unit"]
+    want = PLANT_POSITIONS[raw["plant"]]
+    if not isinstance(cpu, list) or len(cpu) != want or 2 * len(cpu) > MAX_OBS:
+        raise bad(f"sensors.counts_per_unit must list {want} values, one per position of the "
+                  f"{raw['plant']} plant (got {cpu!r})")
+    for i, c in enumerate(cpu):
+        number(c, f"sensors.counts_per_unit[{i}]", 0, strict=False)
+    noise = sc.get("noise_std", [0.0] * (2 * want))
+    if not isinstance(noise, list) or not noise or len(noise) > 2 * want:
+        raise bad(f"sensors.noise_std must list at most {2 * want} values")
+    for i, x in enumerate(noise):
+        number(x, f"sensors.noise_std[{i}]", 0, strict=False)
+    if "velocity_filter_hz" in sc:
+        number(sc["velocity_filter_hz"] or 0, "sensors.velocity_filter_hz", 0, strict=False)
+    acts = raw.get("actuators", 1)
+    if acts != 1 or acts > MAX_ACT:
+        raise bad(f"actuators must be 1 for the {raw['plant']} plant (got {acts!r})")
+    for key, low in (("watchdog_ticks", 1), ("max_episode_steps", 1), ("frame_skip", 1)):
+        if key in raw:
+            v = number(raw[key], key, low, strict=False)
+            if v != int(v) or v > 1_000_000_000:
+                raise bad(f"{key} must be a whole number (got {raw[key]!r})")
+    if "reset_noise" in raw:
+        number(raw["reset_noise"], "reset_noise", 0, strict=False)
+    if raw["plant"] == "cartpole":
+        for key in _CARTPOLE_KEYS + _CARTPOLE_NONNEG:
+            if key not in raw:
+                raise bad(f"missing key {key!r} (the cartpole plant needs it)")
+            number(raw[key], key, 0, strict=key in _CARTPOLE_KEYS)
+    baud = (raw.get("serial") or {}).get("baud", 921600) if isinstance(raw.get("serial", {}), dict) else None
+    if baud is None:
+        raise bad("serial must be a mapping")
+    number(baud, "serial.baud", 0)
+    return RigSpec(str(raw["name"]), raw["plant"], int(period), raw)
 
 
 # ------------------------------------------------------------------ plant

@@ -19,7 +19,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from bpd.config import field
+from bpd.config import check_ranges, field
 from bpd.errors import BpdError
 from firmware_host.rig import Plant, RigSpec, SoftwareDevice, build_device_library, load_rig
 
@@ -211,8 +211,17 @@ class SimRig:
 
 
 def rig_sim(cfg: RigSimConfig) -> None:
-    if cfg.drop_rate < 0 or cfg.corrupt_rate < 0 or cfg.drop_rate + cfg.corrupt_rate > 1:
+    check_ranges(cfg, {"period_us": (50, 10_000_000), "link_delay_ms": (0, 10_000), "drop_rate": (0, 1),
+                       "corrupt_rate": (0, 1), "actuation_latency_us": (0, 10_000_000), "stall_at": (0, None),
+                       "stall_for": (0, None), "disconnect_at": (0, None), "restart_at": (0, None),
+                       "duration": (0, None), "seed": (0, 2**31 - 1)})
+    if cfg.drop_rate + cfg.corrupt_rate > 1:
         raise BpdError("--drop-rate and --corrupt-rate must be probabilities")
+    if cfg.policy is not None:
+        from export.verify import verify_export
+        verify_export(cfg.policy)  # only a checked export is compiled into the device
+    from bpd.io import check_output_dir
+    check_output_dir(cfg.build_dir)
     rig = SimRig(cfg)
     stop = {"flag": False}
 

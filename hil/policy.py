@@ -3,7 +3,6 @@ on its policy.onnx by default, or the exported C kernel through ctypes)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -24,23 +23,25 @@ class HostPolicy:
 
 
 def load_host_policy(path: str | Path, runtime: str = "onnxruntime") -> HostPolicy:
+    """The policy of an export directory (or its policy.onnx), verified before use: an export without a
+    passed parity check, or whose files differ from those it recorded, never drives a rig."""
     from export.onnx_export import OnnxPolicy
+    from export.verify import verify_export
 
     p = Path(path)
-    if p.is_dir():
-        if not (p / "export.json").is_file():
-            raise BpdError(f"{p}: not an export directory (no export.json)")
-        info = json.loads((p / "export.json").read_text())
-        if runtime == "c":
-            from export.c_export import CPolicy
-            c = CPolicy(p)
-            return HostPolicy(c.act, c.obs_dim, c.act_dim, info["model_hash"], "c", str(p))
-        o = OnnxPolicy(p / "policy.onnx")
-        return HostPolicy(o.act, info["obs_dim"], info["act_dim"], info["model_hash"], "onnxruntime", str(p))
-    if p.suffix == ".onnx":
+    if p.suffix == ".onnx" and p.is_file():
         if runtime == "c":
             raise BpdError("the C runtime needs an export directory, not an .onnx file")
-        o = OnnxPolicy(p)
-        return HostPolicy(o.act, int(o.meta.get("obs_dim", o.obs_dim)), int(o.meta.get("act_dim", 1)),
-                          o.meta.get("model_hash"), "onnxruntime", str(p))
-    raise BpdError(f"{p}: give an export directory or an .onnx file")
+        if p.name != "policy.onnx" or not (p.parent / "export.json").is_file():
+            raise BpdError(f"{p}: an .onnx file outside its export directory has no parity record; "
+                           "give the export directory")
+        p = p.parent
+    if not p.is_dir():
+        raise BpdError(f"{p}: give an export directory or its policy.onnx")
+    info = verify_export(p)
+    if runtime == "c":
+        from export.c_export import CPolicy
+        c = CPolicy(p)
+        return HostPolicy(c.act, c.obs_dim, c.act_dim, info["model_hash"], "c", str(p))
+    o = OnnxPolicy(p / "policy.onnx")
+    return HostPolicy(o.act, int(info["obs_dim"]), int(info["act_dim"]), info["model_hash"], "onnxruntime", str(p))

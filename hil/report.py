@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import numpy as np
 
 from bpd.config import field
 from bpd.errors import BpdError
-from bpd.io import save_png, write_json
+from bpd.io import read_json, save_png, write_json
 
 
 @dataclass
@@ -26,15 +25,24 @@ def render(log_dir: str | Path) -> list[Path]:
     from hil.trial import read_ticks, timing_summary
 
     d = Path(log_dir)
+    if not d.is_dir():
+        raise BpdError(f"{d}: no such log directory")
     rows = read_ticks(d / "ticks.csv")
     if not rows:
         raise BpdError(f"{d}: no ticks.csv with rows")
     summ_path = d / "summary.json"
-    summary = json.loads(summ_path.read_text()) if summ_path.exists() else {}
-    period = float(summary.get("target_period_us") or np.median([float(r["device_period_us"]) for r in rows
-                                                                  if r["device_period_us"]]))
+    summary = read_json(summ_path, "trial summary") if summ_path.exists() else {}
+    if not isinstance(summary, dict):
+        raise BpdError(f"{summ_path}: corrupt trial summary (not a JSON object)")
+    periods = [float(r["device_period_us"]) for r in rows if r["device_period_us"]]
+    try:
+        period = float(summary.get("target_period_us") or (np.median(periods) if periods else 0))
+    except (TypeError, ValueError):
+        period = 0.0
+    if not np.isfinite(period) or period <= 0:
+        raise BpdError(f"{summ_path}: no valid target period recorded and none in the log")
     summary["timing"] = timing_summary(d / "ticks.csv", int(period))
-    write_json(summ_path, summary)
+    figures = []
     col = lambda k: np.array([float(r[k]) if r[k] != "" else np.nan for r in rows])
     out = []
     fig, axes = plt.subplots(2, 3, figsize=(12, 6))
@@ -47,14 +55,14 @@ def render(log_dir: str | Path) -> list[Path]:
         ax.set_title(label)
         ax.set_yscale("log")
     out.append(d / "timing_histograms.png")
-    save_png(fig, out[-1], dpi=90)
+    figures.append(fig)
     fig, ax = plt.subplots(figsize=(10, 3.5))
     ax.plot(col("device_period_us"), lw=0.6)
     ax.axhline(period, color="k", ls="--", lw=0.8)
     ax.set_xlabel("tick")
     ax.set_ylabel("device period (us)")
     out.append(d / "period.png")
-    save_png(fig, out[-1], dpi=90)
+    figures.append(fig)
     ep = col("episode")
     for e in np.unique(ep):
         m = ep == e
@@ -66,5 +74,8 @@ def render(log_dir: str | Path) -> list[Path]:
             a.set_ylabel(lab)
         axs[2].set_xlabel("step")
         out.append(d / f"trajectory_ep{int(e)}.png")
-        save_png(fig, out[-1], dpi=90)
+        figures.append(fig)
+    for fig, path in zip(figures, out):  # written only once every figure was drawn
+        save_png(fig, path, dpi=90)
+    write_json(summ_path, summary)
     return out

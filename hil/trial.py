@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 import bpd
-from bpd.config import field
+from bpd.config import check_ranges, field
 from bpd.errors import BpdError
-from bpd.io import write_json
+from bpd.io import check_output_dir, write_json
 from firmware_host.rig import load_rig
 from firmware_host.wire_spec import FLAGS
 from hil.link import DeviceFault, DeviceLink, LinkError
@@ -57,12 +57,10 @@ class TickLog:
     """ticks.csv written row by row: a crash or a pulled cable loses nothing already received."""
 
     def __init__(self, path: Path) -> None:
-        new = not path.exists()
-        self.f = open(path, "a", newline="")
+        self.f = open(path, "x", newline="")  # a new file: a trial never appends to another's log
         self.w = csv.writer(self.f)
-        if new:
-            self.f.write("# units: " + ", ".join(f"{n}={u or '-'}" for n, u in COLUMNS) + "\n")
-            self.w.writerow([n for n, _ in COLUMNS])
+        self.f.write("# units: " + ", ".join(f"{n}={u or '-'}" for n, u in COLUMNS) + "\n")
+        self.w.writerow([n for n, _ in COLUMNS])
         self.rows = 0
 
     def add(self, row: list) -> None:
@@ -88,21 +86,41 @@ def _stats(x: list[float]) -> dict:
             "p99": float(np.percentile(a, 99)), "max": float(a.max()), "mean": float(a.mean())}
 
 
+def check_trial(cfg: HilRunConfig) -> tuple:
+    """Everything a trial needs, checked before a rig starts or a file is written: option ranges, the
+    rig, the policy (a verified export) and a log directory that is new or empty. Logs go straight into
+    it (not staged) so that a trial killed outright still leaves every tick it received. Returns the
+    rig and the loaded policy."""
+    check_ranges(cfg, {"episodes": (1, 1_000_000), "period_us": (50, 10_000_000), "steps": (1, 100_000_000),
+                       "seed": (0, 2**31 - 1), "baud": (50, 100_000_000), "stall_timeout": (0, 3600, "open")})
+    out = Path(cfg.out)
+    check_output_dir(out)
+    if out.is_dir() and any(out.iterdir()):
+        kind = "holds a trial already" if (out / "ticks.csv").exists() else "is not empty"
+        raise BpdError(f"{out}: {kind}; choose another --out (a trial never writes into an existing one)")
+    return load_rig(cfg.rig), load_host_policy(cfg.policy, cfg.runtime)
+
+
 def run_trial(cfg: HilRunConfig) -> dict:
+    spec, pol = check_trial(cfg)  # host mode runs the policy; device mode checks its hash and sizes
     if cfg.port == "sim":
         with simulated_rig(cfg) as port:
-            return run_trial(HilRunConfig(**(vars(cfg) | {"port": port})))
-    spec = load_rig(cfg.rig)
+            return _run_trial(HilRunConfig(**(vars(cfg) | {"port": port})), spec, pol)
+    return _run_trial(cfg, spec, pol)
+
+
+def _run_trial(cfg: HilRunConfig, spec, pol) -> dict:
     period = int(cfg.period_us or spec.period_us)
     steps = int(cfg.steps or spec.raw.get("max_episode_steps", 1000))
-    pol = load_host_policy(cfg.policy, cfg.runtime)  # host mode runs it; device mode checks its hash and sizes
-    if cfg.episodes < 1:
-        raise BpdError("--episodes must be at least 1")
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     lim = spec.limits
     link = DeviceLink(cfg.port, cfg.baud or int(spec.raw.get("serial", {}).get("baud", 921600)))
-    log = TickLog(out / "ticks.csv")
+    try:  # only once the port opened: a refused port leaves no log directory
+        out.mkdir(parents=True, exist_ok=True)
+        log = TickLog(out / "ticks.csv")
+    except BaseException:
+        link.close()
+        raise
     episodes: list[dict] = []
     summary: dict = {"config": vars(cfg), "rig": spec.name, "target_period_us": period, "episodes": episodes,
                      "low_latency": link.low_latency, "environment": _environment()}
@@ -271,8 +289,31 @@ def timing_summary(csv_path: Path, period_us: int) -> dict:
 
 
 def read_ticks(path: Path) -> list[dict]:
+    """The rows of a tick log. A last row cut short (the trial was killed while writing it) is dropped;
+    any other malformed row is a one-line BpdError."""
     if not path.exists():
         return []
-    with open(path, newline="") as f:
-        lines = [l for l in f if not l.startswith("#")]
-    return list(csv.DictReader(lines))
+    try:
+        with open(path, newline="") as f:
+            lines = [l for l in f if not l.startswith("#")]
+    except UnicodeDecodeError:
+        raise BpdError(f"{path}: not a tick log (not text)") from None
+    if not lines:
+        return []
+    reader = csv.DictReader(lines)
+    names = [n for n, _ in COLUMNS]
+    if reader.fieldnames != names:
+        raise BpdError(f"{path}: not a tick log (unexpected header)")
+    rows = list(reader)
+    for i, r in enumerate(rows):
+        ok = None not in r and all(v is not None for v in r.values())
+        if ok:
+            try:
+                [float(v) for v in r.values() if v != ""]
+            except ValueError:
+                ok = False
+        if not ok:
+            if i == len(rows) - 1 and not lines[-1].endswith("\n"):
+                return rows[:-1]
+            raise BpdError(f"{path}: malformed row {i + 1} (the log is damaged)")
+    return rows

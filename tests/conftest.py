@@ -1,5 +1,7 @@
 import atexit
 import functools
+import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -45,7 +47,10 @@ def pendulum_export() -> Path:
     """The committed benchmark export (generated files only) with the current kernel beside it."""
     d = Path(tempfile.mkdtemp(prefix="bpd-fixture-")) / "pendulum_export"
     shutil.copytree(ROOT / "tests" / "fixtures" / "pendulum_export", d)
-    for f in ("policy.c", "policy.h"):
+    info = json.loads((d / "export.json").read_text())
+    for f in ("policy.c", "policy.h"):  # the kernel joins the export's file record as `bpd export` would add it
         shutil.copyfile(ROOT / "export" / f, d / f)
+        info["files"][f] = hashlib.sha256((d / f).read_bytes()).hexdigest()
+    (d / "export.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     atexit.register(shutil.rmtree, d.parent, True)
     return d

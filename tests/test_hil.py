@@ -3,7 +3,6 @@ the Gymnasium env over serial, handshake refusals, and a fault table that must e
 one-line error, a non-zero exit and the logs intact."""
 
 import json
-import shutil
 import signal
 import subprocess
 import time
@@ -86,12 +85,14 @@ def test_gymnasium_env_over_serial(rig):
 
 
 def test_refuses_mismatched_model_hash(rig, tmp_path):
+    """A valid export of another network for the same rig: the device's model hash tells them apart."""
+    from export.export import ExportConfig, run_export
+    from tests.test_bad_input import _hand_teacher
+
     r = rig("--lockstep", "--policy", str(FIX))
+    _hand_teacher(tmp_path / "teacher.npz")
     other = tmp_path / "other_export"
-    shutil.copytree(FIX, other)
-    info = json.loads((other / "export.json").read_text())
-    info["model_hash"] = "0" * 64
-    (other / "export.json").write_text(json.dumps(info))
+    run_export(ExportConfig(source=str(tmp_path / "teacher.npz"), out=str(other), episodes=0, parity_samples=200))
     p = run_bpd("hil", "run", "--port", r.path, "--rig", "gym-inverted-pendulum", "--policy", str(other),
                 "--mode", "device", "--out", str(tmp_path / "log"), check=False)
     assert p.returncode == 1 and "flash the matching firmware" in p.stderr and len(p.stderr.splitlines()) == 1

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from bpd.errors import BpdError
+from bpd.io import load_arrays, save_arrays
 from training.mlp import MLPPolicy
 from training.teacher import Teacher, TeacherImportConfig, import_sb3, load_teacher
 
@@ -49,10 +50,16 @@ def test_corrupt_and_wrong_files(tmp_path):
     with pytest.raises(BpdError, match="no metadata"):
         load_teacher(tmp_path / "plain.npz")
     t = hand_teacher()
-    t.weights[0][0, 0] = np.nan
-    t.save(tmp_path / "nan.npz")
+    t.save(tmp_path / "ok.npz")
+    meta, arrays = load_arrays(tmp_path / "ok.npz", "bpd-teacher")
+    arrays["W0"][0, 0] = np.nan  # written by something else: Teacher.save itself refuses NaN
+    save_arrays(tmp_path / "nan.npz", meta, arrays)
     with pytest.raises(BpdError, match="NaN"):
         load_teacher(tmp_path / "nan.npz")
+    t.weights[0][0, 0] = np.nan
+    with pytest.raises(BpdError, match="NaN"):
+        t.save(tmp_path / "never.npz")
+    assert not (tmp_path / "never.npz").exists()
 
 
 @pytest.mark.parametrize("algo", ["SAC", "TD3", "PPO"])

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 import bpd
-from bpd.config import field
+from bpd.config import check_ranges, field
 from bpd.errors import BpdError
-from bpd.io import load_arrays, save_arrays
+from bpd.io import check_output_path, load_arrays, save_arrays
 from training.envs import make_env
 from training.teacher import load_teacher, teacher_hash
 
@@ -66,10 +66,8 @@ class Dataset:
 def collect(cfg: CollectConfig) -> Dataset:
     from tqdm import tqdm
 
-    if cfg.steps < 1:
-        raise BpdError("--steps must be at least 1")
-    if cfg.noise < 0:
-        raise BpdError("--noise must be non-negative")
+    check_ranges(cfg, {"steps": (1, 100_000_000), "noise": (0, 10), "seed": (0, 2**31 - 1)})
+    check_output_path(cfg.out)
     teacher = load_teacher(cfg.teacher)
     env_id = cfg.env or teacher.env_id
     env = make_env(env_id, seed=cfg.seed)
@@ -110,6 +108,7 @@ def collect(cfg: CollectConfig) -> Dataset:
             "teacher_sha256": teacher_hash(cfg.teacher), "seed": cfg.seed, "noise": cfg.noise,
             "bpd_version": bpd.__version__}
     ds = Dataset(meta=meta, obs_mean=obs_mean, obs_std=obs_std, action_low=low, action_high=high, **buf)
+    check_dataset(ds, f"the dataset for {cfg.out}")  # nothing unreadable is ever written
     save_dataset(ds, cfg.out)
     return ds
 
@@ -124,22 +123,35 @@ def load_dataset(path: str | Path, obs_dim: int | None = None, act_dim: int | No
     missing = [k for k in Dataset.ARRAYS if k not in a]
     if missing:
         raise BpdError(f"{path}: dataset is missing {', '.join(missing)}")
-    ds = Dataset(meta=meta, **{k: a[k].astype(np.float32) for k in Dataset.ARRAYS})
-    n = len(ds.observations)
+    try:
+        ds = Dataset(meta=meta, **{k: a[k].astype(np.float32) for k in Dataset.ARRAYS})
+    except (TypeError, ValueError) as e:
+        raise BpdError(f"{path}: malformed dataset arrays ({e.__class__.__name__})") from None
+    check_dataset(ds, str(path))
     od, ad = meta.get("obs_dim"), meta.get("act_dim")
-    shapes = {"observations": (n, od), "next_observations": (n, od), "actions": (n, ad),
-              "teacher_actions": (n, ad), "rewards": (n,), "terminals": (n,), "truncations": (n,),
-              "obs_mean": (od,), "obs_std": (od,), "action_low": (ad,), "action_high": (ad,)}
-    for k, shape in shapes.items():
-        if getattr(ds, k).shape != shape:
-            raise BpdError(f"{path}: {k} has shape {getattr(ds, k).shape}, expected {shape}")
-    if n == 0:
-        raise BpdError(f"{path}: dataset is empty")
-    for k in Dataset.ARRAYS:
-        if not np.isfinite(getattr(ds, k)).all():
-            raise BpdError(f"{path}: {k} contains NaN or Inf")
     if obs_dim is not None and od != obs_dim:
         raise BpdError(f"{path}: observations have {od} dimensions, the teacher expects {obs_dim}")
     if act_dim is not None and ad != act_dim:
         raise BpdError(f"{path}: actions have {ad} dimensions, the teacher produces {act_dim}")
     return ds
+
+
+def check_dataset(ds: Dataset, where: str) -> None:
+    """Shapes agree with the recorded dimensions, it is not empty, every number is finite."""
+    n = len(ds.observations)
+    od, ad = ds.meta.get("obs_dim"), ds.meta.get("act_dim")
+    if not isinstance(od, int) or not isinstance(ad, int) or od < 1 or ad < 1:
+        raise BpdError(f"{where}: obs_dim and act_dim must be positive integers")
+    shapes = {"observations": (n, od), "next_observations": (n, od), "actions": (n, ad),
+              "teacher_actions": (n, ad), "rewards": (n,), "terminals": (n,), "truncations": (n,),
+              "obs_mean": (od,), "obs_std": (od,), "action_low": (ad,), "action_high": (ad,)}
+    for k, shape in shapes.items():
+        if getattr(ds, k).shape != shape:
+            raise BpdError(f"{where}: {k} has shape {getattr(ds, k).shape}, expected {shape}")
+    if n == 0:
+        raise BpdError(f"{where}: dataset is empty")
+    for k in Dataset.ARRAYS:
+        if not np.isfinite(getattr(ds, k)).all():
+            raise BpdError(f"{where}: {k} contains NaN or Inf")
+    if (ds.obs_std <= 0).any() or not (ds.action_high > ds.action_low).all():
+        raise BpdError(f"{where}: obs_std must be positive and action_low below action_high")

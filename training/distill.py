@@ -24,18 +24,19 @@ import torch
 import torch.nn.functional as F
 
 import bpd
-from bpd.config import field, to_dict
+from bpd.config import check_ranges, field, to_dict
 from bpd.errors import BpdError
-from bpd.io import atomic_write, save_png, sha256_file, write_json
+from bpd.io import atomic_write, check_output_dir, read_json, save_png, sha256_file, write_json
 from training.collect import Dataset, load_dataset
-from training.envs import evaluate, train_eval_seed
+from training.envs import evaluate, make_env, train_eval_seed
 from training.selection import RULES, Candidate, load_candidates, save_candidates, select
 from training.student import BayesianStudent, Critic, save_student
 from training.teacher import load_teacher
 
 SCHEDULES = ("linear", "constant", "exponential")
-# Fields that may differ between a run and its resumption.
-_RESUME_FREE = {"resume", "progress", "threads", "bpd_version"}
+# Fields that may differ between a run and its resumption: the teacher and dataset are compared by
+# content (their sha256), not by path, and the run directory may have moved.
+_RESUME_FREE = {"resume", "progress", "threads", "bpd_version", "out", "teacher", "dataset"}
 
 
 @dataclass
@@ -185,7 +186,23 @@ def _tensors(ds: Dataset) -> dict[str, torch.Tensor]:
 
 
 def _config_fingerprint(cfg: DistillConfig) -> dict:
-    return {k: v for k, v in to_dict(cfg).items() if k not in _RESUME_FREE}
+    """What must not change across a resumption: every option that shapes the result, plus the content
+    hashes of the teacher and the dataset."""
+    return {k: v for k, v in to_dict(cfg).items() if k not in _RESUME_FREE} | {
+        "teacher_sha256": sha256_file(cfg.teacher), "dataset_sha256": sha256_file(cfg.dataset)}
+
+
+def _check_config(cfg: DistillConfig) -> None:
+    """Every numeric option within its range, before anything is read or written."""
+    check_ranges(cfg, {
+        "hidden": (1, 4096), "critic_hidden": (1, 4096), "alpha": (0, 1e6), "bc_weight": (0, 1e6),
+        "eta_max": (0, 1e6), "eta_ramp": (0, 1), "kl_scale": (0, 1e6, "open"), "threshold": (-50, 50),
+        "log_alpha_clip": (0, 100, "open"), "init_log_sigma2": (-50, 10), "steps": (1, 100_000_000),
+        "batch": (1, 1_000_000), "actor_lr": (0, 1, "open"), "critic_lr": (0, 1, "open"), "gamma": (0, 1),
+        "tau": (0, 1, "open"), "policy_noise": (0, 10), "noise_clip": (0, 10), "policy_freq": (1, 1_000_000),
+        "eval_every": (1, None), "eval_episodes": (1, 10_000), "checkpoint_every": (1, None),
+        "seed": (0, 2**31 - 1), "threads": (1, 1024), "select_tol": (0, 1), "select_episodes": (1, 10_000),
+        "select_shortlist": (1, 10_000), "keep_return": (0, 2, "open")})
 
 
 METRIC_FIELDS = ["step", "time_s", "losses/critic", "losses/actor", "losses/bc", "losses/q", "losses/kl", "eta",
@@ -210,17 +227,17 @@ def distill(cfg: DistillConfig) -> dict:
     """Train a BPD student; resumable; returns the run summary."""
     from tqdm import tqdm
 
-    if cfg.steps < 1 or cfg.batch < 1 or cfg.eval_every < 1 or cfg.checkpoint_every < 1 or cfg.policy_freq < 1:
-        raise BpdError("--steps, --batch, --eval-every, --checkpoint-every and --policy-freq must be positive")
-    if cfg.select_episodes < 1 or cfg.select_shortlist < 1 or not 0 <= cfg.select_tol < 1:
-        raise BpdError("--select-episodes and --select-shortlist must be positive and --select-tol in [0, 1)")
-    if cfg.keep_return is not None and not 0 < cfg.keep_return <= 2:
-        raise BpdError("--keep-return is a fraction of the teacher's return, e.g. 0.95")
-    if not cfg.hidden or min(cfg.hidden) < 1:
-        raise BpdError("--hidden needs at least one positive width")
+    _check_config(cfg)
+    check_output_dir(cfg.out)
     teacher = load_teacher(cfg.teacher)
     ds = load_dataset(cfg.dataset, teacher.obs_dim, teacher.act_dim)
     env_id = cfg.env or ds.meta["env_id"]
+    env = make_env(env_id)
+    dims = env.observation_space.shape[0], env.action_space.shape[0]
+    env.close()
+    if dims != (teacher.obs_dim, teacher.act_dim):
+        raise BpdError(f"{env_id} maps {dims[0]} observations to {dims[1]} actions, the teacher "
+                       f"{teacher.obs_dim} to {teacher.act_dim}")
     run = Run(cfg.out)
     _prepare_run_dir(run, cfg)
     torch.set_num_threads(cfg.threads)
@@ -233,7 +250,7 @@ def distill(cfg: DistillConfig) -> dict:
     candidates: list[Candidate] = []
     if cfg.resume and run.checkpoint.exists():
         ck = _load_checkpoint(run.checkpoint)
-        trainer.load_state_dict(ck["trainer"])
+        _restore(trainer, ck, run.checkpoint)
         gen.set_state(ck["generator"])
         torch.set_rng_state(ck["torch_rng"])
         elapsed = float(ck["elapsed"])
@@ -317,28 +334,46 @@ def distill(cfg: DistillConfig) -> dict:
 
 
 def _prepare_run_dir(run: Run, cfg: DistillConfig) -> None:
+    """Check the run directory against this configuration, then record the configuration in it.
+
+    Called once every input has been checked, so a run that fails on bad input leaves nothing behind.
+    config.json holds the resolved options the run began with (paths included, for the commands that
+    read them) and the content hashes; a resumption compares only the fingerprint and writes nothing,
+    so a moved run directory or a teacher and dataset under other paths resume, while different
+    content under the same path does not."""
     fp = _config_fingerprint(cfg)
     if run.config.exists():
         if not cfg.resume:
             raise BpdError(f"{run.dir} already holds a run; pass --resume to continue it or choose another --out")
-        try:
-            old = json.loads(run.config.read_text())
-        except json.JSONDecodeError:
-            raise BpdError(f"{run.config}: corrupt run configuration") from None
+        old = read_json(run.config, "run configuration")
+        if not isinstance(old, dict):
+            raise BpdError(f"{run.config}: corrupt run configuration")
         diff = sorted(k for k in set(fp) | set(old) if k not in _RESUME_FREE and old.get(k) != fp.get(k))
         if diff:
             raise BpdError(f"{run.dir} was started with a different configuration ({', '.join(diff)}); "
                            "resume with the same options or choose another --out")
-    else:
-        if cfg.resume and run.dir.exists() and any(run.dir.iterdir()):
-            raise BpdError(f"{run.dir} is not a bpd run directory (no config.json)")
-        write_json(run.config, fp | {"bpd_version": bpd.__version__})
+        return  # config.json keeps recording how the run began
+    if run.dir.exists() and any(run.dir.iterdir()):
+        raise BpdError(f"{run.dir} exists and is not a bpd run directory (no config.json); choose another --out")
+    write_json(run.config, to_dict(cfg) | fp | {"bpd_version": bpd.__version__})
 
 
 def _save_checkpoint(path: Path, trainer: BPDTrainer, gen: torch.Generator, elapsed: float) -> None:
     blob = {"format": "bpd-checkpoint", "trainer": trainer.state_dict(), "generator": gen.get_state(),
             "torch_rng": torch.get_rng_state(), "elapsed": elapsed}
     atomic_write(path, lambda f: torch.save(blob, f))
+
+
+def _restore(trainer: BPDTrainer, ck: dict, path: Path) -> None:
+    """Load a checkpoint into the trainer: networks of another shape or non-finite weights are refused."""
+    try:
+        trainer.load_state_dict(ck["trainer"])
+    except (KeyError, RuntimeError, ValueError, TypeError) as e:
+        raise BpdError(f"{path}: does not match this run's networks ({e.__class__.__name__}: "
+                       f"{(str(e).splitlines() or [''])[0][:80]})") from None
+    for net in ("actor", "critic"):
+        if not all(torch.isfinite(p).all() for p in getattr(trainer, net).parameters()):
+            raise BpdError(f"{path}: the {net} holds NaN or Inf")
 
 
 def _load_checkpoint(path: Path) -> dict:
@@ -357,7 +392,10 @@ def _truncate_metrics(path: Path, step: int) -> None:
         return
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
-    keep = [r for r in rows if int(float(r["step"])) <= step]
+    try:
+        keep = [r for r in rows if int(float(r["step"])) <= step]
+    except (KeyError, TypeError, ValueError):
+        raise BpdError(f"{path}: corrupt metrics (a row without a step); remove the run to start over") from None
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=METRIC_FIELDS)
     w.writeheader()

@@ -87,6 +87,12 @@ def save_student(path: str | Path, student: BayesianStudent, meta: dict, stats: 
     """Write the student file: weights, log sigma^2, threshold, normalisation, bounds and provenance."""
     from bpd.io import atomic_write
 
+    for k, v in student.state_dict().items():  # a diverged student is never written
+        if not torch.isfinite(v).all():
+            raise BpdError(f"the student for {path}: weight {k} holds NaN or Inf (training diverged)")
+    for k, v in stats.items():
+        if not np.isfinite(np.asarray(v, np.float64)).all():
+            raise BpdError(f"the student for {path}: {k} holds NaN or Inf")
     blob = {"format": STUDENT_FORMAT, "format_version": STUDENT_FORMAT_VERSION, "meta": meta,
             "stats": {k: torch.as_tensor(np.asarray(v, np.float32)) for k, v in stats.items()},
             "state_dict": {k: v.detach().clone() for k, v in student.state_dict().items()}}
@@ -102,14 +108,37 @@ def load_student(path: str | Path) -> tuple[BayesianStudent, dict, dict[str, np.
         blob = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as e:  # torch raises many types for corrupt archives
         raise BpdError(f"{path}: not a readable student file ({e.__class__.__name__})") from None
-    if not isinstance(blob, dict) or blob.get("format") not in (STUDENT_FORMAT, "bpd-checkpoint"):
+    if isinstance(blob, dict) and blob.get("format") == "bpd-checkpoint":
+        raise BpdError(f"{path}: is a distillation checkpoint, not a student; give the run directory or its "
+                       "student.pt")
+    if not isinstance(blob, dict) or blob.get("format") != STUDENT_FORMAT:
         raise BpdError(f"{path}: not a bpd student file")
-    meta = blob["meta"]
-    student = BayesianStudent(meta["obs_dim"], meta["act_dim"], meta["hidden"], meta["activation"],
-                              meta["threshold"], meta["log_alpha_clip"])
     try:
-        student.load_state_dict(blob["state_dict"] if "state_dict" in blob else blob["student"])
-    except RuntimeError as e:
+        meta = blob["meta"]
+        if not isinstance(meta.get("env_id"), str):
+            raise ValueError("no environment id recorded")
+        if min([int(meta["obs_dim"]), int(meta["act_dim"]), *[int(h) for h in meta["hidden"]]]) < 1:
+            raise ValueError("layer widths must be positive")
+        student = BayesianStudent(int(meta["obs_dim"]), int(meta["act_dim"]), [int(h) for h in meta["hidden"]],
+                                  meta["activation"], float(meta["threshold"]), float(meta["log_alpha_clip"]))
+        stats = {k: np.asarray(blob["stats"][k].numpy(), np.float32)
+                 for k in ("obs_mean", "obs_std", "action_low", "action_high")}
+        state = blob["state_dict"]
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as e:
+        raise BpdError(f"{path}: student file is incomplete or malformed ({e.__class__.__name__}: "
+                       f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    try:
+        student.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as e:
         raise BpdError(f"{path}: student weights do not match its description ({str(e).splitlines()[0]})") from None
+    for k, v in state.items():
+        if not torch.isfinite(v).all():
+            raise BpdError(f"{path}: student weight {k} holds NaN or Inf")
+    od, ad = student.layers[0].theta.shape[1], student.layers[-1].theta.shape[0]
+    for k, shape in (("obs_mean", (od,)), ("obs_std", (od,)), ("action_low", (ad,)), ("action_high", (ad,))):
+        if stats[k].shape != shape or not np.isfinite(stats[k]).all():
+            raise BpdError(f"{path}: {k} must be {shape[0]} finite numbers")
+    if (stats["obs_std"] <= 0).any() or not (stats["action_high"] > stats["action_low"]).all():
+        raise BpdError(f"{path}: observation scales must be positive and action bounds ordered")
     student.eval()
-    return student, meta, {k: v.numpy() for k, v in blob["stats"].items()}
+    return student, meta, stats

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import shutil
 import time
@@ -29,7 +28,8 @@ import numpy as np
 import bpd
 from bpd.config import field, to_dict
 from bpd.errors import BpdError
-from bpd.io import atomic_write, load_arrays, save_arrays, sha256_bytes, sha256_file, write_json
+from bpd.io import (atomic_write, check_output_path, load_arrays, save_arrays, sha256_bytes, sha256_file,
+                    write_json)
 from training.envs import evaluate, make_env
 from training.mlp import MLPPolicy
 
@@ -47,6 +47,8 @@ class Teacher(MLPPolicy):
     train: dict | None = None  # how a trained teacher was made: configuration, seed, final check
 
     def save(self, path: str | Path) -> None:
+        """Write the teacher file atomically, once the teacher passes the checks every reader applies."""
+        check_teacher(self, f"the teacher for {path}")
         meta = {
             "format": FORMAT, "format_version": FORMAT_VERSION, "env_id": self.env_id, "algo": self.algo,
             "obs_dim": self.obs_dim, "act_dim": self.act_dim, "hidden": self.hidden,
@@ -67,28 +69,43 @@ def load_teacher(path: str | Path) -> Teacher:
     meta, a = load_arrays(path, FORMAT)
     try:
         n = int(meta["layers"])
+        if n < 1:
+            raise BpdError(f"{path}: teacher file holds no layers")
         weights = [a[f"W{i}"].astype(np.float32) for i in range(n)]
         biases = [a[f"b{i}"].astype(np.float32) for i in range(n)]
-        t = Teacher(env_id=meta["env_id"], weights=weights, biases=biases, activation=meta["activation"],
-                    output=meta["output"], obs_mean=a["obs_mean"], obs_std=a["obs_std"],
-                    action_low=a["action_low"], action_high=a["action_high"],
+        t = Teacher(env_id=str(meta["env_id"]), weights=weights, biases=biases, activation=meta["activation"],
+                    output=meta["output"], obs_mean=a["obs_mean"].astype(np.float32),
+                    obs_std=a["obs_std"].astype(np.float32), action_low=a["action_low"].astype(np.float32),
+                    action_high=a["action_high"].astype(np.float32),
                     algo=meta.get("algo", "unknown"), source=meta.get("source", ""), train=meta.get("train"))
     except KeyError as e:
         raise BpdError(f"{path}: teacher file is missing {e}") from None
-    for i in range(n):
-        if weights[i].ndim != 2 or biases[i].shape != (weights[i].shape[0],):
-            raise BpdError(f"{path}: layer {i} has inconsistent shapes")
-        if i and weights[i].shape[1] != weights[i - 1].shape[0]:
-            raise BpdError(f"{path}: layer {i} input width does not match layer {i - 1}")
-        if not (np.isfinite(weights[i]).all() and np.isfinite(biases[i]).all()):
-            raise BpdError(f"{path}: layer {i} holds NaN or Inf")
-    if t.activation not in ("relu", "tanh") or t.output not in ("tanh", "clip"):
-        raise BpdError(f"{path}: unsupported activation/output {t.activation}/{t.output}")
-    if t.obs_mean.shape != (t.obs_dim,) or t.obs_std.shape != (t.obs_dim,) or (t.obs_std <= 0).any():
-        raise BpdError(f"{path}: observation normalisation does not match obs_dim={t.obs_dim}")
-    if t.action_low.shape != (t.act_dim,) or not (t.action_high > t.action_low).all():
-        raise BpdError(f"{path}: action bounds do not match act_dim={t.act_dim}")
+    except (TypeError, ValueError) as e:
+        raise BpdError(f"{path}: malformed teacher file ({e.__class__.__name__})") from None
+    check_teacher(t, str(path))
     return t
+
+
+def check_teacher(t: Teacher, where: str) -> None:
+    """Shapes chain, every number finite, normalisation positive, bounds ordered: or a one-line BpdError."""
+    for i, (w, b) in enumerate(zip(t.weights, t.biases)):
+        if w.ndim != 2 or min(w.shape) < 1 or b.shape != (w.shape[0],):
+            raise BpdError(f"{where}: layer {i} has inconsistent shapes")
+        if i and w.shape[1] != t.weights[i - 1].shape[0]:
+            raise BpdError(f"{where}: layer {i} input width does not match layer {i - 1}")
+        if not (np.isfinite(w).all() and np.isfinite(b).all()):
+            raise BpdError(f"{where}: layer {i} holds NaN or Inf")
+    if t.activation not in ("relu", "tanh") or t.output not in ("tanh", "clip"):
+        raise BpdError(f"{where}: unsupported activation/output {t.activation}/{t.output}")
+    if t.obs_mean.shape != (t.obs_dim,) or t.obs_std.shape != (t.obs_dim,):
+        raise BpdError(f"{where}: observation normalisation does not match obs_dim={t.obs_dim}")
+    if not (np.isfinite(t.obs_mean).all() and np.isfinite(t.obs_std).all()) or (t.obs_std <= 0).any():
+        raise BpdError(f"{where}: observation normalisation must be finite with positive scales")
+    if t.action_low.shape != (t.act_dim,) or t.action_high.shape != (t.act_dim,):
+        raise BpdError(f"{where}: action bounds do not match act_dim={t.act_dim}")
+    if not (np.isfinite(t.action_low).all() and np.isfinite(t.action_high).all()) \
+            or not (t.action_high > t.action_low).all():
+        raise BpdError(f"{where}: action bounds must be finite with low < high")
 
 
 def teacher_hash(path: str | Path) -> str:
@@ -145,6 +162,7 @@ def _validate_train_config(cfg: TeacherTrainConfig) -> None:
               (cfg.learning_rate is None or (np.isfinite(cfg.learning_rate) and cfg.learning_rate > 0),
                "--learning-rate must be positive"),
               (cfg.threads >= 1, "--threads must be at least 1"),
+              (0 <= cfg.seed <= 2**31 - 1, "--seed must be between 0 and 2^31 - 1"),
               (cfg.target_return is None or np.isfinite(cfg.target_return), "--target-return must be finite")]
     for ok, msg in checks:
         if not ok:
@@ -272,6 +290,7 @@ def train_teacher(cfg: TeacherTrainConfig) -> dict:
 
     _validate_train_config(cfg)
     check_output_path(cfg.out)
+    env = make_env(cfg.env, seed=cfg.seed)  # an unknown env fails before the work directory exists
     work = _TeacherWork(cfg)
     env = make_env(cfg.env, seed=cfg.seed)  # a bad env id fails before anything is written
     created = not work.dir.exists()
@@ -355,20 +374,6 @@ def train_teacher(cfg: TeacherTrainConfig) -> dict:
             "steps": int(model.num_timesteps), "seconds": seconds, "history": history, "resumed": resuming}
 
 
-def check_output_path(path: str | Path) -> None:
-    """Fail before any work if `path` cannot be written as a file."""
-    p = Path(path)
-    if p.is_dir():
-        raise BpdError(f"{p}: is a directory, expected a file path")
-    parent = p.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise BpdError(f"{p}: cannot be created ({parent} is not a directory)")
-    if not os.access(parent, os.W_OK):
-        raise BpdError(f"{p}: cannot be written ({parent} is not writable)")
-
-
 def _has_progress() -> bool:
     try:
         import rich  # noqa: F401
@@ -447,12 +452,32 @@ def import_sb3(cfg: TeacherImportConfig) -> Teacher:
     path = Path(cfg.sb3_zip)
     if not path.is_file():
         raise BpdError(f"{path}: no such file")
+    check_output_path(cfg.out)
     try:
         with zipfile.ZipFile(path) as z:
             data = json.loads(z.read("data"))
-            sd = torch.load(io.BytesIO(z.read("policy.pth")), weights_only=True, map_location="cpu")
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, RuntimeError, EOFError) as e:
+            raw = z.read("policy.pth")
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, UnicodeDecodeError, EOFError, OSError) as e:
         raise BpdError(f"{path}: not a readable stable-baselines3 model ({e.__class__.__name__})") from None
+    try:
+        sd = torch.load(io.BytesIO(raw), weights_only=True, map_location="cpu")
+    except Exception as e:  # weights-only refusals (pickled code) and corrupt archives alike
+        kind = "holds pickled objects beyond plain weights (refused)" if "Unsupported global" in str(e) \
+            else f"has unreadable weights ({e.__class__.__name__})"
+        raise BpdError(f"{path}: policy.pth {kind}") from None
+    if not isinstance(data, dict) or not isinstance(sd, dict) \
+            or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise BpdError(f"{path}: not a stable-baselines3 model (unexpected record or weights layout)")
+    try:
+        t = _teacher_from_sb3(path, cfg, data, sd)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        raise BpdError(f"{path}: malformed stable-baselines3 record ({e.__class__.__name__}: "
+                       f"{(str(e).splitlines() or [''])[0][:80]})") from None
+    check_teacher(t, str(path))
+    return t
+
+
+def _teacher_from_sb3(path: Path, cfg: TeacherImportConfig, data: dict, sd: dict) -> Teacher:
     module = str(data.get("policy_class", {}).get("__module__", ""))
     algo = next((a for a in ("sac", "td3") if f".{a}." in module), None)
     if algo is None and "mlp_extractor.policy_net.0.weight" in sd:
@@ -463,7 +488,7 @@ def import_sb3(cfg: TeacherImportConfig) -> Teacher:
     if "gymnasium.spaces.box.Box" not in str(act_space.get(":type:", "")):
         raise BpdError(f"{path}: the action space is not a Box")
     obs_shape = data.get("observation_space", {}).get("_shape", [])
-    if len(obs_shape) != 1:
+    if not isinstance(obs_shape, list) or len(obs_shape) != 1:
         raise BpdError(f"{path}: observations must be flat, got shape {obs_shape}")
     kwargs = data.get("policy_kwargs", {})
     activation = cfg.activation
@@ -476,8 +501,10 @@ def import_sb3(cfg: TeacherImportConfig) -> Teacher:
     if not env_id:
         raise BpdError(f"{path}: no environment id stored; pass --env")
     sd_np = {k: v.numpy() for k, v in sd.items()}
-    return _teacher_from_state_dict(sd_np, algo, env_id, _parse_vector(act_space["low"]),
-                                    _parse_vector(act_space["high"]), int(obs_shape[0]), activation,
+    low, high = _parse_vector(act_space["low"]), _parse_vector(act_space["high"])
+    if low.shape != high.shape or low.size < 1:
+        raise BpdError(f"{path}: action bounds low {low.shape} and high {high.shape} differ in size")
+    return _teacher_from_state_dict(sd_np, algo, str(env_id), low, high, int(obs_shape[0]), activation,
                                     squash=bool(kwargs.get("squash_output", False)),
                                     source=f"imported {algo} from {path.name} sha256={sha256_file(path)[:16]}")
 

@@ -1,0 +1,776 @@
+"""Bad input across every subcommand: one line `bpd: error: ...`, a non-zero exit that is not the
+internal-error code, and every file that existed before left byte for byte (nothing new either).
+
+The shared artifacts (a hand-made teacher, a collected dataset, a short distillation, its export, a
+stable-baselines3-shaped zip, a trial log) are built once; each case copies and damages what it needs
+in its own directory and runs `bpd` in-process through bpd.cli.main.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bpd.cli import main
+from bpd.io import load_arrays, save_arrays
+
+INTERNAL = 70
+FW = Path(__file__).resolve().parent.parent / "firmware_host" / "rigs"
+
+
+# --------------------------------------------------------------------------- shared artifacts
+
+
+def _bpd(*argv: str) -> None:
+    rc = main([str(a) for a in argv])
+    assert rc == 0, argv
+
+
+def _hand_teacher(path: Path, seed: int = 0) -> None:
+    from training.teacher import Teacher
+
+    rng = np.random.default_rng(seed)
+    Teacher(env_id="InvertedPendulum-v5", weights=[rng.normal(0, 0.5, (8, 4)).astype(np.float32),
+                                                    rng.normal(0, 0.5, (1, 8)).astype(np.float32)],
+            biases=[np.zeros(8, np.float32), np.zeros(1, np.float32)], activation="tanh", output="tanh",
+            obs_mean=np.zeros(4, np.float32), obs_std=np.ones(4, np.float32),
+            action_low=np.array([-3.0], np.float32), action_high=np.array([3.0], np.float32),
+            algo="sac", source="hand-made for tests").save(path)
+
+
+def _sb3_zip(path: Path, data: dict | None = None, sd: dict | None = None, raw_pth: bytes | None = None) -> None:
+    """A zip shaped like a stable-baselines3 SAC save: a JSON `data` record and `policy.pth` weights."""
+    g = torch.Generator().manual_seed(0)
+    if sd is None:
+        sd = {"actor.latent_pi.0.weight": torch.randn(8, 4, generator=g), "actor.latent_pi.0.bias": torch.zeros(8),
+              "actor.latent_pi.2.weight": torch.randn(8, 8, generator=g), "actor.latent_pi.2.bias": torch.zeros(8),
+              "actor.mu.weight": torch.randn(1, 8, generator=g), "actor.mu.bias": torch.zeros(1)}
+    if data is None:
+        data = {"policy_class": {"__module__": "stable_baselines3.sac.policies"},
+                "action_space": {":type:": "<class 'gymnasium.spaces.box.Box'>", "low": "[-3.]", "high": "[3.]"},
+                "observation_space": {"_shape": [4]}, "env_id": "InvertedPendulum-v5", "policy_kwargs": {}}
+    buf = io.BytesIO()
+    torch.save(sd, buf)
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("data", data if isinstance(data, str) else json.dumps(data))
+        z.writestr("policy.pth", raw_pth if raw_pth is not None else buf.getvalue())
+
+
+def _trial(d: Path) -> None:
+    from hil.trial import COLUMNS
+
+    d.mkdir()
+    lines = ["# units: -", ",".join(n for n, _ in COLUMNS)]
+    for i in range(6):
+        lines.append(",".join(["0", str(i + 1), str(i), str(40000 * i), "40000" if i else "", "0.1", "0.1", "50.0",
+                               "10.0", "100", "0", "0", "0", "1", "1.0", "0", "0", "0", "0", "0"]))
+    (d / "ticks.csv").write_text("\n".join(lines) + "\n")
+    (d / "summary.json").write_text(json.dumps({"target_period_us": 40000, "rig": "gym-inverted-pendulum"}))
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    b = tmp_path_factory.mktemp("bad_input_base")
+    _hand_teacher(b / "teacher.npz")
+    _bpd("collect", "--teacher", b / "teacher.npz", "--out", b / "dataset.npz", "--steps", "300", "--no-progress")
+    _bpd("distill", "--teacher", b / "teacher.npz", "--dataset", b / "dataset.npz", "--out", b / "run",
+         "--steps", "20", "--eval-every", "20", "--eval-episodes", "1", "--checkpoint-every", "10",
+         "--hidden", "8", "--critic-hidden", "16", "--batch", "32", "--no-progress")
+    _bpd("export", b / "run", "--out", b / "export", "--episodes", "0", "--parity-samples", "200")
+    _sb3_zip(b / "sb3.zip")
+    _trial(b / "trial")
+    shutil.copyfile(FW / "gym-inverted-pendulum.yaml", b / "rig.yaml")
+    return b
+
+
+# --------------------------------------------------------------------------- damage, copied into the case dir
+
+
+def teacher_with(c: Path, b: Path, name: str = "t.npz", meta: dict | None = None, **arrays) -> None:
+    m, a = load_arrays(b / "teacher.npz", "bpd-teacher")
+    for k, f in arrays.items():
+        a[k] = f(a[k].copy())
+    save_arrays(c / name, m | (meta or {}), a)
+
+
+def dataset_with(c: Path, b: Path, name: str = "d.npz", meta: dict | None = None, **arrays) -> None:
+    m, a = load_arrays(b / "dataset.npz", "bpd-dataset")
+    for k, f in arrays.items():
+        a[k] = f(a[k].copy())
+    save_arrays(c / name, m | (meta or {}), a)
+
+
+def _nan_at(a: np.ndarray) -> np.ndarray:
+    a.flat[0] = np.nan
+    return a
+
+
+def _inf_at(a: np.ndarray) -> np.ndarray:
+    a.flat[0] = np.inf
+    return a
+
+
+def student_with(c: Path, b: Path, change) -> None:
+    blob = torch.load(b / "run" / "student.pt", weights_only=True)
+    change(blob)
+    torch.save(blob, c / "s.pt")
+
+
+def _nan_weight(blob: dict) -> None:
+    blob["state_dict"]["layers.0.theta"][0, 0] = float("nan")
+
+
+def _other_arch(blob: dict) -> None:
+    blob["meta"]["hidden"] = [5]
+
+
+def _hidden_zero(blob: dict) -> None:
+    blob["meta"]["hidden"] = [0]
+
+
+def _nan_stats(blob: dict) -> None:
+    blob["stats"]["obs_std"][0] = float("nan")
+
+
+def _no_meta(blob: dict) -> None:
+    del blob["meta"]
+
+
+def export_copy(c: Path, b: Path) -> Path:
+    e = c / "exp"
+    shutil.copytree(b / "export", e, ignore=shutil.ignore_patterns("build*"))
+    return e
+
+
+def _edit_json(path: Path, change) -> None:
+    info = json.loads(path.read_text())
+    change(info)
+    path.write_text(json.dumps(info))
+
+
+def flip_weight(c: Path, b: Path) -> None:
+    """Negate one weight in policy_weights.c and keep the banner (the model hash string) as it was."""
+    p = export_copy(c, b) / "policy_weights.c"
+    text = p.read_text()
+    m = re.search(r"_w\[\d+\] = \{\s*(-?)([0-9])", text)
+    i = m.start(2) if not m.group(1) else m.start(1)
+    p.write_text(text[:i] + ("-" if not m.group(1) else "") + text[i + (1 if m.group(1) else 0):])
+
+
+def resign_onnx(c: Path, b: Path) -> None:
+    """Change a weight in policy.onnx and record the new file's sha256: only the hash recomputed from
+    the weights can tell."""
+    import onnx
+    from onnx import numpy_helper
+
+    e = export_copy(c, b)
+    model = onnx.load(str(e / "policy.onnx"))
+    w = numpy_helper.to_array(model.graph.initializer[0]).copy()
+    w.flat[0] = -w.flat[0] if w.flat[0] else 1.0
+    model.graph.initializer[0].CopyFrom(numpy_helper.from_array(w, model.graph.initializer[0].name))
+    onnx.save(model, str(e / "policy.onnx"))
+    _edit_json(e / "export.json", lambda i: i["files"].__setitem__(
+        "policy.onnx", hashlib.sha256((e / "policy.onnx").read_bytes()).hexdigest()))
+
+
+EXPORT_DAMAGE = {
+    "flipped weight": (flip_weight, "policy_weights.c: changed after export"),
+    "no export.json": (lambda c, b: (export_copy(c, b) / "export.json").unlink(), "export"),
+    "corrupt export.json": (lambda c, b: (export_copy(c, b) / "export.json").write_text("{not json"), "corrupt"),
+    "export.json a list": (lambda c, b: (export_copy(c, b) / "export.json").write_text("[1, 2]"),
+                           "not a bpd export record"),
+    "no parity record": (lambda c, b: _edit_json(export_copy(c, b) / "export.json", lambda i: i.pop("parity")),
+                         "no passed parity"),
+    "parity failed": (lambda c, b: _edit_json(export_copy(c, b) / "export.json",
+                                              lambda i: i["parity"].__setitem__("pass", False)), "no passed parity"),
+    "no file record": (lambda c, b: _edit_json(export_copy(c, b) / "export.json", lambda i: i.pop("files")),
+                       "no file hashes"),
+    "missing onnx": (lambda c, b: (export_copy(c, b) / "policy.onnx").unlink(), "policy.onnx is missing"),
+    "hash renamed": (lambda c, b: _edit_json(export_copy(c, b) / "export.json",
+                                             lambda i: i.__setitem__("model_hash", "0" * 64)), "export.json names"),
+    "onnx re-signed": (resign_onnx, "do not match the model hash"),
+    "kernel edited": (lambda c, b: (export_copy(c, b) / "policy.c").open("a").write("/* x */\n"),
+                      "policy.c: changed after export"),
+    "not a directory": (lambda c, b: (c / "exp").write_text("x"), "exp"),
+}
+
+
+def yaml_with(c: Path, text: str | None = None, **changes) -> None:
+    import yaml
+
+    if text is None:
+        raw = yaml.safe_load((FW / "gym-inverted-pendulum.yaml").read_text())
+        for k, v in changes.items():
+            node = raw
+            *path, last = k.split("__")
+            for p in path:
+                node = node[p]
+            if v is _DEL:
+                del node[last]
+            else:
+                node[last] = v
+        text = yaml.safe_dump(raw)
+    (c / "rig.yaml").write_text(text)
+
+
+_DEL = object()
+RIG_DAMAGE = {
+    "yaml syntax": (dict(text="name: x\nplant: [unclosed\n  period_us: 1\n"), "YAML syntax error at line"),
+    "yaml tab": (dict(text="name: x\n\tplant: cartpole\n"), "YAML syntax error"),
+    "not a mapping": (dict(text="- 1\n- 2\n"), "expected a mapping"),
+    "period 0": (dict(period_us=0), "period_us must be at least 50"),
+    "period negative": (dict(period_us=-40000), "period_us"),
+    "period text": (dict(period_us="fast"), "period_us must be a finite number"),
+    "period fraction": (dict(period_us=40000.5), "whole number"),
+    "no limits": (dict(limits=_DEL), "missing key 'limits'"),
+    "no name": (dict(name=_DEL), "missing key 'name'"),
+    "no angle limit": (dict(limits__angle=_DEL), "limits.angle"),
+    "negative limit": (dict(limits__action=-3.0), "limits.action must be above 0"),
+    "nan limit": (dict(text=(FW / "gym-inverted-pendulum.yaml").read_text().replace("action: 3.0", "action: .nan")),
+                  "limits.action must be a finite number"),
+    "too many sensors": (dict(sensors__counts_per_unit=[0, 0, 0, 0, 0, 0, 0, 0, 0]), "counts_per_unit must list 2"),
+    "sensors not a list": (dict(sensors__counts_per_unit=3), "counts_per_unit"),
+    "no counts": (dict(sensors__counts_per_unit=_DEL), "counts_per_unit"),
+    "unknown plant": (dict(plant="hovercraft"), "unknown plant"),
+    "two actuators": (dict(actuators=2), "actuators must be 1"),
+    "watchdog 0": (dict(watchdog_ticks=0), "watchdog_ticks"),
+    "bad baud": (dict(serial={"baud": -5}), "serial.baud"),
+}
+
+
+def trial_with(c: Path, b: Path, change) -> None:
+    shutil.copytree(b / "trial", c / "trial")
+    change(c / "trial")
+
+
+def _tear_middle(d: Path) -> None:
+    lines = (d / "ticks.csv").read_text().splitlines()
+    lines[3] = lines[3][:7]
+    (d / "ticks.csv").write_text("\n".join(lines) + "\n")
+
+
+def _garbage_row(d: Path) -> None:
+    lines = (d / "ticks.csv").read_text().splitlines()
+    lines[4] = lines[4].replace("40000", "forty", 1)
+    (d / "ticks.csv").write_text("\n".join(lines) + "\n")
+
+
+def _run_with(c: Path, b: Path, change) -> None:
+    shutil.copytree(b / "run", c / "run")
+    change(c / "run")
+
+
+def _other_arch_checkpoint(run: Path) -> None:
+    ck = torch.load(run / "checkpoint.pt", weights_only=True)
+    ck["trainer"]["actor"] = {k: torch.zeros(3) for k in ck["trainer"]["actor"]}
+    torch.save(ck, run / "checkpoint.pt")
+
+
+def _nan_checkpoint(run: Path) -> None:
+    ck = torch.load(run / "checkpoint.pt", weights_only=True)
+    next(iter(ck["trainer"]["critic"].values())).view(-1)[0] = float("nan")
+    torch.save(ck, run / "checkpoint.pt")
+
+
+def _nan_onnx(c: Path, b: Path) -> None:
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(b / "export" / "policy.onnx"))
+    w = numpy_helper.to_array(model.graph.initializer[1]).copy()
+    w.flat[0] = np.nan
+    model.graph.initializer[1].CopyFrom(numpy_helper.from_array(w, model.graph.initializer[1].name))
+    onnx.save(model, str(c / "policy.onnx"))
+
+
+def _replaced_dataset(c: Path, b: Path) -> None:
+    """The run's dataset replaced under the same path: different content, same name."""
+    shutil.copytree(b / "run", c / "run")
+    dataset_with(c, b, "dataset.npz", rewards=lambda r: r * 2)
+
+
+# --------------------------------------------------------------------------- the table
+
+B, C = "{b}", "{c}"
+T, D, RUN, EXP = f"{B}/teacher.npz", f"{B}/dataset.npz", f"{B}/run", f"{B}/export"
+DISTILL = ["distill", "--teacher", T, "--dataset", D, "--out", f"{C}/r", "--no-progress"]
+HIL = ["hil", "run", "--port", "sim", "--rig", "gym-inverted-pendulum", "--policy", EXP, "--out", f"{C}/log",
+       "--no-plots"]
+RIG = ["rig", "sim", "--build-dir", f"{C}/bld"]
+BENCH = ["bench", EXP, "--out", f"{C}/bench", "--no-peers"]
+FWB = ["firmware", "build", "--export", EXP, "--out", f"{C}/fw"]
+EVAL = ["evaluate", "--episodes", "1"]
+RO = "/proc/bpd-test-out"  # a place nobody can write, root included
+
+CASES: list[tuple[str, list[str], str, object]] = []
+
+
+def case(name: str, argv: list[str], expect: str = "", setup=None) -> None:
+    CASES.append((name, argv, expect, setup))
+
+
+# -- the command line itself: unknown flags, wrong types, missing arguments, bad choices
+case("no such subcommand", ["flyaway"], "invalid choice")
+case("unknown flag", ["collect", "--teacher", T, "--bogus"], "unrecognized arguments")
+case("distill steps not a number", DISTILL + ["--steps", "many"], "invalid int value")
+case("distill steps 1e11", DISTILL + ["--steps", "1e11"], "invalid int value")
+case("teacher train steps 1e11", ["teacher", "train", "--steps", "1e11"], "invalid int value")
+case("teacher train steps 10^11", ["teacher", "train", "--out", f"{C}/t.npz", "--steps", "100000000000"], "at most")
+case("collect steps 10^11", ["collect", "--teacher", T, "--out", f"{C}/d.npz", "--steps", "100000000000"], "at most")
+case("distill steps 10^11", DISTILL + ["--steps", "100000000000"], "at most")
+case("collect missing teacher", ["collect"], "required")
+case("distill missing dataset", ["distill", "--teacher", T], "required")
+case("export bad format", ["export", RUN, "--format", "sparse"], "invalid choice")
+case("evaluate no model", ["evaluate"], "required")
+case("hil run bad mode", HIL + ["--mode", "remote"], "invalid choice")
+case("firmware build bad target", FWB + ["--target", "z80"], "invalid choice")
+case("hil report no dir", ["hil", "report"], "required")
+case("rig sim period text", RIG + ["--period-us", "fast"], "invalid int value")
+case("teacher train unknown env", ["teacher", "train", "--env", "NoSuchEnv-v9", "--out", f"{C}/t.npz"],
+     "unknown or unavailable")
+case("teacher import activation", ["teacher", "import", f"{B}/sb3.zip", "--activation", "gelu"], "invalid choice")
+case("collect noise text", ["collect", "--teacher", T, "--noise", "lots"], "invalid float value")
+case("evaluate episodes float", [*EVAL[:1], T, "--episodes", "2.5"], "invalid int value")
+
+# -- numeric flags out of range, NaN and Inf where a number is read
+for flag, value, msg in [("--steps", "0", "at least 1"), ("--steps", "-5", "at least 1"),
+                         ("--steps", "1000000000", "at most"), ("--batch", "0", "--batch"),
+                         ("--actor-lr", "-1", "--actor-lr must be above 0"), ("--actor-lr", "0", "--actor-lr"),
+                         ("--actor-lr", "nan", "finite"), ("--critic-lr", "inf", "finite"),
+                         ("--critic-lr", "-0.1", "--critic-lr"), ("--threads", "0", "--threads"),
+                         ("--eval-every", "0", "--eval-every"), ("--eval-episodes", "0", "--eval-episodes"),
+                         ("--checkpoint-every", "0", "--checkpoint-every"), ("--policy-freq", "0", "--policy-freq"),
+                         ("--gamma", "1.5", "--gamma"), ("--gamma", "-0.1", "--gamma"), ("--tau", "0", "--tau"),
+                         ("--tau", "2", "--tau"), ("--alpha", "-1", "--alpha"), ("--alpha", "nan", "finite"),
+                         ("--bc-weight", "-1", "--bc-weight"), ("--eta-max", "-1", "--eta-max"),
+                         ("--eta-ramp", "1.5", "--eta-ramp"), ("--kl-scale", "0", "--kl-scale"),
+                         ("--kl-scale", "inf", "finite"), ("--threshold", "nan", "finite"),
+                         ("--log-alpha-clip", "0", "--log-alpha-clip"), ("--init-log-sigma2", "100", "at most"),
+                         ("--policy-noise", "-0.2", "--policy-noise"), ("--noise-clip", "-1", "--noise-clip"),
+                         ("--seed", "-1", "--seed"), ("--hidden", "0", "--hidden"), ("--hidden", "-4", "--hidden"),
+                         ("--critic-hidden", "0", "--critic-hidden"), ("--hidden", "100000", "at most")]:
+    case(f"distill {flag} {value}", DISTILL + [flag, value], msg)
+for flag, value, msg in [("--steps", "0", "at least 1"), ("--hidden", "0", "--hidden"),
+                         ("--eval-every", "0", "--eval-every"), ("--threads", "0", "--threads"),
+                         ("--learning-rate", "-1", "--learning-rate"), ("--action-noise", "nan", "finite"),
+                         ("--target-return", "inf", "finite"), ("--eval-episodes", "0", "--eval-episodes"),
+                         ("--checkpoint-every", "0", "--checkpoint-every"), ("--learning-starts", "-1", "learning"),
+                         ("--seed", "-1", "--seed")]:
+    case(f"teacher train {flag} {value}", ["teacher", "train", "--out", f"{C}/t.npz", flag, value], msg)
+for flag, value, msg in [("--steps", "0", "at least 1"), ("--steps", "-3", "at least 1"),
+                         ("--noise", "nan", "finite"), ("--noise", "inf", "finite"), ("--noise", "-0.1", "--noise"),
+                         ("--seed", "-2", "--seed")]:
+    case(f"collect {flag} {value}", ["collect", "--teacher", T, "--out", f"{C}/d.npz", flag, value], msg)
+for flag, value, msg in [("--episodes", "0", "--episodes"), ("--episodes", "-1", "--episodes"),
+                         ("--seed", "-1", "--seed")]:
+    case(f"evaluate {flag} {value}", ["evaluate", T, flag, value], msg)
+for flag, value, msg in [("--parity-samples", "0", "--parity-samples"), ("--parity-samples", "-10", "--parity"),
+                         ("--episodes", "-1", "--episodes"), ("--seed", "-3", "--seed")]:
+    case(f"export {flag} {value}", ["export", RUN, "--out", f"{C}/e", flag, value], msg)
+for flag, value, msg in [("--period-us", "-40000", "--period-us"), ("--period-us", "0", "--period-us"),
+                         ("--drop-rate", "2", "--drop-rate"), ("--corrupt-rate", "-0.5", "--corrupt-rate"),
+                         ("--link-delay-ms", "-1", "--link-delay-ms"), ("--stall-at", "-1", "--stall-at"),
+                         ("--seed", "-1", "--seed"), ("--link-delay-ms", "nan", "finite"),
+                         ("--actuation-latency-us", "-5", "--actuation-latency-us")]:
+    case(f"rig sim {flag} {value}", RIG + [flag, value], msg)
+case("rig sim drop + corrupt > 1", RIG + ["--drop-rate", "0.7", "--corrupt-rate", "0.7"], "probabilities")
+for flag, value, msg in [("--episodes", "0", "--episodes"), ("--period-us", "-40000", "--period-us"),
+                         ("--steps", "0", "--steps"), ("--baud", "0", "--baud"), ("--stall-timeout", "0", "--stall"),
+                         ("--stall-timeout", "nan", "finite"), ("--seed", "-1", "--seed")]:
+    case(f"hil run {flag} {value}", HIL + [flag, value], msg)
+for flag, value, msg in [("--samples", "0", "--samples"), ("--host-iters", "0", "--host-iters")]:
+    case(f"bench {flag} {value}", BENCH + [flag, value], msg)
+
+# -- teachers: missing, corrupt, the wrong kind of file, NaN/Inf, broken normalisation, bad shapes
+TEACHER_DAMAGE = {
+    "missing": (None, "no such file"),
+    "random bytes": (lambda c, b: (c / "t.npz").write_bytes(b"PK" + bytes(range(256)) * 4), "not a readable"),
+    "a dataset": (lambda c, b: shutil.copyfile(b / "dataset.npz", c / "t.npz"), "expected 'bpd-teacher'"),
+    "NaN weight": (lambda c, b: teacher_with(c, b, W0=_nan_at), "NaN or Inf"),
+    "NaN obs_mean": (lambda c, b: teacher_with(c, b, obs_mean=_nan_at), "normalisation must be finite"),
+    "Inf obs_std": (lambda c, b: teacher_with(c, b, obs_std=_inf_at), "normalisation must be finite"),
+    "zero obs_std": (lambda c, b: teacher_with(c, b, obs_std=lambda a: a * 0), "positive scales"),
+    "NaN action bound": (lambda c, b: teacher_with(c, b, action_high=_nan_at), "action bounds must be finite"),
+    "reversed bounds": (lambda c, b: teacher_with(c, b, action_low=lambda a: a + 10), "low < high"),
+    "no layers key": (lambda c, b: teacher_with(c, b, meta={"layers": None}), "malformed teacher"),
+    "chain broken": (lambda c, b: teacher_with(c, b, W1=lambda a: np.zeros((1, 5), np.float32)), "input width"),
+    "bad activation": (lambda c, b: teacher_with(c, b, meta={"activation": "gelu"}), "unsupported activation"),
+}
+for name, (setup, msg) in TEACHER_DAMAGE.items():
+    case(f"collect teacher {name}", ["collect", "--teacher", f"{C}/t.npz", "--out", f"{C}/d.npz"], msg, setup)
+    case(f"evaluate teacher {name}", [*EVAL, f"{C}/t.npz"], msg if name != "missing" else "no such file", setup)
+for name in ("NaN obs_mean", "Inf obs_std", "random bytes", "a dataset", "chain broken"):
+    setup, msg = TEACHER_DAMAGE[name]
+    case(f"distill teacher {name}", ["distill", "--teacher", f"{C}/t.npz", "--dataset", D, "--out", f"{C}/r"],
+         msg, setup)
+    case(f"export teacher {name}", ["export", f"{C}/t.npz", "--out", f"{C}/e", "--episodes", "0"], msg, setup)
+
+# -- datasets
+DATASET_DAMAGE = {
+    "missing": (None, "no such file"),
+    "random bytes": (lambda c, b: (c / "d.npz").write_bytes(b"PK" + bytes(300)), "not a readable"),
+    "a teacher": (lambda c, b: shutil.copyfile(b / "teacher.npz", c / "d.npz"), "expected 'bpd-dataset'"),
+    "NaN observation": (lambda c, b: dataset_with(c, b, observations=_nan_at), "NaN or Inf"),
+    "Inf reward": (lambda c, b: dataset_with(c, b, rewards=_inf_at), "NaN or Inf"),
+    "NaN action": (lambda c, b: dataset_with(c, b, actions=_nan_at), "NaN or Inf"),
+    "wrong dims": (lambda c, b: dataset_with(c, b, observations=lambda a: a[:, :3]), "has shape"),
+    "zero obs_std": (lambda c, b: dataset_with(c, b, obs_std=lambda a: a * 0), "obs_std must be positive"),
+    "missing array": (lambda c, b: (lambda m_a: save_arrays(c / "d.npz", m_a[0], {k: v for k, v in m_a[1].items()
+                                                                               if k != "rewards"}))(
+        load_arrays(b / "dataset.npz", "bpd-dataset")), "missing rewards"),
+    "meta dims text": (lambda c, b: dataset_with(c, b, meta={"obs_dim": "four"}), "positive integers"),
+}
+for name, (setup, msg) in DATASET_DAMAGE.items():
+    case(f"distill dataset {name}", ["distill", "--teacher", T, "--dataset", f"{C}/d.npz", "--out", f"{C}/r"],
+         msg, setup)
+case("export parity dataset NaN", ["export", RUN, "--out", f"{C}/e", "--dataset", f"{C}/d.npz", "--episodes", "0"],
+     "NaN or Inf", DATASET_DAMAGE["NaN observation"][0])
+case("export parity dataset missing", ["export", RUN, "--out", f"{C}/e", "--dataset", f"{C}/none.npz"], "no such file")
+case("export teacher missing", ["export", RUN, "--out", f"{C}/e", "--teacher", f"{C}/none.npz"], "no such file")
+
+# -- students and run directories
+STUDENT_DAMAGE = {
+    "checkpoint as student": (lambda c, b: shutil.copyfile(b / "run" / "checkpoint.pt", c / "s.pt"),
+                              "distillation checkpoint, not a student"),
+    "NaN weight": (lambda c, b: student_with(c, b, _nan_weight), "NaN or Inf"),
+    "other architecture": (lambda c, b: student_with(c, b, _other_arch), "do not match its description"),
+    "zero width": (lambda c, b: student_with(c, b, _hidden_zero), "malformed"),
+    "NaN statistics": (lambda c, b: student_with(c, b, _nan_stats), "finite numbers"),
+    "no meta": (lambda c, b: student_with(c, b, _no_meta), "malformed"),
+    "random bytes": (lambda c, b: (c / "s.pt").write_bytes(b"PK\x03\x04" + bytes(100)), "not a readable"),
+    "a tensor": (lambda c, b: torch.save(torch.zeros(3), c / "s.pt"), "not a bpd student"),
+}
+for name, (setup, msg) in STUDENT_DAMAGE.items():
+    case(f"evaluate student {name}", [*EVAL, f"{C}/s.pt"], msg, setup)
+    case(f"export student {name}", ["export", f"{C}/s.pt", "--out", f"{C}/e", "--episodes", "0"], msg, setup)
+case("evaluate observation size mismatch", [*EVAL, RUN, "--env", "Pendulum-v1"], "has 3 and 1")
+case("evaluate teacher on another env", [*EVAL, T, "--env", "MountainCarContinuous-v0"], "has 2 and 1")
+case("evaluate unknown env", [*EVAL, T, "--env", "NoSuchEnv-v9"], "unknown or unavailable")
+case("evaluate unrecognised file", [*EVAL, f"{C}/x.bin"], "unrecognised model file",
+     lambda c, b: (c / "x.bin").write_bytes(b"\x00" * 10))
+case("evaluate empty directory", [*EVAL, f"{C}"], "not a run directory")
+case("export corrupt run config", ["export", f"{C}/run", "--out", f"{C}/e", "--episodes", "0"], "corrupt run",
+     lambda c, b: _run_with(c, b, lambda r: (r / "config.json").write_text("{{")))
+case("export run config a list", ["export", f"{C}/run", "--out", f"{C}/e", "--episodes", "0"], "corrupt run",
+     lambda c, b: _run_with(c, b, lambda r: (r / "config.json").write_text("[]")))
+case("export empty run dir", ["export", f"{C}", "--out", f"{C}/e"], "no student or teacher")
+RESUME = ["distill", "--teacher", T, "--dataset", D, "--out", f"{C}/run", "--steps", "20", "--eval-every", "20",
+          "--eval-episodes", "1", "--checkpoint-every", "10", "--hidden", "8", "--critic-hidden", "16", "--batch",
+          "32", "--no-progress", "--resume"]
+case("resume corrupt config.json", RESUME, "corrupt run configuration",
+     lambda c, b: _run_with(c, b, lambda r: (r / "config.json").write_text("{oops")))
+case("resume config.json a list", RESUME, "corrupt run configuration",
+     lambda c, b: _run_with(c, b, lambda r: (r / "config.json").write_text("[1]")))
+case("resume changed flag", RESUME[:-1] + ["--hidden", "4", "--resume"], "different configuration (hidden)",
+     lambda c, b: _run_with(c, b, lambda r: None))
+case("resume replaced dataset", ["distill", "--teacher", T, "--dataset", f"{C}/dataset.npz", *RESUME[5:]],
+     "different configuration (dataset_sha256)", _replaced_dataset)
+case("resume other teacher", ["distill", "--teacher", f"{C}/t2.npz", *RESUME[3:]], "teacher_sha256",
+     lambda c, b: (_run_with(c, b, lambda r: None), _hand_teacher(c / "t2.npz", seed=5)))
+case("resume corrupt metrics", RESUME, "corrupt metrics",
+     lambda c, b: _run_with(c, b, lambda r: (r / "metrics.csv").write_text("step,time_s\nx,1\n")))
+case("resume checkpoint of other networks", RESUME, "does not match this run's networks",
+     lambda c, b: _run_with(c, b, _other_arch_checkpoint))
+case("resume NaN in the checkpoint", RESUME, "the critic holds NaN or Inf",
+     lambda c, b: _run_with(c, b, _nan_checkpoint))
+case("resume garbage checkpoint", RESUME, "unreadable checkpoint",
+     lambda c, b: _run_with(c, b, lambda r: (r / "checkpoint.pt").write_bytes(b"garbage")))
+case("distill existing run without resume", RESUME[:-1], "already holds a run",
+     lambda c, b: _run_with(c, b, lambda r: None))
+case("distill into a foreign directory", DISTILL, "not a bpd run directory",
+     lambda c, b: ((c / "r").mkdir(), (c / "r" / "notes.txt").write_text("mine")))
+case("distill unknown env", DISTILL + ["--env", "NoSuchEnv-v9"], "unknown or unavailable")
+case("distill env of other dims", DISTILL + ["--env", "Pendulum-v1"], "maps 3 observations")
+
+# -- stable-baselines3 zips: malformed records, pickles, NaN, other architectures
+SB3_DAMAGE = {
+    "missing": (None, "no such file"),
+    "not a zip": (lambda c, b: (c / "m.zip").write_text("hello"), "not a readable stable-baselines3"),
+    "no data": (lambda c, b: zipfile.ZipFile(c / "m.zip", "w").close(), "not a readable stable-baselines3"),
+    "data not JSON": (lambda c, b: _sb3_zip(c / "m.zip", data="{nope"), "not a readable stable-baselines3"),
+    "data a list": (lambda c, b: _sb3_zip(c / "m.zip", data="[1, 2]"), "unexpected record"),
+    "policy_class a string": (lambda c, b: _sb3_zip(c / "m.zip", data={"policy_class": "SAC"}), "malformed"),
+    "low not numbers": (lambda c, b: _sb3_zip(c / "m.zip", data=_sb3_data(low="[abc]")), "malformed"),
+    "low missing": (lambda c, b: _sb3_zip(c / "m.zip", data=_sb3_data(low=None)), "malformed"),
+    "bounds sizes differ": (lambda c, b: _sb3_zip(c / "m.zip", data=_sb3_data(high="[3. 3.]")), "differ in size"),
+    "obs shape 2-D": (lambda c, b: _sb3_zip(c / "m.zip", data=_sb3_data(shape=[2, 2])), "must be flat"),
+    "obs shape text": (lambda c, b: _sb3_zip(c / "m.zip", data=_sb3_data(shape="4")), "must be flat"),
+    "discrete actions": (lambda c, b: _sb3_zip(c / "m.zip", data=_sb3_data(kind="Discrete")), "not a Box"),
+    "no env id": (lambda c, b: _sb3_zip(c / "m.zip", data=_sb3_data(env_id=None)), "no environment id"),
+    "pickle inside": (lambda c, b: _sb3_zip(c / "m.zip", raw_pth=_pickled()), "pickled objects"),
+    "pth garbage": (lambda c, b: _sb3_zip(c / "m.zip", raw_pth=b"not a torch file"), "unreadable weights"),
+    "NaN weight": (lambda c, b: _sb3_zip(c / "m.zip", sd=_sb3_sd(nan=True)), "NaN or Inf"),
+    "other architecture": (lambda c, b: _sb3_zip(c / "m.zip", sd=_sb3_sd(broken=True)), "input width"),
+    "obs size differs": (lambda c, b: _sb3_zip(c / "m.zip", data=_sb3_data(shape=[5])), "does not match observation"),
+    "unknown policy": (lambda c, b: _sb3_zip(c / "m.zip", data=_sb3_data(module="sb3_contrib.tqc.policies")),
+                       "unsupported policy class"),
+}
+
+
+def _sb3_data(low="[-3.]", high="[3.]", shape=(4,), kind="Box", env_id="InvertedPendulum-v5",
+              module="stable_baselines3.sac.policies") -> dict:
+    space = {":type:": f"<class 'gymnasium.spaces.box.{kind}'>" if kind == "Box" else "<class 'Discrete'>"}
+    if low is not None:
+        space["low"] = low
+    space["high"] = high
+    d = {"policy_class": {"__module__": module}, "action_space": space,
+         "observation_space": {"_shape": list(shape) if isinstance(shape, (list, tuple)) else shape},
+         "policy_kwargs": {}}
+    if env_id:
+        d["env_id"] = env_id
+    return d
+
+
+def _sb3_sd(nan: bool = False, broken: bool = False) -> dict:
+    sd = {"actor.latent_pi.0.weight": torch.ones(8, 4), "actor.latent_pi.0.bias": torch.zeros(8),
+          "actor.mu.weight": torch.ones(1, 6 if broken else 8), "actor.mu.bias": torch.zeros(1)}
+    if nan:
+        sd["actor.mu.weight"][0, 0] = float("nan")
+    return sd
+
+
+class _Payload:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def _pickled() -> bytes:
+    buf = io.BytesIO()
+    torch.save({"actor.mu.weight": _Payload()}, buf)
+    return buf.getvalue()
+
+
+for name, (setup, msg) in SB3_DAMAGE.items():
+    case(f"teacher import {name}", ["teacher", "import", f"{C}/m.zip", "--out", f"{C}/t.npz"], msg, setup)
+
+# -- exports: every consumer verifies before use
+for name, (setup, msg) in EXPORT_DAMAGE.items():
+    exp = f"{C}/exp"
+    case(f"evaluate export {name}", [*EVAL, exp], msg if name not in ("no export.json", "not a directory")
+         else "", setup)
+    case(f"firmware build export {name}", ["firmware", "build", "--export", exp, "--out", f"{C}/fw"], msg, setup)
+    case(f"rig sim export {name}", RIG + ["--policy", exp], msg, setup)
+    case(f"hil run export {name}", [*HIL[:7], exp, *HIL[8:]], msg, setup)
+    case(f"bench export {name}", ["bench", exp, "--out", f"{C}/bench", "--no-peers"], msg, setup)
+case("evaluate onnx re-signed inside its export", [*EVAL, f"{C}/exp/policy.onnx"], "do not match the model hash",
+     resign_onnx)
+case("evaluate lone onnx with edited weights", [*EVAL, f"{C}/policy.onnx"], "do not match the model hash",
+     lambda c, b: (resign_onnx(c, b), shutil.copyfile(c / "exp" / "policy.onnx", c / "policy.onnx")))
+case("evaluate lone onnx with a NaN weight", [*EVAL, f"{C}/policy.onnx"], "holds NaN or Inf", _nan_onnx)
+case("hil run lone onnx", [*HIL[:7], f"{C}/policy.onnx", *HIL[8:]], "no parity record",
+     lambda c, b: shutil.copyfile(b / "export" / "policy.onnx", c / "policy.onnx"))
+case("hil run c runtime on onnx", [*HIL[:7], f"{EXP}/policy.onnx", *HIL[8:], "--runtime", "c"], "C runtime")
+
+# -- rigs
+for name, (kw, msg) in RIG_DAMAGE.items():
+    setup = (lambda kw: lambda c, b: yaml_with(c, **kw))(kw)
+    case(f"rig sim yaml {name}", RIG + ["--rig", f"{C}/rig.yaml"], msg, setup)
+    case(f"hil run yaml {name}", [*HIL[:5], f"{C}/rig.yaml", *HIL[6:]], msg, setup)
+case("rig sim build dir under a file", ["rig", "sim", "--build-dir", f"{T}/bld"], "is not a directory")
+case("rig sim unknown rig", RIG + ["--rig", "warp-drive"], "no rig 'warp-drive'")
+
+# -- trial logs
+case("hil run into an existing trial", [*HIL[:9], f"{B}/trial", *HIL[10:]], "holds a trial already")
+case("hil run into a non-empty directory", [*HIL[:9], f"{B}", *HIL[10:]], "is not empty")
+TRIAL_DAMAGE = {
+    "torn row mid-file": (_tear_middle, "malformed row 2"),
+    "garbage number": (_garbage_row, "malformed row 3"),
+    "corrupt summary": (lambda d: (d / "summary.json").write_text("{half"), "corrupt trial summary"),
+    "summary a list": (lambda d: (d / "summary.json").write_text("[]"), "not a JSON object"),
+    "no ticks": (lambda d: (d / "ticks.csv").unlink(), "no ticks.csv"),
+    "header only": (lambda d: (d / "ticks.csv").write_text("# units\nepisode,step\n"), "unexpected header"),
+    "binary ticks": (lambda d: (d / "ticks.csv").write_bytes(b"\xff\xfe\x00" * 50), "not a tick log"),
+    "bad period": (lambda d: (d / "summary.json").write_text('{"target_period_us": -5}'), "no valid target period"),
+}
+for name, (change, msg) in TRIAL_DAMAGE.items():
+    case(f"hil report {name}", ["hil", "report", f"{C}/trial"], msg,
+         (lambda change: lambda c, b: trial_with(c, b, change))(change))
+case("hil report missing dir", ["hil", "report", f"{C}/none"], "no such log directory")
+
+# -- output paths, checked before any work: a directory given for a file, a file for a directory,
+# a path under a file, a place that cannot be written
+FILE_OUT = {"teacher train": ["teacher", "train", "--steps", "200", "--learning-starts", "100", "--out"],
+            "teacher import": ["teacher", "import", f"{B}/sb3.zip", "--out"],
+            "collect": ["collect", "--teacher", T, "--steps", "50", "--no-progress", "--out"]}
+DIR_OUT = {"distill": DISTILL[:5] + ["--steps", "5", "--out"],
+           "export": ["export", RUN, "--episodes", "0", "--out"],
+           "firmware build": FWB[:4] + ["--out"],
+           "hil run": HIL[:8] + ["--no-plots", "--out"],
+           "bench": BENCH[:2] + ["--no-peers", "--out"]}
+for name, argv in FILE_OUT.items():
+    case(f"{name} out is a directory", argv + [B], "is a directory")
+    case(f"{name} out under a file", argv + [f"{T}/x.npz"], "is not a directory")
+    case(f"{name} out read-only", argv + [f"{RO}/x.npz"], "not writable")
+for name, argv in DIR_OUT.items():
+    case(f"{name} out is a file", argv + [T], "exists and is not a directory")
+    case(f"{name} out under a file", argv + [f"{T}/sub"], "is not a directory")
+    case(f"{name} out read-only", argv + [f"{RO}/sub"], "not writable")
+case("export into a foreign directory", ["export", RUN, "--episodes", "0", "--out", f"{B}/run"],
+     "is not an export directory")
+
+
+# --------------------------------------------------------------------------- the runner
+
+
+def _snapshot(*dirs: Path) -> dict[str, str]:
+    snap = {}
+    for d in dirs:
+        for p in sorted(d.rglob("*")):
+            rel = p.relative_to(d)
+            if p.is_file() and not any(part.startswith(("build", ".bpd-build", "bld")) for part in rel.parts):
+                snap[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return snap
+
+
+def test_table_has_the_promised_size():
+    assert len(CASES) >= 150, len(CASES)
+    assert len({c[0] for c in CASES}) == len(CASES), "case names are unique"
+
+
+@pytest.mark.parametrize("name,argv,expect,setup", CASES, ids=[c[0] for c in CASES])
+def test_bad_input(name, argv, expect, setup, base, tmp_path, capsys, monkeypatch):
+    c = tmp_path / "case"
+    c.mkdir()
+    monkeypatch.chdir(c)
+    monkeypatch.delenv("BPD_DEBUG", raising=False)
+    if setup is not None:
+        setup(c, base)
+    before = _snapshot(base, c)
+    capsys.readouterr()
+    try:
+        rc = main([a.format(b=base, c=c) for a in argv])
+    except SystemExit as e:  # argparse
+        rc = e.code
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bpd: error: "), err
+    assert rc not in (0, INTERNAL, None), (rc, err)
+    assert expect.format(b=base, c=c) in lines[0], lines[0]
+    assert _snapshot(base, c) == before, "files changed or were left behind"
+
+
+# --------------------------------------------------------------------------- the promises behind the table
+
+
+def test_failed_export_leaves_the_previous_export_byte_for_byte(base, tmp_path, capsys):
+    out = tmp_path / "export"
+    shutil.copytree(base / "export", out)
+    before = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    dataset_with(tmp_path, base, "bad.npz", observations=_nan_at)  # passes the early checks, fails in parity
+    rc = main(["export", str(base / "run"), "--out", str(out), "--dataset", str(tmp_path / "bad.npz"),
+               "--episodes", "0", "--parity-samples", "200"])
+    assert rc == 1 and "NaN" in capsys.readouterr().err
+    after = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.npz", "export"]  # no stage left behind
+    # and a successful export replaces it as a whole, checked
+    assert main(["export", str(base / "run"), "--out", str(out), "--episodes", "0", "--parity-samples", "100",
+                 "--seed", "3"]) == 0
+    from export.verify import verify_export
+
+    info = verify_export(out)
+    assert info["parity"]["pass"] is True and info["parity"]["states"] == 100
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.npz", "export"]
+
+
+def test_failed_first_export_leaves_no_directory(base, tmp_path, monkeypatch, capsys):
+    import export.export as ex
+
+    def fail(*a, **k):
+        raise ex.BpdError("parity check failed: {}")
+
+    monkeypatch.setattr(ex, "reference_evaluator_run", fail)
+    rc = main(["export", str(base / "run"), "--out", str(tmp_path / "a" / "b" / "new"), "--episodes", "0"])
+    assert rc == 1 and "parity check failed" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_records_parity_and_every_file(base):
+    from export.verify import manifest, verify_export
+
+    info = verify_export(base / "export")
+    assert info["parity"]["pass"] is True and max(v for k, v in info["parity"].items() if "_vs_" in k) <= 1e-5
+    assert info["files"] == manifest(base / "export")
+    assert {"policy.onnx", "policy_weights.c", "policy_weights.h", "policy.c", "policy.h"} <= set(info["files"])
+
+
+def test_hash_is_computed_from_the_weights(base, tmp_path):
+    """Re-signing the file record does not help: the model hash is recomputed from the ONNX weights."""
+    from bpd.errors import BpdError
+    from export.c_export import model_hash
+    from export.collapse import collapse
+    from export.export import load_source
+    from export.verify import verify_export
+
+    net = collapse(load_source(base / "run").policy)
+    assert verify_export(base / "export")["model_hash"] == model_hash(net)
+    resign_onnx(tmp_path, base)
+    with pytest.raises(BpdError, match="do not match the model hash"):
+        verify_export(tmp_path / "exp")
+
+
+def test_resume_compares_content_not_paths(base, tmp_path, capsys):
+    """A moved run directory with its teacher and dataset under other paths resumes (here from its
+    last checkpoint, at the final step, so it writes the student again)."""
+    moved = tmp_path / "moved"
+    shutil.copytree(base / "run", moved / "run")
+    shutil.copyfile(base / "teacher.npz", moved / "teacher-copy.npz")
+    shutil.copyfile(base / "dataset.npz", moved / "dataset-copy.npz")
+    rc = main(["distill", "--teacher", str(moved / "teacher-copy.npz"), "--dataset", str(moved / "dataset-copy.npz"),
+               "--out", str(moved / "run"), "--steps", "20", "--eval-every", "20", "--eval-episodes", "1",
+               "--checkpoint-every", "10", "--hidden", "8", "--critic-hidden", "16", "--batch", "32", "--no-progress",
+               "--resume"])
+    assert rc == 0, capsys.readouterr().err
+    cfg = json.loads((moved / "run" / "config.json").read_text())
+    assert cfg["dataset"] == str(base / "dataset.npz")  # the record of how the run began is kept
+    assert cfg["dataset_sha256"] == hashlib.sha256((base / "dataset.npz").read_bytes()).hexdigest()
+    summary = json.loads((moved / "run" / "summary.json").read_text())
+    assert summary["steps"] == 20 and summary["student"] == str(moved / "run" / "student.pt")
+
+
+def test_trial_log_torn_at_the_end_is_reported(base, tmp_path, capsys):
+    """A trial killed while writing its last row: the report drops that row and renders the rest."""
+    d = tmp_path / "trial"
+    shutil.copytree(base / "trial", d)
+    text = (d / "ticks.csv").read_text()
+    (d / "ticks.csv").write_text(text[:-12])
+    assert main(["hil", "report", str(d)]) == 0, capsys.readouterr().err
+    assert json.loads((d / "summary.json").read_text())["timing"]["ticks"] == 5
+
+
+def test_sb3_zip_fixture_imports(base, tmp_path):
+    """The undamaged zip the table damages imports: its failures are the damage, not the fixture."""
+    assert main(["teacher", "import", str(base / "sb3.zip"), "--out", str(tmp_path / "t.npz")]) == 0
+    from training.teacher import load_teacher
+
+    t = load_teacher(tmp_path / "t.npz")
+    assert t.hidden == [8, 8] and t.act_dim == 1
+
+
+def test_nothing_non_finite_is_written(tmp_path):
+    """A diverged student or a teacher with NaN is refused at the writer, and no file appears."""
+    from bpd.errors import BpdError
+    from training.student import BayesianStudent, save_student
+    from training.teacher import load_teacher
+
+    s = BayesianStudent(4, 1, [4])
+    with torch.no_grad():
+        s.layers[1].bias[0] = float("inf")
+    stats = {"obs_mean": np.zeros(4), "obs_std": np.ones(4), "action_low": -np.ones(1), "action_high": np.ones(1)}
+    with pytest.raises(BpdError, match="training diverged"):
+        save_student(tmp_path / "student.pt", s, {"env_id": "InvertedPendulum-v5"}, stats)
+    _hand_teacher(tmp_path / "t.npz")
+    t = load_teacher(tmp_path / "t.npz")
+    t.obs_mean[0] = np.nan
+    with pytest.raises(BpdError, match="normalisation must be finite"):
+        t.save(tmp_path / "t2.npz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.npz"]
