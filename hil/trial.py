@@ -112,7 +112,8 @@ def run_trial(cfg: HilRunConfig) -> dict:
         summary["device"] = info
         _check_device(info, spec, pol, cfg.mode)
         for ep in range(cfg.episodes):
-            episodes.append(_episode(link, log, cfg, ep, period, steps, lim, pol, spec.watchdog_ticks))
+            episodes.append(_episode(link, log, cfg, ep, period, steps, lim, pol, spec.watchdog_ticks,
+                                     (spec.pos_index, spec.angle_index)))
             log.flush()
     except KeyboardInterrupt as e:
         error = e
@@ -196,7 +197,7 @@ def _check_device(info: dict, spec, pol, mode: str) -> None:
 
 
 def _episode(link: DeviceLink, log: TickLog, cfg: HilRunConfig, ep: int, period: int, steps: int, lim: dict,
-             pol, watchdog: int) -> dict:
+             pol, watchdog: int, limit_index: tuple[int, int]) -> dict:
     link.command("reset", seed=cfg.seed + ep)
     link.configure(period, watchdog, cfg.mode, lim["action"], lim["position"], lim["angle"])
     link.command("start")
@@ -239,7 +240,7 @@ def _episode(link: DeviceLink, log: TickLog, cfg: HilRunConfig, ep: int, period:
             if not upright:
                 ended = "limit (device stopped)"
                 break
-            if abs(obs[0]) > lim["position"] or abs(obs[1]) > lim["angle"]:  # host-side limits too
+            if abs(obs[limit_index[0]]) > lim["position"] or abs(obs[limit_index[1]]) > lim["angle"]:  # host side too
                 ended = "limit (host stopped)"
                 break
         if ended.startswith("limit"):
