@@ -36,7 +36,8 @@ from firmware_host.rig import Plant, RigSpec, load_rig
 QEMU = "qemu-system-arm"
 BOARD = "stm32f4-pil"
 ICOUNT_SHIFT = 0  # 2**shift ns of virtual time per instruction
-REPLY = struct.Struct("<cBBHBIII")  # 'R', state, mode, ticks_without_action, reset, seed, tick, policy cycles
+REPLY = struct.Struct("<cBBHBIIII")  # 'R', state, mode, ticks_without_action, reset, seed, ticks, tick and
+# policy cycles; then the actuator
 RUNNING, HOST_MODE = 1, 0
 
 
@@ -114,6 +115,11 @@ class PilRig:
         finally:
             srv.close()
         self.conn.settimeout(5.0)
+        try:
+            self._recv()  # the image says its plant port is ready
+        except (OSError, BpdError) as e:
+            self.close()
+            raise BpdError(f"the image did not start its plant port: {e}") from None
         self.log_rows: list[list] = []
         self._log = None
         if cfg.log:
@@ -140,12 +146,12 @@ class PilRig:
             if not chunk:
                 raise BpdError("the image closed the plant channel")
             buf += chunk
-        tag, state, mode, twa, reset, seed, tick_c, pol_c = REPLY.unpack_from(buf)
+        tag, state, mode, twa, reset, seed, ticks, tick_c, pol_c = REPLY.unpack_from(buf)
         if tag != b"R":
             raise BpdError("the plant channel lost step with the image")
         act = np.frombuffer(bytes(buf[REPLY.size:]), "<f4").astype(np.float64)
         return {"state": state, "mode": mode, "ticks_without_action": twa, "reset": seed if reset else None,
-                "tick_cycles": tick_c, "policy_cycles": pol_c, "actuator": act}
+                "ticks": ticks, "tick_cycles": tick_c, "policy_cycles": pol_c, "actuator": act}
 
     def query(self) -> dict:
         self.conn.sendall(b"Q")
@@ -164,6 +170,7 @@ class PilRig:
     def run(self, should_stop=lambda: False) -> None:
         period = self.spec.period_us
         sim_us, ticks = 0, 0
+        ran = self.query()["ticks"]
         t0 = time.perf_counter()
         while not should_stop():
             if self.cfg.duration and time.perf_counter() - t0 >= self.cfg.duration:
@@ -176,13 +183,14 @@ class PilRig:
                 continue
             sim_us += period
             st = self.tick(sim_us, self.plant.sensors())
-            ticks += 1
-            row = [ticks, sim_us, st["state"], st["mode"], self.instructions(st["tick_cycles"]),
-                   self.instructions(st["policy_cycles"])]
-            if self._log:
+            if st["ticks"] != ran and self._log:  # a tick ran (a STOP may have come first)
+                ticks += 1
+                row = [ticks, sim_us, st["state"], st["mode"], self.instructions(st["tick_cycles"]),
+                       self.instructions(st["policy_cycles"])]
                 self._csv.writerow(row)
                 if ticks % 200 == 0:
                     self._log.flush()
+            ran = st["ticks"]
             if st["mode"] == HOST_MODE and st["state"] == RUNNING:
                 deadline = time.perf_counter() + self.cfg.action_timeout
                 while st["ticks_without_action"] and st["state"] == RUNNING and time.perf_counter() < deadline:

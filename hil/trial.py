@@ -36,8 +36,9 @@ COLUMNS = [("episode", ""), ("step", ""), ("seq", ""), ("device_t_us", "us"), ("
 
 @dataclass
 class HilRunConfig:
-    port: str = field(help="serial port: a device path, a pty, socket://host:port, or 'sim' to start the "
-                      "simulated rig (with the export's policy on the device) for this trial")
+    port: str = field(help="serial port: a device path, a pty, socket://host:port, 'sim' to start the "
+                      "simulated rig (with the export's policy on the device) for this trial, or 'pil' to run the "
+                      "export's Cortex-M firmware image in QEMU (processor-in-the-loop, lockstep)")
     rig: str = field(help="rig name or YAML (limits, period, units)")
     policy: str = field(help="export directory or .onnx file")
     mode: str = field("host", help="where the policy runs", choices=("host", "device"))
@@ -89,7 +90,7 @@ def _stats(x: list[float]) -> dict:
 
 
 def run_trial(cfg: HilRunConfig) -> dict:
-    if cfg.port == "sim":
+    if cfg.port in ("sim", "pil"):
         with simulated_rig(cfg) as port:
             return run_trial(HilRunConfig(**(vars(cfg) | {"port": port})))
     spec = load_rig(cfg.rig)
@@ -143,15 +144,23 @@ def run_trial(cfg: HilRunConfig) -> dict:
 
 
 class simulated_rig:
-    """`bpd rig sim` in a subprocess for the length of a trial; yields its pty path."""
+    """`bpd rig sim` (or `bpd rig pil`, whose instruction counts go to OUT/ticks_pil.csv) in a
+    subprocess for the length of a trial; yields its pty path."""
 
     def __init__(self, cfg: HilRunConfig) -> None:
         import shutil
         import subprocess
 
         exe = shutil.which("bpd") or str(Path(sys.executable).with_name("bpd"))
-        args = [exe, "rig", "sim", "--rig", cfg.rig, "--lockstep" if cfg.sim_lockstep else "--realtime",
-                "--seed", str(cfg.seed)]
+        if cfg.port == "pil":
+            if cfg.period_us:
+                raise BpdError("--period-us with --port pil: the image runs the period its rig was built with")
+            Path(cfg.out).mkdir(parents=True, exist_ok=True)
+            args = [exe, "rig", "pil", "--rig", cfg.rig, "--seed", str(cfg.seed), "--log",
+                    str(Path(cfg.out) / "ticks_pil.csv")]
+        else:
+            args = [exe, "rig", "sim", "--rig", cfg.rig, "--lockstep" if cfg.sim_lockstep else "--realtime",
+                    "--seed", str(cfg.seed)]
         if Path(cfg.policy).is_dir():
             args += ["--policy", cfg.policy]
         if cfg.period_us:

@@ -9,9 +9,10 @@
  * Requests (plant -> image), little-endian:
  *   'T' t_us u32, raw f32[BPD_RIG_N_RAW]   run one control tick now
  *   'Q'                                    report only
- * Reply (image -> plant), PLANT_REPLY_LEN bytes:
- *   'R' state u8, mode u8, ticks_without_action u16, reset u8, seed u32, tick_cycles u32,
- *   policy_cycles u32, actuator f32[BPD_RIG_ACT_DIM]
+ * Reply (image -> plant), PLANT_REPLY_LEN bytes, one per request and one unasked at start-up
+ * (the port is ready: a byte sent before the USART is enabled would be lost):
+ *   'R' state u8, mode u8, ticks_without_action u16, reset u8, seed u32, ticks u32 (control ticks
+ *   run since power-on), tick_cycles u32, policy_cycles u32, actuator f32[BPD_RIG_ACT_DIM]
  * firmware_host/pil.py is the other end.
  */
 #include <string.h>
@@ -23,7 +24,7 @@ void board_aux_write(const uint8_t *data, size_t len);
 int board_aux_read(uint8_t *b);
 
 #define REQ_TICK_LEN (1u + 4u + 4u * BPD_RIG_N_RAW)
-#define PLANT_REPLY_LEN (1u + 1u + 1u + 2u + 1u + 4u + 4u + 4u + 4u * BPD_RIG_ACT_DIM)
+#define PLANT_REPLY_LEN (1u + 1u + 1u + 2u + 1u + 4u + 4u + 4u + 4u + 4u * BPD_RIG_ACT_DIM)
 
 static uint8_t req[REQ_TICK_LEN];
 static size_t req_len;
@@ -56,11 +57,12 @@ static void reply(bpd_fw_t *fw, uint32_t tick_cycles, uint32_t policy_cycles)
     out[4] = (uint8_t)(fw->ticks_without_action >> 8);
     out[5] = reset;
     put32(out + 6, seed);
-    put32(out + 10, tick_cycles);
-    put32(out + 14, policy_cycles);
+    put32(out + 10, fw->ticks);
+    put32(out + 14, tick_cycles);
+    put32(out + 18, policy_cycles);
     for (i = 0; i < BPD_RIG_ACT_DIM; ++i) {
         memcpy(&u, &actuator[i], 4);
-        put32(out + 18 + 4 * i, u);
+        put32(out + 22 + 4 * i, u);
     }
     board_aux_write(out, sizeof out);
 }
@@ -82,7 +84,12 @@ uint32_t board_now_us(void) { return now_us; }
 /* The plant's clock: a tick is due when a whole 'T' request has arrived; 'Q' is answered at once. */
 int board_tick_due(bpd_fw_t *fw)
 {
+    static uint8_t announced;
     uint8_t b;
+    if (!announced) {
+        announced = 1;
+        reply(fw, 0u, 0u);
+    }
     while (board_aux_read(&b)) {
         if (req_len == 0 && b == 'Q') {
             reply(fw, 0u, 0u);
