@@ -217,13 +217,12 @@ class ObservationFilter:
     """What the firmware computes from raw sensors (bpd_fw.c build_observation), for the Gym env."""
 
     def __init__(self, spec: RigSpec) -> None:
-        sc = spec.sensors
-        self.cpu = np.asarray(sc["counts_per_unit"], np.float32)
-        self.measured = bool(sc["measured_velocity"])
+        self.cpu = np.asarray(spec.counts_per_unit, np.float32)
+        self.measured = spec.measured_velocity
         dt = spec.period_us * 1e-6
-        hz = float(sc.get("velocity_filter_hz", 0) or 0)
-        wc = 2 * math.pi * hz * dt
-        self.a = wc / (1 + wc) if hz > 0 else 1.0
+        hz = np.asarray(spec.velocity_filter_hz, np.float32)
+        wc = np.float32(2 * math.pi * dt) * hz
+        self.a = np.where(hz > 0, wc / (1 + wc), 1.0).astype(np.float32)  # per sensor, as the firmware
         self.dt = dt
         self.prev = None
         self.vel = np.zeros(len(self.cpu), np.float32)
