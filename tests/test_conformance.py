@@ -1,11 +1,13 @@
 """Protocol conformance: every row of the state table in docs/protocol.md, and the rules around it
 (body sizes, clamping, non-finite actions, the period, echo_seq), against three targets: the
 firmware core built for the host, the simulated rig on a pty, and the Cortex-M image under QEMU
-(processor-in-the-loop). The same checks, through the same bytes, on each."""
+(processor-in-the-loop). The same checks, through the same bytes, on each; and on a real board
+when BPD_HIL_PORT names its serial device (BPD_HIL_RIG its rig; see hil/README.md)."""
 
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import struct
 import subprocess
@@ -21,9 +23,10 @@ from hil.link import DeviceLink
 from tests.conftest import BPD, pendulum_export
 
 RIG = load_rig("gym-inverted-pendulum")
-LIM = RIG.limits
 FIX = pendulum_export()
 BIG_WATCHDOG = 60000
+HW_PORT = os.environ.get("BPD_HIL_PORT")
+HW_RIG = os.environ.get("BPD_HIL_RIG", "desktop-cartpole")
 
 
 def raw_frame(name: str, seq: int, body: bytes) -> bytes:
@@ -32,16 +35,18 @@ def raw_frame(name: str, seq: int, body: bytes) -> bytes:
     return b"\x00" + cobs_encode(raw + struct.pack("<H", crc16(raw))) + b"\x00"
 
 
-def config(**over) -> dict:
-    f = dict(period_us=0, watchdog_ticks=BIG_WATCHDOG, mode=0, action_limit=float(LIM["action"]),
-             pos_limit=float(LIM["position"]), angle_limit=float(LIM["angle"]))
+def config(rig=RIG, **over) -> dict:
+    lim = rig.limits
+    f = dict(period_us=0, watchdog_ticks=BIG_WATCHDOG, mode=0, action_limit=float(lim["action"]),
+             pos_limit=float(lim["position"]), angle_limit=float(lim["angle"]))
     return f | over
 
 
 class HostTarget:
     """The firmware core as a shared library: ticks happen when the test says."""
 
-    has_policy = True
+    rig = RIG
+    hardware = False
 
     def __init__(self, tmp) -> None:
         self.dev = SoftwareDevice(RIG, build_device_library(tmp, RIG, FIX))
@@ -71,15 +76,20 @@ class PtyTarget:
     """A rig process (simulated, or QEMU running the image) in lockstep on a pseudo-terminal: it
     ticks by itself while running, waiting `action_timeout` for each host action."""
 
-    has_policy = True
     WINDOW = 0.4  # seconds to listen for an answer that should not come
 
-    def __init__(self, args: list[str]) -> None:
-        self.proc = subprocess.Popen([BPD, "rig", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        path = self.proc.stdout.readline().strip()
-        if not path.startswith("/dev/"):
-            raise AssertionError(self.proc.stderr.read())
-        self.link = DeviceLink(path)
+    def __init__(self, args: list[str] | None, port: str | None = None, rig=RIG) -> None:
+        """Start `bpd rig ARGS` and open its pty, or open a real board's port."""
+        self.rig, self.hardware, self.proc = rig, port is not None, None
+        if port is None:
+            self.proc = subprocess.Popen([BPD, "rig", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                         text=True)
+            port = self.proc.stdout.readline().strip()
+            if not port.startswith("/dev/"):
+                raise AssertionError(self.proc.stderr.read())
+        self.link = DeviceLink(port, rig.baud)
+        if self.WINDOW < 3 * rig.period_us * 1e-6:
+            self.WINDOW = 3 * rig.period_us * 1e-6
         self.link.handshake(timeout=5.0, tries=10)  # as any host opens a session
 
     def write(self, data: bytes) -> list[Frame]:
@@ -108,6 +118,8 @@ class PtyTarget:
 
     def close(self) -> None:
         self.link.close()
+        if self.proc is None:
+            return
         self.proc.terminate()
         try:
             self.proc.wait(10)
@@ -130,10 +142,16 @@ def _pil(tmp):
                       "--build-dir", str(tmp / "pil")])
 
 
-@pytest.fixture(scope="module", params=["host", "sim", "pil"])
+def _hardware(tmp):
+    if not HW_PORT:
+        pytest.skip("no board: set BPD_HIL_PORT (and BPD_HIL_RIG) to run these on real hardware")
+    return PtyTarget(None, HW_PORT, load_rig(HW_RIG))
+
+
+@pytest.fixture(scope="module", params=["host", "sim", "pil", "board"])
 def target(request, tmp_path_factory):
     tmp = tmp_path_factory.mktemp(request.param)
-    t = {"host": HostTarget, "sim": _sim, "pil": _pil}[request.param](tmp)
+    t = {"host": HostTarget, "sim": _sim, "pil": _pil, "board": _hardware}[request.param](tmp)
     yield t
     t.close()
 
@@ -158,9 +176,11 @@ def enter(t, state: str) -> Frame | None:
     assert ("ack", BY_NAME["reset"].id, ACK["ok"]) in answers(t.send("reset", seed=1))
     if state == "IDLE":
         return None
-    # limits far out: a plant pushed by the test's actions must not end the run by a limit stop
+    # the angle limit far out (a pendulum at rest hangs down; a plant pushed by the test's actions must
+    # not end the run by a limit stop); on a real board the position limit stays the rig's
     wd = BIG_WATCHDOG if state == "RUNNING" else 1
-    assert answers(t.send("config", **config(watchdog_ticks=wd, pos_limit=1e3, angle_limit=1e3))) == ack("config", "ok")
+    far = dict(angle_limit=1e3) | ({} if t.hardware else dict(pos_limit=1e3))
+    assert answers(t.send("config", **config(t.rig, watchdog_ticks=wd, **far))) == ack("config", "ok")
     frames = t.send("start")
     assert ("ack", BY_NAME["start"].id, ACK["ok"]) in answers(frames)
     for _ in range(20):
@@ -193,18 +213,18 @@ def ack(name: str, status: str) -> list[tuple]:
 
 ROWS = [
     ("IDLE", "hello", dict(protocol=1), [("info",)], "IDLE"),
-    ("IDLE", "config", config(), ack("config", "ok"), "IDLE"),
+    ("IDLE", "config", "rig", ack("config", "ok"), "IDLE"),
     ("IDLE", "start", {}, ack("start", "ok"), "RUNNING"),
     ("IDLE", "stop", {}, ack("stop", "ok"), "IDLE"),
     ("IDLE", "reset", dict(seed=5), ack("reset", "ok"), "IDLE"),
     ("IDLE", "action", dict(echo_seq=0, n_act=1, action=[1.0]), [], "IDLE"),
     ("RUNNING", "hello", dict(protocol=1), [("info",)], "RUNNING"),
-    ("RUNNING", "config", config(), ack("config", "rejected"), "RUNNING"),
+    ("RUNNING", "config", "rig", ack("config", "rejected"), "RUNNING"),
     ("RUNNING", "start", {}, ack("start", "rejected"), "RUNNING"),
     ("RUNNING", "stop", {}, ack("stop", "ok"), "IDLE"),
     ("RUNNING", "reset", dict(seed=5), ack("reset", "ok"), "IDLE"),
     ("FAULT", "hello", dict(protocol=1), [("info",)], "FAULT"),
-    ("FAULT", "config", config(), ack("config", "rejected"), "FAULT"),
+    ("FAULT", "config", "rig", ack("config", "rejected"), "FAULT"),
     ("FAULT", "start", {}, ack("start", "rejected"), "FAULT"),
     ("FAULT", "stop", {}, ack("stop", "ok"), "FAULT"),
     ("FAULT", "reset", dict(seed=5), ack("reset", "ok"), "IDLE"),
@@ -216,23 +236,24 @@ ROWS = [
                          ids=[f"{r[0]}-{r[1]}" for r in ROWS])
 def test_state_table(target, state, command, fields, answer, after):
     enter(target, state)
+    fields = config(target.rig) if fields == "rig" else fields  # the rig's own configuration
     got = [a for a in answers(target.send(command, **fields)) if a != ("fault",)]
     assert got == answer
     assert state_of(target) == after
 
 
 @pytest.mark.parametrize("bad", [dict(action_limit=0.0), dict(pos_limit=-1.0), dict(watchdog_ticks=0),
-                                 dict(period_us=RIG.period_us + 1), dict(mode=2)],
+                                 dict(period_us=1), dict(mode=2)],
                          ids=["zero-action-limit", "negative-limit", "zero-watchdog", "other-period", "mode-2"])
 def test_invalid_config_rejected_in_idle(target, bad):
     enter(target, "IDLE")
-    assert answers(target.send("config", **config(**bad))) == ack("config", "rejected")
-    assert answers(target.send("config", **config(period_us=RIG.period_us))) == ack("config", "ok")
+    assert answers(target.send("config", **config(target.rig, **bad))) == ack("config", "rejected")
+    assert answers(target.send("config", **config(target.rig, period_us=target.rig.period_us))) == ack("config", "ok")
 
 
 def _answer_state(t, st: Frame, action: list[float]) -> Frame:
     """Send an ACTION for st and return the next STATE (which carries what the actuator holds)."""
-    frames = t.send("action", echo_seq=st.seq, n_act=1, action=action)
+    frames = t.send("action", echo_seq=st.seq, n_act=len(action), action=action)
     states = [f for f in frames if f.name == "state"]
     while not states:
         states = [f for f in t.advance() if f.name == "state"]
@@ -243,10 +264,11 @@ def test_running_action_applied_clamped_and_nan(target):
     """RUNNING + ACTION echoing the last STATE: applied; clamped or non-finite values are changed
     and flagged in the STATE that reports them (host mode as in device mode)."""
     st = enter(target, "RUNNING")
-    st = _answer_state(target, st, [0.5])
-    assert st.fields["action"][0] == pytest.approx(0.5) and not st.fields["flags"] & FLAGS["clamped"]
+    small = 0.1 * target.rig.limits["action"]
+    st = _answer_state(target, st, [small])
+    assert st.fields["action"][0] == pytest.approx(small) and not st.fields["flags"] & FLAGS["clamped"]
     st = _answer_state(target, st, [100.0])
-    assert st.fields["action"][0] == pytest.approx(LIM["action"]) and st.fields["flags"] & FLAGS["clamped"]
+    assert st.fields["action"][0] == pytest.approx(target.rig.limits["action"]) and st.fields["flags"] & FLAGS["clamped"]
     st = _answer_state(target, st, [math.nan])
     assert st.fields["action"][0] == 0.0 and st.fields["flags"] & FLAGS["clamped"]
     st = _answer_state(target, st, [-math.inf])
@@ -286,4 +308,4 @@ def test_start_without_config_uses_rig_defaults(target):
     (st,) = [f for f in target.advance() if f.name == "state"]
     assert not st.fields["flags"] & FLAGS["device_policy"]
     st = _answer_state(target, st, [100.0])
-    assert st.fields["action"][0] == pytest.approx(LIM["action"])
+    assert st.fields["action"][0] == pytest.approx(RIG.limits["action"])

@@ -5,6 +5,7 @@ and the image's own instruction counts per tick against unicorn's count of the s
 
 import csv
 import json
+import os
 import shutil
 
 import numpy as np
@@ -13,7 +14,7 @@ import pytest
 from tests.conftest import pendulum_export, run_bpd
 
 FIX = pendulum_export()
-pytestmark = pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
+needs_qemu = pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
                                 reason="qemu-system-arm or arm-none-eabi-gcc not installed (make system-deps)")
 
 
@@ -30,6 +31,7 @@ def _trial(tmp_path, port: str, mode: str) -> tuple[dict, list[dict]]:
     return summary, rows
 
 
+@needs_qemu
 @pytest.mark.parametrize("mode", ["device", "host"])
 def test_pil_episode_matches_simulated_rig(tmp_path, mode):
     pil, ticks = _trial(tmp_path, "pil", mode)
@@ -61,3 +63,18 @@ def _against_unicorn(tmp_path, pil: np.ndarray) -> None:
     exact = [emu.call(np.array([float(r[f"obs{i}"]) for i in range(4)], np.float32), 1).instructions
              for r in rows[:len(pil)]]
     assert np.median(pil) == pytest.approx(np.median(exact), rel=0.05)
+
+
+@pytest.mark.skipif(not os.environ.get("BPD_HIL_PORT"), reason="no board: set BPD_HIL_PORT, BPD_HIL_RIG and "
+                    "BPD_HIL_POLICY to run episodes on real hardware (hil/README.md)")
+@pytest.mark.parametrize("mode", ["device", "host"])
+def test_board_episode(tmp_path, mode):
+    """The same trial on a real board: BPD_HIL_POLICY is the export whose firmware is flashed."""
+    rig = os.environ.get("BPD_HIL_RIG", "desktop-cartpole")
+    policy = os.environ.get("BPD_HIL_POLICY", str(FIX))
+    out = tmp_path / mode
+    run_bpd("hil", "run", "--port", os.environ["BPD_HIL_PORT"], "--rig", rig, "--policy", policy, "--mode", mode,
+            "--episodes", "1", "--out", str(out), "--no-plots", timeout=600)
+    s = json.loads((out / "summary.json").read_text())
+    assert s["ended"] == "complete" and s["bad_frames"]["host_parser"] == 0
+    assert s["episodes"][0]["length"] > 0
