@@ -56,7 +56,7 @@ class RigPilConfig:
     elf: str | None = field(None, help="a firmware image built by `bpd firmware build --board stm32f4-pil`")
     seed: int = field(0, help="seed of the first plant reset")
     log: str | None = field(None, help="per-tick CSV of instruction counts (default: none)")
-    action_timeout: float = field(1.0, help="host mode: seconds the plant waits for the host's action per tick")
+    action_timeout: float = field(5.0, help="host mode: seconds the plant waits for the host's action per tick")
     build_dir: str | None = field(None, help="where the image is built (default: EXPORT/build-cortex-m4f-firmware-"
                                   "stm32f4-pil-RIG)")
     duration: float = field(0.0, help="stop after this many seconds (0: run until interrupted)")

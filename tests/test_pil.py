@@ -20,7 +20,7 @@ needs_qemu = pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shuti
 
 def _trial(tmp_path, port: str, mode: str) -> tuple[dict, list[dict]]:
     out = tmp_path / f"{port}-{mode}"
-    extra = ["--sim-lockstep"] if port == "sim" else []
+    extra = ["--stall-timeout", "10"] + (["--sim-lockstep"] if port == "sim" else [])  # lockstep: not real time
     run_bpd("hil", "run", "--port", port, "--rig", "gym-inverted-pendulum", "--policy", str(FIX), "--mode", mode,
             "--episodes", "1", "--seed", "3", "--out", str(out), "--no-plots", *extra, timeout=600)
     summary = json.loads((out / "summary.json").read_text())
@@ -78,3 +78,13 @@ def test_board_episode(tmp_path, mode):
     s = json.loads((out / "summary.json").read_text())
     assert s["ended"] == "complete" and s["bad_frames"]["host_parser"] == 0
     assert s["episodes"][0]["length"] > 0
+
+
+def test_pil_bad_input_is_one_line(tmp_path):
+    for args in ([], ["--elf", str(tmp_path / "missing.elf")]):
+        p = run_bpd("rig", "pil", *args, check=False)
+        assert p.returncode != 0 and p.stderr.startswith("bpd: error: ") and len(p.stderr.splitlines()) == 1
+    (tmp_path / "bpd_firmware.elf").write_bytes(b"\x7fELF")
+    (tmp_path / "build_report.json").write_text(json.dumps({"board": "generic", "rig": "gym-inverted-pendulum"}))
+    p = run_bpd("rig", "pil", "--elf", str(tmp_path / "bpd_firmware.elf"), check=False)
+    assert p.returncode != 0 and "--board stm32f4-pil" in p.stderr
