@@ -5,8 +5,8 @@ image's instructions per control tick, split into the policy call and the rest o
     python benchmarks/pil_benchmark.py [--episodes 10]
 
 The policy is the committed benchmark export (tests/fixtures/pendulum_export, trained on
-InvertedPendulum-v5). On desktop-cartpole it is a policy for another plant: that row measures
-agreement between image and host build, not control quality. Writes benchmarks/results/pil.json
+InvertedPendulum-v5). On desktop-cartpole it is a policy for another plant: what that row measures is
+the agreement between image and host build. Writes benchmarks/results/pil.json
 and pil.md (per-episode returns are in the JSON).
 """
 
@@ -95,7 +95,8 @@ def main() -> None:
              "Cortex-M4F image with the STM32F405 board layer on QEMU's netduinoplus2 (`bpd rig pil`, lockstep, "
              "`-icount shift=0`), against the host-built simulated rig in lockstep (`bpd rig sim --lockstep`); "
              f"{args.episodes} episodes each, seeds 0-{args.episodes - 1}, policy tests/fixtures/pendulum_export "
-             "(trained on InvertedPendulum-v5; on desktop-cartpole a policy for another plant). "
+             "(trained on InvertedPendulum-v5; on desktop-cartpole a policy for another plant, so that row "
+             "measures agreement, not a controller made for the rig). "
              "`python benchmarks/pil_benchmark.py`.", "",
              "| rig | mode | PIL return mean | sim return mean | episodes with equal return | max abs difference "
              "| instructions per tick (median) | of which policy | rest of the tick |",
