@@ -71,8 +71,9 @@ def run(name: str, runs: int, work: Path, seed: int = 1, max_len: int = 512, gro
     corpus = Path(tempfile.mkdtemp(prefix=f"corpus-{name}-", dir=work))
     for f in (FUZZ / "corpus" / name).glob("*"):
         shutil.copy(f, corpus / f.name)
+    dirs = [str(grow_corpus), str(corpus)] if grow_corpus else [str(corpus)]  # the first one receives new inputs
     args = [str(exe), f"-runs={runs}", f"-seed={seed}", f"-max_len={max_len}", "-print_final_stats=1",
-            f"-artifact_prefix={work}/", str(grow_corpus or corpus), *( [str(corpus)] if grow_corpus else [])]
+            f"-artifact_prefix={work}/", *dirs]
     p = subprocess.run(args, capture_output=True, text=True, cwd=work)
     log = p.stderr
     finding = None

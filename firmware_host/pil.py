@@ -120,7 +120,6 @@ class PilRig:
         except (OSError, BpdError) as e:
             self.close()
             raise BpdError(f"the image did not start its plant port: {e}") from None
-        self.log_rows: list[list] = []
         self._log = None
         if cfg.log:
             self._log = open(cfg.log, "w", newline="")

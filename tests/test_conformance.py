@@ -76,7 +76,7 @@ class PtyTarget:
     """A rig process (simulated, or QEMU running the image) in lockstep on a pseudo-terminal: it
     ticks by itself while running, waiting `action_timeout` for each host action."""
 
-    WINDOW = 0.4  # seconds to listen for an answer that should not come
+    WINDOW = 0.3  # seconds to listen for an answer that should not come
 
     def __init__(self, args: list[str] | None, port: str | None = None, rig=RIG) -> None:
         """Start `bpd rig ARGS` and open its pty, or open a real board's port."""
