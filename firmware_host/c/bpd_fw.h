@@ -20,7 +20,7 @@
 #include "bpd_wire.h"
 
 #define BPD_FW_MAJOR 0
-#define BPD_FW_MINOR 1
+#define BPD_FW_MINOR 2
 
 typedef enum { BPD_IDLE = 0, BPD_RUNNING = 1, BPD_FAULT = 2 } bpd_fw_state_t;
 
