@@ -20,15 +20,17 @@ $(VENV)/.stamp-install: setup.cfg pyproject.toml
 	$(BIN)/pip install -q -e '.[test,emulate,bench,ray]'
 	touch $@
 
-# System tools: the ARM cross toolchain and clang. Installed when we are root with apt-get;
-# elsewhere the tests that need them skip and say why.
+# System tools: the ARM cross toolchain, clang (second host compiler, libFuzzer) and QEMU
+# (processor-in-the-loop). Installed when we are root with apt-get; elsewhere the tests that need
+# them skip and say why.
 system-deps: $(VENV)/.stamp-system
-$(VENV)/.stamp-system: | $(VENV)/.stamp-install
-	@if command -v arm-none-eabi-gcc >/dev/null && command -v clang >/dev/null; then :; \
+$(VENV)/.stamp-system: Makefile | $(VENV)/.stamp-install
+	@if command -v arm-none-eabi-gcc >/dev/null && command -v clang >/dev/null \
+	    && command -v qemu-system-arm >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
-	    gcc-arm-none-eabi libnewlib-arm-none-eabi binutils-arm-none-eabi clang >/dev/null; \
-	else echo "note: arm-none-eabi-gcc/clang missing and not root: cross-build tests will skip"; fi
+	    gcc-arm-none-eabi libnewlib-arm-none-eabi binutils-arm-none-eabi clang qemu-system-arm >/dev/null; \
+	else echo "note: arm-none-eabi-gcc/clang/qemu-system-arm missing and not root: their tests will skip"; fi
 	touch $@
 
 test: venv system-deps

@@ -52,7 +52,7 @@ class Image:
 
 def compile_image(target: str, sources: list[Path], include: list[Path], out_dir: Path, name: str,
                   defines: list[str] | None = None, strict: set[Path] | None = None,
-                  fast_tanh: bool = False) -> Image:
+                  fast_tanh: bool = False, ldscript: str = "cortex-m.ld") -> Image:
     """Compile sources (strict ones with warnings as errors) and link a bare-metal image."""
     if target not in TARGETS:
         raise BpdError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
@@ -74,7 +74,8 @@ def compile_image(target: str, sources: list[Path], include: list[Path], out_dir
     else:
         startup = out_dir / "startup.o"
         _run([cc, *WARN, *flags, "-c", str(BOARDS / "startup.c"), "-o", str(startup)], "compiling startup.c")
-        _run([cc, *flags, "-nostartfiles", "--specs=nosys.specs", "-T", str(BOARDS / "cortex-m.ld"), "-Wl,--gc-sections",
+        _run([cc, *flags, "-nostartfiles", "--specs=nosys.specs", f"-L{BOARDS}", "-T", str(BOARDS / ldscript),
+              "-Wl,--gc-sections",
               str(startup), *map(str, objects.values()), "-lm", "-lc", "-lgcc", "-o", str(elf)], "linking")
     return Image(elf, target, objects, _stack_usage(out_dir))
 
@@ -138,15 +139,33 @@ FIRMWARE_SOURCES = ("bpd_fw.c", "bpd_wire.c", "bpd_msgs.c")
 CSRC = HERE / "c"
 
 
-def build_firmware_image(export_dir: Path, target: str, out_dir: Path, fast_tanh: bool = False) -> Image:
-    """The firmware: core, wire codec, board layer (stubbed board port) and the exported policy."""
+# Board layers beside the generic one (weak stubs): sources, memory map, defines, and the QEMU
+# machine that models the part (processor-in-the-loop runs the image there).
+BOARD_PORTS: dict[str, dict] = {
+    "generic": {"sources": [], "ldscript": "cortex-m.ld", "defines": [], "targets": ("cortex-m0plus", "cortex-m4f",
+                                                                                     "cortex-m7")},
+    "stm32f4": {"sources": ["board_stm32f4.c"], "ldscript": "stm32f405.ld", "defines": ["BOARD_N_IRQ=82"],
+                "targets": ("cortex-m4f",)},
+    "stm32f4-pil": {"sources": ["board_stm32f4.c", "plant_link.c"], "ldscript": "stm32f405.ld",
+                    "defines": ["BOARD_N_IRQ=82", "BOARD_NO_CLOCK_TREE", "BOARD_CYCLES_FROM_SYSTICK"],
+                    "targets": ("cortex-m4f",), "qemu_machine": "netduinoplus2"},
+}
+
+
+def build_firmware_image(export_dir: Path, target: str, out_dir: Path, fast_tanh: bool = False,
+                         rig: str = "gym-inverted-pendulum", board: str = "generic") -> Image:
+    """The firmware: core, wire codec, board layer, the rig's generated configuration and the
+    exported policy."""
     from export.c_export import check_export_dir
+    from firmware_host.rig import load_rig
+    from firmware_host.rig_codegen import write_rig_header
 
     export_dir = check_export_dir(export_dir)
+    spec = load_rig(rig)
     if target == "host":  # the software device of the simulated rig: core, host HAL and policy
         from firmware_host.rig import build_device_library
 
-        lib = build_device_library(out_dir, export_dir)
+        lib = build_device_library(out_dir, spec, export_dir)
         objs = {}
         for src in (export_dir / "policy.c", export_dir / "policy_weights.c"):
             obj = out_dir / f"{src.stem}.o"
@@ -154,11 +173,18 @@ def build_firmware_image(export_dir: Path, target: str, out_dir: Path, fast_tanh
                  f"compiling {src.name}")
             objs[src.stem] = obj
         return Image(lib, "host", objs, {})
+    if board not in BOARD_PORTS:
+        raise BpdError(f"unknown board {board!r}; choose from {', '.join(BOARD_PORTS)}")
+    port = BOARD_PORTS[board]
+    if target not in port["targets"]:
+        raise BpdError(f"board {board} is a {', '.join(port['targets'])} part, not {target}")
+    rig_dir = write_rig_header(spec, out_dir / "rig").parent
     srcs = [export_dir / "policy.c", export_dir / "policy_weights.c", BOARDS / "board_cortexm.c",
-            *(CSRC / f for f in FIRMWARE_SOURCES)]
+            *(BOARDS / f for f in port["sources"]), *(CSRC / f for f in FIRMWARE_SOURCES)]
     clock = TARGETS[target]["clock_mhz"] * 1_000_000
-    return compile_image(target, srcs, [export_dir, CSRC], out_dir, "bpd_firmware", fast_tanh=fast_tanh,
-                         defines=[f"BOARD_CPU_HZ={clock}u"])
+    return compile_image(target, srcs, [export_dir, CSRC, BOARDS, rig_dir], out_dir, "bpd_firmware",
+                         fast_tanh=fast_tanh, defines=[f"BOARD_CPU_HZ={clock}u", *port["defines"]],
+                         ldscript=port["ldscript"])
 
 
 def build_bpd_image(export_dir: Path, target: str, out_dir: Path, fast_tanh: bool = False) -> Image:
@@ -188,18 +214,28 @@ class FirmwareBuildConfig:
     fast_tanh: bool = field(False, help="use the kernel's fast tanh approximation")
     image: str = field("firmware", help="firmware (core + board layer + policy) or bench (policy + entry point)",
                        choices=("firmware", "bench"))
+    rig: str = field("gym-inverted-pendulum", help="rig name or YAML whose configuration the firmware is built for")
+    board: str = field("generic", help="board layer: generic (weak stubs), stm32f4, or stm32f4-pil "
+                       "(STM32F4 with the plant on USART2, for `bpd rig pil`)", choices=tuple(BOARD_PORTS))
 
 
 def firmware_build(cfg: FirmwareBuildConfig) -> dict:
     from bpd.io import check_output_dir
     from export.verify import verify_export
+    from firmware_host.rig import load_rig
 
     verify_export(cfg.export)  # parity passed and the files are the ones it checked
-    out = Path(cfg.out or Path(cfg.export) / f"build-{cfg.target}-{cfg.image}")
+    default = f"build-{cfg.target}-{cfg.image}" + (f"-{cfg.board}-{load_rig(cfg.rig).name}" if cfg.image == "firmware"
+                                                    else "")
+    out = Path(cfg.out or Path(cfg.export) / default)
     check_output_dir(out)
-    build = build_firmware_image if cfg.image == "firmware" else build_bpd_image
-    img = build(Path(cfg.export), cfg.target, out, cfg.fast_tanh)
+    if cfg.image == "firmware":
+        img = build_firmware_image(Path(cfg.export), cfg.target, out, cfg.fast_tanh, cfg.rig, cfg.board)
+    else:
+        img = build_bpd_image(Path(cfg.export), cfg.target, out, cfg.fast_tanh)
     rep = image_report(img, ["policy", "policy_weights"]) | {"image": cfg.image,
                                                              "clock_mhz": TARGETS[cfg.target]["clock_mhz"]}
+    if cfg.image == "firmware":
+        rep |= {"rig": load_rig(cfg.rig).name, "board": cfg.board}
     write_json(out / "build_report.json", rep)
     return rep

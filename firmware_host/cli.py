@@ -44,3 +44,15 @@ def _rig_sim_flags(parser):
 
 COMMANDS["rig sim"] = ("firmware_host.sim:RigSimConfig", _rig_sim,
                        "start a simulated rig (MuJoCo plant + firmware core) on a pseudo-terminal", _rig_sim_flags)
+
+
+def _rig_pil(ns):
+    from bpd.config import from_namespace
+    from firmware_host.pil import RigPilConfig, rig_pil
+
+    rig_pil(from_namespace(RigPilConfig, ns))
+
+
+COMMANDS["rig pil"] = ("firmware_host.pil:RigPilConfig", _rig_pil,
+                       "run the firmware image in QEMU (STM32F405) with the MuJoCo plant on its second UART; "
+                       "prints the host UART's pty path")

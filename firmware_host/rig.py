@@ -20,6 +20,7 @@ import gymnasium as gym
 import numpy as np
 
 from bpd.errors import BpdError
+from firmware_host.wire_spec import MAX_ACT
 
 HERE = Path(__file__).resolve().parent
 RIGS = HERE / "rigs"
@@ -33,6 +34,7 @@ class RigSpec:
     plant: str
     period_us: int
     raw: dict = field(repr=False)
+    path: Path | None = None  # the YAML it was read from
 
     @property
     def n_pos(self) -> int:
@@ -59,6 +61,36 @@ class RigSpec:
     def watchdog_ticks(self) -> int:
         return int(self.raw.get("watchdog_ticks", 10))
 
+    @property
+    def measured_velocity(self) -> bool:
+        return bool(self.sensors["measured_velocity"])
+
+    @property
+    def counts_per_unit(self) -> list[float]:
+        """Per position sensor: encoder counts per rig unit, or 0 where the sensor reads units."""
+        return [float(c) for c in self.sensors["counts_per_unit"]]
+
+    @property
+    def velocity_filter_hz(self) -> list[float]:
+        """Per position sensor: cut-off of the low-pass on its estimated velocity (0: none)."""
+        hz = self.sensors.get("velocity_filter_hz", 0) or 0
+        hz = list(hz) if isinstance(hz, (list, tuple)) else [hz] * self.n_pos
+        return [float(h) for h in hz]
+
+    @property
+    def pos_index(self) -> int:
+        """The observation checked against the position limit."""
+        return int(self.limits.get("position_index", 0))
+
+    @property
+    def angle_index(self) -> int:
+        """The observation checked against the angle limit."""
+        return int(self.limits.get("angle_index", 1))
+
+    @property
+    def baud(self) -> int:
+        return int(self.raw.get("serial", {}).get("baud", 921600))
+
 
 def load_rig(name_or_path: str | Path) -> RigSpec:
     """A rig by name (gym-inverted-pendulum, desktop-cartpole) or by path to its YAML."""
@@ -80,6 +112,7 @@ def load_rig(name_or_path: str | Path) -> RigSpec:
     except (OSError, UnicodeDecodeError) as e:
         raise BpdError(f"{p}: cannot be read ({e.__class__.__name__})") from None
     spec = _check_rig(raw, p)
+    _check(spec, p)
     return spec
 
 
@@ -134,7 +167,9 @@ def _check_rig(raw: object, p: Path) -> RigSpec:
     for i, x in enumerate(noise):
         number(x, f"sensors.noise_std[{i}]", 0, strict=False)
     if "velocity_filter_hz" in sc:
-        number(sc["velocity_filter_hz"] or 0, "sensors.velocity_filter_hz", 0, strict=False)
+        vf = sc["velocity_filter_hz"]
+        for i, x in enumerate(vf if isinstance(vf, list) else [vf]):
+            number(x or 0, f"sensors.velocity_filter_hz[{i}]", 0, strict=False)
     acts = raw.get("actuators", 1)
     if acts != 1 or acts > MAX_ACT:
         raise bad(f"actuators must be 1 for the {raw['plant']} plant (got {acts!r})")
@@ -154,7 +189,27 @@ def _check_rig(raw: object, p: Path) -> RigSpec:
     if baud is None:
         raise bad("serial must be a mapping")
     number(baud, "serial.baud", 0)
-    return RigSpec(str(raw["name"]), raw["plant"], int(period), raw)
+    return RigSpec(str(raw["name"]), raw["plant"], int(period), raw, p.resolve())
+
+
+def _check(spec: RigSpec, p: Path) -> None:
+    """Sizes and indices every consumer (C header, sim, host) relies on."""
+    from firmware_host.wire_spec import MAX_ACT, MAX_OBS
+
+    problems = []
+    if not 1 <= spec.obs_dim <= MAX_OBS:
+        problems.append(f"{spec.n_pos} position sensors give {spec.obs_dim} observations (1..{MAX_OBS})")
+    if not 1 <= spec.act_dim <= MAX_ACT:
+        problems.append(f"{spec.act_dim} actuators (1..{MAX_ACT})")
+    if len(spec.velocity_filter_hz) != spec.n_pos:
+        problems.append("velocity_filter_hz needs one value per position sensor")
+    for k in ("pos_index", "angle_index"):
+        if not 0 <= getattr(spec, k) < spec.obs_dim:
+            problems.append(f"{k} outside the observation")
+    if spec.period_us <= 0 or spec.watchdog_ticks <= 0 or min(spec.limits[k] for k in ("action", "position", "angle")) <= 0:
+        problems.append("period, watchdog and limits must be positive")
+    if problems:
+        raise BpdError(f"{p}: " + "; ".join(problems))
 
 
 # ------------------------------------------------------------------ plant
@@ -237,13 +292,12 @@ class ObservationFilter:
     """What the firmware computes from raw sensors (bpd_fw.c build_observation), for the Gym env."""
 
     def __init__(self, spec: RigSpec) -> None:
-        sc = spec.sensors
-        self.cpu = np.asarray(sc["counts_per_unit"], np.float32)
-        self.measured = bool(sc["measured_velocity"])
+        self.cpu = np.asarray(spec.counts_per_unit, np.float32)
+        self.measured = spec.measured_velocity
         dt = spec.period_us * 1e-6
-        hz = float(sc.get("velocity_filter_hz", 0) or 0)
-        wc = 2 * math.pi * hz * dt
-        self.a = wc / (1 + wc) if hz > 0 else 1.0
+        hz = np.asarray(spec.velocity_filter_hz, np.float32)
+        wc = np.float32(2 * math.pi * dt) * hz
+        self.a = np.where(hz > 0, wc / (1 + wc), 1.0).astype(np.float32)  # per sensor, as the firmware
         self.dt = dt
         self.prev = None
         self.vel = np.zeros(len(self.cpu), np.float32)
@@ -308,7 +362,9 @@ class RigEnv(gym.Env):
         obs = self.filter(self.plant.sensors())
         lim = self.spec_rig.limits
         x = self.plant.state()
-        terminated = bool(not np.isfinite(x).all() or abs(x[0]) > lim["position"] or abs(x[1]) > lim["angle"])
+        r = self.spec_rig  # the state is laid out like the observation: positions, then velocities
+        terminated = bool(not np.isfinite(x).all() or abs(x[r.pos_index]) > lim["position"]
+                          or abs(x[r.angle_index]) > lim["angle"])
         return obs, 1.0, terminated, self.t >= self.max_steps, {}
 
 
@@ -325,21 +381,27 @@ _register()
 # ------------------------------------------------------------------ the software device
 
 
-def build_device_library(out_dir: Path, policy_dir: Path | None = None) -> Path:
-    """Compile the firmware core with the host HAL (and the exported policy) as a shared library."""
+def build_device_library(out_dir: Path, spec: RigSpec, policy_dir: Path | None = None) -> Path:
+    """Compile the firmware core with the host HAL, the rig's generated configuration and (if given)
+    the exported policy as a shared library."""
+    from firmware_host.rig_codegen import write_rig_header
+
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if not cc:
         raise BpdError("no C compiler found (set CC or install gcc)")
+    rig_dir = write_rig_header(spec, out_dir / f"rig-{spec.name}-{spec.period_us}").parent
     srcs = [CSRC / f for f in FW_SOURCES]
-    flags = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2", "-fPIC", "-shared", f"-I{CSRC}"]
+    flags = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2", "-fPIC", "-shared", f"-I{CSRC}",
+             f"-I{rig_dir}"]
     if policy_dir is not None:
         from export.c_export import check_export_dir
 
         policy_dir = check_export_dir(policy_dir)
         srcs += [policy_dir / "policy.c", policy_dir / "policy_weights.c"]
         flags += ["-DBPD_SIM_POLICY", f"-I{policy_dir}"]
-    h = hashlib.sha256(" ".join(flags).encode())
-    for s in srcs + sorted(CSRC.glob("*.h")) + ([*policy_dir.glob("*.h")] if policy_dir else []):
+    h = hashlib.sha256(" ".join(flags[:-1]).encode())  # the rig header's text is hashed, not its path
+    for s in srcs + sorted(CSRC.glob("*.h")) + [rig_dir / "bpd_rig_config.h"] + (
+            [*policy_dir.glob("*.h")] if policy_dir else []):
         h.update(Path(s).read_bytes())
     out_dir.mkdir(parents=True, exist_ok=True)
     lib = out_dir / f"libbpdfw-{h.hexdigest()[:12]}.so"
@@ -357,15 +419,11 @@ class SoftwareDevice:
 
     def __init__(self, spec: RigSpec, lib: Path) -> None:
         self.lib = ctypes.CDLL(str(lib))
-        sc = spec.sensors
-        cpu = (ctypes.c_float * 8)(*[float(c) for c in sc["counts_per_unit"]])
-        rc = self.lib.bpd_sim_init(spec.n_pos, int(bool(sc["measured_velocity"])), cpu,
-                                   ctypes.c_float(float(sc.get("velocity_filter_hz", 0) or 0)), 0, 1,
-                                   spec.obs_dim, spec.act_dim, ctypes.c_uint32(spec.period_us))
+        rc = self.lib.bpd_sim_init()
         if rc != 0:
             raise BpdError(f"the device could not start (code {rc}): policy dimensions differ from the rig's?")
         self.act_dim = spec.act_dim
-        self._act = (ctypes.c_float * 4)()
+        self._act = (ctypes.c_float * MAX_ACT)()
         self._buf = (ctypes.c_uint8 * 65536)()
         self._status = (ctypes.c_uint32 * 9)()
         self.lib.bpd_sim_tx.restype = ctypes.c_size_t

@@ -29,6 +29,7 @@ class RigSimConfig:
     rig: str = field("gym-inverted-pendulum", help="rig name or YAML path")
     policy: str | None = field(None, help="export directory whose C policy is compiled into the device")
     lockstep: bool = field(False, help="advance one tick per exchange instead of by the wall clock (--realtime)")
+    action_timeout: float = field(1.0, help="lockstep host mode: seconds to wait for the host's action per tick")
     period_us: int | None = field(None, help="control period override, microseconds")
     link_delay_ms: float = field(0.0, help="one-way delay added to every byte, both directions")
     drop_rate: float = field(0.0, help="probability that a byte is dropped, both directions")
@@ -84,7 +85,7 @@ class SimRig:
         self.spec: RigSpec = load_rig(cfg.rig)
         if cfg.period_us:
             self.spec.period_us = int(cfg.period_us)
-        self.lib = build_device_library(Path(cfg.build_dir), Path(cfg.policy) if cfg.policy else None)
+        self.lib = build_device_library(Path(cfg.build_dir), self.spec, Path(cfg.policy) if cfg.policy else None)
         self.device = SoftwareDevice(self.spec, self.lib)
         self.plant = Plant(self.spec)
         self.plant.reset(cfg.seed)
@@ -190,7 +191,7 @@ class SimRig:
                 continue
             if self.cfg.lockstep:
                 if st["mode"] == 0:  # host mode: wait for the answer to this state (or a timeout)
-                    deadline = time.perf_counter() + 1.0
+                    deadline = time.perf_counter() + self.cfg.action_timeout
                     while (self.device.status()["ticks_without_action"] and time.perf_counter() < deadline
                            and not should_stop()):
                         self._pump(time.perf_counter(), 0.001)

@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 PROTOCOL_VERSION = 1
-MAX_PAYLOAD = 254  # id + seq + body + crc: one COBS block, so an encoded frame is at most 256 bytes
+MAX_PAYLOAD = 254  # id + seq + body + crc
+MAX_ENCODED = MAX_PAYLOAD + 2  # COBS of 254 bytes: one code byte, and a closing code byte when no zero
+MAX_FRAME = MAX_ENCODED + 2  # with both delimiters: the largest frame on the wire
 MAX_OBS = 16
 MAX_ACT = 4
 
@@ -66,7 +68,9 @@ BY_NAME = {m.name: m for m in MESSAGES}
 
 FLAGS = {"running": 1 << 0, "clamped": 1 << 1, "limit_stop": 1 << 2, "watchdog": 1 << 3, "overrun": 1 << 4,
          "device_policy": 1 << 5, "policy_error": 1 << 6, "stale_action": 1 << 7}
-FAULTS = {"none": 0, "watchdog": 1, "limit": 2, "policy_error": 3, "bad_config": 4, "no_policy": 5}
+# Only the watchdog faults the device: a limit stop ends the run (IDLE, flag bit 2), a bad CONFIG or
+# device mode without a policy is refused with an ACK, a policy error is flagged and the safe action used.
+FAULTS = {"none": 0, "watchdog": 1}
 ACK = {"ok": 0, "rejected": 1}
 CAPS = {"device_policy": 1 << 0, "encoders": 1 << 1}
 MODES = {"host": 0, "device": 1}
@@ -77,6 +81,7 @@ def generate_c_header() -> str:
            " * regenerate with: python -m firmware_host.wire_spec */",
            "#ifndef BPD_MSGS_H", "#define BPD_MSGS_H", "", "#include <stddef.h>", "#include <stdint.h>", "",
            f"#define BPD_PROTOCOL_VERSION {PROTOCOL_VERSION}", f"#define BPD_MAX_PAYLOAD {MAX_PAYLOAD}",
+           f"#define BPD_MAX_ENCODED {MAX_ENCODED}", f"#define BPD_MAX_FRAME {MAX_FRAME}",
            f"#define BPD_MAX_OBS {MAX_OBS}", f"#define BPD_MAX_ACT {MAX_ACT}", ""]
     for group, table in (("FLAG", FLAGS), ("FAULT", FAULTS), ("ACK", ACK), ("CAP", CAPS), ("MODE", MODES)):
         out += [f"#define BPD_{group}_{k.upper()} {v}u" for k, v in table.items()] + [""]

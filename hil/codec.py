@@ -9,7 +9,7 @@ import binascii
 import struct
 from dataclasses import dataclass, field
 
-from firmware_host.wire_spec import BY_ID, BY_NAME, MAX_PAYLOAD, SIZES, STRUCT, Message
+from firmware_host.wire_spec import BY_ID, BY_NAME, MAX_ENCODED, MAX_PAYLOAD, SIZES, STRUCT, Message
 
 
 class CodecError(ValueError):
@@ -132,7 +132,7 @@ class Parser:
                     frames.append(f)
                 self.buf.clear()
                 self.overflow = False
-            elif len(self.buf) < MAX_PAYLOAD + 2:
+            elif len(self.buf) < MAX_ENCODED:
                 self.buf.append(b)
             else:
                 self.overflow = True

@@ -28,7 +28,7 @@ class SerialRigEnv(gym.Env):
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.spec_rig.obs_dim,), np.float32)
         self.max_steps = int(self.spec_rig.raw.get("max_episode_steps", 1000))
         self.stall_timeout = stall_timeout
-        self.link = DeviceLink(port, int(self.spec_rig.raw.get("serial", {}).get("baud", 921600)))
+        self.link = DeviceLink(port, self.spec_rig.baud)
         self.link.handshake()
         self._last = None
         self.t = 0
@@ -52,8 +52,9 @@ class SerialRigEnv(gym.Env):
         self.t += 1
         f = self._last.fields
         obs = np.asarray(f["obs"], np.float32)
-        terminated = bool(f["flags"] & FLAGS["limit_stop"] or abs(obs[0]) > self.lim["position"]
-                          or abs(obs[1]) > self.lim["angle"])
+        r = self.spec_rig
+        terminated = bool(f["flags"] & FLAGS["limit_stop"] or abs(obs[r.pos_index]) > self.lim["position"]
+                          or abs(obs[r.angle_index]) > self.lim["angle"])
         if terminated:
             self.link.stop_and_zero()
         return obs, 0.0 if terminated else 1.0, terminated, self.t >= self.max_steps, {"flags": f["flags"]}

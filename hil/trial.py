@@ -36,8 +36,9 @@ COLUMNS = [("episode", ""), ("step", ""), ("seq", ""), ("device_t_us", "us"), ("
 
 @dataclass
 class HilRunConfig:
-    port: str = field(help="serial port: a device path, a pty, socket://host:port, or 'sim' to start the "
-                      "simulated rig (with the export's policy on the device) for this trial")
+    port: str = field(help="serial port: a device path, a pty, socket://host:port, 'sim' to start the "
+                      "simulated rig (with the export's policy on the device) for this trial, or 'pil' to run the "
+                      "export's Cortex-M firmware image in QEMU (processor-in-the-loop, lockstep)")
     rig: str = field(help="rig name or YAML (limits, period, units)")
     policy: str = field(help="export directory or .onnx file")
     mode: str = field("host", help="where the policy runs", choices=("host", "device"))
@@ -103,7 +104,7 @@ def check_trial(cfg: HilRunConfig) -> tuple:
 
 def run_trial(cfg: HilRunConfig) -> dict:
     spec, pol = check_trial(cfg)  # host mode runs the policy; device mode checks its hash and sizes
-    if cfg.port == "sim":
+    if cfg.port in ("sim", "pil"):
         with simulated_rig(cfg) as port:
             return _run_trial(HilRunConfig(**(vars(cfg) | {"port": port})), spec, pol)
     return _run_trial(cfg, spec, pol)
@@ -130,7 +131,8 @@ def _run_trial(cfg: HilRunConfig, spec, pol) -> dict:
         summary["device"] = info
         _check_device(info, spec, pol, cfg.mode)
         for ep in range(cfg.episodes):
-            episodes.append(_episode(link, log, cfg, ep, period, steps, lim, pol, spec.watchdog_ticks))
+            episodes.append(_episode(link, log, cfg, ep, period, steps, lim, pol, spec.watchdog_ticks,
+                                     (spec.pos_index, spec.angle_index)))
             log.flush()
     except KeyboardInterrupt as e:
         error = e
@@ -160,15 +162,23 @@ def _run_trial(cfg: HilRunConfig, spec, pol) -> dict:
 
 
 class simulated_rig:
-    """`bpd rig sim` in a subprocess for the length of a trial; yields its pty path."""
+    """`bpd rig sim` (or `bpd rig pil`, whose instruction counts go to OUT/ticks_pil.csv) in a
+    subprocess for the length of a trial; yields its pty path."""
 
     def __init__(self, cfg: HilRunConfig) -> None:
         import shutil
         import subprocess
 
         exe = shutil.which("bpd") or str(Path(sys.executable).with_name("bpd"))
-        args = [exe, "rig", "sim", "--rig", cfg.rig, "--lockstep" if cfg.sim_lockstep else "--realtime",
-                "--seed", str(cfg.seed)]
+        if cfg.port == "pil":
+            if cfg.period_us:
+                raise BpdError("--period-us with --port pil: the image runs the period its rig was built with")
+            Path(cfg.out).mkdir(parents=True, exist_ok=True)
+            args = [exe, "rig", "pil", "--rig", cfg.rig, "--seed", str(cfg.seed), "--log",
+                    str(Path(cfg.out) / "ticks_pil.csv")]
+        else:
+            args = [exe, "rig", "sim", "--rig", cfg.rig, "--lockstep" if cfg.sim_lockstep else "--realtime",
+                    "--seed", str(cfg.seed)]
         if Path(cfg.policy).is_dir():
             args += ["--policy", cfg.policy]
         if cfg.period_us:
@@ -214,7 +224,7 @@ def _check_device(info: dict, spec, pol, mode: str) -> None:
 
 
 def _episode(link: DeviceLink, log: TickLog, cfg: HilRunConfig, ep: int, period: int, steps: int, lim: dict,
-             pol, watchdog: int) -> dict:
+             pol, watchdog: int, limit_index: tuple[int, int]) -> dict:
     link.command("reset", seed=cfg.seed + ep)
     link.configure(period, watchdog, cfg.mode, lim["action"], lim["position"], lim["angle"])
     link.command("start")
@@ -257,7 +267,7 @@ def _episode(link: DeviceLink, log: TickLog, cfg: HilRunConfig, ep: int, period:
             if not upright:
                 ended = "limit (device stopped)"
                 break
-            if abs(obs[0]) > lim["position"] or abs(obs[1]) > lim["angle"]:  # host-side limits too
+            if abs(obs[limit_index[0]]) > lim["position"] or abs(obs[limit_index[1]]) > lim["angle"]:  # host side too
                 ended = "limit (host stopped)"
                 break
         if ended.startswith("limit"):

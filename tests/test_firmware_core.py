@@ -14,7 +14,7 @@ FIX = pendulum_export()
 class Harness:
     def __init__(self, tmp, policy=None, rig="gym-inverted-pendulum"):
         self.spec = load_rig(rig)
-        self.dev = SoftwareDevice(self.spec, build_device_library(tmp, policy))
+        self.dev = SoftwareDevice(self.spec, build_device_library(tmp, self.spec, policy))
         self.p = Parser()
         self.seq = 0
         self.t = 0

@@ -101,6 +101,33 @@ def test_firmware_image_builds_warning_free(tmp_path, target):
     assert 0 < rep["flash_bytes"] < 64 * 1024 and rep["ram_bytes"] < 8 * 1024
 
 
+@needs_arm
+@pytest.mark.parametrize("board", ["stm32f4", "stm32f4-pil"])
+@pytest.mark.parametrize("rig", ["gym-inverted-pendulum", "desktop-cartpole"])
+def test_stm32f4_images(tmp_path, board, rig):
+    """The STM32F4 port links at the part's flash address, with its interrupt vectors, for each rig."""
+    from elftools.elf.elffile import ELFFile
+
+    from firmware_host.build import build_firmware_image
+
+    img = build_firmware_image(pendulum_export(), "cortex-m4f", tmp_path, rig=rig, board=board)
+    with open(img.elf, "rb") as f:
+        elf = ELFFile(f)
+        vec = elf.get_section_by_name(".isr_vector")
+        assert vec["sh_addr"] == 0x08000000 and vec["sh_size"] == 4 * (16 + 96)
+        names = {s.name for s in elf.get_section_by_name(".symtab").iter_symbols()}
+    assert "board_irq" in names and "board_init" in names
+    assert ("board_aux_write" in names) == (board == "stm32f4-pil")  # the plant port only in the PIL build
+
+
+def test_board_for_the_wrong_core_is_refused(tmp_path):
+    from bpd.errors import BpdError
+    from firmware_host.build import build_firmware_image
+
+    with pytest.raises(BpdError, match="cortex-m4f"):
+        build_firmware_image(pendulum_export(), "cortex-m0plus", tmp_path, board="stm32f4")
+
+
 @pytest.mark.parametrize("cc", ["gcc", "clang"])
 def test_firmware_core_host_build_warning_free(tmp_path, cc):
     import subprocess
@@ -108,9 +135,14 @@ def test_firmware_core_host_build_warning_free(tmp_path, cc):
 
     if shutil.which(cc) is None:
         pytest.skip(f"{cc} not installed")
+    from firmware_host.rig import load_rig
+    from firmware_host.rig_codegen import write_rig_header
+
     c = Path(__file__).resolve().parents[1] / "firmware_host" / "c"
     fix = pendulum_export()
+    rig = write_rig_header(load_rig("desktop-cartpole"), tmp_path / "rig").parent
     for extra in ([], ["-DBPD_SIM_POLICY", f"-I{fix}"]):
-        subprocess.run([cc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2", "-fPIC", f"-I{c}", *extra,
+        subprocess.run([cc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2", "-fPIC", f"-I{c}",
+                        f"-I{rig}", *extra,
                         "-c", *(str(c / f) for f in ("bpd_fw.c", "bpd_wire.c", "bpd_msgs.c", "hal_host.c"))],
                        check=True, cwd=tmp_path)

@@ -1,41 +1,35 @@
 /*
- * Cortex-M board layer for the bpd firmware core: cycle counter (DWT), a 1 MHz time base from
- * SysTick, the control tick, and the serial receive path. The board-specific parts (UART, sensors,
- * motor driver) are weak stubs below: a port to a real board overrides them in its own file.
+ * Cortex-M board layer for the bpd firmware core: a cycle counter, a 1 ms SysTick time base, the
+ * control tick, and the serial receive path. The rig's configuration (period, sizes, encoder counts,
+ * filters, limit indices, watchdog and limit defaults) comes from the generated bpd_rig_config.h.
  *
- * Build: bpd firmware build --export EXPORT_DIR --target cortex-m4f (the policy is linked in).
+ * The board-specific parts are weak functions below: a port to a real board (board_stm32f4.c)
+ * overrides the UART and clock set-up; a processor-in-the-loop build (plant_link.c) overrides
+ * sensors, actuator, time and the tick source so a simulated plant drives the image.
+ *
+ * Build: bpd firmware build --export EXPORT_DIR --target cortex-m4f --rig RIG [--board BOARD]
  */
 #include <stdint.h>
 #include <string.h>
 
+#include "board.h"
 #include "bpd_fw.h"
+#include "bpd_rig_config.h"
 #include "policy_weights.h"
-
-#ifndef BOARD_CPU_HZ
-#define BOARD_CPU_HZ 168000000u
-#endif
-#ifndef BOARD_PERIOD_US
-#define BOARD_PERIOD_US 5000u
-#endif
 
 #define DEMCR (*(volatile uint32_t *)0xE000EDFCu)
 #define DWT_CTRL (*(volatile uint32_t *)0xE0001000u)
 #define DWT_CYCCNT (*(volatile uint32_t *)0xE0001004u)
 #define SYST_CSR (*(volatile uint32_t *)0xE000E010u)
 #define SYST_RVR (*(volatile uint32_t *)0xE000E014u)
+#define SYST_CVR (*(volatile uint32_t *)0xE000E018u)
 
-/* ---- board port: override these for a real board ------------------------------------------ */
-__attribute__((weak)) void board_init(void) {}
-__attribute__((weak)) void board_uart_write(const uint8_t *data, size_t len) { (void)data; (void)len; }
-__attribute__((weak)) void board_read_sensors(float *raw, uint8_t n) { memset(raw, 0, (size_t)n * sizeof *raw); }
-__attribute__((weak)) void board_write_actuator(const float *u, uint8_t n) { (void)u; (void)n; }
-__attribute__((weak)) void board_idle(void) {}
+#define SYSTICK_RELOAD (BOARD_CPU_HZ / 1000u - 1u)
 
-/* ---- receive ring: the UART interrupt calls board_uart_rx_byte, the main loop drains it ------ */
+/* ---- receive ring: the UART interrupt (or a poll) calls board_uart_rx_byte, the loop drains it - */
 static volatile uint8_t rx_ring[512];
 static volatile uint16_t rx_head, rx_tail;
 
-void board_uart_rx_byte(uint8_t b);
 void board_uart_rx_byte(uint8_t b)
 {
     uint16_t next = (uint16_t)((rx_head + 1u) % sizeof rx_ring);
@@ -55,37 +49,87 @@ void SysTick_Handler(void)
 {
     ticks_ms++;
     us_acc += 1000u;
-    if (us_acc >= BOARD_PERIOD_US) {
-        us_acc -= BOARD_PERIOD_US;
+    if (us_acc >= BPD_RIG_PERIOD_US) {
+        us_acc -= BPD_RIG_PERIOD_US;
         tick_due = 1;
     }
 }
 
-static uint32_t hal_cycles(void *ctx) { (void)ctx; return DWT_CYCCNT; }
-static uint32_t hal_now_us(void *ctx) { (void)ctx; return DWT_CYCCNT / (BOARD_CPU_HZ / 1000000u); }
+/* Processor cycles from SysTick: milliseconds times cycles per millisecond plus the counter's
+ * progress. For cores without DWT (Cortex-M0+) and emulators that do not model it. */
+uint32_t board_systick_cycles(void)
+{
+    uint32_t ms, cvr;
+    do {
+        ms = ticks_ms;
+        cvr = SYST_CVR;
+    } while (ms != ticks_ms);
+    return ms * (SYSTICK_RELOAD + 1u) + (SYSTICK_RELOAD - cvr);
+}
+
+/* ---- board port: weak defaults ----------------------------------------------------------------- */
+__attribute__((weak)) void board_init(void) {}
+__attribute__((weak)) void board_uart_write(const uint8_t *data, size_t len) { (void)data; (void)len; }
+__attribute__((weak)) void board_read_sensors(float *raw, uint8_t n) { memset(raw, 0, (size_t)n * sizeof *raw); }
+__attribute__((weak)) void board_write_actuator(const float *u, uint8_t n) { (void)u; (void)n; }
+__attribute__((weak)) void board_idle(void) {}
+__attribute__((weak)) uint32_t board_cycles(void)
+{
+#if defined(BOARD_CYCLES_FROM_SYSTICK)
+    return board_systick_cycles();
+#else
+    return DWT_CYCCNT;
+#endif
+}
+__attribute__((weak)) uint32_t board_now_us(void) { return board_cycles() / (BOARD_CPU_HZ / 1000000u); }
+__attribute__((weak)) int board_tick_due(bpd_fw_t *fw)
+{
+    (void)fw;
+    if (!tick_due) return 0;
+    tick_due = 0;
+    return 1;
+}
+__attribute__((weak)) void board_after_tick(bpd_fw_t *fw, uint32_t tick_cycles, uint32_t policy_cycles)
+{
+    (void)fw;
+    (void)tick_cycles;
+    (void)policy_cycles;
+}
+
+/* ---- the HAL on top of the board port ------------------------------------------------------ */
+static uint32_t hal_cycles(void *ctx) { (void)ctx; return board_cycles(); }
+static uint32_t hal_now_us(void *ctx) { (void)ctx; return board_now_us(); }
 static void hal_read(void *ctx, float *raw, uint8_t n) { (void)ctx; board_read_sensors(raw, n); }
 static void hal_write(void *ctx, const float *u, uint8_t n) { (void)ctx; board_write_actuator(u, n); }
 static void hal_serial(void *ctx, const uint8_t *d, size_t n) { (void)ctx; board_uart_write(d, n); }
 
 static float scratch[BPD_SCRATCH_FLOATS];
+static uint32_t policy_cycles; /* the last policy call, for board_after_tick */
+
 static int run_policy(void *ctx, const float *obs, float *action)
 {
+    uint32_t c0 = board_cycles();
+    int rc = bpd_policy_run(&bpd_model, obs, action, scratch) == BPD_OK ? 0 : -1;
     (void)ctx;
-    return bpd_policy_run(&bpd_model, obs, action, scratch) == BPD_OK ? 0 : -1;
+    policy_cycles = board_cycles() - c0;
+    return rc;
 }
+
+static uint8_t hex_nibble(char c) { return (uint8_t)(c <= '9' ? c - '0' : c - 'a' + 10); }
 
 static bpd_fw_t fw;
 
 int main(void)
 {
+    static const bpd_fw_config_t rig = BPD_RIG_CONFIG_INIT;
     bpd_hal_t hal;
-    bpd_sensor_cfg_t sensors;
     uint8_t hash[8];
     int i;
     DEMCR |= 1u << 24; /* trace enable, then the cycle counter */
     DWT_CYCCNT = 0;
     DWT_CTRL |= 1u;
-    SYST_RVR = BOARD_CPU_HZ / 1000u - 1u;
+    SYST_RVR = SYSTICK_RELOAD;
+    SYST_CVR = 0;
     SYST_CSR = 7u; /* processor clock, interrupt, enable */
     board_init();
     hal.ctx = 0;
@@ -95,25 +139,22 @@ int main(void)
     hal.read_sensors = hal_read;
     hal.write_actuator = hal_write;
     hal.serial_write = hal_serial;
-    memset(&sensors, 0, sizeof sensors);
-    sensors.n_pos = (uint8_t)(BPD_OBS_DIM / 2);
-    sensors.vel_filter_hz = 50.0f;
-    sensors.angle_index = 1;
-    for (i = 0; i < 8; ++i) {
-        char c0 = bpd_model_hash[2 * i], c1 = bpd_model_hash[2 * i + 1];
-        hash[i] = (uint8_t)((c0 <= '9' ? c0 - '0' : c0 - 'a' + 10) * 16 + (c1 <= '9' ? c1 - '0' : c1 - 'a' + 10));
+    for (i = 0; i < 8; ++i) hash[i] = (uint8_t)(hex_nibble(bpd_model_hash[2 * i]) * 16 + hex_nibble(bpd_model_hash[2 * i + 1]));
+    bpd_fw_init(&fw, &hal, &rig);
+    if (bpd_model.in_dim == BPD_RIG_OBS_DIM && bpd_model.out_dim == BPD_RIG_ACT_DIM) {
+        bpd_fw_set_policy(&fw, run_policy, 0, hash); /* else: host mode only, INFO says so */
     }
-    bpd_fw_init(&fw, &hal, &sensors, BPD_OBS_DIM, BPD_ACT_DIM, BOARD_PERIOD_US);
-    bpd_fw_set_policy(&fw, run_policy, 0, hash);
     for (;;) {
         while (rx_tail != rx_head) {
             uint8_t b = rx_ring[rx_tail];
             rx_tail = (uint16_t)((rx_tail + 1u) % sizeof rx_ring);
             bpd_fw_on_bytes(&fw, &b, 1);
         }
-        if (tick_due) {
-            tick_due = 0;
+        if (board_tick_due(&fw)) {
+            uint32_t c0 = board_cycles();
+            policy_cycles = 0;
             bpd_fw_tick(&fw);
+            board_after_tick(&fw, board_cycles() - c0, policy_cycles);
         }
         board_idle();
     }

@@ -13,6 +13,7 @@ static void send(bpd_fw_t *fw, uint8_t id, const uint8_t *body, size_t len)
 static void actuator_zero(bpd_fw_t *fw)
 {
     memset(fw->applied, 0, sizeof fw->applied);
+    fw->action_flags = 0;
     fw->hal.write_actuator(fw->hal.ctx, fw->applied, fw->act_dim);
 }
 
@@ -52,60 +53,94 @@ static void enter_fault(bpd_fw_t *fw, uint8_t code, uint32_t detail)
     send(fw, BPD_MSG_FAULT, body, bpd_pack_fault(&m, body, sizeof body));
 }
 
+/* STOP: the actuator to zero; a run ends (IDLE) but a fault stays until RESET. */
 static void stop(bpd_fw_t *fw)
 {
     actuator_zero(fw);
-    fw->state = BPD_IDLE;
+    if (fw->state == BPD_RUNNING) fw->state = BPD_IDLE;
 }
 
-/* Clamp to the action limit (NaN becomes 0), write the actuator, remember what was applied. */
+/* Clamp to the action limit, write the actuator, remember what was applied. A non-finite component
+ * becomes 0. Either change sets the clamped flag, which the next STATE carries with the action. */
 static uint16_t apply_action(bpd_fw_t *fw, const float *a)
 {
     uint16_t flags = 0;
     uint8_t i;
     for (i = 0; i < fw->act_dim; ++i) {
         float v = a[i];
-        if (!(v == v)) v = 0.0f;
+        if (!(v == v) || v - v != 0.0f) { /* NaN or infinite */
+            v = 0.0f;
+            flags |= BPD_FLAG_CLAMPED;
+        }
         if (v > fw->action_limit) { v = fw->action_limit; flags |= BPD_FLAG_CLAMPED; }
         if (v < -fw->action_limit) { v = -fw->action_limit; flags |= BPD_FLAG_CLAMPED; }
         fw->applied[i] = v;
     }
     fw->hal.write_actuator(fw->hal.ctx, fw->applied, fw->act_dim);
+    fw->action_flags = flags;
     return flags;
+}
+
+/* CONFIG is taken in IDLE only, with positive limits and watchdog, the device's own period (or 0:
+ * keep it) and a mode the device can run. */
+static uint8_t config_ok(const bpd_fw_t *fw, const bpd_config_t *m)
+{
+    return fw->state == BPD_IDLE && (m->period_us == 0 || m->period_us == fw->period_us) && m->watchdog_ticks > 0 &&
+           m->action_limit > 0.0f && m->pos_limit > 0.0f && m->angle_limit > 0.0f && m->mode <= BPD_MODE_DEVICE &&
+           !(m->mode == BPD_MODE_DEVICE && fw->policy == NULL);
 }
 
 static void on_frame(void *ctx, const bpd_frame_t *f)
 {
     bpd_fw_t *fw = (bpd_fw_t *)ctx;
+    union {
+        bpd_hello_t hello;
+        bpd_config_t config;
+        bpd_start_t start;
+        bpd_stop_t stop;
+        bpd_reset_t reset;
+        bpd_action_t action;
+    } m;
+    int bad;
     switch (f->id) {
-    case BPD_MSG_HELLO: {
-        bpd_hello_t m;
-        if (bpd_unpack_hello(f->body, f->body_len, &m) == 0) send_info(fw);
+    case BPD_MSG_HELLO: bad = bpd_unpack_hello(f->body, f->body_len, &m.hello); break;
+    case BPD_MSG_CONFIG: bad = bpd_unpack_config(f->body, f->body_len, &m.config); break;
+    case BPD_MSG_START: bad = bpd_unpack_start(f->body, f->body_len, &m.start); break;
+    case BPD_MSG_STOP: bad = bpd_unpack_stop(f->body, f->body_len, &m.stop); break;
+    case BPD_MSG_RESET: bad = bpd_unpack_reset(f->body, f->body_len, &m.reset); break;
+    case BPD_MSG_ACTION:
+        bad = bpd_unpack_action(f->body, f->body_len, &m.action) || m.action.n_act != fw->act_dim;
         break;
+    default: /* unknown, or a message only the device sends */
+        fw->unknown_ids++;
+        return;
     }
+    if (bad) { /* a body of the wrong size for its id: counted, dropped, not answered */
+        fw->bad_bodies++;
+        return;
+    }
+    switch (f->id) {
+    case BPD_MSG_HELLO:
+        send_info(fw);
+        break;
     case BPD_MSG_CONFIG: {
-        bpd_config_t m;
-        uint8_t ok;
-        if (bpd_unpack_config(f->body, f->body_len, &m) != 0) break;
-        ok = fw->state != BPD_RUNNING && m.period_us > 0 && m.watchdog_ticks > 0 && m.action_limit > 0.0f &&
-             m.pos_limit > 0.0f && m.angle_limit > 0.0f && m.mode <= BPD_MODE_DEVICE &&
-             !(m.mode == BPD_MODE_DEVICE && fw->policy == NULL);
+        uint8_t ok = config_ok(fw, &m.config);
         if (ok) {
-            fw->period_us = m.period_us;
-            fw->watchdog_ticks = m.watchdog_ticks;
-            fw->mode = m.mode;
-            fw->action_limit = m.action_limit;
-            fw->pos_limit = m.pos_limit;
-            fw->angle_limit = m.angle_limit;
+            fw->watchdog_ticks = m.config.watchdog_ticks;
+            fw->mode = m.config.mode;
+            fw->action_limit = m.config.action_limit;
+            fw->pos_limit = m.config.pos_limit;
+            fw->angle_limit = m.config.angle_limit;
         }
         send_ack(fw, BPD_MSG_CONFIG, ok ? BPD_ACK_OK : BPD_ACK_REJECTED);
         break;
     }
     case BPD_MSG_START:
-        if (fw->state == BPD_IDLE && fw->period_us > 0) {
+        if (fw->state == BPD_IDLE) {
             fw->state = BPD_RUNNING;
             fw->ticks_without_action = 0;
             fw->have_prev = 0;
+            fw->rtt_us = 0;
             actuator_zero(fw);
             send_ack(fw, BPD_MSG_START, BPD_ACK_OK);
         } else {
@@ -116,48 +151,45 @@ static void on_frame(void *ctx, const bpd_frame_t *f)
         stop(fw);
         send_ack(fw, BPD_MSG_STOP, BPD_ACK_OK);
         break;
-    case BPD_MSG_RESET: {
-        bpd_reset_t m;
-        if (bpd_unpack_reset(f->body, f->body_len, &m) != 0) break;
-        stop(fw);
+    case BPD_MSG_RESET:
+        actuator_zero(fw);
+        fw->state = BPD_IDLE;
         fw->fault_code = BPD_FAULT_NONE;
-        fw->reset_seed = m.seed;
+        fw->reset_seed = m.reset.seed;
         fw->reset_requested = 1;
         fw->have_prev = 0;
         send_ack(fw, BPD_MSG_RESET, BPD_ACK_OK);
         break;
-    }
-    case BPD_MSG_ACTION: {
-        bpd_action_t m;
-        if (bpd_unpack_action(f->body, f->body_len, &m) != 0 || m.n_act != fw->act_dim) break;
-        if (fw->state != BPD_RUNNING || fw->mode != BPD_MODE_HOST) break;
-        if (m.echo_seq != fw->last_state_seq) {
+    case BPD_MSG_ACTION:
+        if (fw->state != BPD_RUNNING || fw->mode != BPD_MODE_HOST) break; /* not expected: ignored */
+        if (m.action.echo_seq != fw->last_state_seq) {
             fw->late_actions++; /* answers an older state: skipped, never caught up */
             break;
         }
-        apply_action(fw, m.action);
+        apply_action(fw, m.action.action);
         fw->rtt_us = fw->hal.now_us(fw->hal.ctx) - fw->last_state_us;
         fw->ticks_without_action = 0;
         break;
-    }
     default:
         break;
     }
 }
 
-void bpd_fw_init(bpd_fw_t *fw, const bpd_hal_t *hal, const bpd_sensor_cfg_t *sensors, uint8_t obs_dim,
-                 uint8_t act_dim, uint32_t period_us)
+void bpd_fw_init(bpd_fw_t *fw, const bpd_hal_t *hal, const bpd_fw_config_t *cfg)
 {
     memset(fw, 0, sizeof *fw);
     fw->hal = *hal;
-    fw->sensors = *sensors;
-    fw->obs_dim = obs_dim > BPD_MAX_OBS ? BPD_MAX_OBS : obs_dim;
-    fw->act_dim = act_dim > BPD_MAX_ACT ? BPD_MAX_ACT : act_dim;
-    fw->period_us = period_us;
-    fw->watchdog_ticks = 10;
-    fw->action_limit = 1.0f;
-    fw->pos_limit = 1.0f;
-    fw->angle_limit = 1.0f;
+    fw->sensors = cfg->sensors;
+    fw->obs_dim = cfg->obs_dim > BPD_MAX_OBS ? BPD_MAX_OBS : cfg->obs_dim;
+    fw->act_dim = cfg->act_dim > BPD_MAX_ACT ? BPD_MAX_ACT : cfg->act_dim;
+    if (fw->sensors.pos_index >= fw->obs_dim) fw->sensors.pos_index = 0;
+    if (fw->sensors.angle_index >= fw->obs_dim) fw->sensors.angle_index = 0;
+    fw->period_us = cfg->period_us;
+    fw->watchdog_ticks = cfg->watchdog_ticks;
+    fw->mode = BPD_MODE_HOST;
+    fw->action_limit = cfg->action_limit;
+    fw->pos_limit = cfg->pos_limit;
+    fw->angle_limit = cfg->angle_limit;
     fw->state = BPD_IDLE;
     bpd_parser_init(&fw->parser);
     actuator_zero(fw);
@@ -191,11 +223,6 @@ static void build_observation(bpd_fw_t *fw, const float *raw, float *obs)
     const bpd_sensor_cfg_t *s = &fw->sensors;
     uint8_t i, np = s->n_pos;
     float dt = (float)fw->period_us * 1e-6f;
-    float a = 1.0f;
-    if (s->vel_filter_hz > 0.0f) {
-        float wc = 6.2831853f * s->vel_filter_hz * dt;
-        a = wc / (1.0f + wc);
-    }
     for (i = 0; i < np && i < fw->obs_dim; ++i) {
         obs[i] = s->counts_per_unit[i] > 0.0f ? raw[i] / s->counts_per_unit[i] : raw[i];
     }
@@ -204,6 +231,8 @@ static void build_observation(bpd_fw_t *fw, const float *raw, float *obs)
             obs[np + i] = raw[np + i];
         } else {
             float d = fw->have_prev ? (obs[i] - fw->prev_pos[i]) / dt : 0.0f;
+            float wc = 6.2831853f * s->vel_filter_hz[i] * dt;
+            float a = s->vel_filter_hz[i] > 0.0f ? wc / (1.0f + wc) : 1.0f;
             fw->vel[i] = fw->have_prev ? fw->vel[i] + a * (d - fw->vel[i]) : 0.0f;
             obs[np + i] = fw->vel[i];
         }
@@ -221,7 +250,7 @@ void bpd_fw_tick(bpd_fw_t *fw)
     bpd_state_t m;
 
     if (fw->state != BPD_RUNNING) return;
-    if (fw->ticks && (uint32_t)(now - fw->last_tick_us) > fw->period_us + fw->period_us / 2) {
+    if (fw->have_prev && (uint32_t)(now - fw->last_tick_us) > fw->period_us + fw->period_us / 2) {
         fw->overruns++;
         flags |= BPD_FLAG_OVERRUN;
     }
@@ -255,7 +284,7 @@ void bpd_fw_tick(bpd_fw_t *fw)
         }
         if (fw->ticks_without_action > 0) flags |= BPD_FLAG_STALE_ACTION;
         fw->ticks_without_action++;
-        flags |= BPD_FLAG_RUNNING;
+        flags |= BPD_FLAG_RUNNING | fw->action_flags;
     }
 
     m.t_us = now;

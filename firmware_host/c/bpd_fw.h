@@ -6,8 +6,9 @@
  * observation (velocities estimated by filtered differences where the rig has only encoders), run
  * the on-device policy (device mode), enforce limits, write the actuator and stream a STATE frame.
  * In host mode the host answers each STATE with an ACTION echoing its sequence number, applied on
- * arrival; an answer to an older state is skipped. The actuator is written zero on stop, reset, fault and limit stop, and when
- * the host's actions stop arriving for watchdog_ticks ticks.
+ * arrival; an answer to an older state is skipped. The actuator is written zero on stop, reset, fault
+ * and limit stop, and when the host's actions stop arriving for watchdog_ticks ticks. Which command
+ * is taken in which state, and what each refusal answers, is the state table in docs/protocol.md.
  */
 #ifndef BPD_FW_H
 #define BPD_FW_H
@@ -19,7 +20,7 @@
 #include "bpd_wire.h"
 
 #define BPD_FW_MAJOR 0
-#define BPD_FW_MINOR 1
+#define BPD_FW_MINOR 2
 
 typedef enum { BPD_IDLE = 0, BPD_RUNNING = 1, BPD_FAULT = 2 } bpd_fw_state_t;
 
@@ -27,14 +28,25 @@ typedef enum { BPD_IDLE = 0, BPD_RUNNING = 1, BPD_FAULT = 2 } bpd_fw_state_t;
  * kernel; returns 0 on success and writes a safe action otherwise. */
 typedef int (*bpd_policy_fn)(void *ctx, const float *obs, float *action);
 
+/* What the board measures and how the core turns it into an observation. The rig description
+ * (a YAML file in firmware_host/rigs/) generates one of these per rig (bpd_rig_config.h). */
 typedef struct {
-    uint8_t n_pos;              /* position-like sensors (cart position, angle) */
+    uint8_t n_pos;              /* position-like sensors (cart position, angles) */
     uint8_t measured_vel;       /* 1: the sensors also deliver velocities; 0: estimate them */
     float counts_per_unit[BPD_MAX_OBS]; /* >0: that position is an encoder in counts */
-    float vel_filter_hz;        /* first-order low-pass of the differentiated positions */
+    float vel_filter_hz[BPD_MAX_OBS];   /* first-order low-pass of each differentiated position (0: none) */
     uint8_t pos_index;          /* which observation is checked against pos_limit */
     uint8_t angle_index;        /* which observation is checked against angle_limit */
 } bpd_sensor_cfg_t;
+
+/* A rig's fixed facts and the defaults that hold until a CONFIG changes them. */
+typedef struct {
+    uint32_t period_us;         /* control period; fixed by the rig (a CONFIG may only repeat it) */
+    uint8_t obs_dim, act_dim;
+    bpd_sensor_cfg_t sensors;
+    uint16_t watchdog_ticks;    /* default before CONFIG */
+    float action_limit, pos_limit, angle_limit; /* defaults before CONFIG, rig units */
+} bpd_fw_config_t;
 
 typedef struct {
     bpd_hal_t hal;
@@ -62,13 +74,15 @@ typedef struct {
     uint8_t have_prev;
     uint32_t ticks, overruns, watchdog_trips;
     uint8_t fault_code;
+    uint16_t action_flags;        /* clamped bit of the action the actuator holds */
+    uint32_t bad_bodies;          /* frames with a valid CRC but a body of the wrong size */
+    uint32_t unknown_ids;         /* frames with a valid CRC and an id the device does not take */
     uint32_t reset_seed;
     uint8_t reset_requested;
     bpd_parser_t parser;
 } bpd_fw_t;
 
-void bpd_fw_init(bpd_fw_t *fw, const bpd_hal_t *hal, const bpd_sensor_cfg_t *sensors, uint8_t obs_dim,
-                 uint8_t act_dim, uint32_t period_us);
+void bpd_fw_init(bpd_fw_t *fw, const bpd_hal_t *hal, const bpd_fw_config_t *cfg);
 void bpd_fw_set_policy(bpd_fw_t *fw, bpd_policy_fn fn, void *ctx, const uint8_t model_hash[8]);
 void bpd_fw_on_bytes(bpd_fw_t *fw, const uint8_t *data, size_t len);
 void bpd_fw_tick(bpd_fw_t *fw);

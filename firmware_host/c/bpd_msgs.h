@@ -8,6 +8,8 @@
 
 #define BPD_PROTOCOL_VERSION 1
 #define BPD_MAX_PAYLOAD 254
+#define BPD_MAX_ENCODED 256
+#define BPD_MAX_FRAME 258
 #define BPD_MAX_OBS 16
 #define BPD_MAX_ACT 4
 
@@ -22,10 +24,6 @@
 
 #define BPD_FAULT_NONE 0u
 #define BPD_FAULT_WATCHDOG 1u
-#define BPD_FAULT_LIMIT 2u
-#define BPD_FAULT_POLICY_ERROR 3u
-#define BPD_FAULT_BAD_CONFIG 4u
-#define BPD_FAULT_NO_POLICY 5u
 
 #define BPD_ACK_OK 0u
 #define BPD_ACK_REJECTED 1u

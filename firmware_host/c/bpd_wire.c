@@ -112,7 +112,7 @@ void bpd_parser_init(bpd_parser_t *p) { memset(p, 0, sizeof *p); }
 
 static void finish_frame(bpd_parser_t *p, bpd_frame_cb cb, void *ctx)
 {
-    uint8_t raw[BPD_FRAME_MAX];
+    uint8_t raw[BPD_MAX_ENCODED];
     size_t n;
     bpd_frame_t f;
     if (p->overflow) {

@@ -12,7 +12,7 @@
 
 #include "bpd_msgs.h"
 
-#define BPD_FRAME_MAX (BPD_MAX_PAYLOAD + 3) /* encoded payload + overhead byte + two delimiters */
+#define BPD_FRAME_MAX BPD_MAX_FRAME /* encoded payload (at most BPD_MAX_ENCODED) + two delimiters */
 
 uint16_t bpd_crc16(const uint8_t *data, size_t len);
 size_t bpd_cobs_encode(const uint8_t *in, size_t len, uint8_t *out);          /* out: len + 1 bytes */
@@ -31,7 +31,7 @@ uint32_t bpd_get_u32(const uint8_t *p);
 float bpd_get_f32(const uint8_t *p);
 
 typedef struct {
-    uint8_t buf[BPD_FRAME_MAX];
+    uint8_t buf[BPD_MAX_ENCODED]; /* bytes between delimiters; more is an overflow */
     size_t len;
     uint8_t overflow;
     uint32_t frames_ok;

@@ -1,7 +1,8 @@
 /*
  * Host HAL: the firmware core as a software device, driven by the simulated rig through a small
  * C API (loaded with ctypes). The rig sets sensor readings and the device time, feeds received
- * bytes, calls the tick, and drains what the device transmits. With -DBPD_SIM_POLICY the exported
+ * bytes, calls the tick, and drains what the device transmits. The rig's configuration comes from
+ * the generated bpd_rig_config.h, as on a board. With -DBPD_SIM_POLICY the exported
  * policy (policy.c, policy_weights.c) is linked in and runs on the device in device mode.
  */
 #define _POSIX_C_SOURCE 199309L
@@ -9,6 +10,7 @@
 #include <time.h>
 
 #include "bpd_fw.h"
+#include "bpd_rig_config.h"
 
 #ifdef BPD_SIM_POLICY
 #include "policy_weights.h"
@@ -77,17 +79,15 @@ static void hal_serial(void *ctx, const uint8_t *data, size_t len)
     dev.tx_len += len;
 }
 
-int bpd_sim_init(uint8_t n_pos, uint8_t measured_vel, const float *counts_per_unit, float vel_filter_hz,
-                 uint8_t pos_index, uint8_t angle_index, uint8_t obs_dim, uint8_t act_dim, uint32_t period_us);
-int bpd_sim_init(uint8_t n_pos, uint8_t measured_vel, const float *counts_per_unit, float vel_filter_hz,
-                 uint8_t pos_index, uint8_t angle_index, uint8_t obs_dim, uint8_t act_dim, uint32_t period_us)
+/* Power-on: the rig's configuration from the generated bpd_rig_config.h. Returns -2 when the
+ * linked policy's sizes differ from the rig's. */
+int bpd_sim_init(void);
+int bpd_sim_init(void)
 {
+    static const bpd_fw_config_t rig = BPD_RIG_CONFIG_INIT;
     bpd_hal_t hal;
-    bpd_sensor_cfg_t s;
     uint8_t i;
-    if (obs_dim > BPD_MAX_OBS || act_dim > BPD_MAX_ACT || 2 * n_pos > BPD_MAX_OBS) return -1;
     memset(&dev, 0, sizeof dev);
-    memset(&s, 0, sizeof s);
     hal.ctx = NULL;
     hal.now_us = hal_now;
     hal.cycles = hal_cycles;
@@ -95,13 +95,8 @@ int bpd_sim_init(uint8_t n_pos, uint8_t measured_vel, const float *counts_per_un
     hal.read_sensors = hal_read;
     hal.write_actuator = hal_write;
     hal.serial_write = hal_serial;
-    s.n_pos = n_pos;
-    s.measured_vel = measured_vel;
-    for (i = 0; i < n_pos; ++i) s.counts_per_unit[i] = counts_per_unit[i];
-    s.vel_filter_hz = vel_filter_hz;
-    s.pos_index = pos_index;
-    s.angle_index = angle_index;
-    bpd_fw_init(&dev.fw, &hal, &s, obs_dim, act_dim, period_us);
+    bpd_fw_init(&dev.fw, &hal, &rig);
+    (void)i;
 #ifdef BPD_SIM_POLICY
     {
         uint8_t h[8];
@@ -111,7 +106,7 @@ int bpd_sim_init(uint8_t n_pos, uint8_t measured_vel, const float *counts_per_un
             v = (unsigned)((c0 <= '9' ? c0 - '0' : c0 - 'a' + 10) * 16 + (c1 <= '9' ? c1 - '0' : c1 - 'a' + 10));
             h[i] = (uint8_t)v;
         }
-        if (bpd_model.in_dim != obs_dim || bpd_model.out_dim != act_dim) return -2;
+        if (bpd_model.in_dim != BPD_RIG_OBS_DIM || bpd_model.out_dim != BPD_RIG_ACT_DIM) return -2;
         bpd_fw_set_policy(&dev.fw, run_policy, NULL, h);
     }
 #endif
@@ -166,7 +161,7 @@ void bpd_sim_status(uint32_t *out9)
     out9[3] = dev.fw.watchdog_trips;
     out9[4] = dev.fw.late_actions;
     out9[5] = dev.fw.fault_code;
-    out9[6] = p->bad_cobs + p->bad_crc + p->bad_length + p->overflows;
+    out9[6] = p->bad_cobs + p->bad_crc + p->bad_length + p->overflows + dev.fw.bad_bodies + dev.fw.unknown_ids;
     out9[7] = dev.fw.mode;
     out9[8] = dev.fw.ticks_without_action;
 }

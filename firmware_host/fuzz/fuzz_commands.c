@@ -1,0 +1,117 @@
+/*
+ * libFuzzer harness for the firmware core's command handling and control tick (bpd_fw.c), on the
+ * rig configuration in bpd_rig_config.h. The input is a script of operations: bytes received from
+ * the host, control ticks with arbitrary sensor readings (NaN and infinity included), policy
+ * failures. After every operation the safety rules of docs/protocol.md must hold, or the harness
+ * aborts (a finding):
+ *   - the actuator holds a finite value within the action limit, and zero unless RUNNING;
+ *   - a FAULT is left only through a RESET;
+ *   - every byte the device sends parses as a frame with a valid CRC, none larger than BPD_MAX_FRAME.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bpd_fw.h"
+#include "bpd_rig_config.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static float sensors[BPD_MAX_OBS], actuator[BPD_MAX_ACT];
+static uint32_t now;
+static int policy_fails;
+static bpd_parser_t out;
+static size_t frame_run; /* bytes since the last delimiter on the device's output */
+
+static uint32_t hal_now(void *ctx) { (void)ctx; return now; }
+static uint32_t hal_cycles(void *ctx) { (void)ctx; return now * 100u; }
+static void hal_read(void *ctx, float *raw, uint8_t n) { (void)ctx; memcpy(raw, sensors, (size_t)n * sizeof *raw); }
+static void hal_write(void *ctx, const float *u, uint8_t n) { (void)ctx; memcpy(actuator, u, (size_t)n * sizeof *u); }
+static void hal_serial(void *ctx, const uint8_t *d, size_t n)
+{
+    size_t i;
+    (void)ctx;
+    for (i = 0; i < n; ++i) {
+        frame_run = d[i] == 0 ? 0 : frame_run + 1;
+        if (frame_run > BPD_MAX_ENCODED) abort();
+    }
+    bpd_parser_feed(&out, d, n, NULL, NULL);
+}
+
+static int policy(void *ctx, const float *obs, float *action)
+{
+    uint8_t i;
+    (void)ctx;
+    for (i = 0; i < BPD_RIG_ACT_DIM; ++i) action[i] = policy_fails ? 0.0f : obs[i % BPD_RIG_OBS_DIM] * 1e3f;
+    return policy_fails ? -1 : 0;
+}
+
+static void check(const bpd_fw_t *fw)
+{
+    uint8_t i;
+    if (fw->state > BPD_FAULT) abort();
+    for (i = 0; i < fw->act_dim; ++i) {
+        float a = actuator[i];
+        if (!(a == a) || a > fw->action_limit || a < -fw->action_limit) abort();
+        if (fw->state != BPD_RUNNING && a != 0.0f) abort();
+    }
+    if (out.bad_cobs || out.bad_crc || out.bad_length || out.overflows) abort();
+}
+
+static float get_f32(const uint8_t *p)
+{
+    float v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static const bpd_fw_config_t rig = BPD_RIG_CONFIG_INIT;
+    static bpd_fw_t fw;
+    bpd_hal_t hal = {NULL, hal_now, hal_cycles, 100u, hal_read, hal_write, hal_serial};
+    static const uint8_t hash[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    size_t i = 0;
+    memset(sensors, 0, sizeof sensors);
+    memset(actuator, 0, sizeof actuator);
+    now = 0;
+    policy_fails = 0;
+    frame_run = 0;
+    bpd_parser_init(&out);
+    bpd_fw_init(&fw, &hal, &rig);
+    if (size && data[0] & 1) bpd_fw_set_policy(&fw, policy, NULL, hash);
+    check(&fw);
+    for (i = 1; i < size;) {
+        uint8_t op = data[i++];
+        bpd_fw_state_t before = fw.state;
+        switch (op % 4) {
+        case 0: { /* bytes from the host */
+            size_t n = i < size ? data[i++] : 0;
+            if (n > size - i) n = size - i;
+            bpd_fw_on_bytes(&fw, data + i, n);
+            i += n;
+            break;
+        }
+        case 1: { /* a control tick with sensor readings from the input */
+            uint8_t k;
+            for (k = 0; k < BPD_RIG_N_RAW && i + 4 <= size; ++k, i += 4) sensors[k] = get_f32(data + i);
+            now += (uint32_t)(op >> 2) * (BPD_RIG_PERIOD_US / 16u) + BPD_RIG_PERIOD_US / 2u;
+            bpd_fw_tick(&fw);
+            break;
+        }
+        case 2:
+            policy_fails = op >> 7;
+            break;
+        default:
+            now += (uint32_t)op << 8;
+            break;
+        }
+        {
+            uint32_t seed;
+            int reset = bpd_fw_take_reset(&fw, &seed);
+            if (before == BPD_FAULT && fw.state != BPD_FAULT && !reset) abort(); /* left FAULT without RESET */
+        }
+        check(&fw);
+    }
+    return 0;
+}

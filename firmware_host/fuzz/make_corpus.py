@@ -1,0 +1,53 @@
+"""Regenerate the seed corpora: the golden frames for the parser, and short host sessions (every
+command, ticks with ordinary and non-finite readings, actions, a watchdog fault and its reset) for
+the command harness.    python firmware_host/fuzz/make_corpus.py"""
+
+import json
+import struct
+from pathlib import Path
+
+from hil.codec import encode
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+
+
+def _bytes(frame: bytes) -> bytes:
+    return bytes([0, len(frame)]) + frame  # op 0: n bytes from the host
+
+
+def _tick(*raw: float, late: int = 0) -> bytes:
+    return bytes([1 | (late << 2)]) + struct.pack(f"<{len(raw)}f", *raw)
+
+
+def sessions() -> dict[str, bytes]:
+    cfg = dict(period_us=0, watchdog_ticks=3, action_limit=3.0, pos_limit=1.0, angle_limit=0.2)
+    host = (_bytes(encode("hello", 0, protocol=1)) + _bytes(encode("config", 1, mode=0, **cfg))
+            + _bytes(encode("start", 2)) + _tick(0.0, 0.01, 0.0, 0.0)
+            + _bytes(encode("action", 3, echo_seq=3, n_act=1, action=[5.0]))
+            + _tick(0.01, 0.02, 0.1, 0.1) + _bytes(encode("action", 4, echo_seq=1, n_act=1, action=[1.0]))
+            + _tick(0.0, 0.0, 0.0, 0.0) + _tick(0.0, 0.0, 0.0, 0.0) + _tick(0.0, 0.0, 0.0, 0.0)
+            + _tick(0.0, 0.0, 0.0, 0.0) + _bytes(encode("stop", 5)) + _bytes(encode("start", 6))
+            + _bytes(encode("reset", 7, seed=9)) + _bytes(encode("start", 8)))
+    device = (b"\x01" + _bytes(encode("config", 1, mode=1, **cfg)) + _bytes(encode("start", 2))
+              + _tick(0.0, 0.01, 0.0, 0.0) + bytes([2 | 0x80]) + _tick(float("nan"), 0.0, 0.0, 0.0)
+              + bytes([2]) + _tick(0.0, float("inf"), 0.0, 0.0, late=20) + _tick(0.0, 0.5, 0.0, 0.0)
+              + _bytes(encode("config", 3, mode=1, **(cfg | {"period_us": 7}))))
+    return {"host_session": b"\x00" + host, "device_session": device}
+
+
+def main() -> None:
+    golden = json.loads((ROOT / "tests" / "golden" / "frames.json").read_text())
+    parser = HERE / "corpus" / "parser"
+    parser.mkdir(parents=True, exist_ok=True)
+    for i, g in enumerate(golden):
+        (parser / f"golden_{i:02d}_{g['name']}").write_bytes(bytes([i]) + bytes.fromhex(g["hex"]))
+    (parser / "all_golden").write_bytes(b"\x00" + b"".join(bytes.fromhex(g["hex"]) for g in golden))
+    commands = HERE / "corpus" / "commands"
+    commands.mkdir(parents=True, exist_ok=True)
+    for name, data in sessions().items():
+        (commands / name).write_bytes(data)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,231 @@
+"""`bpd rig pil`: processor-in-the-loop. The Cortex-M firmware image (core, board layer, policy) runs
+in qemu-system-arm on a modelled STM32F405 (QEMU's netduinoplus2). Its host USART is a
+pseudo-terminal that any serial client, `bpd hil run` among them, opens like a USB-serial device;
+the MuJoCo plant talks to the image over the second USART (boards/plant_link.c).
+
+The run is lockstep: the plant is the clock and sends one tick request per control period with the
+device time and the raw sensor readings, and steps the physics with the actuator the image reports
+(in host mode once the host's ACTION has been applied, or after a timeout). QEMU counts instructions
+(`-icount shift=0`: one instruction per nanosecond of virtual time), so the image's SysTick cycle
+counter measures instructions: per tick and per policy call, logged to ticks_pil.csv.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bpd.config import field
+from bpd.errors import BpdError
+from firmware_host.rig import Plant, RigSpec, load_rig
+
+QEMU = "qemu-system-arm"
+BOARD = "stm32f4-pil"
+ICOUNT_SHIFT = 0  # 2**shift ns of virtual time per instruction
+REPLY = struct.Struct("<cBBHBIIII")  # 'R', state, mode, ticks_without_action, reset, seed, ticks, tick and
+# policy cycles; then the actuator
+RUNNING, HOST_MODE = 1, 0
+
+
+def qemu_binary() -> str:
+    exe = shutil.which(QEMU)
+    if exe is None:
+        raise BpdError(f"{QEMU} not found: install qemu-system-arm (`make system-deps` does it on Debian)")
+    return exe
+
+
+@dataclass
+class RigPilConfig:
+    rig: str = field("gym-inverted-pendulum", help="rig name or YAML path")
+    policy: str | None = field(None, help="export directory: the image is built for it (bpd firmware build "
+                               "--board stm32f4-pil) unless --elf is given")
+    elf: str | None = field(None, help="a firmware image built by `bpd firmware build --board stm32f4-pil`")
+    seed: int = field(0, help="seed of the first plant reset")
+    log: str | None = field(None, help="per-tick CSV of instruction counts (default: none)")
+    action_timeout: float = field(5.0, help="host mode: seconds the plant waits for the host's action per tick")
+    build_dir: str | None = field(None, help="where the image is built (default: EXPORT/build-cortex-m4f-firmware-"
+                                  "stm32f4-pil-RIG)")
+    duration: float = field(0.0, help="stop after this many seconds (0: run until interrupted)")
+
+
+def pil_image(cfg: RigPilConfig, spec: RigSpec) -> tuple[Path, dict]:
+    """The ELF to run and its build report: given, or built for the export and rig."""
+    if cfg.elf:
+        elf = Path(cfg.elf)
+        if not elf.is_file():
+            raise BpdError(f"no firmware image {elf}")
+        rep_path = elf.with_name("build_report.json")
+        report = json.loads(rep_path.read_text()) if rep_path.is_file() else {}
+        if report.get("board", BOARD) != BOARD or report.get("rig", spec.name) != spec.name:
+            raise BpdError(f"{elf} was built for board {report.get('board')} and rig {report.get('rig')}, "
+                           f"not {BOARD} and {spec.name}: build it with --board {BOARD} --rig {spec.name}")
+        return elf, report
+    if not cfg.policy:
+        raise BpdError("give --policy EXPORT_DIR (the image is built for it) or --elf IMAGE")
+    from firmware_host.build import FirmwareBuildConfig, firmware_build
+
+    rep = firmware_build(FirmwareBuildConfig(export=cfg.policy, target="cortex-m4f", board=BOARD, rig=cfg.rig,
+                                             out=cfg.build_dir))
+    return Path(rep["elf"]), rep
+
+
+class PilRig:
+    """QEMU running the image, the plant on its second USART, the host USART on a pty."""
+
+    def __init__(self, cfg: RigPilConfig) -> None:
+        self.cfg = cfg
+        self.spec = load_rig(cfg.rig)
+        self.elf, report = pil_image(cfg, self.spec)
+        self.clock_mhz = int(report.get("clock_mhz") or 168)
+        self.n_raw = self.spec.n_pos * (2 if self.spec.measured_velocity else 1)
+        self.act_dim = self.spec.act_dim
+        self.reply_len = REPLY.size + 4 * self.act_dim
+        self.plant = Plant(self.spec)
+        self.plant.reset(cfg.seed)
+        self._tmp = tempfile.mkdtemp(prefix="bpd-pil-")
+        sock_path = os.path.join(self._tmp, "plant.sock")
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        srv.bind(sock_path)
+        srv.listen(1)
+        srv.settimeout(10.0)
+        args = [qemu_binary(), "-M", "netduinoplus2", "-nographic", "-monitor", "none", "-nodefaults",
+                "-icount", f"shift={ICOUNT_SHIFT}", "-kernel", str(self.elf),
+                "-serial", "pty", "-serial", f"unix:{sock_path}"]
+        self.qemu = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            self.conn, _ = srv.accept()
+            self.path = self._pty_path()
+        except (OSError, BpdError) as e:
+            self.close()
+            raise BpdError(f"QEMU did not start the image: {e}") from None
+        finally:
+            srv.close()
+        self.conn.settimeout(5.0)
+        try:
+            self._recv()  # the image says its plant port is ready
+        except (OSError, BpdError) as e:
+            self.close()
+            raise BpdError(f"the image did not start its plant port: {e}") from None
+        self._log = None
+        if cfg.log:
+            self._log = open(cfg.log, "w", newline="")
+            self._csv = csv.writer(self._log)
+            self._csv.writerow(["tick", "t_us", "state", "mode", "tick_instructions", "policy_instructions"])
+
+    def _pty_path(self) -> str:
+        line = self.qemu.stdout.readline()
+        m = re.search(r"(/dev/pts/\d+)", line)
+        if not m:
+            raise BpdError(f"no pseudo-terminal in QEMU's output: {line.strip() or 'nothing'}")
+        return m.group(1)
+
+    def instructions(self, cycles: int) -> int:
+        """Image cycles (SysTick at the core clock) to instructions under -icount."""
+        return round(cycles * 1000 / self.clock_mhz / 2 ** ICOUNT_SHIFT)
+
+    # -- the plant channel ---------------------------------------------------------
+    def _recv(self) -> dict:
+        buf = bytearray()
+        while len(buf) < self.reply_len:
+            chunk = self.conn.recv(self.reply_len - len(buf))
+            if not chunk:
+                raise BpdError("the image closed the plant channel")
+            buf += chunk
+        tag, state, mode, twa, reset, seed, ticks, tick_c, pol_c = REPLY.unpack_from(buf)
+        if tag != b"R":
+            raise BpdError("the plant channel lost step with the image")
+        act = np.frombuffer(bytes(buf[REPLY.size:]), "<f4").astype(np.float64)
+        return {"state": state, "mode": mode, "ticks_without_action": twa, "reset": seed if reset else None,
+                "ticks": ticks, "tick_cycles": tick_c, "policy_cycles": pol_c, "actuator": act}
+
+    def query(self) -> dict:
+        self.conn.sendall(b"Q")
+        return self._take_reset(self._recv())
+
+    def tick(self, t_us: int, raw: np.ndarray) -> dict:
+        self.conn.sendall(b"T" + struct.pack(f"<I{self.n_raw}f", t_us & 0xFFFFFFFF, *map(float, raw[:self.n_raw])))
+        return self._take_reset(self._recv())
+
+    def _take_reset(self, st: dict) -> dict:
+        if st["reset"] is not None:
+            self.plant.reset(st["reset"])
+        return st
+
+    # -- the loop ------------------------------------------------------------------
+    def run(self, should_stop=lambda: False) -> None:
+        period = self.spec.period_us
+        sim_us, ticks = 0, 0
+        ran = self.query()["ticks"]
+        t0 = time.perf_counter()
+        while not should_stop():
+            if self.cfg.duration and time.perf_counter() - t0 >= self.cfg.duration:
+                break
+            if self.qemu.poll() is not None:
+                raise BpdError(f"QEMU exited (code {self.qemu.returncode})")
+            st = self.query()
+            if st["state"] != RUNNING:
+                time.sleep(0.002)
+                continue
+            sim_us += period
+            st = self.tick(sim_us, self.plant.sensors())
+            if st["ticks"] != ran and self._log:  # a tick ran (a STOP may have come first)
+                ticks += 1
+                row = [ticks, sim_us, st["state"], st["mode"], self.instructions(st["tick_cycles"]),
+                       self.instructions(st["policy_cycles"])]
+                self._csv.writerow(row)
+                if ticks % 200 == 0:
+                    self._log.flush()
+            ran = st["ticks"]
+            if st["mode"] == HOST_MODE and st["state"] == RUNNING:
+                deadline = time.perf_counter() + self.cfg.action_timeout
+                while st["ticks_without_action"] and st["state"] == RUNNING and time.perf_counter() < deadline:
+                    time.sleep(0.0002)
+                    st = self.query()
+            for _ in range(self.plant.substeps):
+                self.plant.substep(st["actuator"])
+
+    def close(self) -> None:
+        for closer in (lambda: self.conn.close(), lambda: self._log and self._log.close()):
+            try:
+                closer()
+            except Exception:
+                pass
+        if self.qemu.poll() is None:
+            self.qemu.terminate()
+            try:
+                self.qemu.wait(5)
+            except subprocess.TimeoutExpired:
+                self.qemu.kill()
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+def rig_pil(cfg: RigPilConfig) -> None:
+    rig = PilRig(cfg)
+    stop = {"flag": False}
+
+    def on_signal(*_):
+        stop["flag"] = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    print(rig.path, flush=True)
+    print(f"rig {rig.spec.name}: processor-in-the-loop, {rig.elf.name} on QEMU netduinoplus2 (STM32F405), "
+          f"lockstep, -icount shift={ICOUNT_SHIFT}", file=sys.stderr, flush=True)
+    try:
+        rig.run(lambda: stop["flag"])
+    finally:
+        rig.close()
