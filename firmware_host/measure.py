@@ -146,7 +146,8 @@ def emulate_build(target: str, sources: list[Path], include: list[Path], work: P
             "clock_mhz": TARGETS[target]["clock_mhz"], "mix": dict(mid.mix),
             "outputs": np.stack([r.outputs for r in runs]), "flash_bytes": rep["flash_bytes"],
             "ram_bytes": rep["ram_bytes"], "policy_bytes": rep["policy_bytes"],
-            "stack_bytes_upper_bound": rep["stack_bytes_upper_bound"]}
+            "stack_bytes": rep.get("stack_bytes"), "policy_stack_bytes": rep.get("stack", {}).get(
+                "bpd_policy_run", {}).get("bytes"), "parts": rep["parts"]}
 
 
 # ------------------------------------------------------------------ the benchmark
