@@ -8,7 +8,7 @@ behaviour are the generic kernel's (policy.h): NaN or Inf in the observation giv
 BPD_ERR_NONFINITE and the safe action.
 
 The hidden tanh is chosen to fit an accuracy budget (`select_tanh`): odd rational approximations
-p(x)/q(x) of growing degree, near-minimax on [0, c] and clamped beyond c, tried cheapest first
+p(x)/q(x) of growing degree, near-minimax on [0, c] and +-1 beyond c, tried cheapest first
 until the compiled kernel keeps the budget against torch on the parity states; libm tanhf when
 none does.
 """
@@ -32,7 +32,7 @@ RATIONAL_ORDERS = ((2, 1), (2, 2), (3, 2), (3, 3), (4, 3), (4, 4), (5, 4))
 
 @dataclass(frozen=True)
 class TanhForm:
-    """One way to compute tanh in C: libm, or x*P(x^2)/Q(x^2) with x clamped to [-clamp, clamp]."""
+    """One way to compute tanh in C: libm, or x*P(x^2)/Q(x^2) for |x| < clamp and +-1 beyond."""
 
     name: str
     p: tuple[float, ...] = ()
@@ -52,7 +52,7 @@ class TanhForm:
         """The same approximation evaluated in float32 (Horner order as in C)."""
         if self.libm:
             return np.tanh(np.asarray(x, np.float32))
-        x = np.clip(np.asarray(x, np.float32), np.float32(-self.clamp), np.float32(self.clamp))
+        x = np.asarray(x, np.float32)
         x2 = x * x
         p = np.float32(self.p[-1])
         for c in self.p[-2::-1]:
@@ -61,7 +61,9 @@ class TanhForm:
         for c in self.q[-2::-1]:
             q = q * x2 + np.float32(c)
         q = q * x2 + np.float32(1.0)
-        return (x * p / q).astype(np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):
+            y = (x * p / q).astype(np.float32)
+        return np.where(np.abs(x) < np.float32(self.clamp), y, np.sign(x)).astype(np.float32)
 
     def max_error(self) -> float:
         """Max abs error against tanh in float64 on [-10, 10] (40,001 points)."""
@@ -73,7 +75,7 @@ class TanhForm:
         if self.libm:
             return "    return tanhf(x);\n"
         c = _c_float(self.clamp)
-        lines = [f"    float x2, p, q;", f"    if (x > {c}) x = {c};", f"    if (x < -{c}) x = -{c};",
+        lines = ["    float x2, p, q;", f"    if (!(fabsf(x) < {c})) return x > 0.0f ? 1.0f : -1.0f;",
                  "    x2 = x * x;", f"    p = {_c_float(self.p[-1])};"]
         lines += [f"    p = BPD_MAC({_c_float(k)}, p, x2);" for k in self.p[-2::-1]]
         lines.append(f"    q = {_c_float(self.q[-1])};")
