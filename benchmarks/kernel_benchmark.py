@@ -202,6 +202,35 @@ def measure(name: str, w: Path, env_id: str, rig: str | None, episodes: int) -> 
     return res
 
 
+def stack_figures(w: Path) -> dict:
+    """Firmware images (core + board layer + policy) of one student: flash and RAM per part, the
+    whole-image stack bound from the call graph, and the stack painted under emulation over a host
+    session (HELLO, CONFIG device mode, START, three ticks)."""
+    from firmware_host.build import FIRMWARE_PARTS, build_firmware_image, image_report
+    from firmware_host.stack import painted_stack
+    from hil.codec import encode
+
+    rx = (encode("hello", 1, protocol=1) + encode("config", 2, period_us=5000, watchdog_ticks=50, mode=1,
+                                                   action_limit=3.0, pos_limit=1.0, angle_limit=1.0)
+          + encode("start", 3))
+    out = {}
+    for label, d, target in (("float generic kernel", w / "generic", "cortex-m4f"),
+                             ("float generic kernel", w / "generic", "cortex-m0plus"),
+                             ("float generated kernel", w / "generated", "cortex-m4f"),
+                             ("integer kernel", w / "generic" / "int", "cortex-m0plus")):
+        img = build_firmware_image(d, target, w / "firmware" / f"{d.name}-{target}")
+        rep = image_report(img, ["policy", "policy_weights"], FIRMWARE_PARTS)
+        st = rep["stack"]
+        out[f"{label}, {target}"] = {
+            "flash_bytes": rep["flash_bytes"], "ram_bytes": rep["ram_bytes"], "parts": rep["parts"],
+            "stack_bound_bytes": st["total_bytes"], "stack_main_path_bytes": st["main"]["bytes"],
+            "stack_main_path": st["main"]["chain"], "stack_interrupt_bytes": st["interrupt"]["bytes"],
+            "exception_frame_bytes": st["interrupt"]["exception_frame"],
+            "stack_tick_bytes": st["bpd_fw_tick"]["bytes"], "stack_policy_bytes": st["bpd_policy_run"]["bytes"],
+            "stack_painted_bytes": painted_stack(img.elf, target, rx)["bytes"]}
+    return out
+
+
 def summarise(r: dict) -> dict:
     m4, m0, fl = r["cortex-m4f"], r["cortex-m0plus"], r["arithmetic_floor"]["instructions"]
     bpd_best = min(m4[k]["instructions_median"] for k in ("generated", "generated-libm", "generic-fast-tanh", "generic-libm"))
@@ -254,6 +283,18 @@ def markdown(res: dict) -> str:
             L.append(f"\nSimulated rig ({n}, device mode, lockstep, {res['episodes']} episodes): float (generic kernel) "
                      f"{rr['float (generic kernel)']['return_mean']:.1f}, integer {rr['integer']['return_mean']:.1f} "
                      f"(ratio {r['summary']['rig_integer_return_over_float']:.3f}).")
+    for n, st in res.get("stack", {}).items():
+        L += ["", f"Firmware images of {n} (core + board layer + policy): flash / RAM per part, stack of the whole "
+              "image from its call graph (main path + deepest interrupt + exception frame) and painted under "
+              "emulation (main path, a host session and three ticks):", "",
+              "| image | flash B | RAM B | policy | firmware core | board | other | stack bound B (main path + "
+              "interrupt + frame) | painted main path B |", "|" + "---|" * 9]
+        for k, v in st.items():
+            p = v["parts"]
+            cell = lambda x: f"{p[x]['flash_bytes']} / {p[x]['ram_bytes']}"
+            L.append(f"| {k} | {v['flash_bytes']} | {v['ram_bytes']} | {cell('policy')} | {cell('firmware core')} | "
+                     f"{cell('board')} | {cell('other')} | {v['stack_bound_bytes']} ({v['stack_main_path_bytes']} + "
+                     f"{v['stack_interrupt_bytes']} + {v['exception_frame_bytes']}) | {v['stack_painted_bytes']} |")
     L += ["", "Criteria: " + json.dumps(res["criteria"])]
     return "\n".join(L)
 
@@ -286,6 +327,8 @@ def main() -> None:
         r = measure(name, w, env_id, rig, args.episodes)
         r["summary"] = summarise(r)
         res["students"][name] = r
+        if name == "pendulum-fixture":
+            res["stack"] = {name: stack_figures(w)}
         print(name, json.dumps(r["summary"]))
     ss = {n: r["summary"] for n, r in res["students"].items()}
     tanh = [n for n, r in res["students"].items() if r["activation"] == "tanh"]
@@ -299,6 +342,8 @@ def main() -> None:
         "integer_return_ge_99pct": all((s["integer_return_over_float"] or 0) >= 0.99 for s in ss.values()),
         "rig_integer_return_ge_99pct": all(s["rig_integer_return_over_float"] >= 0.99 for s in ss.values()
                                            if "rig_integer_return_over_float" in s),
+        "stack_painted_le_bound": all(v["stack_painted_bytes"] <= v["stack_main_path_bytes"]
+                                      for st in res.get("stack", {}).values() for v in st.values()),
         "generated_parity_le_1e-5": all(r["parity_generated"].get("c_vs_torch", r["parity_generated"].get(
             "c_vs_onnxruntime")) <= 1e-5 for r in res["students"].values()),
     }
