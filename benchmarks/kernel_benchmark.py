@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -36,6 +35,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
+
+from hil_benchmark import bpd  # noqa: E402  (the `bpd` command as a user runs it)
 
 STUDENTS = {  # name: (run dir under WORK or fixture path, env id, rig for the simulated-rig trial)
     "pendulum-fixture": ("fixture", "InvertedPendulum-v5", None),
@@ -46,14 +47,6 @@ STUDENTS = {  # name: (run dir under WORK or fixture path, env id, rig for the s
 }
 LOOSE = 1e-3
 SEED = 0
-
-
-def bpd(*args: str) -> str:
-    exe = shutil.which("bpd") or str(Path(sys.executable).with_name("bpd"))
-    p = subprocess.run([exe, *args], capture_output=True, text=True)
-    if p.returncode != 0:
-        raise SystemExit(f"bpd {' '.join(args)} failed:\n{p.stderr}")
-    return p.stdout
 
 
 def fixture_exports(w: Path, ip_dataset: Path) -> None:
