@@ -3,15 +3,17 @@ and the arithmetic floor, on the same collapsed students; closed-loop returns of
 
     python benchmarks/kernel_benchmark.py [--work benchmarks/work] [--episodes 30]
 
-Students (made by benchmarks/work/students.sh and students_idp.sh, reproduced in STUDENTS below
-with their budgets; stages whose outputs exist are reused):
+Students (made by benchmarks/work/students.sh and students_rest.sh with `bpd` commands; stages
+whose outputs exist are reused; every training run under `nice -n 10` on a shared 2-core machine):
   pendulum-fixture  tests/fixtures/pendulum_export (4-5-4-1, committed); its integer kernel is
                     calibrated on the InvertedPendulum-v5 dataset below (the fixture ships without one)
-  ip-tanh, ip-relu  InvertedPendulum-v5: SAC teacher (default budget, stops at the env's threshold),
-                    50,000 collected steps, distillation 20,000 steps, 64-64 tanh or ReLU student
-  cartpole-tanh     desktop-cartpole rig env: SAC teacher up to 60,000 steps (stops at return 1000),
-                    50,000 collected steps, distillation 20,000 steps
-  idp-tanh          InvertedDoublePendulum-v5: SAC teacher up to 40,000 steps (stops at 9000),
+  ip-tanh, ip-relu  InvertedPendulum-v5: SAC teacher (default budget; stopped at the env's threshold
+                    after 15,000 steps), 50,000 collected steps, distillation 20,000 steps (tanh) or
+                    10,000 steps (`--activation relu`), 64-64 students
+  idp-tanh          InvertedDoublePendulum-v5: the best snapshot (return 9333 over 10 episodes) of a
+                    TD3 teacher training then running on the machine (150,000-step budget), 30,000
+                    collected steps, distillation 10,000 steps (a weak student: about 1,700-2,400)
+  cartpole-tanh     desktop-cartpole rig env: SAC teacher up to 40,000 steps (stops at return 1000),
                     30,000 collected steps, distillation 10,000 steps
 
 For each: Cortex-M4F instructions (exact, unicorn) of the generic kernel (libm tanhf and the fast
@@ -19,7 +21,7 @@ tanh), the generated kernel (tanh chosen for 1e-5 parity, libm tanhf, and a 1e-3
 emx-onnx-cgen (libm tanhf); Cortex-M0+ instructions of the generic float kernel against the integer
 kernel; returns over EPISODES episodes of the float student (generated kernel, C), the integer kernel
 and the loose-tanh kernel in the environment, and for the rig student on the simulated rig in
-device mode (lockstep). Writes benchmarks/results/kernels.json and kernels.md.
+device mode (lockstep; the InvertedPendulum student on the gym-inverted-pendulum rig too). Writes benchmarks/results/kernels.json and kernels.md.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from hil_benchmark import bpd  # noqa: E402  (the `bpd` command as a user runs i
 
 STUDENTS = {  # name: (run dir under WORK or fixture path, env id, rig for the simulated-rig trial)
     "pendulum-fixture": ("fixture", "InvertedPendulum-v5", None),
-    "ip-tanh": ("ip/run_tanh", "InvertedPendulum-v5", None),
+    "ip-tanh": ("ip/run_tanh", "InvertedPendulum-v5", "gym-inverted-pendulum"),
     "ip-relu": ("ip/run_relu", "InvertedPendulum-v5", None),
     "cartpole-tanh": ("cartpole/run_tanh", "firmware_host.rig:bpd/desktop-cartpole-v0", "desktop-cartpole"),
     "idp-tanh": ("idp/run_tanh", "InvertedDoublePendulum-v5", None),
@@ -140,8 +142,8 @@ def rig_returns(rig: str, forms: dict, episodes: int, w: Path) -> dict:
     for name, d in forms.items():
         log = w / "rig" / name
         shutil.rmtree(log, ignore_errors=True)
-        bpd("hil", "run", "--port", "sim", "--rig", rig, "--policy", str(d), "--mode", "device", "--episodes",
-            str(episodes), "--out", str(log), "--sim-lockstep", "--no-plots", "--seed", str(SEED + 5000))
+        bpd("hil", "run", "--port", "sim", "--rig", rig, "--policy", str(d), "--mode", "device", "--runtime", "c",
+            "--episodes", str(episodes), "--out", str(log), "--sim-lockstep", "--no-plots", "--seed", str(SEED + 5000))
         s = json.loads((log / "summary.json").read_text())
         r = [e["return"] for e in s["episodes"]]
         out[name] = {"return_mean": float(np.mean(r)), "return_std": float(np.std(r)),
@@ -190,6 +192,7 @@ def measure(name: str, w: Path, env_id: str, rig: str | None, episodes: int) -> 
            "tanh_chosen": {k: v["tanh"] for k, v in kern.items()}, "tanh_candidates": kern["generated"]["tanh_candidates"],
            "parity_generated": parity, "integer_vs_float": int_info, "returns": returns(env_id, forms, episodes)}
     if rig:
+        res["rig"] = rig
         res["rig_returns"] = rig_returns(rig, {"float (generic kernel)": w / "generic", "integer": w / "generic" / "int"},
                                          episodes, w)
     return res
@@ -273,7 +276,8 @@ def markdown(res: dict) -> str:
     for n, r in res["students"].items():
         if "rig_returns" in r:
             rr = r["rig_returns"]
-            L.append(f"\nSimulated rig ({n}, device mode, lockstep, {res['episodes']} episodes): float (generic kernel) "
+            L.append(f"\nSimulated {r.get('rig', '')} rig ({n}, device mode, lockstep, {res['episodes']} episodes): "
+                     f"float (generic kernel) "
                      f"{rr['float (generic kernel)']['return_mean']:.1f}, integer {rr['integer']['return_mean']:.1f} "
                      f"(ratio {r['summary']['rig_integer_return_over_float']:.3f}).")
     for n, st in res.get("stack", {}).items():

@@ -123,6 +123,11 @@ def quantise(net: CollapsedNet, calib_obs: np.ndarray, origin: str) -> IntNet:
             kind, out_frac = "relu", int(min(_floor_log2(np.array(SAT / (2 * hidden_max[i]))), 24))
         layers.append(IntLayer(np.stack(wqs), np.array(bqs, np.int64), np.array(ks, np.int64), out_frac, kind))
         frac = np.full(w.shape[0], float(out_frac))
+    for i, L in enumerate(layers):  # the C uses 32-bit shifts: keep every shift amount in range
+        shifts = L.k - (Q_TANH_IN if L.kind in ("tanh", "output") else L.out_frac)
+        if L.k.min() < 0 or shifts.max() > 30 or shifts.min() < -15:
+            raise BpdError(f"layer {i}: weights or activations out of the integer kernel's range "
+                           f"(row exponents {L.k.min()}..{L.k.max()})")
     k_out = layers[-1].k
     if net.output == "tanh":
         big = np.maximum.reduce([np.abs(net.out_scale), np.abs(net.out_offset) + np.abs(net.out_scale),
