@@ -21,7 +21,8 @@ tanh), the generated kernel (tanh chosen for 1e-5 parity, libm tanhf, and a 1e-3
 emx-onnx-cgen (libm tanhf); Cortex-M0+ instructions of the generic float kernel against the integer
 kernel; returns over EPISODES episodes of the float student (generated kernel, C), the integer kernel
 and the loose-tanh kernel in the environment, and for the rig student on the simulated rig in
-device mode (lockstep; the InvertedPendulum student on the gym-inverted-pendulum rig too). Writes benchmarks/results/kernels.json and kernels.md.
+device mode (lockstep; the InvertedPendulum student on the gym-inverted-pendulum rig too).
+Writes benchmarks/results/kernels.json and kernels.md.
 """
 
 from __future__ import annotations
@@ -143,7 +144,8 @@ def rig_returns(rig: str, forms: dict, episodes: int, w: Path) -> dict:
         log = w / "rig" / name
         shutil.rmtree(log, ignore_errors=True)
         bpd("hil", "run", "--port", "sim", "--rig", rig, "--policy", str(d), "--mode", "device", "--runtime", "c",
-            "--episodes", str(episodes), "--out", str(log), "--sim-lockstep", "--no-plots", "--seed", str(SEED + 5000))
+            "--episodes", str(episodes), "--out", str(log), "--sim-lockstep", "--no-plots", "--seed", str(SEED + 5000),
+            "--stall-timeout", "10")  # lockstep on a loaded machine: a tick may take longer than 1 s
         s = json.loads((log / "summary.json").read_text())
         r = [e["return"] for e in s["episodes"]]
         out[name] = {"return_mean": float(np.mean(r)), "return_std": float(np.std(r)),

@@ -139,7 +139,8 @@ def quantise(net: CollapsedNet, calib_obs: np.ndarray, origin: str) -> IntNet:
     safe = np.clip(np.zeros(net.act_dim, np.float32), net.action_low, net.action_high).astype(np.float32)
     calibration = {"observations": int(len(obs)), "origin": origin, "input_frac_bits": in_frac.tolist(),
                    "input_saturation": (SAT * 2.0 ** -in_frac).tolist(), "hidden_max": hidden_max,
-                   "row_exponents": [L.k.tolist() for L in layers], "activation_frac_bits": [L.out_frac for L in layers[:-1]],
+                   "row_exponents": [L.k.tolist() for L in layers],
+                   "activation_frac_bits": [L.out_frac for L in layers[:-1]],
                    "output_frac_bits": out_frac.tolist()}
     return IntNet(in_frac, layers, net.output, out_frac, q(net.out_offset), q(net.out_scale), q(out_low), q(out_high),
                   safe.view(np.uint32), calibration)
