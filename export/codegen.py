@@ -314,3 +314,16 @@ def collapsed_from_export(export_dir: str | Path) -> CollapsedNet:
                         [init[f"B{i}"].astype(np.float32) for i in range(n)], info["activation"], info["output"],
                         np.asarray(info["action_low"], np.float32), np.asarray(info["action_high"], np.float32),
                         widths_before=list(info["widths"]))
+
+
+def generated_kernel(net: CollapsedNet, out: Path, source_hash: str, command: str, obs: np.ndarray,
+                     ref: np.ndarray, budget: float, tolerance: float) -> dict:
+    """`bpd export --kernel generated`: replace the generic kernel in out with straight-line code whose
+    tanh is the cheapest within budget (never below the parity tolerance); the report's `kernel` entry."""
+    from bpd.errors import BpdError
+
+    if budget < tolerance:
+        raise BpdError(f"--tanh-budget {budget:g} is below the parity tolerance {tolerance:g}")
+    form, tried = select_tanh(net, out, source_hash, command, obs, ref, budget, out / "build" / "tanh-candidates")
+    return {"tanh": form.name, "tanh_max_abs_error": form.max_error(), "tanh_budget": budget,
+            "tanh_candidates": tried}

@@ -181,7 +181,8 @@ def run_export(cfg: ExportConfig) -> dict:
     refev = reference_evaluator_run(model, obs)
     kernel = {"kind": cfg.kernel}
     if cfg.kernel == "generated":
-        kernel |= generated_kernel(net, out, src.sha256, command, obs, ref, cfg.tanh_budget)
+        from export.codegen import generated_kernel
+        kernel |= generated_kernel(net, out, src.sha256, command, obs, ref, cfg.tanh_budget, PARITY_TOL)
     cpol = CPolicy(out)
     c_out = cpol.act(obs)
     c_tol = max(PARITY_TOL, cfg.tanh_budget) if cfg.kernel == "generated" else PARITY_TOL
@@ -217,6 +218,7 @@ def run_export(cfg: ExportConfig) -> dict:
         report["int8"] = {"layers": layer_table(net, iplans), "totals": totals(net, iplans),
                           "max_abs_error_vs_torch": float(err.max()), "mean_abs_error_vs_torch": float(err.mean())}
     if cfg.integer:
+        from export.fixed_point import integer_kernel
         report["int"], int_pol = integer_kernel(net, out / "int", src.sha256, command + " (int)", obs, ref,
                                                 cfg.dataset or src.dataset)
     if cfg.episodes > 0:
@@ -233,58 +235,20 @@ def run_export(cfg: ExportConfig) -> dict:
                 r, _ = evaluate(src.env_id, fn, cfg.episodes, seed=cfg.seed + 5000)
                 rets[name] = {"return_mean": float(np.mean(r)), "return_std": float(np.std(r))}
         report["returns"] = rets | {"episodes": cfg.episodes}
-    info = {"format": "bpd-export", "format_version": 1, "env_id": src.env_id,
-            "obs_dim": net.obs_dim, "act_dim": net.act_dim, "model_hash": mh,
-            "source_sha256": src.sha256, "source": str(src.path), "kind": src.kind,
-            "widths": net.widths, "activation": net.activation, "output": net.output,
-            "action_low": net.action_low, "action_high": net.action_high,
-            "params_total": net.params_total, "params_nonzero": net.params_nonzero,
-            "source_params_total": src.policy.params_total, "bpd_version": bpd.__version__,
-            "command": command, "kernel": cfg.kernel}
-    write_json(out / "export.json", info)
+    write_json(out / "export.json", {"format": "bpd-export", "format_version": 1, "env_id": src.env_id,
+                                     "obs_dim": net.obs_dim, "act_dim": net.act_dim, "model_hash": mh,
+                                     "source_sha256": src.sha256, "source": str(src.path), "kind": src.kind,
+                                     "widths": net.widths, "activation": net.activation, "output": net.output,
+                                     "action_low": net.action_low, "action_high": net.action_high,
+                                     "params_total": net.params_total, "params_nonzero": net.params_nonzero,
+                                     "source_params_total": src.policy.params_total, "bpd_version": bpd.__version__,
+                                     "command": command, "kernel": cfg.kernel})
     if cfg.integer:  # the integer kernel is an export directory of its own (evaluate, firmware, rig)
+        info = json.loads((out / "export.json").read_text())
         write_json(out / "int" / "export.json", info | {"kernel": "integer", "command": command + " (int)"})
     report["seconds"] = round(time.time() - t0, 2)
     write_json(out / "export_report.json", report)
     return report
-
-
-def generated_kernel(net: CollapsedNet, out: Path, source_hash: str, command: str, obs: np.ndarray,
-                     ref: np.ndarray, budget: float) -> dict:
-    """Replace the generic kernel in out with straight-line code, its tanh the cheapest within budget."""
-    from export.codegen import select_tanh
-
-    if budget < PARITY_TOL:
-        raise BpdError(f"--tanh-budget {budget:g} is below the parity tolerance {PARITY_TOL:g}")
-    form, tried = select_tanh(net, out, source_hash, command, obs, ref, budget, out / "build" / "tanh-candidates")
-    return {"tanh": form.name, "tanh_max_abs_error": form.max_error(), "tanh_budget": budget,
-            "tanh_candidates": tried}
-
-
-def integer_kernel(net: CollapsedNet, out: Path, source_hash: str, command: str, obs: np.ndarray, ref: np.ndarray,
-                   dataset: str | None) -> tuple[dict, object]:
-    """The integer-only kernel in out, calibrated on the dataset's observations (or, without one, on
-    the parity states), with its error against the float student."""
-    from export.c_export import CPolicy
-    from export.fixed_point import IntPolicy, generate_int_kernel, quantise
-    from training.collect import load_dataset
-
-    if dataset and Path(dataset).is_file():
-        calib, origin = load_dataset(dataset, net.obs_dim).observations, f"dataset {dataset}"
-    else:
-        calib, origin = obs, "parity states (no dataset found)"
-    q = quantise(net, calib, origin)
-    generate_int_kernel(net, q, out, source_hash, command)
-    ic = CPolicy(out)
-    c_int = ic.act(obs)
-    exact = bool(np.array_equal(c_int.view(np.uint32), IntPolicy(q).act(obs).view(np.uint32)))
-    if not exact:
-        raise BpdError("the integer C kernel differs from its numpy model: a compiler or generator fault")
-    err = np.abs(c_int - ref)
-    span = np.maximum(net.action_high - net.action_low, 1e-12)
-    return {"dir": str(out), "calibration": q.calibration, "states": len(obs), "c_matches_numpy_model": exact,
-            "max_abs_error_vs_float": float(err.max()), "mean_abs_error_vs_float": float(err.mean()),
-            "max_error_vs_action_range": float((err / span).max())}, ic
 
 
 def format_report(r: dict) -> str:

@@ -417,3 +417,29 @@ def generate_int_kernel(net: CollapsedNet, q: IntNet, out_dir: Path, source_hash
     write_text(out_dir / "policy_weights.h", wh)
     write_text(out_dir / "policy_config.h", cfg)
     shutil.copyfile(KERNEL_DIR / "policy.h", out_dir / "policy.h")
+
+
+def integer_kernel(net: CollapsedNet, out: Path, source_hash: str, command: str, obs: np.ndarray, ref: np.ndarray,
+                   dataset: str | None) -> tuple[dict, object]:
+    """`bpd export --int`: the integer kernel in out, calibrated on the dataset's observations (or,
+    without one, on the parity states), checked bit-exact against IntPolicy, with its error against
+    the float student's actions ref on obs. Returns the report's `int` entry and the compiled kernel."""
+    from export.c_export import CPolicy
+    from training.collect import load_dataset
+
+    if dataset and Path(dataset).is_file():
+        calib, origin = load_dataset(dataset, net.obs_dim).observations, f"dataset {dataset}"
+    else:
+        calib, origin = obs, "parity states (no dataset found)"
+    q = quantise(net, calib, origin)
+    generate_int_kernel(net, q, out, source_hash, command)
+    ic = CPolicy(out)
+    c_int = ic.act(obs)
+    exact = bool(np.array_equal(c_int.view(np.uint32), IntPolicy(q).act(obs).view(np.uint32)))
+    if not exact:
+        raise BpdError("the integer C kernel differs from its numpy model: a compiler or generator fault")
+    err = np.abs(c_int - ref)
+    span = np.maximum(net.action_high - net.action_low, 1e-12)
+    return {"dir": str(out), "calibration": q.calibration, "states": len(obs), "c_matches_numpy_model": exact,
+            "max_abs_error_vs_float": float(err.max()), "mean_abs_error_vs_float": float(err.mean()),
+            "max_error_vs_action_range": float((err / span).max())}, ic
