@@ -93,14 +93,19 @@ def fixture_exports(w: Path, ip_dataset: Path) -> None:
         "reference": "onnxruntime on the fixture's policy.onnx"}))
 
 
-def run_exports(name: str, run: Path, w: Path) -> None:
+def run_exports(run: Path, w: Path, work: Path) -> None:
+    """Generic (+ integer), generated and loose-tanh exports of a run; the dataset (parity states and the
+    integer kernel's calibration) and teacher named in the run's config, relative to the work directory
+    the students were made in."""
+    cfg = json.loads((run / "config.json").read_text())
+    given = ["--dataset", str(work / cfg["dataset"]), "--teacher", str(work / cfg["teacher"]), "--episodes", "0"]
     if not (w / "generic" / "export.json").is_file():
-        bpd("export", str(run), "--out", str(w / "generic"), "--int", "--episodes", "0")
+        bpd("export", str(run), "--out", str(w / "generic"), "--int", *given)
     if not (w / "generated" / "export.json").is_file():
-        bpd("export", str(run), "--out", str(w / "generated"), "--kernel", "generated", "--episodes", "0")
+        bpd("export", str(run), "--out", str(w / "generated"), "--kernel", "generated", *given)
     if not (w / "loose" / "export.json").is_file():
         bpd("export", str(run), "--out", str(w / "loose"), "--kernel", "generated", "--tanh-budget", str(LOOSE),
-            "--episodes", "0")
+            *given)
 
 
 def emulate(target: str, d: Path, work: Path, obs: np.ndarray, act_dim: int, fast: bool = False) -> dict:
@@ -322,7 +327,7 @@ def main() -> None:
             if not (args.work / where / "student.pt").is_file():
                 print(f"{name}: no student at {args.work / where}, skipped")
                 continue
-            run_exports(name, args.work / where, w)
+            run_exports(args.work / where, w, args.work)
         r = measure(name, w, env_id, rig, args.episodes)
         r["summary"] = summarise(r)
         res["students"][name] = r

@@ -223,6 +223,11 @@ def image_report(img: Image, policy_objects: list[str], parts: dict[str, list[st
                                          for p, objs in parts.items()}),
            "stack_bytes_by_function": dict(sorted(img.stack.items()))}
     if img.target != "host":
+        try:
+            import capstone  # noqa: F401  (the 'emulate' extra)
+        except ImportError:
+            rep["stack"] = {"note": "stack not analysed: install the 'emulate' extra (capstone)"}
+            return rep
         from firmware_host.stack import stack_report
 
         st = stack_report(img.elf, img.target, img.stack)

@@ -11,7 +11,9 @@ def _build(ns):
     print(f"{r['target']}: flash {r['flash_bytes']} B (text {r['sections']['text']} + data {r['sections']['data']}), "
           f"RAM {r['ram_bytes']} B (data + bss); flash/RAM B by part: {parts}")
     st = r.get("stack")
-    if st:
+    if st and "note" in st:
+        print(st["note"])
+    elif st:
         main = st.get("main") or {}
         total = st.get("total_bytes")
         print("stack, whole image from its call graph: " + (
