@@ -39,6 +39,12 @@ class ExportConfig:
     out: str = field("export", help="export directory")
     format: str = field("auto", help="per-layer weight storage", choices=("auto", "dense", "csr"))
     int8: bool = field(False, help="also emit int8 weights with per-row scales (in OUT/int8) and measure them")
+    kernel: str = field("generic", help="C kernel: the generic layer walker, or straight-line code generated for "
+                        "this model", choices=("generic", "generated"))
+    tanh_budget: float = field(PARITY_TOL, help="generated kernel: max abs action error against torch allowed to the "
+                               "tanh approximation (the cheapest form within it is chosen)")
+    integer: bool = field(False, help="also emit an integer-only kernel (Q15, int16 weights, int32 sums) calibrated "
+                          "on the dataset's observations, in OUT/int, and measure it", flag="--int")
     dataset: str | None = field(None, help="dataset for parity states (default: the run's)")
     teacher: str | None = field(None, help="teacher for the dense comparison (default: the run's)")
     parity_samples: int = field(10_000, help="observations in the parity check")
@@ -201,14 +207,20 @@ def _write_export(cfg: ExportConfig, out: Path) -> dict:
         ref = src.torch_forward(torch.as_tensor(obs)).numpy()
     ort_out = OnnxPolicy(out / "policy.onnx").act(obs)
     refev = reference_evaluator_run(model, obs)
+    kernel = {"kind": cfg.kernel}
+    if cfg.kernel == "generated":
+        from export.codegen import generated_kernel
+        kernel |= generated_kernel(net, out, src.sha256, command, obs, ref, cfg.tanh_budget, PARITY_TOL)
     cpol = CPolicy(out)
     c_out = cpol.act(obs)
-    parity = {"states": len(obs), "origin": origin, "tolerance": PARITY_TOL,
+    c_tol = max(PARITY_TOL, cfg.tanh_budget) if cfg.kernel == "generated" else PARITY_TOL
+    parity = {"states": len(obs), "origin": origin, "tolerance": PARITY_TOL, "c_tolerance": c_tol,
               "onnxruntime_vs_torch": float(np.abs(ort_out - ref).max()),
               "reference_evaluator_vs_torch": float(np.abs(refev - ref).max()),
               "c_vs_onnx": float(np.abs(c_out - ort_out).max()),
               "c_vs_torch": float(np.abs(c_out - ref).max())}
-    parity["pass"] = all(v <= PARITY_TOL for k, v in parity.items() if k.endswith(("_torch", "_onnx")))
+    parity["pass"] = all(v <= (c_tol if k.startswith("c_") else PARITY_TOL)
+                         for k, v in parity.items() if k.endswith(("_torch", "_onnx")))
     if not parity["pass"]:
         raise BpdError(f"parity check failed: {json.dumps({k: v for k, v in parity.items() if 'vs' in k})}")
 
@@ -225,7 +237,7 @@ def _write_export(cfg: ExportConfig, out: Path) -> dict:
               "env_id": src.env_id, "threshold": src.threshold, "widths_before": net.widths_before,
               "widths_after": net.widths, "layers": layer_table(net, plans), "totals": tot, "dense_teacher": dense,
               "flash_vs_teacher": tot["flash_bytes"] / dense["flash_bytes"],
-              "macs_vs_teacher": tot["macs"] / dense["macs"], "parity": parity, "command": command}
+              "macs_vs_teacher": tot["macs"] / dense["macs"], "parity": parity, "kernel": kernel, "command": command}
     if cfg.int8:
         int8_dir = out / "int8"
         iplans = generate_c(net, int8_dir, cfg.format, True, src.sha256, command + " (int8)")
@@ -233,6 +245,10 @@ def _write_export(cfg: ExportConfig, out: Path) -> dict:
         err = np.abs(ic.act(obs) - ref)
         report["int8"] = {"layers": layer_table(net, iplans), "totals": totals(net, iplans),
                           "max_abs_error_vs_torch": float(err.max()), "mean_abs_error_vs_torch": float(err.mean())}
+    if cfg.integer:
+        from export.fixed_point import integer_kernel
+        report["int"], int_pol = integer_kernel(net, out / "int", src.sha256, command + " (int)", obs, ref,
+                                                cfg.dataset or src.dataset)
     if cfg.episodes > 0:
         from training.envs import evaluate
         rets = {}
@@ -240,6 +256,8 @@ def _write_export(cfg: ExportConfig, out: Path) -> dict:
                  "c": cpol.act}
         if cfg.int8:
             forms["c_int8"] = ic.act
+        if cfg.integer:
+            forms["c_int"] = int_pol.act
         with torch.no_grad():
             for name, fn in forms.items():
                 r, _ = evaluate(src.env_id, fn, cfg.episodes, seed=cfg.seed + 5000)
@@ -254,7 +272,19 @@ def _write_export(cfg: ExportConfig, out: Path) -> dict:
                                      "action_low": net.action_low, "action_high": net.action_high,
                                      "params_total": net.params_total, "params_nonzero": net.params_nonzero,
                                      "source_params_total": src.policy.params_total, "bpd_version": bpd.__version__,
-                                     "command": command, "parity": parity, "files": manifest(out)})
+                                     "command": command, "parity": parity, "kernel": cfg.kernel,
+                                     "files": manifest(out)})
+    if cfg.integer:  # the integer kernel is an export directory of its own (evaluate, firmware, rig)
+        import shutil
+        info = json.loads((out / "export.json").read_text())
+        shutil.copyfile(out / "policy.onnx", out / "int" / "policy.onnx")  # the float model it was derived from
+        ir = report["int"]
+        write_json(out / "int" / "export.json", info | {
+            "kernel": "integer", "command": command + " (int)",
+            "parity": {"pass": bool(ir["c_matches_numpy_model"]), "check": "integer C bit-exact against its numpy "
+                       "model; error against the float student recorded", "states": ir["states"],
+                       "max_abs_error_vs_float": ir["max_abs_error_vs_float"]},
+            "files": manifest(out / "int")})
     return report
 
 
@@ -277,6 +307,14 @@ def format_report(r: dict) -> str:
     if "int8" in r:
         lines.append(f"int8: flash {r['int8']['totals']['flash_bytes']} B, max abs error "
                      f"{r['int8']['max_abs_error_vs_torch']:.2e}")
+    k = r.get("kernel", {})
+    if k.get("kind") == "generated":
+        lines.append(f"generated kernel: tanh {k['tanh']} (max abs error {k['tanh_max_abs_error']:.1e}, "
+                     f"cheapest within the budget {k['tanh_budget']:g} on actions)")
+    if "int" in r:
+        lines.append(f"integer kernel ({r['int']['dir']}): max abs error {r['int']['max_abs_error_vs_float']:.2e} "
+                     f"against the float student ({100 * r['int']['max_error_vs_action_range']:.3f} % of the action "
+                     f"range), calibrated on {r['int']['calibration']['origin']}")
     if "returns" in r:
         lines.append("return over %d episodes: " % r["returns"]["episodes"] + ", ".join(
             f"{k} {v['return_mean']:.1f}" for k, v in r["returns"].items() if k != "episodes"))

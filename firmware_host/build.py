@@ -2,7 +2,8 @@
 
 `bpd firmware build --export EXPORT_DIR --target cortex-m4f` compiles the kernel, the generated
 weights and a benchmark entry point into an ELF with arm-none-eabi-gcc and reports flash
-(text + data), RAM (data + bss), the policy's own share and stack use (-fstack-usage).
+(text + data), RAM (data + bss), each part's share (policy, firmware core, board) and the worst-case
+stack of the whole image from its call graph (firmware_host/stack.py).
 """
 
 from __future__ import annotations
@@ -73,10 +74,11 @@ def compile_image(target: str, sources: list[Path], include: list[Path], out_dir
         _run([cc, *flags, *map(str, objects.values()), "-lm", "-o", str(elf)], "linking")
     else:
         startup = out_dir / "startup.o"
-        _run([cc, *WARN, *flags, "-c", str(BOARDS / "startup.c"), "-o", str(startup)], "compiling startup.c")
+        _run([cc, *WARN, *flags, "-fstack-usage", "-c", str(BOARDS / "startup.c"), "-o", str(startup)],
+             "compiling startup.c")
+        objects["startup"] = startup
         _run([cc, *flags, "-nostartfiles", "--specs=nosys.specs", f"-L{BOARDS}", "-T", str(BOARDS / ldscript),
-              "-Wl,--gc-sections",
-              str(startup), *map(str, objects.values()), "-lm", "-lc", "-lgcc", "-o", str(elf)], "linking")
+              "-Wl,--gc-sections", *map(str, objects.values()), "-lm", "-lc", "-lgcc", "-o", str(elf)], "linking")
     return Image(elf, target, objects, _stack_usage(out_dir))
 
 
@@ -195,15 +197,74 @@ def build_bpd_image(export_dir: Path, target: str, out_dir: Path, fast_tanh: boo
     return compile_image(target, srcs, [export_dir, BENCH], out_dir, "bpd_bench", fast_tanh=fast_tanh)
 
 
-def image_report(img: Image, policy_objects: list[str]) -> dict:
+def part_sizes(elf: Path, parts: dict[str, list[Path]]) -> dict[str, dict[str, int]]:
+    """Flash (text, rodata, data image) and RAM (data, bss) of the symbols each part's objects define;
+    what no part defines (C library, libgcc, start-up, vector table, padding) is "other"."""
+    from elftools.elf.elffile import ELFFile
+
+    def defined(path: Path) -> set[str]:
+        with open(path, "rb") as f:
+            tab = ELFFile(f).get_section_by_name(".symtab")
+            return {s.name for s in tab.iter_symbols() if s["st_shndx"] != "SHN_UNDEF" and s.name
+                    and s["st_info"]["type"] in ("STT_FUNC", "STT_OBJECT")}
+
+    owner: dict[str, str] = {}
+    for part, objs in parts.items():
+        for o in objs:
+            for name in defined(o):
+                owner.setdefault(name, part)
+    out = {p: {"flash_bytes": 0, "ram_bytes": 0} for p in parts}
+    with open(elf, "rb") as f:
+        e = ELFFile(f)
+        secs = list(e.iter_sections())
+        for s in e.get_section_by_name(".symtab").iter_symbols():
+            part = owner.get(s.name)
+            if part is None or s["st_info"]["type"] not in ("STT_FUNC", "STT_OBJECT") or \
+                    not isinstance(s["st_shndx"], int):
+                continue
+            sec = secs[s["st_shndx"]]
+            if sec["sh_type"] == "SHT_NOBITS":
+                out[part]["ram_bytes"] += s["st_size"]
+            elif sec["sh_flags"] & 0x1:  # .data: an image in flash, a copy in RAM
+                out[part]["flash_bytes"] += s["st_size"]
+                out[part]["ram_bytes"] += s["st_size"]
+            else:
+                out[part]["flash_bytes"] += s["st_size"]
+    sizes = section_sizes(elf)
+    out["other"] = {"flash_bytes": sizes["text"] + sizes["data"] - sum(v["flash_bytes"] for v in out.values()),
+                    "ram_bytes": sizes["data"] + sizes["bss"] - sum(v["ram_bytes"] for v in out.values())}
+    return out
+
+
+def image_report(img: Image, policy_objects: list[str], parts: dict[str, list[str]] | None = None) -> dict:
+    """Flash, RAM and per-part shares of an image, and (Cortex-M) the worst-case stack of the whole
+    image from its call graph (firmware_host/stack.py), never a sum over a few functions."""
     sizes = section_sizes(img.elf)
     share = symbol_sizes(img.elf, [img.objects[o] for o in policy_objects])
-    policy_funcs = {k: v for k, v in img.stack.items() if k.startswith(("bpd_policy", "bench_", "layer_",
-                                                                        "activate", "safe_", "finite", "bpd_tanh"))}
-    return {"target": img.target, "elf": str(img.elf), "flash_bytes": sizes["text"] + sizes["data"],
-            "ram_bytes": sizes["data"] + sizes["bss"], "sections": sizes, "policy_bytes": share,
-            "stack_bytes_by_function": policy_funcs,
-            "stack_bytes_upper_bound": sum(policy_funcs.values()) if policy_funcs else None}
+    parts = parts or {"policy": policy_objects}
+    rep = {"target": img.target, "elf": str(img.elf), "flash_bytes": sizes["text"] + sizes["data"],
+           "ram_bytes": sizes["data"] + sizes["bss"], "sections": sizes, "policy_bytes": share,
+           "parts": part_sizes(img.elf, {p: [img.objects[o] for o in objs if o in img.objects]
+                                         for p, objs in parts.items()}),
+           "stack_bytes_by_function": dict(sorted(img.stack.items()))}
+    if img.target != "host":
+        try:
+            import capstone  # noqa: F401  (the 'emulate' extra)
+        except ImportError:
+            rep["stack"] = {"note": "stack not analysed: install the 'emulate' extra (capstone)"}
+            return rep
+        from firmware_host.stack import stack_report
+
+        st = stack_report(img.elf, img.target, img.stack)
+        rep["stack"] = st
+        rep["stack_bytes"] = st.get("total_bytes")
+        if rep["stack_bytes"] is not None:
+            rep["ram_with_stack_bytes"] = rep["ram_bytes"] + rep["stack_bytes"]
+    return rep
+
+
+FIRMWARE_PARTS = {"policy": ["policy", "policy_weights"], "firmware core": ["bpd_fw", "bpd_wire", "bpd_msgs"],
+                  "board": ["board_cortexm", "board_stm32f4", "plant_link", "startup"]}
 
 
 @dataclass
@@ -233,8 +294,9 @@ def firmware_build(cfg: FirmwareBuildConfig) -> dict:
         img = build_firmware_image(Path(cfg.export), cfg.target, out, cfg.fast_tanh, cfg.rig, cfg.board)
     else:
         img = build_bpd_image(Path(cfg.export), cfg.target, out, cfg.fast_tanh)
-    rep = image_report(img, ["policy", "policy_weights"]) | {"image": cfg.image,
-                                                             "clock_mhz": TARGETS[cfg.target]["clock_mhz"]}
+    parts = FIRMWARE_PARTS if cfg.image == "firmware" else None
+    rep = image_report(img, ["policy", "policy_weights"], parts) | {"image": cfg.image,
+                                                                    "clock_mhz": TARGETS[cfg.target]["clock_mhz"]}
     if cfg.image == "firmware":
         rep |= {"rig": load_rig(cfg.rig).name, "board": cfg.board}
     write_json(out / "build_report.json", rep)

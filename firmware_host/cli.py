@@ -7,10 +7,19 @@ def _build(ns):
     from firmware_host.build import FirmwareBuildConfig, firmware_build
 
     r = firmware_build(from_namespace(FirmwareBuildConfig, ns))
-    stack = r["stack_bytes_upper_bound"]
+    parts = ", ".join(f"{k} {v['flash_bytes']}/{v['ram_bytes']}" for k, v in r["parts"].items())
     print(f"{r['target']}: flash {r['flash_bytes']} B (text {r['sections']['text']} + data {r['sections']['data']}), "
-          f"RAM {r['ram_bytes']} B (data + bss), policy {r['policy_bytes']} B, "
-          + (f"stack <= {stack} B" if stack is not None else "stack not measured"))
+          f"RAM {r['ram_bytes']} B (data + bss); flash/RAM B by part: {parts}")
+    st = r.get("stack")
+    if st and "note" in st:
+        print(st["note"])
+    elif st:
+        main = st.get("main") or {}
+        total = st.get("total_bytes")
+        print("stack, whole image from its call graph: " + (
+            f"{total} B worst case (main path {main.get('bytes')} B through {' > '.join(main.get('chain', [])[:6])}, "
+            f"interrupt {st['interrupt']['bytes']} B + exception frame {st['interrupt']['exception_frame']} B)"
+            if total is not None else f"unbounded ({' > '.join(main.get('chain', []))})"))
     print(r["elf"])
 
 

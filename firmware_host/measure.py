@@ -1,10 +1,10 @@
 """`bpd bench`: what a policy costs to run, on the host and on emulated Cortex-M cores, next to
 the dense exporters a user would otherwise reach for (emlearn, emx-onnx-cgen).
 
-Networks: the student export, its int8 form (if exported) and the dense teacher (exported densely
-by bpd's own kernel). Runtimes: torch on CPU, onnxruntime, the C kernel on the host (median ns and
+Networks: the student export (generic or generated kernel), its int8 and integer-only forms (if
+exported) and the dense teacher (exported densely by bpd's own kernel). Runtimes: torch on CPU, onnxruntime, the C kernel on the host (median ns and
 callgrind instructions), and each Cortex-M target under unicorn (instructions, estimated cycles,
-flash, RAM). Peers generate dense C from the same networks and are built with the same flags.
+flash, RAM, and the stack of the whole image from its call graph). Peers generate dense C from the same networks and are built with the same flags.
 """
 
 from __future__ import annotations
@@ -146,7 +146,8 @@ def emulate_build(target: str, sources: list[Path], include: list[Path], work: P
             "clock_mhz": TARGETS[target]["clock_mhz"], "mix": dict(mid.mix),
             "outputs": np.stack([r.outputs for r in runs]), "flash_bytes": rep["flash_bytes"],
             "ram_bytes": rep["ram_bytes"], "policy_bytes": rep["policy_bytes"],
-            "stack_bytes_upper_bound": rep["stack_bytes_upper_bound"]}
+            "stack_bytes": rep.get("stack_bytes"), "policy_stack_bytes": rep.get("stack", {}).get(
+                "bpd_policy_run", {}).get("bytes"), "parts": rep["parts"]}
 
 
 # ------------------------------------------------------------------ the benchmark
@@ -213,6 +214,8 @@ def run_bench(cfg: BenchConfig) -> dict:
     networks = {"student": exp}
     if (exp / "int8" / "policy_weights.c").is_file():
         networks["student_int8"] = exp / "int8"
+    if (exp / "int" / "policy.c").is_file():
+        networks["student_int"] = exp / "int"
     teacher, dataset = _run_inputs(exp, cfg.teacher)
     if teacher is not None:
         tdir = work / "teacher_export"
@@ -226,7 +229,7 @@ def run_bench(cfg: BenchConfig) -> dict:
     results: dict = {"export": str(exp), "teacher": str(teacher) if teacher else None, "networks": {},
                      "targets": cfg.targets, "tolerance": TOL}
     for name, d in networks.items():
-        onnx_dir = exp if name == "student_int8" else d
+        onnx_dir = exp if name in ("student_int8", "student_int") else d
         rep = json.loads((onnx_dir / "export_report.json").read_text())
         ref = CPolicy(d, build_dir=work / name / "ctypes").act(obs)
         net_res: dict = {"widths": rep["widths_after"], "runtimes": {}}
@@ -235,9 +238,15 @@ def run_bench(cfg: BenchConfig) -> dict:
             net_res["note"] = "masked student, dead units kept"
         else:
             bpd_srcs = [d / "policy.c", d / "policy_weights.c", BENCH / "bench_bpd.c"]
-            impls = {"bpd": (bpd_srcs, [d, BENCH], ["policy", "policy_weights"], False),
-                     "bpd-fast-tanh": (bpd_srcs, [d, BENCH], ["policy", "policy_weights"], True)}
-        if name not in ("student_int8", "student_masked"):
+            kind = json.loads((d / "export.json").read_text()).get("kernel", "generic") \
+                if (d / "export.json").is_file() else "generic"
+            if name == "student_int" or kind != "generic":  # the activation is compiled in
+                impls = {f"bpd-{'integer' if name == 'student_int' else kind}":
+                         (bpd_srcs, [d, BENCH], ["policy", "policy_weights"], False)}
+            else:
+                impls = {"bpd": (bpd_srcs, [d, BENCH], ["policy", "policy_weights"], False),
+                         "bpd-fast-tanh": (bpd_srcs, [d, BENCH], ["policy", "policy_weights"], True)}
+        if name not in ("student_int8", "student_int", "student_masked"):
             net_res["flash_report"] = rep["totals"]
             src = load_source(rep["source"])
             import torch
@@ -247,7 +256,7 @@ def run_bench(cfg: BenchConfig) -> dict:
                 net_res["runtimes"]["torch"] = {"host_median_ns": _median_ns(fwd, obs)}
             ort = OnnxPolicy(onnx_dir / "policy.onnx")
             net_res["runtimes"]["onnxruntime"] = {"host_median_ns": _median_ns(ort.act, obs)}
-        if cfg.peers and name != "student_int8":
+        if cfg.peers and name not in ("student_int8", "student_int"):
             s_, inc = make_emx(onnx_dir / "policy.onnx", work / name / "emx")
             impls["emx-onnx-cgen"] = (s_, inc, ["emx_model"], False)
             s_, inc = make_emlearn(onnx_dir / "policy.onnx", work / name / "emlearn")
@@ -281,12 +290,12 @@ def _summarise(res: dict, floor: dict) -> None:
     nets = res["networks"]
     s: dict = {}
     for t in res["targets"]:
-        for variant in ("bpd", "bpd-fast-tanh"):
+        for variant in [v for v in nets["student"]["runtimes"] if v.startswith("bpd")]:
             st = nets["student"]["runtimes"][variant][t]
             row = {"instructions": st["instructions_median"], "flash_bytes": st["flash_bytes"],
                    "instructions_vs_floor": st["instructions_median"] / floor["instructions"]}
             if "teacher" in nets:
-                te = nets["teacher"]["runtimes"][variant][t]
+                te = nets["teacher"]["runtimes"].get(variant, nets["teacher"]["runtimes"]["bpd"])[t]
                 row["teacher_over_student_instructions"] = te["instructions_median"] / st["instructions_median"]
                 row["student_over_teacher_policy_flash"] = st["policy_bytes"] / te["policy_bytes"]
                 row["student_over_teacher_image_flash"] = st["flash_bytes"] / te["flash_bytes"]
@@ -298,13 +307,21 @@ def _summarise(res: dict, floor: dict) -> None:
                             "instructions_over_bpd": p["instructions_median"] / st["instructions_median"],
                             "flash_over_bpd": p["flash_bytes"] / st["flash_bytes"]}
             s.setdefault(t, {})[variant] = row
+        si = nets.get("student_int", {}).get("runtimes", {}).get("bpd-integer", {}).get(t)
+        if si:
+            row = {"instructions": si["instructions_median"], "flash_bytes": si["flash_bytes"],
+                   "instructions_vs_floor": si["instructions_median"] / floor["instructions"]}
+            for v in [v for v in nets["student"]["runtimes"] if v.startswith("bpd")]:
+                row[f"{v} instructions / integer"] = (nets["student"]["runtimes"][v][t]["instructions_median"]
+                                                      / si["instructions_median"])
+            s.setdefault(t, {})["bpd-integer"] = row
     res["summary"] = s
 
 
 def markdown(res: dict) -> str:
     ts = res["targets"]
     head = "| network | runtime | host ns (median) | host instr (callgrind) | " + " | ".join(
-        f"{t} instr / est. us / flash B / RAM B" for t in ts) + " |"
+        f"{t} instr / est. us / flash B / RAM B / stack B" for t in ts) + " |"
     lines = [head, "|" + "---|" * (4 + len(ts))]
     for name, net in res["networks"].items():
         for impl, r in net["runtimes"].items():
@@ -312,7 +329,7 @@ def markdown(res: dict) -> str:
             ns = host.get("median_ns", r.get("host_median_ns"))
             ci = host.get("callgrind_instructions")
             cells = [f"{r[t]['instructions_median']} / {r[t]['us_estimate']:.1f} / {r[t]['flash_bytes']} / "
-                     f"{r[t]['ram_bytes']}" if t in r else "-" for t in ts]
+                     f"{r[t]['ram_bytes']} / {r[t].get('stack_bytes')}" if t in r else "-" for t in ts]
             lines.append(f"| {name} {'-'.join(map(str, net['widths']))} | {impl} | {ns:.0f} | "
                          f"{'%.0f' % ci if ci else '-'} | " + " | ".join(cells) + " |")
     f = res["arithmetic_floor"]
@@ -328,6 +345,7 @@ def markdown(res: dict) -> str:
                              f"policy flash {100 * r['student_over_teacher_policy_flash']:.2f} % of the teacher's")
             parts += [f"{k}: {v['instructions_over_bpd']:.2f}x the instructions, {v['flash_over_bpd']:.2f}x the flash"
                       for k, v in r.items() if isinstance(v, dict)]
+            parts += [f"{k} {v:.1f}x" for k, v in r.items() if k.endswith("/ integer")]
             lines.append(f"- {t}, {variant}: " + "; ".join(parts) + ".")
     lines.append("\nMicroseconds are estimates from the instruction mix (docs/cycle_model.md); instruction counts "
                  "are exact for the emulated code.")

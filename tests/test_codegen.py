@@ -1,0 +1,209 @@
+"""The generated straight-line kernel and the integer-only kernel against known answers.
+
+Float: the golden network (float64 outputs) within 1e-5 for libm tanhf, within each tanh form's own
+measured error bound otherwise; NaN/Inf and NULL behaviour as the generic kernel. Integer: the C
+is bit-exact with its numpy model, conversions and the tanh table have closed-form answers, the
+accumulator bound holds at saturated inputs, and the object file has no float instruction.
+"""
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from export.c_export import CFLAGS, CPolicy
+from export.codegen import LIBM, generate_kernel, select_tanh, tanh_form, tanh_forms
+from export.collapse import CollapsedNet, collapse
+from export.fixed_point import (ACC_LIMIT, SAT, IntPolicy, generate_int_kernel, quantise, tanh_q15, to_fixed,
+                                to_float_bits)
+from tests.test_export_c import GOLDEN, TOL, X, Y, golden_policy, random_net
+
+needs_arm = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
+                               reason="arm-none-eabi-gcc not installed (make system-deps)")
+
+
+def gen(net, path, form=LIBM):
+    generate_kernel(net, path, "ab" * 32, "bpd export run --out x --kernel generated", form)
+    return CPolicy(path)
+
+
+def test_generated_golden_libm(tmp_path):
+    np.testing.assert_allclose(gen(collapse(golden_policy()), tmp_path).act(X), Y, atol=TOL)
+
+
+def test_every_tanh_form_within_its_error(tmp_path):
+    net = collapse(golden_policy())
+    errs = []
+    for f in tanh_forms():
+        e = f.max_error()
+        errs.append(e)
+        # each output passes through at most two tanh layers with weights |w| <= 2 and scale 2
+        got = gen(net, tmp_path / f.name.replace("/", "_"), f).act(X)
+        assert np.abs(got - Y).max() <= 2 * (1 + 2 * 2) * e + TOL, f.name
+    rational = [f.max_error() for f in tanh_forms() if not f.libm]
+    assert rational[0] > 1e-3 and min(rational) < 5e-7  # the family spans loose to float precision
+
+
+@pytest.mark.parametrize("activation,output", [("tanh", "tanh"), ("relu", "clip"), ("relu", "tanh")])
+def test_generated_random_nets(tmp_path, activation, output):
+    rng = np.random.default_rng(4)
+    net = random_net(rng, [9, 20, 7, 3], 0.4, activation, output)
+    x = rng.normal(size=(300, 9)).astype(np.float32)
+    np.testing.assert_allclose(gen(net, tmp_path).act(x), net.act(x), atol=TOL)
+
+
+def test_generated_nan_inf_and_null(tmp_path):
+    pol = gen(collapse(golden_policy()), tmp_path)
+    for bad in (np.nan, np.inf, -np.inf):
+        rc, a = pol.run(np.array([0.0, bad, 1.0], np.float32))
+        assert rc == -1
+        np.testing.assert_array_equal(a, [0.0, 0.0])
+    assert pol.run(X[2])[0] == 0
+    import ctypes
+    fp = ctypes.POINTER(ctypes.c_float)
+    act = np.full(2, 9, np.float32)
+    rc = pol._run(pol._model_ptr, None, act.ctypes.data_as(fp), pol._scratch.ctypes.data_as(fp))
+    assert rc == -2 and (act == 0).all()
+    assert pol._run(None, None, act.ctypes.data_as(fp), None) == -2
+
+
+def test_generated_source_readable_no_index_arrays(tmp_path):
+    net = collapse(golden_policy())
+    generate_kernel(net, tmp_path, "ab" * 32, "bpd export run --out x --kernel generated", tanh_form("rational-7/6"))
+    src = (tmp_path / "policy.c").read_text()
+    head = src.splitlines()[:4]
+    assert head[0].startswith("/* generated - do not edit") and "ab" * 32 in head[1]
+    assert "--kernel generated" in head[3]
+    assert "[" not in src.split("int bpd_policy_run")[1].replace("obs[", "").replace("action[", "")
+    assert src.count("BPD_MAC(h") + src.count("BPD_MAC(y") == sum(np.count_nonzero(w) for w in net.weights)
+
+
+@pytest.mark.parametrize("cc", ["gcc", "clang"])
+def test_generated_and_int_compile_warning_free(tmp_path, cc):
+    if shutil.which(cc) is None:
+        pytest.skip(f"{cc} not installed")
+    net = collapse(golden_policy())
+    generate_kernel(net, tmp_path / "g", "0" * 64, "t", tanh_form("rational-5/4"))
+    generate_int_kernel(net, quantise(net, X, "golden"), tmp_path / "i", "0" * 64, "t")
+    for d in ("g", "i"):
+        subprocess.run([cc, *CFLAGS, "-c", "policy.c", "policy_weights.c"], check=True, cwd=tmp_path / d)
+
+
+def test_select_tanh_cheapest_within_budget(tmp_path):
+    net = collapse(golden_policy())
+    with_ref = Y.astype(np.float32)
+    form, tried = select_tanh(net, tmp_path / "out", "0" * 64, "t", X, with_ref, 1e-5, tmp_path / "w")
+    assert tried[-1]["within_budget"] and all(not t["within_budget"] for t in tried[:-1])
+    assert form.name == tried[-1]["tanh"] and form.cost == min(t["cost"] for t in tried if t["within_budget"])
+    loose, tried2 = select_tanh(net, tmp_path / "out2", "0" * 64, "t", X, with_ref, 1e-2, tmp_path / "w2")
+    assert loose.cost <= form.cost and len(tried2) <= len(tried)
+    np.testing.assert_allclose(CPolicy(tmp_path / "out").act(X), Y, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------- integer
+
+
+def test_to_fixed_known_values():
+    x = np.array([1.5, -1.5, 0.0, -0.0, 1e-30, 1e6, -1e6, 3.0 / 1024, 0.7], np.float32)
+    got = to_fixed(x, np.int64(8))
+    want = [384, -384, 0, 0, 0, SAT, -SAT, 1, round(0.7 * 256)]
+    np.testing.assert_array_equal(got, want)
+
+
+def test_to_float_bits_exact_below_2_24():
+    v = np.array([1, -1, 384, 12345, -(2**23) - 7, 2**24 - 1, 2**30 + 3], np.int64)
+    got = to_float_bits(v, np.int64(8)).view(np.float32)
+    want = (v.astype(np.float64) / 256).astype(np.float32)
+    np.testing.assert_array_equal(got[:-1], want[:-1])
+    assert abs(got[-1] - want[-1]) <= abs(want[-1]) * 2 ** -23  # truncated beyond 24 bits
+    assert to_float_bits(np.array([0]), np.int64(3))[0] == 0
+
+
+def test_tanh_table_error():
+    z = np.arange(-(10 << 12), 10 << 12)
+    err = np.abs(tanh_q15(z) / 32768 - np.tanh(z / 4096))
+    # interpolation h^2/8 * max|tanh''| (h = 1/32, max|tanh''| = 0.77) + Q15 rounding and scale 32767/32768
+    assert err.max() <= (1 / 32) ** 2 / 8 * 0.7699 + 2 / 32768, err.max()
+
+
+def test_int_accumulator_cannot_overflow():
+    rng = np.random.default_rng(5)
+    net = random_net(rng, [6, 30, 12, 2], 0.8, "relu", "clip")
+    q = quantise(net, rng.normal(size=(500, 6)), "test")
+    for L in q.layers:
+        assert (np.abs(L.wq).sum(1) * SAT + np.abs(L.bq) <= ACC_LIMIT).all()
+    corners = np.array([[s * 1e9 for s in signs] for signs in rng.choice([-1, 1], size=(200, 6))], np.float32)
+    IntPolicy(q).act(corners)  # asserts every accumulator stays within int32
+
+
+@pytest.mark.parametrize("activation,output", [("tanh", "tanh"), ("relu", "clip"), ("relu", "tanh")])
+def test_int_c_matches_numpy_model_and_float(tmp_path, activation, output):
+    rng = np.random.default_rng(6)
+    net = random_net(rng, [9, 20, 7, 3], 0.4, activation, output)
+    calib = rng.normal(0, 0.5, size=(2000, 9)).astype(np.float32)
+    q = quantise(net, calib, "test")
+    generate_int_kernel(net, q, tmp_path, "0" * 64, "t")
+    pol = CPolicy(tmp_path)
+    x = np.concatenate([calib[:500], rng.normal(0, 5, size=(200, 9))]).astype(np.float32)
+    got = pol.act(x)
+    np.testing.assert_array_equal(got.view(np.uint32), IntPolicy(q).act(x).view(np.uint32))
+    span = net.action_high - net.action_low
+    assert (np.abs(got[:500] - net.act(x[:500])) / span).max() < 2e-3  # within the calibrated range
+    for bad in (np.nan, np.inf, -np.inf):
+        rc, a = pol.run(np.where(np.arange(9) == 4, bad, 0.1).astype(np.float32))
+        assert rc == -1
+        np.testing.assert_array_equal(a, np.clip(0, net.action_low, net.action_high))
+
+
+FLOAT_CALL = ("__aeabi_f", "__aeabi_d", "__aeabi_i2f", "__aeabi_ui2f", "__aeabi_l2f", "sf", "df", "tanhf", "fma")
+
+
+@needs_arm
+@pytest.mark.parametrize("target", ["cortex-m0plus", "cortex-m4f"])
+def test_int_kernel_has_no_float_instruction(tmp_path, target):
+    """Disassembles the compiled integer policy: no VFP instruction, no call into soft-float or libm."""
+    from firmware_host.build import OPT, TARGETS
+
+    net = collapse(golden_policy())
+    q = quantise(net, X, "golden")
+    generate_int_kernel(net, q, tmp_path, "0" * 64, "t")
+    obj = tmp_path / "policy.o"
+    subprocess.run(["arm-none-eabi-gcc", *CFLAGS, *TARGETS[target]["flags"], *OPT, "-c", "policy.c", "-o", str(obj)],
+                   check=True, cwd=tmp_path)
+    dis = subprocess.run(["arm-none-eabi-objdump", "-d", str(obj)], capture_output=True, text=True, check=True).stdout
+    mnemonics = [ln.split("\t")[2].split()[0] for ln in dis.splitlines() if ln.count("\t") >= 2 and ":" in ln]
+    assert len(mnemonics) > 50
+    assert not [m for m in mnemonics if m.startswith("v")], "VFP instruction in the integer kernel"
+    undef = subprocess.run(["arm-none-eabi-nm", "-u", str(obj)], capture_output=True, text=True, check=True).stdout
+    assert not [s for s in undef.split() if any(f in s for f in FLOAT_CALL)], undef
+    # the float generated kernel, for contrast, does use the FPU on cortex-m4f / soft-float on m0+
+    generate_kernel(net, tmp_path / "f", "0" * 64, "t", tanh_form("rational-5/4"))
+    subprocess.run(["arm-none-eabi-gcc", *CFLAGS, *TARGETS[target]["flags"], *OPT, "-c", "policy.c", "-o", "f.o"],
+                   check=True, cwd=tmp_path / "f")
+    fdis = subprocess.run(["arm-none-eabi-objdump", "-dr", str(tmp_path / "f" / "f.o")], capture_output=True,
+                          text=True, check=True).stdout
+    assert ("\tvfma" in fdis) if target == "cortex-m4f" else ("__aeabi_f" in fdis)
+
+
+def test_export_cli_generated_and_int(tiny_pipeline, tmp_path):
+    from tests.conftest import run_bpd
+
+    out = tmp_path / "exp"
+    p = run_bpd("export", str(tiny_pipeline / "run"), "--out", str(out), "--kernel", "generated", "--int",
+                "--episodes", "1", "--parity-samples", "2000")
+    assert "generated kernel: tanh" in p.stdout and "integer kernel" in p.stdout
+    rep = json.loads((out / "export_report.json").read_text())
+    assert rep["parity"]["pass"] and rep["parity"]["c_vs_torch"] <= 1e-5
+    k = rep["kernel"]
+    assert k["kind"] == "generated" and k["tanh_budget"] == 1e-5
+    assert k["tanh"] == [t for t in k["tanh_candidates"] if t["within_budget"]][0]["tanh"]
+    assert rep["int"]["c_matches_numpy_model"] and rep["int"]["calibration"]["origin"].startswith("dataset")
+    assert set(rep["returns"]) >= {"torch", "c", "c_int"}
+    assert "--kernel generated" in (out / "policy.c").read_text().splitlines()[3]
+    ev = json.loads(run_bpd("evaluate", str(out / "int"), "--episodes", "1", "--json").stdout)
+    assert ev["return_mean"] > 0
+    bad = run_bpd("export", str(tiny_pipeline / "run"), "--out", str(tmp_path / "e2"), "--kernel", "generated",
+                  "--tanh-budget", "1e-9", "--episodes", "0", check=False)
+    assert bad.returncode == 1 and bad.stderr.startswith("bpd: error:") and "tanh-budget" in bad.stderr
