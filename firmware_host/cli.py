@@ -44,3 +44,18 @@ def _rig_sim_flags(parser):
 
 COMMANDS["rig sim"] = ("firmware_host.sim:RigSimConfig", _rig_sim,
                        "start a simulated rig (MuJoCo plant + firmware core) on a pseudo-terminal", _rig_sim_flags)
+
+
+def _classical_export(ns):
+    from bpd.config import from_namespace
+    from firmware_host.classical import ClassicalExportConfig, export_classical
+
+    cfg = from_namespace(ClassicalExportConfig, ns)
+    info = export_classical(cfg.rig, cfg.out)
+    k = ", ".join(f"{g:.4g}" for g in info["design"]["gains"])
+    print(f"classical controller for {info['rig']}: energy swing-up + LQR K = [{k}] -> {cfg.out}")
+
+
+COMMANDS["classical export"] = ("firmware_host.classical:ClassicalExportConfig", _classical_export,
+                                "write the energy swing-up + LQR controller of a rotary pendulum rig as an "
+                                "export directory (runs on the device like a policy)")

@@ -114,6 +114,8 @@ class TeacherTrainConfig:
     learning_starts: int = field(1000, help="random steps before learning starts")
     action_noise: float = field(0.1, help="TD3 Gaussian exploration noise (std, in units of half the action range)")
     learning_rate: float | None = field(None, help="Adam learning rate (default: the algorithm's, 3e-4 SAC, 1e-3 TD3)")
+    gamma: float | None = field(None, help="discount factor (default: the algorithm's, 0.99); fast control loops "
+                                "need one closer to 1 to see as far ahead in seconds")
     checkpoint_every: int = field(10_000, help="environment steps between checkpoints (model and replay buffer)")
     work_dir: str | None = field(None, help="checkpoint directory (default: OUT.work beside the teacher file)")
     resume: bool = field(False, help="continue an interrupted training from its work directory")
@@ -141,6 +143,7 @@ def _validate_train_config(cfg: TeacherTrainConfig) -> None:
               (np.isfinite(cfg.action_noise) and cfg.action_noise >= 0, "--action-noise must be a finite value >= 0"),
               (cfg.learning_rate is None or (np.isfinite(cfg.learning_rate) and cfg.learning_rate > 0),
                "--learning-rate must be positive"),
+              (cfg.gamma is None or (np.isfinite(cfg.gamma) and 0 < cfg.gamma < 1), "--gamma must be in (0, 1)"),
               (cfg.threads >= 1, "--threads must be at least 1"),
               (cfg.target_return is None or np.isfinite(cfg.target_return), "--target-return must be finite")]
     for ok, msg in checks:
@@ -284,6 +287,8 @@ def train_teacher(cfg: TeacherTrainConfig) -> dict:
         kwargs["action_noise"] = NormalActionNoise(np.zeros(n), cfg.action_noise * np.ones(n))
     if cfg.learning_rate is not None:
         kwargs["learning_rate"] = cfg.learning_rate
+    if cfg.gamma is not None:
+        kwargs["gamma"] = cfg.gamma
     model = algo_cls("MlpPolicy", env, seed=cfg.seed, verbose=0, learning_starts=cfg.learning_starts,
                      policy_kwargs=dict(net_arch=list(cfg.hidden)),
                      device="cpu", **kwargs)
