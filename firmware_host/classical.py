@@ -112,8 +112,8 @@ def design(rig: str = "rotary-pendulum", q: tuple = LQR_Q, r: float = LQR_R) -> 
     accel_max = 60.0
     energy_ref = 0.13 * mgl  # a little above upright at rest: friction takes some on the way up
     return ClassicalDesign(
-        gains=[float(k) for k in K[0]], switch_angle=math.radians(20.0),
-        energy_gain=accel_max / energy_ref, energy_ref=energy_ref, accel_max=accel_max, arm_kp=40.0, arm_kd=1.0,
+        gains=[float(k) for k in K[0]], switch_angle=math.radians(30.0),
+        energy_gain=accel_max / energy_ref, energy_ref=energy_ref, accel_max=accel_max, arm_kp=40.0, arm_kd=4.0,
         ja=p.rotor_inertia + p.arm_inertia + p.pend_mass * p.arm_length ** 2, jp=p.pend_inertia_pivot,
         jz=p.pend_inertia_axial, mrl=p.pend_mass * p.arm_length * lc, mgl=mgl, arm_damping=p.arm_damping,
         pend_damping=p.pend_damping, volts_per_torque=1.0 / p.torque_per_volt, back_emf=p.back_emf_constant,

@@ -251,7 +251,7 @@ def test_furuta_lqr_gains_stabilise_and_match(params):
 
 
 def test_classical_swings_up_nominal_plant_from_hanging():
-    """Fixed seeds: upright within 1.5 s, held to the end of the 5 s episode."""
+    """Fixed seeds: upright within 2 s, held to the end of the 5 s episode."""
     ctrl = EnergyLqrController(design(RIG))
     env = gym.make("firmware_host.rig:bpd/rotary-pendulum-v0")
     for seed in (0, 1):
@@ -260,7 +260,7 @@ def test_classical_swings_up_nominal_plant_from_hanging():
         while not done:
             obs, _, term, trunc, info = env.step(ctrl(obs))
             done = term or trunc
-        assert info["success"] and info["time_to_upright"] < 1.5
+        assert info["success"] and info["time_to_upright"] < 2.0
 
 
 def test_c_classical_matches_python_on_golden_states(tmp_path):
