@@ -289,3 +289,34 @@ def test_c_classical_matches_python_on_golden_states(tmp_path):
     assert compared > 250
     rc, a = c.run(np.array([0.0, np.nan, 0.0, 0.0], np.float32))
     assert rc == -1 and a[0] == 0.0  # non-finite observation: safe action, error code
+
+
+def test_bad_input_is_one_line(tmp_path, capsys):
+    from bpd.cli import main
+
+    assert main(["teacher", "train", "--gamma", "1.5", "--out", str(tmp_path / "t.npz")]) == 1
+    assert capsys.readouterr().err.strip() == "bpd: error: --gamma must be in (0, 1)"
+    assert main(["classical", "export", "--rig", "desktop-cartpole", "--out", str(tmp_path / "c")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("bpd: error: the classical controller is designed for rotary pendulum rigs") and "\n" not in err
+    assert main(["classical", "export", "--rig", "no-such-rig", "--out", str(tmp_path / "c")]) == 1
+    assert capsys.readouterr().err.startswith("bpd: error: no rig 'no-such-rig'")
+    assert main(["classical", "export", "--out", str(tmp_path / "c")]) == 0
+    assert (tmp_path / "c" / "policy.c").is_file() and "energy swing-up + LQR" in capsys.readouterr().out
+
+
+def test_classical_swings_up_the_simulated_rig_in_device_mode(tmp_path):
+    """The exported C controller on the firmware core (device mode, lockstep): upright by 2 s,
+    still upright at 3 s, no limit stop."""
+    from bpd.cli import main
+    from hil.trial import read_ticks
+
+    export_classical(RIG, tmp_path / "cx")
+    assert main(["hil", "run", "--port", "sim", "--sim-lockstep", "--rig", RIG, "--policy", str(tmp_path / "cx"),
+                 "--mode", "device", "--runtime", "c", "--steps", "1500", "--out", str(tmp_path / "log"),
+                 "--no-plots"]) == 0
+    ticks = read_ticks(tmp_path / "log" / "ticks.csv")
+    assert len(ticks) == 1500
+    upright = [abs(float(wrap_angle(float(t["obs1"])))) < 0.2 for t in ticks]
+    assert all(upright[1000:]) and not any(upright[:100])
+    assert all(abs(float(t["action"])) <= 10.0 for t in ticks)
