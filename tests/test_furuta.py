@@ -320,3 +320,22 @@ def test_classical_swings_up_the_simulated_rig_in_device_mode(tmp_path):
     upright = [abs(float(wrap_angle(float(t["obs1"])))) < 0.2 for t in ticks]
     assert all(upright[1000:]) and not any(upright[:100])
     assert all(abs(float(t["action"])) <= 10.0 for t in ticks)
+
+
+def test_teacher_work_dirs_from_before_new_options_still_resume(tmp_path):
+    """A training started before --gamma and --train-freq existed ran with their defaults."""
+    import json
+
+    from bpd.errors import BpdError
+    from training.teacher import TeacherTrainConfig, _TeacherWork
+
+    cfg = TeacherTrainConfig(out=str(tmp_path / "t.npz"), work_dir=str(tmp_path / "w"), resume=True)
+    work = _TeacherWork(cfg)
+    assert work.prepare(cfg) is False
+    old = json.loads(work.config.read_text())
+    del old["gamma"], old["train_freq"]
+    work.config.write_text(json.dumps(old))
+    assert _TeacherWork(cfg).prepare(cfg) is False  # same options: resumes (nothing checkpointed yet)
+    changed = TeacherTrainConfig(out=cfg.out, work_dir=cfg.work_dir, resume=True, train_freq=4)
+    with pytest.raises(BpdError, match="train_freq"):
+        _TeacherWork(changed).prepare(changed)
