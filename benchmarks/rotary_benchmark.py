@@ -106,9 +106,16 @@ def hil_trial(export_dir: Path, mode: str, episodes: int, out: Path) -> dict:
     from hil.trial import HilRunConfig, read_ticks, run_trial
 
     shutil.rmtree(out, ignore_errors=True)
+    from bpd.errors import BpdError
+
     cfg = HilRunConfig(port="sim", rig=RIG, policy=str(export_dir), mode=mode, episodes=episodes, out=str(out),
                        runtime="c", plots=False)
-    s = run_trial(cfg)
+    try:
+        s = run_trial(cfg)
+        ended = "complete"
+    except BpdError as e:  # e.g. the device's watchdog: the host missed 10 ticks in a row
+        s = json.loads((out / "summary.json").read_text())
+        ended = str(e).replace(str(out), rel(out))
     ticks = read_ticks(out / "ticks.csv")
     env = SwingUpEnv(RIG)
     band, hold = env.task["upright_band"], env.hold_ticks
@@ -122,13 +129,41 @@ def hil_trial(export_dir: Path, mode: str, episodes: int, out: Path) -> dict:
         ok = len(rows) >= env.max_steps and run >= hold
         per_ep.append({"ticks": len(rows), "success": ok,
                        "time_to_upright_s": (len(rows) - run) * env.dt if ok else None})
-    (out / "ticks.csv").unlink()
+    (out / "ticks.csv").unlink(missing_ok=True)
     t = s["timing"]
-    return {"mode": mode, "episodes": episodes, "success_rate": float(np.mean([e["success"] for e in per_ep])),
+    return {"mode": mode, "episodes": episodes, "ended": ended,
+            "success_rate": float(np.mean([e["success"] for e in per_ep])),
             "per_episode": per_ep, "achieved_rate_hz": round(t["achieved_rate_hz"], 1),
             "deadline_misses": t["deadline_misses"], "ticks": t["ticks"],
             "infer_ns_median": t["infer_ns"].get("median"), "host_step_us_p99": t["host_step_us"].get("p99"),
             "summary": rel(out / "summary.json")}
+
+
+def bpd(*args: str) -> None:
+    from bpd.cli import main as bpd_main
+
+    if bpd_main(list(args)) != 0:
+        raise SystemExit(f"bpd {' '.join(args)} failed")
+
+
+def distill_students(teacher: str, seeds: list[int], work: Path, steps: int) -> list[str]:
+    """Teacher -> dataset -> BPD student -> export, one per seed; a stage whose output exists is reused."""
+    exports = []
+    for seed in seeds:
+        w = work / f"student-s{seed}"
+        w.mkdir(parents=True, exist_ok=True)
+        if not (w / "dataset.npz").exists():
+            bpd("collect", "--teacher", teacher, "--out", str(w / "dataset.npz"), "--steps", "50000",
+                "--seed", str(seed), "--no-progress")
+        if not (w / "run" / "student.pt").exists():
+            resume = ["--resume"] if (w / "run").exists() else []
+            bpd("distill", "--teacher", teacher, "--dataset", str(w / "dataset.npz"), "--out", str(w / "run"),
+                "--steps", str(steps), "--gamma", "0.998", "--eval-every", "5000", "--eval-episodes", "3",
+                "--seed", str(seed), "--no-progress", *resume)
+        if not (w / "export" / "export.json").exists():
+            bpd("export", str(w / "run"), "--out", str(w / "export"), "--episodes", "3")
+        exports.append(str((w / "export").resolve()))
+    return exports
 
 
 def load_controller(path: str):
@@ -169,13 +204,14 @@ def markdown(res: dict) -> str:
     if res.get("hil"):
         lines += ["", "## Hardware-in-the-loop, simulated rig, real time at 500 Hz", "",
                   "| controller | mode | episodes | success | achieved rate | deadline misses | "
-                  "on-device inference (median) | host step p99 |", "|---|---|---|---|---|---|---|---|"]
+                  "on-device inference (median) | host step p99 | ended |", "|---|---|---|---|---|---|---|---|---|"]
         for n, trials in res["hil"].items():
             for t in trials:
                 lines.append(f"| {n} | {t['mode']} | {t['episodes']} | {t['success_rate'] * 100:.0f} % | "
                              f"{t['achieved_rate_hz']} Hz | {t['deadline_misses']} / {t['ticks']} | "
                              + (f"{t['infer_ns_median']:.0f} ns | " if t['infer_ns_median'] else "- | ")
-                             + (f"{t['host_step_us_p99']:.0f} us |" if t['host_step_us_p99'] else "- |"))
+                             + (f"{t['host_step_us_p99']:.0f} us | " if t['host_step_us_p99'] else "- | ")
+                             + f"{t['ended']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -212,6 +248,9 @@ def main() -> None:
     ap.add_argument("--student", action="append", default=[], help="student export directory (repeatable)")
     ap.add_argument("--episodes", type=int, default=10, help="episodes per perturbed condition")
     ap.add_argument("--nominal-episodes", type=int, default=30)
+    ap.add_argument("--distill-seeds", type=int, nargs="*", default=[],
+                    help="distill, export and add a BPD student of the first teacher for each seed")
+    ap.add_argument("--distill-steps", type=int, default=20000)
     ap.add_argument("--hil", action="store_true", help="also run real-time HIL trials (device and host mode)")
     ap.add_argument("--hil-episodes", type=int, default=3)
     ap.add_argument("--work", type=Path, default=Path("benchmarks/work/rotary"))
@@ -220,6 +259,10 @@ def main() -> None:
     args.teacher = [str(Path(t).resolve()) for t in args.teacher]
     args.student = [str(Path(s).resolve()) for s in args.student]
     os.chdir(ROOT)  # results record paths relative to the repository
+    if args.distill_seeds:
+        if not args.teacher:
+            raise SystemExit("--distill-seeds needs --teacher")
+        args.student += distill_students(args.teacher[0], args.distill_seeds, args.work, args.distill_steps)
     from firmware_host.classical import export_classical
 
     work = args.work
@@ -229,7 +272,8 @@ def main() -> None:
     for t in args.teacher:
         controllers[f"teacher {Path(t).stem}"] = (t, None)
     for s in args.student:
-        controllers[f"BPD student {Path(s).name}"] = (s, s)
+        p = Path(s)
+        controllers[f"BPD student {p.parent.name if p.name == 'export' else p.name}"] = (s, s)
     argv = " ".join(a if not Path(a).is_absolute() else rel(a) for a in sys.argv[1:])
     res: dict = {"command": f"python benchmarks/rotary_benchmark.py {argv}".strip(), "rig": RIG,
                  "conditions": {c: k for c, k in CONDITIONS}, "controllers": {}, "hil": {}}

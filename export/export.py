@@ -175,12 +175,15 @@ def run_export(cfg: ExportConfig) -> dict:
     refev = reference_evaluator_run(model, obs)
     cpol = CPolicy(out)
     c_out = cpol.act(obs)
-    parity = {"states": len(obs), "origin": origin, "tolerance": PARITY_TOL,
+    # float32 error grows with the output's scale: the tolerance is PARITY_TOL of the half action range
+    # (at least PARITY_TOL), so a +-10 V policy is held to 1e-4 V like a +-1 policy to 1e-5
+    tol = PARITY_TOL * max(1.0, float(np.max(net.action_high - net.action_low)) / 2)
+    parity = {"states": len(obs), "origin": origin, "tolerance": tol,
               "onnxruntime_vs_torch": float(np.abs(ort_out - ref).max()),
               "reference_evaluator_vs_torch": float(np.abs(refev - ref).max()),
               "c_vs_onnx": float(np.abs(c_out - ort_out).max()),
               "c_vs_torch": float(np.abs(c_out - ref).max())}
-    parity["pass"] = all(v <= PARITY_TOL for k, v in parity.items() if k.endswith(("_torch", "_onnx")))
+    parity["pass"] = all(v <= tol for k, v in parity.items() if k.endswith(("_torch", "_onnx")))
     if not parity["pass"]:
         raise BpdError(f"parity check failed: {json.dumps({k: v for k, v in parity.items() if 'vs' in k})}")
 
