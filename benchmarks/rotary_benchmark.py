@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import sys
@@ -70,6 +71,48 @@ def run_episodes(act, episodes: int, kwargs: dict) -> dict:
     return {"episodes": episodes, "return_mean": float(np.mean(rets)), "return_std": float(np.std(rets)),
             "success_rate": float(np.mean(succ)), "time_to_upright_median_s": float(np.median(tup)) if tup else None,
             "returns": [round(r, 2) for r in rets]}
+
+
+def trajectory(act, seed: int = 0) -> dict:
+    """One nominal episode's true angles and applied voltage, for the trajectory plot."""
+    env = SwingUpEnv(RIG)
+    obs, _ = env.reset(seed=seed)
+    th, al, v = [], [], []
+    done = False
+    while not done:
+        a = np.asarray(act(obs), np.float32)
+        obs, _, term, trunc, _ = env.step(a)
+        x = env.plant.state()
+        th.append(float(x[0]))
+        al.append(float(wrap_angle(float(x[1]))))
+        v.append(float(np.clip(a[0], -10, 10)))
+        done = term or trunc
+    return {"t": list(np.arange(1, len(th) + 1) * env.dt), "theta": th, "alpha": al, "volts": v}
+
+
+def plot_trajectories(trajs: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(3, 1, figsize=(10, 7), sharex=True)
+    for name, tr in trajs.items():
+        al = np.asarray(tr["alpha"])
+        al[1:][np.abs(np.diff(al)) > math.pi] = np.nan  # no line across the wrap at +-pi
+        axes[0].plot(tr["t"], al, label=name, lw=1)
+        axes[1].plot(tr["t"], tr["theta"], lw=1)
+        axes[2].plot(tr["t"], tr["volts"], lw=0.6)
+    axes[0].set_ylabel("pendulum (rad, 0 upright)")
+    axes[1].set_ylabel("arm (rad)")
+    axes[2].set_ylabel("voltage (V)")
+    axes[2].set_xlabel("time (s)")
+    axes[0].legend(fontsize=8)
+    axes[0].set_title("Swing-up from hanging, nominal plant, seed 0")
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
 
 
 def cost_states(act, n: int = 60) -> np.ndarray:
@@ -278,6 +321,7 @@ def main() -> None:
     res: dict = {"command": f"python benchmarks/rotary_benchmark.py {argv}".strip(), "rig": RIG,
                  "conditions": {c: k for c, k in CONDITIONS}, "controllers": {}, "hil": {}}
     states = None
+    trajs = {}
     for name, (path, export_dir) in controllers.items():
         act, meta = load_controller(path)
         entry = meta | {"source": rel(path), "conditions": {}}
@@ -288,6 +332,7 @@ def main() -> None:
             print(f"{name:>28} | {cond:<22} success {entry['conditions'][cond]['success_rate'] * 100:5.1f} % "
                   f"return {entry['conditions'][cond]['return_mean']:8.1f}", flush=True)
         entry["seconds"] = round(time.time() - t0, 1)
+        trajs[name] = trajectory(act)
         if export_dir:
             if states is None:  # the same observations for every exported controller
                 states = cost_states(load_controller(str(cx))[0])
@@ -301,6 +346,7 @@ def main() -> None:
     write_json(args.out / "rotary.json", res)
     write_text(args.out / "rotary.md", res["markdown"])
     plot(res, args.out / "rotary" / "robustness.png")
+    plot_trajectories(trajs, args.out / "rotary" / "swingup.png")
     print(res["markdown"])
 
 
