@@ -31,8 +31,8 @@ from firmware_host.rig import load_rig
 HERE = Path(__file__).resolve().parent
 C_SOURCE = HERE / "c_classical" / "policy_classical.c"
 
-# Weights of the LQR design: Q on [theta, alpha, theta', alpha'], R on the voltage. These are the
-# weights the public QUBE-Servo 2 balance lab starts from.
+# Weights of the LQR design: Q on [theta, alpha, theta', alpha'], R on the voltage; the arm angle
+# weighted above the rest, a common starting point of rotary-pendulum balance labs.
 LQR_Q = (5.0, 1.0, 1.0, 1.0)
 LQR_R = 1.0
 
