@@ -7,9 +7,14 @@ and holds it upright.
 Observation and sensing are the rig's (RigEnv): encoder counts converted by the firmware's filter,
 positions then velocities, the pendulum angle unwrapped (0 upright, +-pi hanging). Reward per tick
 
-    r = (1 + cos alpha) / 2 - arm_cost (x / x_limit)^2 - action_cost (u / u_limit)^2
+    r = (1 + cos alpha) / 2 + energy_bonus (1 - min(1, |E| / 2mgl))
+        - arm_cost (x / x_limit)^2 - action_cost (u / u_limit)^2
 
-and -limit_penalty when the arm (or cart) limit or the spin limit ends the episode. An episode is a
+and -limit_penalty when the arm (or cart) limit or the spin limit ends the episode. E is the
+pendulum's energy about its pivot, zero upright at rest and -2mgl hanging at rest: the bonus grows
+as the swing approaches the energy of upright, which is what a swing-up has to pump towards, so a
+learner gets a signal long before the pendulum first reaches the top. Every term is at least zero
+or small, so ending an episode early never pays. An episode is a
 success when it runs to the end with the pendulum within upright_band of upright for each of the
 last hold_s seconds; `info` carries "success" and "time_to_upright" (start of that final upright
 run, seconds) at the last step.
@@ -61,6 +66,26 @@ class SwingUpEnv(RigEnv):
         self.max_steps = int(raw.get("max_episode_steps", 2500))
         self.pending: deque = deque()
         self.upright_run = 0
+        self._pendulum_constants()
+
+    def _pendulum_constants(self) -> None:
+        """m g l and the inertia about the pivot of the pendulum (the last body), from the MuJoCo model."""
+        import mujoco
+
+        m = self.plant.model
+        b = m.nbody - 1
+        mass, c = float(m.body_mass[b]), np.asarray(m.body_ipos[b], float)
+        rot = np.zeros(9)
+        mujoco.mju_quat2Mat(rot, m.body_iquat[b])
+        rot = rot.reshape(3, 3)
+        inertia = rot @ np.diag(m.body_inertia[b]) @ rot.T + mass * (c @ c * np.eye(3) - np.outer(c, c))
+        axis = np.asarray(m.jnt_axis[-1], float)
+        self.j_pivot = float(axis @ inertia @ axis)
+        self.mgl = mass * float(-m.opt.gravity[2]) * float(np.linalg.norm(c))
+
+    def pendulum_energy(self, angle: float, rate: float) -> float:
+        """J_p rate^2 / 2 + m g l (cos angle - 1): zero upright at rest."""
+        return 0.5 * self.j_pivot * rate * rate + self.mgl * (math.cos(angle) - 1.0)
 
     def _observe(self) -> np.ndarray:
         raw = self.plant.sensors()
@@ -76,6 +101,7 @@ class SwingUpEnv(RigEnv):
             r = self.spec_rig.raw["randomization"]
             scale = {k: self.np_random.uniform(*r[key]) * self.scale.get(k, 1.0) for k, key in SCALE_KEYS.items()}
             self.plant = Plant(self.spec_rig, scale)
+            self._pendulum_constants()
         self.plant.reset(int(self.np_random.integers(2**31)))
         self.filter.reset()
         self.t = 0
@@ -98,7 +124,9 @@ class SwingUpEnv(RigEnv):
         x = self.plant.state()
         pos, ang = float(x[0]), float(x[1])
         terminated = bool(not np.isfinite(x).all() or abs(pos) > lim["position"] or abs(ang) > lim["angle"])
-        reward = (0.5 * (1.0 + math.cos(ang)) - self.task["arm_cost"] * (pos / lim["position"]) ** 2
+        energy = self.pendulum_energy(ang, float(x[3]))
+        bonus = float(self.task.get("energy_bonus", 0.0)) * (1.0 - min(1.0, abs(energy) / (2 * self.mgl)))
+        reward = (0.5 * (1.0 + math.cos(ang)) + bonus - self.task["arm_cost"] * (pos / lim["position"]) ** 2
                   - self.task["action_cost"] * float(np.sum((u / lim["action"]) ** 2)))
         if terminated:
             reward -= float(self.task["limit_penalty"])

@@ -170,7 +170,8 @@ def test_swingup_env_starts_hanging_and_rewards_upright():
     u = env.unwrapped
     _set_state(u.plant, [0.0, 0.0], [0.0, 0.0])
     _, r, _, _, info = env.step(np.zeros(1, np.float32))
-    assert r == pytest.approx(1.0, abs=1e-3) and info["upright"]
+    assert r == pytest.approx(1.5, abs=1e-3) and info["upright"]  # cos term 1 + full energy bonus 0.5
+    assert u.pendulum_energy(0.3, 2.0) == pytest.approx(FurutaParams.from_rig(u.spec_rig.raw).energy(0.3, 2.0))
     _set_state(u.plant, [2.5, 0.0], [0.0, 0.0])  # beyond the arm limit
     _, r, term, _, info = env.step(np.zeros(1, np.float32))
     assert term and r < -40 and info["success"] is False
