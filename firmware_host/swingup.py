@@ -113,7 +113,8 @@ class SwingUpEnv(RigEnv):
         lim = self.spec_rig.limits
         u = np.clip(np.asarray(action, np.float64).reshape(-1), self.action_space.low, self.action_space.high)
         if self.action_step > 0:
-            u = np.clip(np.round(u / self.action_step) * self.action_step, self.action_space.low, self.action_space.high)
+            u = np.clip(np.round(u / self.action_step) * self.action_step, self.action_space.low,
+                        self.action_space.high)
         if self.extra_latency:
             self.pending.append(u)
             u = self.pending.popleft()

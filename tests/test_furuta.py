@@ -299,7 +299,8 @@ def test_bad_input_is_one_line(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == "bpd: error: --gamma must be in (0, 1)"
     assert main(["classical", "export", "--rig", "desktop-cartpole", "--out", str(tmp_path / "c")]) == 1
     err = capsys.readouterr().err.strip()
-    assert err.startswith("bpd: error: the classical controller is designed for rotary pendulum rigs") and "\n" not in err
+    assert err.startswith("bpd: error: the classical controller is designed for rotary pendulum rigs")
+    assert "\n" not in err
     assert main(["classical", "export", "--rig", "no-such-rig", "--out", str(tmp_path / "c")]) == 1
     assert capsys.readouterr().err.startswith("bpd: error: no rig 'no-such-rig'")
     assert main(["classical", "export", "--out", str(tmp_path / "c")]) == 0
