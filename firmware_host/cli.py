@@ -65,3 +65,18 @@ def _rig_pil(ns):
 COMMANDS["rig pil"] = ("firmware_host.pil:RigPilConfig", _rig_pil,
                        "run the firmware image in QEMU (STM32F405) with the MuJoCo plant on its second UART; "
                        "prints the host UART's pty path")
+
+
+def _classical_export(ns):
+    from bpd.config import from_namespace
+    from firmware_host.classical import ClassicalExportConfig, export_classical
+
+    cfg = from_namespace(ClassicalExportConfig, ns)
+    info = export_classical(cfg.rig, cfg.out)
+    k = ", ".join(f"{g:.4g}" for g in info["design"]["gains"])
+    print(f"classical controller for {info['rig']}: energy swing-up + LQR K = [{k}] -> {cfg.out}")
+
+
+COMMANDS["classical export"] = ("firmware_host.classical:ClassicalExportConfig", _classical_export,
+                                "write the energy swing-up + LQR controller of a rotary pendulum rig as an "
+                                "export directory (runs on the device like a policy)")

@@ -116,7 +116,7 @@ def load_rig(name_or_path: str | Path) -> RigSpec:
     return spec
 
 
-PLANT_POSITIONS = {"gym-inverted-pendulum": 2, "cartpole": 2}  # position sensors (joints) of each plant
+PLANT_POSITIONS = {"gym-inverted-pendulum": 2, "cartpole": 2, "furuta": 2}  # position sensors (joints) of each plant
 _CARTPOLE_KEYS = ("cart_mass", "pole_mass", "pole_length", "track", "physics_timestep")  # > 0
 _CARTPOLE_NONNEG = ("cart_friction", "pole_friction")
 
@@ -228,8 +228,9 @@ def _cartpole_xml(r: dict, scale: dict) -> str:
              damping="{fr}"/>
       <geom type="box" size="0.04 0.03 0.02" mass="{m_cart}"/>
       <body name="pole">
-        <joint name="hinge" type="hinge" axis="0 1 0" damping="{r['pole_friction']}"/>
-        <geom type="capsule" fromto="0 0 0 0 0 {r['pole_length']}" size="0.004" mass="{m_pole}"/>
+        <joint name="hinge" type="hinge" axis="0 1 0" damping="{r['pole_friction'] * scale.get('friction', 1.0)}"/>
+        <geom type="capsule" fromto="0 0 0 0 0 {r['pole_length'] * scale.get('length', 1.0)}" size="0.004"
+              mass="{m_pole}"/>
       </body>
     </body>
   </worldbody>
@@ -252,10 +253,18 @@ class Plant:
             self.model = mujoco.MjModel.from_xml_path(str(xml))
             self.substeps = int(spec.raw.get("frame_skip", 2))
         else:
-            self.model = mujoco.MjModel.from_xml_string(_cartpole_xml(spec.raw, scale or {}))
+            if spec.plant == "furuta":
+                from firmware_host.plants.furuta import furuta_xml
+
+                xml = furuta_xml(spec.raw, scale)
+            else:
+                xml = _cartpole_xml(spec.raw, scale or {})
+            self.model = mujoco.MjModel.from_xml_string(xml)
             self.substeps = max(1, round(spec.period_us * 1e-6 / self.model.opt.timestep))
         self.data = mujoco.MjData(self.model)
         self.init_qpos = self.data.qpos.copy()
+        if "initial_qpos" in spec.raw:  # e.g. a swing-up rig starts hanging
+            self.init_qpos[:] = np.asarray(spec.raw["initial_qpos"], float)
         self.init_qvel = self.data.qvel.copy()
         self.rng = np.random.default_rng()
 
@@ -368,11 +377,21 @@ class RigEnv(gym.Env):
         return obs, 1.0, terminated, self.t >= self.max_steps, {}
 
 
+SWINGUP_RIGS = ("rotary-pendulum", "desktop-cartpole-swingup")
+
+
 def _register() -> None:
     for name in ("desktop-cartpole", "gym-inverted-pendulum"):
         env_id = f"bpd/{name}-v0"
         if env_id not in gym.registry:
             gym.register(env_id, entry_point=RigEnv, kwargs={"rig": name})
+    # swing-up rigs: the nominal plant, and a -dr variant with domain randomisation for training
+    for name in SWINGUP_RIGS:
+        for suffix, randomize in (("", False), ("-dr", True)):
+            env_id = f"bpd/{name}{suffix}-v0"
+            if env_id not in gym.registry:
+                gym.register(env_id, entry_point="firmware_host.swingup:SwingUpEnv",
+                             kwargs={"rig": name, "randomize": randomize})
 
 
 _register()

@@ -132,6 +132,10 @@ class TeacherTrainConfig:
     learning_starts: int = field(1000, help="random steps before learning starts")
     action_noise: float = field(0.1, help="TD3 Gaussian exploration noise (std, in units of half the action range)")
     learning_rate: float | None = field(None, help="Adam learning rate (default: the algorithm's, 3e-4 SAC, 1e-3 TD3)")
+    train_freq: int = field(1, help="environment steps per gradient step; a fast control loop gives highly "
+                            "correlated samples, so fewer updates per step cost less for the same learning")
+    gamma: float | None = field(None, help="discount factor (default: the algorithm's, 0.99); fast control loops "
+                                "need one closer to 1 to see as far ahead in seconds")
     checkpoint_every: int = field(10_000, help="environment steps between checkpoints (model and replay buffer)")
     work_dir: str | None = field(None, help="checkpoint directory (default: OUT.work beside the teacher file)")
     resume: bool = field(False, help="continue an interrupted training from its work directory")
@@ -140,6 +144,8 @@ class TeacherTrainConfig:
     progress: bool = field(True, help="show a progress bar")
 
 
+# Options added after trainings were started, with the value those trainings ran with.
+_ADDED_OPTIONS = {"gamma": None, "train_freq": 1}
 # Fields that may differ between a training and its resumption.
 _TEACHER_RESUME_FREE = {"resume", "progress", "threads", "out", "work_dir"}
 TRAIN_EVAL_SEED = 10_000   # training evaluations use seeds TRAIN_EVAL_SEED + 100 * seed + i
@@ -161,6 +167,8 @@ def _validate_train_config(cfg: TeacherTrainConfig) -> None:
               (np.isfinite(cfg.action_noise) and cfg.action_noise >= 0, "--action-noise must be a finite value >= 0"),
               (cfg.learning_rate is None or (np.isfinite(cfg.learning_rate) and cfg.learning_rate > 0),
                "--learning-rate must be positive"),
+              (cfg.train_freq >= 1, "--train-freq must be at least 1"),
+              (cfg.gamma is None or (np.isfinite(cfg.gamma) and 0 < cfg.gamma < 1), "--gamma must be in (0, 1)"),
               (cfg.threads >= 1, "--threads must be at least 1"),
               (0 <= cfg.seed <= 2**31 - 1, "--seed must be between 0 and 2^31 - 1"),
               (cfg.target_return is None or np.isfinite(cfg.target_return), "--target-return must be finite")]
@@ -190,6 +198,7 @@ class _TeacherWork:
                 old = json.loads(self.config.read_text())
             except (json.JSONDecodeError, OSError):
                 raise BpdError(f"{self.config}: corrupt training configuration") from None
+            old = _ADDED_OPTIONS | old  # a training started before an option existed ran with its default
             diff = sorted(k for k in set(fp) | set(old) if k != "bpd_version" and old.get(k) != fp.get(k))
             if diff:
                 raise BpdError(f"{self.dir} was started with a different configuration ({', '.join(diff)}); "
@@ -311,6 +320,10 @@ def train_teacher(cfg: TeacherTrainConfig) -> dict:
         kwargs["action_noise"] = NormalActionNoise(np.zeros(n), cfg.action_noise * np.ones(n))
     if cfg.learning_rate is not None:
         kwargs["learning_rate"] = cfg.learning_rate
+    if cfg.gamma is not None:
+        kwargs["gamma"] = cfg.gamma
+    if cfg.train_freq != 1:
+        kwargs["train_freq"] = cfg.train_freq
     model = algo_cls("MlpPolicy", env, seed=cfg.seed, verbose=0, learning_starts=cfg.learning_starts,
                      policy_kwargs=dict(net_arch=list(cfg.hidden) if cfg.critic_hidden is None else
                                         dict(pi=list(cfg.hidden), qf=list(cfg.critic_hidden))),

@@ -1,0 +1,227 @@
+"""The classical controller a lab runs on a rotary pendulum: energy-based swing-up with a switch to
+LQR balance near upright. Gains come from the rig's linearised model (FurutaParams.linearised),
+discretised at the rig's period and solved with scipy's discrete algebraic Riccati solver.
+
+The same controller exists in C (c_classical/policy_classical.c) behind the policy kernel's entry
+point, `bpd_policy_run(&bpd_model, obs, action, scratch)`: `export_classical` writes an export
+directory the firmware builds, the simulated rig runs in device mode and `bpd bench`-style
+measurements count, exactly like an exported network.
+
+    python -c "from firmware_host.classical import design; print(design('rotary-pendulum').gains)"
+    bpd classical export --rig rotary-pendulum --out classical_export
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bpd.config import field
+from bpd.errors import BpdError
+from bpd.io import write_json, write_text
+from firmware_host.plants.furuta import G, FurutaParams
+from firmware_host.rig import load_rig
+
+HERE = Path(__file__).resolve().parent
+C_SOURCE = HERE / "c_classical" / "policy_classical.c"
+
+# Weights of the LQR design: Q on [theta, alpha, theta', alpha'], R on the voltage; the arm angle
+# weighted above the rest, a common starting point of rotary-pendulum balance labs.
+LQR_Q = (5.0, 1.0, 1.0, 1.0)
+LQR_R = 1.0
+
+
+def lqr_continuous(A: np.ndarray, B: np.ndarray, Q: np.ndarray, R: np.ndarray) -> np.ndarray:
+    """K minimising the integral of x'Qx + u'Ru for x' = Ax + Bu, u = -Kx (continuous Riccati)."""
+    from scipy.linalg import solve_continuous_are
+
+    P = solve_continuous_are(A, B, Q, R)
+    return np.linalg.solve(R, B.T @ P)
+
+
+def discretise(A: np.ndarray, B: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-order-hold discretisation (the action is held for one tick), by the block exponential."""
+    from scipy.linalg import expm
+
+    n, m = B.shape
+    M = np.zeros((n + m, n + m))
+    M[:n, :n], M[:n, n:] = A, B
+    E = expm(M * dt)
+    return E[:n, :n], E[:n, n:]
+
+
+def lqr_discrete(Ad: np.ndarray, Bd: np.ndarray, Q: np.ndarray, R: np.ndarray) -> np.ndarray:
+    """K minimising the sum of x'Qx + u'Ru for x+ = Ad x + Bd u, u = -Kx (discrete Riccati)."""
+    from scipy.linalg import solve_discrete_are
+
+    P = solve_discrete_are(Ad, Bd, Q, R)
+    return np.linalg.solve(R + Bd.T @ P @ Bd, Bd.T @ P @ Ad)
+
+
+@dataclass
+class ClassicalDesign:
+    """Everything the controller needs, in the units of the rig's observation and action."""
+
+    gains: list[float]        # LQR: V = -K [theta, wrap(alpha), theta', alpha']
+    switch_angle: float       # rad: LQR within this of upright, swing-up outside
+    energy_gain: float        # (rad/s^2) per J: arm acceleration per unit energy error
+    energy_ref: float         # J: the energy swing-up drives towards (0 is upright at rest)
+    accel_max: float          # rad/s^2: the swing-up's arm acceleration saturation
+    arm_kp: float             # rad/s^2 per rad: keeps the arm near centre during swing-up
+    arm_kd: float             # rad/s^2 per rad/s
+    ja: float                 # rotor + arm + pendulum mass at the arm tip, kg m^2
+    jp: float                 # pendulum about its pivot, kg m^2
+    jz: float                 # pendulum about its long axis, kg m^2
+    mrl: float                # m r l, kg m^2 (pendulum mass, arm length, pivot to centre of mass)
+    mgl: float                # m g l, N m
+    arm_damping: float        # N m s / rad (viscous, without back-EMF)
+    pend_damping: float       # N m s / rad
+    volts_per_torque: float   # R / k_t
+    back_emf: float           # k_m, V s / rad
+    action_limit: float       # V
+    period_s: float
+    closed_loop_poles: list[complex]
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["closed_loop_poles"] = [[p.real, p.imag] for p in self.closed_loop_poles]
+        return d
+
+
+def design(rig: str = "rotary-pendulum", q: tuple = LQR_Q, r: float = LQR_R) -> ClassicalDesign:
+    """Energy swing-up + discrete LQR for a rotary pendulum rig, from its nominal parameters."""
+    spec = load_rig(rig)
+    if spec.plant != "furuta":
+        raise BpdError(f"the classical controller is designed for rotary pendulum rigs (plant: furuta), "
+                       f"not {spec.plant!r}")
+    p = FurutaParams.from_rig(spec.raw)
+    dt = spec.period_us * 1e-6
+    A, B = p.linearised()
+    Ad, Bd = discretise(A, B, dt)
+    Q, R = np.diag(q), np.array([[r]])
+    K = lqr_discrete(Ad, Bd, Q, R)
+    poles = np.linalg.eigvals(Ad - Bd @ K)
+    lc = p.pend_length / 2
+    mgl = p.pend_mass * G * lc
+    accel_max = 60.0
+    energy_ref = 0.13 * mgl  # a little above upright at rest: friction takes some on the way up
+    return ClassicalDesign(
+        gains=[float(k) for k in K[0]], switch_angle=math.radians(30.0),
+        energy_gain=accel_max / energy_ref, energy_ref=energy_ref, accel_max=accel_max, arm_kp=40.0, arm_kd=4.0,
+        ja=p.rotor_inertia + p.arm_inertia + p.pend_mass * p.arm_length ** 2, jp=p.pend_inertia_pivot,
+        jz=p.pend_inertia_axial, mrl=p.pend_mass * p.arm_length * lc, mgl=mgl, arm_damping=p.arm_damping,
+        pend_damping=p.pend_damping, volts_per_torque=1.0 / p.torque_per_volt, back_emf=p.back_emf_constant,
+        action_limit=float(spec.limits["action"]), period_s=dt, closed_loop_poles=[complex(z) for z in poles])
+
+
+class EnergyLqrController:
+    """The controller in Python, on the rig's observation [theta, alpha, theta', alpha'] (alpha
+    unwrapped, 0 upright). Stateless: the same observation always gives the same voltage.
+
+    Swing-up commands an arm acceleration a = sat(k (E_ref - E) sign(alpha' cos alpha)) - arm
+    centring, E the pendulum energy (zero upright at rest). The arm is light next to the pendulum's
+    reaction (m r l alpha'^2 alone exceeds the motor's stall torque at full swing), so the voltage
+    that realises a comes from the full inverse dynamics of the model, not from a rigid-arm gain."""
+
+    def __init__(self, d: ClassicalDesign) -> None:
+        self.d = d
+        self.K = np.asarray(d.gains, np.float64)
+
+    def energy(self, alpha: float, alpha_dot: float) -> float:
+        return 0.5 * self.d.jp * alpha_dot ** 2 + self.d.mgl * (math.cos(alpha) - 1.0)
+
+    def volts_for(self, a: float, alpha: float, theta_dot: float, alpha_dot: float) -> float:
+        """Voltage that gives arm acceleration a in the model's full nonlinear dynamics."""
+        d = self.d
+        s, c = math.sin(alpha), math.cos(alpha)
+        jpz = d.jp - d.jz
+        alpha_acc = (d.mrl * c * a + jpz * s * c * theta_dot ** 2 + d.mgl * s - d.pend_damping * alpha_dot) / d.jp
+        inertia = d.ja + d.jz * c * c + d.jp * s * s
+        tau = (inertia * a + 2.0 * jpz * s * c * alpha_dot * theta_dot - d.mrl * c * alpha_acc
+               + d.mrl * s * alpha_dot ** 2 + d.arm_damping * theta_dot)
+        return d.volts_per_torque * tau + d.back_emf * theta_dot
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        d = self.d
+        th, al, thd, ald = (float(v) for v in np.asarray(obs, np.float64)[:4])
+        phi = (al + math.pi) % (2 * math.pi) - math.pi
+        if abs(phi) < d.switch_angle:
+            v = -float(self.K @ np.array([th, phi, thd, ald]))
+        else:
+            e = self.energy(al, ald)
+            sgn = 1.0 if ald * math.cos(al) >= 0.0 else -1.0
+            a = min(max(d.energy_gain * (d.energy_ref - e) * sgn, -d.accel_max), d.accel_max)
+            a -= d.arm_kp * th + d.arm_kd * thd
+            v = self.volts_for(a, al, thd, ald)
+        return np.array([min(max(v, -d.action_limit), d.action_limit)], np.float32)
+
+
+# ------------------------------------------------------------------ C export
+
+
+# The scalar constants of bpd_classical_t, in order (policy_classical.c reads them by name).
+C_FIELDS = ("switch_angle", "energy_gain", "energy_ref", "accel_max", "arm_kp", "arm_kd", "ja", "jp", "jz", "mrl",
+            "mgl", "arm_damping", "pend_damping", "volts_per_torque", "back_emf", "action_limit")
+
+
+def _c_float(x: float) -> str:
+    return f"{float(np.float32(x))!r}f"
+
+
+def export_classical(rig: str, out: str | Path) -> dict:
+    """Write an export directory (policy.c/h, policy_weights.c/h, policy_config.h) running the
+    classical controller through the policy kernel's entry point."""
+    from export.c_export import KERNEL_DIR
+
+    d = design(rig)
+    spec = load_rig(rig)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    params = json.dumps(d.to_json(), sort_keys=True)
+    digest = hashlib.sha256((C_SOURCE.read_text() + params).encode()).hexdigest()
+    banner = (f"/* Generated - do not edit. Energy swing-up + LQR for rig {spec.name}, design {digest[:16]};\n"
+              f" * regenerate with: bpd classical export --rig {spec.name} --out DIR */\n")
+    lim = d.action_limit
+    c = [banner, '#include "policy_weights.h"\n',
+         f'const char bpd_model_hash[] = "{digest}";\n',
+         f"static const float action_low[1] = {{{_c_float(-lim)}}};",
+         f"static const float action_high[1] = {{{_c_float(lim)}}};",
+         "static const float safe_action[1] = {0.0f};\n",
+         "const bpd_model_t bpd_model = {4, 1, 0, 0, BPD_OUT_CLIP, NULL, NULL, NULL, action_low, action_high,"
+         " safe_action};\n",
+         "const bpd_classical_t bpd_classical = {",
+         f"    {{{', '.join(_c_float(k) for k in d.gains)}}},   /* LQR gains on theta, alpha, theta', alpha' */",
+         *(f"    {_c_float(getattr(d, f))},   /* {f} */" for f in C_FIELDS),
+         "};\n"]
+    h = [banner, "#ifndef BPD_POLICY_WEIGHTS_H\n#define BPD_POLICY_WEIGHTS_H\n", "#include <stddef.h>\n",
+         '#include "policy.h"\n', "#define BPD_OBS_DIM 4\n#define BPD_ACT_DIM 1\n#define BPD_SCRATCH_FLOATS 1\n",
+         "typedef struct {\n    float k[4];\n    float " + ", ".join(C_FIELDS) + ";\n} bpd_classical_t;\n",
+         "extern const bpd_model_t bpd_model;\nextern const bpd_classical_t bpd_classical;\n"
+         "extern const char bpd_model_hash[];\n", "#endif\n"]
+    config = [banner, "#ifndef BPD_POLICY_CONFIG_H\n#define BPD_POLICY_CONFIG_H\n#endif\n"]
+    write_text(out / "policy_weights.c", "\n".join(c))
+    write_text(out / "policy_weights.h", "\n".join(h))
+    write_text(out / "policy_config.h", "\n".join(config))
+    write_text(out / "policy.c", C_SOURCE.read_text())
+    shutil.copyfile(KERNEL_DIR / "policy.h", out / "policy.h.tmp")
+    (out / "policy.h.tmp").replace(out / "policy.h")
+    n_const = len(d.gains) + len(C_FIELDS)
+    info = {"format": "bpd-classical", "kind": "classical", "controller": "energy swing-up + discrete LQR",
+            "rig": spec.name, "env_id": f"firmware_host.rig:bpd/{spec.name}-v0", "obs_dim": 4, "act_dim": 1,
+            "model_hash": digest, "runtime": "c", "params_total": n_const, "params_nonzero": n_const,
+            "source_params_total": n_const, "widths": [4, 1], "design": d.to_json(),
+            "lqr": {"Q": list(LQR_Q), "R": LQR_R}}
+    write_json(out / "export.json", info)  # the keys trials read: obs_dim, act_dim, model_hash
+    return info
+
+
+@dataclass
+class ClassicalExportConfig:
+    rig: str = field("rotary-pendulum", help="rotary pendulum rig name or YAML path")
+    out: str = field("classical_export", help="export directory to write")
