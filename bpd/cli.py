@@ -49,6 +49,16 @@ def _distill(ns):
     print(f"chosen by {s['selection']['rule']}")
 
 
+def _baseline_train(ns):
+    from training.baselines import BaselineConfig, train_baseline
+    cfg = from_namespace(BaselineConfig, ns)
+    s = train_baseline(cfg)
+    print(f"baseline: {os.path.join(cfg.out, s['product'])}  {s['method']} ({s['control']} control), "
+          f"{s['grad_steps']} gradient steps, {s['env_steps']} environment steps, return "
+          f"{s['final_eval_return_mean']:.1f}, {s['params_nonzero']}/{s['params_total']} parameters nonzero, "
+          f"{s['seconds']:.0f} s")
+
+
 def _evaluate(ns):
     from bpd.evaluate import EvaluateConfig, run_evaluate
     cfg = from_namespace(EvaluateConfig, ns)
@@ -110,6 +120,9 @@ def _configs() -> dict[str, tuple[str, Callable, str]]:
                            "import a stable-baselines3 SAC/TD3/PPO zip as a teacher"),
         "collect": ("training.collect:CollectConfig", _collect, "roll a teacher out into an offline dataset"),
         "distill": ("training.distill:DistillConfig", _distill, "distill a sparse Bayesian student (BPD)"),
+        "baseline train": ("training.baselines:BaselineConfig", _baseline_train,
+                           "distil a student by a rule from the policy-distillation literature (Rusu et al. 2016, "
+                           "Czarnecki et al. 2019)"),
         "evaluate": ("bpd.evaluate:EvaluateConfig", _evaluate, "evaluate a teacher, student or exported policy"),
         "experiment run": ("bpd.experiment:ExperimentRunConfig", _experiment_run,
                            "run a plan's grid of cells (environments x methods x seeds), resumably"),
