@@ -261,7 +261,7 @@ class TeacherModel(nn.Module):
 
 
 def _sb3_critic(sd: dict[str, np.ndarray]) -> nn.Sequential | None:
-    keys = sorted({int(k.split(".")[3]) for k in sd if k.startswith("critic.qf0.") and k.endswith(".weight")})
+    keys = sorted({int(k.split(".")[2]) for k in sd if k.startswith("critic.qf0.") and k.endswith(".weight")})
     if not keys:
         return None
     ws = [sd[f"critic.qf0.{i}.weight"] for i in keys]
@@ -309,11 +309,13 @@ class BaselineTrainer:
         self.student = GaussianStudent(obs_dim, act_dim, cfg.hidden, cfg.activation, cfg.init_log_std,
                                        cfg.min_log_std)
         self.opt = torch.optim.Adam(self.student.parameters(), lr=cfg.lr)
-        self.obs_mean, self.obs_std = torch.as_tensor(obs_mean), torch.as_tensor(obs_std)
+        self.obs_mean = torch.as_tensor(np.asarray(obs_mean, np.float32))
+        self.obs_std = torch.as_tensor(np.asarray(obs_std, np.float32))
         self.value = _mlp([obs_dim, 64, 64, 1]) if cfg.method == "teacher-v-reward" else None
         self.value_opt = torch.optim.Adam(self.value.parameters(), lr=3e-4) if self.value is not None else None
         self.teacher_value = None  # a fitted V_T when the teacher has no critic
         self.step = 0
+        self._nonzero: int | None = None  # the pruning count reached so far
         self.dense = sum(l.weight.numel() + l.bias.numel() for l in self.student.layers)
 
     def norm(self, obs: torch.Tensor) -> torch.Tensor:
@@ -388,10 +390,13 @@ class BaselineTrainer:
 
     def update(self, batch: dict[str, torch.Tensor], segment: dict[str, torch.Tensor] | None = None) -> dict:
         c = self.cfg
-        if c.nonzero is not None and self.step % 50 == 0:
+        if c.nonzero is not None:
             target = prune_target(self.step, c.steps, self.dense, c.nonzero, c.prune_start, c.prune_end)
-            if target < self.student.params_nonzero():
+            if self._nonzero is None:
+                self._nonzero = self.student.params_nonzero()
+            if target < self._nonzero:
                 self.student.prune_to(target)
+                self._nonzero = target
         loss, info = self.loss_term(batch["obs"])
         if c.method in REWARD_RULES and segment is not None and len(segment["obs"]):
             pg, pinfo = self.reward_term(segment)
@@ -644,6 +649,8 @@ def train_baseline(cfg: BaselineConfig) -> dict:
         mf.close()
         if collector is not None:
             collector.close()
+    if cfg.nonzero is not None:  # the schedule ends at the budget; a run ending early is cut to it here
+        trainer.student.prune_to(cfg.nonzero)
     seconds = time.time() - t0
     summary = {
         "method": cfg.method, "control": control, "steps": trainer.step, "grad_steps": trainer.step,
