@@ -400,7 +400,7 @@ def _cell_result(plan: Plan, cell: Cell, spec: dict, train: dict, ev: dict, tev:
                   "grad_steps": train.get("grad_steps", train.get("steps")), "env_steps": train.get("env_steps", plan.dataset["steps"] if uses_dataset else None),
                   "control": train.get("control"), "nonzero_budget": train.get("nonzero_budget"),
                   "teacher_distribution": train.get("teacher_distribution"),
-                  "teacher_value": train.get("teacher_value"),
+                  "teacher_value": train.get("teacher_value"), "visited_spread": train.get("visited_spread"),
                   "selection": (train.get("selection") or {}).get("chosen"),
                   "selection_rule": (train.get("selection") or {}).get("rule")},
         "export": ({"widths": export_info.get("widths"), "params_nonzero": export_info.get("params_nonzero"),

@@ -137,7 +137,7 @@ def baseline_size(c: CellInputs, size: str, label: str) -> dict:
         from training.teacher import load_teacher
         return {"hidden": load_teacher(c.teacher).hidden, "nonzero": None}
     if size == "dense":
-        return {"hidden": _collapsed_widths(c, label), "nonzero": None}
+        return {"hidden": bpd_collapsed_widths(c, label), "nonzero": None}
     if size == "pruned":
         dep = c.deps.get(label) or {}
         hidden = (dep.get("train") or {}).get("hidden")
@@ -145,6 +145,22 @@ def baseline_size(c: CellInputs, size: str, label: str) -> dict:
             raise BpdError(f"the {label} cell of {c.env} seed {c.seed} records no architecture or nonzero count")
         return {"hidden": list(hidden), "nonzero": int(dep["params_nonzero"])}
     raise BpdError(f"size must be one of {', '.join(BASELINE_SIZES)}, not {size!r}")
+
+
+def bpd_collapsed_widths(c: CellInputs, label: str) -> list[int]:
+    """Hidden widths of the BPD cell's student after collapse: from its export, else by collapsing its
+    student file (the cell beside this one in the run root)."""
+    dep = c.deps.get(label) or {}
+    widths = (dep.get("export") or {}).get("widths")
+    if widths:
+        return list(widths[1:-1])
+    student = c.out.parent.parent.parent / label / f"seed{c.seed}" / "run" / "student.pt"
+    if not student.is_file():
+        raise BpdError(f"the {label} cell of {c.env} seed {c.seed} has no export and no student file at {student}")
+    from export.collapse import collapse
+    from training.student import load_student
+    s, _, stats = load_student(student)
+    return list(collapse(s.collapse(**stats)).widths[1:-1])
 
 
 def baseline_command(rule: str) -> Callable[[CellInputs], list[str]]:
