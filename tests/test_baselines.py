@@ -284,3 +284,33 @@ def test_cli_rejects_a_reward_rule_on_teacher_data(idp_dataset, tmp_path, capsys
                "--dataset", idp_dataset, "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and len(err) == 1 and err[0].startswith("bpd: error:")
+
+
+def test_baselines_run_through_the_grid_runner(tiny_pipeline, tmp_path):
+    """A bpd cell, then baselines sized from it: pruned to its nonzero count, dense at its collapsed widths,
+    and an online one whose environment steps land in result.json."""
+    from tests.test_experiment import TINY_DISTILL, _plan, _run_plan
+    tiny = {"steps": 20, "eval_every": 10, "eval_episodes": 1}
+    plan = _plan(tmp_path, tiny_pipeline / "teacher.npz", {
+        "bpd": {"args": TINY_DISTILL},
+        "rusu-kl": {"args": tiny},
+        "rusu-kl-dense": {"method": "rusu-kl", "args": tiny | {"size": "dense"}},
+        "on-policy-distill": {"args": tiny | {"env_steps": 40, "collect_every": 20}},
+    })
+    runs = tmp_path / "runs"
+    p = _run_plan(plan, runs)
+    assert p.returncode == 0, p.stdout + p.stderr
+    cell = runs / "InvertedPendulum-v5"
+    bpd_res = json.loads((cell / "bpd" / "seed0" / "result.json").read_text())
+    kl = json.loads((cell / "rusu-kl" / "seed0" / "result.json").read_text())
+    assert kl["params_nonzero"] == bpd_res["params_nonzero"] and kl["train"]["nonzero_budget"] == bpd_res["params_nonzero"]
+    assert kl["train"]["env_steps"] == 500 and kl["train"]["grad_steps"] == 20 and kl["train"]["control"] == "teacher"
+    assert bpd_res["train"]["env_steps"] == 500  # the BPD cell is charged its dataset
+    from export.collapse import collapse
+    from training.student import load_student
+    s, _, stats = load_student(cell / "bpd" / "seed0" / "run" / "student.pt")
+    dense = json.loads((cell / "rusu-kl-dense" / "seed0" / "result.json").read_text())
+    assert dense["train"]["hidden"] == collapse(s.collapse(**stats)).widths[1:-1]
+    online = json.loads((cell / "on-policy-distill" / "seed0" / "result.json").read_text())
+    assert online["train"]["env_steps"] == 40 and online["train"]["control"] == "student"
+    assert online["train"]["visited_spread"] > 0
