@@ -314,3 +314,22 @@ def test_baselines_run_through_the_grid_runner(tiny_pipeline, tmp_path):
     online = json.loads((cell / "on-policy-distill" / "seed0" / "result.json").read_text())
     assert online["train"]["env_steps"] == 40 and online["train"]["control"] == "student"
     assert online["train"]["visited_spread"] > 0
+
+
+def test_sac_log_std_head_read_from_the_zip(tmp_path):
+    import io
+    import zipfile
+    t = Teacher(weights=[np.zeros((3, 2), np.float32), np.zeros((1, 3), np.float32)],
+                biases=[np.array([1.0, 2.0, 3.0], np.float32), np.array([0.5], np.float32)], activation="relu",
+                output="tanh", obs_mean=np.zeros(2, np.float32), obs_std=np.ones(2, np.float32),
+                action_low=-np.ones(1, np.float32), action_high=np.ones(1, np.float32), env_id="Hand-v0", algo="sac")
+    buf = io.BytesIO()
+    torch.save({"actor.log_std.weight": torch.full((1, 3), 0.1), "actor.log_std.bias": torch.tensor([-1.0])}, buf)
+    with zipfile.ZipFile(tmp_path / "sac.zip", "w") as z:
+        z.writestr("policy.pth", buf.getvalue())
+    from training.baselines import read_sb3
+    tm = TeacherModel(t, 0.2, read_sb3(tmp_path / "sac.zip"))
+    mu, ls = tm(torch.zeros(4, 2))
+    # log std = 0.1 * (1 + 2 + 3) - 1 on the last hidden layer's output
+    assert mu.flatten().tolist() == pytest.approx([0.5] * 4) and ls.flatten().tolist() == pytest.approx([-0.4] * 4)
+    assert tm.distribution.startswith("the SAC actor's log-std head") and tm.critic is None
