@@ -49,6 +49,34 @@ def _distill(ns):
     print(f"chosen by {s['selection']['rule']}")
 
 
+def _baseline_train(ns):
+    from training.baselines import BaselineConfig, train_baseline
+    cfg = from_namespace(BaselineConfig, ns)
+    s = train_baseline(cfg)
+    print(f"baseline: {os.path.join(cfg.out, s['product'])}  {s['method']} ({s['control']} control), "
+          f"{s['grad_steps']} gradient steps, {s['env_steps']} environment steps, return "
+          f"{s['final_eval_return_mean']:.1f}, {s['params_nonzero']}/{s['params_total']} parameters nonzero, "
+          f"{s['seconds']:.0f} s")
+
+
+def _multitask_train(ns):
+    from training.multitask import MultiTaskConfig, train_multitask
+    cfg = from_namespace(MultiTaskConfig, ns)
+    s = train_multitask(cfg)
+    rets = ", ".join(f"{e} {r:.1f}" for e, r in s["final_eval"].items() if r is not None)
+    print(f"multi-task student: {os.path.join(cfg.out, 'multitask.npz')}  {len(s['tasks'])} tasks ({rets}), "
+          f"{s['params_nonzero']}/{s['params_total']} parameters nonzero, {s['seconds']:.0f} s")
+
+
+def _multitask_export(ns):
+    from export.multitask import MultiTaskExportConfig, run_multitask_export
+    cfg = from_namespace(MultiTaskExportConfig, ns)
+    r = run_multitask_export(cfg)
+    for name, t in r["tasks"].items():
+        print(f"{t['entry_point']}: {t['env_id']}, C vs float64 max error {t['max_abs_error']:.2e} on {t['samples']} states")
+    print(f"export written to {cfg.out}/ ({r['weights_flash_bytes']} bytes of weights, {r['params_nonzero']} nonzero)")
+
+
 def _evaluate(ns):
     from bpd.evaluate import EvaluateConfig, run_evaluate
     cfg = from_namespace(EvaluateConfig, ns)
@@ -110,6 +138,13 @@ def _configs() -> dict[str, tuple[str, Callable, str]]:
                            "import a stable-baselines3 SAC/TD3/PPO zip as a teacher"),
         "collect": ("training.collect:CollectConfig", _collect, "roll a teacher out into an offline dataset"),
         "distill": ("training.distill:DistillConfig", _distill, "distill a sparse Bayesian student (BPD)"),
+        "baseline train": ("training.baselines:BaselineConfig", _baseline_train,
+                           "distil a student by a rule from the policy-distillation literature (Rusu et al. 2016, "
+                           "Czarnecki et al. 2019)"),
+        "multitask train": ("training.multitask:MultiTaskConfig", _multitask_train,
+                            "distil several teachers into one student with a shared trunk (Rusu et al. 2016)"),
+        "multitask export": ("export.multitask:MultiTaskExportConfig", _multitask_export,
+                             "a multi-task student to C, one entry point per task, parity checked"),
         "evaluate": ("bpd.evaluate:EvaluateConfig", _evaluate, "evaluate a teacher, student or exported policy"),
         "experiment run": ("bpd.experiment:ExperimentRunConfig", _experiment_run,
                            "run a plan's grid of cells (environments x methods x seeds), resumably"),

@@ -373,6 +373,9 @@ def execute_cell(plan_path: str, cell_key: str, runs: str | None = None) -> dict
 def _cell_result(plan: Plan, cell: Cell, spec: dict, train: dict, ev: dict, tev: dict, export_info: dict | None,
                  bench: dict, train_seconds: float) -> dict:
     """The small summary of a finished cell that tables read (no absolute paths)."""
+    from training.methods import get
+
+    uses_dataset = get(spec["method"]).uses_dataset  # a method without its own count used the plan's dataset
     t_ret = tev.get("return_mean")
     t_total = tev.get("params_total")
     finished_by_teacher = [not t for t in tev.get("terminated", [])]
@@ -394,6 +397,10 @@ def _cell_result(plan: Plan, cell: Cell, spec: dict, train: dict, ev: dict, tev:
         "params_nonzero": nonzero, "params_total": ev.get("params_total"),
         "weights_removed_vs_teacher": (1.0 - nonzero / t_total) if nonzero is not None and t_total else None,
         "train": {"seconds": seconds, "steps": train.get("steps"), "hidden": train.get("hidden"),
+                  "grad_steps": train.get("grad_steps", train.get("steps")), "env_steps": train.get("env_steps", plan.dataset["steps"] if uses_dataset else None),
+                  "control": train.get("control"), "nonzero_budget": train.get("nonzero_budget"),
+                  "teacher_distribution": train.get("teacher_distribution"),
+                  "teacher_value": train.get("teacher_value"), "visited_spread": train.get("visited_spread"),
                   "selection": (train.get("selection") or {}).get("chosen"),
                   "selection_rule": (train.get("selection") or {}).get("rule")},
         "export": ({"widths": export_info.get("widths"), "params_nonzero": export_info.get("params_nonzero"),

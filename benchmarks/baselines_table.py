@@ -1,0 +1,166 @@
+"""Tables of BPD against the distillation baselines at equal size, from a plan's finished cells.
+
+    python benchmarks/baselines_table.py benchmarks/plans/baselines.yaml [--runs DIR] [--out DIR]
+
+Writes, beside the runner's own table (`bpd experiment table`, written first into the same directory):
+  baselines.md / baselines.csv   per environment and method: return (mean +- std over seeds), % of the
+                                 teacher, D4RL score, environment steps, gradient steps, training wall
+                                 time, nonzero parameters, Cortex-M4F instructions, control policy and the
+                                 spread of the states it visited
+  <env>.env-curves.png           periodic evaluation return against environment steps for the online
+                                 variants (mean, min-max over seeds)
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bpd.errors import BpdError  # noqa: E402
+from bpd.experiment import collect_results, load_plan, write_table  # noqa: E402
+from bpd.io import save_png, write_text  # noqa: E402
+
+COLS = ["env", "label", "method", "size", "control", "seeds_done", "return_mean", "return_std", "vs_teacher_mean",
+        "d4rl_mean", "env_steps", "grad_steps", "train_seconds_median", "nonzero_min", "nonzero_max",
+        "m4f_instructions_median", "visited_spread_mean"]
+
+
+def _stat(xs: list, f) -> float | None:
+    xs = [x for x in xs if x is not None]
+    return float(f(xs)) if xs else None
+
+
+def rows_of(plan) -> list[dict]:
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in collect_results(plan):
+        groups.setdefault((r["env"], r["label"]), []).append(r)
+    out = []
+    for (env, label), rs in groups.items():
+        done = [r["result"] for r in rs if r["result"]]
+        spec = plan.methods[label]
+        args = plan.env_args.get(env, {}) | spec.args
+        row = {"env": env, "label": label, "method": spec.method,
+               "size": args.get("size", "pruned") if spec.needs else "-",
+               "control": None, "seeds_done": f"{len(done)}/{len(rs)}"}
+        if done:
+            rets = [d["eval"]["return_mean"] for d in done]
+            tr = [d.get("train") or {} for d in done]
+            row |= {"control": tr[0].get("control") or ("teacher" if spec.method == "bpd" else None),
+                    "return_mean": float(np.mean(rets)), "return_std": float(np.std(rets)),
+                    "vs_teacher_mean": _stat([d["return_vs_teacher"] for d in done], np.mean),
+                    "d4rl_mean": _stat([d["d4rl_score"] for d in done], np.mean),
+                    "env_steps": _stat([t.get("env_steps") for t in tr], np.median),
+                    "grad_steps": _stat([t.get("grad_steps") or t.get("steps") for t in tr], np.median),
+                    "train_seconds_median": _stat([t.get("seconds") for t in tr], np.median),
+                    "nonzero_min": min(d["params_nonzero"] for d in done),
+                    "nonzero_max": max(d["params_nonzero"] for d in done),
+                    "m4f_instructions_median": _stat([(d.get("bench") or {}).get("instructions") for d in done],
+                                                     np.median),
+                    "visited_spread_mean": _stat([t.get("visited_spread") for t in tr], np.mean)}
+        out.append(row)
+    return out
+
+
+def _f(x, nd=0) -> str:
+    return "-" if x is None else f"{x:,.{nd}f}"
+
+
+def markdown(plan, rows: list[dict]) -> str:
+    lines = [f"# {plan.name}: BPD and the distillation baselines at equal size", "",
+             f"Plan `{plan.rel(plan.path)}`; regenerate with `bpd experiment run {plan.rel(plan.path)}` then "
+             f"`python benchmarks/baselines_table.py {plan.rel(plan.path)}`. Size: pruned = BPD's architecture "
+             "magnitude-pruned to the BPD cell's nonzero count; dense = BPD's collapsed widths; large = the "
+             "teacher's widths. Environment steps: the dataset's for teacher-driven (offline) methods, those "
+             "collected for the online ones. Visited spread: per-dimension std of the states the control policy "
+             "visited, in units of the teacher data's.", ""]
+    for env in plan.envs:
+        rs = [r for r in rows if r["env"] == env]
+        lines += [f"## {env}", "",
+                  "| method | rule | size | control | seeds | return (mean +- std over seeds) | % of teacher | D4RL "
+                  "| env steps | grad steps | train s (median) | nonzero | M4F instr. | visited spread |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in rs:
+            nz = "-" if r.get("nonzero_min") is None else (
+                f"{r['nonzero_min']:,}" if r["nonzero_min"] == r["nonzero_max"] else f"{r['nonzero_min']:,}-{r['nonzero_max']:,}")
+            vs = "-" if r.get("vs_teacher_mean") is None else f"{100 * r['vs_teacher_mean']:.1f} %"
+            ret = "-" if r.get("return_mean") is None else f"{_f(r['return_mean'], 1)} +- {_f(r['return_std'], 1)}"
+            lines.append(f"| {r['label']} | {r['method']} | {r['size']} | {r['control'] or '-'} | {r['seeds_done']} "
+                         f"| {ret} | {vs} | {_f(r.get('d4rl_mean'), 1)} | {_f(r.get('env_steps'))} "
+                         f"| {_f(r.get('grad_steps'))} | {_f(r.get('train_seconds_median'))} | {nz} "
+                         f"| {_f(r.get('m4f_instructions_median'))} | {_f(r.get('visited_spread_mean'), 2)} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def env_curves(plan, out: Path) -> list[str]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    for env in plan.envs:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        any_curve = False
+        for label in plan.methods:
+            curves = []
+            for s in plan.seeds:
+                m = plan.runs / env / label / f"seed{s}" / "run" / "metrics.csv"
+                if not m.exists():
+                    continue
+                with open(m, newline="") as f:
+                    rr = list(csv.DictReader(f))
+                if rr and "env_steps" in rr[0] and len({r["env_steps"] for r in rr}) > 1:
+                    curves.append(([float(r["env_steps"]) for r in rr], [float(r["eval/return_mean"]) for r in rr]))
+            if curves:
+                any_curve = True
+                n = min(len(c[0]) for c in curves)
+                y = np.array([c[1][:n] for c in curves])
+                ax.plot(curves[0][0][:n], y.mean(0), label=label)
+                ax.fill_between(curves[0][0][:n], y.min(0), y.max(0), alpha=0.15)
+        if any_curve:
+            ax.set_xlabel("environment steps")
+            ax.set_ylabel("periodic evaluation return (mean, min-max over seeds)")
+            ax.legend(fontsize=6)
+            ax.set_title(f"{env}: online distillation")
+            save_png(fig, out / f"{env}.env-curves.png")
+            written.append(f"{env}.env-curves.png")
+        else:
+            plt.close(fig)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("plan")
+    ap.add_argument("--runs", default=None, help="run root (default: as for `bpd experiment run`)")
+    ap.add_argument("--out", default=None, help="output directory (default: benchmarks/results/<plan name>)")
+    a = ap.parse_args(argv)
+    try:
+        plan = load_plan(a.plan, a.runs)
+    except BpdError as e:
+        print(f"baselines_table: error: {e}", file=sys.stderr)
+        return 1
+    out = Path(a.out) if a.out else plan.base / "benchmarks" / "results" / plan.name
+    write_table(plan, out)
+    rows = rows_of(plan)
+    md = markdown(plan, rows)
+    md += "\n" + "\n".join(f"![{p}]({p})" for p in env_curves(plan, out)) + "\n"
+    write_text(out / "baselines.md", md)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=COLS, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+    write_text(out / "baselines.csv", buf.getvalue())
+    print(f"{out / 'baselines.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

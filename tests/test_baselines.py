@@ -1,0 +1,335 @@
+"""Distillation baselines: Gaussian closed forms against Monte Carlo, each update rule's loss on a
+hand-built batch, pruning to a count, the online loop's step accounting, the registry's sizes."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from training import gaussian as G
+from training.baselines import (BaselineConfig, BaselineTrainer, Collector, GaussianStudent, TeacherModel,
+                                prune_target, reward_to_go, train_baseline)
+from training.teacher import Teacher
+
+REPO = Path(__file__).resolve().parents[1]
+IDP_TEACHER = REPO / "benchmarks" / "teachers" / "InvertedDoublePendulum-v5.npz"
+
+
+# --------------------------------------------------------------------------- closed forms
+
+
+def test_cross_entropy_kl_entropy_match_monte_carlo():
+    g = torch.Generator().manual_seed(0)
+    mu_p, ls_p = torch.tensor([0.3, -1.0, 2.0]), torch.tensor([-0.5, 0.2, -1.5])
+    mu_q, ls_q = torch.tensor([0.0, -0.4, 1.5]), torch.tensor([0.1, -0.3, -1.0])
+    u = mu_p + torch.exp(ls_p) * torch.randn(400_000, 3, generator=g)
+    lq, lp = G.log_prob(u, mu_q, ls_q), G.log_prob(u, mu_p, ls_p)
+    n = len(u)
+    for closed, samples in [(G.cross_entropy(mu_p, ls_p, mu_q, ls_q), -lq), (G.entropy(ls_p), -lp),
+                            (G.kl(mu_p, ls_p, mu_q, ls_q), lp - lq)]:
+        se = samples.std().item() / math.sqrt(n)
+        assert abs(closed.item() - samples.mean().item()) < 4 * se, (closed.item(), samples.mean().item(), se)
+
+
+def test_log_prob_is_the_normal_density():
+    assert G.log_prob(torch.tensor([1.0]), torch.tensor([0.0]), torch.tensor([0.0])).item() == pytest.approx(
+        -0.5 - 0.5 * math.log(2 * math.pi))
+
+
+def test_tempered_gaussian_is_the_renormalised_power():
+    # p(u)^(1/T) renormalised, on a fine grid, has variance T sigma^2
+    sigma, T = 0.7, 0.25
+    u = np.linspace(-6, 6, 200_001)
+    dens = np.exp(-0.5 * (u / sigma) ** 2 / T)
+    dens /= dens.sum()
+    var = float((dens * u * u).sum())
+    assert math.exp(2 * G.temper(torch.tensor(math.log(sigma)), T).item()) == pytest.approx(var, rel=1e-4)
+
+
+# --------------------------------------------------------------------------- update rules on a hand-built batch
+
+
+MU_T, SIG_T, MU_S, SIG_S = 0.5, 0.2, 0.1, 0.5
+
+
+def _hand_teacher(obs_dim: int = 2) -> Teacher:
+    """A teacher whose pre-tanh output is MU_T everywhere."""
+    return Teacher(weights=[np.zeros((1, obs_dim), np.float32)], biases=[np.array([MU_T], np.float32)],
+                   activation="tanh", output="tanh", obs_mean=np.zeros(obs_dim, np.float32),
+                   obs_std=np.ones(obs_dim, np.float32), action_low=-np.ones(1, np.float32),
+                   action_high=np.ones(1, np.float32), env_id="Hand-v0", algo="td3")
+
+
+def _trainer(method: str, critic_bias: float | None = None, **kw) -> BaselineTrainer:
+    cfg = BaselineConfig(method=method, teacher="t", dataset="d", hidden=[3], teacher_std=SIG_T,
+                         init_log_std=math.log(SIG_S), **kw)
+    sb3 = None
+    if critic_bias is not None:  # a linear critic Q(s, a) = critic_bias
+        sb3 = {"critic.qf0.0.weight": np.zeros((1, 3), np.float32),
+               "critic.qf0.0.bias": np.array([critic_bias], np.float32)}
+    tr = BaselineTrainer(cfg, 2, 1, TeacherModel(_hand_teacher(), SIG_T, sb3), np.zeros(2), np.ones(2))
+    with torch.no_grad():  # the student's mean is MU_S everywhere
+        last = tr.student.layers[-1]
+        last.weight.zero_()
+        last.bias.fill_(MU_S)
+        if tr.value is not None:
+            for p in tr.value.parameters():
+                p.zero_()
+    return tr
+
+
+OBS = torch.tensor([[0.1, -0.2], [1.0, 0.5], [-0.3, 0.0]])
+HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+D2 = (MU_T - MU_S) ** 2
+
+
+@pytest.mark.parametrize("method,expected", [
+    ("nll", math.log(SIG_S) + HALF_LOG_2PI + D2 / (2 * SIG_S ** 2)),
+    ("mse", D2),
+    ("kl", math.log(SIG_S / (0.1 * SIG_T)) + (0.01 * SIG_T ** 2 + D2) / (2 * SIG_S ** 2) - 0.5),
+    ("teacher-distill", math.log(SIG_S) + HALF_LOG_2PI + (SIG_T ** 2 + D2) / (2 * SIG_S ** 2)),
+    ("on-policy-distill", math.log(SIG_S) + HALF_LOG_2PI + (SIG_T ** 2 + D2) / (2 * SIG_S ** 2)),
+    ("n-distill", math.log(SIG_S) + HALF_LOG_2PI + (SIG_T ** 2 + D2) / (2 * SIG_S ** 2)),
+    ("expected-entropy-regularised", math.log(SIG_T) + HALF_LOG_2PI + (SIG_S ** 2 + D2) / (2 * SIG_T ** 2)),
+    ("entropy-regularised", 0.0),
+    ("teacher-v-reward", 0.0),
+])
+def test_loss_term_of_each_rule(method, expected):
+    loss, _ = _trainer(method).loss_term(OBS)
+    assert loss.item() == pytest.approx(expected, rel=1e-5, abs=1e-6)
+
+
+def _segment() -> dict[str, torch.Tensor]:
+    return {"obs": OBS, "u": torch.tensor([[0.5], [0.0], [1.0]]), "rew": torch.tensor([1.0, 2.0, 3.0]),
+            "next_obs": OBS.flip(0), "term": torch.tensor([0.0, 0.0, 1.0]), "done": torch.tensor([0.0, 0.0, 1.0])}
+
+
+def test_reward_terms_of_the_reward_rules():
+    seg = _segment()
+    # entropy regularised: the teacher's log-likelihood of the action taken
+    r = _trainer("entropy-regularised").rewards(seg)
+    want = [-(u - MU_T) ** 2 / (2 * SIG_T ** 2) - math.log(SIG_T) - HALF_LOG_2PI for u in (0.5, 0.0, 1.0)]
+    assert r.tolist() == pytest.approx(want, rel=1e-5)
+    # N-distill: minus the cross-entropy at the next state, nothing after a terminal step
+    ce = math.log(SIG_S) + HALF_LOG_2PI + (SIG_T ** 2 + D2) / (2 * SIG_S ** 2)
+    assert _trainer("n-distill").rewards(seg).tolist() == pytest.approx([-ce, -ce, 0.0], rel=1e-5)
+
+
+def test_reward_to_go_stops_at_episode_ends():
+    r = reward_to_go(torch.tensor([1.0, 1.0, 1.0, 2.0]), torch.tensor([0.0, 1.0, 0.0, 1.0]), 0.5)
+    assert r.tolist() == pytest.approx([1.5, 1.0, 2.0, 2.0])
+
+
+def test_teacher_v_reward_advantage_and_value_fit():
+    tr = _trainer("teacher-v-reward", critic_bias=3.0, gamma=0.5)
+    assert tr.teacher.value_source.startswith("the teacher's first critic")
+    assert tr.v_teacher(OBS).tolist() == pytest.approx([3.0] * 3)
+    seg = _segment()
+    _, info = tr.reward_term(seg)
+    # V_theta = 0 before the step: its TD(0) target is r, so the value loss is mean(r^2)
+    assert info["losses/value"] == pytest.approx((1 + 4 + 9) / 3)
+    # the advantage r + gamma (1 - term) V_T(s') - V_theta(s) = [2.5, 3.5, 3.0] drives the policy gradient:
+    # standardised, the step with the largest advantage has its log-likelihood raised most
+    tr2 = _trainer("teacher-v-reward", critic_bias=3.0, gamma=0.5)
+    loss, _ = tr2.reward_term(seg)
+    loss.backward()
+    adv = torch.tensor([2.5, 3.5, 3.0])
+    adv = (adv - adv.mean()) / (adv.std() + 1e-6)
+    mu = torch.tensor(MU_S, requires_grad=True)
+    ref = -(G.log_prob(seg["u"], mu.expand(3, 1), torch.full((3, 1), math.log(SIG_S))) * adv).mean()
+    ref.backward()
+    assert tr2.student.layers[-1].bias.grad.item() == pytest.approx(mu.grad.item(), rel=1e-5)
+
+
+def test_reward_rules_need_student_control():
+    from bpd.errors import BpdError
+    from training.baselines import validate
+    with pytest.raises(BpdError, match="--control student"):
+        validate(BaselineConfig(method="n-distill", teacher="t", dataset="d", control="teacher"))
+    assert validate(BaselineConfig(method="rusu-kl" if False else "kl", teacher="t", dataset="d")) == "teacher"
+    assert validate(BaselineConfig(method="on-policy-distill", teacher="t", dataset="d")) == "student"
+
+
+# --------------------------------------------------------------------------- size
+
+
+def test_magnitude_pruning_reaches_the_count_and_keeps_the_largest():
+    torch.manual_seed(0)
+    s = GaussianStudent(5, 2, [7, 4])
+    dense = s.params_nonzero()
+    assert dense == 5 * 7 + 7 + 7 * 4 + 4 + 4 * 2 + 2
+    s.prune_to(40)
+    assert s.params_nonzero() == 40
+    kept = torch.cat([(l.weight * m).flatten() for l, m in zip(s.layers, s.masks())])
+    kept_mag = kept[kept != 0].abs()
+    assert len(kept_mag) == 40 - 13  # biases count as nonzero
+    # the pruned network's output uses the masked weights
+    x = torch.randn(3, 5)
+    h = x
+    for i, l in enumerate(s.layers):
+        h = h @ (l.weight * s.masks()[i]).T + l.bias
+        if i < 2:
+            h = torch.tanh(h)
+    assert torch.allclose(s(x)[0], h)
+    pol = s.to_policy(np.zeros(5), np.ones(5), -np.ones(2), np.ones(2))
+    assert pol.params_nonzero == 40
+
+
+def test_prune_schedule_endpoints():
+    assert prune_target(0, 100, 1000, 100, 0.2, 0.6) == 1000
+    assert prune_target(20, 100, 1000, 100, 0.2, 0.6) == 1000
+    assert prune_target(40, 100, 1000, 100, 0.2, 0.6) == round(100 + 900 * 0.125)
+    assert prune_target(60, 100, 1000, 100, 0.2, 0.6) == 100
+    assert prune_target(99, 100, 1000, 100, 0.2, 0.6) == 100
+
+
+# --------------------------------------------------------------------------- the online loop
+
+
+def test_collector_counts_steps_and_mixed_control_hands_over():
+    from training.teacher import load_teacher
+    t = load_teacher(IDP_TEACHER)
+    cfg = BaselineConfig(method="on-policy-distill", teacher="t", dataset="d", control="mixed")
+    tr = BaselineTrainer(cfg, t.obs_dim, t.act_dim, TeacherModel(t, 0.2), t.obs_mean, t.obs_std)
+    c = Collector("InvertedDoublePendulum-v5", "mixed", 0)
+    try:
+        assert c.beta(100) == 1.0
+        seg = c.collect(30, tr, 100)
+        assert c.env_steps == 30 and len(seg["obs"]) == 30 and seg["done"][-1] == 1.0
+        assert c.beta(100) == pytest.approx(0.4)
+        c.collect(25, tr, 100)
+        assert c.env_steps == 55 and c.beta(100) == 0.0
+    finally:
+        c.close()
+
+
+@pytest.fixture(scope="module")
+def idp_dataset(tmp_path_factory) -> str:
+    from training.collect import CollectConfig, collect
+    out = tmp_path_factory.mktemp("ds") / "ds.npz"
+    collect(CollectConfig(teacher=str(IDP_TEACHER), out=str(out), steps=300, noise=0.1, seed=1, progress=False))
+    return str(out)
+
+
+def test_dagger_run_accounts_environment_and_gradient_steps(idp_dataset, tmp_path):
+    cfg = BaselineConfig(method="on-policy-distill", teacher=str(IDP_TEACHER), dataset=idp_dataset,
+                         out=str(tmp_path / "run"), hidden=[8], steps=20, env_steps=60, collect_every=25,
+                         eval_every=10, eval_episodes=1, checkpoint_every=10, nonzero=60, progress=False)
+    s = train_baseline(cfg)
+    assert s["env_steps"] == 60 and s["env_steps_online"] == 60 and s["dataset_steps"] == 0
+    assert s["grad_steps"] == 20 and s["params_nonzero"] == 60 and s["control"] == "student"
+    assert s["teacher_distribution"].startswith("fixed spread: sigma_T = 0.2")
+    ck = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert len(ck["buffer"]) == 60  # every state the student visited, aggregated
+    import csv
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    assert [int(r["step"]) for r in rows] == [10, 20] and int(rows[-1]["env_steps"]) == 60
+    from training.teacher import load_teacher
+    pol = load_teacher(tmp_path / "run" / "policy.npz")
+    assert pol.params_nonzero == 60 and pol.algo == "distilled on-policy-distill"
+    # the same run resumed from its checkpoint at step 20 changes nothing
+    s2 = train_baseline(BaselineConfig(**{**cfg.__dict__, "resume": True}))
+    assert s2["grad_steps"] == 20 and s2["env_steps"] == 60
+
+
+def test_teacher_control_charges_the_dataset(idp_dataset, tmp_path):
+    s = train_baseline(BaselineConfig(method="kl", teacher=str(IDP_TEACHER), dataset=idp_dataset,
+                                      out=str(tmp_path / "run"), hidden=[8], steps=5, eval_every=5,
+                                      eval_episodes=1, progress=False))
+    assert s["env_steps"] == 300 and s["dataset_steps"] == 300 and s["env_steps_online"] == 0
+
+
+def test_trainer_state_round_trip():
+    torch.manual_seed(1)
+    a = _trainer("n-distill")
+    seg = _segment() | {"rhat": torch.zeros(3), "rtg": torch.tensor([1.0, 0.0, -1.0])}
+    for _ in range(3):
+        a.update({"obs": OBS}, seg)
+    b = _trainer("n-distill")
+    b.load_state_dict(a.state_dict())
+    ia, ib = a.update({"obs": OBS}, seg), b.update({"obs": OBS}, seg)
+    assert ia.keys() == ib.keys() and a.step == b.step == 4
+    assert [ia[k] for k in ia] == pytest.approx([ib[k] for k in ia], rel=1e-6)
+
+
+# --------------------------------------------------------------------------- registry and command line
+
+
+def test_registry_sizes_baselines_from_the_bpd_cell():
+    from training.methods import CellInputs, get
+    dep = {"params_nonzero": 321, "train": {"hidden": [64, 64]}, "export": {"widths": [11, 9, 7, 1]}}
+    c = CellInputs("InvertedDoublePendulum-v5", 2, str(IDP_TEACHER), "d.npz", Path("/nonexistent/run"),
+                   {"size": "pruned", "control": "mixed"}, {"bpd": dep})
+    cmd = get("teacher-distill").command(c)
+    assert cmd[:4] == ["baseline", "train", "--method", "teacher-distill"]
+    assert cmd[cmd.index("--nonzero") + 1] == "321" and cmd[cmd.index("--control") + 1] == "mixed"
+    assert cmd[cmd.index("--hidden") + 1:cmd.index("--hidden") + 3] == ["64", "64"]
+    c.args = {"size": "dense"}
+    cmd = get("rusu-kl").command(c)
+    assert cmd[cmd.index("--hidden") + 1:cmd.index("--hidden") + 3] == ["9", "7"] and "--nonzero" not in cmd
+    c.args = {"size": "large"}
+    cmd = get("rusu-nll").command(c)
+    assert cmd[cmd.index("--hidden") + 1:cmd.index("--hidden") + 3] == ["256", "256"]
+    assert get("n-distill").needs == ("bpd",) and get("n-distill").product == "policy.npz"
+
+
+def test_cli_rejects_a_reward_rule_on_teacher_data(idp_dataset, tmp_path, capsys):
+    from bpd.cli import main
+    rc = main(["baseline", "train", "--method", "n-distill", "--control", "teacher", "--teacher", str(IDP_TEACHER),
+               "--dataset", idp_dataset, "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and err[0].startswith("bpd: error:")
+
+
+def test_baselines_run_through_the_grid_runner(tiny_pipeline, tmp_path):
+    """A bpd cell, then baselines sized from it: pruned to its nonzero count, dense at its collapsed widths,
+    and an online one whose environment steps land in result.json."""
+    from tests.test_experiment import TINY_DISTILL, _plan, _run_plan
+    tiny = {"steps": 20, "eval_every": 10, "eval_episodes": 1}
+    plan = _plan(tmp_path, tiny_pipeline / "teacher.npz", {
+        "bpd": {"args": TINY_DISTILL},
+        "rusu-kl": {"args": tiny},
+        "rusu-kl-dense": {"method": "rusu-kl", "args": tiny | {"size": "dense"}},
+        "on-policy-distill": {"args": tiny | {"env_steps": 40, "collect_every": 20}},
+    })
+    runs = tmp_path / "runs"
+    p = _run_plan(plan, runs)
+    assert p.returncode == 0, p.stdout + p.stderr
+    cell = runs / "InvertedPendulum-v5"
+    bpd_res = json.loads((cell / "bpd" / "seed0" / "result.json").read_text())
+    kl = json.loads((cell / "rusu-kl" / "seed0" / "result.json").read_text())
+    assert kl["params_nonzero"] == bpd_res["params_nonzero"] and kl["train"]["nonzero_budget"] == bpd_res["params_nonzero"]
+    assert kl["train"]["env_steps"] == 500 and kl["train"]["grad_steps"] == 20 and kl["train"]["control"] == "teacher"
+    assert bpd_res["train"]["env_steps"] == 500  # the BPD cell is charged its dataset
+    from export.collapse import collapse
+    from training.student import load_student
+    s, _, stats = load_student(cell / "bpd" / "seed0" / "run" / "student.pt")
+    dense = json.loads((cell / "rusu-kl-dense" / "seed0" / "result.json").read_text())
+    assert dense["train"]["hidden"] == collapse(s.collapse(**stats)).widths[1:-1]
+    online = json.loads((cell / "on-policy-distill" / "seed0" / "result.json").read_text())
+    assert online["train"]["env_steps"] == 40 and online["train"]["control"] == "student"
+    assert online["train"]["visited_spread"] > 0
+
+
+def test_sac_log_std_head_read_from_the_zip(tmp_path):
+    import io
+    import zipfile
+    t = Teacher(weights=[np.zeros((3, 2), np.float32), np.zeros((1, 3), np.float32)],
+                biases=[np.array([1.0, 2.0, 3.0], np.float32), np.array([0.5], np.float32)], activation="relu",
+                output="tanh", obs_mean=np.zeros(2, np.float32), obs_std=np.ones(2, np.float32),
+                action_low=-np.ones(1, np.float32), action_high=np.ones(1, np.float32), env_id="Hand-v0", algo="sac")
+    buf = io.BytesIO()
+    torch.save({"actor.log_std.weight": torch.full((1, 3), 0.1), "actor.log_std.bias": torch.tensor([-1.0])}, buf)
+    with zipfile.ZipFile(tmp_path / "sac.zip", "w") as z:
+        z.writestr("policy.pth", buf.getvalue())
+    from training.baselines import read_sb3
+    tm = TeacherModel(t, 0.2, read_sb3(tmp_path / "sac.zip"))
+    mu, ls = tm(torch.zeros(4, 2))
+    # log std = 0.1 * (1 + 2 + 3) - 1 on the last hidden layer's output
+    assert mu.flatten().tolist() == pytest.approx([0.5] * 4) and ls.flatten().tolist() == pytest.approx([-0.4] * 4)
+    assert tm.distribution.startswith("the SAC actor's log-std head") and tm.critic is None

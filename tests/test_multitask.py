@@ -1,0 +1,89 @@
+"""Multi-task student: the shared trunk is stored once, each task's C entry point matches its float64
+network, a short training run prunes to its budget, every task's network evaluates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from export.multitask import MultiTaskExportConfig, c_name, run_multitask_export
+from training.multitask import MultiTask, TaskWeights, load_multitask
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _hand_built(rng: np.random.Generator) -> MultiTask:
+    def sparse(shape, keep=0.4):
+        w = rng.standard_normal(shape).astype(np.float32)
+        return (w * (rng.random(shape) < keep)).astype(np.float32)
+
+    tasks = [TaskWeights("InvertedPendulum-v5", sparse((16, 4)), rng.standard_normal(16).astype(np.float32),
+                         sparse((1, 12)), np.array([0.1], np.float32), rng.standard_normal(4).astype(np.float32),
+                         (0.5 + rng.random(4)).astype(np.float32), np.array([-3.0], np.float32),
+                         np.array([3.0], np.float32)),
+             TaskWeights("bpd/desktop-cartpole-v0", sparse((16, 9), 1.0), rng.standard_normal(16).astype(np.float32),
+                         sparse((2, 12), 1.0), np.zeros(2, np.float32), np.zeros(9, np.float32),
+                         np.ones(9, np.float32), np.array([-1.0, -2.0], np.float32), np.array([1.0, 0.5], np.float32))]
+    return MultiTask(tasks, [sparse((12, 16), 0.2)], [rng.standard_normal(12).astype(np.float32)], "tanh")
+
+
+def test_c_names():
+    assert c_name("bpd/desktop-cartpole-v0") == "desktop_cartpole_v0"
+    assert c_name("firmware_host.rig:bpd/desktop-cartpole-v0") == "desktop_cartpole_v0"
+    assert c_name("InvertedDoublePendulum-v5") == "inverteddoublependulum_v5"
+
+
+def test_multitask_export_parity_and_shared_trunk(tmp_path):
+    mt = _hand_built(np.random.default_rng(0))
+    mt.save(tmp_path / "multitask.npz")
+    back = load_multitask(tmp_path / "multitask.npz")
+    assert back.params_nonzero == mt.params_nonzero
+    r = run_multitask_export(MultiTaskExportConfig(source=str(tmp_path), out=str(tmp_path / "exp"),
+                                                   parity_samples=300))
+    assert set(r["tasks"]) == {"invertedpendulum_v5", "desktop_cartpole_v0"}
+    for t in r["tasks"].values():
+        assert t["ok"] and t["max_abs_error"] < 1e-5
+    c = (tmp_path / "exp" / "policy_weights.c").read_text()
+    assert c.count("static const float bpd_trunk0_w[") == 1  # the trunk is stored once
+    assert c.count("bpd_trunk0_w,") == 2  # and both tasks' layer tables point at it
+    h = (tmp_path / "exp" / "policy_weights.h").read_text()
+    assert "int bpd_desktop_cartpole_v0_run(const float *obs, float *action, float *scratch);" in h
+    # the C entry point of a task equals that task's teacher-format network (its own forward pass)
+    from export.multitask import MultiTaskC
+    cpol = MultiTaskC(tmp_path / "exp", ["invertedpendulum_v5", "desktop_cartpole_v0"], [4, 9], [1, 2])
+    obs = np.random.default_rng(1).standard_normal((50, 9)).astype(np.float32)
+    for i, (name, od) in enumerate([("invertedpendulum_v5", 4), ("desktop_cartpole_v0", 9)]):
+        ref = mt.task_policy(i).act(obs[:, :od])
+        got = np.stack([cpol.run(name, o[:od])[1] for o in obs])
+        assert np.abs(got - ref).max() < 1e-5
+    rc, a = cpol.run("desktop_cartpole_v0", np.full(9, np.nan, np.float32))
+    assert rc == -1 and a.tolist() == [0.0, 0.0]  # the safe action
+
+
+def test_multitask_training_reaches_its_budget(tmp_path):
+    from training.collect import CollectConfig, collect
+    from training.multitask import MultiTaskConfig, train_multitask
+    from training.teacher import Teacher
+    rng = np.random.default_rng(0)
+    ip = Teacher(weights=[rng.standard_normal((8, 4)).astype(np.float32) * 0.3, rng.standard_normal((1, 8)).astype(np.float32) * 0.3],
+                 biases=[np.zeros(8, np.float32), np.zeros(1, np.float32)], activation="relu", output="tanh",
+                 obs_mean=np.zeros(4, np.float32), obs_std=np.ones(4, np.float32),
+                 action_low=-3 * np.ones(1, np.float32), action_high=3 * np.ones(1, np.float32),
+                 env_id="InvertedPendulum-v5", algo="td3")
+    ip.save(tmp_path / "ip.npz")
+    idp = REPO / "benchmarks" / "teachers" / "InvertedDoublePendulum-v5.npz"
+    for name, t in (("ip", tmp_path / "ip.npz"), ("idp", idp)):
+        collect(CollectConfig(teacher=str(t), out=str(tmp_path / f"{name}.ds.npz"), steps=200, seed=0, progress=False))
+    s = train_multitask(MultiTaskConfig(teachers=[str(tmp_path / "ip.npz"), str(idp)],
+                                        datasets=[str(tmp_path / "ip.ds.npz"), str(tmp_path / "idp.ds.npz")],
+                                        out=str(tmp_path / "run"), trunk=[16, 16], steps=30, batch=32, eval_every=30,
+                                        eval_episodes=1, nonzero=300, progress=False))
+    assert s["params_nonzero"] == 300 and s["env_steps"] == 400 and s["tasks"] == ["InvertedPendulum-v5",
+                                                                                    "InvertedDoublePendulum-v5"]
+    mt = load_multitask(tmp_path / "run" / "multitask.npz")
+    assert mt.params_nonzero == 300
+    from bpd.evaluate import EvaluateConfig, run_evaluate
+    ev = run_evaluate(EvaluateConfig(model=str(tmp_path / "run" / "task1.npz"), episodes=1))
+    assert ev["env_id"] == "InvertedDoublePendulum-v5" and ev["episodes"] == 1

@@ -1,0 +1,317 @@
+"""Multi-task policy distillation (Rusu et al. 2016, section 4.3, for continuous control).
+
+One student for several tasks: per task an input layer (its observation size to the trunk width) and
+an output layer (trunk to its action size), and between them hidden trunk layers all tasks share,
+as the paper shared a trunk between games with per-game output layers. Each task's teacher labels
+that task's dataset; a gradient step sums the tasks' losses (Rusu's tempered KL by default) on one
+batch per task. Sparsity as BPD's students have it: `--nonzero N` magnitude-prunes the whole
+network (shared weights counted once) to N nonzero weights plus biases.
+
+The file (`multitask.npz`, read without unpickling) holds per task W_in, b_in, W_out, b_out,
+obs_mean, obs_std, action_low, action_high and the shared trunk W, b; `bpd multitask export` turns
+it into C with one entry point per task (export/multitask.py), and `task_policy` gives each task's
+network in the teacher format for `bpd evaluate`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import dataclass, field as dc_field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import bpd
+from bpd.config import field, to_dict
+from bpd.errors import BpdError
+from bpd.io import atomic_write, load_arrays, save_arrays, write_json
+from training import gaussian as G
+from training.baselines import TeacherModel, prune_target
+from training.collect import load_dataset
+from training.envs import evaluate, train_eval_seed
+from training.teacher import Teacher, load_teacher
+
+FORMAT = "bpd-multitask"
+
+
+@dataclass
+class TaskWeights:
+    env_id: str
+    w_in: np.ndarray
+    b_in: np.ndarray
+    w_out: np.ndarray
+    b_out: np.ndarray
+    obs_mean: np.ndarray
+    obs_std: np.ndarray
+    action_low: np.ndarray
+    action_high: np.ndarray
+
+
+@dataclass
+class MultiTask:
+    """A multi-task student in numpy: per-task heads around a shared trunk."""
+
+    tasks: list[TaskWeights]
+    trunk_w: list[np.ndarray]
+    trunk_b: list[np.ndarray]
+    activation: str
+    meta: dict = dc_field(default_factory=dict)
+
+    @property
+    def params_nonzero(self) -> int:
+        arrays = [*self.trunk_w, *self.trunk_b]
+        for t in self.tasks:
+            arrays += [t.w_in, t.b_in, t.w_out, t.b_out]
+        return int(sum(np.count_nonzero(a) for a in arrays))
+
+    def task_policy(self, i: int) -> Teacher:
+        t = self.tasks[i]
+        return Teacher(weights=[t.w_in, *self.trunk_w, t.w_out], biases=[t.b_in, *self.trunk_b, t.b_out],
+                       activation=self.activation, output="tanh", obs_mean=t.obs_mean, obs_std=t.obs_std,
+                       action_low=t.action_low, action_high=t.action_high, env_id=t.env_id,
+                       algo="distilled multi-task", source="multi-task student")
+
+    def save(self, path: str | Path) -> None:
+        arrays = {}
+        for j, (w, b) in enumerate(zip(self.trunk_w, self.trunk_b)):
+            arrays[f"trunk{j}_W"], arrays[f"trunk{j}_b"] = w, b
+        for i, t in enumerate(self.tasks):
+            for k in ("w_in", "b_in", "w_out", "b_out", "obs_mean", "obs_std", "action_low", "action_high"):
+                arrays[f"task{i}_{k}"] = getattr(t, k)
+        meta = {"format": FORMAT, "format_version": 1, "tasks": [t.env_id for t in self.tasks],
+                "trunk_layers": len(self.trunk_w), "activation": self.activation, "bpd_version": bpd.__version__} | self.meta
+        save_arrays(path, meta, {k: np.asarray(v, np.float32) for k, v in arrays.items()})
+
+
+def load_multitask(path: str | Path) -> MultiTask:
+    meta, a = load_arrays(path, FORMAT)
+    try:
+        trunk_w = [a[f"trunk{j}_W"] for j in range(int(meta["trunk_layers"]))]
+        trunk_b = [a[f"trunk{j}_b"] for j in range(int(meta["trunk_layers"]))]
+        tasks = [TaskWeights(env, *(a[f"task{i}_{k}"] for k in ("w_in", "b_in", "w_out", "b_out", "obs_mean",
+                                                                   "obs_std", "action_low", "action_high")))
+                 for i, env in enumerate(meta["tasks"])]
+    except KeyError as e:
+        raise BpdError(f"{path}: multi-task file is missing {e}") from None
+    mt = MultiTask(tasks, trunk_w, trunk_b, meta["activation"], {k: v for k, v in meta.items() if k in ("train",)})
+    for i in range(len(tasks)):
+        p = mt.task_policy(i)
+        for j in range(1, len(p.weights)):
+            if p.weights[j].shape[1] != p.weights[j - 1].shape[0]:
+                raise BpdError(f"{path}: task {i} layer {j} does not fit layer {j - 1}")
+    return mt
+
+
+# --------------------------------------------------------------------------- training
+
+
+class MultiTaskStudent(nn.Module):
+    """Task input layers -> shared trunk -> task output layers; masks on every weight for pruning."""
+
+    def __init__(self, obs_dims: list[int], act_dims: list[int], trunk: list[int], activation: str = "tanh") -> None:
+        super().__init__()
+        self.ins = nn.ModuleList(nn.Linear(o, trunk[0]) for o in obs_dims)
+        self.trunk = nn.ModuleList(nn.Linear(a, b) for a, b in zip(trunk[:-1], trunk[1:]))
+        self.outs = nn.ModuleList(nn.Linear(trunk[-1], a) for a in act_dims)
+        self.log_std = nn.ParameterList(nn.Parameter(torch.full((a,), -1.0)) for a in act_dims)
+        for i, l in enumerate(self.linears()):
+            self.register_buffer(f"mask{i}", torch.ones_like(l.weight))
+        self.activation = activation
+
+    def linears(self) -> list[nn.Linear]:
+        return [*self.ins, *self.trunk, *self.outs]
+
+    def mask_of(self, layer: nn.Linear) -> torch.Tensor:
+        return getattr(self, f"mask{next(i for i, l in enumerate(self.linears()) if l is layer)}")
+
+    def _lin(self, layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, layer.weight * self.mask_of(layer), layer.bias)
+
+    def forward(self, task: int, obs_norm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        act = torch.tanh if self.activation == "tanh" else torch.relu
+        h = act(self._lin(self.ins[task], obs_norm))
+        for l in self.trunk:
+            h = act(self._lin(l, h))
+        mu = self._lin(self.outs[task], h)
+        return mu, self.log_std[task].clamp(-5.0, 2.0).expand_as(mu)
+
+    def params_total(self) -> int:
+        return sum(l.weight.numel() + l.bias.numel() for l in self.linears())
+
+    def params_nonzero(self) -> int:
+        return int(sum(torch.count_nonzero(l.weight * self.mask_of(l)).item() + torch.count_nonzero(l.bias).item()
+                       for l in self.linears()))
+
+    @torch.no_grad()
+    def prune_to(self, nonzero: int) -> None:
+        """Global magnitude pruning over every weight (shared ones counted once); biases kept."""
+        lins = self.linears()
+        keep = nonzero - sum(l.bias.numel() for l in lins)
+        if keep < 1:
+            raise BpdError(f"a budget of {nonzero} nonzero parameters leaves no weights beside the biases")
+        mags = torch.cat([(l.weight * self.mask_of(l)).abs().flatten() for l in lins])
+        if keep >= mags.numel():
+            return
+        flat = torch.zeros_like(mags)
+        flat[torch.argsort(mags, descending=True, stable=True)[:keep]] = 1.0
+        i = 0
+        for l in lins:
+            m = self.mask_of(l)
+            m.copy_(flat[i:i + m.numel()].view_as(m))
+            l.weight.mul_(m)
+            i += m.numel()
+
+    def to_numpy(self, env_ids: list[str], stats: list[dict]) -> MultiTask:
+        def w(l: nn.Linear) -> np.ndarray:
+            return (l.weight * self.mask_of(l)).detach().numpy().astype(np.float32)
+
+        def b(l: nn.Linear) -> np.ndarray:
+            return l.bias.detach().numpy().astype(np.float32)
+
+        tasks = [TaskWeights(e, w(li), b(li), w(lo), b(lo), *(np.asarray(s[k], np.float32) for k in
+                                                               ("obs_mean", "obs_std", "low", "high")))
+                 for e, li, lo, s in zip(env_ids, self.ins, self.outs, stats)]
+        return MultiTask(tasks, [w(l) for l in self.trunk], [b(l) for l in self.trunk], self.activation)
+
+
+@dataclass
+class MultiTaskConfig:
+    teachers: list[str] = field(help="one teacher file per task")
+    datasets: list[str] = field(help="one dataset per task (same order), from `bpd collect`")
+    out: str = field("runs/multitask", help="run directory")
+    trunk: list[int] = field([64, 64], help="trunk widths: the task input layers map to the first, the task "
+                             "output layers read the last")
+    activation: str = field("tanh", help="hidden activation", choices=("tanh", "relu"))
+    loss: str = field("kl", help="Rusu's loss per task", choices=("kl", "mse", "nll"))
+    temperature: float = field(0.01, help="kl: teacher temperature")
+    teacher_std: float = field(0.2, help="teacher spread in pre-tanh units (deterministic teachers)")
+    nonzero: int | None = field(None, help="magnitude-prune the whole network to this many nonzero parameters")
+    prune_start: float = field(0.2, help="fraction of training where pruning begins")
+    prune_end: float = field(0.6, help="fraction of training where the nonzero count is reached")
+    steps: int = field(20_000, help="gradient steps (one batch of every task per step)")
+    batch: int = field(256, help="batch size per task")
+    lr: float = field(1e-3, help="learning rate")
+    eval_every: int = field(2000, help="steps between evaluations of every task")
+    eval_episodes: int = field(5, help="episodes per task per evaluation")
+    seed: int = field(0, help="random seed")
+    threads: int = field(1, help="torch CPU threads")
+    resume: bool = field(False, help="continue the run in --out from its last checkpoint")
+    progress: bool = field(True, help="show a progress bar")
+
+
+def _task_loss(loss: str, mu_t, ls_t, mu, ls, temperature: float) -> torch.Tensor:
+    if loss == "mse":
+        return F.mse_loss(mu, mu_t)
+    if loss == "nll":
+        return -G.log_prob(mu_t, mu, ls).mean()
+    return G.kl(mu_t, G.temper(ls_t, temperature), mu, ls).mean()
+
+
+def train_multitask(cfg: MultiTaskConfig) -> dict:
+    """Train one multi-task student; resumable; writes multitask.npz, metrics.csv and summary.json."""
+    if len(cfg.teachers) != len(cfg.datasets) or len(cfg.teachers) < 2:
+        raise BpdError("give one --datasets entry per --teachers entry, for at least two tasks")
+    if cfg.steps < 1 or cfg.batch < 1 or cfg.eval_every < 1 or not cfg.trunk or min(cfg.trunk) < 1:
+        raise BpdError("--steps, --batch, --eval-every and every --trunk width must be positive")
+    teachers = [load_teacher(t) for t in cfg.teachers]
+    dss = [load_dataset(d, t.obs_dim, t.act_dim) for d, t in zip(cfg.datasets, teachers)]
+    envs = [d.meta["env_id"] for d in dss]
+    out = Path(cfg.out)
+    conf = {k: v for k, v in to_dict(cfg).items() if k not in ("resume", "progress", "threads")}
+    if (out / "config.json").exists():
+        if not cfg.resume:
+            raise BpdError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+        if json.loads((out / "config.json").read_text()) != conf:
+            raise BpdError(f"{out} was started with a different configuration")
+    else:
+        write_json(out / "config.json", conf)
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    student = MultiTaskStudent([t.obs_dim for t in teachers], [t.act_dim for t in teachers], cfg.trunk, cfg.activation)
+    dense = student.params_total()
+    if cfg.nonzero is not None and not 0 < cfg.nonzero <= dense:
+        raise BpdError(f"--nonzero must be in 1..{dense} for this trunk")
+    opt = torch.optim.Adam(student.parameters(), lr=cfg.lr)
+    tms = [TeacherModel(t, cfg.teacher_std) for t in teachers]
+    obs = [torch.as_tensor(d.observations) for d in dss]
+    means = [torch.as_tensor(d.obs_mean) for d in dss]
+    stds = [torch.as_tensor(d.obs_std) for d in dss]
+    stats = [{"obs_mean": d.obs_mean, "obs_std": d.obs_std, "low": d.action_low, "high": d.action_high} for d in dss]
+    gen = torch.Generator().manual_seed(cfg.seed)
+    step, elapsed, nz = 0, 0.0, None
+    ck = out / "checkpoint.pt"
+    if cfg.resume and ck.exists():
+        blob = torch.load(ck, weights_only=True)
+        student.load_state_dict(blob["student"])
+        opt.load_state_dict(blob["opt"])
+        gen.set_state(blob["generator"])
+        step, elapsed = int(blob["step"]), float(blob["elapsed"])
+    fields = ["step", "time_s", "params_nonzero", *[f"loss/{e}" for e in envs], *[f"eval/{e}" for e in envs]]
+    metrics = out / "metrics.csv"
+    if metrics.exists():
+        with open(metrics, newline="") as f:
+            keep = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
+    else:
+        keep = []
+    mf = open(metrics, "w", newline="")
+    wr = csv.DictWriter(mf, fieldnames=fields)
+    wr.writeheader()
+    wr.writerows(keep)
+    t0 = time.time() - elapsed
+    acc = {e: [] for e in envs}
+    last: dict = {}
+    try:
+        while step < cfg.steps:
+            if cfg.nonzero is not None:
+                target = prune_target(step, cfg.steps, dense, cfg.nonzero, cfg.prune_start, cfg.prune_end)
+                nz = student.params_nonzero() if nz is None else nz
+                if target < nz:
+                    student.prune_to(target)
+                    nz = target
+            total = torch.zeros(())
+            for i, tm in enumerate(tms):
+                x = obs[i][torch.randint(0, len(obs[i]), (cfg.batch,), generator=gen)]
+                mu_t, ls_t = tm(x)
+                mu, ls = student(i, (x - means[i]) / stds[i])
+                li = _task_loss(cfg.loss, mu_t, ls_t, mu, ls, cfg.temperature)
+                acc[envs[i]].append(li.item())
+                total = total + li
+            opt.zero_grad(set_to_none=True)
+            total.backward()
+            opt.step()
+            step += 1
+            if step % cfg.eval_every == 0 or step == cfg.steps:
+                mt = student.to_numpy(envs, stats)
+                row = {"step": step, "time_s": round(time.time() - t0, 2), "params_nonzero": mt.params_nonzero}
+                for i, e in enumerate(envs):
+                    rets, _ = evaluate(e, mt.task_policy(i).act, cfg.eval_episodes, seed=train_eval_seed(cfg.seed))
+                    row[f"eval/{e}"] = float(np.mean(rets))
+                    row[f"loss/{e}"] = float(np.mean(acc[e])) if acc[e] else None
+                    acc[e] = []
+                wr.writerow(row)
+                mf.flush()
+                last = row
+                blob = {"student": student.state_dict(), "opt": opt.state_dict(), "generator": gen.get_state(),
+                        "step": step, "elapsed": time.time() - t0}
+                atomic_write(ck, lambda f: torch.save(blob, f))
+    finally:
+        mf.close()
+    if cfg.nonzero is not None:
+        student.prune_to(cfg.nonzero)
+    mt = student.to_numpy(envs, stats)
+    summary = {"tasks": envs, "steps": step, "grad_steps": step, "env_steps": int(sum(len(d) for d in dss)),
+               "seconds": round(time.time() - t0, 2), "params_nonzero": mt.params_nonzero, "params_total": dense,
+               "trunk": list(cfg.trunk), "loss": cfg.loss, "nonzero_budget": cfg.nonzero,
+               "final_eval": {e: last.get(f"eval/{e}") for e in envs},
+               "teacher_distribution": [tm.distribution for tm in tms]}
+    mt.meta = {"train": {"loss": cfg.loss, "steps": step, "seed": cfg.seed}}
+    mt.save(out / "multitask.npz")
+    for i, e in enumerate(envs):
+        mt.task_policy(i).save(out / f"task{i}.npz")
+    write_json(out / "summary.json", summary)
+    return summary
