@@ -138,3 +138,39 @@ def test_plain_student_reads_back_as_a_bayesian_student():
     x = batch()["obs"]
     torch.testing.assert_close(back(x), st(x))
     assert back.sparsity() == pytest.approx(st.sparsity()) and st.sparsity() > 0
+
+
+# --------------------------------------------------------------------------- through the runner
+
+
+def test_every_ablation_trains_evaluates_and_exports_through_the_runner(tiny_pipeline, tmp_path):
+    import json
+
+    import yaml
+
+    from tests.conftest import run_bpd
+    from tests.test_experiment import TINY_DISTILL, _plan
+    from training.methods import METHODS
+
+    ablations = [m for m in METHODS if m not in ("bpd", "online-sac-small") and not m.startswith("baseline")]
+    plan = _plan(tmp_path, tiny_pipeline / "teacher.npz", {"bpd": {"args": TINY_DISTILL}}
+                 | {m: {"args": TINY_DISTILL} for m in ablations}, bench=True)
+    raw = yaml.safe_load(plan.read_text())
+    raw["groups"] = {"Prior": ["bpd", "bpd-prior-uniform"], "Bayesian part": ["bpd", "magnitude-prune", "dense-small"]}
+    plan.write_text(yaml.safe_dump(raw))
+    runs = tmp_path / "runs"
+    p = run_bpd("experiment", "run", str(plan), "--runs", str(runs), "--workers", "2", check=False, timeout=900)
+    assert p.returncode == 0, p.stdout + p.stderr
+    res = {m: json.loads((runs / "InvertedPendulum-v5" / m / "seed0" / "result.json").read_text())
+           for m in ["bpd", *ablations]}
+    for m, r in res.items():
+        assert r["eval"]["return_mean"] > 0 and r["export"]["params_nonzero"] == r["params_nonzero"], m
+    assert res["magnitude-prune"]["params_nonzero"] == res["bpd"]["params_nonzero"]
+    assert res["dense-small"]["train"]["hidden"] == res["bpd"]["export"]["widths"][1:-1]
+    assert res["bpd-prior-uniform"]["params_nonzero"] == res["bpd-prior-uniform"]["params_total"]
+    assert "no sparsity by construction" in res["bpd-prior-uniform"]["train"]["pruning_rule"]
+    assert res["bpd-no-value"]["train"]["seconds"] > 0
+    run_bpd("experiment", "table", str(plan), "--runs", str(runs), "--out", str(tmp_path / "table"))
+    md = (tmp_path / "table" / "table.md").read_text()
+    assert "## Summary" in md and "## Prior" in md and "## Bayesian part" in md
+    assert "none (flat prior: no sparsity by construction)" in md
