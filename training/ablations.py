@@ -105,6 +105,6 @@ class PlainStudent(BayesianStudent):
             elif kept_now <= k:
                 self.set_mask([layer.mask().bool() for layer in self.layers])  # keep removed weights at zero
 
-    def pruning_done(self, step: int, total: int) -> bool:
+    def pruning_done(self) -> bool:
         """Whether the student has reached its final sparsity (only such students may be handed over)."""
-        return self.mode != "magnitude" or step >= self.prune_end * total
+        return self.mode != "magnitude" or int(sum(layer.mask().sum().item() for layer in self.layers)) <= self.keep

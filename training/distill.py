@@ -190,12 +190,13 @@ class BPDTrainer:
             bc = F.mse_loss(pi, batch["teacher_act"])
             eta = self.eta()
             sparse, logs = self.sparsity_term(eta)
-            actor_loss = c.bc_weight * bc + sparse
+            value: torch.Tensor | float = 0.0
             if self.critic is not None:
                 q = self.critic.q1(torch.cat([s, pi], dim=-1)).squeeze(-1)
                 lam = lambda_weight(q, c.alpha)
-                actor_loss = actor_loss - lam * q.mean()
+                value = -lam * q.mean()
                 logs |= {"losses/q": q.mean().item(), "lambda": lam.item()}
+            actor_loss = value + c.bc_weight * bc + sparse
             self.actor_opt.zero_grad(set_to_none=True)
             actor_loss.backward()
             self.actor_opt.step()
@@ -215,7 +216,7 @@ class BPDTrainer:
 
     def selectable(self) -> bool:
         """Whether the current student may be handed over (a magnitude student only once fully pruned)."""
-        return not isinstance(self.actor, PlainStudent) or self.actor.pruning_done(self.step, self.cfg.steps)
+        return not isinstance(self.actor, PlainStudent) or self.actor.pruning_done()
 
     def _parts(self) -> tuple[str, ...]:
         parts = ("actor", "actor_target", "actor_opt")
