@@ -127,6 +127,23 @@ def test_magnitude_count_out_of_range_is_a_one_line_error():
         trainer(student="magnitude", prune_to=5)
 
 
+@pytest.mark.parametrize("kw, message", [
+    ({"student": "magnitude"}, "needs --prune-to"),
+    ({"prune_to": 100}, "--student magnitude only"),
+    ({"student": "dense", "prior": "gaussian"}, "--prior applies to the Bayesian student"),
+    ({"prior_scale": 0.0}, "--prior-scale must be positive"),
+    ({"prune_start": 0.7, "prune_end": 0.5}, "--prune-start and --prune-end"),
+    ({"l1_weight": -1.0}, "--l1-weight"),
+])
+def test_bad_ablation_options_are_one_line_errors(kw, message):
+    from training.distill import check_ablation_options
+
+    cfg = DistillConfig(teacher="t", dataset="d", hidden=[8, 8], **kw)
+    with pytest.raises(BpdError, match=message) as e:
+        check_ablation_options(cfg, OBS, ACT)
+    assert "\n" not in str(e.value)
+
+
 def test_plain_student_reads_back_as_a_bayesian_student():
     torch.manual_seed(1)
     st = PlainStudent(OBS, ACT, [8, 8], mode="l1", l1_threshold=0.2)

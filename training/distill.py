@@ -130,11 +130,8 @@ class BPDTrainer:
                                          pruning_threshold(cfg.prior, cfg.threshold, cfg.log_alpha_clip),
                                          cfg.log_alpha_clip, cfg.init_log_sigma2)
         else:
+            check_ablation_options(cfg, obs_dim, act_dim)
             n_bias = sum(cfg.hidden) + act_dim
-            n_weights = sum(i * o for i, o in zip([obs_dim, *cfg.hidden], [*cfg.hidden, act_dim]))
-            if cfg.prune_to is not None and not n_bias < cfg.prune_to <= n_bias + n_weights:
-                raise BpdError(f"--prune-to must lie in ({n_bias}, {n_bias + n_weights}]: the student has "
-                               f"{n_bias} biases and {n_weights} weights")
             self.actor = PlainStudent(obs_dim, act_dim, cfg.hidden, cfg.activation, cfg.student, cfg.l1_threshold,
                                       None if cfg.prune_to is None else cfg.prune_to - n_bias,
                                       cfg.prune_start, cfg.prune_end)
@@ -280,9 +277,9 @@ def distill(cfg: DistillConfig) -> dict:
         raise BpdError("--keep-return is a fraction of the teacher's return, e.g. 0.95")
     if not cfg.hidden or min(cfg.hidden) < 1:
         raise BpdError("--hidden needs at least one positive width")
-    check_ablation_options(cfg)
     teacher = load_teacher(cfg.teacher)
     ds = load_dataset(cfg.dataset, teacher.obs_dim, teacher.act_dim)
+    check_ablation_options(cfg, ds.meta["obs_dim"], ds.meta["act_dim"])
     env_id = cfg.env or ds.meta["env_id"]
     run = Run(cfg.out)
     _prepare_run_dir(run, cfg)
@@ -380,7 +377,7 @@ def distill(cfg: DistillConfig) -> dict:
     return summary
 
 
-def check_ablation_options(cfg: DistillConfig) -> None:
+def check_ablation_options(cfg: DistillConfig, obs_dim: int, act_dim: int) -> None:
     """One-line errors for option sets the ablations cannot train."""
     if cfg.prior_scale <= 0:
         raise BpdError("--prior-scale must be positive")
@@ -394,6 +391,11 @@ def check_ablation_options(cfg: DistillConfig) -> None:
         raise BpdError("--student magnitude needs --prune-to (nonzero parameters to keep)")
     if cfg.student != "magnitude" and cfg.prune_to is not None:
         raise BpdError("--prune-to applies to --student magnitude only")
+    n_bias = sum(cfg.hidden) + act_dim
+    n_weights = sum(i * o for i, o in zip([obs_dim, *cfg.hidden], [*cfg.hidden, act_dim]))
+    if cfg.prune_to is not None and not n_bias < cfg.prune_to <= n_bias + n_weights:
+        raise BpdError(f"--prune-to must lie in ({n_bias}, {n_bias + n_weights}]: the student has "
+                       f"{n_bias} biases and {n_weights} weights")
 
 
 def _pruning_rule(cfg: DistillConfig) -> str:
