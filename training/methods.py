@@ -12,7 +12,7 @@ method.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -146,6 +146,11 @@ _ablation("l1-threshold", "deterministic student, BPD's loss minus the KL plus a
           "magnitude threshold", {"student": "l1"})
 
 
+def _sized_like_bpd(c: CellInputs, extra: dict) -> list[str]:
+    """The distill command with the student's widths taken from the bpd cell, whatever the plan's args say."""
+    return distill_command(replace(c, args={k: v for k, v in c.args.items() if k != "hidden"}), extra)
+
+
 def _bpd_result(c: CellInputs) -> dict:
     if len(c.deps) != 1:
         raise BpdError(f"{c.env} seed {c.seed}: expected the result of one bpd cell, got {len(c.deps)}")
@@ -158,7 +163,7 @@ def _magnitude_command(c: CellInputs) -> list[str]:
     nonzero, hidden = dep.get("params_nonzero"), (dep.get("train") or {}).get("hidden")
     if not nonzero or not hidden:
         raise BpdError(f"the bpd cell of {c.env} seed {c.seed} records no nonzero count or widths")
-    return distill_command(c, {"student": "magnitude", "prune_to": int(nonzero), "hidden": list(hidden)})
+    return _sized_like_bpd(c, {"student": "magnitude", "prune_to": int(nonzero), "hidden": list(hidden)})
 
 
 def _dense_small_command(c: CellInputs) -> list[str]:
@@ -167,7 +172,7 @@ def _dense_small_command(c: CellInputs) -> list[str]:
     if not widths:
         raise BpdError(f"the bpd cell of {c.env} seed {c.seed} was not exported; dense-small needs its collapsed "
                        "widths (plan with bench: true)")
-    return distill_command(c, {"student": "dense", "hidden": list(widths[1:-1])})
+    return _sized_like_bpd(c, {"student": "dense", "hidden": list(widths[1:-1])})
 
 
 register(Method("magnitude-prune", "deterministic student, BPD's loss minus the KL, global magnitude pruning to "
