@@ -210,3 +210,28 @@ def test_every_ablation_trains_evaluates_and_exports_through_the_runner(tiny_pip
     md = (tmp_path / "table" / "table.md").read_text()
     assert "## Summary" in md and "## Prior" in md and "## Bayesian part" in md
     assert "none (flat prior: no sparsity by construction)" in md
+
+
+@pytest.mark.parametrize("groups, message", [
+    ("{Prior: [bpd, nope]}", "group 'Prior' names labels that are not in methods: nope"),
+    ("[bpd]", "groups maps a table name to a list"),
+])
+def test_bad_plan_groups_are_one_line_errors(tmp_path, groups, message):
+    from bpd.experiment import load_plan
+
+    p = tmp_path / "plan.yaml"
+    p.write_text(f"envs: [A]\nseeds: [0]\nteachers: {{A: t.npz}}\nmethods: [bpd]\ngroups: {groups}\n")
+    with pytest.raises(BpdError, match=message):
+        load_plan(p)
+
+
+def test_plan_groups_are_read():
+    from pathlib import Path
+
+    from bpd.experiment import load_plan
+
+    plan = load_plan(Path(__file__).resolve().parents[1] / "benchmarks" / "plans" / "ablations.yaml")
+    assert set(plan.groups) == {"Bayesian part", "KL schedule", "Prior", "Value term"}
+    assert all("bpd" in labels for labels in plan.groups.values())
+    assert {l for labels in plan.groups.values() for l in labels} == set(plan.methods)
+    assert plan.methods["magnitude-prune"].needs == {"bpd": "bpd"}
