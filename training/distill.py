@@ -150,18 +150,17 @@ class BPDTrainer:
         c = self.cfg
         return eta_at(self.step, c.steps, c.eta_max, c.eta_schedule, c.eta_ramp)
 
-    def sparsity_term(self, eta: float) -> tuple[torch.Tensor, dict[str, float]]:
-        """The loss's sparsity term at KL weight eta: the KL to the prior (Bayesian student), the
-        scheduled L1 penalty (l1 student) or nothing."""
+    def sparsity_term(self, eta: float) -> tuple[torch.Tensor, float, dict[str, float]]:
+        """The loss's sparsity penalty and its weight at KL weight eta: the KL to the prior weighted
+        eta * kl_scale (Bayesian student), the L1 norm on the schedule's shape (l1 student) or nothing."""
         c = self.cfg
         if isinstance(self.actor, PlainStudent):
             if self.actor.mode != "l1":
-                return torch.zeros(()), {}
-            ramp = eta_at(self.step, c.steps, 1.0, c.eta_schedule, c.eta_ramp)
+                return torch.zeros(()), 0.0, {}
             l1 = self.actor.l1()
-            return ramp * c.l1_weight * l1, {"losses/l1": l1.item()}
+            return l1, eta_at(self.step, c.steps, 1.0, c.eta_schedule, c.eta_ramp) * c.l1_weight, {"losses/l1": l1.item()}
         kl = student_kl(self.actor, c.prior, c.prior_scale)
-        return eta * self.kl_scale * kl, {"losses/kl": kl.item()}
+        return kl, eta * self.kl_scale, {"losses/kl": kl.item()}
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         c = self.cfg
@@ -184,19 +183,19 @@ class BPDTrainer:
         if self.step % c.policy_freq == 0:
             self.actor.train()
             pi = self.actor(s)
-            bc = F.mse_loss(pi, batch["teacher_act"])
-            eta = self.eta()
-            sparse, logs = self.sparsity_term(eta)
-            value: torch.Tensor | float = 0.0
             if self.critic is not None:
                 q = self.critic.q1(torch.cat([s, pi], dim=-1)).squeeze(-1)
                 lam = lambda_weight(q, c.alpha)
-                value = -lam * q.mean()
-                logs |= {"losses/q": q.mean().item(), "lambda": lam.item()}
-            actor_loss = value + c.bc_weight * bc + sparse
+            bc = F.mse_loss(pi, batch["teacher_act"])
+            eta = self.eta()
+            penalty, weight, logs = self.sparsity_term(eta)
+            value: torch.Tensor | float = 0.0 if self.critic is None else -lam * q.mean()
+            actor_loss = value + c.bc_weight * bc + weight * penalty
             self.actor_opt.zero_grad(set_to_none=True)
             actor_loss.backward()
             self.actor_opt.step()
+            if self.critic is not None:
+                logs |= {"losses/q": q.mean().item(), "lambda": lam.item()}
             self.actor.eval()
             if isinstance(self.actor, PlainStudent):
                 self.actor.after_step(self.step, c.steps)
