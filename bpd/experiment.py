@@ -21,6 +21,8 @@ Plan format:
       bpd: {}
       bpd-constant-eta: {method: bpd, args: {eta_schedule: constant}}
     env_args: {Hopper-v5: {steps: 100000}}   # options for every method on one environment
+    groups:                          # optional: named sub-tables of method labels, and a summary table
+      KL schedule: [bpd, bpd-constant-eta]
 Relative paths in a plan are relative to the repository (the directory holding setup.cfg) when
 the plan lives inside it, else to the plan's directory.
 """
@@ -96,6 +98,7 @@ class Plan:
     methods: dict[str, MethodSpec]
     env_args: dict[str, dict]
     raw: dict = dc_field(default_factory=dict)
+    groups: dict[str, list[str]] = dc_field(default_factory=dict)
 
     def cells(self) -> list[Cell]:
         """Method-major, so that with few workers every environment's first method finishes early."""
@@ -141,7 +144,7 @@ def load_plan(path: str | Path, runs: str | None = None) -> Plan:
     if not isinstance(raw, dict):
         raise BpdError(f"{p}: a plan is a mapping with envs, seeds, teachers and methods")
     unknown = set(raw) - {"name", "envs", "seeds", "teachers", "dataset", "eval", "bench", "methods", "env_args",
-                          "description", "runs"}
+                          "description", "runs", "groups"}
     if unknown:
         raise BpdError(f"{p}: unknown plan keys: {', '.join(sorted(unknown))}")
     base = _repo_root(p.resolve().parent) or p.resolve().parent
@@ -195,9 +198,17 @@ def load_plan(path: str | Path, runs: str | None = None) -> Plan:
     if int(ev["seed"]) + int(ev["episodes"]) > 100_000:
         raise BpdError(f"{p}: evaluation seeds must stay below 100000 (higher seeds choose models in training)")
     env_args = {str(k): dict(v or {}) for k, v in (raw.get("env_args") or {}).items()}
+    groups_raw = raw.get("groups") or {}
+    if not isinstance(groups_raw, dict) or not all(isinstance(v, list) for v in groups_raw.values()):
+        raise BpdError(f"{p}: groups maps a table name to a list of method labels")
+    groups = {str(g): [str(x) for x in labels] for g, labels in groups_raw.items()}
+    for g, labels in groups.items():
+        missing = [x for x in labels if x not in methods]
+        if missing:
+            raise BpdError(f"{p}: group {g!r} names labels that are not in methods: {', '.join(missing)}")
     root = Path(runs) if runs else Path(os.environ.get("BPD_RUNS", base.parent / "bpd-runs")) / name
     return Plan(p, name, base, root, envs, [int(s) for s in seeds], teachers, dataset, ev,
-                bool(raw.get("bench", False)), methods, env_args, raw)
+                bool(raw.get("bench", False)), methods, env_args, raw, groups)
 
 
 def cell_spec(plan: Plan, cell: Cell) -> dict:
@@ -358,6 +369,7 @@ def execute_cell(plan_path: str, cell_key: str, runs: str | None = None) -> dict
             bench = _bench_figures(_read_json(bj) or {})
         result = _cell_result(plan, cell, spec, _read_json(train_summary) or {}, _read_json(ev_path) or {},
                               _read_json(plan.teacher_eval_path(cell.env)) or {}, export_info, bench, train_seconds)
+        result["train"]["last_evals"] = _last_evals(cell.dir / "run" / "metrics.csv")
         write_json(result_path, result)
         rec.update(state="done", seconds=round(time.time() - t0, 1), finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
     except StageFailed as e:
@@ -368,6 +380,17 @@ def execute_cell(plan_path: str, cell_key: str, runs: str | None = None) -> dict
         rec.update(state="failed", error=f"internal error: {e.__class__.__name__}: {e}", seconds=round(time.time() - t0, 1))
     write_json(status_path, rec)
     return rec
+
+
+def _last_evals(metrics: Path, n: int = 3) -> list[float] | None:
+    """The last n periodic evaluation returns of a run that logs metrics.csv (training stability)."""
+    import csv
+
+    if not metrics.exists():
+        return None
+    with open(metrics, newline="") as f:
+        vals = [float(r["eval/return_mean"]) for r in csv.DictReader(f) if r.get("eval/return_mean")]
+    return vals[-n:] or None
 
 
 def _cell_result(plan: Plan, cell: Cell, spec: dict, train: dict, ev: dict, tev: dict, export_info: dict | None,
@@ -402,6 +425,7 @@ def _cell_result(plan: Plan, cell: Cell, spec: dict, train: dict, ev: dict, tev:
                   "teacher_distribution": train.get("teacher_distribution"),
                   "teacher_value": train.get("teacher_value"), "visited_spread": train.get("visited_spread"),
                   "selection": (train.get("selection") or {}).get("chosen"),
+                  "pruning_rule": train.get("pruning_rule"),
                   "selection_rule": (train.get("selection") or {}).get("rule")},
         "export": ({"widths": export_info.get("widths"), "params_nonzero": export_info.get("params_nonzero"),
                     "model_hash": export_info.get("model_hash")} if export_info else None),
@@ -666,6 +690,15 @@ def aggregate(rows: list[dict]) -> list[dict]:
                 "policy_bytes": [b["policy_bytes"] for b in bench] or None,
                 "weights_flash_bytes": [b["weights_flash_bytes"] for b in bench] or None,
                 "seconds_median": float(np.median(secs)) if secs else None,
+                "us_estimate": [b.get("us_estimate") for b in bench if b.get("us_estimate") is not None] or None,
+                "pruning_rule": next((d["train"].get("pruning_rule") for d in done if d["train"].get("pruning_rule")),
+                                     None),
+                "sparsity_mean": _mean_or_none([1 - d["params_nonzero"] / d["params_total"] for d in done
+                                                if d.get("params_total")]),
+                "vs_teacher_std": float(rel.std()) if len(rel) else None,
+                "last_evals_spread": _mean_or_none([float(np.std(d["train"]["last_evals"])) / abs(done[0]["teacher"]
+                                                    ["return_mean"]) for d in done if d["train"].get("last_evals")
+                                                    and done[0]["teacher"]["return_mean"]]),
                 "per_seed": [{"seed": d["seed"], "return": d["eval"]["return_mean"], "vs_teacher": d["return_vs_teacher"],
                               "nonzero": d["params_nonzero"], "early": d["early_terminations_where_teacher_finished"]}
                              for d in done],
@@ -678,6 +711,10 @@ def aggregate(rows: list[dict]) -> list[dict]:
                 and agg["early_where_teacher_finished"] == 0)
         out.append(agg)
     return out
+
+
+def _mean_or_none(xs: list[float]) -> float | None:
+    return float(np.mean(xs)) if xs else None
 
 
 def _fmt(x, nd=1, pct=False) -> str:
@@ -732,6 +769,28 @@ def markdown_table(plan: Plan, aggs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def summary_table(plan: Plan, aggs: list[dict], labels: list[str] | None = None) -> str:
+    """One row per environment and method: the ablation plans' metrics side by side."""
+    lines = ["| environment | method | seeds | % of teacher (mean +- std over seeds) | D4RL score "
+             "| spread of last 3 evaluations (% of teacher) | weights pruned (student) | nonzero "
+             "| pruning rule | M4F instructions | M4F us (estimate) | policy flash B | distill s (median) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for a in aggs:
+        if labels is not None and a["label"] not in labels:
+            continue
+        if not a["done"]:
+            lines.append(f"| {a['env']} | {a['label']} | 0/{a['seeds']} |" + " - |" * 10)
+            continue
+        lines.append(
+            f"| {a['env']} | {a['label']} | {a['done']}/{a['seeds']} "
+            f"| {_fmt(a['vs_teacher_mean'], pct=True)} +- {_fmt(a['vs_teacher_std'], pct=True)} "
+            f"| {_fmt(a['d4rl_mean'])} | {_fmt(a['last_evals_spread'], pct=True)} "
+            f"| {_fmt(a['sparsity_mean'], pct=True)} | {_range([x['nonzero'] for x in a['per_seed']])} "
+            f"| {a['pruning_rule'] or '-'} | {_range(a['instructions'] or [])} | {_range(a['us_estimate'] or [], 1)} "
+            f"| {_range(a['policy_bytes'] or [])} | {_fmt(a['seconds_median'], 0)} |")
+    return "\n".join(lines) + "\n"
+
+
 def _plots(plan: Plan, rows: list[dict], aggs: list[dict], out: Path) -> list[str]:
     import matplotlib
     matplotlib.use("Agg")
@@ -763,35 +822,50 @@ def _plots(plan: Plan, rows: list[dict], aggs: list[dict], out: Path) -> list[st
         name = f"{env}.png"
         save_png(fig, out / name)
         written.append(name)
-        # learning curves of runs that log metrics.csv
-        fig, ax = plt.subplots(figsize=(7, 4))
-        any_curve = False
-        for a in ar:
-            curves = []
-            for s in plan.seeds:
-                m = plan.runs / env / a["label"] / f"seed{s}" / "run" / "metrics.csv"
-                if m.exists():
-                    import csv
-                    with open(m, newline="") as f:
-                        rr = list(csv.DictReader(f))
-                    if rr and "eval/return_mean" in rr[0]:
-                        curves.append(([float(r["step"]) for r in rr], [float(r["eval/return_mean"]) for r in rr]))
-            if curves:
-                any_curve = True
-                n = min(len(c[0]) for c in curves)
-                y = np.array([c[1][:n] for c in curves])
-                ax.plot(curves[0][0][:n], y.mean(0), label=a["label"])
-                ax.fill_between(curves[0][0][:n], y.min(0), y.max(0), alpha=0.15)
-        if any_curve:
-            ax.set_xlabel("gradient step")
-            ax.set_ylabel("periodic evaluation return (mean, min-max over seeds)")
-            ax.legend(fontsize=6)
-            ax.set_title(env)
-            save_png(fig, out / f"{env}.curves.png")
-            written.append(f"{env}.curves.png")
-        else:
-            plt.close(fig)
+        for group, labels in [("", None), *plan.groups.items()]:
+            name = _curves(plan, env, [a for a in ar if labels is None or a["label"] in labels], out, group)
+            if name:
+                written.append(name)
     return written
+
+
+def _curves(plan: Plan, env: str, ar: list[dict], out: Path, group: str = "") -> str | None:
+    """Learning curves (periodic evaluation return) of the runs that log metrics.csv, one PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bpd.io import save_png
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    any_curve = False
+    for a in ar:
+        curves = []
+        for s in plan.seeds:
+            m = plan.runs / env / a["label"] / f"seed{s}" / "run" / "metrics.csv"
+            if m.exists():
+                import csv
+                with open(m, newline="") as f:
+                    rr = list(csv.DictReader(f))
+                if rr and "eval/return_mean" in rr[0]:
+                    curves.append(([float(r["step"]) for r in rr], [float(r["eval/return_mean"]) for r in rr]))
+        if curves:
+            any_curve = True
+            n = min(len(c[0]) for c in curves)
+            y = np.array([c[1][:n] for c in curves])
+            ax.plot(curves[0][0][:n], y.mean(0), label=a["label"])
+            ax.fill_between(curves[0][0][:n], y.min(0), y.max(0), alpha=0.15)
+    if any_curve:
+        ax.set_xlabel("gradient step")
+        ax.set_ylabel("periodic evaluation return (mean, min-max over seeds)")
+        ax.legend(fontsize=6)
+        ax.set_title(f"{env}: {group}" if group else env)
+        slug = "".join(ch if ch.isalnum() else "-" for ch in group.lower()).strip("-")
+        name = f"{env}.{slug}.curves.png" if group else f"{env}.curves.png"
+        save_png(fig, out / name)
+        return name
+    plt.close(fig)
+    return None
 
 
 def write_table(plan: Plan, out: Path) -> dict:
@@ -811,7 +885,14 @@ def write_table(plan: Plan, out: Path) -> dict:
           f"{sum(r['state'] not in ('done', 'failed') for r in rows)} not run, of {len(rows)}. "
           f"Training time summed over finished cells: {cpu_seconds / 3600:.2f} h; runner wall time "
           f"{sum(s['wall_seconds'] for s in sessions) / 3600:.2f} h over {len(sessions)} invocation(s) "
-          f"on {sessions[-1]['cpus'] if sessions else '-'} cores.", "", markdown_table(plan, aggs)]
+          f"on {sessions[-1]['cpus'] if sessions else '-'} cores.", ""]
+    if plan.groups:
+        md += ["## Summary", "", summary_table(plan, aggs)]
+        for g, labels in plan.groups.items():
+            md += [f"## {g}", "", summary_table(plan, aggs, labels),
+                   markdown_table(plan, [a for a in aggs if a["label"] in labels])]
+    else:
+        md.append(markdown_table(plan, aggs))
     failed = [r for r in rows if r["state"] == "failed"]
     if failed:
         md += ["## Failed cells", ""] + [f"- `{r['cell']}`: {r['error']}" for r in failed] + [""]

@@ -6,6 +6,11 @@ Actor loss, in TD3+BC form:
 Twin critics with target networks learn from the dataset with TD3 target smoothing. eta_t follows
 a schedule towards eta_max; weights with log alpha >= threshold are pruned when the student
 collapses to its deterministic form.
+
+Options for the ablations: --prior picks the prior the KL is taken to (training/priors.py states
+each KL and pruning rule); --no-value-term drops the critics and the value term (behaviour cloning
+plus KL); --student dense/magnitude/l1 trains a deterministic student of the same shape with the
+loss minus the KL, sparsified as training/ablations.py describes.
 """
 
 from __future__ import annotations
@@ -28,7 +33,9 @@ from bpd.config import check_ranges, field, to_dict
 from bpd.errors import BpdError
 from bpd.io import atomic_write, check_output_dir, read_json, save_png, sha256_file, write_json
 from training.collect import Dataset, load_dataset
+from training.ablations import PLAIN_STUDENTS, PlainStudent
 from training.envs import evaluate, make_env, train_eval_seed
+from training.priors import PRIORS, pruning_rule, pruning_threshold, student_kl
 from training.selection import RULES, Candidate, load_candidates, save_candidates, select
 from training.student import BayesianStudent, Critic, save_student
 from training.teacher import load_teacher
@@ -77,6 +84,19 @@ class DistillConfig:
     select_shortlist: int = field(8, help="candidates with the best periodic returns evaluated on the selection seeds")
     keep_return: float | None = field(None, help="hand over the sparsest evaluated student that keeps this fraction "
                                       "of the teacher's return on the selection seeds (e.g. 0.95)")
+    prior: str = field("log-uniform", help="prior of the Bayesian student's weights (the KL term)", choices=PRIORS)
+    prior_scale: float = field(1.0, help="prior scale: Gaussian std, Laplace b, uniform half-width")
+    value_term: bool = field(True, help="train twin critics and include the value term (off: behaviour cloning "
+                             "plus the sparsity term, no critics)")
+    student: str = field("bayesian", help="bayesian (BPD), or a deterministic student trained without the KL: "
+                         "dense, magnitude (pruned to --prune-to) or l1 (penalty, then --l1-threshold)",
+                         choices=("bayesian", *PLAIN_STUDENTS))
+    l1_weight: float = field(1e-4, help="l1 student: weight of sum |theta| at the end of the eta schedule's ramp")
+    l1_threshold: float = field(1e-2, help="l1 student: weights with |theta| below this are removed")
+    prune_to: int | None = field(None, help="magnitude student: nonzero parameters (weights and biases) to keep")
+    prune_start: float = field(0.2, help="magnitude student: fraction of training where pruning starts")
+    prune_end: float = field(0.6, help="magnitude student: fraction where the final count is reached "
+                             "(fine-tuning after it)")
     seed: int = field(0, help="random seed")
     threads: int = field(1, help="torch CPU threads")
     resume: bool = field(False, help="continue the run in --out from its last checkpoint")
@@ -106,13 +126,23 @@ class BPDTrainer:
 
     def __init__(self, cfg: DistillConfig, obs_dim: int, act_dim: int, n_data: int) -> None:
         self.cfg = cfg
-        self.actor = BayesianStudent(obs_dim, act_dim, cfg.hidden, cfg.activation, cfg.threshold,
-                                     cfg.log_alpha_clip, cfg.init_log_sigma2)
+        if cfg.student == "bayesian":
+            self.actor = BayesianStudent(obs_dim, act_dim, cfg.hidden, cfg.activation,
+                                         pruning_threshold(cfg.prior, cfg.threshold, cfg.log_alpha_clip),
+                                         cfg.log_alpha_clip, cfg.init_log_sigma2)
+        else:
+            check_ablation_options(cfg, obs_dim, act_dim)
+            n_bias = sum(cfg.hidden) + act_dim
+            self.actor = PlainStudent(obs_dim, act_dim, cfg.hidden, cfg.activation, cfg.student, cfg.l1_threshold,
+                                      None if cfg.prune_to is None else cfg.prune_to - n_bias,
+                                      cfg.prune_start, cfg.prune_end)
         self.actor_target = copy.deepcopy(self.actor).eval()
-        self.critic = Critic(obs_dim, act_dim, cfg.critic_hidden)
-        self.critic_target = copy.deepcopy(self.critic)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.critic = self.critic_target = self.critic_opt = None
+        if cfg.value_term:
+            self.critic = Critic(obs_dim, act_dim, cfg.critic_hidden)
+            self.critic_target = copy.deepcopy(self.critic)
+            self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
         self.kl_scale = cfg.kl_scale if cfg.kl_scale is not None else 1.0 / n_data
         self.step = 0
         self.last_actor: dict[str, float] = {}
@@ -121,52 +151,80 @@ class BPDTrainer:
         c = self.cfg
         return eta_at(self.step, c.steps, c.eta_max, c.eta_schedule, c.eta_ramp)
 
+    def sparsity_term(self, eta: float) -> tuple[torch.Tensor, float, dict[str, float]]:
+        """The loss's sparsity penalty and its weight at KL weight eta: the KL to the prior weighted
+        eta * kl_scale (Bayesian student), the L1 norm on the schedule's shape (l1 student) or nothing."""
+        c = self.cfg
+        if isinstance(self.actor, PlainStudent):
+            if self.actor.mode != "l1":
+                return torch.zeros(()), 0.0, {}
+            l1 = self.actor.l1()
+            return l1, eta_at(self.step, c.steps, 1.0, c.eta_schedule, c.eta_ramp) * c.l1_weight, {"losses/l1": l1.item()}
+        kl = student_kl(self.actor, c.prior, c.prior_scale)
+        return kl, eta * self.kl_scale, {"losses/kl": kl.item()}
+
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         c = self.cfg
         s, a, r, s2 = batch["obs"], batch["act"], batch["rew"], batch["next_obs"]
-        not_done = 1.0 - batch["term"]
-        with torch.no_grad():
-            noise = (torch.randn_like(a) * c.policy_noise).clamp(-c.noise_clip, c.noise_clip)
-            a2 = (self.actor_target(s2) + noise).clamp(-1.0, 1.0)
-            tq1, tq2 = self.critic_target(s2, a2)
-            target = r + not_done * c.gamma * torch.min(tq1, tq2)
-        q1, q2 = self.critic(s, a)
-        critic_loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
-        self.critic_opt.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.critic_opt.step()
-        out = {"losses/critic": critic_loss.item()}
+        out: dict[str, float] = {}
+        if self.critic is not None:
+            not_done = 1.0 - batch["term"]
+            with torch.no_grad():
+                noise = (torch.randn_like(a) * c.policy_noise).clamp(-c.noise_clip, c.noise_clip)
+                a2 = (self.actor_target(s2) + noise).clamp(-1.0, 1.0)
+                tq1, tq2 = self.critic_target(s2, a2)
+                target = r + not_done * c.gamma * torch.min(tq1, tq2)
+            q1, q2 = self.critic(s, a)
+            critic_loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
+            self.critic_opt.zero_grad(set_to_none=True)
+            critic_loss.backward()
+            self.critic_opt.step()
+            out = {"losses/critic": critic_loss.item()}
 
         if self.step % c.policy_freq == 0:
             self.actor.train()
             pi = self.actor(s)
-            q = self.critic.q1(torch.cat([s, pi], dim=-1)).squeeze(-1)
-            lam = lambda_weight(q, c.alpha)
+            if self.critic is not None:
+                q = self.critic.q1(torch.cat([s, pi], dim=-1)).squeeze(-1)
+                lam = lambda_weight(q, c.alpha)
             bc = F.mse_loss(pi, batch["teacher_act"])
-            kl = self.actor.kl()
             eta = self.eta()
-            actor_loss = -lam * q.mean() + c.bc_weight * bc + eta * self.kl_scale * kl
+            penalty, weight, logs = self.sparsity_term(eta)
+            value: torch.Tensor | float = 0.0 if self.critic is None else -lam * q.mean()
+            actor_loss = value + c.bc_weight * bc + weight * penalty
             self.actor_opt.zero_grad(set_to_none=True)
             actor_loss.backward()
             self.actor_opt.step()
+            if self.critic is not None:
+                logs |= {"losses/q": q.mean().item(), "lambda": lam.item()}
             self.actor.eval()
+            if isinstance(self.actor, PlainStudent):
+                self.actor.after_step(self.step, c.steps)
             with torch.no_grad():
                 for net, tgt in ((self.actor, self.actor_target), (self.critic, self.critic_target)):
-                    for p, tp in zip(net.parameters(), tgt.parameters()):
-                        tp.lerp_(p, c.tau)
-            self.last_actor = {"losses/actor": actor_loss.item(), "losses/bc": bc.item(), "losses/q": q.mean().item(),
-                               "losses/kl": kl.item(), "eta": eta, "lambda": lam.item()}
+                    if net is not None:
+                        for p, tp in zip(net.parameters(), tgt.parameters()):
+                            tp.lerp_(p, c.tau)
+                        for b, tb in zip(net.buffers(), tgt.buffers()):
+                            tb.copy_(b)
+            self.last_actor = {"losses/actor": actor_loss.item(), "losses/bc": bc.item(), "eta": eta} | logs
         self.step += 1
         return out | self.last_actor
 
+    def selectable(self) -> bool:
+        """Whether the current student may be handed over (a magnitude student only once fully pruned)."""
+        return not isinstance(self.actor, PlainStudent) or self.actor.pruning_done()
+
+    def _parts(self) -> tuple[str, ...]:
+        parts = ("actor", "actor_target", "actor_opt")
+        return parts + (("critic", "critic_target", "critic_opt") if self.critic is not None else ())
+
     def state_dict(self) -> dict:
-        return {"step": self.step, "actor": self.actor.state_dict(), "actor_target": self.actor_target.state_dict(),
-                "critic": self.critic.state_dict(), "critic_target": self.critic_target.state_dict(),
-                "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict()}
+        return {"step": self.step} | {name: getattr(self, name).state_dict() for name in self._parts()}
 
     def load_state_dict(self, sd: dict) -> None:
         self.step = int(sd["step"])
-        for name in ("actor", "actor_target", "critic", "critic_target", "actor_opt", "critic_opt"):
+        for name in self._parts():
             getattr(self, name).load_state_dict(sd[name])
         self.actor.eval()
 
@@ -206,7 +264,7 @@ def _check_config(cfg: DistillConfig) -> None:
 
 
 METRIC_FIELDS = ["step", "time_s", "losses/critic", "losses/actor", "losses/bc", "losses/q", "losses/kl", "eta",
-                 "lambda", "sparsity/weights", "params_nonzero", "eval/return_mean", "eval/return_std"]
+                 "lambda", "sparsity/weights", "params_nonzero", "eval/return_mean", "eval/return_std", "losses/l1"]
 
 
 class Run:
@@ -231,6 +289,7 @@ def distill(cfg: DistillConfig) -> dict:
     check_output_dir(cfg.out)
     teacher = load_teacher(cfg.teacher)
     ds = load_dataset(cfg.dataset, teacher.obs_dim, teacher.act_dim)
+    check_ablation_options(cfg, ds.meta["obs_dim"], ds.meta["act_dim"])
     env_id = cfg.env or ds.meta["env_id"]
     env = make_env(env_id)
     dims = env.observation_space.shape[0], env.action_space.shape[0]
@@ -257,7 +316,7 @@ def distill(cfg: DistillConfig) -> dict:
         _truncate_metrics(run.metrics, trainer.step)
         candidates = [c for c in load_candidates(run.candidates) if c.step <= trainer.step]
     meta = {"env_id": env_id, "obs_dim": ds.meta["obs_dim"], "act_dim": ds.meta["act_dim"],
-            "hidden": list(cfg.hidden), "activation": cfg.activation, "threshold": cfg.threshold,
+            "hidden": list(cfg.hidden), "activation": cfg.activation, "threshold": trainer.actor.layers[0].threshold,
             "log_alpha_clip": cfg.log_alpha_clip, "teacher_sha256": sha256_file(cfg.teacher),
             "dataset_sha256": sha256_file(cfg.dataset), "teacher_params_total": teacher.params_total,
             "teacher_hidden": teacher.hidden, "bpd_version": bpd.__version__}
@@ -294,9 +353,10 @@ def distill(cfg: DistillConfig) -> dict:
                             "eval/return_mean": float(np.mean(rets)), "eval/return_std": float(np.std(rets))})
                 writer.writerow(row)
                 metrics_f.flush()
-                candidates.append(Candidate(step, float(np.mean(rets)), policy.params_nonzero,
-                                            {k: v.detach().clone() for k, v in trainer.actor.state_dict().items()}))
-                save_candidates(run.candidates, candidates)
+                if trainer.selectable():
+                    candidates.append(Candidate(step, float(np.mean(rets)), policy.params_nonzero,
+                                                {k: v.detach().clone() for k, v in trainer.actor.state_dict().items()}))
+                    save_candidates(run.candidates, candidates)
                 acc.clear()
                 last_eval = row
             if step % 50 == 0:
@@ -325,12 +385,40 @@ def distill(cfg: DistillConfig) -> dict:
                "select_seconds": round(time.time() - t_select, 2),
                "sparsity_weights": trainer.actor.sparsity(), "params_total": policy.params_total,
                "params_nonzero": policy.params_nonzero, "hidden": policy.hidden,
-               "teacher_params_total": teacher.params_total,
+               "teacher_params_total": teacher.params_total, "pruning_rule": _pruning_rule(cfg),
                "final_eval_return_mean": last_eval.get("eval/return_mean"),
                "train_eval_seeds": [train_eval_seed(cfg.seed), train_eval_seed(cfg.seed) + cfg.eval_episodes - 1],
                "selection": chosen}
     write_json(run.summary, summary)
     return summary
+
+
+def check_ablation_options(cfg: DistillConfig, obs_dim: int, act_dim: int) -> None:
+    """One-line errors for option sets the ablations cannot train."""
+    if cfg.prior_scale <= 0:
+        raise BpdError("--prior-scale must be positive")
+    if cfg.student != "bayesian" and (cfg.prior != "log-uniform" or cfg.prior_scale != 1.0):
+        raise BpdError(f"--prior applies to the Bayesian student, not --student {cfg.student}")
+    if cfg.l1_weight < 0 or cfg.l1_threshold < 0:
+        raise BpdError("--l1-weight and --l1-threshold must be non-negative")
+    if not 0 <= cfg.prune_start <= cfg.prune_end < 1:
+        raise BpdError("--prune-start and --prune-end need 0 <= start <= end < 1 (fine-tuning follows the end)")
+    if cfg.student == "magnitude" and cfg.prune_to is None:
+        raise BpdError("--student magnitude needs --prune-to (nonzero parameters to keep)")
+    if cfg.student != "magnitude" and cfg.prune_to is not None:
+        raise BpdError("--prune-to applies to --student magnitude only")
+    n_bias = sum(cfg.hidden) + act_dim
+    n_weights = sum(i * o for i, o in zip([obs_dim, *cfg.hidden], [*cfg.hidden, act_dim]))
+    if cfg.prune_to is not None and not n_bias < cfg.prune_to <= n_bias + n_weights:
+        raise BpdError(f"--prune-to must lie in ({n_bias}, {n_bias + n_weights}]: the student has "
+                       f"{n_bias} biases and {n_weights} weights")
+
+
+def _pruning_rule(cfg: DistillConfig) -> str:
+    if cfg.student == "bayesian":
+        return pruning_rule(cfg.prior, cfg.threshold)
+    return {"dense": "none (dense network)", "magnitude": f"global magnitude to {cfg.prune_to} nonzero parameters",
+            "l1": f"|theta| < {cfg.l1_threshold:g} after an L1 penalty"}[cfg.student]
 
 
 def _prepare_run_dir(run: Run, cfg: DistillConfig) -> None:

@@ -12,7 +12,7 @@ method.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -189,3 +189,64 @@ for _name, _rule, _help in [
         ("teacher-v-reward", "teacher-v-reward", "Czarnecki et al.: one-step advantage r + gamma V_T(s') - V_theta(s), "
          "V_T from the teacher's critic or fitted (online)")]:
     register(Method(_name, _help, baseline_command(_rule), product="policy.npz", needs=("bpd",)))
+
+
+# --------------------------------------------------------------------------- ablations of BPD
+# Each is `bpd distill` with an option set (training/distill.py; the priors' KL terms and pruning
+# rules are stated in training/priors.py, the deterministic students in training/ablations.py).
+
+
+def _ablation(name: str, help: str, extra: dict) -> Method:
+    return register(Method(name, help, lambda c: distill_command(c, extra)))
+
+
+_ablation("bpd-eta-constant", "BPD with the KL weight at eta_max from the first step (the paper's schedule is "
+          "linear: bpd)", {"eta_schedule": "constant"})
+_ablation("bpd-eta-exponential", "BPD with the KL weight rising as 1 - e^{-5p} to eta_max over the same ramp",
+          {"eta_schedule": "exponential"})
+_ablation("bpd-prior-gaussian", "BPD with a Gaussian N(0, s^2) prior (closed-form KL), signal-to-noise pruning",
+          {"prior": "gaussian"})
+_ablation("bpd-prior-laplace", "BPD with a Laplace(0, b) prior (closed-form KL), signal-to-noise pruning",
+          {"prior": "laplace"})
+_ablation("bpd-prior-uniform", "BPD with a flat prior on [-a, a]: no sparsity by construction, nothing pruned",
+          {"prior": "uniform"})
+_ablation("bpd-no-value", "BPD without critics or the value term: behaviour cloning plus the KL",
+          {"value_term": False})
+_ablation("l1-threshold", "deterministic student, BPD's loss minus the KL plus a scheduled L1 penalty, then a "
+          "magnitude threshold", {"student": "l1"})
+
+
+def _sized_like_bpd(c: CellInputs, extra: dict) -> list[str]:
+    """The distill command with the student's widths taken from the bpd cell, whatever the plan's args say."""
+    return distill_command(replace(c, args={k: v for k, v in c.args.items() if k != "hidden"}), extra)
+
+
+def _bpd_result(c: CellInputs) -> dict:
+    if len(c.deps) != 1:
+        raise BpdError(f"{c.env} seed {c.seed}: expected the result of one bpd cell, got {len(c.deps)}")
+    return next(iter(c.deps.values()))
+
+
+def _magnitude_command(c: CellInputs) -> list[str]:
+    """BPD's student shape and loss minus the KL, pruned by magnitude to the nonzero count BPD reached."""
+    dep = _bpd_result(c)
+    nonzero, hidden = dep.get("params_nonzero"), (dep.get("train") or {}).get("hidden")
+    if not nonzero or not hidden:
+        raise BpdError(f"the bpd cell of {c.env} seed {c.seed} records no nonzero count or widths")
+    return _sized_like_bpd(c, {"student": "magnitude", "prune_to": int(nonzero), "hidden": list(hidden)})
+
+
+def _dense_small_command(c: CellInputs) -> list[str]:
+    """A dense deterministic student of BPD's collapsed widths, BPD's loss minus the KL."""
+    widths = (_bpd_result(c).get("export") or {}).get("widths")
+    if not widths:
+        raise BpdError(f"the bpd cell of {c.env} seed {c.seed} was not exported; dense-small needs its collapsed "
+                       "widths (plan with bench: true)")
+    return _sized_like_bpd(c, {"student": "dense", "hidden": list(widths[1:-1])})
+
+
+register(Method("magnitude-prune", "deterministic student, BPD's loss minus the KL, global magnitude pruning to "
+                "the nonzero count of the bpd cell (same environment and seed), then fine-tuning",
+                _magnitude_command, needs=("bpd",)))
+register(Method("dense-small", "dense deterministic student of the bpd cell's collapsed widths, BPD's loss "
+                "minus the KL", _dense_small_command, needs=("bpd",)))

@@ -1,0 +1,237 @@
+"""The ablation students and loss terms: one update on a fixed batch changes what it should."""
+
+import copy
+
+import pytest
+import torch
+
+from bpd.errors import BpdError
+from training.ablations import KEPT, REMOVED, PlainStudent, cubic_keep
+from training.distill import BPDTrainer, DistillConfig
+from training.selection import student_from
+from training.student import BayesianStudent
+
+OBS, ACT, N = 3, 2, 64
+
+
+def batch(seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {"obs": torch.randn(N, OBS, generator=g), "next_obs": torch.randn(N, OBS, generator=g),
+            "act": torch.rand(N, ACT, generator=g) * 2 - 1, "teacher_act": torch.rand(N, ACT, generator=g) * 2 - 1,
+            "rew": torch.randn(N, generator=g), "term": torch.zeros(N)}
+
+
+def trainer(**kw) -> BPDTrainer:
+    torch.manual_seed(0)
+    cfg = DistillConfig(teacher="t", dataset="d", hidden=[8, 8], critic_hidden=[16], steps=100, **kw)
+    return BPDTrainer(cfg, OBS, ACT, 1000)
+
+
+def params(net: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+def test_no_value_term_has_no_critics_and_updates_the_actor_only_by_bc_and_kl():
+    t = trainer(value_term=False)
+    assert t.critic is None and "critic" not in t.state_dict()
+    before = params(t.actor)
+    info = t.update(batch())
+    assert "losses/q" not in info and "losses/critic" not in info and "lambda" not in info
+    assert info["losses/actor"] == pytest.approx(info["losses/bc"] + info["eta"] * t.kl_scale * info["losses/kl"])
+    after = params(t.actor)
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    # resumable: the state dict round-trips into a fresh trainer
+    t2 = trainer(value_term=False)
+    t2.load_state_dict(t.state_dict())
+    assert t2.step == 1 and all(torch.equal(a, b) for a, b in zip(params(t2.actor).values(), after.values()))
+
+
+@pytest.mark.parametrize("prior", ["gaussian", "laplace", "uniform"])
+def test_prior_changes_the_kl_of_an_update(prior):
+    t_lu, t_p = trainer(), trainer(prior=prior, prior_scale=0.5)
+    b = batch()
+    kl_lu, kl_p = t_lu.update(b)["losses/kl"], t_p.update(b)["losses/kl"]
+    assert kl_lu != pytest.approx(kl_p)
+    if prior == "uniform":
+        assert t_p.actor.layers[0].threshold > t_p.cfg.log_alpha_clip
+
+
+@pytest.mark.parametrize("schedule,step,expected", [("constant", 0, 0.8), ("linear", 25, 0.4),
+                                                     ("linear", 60, 0.8), ("exponential", 50, 0.8)])
+def test_trainer_eta_follows_the_schedule(schedule, step, expected):
+    t = trainer(eta_schedule=schedule, eta_max=0.8)
+    t.step = step
+    assert t.eta() == pytest.approx(expected, rel=1e-9)
+
+
+def test_dense_student_is_deterministic_and_has_no_kl():
+    t = trainer(student="dense")
+    a = t.actor
+    a.train()
+    x = batch()["obs"]
+    assert torch.equal(a(x), a(x))
+    info = t.update(batch())
+    assert "losses/kl" not in info and info["losses/actor"] == pytest.approx(
+        info["losses/bc"] - info["lambda"] * info["losses/q"], rel=1e-5)
+    assert a.sparsity() == 0.0
+
+
+def test_l1_step_shrinks_weights_and_thresholds_at_evaluation():
+    t_l1, t_dense = trainer(student="l1", l1_weight=1.0, eta_schedule="constant"), trainer(student="dense")
+    b = batch()
+    l1_before = t_l1.actor.l1().item()
+    info = t_l1.update(b)
+    t_dense.update(b)
+    assert info["losses/l1"] == pytest.approx(l1_before, rel=1e-6)
+    assert t_l1.actor.l1().item() < t_dense.actor.l1().item()
+    # the magnitude threshold: weights below it are removed in the evaluated network
+    with torch.no_grad():
+        t_l1.actor.layers[0].theta[0, 0] = 1e-4
+    t_l1.actor.after_step(2, 100)
+    assert t_l1.actor.layers[0].deterministic_weight()[0, 0] == 0
+    assert t_l1.actor.layers[0].log_sigma2[0, 0] == REMOVED and t_l1.actor.layers[0].log_sigma2[0, 1] == KEPT
+
+
+def test_cubic_schedule_at_known_steps():
+    # 100 weights to 10: all kept before the start, 10 from the end, s_f (1 - (1 - q)^3) between
+    assert cubic_keep(10, 100, 100, 10, 0.2, 0.6) == 100
+    assert cubic_keep(40, 100, 100, 10, 0.2, 0.6) == 100 - round(0.9 * (1 - 0.5 ** 3) * 100)
+    assert cubic_keep(60, 100, 100, 10, 0.2, 0.6) == 10 and cubic_keep(99, 100, 100, 10, 0.2, 0.6) == 10
+
+
+def test_magnitude_pruning_reaches_the_count_and_keeps_the_largest_weights():
+    n_bias = 8 + 8 + ACT
+    t = trainer(student="magnitude", prune_to=n_bias + 30, prune_start=0.1, prune_end=0.5)
+    assert not t.selectable()
+    for i in range(60):
+        t.update(batch(i))
+    a = t.actor
+    assert t.selectable()
+    kept = sum(int(layer.mask().sum()) for layer in a.layers)
+    assert kept == 30
+    nonzero = sum(int((layer.deterministic_weight() != 0).sum()) for layer in a.layers)
+    assert nonzero == 30
+    # once pruned, the survivors are the 30 largest of the weights standing at the last pruning step
+    with torch.no_grad():
+        mags = torch.cat([(l.theta * l.mask()).abs().flatten() for l in a.layers])
+    assert int((mags > 0).sum()) == 30
+    # removed weights stay zero through fine-tuning
+    masks = [layer.mask().clone() for layer in a.layers]
+    for i in range(10):
+        t.update(batch(100 + i))
+    assert all(torch.equal(m, layer.mask()) for m, layer in zip(masks, a.layers))
+
+
+def test_magnitude_count_out_of_range_is_a_one_line_error():
+    with pytest.raises(BpdError, match="--prune-to"):
+        trainer(student="magnitude", prune_to=5)
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"student": "magnitude"}, "needs --prune-to"),
+    ({"prune_to": 100}, "--student magnitude only"),
+    ({"student": "dense", "prior": "gaussian"}, "--prior applies to the Bayesian student"),
+    ({"prior_scale": 0.0}, "--prior-scale must be positive"),
+    ({"prune_start": 0.7, "prune_end": 0.5}, "--prune-start and --prune-end"),
+    ({"l1_weight": -1.0}, "--l1-weight"),
+])
+def test_bad_ablation_options_are_one_line_errors(kw, message):
+    from training.distill import check_ablation_options
+
+    cfg = DistillConfig(teacher="t", dataset="d", hidden=[8, 8], **kw)
+    with pytest.raises(BpdError, match=message) as e:
+        check_ablation_options(cfg, OBS, ACT)
+    assert "\n" not in str(e.value)
+
+
+def test_plain_student_reads_back_as_a_bayesian_student():
+    torch.manual_seed(1)
+    st = PlainStudent(OBS, ACT, [8, 8], mode="l1", l1_threshold=0.2)
+    st.after_step(0, 10)
+    st.eval()
+    back = student_from({"obs_dim": OBS, "act_dim": ACT, "hidden": [8, 8], "activation": "tanh", "threshold": 3.0,
+                         "log_alpha_clip": 10.0}, copy.deepcopy(st.state_dict()))
+    assert isinstance(back, BayesianStudent)
+    x = batch()["obs"]
+    torch.testing.assert_close(back(x), st(x))
+    assert back.sparsity() == pytest.approx(st.sparsity()) and st.sparsity() > 0
+
+
+# --------------------------------------------------------------------------- through the runner
+
+
+def test_ablation_commands_take_their_size_from_the_bpd_cell(tmp_path):
+    from training.methods import CellInputs, get
+
+    dep = {"params_nonzero": 106, "train": {"hidden": [8, 8]}, "export": {"widths": [4, 8, 7, 1]}}
+    c = CellInputs("E", 0, "t.npz", "d.npz", tmp_path / "run", {"hidden": [8, 8], "steps": 200}, {"bpd": dep})
+    mag = get("magnitude-prune").command(c)
+    assert mag[mag.index("--prune-to") + 1] == "106" and mag[mag.index("--student") + 1] == "magnitude"
+    dense = get("dense-small").command(c)
+    i = dense.index("--hidden")
+    assert dense[i + 1:i + 3] == ["8", "7"] and dense.count("--hidden") == 1 and "--steps" in dense
+    assert get("bpd-no-value").command(c).count("--no-value-term") == 1
+    assert "--prior" in get("bpd-prior-laplace").command(c)
+    unexported = CellInputs("E", 0, "t.npz", "d.npz", tmp_path / "run", {}, {"bpd": dep | {"export": None}})
+    with pytest.raises(BpdError, match="not exported"):
+        get("dense-small").command(unexported)
+
+
+@pytest.mark.slow
+def test_every_ablation_trains_evaluates_and_exports_through_the_runner(tiny_pipeline, tmp_path):
+    import json
+
+    import yaml
+
+    from tests.conftest import run_bpd
+    from tests.test_experiment import TINY_DISTILL, _plan
+    from training.methods import METHODS
+
+    ablations = [m for m in METHODS if m not in ("bpd", "online-sac-small") and not m.startswith("baseline")]
+    plan = _plan(tmp_path, tiny_pipeline / "teacher.npz", {"bpd": {"args": TINY_DISTILL}}
+                 | {m: {"args": TINY_DISTILL} for m in ablations}, bench=True)
+    raw = yaml.safe_load(plan.read_text())
+    raw["groups"] = {"Prior": ["bpd", "bpd-prior-uniform"], "Bayesian part": ["bpd", "magnitude-prune", "dense-small"]}
+    plan.write_text(yaml.safe_dump(raw))
+    runs = tmp_path / "runs"
+    p = run_bpd("experiment", "run", str(plan), "--runs", str(runs), "--workers", "2", check=False, timeout=900)
+    assert p.returncode == 0, p.stdout + p.stderr
+    res = {m: json.loads((runs / "InvertedPendulum-v5" / m / "seed0" / "result.json").read_text())
+           for m in ["bpd", *ablations]}
+    for m, r in res.items():
+        # the export drops neurons with no inputs or outputs left, and their biases
+        assert r["eval"]["return_mean"] > 0 and 0 < r["export"]["params_nonzero"] <= r["params_nonzero"], m
+    assert res["magnitude-prune"]["params_nonzero"] == res["bpd"]["params_nonzero"]
+    assert res["dense-small"]["train"]["hidden"] == res["bpd"]["export"]["widths"][1:-1]
+    assert res["bpd-prior-uniform"]["params_nonzero"] == res["bpd-prior-uniform"]["params_total"]
+    assert "no sparsity by construction" in res["bpd-prior-uniform"]["train"]["pruning_rule"]
+    assert res["bpd-no-value"]["train"]["seconds"] > 0
+    run_bpd("experiment", "table", str(plan), "--runs", str(runs), "--out", str(tmp_path / "table"))
+    md = (tmp_path / "table" / "table.md").read_text()
+    assert "## Summary" in md and "## Prior" in md and "## Bayesian part" in md
+    assert "none (flat prior: no sparsity by construction)" in md
+
+
+@pytest.mark.parametrize("groups, message", [
+    ("{Prior: [bpd, nope]}", "group 'Prior' names labels that are not in methods: nope"),
+    ("[bpd]", "groups maps a table name to a list"),
+])
+def test_bad_plan_groups_are_one_line_errors(tmp_path, groups, message):
+    from bpd.experiment import load_plan
+
+    p = tmp_path / "plan.yaml"
+    p.write_text(f"envs: [A]\nseeds: [0]\nteachers: {{A: t.npz}}\nmethods: [bpd]\ngroups: {groups}\n")
+    with pytest.raises(BpdError, match=message):
+        load_plan(p)
+
+
+def test_plan_groups_are_read():
+    from pathlib import Path
+
+    from bpd.experiment import load_plan
+
+    plan = load_plan(Path(__file__).resolve().parents[1] / "benchmarks" / "plans" / "ablations.yaml")
+    assert set(plan.groups) == {"Bayesian part", "KL schedule", "Prior", "Value term"}
+    assert all("bpd" in labels for labels in plan.groups.values())
+    assert {l for labels in plan.groups.values() for l in labels} == set(plan.methods)
+    assert plan.methods["magnitude-prune"].needs == {"bpd": "bpd"}
