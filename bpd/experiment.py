@@ -317,7 +317,7 @@ def execute_cell(plan_path: str, cell_key: str, runs: str | None = None) -> dict
         rec = old | {"state": "failed", "error": f"{plan.rel(cell.dir)} was run with another specification; "
                      "remove it to rerun with the plan's current one"}
         return rec
-    if result_path.exists() and old.get("state") == "done":
+    if result_path.exists() and old.get("state") == "done" and not (plan.bench and old.get("export_error")):
         return old
     ms = plan.methods[cell.label]
     method = get(ms.method)
@@ -356,20 +356,25 @@ def execute_cell(plan_path: str, cell_key: str, runs: str | None = None) -> dict
             stage("evaluate", ["evaluate", str(product), "--env", cell.env, "--episodes", str(plan.eval["episodes"]),
                                "--seed", str(plan.eval["seed"]), "--json"], stdout=ev_path)
         export_info, bench = None, {}
-        if plan.bench:
+        rec["export_error"] = None
+        if plan.bench:  # a failed export or measurement is recorded; the trained cell still counts
             exp = cell.dir / "export"
-            if not (exp / "export.json").exists():
-                stage("export", ["export", str(product), "--out", str(exp), "--episodes", "0",
-                                 "--dataset", str(plan.dataset_path(cell.env)), "--teacher", str(teacher)])
-            export_info = _read_json(exp / "export.json")
-            bj = cell.dir / "bench" / "bench.json"
-            if not bj.exists() and shutil.which("arm-none-eabi-gcc"):
-                stage("bench", ["bench", str(exp), "--out", str(cell.dir / "bench"), "--targets", BENCH_TARGET,
-                                "--no-peers", "--teacher", str(teacher), "--host-iters", "2000"])
-            bench = _bench_figures(_read_json(bj) or {})
+            try:
+                if not (exp / "export.json").exists():
+                    stage("export", ["export", str(product), "--out", str(exp), "--episodes", "0",
+                                     "--dataset", str(plan.dataset_path(cell.env)), "--teacher", str(teacher)])
+                export_info = _read_json(exp / "export.json")
+                bj = cell.dir / "bench" / "bench.json"
+                if not bj.exists() and shutil.which("arm-none-eabi-gcc"):
+                    stage("bench", ["bench", str(exp), "--out", str(cell.dir / "bench"), "--targets", BENCH_TARGET,
+                                    "--no-peers", "--teacher", str(teacher), "--host-iters", "2000"])
+                bench = _bench_figures(_read_json(bj) or {})
+            except StageFailed as e:
+                rec["export_error"] = str(e)
         result = _cell_result(plan, cell, spec, _read_json(train_summary) or {}, _read_json(ev_path) or {},
                               _read_json(plan.teacher_eval_path(cell.env)) or {}, export_info, bench, train_seconds)
         result["train"]["last_evals"] = _last_evals(cell.dir / "run" / "metrics.csv")
+        result["export_error"] = rec["export_error"]
         write_json(result_path, result)
         rec.update(state="done", seconds=round(time.time() - t0, 1), finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
     except StageFailed as e:
@@ -404,7 +409,8 @@ def _cell_result(plan: Plan, cell: Cell, spec: dict, train: dict, ev: dict, tev:
     finished_by_teacher = [not t for t in tev.get("terminated", [])]
     early_where_teacher_finished = sum(1 for s_term, t_ok in zip(ev.get("terminated", []), finished_by_teacher)
                                        if s_term and t_ok)
-    nonzero = ev.get("params_nonzero")
+    # the deployable size: the collapsed export's count (dead units removed) where there is one
+    nonzero = export_info.get("params_nonzero") if export_info else ev.get("params_nonzero")
     seconds = train.get("seconds")
     if seconds is None:
         seconds = round(train_seconds, 1)
@@ -896,6 +902,10 @@ def write_table(plan: Plan, out: Path) -> dict:
     failed = [r for r in rows if r["state"] == "failed"]
     if failed:
         md += ["## Failed cells", ""] + [f"- `{r['cell']}`: {r['error']}" for r in failed] + [""]
+    unexported = [r for r in rows if r["result"] and r["result"].get("export_error")]
+    if unexported:
+        md += ["## Cells trained and evaluated whose export or measurement failed", ""] + [
+            f"- `{r['cell']}`: {r['result']['export_error']}" for r in unexported] + [""]
     plots = _plots(plan, rows, aggs, out)
     md += [f"![{p}]({p})" for p in plots]
     write_text(out / "table.md", "\n".join(md) + "\n")
