@@ -92,6 +92,8 @@ def verify_export(d: str | Path) -> dict:
     if not (d / "export.json").is_file():
         raise BpdError(f"{d}: not an export directory (no export.json); run `bpd export` to make one")
     info = read_json(d / "export.json", "export record")
+    if isinstance(info, dict) and info.get("format") == "bpd-classical":
+        return _verify_classical(d, info)
     if not isinstance(info, dict) or info.get("format") != FORMAT:
         raise BpdError(f"{d / 'export.json'}: not a bpd export record")
     parity = info.get("parity")
@@ -114,4 +116,34 @@ def verify_export(d: str | Path) -> dict:
     onnx_hash = verify_onnx(d / "policy.onnx")
     if onnx_hash != recorded:
         raise BpdError(f"{d}: policy.onnx is model {onnx_hash[:16]}, export.json names {str(recorded)[:16]}")
+    return info
+
+
+def _verify_files(d: Path, files: object) -> None:
+    if not isinstance(files, dict) or not files:
+        raise BpdError(f"{d}: the export records no file hashes (made by an older bpd); run the export again")
+    for rel, digest in files.items():
+        p = d / rel
+        if not p.is_file():
+            raise BpdError(f"{d}: {rel} is missing; run the export again")
+        if sha256_file(p) != digest:
+            raise BpdError(f"{p}: changed after export (sha256 differs from export.json); run the export again")
+
+
+def _verify_classical(d: Path, info: dict) -> dict:
+    """A classical controller's export: passed C-vs-Python parity, unchanged files, and a model hash
+    that is the hash of its C source and design parameters."""
+    import hashlib
+    import json
+
+    parity = info.get("parity")
+    if not isinstance(parity, dict) or parity.get("pass") is not True:
+        raise BpdError(f"{d}: the export records no passed parity check; run `bpd classical export` again")
+    _verify_files(d, info.get("files"))
+    try:
+        text = (d / "policy.c").read_text() + json.dumps(info["design"], sort_keys=True)
+    except (OSError, KeyError):
+        raise BpdError(f"{d}: classical export is missing policy.c or its design") from None
+    if hashlib.sha256(text.encode()).hexdigest() != info.get("model_hash"):
+        raise BpdError(f"{d}: the controller does not match the model hash recorded with it (edited after export?)")
     return info

@@ -217,8 +217,41 @@ def export_classical(rig: str, out: str | Path) -> dict:
             "model_hash": digest, "runtime": "c", "params_total": n_const, "params_nonzero": n_const,
             "source_params_total": n_const, "widths": [4, 1], "design": d.to_json(),
             "lqr": {"Q": list(LQR_Q), "R": LQR_R}}
+    info["parity"] = _classical_parity(d, out)
+    from export.verify import manifest
+    info["files"] = manifest(out)
     write_json(out / "export.json", info)  # the keys trials read: obs_dim, act_dim, model_hash
     return info
+
+
+PARITY_TOL_V = 2e-3  # volts, of a +-10 V range
+
+
+def _classical_parity(d: ClassicalDesign, out: Path) -> dict:
+    """The compiled C controller against the Python one on fixed states off its switching surfaces
+    (on a surface float32 and float64 may take different branches); refuses the export if they differ."""
+    import math
+
+    from bpd.errors import BpdError
+    from export.c_export import CPolicy
+
+    c, py = CPolicy(out), EnergyLqrController(d)
+    rng = np.random.default_rng(0)
+    states = [np.array([0.0, math.pi, 0.0, 0.0]), np.array([0.1, 0.05, -0.3, 0.8])]
+    states += list(rng.uniform([-2, -7, -15, -25], [2, 7, 15, 25], (300, 4)))
+    errs = []
+    for s in states:
+        s = s.astype(np.float32)
+        phi = math.remainder(float(s[1]), 2 * math.pi)
+        if abs(abs(phi) - d.switch_angle) < 1e-3 or abs(s[3] * math.cos(float(s[1]))) < 1e-2:
+            continue
+        rc, a = c.run(s)
+        errs.append(abs(float(a[0]) - float(py(s)[0])) if rc == 0 else float("inf"))
+    parity = {"states": len(errs), "tolerance": PARITY_TOL_V, "c_vs_python": float(max(errs)),
+              "check": "compiled C controller against the Python controller", "pass": max(errs) <= PARITY_TOL_V}
+    if not parity["pass"]:
+        raise BpdError(f"classical export: C and Python controllers differ by {max(errs):.2e} V")
+    return parity
 
 
 @dataclass

@@ -351,7 +351,7 @@ def test_firmware_observation_matches_the_env_on_two_encoders(tmp_path):
     from hil.codec import Parser, encode
 
     spec = load_rig(RIG)
-    dev = SoftwareDevice(spec, build_device_library(tmp_path))
+    dev = SoftwareDevice(spec, build_device_library(tmp_path, spec))
     parser = Parser()
     lim = spec.limits
     for seq, (name, fields) in enumerate([
