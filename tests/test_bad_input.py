@@ -237,7 +237,7 @@ RIG_DAMAGE = {
     "negative limit": (dict(limits__action=-3.0), "limits.action must be above 0"),
     "nan limit": (dict(text=(FW / "gym-inverted-pendulum.yaml").read_text().replace("action: 3.0", "action: .nan")),
                   "limits.action must be a finite number"),
-    "too many sensors": (dict(sensors__counts_per_unit=[0, 0, 0, 0, 0, 0, 0, 0, 0]), "counts_per_unit must list 2"),
+    "too many sensors": (dict(sensors__counts_per_unit=[0, 0, 0, 0, 0, 0, 0, 0, 0]), "observations, more than"),
     "sensors not a list": (dict(sensors__counts_per_unit=3), "counts_per_unit"),
     "no counts": (dict(sensors__counts_per_unit=_DEL), "counts_per_unit"),
     "unknown plant": (dict(plant="hovercraft"), "unknown plant"),
