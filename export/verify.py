@@ -102,12 +102,7 @@ def verify_export(d: str | Path) -> dict:
     files = info.get("files")
     if not isinstance(files, dict) or "policy.onnx" not in files:
         raise BpdError(f"{d}: the export records no file hashes (made by an older bpd); run `bpd export` again")
-    for rel, digest in files.items():
-        p = d / rel
-        if not p.is_file():
-            raise BpdError(f"{d}: {rel} is missing; run `bpd export` again")
-        if sha256_file(p) != digest:
-            raise BpdError(f"{p}: changed after export (sha256 differs from export.json); run `bpd export` again")
+    _verify_files(d, files)
     try:
         low, high, recorded = info["action_low"], info["action_high"], info["model_hash"]
         int(info["obs_dim"]), int(info["act_dim"])
@@ -125,9 +120,9 @@ def _verify_files(d: Path, files: object) -> None:
     for rel, digest in files.items():
         p = d / rel
         if not p.is_file():
-            raise BpdError(f"{d}: {rel} is missing; run the export again")
+            raise BpdError(f"{d}: {rel} is missing; run `bpd export` again")
         if sha256_file(p) != digest:
-            raise BpdError(f"{p}: changed after export (sha256 differs from export.json); run the export again")
+            raise BpdError(f"{p}: changed after export (sha256 differs from export.json); run `bpd export` again")
 
 
 def _verify_classical(d: Path, info: dict) -> dict:
