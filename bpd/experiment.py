@@ -44,7 +44,7 @@ import numpy as np
 
 from bpd.config import field
 from bpd.errors import BpdError
-from bpd.io import write_json, write_text
+from bpd.io import read_yaml, write_json, write_text
 
 # D4RL normalisation references (random, expert) for the locomotion tasks.
 D4RL_REFS = {"HalfCheetah": (-280.178953, 12135.0), "Hopper": (-20.272305, 3234.3),
@@ -129,18 +129,12 @@ def _repo_root(start: Path) -> Path | None:
 
 def load_plan(path: str | Path, runs: str | None = None) -> Plan:
     """Read and check a plan; every problem is one line naming the plan."""
-    import yaml
     from training.methods import get
 
     p = Path(path)
     if not p.is_file():
         raise BpdError(f"{p}: no such plan file")
-    try:
-        raw = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise BpdError(f"{p}: not valid YAML{where}") from None
+    raw = read_yaml(p)
     if not isinstance(raw, dict):
         raise BpdError(f"{p}: a plan is a mapping with envs, seeds, teachers and methods")
     unknown = set(raw) - {"name", "envs", "seeds", "teachers", "dataset", "eval", "bench", "methods", "env_args",

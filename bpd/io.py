@@ -225,3 +225,19 @@ class StagedDir:
                     d.rmdir()
                 except OSError:
                     break
+
+
+def read_yaml(path: str | os.PathLike) -> Any:
+    """Parse a YAML file; a syntax error or an unreadable file is one line naming the place."""
+    import yaml
+
+    p = Path(path)
+    try:
+        return yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = " ".join(str(getattr(e, "problem", None) or e).split())
+        raise BpdError(f"{p}: YAML syntax error{where}: {problem}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise BpdError(f"{p}: cannot be read ({e.__class__.__name__})") from None

@@ -94,7 +94,6 @@ class RigSpec:
 
 def load_rig(name_or_path: str | Path) -> RigSpec:
     """A rig by name (gym-inverted-pendulum, desktop-cartpole) or by path to its YAML."""
-    import yaml
 
     p = Path(name_or_path)
     if not p.is_file():
@@ -102,15 +101,9 @@ def load_rig(name_or_path: str | Path) -> RigSpec:
     if not p.is_file():
         known = ", ".join(sorted(x.stem for x in RIGS.glob("*.yaml")))
         raise BpdError(f"no rig {str(name_or_path)!r} (known: {known}; or give a YAML path)")
-    try:
-        raw = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = " ".join(str(getattr(e, "problem", None) or e).split())
-        raise BpdError(f"{p}: YAML syntax error{where}: {problem}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise BpdError(f"{p}: cannot be read ({e.__class__.__name__})") from None
+    from bpd.io import read_yaml
+
+    raw = read_yaml(p)
     spec = _check_rig(raw, p)
     _check(spec, p)
     return spec

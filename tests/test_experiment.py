@@ -90,7 +90,7 @@ def test_distill_command_resumes_a_started_run(tmp_path):
     ("envs: [A]\nseeds: [0]\nteachers: {A: t.npz}\nmethods: [bpd]\nbogus: 1", "unknown plan keys: bogus"),
     ("envs: [A]\nseeds: [0]\nteachers: {A: t.npz}\nmethods: [bpd]\neval: {seed: 99990, episodes: 30}",
      "must stay below 100000"),
-    ("envs: [A\nseeds: [0]", "not valid YAML"),
+    ("envs: [A\nseeds: [0]", "YAML syntax error at line"),
     ("[1, 2]", "a plan is a mapping"),
     ("seeds: [0]\nteachers: {}\nmethods: [bpd]", "plan has no 'envs'"),
 ])
