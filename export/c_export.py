@@ -103,12 +103,24 @@ def model_hash(net: CollapsedNet) -> str:
     """Identity of the computed function: structure and every float32 parameter."""
     h = hashlib.sha256()
     h.update(f"{net.activation}|{net.output}|{net.widths}".encode())
+    if getattr(net, "in_offset", None) is not None:
+        h.update(b"in_offset" + np.ascontiguousarray(net.in_offset, np.float32).tobytes())
     for w, b in zip(net.weights, net.biases):
         h.update(np.ascontiguousarray(w, np.float32).tobytes())
         h.update(np.ascontiguousarray(b, np.float32).tobytes())
     for a in (net.action_low, net.action_high):
         h.update(np.ascontiguousarray(a, np.float32).tobytes())
     return h.hexdigest()
+
+
+def model_descriptor(prefix: str, in_dim: int, out_dim: int, max_width: int, n_layers: int, output: str,
+                     layers: str = "NULL", in_offset: str = "NULL", arrays: str | None = None) -> str:
+    """The C definition of `const bpd_model_t <prefix>_model` (policy.h), every field in order.
+    arrays: the prefix of the out_scale/out_offset/low/high/safe arrays (default prefix)."""
+    a = arrays or prefix
+    kind = "BPD_OUT_TANH" if output == "tanh" else "BPD_OUT_CLIP"
+    return (f"const bpd_model_t {prefix}_model = {{ {in_dim}, {out_dim}, {max_width}, {n_layers}, {kind}, {layers}, "
+            f"{a}_out_scale, {a}_out_offset, {a}_low, {a}_high, {a}_safe, {in_offset} }};\n")
 
 
 def generate_c(net: CollapsedNet, out_dir: Path, fmt: str, int8: bool, source_hash: str, command: str,
@@ -118,10 +130,13 @@ def generate_c(net: CollapsedNet, out_dir: Path, fmt: str, int8: bool, source_ha
     mh = model_hash(net)
     banner = (f"/* generated - do not edit.\n * source sha256: {source_hash}\n * model hash: {mh}\n"
               f" * regenerate with: {command}\n */\n")
-    max_width = max(w.shape[0] for w in net.weights)
+    # scratch: two buffers of max_width; with an input offset the centred observation takes one of them
+    max_width = max([w.shape[0] for w in net.weights] + ([net.obs_dim] if net.in_offset is not None else []))
     n = len(net.weights)
     safe = np.clip(np.zeros(net.act_dim, np.float32), net.action_low, net.action_high)
     c = [banner, '#include "policy_weights.h"\n']
+    if net.in_offset is not None:
+        c.append(f"static const float {prefix}_in_offset[{net.obs_dim}] = {{\n{_wrap(_floats(net.in_offset))}\n}};\n")
     layer_inits = []
     for i, (w, b, p) in enumerate(zip(net.weights, net.biases, plans)):
         q, scale = quantise_rows(w) if int8 else (None, None)
@@ -154,10 +169,8 @@ def generate_c(net: CollapsedNet, out_dir: Path, fmt: str, int8: bool, source_ha
                     ("high", net.action_high), ("safe", safe)):
         c.append(f"static const float {prefix}_{nm}[{net.act_dim}] = {{ {_floats(arr)} }};\n")
     c.append(f"static const bpd_layer_t {prefix}_layers[{n}] = {{\n" + ",\n".join(layer_inits) + "\n};\n")
-    out_kind = 0 if net.output == "tanh" else 1
-    c.append(f"const bpd_model_t {prefix}_model = {{ {net.obs_dim}, {net.act_dim}, {max_width}, {n}, {out_kind}, "
-             f"{prefix}_layers, {prefix}_out_scale, {prefix}_out_offset, {prefix}_low, {prefix}_high, "
-             f"{prefix}_safe }};\n")
+    c.append(model_descriptor(prefix, net.obs_dim, net.act_dim, max_width, n, net.output, f"{prefix}_layers",
+                              f"{prefix}_in_offset" if net.in_offset is not None else "NULL"))
     c.append(f"const char {prefix}_model_hash[] = \"{mh}\";\n")
     up = prefix.upper()
     h = [banner, f"#ifndef {up}_POLICY_WEIGHTS_H\n#define {up}_POLICY_WEIGHTS_H\n", '#include <stddef.h>\n',

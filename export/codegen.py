@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from bpd.io import write_text
-from export.c_export import KERNEL_DIR, _c_float, model_hash
+from export.c_export import KERNEL_DIR, _c_float, model_descriptor, model_hash
 from export.collapse import CollapsedNet
 
 # (coefficients of p in x^2, coefficients of q in x^2 after the leading 1): cheapest first
@@ -200,7 +200,9 @@ def kernel_source(net: CollapsedNet, form: TanhForm, banner: str) -> str:
     out.append("    if (model == NULL || action == NULL) return BPD_ERR_ARG;\n"
                "    if (obs == NULL || scratch == NULL) {\n        safe_output(action);\n        return BPD_ERR_ARG;\n"
                "    }\n")
-    out += [f"    const float x{j} = obs[{j}];\n" for j in range(obs_dim)]
+    off = net.in_offset
+    out += [f"    const float x{j} = obs[{j}]{'' if off is None else ' - ' + _c_float(off[j])};\n"
+            for j in range(obs_dim)]
     out.append("    /* x - x is 0 for every number and NaN for NaN and +-Inf */\n"
                "    if (!((" + ") + (".join(f"x{j} - x{j}" for j in range(obs_dim)) + ") == 0.0f)) {\n"
                "        safe_output(action);\n        return BPD_ERR_NONFINITE;\n    }\n")
@@ -241,9 +243,7 @@ def descriptor_sources(net: CollapsedNet, banner: str, kernel: str, prefix: str 
     for nm, arr in (("out_scale", net.out_scale), ("out_offset", net.out_offset), ("low", net.action_low),
                     ("high", net.action_high), ("safe", safe)):
         c.append(f"static const float {prefix}_{nm}[{net.act_dim}] = {fl(arr)};\n")
-    out_kind = 0 if net.output == "tanh" else 1
-    c.append(f"const bpd_model_t {prefix}_model = {{ {net.obs_dim}, {net.act_dim}, 1, {len(net.weights)}, {out_kind}, "
-             f"NULL, {prefix}_out_scale, {prefix}_out_offset, {prefix}_low, {prefix}_high, {prefix}_safe }};\n")
+    c.append(model_descriptor(prefix, net.obs_dim, net.act_dim, 1, len(net.weights), net.output))
     c.append(f"const char {prefix}_model_hash[] = \"{mh}\";\n")
     up = prefix.upper()
     h = [banner, f"#ifndef {up}_POLICY_WEIGHTS_H\n#define {up}_POLICY_WEIGHTS_H\n", "#include <stddef.h>\n",
@@ -310,10 +310,11 @@ def collapsed_from_export(export_dir: str | Path) -> CollapsedNet:
     info = json.loads((d / "export.json").read_text())
     init = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(d / "policy.onnx")).graph.initializer}
     n = len(info["widths"]) - 1
+    off = init.get("in_offset")
     return CollapsedNet([init[f"W{i}"].astype(np.float32) for i in range(n)],
                         [init[f"B{i}"].astype(np.float32) for i in range(n)], info["activation"], info["output"],
                         np.asarray(info["action_low"], np.float32), np.asarray(info["action_high"], np.float32),
-                        widths_before=list(info["widths"]))
+                        widths_before=list(info["widths"]), in_offset=None if off is None else off.astype(np.float32))
 
 
 def generated_kernel(net: CollapsedNet, out: Path, source_hash: str, command: str, obs: np.ndarray,

@@ -89,6 +89,7 @@ def _row_exponent(w: np.ndarray, b: float, extra: list[float]) -> tuple[int, np.
 
 def quantise(net: CollapsedNet, calib_obs: np.ndarray, origin: str) -> IntNet:
     """Integer form of net, its input and ReLU scales calibrated on calib_obs."""
+    net = net.folded()  # integer inputs are the raw observations: the offset goes into the first bias
     obs = np.asarray(calib_obs, np.float64)
     if obs.ndim != 2 or obs.shape[1] != net.obs_dim or len(obs) == 0:
         raise BpdError(f"calibration needs observations of dimension {net.obs_dim}")

@@ -27,7 +27,8 @@ import numpy as np
 from bpd.config import field
 from bpd.errors import BpdError
 from bpd.io import write_json, write_text
-from export.c_export import ACT, KERNEL_DIR, KERNEL_FILES, STORAGE, _floats, _ints, _wrap, compile_shared, plan_layer
+from export.c_export import (ACT, KERNEL_DIR, KERNEL_FILES, STORAGE, _floats, _ints, _wrap, compile_shared,
+                              model_descriptor, plan_layer)
 from export.collapse import fold_normalisation
 
 PARITY_TOL = 1e-5
@@ -118,8 +119,7 @@ def generate_multitask_c(nets: list[TaskNet], activation: str, trunk_w: list[np.
             c.append(f"static const float {p}_{nm}[{ad}] = {{ {_floats(arr)} }};\n")
         c.append(f"static const bpd_layer_t {p}_layers[{len(layers)}] = {{\n    " + ",\n    ".join(layers) + "\n};\n")
         mw = max(w.shape[0] for w in n.weights)
-        c.append(f"const bpd_model_t {p}_model = {{ {n.weights[0].shape[1]}, {ad}, {mw}, {len(layers)}, 0, {p}_layers, "
-                 f"{p}_out_scale, {p}_out_offset, {p}_low, {p}_high, {p}_safe }};\n")
+        c.append(model_descriptor(p, n.weights[0].shape[1], ad, mw, len(layers), "tanh", f"{p}_layers"))
         c.append(f"int {p}_run(const float *obs, float *action, float *scratch)\n{{\n"
                  f"    return bpd_policy_run(&{p}_model, obs, action, scratch);\n}}\n")
         up = p.upper()

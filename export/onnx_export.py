@@ -1,4 +1,5 @@
-"""A plain ONNX graph of the collapsed network: Gemm, Tanh/Relu, Mul, Add, Clip (or Max/Min)."""
+"""A plain ONNX graph of the collapsed network: Sub (the input offset, when there is one), Gemm,
+Tanh/Relu, Mul, Add, Clip (or Max/Min)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,10 @@ IR_VERSION = 7  # readable by onnxruntime >= 1.6 and most C generators
 def build_onnx(net: CollapsedNet, metadata: dict[str, str]) -> onnx.ModelProto:
     inits, nodes = [], []
     h = "obs"
+    if net.in_offset is not None:
+        inits.append(numpy_helper.from_array(np.asarray(net.in_offset, np.float32), "in_offset"))
+        nodes.append(helper.make_node("Sub", ["obs", "in_offset"], ["centred"], name="centre"))
+        h = "centred"
     n = len(net.weights)
     for i, (w, b) in enumerate(zip(net.weights, net.biases)):
         inits += [numpy_helper.from_array(np.asarray(w, np.float32), f"W{i}"),

@@ -129,6 +129,10 @@ int bpd_policy_run(const bpd_model_t *model, const float *obs, float *action, fl
     bufs[0] = scratch;
     bufs[1] = scratch + model->max_width;
     in = obs;
+    if (model->in_offset != NULL) { /* centred in bufs[1]: layer 0 reads it and writes bufs[0] */
+        for (i = 0; i < model->in_dim; ++i) bufs[1][i] = obs[i] - model->in_offset[i];
+        in = bufs[1];
+    }
     for (l = 0; l < model->n_layers; ++l) {
         float *out = (l == model->n_layers - 1) ? action : bufs[l & 1u];
         layer_run(&model->layers[l], in, out);

@@ -51,7 +51,8 @@ typedef struct {
 typedef struct {
     uint16_t in_dim;
     uint16_t out_dim;
-    uint16_t max_width;       /* widest layer output: scratch needs 2 * max_width floats */
+    uint16_t max_width;       /* widest layer output (or in_dim, if larger, with in_offset):
+                                 scratch needs 2 * max_width floats */
     uint8_t n_layers;
     uint8_t output;           /* enum bpd_output */
     const bpd_layer_t *layers;
@@ -60,6 +61,8 @@ typedef struct {
     const float *action_low;  /* clip output, and the safe action's bounds */
     const float *action_high;
     const float *safe_action; /* written on error */
+    const float *in_offset;   /* in_dim floats subtracted from the observation before the first
+                                 layer (the normalisation mean), or NULL */
 } bpd_model_t;
 
 /* Run the policy on one observation (in_dim floats) into action (out_dim floats). */

@@ -51,7 +51,8 @@ def onnx_model_hash(model, action_low: list[float], action_high: list[float]) ->
     activation = {"Tanh": "tanh", "Relu": "relu"}.get(ops.get("act0", "Tanh"), "?")
     net = SimpleNamespace(activation=activation, output="tanh" if "squash" in ops else "clip",
                           widths=[int(weights[0].shape[1])] + [int(w.shape[0]) for w in weights] if n else [],
-                          weights=weights, biases=biases, action_low=np.asarray(action_low, np.float32),
+                          weights=weights, biases=biases, in_offset=inits.get("in_offset"),
+                          action_low=np.asarray(action_low, np.float32),
                           action_high=np.asarray(action_high, np.float32))
     return model_hash(net)
 

@@ -177,7 +177,7 @@ def _c_float(x: float) -> str:
 def export_classical(rig: str, out: str | Path) -> dict:
     """Write an export directory (policy.c/h, policy_weights.c/h, policy_config.h) running the
     classical controller through the policy kernel's entry point."""
-    from export.c_export import KERNEL_DIR
+    from export.c_export import KERNEL_DIR, model_descriptor
 
     d = design(rig)
     spec = load_rig(rig)
@@ -190,11 +190,12 @@ def export_classical(rig: str, out: str | Path) -> dict:
     lim = d.action_limit
     c = [banner, '#include "policy_weights.h"\n',
          f'const char bpd_model_hash[] = "{digest}";\n',
-         f"static const float action_low[1] = {{{_c_float(-lim)}}};",
-         f"static const float action_high[1] = {{{_c_float(lim)}}};",
-         "static const float safe_action[1] = {0.0f};\n",
-         "const bpd_model_t bpd_model = {4, 1, 0, 0, BPD_OUT_CLIP, NULL, NULL, NULL, action_low, action_high,"
-         " safe_action};\n",
+         f"static const float bpd_low[1] = {{{_c_float(-lim)}}};",
+         f"static const float bpd_high[1] = {{{_c_float(lim)}}};",
+         "static const float bpd_safe[1] = {0.0f};",
+         "static const float bpd_out_scale[1] = {1.0f};  /* clip output: unused */",
+         "static const float bpd_out_offset[1] = {0.0f};\n",
+         model_descriptor("bpd", 4, 1, 0, 0, "clip"),
          "const bpd_classical_t bpd_classical = {",
          f"    {{{', '.join(_c_float(k) for k in d.gains)}}},   /* LQR gains on theta, alpha, theta', alpha' */",
          *(f"    {_c_float(getattr(d, f))},   /* {f} */" for f in C_FIELDS),

@@ -86,7 +86,10 @@ def onnx_net(path: Path) -> dict:
     init = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
     n = sum(1 for k in init if re.fullmatch(r"W\d+", k))
     acts = {node.op_type for node in m.graph.node if node.name.startswith("act")}
-    return {"weights": [init[f"W{i}"] for i in range(n)], "biases": [init[f"B{i}"] for i in range(n)],
+    biases = [init[f"B{i}"] for i in range(n)]
+    if "in_offset" in init:  # peers take a plain chain of affine layers: fold the offset into the bias
+        biases[0] = (biases[0].astype(np.float64) - init["W0"].astype(np.float64) @ init["in_offset"]).astype(np.float32)
+    return {"weights": [init[f"W{i}"] for i in range(n)], "biases": biases,
             "activation": "relu" if "Relu" in acts else "tanh", "out_scale": init.get("out_scale"),
             "out_offset": init.get("out_offset")}
 

@@ -45,7 +45,7 @@ def test_onnx_golden(tmp_path):
     save_onnx(model, tmp_path / "p.onnx")
     np.testing.assert_allclose(OnnxPolicy(tmp_path / "p.onnx").act(X), Y, atol=TOL)
     np.testing.assert_allclose(reference_evaluator_run(model, X), Y, atol=TOL)
-    assert {n.op_type for n in model.graph.node} <= {"Gemm", "Tanh", "Relu", "Mul", "Add", "Clip", "Max", "Min"}
+    assert {n.op_type for n in model.graph.node} <= {"Sub", "Gemm", "Tanh", "Relu", "Mul", "Add", "Clip", "Max", "Min"}
     onnx.checker.check_model(onnx.load(str(tmp_path / "p.onnx")), full_check=True)
 
 

@@ -73,3 +73,45 @@ def test_random_sparse_collapse_preserves_function():
             continue
         x = rng.normal(size=(100, 5)) * 3
         np.testing.assert_allclose(net.act(x), pol.act(x), atol=1e-5)
+
+
+def _near_constant_policy() -> MLPPolicy:
+    """Observation 0 sits at 0.9988 +- 0.004 (the cosine of a balanced joint): folding its mean into
+    the bias makes the first layer cancel terms of size |w| 0.9988 / 0.004 in float32."""
+    rng = np.random.default_rng(3)
+    ws = [rng.standard_normal((16, 3)).astype(np.float32), rng.standard_normal((1, 16)).astype(np.float32) / 4]
+    bs = [np.zeros(16, np.float32), np.zeros(1, np.float32)]
+    return MLPPolicy(ws, bs, "tanh", "tanh", np.array([0.9988, 0.0, 5.0], np.float32),
+                     np.array([0.004, 1.0, 0.01], np.float32), np.array([-1.0], np.float32), np.array([1.0], np.float32))
+
+
+def test_input_offset_keeps_float32_close_to_the_student(tmp_path):
+    from export.c_export import CPolicy, generate_c
+    from export.onnx_export import OnnxPolicy, build_onnx, save_onnx
+
+    pol = _near_constant_policy()
+    rng = np.random.default_rng(4)
+    obs = (pol.obs_mean + pol.obs_std * rng.standard_normal((2000, 3))).astype(np.float32)
+    x = (obs.astype(np.float64) - pol.obs_mean.astype(np.float64)) / pol.obs_std.astype(np.float64)
+    h = np.tanh(x @ pol.weights[0].T.astype(np.float64) + pol.biases[0])
+    truth = np.tanh(h @ pol.weights[1].T.astype(np.float64) + pol.biases[1])  # the student in float64
+    net = collapse(pol)
+    np.testing.assert_allclose(net.in_offset, pol.obs_mean)
+    np.testing.assert_allclose(net.act(obs), truth, atol=1e-6)
+    save_onnx(build_onnx(net, {}), tmp_path / "p.onnx")
+    generate_c(net, tmp_path, "auto", False, "0" * 64, "test")
+    for form in (OnnxPolicy(tmp_path / "p.onnx").act(obs), CPolicy(tmp_path).act(obs)):
+        assert np.abs(form - truth).max() < 2e-6
+    # the folded form computes the same function in float64, and in float32 loses what the offset saves
+    folded = net.folded()
+    assert folded.in_offset is None
+    np.testing.assert_allclose(folded.act(obs), truth, atol=1e-4)
+    h = obs @ folded.weights[0].T + folded.biases[0]  # float32, as a device would
+    h32 = np.tanh(h.astype(np.float32)) @ folded.weights[1].T + folded.biases[1]
+    assert np.abs(np.tanh(h32) - truth).max() > 1e-5
+
+
+def test_zero_mean_has_no_offset():
+    pol = _near_constant_policy()
+    pol.obs_mean = np.zeros(3, np.float32)
+    assert collapse(pol).in_offset is None
