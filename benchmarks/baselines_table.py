@@ -24,8 +24,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bpd.errors import BpdError  # noqa: E402
-from bpd.experiment import collect_results, load_plan, write_table  # noqa: E402
 from bpd.io import save_png, write_text  # noqa: E402
+from bpd_app.experiment import collect_results, load_plan, write_table  # noqa: E402
 
 COLS = ["env", "label", "method", "size", "control", "seeds_done", "return_mean", "return_std", "vs_teacher_mean",
         "d4rl_mean", "env_steps", "grad_steps", "train_seconds_median", "nonzero_min", "nonzero_max",

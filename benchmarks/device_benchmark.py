@@ -13,8 +13,9 @@ import argparse
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
+
+from bpd.io import bpd_executable
 
 HERE = Path(__file__).resolve().parent
 
@@ -24,7 +25,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=HERE / "work")
     ap.add_argument("--out", type=Path, default=HERE / "results")
     args = ap.parse_args()
-    exe = shutil.which("bpd") or str(Path(sys.executable).with_name("bpd"))
+    exe = bpd_executable()
     rows, per_seed = [], {}
     for seed_dir in sorted(args.work.glob("seed*")):
         exp = seed_dir / "export"

@@ -17,7 +17,6 @@ step does not depend on the data). Writes benchmarks/results/distill_throughput.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import time

@@ -14,8 +14,9 @@ import argparse
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
+
+from bpd.io import bpd_executable
 
 HERE = Path(__file__).resolve().parent
 ENV = "firmware_host.rig:bpd/desktop-cartpole-v0"
@@ -23,7 +24,7 @@ RATES = {"200hz": 5000, "1khz": 1000}
 
 
 def bpd(*args: str) -> str:
-    exe = shutil.which("bpd") or str(Path(sys.executable).with_name("bpd"))
+    exe = bpd_executable()
     p = subprocess.run([exe, *args], capture_output=True, text=True)
     if p.returncode != 0:
         raise SystemExit(f"bpd {' '.join(args)} failed:\n{p.stderr}")

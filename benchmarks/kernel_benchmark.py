@@ -55,7 +55,7 @@ SEED = 0
 def fixture_exports(w: Path, ip_dataset: Path) -> None:
     """The committed fixture as generic, generated, loose and integer exports (no checkpoint: the
     collapsed network is read back from policy.onnx, parity is against onnxruntime)."""
-    from export.c_export import KERNEL_FILES, KERNEL_DIR
+    from export.c_export import KERNEL_DIR, KERNEL_FILES
     from export.codegen import collapsed_from_export, select_tanh
     from export.fixed_point import generate_int_kernel, quantise
     from export.onnx_export import OnnxPolicy
@@ -211,7 +211,7 @@ def stack_figures(w: Path) -> dict:
     session (HELLO, CONFIG device mode, START, three ticks)."""
     from firmware_host.build import FIRMWARE_PARTS, build_firmware_image, image_report
     from firmware_host.stack import painted_stack
-    from hil.codec import encode
+    from firmware_host.codec import encode
 
     rx = (encode("hello", 1, protocol=1) + encode("config", 2, period_us=5000, watchdog_ticks=50, mode=1,
                                                    action_limit=3.0, pos_limit=1.0, angle_limit=1.0)

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bpd.io import bpd_executable
+
 REPO = Path(__file__).resolve().parents[1]
 TASKS = [("InvertedPendulum-v5", "InvertedPendulum-v5.npz"),
          ("InvertedDoublePendulum-v5", "InvertedDoublePendulum-v5.npz"),
@@ -29,7 +31,7 @@ TASKS = [("InvertedPendulum-v5", "InvertedPendulum-v5.npz"),
 
 
 def bpd(*args: str) -> str:
-    exe = Path(sys.executable).with_name("bpd")
+    exe = bpd_executable()
     p = subprocess.run([str(exe), *args], capture_output=True, text=True, env=dict(os.environ))
     if p.returncode != 0:
         raise SystemExit(f"multitask_benchmark: bpd {args[0]} failed: {(p.stderr.strip().splitlines() or ['?'])[-1]}")

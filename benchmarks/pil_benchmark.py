@@ -26,14 +26,14 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from bpd.io import write_json, write_text  # noqa: E402
+from bpd.io import bpd_executable, write_json, write_text  # noqa: E402
 
 RIGS = ("gym-inverted-pendulum", "desktop-cartpole")
 MODES = ("device", "host")
 
 
 def bpd(*args: str) -> None:
-    exe = shutil.which("bpd") or str(Path(sys.executable).with_name("bpd"))
+    exe = bpd_executable()
     p = subprocess.run([exe, *args], capture_output=True, text=True)
     if p.returncode != 0:
         raise SystemExit(f"bpd {' '.join(args)} failed:\n{p.stderr}")

@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from bpd.io import write_json, write_text  # noqa: E402
+from bpd.io import portable_path, write_json, write_text  # noqa: E402
 from firmware_host.swingup import SwingUpEnv, wrap_angle  # noqa: E402
 
 RIG = "rotary-pendulum"
@@ -46,11 +46,7 @@ CONDITIONS: list[tuple[str, dict]] = [
 
 
 def rel(p: Path | str) -> str:
-    p = Path(p).resolve()
-    try:
-        return str(p.relative_to(ROOT))
-    except ValueError:
-        return p.name
+    return portable_path(Path(p).resolve())
 
 
 def run_episodes(act, episodes: int, kwargs: dict) -> dict:
@@ -146,7 +142,8 @@ def device_cost(export_dir: Path, states: np.ndarray, work: Path) -> dict:
 
 def hil_trial(export_dir: Path, mode: str, episodes: int, out: Path) -> dict:
     """Real-time trial on the simulated rig at 500 Hz; swing-up success judged from the logged angles."""
-    from hil.trial import HilRunConfig, read_ticks, run_trial
+    from hil.ticklog import read_ticks
+    from hil.trial import HilRunConfig, run_trial
 
     shutil.rmtree(out, ignore_errors=True)
     from bpd.errors import BpdError
@@ -183,7 +180,7 @@ def hil_trial(export_dir: Path, mode: str, episodes: int, out: Path) -> dict:
 
 
 def bpd(*args: str) -> None:
-    from bpd.cli import main as bpd_main
+    from bpd_app.cli import main as bpd_main
 
     if bpd_main(list(args)) != 0:
         raise SystemExit(f"bpd {' '.join(args)} failed")
@@ -210,7 +207,7 @@ def distill_students(teacher: str, seeds: list[int], work: Path, steps: int) -> 
 
 
 def load_controller(path: str):
-    from bpd.evaluate import load_any
+    from bpd_app.evaluate import load_any
 
     m = load_any(path)
     return m.act, {"kind": m.kind, "params_total": m.params_total, "params_nonzero": m.params_nonzero}

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bpd.experiment import load_plan
 from bpd.io import save_png, write_json, write_text
+from bpd_app.experiment import load_plan
 from training.selection import plot_sweep, sweep_thresholds
 from training.student import load_student
 

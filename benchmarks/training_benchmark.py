@@ -13,16 +13,17 @@ import json
 import shutil
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
+
+from bpd.io import bpd_executable
 
 HERE = Path(__file__).resolve().parent
 ENV = "InvertedPendulum-v5"
 
 
 def bpd(*args: str) -> str:
-    exe = shutil.which("bpd") or str(Path(sys.executable).with_name("bpd"))
+    exe = bpd_executable()
     return subprocess.run([exe, *args], check=True, capture_output=True, text=True).stdout
 
 

@@ -19,7 +19,6 @@ import numpy as np
 
 from bpd.errors import BpdError
 
-
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -241,3 +240,40 @@ def read_yaml(path: str | os.PathLike) -> Any:
         raise BpdError(f"{p}: YAML syntax error{where}: {problem}") from None
     except (OSError, UnicodeDecodeError) as e:
         raise BpdError(f"{p}: cannot be read ({e.__class__.__name__})") from None
+
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def portable_path(p: str | os.PathLike) -> str:
+    """A path as results record it: relative to the project when inside it, else relative to the
+    working directory when inside that, else the file name alone (never a machine's absolute path)."""
+    q = Path(p)
+    if not q.is_absolute():
+        return str(p)
+    q = q.resolve()
+    for base in (PROJECT_ROOT, Path.cwd().resolve()):
+        try:
+            return q.relative_to(base).as_posix()
+        except ValueError:
+            continue
+    return q.name
+
+
+def portable_argv(argv: list[str]) -> list[str]:
+    """A command line with every absolute path (also in --opt=PATH) made portable."""
+    out = []
+    for a in argv:
+        opt, eq, val = a.partition("=") if a.startswith("--") else ("", "", a)
+        out.append(f"{opt}={portable_path(val)}" if eq and val.startswith("/") else
+                   portable_path(a) if a.startswith("/") else a)
+    return out
+
+
+def bpd_executable() -> str:
+    """The `bpd` command of this installation: the one beside the running Python, else on the PATH."""
+    import shutil
+    import sys
+
+    local = Path(sys.executable).with_name("bpd")
+    return str(local) if local.exists() else (shutil.which("bpd") or "bpd")

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
-import os
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,12 +17,12 @@ import numpy as np
 
 from bpd.errors import BpdError
 from bpd.io import write_text
+from export.cc import OPT, STRICT, compile_to
 from export.collapse import CollapsedNet
 
 KERNEL_DIR = Path(__file__).resolve().parent
 KERNEL_FILES = ("policy.c", "policy.h")
 GENERATED = ("policy_weights.c", "policy_weights.h", "policy_config.h")
-CFLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2"]
 STORAGE = {"dense": 0, "csr8": 1, "csr16": 2}
 ACT = {"none": 0, "tanh": 1, "relu": 2}
 
@@ -72,7 +70,7 @@ def quantise_rows(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return q, scale
 
 
-def _c_float(x: float) -> str:
+def c_float(x: float) -> str:
     """A C float literal that reads back to exactly this float32 value."""
     s = f"{x:.9g}"
     if not any(ch in s for ch in ".e"):
@@ -81,7 +79,7 @@ def _c_float(x: float) -> str:
 
 
 def _floats(a: np.ndarray) -> str:
-    return ", ".join(_c_float(float(x)) for x in np.asarray(a, np.float32).ravel())
+    return ", ".join(c_float(float(x)) for x in np.asarray(a, np.float32).ravel())
 
 
 def _ints(a: np.ndarray) -> str:
@@ -203,25 +201,11 @@ def check_export_dir(d: str | Path) -> Path:
     return d
 
 
-def find_cc() -> str:
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if not cc:
-        raise BpdError("no C compiler found (set CC or install gcc)")
-    return cc
-
-
 def compile_shared(src_dir: Path, out: Path, fast_tanh: bool = False, cc: str | None = None) -> Path:
     """Compile the kernel and weights in src_dir into a shared library, warnings as errors."""
-    cc = cc or find_cc()
-    flags = CFLAGS + ["-fPIC", "-shared"] + (["-DBPD_FAST_TANH"] if fast_tanh else [])
+    flags = STRICT + OPT + ["-fPIC", "-shared"] + (["-DBPD_FAST_TANH"] if fast_tanh else [])
     srcs = [str(src_dir / "policy.c"), str(src_dir / "policy_weights.c")]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(f".{os.getpid()}.tmp")
-    p = subprocess.run([cc, *flags, *srcs, "-lm", "-o", str(tmp)], capture_output=True, text=True)
-    if p.returncode != 0:
-        raise BpdError(f"C compilation failed: {(p.stderr.strip().splitlines() or ['?'])[0]}")
-    os.replace(tmp, out)
-    return out
+    return compile_to(out, [*flags, *srcs, "-lm"], "C compilation", cc)
 
 
 class _Model(ctypes.Structure):

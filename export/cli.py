@@ -1,8 +1,9 @@
 """Subcommands of the export room."""
 
+from bpd.config import from_namespace
+
 
 def _export(ns):
-    from bpd.config import from_namespace
     from export.export import ExportConfig, format_report, run_export
 
     cfg = from_namespace(ExportConfig, ns)
@@ -10,5 +11,17 @@ def _export(ns):
     print(f"export written to {cfg.out}/")
 
 
-COMMANDS = {"export": ("export.export:ExportConfig", _export,
-                       "collapse a student to ONNX + C with parity against torch")}
+def _multitask_export(ns):
+    from export.multitask import MultiTaskExportConfig, run_multitask_export
+    cfg = from_namespace(MultiTaskExportConfig, ns)
+    r = run_multitask_export(cfg)
+    for name, t in r["tasks"].items():
+        print(f"{t['entry_point']}: {t['env_id']}, C vs float64 max error {t['max_abs_error']:.2e} on {t['samples']} states")
+    print(f"export written to {cfg.out}/ ({r['weights_flash_bytes']} bytes of weights, {r['params_nonzero']} nonzero)")
+
+
+COMMANDS = {
+    "export": ("export.export:ExportConfig", _export, "collapse a student to ONNX + C with parity against torch"),
+    "multitask export": ("export.multitask:MultiTaskExportConfig", _multitask_export,
+                         "a multi-task student to C, one entry point per task, parity checked"),
+}

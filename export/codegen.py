@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from bpd.io import write_text
-from export.c_export import KERNEL_DIR, _c_float, model_descriptor, model_hash
+from export.c_export import KERNEL_DIR, c_float, model_descriptor, model_hash
 from export.collapse import CollapsedNet
 
 # (coefficients of p in x^2, coefficients of q in x^2 after the leading 1): cheapest first
@@ -74,12 +74,12 @@ class TanhForm:
         """The body of `static float tanh_approx(float x)`."""
         if self.libm:
             return "    return tanhf(x);\n"
-        c = _c_float(self.clamp)
+        c = c_float(self.clamp)
         lines = ["    float x2, p, q;", f"    if (!(fabsf(x) < {c})) return x > 0.0f ? 1.0f : -1.0f;",
-                 "    x2 = x * x;", f"    p = {_c_float(self.p[-1])};"]
-        lines += [f"    p = BPD_MAC({_c_float(k)}, p, x2);" for k in self.p[-2::-1]]
-        lines.append(f"    q = {_c_float(self.q[-1])};")
-        lines += [f"    q = BPD_MAC({_c_float(k)}, q, x2);" for k in self.q[-2::-1]]
+                 "    x2 = x * x;", f"    p = {c_float(self.p[-1])};"]
+        lines += [f"    p = BPD_MAC({c_float(k)}, p, x2);" for k in self.p[-2::-1]]
+        lines.append(f"    q = {c_float(self.q[-1])};")
+        lines += [f"    q = BPD_MAC({c_float(k)}, q, x2);" for k in self.q[-2::-1]]
         lines += ["    q = BPD_MAC(1.0f, q, x2);", "    return x * p / q;"]
         return "\n".join(lines) + "\n"
 
@@ -193,7 +193,7 @@ def kernel_source(net: CollapsedNet, form: TanhForm, banner: str) -> str:
     else:
         out.append("\nfloat bpd_tanh(float x) { return tanhf(x); }\n")
     out.append("\nstatic void safe_output(float *action)\n{\n"
-               + "".join(f"    action[{i}] = {_c_float(v)};\n" for i, v in enumerate(safe)) + "}\n")
+               + "".join(f"    action[{i}] = {c_float(v)};\n" for i, v in enumerate(safe)) + "}\n")
     out.append("\n/* The weights are compiled in: model is checked for NULL only, as the generic kernel does, and\n"
                " * scratch is not used. */\n"
                "int bpd_policy_run(const bpd_model_t *model, const float *obs, float *action, float *scratch)\n{\n")
@@ -201,7 +201,7 @@ def kernel_source(net: CollapsedNet, form: TanhForm, banner: str) -> str:
                "    if (obs == NULL || scratch == NULL) {\n        safe_output(action);\n        return BPD_ERR_ARG;\n"
                "    }\n")
     off = net.in_offset
-    out += [f"    const float x{j} = obs[{j}]{'' if off is None else ' - ' + _c_float(off[j])};\n"
+    out += [f"    const float x{j} = obs[{j}]{'' if off is None else ' - ' + c_float(off[j])};\n"
             for j in range(obs_dim)]
     out.append("    /* x - x is 0 for every number and NaN for NaN and +-Inf */\n"
                "    if (!((" + ") + (".join(f"x{j} - x{j}" for j in range(obs_dim)) + ") == 0.0f)) {\n"
@@ -215,16 +215,16 @@ def kernel_source(net: CollapsedNet, form: TanhForm, banner: str) -> str:
                    f"{'output' if last else kind} */\n")
         names = [f"y{r}" if last else f"h{li}_{r}" for r in range(w.shape[0])]
         for r in range(w.shape[0]):
-            out.append(f"    float {names[r]} = {_c_float(b[r])};\n")
+            out.append(f"    float {names[r]} = {c_float(b[r])};\n")
             for j in np.flatnonzero(w[r]):
-                out.append(f"    {names[r]} = BPD_MAC({names[r]}, {_c_float(w[r, j])}, {prev[j]});\n")
+                out.append(f"    {names[r]} = BPD_MAC({names[r]}, {c_float(w[r, j])}, {prev[j]});\n")
             out.append(_act_line(kind, names[r]))
         prev = names
     out.append("    /* action units and bounds */\n")
     for i in range(act_dim):
-        lo, hi = _c_float(net.action_low[i]), _c_float(net.action_high[i])
+        lo, hi = c_float(net.action_low[i]), c_float(net.action_high[i])
         if net.output == "tanh":
-            out.append(f"    y{i} = BPD_MAC({_c_float(net.out_offset[i])}, {_c_float(net.out_scale[i])}, "
+            out.append(f"    y{i} = BPD_MAC({c_float(net.out_offset[i])}, {c_float(net.out_scale[i])}, "
                        f"tanh_approx(y{i}));\n")
         out.append(f"    action[{i}] = y{i} < {lo} ? {lo} : (y{i} > {hi} ? {hi} : y{i});\n")
     out.append("    return BPD_OK;\n}\n")
@@ -236,7 +236,7 @@ def descriptor_sources(net: CollapsedNet, banner: str, kernel: str, prefix: str 
     generic API (dims, bounds, safe action, hash) so every caller builds unchanged."""
     mh = model_hash(net)
     safe = np.clip(np.zeros(net.act_dim, np.float32), net.action_low, net.action_high)
-    fl = lambda a: "{ " + ", ".join(_c_float(float(v)) for v in a) + " }"
+    fl = lambda a: "{ " + ", ".join(c_float(float(v)) for v in a) + " }"
     c = [banner, '#include "policy_weights.h"\n',
          f"/* {kernel} kernel: the weights are compiled into policy.c; this descriptor carries the dims,\n"
          " * bounds and safe action for callers that read them. */\n"]

@@ -21,6 +21,7 @@ import numpy as np
 
 from bpd.errors import BpdError
 from training.mlp import LayerSizes, MLPPolicy
+from training.mlp import activation as hidden_activation
 
 
 @dataclass
@@ -57,7 +58,7 @@ class CollapsedNet(LayerSizes):
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             h = h @ w.T.astype(np.float64) + b
             if i < len(self.weights) - 1:
-                h = _act(self.activation, h)
+                h = hidden_activation(self.activation, h)
         if self.output == "tanh":
             return self.out_offset + self.out_scale * np.tanh(h)
         return np.clip(h, self.action_low, self.action_high)
@@ -72,10 +73,6 @@ class CollapsedNet(LayerSizes):
         b0 = (self.biases[0].astype(np.float64) - w0 @ self.in_offset.astype(np.float64)).astype(np.float32)
         return CollapsedNet([self.weights[0], *self.weights[1:]], [b0, *self.biases[1:]], self.activation,
                             self.output, self.action_low, self.action_high, list(self.widths_before))
-
-
-def _act(name: str, x: np.ndarray) -> np.ndarray:
-    return np.tanh(x) if name == "tanh" else np.maximum(x, 0.0)
 
 
 def fold_normalisation(w0: np.ndarray, b0: np.ndarray, mean: np.ndarray, std: np.ndarray):
@@ -102,7 +99,7 @@ def remove_dead_neurons(weights: list[np.ndarray], biases: list[np.ndarray], act
             no_in = ~(ws[i] != 0).any(axis=1)
             const = no_in & ~no_out
             if const.any():
-                bs[i + 1] = bs[i + 1] + ws[i + 1][:, const] @ _act(activation, bs[i][const])
+                bs[i + 1] = bs[i + 1] + ws[i + 1][:, const] @ hidden_activation(activation, bs[i][const])
             drop = no_out | no_in
             if drop.any():
                 keep = ~drop

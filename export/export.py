@@ -26,7 +26,12 @@ from bpd.errors import BpdError
 from bpd.io import StagedDir, check_output_dir, read_json, sha256_file, write_json
 from export.c_export import CPolicy, LayerPlan, generate_c, model_hash
 from export.collapse import CollapsedNet, collapse
-from export.onnx_export import OnnxPolicy, build_onnx, reference_evaluator_run, save_onnx
+from export.onnx_export import (
+    OnnxPolicy,
+    build_onnx,
+    reference_evaluator_run,
+    save_onnx,
+)
 from export.verify import manifest, verify_export
 from training.mlp import MLPPolicy
 

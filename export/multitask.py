@@ -27,8 +27,18 @@ import numpy as np
 from bpd.config import field
 from bpd.errors import BpdError
 from bpd.io import write_json, write_text
-from export.c_export import (ACT, KERNEL_DIR, KERNEL_FILES, STORAGE, _floats, _ints, _wrap, compile_shared,
-                              model_descriptor, plan_layer)
+from export.c_export import (
+    ACT,
+    KERNEL_DIR,
+    KERNEL_FILES,
+    STORAGE,
+    _floats,
+    _ints,
+    _wrap,
+    compile_shared,
+    model_descriptor,
+    plan_layer,
+)
 from export.collapse import fold_normalisation
 
 PARITY_TOL = 1e-5

@@ -105,8 +105,8 @@ def verify_export(d: str | Path) -> dict:
         raise BpdError(f"{d}: the export records no file hashes (made by an older bpd); run `bpd export` again")
     _verify_files(d, files)
     try:
-        low, high, recorded = info["action_low"], info["action_high"], info["model_hash"]
-        int(info["obs_dim"]), int(info["act_dim"])
+        recorded = info["model_hash"]  # the fields every consumer of an export reads
+        list(info["action_low"]), list(info["action_high"]), int(info["obs_dim"]), int(info["act_dim"])
     except (KeyError, TypeError, ValueError):
         raise BpdError(f"{d / 'export.json'}: export record is missing fields") from None
     onnx_hash = verify_onnx(d / "policy.onnx")

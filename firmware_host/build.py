@@ -16,11 +16,11 @@ from pathlib import Path
 from bpd.config import field
 from bpd.errors import BpdError
 from bpd.io import write_json
+from export.cc import STRICT, find_cc
 
 HERE = Path(__file__).resolve().parent
 BOARDS = HERE / "boards"
 BENCH = HERE / "bench"
-WARN = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
 OPT = ["-O2", "-ffunction-sections", "-fdata-sections"]
 
 TARGETS: dict[str, dict] = {
@@ -58,7 +58,7 @@ def compile_image(target: str, sources: list[Path], include: list[Path], out_dir
     if target not in TARGETS:
         raise BpdError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
     host = target == "host"
-    cc = shutil.which("cc") if host else arm_toolchain()
+    cc = find_cc() if host else arm_toolchain()
     out_dir.mkdir(parents=True, exist_ok=True)
     flags = TARGETS[target]["flags"] + OPT + [f"-I{p}" for p in include] + [f"-D{d}" for d in defines or []]
     if fast_tanh:
@@ -66,7 +66,7 @@ def compile_image(target: str, sources: list[Path], include: list[Path], out_dir
     objects: dict[str, Path] = {}
     for src in sources:
         obj = out_dir / f"{src.stem}.o"
-        warn = WARN if strict is None or src in strict else ["-std=c99", "-w"]
+        warn = STRICT if strict is None or src in strict else ["-std=c99", "-w"]
         _run([cc, *warn, *flags, "-fstack-usage", "-c", str(src), "-o", str(obj)], f"compiling {src.name}")
         objects[src.stem] = obj
     elf = out_dir / (name + (".elf" if not host else ""))
@@ -74,7 +74,7 @@ def compile_image(target: str, sources: list[Path], include: list[Path], out_dir
         _run([cc, *flags, *map(str, objects.values()), "-lm", "-o", str(elf)], "linking")
     else:
         startup = out_dir / "startup.o"
-        _run([cc, *WARN, *flags, "-fstack-usage", "-c", str(BOARDS / "startup.c"), "-o", str(startup)],
+        _run([cc, *STRICT, *flags, "-fstack-usage", "-c", str(BOARDS / "startup.c"), "-o", str(startup)],
              "compiling startup.c")
         objects["startup"] = startup
         _run([cc, *flags, "-nostartfiles", "--specs=nosys.specs", f"-L{BOARDS}", "-T", str(BOARDS / ldscript),
@@ -165,13 +165,13 @@ def build_firmware_image(export_dir: Path, target: str, out_dir: Path, fast_tanh
     export_dir = check_export_dir(export_dir)
     spec = load_rig(rig)
     if target == "host":  # the software device of the simulated rig: core, host HAL and policy
-        from firmware_host.rig import build_device_library
+        from firmware_host.device import build_device_library
 
         lib = build_device_library(out_dir, spec, export_dir)
         objs = {}
         for src in (export_dir / "policy.c", export_dir / "policy_weights.c"):
             obj = out_dir / f"{src.stem}.o"
-            _run([shutil.which("cc") or "cc", *WARN, *OPT, "-fPIC", f"-I{export_dir}", "-c", str(src), "-o", str(obj)],
+            _run([find_cc(), *STRICT, *OPT, "-fPIC", f"-I{export_dir}", "-c", str(src), "-o", str(obj)],
                  f"compiling {src.name}")
             objs[src.stem] = obj
         return Image(lib, "host", objs, {})

@@ -25,7 +25,7 @@ import numpy as np
 from bpd.config import field
 from bpd.errors import BpdError
 from bpd.io import write_json, write_text
-from firmware_host.plants.furuta import G, FurutaParams
+from firmware_host.plants.furuta import FurutaParams, G
 from firmware_host.rig import load_rig
 
 HERE = Path(__file__).resolve().parent
@@ -170,7 +170,7 @@ C_FIELDS = ("switch_angle", "energy_gain", "energy_ref", "accel_max", "arm_kp", 
             "mgl", "arm_damping", "pend_damping", "volts_per_torque", "back_emf", "action_limit")
 
 
-def _c_float(x: float) -> str:
+def c_float(x: float) -> str:
     return f"{float(np.float32(x))!r}f"
 
 
@@ -190,15 +190,15 @@ def export_classical(rig: str, out: str | Path) -> dict:
     lim = d.action_limit
     c = [banner, '#include "policy_weights.h"\n',
          f'const char bpd_model_hash[] = "{digest}";\n',
-         f"static const float bpd_low[1] = {{{_c_float(-lim)}}};",
-         f"static const float bpd_high[1] = {{{_c_float(lim)}}};",
+         f"static const float bpd_low[1] = {{{c_float(-lim)}}};",
+         f"static const float bpd_high[1] = {{{c_float(lim)}}};",
          "static const float bpd_safe[1] = {0.0f};",
          "static const float bpd_out_scale[1] = {1.0f};  /* clip output: unused */",
          "static const float bpd_out_offset[1] = {0.0f};\n",
          model_descriptor("bpd", 4, 1, 0, 0, "clip"),
          "const bpd_classical_t bpd_classical = {",
-         f"    {{{', '.join(_c_float(k) for k in d.gains)}}},   /* LQR gains on theta, alpha, theta', alpha' */",
-         *(f"    {_c_float(getattr(d, f))},   /* {f} */" for f in C_FIELDS),
+         f"    {{{', '.join(c_float(k) for k in d.gains)}}},   /* LQR gains on theta, alpha, theta', alpha' */",
+         *(f"    {c_float(getattr(d, f))},   /* {f} */" for f in C_FIELDS),
          "};\n"]
     h = [banner, "#ifndef BPD_POLICY_WEIGHTS_H\n#define BPD_POLICY_WEIGHTS_H\n", "#include <stddef.h>\n",
          '#include "policy.h"\n', "#define BPD_OBS_DIM 4\n#define BPD_ACT_DIM 1\n#define BPD_SCRATCH_FLOATS 1\n",

@@ -29,7 +29,6 @@ TABLES: dict[str, dict[str, float]] = {
                   "branch": 2, "call": 2, "branch_multi": 2, "branch_multi_regs": 1,
                   "fp": 1, "fp_mac": 1, "fp_div": 10, "fp_mem": 1, "fp_mem_multi": 1, "fp_mem_multi_regs": 1},
 }
-CLOCK_MHZ = {"cortex-m0plus": 48, "cortex-m4f": 168, "cortex-m7": 216}
 
 
 def estimate_cycles(target: str, mix: Counter) -> float:
@@ -39,4 +38,6 @@ def estimate_cycles(target: str, mix: Counter) -> float:
 
 
 def estimate_us(target: str, cycles: float) -> float:
-    return cycles / CLOCK_MHZ[target]
+    from firmware_host.build import TARGETS
+
+    return cycles / TARGETS[target]["clock_mhz"]

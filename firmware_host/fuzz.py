@@ -15,22 +15,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bpd.errors import BpdError
+from export.cc import STRICT, compile_to, find_clang
 
 HERE = Path(__file__).resolve().parent
 FUZZ = HERE / "fuzz"
 CSRC = HERE / "c"
 HARNESSES = {"parser": ["bpd_wire.c", "bpd_msgs.c"], "commands": ["bpd_fw.c", "bpd_wire.c", "bpd_msgs.c"]}
-FLAGS = ["-std=c99", "-g", "-O1", "-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recover=all",
-         "-Wall", "-Wextra", "-Werror"]
+FLAGS = [*STRICT, "-g", "-O1", "-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recover=all"]
 RIG = "gym-inverted-pendulum"
-
-
-def clang() -> str:
-    cc = shutil.which("clang")
-    if cc is None:
-        raise BpdError("clang not found: install clang (`make system-deps` does it on Debian)")
-    return cc
 
 
 def build(name: str, out_dir: Path, rig: str = RIG) -> Path:
@@ -42,11 +34,8 @@ def build(name: str, out_dir: Path, rig: str = RIG) -> Path:
     rig_dir = write_rig_header(load_rig(rig), out_dir / "rig").parent
     exe = out_dir / f"fuzz_{name}"
     srcs = [FUZZ / f"fuzz_{name}.c", *(CSRC / f for f in HARNESSES[name])]
-    p = subprocess.run([clang(), *FLAGS, f"-I{CSRC}", f"-I{rig_dir}", *map(str, srcs), "-o", str(exe)],
-                       capture_output=True, text=True)
-    if p.returncode != 0:
-        raise BpdError(f"building fuzz_{name} failed: {(p.stderr.strip().splitlines() or ['?'])[0]}")
-    return exe
+    return compile_to(exe, [*FLAGS, f"-I{CSRC}", f"-I{rig_dir}", *map(str, srcs)], f"building fuzz_{name}",
+                      find_clang())
 
 
 @dataclass

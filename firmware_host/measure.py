@@ -9,6 +9,7 @@ flash, RAM, and the stack of the whole image from its call graph). Peers generat
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -96,8 +97,9 @@ def onnx_net(path: Path) -> dict:
 
 def _dims_header(net: dict, d: Path) -> None:
     obs_dim, act_dim = net["weights"][0].shape[1], net["weights"][-1].shape[0]
-    fl = lambda a: "{" + ", ".join(f"{float(x):.9g}f" if "." in f"{float(x):.9g}" or "e" in f"{float(x):.9g}"
-                                   else f"{float(x):.9g}.0f" for x in a) + "}"
+    from export.c_export import c_float
+
+    fl = lambda a: "{" + ", ".join(c_float(float(x)) for x in a) + "}"
     write_text(d / "peer_dims.h", f"#ifndef PEER_DIMS_H\n#define PEER_DIMS_H\n#define PEER_OBS_DIM {obs_dim}\n"
                f"#define PEER_ACT_DIM {act_dim}\n#define PEER_OUT_SCALE {fl(net['out_scale'])}\n"
                f"#define PEER_OUT_OFFSET {fl(net['out_offset'])}\n#endif\n")
@@ -120,9 +122,11 @@ def make_emlearn(onnx_path: Path, d: Path) -> tuple[list[Path], list[Path]]:
 
     net = onnx_net(onnx_path)
     acts = [net["activation"]] * (len(net["weights"]) - 1) + ["tanh"]
-    w = Wrapper(acts, [x.T.astype(np.float32) for x in net["weights"]], [b.astype(np.float32) for b in net["biases"]],
-                classifier="loadable", return_type="regressor")
     d.mkdir(parents=True, exist_ok=True)
+    # the Wrapper also compiles a host module into ./tmp: build it inside the bench's work directory
+    with contextlib.chdir(d):
+        w = Wrapper(acts, [x.T.astype(np.float32) for x in net["weights"]],
+                    [b.astype(np.float32) for b in net["biases"]], classifier="loadable", return_type="regressor")
     code = w.save(name="peer_net")
     write_text(d / "peer_net.h", "#ifndef PEER_NET_H\n#define PEER_NET_H\n#include <eml_net.h>\n" + code + "\n#endif\n")
     _dims_header(net, d)
@@ -195,12 +199,11 @@ def _run_inputs(export_dir: Path, given: str | None) -> tuple[Path | None, str |
 
 
 def run_bench(cfg: BenchConfig) -> dict:
+    from bpd.config import check_ranges
+    from bpd.io import check_output_dir
     from export.c_export import CPolicy
     from export.export import ExportConfig, load_source, run_export
     from export.onnx_export import OnnxPolicy
-
-    from bpd.config import check_ranges
-    from bpd.io import check_output_dir
     from export.verify import verify_export
 
     check_ranges(cfg, {"samples": (1, 100_000), "host_iters": (1, 100_000_000), "seed": (0, 2**31 - 1)})

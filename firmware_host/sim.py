@@ -21,7 +21,8 @@ from pathlib import Path
 
 from bpd.config import check_ranges, field
 from bpd.errors import BpdError
-from firmware_host.rig import Plant, RigSpec, SoftwareDevice, build_device_library, load_rig
+from firmware_host.device import SoftwareDevice, build_device_library
+from firmware_host.rig import Plant, RigSpec, load_rig
 
 
 @dataclass

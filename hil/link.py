@@ -1,7 +1,7 @@
 """A session with a device over anything pyserial opens (a device path, a pty, socket://):
 handshake, configuration, start/stop/reset, frames in and actions out.
 
-Transport: serial.serial_for_url. Codec: hil.codec (pure). This layer adds sequence numbers,
+Transport: serial.serial_for_url. Codec: firmware_host.codec (pure). This layer adds sequence numbers,
 timeouts and the safe close (stop before the port closes).
 """
 
@@ -13,7 +13,7 @@ from collections import deque
 
 from bpd.errors import BpdError
 from firmware_host.wire_spec import ACK, BY_NAME, FAULTS, PROTOCOL_VERSION
-from hil.codec import Frame, Parser, encode
+from firmware_host.codec import Frame, Parser, encode
 
 log = logging.getLogger("bpd.hil")
 

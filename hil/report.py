@@ -10,6 +10,7 @@ import numpy as np
 from bpd.config import field
 from bpd.errors import BpdError
 from bpd.io import read_json, save_png, write_json
+from hil.ticklog import read_ticks, timing_summary
 
 
 @dataclass
@@ -21,8 +22,6 @@ def render(log_dir: str | Path) -> list[Path]:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from hil.trial import read_ticks, timing_summary
 
     d = Path(log_dir)
     if not d.is_dir():
@@ -69,7 +68,7 @@ def render(log_dir: str | Path) -> list[Path]:
         fig, axs = plt.subplots(3, 1, figsize=(9, 6), sharex=True)
         axs[0].plot(col("obs0")[m], label="position")
         axs[1].plot(col("obs1")[m], label="angle", color="tab:orange")
-        axs[2].plot(col("action")[m], label="action", color="tab:green")
+        axs[2].plot(col("action0")[m], label="action", color="tab:green")
         for a, lab in zip(axs, ("position", "angle", "action")):
             a.set_ylabel(lab)
         axs[2].set_xlabel("step")

@@ -8,8 +8,6 @@ ticks.csv as they arrive (flushed every episode and every 200 rows); summary.jso
 
 from __future__ import annotations
 
-import csv
-import os
 import platform
 import sys
 import time
@@ -21,17 +19,12 @@ import numpy as np
 import bpd
 from bpd.config import check_ranges, field
 from bpd.errors import BpdError
-from bpd.io import check_output_dir, write_json
+from bpd.io import bpd_executable, check_output_dir, portable_argv, write_json
 from firmware_host.rig import load_rig
 from firmware_host.wire_spec import FLAGS
 from hil.link import DeviceFault, DeviceLink, LinkError
 from hil.policy import load_host_policy
-
-COLUMNS = [("episode", ""), ("step", ""), ("seq", ""), ("device_t_us", "us"), ("device_period_us", "us"),
-           ("host_recv_s", "s"), ("host_send_s", "s"), ("host_step_us", "us"), ("host_compute_us", "us"),
-           ("rtt_us", "us"), ("infer_ns", "ns"), ("deadline_miss", "bool"), ("skipped", "bool"),
-           ("flags", "bits"), ("reward", ""), ("obs0", "rig units"), ("obs1", "rig units"), ("obs2", "rig units"),
-           ("obs3", "rig units"), ("action", "rig units")]
+from hil.ticklog import TickLog, timing_summary
 
 
 @dataclass
@@ -54,37 +47,9 @@ class HilRunConfig:
     sim_lockstep: bool = field(False, help="with --port sim: run the simulated rig in lockstep, not real time")
 
 
-class TickLog:
-    """ticks.csv written row by row: a crash or a pulled cable loses nothing already received."""
-
-    def __init__(self, path: Path) -> None:
-        self.f = open(path, "x", newline="")  # a new file: a trial never appends to another's log
-        self.w = csv.writer(self.f)
-        self.f.write("# units: " + ", ".join(f"{n}={u or '-'}" for n, u in COLUMNS) + "\n")
-        self.w.writerow([n for n, _ in COLUMNS])
-        self.rows = 0
-
-    def add(self, row: list) -> None:
-        self.w.writerow(row)
-        self.rows += 1
-        if self.rows % 200 == 0:
-            self.f.flush()
-
-    def flush(self) -> None:
-        self.f.flush()
-        os.fsync(self.f.fileno())
-
-    def close(self) -> None:
-        self.flush()
-        self.f.close()
 
 
-def _stats(x: list[float]) -> dict:
-    if not x:
-        return {"n": 0}
-    a = np.asarray(x, float)
-    return {"n": int(a.size), "median": float(np.median(a)), "p90": float(np.percentile(a, 90)),
-            "p99": float(np.percentile(a, 99)), "max": float(a.max()), "mean": float(a.mean())}
+
 
 
 def check_trial(cfg: HilRunConfig) -> tuple:
@@ -118,7 +83,7 @@ def _run_trial(cfg: HilRunConfig, spec, pol) -> dict:
     link = DeviceLink(cfg.port, cfg.baud or int(spec.raw.get("serial", {}).get("baud", 921600)))
     try:  # only once the port opened: a refused port leaves no log directory
         out.mkdir(parents=True, exist_ok=True)
-        log = TickLog(out / "ticks.csv")
+        log = TickLog(out / "ticks.csv", spec.obs_dim, spec.act_dim)
     except BaseException:
         link.close()
         raise
@@ -166,10 +131,9 @@ class simulated_rig:
     subprocess for the length of a trial; yields its pty path."""
 
     def __init__(self, cfg: HilRunConfig) -> None:
-        import shutil
         import subprocess
 
-        exe = shutil.which("bpd") or str(Path(sys.executable).with_name("bpd"))
+        exe = bpd_executable()
         if cfg.port == "pil":
             if cfg.period_us:
                 raise BpdError("--period-us with --port pil: the image runs the period its rig was built with")
@@ -204,7 +168,7 @@ def _environment() -> dict:
     import onnxruntime
 
     return {"bpd": bpd.__version__, "python": platform.python_version(), "platform": platform.platform(),
-            "onnxruntime": onnxruntime.__version__, "argv": sys.argv}
+            "onnxruntime": onnxruntime.__version__, "argv": portable_argv(sys.argv)}
 
 
 def _check_device(info: dict, spec, pol, mode: str) -> None:
@@ -262,8 +226,8 @@ def _episode(link: DeviceLink, log: TickLog, cfg: HilRunConfig, ep: int, period:
             log.add([ep, n, st.seq, f["t_us"], dt, f"{recv - t_start:.6f}", f"{send - t_start:.6f}",
                      f"{(send - recv) * 1e6:.1f}" if newest and cfg.mode == "host" else "",
                      f"{compute_us:.1f}" if compute_us else "", f["rtt_us"], f["infer_ns"], miss,
-                     int(cfg.mode == "host" and not newest), f["flags"], 1.0 if upright else 0.0, *[f"{x:.6g}" for x in obs[:4]],
-                     f"{f['action'][0]:.6g}"])
+                     int(cfg.mode == "host" and not newest), f["flags"], 1.0 if upright else 0.0,
+                     *[f"{x:.6g}" for x in obs], *[f"{x:.6g}" for x in f["action"]]])
             if not upright:
                 ended = "limit (device stopped)"
                 break
@@ -278,52 +242,3 @@ def _episode(link: DeviceLink, log: TickLog, cfg: HilRunConfig, ep: int, period:
     except LinkError:
         pass
     return {"episode": ep, "return": ret, "length": n, "ended": ended, "deadline_misses": misses}
-
-
-def timing_summary(csv_path: Path, period_us: int) -> dict:
-    """Timing statistics from the tick log (so `bpd hil report` recomputes the same)."""
-    rows = read_ticks(csv_path)
-    if not rows:
-        return {"ticks": 0}
-    col = lambda k: [float(r[k]) for r in rows if r.get(k) not in ("", None)]
-    periods = col("device_period_us")
-    misses = sum(int(r["deadline_miss"]) for r in rows)
-    med = float(np.median(periods)) if periods else float("nan")
-    return {"ticks": len(rows), "target_rate_hz": 1e6 / period_us,
-            "achieved_rate_hz": 1e6 / med if periods else None,
-            "period_us": _stats(periods), "jitter_us": _stats([abs(p - period_us) for p in periods]),
-            "host_step_us": _stats(col("host_step_us")), "host_compute_us": _stats(col("host_compute_us")),
-            "rtt_us": _stats([x for x in col("rtt_us") if x > 0]),
-            "infer_ns": _stats([x for x in col("infer_ns") if x > 0]),
-            "deadline_misses": misses, "deadline_miss_rate": misses / len(rows)}
-
-
-def read_ticks(path: Path) -> list[dict]:
-    """The rows of a tick log. A last row cut short (the trial was killed while writing it) is dropped;
-    any other malformed row is a one-line BpdError."""
-    if not path.exists():
-        return []
-    try:
-        with open(path, newline="") as f:
-            lines = [l for l in f if not l.startswith("#")]
-    except UnicodeDecodeError:
-        raise BpdError(f"{path}: not a tick log (not text)") from None
-    if not lines:
-        return []
-    reader = csv.DictReader(lines)
-    names = [n for n, _ in COLUMNS]
-    if reader.fieldnames != names:
-        raise BpdError(f"{path}: not a tick log (unexpected header)")
-    rows = list(reader)
-    for i, r in enumerate(rows):
-        ok = None not in r and all(v is not None for v in r.values())
-        if ok:
-            try:
-                [float(v) for v in r.values() if v != ""]
-            except ValueError:
-                ok = False
-        if not ok:
-            if i == len(rows) - 1 and not lines[-1].endswith("\n"):
-                return rows[:-1]
-            raise BpdError(f"{path}: malformed row {i + 1} (the log is damaged)")
-    return rows

@@ -5,15 +5,16 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 import torch
 
+from bpd.io import bpd_executable
+
 ROOT = Path(__file__).resolve().parent.parent
-BPD = str(Path(sys.executable).with_name("bpd"))
+BPD = bpd_executable()
 
 torch.set_num_threads(1)
 

@@ -161,7 +161,7 @@ def test_plain_student_reads_back_as_a_bayesian_student():
 
 
 def test_ablation_commands_take_their_size_from_the_bpd_cell(tmp_path):
-    from training.methods import CellInputs, get
+    from bpd_app.methods import CellInputs, get
 
     dep = {"params_nonzero": 106, "train": {"hidden": [8, 8]}, "export": {"widths": [4, 8, 7, 1]}}
     c = CellInputs("E", 0, "t.npz", "d.npz", tmp_path / "run", {"hidden": [8, 8], "steps": 200}, {"bpd": dep})
@@ -185,7 +185,7 @@ def test_every_ablation_trains_evaluates_and_exports_through_the_runner(tiny_pip
 
     from tests.conftest import run_bpd
     from tests.test_experiment import TINY_DISTILL, _plan
-    from training.methods import METHODS
+    from bpd_app.methods import METHODS
 
     ablations = [m for m in METHODS if m not in ("bpd", "online-sac-small") and not m.startswith("baseline")]
     plan = _plan(tmp_path, tiny_pipeline / "teacher.npz", {"bpd": {"args": TINY_DISTILL}}
@@ -217,7 +217,7 @@ def test_every_ablation_trains_evaluates_and_exports_through_the_runner(tiny_pip
     ("[bpd]", "groups maps a table name to a list"),
 ])
 def test_bad_plan_groups_are_one_line_errors(tmp_path, groups, message):
-    from bpd.experiment import load_plan
+    from bpd_app.experiment import load_plan
 
     p = tmp_path / "plan.yaml"
     p.write_text(f"envs: [A]\nseeds: [0]\nteachers: {{A: t.npz}}\nmethods: [bpd]\ngroups: {groups}\n")
@@ -228,7 +228,7 @@ def test_bad_plan_groups_are_one_line_errors(tmp_path, groups, message):
 def test_plan_groups_are_read():
     from pathlib import Path
 
-    from bpd.experiment import load_plan
+    from bpd_app.experiment import load_plan
 
     plan = load_plan(Path(__file__).resolve().parents[1] / "benchmarks" / "plans" / "ablations.yaml")
     assert set(plan.groups) == {"Bayesian part", "KL schedule", "Prior", "Value term"}

@@ -3,7 +3,7 @@ internal-error code, and every file that existed before left byte for byte (noth
 
 The shared artifacts (a hand-made teacher, a collected dataset, a short distillation, its export, a
 stable-baselines3-shaped zip, a trial log) are built once; each case copies and damages what it needs
-in its own directory and runs `bpd` in-process through bpd.cli.main.
+in its own directory and runs `bpd` in-process through bpd_app.cli.main.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from bpd.cli import main
+from bpd_app.cli import main
 from bpd.io import load_arrays, save_arrays
 
 INTERNAL = 70
@@ -66,10 +66,10 @@ def _sb3_zip(path: Path, data: dict | None = None, sd: dict | None = None, raw_p
 
 
 def _trial(d: Path) -> None:
-    from hil.trial import COLUMNS
+    from hil.ticklog import columns
 
     d.mkdir()
-    lines = ["# units: -", ",".join(n for n, _ in COLUMNS)]
+    lines = ["# units: -", ",".join(n for n, _ in columns(4, 1))]
     for i in range(6):
         lines.append(",".join(["0", str(i + 1), str(i), str(40000 * i), "40000" if i else "", "0.1", "0.1", "50.0",
                                "10.0", "100", "0", "0", "0", "1", "1.0", "0", "0", "0", "0", "0"]))

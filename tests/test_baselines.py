@@ -261,7 +261,7 @@ def test_trainer_state_round_trip():
 
 
 def test_registry_sizes_baselines_from_the_bpd_cell():
-    from training.methods import CellInputs, get
+    from bpd_app.methods import CellInputs, get
     dep = {"params_nonzero": 321, "train": {"hidden": [64, 64]}, "export": {"widths": [11, 9, 7, 1]}}
     c = CellInputs("InvertedDoublePendulum-v5", 2, str(IDP_TEACHER), "d.npz", Path("/nonexistent/run"),
                    {"size": "pruned", "control": "mixed"}, {"bpd": dep})
@@ -279,7 +279,7 @@ def test_registry_sizes_baselines_from_the_bpd_cell():
 
 
 def test_cli_rejects_a_reward_rule_on_teacher_data(idp_dataset, tmp_path, capsys):
-    from bpd.cli import main
+    from bpd_app.cli import main
     rc = main(["baseline", "train", "--method", "n-distill", "--control", "teacher", "--teacher", str(IDP_TEACHER),
                "--dataset", idp_dataset, "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err.strip().splitlines()

@@ -13,12 +13,14 @@ import subprocess
 import numpy as np
 import pytest
 
-from export.c_export import CFLAGS, CPolicy
+from export.cc import OPT as CC_OPT
+from export.cc import STRICT
+from export.c_export import CPolicy
 from export.codegen import LIBM, generate_kernel, select_tanh, tanh_form, tanh_forms
-from export.collapse import CollapsedNet, collapse
+from export.collapse import collapse
 from export.fixed_point import (ACC_LIMIT, SAT, IntPolicy, generate_int_kernel, quantise, tanh_q15, to_fixed,
                                 to_float_bits)
-from tests.test_export_c import GOLDEN, TOL, X, Y, golden_policy, random_net
+from tests.test_export_c import TOL, X, Y, golden_policy, random_net
 
 needs_arm = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
                                reason="arm-none-eabi-gcc not installed (make system-deps)")
@@ -88,7 +90,7 @@ def test_generated_and_int_compile_warning_free(tmp_path, cc):
     generate_kernel(net, tmp_path / "g", "0" * 64, "t", tanh_form("rational-5/4"))
     generate_int_kernel(net, quantise(net, X, "golden"), tmp_path / "i", "0" * 64, "t")
     for d in ("g", "i"):
-        subprocess.run([cc, *CFLAGS, "-c", "policy.c", "policy_weights.c"], check=True, cwd=tmp_path / d)
+        subprocess.run([cc, *STRICT, *CC_OPT, "-c", "policy.c", "policy_weights.c"], check=True, cwd=tmp_path / d)
 
 
 def test_select_tanh_cheapest_within_budget(tmp_path):
@@ -170,7 +172,7 @@ def test_int_kernel_has_no_float_instruction(tmp_path, target):
     q = quantise(net, X, "golden")
     generate_int_kernel(net, q, tmp_path, "0" * 64, "t")
     obj = tmp_path / "policy.o"
-    subprocess.run(["arm-none-eabi-gcc", *CFLAGS, *TARGETS[target]["flags"], *OPT, "-c", "policy.c", "-o", str(obj)],
+    subprocess.run(["arm-none-eabi-gcc", *STRICT, *TARGETS[target]["flags"], *OPT, "-c", "policy.c", "-o", str(obj)],
                    check=True, cwd=tmp_path)
     dis = subprocess.run(["arm-none-eabi-objdump", "-d", str(obj)], capture_output=True, text=True, check=True).stdout
     mnemonics = [ln.split("\t")[2].split()[0] for ln in dis.splitlines() if ln.count("\t") >= 2 and ":" in ln]
@@ -180,7 +182,7 @@ def test_int_kernel_has_no_float_instruction(tmp_path, target):
     assert not [s for s in undef.split() if any(f in s for f in FLOAT_CALL)], undef
     # the float generated kernel, for contrast, does use the FPU on cortex-m4f / soft-float on m0+
     generate_kernel(net, tmp_path / "f", "0" * 64, "t", tanh_form("rational-5/4"))
-    subprocess.run(["arm-none-eabi-gcc", *CFLAGS, *TARGETS[target]["flags"], *OPT, "-c", "policy.c", "-o", "f.o"],
+    subprocess.run(["arm-none-eabi-gcc", *STRICT, *TARGETS[target]["flags"], *OPT, "-c", "policy.c", "-o", "f.o"],
                    check=True, cwd=tmp_path / "f")
     fdis = subprocess.run(["arm-none-eabi-objdump", "-dr", str(tmp_path / "f" / "f.o")], capture_output=True,
                           text=True, check=True).stdout

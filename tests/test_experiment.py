@@ -4,7 +4,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -12,10 +11,10 @@ import numpy as np
 import pytest
 
 from bpd.errors import BpdError
-from bpd.experiment import _bootstrap_ci, _iqm, d4rl_score, load_plan
+from bpd_app.experiment import _bootstrap_ci, _iqm, d4rl_score, load_plan
 from tests.conftest import BPD, run_bpd
 from training.envs import Episodes
-from training.methods import CellInputs, distill_command, flags
+from bpd_app.methods import CellInputs, distill_command, flags
 from training.selection import choose
 
 TINY_DISTILL = {"steps": 200, "eval_every": 100, "eval_episodes": 1, "hidden": [8, 8], "critic_hidden": [16, 16],

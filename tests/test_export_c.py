@@ -12,7 +12,9 @@ import numpy as np
 import onnx
 import pytest
 
-from export.c_export import CFLAGS, CPolicy, generate_c, layer_cost, plan_layer, quantise_rows
+from export.cc import OPT as CC_OPT
+from export.cc import STRICT
+from export.c_export import CPolicy, generate_c, layer_cost, plan_layer, quantise_rows
 from export.collapse import CollapsedNet, collapse
 from export.onnx_export import OnnxPolicy, build_onnx, reference_evaluator_run, save_onnx
 from tests.test_export_collapse import GOLDEN, golden_policy
@@ -116,7 +118,7 @@ def test_fast_tanh_max_error(tmp_path):
                    'float x=(float)i*5e-5f;printf("%.9g\\n",(double)bpd_tanh(x));}return 0;}\n')
     kdir = Path(__file__).resolve().parents[1] / "export"
     exe = tmp_path / "t"
-    subprocess.run(["cc", *CFLAGS, "-DBPD_FAST_TANH", f"-I{kdir}", str(src), str(kdir / "policy.c"), "-lm",
+    subprocess.run(["cc", *STRICT, *CC_OPT, "-DBPD_FAST_TANH", f"-I{kdir}", str(src), str(kdir / "policy.c"), "-lm",
                     "-o", str(exe)], check=True)
     y = np.array(subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split(), float)
     x = (np.arange(-200000, 200001) * np.float32(5e-5)).astype(np.float32).astype(np.float64)
@@ -131,7 +133,7 @@ def test_kernel_compiles_warning_free(tmp_path, cc):
     net = collapse(golden_policy())
     generate_c(net, tmp_path, "auto", True, "0" * 64, "test")
     for fast in ([], ["-DBPD_FAST_TANH"]):
-        subprocess.run([cc, *CFLAGS, *fast, "-c", str(tmp_path / "policy.c"), str(tmp_path / "policy_weights.c")],
+        subprocess.run([cc, *STRICT, *CC_OPT, *fast, "-c", str(tmp_path / "policy.c"), str(tmp_path / "policy_weights.c")],
                        check=True, cwd=tmp_path)
 
 

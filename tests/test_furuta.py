@@ -293,7 +293,7 @@ def test_c_classical_matches_python_on_golden_states(tmp_path):
 
 
 def test_bad_input_is_one_line(tmp_path, capsys):
-    from bpd.cli import main
+    from bpd_app.cli import main
 
     assert main(["teacher", "train", "--gamma", "1.5", "--out", str(tmp_path / "t.npz")]) == 1
     assert capsys.readouterr().err.strip() == "bpd: error: --gamma must be in (0, 1)"
@@ -310,8 +310,8 @@ def test_bad_input_is_one_line(tmp_path, capsys):
 def test_classical_swings_up_the_simulated_rig_in_device_mode(tmp_path):
     """The exported C controller on the firmware core (device mode, lockstep): upright by 2 s,
     still upright at 3 s, no limit stop."""
-    from bpd.cli import main
-    from hil.trial import read_ticks
+    from bpd_app.cli import main
+    from hil.ticklog import read_ticks
 
     export_classical(RIG, tmp_path / "cx")
     assert main(["hil", "run", "--port", "sim", "--sim-lockstep", "--rig", RIG, "--policy", str(tmp_path / "cx"),
@@ -347,8 +347,8 @@ def test_firmware_observation_matches_the_env_on_two_encoders(tmp_path):
     """The firmware core's observation (counts to radians, filtered-difference velocities of both
     encoders) equals the env's ObservationFilter on a swing-up trajectory: the teacher trains on what
     the device computes."""
-    from firmware_host.rig import SoftwareDevice, build_device_library
-    from hil.codec import Parser, encode
+    from firmware_host.device import SoftwareDevice, build_device_library
+    from firmware_host.codec import Parser, encode
 
     spec = load_rig(RIG)
     dev = SoftwareDevice(spec, build_device_library(tmp_path, spec))

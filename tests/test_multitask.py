@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from export.multitask import MultiTaskExportConfig, c_name, run_multitask_export
 from training.multitask import MultiTask, TaskWeights, load_multitask
@@ -84,6 +83,6 @@ def test_multitask_training_reaches_its_budget(tmp_path):
                                                                                     "InvertedDoublePendulum-v5"]
     mt = load_multitask(tmp_path / "run" / "multitask.npz")
     assert mt.params_nonzero == 300
-    from bpd.evaluate import EvaluateConfig, run_evaluate
+    from bpd_app.evaluate import EvaluateConfig, run_evaluate
     ev = run_evaluate(EvaluateConfig(model=str(tmp_path / "run" / "task1.npz"), episodes=1))
     assert ev["env_id"] == "InvertedDoublePendulum-v5" and ev["episodes"] == 1

@@ -47,7 +47,7 @@ def test_call_graph_known_chain(tmp_path, target):
 @needs_arm
 @pytest.mark.parametrize("target", ["cortex-m0plus", "cortex-m4f"])
 def test_firmware_stack_bound_holds_against_painted_stack(tmp_path, target):
-    from hil.codec import encode
+    from firmware_host.codec import encode
 
     img = build_firmware_image(pendulum_export(), target, tmp_path)
     rep = image_report(img, ["policy", "policy_weights"], FIRMWARE_PARTS)

@@ -1,10 +1,13 @@
-"""The wire protocol: C and Python codecs against the same golden frames, a fault table fed both
-codecs, and a long random-input run of the C parser under AddressSanitizer and UBSan."""
+"""The wire protocol: the golden frames against bytes built by hand from docs/protocol.md, C and Python
+codecs against those golden frames, a fault table fed both codecs, and a long random-input run of
+the C parser under AddressSanitizer and UBSan."""
 
+import binascii
 import json
 import os
 import random
 import shutil
+import struct
 import subprocess
 from pathlib import Path
 
@@ -12,7 +15,7 @@ import numpy as np
 import pytest
 
 from firmware_host import wire_spec
-from hil.codec import Parser, cobs_decode, cobs_encode, crc16, encode
+from firmware_host.codec import Parser, cobs_decode, cobs_encode, crc16, encode
 
 ROOT = Path(__file__).resolve().parents[1]
 C = ROOT / "firmware_host" / "c"
@@ -46,6 +49,100 @@ def test_hello_frame_by_hand():
     raw = bytes([0x01, 0x01, 0x00, 0x01])
     c = crc16(raw)
     assert encode("hello", 1, protocol=1) == b"\x00" + cobs_encode(raw + bytes([c & 0xFF, c >> 8])) + b"\x00"
+
+
+# ----------------------------------------------------------------- golden frames from first principles
+# Built without firmware_host.codec or wire_spec: CRC and COBS written from their definitions, payloads packed
+# with struct from the message table of docs/protocol.md.
+
+
+def crc16_ccitt_false(data: bytes) -> int:
+    """CRC-16/CCITT-FALSE bit by bit: polynomial 0x1021, initial 0xFFFF, MSB first, no final xor."""
+    crc = 0xFFFF
+    for byte in data:
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+            crc &= 0xFFFF
+    return crc
+
+
+def cobs_reference(data: bytes) -> bytes:
+    """COBS (Cheshire and Baker 1999) for blocks shorter than 254 bytes: the data with a zero appended is
+    cut after each zero; each piece becomes one code byte (its length: the non-zero bytes + 1) followed by
+    its non-zero bytes, the zero itself left implicit. (Every payload here is far below 254 bytes, so the
+    0xFF block without an implied zero never arises.)"""
+    out = bytearray()
+    for piece in data.split(b"\x00"):  # the pieces between zeros; the last one ends at the appended zero
+        assert len(piece) < 254
+        out += bytes([len(piece) + 1]) + piece
+    return bytes(out)
+
+
+# body layouts, little-endian, transcribed from the message table of docs/protocol.md
+MESSAGE_IDS = {"hello": 0x01, "info": 0x02, "config": 0x03, "start": 0x04, "stop": 0x05, "reset": 0x06,
+               "ack": 0x07, "state": 0x10, "action": 0x11, "fault": 0x12}
+
+
+def body_by_hand(name: str, f: dict) -> bytes:
+    if name == "hello":
+        return struct.pack("<B", f["protocol"])
+    if name == "info":
+        return struct.pack("<6BI8B", f["protocol"], f["fw_major"], f["fw_minor"], f["obs_dim"], f["act_dim"],
+                           f["caps"], f["period_us"], *f["model_hash"])
+    if name == "config":
+        return struct.pack("<IHB3f", f["period_us"], f["watchdog_ticks"], f["mode"], f["action_limit"],
+                           f["pos_limit"], f["angle_limit"])
+    if name in ("start", "stop"):
+        return b""
+    if name == "reset":
+        return struct.pack("<I", f["seed"])
+    if name == "ack":
+        return struct.pack("<BB", f["of"], f["status"])
+    if name == "state":
+        return struct.pack(f"<3IH2B{f['n_obs']}f{f['n_act']}f", f["t_us"], f["infer_ns"], f["rtt_us"], f["flags"],
+                           f["n_obs"], f["n_act"], *f["obs"], *f["action"])
+    if name == "action":
+        return struct.pack(f"<HB{f['n_act']}f", f["echo_seq"], f["n_act"], *f["action"])
+    if name == "fault":
+        return struct.pack("<BI", f["code"], f["detail"])
+    raise AssertionError(f"no layout for {name}")
+
+
+def frame_by_hand(name: str, seq: int, fields: dict) -> bytes:
+    raw = struct.pack("<BH", MESSAGE_IDS[name], seq) + body_by_hand(name, fields)
+    return b"\x00" + cobs_reference(raw + struct.pack("<H", crc16_ccitt_false(raw))) + b"\x00"
+
+
+def test_reference_crc_and_cobs_known_answers():
+    # the catalogued check value of CRC-16/CCITT-FALSE, and the standard library's CRC-CCITT with that init
+    assert crc16_ccitt_false(b"123456789") == 0x29B1
+    rng = random.Random(7)
+    for n in (0, 1, 5, 64, 101):
+        data = rng.randbytes(n)
+        assert crc16_ccitt_false(data) == binascii.crc_hqx(data, 0xFFFF)
+    # worked examples of COBS encoding (Cheshire and Baker's scheme, frame delimiters left off)
+    for data, enc in [("00", "0101"), ("0000", "010101"), ("001100", "01021101"), ("11220033", "0311220233"),
+                      ("11223344", "0511223344"), ("11000000", "0211010101")]:
+        assert cobs_reference(bytes.fromhex(data)).hex() == enc, data
+
+
+@pytest.mark.parametrize("i", range(len(GOLDEN)), ids=[f"{g['name']}-{g['seq']}" for g in GOLDEN])
+def test_golden_frame_built_by_hand(i):
+    """Every golden frame, byte for byte, from its fields without the project's encoder."""
+    g = GOLDEN[i]
+    assert frame_by_hand(g["name"], g["seq"], g["fields"]).hex() == g["hex"]
+
+
+def test_golden_frames_cover_the_protocol():
+    assert {g["name"] for g in GOLDEN} == set(MESSAGE_IDS)
+    # the largest frame bpd sends: a STATE with 16 observations and 4 actions, a 101-byte payload
+    big = next(g for g in GOLDEN if g["name"] == "state" and g["fields"]["n_obs"] == 16)
+    # body: t_us, infer_ns, rtt_us (3 x 4), flags (2), n_obs, n_act (2), 20 floats (80) = 96 bytes;
+    # with the 3-byte header and the 2-byte CRC, the 101-byte payload docs/protocol.md states
+    assert len(body_by_hand("state", big["fields"])) == 96
+    # on the wire: COBS adds one byte to a payload under 254 bytes, and the two delimiters
+    assert len(bytes.fromhex(big["hex"])) == 101 + 1 + 2
 
 
 def test_generated_c_is_up_to_date():
@@ -132,10 +229,19 @@ def test_fault_table_both_codecs(selftest, chunk):
 
 
 def test_halved_frames(selftest):
-    a = bytes.fromhex(GOLDEN[7]["hex"])
-    half = len(a) // 2
-    p = Parser()
-    assert p.feed(a[:half]) == [] and len(p.feed(a[half:])) == 1
+    """Every golden frame split in two reads: nothing from the first half, the whole frame from the second
+    (Python), and the same single frame with no bad-frame count from the C parser fed the same two pieces."""
+    for g in GOLDEN:
+        a = bytes.fromhex(g["hex"])
+        half = (len(a) + 1) // 2
+        p = Parser()
+        assert p.feed(a[:half]) == [], g["name"]
+        (f,) = p.feed(a[half:])
+        assert (f.name, f.seq, p.bad_frames) == (g["name"], g["seq"], 0)
+        out = subprocess.run([str(selftest), "stream", str(half)], input=a, capture_output=True,
+                             check=True).stdout.decode().splitlines()
+        body = body_by_hand(g["name"], g["fields"]).hex()
+        assert out == [f"{MESSAGE_IDS[g['name']]} {g['seq']} {body}", "counters 1 0 0 0 0"], g["name"]
 
 
 @pytest.mark.skipif(shutil.which("clang") is None and shutil.which("gcc") is None, reason="no C compiler")

@@ -55,7 +55,7 @@ from torch import nn
 import bpd
 from bpd.config import field, to_dict
 from bpd.errors import BpdError
-from bpd.io import atomic_write, sha256_file, write_json
+from bpd.io import atomic_write, write_json
 from training import gaussian as G
 from training.collect import load_dataset
 from training.envs import evaluate, make_env, train_eval_seed

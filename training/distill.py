@@ -18,7 +18,6 @@ from __future__ import annotations
 import copy
 import csv
 import io
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -31,12 +30,25 @@ import torch.nn.functional as F
 import bpd
 from bpd.config import check_ranges, field, to_dict
 from bpd.errors import BpdError
-from bpd.io import atomic_write, check_output_dir, read_json, save_png, sha256_file, write_json
-from training.collect import Dataset, load_dataset
+from bpd.io import (
+    atomic_write,
+    check_output_dir,
+    read_json,
+    save_png,
+    sha256_file,
+    write_json,
+)
 from training.ablations import PLAIN_STUDENTS, PlainStudent
+from training.collect import Dataset, load_dataset
 from training.envs import evaluate, make_env, train_eval_seed
 from training.priors import PRIORS, pruning_rule, pruning_threshold, student_kl
-from training.selection import RULES, Candidate, load_candidates, save_candidates, select
+from training.selection import (
+    RULES,
+    Candidate,
+    load_candidates,
+    save_candidates,
+    select,
+)
 from training.student import BayesianStudent, Critic, save_student
 from training.teacher import load_teacher
 

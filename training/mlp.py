@@ -7,6 +7,11 @@ from dataclasses import dataclass
 import numpy as np
 
 
+def activation(name: str, x: np.ndarray) -> np.ndarray:
+    """The hidden activation by name: tanh or relu."""
+    return np.tanh(x) if name == "tanh" else np.maximum(x, 0.0)
+
+
 class LayerSizes:
     """Sizes of a network held as `weights` [out, in] and `biases` lists."""
 
@@ -53,7 +58,7 @@ class MLPPolicy(LayerSizes):
     action_high: np.ndarray
 
     def hidden_act(self, x: np.ndarray) -> np.ndarray:
-        return np.tanh(x) if self.activation == "tanh" else np.maximum(x, 0.0)
+        return activation(self.activation, x)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Deterministic action(s) for one observation [obs_dim] or a batch [n, obs_dim]."""

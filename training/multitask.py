@@ -18,7 +18,8 @@ from __future__ import annotations
 import csv
 import json
 import time
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from pathlib import Path
 
 import numpy as np

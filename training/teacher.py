@@ -28,8 +28,15 @@ import numpy as np
 import bpd
 from bpd.config import field, to_dict
 from bpd.errors import BpdError
-from bpd.io import (atomic_write, check_output_path, load_arrays, save_arrays, sha256_bytes, sha256_file,
-                    write_json)
+from bpd.io import (
+    atomic_write,
+    check_output_path,
+    load_arrays,
+    save_arrays,
+    sha256_bytes,
+    sha256_file,
+    write_json,
+)
 from training.envs import evaluate, make_env
 from training.mlp import MLPPolicy
 

@@ -20,9 +20,11 @@ from pathlib import Path
 
 import yaml
 
+from bpd.io import bpd_executable
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-BPD = str(Path(sys.executable).with_name("bpd"))
+BPD = bpd_executable()
 
 
 def runs_root() -> Path:

@@ -6,7 +6,7 @@ import json
 import struct
 from pathlib import Path
 
-from hil.codec import encode
+from firmware_host.codec import encode
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]

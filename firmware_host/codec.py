@@ -9,7 +9,15 @@ import binascii
 import struct
 from dataclasses import dataclass, field
 
-from firmware_host.wire_spec import BY_ID, BY_NAME, MAX_ENCODED, MAX_PAYLOAD, SIZES, STRUCT, Message
+from firmware_host.wire_spec import (
+    BY_ID,
+    BY_NAME,
+    MAX_ENCODED,
+    MAX_PAYLOAD,
+    SIZES,
+    STRUCT,
+    Message,
+)
 
 
 class CodecError(ValueError):

@@ -1,7 +1,7 @@
 """`bpd experiment`: grids of runs (environments x methods x seeds x overrides) and their tables.
 
 A plan is a YAML file (see benchmarks/plans/). Every cell is an ordinary run directory under the
-plan's run root, trained by the `bpd` command its method builds (training/methods.py) and then
+plan's run root, trained by the `bpd` command its method builds (bpd_app/methods.py) and then
 evaluated, exported and measured by `bpd evaluate`, `bpd export` and `bpd bench`. The runner only
 schedules: a cell whose result.json exists is skipped, an interrupted one resumes (each stage
 skips what it finished; distillation and teacher training resume from their checkpoints), a
@@ -34,17 +34,17 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 import traceback
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from pathlib import Path
 
 import numpy as np
 
 from bpd.config import field
 from bpd.errors import BpdError
-from bpd.io import read_yaml, write_json, write_text
+from bpd.io import bpd_executable, read_yaml, write_json, write_text
 
 # D4RL normalisation references (random, expert) for the locomotion tasks.
 D4RL_REFS = {"HalfCheetah": (-280.178953, 12135.0), "Hopper": (-20.272305, 3234.3),
@@ -129,7 +129,7 @@ def _repo_root(start: Path) -> Path | None:
 
 def load_plan(path: str | Path, runs: str | None = None) -> Plan:
     """Read and check a plan; every problem is one line naming the plan."""
-    from training.methods import get
+    from bpd_app.methods import get
 
     p = Path(path)
     if not p.is_file():
@@ -224,12 +224,6 @@ def _digest(obj: dict) -> str:
 # --------------------------------------------------------------------------- executing one cell
 
 
-def bpd_executable() -> str:
-    exe = shutil.which("bpd")
-    local = Path(sys.executable).with_name("bpd")
-    return str(local) if local.exists() else (exe or "bpd")
-
-
 class StageFailed(Exception):
     pass
 
@@ -258,7 +252,7 @@ def prepare_env(plan: Plan, env: str) -> None:
         raise StageFailed(f"{plan.rel(teacher)}: no such teacher file")
     log = plan.runs / "prepare.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    from training.methods import get
+    from bpd_app.methods import get
 
     ds = plan.dataset_path(env)
     if any(get(m.method).uses_dataset for m in plan.methods.values()) and not ds.exists():
@@ -298,7 +292,7 @@ def _bench_figures(bench: dict) -> dict:
 
 def execute_cell(plan_path: str, cell_key: str, runs: str | None = None) -> dict:
     """Train, evaluate, export and measure one cell; returns its cell.json record. Never raises."""
-    from training.methods import CellInputs, get
+    from bpd_app.methods import CellInputs, get
 
     plan = load_plan(plan_path, runs)
     cell = next(c for c in plan.cells() if c.key == cell_key)
@@ -395,7 +389,7 @@ def _last_evals(metrics: Path, n: int = 3) -> list[float] | None:
 def _cell_result(plan: Plan, cell: Cell, spec: dict, train: dict, ev: dict, tev: dict, export_info: dict | None,
                  bench: dict, train_seconds: float) -> dict:
     """The small summary of a finished cell that tables read (no absolute paths)."""
-    from training.methods import get
+    from bpd_app.methods import get
 
     uses_dataset = get(spec["method"]).uses_dataset  # a method without its own count used the plan's dataset
     t_ret = tev.get("return_mean")

@@ -1,0 +1,51 @@
+"""The C compiler, in one place: the strict flags every project C source compiles with, where the
+compiler comes from, and compiling to a temporary name that is renamed into place only on success.
+
+Every build of project C (the policy kernel on the host, the software device, firmware images, the
+fuzz harnesses) takes its warning set from STRICT, so a flag changed here changes all of them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from bpd.errors import BpdError
+
+STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]  # warnings are errors
+OPT = ["-O2"]
+
+
+def find_cc() -> str:
+    """$CC if set, else cc, gcc or clang on the PATH."""
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if not cc:
+        raise BpdError("no C compiler found (set CC or install gcc)")
+    return cc
+
+
+def find_clang() -> str:
+    """clang itself (libFuzzer and its sanitizers need it, whatever $CC is)."""
+    cc = shutil.which("clang")
+    if cc is None:
+        raise BpdError("clang not found: install clang (`make system-deps` does it on Debian)")
+    return cc
+
+
+def first_error(stderr: str) -> str:
+    return (stderr.strip().splitlines() or ["?"])[0]
+
+
+def compile_to(out: Path, args: list[str], what: str, cc: str | None = None) -> Path:
+    """Run the compiler with args, writing a temporary file renamed to out only on success; a failure
+    is a one-line BpdError naming what was built and the compiler's first message."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    p = subprocess.run([cc or find_cc(), *args, "-o", str(tmp)], capture_output=True, text=True)
+    if p.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        raise BpdError(f"{what} failed: {first_error(p.stderr)}")
+    os.replace(tmp, out)
+    return out

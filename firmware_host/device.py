@@ -1,0 +1,91 @@
+"""The firmware core (C) as a software device: compiled with the host HAL, the rig's generated
+configuration and optionally an exported policy into a shared library, and driven through ctypes by
+the simulated rig and the tests."""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from bpd.errors import BpdError
+from export.cc import OPT, STRICT, compile_to
+from firmware_host.rig import RigSpec
+from firmware_host.rig_codegen import write_rig_header
+from firmware_host.wire_spec import MAX_ACT
+
+CSRC = Path(__file__).resolve().parent / "c"
+FW_SOURCES = ("bpd_fw.c", "bpd_wire.c", "bpd_msgs.c", "hal_host.c")
+
+
+def build_device_library(out_dir: Path, spec: RigSpec, policy_dir: Path | None = None) -> Path:
+    """Compile the firmware core with the host HAL, the rig's generated configuration and (if given)
+    the exported policy as a shared library."""
+    rig_dir = write_rig_header(spec, out_dir / f"rig-{spec.name}-{spec.period_us}").parent
+    srcs = [CSRC / f for f in FW_SOURCES]
+    flags = [*STRICT, *OPT, "-fPIC", "-shared", f"-I{CSRC}", f"-I{rig_dir}"]
+    if policy_dir is not None:
+        from export.c_export import check_export_dir
+
+        policy_dir = check_export_dir(policy_dir)
+        srcs += [policy_dir / "policy.c", policy_dir / "policy_weights.c"]
+        flags += ["-DBPD_SIM_POLICY", f"-I{policy_dir}"]
+    h = hashlib.sha256(" ".join(flags[:-1]).encode())  # the rig header's text is hashed, not its path
+    for s in srcs + sorted(CSRC.glob("*.h")) + [rig_dir / "bpd_rig_config.h"] + (
+            [*policy_dir.glob("*.h")] if policy_dir else []):
+        h.update(Path(s).read_bytes())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lib = out_dir / f"libbpdfw-{h.hexdigest()[:12]}.so"
+    if not lib.exists():
+        compile_to(lib, [*flags, *map(str, srcs), "-lm"], "building the device")
+    return lib
+
+
+class SoftwareDevice:
+    """The real firmware core (C), driven through the host HAL."""
+
+    def __init__(self, spec: RigSpec, lib: Path) -> None:
+        self.lib = ctypes.CDLL(str(lib))
+        rc = self.lib.bpd_sim_init()
+        if rc != 0:
+            raise BpdError(f"the device could not start (code {rc}): policy dimensions differ from the rig's?")
+        self.act_dim = spec.act_dim
+        self._act = (ctypes.c_float * MAX_ACT)()
+        self._buf = (ctypes.c_uint8 * 65536)()
+        self._status = (ctypes.c_uint32 * 9)()
+        self.lib.bpd_sim_tx.restype = ctypes.c_size_t
+
+    def set_time(self, us: int, wall_clock: bool = False) -> None:
+        """Device time now; with wall_clock it keeps advancing with real time until the next call."""
+        self.lib.bpd_sim_set_time(ctypes.c_uint32(us & 0xFFFFFFFF), ctypes.c_uint8(int(wall_clock)))
+
+    def set_sensors(self, raw: np.ndarray) -> None:
+        arr = (ctypes.c_float * len(raw))(*map(float, raw))
+        self.lib.bpd_sim_set_sensors(arr, len(raw))
+
+    def rx(self, data: bytes) -> None:
+        if data:
+            self.lib.bpd_sim_rx(data, ctypes.c_size_t(len(data)))
+
+    def tick(self) -> None:
+        self.lib.bpd_sim_tick()
+
+    def actuator(self) -> np.ndarray:
+        self.lib.bpd_sim_actuator(self._act)
+        return np.array(self._act[:self.act_dim], np.float64)
+
+    def tx(self) -> bytes:
+        n = self.lib.bpd_sim_tx(self._buf, len(self._buf))
+        return bytes(self._buf[:n])
+
+    def take_reset(self) -> int | None:
+        seed = ctypes.c_uint32()
+        return seed.value if self.lib.bpd_sim_take_reset(ctypes.byref(seed)) else None
+
+    def status(self) -> dict:
+        self.lib.bpd_sim_status(self._status)
+        keys = ("state", "ticks", "overruns", "watchdog_trips", "late_actions", "fault_code", "bad_frames", "mode",
+                "ticks_without_action")
+        return dict(zip(keys, list(self._status)))

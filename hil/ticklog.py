@@ -1,0 +1,127 @@
+"""The tick log of a trial (ticks.csv): its columns, its row-by-row writer, its reader and the timing
+statistics computed from it. A trial writes it; `bpd hil report` and the benchmarks read it.
+
+The columns are the fixed timing fields, then one per observation (obs0 .. obs{n-1}) and one per
+action (action0 .. action{m-1}), sized from the rig. A log written before the sizes followed the rig
+(obs0..obs3 and a single `action` column) still reads: `action` is read as action0.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+
+from bpd.errors import BpdError
+
+TIMING = [("episode", ""), ("step", ""), ("seq", ""), ("device_t_us", "us"), ("device_period_us", "us"),
+          ("host_recv_s", "s"), ("host_send_s", "s"), ("host_step_us", "us"), ("host_compute_us", "us"),
+          ("rtt_us", "us"), ("infer_ns", "ns"), ("deadline_miss", "bool"), ("skipped", "bool"),
+          ("flags", "bits"), ("reward", "")]
+
+
+def columns(obs_dim: int, act_dim: int) -> list[tuple[str, str]]:
+    """(name, unit) of every column of a log for a rig with these sizes."""
+    return (TIMING + [(f"obs{i}", "rig units") for i in range(obs_dim)]
+            + [(f"action{i}", "rig units") for i in range(act_dim)])
+
+
+class TickLog:
+    """ticks.csv written row by row: a crash or a pulled cable loses nothing already received."""
+
+    def __init__(self, path: Path, obs_dim: int, act_dim: int) -> None:
+        self.cols = columns(obs_dim, act_dim)
+        self.f = open(path, "x", newline="")  # a new file: a trial never appends to another's log
+        self.w = csv.writer(self.f)
+        self.f.write("# units: " + ", ".join(f"{n}={u or '-'}" for n, u in self.cols) + "\n")
+        self.w.writerow([n for n, _ in self.cols])
+        self.rows = 0
+
+    def add(self, row: list) -> None:
+        if len(row) != len(self.cols):
+            raise BpdError(f"tick log row of {len(row)} fields for {len(self.cols)} columns")
+        self.w.writerow(row)
+        self.rows += 1
+        if self.rows % 200 == 0:
+            self.f.flush()
+
+    def flush(self) -> None:
+        self.f.flush()
+        os.fsync(self.f.fileno())
+
+    def close(self) -> None:
+        self.flush()
+        self.f.close()
+
+
+def _header_ok(names: list[str] | None) -> bool:
+    timing = [n for n, _ in TIMING]
+    if not names or names[:len(timing)] != timing:
+        return False
+    rest = names[len(timing):]
+    n_obs = sum(1 for n in rest if n.startswith("obs"))
+    acts = rest[n_obs:]
+    return (rest[:n_obs] == [f"obs{i}" for i in range(n_obs)]
+            and (acts == ["action"] or acts == [f"action{i}" for i in range(len(acts))]) and len(acts) > 0)
+
+
+def read_ticks(path: Path) -> list[dict]:
+    """The rows of a tick log. A last row cut short (the trial was killed while writing it) is dropped;
+    any other malformed row is a one-line BpdError."""
+    if not path.exists():
+        return []
+    try:
+        with open(path, newline="") as f:
+            lines = [l for l in f if not l.startswith("#")]
+    except UnicodeDecodeError:
+        raise BpdError(f"{path}: not a tick log (not text)") from None
+    if not lines:
+        return []
+    reader = csv.DictReader(lines)
+    if not _header_ok(list(reader.fieldnames or [])):
+        raise BpdError(f"{path}: not a tick log (unexpected header)")
+    rows = list(reader)
+    for i, r in enumerate(rows):
+        ok = None not in r and all(v is not None for v in r.values())
+        if ok:
+            try:
+                [float(v) for v in r.values() if v != ""]
+            except ValueError:
+                ok = False
+        if not ok:
+            if i == len(rows) - 1 and not lines[-1].endswith("\n"):
+                rows = rows[:-1]
+                break
+            raise BpdError(f"{path}: malformed row {i + 1} (the log is damaged)")
+    for r in rows:
+        if "action" in r:
+            r["action0"] = r.pop("action")
+    return rows
+
+
+def _stats(x: list[float]) -> dict:
+    if not x:
+        return {"n": 0}
+    a = np.asarray(x, float)
+    return {"n": int(a.size), "median": float(np.median(a)), "p90": float(np.percentile(a, 90)),
+            "p99": float(np.percentile(a, 99)), "max": float(a.max()), "mean": float(a.mean())}
+
+
+def timing_summary(csv_path: Path, period_us: int) -> dict:
+    """Timing statistics from the tick log (so `bpd hil report` recomputes the same)."""
+    rows = read_ticks(csv_path)
+    if not rows:
+        return {"ticks": 0}
+    col = lambda k: [float(r[k]) for r in rows if r.get(k) not in ("", None)]
+    periods = col("device_period_us")
+    misses = sum(int(r["deadline_miss"]) for r in rows)
+    med = float(np.median(periods)) if periods else float("nan")
+    return {"ticks": len(rows), "target_rate_hz": 1e6 / period_us,
+            "achieved_rate_hz": 1e6 / med if periods else None,
+            "period_us": _stats(periods), "jitter_us": _stats([abs(p - period_us) for p in periods]),
+            "host_step_us": _stats(col("host_step_us")), "host_compute_us": _stats(col("host_compute_us")),
+            "rtt_us": _stats([x for x in col("rtt_us") if x > 0]),
+            "infer_ns": _stats([x for x in col("infer_ns") if x > 0]),
+            "deadline_misses": misses, "deadline_miss_rate": misses / len(rows)}

@@ -1,0 +1,256 @@
+"""One BPDTrainer.update on a fixed, hand-made batch against losses, gradients and parameter moves
+computed here from the networks' parameters alone.
+
+The references below re-derive every quantity from the model as stated in training/distill.py,
+training/svdo.py and training/priors.py (local reparameterisation of N(theta, sigma^2) weights, tanh
+layers, TD3 targets, TD3+BC actor loss, polyak targets, Adam's first step) with plain tensor algebra
+in float64; none of the project's loss helpers is called. The only thing shared with the trainer is
+the random stream: the same seed replays the noise it draws, in the order it draws it (target
+smoothing noise when the critics are on, then one standard normal per pre-activation of each layer).
+"""
+
+import copy
+import math
+
+import pytest
+import torch
+
+from tests.test_svdo import exact_log_uniform_kl
+from training.distill import BPDTrainer, DistillConfig
+from training.priors import LOG_UNIFORM_FIT_ERROR
+
+OBS, ACT, HIDDEN, CRITIC_HIDDEN = 3, 2, 4, 8
+N_DATA = 40  # dataset size: the KL multiplier defaults to 1 / 40
+SEED = 1234
+
+BATCH = {
+    "obs": torch.tensor([[0.5, -1.0, 0.2], [1.5, 0.3, -0.7], [-0.4, 0.8, 1.1], [0.0, -0.2, -1.3], [2.0, 1.0, 0.5]]),
+    "next_obs": torch.tensor([[0.6, -0.9, 0.1], [1.2, 0.5, -0.4], [-0.1, 0.6, 1.4], [0.3, -0.5, -1.0],
+                              [1.7, 1.3, 0.2]]),
+    "act": torch.tensor([[0.3, -0.5], [-0.9, 0.1], [0.6, 0.6], [0.0, -1.0], [1.0, 0.2]]),
+    "teacher_act": torch.tensor([[0.4, -0.6], [-0.8, 0.0], [0.5, 0.7], [0.1, -0.9], [0.9, 0.3]]),
+    "rew": torch.tensor([1.0, -0.5, 0.25, 2.0, 0.0]),
+    "term": torch.tensor([0.0, 0.0, 1.0, 0.0, 0.0]),  # the third transition ends its episode
+}
+B = len(BATCH["obs"])
+
+# The student, by hand: weights theta, biases, and log alpha per weight (log sigma^2 = log alpha + log theta^2),
+# every log alpha below the pruning threshold 3 so the deterministic network keeps every weight.
+THETA1 = torch.tensor([[0.8, -0.5, 0.3], [-0.4, 0.9, 0.2], [0.6, 0.1, -0.7], [-0.2, -0.6, 0.5]])
+BIAS1 = torch.tensor([0.1, -0.2, 0.05, 0.0])
+LOG_ALPHA1 = torch.tensor([[-4.0, -2.0, 0.0], [-3.0, -1.0, 1.0], [-2.5, 2.0, -0.5], [0.5, -1.5, -3.5]])
+THETA2 = torch.tensor([[0.7, -0.3, 0.5, -0.9], [-0.6, 0.8, 0.2, 0.4]])
+BIAS2 = torch.tensor([0.05, -0.1])
+LOG_ALPHA2 = torch.tensor([[-2.0, 1.5, -1.0, 0.0], [-3.0, 0.5, -0.5, 2.5]])
+
+ETA_MAX, STEPS, RAMP = 0.8, 10, 0.5
+BC_WEIGHT, ALPHA, GAMMA, TAU = 1.5, 2.5, 0.9, 0.25
+ACTOR_LR, CRITIC_LR = 0.01, 0.02
+POLICY_NOISE, NOISE_CLIP = 0.4, 0.5
+PRIOR_SCALE = 0.5
+
+
+def make_trainer(value_term: bool, prior: str = "gaussian") -> BPDTrainer:
+    torch.manual_seed(0)  # the critics' initial weights
+    cfg = DistillConfig(teacher="t", dataset="d", hidden=[HIDDEN], critic_hidden=[CRITIC_HIDDEN], activation="tanh",
+                        steps=STEPS, eta_max=ETA_MAX, eta_schedule="linear", eta_ramp=RAMP, bc_weight=BC_WEIGHT,
+                        alpha=ALPHA, gamma=GAMMA, tau=TAU, actor_lr=ACTOR_LR, critic_lr=CRITIC_LR,
+                        policy_noise=POLICY_NOISE, noise_clip=NOISE_CLIP, policy_freq=2, prior=prior,
+                        prior_scale=PRIOR_SCALE, value_term=value_term)
+    t = BPDTrainer(cfg, OBS, ACT, N_DATA)
+    with torch.no_grad():
+        for layer, theta, bias, la in zip(t.actor.layers, (THETA1, THETA2), (BIAS1, BIAS2), (LOG_ALPHA1, LOG_ALPHA2)):
+            layer.theta.copy_(theta)
+            layer.bias.copy_(bias)
+            layer.log_sigma2.copy_(la + torch.log(theta * theta))
+    t.actor_target.load_state_dict(t.actor.state_dict())
+    assert all((layer.log_alpha < layer.threshold).all() for layer in t.actor.layers)
+    return t
+
+
+def snapshot(net: torch.nn.Module | None) -> list[torch.Tensor]:
+    return [p.detach().clone().double() for p in net.parameters()]
+
+
+def leaf(ps: list[torch.Tensor]) -> list[torch.Tensor]:
+    return [p.clone().requires_grad_(True) for p in ps]
+
+
+# ----------------------------------------------------------------------------- references
+
+
+def student_ref(ps: list[torch.Tensor], x: torch.Tensor, eps: list[torch.Tensor] | None) -> torch.Tensor:
+    """ps = [theta1, log_sigma2_1, bias1, theta2, log_sigma2_2, bias2]. With eps, a training pass: each
+    pre-activation is Gaussian with mean x theta^T + b and variance x^2 sigma^2^T (local reparameterisation),
+    drawn as mean + sd * eps; without, the deterministic network. tanh after every layer."""
+    h = x.double()
+    for i in range(2):
+        theta, log_sigma2, bias = ps[3 * i: 3 * i + 3]
+        pre = h @ theta.T + bias
+        if eps is not None:
+            pre = pre + torch.sqrt((h * h) @ torch.exp(log_sigma2).T) * eps[i]
+        h = torch.tanh(pre)
+    return h
+
+
+def q_ref(ps: list[torch.Tensor], s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """One critic head, ps = [W1, b1, W2, b2]: Linear, ReLU, Linear on (observation, action)."""
+    x = torch.cat([s.double(), a.double()], dim=-1)
+    return (torch.relu(x @ ps[0].T + ps[1]) @ ps[2].T + ps[3]).squeeze(-1)
+
+
+def gaussian_kl_ref(ps: list[torch.Tensor], s: float) -> torch.Tensor:
+    """sum over weights of KL(N(theta, sigma^2) || N(0, s^2)) = log(s / sigma) + (sigma^2 + theta^2) / (2 s^2) - 1/2."""
+    total = 0.0
+    for theta, log_sigma2 in ((ps[0], ps[1]), (ps[3], ps[4])):
+        total = total + (math.log(s) - 0.5 * log_sigma2 + (torch.exp(log_sigma2) + theta ** 2) / (2 * s * s) - 0.5).sum()
+    return total
+
+
+def replay_noise(value_term: bool) -> tuple[torch.Tensor | None, list[torch.Tensor]]:
+    torch.manual_seed(SEED)
+    smooth = torch.randn(B, ACT).double() if value_term else None
+    return smooth, [torch.randn(B, HIDDEN).double(), torch.randn(B, ACT).double()]
+
+
+def bc_ref(pi: torch.Tensor) -> torch.Tensor:
+    return ((pi - BATCH["teacher_act"].double()) ** 2).mean()
+
+
+def adam_first_step(before: list[torch.Tensor], grads: list[torch.Tensor], lr: float) -> list[torch.Tensor]:
+    """Adam's first step from fresh moments: m_hat = g, v_hat = g^2, so each parameter moves by
+    -lr * g / (|g| + 1e-8), i.e. lr against the sign of its gradient."""
+    return [p - lr * g / (g.abs() + 1e-8) for p, g in zip(before, grads)]
+
+
+def assert_close(got: list[torch.Tensor], want: list[torch.Tensor], rtol=1e-4, atol=1e-6):
+    assert len(got) == len(want)
+    for i, (g, w) in enumerate(zip(got, want)):
+        torch.testing.assert_close(g.double(), w.double(), rtol=rtol, atol=atol, msg=lambda m: f"tensor {i}: {m}")
+
+
+# ----------------------------------------------------------------------------- tests
+
+
+@pytest.mark.parametrize("prior", ["gaussian", "log-uniform"])
+def test_update_without_value_term(prior):
+    t = make_trainer(value_term=False, prior=prior)
+    t.step = 4  # an actor step (4 % policy_freq == 0) on the linear ramp: eta = 0.8 * 4 / (0.5 * 10) = 0.64
+    actor0 = snapshot(t.actor)
+    torch.manual_seed(SEED)
+    out = t.update(BATCH)
+    _, eps = replay_noise(value_term=False)
+
+    ps = leaf(actor0)
+    bc = bc_ref(student_ref(ps, BATCH["obs"], eps))
+    eta, kl_weight = 0.64, 0.64 / N_DATA
+    assert t.critic is None and t.step == 5
+    assert set(out) == {"losses/actor", "losses/bc", "losses/kl", "eta"}  # no critic, q or lambda
+    assert out["eta"] == pytest.approx(eta, rel=1e-12)
+    assert out["losses/bc"] == pytest.approx(bc.item(), rel=1e-5)
+    if prior == "gaussian":
+        kl = gaussian_kl_ref(ps, PRIOR_SCALE)
+        assert out["losses/kl"] == pytest.approx(kl.item(), rel=1e-5)
+        loss = BC_WEIGHT * bc + kl_weight * kl
+        assert out["losses/actor"] == pytest.approx(loss.item(), rel=1e-5)
+        # the gradient the optimiser used is the gradient of that loss, for every parameter
+        want = torch.autograd.grad(loss, ps)
+        assert_close([p.grad for p in t.actor.parameters()], list(want))
+    else:
+        # 20 weights, each within the published fit's error of its exact KL
+        exact = sum(exact_log_uniform_kl(x) for x in [*LOG_ALPHA1.flatten().tolist(), *LOG_ALPHA2.flatten().tolist()])
+        assert abs(out["losses/kl"] - exact) <= 20 * LOG_UNIFORM_FIT_ERROR
+        assert out["losses/actor"] == pytest.approx(BC_WEIGHT * bc.item() + kl_weight * out["losses/kl"], rel=1e-5)
+        # biases carry no posterior: their gradient is the behaviour-cloning term's alone
+        want = torch.autograd.grad(BC_WEIGHT * bc, [ps[2], ps[5]])
+        assert_close([t.actor.layers[0].bias.grad, t.actor.layers[1].bias.grad], list(want))
+
+    # Adam's first step moves each parameter by the learning rate against its gradient's sign
+    grads = [p.grad.double() for p in t.actor.parameters()]
+    assert all(g.abs().min() > 1e-5 for g in grads)  # every parameter is moved
+    actor1 = snapshot(t.actor)
+    assert_close(actor1, adam_first_step(actor0, grads, ACTOR_LR), rtol=0, atol=1e-6)
+    # target network: theta' <- (1 - tau) theta' + tau theta, from a target equal to the old actor
+    assert_close(snapshot(t.actor_target), [(1 - TAU) * a + TAU * b for a, b in zip(actor0, actor1)], rtol=0, atol=1e-6)
+
+
+def test_update_with_value_term():
+    t = make_trainer(value_term=True)
+    t.step = 4
+    actor0, critic0, critic_target0 = snapshot(t.actor), snapshot(t.critic), snapshot(t.critic_target)
+    assert_close(critic_target0, critic0, rtol=0, atol=0)  # the targets start as copies
+    torch.manual_seed(SEED)
+    out = t.update(BATCH)
+    smooth, eps = replay_noise(value_term=True)
+    s, a, s2 = BATCH["obs"], BATCH["act"], BATCH["next_obs"]
+    r, done = BATCH["rew"].double(), BATCH["term"].double()
+
+    # critics: TD3 target from the target actor (deterministic) with clipped smoothing noise, and the twin minimum
+    a2 = (student_ref(actor0, s2, None) + (POLICY_NOISE * smooth).clamp(-NOISE_CLIP, NOISE_CLIP)).clamp(-1, 1)
+    y = r + (1 - done) * GAMMA * torch.minimum(q_ref(critic_target0[:4], s2, a2), q_ref(critic_target0[4:], s2, a2))
+    assert y[2].item() == pytest.approx(0.25)  # terminal transition: its reward only
+    cp = leaf(critic0)
+    critic_loss = ((q_ref(cp[:4], s, a) - y) ** 2).mean() + ((q_ref(cp[4:], s, a) - y) ** 2).mean()
+    assert out["losses/critic"] == pytest.approx(critic_loss.item(), rel=1e-5)
+    critic1 = adam_first_step(critic0, list(torch.autograd.grad(critic_loss, cp)), CRITIC_LR)
+    assert_close(snapshot(t.critic), critic1, rtol=0, atol=1e-6)  # both heads stepped; the actor step leaves them
+
+    # actor: -lambda mean Q1(s, pi(s)) with lambda = alpha / mean|Q1| (no gradient through lambda), on the
+    # critic as it stands after its own step, + BC + eta kl_scale KL
+    ps = leaf(actor0)
+    pi = student_ref(ps, s, eps)
+    q = q_ref(critic1[:4], s, pi)
+    lam = ALPHA / q.detach().abs().mean()
+    bc, kl = bc_ref(pi), gaussian_kl_ref(ps, PRIOR_SCALE)
+    value = -lam * q.mean()
+    loss = value + BC_WEIGHT * bc + 0.64 / N_DATA * kl
+    assert set(out) == {"losses/critic", "losses/actor", "losses/bc", "losses/kl", "losses/q", "lambda", "eta"}
+    for key, want in (("losses/q", q.mean()), ("lambda", lam), ("losses/bc", bc), ("losses/kl", kl),
+                      ("losses/actor", loss)):
+        assert out[key] == pytest.approx(want.item(), rel=1e-5), key
+    want = list(torch.autograd.grad(loss, ps, retain_graph=True))
+    assert_close([p.grad for p in t.actor.parameters()], want)
+    # the value term matters: without it the gradient would be visibly different
+    no_value = torch.autograd.grad(BC_WEIGHT * bc + 0.64 / N_DATA * kl, ps)
+    assert max((w - n).abs().max().item() for w, n in zip(want, no_value)) > 1e-2
+    actor1 = adam_first_step(actor0, [p.grad.double() for p in t.actor.parameters()], ACTOR_LR)
+    assert_close(snapshot(t.actor), actor1, rtol=0, atol=1e-6)
+
+    # both target networks follow by polyak averaging with tau
+    assert_close(snapshot(t.actor_target), [(1 - TAU) * a + TAU * b for a, b in zip(actor0, actor1)], rtol=0, atol=1e-6)
+    assert_close(snapshot(t.critic_target), [(1 - TAU) * a + TAU * b for a, b in zip(critic_target0, critic1)],
+                 rtol=0, atol=1e-6)
+
+
+def test_critic_only_step_leaves_actor_and_targets():
+    # policy_freq 2: on an odd step only the critics learn; the actor and both targets wait (delayed updates)
+    t = make_trainer(value_term=True)
+    t.step = 1
+    actor0, critic0 = snapshot(t.actor), snapshot(t.critic)
+    targets0 = snapshot(t.actor_target) + snapshot(t.critic_target)
+    torch.manual_seed(SEED)
+    out = t.update(BATCH)
+    assert set(out) == {"losses/critic"} and t.step == 2
+    assert_close(snapshot(t.actor), actor0, rtol=0, atol=0)
+    assert all(p.grad is None for p in t.actor.parameters())
+    assert_close(snapshot(t.actor_target) + snapshot(t.critic_target), targets0, rtol=0, atol=0)
+    assert all((a - b).abs().max() > 0.5 * CRITIC_LR for a, b in zip(snapshot(t.critic), critic0))
+
+
+def test_first_step_lowers_the_bc_loss():
+    # step 0 of the linear schedule: eta = 0, so the actor loss is the behaviour-cloning term alone, and one
+    # step lowers it (same batch, same noise draw)
+    t = make_trainer(value_term=False, prior="log-uniform")
+    actor0 = snapshot(t.actor)
+    torch.manual_seed(SEED)
+    out = t.update(BATCH)
+    _, eps = replay_noise(value_term=False)
+    bc0 = bc_ref(student_ref(actor0, BATCH["obs"], eps)).item()
+    bc1 = bc_ref(student_ref(snapshot(t.actor), BATCH["obs"], eps)).item()
+    assert out["eta"] == 0.0
+    assert out["losses/actor"] == pytest.approx(BC_WEIGHT * bc0, rel=1e-5)
+    assert bc1 < bc0 - 1e-3, (bc0, bc1)
+    # the deterministic student (what is exported) moves towards the teacher on this batch too
+    det0 = bc_ref(student_ref(actor0, BATCH["obs"], None)).item()
+    det1 = bc_ref(student_ref(snapshot(t.actor), BATCH["obs"], None)).item()
+    assert det1 < det0, (det0, det1)

@@ -1,0 +1,67 @@
+"""The packages stack one way: bpd (base) <- training <- export <- firmware_host <- hil <- bpd_app (top).
+
+Every import in every module (at module level or inside a function) is read from the source with
+ast, so a lazy import that climbs a layer is caught as surely as a top-level one.
+"""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LAYERS = ["bpd", "training", "export", "firmware_host", "hil", "bpd_app"]
+
+
+def _imports(path: Path) -> set[str]:
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.add(node.module)
+    return out
+
+
+def _modules(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+@pytest.mark.parametrize("package", LAYERS)
+def test_no_package_imports_a_layer_above_it(package):
+    above = set(LAYERS[LAYERS.index(package) + 1:])
+    bad = [f"{p.relative_to(ROOT)} imports {m}" for p in _modules(package) for m in sorted(_imports(p))
+           if m.split(".")[0] in above]
+    assert not bad, "\n".join(bad)
+
+
+def test_no_import_cycle_between_modules():
+    """Within and across packages, the module import graph has no cycle."""
+    graph: dict[str, set[str]] = {}
+    names = {}
+    for pkg in LAYERS:
+        for p in _modules(pkg):
+            mod = ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+            names[mod] = p
+    for mod, p in names.items():
+        graph[mod] = {m for m in _imports(p) if m in names and m != mod}
+    state: dict[str, int] = {}
+
+    def visit(m: str, path: list[str]) -> None:
+        state[m] = 1
+        for n in sorted(graph[m]):
+            if state.get(n) == 1:
+                raise AssertionError("import cycle: " + " -> ".join(path[path.index(n):] + [m, n]))
+            if n not in state:
+                visit(n, path + [m])
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [])
+
+
+def test_the_checker_sees_a_lazy_upward_import(tmp_path):
+    f = tmp_path / "m.py"
+    f.write_text("def f():\n    from bpd_app.cli import main\n    return main\n")
+    assert "bpd_app.cli" in _imports(f)

@@ -1,0 +1,100 @@
+"""Subcommands of the training room: teachers, datasets, distillation, baselines, students."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from bpd.config import from_namespace
+
+
+def _teacher_train(ns):
+    from training.teacher import TeacherTrainConfig, train_teacher
+    s = train_teacher(from_namespace(TeacherTrainConfig, ns))
+    print(f"teacher: {s['out']}  best return {s['best_return']:.1f} at step {s['best_step']} "
+          f"({s['steps']} steps, {s['seconds']:.0f} s)")
+
+
+def _teacher_import(ns):
+    from training.teacher import TeacherImportConfig, import_sb3, teacher_summary
+    cfg = from_namespace(TeacherImportConfig, ns)
+    t = import_sb3(cfg)
+    t.save(cfg.out)
+    print(json.dumps(teacher_summary(t) | {"out": cfg.out}))
+
+
+def _collect(ns):
+    from training.collect import CollectConfig, collect
+    cfg = from_namespace(CollectConfig, ns)
+    ds = collect(cfg)
+    print(f"dataset: {cfg.out}  {len(ds)} steps, {ds.meta['episodes']} episodes, "
+          f"mean episode return {ds.meta['episode_return_mean']}")
+
+
+def _distill(ns):
+    from training.distill import DistillConfig, distill
+    cfg = from_namespace(DistillConfig, ns)
+    s = distill(cfg)
+    ch = s["selection"]["chosen"]
+    ret = ch["select_return"] if ch["select_return"] is not None else s["final_eval_return_mean"]
+    print(f"student: {os.path.join(cfg.out, s['student'])}  step {ch['step']} of {s['steps']}, return {ret:.1f}, "
+          f"{s['params_nonzero']}/{s['params_total']} parameters nonzero "
+          f"({100 * s['params_nonzero'] / s['teacher_params_total']:.2f} % of the teacher's "
+          f"{s['teacher_params_total']}), {s['seconds']:.0f} s")
+    print(f"chosen by {s['selection']['rule']}")
+
+
+def _baseline_train(ns):
+    from training.baselines import BaselineConfig, train_baseline
+    cfg = from_namespace(BaselineConfig, ns)
+    s = train_baseline(cfg)
+    print(f"baseline: {os.path.join(cfg.out, s['product'])}  {s['method']} ({s['control']} control), "
+          f"{s['grad_steps']} gradient steps, {s['env_steps']} environment steps, return "
+          f"{s['final_eval_return_mean']:.1f}, {s['params_nonzero']}/{s['params_total']} parameters nonzero, "
+          f"{s['seconds']:.0f} s")
+
+
+def _multitask_train(ns):
+    from training.multitask import MultiTaskConfig, train_multitask
+    cfg = from_namespace(MultiTaskConfig, ns)
+    s = train_multitask(cfg)
+    rets = ", ".join(f"{e} {r:.1f}" for e, r in s["final_eval"].items() if r is not None)
+    print(f"multi-task student: {os.path.join(cfg.out, 'multitask.npz')}  {len(s['tasks'])} tasks ({rets}), "
+          f"{s['params_nonzero']}/{s['params_total']} parameters nonzero, {s['seconds']:.0f} s")
+
+
+def _student_sweep(ns):
+    from training.selection import SweepConfig, run_sweep
+    r = run_sweep(from_namespace(SweepConfig, ns))
+    print(f"{'threshold':>9} {'nonzero':>8} {'return':>10} {'std':>8} {'min':>10} {'early':>5}")
+    for x in r["rows"]:
+        print(f"{x['threshold']:9.2f} {x['params_nonzero']:8d} {x['return_mean']:10.1f} {x['return_std']:8.1f} "
+              f"{x['return_min']:10.1f} {x['early_terminations']:5d}")
+
+
+def _student_select(ns):
+    from training.selection import SelectConfig, run_select
+    r = run_select(from_namespace(SelectConfig, ns))
+    ch = r["chosen"]
+    met = "kept" if r["keep_return_met"] else "NOT kept by any candidate; wrote the best one"
+    print(f"selected: {r['out']}  step {ch['step']}, threshold {ch['threshold']:g}, {ch['params_nonzero']} nonzero, "
+          f"return {ch['select_return']:.1f} vs teacher {r['teacher_select_return']:.1f} on the selection seeds "
+          f"(target {met})")
+
+
+COMMANDS = {
+    "teacher train": ("training.teacher:TeacherTrainConfig", _teacher_train, "train a teacher with stable-baselines3"),
+    "teacher import": ("training.teacher:TeacherImportConfig", _teacher_import,
+                       "import a stable-baselines3 SAC/TD3/PPO zip as a teacher"),
+    "collect": ("training.collect:CollectConfig", _collect, "roll a teacher out into an offline dataset"),
+    "distill": ("training.distill:DistillConfig", _distill, "distill a sparse Bayesian student (BPD)"),
+    "baseline train": ("training.baselines:BaselineConfig", _baseline_train,
+                       "distil a student by a rule from the policy-distillation literature (Rusu et al. 2016, "
+                       "Czarnecki et al. 2019)"),
+    "multitask train": ("training.multitask:MultiTaskConfig", _multitask_train,
+                        "distil several teachers into one student with a shared trunk (Rusu et al. 2016)"),
+    "student sweep": ("training.selection:SweepConfig", _student_sweep,
+                      "return and size of a trained student at other pruning thresholds (no retraining)"),
+    "student select": ("training.selection:SelectConfig", _student_select,
+                       "the smallest evaluated student that keeps a share of the teacher's return"),
+}
