@@ -63,7 +63,7 @@ $(DEMO)/export/export.json: $(DEMO)/run/student.pt $(DEMO)/student_eval.json
 # The Cortex-M4F firmware (core + board layer + policy); without the cross compiler, say so.
 $(DEMO)/firmware.txt: $(DEMO)/export/export.json
 	if command -v arm-none-eabi-gcc >/dev/null; then \
-	  $(BIN)/bpd firmware build --export $(DEMO)/export --target cortex-m4f > $@.tmp && mv $@.tmp $@; \
+	  $(BIN)/bpd firmware build $(DEMO)/export --target cortex-m4f > $@.tmp && mv $@.tmp $@; \
 	else echo "arm-none-eabi-gcc not installed: firmware build skipped" > $@; fi
 
 # One real-time episode on the simulated rig with the policy running on the (software) device,

@@ -149,7 +149,7 @@ def rig_returns(rig: str, forms: dict, episodes: int, w: Path) -> dict:
         log = w / "rig" / name
         shutil.rmtree(log, ignore_errors=True)
         bpd("hil", "run", "--port", "sim", "--rig", rig, "--policy", str(d), "--mode", "device", "--runtime", "c",
-            "--episodes", str(episodes), "--out", str(log), "--sim-lockstep", "--no-plots", "--seed", str(SEED + 5000),
+            "--episodes", str(episodes), "--out", str(log), "--lockstep", "--no-plots", "--seed", str(SEED + 5000),
             "--stall-timeout", "10")  # lockstep on a loaded machine: a tick may take longer than 1 s
         s = json.loads((log / "summary.json").read_text())
         r = [e["return"] for e in s["episodes"]]
@@ -210,8 +210,8 @@ def stack_figures(w: Path) -> dict:
     whole-image stack bound from the call graph, and the stack painted under emulation over a host
     session (HELLO, CONFIG device mode, START, three ticks)."""
     from firmware_host.build import FIRMWARE_PARTS, build_firmware_image, image_report
-    from firmware_host.stack import painted_stack
     from firmware_host.codec import encode
+    from firmware_host.stack import painted_stack
 
     rx = (encode("hello", 1, protocol=1) + encode("config", 2, period_us=5000, watchdog_ticks=50, mode=1,
                                                    action_limit=3.0, pos_limit=1.0, angle_limit=1.0)

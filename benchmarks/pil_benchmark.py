@@ -52,7 +52,7 @@ def export_dir(work: Path) -> Path:
 def trial(port: str, rig: str, mode: str, policy: Path, out: Path, episodes: int) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     # lockstep is not real time: a long stall timeout, so a busy machine cannot end an episode
-    extra = ["--stall-timeout", "10"] + (["--sim-lockstep"] if port == "sim" else [])
+    extra = ["--stall-timeout", "10"] + (["--lockstep"] if port == "sim" else [])
     bpd("hil", "run", "--port", port, "--rig", rig, "--policy", str(policy), "--mode", mode, "--episodes",
         str(episodes), "--seed", "0", "--out", str(out), "--no-plots", *extra)
     s = json.loads((out / "summary.json").read_text())

@@ -40,9 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             parser.add_argument(f.name, type=tp if tp in (int, float) else str, **kwargs)
             continue
         flag = meta.get("flag") or "--" + f.name.replace("_", "-")
-        if tp is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction
-            kwargs["default"] = f.default
+        if tp is bool:  # one spelling: --x turns on what is off by default, --no-x turns off what is on
+            kwargs["action"] = "store_false" if f.default else "store_true"
+            kwargs["default"] = bool(f.default)
+            if f.default:
+                flag = "--no-" + flag[2:]
         elif get_origin(tp) is list:
             (elem,) = get_args(tp)
             kwargs["type"] = elem

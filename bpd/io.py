@@ -12,8 +12,9 @@ import json
 import os
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -185,7 +186,7 @@ class StagedDir:
         self.committed = False
         self.created: list[Path] = []  # parent directories made for the stage, deepest first
 
-    def __enter__(self) -> "StagedDir":
+    def __enter__(self) -> StagedDir:
         p = self.final.parent
         while not p.exists():
             self.created.append(p)

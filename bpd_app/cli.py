@@ -6,7 +6,8 @@ import argparse
 import json
 import os
 import sys
-from typing import Callable, NoReturn
+from collections.abc import Callable
+from typing import NoReturn
 
 from bpd import __version__
 from bpd.config import add_arguments, from_namespace

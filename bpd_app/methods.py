@@ -12,9 +12,9 @@ method.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 from bpd.errors import BpdError
 
@@ -59,13 +59,21 @@ def get(name: str) -> Method:
     return METHODS[name]
 
 
-def flags(args: dict) -> list[str]:
-    """{'eta_schedule': 'constant', 'hidden': [32, 32], 'progress': False} -> command-line flags."""
+def flags(args: dict, config: type | None = None) -> list[str]:
+    """{'eta_schedule': 'constant', 'hidden': [32, 32], 'progress': False} -> command-line flags.
+    A switch is written only where it departs from its default (a bpd option has one spelling: --x for
+    one that is off by default, --no-x for one that is on); config is the command's configuration class
+    (without it a switch is taken as off by default unless it is the progress bar)."""
+    import dataclasses
+
+    defaults = {f.name: f.default for f in dataclasses.fields(config)} if config else {"progress": True}
     out: list[str] = []
     for k, v in args.items():
         flag = "--" + str(k).replace("_", "-")
         if isinstance(v, bool):
-            out.append(flag if v else "--no-" + flag[2:])
+            on_by_default = bool(defaults.get(str(k), False))
+            if v != on_by_default:
+                out.append("--no-" + flag[2:] if on_by_default else flag)
         elif isinstance(v, (list, tuple)):
             out += [flag, *(str(x) for x in v)]
         elif v is None:
@@ -81,8 +89,10 @@ def resume_flag(out: Path) -> list[str]:
 
 def distill_command(c: CellInputs, extra: dict | None = None) -> list[str]:
     args = {"seed": c.seed, "progress": False} | (extra or {}) | c.args
+    from training.distill import DistillConfig
+
     return ["distill", "--teacher", c.teacher, "--dataset", c.dataset, "--out", str(c.out),
-            *flags(args), *resume_flag(c.out)]
+            *flags(args, DistillConfig), *resume_flag(c.out)]
 
 
 register(Method("bpd", "Bayesian Policy Distillation: value term, behaviour cloning, annealed KL to a "
@@ -110,9 +120,11 @@ def _online_sac_command(c: CellInputs) -> list[str]:
     args = {"algo": "sac", "hidden": widths, "critic_hidden": [256, 256], "steps": steps, "seed": c.seed,
             "eval_every": 10_000, "learning_starts": 10_000, "progress": False,
             "target_return": 1e30} | {k: v for k, v in c.args.items() if k not in ("size_from", "steps")}
+    from training.teacher import TeacherTrainConfig
+
     work = c.out / "work"
     cmd = ["teacher", "train", "--env", c.env, "--out", str(c.out / "policy.npz"), "--work-dir", str(work),
-           *flags(args)]
+           *flags(args, TeacherTrainConfig)]
     return cmd + (["--resume"] if (work / "config.json").exists() else [])
 
 
@@ -168,8 +180,10 @@ def baseline_command(rule: str) -> Callable[[CellInputs], list[str]]:
         args = dict(c.args)
         size, label = str(args.pop("size", "pruned")), str(args.pop("size_from", "bpd"))
         args = {"seed": c.seed, "progress": False} | baseline_size(c, size, label) | args
+        from training.baselines import BaselineConfig
+
         return ["baseline", "train", "--method", rule, "--teacher", c.teacher, "--dataset", c.dataset,
-                "--out", str(c.out), *flags(args), *resume_flag(c.out)]
+                "--out", str(c.out), *flags(args, BaselineConfig), *resume_flag(c.out)]
     return command
 
 

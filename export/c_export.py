@@ -55,10 +55,19 @@ def layer_cost(w: np.ndarray, storage: str, int8: bool) -> LayerPlan:
     return LayerPlan(rows, cols, nnz, storage, int8, values, index, rows * 4, rows * 4 if int8 else 0)
 
 
+ROW_PTR_MAX = 65535  # CSR row starts are uint16 (policy.h)
+
+
 def plan_layer(w: np.ndarray, fmt: str, int8: bool) -> LayerPlan:
-    """Choose storage: fmt "auto" takes the cheapest; "dense" or "csr" force the kind."""
+    """Choose storage: fmt "auto" takes the cheapest; "dense" or "csr" force the kind. CSR holds at most
+    ROW_PTR_MAX nonzeros per layer (its row pointer is uint16): auto falls back to dense beyond it, a
+    forced CSR is refused."""
     csr = "csr8" if w.shape[1] <= 256 else "csr16"
-    options = {"auto": ["dense", csr], "dense": ["dense"], "csr": [csr]}[fmt]
+    fits = np.count_nonzero(w) <= ROW_PTR_MAX
+    if fmt == "csr" and not fits:
+        raise BpdError(f"a {w.shape[0]}x{w.shape[1]} layer with {np.count_nonzero(w)} nonzero weights cannot be "
+                       f"stored as CSR (at most {ROW_PTR_MAX}, the row pointer is 16-bit); use --format auto or dense")
+    options = {"auto": ["dense", csr] if fits else ["dense"], "dense": ["dense"], "csr": [csr]}[fmt]
     return min((layer_cost(w, s, int8) for s in options), key=lambda p: (p.total_bytes, p.storage != "dense"))
 
 

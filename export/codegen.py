@@ -113,7 +113,7 @@ def _fit(n_p: int, n_q: int, clamp: float, iters: int = 40) -> tuple[np.ndarray,
     return (best[:n_p] / clamp ** (2 * np.arange(n_p) + 1), best[n_p:] / clamp ** (2 * np.arange(n_q) + 2))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def rational_forms() -> tuple[TanhForm, ...]:
     """The rational candidates, each with the clamp (from a small grid) that minimises its max error."""
     forms = []

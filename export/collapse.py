@@ -64,7 +64,7 @@ class CollapsedNet(LayerSizes):
         return np.clip(h, self.action_low, self.action_high)
 
 
-    def folded(self) -> "CollapsedNet":
+    def folded(self) -> CollapsedNet:
         """The same function with the input offset folded into the first bias (b - W m), for consumers
         that take a plain chain of affine layers (integer inference, third-party code generators)."""
         if self.in_offset is None:

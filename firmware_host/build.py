@@ -1,6 +1,6 @@
 """Build images with an exported policy for Cortex-M targets or the host, and report their size.
 
-`bpd firmware build --export EXPORT_DIR --target cortex-m4f` compiles the kernel, the generated
+`bpd firmware build EXPORT_DIR --target cortex-m4f` compiles the kernel, the generated
 weights and a benchmark entry point into an ELF with arm-none-eabi-gcc and reports flash
 (text + data), RAM (data + bss), each part's share (policy, firmware core, board) and the worst-case
 stack of the whole image from its call graph (firmware_host/stack.py).
@@ -269,9 +269,9 @@ FIRMWARE_PARTS = {"policy": ["policy", "policy_weights"], "firmware core": ["bpd
 
 @dataclass
 class FirmwareBuildConfig:
-    export: str = field(help="export directory (from `bpd export`)")
+    export: str = field(help="export directory (from `bpd export`)", positional=True)
     target: str = field("cortex-m4f", help="what to build for", choices=tuple(TARGETS))
-    out: str | None = field(None, help="build directory (default: EXPORT/build-TARGET)")
+    out: str | None = field(None, help="build directory (default: EXPORT/build-TARGET-IMAGE, and -BOARD-RIG for a firmware image)")
     fast_tanh: bool = field(False, help="use the kernel's fast tanh approximation")
     image: str = field("firmware", help="firmware (core + board layer + policy) or bench (policy + entry point)",
                        choices=("firmware", "bench"))

@@ -46,13 +46,8 @@ def _rig_sim(ns):
     rig_sim(from_namespace(RigSimConfig, ns))
 
 
-def _rig_sim_flags(parser):
-    parser.add_argument("--realtime", dest="lockstep", action="store_false",
-                        help="pace ticks by the wall clock (the default)")
-
-
 COMMANDS["rig sim"] = ("firmware_host.sim:RigSimConfig", _rig_sim,
-                       "start a simulated rig (MuJoCo plant + firmware core) on a pseudo-terminal", _rig_sim_flags)
+                       "start a simulated rig (MuJoCo plant + firmware core) on a pseudo-terminal")
 
 
 def _rig_pil(ns):

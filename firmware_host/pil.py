@@ -32,13 +32,14 @@ import numpy as np
 from bpd.config import field
 from bpd.errors import BpdError
 from firmware_host.rig import Plant, RigSpec, load_rig
+from firmware_host.wire_spec import MODES, STATES
 
 QEMU = "qemu-system-arm"
 BOARD = "stm32f4-pil"
 ICOUNT_SHIFT = 0  # 2**shift ns of virtual time per instruction
 REPLY = struct.Struct("<cBBHBIIII")  # 'R', state, mode, ticks_without_action, reset, seed, ticks, tick and
 # policy cycles; then the actuator
-RUNNING, HOST_MODE = 1, 0
+RUNNING, HOST_MODE = STATES["running"], MODES["host"]
 
 
 def qemu_binary() -> str:

@@ -23,13 +23,14 @@ from bpd.config import check_ranges, field
 from bpd.errors import BpdError
 from firmware_host.device import SoftwareDevice, build_device_library
 from firmware_host.rig import Plant, RigSpec, load_rig
+from firmware_host.wire_spec import MODES, STATES
 
 
 @dataclass
 class RigSimConfig:
     rig: str = field("gym-inverted-pendulum", help="rig name or YAML path")
     policy: str | None = field(None, help="export directory whose C policy is compiled into the device")
-    lockstep: bool = field(False, help="advance one tick per exchange instead of by the wall clock (--realtime)")
+    lockstep: bool = field(False, help="advance one tick per exchange instead of by the wall clock")
     action_timeout: float = field(1.0, help="lockstep host mode: seconds to wait for the host's action per tick")
     period_us: int | None = field(None, help="control period override, microseconds")
     link_delay_ms: float = field(0.0, help="one-way delay added to every byte, both directions")
@@ -168,7 +169,7 @@ class SimRig:
                 next_tick = time.perf_counter()
                 continue
             st = self.device.status()
-            running = st["state"] == 1
+            running = st["state"] == STATES["running"]
             if running and started is None:
                 started = now
             if not self.cfg.lockstep:
@@ -191,7 +192,7 @@ class SimRig:
             if not running:
                 continue
             if self.cfg.lockstep:
-                if st["mode"] == 0:  # host mode: wait for the answer to this state (or a timeout)
+                if st["mode"] == MODES["host"]:  # host mode: wait for the answer to this state (or a timeout)
                     deadline = time.perf_counter() + self.cfg.action_timeout
                     while (self.device.status()["ticks_without_action"] and time.perf_counter() < deadline
                            and not should_stop()):

@@ -74,6 +74,7 @@ FAULTS = {"none": 0, "watchdog": 1}
 ACK = {"ok": 0, "rejected": 1}
 CAPS = {"device_policy": 1 << 0, "encoders": 1 << 1}
 MODES = {"host": 0, "device": 1}
+STATES = {"idle": 0, "running": 1, "fault": 2}  # the device's state machine (docs/protocol.md)
 
 
 def generate_c_header() -> str:
@@ -83,7 +84,8 @@ def generate_c_header() -> str:
            f"#define BPD_PROTOCOL_VERSION {PROTOCOL_VERSION}", f"#define BPD_MAX_PAYLOAD {MAX_PAYLOAD}",
            f"#define BPD_MAX_ENCODED {MAX_ENCODED}", f"#define BPD_MAX_FRAME {MAX_FRAME}",
            f"#define BPD_MAX_OBS {MAX_OBS}", f"#define BPD_MAX_ACT {MAX_ACT}", ""]
-    for group, table in (("FLAG", FLAGS), ("FAULT", FAULTS), ("ACK", ACK), ("CAP", CAPS), ("MODE", MODES)):
+    for group, table in (("FLAG", FLAGS), ("FAULT", FAULTS), ("ACK", ACK), ("CAP", CAPS), ("MODE", MODES),
+                         ("STATE", STATES)):
         out += [f"#define BPD_{group}_{k.upper()} {v}u" for k, v in table.items()] + [""]
     for m in MESSAGES:
         out.append(f"#define BPD_MSG_{m.name.upper()} 0x{m.id:02X}u /* {m.sender}: {m.doc} */")

@@ -12,14 +12,18 @@ import time
 from collections import deque
 
 from bpd.errors import BpdError
-from firmware_host.wire_spec import ACK, BY_NAME, FAULTS, PROTOCOL_VERSION
 from firmware_host.codec import Frame, Parser, encode
+from firmware_host.wire_spec import ACK, BY_NAME, FAULTS, MODES, PROTOCOL_VERSION
 
 log = logging.getLogger("bpd.hil")
 
 
 class LinkError(BpdError):
     """The device did not answer, answered wrongly, or went away."""
+
+
+class LinkTimeout(LinkError):
+    """The awaited message did not arrive in time (the one condition a retry can cure)."""
 
 
 class DeviceFault(LinkError):
@@ -112,7 +116,7 @@ class DeviceLink:
             while True:
                 f = self.poll(max(0.0, deadline - time.perf_counter()))
                 if f is None:
-                    raise LinkError(f"no {name} from the device within {timeout:.1f} s")
+                    raise LinkTimeout(f"no {name} from the device within {timeout:.1f} s")
                 if f.name == name:
                     return f
                 if f.name == "fault" and name != "fault":
@@ -131,9 +135,7 @@ class DeviceLink:
             while ack is None:
                 try:
                     f = self.wait_for("ack", max(0.0, deadline - time.perf_counter()))
-                except LinkError as e:
-                    if "no ack" not in str(e):
-                        raise
+                except LinkTimeout:
                     break
                 if f.fields["of"] == BY_NAME[name].id:
                     ack = f
@@ -154,9 +156,8 @@ class DeviceLink:
             try:
                 info = self.wait_for("info", timeout / tries).fields
                 break
-            except LinkError as e:
-                if "no info" not in str(e):
-                    raise
+            except LinkTimeout:
+                pass
         if info is None:
             raise LinkError(f"no answer to hello from {self.port} within {timeout:.1f} s: is a bpd device there?")
         if info["protocol"] != PROTOCOL_VERSION:
@@ -166,7 +167,7 @@ class DeviceLink:
 
     def configure(self, period_us: int, watchdog_ticks: int, mode: str, action_limit: float, pos_limit: float,
                   angle_limit: float) -> None:
-        self.command("config", period_us=period_us, watchdog_ticks=watchdog_ticks, mode={"host": 0, "device": 1}[mode],
+        self.command("config", period_us=period_us, watchdog_ticks=watchdog_ticks, mode=MODES[mode],
                      action_limit=action_limit, pos_limit=pos_limit, angle_limit=angle_limit)
 
     def stop_and_zero(self) -> bool:

@@ -3,9 +3,9 @@ on its policy.onnx by default, or the exported C kernel through ctypes)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 

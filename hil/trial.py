@@ -21,7 +21,7 @@ from bpd.config import check_ranges, field
 from bpd.errors import BpdError
 from bpd.io import bpd_executable, check_output_dir, portable_argv, write_json
 from firmware_host.rig import load_rig
-from firmware_host.wire_spec import FLAGS
+from firmware_host.wire_spec import CAPS, FLAGS
 from hil.link import DeviceFault, DeviceLink, LinkError
 from hil.policy import load_host_policy
 from hil.ticklog import TickLog, timing_summary
@@ -44,7 +44,8 @@ class HilRunConfig:
     baud: int | None = field(None, help="baud rate (default: the rig's)")
     stall_timeout: float = field(1.0, help="seconds without a state before the device counts as stalled")
     plots: bool = field(True, help="render the PNG plots after the trial")
-    sim_lockstep: bool = field(False, help="with --port sim: run the simulated rig in lockstep, not real time")
+    lockstep: bool = field(False, help="with --port sim: run the simulated rig one tick per exchange, not by the "
+                           "wall clock (as `bpd rig sim --lockstep`)")
 
 
 
@@ -141,7 +142,7 @@ class simulated_rig:
             args = [exe, "rig", "pil", "--rig", cfg.rig, "--seed", str(cfg.seed), "--log",
                     str(Path(cfg.out) / "ticks_pil.csv")]
         else:
-            args = [exe, "rig", "sim", "--rig", cfg.rig, "--lockstep" if cfg.sim_lockstep else "--realtime",
+            args = [exe, "rig", "sim", "--rig", cfg.rig, *(["--lockstep"] if cfg.lockstep else []),
                     "--seed", str(cfg.seed)]
         if Path(cfg.policy).is_dir():
             args += ["--policy", cfg.policy]
@@ -179,7 +180,7 @@ def _check_device(info: dict, spec, pol, mode: str) -> None:
         raise LinkError(f"policy sizes {pol.obs_dim}->{pol.act_dim} differ from the device's "
                         f"{info['obs_dim']}->{info['act_dim']}")
     if mode == "device":
-        if not info["caps"] & 1:
+        if not info["caps"] & CAPS["device_policy"]:
             raise LinkError("the device has no on-device policy (device mode impossible)")
         dev_hash = bytes(info["model_hash"]).hex()
         if not pol.model_hash or pol.model_hash[:16] != dev_hash:

@@ -43,7 +43,7 @@ def tiny_pipeline(tmp_path_factory):
     return d
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def pendulum_export() -> Path:
     """The committed benchmark export (generated files only) with the current kernel beside it."""
     d = Path(tempfile.mkdtemp(prefix="bpd-fixture-")) / "pendulum_export"

@@ -183,9 +183,9 @@ def test_every_ablation_trains_evaluates_and_exports_through_the_runner(tiny_pip
 
     import yaml
 
+    from bpd_app.methods import METHODS
     from tests.conftest import run_bpd
     from tests.test_experiment import TINY_DISTILL, _plan
-    from bpd_app.methods import METHODS
 
     ablations = [m for m in METHODS if m not in ("bpd", "online-sac-small") and not m.startswith("baseline")]
     plan = _plan(tmp_path, tiny_pipeline / "teacher.npz", {"bpd": {"args": TINY_DISTILL}}

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 import torch
 
-from bpd_app.cli import main
 from bpd.io import load_arrays, save_arrays
+from bpd_app.cli import main
 
 INTERNAL = 70
 FW = Path(__file__).resolve().parent.parent / "firmware_host" / "rigs"
@@ -307,7 +307,7 @@ HIL = ["hil", "run", "--port", "sim", "--rig", "gym-inverted-pendulum", "--polic
        "--no-plots"]
 RIG = ["rig", "sim", "--build-dir", f"{C}/bld"]
 BENCH = ["bench", EXP, "--out", f"{C}/bench", "--no-peers"]
-FWB = ["firmware", "build", "--export", EXP, "--out", f"{C}/fw"]
+FWB = ["firmware", "build", EXP, "--out", f"{C}/fw"]
 EVAL = ["evaluate", "--episodes", "1"]
 RO = "/proc/bpd-test-out"  # a place nobody can write, root included
 
@@ -557,7 +557,7 @@ for name, (setup, msg) in EXPORT_DAMAGE.items():
     exp = f"{C}/exp"
     case(f"evaluate export {name}", [*EVAL, exp], msg if name not in ("no export.json", "not a directory")
          else "", setup)
-    case(f"firmware build export {name}", ["firmware", "build", "--export", exp, "--out", f"{C}/fw"], msg, setup)
+    case(f"firmware build export {name}", ["firmware", "build", exp, "--out", f"{C}/fw"], msg, setup)
     case(f"rig sim export {name}", RIG + ["--policy", exp], msg, setup)
     case(f"hil run export {name}", [*HIL[:7], exp, *HIL[8:]], msg, setup)
     case(f"bench export {name}", ["bench", exp, "--out", f"{C}/bench", "--no-peers"], msg, setup)

@@ -12,8 +12,16 @@ import pytest
 import torch
 
 from training import gaussian as G
-from training.baselines import (BaselineConfig, BaselineTrainer, Collector, GaussianStudent, TeacherModel,
-                                prune_target, reward_to_go, train_baseline)
+from training.baselines import (
+    BaselineConfig,
+    BaselineTrainer,
+    Collector,
+    GaussianStudent,
+    TeacherModel,
+    prune_target,
+    reward_to_go,
+    train_baseline,
+)
 from training.teacher import Teacher
 
 REPO = Path(__file__).resolve().parents[1]

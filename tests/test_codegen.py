@@ -13,13 +13,21 @@ import subprocess
 import numpy as np
 import pytest
 
+from export.c_export import CPolicy
 from export.cc import OPT as CC_OPT
 from export.cc import STRICT
-from export.c_export import CPolicy
 from export.codegen import LIBM, generate_kernel, select_tanh, tanh_form, tanh_forms
 from export.collapse import collapse
-from export.fixed_point import (ACC_LIMIT, SAT, IntPolicy, generate_int_kernel, quantise, tanh_q15, to_fixed,
-                                to_float_bits)
+from export.fixed_point import (
+    ACC_LIMIT,
+    SAT,
+    IntPolicy,
+    generate_int_kernel,
+    quantise,
+    tanh_q15,
+    to_fixed,
+    to_float_bits,
+)
 from tests.test_export_c import TOL, X, Y, golden_policy, random_net
 
 needs_arm = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,

@@ -16,10 +16,10 @@ import time
 import numpy as np
 import pytest
 
+from firmware_host.codec import Frame, Parser, cobs_encode, crc16, encode
 from firmware_host.device import SoftwareDevice, build_device_library
 from firmware_host.rig import load_rig
 from firmware_host.wire_spec import ACK, BY_NAME, FLAGS
-from firmware_host.codec import Frame, Parser, cobs_encode, crc16, encode
 from hil.link import DeviceLink
 from tests.conftest import BPD, pendulum_export
 

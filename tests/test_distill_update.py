@@ -9,7 +9,6 @@ the random stream: the same seed replays the noise it draws, in the order it dra
 smoothing noise when the critics are on, then one standard normal per pre-activation of each layer).
 """
 
-import copy
 import math
 
 import pytest

@@ -12,9 +12,9 @@ import pytest
 
 from bpd.errors import BpdError
 from bpd_app.experiment import _bootstrap_ci, _iqm, d4rl_score, load_plan
+from bpd_app.methods import CellInputs, distill_command, flags
 from tests.conftest import BPD, run_bpd
 from training.envs import Episodes
-from bpd_app.methods import CellInputs, distill_command, flags
 from training.selection import choose
 
 TINY_DISTILL = {"steps": 200, "eval_every": 100, "eval_episodes": 1, "hidden": [8, 8], "critic_hidden": [16, 16],

@@ -12,9 +12,9 @@ import numpy as np
 import onnx
 import pytest
 
+from export.c_export import CPolicy, generate_c, layer_cost, plan_layer, quantise_rows
 from export.cc import OPT as CC_OPT
 from export.cc import STRICT
-from export.c_export import CPolicy, generate_c, layer_cost, plan_layer, quantise_rows
 from export.collapse import CollapsedNet, collapse
 from export.onnx_export import OnnxPolicy, build_onnx, reference_evaluator_run, save_onnx
 from tests.test_export_collapse import GOLDEN, golden_policy
@@ -164,3 +164,18 @@ def test_export_cli_end_to_end(tiny_pipeline, tmp_path):
     assert ev["kind"] == "c" and ev["model_hash"] == rep["model_hash"]
     ev2 = json.loads(run_bpd("evaluate", str(out / "policy.onnx"), "--episodes", "1", "--json").stdout)
     assert ev2["return_mean"] == pytest.approx(ev["return_mean"], rel=0.01)
+
+
+def test_csr_row_pointer_limit():
+    """CSR row starts are uint16: a layer with more than 65,535 nonzeros is dense under auto and a
+    forced CSR is refused, rather than wrapping the row pointer."""
+    from bpd.errors import BpdError
+    from export.c_export import ROW_PTR_MAX
+
+    w = np.zeros((300, 300), np.float32)
+    w.ravel()[: ROW_PTR_MAX] = 1.0  # exactly at the limit: CSR allowed
+    assert plan_layer(w, "csr", False).storage == "csr16"
+    w.ravel()[: ROW_PTR_MAX + 1] = 1.0
+    assert plan_layer(w, "auto", False).storage == "dense"
+    with pytest.raises(BpdError, match="cannot be stored as CSR"):
+        plan_layer(w, "csr", False)

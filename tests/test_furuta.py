@@ -10,9 +10,16 @@ import mujoco
 import numpy as np
 import pytest
 
-from firmware_host.classical import (C_FIELDS, EnergyLqrController, design, discretise, export_classical,
-                                     lqr_continuous, lqr_discrete)
-from firmware_host.plants.furuta import G, FurutaParams
+from firmware_host.classical import (
+    C_FIELDS,
+    EnergyLqrController,
+    design,
+    discretise,
+    export_classical,
+    lqr_continuous,
+    lqr_discrete,
+)
+from firmware_host.plants.furuta import FurutaParams, G
 from firmware_host.rig import ObservationFilter, Plant, load_rig
 from firmware_host.swingup import SwingUpEnv, wrap_angle
 
@@ -314,7 +321,7 @@ def test_classical_swings_up_the_simulated_rig_in_device_mode(tmp_path):
     from hil.ticklog import read_ticks
 
     export_classical(RIG, tmp_path / "cx")
-    assert main(["hil", "run", "--port", "sim", "--sim-lockstep", "--rig", RIG, "--policy", str(tmp_path / "cx"),
+    assert main(["hil", "run", "--port", "sim", "--lockstep", "--rig", RIG, "--policy", str(tmp_path / "cx"),
                  "--mode", "device", "--runtime", "c", "--steps", "1500", "--out", str(tmp_path / "log"),
                  "--no-plots"]) == 0
     ticks = read_ticks(tmp_path / "log" / "ticks.csv")
@@ -347,8 +354,8 @@ def test_firmware_observation_matches_the_env_on_two_encoders(tmp_path):
     """The firmware core's observation (counts to radians, filtered-difference velocities of both
     encoders) equals the env's ObservationFilter on a swing-up trajectory: the teacher trains on what
     the device computes."""
-    from firmware_host.device import SoftwareDevice, build_device_library
     from firmware_host.codec import Parser, encode
+    from firmware_host.device import SoftwareDevice, build_device_library
 
     spec = load_rig(RIG)
     dev = SoftwareDevice(spec, build_device_library(tmp_path, spec))

@@ -106,10 +106,10 @@ def test_refuses_device_mode_without_on_device_policy(rig, tmp_path):
 
 FAULTS = [
     # (name, rig args, hil args, expected message or None when the trial may finish)
-    ("latency", ["--realtime", "--period-us", "20000", "--link-delay-ms", "15"], [], "device fault: watchdog"),
-    ("stall", ["--realtime", "--period-us", "20000", "--stall-at", "1.0", "--stall-for", "5"], [], "stalled"),
-    ("disconnect", ["--realtime", "--period-us", "20000", "--disconnect-at", "1.0"], [], None),
-    ("restart", ["--realtime", "--period-us", "20000", "--restart-at", "1.0"], [], "restarted"),
+    ("latency", ["--period-us", "20000", "--link-delay-ms", "15"], [], "device fault: watchdog"),
+    ("stall", ["--period-us", "20000", "--stall-at", "1.0", "--stall-for", "5"], [], "stalled"),
+    ("disconnect", ["--period-us", "20000", "--disconnect-at", "1.0"], [], None),
+    ("restart", ["--period-us", "20000", "--restart-at", "1.0"], [], "restarted"),
     ("dropped bytes", ["--lockstep", "--drop-rate", "0.002", "--seed", "5"], ["--steps", "400"], None),
     ("corruption", ["--lockstep", "--corrupt-rate", "0.002", "--seed", "6"], ["--steps", "400"], None),
 ]
@@ -119,7 +119,7 @@ FAULTS = [
 def test_fault_table(rig, tmp_path, name, rig_args, hil_args, message):
     r = rig(*rig_args)
     out = tmp_path / "log"
-    p = hil(r.path, out, "--period-us", "20000" if "--realtime" in rig_args else "40000", "--episodes", "3",
+    p = hil(r.path, out, "--period-us", "40000" if "--lockstep" in rig_args else "20000", "--episodes", "3",
             "--steps", "300", "--no-plots", *hil_args, check=False)
     s = summary(out)
     n = len(rows(out))
@@ -139,7 +139,7 @@ def test_fault_table(rig, tmp_path, name, rig_args, hil_args, message):
 
 
 def test_ctrl_c_stops_and_keeps_logs(rig, tmp_path):
-    r = rig("--realtime", "--period-us", "20000")
+    r = rig("--period-us", "20000")
     out = tmp_path / "log"
     proc = subprocess.Popen([BPD, "hil", "run", "--port", r.path, "--rig", "gym-inverted-pendulum", "--policy",
                              str(FIX), "--out", str(out), "--period-us", "20000", "--episodes", "5", "--no-plots"],

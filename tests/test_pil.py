@@ -20,7 +20,7 @@ needs_qemu = pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shuti
 
 def _trial(tmp_path, port: str, mode: str) -> tuple[dict, list[dict]]:
     out = tmp_path / f"{port}-{mode}"
-    extra = ["--stall-timeout", "10"] + (["--sim-lockstep"] if port == "sim" else [])  # lockstep: not real time
+    extra = ["--stall-timeout", "10"] + (["--lockstep"] if port == "sim" else [])  # lockstep: not real time
     run_bpd("hil", "run", "--port", port, "--rig", "gym-inverted-pendulum", "--policy", str(FIX), "--mode", mode,
             "--episodes", "1", "--seed", "3", "--out", str(out), "--no-plots", *extra, timeout=600)
     summary = json.loads((out / "summary.json").read_text())

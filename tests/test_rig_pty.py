@@ -64,7 +64,7 @@ def test_device_policy_balances_1000_steps(rig_factory):
 
 
 def test_watchdog_over_pty(rig_factory):
-    rig = rig_factory("--rig", "gym-inverted-pendulum", "--realtime", "--period-us", "10000")
+    rig = rig_factory("--rig", "gym-inverted-pendulum", "--period-us", "10000")
     link = DeviceLink(rig.path)
     try:
         link.handshake()

@@ -10,7 +10,6 @@ from training.distill import eta_at, lambda_weight
 from training.priors import LOG_UNIFORM_FIT_ERROR
 from training.svdo import LinearSVDO, kl_approx
 
-
 EULER_GAMMA = 0.5772156649015329
 
 

@@ -36,6 +36,8 @@ class CollectConfig:
     out: str = field("dataset.npz", help="where to write the dataset")
     steps: int = field(50_000, help="environment steps to record")
     noise: float = field(0.1, help="exploration noise std, as a fraction of half the action range")
+    episode_steps: int | None = field(None, help="end each episode (as a truncation) after this many steps, so "
+                                      "the dataset holds more starts (default: the environment's limit)")
     env: str | None = field(None, help="environment id (default: the teacher's)")
     seed: int = field(0, help="random seed")
     progress: bool = field(True, help="show a progress bar")
@@ -66,7 +68,8 @@ class Dataset:
 def collect(cfg: CollectConfig) -> Dataset:
     from tqdm import tqdm
 
-    check_ranges(cfg, {"steps": (1, 100_000_000), "noise": (0, 10), "seed": (0, 2**31 - 1)})
+    check_ranges(cfg, {"steps": (1, 100_000_000), "noise": (0, 10), "seed": (0, 2**31 - 1),
+                       "episode_steps": (1, 100_000_000)})
     check_output_path(cfg.out)
     teacher = load_teacher(cfg.teacher)
     env_id = cfg.env or teacher.env_id
@@ -83,11 +86,13 @@ def collect(cfg: CollectConfig) -> Dataset:
                                                    ("next_observations", (n, od)), ("terminals", (n,)),
                                                    ("truncations", (n,))]}
     obs, _ = env.reset(seed=cfg.seed)
-    episodes, ret, returns = 0, 0.0, []
+    episodes, ret, returns, ep_len = 0, 0.0, [], 0
     for t in tqdm(range(n), desc="collect", disable=None if cfg.progress else True, mininterval=0.5):
         a_teacher = teacher.act(obs).astype(np.float32)
         a = np.clip(a_teacher + rng.normal(0.0, cfg.noise, ad).astype(np.float32) * half, low, high)
         nobs, r, term, trunc, _ = env.step(a)
+        ep_len += 1
+        trunc = trunc or (cfg.episode_steps is not None and ep_len >= cfg.episode_steps and not term)
         buf["observations"][t], buf["actions"][t], buf["teacher_actions"][t] = obs, a, a_teacher
         buf["rewards"][t], buf["next_observations"][t] = r, nobs
         buf["terminals"][t], buf["truncations"][t] = float(term), float(trunc)
@@ -95,7 +100,7 @@ def collect(cfg: CollectConfig) -> Dataset:
         if term or trunc:
             episodes += 1
             returns.append(ret)
-            ret = 0.0
+            ret, ep_len = 0.0, 0
             obs, _ = env.reset()
         else:
             obs = nobs
@@ -106,6 +111,7 @@ def collect(cfg: CollectConfig) -> Dataset:
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "env_id": env_id, "obs_dim": od, "act_dim": ad,
             "steps": n, "episodes": episodes, "episode_return_mean": float(np.mean(returns)) if returns else None,
             "teacher_sha256": teacher_hash(cfg.teacher), "seed": cfg.seed, "noise": cfg.noise,
+            "episode_steps": cfg.episode_steps,
             "bpd_version": bpd.__version__}
     ds = Dataset(meta=meta, obs_mean=obs_mean, obs_std=obs_std, action_low=low, action_high=high, **buf)
     check_dataset(ds, f"the dataset for {cfg.out}")  # nothing unreadable is ever written

@@ -47,7 +47,7 @@ class Candidate:
                 "state_dict": self.state_dict}
 
     @classmethod
-    def from_blob(cls, b: dict) -> "Candidate":
+    def from_blob(cls, b: dict) -> Candidate:
         return cls(int(b["step"]), float(b["train_return"]), int(b["params_nonzero"]), b["state_dict"])
 
 

@@ -22,7 +22,7 @@
 #define BPD_FW_MAJOR 0
 #define BPD_FW_MINOR 2
 
-typedef enum { BPD_IDLE = 0, BPD_RUNNING = 1, BPD_FAULT = 2 } bpd_fw_state_t;
+typedef enum { BPD_IDLE = BPD_STATE_IDLE, BPD_RUNNING = BPD_STATE_RUNNING, BPD_FAULT = BPD_STATE_FAULT } bpd_fw_state_t;
 
 /* The policy the device runs in device mode: a function so the core does not depend on the
  * kernel; returns 0 on success and writes a safe action otherwise. */

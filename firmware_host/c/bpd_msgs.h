@@ -34,6 +34,10 @@
 #define BPD_MODE_HOST 0u
 #define BPD_MODE_DEVICE 1u
 
+#define BPD_STATE_IDLE 0u
+#define BPD_STATE_RUNNING 1u
+#define BPD_STATE_FAULT 2u
+
 #define BPD_MSG_HELLO 0x01u /* host: host opens a session; the device answers INFO */
 #define BPD_MSG_INFO 0x02u /* device: device description: versions, sizes, control period, first 8 bytes of the on-device model hash */
 #define BPD_MSG_CONFIG 0x03u /* host: control period, watchdog, mode (0 host policy, 1 device policy) and safety limits */

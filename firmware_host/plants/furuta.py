@@ -43,7 +43,7 @@ class FurutaParams:
     pend_coulomb: float        # N m
 
     @classmethod
-    def from_rig(cls, raw: dict, scale: dict | None = None) -> "FurutaParams":
+    def from_rig(cls, raw: dict, scale: dict | None = None) -> FurutaParams:
         """Parameters from a rig description, each scaled by `scale` (mass, length, friction, gain)."""
         s = scale or {}
         m, a, p = raw["motor"], raw["arm"], raw["pendulum"]
@@ -54,7 +54,7 @@ class FurutaParams:
                    arm_coulomb=a["coulomb"] * ff, pend_mass=p["mass"] * fm, pend_length=p["length"] * fl,
                    pend_damping=p["damping"] * ff, pend_coulomb=p["coulomb"] * ff)
 
-    def scaled(self, **factors: float) -> "FurutaParams":
+    def scaled(self, **factors: float) -> FurutaParams:
         return replace(self, **{k: getattr(self, k) * v for k, v in factors.items()})
 
     # -- derived quantities ------------------------------------------------------------------
