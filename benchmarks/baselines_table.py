@@ -88,7 +88,8 @@ def markdown(plan, rows: list[dict]) -> str:
                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in rs:
             nz = "-" if r.get("nonzero_min") is None else (
-                f"{r['nonzero_min']:,}" if r["nonzero_min"] == r["nonzero_max"] else f"{r['nonzero_min']:,}-{r['nonzero_max']:,}")
+                f"{r['nonzero_min']:,}" if r["nonzero_min"] == r["nonzero_max"]
+                else f"{r['nonzero_min']:,}-{r['nonzero_max']:,}")
             vs = "-" if r.get("vs_teacher_mean") is None else f"{100 * r['vs_teacher_mean']:.1f} %"
             ret = "-" if r.get("return_mean") is None else f"{_f(r['return_mean'], 1)} +- {_f(r['return_std'], 1)}"
             lines.append(f"| {r['label']} | {r['method']} | {r['size']} | {r['control'] or '-'} | {r['seeds_done']} "

@@ -46,7 +46,8 @@ def main() -> None:
     fast = [r for r in rows if r["variant"] == "bpd-fast-tanh"]
     libm = [r for r in rows if r["variant"] == "bpd"]
     crit = {
-        "m4f_teacher_over_student_instructions_min_fast_tanh": min(r["teacher_over_student_instructions"] for r in fast),
+        "m4f_teacher_over_student_instructions_min_fast_tanh":
+            min(r["teacher_over_student_instructions"] for r in fast),
         "m4f_teacher_over_student_instructions_min_libm": min(r["teacher_over_student_instructions"] for r in libm),
         "m4f_policy_flash_vs_teacher_max": max(r["student_over_teacher_policy_flash"] for r in rows),
         "fast_tanh_beats_each_peer_on_the_collapsed_student": all(
@@ -63,13 +64,17 @@ def main() -> None:
              "| seed | bpd variant | instructions | image flash B | teacher / student instr. | policy flash vs teacher "
              "| x floor | emx on student: instr / flash vs bpd | emlearn on student | emx on masked student | "
              "emlearn on masked student |", "|" + "---|" * 10]
+
+    def peer(r: dict, p: str, n: str) -> str:
+        return f"{r[f'{p} on {n} instructions_over_bpd']:.2f}x / {r[f'{p} on {n} flash_over_bpd']:.2f}x"
+
     for r in rows:
-        peer = lambda p, n: (f"{r[f'{p} on {n} instructions_over_bpd']:.2f}x / {r[f'{p} on {n} flash_over_bpd']:.2f}x")
         lines.append(f"| {r['seed']} | {r['variant']} | {r['instructions']} | {r['flash_bytes']} | "
-                     f"{r['teacher_over_student_instructions']:.0f}x | {100 * r['student_over_teacher_policy_flash']:.2f} % "
-                     f"| {r['instructions_vs_floor']:.1f} | {peer('emx-onnx-cgen', 'student')} | "
-                     f"{peer('emlearn', 'student')} | {peer('emx-onnx-cgen', 'student_masked')} | "
-                     f"{peer('emlearn', 'student_masked')} |")
+                     f"{r['teacher_over_student_instructions']:.0f}x | "
+                     f"{100 * r['student_over_teacher_policy_flash']:.2f} % "
+                     f"| {r['instructions_vs_floor']:.1f} | {peer(r, 'emx-onnx-cgen', 'student')} | "
+                     f"{peer(r, 'emlearn', 'student')} | {peer(r, 'emx-onnx-cgen', 'student_masked')} | "
+                     f"{peer(r, 'emlearn', 'student_masked')} |")
     lines += ["", "A peer ratio above 1 means the peer needs more than bpd. 'masked student' is the student with "
               "pruned weights zeroed but dead units kept: what a dense exporter is handed without bpd's collapse.",
               "", "Criteria: " + json.dumps(crit)]

@@ -80,7 +80,8 @@ def make_trainer(obs_dim: int, act_dim: int, batched: bool, n: int = 100_000) ->
 def batch(obs_dim: int, act_dim: int, size: int = 256) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(1)
     return {"obs": torch.randn(size, obs_dim, generator=g), "next_obs": torch.randn(size, obs_dim, generator=g),
-            "act": torch.rand(size, act_dim, generator=g) * 2 - 1, "teacher_act": torch.rand(size, act_dim, generator=g) * 2 - 1,
+            "act": torch.rand(size, act_dim, generator=g) * 2 - 1,
+            "teacher_act": torch.rand(size, act_dim, generator=g) * 2 - 1,
             "rew": torch.randn(size, generator=g), "term": torch.zeros(size)}
 
 
@@ -127,7 +128,8 @@ def main() -> None:
             "eval_seconds": eval_s, "eval_env_steps": int(sum(lens)),
             "eval_share_at_defaults": eval_s / (eval_s + defaults.eval_every / base),
         }
-        print(env_id, {k: round(statistics.median(v), 1) for k, v in samples.items()}, f"eval {eval_s:.2f} s", flush=True)
+        print(env_id, {k: round(statistics.median(v), 1) for k, v in samples.items()}, f"eval {eval_s:.2f} s",
+              flush=True)
     import os
     out = {"updates_per_block": ns.updates, "rounds": ns.rounds, "cpus": os.cpu_count(), "torch": torch.__version__,
            "student_hidden": defaults.hidden, "critic_hidden": defaults.critic_hidden, "batch": defaults.batch,

@@ -44,7 +44,8 @@ def main() -> None:
                      "flash_bytes": r["totals"]["flash_bytes"], "flash_bytes_int8": r["int8"]["totals"]["flash_bytes"],
                      "teacher_flash_bytes": r["dense_teacher"]["flash_bytes"],
                      "flash_vs_teacher": r["flash_vs_teacher"], "macs": r["totals"]["macs"],
-                     "teacher_macs": r["dense_teacher"]["macs"], "int8_max_abs_error": r["int8"]["max_abs_error_vs_torch"]})
+                     "teacher_macs": r["dense_teacher"]["macs"],
+                     "int8_max_abs_error": r["int8"]["max_abs_error_vs_torch"]})
     ok = bool(rows) and all(max(x["parity"].values()) <= 1e-5 and x["c_return_within_1pct"]
                             and x["flash_vs_teacher"] <= 0.02 for x in rows)
     res = {"command": "python benchmarks/export_benchmark.py", "rows": rows, "tolerance": 1e-5,

@@ -47,8 +47,8 @@ def main() -> None:
              "| harness | executions | exec/s | covered edges | features | corpus | finding |",
              "|---|---|---|---|---|---|---|"]
     for r in results:
-        lines.append(f"| {r['harness']} | {r['executions']:,} | {r['exec_per_s']:,} | {r['coverage']} | {r['features']} "
-                     f"| {r['corpus']} | {r['finding'] or 'none'} |")
+        lines.append(f"| {r['harness']} | {r['executions']:,} | {r['exec_per_s']:,} | {r['coverage']} "
+                     f"| {r['features']} | {r['corpus']} | {r['finding'] or 'none'} |")
     lines += ["", f"Total: {total:,} executions."]
     write_text(args.out / "fuzz.md", "\n".join(lines) + "\n")
 

@@ -93,12 +93,14 @@ def main() -> None:
              f"(teacher return {teacher['return_mean']:.0f}, exported student {student['return_mean']:.0f} "
              f"in the Gymnasium env, {student['params_nonzero']} nonzero parameters).", "",
              "| rate | episodes full (1000 ticks) | achieved Hz | deadline misses | host step p50 / p99 / max us | "
-             "host compute p50 us | device round trip p50 / p99 us | period jitter p99 us |", "|---|---|---|---|---|---|---|---|"]
+             "host compute p50 us | device round trip p50 / p99 us | period jitter p99 us |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, r in rows.items():
         full = sum(l == 1000 for l in r["lengths"])
         hs, rt = r["host_step_us"], r["rtt_us"]
         lines.append(f"| {name} | {full}/{len(r['lengths'])} | {r['achieved_rate_hz']:.1f} | {r['deadline_misses']} "
-                     f"({100 * r['deadline_miss_rate']:.3f} %) | {hs['median']:.0f} / {hs['p99']:.0f} / {hs['max']:.0f} | "
+                     f"({100 * r['deadline_miss_rate']:.3f} %) | "
+                     f"{hs['median']:.0f} / {hs['p99']:.0f} / {hs['max']:.0f} | "
                      f"{r['host_compute_us']['median']:.0f} | {rt.get('median', 0):.0f} / {rt.get('p99', 0):.0f} | "
                      f"{r['period_jitter_us']['p99']:.0f} |")
     lines += ["", "Criteria (200 Hz): " + json.dumps(crit)]

@@ -88,7 +88,8 @@ def fixture_exports(w: Path, ip_dataset: Path) -> None:
     (d / "export.json").write_text(json.dumps(info | {"kernel": "integer"}))
     e = np.abs(CPolicy(d).act(obs) - ref)
     (d / "int_report.json").write_text(json.dumps({
-        "calibration": q.calibration, "max_abs_error_vs_float": float(e.max()), "mean_abs_error_vs_float": float(e.mean()),
+        "calibration": q.calibration, "max_abs_error_vs_float": float(e.max()),
+        "mean_abs_error_vs_float": float(e.mean()),
         "max_error_vs_action_range": float((e / (net.action_high - net.action_low)).max()),
         "reference": "onnxruntime on the fixture's policy.onnx"}))
 
@@ -186,7 +187,8 @@ def measure(name: str, w: Path, env_id: str, rig: str | None, episodes: int) -> 
     kern = {}
     for k in ("generated", "loose"):
         kr = w / k / "export_report.json"
-        kern[k] = json.loads(kr.read_text())["kernel"] if kr.is_file() else json.loads((w / k / "kernel.json").read_text())
+        kern[k] = (json.loads(kr.read_text())["kernel"] if kr.is_file()
+                   else json.loads((w / k / "kernel.json").read_text()))
     gen_rep = w / "generated" / "export_report.json"
     parity = json.loads(gen_rep.read_text())["parity"] if gen_rep.is_file() else json.loads(
         (w / "generated" / "kernel.json").read_text())["parity"]
@@ -196,12 +198,13 @@ def measure(name: str, w: Path, env_id: str, rig: str | None, episodes: int) -> 
              f"generated, tanh budget {LOOSE:g}": w / "loose"}
     res = {"env_id": env_id, "widths": rep["widths_after"], "nonzero_weights": floor["macs"],
            "activation": info["activation"], "arithmetic_floor": floor, "cortex-m4f": m4, "cortex-m0plus": m0,
-           "tanh_chosen": {k: v["tanh"] for k, v in kern.items()}, "tanh_candidates": kern["generated"]["tanh_candidates"],
+           "tanh_chosen": {k: v["tanh"] for k, v in kern.items()},
+           "tanh_candidates": kern["generated"]["tanh_candidates"],
            "parity_generated": parity, "integer_vs_float": int_info, "returns": returns(env_id, forms, episodes)}
     if rig:
         res["rig"] = rig
-        res["rig_returns"] = rig_returns(rig, {"float (generic kernel)": w / "generic", "integer": w / "generic" / "int"},
-                                         episodes, w)
+        res["rig_returns"] = rig_returns(
+            rig, {"float (generic kernel)": w / "generic", "integer": w / "generic" / "int"}, episodes, w)
     return res
 
 
@@ -236,7 +239,8 @@ def stack_figures(w: Path) -> dict:
 
 def summarise(r: dict) -> dict:
     m4, m0, fl = r["cortex-m4f"], r["cortex-m0plus"], r["arithmetic_floor"]["instructions"]
-    bpd_best = min(m4[k]["instructions_median"] for k in ("generated", "generated-libm", "generic-fast-tanh", "generic-libm"))
+    bpd_best = min(m4[k]["instructions_median"]
+                   for k in ("generated", "generated-libm", "generic-fast-tanh", "generic-libm"))
     peer_best = min(m4[p]["instructions_median"] for p in ("emx-onnx-cgen", "emlearn"))
     rets = r["returns"]
     fl_ret = rets["float (generated kernel)"]["return_mean"]
@@ -244,7 +248,8 @@ def summarise(r: dict) -> dict:
          "m4f_best_bpd_over_best_peer": bpd_best / peer_best,
          "m4f_generated_over_floor": m4["generated"]["instructions_median"] / fl,
          "m4f_generated_libm_over_best_peer_libm": m4["generated-libm"]["instructions_median"] / peer_best,
-         "m0plus_generic_libm_over_integer": m0["generic-libm"]["instructions_median"] / m0["integer"]["instructions_median"],
+         "m0plus_generic_libm_over_integer": (m0["generic-libm"]["instructions_median"]
+                                              / m0["integer"]["instructions_median"]),
          "m0plus_generic_fast_over_integer": (m0["generic-fast-tanh"]["instructions_median"]
                                               / m0["integer"]["instructions_median"]),
          "integer_return_over_float": rets["integer"]["return_mean"] / fl_ret if fl_ret else None}
@@ -257,15 +262,19 @@ def summarise(r: dict) -> dict:
 def markdown(res: dict) -> str:
     L = ["Cortex-M4F instructions per inference (exact, emulated; median of 5 observations). Floor: one "
          "instruction per nonzero multiply-add, bias, activation and output op.", "",
-         "| student | widths | act | floor | generic libm | generic fast | generated (tanh for 1e-5) | generated libm | "
-         f"generated, budget {LOOSE:g} | emx-onnx-cgen (libm) | emlearn (libm) | generated / best peer | generated / floor |",
+         "| student | widths | act | floor | generic libm | generic fast | generated (tanh for 1e-5) | "
+         f"generated libm | generated, budget {LOOSE:g} | emx-onnx-cgen (libm) | emlearn (libm) | "
+         "generated / best peer | generated / floor |",
          "|" + "---|" * 13]
     for n, r in res["students"].items():
         m, s = r["cortex-m4f"], r["summary"]
-        c = lambda k: m[k]["instructions_median"]
-        L.append(f"| {n} | {'-'.join(map(str, r['widths']))} | {r['activation']} | {r['arithmetic_floor']['instructions']} | "
-                 f"{c('generic-libm')} | {c('generic-fast-tanh')} | {c('generated')} ({r['tanh_chosen']['generated']}) | "
-                 f"{c('generated-libm')} | {c('generated-loose')} ({r['tanh_chosen']['loose']}) | {c('emx-onnx-cgen')} | "
+        c = lambda k, m=m: m[k]["instructions_median"]
+        L.append(f"| {n} | {'-'.join(map(str, r['widths']))} | {r['activation']} | "
+                 f"{r['arithmetic_floor']['instructions']} | "
+                 f"{c('generic-libm')} | {c('generic-fast-tanh')} | "
+                 f"{c('generated')} ({r['tanh_chosen']['generated']}) | "
+                 f"{c('generated-libm')} | {c('generated-loose')} ({r['tanh_chosen']['loose']}) | "
+                 f"{c('emx-onnx-cgen')} | "
                  f"{c('emlearn')} | {s['m4f_generated_over_best_peer']:.2f}x | {s['m4f_generated_over_floor']:.1f}x |")
     L += ["", "Cortex-M0+ (no FPU) instructions per inference, and closed-loop returns "
           f"({res['episodes']} episodes, seeds 5000+):", "",
@@ -277,9 +286,11 @@ def markdown(res: dict) -> str:
         err = (f"{iv['max_abs_error_vs_float']:.2e} ({100 * iv['max_error_vs_action_range']:.2f} %)"
                if iv else "-")
         vals = " / ".join(f"{v['return_mean']:.1f}" for v in rt.values())
-        L.append(f"| {n} | {m['generic-libm']['instructions_median']} | {m['generic-fast-tanh']['instructions_median']} | "
+        L.append(f"| {n} | {m['generic-libm']['instructions_median']} | "
+                 f"{m['generic-fast-tanh']['instructions_median']} | "
                  f"{m['integer']['instructions_median']} | {s['m0plus_generic_libm_over_integer']:.0f}x (fast: "
-                 f"{s['m0plus_generic_fast_over_integer']:.0f}x) | {err} | {vals} | {s['integer_return_over_float']:.3f} |")
+                 f"{s['m0plus_generic_fast_over_integer']:.0f}x) | {err} | {vals} | "
+                 f"{s['integer_return_over_float']:.3f} |")
     for n, r in res["students"].items():
         if "rig_returns" in r:
             rr = r["rig_returns"]
@@ -295,7 +306,7 @@ def markdown(res: dict) -> str:
               "interrupt + frame) | painted main path B |", "|" + "---|" * 9]
         for k, v in st.items():
             p = v["parts"]
-            cell = lambda x: f"{p[x]['flash_bytes']} / {p[x]['ram_bytes']}"
+            cell = lambda x, p=p: f"{p[x]['flash_bytes']} / {p[x]['ram_bytes']}"
             L.append(f"| {k} | {v['flash_bytes']} | {v['ram_bytes']} | {cell('policy')} | {cell('firmware core')} | "
                      f"{cell('board')} | {cell('other')} | {v['stack_bound_bytes']} ({v['stack_main_path_bytes']} + "
                      f"{v['stack_interrupt_bytes']} + {v['exception_frame_bytes']}) | {v['stack_painted_bytes']} |")

@@ -58,15 +58,17 @@ def main(argv: list[str] | None = None) -> int:
         for (env, _), t in zip(TASKS, teachers):
             ds = work / "datasets" / f"{t.stem}.npz"
             if not ds.exists():
-                bpd("collect", "--teacher", str(t), "--env", env, "--out", str(ds), "--steps", "50000", "--seed", "900000",
-                    "--no-progress")
+                bpd("collect", "--teacher", str(t), "--env", env, "--out", str(ds), "--steps", "50000",
+                    "--seed", "900000", "--no-progress")
             dss.append(ds)
         run = work / f"multitask-seed{seed}"
         if not (run / "summary.json").exists():
-            bpd("multitask", "train", "--teachers", *map(str, teachers), "--datasets", *map(str, dss), "--out", str(run),
-                "--steps", str(a.steps), "--nonzero", str(a.nonzero), "--seed", str(seed), "--no-progress",
+            bpd("multitask", "train", "--teachers", *map(str, teachers), "--datasets", *map(str, dss),
+                "--out", str(run), "--steps", str(a.steps), "--nonzero", str(a.nonzero), "--seed", str(seed),
+                "--no-progress",
                 *(["--resume"] if (run / "config.json").exists() else []))
-        exp = json.loads((run / "export" / "export.json").read_text()) if (run / "export" / "export.json").exists() else None
+        exp_path = run / "export" / "export.json"
+        exp = json.loads(exp_path.read_text()) if exp_path.exists() else None
         if exp is None:
             bpd("multitask", "export", str(run), "--out", str(run / "export"))
             exp = json.loads((run / "export" / "export.json").read_text())
@@ -91,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     md = ["# Multi-task student vs three single-task students, equal total nonzero count", "",
           f"`python benchmarks/multitask_benchmark.py --seeds {' '.join(map(str, a.seeds))} --steps {a.steps} "
           f"--nonzero {a.nonzero}`; 30 reporting episodes per task and seed.", "",
-          "| task | multi-task return (mean +- std over seeds) | single-task return | C parity (max error) |", "|---|---|---|---|"]
+          "| task | multi-task return (mean +- std over seeds) | single-task return | C parity (max error) |",
+          "|---|---|---|---|"]
     for env, _ in TASKS:
         m = [r["tasks"][env]["multitask_return"] for r in rows]
         s = [r["tasks"][env]["single_return"] for r in rows]

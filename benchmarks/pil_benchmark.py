@@ -103,7 +103,8 @@ def main() -> None:
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ipt = r["pil"]["instructions_per_tick"]
-        lines.append(f"| {r['rig']} | {r['mode']} | {np.mean(r['pil']['returns']):.1f} | {np.mean(r['sim']['returns']):.1f} "
+        lines.append(f"| {r['rig']} | {r['mode']} | {np.mean(r['pil']['returns']):.1f} | "
+                     f"{np.mean(r['sim']['returns']):.1f} "
                      f"| {r['episodes_equal']}/{len(r['pil']['returns'])} | {r['max_abs_return_diff']:.0f} "
                      f"| {ipt['tick_median']:,.0f} | {ipt['policy_median']:,.0f} | {ipt['rest_median']:,.0f} |")
     lines += ["", "Instructions are the image's SysTick cycle counts under `-icount shift=0` (one instruction per "

@@ -62,7 +62,8 @@ def main() -> None:
     for env, r in per_env.items():
         lines += [f"## {env} (seeds {', '.join(map(str, r['seeds']))})", "",
                   "| threshold | return | worst seed | nonzero (mean, range) |", "|---|---|---|---|"]
-        lines += [f"| {x['threshold']:g} | {x['return_mean']:.1f} +- {x['return_std']:.1f} | {x['return_worst_seed']:.1f} "
+        lines += [f"| {x['threshold']:g} | {x['return_mean']:.1f} +- {x['return_std']:.1f} | "
+                  f"{x['return_worst_seed']:.1f} "
                   f"| {x['params_nonzero']:.0f} ({x['params_nonzero_range'][0]}-{x['params_nonzero_range'][1]}) |"
                   for x in r["rows"]]
         lines.append("")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import math
 import typing
 from typing import Any, get_args, get_origin
@@ -16,7 +17,7 @@ def field(default: Any = dataclasses.MISSING, help: str = "", choices: tuple | N
     """A dataclass field carrying its command-line help."""
     meta = {"help": help, "choices": choices, "positional": positional, "flag": flag}
     if isinstance(default, (list, dict)):
-        return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+        return dataclasses.field(default_factory=functools.partial(type(default), default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -98,7 +99,8 @@ def check_ranges(cfg: Any, rules: dict[str, tuple]) -> None:
             if isinstance(x, float) and not math.isfinite(x):
                 raise BpdError(f"{flag_name(name)} must be a finite number (got {x})")
             if low is not None and (x <= low if kind else x < low):
-                raise BpdError(f"{flag_name(name)} must be {'above' if kind else 'at least'} {_num(low)} (got {_num(x)})")
+                raise BpdError(f"{flag_name(name)} must be {'above' if kind else 'at least'} {_num(low)} "
+                               f"(got {_num(x)})")
             if high is not None and x > high:
                 raise BpdError(f"{flag_name(name)} must be at most {_num(high)} (got {_num(x)})")
         if isinstance(v, list) and not v:

@@ -14,11 +14,14 @@ import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bpd.errors import BpdError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -77,7 +80,9 @@ def save_arrays(path: str | os.PathLike, meta: dict, arrays: dict[str, np.ndarra
     if "meta" in arrays:
         raise ValueError("'meta' is reserved")
     buf = io.BytesIO()
-    np.savez_compressed(buf, meta=np.array(json.dumps(meta, sort_keys=True, default=_json_default)), **arrays)
+    # numpy's stub lets a **dict fill allow_pickle: bool, so any unpacked dict of arrays is refused
+    np.savez_compressed(buf, meta=np.array(json.dumps(meta, sort_keys=True, default=_json_default)),
+                        **arrays)  # type: ignore[arg-type]
     atomic_write(path, lambda f: f.write(buf.getvalue()))
 
 
@@ -102,7 +107,7 @@ def load_arrays(path: str | os.PathLike, expect_format: str) -> tuple[dict, dict
     return meta, arrays
 
 
-def save_png(fig, path: str | os.PathLike, dpi: int = 100) -> None:
+def save_png(fig: Figure, path: str | os.PathLike, dpi: int = 100) -> None:
     """Render a matplotlib figure and write it atomically, then close it."""
     import matplotlib.pyplot as plt
 
@@ -182,7 +187,7 @@ class StagedDir:
 
     def __init__(self, final: str | os.PathLike) -> None:
         self.final = Path(final)
-        self.path: Path | None = None
+        self._path: Path | None = None
         self.committed = False
         self.created: list[Path] = []  # parent directories made for the stage, deepest first
 
@@ -192,14 +197,20 @@ class StagedDir:
             self.created.append(p)
             p = p.parent
         self.final.parent.mkdir(parents=True, exist_ok=True)
-        self.path = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.stage-", dir=self.final.parent))
+        self._path = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.stage-", dir=self.final.parent))
         return self
+
+    @property
+    def path(self) -> Path:
+        """The stage directory (exists inside the with-block)."""
+        if self._path is None:
+            raise RuntimeError("StagedDir.path is only there inside its with-block")
+        return self._path
 
     def commit(self) -> None:
         """Swap the stage into the final place (the old directory is removed after the swap)."""
         import shutil
 
-        assert self.path is not None
         old = None
         if self.final.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.old-", dir=self.final.parent))
@@ -218,8 +229,8 @@ class StagedDir:
     def __exit__(self, *exc) -> None:
         import shutil
 
-        if not self.committed and self.path is not None:
-            shutil.rmtree(self.path, ignore_errors=True)
+        if not self.committed and self._path is not None:
+            shutil.rmtree(self._path, ignore_errors=True)
             for d in self.created:
                 try:
                     d.rmdir()

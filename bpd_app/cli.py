@@ -50,10 +50,10 @@ def _experiment_status(ns):
 ROOMS = ("training.cli", "export.cli", "firmware_host.cli", "hil.cli")
 
 
-def _configs() -> dict[str, tuple[str, Callable, str]]:
-    """subcommand -> (dotted config class, handler, help): each room's COMMANDS, then the top's own.
-    A room that fails to import is a fault of the installation: reported in one line, never a command
-    that silently vanishes."""
+def _configs() -> dict[str, tuple[str, Callable, str, *tuple[Callable[[argparse.ArgumentParser], None], ...]]]:
+    """subcommand -> (dotted config class, handler, help, *argument tweaks): each room's COMMANDS,
+    then the top's own. A room that fails to import is a fault of the installation: reported in one
+    line, never a command that silently vanishes."""
     import importlib
 
     cmds: dict = {}

@@ -36,9 +36,11 @@ import shutil
 import subprocess
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -143,11 +145,12 @@ def load_plan(path: str | Path, runs: str | None = None) -> Plan:
         raise BpdError(f"{p}: unknown plan keys: {', '.join(sorted(unknown))}")
     base = _repo_root(p.resolve().parent) or p.resolve().parent
 
-    def need(key: str, kind: type):
+    def need(key: str, kind: type | tuple[type, ...]) -> Any:
         if key not in raw:
             raise BpdError(f"{p}: plan has no {key!r}")
         if not isinstance(raw[key], kind):
-            raise BpdError(f"{p}: {key!r} must be a {kind.__name__}")
+            kinds = kind if isinstance(kind, tuple) else (kind,)
+            raise BpdError(f"{p}: {key!r} must be a {' or a '.join(k.__name__ for k in kinds)}")
         return raw[key]
 
     name = str(raw.get("name") or p.stem)
@@ -323,7 +326,7 @@ def execute_cell(plan_path: str, cell_key: str, runs: str | None = None) -> dict
     t0 = time.time()
     try:
         deps = {}
-        for need_name, label in ms.needs.items():
+        for _need_name, label in ms.needs.items():
             dep = _read_json(plan.runs / cell.env / label / f"seed{cell.seed}" / "result.json")
             if dep is None:
                 raise StageFailed(f"needs the {label} cell of the same environment and seed, which has not finished")
@@ -370,7 +373,8 @@ def execute_cell(plan_path: str, cell_key: str, runs: str | None = None) -> dict
     except Exception as e:  # a bug in the runner itself: keep the grid going, keep the evidence
         with open(log, "a") as lf:
             lf.write(traceback.format_exc())
-        rec.update(state="failed", error=f"internal error: {e.__class__.__name__}: {e}", seconds=round(time.time() - t0, 1))
+        rec.update(state="failed", error=f"internal error: {e.__class__.__name__}: {e}",
+                   seconds=round(time.time() - t0, 1))
     write_json(status_path, rec)
     return rec
 
@@ -414,7 +418,8 @@ def _cell_result(plan: Plan, cell: Cell, spec: dict, train: dict, ev: dict, tev:
         "params_nonzero": nonzero, "params_total": ev.get("params_total"),
         "weights_removed_vs_teacher": (1.0 - nonzero / t_total) if nonzero is not None and t_total else None,
         "train": {"seconds": seconds, "steps": train.get("steps"), "hidden": train.get("hidden"),
-                  "grad_steps": train.get("grad_steps", train.get("steps")), "env_steps": train.get("env_steps", plan.dataset["steps"] if uses_dataset else None),
+                  "grad_steps": train.get("grad_steps", train.get("steps")),
+                  "env_steps": train.get("env_steps", plan.dataset["steps"] if uses_dataset else None),
                   "control": train.get("control"), "nonzero_budget": train.get("nonzero_budget"),
                   "teacher_distribution": train.get("teacher_distribution"),
                   "teacher_value": train.get("teacher_value"), "visited_spread": train.get("visited_spread"),
@@ -435,7 +440,7 @@ def _deps(plan: Plan, cell: Cell) -> list[str]:
 
 
 def run_plan(plan: Plan, workers: int = 1, engine: str = "local", address: str | None = None,
-             only: list[str] | None = None, echo=print) -> dict:
+             only: list[str] | None = None, echo: Callable[[str], None] = print) -> dict:
     """Run every unfinished cell, dependencies first; returns {cell key: cell.json record}."""
     cells = [c for c in plan.cells() if not only or any(c.key.startswith(o) for o in only)]
     by_key = {c.key: c for c in cells}
@@ -693,8 +698,9 @@ def aggregate(rows: list[dict]) -> list[dict]:
                 "last_evals_spread": _mean_or_none([float(np.std(d["train"]["last_evals"])) / abs(done[0]["teacher"]
                                                     ["return_mean"]) for d in done if d["train"].get("last_evals")
                                                     and done[0]["teacher"]["return_mean"]]),
-                "per_seed": [{"seed": d["seed"], "return": d["eval"]["return_mean"], "vs_teacher": d["return_vs_teacher"],
-                              "nonzero": d["params_nonzero"], "early": d["early_terminations_where_teacher_finished"]}
+                "per_seed": [{"seed": d["seed"], "return": d["eval"]["return_mean"],
+                              "vs_teacher": d["return_vs_teacher"], "nonzero": d["params_nonzero"],
+                              "early": d["early_terminations_where_teacher_finished"]}
                              for d in done],
             })
             agg["meets_bar"] = bool(
@@ -735,9 +741,10 @@ def markdown_table(plan: Plan, aggs: list[dict]) -> str:
                   f"Teacher: return {_fmt(t.get('teacher_return'))} over {plan.eval['episodes']} episodes "
                   f"(seeds {plan.eval['seed']}-{plan.eval['seed'] + plan.eval['episodes'] - 1}), "
                   f"{t.get('teacher_params', '-')} parameters.", "",
-                  "| method | seeds done | return (mean +- std) | worst seed | IQM [95 % CI] | % of teacher (mean / worst) "
-                  "| D4RL score | weights removed (min) | nonzero | collapsed widths | early ends where teacher finished "
-                  "| M4F instructions | policy flash B | distill s (median) | bar |",
+                  "| method | seeds done | return (mean +- std) | worst seed | IQM [95 % CI] "
+                  "| % of teacher (mean / worst) | D4RL score | weights removed (min) | nonzero | collapsed widths "
+                  "| early ends where teacher finished | M4F instructions | policy flash B | distill s (median) "
+                  "| bar |",
                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for a in rows:
             if not a["done"]:
@@ -747,7 +754,8 @@ def markdown_table(plan: Plan, aggs: list[dict]) -> str:
             failed = f" ({a['failed']} failed)" if a["failed"] else ""
             lines.append(
                 f"| {a['label']} | {a['done']}/{a['seeds']}{failed} "
-                f"| {_fmt(a['return_mean'])} +- {_fmt(a['return_std'])} | {_fmt(a['return_worst'])} (seed {a['worst_seed']}) "
+                f"| {_fmt(a['return_mean'])} +- {_fmt(a['return_std'])} "
+                f"| {_fmt(a['return_worst'])} (seed {a['worst_seed']}) "
                 f"| {_fmt(a['return_iqm'])} [{_fmt(ci[0])}, {_fmt(ci[1])}] "
                 f"| {_fmt(a['vs_teacher_mean'], pct=True)} / {_fmt(a['vs_teacher_worst'], pct=True)} "
                 f"| {_fmt(a['d4rl_mean'])} | {_fmt(a['weights_removed_min'], 2, pct=True)} "
@@ -817,9 +825,9 @@ def _plots(plan: Plan, rows: list[dict], aggs: list[dict], out: Path) -> list[st
         save_png(fig, out / name)
         written.append(name)
         for group, labels in [("", None), *plan.groups.items()]:
-            name = _curves(plan, env, [a for a in ar if labels is None or a["label"] in labels], out, group)
-            if name:
-                written.append(name)
+            curves = _curves(plan, env, [a for a in ar if labels is None or a["label"] in labels], out, group)
+            if curves:
+                written.append(curves)
     return written
 
 
@@ -906,14 +914,14 @@ def write_table(plan: Plan, out: Path) -> dict:
     w.writerows(aggs)
     write_text(out / "table.csv", buf.getvalue())
     buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["env", "label", "seed", "state", "return_mean", "return_std", "return_min", "vs_teacher",
+    cw = csv.writer(buf)
+    cw.writerow(["env", "label", "seed", "state", "return_mean", "return_std", "return_min", "vs_teacher",
                 "params_nonzero", "weights_removed", "early_where_teacher_finished", "train_seconds",
                 "m4f_instructions", "policy_bytes", "error"])
     for r in rows:
         d = r["result"] or {}
         ev, b = d.get("eval") or {}, d.get("bench") or {}
-        w.writerow([r["env"], r["label"], r["seed"], r["state"], ev.get("return_mean"), ev.get("return_std"),
+        cw.writerow([r["env"], r["label"], r["seed"], r["state"], ev.get("return_mean"), ev.get("return_std"),
                     ev.get("return_min"), d.get("return_vs_teacher"), d.get("params_nonzero"),
                     d.get("weights_removed_vs_teacher"), d.get("early_terminations_where_teacher_finished"),
                     (d.get("train") or {}).get("seconds"), b.get("instructions"), b.get("policy_bytes"), r["error"]])

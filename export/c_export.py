@@ -12,6 +12,7 @@ import hashlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -106,8 +107,9 @@ def _wrap(s: str, width: int = 100) -> str:
     return "\n".join(out)
 
 
-def model_hash(net: CollapsedNet) -> str:
-    """Identity of the computed function: structure and every float32 parameter."""
+def model_hash(net: CollapsedNet | SimpleNamespace) -> str:
+    """Identity of the computed function: structure and every float32 parameter (of a collapsed
+    network, or of the same fields read back from an ONNX file)."""
     h = hashlib.sha256()
     h.update(f"{net.activation}|{net.output}|{net.widths}".encode())
     if getattr(net, "in_offset", None) is not None:
@@ -146,9 +148,8 @@ def generate_c(net: CollapsedNet, out_dir: Path, fmt: str, int8: bool, source_ha
         c.append(f"static const float {prefix}_in_offset[{net.obs_dim}] = {{\n{_wrap(_floats(net.in_offset))}\n}};\n")
     layer_inits = []
     for i, (w, b, p) in enumerate(zip(net.weights, net.biases, plans)):
-        q, scale = quantise_rows(w) if int8 else (None, None)
+        vals, scale = quantise_rows(w) if int8 else (w, None)
         name = f"{prefix}_l{i}"
-        vals = w if not int8 else q
         if p.storage == "dense":
             flat = vals.ravel()
         else:
@@ -158,7 +159,7 @@ def generate_c(net: CollapsedNet, out_dir: Path, fmt: str, int8: bool, source_ha
             ctype = "uint8_t" if p.storage == "csr8" else "uint16_t"
             c.append(f"static const {ctype} {name}_cols[{len(cols_idx)}] = {{\n{_wrap(_ints(cols_idx))}\n}};\n")
             c.append(f"static const uint16_t {name}_row_ptr[{len(row_ptr)}] = {{\n{_wrap(_ints(row_ptr))}\n}};\n")
-        if int8:
+        if scale is not None:  # int8
             c.append(f"static const int8_t {name}_q[{len(flat)}] = {{\n{_wrap(_ints(flat))}\n}};\n")
             c.append(f"static const float {name}_scale[{len(scale)}] = {{\n{_wrap(_floats(scale))}\n}};\n")
         else:

@@ -15,8 +15,9 @@ def _multitask_export(ns):
     from export.multitask import MultiTaskExportConfig, run_multitask_export
     cfg = from_namespace(MultiTaskExportConfig, ns)
     r = run_multitask_export(cfg)
-    for name, t in r["tasks"].items():
-        print(f"{t['entry_point']}: {t['env_id']}, C vs float64 max error {t['max_abs_error']:.2e} on {t['samples']} states")
+    for t in r["tasks"].values():
+        print(f"{t['entry_point']}: {t['env_id']}, C vs float64 max error {t['max_abs_error']:.2e} "
+              f"on {t['samples']} states")
     print(f"export written to {cfg.out}/ ({r['weights_flash_bytes']} bytes of weights, {r['params_nonzero']} nonzero)")
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bpd.errors import BpdError
 from bpd.io import write_text
 from export.c_export import KERNEL_DIR, c_float, model_descriptor, model_hash
 from export.collapse import CollapsedNet
@@ -129,6 +130,8 @@ def rational_forms() -> tuple[TanhForm, ...]:
             err = form.max_error()
             if best is None or err < best[0]:
                 best = (err, form)
+        if best is None:
+            raise BpdError(f"no rational tanh of order {n_p}/{n_q} could be fitted")
         forms.append(best[1])
     return tuple(forms)
 

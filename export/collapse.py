@@ -75,7 +75,8 @@ class CollapsedNet(LayerSizes):
                             self.output, self.action_low, self.action_high, list(self.widths_before))
 
 
-def fold_normalisation(w0: np.ndarray, b0: np.ndarray, mean: np.ndarray, std: np.ndarray):
+def fold_normalisation(w0: np.ndarray, b0: np.ndarray, mean: np.ndarray,
+                       std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """W (x - m) / s + b = (W / s) x + (b - W m / s). Zero weights stay zero."""
     w = w0 / std[None, :]
     return w.astype(np.float32), (b0 - w @ mean).astype(np.float32)
@@ -86,7 +87,8 @@ def fold_scale(w0: np.ndarray, std: np.ndarray) -> np.ndarray:
     return (w0.astype(np.float64) / std[None, :]).astype(np.float32)
 
 
-def remove_dead_neurons(weights: list[np.ndarray], biases: list[np.ndarray], activation: str):
+def remove_dead_neurons(weights: list[np.ndarray], biases: list[np.ndarray],
+                        activation: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Drop hidden units that cannot affect the output, folding constant units forward.
     Returns new (weights, biases); raises BpdError if some hidden layer loses every unit."""
     ws = [w.astype(np.float64).copy() for w in weights]

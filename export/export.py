@@ -14,8 +14,10 @@ import json
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -60,7 +62,7 @@ class ExportConfig:
 @dataclass
 class Source:
     policy: MLPPolicy
-    torch_forward: object
+    torch_forward: Callable[[torch.Tensor], torch.Tensor]
     env_id: str
     sha256: str
     path: Path
@@ -222,7 +224,7 @@ def _write_export(cfg: ExportConfig, out: Path) -> dict:
     # (at least PARITY_TOL), so a +-10 V policy is held to 1e-4 V like a +-1 policy to 1e-5
     tol = PARITY_TOL * max(1.0, float(np.max(net.action_high - net.action_low)) / 2)
     c_tol = max(tol, cfg.tanh_budget) if cfg.kernel == "generated" else tol
-    parity = {"states": len(obs), "origin": origin, "tolerance": tol, "c_tolerance": c_tol,
+    parity: dict[str, Any] = {"states": len(obs), "origin": origin, "tolerance": tol, "c_tolerance": c_tol,
               "onnxruntime_vs_torch": float(np.abs(ort_out - ref).max()),
               "reference_evaluator_vs_torch": float(np.abs(refev - ref).max()),
               "c_vs_onnx": float(np.abs(c_out - ort_out).max()),
@@ -324,6 +326,6 @@ def format_report(r: dict) -> str:
                      f"against the float student ({100 * r['int']['max_error_vs_action_range']:.3f} % of the action "
                      f"range), calibrated on {r['int']['calibration']['origin']}")
     if "returns" in r:
-        lines.append("return over %d episodes: " % r["returns"]["episodes"] + ", ".join(
+        lines.append(f"return over {r['returns']['episodes']:d} episodes: " + ", ".join(
             f"{k} {v['return_mean']:.1f}" for k, v in r["returns"].items() if k != "episodes"))
     return "\n".join(lines)

@@ -30,7 +30,7 @@ import numpy as np
 
 from bpd.errors import BpdError
 from bpd.io import write_text
-from export.c_export import KERNEL_DIR
+from export.c_export import KERNEL_DIR, CPolicy
 from export.codegen import banner_for, descriptor_sources
 from export.collapse import CollapsedNet
 
@@ -98,7 +98,7 @@ def quantise(net: CollapsedNet, calib_obs: np.ndarray, origin: str) -> IntNet:
     # float forward on the calibration set for ReLU ranges
     h = obs
     hidden_max = []
-    for i, (w, b) in enumerate(zip(net.weights[:-1], net.biases[:-1])):
+    for w, b in zip(net.weights[:-1], net.biases[:-1]):
         h = h @ w.T.astype(np.float64) + b
         h = np.tanh(h) if net.activation == "tanh" else np.maximum(h, 0)
         hidden_max.append(float(max(h.max(initial=0), 1e-6)))
@@ -117,13 +117,13 @@ def quantise(net: CollapsedNet, calib_obs: np.ndarray, origin: str) -> IntNet:
             wqs.append(wq)
             bqs.append(bq)
         if last:
-            kind, out_frac = "output", 0
+            kind, act_frac = "output", 0
         elif net.activation == "tanh":
-            kind, out_frac = "tanh", 15
+            kind, act_frac = "tanh", 15
         else:
-            kind, out_frac = "relu", int(min(_floor_log2(np.array(SAT / (2 * hidden_max[i]))), 24))
-        layers.append(IntLayer(np.stack(wqs), np.array(bqs, np.int64), np.array(ks, np.int64), out_frac, kind))
-        frac = np.full(w.shape[0], float(out_frac))
+            kind, act_frac = "relu", min(int(_floor_log2(np.array(SAT / (2 * hidden_max[i])))), 24)
+        layers.append(IntLayer(np.stack(wqs), np.array(bqs, np.int64), np.array(ks, np.int64), act_frac, kind))
+        frac = np.full(w.shape[0], float(act_frac))
     for i, L in enumerate(layers):  # the C uses 32-bit shifts: keep every shift amount in range
         shifts = L.k - (Q_TANH_IN if L.kind in ("tanh", "output") else L.out_frac)
         if L.k.min() < 0 or shifts.max() > 30 or shifts.min() < -15:
@@ -421,11 +421,10 @@ def generate_int_kernel(net: CollapsedNet, q: IntNet, out_dir: Path, source_hash
 
 
 def integer_kernel(net: CollapsedNet, out: Path, source_hash: str, command: str, obs: np.ndarray, ref: np.ndarray,
-                   dataset: str | None) -> tuple[dict, object]:
+                   dataset: str | None) -> tuple[dict, CPolicy]:
     """`bpd export --int`: the integer kernel in out, calibrated on the dataset's observations (or,
     without one, on the parity states), checked bit-exact against IntPolicy, with its error against
     the float student's actions ref on obs. Returns the report's `int` entry and the compiled kernel."""
-    from export.c_export import CPolicy
     from training.collect import load_dataset
 
     if dataset and Path(dataset).is_file():

@@ -21,6 +21,7 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -40,6 +41,9 @@ from export.c_export import (
     plan_layer,
 )
 from export.collapse import fold_normalisation
+
+if TYPE_CHECKING:
+    from training.multitask import MultiTask
 
 PARITY_TOL = 1e-5
 
@@ -71,7 +75,7 @@ class TaskNet:
         return (high + low) / 2 + (high - low) / 2 * np.tanh(h)
 
 
-def task_nets(mt) -> list[TaskNet]:
+def task_nets(mt: MultiTask) -> list[TaskNet]:
     """Per-task networks of a MultiTask model (training/multitask.py), normalisation folded in.
     Shared trunk arrays are the same numpy objects in every task's list."""
     out = []
@@ -104,9 +108,11 @@ def generate_multitask_c(nets: list[TaskNet], activation: str, trunk_w: list[np.
             flat = w[r, col]
             row_ptr = np.concatenate([[0], np.cumsum(np.count_nonzero(w, axis=1))]).astype(np.uint16)
             ctype = "uint8_t" if p.storage == "csr8" else "uint16_t"
-            c.append(f"static const {ctype} {name}_cols[{max(len(col), 1)}] = {{\n{_wrap(_ints(col)) if len(col) else '    0'}\n}};\n")
+            cols = _wrap(_ints(col)) if len(col) else "    0"
+            c.append(f"static const {ctype} {name}_cols[{max(len(col), 1)}] = {{\n{cols}\n}};\n")
             c.append(f"static const uint16_t {name}_row_ptr[{len(row_ptr)}] = {{\n{_wrap(_ints(row_ptr))}\n}};\n")
-        c.append(f"static const float {name}_w[{max(len(flat), 1)}] = {{\n{_wrap(_floats(flat)) if len(flat) else '    0.0f'}\n}};\n")
+        vals = _wrap(_floats(flat)) if len(flat) else "    0.0f"
+        c.append(f"static const float {name}_w[{max(len(flat), 1)}] = {{\n{vals}\n}};\n")
         c.append(f"static const float {name}_b[{len(b)}] = {{\n{_wrap(_floats(b))}\n}};\n")
         return "{ " + ", ".join([str(p.rows), str(p.cols), str(STORAGE[p.storage]), str(act), f"{name}_w", "NULL",
                                  "NULL", f"{name}_cols" if p.storage == "csr8" else "NULL",
@@ -124,7 +130,8 @@ def generate_multitask_c(nets: list[TaskNet], activation: str, trunk_w: list[np.
         layers = [first, *trunk_inits, last]
         ad = n.weights[-1].shape[0]
         safe = np.clip(np.zeros(ad, np.float32), n.action_low, n.action_high)
-        for nm, arr in (("out_scale", (n.action_high - n.action_low) / 2), ("out_offset", (n.action_high + n.action_low) / 2),
+        for nm, arr in (("out_scale", (n.action_high - n.action_low) / 2),
+                        ("out_offset", (n.action_high + n.action_low) / 2),
                         ("low", n.action_low), ("high", n.action_high), ("safe", safe)):
             c.append(f"static const float {p}_{nm}[{ad}] = {{ {_floats(arr)} }};\n")
         c.append(f"static const bpd_layer_t {p}_layers[{len(layers)}] = {{\n    " + ",\n    ".join(layers) + "\n};\n")

@@ -17,7 +17,7 @@ OPSET = 13
 IR_VERSION = 7  # readable by onnxruntime >= 1.6 and most C generators
 
 
-def build_onnx(net: CollapsedNet, metadata: dict[str, str]) -> onnx.ModelProto:
+def build_onnx(net: CollapsedNet, metadata: dict[str, object]) -> onnx.ModelProto:
     inits, nodes = [], []
     h = "obs"
     if net.in_offset is not None:
@@ -96,4 +96,5 @@ class OnnxPolicy:
 def reference_evaluator_run(model: onnx.ModelProto, obs: np.ndarray) -> np.ndarray:
     from onnx.reference import ReferenceEvaluator
 
-    return ReferenceEvaluator(model).run(["action"], {"obs": np.asarray(obs, np.float32)})[0]
+    # run() returns a list unless intermediate=True; its annotation does not say so
+    return ReferenceEvaluator(model).run(["action"], {"obs": np.asarray(obs, np.float32)})[0]  # type: ignore[index]

@@ -12,11 +12,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bpd.errors import BpdError
 from bpd.io import read_json, sha256_file
+
+if TYPE_CHECKING:
+    import onnx
 
 FORMAT = "bpd-export"
 MANIFEST_SKIP = ("export.json",)  # the record itself; build/ directories hold compiler output
@@ -34,7 +38,7 @@ def manifest(d: str | Path) -> dict[str, str]:
     return files
 
 
-def onnx_model_hash(model, action_low: list[float], action_high: list[float]) -> str:
+def onnx_model_hash(model: onnx.ModelProto, action_low: list[float], action_high: list[float]) -> str:
     """The model hash of the network held by an exported ONNX graph, computed from its weights."""
     import onnx.numpy_helper as nh
 

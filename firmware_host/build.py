@@ -12,6 +12,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bpd.config import field
 from bpd.errors import BpdError
@@ -124,15 +125,17 @@ def symbol_sizes(elf: Path, names_from: list[Path]) -> int:
     """Bytes of the linked image that belong to symbols defined in the given objects."""
     from elftools.elf.elffile import ELFFile
 
+    from firmware_host.elf import symbol_table
+
     def symbols(path: Path) -> set[str]:
         with open(path, "rb") as f:
-            tab = ELFFile(f).get_section_by_name(".symtab")
+            tab = symbol_table(ELFFile(f), path)
             return {s.name for s in tab.iter_symbols() if s["st_shndx"] != "SHN_UNDEF" and s.name
                     and s["st_info"]["type"] in ("STT_FUNC", "STT_OBJECT")}
 
     wanted = set().union(*(symbols(p) for p in names_from))
     with open(elf, "rb") as f:
-        tab = ELFFile(f).get_section_by_name(".symtab")
+        tab = symbol_table(ELFFile(f), elf)
         return sum(s["st_size"] for s in tab.iter_symbols() if s.name in wanted and
                    s["st_info"]["type"] in ("STT_FUNC", "STT_OBJECT"))
 
@@ -202,22 +205,24 @@ def part_sizes(elf: Path, parts: dict[str, list[Path]]) -> dict[str, dict[str, i
     what no part defines (C library, libgcc, start-up, vector table, padding) is "other"."""
     from elftools.elf.elffile import ELFFile
 
+    from firmware_host.elf import symbol_table
+
     def defined(path: Path) -> set[str]:
         with open(path, "rb") as f:
-            tab = ELFFile(f).get_section_by_name(".symtab")
+            tab = symbol_table(ELFFile(f), path)
             return {s.name for s in tab.iter_symbols() if s["st_shndx"] != "SHN_UNDEF" and s.name
                     and s["st_info"]["type"] in ("STT_FUNC", "STT_OBJECT")}
 
     owner: dict[str, str] = {}
-    for part, objs in parts.items():
+    for part_name, objs in parts.items():
         for o in objs:
             for name in defined(o):
-                owner.setdefault(name, part)
+                owner.setdefault(name, part_name)
     out = {p: {"flash_bytes": 0, "ram_bytes": 0} for p in parts}
     with open(elf, "rb") as f:
         e = ELFFile(f)
         secs = list(e.iter_sections())
-        for s in e.get_section_by_name(".symtab").iter_symbols():
+        for s in symbol_table(e, elf).iter_symbols():
             part = owner.get(s.name)
             if part is None or s["st_info"]["type"] not in ("STT_FUNC", "STT_OBJECT") or \
                     not isinstance(s["st_shndx"], int):
@@ -242,7 +247,7 @@ def image_report(img: Image, policy_objects: list[str], parts: dict[str, list[st
     sizes = section_sizes(img.elf)
     share = symbol_sizes(img.elf, [img.objects[o] for o in policy_objects])
     parts = parts or {"policy": policy_objects}
-    rep = {"target": img.target, "elf": str(img.elf), "flash_bytes": sizes["text"] + sizes["data"],
+    rep: dict[str, Any] = {"target": img.target, "elf": str(img.elf), "flash_bytes": sizes["text"] + sizes["data"],
            "ram_bytes": sizes["data"] + sizes["bss"], "sections": sizes, "policy_bytes": share,
            "parts": part_sizes(img.elf, {p: [img.objects[o] for o in objs if o in img.objects]
                                          for p, objs in parts.items()}),
@@ -271,7 +276,8 @@ FIRMWARE_PARTS = {"policy": ["policy", "policy_weights"], "firmware core": ["bpd
 class FirmwareBuildConfig:
     export: str = field(help="export directory (from `bpd export`)", positional=True)
     target: str = field("cortex-m4f", help="what to build for", choices=tuple(TARGETS))
-    out: str | None = field(None, help="build directory (default: EXPORT/build-TARGET-IMAGE, and -BOARD-RIG for a firmware image)")
+    out: str | None = field(None, help="build directory (default: EXPORT/build-TARGET-IMAGE, "
+                                       "and -BOARD-RIG for a firmware image)")
     fast_tanh: bool = field(False, help="use the kernel's fast tanh approximation")
     image: str = field("firmware", help="firmware (core + board layer + policy) or bench (policy + entry point)",
                        choices=("firmware", "bench"))

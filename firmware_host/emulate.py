@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import struct
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +32,8 @@ CPU_MODEL = {"cortex-m0plus": "UC_CPU_ARM_CORTEX_M0", "cortex-m4f": "UC_CPU_ARM_
 @dataclass
 class Execution:
     instructions: int
-    mix: Counter = field(default_factory=Counter)
-    outputs: np.ndarray | None = None
+    mix: Counter
+    outputs: np.ndarray
     return_code: int = 0
 
 
@@ -103,6 +103,8 @@ class Emulator:
             raise BpdError(f"emulation needs the 'emulate' extra (unicorn, capstone): {e}") from None
         from elftools.elf.elffile import ELFFile
 
+        from firmware_host.elf import symbol_table
+
         if target not in CPU_MODEL:
             raise BpdError(f"no emulator model for target {target!r}")
         self.uc = unicorn.Uc(unicorn.UC_ARCH_ARM, unicorn.UC_MODE_THUMB | unicorn.UC_MODE_MCLASS)
@@ -114,15 +116,14 @@ class Emulator:
             self.uc.mem_map(base, size)
         self.uc.mem_write(STOP_ADDR, b"\x00\xbf" * 0x800)  # nop
         with open(elf, "rb") as f:
-            e = ELFFile(f)
-            for seg in e.iter_segments():
+            ef = ELFFile(f)
+            for seg in ef.iter_segments():
                 if seg["p_type"] != "PT_LOAD" or not seg["p_filesz"]:
                     continue
                 self.uc.mem_write(seg["p_paddr"], seg.data())
                 if seg["p_vaddr"] != seg["p_paddr"]:  # .data: copied to RAM as start-up would
                     self.uc.mem_write(seg["p_vaddr"], seg.data())
-            symtab = e.get_section_by_name(".symtab")
-            syms = {s.name: s["st_value"] for s in symtab.iter_symbols() if s.name}
+            syms = {s.name: s["st_value"] for s in symbol_table(ef, elf).iter_symbols() if s.name}
         if entry not in syms:
             raise BpdError(f"{elf}: no symbol {entry!r}")
         self.entry = syms[entry] & ~1

@@ -53,7 +53,8 @@ class FuzzResult:
         return dict(vars(self))
 
 
-def run(name: str, runs: int, work: Path, seed: int = 1, max_len: int = 512, grow_corpus: Path | None = None) -> FuzzResult:
+def run(name: str, runs: int, work: Path, seed: int = 1, max_len: int = 512,
+        grow_corpus: Path | None = None) -> FuzzResult:
     """Fuzz one harness for `runs` executions from the committed corpus (new inputs go to a scratch
     copy, or to grow_corpus). A crash or sanitizer report is a finding."""
     exe = build(name, work)

@@ -2,9 +2,11 @@
 the dense exporters a user would otherwise reach for (emlearn, emx-onnx-cgen).
 
 Networks: the student export (generic or generated kernel), its int8 and integer-only forms (if
-exported) and the dense teacher (exported densely by bpd's own kernel). Runtimes: torch on CPU, onnxruntime, the C kernel on the host (median ns and
-callgrind instructions), and each Cortex-M target under unicorn (instructions, estimated cycles,
-flash, RAM, and the stack of the whole image from its call graph). Peers generate dense C from the same networks and are built with the same flags.
+exported) and the dense teacher (exported densely by bpd's own kernel). Runtimes: torch on CPU,
+onnxruntime, the C kernel on the host (median ns and callgrind instructions), and each Cortex-M
+target under unicorn (instructions, estimated cycles, flash, RAM, and the stack of the whole image
+from its call graph). Peers generate dense C from the same networks and are built with the same
+flags.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ class BenchConfig:
 def _median_ns(fn, obs: np.ndarray, calls: int = 200, batches: int = 15) -> float:
     fn(obs[0])
     times = []
-    for b in range(batches):
+    for _b in range(batches):
         t0 = time.perf_counter_ns()
         for i in range(calls):
             fn(obs[i % len(obs)])
@@ -71,8 +73,9 @@ def host_c(sources: list[Path], include: list[Path], work: Path, iters: int, str
                                 str(n), "1"], capture_output=True, text=True)
             m = re.search(r"Collected\s*:\s*(\d+)", p.stderr)
             counts.append(int(m.group(1)) if m else None)
-        if None not in counts:
-            res["callgrind_instructions"] = (counts[1] - counts[0]) / 200
+        c200, c400 = counts
+        if c200 is not None and c400 is not None:
+            res["callgrind_instructions"] = (c400 - c200) / 200
     return res
 
 
@@ -89,7 +92,8 @@ def onnx_net(path: Path) -> dict:
     acts = {node.op_type for node in m.graph.node if node.name.startswith("act")}
     biases = [init[f"B{i}"] for i in range(n)]
     if "in_offset" in init:  # peers take a plain chain of affine layers: fold the offset into the bias
-        biases[0] = (biases[0].astype(np.float64) - init["W0"].astype(np.float64) @ init["in_offset"]).astype(np.float32)
+        folded = biases[0].astype(np.float64) - init["W0"].astype(np.float64) @ init["in_offset"]
+        biases[0] = folded.astype(np.float32)
     return {"weights": [init[f"W{i}"] for i in range(n)], "biases": biases,
             "activation": "relu" if "Relu" in acts else "tanh", "out_scale": init.get("out_scale"),
             "out_offset": init.get("out_offset")}
@@ -258,7 +262,7 @@ def run_bench(cfg: BenchConfig) -> dict:
             import torch
             torch.set_num_threads(1)
             with torch.no_grad():
-                fwd = lambda o: src.torch_forward(torch.as_tensor(o)[None])
+                fwd = lambda o, src=src: src.torch_forward(torch.as_tensor(o)[None])
                 net_res["runtimes"]["torch"] = {"host_median_ns": _median_ns(fwd, obs)}
             ort = OnnxPolicy(onnx_dir / "policy.onnx")
             net_res["runtimes"]["onnxruntime"] = {"host_median_ns": _median_ns(ort.act, obs)}
@@ -337,7 +341,7 @@ def markdown(res: dict) -> str:
             cells = [f"{r[t]['instructions_median']} / {r[t]['us_estimate']:.1f} / {r[t]['flash_bytes']} / "
                      f"{r[t]['ram_bytes']} / {r[t].get('stack_bytes')}" if t in r else "-" for t in ts]
             lines.append(f"| {name} {'-'.join(map(str, net['widths']))} | {impl} | {ns:.0f} | "
-                         f"{'%.0f' % ci if ci else '-'} | " + " | ".join(cells) + " |")
+                         f"{f'{ci:.0f}' if ci else '-'} | " + " | ".join(cells) + " |")
     f = res["arithmetic_floor"]
     lines.append(f"\nArithmetic floor of the student: {f['instructions']} instructions ({f['macs']} nonzero "
                  f"multiply-adds, {f['bias_adds']} bias adds, {f['activations']} activations, {f['output_ops']} "
@@ -365,7 +369,8 @@ def plot(res: dict, path: Path) -> None:
 
     from bpd.io import save_png
 
-    labels, values = [], {t: [] for t in res["targets"]}
+    labels: list[str] = []
+    values: dict[str, list[float]] = {t: [] for t in res["targets"]}
     for name, net in res["networks"].items():
         for impl, r in net["runtimes"].items():
             if all(t in r for t in res["targets"]):

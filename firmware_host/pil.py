@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,6 +129,7 @@ class PilRig:
             self._csv.writerow(["tick", "t_us", "state", "mode", "tick_instructions", "policy_instructions"])
 
     def _pty_path(self) -> str:
+        assert self.qemu.stdout is not None  # started with stdout=PIPE
         line = self.qemu.stdout.readline()
         m = re.search(r"(/dev/pts/\d+)", line)
         if not m:
@@ -167,7 +169,7 @@ class PilRig:
         return st
 
     # -- the loop ------------------------------------------------------------------
-    def run(self, should_stop=lambda: False) -> None:
+    def run(self, should_stop: Callable[[], bool] = lambda: False) -> None:
         period = self.spec.period_us
         sim_us, ticks = 0, 0
         ran = self.query()["ticks"]
@@ -199,8 +201,12 @@ class PilRig:
             for _ in range(self.plant.substeps):
                 self.plant.substep(st["actuator"])
 
+    def _close_log(self) -> None:
+        if self._log:
+            self._log.close()
+
     def close(self) -> None:
-        for closer in (lambda: self.conn.close(), lambda: self._log and self._log.close()):
+        for closer in (lambda: self.conn.close(), self._close_log):
             try:
                 closer()
             except Exception:
@@ -218,7 +224,7 @@ def rig_pil(cfg: RigPilConfig) -> None:
     rig = PilRig(cfg)
     stop = {"flag": False}
 
-    def on_signal(*_):
+    def on_signal(*_: object) -> None:
         stop["flag"] = True
 
     signal.signal(signal.SIGTERM, on_signal)

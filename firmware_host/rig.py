@@ -193,7 +193,8 @@ def _check(spec: RigSpec, p: Path) -> None:
     for k in ("pos_index", "angle_index"):
         if not 0 <= getattr(spec, k) < spec.obs_dim:
             problems.append(f"{k} outside the observation")
-    if spec.period_us <= 0 or spec.watchdog_ticks <= 0 or min(spec.limits[k] for k in ("action", "position", "angle")) <= 0:
+    if (spec.period_us <= 0 or spec.watchdog_ticks <= 0
+            or min(spec.limits[k] for k in ("action", "position", "angle")) <= 0):
         problems.append("period, watchdog and limits must be positive")
     if problems:
         raise BpdError(f"{p}: " + "; ".join(problems))
@@ -236,8 +237,8 @@ class Plant:
         self.mj = mujoco
         self.spec = spec
         if spec.plant == "gym-inverted-pendulum":
-            xml = Path(gym.__file__).parent / "envs" / "mujoco" / "assets" / "inverted_pendulum.xml"
-            self.model = mujoco.MjModel.from_xml_path(str(xml))
+            xml_path = Path(gym.__file__).parent / "envs" / "mujoco" / "assets" / "inverted_pendulum.xml"
+            self.model = mujoco.MjModel.from_xml_path(str(xml_path))
             self.substeps = int(spec.raw.get("frame_skip", 2))
         else:
             if spec.plant == "furuta":
@@ -295,7 +296,7 @@ class ObservationFilter:
         wc = np.float32(2 * math.pi * dt) * hz
         self.a = np.where(hz > 0, wc / (1 + wc), 1.0).astype(np.float32)  # per sensor, as the firmware
         self.dt = dt
-        self.prev = None
+        self.prev: np.ndarray | None = None
         self.vel = np.zeros(len(self.cpu), np.float32)
 
     def reset(self) -> None:
@@ -323,6 +324,8 @@ class RigEnv(gym.Env):
     the rig's angle or position limit, truncated at max_episode_steps."""
 
     metadata = {"render_modes": []}
+    action_space: gym.spaces.Box
+    observation_space: gym.spaces.Box
 
     def __init__(self, rig: str = "desktop-cartpole", randomize: bool = False, period_us: int | None = None) -> None:
         self.spec_rig = load_rig(rig)
@@ -337,7 +340,7 @@ class RigEnv(gym.Env):
         self.max_steps = int(self.spec_rig.raw.get("max_episode_steps", 1000))
         self.t = 0
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
         if self.randomize and self.spec_rig.plant == "cartpole":
             r = self.spec_rig.raw["randomization"]
@@ -350,7 +353,7 @@ class RigEnv(gym.Env):
         self.t = 0
         return self.filter(self.plant.sensors()), {}
 
-    def step(self, action):
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
         u = np.clip(np.asarray(action, np.float64).reshape(-1), self.action_space.low, self.action_space.high)
         for _ in range(self.plant.substeps):
             self.plant.substep(u)
@@ -371,7 +374,8 @@ def _register() -> None:
     for name in ("desktop-cartpole", "gym-inverted-pendulum"):
         env_id = f"bpd/{name}-v0"
         if env_id not in gym.registry:
-            gym.register(env_id, entry_point=RigEnv, kwargs={"rig": name})
+            # gymnasium's EnvCreator protocol wants **kwargs; a class with named keyword arguments is fine
+            gym.register(env_id, entry_point=RigEnv, kwargs={"rig": name})  # type: ignore[arg-type]
     # swing-up rigs: the nominal plant, and a -dr variant with domain randomisation for training
     for name in SWINGUP_RIGS:
         for suffix, randomize in (("", False), ("-dr", True)):

@@ -16,6 +16,7 @@ import sys
 import time
 import tty
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,7 +141,7 @@ class SimRig:
         self.plant.substep(self.act_queue.popleft())
 
     # -- the loop --------------------------------------------------------------
-    def run(self, should_stop=lambda: False) -> None:
+    def run(self, should_stop: Callable[[], bool] = lambda: False) -> None:
         period = self.spec.period_us * 1e-6
         sub = period / self.plant.substeps
         t0 = time.perf_counter()
@@ -228,7 +229,7 @@ def rig_sim(cfg: RigSimConfig) -> None:
     rig = SimRig(cfg)
     stop = {"flag": False}
 
-    def on_signal(*_):
+    def on_signal(*_: object) -> None:
         stop["flag"] = True
 
     signal.signal(signal.SIGTERM, on_signal)

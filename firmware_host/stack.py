@@ -60,9 +60,11 @@ def _regs(op_str: str) -> list[str]:
 def _symbols(elf_path: Path) -> tuple[dict[str, Function], dict[str, int], list[tuple[int, bytes, str]]]:
     from elftools.elf.elffile import ELFFile
 
+    from firmware_host.elf import symbol_table
+
     with open(elf_path, "rb") as f:
         e = ELFFile(f)
-        tab = e.get_section_by_name(".symtab")
+        tab = symbol_table(e, elf_path)
         funcs: dict[str, Function] = {}
         objects: dict[str, int] = {}
         for s in tab.iter_symbols():
@@ -109,8 +111,8 @@ def analyse(elf_path: Path, su: dict[str, int] | None = None) -> dict[str, Funct
                     frame += int(mt.group(1), 0)
                 else:
                     fn.dynamic = True
-            elif m == "str" and _PRE_INDEX.search(ops):
-                frame += int(_PRE_INDEX.search(ops).group(1), 0)
+            elif m == "str" and (pre := _PRE_INDEX.search(ops)):
+                frame += int(pre.group(1), 0)
             elif m in ("bl", "b") and ops.startswith("#"):
                 target = int(ops[1:], 0) & ~1
                 callee = by_addr.get(target)
@@ -185,7 +187,7 @@ def vector_handlers(elf_path: Path, funcs: dict[str, Function]) -> list[str]:
     """Handlers named in the vector table (after the initial stack pointer)."""
     _, _, sections = _symbols(elf_path)
     starts = {f.addr | 1: f.name for f in funcs.values()}
-    for base, data, name in sections:
+    for _base, data, name in sections:
         if name == ".isr_vector":
             words = struct.unpack_from(f"<{len(data) // 4}I", data)
             return sorted({starts[w] for w in words[1:] if w in starts})
@@ -238,7 +240,7 @@ def painted_stack(elf_path: Path, target: str, rx: bytes, ticks: int = 3, budget
     state = {"idles": 0, "ticks": 0}
     ring = objects["rx_ring"]
 
-    def on_idle(uc_, address, size, _):
+    def on_idle(uc_: unicorn.Uc, address: int, size: int, _: object) -> None:
         state["idles"] += 1
         if state["idles"] == 1:  # start-up done: the host's frames arrive
             uc_.mem_write(ring, rx)
@@ -248,7 +250,7 @@ def painted_stack(elf_path: Path, target: str, rx: bytes, ticks: int = 3, budget
         else:
             uc_.mem_write(objects["tick_due"], b"\x01")
 
-    def on_tick(uc_, address, size, _):
+    def on_tick(uc_: unicorn.Uc, address: int, size: int, _: object) -> None:
         state["ticks"] += 1
 
     idle = funcs["board_idle"].addr

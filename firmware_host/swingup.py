@@ -75,9 +75,9 @@ class SwingUpEnv(RigEnv):
         m = self.plant.model
         b = m.nbody - 1
         mass, c = float(m.body_mass[b]), np.asarray(m.body_ipos[b], float)
-        rot = np.zeros(9)
-        mujoco.mju_quat2Mat(rot, m.body_iquat[b])
-        rot = rot.reshape(3, 3)
+        flat = np.zeros(9)
+        mujoco.mju_quat2Mat(flat, m.body_iquat[b])
+        rot = flat.reshape(3, 3)
         inertia = rot @ np.diag(m.body_inertia[b]) @ rot.T + mass * (c @ c * np.eye(3) - np.outer(c, c))
         axis = np.asarray(m.jnt_axis[-1], float)
         self.j_pivot = float(axis @ inertia @ axis)
@@ -95,7 +95,7 @@ class SwingUpEnv(RigEnv):
             raw[:n] = np.round(raw[:n] + self.np_random.normal(0, self.sensor_noise, n) * cpu)
         return self.filter(raw)
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         gym.Env.reset(self, seed=seed)
         if self.randomize:
             r = self.spec_rig.raw["randomization"]
@@ -109,7 +109,7 @@ class SwingUpEnv(RigEnv):
         self.pending = deque([np.zeros(self.spec_rig.act_dim)] * self.extra_latency)
         return self._observe(), {}
 
-    def step(self, action):
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
         lim = self.spec_rig.limits
         u = np.clip(np.asarray(action, np.float64).reshape(-1), self.action_space.low, self.action_space.high)
         if self.action_step > 0:

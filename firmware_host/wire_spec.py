@@ -119,8 +119,8 @@ def generate_c_source() -> str:
                 cnt = f"m->{f.count}" if isinstance(f.count, str) else str(f.count)
                 out.append("    {\n        size_t i;")
                 out.append(f"        if ({cnt} > {f.max} || n + (size_t){cnt} * {SIZES[f.type]} > cap) return 0;")
-                out.append(f"        for (i = 0; i < (size_t){cnt}; ++i) {{ bpd_put_{f.type}(body + n, m->{f.name}[i]); "
-                           f"n += {SIZES[f.type]}; }}\n    }}")
+                out.append(f"        for (i = 0; i < (size_t){cnt}; ++i) {{ "
+                           f"bpd_put_{f.type}(body + n, m->{f.name}[i]); n += {SIZES[f.type]}; }}\n    }}")
         out.append("    (void)cap;\n    return n;\n}\n")
         out.append(f"int bpd_unpack_{m.name}(const uint8_t *body, size_t len, bpd_{m.name}_t *m)\n{{")
         out.append("    size_t n = 0;")
@@ -133,8 +133,8 @@ def generate_c_source() -> str:
                 cnt = f"m->{f.count}" if isinstance(f.count, str) else str(f.count)
                 out.append("    {\n        size_t i;")
                 out.append(f"        if ({cnt} > {f.max} || n + (size_t){cnt} * {SIZES[f.type]} > len) return -1;")
-                out.append(f"        for (i = 0; i < (size_t){cnt}; ++i) {{ m->{f.name}[i] = bpd_get_{f.type}(body + n); "
-                           f"n += {SIZES[f.type]}; }}\n    }}")
+                out.append(f"        for (i = 0; i < (size_t){cnt}; ++i) {{ "
+                           f"m->{f.name}[i] = bpd_get_{f.type}(body + n); n += {SIZES[f.type]}; }}\n    }}")
         out.append("    return n == len ? 0 : -1;\n}\n")
     return "\n".join(line for line in out if line != "")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
+from firmware_host.codec import Frame
 from firmware_host.rig import load_rig
 from firmware_host.wire_spec import FLAGS
 from hil.link import DeviceLink
@@ -18,6 +19,8 @@ from hil.link import DeviceLink
 
 class SerialRigEnv(gym.Env):
     metadata = {"render_modes": []}
+    action_space: gym.spaces.Box
+    observation_space: gym.spaces.Box
 
     def __init__(self, port: str, rig: str, period_us: int | None = None, stall_timeout: float = 1.0) -> None:
         self.spec_rig = load_rig(rig)
@@ -30,10 +33,10 @@ class SerialRigEnv(gym.Env):
         self.stall_timeout = stall_timeout
         self.link = DeviceLink(port, self.spec_rig.baud)
         self.link.handshake()
-        self._last = None
+        self._last: Frame | None = None  # the latest state frame (from reset on)
         self.t = 0
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
         self.link.stop_and_zero()
         self.link.frames.clear()
@@ -45,7 +48,9 @@ class SerialRigEnv(gym.Env):
         self.t = 0
         return np.asarray(self._last.fields["obs"], np.float32), {"seq": self._last.seq}
 
-    def step(self, action):
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+        if self._last is None:
+            raise gym.error.ResetNeeded("step() before reset()")
         a = np.clip(np.asarray(action, np.float64).reshape(-1), self.action_space.low, self.action_space.high)
         self.link.send("action", echo_seq=self._last.seq, n_act=len(a), action=[float(x) for x in a])
         self._last = self.link.next_states(self.stall_timeout)[-1]

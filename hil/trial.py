@@ -151,6 +151,7 @@ class simulated_rig:
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def __enter__(self) -> str:
+        assert self.proc.stdout is not None and self.proc.stderr is not None  # started with both piped
         path = self.proc.stdout.readline().strip()
         if not path:
             err = self.proc.stderr.read().strip().splitlines()

@@ -572,7 +572,7 @@ case("hil run c runtime on onnx", [*HIL[:7], f"{EXP}/policy.onnx", *HIL[8:], "--
 
 # -- rigs
 for name, (kw, msg) in RIG_DAMAGE.items():
-    setup = (lambda kw: lambda c, b: yaml_with(c, **kw))(kw)
+    setup = lambda c, b, kw=kw: yaml_with(c, **kw)
     case(f"rig sim yaml {name}", RIG + ["--rig", f"{C}/rig.yaml"], msg, setup)
     case(f"hil run yaml {name}", [*HIL[:5], f"{C}/rig.yaml", *HIL[6:]], msg, setup)
 case("rig sim build dir under a file", ["rig", "sim", "--build-dir", f"{T}/bld"], "is not a directory")
@@ -593,7 +593,7 @@ TRIAL_DAMAGE = {
 }
 for name, (change, msg) in TRIAL_DAMAGE.items():
     case(f"hil report {name}", ["hil", "report", f"{C}/trial"], msg,
-         (lambda change: lambda c, b: trial_with(c, b, change))(change))
+         lambda c, b, change=change: trial_with(c, b, change))
 case("hil report missing dir", ["hil", "report", f"{C}/none"], "no such log directory")
 
 # -- output paths, checked before any work: a directory given for a file, a file for a directory,
@@ -603,7 +603,7 @@ FILE_OUT = {"teacher train": ["teacher", "train", "--steps", "200", "--learning-
             "collect": ["collect", "--teacher", T, "--steps", "50", "--no-progress", "--out"]}
 DIR_OUT = {"distill": DISTILL[:5] + ["--steps", "5", "--out"],
            "export": ["export", RUN, "--episodes", "0", "--out"],
-           "firmware build": FWB[:4] + ["--out"],
+           "firmware build": FWB[:3] + ["--out"],
            "hil run": HIL[:8] + ["--no-plots", "--out"],
            "bench": BENCH[:2] + ["--no-peers", "--out"]}
 for name, argv in FILE_OUT.items():

@@ -102,7 +102,8 @@ def gaussian_kl_ref(ps: list[torch.Tensor], s: float) -> torch.Tensor:
     """sum over weights of KL(N(theta, sigma^2) || N(0, s^2)) = log(s / sigma) + (sigma^2 + theta^2) / (2 s^2) - 1/2."""
     total = 0.0
     for theta, log_sigma2 in ((ps[0], ps[1]), (ps[3], ps[4])):
-        total = total + (math.log(s) - 0.5 * log_sigma2 + (torch.exp(log_sigma2) + theta ** 2) / (2 * s * s) - 0.5).sum()
+        total = total + (math.log(s) - 0.5 * log_sigma2
+                         + (torch.exp(log_sigma2) + theta ** 2) / (2 * s * s) - 0.5).sum()
     return total
 
 
@@ -125,7 +126,8 @@ def adam_first_step(before: list[torch.Tensor], grads: list[torch.Tensor], lr: f
 def assert_close(got: list[torch.Tensor], want: list[torch.Tensor], rtol=1e-4, atol=1e-6):
     assert len(got) == len(want)
     for i, (g, w) in enumerate(zip(got, want)):
-        torch.testing.assert_close(g.double(), w.double(), rtol=rtol, atol=atol, msg=lambda m: f"tensor {i}: {m}")
+        torch.testing.assert_close(g.double(), w.double(), rtol=rtol, atol=atol,
+                                   msg=lambda m, i=i: f"tensor {i}: {m}")
 
 
 # ----------------------------------------------------------------------------- tests

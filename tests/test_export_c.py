@@ -133,8 +133,8 @@ def test_kernel_compiles_warning_free(tmp_path, cc):
     net = collapse(golden_policy())
     generate_c(net, tmp_path, "auto", True, "0" * 64, "test")
     for fast in ([], ["-DBPD_FAST_TANH"]):
-        subprocess.run([cc, *STRICT, *CC_OPT, *fast, "-c", str(tmp_path / "policy.c"), str(tmp_path / "policy_weights.c")],
-                       check=True, cwd=tmp_path)
+        subprocess.run([cc, *STRICT, *CC_OPT, *fast, "-c", str(tmp_path / "policy.c"),
+                        str(tmp_path / "policy_weights.c")], check=True, cwd=tmp_path)
 
 
 def test_weights_file_banner(tmp_path):

@@ -62,10 +62,13 @@ def test_all_pruned_is_an_error():
 def test_random_sparse_collapse_preserves_function():
     rng = np.random.default_rng(0)
     for _ in range(20):
-        ws = [rng.normal(size=(8, 5)) * (rng.random((8, 5)) < 0.3), rng.normal(size=(6, 8)) * (rng.random((6, 8)) < 0.3),
+        ws = [rng.normal(size=(8, 5)) * (rng.random((8, 5)) < 0.3),
+              rng.normal(size=(6, 8)) * (rng.random((6, 8)) < 0.3),
               rng.normal(size=(2, 6)) * (rng.random((2, 6)) < 0.5)]
-        pol = MLPPolicy([w.astype(np.float32) for w in ws], [rng.normal(size=w.shape[0]).astype(np.float32) for w in ws],
-                        "tanh", "tanh", rng.normal(size=5).astype(np.float32), rng.uniform(0.5, 2, 5).astype(np.float32),
+        pol = MLPPolicy([w.astype(np.float32) for w in ws],
+                        [rng.normal(size=w.shape[0]).astype(np.float32) for w in ws],
+                        "tanh", "tanh", rng.normal(size=5).astype(np.float32),
+                        rng.uniform(0.5, 2, 5).astype(np.float32),
                         np.array([-1, -2], np.float32), np.array([1, 3], np.float32))
         try:
             net = collapse(pol)
@@ -82,7 +85,8 @@ def _near_constant_policy() -> MLPPolicy:
     ws = [rng.standard_normal((16, 3)).astype(np.float32), rng.standard_normal((1, 16)).astype(np.float32) / 4]
     bs = [np.zeros(16, np.float32), np.zeros(1, np.float32)]
     return MLPPolicy(ws, bs, "tanh", "tanh", np.array([0.9988, 0.0, 5.0], np.float32),
-                     np.array([0.004, 1.0, 0.01], np.float32), np.array([-1.0], np.float32), np.array([1.0], np.float32))
+                     np.array([0.004, 1.0, 0.01], np.float32), np.array([-1.0], np.float32),
+                     np.array([1.0], np.float32))
 
 
 def test_input_offset_keeps_float32_close_to_the_student(tmp_path):

@@ -328,7 +328,7 @@ def test_classical_swings_up_the_simulated_rig_in_device_mode(tmp_path):
     assert len(ticks) == 1500
     upright = [abs(float(wrap_angle(float(t["obs1"])))) < 0.2 for t in ticks]
     assert all(upright[1000:]) and not any(upright[:100])
-    assert all(abs(float(t["action"])) <= 10.0 for t in ticks)
+    assert all(abs(float(t["action0"])) <= 10.0 for t in ticks)
 
 
 def test_teacher_work_dirs_from_before_new_options_still_resume(tmp_path):
@@ -371,7 +371,7 @@ def test_firmware_observation_matches_the_env_on_two_encoders(tmp_path):
     plant, filt = Plant(spec), ObservationFilter(spec)
     plant.reset(7)
     t, worst, peak = 0, 0.0, 0.0
-    for k in range(600):
+    for _k in range(600):
         raw = plant.sensors()
         expect = filt(raw)
         t += spec.period_us

@@ -66,7 +66,8 @@ def test_multitask_training_reaches_its_budget(tmp_path):
     from training.multitask import MultiTaskConfig, train_multitask
     from training.teacher import Teacher
     rng = np.random.default_rng(0)
-    ip = Teacher(weights=[rng.standard_normal((8, 4)).astype(np.float32) * 0.3, rng.standard_normal((1, 8)).astype(np.float32) * 0.3],
+    ip = Teacher(weights=[rng.standard_normal((8, 4)).astype(np.float32) * 0.3,
+                          rng.standard_normal((1, 8)).astype(np.float32) * 0.3],
                  biases=[np.zeros(8, np.float32), np.zeros(1, np.float32)], activation="relu", output="tanh",
                  obs_mean=np.zeros(4, np.float32), obs_std=np.ones(4, np.float32),
                  action_low=-3 * np.ones(1, np.float32), action_high=3 * np.ones(1, np.float32),

@@ -64,7 +64,8 @@ def test_gaussian_kl_known_value_and_minimum():
 
 def test_uniform_kl_does_not_pull_weights_to_zero():
     # the flat prior's KL depends on sigma alone: at fixed log sigma^2 it is the same for every theta
-    vals = [kl("uniform", torch.tensor(t, dtype=torch.float64), torch.tensor(-2 * math.log(t), dtype=torch.float64), 3.0)
+    f64 = torch.float64
+    vals = [kl("uniform", torch.tensor(t, dtype=f64), torch.tensor(-2 * math.log(t), dtype=f64), 3.0)
             for t in (0.1, 0.5, 2.0)]
     assert max(vals).item() - min(vals).item() < 1e-6
 

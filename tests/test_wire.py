@@ -217,7 +217,8 @@ def test_fault_table_both_codecs(selftest, chunk):
         step = chunk or len(stream)
         for i in range(0, len(stream), step):
             got += p.feed(stream[i:i + step])
-        assert [(f.name, f.seq) for f in got] == [(wire_spec.BY_ID[_body(x)[0]].name, _body(x)[1]) for x in frames], name
+        want = [(wire_spec.BY_ID[_body(x)[0]].name, _body(x)[1]) for x in frames]
+        assert [(f.name, f.seq) for f in got] == want, name
         assert p.bad_frames == bad, name
         # C
         out = subprocess.run([str(selftest), "stream", str(chunk)], input=stream, capture_output=True,

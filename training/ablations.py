@@ -73,7 +73,7 @@ class PlainStudent(BayesianStudent):
         return torch.zeros(())
 
     def l1(self) -> torch.Tensor:
-        return sum(layer.theta.abs().sum() for layer in self.layers)
+        return sum((layer.theta.abs().sum() for layer in self.layers), torch.zeros(()))
 
     @torch.no_grad()
     def set_mask(self, keep_masks: list[torch.Tensor]) -> None:
@@ -88,6 +88,7 @@ class PlainStudent(BayesianStudent):
         if self.mode == "l1":
             self.set_mask([layer.theta.abs() >= self.l1_threshold for layer in self.layers])
         elif self.mode == "magnitude":
+            assert self.keep is not None  # __init__ requires it for magnitude pruning
             k = cubic_keep(step, total, self.weight_count(), self.keep, self.prune_start, self.prune_end)
             kept_now = int(sum(layer.mask().sum().item() for layer in self.layers))
             due = step % self.prune_every == 0 or step >= self.prune_end * total
@@ -107,4 +108,7 @@ class PlainStudent(BayesianStudent):
 
     def pruning_done(self) -> bool:
         """Whether the student has reached its final sparsity (only such students may be handed over)."""
-        return self.mode != "magnitude" or int(sum(layer.mask().sum().item() for layer in self.layers)) <= self.keep
+        if self.mode != "magnitude":
+            return True
+        assert self.keep is not None  # __init__ requires it for magnitude pruning
+        return int(sum(layer.mask().sum().item() for layer in self.layers)) <= self.keep

@@ -39,11 +39,13 @@ The run leaves policy.npz in the teacher format (the deterministic student tanh(
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
 import time
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,7 +124,8 @@ def validate(cfg: BaselineConfig) -> str:
               (0 <= cfg.gamma < 1, "--gamma must be in [0, 1)"),
               (cfg.eval_episodes >= 1, "--eval-episodes must be at least 1"),
               (not (cfg.method in REWARD_RULES and control != "student"),
-               f"{cfg.method} has a reward term, a policy gradient that needs the student's own data: --control student")]
+               f"{cfg.method} has a reward term, a policy gradient that needs the student's own data: "
+               "--control student")]
     for ok, msg in checks:
         if not ok:
             raise BpdError(msg)
@@ -139,7 +142,9 @@ class GaussianStudent(nn.Module):
                  init_log_std: float = -1.0, min_log_std: float = -5.0) -> None:
         super().__init__()
         widths = [obs_dim, *hidden, act_dim]
-        self.layers = nn.ModuleList(nn.Linear(i, o) for i, o in zip(widths[:-1], widths[1:]))
+        # an nn.ModuleList of nn.Linear (ModuleList is not generic: the annotation says what it holds)
+        self.layers: Sequence[nn.Linear] = nn.ModuleList(  # type: ignore[assignment]
+            nn.Linear(i, o) for i, o in zip(widths[:-1], widths[1:]))
         for i, layer in enumerate(self.layers):
             self.register_buffer(f"mask{i}", torch.ones_like(layer.weight))
         self.log_std_param = nn.Parameter(torch.full((act_dim,), float(init_log_std)))
@@ -182,7 +187,8 @@ class GaussianStudent(nn.Module):
 
     def to_policy(self, obs_mean: np.ndarray, obs_std: np.ndarray, low: np.ndarray, high: np.ndarray, **kw) -> Teacher:
         """The deterministic student tanh(mu_theta(s)) in the teacher format."""
-        return Teacher(weights=[(l.weight * m).detach().numpy().astype(np.float32) for l, m in zip(self.layers, self.masks())],
+        return Teacher(weights=[(l.weight * m).detach().numpy().astype(np.float32)
+                                for l, m in zip(self.layers, self.masks())],
                        biases=[l.bias.detach().numpy().astype(np.float32) for l in self.layers],
                        activation=self.activation, output="tanh", obs_mean=np.asarray(obs_mean, np.float32),
                        obs_std=np.asarray(obs_std, np.float32), action_low=np.asarray(low, np.float32),
@@ -218,7 +224,8 @@ class TeacherModel(nn.Module):
         self.mean_, self.std_ = torch.as_tensor(t.obs_mean), torch.as_tensor(t.obs_std)
         self.log_std_head = None
         self.critic: nn.Sequential | None = None
-        self.distribution = f"fixed spread: sigma_T = {teacher_std:g} in pre-tanh units ({t.algo} teacher is deterministic)"
+        self.distribution = (f"fixed spread: sigma_T = {teacher_std:g} in pre-tanh units "
+                             f"({t.algo} teacher is deterministic)")
         self.value_source = None
         self.fixed_log_std = math.log(teacher_std)
         if sb3 is not None:
@@ -293,7 +300,7 @@ def read_sb3(path: str | Path) -> dict[str, np.ndarray]:
 def reward_to_go(r: torch.Tensor, done: torch.Tensor, gamma: float) -> torch.Tensor:
     """Discounted sum of r from each step to its episode's end (or the segment's end)."""
     out = torch.zeros_like(r)
-    acc = 0.0
+    acc: torch.Tensor | float = 0.0
     for i in range(len(r) - 1, -1, -1):
         acc = r[i] + gamma * acc * (1.0 - done[i])
         out[i] = acc
@@ -313,7 +320,7 @@ class BaselineTrainer:
         self.obs_std = torch.as_tensor(np.asarray(obs_std, np.float32))
         self.value = _mlp([obs_dim, 64, 64, 1]) if cfg.method == "teacher-v-reward" else None
         self.value_opt = torch.optim.Adam(self.value.parameters(), lr=3e-4) if self.value is not None else None
-        self.teacher_value = None  # a fitted V_T when the teacher has no critic
+        self.teacher_value: nn.Sequential | None = None  # a fitted V_T when the teacher has no critic
         self.step = 0
         self._nonzero: int | None = None  # the pruning count reached so far
         self.dense = sum(l.weight.numel() + l.bias.numel() for l in self.student.layers)
@@ -324,6 +331,8 @@ class BaselineTrainer:
     def v_teacher(self, obs: torch.Tensor) -> torch.Tensor:
         if self.teacher.critic is not None:
             return self.teacher.value(obs)
+        if self.teacher_value is None:
+            raise RuntimeError("V_T is needed: the teacher has no critic and none was fitted (fit_teacher_value)")
         with torch.no_grad():
             return self.teacher_value(self.norm(obs)).squeeze(-1)
 
@@ -372,6 +381,7 @@ class BaselineTrainer:
         mu, ls = self.student(self.norm(seg["obs"]))
         logp = G.log_prob(seg["u"], mu, ls)
         if c.method == "teacher-v-reward":
+            assert self.value is not None and self.value_opt is not None  # built for this rule in __init__
             live = 1.0 - seg["term"]
             v = self.value(self.norm(seg["obs"])).squeeze(-1)
             with torch.no_grad():
@@ -433,7 +443,7 @@ class BaselineTrainer:
 
     def state_dict(self) -> dict:
         sd = {"step": self.step, "student": self.student.state_dict(), "opt": self.opt.state_dict()}
-        if self.value is not None:
+        if self.value is not None and self.value_opt is not None:
             sd |= {"value": self.value.state_dict(), "value_opt": self.value_opt.state_dict()}
         if self.teacher_value is not None:
             sd["teacher_value"] = self.teacher_value.state_dict()
@@ -443,7 +453,7 @@ class BaselineTrainer:
         self.step = int(sd["step"])
         self.student.load_state_dict(sd["student"])
         self.opt.load_state_dict(sd["opt"])
-        if self.value is not None:
+        if self.value is not None and self.value_opt is not None:
             self.value.load_state_dict(sd["value"])
             self.value_opt.load_state_dict(sd["value_opt"])
         if "teacher_value" in sd:
@@ -474,7 +484,7 @@ class Collector:
 
     def collect(self, n: int, trainer: BaselineTrainer, budget: int) -> dict[str, np.ndarray]:
         """n environment steps; returns the segment (raw obs, pre-tanh action u, reward, next obs, flags)."""
-        seg = {k: [] for k in SEG_KEYS}
+        seg: dict[str, list] = {k: [] for k in SEG_KEYS}
         low, high = self.env.action_space.low, self.env.action_space.high
         for _ in range(n):
             if self.obs is None:
@@ -488,7 +498,8 @@ class Collector:
             else:
                 with torch.no_grad():
                     mu, ls = trainer.teacher(o) if ctrl == "teacher" else trainer.student(trainer.norm(o))
-                u = (mu + torch.exp(ls) * torch.as_tensor(self.rng.standard_normal(mu.shape), dtype=torch.float32))[0].numpy()
+                noise = torch.as_tensor(self.rng.standard_normal(mu.shape), dtype=torch.float32)
+                u = (mu + torch.exp(ls) * noise)[0].numpy()
             a = low + (np.tanh(u) + 1.0) * 0.5 * (high - low)
             nobs, r, term, trunc, _ = self.env.step(a.astype(np.float32))
             self.env_steps += 1
@@ -643,7 +654,7 @@ def train_baseline(cfg: BaselineConfig) -> dict:
                         "segment": {k: torch.as_tensor(v) for k, v in segment.items()} if segment else None,
                         "env_steps": collector.env_steps if collector else 0,
                         "episodes": collector.episodes if collector else 0}
-                atomic_write(ck_path, lambda f: torch.save(blob, f))
+                atomic_write(ck_path, functools.partial(torch.save, blob))
     finally:
         bar.close()
         mf.close()

@@ -41,6 +41,7 @@ from bpd.io import (
 from training.ablations import PLAIN_STUDENTS, PlainStudent
 from training.collect import Dataset, load_dataset
 from training.envs import evaluate, make_env, train_eval_seed
+from training.mlp import MLPPolicy
 from training.priors import PRIORS, pruning_rule, pruning_threshold, student_kl
 from training.selection import (
     RULES,
@@ -150,7 +151,9 @@ class BPDTrainer:
                                       cfg.prune_start, cfg.prune_end)
         self.actor_target = copy.deepcopy(self.actor).eval()
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
-        self.critic = self.critic_target = self.critic_opt = None
+        self.critic: Critic | None = None
+        self.critic_target: Critic | None = None
+        self.critic_opt: torch.optim.Adam | None = None
         if cfg.value_term:
             self.critic = Critic(obs_dim, act_dim, cfg.critic_hidden)
             self.critic_target = copy.deepcopy(self.critic)
@@ -171,7 +174,8 @@ class BPDTrainer:
             if self.actor.mode != "l1":
                 return torch.zeros(()), 0.0, {}
             l1 = self.actor.l1()
-            return l1, eta_at(self.step, c.steps, 1.0, c.eta_schedule, c.eta_ramp) * c.l1_weight, {"losses/l1": l1.item()}
+            weight = eta_at(self.step, c.steps, 1.0, c.eta_schedule, c.eta_ramp) * c.l1_weight
+            return l1, weight, {"losses/l1": l1.item()}
         kl = student_kl(self.actor, c.prior, c.prior_scale)
         return kl, eta * self.kl_scale, {"losses/kl": kl.item()}
 
@@ -180,6 +184,7 @@ class BPDTrainer:
         s, a, r, s2 = batch["obs"], batch["act"], batch["rew"], batch["next_obs"]
         out: dict[str, float] = {}
         if self.critic is not None:
+            assert self.critic_target is not None and self.critic_opt is not None  # built with the critic
             not_done = 1.0 - batch["term"]
             with torch.no_grad():
                 noise = (torch.randn_like(a) * c.policy_noise).clamp(-c.noise_clip, c.noise_clip)
@@ -214,7 +219,7 @@ class BPDTrainer:
                 self.actor.after_step(self.step, c.steps)
             with torch.no_grad():
                 for net, tgt in ((self.actor, self.actor_target), (self.critic, self.critic_target)):
-                    if net is not None:
+                    if net is not None and tgt is not None:
                         for p, tp in zip(net.parameters(), tgt.parameters()):
                             tp.lerp_(p, c.tau)
                         for b, tb in zip(net.buffers(), tgt.buffers()):
@@ -335,7 +340,7 @@ def distill(cfg: DistillConfig) -> dict:
     stats = {"obs_mean": ds.obs_mean, "obs_std": ds.obs_std, "action_low": ds.action_low,
              "action_high": ds.action_high}
 
-    def collapsed():
+    def collapsed() -> MLPPolicy:
         return trainer.actor.collapse(**stats)
 
     new_file = not run.metrics.exists()

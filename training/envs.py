@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 import gymnasium as gym
 import numpy as np
@@ -13,8 +14,15 @@ from bpd.errors import BpdError
 
 Policy = Callable[[np.ndarray], np.ndarray]
 
+if TYPE_CHECKING:
+    class BoxEnv(gym.Env[np.ndarray, np.ndarray]):
+        """What make_env returns: an env whose observation and action spaces are flat Boxes."""
 
-def make_env(env_id: str, seed: int | None = None, **kwargs) -> gym.Env:
+        observation_space: gym.spaces.Box
+        action_space: gym.spaces.Box
+
+
+def make_env(env_id: str, seed: int | None = None, **kwargs) -> BoxEnv:
     """Build a Gymnasium env with a continuous (Box) action space, or fail with one clear line."""
     try:
         with warnings.catch_warnings():
@@ -33,7 +41,7 @@ def make_env(env_id: str, seed: int | None = None, **kwargs) -> gym.Env:
     if seed is not None:
         env.reset(seed=seed)
         env.action_space.seed(seed)
-    return env
+    return cast("BoxEnv", env)
 
 
 # Evaluation seeds. Episode i of an evaluation starting at seed s resets the env with s + i. The

@@ -16,8 +16,10 @@ network in the teacher format for `bpd evaluate`.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from pathlib import Path
@@ -85,7 +87,8 @@ class MultiTask:
             for k in ("w_in", "b_in", "w_out", "b_out", "obs_mean", "obs_std", "action_low", "action_high"):
                 arrays[f"task{i}_{k}"] = getattr(t, k)
         meta = {"format": FORMAT, "format_version": 1, "tasks": [t.env_id for t in self.tasks],
-                "trunk_layers": len(self.trunk_w), "activation": self.activation, "bpd_version": bpd.__version__} | self.meta
+                "trunk_layers": len(self.trunk_w), "activation": self.activation,
+                "bpd_version": bpd.__version__} | self.meta
         save_arrays(path, meta, {k: np.asarray(v, np.float32) for k, v in arrays.items()})
 
 
@@ -116,9 +119,13 @@ class MultiTaskStudent(nn.Module):
 
     def __init__(self, obs_dims: list[int], act_dims: list[int], trunk: list[int], activation: str = "tanh") -> None:
         super().__init__()
-        self.ins = nn.ModuleList(nn.Linear(o, trunk[0]) for o in obs_dims)
-        self.trunk = nn.ModuleList(nn.Linear(a, b) for a, b in zip(trunk[:-1], trunk[1:]))
-        self.outs = nn.ModuleList(nn.Linear(trunk[-1], a) for a in act_dims)
+        # nn.ModuleLists of nn.Linear (ModuleList is not generic: the annotations say what they hold)
+        self.ins: Sequence[nn.Linear] = nn.ModuleList(  # type: ignore[assignment]
+            nn.Linear(o, trunk[0]) for o in obs_dims)
+        self.trunk: Sequence[nn.Linear] = nn.ModuleList(  # type: ignore[assignment]
+            nn.Linear(a, b) for a, b in zip(trunk[:-1], trunk[1:]))
+        self.outs: Sequence[nn.Linear] = nn.ModuleList(  # type: ignore[assignment]
+            nn.Linear(trunk[-1], a) for a in act_dims)
         self.log_std = nn.ParameterList(nn.Parameter(torch.full((a,), -1.0)) for a in act_dims)
         for i, l in enumerate(self.linears()):
             self.register_buffer(f"mask{i}", torch.ones_like(l.weight))
@@ -264,7 +271,7 @@ def train_multitask(cfg: MultiTaskConfig) -> dict:
     wr.writeheader()
     wr.writerows(keep)
     t0 = time.time() - elapsed
-    acc = {e: [] for e in envs}
+    acc: dict[str, list[float]] = {e: [] for e in envs}
     last: dict = {}
     try:
         while step < cfg.steps:
@@ -288,7 +295,8 @@ def train_multitask(cfg: MultiTaskConfig) -> dict:
             step += 1
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 mt = student.to_numpy(envs, stats)
-                row = {"step": step, "time_s": round(time.time() - t0, 2), "params_nonzero": mt.params_nonzero}
+                row: dict[str, float | None] = {"step": step, "time_s": round(time.time() - t0, 2),
+                                                "params_nonzero": mt.params_nonzero}
                 for i, e in enumerate(envs):
                     rets, _ = evaluate(e, mt.task_policy(i).act, cfg.eval_episodes, seed=train_eval_seed(cfg.seed))
                     row[f"eval/{e}"] = float(np.mean(rets))
@@ -299,7 +307,7 @@ def train_multitask(cfg: MultiTaskConfig) -> dict:
                 last = row
                 blob = {"student": student.state_dict(), "opt": opt.state_dict(), "generator": gen.get_state(),
                         "step": step, "elapsed": time.time() - t0}
-                atomic_write(ck, lambda f: torch.save(blob, f))
+                atomic_write(ck, functools.partial(torch.save, blob))
     finally:
         mf.close()
     if cfg.nonzero is not None:
@@ -312,7 +320,7 @@ def train_multitask(cfg: MultiTaskConfig) -> dict:
                "teacher_distribution": [tm.distribution for tm in tms]}
     mt.meta = {"train": {"loss": cfg.loss, "steps": step, "seed": cfg.seed}}
     mt.save(out / "multitask.npz")
-    for i, e in enumerate(envs):
+    for i, _e in enumerate(envs):
         mt.task_policy(i).save(out / f"task{i}.npz")
     write_json(out / "summary.json", summary)
     return summary

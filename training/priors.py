@@ -39,11 +39,14 @@ eta_t * kl_scale * KL, as the log-uniform one always has.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
-from torch import nn
 
 from training.svdo import kl_approx
+
+if TYPE_CHECKING:
+    from training.student import BayesianStudent
 
 PRIORS = ("log-uniform", "gaussian", "laplace", "uniform")
 SPARSE_PRIORS = ("log-uniform", "gaussian", "laplace")
@@ -84,9 +87,9 @@ def log_prior(prior: str, w: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
     raise ValueError(f"unknown prior {prior!r}")
 
 
-def student_kl(student: nn.Module, prior: str, scale: float = 1.0) -> torch.Tensor:
+def student_kl(student: BayesianStudent, prior: str, scale: float = 1.0) -> torch.Tensor:
     """KL of every weight of a Bayesian student (its `layers` are LinearSVDO) to the prior, summed."""
-    return sum(kl(prior, layer.theta, layer.log_alpha, scale).sum() for layer in student.layers)
+    return sum((kl(prior, layer.theta, layer.log_alpha, scale).sum() for layer in student.layers), torch.zeros(()))
 
 
 def pruning_threshold(prior: str, threshold: float, log_alpha_clip: float) -> float:

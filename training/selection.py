@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -28,8 +29,11 @@ import torch
 from bpd.config import field
 from bpd.errors import BpdError
 from bpd.io import atomic_write
-from training.envs import rollouts, select_eval_seed
+from training.envs import Policy, rollouts, select_eval_seed
 from training.student import BayesianStudent
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 CANDIDATES_FORMAT = "bpd-candidates"
 RULES = ("sparsest-within", "best", "last")
@@ -72,8 +76,9 @@ def rule_text(rule: str, tol: float, keep_return: float | None) -> str:
     if keep_return is not None:
         return (f"keep-return: the student with the fewest nonzero parameters whose return on the selection "
                 f"seeds is at least {100 * keep_return:g} % of the teacher's on the same seeds")
-    return {"sparsest-within": f"sparsest-within: the student with the fewest nonzero parameters whose return on the "
-                               f"selection seeds is within {100 * tol:g} % of the best candidate's (ties: higher return)",
+    return {"sparsest-within": "sparsest-within: the student with the fewest nonzero parameters whose return on "
+                               f"the selection seeds is within {100 * tol:g} % of the best candidate's "
+                               "(ties: higher return)",
             "best": "best: the student with the highest return on the selection seeds",
             "last": "last: the last evaluated student"}[rule]
 
@@ -97,8 +102,8 @@ def choose(rows: list[dict], rule: str, tol: float, keep_return: float | None,
     best = float(rets.max())
     if rule == "best":
         return int(np.argmax(rets)), True
-    ok = np.flatnonzero(rets >= best - tol * abs(best))
-    return int(min(ok, key=lambda i: (nz[i], -rets[i]))), True
+    near = np.flatnonzero(rets >= best - tol * abs(best))
+    return int(min(near, key=lambda i: (nz[i], -rets[i]))), True
 
 
 def student_from(meta: dict, state_dict: dict, threshold: float | None = None) -> BayesianStudent:
@@ -112,7 +117,7 @@ def student_from(meta: dict, state_dict: dict, threshold: float | None = None) -
 
 def select(cands: list[Candidate], meta: dict, stats: dict, env_id: str, run_seed: int, rule: str, tol: float,
            episodes: int, shortlist: int, keep_return: float | None = None,
-           teacher_act=None, thresholds: list[float] | None = None) -> dict:
+           teacher_act: Policy | None = None, thresholds: list[float] | None = None) -> dict:
     """Evaluate the shortlisted candidates (x thresholds) on the selection seeds and choose one.
 
     Returns {"rule", "chosen" (row), "rows", "teacher_select_return", "keep_return_met"}."""
@@ -217,7 +222,7 @@ def run_sweep(cfg: SweepConfig) -> dict:
     return result
 
 
-def plot_sweep(results: dict[str, dict]):
+def plot_sweep(results: dict[str, dict]) -> Figure:
     """Return (left) and nonzero parameters (right) against the threshold, one line per environment."""
     import matplotlib
     matplotlib.use("Agg")

@@ -6,6 +6,7 @@ scaled to [-1, 1]. The student file carries the statistics and bounds needed to 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,8 @@ class BayesianStudent(nn.Module):
                  threshold: float = 3.0, log_alpha_clip: float = 10.0, init_log_sigma2: float = -10.0) -> None:
         super().__init__()
         widths = [obs_dim, *hidden, act_dim]
-        self.layers = nn.ModuleList(
+        # an nn.ModuleList of LinearSVDO (ModuleList is not generic: the annotation says what it holds)
+        self.layers: Sequence[LinearSVDO] = nn.ModuleList(  # type: ignore[assignment]
             LinearSVDO(i, o, threshold, log_alpha_clip, init_log_sigma2) for i, o in zip(widths[:-1], widths[1:]))
         self.act = ACTIVATIONS[activation]()
         self.activation = activation
@@ -42,7 +44,7 @@ class BayesianStudent(nn.Module):
         return torch.tanh(h)
 
     def kl(self) -> torch.Tensor:
-        return sum(layer.kl() for layer in self.layers)
+        return sum((layer.kl() for layer in self.layers), torch.zeros(()))
 
     def weight_count(self) -> int:
         return sum(layer.theta.numel() for layer in self.layers)

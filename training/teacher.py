@@ -246,7 +246,7 @@ def _save_teacher_checkpoint(work: _TeacherWork, model, history: list[dict], bes
     import torch
 
     buf = io.BytesIO()
-    np.savez(buf, **_replay_arrays(model.replay_buffer))
+    np.savez(buf, **_replay_arrays(model.replay_buffer))  # type: ignore[arg-type]  # numpy stub: **dict vs allow_pickle
     atomic_write(work.replay, lambda f: f.write(buf.getvalue()))
     if best["teacher"] is not None:
         best["teacher"].save(work.best)
