@@ -132,6 +132,35 @@ def model_descriptor(prefix: str, in_dim: int, out_dim: int, max_width: int, n_l
             f"{a}_out_scale, {a}_out_offset, {a}_low, {a}_high, {a}_safe, {in_offset} }};\n")
 
 
+def emit_layer(c: list[str], name: str, w: np.ndarray, b: np.ndarray, p: LayerPlan, act: int, int8: bool) -> str:
+    """Append one layer's arrays (values or int8 values with row scales, CSR indices, bias) to c; returns
+    its bpd_layer_t initialiser (policy.h)."""
+    vals, scale = quantise_rows(w) if int8 else (w, None)
+    if p.storage == "dense":
+        flat = vals.ravel()
+    else:
+        rows_idx, cols_idx = np.nonzero(w)
+        flat = vals[rows_idx, cols_idx]
+        row_ptr = np.concatenate([[0], np.cumsum(np.count_nonzero(w, axis=1))]).astype(np.uint16)
+        ctype = "uint8_t" if p.storage == "csr8" else "uint16_t"
+        cols = _wrap(_ints(cols_idx)) if len(cols_idx) else "    0"  # C has no empty arrays
+        c.append(f"static const {ctype} {name}_cols[{max(len(cols_idx), 1)}] = {{\n{cols}\n}};\n")
+        c.append(f"static const uint16_t {name}_row_ptr[{len(row_ptr)}] = {{\n{_wrap(_ints(row_ptr))}\n}};\n")
+    if scale is not None:
+        q = _wrap(_ints(flat)) if len(flat) else "    0"
+        c.append(f"static const int8_t {name}_q[{max(len(flat), 1)}] = {{\n{q}\n}};\n")
+        c.append(f"static const float {name}_scale[{len(scale)}] = {{\n{_wrap(_floats(scale))}\n}};\n")
+    else:
+        v = _wrap(_floats(flat)) if len(flat) else "    0.0f"
+        c.append(f"static const float {name}_w[{max(len(flat), 1)}] = {{\n{v}\n}};\n")
+    c.append(f"static const float {name}_b[{len(b)}] = {{\n{_wrap(_floats(b))}\n}};\n")
+    fields = [f"{p.rows}", f"{p.cols}", f"{STORAGE[p.storage]}", f"{act}",
+              "NULL" if int8 else f"{name}_w", f"{name}_q" if int8 else "NULL", f"{name}_scale" if int8 else "NULL",
+              f"{name}_cols" if p.storage == "csr8" else "NULL", f"{name}_cols" if p.storage == "csr16" else "NULL",
+              "NULL" if p.storage == "dense" else f"{name}_row_ptr", f"{name}_b"]
+    return "    { " + ", ".join(fields) + " }"
+
+
 def generate_c(net: CollapsedNet, out_dir: Path, fmt: str, int8: bool, source_hash: str, command: str,
                prefix: str = "bpd") -> list[LayerPlan]:
     """Write policy_weights.c/.h and copy the kernel into out_dir; returns the per-layer plans."""
@@ -146,33 +175,8 @@ def generate_c(net: CollapsedNet, out_dir: Path, fmt: str, int8: bool, source_ha
     c = [banner, '#include "policy_weights.h"\n']
     if net.in_offset is not None:
         c.append(f"static const float {prefix}_in_offset[{net.obs_dim}] = {{\n{_wrap(_floats(net.in_offset))}\n}};\n")
-    layer_inits = []
-    for i, (w, b, p) in enumerate(zip(net.weights, net.biases, plans)):
-        vals, scale = quantise_rows(w) if int8 else (w, None)
-        name = f"{prefix}_l{i}"
-        if p.storage == "dense":
-            flat = vals.ravel()
-        else:
-            rows_idx, cols_idx = np.nonzero(w)
-            flat = vals[rows_idx, cols_idx]
-            row_ptr = np.concatenate([[0], np.cumsum(np.count_nonzero(w, axis=1))]).astype(np.uint16)
-            ctype = "uint8_t" if p.storage == "csr8" else "uint16_t"
-            c.append(f"static const {ctype} {name}_cols[{len(cols_idx)}] = {{\n{_wrap(_ints(cols_idx))}\n}};\n")
-            c.append(f"static const uint16_t {name}_row_ptr[{len(row_ptr)}] = {{\n{_wrap(_ints(row_ptr))}\n}};\n")
-        if scale is not None:  # int8
-            c.append(f"static const int8_t {name}_q[{len(flat)}] = {{\n{_wrap(_ints(flat))}\n}};\n")
-            c.append(f"static const float {name}_scale[{len(scale)}] = {{\n{_wrap(_floats(scale))}\n}};\n")
-        else:
-            c.append(f"static const float {name}_w[{len(flat)}] = {{\n{_wrap(_floats(flat))}\n}};\n")
-        c.append(f"static const float {name}_b[{len(b)}] = {{\n{_wrap(_floats(b))}\n}};\n")
-        act = ACT[net.activation] if i < n - 1 else ACT["none"]
-        fields = [f"{p.rows}", f"{p.cols}", f"{STORAGE[p.storage]}", f"{act}",
-                  "NULL" if int8 else f"{name}_w", f"{name}_q" if int8 else "NULL",
-                  f"{name}_scale" if int8 else "NULL",
-                  f"{name}_cols" if p.storage == "csr8" else "NULL",
-                  f"{name}_cols" if p.storage == "csr16" else "NULL",
-                  "NULL" if p.storage == "dense" else f"{name}_row_ptr", f"{name}_b"]
-        layer_inits.append("    { " + ", ".join(fields) + " }")
+    layer_inits = [emit_layer(c, f"{prefix}_l{i}", w, b, p, ACT[net.activation] if i < n - 1 else ACT["none"], int8)
+                   for i, (w, b, p) in enumerate(zip(net.weights, net.biases, plans))]
     for nm, arr in (("out_scale", net.out_scale), ("out_offset", net.out_offset), ("low", net.action_low),
                     ("high", net.action_high), ("safe", safe)):
         c.append(f"static const float {prefix}_{nm}[{net.act_dim}] = {{ {_floats(arr)} }};\n")
@@ -185,20 +189,26 @@ def generate_c(net: CollapsedNet, out_dir: Path, fmt: str, int8: bool, source_ha
          '#include "policy.h"\n', f"#define {up}_OBS_DIM {net.obs_dim}\n#define {up}_ACT_DIM {net.act_dim}\n",
          f"#define {up}_SCRATCH_FLOATS {2 * max_width}\n",
          f"extern const bpd_model_t {prefix}_model;\nextern const char {prefix}_model_hash[];\n", "#endif\n"]
-    used = {p.storage for p in plans}
+    write_c_sources(out_dir, banner, c, h, {p.storage for p in plans}, int8)
+    return plans
+
+
+def write_c_sources(out_dir: Path, banner: str, weights_c: list[str], weights_h: list[str], storage: set[str],
+                    int8: bool) -> None:
+    """policy_weights.c/.h and policy_config.h (the storage paths the kernel compiles) beside a copy of
+    the generic kernel."""
     config = [banner, "#ifndef BPD_POLICY_CONFIG_H\n#define BPD_POLICY_CONFIG_H\n",
               "/* storage paths this model uses: the kernel compiles only these */\n"]
-    for flag, on in (("DENSE", "dense" in used), ("CSR8", "csr8" in used), ("CSR16", "csr16" in used),
+    for flag, on in (("DENSE", "dense" in storage), ("CSR8", "csr8" in storage), ("CSR16", "csr16" in storage),
                      ("INT8", int8)):
         config.append(f"#define BPD_USE_{flag} {int(on)}\n")
     config.append("#endif\n")
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text(out_dir / "policy_config.h", "".join(config))
-    write_text(out_dir / "policy_weights.c", "\n".join(c))
-    write_text(out_dir / "policy_weights.h", "\n".join(h))
+    write_text(out_dir / "policy_weights.c", "\n".join(weights_c))
+    write_text(out_dir / "policy_weights.h", "\n".join(weights_h))
     for f in KERNEL_FILES:
         shutil.copyfile(KERNEL_DIR / f, out_dir / f)
-    return plans
 
 
 def check_export_dir(d: str | Path) -> Path:

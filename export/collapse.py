@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bpd.errors import BpdError
-from training.mlp import LayerSizes, MLPPolicy
+from training.mlp import LayerSizes, MLPPolicy, hidden_chain
 from training.mlp import activation as hidden_activation
 
 
@@ -55,10 +55,7 @@ class CollapsedNet(LayerSizes):
         h = np.asarray(obs, dtype=np.float64)
         if self.in_offset is not None:
             h = h - self.in_offset.astype(np.float64)
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            h = h @ w.T.astype(np.float64) + b
-            if i < len(self.weights) - 1:
-                h = hidden_activation(self.activation, h)
+        h = hidden_chain(h, self.weights, self.biases, self.activation)
         if self.output == "tanh":
             return self.out_offset + self.out_scale * np.tanh(h)
         return np.clip(h, self.action_low, self.action_high)

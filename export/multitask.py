@@ -18,7 +18,6 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,18 +26,15 @@ import numpy as np
 
 from bpd.config import field
 from bpd.errors import BpdError
-from bpd.io import write_json, write_text
+from bpd.io import write_json
 from export.c_export import (
     ACT,
-    KERNEL_DIR,
-    KERNEL_FILES,
-    STORAGE,
     _floats,
-    _ints,
-    _wrap,
     compile_shared,
+    emit_layer,
     model_descriptor,
     plan_layer,
+    write_c_sources,
 )
 from export.collapse import fold_normalisation
 
@@ -101,23 +97,7 @@ def generate_multitask_c(nets: list[TaskNet], activation: str, trunk_w: list[np.
         p = plan_layer(w, fmt, False)
         used.add(p.storage)
         weight_bytes += p.total_bytes
-        if p.storage == "dense":
-            flat = w.ravel()
-        else:
-            r, col = np.nonzero(w)
-            flat = w[r, col]
-            row_ptr = np.concatenate([[0], np.cumsum(np.count_nonzero(w, axis=1))]).astype(np.uint16)
-            ctype = "uint8_t" if p.storage == "csr8" else "uint16_t"
-            cols = _wrap(_ints(col)) if len(col) else "    0"
-            c.append(f"static const {ctype} {name}_cols[{max(len(col), 1)}] = {{\n{cols}\n}};\n")
-            c.append(f"static const uint16_t {name}_row_ptr[{len(row_ptr)}] = {{\n{_wrap(_ints(row_ptr))}\n}};\n")
-        vals = _wrap(_floats(flat)) if len(flat) else "    0.0f"
-        c.append(f"static const float {name}_w[{max(len(flat), 1)}] = {{\n{vals}\n}};\n")
-        c.append(f"static const float {name}_b[{len(b)}] = {{\n{_wrap(_floats(b))}\n}};\n")
-        return "{ " + ", ".join([str(p.rows), str(p.cols), str(STORAGE[p.storage]), str(act), f"{name}_w", "NULL",
-                                 "NULL", f"{name}_cols" if p.storage == "csr8" else "NULL",
-                                 f"{name}_cols" if p.storage == "csr16" else "NULL",
-                                 "NULL" if p.storage == "dense" else f"{name}_row_ptr", f"{name}_b"]) + " }"
+        return emit_layer(c, name, w, b, p, act, False).strip()
 
     act = ACT[activation]
     trunk_inits = [emit(f"bpd_trunk{j}", w, b, act) for j, (w, b) in enumerate(zip(trunk_w, trunk_b))]
@@ -144,16 +124,7 @@ def generate_multitask_c(nets: list[TaskNet], activation: str, trunk_w: list[np.
                  f"#define {up}_SCRATCH_FLOATS {2 * mw}\nextern const bpd_model_t {p}_model;\n"
                  f"int {p}_run(const float *obs, float *action, float *scratch);\n")
     h.append("#endif\n")
-    config = [banner, "#ifndef BPD_POLICY_CONFIG_H\n#define BPD_POLICY_CONFIG_H\n"]
-    for flag, on in (("DENSE", "dense" in used), ("CSR8", "csr8" in used), ("CSR16", "csr16" in used), ("INT8", False)):
-        config.append(f"#define BPD_USE_{flag} {int(on)}\n")
-    config.append("#endif\n")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_text(out_dir / "policy_config.h", "".join(config))
-    write_text(out_dir / "policy_weights.c", "\n".join(c))
-    write_text(out_dir / "policy_weights.h", "\n".join(h))
-    for f in KERNEL_FILES:
-        shutil.copyfile(KERNEL_DIR / f, out_dir / f)
+    write_c_sources(out_dir, banner, c, h, used, False)
     return {"weights_flash_bytes": weight_bytes}
 
 

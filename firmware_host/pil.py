@@ -17,11 +17,9 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import struct
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -221,18 +219,8 @@ class PilRig:
 
 
 def rig_pil(cfg: RigPilConfig) -> None:
+    from firmware_host.sim import serve
+
     rig = PilRig(cfg)
-    stop = {"flag": False}
-
-    def on_signal(*_: object) -> None:
-        stop["flag"] = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    print(rig.path, flush=True)
-    print(f"rig {rig.spec.name}: processor-in-the-loop, {rig.elf.name} on QEMU netduinoplus2 (STM32F405), "
-          f"lockstep, -icount shift={ICOUNT_SHIFT}", file=sys.stderr, flush=True)
-    try:
-        rig.run(lambda: stop["flag"])
-    finally:
-        rig.close()
+    serve(rig, f"rig {rig.spec.name}: processor-in-the-loop, {rig.elf.name} on QEMU netduinoplus2 (STM32F405), "
+               f"lockstep, -icount shift={ICOUNT_SHIFT}")

@@ -227,6 +227,14 @@ def rig_sim(cfg: RigSimConfig) -> None:
     from bpd.io import check_output_dir
     check_output_dir(cfg.build_dir)
     rig = SimRig(cfg)
+    mode = "lockstep" if cfg.lockstep else "realtime"
+    serve(rig, f"rig {rig.spec.name}: {mode}, {1e6 / rig.spec.period_us:.0f} Hz, device policy: "
+               f"{'yes' if cfg.policy else 'no'}")
+
+
+def serve(rig, banner: str) -> None:
+    """Print the rig's port (stdout, for the parent) and a banner (stderr), run it until SIGTERM or
+    SIGINT, and close it on every way out."""
     stop = {"flag": False}
 
     def on_signal(*_: object) -> None:
@@ -235,9 +243,7 @@ def rig_sim(cfg: RigSimConfig) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     print(rig.path, flush=True)
-    mode = "lockstep" if cfg.lockstep else "realtime"
-    print(f"rig {rig.spec.name}: {mode}, {1e6 / rig.spec.period_us:.0f} Hz, device policy: "
-          f"{'yes' if cfg.policy else 'no'}", file=sys.stderr, flush=True)
+    print(banner, file=sys.stderr, flush=True)
     try:
         rig.run(lambda: stop["flag"])
     finally:

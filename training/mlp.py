@@ -12,6 +12,15 @@ def activation(name: str, x: np.ndarray) -> np.ndarray:
     return np.tanh(x) if name == "tanh" else np.maximum(x, 0.0)
 
 
+def hidden_chain(h: np.ndarray, weights: list[np.ndarray], biases: list[np.ndarray], act: str) -> np.ndarray:
+    """The affine layers with the hidden activation between them (none after the last), in h's dtype."""
+    for i, (w, b) in enumerate(zip(weights, biases)):
+        h = h @ w.T.astype(h.dtype) + b
+        if i < len(weights) - 1:
+            h = activation(act, h)
+    return h
+
+
 class LayerSizes:
     """Sizes of a network held as `weights` [out, in] and `biases` lists."""
 
@@ -57,16 +66,10 @@ class MLPPolicy(LayerSizes):
     action_low: np.ndarray
     action_high: np.ndarray
 
-    def hidden_act(self, x: np.ndarray) -> np.ndarray:
-        return activation(self.activation, x)
-
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Deterministic action(s) for one observation [obs_dim] or a batch [n, obs_dim]."""
-        h = (np.asarray(obs, dtype=np.float32) - self.obs_mean) / self.obs_std
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            h = h @ w.T + b
-            if i < len(self.weights) - 1:
-                h = self.hidden_act(h)
+        h = hidden_chain((np.asarray(obs, dtype=np.float32) - self.obs_mean) / self.obs_std, self.weights,
+                         self.biases, self.activation)
         if self.output == "tanh":
             return self.action_low + (np.tanh(h) + 1.0) * 0.5 * (self.action_high - self.action_low)
         return np.clip(h, self.action_low, self.action_high)
