@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from export.c_export import CPolicy, generate_c
+from export.cc import STRICT
 from export.collapse import collapse
 from firmware_host.build import build_bpd_image, image_report
 from firmware_host.cycle_model import estimate_cycles
@@ -142,7 +143,7 @@ def test_firmware_core_host_build_warning_free(tmp_path, cc):
     fix = pendulum_export()
     rig = write_rig_header(load_rig("desktop-cartpole"), tmp_path / "rig").parent
     for extra in ([], ["-DBPD_SIM_POLICY", f"-I{fix}"]):
-        subprocess.run([cc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2", "-fPIC", f"-I{c}",
+        subprocess.run([cc, *STRICT, "-O2", "-fPIC", f"-I{c}",
                         f"-I{rig}", *extra,
                         "-c", *(str(c / f) for f in ("bpd_fw.c", "bpd_wire.c", "bpd_msgs.c", "hal_host.c"))],
                        check=True, cwd=tmp_path)

@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from export.cc import STRICT
 from firmware_host import wire_spec
 from firmware_host.codec import Parser, cobs_decode, cobs_encode, crc16, encode
 
 ROOT = Path(__file__).resolve().parents[1]
 C = ROOT / "firmware_host" / "c"
 GOLDEN = json.loads((Path(__file__).parent / "golden" / "frames.json").read_text())
-STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
 
 
 def build_selftest(tmp: Path, cc: str = "gcc", extra: list[str] | None = None) -> Path:
