@@ -9,28 +9,26 @@ shared machine. Writes benchmarks/results/device.json and device.md (and each se
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 from bpd.io import bpd_executable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from chain import chain_args, seeds_with  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--work", type=Path, default=HERE / "work")
-    ap.add_argument("--out", type=Path, default=HERE / "results")
-    args = ap.parse_args()
+    args = chain_args(__doc__)
     exe = bpd_executable()
     rows, per_seed = [], {}
-    for seed_dir in sorted(args.work.glob("seed*")):
+    for seed_dir in seeds_with(args.work, "export/export.json"):
         exp = seed_dir / "export"
-        if not (exp / "export.json").exists():
-            continue
         out = args.out / "device" / seed_dir.name
         subprocess.run([exe, "bench", str(exp), "--out", str(out)], check=True, capture_output=True)
         r = json.loads((out / "bench.json").read_text())

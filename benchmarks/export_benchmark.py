@@ -9,27 +9,25 @@ the flash of the student against the dense float32 teacher. Writes benchmarks/re
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 from bpd.io import bpd_executable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from chain import chain_args, seeds_with  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--work", type=Path, default=HERE / "work")
-    ap.add_argument("--out", type=Path, default=HERE / "results")
-    args = ap.parse_args()
+    args = chain_args(__doc__)
     exe = bpd_executable()
     rows = []
-    for seed_dir in sorted(args.work.glob("seed*")):
+    for seed_dir in seeds_with(args.work, "run/student.pt"):
         run = seed_dir / "run"
-        if not (run / "student.pt").exists():
-            continue
         out = seed_dir / "export"
         subprocess.run([exe, "export", str(run), "--out", str(out), "--int8", "--episodes", "10"], check=True,
                        capture_output=True)

@@ -1,0 +1,22 @@
+"""The seed chain the training, export and device benchmarks share: benchmarks/work/seed<k>/ holds
+each seed's run, export and measurements; each script takes --work and --out and walks the seeds
+whose previous stage has finished."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def chain_args(doc: str) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--work", type=Path, default=HERE / "work")
+    ap.add_argument("--out", type=Path, default=HERE / "results")
+    return ap.parse_args()
+
+
+def seeds_with(work: Path, stage_file: str) -> list[Path]:
+    """The seed directories under work whose stage_file (e.g. run/student.pt) exists, in order."""
+    return [d for d in sorted(work.glob("seed*")) if (d / stage_file).exists()]
