@@ -46,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             kwargs["default"] = bool(f.default)
             if f.default:
                 flag = "--no-" + flag[2:]
+                kwargs["help"] = f"turn off (on by default): {kwargs['help']}"
         elif get_origin(tp) is list:
             (elem,) = get_args(tp)
             kwargs["type"] = elem

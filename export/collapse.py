@@ -26,7 +26,7 @@ from training.mlp import activation as hidden_activation
 
 @dataclass
 class CollapsedNet(LayerSizes):
-    """y = W_L act(... act(W_0 x + b_0) ...) + b_L on raw observations x, then
+    """y = W_L act(... act(W_0 (x - in_offset) + b_0) ...) + b_L on raw observations x, then
     output "tanh": action = out_offset + out_scale * tanh(y); output "clip": action = clip(y, low, high)."""
 
     weights: list[np.ndarray]

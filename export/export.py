@@ -158,9 +158,13 @@ def layer_table(net: CollapsedNet, plans: list[LayerPlan]) -> list[dict]:
 
 
 def totals(net: CollapsedNet, plans: list[LayerPlan]) -> dict:
+    """Flash and activation RAM as generate_c lays them out: the input offset is obs_dim floats of flash,
+    and the centred observation takes one of the two scratch buffers."""
     out_bytes = 4 * net.act_dim * 5  # out_scale, out_offset, low, high, safe action
-    return {"flash_bytes": sum(p.total_bytes for p in plans) + out_bytes,
-            "ram_activation_bytes": 4 * 2 * max(p.rows for p in plans),
+    offset = net.in_offset is not None
+    widest = max([p.rows for p in plans] + ([net.obs_dim] if offset else []))
+    return {"flash_bytes": sum(p.total_bytes for p in plans) + out_bytes + (4 * net.obs_dim if offset else 0),
+            "ram_activation_bytes": 4 * 2 * widest,
             "macs": sum(p.nnz if p.storage != "dense" else p.rows * p.cols for p in plans),
             "nonzero_weights": sum(p.nnz for p in plans), "params_nonzero": net.params_nonzero}
 
@@ -245,7 +249,8 @@ def _write_export(cfg: ExportConfig, out: Path) -> dict:
     tot = totals(net, plans)
     report = {"source": str(src.path), "source_kind": src.kind, "source_sha256": src.sha256, "model_hash": mh,
               "env_id": src.env_id, "threshold": src.threshold, "widths_before": net.widths_before,
-              "widths_after": net.widths, "layers": layer_table(net, plans), "totals": tot, "dense_teacher": dense,
+              "widths_after": net.widths, "input_offset": net.in_offset is not None,
+              "layers": layer_table(net, plans), "totals": tot, "dense_teacher": dense,
               "flash_vs_teacher": tot["flash_bytes"] / dense["flash_bytes"],
               "macs_vs_teacher": tot["macs"] / dense["macs"], "parity": parity, "kernel": kernel, "command": command}
     if cfg.int8:

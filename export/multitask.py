@@ -8,7 +8,8 @@ policy_weights.c stores every trunk layer once and each task's layer table point
     const bpd_model_t bpd_<task>_model;                   one per task
     int bpd_<task>_run(const float *obs, float *action, float *scratch);   BPD_<TASK>_OBS_DIM, ...
 
-The observation normalisation folds into each task's input layer, as in `bpd export`. Dead units
+The observation normalisation folds into each task's input layer (mean and scale; `bpd export`
+keeps the mean as an input offset instead, and the parity check below is against float64). Dead units
 are not removed (a unit dead for one task may carry another). Parity: the compiled C against the
 float64 forward of each task's network, on the task's dataset states or on random ones.
 """

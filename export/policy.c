@@ -130,6 +130,10 @@ int bpd_policy_run(const bpd_model_t *model, const float *obs, float *action, fl
     bufs[1] = scratch + model->max_width;
     in = obs;
     if (model->in_offset != NULL) { /* centred in bufs[1]: layer 0 reads it and writes bufs[0] */
+        if (model->max_width < model->in_dim) { /* a descriptor whose scratch cannot hold the input */
+            safe_output(model, action);
+            return BPD_ERR_ARG;
+        }
         for (i = 0; i < model->in_dim; ++i) bufs[1][i] = obs[i] - model->in_offset[i];
         in = bufs[1];
     }

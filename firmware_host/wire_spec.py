@@ -1,5 +1,5 @@
 """The wire protocol, defined once. The C header firmware_host/c/bpd_msgs.h is generated from this
-table (`python -m firmware_host.wire_spec`), and hil's Python codec reads it directly. Both are
+table (`python -m firmware_host.wire_spec`), and the Python codec (firmware_host/codec.py) reads it directly. Both are
 checked against the same golden frames (tests/golden/frames.json). docs/protocol.md explains it.
 
 Frame on the wire: 0x00 COBS(id u8 | seq u16 | body | crc16 u16) 0x00. Little-endian.

@@ -106,6 +106,9 @@ def _run_trial(cfg: HilRunConfig, spec, pol) -> dict:
     except (LinkError, BpdError) as e:
         error = e
         summary["ended"] = f"error: {e}"
+    except BaseException as e:  # a fault of the host itself: the stop below still goes out, then it propagates
+        summary["ended"] = f"host fault: {e.__class__.__name__}: {e}"
+        raise
     finally:
         link.close()  # stop: the device zeroes its actuator
         log.close()

@@ -179,3 +179,24 @@ def test_csr_row_pointer_limit():
     assert plan_layer(w, "auto", False).storage == "dense"
     with pytest.raises(BpdError, match="cannot be stored as CSR"):
         plan_layer(w, "csr", False)
+
+
+def test_offset_with_too_small_scratch_is_refused(tmp_path):
+    """A descriptor with an input offset whose max_width cannot hold the centred observation gives
+    BPD_ERR_ARG and the safe action instead of writing past scratch."""
+    import re
+
+    from tests.test_export_collapse import _near_constant_policy
+
+    net = collapse(_near_constant_policy())
+    generate_c(net, tmp_path, "auto", False, "0" * 64, "test")
+    assert net.obs_dim == 3 and net.in_offset is not None
+    src = tmp_path / "policy_weights.c"
+    text = src.read_text()
+    ok = CPolicy(tmp_path, build_dir=tmp_path / "b1")
+    assert ok.run(np.array([0.9988, 0.0, 5.0], np.float32))[0] == 0
+    # the same model claiming a scratch of 2 x 1 floats for its 3 inputs
+    src.write_text(re.sub(r"(bpd_model = \{ 3, 1, )\d+,", r"\g<1>1,", text))
+    bad = CPolicy(tmp_path, build_dir=tmp_path / "b2")
+    rc, a = bad.run(np.array([0.9988, 0.0, 5.0], np.float32))
+    assert rc == -2 and a[0] == 0.0  # BPD_ERR_ARG, zero clamped into [-1, 1]

@@ -7,7 +7,7 @@
  * overrides the UART and clock set-up; a processor-in-the-loop build (plant_link.c) overrides
  * sensors, actuator, time and the tick source so a simulated plant drives the image.
  *
- * Build: bpd firmware build --export EXPORT_DIR --target cortex-m4f --rig RIG [--board BOARD]
+ * Build: bpd firmware build EXPORT_DIR --target cortex-m4f --rig RIG [--board BOARD]
  */
 #include <stdint.h>
 #include <string.h>
