@@ -139,7 +139,8 @@ def _pil(tmp):
         pytest.skip("qemu-system-arm not installed (make system-deps installs it)")
     if shutil.which("arm-none-eabi-gcc") is None:
         pytest.skip("arm-none-eabi-gcc not installed (make system-deps installs it)")
-    t = PtyTarget(["pil", "--rig", RIG.name, "--policy", str(FIX), "--action-timeout", "0.1",
+    # the emulated image waits up to 0.5 s of wall time for each host action: a busy host answers late
+    t = PtyTarget(["pil", "--rig", RIG.name, "--policy", str(FIX), "--action-timeout", "0.5",
                    "--build-dir", str(tmp / "pil")])
     t.WINDOW = max(t.WINDOW, 2.0)  # emulation under a busy host answers later than a board; silence is judged over 2 s
     return t
