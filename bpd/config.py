@@ -41,11 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             parser.add_argument(f.name, type=tp if tp in (int, float) else str, **kwargs)
             continue
         flag = meta.get("flag") or "--" + f.name.replace("_", "-")
-        if tp is bool:  # one spelling: --x turns on what is off by default, --no-x turns off what is on
+        if tp is bool:
             kwargs["action"] = "store_false" if f.default else "store_true"
             kwargs["default"] = bool(f.default)
+            flag = meta.get("flag") or switch_flag(f.name, bool(f.default))
             if f.default:
-                flag = "--no-" + flag[2:]
                 kwargs["help"] = f"turn off (on by default): {kwargs['help']}"
         elif get_origin(tp) is list:
             (elem,) = get_args(tp)
@@ -76,6 +76,11 @@ def _num(x: float) -> str:
 
 def flag_name(name: str) -> str:
     return "--" + name.replace("_", "-")
+
+
+def switch_flag(name: str, on_by_default: bool) -> str:
+    """The one spelling of a switch: --x turns on what is off by default, --no-x turns off what is on."""
+    return "--no-" + flag_name(name)[2:] if on_by_default else flag_name(name)
 
 
 def check_finite(cfg: Any) -> None:

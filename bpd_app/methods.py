@@ -59,21 +59,22 @@ def get(name: str) -> Method:
     return METHODS[name]
 
 
-def flags(args: dict, config: type | None = None) -> list[str]:
-    """{'eta_schedule': 'constant', 'hidden': [32, 32], 'progress': False} -> command-line flags.
-    A switch is written only where it departs from its default (a bpd option has one spelling: --x for
-    one that is off by default, --no-x for one that is on); config is the command's configuration class
-    (without it a switch is taken as off by default unless it is the progress bar)."""
+def flags(args: dict, config: type) -> list[str]:
+    """{'eta_schedule': 'constant', 'hidden': [32, 32], 'progress': False} -> command-line flags of the
+    command whose configuration class is config. A switch is written only where it departs from its
+    default, in its one spelling (bpd.config.switch_flag)."""
     import dataclasses
 
-    defaults = {f.name: f.default for f in dataclasses.fields(config)} if config else {"progress": True}
+    from bpd.config import switch_flag
+
+    defaults = {f.name: f.default for f in dataclasses.fields(config)}
     out: list[str] = []
     for k, v in args.items():
         flag = "--" + str(k).replace("_", "-")
         if isinstance(v, bool):
             on_by_default = bool(defaults.get(str(k), False))
             if v != on_by_default:
-                out.append("--no-" + flag[2:] if on_by_default else flag)
+                out.append(switch_flag(str(k), on_by_default))
         elif isinstance(v, (list, tuple)):
             out += [flag, *(str(x) for x in v)]
         elif v is None:

@@ -132,6 +132,12 @@ def model_descriptor(prefix: str, in_dim: int, out_dim: int, max_width: int, n_l
             f"{a}_out_scale, {a}_out_offset, {a}_low, {a}_high, {a}_safe, {in_offset} }};\n")
 
 
+def scratch_width(net: CollapsedNet) -> int:
+    """max_width of the model descriptor: scratch is two buffers of it, and with an input offset the
+    centred observation takes one of them."""
+    return max([w.shape[0] for w in net.weights] + ([net.obs_dim] if net.in_offset is not None else []))
+
+
 def emit_layer(c: list[str], name: str, w: np.ndarray, b: np.ndarray, p: LayerPlan, act: int, int8: bool) -> str:
     """Append one layer's arrays (values or int8 values with row scales, CSR indices, bias) to c; returns
     its bpd_layer_t initialiser (policy.h)."""
@@ -168,8 +174,7 @@ def generate_c(net: CollapsedNet, out_dir: Path, fmt: str, int8: bool, source_ha
     mh = model_hash(net)
     banner = (f"/* generated - do not edit.\n * source sha256: {source_hash}\n * model hash: {mh}\n"
               f" * regenerate with: {command}\n */\n")
-    # scratch: two buffers of max_width; with an input offset the centred observation takes one of them
-    max_width = max([w.shape[0] for w in net.weights] + ([net.obs_dim] if net.in_offset is not None else []))
+    max_width = scratch_width(net)
     n = len(net.weights)
     safe = np.clip(np.zeros(net.act_dim, np.float32), net.action_low, net.action_high)
     c = [banner, '#include "policy_weights.h"\n']

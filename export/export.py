@@ -26,7 +26,7 @@ import bpd
 from bpd.config import check_ranges, field
 from bpd.errors import BpdError
 from bpd.io import StagedDir, check_output_dir, read_json, sha256_file, write_json
-from export.c_export import CPolicy, LayerPlan, generate_c, model_hash
+from export.c_export import CPolicy, LayerPlan, generate_c, model_hash, scratch_width
 from export.collapse import CollapsedNet, collapse
 from export.onnx_export import (
     OnnxPolicy,
@@ -162,9 +162,8 @@ def totals(net: CollapsedNet, plans: list[LayerPlan]) -> dict:
     and the centred observation takes one of the two scratch buffers."""
     out_bytes = 4 * net.act_dim * 5  # out_scale, out_offset, low, high, safe action
     offset = net.in_offset is not None
-    widest = max([p.rows for p in plans] + ([net.obs_dim] if offset else []))
     return {"flash_bytes": sum(p.total_bytes for p in plans) + out_bytes + (4 * net.obs_dim if offset else 0),
-            "ram_activation_bytes": 4 * 2 * widest,
+            "ram_activation_bytes": 4 * 2 * scratch_width(net),
             "macs": sum(p.nnz if p.storage != "dense" else p.rows * p.cols for p in plans),
             "nonzero_weights": sum(p.nnz for p in plans), "params_nonzero": net.params_nonzero}
 

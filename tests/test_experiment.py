@@ -68,8 +68,13 @@ def test_selection_rules_on_hand_built_candidates():
 
 
 def test_method_flags_and_resume():
-    assert flags({"eta_schedule": "constant", "hidden": [8, 4], "progress": False, "x": None}) == [
+    from training.distill import DistillConfig
+
+    assert flags({"eta_schedule": "constant", "hidden": [8, 4], "progress": False, "x": None}, DistillConfig) == [
         "--eta-schedule", "constant", "--hidden", "8", "4", "--no-progress"]
+    # a switch at its default is not written; one off by default is turned on by its own name
+    assert flags({"progress": True, "value_term": False, "resume": True}, DistillConfig) == [
+        "--no-value-term", "--resume"]
 
 
 def test_distill_command_resumes_a_started_run(tmp_path):
