@@ -10,6 +10,8 @@ import hashlib
 import io
 import json
 import os
+import shutil
+import sys
 import tempfile
 import zipfile
 from collections.abc import Callable
@@ -284,8 +286,5 @@ def portable_argv(argv: list[str]) -> list[str]:
 
 def bpd_executable() -> str:
     """The `bpd` command of this installation: the one beside the running Python, else on the PATH."""
-    import shutil
-    import sys
-
     local = Path(sys.executable).with_name("bpd")
     return str(local) if local.exists() else (shutil.which("bpd") or "bpd")

@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections import Counter
 
 # cycles per instruction of each class; "_regs" entries are added per register transferred.
+from firmware_host.build import TARGETS
+
 TABLES: dict[str, dict[str, float]] = {
     "cortex-m0plus": {"alu": 1, "mul": 1, "div": 0, "load": 2, "store": 2, "mem_multi": 1, "mem_multi_regs": 1,
                       "branch": 2, "call": 3, "branch_multi": 3, "branch_multi_regs": 1,
@@ -38,6 +40,4 @@ def estimate_cycles(target: str, mix: Counter) -> float:
 
 
 def estimate_us(target: str, cycles: float) -> float:
-    from firmware_host.build import TARGETS
-
     return cycles / TARGETS[target]["clock_mhz"]
