@@ -200,3 +200,55 @@ def test_offset_with_too_small_scratch_is_refused(tmp_path):
     bad = CPolicy(tmp_path, build_dir=tmp_path / "b2")
     rc, a = bad.run(np.array([0.9988, 0.0, 5.0], np.float32))
     assert rc == -2 and a[0] == 0.0  # BPD_ERR_ARG, zero clamped into [-1, 1]
+
+
+def _wide_teacher(path, scale):
+    """Pendulum-shaped 3 -> 256 -> 256 -> 1 relu teacher with weights `scale` times He's spread."""
+    from training.teacher import Teacher
+
+    rng = np.random.default_rng(7)
+    widths = [3, 256, 256, 1]
+    ws = [(rng.standard_normal((o, i)) * scale * np.sqrt(2 / i)).astype(np.float32)
+          for i, o in zip(widths[:-1], widths[1:])]
+    bs = [(0.1 * rng.standard_normal(o)).astype(np.float32) for o in widths[1:]]
+    Teacher(ws, bs, "relu", "clip", np.zeros(3, np.float32), np.ones(3, np.float32),
+            np.full(1, -2.0, np.float32), np.full(1, 2.0, np.float32), env_id="Pendulum-v1").save(path)
+
+
+def test_parity_reference_is_float64(tmp_path):
+    """The torch reference in float64 is the exact function of the float32 weights (numpy float64 agrees
+    to 1e-12), and float32 torch differs from it only by rounding."""
+    import torch
+
+    from export.export import load_source
+
+    _wide_teacher(tmp_path / "t.npz", 1.0)
+    src = load_source(tmp_path / "t.npz")
+    obs = np.random.default_rng(0).uniform(-3, 3, (200, 3)).astype(np.float32)
+    h = obs.astype(np.float64)
+    for i, (w, b) in enumerate(zip(src.policy.weights, src.policy.biases)):
+        h = h @ w.astype(np.float64).T + b
+        h = np.maximum(h, 0) if i < 2 else np.clip(h, -2, 2)
+    y64 = src.torch_forward(torch.as_tensor(obs, dtype=torch.float64)).numpy()
+    y32 = src.torch_forward(torch.as_tensor(obs)).numpy()
+    assert y64.dtype == np.float64 and y32.dtype == np.float32
+    assert np.abs(y64 - h).max() < 1e-12
+    assert 0 < np.abs(y32 - h).max() < 1e-4
+
+
+@pytest.mark.parametrize("scale,raised", [(0.3, False), (6.0, True)])
+def test_parity_tolerance_follows_float32_floor(tmp_path, scale, raised):
+    """A small-weight network is held to 1e-5 x the half action range; one whose own float32 forward
+    already moves by more than that is held to 4x that floor, and its export passes."""
+    from tests.conftest import run_bpd
+
+    _wide_teacher(tmp_path / "t.npz", scale)
+    run_bpd("export", str(tmp_path / "t.npz"), "--out", str(tmp_path / "e"), "--episodes", "0",
+            "--parity-samples", "2000")
+    par = json.loads((tmp_path / "e" / "export_report.json").read_text())["parity"]
+    floor = par["torch_float32_vs_float64"]
+    assert par["pass"] and par["reference"] == "torch float64" and floor > 0
+    assert par["tolerance"] == pytest.approx(max(2e-5, 4 * floor))
+    assert (par["tolerance"] > 2e-5) == raised
+    for k in ("onnxruntime_vs_torch", "reference_evaluator_vs_torch", "c_vs_torch"):
+        assert par[k] <= par["tolerance"]
