@@ -24,7 +24,7 @@ def main() -> None:
     plan = yaml.safe_load((HERE / "teachers.yaml").read_text())["teachers"]
     rows = []
     for env, spec in plan.items():
-        path = HERE / f"{env}.npz"
+        path = HERE / (spec.get("file") or f"{env}.npz")
         if not path.exists():
             rows.append({"env": env, "floor": spec["floor"], "file": None})
             continue

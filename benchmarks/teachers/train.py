@@ -40,17 +40,24 @@ def command(env_id: str, args: dict, out: Path, work: Path) -> list[str]:
     return cmd
 
 
-def train_one(env_id: str, args: dict) -> int:
+def file_name(env_id: str, spec: dict) -> str:
+    """The committed file's name: the entry's `file`, else ENV.npz."""
+    return spec.get("file") or f"{env_id}.npz"
+
+
+def train_one(env_id: str, spec: dict) -> int:
     """Train into the run directory, then copy the finished file beside this script."""
-    final = HERE / f"{env_id}.npz"
+    args = spec["args"]
+    final = HERE / file_name(env_id, spec)
     if final.exists():
         print(f"{env_id}: {final.relative_to(ROOT)} exists, skipped", flush=True)
         return 0
-    out = runs_root() / "teachers" / f"{env_id}.npz"
+    stem = Path(file_name(env_id, spec)).stem
+    out = runs_root() / "teachers" / f"{stem}.npz"
     rc = 0
     if not out.exists():
-        work = runs_root() / "teachers" / f"{env_id}.work"
-        log = runs_root() / "teachers" / f"{env_id}.log"
+        work = runs_root() / "teachers" / f"{stem}.work"
+        log = runs_root() / "teachers" / f"{stem}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         cmd = command(env_id, args, out, work)
         print(f"{env_id}: {' '.join(cmd[1:])}  (log {log})", flush=True)
@@ -75,7 +82,7 @@ def main() -> int:
         print(f"train.py: error: not in teachers.yaml: {', '.join(unknown)}", file=sys.stderr)
         return 2
     with ThreadPoolExecutor(ns.jobs) as pool:
-        codes = list(pool.map(lambda e: train_one(e, plan[e]["args"]), envs))
+        codes = list(pool.map(lambda e: train_one(e, plan[e]), envs))
     return max(codes, default=0)
 
 
