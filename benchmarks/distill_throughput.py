@@ -147,6 +147,14 @@ def main() -> None:
         cells = [f"{r['steps_per_second'][n]['median']:.0f} ({r['ratio_to_separate_1_thread'][n]:.2f}x)"
                  for n, _, _ in variants]
         lines.append(f"| {env_id} | " + " | ".join(cells) + f" | {100 * r['eval_share_at_defaults']:.1f} % |")
+    wins = {(e, n): x for e, r in results.items() for n, x in r["ratio_to_separate_1_thread"].items() if x > 1.1}
+    if wins:
+        lines += ["", "Faster than separate critics on one thread by more than 10 %: " + ", ".join(
+            f"{n} on {e} ({x:.2f}x)" for (e, n), x in wins.items()) + "."]
+    else:
+        lines += ["", "No variant beats separate critics on one thread by more than 10 % anywhere, so distillation "
+                  "keeps them; two cores are better spent on two cells side by side (`bpd experiment run --workers "
+                  "2`) than on two threads for one. Periodic evaluation is already off the hot path's cost."]
     write_text(res_dir / "distill_throughput.md", "\n".join(lines) + "\n")
     print((res_dir / "distill_throughput.md").read_text())
 
