@@ -364,7 +364,7 @@ for flag, value, msg in [("--steps", "0", "at least 1"), ("--hidden", "0", "--hi
                          ("--learning-rate", "-1", "--learning-rate"), ("--action-noise", "nan", "finite"),
                          ("--target-return", "inf", "finite"), ("--eval-episodes", "0", "--eval-episodes"),
                          ("--checkpoint-every", "0", "--checkpoint-every"), ("--learning-starts", "-1", "learning"),
-                         ("--seed", "-1", "--seed")]:
+                         ("--seed", "-1", "--seed"), ("--action-repeat", "0", "--action-repeat")]:
     case(f"teacher train {flag} {value}", ["teacher", "train", "--out", f"{C}/t.npz", flag, value], msg)
 for flag, value, msg in [("--steps", "0", "at least 1"), ("--steps", "-3", "at least 1"),
                          ("--noise", "nan", "finite"), ("--noise", "inf", "finite"), ("--noise", "-0.1", "--noise"),

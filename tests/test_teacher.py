@@ -1,5 +1,6 @@
 """Teacher format, the numpy forward pass, and safe import of stable-baselines3 models."""
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
@@ -81,3 +82,48 @@ def test_import_rejects_garbage(tmp_path):
     (tmp_path / "x.zip").write_bytes(b"nope")
     with pytest.raises(BpdError, match="not a readable stable-baselines3"):
         import_sb3(TeacherImportConfig(sb3_zip=str(tmp_path / "x.zip"), env="InvertedPendulum-v5"))
+
+
+class _Counter(gym.Env):
+    """A hand-built env: reward i at tick i, terminated at tick 7; the observation is the tick."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (1,), np.float32)
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def __init__(self) -> None:
+        self.t, self.actions = 0, []
+
+    def reset(self, *, seed=None, options=None):
+        self.t = 0
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        self.actions.append(float(action[0]))
+        return np.array([self.t], np.float32), float(self.t), self.t >= 7, False, {}
+
+
+def test_action_repeat_holds_sums_and_stops_at_the_end():
+    from training.envs import ActionRepeat
+
+    inner = _Counter()
+    env = ActionRepeat(inner, 3)
+    env.reset()
+    obs, r, term, trunc, _ = env.step(np.array([0.5], np.float32))
+    assert obs[0] == 3 and r == 1 + 2 + 3 and not term
+    obs, r, term, _, _ = env.step(np.array([-0.25], np.float32))
+    assert obs[0] == 6 and r == 4 + 5 + 6 and not term
+    obs, r, term, _, _ = env.step(np.array([1.0], np.float32))  # the episode ends after one of three ticks
+    assert obs[0] == 7 and r == 7 and term
+    assert inner.actions == [0.5] * 3 + [-0.25] * 3 + [1.0]
+
+
+def test_action_repeat_training_records_it(tmp_path):
+    """A tiny training with --action-repeat 2 runs, counts decisions in --steps and records the option."""
+    from tests.conftest import run_bpd
+
+    run_bpd("teacher", "train", "--out", str(tmp_path / "t.npz"), "--steps", "300", "--learning-starts", "100",
+            "--eval-every", "300", "--eval-episodes", "1", "--final-episodes", "2", "--hidden", "16", "16",
+            "--action-repeat", "2", "--no-progress")
+    t = load_teacher(tmp_path / "t.npz")
+    assert t.train["config"]["action_repeat"] == 2 and t.train["steps"] == 300

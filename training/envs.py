@@ -44,6 +44,25 @@ def make_env(env_id: str, seed: int | None = None, **kwargs) -> BoxEnv:
     return cast("BoxEnv", env)
 
 
+class ActionRepeat(gym.Wrapper):
+    """Hold each action for k ticks of the wrapped env and return the summed reward; a step ends early
+    with the episode. (Gymnasium's and stable-baselines3's frame-skip wrappers max-pool Atari frames,
+    which a state observation must not be.)"""
+
+    def __init__(self, env: gym.Env, k: int) -> None:
+        super().__init__(env)
+        self.k = int(k)
+
+    def step(self, action):
+        total = 0.0
+        for _ in range(self.k):
+            obs, reward, terminated, truncated, info = self.env.step(action)
+            total += float(reward)
+            if terminated or truncated:
+                break
+        return obs, total, terminated, truncated, info
+
+
 # Evaluation seeds. Episode i of an evaluation starting at seed s resets the env with s + i. The
 # ranges are disjoint so that no episode used to choose a model is used to report it:
 #   reporting (`bpd evaluate`, tables)          0 ..   99_999
