@@ -35,11 +35,10 @@ from export.onnx_export import (
     reference_evaluator_run,
     save_onnx,
 )
+from export.parity import PARITY_TOL
+from export.parity import tolerance as parity_tolerance
 from export.verify import manifest, verify_export
 from training.mlp import MLPPolicy
-
-PARITY_TOL = 1e-5
-FLOAT32_MARGIN = 4.0  # a float32 form may differ from the float64 reference by 4x torch's own float32 error
 
 
 @dataclass
@@ -235,14 +234,9 @@ def _write_export(cfg: ExportConfig, out: Path) -> dict:
         kernel |= generated_kernel(net, out, src.sha256, command, obs, ref, cfg.tanh_budget, PARITY_TOL)
     cpol = CPolicy(out)
     c_out = cpol.act(obs)
-    # float32 error grows with the output's scale: the tolerance is PARITY_TOL of the half action range
-    # (at least PARITY_TOL), so a +-10 V policy is held to 1e-4 V like a +-1 policy to 1e-5. It grows
-    # with the network's sensitivity too: a wide, large-weight network moves its output by more than
-    # that when its input is rounded to float32. torch's own float32 forward measures that floor on
-    # these states, and any float32 form is allowed FLOAT32_MARGIN times it.
+    # the rule is export/parity.py's: 1e-5 of the half action range, or 4x torch's own float32 error here
     float32_floor = float(np.abs(torch32 - ref).max())
-    tol = max(PARITY_TOL * max(1.0, float(np.max(net.action_high - net.action_low)) / 2),
-              FLOAT32_MARGIN * float32_floor)
+    tol = parity_tolerance(net.action_low, net.action_high, float32_floor)
     c_tol = max(tol, cfg.tanh_budget) if cfg.kernel == "generated" else tol
     parity: dict[str, Any] = {"states": len(obs), "origin": origin, "tolerance": tol, "c_tolerance": c_tol,
               "reference": "torch float64", "torch_float32_vs_float64": float32_floor,
