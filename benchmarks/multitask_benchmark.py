@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                 *(["--resume"] if (run / "config.json").exists() else []))
         exp_path = run / "export" / "export.json"
         exp = json.loads(exp_path.read_text()) if exp_path.exists() else None
-        if exp is None:
+        if exp is None or not all(t.get("ok") for t in exp["tasks"].values()):  # a failed export is redone
             bpd("multitask", "export", str(run), "--out", str(run / "export"))
             exp = json.loads((run / "export" / "export.json").read_text())
         summary = json.loads((run / "summary.json").read_text())
