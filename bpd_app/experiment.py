@@ -773,20 +773,23 @@ def markdown_table(plan: Plan, aggs: list[dict]) -> str:
 
 def summary_table(plan: Plan, aggs: list[dict], labels: list[str] | None = None) -> str:
     """One row per environment and method: the ablation plans' metrics side by side."""
-    lines = ["| environment | method | seeds | % of teacher (mean +- std over seeds) | D4RL score "
-             "| spread of last 3 evaluations (% of teacher) | weights pruned (student) | nonzero "
+    lines = ["| environment | method | seeds | % of teacher (mean +- std over seeds; worst seed) | D4RL score "
+             "| early ends where teacher finished | spread of last 3 evaluations (% of teacher) "
+             "| weights pruned (student) | nonzero "
              "| pruning rule | M4F instructions | M4F us (estimate) | policy flash B | distill s (median) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for a in aggs:
         if labels is not None and a["label"] not in labels:
             continue
         if not a["done"]:
-            lines.append(f"| {a['env']} | {a['label']} | 0/{a['seeds']} |" + " - |" * 10)
+            lines.append(f"| {a['env']} | {a['label']} | 0/{a['seeds']} |" + " - |" * 11)
             continue
         lines.append(
             f"| {a['env']} | {a['label']} | {a['done']}/{a['seeds']} "
-            f"| {_fmt(a['vs_teacher_mean'], pct=True)} +- {_fmt(a['vs_teacher_std'], pct=True)} "
-            f"| {_fmt(a['d4rl_mean'])} | {_fmt(a['last_evals_spread'], pct=True)} "
+            f"| {_fmt(a['vs_teacher_mean'], pct=True)} +- {_fmt(a['vs_teacher_std'], pct=True)}; "
+            f"{_fmt(a['vs_teacher_worst'], pct=True)} "
+            f"| {_fmt(a['d4rl_mean'])} | {a['early_where_teacher_finished']} of {a['episodes']} "
+            f"| {_fmt(a['last_evals_spread'], pct=True)} "
             f"| {_fmt(a['sparsity_mean'], pct=True)} | {_range([x['nonzero'] for x in a['per_seed']])} "
             f"| {a['pruning_rule'] or '-'} | {_range(a['instructions'] or [])} | {_range(a['us_estimate'] or [], 1)} "
             f"| {_range(a['policy_bytes'] or [])} | {_fmt(a['seconds_median'], 0)} |")

@@ -56,6 +56,28 @@ def test_episode_summary_quartiles_and_early_terminations():
     assert s["early_terminations"] == 2 and s["seeds"] == [7, 11] and s["length_min"] == 10
 
 
+def test_summary_row_gives_spread_worst_seed_and_early_ends():
+    """Three hand-made cell results of known returns: mean, std and worst seed of % of teacher, and the
+    early ends summed, as the ablation tables print them."""
+    from bpd_app.experiment import aggregate, summary_table
+
+    def result(seed, ret, early):
+        return {"env": "E", "label": "m", "seed": seed, "eval": {"return_mean": ret, "episodes": 30},
+                "teacher": {"return_mean": 100.0, "params_total": 1000}, "return_vs_teacher": ret / 100.0,
+                "d4rl_score": None, "params_nonzero": 50, "params_total": 500, "weights_removed_vs_teacher": 0.95,
+                "early_terminations_where_teacher_finished": early, "export": None, "bench": None,
+                "train": {"seconds": 10.0, "last_evals": [ret, ret, ret]}}
+
+    rows = [{"env": "E", "label": "m", "seed": s, "state": "done", "result": result(s, r, e)}
+            for s, r, e in [(0, 90.0, 1), (1, 96.0, 0), (2, 99.0, 2)]]
+    rows.append({"env": "E", "label": "m", "seed": 3, "state": "pending", "result": None})
+    (agg,) = aggregate(rows)
+    assert agg["vs_teacher_mean"] == pytest.approx(0.95) and agg["vs_teacher_worst"] == pytest.approx(0.90)
+    assert agg["vs_teacher_std"] == pytest.approx(np.std([0.90, 0.96, 0.99]))
+    line = summary_table(None, [agg]).splitlines()[2]  # type: ignore[arg-type]
+    assert "| 3/4 | 95.0 % +- 3.7 %; 90.0 % |" in line and "| 3 of 90 |" in line
+
+
 def test_selection_rules_on_hand_built_candidates():
     rows = [{"select_return": 100.0, "params_nonzero": 500}, {"select_return": 99.0, "params_nonzero": 300},
             {"select_return": 97.0, "params_nonzero": 100}, {"select_return": 99.0, "params_nonzero": 300}]
