@@ -27,7 +27,8 @@ from bpd.errors import BpdError  # noqa: E402
 from bpd.io import save_png, write_text  # noqa: E402
 from bpd_app.experiment import collect_results, load_plan, write_table  # noqa: E402
 
-COLS = ["env", "label", "method", "size", "control", "seeds_done", "return_mean", "return_std", "vs_teacher_mean",
+COLS = ["env", "label", "method", "size", "control", "seeds_done", "return_mean", "return_std", "return_worst",
+        "worst_seed", "early_ends", "episodes", "vs_teacher_mean",
         "d4rl_mean", "env_steps", "grad_steps", "train_seconds_median", "nonzero_min", "nonzero_max",
         "m4f_instructions_median", "visited_spread_mean"]
 
@@ -54,6 +55,9 @@ def rows_of(plan) -> list[dict]:
             tr = [d.get("train") or {} for d in done]
             row |= {"control": tr[0].get("control") or ("teacher" if spec.method == "bpd" else None),
                     "return_mean": float(np.mean(rets)), "return_std": float(np.std(rets)),
+                    "return_worst": float(np.min(rets)), "worst_seed": done[int(np.argmin(rets))]["seed"],
+                    "early_ends": sum(d["early_terminations_where_teacher_finished"] for d in done),
+                    "episodes": sum(d["eval"]["episodes"] or 0 for d in done),
                     "vs_teacher_mean": _stat([d["return_vs_teacher"] for d in done], np.mean),
                     "d4rl_mean": _stat([d["d4rl_score"] for d in done], np.mean),
                     "env_steps": _stat([t.get("env_steps") for t in tr], np.median),
@@ -83,17 +87,21 @@ def markdown(plan, rows: list[dict]) -> str:
     for env in plan.envs:
         rs = [r for r in rows if r["env"] == env]
         lines += [f"## {env}", "",
-                  "| method | rule | size | control | seeds | return (mean +- std over seeds) | % of teacher | D4RL "
+                  "| method | rule | size | control | seeds | return (mean +- std over seeds; worst seed) "
+                  "| % of teacher | early ends where teacher finished | D4RL "
                   "| env steps | grad steps | train s (median) | nonzero | M4F instr. | visited spread |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in rs:
             nz = "-" if r.get("nonzero_min") is None else (
                 f"{r['nonzero_min']:,}" if r["nonzero_min"] == r["nonzero_max"]
                 else f"{r['nonzero_min']:,}-{r['nonzero_max']:,}")
             vs = "-" if r.get("vs_teacher_mean") is None else f"{100 * r['vs_teacher_mean']:.1f} %"
-            ret = "-" if r.get("return_mean") is None else f"{_f(r['return_mean'], 1)} +- {_f(r['return_std'], 1)}"
+            ret = "-" if r.get("return_mean") is None else (
+                f"{_f(r['return_mean'], 1)} +- {_f(r['return_std'], 1)}; {_f(r['return_worst'], 1)} "
+                f"(seed {r['worst_seed']})")
+            early = "-" if r.get("episodes") is None else f"{r['early_ends']} of {r['episodes']}"
             lines.append(f"| {r['label']} | {r['method']} | {r['size']} | {r['control'] or '-'} | {r['seeds_done']} "
-                         f"| {ret} | {vs} | {_f(r.get('d4rl_mean'), 1)} | {_f(r.get('env_steps'))} "
+                         f"| {ret} | {vs} | {early} | {_f(r.get('d4rl_mean'), 1)} | {_f(r.get('env_steps'))} "
                          f"| {_f(r.get('grad_steps'))} | {_f(r.get('train_seconds_median'))} | {nz} "
                          f"| {_f(r.get('m4f_instructions_median'))} | {_f(r.get('visited_spread_mean'), 2)} |")
         lines.append("")
