@@ -25,9 +25,10 @@ import numpy as np
 from bpd.io import bpd_executable
 
 REPO = Path(__file__).resolve().parents[1]
-TASKS = [("InvertedPendulum-v5", "InvertedPendulum-v5.npz"),
-         ("InvertedDoublePendulum-v5", "InvertedDoublePendulum-v5.npz"),
-         ("firmware_host.rig:bpd/desktop-cartpole-v0", "desktop-cartpole.npz")]
+sys.path.insert(0, str(REPO / "benchmarks" / "teachers"))
+from train import committed_path  # noqa: E402  (teachers.yaml names each task's committed file)
+
+TASKS = ["InvertedPendulum-v5", "InvertedDoublePendulum-v5", "firmware_host.rig:bpd/desktop-cartpole-v0"]
 
 
 def bpd(*args: str) -> str:
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nonzero", type=int, default=1500, help="total nonzero budget of the multi-task student")
     ap.add_argument("--work", default=str(REPO.parent / "bpd-runs" / "multitask"))
     a = ap.parse_args(argv)
-    teachers = [REPO / "benchmarks" / "teachers" / f for _, f in TASKS]
+    teachers = [committed_path(env) for env in TASKS]
     missing = [str(t.relative_to(REPO)) for t in teachers if not t.is_file()]
     if missing:
         print(f"multitask_benchmark: error: missing teachers {', '.join(missing)}; train them with `bpd teacher train` "
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for seed in a.seeds:
         dss = []
-        for (env, _), t in zip(TASKS, teachers):
+        for env, t in zip(TASKS, teachers):
             ds = work / "datasets" / f"{t.stem}.npz"
             if not ds.exists():
                 bpd("collect", "--teacher", str(t), "--env", env, "--out", str(ds), "--steps", "50000",
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = json.loads((run / "summary.json").read_text())
         row = {"seed": seed, "multitask_nonzero": summary["params_nonzero"], "tasks": {}, "parity": exp["tasks"]}
         share = a.nonzero // len(TASKS)
-        for i, ((env, _), t, ds) in enumerate(zip(TASKS, teachers, dss)):
+        for i, (env, t, ds) in enumerate(zip(TASKS, teachers, dss)):
             ev_m = json.loads(bpd("evaluate", str(run / f"task{i}.npz"), "--env", env, "--episodes", "30", "--json"))
             single = work / f"single-{t.stem}-seed{seed}"
             if not (single / "policy.npz").exists():
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     def spread(xs: list[float]) -> str:
         return f"{np.mean(xs):.1f} +- {np.std(xs):.1f}; {min(xs):.1f}"
 
-    for env, _ in TASKS:
+    for env in TASKS:
         m = [r["tasks"][env]["multitask_return"] for r in rows]
         s = [r["tasks"][env]["single_return"] for r in rows]
         per = ", ".join(f"{r['seed']}: {a:.0f} / {b:.0f}" for r, a, b in zip(rows, m, s))

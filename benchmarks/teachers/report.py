@@ -11,20 +11,20 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(ROOT))
 
+from train import file_name, plan  # noqa: E402  (beside this script)
+
 from bpd.io import sha256_file, write_json, write_text  # noqa: E402
 
 
 def main() -> None:
-    plan = yaml.safe_load((HERE / "teachers.yaml").read_text())["teachers"]
     rows = []
-    for env, spec in plan.items():
-        path = HERE / (spec.get("file") or f"{env}.npz")
+    for env, spec in plan().items():
+        path = HERE / file_name(env, spec)
         if not path.exists():
             rows.append({"env": env, "floor": spec["floor"], "file": None})
             continue

@@ -45,6 +45,16 @@ def file_name(env_id: str, spec: dict) -> str:
     return spec.get("file") or f"{env_id}.npz"
 
 
+def plan() -> dict:
+    """teachers.yaml's entries, by environment id."""
+    return yaml.safe_load((HERE / "teachers.yaml").read_text())["teachers"]
+
+
+def committed_path(env_id: str) -> Path:
+    """Where the committed teacher of an environment listed in teachers.yaml lives."""
+    return HERE / file_name(env_id, plan()[env_id])
+
+
 def train_one(env_id: str, spec: dict) -> int:
     """Train into the run directory, then copy the finished file beside this script."""
     args = spec["args"]
@@ -75,14 +85,14 @@ def main() -> int:
     ap.add_argument("envs", nargs="*", help="environments to train (default: all in teachers.yaml)")
     ap.add_argument("--jobs", type=int, default=2, help="trainings at once")
     ns = ap.parse_args()
-    plan = yaml.safe_load((HERE / "teachers.yaml").read_text())["teachers"]
-    envs = ns.envs or list(plan)
-    unknown = [e for e in envs if e not in plan]
+    entries = plan()
+    envs = ns.envs or list(entries)
+    unknown = [e for e in envs if e not in entries]
     if unknown:
         print(f"train.py: error: not in teachers.yaml: {', '.join(unknown)}", file=sys.stderr)
         return 2
     with ThreadPoolExecutor(ns.jobs) as pool:
-        codes = list(pool.map(lambda e: train_one(e, plan[e]), envs))
+        codes = list(pool.map(lambda e: train_one(e, entries[e]), envs))
     return max(codes, default=0)
 
 
