@@ -67,8 +67,6 @@ class TaskNet:
         precision on the float32 weights the C holds (the rounding floor the tolerance allows for)."""
         h: np.ndarray = np.asarray(obs, dtype)
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            if dtype is np.float32:
-                w, b = w.astype(np.float32), b.astype(np.float32)
             h = h @ w.T.astype(dtype) + b.astype(dtype)
             if i < len(self.weights) - 1:
                 h = np.tanh(h) if activation == "tanh" else np.maximum(h, dtype(0))
