@@ -35,6 +35,11 @@ def test_c_names():
     assert c_name("InvertedDoublePendulum-v5") == "inverteddoublependulum_v5"
 
 
+def _half_ranges(mt) -> dict:
+    """Each task's half action range, at least 1: what the parity tolerance scales 1e-5 by."""
+    return {t.env_id: max(1.0, float(np.max(t.action_high - t.action_low)) / 2) for t in mt.tasks}
+
+
 def test_multitask_export_parity_and_shared_trunk(tmp_path):
     mt = _hand_built(np.random.default_rng(0))
     mt.save(tmp_path / "multitask.npz")
@@ -43,7 +48,7 @@ def test_multitask_export_parity_and_shared_trunk(tmp_path):
     r = run_multitask_export(MultiTaskExportConfig(source=str(tmp_path), out=str(tmp_path / "exp"),
                                                    parity_samples=300))
     assert set(r["tasks"]) == {"invertedpendulum_v5", "desktop_cartpole_v0"}
-    half = {t.env_id: max(1.0, float(np.max(t.action_high - t.action_low)) / 2) for t in mt.tasks}
+    half = _half_ranges(mt)
     for t in r["tasks"].values():  # small weights: float32 rounding is far below 1e-5 of the half range
         assert t["ok"] and t["max_abs_error"] < 1e-5 and t["tolerance"] == pytest.approx(1e-5 * half[t["env_id"]])
         assert 0 < t["float32_vs_float64"] < 1e-6
@@ -100,7 +105,7 @@ def test_multitask_parity_tolerance_follows_float32_floor(tmp_path):
     mt.save(tmp_path / "multitask.npz")
     r = run_multitask_export(MultiTaskExportConfig(source=str(tmp_path), out=str(tmp_path / "exp"),
                                                    parity_samples=300))
-    half = {t.env_id: max(1.0, float(np.max(t.action_high - t.action_low)) / 2) for t in mt.tasks}
+    half = _half_ranges(mt)
     big = [t for t in r["tasks"].values() if 4 * t["float32_vs_float64"] > 1e-5 * half[t["env_id"]]]
     assert big, "the scaled network's float32 floor should set the tolerance"
     for t in r["tasks"].values():
