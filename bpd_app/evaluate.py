@@ -20,6 +20,9 @@ class EvaluateConfig:
     episodes: int = field(10, help="episodes to run")
     seed: int = field(0, help="seed of the first episode (episode i uses seed + i); seeds below 100000 are "
                       "never used to choose a model during training")
+    randomize: str | None = field(None, help="draw each episode's plant from this rig's domain randomisation "
+                                  "(its YAML randomization block, e.g. desktop-cartpole): masses, friction and "
+                                  "motor gain of a MuJoCo environment; a rig's own environment uses its own block")
     json: bool = field(False, help="print one JSON object instead of a table")
 
 
@@ -116,7 +119,11 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
     if (od, ad) != (m.obs_dim, m.act_dim):
         raise BpdError(f"{cfg.model}: the {m.kind} maps {m.obs_dim} observations to {m.act_dim} actions, "
                        f"{env_id} has {od} and {ad}")
-    ep = rollouts(env_id, m.act, cfg.episodes, cfg.seed)
-    return {"model": str(cfg.model), "kind": m.kind, "env_id": env_id} | ep.summary() | {
+    ranges = None
+    if cfg.randomize:
+        from firmware_host.rig import randomization
+        ranges = randomization(cfg.randomize)
+    ep = rollouts(env_id, m.act, cfg.episodes, cfg.seed, ranges)
+    return {"model": str(cfg.model), "kind": m.kind, "env_id": env_id, "randomize": cfg.randomize} | ep.summary() | {
         "params_total": m.params_total, "params_nonzero": m.params_nonzero,
         "sparsity": 1.0 - m.params_nonzero / m.params_total} | m.extra

@@ -319,6 +319,15 @@ class ObservationFilter:
 # ------------------------------------------------------------------ the Gymnasium environment
 
 
+def randomization(rig: str | Path) -> dict:
+    """The ranges of a rig's domain randomisation: the `randomization` block of its YAML."""
+    spec = load_rig(rig)
+    r = spec.raw.get("randomization")
+    if not r:
+        raise BpdError(f"rig {spec.name!r} has no randomization block")
+    return dict(r)
+
+
 class RigEnv(gym.Env):
     """The rig's plant and sensing as an environment: reward 1 per tick upright, episode ends at
     the rig's angle or position limit, truncated at max_episode_steps."""

@@ -455,6 +455,9 @@ for name, (setup, msg) in STUDENT_DAMAGE.items():
 case("evaluate observation size mismatch", [*EVAL, RUN, "--env", "Pendulum-v1"], "has 3 and 1")
 case("evaluate teacher on another env", [*EVAL, T, "--env", "MountainCarContinuous-v0"], "has 2 and 1")
 case("evaluate unknown env", [*EVAL, T, "--env", "NoSuchEnv-v9"], "unknown or unavailable")
+case("evaluate randomize unknown rig", [*EVAL, T, "--randomize", "no-such-rig"], "no rig 'no-such-rig'")
+case("evaluate randomize rig without ranges", [*EVAL, T, "--randomize", "gym-inverted-pendulum"],
+     "has no randomization block")
 case("evaluate unrecognised file", [*EVAL, f"{C}/x.bin"], "unrecognised model file",
      lambda c, b: (c / "x.bin").write_bytes(b"\x00" * 10))
 case("evaluate empty directory", [*EVAL, f"{C}"], "not a run directory")

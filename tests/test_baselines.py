@@ -324,6 +324,24 @@ def test_baselines_run_through_the_grid_runner(tiny_pipeline, tmp_path):
     assert online["train"]["env_steps"] == 40 and online["train"]["control"] == "student"
     assert online["train"]["visited_spread"] > 0
 
+    # the control-policy comparison reads the same cells and evaluates each under a rig's randomisation
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("control_policy", REPO / "benchmarks" / "control_policy.py")
+    cp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cp)
+    out = tmp_path / "results"
+    assert cp.main([str(plan), "--runs", str(runs), "--out", str(out)]) == 0
+    rep = json.loads((out / "control.json").read_text())
+    rows = {r["label"]: r for r in rep["rows"]}
+    assert set(rows) == {"teacher", "bpd", "on-policy-distill"}  # rusu-kl is another rule; dense another size
+    assert rows["on-policy-distill"]["control"] == "student" and rows["bpd"]["control"] == "teacher"
+    assert rows["on-policy-distill"]["spread"] == [online["train"]["visited_spread"]]
+    assert rows["bpd"]["nominal"] == [bpd_res["eval"]["return_mean"]]
+    cached = json.loads((cell / "bpd" / "seed0" / "robust-desktop-cartpole.json").read_text())
+    assert rows["bpd"]["randomised"] == [cached["eval"]["return_mean"]] and len(cached["eval"]["returns"]) == 2
+    assert "| on-policy-distill | student | 1/1 |" in (out / "control.md").read_text()
+    assert (out / "InvertedPendulum-v5.visited.png").is_file()
+
 
 def test_sac_log_std_head_read_from_the_zip(tmp_path):
     import io

@@ -673,7 +673,7 @@ def train_baseline(cfg: BaselineConfig) -> dict:
         "teacher_value": (tm.value_source or (f"fitted: V_T by TD(0) on the offline dataset, {cfg.value_steps} steps, "
                                                f"final loss {value_fit:.4g}" if value_fit is not None else None))
         if cfg.method == "teacher-v-reward" else None,
-        "visited_spread": _spread(buffer if online else ds.observations, ds.obs_mean, ds.obs_std),
+        "visited_spread": visited_spread(buffer if online else ds.observations, ds.obs_mean, ds.obs_std),
         "final_eval_return_mean": last.get("eval/return_mean"), "product": "policy.npz",
         "selection": {"rule": "the final student", "chosen": {"step": trainer.step}},
     }
@@ -686,7 +686,7 @@ def train_baseline(cfg: BaselineConfig) -> dict:
     return summary
 
 
-def _spread(obs: np.ndarray, mean: np.ndarray, std: np.ndarray) -> float | None:
+def visited_spread(obs: np.ndarray, mean: np.ndarray, std: np.ndarray) -> float | None:
     """Spread of the states the control policy visited: per-dimension standard deviation in units of the
     teacher-driven dataset's, averaged over dimensions (1.0: as spread as the teacher's data)."""
     if len(obs) < 2:

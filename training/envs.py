@@ -63,6 +63,68 @@ class ActionRepeat(gym.Wrapper):
         return obs, total, terminated, truncated, info
 
 
+class Randomize(gym.Wrapper):
+    """Domain randomisation of a MuJoCo environment's model, the way a rig's YAML `randomization`
+    block describes it, drawn afresh at every reset from that reset's seed (so episode i of an
+    evaluation sees the same plant for every policy):
+      mass_scale       every body's mass and inertia by one factor (the same shapes, denser)
+      friction_scale   sliding friction of every geom and damping of every joint by one factor
+      motor_gain       every actuator's gear by one factor
+    A key the block does not give stays nominal; length_scale has no counterpart in a fixed
+    MuJoCo model and is ignored."""
+
+    KEYS = ("mass_scale", "friction_scale", "motor_gain")
+
+    def __init__(self, env: gym.Env, ranges: dict) -> None:
+        super().__init__(env)
+        model = getattr(env.unwrapped, "model", None)
+        if model is None or not hasattr(model, "body_mass"):
+            raise BpdError(f"{env.spec.id if env.spec else env}: domain randomisation needs a MuJoCo environment")
+        self.ranges = {k: (float(ranges[k][0]), float(ranges[k][1])) for k in self.KEYS if k in ranges}
+        self.model = model
+        self.nominal = {k: getattr(model, k).copy() for k in
+                        ("body_mass", "body_inertia", "geom_friction", "dof_damping", "actuator_gear")}
+        self.scale: dict[str, float] = {}
+
+    def draw(self, seed: int | None) -> dict[str, float]:
+        """Set the model's parameters for one episode; returns the factors drawn."""
+        rng = np.random.default_rng(None if seed is None else [seed, 0x0D0E])
+        s = {k: float(rng.uniform(*self.ranges[k])) if k in self.ranges else 1.0 for k in self.KEYS}
+        m, n = self.model, self.nominal
+        m.body_mass[:] = n["body_mass"] * s["mass_scale"]
+        m.body_inertia[:] = n["body_inertia"] * s["mass_scale"]
+        m.geom_friction[:, 0] = n["geom_friction"][:, 0] * s["friction_scale"]
+        m.dof_damping[:] = n["dof_damping"] * s["friction_scale"]
+        m.actuator_gear[:, 0] = n["actuator_gear"][:, 0] * s["motor_gain"]
+        self.scale = s
+        return s
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        self.draw(seed)
+        obs, info = self.env.reset(seed=seed, options=options)
+        return obs, info | {"randomization": dict(self.scale)}
+
+
+def make_eval_env(env_id: str, randomization: dict | None = None) -> BoxEnv:
+    """The environment an evaluation runs in: nominal, or under domain randomisation with the ranges
+    of a rig's `randomization` block. A rig's own environment randomises itself with its own block
+    (its -dr form); any other MuJoCo environment gets the ranges given through Randomize."""
+    if not randomization:
+        return make_env(env_id)
+    env = make_env(env_id)
+    rig_spec = getattr(env.unwrapped, "spec_rig", None)
+    if rig_spec is not None:
+        env.close()
+        if not rig_spec.raw.get("randomization"):
+            raise BpdError(f"{env_id}: its rig {rig_spec.name!r} has no randomization block")
+        return make_env(env_id, randomize=True)
+    try:
+        return cast("BoxEnv", Randomize(env, randomization))
+    except BpdError:
+        env.close()
+        raise
+
+
 # Evaluation seeds. Episode i of an evaluation starting at seed s resets the env with s + i. The
 # ranges are disjoint so that no episode used to choose a model is used to report it:
 #   reporting (`bpd evaluate`, tables)          0 ..   99_999
@@ -104,9 +166,11 @@ class Episodes:
                 "terminated": [bool(t) for t in self.terminated]}
 
 
-def rollouts(env_id: str, policy: Policy, episodes: int, seed: int = 0) -> Episodes:
-    """Run `episodes` deterministic episodes; episode i uses seed + i."""
-    env = make_env(env_id)
+def rollouts(env_id: str, policy: Policy, episodes: int, seed: int = 0,
+             randomization: dict | None = None) -> Episodes:
+    """Run `episodes` deterministic episodes; episode i uses seed + i. With `randomization` (a rig's
+    ranges) each episode's plant is drawn afresh, seeded by the episode's seed."""
+    env = make_eval_env(env_id, randomization)
     returns, lengths, terminated = [], [], []
     try:
         for i in range(episodes):

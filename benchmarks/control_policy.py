@@ -1,0 +1,240 @@
+"""Which policy should drive the data? Czarnecki et al.'s control-policy comparison on our tasks.
+
+    python benchmarks/control_policy.py benchmarks/plans/baselines.yaml [--runs DIR] [--rig desktop-cartpole]
+
+The same update rule (teacher-distill: the cross-entropy of the student's Gaussian against the
+teacher's) is trained with the data driven by the teacher (offline dataset), the student
+(on-policy-distill, DAgger-style: the student acts, the teacher labels), a teacher-to-student mix
+(control-mixed) or uniform random actions (control-uniform), all pruned to BPD's nonzero count at
+the same environment and gradient budgets. For each finished cell of the plan it reports:
+  visited spread    per-dimension std of the states the control policy visited, in units of the
+                    teacher dataset's (1.0: as spread as the teacher's data), from the run's buffer
+  nominal           the cell's own 30-episode evaluation (reporting seeds)
+  randomised        the same episodes with each episode's plant drawn from a rig's domain
+                    randomisation (`bpd evaluate --randomize RIG`: masses, friction, motor gain; the
+                    desktop cart-pole's ranges by default), the teacher and BPD's student alongside
+The randomised evaluation of each cell is cached in the cell's directory (robust-<rig>.json).
+
+Writes benchmarks/results/<plan>/control.md, control.json and <env>.visited.png (the visited states
+of each control policy on the first two principal axes of the teacher's data, first seed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bpd.errors import BpdError  # noqa: E402
+from bpd.io import read_json, save_png, write_json, write_text  # noqa: E402
+from bpd_app.experiment import collect_results, load_plan  # noqa: E402
+
+# the rule whose control policy is compared; labels of the plan whose method is one of these, at
+# BPD's nonzero count (no size argument), are the rows, with bpd beside them
+CONTROL_METHODS = ("teacher-distill", "on-policy-distill")
+
+
+def control_labels(plan) -> list[str]:
+    return [lab for lab, m in plan.methods.items()
+            if m.method == "bpd" or (m.method in CONTROL_METHODS and "size" not in m.args)]
+
+
+def policy_path(cell_dir: Path) -> Path:
+    """The trained policy a cell evaluated: a baseline's policy.npz, or a bpd run directory."""
+    p = cell_dir / "run" / "policy.npz"
+    return p if p.is_file() else cell_dir / "run"
+
+
+def randomised_eval(model: Path, env: str, rig: str, episodes: int, seed: int, cache: Path | None) -> dict:
+    """`bpd evaluate --randomize rig` of one model, cached beside it when `cache` is given."""
+    from bpd_app.evaluate import EvaluateConfig, run_evaluate
+
+    key = {"rig": rig, "episodes": episodes, "seed": seed}
+    if cache is not None and cache.is_file():
+        old = read_json(cache)
+        if old.get("key") == key:
+            return old["eval"]
+    ev = run_evaluate(EvaluateConfig(model=str(model), env=env, episodes=episodes, seed=seed, randomize=rig))
+    ev = {k: ev[k] for k in ("return_mean", "return_std", "return_min", "early_terminations", "returns",
+                             "terminated")}
+    if cache is not None:
+        write_json(cache, {"key": key, "eval": ev})
+    return ev
+
+
+def visited_states(cell_dir: Path, plan, env: str) -> np.ndarray | None:
+    """The states the cell's control policy visited: the online run's buffer, or the teacher's dataset."""
+    import torch
+
+    ck = cell_dir / "run" / "checkpoint.pt"
+    if ck.is_file():
+        blob = torch.load(ck, weights_only=True, map_location="cpu")
+        buf = blob.get("buffer")
+        if buf is not None and len(buf):
+            return buf.numpy()
+    ds = plan.dataset_path(env)
+    if ds.is_file():
+        from training.collect import load_dataset
+        return load_dataset(ds).observations
+    return None
+
+
+def rows_of(plan, rig: str, episodes: int, seed: int) -> list[dict]:
+
+    from training.baselines import visited_spread
+    from training.collect import load_dataset
+
+    labels = control_labels(plan)
+    res = [r for r in collect_results(plan) if r["label"] in labels]
+    rows = []
+    for env in plan.envs:
+        ds_spread = None  # BPD learns from the teacher's dataset: its spread, measured the same way
+        if plan.dataset_path(env).is_file():
+            ds = load_dataset(plan.dataset_path(env))
+            ds_spread = visited_spread(ds.observations, ds.obs_mean, ds.obs_std)
+        teacher = plan.teachers[env]
+        tev = randomised_eval(Path(teacher), env, rig, episodes, seed,
+                              plan.runs / "teachers" / f"{env}.robust-{rig}.json")
+        tnom = next((r["result"]["teacher"] for r in res if r["env"] == env and r["result"]), None)
+        rows.append({"env": env, "label": "teacher", "control": "-", "seeds": "-",
+                     "nominal": [tnom["return_mean"]] if tnom else [], "nominal_early": [],
+                     "randomised": [tev["return_mean"]], "randomised_early": [tev["early_terminations"]],
+                     "randomised_worst_episode": [tev["return_min"]], "spread": [], "per_seed": []})
+        for lab in labels:
+            done = [r for r in res if r["env"] == env and r["label"] == lab and r["result"]]
+            total = sum(1 for r in res if r["env"] == env and r["label"] == lab)
+            row: dict = {"env": env, "label": lab, "control": None, "seeds": f"{len(done)}/{total}", "nominal": [],
+                         "nominal_early": [], "randomised": [], "randomised_early": [],
+                         "randomised_worst_episode": [], "spread": [], "per_seed": []}
+            for r in done:
+                d, cdir = r["result"], plan.runs / env / lab / f"seed{r['seed']}"
+                ev = randomised_eval(policy_path(cdir), env, rig, episodes, seed, cdir / f"robust-{rig}.json")
+                tr = d.get("train") or {}
+                row["control"] = tr.get("control") or ("teacher" if plan.methods[lab].method == "bpd" else None)
+                row["nominal"].append(d["eval"]["return_mean"])
+                row["nominal_early"].append(d["eval"]["early_terminations"])
+                row["randomised"].append(ev["return_mean"])
+                row["randomised_early"].append(ev["early_terminations"])
+                row["randomised_worst_episode"].append(ev["return_min"])
+                spread = tr.get("visited_spread")
+                if spread is None and plan.methods[lab].method == "bpd":
+                    spread = ds_spread
+                if spread is not None:
+                    row["spread"].append(spread)
+                row["per_seed"].append({"seed": r["seed"], "nominal": d["eval"]["return_mean"],
+                                        "randomised": ev["return_mean"], "randomised_early": ev["early_terminations"],
+                                        "visited_spread": spread,
+                                        "params_nonzero": d["params_nonzero"]})
+            rows.append(row)
+    return rows
+
+
+def _ms(xs: list[float], nd: int = 0, worst: bool = True) -> str:
+    if not xs:
+        return "-"
+    if len(xs) == 1:
+        return f"{xs[0]:,.{nd}f}"
+    return f"{np.mean(xs):,.{nd}f} +- {np.std(xs):,.{nd}f}" + (f"; worst {min(xs):,.{nd}f}" if worst else "")
+
+
+def markdown(plan, rows: list[dict], rig: str, episodes: int, seed: int) -> str:
+    lines = [f"# {plan.name}: which policy drives the data (Czarnecki et al.'s control-policy comparison)", "",
+             f"Plan `{plan.rel(plan.path)}`; regenerate with `python benchmarks/control_policy.py "
+             f"{plan.rel(plan.path)}` after `bpd experiment run`. Rule: teacher-distill (cross-entropy against "
+             "the teacher's Gaussian), pruned to the BPD cell's nonzero count; teacher = the offline dataset, "
+             "student / mixed / uniform = collected online, labelled by the teacher, same environment-step "
+             "budget. bpd: BPD's student on the teacher's dataset, for reference.", "",
+             f"Randomised: episodes {seed}..{seed + episodes - 1}, each plant drawn from the `{rig}` rig's "
+             "domain randomisation (`bpd evaluate --randomize`), the same draw for every policy. Returns are "
+             "mean +- std over seeds and the worst seed; early ends are summed over seeds. Visited spread: "
+             "per-dimension std of the states visited, in units of the teacher data's.", ""]
+    for env in plan.envs:
+        lines += [f"## {env}", "",
+                  "| policy | control | seeds | visited spread | nominal return | randomised return "
+                  "| randomised / nominal | randomised early ends | worst randomised episode |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for r in (r for r in rows if r["env"] == env):
+            ratio = (f"{np.mean(r['randomised']) / np.mean(r['nominal']):.3f}"
+                     if r["nominal"] and r["randomised"] else "-")
+            n_ep = episodes * len(r["randomised"])
+            early = f"{sum(r['randomised_early'])} of {n_ep}" if r["randomised"] else "-"
+            worst = f"{min(r['randomised_worst_episode']):,.0f}" if r["randomised_worst_episode"] else "-"
+            lines.append(f"| {r['label']} | {r['control'] or '-'} | {r['seeds']} | {_ms(r['spread'], 2, worst=False)} "
+                         f"| {_ms(r['nominal'], 1)} | {_ms(r['randomised'], 1)} | {ratio} | {early} | {worst} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def visited_plot(plan, env: str, labels: list[str], out: Path) -> str | None:
+    """Visited states of the first seed of each control policy on the teacher data's two principal axes."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ds = plan.dataset_path(env)
+    if not ds.is_file():
+        return None
+    from training.collect import load_dataset
+    d = load_dataset(ds)
+    z = (d.observations - d.obs_mean) / d.obs_std
+    _, _, vt = np.linalg.svd(z - z.mean(0), full_matrices=False)
+    axes = vt[:2].T
+    fig, ax = plt.subplots(figsize=(6, 5))
+    drawn = False
+    for lab in labels:
+        cdir = next((plan.runs / env / lab / f"seed{s}" for s in plan.seeds
+                     if (plan.runs / env / lab / f"seed{s}" / "result.json").is_file()), None)
+        if cdir is None or plan.methods[lab].method == "bpd":
+            continue
+        x = visited_states(cdir, plan, env)
+        if x is None:
+            continue
+        p = ((x - d.obs_mean) / d.obs_std) @ axes
+        p = p[np.random.default_rng(0).permutation(len(p))[:5000]]
+        ax.scatter(p[:, 0], p[:, 1], s=2, alpha=0.3, label=f"{lab} ({cdir.name})")
+        drawn = True
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set_xlabel("principal axis 1 of the teacher's data")
+    ax.set_ylabel("principal axis 2")
+    ax.set_title(f"{env}: states visited by each control policy")
+    ax.legend(fontsize=7, markerscale=4)
+    name = f"{env}.visited.png"
+    save_png(fig, out / name)
+    return name
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("plan")
+    ap.add_argument("--runs", default=None, help="run root (default: as for `bpd experiment run`)")
+    ap.add_argument("--out", default=None, help="output directory (default: benchmarks/results/<plan name>)")
+    ap.add_argument("--rig", default="desktop-cartpole", help="the rig whose domain randomisation is drawn")
+    ap.add_argument("--episodes", type=int, default=None, help="randomised episodes (default: the plan's eval)")
+    a = ap.parse_args(argv)
+    try:
+        plan = load_plan(a.plan, a.runs)
+        episodes = a.episodes or int(plan.eval.get("episodes", 30))
+        seed = int(plan.eval.get("seed", 0))
+        out = Path(a.out) if a.out else plan.base / "benchmarks" / "results" / plan.name
+        rows = rows_of(plan, a.rig, episodes, seed)
+    except BpdError as e:
+        print(f"control_policy: error: {e}", file=sys.stderr)
+        return 1
+    md = markdown(plan, rows, a.rig, episodes, seed)
+    pngs = [p for env in plan.envs if (p := visited_plot(plan, env, control_labels(plan), out))]
+    md += "\n" + "\n".join(f"![{p}]({p})" for p in pngs) + "\n"
+    write_text(out / "control.md", md)
+    write_json(out / "control.json", {"plan": plan.rel(plan.path), "rig": a.rig, "episodes": episodes,
+                                      "seed": seed, "rows": rows})
+    print(out / "control.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
