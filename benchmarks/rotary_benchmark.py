@@ -140,15 +140,17 @@ def device_cost(export_dir: Path, states: np.ndarray, work: Path) -> dict:
             "states": len(states)}
 
 
-def hil_trial(export_dir: Path, mode: str, episodes: int, out: Path) -> dict:
-    """Real-time trial on the simulated rig at 500 Hz; swing-up success judged from the logged angles."""
+def hil_trial(export_dir: Path, mode: str, episodes: int, out: Path, port: str = "sim") -> dict:
+    """A trial at 500 Hz, swing-up success judged from the logged angles. port "sim": real time against
+    the host-built simulated rig; "pil": the Cortex-M4F firmware image in QEMU, lockstep with the plant,
+    where the on-device inference time is the policy call's instruction count (1 ns per instruction)."""
     from hil.ticklog import read_ticks
     from hil.trial import HilRunConfig, run_trial
 
     shutil.rmtree(out, ignore_errors=True)
     from bpd.errors import BpdError
 
-    cfg = HilRunConfig(port="sim", rig=RIG, policy=str(export_dir), mode=mode, episodes=episodes, out=str(out),
+    cfg = HilRunConfig(port=port, rig=RIG, policy=str(export_dir), mode=mode, episodes=episodes, out=str(out),
                        runtime="c", plots=False)
     try:
         s = run_trial(cfg)
@@ -171,7 +173,7 @@ def hil_trial(export_dir: Path, mode: str, episodes: int, out: Path) -> dict:
                        "time_to_upright_s": (len(rows) - run) * env.dt if ok else None})
     (out / "ticks.csv").unlink(missing_ok=True)
     t = s["timing"]
-    return {"mode": mode, "episodes": episodes, "ended": ended,
+    return {"port": port, "mode": mode, "episodes": episodes, "ended": ended,
             "success_rate": float(np.mean([e["success"] for e in per_ep])),
             "per_episode": per_ep, "achieved_rate_hz": round(t["achieved_rate_hz"], 1),
             "deadline_misses": t["deadline_misses"], "ticks": t["ticks"],
@@ -243,12 +245,17 @@ def markdown(res: dict) -> str:
             cells.append(f"{r['success_rate'] * 100:.0f} % ({r['return_mean']:.0f})" if r else "-")
         lines.append(f"| {cond} | " + " | ".join(cells) + " |")
     if res.get("hil"):
-        lines += ["", "## Hardware-in-the-loop, simulated rig, real time at 500 Hz", "",
-                  "| controller | mode | episodes | success | achieved rate | deadline misses | "
-                  "on-device inference (median) | host step p99 | ended |", "|---|---|---|---|---|---|---|---|---|"]
+        lines += ["", "## Hardware-in-the-loop at 500 Hz", "",
+                  "Port sim: the firmware core built for the host behind a pty, the MuJoCo plant beside it, real "
+                  "time on this machine. Port pil: the Cortex-M4F firmware image in QEMU (STM32F405), the plant on "
+                  "its second USART, lockstep; its on-device inference is the policy call's instruction count "
+                  "(QEMU counts one instruction per nanosecond).", "",
+                  "| controller | port | mode | episodes | success | achieved rate | deadline misses | "
+                  "on-device inference (median) | host step p99 | ended |", "|---|---|---|---|---|---|---|---|---|---|"]
         for n, trials in res["hil"].items():
             for t in trials:
-                lines.append(f"| {n} | {t['mode']} | {t['episodes']} | {t['success_rate'] * 100:.0f} % | "
+                lines.append(f"| {n} | {t.get('port', 'sim')} | {t['mode']} | {t['episodes']} | "
+                             f"{t['success_rate'] * 100:.0f} % | "
                              f"{t['achieved_rate_hz']} Hz | {t['deadline_misses']} / {t['ticks']} | "
                              + (f"{t['infer_ns_median']:.0f} ns | " if t['infer_ns_median'] else "- | ")
                              + (f"{t['host_step_us_p99']:.0f} us | " if t['host_step_us_p99'] else "- | ")
@@ -294,6 +301,8 @@ def main() -> None:
     ap.add_argument("--distill-steps", type=int, default=20000)
     ap.add_argument("--hil", action="store_true", help="also run real-time HIL trials (device and host mode)")
     ap.add_argument("--hil-episodes", type=int, default=3)
+    ap.add_argument("--pil", action="store_true", help="with --hil, also run the trials on the Cortex-M4F image in "
+                    "QEMU (bpd hil run --port pil); skipped, saying why, where qemu-system-arm is absent")
     ap.add_argument("--work", type=Path, default=Path("benchmarks/work/rotary"))
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = ap.parse_args()
@@ -336,9 +345,14 @@ def main() -> None:
                 states = cost_states(load_controller(str(cx))[0])
             entry["device_cost"] = device_cost(Path(export_dir), states, work / "cost" / name.replace(" ", "_"))
             if args.hil:
+                ports = ["sim"] + (["pil"] if args.pil and shutil.which("qemu-system-arm") else [])
+                if args.pil and "pil" not in ports:
+                    print("PIL trials skipped: qemu-system-arm is not installed (make system-deps installs it)")
                 res["hil"][name] = [hil_trial(Path(export_dir), mode, args.hil_episodes,
-                                              args.out / "rotary" / "hil" / f"{name.replace(' ', '_')}-{mode}")
-                                    for mode in ("device", "host")]
+                                              args.out / "rotary" / "hil" / f"{name.replace(' ', '_')}-{port}-{mode}"
+                                              if port != "sim" else
+                                              args.out / "rotary" / "hil" / f"{name.replace(' ', '_')}-{mode}", port)
+                                    for port in ports for mode in ("device", "host")]
         res["controllers"][name] = entry
     res["markdown"] = markdown(res)
     write_json(args.out / "rotary.json", res)
