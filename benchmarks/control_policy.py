@@ -9,11 +9,13 @@ teacher's) is trained with the data driven by the teacher (offline dataset), the
 the same environment and gradient budgets. For each finished cell of the plan it reports:
   visited spread    per-dimension std of the states the control policy visited, in units of the
                     teacher dataset's (1.0: as spread as the teacher's data), from the run's buffer
-  nominal           the cell's own 30-episode evaluation (reporting seeds)
-  randomised        the same episodes with each episode's plant drawn from a rig's domain
-                    randomisation (`bpd evaluate --randomize RIG`: masses, friction, motor gain; the
-                    desktop cart-pole's ranges by default), the teacher and BPD's student alongside
-The randomised evaluation of each cell is cached in the cell's directory (robust-<rig>.json).
+  nominal           the cell's own evaluation on the plan's reporting episodes
+  randomised        the plan's reporting episodes (or --episodes of them) with each episode's plant
+                    drawn from a rig's domain randomisation (`bpd evaluate --randomize RIG`: masses,
+                    friction, motor gain; the desktop cart-pole's ranges by default), the teacher
+                    and BPD's student alongside
+The randomised evaluation of each cell is cached in the cell's directory (robust-<rig>.json), keyed
+by the model file's hash, the ranges and the episodes, so a retrained cell is evaluated again.
 
 Writes benchmarks/results/<plan>/control.md, control.json and <env>.visited.png (the visited states
 of each control policy on the first two principal axes of the teacher's data, first seed).
@@ -49,16 +51,26 @@ def policy_path(cell_dir: Path) -> Path:
     return p if p.is_file() else cell_dir / "run"
 
 
+def _model_hash(model: Path) -> str:
+    from bpd.io import sha256_file
+    return sha256_file(model / "student.pt" if model.is_dir() else model)
+
+
 def randomised_eval(model: Path, env: str, rig: str, episodes: int, seed: int, cache: Path | None) -> dict:
     """`bpd evaluate --randomize rig` of one model, cached beside it when `cache` is given."""
     from bpd_app.evaluate import EvaluateConfig, run_evaluate
+    from firmware_host.rig import randomization
 
-    key = {"rig": rig, "episodes": episodes, "seed": seed}
+    name, ranges = randomization(rig)
+    key = {"rig": name, "ranges": {k: list(v) for k, v in ranges.items()}, "episodes": episodes, "seed": seed,
+           "model_sha256": _model_hash(model)}
     if cache is not None and cache.is_file():
         old = read_json(cache)
         if old.get("key") == key:
             return old["eval"]
     ev = run_evaluate(EvaluateConfig(model=str(model), env=env, episodes=episodes, seed=seed, randomize=rig))
+    if ev.get("early_terminations") is None:
+        raise BpdError(f"{model}: the evaluation returned no episodes")
     ev = {k: ev[k] for k in ("return_mean", "return_std", "return_min", "early_terminations", "returns",
                              "terminated")}
     if cache is not None:
@@ -72,7 +84,10 @@ def visited_states(cell_dir: Path, plan, env: str) -> np.ndarray | None:
 
     ck = cell_dir / "run" / "checkpoint.pt"
     if ck.is_file():
-        blob = torch.load(ck, weights_only=True, map_location="cpu")
+        try:
+            blob = torch.load(ck, weights_only=True, map_location="cpu")
+        except Exception as e:  # a torn or foreign file: say which, in one line
+            raise BpdError(f"{ck}: unreadable checkpoint ({type(e).__name__})") from None
         buf = blob.get("buffer")
         if buf is not None and len(buf):
             return buf.numpy()
@@ -83,7 +98,7 @@ def visited_states(cell_dir: Path, plan, env: str) -> np.ndarray | None:
     return None
 
 
-def rows_of(plan, rig: str, episodes: int, seed: int) -> list[dict]:
+def rows_of(plan, rig: str, rig_name: str, episodes: int, seed: int) -> list[dict]:
 
     from training.baselines import visited_spread
     from training.collect import load_dataset
@@ -98,7 +113,7 @@ def rows_of(plan, rig: str, episodes: int, seed: int) -> list[dict]:
             ds_spread = visited_spread(ds.observations, ds.obs_mean, ds.obs_std)
         teacher = plan.teachers[env]
         tev = randomised_eval(Path(teacher), env, rig, episodes, seed,
-                              plan.runs / "teachers" / f"{env}.robust-{rig}.json")
+                              plan.runs / "teachers" / f"{env}.robust-{rig_name}.json")
         tnom = next((r["result"]["teacher"] for r in res if r["env"] == env and r["result"]), None)
         rows.append({"env": env, "label": "teacher", "control": "-", "seeds": "-",
                      "nominal": [tnom["return_mean"]] if tnom else [], "nominal_early": [],
@@ -112,7 +127,7 @@ def rows_of(plan, rig: str, episodes: int, seed: int) -> list[dict]:
                          "randomised_worst_episode": [], "spread": [], "per_seed": []}
             for r in done:
                 d, cdir = r["result"], plan.runs / env / lab / f"seed{r['seed']}"
-                ev = randomised_eval(policy_path(cdir), env, rig, episodes, seed, cdir / f"robust-{rig}.json")
+                ev = randomised_eval(policy_path(cdir), env, rig, episodes, seed, cdir / f"robust-{rig_name}.json")
                 tr = d.get("train") or {}
                 row["control"] = tr.get("control") or ("teacher" if plan.methods[lab].method == "bpd" else None)
                 row["nominal"].append(d["eval"]["return_mean"])
@@ -214,24 +229,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("plan")
     ap.add_argument("--runs", default=None, help="run root (default: as for `bpd experiment run`)")
     ap.add_argument("--out", default=None, help="output directory (default: benchmarks/results/<plan name>)")
-    ap.add_argument("--rig", default="desktop-cartpole", help="the rig whose domain randomisation is drawn")
+    ap.add_argument("--rig", default="desktop-cartpole", help="the rig (name or YAML) whose domain randomisation "
+                    "is drawn")
     ap.add_argument("--episodes", type=int, default=None, help="randomised episodes (default: the plan's eval)")
     a = ap.parse_args(argv)
     try:
+        from firmware_host.rig import randomization
+
+        if a.episodes is not None and a.episodes < 1:
+            raise BpdError(f"--episodes must be at least 1 (got {a.episodes})")
+        rig_name, _ = randomization(a.rig)
         plan = load_plan(a.plan, a.runs)
         episodes = a.episodes or int(plan.eval.get("episodes", 30))
         seed = int(plan.eval.get("seed", 0))
         out = Path(a.out) if a.out else plan.base / "benchmarks" / "results" / plan.name
-        rows = rows_of(plan, a.rig, episodes, seed)
+        rows = rows_of(plan, a.rig, rig_name, episodes, seed)
+        md = markdown(plan, rows, rig_name, episodes, seed)
+        pngs = [p for env in plan.envs if (p := visited_plot(plan, env, control_labels(plan), out))]
+        md += "\n" + "\n".join(f"![{p}]({p})" for p in pngs) + "\n"
+        write_text(out / "control.md", md)
+        write_json(out / "control.json", {"plan": plan.rel(plan.path), "rig": rig_name, "episodes": episodes,
+                                          "seed": seed, "rows": rows})
     except BpdError as e:
         print(f"control_policy: error: {e}", file=sys.stderr)
         return 1
-    md = markdown(plan, rows, a.rig, episodes, seed)
-    pngs = [p for env in plan.envs if (p := visited_plot(plan, env, control_labels(plan), out))]
-    md += "\n" + "\n".join(f"![{p}]({p})" for p in pngs) + "\n"
-    write_text(out / "control.md", md)
-    write_json(out / "control.json", {"plan": plan.rel(plan.path), "rig": a.rig, "episodes": episodes,
-                                      "seed": seed, "rows": rows})
     print(out / "control.md")
     return 0
 

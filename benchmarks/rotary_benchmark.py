@@ -156,8 +156,12 @@ def hil_trial(export_dir: Path, mode: str, episodes: int, out: Path, port: str =
         s = run_trial(cfg)
         ended = "complete"
     except BpdError as e:  # e.g. the device's watchdog: the host missed 10 ticks in a row
-        s = json.loads((out / "summary.json").read_text())
         ended = str(e).replace(str(out), rel(out))
+        if not (out / "summary.json").exists():  # the trial never started (an image that did not build or boot)
+            return {"port": port, "mode": mode, "episodes": episodes, "ended": ended, "success_rate": 0.0,
+                    "per_episode": [], "achieved_rate_hz": None, "deadline_misses": None, "ticks": 0,
+                    "infer_ns_median": None, "host_step_us_p99": None, "summary": None}
+        s = json.loads((out / "summary.json").read_text())
     ticks = read_ticks(out / "ticks.csv")
     env = SwingUpEnv(RIG)
     band, hold = env.task["upright_band"], env.hold_ticks
@@ -172,6 +176,7 @@ def hil_trial(export_dir: Path, mode: str, episodes: int, out: Path, port: str =
         per_ep.append({"ticks": len(rows), "success": ok,
                        "time_to_upright_s": (len(rows) - run) * env.dt if ok else None})
     (out / "ticks.csv").unlink(missing_ok=True)
+    (out / "ticks_pil.csv").unlink(missing_ok=True)  # per-tick instruction counts: large, summarised below
     t = s["timing"]
     return {"port": port, "mode": mode, "episodes": episodes, "ended": ended,
             "success_rate": float(np.mean([e["success"] for e in per_ep])),
@@ -256,7 +261,8 @@ def markdown(res: dict) -> str:
             for t in trials:
                 lines.append(f"| {n} | {t.get('port', 'sim')} | {t['mode']} | {t['episodes']} | "
                              f"{t['success_rate'] * 100:.0f} % | "
-                             f"{t['achieved_rate_hz']} Hz | {t['deadline_misses']} / {t['ticks']} | "
+                             + (f"{t['achieved_rate_hz']} Hz | {t['deadline_misses']} / {t['ticks']} | "
+                                if t["ticks"] else "- | - | ")
                              + (f"{t['infer_ns_median']:.0f} ns | " if t['infer_ns_median'] else "- | ")
                              + (f"{t['host_step_us_p99']:.0f} us | " if t['host_step_us_p99'] else "- | ")
                              + f"{t['ended']} |")
@@ -345,9 +351,10 @@ def main() -> None:
                 states = cost_states(load_controller(str(cx))[0])
             entry["device_cost"] = device_cost(Path(export_dir), states, work / "cost" / name.replace(" ", "_"))
             if args.hil:
-                ports = ["sim"] + (["pil"] if args.pil and shutil.which("qemu-system-arm") else [])
-                if args.pil and "pil" not in ports:
-                    print("PIL trials skipped: qemu-system-arm is not installed (make system-deps installs it)")
+                missing = [t for t in ("qemu-system-arm", "arm-none-eabi-gcc") if not shutil.which(t)]
+                ports = ["sim"] + (["pil"] if args.pil and not missing else [])
+                if args.pil and missing:
+                    print(f"PIL trials skipped: {' and '.join(missing)} not installed (make system-deps installs them)")
                 res["hil"][name] = [hil_trial(Path(export_dir), mode, args.hil_episodes,
                                               args.out / "rotary" / "hil" / f"{name.replace(' ', '_')}-{port}-{mode}"
                                               if port != "sim" else

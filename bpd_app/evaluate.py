@@ -119,11 +119,12 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
     if (od, ad) != (m.obs_dim, m.act_dim):
         raise BpdError(f"{cfg.model}: the {m.kind} maps {m.obs_dim} observations to {m.act_dim} actions, "
                        f"{env_id} has {od} and {ad}")
-    ranges = None
+    rig, ranges = None, None
     if cfg.randomize:
         from firmware_host.rig import randomization
-        ranges = randomization(cfg.randomize)
-    ep = rollouts(env_id, m.act, cfg.episodes, cfg.seed, ranges)
-    return {"model": str(cfg.model), "kind": m.kind, "env_id": env_id, "randomize": cfg.randomize} | ep.summary() | {
+        rig, ranges = randomization(cfg.randomize)
+    ep = rollouts(env_id, m.act, cfg.episodes, cfg.seed, ranges, rig)
+    rand = {"rig": rig, "ranges": {k: list(v) for k, v in ranges.items()}} if ranges else None
+    return {"model": str(cfg.model), "kind": m.kind, "env_id": env_id, "randomize": rand} | ep.summary() | {
         "params_total": m.params_total, "params_nonzero": m.params_nonzero,
         "sparsity": 1.0 - m.params_nonzero / m.params_total} | m.extra

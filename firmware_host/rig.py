@@ -99,6 +99,9 @@ def load_rig(name_or_path: str | Path) -> RigSpec:
     raw = read_yaml(p)
     spec = _check_rig(raw, p)
     _check(spec, p)
+    if raw.get("randomization") is not None:
+        from training.envs import check_randomization
+        check_randomization(raw["randomization"], f"{p}: not a valid rig description")
     return spec
 
 
@@ -319,13 +322,16 @@ class ObservationFilter:
 # ------------------------------------------------------------------ the Gymnasium environment
 
 
-def randomization(rig: str | Path) -> dict:
-    """The ranges of a rig's domain randomisation: the `randomization` block of its YAML."""
-    spec = load_rig(rig)
+def randomization(rig: str | Path) -> tuple[str, dict[str, tuple[float, float]]]:
+    """The name of a rig and the ranges of its domain randomisation (its YAML's `randomization`
+    block), checked."""
+    from training.envs import check_randomization
+
+    spec = load_rig(rig)  # checks the block where there is one
     r = spec.raw.get("randomization")
-    if not r:
+    if r is None:
         raise BpdError(f"rig {spec.name!r} has no randomization block")
-    return dict(r)
+    return spec.name, check_randomization(r, f"rig {spec.name}")
 
 
 class RigEnv(gym.Env):

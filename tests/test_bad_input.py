@@ -458,6 +458,27 @@ case("evaluate unknown env", [*EVAL, T, "--env", "NoSuchEnv-v9"], "unknown or un
 case("evaluate randomize unknown rig", [*EVAL, T, "--randomize", "no-such-rig"], "no rig 'no-such-rig'")
 case("evaluate randomize rig without ranges", [*EVAL, T, "--randomize", "gym-inverted-pendulum"],
      "has no randomization block")
+
+
+def _rig_with_randomization(block: str):
+    def setup(c, b):
+        from firmware_host.rig import RIGS
+        text = (RIGS / "desktop-cartpole.yaml").read_text().split("randomization:")[0]
+        (c / "rig.yaml").write_text(text + "randomization: " + block + "\nserial: {baud: 921600}\n")
+    return setup
+
+
+for name, block, msg in [("a list", "[0.9, 1.1]", "must be a mapping"),
+                         ("a misspelt key", "{masscale: [0.9, 1.1]}", "unknown randomization key 'masscale'"),
+                         ("a scalar range", "{mass_scale: 1.2}", "must be [low, high]"),
+                         ("words", "{mass_scale: [light, heavy]}", "must be [low, high]"),
+                         ("zero mass", "{mass_scale: [0, 0]}", "0 < low <= high"),
+                         ("reversed", "{motor_gain: [1.1, 0.9]}", "0 < low <= high")]:
+    case(f"evaluate randomize block {name}", [*EVAL, T, "--randomize", f"{C}/rig.yaml"], msg,
+         _rig_with_randomization(block))
+case("evaluate randomize a rig env with another rig's block",
+     [*EVAL, T, "--env", "firmware_host.rig:bpd/desktop-cartpole-v0", "--randomize", "rotary-pendulum"],
+     "give --randomize desktop-cartpole")
 case("evaluate unrecognised file", [*EVAL, f"{C}/x.bin"], "unrecognised model file",
      lambda c, b: (c / "x.bin").write_bytes(b"\x00" * 10))
 case("evaluate empty directory", [*EVAL, f"{C}"], "not a run directory")

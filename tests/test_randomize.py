@@ -7,7 +7,7 @@ import pytest
 
 from bpd.errors import BpdError
 from firmware_host.rig import randomization
-from training.envs import Randomize, make_env, make_eval_env, rollouts
+from training.envs import Randomize, check_randomization, make_env, make_eval_env, rollouts
 
 RANGES = {"mass_scale": [0.8, 1.2], "friction_scale": [0.7, 1.3], "motor_gain": [0.9, 1.1]}
 
@@ -65,10 +65,69 @@ def test_randomised_episodes_differ_from_nominal_and_repeat_exactly():
 
 
 def test_a_rig_environment_randomises_itself_and_others_are_refused():
-    env = make_eval_env("firmware_host.rig:bpd/desktop-cartpole-v0", randomization("desktop-cartpole"))
+    name, ranges = randomization("desktop-cartpole")
+    assert name == "desktop-cartpole" and ranges["mass_scale"] == (0.8, 1.2)
+    env = make_eval_env("firmware_host.rig:bpd/desktop-cartpole-v0", ranges, name)
     assert env.unwrapped.randomize is True
+    masses = set()
+    for seed in range(4):
+        env.reset(seed=seed)
+        masses.add(float(env.unwrapped.plant.model.body_mass.sum()))
+    assert len(masses) == 4  # a new plant every episode
     env.close()
+    with pytest.raises(BpdError, match="give --randomize desktop-cartpole"):
+        make_eval_env("firmware_host.rig:bpd/desktop-cartpole-v0", ranges, "rotary-pendulum")
     with pytest.raises(BpdError, match="has no randomization block"):
         randomization("gym-inverted-pendulum")
     with pytest.raises(BpdError, match="needs a MuJoCo environment"):
         make_eval_env("Pendulum-v1", RANGES)
+
+
+def test_derived_mass_constants_follow_the_scaled_masses():
+    """Hopper has contacts, whose softness MuJoCo derives from the masses (dof_invweight0): those constants
+    must be the ones of a model built with the heavier masses, and subtree masses scale by the factor."""
+    import mujoco
+
+    env = Randomize(make_env("Hopper-v5"), {"mass_scale": [2.0, 2.0]})
+    m = env.unwrapped.model
+    sub0 = m.body_subtreemass.copy()
+    env.reset(seed=0)
+    np.testing.assert_allclose(m.body_subtreemass, 2.0 * sub0, rtol=1e-12)
+    ref = make_env("Hopper-v5")
+    rm = ref.unwrapped.model
+    rm.body_mass[:] *= 2.0
+    rm.body_inertia[:] *= 2.0
+    mujoco.mj_setConst(rm, ref.unwrapped.data)
+    np.testing.assert_allclose(m.dof_invweight0, rm.dof_invweight0, rtol=1e-12)
+    np.testing.assert_allclose(m.body_invweight0, rm.body_invweight0, rtol=1e-12)
+    assert not np.allclose(m.dof_invweight0, make_env("Hopper-v5").unwrapped.model.dof_invweight0)
+    env.close()
+    ref.close()
+
+
+def test_unseeded_resets_continue_the_seeded_sequence():
+    def sequence():
+        env = _env()
+        draws = [env.reset(seed=3)[1]["randomization"]] + [env.reset()[1]["randomization"] for _ in range(3)]
+        env.close()
+        return draws
+
+    a, b = sequence(), sequence()
+    assert a == b and len({d["mass_scale"] for d in a}) == 4
+
+
+@pytest.mark.parametrize("block, msg", [
+    ([0.9, 1.1], "must be a mapping"),
+    ({}, "must be a mapping"),
+    ({"masscale": [0.9, 1.1]}, "unknown randomization key"),
+    ({"mass_scale": 1.2}, "must be \\[low, high\\]"),
+    ({"mass_scale": [0.9, 1.0, 1.1]}, "must be \\[low, high\\]"),
+    ({"mass_scale": [0.0, 1.0]}, "0 < low <= high"),
+    ({"motor_gain": [1.1, 0.9]}, "0 < low <= high"),
+    ({"friction_scale": [0.5, float("inf")]}, "0 < low <= high"),
+])
+def test_malformed_blocks_are_refused(block, msg):
+    with pytest.raises(BpdError, match=msg):
+        check_randomization(block, "here")
+    with pytest.raises(BpdError, match=msg):
+        Randomize(make_env("InvertedDoublePendulum-v5"), block)

@@ -63,39 +63,69 @@ class ActionRepeat(gym.Wrapper):
         return obs, total, terminated, truncated, info
 
 
+RANDOMIZATION_KEYS = ("mass_scale", "length_scale", "friction_scale", "motor_gain")
+
+
+def check_randomization(ranges: object, where: str) -> dict[str, tuple[float, float]]:
+    """A `randomization` block checked: a mapping of known keys to [low, high] with 0 < low <= high."""
+    if not isinstance(ranges, dict) or not ranges:
+        raise BpdError(f"{where}: randomization must be a mapping of {', '.join(RANDOMIZATION_KEYS)} to [low, high]")
+    out = {}
+    for k, v in ranges.items():
+        if k not in RANDOMIZATION_KEYS:
+            raise BpdError(f"{where}: unknown randomization key {k!r} (known: {', '.join(RANDOMIZATION_KEYS)})")
+        try:
+            lo, hi = (float(x) for x in v)
+        except (TypeError, ValueError):
+            raise BpdError(f"{where}: randomization {k} must be [low, high], got {v!r}") from None
+        if not (np.isfinite(lo) and np.isfinite(hi) and 0 < lo <= hi):
+            raise BpdError(f"{where}: randomization {k} must satisfy 0 < low <= high, got [{lo}, {hi}]")
+        out[str(k)] = (lo, hi)
+    return out
+
+
 class Randomize(gym.Wrapper):
     """Domain randomisation of a MuJoCo environment's model, the way a rig's YAML `randomization`
-    block describes it, drawn afresh at every reset from that reset's seed (so episode i of an
-    evaluation sees the same plant for every policy):
+    block describes it. A seeded reset draws the plant from that seed alone (so episode i of an
+    evaluation meets the same plant for every policy); an unseeded one continues the sequence of the
+    last seeded one.
       mass_scale       every body's mass and inertia by one factor (the same shapes, denser)
       friction_scale   sliding friction of every geom and damping of every joint by one factor
       motor_gain       every actuator's gear by one factor
-    A key the block does not give stays nominal; length_scale has no counterpart in a fixed
-    MuJoCo model and is ignored."""
+    A key the block does not give stays nominal; length_scale has no counterpart in a fixed MuJoCo
+    model and is ignored. The constants MuJoCo derives from the masses (subtree masses, the inverse
+    weights that set contact softness) are recomputed after each draw. Note that with gravity acting,
+    all masses heavier by s is close to the motor gain divided by s: the two ranges overlap."""
 
     KEYS = ("mass_scale", "friction_scale", "motor_gain")
 
     def __init__(self, env: gym.Env, ranges: dict) -> None:
         super().__init__(env)
+        name = env.spec.id if env.spec else type(env.unwrapped).__name__
         model = getattr(env.unwrapped, "model", None)
-        if model is None or not hasattr(model, "body_mass"):
-            raise BpdError(f"{env.spec.id if env.spec else env}: domain randomisation needs a MuJoCo environment")
-        self.ranges = {k: (float(ranges[k][0]), float(ranges[k][1])) for k in self.KEYS if k in ranges}
-        self.model = model
+        if model is None or not hasattr(model, "body_mass") or not hasattr(env.unwrapped, "data"):
+            raise BpdError(f"{name}: domain randomisation needs a MuJoCo environment")
+        self.ranges = {k: r for k, r in check_randomization(ranges, name).items() if k in self.KEYS}
+        self.model, self.data = model, env.unwrapped.data
         self.nominal = {k: getattr(model, k).copy() for k in
                         ("body_mass", "body_inertia", "geom_friction", "dof_damping", "actuator_gear")}
         self.scale: dict[str, float] = {}
+        self.rng = np.random.default_rng()
 
     def draw(self, seed: int | None) -> dict[str, float]:
         """Set the model's parameters for one episode; returns the factors drawn."""
-        rng = np.random.default_rng(None if seed is None else [seed, 0x0D0E])
-        s = {k: float(rng.uniform(*self.ranges[k])) if k in self.ranges else 1.0 for k in self.KEYS}
+        import mujoco
+
+        if seed is not None:
+            self.rng = np.random.default_rng([seed, 0x0D0E])
+        s = {k: float(self.rng.uniform(*self.ranges[k])) if k in self.ranges else 1.0 for k in self.KEYS}
         m, n = self.model, self.nominal
         m.body_mass[:] = n["body_mass"] * s["mass_scale"]
         m.body_inertia[:] = n["body_inertia"] * s["mass_scale"]
         m.geom_friction[:, 0] = n["geom_friction"][:, 0] * s["friction_scale"]
         m.dof_damping[:] = n["dof_damping"] * s["friction_scale"]
         m.actuator_gear[:, 0] = n["actuator_gear"][:, 0] * s["motor_gain"]
+        mujoco.mj_setConst(m, self.data)  # the reset that follows sets the state again
         self.scale = s
         return s
 
@@ -105,10 +135,11 @@ class Randomize(gym.Wrapper):
         return obs, info | {"randomization": dict(self.scale)}
 
 
-def make_eval_env(env_id: str, randomization: dict | None = None) -> BoxEnv:
+def make_eval_env(env_id: str, randomization: dict | None = None, rig: str | None = None) -> BoxEnv:
     """The environment an evaluation runs in: nominal, or under domain randomisation with the ranges
-    of a rig's `randomization` block. A rig's own environment randomises itself with its own block
-    (its -dr form); any other MuJoCo environment gets the ranges given through Randomize."""
+    of a rig's `randomization` block (`rig` names it). A rig's own environment randomises itself with
+    its own block (made with randomize=True), so another rig's name is refused there; any other
+    MuJoCo environment gets the ranges given through Randomize."""
     if not randomization:
         return make_env(env_id)
     env = make_env(env_id)
@@ -117,6 +148,9 @@ def make_eval_env(env_id: str, randomization: dict | None = None) -> BoxEnv:
         env.close()
         if not rig_spec.raw.get("randomization"):
             raise BpdError(f"{env_id}: its rig {rig_spec.name!r} has no randomization block")
+        if rig is not None and rig != rig_spec.name:
+            raise BpdError(f"{env_id} is the {rig_spec.name} rig's own environment and randomises with that rig's "
+                           f"block: give --randomize {rig_spec.name}")
         return make_env(env_id, randomize=True)
     try:
         return cast("BoxEnv", Randomize(env, randomization))
@@ -167,10 +201,10 @@ class Episodes:
 
 
 def rollouts(env_id: str, policy: Policy, episodes: int, seed: int = 0,
-             randomization: dict | None = None) -> Episodes:
-    """Run `episodes` deterministic episodes; episode i uses seed + i. With `randomization` (a rig's
-    ranges) each episode's plant is drawn afresh, seeded by the episode's seed."""
-    env = make_eval_env(env_id, randomization)
+             randomization: dict | None = None, rig: str | None = None) -> Episodes:
+    """Run `episodes` deterministic episodes; episode i uses seed + i. With `randomization` (the ranges
+    of the rig named `rig`) each episode's plant is drawn afresh, seeded by the episode's seed."""
+    env = make_eval_env(env_id, randomization, rig)
     returns, lengths, terminated = [], [], []
     try:
         for i in range(episodes):
