@@ -193,14 +193,14 @@ def bpd(*args: str) -> None:
         raise SystemExit(f"bpd {' '.join(args)} failed")
 
 
-def distill_students(teacher: str, seeds: list[int], work: Path, steps: int) -> list[str]:
+def distill_students(teacher: str, seeds: list[int], work: Path, steps: int, dataset_steps: int) -> list[str]:
     """Teacher -> dataset -> BPD student -> export, one per seed; a stage whose output exists is reused."""
     exports = []
     for seed in seeds:
         w = work / f"student-s{seed}"
         w.mkdir(parents=True, exist_ok=True)
         if not (w / "dataset.npz").exists():
-            bpd("collect", "--teacher", teacher, "--out", str(w / "dataset.npz"), "--steps", "50000",
+            bpd("collect", "--teacher", teacher, "--out", str(w / "dataset.npz"), "--steps", str(dataset_steps),
                 "--seed", str(seed), "--no-progress")
         if not (w / "run" / "student.pt").exists():
             resume = ["--resume"] if (w / "run").exists() else []
@@ -305,6 +305,8 @@ def main() -> None:
     ap.add_argument("--distill-seeds", type=int, nargs="*", default=[],
                     help="distill, export and add a BPD student of the first teacher for each seed")
     ap.add_argument("--distill-steps", type=int, default=20000)
+    ap.add_argument("--dataset-steps", type=int, default=200000,
+                    help="ticks of teacher data per student (2500 per episode: 80 swing-ups by default)")
     ap.add_argument("--hil", action="store_true", help="also run real-time HIL trials (device and host mode)")
     ap.add_argument("--hil-episodes", type=int, default=3)
     ap.add_argument("--pil", action="store_true", help="with --hil, also run the trials on the Cortex-M4F image in "
@@ -318,7 +320,8 @@ def main() -> None:
     if args.distill_seeds:
         if not args.teacher:
             raise SystemExit("--distill-seeds needs --teacher")
-        args.student += distill_students(args.teacher[0], args.distill_seeds, args.work, args.distill_steps)
+        args.student += distill_students(args.teacher[0], args.distill_seeds, args.work, args.distill_steps,
+                                         args.dataset_steps)
     from firmware_host.classical import export_classical
 
     work = args.work
