@@ -193,7 +193,8 @@ def bpd(*args: str) -> None:
         raise SystemExit(f"bpd {' '.join(args)} failed")
 
 
-def distill_students(teacher: str, seeds: list[int], work: Path, steps: int, dataset_steps: int) -> list[str]:
+def distill_students(teacher: str, seeds: list[int], work: Path, steps: int, dataset_steps: int,
+                     eta_max: float) -> list[str]:
     """Teacher -> dataset -> BPD student -> export, one per seed; a stage whose output exists is reused."""
     exports = []
     for seed in seeds:
@@ -205,7 +206,8 @@ def distill_students(teacher: str, seeds: list[int], work: Path, steps: int, dat
         if not (w / "run" / "student.pt").exists():
             resume = ["--resume"] if (w / "run").exists() else []
             bpd("distill", "--teacher", teacher, "--dataset", str(w / "dataset.npz"), "--out", str(w / "run"),
-                "--steps", str(steps), "--gamma", "0.998", "--eval-every", "5000", "--eval-episodes", "3",
+                "--steps", str(steps), "--gamma", "0.998", "--eta-max", str(eta_max), "--eval-every", "10000",
+                "--eval-episodes", "3",
                 "--seed", str(seed), "--no-progress", *resume)
         if not (w / "export" / "export.json").exists():
             bpd("export", str(w / "run"), "--out", str(w / "export"), "--episodes", "3")
@@ -304,7 +306,11 @@ def main() -> None:
     ap.add_argument("--nominal-episodes", type=int, default=30)
     ap.add_argument("--distill-seeds", type=int, nargs="*", default=[],
                     help="distill, export and add a BPD student of the first teacher for each seed")
-    ap.add_argument("--distill-steps", type=int, default=20000)
+    ap.add_argument("--distill-steps", type=int, default=60000,
+                    help="gradient steps per student: the swing-up needs more than the balance tasks' 20,000")
+    ap.add_argument("--eta-max", type=float, default=0.1,
+                    help="KL weight of the students: at 1.0 (bpd distill's default) the KL prunes the swing-up "
+                    "student faster than it learns to imitate, and no student swings up in 20,000 steps")
     ap.add_argument("--dataset-steps", type=int, default=200000,
                     help="ticks of teacher data per student (2500 per episode: 80 swing-ups by default)")
     ap.add_argument("--hil", action="store_true", help="also run real-time HIL trials (device and host mode)")
@@ -321,7 +327,7 @@ def main() -> None:
         if not args.teacher:
             raise SystemExit("--distill-seeds needs --teacher")
         args.student += distill_students(args.teacher[0], args.distill_seeds, args.work, args.distill_steps,
-                                         args.dataset_steps)
+                                         args.dataset_steps, args.eta_max)
     from firmware_host.classical import export_classical
 
     work = args.work
