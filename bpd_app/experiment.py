@@ -14,7 +14,7 @@ Plan format:
     envs: [InvertedDoublePendulum-v5]
     seeds: [0, 1, 2]
     teachers: {InvertedDoublePendulum-v5: benchmarks/teachers/InvertedDoublePendulum-v5.npz}
-    dataset: {steps: 100000, noise: 0.1, seed: 900000}
+    dataset: {steps: 100000, noise: 0.1, seed: 900000}   # default: 100000 steps, `bpd collect`'s noise
     eval: {episodes: 30, seed: 0}    # reporting seeds, disjoint from the seeds runs choose models on
     bench: true                      # export and measure Cortex-M4F cost of every cell
     methods:                         # label -> {method: registry name, args: {option: value}}
@@ -188,7 +188,9 @@ def load_plan(path: str | Path, runs: str | None = None) -> Plan:
                 raise BpdError(f"{p}: {ms.label!r} needs a {need_name!r} cell; add one to methods "
                                f"or name it with needs: {{{need_name}: LABEL}}")
             ms.needs[need_name] = label
-    dataset = {"steps": 100_000, "noise": 0.1, "seed": 900_000} | (raw.get("dataset") or {})
+    from training.collect import CollectConfig
+    noise = CollectConfig.__dataclass_fields__["noise"].default  # `bpd collect`'s default, one source
+    dataset = {"steps": 100_000, "noise": noise, "seed": 900_000} | (raw.get("dataset") or {})
     ev = {"episodes": 30, "seed": 0} | (raw.get("eval") or {})
     if int(ev["episodes"]) < 1:
         raise BpdError(f"{p}: eval episodes must be at least 1")
