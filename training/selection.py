@@ -196,6 +196,8 @@ class SelectConfig:
     keep_return: float = field(0.95, help="fraction of the teacher's return to keep, on the selection seeds")
     thresholds: list[float] | None = field(None, help="also try these log alpha thresholds (default: the run's)")
     episodes: int = field(10, help="episodes per candidate on the selection seeds")
+    env: str | None = field(None, help="environment the candidates and the teacher are judged in (default: the "
+                            "student's), e.g. a rig's nominal plant where the run evaluated on its randomised one")
     out: str = field("selected.pt", help="student file to write (relative paths: inside the run directory)")
 
 
@@ -265,11 +267,21 @@ def run_select(cfg: SelectConfig) -> dict:
     except (OSError, ValueError, KeyError):
         raise BpdError(f"{run}/config.json: unreadable run configuration") from None
     teacher = load_teacher(tpath)
-    res = select(cands, meta, stats, meta["env_id"], run_seed, "sparsest-within", 0.0, cfg.episodes,
+    env_id = cfg.env or meta["env_id"]
+    if cfg.env:
+        from training.envs import make_env
+        env = make_env(env_id)
+        shape = (env.observation_space.shape[0], env.action_space.shape[0])
+        env.close()
+        if shape != (meta["obs_dim"], meta["act_dim"]):
+            raise BpdError(f"--env {env_id} has {shape[0]} observations and {shape[1]} actions, the student "
+                           f"{meta['obs_dim']} and {meta['act_dim']}")
+    res = select(cands, meta, stats, env_id, run_seed, "sparsest-within", 0.0, cfg.episodes,
                  len(cands), cfg.keep_return, teacher.act, cfg.thresholds)
     ch = res["chosen"]
     out = Path(cfg.out) if Path(cfg.out).is_absolute() or Path(cfg.out).parent != Path(".") else run / cfg.out
     chosen = student_from(meta, next(c.state_dict for c in cands if c.step == ch["step"]), ch["threshold"])
     save_student(out, chosen, meta | {"threshold": ch["threshold"], "step": ch["step"],
-                                      "selection": {k: v for k, v in res.items() if k != "rows"}}, stats)
+                                      "selection": {k: v for k, v in res.items() if k != "rows"} | {"env": env_id}},
+                 stats)
     return res | {"out": str(out)}
