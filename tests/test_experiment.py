@@ -223,3 +223,24 @@ def test_plan_through_ray(tiny_pipeline, tmp_path):
         assert res["seed"] == s and res["eval"]["return_mean"] > 0
     status = run_bpd("experiment", "status", str(plan), "--runs", str(runs)).stdout
     assert "2 done" in status
+
+
+def test_student_select_judges_in_the_environment_given(tiny_pipeline, tmp_path):
+    """`bpd student select --env`: the candidates and the teacher are judged in that environment, the choice
+    is recorded with it, and an environment of another shape is refused in one line."""
+    import shutil
+
+    from training.selection import load_candidates
+    from training.student import load_student
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_pipeline / "run", run)
+    steps = {c.step for c in load_candidates(run / "candidates.pt")}
+    p = run_bpd("student", "select", str(run), "--keep-return", "0.001", "--episodes", "1",
+                "--env", "InvertedPendulum-v5", "--out", "kept.pt")
+    assert "(target kept)" in p.stdout
+    _, meta, _ = load_student(run / "kept.pt")
+    assert meta["selection"]["env"] == "InvertedPendulum-v5" and meta["step"] in steps
+    bad = run_bpd("student", "select", str(run), "--env", "Pendulum-v1", "--episodes", "1", check=False)
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
+        "bpd: error: --env Pendulum-v1 has 3 observations and 1 actions, the student 4 and 1"]
