@@ -19,7 +19,7 @@ import numpy as np
 import bpd
 from bpd.config import check_ranges, field
 from bpd.errors import BpdError
-from bpd.io import bpd_executable, check_output_dir, portable_argv, write_json
+from bpd.io import bpd_executable, check_output_dir, portable_argv, portable_path, write_json
 from firmware_host.rig import load_rig
 from firmware_host.wire_spec import CAPS, FLAGS
 from hil.link import DeviceFault, DeviceLink, LinkError
@@ -89,7 +89,9 @@ def _run_trial(cfg: HilRunConfig, spec, pol) -> dict:
         link.close()
         raise
     episodes: list[dict] = []
-    summary: dict = {"config": vars(cfg), "rig": spec.name, "target_period_us": period, "episodes": episodes,
+    config = {k: portable_path(v) if k in ("policy", "out", "rig") and isinstance(v, str) and v.startswith("/") else v
+              for k, v in vars(cfg).items()}  # results never record a machine's absolute paths
+    summary: dict = {"config": config, "rig": spec.name, "target_period_us": period, "episodes": episodes,
                      "low_latency": link.low_latency, "environment": _environment()}
     error: BaseException | None = None
     try:
