@@ -255,12 +255,19 @@ def test_invalid_config_rejected_in_idle(target, bad):
     assert answers(target.send("config", **config(target.rig, period_us=target.rig.period_us))) == ack("config", "ok")
 
 
-def _answer_state(t, st: Frame, action: list[float]) -> Frame:
-    """Send an ACTION for st and return the next STATE (which carries what the actuator holds)."""
-    frames = t.send("action", echo_seq=st.seq, n_act=len(action), action=action)
-    states = [f for f in frames if f.name == "state"]
-    while not states:
-        states = [f for f in t.advance() if f.name == "state"]
+def _answer_state(t, st: Frame, action: list[float], tries: int = 5) -> Frame:
+    """Send an ACTION for st and return the next STATE (which carries what the actuator holds).
+    On a loaded machine the rig may tick before the ACTION arrives; the ACTION then echoes an older
+    STATE and is skipped, and every STATE after it says so (stale_action). Then the newest STATE is
+    answered again: what is tested is what the device does with an ACTION it accepted."""
+    for _ in range(tries):
+        frames = t.send("action", echo_seq=st.seq, n_act=len(action), action=action)
+        states = [f for f in frames if f.name == "state"]
+        while not states:
+            states = [f for f in t.advance() if f.name == "state"]
+        if not all(f.fields["flags"] & FLAGS["stale_action"] for f in states):
+            return states[-1]
+        st = states[-1]
     return states[-1]
 
 
