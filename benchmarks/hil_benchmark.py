@@ -54,7 +54,8 @@ def main() -> None:
         bpd("teacher", "train", "--env", ENV, "--out", str(w / "teacher.npz"), "--steps", "60000",
             "--eval-every", "5000", "--target-return", "1000", "--no-progress")
     if not (w / "dataset.npz").exists():
-        bpd("collect", "--teacher", str(w / "teacher.npz"), "--out", str(w / "dataset.npz"), "--no-progress")
+        bpd("collect", "--teacher", str(w / "teacher.npz"), "--out", str(w / "dataset.npz"), "--noise", "0.1",
+            "--no-progress")  # the noise the committed results were measured with
     if not (w / "run" / "student.pt").exists():
         shutil.rmtree(w / "run", ignore_errors=True)
         bpd("distill", "--teacher", str(w / "teacher.npz"), "--dataset", str(w / "dataset.npz"),

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             ds = work / "datasets" / f"{t.stem}.npz"
             if not ds.exists():
                 bpd("collect", "--teacher", str(t), "--env", env, "--out", str(ds), "--steps", "50000",
-                    "--seed", "900000", "--no-progress")
+                    "--seed", "900000", "--noise", "0.1", "--no-progress")  # as the committed results
             dss.append(ds)
         run = work / f"multitask-seed{seed}"
         if not (run / "summary.json").exists():

@@ -202,7 +202,7 @@ def distill_students(teacher: str, seeds: list[int], work: Path, steps: int, dat
         w.mkdir(parents=True, exist_ok=True)
         if not (w / "dataset.npz").exists():
             bpd("collect", "--teacher", teacher, "--out", str(w / "dataset.npz"), "--steps", str(dataset_steps),
-                "--seed", str(seed), "--no-progress")
+                "--seed", str(seed), "--noise", "0.1", "--no-progress")  # the committed students' noise
         if not (w / "run" / "student.pt").exists():
             resume = ["--resume"] if (w / "run").exists() else []
             bpd("distill", "--teacher", teacher, "--dataset", str(w / "dataset.npz"), "--out", str(w / "run"),
