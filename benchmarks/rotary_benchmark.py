@@ -372,10 +372,9 @@ def main() -> None:
                 ports = ["sim"] + (["pil"] if args.pil and not missing else [])
                 if args.pil and missing:
                     print(f"PIL trials skipped: {' and '.join(missing)} not installed (make system-deps installs them)")
+                stem = args.out / "rotary" / "hil" / name.replace(" ", "_")
                 res["hil"][name] = [hil_trial(Path(export_dir), mode, args.hil_episodes,
-                                              args.out / "rotary" / "hil" / f"{name.replace(' ', '_')}-{port}-{mode}"
-                                              if port != "sim" else
-                                              args.out / "rotary" / "hil" / f"{name.replace(' ', '_')}-{mode}", port)
+                                              Path(f"{stem}{'' if port == 'sim' else '-' + port}-{mode}"), port)
                                     for port in ports for mode in ("device", "host")]
         res["controllers"][name] = entry
     res["markdown"] = markdown(res)

@@ -108,14 +108,12 @@ def _export_dir(path: Path) -> Loaded:
 
 def run_evaluate(cfg: EvaluateConfig) -> dict:
     """Return distribution (mean, std, min, quartiles), early terminations and size of a model."""
-    from training.envs import make_env, rollouts
+    from training.envs import env_dims, rollouts
 
     check_ranges(cfg, {"episodes": (1, 100_000), "seed": (0, 2**31 - 1)})
     m = load_any(cfg.model)
     env_id = cfg.env or m.env_id
-    env = make_env(env_id)
-    od, ad = env.observation_space.shape[0], env.action_space.shape[0]
-    env.close()
+    od, ad = env_dims(env_id)
     if (od, ad) != (m.obs_dim, m.act_dim):
         raise BpdError(f"{cfg.model}: the {m.kind} maps {m.obs_dim} observations to {m.act_dim} actions, "
                        f"{env_id} has {od} and {ad}")

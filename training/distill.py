@@ -40,7 +40,7 @@ from bpd.io import (
 )
 from training.ablations import PLAIN_STUDENTS, PlainStudent
 from training.collect import Dataset, load_dataset
-from training.envs import evaluate, make_env, train_eval_seed
+from training.envs import env_dims, evaluate, train_eval_seed
 from training.mlp import MLPPolicy
 from training.priors import PRIORS, pruning_rule, pruning_threshold, student_kl
 from training.selection import (
@@ -308,9 +308,7 @@ def distill(cfg: DistillConfig) -> dict:
     ds = load_dataset(cfg.dataset, teacher.obs_dim, teacher.act_dim)
     check_ablation_options(cfg, ds.meta["obs_dim"], ds.meta["act_dim"])
     env_id = cfg.env or ds.meta["env_id"]
-    env = make_env(env_id)
-    dims = env.observation_space.shape[0], env.action_space.shape[0]
-    env.close()
+    dims = env_dims(env_id)
     if dims != (teacher.obs_dim, teacher.act_dim):
         raise BpdError(f"{env_id} maps {dims[0]} observations to {dims[1]} actions, the teacher "
                        f"{teacher.obs_dim} to {teacher.act_dim}")

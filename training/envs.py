@@ -44,6 +44,15 @@ def make_env(env_id: str, seed: int | None = None, **kwargs) -> BoxEnv:
     return cast("BoxEnv", env)
 
 
+def env_dims(env_id: str) -> tuple[int, int]:
+    """Observation and action sizes of an environment (built and closed again)."""
+    env = make_env(env_id)
+    try:
+        return env.observation_space.shape[0], env.action_space.shape[0]
+    finally:
+        env.close()
+
+
 class ActionRepeat(gym.Wrapper):
     """Hold each action for k ticks of the wrapped env and return the summed reward; a step ends early
     with the episode. (Gymnasium's and stable-baselines3's frame-skip wrappers max-pool Atari frames,

@@ -269,10 +269,8 @@ def run_select(cfg: SelectConfig) -> dict:
     teacher = load_teacher(tpath)
     env_id = cfg.env or meta["env_id"]
     if cfg.env:
-        from training.envs import make_env
-        env = make_env(env_id)
-        shape = (env.observation_space.shape[0], env.action_space.shape[0])
-        env.close()
+        from training.envs import env_dims
+        shape = env_dims(env_id)
         if shape != (meta["obs_dim"], meta["act_dim"]):
             raise BpdError(f"--env {env_id} has {shape[0]} observations and {shape[1]} actions, the student "
                            f"{meta['obs_dim']} and {meta['act_dim']}")
