@@ -213,13 +213,18 @@ def load_plan(path: str | Path, runs: str | None = None) -> Plan:
 def cell_spec(plan: Plan, cell: Cell) -> dict:
     """Everything that defines a cell's result; a finished cell is reused only if this matches."""
     from bpd.io import sha256_file
+    from bpd_app.methods import get
 
     ms = plan.methods[cell.label]
     teacher = plan.teachers[cell.env]
-    return {"env": cell.env, "label": cell.label, "method": ms.method, "seed": cell.seed,
+    spec = {"env": cell.env, "label": cell.label, "method": ms.method, "seed": cell.seed,
             "args": plan.env_args.get(cell.env, {}) | ms.args, "needs": ms.needs,
             "teacher_sha256": sha256_file(teacher) if teacher.is_file() else None,
             "dataset": plan.dataset, "eval": plan.eval, "bench": plan.bench}
+    revision = get(ms.method).revision
+    if revision > 1:  # a method's first version leaves the key out, so its cells keep their digests
+        spec["method_revision"] = revision
+    return spec
 
 
 def _digest(obj: dict) -> str:

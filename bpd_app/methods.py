@@ -41,6 +41,9 @@ class Method:
     product: str = "student.pt"          # file in the run directory that is evaluated and exported
     needs: tuple[str, ...] = ()          # methods whose cell (same env and seed) must finish first
     uses_dataset: bool = True
+    # raised when the method's training changes what it produces from the same specification, so that cells
+    # finished by the earlier version are not reused (they are reported as run with another specification)
+    revision: int = 1
 
 
 METHODS: dict[str, Method] = {}
@@ -188,6 +191,10 @@ def baseline_command(rule: str) -> Callable[[CellInputs], list[str]]:
     return command
 
 
+# the rules with a policy-gradient term (training.baselines.REWARD_RULES; the module is imported lazily, a test
+# checks the two agree)
+PG_RULES = ("entropy-regularised", "n-distill", "expected-entropy-regularised", "teacher-v-reward")
+
 for _name, _rule, _help in [
         ("rusu-nll", "nll", "Rusu et al.: Gaussian student, negative log-likelihood of the teacher's mean action"),
         ("rusu-mse", "mse", "Rusu et al.: mean squared error on the teacher's pre-squash outputs"),
@@ -203,7 +210,9 @@ for _name, _rule, _help in [
          "the teacher's log-likelihood of the next actions as reward (online)"),
         ("teacher-v-reward", "teacher-v-reward", "Czarnecki et al.: one-step advantage r + gamma V_T(s') - V_theta(s), "
          "V_T from the teacher's critic or fitted (online)")]:
-    register(Method(_name, _help, baseline_command(_rule), product="policy.npz", needs=("bpd",)))
+    # revision 2: the policy-gradient rules' clipped importance-weighted surrogate (training/baselines.py)
+    register(Method(_name, _help, baseline_command(_rule), product="policy.npz", needs=("bpd",),
+                    revision=2 if _rule in PG_RULES else 1))
 
 
 # --------------------------------------------------------------------------- ablations of BPD

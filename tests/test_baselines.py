@@ -112,8 +112,12 @@ def test_loss_term_of_each_rule(method, expected):
     assert loss.item() == pytest.approx(expected, rel=1e-5, abs=1e-6)
 
 
-def _segment() -> dict[str, torch.Tensor]:
-    return {"obs": OBS, "u": torch.tensor([[0.5], [0.0], [1.0]]), "rew": torch.tensor([1.0, 2.0, 3.0]),
+def _segment(ratio: float = 1.0) -> dict[str, torch.Tensor]:
+    """Three steps collected by a student whose likelihood of each action was 1/ratio times the hand-built
+    student's (ratio 1: the segment is the hand-built student's own)."""
+    u = torch.tensor([[0.5], [0.0], [1.0]])
+    logp = G.log_prob(u, torch.full((3, 1), MU_S), torch.full((3, 1), math.log(SIG_S))) - math.log(ratio)
+    return {"obs": OBS, "u": u, "logp": logp, "rew": torch.tensor([1.0, 2.0, 3.0]),
             "next_obs": OBS.flip(0), "term": torch.tensor([0.0, 0.0, 1.0]), "done": torch.tensor([0.0, 0.0, 1.0])}
 
 
@@ -152,6 +156,38 @@ def test_teacher_v_reward_advantage_and_value_fit():
     ref = -(G.log_prob(seg["u"], mu.expand(3, 1), torch.full((3, 1), math.log(SIG_S))) * adv).mean()
     ref.backward()
     assert tr2.student.layers[-1].bias.grad.item() == pytest.approx(mu.grad.item(), rel=1e-5)
+
+
+def _bias_grad(tr: BaselineTrainer, seg: dict[str, torch.Tensor]) -> float:
+    loss, _ = tr.reward_term(seg)
+    loss.backward()
+    return tr.student.layers[-1].bias.grad.item()
+
+
+def test_policy_gradient_on_a_reused_segment_is_clipped():
+    # the segment's rewards-to-go [2, 1, 3] standardise to advantages [0, -1, 1]
+    seg = _segment(ratio=1.5) | {"rtg": torch.tensor([2.0, 1.0, 3.0]), "rhat": torch.zeros(3)}
+    adv = torch.tensor([0.0, -1.0, 1.0])
+    mu = torch.tensor(MU_S, requires_grad=True)
+    rho = torch.exp(G.log_prob(seg["u"], mu.expand(3, 1), torch.full((3, 1), math.log(SIG_S))) - seg["logp"])
+    assert rho.detach().tolist() == pytest.approx([1.5] * 3, rel=1e-5)
+    # rho = 1.5 > 1 + eps: a positive advantage takes the clipped constant 1.2 A (no gradient), a negative one
+    # keeps rho A, so only the step with A = -1 moves the student
+    ref = -(rho[1] * adv[1]) / 3
+    ref.backward()
+    want = mu.grad.item()
+    assert want != 0.0
+    assert _bias_grad(_trainer("entropy-regularised"), seg) == pytest.approx(want, rel=1e-5)
+    # inside the clip range the surrogate's gradient is REINFORCE's, weighted by rho
+    mu.grad = None
+    seg1 = _segment(ratio=1.1) | {"rtg": seg["rtg"], "rhat": seg["rhat"]}
+    rho1 = torch.exp(G.log_prob(seg1["u"], mu.expand(3, 1), torch.full((3, 1), math.log(SIG_S))) - seg1["logp"])
+    (-(rho1 * adv).mean()).backward()
+    assert _bias_grad(_trainer("entropy-regularised"), seg1) == pytest.approx(mu.grad.item(), rel=1e-5)
+    from bpd.errors import BpdError
+    from training.baselines import validate
+    with pytest.raises(BpdError, match="--clip"):
+        validate(BaselineConfig(method="n-distill", teacher="t", dataset="d", clip=1.0))
 
 
 def test_reward_rules_need_student_control():
@@ -214,6 +250,16 @@ def test_collector_counts_steps_and_mixed_control_hands_over():
         assert c.env_steps == 55 and c.beta(100) == 0.0
     finally:
         c.close()
+    # under student control each step records the student's log-likelihood of the action it took
+    c = Collector("InvertedDoublePendulum-v5", "student", 0)
+    try:
+        seg = c.collect(20, tr, 100)
+    finally:
+        c.close()
+    with torch.no_grad():
+        mu, ls = tr.student(tr.norm(torch.as_tensor(seg["obs"])))
+        want = G.log_prob(torch.as_tensor(seg["u"]), mu, ls)
+    assert seg["logp"].tolist() == pytest.approx(want.tolist(), rel=1e-5, abs=1e-5)
 
 
 @pytest.fixture(scope="module")
@@ -360,3 +406,25 @@ def test_sac_log_std_head_read_from_the_zip(tmp_path):
     # log std = 0.1 * (1 + 2 + 3) - 1 on the last hidden layer's output
     assert mu.flatten().tolist() == pytest.approx([0.5] * 4) and ls.flatten().tolist() == pytest.approx([-0.4] * 4)
     assert tm.distribution.startswith("the SAC actor's log-std head") and tm.critic is None
+
+
+def test_policy_gradient_rules_do_not_reuse_cells_of_their_first_estimator(tmp_path):
+    from bpd_app.experiment import _digest, cell_spec, execute_cell, load_plan
+    from bpd_app.methods import PG_RULES
+    from training.baselines import REWARD_RULES
+    assert set(PG_RULES) == set(REWARD_RULES)
+    plan_path = tmp_path / "plan.yaml"
+    plan_path.write_text("envs: [A]\nseeds: [0]\nteachers: {A: t.npz}\nmethods: [bpd, n-distill, rusu-kl]\n")
+    plan = load_plan(plan_path, str(tmp_path / "runs"))
+    specs = {c.label: (c, cell_spec(plan, c)) for c in plan.cells()}
+    assert specs["n-distill"][1]["method_revision"] == 2
+    assert "method_revision" not in specs["bpd"][1] and "method_revision" not in specs["rusu-kl"][1]
+    # a cell the first estimator finished is reported, not reused or overwritten
+    cell, spec = specs["n-distill"]
+    old = {k: v for k, v in spec.items() if k != "method_revision"}
+    cell.dir.mkdir(parents=True)
+    (cell.dir / "cell.json").write_text(json.dumps({"state": "done", "spec_digest": _digest(old)}))
+    (cell.dir / "result.json").write_text("{}")
+    rec = execute_cell(str(plan_path), cell.key, str(tmp_path / "runs"))
+    assert rec["state"] == "failed" and "another specification" in rec["error"]
+    assert json.loads((cell.dir / "cell.json").read_text())["state"] == "done"

@@ -16,9 +16,14 @@ update rule turns it into a gradient, loss term l and reward term r_hat (their T
   teacher-v-reward              r_hat_i = r_i + gamma V_T(s_i+1) - V_theta(s_i)
 Loss terms are closed-form Gaussian cross-entropies (training/gaussian.py) averaged over the
 aggregated buffer of every state the control policy visited (DAgger: whoever acts, the teacher
-labels). Reward terms are a REINFORCE gradient over the latest collected segment, discounted
+labels). Reward terms are a policy gradient over the latest collected segment (discounted
 reward-to-go standardised per segment; teacher-v-reward uses a one-step advantage with a student
-value V_theta fitted by TD(0).
+value V_theta fitted by TD(0)). A segment serves every gradient step until the next collection, so
+after its first step the student is no longer the policy that acted: the gradient is the clipped
+importance-weighted surrogate of PPO (Schulman et al. 2017), min(rho A, clip(rho, 1 - eps, 1 + eps) A)
+with rho = pi_theta(u | s) / pi_collect(u | s) and eps = --clip, which is REINFORCE's gradient while
+rho = 1. Plain REINFORCE on a reused segment rewards fitting the positive-advantage actions of that
+one sample ever more tightly: the student's spread collapses to its floor and every rule fails.
 
 Control policies: teacher (the plan's offline dataset: the teacher with its collection noise; the
 environment steps charged are the dataset's), student (the student samples, online), mixed (per
@@ -97,6 +102,8 @@ class BaselineConfig:
     batch: int = field(256, help="batch size")
     lr: float = field(1e-3, help="student learning rate")
     reward_weight: float = field(1.0, help="weight of the reward (policy-gradient) term")
+    clip: float = field(0.2, help="reward rules: clip range eps of the importance ratio pi_theta / pi_collect in "
+                        "the policy-gradient surrogate (a segment is reused until the next collection)")
     gamma: float = field(0.99, help="discount of the reward terms and value functions")
     init_log_std: float = field(-1.0, help="initial student log std (state-independent, pre-tanh units)")
     min_log_std: float = field(-5.0, help="student log std is clamped to [min, 2]")
@@ -121,6 +128,7 @@ def validate(cfg: BaselineConfig) -> str:
               (cfg.nonzero is None or cfg.nonzero >= 1, "--nonzero must be positive"),
               (0 <= cfg.prune_start <= cfg.prune_end <= 1, "need 0 <= --prune-start <= --prune-end <= 1"),
               (cfg.temperature > 0 and cfg.teacher_std > 0, "--temperature and --teacher-std must be positive"),
+              (0 < cfg.clip < 1, "--clip must be in (0, 1)"),
               (0 <= cfg.gamma < 1, "--gamma must be in [0, 1)"),
               (cfg.eval_episodes >= 1, "--eval-episodes must be at least 1"),
               (not (cfg.method in REWARD_RULES and control != "student"),
@@ -379,7 +387,10 @@ class BaselineTrainer:
         """REINFORCE on the rule's reward; for teacher-v-reward a one-step advantage and the V_theta fit."""
         c = self.cfg
         mu, ls = self.student(self.norm(seg["obs"]))
-        logp = G.log_prob(seg["u"], mu, ls)
+        rho = torch.exp(G.log_prob(seg["u"], mu, ls) - seg["logp"])
+
+        def surrogate(adv: torch.Tensor) -> torch.Tensor:
+            return -torch.min(rho * adv, rho.clamp(1.0 - c.clip, 1.0 + c.clip) * adv).mean()
         if c.method == "teacher-v-reward":
             assert self.value is not None and self.value_opt is not None  # built for this rule in __init__
             live = 1.0 - seg["term"]
@@ -393,10 +404,10 @@ class BaselineTrainer:
             v_loss.backward()
             self.value_opt.step()
             adv = (adv - adv.mean()) / (adv.std() + 1e-6) if len(adv) > 1 else adv
-            return -(logp * adv).mean(), {"losses/value": v_loss.item(), "reward/mean": float(seg["rew"].mean())}
+            return surrogate(adv), {"losses/value": v_loss.item(), "reward/mean": float(seg["rew"].mean())}
         ret = seg["rtg"]
         adv = (ret - ret.mean()) / (ret.std() + 1e-6) if len(ret) > 1 else ret - ret
-        return -(logp * adv).mean(), {"reward/mean": float(seg["rhat"].mean())}
+        return surrogate(adv), {"reward/mean": float(seg["rhat"].mean())}
 
     def update(self, batch: dict[str, torch.Tensor], segment: dict[str, torch.Tensor] | None = None) -> dict:
         c = self.cfg
@@ -465,7 +476,7 @@ class BaselineTrainer:
 # --------------------------------------------------------------------------- online control (DAgger-style)
 
 
-SEG_KEYS = ("obs", "u", "rew", "next_obs", "term", "done")
+SEG_KEYS = ("obs", "u", "logp", "rew", "next_obs", "term", "done")
 
 
 class Collector:
@@ -483,7 +494,8 @@ class Collector:
         return max(0.0, 1.0 - self.env_steps / (0.5 * budget))
 
     def collect(self, n: int, trainer: BaselineTrainer, budget: int) -> dict[str, np.ndarray]:
-        """n environment steps; returns the segment (raw obs, pre-tanh action u, reward, next obs, flags)."""
+        """n environment steps; returns the segment (raw obs, pre-tanh action u, its log-likelihood under the
+        policy that acted (0 under uniform control), reward, next obs, flags)."""
         seg: dict[str, list] = {k: [] for k in SEG_KEYS}
         low, high = self.env.action_space.low, self.env.action_space.high
         for _ in range(n):
@@ -493,17 +505,20 @@ class Collector:
             ctrl = self.control
             if ctrl == "mixed":
                 ctrl = "teacher" if self.rng.random() < self.beta(budget) else "student"
+            logp = 0.0
             if ctrl == "uniform":
                 u = np.arctanh(np.clip(self.rng.uniform(-1, 1, low.shape), -U_CLIP, U_CLIP))
             else:
                 with torch.no_grad():
                     mu, ls = trainer.teacher(o) if ctrl == "teacher" else trainer.student(trainer.norm(o))
-                noise = torch.as_tensor(self.rng.standard_normal(mu.shape), dtype=torch.float32)
-                u = (mu + torch.exp(ls) * noise)[0].numpy()
+                    noise = torch.as_tensor(self.rng.standard_normal(mu.shape), dtype=torch.float32)
+                    ut = mu + torch.exp(ls) * noise
+                    logp = float(G.log_prob(ut, mu, ls)[0])
+                u = ut[0].numpy()
             a = low + (np.tanh(u) + 1.0) * 0.5 * (high - low)
             nobs, r, term, trunc, _ = self.env.step(a.astype(np.float32))
             self.env_steps += 1
-            for k, v in zip(SEG_KEYS, (self.obs, u, r, nobs, float(term), float(term or trunc))):
+            for k, v in zip(SEG_KEYS, (self.obs, u, logp, r, nobs, float(term), float(term or trunc))):
                 seg[k].append(v)
             if term or trunc:
                 self.episodes += 1
@@ -534,7 +549,11 @@ METRIC_FIELDS = ["step", "env_steps", "time_s", "losses/total", "losses/term", "
 
 
 def _fingerprint(cfg: BaselineConfig) -> dict:
-    return {k: v for k, v in to_dict(cfg).items() if k not in _RESUME_FREE}
+    """The options a run's result depends on: what a resumed run must share with the run it continues."""
+    fp = {k: v for k, v in to_dict(cfg).items() if k not in _RESUME_FREE}
+    if cfg.method not in REWARD_RULES:  # no policy-gradient term: its clip range does not enter
+        fp.pop("clip")
+    return fp
 
 
 def _prepare(out: Path, cfg: BaselineConfig) -> None:
