@@ -5,8 +5,9 @@
 The same update rule (teacher-distill: the cross-entropy of the student's Gaussian against the
 teacher's) is trained with the data driven by the teacher (offline dataset), the student
 (on-policy-distill, DAgger-style: the student acts, the teacher labels), a teacher-to-student mix
-(control-mixed) or uniform random actions (control-uniform), all pruned to BPD's nonzero count at
-the same environment and gradient budgets. For each finished cell of the plan it reports:
+(control-mixed) or uniform random actions (control-uniform), pruned to BPD's nonzero count (and,
+where the plan has them, dense at BPD's collapsed widths) at the same environment and gradient
+budgets. For each finished cell of the plan it reports:
   visited spread    per-dimension std of the states the control policy visited, in units of the
                     teacher dataset's (1.0: as spread as the teacher's data), from the run's buffer
   nominal           the cell's own evaluation on the plan's reporting episodes
@@ -36,13 +37,19 @@ from bpd.io import read_json, save_png, write_json, write_text  # noqa: E402
 from bpd_app.experiment import collect_results, load_plan  # noqa: E402
 
 # the rule whose control policy is compared; labels of the plan whose method is one of these, at
-# BPD's nonzero count (no size argument), are the rows, with bpd beside them
+# BPD's nonzero count (no size argument) or dense at BPD's collapsed widths, are the rows, with bpd
+# beside them
 CONTROL_METHODS = ("teacher-distill", "on-policy-distill")
+CONTROL_SIZES = ("pruned", "dense")
+
+
+def size_of(m) -> str:
+    return "-" if m.method == "bpd" else str(m.args.get("size", "pruned"))
 
 
 def control_labels(plan) -> list[str]:
     return [lab for lab, m in plan.methods.items()
-            if m.method == "bpd" or (m.method in CONTROL_METHODS and "size" not in m.args)]
+            if m.method == "bpd" or (m.method in CONTROL_METHODS and size_of(m) in CONTROL_SIZES)]
 
 
 def policy_path(cell_dir: Path) -> Path:
@@ -115,14 +122,15 @@ def rows_of(plan, rig: str, rig_name: str, episodes: int, seed: int) -> list[dic
         tev = randomised_eval(Path(teacher), env, rig, episodes, seed,
                               plan.runs / "teachers" / f"{env}.robust-{rig_name}.json")
         tnom = next((r["result"]["teacher"] for r in res if r["env"] == env and r["result"]), None)
-        rows.append({"env": env, "label": "teacher", "control": "-", "seeds": "-",
+        rows.append({"env": env, "label": "teacher", "size": "-", "control": "-", "seeds": "-",
                      "nominal": [tnom["return_mean"]] if tnom else [], "nominal_early": [],
                      "randomised": [tev["return_mean"]], "randomised_early": [tev["early_terminations"]],
                      "randomised_worst_episode": [tev["return_min"]], "spread": [], "per_seed": []})
         for lab in labels:
             done = [r for r in res if r["env"] == env and r["label"] == lab and r["result"]]
             total = sum(1 for r in res if r["env"] == env and r["label"] == lab)
-            row: dict = {"env": env, "label": lab, "control": None, "seeds": f"{len(done)}/{total}", "nominal": [],
+            row: dict = {"env": env, "label": lab, "size": size_of(plan.methods[lab]), "control": None,
+                         "seeds": f"{len(done)}/{total}", "nominal": [],
                          "nominal_early": [], "randomised": [], "randomised_early": [],
                          "randomised_worst_episode": [], "spread": [], "per_seed": []}
             for r in done:
@@ -160,7 +168,8 @@ def markdown(plan, rows: list[dict], rig: str, episodes: int, seed: int) -> str:
     lines = [f"# {plan.name}: which policy drives the data (Czarnecki et al.'s control-policy comparison)", "",
              f"Plan `{plan.rel(plan.path)}`; regenerate with `python benchmarks/control_policy.py "
              f"{plan.rel(plan.path)}` after `bpd experiment run`. Rule: teacher-distill (cross-entropy against "
-             "the teacher's Gaussian), pruned to the BPD cell's nonzero count; teacher = the offline dataset, "
+             "the teacher's Gaussian), pruned to the BPD cell's nonzero count or dense at its collapsed widths; "
+             "teacher = the offline dataset, "
              "student / mixed / uniform = collected online, labelled by the teacher, same environment-step "
              "budget. bpd: BPD's student on the teacher's dataset, for reference.", "",
              f"Randomised: episodes {seed}..{seed + episodes - 1}, each plant drawn from the `{rig}` rig's "
@@ -169,16 +178,16 @@ def markdown(plan, rows: list[dict], rig: str, episodes: int, seed: int) -> str:
              "per-dimension std of the states visited, in units of the teacher data's.", ""]
     for env in plan.envs:
         lines += [f"## {env}", "",
-                  "| policy | control | seeds | visited spread | nominal return | randomised return "
+                  "| policy | size | control | seeds | visited spread | nominal return | randomised return "
                   "| randomised / nominal | randomised early ends | worst randomised episode |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for r in (r for r in rows if r["env"] == env):
             ratio = (f"{np.mean(r['randomised']) / np.mean(r['nominal']):.3f}"
                      if r["nominal"] and r["randomised"] else "-")
             n_ep = episodes * len(r["randomised"])
             early = f"{sum(r['randomised_early'])} of {n_ep}" if r["randomised"] else "-"
             worst = f"{min(r['randomised_worst_episode']):,.0f}" if r["randomised_worst_episode"] else "-"
-            lines.append(f"| {r['label']} | {r['control'] or '-'} | {r['seeds']} | {_ms(r['spread'], 2, worst=False)} "
+            lines.append(f"| {r['label']} | {r['size']} | {r['control'] or '-'} | {r['seeds']} | {_ms(r['spread'], 2, worst=False)} "
                          f"| {_ms(r['nominal'], 1)} | {_ms(r['randomised'], 1)} | {ratio} | {early} | {worst} |")
         lines.append("")
     return "\n".join(lines)

@@ -379,13 +379,22 @@ def test_baselines_run_through_the_grid_runner(tiny_pipeline, tmp_path):
     assert cp.main([str(plan), "--runs", str(runs), "--out", str(out)]) == 0
     rep = json.loads((out / "control.json").read_text())
     rows = {r["label"]: r for r in rep["rows"]}
-    assert set(rows) == {"teacher", "bpd", "on-policy-distill"}  # rusu-kl is another rule; dense another size
+    assert set(rows) == {"teacher", "bpd", "on-policy-distill"}  # rusu-kl and rusu-kl-dense: another rule
     assert rows["on-policy-distill"]["control"] == "student" and rows["bpd"]["control"] == "teacher"
     assert rows["on-policy-distill"]["spread"] == [online["train"]["visited_spread"]]
     assert rows["bpd"]["nominal"] == [bpd_res["eval"]["return_mean"]]
     cached = json.loads((cell / "bpd" / "seed0" / "robust-desktop-cartpole.json").read_text())
     assert rows["bpd"]["randomised"] == [cached["eval"]["return_mean"]] and len(cached["eval"]["returns"]) == 2
-    assert "| on-policy-distill | student | 1/1 |" in (out / "control.md").read_text()
+    assert "| on-policy-distill | pruned | student | 1/1 |" in (out / "control.md").read_text()
+    # the rows: the rule at BPD's count and dense at its widths, not other rules or the teacher's size
+    many = tmp_path / "many.yaml"
+    many.write_text("envs: [A]\nseeds: [0]\nteachers: {A: t.npz}\nmethods:\n  bpd: {}\n  rusu-kl: {}\n"
+                    "  teacher-distill: {}\n  teacher-distill-dense: {method: teacher-distill, args: {size: dense}}\n"
+                    "  teacher-distill-large: {method: teacher-distill, args: {size: large}}\n"
+                    "  on-policy-distill-dense: {method: on-policy-distill, args: {size: dense}}\n")
+    from bpd_app.experiment import load_plan
+    assert cp.control_labels(load_plan(many)) == ["bpd", "teacher-distill", "teacher-distill-dense",
+                                                  "on-policy-distill-dense"]
     assert (out / "InvertedPendulum-v5.visited.png").is_file()
 
 
