@@ -187,8 +187,9 @@ def markdown(plan, rows: list[dict], rig: str, episodes: int, seed: int) -> str:
             n_ep = episodes * len(r["randomised"])
             early = f"{sum(r['randomised_early'])} of {n_ep}" if r["randomised"] else "-"
             worst = f"{min(r['randomised_worst_episode']):,.0f}" if r["randomised_worst_episode"] else "-"
-            lines.append(f"| {r['label']} | {r['size']} | {r['control'] or '-'} | {r['seeds']} | {_ms(r['spread'], 2, worst=False)} "
-                         f"| {_ms(r['nominal'], 1)} | {_ms(r['randomised'], 1)} | {ratio} | {early} | {worst} |")
+            lines.append(f"| {r['label']} | {r['size']} | {r['control'] or '-'} | {r['seeds']} "
+                         f"| {_ms(r['spread'], 2, worst=False)} | {_ms(r['nominal'], 1)} | {_ms(r['randomised'], 1)} "
+                         f"| {ratio} | {early} | {worst} |")
         lines.append("")
     return "\n".join(lines)
 
