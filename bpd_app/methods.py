@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bpd.errors import BpdError
+from training.baseline_rules import REWARD_RULES
 
 
 @dataclass
@@ -191,10 +192,6 @@ def baseline_command(rule: str) -> Callable[[CellInputs], list[str]]:
     return command
 
 
-# the rules with a policy-gradient term (training.baselines.REWARD_RULES; the module is imported lazily, a test
-# checks the two agree)
-PG_RULES = ("entropy-regularised", "n-distill", "expected-entropy-regularised", "teacher-v-reward")
-
 for _name, _rule, _help in [
         ("rusu-nll", "nll", "Rusu et al.: Gaussian student, negative log-likelihood of the teacher's mean action"),
         ("rusu-mse", "mse", "Rusu et al.: mean squared error on the teacher's pre-squash outputs"),
@@ -212,7 +209,7 @@ for _name, _rule, _help in [
          "V_T from the teacher's critic or fitted (online)")]:
     # revision 2: the policy-gradient rules' clipped importance-weighted surrogate (training/baselines.py)
     register(Method(_name, _help, baseline_command(_rule), product="policy.npz", needs=("bpd",),
-                    revision=2 if _rule in PG_RULES else 1))
+                    revision=2 if _rule in REWARD_RULES else 1))
 
 
 # --------------------------------------------------------------------------- ablations of BPD

@@ -108,7 +108,8 @@ def remove_dead_neurons(weights: list[np.ndarray], biases: list[np.ndarray],
     for i, w in enumerate(ws[:-1]):
         if w.shape[0] == 0:
             raise BpdError(f"every path through hidden layer {i + 1} is pruned: the policy is a constant; "
-                           "lower the KL weight or raise the threshold")
+                           "a BPD student needs a lower KL weight or a higher threshold, a magnitude-pruned one "
+                           "a larger nonzero budget")
     return [w.astype(np.float32) for w in ws], [b.astype(np.float32) for b in bs]
 
 

@@ -64,18 +64,11 @@ from bpd.config import field, to_dict
 from bpd.errors import BpdError
 from bpd.io import atomic_write, write_json
 from training import gaussian as G
+from training.baseline_rules import CONTROLS, DEFAULT_CONTROL, REWARD_RULES, RULES
 from training.collect import load_dataset
 from training.envs import evaluate, make_env, train_eval_seed
 from training.teacher import Teacher, load_teacher
 
-RUSU_RULES = ("nll", "mse", "kl")
-CZARNECKI_RULES = ("teacher-distill", "on-policy-distill", "entropy-regularised", "n-distill",
-                   "expected-entropy-regularised", "teacher-v-reward")
-RULES = RUSU_RULES + CZARNECKI_RULES
-REWARD_RULES = ("entropy-regularised", "n-distill", "expected-entropy-regularised", "teacher-v-reward")
-CONTROLS = ("teacher", "student", "mixed", "uniform")
-DEFAULT_CONTROL = {r: "teacher" for r in RUSU_RULES + ("teacher-distill",)} | {
-    r: "student" for r in CZARNECKI_RULES if r != "teacher-distill"}
 U_CLIP = 0.999  # atanh of normalised actions is taken after clipping to +-U_CLIP
 _RESUME_FREE = {"resume", "progress", "threads"}
 
@@ -384,7 +377,8 @@ class BaselineTrainer:
         raise ValueError(m)
 
     def reward_term(self, seg: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
-        """REINFORCE on the rule's reward; for teacher-v-reward a one-step advantage and the V_theta fit."""
+        """The clipped policy-gradient surrogate on the rule's reward (see the module's docstring); for
+        teacher-v-reward a one-step advantage and the V_theta fit."""
         c = self.cfg
         mu, ls = self.student(self.norm(seg["obs"]))
         rho = torch.exp(G.log_prob(seg["u"], mu, ls) - seg["logp"])
