@@ -295,9 +295,14 @@ def _bench_figures(bench: dict) -> dict:
     if best is None:
         return {}
     impl, r = best
+    scratch = (net.get("flash_report") or {}).get("ram_activation_bytes")
+    stack = r.get("policy_stack_bytes")
     return {"kernel": impl, "instructions": r["instructions_median"], "us_estimate": r.get("us_estimate"),
             "policy_bytes": r.get("policy_bytes"), "image_flash_bytes": r.get("flash_bytes"),
-            "weights_flash_bytes": (net.get("flash_report") or {}).get("flash_bytes")}
+            "weights_flash_bytes": (net.get("flash_report") or {}).get("flash_bytes"),
+            # the policy's RAM: the caller's scratch (two activation buffers) and bpd_policy_run's stack frame
+            "scratch_bytes": scratch, "policy_stack_bytes": stack,
+            "policy_ram_bytes": scratch + stack if scratch is not None and stack is not None else None}
 
 
 def execute_cell(plan_path: str, cell_key: str, runs: str | None = None) -> dict:
@@ -648,6 +653,9 @@ def collect_results(plan: Plan) -> list[dict]:
     for c in plan.cells():
         rec = _read_json(c.dir / "cell.json") or {}
         res = _read_json(c.dir / "result.json") if rec.get("state") == "done" else None
+        bench = _read_json(c.dir / "bench" / "bench.json") if res else None
+        if res is not None and bench:  # the measurement is the source: figures added since the cell ran
+            res["bench"] = _bench_figures(bench) or res.get("bench")
         out.append({"cell": c.key, "env": c.env, "label": c.label, "seed": c.seed,
                     "state": rec.get("state", "pending"), "error": rec.get("error"), "result": res})
     return out
@@ -694,6 +702,7 @@ def aggregate(rows: list[dict]) -> list[dict]:
                 "episodes": int(sum(d["eval"]["episodes"] or 0 for d in done)),
                 "instructions": [b["instructions"] for b in bench] or None,
                 "policy_bytes": [b["policy_bytes"] for b in bench] or None,
+                "policy_ram_bytes": [b["policy_ram_bytes"] for b in bench if b.get("policy_ram_bytes")] or None,
                 "weights_flash_bytes": [b["weights_flash_bytes"] for b in bench] or None,
                 "seconds_median": float(np.median(secs)) if secs else None,
                 "us_estimate": [b.get("us_estimate") for b in bench if b.get("us_estimate") is not None] or None,
@@ -750,12 +759,12 @@ def markdown_table(plan: Plan, aggs: list[dict]) -> str:
                   f"{t.get('teacher_params', '-')} parameters.", "",
                   "| method | seeds done | return (mean +- std) | worst seed | IQM [95 % CI] "
                   "| % of teacher (mean / worst) | D4RL score | weights removed (min) | nonzero | collapsed widths "
-                  "| early ends where teacher finished | M4F instructions | policy flash B | distill s (median) "
-                  "| bar |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| early ends where teacher finished | M4F instructions | policy flash B | policy RAM B "
+                  "| distill s (median) | bar |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for a in rows:
             if not a["done"]:
-                lines.append(f"| {a['label']} | 0/{a['seeds']} ({a['failed']} failed) |" + " - |" * 13)
+                lines.append(f"| {a['label']} | 0/{a['seeds']} ({a['failed']} failed) |" + " - |" * 14)
                 continue
             ci = a["return_iqm_ci"]
             failed = f" ({a['failed']} failed)" if a["failed"] else ""
@@ -768,8 +777,8 @@ def markdown_table(plan: Plan, aggs: list[dict]) -> str:
                 f"| {_fmt(a['d4rl_mean'])} | {_fmt(a['weights_removed_min'], 2, pct=True)} "
                 f"| {_range([s['nonzero'] for s in a['per_seed']])} | {', '.join(a['widths']) or '-'} "
                 f"| {a['early_where_teacher_finished']} of {a['episodes']} | {_range(a['instructions'] or [])} "
-                f"| {_range(a['policy_bytes'] or [])} | {_fmt(a['seconds_median'], 0)} "
-                f"| {'meets' if a['meets_bar'] else 'misses'} |")
+                f"| {_range(a['policy_bytes'] or [])} | {_range(a['policy_ram_bytes'] or [])} "
+                f"| {_fmt(a['seconds_median'], 0)} | {'meets' if a['meets_bar'] else 'misses'} |")
         lines.append("")
     lines += ["Bar: mean return >= 95 % of the teacher's, no seed below 90 %, >= 95 % of the teacher's weights "
               "removed, no early termination on an episode the teacher finishes. IQM: interquartile mean over "
@@ -783,13 +792,14 @@ def summary_table(plan: Plan, aggs: list[dict], labels: list[str] | None = None)
     lines = ["| environment | method | seeds | % of teacher (mean +- std over seeds; worst seed) | D4RL score "
              "| early ends where teacher finished | spread of last 3 evaluations (% of teacher) "
              "| weights pruned (student) | nonzero "
-             "| pruning rule | M4F instructions | M4F us (estimate) | policy flash B | distill s (median) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| pruning rule | M4F instructions | M4F us (estimate) | policy flash B | policy RAM B "
+             "| distill s (median) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for a in aggs:
         if labels is not None and a["label"] not in labels:
             continue
         if not a["done"]:
-            lines.append(f"| {a['env']} | {a['label']} | 0/{a['seeds']} |" + " - |" * 11)
+            lines.append(f"| {a['env']} | {a['label']} | 0/{a['seeds']} |" + " - |" * 12)
             continue
         lines.append(
             f"| {a['env']} | {a['label']} | {a['done']}/{a['seeds']} "
@@ -799,7 +809,8 @@ def summary_table(plan: Plan, aggs: list[dict], labels: list[str] | None = None)
             f"| {_fmt(a['last_evals_spread'], pct=True)} "
             f"| {_fmt(a['sparsity_mean'], pct=True)} | {_range([x['nonzero'] for x in a['per_seed']])} "
             f"| {a['pruning_rule'] or '-'} | {_range(a['instructions'] or [])} | {_range(a['us_estimate'] or [], 1)} "
-            f"| {_range(a['policy_bytes'] or [])} | {_fmt(a['seconds_median'], 0)} |")
+            f"| {_range(a['policy_bytes'] or [])} | {_range(a['policy_ram_bytes'] or [])} "
+            f"| {_fmt(a['seconds_median'], 0)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -927,14 +938,15 @@ def write_table(plan: Plan, out: Path) -> dict:
     cw = csv.writer(buf)
     cw.writerow(["env", "label", "seed", "state", "return_mean", "return_std", "return_min", "vs_teacher",
                 "params_nonzero", "weights_removed", "early_where_teacher_finished", "train_seconds",
-                "m4f_instructions", "policy_bytes", "error"])
+                "m4f_instructions", "policy_bytes", "policy_ram_bytes", "error"])
     for r in rows:
         d = r["result"] or {}
         ev, b = d.get("eval") or {}, d.get("bench") or {}
         cw.writerow([r["env"], r["label"], r["seed"], r["state"], ev.get("return_mean"), ev.get("return_std"),
                     ev.get("return_min"), d.get("return_vs_teacher"), d.get("params_nonzero"),
                     d.get("weights_removed_vs_teacher"), d.get("early_terminations_where_teacher_finished"),
-                    (d.get("train") or {}).get("seconds"), b.get("instructions"), b.get("policy_bytes"), r["error"]])
+                    (d.get("train") or {}).get("seconds"), b.get("instructions"), b.get("policy_bytes"),
+                    b.get("policy_ram_bytes"), r["error"]])
     write_text(out / "cells.csv", buf.getvalue())
     for r in rows:
         if r["result"]:

@@ -78,6 +78,40 @@ def test_summary_row_gives_spread_worst_seed_and_early_ends():
     assert "| 3/4 | 95.0 % +- 3.7 %; 90.0 % |" in line and "| 3 of 90 |" in line
 
 
+def test_bench_figures_take_the_cheapest_kernel_and_the_policy_ram(tmp_path):
+    """A hand-built `bpd bench` record: the cheaper bpd kernel's figures, its stack frame plus the two
+    activation buffers as the policy's RAM; a cell's table row is refreshed from its bench.json."""
+    import yaml
+
+    from bpd_app.experiment import _bench_figures, collect_results
+
+    def m4f(instr, stack):
+        return {"cortex-m4f": {"instructions_median": instr, "us_estimate": instr / 100, "policy_bytes": 3000,
+                               "flash_bytes": 4600, "policy_stack_bytes": stack}}
+
+    bench = {"networks": {"student": {"flash_report": {"flash_bytes": 2123, "ram_activation_bytes": 320},
+                                      "runtimes": {"bpd": m4f(9464, 112), "bpd-fast-tanh": m4f(7341, 96),
+                                                   "onnxruntime": {"host": {"median_ns": 1.0}}}}}}
+    f = _bench_figures(bench)
+    assert (f["kernel"], f["instructions"], f["scratch_bytes"], f["policy_stack_bytes"], f["policy_ram_bytes"]) == (
+        "bpd-fast-tanh", 7341, 320, 96, 416)
+    assert _bench_figures({}) == {}
+
+    plan_path = tmp_path / "p.yaml"
+    plan_path.write_text(yaml.safe_dump({"name": "p", "envs": ["E"], "seeds": [0], "teachers": {"E": "t.npz"},
+                                         "methods": ["bpd"]}))
+    plan = load_plan(str(plan_path), str(tmp_path / "runs"))
+    (cell,) = plan.cells()
+    (cell.dir / "bench").mkdir(parents=True)
+    (cell.dir / "cell.json").write_text(json.dumps({"state": "done"}))
+    (cell.dir / "result.json").write_text(json.dumps({"bench": {"instructions": 7341, "policy_bytes": 3000}}))
+    (row,) = collect_results(plan)
+    assert "policy_ram_bytes" not in row["result"]["bench"]          # recorded before the figure existed
+    (cell.dir / "bench" / "bench.json").write_text(json.dumps(bench))
+    (row,) = collect_results(plan)
+    assert row["result"]["bench"]["policy_ram_bytes"] == 416
+
+
 def test_selection_rules_on_hand_built_candidates():
     rows = [{"select_return": 100.0, "params_nonzero": 500}, {"select_return": 99.0, "params_nonzero": 300},
             {"select_return": 97.0, "params_nonzero": 100}, {"select_return": 99.0, "params_nonzero": 300}]
