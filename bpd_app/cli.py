@@ -38,13 +38,14 @@ def _experiment_table(ns):
 
 
 def _experiment_status(ns):
-    from bpd_app.experiment import ExperimentStatusConfig, cmd_status
+    from bpd_app.experiment import ExperimentStatusConfig, cmd_status, status_summary
     rows = cmd_status(from_namespace(ExperimentStatusConfig, ns))
     for r in rows:
         extra = f"  {r['error']}" if r["error"] else (f"  {r['seconds']:.0f} s" if r["seconds"] else "")
+        if r["left_seconds"] is not None:
+            extra += f"  ~{r['left_seconds'] / 60:.0f} min left" + (" (scaled)" if r["estimate"] == "scaled" else "")
         print(f"{r['state']:>8}  {r['cell']}{extra}")
-    counts = {s: sum(r["state"] == s for r in rows) for s in ("done", "failed", "running", "interrupted", "pending")}
-    print(", ".join(f"{v} {k}" for k, v in counts.items()))
+    print(status_summary(rows))
 
 
 ROOMS = ("training.cli", "export.cli", "firmware_host.cli", "hil.cli")

@@ -615,15 +615,83 @@ def _alive(pid) -> bool:
         return True
 
 
-def plan_status(plan: Plan) -> list[dict]:
-    rows = []
+def _cell_cost(c: Cell, rec: dict) -> float | None:
+    """A finished cell's time: its last invocation's wall time, or, where that invocation resumed a
+    training started earlier, the training's own time summed over its sessions plus the other stages."""
+    train = ((_read_json(c.dir / "result.json") or {}).get("train") or {}).get("seconds")
+    stages = rec.get("stage_seconds") or {}
+    rest = sum(v for k, v in stages.items() if k != "train" and isinstance(v, (int, float)))
+    own = rec.get("seconds")
+    if train is None:
+        return own
+    return max(own or 0.0, float(train) + rest)
+
+
+def plan_status(plan: Plan, now: float | None = None) -> list[dict]:
+    """Each cell's state, and for every cell not done (a failed one is retried by the next run) an
+    estimate of the time it still needs, less what a running cell has spent since it started:
+      peers   the median time of the finished cells with the same environment and label;
+      scaled  where none finished, the label's median in another environment times the ratio of the
+              two environments' medians over the labels finished in both (a cost that is one factor
+              per environment times one per method); None where neither exists."""
+    now = time.time() if now is None else now
+    rows, recs = [], []
     for c in plan.cells():
         rec = _read_json(c.dir / "cell.json") or {}
         state = rec.get("state", "pending")
         if state == "running" and rec.get("host") == os.uname().nodename and not _alive(rec.get("pid")):
             state = "interrupted"
-        rows.append({"cell": c.key, "state": state, "error": rec.get("error"), "seconds": rec.get("seconds")})
+        recs.append((c, rec))
+        rows.append({"cell": c.key, "state": state, "error": rec.get("error"), "seconds": rec.get("seconds"),
+                     "left_seconds": None, "estimate": None})
+    times: dict[tuple[str, str], list[float]] = {}
+    for (c, rec), r in zip(recs, rows):
+        if r["state"] == "done":
+            cost = _cell_cost(c, rec)
+            if cost:
+                times.setdefault((c.env, c.label), []).append(cost)
+    med = {k: float(np.median(v)) for k, v in times.items()}
+
+    def scaled(env: str, label: str) -> float | None:
+        guesses = []
+        for (env2, lab2), t in med.items():
+            if lab2 != label or env2 == env:
+                continue
+            common = [med[(env, lab)] / med[(env2, lab)] for (e, lab) in med if e == env and (env2, lab) in med]
+            if common:
+                guesses.append(t * float(np.median(common)))
+        return float(np.median(guesses)) if guesses else None
+
+    for (c, rec), r in zip(recs, rows):
+        if r["state"] == "done":
+            continue
+        how = "peers" if (c.env, c.label) in med else "scaled"
+        est = med[(c.env, c.label)] if how == "peers" else scaled(c.env, c.label)
+        if est is None:
+            continue
+        if r["state"] == "running" and rec.get("started"):
+            try:
+                est -= now - time.mktime(time.strptime(rec["started"], "%Y-%m-%dT%H:%M:%S"))
+            except ValueError:
+                pass
+        r["left_seconds"], r["estimate"] = max(est, 0.0), how
     return rows
+
+
+def status_summary(rows: list[dict]) -> str:
+    """The counts of each state and the time the unfinished cells still need, as one worker's time."""
+    counts = {s: sum(r["state"] == s for r in rows) for s in ("done", "failed", "running", "interrupted", "pending")}
+    line = ", ".join(f"{v} {k}" for k, v in counts.items())
+    todo = [r for r in rows if r["state"] != "done"]
+    if todo:
+        known = [r for r in todo if r["left_seconds"] is not None]
+        n_scaled = sum(r["estimate"] == "scaled" for r in known)
+        line += (f"\nleft: about {sum(r['left_seconds'] for r in known) / 3600:.1f} h of one worker for "
+                 f"{len(known)} of {len(todo)} unfinished cells ({len(known) - n_scaled} from finished cells of the "
+                 f"same environment and label, {n_scaled} scaled from another environment)")
+        if len(known) < len(todo):
+            line += f"; {len(todo) - len(known)} with nothing to go by"
+    return line
 
 
 # --------------------------------------------------------------------------- tables

@@ -112,6 +112,47 @@ def test_bench_figures_take_the_cheapest_kernel_and_the_policy_ram(tmp_path):
     assert row["result"]["bench"]["policy_ram_bytes"] == 416
 
 
+def test_status_estimates_the_time_left_from_finished_peers(tmp_path):
+    """Hand-made cell records of known times: an unfinished cell is estimated from the median of its
+    finished peers (a resumed cell counts its training's summed time), a running one less what it has
+    spent, and a label with no peer in its environment is scaled from another environment."""
+    import yaml
+
+    from bpd_app.experiment import plan_status, status_summary
+
+    plan_path = tmp_path / "p.yaml"
+    plan_path.write_text(yaml.safe_dump({"name": "p", "envs": ["A", "B"], "seeds": [0, 1, 2],
+                                         "teachers": {"A": "t.npz", "B": "t.npz"},
+                                         "methods": {"bpd": {}, "x": {"method": "bpd-eta-constant"}}}))
+    plan = load_plan(str(plan_path), str(tmp_path / "runs"))
+    now = 1.8e9
+    started = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(now - 280))
+
+    def cell(key, rec, train_seconds=None):
+        d = tmp_path / "runs" / key
+        d.mkdir(parents=True)
+        (d / "cell.json").write_text(json.dumps(rec))
+        if train_seconds is not None:
+            (d / "result.json").write_text(json.dumps({"train": {"seconds": train_seconds}}))
+
+    for seed, secs in enumerate([100, 120, 140]):
+        cell(f"A/bpd/seed{seed}", {"state": "done", "seconds": secs})
+    # resumed: its last invocation took 15 s, the training 190 s over its sessions, evaluation 10 s
+    cell("A/x/seed0", {"state": "done", "seconds": 15, "stage_seconds": {"train": 5, "evaluate": 10}}, 190)
+    cell("B/bpd/seed0", {"state": "done", "seconds": 600})
+    cell("B/bpd/seed1", {"state": "running", "host": "elsewhere", "pid": 1, "started": started})
+    cell("B/bpd/seed2", {"state": "failed", "error": "boom"})
+    rows = {r["cell"]: r for r in plan_status(plan, now=now)}
+    left = {k: (r["left_seconds"], r["estimate"]) for k, r in rows.items() if r["state"] != "done"}
+    assert left == {"A/x/seed1": (200.0, "peers"), "A/x/seed2": (200.0, "peers"),
+                    "B/bpd/seed1": (320.0, "peers"), "B/bpd/seed2": (600.0, "peers"),
+                    "B/x/seed0": (1000.0, "scaled"), "B/x/seed1": (1000.0, "scaled"),
+                    "B/x/seed2": (1000.0, "scaled")}  # B costs 600 / 120 = 5x A on the label both ran
+    text = status_summary(list(rows.values()))
+    assert "5 done, 1 failed, 1 running, 0 interrupted, 5 pending" in text
+    assert "about 1.2 h of one worker for 7 of 7 unfinished cells (4 from" in text and "3 scaled" in text
+
+
 def test_selection_rules_on_hand_built_candidates():
     rows = [{"select_return": 100.0, "params_nonzero": 500}, {"select_return": 99.0, "params_nonzero": 300},
             {"select_return": 97.0, "params_nonzero": 100}, {"select_return": 99.0, "params_nonzero": 300}]
