@@ -43,7 +43,8 @@ def _experiment_status(ns):
     for r in rows:
         extra = f"  {r['error']}" if r["error"] else (f"  {r['seconds']:.0f} s" if r["seconds"] else "")
         if r["left_seconds"] is not None:
-            extra += f"  ~{r['left_seconds'] / 60:.0f} min left" + (" (scaled)" if r["estimate"] == "scaled" else "")
+            extra += ("  past its estimate" if r["estimate"] == "overdue" else
+                      f"  ~{r['left_seconds'] / 60:.0f} min left" + (" (scaled)" if r["estimate"] == "scaled" else ""))
         print(f"{r['state']:>8}  {r['cell']}{extra}")
     print(status_summary(rows))
 
@@ -71,7 +72,7 @@ def _configs() -> dict[str, tuple[str, Callable, str, *tuple[Callable[[argparse.
         "experiment table": ("bpd_app.experiment:ExperimentTableConfig", _experiment_table,
                              "write a plan's tables (markdown, CSV) and plots from its finished cells"),
         "experiment status": ("bpd_app.experiment:ExperimentStatusConfig", _experiment_status,
-                              "list a plan's cells and their state"),
+                              "list a plan's cells, their state and an estimate of the time left"),
     }
     return cmds | top
 

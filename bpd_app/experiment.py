@@ -300,7 +300,8 @@ def _bench_figures(bench: dict) -> dict:
     return {"kernel": impl, "instructions": r["instructions_median"], "us_estimate": r.get("us_estimate"),
             "policy_bytes": r.get("policy_bytes"), "image_flash_bytes": r.get("flash_bytes"),
             "weights_flash_bytes": (net.get("flash_report") or {}).get("flash_bytes"),
-            # the policy's RAM: the caller's scratch (two activation buffers) and bpd_policy_run's stack frame
+            # the policy's RAM: the caller's scratch (two activation buffers, from the export) and the static
+            # worst-case stack of bpd_policy_run and its callees in the linked image
             "scratch_bytes": scratch, "policy_stack_bytes": stack,
             "policy_ram_bytes": scratch + stack if scratch is not None and stack is not None else None}
 
@@ -325,7 +326,8 @@ def execute_cell(plan_path: str, cell_key: str, runs: str | None = None) -> dict
     ms = plan.methods[cell.label]
     method = get(ms.method)
     rec = {"cell": cell.key, "spec": spec, "spec_digest": digest, "state": "running", "commands": [],
-           "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "host": os.uname().nodename, "pid": os.getpid(),
+           "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "started_epoch": round(time.time(), 1),
+           "host": os.uname().nodename, "pid": os.getpid(),
            "error": None, "stage_seconds": {}}
 
     def stage(name: str, argv: list[str], stdout: Path | None = None) -> None:
@@ -627,13 +629,27 @@ def _cell_cost(c: Cell, rec: dict) -> float | None:
     return max(own or 0.0, float(train) + rest)
 
 
+def _spent(rec: dict, now: float) -> float | None:
+    """Seconds since a running cell started: from the epoch it recorded, else (records written before
+    the epoch was) its local start time read in this machine's timezone."""
+    start = rec.get("started_epoch")
+    if start is None and rec.get("started"):
+        try:
+            start = time.mktime(time.strptime(rec["started"], "%Y-%m-%dT%H:%M:%S"))
+        except ValueError:
+            return None
+    return None if start is None else max(now - float(start), 0.0)
+
+
 def plan_status(plan: Plan, now: float | None = None) -> list[dict]:
     """Each cell's state, and for every cell not done (a failed one is retried by the next run) an
     estimate of the time it still needs, less what a running cell has spent since it started:
       peers   the median time of the finished cells with the same environment and label;
       scaled  where none finished, the label's median in another environment times the ratio of the
               two environments' medians over the labels finished in both (a cost that is one factor
-              per environment times one per method); None where neither exists."""
+              per environment times one per method); None where neither exists;
+      overdue a running cell already past its estimate (left: 0).
+    A running cell's time spent comes from the epoch it recorded at its start."""
     now = time.time() if now is None else now
     rows, recs = [], []
     for c in plan.cells():
@@ -669,11 +685,11 @@ def plan_status(plan: Plan, now: float | None = None) -> list[dict]:
         est = med[(c.env, c.label)] if how == "peers" else scaled(c.env, c.label)
         if est is None:
             continue
-        if r["state"] == "running" and rec.get("started"):
-            try:
-                est -= now - time.mktime(time.strptime(rec["started"], "%Y-%m-%dT%H:%M:%S"))
-            except ValueError:
-                pass
+        if r["state"] == "running":
+            spent = _spent(rec, now)
+            if spent is not None and spent > est:
+                how = "overdue"  # past its peers' time (or a cell another host left marked running)
+            est -= spent or 0.0
         r["left_seconds"], r["estimate"] = max(est, 0.0), how
     return rows
 
@@ -683,8 +699,10 @@ def status_summary(rows: list[dict]) -> str:
     counts = {s: sum(r["state"] == s for r in rows) for s in ("done", "failed", "running", "interrupted", "pending")}
     line = ", ".join(f"{v} {k}" for k, v in counts.items())
     todo = [r for r in rows if r["state"] != "done"]
-    if todo:
-        known = [r for r in todo if r["left_seconds"] is not None]
+    known = [r for r in todo if r["left_seconds"] is not None]
+    if todo and not known:
+        line += f"\nleft: {len(todo)} unfinished cells, no estimate (no finished cell to go by)"
+    elif todo:
         n_scaled = sum(r["estimate"] == "scaled" for r in known)
         line += (f"\nleft: about {sum(r['left_seconds'] for r in known) / 3600:.1f} h of one worker for "
                  f"{len(known)} of {len(todo)} unfinished cells ({len(known) - n_scaled} from finished cells of the "
@@ -770,7 +788,8 @@ def aggregate(rows: list[dict]) -> list[dict]:
                 "episodes": int(sum(d["eval"]["episodes"] or 0 for d in done)),
                 "instructions": [b["instructions"] for b in bench] or None,
                 "policy_bytes": [b["policy_bytes"] for b in bench] or None,
-                "policy_ram_bytes": [b["policy_ram_bytes"] for b in bench if b.get("policy_ram_bytes")] or None,
+                "policy_ram_bytes": [b["policy_ram_bytes"] for b in bench
+                                     if b.get("policy_ram_bytes") is not None] or None,
                 "weights_flash_bytes": [b["weights_flash_bytes"] for b in bench] or None,
                 "seconds_median": float(np.median(secs)) if secs else None,
                 "us_estimate": [b.get("us_estimate") for b in bench if b.get("us_estimate") is not None] or None,

@@ -4,6 +4,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 from bpd.errors import BpdError
 from bpd_app.experiment import _bootstrap_ci, _iqm, d4rl_score, load_plan
 from bpd_app.methods import CellInputs, distill_command, flags
-from tests.conftest import BPD, run_bpd
+from tests.conftest import BPD, ROOT, run_bpd
 from training.envs import Episodes
 from training.selection import choose
 
@@ -151,6 +152,20 @@ def test_status_estimates_the_time_left_from_finished_peers(tmp_path):
     text = status_summary(list(rows.values()))
     assert "5 done, 1 failed, 1 running, 0 interrupted, 5 pending" in text
     assert "about 1.2 h of one worker for 7 of 7 unfinished cells (4 from" in text and "3 scaled" in text
+    # the epoch a cell records wins over its local start time; a cell past its peers' time is overdue
+    (tmp_path / "runs" / "B/bpd/seed1" / "cell.json").write_text(json.dumps(
+        {"state": "running", "host": "elsewhere", "started": "garbage", "started_epoch": now - 50}))
+    def running():
+        return next(r for r in plan_status(plan, now=now) if r["cell"] == "B/bpd/seed1")
+
+    assert running()["left_seconds"] == 550.0
+    (tmp_path / "runs" / "B/bpd/seed1" / "cell.json").write_text(json.dumps(
+        {"state": "running", "host": "elsewhere", "started_epoch": now - 700}))
+    assert (running()["left_seconds"], running()["estimate"]) == (0.0, "overdue")
+    # nothing finished anywhere: no estimate, said so
+    empty = load_plan(str(plan_path), str(tmp_path / "empty"))
+    assert status_summary(plan_status(empty, now=now)).endswith("left: 12 unfinished cells, no estimate "
+                                                                "(no finished cell to go by)")
 
 
 def test_selection_rules_on_hand_built_candidates():
@@ -255,6 +270,11 @@ def test_teacher_training_resumes_after_kill(tmp_path):
     assert not Path(f"{out}.work").exists()
 
 
+def _candidates(run: Path) -> list:
+    from training.selection import load_candidates
+    return load_candidates(run / "candidates.pt")
+
+
 def _run_plan(plan: Path, runs: Path, *extra: str) -> subprocess.CompletedProcess:
     return run_bpd("experiment", "run", str(plan), "--runs", str(runs), "--workers", "2", *extra, check=False,
                    timeout=900)
@@ -285,6 +305,30 @@ def test_plan_runs_skips_finished_cells_and_records_failures(tiny_pipeline, tmp_
     assert "| bpd | 1/1 |" in md and "broken" in md and "Failed cells" in md
     assert (tmp_path / "table" / "cells" / "InvertedPendulum-v5" / "bpd" / "seed0.json").is_file()
     assert str(tmp_path) not in (tmp_path / "table" / "cells.csv").read_text()
+
+    # the keep-return study on the same cell: every candidate judged, the sparsest that keeps the target
+    study = [sys.executable, str(ROOT / "benchmarks" / "keep_return_study.py"), "--plan", str(plan), "--runs",
+             str(runs), "--keep-return", "0.5", "--out", str(tmp_path / "study")]
+    p = subprocess.run(study, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    (row,) = json.loads((tmp_path / "study" / "keep_return.json").read_text())["envs"]["InvertedPendulum-v5"]
+    cache = runs / "InvertedPendulum-v5" / "bpd" / "seed0" / "keep-return-0.5.json"
+    rec = json.loads(cache.read_text())
+    k = row["keep_return"]
+    assert row["handed_over"]["return"] == res["eval"]["return_mean"]
+    assert k["candidates"] == len(_candidates(runs / "InvertedPendulum-v5" / "bpd" / "seed0" / "run"))
+    if k["met_on_selection"]:  # the sparsest that keeps the target; else the best on the selection seeds
+        assert k["select_return"] >= 0.5 * k["teacher_select_return"] - 1e-9
+    else:
+        assert k["select_return"] == max(r["select_return"] for r in rec["rows"])
+    assert "keep-return 0.5" in (tmp_path / "study" / "keep_return.md").read_text()
+    assert k["step"] == rec["chosen"]["step"] and k["nonzero"] == rec["params_nonzero"] > 0
+    mtime = cache.stat().st_mtime_ns
+    p = subprocess.run(study, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0 and cache.stat().st_mtime_ns == mtime  # judged once: the choice is cached
+    bad = subprocess.run([*study[:2], "--plan", str(plan), "--runs", str(runs), "--label", "nope"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "no method labelled 'nope'" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_plan_through_ray(tiny_pipeline, tmp_path):
