@@ -306,28 +306,35 @@ def test_plan_runs_skips_finished_cells_and_records_failures(tiny_pipeline, tmp_
     assert (tmp_path / "table" / "cells" / "InvertedPendulum-v5" / "bpd" / "seed0.json").is_file()
     assert str(tmp_path) not in (tmp_path / "table" / "cells.csv").read_text()
 
-    # the keep-return study on the same cell: every candidate judged, the sparsest that keeps the target
-    study = [sys.executable, str(ROOT / "benchmarks" / "keep_return_study.py"), "--plan", str(plan), "--runs",
-             str(runs), "--keep-return", "0.5", "--out", str(tmp_path / "study")]
-    p = subprocess.run(study, capture_output=True, text=True, timeout=600)
-    assert p.returncode == 0, p.stderr
-    (row,) = json.loads((tmp_path / "study" / "keep_return.json").read_text())["envs"]["InvertedPendulum-v5"]
-    cache = runs / "InvertedPendulum-v5" / "bpd" / "seed0" / "keep-return-0.5.json"
-    rec = json.loads(cache.read_text())
-    k = row["keep_return"]
-    assert row["handed_over"]["return"] == res["eval"]["return_mean"]
-    assert k["candidates"] == len(_candidates(runs / "InvertedPendulum-v5" / "bpd" / "seed0" / "run"))
-    if k["met_on_selection"]:  # the sparsest that keeps the target; else the best on the selection seeds
-        assert k["select_return"] >= 0.5 * k["teacher_select_return"] - 1e-9
-    else:
-        assert k["select_return"] == max(r["select_return"] for r in rec["rows"])
-    assert "keep-return 0.5" in (tmp_path / "study" / "keep_return.md").read_text()
-    assert k["step"] == rec["chosen"]["step"] and k["nonzero"] == rec["params_nonzero"] > 0
+    # choosing again on the same cell: every candidate judged, by a return target and by the run's own rule
+    study = [sys.executable, str(ROOT / "benchmarks" / "reselect_study.py"), "--plan", str(plan), "--runs",
+             str(runs), "--out", str(tmp_path / "study")]
+    cell_dir = runs / "InvertedPendulum-v5" / "bpd" / "seed0"
+    n_cands = len(_candidates(cell_dir / "run"))
+    for rule, value in (("keep-return", "0.5"), ("sparsest-within", "0.5")):
+        flag = "--keep-return" if rule == "keep-return" else "--tol"
+        p = subprocess.run([*study, "--rule", rule, flag, value], capture_output=True, text=True, timeout=600)
+        assert p.returncode == 0, p.stderr
+        (row,) = json.loads((tmp_path / "study" / f"reselect-{rule}.json").read_text())["envs"]["InvertedPendulum-v5"]
+        rec = json.loads((cell_dir / f"{rule}-{value}.json").read_text())
+        k = row["reselected"]
+        assert row["handed_over"]["return"] == res["eval"]["return_mean"] and k["candidates"] == n_cands
+        best = max(r["select_return"] for r in rec["rows"])
+        if rule == "sparsest-within":  # the fewest nonzero within 50 % of the best, over every candidate
+            assert k["select_return"] >= best - 0.5 * abs(best) - 1e-9
+            assert rec["chosen"]["params_nonzero"] == min(r["params_nonzero"] for r in rec["rows"]
+                                                          if r["select_return"] >= best - 0.5 * abs(best) - 1e-9)
+        elif k["met_on_selection"]:  # the sparsest that keeps the target; else the best on the selection seeds
+            assert k["select_return"] >= 0.5 * k["teacher_select_return"] - 1e-9
+        else:
+            assert k["select_return"] == best
+        assert k["step"] == rec["chosen"]["step"] and k["nonzero"] == rec["params_nonzero"] > 0
+        assert f"{rule} 0.5" in (tmp_path / "study" / f"reselect-{rule}.md").read_text()
+    cache = cell_dir / "keep-return-0.5.json"
     mtime = cache.stat().st_mtime_ns
-    p = subprocess.run(study, capture_output=True, text=True, timeout=600)
+    p = subprocess.run([*study, "--keep-return", "0.5"], capture_output=True, text=True, timeout=600)
     assert p.returncode == 0 and cache.stat().st_mtime_ns == mtime  # judged once: the choice is cached
-    bad = subprocess.run([*study[:2], "--plan", str(plan), "--runs", str(runs), "--label", "nope"],
-                         capture_output=True, text=True, timeout=120)
+    bad = subprocess.run([*study, "--label", "nope"], capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "no method labelled 'nope'" in bad.stderr and "Traceback" not in bad.stderr
 
 
@@ -363,3 +370,12 @@ def test_student_select_judges_in_the_environment_given(tiny_pipeline, tmp_path)
     bad = run_bpd("student", "select", str(run), "--env", "Pendulum-v1", "--episodes", "1", check=False)
     assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
         "bpd: error: --env Pendulum-v1 has 3 observations and 1 actions, the student 4 and 1"]
+    # the run's own rule again, but with every candidate judged rather than the periodic near-best ones
+    p = run_bpd("student", "select", str(run), "--rule", "sparsest-within", "--tol", "0.5", "--episodes", "1",
+                "--out", "within.pt")
+    assert f"every candidate judged, {len(steps)} candidates judged)" in p.stdout
+    _, meta, _ = load_student(run / "within.pt")
+    assert meta["step"] in steps and "within 50 %" in meta["selection"]["rule"]
+    bad = run_bpd("student", "select", str(run), "--rule", "sparsest-within", "--tol", "1.5", check=False)
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
+        "bpd: error: --tol is a fraction of the best return, at least 0 and below 1, e.g. 0.02"]

@@ -76,10 +76,13 @@ def _student_select(ns):
     from training.selection import SelectConfig, run_select
     r = run_select(from_namespace(SelectConfig, ns))
     ch = r["chosen"]
+    head = (f"selected: {r['out']}  step {ch['step']}, threshold {ch['threshold']:g}, {ch['params_nonzero']} nonzero, "
+            f"return {ch['select_return']:.1f}")
+    if r["teacher_select_return"] is None:  # sparsest-within: no teacher involved
+        print(f"{head} on the selection seeds ({r['rule']}, {len(r['rows'])} candidates judged)")
+        return
     met = "kept" if r["keep_return_met"] else "NOT kept by any candidate; wrote the best one"
-    print(f"selected: {r['out']}  step {ch['step']}, threshold {ch['threshold']:g}, {ch['params_nonzero']} nonzero, "
-          f"return {ch['select_return']:.1f} vs teacher {r['teacher_select_return']:.1f} on the selection seeds "
-          f"(target {met})")
+    print(f"{head} vs teacher {r['teacher_select_return']:.1f} on the selection seeds (target {met})")
 
 
 COMMANDS = {
@@ -96,5 +99,6 @@ COMMANDS = {
     "student sweep": ("training.selection:SweepConfig", _student_sweep,
                       "return and size of a trained student at other pruning thresholds (no retraining)"),
     "student select": ("training.selection:SelectConfig", _student_select,
-                       "the smallest evaluated student that keeps a share of the teacher's return"),
+                       "choose again among a run's evaluated students: the smallest that keeps a share of the "
+                       "teacher's return, or the smallest near the best, every candidate judged"),
 }

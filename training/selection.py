@@ -117,8 +117,11 @@ def student_from(meta: dict, state_dict: dict, threshold: float | None = None) -
 
 def select(cands: list[Candidate], meta: dict, stats: dict, env_id: str, run_seed: int, rule: str, tol: float,
            episodes: int, shortlist: int, keep_return: float | None = None,
-           teacher_act: Policy | None = None, thresholds: list[float] | None = None) -> dict:
-    """Evaluate the shortlisted candidates (x thresholds) on the selection seeds and choose one.
+           teacher_act: Policy | None = None, thresholds: list[float] | None = None,
+           judge_all: bool = False) -> dict:
+    """Evaluate the shortlisted candidates (x thresholds) on the selection seeds and choose one. The
+    shortlist is the candidates whose periodic return is near the best (at most `shortlist` of them),
+    or every candidate with a keep-return target or `judge_all`.
 
     Returns {"rule", "chosen" (row), "rows", "teacher_select_return", "keep_return_met"}."""
     if not cands:
@@ -132,7 +135,7 @@ def select(cands: list[Candidate], meta: dict, stats: dict, env_id: str, run_see
                 "teacher_select_return": None, "keep_return_met": True, "select_seeds": None}
     best_train = max(c.train_return for c in cands)
     near = [c for c in cands if c.train_return >= best_train - 2 * tol * abs(best_train) - 1e-9]
-    if keep_return is not None:  # every candidate may be the smallest that keeps the target
+    if keep_return is not None or judge_all:  # every candidate may be the one the rule wants
         near = list(cands)
     near = sorted(near, key=lambda c: -c.train_return)[:max(1, shortlist)]
     near.sort(key=lambda c: c.step)
@@ -193,7 +196,12 @@ class SweepConfig:
 @dataclass
 class SelectConfig:
     run: str = field(help="distillation run directory (with candidates.pt)", positional=True)
+    rule: str = field("keep-return", choices=("keep-return", "sparsest-within"),
+                      help="keep-return: the sparsest that keeps --keep-return of the teacher's return; "
+                           "sparsest-within: the sparsest within --tol of the best candidate (every candidate "
+                           "judged, not only those whose periodic return was near the best)")
     keep_return: float = field(0.95, help="fraction of the teacher's return to keep, on the selection seeds")
+    tol: float = field(0.02, help="with --rule sparsest-within: the tolerance below the best selection return")
     thresholds: list[float] | None = field(None, help="also try these log alpha thresholds (default: the run's)")
     episodes: int = field(10, help="episodes per candidate on the selection seeds")
     env: str | None = field(None, help="environment the candidates and the teacher are judged in (default: the "
@@ -256,6 +264,8 @@ def run_select(cfg: SelectConfig) -> dict:
         raise BpdError("--episodes must be at least 1")
     if not 0 < cfg.keep_return <= 2:
         raise BpdError("--keep-return is a fraction of the teacher's return, e.g. 0.95")
+    if not 0 <= cfg.tol < 1:
+        raise BpdError("--tol is a fraction of the best return, at least 0 and below 1, e.g. 0.02")
     cands = load_candidates(run / "candidates.pt")
     if not cands:
         raise BpdError(f"{run}: no candidates.pt (a run of this version keeps its evaluated students there)")
@@ -274,8 +284,13 @@ def run_select(cfg: SelectConfig) -> dict:
         if shape != (meta["obs_dim"], meta["act_dim"]):
             raise BpdError(f"--env {env_id} has {shape[0]} observations and {shape[1]} actions, the student "
                            f"{meta['obs_dim']} and {meta['act_dim']}")
-    res = select(cands, meta, stats, env_id, run_seed, "sparsest-within", 0.0, cfg.episodes,
-                 len(cands), cfg.keep_return, teacher.act, cfg.thresholds)
+    if cfg.rule == "keep-return":
+        res = select(cands, meta, stats, env_id, run_seed, "sparsest-within", 0.0, cfg.episodes,
+                     len(cands), cfg.keep_return, teacher.act, cfg.thresholds)
+    else:
+        res = select(cands, meta, stats, env_id, run_seed, "sparsest-within", cfg.tol, cfg.episodes,
+                     len(cands), None, None, cfg.thresholds, judge_all=True)
+        res["rule"] += "; every candidate judged"
     ch = res["chosen"]
     out = Path(cfg.out) if Path(cfg.out).is_absolute() or Path(cfg.out).parent != Path(".") else run / cfg.out
     chosen = student_from(meta, next(c.state_dict for c in cands if c.step == ch["step"]), ch["threshold"])
