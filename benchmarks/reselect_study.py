@@ -39,7 +39,7 @@ from bpd_app.evaluate import EvaluateConfig, run_evaluate  # noqa: E402
 from bpd_app.experiment import collect_results, load_plan  # noqa: E402
 from export.collapse import collapse  # noqa: E402
 from export.export import load_source  # noqa: E402
-from training.selection import SelectConfig, run_select  # noqa: E402
+from training.selection import SelectConfig, load_candidates, run_select  # noqa: E402
 
 SELECT_EPISODES = 10
 RULES = ("keep-return", "sparsest-within")
@@ -84,6 +84,12 @@ def reselect_cell(cell_dir: Path, env: str, rule: str, value: float, episodes: i
                ev["terminated"], read_json(teacher_eval_path).get("terminated", []))}
     write_json(cache, rec)
     return rec
+
+
+def _judged(run: Path, rows: list[dict]) -> list[dict]:
+    periodic = {c.step: c.train_return for c in load_candidates(run / "candidates.pt")}
+    return [{"step": r["step"], "periodic_return": periodic.get(r["step"]), "select_return": r["select_return"],
+             "params_nonzero": r["params_nonzero"]} for r in rows]
 
 
 def _spread(xs: list[float]) -> str:
@@ -168,14 +174,19 @@ def main() -> None:
                    "handed_over": {"step": ((res.get("train") or {}).get("selection") or {}).get("step"),
                                    "return": res["eval"]["return_mean"], "vs_teacher": res["return_vs_teacher"],
                                    "early": res["early_terminations_where_teacher_finished"],
-                                   "nonzero": res["params_nonzero"]},
+                                   # counted as for the re-selected student (a plan with bench: false
+                                   # records the evaluated network's count, before dead units go)
+                                   "nonzero": shipped_nonzero(cell_dir / "run" / "student.pt")},
                    "reselected": {"step": k["chosen"]["step"], "return": k["eval"]["return_mean"],
                                   "vs_teacher": k["eval"]["return_mean"] / t_ret,
                                   "early": k["early_where_teacher_finished"], "nonzero": k["params_nonzero"],
                                   "met_on_selection": k["keep_return_met"],
                                   "select_return": k["chosen"]["select_return"],
                                   "teacher_select_return": k["teacher_select_return"],
-                                  "candidates": k["candidates"]}}
+                                  "candidates": k["candidates"],
+                                  # every candidate: its periodic evaluation during training, its return on
+                                  # the selection episodes and its size
+                                  "judged": _judged(cell_dir / "run", k["rows"])}}
             envs.setdefault(r["env"], []).append(row)
             print(f"{r['env']} seed {r['seed']}: handed over {row['handed_over']['return']:.1f} "
                   f"({row['handed_over']['nonzero']} nonzero), {ns.rule} {row['reselected']['return']:.1f} "
