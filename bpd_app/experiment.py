@@ -812,6 +812,14 @@ def aggregate(rows: list[dict]) -> list[dict]:
                 and agg["vs_teacher_worst"] >= BAR["return_vs_teacher_worst"]
                 and agg["weights_removed_min"] is not None and agg["weights_removed_min"] >= BAR["weights_removed"]
                 and agg["early_where_teacher_finished"] == 0)
+            # a seed that already breaks a per-seed part of the bar settles it; otherwise it waits for the rest
+            settled_miss = (agg["vs_teacher_worst"] is not None
+                            and agg["vs_teacher_worst"] < BAR["return_vs_teacher_worst"]
+                            or agg["weights_removed_min"] is not None
+                            and agg["weights_removed_min"] < BAR["weights_removed"]
+                            or agg["early_where_teacher_finished"] > 0)
+            agg["bar"] = ("meets" if agg["meets_bar"] else "misses" if settled_miss or agg["done"] == agg["seeds"]
+                          else f"open ({agg['done']} of {agg['seeds']} seeds)")
         out.append(agg)
     return out
 
@@ -865,10 +873,11 @@ def markdown_table(plan: Plan, aggs: list[dict]) -> str:
                 f"| {_range([s['nonzero'] for s in a['per_seed']])} | {', '.join(a['widths']) or '-'} "
                 f"| {a['early_where_teacher_finished']} of {a['episodes']} | {_range(a['instructions'] or [])} "
                 f"| {_range(a['policy_bytes'] or [])} | {_range(a['policy_ram_bytes'] or [])} "
-                f"| {_fmt(a['seconds_median'], 0)} | {'meets' if a['meets_bar'] else 'misses'} |")
+                f"| {_fmt(a['seconds_median'], 0)} | {a['bar']} |")
         lines.append("")
     lines += ["Bar: mean return >= 95 % of the teacher's, no seed below 90 %, >= 95 % of the teacher's weights "
-              "removed, no early termination on an episode the teacher finishes. IQM: interquartile mean over "
+              "removed, no early termination on an episode the teacher finishes; open: seeds still to run and no "
+              "finished seed has broken a per-seed part of it yet. IQM: interquartile mean over "
               "seeds (rliable's definition; with fewer than 4 seeds it equals the mean) with a percentile-bootstrap "
               "95 % interval over seeds (2000 resamples), wide with 3 seeds.", ""]
     return "\n".join(lines)

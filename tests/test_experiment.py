@@ -77,6 +77,11 @@ def test_summary_row_gives_spread_worst_seed_and_early_ends():
     assert agg["vs_teacher_std"] == pytest.approx(np.std([0.90, 0.96, 0.99]))
     line = summary_table(None, [agg]).splitlines()[2]  # type: ignore[arg-type]
     assert "| 3/4 | 95.0 % +- 3.7 %; 90.0 % |" in line and "| 3 of 90 |" in line
+    assert agg["bar"] == "misses"  # early ends on finished seeds settle it before the fourth seed runs
+    (open_,) = aggregate([r for r in rows if r["seed"] == 1] + [rows[-1]])  # one clean seed of two
+    assert open_["bar"] == "open (1 of 2 seeds)" and not open_["meets_bar"]
+    (met,) = aggregate([r for r in rows if r["seed"] == 1])
+    assert met["bar"] == "meets" and met["meets_bar"]
 
 
 def test_bench_figures_take_the_cheapest_kernel_and_the_policy_ram(tmp_path):
