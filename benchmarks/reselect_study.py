@@ -25,7 +25,6 @@ Writes benchmarks/results/<plan>/reselect-<rule>.{json,md}.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 from pathlib import Path
 
@@ -34,9 +33,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bpd.errors import BpdError  # noqa: E402
-from bpd.io import read_json, write_json, write_text  # noqa: E402
+from bpd.io import read_json, sha256_file, write_json, write_text  # noqa: E402
 from bpd_app.evaluate import EvaluateConfig, run_evaluate  # noqa: E402
-from bpd_app.experiment import collect_results, load_plan  # noqa: E402
+from bpd_app.experiment import collect_results, early_where_teacher_finished, load_plan  # noqa: E402
 from export.collapse import collapse  # noqa: E402
 from export.export import load_source  # noqa: E402
 from training.selection import SelectConfig, load_candidates, run_select  # noqa: E402
@@ -45,17 +44,9 @@ SELECT_EPISODES = 10
 RULES = ("keep-return", "sparsest-within")
 
 
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def shipped_nonzero(student: Path) -> int:
     """Nonzero parameters of the network the export would ship (dead units removed), as the tables count."""
     return collapse(load_source(student).policy).params_nonzero
-
-
-def early_where_teacher_finished(terminated: list[bool], teacher_terminated: list[bool]) -> int:
-    return sum(1 for s, t in zip(terminated, teacher_terminated) if s and not t)
 
 
 def reselect_cell(cell_dir: Path, env: str, rule: str, value: float, episodes: int, seed: int,
@@ -65,9 +56,9 @@ def reselect_cell(cell_dir: Path, env: str, rule: str, value: float, episodes: i
     run = cell_dir / "run"
     name = f"{rule}-{value:g}"
     cache = cell_dir / f"{name}.json"
-    key = {"candidates_sha256": _sha(run / "candidates.pt"), "rule": rule, "value": value,
+    key = {"candidates_sha256": sha256_file(run / "candidates.pt"), "rule": rule, "value": value,
            "select_episodes": SELECT_EPISODES, "episodes": episodes, "seed": seed, "env": env,
-           "teacher_eval_sha256": _sha(teacher_eval_path)}
+           "teacher_eval_sha256": sha256_file(teacher_eval_path)}
     old = read_json(cache) if cache.is_file() else None
     if old and old.get("key") == key:
         return old

@@ -404,6 +404,11 @@ def _last_evals(metrics: Path, n: int = 3) -> list[float] | None:
     return vals[-n:] or None
 
 
+def early_where_teacher_finished(terminated: list[bool], teacher_terminated: list[bool]) -> int:
+    """Episodes (same seeds, same order) that ended early where the teacher's did not."""
+    return sum(1 for s, t in zip(terminated, teacher_terminated) if s and not t)
+
+
 def _cell_result(plan: Plan, cell: Cell, spec: dict, train: dict, ev: dict, tev: dict, export_info: dict | None,
                  bench: dict, train_seconds: float) -> dict:
     """The small summary of a finished cell that tables read (no absolute paths)."""
@@ -412,9 +417,7 @@ def _cell_result(plan: Plan, cell: Cell, spec: dict, train: dict, ev: dict, tev:
     uses_dataset = get(spec["method"]).uses_dataset  # a method without its own count used the plan's dataset
     t_ret = tev.get("return_mean")
     t_total = tev.get("params_total")
-    finished_by_teacher = [not t for t in tev.get("terminated", [])]
-    early_where_teacher_finished = sum(1 for s_term, t_ok in zip(ev.get("terminated", []), finished_by_teacher)
-                                       if s_term and t_ok)
+    early = early_where_teacher_finished(ev.get("terminated", []), tev.get("terminated", []))
     # the deployable size: the collapsed export's count (dead units removed) where there is one
     nonzero = export_info.get("params_nonzero") if export_info else ev.get("params_nonzero")
     seconds = train.get("seconds")
@@ -428,7 +431,7 @@ def _cell_result(plan: Plan, cell: Cell, spec: dict, train: dict, ev: dict, tev:
         "teacher": {"return_mean": t_ret, "params_total": t_total, "early_terminations": tev.get("early_terminations")},
         "return_vs_teacher": (ev.get("return_mean") / t_ret) if t_ret else None,
         "d4rl_score": d4rl_score(cell.env, ev["return_mean"]) if ev.get("return_mean") is not None else None,
-        "early_terminations_where_teacher_finished": early_where_teacher_finished,
+        "early_terminations_where_teacher_finished": early,
         "params_nonzero": nonzero, "params_total": ev.get("params_total"),
         "weights_removed_vs_teacher": (1.0 - nonzero / t_total) if nonzero is not None and t_total else None,
         "train": {"seconds": seconds, "steps": train.get("steps"), "hidden": train.get("hidden"),

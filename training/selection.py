@@ -116,12 +116,12 @@ def student_from(meta: dict, state_dict: dict, threshold: float | None = None) -
 
 
 def select(cands: list[Candidate], meta: dict, stats: dict, env_id: str, run_seed: int, rule: str, tol: float,
-           episodes: int, shortlist: int, keep_return: float | None = None,
-           teacher_act: Policy | None = None, thresholds: list[float] | None = None,
-           judge_all: bool = False) -> dict:
+           episodes: int, shortlist: int | None, keep_return: float | None = None,
+           teacher_act: Policy | None = None, thresholds: list[float] | None = None) -> dict:
     """Evaluate the shortlisted candidates (x thresholds) on the selection seeds and choose one. The
-    shortlist is the candidates whose periodic return is near the best (at most `shortlist` of them),
-    or every candidate with a keep-return target or `judge_all`.
+    shortlist is the candidates whose periodic return is near the best (at most `shortlist` of them);
+    every candidate where `shortlist` is None or a keep-return target is set (the smallest that keeps
+    it may be anywhere).
 
     Returns {"rule", "chosen" (row), "rows", "teacher_select_return", "keep_return_met"}."""
     if not cands:
@@ -133,11 +133,12 @@ def select(cands: list[Candidate], meta: dict, stats: dict, env_id: str, run_see
                "params_nonzero": c.params_nonzero, "select_return": None}
         return {"rule": rule_text(rule, tol, keep_return), "chosen": row, "rows": [row],
                 "teacher_select_return": None, "keep_return_met": True, "select_seeds": None}
-    best_train = max(c.train_return for c in cands)
-    near = [c for c in cands if c.train_return >= best_train - 2 * tol * abs(best_train) - 1e-9]
-    if keep_return is not None or judge_all:  # every candidate may be the one the rule wants
+    if shortlist is None or keep_return is not None:
         near = list(cands)
-    near = sorted(near, key=lambda c: -c.train_return)[:max(1, shortlist)]
+    else:
+        best_train = max(c.train_return for c in cands)
+        near = [c for c in cands if c.train_return >= best_train - 2 * tol * abs(best_train) - 1e-9]
+        near = sorted(near, key=lambda c: -c.train_return)[:max(1, shortlist)]
     near.sort(key=lambda c: c.step)
     rows = []
     for c in near:
@@ -276,7 +277,6 @@ def run_select(cfg: SelectConfig) -> dict:
         run_seed = int(json.loads((run / "config.json").read_text())["seed"])
     except (OSError, ValueError, KeyError):
         raise BpdError(f"{run}/config.json: unreadable run configuration") from None
-    teacher = load_teacher(tpath)
     env_id = cfg.env or meta["env_id"]
     if cfg.env:
         from training.envs import env_dims
@@ -284,12 +284,12 @@ def run_select(cfg: SelectConfig) -> dict:
         if shape != (meta["obs_dim"], meta["act_dim"]):
             raise BpdError(f"--env {env_id} has {shape[0]} observations and {shape[1]} actions, the student "
                            f"{meta['obs_dim']} and {meta['act_dim']}")
-    if cfg.rule == "keep-return":
+    if cfg.rule == "keep-return":  # the teacher is needed only to set the target
         res = select(cands, meta, stats, env_id, run_seed, "sparsest-within", 0.0, cfg.episodes,
-                     len(cands), cfg.keep_return, teacher.act, cfg.thresholds)
+                     None, cfg.keep_return, load_teacher(tpath).act, cfg.thresholds)
     else:
         res = select(cands, meta, stats, env_id, run_seed, "sparsest-within", cfg.tol, cfg.episodes,
-                     len(cands), None, None, cfg.thresholds, judge_all=True)
+                     None, None, None, cfg.thresholds)
         res["rule"] += "; every candidate judged"
     ch = res["chosen"]
     out = Path(cfg.out) if Path(cfg.out).is_absolute() or Path(cfg.out).parent != Path(".") else run / cfg.out
