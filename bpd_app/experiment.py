@@ -20,7 +20,8 @@ Plan format:
     methods:                         # label -> {method: registry name, args: {option: value}}
       bpd: {}
       bpd-constant-eta: {method: bpd, args: {eta_schedule: constant}}
-    env_args: {Hopper-v5: {steps: 100000}}   # options for every method on one environment
+    env_args: {Hopper-v5: {steps: 100000}}   # options for every method on one environment (online-sac-small
+                                             # takes no env-level steps: its budget is environment steps)
     groups:                          # optional: named sub-tables of method labels, and a summary table
       KL schedule: [bpd, bpd-constant-eta]
 Relative paths in a plan are relative to the repository (the directory holding setup.cfg) when
@@ -216,12 +217,14 @@ def cell_spec(plan: Plan, cell: Cell) -> dict:
     from bpd_app.methods import get
 
     ms = plan.methods[cell.label]
+    method = get(ms.method)
     teacher = plan.teachers[cell.env]
+    env_args = {k: v for k, v in plan.env_args.get(cell.env, {}).items() if k not in method.skips_env_args}
     spec = {"env": cell.env, "label": cell.label, "method": ms.method, "seed": cell.seed,
-            "args": plan.env_args.get(cell.env, {}) | ms.args, "needs": ms.needs,
+            "args": env_args | ms.args, "needs": ms.needs,
             "teacher_sha256": sha256_file(teacher) if teacher.is_file() else None,
             "dataset": plan.dataset, "eval": plan.eval, "bench": plan.bench}
-    revision = get(ms.method).revision
+    revision = method.revision
     if revision > 1:  # a method's first version leaves the key out, so its cells keep their digests
         spec["method_revision"] = revision
     return spec

@@ -45,6 +45,8 @@ class Method:
     # raised when the method's training changes what it produces from the same specification, so that cells
     # finished by the earlier version are not reused (they are reported as run with another specification)
     revision: int = 1
+    # options of the plan's env_args this method does not take (they mean something else to it)
+    skips_env_args: tuple[str, ...] = ()
 
 
 METHODS: dict[str, Method] = {}
@@ -133,9 +135,11 @@ def _online_sac_command(c: CellInputs) -> list[str]:
     return cmd + (["--resume"] if (work / "config.json").exists() else [])
 
 
+# A plan's env_args steps is the distillers' gradient-step budget; this method's budget is environment steps,
+# the teacher's unless the method's own args give steps.
 register(Method("online-sac-small", "SAC trained online from scratch without a teacher, actor of the BPD "
                 "student's collapsed widths, given the teacher's environment-step budget", _online_sac_command,
-                product="policy.npz", needs=("bpd",), uses_dataset=False))
+                product="policy.npz", needs=("bpd",), uses_dataset=False, skips_env_args=("steps",)))
 
 
 # --------------------------------------------------------------------------- distillation baselines

@@ -203,6 +203,35 @@ def test_distill_command_resumes_a_started_run(tmp_path):
     assert cmd[-1] == "--resume" and cmd[cmd.index("--seed") + 1] == "3" and cmd[cmd.index("--steps") + 1] == "5"
 
 
+def test_online_sac_budget_is_the_teachers_environment_steps_not_the_plans_gradient_steps(tmp_path):
+    """env_args steps is the distillers' gradient-step budget; online SAC keeps the teacher's recorded
+    environment steps unless its own args give steps, and its other env_args still apply."""
+    import yaml
+
+    from bpd_app.experiment import cell_spec
+    from bpd_app.methods import get
+
+    (tmp_path / "t.npz").write_bytes(b"")
+    plan_path = tmp_path / "plan.yaml"
+    plan_path.write_text(yaml.safe_dump({
+        "name": "p", "envs": ["A"], "seeds": [0], "teachers": {"A": "t.npz"},
+        "methods": {"bpd": {}, "online-sac-small": {},
+                    "sac-short": {"method": "online-sac-small", "args": {"steps": 7000}}},
+        "env_args": {"A": {"steps": 100000, "eval_every": 5000}}}))
+    plan = load_plan(str(plan_path), str(tmp_path / "runs"))
+    spec = {c.label: cell_spec(plan, c)["args"] for c in plan.cells()}
+    assert spec == {"bpd": {"steps": 100000, "eval_every": 5000}, "online-sac-small": {"eval_every": 5000},
+                    "sac-short": {"steps": 7000, "eval_every": 5000}}
+    dep = {"bpd": {"export": {"widths": [11, 60, 48, 3]}}}
+    meta = {"train": {"steps": 190000}}
+
+    def budget(args: dict) -> str:
+        cmd = get("online-sac-small").command(CellInputs("A", 0, "t.npz", "d.npz", tmp_path / "run", args, dep, meta))
+        assert cmd[cmd.index("--hidden") + 1:cmd.index("--hidden") + 3] == ["60", "48"]
+        return cmd[cmd.index("--steps") + 1]
+    assert budget(spec["online-sac-small"]) == "190000" and budget(spec["sac-short"]) == "7000"
+
+
 @pytest.mark.parametrize("text, message", [
     ("envs: [A]\nseeds: [0]\nteachers: {A: t.npz}\nmethods: [nope]", "unknown method 'nope'"),
     ("envs: [A]\nseeds: [0]\nteachers: {}\nmethods: [bpd]", "no teacher for A"),
@@ -266,11 +295,12 @@ def test_teacher_training_resumes_after_kill(tmp_path):
     assert not out.exists()
     again = run_bpd(*args, check=False)
     assert again.returncode == 1 and "pass --resume" in again.stderr and len(again.stderr.strip().splitlines()) == 1
-    done = run_bpd(*args, "--resume")
+    done = run_bpd(*args[:args.index("--steps")], "--steps", "1200", *args[args.index("--steps") + 2:],
+                   "--resume")  # a raised budget: the training continues to it
     assert "teacher:" in done.stdout
     from training.teacher import load_teacher
     t = load_teacher(out)
-    assert t.train["seed"] == 3 and t.train["config"]["steps"] == 900 and t.train["steps"] == 900
+    assert t.train["seed"] == 3 and t.train["config"]["steps"] == 1200 and t.train["steps"] == 1200
     assert t.train["final"]["episodes"] == 2 and t.train["final"]["seeds"][0] == 50_300
     assert not Path(f"{out}.work").exists()
 

@@ -127,3 +127,19 @@ def test_action_repeat_training_records_it(tmp_path):
             "--action-repeat", "2", "--no-progress")
     t = load_teacher(tmp_path / "t.npz")
     assert t.train["config"]["action_repeat"] == 2 and t.train["steps"] == 300
+
+
+def test_a_resumed_training_may_change_its_step_budget_and_nothing_else(tmp_path):
+    import json
+
+    from training.teacher import TeacherTrainConfig, _TeacherWork
+
+    cfg = TeacherTrainConfig(out=str(tmp_path / "t.npz"), work_dir=str(tmp_path / "w"), steps=1000, resume=True)
+    work = _TeacherWork(cfg)
+    assert work.prepare(cfg) is False
+    raised = TeacherTrainConfig(out=cfg.out, work_dir=cfg.work_dir, steps=5000, resume=True)
+    assert _TeacherWork(raised).prepare(raised) is False
+    assert json.loads(work.config.read_text())["steps"] == 5000   # the budget it now trains to
+    other = TeacherTrainConfig(out=cfg.out, work_dir=cfg.work_dir, steps=5000, seed=1, resume=True)
+    with pytest.raises(BpdError, match=r"different configuration \(seed\)"):
+        _TeacherWork(other).prepare(other)

@@ -211,10 +211,15 @@ class _TeacherWork:
             except (json.JSONDecodeError, OSError):
                 raise BpdError(f"{self.config}: corrupt training configuration") from None
             old = _ADDED_OPTIONS | old  # a training started before an option existed ran with its default
-            diff = sorted(k for k in set(fp) | set(old) if k != "bpd_version" and old.get(k) != fp.get(k))
+            # the step budget may change: a training continues to a raised budget (the learning rate is
+            # constant, so that is the training a larger budget would have run) or ends at a lowered one
+            diff = sorted(k for k in set(fp) | set(old)
+                          if k not in ("bpd_version", "steps") and old.get(k) != fp.get(k))
             if diff:
                 raise BpdError(f"{self.dir} was started with a different configuration ({', '.join(diff)}); "
                                "resume with the same options or remove it")
+            if old.get("steps") != fp["steps"]:
+                write_json(self.config, old | {"steps": fp["steps"]})
             return self.checkpoint.exists()
         if self.dir.exists() and any(self.dir.iterdir()):
             raise BpdError(f"{self.dir} exists and is not a teacher work directory")
