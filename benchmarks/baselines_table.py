@@ -108,7 +108,8 @@ def markdown(plan, rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def env_curves(plan, out: Path) -> list[str]:
+def env_curves(plan, rows: list[dict], out: Path) -> list[str]:
+    """Return against environment steps for the online variants, from the cells' committed curves."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -118,20 +119,15 @@ def env_curves(plan, out: Path) -> list[str]:
         fig, ax = plt.subplots(figsize=(7, 4))
         any_curve = False
         for label in plan.methods:
-            curves = []
-            for s in plan.seeds:
-                m = plan.runs / env / label / f"seed{s}" / "run" / "metrics.csv"
-                if not m.exists():
-                    continue
-                with open(m, newline="") as f:
-                    rr = list(csv.DictReader(f))
-                if rr and "env_steps" in rr[0] and len({r["env_steps"] for r in rr}) > 1:
-                    curves.append(([float(r["env_steps"]) for r in rr], [float(r["eval/return_mean"]) for r in rr]))
+            done = [r["result"] for r in rows if r["env"] == env and r["label"] == label and r["result"]]
+            curves = [((d.get("train") or {}).get("curve") or {}) for d in done]
+            curves = [(c["env_steps"], c["return"]) for c in curves if len(set(c.get("env_steps") or [])) > 1]
             if curves:
                 any_curve = True
                 n = min(len(c[0]) for c in curves)
                 y = np.array([c[1][:n] for c in curves])
-                ax.plot(curves[0][0][:n], y.mean(0), label=label)
+                note = "" if len(curves) == len(done) else f" ({len(curves)} of {len(done)} seeds)"
+                ax.plot(curves[0][0][:n], y.mean(0), label=label + note)
                 ax.fill_between(curves[0][0][:n], y.min(0), y.max(0), alpha=0.15)
         if any_curve:
             ax.set_xlabel("environment steps")
@@ -156,11 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     except BpdError as e:
         print(f"baselines_table: error: {e}", file=sys.stderr)
         return 1
-    out = Path(a.out) if a.out else plan.base / "benchmarks" / "results" / plan.name
+    out = Path(a.out) if a.out else plan.results_dir
     write_table(plan, out)
     rows = rows_of(plan)
     md = markdown(plan, rows)
-    md += "\n" + "\n".join(f"![{p}]({p})" for p in env_curves(plan, out)) + "\n"
+    md += "\n" + "\n".join(f"![{p}]({p})" for p in env_curves(plan, collect_results(plan), out)) + "\n"
     write_text(out / "baselines.md", md)
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=COLS, extrasaction="ignore")

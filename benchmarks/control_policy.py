@@ -15,8 +15,10 @@ budgets. For each finished cell of the plan it reports:
                     drawn from a rig's domain randomisation (`bpd evaluate --randomize RIG`: masses,
                     friction, motor gain; the desktop cart-pole's ranges by default), the teacher
                     and BPD's student alongside
-The randomised evaluation of each cell is cached in the cell's directory (robust-<rig>.json), keyed
-by the model file's hash, the ranges and the episodes, so a retrained cell is evaluated again.
+The randomised evaluation of each cell is kept with the committed results (robust/<env>/<label>/
+seed<N>.<rig>.json), keyed by the cell's specification digest, the ranges, the episodes and, where
+the model is at hand, its hash: a retrained cell is evaluated again, and a cell restored from its
+committed summary (its model gone with a lost run root) is read from there.
 
 Writes benchmarks/results/<plan>/control.md, control.json and <env>.visited.png (the visited states
 of each control policy on the first two principal axes of the teacher's data, first seed).
@@ -63,18 +65,25 @@ def _model_hash(model: Path) -> str:
     return sha256_file(model / "student.pt" if model.is_dir() else model)
 
 
-def randomised_eval(model: Path, env: str, rig: str, episodes: int, seed: int, cache: Path | None) -> dict:
-    """`bpd evaluate --randomize rig` of one model, cached beside it when `cache` is given."""
+def randomised_eval(model: Path, env: str, rig: str, episodes: int, seed: int, cache: Path | None,
+                    spec_digest: str | None = None) -> dict | None:
+    """`bpd evaluate --randomize rig` of one model, cached in `cache` when given (see the module's notes);
+    None for a model that is gone (a cell restored from its summary) and was never evaluated so."""
     from bpd_app.evaluate import EvaluateConfig, run_evaluate
     from firmware_host.rig import randomization
 
     name, ranges = randomization(rig)
-    key = {"rig": name, "ranges": {k: list(v) for k, v in ranges.items()}, "episodes": episodes, "seed": seed,
-           "model_sha256": _model_hash(model)}
-    if cache is not None and cache.is_file():
-        old = read_json(cache)
-        if old.get("key") == key:
-            return old["eval"]
+    key: dict = {"rig": name, "ranges": {k: list(v) for k, v in ranges.items()}, "episodes": episodes, "seed": seed,
+                 "spec_digest": spec_digest}
+    have_model = (model / "student.pt").is_file() if model.is_dir() else model.is_file()
+    old = read_json(cache) if cache is not None and cache.is_file() else {}
+    old_key = dict(old.get("key") or {})
+    old_hash = old_key.pop("model_sha256", None)
+    if old_key == key and (not have_model or old_hash == _model_hash(model)):
+        return old["eval"]
+    if not have_model:
+        return None
+    key["model_sha256"] = _model_hash(model)
     ev = run_evaluate(EvaluateConfig(model=str(model), env=env, episodes=episodes, seed=seed, randomize=rig))
     if ev.get("early_terminations") is None:
         raise BpdError(f"{model}: the evaluation returned no episodes")
@@ -85,8 +94,9 @@ def randomised_eval(model: Path, env: str, rig: str, episodes: int, seed: int, c
     return ev
 
 
-def visited_states(cell_dir: Path, plan, env: str) -> np.ndarray | None:
-    """The states the cell's control policy visited: the online run's buffer, or the teacher's dataset."""
+def visited_states(cell_dir: Path, plan, env: str, control: str | None) -> np.ndarray | None:
+    """The states the cell's control policy visited: the online run's buffer, or the teacher's dataset
+    for a cell that learned from it; None where the buffer is gone (a restored cell)."""
     import torch
 
     ck = cell_dir / "run" / "checkpoint.pt"
@@ -98,6 +108,8 @@ def visited_states(cell_dir: Path, plan, env: str) -> np.ndarray | None:
         buf = blob.get("buffer")
         if buf is not None and len(buf):
             return buf.numpy()
+    if control not in (None, "teacher"):
+        return None
     ds = plan.dataset_path(env)
     if ds.is_file():
         from training.collect import load_dataset
@@ -105,7 +117,7 @@ def visited_states(cell_dir: Path, plan, env: str) -> np.ndarray | None:
     return None
 
 
-def rows_of(plan, rig: str, rig_name: str, episodes: int, seed: int) -> list[dict]:
+def rows_of(plan, rig: str, rig_name: str, episodes: int, seed: int, out: Path) -> list[dict]:
 
     from training.baselines import visited_spread
     from training.collect import load_dataset
@@ -120,7 +132,9 @@ def rows_of(plan, rig: str, rig_name: str, episodes: int, seed: int) -> list[dic
             ds_spread = visited_spread(ds.observations, ds.obs_mean, ds.obs_std)
         teacher = plan.teachers[env]
         tev = randomised_eval(Path(teacher), env, rig, episodes, seed,
-                              plan.runs / "teachers" / f"{env}.robust-{rig_name}.json")
+                              out / "robust" / env / f"teacher.{rig_name}.json")
+        if tev is None:
+            raise BpdError(f"{plan.rel(teacher)}: no such teacher file")
         tnom = next((r["result"]["teacher"] for r in res if r["env"] == env and r["result"]), None)
         rows.append({"env": env, "label": "teacher", "size": "-", "control": "-", "seeds": "-",
                      "nominal": [tnom["return_mean"]] if tnom else [], "nominal_early": [],
@@ -132,22 +146,27 @@ def rows_of(plan, rig: str, rig_name: str, episodes: int, seed: int) -> list[dic
             row: dict = {"env": env, "label": lab, "size": size_of(plan.methods[lab]), "control": None,
                          "seeds": f"{len(done)}/{total}", "nominal": [],
                          "nominal_early": [], "randomised": [], "randomised_early": [],
-                         "randomised_worst_episode": [], "spread": [], "per_seed": []}
+                         "randomised_worst_episode": [], "spread": [], "per_seed": [], "unmeasured": []}
             for r in done:
                 d, cdir = r["result"], plan.runs / env / lab / f"seed{r['seed']}"
-                ev = randomised_eval(policy_path(cdir), env, rig, episodes, seed, cdir / f"robust-{rig_name}.json")
-                tr = d.get("train") or {}
-                row["control"] = tr.get("control") or ("teacher" if plan.methods[lab].method == "bpd" else None)
+                ev = randomised_eval(policy_path(cdir), env, rig, episodes, seed,
+                                     out / "robust" / env / lab / f"seed{r['seed']}.{rig_name}.json",
+                                     d.get("spec_digest"))
                 row["nominal"].append(d["eval"]["return_mean"])
                 row["nominal_early"].append(d["eval"]["early_terminations"])
-                row["randomised"].append(ev["return_mean"])
-                row["randomised_early"].append(ev["early_terminations"])
-                row["randomised_worst_episode"].append(ev["return_min"])
-                spread = tr.get("visited_spread")
+                spread = (d.get("train") or {}).get("visited_spread")
                 if spread is None and plan.methods[lab].method == "bpd":
                     spread = ds_spread
                 if spread is not None:
                     row["spread"].append(spread)
+                tr = d.get("train") or {}
+                row["control"] = tr.get("control") or ("teacher" if plan.methods[lab].method == "bpd" else None)
+                if ev is None:  # restored from its summary: the model went with the run root
+                    row["unmeasured"].append(r["seed"])
+                    continue
+                row["randomised"].append(ev["return_mean"])
+                row["randomised_early"].append(ev["early_terminations"])
+                row["randomised_worst_episode"].append(ev["return_min"])
                 row["per_seed"].append({"seed": r["seed"], "nominal": d["eval"]["return_mean"],
                                         "randomised": ev["return_mean"], "randomised_early": ev["early_terminations"],
                                         "visited_spread": spread,
@@ -182,8 +201,10 @@ def markdown(plan, rows: list[dict], rig: str, episodes: int, seed: int) -> str:
                   "| randomised / nominal | randomised early ends | worst randomised episode |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for r in (r for r in rows if r["env"] == env):
-            ratio = (f"{np.mean(r['randomised']) / np.mean(r['nominal']):.3f}"
-                     if r["nominal"] and r["randomised"] else "-")
+            nominal = [p["nominal"] for p in r["per_seed"]] or r["nominal"]  # the seeds measured both ways
+            ratio = f"{np.mean(r['randomised']) / np.mean(nominal):.3f}" if nominal and r["randomised"] else "-"
+            if r.get("unmeasured"):
+                r["seeds"] += f" (randomised: seed {', '.join(map(str, r['unmeasured']))} not measured, its model lost)"
             n_ep = episodes * len(r["randomised"])
             early = f"{sum(r['randomised_early'])} of {n_ep}" if r["randomised"] else "-"
             worst = f"{min(r['randomised_worst_episode']):,.0f}" if r["randomised_worst_episode"] else "-"
@@ -192,6 +213,10 @@ def markdown(plan, rows: list[dict], rig: str, episodes: int, seed: int) -> str:
                          f"| {ratio} | {early} | {worst} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def read_json_or_none(p: Path) -> dict | None:
+    return read_json(p) if p.is_file() else None
 
 
 def visited_plot(plan, env: str, labels: list[str], out: Path) -> str | None:
@@ -208,16 +233,28 @@ def visited_plot(plan, env: str, labels: list[str], out: Path) -> str | None:
     z = (d.observations - d.obs_mean) / d.obs_std
     _, _, vt = np.linalg.svd(z - z.mean(0), full_matrices=False)
     axes = vt[:2].T
+    name = f"{env}.visited.png"
+    drawn_from = []
+    for lab in labels:
+        if plan.methods[lab].method == "bpd":
+            continue
+        finished = [(cdir, res) for s in plan.seeds
+                    if (res := read_json_or_none(cdir := plan.runs / env / lab / f"seed{s}" / "result.json"))]
+        if not finished:
+            continue
+        for result_path, res in finished:
+            cdir = result_path.parent
+            x = visited_states(cdir, plan, env, (res.get("train") or {}).get("control"))
+            if x is not None:
+                drawn_from.append((lab, cdir, x))
+                break
+        else:  # restored cells without their buffers: keep the plot drawn when they were at hand
+            return name if (out / name).is_file() else None
+    if not drawn_from:
+        return None
     fig, ax = plt.subplots(figsize=(6, 5))
     drawn = False
-    for lab in labels:
-        cdir = next((plan.runs / env / lab / f"seed{s}" for s in plan.seeds
-                     if (plan.runs / env / lab / f"seed{s}" / "result.json").is_file()), None)
-        if cdir is None or plan.methods[lab].method == "bpd":
-            continue
-        x = visited_states(cdir, plan, env)
-        if x is None:
-            continue
+    for lab, cdir, x in drawn_from:
         p = ((x - d.obs_mean) / d.obs_std) @ axes
         p = p[np.random.default_rng(0).permutation(len(p))[:5000]]
         ax.scatter(p[:, 0], p[:, 1], s=2, alpha=0.3, label=f"{lab} ({cdir.name})")
@@ -229,7 +266,6 @@ def visited_plot(plan, env: str, labels: list[str], out: Path) -> str | None:
     ax.set_ylabel("principal axis 2")
     ax.set_title(f"{env}: states visited by each control policy")
     ax.legend(fontsize=7, markerscale=4)
-    name = f"{env}.visited.png"
     save_png(fig, out / name)
     return name
 
@@ -252,8 +288,8 @@ def main(argv: list[str] | None = None) -> int:
         plan = load_plan(a.plan, a.runs)
         episodes = a.episodes or int(plan.eval.get("episodes", 30))
         seed = int(plan.eval.get("seed", 0))
-        out = Path(a.out) if a.out else plan.base / "benchmarks" / "results" / plan.name
-        rows = rows_of(plan, a.rig, rig_name, episodes, seed)
+        out = Path(a.out) if a.out else plan.results_dir
+        rows = rows_of(plan, a.rig, rig_name, episodes, seed, out)
         md = markdown(plan, rows, rig_name, episodes, seed)
         pngs = [p for env in plan.envs if (p := visited_plot(plan, env, control_labels(plan), out))]
         md += "\n" + "\n".join(f"![{p}]({p})" for p in pngs) + "\n"

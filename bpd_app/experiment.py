@@ -22,10 +22,19 @@ Plan format:
       bpd-constant-eta: {method: bpd, args: {eta_schedule: constant}}
     env_args: {Hopper-v5: {steps: 100000}}   # options for every method on one environment (online-sac-small
                                              # takes no env-level steps: its budget is environment steps)
+    results: benchmarks/results/quick  # optional; where `experiment table` commits (default benchmarks/results/<name>)
     groups:                          # optional: named sub-tables of method labels, and a summary table
       KL schedule: [bpd, bpd-constant-eta]
 Relative paths in a plan are relative to the repository (the directory holding setup.cfg) when
 the plan lives inside it, else to the plan's directory.
+
+The run root is disposable; the committed results are not. `experiment table` commits every finished
+cell's summary (result.json: the figures, the specification it ran under and its digest, its
+evaluation curve) under the plan's results directory. A cell whose run directory is missing but
+whose committed summary was made under the plan's current specification counts as done: `experiment
+run` restores it into the run root (cells that need it read it there) and does not train it again,
+and `experiment table` and `status` read it. Only what the summary holds survives a lost run root:
+checkpoints, logs and datasets do not.
 """
 
 from __future__ import annotations
@@ -102,6 +111,7 @@ class Plan:
     env_args: dict[str, dict]
     raw: dict = dc_field(default_factory=dict)
     groups: dict[str, list[str]] = dc_field(default_factory=dict)
+    results: Path | None = None  # committed results (table, cell summaries); default benchmarks/results/<name>
 
     def cells(self) -> list[Cell]:
         """Method-major, so that with few workers every environment's first method finishes early."""
@@ -110,6 +120,14 @@ class Plan:
 
     def dataset_path(self, env: str) -> Path:
         return self.runs / "datasets" / f"{env}.npz"
+
+    def committed_path(self, cell: Cell) -> Path:
+        """Where `experiment table` commits the cell's summary, and where a lost run root is restored from."""
+        return self.results_dir / "cells" / cell.env / cell.label / f"seed{cell.seed}.json"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.results or self.base / "benchmarks" / "results" / self.name
 
     def teacher_eval_path(self, env: str) -> Path:
         return self.runs / "teachers" / f"{env}.eval.json"
@@ -141,7 +159,7 @@ def load_plan(path: str | Path, runs: str | None = None) -> Plan:
     if not isinstance(raw, dict):
         raise BpdError(f"{p}: a plan is a mapping with envs, seeds, teachers and methods")
     unknown = set(raw) - {"name", "envs", "seeds", "teachers", "dataset", "eval", "bench", "methods", "env_args",
-                          "description", "runs", "groups"}
+                          "description", "runs", "groups", "results"}
     if unknown:
         raise BpdError(f"{p}: unknown plan keys: {', '.join(sorted(unknown))}")
     base = _repo_root(p.resolve().parent) or p.resolve().parent
@@ -207,8 +225,9 @@ def load_plan(path: str | Path, runs: str | None = None) -> Plan:
         if missing:
             raise BpdError(f"{p}: group {g!r} names labels that are not in methods: {', '.join(missing)}")
     root = Path(runs) if runs else Path(os.environ.get("BPD_RUNS", base.parent / "bpd-runs")) / name
+    results = base / str(raw["results"]) if raw.get("results") else None
     return Plan(p, name, base, root, envs, [int(s) for s in seeds], teachers, dataset, ev,
-                bool(raw.get("bench", False)), methods, env_args, raw, groups)
+                bool(raw.get("bench", False)), methods, env_args, raw, groups, results)
 
 
 def cell_spec(plan: Plan, cell: Cell) -> dict:
@@ -324,8 +343,9 @@ def execute_cell(plan_path: str, cell_key: str, runs: str | None = None) -> dict
         rec = old | {"state": "failed", "error": f"{plan.rel(cell.dir)} was run with another specification; "
                      "remove it to rerun with the plan's current one"}
         return rec
-    if result_path.exists() and old.get("state") == "done" and not (plan.bench and old.get("export_error")):
-        return old
+    if result_path.exists() and old.get("state") == "done" and (old.get("restored_from")
+                                                                 or not (plan.bench and old.get("export_error"))):
+        return old  # a restored cell has no product to export again
     ms = plan.methods[cell.label]
     method = get(ms.method)
     rec = {"cell": cell.key, "spec": spec, "spec_digest": digest, "state": "running", "commands": [],
@@ -382,7 +402,10 @@ def execute_cell(plan_path: str, cell_key: str, runs: str | None = None) -> dict
         result = _cell_result(plan, cell, spec, _read_json(train_summary) or {}, _read_json(ev_path) or {},
                               _read_json(plan.teacher_eval_path(cell.env)) or {}, export_info, bench, train_seconds)
         result["train"]["last_evals"] = _last_evals(cell.dir / "run" / "metrics.csv")
+        result["train"]["curve"] = _curve(cell.dir / "run" / "metrics.csv")
         result["export_error"] = rec["export_error"]
+        result["spec"], result["spec_digest"] = spec, digest
+        result["machine"] = _machine()
         write_json(result_path, result)
         rec.update(state="done", seconds=round(time.time() - t0, 1), finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
     except StageFailed as e:
@@ -394,6 +417,39 @@ def execute_cell(plan_path: str, cell_key: str, runs: str | None = None) -> dict
                    seconds=round(time.time() - t0, 1))
     write_json(status_path, rec)
     return rec
+
+
+def _machine() -> dict:
+    """What the cell's figures were computed on: evaluations agree to the bit on one machine, not
+    across processors (floating point differs, and locomotion episodes diverge from it)."""
+    import platform
+
+    import torch
+    model = ""
+    try:
+        model = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                      if ln.startswith("model name")), "")
+    except OSError:
+        pass
+    return {"processor": model or platform.processor(), "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}
+
+
+def _curve(metrics: Path) -> dict | None:
+    """A run's periodic evaluations, small enough to commit: gradient step, return and (for the runs
+    that interact with the environment) environment steps."""
+    import csv
+
+    if not metrics.exists():
+        return None
+    with open(metrics, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("eval/return_mean")]
+    if not rows:
+        return None
+    curve = {"step": [int(float(r["step"])) for r in rows],
+             "return": [round(float(r["eval/return_mean"]), 2) for r in rows]}
+    if rows[0].get("env_steps"):
+        curve["env_steps"] = [int(float(r["env_steps"])) for r in rows]
+    return curve
 
 
 def _last_evals(metrics: Path, n: int = 3) -> list[float] | None:
@@ -452,6 +508,43 @@ def _cell_result(plan: Plan, cell: Cell, spec: dict, train: dict, ev: dict, tev:
     }
 
 
+# --------------------------------------------------------------------------- committed summaries
+
+
+def committed_result(plan: Plan, cell: Cell, digest: str | None = None) -> dict | None:
+    """The cell's committed summary, if it was made under the plan's current specification."""
+    res = _read_json(plan.committed_path(cell))
+    if not res or res.get("spec_digest") != (digest or _digest(cell_spec(plan, cell))):
+        return None
+    return res
+
+
+def restore_committed(plan: Plan) -> list[str]:
+    """Write into the run root every cell that it lacks and whose committed summary matches the plan;
+    the runner then skips them and the cells that need them find them. Returns the restored keys."""
+    restored = []
+    for c in plan.cells():
+        rec = _read_json(c.dir / "cell.json") or {}
+        if rec.get("state") == "done" and (c.dir / "result.json").exists():
+            continue
+        if rec.get("state") == "running" and _alive(rec.get("pid")) and rec.get("host") == os.uname().nodename:
+            continue
+        spec = cell_spec(plan, c)
+        digest = _digest(spec)
+        if rec.get("spec_digest") not in (None, digest):
+            continue  # run under another specification: the runner reports it
+        res = committed_result(plan, c, digest)
+        if res is None:
+            continue
+        write_json(c.dir / "result.json", res)
+        write_json(c.dir / "cell.json", {
+            "cell": c.key, "spec": spec, "spec_digest": digest, "state": "done", "error": None,
+            "restored_from": plan.rel(plan.committed_path(c)), "seconds": (res.get("train") or {}).get("seconds"),
+            "export_error": res.get("export_error"), "stage_seconds": {}})
+        restored.append(c.key)
+    return restored
+
+
 # --------------------------------------------------------------------------- scheduling
 
 
@@ -466,6 +559,9 @@ def run_plan(plan: Plan, workers: int = 1, engine: str = "local", address: str |
     by_key = {c.key: c for c in cells}
     plan.runs.mkdir(parents=True, exist_ok=True)
     write_json(plan.runs / "plan.json", {"plan": plan.rel(plan.path), "raw": plan.raw})
+    restored = restore_committed(plan)
+    if restored:
+        echo(f"{len(restored)} finished cells restored from the committed summaries in {plan.rel(plan.results_dir)}")
     started = time.time()
     if engine == "ray":
         submit, wait, shutdown = _ray_engine(plan, workers, address)
@@ -474,8 +570,9 @@ def run_plan(plan: Plan, workers: int = 1, engine: str = "local", address: str |
     else:
         raise BpdError(f"unknown engine {engine!r} (local or ray)")
     records: dict[str, dict] = {}
+    _record_session(plan, started, workers, engine, records)
     try:
-        envs = sorted({c.env for c in cells})
+        envs = sorted({c.env for c in cells if (_read_json(c.dir / "cell.json") or {}).get("state") != "done"})
         handles = {submit(("prepare", env)): env for env in envs}
         for h, (_, err) in wait(list(handles)):
             env = handles[h]
@@ -502,12 +599,17 @@ def run_plan(plan: Plan, workers: int = 1, engine: str = "local", address: str |
             if not running:
                 if pending:  # waiting on cells outside this selection that never finished
                     for k in list(pending):
-                        records[k] = {"cell": k, "state": "failed", "error": "a cell it needs has not finished"}
+                        missing = [d for d in _deps(plan, by_key[k]) if d not in records]
+                        err = f"needs {', '.join(missing)}, which has not finished (run it, or without --only)"
+                        records[k] = {"cell": k, "state": "failed", "error": err}
                         pending.pop(k)
+                        done_n += 1
+                        echo(f"[{done_n}/{total}] {k}: FAILED: {err}")
                 continue
             for handle, (rec, err) in wait(list(running), first=True):
                 k = running.pop(handle)
                 records[k] = rec if rec else {"cell": k, "state": "failed", "error": err}
+                _record_session(plan, started, workers, engine, records)
                 done_n += 1
                 r = records[k]
                 if r.get("state") == "done":
@@ -519,17 +621,19 @@ def run_plan(plan: Plan, workers: int = 1, engine: str = "local", address: str |
                     echo(f"[{done_n}/{total}] {k}: FAILED: {r.get('error')}")
     finally:
         shutdown()
-    _append_session(plan, started, workers, engine, records)
+    _record_session(plan, started, workers, engine, records)
     return records
 
 
-def _append_session(plan: Plan, started: float, workers: int, engine: str, records: dict) -> None:
+def _record_session(plan: Plan, started: float, workers: int, engine: str, records: dict) -> None:
+    """This invocation's entry in sessions.json, written at its start and after every cell, so that
+    an invocation cut off (a session's end, kill -9) still counts up to its last finished cell."""
     path = plan.runs / "sessions.json"
-    sessions = (_read_json(path) or {}).get("sessions", [])
-    sessions.append({"started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
-                     "wall_seconds": round(time.time() - started, 1), "workers": workers, "engine": engine,
-                     "cells": len(records), "done": sum(r.get("state") == "done" for r in records.values()),
-                     "cpus": os.cpu_count()})
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started))
+    sessions = [s for s in (_read_json(path) or {}).get("sessions", []) if s.get("started") != stamp]
+    sessions.append({"started": stamp, "wall_seconds": round(time.time() - started, 1), "workers": workers,
+                     "engine": engine, "cells": len(records),
+                     "done": sum(r.get("state") == "done" for r in records.values()), "cpus": os.cpu_count()})
     write_json(path, {"sessions": sessions})
 
 
@@ -663,6 +767,11 @@ def plan_status(plan: Plan, now: float | None = None) -> list[dict]:
         state = rec.get("state", "pending")
         if state == "running" and rec.get("host") == os.uname().nodename and not _alive(rec.get("pid")):
             state = "interrupted"
+        spec_ok = rec.get("spec_digest") in (None, _digest(cell_spec(plan, c)))
+        if state in ("pending", "failed", "interrupted") and spec_ok:
+            res = committed_result(plan, c)
+            if res is not None:  # committed, not (or no longer) in the run root
+                state, rec = "done", {"seconds": (res.get("train") or {}).get("seconds")}
         recs.append((c, rec))
         rows.append({"cell": c.key, "state": state, "error": rec.get("error"), "seconds": rec.get("seconds"),
                      "left_seconds": None, "estimate": None})
@@ -741,15 +850,28 @@ def _bootstrap_ci(x: np.ndarray, stat=_iqm, reps: int = 2000, seed: int = 0) -> 
 
 
 def collect_results(plan: Plan) -> list[dict]:
+    """Every cell's state and summary: from the run root, else from its committed summary where that
+    was made under the plan's current specification (see the module's notes)."""
     out = []
     for c in plan.cells():
         rec = _read_json(c.dir / "cell.json") or {}
-        res = _read_json(c.dir / "result.json") if rec.get("state") == "done" else None
-        bench = _read_json(c.dir / "bench" / "bench.json") if res else None
-        if res is not None and bench:  # the measurement is the source: figures added since the cell ran
-            res["bench"] = _bench_figures(bench) or res.get("bench")
+        state = rec.get("state", "pending")
+        res = _read_json(c.dir / "result.json") if state == "done" else None
+        if res is not None:
+            bench = _read_json(c.dir / "bench" / "bench.json")
+            if bench:  # the measurement is the source: figures added since the cell ran
+                res["bench"] = _bench_figures(bench) or res.get("bench")
+            if "spec_digest" not in res and rec.get("spec_digest"):  # summaries written before they held it
+                res["spec"], res["spec_digest"] = rec.get("spec"), rec["spec_digest"]
+            train = res.setdefault("train", {})
+            if train.get("curve") is None:
+                train["curve"] = _curve(c.dir / "run" / "metrics.csv")
+        elif rec.get("spec_digest") in (None, _digest(cell_spec(plan, c))):
+            res = committed_result(plan, c)
+            if res is not None:
+                state = "done"
         out.append({"cell": c.key, "env": c.env, "label": c.label, "seed": c.seed,
-                    "state": rec.get("state", "pending"), "error": rec.get("error"), "result": res})
+                    "state": state, "error": rec.get("error") if state != "done" else None, "result": res})
     return out
 
 
@@ -779,6 +901,8 @@ def aggregate(rows: list[dict]) -> list[dict]:
             widths = sorted({"-".join(map(str, d["export"]["widths"])) for d in done if d.get("export")})
             agg.update({
                 "teacher_return": done[0]["teacher"]["return_mean"],
+                "teacher_returns": sorted({d["teacher"]["return_mean"] for d in done
+                                           if d["teacher"]["return_mean"] is not None}),
                 "teacher_params": done[0]["teacher"]["params_total"],
                 "return_mean": float(rets.mean()), "return_std": float(rets.std()),
                 "return_worst": float(rets[worst]), "worst_seed": done[worst]["seed"],
@@ -854,10 +978,16 @@ def markdown_table(plan: Plan, aggs: list[dict]) -> str:
         if not rows:
             continue
         t = next((a for a in rows if a.get("teacher_return") is not None), {})
+        seen = sorted({x for a in rows for x in a.get("teacher_returns") or []})
+        machines = ("" if len(seen) < 2 else
+                    f" Its evaluation differs between the machines the cells ran on ({_fmt(seen[0])} to "
+                    f"{_fmt(seen[-1])}, {100 * (seen[-1] / seen[0] - 1):.1f} %): floating point differs between "
+                    "processors and the episodes diverge; each cell's % of teacher divides by the teacher's return "
+                    "evaluated in its own run root.")
         lines += [f"### {env}", "",
                   f"Teacher: return {_fmt(t.get('teacher_return'))} over {plan.eval['episodes']} episodes "
                   f"(seeds {plan.eval['seed']}-{plan.eval['seed'] + plan.eval['episodes'] - 1}), "
-                  f"{t.get('teacher_params', '-')} parameters.", "",
+                  f"{t.get('teacher_params', '-')} parameters.{machines}", "",
                   "| method | seeds done | return (mean +- std) | worst seed | IQM [95 % CI] "
                   "| % of teacher (mean / worst) | D4RL score | weights removed (min) | nonzero | collapsed widths "
                   "| early ends where teacher finished | M4F instructions | policy flash B | policy RAM B "
@@ -948,14 +1078,15 @@ def _plots(plan: Plan, rows: list[dict], aggs: list[dict], out: Path) -> list[st
         save_png(fig, out / name)
         written.append(name)
         for group, labels in [("", None), *plan.groups.items()]:
-            curves = _curves(plan, env, [a for a in ar if labels is None or a["label"] in labels], out, group)
+            curves = _curves(plan, env, [a for a in ar if labels is None or a["label"] in labels], rows, out, group)
             if curves:
                 written.append(curves)
     return written
 
 
-def _curves(plan: Plan, env: str, ar: list[dict], out: Path, group: str = "") -> str | None:
-    """Learning curves (periodic evaluation return) of the runs that log metrics.csv, one PNG."""
+def _curves(plan: Plan, env: str, ar: list[dict], rows: list[dict], out: Path, group: str = "") -> str | None:
+    """Learning curves (periodic evaluation return) of the runs whose summaries hold one, one PNG; the
+    legend says how many seeds each line has where some lack a curve (summaries older than curves)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -965,20 +1096,15 @@ def _curves(plan: Plan, env: str, ar: list[dict], out: Path, group: str = "") ->
     fig, ax = plt.subplots(figsize=(7, 4))
     any_curve = False
     for a in ar:
-        curves = []
-        for s in plan.seeds:
-            m = plan.runs / env / a["label"] / f"seed{s}" / "run" / "metrics.csv"
-            if m.exists():
-                import csv
-                with open(m, newline="") as f:
-                    rr = list(csv.DictReader(f))
-                if rr and "eval/return_mean" in rr[0]:
-                    curves.append(([float(r["step"]) for r in rr], [float(r["eval/return_mean"]) for r in rr]))
+        done = [r["result"] for r in rows if r["env"] == env and r["label"] == a["label"] and r["result"]]
+        curves = [((d.get("train") or {}).get("curve") or {}) for d in done]
+        curves = [(c["step"], c["return"]) for c in curves if c.get("step")]
         if curves:
             any_curve = True
             n = min(len(c[0]) for c in curves)
             y = np.array([c[1][:n] for c in curves])
-            ax.plot(curves[0][0][:n], y.mean(0), label=a["label"])
+            note = "" if len(curves) == len(done) else f" ({len(curves)} of {len(done)} seeds)"
+            ax.plot(curves[0][0][:n], y.mean(0), label=a["label"] + note)
             ax.fill_between(curves[0][0][:n], y.min(0), y.max(0), alpha=0.15)
     if any_curve:
         ax.set_xlabel("gradient step")
@@ -993,6 +1119,16 @@ def _curves(plan: Plan, env: str, ar: list[dict], out: Path, group: str = "") ->
     return None
 
 
+def merged_sessions(plan: Plan, out: Path) -> list[dict]:
+    """The runner's invocations: those committed with an earlier table (out/sessions.json, which
+    outlives a lost run root) and those in the run root, once each (by start time)."""
+    by_start: dict[str, dict] = {}
+    for path in (out / "sessions.json", plan.runs / "sessions.json"):
+        for s in (_read_json(path) or {}).get("sessions", []):
+            by_start.setdefault(str(s.get("started")), s)
+    return list(by_start.values())
+
+
 def write_table(plan: Plan, out: Path) -> dict:
     """table.md, table.csv (one row per method), cells.csv (one row per seed), plots and a copy of
     every finished cell's result.json under cells/ (small, committed)."""
@@ -1002,15 +1138,17 @@ def write_table(plan: Plan, out: Path) -> dict:
     rows = collect_results(plan)
     aggs = aggregate(rows)
     out.mkdir(parents=True, exist_ok=True)
-    sessions = (_read_json(plan.runs / "sessions.json") or {}).get("sessions", [])
+    sessions = merged_sessions(plan, out)
     cpu_seconds = sum(r["result"]["train"]["seconds"] or 0 for r in rows if r["result"])
     md = [f"# {plan.name}", "", f"Plan: `{plan.rel(plan.path)}`; regenerate with `bpd experiment run "
           f"{plan.rel(plan.path)}` then `bpd experiment table {plan.rel(plan.path)} --out {plan.rel(out)}`.", "",
           f"Cells: {sum(r['state'] == 'done' for r in rows)} done, {sum(r['state'] == 'failed' for r in rows)} failed, "
           f"{sum(r['state'] not in ('done', 'failed') for r in rows)} not run, of {len(rows)}. "
           f"Training time summed over finished cells: {cpu_seconds / 3600:.2f} h; runner wall time "
-          f"{sum(s['wall_seconds'] for s in sessions) / 3600:.2f} h over {len(sessions)} invocation(s) "
-          f"on {sessions[-1]['cpus'] if sessions else '-'} cores.", ""]
+          f"{sum(s['wall_seconds'] for s in sessions) / 3600:.2f} h over "
+          f"{sum(s.get('invocations', 1) for s in sessions)} invocation(s) "
+          f"on {sessions[-1]['cpus'] if sessions else '-'} cores."
+          + "".join(f" {s['note']}" for s in sessions if s.get("note")), ""]
     if plan.groups:
         md += ["## Summary", "", summary_table(plan, aggs)]
         for g, labels in plan.groups.items():
@@ -1054,6 +1192,7 @@ def write_table(plan: Plan, out: Path) -> dict:
         if r["result"]:
             write_json(out / "cells" / r["env"] / r["label"] / f"seed{r['seed']}.json", r["result"])
     write_json(out / "table.json", {"plan": plan.rel(plan.path), "aggregates": aggs})
+    write_json(out / "sessions.json", {"sessions": sessions})
     return {"out": str(out), "rows": len(rows), "aggregates": aggs}
 
 
@@ -1097,7 +1236,7 @@ def cmd_run(cfg: ExperimentRunConfig) -> int:
 
 def cmd_table(cfg: ExperimentTableConfig) -> dict:
     plan = load_plan(cfg.plan, cfg.runs)
-    out = Path(cfg.out) if cfg.out else plan.base / "benchmarks" / "results" / plan.name
+    out = Path(cfg.out) if cfg.out else plan.results_dir
     return write_table(plan, out)
 
 

@@ -383,8 +383,9 @@ def test_baselines_run_through_the_grid_runner(tiny_pipeline, tmp_path):
     assert rows["on-policy-distill"]["control"] == "student" and rows["bpd"]["control"] == "teacher"
     assert rows["on-policy-distill"]["spread"] == [online["train"]["visited_spread"]]
     assert rows["bpd"]["nominal"] == [bpd_res["eval"]["return_mean"]]
-    cached = json.loads((cell / "bpd" / "seed0" / "robust-desktop-cartpole.json").read_text())
+    cached = json.loads((out / "robust" / "InvertedPendulum-v5" / "bpd" / "seed0.desktop-cartpole.json").read_text())
     assert rows["bpd"]["randomised"] == [cached["eval"]["return_mean"]] and len(cached["eval"]["returns"]) == 2
+    assert cached["key"]["spec_digest"] == bpd_res["spec_digest"] and cached["key"]["model_sha256"]
     assert "| on-policy-distill | pruned | student | 1/1 |" in (out / "control.md").read_text()
     # the rows: the rule at BPD's count and dense at its widths, not other rules or the teacher's size
     many = tmp_path / "many.yaml"
@@ -396,6 +397,21 @@ def test_baselines_run_through_the_grid_runner(tiny_pipeline, tmp_path):
     assert cp.control_labels(load_plan(many)) == ["bpd", "teacher-distill", "teacher-distill-dense",
                                                   "on-policy-distill-dense"]
     assert (out / "InvertedPendulum-v5.visited.png").is_file()
+
+    # the models gone with the run root: the committed evaluations are read, nothing is evaluated again
+    from bpd_app.experiment import write_table
+    write_table(load_plan(plan, str(runs)), tmp_path / "benchmarks" / "results" / "tiny")  # commits the summaries
+    import shutil
+    shutil.rmtree(runs)
+    assert cp.main([str(plan), "--runs", str(runs), "--out", str(out)]) == 0
+    again = {r["label"]: r for r in json.loads((out / "control.json").read_text())["rows"]}
+    assert again["bpd"]["randomised"] == rows["bpd"]["randomised"] and again["bpd"]["unmeasured"] == []
+    assert again["on-policy-distill"]["randomised"] == rows["on-policy-distill"]["randomised"]
+    (out / "robust" / "InvertedPendulum-v5" / "bpd" / "seed0.desktop-cartpole.json").unlink()
+    assert cp.main([str(plan), "--runs", str(runs), "--out", str(out)]) == 0
+    lost = {r["label"]: r for r in json.loads((out / "control.json").read_text())["rows"]}["bpd"]
+    assert lost["unmeasured"] == [0] and lost["randomised"] == [] and lost["nominal"] == rows["bpd"]["nominal"]
+    assert "seed 0 not measured, its model lost" in (out / "control.md").read_text()
 
 
 def test_sac_log_std_head_read_from_the_zip(tmp_path):

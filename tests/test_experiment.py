@@ -373,6 +373,52 @@ def test_plan_runs_skips_finished_cells_and_records_failures(tiny_pipeline, tmp_
     assert bad.returncode != 0 and "no method labelled 'nope'" in bad.stderr and "Traceback" not in bad.stderr
 
 
+def test_a_lost_run_root_is_restored_from_the_committed_summaries(tiny_pipeline, tmp_path):
+    """The run root is disposable: `experiment table` commits each finished cell's summary (its
+    specification, figures and curve) and a cell made under the plan's current specification is not
+    trained again; one that needs it reads it; a changed specification is not taken from it."""
+    import shutil
+
+    import yaml
+
+    plan = _plan(tmp_path, tiny_pipeline / "teacher.npz", {"bpd": {"args": TINY_DISTILL}}, bench=True)
+    runs, results = tmp_path / "runs", tmp_path / "benchmarks" / "results" / "tiny"  # the plan's default
+    assert _run_plan(plan, runs).returncode == 0
+    run_bpd("experiment", "table", str(plan), "--runs", str(runs))
+    committed = json.loads((results / "cells" / "InvertedPendulum-v5" / "bpd" / "seed0.json").read_text())
+    assert committed["spec"]["args"] == TINY_DISTILL and len(committed["spec_digest"]) == 16
+    assert committed["train"]["curve"]["step"][-1] == 200 and len(committed["train"]["curve"]["return"]) >= 2
+    assert committed["machine"]["processor"]
+    first_table = (results / "table.md").read_text()
+    shutil.rmtree(runs)
+
+    assert "1 done" in run_bpd("experiment", "status", str(plan), "--runs", str(runs)).stdout
+    run_bpd("experiment", "table", str(plan), "--runs", str(runs))
+    again = (results / "table.md").read_text()
+    assert "| bpd | 1/1 |" in again and "over 1 invocation(s)" in again  # the session, from sessions.json
+    assert again.split("## ")[0] == first_table.split("## ")[0]
+    assert "InvertedPendulum-v5.curves.png" in again  # drawn from the committed curve
+
+    raw = yaml.safe_load(plan.read_text())
+    raw["methods"]["dense-small"] = {"args": TINY_DISTILL}
+    plan.write_text(yaml.safe_dump(raw))
+    p = _run_plan(plan, runs)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "1 finished cells restored" in p.stdout
+    bpd_dir = runs / "InvertedPendulum-v5" / "bpd" / "seed0"
+    assert not (bpd_dir / "cell.log").exists() and not (bpd_dir / "run").exists()  # not trained again
+    assert json.loads((bpd_dir / "cell.json").read_text())["restored_from"] == \
+        "benchmarks/results/tiny/cells/InvertedPendulum-v5/bpd/seed0.json"
+    small = json.loads((runs / "InvertedPendulum-v5" / "dense-small" / "seed0" / "result.json").read_text())
+    assert small["train"]["hidden"] == committed["export"]["widths"][1:-1]
+
+    raw["methods"]["bpd"]["args"] = TINY_DISTILL | {"steps": 300}  # another specification: not restored
+    plan.write_text(yaml.safe_dump(raw))
+    shutil.rmtree(runs)
+    status = run_bpd("experiment", "status", str(plan), "--runs", str(runs)).stdout
+    assert "0 done" in status and "2 pending" in status  # (dense-small's summary was never committed)
+
+
 def test_plan_through_ray(tiny_pipeline, tmp_path):
     pytest.importorskip("ray", reason="Ray is an optional extra (pip install 'bpd[ray]')")
     plan = _plan(tmp_path, tiny_pipeline / "teacher.npz", {"bpd": {"args": TINY_DISTILL}}, seeds=(0, 1))
