@@ -581,9 +581,18 @@ def run_plan(plan: Plan, workers: int = 1, engine: str = "local", address: str |
                 for c in cells:
                     if c.env == env:
                         records[c.key] = {"cell": c.key, "state": "failed", "error": f"preparing {env}: {err}"}
+        done_n, total = 0, len(cells)
+        for k, c in by_key.items():  # finished before this invocation (or restored): not submitted again
+            rec = _read_json(c.dir / "cell.json") or {}
+            if k not in records and rec.get("state") == "done" and (c.dir / "result.json").exists() and (
+                    rec.get("restored_from") or not (plan.bench and rec.get("export_error"))) and (
+                    rec.get("spec_digest") == _digest(cell_spec(plan, c))):
+                records[k] = rec
+                done_n += 1
+        if done_n:
+            echo(f"{done_n} of {total} cells already done")
         pending = {k: c for k, c in by_key.items() if k not in records}
         running: dict = {}
-        done_n, total = 0, len(cells)
         while pending or running:
             for k, c in list(pending.items()):
                 deps = _deps(plan, c)

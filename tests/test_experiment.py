@@ -404,7 +404,7 @@ def test_a_lost_run_root_is_restored_from_the_committed_summaries(tiny_pipeline,
     plan.write_text(yaml.safe_dump(raw))
     p = _run_plan(plan, runs)
     assert p.returncode == 0, p.stdout + p.stderr
-    assert "1 finished cells restored" in p.stdout
+    assert "1 finished cells restored" in p.stdout and "1 of 2 cells already done" in p.stdout
     bpd_dir = runs / "InvertedPendulum-v5" / "bpd" / "seed0"
     assert not (bpd_dir / "cell.log").exists() and not (bpd_dir / "run").exists()  # not trained again
     assert json.loads((bpd_dir / "cell.json").read_text())["restored_from"] == \
