@@ -138,6 +138,8 @@ def env_curves(plan, rows: list[dict], out: Path) -> list[str]:
             written.append(f"{env}.env-curves.png")
         else:
             plt.close(fig)
+            if (out / f"{env}.env-curves.png").is_file():  # drawn when the cells' run directories were at hand
+                written.append(f"{env}.env-curves.png")
     return written
 
 

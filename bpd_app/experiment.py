@@ -873,8 +873,8 @@ def collect_results(plan: Plan) -> list[dict]:
             if "spec_digest" not in res and rec.get("spec_digest"):  # summaries written before they held it
                 res["spec"], res["spec_digest"] = rec.get("spec"), rec["spec_digest"]
             train = res.setdefault("train", {})
-            if train.get("curve") is None:
-                train["curve"] = _curve(c.dir / "run" / "metrics.csv")
+            if train.get("curve") is None and (curve := _curve(c.dir / "run" / "metrics.csv")) is not None:
+                train["curve"] = curve
         elif rec.get("spec_digest") in (None, _digest(cell_spec(plan, c))):
             res = committed_result(plan, c)
             if res is not None:
@@ -990,7 +990,7 @@ def markdown_table(plan: Plan, aggs: list[dict]) -> str:
         seen = sorted({x for a in rows for x in a.get("teacher_returns") or []})
         machines = ("" if len(seen) < 2 else
                     f" Its evaluation differs between the machines the cells ran on ({_fmt(seen[0])} to "
-                    f"{_fmt(seen[-1])}, {100 * (seen[-1] / seen[0] - 1):.1f} %): floating point differs between "
+                    f"{_fmt(seen[-1])}, {100 * (seen[-1] / seen[0] - 1):.2f} %): floating point differs between "
                     "processors and the episodes diverge; each cell's % of teacher divides by the teacher's return "
                     "evaluated in its own run root.")
         lines += [f"### {env}", "",
@@ -1104,6 +1104,7 @@ def _curves(plan: Plan, env: str, ar: list[dict], rows: list[dict], out: Path, g
 
     fig, ax = plt.subplots(figsize=(7, 4))
     any_curve = False
+    missing: list[str] = []
     for a in ar:
         done = [r["result"] for r in rows if r["env"] == env and r["label"] == a["label"] and r["result"]]
         curves = [((d.get("train") or {}).get("curve") or {}) for d in done]
@@ -1115,17 +1116,26 @@ def _curves(plan: Plan, env: str, ar: list[dict], rows: list[dict], out: Path, g
             note = "" if len(curves) == len(done) else f" ({len(curves)} of {len(done)} seeds)"
             ax.plot(curves[0][0][:n], y.mean(0), label=a["label"] + note)
             ax.fill_between(curves[0][0][:n], y.min(0), y.max(0), alpha=0.15)
+        elif done:
+            missing.append(a["label"])
+    if any_curve and missing:
+        import textwrap
+        text = textwrap.wrap("no curve kept (cells run before summaries held one; see the plot's git history): "
+                             + ", ".join(missing), 140)
+        ax.text(0.0, -0.16, "\n".join(text), fontsize=6, transform=ax.transAxes, va="top")
+    slug = "".join(ch if ch.isalnum() else "-" for ch in group.lower()).strip("-")
+    name = f"{env}.{slug}.curves.png" if group else f"{env}.curves.png"
     if any_curve:
         ax.set_xlabel("gradient step")
         ax.set_ylabel("periodic evaluation return (mean, min-max over seeds)")
         ax.legend(fontsize=6)
         ax.set_title(f"{env}: {group}" if group else env)
-        slug = "".join(ch if ch.isalnum() else "-" for ch in group.lower()).strip("-")
-        name = f"{env}.{slug}.curves.png" if group else f"{env}.curves.png"
         save_png(fig, out / name)
         return name
     plt.close(fig)
-    return None
+    # no summary holds a curve (cells restored from summaries older than curves): the plot drawn when
+    # their run directories were at hand stays
+    return name if (out / name).is_file() else None
 
 
 def merged_sessions(plan: Plan, out: Path) -> list[dict]:
