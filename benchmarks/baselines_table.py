@@ -118,8 +118,10 @@ def env_curves(plan, rows: list[dict], out: Path) -> list[str]:
     for env in plan.envs:
         fig, ax = plt.subplots(figsize=(7, 4))
         any_curve = False
+        missing = []
         for label in plan.methods:
-            done = [r["result"] for r in rows if r["env"] == env and r["label"] == label and r["result"]]
+            done = [r["result"] for r in rows if r["env"] == env and r["label"] == label and r["result"]
+                    and (r["result"].get("train") or {}).get("control") not in (None, "teacher")]  # online ones
             curves = [((d.get("train") or {}).get("curve") or {}) for d in done]
             curves = [(c["env_steps"], c["return"]) for c in curves if len(set(c.get("env_steps") or [])) > 1]
             if curves:
@@ -129,6 +131,13 @@ def env_curves(plan, rows: list[dict], out: Path) -> list[str]:
                 note = "" if len(curves) == len(done) else f" ({len(curves)} of {len(done)} seeds)"
                 ax.plot(curves[0][0][:n], y.mean(0), label=label + note)
                 ax.fill_between(curves[0][0][:n], y.min(0), y.max(0), alpha=0.15)
+            elif done:
+                missing.append(label)
+        if any_curve and missing:
+            import textwrap
+            ax.text(0.0, -0.16, "\n".join(textwrap.wrap("no curve kept (cells run before summaries held one; see "
+                                                        "the plot's git history): " + ", ".join(missing), 140)),
+                    fontsize=6, transform=ax.transAxes, va="top")
         if any_curve:
             ax.set_xlabel("environment steps")
             ax.set_ylabel("periodic evaluation return (mean, min-max over seeds)")
