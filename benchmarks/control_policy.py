@@ -16,9 +16,10 @@ budgets. For each finished cell of the plan it reports:
                     friction, motor gain; the desktop cart-pole's ranges by default), the teacher
                     and BPD's student alongside
 The randomised evaluation of each cell is kept with the committed results (robust/<env>/<label>/
-seed<N>.<rig>.json), keyed by the cell's specification digest, the ranges, the episodes and, where
-the model is at hand, its hash: a retrained cell is evaluated again, and a cell restored from its
-committed summary (its model gone with a lost run root) is read from there.
+seed<N>.<rig>.json), keyed by the cell's specification digest, the ranges, the episodes and the
+model itself (the product's sha256 its summary records, or for older summaries its export hash): a
+retrained cell is evaluated again, and a cell restored from its committed summary (its model gone
+with a lost run root) is read from there.
 
 Writes benchmarks/results/<plan>/control.md, control.json and <env>.visited.png (the visited states
 of each control policy on the first two principal axes of the teacher's data, first seed).
@@ -66,24 +67,25 @@ def _model_hash(model: Path) -> str:
 
 
 def randomised_eval(model: Path, env: str, rig: str, episodes: int, seed: int, cache: Path | None,
-                    spec_digest: str | None = None) -> dict | None:
+                    spec_digest: str | None = None, model_id: str | None = None) -> dict | None:
     """`bpd evaluate --randomize rig` of one model, cached in `cache` when given (see the module's notes);
-    None for a model that is gone (a cell restored from its summary) and was never evaluated so."""
+    None for a model that is gone (a cell restored from its summary) and was never evaluated so.
+    The cache is keyed on the model itself: `model_id` (a cell's export hash, which its summary keeps
+    when the model is lost), else the model file's sha256."""
     from bpd_app.evaluate import EvaluateConfig, run_evaluate
     from firmware_host.rig import randomization
 
     name, ranges = randomization(rig)
-    key: dict = {"rig": name, "ranges": {k: list(v) for k, v in ranges.items()}, "episodes": episodes, "seed": seed,
-                 "spec_digest": spec_digest}
     have_model = (model / "student.pt").is_file() if model.is_dir() else model.is_file()
+    if model_id is None and have_model:
+        model_id = _model_hash(model)
+    key: dict = {"rig": name, "ranges": {k: list(v) for k, v in ranges.items()}, "episodes": episodes, "seed": seed,
+                 "spec_digest": spec_digest, "model": model_id}
     old = read_json(cache) if cache is not None and cache.is_file() else {}
-    old_key = dict(old.get("key") or {})
-    old_hash = old_key.pop("model_sha256", None)
-    if old_key == key and (not have_model or old_hash == _model_hash(model)):
+    if model_id is not None and old.get("key") == key:
         return old["eval"]
     if not have_model:
         return None
-    key["model_sha256"] = _model_hash(model)
     ev = run_evaluate(EvaluateConfig(model=str(model), env=env, episodes=episodes, seed=seed, randomize=rig))
     if ev.get("early_terminations") is None:
         raise BpdError(f"{model}: the evaluation returned no episodes")
@@ -151,7 +153,8 @@ def rows_of(plan, rig: str, rig_name: str, episodes: int, seed: int, out: Path) 
                 d, cdir = r["result"], plan.runs / env / lab / f"seed{r['seed']}"
                 ev = randomised_eval(policy_path(cdir), env, rig, episodes, seed,
                                      out / "robust" / env / lab / f"seed{r['seed']}.{rig_name}.json",
-                                     d.get("spec_digest"))
+                                     d.get("spec_digest"),
+                                     d.get("product_sha256") or (d.get("export") or {}).get("model_hash"))
                 row["nominal"].append(d["eval"]["return_mean"])
                 row["nominal_early"].append(d["eval"]["early_terminations"])
                 spread = (d.get("train") or {}).get("visited_spread")
@@ -225,16 +228,17 @@ def visited_plot(plan, env: str, labels: list[str], out: Path) -> str | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    name = f"{env}.visited.png"
+    kept = name if (out / name).is_file() else None  # drawn when every buffer was at hand
     ds = plan.dataset_path(env)
     if not ds.is_file():
-        return None
+        return kept
     from training.collect import load_dataset
     d = load_dataset(ds)
     z = (d.observations - d.obs_mean) / d.obs_std
     _, _, vt = np.linalg.svd(z - z.mean(0), full_matrices=False)
     axes = vt[:2].T
-    name = f"{env}.visited.png"
-    drawn_from = []
+    drawn_from, lost = [], False
     for lab in labels:
         if plan.methods[lab].method == "bpd":
             continue
@@ -248,8 +252,10 @@ def visited_plot(plan, env: str, labels: list[str], out: Path) -> str | None:
             if x is not None:
                 drawn_from.append((lab, cdir, x))
                 break
-        else:  # restored cells without their buffers: keep the plot drawn when they were at hand
-            return name if (out / name).is_file() else None
+        else:  # restored cells without their buffers
+            lost = True
+    if lost and kept:
+        return kept
     if not drawn_from:
         return None
     fig, ax = plt.subplots(figsize=(6, 5))

@@ -35,6 +35,12 @@ whose committed summary was made under the plan's current specification counts a
 run` restores it into the run root (cells that need it read it there) and does not train it again,
 and `experiment table` and `status` read it. Only what the summary holds survives a lost run root:
 checkpoints, logs and datasets do not.
+
+A cell sized from another (a baseline or ablation from BPD's cell) records that cell's digest
+(needs_digests). When the cell it needs is later run under another specification, its own result
+no longer answers the plan: it is neither restored, nor counted as done, nor tabulated, and the
+table names it among the failed cells. A table never writes a summary made under another
+specification over a committed one.
 """
 
 from __future__ import annotations
@@ -253,6 +259,25 @@ def _digest(obj: dict) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _dep_cell(plan: Plan, cell: Cell, label: str) -> Cell:
+    return Cell(cell.env, label, cell.seed, plan.runs / cell.env / label / f"seed{cell.seed}")
+
+
+def stale_reason(plan: Plan, cell: Cell, res: dict, digest: str | None = None) -> str | None:
+    """Why a finished cell's summary no longer answers the plan, or None when it does: it was made
+    under another specification, or from a cell it needs (BPD's, which sizes the baselines) that has
+    since been run under another one. Summaries written before they recorded what they were made
+    from (needs_digests) are judged by their own specification alone."""
+    if res.get("spec_digest") not in (None, digest or _digest(cell_spec(plan, cell))):
+        return "was run with another specification"
+    made_from = res.get("needs_digests")
+    if made_from is not None:
+        for label in plan.methods[cell.label].needs.values():
+            if made_from.get(label) != _digest(cell_spec(plan, _dep_cell(plan, cell, label))):
+                return f"was made from a {label} cell that has since been run with another specification"
+    return None
+
+
 # --------------------------------------------------------------------------- executing one cell
 
 
@@ -339,8 +364,10 @@ def execute_cell(plan_path: str, cell_key: str, runs: str | None = None) -> dict
     spec = cell_spec(plan, cell)
     digest = _digest(spec)
     old = _read_json(status_path) or {}
-    if old.get("spec_digest") not in (None, digest):
-        rec = old | {"state": "failed", "error": f"{plan.rel(cell.dir)} was run with another specification; "
+    old_result = _read_json(result_path) if old.get("state") == "done" else None
+    why = stale_reason(plan, cell, old_result or old, digest)
+    if why:
+        rec = old | {"state": "failed", "error": f"{plan.rel(cell.dir)} {why}; "
                      "remove it to rerun with the plan's current one"}
         return rec
     if result_path.exists() and old.get("state") == "done" and (old.get("restored_from")
@@ -405,6 +432,9 @@ def execute_cell(plan_path: str, cell_key: str, runs: str | None = None) -> dict
         result["train"]["curve"] = _curve(cell.dir / "run" / "metrics.csv")
         result["export_error"] = rec["export_error"]
         result["spec"], result["spec_digest"] = spec, digest
+        result["needs_digests"] = {label: dep.get("spec_digest") for label, dep in deps.items()}
+        from bpd.io import sha256_file
+        result["product_sha256"] = sha256_file(product)  # names the model when the run root is gone
         result["machine"] = _machine()
         write_json(result_path, result)
         rec.update(state="done", seconds=round(time.time() - t0, 1), finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
@@ -514,7 +544,8 @@ def _cell_result(plan: Plan, cell: Cell, spec: dict, train: dict, ev: dict, tev:
 def committed_result(plan: Plan, cell: Cell, digest: str | None = None) -> dict | None:
     """The cell's committed summary, if it was made under the plan's current specification."""
     res = _read_json(plan.committed_path(cell))
-    if not res or res.get("spec_digest") != (digest or _digest(cell_spec(plan, cell))):
+    digest = digest or _digest(cell_spec(plan, cell))
+    if not res or res.get("spec_digest") != digest or stale_reason(plan, cell, res, digest):
         return None
     return res
 
@@ -586,7 +617,8 @@ def run_plan(plan: Plan, workers: int = 1, engine: str = "local", address: str |
             rec = _read_json(c.dir / "cell.json") or {}
             if k not in records and rec.get("state") == "done" and (c.dir / "result.json").exists() and (
                     rec.get("restored_from") or not (plan.bench and rec.get("export_error"))) and (
-                    rec.get("spec_digest") == _digest(cell_spec(plan, c))):
+                    rec.get("spec_digest") == _digest(cell_spec(plan, c))) and not stale_reason(
+                    plan, c, _read_json(c.dir / "result.json") or {}):
                 records[k] = rec
                 done_n += 1
         if done_n:
@@ -637,13 +669,21 @@ def run_plan(plan: Plan, workers: int = 1, engine: str = "local", address: str |
 def _record_session(plan: Plan, started: float, workers: int, engine: str, records: dict) -> None:
     """This invocation's entry in sessions.json, written at its start and after every cell, so that
     an invocation cut off (a session's end, kill -9) still counts up to its last finished cell."""
+    import fcntl
+
     path = plan.runs / "sessions.json"
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started))
-    sessions = [s for s in (_read_json(path) or {}).get("sessions", []) if s.get("started") != stamp]
-    sessions.append({"started": stamp, "wall_seconds": round(time.time() - started, 1), "workers": workers,
-                     "engine": engine, "cells": len(records),
-                     "done": sum(r.get("state") == "done" for r in records.values()), "cpus": os.cpu_count()})
-    write_json(path, {"sessions": sessions})
+    entry = {"started": stamp, "pid": os.getpid(), "wall_seconds": round(time.time() - started, 1),
+             "workers": workers, "engine": engine, "cells": len(records),
+             "done": sum(r.get("state") == "done" for r in records.values()), "cpus": os.cpu_count()}
+    with open(plan.runs / ".sessions.lock", "w") as lock:  # runners sharing a run root (--only) update in turn
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        sessions = [s for s in (_read_json(path) or {}).get("sessions", []) if _session_key(s) != _session_key(entry)]
+        write_json(path, {"sessions": sessions + [entry]})
+
+
+def _session_key(s: dict) -> str:
+    return f"{s.get('started')}/{s.get('pid', '')}"
 
 
 def _local_engine(plan: Plan, workers: int):
@@ -777,6 +817,8 @@ def plan_status(plan: Plan, now: float | None = None) -> list[dict]:
         if state == "running" and rec.get("host") == os.uname().nodename and not _alive(rec.get("pid")):
             state = "interrupted"
         spec_ok = rec.get("spec_digest") in (None, _digest(cell_spec(plan, c)))
+        if state == "done" and (why := stale_reason(plan, c, _read_json(c.dir / "result.json") or rec)):
+            state, rec = "failed", rec | {"error": f"{plan.rel(c.dir)} {why}"}
         if state in ("pending", "failed", "interrupted") and spec_ok:
             res = committed_result(plan, c)
             if res is not None:  # committed, not (or no longer) in the run root
@@ -865,7 +907,10 @@ def collect_results(plan: Plan) -> list[dict]:
     for c in plan.cells():
         rec = _read_json(c.dir / "cell.json") or {}
         state = rec.get("state", "pending")
-        res = _read_json(c.dir / "result.json") if state == "done" else None
+        res = _read_json(c.dir / "result.json") if state == "done" and not rec.get("restored_from") else None
+        why = stale_reason(plan, c, res or rec) if state == "done" else None
+        if why:  # a summary that no longer answers the plan is neither tabulated nor committed over a current one
+            res, state, rec = None, "failed", rec | {"error": f"{plan.rel(c.dir)} {why}"}
         if res is not None:
             bench = _read_json(c.dir / "bench" / "bench.json")
             if bench:  # the measurement is the source: figures added since the cell ran
@@ -875,10 +920,13 @@ def collect_results(plan: Plan) -> list[dict]:
             train = res.setdefault("train", {})
             if train.get("curve") is None and (curve := _curve(c.dir / "run" / "metrics.csv")) is not None:
                 train["curve"] = curve
-        elif rec.get("spec_digest") in (None, _digest(cell_spec(plan, c))):
+        else:  # a restored cell is read from its source, the committed file, as is one the run root lacks
             res = committed_result(plan, c)
             if res is not None:
                 state = "done"
+            elif state == "done":
+                state, rec = "failed", rec | {"error": f"{plan.rel(c.dir)} was restored from a summary that has "
+                                              "since changed; remove it to restore or rerun"}
         out.append({"cell": c.key, "env": c.env, "label": c.label, "seed": c.seed,
                     "state": state, "error": rec.get("error") if state != "done" else None, "result": res})
     return out
@@ -1140,12 +1188,34 @@ def _curves(plan: Plan, env: str, ar: list[dict], rows: list[dict], out: Path, g
 
 def merged_sessions(plan: Plan, out: Path) -> list[dict]:
     """The runner's invocations: those committed with an earlier table (out/sessions.json, which
-    outlives a lost run root) and those in the run root, once each (by start time)."""
-    by_start: dict[str, dict] = {}
+    outlives a lost run root) and those in the run root, once each (by start time and process); of
+    two records of one invocation the later, longer one (a table written while it ran keeps the shorter)."""
+    by_key: dict[str, dict] = {}
     for path in (out / "sessions.json", plan.runs / "sessions.json"):
         for s in (_read_json(path) or {}).get("sessions", []):
-            by_start.setdefault(str(s.get("started")), s)
-    return list(by_start.values())
+            k = _session_key(s)
+            if k not in by_key or (s.get("wall_seconds") or 0) > (by_key[k].get("wall_seconds") or 0):
+                by_key[k] = s
+    return list(by_key.values())
+
+
+def sessions_wall_seconds(sessions: list[dict]) -> float:
+    """Wall time the runner was at work: invocations that overlapped (runners sharing a run root with
+    --only) count once; entries without a parsable start (summed records) add their own length."""
+    spans, total = [], 0.0
+    for s in sessions:
+        try:
+            t0 = time.mktime(time.strptime(str(s.get("started")), "%Y-%m-%dT%H:%M:%S"))
+        except ValueError:
+            total += s.get("wall_seconds") or 0
+            continue
+        spans.append((t0, t0 + (s.get("wall_seconds") or 0)))
+    end = float("-inf")
+    for a, b in sorted(spans):
+        if b > end:
+            total += b - max(a, end)
+            end = b
+    return total
 
 
 def write_table(plan: Plan, out: Path) -> dict:
@@ -1164,7 +1234,7 @@ def write_table(plan: Plan, out: Path) -> dict:
           f"Cells: {sum(r['state'] == 'done' for r in rows)} done, {sum(r['state'] == 'failed' for r in rows)} failed, "
           f"{sum(r['state'] not in ('done', 'failed') for r in rows)} not run, of {len(rows)}. "
           f"Training time summed over finished cells: {cpu_seconds / 3600:.2f} h; runner wall time "
-          f"{sum(s['wall_seconds'] for s in sessions) / 3600:.2f} h over "
+          f"{sessions_wall_seconds(sessions) / 3600:.2f} h over "
           f"{sum(s.get('invocations', 1) for s in sessions)} invocation(s) "
           f"on {sessions[-1]['cpus'] if sessions else '-'} cores."
           + "".join(f" {s['note']}" for s in sessions if s.get("note")), ""]

@@ -177,7 +177,8 @@ def bpd_collapsed_widths(c: CellInputs, label: str) -> list[int]:
         return list(widths[1:-1])
     student = c.out.parent.parent.parent / label / f"seed{c.seed}" / "run" / "student.pt"
     if not student.is_file():
-        raise BpdError(f"the {label} cell of {c.env} seed {c.seed} has no export and no student file at {student}")
+        raise BpdError(f"the {label} cell of {c.env} seed {c.seed} has no export and its student file is gone "
+                       f"(a run root that was lost): rerun that cell with bench on")
     from export.collapse import collapse
     from training.student import load_student
     s, _, stats = load_student(student)

@@ -372,6 +372,8 @@ def test_baselines_run_through_the_grid_runner(tiny_pipeline, tmp_path):
 
     # the control-policy comparison reads the same cells and evaluates each under a rig's randomisation
     import importlib.util
+
+    from bpd.io import sha256_file
     spec = importlib.util.spec_from_file_location("control_policy", REPO / "benchmarks" / "control_policy.py")
     cp = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cp)
@@ -385,7 +387,8 @@ def test_baselines_run_through_the_grid_runner(tiny_pipeline, tmp_path):
     assert rows["bpd"]["nominal"] == [bpd_res["eval"]["return_mean"]]
     cached = json.loads((out / "robust" / "InvertedPendulum-v5" / "bpd" / "seed0.desktop-cartpole.json").read_text())
     assert rows["bpd"]["randomised"] == [cached["eval"]["return_mean"]] and len(cached["eval"]["returns"]) == 2
-    assert cached["key"]["spec_digest"] == bpd_res["spec_digest"] and cached["key"]["model_sha256"]
+    assert cached["key"]["spec_digest"] == bpd_res["spec_digest"] and cached["key"]["model"] == bpd_res["product_sha256"] == (
+        sha256_file(cell / "bpd" / "seed0" / "run" / "student.pt"))
     assert "| on-policy-distill | pruned | student | 1/1 |" in (out / "control.md").read_text()
     # the rows: the rule at BPD's count and dense at its widths, not other rules or the teacher's size
     many = tmp_path / "many.yaml"

@@ -412,11 +412,44 @@ def test_a_lost_run_root_is_restored_from_the_committed_summaries(tiny_pipeline,
     small = json.loads((runs / "InvertedPendulum-v5" / "dense-small" / "seed0" / "result.json").read_text())
     assert small["train"]["hidden"] == committed["export"]["widths"][1:-1]
 
-    raw["methods"]["bpd"]["args"] = TINY_DISTILL | {"steps": 300}  # another specification: not restored
+    run_bpd("experiment", "table", str(plan), "--runs", str(runs))
+    small_path = results / "cells" / "InvertedPendulum-v5" / "dense-small" / "seed0.json"
+    small_committed = small_path.read_text()
+    assert json.loads(small_committed)["needs_digests"] == {"bpd": committed["spec_digest"]}  # what sized it
+
+    raw["methods"]["bpd"]["args"] = TINY_DISTILL | {"steps": 300}  # another specification for bpd
     plan.write_text(yaml.safe_dump(raw))
-    shutil.rmtree(runs)
+    # the run root still holds both: neither is tabulated, and neither overwrites a committed summary
+    run_bpd("experiment", "table", str(plan), "--runs", str(runs))
+    md = (results / "table.md").read_text()
+    assert "| bpd | 1/1 |" not in md and "| dense-small | 1/1 |" not in md
+    assert "was run with another specification" in md
+    assert "dense-small/seed0 was made from a bpd cell that has since been run with another specification" in md
+    assert small_path.read_text() == small_committed
+    shutil.rmtree(runs)  # and lost: dense-small is not restored, since the bpd cell that sized it has changed
     status = run_bpd("experiment", "status", str(plan), "--runs", str(runs)).stdout
-    assert "0 done" in status and "2 pending" in status  # (dense-small's summary was never committed)
+    assert "0 done" in status and "2 pending" in status
+    p = _run_plan(plan, runs, "--only", "InvertedPendulum-v5/dense-small/")
+    assert "restored" not in p.stdout and "needs InvertedPendulum-v5/bpd/seed0, which has not finished" in p.stdout
+
+
+def test_sessions_count_each_invocation_once_and_overlaps_once(tmp_path):
+    from bpd_app.experiment import Plan, merged_sessions, sessions_wall_seconds
+
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    runs.mkdir()
+    out.mkdir()
+    a = {"started": "2026-11-23T09:00:00", "pid": 10, "wall_seconds": 300.0}
+    (out / "sessions.json").write_text(json.dumps({"sessions": [a]}))  # committed while it still ran
+    (runs / "sessions.json").write_text(json.dumps({"sessions": [
+        a | {"wall_seconds": 9000.0}, {"started": "2026-11-23T09:00:00", "pid": 11, "wall_seconds": 600.0}]}))
+    plan = Plan(tmp_path / "p.yaml", "p", tmp_path, runs, [], [], {}, {}, {}, False, {}, {})
+    merged = merged_sessions(plan, out)
+    assert sorted((s["pid"], s["wall_seconds"]) for s in merged) == [(10, 9000.0), (11, 600.0)]
+    assert sessions_wall_seconds(merged) == 9000.0  # the second ran inside the first
+    later = {"started": "2026-11-23T12:00:00", "wall_seconds": 100.0}
+    summed = {"started": "before 2026-11-22T23:00 (run root lost)", "wall_seconds": 50.0}
+    assert sessions_wall_seconds(merged + [later, summed]) == 9150.0
 
 
 def test_plan_through_ray(tiny_pipeline, tmp_path):
