@@ -7,8 +7,8 @@ Writes, beside the runner's own table (`bpd experiment table`, written first int
                                  teacher, D4RL score, environment steps, gradient steps, training wall
                                  time, nonzero parameters, Cortex-M4F instructions, control policy and the
                                  spread of the states it visited
-  <env>.env-curves.png           periodic evaluation return against environment steps for the online
-                                 variants (mean, min-max over seeds)
+and links the runner's <env>.env-curves.png (periodic evaluation return against environment steps for
+the online variants, mean and min-max over seeds, with the teacher and BPD as references).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bpd.errors import BpdError  # noqa: E402
-from bpd.io import save_png, write_text  # noqa: E402
+from bpd.io import write_text  # noqa: E402
 from bpd_app.experiment import collect_results, load_plan, write_table  # noqa: E402
 
 COLS = ["env", "label", "method", "size", "control", "seeds_done", "return_mean", "return_std", "return_worst",
@@ -108,50 +108,6 @@ def markdown(plan, rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def env_curves(plan, rows: list[dict], out: Path) -> list[str]:
-    """Return against environment steps for the online variants, from the cells' committed curves."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    written = []
-    for env in plan.envs:
-        fig, ax = plt.subplots(figsize=(7, 4))
-        any_curve = False
-        missing = []
-        for label in plan.methods:
-            done = [r["result"] for r in rows if r["env"] == env and r["label"] == label and r["result"]
-                    and (r["result"].get("train") or {}).get("control") not in (None, "teacher")]  # online ones
-            curves = [((d.get("train") or {}).get("curve") or {}) for d in done]
-            curves = [(c["env_steps"], c["return"]) for c in curves if len(set(c.get("env_steps") or [])) > 1]
-            if curves:
-                any_curve = True
-                n = min(len(c[0]) for c in curves)
-                y = np.array([c[1][:n] for c in curves])
-                note = "" if len(curves) == len(done) else f" ({len(curves)} of {len(done)} seeds)"
-                ax.plot(curves[0][0][:n], y.mean(0), label=label + note)
-                ax.fill_between(curves[0][0][:n], y.min(0), y.max(0), alpha=0.15)
-            elif done:
-                missing.append(label)
-        if any_curve and missing:
-            import textwrap
-            ax.text(0.0, -0.16, "\n".join(textwrap.wrap("no curve kept (cells run before summaries held one; see "
-                                                        "the plot's git history): " + ", ".join(missing), 140)),
-                    fontsize=6, transform=ax.transAxes, va="top")
-        if any_curve:
-            ax.set_xlabel("environment steps")
-            ax.set_ylabel("periodic evaluation return (mean, min-max over seeds)")
-            ax.legend(fontsize=6)
-            ax.set_title(f"{env}: online distillation")
-            save_png(fig, out / f"{env}.env-curves.png")
-            written.append(f"{env}.env-curves.png")
-        else:
-            plt.close(fig)
-            if (out / f"{env}.env-curves.png").is_file():  # drawn when the cells' run directories were at hand
-                written.append(f"{env}.env-curves.png")
-    return written
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("plan")
@@ -167,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     write_table(plan, out)
     rows = rows_of(plan)
     md = markdown(plan, rows)
-    md += "\n" + "\n".join(f"![{p}]({p})" for p in env_curves(plan, collect_results(plan), out)) + "\n"
+    curves = [f"{env}.env-curves.png" for env in plan.envs if (out / f"{env}.env-curves.png").is_file()]
+    md += "\n" + "\n".join(f"![{p}]({p})" for p in curves) + "\n"  # drawn by write_table
     write_text(out / "baselines.md", md)
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=COLS, extrasaction="ignore")

@@ -426,10 +426,11 @@ def execute_cell(plan_path: str, cell_key: str, runs: str | None = None) -> dict
                 bench = _bench_figures(_read_json(bj) or {})
             except StageFailed as e:
                 rec["export_error"] = str(e)
-        result = _cell_result(plan, cell, spec, _read_json(train_summary) or {}, _read_json(ev_path) or {},
+        online = {} if train_summary.exists() else _online_train_summary(product)
+        result = _cell_result(plan, cell, spec, _read_json(train_summary) or online, _read_json(ev_path) or {},
                               _read_json(plan.teacher_eval_path(cell.env)) or {}, export_info, bench, train_seconds)
         result["train"]["last_evals"] = _last_evals(cell.dir / "run" / "metrics.csv")
-        result["train"]["curve"] = _curve(cell.dir / "run" / "metrics.csv")
+        result["train"]["curve"] = _curve(cell.dir / "run" / "metrics.csv") or online.get("curve")
         result["export_error"] = rec["export_error"]
         result["spec"], result["spec_digest"] = spec, digest
         result["needs_digests"] = {label: dep.get("spec_digest") for label, dep in deps.items()}
@@ -480,6 +481,42 @@ def _curve(metrics: Path) -> dict | None:
     if rows[0].get("env_steps"):
         curve["env_steps"] = [int(float(r["env_steps"])) for r in rows]
     return curve
+
+
+def _online_train_summary(product: Path) -> dict:
+    """What a run that trains online from scratch (`bpd teacher train`, e.g. online-sac-small) leaves in
+    its policy file, as a training summary: environment steps, the actor's widths, the periodic
+    evaluations against environment steps and the evaluation it kept. {} for any other product."""
+    if product.suffix != ".npz" or not product.is_file():
+        return {}
+    from training.teacher import load_teacher
+    try:
+        t = load_teacher(product)
+    except BpdError:
+        return {}  # not a policy in the teacher format (a baseline's, whose run writes its own summary)
+    train = t.train or {}
+    if not train.get("history"):
+        return {}
+    hist = train["history"]
+    cfg = train.get("config") or {}
+    steps = [int(h["step"]) for h in hist]
+    grad = [_sac_grad_steps(x, cfg) for x in steps]
+    return {"seconds": train.get("seconds"), "env_steps": train.get("steps"), "steps": train.get("steps"),
+            "grad_steps": _sac_grad_steps(train.get("steps"), cfg),
+            "hidden": [int(w.shape[0]) for w in t.weights[:-1]], "control": "student",
+            "selection": {"chosen": {"step": train.get("best_step")},
+                          "rule": f"best periodic evaluation ({cfg.get('eval_episodes', '?')} episodes, training "
+                                  "seeds)"},
+            "curve": {"step": grad if None not in grad else steps,
+                      "return": [round(float(h["return_mean"]), 2) for h in hist], "env_steps": steps}}
+
+
+def _sac_grad_steps(steps: int | None, cfg: dict) -> int | None:
+    """An off-policy learner's updates (`bpd teacher train`: one gradient step every train_freq
+    environment steps once learning starts)."""
+    if steps is None or cfg.get("learning_starts") is None:
+        return None
+    return max(0, int(steps) - int(cfg["learning_starts"])) // max(1, int(cfg.get("train_freq") or 1))
 
 
 def _last_evals(metrics: Path, n: int = 3) -> list[float] | None:
@@ -920,6 +957,9 @@ def collect_results(plan: Plan) -> list[dict]:
             train = res.setdefault("train", {})
             if train.get("curve") is None and (curve := _curve(c.dir / "run" / "metrics.csv")) is not None:
                 train["curve"] = curve
+            if train.get("curve") is None and (online := _online_train_summary(c.dir / "run" / "policy.npz")):
+                # summaries of online runs written before they read the policy file's record
+                train.update({k: v for k, v in online.items() if train.get(k) is None and k != "seconds"})
         else:  # a restored cell is read from its source, the committed file, as is one the run root lacks
             res = committed_result(plan, c)
             if res is not None:
@@ -1138,7 +1178,64 @@ def _plots(plan: Plan, rows: list[dict], aggs: list[dict], out: Path) -> list[st
             curves = _curves(plan, env, [a for a in ar if labels is None or a["label"] in labels], rows, out, group)
             if curves:
                 written.append(curves)
+        if (online := _env_step_curves(plan, env, rows, out)):
+            written.append(online)
     return written
+
+
+def _env_step_curves(plan: Plan, env: str, rows: list[dict], out: Path) -> str | None:
+    """<env>.env-curves.png: periodic evaluation return against environment steps for the methods
+    that learn by interacting with the environment (online SAC, the online distillation rules), from
+    the cells' summaries, with the teacher's return and BPD's (offline, from the teacher's dataset) as
+    references. An existing plot is kept when no summary holds a curve any more."""
+    import textwrap
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bpd.io import save_png
+
+    name = f"{env}.env-curves.png"
+    fig, ax = plt.subplots(figsize=(7, 4))
+    any_curve, missing = False, []
+    for label in plan.methods:
+        done = [r["result"] for r in rows if r["env"] == env and r["label"] == label and r["result"]
+                and (r["result"].get("train") or {}).get("control") not in (None, "teacher")]
+        curves = [((d.get("train") or {}).get("curve") or {}) for d in done]
+        curves = [(c["env_steps"], c["return"]) for c in curves if len(set(c.get("env_steps") or [])) > 1]
+        if curves:
+            any_curve = True
+            n = min(len(c[0]) for c in curves)
+            y = np.array([c[1][:n] for c in curves])
+            note = "" if len(curves) == len(done) else f" ({len(curves)} of {len(done)} seeds)"
+            line, = ax.plot(curves[0][0][:n], y.mean(0), label=label + note)
+            ax.fill_between(curves[0][0][:n], y.min(0), y.max(0), alpha=0.15, color=line.get_color())
+        elif done:
+            missing.append(label)
+    if not any_curve:
+        plt.close(fig)
+        return name if (out / name).is_file() else None
+    finished = [r["result"] for r in rows if r["env"] == env and r["result"]]
+    teacher = next((d["teacher"]["return_mean"] for d in finished if (d.get("teacher") or {}).get("return_mean")), None)
+    if teacher is not None:
+        ax.axhline(teacher, color="grey", ls="--", lw=1, label="teacher (30 reporting episodes)")
+    bpd = [d["eval"]["return_mean"] for d in finished if d["method"] == "bpd" and d["label"] == "bpd"]
+    if bpd:
+        steps = next((d["train"].get("env_steps") for d in finished if d["label"] == "bpd"), None)
+        ax.axhline(float(np.mean(bpd)), color="k", ls=":", lw=1,
+                   label=f"bpd, offline from {steps:,} teacher steps ({len(bpd)} seeds, reporting episodes)"
+                   if steps else f"bpd ({len(bpd)} seeds)")
+    if missing:
+        ax.text(0.0, -0.16, "\n".join(textwrap.wrap("no curve kept (cells run before summaries held one): "
+                                                    + ", ".join(missing), 140)),
+                fontsize=6, transform=ax.transAxes, va="top")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("periodic evaluation return (mean, min-max over seeds)")
+    ax.legend(fontsize=6)
+    ax.set_title(f"{env}: learning by interaction")
+    save_png(fig, out / name)
+    return name
 
 
 def _curves(plan: Plan, env: str, ar: list[dict], rows: list[dict], out: Path, group: str = "") -> str | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -369,6 +371,14 @@ def test_baselines_run_through_the_grid_runner(tiny_pipeline, tmp_path):
     online = json.loads((cell / "on-policy-distill" / "seed0" / "result.json").read_text())
     assert online["train"]["env_steps"] == 40 and online["train"]["control"] == "student"
     assert online["train"]["visited_spread"] > 0
+    tables = tmp_path / "tables"  # the baselines table beside the runner's, with its environment-step curves
+    t = subprocess.run([sys.executable, str(REPO / "benchmarks" / "baselines_table.py"), str(plan), "--runs",
+                        str(runs), "--out", str(tables)], capture_output=True, text=True, timeout=300)
+    assert t.returncode == 0, t.stderr
+    md = (tables / "baselines.md").read_text()
+    assert "| on-policy-distill | on-policy-distill | pruned | student | 1/1 |" in md
+    assert "![InvertedPendulum-v5.env-curves.png](InvertedPendulum-v5.env-curves.png)" in md
+    assert (tables / "InvertedPendulum-v5.env-curves.png").is_file()
 
     # the control-policy comparison reads the same cells and evaluates each under a rig's randomisation
     import importlib.util

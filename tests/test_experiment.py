@@ -232,6 +232,29 @@ def test_online_sac_budget_is_the_teachers_environment_steps_not_the_plans_gradi
     assert budget(spec["online-sac-small"]) == "190000" and budget(spec["sac-short"]) == "7000"
 
 
+def test_an_online_sac_cell_records_its_budget_and_curve_and_is_plotted_against_environment_steps(
+        tiny_pipeline, tmp_path):
+    """online-sac-small through the runner: the summary states the environment and gradient steps it
+    used, the actor's widths (BPD's collapsed ones) and its evaluations against environment steps;
+    the table draws them with the teacher and BPD as references."""
+    plan = _plan(tmp_path, tiny_pipeline / "teacher.npz", {
+        "bpd": {"args": TINY_DISTILL},
+        "online-sac-small": {"args": {"steps": 600, "eval_every": 200, "learning_starts": 200, "eval_episodes": 1,
+                                      "final_episodes": 1, "critic_hidden": [16, 16]}}}, bench=True)
+    runs = tmp_path / "runs"
+    p = _run_plan(plan, runs)
+    assert p.returncode == 0, p.stdout + p.stderr
+    bpd = json.loads((runs / "InvertedPendulum-v5" / "bpd" / "seed0" / "result.json").read_text())
+    res = json.loads((runs / "InvertedPendulum-v5" / "online-sac-small" / "seed0" / "result.json").read_text())
+    t = res["train"]
+    assert t["env_steps"] == 600 and t["grad_steps"] == 400 and t["control"] == "student"
+    assert t["hidden"] == bpd["export"]["widths"][1:-1]
+    assert t["curve"]["env_steps"] == [200, 400, 600] and t["curve"]["step"] == [0, 200, 400]
+    assert len(t["curve"]["return"]) == 3 and t["selection"]["step"] in (200, 400, 600)
+    run_bpd("experiment", "table", str(plan), "--runs", str(runs), "--out", str(tmp_path / "table"))
+    assert (tmp_path / "table" / "InvertedPendulum-v5.env-curves.png").is_file()
+
+
 @pytest.mark.parametrize("text, message", [
     ("envs: [A]\nseeds: [0]\nteachers: {A: t.npz}\nmethods: [nope]", "unknown method 'nope'"),
     ("envs: [A]\nseeds: [0]\nteachers: {}\nmethods: [bpd]", "no teacher for A"),
