@@ -959,6 +959,7 @@ def collect_results(plan: Plan) -> list[dict]:
                 train["curve"] = curve
             if train.get("curve") is None and (online := _online_train_summary(c.dir / "run" / "policy.npz")):
                 # summaries of online runs written before they read the policy file's record
+                online |= {"selection": online["selection"]["chosen"], "selection_rule": online["selection"]["rule"]}
                 train.update({k: v for k, v in online.items() if train.get(k) is None and k != "seconds"})
         else:  # a restored cell is read from its source, the committed file, as is one the run root lacks
             res = committed_result(plan, c)
