@@ -307,6 +307,42 @@ def test_threshold_sweep_without_retraining(tiny_pipeline, tmp_path):
     assert out.with_suffix(".png").is_file()
 
 
+def test_the_threshold_study_adds_to_its_committed_seeds_when_the_students_are_gone(tiny_pipeline, tmp_path):
+    """benchmarks/threshold_sweep.py sweeps the students at hand and keeps the seeds swept before
+    whose students a lost run root took, each with the plan that trained it."""
+    import importlib.util
+    import shutil
+
+    spec = importlib.util.spec_from_file_location("threshold_sweep", ROOT / "benchmarks" / "threshold_sweep.py")
+    ts = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ts)
+    plan = _plan(tmp_path, tiny_pipeline / "teacher.npz", {"bpd": {"args": TINY_DISTILL}}, seeds=(0, 1))
+    out = tmp_path / "out"
+
+    def place(runs: Path, seed: int) -> None:
+        (runs / "InvertedPendulum-v5" / "bpd" / f"seed{seed}" / "run").mkdir(parents=True)
+        shutil.copy(tiny_pipeline / "run" / "student.pt", runs / "InvertedPendulum-v5" / "bpd" / f"seed{seed}" / "run")
+
+    def study(runs: Path) -> tuple[int, dict]:
+        rc = ts.main(["--plan", str(plan), "--runs", str(runs), "--out", str(out), "--episodes", "1"])
+        return rc, (json.loads((out / "threshold_sweep.json").read_text()) if rc == 0 else {})
+
+    assert study(tmp_path / "none")[0] == 1  # no student and nothing swept before: an error, nothing written
+    assert not out.exists()
+    place(tmp_path / "a", 0)
+    rc, first = study(tmp_path / "a")
+    (s0,) = first["envs"]["InvertedPendulum-v5"]["per_seed"]
+    assert rc == 0 and s0["seed"] == 0 and s0["plan"] == "plan.yaml" and len(s0["rows"]) == len(ts.THRESHOLDS)
+    place(tmp_path / "b", 1)  # a new run root: seed 0 is gone, seed 1 is at hand
+    rc, both = study(tmp_path / "b")
+    env = both["envs"]["InvertedPendulum-v5"]
+    assert rc == 0 and env["seeds"] == [0, 1] and env["per_seed"][0] == s0
+    assert env["rows"][0]["params_nonzero_range"] == [s0["rows"][0]["params_nonzero"]] * 2  # the same student
+    rc, again = study(tmp_path / "none")  # nothing at hand: the committed study stands
+    assert rc == 0 and again["envs"] == both["envs"]
+    assert "seeds 0, 1: the cell of `plan.yaml`" in (out / "threshold_sweep.md").read_text()
+
+
 def test_teacher_training_resumes_after_kill(tmp_path):
     out = tmp_path / "t.npz"
     args = ["teacher", "train", "--out", str(out), "--algo", "td3", "--steps", "900", "--learning-starts", "100",
