@@ -1201,8 +1201,9 @@ def _env_step_curves(plan: Plan, env: str, rows: list[dict], out: Path) -> str |
     fig, ax = plt.subplots(figsize=(7, 4))
     any_curve, missing = False, []
     for label in plan.methods:
-        done = [r["result"] for r in rows if r["env"] == env and r["label"] == label and r["result"]
-                and (r["result"].get("train") or {}).get("control") not in (None, "teacher")]
+        done = [r["result"] for r in rows if r["env"] == env and r["label"] == label and r["result"]]
+        if not any((d.get("train") or {}).get("control") not in (None, "teacher") for d in done):
+            continue  # learns from the teacher's dataset (summaries older than the control field say None)
         curves = [((d.get("train") or {}).get("curve") or {}) for d in done]
         curves = [(c["env_steps"], c["return"]) for c in curves if len(set(c.get("env_steps") or [])) > 1]
         if curves:
@@ -1232,8 +1233,8 @@ def _env_step_curves(plan: Plan, env: str, rows: list[dict], out: Path) -> str |
                                                     + ", ".join(missing), 140)),
                 fontsize=6, transform=ax.transAxes, va="top")
     ax.set_xlabel("environment steps")
-    ax.set_ylabel("periodic evaluation return (mean, min-max over seeds)")
-    ax.legend(fontsize=6)
+    ax.set_ylabel("evaluation return (band: min-max over seeds)", fontsize=8)
+    ax.legend(fontsize=6, loc="lower right")
     ax.set_title(f"{env}: learning by interaction")
     save_png(fig, out / name)
     return name
