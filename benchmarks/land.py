@@ -1,0 +1,101 @@
+"""Commit each finished cell's summary as it lands, so that a session's end loses at most the cells in flight.
+
+    python benchmarks/land.py benchmarks/plans/benchmark.yaml benchmarks/plans/baselines.yaml ... [--every 300] [--once]
+
+Every --every seconds, for each plan whose run root holds a result.json newer than the last landing, it
+regenerates the plan's committed results (`benchmarks/<plan name>_table.py` where the plan has its own
+table script, else `bpd experiment table`) and commits that results directory alone, named by the cells
+that landed ("Baselines: HalfCheetah-v5/rusu-mse/seed1 4243.3 (1984 nonzero)"). Restored cells change no
+committed file, so they make no commit. Run it from the repository's checkout on main; stop it with
+SIGSTOP while editing that checkout's results by hand and SIGCONT after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bpd.errors import BpdError  # noqa: E402
+from bpd_app.experiment import load_plan  # noqa: E402
+
+
+def _newest_result(runs: Path) -> float:
+    return max((p.stat().st_mtime for p in runs.glob("*/*/seed*/result.json")), default=0.0)
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=ROOT, check=True, capture_output=True, text=True).stdout
+
+
+def _describe(path: Path) -> str:
+    try:
+        res = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return ""
+    ret = (res.get("eval") or {}).get("return_mean")
+    nz = res.get("params_nonzero")
+    return " ".join(x for x in [f"{ret:.1f}" if ret is not None else "", f"({nz} nonzero)" if nz else ""] if x)
+
+
+def land(plan_path: Path, runs: Path | None, python: str) -> str | None:
+    """Regenerate plan_path's results and commit them if a cell summary changed; the commit message or None."""
+    plan = load_plan(plan_path, str(runs) if runs else None)
+    results = plan.results_dir
+    script = ROOT / "benchmarks" / f"{plan.name}_table.py"
+    cmd = ([python, str(script), str(plan_path)] if script.exists()
+           else [str(Path(python).with_name("bpd")), "experiment", "table", str(plan_path)]) + ["--runs", str(plan.runs)]
+    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
+    rel = results.relative_to(ROOT)
+    changed = [line[3:].strip() for line in _git("status", "--porcelain", "--untracked-files=all", "--", str(rel))
+               .splitlines()]
+    cells = sorted(c for c in changed if "/cells/" in c and c.endswith(".json"))
+    if not cells:
+        return None
+    names = []
+    for c in cells:
+        key = c.split("/cells/", 1)[1].removesuffix(".json")
+        names.append(" ".join(x for x in [key, _describe(ROOT / c)] if x))
+    msg = f"{plan.name.capitalize()}: " + "; ".join(names)
+    _git("add", "--", str(rel))
+    _git("commit", "-q", "-m", msg, "--", str(rel))
+    return msg
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("plans", nargs="+", type=Path)
+    ap.add_argument("--runs-root", type=Path, default=None,
+                    help="directory holding each plan's run root as <root>/<plan name> (default: as for the runner)")
+    ap.add_argument("--every", type=float, default=300.0, help="seconds between looks")
+    ap.add_argument("--once", action="store_true", help="look once and exit")
+    a = ap.parse_args()
+    seen: dict[Path, float] = {}
+    while True:
+        for p in a.plans:
+            try:
+                plan = load_plan(p, str(a.runs_root / load_plan(p).name) if a.runs_root else None)
+                newest = _newest_result(plan.runs)
+                if newest <= seen.get(p, -1.0):
+                    continue
+                msg = land(p, plan.runs, sys.executable)
+                seen[p] = newest
+                if msg:
+                    print(f"{time.strftime('%H:%M:%S')} {msg}", flush=True)
+            except (BpdError, OSError, subprocess.CalledProcessError) as e:
+                err = getattr(e, "stderr", None)
+                detail = err.decode(errors="replace").strip().splitlines()[-1:] if isinstance(err, bytes) else []
+                print(f"{time.strftime('%H:%M:%S')} {p}: {e}{': ' + detail[0] if detail else ''}", flush=True)
+        if a.once:
+            return 0
+        time.sleep(a.every)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
