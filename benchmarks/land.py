@@ -6,7 +6,7 @@ Every --every seconds, for each plan whose run root holds a result.json newer th
 regenerates the plan's committed results (`benchmarks/<plan name>_table.py` where the plan has its own
 table script, else `bpd experiment table`) and commits that results directory alone, named by the cells
 that landed ("Baselines: HalfCheetah-v5/rusu-mse/seed1 4243.3 (1984 nonzero)"). Restored cells change no
-committed file, so they make no commit. Run it from the repository's checkout on main; stop it with
+committed file, so they make no commit. It commits in the checkout that holds each plan (run it on main); stop it with
 SIGSTOP while editing that checkout's results by hand and SIGCONT after.
 """
 
@@ -30,8 +30,8 @@ def _newest_result(runs: Path) -> float:
     return max((p.stat().st_mtime for p in runs.glob("*/*/seed*/result.json")), default=0.0)
 
 
-def _git(*args: str) -> str:
-    return subprocess.run(["git", *args], cwd=ROOT, check=True, capture_output=True, text=True).stdout
+def _git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
 
 
 def _describe(path: Path) -> str:
@@ -51,9 +51,9 @@ def land(plan_path: Path, runs: Path | None, python: str) -> str | None:
     script = ROOT / "benchmarks" / f"{plan.name}_table.py"
     cmd = ([python, str(script), str(plan_path)] if script.exists()
            else [str(Path(python).with_name("bpd")), "experiment", "table", str(plan_path)]) + ["--runs", str(plan.runs)]
-    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
-    rel = results.relative_to(ROOT)
-    changed = [line[3:].strip() for line in _git("status", "--porcelain", "--untracked-files=all", "--", str(rel))
+    subprocess.run(cmd, cwd=plan.base, check=True, capture_output=True)
+    rel = results.relative_to(plan.base)
+    changed = [line[3:].strip() for line in _git(plan.base, "status", "--porcelain", "--untracked-files=all", "--", str(rel))
                .splitlines()]
     cells = sorted(c for c in changed if "/cells/" in c and c.endswith(".json"))
     if not cells:
@@ -61,10 +61,10 @@ def land(plan_path: Path, runs: Path | None, python: str) -> str | None:
     names = []
     for c in cells:
         key = c.split("/cells/", 1)[1].removesuffix(".json")
-        names.append(" ".join(x for x in [key, _describe(ROOT / c)] if x))
+        names.append(" ".join(x for x in [key, _describe(plan.base / c)] if x))
     msg = f"{plan.name.capitalize()}: " + "; ".join(names)
-    _git("add", "--", str(rel))
-    _git("commit", "-q", "-m", msg, "--", str(rel))
+    _git(plan.base, "add", "--", str(rel))
+    _git(plan.base, "commit", "-q", "-m", msg, "--", str(rel))
     return msg
 
 

@@ -447,8 +447,24 @@ def test_a_lost_run_root_is_restored_from_the_committed_summaries(tiny_pipeline,
     import yaml
 
     plan = _plan(tmp_path, tiny_pipeline / "teacher.npz", {"bpd": {"args": TINY_DISTILL}}, bench=True)
-    runs, results = tmp_path / "runs", tmp_path / "benchmarks" / "results" / "tiny"  # the plan's default
+    runs, results = tmp_path / "root" / "tiny", tmp_path / "benchmarks" / "results" / "tiny"  # the plan's default
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "start"], check=True)
     assert _run_plan(plan, runs).returncode == 0
+    # the lander tabulates the finished cell and commits the plan's results directory alone, named by the cell
+    land = [sys.executable, str(ROOT / "benchmarks" / "land.py"), str(plan), "--runs-root", str(tmp_path / "root"),
+            "--once"]
+    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@t")
+    p = subprocess.run(land, capture_output=True, text=True, timeout=300, env=env)
+    assert p.returncode == 0, p.stderr
+    log = subprocess.run([*git, "log", "--format=%s", "--name-only", "-1"], capture_output=True, text=True).stdout
+    assert log.startswith("Tiny: InvertedPendulum-v5/bpd/seed0 ") and "nonzero)" in log.splitlines()[0]
+    assert "benchmarks/results/tiny/cells/InvertedPendulum-v5/bpd/seed0.json" in log
+    assert all(f.startswith("benchmarks/results/tiny/") for f in log.splitlines()[1:] if f)  # not plan.yaml
+    assert subprocess.run(land, capture_output=True, text=True, timeout=300, env=env).returncode == 0
+    assert subprocess.run([*git, "rev-list", "--count", "HEAD"], capture_output=True, text=True).stdout.strip() == "2"
     run_bpd("experiment", "table", str(plan), "--runs", str(runs))
     committed = json.loads((results / "cells" / "InvertedPendulum-v5" / "bpd" / "seed0.json").read_text())
     assert committed["spec"]["args"] == TINY_DISTILL and len(committed["spec_digest"]) == 16
