@@ -49,12 +49,12 @@ def land(plan_path: Path, runs: Path | None, python: str) -> str | None:
     plan = load_plan(plan_path, str(runs) if runs else None)
     results = plan.results_dir
     script = ROOT / "benchmarks" / f"{plan.name}_table.py"
-    cmd = ([python, str(script), str(plan_path)] if script.exists()
-           else [str(Path(python).with_name("bpd")), "experiment", "table", str(plan_path)]) + ["--runs", str(plan.runs)]
+    table = [python, str(script)] if script.exists() else [str(Path(python).with_name("bpd")), "experiment", "table"]
+    cmd = [*table, str(plan_path), "--runs", str(plan.runs)]
     subprocess.run(cmd, cwd=plan.base, check=True, capture_output=True)
     rel = results.relative_to(plan.base)
-    changed = [line[3:].strip() for line in _git(plan.base, "status", "--porcelain", "--untracked-files=all", "--", str(rel))
-               .splitlines()]
+    status = _git(plan.base, "status", "--porcelain", "--untracked-files=all", "--", str(rel))
+    changed = [line[3:].strip() for line in status.splitlines()]
     cells = sorted(c for c in changed if "/cells/" in c and c.endswith(".json"))
     if not cells:
         return None
