@@ -19,7 +19,8 @@ The randomised evaluation of each cell is kept with the committed results (robus
 seed<N>.<rig>.json), keyed by the cell's specification digest, the ranges, the episodes and the
 model itself (the product's sha256 its summary records, or for older summaries its export hash): a
 retrained cell is evaluated again, and a cell restored from its committed summary (its model gone
-with a lost run root) is read from there.
+with a lost run root) is read from there. The teacher data's visited spread (BPD's row) is kept the
+same way (robust/<env>/teacher-data.spread.json, keyed by the plan's dataset specification).
 
 Writes benchmarks/results/<plan>/control.md, control.json and <env>.visited.png (the visited states
 of each control policy on the first two principal axes of the teacher's data, first seed).
@@ -128,10 +129,15 @@ def rows_of(plan, rig: str, rig_name: str, episodes: int, seed: int, out: Path) 
     res = [r for r in collect_results(plan) if r["label"] in labels]
     rows = []
     for env in plan.envs:
-        ds_spread = None  # BPD learns from the teacher's dataset: its spread, measured the same way
+        # BPD learns from the teacher's dataset: its spread, measured the same way, kept beside the
+        # randomised evaluations (keyed by the dataset's specification) for when the run root is gone
+        ds_spread, ds_cache = None, out / "robust" / env / "teacher-data.spread.json"
         if plan.dataset_path(env).is_file():
             ds = load_dataset(plan.dataset_path(env))
             ds_spread = visited_spread(ds.observations, ds.obs_mean, ds.obs_std)
+            write_json(ds_cache, {"dataset": plan.dataset, "visited_spread": ds_spread})
+        elif ds_cache.is_file() and (cached := read_json(ds_cache)).get("dataset") == plan.dataset:
+            ds_spread = cached["visited_spread"]
         teacher = plan.teachers[env]
         tev = randomised_eval(Path(teacher), env, rig, episodes, seed,
                               out / "robust" / env / f"teacher.{rig_name}.json")

@@ -421,6 +421,7 @@ def test_baselines_run_through_the_grid_runner(tiny_pipeline, tmp_path):
     again = {r["label"]: r for r in json.loads((out / "control.json").read_text())["rows"]}
     assert again["bpd"]["randomised"] == rows["bpd"]["randomised"] and again["bpd"]["unmeasured"] == []
     assert again["on-policy-distill"]["randomised"] == rows["on-policy-distill"]["randomised"]
+    assert again["bpd"]["spread"] == rows["bpd"]["spread"] != []  # the teacher data's, kept with the dataset gone
     (out / "robust" / "InvertedPendulum-v5" / "bpd" / "seed0.desktop-cartpole.json").unlink()
     assert cp.main([str(plan), "--runs", str(runs), "--out", str(out)]) == 0
     lost = {r["label"]: r for r in json.loads((out / "control.json").read_text())["rows"]}["bpd"]
