@@ -13,7 +13,6 @@ SIGSTOP while editing that checkout's results by hand and SIGCONT after.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import time
@@ -23,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bpd.errors import BpdError  # noqa: E402
-from bpd_app.experiment import load_plan  # noqa: E402
+from bpd.io import read_json  # noqa: E402
+from bpd_app.experiment import Plan, load_plan  # noqa: E402
 
 
 def _newest_result(runs: Path) -> float:
@@ -35,36 +35,28 @@ def _git(cwd: Path, *args: str) -> str:
 
 
 def _describe(path: Path) -> str:
-    try:
-        res = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return ""
+    res = read_json(path, "cell summary")
     ret = (res.get("eval") or {}).get("return_mean")
     nz = res.get("params_nonzero")
     return " ".join(x for x in [f"{ret:.1f}" if ret is not None else "", f"({nz} nonzero)" if nz else ""] if x)
 
 
-def land(plan_path: Path, runs: Path | None, python: str) -> str | None:
-    """Regenerate plan_path's results and commit them if a cell summary changed; the commit message or None."""
-    plan = load_plan(plan_path, str(runs) if runs else None)
-    results = plan.results_dir
+def land(plan: Plan, python: str) -> str | None:
+    """Regenerate the plan's results and commit them if a cell summary changed; the commit message or None."""
     script = ROOT / "benchmarks" / f"{plan.name}_table.py"
     table = [python, str(script)] if script.exists() else [str(Path(python).with_name("bpd")), "experiment", "table"]
-    cmd = [*table, str(plan_path), "--runs", str(plan.runs)]
-    subprocess.run(cmd, cwd=plan.base, check=True, capture_output=True)
-    rel = results.relative_to(plan.base)
-    status = _git(plan.base, "status", "--porcelain", "--untracked-files=all", "--", str(rel))
-    changed = [line[3:].strip() for line in status.splitlines()]
-    cells = sorted(c for c in changed if "/cells/" in c and c.endswith(".json"))
+    subprocess.run([*table, str(plan.path), "--runs", str(plan.runs)], cwd=plan.base, check=True,
+                   capture_output=True, text=True)
+    rel = str(plan.results_dir.relative_to(plan.base))
+    status = _git(plan.base, "status", "--porcelain", "--untracked-files=all", "--", rel)
+    cells = sorted(c for line in status.splitlines() if "/cells/" in (c := line[3:].strip()) and c.endswith(".json"))
     if not cells:
         return None
-    names = []
-    for c in cells:
-        key = c.split("/cells/", 1)[1].removesuffix(".json")
-        names.append(" ".join(x for x in [key, _describe(plan.base / c)] if x))
+    names = [" ".join(x for x in [c.split("/cells/", 1)[1].removesuffix(".json"), _describe(plan.base / c)] if x)
+             for c in cells]
     msg = f"{plan.name.capitalize()}: " + "; ".join(names)
-    _git(plan.base, "add", "--", str(rel))
-    _git(plan.base, "commit", "-q", "-m", msg, "--", str(rel))
+    _git(plan.base, "add", "--", rel)
+    _git(plan.base, "commit", "-q", "-m", msg, "--", rel)
     return msg
 
 
@@ -78,22 +70,25 @@ def main() -> int:
     a = ap.parse_args()
     seen: dict[Path, float] = {}
     while True:
+        failed = False
         for p in a.plans:
             try:
-                plan = load_plan(p, str(a.runs_root / load_plan(p).name) if a.runs_root else None)
+                plan = load_plan(p)
+                if a.runs_root:
+                    plan.runs = a.runs_root / plan.name
                 newest = _newest_result(plan.runs)
                 if newest <= seen.get(p, -1.0):
                     continue
-                msg = land(p, plan.runs, sys.executable)
+                msg = land(plan, sys.executable)
                 seen[p] = newest
                 if msg:
                     print(f"{time.strftime('%H:%M:%S')} {msg}", flush=True)
             except (BpdError, OSError, subprocess.CalledProcessError) as e:
-                err = getattr(e, "stderr", None)
-                detail = err.decode(errors="replace").strip().splitlines()[-1:] if isinstance(err, bytes) else []
-                print(f"{time.strftime('%H:%M:%S')} {p}: {e}{': ' + detail[0] if detail else ''}", flush=True)
+                failed = True
+                detail = (getattr(e, "stderr", None) or "").strip().splitlines()[-1:]
+                print(f"{time.strftime('%H:%M:%S')} {e}{': ' + detail[0] if detail else ''}", flush=True)
         if a.once:
-            return 0
+            return 1 if failed else 0
         time.sleep(a.every)
 
 

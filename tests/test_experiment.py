@@ -465,6 +465,8 @@ def test_a_lost_run_root_is_restored_from_the_committed_summaries(tiny_pipeline,
     assert all(f.startswith("benchmarks/results/tiny/") for f in log.splitlines()[1:] if f)  # not plan.yaml
     assert subprocess.run(land, capture_output=True, text=True, timeout=300, env=env).returncode == 0
     assert subprocess.run([*git, "rev-list", "--count", "HEAD"], capture_output=True, text=True).stdout.strip() == "2"
+    bad = subprocess.run([*land[:2], str(tmp_path / "nope.yaml"), "--once"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "nope.yaml: no such plan file" in bad.stdout and "Traceback" not in bad.stderr
     run_bpd("experiment", "table", str(plan), "--runs", str(runs))
     committed = json.loads((results / "cells" / "InvertedPendulum-v5" / "bpd" / "seed0.json").read_text())
     assert committed["spec"]["args"] == TINY_DISTILL and len(committed["spec_digest"]) == 16
