@@ -49,7 +49,8 @@ def rows_of(plan) -> list[dict]:
         args = plan.env_args.get(env, {}) | spec.args
         row = {"env": env, "label": label, "method": spec.method,
                "size": args.get("size", "pruned") if spec.needs else "-",
-               "control": None, "seeds_done": f"{len(done)}/{len(rs)}"}
+               "control": None, "seeds_done": f"{len(done)}/{len(rs)}",
+               "teacher_returns": [(d.get("teacher") or {}).get("return_mean") for d in done]}
         if done:
             rets = [d["eval"]["return_mean"] for d in done]
             tr = [d.get("train") or {} for d in done]
@@ -76,6 +77,26 @@ def _f(x, nd=0) -> str:
     return "-" if x is None else f"{x:,.{nd}f}"
 
 
+def teacher_note(rows: list[dict]) -> str | None:
+    """A sentence for an environment whose cells measured their teacher differently (cells that ran on
+    different machines): each figure with the cell count and methods behind it, so that '% of teacher'
+    is read against the right one. None when they agree."""
+    seen: dict[float, list[str]] = {}
+    for r in rows:
+        for t in r.get("teacher_returns") or []:
+            if t is not None:
+                seen.setdefault(round(float(t), 1), []).append(r["label"])
+    if len(seen) < 2:
+        return None
+    parts = []
+    for t, labels in sorted(seen.items(), key=lambda kv: -len(kv[1])):
+        names = list(dict.fromkeys(labels))
+        parts.append(f"{t:,.1f} ({len(labels)} cell{'s' if len(labels) > 1 else ''}: {', '.join(names)})")
+    return ("The teacher's return on the same evaluation episodes was measured as " + "; ".join(parts)
+            + ": these cells ran on different machines. '% of teacher' is each cell's return against its own "
+            "measurement of the teacher.")
+
+
 def markdown(plan, rows: list[dict]) -> str:
     lines = [f"# {plan.name}: BPD and the distillation baselines at equal size", "",
              f"Plan `{plan.rel(plan.path)}`; regenerate with `bpd experiment run {plan.rel(plan.path)}` then "
@@ -86,8 +107,11 @@ def markdown(plan, rows: list[dict]) -> str:
              "visited, in units of the teacher data's.", ""]
     for env in plan.envs:
         rs = [r for r in rows if r["env"] == env]
-        lines += [f"## {env}", "",
-                  "| method | rule | size | control | seeds | return (mean +- std over seeds; worst seed) "
+        lines += [f"## {env}", ""]
+        note = teacher_note(rs)
+        if note:
+            lines += [note, ""]
+        lines += ["| method | rule | size | control | seeds | return (mean +- std over seeds; worst seed) "
                   "| % of teacher | early ends where teacher finished | D4RL "
                   "| env steps | grad steps | train s (median) | nonzero | M4F instr. | visited spread |",
                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]

@@ -465,3 +465,18 @@ def test_policy_gradient_rules_do_not_reuse_cells_of_their_first_estimator(tmp_p
     rec = execute_cell(str(plan_path), cell.key, str(tmp_path / "runs"))
     assert rec["state"] == "failed" and "another specification" in rec["error"]
     assert json.loads((cell.dir / "cell.json").read_text())["state"] == "done"
+
+
+def test_baselines_table_names_each_teacher_figure_when_cells_measured_it_differently():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("baselines_table", REPO / "benchmarks" / "baselines_table.py")
+    bt = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bt)
+    same = [{"label": "bpd", "teacher_returns": [6029.19, 6029.21]}, {"label": "rusu-kl", "teacher_returns": [6029.2]}]
+    assert bt.teacher_note(same) is None  # equal to the tenth: one figure, no note
+    assert bt.teacher_note([{"label": "bpd", "teacher_returns": []}]) is None
+    mixed = same + [{"label": "rusu-kl-large", "teacher_returns": [5976.64, 5976.64]},
+                    {"label": "teacher-distill", "teacher_returns": [5976.6, None]}]
+    note = bt.teacher_note(mixed)
+    assert note.startswith("The teacher's return on the same evaluation episodes was measured as "
+                           "6,029.2 (3 cells: bpd, rusu-kl); 5,976.6 (3 cells: rusu-kl-large, teacher-distill):")
