@@ -30,6 +30,19 @@ def run_bpd(*args: str, check: bool = True, timeout: float = 300, **kw) -> subpr
 
 
 @pytest.fixture(scope="session")
+def benchmark_script():
+    """A script under benchmarks/ loaded as a module (they run as files, not as a package)."""
+    import importlib.util
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+    return load
+
+
+@pytest.fixture(scope="session")
 def tiny_pipeline(tmp_path_factory):
     """A teacher, dataset and student made on a tiny budget (seconds), shared by tests."""
     d = tmp_path_factory.mktemp("tiny")

@@ -342,7 +342,7 @@ def test_cli_rejects_a_reward_rule_on_teacher_data(idp_dataset, tmp_path, capsys
     assert rc == 1 and len(err) == 1 and err[0].startswith("bpd: error:")
 
 
-def test_baselines_run_through_the_grid_runner(tiny_pipeline, tmp_path):
+def test_baselines_run_through_the_grid_runner(tiny_pipeline, tmp_path, benchmark_script):
     """A bpd cell, then baselines sized from it: pruned to its nonzero count, dense at its collapsed widths,
     and an online one whose environment steps land in result.json."""
     from tests.test_experiment import TINY_DISTILL, _plan, _run_plan
@@ -381,12 +381,8 @@ def test_baselines_run_through_the_grid_runner(tiny_pipeline, tmp_path):
     assert (tables / "InvertedPendulum-v5.env-curves.png").is_file()
 
     # the control-policy comparison reads the same cells and evaluates each under a rig's randomisation
-    import importlib.util
-
     from bpd.io import sha256_file
-    spec = importlib.util.spec_from_file_location("control_policy", REPO / "benchmarks" / "control_policy.py")
-    cp = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cp)
+    cp = benchmark_script("control_policy")
     out = tmp_path / "results"
     assert cp.main([str(plan), "--runs", str(runs), "--out", str(out)]) == 0
     rep = json.loads((out / "control.json").read_text())
@@ -467,11 +463,8 @@ def test_policy_gradient_rules_do_not_reuse_cells_of_their_first_estimator(tmp_p
     assert json.loads((cell.dir / "cell.json").read_text())["state"] == "done"
 
 
-def test_baselines_table_names_each_teacher_figure_when_cells_measured_it_differently():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("baselines_table", REPO / "benchmarks" / "baselines_table.py")
-    bt = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bt)
+def test_baselines_table_names_each_teacher_figure_when_cells_measured_it_differently(benchmark_script):
+    bt = benchmark_script("baselines_table")
     same = [{"label": "bpd", "teacher_returns": [6029.19, 6029.21]}, {"label": "rusu-kl", "teacher_returns": [6029.2]}]
     assert bt.teacher_note(same) is None  # equal to the tenth: one figure, no note
     assert bt.teacher_note([{"label": "bpd", "teacher_returns": []}]) is None

@@ -307,15 +307,13 @@ def test_threshold_sweep_without_retraining(tiny_pipeline, tmp_path):
     assert out.with_suffix(".png").is_file()
 
 
-def test_the_threshold_study_adds_to_its_committed_seeds_when_the_students_are_gone(tiny_pipeline, tmp_path):
+def test_the_threshold_study_adds_to_its_committed_seeds_when_the_students_are_gone(tiny_pipeline, tmp_path,
+                                                                                    benchmark_script):
     """benchmarks/threshold_sweep.py sweeps the students at hand and keeps the seeds swept before
     whose students a lost run root took, each with the plan that trained it."""
-    import importlib.util
     import shutil
 
-    spec = importlib.util.spec_from_file_location("threshold_sweep", ROOT / "benchmarks" / "threshold_sweep.py")
-    ts = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ts)
+    ts = benchmark_script("threshold_sweep")
     plan = _plan(tmp_path, tiny_pipeline / "teacher.npz", {"bpd": {"args": TINY_DISTILL}}, seeds=(0, 1))
     out = tmp_path / "out"
 
