@@ -14,7 +14,8 @@ budgets. For each finished cell of the plan it reports:
   randomised        the plan's reporting episodes (or --episodes of them) with each episode's plant
                     drawn from a rig's domain randomisation (`bpd evaluate --randomize RIG`: masses,
                     friction, motor gain; the desktop cart-pole's ranges by default), the teacher
-                    and BPD's student alongside
+                    and BPD's student alongside (the teacher's nominal return measured at the same time,
+                    so that its ratio does not mix machines)
 The randomised evaluation of each cell is kept with the committed results (robust/<env>/<label>/
 seed<N>.<rig>.json), keyed by the cell's specification digest, the ranges, the episodes and the
 model itself (the product's sha256 its summary records, or for older summaries its export hash): a
@@ -67,16 +68,16 @@ def _model_hash(model: Path) -> str:
     return sha256_file(model / "student.pt" if model.is_dir() else model)
 
 
-def randomised_eval(model: Path, env: str, rig: str, episodes: int, seed: int, cache: Path | None,
+def randomised_eval(model: Path, env: str, rig: str | None, episodes: int, seed: int, cache: Path | None,
                     spec_digest: str | None = None, model_id: str | None = None) -> dict | None:
-    """`bpd evaluate --randomize rig` of one model, cached in `cache` when given (see the module's notes);
-    None for a model that is gone (a cell restored from its summary) and was never evaluated so.
-    The cache is keyed on the model itself: `model_id` (a cell's export hash, which its summary keeps
-    when the model is lost), else the model file's sha256."""
+    """`bpd evaluate --randomize rig` of one model (rig None: the nominal plant), cached in `cache` when
+    given (see the module's notes); None for a model that is gone (a cell restored from its summary)
+    and was never evaluated so. The cache is keyed on the model itself: `model_id` (a cell's export
+    hash, which its summary keeps when the model is lost), else the model file's sha256."""
     from bpd_app.evaluate import EvaluateConfig, run_evaluate
     from firmware_host.rig import randomization
 
-    name, ranges = randomization(rig)
+    name, ranges = randomization(rig) if rig is not None else (None, {})
     have_model = (model / "student.pt").is_file() if model.is_dir() else model.is_file()
     if model_id is None and have_model:
         model_id = _model_hash(model)
@@ -143,9 +144,11 @@ def rows_of(plan, rig: str, rig_name: str, episodes: int, seed: int, out: Path) 
                               out / "robust" / env / f"teacher.{rig_name}.json")
         if tev is None:
             raise BpdError(f"{plan.rel(teacher)}: no such teacher file")
-        tnom = next((r["result"]["teacher"] for r in res if r["env"] == env and r["result"]), None)
+        # its nominal return measured beside the randomised one (the cells' figure of it may come from
+        # another machine, and the ratio of the two should not)
+        tnom = randomised_eval(Path(teacher), env, None, episodes, seed, out / "robust" / env / "teacher.nominal.json")
         rows.append({"env": env, "label": "teacher", "size": "-", "control": "-", "seeds": "-",
-                     "nominal": [tnom["return_mean"]] if tnom else [], "nominal_early": [],
+                     "nominal": [tnom["return_mean"]], "nominal_early": [tnom["early_terminations"]],
                      "randomised": [tev["return_mean"]], "randomised_early": [tev["early_terminations"]],
                      "randomised_worst_episode": [tev["return_min"]], "spread": [], "per_seed": []})
         for lab in labels:
@@ -203,7 +206,8 @@ def markdown(plan, rows: list[dict], rig: str, episodes: int, seed: int) -> str:
              f"Randomised: episodes {seed}..{seed + episodes - 1}, each plant drawn from the `{rig}` rig's "
              "domain randomisation (`bpd evaluate --randomize`), the same draw for every policy. Returns are "
              "mean +- std over seeds and the worst seed; early ends are summed over seeds. Visited spread: "
-             "per-dimension std of the states visited, in units of the teacher data's.", ""]
+             "per-dimension std of the states visited, in units of the teacher data's. The teacher's nominal "
+             "return is measured beside its randomised one, on the same machine and episodes.", ""]
     for env in plan.envs:
         lines += [f"## {env}", "",
                   "| policy | size | control | seeds | visited spread | nominal return | randomised return "

@@ -391,6 +391,11 @@ def test_baselines_run_through_the_grid_runner(tiny_pipeline, tmp_path, benchmar
     assert rows["on-policy-distill"]["control"] == "student" and rows["bpd"]["control"] == "teacher"
     assert rows["on-policy-distill"]["spread"] == [online["train"]["visited_spread"]]
     assert rows["bpd"]["nominal"] == [bpd_res["eval"]["return_mean"]]
+    # the teacher's nominal return is measured with its randomised one, not read from a cell
+    tnom = json.loads((out / "robust" / "InvertedPendulum-v5" / "teacher.nominal.json").read_text())
+    assert tnom["key"]["rig"] is None and len(tnom["eval"]["returns"]) == rep["episodes"]
+    assert rows["teacher"]["nominal"] == [tnom["eval"]["return_mean"]]
+    assert tnom["eval"]["return_mean"] == pytest.approx(bpd_res["teacher"]["return_mean"])  # one machine: equal
     cached = json.loads((out / "robust" / "InvertedPendulum-v5" / "bpd" / "seed0.desktop-cartpole.json").read_text())
     assert rows["bpd"]["randomised"] == [cached["eval"]["return_mean"]] and len(cached["eval"]["returns"]) == 2
     assert cached["key"]["spec_digest"] == bpd_res["spec_digest"]
