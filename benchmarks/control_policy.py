@@ -147,6 +147,7 @@ def rows_of(plan, rig: str, rig_name: str, episodes: int, seed: int, out: Path) 
         # its nominal return measured beside the randomised one (the cells' figure of it may come from
         # another machine, and the ratio of the two should not)
         tnom = randomised_eval(Path(teacher), env, None, episodes, seed, out / "robust" / env / "teacher.nominal.json")
+        assert tnom is not None  # the teacher file is there: its randomised evaluation just ran
         rows.append({"env": env, "label": "teacher", "size": "-", "control": "-", "seeds": "-",
                      "nominal": [tnom["return_mean"]], "nominal_early": [tnom["early_terminations"]],
                      "randomised": [tev["return_mean"]], "randomised_early": [tev["early_terminations"]],
