@@ -235,3 +235,21 @@ def test_plan_groups_are_read():
     assert all("bpd" in labels for labels in plan.groups.values())
     assert {l for labels in plan.groups.values() for l in labels} == set(plan.methods)
     assert plan.methods["magnitude-prune"].needs == {"bpd": "bpd"}
+
+
+@pytest.mark.parametrize(("plan_name", "reference"), [("retrain", "ablations"), ("control", "baselines")])
+def test_retrained_cells_run_under_their_reference_plans_specification(plan_name, reference):
+    """The plans that train a grid's cells again (on another machine, or after their models were lost)
+    are worth reading beside the reference only while every shared cell's specification digest is the
+    reference plan's own."""
+    from pathlib import Path
+
+    from bpd_app.experiment import _digest, cell_spec, load_plan
+
+    plans = Path(__file__).resolve().parents[1] / "benchmarks" / "plans"
+    plan, ref = load_plan(plans / f"{plan_name}.yaml"), load_plan(plans / f"{reference}.yaml")
+    ref_cells = {(c.env, c.label, c.seed): c for c in ref.cells()}
+    shared = [c for c in plan.cells() if (c.env, c.label, c.seed) in ref_cells]
+    assert shared and len(shared) == len(plan.cells())
+    for c in shared:
+        assert _digest(cell_spec(plan, c)) == _digest(cell_spec(ref, ref_cells[(c.env, c.label, c.seed)])), c
