@@ -92,6 +92,11 @@ class PtyTarget:
         if self.WINDOW < 3 * rig.period_us * 1e-6:
             self.WINDOW = 3 * rig.period_us * 1e-6
         self.link.handshake(timeout=5.0, tries=10)  # as any host opens a session
+        # A target slow to boot (QEMU on a loaded machine) answers a retried HELLO more than once;
+        # the late INFOs are no answer to the first command a test sends, so they go before it.
+        for _ in range(5):  # bounded: a device still streaming from an earlier session never goes quiet
+            if not self._collect(max(self.WINDOW, 1.0)):
+                break
 
     def write(self, data: bytes) -> list[Frame]:
         self.link.ser.write(data)
