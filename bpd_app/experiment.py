@@ -451,8 +451,9 @@ def execute_cell(plan_path: str, cell_key: str, runs: str | None = None) -> dict
 
 
 def _machine() -> dict:
-    """What the cell's figures were computed on: evaluations agree to the bit on one machine, not
-    across processors (floating point differs, and locomotion episodes diverge from it)."""
+    """What the cell's figures were computed on. Training and evaluation agree to the bit between
+    machines whose torch CPU kernels are of one kind (`torch_cpu_capability`: AVX2, AVX512, ...), not
+    between kinds (floating point differs, and locomotion episodes diverge from it)."""
     import platform
 
     import torch
@@ -1031,7 +1032,8 @@ def aggregate(rows: list[dict]) -> list[dict]:
                                                     and done[0]["teacher"]["return_mean"]]),
                 "per_seed": [{"seed": d["seed"], "return": d["eval"]["return_mean"],
                               "vs_teacher": d["return_vs_teacher"], "nonzero": d["params_nonzero"],
-                              "early": d["early_terminations_where_teacher_finished"]}
+                              "early": d["early_terminations_where_teacher_finished"],
+                              "kernels": (d.get("machine") or {}).get("torch_cpu_capability")}
                              for d in done],
             })
             agg["meets_bar"] = bool(
@@ -1054,6 +1056,23 @@ def aggregate(rows: list[dict]) -> list[dict]:
 
 def _mean_or_none(xs: list[float]) -> float | None:
     return float(np.mean(xs)) if xs else None
+
+
+def kernels_note(aggs: list[dict]) -> str:
+    """Which kind of torch CPU kernel each method's seeds ran with, where an environment's rows mix
+    kinds (cells agree to the bit within a kind, not across kinds); empty where they do not."""
+    kinds: dict[str, dict[str, list[int]]] = {}
+    for a in aggs:
+        for s in a.get("per_seed") or []:
+            kinds.setdefault(a["label"], {}).setdefault(s.get("kernels") or "unrecorded", []).append(s["seed"])
+    if len({k for by in kinds.values() for k in by}) < 2:
+        return ""
+    def seeds(xs: list[int]) -> str:
+        return f"seed{'s' if len(xs) > 1 else ''} {', '.join(map(str, sorted(xs)))}"
+    parts = [f"{label} " + "; ".join(f"{k} ({seeds(xs)})" for k, xs in sorted(by.items()))
+             for label, by in kinds.items()]
+    return (" The cells ran with more than one kind of torch CPU kernel (runs agree to the bit within a "
+            "kind, not across kinds; unrecorded: summaries older than the record): " + ", ".join(parts) + ".")
 
 
 def _fmt(x, nd=1, pct=False) -> str:
@@ -1080,8 +1099,9 @@ def markdown_table(plan: Plan, aggs: list[dict]) -> str:
         machines = ("" if len(seen) < 2 else
                     f" Its evaluation differs between the machines the cells ran on ({_fmt(seen[0])} to "
                     f"{_fmt(seen[-1])}, {100 * (seen[-1] / seen[0] - 1):.2f} %): floating point differs between "
-                    "processors and the episodes diverge; each cell's % of teacher divides by the teacher's return "
-                    "evaluated in its own run root.")
+                    "kinds of torch CPU kernel and the episodes diverge; each cell's % of teacher divides by the "
+                    "teacher's return evaluated in its own run root.")
+        machines += kernels_note(rows)
         lines += [f"### {env}", "",
                   f"Teacher: return {_fmt(t.get('teacher_return'))} over {plan.eval['episodes']} episodes "
                   f"(seeds {plan.eval['seed']}-{plan.eval['seed'] + plan.eval['episodes'] - 1}), "

@@ -574,3 +574,17 @@ def test_student_select_judges_in_the_environment_given(tiny_pipeline, tmp_path)
     bad = run_bpd("student", "select", str(run), "--rule", "sparsest-within", "--tol", "1.5", check=False)
     assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
         "bpd: error: --tol is a fraction of the best return, at least 0 and below 1, e.g. 0.02"]
+
+
+def test_table_names_the_kind_of_torch_kernel_each_seed_ran_with_where_an_environment_mixes_kinds():
+    """Hand-made rows: one kind throughout gives no note; mixed kinds name each method's seeds by kind."""
+    from bpd_app.experiment import kernels_note
+
+    one = [{"label": "bpd", "per_seed": [{"seed": 0, "kernels": "AVX2"}, {"seed": 1, "kernels": "AVX2"}]}]
+    assert kernels_note(one) == ""
+    assert kernels_note([{"label": "bpd", "per_seed": []}]) == ""
+    mixed = [{"label": "bpd", "per_seed": [{"seed": 0, "kernels": None}, {"seed": 2}, {"seed": 1}]},
+             {"label": "dense-small", "per_seed": [{"seed": 1, "kernels": "AVX2"}, {"seed": 0, "kernels": "AVX512"},
+                                                   {"seed": 2, "kernels": "AVX2"}]}]
+    note = kernels_note(mixed)
+    assert note.endswith(": bpd unrecorded (seeds 0, 1, 2), dense-small AVX2 (seeds 1, 2); AVX512 (seed 0).")
