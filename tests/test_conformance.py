@@ -19,13 +19,15 @@ import pytest
 from firmware_host.codec import Frame, Parser, cobs_encode, crc16, encode
 from firmware_host.device import SoftwareDevice, build_device_library
 from firmware_host.rig import load_rig
-from firmware_host.wire_spec import ACK, BY_NAME, FLAGS
+from firmware_host.wire_spec import ACK, BY_NAME, FLAGS, MESSAGES
 from hil.link import DeviceLink
 from tests.conftest import BPD, pendulum_export
 
 RIG = load_rig("gym-inverted-pendulum")
 FIX = pendulum_export()
 BIG_WATCHDOG = 60000
+# The host commands the device answers in every state (HELLO with INFO, the others with ACK): all but ACTION.
+ANSWERED = {m.name for m in MESSAGES if m.sender == "host"} - {"action"}
 HW_PORT = os.environ.get("BPD_HIL_PORT")
 HW_RIG = os.environ.get("BPD_HIL_RIG", "desktop-cartpole")
 
@@ -78,6 +80,7 @@ class PtyTarget:
     ticks by itself while running, waiting `action_timeout` for each host action."""
 
     WINDOW = 0.3  # seconds to listen for an answer that should not come
+    ANSWER_WAIT = 10.0  # seconds to wait for an answer that must come (it ends the wait when it does)
 
     def __init__(self, args: list[str] | None, port: str | None = None, rig=RIG) -> None:
         """Start `bpd rig ARGS` and open its pty, or open a real board's port."""
@@ -103,8 +106,11 @@ class PtyTarget:
         return self._collect(self.WINDOW)
 
     def send(self, name: str, **f) -> list[Frame]:
+        """Send a command and collect what comes back: up to ANSWER_WAIT for a command the device
+        always answers (an emulated image on a loaded host can take seconds), WINDOW for the rest."""
         self.link.send(name, **f)
-        return self._collect(self.WINDOW, until={"ack", "info", "fault"})
+        window = max(self.WINDOW, self.ANSWER_WAIT) if name in ANSWERED else self.WINDOW
+        return self._collect(window, until={"ack", "info", "fault"})
 
     def _collect(self, window: float, until: set[str] | None = None) -> list[Frame]:
         out, deadline = [], time.perf_counter() + window
@@ -326,3 +332,14 @@ def test_start_without_config_uses_rig_defaults(target):
     assert not st.fields["flags"] & FLAGS["device_policy"]
     st = _answer_state(target, st, [100.0])
     assert st.fields["action"][0] == pytest.approx(RIG.limits["action"])
+
+
+def test_every_answered_command_is_answered_in_every_state():
+    """The harness waits long for the commands in ANSWERED: the state table must give each an answer in
+    every state, and ACTION none."""
+    assert ANSWERED == {"hello", "config", "start", "stop", "reset"}
+    for state in ("IDLE", "RUNNING", "FAULT"):
+        for command in ANSWERED:
+            (row,) = [r for r in ROWS if r[0] == state and r[1] == command]
+            assert len(row[3]) == 1, row
+    assert all(r[3] == [] for r in ROWS if r[1] == "action")
