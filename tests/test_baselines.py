@@ -478,3 +478,25 @@ def test_baselines_table_names_each_teacher_figure_when_cells_measured_it_differ
     note = bt.teacher_note(mixed)
     assert note.startswith("The teacher's return on the same evaluation episodes was measured as "
                            "6,029.2 (3 cells: bpd, rusu-kl); 5,976.6 (3 cells: rusu-kl-large, teacher-distill):")
+
+
+def test_baselines_table_names_each_methods_seeds_by_kernel_kind_where_an_environment_mixes_kinds(benchmark_script):
+    """Hand-made rows: the baselines table carries the runner's kernel note for the environment that mixes
+    kinds of torch CPU kernel, and none for the one that does not."""
+    from types import SimpleNamespace
+
+    bt = benchmark_script("baselines_table")
+    plan = SimpleNamespace(name="p", path="p.yaml", envs=["A-v0", "B-v0"], rel=lambda p: str(p))
+
+    def row(env, label, kinds):
+        return {"env": env, "label": label, "method": label, "size": "-", "control": None,
+                "seeds_done": f"{len(kinds)}/3", "teacher_returns": [],
+                "per_seed": [{"seed": s, "kernels": k} for s, k in enumerate(kinds)]}
+
+    rows = [row("A-v0", "bpd", ["AVX2", "AVX2"]), row("A-v0", "rusu-kl", ["AVX512", "AVX2"]),
+            row("B-v0", "bpd", ["AVX2"]), row("B-v0", "rusu-kl", ["AVX2"])]
+    md = bt.markdown(plan, rows)
+    a, b = md.split("## A-v0")[1].split("## B-v0")
+    assert "kind of torch CPU kernel" in a and a.count("(seeds 0, 1)") == 1
+    assert a.split("): ", 1)[1].startswith("bpd AVX2 (seeds 0, 1), rusu-kl AVX2 (seed 1); AVX512 (seed 0).")
+    assert "kernel" not in b
