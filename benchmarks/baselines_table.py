@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bpd.errors import BpdError  # noqa: E402
 from bpd.io import write_text  # noqa: E402
-from bpd_app.experiment import collect_results, kernels_note, load_plan, write_table  # noqa: E402
+from bpd_app.experiment import collect_results, kernel_kind, kernels_note, load_plan, write_table  # noqa: E402
 
 COLS = ["env", "label", "method", "size", "control", "seeds_done", "return_mean", "return_std", "return_worst",
         "worst_seed", "early_ends", "episodes", "vs_teacher_mean",
@@ -51,8 +51,7 @@ def rows_of(plan) -> list[dict]:
                "size": args.get("size", "pruned") if spec.needs else "-",
                "control": None, "seeds_done": f"{len(done)}/{len(rs)}",
                "teacher_returns": [(d.get("teacher") or {}).get("return_mean") for d in done],
-               "per_seed": [{"seed": d["seed"], "kernels": (d.get("machine") or {}).get("torch_cpu_capability")}
-                            for d in done]}
+               "per_seed": [{"seed": d["seed"], "kernels": kernel_kind(d)} for d in done]}
         if done:
             rets = [d["eval"]["return_mean"] for d in done]
             tr = [d.get("train") or {} for d in done]
@@ -110,7 +109,7 @@ def markdown(plan, rows: list[dict]) -> str:
     for env in plan.envs:
         rs = [r for r in rows if r["env"] == env]
         lines += [f"## {env}", ""]
-        note = " ".join(filter(None, [teacher_note(rs), kernels_note(rs).strip()]))
+        note = " ".join(filter(None, [teacher_note(rs), kernels_note(rs)]))
         if note:
             lines += [note, ""]
         lines += ["| method | rule | size | control | seeds | return (mean +- std over seeds; worst seed) "

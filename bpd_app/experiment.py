@@ -1033,7 +1033,7 @@ def aggregate(rows: list[dict]) -> list[dict]:
                 "per_seed": [{"seed": d["seed"], "return": d["eval"]["return_mean"],
                               "vs_teacher": d["return_vs_teacher"], "nonzero": d["params_nonzero"],
                               "early": d["early_terminations_where_teacher_finished"],
-                              "kernels": (d.get("machine") or {}).get("torch_cpu_capability")}
+                              "kernels": kernel_kind(d)}
                              for d in done],
             })
             agg["meets_bar"] = bool(
@@ -1058,6 +1058,11 @@ def _mean_or_none(xs: list[float]) -> float | None:
     return float(np.mean(xs)) if xs else None
 
 
+def kernel_kind(result: dict) -> str | None:
+    """The kind of torch CPU kernel a cell's summary records (None for summaries older than the record)."""
+    return (result.get("machine") or {}).get("torch_cpu_capability")
+
+
 def kernels_note(aggs: list[dict]) -> str:
     """Which kind of torch CPU kernel each method's seeds ran with, where an environment's rows mix
     kinds (cells agree to the bit within a kind, not across kinds); empty where they do not."""
@@ -1071,7 +1076,7 @@ def kernels_note(aggs: list[dict]) -> str:
         return f"seed{'s' if len(xs) > 1 else ''} {', '.join(map(str, sorted(xs)))}"
     parts = [f"{label} " + "; ".join(f"{k} ({seeds(xs)})" for k, xs in sorted(by.items()))
              for label, by in kinds.items()]
-    return (" The cells ran with more than one kind of torch CPU kernel (runs agree to the bit within a "
+    return ("The cells ran with more than one kind of torch CPU kernel (runs agree to the bit within a "
             "kind, not across kinds; unrecorded: summaries older than the record): " + ", ".join(parts) + ".")
 
 
@@ -1101,7 +1106,8 @@ def markdown_table(plan: Plan, aggs: list[dict]) -> str:
                     f"{_fmt(seen[-1])}, {100 * (seen[-1] / seen[0] - 1):.2f} %): floating point differs between "
                     "kinds of torch CPU kernel and the episodes diverge; each cell's % of teacher divides by the "
                     "teacher's return evaluated in its own run root.")
-        machines += kernels_note(rows)
+        kinds = kernels_note(rows)
+        machines += f" {kinds}" if kinds else ""
         lines += [f"### {env}", "",
                   f"Teacher: return {_fmt(t.get('teacher_return'))} over {plan.eval['episodes']} episodes "
                   f"(seeds {plan.eval['seed']}-{plan.eval['seed'] + plan.eval['episodes'] - 1}), "
