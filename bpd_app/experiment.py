@@ -1182,13 +1182,14 @@ def _plots(plan: Plan, rows: list[dict], aggs: list[dict], out: Path) -> list[st
         ar = [a for a in aggs if a["env"] == env and a["done"]]
         if not ar:
             continue
-        fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(12.5, 4))
         for i, a in enumerate(ar):
             vs = [s["vs_teacher"] for s in a["per_seed"] if s["vs_teacher"] is not None]
             a1.bar(i, np.mean(vs) * 100 if vs else 0, color="tab:blue", alpha=0.5)
             a1.scatter([i] * len(vs), [100 * v for v in vs], color="k", s=12, zorder=3)
+            # Ten colours in the cycle; past them the marker changes, so no two methods look alike.
             a2.scatter([s["nonzero"] for s in a["per_seed"]], [100 * (s["vs_teacher"] or 0) for s in a["per_seed"]],
-                       label=a["label"], s=20)
+                       label=a["label"], s=20, marker="os^Dv"[(i // 10) % 5])
         a1.set_xticks(range(len(ar)), [a["label"] for a in ar], rotation=30, ha="right", fontsize=7)
         a1.axhline(95, color="grey", ls=":")
         a1.set_ylabel("return, % of teacher (bar: mean; dots: seeds)")
@@ -1196,7 +1197,8 @@ def _plots(plan: Plan, rows: list[dict], aggs: list[dict], out: Path) -> list[st
         a2.set_xlabel("nonzero parameters")
         a2.set_ylabel("return, % of teacher")
         a2.axhline(95, color="grey", ls=":")
-        a2.legend(fontsize=6)
+        # Beside the axes, not over them: a legend inside covers points wherever it is put.
+        a2.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
         fig.suptitle(env)
         name = f"{env}.png"
         save_png(fig, out / name)
