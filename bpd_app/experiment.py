@@ -1187,7 +1187,7 @@ def _plots(plan: Plan, rows: list[dict], aggs: list[dict], out: Path) -> list[st
             vs = [s["vs_teacher"] for s in a["per_seed"] if s["vs_teacher"] is not None]
             a1.bar(i, np.mean(vs) * 100 if vs else 0, color="tab:blue", alpha=0.5)
             a1.scatter([i] * len(vs), [100 * v for v in vs], color="k", s=12, zorder=3)
-            # Ten colours in the cycle; past them the marker changes, so no two methods look alike.
+            # Ten colours in the cycle; past them the marker changes, so up to fifty methods look distinct.
             a2.scatter([s["nonzero"] for s in a["per_seed"]], [100 * (s["vs_teacher"] or 0) for s in a["per_seed"]],
                        label=a["label"], s=20, marker="os^Dv"[(i // 10) % 5])
         a1.set_xticks(range(len(ar)), [a["label"] for a in ar], rotation=30, ha="right", fontsize=7)
