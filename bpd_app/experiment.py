@@ -329,15 +329,28 @@ def _read_json(p: Path) -> dict | None:
         return None
 
 
+def _cycles(bench: dict) -> float | None:
+    """Estimated Cortex-M4F cycles of a cell's bench figures (older summaries kept only the microseconds the
+    same cycle model gave at the target's clock)."""
+    from firmware_host.build import TARGETS
+
+    if bench.get("cycles") is not None:
+        return float(bench["cycles"])
+    us = bench.get("us_estimate")
+    return None if us is None else round(us * TARGETS[BENCH_TARGET]["clock_mhz"])
+
+
 def _bench_figures(bench: dict) -> dict:
-    """Cortex-M4F cost of the student from a `bpd bench` result: the cheapest bpd kernel."""
+    """Cortex-M4F cost of the student from a `bpd bench` result: the bpd kernel with the fewest estimated
+    cycles (the export's own kernel; for the generic one, the cheaper of its two tanh builds)."""
     net = (bench.get("networks") or {}).get("student") or {}
     best = None
     for impl, per_target in (net.get("runtimes") or {}).items():
         if not impl.startswith("bpd"):
             continue
         r = (per_target or {}).get(BENCH_TARGET)
-        if r and (best is None or r["instructions_median"] < best[1]["instructions_median"]):
+        cost = lambda x: (x.get("cycles_estimate") or 0, x["instructions_median"])
+        if r and (best is None or cost(r) < cost(best[1])):
             best = (impl, r)
     if best is None:
         return {}
@@ -345,6 +358,7 @@ def _bench_figures(bench: dict) -> dict:
     scratch = (net.get("flash_report") or {}).get("ram_activation_bytes")
     stack = r.get("policy_stack_bytes")
     return {"kernel": impl, "instructions": r["instructions_median"], "us_estimate": r.get("us_estimate"),
+            "cycles": r.get("cycles_estimate"),
             "policy_bytes": r.get("policy_bytes"), "image_flash_bytes": r.get("flash_bytes"),
             "weights_flash_bytes": (net.get("flash_report") or {}).get("flash_bytes"),
             # the policy's RAM: the caller's scratch (two activation buffers, from the export) and the static
@@ -1016,6 +1030,8 @@ def aggregate(rows: list[dict]) -> list[dict]:
                 "early_where_teacher_finished": int(sum(d["early_terminations_where_teacher_finished"] for d in done)),
                 "episodes": int(sum(d["eval"]["episodes"] or 0 for d in done)),
                 "instructions": [b["instructions"] for b in bench] or None,
+                "cycles": [_cycles(b) for b in bench if _cycles(b) is not None] or None,
+                "bench_kernels": sorted({b.get("kernel") or "bpd" for b in bench}),
                 "policy_bytes": [b["policy_bytes"] for b in bench] or None,
                 "policy_ram_bytes": [b["policy_ram_bytes"] for b in bench
                                      if b.get("policy_ram_bytes") is not None] or None,
@@ -1114,12 +1130,12 @@ def markdown_table(plan: Plan, aggs: list[dict]) -> str:
                   f"{t.get('teacher_params', '-')} parameters.{machines}", "",
                   "| method | seeds done | return (mean +- std) | worst seed | IQM [95 % CI] "
                   "| % of teacher (mean / worst) | D4RL score | weights removed (min) | nonzero | collapsed widths "
-                  "| early ends where teacher finished | M4F instructions | policy flash B | policy RAM B "
-                  "| distill s (median) | bar |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| early ends where teacher finished | M4F instructions | M4F cycles (est.) | kernel "
+                  "| policy flash B | policy RAM B | distill s (median) | bar |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for a in rows:
             if not a["done"]:
-                lines.append(f"| {a['label']} | 0/{a['seeds']} ({a['failed']} failed) |" + " - |" * 14)
+                lines.append(f"| {a['label']} | 0/{a['seeds']} ({a['failed']} failed) |" + " - |" * 16)
                 continue
             ci = a["return_iqm_ci"]
             failed = f" ({a['failed']} failed)" if a["failed"] else ""
@@ -1132,6 +1148,7 @@ def markdown_table(plan: Plan, aggs: list[dict]) -> str:
                 f"| {_fmt(a['d4rl_mean'])} | {_fmt(a['weights_removed_min'], 2, pct=True)} "
                 f"| {_range([s['nonzero'] for s in a['per_seed']])} | {', '.join(a['widths']) or '-'} "
                 f"| {a['early_where_teacher_finished']} of {a['episodes']} | {_range(a['instructions'] or [])} "
+                f"| {_range(a['cycles'] or [])} | {', '.join(a['bench_kernels']) or '-'} "
                 f"| {_range(a['policy_bytes'] or [])} | {_range(a['policy_ram_bytes'] or [])} "
                 f"| {_fmt(a['seconds_median'], 0)} | {a['bar']} |")
         lines.append("")
@@ -1148,14 +1165,14 @@ def summary_table(plan: Plan, aggs: list[dict], labels: list[str] | None = None)
     lines = ["| environment | method | seeds | % of teacher (mean +- std over seeds; worst seed) | D4RL score "
              "| early ends where teacher finished | spread of last 3 evaluations (% of teacher) "
              "| weights pruned (student) | nonzero "
-             "| pruning rule | M4F instructions | M4F us (estimate) | policy flash B | policy RAM B "
+             "| pruning rule | M4F instructions | M4F cycles (est.) | kernel | policy flash B | policy RAM B "
              "| distill s (median) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for a in aggs:
         if labels is not None and a["label"] not in labels:
             continue
         if not a["done"]:
-            lines.append(f"| {a['env']} | {a['label']} | 0/{a['seeds']} |" + " - |" * 12)
+            lines.append(f"| {a['env']} | {a['label']} | 0/{a['seeds']} |" + " - |" * 13)
             continue
         lines.append(
             f"| {a['env']} | {a['label']} | {a['done']}/{a['seeds']} "
@@ -1164,7 +1181,8 @@ def summary_table(plan: Plan, aggs: list[dict], labels: list[str] | None = None)
             f"| {_fmt(a['d4rl_mean'])} | {a['early_where_teacher_finished']} of {a['episodes']} "
             f"| {_fmt(a['last_evals_spread'], pct=True)} "
             f"| {_fmt(a['sparsity_mean'], pct=True)} | {_range([x['nonzero'] for x in a['per_seed']])} "
-            f"| {a['pruning_rule'] or '-'} | {_range(a['instructions'] or [])} | {_range(a['us_estimate'] or [], 1)} "
+            f"| {a['pruning_rule'] or '-'} | {_range(a['instructions'] or [])} | {_range(a['cycles'] or [])} "
+            f"| {', '.join(a['bench_kernels']) or '-'} "
             f"| {_range(a['policy_bytes'] or [])} | {_range(a['policy_ram_bytes'] or [])} "
             f"| {_fmt(a['seconds_median'], 0)} |")
     return "\n".join(lines) + "\n"

@@ -1,14 +1,7 @@
-"""Subcommands of the export room."""
+"""Subcommands of the export room. `bpd export` itself is wired by the firmware room (firmware_host/cli.py),
+which lends it the emulated Cortex-M meter that chooses the kernel."""
 
 from bpd.config import from_namespace
-
-
-def _export(ns):
-    from export.export import ExportConfig, format_report, run_export
-
-    cfg = from_namespace(ExportConfig, ns)
-    print(format_report(run_export(cfg)))
-    print(f"export written to {cfg.out}/")
 
 
 def _multitask_export(ns):
@@ -22,7 +15,6 @@ def _multitask_export(ns):
 
 
 COMMANDS = {
-    "export": ("export.export:ExportConfig", _export, "collapse a student to ONNX + C with parity against torch"),
     "multitask export": ("export.multitask:MultiTaskExportConfig", _multitask_export,
                          "a multi-task student to C, one entry point per task, parity checked"),
 }

@@ -234,9 +234,11 @@ def kernel_source(net: CollapsedNet, form: TanhForm, banner: str) -> str:
     return "".join(out)
 
 
-def descriptor_sources(net: CollapsedNet, banner: str, kernel: str, prefix: str = "bpd") -> tuple[str, str, str]:
+def descriptor_sources(net: CollapsedNet, banner: str, kernel: str, prefix: str = "bpd",
+                       scratch_floats: int = 0) -> tuple[str, str, str]:
     """policy_weights.c/.h and policy_config.h for a generated kernel: the model descriptor keeps the
-    generic API (dims, bounds, safe action, hash) so every caller builds unchanged."""
+    generic API (dims, bounds, safe action, hash) so every caller builds unchanged. scratch_floats: what
+    the kernel needs of the caller's scratch (0: none)."""
     mh = model_hash(net)
     safe = np.clip(np.zeros(net.act_dim, np.float32), net.action_low, net.action_high)
     fl = lambda a: "{ " + ", ".join(c_float(float(v)) for v in a) + " }"
@@ -246,13 +248,15 @@ def descriptor_sources(net: CollapsedNet, banner: str, kernel: str, prefix: str 
     for nm, arr in (("out_scale", net.out_scale), ("out_offset", net.out_offset), ("low", net.action_low),
                     ("high", net.action_high), ("safe", safe)):
         c.append(f"static const float {prefix}_{nm}[{net.act_dim}] = {fl(arr)};\n")
-    c.append(model_descriptor(prefix, net.obs_dim, net.act_dim, 1, len(net.weights), net.output))
+    c.append(model_descriptor(prefix, net.obs_dim, net.act_dim, max(scratch_floats // 2, 1), len(net.weights),
+                              net.output))
     c.append(f"const char {prefix}_model_hash[] = \"{mh}\";\n")
     up = prefix.upper()
     h = [banner, f"#ifndef {up}_POLICY_WEIGHTS_H\n#define {up}_POLICY_WEIGHTS_H\n", "#include <stddef.h>\n",
          '#include "policy.h"\n', f"#define {up}_OBS_DIM {net.obs_dim}\n#define {up}_ACT_DIM {net.act_dim}\n",
-         f"/* the {kernel} kernel needs no scratch; one float keeps callers' arrays legal C */\n",
-         f"#define {up}_SCRATCH_FLOATS 1\n",
+         (f"/* the {kernel} kernel needs no scratch; one float keeps callers' arrays legal C */\n"
+          f"#define {up}_SCRATCH_FLOATS 1\n" if not scratch_floats else
+          f"/* two buffers of the widest layer */\n#define {up}_SCRATCH_FLOATS {scratch_floats}\n"),
          f"extern const bpd_model_t {prefix}_model;\nextern const char {prefix}_model_hash[];\n", "#endif\n"]
     cfg = [banner, "#ifndef BPD_POLICY_CONFIG_H\n#define BPD_POLICY_CONFIG_H\n",
            f"/* {kernel} kernel: no storage paths, the weights are code in policy.c */\n",
@@ -279,25 +283,26 @@ def generate_kernel(net: CollapsedNet, out_dir: Path, source_hash: str, command:
 
 
 def select_tanh(net: CollapsedNet, out_dir: Path, source_hash: str, command: str, obs: np.ndarray,
-                ref: np.ndarray, budget: float, work: Path) -> tuple[TanhForm, list[dict]]:
-    """The cheapest tanh form whose compiled kernel stays within budget of ref on obs (measured,
-    each candidate compiled on the host); libm tanhf when none does. Leaves that kernel in out_dir."""
+                ref: np.ndarray, budget: float, work: Path, gen=generate_kernel) -> tuple[TanhForm, list[dict]]:
+    """The cheapest tanh form whose compiled kernel (gen: the generated or the compact one) stays within
+    budget of ref on obs (measured, each candidate compiled on the host); libm tanhf when none does.
+    Leaves that kernel in out_dir."""
     from export.c_export import CPolicy
 
     if not (net.activation == "tanh" or net.output == "tanh"):
-        generate_kernel(net, out_dir, source_hash, command, LIBM)
+        gen(net, out_dir, source_hash, command, LIBM)
         return LIBM, []
     tried = []
     for form in tanh_forms():
         d = work / form.name
-        generate_kernel(net, d, source_hash, command, form)
+        gen(net, d, source_hash, command, form)
         err = float(np.abs(CPolicy(d, build_dir=work / "build").act(obs) - ref).max())
         tried.append({"tanh": form.name, "cost": form.cost, "tanh_max_abs_error": form.max_error(),
                       "c_vs_torch": err, "within_budget": err <= budget})
         if err <= budget:
-            generate_kernel(net, out_dir, source_hash, command, form)
+            gen(net, out_dir, source_hash, command, form)
             return form, tried
-    generate_kernel(net, out_dir, source_hash, command, LIBM)
+    gen(net, out_dir, source_hash, command, LIBM)
     return LIBM, tried
 
 
@@ -318,16 +323,3 @@ def collapsed_from_export(export_dir: str | Path) -> CollapsedNet:
                         [init[f"B{i}"].astype(np.float32) for i in range(n)], info["activation"], info["output"],
                         np.asarray(info["action_low"], np.float32), np.asarray(info["action_high"], np.float32),
                         widths_before=list(info["widths"]), in_offset=None if off is None else off.astype(np.float32))
-
-
-def generated_kernel(net: CollapsedNet, out: Path, source_hash: str, command: str, obs: np.ndarray,
-                     ref: np.ndarray, budget: float, tolerance: float) -> dict:
-    """`bpd export --kernel generated`: replace the generic kernel in out with straight-line code whose
-    tanh is the cheapest within budget (never below the parity tolerance); the report's `kernel` entry."""
-    from bpd.errors import BpdError
-
-    if budget < tolerance:
-        raise BpdError(f"--tanh-budget {budget:g} is below the parity tolerance {tolerance:g}")
-    form, tried = select_tanh(net, out, source_hash, command, obs, ref, budget, out / "build" / "tanh-candidates")
-    return {"tanh": form.name, "tanh_max_abs_error": form.max_error(), "tanh_budget": budget,
-            "tanh_candidates": tried}

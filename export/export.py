@@ -29,6 +29,8 @@ from bpd.errors import BpdError
 from bpd.io import StagedDir, check_output_dir, read_json, sha256_file, write_json
 from export.c_export import CPolicy, LayerPlan, generate_c, model_hash, scratch_width
 from export.collapse import CollapsedNet, collapse
+from export.kernels import CHOICES as KERNEL_CHOICES
+from export.kernels import FLASH_BUDGET, KernelMeter
 from export.onnx_export import (
     OnnxPolicy,
     build_onnx,
@@ -47,10 +49,13 @@ class ExportConfig:
     out: str = field("export", help="export directory")
     format: str = field("auto", help="per-layer weight storage", choices=("auto", "dense", "csr"))
     int8: bool = field(False, help="also emit int8 weights with per-row scales (in OUT/int8) and measure them")
-    kernel: str = field("generic", help="C kernel: the generic layer walker, or straight-line code generated for "
-                        "this model", choices=("generic", "generated"))
-    tanh_budget: float = field(PARITY_TOL, help="generated kernel: max abs action error against torch allowed to the "
-                               "tanh approximation (the cheapest form within it is chosen)")
+    kernel: str = field("auto", help="C kernel: auto (the fewest estimated Cortex-M4F cycles within --flash-budget, "
+                        "measured), the generic layer walker, compact (straight-line code over a weight table) or "
+                        "generated (straight-line code, weights as literals)", choices=KERNEL_CHOICES)
+    flash_budget: int = field(FLASH_BUDGET, help="auto kernel: bytes of flash the policy may take (code and weights); "
+                              "the default leaves 16 kB of a 64 kB part to the firmware")
+    tanh_budget: float = field(PARITY_TOL, help="compact and generated kernels: max abs action error against torch "
+                               "allowed to the tanh approximation (the cheapest form within it is chosen)")
     integer: bool = field(False, help="also emit an integer-only kernel (Q15, int16 weights, int32 sums) calibrated "
                           "on the dataset's observations, in OUT/int, and measure it", flag="--int")
     dataset: str | None = field(None, help="dataset for parity states (default: the run's)")
@@ -184,26 +189,57 @@ def check_export_out(out: Path) -> None:
 
 
 def _check_config(cfg: ExportConfig) -> None:
-    check_ranges(cfg, {"parity_samples": (1, 10_000_000), "episodes": (0, 100_000), "seed": (0, 2**31 - 1)})
+    check_ranges(cfg, {"parity_samples": (1, 10_000_000), "episodes": (0, 100_000), "seed": (0, 2**31 - 1),
+                       "flash_budget": (1, 2**31 - 1)})
     for flag, path in (("--dataset", cfg.dataset), ("--teacher", cfg.teacher)):
         if path is not None and not Path(path).is_file():
             raise BpdError(f"{path}: no such file ({flag})")
 
 
-def run_export(cfg: ExportConfig) -> dict:
+def run_export(cfg: ExportConfig, meter: KernelMeter | None = None) -> dict:
     """Export into a staging directory beside --out and swap it in only once parity passed and the
-    staged export verifies: a failed export leaves any previous one byte for byte, and nothing else."""
+    staged export verifies: a failed export leaves any previous one byte for byte, and nothing else.
+    meter: measures a kernel on a Cortex-M core for `--kernel auto` (the firmware room's; None ships
+    auto's fallback)."""
     _check_config(cfg)
     out = Path(cfg.out)
     check_export_out(out)
     with StagedDir(out) as stage:
-        report = _write_export(cfg, stage.path)
+        report = _write_export(cfg, stage.path, meter)
         verify_export(stage.path)
         stage.commit()
     return report
 
 
-def _write_export(cfg: ExportConfig, out: Path) -> dict:
+def _choose_kernel(cfg: ExportConfig, net: CollapsedNet, out: Path, sha: str, command: str, obs: np.ndarray,
+                   ref: np.ndarray, meter: KernelMeter | None) -> dict:
+    """Build the requested kernel (or, for auto, every kernel), measure them where a meter is given, and
+    leave the chosen one in out (which holds the generic kernel on entry). The report's `kernel` entry."""
+    from export.kernels import KINDS, build_straight_line, choose, install
+
+    kinds = KINDS if cfg.kernel == "auto" else (cfg.kernel,)
+    cands: dict[str, dict] = {"generic": {}} if "generic" in kinds else {}
+    for kind in kinds:
+        if kind != "generic":
+            cands[kind] = build_straight_line(kind, net, out / "build" / "kernels" / kind, sha, command, obs, ref,
+                                              cfg.tanh_budget, PARITY_TOL)
+    where = {k: out if k == "generic" else out / "build" / "kernels" / k for k in cands}
+    figures = {k: meter(d) if meter else None for k, d in where.items()} if cfg.kernel == "auto" else {}
+    if cfg.kernel == "auto":
+        chosen, rule = choose(figures, cfg.flash_budget)
+    else:
+        chosen, rule = cfg.kernel, "forced by --kernel"
+    if chosen != "generic":
+        install(where[chosen], out)
+    entry: dict[str, Any] = {"kind": chosen, "requested": cfg.kernel, "rule": rule}
+    if cfg.kernel == "auto":
+        from export.kernels import MEASURED_ON
+        entry |= {"flash_budget": cfg.flash_budget, "measured_on": MEASURED_ON if any(figures.values()) else None,
+                  "candidates": {k: cands[k] | {"cost": figures.get(k)} for k in cands}}
+    return entry | cands.get(chosen, {})
+
+
+def _write_export(cfg: ExportConfig, out: Path, meter: KernelMeter | None = None) -> dict:
     t0 = time.time()
     src = load_source(cfg.source)
     net = collapse(src.policy)
@@ -228,16 +264,14 @@ def _write_export(cfg: ExportConfig, out: Path) -> dict:
         torch32 = src.torch_forward(torch.as_tensor(obs, dtype=torch.float32)).numpy()
     ort_out = OnnxPolicy(out / "policy.onnx").act(obs)
     refev = reference_evaluator_run(model, obs)
-    kernel = {"kind": cfg.kernel}
-    if cfg.kernel == "generated":
-        from export.codegen import generated_kernel
-        kernel |= generated_kernel(net, out, src.sha256, command, obs, ref, cfg.tanh_budget, PARITY_TOL)
+    kernel = {"kind": "generic", "requested": "generic", "rule": "forced by --kernel"} if cfg.kernel == "generic" \
+        else _choose_kernel(cfg, net, out, src.sha256, command, obs, ref, meter)
     cpol = CPolicy(out)
     c_out = cpol.act(obs)
     # the rule is export/parity.py's: 1e-5 of the half action range, or 4x torch's own float32 error here
     float32_floor = float(np.abs(torch32 - ref).max())
     tol = parity_tolerance(net.action_low, net.action_high, float32_floor)
-    c_tol = max(tol, cfg.tanh_budget) if cfg.kernel == "generated" else tol
+    c_tol = max(tol, cfg.tanh_budget) if kernel["kind"] != "generic" else tol
     parity: dict[str, Any] = {"states": len(obs), "origin": origin, "tolerance": tol, "c_tolerance": c_tol,
               "reference": "torch float64", "torch_float32_vs_float64": float32_floor,
               "onnxruntime_vs_torch": float(np.abs(ort_out - ref).max()),
@@ -298,7 +332,7 @@ def _write_export(cfg: ExportConfig, out: Path) -> dict:
                                      "action_low": net.action_low, "action_high": net.action_high,
                                      "params_total": net.params_total, "params_nonzero": net.params_nonzero,
                                      "source_params_total": src.policy.params_total, "bpd_version": bpd.__version__,
-                                     "command": command, "parity": parity, "kernel": cfg.kernel,
+                                     "command": command, "parity": parity, "kernel": kernel["kind"],
                                      "files": manifest(out)})
     if cfg.integer:  # the integer kernel is an export directory of its own (evaluate, firmware, rig)
         import shutil
@@ -334,9 +368,14 @@ def format_report(r: dict) -> str:
         lines.append(f"int8: flash {r['int8']['totals']['flash_bytes']} B, max abs error "
                      f"{r['int8']['max_abs_error_vs_torch']:.2e}")
     k = r.get("kernel", {})
-    if k.get("kind") == "generated":
-        lines.append(f"generated kernel: tanh {k['tanh']} (max abs error {k['tanh_max_abs_error']:.1e}, "
+    if k.get("kind") in ("generated", "compact"):
+        lines.append(f"{k['kind']} kernel: tanh {k['tanh']} (max abs error {k['tanh_max_abs_error']:.1e}, "
                      f"cheapest within the budget {k['tanh_budget']:g} on actions)")
+    if k.get("candidates"):
+        costs = [f"{name} {c['cost']['cycles']:.0f} cycles / {c['cost']['flash_bytes']} B"
+                 for name, c in k["candidates"].items() if c.get("cost")]
+        lines.append(f"kernel {k['kind']}: {k['rule']}" + (f" ({k['measured_on']}, estimated: {', '.join(costs)})"
+                                                          if costs else ""))
     if "int" in r:
         lines.append(f"integer kernel ({r['int']['dir']}): max abs error {r['int']['max_abs_error_vs_float']:.2e} "
                      f"against the float student ({100 * r['int']['max_error_vs_action_range']:.3f} % of the action "

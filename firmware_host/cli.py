@@ -23,6 +23,16 @@ def _build(ns):
     print(r["elf"])
 
 
+def _export(ns):
+    from bpd.config import from_namespace
+    from export.export import ExportConfig, format_report, run_export
+    from firmware_host.measure import kernel_cost
+
+    cfg = from_namespace(ExportConfig, ns)
+    print(format_report(run_export(cfg, meter=kernel_cost)))
+    print(f"export written to {cfg.out}/")
+
+
 def _bench(ns):
     from bpd.config import from_namespace
     from firmware_host.measure import BenchConfig, run_bench
@@ -32,6 +42,8 @@ def _bench(ns):
 
 
 COMMANDS = {
+    "export": ("export.export:ExportConfig", _export, "collapse a student to ONNX + C with parity against torch; "
+               "the C kernel chosen by its measured Cortex-M4F cost"),
     "firmware build": ("firmware_host.build:FirmwareBuildConfig", _build,
                        "build an image with an exported policy for a Cortex-M target or the host"),
     "bench": ("firmware_host.measure:BenchConfig", _bench,

@@ -163,6 +163,30 @@ def emulate_build(target: str, sources: list[Path], include: list[Path], work: P
                 "bpd_policy_run", {}).get("bytes"), "parts": rep["parts"]}
 
 
+def kernel_cost(export_dir: Path, target: str = "cortex-m4f", samples: int = 3, seed: int = 0) -> dict | None:
+    """What an export's kernel costs on an emulated core (`bpd export --kernel auto`'s meter): median
+    instructions and estimated cycles of bpd_policy_run over a few observations, and the flash of the
+    policy's own code and data in the linked image. None when the cross compiler or the emulator is
+    missing (the export then falls back to its stated default)."""
+    if shutil.which("arm-none-eabi-gcc") is None:
+        return None
+    try:
+        import capstone  # noqa: F401
+        import unicorn  # noqa: F401
+    except ImportError:
+        return None
+    from export.c_export import CPolicy
+
+    pol = CPolicy(export_dir, build_dir=export_dir / "build" / "host")
+    obs = np.random.default_rng(seed).normal(0, 0.3, size=(samples, pol.obs_dim)).astype(np.float32)
+    srcs = [export_dir / "policy.c", export_dir / "policy_weights.c", BENCH / "bench_bpd.c"]
+    e = emulate_build(target, srcs, [export_dir, BENCH], export_dir / "build" / f"cost-{target}", obs, pol.act_dim,
+                      set(srcs), ["policy", "policy_weights"])
+    return {"target": target, "instructions": e["instructions_median"], "cycles": e["cycles_estimate"],
+            "us": e["us_estimate"], "flash_bytes": e["policy_bytes"], "stack_bytes": e["policy_stack_bytes"],
+            "max_abs_error_vs_host_c": float(np.abs(e["outputs"] - pol.act(obs)).max())}
+
+
 # ------------------------------------------------------------------ the benchmark
 
 

@@ -1,0 +1,155 @@
+"""What the microcontroller pays for each kernel, on the students of a plan's finished cells.
+
+    python benchmarks/cost_benchmark.py [benchmarks/plans/students.yaml] [--runs DIR] [--out benchmarks/results/cost]
+
+For every finished cell whose run directory holds its student (run/student.pt), the student is exported
+as `bpd export` does by default (`--kernel auto`, which builds the generic, compact and generated kernels,
+checks each against torch and measures each on an emulated Cortex-M4F) with `--int` beside it, and the
+integer kernel is measured on the Cortex-M4F and the Cortex-M0+. Per student: exact instructions
+(unicorn), estimated cycles (firmware_host/cycle_model.py; docs/cycle_model.md), the flash of the
+policy's own code and data in the linked image, and the scalar arithmetic floor (one instruction per
+nonzero multiply-add, bias, activation and output operation: `firmware_host.measure.arithmetic_floor`).
+Writes OUT/cost.json and OUT/cost.md (regenerated from cost.json by `--table-only`). Numbers come
+from emulation and the cycle model, never from timing: the same export gives the same figures on any
+machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+from bpd.io import write_json, write_text  # noqa: E402
+
+KINDS = ("generic", "compact", "generated")
+
+
+def measure_student(run: Path, out: Path, dataset: str | None) -> dict:
+    from export.export import ExportConfig, run_export
+    from firmware_host.measure import arithmetic_floor, kernel_cost
+
+    rep = run_export(ExportConfig(source=str(run / "student.pt"), out=str(out), episodes=0, integer=True,
+                                  dataset=dataset), meter=kernel_cost)
+    k = rep["kernel"]
+    row = {"model_hash": rep["model_hash"], "widths": rep["widths_after"],
+           "nonzero_weights": rep["totals"]["nonzero_weights"], "floor": arithmetic_floor(rep)["instructions"],
+           "default": k["kind"], "rule": k["rule"], "flash_budget": k.get("flash_budget"),
+           "tanh": {n: c.get("tanh") for n, c in k["candidates"].items()},
+           "cortex-m4f": {n: c["cost"] for n, c in k["candidates"].items()}}
+    for target in ("cortex-m4f", "cortex-m0plus"):
+        c = kernel_cost(out / "int", target)
+        row.setdefault(target, {})["integer"] = c
+    row["integer_error_vs_action_range"] = rep["int"]["max_error_vs_action_range"]
+    return row
+
+
+def summarise(rows: list[dict]) -> dict:
+    """Medians and worst cases over students of each kernel's instructions against the floor and flash
+    against the generic kernel's."""
+    out: dict = {}
+    for target, kinds in (("cortex-m4f", (*KINDS, "integer")), ("cortex-m0plus", ("integer",))):
+        for kind in kinds:
+            rs = [r for r in rows if (r.get(target) or {}).get(kind)]
+            if not rs:
+                continue
+            vs_floor = [r[target][kind]["instructions"] / r["floor"] for r in rs]
+            entry = {"students": len(rs), "instructions_vs_floor_median": statistics.median(vs_floor),
+                     "instructions_vs_floor_worst": max(vs_floor)}
+            gen = [r for r in rs if r.get("cortex-m4f", {}).get("generic")]
+            if target == "cortex-m4f" and gen:
+                entry["cycles_vs_generic_median"] = statistics.median(
+                    r[target][kind]["cycles"] / r[target]["generic"]["cycles"] for r in gen)
+                entry["flash_vs_generic_median"] = statistics.median(
+                    r[target][kind]["flash_bytes"] / r[target]["generic"]["flash_bytes"] for r in gen)
+                entry["flash_vs_generic_worst"] = max(
+                    r[target][kind]["flash_bytes"] / r[target]["generic"]["flash_bytes"] for r in gen)
+            out[f"{target}/{kind}"] = entry
+    d = [r for r in rows if r.get("default")]
+    if d:
+        out["default"] = {"chosen": {k: sum(r["default"] == k for r in d) for k in KINDS},
+                          "instructions_vs_floor": [round(r["cortex-m4f"][r["default"]]["instructions"] / r["floor"], 2)
+                                                    for r in d],
+                          "cycles_vs_generic": [round(r["cortex-m4f"][r["default"]]["cycles"]
+                                                      / r["cortex-m4f"]["generic"]["cycles"], 3) for r in d],
+                          "flash_vs_generic": [round(r["cortex-m4f"][r["default"]]["flash_bytes"]
+                                                     / r["cortex-m4f"]["generic"]["flash_bytes"], 2) for r in d]}
+    return out
+
+
+def markdown(res: dict) -> str:
+    L = ["# What the microcontroller pays, per kernel", "",
+         f"Students: the finished cells of {res['plan']} ({len(res['rows'])}). Cortex-M4F at "
+         "168 MHz and Cortex-M0+ at 48 MHz, emulated (unicorn): instructions exact, cycles estimated from the "
+         "instruction mix (docs/cycle_model.md: zero-wait memory, every branch taken, ratios good to about "
+         "+-20-30 %), flash = the policy's own code and data in the linked image. Floor: one instruction per "
+         "nonzero multiply-add, bias, activation and output operation. The default is what `bpd export` ships "
+         f"without flags: {res['rows'][0]['rule'] if res['rows'] else '-'}.", "",
+         "| student | widths | nonzero | floor | default | M4F generic instr / cycles / flash B "
+         "| M4F compact | M4F generated | M4F integer | M0+ integer | default vs floor (instr) "
+         "| default vs generic (cycles, flash) |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def cell(c: dict | None) -> str:
+        return "-" if not c else f"{c['instructions']} / {c['cycles']:.0f} / {c['flash_bytes']}"
+
+    for r in res["rows"]:
+        m4, d = r["cortex-m4f"], r["default"]
+        L.append(f"| {r['cell']} | {'-'.join(map(str, r['widths']))} | {r['nonzero_weights']} | {r['floor']} "
+                 f"| {d} | {cell(m4.get('generic'))} | {cell(m4.get('compact'))} | {cell(m4.get('generated'))} "
+                 f"| {cell(m4.get('integer'))} | {cell(r['cortex-m0plus'].get('integer'))} "
+                 f"| {m4[d]['instructions'] / r['floor']:.2f}x "
+                 f"| {m4[d]['cycles'] / m4['generic']['cycles']:.2f}x, "
+                 f"{m4[d]['flash_bytes'] / m4['generic']['flash_bytes']:.2f}x |")
+    L += ["", "| kernel | students | instructions / floor (median, worst) | cycles / generic (median) "
+          "| flash / generic (median, worst) |", "|---|---|---|---|---|"]
+    for k, e in res["summary"].items():
+        if k == "default":
+            continue
+        L.append(f"| {k} | {e['students']} | {e['instructions_vs_floor_median']:.2f}x, "
+                 f"{e['instructions_vs_floor_worst']:.2f}x | "
+                 + (f"{e['cycles_vs_generic_median']:.2f}x | {e['flash_vs_generic_median']:.2f}x, "
+                    f"{e['flash_vs_generic_worst']:.2f}x |" if "cycles_vs_generic_median" in e else "- | - |"))
+    return "\n".join(L) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("plan", nargs="?", default=str(ROOT / "benchmarks" / "plans" / "students.yaml"))
+    ap.add_argument("--runs", default=None, help="the plan's run root (default: the runner's)")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cost"))
+    ap.add_argument("--table-only", action="store_true", help="rewrite cost.md from cost.json")
+    a = ap.parse_args()
+    out = Path(a.out)
+    if a.table_only:
+        res = json.loads((out / "cost.json").read_text())
+    else:
+        from bpd_app.experiment import load_plan
+
+        plan = load_plan(a.plan, a.runs)
+        old = {r["cell"]: r for r in json.loads((out / "cost.json").read_text())["rows"]} \
+            if (out / "cost.json").is_file() else {}
+        rows = []
+        for c in plan.cells():
+            run = c.dir / "run"
+            if not (c.dir / "result.json").is_file() or not (run / "student.pt").is_file():
+                if c.key in old:
+                    rows.append(old[c.key])  # measured before, its run root since lost: kept, not dropped
+                continue
+            cfg = json.loads((run / "config.json").read_text())
+            print(f"{c.key} ...", flush=True)
+            rows.append({"cell": c.key} | measure_student(run, c.dir / "cost", cfg.get("dataset")))
+        res = {"plan": str(Path(a.plan).resolve().relative_to(ROOT)), "rows": rows, "summary": summarise(rows)}
+        write_json(out / "cost.json", res)
+    write_text(out / "cost.md", markdown(res))
+    print(markdown(res))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""Which C kernel an export ships: built, parity-checked and, where a meter is at hand, chosen by cost.
+
+Three float kernels compute the same function:
+- generic:   the hand-written layer walker (policy.c) over dense or CSR arrays; the least flash;
+- compact:   straight-line code over a table of weights (compact.py); on Cortex-M4F/M7 its layers are
+             assembly with one VFMA per weight and the weights loaded 15 at a time;
+- generated: straight-line code with every weight a literal (codegen.py); the most flash.
+
+`bpd export` (`--kernel auto`, the default) builds all three, checks each against torch on the parity
+states, measures each on an emulated Cortex-M4F when the tools are present (a `KernelMeter`: the
+cycles the instruction mix costs by firmware_host/cycle_model.py, and the flash of the policy's own
+code and data in the linked image), and ships the rule's choice:
+
+    among the kernels whose policy flash is within --flash-budget (default 48 kB: a 64 kB part less
+    16 kB for the firmware core, wire codec, board layer and vectors), those within LEVEL (2 %) of the
+    fewest estimated Cortex-M4F cycles count as level (the cycle model is good for ratios to about
+    +-20 %, so 2 % buys nothing measurable), and of those the one with the least flash ships; the
+    least flash when none fits.
+
+Every candidate's figures and the rule go into export_report.json under `kernel`. Without a meter
+(no arm-none-eabi-gcc or no emulator), auto ships the compact kernel, the kernel the project's own
+measurements favour on every student it measured (benchmarks/results/kernels.md), and says so.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from bpd.errors import BpdError
+from export.codegen import generate_kernel, select_tanh
+from export.collapse import CollapsedNet
+from export.compact import generate_compact
+
+KINDS = ("generic", "compact", "generated")
+CHOICES = ("auto", *KINDS)
+FLASH_BUDGET = 48 * 1024
+LEVEL = 0.02
+MEASURED_ON = "cortex-m4f"
+# export_dir -> {"instructions", "cycles", "flash_bytes", ...} on MEASURED_ON, or None when it cannot measure
+KernelMeter = Callable[[Path], "dict | None"]
+GENERATORS = {"compact": generate_compact, "generated": generate_kernel}
+KERNEL_FILES = ("policy.c", "policy.h", "policy_weights.c", "policy_weights.h", "policy_config.h")
+
+
+def build_straight_line(kind: str, net: CollapsedNet, out: Path, source_hash: str, command: str, obs: np.ndarray,
+                        ref: np.ndarray, budget: float, tolerance: float) -> dict:
+    """Write the compact or generated kernel into out, its tanh the cheapest form within budget of ref on
+    obs (never a budget below the parity tolerance). Returns the report's entry for it."""
+    if budget < tolerance:
+        raise BpdError(f"--tanh-budget {budget:g} is below the parity tolerance {tolerance:g}")
+    form, tried = select_tanh(net, out, source_hash, command, obs, ref, budget, out / "build" / "tanh",
+                              GENERATORS[kind])
+    return {"tanh": form.name, "tanh_max_abs_error": form.max_error(), "tanh_budget": budget,
+            "tanh_candidates": tried}
+
+
+def choose(figures: dict[str, dict | None], flash_budget: int) -> tuple[str, str]:
+    """(kind, reason) by the rule: fewest cycles within the flash budget, else the least flash."""
+    measured = {k: f for k, f in figures.items() if f}
+    if not measured:
+        return "compact", ("not measured (no arm-none-eabi-gcc or emulator): compact, as the project's "
+                           "measurements favour")
+    fits = {k: f for k, f in measured.items() if f["flash_bytes"] <= flash_budget}
+    if fits:
+        best = min(f["cycles"] for f in fits.values())
+        level = {k: f for k, f in fits.items() if f["cycles"] <= best * (1 + LEVEL)}
+        k = min(level, key=lambda k: (level[k]["flash_bytes"], level[k]["cycles"]))
+        return k, (f"fewest estimated {MEASURED_ON} cycles ({level[k]['cycles']:.0f}; within {100 * LEVEL:.0f} % "
+                   f"of the fewest, the least flash) among the kernels within the {flash_budget} B flash budget")
+    k = min(measured, key=lambda k: measured[k]["flash_bytes"])
+    return k, f"no kernel within the {flash_budget} B flash budget: the least flash ({measured[k]['flash_bytes']} B)"
+
+
+def install(src: Path, out: Path) -> None:
+    """Copy a candidate kernel's C files over the export's."""
+    for f in KERNEL_FILES:
+        shutil.copyfile(src / f, out / f)

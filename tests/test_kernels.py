@@ -1,0 +1,141 @@
+"""The compact kernel and the rule that picks the kernel an export ships.
+
+Known answers: hand-built networks whose float64 forward pass is the reference; the compact kernel's
+schedule (chunks of 16 inputs, groups of 15 weights) exercised at its edges; the assembly built for
+Cortex-M4F and run under the emulator against the host build; the choice rule on hand-made figures.
+"""
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from export.c_export import CPolicy
+from export.codegen import LIBM, tanh_forms
+from export.collapse import CollapsedNet
+from export.compact import CHUNK, GROUP, generate_compact, schedule
+from export.kernels import FLASH_BUDGET, choose
+
+
+def _net(widths, density=0.5, seed=0, activation="tanh", output="tanh", offset=True):
+    rng = np.random.default_rng(seed)
+    ws, bs = [], []
+    for a, b in zip(widths[:-1], widths[1:]):
+        w = rng.normal(0, 1 / np.sqrt(a), (b, a)) * (rng.random((b, a)) < density)
+        ws.append(w.astype(np.float32))
+        bs.append(rng.normal(0, 0.2, b).astype(np.float32))
+    n = widths[-1]
+    return CollapsedNet(ws, bs, activation, output, -2 * np.ones(n, np.float32), 2 * np.ones(n, np.float32),
+                        list(widths), rng.normal(0, 1, widths[0]).astype(np.float32) if offset else None)
+
+
+def _compact(net, d, form=None):
+    generate_compact(net, d, "0" * 64, "test", form or tanh_forms()[-2])
+    return CPolicy(d)
+
+
+def test_schedule_orders_bias_then_weights_by_chunk():
+    """A 2x20 layer: row 0 has weights in both chunks, row 1 only in the second; the table holds each
+    row's bias once, at its first chunk, then its weights in column order."""
+    w = np.zeros((2, 20), np.float32)
+    w[0, [1, 17]] = [1.0, 2.0]
+    w[1, [18]] = [3.0]
+    chunks, table = schedule(w, np.array([10.0, 20.0], np.float32))
+    assert [(c0, n, es) for c0, n, es in chunks] == [(0, 16, [(0, [1])]), (16, 4, [(0, [17]), (1, [18])])]
+    assert table.tolist() == [10.0, 1.0, 2.0, 20.0, 3.0]
+
+
+def test_hand_built_network_gives_the_known_answer(tmp_path):
+    """2 -> 2 -> 1, tanh then clip: y = clip(0.5 * tanh(x0 - 1) - tanh(2 x1 + 0.25) + 0.1)."""
+    net = CollapsedNet([np.array([[1.0, 0.0], [0.0, 2.0]], np.float32), np.array([[0.5, -1.0]], np.float32)],
+                       [np.array([-1.0, 0.25], np.float32), np.array([0.1], np.float32)], "tanh", "clip",
+                       np.array([-1.0], np.float32), np.array([1.0], np.float32), [2, 2, 1])
+    pol = _compact(net, tmp_path / "k", LIBM)
+    for x0, x1 in ((0.0, 0.0), (1.0, -0.5), (3.0, 0.7), (-2.0, 5.0)):
+        want = np.clip(0.5 * np.tanh(x0 - 1) - np.tanh(2 * x1 + 0.25) + 0.1, -1, 1)
+        assert pol.act(np.array([x0, x1], np.float32))[0] == pytest.approx(want, abs=1e-6)
+
+
+@pytest.mark.parametrize("widths,density", [([40, 37, 3], 0.9), ([11, 61, 50, 3], 0.35), ([4, 15, 7, 1], 1.0)])
+def test_compact_kernel_matches_the_float64_network(tmp_path, widths, density):
+    """Wide inputs (three chunks), rows with more weights in a chunk than one load takes, dense layers."""
+    net = _net(widths, density)
+    if widths[0] == 40:  # the case that splits a row's weights in one chunk over two loads
+        assert (np.count_nonzero(net.weights[0][:, :CHUNK], axis=1) > GROUP).any()
+    pol = _compact(net, tmp_path / "k")
+    obs = np.random.default_rng(1).normal(0, 1, (200, widths[0])).astype(np.float32)
+    assert np.abs(pol.act(obs) - net.act(obs)).max() < 2e-5
+
+
+def test_compact_kernel_refuses_nonfinite_input_with_the_safe_action(tmp_path):
+    net = _net([5, 8, 2])
+    net.action_low[:] = [0.5, -1.0]  # the safe action is zero clamped into the bounds: [0.5, 0]
+    pol = _compact(net, tmp_path / "k")
+    for bad in (np.nan, np.inf, -np.inf):
+        x = np.zeros(5, np.float32)
+        x[3] = bad
+        rc, a = pol.run(x)
+        assert rc == -1 and a.tolist() == [0.5, 0.0]
+
+
+def test_dead_output_row_outputs_its_bias(tmp_path):
+    net = _net([3, 4, 2], 1.0)
+    net.weights[1][1] = 0.0
+    pol = _compact(net, tmp_path / "k")
+    a = pol.act(np.zeros(3, np.float32))
+    assert a[1] == pytest.approx(np.clip(2 * np.tanh(net.biases[1][1]), -2, 2), abs=1e-6)
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc not installed")
+def test_compact_assembly_on_cortex_m4f_agrees_with_the_host_build(tmp_path):
+    """The Cortex-M4F build runs the generated assembly: straight-line VLDMIA/VFMA layers, the same
+    actions as the host's C schedule (fused there, unfused here: float32 rounding apart)."""
+    pytest.importorskip("unicorn")
+    from firmware_host.measure import kernel_cost
+
+    net = _net([17, 40, 30, 6], 0.4)
+    d = tmp_path / "k"
+    _compact(net, d)
+    cost = kernel_cost(d, "cortex-m4f")
+    assert cost["max_abs_error_vs_host_c"] < 1e-5
+    obj = next((d / "build" / "cost-cortex-m4f").rglob("policy.o"))
+    dis = subprocess.run(["arm-none-eabi-objdump", "-d", str(obj)], capture_output=True, text=True, check=True).stdout
+    layer0 = dis.split("<bpd_layer0>:")[1].split("\n\n")[0]
+    assert layer0.count("vfma.f32") == np.count_nonzero(net.weights[0])
+    assert "vldmia" in layer0 and not any(f"\t{b}" in layer0 for b in ("b.n", "bne", "beq", "b.w"))
+    # the Cortex-M0+ build takes the C schedule: no FP instruction at all
+    m0 = kernel_cost(d, "cortex-m0plus")
+    assert m0["max_abs_error_vs_host_c"] < 1e-5
+
+
+def test_choice_rule_on_hand_made_figures():
+    f = {"generic": {"cycles": 30000, "flash_bytes": 9000}, "compact": {"cycles": 10000, "flash_bytes": 15000},
+         "generated": {"cycles": 9900, "flash_bytes": 40000}}
+    assert choose(f, FLASH_BUDGET)[0] == "compact"      # generated is within 2 % of it: the least flash wins
+    f["generated"]["cycles"] = 8000
+    assert choose(f, FLASH_BUDGET)[0] == "generated"    # 20 % fewer cycles, within the budget
+    assert choose(f, 20000)[0] == "compact"              # generated over the budget
+    assert choose(f, 5000)[0] == "generic"               # nothing fits: the least flash
+    kind, why = choose({"generic": None, "compact": None}, FLASH_BUDGET)
+    assert kind == "compact" and "not measured" in why
+
+
+def test_default_export_ships_the_measured_choice(tiny_pipeline, tmp_path):
+    """`bpd export` without --kernel: every kernel built and checked, the rule's choice in the export,
+    the candidates' figures in the report."""
+    import json
+
+    from tests.conftest import run_bpd
+
+    out = tmp_path / "exp"
+    run_bpd("export", str(tiny_pipeline / "run"), "--out", str(out), "--episodes", "0", "--parity-samples", "500")
+    rep = json.loads((out / "export_report.json").read_text())
+    k = rep["kernel"]
+    assert k["requested"] == "auto" and set(k["candidates"]) == {"generic", "compact", "generated"}
+    assert json.loads((out / "export.json").read_text())["kernel"] == k["kind"]
+    if shutil.which("arm-none-eabi-gcc"):
+        costs = {n: c["cost"] for n, c in k["candidates"].items()}
+        assert all(c and c["cycles"] > 0 and c["flash_bytes"] > 0 for c in costs.values())
+        assert k["kind"] == choose(costs, k["flash_budget"])[0]
+    assert rep["parity"]["pass"]
