@@ -31,7 +31,20 @@ from bpd.io import write_json, write_text  # noqa: E402
 KINDS = ("generic", "compact", "generated")
 
 
-def measure_student(run: Path, out: Path, dataset: str | None) -> dict:
+def returns(env_id: str, export_dir: Path, episodes: int, seed: int) -> dict:
+    """Closed-loop return of an export's C kernel (host build) over the reporting episodes."""
+    import numpy as np
+
+    from export.c_export import CPolicy
+    from training.envs import evaluate
+
+    pol = CPolicy(export_dir)
+    r, lengths = evaluate(env_id, pol.act, episodes, seed=seed)
+    return {"return_mean": float(np.mean(r)), "return_std": float(np.std(r)), "return_min": float(np.min(r)),
+            "episodes": episodes, "lengths_min": int(min(lengths))}
+
+
+def measure_student(run: Path, out: Path, dataset: str | None, env_id: str, episodes: int, seed: int) -> dict:
     from export.export import ExportConfig, run_export
     from firmware_host.measure import arithmetic_floor, kernel_cost
 
@@ -47,6 +60,11 @@ def measure_student(run: Path, out: Path, dataset: str | None) -> dict:
         c = kernel_cost(out / "int", target)
         row.setdefault(target, {})["integer"] = c
     row["integer_error_vs_action_range"] = rep["int"]["max_error_vs_action_range"]
+    if episodes:  # the float kernel shipped and the integer kernel, on the plan's reporting seeds
+        row["returns"] = {"float": returns(env_id, out, episodes, seed), "integer": returns(env_id, out / "int",
+                                                                                              episodes, seed)}
+        row["integer_over_float_return"] = row["returns"]["integer"]["return_mean"] / row["returns"]["float"][
+            "return_mean"]
     return row
 
 
@@ -71,6 +89,10 @@ def summarise(rows: list[dict]) -> dict:
                 entry["flash_vs_generic_worst"] = max(
                     r[target][kind]["flash_bytes"] / r[target]["generic"]["flash_bytes"] for r in gen)
             out[f"{target}/{kind}"] = entry
+    ratios = [r["integer_over_float_return"] for r in rows if "integer_over_float_return" in r]
+    if ratios:
+        out["integer_over_float_return"] = {"min": min(ratios), "median": statistics.median(ratios),
+                                            "students": len(ratios)}
     d = [r for r in rows if r.get("default")]
     if d:
         out["default"] = {"chosen": {k: sum(r["default"] == k for r in d) for k in KINDS},
@@ -83,6 +105,14 @@ def summarise(rows: list[dict]) -> dict:
     return out
 
 
+def _returns(r: dict) -> str:
+    if "returns" not in r:
+        return "-"
+    f, i = r["returns"]["float"], r["returns"]["integer"]
+    return (f"{f['return_mean']:.1f} / {i['return_mean']:.1f} ({r['integer_over_float_return']:.3f}) over "
+            f"{f['episodes']} episodes")
+
+
 def markdown(res: dict) -> str:
     L = ["# What the microcontroller pays, per kernel", "",
          f"Students: the finished cells of {res['plan']} ({len(res['rows'])}). Cortex-M4F at "
@@ -93,8 +123,8 @@ def markdown(res: dict) -> str:
          f"without flags: {res['rows'][0]['rule'] if res['rows'] else '-'}.", "",
          "| student | widths | nonzero | floor | default | M4F generic instr / cycles / flash B "
          "| M4F compact | M4F generated | M4F integer | M0+ integer | default vs floor (instr) "
-         "| default vs generic (cycles, flash) |",
-         "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+         "| default vs generic (cycles, flash) | return float C / integer (ratio) |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def cell(c: dict | None) -> str:
         return "-" if not c else f"{c['instructions']} / {c['cycles']:.0f} / {c['flash_bytes']}"
@@ -106,16 +136,20 @@ def markdown(res: dict) -> str:
                  f"| {cell(m4.get('integer'))} | {cell(r['cortex-m0plus'].get('integer'))} "
                  f"| {m4[d]['instructions'] / r['floor']:.2f}x "
                  f"| {m4[d]['cycles'] / m4['generic']['cycles']:.2f}x, "
-                 f"{m4[d]['flash_bytes'] / m4['generic']['flash_bytes']:.2f}x |")
+                 f"{m4[d]['flash_bytes'] / m4['generic']['flash_bytes']:.2f}x | {_returns(r)} |")
     L += ["", "| kernel | students | instructions / floor (median, worst) | cycles / generic (median) "
           "| flash / generic (median, worst) |", "|---|---|---|---|---|"]
     for k, e in res["summary"].items():
-        if k == "default":
+        if k in ("default", "integer_over_float_return"):
             continue
         L.append(f"| {k} | {e['students']} | {e['instructions_vs_floor_median']:.2f}x, "
                  f"{e['instructions_vs_floor_worst']:.2f}x | "
                  + (f"{e['cycles_vs_generic_median']:.2f}x | {e['flash_vs_generic_median']:.2f}x, "
                     f"{e['flash_vs_generic_worst']:.2f}x |" if "cycles_vs_generic_median" in e else "- | - |"))
+    ir = res["summary"].get("integer_over_float_return")
+    if ir:
+        L += ["", f"Integer kernel's closed-loop return over the float kernel's: median {ir['median']:.3f}, worst "
+              f"{ir['min']:.3f} ({ir['students']} students)."]
     return "\n".join(L) + "\n"
 
 
@@ -144,7 +178,8 @@ def main() -> None:
                 continue
             cfg = json.loads((run / "config.json").read_text())
             print(f"{c.key} ...", flush=True)
-            rows.append({"cell": c.key} | measure_student(run, c.dir / "cost", cfg.get("dataset")))
+            rows.append({"cell": c.key} | measure_student(run, c.dir / "cost", cfg.get("dataset"), c.env,
+                                                          plan.eval["episodes"], plan.eval["seed"]))
         res = {"plan": str(Path(a.plan).resolve().relative_to(ROOT)), "rows": rows, "summary": summarise(rows)}
         write_json(out / "cost.json", res)
     write_text(out / "cost.md", markdown(res))

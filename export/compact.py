@@ -34,7 +34,22 @@ from export.collapse import CollapsedNet
 
 CHUNK = 16  # inputs held in s16-s31 at once
 GROUP = 15  # weights loaded by one VLDMIA into s1-s15 (s0 is the accumulator)
-MAX_ROWS = 255  # VLDR/VSTR reach 1020 bytes from the output buffer's base
+NEAR = 1020  # VLDR/VSTR reach this many bytes from a base register
+
+
+def _address(reg: str, base: str, offset: int) -> list[str]:
+    """reg = base + offset (ADDW takes 12 bits; beyond, the offset through MOVW)."""
+    if offset < 4096:
+        return [f"    add {reg}, {base}, #{offset}"]
+    return [f"    movw {reg}, #{offset}", f"    add {reg}, {base}, {reg}"]
+
+
+def _row_ref(r: int) -> tuple[list[str], str]:
+    """(set-up instructions, address operand) of output row r: from r1 directly while in reach, else
+    through r12."""
+    if 4 * r <= NEAR:
+        return [], f"[r1, #{4 * r}]"
+    return _address("r12", "r1", 4 * r), "[r12]"
 
 
 def schedule(w: np.ndarray, b: np.ndarray) -> tuple[list[tuple[int, int, list[tuple[int, list[int]]]]], np.ndarray]:
@@ -84,12 +99,14 @@ def layer_asm(name: str, chunks: list) -> str:
         if not entries:
             continue
         if any(js for _, js in entries):
-            lines.append(f"    add r3, r0, #{4 * c0}")
+            lines += _address("r3", "r0", 4 * c0)
             lines.append(f"    vldmia r3, {{s16-s{15 + clen}}}" if clen > 1 else "    vldr s16, [r3]")
         for r, js in entries:
             fresh = first[r] == ci
+            setup, ref = _row_ref(r)
+            lines += setup
             if not fresh:
-                lines.append(f"    vldr s0, [r1, #{4 * r}]")
+                lines.append(f"    vldr s0, {ref}")
             k = 0
             if fresh:  # the bias into s0 and up to GROUP weights into s1.. with one load
                 g = min(GROUP, len(js))
@@ -101,7 +118,7 @@ def layer_asm(name: str, chunks: list) -> str:
                 lines.append(f"    vldmia r2!, {{s1-s{g}}}" if g > 1 else "    vldmia r2!, {s1}")
                 lines += [f"    vfma.f32 s0, s{1 + i}, s{16 + js[k + i] - c0}" for i in range(g)]
                 k += g
-            lines.append(f"    vstr s0, [r1, #{4 * r}]")
+            lines.append(f"    vstr s0, {ref}")
     if top >= 16:
         lines.append(f"    vpop {saved}")
     lines += ["    bx lr", f"    .size {name}, .-{name}"]
@@ -162,8 +179,8 @@ def kernel_source(net: CollapsedNet, form: TanhForm, banner: str) -> tuple[str, 
     if uses_tanh:
         out.append(f"\n/* tanh: {form.name}, max abs error {form.max_error():.1e} on [-10, 10] */\n"
                    f"static inline float tanh_approx(float x)\n{{\n{form.c_body()}}}\n\n"
-                   "float bpd_tanh(float x) { return tanh_approx(x); }\n"
-                   "\n/* one loop for every hidden layer: its code exists once */\n"
+                   "float bpd_tanh(float x) { return tanh_approx(x); }\n")
+        out.append("/* one loop for every hidden layer: its code exists once */\n"
                    "#if defined(__GNUC__)\n__attribute__((noinline))\n#endif\n"
                    "static void tanh_all(float *h, int n)\n{\n    int i;\n"
                    "    for (i = 0; i < n; ++i) h[i] = tanh_approx(h[i]);\n}\n")
@@ -173,9 +190,9 @@ def kernel_source(net: CollapsedNet, form: TanhForm, banner: str) -> tuple[str, 
     for li in range(n):
         out.append(f"void bpd_layer{li}(const float *in, float *out, const float *t);\n")
     out.append("__asm__(\n    \".syntax unified\\n\"\n    \".text\\n\"\n    \".balign 4\\n\"\n")
-    for li, (chunks, _) in enumerate(scheds):
-        for line in layer_asm(f"bpd_layer{li}", chunks).splitlines():
-            out.append(f"    \"{line}\\n\"\n")
+    asm = "".join(layer_asm(f"bpd_layer{li}", chunks) for li, (chunks, _) in enumerate(scheds))
+    for line in asm.splitlines():
+        out.append(f"    \"{line}\\n\"\n")
     out.append(");\n#else\n")
     for li, (chunks, _) in enumerate(scheds):
         out.append(layer_c(f"bpd_layer{li}", chunks))

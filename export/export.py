@@ -215,12 +215,17 @@ def _choose_kernel(cfg: ExportConfig, net: CollapsedNet, out: Path, sha: str, co
                    ref: np.ndarray, meter: KernelMeter | None) -> dict:
     """Build the requested kernel (or, for auto, every kernel), measure them where a meter is given, and
     leave the chosen one in out (which holds the generic kernel on entry). The report's `kernel` entry."""
-    from export.kernels import KINDS, build_straight_line, choose, install
+    from export.kernels import KINDS, build_straight_line, choose, install, too_big
 
     kinds = KINDS if cfg.kernel == "auto" else (cfg.kernel,)
     cands: dict[str, dict] = {"generic": {}} if "generic" in kinds else {}
+    skipped = {}
+    nonzero = sum(int(np.count_nonzero(w)) for w in net.weights)
     for kind in kinds:
-        if kind != "generic":
+        why = too_big(kind, nonzero, cfg.flash_budget) if cfg.kernel == "auto" else None
+        if why:
+            skipped[kind] = why
+        elif kind != "generic":
             cands[kind] = build_straight_line(kind, net, out / "build" / "kernels" / kind, sha, command, obs, ref,
                                               cfg.tanh_budget, PARITY_TOL)
     where = {k: out if k == "generic" else out / "build" / "kernels" / k for k in cands}
@@ -235,7 +240,7 @@ def _choose_kernel(cfg: ExportConfig, net: CollapsedNet, out: Path, sha: str, co
     if cfg.kernel == "auto":
         from export.kernels import MEASURED_ON
         entry |= {"flash_budget": cfg.flash_budget, "measured_on": MEASURED_ON if any(figures.values()) else None,
-                  "candidates": {k: cands[k] | {"cost": figures.get(k)} for k in cands}}
+                  "candidates": {k: cands[k] | {"cost": figures.get(k)} for k in cands}, "skipped": skipped}
     return entry | cands.get(chosen, {})
 
 

@@ -15,6 +15,12 @@ The float network is turned into integer arithmetic calibrated on observations (
 - output: offset + scale * tanh in a Q format chosen per output, clamped to the action bounds in
   integers, and written back as IEEE-754 bits with integer operations.
 
+- on cores with the DSP extension (Cortex-M4, M7) the sums use its dual 16-bit multiply-add: each
+  layer's inputs are packed in pairs once (PKHBT; the pairs chosen so that the two columns share as
+  many rows' nonzero weights as possible, `pair_columns`), and each row takes one SMLAD per pair with a
+  nonzero weight; elsewhere one multiply-add per weight. Both give the same integer (every operand is
+  int16 and the accumulator bound above holds for any order), so one numpy model checks both.
+
 The generated C has no float type in any expression, so it compiles to no VFP instruction and no
 soft-float call (tests check the object file). `IntPolicy.act` is a bit-exact numpy model of the same
 integer arithmetic.
@@ -308,6 +314,18 @@ static uint32_t load_bits(const float *p)
 }
 
 static void store_bits(float *p, uint32_t b) { memcpy(p, &b, sizeof b); }
+
+/* Cores with the DSP extension (Cortex-M4, M7): the sums take two int16 products per instruction
+ * (SMLAD) over input pairs packed once per layer (PKHBT). The sum is the same integer either way: every
+ * value is int16 and the accumulator cannot overflow (the quantiser's bound), so both forms are exact. */
+#if defined(__ARM_FEATURE_SIMD32) && __ARM_FEATURE_SIMD32
+#include <arm_acle.h>
+#define BPD_INT_DSP 1
+#define BPD_PACK(lo, hi) ((uint32_t)(uint16_t)(lo) | ((uint32_t)(hi) << 16)) /* one PKHBT */
+#define BPD_SMLAD(w, x, acc) __smlad((w), (x), (acc))
+#else
+#define BPD_INT_DSP 0
+#endif
 """
 
 _TANH = """
@@ -350,6 +368,47 @@ def _hex(v: int) -> str:
     return f"0x{int(v):08X}u"
 
 
+def pair_columns(w: np.ndarray) -> list[tuple[int, int | None]]:
+    """Pairs of a layer's inputs for the dual 16-bit multiply-add (SMLAD): greedily the two columns whose
+    nonzero weights share the most rows, so that few rows carry a pair with one weight zero. Columns
+    without any weight are left out; an odd one out is paired with None (a zero half)."""
+    nz = w != 0
+    cols = [j for j in range(w.shape[1]) if nz[:, j].any()]
+    overlap = (nz[:, cols].T.astype(np.int64) @ nz[:, cols].astype(np.int64))
+    cand = sorted(((int(overlap[a, b]), -a, -b) for a in range(len(cols)) for b in range(a + 1, len(cols))),
+                  reverse=True)
+    used: set[int] = set()
+    pairs: list[tuple[int, int | None]] = []
+    for _, na, nb in cand:
+        a, b = -na, -nb
+        if a not in used and b not in used:
+            used |= {a, b}
+            pairs.append((cols[a], cols[b]))
+    pairs += [(cols[a], None) for a in range(len(cols)) if a not in used]
+    return sorted(pairs)
+
+
+def _dsp_word(lo: int, hi: int) -> str:
+    return _hex(((hi & 0xFFFF) << 16) | (lo & 0xFFFF))
+
+
+def _dsp_rows(L: IntLayer, li: int, prev: list[str], names: list[str]) -> tuple[list[str], list[list[str]]]:
+    """The DSP form of a layer's sums: its input pairs packed once (PKHBT), then per row one SMLAD per
+    pair with a nonzero weight. Returns (packing statements, per-row statements)."""
+    pairs = pair_columns(L.wq)
+    pack = [f"    const uint32_t p{li}_{i} = BPD_PACK({prev[a]}, {'0' if b is None else prev[b]});\n"
+            for i, (a, b) in enumerate(pairs)]
+    rows = []
+    for r in range(L.wq.shape[0]):
+        st = []
+        for i, (a, b) in enumerate(pairs):
+            wa, wb = int(L.wq[r, a]), (0 if b is None else int(L.wq[r, b]))
+            if wa or wb:
+                st.append(f"    {names[r]} = BPD_SMLAD({_dsp_word(wa, wb)}, p{li}_{i}, {names[r]});\n")
+        rows.append(st)
+    return pack, rows
+
+
 def kernel_source(q: IntNet, banner: str) -> str:
     obs_dim = len(q.in_frac)
     act_dim = len(q.out_frac)
@@ -377,11 +436,15 @@ def kernel_source(q: IntNet, banner: str) -> str:
         out.append(f"    /* layer {li}: {L.wq.shape[1]} -> {L.wq.shape[0]}, {np.count_nonzero(L.wq)} int16 weights, "
                    f"{L.kind}" + ("" if L.kind == "output" else f", writes Q{L.out_frac}") + " */\n")
         names = [f"y{r}" if L.kind == "output" else f"h{li}_{r}" for r in range(L.wq.shape[0])]
+        pack, dsp_rows = _dsp_rows(L, li, prev, names)
+        out += ["#if BPD_INT_DSP\n", *pack, "#endif\n"]
         for r in range(L.wq.shape[0]):
             k = int(L.k[r])
             out.append(f"    int32_t {names[r]} = {int(L.bq[r])}; /* units of 2^-{k} */\n")
+            out += ["#if BPD_INT_DSP\n", *dsp_rows[r], "#else\n"]
             for j in np.flatnonzero(L.wq[r]):
                 out.append(f"    {names[r]} += {int(L.wq[r, j])} * {prev[j]};\n")
+            out.append("#endif\n")
             v = names[r]
             if L.kind == "tanh":
                 out += _q12_c(v, k)

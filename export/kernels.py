@@ -58,12 +58,28 @@ def build_straight_line(kind: str, net: CollapsedNet, out: Path, source_hash: st
             "tanh_candidates": tried}
 
 
+# bytes per nonzero weight at the least (code and data), to skip building what cannot fit: the compact
+# kernel's VFMA and table word, the generated kernel's VFMA, literal load and pool word
+BYTES_PER_WEIGHT = {"compact": 8, "generated": 12}
+
+
+def too_big(kind: str, nonzero: int, flash_budget: int) -> str | None:
+    """Why auto does not build this kernel for a network of this size, or None."""
+    least = BYTES_PER_WEIGHT.get(kind, 0) * nonzero
+    if least > flash_budget:
+        return (f"not built: at least {least} B of flash ({BYTES_PER_WEIGHT[kind]} B per nonzero weight), over "
+                f"the {flash_budget} B budget")
+    return None
+
+
 def choose(figures: dict[str, dict | None], flash_budget: int) -> tuple[str, str]:
-    """(kind, reason) by the rule: fewest cycles within the flash budget, else the least flash."""
+    """(kind, reason) among the kinds figures names (None: not measured) by the rule: fewest cycles within
+    the flash budget, else the least flash."""
     measured = {k: f for k, f in figures.items() if f}
     if not measured:
-        return "compact", ("not measured (no arm-none-eabi-gcc or emulator): compact, as the project's "
-                           "measurements favour")
+        k = "compact" if "compact" in figures else "generic"
+        return k, (f"not measured (no arm-none-eabi-gcc or emulator): {k}, as the project's measurements favour"
+                   + ("" if k == "compact" else " where the compact kernel was not built"))
     fits = {k: f for k, f in measured.items() if f["flash_bytes"] <= flash_budget}
     if fits:
         best = min(f["cycles"] for f in fits.values())

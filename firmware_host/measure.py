@@ -314,6 +314,10 @@ def run_bench(cfg: BenchConfig) -> dict:
     student_rep = json.loads((exp / "export_report.json").read_text())
     floor = arithmetic_floor(student_rep)
     results["arithmetic_floor"] = floor
+    k = student_rep.get("kernel") or {}
+    if k.get("candidates"):  # the kernels `bpd export` built and measured to choose the shipped one
+        results["export_kernels"] = {"shipped": k["kind"], "rule": k["rule"], "measured_on": k.get("measured_on"),
+                                     "candidates": {n: c.get("cost") for n, c in k["candidates"].items()}}
     _summarise(results, floor)
     results["markdown"] = markdown(results)
     out.mkdir(parents=True, exist_ok=True)
@@ -371,6 +375,13 @@ def markdown(res: dict) -> str:
                      f"{r[t]['ram_bytes']} / {r[t].get('stack_bytes')}" if t in r else "-" for t in ts]
             lines.append(f"| {name} {'-'.join(map(str, net['widths']))} | {impl} | {ns:.0f} | "
                          f"{f'{ci:.0f}' if ci else '-'} | " + " | ".join(cells) + " |")
+    ek = res.get("export_kernels")
+    if ek:
+        lines += ["", f"Kernels the export built and measured ({ek['measured_on'] or 'not measured'}); it ships "
+                  f"**{ek['shipped']}**: {ek['rule']}.", "",
+                  "| kernel | instructions | cycles (est.) | policy flash B |", "|---|---|---|---|"]
+        lines += [f"| {n}{' (shipped)' if n == ek['shipped'] else ''} | {c['instructions']} | {c['cycles']:.0f} "
+                  f"| {c['flash_bytes']} |" if c else f"| {n} | - | - | - |" for n, c in ek["candidates"].items()]
     f = res["arithmetic_floor"]
     lines.append(f"\nArithmetic floor of the student: {f['instructions']} instructions ({f['macs']} nonzero "
                  f"multiply-adds, {f['bias_adds']} bias adds, {f['activations']} activations, {f['output_ops']} "

@@ -158,10 +158,19 @@ def _edit_json(path: Path, change) -> None:
 
 
 def flip_weight(c: Path, b: Path) -> None:
-    """Negate one weight in policy_weights.c and keep the banner (the model hash string) as it was."""
-    p = export_copy(c, b) / "policy_weights.c"
-    text = p.read_text()
-    m = re.search(r"_w\[\d+\] = \{\s*(-?)([0-9])", text)
+    """Negate one weight where the export keeps it (policy_weights.c for the generic kernel, the table in
+    policy.c for the compact one, a multiply-add's literal for the generated one) and keep the banner
+    (the model hash string) as it was."""
+    e = export_copy(c, b)
+    for name, pattern in (("policy_weights.c", r"_w\[\d+\] = \{\s*(-?)([0-9])"),
+                          ("policy.c", r"bpd_table\[\d+\] = \{\s*(-?)([0-9])"),
+                          ("policy.c", r"BPD_MAC\(h0_0, (-?)([0-9])")):
+        p = e / name
+        text = p.read_text()
+        m = re.search(pattern, text)
+        if m:
+            break
+    assert m, "no weight found in the export"
     i = m.start(2) if not m.group(1) else m.start(1)
     p.write_text(text[:i] + ("-" if not m.group(1) else "") + text[i + (1 if m.group(1) else 0):])
 
@@ -183,7 +192,7 @@ def resign_onnx(c: Path, b: Path) -> None:
 
 
 EXPORT_DAMAGE = {
-    "flipped weight": (flip_weight, "policy_weights.c: changed after export"),
+    "flipped weight": (flip_weight, ".c: changed after export"),
     "no export.json": (lambda c, b: (export_copy(c, b) / "export.json").unlink(), "export"),
     "corrupt export.json": (lambda c, b: (export_copy(c, b) / "export.json").write_text("{not json"), "corrupt"),
     "export.json a list": (lambda c, b: (export_copy(c, b) / "export.json").write_text("[1, 2]"),

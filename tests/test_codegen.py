@@ -186,6 +186,8 @@ def test_int_kernel_has_no_float_instruction(tmp_path, target):
     mnemonics = [ln.split("\t")[2].split()[0] for ln in dis.splitlines() if ln.count("\t") >= 2 and ":" in ln]
     assert len(mnemonics) > 50
     assert not [m for m in mnemonics if m.startswith("v")], "VFP instruction in the integer kernel"
+    # the DSP extension's dual multiply-add on Cortex-M4 (two int16 products per instruction), none on M0+
+    assert ("smlad" in mnemonics) == (target == "cortex-m4f")
     undef = subprocess.run(["arm-none-eabi-nm", "-u", str(obj)], capture_output=True, text=True, check=True).stdout
     assert not [s for s in undef.split() if any(f in s for f in FLOAT_CALL)], undef
     # the float generated kernel, for contrast, does use the FPU on cortex-m4f / soft-float on m0+
@@ -195,6 +197,39 @@ def test_int_kernel_has_no_float_instruction(tmp_path, target):
     fdis = subprocess.run(["arm-none-eabi-objdump", "-dr", str(tmp_path / "f" / "f.o")], capture_output=True,
                           text=True, check=True).stdout
     assert ("\tvfma" in fdis) if target == "cortex-m4f" else ("__aeabi_f" in fdis)
+
+
+def test_pair_columns_pairs_the_columns_that_share_rows():
+    """Columns 0 and 2 share both rows, 1 and 3 share one: those are the pairs; an empty column is left out
+    and an odd one out gets a zero half."""
+    from export.fixed_point import pair_columns
+
+    w = np.array([[1, 5, 2, 0, 0, 7], [3, 0, 4, 6, 0, 0], [0, 1, 0, 1, 0, 0]])
+    assert pair_columns(w) == [(0, 2), (1, 3), (5, None)]
+
+
+@needs_arm
+def test_int_dsp_kernel_hand_computed_and_bit_exact_on_cortex_m4f(tmp_path):
+    """A 3 -> 2 -> 1 ReLU/clip network with power-of-two weights, so the integer answer is computed by hand:
+    the DSP build (SMLAD on packed pairs, emulated Cortex-M4F) and the scalar host build give the same bits
+    as the numpy model and the hand-computed value."""
+    pytest.importorskip("unicorn")
+    from export.collapse import CollapsedNet
+    from firmware_host.measure import kernel_cost
+
+    net = CollapsedNet([np.array([[0.5, -0.25, 1.0], [0.0, 2.0, -1.0]], np.float32), np.array([[1.0, -0.5]], np.float32)],
+                       [np.array([0.125, -0.5], np.float32), np.array([0.25], np.float32)], "relu", "clip",
+                       np.array([-4.0], np.float32), np.array([4.0], np.float32), [3, 2, 1])
+    calib = np.array([[1.0, 1.0, 1.0], [-1.0, 0.5, -1.0]], np.float32)
+    q = quantise(net, calib, "hand")
+    generate_int_kernel(net, q, tmp_path, "0" * 64, "t")
+    x = np.array([0.5, 0.25, 0.75], np.float32)
+    # h0 = relu(0.25 - 0.0625 + 0.75 + 0.125) = 1.0625, h1 = relu(0.5 - 0.75 - 0.5) = 0; y = 1.0625 + 0.25
+    want = np.float32(1.3125)
+    host = CPolicy(tmp_path).act(x)
+    assert host[0] == want and IntPolicy(q).act(x)[0] == want
+    cost = kernel_cost(tmp_path, "cortex-m4f")
+    assert cost["max_abs_error_vs_host_c"] == 0.0
 
 
 def test_export_cli_generated_and_int(tiny_pipeline, tmp_path):
