@@ -238,6 +238,8 @@ _ablation("bpd-prior-uniform", "BPD with a flat prior on [-a, a]: no sparsity by
           {"prior": "uniform"})
 _ablation("bpd-no-value", "BPD without critics or the value term: behaviour cloning plus the KL",
           {"value_term": False})
+_ablation("bpd-finetune", "BPD whose last fifth of training fine-tunes the collapsed deterministic student with the "
+          "mask frozen (behaviour cloning and the value term, no KL, no weight noise)", {"finetune": 0.2})
 _ablation("l1-threshold", "deterministic student, BPD's loss minus the KL plus a scheduled L1 penalty, then a "
           "magnitude threshold", {"student": "l1"})
 

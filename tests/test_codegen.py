@@ -217,7 +217,8 @@ def test_int_dsp_kernel_hand_computed_and_bit_exact_on_cortex_m4f(tmp_path):
     from export.collapse import CollapsedNet
     from firmware_host.measure import kernel_cost
 
-    net = CollapsedNet([np.array([[0.5, -0.25, 1.0], [0.0, 2.0, -1.0]], np.float32), np.array([[1.0, -0.5]], np.float32)],
+    net = CollapsedNet([np.array([[0.5, -0.25, 1.0], [0.0, 2.0, -1.0]], np.float32),
+                        np.array([[1.0, -0.5]], np.float32)],
                        [np.array([0.125, -0.5], np.float32), np.array([0.25], np.float32)], "relu", "clip",
                        np.array([-4.0], np.float32), np.array([4.0], np.float32), [3, 2, 1])
     calib = np.array([[1.0, 1.0, 1.0], [-1.0, 0.5, -1.0]], np.float32)

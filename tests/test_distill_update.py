@@ -255,3 +255,36 @@ def test_first_step_lowers_the_bc_loss():
     det0 = bc_ref(student_ref(actor0, BATCH["obs"], None)).item()
     det1 = bc_ref(student_ref(snapshot(t.actor), BATCH["obs"], None)).item()
     assert det1 < det0, (det0, det1)
+
+
+def test_finetune_phase_freezes_the_mask_and_trains_the_deterministic_student():
+    """With --finetune 0.5 of 10 steps: from step 5 the pruned weights are zero and stay pruned, log sigma^2
+    stops moving, the forward pass in training mode is the deterministic masked network (no noise: two
+    calls agree), the sparsity term is zero, and the kept weights still learn. A state dict taken in the
+    phase restores it (the flags are re-applied on load)."""
+    torch.manual_seed(0)
+    cfg = DistillConfig(teacher="t", dataset="d", hidden=[HIDDEN], critic_hidden=[CRITIC_HIDDEN], steps=10,
+                        policy_freq=1, finetune=0.5)
+    t = BPDTrainer(cfg, OBS, ACT, N_DATA)
+    with torch.no_grad():  # one weight per layer far above the pruning threshold
+        for layer in t.actor.layers:
+            layer.log_sigma2[0, 0] = torch.log(layer.theta[0, 0] ** 2) + 8.0
+    for _ in range(5):
+        t.update(BATCH)
+    assert not t.actor.layers[0].deterministic and t.finetuning()
+    masks = [layer.mask().clone() for layer in t.actor.layers]
+    logs = t.update(BATCH)  # step 5: enters the phase
+    assert t.actor.layers[0].deterministic and logs.get("losses/kl") is None
+    sig = [layer.log_sigma2.clone() for layer in t.actor.layers]
+    theta = [layer.theta.clone() for layer in t.actor.layers]
+    for _ in range(3):
+        t.update(BATCH)
+    for layer, m, s0, th in zip(t.actor.layers, masks, sig, theta):
+        assert torch.equal(layer.mask(), m) and torch.equal(layer.log_sigma2, s0)
+        assert (layer.theta[m == 0] == 0).all() and not torch.equal(layer.theta, th)
+    t.actor.train()
+    assert torch.equal(t.actor(BATCH["obs"]), t.actor(BATCH["obs"]))
+    t.actor.eval()
+    t2 = BPDTrainer(cfg, OBS, ACT, N_DATA)
+    t2.load_state_dict(t.state_dict())
+    assert t2.actor.layers[0].deterministic and not t2.actor.layers[1].log_sigma2.requires_grad

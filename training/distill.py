@@ -106,6 +106,9 @@ class DistillConfig:
                          choices=("bayesian", *PLAIN_STUDENTS))
     l1_weight: float = field(1e-4, help="l1 student: weight of sum |theta| at the end of the eta schedule's ramp")
     l1_threshold: float = field(1e-2, help="l1 student: weights with |theta| below this are removed")
+    finetune: float = field(0.0, help="Bayesian student: fraction of training at the end in which the mask is "
+                            "frozen and the collapsed deterministic student is trained on (behaviour cloning and "
+                            "the value term; no KL, no weight noise)")
     prune_to: int | None = field(None, help="magnitude student: nonzero parameters (weights and biases) to keep")
     prune_start: float = field(0.2, help="magnitude student: fraction of training where pruning starts")
     prune_end: float = field(0.6, help="magnitude student: fraction where the final count is reached "
@@ -166,10 +169,24 @@ class BPDTrainer:
         c = self.cfg
         return eta_at(self.step, c.steps, c.eta_max, c.eta_schedule, c.eta_ramp)
 
+    def finetuning(self) -> bool:
+        """Whether this step is in the fine-tune phase (the last `finetune` fraction of training)."""
+        c = self.cfg
+        return isinstance(self.actor, BayesianStudent) and c.finetune > 0 and self.step >= (1 - c.finetune) * c.steps
+
+    def freeze(self) -> None:
+        """Enter the fine-tune phase: the student and its target become their deterministic masked forms."""
+        for net in (self.actor, self.actor_target):
+            assert isinstance(net, BayesianStudent)
+            for layer in net.layers:
+                layer.freeze()
+
     def sparsity_term(self, eta: float) -> tuple[torch.Tensor, float, dict[str, float]]:
         """The loss's sparsity penalty and its weight at KL weight eta: the KL to the prior weighted
         eta * kl_scale (Bayesian student), the L1 norm on the schedule's shape (l1 student) or nothing."""
         c = self.cfg
+        if self.finetuning():
+            return torch.zeros(()), 0.0, {}
         if isinstance(self.actor, PlainStudent):
             if self.actor.mode != "l1":
                 return torch.zeros(()), 0.0, {}
@@ -198,6 +215,8 @@ class BPDTrainer:
             self.critic_opt.step()
             out = {"losses/critic": critic_loss.item()}
 
+        if self.finetuning() and not self.actor.layers[0].deterministic:
+            self.freeze()
         if self.step % c.policy_freq == 0:
             self.actor.train()
             pi = self.actor(s)
@@ -212,6 +231,10 @@ class BPDTrainer:
             self.actor_opt.zero_grad(set_to_none=True)
             actor_loss.backward()
             self.actor_opt.step()
+            if self.finetuning():  # Adam's momentum would move pruned weights the mask already hides: zero them
+                with torch.no_grad():
+                    for layer in self.actor.layers:
+                        layer.theta.mul_(layer.mask())
             if self.critic is not None:
                 logs |= {"losses/q": q.mean().item(), "lambda": lam.item()}
             self.actor.eval()
@@ -243,6 +266,8 @@ class BPDTrainer:
         self.step = int(sd["step"])
         for name in self._parts():
             getattr(self, name).load_state_dict(sd[name])
+        if self.finetuning() and self.step > (1 - self.cfg.finetune) * self.cfg.steps:
+            self.freeze()  # the saved parameters are already frozen; the flags are not state
         self.actor.eval()
 
 
@@ -277,7 +302,7 @@ def _check_config(cfg: DistillConfig) -> None:
         "tau": (0, 1, "open"), "policy_noise": (0, 10), "noise_clip": (0, 10), "policy_freq": (1, 1_000_000),
         "eval_every": (1, None), "eval_episodes": (1, 10_000), "checkpoint_every": (1, None),
         "seed": (0, 2**31 - 1), "threads": (1, 1024), "select_tol": (0, 1), "select_episodes": (1, 10_000),
-        "select_shortlist": (1, 10_000), "keep_return": (0, 2, "open")})
+        "select_shortlist": (1, 10_000), "keep_return": (0, 2, "open"), "finetune": (0, 1)})
 
 
 METRIC_FIELDS = ["step", "time_s", "losses/critic", "losses/actor", "losses/bc", "losses/q", "losses/kl", "eta",

@@ -37,6 +37,21 @@ class LinearSVDO(nn.Module):
         nn.init.kaiming_uniform_(self.theta, a=math.sqrt(5))
         bound = 1.0 / math.sqrt(in_features)
         nn.init.uniform_(self.bias, -bound, bound)
+        self.deterministic = False  # set by freeze(): train the collapsed network, no weight noise
+
+    @torch.no_grad()
+    def freeze(self) -> None:
+        """Fix the current mask and train on as the deterministic masked layer: pruned weights are zeroed
+        and their log sigma^2 set so that their log alpha stays at the clip whatever theta does (the mask
+        is read from the parameters, so a saved student carries it), kept weights' log sigma^2 so far
+        below that they stay kept; log sigma^2 takes no more gradient. Idempotent (a resumed run calls it
+        again)."""
+        keep = self.mask().bool()
+        self.theta.mul_(keep.to(self.theta.dtype))
+        self.log_sigma2.copy_(torch.where(keep, torch.full_like(self.log_sigma2, -40.0),
+                                          torch.full_like(self.log_sigma2, 40.0)))
+        self.log_sigma2.requires_grad_(False)
+        self.deterministic = True
 
     @property
     def log_alpha(self) -> torch.Tensor:
@@ -51,7 +66,7 @@ class LinearSVDO(nn.Module):
         return self.theta * self.mask()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training:
+        if self.training and not self.deterministic:
             mean = F.linear(x, self.theta, self.bias)
             var = F.linear(x * x, torch.exp(self.log_alpha) * self.theta * self.theta)
             return mean + torch.sqrt(var + 1e-8) * torch.randn_like(mean)
