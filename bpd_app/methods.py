@@ -240,6 +240,10 @@ _ablation("bpd-no-value", "BPD without critics or the value term: behaviour clon
           {"value_term": False})
 _ablation("bpd-finetune", "BPD whose last fifth of training fine-tunes the collapsed deterministic student with the "
           "mask frozen (behaviour cloning and the value term, no KL, no weight noise)", {"finetune": 0.2})
+_ablation("bpd-units", "BPD with a gate per hidden unit under the log-uniform prior (its KL weighted 16, a unit's "
+          "cost in multiply-adds), so whole units are pruned", {"unit_gates": True})
+_ablation("bpd-units-finetune", "bpd-units whose last fifth of training fine-tunes the collapsed deterministic "
+          "student with the mask frozen", {"unit_gates": True, "finetune": 0.2})
 _ablation("l1-threshold", "deterministic student, BPD's loss minus the KL plus a scheduled L1 penalty, then a "
           "magnitude threshold", {"student": "l1"})
 

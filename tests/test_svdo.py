@@ -172,3 +172,46 @@ def test_eta_schedules(schedule, step, expected):
 def test_eta_unknown_schedule():
     with pytest.raises(ValueError):
         eta_at(1, 10, 1.0, "cosine", 0.5)
+
+
+def test_unit_gates_moments_against_closed_form():
+    """Training-mode output of a gated unit is (m + sqrt(v) e1) (mu + s e2): mean mu m and variance
+    (m^2 + v)(mu^2 + s^2) - mu^2 m^2 in closed form, against 200,000 Monte Carlo draws."""
+    torch.manual_seed(3)
+    layer = LinearSVDO(2, 1, unit_gates=True)
+    with torch.no_grad():
+        layer.theta.copy_(torch.tensor([[0.7, -0.4]]))
+        layer.bias.fill_(0.2)
+        layer.log_sigma2.copy_(torch.log(layer.theta ** 2) + math.log(0.3))  # alpha 0.3 per weight
+        layer.gate_mu.fill_(1.5)
+        layer.gate_log_sigma2.fill_(math.log(0.25))  # s = 0.5
+    x = torch.tensor([[1.0, 2.0]]).expand(200_000, 2)
+    layer.train()
+    out = layer(x).detach().double().squeeze(1)
+    m = 0.7 * 1.0 - 0.4 * 2.0 + 0.2
+    v = 0.3 * (0.7 ** 2 * 1.0 + 0.4 ** 2 * 4.0)
+    mu, s2 = 1.5, 0.25
+    assert out.mean().item() == pytest.approx(mu * m, abs=4e-3)
+    assert out.var().item() == pytest.approx((m * m + v) * (mu * mu + s2) - mu * mu * m * m, rel=2e-2)
+
+
+def test_pruned_unit_gate_removes_the_whole_unit():
+    """A gate whose log alpha reaches the threshold zeroes its unit's row and bias in the deterministic
+    network, so the collapse drops the unit; a kept gate scales its row and bias by its mean."""
+    from training.student import BayesianStudent
+
+    torch.manual_seed(0)
+    s = BayesianStudent(3, 1, [4], unit_gates=True)
+    hidden = s.layers[0]
+    assert hidden.unit_gates and not s.layers[1].unit_gates  # the action unit has no gate
+    with torch.no_grad():
+        hidden.gate_mu.copy_(torch.tensor([1.0, 2.0, 0.5, 1.0]))
+        hidden.gate_log_sigma2.copy_(torch.tensor([-10.0, -10.0, -10.0, 5.0]))  # unit 3: log alpha 5 >= 3
+    w, b = hidden.deterministic_weight(), hidden.deterministic_bias()
+    assert (w[3] == 0).all() and b[3] == 0
+    assert torch.allclose(w[1], 2.0 * hidden.theta[1]) and torch.allclose(b[2], 0.5 * hidden.bias[2])
+    pol = s.collapse(np.zeros(3), np.ones(3), -np.ones(1), np.ones(1))
+    from export.collapse import collapse
+
+    assert collapse(pol).widths == [3, 3, 1]
+    assert hidden.gate_kl().item() == pytest.approx(kl_approx(hidden.gate_log_alpha).sum().item())

@@ -42,7 +42,7 @@ from training.ablations import PLAIN_STUDENTS, PlainStudent
 from training.collect import Dataset, load_dataset
 from training.envs import env_dims, evaluate, train_eval_seed
 from training.mlp import MLPPolicy
-from training.priors import PRIORS, pruning_rule, pruning_threshold, student_kl
+from training.priors import PRIORS, pruning_rule, pruning_threshold, student_kl, unit_gate_kl
 from training.selection import (
     RULES,
     Candidate,
@@ -106,6 +106,10 @@ class DistillConfig:
                          choices=("bayesian", *PLAIN_STUDENTS))
     l1_weight: float = field(1e-4, help="l1 student: weight of sum |theta| at the end of the eta schedule's ramp")
     l1_threshold: float = field(1e-2, help="l1 student: weights with |theta| below this are removed")
+    unit_gates: bool = field(False, help="Bayesian student: a gate per hidden unit under the same prior, so whole "
+                             "units are pruned (a unit costs its activation as well as its weights)")
+    unit_kl: float = field(16.0, help="unit gates: weight of each gate's KL against one weight's (16: about the "
+                           "Cortex-M4F cycles of a hidden tanh over those of one multiply-add)")
     finetune: float = field(0.0, help="Bayesian student: fraction of training at the end in which the mask is "
                             "frozen and the collapsed deterministic student is trained on (behaviour cloning and "
                             "the value term; no KL, no weight noise)")
@@ -145,7 +149,7 @@ class BPDTrainer:
         if cfg.student == "bayesian":
             self.actor = BayesianStudent(obs_dim, act_dim, cfg.hidden, cfg.activation,
                                          pruning_threshold(cfg.prior, cfg.threshold, cfg.log_alpha_clip),
-                                         cfg.log_alpha_clip, cfg.init_log_sigma2)
+                                         cfg.log_alpha_clip, cfg.init_log_sigma2, unit_gates=cfg.unit_gates)
         else:
             check_ablation_options(cfg, obs_dim, act_dim)
             n_bias = sum(cfg.hidden) + act_dim
@@ -194,6 +198,8 @@ class BPDTrainer:
             weight = eta_at(self.step, c.steps, 1.0, c.eta_schedule, c.eta_ramp) * c.l1_weight
             return l1, weight, {"losses/l1": l1.item()}
         kl = student_kl(self.actor, c.prior, c.prior_scale)
+        if c.unit_gates:
+            kl = kl + c.unit_kl * unit_gate_kl(self.actor)
         return kl, eta * self.kl_scale, {"losses/kl": kl.item()}
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -302,7 +308,8 @@ def _check_config(cfg: DistillConfig) -> None:
         "tau": (0, 1, "open"), "policy_noise": (0, 10), "noise_clip": (0, 10), "policy_freq": (1, 1_000_000),
         "eval_every": (1, None), "eval_episodes": (1, 10_000), "checkpoint_every": (1, None),
         "seed": (0, 2**31 - 1), "threads": (1, 1024), "select_tol": (0, 1), "select_episodes": (1, 10_000),
-        "select_shortlist": (1, 10_000), "keep_return": (0, 2, "open"), "finetune": (0, 1)})
+        "select_shortlist": (1, 10_000), "keep_return": (0, 2, "open"), "finetune": (0, 1),
+        "unit_kl": (0, 1e6)})
 
 
 METRIC_FIELDS = ["step", "time_s", "losses/critic", "losses/actor", "losses/bc", "losses/q", "losses/kl", "eta",

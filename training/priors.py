@@ -92,6 +92,11 @@ def student_kl(student: BayesianStudent, prior: str, scale: float = 1.0) -> torc
     return sum((kl(prior, layer.theta, layer.log_alpha, scale).sum() for layer in student.layers), torch.zeros(()))
 
 
+def unit_gate_kl(student: BayesianStudent) -> torch.Tensor:
+    """KL of the student's unit gates to the log-uniform prior (0 for a student without gates)."""
+    return sum((layer.gate_kl() for layer in student.layers), torch.zeros(()))
+
+
 def pruning_threshold(prior: str, threshold: float, log_alpha_clip: float) -> float:
     """The log alpha at which a weight is pruned under `prior`: the given threshold for the sparse
     priors, one above the clip (never reached) for the flat prior."""

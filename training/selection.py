@@ -30,7 +30,7 @@ from bpd.config import field
 from bpd.errors import BpdError
 from bpd.io import atomic_write
 from training.envs import Policy, rollouts, select_eval_seed
-from training.student import BayesianStudent
+from training.student import BayesianStudent, has_unit_gates
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -108,7 +108,8 @@ def choose(rows: list[dict], rule: str, tol: float, keep_return: float | None,
 
 def student_from(meta: dict, state_dict: dict, threshold: float | None = None) -> BayesianStudent:
     s = BayesianStudent(meta["obs_dim"], meta["act_dim"], meta["hidden"], meta["activation"],
-                        meta["threshold"] if threshold is None else threshold, meta["log_alpha_clip"])
+                        meta["threshold"] if threshold is None else threshold, meta["log_alpha_clip"],
+                        unit_gates=has_unit_gates(state_dict))
     s.load_state_dict(state_dict)
     for layer in s.layers:
         layer.threshold = meta["threshold"] if threshold is None else threshold

@@ -26,12 +26,16 @@ class BayesianStudent(nn.Module):
     """MLP of sparse variational dropout layers, tanh-squashed output in [-1, 1]."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: list[int], activation: str = "tanh",
-                 threshold: float = 3.0, log_alpha_clip: float = 10.0, init_log_sigma2: float = -10.0) -> None:
+                 threshold: float = 3.0, log_alpha_clip: float = 10.0, init_log_sigma2: float = -10.0,
+                 unit_gates: bool = False) -> None:
         super().__init__()
         widths = [obs_dim, *hidden, act_dim]
-        # an nn.ModuleList of LinearSVDO (ModuleList is not generic: the annotation says what it holds)
+        # an nn.ModuleList of LinearSVDO (ModuleList is not generic: the annotation says what it holds); hidden
+        # layers carry unit gates when asked (the action units are never pruned)
         self.layers: Sequence[LinearSVDO] = nn.ModuleList(  # type: ignore[assignment]
-            LinearSVDO(i, o, threshold, log_alpha_clip, init_log_sigma2) for i, o in zip(widths[:-1], widths[1:]))
+            LinearSVDO(i, o, threshold, log_alpha_clip, init_log_sigma2, unit_gates and k < len(hidden))
+            for k, (i, o) in enumerate(zip(widths[:-1], widths[1:])))
+        self.unit_gates = unit_gates
         self.act = ACTIVATIONS[activation]()
         self.activation = activation
 
@@ -60,7 +64,7 @@ class BayesianStudent(nn.Module):
                  action_high: np.ndarray) -> MLPPolicy:
         """The deterministic masked network, mapping raw observations to env actions."""
         return MLPPolicy(weights=[l.deterministic_weight().numpy().astype(np.float32) for l in self.layers],
-                         biases=[l.bias.detach().numpy().astype(np.float32) for l in self.layers],
+                         biases=[l.deterministic_bias().detach().numpy().astype(np.float32) for l in self.layers],
                          activation=self.activation, output="tanh", obs_mean=np.asarray(obs_mean, np.float32),
                          obs_std=np.asarray(obs_std, np.float32), action_low=np.asarray(action_low, np.float32),
                          action_high=np.asarray(action_high, np.float32))
@@ -83,6 +87,11 @@ class Critic(nn.Module):
     def forward(self, obs: torch.Tensor, act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.cat([obs, act], dim=-1)
         return self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)
+
+
+def has_unit_gates(state_dict: dict) -> bool:
+    """Whether a student's saved parameters include unit gates."""
+    return any(str(k).endswith("gate_mu") for k in state_dict)
 
 
 def save_student(path: str | Path, student: BayesianStudent, meta: dict, stats: dict[str, np.ndarray]) -> None:
@@ -121,11 +130,12 @@ def load_student(path: str | Path) -> tuple[BayesianStudent, dict, dict[str, np.
             raise ValueError("no environment id recorded")
         if min([int(meta["obs_dim"]), int(meta["act_dim"]), *[int(h) for h in meta["hidden"]]]) < 1:
             raise ValueError("layer widths must be positive")
+        state = blob["state_dict"]
         student = BayesianStudent(int(meta["obs_dim"]), int(meta["act_dim"]), [int(h) for h in meta["hidden"]],
-                                  meta["activation"], float(meta["threshold"]), float(meta["log_alpha_clip"]))
+                                  meta["activation"], float(meta["threshold"]), float(meta["log_alpha_clip"]),
+                                  unit_gates=has_unit_gates(state))
         stats = {k: np.asarray(blob["stats"][k].numpy(), np.float32)
                  for k in ("obs_mean", "obs_std", "action_low", "action_high")}
-        state = blob["state_dict"]
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as e:
         raise BpdError(f"{path}: student file is incomplete or malformed ({e.__class__.__name__}: "
                        f"{str(e).splitlines()[0] if str(e) else ''})") from None

@@ -27,7 +27,7 @@ class LinearSVDO(nn.Module):
     """A linear layer with a sparse variational dropout posterior over its weights."""
 
     def __init__(self, in_features: int, out_features: int, threshold: float = 3.0,
-                 log_alpha_clip: float = 10.0, init_log_sigma2: float = -10.0) -> None:
+                 log_alpha_clip: float = 10.0, init_log_sigma2: float = -10.0, unit_gates: bool = False) -> None:
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         self.threshold, self.log_alpha_clip = threshold, log_alpha_clip
@@ -38,6 +38,12 @@ class LinearSVDO(nn.Module):
         bound = 1.0 / math.sqrt(in_features)
         nn.init.uniform_(self.bias, -bound, bound)
         self.deterministic = False  # set by freeze(): train the collapsed network, no weight noise
+        # unit gates (group sparsity): each output unit's pre-activation is scaled by z ~ N(mu, sigma^2) under
+        # the same log-uniform prior; a unit whose gate's log alpha reaches the threshold is pruned whole
+        self.unit_gates = unit_gates
+        if unit_gates:
+            self.gate_mu = nn.Parameter(torch.ones(out_features))
+            self.gate_log_sigma2 = nn.Parameter(torch.full((out_features,), init_log_sigma2))
 
     @torch.no_grad()
     def freeze(self) -> None:
@@ -51,6 +57,12 @@ class LinearSVDO(nn.Module):
         self.log_sigma2.copy_(torch.where(keep, torch.full_like(self.log_sigma2, -40.0),
                                           torch.full_like(self.log_sigma2, 40.0)))
         self.log_sigma2.requires_grad_(False)
+        if self.unit_gates:
+            units = self.unit_mask().bool()
+            self.gate_mu.mul_(units.to(self.gate_mu.dtype))
+            self.gate_log_sigma2.copy_(torch.where(units, torch.full_like(self.gate_log_sigma2, -40.0),
+                                                   torch.full_like(self.gate_log_sigma2, 40.0)))
+            self.gate_log_sigma2.requires_grad_(False)
         self.deterministic = True
 
     @property
@@ -59,18 +71,45 @@ class LinearSVDO(nn.Module):
         return torch.clamp(la, -self.log_alpha_clip, self.log_alpha_clip)
 
     def mask(self) -> torch.Tensor:
-        """1 where a weight survives pruning (log alpha below the threshold), else 0."""
-        return (self.log_alpha < self.threshold).to(self.theta.dtype)
+        """1 where a weight survives pruning (log alpha below the threshold, and its unit's gate too), else 0."""
+        keep = (self.log_alpha < self.threshold).to(self.theta.dtype)
+        return keep * self.unit_mask()[:, None] if self.unit_gates else keep
+
+    @property
+    def gate_log_alpha(self) -> torch.Tensor:
+        la = self.gate_log_sigma2 - torch.log(self.gate_mu * self.gate_mu + 1e-8)
+        return torch.clamp(la, -self.log_alpha_clip, self.log_alpha_clip)
+
+    def unit_mask(self) -> torch.Tensor:
+        """1 for each output unit whose gate survives (every unit without gates)."""
+        if not self.unit_gates:
+            return torch.ones(self.out_features, dtype=self.theta.dtype)
+        return (self.gate_log_alpha < self.threshold).to(self.theta.dtype)
+
+    def _scale(self) -> torch.Tensor:
+        """Each unit's deterministic factor: its gate's mean where kept, 0 where pruned (1 without gates)."""
+        return self.gate_mu * self.unit_mask() if self.unit_gates else torch.ones_like(self.bias)
 
     def deterministic_weight(self) -> torch.Tensor:
-        return self.theta * self.mask()
+        return self.theta * self.mask() * self._scale()[:, None]
+
+    def deterministic_bias(self) -> torch.Tensor:
+        return self.bias * self._scale()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training and not self.deterministic:
             mean = F.linear(x, self.theta, self.bias)
             var = F.linear(x * x, torch.exp(self.log_alpha) * self.theta * self.theta)
-            return mean + torch.sqrt(var + 1e-8) * torch.randn_like(mean)
-        return F.linear(x, self.deterministic_weight(), self.bias)
+            out = mean + torch.sqrt(var + 1e-8) * torch.randn_like(mean)
+            if self.unit_gates:  # z ~ N(mu, sigma^2) per sample and unit
+                z = self.gate_mu + torch.exp(0.5 * self.gate_log_sigma2) * torch.randn_like(out)
+                out = out * z
+            return out
+        return F.linear(x, self.deterministic_weight(), self.deterministic_bias())
+
+    def gate_kl(self) -> torch.Tensor:
+        """KL of the unit gates to the log-uniform prior (0 without gates)."""
+        return kl_approx(self.gate_log_alpha).sum() if self.unit_gates else torch.zeros(())
 
     def kl(self) -> torch.Tensor:
         return kl_approx(self.log_alpha).sum()
