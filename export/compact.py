@@ -180,10 +180,11 @@ def kernel_source(net: CollapsedNet, form: TanhForm, banner: str) -> tuple[str, 
         out.append(f"\n/* tanh: {form.name}, max abs error {form.max_error():.1e} on [-10, 10] */\n"
                    f"static inline float tanh_approx(float x)\n{{\n{form.c_body()}}}\n\n"
                    "float bpd_tanh(float x) { return tanh_approx(x); }\n")
-        out.append("/* one loop for every hidden layer: its code exists once */\n"
-                   "#if defined(__GNUC__)\n__attribute__((noinline))\n#endif\n"
-                   "static void tanh_all(float *h, int n)\n{\n    int i;\n"
-                   "    for (i = 0; i < n; ++i) h[i] = tanh_approx(h[i]);\n}\n")
+        if net.activation == "tanh":
+            out.append("/* one loop for every hidden layer: its code exists once */\n"
+                       "#if defined(__GNUC__)\n__attribute__((noinline))\n#endif\n"
+                       "static void tanh_all(float *h, int n)\n{\n    int i;\n"
+                       "    for (i = 0; i < n; ++i) h[i] = tanh_approx(h[i]);\n}\n")
     else:
         out.append("\nfloat bpd_tanh(float x) { return tanhf(x); }\n")
     out.append("\n#if BPD_COMPACT_ASM\n")

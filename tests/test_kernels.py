@@ -57,10 +57,13 @@ def test_hand_built_network_gives_the_known_answer(tmp_path):
         assert pol.act(np.array([x0, x1], np.float32))[0] == pytest.approx(want, abs=1e-6)
 
 
-@pytest.mark.parametrize("widths,density", [([40, 37, 3], 0.9), ([11, 61, 50, 3], 0.35), ([4, 15, 7, 1], 1.0)])
-def test_compact_kernel_matches_the_float64_network(tmp_path, widths, density):
-    """Wide inputs (three chunks), rows with more weights in a chunk than one load takes, dense layers."""
-    net = _net(widths, density)
+@pytest.mark.parametrize("widths,density,activation,output", [
+    ([40, 37, 3], 0.9, "tanh", "tanh"), ([11, 61, 50, 3], 0.35, "tanh", "tanh"), ([4, 15, 7, 1], 1.0, "tanh", "clip"),
+    ([6, 20, 2], 0.7, "relu", "tanh"), ([6, 20, 2], 0.7, "relu", "clip")])
+def test_compact_kernel_matches_the_float64_network(tmp_path, widths, density, activation, output):
+    """Wide inputs (three chunks), rows with more weights in a chunk than one load takes, dense layers,
+    ReLU hidden layers under either output (compiled with warnings as errors)."""
+    net = _net(widths, density, activation=activation, output=output)
     if widths[0] == 40:  # the case that splits a row's weights in one chunk over two loads
         assert (np.count_nonzero(net.weights[0][:, :CHUNK], axis=1) > GROUP).any()
     pol = _compact(net, tmp_path / "k")

@@ -105,3 +105,22 @@ def test_kill9_then_resume_matches_uninterrupted_run(tiny_pipeline, tmp_path):
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
     steps = [r.split(",")[0] for r in (out / "metrics.csv").read_text().splitlines()[1:]]
     assert steps == ["300", "600"]
+
+
+def test_a_run_older_than_an_option_resumes_when_the_option_keeps_its_default(tiny_pipeline, tmp_path):
+    """A run directory whose config.json predates options added since (absent there) resumes with those
+    options at their defaults, and is refused when one is set otherwise."""
+    import json
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_pipeline / "run", run)
+    cfg = json.loads((run / "config.json").read_text())
+    for k in ("finetune", "unit_gates", "unit_kl"):
+        cfg.pop(k)
+    (run / "config.json").write_text(json.dumps(cfg))
+    args = ["distill", "--teacher", str(tiny_pipeline / "teacher.npz"), "--dataset", str(tiny_pipeline / "dataset.npz"),
+            "--out", str(run), "--steps", "200", "--eval-every", "100", "--eval-episodes", "1", "--checkpoint-every",
+            "50", "--hidden", "16", "16", "--critic-hidden", "32", "32", "--no-progress", "--resume"]
+    assert run_bpd(*args, check=False).returncode == 0
+    assert "different configuration (unit_gates)" in _err(run_bpd(*args, "--unit-gates", check=False))

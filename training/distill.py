@@ -483,7 +483,10 @@ def _prepare_run_dir(run: Run, cfg: DistillConfig) -> None:
         old = read_json(run.config, "run configuration")
         if not isinstance(old, dict):
             raise BpdError(f"{run.config}: corrupt run configuration")
-        diff = sorted(k for k in set(fp) | set(old) if k not in _RESUME_FREE and old.get(k) != fp.get(k))
+        # an option newer than the run is recorded as absent: it matches when it keeps its default
+        defaults = to_dict(DistillConfig(teacher="", dataset=""))
+        diff = sorted(k for k in set(fp) | set(old) if k not in _RESUME_FREE
+                      and old.get(k, defaults.get(k)) != fp.get(k))
         if diff:
             raise BpdError(f"{run.dir} was started with a different configuration ({', '.join(diff)}); "
                            "resume with the same options or choose another --out")
