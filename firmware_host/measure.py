@@ -258,7 +258,7 @@ def run_bench(cfg: BenchConfig) -> dict:
     teacher, dataset = _run_inputs(exp, cfg.teacher)
     if teacher is not None:
         tdir = work / "teacher_export"
-        run_export(ExportConfig(source=str(teacher), out=str(tdir), format="dense", episodes=0,
+        run_export(ExportConfig(source=str(teacher), out=str(tdir), format="dense", kernel="generic", episodes=0,
                                 parity_samples=2000, seed=cfg.seed, dataset=dataset))
         networks["teacher"] = tdir
     if info.get("kind") == "student":
