@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from bpd.io import write_json, write_text  # noqa: E402
 
-KINDS = ("generic", "compact", "generated")
+KINDS = ("generic", "compact", "compact-table", "generated", "generated-table")
 
 
 def returns(env_id: str, export_dir: Path, episodes: int, seed: int) -> dict:
@@ -53,7 +53,7 @@ def measure_student(run: Path, out: Path, dataset: str | None, env_id: str, epis
     k = rep["kernel"]
     row = {"model_hash": rep["model_hash"], "widths": rep["widths_after"],
            "nonzero_weights": rep["totals"]["nonzero_weights"], "floor": arithmetic_floor(rep)["instructions"],
-           "default": k["kind"], "rule": k["rule"], "flash_budget": k.get("flash_budget"),
+           "default": k["variant"], "rule": k["rule"], "flash_budget": k.get("flash_budget"),
            "tanh": {n: c.get("tanh") for n, c in k["candidates"].items()},
            "cortex-m4f": {n: c["cost"] for n, c in k["candidates"].items()}}
     for target in ("cortex-m4f", "cortex-m0plus"):
@@ -121,10 +121,10 @@ def markdown(res: dict) -> str:
          "+-20-30 %), flash = the policy's own code and data in the linked image. Floor: one instruction per "
          "nonzero multiply-add, bias, activation and output operation. The default is what `bpd export` ships "
          f"without flags: {res['rows'][0]['rule'] if res['rows'] else '-'}.", "",
-         "| student | widths | nonzero | floor | default | M4F generic instr / cycles / flash B "
-         "| M4F compact | M4F generated | M4F integer | M0+ integer | default vs floor (instr) "
-         "| default vs generic (cycles, flash) | return float C / integer (ratio) |",
-         "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+         "| student | widths | nonzero | floor | default | M4F instructions / cycles / flash B: generic "
+         "| compact | compact, table tanh | generated | generated, table tanh | integer | M0+ integer "
+         "| default vs floor (instr) | default vs generic (cycles, flash) | return float C / integer (ratio) |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def cell(c: dict | None) -> str:
         return "-" if not c else f"{c['instructions']} / {c['cycles']:.0f} / {c['flash_bytes']}"
@@ -132,8 +132,8 @@ def markdown(res: dict) -> str:
     for r in res["rows"]:
         m4, d = r["cortex-m4f"], r["default"]
         L.append(f"| {r['cell']} | {'-'.join(map(str, r['widths']))} | {r['nonzero_weights']} | {r['floor']} "
-                 f"| {d} | {cell(m4.get('generic'))} | {cell(m4.get('compact'))} | {cell(m4.get('generated'))} "
-                 f"| {cell(m4.get('integer'))} | {cell(r['cortex-m0plus'].get('integer'))} "
+                 f"| {d} | " + " | ".join(cell(m4.get(k)) for k in (*KINDS, "integer"))
+                 + f" | {cell(r['cortex-m0plus'].get('integer'))} "
                  f"| {m4[d]['instructions'] / r['floor']:.2f}x "
                  f"| {m4[d]['cycles'] / m4['generic']['cycles']:.2f}x, "
                  f"{m4[d]['flash_bytes'] / m4['generic']['flash_bytes']:.2f}x | {_returns(r)} |")

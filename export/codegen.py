@@ -33,24 +33,38 @@ RATIONAL_ORDERS = ((2, 1), (2, 2), (3, 2), (3, 3), (4, 3), (4, 4), (5, 4))
 
 @dataclass(frozen=True)
 class TanhForm:
-    """One way to compute tanh in C: libm, or x*P(x^2)/Q(x^2) for |x| < clamp and +-1 beyond."""
+    """One way to compute tanh in C: libm; x*P(x^2)/Q(x^2) for |x| < clamp and +-1 beyond; or (table) a
+    quadratic in |x| per interval of 1/TABLE_STEPS on [0, clamp), coefficients from a table, the sign
+    restored, +-1 beyond."""
 
     name: str
     p: tuple[float, ...] = ()
     q: tuple[float, ...] = ()
     clamp: float = 0.0
+    table: tuple[float, ...] = ()  # per interval: c0, c1, c2 of c0 + (c1 + c2 |x|) |x|
 
     @property
     def libm(self) -> bool:
-        return not self.p
+        return not self.p and not self.table
 
     @property
     def cost(self) -> int:
-        """Multiply-adds plus a divide and two clamps; libm counts as expensive."""
+        """Multiply-adds plus a divide and two clamps; the table form's index, three loads and two
+        multiply-adds but no divide count as cheapest; libm counts as expensive."""
+        if self.table:
+            return 5
         return 1000 if self.libm else len(self.p) + len(self.q) + 3
 
     def numpy(self, x: np.ndarray) -> np.ndarray:
         """The same approximation evaluated in float32 (Horner order as in C)."""
+        if self.table:
+            x = np.asarray(x, np.float32)
+            inside = np.abs(x) < np.float32(self.clamp)
+            a = np.where(inside, np.abs(x), np.float32(0))  # beyond the clamp the answer is the sign
+            i = (a * np.float32(TABLE_STEPS)).astype(np.int64)
+            t = np.asarray(self.table, np.float32).reshape(-1, 3)
+            y = t[i, 0] + (t[i, 1] + t[i, 2] * a) * a
+            return np.where(inside, np.where(x < 0, -y, y), np.sign(x)).astype(np.float32)
         if self.libm:
             return np.tanh(np.asarray(x, np.float32))
         x = np.asarray(x, np.float32)
@@ -71,8 +85,22 @@ class TanhForm:
         x = np.linspace(-10, 10, 40_001)
         return float(np.abs(self.numpy(x).astype(np.float64) - np.tanh(x)).max())
 
+    def c_decls(self) -> str:
+        """File-scope declarations the body needs (the table form's coefficients)."""
+        if not self.table:
+            return ""
+        return (f"/* tanh on [0, {self.clamp:g}): c0 + (c1 + c2 a) a per interval of 1/{TABLE_STEPS} */\n"
+                f"static const float bpd_tanh_table[{len(self.table)}] = {{ "
+                + ", ".join(c_float(v) for v in self.table) + " };\n")
+
     def c_body(self) -> str:
         """The body of `static float tanh_approx(float x)`."""
+        if self.table:
+            return (f"    const float a = fabsf(x);\n    const float *c;\n    float y;\n"
+                    f"    if (!(a < {c_float(self.clamp)})) return x > 0.0f ? 1.0f : -1.0f;\n"
+                    f"    c = bpd_tanh_table + 3 * (int)(a * {c_float(TABLE_STEPS)});\n"
+                    "    y = BPD_MAC(c[0], BPD_MAC(c[1], c[2], a), a);\n"
+                    "    return x < 0.0f ? -y : y;\n")
         if self.libm:
             return "    return tanhf(x);\n"
         c = c_float(self.clamp)
@@ -136,12 +164,35 @@ def rational_forms() -> tuple[TanhForm, ...]:
     return tuple(forms)
 
 
+TABLE_STEPS = 16  # intervals per unit of |x| in the table form
+
+
+@functools.cache
+def table_form(clamp: float = 8.0) -> TanhForm:
+    """tanh by a quadratic per interval of 1/TABLE_STEPS on [0, clamp): each fitted by least squares on
+    Chebyshev points of its interval (near-minimax; the first through the origin), +-1 beyond the clamp
+    (1 - tanh(8) = 2.3e-7)."""
+    n = int(clamp * TABLE_STEPS)
+    coef = []
+    k = np.arange(16)
+    cheb = 0.5 - 0.5 * np.cos((2 * k + 1) * np.pi / 32)
+    for i in range(n):
+        a = (i + cheb) / TABLE_STEPS
+        if i == 0:  # through the origin, so that tanh(0) is exactly 0 and the form stays odd
+            c, *_ = np.linalg.lstsq(np.stack([a, a * a], 1), np.tanh(a), rcond=None)
+            c = np.concatenate([[0.0], c])
+        else:
+            c, *_ = np.linalg.lstsq(np.stack([np.ones_like(a), a, a * a], 1), np.tanh(a), rcond=None)
+        coef += [float(v) for v in c]
+    return TanhForm(f"table-{TABLE_STEPS}", clamp=float(np.float32(clamp)), table=tuple(coef))
+
+
 LIBM = TanhForm("libm-tanhf")
 
 
 def tanh_forms() -> list[TanhForm]:
     """Every candidate, cheapest first, libm last."""
-    return sorted(rational_forms(), key=lambda f: f.cost) + [LIBM]
+    return sorted([table_form(), *rational_forms()], key=lambda f: f.cost) + [LIBM]
 
 
 def tanh_form(name: str) -> TanhForm:
@@ -191,7 +242,7 @@ def kernel_source(net: CollapsedNet, form: TanhForm, banner: str) -> str:
     out = [banner, _PRELUDE]
     if uses_tanh:
         out.append(f"\n/* tanh: {form.name}, max abs error {form.max_error():.1e} on [-10, 10] */\n"
-                   f"BPD_INLINE float tanh_approx(float x)\n{{\n{form.c_body()}}}\n\n"
+                   f"{form.c_decls()}BPD_INLINE float tanh_approx(float x)\n{{\n{form.c_body()}}}\n\n"
                    "float bpd_tanh(float x) { return tanh_approx(x); }\n")
     else:
         out.append("\nfloat bpd_tanh(float x) { return tanhf(x); }\n")
@@ -283,17 +334,18 @@ def generate_kernel(net: CollapsedNet, out_dir: Path, source_hash: str, command:
 
 
 def select_tanh(net: CollapsedNet, out_dir: Path, source_hash: str, command: str, obs: np.ndarray,
-                ref: np.ndarray, budget: float, work: Path, gen=generate_kernel) -> tuple[TanhForm, list[dict]]:
-    """The cheapest tanh form whose compiled kernel (gen: the generated or the compact one) stays within
-    budget of ref on obs (measured, each candidate compiled on the host); libm tanhf when none does.
-    Leaves that kernel in out_dir."""
+                ref: np.ndarray, budget: float, work: Path, gen=generate_kernel,
+                forms: list[TanhForm] | None = None) -> tuple[TanhForm, list[dict]]:
+    """The cheapest tanh form (of forms, default every one) whose compiled kernel (gen: the generated or
+    the compact one) stays within budget of ref on obs (measured, each candidate compiled on the host);
+    libm tanhf when none does. Leaves that kernel in out_dir."""
     from export.c_export import CPolicy
 
     if not (net.activation == "tanh" or net.output == "tanh"):
         gen(net, out_dir, source_hash, command, LIBM)
         return LIBM, []
     tried = []
-    for form in tanh_forms():
+    for form in forms or tanh_forms():
         d = work / form.name
         gen(net, d, source_hash, command, form)
         err = float(np.abs(CPolicy(d, build_dir=work / "build").act(obs) - ref).max())

@@ -178,7 +178,7 @@ def kernel_source(net: CollapsedNet, form: TanhForm, banner: str) -> tuple[str, 
                f"static const float bpd_table[{max(len(table), 1)}] = {{ {vals or '0.0f'} }};\n")
     if uses_tanh:
         out.append(f"\n/* tanh: {form.name}, max abs error {form.max_error():.1e} on [-10, 10] */\n"
-                   f"static inline float tanh_approx(float x)\n{{\n{form.c_body()}}}\n\n"
+                   f"{form.c_decls()}static inline float tanh_approx(float x)\n{{\n{form.c_body()}}}\n\n"
                    "float bpd_tanh(float x) { return tanh_approx(x); }\n")
         if net.activation == "tanh":
             out.append("/* one loop for every hidden layer: its code exists once */\n"

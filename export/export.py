@@ -221,13 +221,21 @@ def _choose_kernel(cfg: ExportConfig, net: CollapsedNet, out: Path, sha: str, co
     cands: dict[str, dict] = {"generic": {}} if "generic" in kinds else {}
     skipped = {}
     nonzero = sum(int(np.count_nonzero(w)) for w in net.weights)
+    uses_tanh = "tanh" in (net.activation, net.output)
     for kind in kinds:
         why = too_big(kind, nonzero, cfg.flash_budget) if cfg.kernel == "auto" else None
         if why:
             skipped[kind] = why
         elif kind != "generic":
-            cands[kind] = build_straight_line(kind, net, out / "build" / "kernels" / kind, sha, command, obs, ref,
-                                              cfg.tanh_budget, PARITY_TOL)
+            # auto measures each straight-line kernel with a rational tanh and with the table tanh
+            for variant, table in ((kind, False), (f"{kind}-table", True)) if cfg.kernel == "auto" and uses_tanh \
+                    else ((kind, None),):
+                built = build_straight_line(kind, net, out / "build" / "kernels" / variant, sha, command, obs, ref,
+                                            cfg.tanh_budget, PARITY_TOL, table)
+                if table and built["tanh"] == "libm-tanhf":  # the table form missed the budget: nothing new
+                    skipped[variant] = "the table tanh is not within --tanh-budget on this network"
+                    continue
+                cands[variant] = built
     where = {k: out if k == "generic" else out / "build" / "kernels" / k for k in cands}
     figures = {k: meter(d) if meter else None for k, d in where.items()} if cfg.kernel == "auto" else {}
     if cfg.kernel == "auto":
@@ -236,7 +244,8 @@ def _choose_kernel(cfg: ExportConfig, net: CollapsedNet, out: Path, sha: str, co
         chosen, rule = cfg.kernel, "forced by --kernel"
     if chosen != "generic":
         install(where[chosen], out)
-    entry: dict[str, Any] = {"kind": chosen, "requested": cfg.kernel, "rule": rule}
+    entry: dict[str, Any] = {"kind": chosen.removesuffix("-table"), "variant": chosen, "requested": cfg.kernel,
+                             "rule": rule}
     if cfg.kernel == "auto":
         from export.kernels import MEASURED_ON
         entry |= {"flash_budget": cfg.flash_budget, "measured_on": MEASURED_ON if any(figures.values()) else None,

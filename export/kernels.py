@@ -1,6 +1,7 @@
 """Which C kernel an export ships: built, parity-checked and, where a meter is at hand, chosen by cost.
 
-Three float kernels compute the same function:
+Three float kernels compute the same function (the two straight-line ones each with the cheapest rational
+tanh within the budget, and with the table tanh, a quadratic per interval of 1/16: no divide, 1.5 kB):
 - generic:   the hand-written layer walker (policy.c) over dense or CSR arrays; the least flash;
 - compact:   straight-line code over a table of weights (compact.py); on Cortex-M4F/M7 its layers are
              assembly with one VFMA per weight and the weights loaded 15 at a time;
@@ -31,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from bpd.errors import BpdError
-from export.codegen import generate_kernel, select_tanh
+from export.codegen import generate_kernel, select_tanh, tanh_forms
 from export.collapse import CollapsedNet
 from export.compact import generate_compact
 
@@ -47,13 +48,15 @@ KERNEL_FILES = ("policy.c", "policy.h", "policy_weights.c", "policy_weights.h", 
 
 
 def build_straight_line(kind: str, net: CollapsedNet, out: Path, source_hash: str, command: str, obs: np.ndarray,
-                        ref: np.ndarray, budget: float, tolerance: float) -> dict:
+                        ref: np.ndarray, budget: float, tolerance: float, table: bool | None = None) -> dict:
     """Write the compact or generated kernel into out, its tanh the cheapest form within budget of ref on
-    obs (never a budget below the parity tolerance). Returns the report's entry for it."""
+    obs (never a budget below the parity tolerance): of the rational forms (table False), the table form
+    alone (True) or all (None). Returns the report's entry for it."""
     if budget < tolerance:
         raise BpdError(f"--tanh-budget {budget:g} is below the parity tolerance {tolerance:g}")
+    forms = [f for f in tanh_forms() if table is None or bool(f.table) == table or (f.libm and not table)]
     form, tried = select_tanh(net, out, source_hash, command, obs, ref, budget, out / "build" / "tanh",
-                              GENERATORS[kind])
+                              GENERATORS[kind], forms)
     return {"tanh": form.name, "tanh_max_abs_error": form.max_error(), "tanh_budget": budget,
             "tanh_candidates": tried}
 

@@ -52,8 +52,24 @@ def test_every_tanh_form_within_its_error(tmp_path):
         # each output passes through at most two tanh layers with weights |w| <= 2 and scale 2
         got = gen(net, tmp_path / f.name.replace("/", "_"), f).act(X)
         assert np.abs(got - Y).max() <= 2 * (1 + 2 * 2) * e + TOL, f.name
-    rational = [f.max_error() for f in tanh_forms() if not f.libm]
+    rational = [f.max_error() for f in tanh_forms() if f.p]
     assert rational[0] > 1e-3 and min(rational) < 5e-7  # the family spans loose to float precision
+    table = [f for f in tanh_forms() if f.table]
+    assert len(table) == 1 and table[0].max_error() < 4e-6  # a quadratic per interval of 1/16
+
+
+def test_table_tanh_known_values():
+    """The table form at points whose answer is known: 0, +-1 at and beyond the clamp, odd symmetry, and
+    within its stated error of tanh on interval edges and midpoints."""
+    from export.codegen import table_form
+
+    f = table_form()
+    x = np.concatenate([[0.0, 8.0, -8.0, 100.0, -1e30], np.arange(-130, 130) / 16,
+                        np.arange(-130, 130) / 16 + 1 / 32]).astype(np.float32)
+    y = f.numpy(x)
+    assert y[0] == 0 and (y[1:5] == [1, -1, 1, -1]).all()
+    assert np.abs(y - np.tanh(x.astype(np.float64))).max() < 4e-6
+    np.testing.assert_array_equal(f.numpy(-x), -y)
 
 
 @pytest.mark.parametrize("activation,output", [("tanh", "tanh"), ("relu", "clip"), ("relu", "tanh")])
