@@ -231,7 +231,7 @@ def test_plan_groups_are_read():
     from bpd_app.experiment import load_plan
 
     plan = load_plan(Path(__file__).resolve().parents[1] / "benchmarks" / "plans" / "ablations.yaml")
-    assert set(plan.groups) == {"Bayesian part", "KL schedule", "Prior", "Value term"}
+    assert set(plan.groups) == {"Bayesian part", "KL schedule", "Prior", "Value term", "Fine-tune and unit pruning"}
     assert all("bpd" in labels for labels in plan.groups.values())
     assert {l for labels in plan.groups.values() for l in labels} == set(plan.methods)
     assert plan.methods["magnitude-prune"].needs == {"bpd": "bpd"}
