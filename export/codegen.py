@@ -34,14 +34,14 @@ RATIONAL_ORDERS = ((2, 1), (2, 2), (3, 2), (3, 3), (4, 3), (4, 4), (5, 4))
 @dataclass(frozen=True)
 class TanhForm:
     """One way to compute tanh in C: libm; x*P(x^2)/Q(x^2) for |x| < clamp and +-1 beyond; or (table) a
-    quadratic in |x| per interval of 1/TABLE_STEPS on [0, clamp), coefficients from a table, the sign
+    cubic in |x| per interval of 1/TABLE_STEPS on [0, clamp), coefficients from a table, the sign
     restored, +-1 beyond."""
 
     name: str
     p: tuple[float, ...] = ()
     q: tuple[float, ...] = ()
     clamp: float = 0.0
-    table: tuple[float, ...] = ()  # per interval: c0, c1, c2 of c0 + (c1 + c2 |x|) |x|
+    table: tuple[float, ...] = ()  # per interval: c0..c3 of c0 + (c1 + (c2 + c3 |x|) |x|) |x|
 
     @property
     def libm(self) -> bool:
@@ -62,8 +62,8 @@ class TanhForm:
             inside = np.abs(x) < np.float32(self.clamp)
             a = np.where(inside, np.abs(x), np.float32(0))  # beyond the clamp the answer is the sign
             i = (a * np.float32(TABLE_STEPS)).astype(np.int64)
-            t = np.asarray(self.table, np.float32).reshape(-1, 3)
-            y = t[i, 0] + (t[i, 1] + t[i, 2] * a) * a
+            t = np.asarray(self.table, np.float32).reshape(-1, 4)
+            y = t[i, 0] + (t[i, 1] + (t[i, 2] + t[i, 3] * a) * a) * a
             return np.where(inside, np.where(x < 0, -y, y), np.sign(x)).astype(np.float32)
         if self.libm:
             return np.tanh(np.asarray(x, np.float32))
@@ -89,7 +89,7 @@ class TanhForm:
         """File-scope declarations the body needs (the table form's coefficients)."""
         if not self.table:
             return ""
-        return (f"/* tanh on [0, {self.clamp:g}): c0 + (c1 + c2 a) a per interval of 1/{TABLE_STEPS} */\n"
+        return (f"/* tanh on [0, {self.clamp:g}): c0 + (c1 + (c2 + c3 a) a) a per interval of 1/{TABLE_STEPS} */\n"
                 f"static const float bpd_tanh_table[{len(self.table)}] = {{ "
                 + ", ".join(c_float(v) for v in self.table) + " };\n")
 
@@ -98,8 +98,8 @@ class TanhForm:
         if self.table:
             return (f"    const float a = fabsf(x);\n    const float *c;\n    float y;\n"
                     f"    if (!(a < {c_float(self.clamp)})) return x > 0.0f ? 1.0f : -1.0f;\n"
-                    f"    c = bpd_tanh_table + 3 * (int)(a * {c_float(TABLE_STEPS)});\n"
-                    "    y = BPD_MAC(c[0], BPD_MAC(c[1], c[2], a), a);\n"
+                    f"    c = bpd_tanh_table + 4 * (int)(a * {c_float(TABLE_STEPS)});\n"
+                    "    y = BPD_MAC(c[0], BPD_MAC(c[1], BPD_MAC(c[2], c[3], a), a), a);\n"
                     "    return x < 0.0f ? -y : y;\n")
         if self.libm:
             return "    return tanhf(x);\n"
@@ -169,7 +169,7 @@ TABLE_STEPS = 16  # intervals per unit of |x| in the table form
 
 @functools.cache
 def table_form(clamp: float = 8.0) -> TanhForm:
-    """tanh by a quadratic per interval of 1/TABLE_STEPS on [0, clamp): each fitted by least squares on
+    """tanh by a cubic per interval of 1/TABLE_STEPS on [0, clamp): each fitted by least squares on
     Chebyshev points of its interval (near-minimax; the first through the origin), +-1 beyond the clamp
     (1 - tanh(8) = 2.3e-7)."""
     n = int(clamp * TABLE_STEPS)
@@ -178,11 +178,12 @@ def table_form(clamp: float = 8.0) -> TanhForm:
     cheb = 0.5 - 0.5 * np.cos((2 * k + 1) * np.pi / 32)
     for i in range(n):
         a = (i + cheb) / TABLE_STEPS
+        powers = np.stack([a ** k for k in range(4)], 1)
         if i == 0:  # through the origin, so that tanh(0) is exactly 0 and the form stays odd
-            c, *_ = np.linalg.lstsq(np.stack([a, a * a], 1), np.tanh(a), rcond=None)
+            c, *_ = np.linalg.lstsq(powers[:, 1:], np.tanh(a), rcond=None)
             c = np.concatenate([[0.0], c])
         else:
-            c, *_ = np.linalg.lstsq(np.stack([np.ones_like(a), a, a * a], 1), np.tanh(a), rcond=None)
+            c, *_ = np.linalg.lstsq(powers, np.tanh(a), rcond=None)
         coef += [float(v) for v in c]
     return TanhForm(f"table-{TABLE_STEPS}", clamp=float(np.float32(clamp)), table=tuple(coef))
 

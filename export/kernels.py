@@ -1,7 +1,7 @@
 """Which C kernel an export ships: built, parity-checked and, where a meter is at hand, chosen by cost.
 
 Three float kernels compute the same function (the two straight-line ones each with the cheapest rational
-tanh within the budget, and with the table tanh, a quadratic per interval of 1/16: no divide, 1.5 kB):
+tanh within the budget, and with the table tanh, a cubic per interval of 1/16: no divide, 2 kB):
 - generic:   the hand-written layer walker (policy.c) over dense or CSR arrays; the least flash;
 - compact:   straight-line code over a table of weights (compact.py); on Cortex-M4F/M7 its layers are
              assembly with one VFMA per weight and the weights loaded 15 at a time;
