@@ -55,7 +55,7 @@ def test_every_tanh_form_within_its_error(tmp_path):
     rational = [f.max_error() for f in tanh_forms() if f.p]
     assert rational[0] > 1e-3 and min(rational) < 5e-7  # the family spans loose to float precision
     table = [f for f in tanh_forms() if f.table]
-    assert len(table) == 1 and table[0].max_error() < 2e-7  # a cubic per interval of 1/16
+    assert len(table) == 1 and table[0].max_error() < 3e-7  # a cubic per interval of 1/16; 1 - tanh(8) at the clamp
 
 
 def test_table_tanh_known_values():
@@ -68,7 +68,7 @@ def test_table_tanh_known_values():
                         np.arange(-130, 130) / 16 + 1 / 32]).astype(np.float32)
     y = f.numpy(x)
     assert y[0] == 0 and (y[1:5] == [1, -1, 1, -1]).all()
-    assert np.abs(y - np.tanh(x.astype(np.float64))).max() < 2e-7
+    assert np.abs(y - np.tanh(x.astype(np.float64))).max() < 3e-7
     np.testing.assert_array_equal(f.numpy(-x), -y)
 
 

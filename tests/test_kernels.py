@@ -157,10 +157,13 @@ def test_default_export_ships_the_measured_choice(tiny_pipeline, tmp_path):
     run_bpd("export", str(tiny_pipeline / "run"), "--out", str(out), "--episodes", "0", "--parity-samples", "500")
     rep = json.loads((out / "export_report.json").read_text())
     k = rep["kernel"]
-    assert k["requested"] == "auto" and set(k["candidates"]) == {"generic", "compact", "generated"}
-    assert json.loads((out / "export.json").read_text())["kernel"] == k["kind"]
+    assert k["requested"] == "auto"
+    assert {"generic", "compact", "generated"} <= set(k["candidates"]) | set(k["skipped"])
+    assert set(k["candidates"]) | set(k["skipped"]) <= {"generic", "compact", "generated", "compact-table",
+                                                        "generated-table"}
+    assert json.loads((out / "export.json").read_text())["kernel"] == k["kind"] == k["variant"].removesuffix("-table")
     if shutil.which("arm-none-eabi-gcc"):
         costs = {n: c["cost"] for n, c in k["candidates"].items()}
         assert all(c and c["cycles"] > 0 and c["flash_bytes"] > 0 for c in costs.values())
-        assert k["kind"] == choose(costs, k["flash_budget"])[0]
+        assert k["variant"] == choose(costs, k["flash_budget"])[0]
     assert rep["parity"]["pass"]
