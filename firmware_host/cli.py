@@ -33,6 +33,15 @@ def _export(ns):
     print(f"export written to {cfg.out}/")
 
 
+def _student_select(ns):
+    from bpd.config import from_namespace
+    from firmware_host.measure import policy_cost
+    from training.cli import report_select
+    from training.selection import SelectConfig, run_select
+
+    report_select(run_select(from_namespace(SelectConfig, ns), meter=policy_cost))
+
+
 def _bench(ns):
     from bpd.config import from_namespace
     from firmware_host.measure import BenchConfig, run_bench
@@ -42,6 +51,10 @@ def _bench(ns):
 
 
 COMMANDS = {
+    "student select": ("training.selection:SelectConfig", _student_select,
+                       "choose again among a run's evaluated students: the smallest (nonzero parameters, or "
+                       "Cortex-M4F cycles or flash) that keeps a share of the teacher's return, or the smallest "
+                       "near the best, every candidate judged"),
     "export": ("export.export:ExportConfig", _export, "collapse a student to ONNX + C with parity against torch; "
                "the C kernel chosen by its measured Cortex-M4F cost"),
     "firmware build": ("firmware_host.build:FirmwareBuildConfig", _build,

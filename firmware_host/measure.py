@@ -187,6 +187,29 @@ def kernel_cost(export_dir: Path, target: str = "cortex-m4f", samples: int = 3, 
             "max_abs_error_vs_host_c": float(np.abs(e["outputs"] - pol.act(obs)).max())}
 
 
+def policy_cost(cost: str):
+    """`bpd student select --cost`'s meter: the function giving a candidate policy's estimated Cortex-M4F
+    cycles or policy flash, with the same kernel for every candidate (the compact kernel with the table
+    tanh, the kernel `bpd export` ships on most students; benchmarks/results/cost/cost.md)."""
+    import tempfile
+
+    from export.codegen import table_form
+    from export.collapse import collapse
+    from export.compact import generate_compact
+
+    key = {"m4f-cycles": "cycles", "flash": "flash_bytes"}[cost]
+
+    def measure(policy) -> float:
+        with tempfile.TemporaryDirectory(prefix="bpd-cost-") as d:
+            generate_compact(collapse(policy), Path(d), "0" * 64, "bpd student select --cost", table_form())
+            c = kernel_cost(Path(d))
+            if c is None:
+                raise BpdError(f"--cost {cost} needs arm-none-eabi-gcc and the 'emulate' extra (unicorn, capstone)")
+            return float(c[key])
+
+    return measure
+
+
 # ------------------------------------------------------------------ the benchmark
 
 

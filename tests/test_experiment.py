@@ -182,6 +182,30 @@ def test_selection_rules_on_hand_built_candidates():
     assert choose(rows, "last", 0.02, None, None) == (3, True)
     assert choose(rows, "sparsest-within", 0.0, 0.96, 100.0) == (2, True)  # keeps >= 96 % of the teacher
     assert choose(rows, "sparsest-within", 0.0, 1.5, 100.0) == (0, False)  # nobody keeps 150 %: best, flagged
+    # with a measured cost (cycles) the cheapest that keeps the return wins, not the sparsest
+    costed = [r | {"cost": c} for r, c in zip(rows, (4000.0, 5000.0, 3000.0, 2500.0))]
+    assert choose(costed, "sparsest-within", 0.0, 0.98, 100.0) == (3, True)
+    assert choose(costed, "sparsest-within", 0.0, 0.96, 100.0) == (3, True)
+
+
+def test_student_select_by_cycles_on_a_tiny_run(tiny_pipeline, tmp_path):
+    """`bpd student select --cost m4f-cycles`: every candidate measured on the emulated Cortex-M4F, the chosen
+    one the cheapest that keeps the target, its cost recorded in the student's selection."""
+    import shutil as sh
+
+    if sh.which("arm-none-eabi-gcc") is None:
+        pytest.skip("arm-none-eabi-gcc not installed")
+    pytest.importorskip("unicorn")
+    from training.student import load_student
+
+    out = tmp_path / "sel.pt"
+    r = run_bpd("student", "select", str(tiny_pipeline / "run"), "--keep-return", "0.01", "--cost", "m4f-cycles",
+                "--episodes", "1", "--out", str(out))
+    assert "cost" in r.stdout
+    _, meta, _ = load_student(out)
+    assert "Cortex-M4F cycles" in meta["selection"]["rule"]
+    chosen = meta["selection"]["chosen"]
+    assert chosen["cost"] > 0
 
 
 def test_method_flags_and_resume():

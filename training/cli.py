@@ -72,12 +72,12 @@ def _student_sweep(ns):
               f"{x['return_min']:10.1f} {x['early_terminations']:5d}")
 
 
-def _student_select(ns):
-    from training.selection import SelectConfig, run_select
-    r = run_select(from_namespace(SelectConfig, ns))
+def report_select(r: dict) -> None:
+    """Print what `bpd student select` chose (the command is wired by the firmware room, which lends it the
+    emulated Cortex-M meter for --cost)."""
     ch = r["chosen"]
     head = (f"selected: {r['out']}  step {ch['step']}, threshold {ch['threshold']:g}, {ch['params_nonzero']} nonzero, "
-            f"return {ch['select_return']:.1f}")
+            + (f"cost {ch['cost']:.0f}, " if "cost" in ch else "") + f"return {ch['select_return']:.1f}")
     if r["teacher_select_return"] is None:  # sparsest-within: no teacher involved
         print(f"{head} on the selection seeds ({r['rule']}, {len(r['rows'])} candidates judged)")
         return
@@ -98,7 +98,4 @@ COMMANDS = {
                         "distil several teachers into one student with a shared trunk (Rusu et al. 2016)"),
     "student sweep": ("training.selection:SweepConfig", _student_sweep,
                       "return and size of a trained student at other pruning thresholds (no retraining)"),
-    "student select": ("training.selection:SelectConfig", _student_select,
-                       "choose again among a run's evaluated students: the smallest that keeps a share of the "
-                       "teacher's return, or the smallest near the best, every candidate judged"),
 }

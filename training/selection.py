@@ -19,6 +19,7 @@ retraining, and finds the smallest student that keeps a given share of the teach
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,6 +31,7 @@ from bpd.config import field
 from bpd.errors import BpdError
 from bpd.io import atomic_write
 from training.envs import Policy, rollouts, select_eval_seed
+from training.mlp import MLPPolicy
 from training.student import BayesianStudent, has_unit_gates
 
 if TYPE_CHECKING:
@@ -72,9 +74,14 @@ def load_candidates(path: Path) -> list[Candidate]:
         raise BpdError(f"{path}: not a readable candidates file") from None
 
 
-def rule_text(rule: str, tol: float, keep_return: float | None) -> str:
+COSTS = {"nonzero": "the fewest nonzero parameters",
+         "m4f-cycles": "the fewest estimated Cortex-M4F cycles (compact kernel, table tanh, emulated)",
+         "flash": "the least Cortex-M4F policy flash (compact kernel, table tanh)"}
+
+
+def rule_text(rule: str, tol: float, keep_return: float | None, cost: str = "nonzero") -> str:
     if keep_return is not None:
-        return (f"keep-return: the student with the fewest nonzero parameters whose return on the selection "
+        return (f"keep-return: the student with {COSTS[cost]} whose return on the selection "
                 f"seeds is at least {100 * keep_return:g} % of the teacher's on the same seeds")
     return {"sparsest-within": "sparsest-within: the student with the fewest nonzero parameters whose return on "
                                f"the selection seeds is within {100 * tol:g} % of the best candidate's "
@@ -85,12 +92,13 @@ def rule_text(rule: str, tol: float, keep_return: float | None) -> str:
 
 def choose(rows: list[dict], rule: str, tol: float, keep_return: float | None,
            teacher_return: float | None) -> tuple[int, bool]:
-    """Index into rows (each with 'select_return' and 'params_nonzero') chosen by the rule, and
-    whether a keep-return target was met (True when no target was asked)."""
+    """Index into rows (each with 'select_return' and 'params_nonzero', and 'cost' where a cost was
+    measured: then the smallest cost rather than the fewest nonzero) chosen by the rule, and whether a
+    keep-return target was met (True when no target was asked)."""
     if rule == "last" and keep_return is None:
         return len(rows) - 1, True
     rets = np.array([r["select_return"] for r in rows])
-    nz = np.array([r["params_nonzero"] for r in rows])
+    nz = np.array([r.get("cost", r["params_nonzero"]) for r in rows])
     if keep_return is not None:
         if teacher_return is None:
             raise BpdError("a keep-return target needs the teacher's return")
@@ -118,7 +126,8 @@ def student_from(meta: dict, state_dict: dict, threshold: float | None = None) -
 
 def select(cands: list[Candidate], meta: dict, stats: dict, env_id: str, run_seed: int, rule: str, tol: float,
            episodes: int, shortlist: int | None, keep_return: float | None = None,
-           teacher_act: Policy | None = None, thresholds: list[float] | None = None) -> dict:
+           teacher_act: Policy | None = None, thresholds: list[float] | None = None,
+           cost_fn: Callable[[MLPPolicy], float] | None = None) -> dict:
     """Evaluate the shortlisted candidates (x thresholds) on the selection seeds and choose one. The
     shortlist is the candidates whose periodic return is near the best (at most `shortlist` of them);
     every candidate where `shortlist` is None or a keep-return target is set (the smallest that keeps
@@ -148,7 +157,8 @@ def select(cands: list[Candidate], meta: dict, stats: dict, env_id: str, run_see
             ep = rollouts(env_id, pol.act, episodes, seed)
             rows.append({"step": c.step, "threshold": float(th), "train_return": c.train_return,
                          "params_nonzero": pol.params_nonzero, "select_return": float(np.mean(ep.returns)),
-                         "select_min": float(np.min(ep.returns)), "early_terminations": ep.early_terminations})
+                         "select_min": float(np.min(ep.returns)), "early_terminations": ep.early_terminations}
+                        | ({"cost": float(cost_fn(pol))} if cost_fn else {}))
     teacher_ret = None
     if keep_return is not None:
         if teacher_act is None:
@@ -203,6 +213,8 @@ class SelectConfig:
                            "sparsest-within: the sparsest within --tol of the best candidate (every candidate "
                            "judged, not only those whose periodic return was near the best)")
     keep_return: float = field(0.95, help="fraction of the teacher's return to keep, on the selection seeds")
+    cost: str = field("nonzero", choices=tuple(COSTS), help="what 'smallest' means: nonzero parameters, or what "
+                      "the student costs on a Cortex-M4F (estimated cycles or policy flash, measured per candidate)")
     tol: float = field(0.02, help="with --rule sparsest-within: the tolerance below the best selection return")
     thresholds: list[float] | None = field(None, help="also try these log alpha thresholds (default: the run's)")
     episodes: int = field(10, help="episodes per candidate on the selection seeds")
@@ -257,7 +269,9 @@ def plot_sweep(results: dict[str, dict]) -> Figure:
     return fig
 
 
-def run_select(cfg: SelectConfig) -> dict:
+def run_select(cfg: SelectConfig, meter: Callable[[str], Callable[[MLPPolicy], float]] | None = None) -> dict:
+    """`bpd student select`; meter(cost) gives the cost function of --cost other than nonzero (the firmware
+    room's, which wires the command)."""
     from training.student import load_student, save_student
     from training.teacher import load_teacher
 
@@ -285,13 +299,19 @@ def run_select(cfg: SelectConfig) -> dict:
         if shape != (meta["obs_dim"], meta["act_dim"]):
             raise BpdError(f"--env {env_id} has {shape[0]} observations and {shape[1]} actions, the student "
                            f"{meta['obs_dim']} and {meta['act_dim']}")
+    cost_fn = None
+    if cfg.cost != "nonzero":
+        if meter is None:
+            raise BpdError(f"--cost {cfg.cost} needs the emulated Cortex-M meter (run it as `bpd student select`)")
+        cost_fn = meter(cfg.cost)
     if cfg.rule == "keep-return":  # the teacher is needed only to set the target
         res = select(cands, meta, stats, env_id, run_seed, "sparsest-within", 0.0, cfg.episodes,
-                     None, cfg.keep_return, load_teacher(tpath).act, cfg.thresholds)
+                     None, cfg.keep_return, load_teacher(tpath).act, cfg.thresholds, cost_fn)
+        res["rule"] = rule_text("sparsest-within", 0.0, cfg.keep_return, cfg.cost)
     else:
         res = select(cands, meta, stats, env_id, run_seed, "sparsest-within", cfg.tol, cfg.episodes,
-                     None, None, None, cfg.thresholds)
-        res["rule"] += "; every candidate judged"
+                     None, None, None, cfg.thresholds, cost_fn)
+        res["rule"] += "; every candidate judged" + (f"; smallest by {cfg.cost}" if cost_fn else "")
     ch = res["chosen"]
     out = Path(cfg.out) if Path(cfg.out).is_absolute() or Path(cfg.out).parent != Path(".") else run / cfg.out
     chosen = student_from(meta, next(c.state_dict for c in cands if c.step == ch["step"]), ch["threshold"])
