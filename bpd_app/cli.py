@@ -25,6 +25,16 @@ def _evaluate(ns):
             print(f"{k:>24}: {v}")
 
 
+def _compress(ns):
+    from bpd_app.compress import CompressConfig, markdown, run_compress
+    from firmware_host.measure import policy_cost
+
+    cfg = from_namespace(CompressConfig, ns)
+    res = run_compress(cfg, policy_cost)
+    print(markdown(res))
+    print(f"student: {cfg.out}/student.pt (the comparison: {cfg.out}/compress.md)")
+
+
 def _experiment_run(ns):
     from bpd_app.experiment import ExperimentRunConfig, cmd_run
     if cmd_run(from_namespace(ExperimentRunConfig, ns)):
@@ -67,6 +77,8 @@ def _configs() -> dict[str, tuple[str, Callable, str, *tuple[Callable[[argparse.
                            "(make venv)") from None
     top: dict = {
         "evaluate": ("bpd_app.evaluate:EvaluateConfig", _evaluate, "evaluate a teacher, student or exported policy"),
+        "compress": ("bpd_app.compress:CompressConfig", _compress, "run the project's methods on one teacher and "
+                     "dataset and hand over the cheapest student (Cortex-M4F cycles) that keeps the return"),
         "experiment run": ("bpd_app.experiment:ExperimentRunConfig", _experiment_run,
                            "run a plan's grid of cells (environments x methods x seeds), resumably"),
         "experiment table": ("bpd_app.experiment:ExperimentTableConfig", _experiment_table,

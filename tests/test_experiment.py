@@ -612,3 +612,30 @@ def test_table_names_the_kind_of_torch_kernel_each_seed_ran_with_where_an_enviro
                                                    {"seed": 2, "kernels": "AVX2"}]}]
     note = kernels_note(mixed)
     assert note.endswith(": bpd unrecorded (seeds 0, 1, 2), dense-small AVX2 (seeds 1, 2); AVX512 (seed 0).")
+
+
+def test_compress_hands_over_the_cheapest_student_that_keeps_the_return(tiny_pipeline, tmp_path):
+    """Two methods on the tiny teacher and dataset: each run trained, its students judged and measured, the
+    cheapest that keeps the (low) target handed over, the comparison written; a second call resumes
+    (trains nothing); a method that needs another cell is refused in one line."""
+    import shutil as sh
+
+    if sh.which("arm-none-eabi-gcc") is None:
+        pytest.skip("arm-none-eabi-gcc not installed")
+    pytest.importorskip("unicorn")
+    out = tmp_path / "comp"
+    args = ["compress", "--teacher", str(tiny_pipeline / "teacher.npz"), "--dataset",
+            str(tiny_pipeline / "dataset.npz"), "--out", str(out), "--steps", "100", "--keep-return", "0.01",
+            "--episodes", "1", "--methods", "bpd-units-finetune", "l1-threshold"]
+    run_bpd(*args)
+    res = json.loads((out / "compress.json").read_text())
+    kept = [r for r in res["rows"] if r["keep_return_met"]]
+    assert res["chosen"] == min(kept, key=lambda r: (r["cost"], -r["select_return"]))["method"]
+    assert (out / "student.pt").read_bytes() == (out / res["chosen"] / "selected.pt").read_bytes()
+    assert "Handed over" in (out / "compress.md").read_text()
+    second = run_bpd(*args)
+    assert "bpd distill" not in second.stdout  # both runs finished: nothing trained again
+    bad = run_bpd("compress", "--teacher", str(tiny_pipeline / "teacher.npz"), "--dataset",
+                  str(tiny_pipeline / "dataset.npz"), "--out", str(tmp_path / "bad"), "--methods", "magnitude-prune",
+                  check=False)
+    assert bad.returncode == 1 and "does not train a student from the teacher and dataset alone" in bad.stderr

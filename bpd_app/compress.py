@@ -1,0 +1,122 @@
+"""`bpd compress`: the project's methods on one teacher and dataset, and the cheapest student that keeps
+the return.
+
+Each method (bpd_app/methods.py: BPD, its variants, L1 then a threshold) trains a run of its own under
+OUT/<method> with the `bpd distill` command the experiment runner would give it (resumable: a second
+call continues where the first stopped). Every student each run evaluated is then judged on the
+selection seeds, and measured on an emulated Cortex-M4F (`bpd student select --cost`); per run the
+cheapest that keeps --keep-return of the teacher's return on those seeds is chosen, and of those the
+cheapest over all runs is handed over as OUT/student.pt. The comparison goes beside it
+(compress.json, compress.md). Seeds: the runs train with --seed, the selection uses the selection
+seeds (training/README.md), never the reporting seeds: evaluate the result with `bpd evaluate`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from bpd.config import check_ranges, field
+from bpd.errors import BpdError
+from bpd.io import check_output_dir, write_json, write_text
+from training.selection import COSTS
+
+DEFAULT_METHODS = ["bpd-units-finetune", "bpd-finetune", "bpd", "l1-threshold"]
+
+
+@dataclass
+class CompressConfig:
+    teacher: str = field(help="teacher file (bpd teacher format)")
+    dataset: str = field(help="dataset file written by `bpd collect`")
+    out: str = field("runs/compress", help="directory: a run per method, the chosen student, the comparison")
+    methods: list[str] = field(DEFAULT_METHODS, help="methods to run (bpd_app/methods.py; those that train a "
+                               "student from the teacher and dataset alone)")
+    keep_return: float = field(0.99, help="fraction of the teacher's return the student must keep on the "
+                               "selection seeds")
+    cost: str = field("m4f-cycles", choices=tuple(COSTS), help="what 'cheapest' means")
+    episodes: int = field(10, help="episodes per candidate on the selection seeds")
+    steps: int | None = field(None, help="gradient steps of every method (default: distill's)")
+    seed: int = field(0, help="training seed of every run")
+
+
+def _check(cfg: CompressConfig) -> list[str]:
+    from bpd_app.methods import METHODS, get
+
+    check_ranges(cfg, {"keep_return": (0, 2, "open"), "episodes": (1, 10_000), "steps": (1, 100_000_000),
+                       "seed": (0, 2**31 - 1)})
+    for flag, path in (("--teacher", cfg.teacher), ("--dataset", cfg.dataset)):
+        if not Path(path).is_file():
+            raise BpdError(f"{path}: no such file ({flag})")
+    if not cfg.methods:
+        raise BpdError("--methods: name at least one method")
+    for m in cfg.methods:
+        method = get(m)
+        if method.needs or method.product != "student.pt" or not method.uses_dataset:
+            usable = sorted(k for k, v in METHODS.items()
+                            if not v.needs and v.product == "student.pt" and v.uses_dataset)
+            raise BpdError(f"--methods: {m} does not train a student from the teacher and dataset alone "
+                           f"(choose from {', '.join(usable)})")
+    if len(set(cfg.methods)) != len(cfg.methods):
+        raise BpdError("--methods: a method is named twice")
+    return cfg.methods
+
+
+def run_compress(cfg: CompressConfig, meter) -> dict:
+    """Train (or resume) every method's run, choose per run and over runs; meter(cost) measures a policy."""
+    from bpd_app.experiment import bpd_executable
+    from bpd_app.methods import CellInputs, get
+    from training.collect import load_dataset
+    from training.selection import SelectConfig, run_select
+
+    methods = _check(cfg)
+    out = Path(cfg.out)
+    check_output_dir(out)
+    env = load_dataset(cfg.dataset).meta["env_id"]
+    rows = []
+    for m in methods:
+        run = out / m
+        args = {} if cfg.steps is None else {"steps": cfg.steps}
+        cmd = get(m).command(CellInputs(env, cfg.seed, str(Path(cfg.teacher).resolve()),
+                                        str(Path(cfg.dataset).resolve()), run, args))
+        if not (run / "student.pt").is_file() or not (run / "summary.json").is_file():
+            print(f"[{m}] bpd {' '.join(cmd)}", flush=True)
+            p = subprocess.run([bpd_executable(), *cmd])
+            if p.returncode != 0:
+                raise BpdError(f"{m}: `bpd {' '.join(cmd)}` exited {p.returncode}; run `bpd compress` again to "
+                               "resume it")
+        r = run_select(SelectConfig(run=str(run), keep_return=cfg.keep_return, cost=cfg.cost,
+                                    episodes=cfg.episodes, out="selected.pt"), meter=meter)
+        ch = r["chosen"]
+        rows.append({"method": m, "run": str(run), "command": "bpd " + " ".join(cmd), "step": ch["step"],
+                     "threshold": ch["threshold"], "params_nonzero": ch["params_nonzero"], "cost": ch.get("cost"),
+                     "select_return": ch["select_return"], "teacher_select_return": r["teacher_select_return"],
+                     "keep_return_met": r["keep_return_met"], "student": r["out"]})
+        print(f"[{m}] step {ch['step']}: {ch['params_nonzero']} nonzero, {cfg.cost} {ch.get('cost', 0):.0f}, return "
+              f"{ch['select_return']:.1f} (teacher {r['teacher_select_return']:.1f}; target "
+              f"{'kept' if r['keep_return_met'] else 'not kept'})", flush=True)
+    kept = [r for r in rows if r["keep_return_met"]]
+    best = (min(kept, key=lambda r: (r["cost"], -r["select_return"])) if kept
+            else max(rows, key=lambda r: r["select_return"]))
+    shutil.copyfile(best["student"], out / "student.pt")
+    rule = (f"the cheapest by {COSTS[cfg.cost]} among each method's cheapest student keeping "
+            f"{100 * cfg.keep_return:g} % of the teacher's return on the selection seeds"
+            + ("" if kept else "; no method kept it: the highest return is handed over"))
+    res = {"env_id": env, "teacher": cfg.teacher, "dataset": cfg.dataset, "cost": cfg.cost,
+           "keep_return": cfg.keep_return, "rule": rule, "chosen": best["method"], "kept": bool(kept), "rows": rows}
+    write_json(out / "compress.json", res)
+    write_text(out / "compress.md", markdown(res))
+    return res
+
+
+def markdown(res: dict) -> str:
+    L = [f"# bpd compress: {res['env_id']}", "", f"Handed over: **{res['chosen']}** ({res['rule']}).", "",
+         f"| method | step | nonzero | {res['cost']} | return (selection seeds) | % of teacher | keeps "
+         f"{100 * res['keep_return']:g} % |", "|---|---|---|---|---|---|---|"]
+    for r in res["rows"]:
+        t = r["teacher_select_return"]
+        L.append(f"| {r['method']} | {r['step']} | {r['params_nonzero']} | {r['cost']:.0f} | {r['select_return']:.1f} "
+                 f"| {100 * r['select_return'] / t:.1f} % | {'yes' if r['keep_return_met'] else 'no'} |")
+    return "\n".join(L) + "\n"
+
