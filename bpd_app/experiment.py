@@ -1040,6 +1040,8 @@ def aggregate(rows: list[dict]) -> list[dict]:
                 "us_estimate": [b.get("us_estimate") for b in bench if b.get("us_estimate") is not None] or None,
                 "pruning_rule": next((d["train"].get("pruning_rule") for d in done if d["train"].get("pruning_rule")),
                                      None),
+                "removed_vs_student_min": min([1 - d["params_nonzero"] / d["params_total"] for d in done
+                                               if d.get("params_total")], default=None),
                 "sparsity_mean": _mean_or_none([1 - d["params_nonzero"] / d["params_total"] for d in done
                                                 if d.get("params_total")]),
                 "vs_teacher_std": float(rel.std()) if len(rel) else None,
@@ -1129,7 +1131,8 @@ def markdown_table(plan: Plan, aggs: list[dict]) -> str:
                   f"(seeds {plan.eval['seed']}-{plan.eval['seed'] + plan.eval['episodes'] - 1}), "
                   f"{t.get('teacher_params', '-')} parameters.{machines}", "",
                   "| method | seeds done | return (mean +- std) | worst seed | IQM [95 % CI] "
-                  "| % of teacher (mean / worst) | D4RL score | weights removed (min) | nonzero | collapsed widths "
+                  "| % of teacher (mean / worst) | D4RL score | weights removed (min): of the teacher's / of the "
+                  "student's | nonzero | collapsed widths "
                   "| early ends where teacher finished | M4F instructions | M4F cycles (est.) | kernel "
                   "| policy flash B | policy RAM B | distill s (median) | bar |",
                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -1145,7 +1148,8 @@ def markdown_table(plan: Plan, aggs: list[dict]) -> str:
                 f"| {_fmt(a['return_worst'])} (seed {a['worst_seed']}) "
                 f"| {_fmt(a['return_iqm'])} [{_fmt(ci[0])}, {_fmt(ci[1])}] "
                 f"| {_fmt(a['vs_teacher_mean'], pct=True)} / {_fmt(a['vs_teacher_worst'], pct=True)} "
-                f"| {_fmt(a['d4rl_mean'])} | {_fmt(a['weights_removed_min'], 2, pct=True)} "
+                f"| {_fmt(a['d4rl_mean'])} | {_fmt(a['weights_removed_min'], 2, pct=True)} / "
+                f"{_fmt(a['removed_vs_student_min'], 1, pct=True)} "
                 f"| {_range([s['nonzero'] for s in a['per_seed']])} | {', '.join(a['widths']) or '-'} "
                 f"| {a['early_where_teacher_finished']} of {a['episodes']} | {_range(a['instructions'] or [])} "
                 f"| {_range(a['cycles'] or [])} | {', '.join(a['bench_kernels']) or '-'} "
