@@ -480,6 +480,17 @@ def _machine() -> dict:
     return {"processor": model or platform.processor(), "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
+def largest_drop(curve: dict | None, teacher_return: float | None) -> float | None:
+    """Training stability of one run: the largest fall of its periodic evaluation return below the best
+    seen so far, over the second half of training, as a share of the teacher's return."""
+    if not curve or not curve.get("return") or not teacher_return:
+        return None
+    steps, rets = np.asarray(curve["step"], float), np.asarray(curve["return"], float)
+    best = np.maximum.accumulate(rets)
+    late = steps >= steps.max() / 2
+    return float((best - rets)[late].max() / abs(teacher_return))
+
+
 def _curve(metrics: Path) -> dict | None:
     """A run's periodic evaluations, small enough to commit: gradient step, return and (for the runs
     that interact with the environment) environment steps."""
@@ -1048,6 +1059,8 @@ def aggregate(rows: list[dict]) -> list[dict]:
                 "last_evals_spread": _mean_or_none([float(np.std(d["train"]["last_evals"])) / abs(done[0]["teacher"]
                                                     ["return_mean"]) for d in done if d["train"].get("last_evals")
                                                     and done[0]["teacher"]["return_mean"]]),
+                "largest_drop": _mean_or_none([x for d in done if (x := largest_drop(
+                    d["train"].get("curve"), d["teacher"]["return_mean"])) is not None]),
                 "per_seed": [{"seed": d["seed"], "return": d["eval"]["return_mean"],
                               "vs_teacher": d["return_vs_teacher"], "nonzero": d["params_nonzero"],
                               "early": d["early_terminations_where_teacher_finished"],
@@ -1168,22 +1181,23 @@ def summary_table(plan: Plan, aggs: list[dict], labels: list[str] | None = None)
     """One row per environment and method: the ablation plans' metrics side by side."""
     lines = ["| environment | method | seeds | % of teacher (mean +- std over seeds; worst seed) | D4RL score "
              "| early ends where teacher finished | spread of last 3 evaluations (% of teacher) "
+             "| largest drop below the running best, 2nd half (% of teacher) "
              "| weights pruned (student) | nonzero "
              "| pruning rule | M4F instructions | M4F cycles (est.) | kernel | policy flash B | policy RAM B "
              "| distill s (median) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for a in aggs:
         if labels is not None and a["label"] not in labels:
             continue
         if not a["done"]:
-            lines.append(f"| {a['env']} | {a['label']} | 0/{a['seeds']} |" + " - |" * 13)
+            lines.append(f"| {a['env']} | {a['label']} | 0/{a['seeds']} |" + " - |" * 14)
             continue
         lines.append(
             f"| {a['env']} | {a['label']} | {a['done']}/{a['seeds']} "
             f"| {_fmt(a['vs_teacher_mean'], pct=True)} +- {_fmt(a['vs_teacher_std'], pct=True)}; "
             f"{_fmt(a['vs_teacher_worst'], pct=True)} "
             f"| {_fmt(a['d4rl_mean'])} | {a['early_where_teacher_finished']} of {a['episodes']} "
-            f"| {_fmt(a['last_evals_spread'], pct=True)} "
+            f"| {_fmt(a['last_evals_spread'], pct=True)} | {_fmt(a['largest_drop'], pct=True)} "
             f"| {_fmt(a['sparsity_mean'], pct=True)} | {_range([x['nonzero'] for x in a['per_seed']])} "
             f"| {a['pruning_rule'] or '-'} | {_range(a['instructions'] or [])} | {_range(a['cycles'] or [])} "
             f"| {', '.join(a['bench_kernels']) or '-'} "

@@ -639,3 +639,12 @@ def test_compress_hands_over_the_cheapest_student_that_keeps_the_return(tiny_pip
                   str(tiny_pipeline / "dataset.npz"), "--out", str(tmp_path / "bad"), "--methods", "magnitude-prune",
                   check=False)
     assert bad.returncode == 1 and "does not train a student from the teacher and dataset alone" in bad.stderr
+
+
+def test_largest_drop_below_the_running_best_in_the_second_half():
+    from bpd_app.experiment import largest_drop
+
+    curve = {"step": [1, 2, 3, 4, 5, 6], "return": [100.0, 500.0, 300.0, 900.0, 700.0, 850.0]}
+    assert largest_drop(curve, 1000.0) == pytest.approx(0.2)  # 900 then 700, late half: steps >= 3
+    assert largest_drop({"step": [1, 2], "return": [1.0, 2.0]}, 10.0) == 0.0
+    assert largest_drop(None, 10.0) is None and largest_drop(curve, None) is None
