@@ -15,9 +15,10 @@ weights in one const table in the order the code uses them and walks it with a p
   multiply and an add elsewhere (float32 rounding apart: within the parity check's tolerance).
 
 The hidden tanh is applied by one loop per layer over the layer's outputs (its code exists once,
-not once per unit), with the rational form chosen as the generated kernel chooses it
-(`codegen.select_tanh`: the cheapest within the budget on actions, measured). Entry point, header,
-banner and NaN/Inf behaviour are the generic kernel's.
+not once per unit), in the form chosen as for the generated kernel (`codegen.select_tanh`: the
+cheapest within the budget on actions, measured; `bpd export --kernel auto` measures the table form
+and the cheapest rational one as separate candidates). Entry point, header, banner and NaN/Inf
+behaviour are the generic kernel's.
 """
 
 from __future__ import annotations
