@@ -647,13 +647,15 @@ def _deps(plan: Plan, cell: Cell) -> list[str]:
 
 
 def run_plan(plan: Plan, workers: int = 1, engine: str = "local", address: str | None = None,
-             only: list[str] | None = None, echo: Callable[[str], None] = print) -> dict:
-    """Run every unfinished cell, dependencies first; returns {cell key: cell.json record}."""
+             only: list[str] | None = None, echo: Callable[[str], None] = print, retrain: bool = False) -> dict:
+    """Run every unfinished cell, dependencies first; returns {cell key: cell.json record}. With `retrain`
+    the committed summaries are not restored, so cells the run root lacks are trained again (to recreate
+    products, such as checkpoints, that a lost run root took with it)."""
     cells = [c for c in plan.cells() if not only or any(c.key.startswith(o) for o in only)]
     by_key = {c.key: c for c in cells}
     plan.runs.mkdir(parents=True, exist_ok=True)
     write_json(plan.runs / "plan.json", {"plan": plan.rel(plan.path), "raw": plan.raw})
-    restored = restore_committed(plan)
+    restored = [] if retrain else restore_committed(plan)
     if restored:
         echo(f"{len(restored)} finished cells restored from the committed summaries in {plan.rel(plan.results_dir)}")
     started = time.time()
@@ -1459,6 +1461,9 @@ class ExperimentRunConfig:
     address: str | None = field(None, help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
     runs: str | None = field(None, help="run root (default: $BPD_RUNS/<plan name>, else ../bpd-runs/<name>)")
     only: list[str] | None = field(None, help="run only cells whose key (ENV/LABEL/seedN) starts with one of these")
+    retrain: bool = field(False, help="train again the cells the run root lacks even where a committed "
+                                      "summary exists (to recreate their checkpoints); `experiment table` "
+                                      "then commits the new summaries")
 
 
 @dataclass
@@ -1480,7 +1485,8 @@ def cmd_run(cfg: ExperimentRunConfig) -> int:
     plan = load_plan(cfg.plan, cfg.runs)
     print(f"plan {plan.name}: {len(plan.cells())} cells in {plan.rel(plan.runs)} "
           f"({cfg.engine}, {cfg.workers} worker{'s' if cfg.workers > 1 else ''})", flush=True)
-    recs = run_plan(plan, cfg.workers, cfg.engine, cfg.address, cfg.only, echo=lambda s: print(s, flush=True))
+    recs = run_plan(plan, cfg.workers, cfg.engine, cfg.address, cfg.only, echo=lambda s: print(s, flush=True),
+                    retrain=cfg.retrain)
     failed = [k for k, r in recs.items() if r.get("state") != "done"]
     print(f"{len(recs) - len(failed)} done, {len(failed)} failed")
     return 1 if failed else 0
