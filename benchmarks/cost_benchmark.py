@@ -60,6 +60,7 @@ def measure_student(run: Path, out: Path, dataset: str | None, env_id: str, epis
         c = kernel_cost(out / "int", target)
         row.setdefault(target, {})["integer"] = c
     row["integer_error_vs_action_range"] = rep["int"]["max_error_vs_action_range"]
+    row["integer_form"] = rep["int"].get("form")
     if episodes:  # the float kernel shipped and the integer kernel, on the plan's reporting seeds
         row["returns"] = {"float": returns(env_id, out, episodes, seed), "integer": returns(env_id, out / "int",
                                                                                               episodes, seed)}
@@ -131,7 +132,8 @@ def markdown(res: dict) -> str:
 
     for r in res["rows"]:
         m4, d = r["cortex-m4f"], r["default"]
-        L.append(f"| {r['cell']} | {'-'.join(map(str, r['widths']))} | {r['nonzero_weights']} | {r['floor']} "
+        mark = "" if r.get("integer_form") else " (a)"
+        L.append(f"| {r['cell']}{mark} | {'-'.join(map(str, r['widths']))} | {r['nonzero_weights']} | {r['floor']} "
                  f"| {d} | " + " | ".join(cell(m4.get(k)) for k in (*KINDS, "integer"))
                  + f" | {cell(r['cortex-m0plus'].get('integer'))} "
                  f"| {m4[d]['instructions'] / r['floor']:.2f}x "
@@ -146,6 +148,9 @@ def markdown(res: dict) -> str:
                  f"{e['instructions_vs_floor_worst']:.2f}x | "
                  + (f"{e['cycles_vs_generic_median']:.2f}x | {e['flash_vs_generic_median']:.2f}x, "
                     f"{e['flash_vs_generic_worst']:.2f}x |" if "cycles_vs_generic_median" in e else "- | - |"))
+    if any(not r.get("integer_form") for r in res["rows"]):
+        L += ["", "(a) measured with the integer kernel before the DSP assembly (its run root was since lost, so "
+              "it could not be measured again); every other row's integer figures are the assembly's."]
     ir = res["summary"].get("integer_over_float_return")
     if ir:
         L += ["", f"Integer kernel's closed-loop return over the float kernel's: median {ir['median']:.3f}, worst "
@@ -158,6 +163,8 @@ def main() -> None:
     ap.add_argument("plan", nargs="?", default=str(ROOT / "benchmarks" / "plans" / "students.yaml"))
     ap.add_argument("--runs", default=None, help="the plan's run root (default: the runner's)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cost"))
+    ap.add_argument("--only", nargs="*", default=None,
+                    help="measure only cells whose key (ENV/LABEL/seedN) starts with one of these")
     ap.add_argument("--table-only", action="store_true", help="rewrite cost.md from cost.json")
     a = ap.parse_args()
     out = Path(a.out)
@@ -171,6 +178,8 @@ def main() -> None:
             if (out / "cost.json").is_file() else {}
         rows = []
         for c in plan.cells():
+            if a.only is not None and not any(c.key.startswith(o) for o in a.only):
+                continue
             run = c.dir / "run"
             if not (c.dir / "result.json").is_file() or not (run / "student.pt").is_file():
                 if c.key in old:

@@ -1,29 +1,31 @@
-"""Integer-only inference for cores without an FPU (`bpd export --int`).
+"""Integer-only inference (`bpd export --int`): the DSP kernel on Cortex-M4/M7, scalar C elsewhere.
 
 The float network is turned into integer arithmetic calibrated on observations (the dataset's):
 
 - inputs: each observation is read as IEEE-754 bits and converted with integer operations to
-  round(x * 2^fx[j]), saturated to +-32767; fx[j] leaves twice the calibrated max|x_j| of headroom.
-  An exponent of 255 (NaN or +-Inf) gives BPD_ERR_NONFINITE and the safe action.
+  trunc(x * 2^fx[j]) (towards zero), saturated to +-32767; fx[j] leaves twice the calibrated max|x_j|
+  of headroom. An exponent of 255 (NaN or +-Inf) gives BPD_ERR_NONFINITE and the safe action.
 - weights: int16, one power-of-two scale 2^-k per row, with the input scales folded in, so the
   row's sum is an int32 acc = bias_q + sum wq * xq in units of 2^-k. k is the largest value for
   which every |wq| <= 32767 and sum |wq| * 32767 + |bias_q| < 2^31: the accumulator cannot
-  overflow for any input, not only the calibrated ones.
-- requantisation per row is a rounding shift (no multiply): to Q12 for the tanh table, to the
-  layer's calibrated Q format for ReLU (saturated to 32767).
-- tanh: a 257-entry Q15 table on [0, 8] with linear interpolation (odd symmetry, 1 beyond 8).
+  overflow for any input, not only the calibrated ones. The bias carries half of the row's shift
+  below, so every shift rounds to nearest.
+- tanh: one lookup, no interpolation: the accumulator shifted to the table's step of 2^-TANH_FRAC and
+  clamped to TANH_BITS signed bits (one SSAT on Armv7E-M) indexes a table of round(32767 tanh) on
+  [-4, 4) (2^TANH_BITS int16 entries; max error half a step plus tanh(4)'s distance from 1).
+- ReLU: the accumulator shifted to the layer's calibrated Q format and clamped to [0, 32767] (one
+  USAT on Armv7E-M).
 - output: offset + scale * tanh in a Q format chosen per output, clamped to the action bounds in
   integers, and written back as IEEE-754 bits with integer operations.
 
-- on cores with the DSP extension (Cortex-M4, M7) the sums use its dual 16-bit multiply-add: each
-  layer's inputs are packed in pairs once (PKHBT; the pairs chosen so that the two columns share as
-  many rows' nonzero weights as possible, `pair_columns`), and each row takes one SMLAD per pair with a
-  nonzero weight; elsewhere one multiply-add per weight. Both give the same integer (every operand is
-  int16 and the accumulator bound above holds for any order), so one numpy model checks both.
+On cores with the DSP extension (Cortex-M4, M7) the layers are straight-line assembly (dsp.py): inputs
+packed in int16 pairs, one SMLAD per pair with a nonzero weight, the weights streamed from a table by
+LDMIA. Elsewhere (Cortex-M0+, the host) the same sums are scalar C, one multiply-add per weight. Both
+give the same integers (every operand is int16 and the accumulator bound above holds for any order),
+so one numpy model, `IntPolicy`, checks both bit for bit.
 
-The generated C has no float type in any expression, so it compiles to no VFP instruction and no
-soft-float call (tests check the object file). `IntPolicy.act` is a bit-exact numpy model of the same
-integer arithmetic.
+The generated code has no float type in any expression and no VFP instruction, so it runs on cores
+without an FPU (tests check the object files).
 """
 
 from __future__ import annotations
@@ -40,15 +42,19 @@ from export.c_export import KERNEL_DIR, CPolicy
 from export.codegen import banner_for, descriptor_sources
 from export.collapse import CollapsedNet
 
-Q_TANH_IN = 12  # tanh table input: Q12
-TABLE_STEP_BITS = 7  # table step 2^-5 in Q12 units: 2^7
-TABLE_SIZE = 257  # [0, 8] in steps of 1/32
+TANH_BITS = 11  # the tanh table's index: 11 signed bits, 2^11 int16 entries (4 kB)
+TANH_FRAC = TANH_BITS - 3  # its step 2^-8: the table spans [-4, 4)
 SAT = 32767
+# what the export report and the cost benchmark record of this kernel, so that figures of an earlier form are
+# told apart from its
+INT_FORM = f"dsp-assembly, tanh by one lookup in 2^{TANH_BITS}"
 ACC_LIMIT = 2**31 - 1
 
 
 def tanh_table() -> np.ndarray:
-    return np.rint(SAT * np.tanh(np.arange(TABLE_SIZE) / 32.0)).astype(np.int64)
+    """round(32767 tanh(i 2^-TANH_FRAC)) for i from -2^(TANH_BITS-1) to 2^(TANH_BITS-1) - 1."""
+    half = 1 << (TANH_BITS - 1)
+    return np.rint(SAT * np.tanh(np.arange(-half, half) * 2.0 ** -TANH_FRAC)).astype(np.int64)
 
 
 @dataclass
@@ -56,6 +62,7 @@ class IntLayer:
     wq: np.ndarray  # int16 values as int64, rows x cols
     bq: np.ndarray  # int32 bias in units of 2^-k
     k: np.ndarray  # per-row exponent
+    shift: np.ndarray  # per row: the sum's shift to the activation's input (tanh table step, ReLU's Q format)
     out_frac: int  # Q format of the activation this layer writes (hidden layers)
     kind: str  # "tanh", "relu" or "output"
 
@@ -78,19 +85,29 @@ def _floor_log2(x: np.ndarray) -> np.ndarray:
     return np.floor(np.log2(x)).astype(np.int64)
 
 
-def _row_exponent(w: np.ndarray, b: float, extra: list[float]) -> tuple[int, np.ndarray, int]:
-    """Largest k with |wq| <= 32767, sum|wq| * 32767 + |bq| <= 2^31 - 1 and |extra| * 2^k < 2^31."""
+def _row_exponent(w: np.ndarray, b: float, extra: list[float], frac: int | None, least: int
+                  ) -> tuple[int, np.ndarray, int]:
+    """Largest k with |wq| <= 32767, sum|wq| * 32767 + |bq| <= 2^31 - 1 and |extra| * 2^k < 2^31, and, where
+    the row is shifted to Q(frac) after its sum, a shift s = k - frac in [least, 31]; bq then carries the
+    shift's rounding half."""
     for k in range(40, -40, -1):
         wq = np.rint(w * 2.0 ** k).astype(np.int64)
         bq = int(np.rint(b * 2.0 ** k))
         if np.abs(wq).max(initial=0) > SAT:
             continue
+        if frac is not None:
+            if k - frac > 31:
+                continue
+            if k - frac < least:
+                break
+            bq += 1 << (k - frac - 1) if k - frac >= 1 else 0
         if int(np.abs(wq).sum()) * SAT + abs(bq) > ACC_LIMIT:
             continue
         if any(abs(e) * 2.0 ** k >= ACC_LIMIT for e in extra):
             continue
         return k, wq, bq
-    raise BpdError("a layer's weights cannot be represented in int16 with an int32 accumulator")
+    raise BpdError("a layer's weights cannot be represented in int16 with an int32 accumulator and the "
+                   "activation's shift")
 
 
 def quantise(net: CollapsedNet, calib_obs: np.ndarray, origin: str) -> IntNet:
@@ -115,26 +132,32 @@ def quantise(net: CollapsedNet, calib_obs: np.ndarray, origin: str) -> IntNet:
     for i, (w, b) in enumerate(zip(net.weights, net.biases)):
         last = i == n - 1
         weff = w.astype(np.float64) * 2.0 ** -frac[None, :]
-        ks, wqs, bqs = [], [], []
-        for r in range(w.shape[0]):
-            extra = [out_low[r], out_high[r]] if last and net.output == "clip" else []
-            k, wq, bq = _row_exponent(weff[r], float(b[r]), extra)
-            ks.append(k)
-            wqs.append(wq)
-            bqs.append(bq)
         if last:
             kind, act_frac = "output", 0
         elif net.activation == "tanh":
             kind, act_frac = "tanh", 15
         else:
             kind, act_frac = "relu", min(int(_floor_log2(np.array(SAT / (2 * hidden_max[i])))), 24)
-        layers.append(IntLayer(np.stack(wqs), np.array(bqs, np.int64), np.array(ks, np.int64), act_frac, kind))
+        # the sum is shifted to the tanh table's step (hidden tanh, tanh output) or to ReLU's Q format;
+        # a clipped output is not shifted
+        to, least = {"tanh": (TANH_FRAC, 2 - TANH_BITS), "relu": (act_frac, -14)}.get(kind, (None, 0))
+        if kind == "output" and net.output == "tanh":
+            to, least = TANH_FRAC, 2 - TANH_BITS
+        ks, wqs, bqs = [], [], []
+        for r in range(w.shape[0]):
+            extra = [out_low[r], out_high[r]] if last and net.output == "clip" else []
+            k, wq, bq = _row_exponent(weff[r], float(b[r]), extra, to, least)
+            ks.append(k)
+            wqs.append(wq)
+            bqs.append(bq)
+        karr = np.array(ks, np.int64)
+        shift = karr - to if to is not None else np.zeros_like(karr)
+        layers.append(IntLayer(np.stack(wqs), np.array(bqs, np.int64), karr, shift, act_frac, kind))
         frac = np.full(w.shape[0], float(act_frac))
-    for i, L in enumerate(layers):  # the C uses 32-bit shifts: keep every shift amount in range
-        shifts = L.k - (Q_TANH_IN if L.kind in ("tanh", "output") else L.out_frac)
-        if L.k.min() < 0 or shifts.max() > 30 or shifts.min() < -15:
-            raise BpdError(f"layer {i}: weights or activations out of the integer kernel's range "
-                           f"(row exponents {L.k.min()}..{L.k.max()})")
+    for i, L in enumerate(layers):
+        if L.k.min() < 0:
+            raise BpdError(f"layer {i}: weights out of the integer kernel's range (row exponents "
+                           f"{L.k.min()}..{L.k.max()})")
     k_out = layers[-1].k
     if net.output == "tanh":
         big = np.maximum.reduce([np.abs(net.out_scale), np.abs(net.out_offset) + np.abs(net.out_scale),
@@ -156,40 +179,36 @@ def quantise(net: CollapsedNet, calib_obs: np.ndarray, origin: str) -> IntNet:
 # ------------------------------------------------------------------------- bit-exact numpy model
 
 
-def _rshift_round(a: np.ndarray, s: int) -> np.ndarray:
-    return (a + (1 << (s - 1))) >> s if s > 0 else a << -s
-
-
-def _q12(acc: np.ndarray, k: int) -> np.ndarray:
-    """acc in units of 2^-k as a Q12 tanh argument (clamped to +-8 first when shifting left)."""
-    s = k - Q_TANH_IN
+def sat_shift(acc: np.ndarray, s: int, lo: int, hi: int) -> np.ndarray:
+    """acc >> s (arithmetic) clamped to [lo, hi]; for s < 0, acc clamped to [lo, hi] >> -s, then << -s
+    (as SSAT/USAT then LSL do: the left shift never leaves the range)."""
     if s >= 0:
-        return _rshift_round(acc, s)
-    return np.clip(acc, -(8 << k), 8 << k) << -s
+        return np.clip(acc >> s, lo, hi)
+    return np.clip(acc, lo >> -s, hi >> -s) << -s
+
+
+def tanh_index(acc: np.ndarray, s: int) -> np.ndarray:
+    half = 1 << (TANH_BITS - 1)
+    return sat_shift(acc, s, -half, half - 1)
+
+
+def tanh_q15(idx: np.ndarray) -> np.ndarray:
+    """The table's entry for a signed index (Q15 tanh of idx * 2^-TANH_FRAC)."""
+    return tanh_table()[idx + (1 << (TANH_BITS - 1))]
+
+
+def relu_q(acc: np.ndarray, s: int) -> np.ndarray:
+    return sat_shift(acc, s, 0, SAT)
 
 
 def to_fixed(x: np.ndarray, frac: np.ndarray) -> np.ndarray:
-    """round(x * 2^frac) saturated to +-32767, from the IEEE bits as the C does (half away from zero)."""
+    """trunc(x * 2^frac) saturated to +-32767, from the IEEE bits as the C does; zero and subnormals give 0."""
     bits = np.ascontiguousarray(x, np.float32).view(np.uint32).astype(np.int64)
     expo = (bits >> 23) & 0xFF
-    m = (bits & 0x7FFFFF) | 0x800000
-    e = expo - 127 - 23 + frac
-    sh = -e
-    v = np.where(sh > 31, 0, (m + (np.int64(1) << np.clip(sh - 1, 0, 62))) >> np.clip(sh, 0, 62))
-    v = np.where(sh <= 8, SAT, np.minimum(v, SAT))  # e >= -8: |x| * 2^f >= 2^15
-    v = np.where(expo == 0, 0, v)
+    m = ((bits << 8) | 0x80000000) & 0xFFFFFFFF  # the significand with its leading one at bit 31
+    sh = 158 - frac - expo  # x * 2^frac = m / 2^sh
+    v = np.where(sh <= 16, SAT, np.where(sh > 31, 0, m >> np.clip(sh, 0, 63)))
     return np.where(bits >> 31 == 1, -v, v)
-
-
-def tanh_q15(z: np.ndarray) -> np.ndarray:
-    """Q12 in, Q15 out: the table with linear interpolation."""
-    t_ = tanh_table()
-    a = np.abs(z)
-    i = np.minimum(a >> TABLE_STEP_BITS, TABLE_SIZE - 2)
-    f = a & ((1 << TABLE_STEP_BITS) - 1)
-    t = t_[i] + (((t_[i + 1] - t_[i]) * f + (1 << (TABLE_STEP_BITS - 1))) >> TABLE_STEP_BITS)
-    t = np.where(a >= (8 << Q_TANH_IN), SAT, t)
-    return np.where(z < 0, -t, t)
 
 
 def to_float_bits(v: np.ndarray, frac: np.ndarray) -> np.ndarray:
@@ -227,19 +246,10 @@ class IntPolicy:
             if L.kind == "output":
                 y = acc
                 break
-            out = np.empty_like(acc)
-            for r in range(acc.shape[1]):
-                if L.kind == "tanh":
-                    out[:, r] = tanh_q15(_q12(acc[:, r], int(L.k[r])))
-                else:
-                    s = int(L.k[r]) - L.out_frac
-                    a = np.maximum(acc[:, r], 0)
-                    if s < 0:
-                        a = np.minimum(a, SAT >> -s)
-                    out[:, r] = np.minimum(_rshift_round(a, s), SAT)
-            h = out
+            act = (lambda a, s: tanh_q15(tanh_index(a, s))) if L.kind == "tanh" else relu_q
+            h = np.stack([act(acc[:, r], int(L.shift[r])) for r in range(acc.shape[1])], 1)
         if q.output == "tanh":
-            t = np.stack([tanh_q15(_q12(y[:, i], int(q.layers[-1].k[i]))) for i in range(y.shape[1])], 1)
+            t = np.stack([tanh_q15(tanh_index(y[:, i], int(q.layers[-1].shift[i]))) for i in range(y.shape[1])], 1)
             a = q.off_q + ((q.scale_q * t + (1 << 14)) >> 15)
         else:
             a = y
@@ -269,20 +279,21 @@ _PRELUDE = """\
  * memcpy; no expression has a floating type. Right shifts of negative values are arithmetic
  * (true of GCC and Clang on every target bpd builds for). */
 
-/* round(x * 2^f) saturated to +-32767, from the bits of x; zero and subnormals give 0 */
-static int32_t to_fixed(uint32_t bits, int32_t f)
+/* Cores with the DSP extension (Cortex-M4, M7): the layers are the assembly below (SMLAD on int16 pairs) */
+#if defined(__ARM_FEATURE_SIMD32) && __ARM_FEATURE_SIMD32 && defined(__thumb2__)
+#define BPD_INT_DSP 1
+#else
+#define BPD_INT_DSP 0
+#endif
+
+/* trunc(x * 2^f) saturated to +-32767, from the bits of x (k = 158 - f); zero and subnormals give 0 */
+static int32_t to_fixed(uint32_t bits, int32_t k)
 {
-    const uint32_t expo = (bits >> 23) & 0xFFu;
-    const uint32_t m = (bits & 0x7FFFFFu) | 0x800000u;
-    const int32_t sh = 127 + 23 - f - (int32_t)expo; /* x * 2^f = m / 2^sh */
+    const int32_t sh = k - (int32_t)((bits >> 23) & 0xFFu); /* x * 2^f = m / 2^sh */
     int32_t v;
-    if (expo == 0u) return 0;
-    if (sh <= 8) v = 32767;
+    if (sh <= 16) v = 32767;
     else if (sh > 31) v = 0;
-    else {
-        v = (int32_t)((m + (1u << (sh - 1))) >> sh);
-        if (v > 32767) v = 32767;
-    }
+    else v = (int32_t)(((bits << 8) | 0x80000000u) >> sh);
     return (bits >> 31) ? -v : v;
 }
 
@@ -298,6 +309,13 @@ static uint32_t to_float_bits(int32_t v, int32_t f)
     } else {
         m = (uint32_t)v;
     }
+#if defined(__ARM_FEATURE_CLZ) && defined(__GNUC__)
+    { /* one CLZ instead of the search below: the same bits */
+        const int32_t n = __builtin_clz(m);
+        if (n <= 8) { m >>= 8 - n; } else { m <<= n - 8; }
+        e = 8 - n;
+    }
+#else
     if (m >= (1u << 24)) {
         if (m >= (1u << 28)) { m >>= 4; e += 4; }
         if (m >= (1u << 26)) { m >>= 2; e += 2; }
@@ -309,8 +327,11 @@ static uint32_t to_float_bits(int32_t v, int32_t f)
     if (m < (1u << 20)) { m <<= 4; e -= 4; }
     if (m < (1u << 22)) { m <<= 2; e -= 2; }
     if (m < (1u << 23)) { m <<= 1; e -= 1; }
+#endif
     return s | ((uint32_t)(e + 23 - f + 127) << 23) | (m & 0x7FFFFFu);
 }
+
+static int32_t sat(int32_t v, int32_t lo, int32_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
 
 static uint32_t load_bits(const float *p)
 {
@@ -320,102 +341,60 @@ static uint32_t load_bits(const float *p)
 }
 
 static void store_bits(float *p, uint32_t b) { memcpy(p, &b, sizeof b); }
-
-/* Cores with the DSP extension (Cortex-M4, M7): the sums take two int16 products per instruction
- * (SMLAD) over input pairs packed once per layer (PKHBT). The sum is the same integer either way: every
- * value is int16 and the accumulator cannot overflow (the quantiser's bound), so both forms are exact. */
-#if defined(__ARM_FEATURE_SIMD32) && __ARM_FEATURE_SIMD32
-#include <arm_acle.h>
-#define BPD_INT_DSP 1
-#define BPD_PACK(lo, hi) ((uint32_t)(uint16_t)(lo) | ((uint32_t)(hi) << 16)) /* one PKHBT */
-#define BPD_SMLAD(w, x, acc) __smlad((w), (x), (acc))
-#else
-#define BPD_INT_DSP 0
-#endif
 """
 
 _TANH = """
-/* tanh in Q15 of a Q12 argument: 257 points on [0, 8], linear interpolation, odd symmetry */
-static const int16_t tanh_q15_table[257] = {
+/* tanh in Q15 of i * 2^-%d for i from -%d to %d: one lookup, no interpolation */
+static const int16_t bpd_tanh_q15[%d] = {
 %s
 };
-
-static int32_t tanh_q15(int32_t z)
-{
-    const int32_t a = z < 0 ? -z : z;
-    int32_t t;
-    if (a >= (8 << 12)) {
-        t = 32767;
-    } else {
-        const int32_t i = a >> 7, f = a & 127;
-        const int32_t t0 = tanh_q15_table[i], t1 = tanh_q15_table[i + 1];
-        t = t0 + (((t1 - t0) * f + 64) >> 7);
-    }
-    return z < 0 ? -t : t;
-}
+#define TANH_MID (bpd_tanh_q15 + %d)
 """
 
 
-def _shift_expr(var: str, s: int) -> str:
-    return f"(({var} + {1 << (s - 1)}) >> {s})" if s > 0 else (f"({var} << {-s})" if s < 0 else var)
-
-
-def _q12_c(var: str, k: int) -> list[str]:
-    """Statements turning acc var (units 2^-k) into a Q12 tanh argument in var."""
-    s = k - Q_TANH_IN
-    if s >= 0:
-        return [f"    {var} = {_shift_expr(var, s)};\n"] if s else []
-    lim = 8 << k
-    return [f"    if ({var} > {lim}) {var} = {lim};\n", f"    if ({var} < -{lim}) {var} = -{lim};\n",
-            f"    {var} <<= {-s};\n"]
-
-
 def _hex(v: int) -> str:
-    return f"0x{int(v):08X}u"
+    return f"0x{int(v) & 0xFFFFFFFF:08X}u"
 
 
-def pair_columns(w: np.ndarray) -> list[tuple[int, int | None]]:
-    """Pairs of a layer's inputs for the dual 16-bit multiply-add (SMLAD): greedily the two columns whose
-    nonzero weights share the most rows, so that few rows carry a pair with one weight zero. Columns
-    without any weight are left out; an odd one out is paired with None (a zero half)."""
-    nz = w != 0
-    cols = [j for j in range(w.shape[1]) if nz[:, j].any()]
-    overlap = (nz[:, cols].T.astype(np.int64) @ nz[:, cols].astype(np.int64))
-    cand = sorted(((int(overlap[a, b]), -a, -b) for a in range(len(cols)) for b in range(a + 1, len(cols))),
-                  reverse=True)
-    used: set[int] = set()
-    pairs: list[tuple[int, int | None]] = []
-    for _, na, nb in cand:
-        a, b = -na, -nb
-        if a not in used and b not in used:
-            used |= {a, b}
-            pairs.append((cols[a], cols[b]))
-    pairs += [(cols[a], None) for a in range(len(cols)) if a not in used]
-    return sorted(pairs)
+def _shifted(var: str, s: int, lo: int, hi: int) -> str:
+    """C for sat_shift: var >> s clamped to [lo, hi] (s < 0: clamped to [lo, hi] >> -s, then << -s)."""
+    if s >= 0:
+        return f"sat({var}{f' >> {s}' if s else ''}, {lo}, {hi})"
+    return f"(sat({var}, {lo >> -s}, {hi >> -s}) << {-s})"
 
 
-def _dsp_word(lo: int, hi: int) -> str:
-    return _hex(((hi & 0xFFFF) << 16) | (lo & 0xFFFF))
+def _activation_c(v: str, L: IntLayer, r: int) -> str:
+    s = int(L.shift[r])
+    if L.kind == "tanh":
+        half = 1 << (TANH_BITS - 1)
+        return f"    {v} = TANH_MID[{_shifted(v, s, -half, half - 1)}];\n"
+    return f"    {v} = {_shifted(v, s, 0, SAT)};\n"
 
 
-def _dsp_rows(L: IntLayer, li: int, prev: list[str], names: list[str]) -> tuple[list[str], list[list[str]]]:
-    """The DSP form of a layer's sums: its input pairs packed once (PKHBT), then per row one SMLAD per
-    pair with a nonzero weight. Returns (packing statements, per-row statements)."""
-    pairs = pair_columns(L.wq)
-    pack = [f"    const uint32_t p{li}_{i} = BPD_PACK({prev[a]}, {'0' if b is None else prev[b]});\n"
-            for i, (a, b) in enumerate(pairs)]
-    rows = []
-    for r in range(L.wq.shape[0]):
-        st = []
-        for i, (a, b) in enumerate(pairs):
-            wa, wb = int(L.wq[r, a]), (0 if b is None else int(L.wq[r, b]))
-            if wa or wb:
-                st.append(f"    {names[r]} = BPD_SMLAD({_dsp_word(wa, wb)}, p{li}_{i}, {names[r]});\n")
-        rows.append(st)
-    return pack, rows
+def dsp_layers(q: IntNet) -> tuple[str, np.ndarray, list[int], list[list[tuple[int, int | None]]], list[dict]]:
+    """The DSP assembly of every layer, the weight table, each layer's offset into it, each layer's input
+    pairs and each layer's chosen (R, C, G) with its instruction count."""
+    from export.dsp import Act, best_layer, layer_asm, pair_columns, slots
+
+    pairs = [pair_columns(L.wq) for L in q.layers]
+    asm, table, starts, chosen = [], [], [], []
+    for li, L in enumerate(q.layers):
+        if L.kind == "output":
+            act = Act("store", L.shift)
+        else:
+            act = Act(L.kind, L.shift, TANH_BITS, slots(pairs[li + 1]))
+        body, words, rcg = best_layer(L.wq, L.bq, pairs[li], act)
+        starts.append(len(table))
+        table += words
+        asm.append(layer_asm(f"bpd_dsp_layer{li}", body))
+        chosen.append({"rows_per_group": rcg[0], "words_per_chunk": rcg[1], "weight_registers": rcg[2],
+                       "instructions": len(body) + 2, "table_words": len(words)})
+    return "".join(asm), np.array(table, np.uint32), starts, pairs, chosen
 
 
 def kernel_source(q: IntNet, banner: str) -> str:
+    from export.dsp import slots
+
     obs_dim = len(q.in_frac)
     act_dim = len(q.out_frac)
     uses_tanh = q.output == "tanh" or any(L.kind == "tanh" for L in q.layers)
@@ -423,7 +402,19 @@ def kernel_source(q: IntNet, banner: str) -> str:
     if uses_tanh:
         t = tanh_table()
         rows = [", ".join(str(int(v)) for v in t[i:i + 16]) for i in range(0, len(t), 16)]
-        out.append(_TANH % ("    " + ",\n    ".join(rows)))
+        half = 1 << (TANH_BITS - 1)
+        out.append(_TANH % (TANH_FRAC, half, half - 1, len(t), "    " + ",\n    ".join(rows), half))
+    asm, table, starts, pairs, _ = dsp_layers(q)
+    out.append("\n#if BPD_INT_DSP\n/* every bias and int16 weight pair, in the order the layers use them */\n"
+               f"static const uint32_t bpd_dsp_table[{max(len(table), 1)}] = {{\n")
+    for i in range(0, len(table), 8):
+        out.append("    " + ", ".join(_hex(v) for v in table[i:i + 8]) + ",\n")
+    out.append("};\n")
+    for li in range(len(q.layers)):
+        out.append(f"void bpd_dsp_layer{li}(const void *x, const uint32_t *t, void *out, const int16_t *tanh_mid);\n")
+    out.append("__asm__(\n    \".syntax unified\\n\"\n    \".text\\n\"\n    \".balign 4\\n\"\n")
+    out += [f"    \"{line}\\n\"\n" for line in asm.splitlines()]
+    out.append(");\n#endif\n")
     out.append("\nstatic void safe_output(float *action)\n{\n"
                + "".join(f"    store_bits(&action[{i}], {_hex(b)});\n" for i, b in enumerate(q.safe_bits)) + "}\n")
     out.append("\n/* The weights are compiled in: model is checked for NULL only and scratch is not used. */\n"
@@ -435,44 +426,47 @@ def kernel_source(q: IntNet, banner: str) -> str:
     out.append("    /* exponent 255: NaN or +-Inf */\n    if (" + " || ".join(
         f"((b{j} >> 23) & 0xFFu) == 0xFFu" for j in range(obs_dim)) + ") {\n"
                "        safe_output(action);\n        return BPD_ERR_NONFINITE;\n    }\n")
-    out += [f"    const int32_t x{j} = to_fixed(b{j}, {int(q.in_frac[j])}); /* obs[{j}] in Q{int(q.in_frac[j])} */\n"
-            for j in range(obs_dim)]
+    names = [f"y{i}" for i in range(act_dim)]
+    # DSP: inputs into the first layer's pair layout, the layers in assembly, the output sums read back
+    width = max(len(p) for p in pairs)
+    out.append("    int32_t " + ", ".join(names) + ";\n")
+    out.append("#if BPD_INT_DSP\n    {\n"
+               f"        int16_t xa[{2 * width}] __attribute__((aligned(4))), xb[{2 * width}] "
+               "__attribute__((aligned(4)));\n"
+               f"        int32_t acc[{act_dim}];\n")
+    for j, slot in sorted(slots(pairs[0]).items()):
+        out.append(f"        xa[{slot}] = (int16_t)to_fixed(b{j}, {158 - int(q.in_frac[j])});"
+                   f" /* obs[{j}] in Q{int(q.in_frac[j])} */\n")
+    bufs = ("xa", "xb")
+    for li in range(len(q.layers)):
+        dst = "acc" if li == len(q.layers) - 1 else bufs[(li + 1) % 2]
+        out.append(f"        bpd_dsp_layer{li}({bufs[li % 2]}, bpd_dsp_table + {starts[li]}, {dst}, "
+                   f"{'TANH_MID' if uses_tanh else 'NULL'});\n")
+    out += [f"        {v} = acc[{i}];\n" for i, v in enumerate(names)]
+    out.append("    }\n#else\n")
+    out += [f"    const int32_t x{j} = to_fixed(b{j}, {158 - int(q.in_frac[j])}); /* obs[{j}] in "
+            f"Q{int(q.in_frac[j])} */\n" for j in range(obs_dim)]
     prev = [f"x{j}" for j in range(obs_dim)]
     for li, L in enumerate(q.layers):
         out.append(f"    /* layer {li}: {L.wq.shape[1]} -> {L.wq.shape[0]}, {np.count_nonzero(L.wq)} int16 weights, "
                    f"{L.kind}" + ("" if L.kind == "output" else f", writes Q{L.out_frac}") + " */\n")
-        names = [f"y{r}" if L.kind == "output" else f"h{li}_{r}" for r in range(L.wq.shape[0])]
-        pack, dsp_rows = _dsp_rows(L, li, prev, names)
-        out += ["#if BPD_INT_DSP\n", *pack, "#endif\n"]
-        for r in range(L.wq.shape[0]):
-            k = int(L.k[r])
-            out.append(f"    int32_t {names[r]} = {int(L.bq[r])}; /* units of 2^-{k} */\n")
-            out += ["#if BPD_INT_DSP\n", *dsp_rows[r], "#else\n"]
-            for j in np.flatnonzero(L.wq[r]):
-                out.append(f"    {names[r]} += {int(L.wq[r, j])} * {prev[j]};\n")
-            out.append("#endif\n")
-            v = names[r]
-            if L.kind == "tanh":
-                out += _q12_c(v, k)
-                out.append(f"    {v} = tanh_q15({v});\n")
-            elif L.kind == "relu":
-                s = k - L.out_frac
-                out.append(f"    if ({v} < 0) {v} = 0;\n")
-                if s < 0:
-                    out.append(f"    if ({v} > {SAT >> -s}) {v} = {SAT >> -s};\n")
-                out.append(f"    {v} = {_shift_expr(v, s)};\n")
-                out.append(f"    if ({v} > 32767) {v} = 32767;\n")
-        prev = names
-    out.append("    /* action units and bounds */\n")
-    for i in range(act_dim):
-        v, f = f"y{i}", int(q.out_frac[i])
+        rows = names if L.kind == "output" else [f"h{li}_{r}" for r in range(L.wq.shape[0])]
+        for r, v in enumerate(rows):
+            decl = "" if L.kind == "output" else "int32_t "
+            out.append(f"    {decl}{v} = {int(L.bq[r])}; /* units of 2^-{int(L.k[r])} */\n")
+            out += [f"    {v} += {int(L.wq[r, j])} * {prev[j]};\n" for j in np.flatnonzero(L.wq[r])]
+            if L.kind != "output":
+                out.append(_activation_c(v, L, r))
+        prev = rows
+    out.append("#endif\n    /* action units and bounds */\n")
+    half = 1 << (TANH_BITS - 1)
+    for i, v in enumerate(names):
+        f = int(q.out_frac[i])
         if q.output == "tanh":
-            out += _q12_c(v, int(q.layers[-1].k[i]))
-            out.append(f"    {v} = {int(q.off_q[i])} + (({int(q.scale_q[i])} * tanh_q15({v}) + 16384) >> 15);"
-                       f" /* Q{f} */\n")
-        out.append(f"    if ({v} < {int(q.low_q[i])}) {v} = {int(q.low_q[i])};\n"
-                   f"    if ({v} > {int(q.high_q[i])}) {v} = {int(q.high_q[i])};\n"
-                   f"    store_bits(&action[{i}], to_float_bits({v}, {f}));\n")
+            out.append(f"    {v} = {int(q.off_q[i])} + (({int(q.scale_q[i])} * TANH_MID["
+                       f"{_shifted(v, int(q.layers[-1].shift[i]), -half, half - 1)}] + 16384) >> 15); /* Q{f} */\n")
+        out.append(f"    store_bits(&action[{i}], to_float_bits(sat({v}, {int(q.low_q[i])}, {int(q.high_q[i])}), "
+                   f"{f}));\n")
     out.append("    return BPD_OK;\n}\n")
     return "".join(out)
 
@@ -509,6 +503,8 @@ def integer_kernel(net: CollapsedNet, out: Path, source_hash: str, command: str,
         raise BpdError("the integer C kernel differs from its numpy model: a compiler or generator fault")
     err = np.abs(c_int - ref)
     span = np.maximum(net.action_high - net.action_low, 1e-12)
-    return {"dir": str(out), "calibration": q.calibration, "states": len(obs), "c_matches_numpy_model": exact,
+    _, _, _, _, chosen = dsp_layers(q)
+    return {"dir": str(out), "form": INT_FORM, "dsp_layers": chosen, "calibration": q.calibration,
+            "states": len(obs), "c_matches_numpy_model": exact,
             "max_abs_error_vs_float": float(err.max()), "mean_abs_error_vs_float": float(err.mean()),
             "max_error_vs_action_range": float((err / span).max())}, ic

@@ -1,0 +1,203 @@
+"""The integer kernel's layers on cores with the DSP extension (Cortex-M4, M7): straight-line Thumb-2.
+
+Each layer's inputs sit in memory as int16 pairs, one 32-bit word per pair of columns (the pairs chosen
+by `pair_columns` so that both halves of a word carry weights in as many rows as possible). A layer is
+computed in tiles: a group of R output rows keeps its R accumulators in registers, and for each chunk of
+C consecutive input words that the group uses, the words are loaded once (one LDMIA, or an LDR each when
+fewer are needed) and every (row, word) with a nonzero weight takes one SMLAD: two 16-bit products and
+the add in one instruction. The weights are int16 pairs in one table in the order the code uses them,
+each group's biases first, loaded G words at a time with LDMIA; no index, no literal pool. R + C + G
+is at most 12: the accumulators in r4-r12 and lr, the inputs and weights in what is left of them and
+in r2 and r3, which hold the output and the middle of the tanh table and are reloaded from the stack
+(one LDRD) after a group's sums when the group used them; r0 walks the inputs, r1 the table. R, C
+and G are chosen per layer by counting the instructions each choice emits, and rows are grouped by
+the words they use.
+
+After a group, each row's accumulator becomes its activation in at most three instructions: tanh is
+`ssat` (the shift to the table's step and the clamp in one) and `ldrsh` from the table, ReLU is `usat`
+with its shift; the result is stored with `strh` straight into the next layer's pair layout. The
+output layer stores its accumulators (int32) for the C that maps them to actions. The numbers equal
+the scalar C form's and the numpy model's exactly (fixed_point.py): every product is int16 x int16
+and the quantiser bounds every accumulator for any input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+POOL = ("r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "lr")  # accumulators, inputs, weights
+SPARE = ("r2", "r3")  # the output and tanh pointers: inputs and weights may take them, reloaded after
+NUM = {f"r{i}": i for i in range(13)} | {"lr": 14}
+
+
+def pair_columns(w: np.ndarray) -> list[tuple[int, int | None]]:
+    """Pairs of a layer's inputs for the dual 16-bit multiply-add (SMLAD): greedily the two columns whose
+    nonzero weights share the most rows, so that few rows carry a pair with one weight zero. Columns
+    without any weight are left out; an odd one out is paired with None (a zero half)."""
+    nz = w != 0
+    cols = [j for j in range(w.shape[1]) if nz[:, j].any()]
+    overlap = (nz[:, cols].T.astype(np.int64) @ nz[:, cols].astype(np.int64))
+    cand = sorted(((int(overlap[a, b]), -a, -b) for a in range(len(cols)) for b in range(a + 1, len(cols))),
+                  reverse=True)
+    used: set[int] = set()
+    pairs: list[tuple[int, int | None]] = []
+    for _, na, nb in cand:
+        a, b = -na, -nb
+        if a not in used and b not in used:
+            used |= {a, b}
+            pairs.append((cols[a], cols[b]))
+    pairs += [(cols[a], None) for a in range(len(cols)) if a not in used]
+    return sorted(pairs)
+
+
+def slots(pairs: list[tuple[int, int | None]]) -> dict[int, int]:
+    """Column -> halfword index in the pair layout (word p: low half = first column, high = second)."""
+    out = {}
+    for p, (a, b) in enumerate(pairs):
+        out[a] = 2 * p
+        if b is not None:
+            out[b] = 2 * p + 1
+    return out
+
+
+def words(wq: np.ndarray, pairs: list[tuple[int, int | None]]) -> np.ndarray:
+    """rows x pairs uint32: each row's two int16 weights of a pair packed as SMLAD takes them."""
+    lo = np.stack([wq[:, a] for a, _ in pairs], 1) if pairs else np.zeros((wq.shape[0], 0), np.int64)
+    hi = np.stack([wq[:, b] if b is not None else np.zeros(wq.shape[0], np.int64) for _, b in pairs], 1) \
+        if pairs else lo
+    return ((hi & 0xFFFF) << 16 | (lo & 0xFFFF)).astype(np.uint32)
+
+
+def group_rows(used: np.ndarray, r: int) -> list[list[int]]:
+    """Rows in groups of r, each group grown greedily from the row using the most words by the rows that
+    share the most words with it."""
+    left = list(np.argsort(-used.sum(1), kind="stable"))
+    groups = []
+    while left:
+        seed = left.pop(0)
+        g = [int(seed)]
+        acc = used[seed].copy()
+        while left and len(g) < r:
+            best = max(left, key=lambda i: (int((used[i] & acc).sum()) - int((used[i] & ~acc).sum()), -i))
+            left.remove(best)
+            g.append(int(best))
+            acc |= used[best]
+        groups.append(g)
+    return groups
+
+
+@dataclass
+class Act:
+    """What follows a row's sum: 'tanh' (shift s, table bits), 'relu' (shift s) or 'store' (int32)."""
+    kind: str
+    shift: np.ndarray  # per row
+    bits: int = 0  # tanh: index bits
+    dest: dict[int, int] | None = None  # row -> halfword slot in the next layer (rows left out: unused)
+
+
+def _act_lines(reg: str, row: int, act: Act) -> list[str]:
+    if act.kind == "store":
+        return [f"    str {reg}, [r2, #{4 * row}]"]
+    if act.dest is None or row not in act.dest:
+        return []
+    s = int(act.shift[row])
+    if act.kind == "tanh":
+        if s >= 0:
+            lines = [f"    ssat {reg}, #{act.bits}, {reg}" + (f", asr #{s}" if s else "")]
+        else:
+            lines = [f"    ssat {reg}, #{act.bits + s}, {reg}", f"    lsl {reg}, {reg}, #{-s}"]
+        lines.append(f"    ldrsh {reg}, [r3, {reg}, lsl #1]")
+    else:
+        if s >= 0:
+            lines = [f"    usat {reg}, #15, {reg}" + (f", asr #{s}" if s else "")]
+        else:
+            lines = [f"    usat {reg}, #{15 + s}, {reg}", f"    lsl {reg}, {reg}, #{-s}"]
+    return lines + [f"    strh {reg}, [r2, #{2 * act.dest[row]}]"]
+
+
+def _ldm(base: str, regs: list[str]) -> str:
+    if len(regs) == 1:
+        return f"    ldr {regs[0]}, [{base}], #4"
+    return f"    ldmia {base}!, {{{', '.join(regs)}}}"
+
+
+def layer_code(wq: np.ndarray, bq: np.ndarray, pairs: list[tuple[int, int | None]], act: Act,
+               r: int, c: int, g: int) -> tuple[list[str], list[int]]:
+    """The body of one layer (between the prologue and epilogue) for R=r, C=c, G=g, and its table words."""
+    wt = words(wq, pairs)
+    used = wt != 0
+    n_words = len(pairs)
+    acc = list(POOL[:r])
+    rest = sorted(SPARE + POOL[r:], key=NUM.__getitem__)
+    rest = rest[len(SPARE):] if r + c + g <= len(POOL) else rest  # r2 and r3 only when the others run out
+    xr, wr = rest[:c], rest[c:c + g]
+    spill = any(x in SPARE for x in xr + wr)
+    lines: list[str] = []
+    table: list[int] = []
+    for grp in group_rows(used, r):
+        regs = acc[:len(grp)]
+        table += [int(bq[row]) & 0xFFFFFFFF for row in grp]
+        lines.append(_ldm("r1", regs))
+        pos = 0  # words r0 has advanced past the layer's inputs
+        stream: list[tuple[list[str], list[tuple[str, str, int]]]] = []
+        for c0 in range(0, n_words, c):
+            cols = [p for p in range(c0, min(c0 + c, n_words)) if used[grp, p].any()]
+            if not cols:
+                continue
+            if len(cols) <= 1 + (cols[0] != pos):  # an LDR each, r0 stays
+                loads = [f"    ldr {xr[p - c0]}, [r0, #{4 * (p - pos)}]" for p in cols]
+            else:  # one LDMIA over the words from the first to the last used, r0 moved there first
+                first, last = cols[0], cols[-1] + 1
+                loads = [f"    add r0, r0, #{4 * (first - pos)}"] if first != pos else []
+                loads.append(_ldm("r0", xr[first - c0:last - c0]))
+                pos = last
+            macs = [(acc[i], xr[p - c0], int(wt[row, p])) for p in cols for i, row in enumerate(grp) if used[row, p]]
+            stream.append((loads, macs))
+        # weights G at a time, loaded when the registers run dry (an x load between does not touch them)
+        remaining = sum(len(m) for _, m in stream)
+        batch: list[str] = []
+        slot = 0
+        for loads, macs in stream:
+            lines += loads
+            for a, x, w in macs:
+                if slot == len(batch):
+                    batch, slot = wr[:min(g, remaining)], 0
+                    lines.append(_ldm("r1", batch))
+                table.append(w)
+                lines.append(f"    smlad {a}, {batch[slot]}, {x}, {a}")
+                slot += 1
+                remaining -= 1
+        if pos:
+            lines.append(f"    sub r0, r0, #{4 * pos}")
+        if spill:
+            lines.append("    ldrd r2, r3, [sp]")
+        for i, row in enumerate(grp):
+            lines += _act_lines(acc[i], row, act)
+    return lines, table
+
+
+def count(lines: list[str]) -> int:
+    return len(lines)
+
+
+def best_layer(wq: np.ndarray, bq: np.ndarray, pairs: list[tuple[int, int | None]], act: Act
+               ) -> tuple[list[str], list[int], tuple[int, int, int]]:
+    """The (R, C, G) with the fewest instructions (ties: fewer table words, then the first tried)."""
+    best = None
+    for total in (len(POOL), len(POOL) + len(SPARE)):  # without r2 and r3, then with them
+        for r in range(1, len(POOL)):
+            for c in range(1, total - r):
+                lines, table = layer_code(wq, bq, pairs, act, r, c, total - r - c)
+                key = (count(lines), len(table))
+                if best is None or key < best[0]:
+                    best = (key, lines, table, (r, c, total - r - c))
+    assert best is not None
+    return best[1], best[2], best[3]
+
+
+def layer_asm(name: str, body: list[str]) -> str:
+    """void name(const void *x, const uint32_t *table, void *out, const int16_t *tanh_mid)."""
+    return "\n".join([f"    .global {name}", f"    .type {name}, %function", "    .thumb_func", f"{name}:",
+                      "    push {r2-r11, lr}", *body, "    pop {r2-r11, pc}", f"    .size {name}, .-{name}"]) + "\n"
