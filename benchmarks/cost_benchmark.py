@@ -154,7 +154,7 @@ def markdown(res: dict) -> str:
     ir = res["summary"].get("integer_over_float_return")
     if ir:
         L += ["", f"Integer kernel's closed-loop return over the float kernel's: median {ir['median']:.3f}, worst "
-              f"{ir['min']:.3f} ({ir['students']} students)."]
+              f"{ir['min']:.3f} ({ir['students']} student{'s' if ir['students'] != 1 else ''})."]
     return "\n".join(L) + "\n"
 
 
