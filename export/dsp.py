@@ -201,3 +201,25 @@ def layer_asm(name: str, body: list[str]) -> str:
     """void name(const void *x, const uint32_t *table, void *out, const int16_t *tanh_mid)."""
     return "\n".join([f"    .global {name}", f"    .type {name}, %function", "    .thumb_func", f"{name}:",
                       "    push {r2-r11, lr}", *body, "    pop {r2-r11, pc}", f"    .size {name}, .-{name}"]) + "\n"
+
+
+def inputs_asm(name: str, fracs: list[int], dest: dict[int, int]) -> str:
+    """int name(const float *obs, int16_t *x): every observation's IEEE bits checked (exponent 255: NaN or
+    +-Inf, returns 1) and, for the columns the first layer uses, trunc(obs[j] * 2^f_j) saturated to +-32767
+    written to its slot of the pair layout; returns 0. From the 24-bit significand m (leading one at bit
+    23), the value is m >> (150 - f - exponent): USAT clamps a negative shift to 0 (then the value is at
+    least 2^15) and the result to 32767, a register shift of 32 or more gives 0 (zero and subnormals),
+    and the sign is applied with an EOR and a SUB of the sign word."""
+    lines = [f"    .global {name}", f"    .type {name}, %function", "    .thumb_func", f"{name}:"]
+    for j, f in enumerate(fracs):
+        if not 0 <= 150 - f <= 255:
+            raise ValueError(f"input {j}: Q{f} is out of the DSP input stage's range")
+        lines += [f"    ldr r2, [r0, #{4 * j}]", "    ubfx r3, r2, #23, #8", "    cmp r3, #255", "    beq 9f"]
+        if j not in dest:
+            continue
+        lines += ["    ubfx r12, r2, #0, #23", "    orr r12, r12, #0x800000", f"    rsb r3, r3, #{150 - f}",
+                  "    usat r3, #8, r3", "    lsr r12, r12, r3", "    usat r12, #15, r12",
+                  "    eor r12, r12, r2, asr #31", "    sub r12, r12, r2, asr #31",
+                  f"    strh r12, [r1, #{2 * dest[j]}]"]
+    lines += ["    movs r0, #0", "    bx lr", "9:", "    movs r0, #1", "    bx lr", f"    .size {name}, .-{name}"]
+    return "\n".join(lines) + "\n"

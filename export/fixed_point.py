@@ -286,6 +286,7 @@ _PRELUDE = """\
 #define BPD_INT_DSP 0
 #endif
 
+#if !BPD_INT_DSP /* the DSP form reads the observations in its own assembly */
 /* trunc(x * 2^f) saturated to +-32767, from the bits of x (k = 158 - f); zero and subnormals give 0 */
 static int32_t to_fixed(uint32_t bits, int32_t k)
 {
@@ -296,6 +297,14 @@ static int32_t to_fixed(uint32_t bits, int32_t k)
     else v = (int32_t)(((bits << 8) | 0x80000000u) >> sh);
     return (bits >> 31) ? -v : v;
 }
+
+static uint32_t load_bits(const float *p)
+{
+    uint32_t b;
+    memcpy(&b, p, sizeof b);
+    return b;
+}
+#endif
 
 /* v * 2^-f as IEEE-754 single bits (exact below 2^24, truncated above) */
 static uint32_t to_float_bits(int32_t v, int32_t f)
@@ -333,13 +342,6 @@ static uint32_t to_float_bits(int32_t v, int32_t f)
 
 static int32_t sat(int32_t v, int32_t lo, int32_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
 
-static uint32_t load_bits(const float *p)
-{
-    uint32_t b;
-    memcpy(&b, p, sizeof b);
-    return b;
-}
-
 static void store_bits(float *p, uint32_t b) { memcpy(p, &b, sizeof b); }
 """
 
@@ -374,10 +376,13 @@ def _activation_c(v: str, L: IntLayer, r: int) -> str:
 def dsp_layers(q: IntNet) -> tuple[str, np.ndarray, list[int], list[list[tuple[int, int | None]]], list[dict]]:
     """The DSP assembly of every layer, the weight table, each layer's offset into it, each layer's input
     pairs and each layer's chosen (R, C, G) with its instruction count."""
-    from export.dsp import Act, best_layer, layer_asm, pair_columns, slots
+    from export.dsp import Act, best_layer, inputs_asm, layer_asm, pair_columns, slots
 
     pairs = [pair_columns(L.wq) for L in q.layers]
-    asm, table, starts, chosen = [], [], [], []
+    asm = [inputs_asm("bpd_dsp_inputs", [int(f) for f in q.in_frac], slots(pairs[0]))]
+    table: list[int] = []
+    starts: list[int] = []
+    chosen: list[dict] = []
     for li, L in enumerate(q.layers):
         if L.kind == "output":
             act = Act("store", L.shift)
@@ -393,8 +398,6 @@ def dsp_layers(q: IntNet) -> tuple[str, np.ndarray, list[int], list[list[tuple[i
 
 
 def kernel_source(q: IntNet, banner: str) -> str:
-    from export.dsp import slots
-
     obs_dim = len(q.in_frac)
     act_dim = len(q.out_frac)
     uses_tanh = q.output == "tanh" or any(L.kind == "tanh" for L in q.layers)
@@ -410,6 +413,7 @@ def kernel_source(q: IntNet, banner: str) -> str:
     for i in range(0, len(table), 8):
         out.append("    " + ", ".join(_hex(v) for v in table[i:i + 8]) + ",\n")
     out.append("};\n")
+    out.append("int bpd_dsp_inputs(const float *obs, int16_t *x);\n")
     for li in range(len(q.layers)):
         out.append(f"void bpd_dsp_layer{li}(const void *x, const uint32_t *t, void *out, const int16_t *tanh_mid);\n")
     out.append("__asm__(\n    \".syntax unified\\n\"\n    \".text\\n\"\n    \".balign 4\\n\"\n")
@@ -422,10 +426,6 @@ def kernel_source(q: IntNet, banner: str) -> str:
                "    if (model == NULL || action == NULL) return BPD_ERR_ARG;\n"
                "    if (obs == NULL || scratch == NULL) {\n        safe_output(action);\n        return BPD_ERR_ARG;\n"
                "    }\n")
-    out += [f"    const uint32_t b{j} = load_bits(&obs[{j}]);\n" for j in range(obs_dim)]
-    out.append("    /* exponent 255: NaN or +-Inf */\n    if (" + " || ".join(
-        f"((b{j} >> 23) & 0xFFu) == 0xFFu" for j in range(obs_dim)) + ") {\n"
-               "        safe_output(action);\n        return BPD_ERR_NONFINITE;\n    }\n")
     names = [f"y{i}" for i in range(act_dim)]
     # DSP: inputs into the first layer's pair layout, the layers in assembly, the output sums read back
     width = max(len(p) for p in pairs)
@@ -434,9 +434,9 @@ def kernel_source(q: IntNet, banner: str) -> str:
                f"        int16_t xa[{2 * width}] __attribute__((aligned(4))), xb[{2 * width}] "
                "__attribute__((aligned(4)));\n"
                f"        int32_t acc[{act_dim}];\n")
-    for j, slot in sorted(slots(pairs[0]).items()):
-        out.append(f"        xa[{slot}] = (int16_t)to_fixed(b{j}, {158 - int(q.in_frac[j])});"
-                   f" /* obs[{j}] in Q{int(q.in_frac[j])} */\n")
+    out.append("        /* every observation checked (exponent 255: NaN or +-Inf), the used ones in Q formats */\n"
+               "        if (bpd_dsp_inputs(obs, xa)) {\n            safe_output(action);\n"
+               "            return BPD_ERR_NONFINITE;\n        }\n")
     bufs = ("xa", "xb")
     for li in range(len(q.layers)):
         dst = "acc" if li == len(q.layers) - 1 else bufs[(li + 1) % 2]
@@ -444,6 +444,10 @@ def kernel_source(q: IntNet, banner: str) -> str:
                    f"{'TANH_MID' if uses_tanh else 'NULL'});\n")
     out += [f"        {v} = acc[{i}];\n" for i, v in enumerate(names)]
     out.append("    }\n#else\n")
+    out += [f"    const uint32_t b{j} = load_bits(&obs[{j}]);\n" for j in range(obs_dim)]
+    out.append("    /* exponent 255: NaN or +-Inf */\n    if (" + " || ".join(
+        f"((b{j} >> 23) & 0xFFu) == 0xFFu" for j in range(obs_dim)) + ") {\n"
+               "        safe_output(action);\n        return BPD_ERR_NONFINITE;\n    }\n")
     out += [f"    const int32_t x{j} = to_fixed(b{j}, {158 - int(q.in_frac[j])}); /* obs[{j}] in "
             f"Q{int(q.in_frac[j])} */\n" for j in range(obs_dim)]
     prev = [f"x{j}" for j in range(obs_dim)]

@@ -302,9 +302,12 @@ def test_int_dsp_tanh_kernel_hand_computed_on_cortex_m4f(tmp_path):
     want = np.array(want, np.float32)[:, None]
     np.testing.assert_array_equal(CPolicy(tmp_path).act(x), want)
     np.testing.assert_array_equal(IntPolicy(q).act(x), want)
+    # a NaN or infinite observation, first or last, gives the safe action (0) on the DSP build too
+    bad = np.array([[np.nan, 0.5], [0.5, np.inf], [-np.inf, 0.5]], np.float32)
     e = emulate_build("cortex-m4f", [tmp_path / "policy.c", tmp_path / "policy_weights.c", BENCH / "bench_bpd.c"],
-                      [tmp_path, BENCH], tmp_path / "m4f", x, 1, set(), ["policy", "policy_weights"])
-    np.testing.assert_array_equal(e["outputs"], want)
+                      [tmp_path, BENCH], tmp_path / "m4f", np.concatenate([x, bad]), 1, set(),
+                      ["policy", "policy_weights"])
+    np.testing.assert_array_equal(e["outputs"], np.concatenate([want, np.zeros((3, 1), np.float32)]))
 
 
 def test_export_cli_generated_and_int(tiny_pipeline, tmp_path):
