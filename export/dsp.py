@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bpd.errors import BpdError
+
 POOL = ("r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "lr")  # accumulators, inputs, weights
 SPARE = ("r2", "r3")  # the output and tanh pointers: inputs and weights may take them, reloaded after
 NUM = {f"r{i}": i for i in range(13)} | {"lr": 14}
@@ -213,7 +215,7 @@ def inputs_asm(name: str, fracs: list[int], dest: dict[int, int]) -> str:
     lines = [f"    .global {name}", f"    .type {name}, %function", "    .thumb_func", f"{name}:"]
     for j, f in enumerate(fracs):
         if not 0 <= 150 - f <= 255:
-            raise ValueError(f"input {j}: Q{f} is out of the DSP input stage's range")
+            raise BpdError(f"input {j}: Q{f} is out of the DSP input stage's range")
         lines += [f"    ldr r2, [r0, #{4 * j}]", "    ubfx r3, r2, #23, #8", "    cmp r3, #255", "    beq 9f"]
         if j not in dest:
             continue
