@@ -397,7 +397,8 @@ def dsp_layers(q: IntNet) -> tuple[str, np.ndarray, list[int], list[list[tuple[i
     return "".join(asm), np.array(table, np.uint32), starts, pairs, chosen
 
 
-def kernel_source(q: IntNet, banner: str) -> str:
+def kernel_source(q: IntNet, banner: str) -> tuple[str, list[dict]]:
+    """policy.c of the integer kernel, and each DSP layer's chosen (R, C, G) and instruction count."""
     obs_dim = len(q.in_frac)
     act_dim = len(q.out_frac)
     uses_tanh = q.output == "tanh" or any(L.kind == "tanh" for L in q.layers)
@@ -407,7 +408,7 @@ def kernel_source(q: IntNet, banner: str) -> str:
         rows = [", ".join(str(int(v)) for v in t[i:i + 16]) for i in range(0, len(t), 16)]
         half = 1 << (TANH_BITS - 1)
         out.append(_TANH % (TANH_FRAC, half, half - 1, len(t), "    " + ",\n    ".join(rows), half))
-    asm, table, starts, pairs, _ = dsp_layers(q)
+    asm, table, starts, pairs, chosen = dsp_layers(q)
     out.append("\n#if BPD_INT_DSP\n/* every bias and int16 weight pair, in the order the layers use them */\n"
                f"static const uint32_t bpd_dsp_table[{max(len(table), 1)}] = {{\n")
     for i in range(0, len(table), 8):
@@ -472,19 +473,22 @@ def kernel_source(q: IntNet, banner: str) -> str:
         out.append(f"    store_bits(&action[{i}], to_float_bits(sat({v}, {int(q.low_q[i])}, {int(q.high_q[i])}), "
                    f"{f}));\n")
     out.append("    return BPD_OK;\n}\n")
-    return "".join(out)
+    return "".join(out), chosen
 
 
-def generate_int_kernel(net: CollapsedNet, q: IntNet, out_dir: Path, source_hash: str, command: str) -> None:
-    """Write the integer kernel (policy.c), its descriptor files and policy.h into out_dir."""
+def generate_int_kernel(net: CollapsedNet, q: IntNet, out_dir: Path, source_hash: str, command: str) -> list[dict]:
+    """Write the integer kernel (policy.c), its descriptor files and policy.h into out_dir; returns each DSP
+    layer's chosen (R, C, G) and instruction count."""
     banner = banner_for(net, source_hash, command)
     wc, wh, cfg = descriptor_sources(net, banner, "integer")
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_text(out_dir / "policy.c", kernel_source(q, banner))
+    src, chosen = kernel_source(q, banner)
+    write_text(out_dir / "policy.c", src)
     write_text(out_dir / "policy_weights.c", wc)
     write_text(out_dir / "policy_weights.h", wh)
     write_text(out_dir / "policy_config.h", cfg)
     shutil.copyfile(KERNEL_DIR / "policy.h", out_dir / "policy.h")
+    return chosen
 
 
 def integer_kernel(net: CollapsedNet, out: Path, source_hash: str, command: str, obs: np.ndarray, ref: np.ndarray,
@@ -499,7 +503,7 @@ def integer_kernel(net: CollapsedNet, out: Path, source_hash: str, command: str,
     else:
         calib, origin = obs, "parity states (no dataset found)"
     q = quantise(net, calib, origin)
-    generate_int_kernel(net, q, out, source_hash, command)
+    chosen = generate_int_kernel(net, q, out, source_hash, command)
     ic = CPolicy(out)
     c_int = ic.act(obs)
     exact = bool(np.array_equal(c_int.view(np.uint32), IntPolicy(q).act(obs).view(np.uint32)))
@@ -507,7 +511,6 @@ def integer_kernel(net: CollapsedNet, out: Path, source_hash: str, command: str,
         raise BpdError("the integer C kernel differs from its numpy model: a compiler or generator fault")
     err = np.abs(c_int - ref)
     span = np.maximum(net.action_high - net.action_low, 1e-12)
-    _, _, _, _, chosen = dsp_layers(q)
     return {"dir": str(out), "form": INT_FORM, "dsp_layers": chosen, "calibration": q.calibration,
             "states": len(obs), "c_matches_numpy_model": exact,
             "max_abs_error_vs_float": float(err.max()), "mean_abs_error_vs_float": float(err.mean()),
