@@ -55,8 +55,11 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+# The tests run on every core (pytest-xdist; TEST_WORKERS=1 runs them in one process), the longest
+# handed out first as workers free up.
+TEST_WORKERS ?= auto
 test: venv lint system-deps
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 # ---------------------------------------------------------------- demo pipeline
 demo: venv system-deps $(DEMO)/hil/summary.json

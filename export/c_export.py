@@ -258,8 +258,7 @@ class CPolicy:
         self._scratch = np.zeros(2 * self.model.max_width, np.float32)
         self._run = self.lib.bpd_policy_run
         self._run.restype = ctypes.c_int
-        fp = ctypes.POINTER(ctypes.c_float)
-        self._run.argtypes = [ctypes.c_void_p, fp, fp, fp]
+        self._run.argtypes = [ctypes.c_void_p] * 4  # addresses: a batch is a loop of integer offsets
         self._model_ptr = ctypes.addressof(self.model)
         self.model_hash = (ctypes.c_char * 65).in_dll(self.lib, "bpd_model_hash").value.decode()
 
@@ -267,12 +266,17 @@ class CPolicy:
         """One call of bpd_policy_run: (return code, action)."""
         x = np.ascontiguousarray(obs, np.float32).reshape(self.obs_dim)
         y = np.zeros(self.act_dim, np.float32)
-        fp = ctypes.POINTER(ctypes.c_float)
-        rc = self._run(self._model_ptr, x.ctypes.data_as(fp), y.ctypes.data_as(fp), self._scratch.ctypes.data_as(fp))
+        rc = self._run(self._model_ptr, x.ctypes.data, y.ctypes.data, self._scratch.ctypes.data)
         return rc, y
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         obs = np.asarray(obs, np.float32)
-        if obs.ndim == 2:
-            return np.stack([self.run(o)[1] for o in obs])
-        return self.run(obs)[1]
+        if obs.ndim != 2:
+            return self.run(obs)[1]
+        x = np.ascontiguousarray(obs).reshape(len(obs), self.obs_dim)
+        y = np.zeros((len(obs), self.act_dim), np.float32)
+        run, model, scratch = self._run, self._model_ptr, self._scratch.ctypes.data
+        xa, ya, xs, ys = x.ctypes.data, y.ctypes.data, x.strides[0], y.strides[0]
+        for i in range(len(x)):
+            run(model, xa + i * xs, ya + i * ys, scratch)
+        return y

@@ -32,6 +32,22 @@ from bpd.errors import BpdError
 POOL = ("r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "lr")  # accumulators, inputs, weights
 SPARE = ("r2", "r3")  # the output and tanh pointers: inputs and weights may take them, reloaded after
 NUM = {f"r{i}": i for i in range(13)} | {"lr": 14}
+MAX_OFFSET = 4095  # the 12-bit immediate of Thumb-2 LDR/STR/STRH/ADDW/SUBW: the assembly's every offset
+MAX_WORDS = MAX_OFFSET // 4  # input words (pairs) of a layer, output rows, observations
+
+
+def fits(weights: list[np.ndarray]) -> bool:
+    """Whether a network of these int16 weight matrices (rows: outputs) keeps every offset of its
+    assembly within the 12-bit immediates: at most MAX_WORDS observations, outputs, and input words a
+    layer."""
+    return (weights[0].shape[1] <= MAX_WORDS and weights[-1].shape[0] <= MAX_WORDS
+            and all(len(pair_columns(w)) <= MAX_WORDS for w in weights))
+
+
+def _off(v: int) -> int:
+    if not 0 <= v <= MAX_OFFSET:
+        raise BpdError(f"offset {v} is beyond the DSP assembly's 12-bit immediates (the network is too wide)")
+    return v
 
 
 def pair_columns(w: np.ndarray) -> list[tuple[int, int | None]]:
@@ -101,7 +117,7 @@ class Act:
 
 def _act_lines(reg: str, row: int, act: Act) -> list[str]:
     if act.kind == "store":
-        return [f"    str {reg}, [r2, #{4 * row}]"]
+        return [f"    str {reg}, [r2, #{_off(4 * row)}]"]
     if act.dest is None or row not in act.dest:
         return []
     s = int(act.shift[row])
@@ -116,7 +132,7 @@ def _act_lines(reg: str, row: int, act: Act) -> list[str]:
             lines = [f"    usat {reg}, #15, {reg}" + (f", asr #{s}" if s else "")]
         else:
             lines = [f"    usat {reg}, #{15 + s}, {reg}", f"    lsl {reg}, {reg}, #{-s}"]
-    return lines + [f"    strh {reg}, [r2, #{2 * act.dest[row]}]"]
+    return lines + [f"    strh {reg}, [r2, #{_off(2 * act.dest[row])}]"]
 
 
 def _ldm(base: str, regs: list[str]) -> str:
@@ -149,10 +165,10 @@ def layer_code(wq: np.ndarray, bq: np.ndarray, pairs: list[tuple[int, int | None
             if not cols:
                 continue
             if len(cols) <= 1 + (cols[0] != pos):  # an LDR each, r0 stays
-                loads = [f"    ldr {xr[p - c0]}, [r0, #{4 * (p - pos)}]" for p in cols]
+                loads = [f"    ldr {xr[p - c0]}, [r0, #{_off(4 * (p - pos))}]" for p in cols]
             else:  # one LDMIA over the words from the first to the last used, r0 moved there first
                 first, last = cols[0], cols[-1] + 1
-                loads = [f"    add r0, r0, #{4 * (first - pos)}"] if first != pos else []
+                loads = [f"    add r0, r0, #{_off(4 * (first - pos))}"] if first != pos else []
                 loads.append(_ldm("r0", xr[first - c0:last - c0]))
                 pos = last
             macs = [(acc[i], xr[p - c0], int(wt[row, p])) for p in cols for i, row in enumerate(grp) if used[row, p]]
@@ -172,7 +188,7 @@ def layer_code(wq: np.ndarray, bq: np.ndarray, pairs: list[tuple[int, int | None
                 slot += 1
                 remaining -= 1
         if pos:
-            lines.append(f"    sub r0, r0, #{4 * pos}")
+            lines.append(f"    sub r0, r0, #{_off(4 * pos)}")
         if spill:
             lines.append("    ldrd r2, r3, [sp]")
         for i, row in enumerate(grp):
@@ -216,12 +232,12 @@ def inputs_asm(name: str, fracs: list[int], dest: dict[int, int]) -> str:
     for j, f in enumerate(fracs):
         if not 0 <= 150 - f <= 255:
             raise BpdError(f"input {j}: Q{f} is out of the DSP input stage's range")
-        lines += [f"    ldr r2, [r0, #{4 * j}]", "    ubfx r3, r2, #23, #8", "    cmp r3, #255", "    beq 9f"]
+        lines += [f"    ldr r2, [r0, #{_off(4 * j)}]", "    ubfx r3, r2, #23, #8", "    cmp r3, #255", "    beq 9f"]
         if j not in dest:
             continue
         lines += ["    ubfx r12, r2, #0, #23", "    orr r12, r12, #0x800000", f"    rsb r3, r3, #{150 - f}",
                   "    usat r3, #8, r3", "    lsr r12, r12, r3", "    usat r12, #15, r12",
                   "    eor r12, r12, r2, asr #31", "    sub r12, r12, r2, asr #31",
-                  f"    strh r12, [r1, #{2 * dest[j]}]"]
+                  f"    strh r12, [r1, #{_off(2 * dest[j])}]"]
     lines += ["    movs r0, #0", "    bx lr", "9:", "    movs r0, #1", "    bx lr", f"    .size {name}, .-{name}"]
     return "\n".join(lines) + "\n"

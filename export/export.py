@@ -356,7 +356,9 @@ def _write_export(cfg: ExportConfig, out: Path, meter: KernelMeter | None = None
         write_json(out / "int" / "export.json", info | {
             "kernel": "integer", "command": command + " (int)",
             "parity": {"pass": bool(ir["c_matches_numpy_model"]), "check": "integer C bit-exact against its numpy "
-                       "model; error against the float student recorded", "states": ir["states"],
+                       "model on the host build (the scalar C form; the DSP assembly for Cortex-M4/M7 is "
+                       "held to the same numbers by the project's emulated tests); error against the float "
+                       "student recorded", "states": ir["states"],
                        "max_abs_error_vs_float": ir["max_abs_error_vs_float"]},
             "files": manifest(out / "int")})
     return report

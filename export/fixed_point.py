@@ -402,24 +402,33 @@ def kernel_source(q: IntNet, banner: str) -> tuple[str, list[dict]]:
     obs_dim = len(q.in_frac)
     act_dim = len(q.out_frac)
     uses_tanh = q.output == "tanh" or any(L.kind == "tanh" for L in q.layers)
-    out = [banner, _PRELUDE]
+    from export.dsp import fits
+
+    dsp = fits([L.wq for L in q.layers])
+    guard = "#if defined(__ARM_FEATURE_SIMD32) && __ARM_FEATURE_SIMD32 && defined(__thumb2__)\n"
+    assert guard in _PRELUDE
+    out = [banner, _PRELUDE if dsp else _PRELUDE.replace(
+        guard, "#if 0 /* this network's layers are too wide for the assembly's 12-bit offsets: scalar C */\n")]
     if uses_tanh:
         t = tanh_table()
         rows = [", ".join(str(int(v)) for v in t[i:i + 16]) for i in range(0, len(t), 16)]
         half = 1 << (TANH_BITS - 1)
         out.append(_TANH % (TANH_FRAC, half, half - 1, len(t), "    " + ",\n    ".join(rows), half))
-    asm, table, starts, pairs, chosen = dsp_layers(q)
-    out.append("\n#if BPD_INT_DSP\n/* every bias and int16 weight pair, in the order the layers use them */\n"
-               f"static const uint32_t bpd_dsp_table[{max(len(table), 1)}] = {{\n")
-    for i in range(0, len(table), 8):
-        out.append("    " + ", ".join(_hex(v) for v in table[i:i + 8]) + ",\n")
-    out.append("};\n")
-    out.append("int bpd_dsp_inputs(const float *obs, int16_t *x);\n")
-    for li in range(len(q.layers)):
-        out.append(f"void bpd_dsp_layer{li}(const void *x, const uint32_t *t, void *out, const int16_t *tanh_mid);\n")
-    out.append("__asm__(\n    \".syntax unified\\n\"\n    \".text\\n\"\n    \".balign 4\\n\"\n")
-    out += [f"    \"{line}\\n\"\n" for line in asm.splitlines()]
-    out.append(");\n#endif\n")
+    chosen: list[dict] = []
+    if dsp:
+        asm, table, starts, pairs, chosen = dsp_layers(q)
+        out.append("\n#if BPD_INT_DSP\n/* every bias and int16 weight pair, in the order the layers use them */\n"
+                   f"static const uint32_t bpd_dsp_table[{max(len(table), 1)}] = {{\n")
+        for i in range(0, len(table), 8):
+            out.append("    " + ", ".join(_hex(v) for v in table[i:i + 8]) + ",\n")
+        out.append("};\n")
+        out.append("int bpd_dsp_inputs(const float *obs, int16_t *x);\n")
+        for li in range(len(q.layers)):
+            out.append(f"void bpd_dsp_layer{li}(const void *x, const uint32_t *t, void *out, "
+                       "const int16_t *tanh_mid);\n")
+        out.append("__asm__(\n    \".syntax unified\\n\"\n    \".text\\n\"\n    \".balign 4\\n\"\n")
+        out += [f"    \"{line}\\n\"\n" for line in asm.splitlines()]
+        out.append(");\n#endif\n")
     out.append("\nstatic void safe_output(float *action)\n{\n"
                + "".join(f"    store_bits(&action[{i}], {_hex(b)});\n" for i, b in enumerate(q.safe_bits)) + "}\n")
     out.append("\n/* The weights are compiled in: model is checked for NULL only and scratch is not used. */\n"
@@ -428,23 +437,24 @@ def kernel_source(q: IntNet, banner: str) -> tuple[str, list[dict]]:
                "    if (obs == NULL || scratch == NULL) {\n        safe_output(action);\n        return BPD_ERR_ARG;\n"
                "    }\n")
     names = [f"y{i}" for i in range(act_dim)]
-    # DSP: inputs into the first layer's pair layout, the layers in assembly, the output sums read back
-    width = max(len(p) for p in pairs)
     out.append("    int32_t " + ", ".join(names) + ";\n")
-    out.append("#if BPD_INT_DSP\n    {\n"
-               f"        int16_t xa[{2 * width}] __attribute__((aligned(4))), xb[{2 * width}] "
-               "__attribute__((aligned(4)));\n"
-               f"        int32_t acc[{act_dim}];\n")
-    out.append("        /* every observation checked (exponent 255: NaN or +-Inf), the used ones in Q formats */\n"
-               "        if (bpd_dsp_inputs(obs, xa)) {\n            safe_output(action);\n"
-               "            return BPD_ERR_NONFINITE;\n        }\n")
-    bufs = ("xa", "xb")
-    for li in range(len(q.layers)):
-        dst = "acc" if li == len(q.layers) - 1 else bufs[(li + 1) % 2]
-        out.append(f"        bpd_dsp_layer{li}({bufs[li % 2]}, bpd_dsp_table + {starts[li]}, {dst}, "
-                   f"{'TANH_MID' if uses_tanh else 'NULL'});\n")
-    out += [f"        {v} = acc[{i}];\n" for i, v in enumerate(names)]
-    out.append("    }\n#else\n")
+    if dsp:
+        # DSP: inputs into the first layer's pair layout, the layers in assembly, the output sums read back
+        width = max(len(p) for p in pairs)
+        out.append("#if BPD_INT_DSP\n    {\n"
+                   f"        int16_t xa[{2 * width}] __attribute__((aligned(4))), xb[{2 * width}] "
+                   "__attribute__((aligned(4)));\n"
+                   f"        int32_t acc[{act_dim}];\n")
+        out.append("        /* every observation checked (exponent 255: NaN or +-Inf), the used ones in Q formats */\n"
+                   "        if (bpd_dsp_inputs(obs, xa)) {\n            safe_output(action);\n"
+                   "            return BPD_ERR_NONFINITE;\n        }\n")
+        bufs = ("xa", "xb")
+        for li in range(len(q.layers)):
+            dst = "acc" if li == len(q.layers) - 1 else bufs[(li + 1) % 2]
+            out.append(f"        bpd_dsp_layer{li}({bufs[li % 2]}, bpd_dsp_table + {starts[li]}, {dst}, "
+                       f"{'TANH_MID' if uses_tanh else 'NULL'});\n")
+        out += [f"        {v} = acc[{i}];\n" for i, v in enumerate(names)]
+        out.append("    }\n#else\n")
     out += [f"    const uint32_t b{j} = load_bits(&obs[{j}]);\n" for j in range(obs_dim)]
     out.append("    /* exponent 255: NaN or +-Inf */\n    if (" + " || ".join(
         f"((b{j} >> 23) & 0xFFu) == 0xFFu" for j in range(obs_dim)) + ") {\n"
@@ -463,7 +473,7 @@ def kernel_source(q: IntNet, banner: str) -> tuple[str, list[dict]]:
             if L.kind != "output":
                 out.append(_activation_c(v, L, r))
         prev = rows
-    out.append("#endif\n    /* action units and bounds */\n")
+    out.append(("#endif\n" if dsp else "") + "    /* action units and bounds */\n")
     half = 1 << (TANH_BITS - 1)
     for i, v in enumerate(names):
         f = int(q.out_frac[i])
@@ -512,6 +522,6 @@ def integer_kernel(net: CollapsedNet, out: Path, source_hash: str, command: str,
     err = np.abs(c_int - ref)
     span = np.maximum(net.action_high - net.action_low, 1e-12)
     return {"dir": str(out), "form": INT_FORM, "dsp_layers": chosen, "calibration": q.calibration,
-            "states": len(obs), "c_matches_numpy_model": exact,
+            "states": len(obs), "c_matches_numpy_model": exact, "checked_build": "host (scalar C form)",
             "max_abs_error_vs_float": float(err.max()), "mean_abs_error_vs_float": float(err.mean()),
             "max_error_vs_action_range": float((err / span).max())}, ic
