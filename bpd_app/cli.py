@@ -97,7 +97,10 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"bpd: error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser of every subcommand. Only the subcommand argv names gets its flags (importing its
+    configuration's module, which may load torch); the others are listed with their help, so that
+    `bpd --help` or `bpd rig sim` starts without loading what other commands need. argv None: all."""
     import importlib
 
     parser = _Parser(prog="bpd", description="Bayesian Policy Distillation: from a teacher "
@@ -106,8 +109,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     groups: dict[str, argparse._SubParsersAction] = {}
     for name, (cls_path, handler, help_, *extra) in _configs().items():
-        mod_name, cls_name = cls_path.split(":")
-        cls = getattr(importlib.import_module(mod_name), cls_name)
         words = name.split()
         target = sub
         if len(words) == 2:
@@ -116,7 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
                 groups[words[0]] = g.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
             target = groups[words[0]]
         p = target.add_parser(words[-1], help=help_, description=help_)
-        add_arguments(p, cls)
+        if argv is not None and argv[:len(words)] != words:
+            continue  # not the command asked for: argparse never parses its flags
+        mod_name, cls_name = cls_path.split(":")
+        add_arguments(p, getattr(importlib.import_module(mod_name), cls_name))
         for tweak in extra:  # extra flags a room adds by hand (aliases)
             tweak(p)
         p.set_defaults(handler=handler)
@@ -125,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        parser = build_parser()
+        parser = build_parser(sys.argv[1:] if argv is None else argv)
     except BpdError as e:
         print(f"bpd: error: {e}", file=sys.stderr)
         return 1
