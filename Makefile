@@ -55,11 +55,11 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-# The tests run on every core (pytest-xdist; TEST_WORKERS=1 runs them in one process), the longest
-# handed out first as workers free up.
+# The tests run on every core (pytest-xdist; TEST_WORKERS=1 runs them in one process), handed out one at
+# a time in order, the files of long tests first (tests/conftest.py): the long ones overlap.
 TEST_WORKERS ?= auto
 test: venv lint system-deps
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist load
 
 # ---------------------------------------------------------------- demo pipeline
 demo: venv system-deps $(DEMO)/hil/summary.json

@@ -436,7 +436,8 @@ def execute_cell(plan_path: str, cell_key: str, runs: str | None = None) -> dict
                 bj = cell.dir / "bench" / "bench.json"
                 if not bj.exists() and shutil.which("arm-none-eabi-gcc"):
                     stage("bench", ["bench", str(exp), "--out", str(cell.dir / "bench"), "--targets", BENCH_TARGET,
-                                    "--no-peers", "--teacher", str(teacher), "--host-iters", "2000"])
+                                    "--no-peers", "--no-plot", "--teacher", str(teacher), "--host-iters",
+                                    "2000"])
                 bench = _bench_figures(_read_json(bj) or {})
             except StageFailed as e:
                 rec["export_error"] = str(e)

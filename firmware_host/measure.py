@@ -45,6 +45,8 @@ class BenchConfig:
     samples: int = field(5, help="observations per emulated measurement")
     host_iters: int = field(20000, help="inferences per timed host loop")
     seed: int = field(0, help="seed of the measured observations")
+    plot: bool = field(True, help="draw bench.png beside the JSON and markdown (the experiment runner's cells "
+                       "read the JSON only)")
 
 
 # ------------------------------------------------------------------ host measurements
@@ -346,7 +348,8 @@ def run_bench(cfg: BenchConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "bench.json", results)
     write_text(out / "bench.md", results["markdown"] + "\n")
-    plot(results, out / "bench.png")
+    if cfg.plot:
+        plot(results, out / "bench.png")
     return results
 
 

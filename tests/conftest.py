@@ -68,3 +68,13 @@ def pendulum_export() -> Path:
     (d / "export.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     atexit.register(shutil.rmtree, d.parent, True)
     return d
+
+
+# Files whose tests run whole plans or episodes (minutes each): handed out first, so that on several
+# workers (make test runs pytest-xdist, --dist load) the long ones overlap instead of one ending the run alone.
+LONG_FIRST = ("test_experiment.py", "test_baselines.py", "test_pipeline.py", "test_hil.py", "test_pil.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONG_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FIRST)))  # stable: the order within kept
