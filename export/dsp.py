@@ -33,20 +33,15 @@ POOL = ("r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "lr")  # accumu
 SPARE = ("r2", "r3")  # the output and tanh pointers: inputs and weights may take them, reloaded after
 NUM = {f"r{i}": i for i in range(13)} | {"lr": 14}
 MAX_OFFSET = 4095  # the 12-bit immediate of Thumb-2 LDR/STR/STRH/ADDW/SUBW: the assembly's every offset
-MAX_WORDS = MAX_OFFSET // 4  # input words (pairs) of a layer, output rows, observations
 
 
-def fits(weights: list[np.ndarray]) -> bool:
-    """Whether a network of these int16 weight matrices (rows: outputs) keeps every offset of its
-    assembly within the 12-bit immediates: at most MAX_WORDS observations, outputs, and input words a
-    layer."""
-    return (weights[0].shape[1] <= MAX_WORDS and weights[-1].shape[0] <= MAX_WORDS
-            and all(len(pair_columns(w)) <= MAX_WORDS for w in weights))
+class OffsetRange(BpdError):
+    """A layer needs an offset past the 12-bit immediates (the network is too wide for the assembly)."""
 
 
 def _off(v: int) -> int:
     if not 0 <= v <= MAX_OFFSET:
-        raise BpdError(f"offset {v} is beyond the DSP assembly's 12-bit immediates (the network is too wide)")
+        raise OffsetRange(f"offset {v} is beyond the DSP assembly's 12-bit immediates (the network is too wide)")
     return v
 
 

@@ -402,9 +402,12 @@ def kernel_source(q: IntNet, banner: str) -> tuple[str, list[dict]]:
     obs_dim = len(q.in_frac)
     act_dim = len(q.out_frac)
     uses_tanh = q.output == "tanh" or any(L.kind == "tanh" for L in q.layers)
-    from export.dsp import fits
+    from export.dsp import OffsetRange
 
-    dsp = fits([L.wq for L in q.layers])
+    try:  # the DSP assembly, unless an offset in it would pass the 12-bit immediates
+        dsp: tuple | None = dsp_layers(q)
+    except OffsetRange:
+        dsp = None
     guard = "#if defined(__ARM_FEATURE_SIMD32) && __ARM_FEATURE_SIMD32 && defined(__thumb2__)\n"
     assert guard in _PRELUDE
     out = [banner, _PRELUDE if dsp else _PRELUDE.replace(
@@ -416,7 +419,7 @@ def kernel_source(q: IntNet, banner: str) -> tuple[str, list[dict]]:
         out.append(_TANH % (TANH_FRAC, half, half - 1, len(t), "    " + ",\n    ".join(rows), half))
     chosen: list[dict] = []
     if dsp:
-        asm, table, starts, pairs, chosen = dsp_layers(q)
+        asm, table, starts, pairs, chosen = dsp
         out.append("\n#if BPD_INT_DSP\n/* every bias and int16 weight pair, in the order the layers use them */\n"
                    f"static const uint32_t bpd_dsp_table[{max(len(table), 1)}] = {{\n")
         for i in range(0, len(table), 8):
