@@ -160,7 +160,8 @@ class simulated_rig:
         path = self.proc.stdout.readline().strip()
         if not path:
             err = self.proc.stderr.read().strip().splitlines()
-            raise BpdError(f"the simulated rig did not start: {err[-1] if err else 'no output'}")
+            last = err[-1].removeprefix("bpd: error: ") if err else "no output"  # the child's own one line
+            raise BpdError(f"the simulated rig did not start: {last}")
         return path
 
     def __exit__(self, *exc) -> None:
