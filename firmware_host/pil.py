@@ -3,11 +3,13 @@ in qemu-system-arm on a modelled STM32F405 (QEMU's netduinoplus2). Its host USAR
 pseudo-terminal that any serial client, `bpd hil run` among them, opens like a USB-serial device;
 the MuJoCo plant talks to the image over the second USART (boards/plant_link.c).
 
-The run is lockstep: the plant is the clock and sends one tick request per control period with the
-device time and the raw sensor readings, and steps the physics with the actuator the image reports
-(in host mode once the host's ACTION has been applied, or after a timeout). QEMU counts instructions
-(`-icount shift=0`: one instruction per nanosecond of virtual time), so the image's SysTick cycle
-counter measures instructions: per tick and per policy call, logged to ticks_pil.csv.
+The run is lockstep: the plant paces the ticks, one request per control period with the raw sensor
+readings, and steps the physics with the actuator the image reports once the host has answered the
+STATE (in either mode), or after a timeout. QEMU counts instructions (`-icount shift=0`: one
+instruction per nanosecond of virtual time, and the host's time while the core sleeps), so the
+image's SysTick measures instructions per tick and per policy call (logged to ticks_pil.csv) and is
+the device clock, which advances within a tick as on a board and skips ahead to keep ticks one
+period apart where lockstep runs faster (boards/plant_link.c).
 """
 
 from __future__ import annotations
@@ -30,15 +32,16 @@ import numpy as np
 
 from bpd.config import field
 from bpd.errors import BpdError
+from bpd.process import die_with_parent
 from firmware_host.rig import Plant, RigSpec, load_rig
-from firmware_host.wire_spec import MODES, STATES
+from firmware_host.wire_spec import STATES
 
 QEMU = "qemu-system-arm"
 BOARD = "stm32f4-pil"
 ICOUNT_SHIFT = 0  # 2**shift ns of virtual time per instruction
 REPLY = struct.Struct("<cBBHBIIII")  # 'R', state, mode, ticks_without_action, reset, seed, ticks, tick and
 # policy cycles; then the actuator
-RUNNING, HOST_MODE = STATES["running"], MODES["host"]
+RUNNING = STATES["running"]
 
 
 def qemu_binary() -> str:
@@ -56,7 +59,7 @@ class RigPilConfig:
     elf: str | None = field(None, help="a firmware image built by `bpd firmware build --board stm32f4-pil`")
     seed: int = field(0, help="seed of the first plant reset")
     log: str | None = field(None, help="per-tick CSV of instruction counts (default: none)")
-    action_timeout: float = field(5.0, help="host mode: seconds the plant waits for the host's action per tick")
+    action_timeout: float = field(5.0, help="seconds the plant waits for the host's answer to each state")
     build_dir: str | None = field(None, help="where the image is built (default: EXPORT/build-cortex-m4f-firmware-"
                                   "stm32f4-pil-RIG)")
     duration: float = field(0.0, help="stop after this many seconds (0: run until interrupted)")
@@ -105,7 +108,8 @@ class PilRig:
         args = [qemu_binary(), "-M", "netduinoplus2", "-nographic", "-monitor", "none", "-nodefaults",
                 "-icount", f"shift={ICOUNT_SHIFT}", "-kernel", str(self.elf),
                 "-serial", "pty", "-serial", f"unix:{sock_path}"]
-        self.qemu = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.qemu = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     preexec_fn=die_with_parent)
         try:
             self.conn, _ = srv.accept()
             self.path = self._pty_path()
@@ -122,7 +126,11 @@ class PilRig:
             raise BpdError(f"the image did not start its plant port: {e}") from None
         self._log = None
         if cfg.log:
-            self._log = open(cfg.log, "w", newline="")
+            try:
+                self._log = open(cfg.log, "w", newline="")
+            except OSError:
+                self.close()  # QEMU ends with the failure, never left running
+                raise
             self._csv = csv.writer(self._log)
             self._csv.writerow(["tick", "t_us", "state", "mode", "tick_instructions", "policy_instructions"])
 
@@ -157,8 +165,8 @@ class PilRig:
         self.conn.sendall(b"Q")
         return self._take_reset(self._recv())
 
-    def tick(self, t_us: int, raw: np.ndarray) -> dict:
-        self.conn.sendall(b"T" + struct.pack(f"<I{self.n_raw}f", t_us & 0xFFFFFFFF, *map(float, raw[:self.n_raw])))
+    def tick(self, raw: np.ndarray) -> dict:
+        self.conn.sendall(b"T" + struct.pack(f"<{self.n_raw}f", *map(float, raw[:self.n_raw])))
         return self._take_reset(self._recv())
 
     def _take_reset(self, st: dict) -> dict:
@@ -182,7 +190,7 @@ class PilRig:
                 time.sleep(0.002)
                 continue
             sim_us += period
-            st = self.tick(sim_us, self.plant.sensors())
+            st = self.tick(self.plant.sensors())
             if st["ticks"] != ran and self._log:  # a tick ran (a STOP may have come first)
                 ticks += 1
                 row = [ticks, sim_us, st["state"], st["mode"], self.instructions(st["tick_cycles"]),
@@ -191,7 +199,7 @@ class PilRig:
                 if ticks % 200 == 0:
                     self._log.flush()
             ran = st["ticks"]
-            if st["mode"] == HOST_MODE and st["state"] == RUNNING:
+            if st["state"] == RUNNING:  # the host answers each STATE in either mode
                 deadline = time.perf_counter() + self.cfg.action_timeout
                 while st["ticks_without_action"] and st["state"] == RUNNING and time.perf_counter() < deadline:
                     time.sleep(0.0002)

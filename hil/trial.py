@@ -20,6 +20,7 @@ import bpd
 from bpd.config import check_ranges, field
 from bpd.errors import BpdError
 from bpd.io import bpd_executable, check_output_dir, portable_argv, portable_path, write_json
+from bpd.process import die_with_parent
 from firmware_host.rig import load_rig
 from firmware_host.wire_spec import CAPS, FLAGS
 from hil.link import DeviceFault, DeviceLink, LinkError
@@ -153,7 +154,8 @@ class simulated_rig:
             args += ["--policy", cfg.policy]
         if cfg.period_us:
             args += ["--period-us", str(cfg.period_us)]
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     preexec_fn=die_with_parent)
 
     def __enter__(self) -> str:
         assert self.proc.stdout is not None and self.proc.stderr is not None  # started with both piped
