@@ -1,0 +1,190 @@
+"""Write the results documents from their templates and the committed results files.
+
+The readings (sentences) of docs/results.md are hand-written in docs/templates/results.md; every figure in
+them is a Jinja2 expression over the files under benchmarks/results/, so a figure cannot drift from the
+file it comes from. README.md's headline table is the block between its `<!-- generated: NAME -->` and
+`<!-- end generated -->` markers, rendered from docs/templates/NAME.md.
+
+    python benchmarks/render_docs.py            # write the documents
+    python benchmarks/render_docs.py --check    # exit 1, naming each line that differs from its render
+
+tests/test_docs.py runs the check (and shows that editing one committed figure makes it fail).
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import re
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+ROOT = Path(__file__).resolve().parent.parent
+COMMAND = "python benchmarks/render_docs.py"
+# whole documents: template -> output, both relative to the repository
+DOCUMENTS = {"docs/templates/results.md": "docs/results.md"}
+# generated blocks inside hand-written documents
+BLOCKS = ("README.md",)
+BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w-]+) [^>]*-->\n)(?P<body>.*?)(<!-- end generated -->)", re.S)
+
+
+def f(x: float, d: int = 0) -> str:
+    """A figure with d decimals and no thousands separator: 5934, 92.3."""
+    return f"{x:.{d}f}"
+
+
+def c(x: float, d: int = 0) -> str:
+    """A count with thousands separators: 1,883."""
+    return f"{x:,.{d}f}"
+
+
+def pct(x: float, d: int = 1) -> str:
+    """A share as a percentage figure, without the sign: 0.9232 -> 92.3."""
+    return f"{100 * x:.{d}f}"
+
+
+def span(xs: Iterable[float], fmt: Callable[..., str] | str = c, d: int = 0, sep: str = "-") -> str:
+    """The range of figures as min-max (one figure where both ends print alike): 1,883-1,984."""
+    fn = FILTERS[fmt] if isinstance(fmt, str) else fmt
+    xs = list(xs)
+    lo, hi = fn(min(xs), d), fn(max(xs), d)
+    return lo if lo == hi else f"{lo}{sep}{hi}"
+
+
+def kb(x: float, d: int = 1) -> str:
+    """Bytes as kB (1000 B): 8504 -> 8.5."""
+    return f"{x / 1000:.{d}f}"
+
+
+def ratio(a: float, b: float, d: int = 1) -> str:
+    """a / b as a factor figure: 2.5."""
+    return f"{a / b:.{d}f}"
+
+
+def diff(a: float, b: float) -> str:
+    """a - b as the difference of the two figures as printed (rounded to units first): 6013/5934 -> 79."""
+    return f"{round(a) - round(b):.0f}"
+
+
+def per(a: Iterable[float], b: Iterable[float]) -> list[float]:
+    """Seed by seed a / b."""
+    return [x / y for x, y in zip(a, b)]
+
+
+def fewer(a: Iterable[float], b: Iterable[float]) -> list[float]:
+    """Seed by seed the share by which a is below b: 1 - a / b."""
+    return [1 - x / y for x, y in zip(a, b)]
+
+
+def minus(a: Iterable[float], b: Iterable[float]) -> list[float]:
+    """Seed by seed a - b, of the figures as printed (rounded to units first)."""
+    return [round(x) - round(y) for x, y in zip(a, b)]
+
+
+def dense(widths: list[int]) -> int:
+    """The weights and biases of a dense network of these widths."""
+    return sum(i * o + o for i, o in zip(widths[:-1], widths[1:]))
+
+
+FILTERS: dict[str, Callable[..., str]] = {"f": f, "c": c, "pct": pct, "span": span, "kb": kb}
+
+
+class Results:
+    """The committed results files under one root, read once each."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self._read: dict[str, Any] = {}
+
+    def json(self, rel: str) -> Any:
+        if rel not in self._read:
+            self._read[rel] = json.loads((self.root / rel).read_text())
+        return self._read[rel]
+
+    def row(self, plan: str, env: str, label: str) -> dict[str, Any]:
+        """One row of a plan's table (`bpd experiment table`'s aggregates), with its per-seed figures as lists
+        (r: return, vs: share of the teacher, nz: nonzero, early: early ends where the teacher finishes)."""
+        rows = [a for a in self.json(f"{plan}/table.json")["aggregates"] if a["env"] == env and a["label"] == label]
+        if len(rows) != 1:
+            raise KeyError(f"{plan}/table.json has {len(rows)} rows for {env} {label}")
+        a = dict(rows[0])
+        seeds = sorted(a.get("per_seed", []), key=lambda s: s["seed"])
+        for key, field in (("r", "return"), ("vs", "vs_teacher"), ("nz", "nonzero"), ("early", "early")):
+            a[key] = [s[field] for s in seeds]
+        return a
+
+    def cells(self, plan: str, env: str, label: str) -> list[dict[str, Any]]:
+        """A row's committed cell summaries, by seed, each with `density`: its nonzero parameters over a dense
+        network of its collapsed widths (the share of weights kept between the units that remain) and `removed`:
+        the share of the student's parameters pruned; `with_units`: the share of those that went with a whole unit."""
+        out = []
+        for p in sorted((self.root / plan / "cells" / env / label).glob("seed*.json"), key=lambda p: int(p.stem[4:])):
+            cell = dict(self.json(str(p.relative_to(self.root))))
+            cell["removed"] = 1 - cell["params_nonzero"] / cell["params_total"]
+            if cell.get("export"):
+                kept = dense(cell["export"]["widths"])
+                cell["density"] = cell["export"]["params_nonzero"] / kept
+                pruned = cell["params_total"] - cell["params_nonzero"]
+                cell["with_units"] = (cell["params_total"] - kept) / pruned if pruned else None
+            out.append(cell)
+        return out
+
+
+def environment(results: Path) -> jinja2.Environment:
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False,
+                             trim_blocks=True, lstrip_blocks=True, loader=jinja2.FileSystemLoader(ROOT))
+    res = Results(results)
+    env.filters.update(FILTERS)
+    env.globals.update(FILTERS, ratio=ratio, diff=diff, per=per, fewer=fewer, minus=minus, dense=dense, json=res.json,
+                       row=res.row, cells=res.cells, min=min, max=max, sum=sum, len=len, sorted=sorted, abs=abs,
+                       round=round, zip=zip)
+    return env
+
+
+def render(results: Path = ROOT / "benchmarks" / "results") -> dict[str, str]:
+    """Every generated document's text, keyed by its path relative to the repository."""
+    env = environment(results)
+    out: dict[str, str] = {}
+    for template, doc in DOCUMENTS.items():
+        banner = f"<!-- generated by `{COMMAND}` from {template} and benchmarks/results/: edit those, not this -->\n"
+        out[doc] = banner + env.get_template(template).render()
+    for doc in BLOCKS:
+        text = (ROOT / doc).read_text()
+        out[doc] = BLOCK.sub(lambda m: m[1] + env.get_template(f"docs/templates/{m['name']}.md").render() + m[4],
+                             text)
+    return out
+
+
+def check(results: Path = ROOT / "benchmarks" / "results") -> list[str]:
+    """The lines where a committed document differs from its render, as unified-diff lines (none: in step)."""
+    problems: list[str] = []
+    for doc, text in render(results).items():
+        have = (ROOT / doc).read_text()
+        if have != text:
+            problems += list(difflib.unified_diff(have.splitlines(), text.splitlines(), f"{doc} (committed)",
+                                                  f"{doc} (rendered)", n=0, lineterm=""))
+    return problems
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--check", action="store_true", help="compare instead of writing; exit 1 on a difference")
+    ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results",
+                    help="the results files to render from")
+    args = ap.parse_args()
+    if args.check:
+        problems = check(args.results)
+        print("\n".join(problems) if problems else "documents in step with their results files")
+        sys.exit(1 if problems else 0)
+    for doc, text in render(args.results).items():
+        (ROOT / doc).write_text(text)
+        print(f"wrote {doc}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""The results documents agree with the committed results files they quote (benchmarks/render_docs.py)."""
+
+import json
+import shutil
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def render_docs(benchmark_script):
+    return benchmark_script("render_docs")
+
+
+def test_every_document_matches_its_render_from_the_results_files(render_docs):
+    problems = render_docs.check()
+    assert not problems, ("a document differs from its render; run `python benchmarks/render_docs.py` "
+                          "(or edit docs/templates/):\n" + "\n".join(problems[:40]))
+
+
+def test_editing_one_committed_figure_fails_the_check(render_docs, tmp_path):
+    results = tmp_path / "results"
+    shutil.copytree(ROOT / "benchmarks" / "results", results, ignore=shutil.ignore_patterns("*.png", "*.csv"))
+    table = results / "ablations" / "table.json"
+    t = json.loads(table.read_text())
+    row = next(a for a in t["aggregates"] if a["env"] == "HalfCheetah-v5" and a["label"] == "bpd")
+    row["return_mean"] += 10.0  # 5887.9 becomes 5897.9
+    table.write_text(json.dumps(t))
+    problems = render_docs.check(results)
+    assert any(l.startswith("-") and "5887.9" in l for l in problems), problems[:10]
+    assert any(l.startswith("+") and "5897.9" in l for l in problems), problems[:10]
+    assert not render_docs.check(ROOT / "benchmarks" / "results")  # the committed files are untouched
+
+
+def test_the_figure_filters(render_docs):
+    mod = render_docs
+    assert mod.span([1883.0, 1984.0, 1900.0]) == "1,883-1,984"
+    assert mod.span([0.921, 0.9234], "pct", 1) == "92.1-92.3"
+    assert mod.span([5.0, 5.2], "f") == "5"
+    assert mod.pct(0.92317) == "92.3" and mod.f(5887.94, 1) == "5887.9" and mod.c(26264) == "26,264"
