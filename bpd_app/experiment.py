@@ -430,7 +430,9 @@ def execute_cell(plan_path: str, cell_key: str, runs: str | None = None) -> dict
             exp = cell.dir / "export"
             try:
                 if not (exp / "export.json").exists():
-                    stage("export", ["export", str(product), "--out", str(exp), "--episodes", "0",
+                    # the export's own closed-loop episodes let its rule weigh the integer kernel
+                    stage("export", ["export", str(product), "--out", str(exp), "--episodes",
+                                     str(plan.eval["episodes"]),
                                      "--dataset", str(plan.dataset_path(cell.env)), "--teacher", str(teacher)])
                 export_info = _read_json(exp / "export.json")
                 bj = cell.dir / "bench" / "bench.json"

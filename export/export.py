@@ -30,7 +30,7 @@ from bpd.io import StagedDir, check_output_dir, read_json, sha256_file, write_js
 from export.c_export import CPolicy, LayerPlan, generate_c, model_hash, scratch_width
 from export.collapse import CollapsedNet, collapse
 from export.kernels import CHOICES as KERNEL_CHOICES
-from export.kernels import FLASH_BUDGET, KernelMeter
+from export.kernels import FLASH_BUDGET, INT_BUDGET, KEEP_RETURN, KernelMeter
 from export.onnx_export import (
     OnnxPolicy,
     build_onnx,
@@ -50,12 +50,16 @@ class ExportConfig:
     format: str = field("auto", help="per-layer weight storage", choices=("auto", "dense", "csr"))
     int8: bool = field(False, help="also emit int8 weights with per-row scales (in OUT/int8) and measure them")
     kernel: str = field("auto", help="C kernel: auto (the fewest estimated Cortex-M4F cycles within --flash-budget, "
-                        "measured), the generic layer walker, compact (straight-line code over a weight table) or "
-                        "generated (straight-line code, weights as literals)", choices=KERNEL_CHOICES)
+                        "measured; the integer kernel only within --int-budget and keeping 99 %% of the float "
+                        "kernel's return over --episodes), the generic layer walker, compact (straight-line code "
+                        "over a weight table), generated (straight-line code, weights as literals) or integer "
+                        "(int16 weights, SMLAD on Cortex-M4/M7)", choices=KERNEL_CHOICES)
     flash_budget: int = field(FLASH_BUDGET, help="auto kernel: bytes of flash the policy may take (code and weights); "
                               "the default leaves 16 kB of a 64 kB part to the firmware")
     tanh_budget: float = field(PARITY_TOL, help="compact and generated kernels: max abs action error against torch "
                                "allowed to the tanh approximation (the cheapest form within it is chosen)")
+    int_budget: float = field(INT_BUDGET, help="integer kernel: its largest action error against the float student "
+                              "allowed, as a share of the action range (auto ships it only within this)")
     integer: bool = field(False, help="also emit an integer-only kernel (Q15, int16 weights, int32 sums) calibrated "
                           "on the dataset's observations, in OUT/int, and measure it", flag="--int")
     dataset: str | None = field(None, help="dataset for parity states (default: the run's)")
@@ -190,7 +194,7 @@ def check_export_out(out: Path) -> None:
 
 def _check_config(cfg: ExportConfig) -> None:
     check_ranges(cfg, {"parity_samples": (1, 10_000_000), "episodes": (0, 100_000), "seed": (0, 2**31 - 1),
-                       "flash_budget": (1, 2**31 - 1)})
+                       "flash_budget": (1, 2**31 - 1), "int_budget": (0.0, 1.0)})
     for flag, path in (("--dataset", cfg.dataset), ("--teacher", cfg.teacher)):
         if path is not None and not Path(path).is_file():
             raise BpdError(f"{path}: no such file ({flag})")
@@ -211,13 +215,41 @@ def run_export(cfg: ExportConfig, meter: KernelMeter | None = None) -> dict:
     return report
 
 
-def _choose_kernel(cfg: ExportConfig, net: CollapsedNet, out: Path, sha: str, command: str, obs: np.ndarray,
-                   ref: np.ndarray, meter: KernelMeter | None) -> dict:
+def _integer_candidate(cfg: ExportConfig, src: Source, net: CollapsedNet, d: Path, sha: str, command: str,
+                       obs: np.ndarray, ref: np.ndarray) -> dict:
+    """The integer kernel built in d; its report entry (the error against the float student as a share of
+    the action range: `max_error_vs_action_range`)."""
+    from export.fixed_point import integer_kernel
+
+    entry, _ = integer_kernel(net, d, sha, command + " (int)", obs, ref, cfg.dataset or src.dataset)
+    entry["dir"] = "build/kernels/integer"
+    entry["int_budget"] = cfg.int_budget
+    return entry
+
+
+def _keeps_return(cfg: ExportConfig, src: Source, d_int: Path, d_float: Path) -> tuple[bool, str]:
+    """Whether the integer kernel in d_int keeps KEEP_RETURN of the float kernel's closed-loop return (d_float)
+    over the export's episodes (the reporting seeds of `returns`), and the figures as a sentence."""
+    from training.envs import evaluate
+
+    if cfg.episodes == 0:
+        return False, "no closed-loop check with --episodes 0"
+    r = {}
+    for name, d in (("integer", d_int), ("float", d_float)):
+        rets, _ = evaluate(src.env_id, CPolicy(d).act, cfg.episodes, seed=cfg.seed + 5000)
+        r[name] = float(np.mean(rets))
+    keep = r["integer"] >= r["float"] - (1 - KEEP_RETURN) * abs(r["float"])
+    return keep, (f"return over {cfg.episodes} episodes {r['integer']:.1f} against the float kernel's {r['float']:.1f}"
+                  f" ({'keeps' if keep else 'misses'} {100 * KEEP_RETURN:.0f} %)")
+
+
+def _choose_kernel(cfg: ExportConfig, src: Source, net: CollapsedNet, out: Path, sha: str, command: str,
+                   obs: np.ndarray, ref: np.ndarray, meter: KernelMeter | None) -> dict:
     """Build the requested kernel (or, for auto, every kernel), measure them where a meter is given, and
     leave the chosen one in out (which holds the generic kernel on entry). The report's `kernel` entry."""
     from export.kernels import KINDS, build_straight_line, choose, install, too_big
 
-    kinds = KINDS if cfg.kernel == "auto" else (cfg.kernel,)
+    kinds = KINDS if cfg.kernel == "auto" else tuple(k for k in KINDS if k == cfg.kernel)
     cands: dict[str, dict] = {"generic": {}} if "generic" in kinds else {}
     skipped = {}
     nonzero = sum(int(np.count_nonzero(w)) for w in net.weights)
@@ -236,10 +268,27 @@ def _choose_kernel(cfg: ExportConfig, net: CollapsedNet, out: Path, sha: str, co
                     skipped[variant] = "the table tanh is not within --tanh-budget on this network"
                     continue
                 cands[variant] = built
+    measuring = cfg.kernel == "auto" and meter is not None
+    if cfg.kernel == "integer" or measuring:
+        cands["integer"] = _integer_candidate(cfg, src, net, out / "build" / "kernels" / "integer", sha, command,
+                                              obs, ref)
     where = {k: out if k == "generic" else out / "build" / "kernels" / k for k in cands}
     figures = {k: meter(d) if meter else None for k, d in where.items()} if cfg.kernel == "auto" else {}
     if cfg.kernel == "auto":
-        chosen, rule = choose(figures, cfg.flash_budget)
+        floats = {k: f for k, f in figures.items() if k != "integer"}
+        chosen, rule = choose(floats, cfg.flash_budget)
+        if figures.get("integer"):
+            share = cands["integer"]["max_error_vs_action_range"]
+            if share > cfg.int_budget:
+                why = f"action error {100 * share:.2f} % of the range, over --int-budget {100 * cfg.int_budget:g} %"
+            elif choose({chosen: figures[chosen], "integer": figures["integer"]}, cfg.flash_budget)[0] != "integer":
+                why = "not cheaper than the float kernel the rule picks"
+            else:
+                keep, why = _keeps_return(cfg, src, where["integer"], where[chosen])
+                if keep:
+                    chosen, rule = "integer", choose({chosen: figures[chosen], "integer": figures["integer"]},
+                                                     cfg.flash_budget)[1] + f"; {why}"
+            cands["integer"]["verdict"] = why
     else:
         chosen, rule = cfg.kernel, "forced by --kernel"
     if chosen != "generic":
@@ -279,19 +328,24 @@ def _write_export(cfg: ExportConfig, out: Path, meter: KernelMeter | None = None
     ort_out = OnnxPolicy(out / "policy.onnx").act(obs)
     refev = reference_evaluator_run(model, obs)
     kernel = {"kind": "generic", "requested": "generic", "rule": "forced by --kernel"} if cfg.kernel == "generic" \
-        else _choose_kernel(cfg, net, out, src.sha256, command, obs, ref, meter)
+        else _choose_kernel(cfg, src, net, out, src.sha256, command, obs, ref, meter)
     cpol = CPolicy(out)
     c_out = cpol.act(obs)
     # the rule is export/parity.py's: 1e-5 of the half action range, or 4x torch's own float32 error here
     float32_floor = float(np.abs(torch32 - ref).max())
     tol = parity_tolerance(net.action_low, net.action_high, float32_floor)
     c_tol = max(tol, cfg.tanh_budget) if kernel["kind"] != "generic" else tol
+    if kernel["kind"] == "integer":  # bit-exact against its numpy model (checked); against torch, the budget
+        c_tol = max(c_tol, cfg.int_budget * float(np.min(net.action_high - net.action_low)))
     parity: dict[str, Any] = {"states": len(obs), "origin": origin, "tolerance": tol, "c_tolerance": c_tol,
               "reference": "torch float64", "torch_float32_vs_float64": float32_floor,
               "onnxruntime_vs_torch": float(np.abs(ort_out - ref).max()),
               "reference_evaluator_vs_torch": float(np.abs(refev - ref).max()),
               "c_vs_onnx": float(np.abs(c_out - ort_out).max()),
               "c_vs_torch": float(np.abs(c_out - ref).max())}
+    if kernel["kind"] == "integer":
+        parity["c_check"] = ("integer kernel: bit-exact against its numpy model on the host build; against torch "
+                             f"within --int-budget {cfg.int_budget:g} of the action range")
     parity["pass"] = all(v <= (c_tol if k.startswith("c_") else tol)
                          for k, v in parity.items() if k.endswith(("_torch", "_onnx")))
     if not parity["pass"]:
@@ -379,7 +433,9 @@ def format_report(r: dict) -> str:
               f"{d['ram_activation_bytes']} B, {d['macs']} MACs",
               f"flash {100 * r['flash_vs_teacher']:.2f} % of the teacher's, MACs {100 * r['macs_vs_teacher']:.2f} %",
               "parity (max abs): " + ", ".join(f"{k} {v:.2e}" for k, v in r["parity"].items() if "_vs_" in k)
-              + f" (tolerance {r['parity']['tolerance']:g}, {r['parity']['states']} states)"]
+              + f" (tolerance {r['parity']['tolerance']:g}"
+              + (f", C {r['parity']['c_tolerance']:g}" if r["parity"].get("c_tolerance", 0) > r["parity"]["tolerance"]
+                 else "") + f", {r['parity']['states']} states)"]
     if "int8" in r:
         lines.append(f"int8: flash {r['int8']['totals']['flash_bytes']} B, max abs error "
                      f"{r['int8']['max_abs_error_vs_torch']:.2e}")

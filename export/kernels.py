@@ -18,6 +18,13 @@ code and data in the linked image), and ships the rule's choice:
     +-20 %, so 2 % buys nothing measurable), and of those the one with the least flash ships; the
     least flash when none fits.
 
+The integer kernel (fixed_point.py: on Cortex-M4/M7 one SMLAD per int16 weight pair) is a candidate
+too where the export has a meter, under two more conditions, checked only when it would win: its
+largest action error against the float student is within --int-budget (default 2 %) of the action
+range, and over the export's --episodes its closed-loop return keeps KEEP_RETURN (99 %) of the
+return of the float kernel the rule picks among the others. It is calibrated on the dataset's
+observations (the run's, or --dataset), else on the parity states.
+
 Every candidate's figures and the rule go into export_report.json under `kernel`. Without a meter
 (no arm-none-eabi-gcc or no emulator), auto ships the compact kernel, the kernel the project's own
 measurements favour on every student it measured (benchmarks/results/kernels.md), and says so.
@@ -36,8 +43,10 @@ from export.codegen import generate_kernel, select_tanh, tanh_forms
 from export.collapse import CollapsedNet
 from export.compact import generate_compact
 
-KINDS = ("generic", "compact", "generated")
-CHOICES = ("auto", *KINDS)
+KINDS = ("generic", "compact", "generated")  # the float kernels
+CHOICES = ("auto", *KINDS, "integer")
+INT_BUDGET = 0.02  # the integer kernel's largest action error against the float student, a share of the range
+KEEP_RETURN = 0.99  # and the share of the float kernel's closed-loop return it must keep to ship by auto
 FLASH_BUDGET = 48 * 1024
 LEVEL = 0.02
 MEASURED_ON = "cortex-m4f"

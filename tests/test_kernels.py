@@ -160,10 +160,61 @@ def test_default_export_ships_the_measured_choice(tiny_pipeline, tmp_path):
     assert k["requested"] == "auto"
     assert {"generic", "compact", "generated"} <= set(k["candidates"]) | set(k["skipped"])
     assert set(k["candidates"]) | set(k["skipped"]) <= {"generic", "compact", "generated", "compact-table",
-                                                        "generated-table"}
+                                                        "generated-table", "integer"}
     assert json.loads((out / "export.json").read_text())["kernel"] == k["kind"] == k["variant"].removesuffix("-table")
     if shutil.which("arm-none-eabi-gcc"):
         costs = {n: c["cost"] for n, c in k["candidates"].items()}
         assert all(c and c["cycles"] > 0 and c["flash_bytes"] > 0 for c in costs.values())
-        assert k["variant"] == choose(costs, k["flash_budget"])[0]
+        floats = {n: c for n, c in costs.items() if n != "integer"}
+        # with --episodes 0 the integer kernel cannot show that it keeps the return: a float kernel ships
+        assert k["variant"] == choose(floats, k["flash_budget"])[0]
+        assert "integer" in costs and k["candidates"]["integer"]["verdict"] in (
+            "no closed-loop check with --episodes 0", "not cheaper than the float kernel the rule picks")
     assert rep["parity"]["pass"]
+
+
+def test_default_export_ships_the_integer_kernel_where_it_wins_and_keeps_the_return(tiny_pipeline, tmp_path):
+    """With closed-loop episodes, auto weighs the integer kernel too: where it is cheaper than the float kernel
+    the rule picks, within --int-budget and keeping 99 % of that kernel's return, it ships, installed as the
+    export's kernel (the host build equals its numpy model, the export verifies); with --int-budget 0 it
+    cannot. --kernel integer forces it."""
+    import json
+
+    from export.collapse import collapse
+    from export.export import load_source
+    from export.fixed_point import IntPolicy, quantise
+    from export.verify import verify_export
+    from tests.conftest import run_bpd
+    from training.collect import load_dataset
+
+    if not shutil.which("arm-none-eabi-gcc"):
+        pytest.skip("arm-none-eabi-gcc not installed: auto cannot measure the kernels")
+    pytest.importorskip("unicorn")
+    out = tmp_path / "exp"
+    run_bpd("export", str(tiny_pipeline / "run"), "--out", str(out), "--episodes", "2", "--parity-samples", "300")
+    k = json.loads((out / "export_report.json").read_text())["kernel"]
+    cands = k["candidates"]
+    floats = {n: c["cost"] for n, c in cands.items() if n != "integer"}
+    best_float = choose(floats, k["flash_budget"])[0]
+    assert cands["integer"]["cost"]["cycles"] < floats[best_float]["cycles"]  # SMLAD: fewer cycles than float
+    assert cands["integer"]["max_error_vs_action_range"] <= 0.02
+    verdict = cands["integer"]["verdict"]
+    assert "return over 2 episodes" in verdict
+    assert (k["kind"] == "integer") == ("keeps" in verdict)
+    if k["kind"] == "integer":
+        assert json.loads((out / "export.json").read_text())["kernel"] == "integer"
+        verify_export(out)
+        net = collapse(load_source(tiny_pipeline / "run").policy)
+        q = quantise(net, load_dataset(str(tiny_pipeline / "dataset.npz"), net.obs_dim).observations, "test")
+        obs = np.random.default_rng(3).normal(0, 1, (64, net.obs_dim)).astype(np.float32)
+        assert np.array_equal(CPolicy(out).act(obs).view(np.uint32), IntPolicy(q).act(obs).view(np.uint32))
+    strict = tmp_path / "strict"
+    run_bpd("export", str(tiny_pipeline / "run"), "--out", str(strict), "--episodes", "2", "--parity-samples", "300",
+            "--int-budget", "0")
+    k0 = json.loads((strict / "export_report.json").read_text())["kernel"]
+    assert k0["kind"] != "integer" and "over --int-budget 0 %" in k0["candidates"]["integer"]["verdict"]
+    forced = tmp_path / "forced"
+    run_bpd("export", str(tiny_pipeline / "run"), "--out", str(forced), "--episodes", "0", "--parity-samples", "300",
+            "--kernel", "integer")
+    assert json.loads((forced / "export.json").read_text())["kernel"] == "integer"
+    assert json.loads((forced / "export_report.json").read_text())["parity"]["pass"]
