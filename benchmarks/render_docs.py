@@ -48,6 +48,12 @@ def pct(x: float, d: int = 1) -> str:
     return f"{100 * x:.{d}f}"
 
 
+def sci(x: float, d: int = 1) -> str:
+    """Scientific notation without exponent padding: 2.0e-6."""
+    mantissa, exp = f"{x:.{d}e}".split("e")
+    return f"{mantissa}e{int(exp)}"
+
+
 def span(xs: Iterable[float], fmt: Callable[..., str] | str = c, d: int = 0, sep: str = "-") -> str:
     """The range of figures as min-max (one figure where both ends print alike): 1,883-1,984."""
     fn = FILTERS[fmt] if isinstance(fmt, str) else fmt
@@ -59,6 +65,11 @@ def span(xs: Iterable[float], fmt: Callable[..., str] | str = c, d: int = 0, sep
 def kb(x: float, d: int = 1) -> str:
     """Bytes as kB (1000 B): 8504 -> 8.5."""
     return f"{x / 1000:.{d}f}"
+
+
+def comp(x: float) -> float:
+    """1 - x: a ratio below 1 as the share saved."""
+    return 1 - x
 
 
 def ratio(a: float, b: float, d: int = 1) -> str:
@@ -86,12 +97,18 @@ def minus(a: Iterable[float], b: Iterable[float]) -> list[float]:
     return [round(x) - round(y) for x, y in zip(a, b)]
 
 
+def rates(controllers: Iterable[dict[str, Any]], conditions: Iterable[str]) -> list[float]:
+    """The success rates of rotary.json's controllers under the conditions named."""
+    conditions = list(conditions)
+    return [ctrl["conditions"][cond]["success_rate"] for ctrl in controllers for cond in conditions]
+
+
 def dense(widths: list[int]) -> int:
     """The weights and biases of a dense network of these widths."""
     return sum(i * o + o for i, o in zip(widths[:-1], widths[1:]))
 
 
-FILTERS: dict[str, Callable[..., str]] = {"f": f, "c": c, "pct": pct, "span": span, "kb": kb}
+FILTERS: dict[str, Callable[..., str]] = {"f": f, "c": c, "pct": pct, "span": span, "kb": kb, "sci": sci}
 
 
 class Results:
@@ -137,12 +154,14 @@ class Results:
 
 def environment(results: Path) -> jinja2.Environment:
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False,
-                             trim_blocks=True, lstrip_blocks=True, loader=jinja2.FileSystemLoader(ROOT))
+                             trim_blocks=True, lstrip_blocks=True, loader=jinja2.FileSystemLoader(ROOT),
+                             extensions=["jinja2.ext.do"])
     res = Results(results)
-    env.filters.update(FILTERS)
-    env.globals.update(FILTERS, ratio=ratio, diff=diff, per=per, fewer=fewer, minus=minus, dense=dense, json=res.json,
-                       row=res.row, cells=res.cells, min=min, max=max, sum=sum, len=len, sorted=sorted, abs=abs,
-                       round=round, zip=zip)
+    env.filters.update(FILTERS, comp=comp, share_of=lambda x, total: x / total, absdiff=lambda x, y: abs(x - y),
+                       multiply=lambda x, k: x * k)
+    env.globals.update(FILTERS, ratio=ratio, diff=diff, per=per, fewer=fewer, minus=minus, dense=dense, rates=rates,
+                       json=res.json, row=res.row, cells=res.cells, min=min, max=max, sum=sum, len=len,
+                       sorted=sorted, abs=abs, round=round, zip=zip)
     return env
 
 
