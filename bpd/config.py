@@ -51,7 +51,12 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             (elem,) = get_args(tp)
             kwargs["type"] = elem
             kwargs["nargs"] = "+"
-            kwargs["default"] = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            if f.default_factory is not dataclasses.MISSING:
+                kwargs["default"] = f.default_factory()
+            elif has_default:
+                kwargs["default"] = f.default
+            else:
+                kwargs["required"] = True
         else:
             kwargs["type"] = tp
             if has_default:

@@ -151,9 +151,52 @@ def _writable(d: Path) -> bool:
     return True
 
 
+def _check_kind(p: Path) -> None:
+    """An existing output must be a regular file or a directory: a device node, a FIFO or a socket
+    would be replaced by a file (or, for a device, written to)."""
+    if (p.exists() or p.is_symlink()) and not (p.is_file() or p.is_dir()):
+        kind = ("a character device" if p.is_char_device() else "a block device" if p.is_block_device() else
+                "a FIFO" if p.is_fifo() else "a socket" if p.is_socket() else "a dangling link")
+        raise BpdError(f"{p}: is {kind}, not a regular file or directory; give a file path")
+
+
+def _same_place(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
+OUTPUT_FIELDS = ("out", "build_dir", "work_dir", "log")  # the config fields that name what a command writes
+
+
+def check_outputs(values: dict[str, Any]) -> None:
+    """A command's outputs (the OUTPUT_FIELDS among values) against everything else it names: an output
+    that is one of the command's inputs (the teacher a dataset would be written over), or an existing
+    thing that is neither a regular file nor a directory, is a one-line error before any work."""
+    from bpd.config import flag_name
+
+    inputs = []
+    for name, v in values.items():
+        for x in (v if isinstance(v, list) else [v]):
+            if name not in OUTPUT_FIELDS and isinstance(x, str) and x and os.path.lexists(x):
+                inputs.append((name, Path(x)))
+    for name in OUTPUT_FIELDS:
+        v = values.get(name)
+        if not isinstance(v, str) or not v:
+            continue
+        p = Path(v)
+        _check_kind(p)
+        for other, q in inputs:
+            if _same_place(p, q):
+                raise BpdError(f"{p}: {flag_name(name)} names the command's input {flag_name(other)}; "
+                               "write the output elsewhere")
+
+
 def check_output_path(path: str | os.PathLike) -> None:
     """Fail before any work if `path` cannot be written as a file."""
     p = Path(path)
+    _check_kind(p)
     if p.is_dir():
         raise BpdError(f"{p}: is a directory, expected a file path")
     parent = _existing_ancestor(p)
@@ -166,6 +209,7 @@ def check_output_path(path: str | os.PathLike) -> None:
 def check_output_dir(path: str | os.PathLike) -> None:
     """Fail before any work if `path` cannot be created, or written, as a directory."""
     p = Path(path)
+    _check_kind(p)
     if p.exists() and not p.is_dir():
         raise BpdError(f"{p}: exists and is not a directory")
     parent = _existing_ancestor(p)

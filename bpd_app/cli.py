@@ -137,7 +137,13 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(ns, "handler"):
         parser.print_help()
         return 2
+    if not os.environ.get("BPD_DEBUG"):  # a library's deprecation notice is not the user's business
+        import warnings
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
     try:
+        from bpd.io import check_outputs
+        check_outputs(vars(ns))
         ns.handler(ns)
     except BpdError as e:
         print(f"bpd: error: {e}", file=sys.stderr)

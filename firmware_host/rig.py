@@ -8,6 +8,7 @@ firmware core as a software device is firmware_host/device.py).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,6 +106,7 @@ def load_rig(name_or_path: str | Path) -> RigSpec:
     return spec
 
 
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # a rig's name reaches C, MuJoCo XML and file names
 PLANT_POSITIONS = {"gym-inverted-pendulum": 2, "cartpole": 2, "furuta": 2}  # position sensors (joints) of each plant
 _CARTPOLE_KEYS = ("cart_mass", "pole_mass", "pole_length", "track", "physics_timestep")  # > 0
 _CARTPOLE_NONNEG = ("cart_friction", "pole_friction")
@@ -129,8 +131,11 @@ def _check_rig(raw: object, p: Path) -> RigSpec:
     for key in ("name", "plant", "period_us", "limits", "sensors"):
         if key not in raw:
             raise bad(f"missing key {key!r}")
-    if raw["plant"] not in PLANT_POSITIONS:
-        raise BpdError(f"{p}: unknown plant {raw['plant']!r}")
+    if not isinstance(raw["name"], str) or not NAME.fullmatch(raw["name"]):
+        raise bad(f"name must be 1 to 64 letters, digits, '-', '_' or '.', starting with a letter or digit "
+                  f"(got {str(raw['name'])[:40]!r})")
+    if not isinstance(raw["plant"], str) or raw["plant"] not in PLANT_POSITIONS:
+        raise BpdError(f"{p}: unknown plant {str(raw['plant'])[:40]!r}")
     period = number(raw["period_us"], "period_us", 50, strict=False)
     if period != int(period) or period > 10_000_000:
         raise bad(f"period_us must be a whole number of microseconds up to 10 s (got {raw['period_us']!r})")
@@ -141,8 +146,13 @@ def _check_rig(raw: object, p: Path) -> RigSpec:
         if key not in lim:
             raise bad(f"missing key limits.{key}")
         number(lim[key], f"limits.{key}", 0)
+    for key in ("position_index", "angle_index"):
+        if key in lim and (isinstance(lim[key], bool) or not isinstance(lim[key], int)):
+            raise bad(f"limits.{key} must be a whole number (got {str(lim[key])[:40]!r})")
     if "counts_per_unit" not in sc or "measured_velocity" not in sc:
         raise bad("sensors needs counts_per_unit and measured_velocity")
+    if not isinstance(sc["measured_velocity"], bool):
+        raise bad(f"sensors.measured_velocity must be true or false (got {str(sc['measured_velocity'])[:40]!r})")
     cpu = sc["counts_per_unit"]
     if not isinstance(cpu, list) or not cpu:
         raise bad(f"sensors.counts_per_unit must list one value per position sensor (got {cpu!r})")

@@ -9,10 +9,12 @@ here, so a board builds the same observation as the simulated rig and the Gymnas
 from __future__ import annotations
 
 import hashlib
+import re
 import sys
 from pathlib import Path
 
-from firmware_host.rig import RIGS, RigSpec, load_rig
+from bpd.errors import BpdError
+from firmware_host.rig import NAME, RIGS, RigSpec, load_rig
 from firmware_host.wire_spec import MAX_OBS
 
 HEADER = "bpd_rig_config.h"
@@ -35,11 +37,18 @@ def source_of(spec: RigSpec) -> str:
         return "in memory"
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     shown = f"firmware_host/rigs/{path.name}" if path.parent == RIGS else path.name
-    return f"{shown} (sha256 {digest})"
+    return f"{_comment_safe(shown)} (sha256 {digest})"
+
+
+def _comment_safe(text: str) -> str:
+    """Text for a C comment: a file name may hold anything, the comment only what cannot end it."""
+    return re.sub(r"[^A-Za-z0-9_.,+/ -]", "?", text)
 
 
 def generate_rig_header(spec: RigSpec, period_us: int | None = None) -> str:
     """The C header for one rig; period_us overrides the rig's control period."""
+    if not NAME.fullmatch(spec.name):  # load_rig refuses these; a RigSpec made in code is checked here
+        raise BpdError(f"rig name {spec.name[:40]!r} cannot go into C (letters, digits, '-', '_', '.')")
     period = int(period_us or spec.period_us)
     lim = spec.limits
     guard = "BPD_RIG_CONFIG_H"
