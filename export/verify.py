@@ -24,6 +24,11 @@ if TYPE_CHECKING:
 
 FORMAT = "bpd-export"
 MANIFEST_SKIP = ("export.json",)  # the record itself; build/ directories hold compiler output
+# what a consumer reads from an export directory: the model and the C it compiles (any top-level C
+# source or header is on the compiler's include path), every one of which export.json must list
+USED = ("policy.onnx", "policy.c", "policy.h", "policy_weights.c", "policy_weights.h", "policy_config.h")
+USED_SUFFIXES = (".onnx", ".c", ".h", ".s", ".S", ".inc")
+PROBES = 96  # observations the C is run on against policy.onnx by every consumer
 
 
 def manifest(d: str | Path) -> dict[str, str]:
@@ -107,6 +112,11 @@ def verify_export(d: str | Path) -> dict:
     files = info.get("files")
     if not isinstance(files, dict) or "policy.onnx" not in files:
         raise BpdError(f"{d}: the export records no file hashes (made by an older bpd); run `bpd export` again")
+    used = set(USED) | {p.name for p in d.iterdir() if p.is_file() and p.suffix in USED_SUFFIXES}
+    unlisted = sorted(used - set(files))
+    if unlisted:
+        raise BpdError(f"{d}: export.json's file list leaves out {', '.join(unlisted)}, which the export uses; "
+                       "run `bpd export` again")
     _verify_files(d, files)
     try:
         recorded = info["model_hash"]  # the fields every consumer of an export reads
@@ -116,7 +126,58 @@ def verify_export(d: str | Path) -> dict:
     onnx_hash = verify_onnx(d / "policy.onnx")
     if onnx_hash != recorded:
         raise BpdError(f"{d}: policy.onnx is model {onnx_hash[:16]}, export.json names {str(recorded)[:16]}")
+    if info.get("kernel") != "integer":  # the integer kernel is held to its numpy model by its own parity
+        verify_c(d, info)
     return info
+
+
+def verify_c(d: Path, info: dict) -> None:
+    """Tie the C to the model hash: compiled on the host (in a temporary directory), the C must name the
+    recorded model hash and compute policy.onnx's function, within the export's own C tolerance, on
+    PROBES observations drawn around the operating range the first layer implies. An edited weight
+    whose file hash was re-signed fails here."""
+    import tempfile
+
+    from export.c_export import CPolicy
+    from export.onnx_export import OnnxPolicy
+
+    parity = info["parity"]
+    try:
+        tol = float(parity.get("c_tolerance", parity["tolerance"]))
+    except (KeyError, TypeError, ValueError):
+        raise BpdError(f"{d / 'export.json'}: the parity record names no tolerance; run `bpd export` again") from None
+    ref = OnnxPolicy(d / "policy.onnx")
+    with tempfile.TemporaryDirectory(prefix="bpd-verify-") as tmp:
+        c = CPolicy(d, build_dir=Path(tmp))
+    if c.model_hash != info["model_hash"]:
+        raise BpdError(f"{d}: the C names model {c.model_hash[:16]}, export.json {str(info['model_hash'])[:16]}; "
+                       "run `bpd export` again")
+    if (c.obs_dim, c.act_dim) != (int(info["obs_dim"]), int(info["act_dim"])):
+        raise BpdError(f"{d}: the C maps {c.obs_dim} observations to {c.act_dim} actions, export.json "
+                       f"{info['obs_dim']} to {info['act_dim']}")
+    obs = probe_observations(d / "policy.onnx", c.obs_dim)
+    err = float(np.abs(c.act(obs) - ref.act(obs)).max())
+    if not err <= tol:
+        raise BpdError(f"{d}: the C weights do not compute policy.onnx's function (max abs difference {err:.2e} "
+                       f"over {len(obs)} observations, tolerance {tol:.1e}): the C was changed after export; "
+                       "run `bpd export` again")
+
+
+def probe_observations(onnx_path: Path, obs_dim: int, n: int = PROBES) -> np.ndarray:
+    """Observations around the network's operating point: its input offset (the observation mean), each
+    input spread by the scale its first-layer weights imply (normalisation is folded into them),
+    at half, one and two of that scale. Seeded: the same probes for the same model."""
+    import onnx
+    import onnx.numpy_helper as nh
+
+    inits = {t.name: nh.to_array(t) for t in onnx.load(str(onnx_path)).graph.initializer}
+    w0 = np.asarray(inits.get("W0", np.ones((1, obs_dim))), np.float64)
+    offset = np.asarray(inits.get("in_offset", np.zeros(obs_dim)), np.float64).reshape(-1)
+    reach = np.abs(w0).max(axis=0) if w0.shape[1] == obs_dim else np.ones(obs_dim)
+    scale = np.where(reach > 0, 1.0 / (np.maximum(reach, 1e-12) * np.sqrt(obs_dim)), 1.0)
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((n, obs_dim)) * np.repeat([0.5, 1.0, 2.0], -(-n // 3))[:n, None]
+    return (offset + z * scale).astype(np.float32)
 
 
 def _verify_files(d: Path, files: object) -> None:
