@@ -16,7 +16,7 @@ from typing import Any
 
 from bpd.config import field
 from bpd.errors import BpdError
-from bpd.io import write_json
+from bpd.io import read_json, write_json
 from export.cc import STRICT, find_cc
 
 HERE = Path(__file__).resolve().parent
@@ -167,6 +167,9 @@ def build_firmware_image(export_dir: Path, target: str, out_dir: Path, fast_tanh
 
     export_dir = check_export_dir(export_dir)
     spec = load_rig(rig)
+    info = read_json(export_dir / "export.json", "export record") if (export_dir / "export.json").is_file() else {}
+    if isinstance(info, dict) and "obs_dim" in info and "act_dim" in info:
+        check_policy_fits_rig(info, spec, export_dir)
     if target == "host":  # the software device of the simulated rig: core, host HAL and policy
         from firmware_host.device import build_device_library
 
@@ -291,11 +294,32 @@ def firmware_build(cfg: FirmwareBuildConfig) -> dict:
     from export.verify import verify_export
     from firmware_host.rig import load_rig
 
-    verify_export(cfg.export)  # parity passed and the files are the ones it checked
+    info = verify_export(cfg.export)  # parity passed and the files are the ones it checked
+    if cfg.image == "firmware":
+        check_policy_fits_rig(info, load_rig(cfg.rig), cfg.export)
     default = f"build-{cfg.target}-{cfg.image}" + (f"-{cfg.board}-{load_rig(cfg.rig).name}" if cfg.image == "firmware"
                                                     else "")
     out = Path(cfg.out or Path(cfg.export) / default)
     check_output_dir(out)
+    created = not out.exists()
+    try:
+        return _build(cfg, out)
+    except BaseException:
+        if created:  # a failed build leaves no directory of its own behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def check_policy_fits_rig(info: dict, spec, export: str | Path) -> None:
+    """The policy's input and output sizes against the rig's, at build time (not when the device starts)."""
+    if (int(info["obs_dim"]), int(info["act_dim"])) != (spec.obs_dim, spec.act_dim):
+        raise BpdError(f"{export}: the policy maps {info['obs_dim']} observations to {info['act_dim']} actions, "
+                       f"rig {spec.name} has {spec.obs_dim} and {spec.act_dim}; export a policy for this rig")
+
+
+def _build(cfg: FirmwareBuildConfig, out: Path) -> dict:
+    from firmware_host.rig import load_rig
+
     if cfg.image == "firmware":
         img = build_firmware_image(Path(cfg.export), cfg.target, out, cfg.fast_tanh, cfg.rig, cfg.board)
     else:

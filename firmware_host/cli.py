@@ -29,8 +29,25 @@ def _export(ns):
     from firmware_host.measure import kernel_cost
 
     cfg = from_namespace(ExportConfig, ns)
+    if cfg.teacher:
+        _check_teacher_of_source(cfg.teacher, cfg.source)
     print(format_report(run_export(cfg, meter=kernel_cost)))
     print(f"export written to {cfg.out}/")
+
+
+def _check_teacher_of_source(teacher: str, source: str) -> None:
+    """export --teacher names the dense network the student is compared with: one of the same task."""
+    from bpd.errors import BpdError
+    from export.export import load_source
+    from training.teacher import load_teacher
+
+    t = load_teacher(teacher)
+    src = load_source(source)
+    obs, act = src.policy.obs_dim, src.policy.act_dim
+    if (t.obs_dim, t.act_dim) != (obs, act) or (src.env_id and t.env_id != src.env_id):
+        raise BpdError(f"{teacher}: the teacher maps {t.obs_dim} observations to {t.act_dim} actions in "
+                       f"{t.env_id}, the exported policy {obs} to {act} in {src.env_id}; give the teacher of "
+                       "this task")
 
 
 def _student_select(ns):
@@ -64,11 +81,27 @@ COMMANDS = {
 }
 
 
+def _new_dir_removed_on_failure(d: str | None, run) -> None:
+    """run(); a directory d it created is removed again when it fails (a kept build is only a cache)."""
+    import shutil
+    from pathlib import Path
+
+    created = d is not None and not Path(d).exists()
+    try:
+        run()
+    except BaseException:
+        if created and d is not None:
+            shutil.rmtree(d, ignore_errors=True)
+        raise
+
+
 def _rig_sim(ns):
-    from bpd.config import from_namespace
+    from bpd.config import check_ranges, from_namespace
     from firmware_host.sim import RigSimConfig, rig_sim
 
-    rig_sim(from_namespace(RigSimConfig, ns))
+    cfg = from_namespace(RigSimConfig, ns)
+    check_ranges(cfg, {"action_timeout": (0, 3600, "open")})
+    _new_dir_removed_on_failure(cfg.build_dir, lambda: rig_sim(cfg))
 
 
 COMMANDS["rig sim"] = ("firmware_host.sim:RigSimConfig", _rig_sim,
@@ -76,10 +109,15 @@ COMMANDS["rig sim"] = ("firmware_host.sim:RigSimConfig", _rig_sim,
 
 
 def _rig_pil(ns):
-    from bpd.config import from_namespace
+    from bpd.config import check_ranges, from_namespace
+    from bpd.io import check_output_path
     from firmware_host.pil import RigPilConfig, rig_pil
 
-    rig_pil(from_namespace(RigPilConfig, ns))
+    cfg = from_namespace(RigPilConfig, ns)
+    check_ranges(cfg, {"action_timeout": (0, 3600, "open")})
+    if cfg.log:
+        check_output_path(cfg.log)  # before QEMU starts
+    _new_dir_removed_on_failure(cfg.build_dir, lambda: rig_pil(cfg))
 
 
 COMMANDS["rig pil"] = ("firmware_host.pil:RigPilConfig", _rig_pil,

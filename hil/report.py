@@ -26,11 +26,14 @@ def render(log_dir: str | Path) -> list[Path]:
     d = Path(log_dir)
     if not d.is_dir():
         raise BpdError(f"{d}: no such log directory")
+    summ_path = d / "summary.json"
+    if not summ_path.is_file() and (d / "ticks.csv").is_file():
+        raise BpdError(f"{d}: no summary.json, the trial did not finish writing its logs (its ticks are in "
+                       "ticks.csv); the report reads a finished trial")
     rows = read_ticks(d / "ticks.csv")
     if not rows:
         raise BpdError(f"{d}: no ticks.csv with rows")
-    summ_path = d / "summary.json"
-    summary = read_json(summ_path, "trial summary") if summ_path.exists() else {}
+    summary = read_json(summ_path, "trial summary")
     if not isinstance(summary, dict):
         raise BpdError(f"{summ_path}: corrupt trial summary (not a JSON object)")
     periods = [float(r["device_period_us"]) for r in rows if r["device_period_us"]]
