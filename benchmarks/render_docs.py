@@ -17,6 +17,7 @@ import argparse
 import difflib
 import json
 import re
+import statistics
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -135,6 +136,19 @@ class Results:
             a[key] = [s[field] for s in seeds]
         return a
 
+    def control(self, plan: str, env: str, label: str) -> dict[str, Any]:
+        """One row of a plan's control-policy comparison (benchmarks/control_policy.py), with the mean and
+        population std over seeds of its nominal and randomised returns and, per seed, randomised / nominal."""
+        rows = [r for r in self.json(f"{plan}/control.json")["rows"] if r["env"] == env and r["label"] == label]
+        if len(rows) != 1:
+            raise KeyError(f"{plan}/control.json has {len(rows)} rows for {env} {label}")
+        r = dict(rows[0])
+        for key in ("nominal", "randomised"):
+            if r[key]:
+                r[f"{key}_mean"], r[f"{key}_std"] = statistics.fmean(r[key]), statistics.pstdev(r[key])
+        r["kept"] = [b / a for a, b in zip(r["nominal"], r["randomised"])]
+        return r
+
     def cells(self, plan: str, env: str, label: str) -> list[dict[str, Any]]:
         """A row's committed cell summaries, by seed, each with `density`: its nonzero parameters over a dense
         network of its collapsed widths (the share of weights kept between the units that remain) and `removed`:
@@ -158,10 +172,11 @@ def environment(results: Path) -> jinja2.Environment:
                              extensions=["jinja2.ext.do"])
     res = Results(results)
     env.filters.update(FILTERS, comp=comp, share_of=lambda x, total: x / total, absdiff=lambda x, y: abs(x - y),
-                       multiply=lambda x, k: x * k)
+                       multiply=lambda x, k: x * k,
+                       rowmean=lambda label, plan, task: res.row(plan, task, label)["return_mean"])
     env.globals.update(FILTERS, ratio=ratio, diff=diff, per=per, fewer=fewer, minus=minus, dense=dense, rates=rates,
-                       json=res.json, row=res.row, cells=res.cells, min=min, max=max, sum=sum, len=len,
-                       sorted=sorted, abs=abs, round=round, zip=zip)
+                       json=res.json, row=res.row, cells=res.cells, control=res.control, min=min, max=max, sum=sum,
+                       len=len, sorted=sorted, abs=abs, round=round, zip=zip, mean=statistics.fmean)
     return env
 
 
