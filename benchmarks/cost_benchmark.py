@@ -48,22 +48,38 @@ def measure_student(run: Path, out: Path, dataset: str | None, env_id: str, epis
     from export.export import ExportConfig, run_export
     from firmware_host.measure import arithmetic_floor, kernel_cost
 
-    rep = run_export(ExportConfig(source=str(run / "student.pt"), out=str(out), episodes=0, integer=True,
-                                  dataset=dataset), meter=kernel_cost)
+    # the export's own closed-loop episodes (the plan's count) let its rule weigh the integer kernel, as the
+    # runner's cells do
+    rep = run_export(ExportConfig(source=str(run / "student.pt"), out=str(out), episodes=episodes, integer=True,
+                                  dataset=dataset, seed=seed), meter=kernel_cost)
     k = rep["kernel"]
     row = {"model_hash": rep["model_hash"], "widths": rep["widths_after"],
            "nonzero_weights": rep["totals"]["nonzero_weights"], "floor": arithmetic_floor(rep)["instructions"],
            "default": k["variant"], "rule": k["rule"], "flash_budget": k.get("flash_budget"),
            "tanh": {n: c.get("tanh") for n, c in k["candidates"].items()},
+           "integer_verdict": (k["candidates"].get("integer") or {}).get("verdict"),
            "cortex-m4f": {n: c["cost"] for n, c in k["candidates"].items()}}
     for target in ("cortex-m4f", "cortex-m0plus"):
         c = kernel_cost(out / "int", target)
         row.setdefault(target, {})["integer"] = c
     row["integer_error_vs_action_range"] = rep["int"]["max_error_vs_action_range"]
     row["integer_form"] = rep["int"].get("form")
-    if episodes:  # the float kernel shipped and the integer kernel, on the plan's reporting seeds
-        row["returns"] = {"float": returns(env_id, out, episodes, seed), "integer": returns(env_id, out / "int",
-                                                                                              episodes, seed)}
+    if episodes:  # the float kernel the rule picks among the float ones and the integer kernel, on the plan's
+        # reporting seeds
+        from export.kernels import choose
+
+        floats = {n: c["cost"] for n, c in k["candidates"].items() if n != "integer"}
+        best = choose(floats, k["flash_budget"])[0]
+        row["float_kernel"] = best
+        if k["variant"] == best:
+            fdir = out
+        elif best != "generic":
+            fdir = out / "build" / "kernels" / best
+        else:  # the generic kernel's files were replaced by the shipped kernel's: export it on its own
+            fdir = out / "float"
+            run_export(ExportConfig(source=str(run / "student.pt"), out=str(fdir), episodes=0, kernel="generic"))
+        row["returns"] = {"float": returns(env_id, fdir, episodes, seed), "integer": returns(env_id, out / "int",
+                                                                                               episodes, seed)}
         row["integer_over_float_return"] = row["returns"]["integer"]["return_mean"] / row["returns"]["float"][
             "return_mean"]
     return row
@@ -96,13 +112,45 @@ def summarise(rows: list[dict]) -> dict:
                                             "students": len(ratios)}
     d = [r for r in rows if r.get("default")]
     if d:
-        out["default"] = {"chosen": {k: sum(r["default"] == k for r in d) for k in KINDS},
+        out["default"] = {"chosen": {k: sum(r["default"] == k for r in d) for k in (*KINDS, "integer")},
                           "instructions_vs_floor": [round(r["cortex-m4f"][r["default"]]["instructions"] / r["floor"], 2)
                                                     for r in d],
                           "cycles_vs_generic": [round(r["cortex-m4f"][r["default"]]["cycles"]
                                                       / r["cortex-m4f"]["generic"]["cycles"], 3) for r in d],
                           "flash_vs_generic": [round(r["cortex-m4f"][r["default"]]["flash_bytes"]
                                                      / r["cortex-m4f"]["generic"]["flash_bytes"], 2) for r in d]}
+    return out
+
+
+LOCOMOTION = ("Hopper", "HalfCheetah", "Walker2d", "Ant")
+
+
+def targets(rows: list[dict]) -> list[dict]:
+    """Issue 33's targets, each judged on the rows it concerns: how many meet it, and the worst figure."""
+    def judge(name: str, rs: list[dict], figure, limit: float, below: bool = True) -> dict:
+        vals = [(r["cell"], figure(r)) for r in rs]
+        ok = [v for _, v in vals if (v < limit if below else v >= limit)]
+        worst = (max if below else min)(vals, key=lambda cv: cv[1]) if vals else None
+        return {"target": name, "students": len(vals), "met": len(ok), "limit": limit,
+                "worst": None if worst is None else {"cell": worst[0], "value": round(worst[1], 3)}}
+
+    loco = [r for r in rows if r["cell"].startswith(LOCOMOTION)]
+    small = [r for r in rows if r["nonzero_weights"] < 200]
+    m4 = lambda r, k: r["cortex-m4f"][k]  # noqa: E731
+    out = [judge("default kernel, instructions / floor, locomotion (< 2.0)", loco,
+                 lambda r: m4(r, r["default"])["instructions"] / r["floor"], 2.0),
+           judge("default kernel, instructions / floor, students below 200 weights (< 4.0)", small,
+                 lambda r: m4(r, r["default"])["instructions"] / r["floor"], 4.0),
+           judge("default kernel, flash / generic kernel's (<= 1.5)", rows,
+                 lambda r: m4(r, r["default"])["flash_bytes"] / m4(r, "generic")["flash_bytes"], 1.5 + 1e-9),
+           judge("Cortex-M4F integer kernel, instructions / floor, locomotion (< 1.0)",
+                 [r for r in loco if r.get("integer_form")], lambda r: m4(r, "integer")["instructions"] / r["floor"],
+                 1.0),
+           judge("integer kernel's closed-loop return / float kernel's (>= 0.99)",
+                 [r for r in rows if "integer_over_float_return" in r], lambda r: r["integer_over_float_return"],
+                 0.99, below=False),
+           judge("Cortex-M0+ integer kernel, instructions / floor (< 5.0)", [r for r in rows if r.get("integer_form")],
+                 lambda r: r["cortex-m0plus"]["integer"]["instructions"] / r["floor"], 5.0)]
     return out
 
 
@@ -116,6 +164,8 @@ def _returns(r: dict) -> str:
 
 def markdown(res: dict) -> str:
     L = ["# What the microcontroller pays, per kernel", "",
+         "Written by `python benchmarks/cost_benchmark.py " + res["plan"] + "` (this file again from its cost.json: "
+         "`--table-only`).", "",
          f"Students: the finished cells of {res['plan']} ({len(res['rows'])}). Cortex-M4F at "
          "168 MHz and Cortex-M0+ at 48 MHz, emulated (unicorn): instructions exact, cycles estimated from the "
          "instruction mix (docs/cycle_model.md: zero-wait memory, every branch taken, ratios good to about "
@@ -151,6 +201,11 @@ def markdown(res: dict) -> str:
     if any(not r.get("integer_form") for r in res["rows"]):
         L += ["", "(a) measured with the integer kernel before the DSP assembly (its run root was since lost, so "
               "it could not be measured again); every other row's integer figures are the assembly's."]
+    L += ["", "Targets (issue 33), judged on the rows each concerns:", "", "| target | met | worst |", "|---|---|---|"]
+    for t in targets(res["rows"]):
+        w = t["worst"]
+        L.append(f"| {t['target']} | {t['met']} of {t['students']} | "
+                 + ("-" if w is None else f"{w['value']:.3f} ({w['cell']})") + " |")
     ir = res["summary"].get("integer_over_float_return")
     if ir:
         L += ["", f"Integer kernel's closed-loop return over the float kernel's: median {ir['median']:.3f}, worst "
