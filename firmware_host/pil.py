@@ -63,6 +63,8 @@ class RigPilConfig:
     build_dir: str | None = field(None, help="where the image is built (default: EXPORT/build-cortex-m4f-firmware-"
                                   "stm32f4-pil-RIG)")
     duration: float = field(0.0, help="stop after this many seconds (0: run until interrupted)")
+    restart_at: float | None = field(None, help="seconds after the first START when the image restarts (a system "
+                                     "reset, as a brown-out or the reset pin would)")
 
 
 def pil_image(cfg: RigPilConfig, spec: RigSpec) -> tuple[Path, dict]:
@@ -180,12 +182,21 @@ class PilRig:
         sim_us, ticks = 0, 0
         ran = self.query()["ticks"]
         t0 = time.perf_counter()
+        started = None  # wall time of the first tick while running: a restart counts from it
         while not should_stop():
-            if self.cfg.duration and time.perf_counter() - t0 >= self.cfg.duration:
+            now = time.perf_counter()
+            if self.cfg.duration and now - t0 >= self.cfg.duration:
                 break
             if self.qemu.poll() is not None:
                 raise BpdError(f"QEMU exited (code {self.qemu.returncode})")
+            if self.cfg.restart_at is not None and started is not None and now - started >= self.cfg.restart_at:
+                self.conn.sendall(b"X")
+                self._recv()  # the restarted image says its plant port is ready
+                self.cfg.restart_at, ran = None, self.query()["ticks"]
+                continue
             st = self.query()
+            if st["state"] == RUNNING and started is None:
+                started = now
             if st["state"] != RUNNING:
                 time.sleep(0.002)
                 continue
@@ -199,11 +210,12 @@ class PilRig:
                 if ticks % 200 == 0:
                     self._log.flush()
             ran = st["ticks"]
-            if st["state"] == RUNNING:  # the host answers each STATE in either mode
-                deadline = time.perf_counter() + self.cfg.action_timeout
-                while st["ticks_without_action"] and st["state"] == RUNNING and time.perf_counter() < deadline:
-                    time.sleep(0.0002)
-                    st = self.query()
+            if st["state"] != RUNNING:
+                continue  # the plant is frozen unless running, from the tick that ended a run on
+            deadline = time.perf_counter() + self.cfg.action_timeout  # the host's answer, in either mode
+            while st["ticks_without_action"] and st["state"] == RUNNING and time.perf_counter() < deadline:
+                time.sleep(0.0002)
+                st = self.query()
             for _ in range(self.plant.substeps):
                 self.plant.substep(st["actuator"])
 

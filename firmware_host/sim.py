@@ -2,8 +2,11 @@
 pseudo-terminal that any serial client opens like a USB-serial device.
 
 Realtime mode paces ticks by the wall clock (timing measured against it means something);
-lockstep mode advances one tick per exchange (in host mode it waits for the action answering each
-state) for fast deterministic tests. While the device is idle or in fault the plant is frozen.
+lockstep mode advances one tick per exchange (it waits for the host's answer to each state, in either
+mode) for fast deterministic tests. The device clock runs with the wall clock in both, so it advances
+within a tick; in lockstep it skips ahead where nothing waits, so that a tick comes one period after
+the previous one at the earliest (docs/protocol.md). While the device is idle or in fault the plant
+is frozen.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from bpd.config import check_ranges, field
 from bpd.errors import BpdError
 from firmware_host.device import SoftwareDevice, build_device_library
 from firmware_host.rig import Plant, RigSpec, load_rig
-from firmware_host.wire_spec import MODES, STATES
+from firmware_host.wire_spec import STATES
 
 
 @dataclass
@@ -32,7 +35,7 @@ class RigSimConfig:
     rig: str = field("gym-inverted-pendulum", help="rig name or YAML path")
     policy: str | None = field(None, help="export directory whose C policy is compiled into the device")
     lockstep: bool = field(False, help="advance one tick per exchange instead of by the wall clock")
-    action_timeout: float = field(1.0, help="lockstep host mode: seconds to wait for the host's action per tick")
+    action_timeout: float = field(1.0, help="lockstep: seconds to wait for the host's answer to each state")
     period_us: int | None = field(None, help="control period override, microseconds")
     link_delay_ms: float = field(0.0, help="one-way delay added to every byte, both directions")
     drop_rate: float = field(0.0, help="probability that a byte is dropped, both directions")
@@ -140,13 +143,17 @@ class SimRig:
         self.act_queue.append(self.device.actuator())
         self.plant.substep(self.act_queue.popleft())
 
+    def _awaiting_answer(self) -> bool:
+        st = self.device.status()
+        return st["state"] == STATES["running"] and st["ticks_without_action"] > 0
+
     # -- the loop --------------------------------------------------------------
     def run(self, should_stop: Callable[[], bool] = lambda: False) -> None:
         period = self.spec.period_us * 1e-6
         sub = period / self.plant.substeps
         t0 = time.perf_counter()
         next_tick = t0
-        sim_us = 0
+        clock_us, clock_set = 0, time.perf_counter()  # lockstep: the device time last set, and when
         stalled_until = None
         started = None  # wall time of the first tick while running: fault injection counts from it
         while not should_stop():
@@ -160,6 +167,7 @@ class SimRig:
                 self.closed = True
             if self.cfg.restart_at is not None and 0 <= self.cfg.restart_at <= elapsed:
                 self.device = SoftwareDevice(self.spec, self.lib)  # power-on state: idle, counters zero
+                clock_us, clock_set = 0, time.perf_counter()  # and its clock from zero
                 self.cfg.restart_at = None
                 started = None
                 continue
@@ -185,19 +193,19 @@ class SimRig:
                 if not running or len(self.out_pending) > 4096:
                     self._pump(now, 0.002)
                     continue
-                sim_us += self.spec.period_us
-                self.device.set_time(sim_us)
+                # one period after the previous tick, or later if the wait for the host took longer
+                clock_us = max(clock_us + self.spec.period_us, clock_us + int((now - clock_set) * 1e6))
+                clock_set = time.perf_counter()
+                self.device.set_time(clock_us, wall_clock=True)
             self.device.set_sensors(self.plant.sensors())
             self.device.tick()
             self._pump(time.perf_counter())
-            if not running:
-                continue
+            if not running or self.device.status()["state"] != STATES["running"]:
+                continue  # the plant is frozen unless running, from the tick that ended a run on
             if self.cfg.lockstep:
-                if st["mode"] == MODES["host"]:  # host mode: wait for the answer to this state (or a timeout)
-                    deadline = time.perf_counter() + self.cfg.action_timeout
-                    while (self.device.status()["ticks_without_action"] and time.perf_counter() < deadline
-                           and not should_stop()):
-                        self._pump(time.perf_counter(), 0.001)
+                deadline = time.perf_counter() + self.cfg.action_timeout  # the host's answer (or a timeout)
+                while self._awaiting_answer() and time.perf_counter() < deadline and not should_stop():
+                    self._pump(time.perf_counter(), 0.001)
                 for _ in range(self.plant.substeps):
                     self._apply()
             else:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: INFO carries the boot counter and drop counters, ACK the command's seq
 MAX_PAYLOAD = 254  # id + seq + body + crc
 MAX_ENCODED = MAX_PAYLOAD + 2  # COBS of 254 bytes: one code byte, and a closing code byte when no zero
 MAX_FRAME = MAX_ENCODED + 2  # with both delimiters: the largest frame on the wire
@@ -44,8 +44,10 @@ MESSAGES: tuple[Message, ...] = (
     Message(0x01, "hello", "host", (F("protocol", "u8"),), "host opens a session; the device answers INFO"),
     Message(0x02, "info", "device", (
         F("protocol", "u8"), F("fw_major", "u8"), F("fw_minor", "u8"), F("obs_dim", "u8"), F("act_dim", "u8"),
-        F("caps", "u8"), F("period_us", "u32"), F("model_hash", "u8", 8, 8)),
-        "device description: versions, sizes, control period, first 8 bytes of the on-device model hash"),
+        F("caps", "u8"), F("period_us", "u32"), F("model_hash", "u8", 8, 8), F("boot", "u16"),
+        F("rx_dropped", "u32"), F("actions_dropped", "u32")),
+        "device description: versions, sizes, control period, first 8 bytes of the on-device model hash, "
+        "boot counter, frames and actions dropped since power-on; also sent unasked once at power-on"),
     Message(0x03, "config", "host", (
         F("period_us", "u32"), F("watchdog_ticks", "u16"), F("mode", "u8"), F("action_limit", "f32"),
         F("pos_limit", "f32"), F("angle_limit", "f32")),
@@ -53,7 +55,8 @@ MESSAGES: tuple[Message, ...] = (
     Message(0x04, "start", "host", (), "start running (state frames every tick)"),
     Message(0x05, "stop", "host", (), "stop: actuator to zero, state IDLE"),
     Message(0x06, "reset", "host", (F("seed", "u32"),), "stop, clear faults and reset the plant (a rig may use seed)"),
-    Message(0x07, "ack", "device", (F("of", "u8"), F("status", "u8")), "answer to config/start/stop/reset"),
+    Message(0x07, "ack", "device", (F("of", "u8"), F("status", "u8"), F("echo_seq", "u16")),
+            "answer to config/start/stop/reset: its id, the status and its header seq"),
     Message(0x10, "state", "device", (
         F("t_us", "u32"), F("infer_ns", "u32"), F("rtt_us", "u32"), F("flags", "u16"), F("n_obs", "u8"),
         F("n_act", "u8"), F("obs", "f32", "n_obs", MAX_OBS), F("action", "f32", "n_act", MAX_ACT)),

@@ -26,6 +26,15 @@ class LinkTimeout(LinkError):
     """The awaited message did not arrive in time (the one condition a retry can cure)."""
 
 
+class DeviceRestarted(LinkError):
+    """An INFO with another boot counter than the session's: the device started again (a brown-out, a
+    reset) and is idle with its actuator at zero."""
+
+    def __init__(self, before: int, after: int) -> None:
+        self.before, self.after = before, after
+        super().__init__(f"the device restarted (boot {before} -> {after}): it is idle, its actuator at zero")
+
+
 class DeviceFault(LinkError):
     """The device reported a FAULT (it has zeroed its actuator)."""
 
@@ -84,13 +93,26 @@ class DeviceLink:
             self.frames.extend(self.parser.feed(data))
 
     def poll(self, timeout: float) -> Frame | None:
-        """The next frame, waiting at most timeout seconds (plus one read slice)."""
+        """The next frame, waiting at most timeout seconds (plus one read slice). An INFO whose boot
+        counter differs from the session's raises DeviceRestarted."""
         deadline = time.perf_counter() + timeout
         while not self.frames:
             if time.perf_counter() >= deadline:
                 return None
             self._read(block=True)
-        return self.frames.popleft()
+        f = self.frames.popleft()
+        if f.name == "info" and self.info is not None and f.fields["boot"] != self.info["boot"]:
+            raise DeviceRestarted(self.info["boot"], f.fields["boot"])
+        return f
+
+    def check_restart(self, timeout: float = 0.5) -> None:
+        """Ask for an INFO: DeviceRestarted if the device started again since the handshake (its
+        unasked INFO may have been lost), nothing if it answers with the same boot or not at all."""
+        self.send("hello", protocol=PROTOCOL_VERSION)
+        try:
+            self.wait_for("info", timeout)
+        except LinkTimeout:
+            pass
 
     def next_states(self, timeout: float) -> list[Frame]:
         """The next STATE and every newer one already received, oldest first: a host that answers
@@ -98,7 +120,8 @@ class DeviceLink:
         while True:
             f = self.poll(timeout)
             if f is None:
-                raise LinkError(f"no state for {timeout:.1f} s: device stalled, unplugged or restarted")
+                self.check_restart()
+                raise LinkError(f"no state for {timeout:.1f} s: device stalled or unplugged")
             if f.name == "fault":
                 raise DeviceFault(f.fields["code"], f.fields["detail"])
             if f.name == "state":
@@ -127,9 +150,11 @@ class DeviceLink:
             self.frames.extendleft(reversed(skipped))
 
     def command(self, name: str, timeout: float = 1.0, tries: int = 3, **fields) -> None:
-        """Send a command and wait for its ACK, resending if the frame or its ACK was lost."""
+        """Send a command and wait for its ACK, resending (a new frame, a new seq) if the frame or its
+        ACK was lost. An ACK answers the frame whose seq it echoes: a late ACK of an earlier try counts."""
+        sent: set[int] = set()
         for attempt in range(tries):
-            self.send(name, **fields)
+            sent.add(self.send(name, **fields))
             deadline = time.perf_counter() + timeout / tries
             ack = None
             while ack is None:
@@ -137,7 +162,7 @@ class DeviceLink:
                     f = self.wait_for("ack", max(0.0, deadline - time.perf_counter()))
                 except LinkTimeout:
                     break
-                if f.fields["of"] == BY_NAME[name].id:
+                if f.fields["of"] == BY_NAME[name].id and f.fields["echo_seq"] in sent:
                     ack = f
             if ack is None:
                 continue
@@ -151,6 +176,7 @@ class DeviceLink:
     # -- session -----------------------------------------------------------------
     def handshake(self, timeout: float = 2.0, tries: int = 4) -> dict:
         info = None
+        self.info = None  # a new session: whatever boot the device now has
         for _ in range(tries):
             self.send("hello", protocol=PROTOCOL_VERSION)
             try:

@@ -1,8 +1,11 @@
 """`bpd hil run`: trials on a rig over a serial port, safe on every exit path, every tick logged.
 
-The device is the clock: it streams a STATE every tick. In host mode the host computes the action
-and answers with the state's sequence number; when several states are waiting the host answers only
-the newest (skip, never catch up) and counts the rest as deadline misses. Per-tick rows go to
+The device is the clock: it streams a STATE every tick. The host answers the newest state with an
+ACTION echoing its sequence number, in either mode (the device's watchdog stops a run whose host went
+silent): in host mode the action its policy computed, in device mode the state's own action, which
+the device does not use. When several states are waiting the host answers only the newest (skip,
+never catch up) and, in host mode, counts the rest as deadline misses. A device that restarts
+mid-trial ends it with one line naming the restart. Per-tick rows go to
 ticks.csv as they arrive (flushed every episode and every 200 rows); summary.json and plots follow.
 """
 
@@ -23,7 +26,7 @@ from bpd.io import bpd_executable, check_output_dir, portable_argv, portable_pat
 from bpd.process import die_with_parent
 from firmware_host.rig import load_rig
 from firmware_host.wire_spec import CAPS, FLAGS
-from hil.link import DeviceFault, DeviceLink, LinkError
+from hil.link import DeviceFault, DeviceLink, DeviceRestarted, LinkError
 from hil.policy import load_host_policy
 from hil.ticklog import TickLog, timing_summary
 
@@ -210,6 +213,8 @@ def _episode(link: DeviceLink, log: TickLog, cfg: HilRunConfig, ep: int, period:
             batch = link.next_states(cfg.stall_timeout)
         except DeviceFault as e:
             raise LinkError(f"{e} (episode {ep}, tick {n}; the device zeroed its actuator)") from None
+        except DeviceRestarted as e:
+            raise LinkError(f"{e} (episode {ep}, tick {n})") from None
         recv = time.perf_counter()
         for i, st in enumerate(batch):
             if n >= steps:  # the episode is complete; later states belong to no episode
@@ -226,6 +231,8 @@ def _episode(link: DeviceLink, log: TickLog, cfg: HilRunConfig, ep: int, period:
                     a = np.zeros_like(a)
                 link.send("action", echo_seq=st.seq, n_act=len(a), action=[float(x) for x in a])
                 send = time.perf_counter()
+            elif newest and f["flags"] & FLAGS["running"]:  # device mode: the answer shows the host is there
+                link.send("action", echo_seq=st.seq, n_act=len(f["action"]), action=f["action"])
             miss = int(cfg.mode == "host" and (not newest or (send - recv) * 1e6 > period))
             misses += miss
             dt = ((f["t_us"] - prev_t) & 0xFFFFFFFF) if prev_t is not None else ""

@@ -1,8 +1,10 @@
-"""Protocol conformance: every row of the state table in docs/protocol.md, and the rules around it
-(body sizes, clamping, non-finite actions, the period, echo_seq), against three targets: the
+"""Protocol conformance: every row of the state table in docs/protocol.md, and every rule of its
+"Rules" section (one test or more each, named in the document), against three targets: the
 firmware core built for the host, the simulated rig on a pty, and the Cortex-M image under QEMU
 (processor-in-the-loop). The same checks, through the same bytes, on each; and on a real board
-when BPD_HIL_PORT names its serial device (BPD_HIL_RIG its rig; see hil/README.md)."""
+when BPD_HIL_PORT names its serial device (BPD_HIL_RIG its rig; see hil/README.md). A rule that
+needs a sensor reading or a clock value no rig can be made to give (a NaN from a sensor, the clock's
+wrap) is checked on the host build, which runs the same C."""
 
 from __future__ import annotations
 
@@ -18,8 +20,8 @@ import pytest
 
 from firmware_host.codec import Frame, Parser, cobs_encode, crc16, encode
 from firmware_host.device import SoftwareDevice, build_device_library
-from firmware_host.rig import load_rig
-from firmware_host.wire_spec import ACK, BY_NAME, FLAGS, MESSAGES
+from firmware_host.rig import Plant, load_rig
+from firmware_host.wire_spec import ACK, BY_NAME, FAULTS, FLAGS, MESSAGES, PROTOCOL_VERSION
 from hil.link import DeviceLink
 from tests.conftest import BPD, pendulum_export
 
@@ -32,9 +34,9 @@ HW_PORT = os.environ.get("BPD_HIL_PORT")
 HW_RIG = os.environ.get("BPD_HIL_RIG", "desktop-cartpole")
 
 
-def raw_frame(name: str, seq: int, body: bytes) -> bytes:
-    """A frame with a valid CRC around any body, even one of the wrong size for its id."""
-    raw = struct.pack("<BH", BY_NAME[name].id, seq) + body
+def raw_frame(name: str | int, seq: int, body: bytes) -> bytes:
+    """A frame with a valid CRC around any body, even one of the wrong size for its id (or any id)."""
+    raw = struct.pack("<BH", BY_NAME[name].id if isinstance(name, str) else name, seq) + body
     return b"\x00" + cobs_encode(raw + struct.pack("<H", crc16(raw))) + b"\x00"
 
 
@@ -46,29 +48,47 @@ def config(rig=RIG, **over) -> dict:
 
 
 class HostTarget:
-    """The firmware core as a shared library: ticks happen when the test says."""
+    """The firmware core as a shared library: ticks happen when the test says, at the sensor readings
+    it sets; an ACTION reaches the device RTT_US after the STATE it answers."""
 
     rig = RIG
     hardware = False
+    RTT_US = 250
 
     def __init__(self, tmp) -> None:
-        self.dev = SoftwareDevice(RIG, build_device_library(tmp, RIG, FIX))
+        self.lib = build_device_library(tmp, RIG, FIX)
+        self.dev = SoftwareDevice(RIG, self.lib)
         self.p, self.seq, self.t = Parser(), 0, 0
+        self.sensors = np.zeros(4, np.float32)
+        (self.boot_info,) = self.p.feed(self.dev.tx())  # the unasked INFO of the start
 
     def write(self, data: bytes) -> list[Frame]:
         self.dev.rx(data)
         return self.p.feed(self.dev.tx())
 
     def send(self, name: str, **f) -> list[Frame]:
-        self.seq += 1
+        self.seq = (self.seq + 1) & 0xFFFF
+        self.last_seq = self.seq
+        if name == "action":
+            self.dev.set_time(self.t + self.RTT_US)
         return self.write(encode(name, self.seq, **f))
 
-    def advance(self) -> list[Frame]:
-        """One control tick."""
-        self.t += RIG.period_us
+    def advance(self, periods: int = 1) -> list[Frame]:
+        """One control tick, `periods` periods after the previous one."""
+        self.t += periods * RIG.period_us
         self.dev.set_time(self.t)
-        self.dev.set_sensors(np.zeros(4, np.float32))
+        self.dev.set_sensors(self.sensors)
         self.dev.tick()
+        return self.p.feed(self.dev.tx())
+
+    def push(self, name: str, **f) -> None:
+        """Send without waiting for anything."""
+        assert self.send(name, **f) == []
+
+    def restart(self) -> list[Frame]:
+        """Power the device off and on: what it sends at start-up."""
+        self.dev = SoftwareDevice(RIG, self.lib)
+        self.p = Parser()
         return self.p.feed(self.dev.tx())
 
     def listen(self, seconds: float) -> list[Frame]:
@@ -109,10 +129,14 @@ class PtyTarget:
         self.link.ser.write(data)
         return self._collect(self.WINDOW)
 
+    def push(self, name: str, **f) -> None:
+        """Send without waiting for anything."""
+        self.last_seq = self.link.send(name, **f)
+
     def send(self, name: str, **f) -> list[Frame]:
         """Send a command and collect what comes back: up to ANSWER_WAIT for a command the device
         always answers (an emulated image on a loaded host can take seconds), WINDOW for the rest."""
-        self.link.send(name, **f)
+        self.last_seq = self.link.send(name, **f)
         window = max(self.WINDOW, self.ANSWER_WAIT) if name in ANSWERED else self.WINDOW
         return self._collect(window, until={"ack", "info", "fault"})
 
@@ -153,11 +177,15 @@ def _sim(tmp):
                       "--build-dir", str(tmp / "build")])
 
 
-def _pil(tmp):
+def _pil_tools() -> None:
     if shutil.which("qemu-system-arm") is None:
         pytest.skip("qemu-system-arm not installed (make system-deps installs it)")
     if shutil.which("arm-none-eabi-gcc") is None:
         pytest.skip("arm-none-eabi-gcc not installed (make system-deps installs it)")
+
+
+def _pil(tmp):
+    _pil_tools()
     # the emulated image waits up to 0.5 s of wall time for each host action: a busy host answers late
     t = PtyTarget(["pil", "--rig", RIG.name, "--policy", str(FIX), "--action-timeout", "0.5",
                    "--build-dir", str(tmp / "pil")])
@@ -179,6 +207,29 @@ def target(request, tmp_path_factory):
     t.close()
 
 
+@pytest.fixture(params=["host", "sim", "pil"])
+def restarting(request, tmp_path):
+    """A target that restarts about a second after its first START (a board restarts only when its
+    power or reset pin says so); and its boot counter before."""
+    if request.param == "host":
+        t = HostTarget(tmp_path)
+        yield t, t.boot_info.fields["boot"]
+        return
+    if request.param == "pil":
+        _pil_tools()
+    t = PtyTarget([request.param, "--rig", RIG.name, "--policy", str(FIX), "--action-timeout", "0.5",
+                   "--restart-at", "1.0", "--build-dir", str(tmp_path / "build")]
+                  + (["--lockstep"] if request.param == "sim" else []))
+    if request.param == "pil":
+        t.WINDOW = max(t.WINDOW, 2.0)
+    boot = t.link.info["boot"]
+    t.link.info = None  # the test reads the restart's INFO itself
+    try:
+        yield t, boot
+    finally:
+        t.close()
+
+
 # ------------------------------------------------------------------ reaching a state, observing it
 
 
@@ -193,17 +244,20 @@ def answers(frames: list[Frame]) -> list[tuple]:
     return out
 
 
-def enter(t, state: str) -> Frame | None:
-    """Put the device in IDLE, RUNNING (host mode, large watchdog) or FAULT (watchdog); returns the
-    last STATE seen when running."""
+def far(t) -> dict:
+    """The angle limit far out (a pendulum at rest hangs down; a plant pushed by the test's actions must
+    not end the run by a limit stop); on a real board the position limit stays the rig's."""
+    return dict(angle_limit=1e3) | ({} if t.hardware else dict(pos_limit=1e3))
+
+
+def enter(t, state: str, **over) -> Frame | None:
+    """Put the device in IDLE, RUNNING (host mode, large watchdog, far limits: `over` changes the
+    CONFIG) or FAULT (watchdog); returns the last STATE seen when running."""
     assert ("ack", BY_NAME["reset"].id, ACK["ok"]) in answers(t.send("reset", seed=1))
     if state == "IDLE":
         return None
-    # the angle limit far out (a pendulum at rest hangs down; a plant pushed by the test's actions must
-    # not end the run by a limit stop); on a real board the position limit stays the rig's
     wd = BIG_WATCHDOG if state == "RUNNING" else 1
-    far = dict(angle_limit=1e3) | ({} if t.hardware else dict(pos_limit=1e3))
-    assert answers(t.send("config", **config(t.rig, watchdog_ticks=wd, **far))) == ack("config", "ok")
+    assert answers(t.send("config", **config(t.rig, **dict(watchdog_ticks=wd) | far(t) | over))) == ack("config", "ok")
     frames = t.send("start")
     assert ("ack", BY_NAME["start"].id, ACK["ok"]) in answers(frames)
     for _ in range(20):
@@ -270,8 +324,10 @@ def test_state_table(target, state, command, fields, answer, after):
 
 
 @pytest.mark.parametrize("bad", [dict(action_limit=0.0), dict(pos_limit=-1.0), dict(watchdog_ticks=0),
-                                 dict(period_us=1), dict(mode=2)],
-                         ids=["zero-action-limit", "negative-limit", "zero-watchdog", "other-period", "mode-2"])
+                                 dict(period_us=1), dict(mode=2), dict(action_limit=math.inf),
+                                 dict(pos_limit=math.inf), dict(angle_limit=math.nan)],
+                         ids=["zero-action-limit", "negative-limit", "zero-watchdog", "other-period", "mode-2",
+                              "infinite-action-limit", "infinite-pos-limit", "nan-angle-limit"])
 def test_invalid_config_rejected_in_idle(target, bad):
     enter(target, "IDLE")
     assert answers(target.send("config", **config(target.rig, **bad))) == ack("config", "rejected")
@@ -347,6 +403,354 @@ def test_start_without_config_uses_rig_defaults(target):
     assert not st.fields["flags"] & FLAGS["device_policy"]
     st = _answer_state(target, st, [100.0])
     assert st.fields["action"][0] == pytest.approx(RIG.limits["action"])
+
+
+# ------------------------------------------------------------------ the rules (docs/protocol.md, "Rules")
+
+WRAP = 1 << 32
+
+
+def states(frames: list[Frame]) -> list[Frame]:
+    return [f for f in frames if f.name == "state"]
+
+
+def next_frames(t, tries: int = 10) -> list[Frame]:
+    """What the device sends up to and including its next STATE or FAULT."""
+    out: list[Frame] = []
+    for _ in range(tries):
+        out += t.advance()
+        if any(f.name in ("state", "fault") for f in out):
+            return out
+    raise AssertionError(f"no STATE or FAULT: {out}")
+
+
+def next_state(t) -> Frame:
+    (st,) = states(next_frames(t))[-1:]
+    return st
+
+
+def info(t) -> dict:
+    (f,) = [f for f in t.send("hello", protocol=PROTOCOL_VERSION) if f.name == "info"]
+    return f.fields
+
+
+def start_run(t, **over) -> Frame:
+    """RESET, CONFIG (far limits, large watchdog, `over`), START: the run's first STATE."""
+    assert ack("reset", "ok")[0] in answers(t.send("reset", seed=1))  # a FAULT of an earlier run may come first
+    cfg = config(t.rig, **dict(watchdog_ticks=BIG_WATCHDOG) | far(t) | over)
+    assert answers(t.send("config", **cfg)) == ack("config", "ok")
+    frames = t.send("start")
+    assert answers(frames) == ack("start", "ok")
+    after = frames[[f.name for f in frames].index("ack") + 1:]
+    return (states(after) or states(next_frames(t)))[0]
+
+
+def exchange(t, st: Frame, action: list[float], n: int = 6) -> list[Frame]:
+    """Answer st and each STATE after it n times; every STATE seen, oldest first."""
+    seen = [st]
+    for _ in range(n):
+        t.push("action", echo_seq=seen[-1].seq, n_act=len(action), action=action)
+        seen += states(next_frames(t))
+    return seen
+
+
+def pairs(seen: list[Frame]):
+    """Consecutive STATEs (no STATE lost between them)."""
+    return [(a, b) for a, b in zip(seen, seen[1:]) if (b.seq - a.seq) & 0xFFFF == 1]
+
+
+def test_rtt_is_the_round_trip_on_the_device_clock(target):
+    """rtt_us: the previous STATE sent -> its ACTION accepted, device clock; 0 when it got none, at
+    least 1 when it did, and within the ticks' spacing (the clock advances within a tick on every
+    target). The host build's link takes exactly RTT_US."""
+    seen = exchange(target, start_run(target), [0.0])
+    assert seen[0].fields["rtt_us"] == 0  # the run's first STATE: no exchange before it
+    answered = 0
+    for a, b in pairs(seen):
+        dt = (b.fields["t_us"] - a.fields["t_us"]) % WRAP
+        if b.fields["flags"] & FLAGS["stale_action"]:
+            assert b.fields["rtt_us"] == 0
+        else:
+            answered += 1
+            assert 0 < b.fields["rtt_us"] <= dt
+            if isinstance(target, HostTarget):
+                assert b.fields["rtt_us"] == HostTarget.RTT_US
+    assert answered >= 2
+
+
+def test_overrun_flags_a_late_tick(target):
+    """Overrun: this tick came more than 1.5 periods after the previous one, on the device clock; every
+    STATE says so exactly. A lockstep rig waits for the host's answer: a STATE left unanswered makes
+    the next tick late (the host build is told to tick two periods later); a board never waits."""
+    period = target.rig.period_us
+    seen = exchange(target, start_run(target), [0.0], n=3)
+    silent = states(target.advance(2) if isinstance(target, HostTarget) else target.advance())
+    if not silent:  # a loaded host: the rig's next tick after its wait may come after the window
+        silent = states(next_frames(target))
+    seen += silent
+    seen += exchange(target, seen[-1], [0.0], n=2)[1:]
+    for a, b in pairs(seen):
+        late = (b.fields["t_us"] - a.fields["t_us"]) % WRAP > period + period // 2
+        assert bool(b.fields["flags"] & FLAGS["overrun"]) == late, (a.fields, b.fields)
+    assert not seen[0].fields["flags"] & FLAGS["overrun"]  # the first STATE of a run: no previous tick
+    if not target.hardware:
+        assert silent[0].fields["flags"] & FLAGS["overrun"] and silent[0].fields["flags"] & FLAGS["stale_action"]
+
+
+def test_first_state_of_a_run(target):
+    """The first STATE after START: running only, no round trip, the actuator at zero, even after a
+    run that held an action; an ACTION for the previous run's last STATE is not taken by the new run."""
+    lim = target.rig.limits["action"]
+    first = start_run(target)
+    assert (first.fields["flags"], first.fields["rtt_us"], first.fields["action"]) == (FLAGS["running"], 0, [0.0])
+    assert first.fields["infer_ns"] == 0  # host mode
+    last = _answer_state(target, first, [0.5 * lim])
+    assert last.fields["action"] == [pytest.approx(0.5 * lim)]
+    assert answers(target.send("stop")) == ack("stop", "ok")
+    frames = target.send("start")
+    assert answers(frames) == ack("start", "ok")
+    target.push("action", echo_seq=last.seq, n_act=1, action=[0.5 * lim])
+    after = frames[[f.name for f in frames].index("ack") + 1:]
+    st = (states(after) or states(next_frames(target)))[0]
+    assert (st.fields["flags"], st.fields["rtt_us"], st.fields["action"]) == (FLAGS["running"], 0, [0.0])
+    nxt = next_state(target)
+    assert nxt.fields["action"] == [0.0] and nxt.fields["rtt_us"] == 0
+
+
+@pytest.mark.parametrize("echo", ["future", "older", "half-space"])
+def test_action_not_for_the_latest_state_dropped(target, echo):
+    """echo_seq is matched by equality with the latest STATE's seq: an answer to a later, an earlier or
+    a far (half the sequence space) STATE is dropped and counted; the held action stays."""
+    lim = target.rig.limits["action"]
+    st = _answer_state(target, start_run(target), [0.25 * lim])
+    dropped = info(target)["actions_dropped"]
+    bad = {"future": st.seq + 100, "older": st.seq - 1, "half-space": st.seq ^ 0x8000}[echo] & 0xFFFF
+    target.push("action", echo_seq=bad, n_act=1, action=[-0.5 * lim])
+    nxt = next_state(target)
+    assert nxt.fields["action"] == [pytest.approx(0.25 * lim)] and nxt.fields["flags"] & FLAGS["stale_action"]
+    now = info(target)["actions_dropped"]
+    assert now == dropped + 1 if isinstance(target, HostTarget) else now > dropped
+
+
+def test_second_answer_to_a_state_dropped(target):
+    """Two ACTIONs for one STATE: the first is applied, the second dropped."""
+    lim = target.rig.limits["action"]
+    st = start_run(target)
+    for _ in range(5):
+        first = encode("action", 1, echo_seq=st.seq, n_act=1, action=[0.25 * lim])
+        second = encode("action", 2, echo_seq=st.seq, n_act=1, action=[-0.5 * lim])
+        if isinstance(target, HostTarget):
+            target.write(first + second)
+        else:
+            target.link.ser.write(first + second)
+        st = next_state(target)
+        if not st.fields["flags"] & FLAGS["stale_action"]:  # (a loaded rig may tick before they arrive)
+            break
+    assert st.fields["action"] == [pytest.approx(0.25 * lim)] and not st.fields["flags"] & FLAGS["stale_action"]
+
+
+@pytest.mark.parametrize("mode", ["host", "device"])
+def test_watchdog_ends_a_silent_run(target, mode):
+    """watchdog_ticks STATEs without an accepted ACTION, in either mode: the next tick sends a STATE with
+    the watchdog flag (running clear, actuator zero), then FAULT (detail: those ticks), and no more."""
+    if mode == "device" and target.hardware:
+        pytest.skip("the board's own policy is not run by conformance tests")
+    w = 3
+    enter(target, "IDLE")
+    cfg = config(target.rig, watchdog_ticks=w, mode=int(mode == "device"), **far(target))
+    frames = [target.send("config", **cfg), target.send("start")]
+    assert [answers(f) for f in frames] == [ack("config", "ok"), ack("start", "ok")]
+    seen = frames[-1][[f.name for f in frames[-1]].index("ack") + 1:]
+    while not any(f.name == "fault" for f in seen):
+        seen += next_frames(target)
+    sts, fault = states(seen), [f for f in seen if f.name == "fault"][0]
+    running = [s for s in sts if s.fields["flags"] & FLAGS["running"]]
+    assert len(running) == w and [bool(s.fields["flags"] & FLAGS["stale_action"]) for s in running] == [
+        False] + [True] * (w - 1)
+    trip = sts[-1]
+    assert trip.fields["flags"] & ~FLAGS["overrun"] == FLAGS["watchdog"] and trip.fields["action"] == [0.0]
+    assert (fault.fields["code"], fault.fields["detail"]) == (FAULTS["watchdog"], w) and seen[-1] is fault
+    assert state_of(target) == "FAULT"
+
+
+def test_device_mode_answer_feeds_the_watchdog_only(target):
+    """Device mode: the host's ACTION for the latest STATE keeps the run alive, its values unused."""
+    if target.hardware:
+        pytest.skip("the board's own policy is not run by conformance tests")
+    from export.c_export import CPolicy
+
+    lim, pol = target.rig.limits["action"], CPolicy(FIX)
+    seen = exchange(target, start_run(target, mode=1, watchdog_ticks=4), [100.0], n=6)
+    assert all(s.fields["flags"] & FLAGS["running"] and s.fields["flags"] & FLAGS["device_policy"] for s in seen)
+    for s in seen:  # the policy's action, not the host's
+        want = np.clip(pol.act(np.array(s.fields["obs"], np.float32)), -lim, lim)
+        assert s.fields["action"] == pytest.approx(want.tolist(), abs=1e-5) and s.fields["infer_ns"] > 0
+
+
+def reset_observation(t, seed: int) -> np.ndarray:
+    """RESET(seed) and the observation the run's first tick will report: on the host build the readings
+    the test sets, on a simulated rig its plant's reset state (frozen until the run starts)."""
+    if isinstance(t, HostTarget):
+        t.sensors = np.array([0.0625, -0.09375, 0.5, -0.25], np.float32)
+        obs = t.sensors.copy()
+    else:
+        plant = Plant(RIG)
+        plant.reset(seed)
+        obs = plant.sensors()
+    assert ack("reset", "ok")[0] in answers(t.send("reset", seed=seed))  # a FAULT of an earlier run may come first
+    return obs
+
+
+@pytest.mark.parametrize("which", ["pos", "angle"])
+def test_limit_stop_is_strict_and_ends_the_run(target, which):
+    """pos_limit tests the rig's position observation, angle_limit its angle, as |x| > limit: at the
+    limit the run goes on; beyond it the STATE has limit_stop alone (running clear, action zero) and
+    the device is IDLE. START does not reset the plant: a START there stops again at once."""
+    if target.hardware:
+        pytest.skip("a board's observation cannot be known before the tick")
+    idx = RIG.pos_index if which == "pos" else RIG.angle_index
+    obs = reset_observation(target, 11)
+    edge = np.float32(abs(obs[idx]))
+    assert edge > 0
+    for limit, stops in ((edge, False), (np.nextafter(edge, np.float32(0)), True)):
+        reset_observation(target, 11)
+        cfg = config(target.rig, watchdog_ticks=BIG_WATCHDOG, **far(target) | {f"{which}_limit": float(limit)})
+        assert answers(target.send("config", **cfg)) == ack("config", "ok")
+        frames = target.send("start")
+        assert answers(frames) == ack("start", "ok")
+        st = (states(frames) or states(next_frames(target)))[0]
+        assert st.fields["obs"][idx] == obs[idx]
+        if not stops:
+            assert st.fields["flags"] == FLAGS["running"]
+            assert answers(target.send("stop")) == ack("stop", "ok")
+    assert (st.fields["flags"], st.fields["action"]) == (FLAGS["limit_stop"], [0.0])
+    assert state_of(target) == "IDLE"
+    frames = target.send("start")
+    assert answers(frames) == ack("start", "ok")
+    again = (states(frames) or states(next_frames(target)))[0]
+    assert again.fields["flags"] == FLAGS["limit_stop"] and again.fields["obs"] == st.fields["obs"]
+
+
+def test_refused_config_keeps_the_last_and_reset_keeps_config(target):
+    """A refused CONFIG changes nothing; RESET keeps the configuration (only a restart restores the rig's)."""
+    small = 0.25 * target.rig.limits["action"]
+    enter(target, "IDLE")
+    ok = config(target.rig, watchdog_ticks=BIG_WATCHDOG, action_limit=small, **far(target))
+    assert answers(target.send("config", **ok)) == ack("config", "ok")
+    assert answers(target.send("config", **(ok | dict(action_limit=2 * small, watchdog_ticks=0)))) == ack(
+        "config", "rejected")
+    assert answers(target.send("reset", seed=2)) == ack("reset", "ok")
+    frames = target.send("start")
+    assert answers(frames) == ack("start", "ok")
+    st = (states(frames) or states(next_frames(target)))[0]
+    st = _answer_state(target, st, [target.rig.limits["action"]])
+    assert st.fields["action"] == [pytest.approx(small)] and st.fields["flags"] & FLAGS["clamped"]
+
+
+def test_ack_names_the_command_frame(target):
+    """Each ACK echoes its command's id and header seq, in order; a resent START after one that took
+    effect is answered 'rejected' with the resend's seq."""
+    enter(target, "IDLE")
+    for name, fields, status in [("config", config(target.rig), "ok"), ("start", {}, "ok"), ("start", {}, "rejected"),
+                                 ("stop", {}, "ok"), ("reset", dict(seed=3), "ok")]:
+        acks = [f for f in target.send(name, **fields) if f.name == "ack"]
+        assert [(a.fields["of"], a.fields["status"], a.fields["echo_seq"]) for a in acks] == [
+            (BY_NAME[name].id, ACK[status], target.last_seq)]
+
+
+def test_hello_of_any_version_answered_with_the_devices(target):
+    """HELLO is answered in any state with the device's own INFO, whatever version it asks; nothing else
+    changes. INFO: the rig's sizes and period, the policy's hash (first 8 bytes), the boot counter."""
+    enter(target, "IDLE")
+    got = [f for f in target.send("hello", protocol=99) if f.name == "info"]
+    assert len(got) == 1
+    i = got[0].fields
+    assert i["protocol"] == PROTOCOL_VERSION
+    assert (i["obs_dim"], i["act_dim"]) == (target.rig.obs_dim, target.rig.act_dim)
+    assert i["period_us"] == target.rig.period_us and i["boot"] >= 1
+    if not target.hardware:
+        from export.c_export import CPolicy
+
+        assert i["caps"] & 1 and bytes(i["model_hash"]).hex() == CPolicy(FIX).model_hash[:16]
+    assert state_of(target) == "IDLE"
+
+
+def test_cut_frame_and_bad_frames_counted(target):
+    """No inter-byte timeout: a frame cut short is dropped at the next frame's opening delimiter, and
+    counted with the other dropped frames (INFO rx_dropped); ACTIONs not taken count in actions_dropped."""
+    enter(target, "IDLE")
+    before = info(target)
+    hello = encode("hello", 500, protocol=PROTOCOL_VERSION)
+    bad_crc = bytearray(hello)
+    bad_crc[3] ^= 0x40
+    unknown = raw_frame(0x7F, 501, b"\x01")
+    got = [f for f in target.write(hello[:5] + bytes(bad_crc) + unknown + hello) if f.name == "info"]
+    assert len(got) == 1 and got[0].fields["rx_dropped"] == before["rx_dropped"] + 3
+    target.push("action", echo_seq=0, n_act=1, action=[0.0])
+    assert info(target)["actions_dropped"] == got[0].fields["actions_dropped"] + 1
+
+
+def test_restart_is_announced(restarting):
+    """A device that starts again (power, brown-out, reset) sends an unasked INFO with the next boot
+    counter, first frame of its new life (seq 0); it is IDLE with the actuator at zero."""
+    t, boot = restarting
+    st = start_run(t)
+    frames = t.restart() if isinstance(t, HostTarget) else []
+    deadline = time.perf_counter() + 60
+    while not any(f.name == "info" for f in frames) and time.perf_counter() < deadline:
+        got = t.listen(1.0)
+        if states(got):
+            t.push("action", echo_seq=states(got)[-1].seq, n_act=1, action=[0.0])
+        frames += got
+    (i,) = [f for f in frames if f.name == "info"]
+    assert i.seq == 0 and i.fields["boot"] == boot + 1
+    assert not states(frames[frames.index(i):])  # no STATE after it: the run ended
+    assert st.seq != 0 and state_of(t) == "IDLE"
+
+
+# ------------------------------------------------------------------ host build only: readings and clock values
+# no rig can be made to give
+
+
+def test_non_finite_limited_observation_stops(tmp_path):
+    t = HostTarget(tmp_path)
+    start_run(t)
+    t.sensors = np.array([0.0, np.nan, 0.0, 0.0], np.float32)
+    st = next_state(t)
+    assert st.fields["flags"] == FLAGS["limit_stop"] and st.fields["action"] == [0.0]
+
+
+def test_policy_error_applies_zero(tmp_path):
+    t = HostTarget(tmp_path)
+    t.sensors = np.array([0.01, 0.02, 0.0, 0.0], np.float32)
+    st = start_run(t, mode=1)
+    assert st.fields["action"][0] != 0.0
+    t.push("action", echo_seq=st.seq, n_act=1, action=[0.0])
+    t.sensors = np.array([0.01, 0.02, np.inf, 0.0], np.float32)  # a velocity: no limit watches it
+    st = next_state(t)
+    want = FLAGS["running"] | FLAGS["device_policy"] | FLAGS["policy_error"]
+    assert st.fields["flags"] == want and st.fields["action"] == [0.0]
+
+
+def test_clock_wraps_at_2_32(tmp_path):
+    """t_us wraps at 2^32; periods, round trips and overruns are differences modulo 2^32."""
+    t = HostTarget(tmp_path)
+    t.t = WRAP - RIG.period_us - 100  # the run's first tick 100 us before the wrap
+    t.dev.set_time(t.t)
+    seen = exchange(t, start_run(t), [0.0], n=3)
+    assert [s.fields["t_us"] for s in seen] == [(WRAP - 100 + k * RIG.period_us) % WRAP for k in range(4)]
+    assert all(s.fields["flags"] == FLAGS["running"] for s in seen)
+    assert [s.fields["rtt_us"] for s in seen] == [0, 250, 250, 250]
+
+
+def test_info_without_a_policy(tmp_path):
+    t = HostTarget.__new__(HostTarget)
+    t.lib = build_device_library(tmp_path, RIG)
+    t.dev, t.p, t.seq, t.t, t.sensors = SoftwareDevice(RIG, t.lib), Parser(), 0, 0, np.zeros(4, np.float32)
+    (boot,) = t.p.feed(t.dev.tx())
+    i = boot.fields
+    assert i["caps"] & 1 == 0 and i["model_hash"] == [0] * 8
+    assert answers(t.send("config", **config(mode=1))) == ack("config", "rejected")
 
 
 def test_every_answered_command_is_answered_in_every_state():

@@ -19,6 +19,8 @@ class Harness:
         self.p = Parser()
         self.seq = 0
         self.t = 0
+        (boot,) = self.p.feed(self.dev.tx())  # the unasked INFO that announces the start
+        assert boot.name == "info" and boot.seq == 0
 
     def send(self, name, **f):
         self.dev.rx(encode(name, self.seq, **f))

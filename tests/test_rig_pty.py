@@ -1,6 +1,7 @@
 """The simulated rig over a real pseudo-terminal: the device-side policy exported from the training
-benchmark balances gym-inverted-pendulum for a full 1000-step episode; with the host silent the
-watchdog stops the run within its configured ticks plus one."""
+benchmark balances gym-inverted-pendulum for a full 1000-step episode (the host answering each state,
+as the watchdog wants in device mode too); with the host silent the watchdog stops the run within its
+configured ticks plus one, with a last STATE saying so before the FAULT."""
 
 import subprocess
 
@@ -54,6 +55,7 @@ def test_device_policy_balances_1000_steps(rig_factory):
         while len(states) < 1000:
             f = link.wait_for("state", 10.0)
             states.append(f)
+            link.send("action", echo_seq=f.seq, n_act=1, action=[0.0])  # not used in device mode
             assert not f.fields["flags"] & FLAGS["limit_stop"], f"fell at step {len(states)}"
         assert all(abs(s.fields["obs"][1]) < 0.2 for s in states)
         assert all(s.fields["flags"] & FLAGS["device_policy"] for s in states)
@@ -73,15 +75,17 @@ def test_watchdog_over_pty(rig_factory):
         for _ in range(5):  # answer five states, then go silent
             s = link.wait_for("state", 2.0)
             link.send("action", echo_seq=s.seq, n_act=1, action=[0.1])
-        silent = 0
+        silent, last = 0, None
         while True:
             f = link.poll(2.0)
             assert f is not None, "no fault from the watchdog"
             if f.name == "fault":
                 break
             if f.name == "state":
-                silent += 1
-        assert f.fields["code"] == FAULTS["watchdog"]
-        assert silent <= 4 + 1
+                last = f
+                silent += bool(f.fields["flags"] & FLAGS["running"])
+        assert f.fields["code"] == FAULTS["watchdog"] and f.fields["detail"] == 4
+        assert silent <= 4 + 1  # the actuator held the last action for at most that many ticks
+        assert last.fields["flags"] & FLAGS["watchdog"] and last.fields["action"] == [0.0]
     finally:
         link.close()

@@ -88,8 +88,9 @@ def body_by_hand(name: str, f: dict) -> bytes:
     if name == "hello":
         return struct.pack("<B", f["protocol"])
     if name == "info":
-        return struct.pack("<6BI8B", f["protocol"], f["fw_major"], f["fw_minor"], f["obs_dim"], f["act_dim"],
-                           f["caps"], f["period_us"], *f["model_hash"])
+        return struct.pack("<6BI8BH2I", f["protocol"], f["fw_major"], f["fw_minor"], f["obs_dim"], f["act_dim"],
+                           f["caps"], f["period_us"], *f["model_hash"], f["boot"], f["rx_dropped"],
+                           f["actions_dropped"])
     if name == "config":
         return struct.pack("<IHB3f", f["period_us"], f["watchdog_ticks"], f["mode"], f["action_limit"],
                            f["pos_limit"], f["angle_limit"])
@@ -98,7 +99,7 @@ def body_by_hand(name: str, f: dict) -> bytes:
     if name == "reset":
         return struct.pack("<I", f["seed"])
     if name == "ack":
-        return struct.pack("<BB", f["of"], f["status"])
+        return struct.pack("<BBH", f["of"], f["status"], f["echo_seq"])
     if name == "state":
         return struct.pack(f"<3IH2B{f['n_obs']}f{f['n_act']}f", f["t_us"], f["infer_ns"], f["rtt_us"], f["flags"],
                            f["n_obs"], f["n_act"], *f["obs"], *f["action"])

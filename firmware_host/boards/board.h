@@ -22,7 +22,8 @@ void board_write_actuator(const float *u, uint8_t n);  /* the motor command, rig
 void board_idle(void);                                 /* once per main-loop pass */
 uint32_t board_cycles(void);                           /* free-running processor cycles */
 uint32_t board_systick_cycles(void);                   /* the same from SysTick (no DWT needed) */
-uint32_t board_now_us(void);                           /* free-running microseconds */
+uint32_t board_systick_us(void);                       /* microseconds from SysTick, wrapping at 2^32 */
+uint32_t board_now_us(void);                           /* the device clock: free-running microseconds */
 int board_tick_due(bpd_fw_t *fw);                      /* 1 when a control tick should run now */
 void board_after_tick(bpd_fw_t *fw, uint32_t tick_cycles, uint32_t policy_cycles);
 

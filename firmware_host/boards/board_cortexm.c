@@ -81,7 +81,18 @@ __attribute__((weak)) uint32_t board_cycles(void)
     return DWT_CYCCNT;
 #endif
 }
-__attribute__((weak)) uint32_t board_now_us(void) { return board_cycles() / (BOARD_CPU_HZ / 1000000u); }
+/* Microseconds from SysTick: whole milliseconds and the counter's progress in this one. Wraps at
+ * 2^32 us as the protocol's clock does (a cycle count divided down would wrap far earlier). */
+uint32_t board_systick_us(void)
+{
+    uint32_t ms, cvr;
+    do {
+        ms = ticks_ms;
+        cvr = SYST_CVR;
+    } while (ms != ticks_ms);
+    return ms * 1000u + (SYSTICK_RELOAD - cvr) / (BOARD_CPU_HZ / 1000000u);
+}
+__attribute__((weak)) uint32_t board_now_us(void) { return board_systick_us(); }
 __attribute__((weak)) int board_tick_due(bpd_fw_t *fw)
 {
     (void)fw;
@@ -119,6 +130,21 @@ static uint8_t hex_nibble(char c) { return (uint8_t)(c <= '9' ? c - '0' : c - 'a
 
 static bpd_fw_t fw;
 
+/* Starts since power-on, in RAM the start-up code does not clear: it survives a reset (the pin, a
+ * watchdog, a brown-out that keeps RAM) but not a power cycle. The magic tells it from power-on noise. */
+#define BOOT_MAGIC 0xB0075A17u
+static uint32_t boot_magic __attribute__((section(".noinit")));
+static uint16_t boot_count __attribute__((section(".noinit")));
+
+static uint16_t count_boot(void)
+{
+    if (boot_magic != BOOT_MAGIC) {
+        boot_magic = BOOT_MAGIC;
+        boot_count = 0;
+    }
+    return ++boot_count;
+}
+
 int main(void)
 {
     static const bpd_fw_config_t rig = BPD_RIG_CONFIG_INIT;
@@ -144,6 +170,7 @@ int main(void)
     if (bpd_model.in_dim == BPD_RIG_OBS_DIM && bpd_model.out_dim == BPD_RIG_ACT_DIM) {
         bpd_fw_set_policy(&fw, run_policy, 0, hash); /* else: host mode only, INFO says so */
     }
+    bpd_fw_boot(&fw, count_boot());
     for (;;) {
         while (rx_tail != rx_head) {
             uint8_t b = rx_ring[rx_tail];

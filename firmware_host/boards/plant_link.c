@@ -1,14 +1,21 @@
 /*
  * Processor-in-the-loop I/O: a simulated plant drives the image over the board's auxiliary port
- * (board_aux_read/board_aux_write), in lockstep. The plant is the clock: each control tick is one
- * request carrying the device time and the raw sensor readings; the image runs bpd_fw_tick and
- * answers with its state, the actuator and the processor cycles the tick and the policy took.
- * Between ticks the plant polls (in host mode it waits until the host's ACTION has been applied).
+ * (board_aux_read/board_aux_write), in lockstep. The plant paces the ticks: each control tick is one
+ * request carrying the raw sensor readings; the image runs bpd_fw_tick and answers with its state,
+ * the actuator and the processor cycles the tick and the policy took. Between ticks the plant polls
+ * (it waits until the host has answered the STATE, or a timeout).
+ *
+ * The device clock is the image's own, SysTick (under QEMU's -icount: instructions, and the host's
+ * time while the core sleeps), so it advances within a tick as a board's does. Lockstep runs faster
+ * than the period where nothing waits: the clock then skips ahead so that a tick comes one period
+ * after the previous one at the earliest, the rule of a lockstep rig in docs/protocol.md. A tick the
+ * plant held back for longer (a host slow to answer) comes late on the device clock: an overrun.
  * The host link (board_uart_*) is untouched: the host speaks the bpd protocol as to any board.
  *
  * Requests (plant -> image), little-endian:
- *   'T' t_us u32, raw f32[BPD_RIG_N_RAW]   run one control tick now
+ *   'T' raw f32[BPD_RIG_N_RAW]             run one control tick now
  *   'Q'                                    report only
+ *   'X'                                    restart: a system reset, as a brown-out or the reset pin
  * Reply (image -> plant), PLANT_REPLY_LEN bytes, one per request and one unasked at start-up
  * (the port is ready: a byte sent before the USART is enabled would be lost):
  *   'R' state u8, mode u8, ticks_without_action u16, reset u8, seed u32, ticks u32 (control ticks
@@ -20,15 +27,20 @@
 #include "board.h"
 #include "bpd_rig_config.h"
 
+#define SCB_AIRCR (*(volatile uint32_t *)0xE000ED0Cu)
+#define AIRCR_SYSRESETREQ 0x05FA0004u /* the key, and the request */
+
 void board_aux_write(const uint8_t *data, size_t len);
 int board_aux_read(uint8_t *b);
 
-#define REQ_TICK_LEN (1u + 4u + 4u * BPD_RIG_N_RAW)
+#define REQ_TICK_LEN (1u + 4u * BPD_RIG_N_RAW)
 #define PLANT_REPLY_LEN (1u + 1u + 1u + 2u + 1u + 4u + 4u + 4u + 4u + 4u * BPD_RIG_ACT_DIM)
 
 static uint8_t req[REQ_TICK_LEN];
 static size_t req_len;
-static uint32_t now_us;
+static uint32_t skipped_us; /* device time the lockstep skipped, added to SysTick's */
+static uint32_t last_tick_us;
+static uint8_t ticked;
 static float sensors[BPD_RIG_N_RAW];
 static float actuator[BPD_RIG_ACT_DIM];
 
@@ -79,7 +91,16 @@ void board_write_actuator(const float *u, uint8_t n)
     for (i = 0; i < n && i < BPD_RIG_ACT_DIM; ++i) actuator[i] = u[i];
 }
 
-uint32_t board_now_us(void) { return now_us; }
+uint32_t board_now_us(void) { return board_systick_us() + skipped_us; }
+
+/* A tick comes one period after the previous one at the earliest. */
+static void clock_to_tick(void)
+{
+    uint32_t since = board_now_us() - last_tick_us;
+    if (ticked && since < BPD_RIG_PERIOD_US) skipped_us += BPD_RIG_PERIOD_US - since;
+    last_tick_us = board_now_us();
+    ticked = 1;
+}
 
 /* The plant's clock: a tick is due when a whole 'T' request has arrived; 'Q' is answered at once. */
 int board_tick_due(bpd_fw_t *fw)
@@ -95,17 +116,22 @@ int board_tick_due(bpd_fw_t *fw)
             reply(fw, 0u, 0u);
             continue;
         }
+        if (req_len == 0 && b == 'X') {
+            SCB_AIRCR = AIRCR_SYSRESETREQ;
+            for (;;) {
+            }
+        }
         if (req_len == 0 && b != 'T') continue; /* not a request: resynchronise on the next one */
         req[req_len++] = b;
         if (req_len == REQ_TICK_LEN) {
             uint8_t i;
             uint32_t u;
             req_len = 0;
-            now_us = get32(req + 1);
             for (i = 0; i < BPD_RIG_N_RAW; ++i) {
-                u = get32(req + 5 + 4 * i);
+                u = get32(req + 1 + 4 * i);
                 memcpy(&sensors[i], &u, 4);
             }
+            clock_to_tick();
             return 1;
         }
     }

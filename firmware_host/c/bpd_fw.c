@@ -3,6 +3,9 @@
 
 #include <string.h>
 
+/* Neither NaN nor infinite. */
+static uint8_t finite(float v) { return (uint8_t)(v == v && v - v == 0.0f); }
+
 static void send(bpd_fw_t *fw, uint8_t id, const uint8_t *body, size_t len)
 {
     uint8_t frame[BPD_FRAME_MAX];
@@ -17,19 +20,27 @@ static void actuator_zero(bpd_fw_t *fw)
     fw->hal.write_actuator(fw->hal.ctx, fw->applied, fw->act_dim);
 }
 
-static void send_ack(bpd_fw_t *fw, uint8_t of, uint8_t status)
+/* The answer to the command frame f: its id, the status and its header seq. */
+static void send_ack(bpd_fw_t *fw, const bpd_frame_t *f, uint8_t status)
 {
     bpd_ack_t m;
     uint8_t body[8];
-    m.of = of;
+    m.of = f->id;
     m.status = status;
+    m.echo_seq = f->seq;
     send(fw, BPD_MSG_ACK, body, bpd_pack_ack(&m, body, sizeof body));
+}
+
+static uint32_t rx_dropped(const bpd_fw_t *fw)
+{
+    const bpd_parser_t *p = &fw->parser;
+    return p->bad_cobs + p->bad_crc + p->bad_length + p->overflows + fw->bad_bodies + fw->unknown_ids;
 }
 
 static void send_info(bpd_fw_t *fw)
 {
     bpd_info_t m;
-    uint8_t body[32];
+    uint8_t body[48];
     m.protocol = BPD_PROTOCOL_VERSION;
     m.fw_major = BPD_FW_MAJOR;
     m.fw_minor = BPD_FW_MINOR;
@@ -38,6 +49,9 @@ static void send_info(bpd_fw_t *fw)
     m.caps = (uint8_t)((fw->policy ? BPD_CAP_DEVICE_POLICY : 0u) | (fw->sensors.measured_vel ? 0u : BPD_CAP_ENCODERS));
     m.period_us = fw->period_us;
     memcpy(m.model_hash, fw->model_hash, 8);
+    m.boot = fw->boot;
+    m.rx_dropped = rx_dropped(fw);
+    m.actions_dropped = fw->late_actions;
     send(fw, BPD_MSG_INFO, body, bpd_pack_info(&m, body, sizeof body));
 }
 
@@ -68,7 +82,7 @@ static uint16_t apply_action(bpd_fw_t *fw, const float *a)
     uint8_t i;
     for (i = 0; i < fw->act_dim; ++i) {
         float v = a[i];
-        if (!(v == v) || v - v != 0.0f) { /* NaN or infinite */
+        if (!finite(v)) {
             v = 0.0f;
             flags |= BPD_FLAG_CLAMPED;
         }
@@ -81,13 +95,16 @@ static uint16_t apply_action(bpd_fw_t *fw, const float *a)
     return flags;
 }
 
-/* CONFIG is taken in IDLE only, with positive limits and watchdog, the device's own period (or 0:
- * keep it) and a mode the device can run. */
+/* A limit is a positive finite number: an infinite one would let anything through. */
+static uint8_t limit_ok(float v) { return (uint8_t)(finite(v) && v > 0.0f); }
+
+/* CONFIG is taken in IDLE only, with positive finite limits, a positive watchdog, the device's own
+ * period (or 0: keep it) and a mode the device can run. A refused CONFIG changes nothing. */
 static uint8_t config_ok(const bpd_fw_t *fw, const bpd_config_t *m)
 {
     return fw->state == BPD_IDLE && (m->period_us == 0 || m->period_us == fw->period_us) && m->watchdog_ticks > 0 &&
-           m->action_limit > 0.0f && m->pos_limit > 0.0f && m->angle_limit > 0.0f && m->mode <= BPD_MODE_DEVICE &&
-           !(m->mode == BPD_MODE_DEVICE && fw->policy == NULL);
+           limit_ok(m->action_limit) && limit_ok(m->pos_limit) && limit_ok(m->angle_limit) &&
+           m->mode <= BPD_MODE_DEVICE && !(m->mode == BPD_MODE_DEVICE && fw->policy == NULL);
 }
 
 static void on_frame(void *ctx, const bpd_frame_t *f)
@@ -132,24 +149,25 @@ static void on_frame(void *ctx, const bpd_frame_t *f)
             fw->pos_limit = m.config.pos_limit;
             fw->angle_limit = m.config.angle_limit;
         }
-        send_ack(fw, BPD_MSG_CONFIG, ok ? BPD_ACK_OK : BPD_ACK_REJECTED);
+        send_ack(fw, f, ok ? BPD_ACK_OK : BPD_ACK_REJECTED);
         break;
     }
     case BPD_MSG_START:
         if (fw->state == BPD_IDLE) {
             fw->state = BPD_RUNNING;
             fw->ticks_without_action = 0;
-            fw->have_prev = 0;
+            fw->have_prev = 0; /* the first STATE: velocities 0, no overrun, no round trip, not stale */
             fw->rtt_us = 0;
+            fw->state_open = 0; /* no STATE of this run yet: no ACTION can be accepted */
             actuator_zero(fw);
-            send_ack(fw, BPD_MSG_START, BPD_ACK_OK);
+            send_ack(fw, f, BPD_ACK_OK);
         } else {
-            send_ack(fw, BPD_MSG_START, BPD_ACK_REJECTED);
+            send_ack(fw, f, BPD_ACK_REJECTED);
         }
         break;
     case BPD_MSG_STOP:
         stop(fw);
-        send_ack(fw, BPD_MSG_STOP, BPD_ACK_OK);
+        send_ack(fw, f, BPD_ACK_OK);
         break;
     case BPD_MSG_RESET:
         actuator_zero(fw);
@@ -158,18 +176,23 @@ static void on_frame(void *ctx, const bpd_frame_t *f)
         fw->reset_seed = m.reset.seed;
         fw->reset_requested = 1;
         fw->have_prev = 0;
-        send_ack(fw, BPD_MSG_RESET, BPD_ACK_OK);
+        send_ack(fw, f, BPD_ACK_OK);
         break;
-    case BPD_MSG_ACTION:
-        if (fw->state != BPD_RUNNING || fw->mode != BPD_MODE_HOST) break; /* not expected: ignored */
-        if (m.action.echo_seq != fw->last_state_seq) {
-            fw->late_actions++; /* answers an older state: skipped, never caught up */
+    case BPD_MSG_ACTION: {
+        /* Accepted: RUNNING, and the first answer to the latest STATE (matched by equality only, so
+         * the seq's wrap needs no rule). Anything else is dropped and counted, never applied late. */
+        uint32_t rtt;
+        if (fw->state != BPD_RUNNING || !fw->state_open || m.action.echo_seq != fw->last_state_seq) {
+            fw->late_actions++;
             break;
         }
-        apply_action(fw, m.action.action);
-        fw->rtt_us = fw->hal.now_us(fw->hal.ctx) - fw->last_state_us;
-        fw->ticks_without_action = 0;
+        fw->state_open = 0;
+        fw->ticks_without_action = 0; /* the host is there: the watchdog restarts, in either mode */
+        if (fw->mode == BPD_MODE_HOST) apply_action(fw, m.action.action);
+        rtt = fw->hal.now_us(fw->hal.ctx) - fw->last_state_us;
+        fw->rtt_us = rtt ? rtt : 1u; /* 0 means unanswered */
         break;
+    }
     default:
         break;
     }
@@ -200,6 +223,12 @@ void bpd_fw_set_policy(bpd_fw_t *fw, bpd_policy_fn fn, void *ctx, const uint8_t 
     fw->policy = fn;
     fw->policy_ctx = ctx;
     if (model_hash) memcpy(fw->model_hash, model_hash, 8);
+}
+
+void bpd_fw_boot(bpd_fw_t *fw, uint16_t boot)
+{
+    fw->boot = boot;
+    send_info(fw);
 }
 
 void bpd_fw_on_bytes(bpd_fw_t *fw, const uint8_t *data, size_t len)
@@ -241,10 +270,17 @@ static void build_observation(bpd_fw_t *fw, const float *raw, float *obs)
     fw->have_prev = 1;
 }
 
+/* In range: |x| <= limit. Beyond it, or not a number at all, the limit stops the run. */
+static uint8_t within(float x, float limit) { return (uint8_t)(absf(x) <= limit); }
+
+/* One control tick while RUNNING. Checked in this order: the limits (a stop: IDLE), the watchdog
+ * (a trip: FAULT), else the run goes on (device mode runs the policy). Every tick sends one STATE;
+ * the one that ends a run has the running flag clear, its reason flag and the zeroed action, and a
+ * trip's STATE is followed by the FAULT frame. */
 void bpd_fw_tick(bpd_fw_t *fw)
 {
     float raw[BPD_MAX_OBS], obs[BPD_MAX_OBS];
-    uint8_t body[BPD_MAX_PAYLOAD], i;
+    uint8_t body[BPD_MAX_PAYLOAD], i, trip = 0;
     uint16_t flags = 0;
     uint32_t infer_ns = 0, now = fw->hal.now_us(fw->hal.ctx);
     bpd_state_t m;
@@ -260,31 +296,36 @@ void bpd_fw_tick(bpd_fw_t *fw)
     fw->hal.read_sensors(fw->hal.ctx, raw, (uint8_t)(fw->sensors.n_pos * (fw->sensors.measured_vel ? 2 : 1)));
     build_observation(fw, raw, obs);
 
-    if (absf(obs[fw->sensors.pos_index]) > fw->pos_limit || absf(obs[fw->sensors.angle_index]) > fw->angle_limit) {
+    if (!within(obs[fw->sensors.pos_index], fw->pos_limit) || !within(obs[fw->sensors.angle_index], fw->angle_limit)) {
         actuator_zero(fw);
         fw->state = BPD_IDLE;
         flags |= BPD_FLAG_LIMIT_STOP;
-    } else if (fw->mode == BPD_MODE_DEVICE && fw->policy) {
-        float act[BPD_MAX_ACT];
-        uint32_t c0 = fw->hal.cycles(fw->hal.ctx), c1;
-        int rc;
-        memset(act, 0, sizeof act);
-        rc = fw->policy(fw->policy_ctx, obs, act);
-        c1 = fw->hal.cycles(fw->hal.ctx);
-        infer_ns = fw->hal.cycles_per_us ? (uint32_t)((uint64_t)(c1 - c0) * 1000u / fw->hal.cycles_per_us) : 0u;
-        flags |= BPD_FLAG_DEVICE_POLICY | BPD_FLAG_RUNNING | apply_action(fw, act);
-        if (rc != 0) flags |= BPD_FLAG_POLICY_ERROR;
+    } else if (fw->ticks_without_action >= fw->watchdog_ticks) {
+        /* watchdog_ticks STATEs in a row without an accepted ACTION: the host is gone */
+        fw->watchdog_trips++;
+        actuator_zero(fw);
+        flags |= BPD_FLAG_WATCHDOG;
+        trip = 1;
     } else {
-        /* host mode: each state is answered by an ACTION applied on arrival. Silence for
-         * watchdog_ticks ticks is a fault; until then the last action is held. */
-        if (fw->ticks_without_action >= fw->watchdog_ticks) {
-            fw->watchdog_trips++;
-            enter_fault(fw, BPD_FAULT_WATCHDOG, fw->ticks_without_action);
-            return;
-        }
         if (fw->ticks_without_action > 0) flags |= BPD_FLAG_STALE_ACTION;
         fw->ticks_without_action++;
-        flags |= BPD_FLAG_RUNNING | fw->action_flags;
+        flags |= BPD_FLAG_RUNNING;
+        if (fw->mode == BPD_MODE_DEVICE && fw->policy) {
+            float act[BPD_MAX_ACT];
+            uint32_t c0 = fw->hal.cycles(fw->hal.ctx), c1;
+            int rc;
+            memset(act, 0, sizeof act);
+            rc = fw->policy(fw->policy_ctx, obs, act);
+            c1 = fw->hal.cycles(fw->hal.ctx);
+            infer_ns = fw->hal.cycles_per_us ? (uint32_t)((uint64_t)(c1 - c0) * 1000u / fw->hal.cycles_per_us) : 0u;
+            if (rc != 0) { /* the policy failed: the safe action is zero */
+                memset(act, 0, sizeof act);
+                flags |= BPD_FLAG_POLICY_ERROR;
+            }
+            flags |= BPD_FLAG_DEVICE_POLICY | apply_action(fw, act);
+        } else {
+            flags |= fw->action_flags; /* host mode: the last accepted action is held */
+        }
     }
 
     m.t_us = now;
@@ -298,5 +339,7 @@ void bpd_fw_tick(bpd_fw_t *fw)
     for (i = 0; i < fw->obs_dim; ++i) m.obs[i] = obs[i];
     for (i = 0; i < fw->act_dim; ++i) m.action[i] = fw->applied[i];
     fw->last_state_seq = fw->tx_seq;
+    fw->state_open = (uint8_t)(fw->state == BPD_RUNNING && !trip);
     send(fw, BPD_MSG_STATE, body, bpd_pack_state(&m, body, sizeof body));
+    if (trip) enter_fault(fw, BPD_FAULT_WATCHDOG, fw->ticks_without_action);
 }

@@ -5,9 +5,10 @@
  * once per control period (from a timer). Every tick while running: read sensors, build the
  * observation (velocities estimated by filtered differences where the rig has only encoders), run
  * the on-device policy (device mode), enforce limits, write the actuator and stream a STATE frame.
- * In host mode the host answers each STATE with an ACTION echoing its sequence number, applied on
- * arrival; an answer to an older state is skipped. The actuator is written zero on stop, reset, fault
- * and limit stop, and when the host's actions stop arriving for watchdog_ticks ticks. Which command
+ * The host answers each STATE with an ACTION echoing its sequence number; the first answer to the
+ * latest STATE is accepted (applied at once in host mode; in device mode it only shows the host is
+ * there) and every other ACTION is dropped. The actuator is written zero on stop, reset, fault and
+ * limit stop, and when no ACTION is accepted for watchdog_ticks ticks (in either mode). Which command
  * is taken in which state, and what each refusal answers, is the state table in docs/protocol.md.
  */
 #ifndef BPD_FW_H
@@ -20,7 +21,7 @@
 #include "bpd_wire.h"
 
 #define BPD_FW_MAJOR 0
-#define BPD_FW_MINOR 2
+#define BPD_FW_MINOR 3
 
 typedef enum { BPD_IDLE = BPD_STATE_IDLE, BPD_RUNNING = BPD_STATE_RUNNING, BPD_FAULT = BPD_STATE_FAULT } bpd_fw_state_t;
 
@@ -63,10 +64,12 @@ typedef struct {
     /* state */
     bpd_fw_state_t state;
     uint16_t tx_seq, last_state_seq;
+    uint8_t state_open;           /* 1: the latest STATE of this run has no accepted ACTION yet */
     uint16_t ticks_without_action;
     uint32_t last_tick_us;
     float applied[BPD_MAX_ACT];   /* what the actuator holds now */
-    uint32_t late_actions;
+    uint32_t late_actions;        /* ACTIONs dropped: not RUNNING, or not the first answer to the latest STATE */
+    uint16_t boot;                /* the board's start counter, in every INFO */
     uint32_t last_state_us;       /* device time the last STATE was sent */
     uint32_t rtt_us;              /* last STATE sent -> its ACTION applied (0: unanswered) */
     float prev_pos[BPD_MAX_OBS];
@@ -84,6 +87,9 @@ typedef struct {
 
 void bpd_fw_init(bpd_fw_t *fw, const bpd_hal_t *hal, const bpd_fw_config_t *cfg);
 void bpd_fw_set_policy(bpd_fw_t *fw, bpd_policy_fn fn, void *ctx, const uint8_t model_hash[8]);
+/* Once, after init and set_policy: announce the start with an unasked INFO carrying the board's start
+ * counter (a board keeps it across resets where it can; 0 where it cannot). */
+void bpd_fw_boot(bpd_fw_t *fw, uint16_t boot);
 void bpd_fw_on_bytes(bpd_fw_t *fw, const uint8_t *data, size_t len);
 void bpd_fw_tick(bpd_fw_t *fw);
 /* 1 once after a RESET message (the rig resets its plant then), else 0. */

@@ -41,6 +41,12 @@ size_t bpd_pack_info(const bpd_info_t *m, uint8_t *body, size_t cap)
         if (8 > 8 || n + (size_t)8 * 1 > cap) return 0;
         for (i = 0; i < (size_t)8; ++i) { bpd_put_u8(body + n, m->model_hash[i]); n += 1; }
     }
+    if (n + 2 > cap) return 0;
+    bpd_put_u16(body + n, m->boot); n += 2;
+    if (n + 4 > cap) return 0;
+    bpd_put_u32(body + n, m->rx_dropped); n += 4;
+    if (n + 4 > cap) return 0;
+    bpd_put_u32(body + n, m->actions_dropped); n += 4;
     (void)cap;
     return n;
 }
@@ -67,6 +73,12 @@ int bpd_unpack_info(const uint8_t *body, size_t len, bpd_info_t *m)
         if (8 > 8 || n + (size_t)8 * 1 > len) return -1;
         for (i = 0; i < (size_t)8; ++i) { m->model_hash[i] = bpd_get_u8(body + n); n += 1; }
     }
+    if (n + 2 > len) return -1;
+    m->boot = bpd_get_u16(body + n); n += 2;
+    if (n + 4 > len) return -1;
+    m->rx_dropped = bpd_get_u32(body + n); n += 4;
+    if (n + 4 > len) return -1;
+    m->actions_dropped = bpd_get_u32(body + n); n += 4;
     return n == len ? 0 : -1;
 }
 
@@ -161,6 +173,8 @@ size_t bpd_pack_ack(const bpd_ack_t *m, uint8_t *body, size_t cap)
     bpd_put_u8(body + n, m->of); n += 1;
     if (n + 1 > cap) return 0;
     bpd_put_u8(body + n, m->status); n += 1;
+    if (n + 2 > cap) return 0;
+    bpd_put_u16(body + n, m->echo_seq); n += 2;
     (void)cap;
     return n;
 }
@@ -172,6 +186,8 @@ int bpd_unpack_ack(const uint8_t *body, size_t len, bpd_ack_t *m)
     m->of = bpd_get_u8(body + n); n += 1;
     if (n + 1 > len) return -1;
     m->status = bpd_get_u8(body + n); n += 1;
+    if (n + 2 > len) return -1;
+    m->echo_seq = bpd_get_u16(body + n); n += 2;
     return n == len ? 0 : -1;
 }
 

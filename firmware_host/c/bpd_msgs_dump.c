@@ -29,6 +29,9 @@ int bpd_msg_dump(uint8_t id, uint16_t seq, const uint8_t *body, size_t len, char
         n += snprintf(out + n, cap - (size_t)n, " period_us=%lu", (unsigned long)m.period_us);
         n += snprintf(out + n, cap - (size_t)n, " model_hash=");
         for (i = 0; i < (size_t)8; ++i) n += snprintf(out + n, cap - (size_t)n, "%s%lu", i ? "," : "", (unsigned long)m.model_hash[i]);
+        n += snprintf(out + n, cap - (size_t)n, " boot=%lu", (unsigned long)m.boot);
+        n += snprintf(out + n, cap - (size_t)n, " rx_dropped=%lu", (unsigned long)m.rx_dropped);
+        n += snprintf(out + n, cap - (size_t)n, " actions_dropped=%lu", (unsigned long)m.actions_dropped);
         return n;
     }
     case 0x03u: {
@@ -68,6 +71,7 @@ int bpd_msg_dump(uint8_t id, uint16_t seq, const uint8_t *body, size_t len, char
         n += snprintf(out + n, cap - (size_t)n, "ack %u", (unsigned)seq);
         n += snprintf(out + n, cap - (size_t)n, " of=%lu", (unsigned long)m.of);
         n += snprintf(out + n, cap - (size_t)n, " status=%lu", (unsigned long)m.status);
+        n += snprintf(out + n, cap - (size_t)n, " echo_seq=%lu", (unsigned long)m.echo_seq);
         return n;
     }
     case 0x10u: {

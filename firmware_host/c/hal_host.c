@@ -79,8 +79,12 @@ static void hal_serial(void *ctx, const uint8_t *data, size_t len)
     dev.tx_len += len;
 }
 
-/* Power-on: the rig's configuration from the generated bpd_rig_config.h. Returns -2 when the
- * linked policy's sizes differ from the rig's. */
+/* Starts of the device in this process: a restart (the simulated rig's --restart-at) counts on, as a
+ * board's counter survives a reset. */
+static uint16_t boot_count;
+
+/* Power-on: the rig's configuration from the generated bpd_rig_config.h, then the unasked INFO that
+ * announces the start. Returns -2 when the linked policy's sizes differ from the rig's. */
 int bpd_sim_init(void);
 int bpd_sim_init(void)
 {
@@ -110,6 +114,7 @@ int bpd_sim_init(void)
         bpd_fw_set_policy(&dev.fw, run_policy, NULL, h);
     }
 #endif
+    bpd_fw_boot(&dev.fw, ++boot_count);
     return 0;
 }
 
