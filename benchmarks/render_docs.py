@@ -176,7 +176,8 @@ def environment(results: Path) -> jinja2.Environment:
                        rowmean=lambda label, plan, task: res.row(plan, task, label)["return_mean"])
     env.globals.update(FILTERS, ratio=ratio, diff=diff, per=per, fewer=fewer, minus=minus, dense=dense, rates=rates,
                        json=res.json, row=res.row, cells=res.cells, control=res.control, min=min, max=max, sum=sum,
-                       len=len, sorted=sorted, abs=abs, round=round, zip=zip, mean=statistics.fmean)
+                       len=len, sorted=sorted, abs=abs, round=round, zip=zip, mean=statistics.fmean,
+                       pstd=statistics.pstdev)
     return env
 
 
