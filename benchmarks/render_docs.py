@@ -28,7 +28,7 @@ import jinja2
 ROOT = Path(__file__).resolve().parent.parent
 COMMAND = "python benchmarks/render_docs.py"
 # whole documents: template -> output, both relative to the repository
-DOCUMENTS = {"docs/templates/results.md": "docs/results.md"}
+DOCUMENTS = {"docs/templates/results.md": "docs/results.md", "docs/templates/provenance.md": "docs/provenance.md"}
 # generated blocks inside hand-written documents
 BLOCKS = ("README.md",)
 BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w-]+) [^>]*-->\n)(?P<body>.*?)(<!-- end generated -->)", re.S)

@@ -39,3 +39,14 @@ def test_the_figure_filters(render_docs):
     assert mod.span([0.921, 0.9234], "pct", 1) == "92.1-92.3"
     assert mod.span([5.0, 5.2], "f") == "5"
     assert mod.pct(0.92317) == "92.3" and mod.f(5887.94, 1) == "5887.9" and mod.c(26264) == "26,264"
+
+
+def test_the_readme_is_short_and_its_first_screen_links_every_walkthrough():
+    lines = (ROOT / "README.md").read_text().splitlines()
+    assert len(lines) < 300
+    headings = [l[3:] for l in lines if l.startswith("## Walkthrough")]
+    assert len(headings) == 3
+    first_screen = "\n".join(lines[:25])
+    for h in headings:  # GitHub's anchor: lower case, punctuation dropped, spaces to hyphens
+        anchor = "".join(ch for ch in h.lower() if ch.isalnum() or ch in " -").replace(" ", "-")
+        assert f"(#{anchor})" in first_screen, h
