@@ -14,7 +14,13 @@ def chain_args(doc: str) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--work", type=Path, default=HERE / "work")
     ap.add_argument("--out", type=Path, default=HERE / "results")
+    ap.add_argument("--table-only", action="store_true", help="rewrite the .md from the committed .json, run nothing")
     return ap.parse_args()
+
+
+def command_line(res: dict, json_name: str) -> str:
+    """The first line of a results .md: the command that wrote it, and how to rewrite it from its .json."""
+    return f"`{res['command'].strip()}` (`--table-only` rewrites this file from {json_name})."
 
 
 def seeds_with(work: Path, stage_file: str) -> list[Path]:

@@ -18,13 +18,16 @@ from pathlib import Path
 from bpd.io import bpd_executable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from chain import chain_args, seeds_with  # noqa: E402
+from chain import chain_args, command_line, seeds_with  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
 
 def main() -> None:
     args = chain_args(__doc__)
+    if args.table_only:
+        (args.out / "device.md").write_text(markdown(json.loads((args.out / "device.json").read_text())))
+        return
     exe = bpd_executable()
     rows, per_seed = [], {}
     for seed_dir in seeds_with(args.work, "export/export.json"):
@@ -58,7 +61,13 @@ def main() -> None:
     res = {"command": "python benchmarks/device_benchmark.py", "target_for_criteria": "cortex-m4f", "rows": rows,
            "criteria": crit, "per_seed_summary": per_seed}
     (args.out / "device.json").write_text(json.dumps(res, indent=2) + "\n")
-    lines = ["Cortex-M4F, emulated (instructions exact, per inference):", "",
+    (args.out / "device.md").write_text(markdown(res))
+    print(markdown(res))
+
+
+def markdown(res: dict) -> str:
+    """device.md from device.json's figures."""
+    lines = [command_line(res, "device.json"), "", "Cortex-M4F, emulated (instructions exact, per inference):", "",
              "| seed | bpd variant | instructions | image flash B | teacher / student instr. | policy flash vs teacher "
              "| x floor | emx on student: instr / flash vs bpd | emlearn on student | emx on masked student | "
              "emlearn on masked student |", "|" + "---|" * 10]
@@ -66,7 +75,7 @@ def main() -> None:
     def peer(r: dict, p: str, n: str) -> str:
         return f"{r[f'{p} on {n} instructions_over_bpd']:.2f}x / {r[f'{p} on {n} flash_over_bpd']:.2f}x"
 
-    for r in rows:
+    for r in res["rows"]:
         lines.append(f"| {r['seed']} | {r['variant']} | {r['instructions']} | {r['flash_bytes']} | "
                      f"{r['teacher_over_student_instructions']:.0f}x | "
                      f"{100 * r['student_over_teacher_policy_flash']:.2f} % "
@@ -75,9 +84,8 @@ def main() -> None:
                      f"{peer(r, 'emlearn', 'student_masked')} |")
     lines += ["", "A peer ratio above 1 means the peer needs more than bpd. 'masked student' is the student with "
               "pruned weights zeroed but dead units kept: what a dense exporter is handed without bpd's collapse.",
-              "", "Criteria: " + json.dumps(crit)]
-    (args.out / "device.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+              "", "Criteria: " + json.dumps(res["criteria"])]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

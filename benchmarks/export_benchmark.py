@@ -17,13 +17,16 @@ from pathlib import Path
 from bpd.io import bpd_executable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from chain import chain_args, seeds_with  # noqa: E402
+from chain import chain_args, command_line, seeds_with  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
 
 def main() -> None:
     args = chain_args(__doc__)
+    if args.table_only:
+        (args.out / "export.md").write_text(markdown(json.loads((args.out / "export.json").read_text())))
+        return
     exe = bpd_executable()
     rows = []
     for seed_dir in seeds_with(args.work, "run/student.pt"):
@@ -51,16 +54,22 @@ def main() -> None:
            "all_pass": ok}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "export.json").write_text(json.dumps(res, indent=2) + "\n")
-    lines = ["| seed | widths after collapse | max parity error | return torch / C / int8 C | flash B (int8) | "
+    (args.out / "export.md").write_text(markdown(res))
+    print(markdown(res))
+
+
+def markdown(res: dict) -> str:
+    """export.md from export.json's figures."""
+    lines = [command_line(res, "export.json"), "",
+             "| seed | widths after collapse | max parity error | return torch / C / int8 C | flash B (int8) | "
              "teacher flash B | flash vs teacher | MACs (teacher) |", "|---|---|---|---|---|---|---|---|"]
-    for x in rows:
+    for x in res["rows"]:
         lines.append(f"| {x['seed']} | {'-'.join(map(str, x['widths_after']))} | {max(x['parity'].values()):.1e} | "
                      f"{x['return_torch']:.0f} / {x['return_c']:.0f} / {x['return_c_int8']:.0f} | "
                      f"{x['flash_bytes']} ({x['flash_bytes_int8']}) | {x['teacher_flash_bytes']} | "
                      f"{100 * x['flash_vs_teacher']:.3f} % | {x['macs']} ({x['teacher_macs']}) |")
-    lines.append(f"\nAll criteria met: {ok}.")
-    (args.out / "export.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    lines.append(f"\nAll criteria met: {res['all_pass']}.")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -14,9 +14,13 @@ import argparse
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 from bpd.io import bpd_executable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from chain import command_line  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ENV = "firmware_host.rig:bpd/desktop-cartpole-v0"
@@ -47,7 +51,11 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=HERE / "work" / "cartpole")
     ap.add_argument("--out", type=Path, default=HERE / "results")
     ap.add_argument("--episodes", type=int, default=10)
+    ap.add_argument("--table-only", action="store_true", help="rewrite hil.md from hil.json, run nothing")
     args = ap.parse_args()
+    if args.table_only:
+        (args.out / "hil.md").write_text(markdown(json.loads((args.out / "hil.json").read_text())))
+        return
     w = args.work
     w.mkdir(parents=True, exist_ok=True)
     if not (w / "teacher.npz").exists():
@@ -90,13 +98,20 @@ def main() -> None:
            "student_c_return": student["return_mean"], "student_params_nonzero": student["params_nonzero"],
            "rates": rows, "criteria": crit}
     (args.out / "hil.json").write_text(json.dumps(res, indent=2) + "\n")
-    lines = [f"desktop-cartpole, host mode, simulated rig in real time over a pseudo-terminal "
-             f"(teacher return {teacher['return_mean']:.0f}, exported student {student['return_mean']:.0f} "
-             f"in the Gymnasium env, {student['params_nonzero']} nonzero parameters).", "",
+    (args.out / "hil.md").write_text(markdown(res))
+    print(markdown(res))
+
+
+def markdown(res: dict) -> str:
+    """hil.md from hil.json's figures."""
+    lines = [command_line(res, "hil.json"), "",
+             f"desktop-cartpole, host mode, simulated rig in real time over a pseudo-terminal "
+             f"(teacher return {res['teacher_return']:.0f}, exported student {res['student_c_return']:.0f} "
+             f"in the Gymnasium env, {res['student_params_nonzero']} nonzero parameters).", "",
              "| rate | episodes full (1000 ticks) | achieved Hz | deadline misses | host step p50 / p99 / max us | "
              "host compute p50 us | device round trip p50 / p99 us | period jitter p99 us |",
              "|---|---|---|---|---|---|---|---|"]
-    for name, r in rows.items():
+    for name, r in res["rates"].items():
         full = sum(l == 1000 for l in r["lengths"])
         hs, rt = r["host_step_us"], r["rtt_us"]
         lines.append(f"| {name} | {full}/{len(r['lengths'])} | {r['achieved_rate_hz']:.1f} | {r['deadline_misses']} "
@@ -104,9 +119,8 @@ def main() -> None:
                      f"{hs['median']:.0f} / {hs['p99']:.0f} / {hs['max']:.0f} | "
                      f"{r['host_compute_us']['median']:.0f} | {rt.get('median', 0):.0f} / {rt.get('p99', 0):.0f} | "
                      f"{r['period_jitter_us']['p99']:.0f} |")
-    lines += ["", "Criteria (200 Hz): " + json.dumps(crit)]
-    (args.out / "hil.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    lines += ["", "Criteria (200 Hz): " + json.dumps(res["criteria"])]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -13,10 +13,14 @@ import json
 import shutil
 import statistics
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 from bpd.io import bpd_executable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from chain import command_line  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ENV = "InvertedPendulum-v5"
@@ -32,7 +36,11 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--work", type=Path, default=HERE / "work")
     ap.add_argument("--out", type=Path, default=HERE / "results")
+    ap.add_argument("--table-only", action="store_true", help="rewrite training.md from training.json, run nothing")
     args = ap.parse_args()
+    if args.table_only:
+        (args.out / "training.md").write_text(markdown(json.loads((args.out / "training.json").read_text())))
+        return
     rows = []
     for seed in args.seeds:
         d = args.work / f"seed{seed}"
@@ -69,15 +77,23 @@ def main() -> None:
               "distill <= 300 s", "all_pass": ok, "machine": _machine()}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "training.json").write_text(json.dumps(result, indent=2) + "\n")
-    lines = ["| seed | teacher return | student return (10 ep) | nonzero / total params | % of teacher's "
+    (args.out / "training.md").write_text(markdown(result))
+    print(markdown(result))
+
+
+def markdown(res: dict) -> str:
+    """training.md from training.json's figures."""
+    rows = res["rows"]
+    lines = [command_line(res, "training.json"), "",
+             "| seed | teacher return | student return (10 ep) | nonzero / total params | % of teacher's "
              f"{rows[0]['teacher_params']} | distill s |", "|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['seed']} | {r['teacher_return_mean']:.1f} | {r['student_return_mean']:.1f} "
                      f"+- {r['student_return_std']:.1f} | {r['student_params_nonzero']} / {r['student_params_total']} "
                      f"| {100 * r['nonzero_vs_teacher']:.3f} % | {r['distill_seconds']:.0f} |")
-    lines.append(f"\nMedian distillation time: {med:.0f} s. All criteria met: {ok}.")
-    (args.out / "training.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    lines.append(f"\nMedian distillation time: {res['distill_seconds_median']:.0f} s. "
+                 f"All criteria met: {res['all_pass']}.")
+    return "\n".join(lines) + "\n"
 
 
 def _machine() -> dict:
