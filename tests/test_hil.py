@@ -115,7 +115,7 @@ FAULTS = [
     ("latency", ["--period-us", "20000", "--link-delay-ms", "15"], [], "device fault: watchdog"),
     ("stall", ["--period-us", "20000", "--stall-at", "1.0", "--stall-for", "5"], [], "stalled"),
     ("disconnect", ["--period-us", "20000", "--disconnect-at", "1.0"], [], None),
-    ("restart", ["--period-us", "20000", "--restart-at", "1.0"], [], "restarted"),
+    ("restart", ["--period-us", "20000", "--restart-at", "1.0"], [], "the device restarted (boot 1 -> 2)"),
     ("dropped bytes", ["--lockstep", "--drop-rate", "0.002", "--seed", "5"], ["--steps", "400"], None),
     ("corruption", ["--lockstep", "--corrupt-rate", "0.002", "--seed", "6"], ["--steps", "400"], None),
 ]

@@ -30,7 +30,7 @@ static struct {
     float actuator[BPD_MAX_ACT];
     uint32_t now_us;
     uint64_t set_at_ns;         /* wall time of the last set_time */
-    uint8_t wall_clock;         /* 1: device time advances with the wall clock between ticks */
+    uint8_t wall_clock;         /* 1: device time advances with the wall clock from the next tick on */
     uint8_t tx[TX_CAP];
     size_t tx_len;
     uint32_t tx_dropped;
@@ -136,7 +136,11 @@ void bpd_sim_rx(const uint8_t *data, size_t len);
 void bpd_sim_rx(const uint8_t *data, size_t len) { bpd_fw_on_bytes(&dev.fw, data, len); }
 
 void bpd_sim_tick(void);
-void bpd_sim_tick(void) { bpd_fw_tick(&dev.fw); }
+void bpd_sim_tick(void)
+{
+    if (dev.wall_clock) dev.set_at_ns = wall_ns(); /* the time set is the tick's; the clock runs on from it */
+    bpd_fw_tick(&dev.fw);
+}
 
 void bpd_sim_actuator(float *out);
 void bpd_sim_actuator(float *out) { memcpy(out, dev.actuator, sizeof dev.actuator); }
