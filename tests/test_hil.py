@@ -104,6 +104,26 @@ def test_refuses_mismatched_model_hash(rig, tmp_path):
     assert p.returncode == 1 and "flash the matching firmware" in p.stderr and len(p.stderr.splitlines()) == 1
 
 
+def test_handshake_refuses_another_protocol_version():
+    """A device of another protocol version: the host refuses to go on after its INFO, and a device's
+    restart (another boot counter in an INFO) ends the session with a line naming it."""
+    from firmware_host.codec import encode
+    from hil.link import DeviceLink, DeviceRestarted, LinkError
+
+    fields = dict(fw_major=0, fw_minor=3, obs_dim=4, act_dim=1, caps=1, period_us=40000, model_hash=[0] * 8,
+                  rx_dropped=0, actions_dropped=0)
+    link = DeviceLink("loop://")  # what the host writes comes back, and the INFO written first
+    link.ser.write(encode("info", 0, protocol=1, boot=1, **fields))
+    with pytest.raises(LinkError, match="protocol version mismatch: device 1, host 2"):
+        link.handshake(timeout=0.5, tries=1)
+    link.ser.write(encode("info", 0, protocol=2, boot=1, **fields))
+    assert link.handshake(timeout=0.5, tries=1)["boot"] == 1
+    link.ser.write(encode("info", 0, protocol=2, boot=2, **fields))
+    with pytest.raises(DeviceRestarted, match=r"restarted \(boot 1 -> 2\)"):
+        link.next_states(0.5)
+    link.close()
+
+
 def test_refuses_device_mode_without_on_device_policy(rig, tmp_path):
     r = rig("--lockstep")
     p = hil(r.path, tmp_path / "log", "--mode", "device", check=False)
