@@ -20,7 +20,7 @@ def chain_args(doc: str) -> argparse.Namespace:
 
 def command_line(res: dict, json_name: str) -> str:
     """The first line of a results .md: the command that wrote it, and how to rewrite it from its .json."""
-    return f"`{res['command'].strip()}` (`--table-only` rewrites this file from {json_name})."
+    return f"Written by `{res['command'].strip()}` (this file again from its {json_name}: `--table-only`)."
 
 
 def seeds_with(work: Path, stage_file: str) -> list[Path]:
