@@ -675,6 +675,14 @@ def test_hello_of_any_version_answered_with_the_devices(target):
     assert state_of(target) == "IDLE"
 
 
+def test_floats_are_binary32_little_endian(target):
+    """The serial line's numbers: an action's f32 comes back bit for bit in the STATE that reports it."""
+    value = 0.3 * target.rig.limits["action"] / 3.0  # not a short binary fraction: every bit counts
+    st = _answer_state(target, start_run(target), [value])
+    assert struct.pack("<f", st.fields["action"][0]) == struct.pack("<f", value)
+    assert not st.fields["flags"] & FLAGS["clamped"]
+
+
 def test_cut_frame_and_bad_frames_counted(target):
     """No inter-byte timeout: a frame cut short is dropped at the next frame's opening delimiter, and
     counted with the other dropped frames (INFO rx_dropped); ACTIONs not taken count in actions_dropped."""
