@@ -15,7 +15,7 @@ venv: $(VENV)/.stamp-install
 # torch is installed first and pinned: the local CPU wheel, never the CUDA build. Every other
 # package comes at the version requirements.lock names (the versions the tests passed with);
 # `make lock` writes that file anew from what setup.cfg asks for today.
-EXTRAS := test,emulate,bench,ray
+EXTRAS := test,emulate,bench,ray,minari
 $(VENV)/.stamp-install: setup.cfg pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip setuptools wheel
@@ -42,11 +42,11 @@ lock:
 system-deps: $(VENV)/.stamp-system
 $(VENV)/.stamp-system: Makefile | $(VENV)/.stamp-install
 	@if command -v arm-none-eabi-gcc >/dev/null && command -v clang >/dev/null \
-	    && command -v qemu-system-arm >/dev/null; then :; \
+	    && command -v qemu-system-arm >/dev/null && command -v cmake >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
-	    gcc-arm-none-eabi libnewlib-arm-none-eabi binutils-arm-none-eabi clang qemu-system-arm >/dev/null; \
-	else echo "note: arm-none-eabi-gcc/clang/qemu-system-arm missing and not root: their tests will skip"; fi
+	    gcc-arm-none-eabi libnewlib-arm-none-eabi binutils-arm-none-eabi clang qemu-system-arm cmake >/dev/null; \
+	else echo "note: arm-none-eabi-gcc/clang/qemu-system-arm/cmake missing and not root: their tests will skip"; fi
 	touch $@
 
 # Lint (ruff.toml) and type check (setup.cfg [mypy]); `make test` runs it before the tests.

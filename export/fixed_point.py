@@ -509,9 +509,9 @@ def integer_kernel(net: CollapsedNet, out: Path, source_hash: str, command: str,
     """`bpd export --int`: the integer kernel in out, calibrated on the dataset's observations (or,
     without one, on the parity states), checked bit-exact against IntPolicy, with its error against
     the float student's actions ref on obs. Returns the report's `int` entry and the compiled kernel."""
-    from training.collect import load_dataset
+    from training.collect import dataset_exists, load_dataset
 
-    if dataset and Path(dataset).is_file():
+    if dataset is not None and dataset_exists(dataset):
         calib, origin = load_dataset(dataset, net.obs_dim).observations, f"dataset {dataset}"
     else:
         calib, origin = obs, "parity states (no dataset found)"

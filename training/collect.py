@@ -33,7 +33,10 @@ FORMAT_VERSION = 1
 @dataclass
 class CollectConfig:
     teacher: str = field(help="teacher file (bpd teacher format)")
-    out: str = field("dataset.npz", help="where to write the dataset")
+    out: str = field("dataset.npz", help="where to write the dataset: a .npz file, or with --format minari a Minari "
+                     "dataset id (NAMESPACE/NAME-vN) in Minari's local store")
+    format: str = field("npz", help="npz (bpd's own file) or minari (a Minari dataset other libraries read)",
+                        choices=("npz", "minari"))
     steps: int = field(50_000, help="environment steps to record")
     noise: float = field(0.3, help="exploration noise std, as a fraction of half the action range; the labels stay "
                          "the teacher's noise-free actions, so more noise shows the student more of the states a "
@@ -73,7 +76,15 @@ def collect(cfg: CollectConfig) -> Dataset:
 
     check_ranges(cfg, {"steps": (1, 100_000_000), "noise": (0, 10), "seed": (0, 2**31 - 1),
                        "episode_steps": (1, 100_000_000)})
-    check_output_path(cfg.out)
+    if cfg.format == "minari":  # the id checked and free before the rollout, not after
+        from training.minari_io import _minari, dataset_id, local_path
+
+        _minari()
+        if local_path(dataset_id(cfg.out)).exists():
+            raise BpdError(f"Minari dataset {dataset_id(cfg.out)} exists ({local_path(dataset_id(cfg.out))}); "
+                           "choose another id or remove it")
+    else:
+        check_output_path(cfg.out)
     teacher = load_teacher(cfg.teacher)
     env_id = cfg.env or teacher.env_id
     env = make_env(env_id, seed=cfg.seed)
@@ -118,7 +129,12 @@ def collect(cfg: CollectConfig) -> Dataset:
             "bpd_version": bpd.__version__}
     ds = Dataset(meta=meta, obs_mean=obs_mean, obs_std=obs_std, action_low=low, action_high=high, **buf)
     check_dataset(ds, f"the dataset for {cfg.out}")  # nothing unreadable is ever written
-    save_dataset(ds, cfg.out)
+    if cfg.format == "minari":
+        from training.minari_io import write_minari
+
+        write_minari(ds, cfg.out)
+    else:
+        save_dataset(ds, cfg.out)
     return ds
 
 
@@ -127,22 +143,43 @@ def save_dataset(ds: Dataset, path: str | Path) -> None:
 
 
 def load_dataset(path: str | Path, obs_dim: int | None = None, act_dim: int | None = None) -> Dataset:
-    """Load and validate a dataset; wrong dimensions or NaNs are one-line BpdErrors."""
-    meta, a = load_arrays(path, FORMAT)
-    missing = [k for k in Dataset.ARRAYS if k not in a]
-    if missing:
-        raise BpdError(f"{path}: dataset is missing {', '.join(missing)}")
-    try:
-        ds = Dataset(meta=meta, **{k: a[k].astype(np.float32) for k in Dataset.ARRAYS})
-    except (TypeError, ValueError) as e:
-        raise BpdError(f"{path}: malformed dataset arrays ({e.__class__.__name__})") from None
-    check_dataset(ds, str(path))
-    od, ad = meta.get("obs_dim"), meta.get("act_dim")
+    """Load and validate a dataset (a .npz, or a Minari dataset named `minari:ID`: training/minari_io.py);
+    wrong dimensions or NaNs are one-line BpdErrors."""
+    from training.minari_io import is_minari, read_minari
+
+    if is_minari(path):
+        ds = read_minari(str(path))
+    else:
+        meta, a = load_arrays(path, FORMAT)
+        missing = [k for k in Dataset.ARRAYS if k not in a]
+        if missing:
+            raise BpdError(f"{path}: dataset is missing {', '.join(missing)}")
+        try:
+            ds = Dataset(meta=meta, **{k: a[k].astype(np.float32) for k in Dataset.ARRAYS})
+        except (TypeError, ValueError) as e:
+            raise BpdError(f"{path}: malformed dataset arrays ({e.__class__.__name__})") from None
+        check_dataset(ds, str(path))
+    od, ad = ds.meta.get("obs_dim"), ds.meta.get("act_dim")
     if obs_dim is not None and od != obs_dim:
         raise BpdError(f"{path}: observations have {od} dimensions, the teacher expects {obs_dim}")
     if act_dim is not None and ad != act_dim:
         raise BpdError(f"{path}: actions have {ad} dimensions, the teacher produces {act_dim}")
     return ds
+
+
+def dataset_hash(path: str | Path) -> str:
+    """sha256 of a dataset's content: the .npz file's, or a Minari dataset's data files'."""
+    from bpd.io import sha256_file
+    from training.minari_io import content_hash, is_minari
+
+    return content_hash(str(path)) if is_minari(path) else sha256_file(path)
+
+
+def dataset_exists(path: str | Path | None) -> bool:
+    """Whether a --dataset value names a dataset that is there (a file, or a Minari dataset)."""
+    from training.minari_io import is_minari
+
+    return path is not None and (Path(path).is_file() or is_minari(path))
 
 
 def check_dataset(ds: Dataset, where: str) -> None:

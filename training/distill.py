@@ -39,7 +39,7 @@ from bpd.io import (
     write_json,
 )
 from training.ablations import PLAIN_STUDENTS, PlainStudent
-from training.collect import Dataset, load_dataset
+from training.collect import Dataset, dataset_hash, load_dataset
 from training.envs import env_dims, evaluate, train_eval_seed
 from training.mlp import MLPPolicy
 from training.priors import PRIORS, pruning_rule, pruning_threshold, student_kl, unit_gate_kl
@@ -295,7 +295,7 @@ def _config_fingerprint(cfg: DistillConfig) -> dict:
     """What must not change across a resumption: every option that shapes the result, plus the content
     hashes of the teacher and the dataset."""
     return {k: v for k, v in to_dict(cfg).items() if k not in _RESUME_FREE} | {
-        "teacher_sha256": sha256_file(cfg.teacher), "dataset_sha256": sha256_file(cfg.dataset)}
+        "teacher_sha256": sha256_file(cfg.teacher), "dataset_sha256": dataset_hash(cfg.dataset)}
 
 
 def _check_config(cfg: DistillConfig) -> None:
@@ -308,7 +308,7 @@ def _check_config(cfg: DistillConfig) -> None:
         "tau": (0, 1, "open"), "policy_noise": (0, 10), "noise_clip": (0, 10), "policy_freq": (1, 1_000_000),
         "eval_every": (1, None), "eval_episodes": (1, 10_000), "checkpoint_every": (1, None),
         "seed": (0, 2**31 - 1), "threads": (1, 1024), "select_tol": (0, 1), "select_episodes": (1, 10_000),
-        "select_shortlist": (1, 10_000), "keep_return": (0, 2, "open"), "finetune": (0, 1),
+        "select_shortlist": (1, 10_000), "keep_return": (0, 1, "open"), "finetune": (0, 1),
         "unit_kl": (0, 1e6)})
 
 
@@ -365,7 +365,7 @@ def distill(cfg: DistillConfig) -> dict:
     meta = {"env_id": env_id, "obs_dim": ds.meta["obs_dim"], "act_dim": ds.meta["act_dim"],
             "hidden": list(cfg.hidden), "activation": cfg.activation, "threshold": trainer.actor.layers[0].threshold,
             "log_alpha_clip": cfg.log_alpha_clip, "teacher_sha256": sha256_file(cfg.teacher),
-            "dataset_sha256": sha256_file(cfg.dataset), "teacher_params_total": teacher.params_total,
+            "dataset_sha256": dataset_hash(cfg.dataset), "teacher_params_total": teacher.params_total,
             "teacher_hidden": teacher.hidden, "bpd_version": bpd.__version__}
     stats = {"obs_mean": ds.obs_mean, "obs_std": ds.obs_std, "action_low": ds.action_low,
              "action_high": ds.action_high}
@@ -477,6 +477,8 @@ def _prepare_run_dir(run: Run, cfg: DistillConfig) -> None:
     so a moved run directory or a teacher and dataset under other paths resume, while different
     content under the same path does not."""
     fp = _config_fingerprint(cfg)
+    if cfg.resume and not run.config.exists():
+        raise BpdError(f"--resume: {run.dir} holds no run to resume; leave out --resume to start one")
     if run.config.exists():
         if not cfg.resume:
             raise BpdError(f"{run.dir} already holds a run; pass --resume to continue it or choose another --out")
@@ -528,11 +530,11 @@ def _truncate_metrics(path: Path, step: int) -> None:
     """Drop metric rows written after the checkpoint we resume from."""
     if not path.exists():
         return
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
     try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
         keep = [r for r in rows if int(float(r["step"])) <= step]
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, csv.Error):  # UnicodeDecodeError is a ValueError
         raise BpdError(f"{path}: corrupt metrics (a row without a step); remove the run to start over") from None
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=METRIC_FIELDS)

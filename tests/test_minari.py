@@ -1,0 +1,124 @@
+"""Minari datasets both ways (training/minari_io.py).
+
+Known answers: the same rollout written as a .npz and as a Minari dataset reads back to the same arrays
+bit for bit; Minari's own reader sees the episodes, steps, environment and teacher actions bpd wrote; a
+dataset another tool wrote (no teacher actions) is labelled by its own actions; distillation from the
+Minari copy gives the same student as from the .npz; malformed input is one line.
+"""
+
+import os
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_bpd
+
+minari = pytest.importorskip("minari", reason="the 'minari' extra is not installed")
+
+ARRAYS = ("observations", "actions", "teacher_actions", "rewards", "next_observations", "terminals", "truncations",
+          "obs_mean", "obs_std", "action_low", "action_high")
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    """A Minari store of the test's own (the variable reaches the `bpd` subprocesses too)."""
+    root = tmp_path / "minari"
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(root))
+    return root
+
+
+def _collect(tiny, *args):
+    return run_bpd("collect", "--teacher", str(tiny / "teacher.npz"), "--steps", "300", "--seed", "4",
+                   "--episode-steps", "40", "--no-progress", *args)
+
+
+def test_collect_to_minari_reads_back_as_the_npz_does(tiny_pipeline, store, tmp_path):
+    from training.collect import dataset_hash, load_dataset
+
+    _collect(tiny_pipeline, "--out", str(tmp_path / "d.npz"))
+    _collect(tiny_pipeline, "--out", "bpd/tiny-v0", "--format", "minari")
+    npz = load_dataset(tmp_path / "d.npz")
+    mds = load_dataset("minari:bpd/tiny-v0", npz.meta["obs_dim"])
+    for k in ARRAYS:
+        assert np.array_equal(getattr(npz, k), getattr(mds, k)), k
+    assert mds.meta["env_id"] == npz.meta["env_id"] and mds.meta["teacher_sha256"] == npz.meta["teacher_sha256"]
+    assert mds.meta["labels"] == "teacher actions"
+    assert load_dataset("bpd/tiny-v0").meta["source"] == "minari:bpd/tiny-v0"  # an id alone, no file of that name
+    assert len(dataset_hash("minari:bpd/tiny-v0")) == 64
+
+    # what another library sees, through Minari's own reader
+    m = minari.load_dataset("bpd/tiny-v0")
+    assert m.total_steps == 300 and m.spec.env_spec.id == npz.meta["env_id"]
+    eps = list(m.iterate_episodes())
+    ends = np.flatnonzero((npz.terminals > 0) | (npz.truncations > 0))
+    assert len(eps) == len(ends) and [len(e.actions) for e in eps] == list(np.diff(np.concatenate([[-1], ends])))
+    first = eps[0]
+    n = len(first.actions)
+    assert np.array_equal(first.infos["teacher_action"][:n].astype(np.float32), npz.teacher_actions[:n])
+    assert np.array_equal(first.observations[1:n + 1].astype(np.float32), npz.next_observations[:n])
+
+
+def test_distill_from_minari_gives_the_students_of_the_npz(tiny_pipeline, store, tmp_path):
+    import torch
+
+    _collect(tiny_pipeline, "--out", str(tmp_path / "d.npz"))
+    _collect(tiny_pipeline, "--out", "bpd/same-v0", "--format", "minari")
+    args = ["--teacher", str(tiny_pipeline / "teacher.npz"), "--steps", "60", "--eval-every", "30", "--eval-episodes",
+            "1", "--checkpoint-every", "30", "--hidden", "8", "8", "--critic-hidden", "16", "16", "--no-progress"]
+    run_bpd("distill", "--dataset", str(tmp_path / "d.npz"), "--out", str(tmp_path / "a"), *args)
+    run_bpd("distill", "--dataset", "minari:bpd/same-v0", "--out", str(tmp_path / "b"), *args)
+    sa = torch.load(tmp_path / "a" / "student.pt", weights_only=True)
+    sb = torch.load(tmp_path / "b" / "student.pt", weights_only=True)
+    wa, wb = sa["state_dict"] if "state_dict" in sa else sa, sb["state_dict"] if "state_dict" in sb else sb
+    tensors = [k for k, v in wa.items() if isinstance(v, torch.Tensor)]
+    assert tensors and all(torch.equal(wa[k], wb[k]) for k in tensors)
+
+
+def test_a_dataset_without_teacher_actions_is_labelled_by_its_actions(store):
+    from minari.data_collector import EpisodeBuffer
+
+    from training.collect import load_dataset
+
+    rng = np.random.default_rng(0)
+    bufs = [EpisodeBuffer(id=i, observations=rng.normal(size=(6, 4)).astype(np.float32),
+                          actions=rng.uniform(-3, 3, (5, 1)).astype(np.float32), rewards=[1.0] * 5,
+                          terminations=[False] * 4 + [i == 0], truncations=[False] * 5) for i in range(2)]
+    minari.create_dataset_from_buffers("other/expert-v0", bufs, env="InvertedPendulum-v5", data_format="hdf5")
+    ds = load_dataset("minari:other/expert-v0", 4, 1)
+    assert len(ds) == 10 and np.array_equal(ds.teacher_actions, ds.actions)
+    assert ds.meta["labels"].startswith("the dataset's actions") and ds.meta["env_id"] == "InvertedPendulum-v5"
+    # the second episode neither terminates nor is marked truncated: it ends as a truncation
+    assert ds.terminals.tolist() == [0, 0, 0, 0, 1] + [0] * 5 and ds.truncations[-1] == 1
+    assert ds.action_low.tolist() == [-3.0] and ds.action_high.tolist() == [3.0]
+
+
+def test_minari_input_errors_are_one_line(tiny_pipeline, store):
+    from minari.data_collector import EpisodeBuffer
+
+    _collect(tiny_pipeline, "--out", "bpd/once-v0", "--format", "minari")
+    cases = {
+        "exists": run_bpd("collect", "--teacher", str(tiny_pipeline / "teacher.npz"), "--out", "bpd/once-v0",
+                          "--format", "minari", "--steps", "10", "--no-progress", check=False),
+        "bad id": run_bpd("collect", "--teacher", str(tiny_pipeline / "teacher.npz"), "--out", "../x y",
+                          "--format", "minari", "--steps", "10", "--no-progress", check=False),
+        "missing": run_bpd("distill", "--teacher", str(tiny_pipeline / "teacher.npz"), "--dataset",
+                           "minari:bpd/none-v0", "--out", str(store / "r"), "--steps", "5", check=False),
+    }
+    for name, p in cases.items():
+        lines = p.stderr.strip().splitlines()
+        assert p.returncode not in (0, 70) and len(lines) == 1 and lines[0].startswith("bpd: error:"), (name, p.stderr)
+    assert "exists" in cases["exists"].stderr and "not a Minari dataset id" in cases["bad id"].stderr
+    assert "cannot be read" in cases["missing"].stderr
+    # dictionary observations: refused by name
+    bufs = [EpisodeBuffer(id=0, observations={"a": np.zeros((3, 2), np.float32)},
+                          actions=np.zeros((2, 1), np.float32), rewards=[0.0, 0.0], terminations=[False, True],
+                          truncations=[False, False])]
+    import gymnasium as gym
+
+    minari.create_dataset_from_buffers("other/dict-v0", bufs, data_format="hdf5",
+                                       observation_space=gym.spaces.Dict({"a": gym.spaces.Box(-1, 1, (2,))}),
+                                       action_space=gym.spaces.Box(-1, 1, (1,)))
+    p = run_bpd("distill", "--teacher", str(tiny_pipeline / "teacher.npz"), "--dataset", "minari:other/dict-v0",
+                "--out", str(store / "r2"), "--steps", "5", check=False)
+    assert p.returncode not in (0, 70) and "flat vectors" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    assert os.environ["MINARI_DATASETS_PATH"] == str(store)

@@ -1,0 +1,196 @@
+"""Datasets in Minari's format (the maintained successor of D4RL's), both ways.
+
+`bpd collect --format minari --out NAMESPACE/NAME-v0` writes the rollout as a Minari dataset in Minari's
+own local store (`$MINARI_DATASETS_PATH`, else ~/.minari/datasets), so `minari.load_dataset(ID)` and
+every library built on it read it. Each step's teacher action (the label BPD clones) travels in the
+episode's infos as `teacher_action`; bpd's dataset record (teacher hash, noise, seed, ...) travels in the
+dataset's description after the marker `bpd-meta: `.
+
+Every command that reads a dataset (`distill`, `baseline`, `multitask`, `export --dataset`) takes
+`minari:ID` (or an ID alone where no file of that name exists) in place of a `.npz`. A dataset written
+by another tool has no teacher actions: its recorded actions are the labels, its rewards feed the value
+term as usual. Dictionary or image observations and discrete actions are refused in one line.
+
+Minari is an optional extra (`pip install -e '.[minari]'`); without it these paths say so in one line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from bpd.errors import BpdError
+
+if TYPE_CHECKING:
+    from training.collect import Dataset
+
+PREFIX = "minari:"
+MARKER = "bpd-meta: "
+# Minari's id syntax: (namespace/)(env_name/)dataset_name(-v[version]), names of letters, digits, - and _
+ID_RE = re.compile(r"^(?:[A-Za-z0-9_][A-Za-z0-9_.-]*/){0,2}[A-Za-z0-9_][A-Za-z0-9_.-]*-v\d+$")
+
+
+def _minari():
+    try:
+        import minari
+    except ImportError:
+        raise BpdError("Minari datasets need the 'minari' extra: pip install -e '.[minari]'") from None
+    return minari
+
+
+def dataset_id(spec: str) -> str:
+    """The Minari id of `minari:ID` or `ID`; a malformed one is a one-line error."""
+    ds_id = spec[len(PREFIX):] if spec.startswith(PREFIX) else spec
+    if not ID_RE.match(ds_id):
+        raise BpdError(f"{ds_id!r} is not a Minari dataset id (NAMESPACE/NAME-vN, e.g. bpd/hopper-teacher-v0)")
+    return ds_id
+
+
+def local_path(ds_id: str) -> Path:
+    """Where Minari keeps (or would keep) this dataset on this machine."""
+    from minari.storage.datasets_root_dir import get_dataset_path
+
+    return Path(get_dataset_path(ds_id))
+
+
+def is_minari(spec: str | Path) -> bool:
+    """Whether a --dataset value names a Minari dataset: `minari:ID`, or an id of Minari's form that is no
+    file here and is in Minari's local store."""
+    s = str(spec)
+    if s.startswith(PREFIX):
+        return True
+    if Path(s).exists() or not ID_RE.match(s):
+        return False
+    try:
+        _minari()
+        return (local_path(s) / "data" / "metadata.json").is_file()
+    except BpdError:
+        return False
+
+
+def content_hash(spec: str) -> str:
+    """sha256 over the dataset's data files (the run records it as it records a .npz's hash)."""
+    d = local_path(dataset_id(spec)) / "data"
+    h = hashlib.sha256()
+    for f in sorted(d.iterdir()):
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def _episode_bounds(ds: Dataset) -> list[tuple[int, int]]:
+    ends = np.flatnonzero((ds.terminals > 0) | (ds.truncations > 0))
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    return [(int(a), int(b) + 1) for a, b in zip(starts, ends)]
+
+
+def write_minari(ds: Dataset, spec: str) -> str:
+    """Write a bpd dataset as a new Minari dataset; returns its id. An existing id is refused (nothing is
+    replaced)."""
+    minari = _minari()
+    from minari.data_collector import EpisodeBuffer
+
+    ds_id = dataset_id(spec)
+    if local_path(ds_id).exists():
+        raise BpdError(f"Minari dataset {ds_id} exists ({local_path(ds_id)}); choose another id or remove it")
+    buffers = []
+    for i, (a, b) in enumerate(_episode_bounds(ds)):
+        obs = np.concatenate([ds.observations[a:b], ds.next_observations[b - 1:b]])
+        # infos hold one entry per observation: the last observation's teacher action is not recorded
+        teacher = np.concatenate([ds.teacher_actions[a:b], np.full((1, ds.teacher_actions.shape[1]), np.nan,
+                                                                   np.float32)])
+        buffers.append(EpisodeBuffer(id=i, observations=obs, actions=ds.actions[a:b],
+                                     rewards=ds.rewards[a:b].tolist(),
+                                     terminations=(ds.terminals[a:b] > 0).tolist(),
+                                     truncations=(ds.truncations[a:b] > 0).tolist(),
+                                     infos={"teacher_action": teacher}))
+    meta = ds.meta
+    text = (f"Rolled out by `bpd collect` on {meta['env_id']}: {meta['steps']} steps, teacher sha256 "
+            f"{meta.get('teacher_sha256')}, exploration noise {meta.get('noise')}, seed {meta.get('seed')}. Each "
+            "step's infos['teacher_action'] is the teacher's noise-free action at that observation.\n"
+            + MARKER + json.dumps(meta, sort_keys=True))
+    with warnings.catch_warnings():  # Minari warns of every optional field left out
+        warnings.simplefilter("ignore")
+        minari.create_dataset_from_buffers(ds_id, buffers, env=meta["env_id"], algorithm_name="bpd collect",
+                                           author="bpd", description=text, data_format="hdf5")
+    return ds_id
+
+
+def read_minari(spec: str) -> Dataset:
+    """A Minari dataset as a bpd Dataset (validated like a .npz)."""
+    minari = _minari()
+    from training.collect import FORMAT, FORMAT_VERSION, Dataset, check_dataset
+
+    ds_id = dataset_id(spec)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            m = minari.load_dataset(ds_id)
+            episodes = list(m.iterate_episodes())
+    except Exception as e:  # noqa: BLE001 - Minari raises many kinds for a missing or malformed dataset
+        first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
+        raise BpdError(f"Minari dataset {ds_id}: cannot be read ({first})") from None
+    space = m.action_space
+    if not hasattr(space, "low") or len(getattr(space, "shape", ()) or ()) != 1:
+        raise BpdError(f"Minari dataset {ds_id}: actions must be a flat continuous box (bpd distils continuous "
+                       "policies)")
+    if not episodes:
+        raise BpdError(f"Minari dataset {ds_id}: has no episodes")
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("observations", "actions", "teacher_actions", "rewards",
+                                                          "next_observations", "terminals", "truncations")}
+    labelled = True
+    for ep in episodes:
+        obs = ep.observations
+        if not isinstance(obs, np.ndarray) or obs.ndim != 2:
+            raise BpdError(f"Minari dataset {ds_id}: observations must be flat vectors (not dictionaries or "
+                           "images)")
+        n = len(ep.actions)
+        acts = np.asarray(ep.actions, np.float32).reshape(n, -1)
+        teacher = (ep.infos or {}).get("teacher_action")
+        if teacher is None:
+            labelled = False
+            teacher = acts
+        parts["observations"].append(obs[:n])
+        parts["next_observations"].append(obs[1:n + 1])
+        parts["actions"].append(acts)
+        parts["teacher_actions"].append(np.asarray(teacher, np.float32)[:n].reshape(n, -1))
+        parts["rewards"].append(np.asarray(ep.rewards, np.float32))
+        parts["terminals"].append(np.asarray(ep.terminations, np.float32))
+        trunc = np.asarray(ep.truncations, np.float32)
+        if n and not trunc[-1] and not parts["terminals"][-1][-1]:  # an episode cut short ends as a truncation
+            trunc = trunc.copy()
+            trunc[-1] = 1.0
+        parts["truncations"].append(trunc)
+    arr = {k: np.concatenate(v).astype(np.float32) for k, v in parts.items()}
+    recorded = _bpd_meta(m.storage.metadata.get("description") or "")
+    env_spec = m.spec.env_spec
+    env_id = recorded.get("env_id") or (env_spec.id if env_spec is not None else None)
+    if not env_id:
+        raise BpdError(f"Minari dataset {ds_id}: records no environment")
+    od, ad = arr["observations"].shape[1], arr["actions"].shape[1]
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "env_id": env_id, "obs_dim": od, "act_dim": ad,
+            "steps": len(arr["observations"]), "episodes": len(episodes), "source": f"{PREFIX}{ds_id}",
+            "labels": "teacher actions" if labelled else "the dataset's actions (no teacher actions recorded)"}
+    meta = {k: v for k, v in recorded.items() if k not in meta} | meta
+    ds = Dataset(meta=meta, obs_mean=arr["observations"].mean(0), obs_std=arr["observations"].std(0) + 1e-3,
+                 action_low=np.asarray(space.low, np.float32), action_high=np.asarray(space.high, np.float32),
+                 **arr)
+    check_dataset(ds, f"Minari dataset {ds_id}")
+    return ds
+
+
+def _bpd_meta(description: str) -> dict:
+    for line in description.splitlines():
+        if line.startswith(MARKER):
+            try:
+                meta = json.loads(line[len(MARKER):])
+            except ValueError:
+                return {}
+            return meta if isinstance(meta, dict) else {}
+    return {}
