@@ -37,6 +37,7 @@ from export.onnx_export import (
     reference_evaluator_run,
     save_onnx,
 )
+from export.package import CHOICES as PACKAGE_CHOICES
 from export.parity import PARITY_TOL
 from export.parity import tolerance as parity_tolerance
 from export.verify import manifest, verify_export
@@ -67,6 +68,12 @@ class ExportConfig:
     parity_samples: int = field(10_000, help="observations in the parity check")
     episodes: int = field(10, help="episodes to measure the return of torch and C forms (0 to skip)")
     seed: int = field(0, help="seed for random parity states and evaluation episodes")
+    package: str = field("none", help="also write OUT/package/, the export as a library for a build system: "
+                         "cmake (a bpd::policy target), zephyr (a module), platformio (library.json), arduino "
+                         "(library.properties, sources in src/) or all (one folder that is all four), each with "
+                         "an example", choices=PACKAGE_CHOICES)
+    package_url: str = field("", help="--package: the library's web page in library.json and library.properties "
+                             "(Arduino requires one; a placeholder without it)")
 
 
 @dataclass
@@ -195,6 +202,8 @@ def check_export_out(out: Path) -> None:
 def _check_config(cfg: ExportConfig) -> None:
     check_ranges(cfg, {"parity_samples": (1, 10_000_000), "episodes": (0, 100_000), "seed": (0, 2**31 - 1),
                        "flash_budget": (1, 2**31 - 1), "int_budget": (0.0, 1.0)})
+    if cfg.package not in PACKAGE_CHOICES:
+        raise BpdError(f"--package {cfg.package!r}: choose one of {', '.join(PACKAGE_CHOICES)}")
     for flag, path in (("--dataset", cfg.dataset), ("--teacher", cfg.teacher)):
         if path is not None and not Path(path).is_file():
             raise BpdError(f"{path}: no such file ({flag})")
@@ -391,6 +400,13 @@ def _write_export(cfg: ExportConfig, out: Path, meter: KernelMeter | None = None
                 r, _ = evaluate(src.env_id, fn, cfg.episodes, seed=cfg.seed + 5000)
                 rets[name] = {"return_mean": float(np.mean(r)), "return_std": float(np.std(r))}
         report["returns"] = rets | {"episodes": cfg.episodes}
+    if cfg.package != "none":  # the chosen kernel's C as a library, listed in export.json's file record below
+        from export.package import write_package
+        example = net.in_offset if net.in_offset is not None else np.zeros(net.obs_dim, np.float32)
+        report["package"] = write_package(out, cfg.package, {"env_id": src.env_id, "obs_dim": net.obs_dim,
+                                                             "act_dim": net.act_dim, "model_hash": mh,
+                                                             "kernel": kernel["kind"], "url": cfg.package_url},
+                                          example, cpol.act(np.asarray(example, np.float32)[None])[0])
     report["seconds"] = round(time.time() - t0, 2)
     write_json(out / "export_report.json", report)
     write_json(out / "export.json", {"format": "bpd-export", "format_version": 1, "env_id": src.env_id,

@@ -1,0 +1,402 @@
+"""`bpd export --package`: the export as a library for the user's build system.
+
+`--package cmake|zephyr|platformio|arduino|all` writes OUT/package/, one folder laid out so that each
+ecosystem asked for finds what it expects (`all` is one folder that is all four):
+
+  src/                   the export's C (export.kernels.KERNEL_FILES) and bpd_policy.h, the one header
+                         to include (Arduino wants the sources under src/; every format builds them there)
+  CMakeLists.txt         cmake: a static library `bpd_policy`, its alias `bpd::policy` for
+  cmake/bpd_policyConfig.cmake  add_subdirectory, and an install rule exporting `bpd::policy` to find_package
+  zephyr/module.yml      zephyr: the module (build.cmake, build.kconfig), its Kconfig (CONFIG_BPD_POLICY)
+  zephyr/Kconfig         and CMakeLists.txt (a zephyr_library of src/)
+  zephyr/CMakeLists.txt
+  library.json           platformio: the library manifest (sources and headers in src/)
+  library.properties     arduino: the library metadata
+  examples/              one example per format, each running bpd_policy_run on one observation (the
+                         dataset's mean where the network has one) and printing the action
+
+Every file goes into export.json's file record, so the export verifies with its package in it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+import bpd
+from bpd.errors import BpdError
+from bpd.io import write_text
+from export.c_export import c_float
+from export.kernels import KERNEL_FILES
+
+FORMATS = ("cmake", "zephyr", "platformio", "arduino")
+CHOICES = ("none", *FORMATS, "all")
+DIR = "package"
+NAME = "bpd_policy"  # the CMake project, Zephyr module and Arduino library
+PIO_NAME = "bpd-policy"  # PlatformIO names are slugs (letters, digits, dashes)
+HEADER = "bpd_policy.h"
+SOURCES = tuple(f for f in KERNEL_FILES if f.endswith(".c"))
+ARDUINO_SKETCH = "bpd_policy_run"
+PLACEHOLDER_URL = "https://example.com/bpd_policy"
+# the compiler flags of Cortex-M4F, the core the examples are built for in tests/test_package.py
+CORTEX_M4F = ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16")
+
+
+def formats_of(choice: str) -> tuple[str, ...]:
+    """The formats a --package value names (none: nothing); a bad value is one line."""
+    if choice not in CHOICES:
+        raise BpdError(f"--package {choice!r}: choose one of {', '.join(CHOICES)}")
+    return () if choice == "none" else FORMATS if choice == "all" else (choice,)
+
+
+def library_version() -> str:
+    """The library's version: bpd's, where it is semver (every manifest here asks for one)."""
+    v = bpd.__version__
+    return v if re.fullmatch(r"\d+\.\d+\.\d+", v) else "0.0.0"
+
+
+def write_package(export_dir: str | Path, choice: str, meta: dict, example_obs: np.ndarray,
+                  example_action: np.ndarray | None = None) -> dict:
+    """Write export_dir/package for the formats choice names, from the export's C files in export_dir.
+    meta: env_id, obs_dim, act_dim, model_hash and kernel of the export (and url, the library's web page, or
+    none). example_obs: the observation the
+    examples run on; example_action: what the host build of the same C gave for it (noted in the examples).
+    Returns the record of what was written ({} for none)."""
+    fmts = formats_of(choice)
+    if not fmts:
+        return {}
+    d = Path(export_dir)
+    missing = [f for f in KERNEL_FILES if not (d / f).is_file()]
+    if missing:
+        raise BpdError(f"{d}: no {', '.join(missing)} to package; run `bpd export` again")
+    obs = np.asarray(example_obs, np.float32).reshape(-1)
+    if obs.shape != (int(meta["obs_dim"]),):
+        raise BpdError(f"the example observation has {obs.size} values, the policy reads {meta['obs_dim']}")
+    pkg = d / DIR
+    if pkg.exists():
+        shutil.rmtree(pkg)
+    (pkg / "src").mkdir(parents=True)
+    for f in KERNEL_FILES:
+        shutil.copyfile(d / f, pkg / "src" / f)
+    files: dict[str, str] = {f"src/{HEADER}": _header(meta)}
+    example = _example_c(meta, obs, example_action)
+    for fmt in fmts:
+        files |= GENERATORS[fmt](meta, example, obs, example_action)
+    files["README.md"] = _readme(meta, fmts)
+    for rel, text in files.items():
+        (pkg / rel).parent.mkdir(parents=True, exist_ok=True)
+        write_text(pkg / rel, text)
+    return {"dir": DIR, "formats": list(fmts), "name": NAME, "version": library_version(),
+            "example_observation": [float(x) for x in obs],
+            "example_action_host": None if example_action is None else [float(x) for x in np.ravel(example_action)],
+            "files": sorted(p.relative_to(pkg).as_posix() for p in pkg.rglob("*") if p.is_file())}
+
+
+def _describe(meta: dict) -> str:
+    return (f"Sparse policy for {meta['env_id']} exported by bpd ({meta['obs_dim']} observations to "
+            f"{meta['act_dim']} actions, {meta['kernel']} kernel, model {str(meta['model_hash'])[:16]})")
+
+
+def _url(meta: dict) -> str:
+    """The library's web page (library.properties requires one): --package-url, else a placeholder."""
+    return str(meta.get("url") or PLACEHOLDER_URL)
+
+
+def _header(meta: dict) -> str:
+    return f"""/* {NAME}: the one header of the exported policy (generated by bpd export --package - do not edit).
+ * {_describe(meta)}.
+ *
+ *   static float scratch[BPD_SCRATCH_FLOATS];
+ *   float action[BPD_ACT_DIM];
+ *   int rc = bpd_policy_run(&bpd_model, obs, action, scratch);  // obs: BPD_OBS_DIM floats
+ *
+ * rc is BPD_OK, or BPD_ERR_NONFINITE with the model's safe action written for a NaN or infinite
+ * observation (policy.h). No malloc; every buffer is the caller's.
+ */
+#ifndef BPD_POLICY_PACKAGE_H
+#define BPD_POLICY_PACKAGE_H
+#ifdef __cplusplus
+extern "C" {{
+#endif
+#include "policy.h"
+#include "policy_weights.h"
+#ifdef __cplusplus
+}}
+#endif
+#endif
+"""
+
+
+def _obs_literal(obs: np.ndarray) -> str:
+    return ", ".join(c_float(float(x)) for x in obs)
+
+
+def _expected(action: np.ndarray | None) -> str:
+    if action is None:
+        return ""
+    return (" * On the host the same C gives action = {" + ", ".join(f"{float(a):.6g}" for a in np.ravel(action))
+            + "} for it.\n")
+
+
+def _example_c(meta: dict, obs: np.ndarray, action: np.ndarray | None) -> str:
+    """The C example every C format shares: one observation in, the action printed (in thousandths, so that
+    no printf float support is needed)."""
+    return f"""/* {NAME} example: one observation in, one action out (generated by bpd export --package).
+ * The observation is one of {meta['env_id']} (the dataset's mean where the export has it): put the
+ * sensor readings of your plant in its place.
+{_expected(action)} */
+#include <stdio.h>
+
+#include "{HEADER}"
+
+static const float obs[BPD_OBS_DIM] = {{ {_obs_literal(obs)} }};
+static float scratch[BPD_SCRATCH_FLOATS]; /* the kernel's working memory, owned by the caller */
+
+int policy_step(const float *observation, float *action);
+
+/* One control step: BPD_OBS_DIM observations in, BPD_ACT_DIM actions out. */
+int policy_step(const float *observation, float *action)
+{{
+    return bpd_policy_run(&bpd_model, observation, action, scratch);
+}}
+
+int main(void)
+{{
+    float action[BPD_ACT_DIM];
+    int i;
+    int rc = policy_step(obs, action);
+
+    printf("bpd_policy_run: rc %d (model %.16s)\\n", rc, bpd_model_hash);
+    for (i = 0; i < BPD_ACT_DIM; ++i) {{
+        printf("action[%d] = %ld/1000\\n", i, (long)(action[i] * 1000.0f));
+    }}
+    return rc == BPD_OK ? 0 : 1;
+}}
+"""
+
+
+# ------------------------------------------------------------------ cmake
+
+def _cmake(meta: dict, example: str, obs: np.ndarray, action: np.ndarray | None) -> dict[str, str]:
+    srcs = " ".join(f"src/{f}" for f in SOURCES)
+    headers = " ".join(f"src/{f}" for f in (HEADER, *KERNEL_FILES) if f.endswith(".h"))
+    lib = f"""# {NAME}: {_describe(meta)}.
+# Generated by bpd export --package - do not edit.
+#
+# In your build, either
+#   add_subdirectory(path/to/this/folder)       then  target_link_libraries(app PRIVATE bpd::policy)
+# or install it (cmake --install) and
+#   find_package({NAME} CONFIG REQUIRED)          then  target_link_libraries(app PRIVATE bpd::policy)
+# Include "{HEADER}". -DBPD_POLICY_FAST_TANH=ON: the rational tanh of policy.h in place of libm's tanhf.
+cmake_minimum_required(VERSION 3.13)
+project({NAME} VERSION {library_version()} LANGUAGES C)
+
+include(GNUInstallDirs)
+option(BPD_POLICY_FAST_TANH "rational tanh (max abs error 3.9e-7) in place of libm tanhf" OFF)
+
+add_library({NAME} STATIC {srcs})
+add_library(bpd::policy ALIAS {NAME})
+set_target_properties({NAME} PROPERTIES EXPORT_NAME policy C_STANDARD 99 C_STANDARD_REQUIRED ON
+                      C_EXTENSIONS OFF)
+target_include_directories({NAME} PUBLIC
+    $<BUILD_INTERFACE:${{CMAKE_CURRENT_SOURCE_DIR}}/src>
+    $<INSTALL_INTERFACE:${{CMAKE_INSTALL_INCLUDEDIR}}/{NAME}>)
+if(BPD_POLICY_FAST_TANH)
+  target_compile_definitions({NAME} PRIVATE BPD_FAST_TANH)
+endif()
+if(NOT MSVC)
+  target_link_libraries({NAME} PUBLIC m)  # tanhf, fmaf
+endif()
+
+install(TARGETS {NAME} EXPORT {NAME}Targets ARCHIVE DESTINATION ${{CMAKE_INSTALL_LIBDIR}})
+install(FILES {headers} DESTINATION ${{CMAKE_INSTALL_INCLUDEDIR}}/{NAME})
+install(EXPORT {NAME}Targets NAMESPACE bpd:: DESTINATION ${{CMAKE_INSTALL_LIBDIR}}/cmake/{NAME})
+install(FILES cmake/{NAME}Config.cmake DESTINATION ${{CMAKE_INSTALL_LIBDIR}}/cmake/{NAME})
+"""
+    config = f"""# find_package({NAME}): the installed library as the imported target bpd::policy.
+include("${{CMAKE_CURRENT_LIST_DIR}}/{NAME}Targets.cmake")
+"""
+    app = f"""# {NAME} example for CMake: the policy on one observation.
+# Cross-compiled for Cortex-M4F with the toolchain file beside it:
+#   cmake -S . -B build -DCMAKE_TOOLCHAIN_FILE=cortex-m4f.cmake && cmake --build build
+# It takes an installed {NAME} (find_package; set CMAKE_PREFIX_PATH) and else this package's own folder.
+cmake_minimum_required(VERSION 3.13)
+project({NAME}_example LANGUAGES C)
+
+find_package({NAME} CONFIG QUIET)
+if(NOT {NAME}_FOUND)
+  add_subdirectory(${{CMAKE_CURRENT_SOURCE_DIR}}/../.. {NAME})
+endif()
+
+add_executable({NAME}_example main.c)
+set_target_properties({NAME}_example PROPERTIES C_STANDARD 99 C_STANDARD_REQUIRED ON C_EXTENSIONS OFF)
+target_link_libraries({NAME}_example PRIVATE bpd::policy)
+"""
+    flags = " ".join(CORTEX_M4F)
+    toolchain = f"""# Cortex-M4F with the GNU Arm Embedded toolchain (arm-none-eabi-gcc and newlib): bare metal, the
+# system calls stubbed by newlib's nosys (printf goes nowhere until you retarget _write).
+set(CMAKE_SYSTEM_NAME Generic)
+set(CMAKE_SYSTEM_PROCESSOR arm)
+set(CMAKE_C_COMPILER arm-none-eabi-gcc)
+set(CMAKE_TRY_COMPILE_TARGET_TYPE STATIC_LIBRARY)
+set(CMAKE_C_FLAGS_INIT "{flags}")
+set(CMAKE_EXE_LINKER_FLAGS_INIT "--specs=nosys.specs")
+set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)
+"""
+    return {"CMakeLists.txt": lib, f"cmake/{NAME}Config.cmake": config, "examples/cmake/CMakeLists.txt": app,
+            "examples/cmake/main.c": example, "examples/cmake/cortex-m4f.cmake": toolchain}
+
+
+# ------------------------------------------------------------------ zephyr
+
+def _zephyr(meta: dict, example: str, obs: np.ndarray, action: np.ndarray | None) -> dict[str, str]:
+    module = f"""# {NAME}: a Zephyr module (generated by bpd export --package - do not edit).
+# List this folder in your west.yml or in ZEPHYR_EXTRA_MODULES, then CONFIG_BPD_POLICY=y.
+name: {NAME}
+build:
+  cmake: zephyr
+  kconfig: zephyr/Kconfig
+samples:
+  - examples/zephyr
+"""
+    kconfig = f"""# {NAME} (generated by bpd export --package - do not edit)
+
+config BPD_POLICY
+\tbool "bpd policy for {meta['env_id']}"
+\tselect REQUIRES_FULL_LIBC
+\thelp
+\t  {_describe(meta)}.
+\t  Include {HEADER} and call bpd_policy_run(&bpd_model, obs, action, scratch).
+
+config BPD_POLICY_FAST_TANH
+\tbool "Rational tanh in place of libm tanhf"
+\tdepends on BPD_POLICY
+\thelp
+\t  The generic kernel's rational tanh (max abs error 3.9e-7) instead of the C library's tanhf.
+"""
+    srcs = "\n".join(f"    ${{ZEPHYR_CURRENT_MODULE_DIR}}/src/{f}" for f in SOURCES)
+    cmake = f"""# {NAME} (generated by bpd export --package - do not edit)
+if(CONFIG_BPD_POLICY)
+  zephyr_library_named({NAME})
+  zephyr_library_sources(
+{srcs}
+  )
+  zephyr_include_directories(${{ZEPHYR_CURRENT_MODULE_DIR}}/src)
+  if(CONFIG_BPD_POLICY_FAST_TANH)
+    zephyr_library_compile_definitions(BPD_FAST_TANH)
+  endif()
+endif()
+"""
+    app = f"""# {NAME} example for Zephyr: the policy on one observation.
+#   west build -b <your Cortex-M4F board, e.g. nucleo_f401re> examples/zephyr
+cmake_minimum_required(VERSION 3.20.0)
+# the package this example sits in is the module; a real application lists it in west.yml instead
+list(APPEND ZEPHYR_EXTRA_MODULES ${{CMAKE_CURRENT_SOURCE_DIR}}/../..)
+find_package(Zephyr REQUIRED HINTS $ENV{{ZEPHYR_BASE}})
+project({NAME}_example)
+
+target_sources(app PRIVATE src/main.c)
+"""
+    return {"zephyr/module.yml": module, "zephyr/Kconfig": kconfig, "zephyr/CMakeLists.txt": cmake,
+            "examples/zephyr/CMakeLists.txt": app, "examples/zephyr/prj.conf": "CONFIG_BPD_POLICY=y\n",
+            "examples/zephyr/src/main.c": example}
+
+
+# ------------------------------------------------------------------ platformio
+
+def _platformio(meta: dict, example: str, obs: np.ndarray, action: np.ndarray | None) -> dict[str, str]:
+    manifest = {
+        "name": PIO_NAME, "version": library_version(), "description": _describe(meta),
+        "keywords": ["policy", "control", "neural-network", "reinforcement-learning", "cortex-m"],
+        "frameworks": "*", "platforms": "*", "headers": [HEADER],
+        "build": {"srcDir": "src", "includeDir": "src"},
+        "examples": [{"name": "bpd_policy_run", "base": "examples/platformio",
+                      "files": ["platformio.ini", "src/main.c"]}],
+        "homepage": _url(meta),
+    }
+    ini = f"""; {NAME} example for PlatformIO: the policy on one observation, on a Cortex-M4F board.
+;   pio run -d examples/platformio
+[env:cortex_m4f]
+platform = ststm32
+board = nucleo_f401re
+framework = stm32cube
+; the package this example sits in is the library; a real project names it in lib_deps the same way
+lib_deps = {PIO_NAME}=symlink://../..
+"""
+    return {"library.json": json.dumps(manifest, indent=2) + "\n", "examples/platformio/platformio.ini": ini,
+            "examples/platformio/src/main.c": example}
+
+
+# ------------------------------------------------------------------ arduino
+
+def _arduino(meta: dict, example: str, obs: np.ndarray, action: np.ndarray | None) -> dict[str, str]:
+    paragraph = (f"bpd_policy_run(&bpd_model, obs, action, scratch) maps {meta['obs_dim']} observations to "
+                 f"{meta['act_dim']} actions ({meta['kernel']} kernel, model {str(meta['model_hash'])[:16]}); "
+                 "no malloc, a safe action for NaN or infinite inputs.")
+    props = f"""name={NAME}
+version={library_version()}
+author=bpd export
+maintainer=bpd export
+sentence=Sparse neural-network policy for {meta['env_id']}, exported by bpd.
+paragraph={paragraph}
+category=Data Processing
+url={_url(meta)}
+architectures=*
+includes={HEADER}
+"""
+    sketch = f"""// {NAME} example for Arduino: the policy on one observation, printed on Serial once a second.
+// The observation is one of {meta['env_id']} (the dataset's mean where the export has it): put the
+// sensor readings of your plant in its place.
+{"// On the host the same C gives action = {" + ", ".join(f"{float(a):.6g}" for a in np.ravel(action)) + "}."
+ if action is not None else ""}
+#include <{HEADER}>
+
+static const float obs[BPD_OBS_DIM] = {{ {_obs_literal(obs)} }};
+static float scratch[BPD_SCRATCH_FLOATS];  // the kernel's working memory, owned by the caller
+
+void setup() {{
+  Serial.begin(115200);
+}}
+
+void loop() {{
+  float action[BPD_ACT_DIM];
+  int rc = bpd_policy_run(&bpd_model, obs, action, scratch);
+  Serial.print("bpd_policy_run: rc ");
+  Serial.println(rc);
+  for (int i = 0; i < BPD_ACT_DIM; ++i) {{
+    Serial.print("action ");
+    Serial.println(action[i], 6);
+  }}
+  delay(1000);
+}}
+"""
+    return {"library.properties": props,
+            f"examples/{ARDUINO_SKETCH}/{ARDUINO_SKETCH}.ino": sketch}
+
+
+GENERATORS = {"cmake": _cmake, "zephyr": _zephyr, "platformio": _platformio, "arduino": _arduino}
+
+_USE = {
+    "cmake": f"`add_subdirectory(package)` (or `cmake --install` it and `find_package({NAME} CONFIG)`), then "
+             "`target_link_libraries(app PRIVATE bpd::policy)`; example: examples/cmake (with a Cortex-M4F "
+             "toolchain file).",
+    "zephyr": "a Zephyr module (zephyr/module.yml): list the folder in west.yml or ZEPHYR_EXTRA_MODULES and set "
+              "CONFIG_BPD_POLICY=y; example: examples/zephyr.",
+    "platformio": f"a PlatformIO library (library.json): `lib_deps = {PIO_NAME}=symlink://path/to/package` or "
+                  "copy the folder into lib/; example: examples/platformio.",
+    "arduino": f"an Arduino library (library.properties, sources in src/): copy the folder into your sketchbook's "
+               f"libraries/ (or Sketch > Include Library > Add .ZIP Library); example: examples/{ARDUINO_SKETCH}.",
+}
+
+
+def _readme(meta: dict, fmts: tuple[str, ...]) -> str:
+    lines = [f"# {NAME}", "", _describe(meta) + ".", "",
+             f"Include `{HEADER}` and call `bpd_policy_run(&bpd_model, obs, action, scratch)` with "
+             "`float scratch[BPD_SCRATCH_FLOATS]` of your own (src/policy.h has the API). Generated by "
+             "`bpd export --package`: the files are part of the export's record, so edit a copy, not these.", ""]
+    lines += [f"- **{f}**: {_USE[f]}" for f in fmts]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,380 @@
+"""`bpd export --package`: the export as a library for CMake, Zephyr, PlatformIO and Arduino.
+
+Every format's example is built for Cortex-M4F with arm-none-eabi-gcc (-mcpu=cortex-m4 -mfloat-abi=hard
+-mfpu=fpv4-sp-d16 -mthumb) under the strict warning set of export/cc.py. CMake really configures and
+builds the example (through add_subdirectory and through an installed bpd::policy found by find_package),
+and the built image's policy_step is run under the emulated Cortex-M4F against the host build. Zephyr,
+PlatformIO and Arduino, whose own tools are not installed here, have their manifests checked against the
+fields each format documents as required, and their examples compiled the way that build system would:
+the sources and include paths the manifest names, the sketch as C++ behind <Arduino.h>.
+"""
+
+from __future__ import annotations
+
+import configparser
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from bpd.errors import BpdError
+from export.c_export import CPolicy
+from export.cc import STRICT
+from export.kernels import KERNEL_FILES
+from export.package import ARDUINO_SKETCH, CHOICES, CORTEX_M4F, FORMATS, HEADER, formats_of, write_package
+from export.verify import manifest, verify_export
+from tests.conftest import pendulum_export, run_bpd
+
+ARM_GCC = "arm-none-eabi-gcc"
+ARM_GXX = "arm-none-eabi-g++"
+LINK = ["--specs=nosys.specs"]  # newlib's stubbed system calls: a bare-metal image that links
+
+
+def need_arm(*tools: str) -> None:
+    for tool in (ARM_GCC, *tools):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} not installed (make system-deps installs it): the Cortex-M4F build cannot run")
+
+
+def _meta(d: Path) -> dict:
+    info = json.loads((d / "export.json").read_text())
+    return {k: info[k] for k in ("env_id", "obs_dim", "act_dim", "model_hash")} | {"kernel": info.get("kernel",
+                                                                                                    "generic")}
+
+
+def _packaged(tmp: Path, choice: str) -> Path:
+    """The committed pendulum export with a package of choice written into it; returns the export."""
+    d = tmp / f"export-{choice}"
+    shutil.copytree(pendulum_export(), d)
+    meta = _meta(d)
+    obs = np.linspace(-0.2, 0.2, meta["obs_dim"]).astype(np.float32)
+    write_package(d, choice, meta, obs, CPolicy(d, build_dir=tmp / f"host-{choice}").act(obs[None])[0])
+    return d
+
+
+@pytest.fixture(scope="module")
+def pkg_all(tmp_path_factory) -> Path:
+    return _packaged(tmp_path_factory.mktemp("pkg"), "all") / "package"
+
+
+def _run(cmd: list[str], cwd: Path | None = None, env: dict | None = None) -> str:
+    p = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    assert p.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{p.stdout[-2000:]}\n{p.stderr[-3000:]}"
+    return p.stdout
+
+
+def assert_cortex_m4f_image(elf: Path, model_hash: str) -> dict[str, int]:
+    """A linked Armv7E-M image with single-precision VFP arguments, holding the export's policy (its model
+    hash string, the kernel's entry point and the example's policy_step); returns its symbols."""
+    from elftools.elf.elffile import ELFFile
+
+    from firmware_host.elf import symbol_table
+
+    attrs = _run(["arm-none-eabi-readelf", "-A", str(elf)])
+    assert re.search(r"Tag_CPU_arch: v7E-M", attrs), attrs
+    assert re.search(r"Tag_FP_arch: VFPv4-D16", attrs), attrs
+    assert re.search(r"Tag_ABI_VFP_args: VFP registers", attrs), attrs  # -mfloat-abi=hard
+    with open(elf, "rb") as f:
+        ef = ELFFile(f)
+        assert ef["e_machine"] == "EM_ARM" and ef["e_type"] == "ET_EXEC"
+        syms = {s.name: s["st_value"] for s in symbol_table(ef, elf).iter_symbols() if s.name}
+        rodata = b"".join(s.data() for s in ef.iter_sections() if s.name in (".rodata", ".text"))
+    assert {"bpd_policy_run", "bpd_model", "bpd_model_hash", "policy_step", "main"} <= set(syms)
+    assert model_hash.encode() + b"\0" in rodata
+    return syms
+
+
+# ---------------------------------------------------------------- the choice
+
+def test_package_choices_and_a_bad_value_is_one_line(tmp_path):
+    assert CHOICES == ("none", "cmake", "zephyr", "platformio", "arduino", "all")
+    assert formats_of("all") == FORMATS and formats_of("none") == () and formats_of("zephyr") == ("zephyr",)
+    with pytest.raises(BpdError, match=r"^--package 'conan': choose one of none, cmake, .*all$"):
+        formats_of("conan")
+    p = run_bpd("export", str(tmp_path), "--out", str(tmp_path / "x"), "--package", "conan", check=False)
+    assert p.returncode == 2 and p.stdout == ""
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--package" in lines[0] and "invalid choice: 'conan'" in lines[0], p.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_each_format_writes_its_manifests_and_only_those(tmp_path):
+    """One format: the sources in src/, its own manifests and example, no other format's; none: no package."""
+    own = {"cmake": {"CMakeLists.txt", "cmake/bpd_policyConfig.cmake", "examples/cmake/CMakeLists.txt",
+                     "examples/cmake/main.c", "examples/cmake/cortex-m4f.cmake"},
+           "zephyr": {"zephyr/module.yml", "zephyr/Kconfig", "zephyr/CMakeLists.txt", "examples/zephyr/CMakeLists.txt",
+                      "examples/zephyr/prj.conf", "examples/zephyr/src/main.c"},
+           "platformio": {"library.json", "examples/platformio/platformio.ini", "examples/platformio/src/main.c"},
+           "arduino": {"library.properties", f"examples/{ARDUINO_SKETCH}/{ARDUINO_SKETCH}.ino"}}
+    common = {"README.md", f"src/{HEADER}"} | {f"src/{f}" for f in KERNEL_FILES}
+    for fmt in FORMATS:
+        pkg = _packaged(tmp_path, fmt) / "package"
+        files = {p.relative_to(pkg).as_posix() for p in pkg.rglob("*") if p.is_file()}
+        assert files == common | own[fmt], fmt
+        for f in KERNEL_FILES:  # the export's C, byte for byte
+            assert (pkg / "src" / f).read_bytes() == (pkg.parent / f).read_bytes()
+    d = tmp_path / "none"
+    shutil.copytree(pendulum_export(), d)
+    assert write_package(d, "none", _meta(d), np.zeros(4)) == {} and not (d / "package").exists()
+    with pytest.raises(BpdError, match="example observation has 3 values, the policy reads 4"):
+        write_package(d, "cmake", _meta(d), np.zeros(3))
+
+
+# ---------------------------------------------------------------- CMake
+
+def _cmake_build(src: Path, build: Path, toolchain: Path, *defs: str) -> str:
+    env = dict(os.environ, CFLAGS=" ".join(STRICT[1:]))  # the toolchain file's CPU flags come on top
+    _run(["cmake", "-S", str(src), "-B", str(build), f"-DCMAKE_TOOLCHAIN_FILE={toolchain}",
+          "-DCMAKE_BUILD_TYPE=MinSizeRel", *defs], env=env)
+    return _run(["cmake", "--build", str(build), "--verbose"], env=env)
+
+
+def test_cmake_example_builds_for_cortex_m4f_through_add_subdirectory(pkg_all, tmp_path):
+    """cmake configures and builds examples/cmake with its toolchain file: the library target bpd::policy
+    comes from the package folder (add_subdirectory), every source compiled for Cortex-M4F with the strict
+    warnings, and the image holds this export's policy."""
+    need_arm("cmake")
+    app = pkg_all / "examples" / "cmake"
+    log = _cmake_build(app, tmp_path / "b", app / "cortex-m4f.cmake")
+    compiles = [line for line in log.splitlines() if ARM_GCC in line and " -c " in line]
+    assert {Path(line.split(" -c ")[1].split()[0]).name for line in compiles} == {"policy.c", "policy_weights.c",
+                                                                                 "main.c"}
+    for line in compiles:
+        assert all(f in line.split() for f in (*CORTEX_M4F, "-Werror", "-Wextra", "-std=c99")), line
+    assert (tmp_path / "b" / "bpd_policy" / "libbpd_policy.a").is_file()  # the package's own target
+    assert_cortex_m4f_image(tmp_path / "b" / "bpd_policy_example", _meta(pkg_all.parent)["model_hash"])
+
+
+def test_cmake_installed_target_is_found_by_find_package(pkg_all, tmp_path):
+    """The library built and installed on its own exports bpd::policy; the example, pointed at the prefix,
+    takes it through find_package (not the folder) and links."""
+    need_arm("cmake")
+    toolchain = pkg_all / "examples" / "cmake" / "cortex-m4f.cmake"
+    _cmake_build(pkg_all, tmp_path / "lib", toolchain)
+    prefix = tmp_path / "prefix"
+    _run(["cmake", "--install", str(tmp_path / "lib"), "--prefix", str(prefix)])
+    targets = (prefix / "lib" / "cmake" / "bpd_policy" / "bpd_policyTargets.cmake").read_text()
+    assert "add_library(bpd::policy STATIC IMPORTED)" in targets
+    assert {p.name for p in (prefix / "include" / "bpd_policy").iterdir()} == {
+        HEADER, "policy.h", "policy_weights.h", "policy_config.h"}
+    log = _cmake_build(pkg_all / "examples" / "cmake", tmp_path / "app", toolchain, f"-DCMAKE_PREFIX_PATH={prefix}")
+    cache = (tmp_path / "app" / "CMakeCache.txt").read_text()
+    assert f"bpd_policy_DIR:PATH={prefix}/lib/cmake/bpd_policy" in cache
+    assert not (tmp_path / "app" / "bpd_policy").exists()  # the folder was not added
+    assert str(prefix / "lib" / "libbpd_policy.a") in log
+    assert_cortex_m4f_image(tmp_path / "app" / "bpd_policy_example", _meta(pkg_all.parent)["model_hash"])
+
+
+def _emulated_matches_host(elf: Path, export: Path, tol: float) -> None:
+    """policy_step in the Cortex-M4F image, run by the emulator, against the host build of the export's C."""
+    pytest.importorskip("unicorn")
+    from export.verify import probe_observations
+    from firmware_host.emulate import Emulator
+
+    host = CPolicy(export, build_dir=elf.parent / "host")
+    em = Emulator(elf, "cortex-m4f", entry="policy_step")
+    obs = probe_observations(export / "policy.onnx", host.obs_dim, 12)
+    got = np.array([em.call(o, host.act_dim).outputs for o in obs])
+    assert np.abs(got - host.act(obs)).max() <= tol
+    bad = em.call(np.full(host.obs_dim, np.nan, np.float32), host.act_dim)
+    assert bad.return_code == -1  # BPD_ERR_NONFINITE, the safe action written
+
+
+def test_cmake_example_computes_the_policy_on_an_emulated_cortex_m4f(pkg_all, tmp_path):
+    need_arm("cmake")
+    _cmake_build(pkg_all / "examples" / "cmake", tmp_path / "b", pkg_all / "examples" / "cmake" / "cortex-m4f.cmake")
+    _emulated_matches_host(tmp_path / "b" / "bpd_policy_example", pkg_all.parent, 1e-5)
+
+
+# ---------------------------------------------------------------- compiling as an ecosystem would
+
+def _compile_and_link(sources: list[Path], include: list[Path], out: Path, defines: list[str] = (),
+                      cxx: list[Path] = (), extra: list[str] = ()) -> Path:
+    """Each C source with gcc (strict), each C++ source with g++, all for Cortex-M4F, linked into out."""
+    out.mkdir(parents=True, exist_ok=True)
+    flags = [*CORTEX_M4F, "-O2", *(f"-I{p}" for p in include), *(f"-D{d}" for d in defines), *extra]
+    objs = []
+    for i, src in enumerate([*sources, *cxx]):
+        obj = out / f"{i}_{src.stem}.o"
+        if src in cxx:
+            _run([ARM_GXX, "-std=gnu++11", "-Wall", "-Wextra", "-Werror", "-fno-exceptions", "-fno-rtti", *flags,
+                  "-c", str(src), "-o", str(obj)])
+        else:
+            _run([ARM_GCC, *STRICT, *flags, "-c", str(src), "-o", str(obj)])
+        objs.append(str(obj))
+    elf = out / "app.elf"
+    _run([ARM_GXX if cxx else ARM_GCC, *CORTEX_M4F, *LINK, *objs, "-lm", "-o", str(elf)])
+    return elf
+
+
+def _cmake_list(text: str, command: str, module_dir: Path) -> list[Path]:
+    """The arguments of one call of a CMake command in a Zephyr module's CMakeLists.txt, as paths."""
+    m = re.search(rf"{command}\(([^)]*)\)", text)
+    assert m, f"no {command}() call"
+    return [Path(a.replace("${ZEPHYR_CURRENT_MODULE_DIR}", str(module_dir))) for a in m.group(1).split()]
+
+
+def test_zephyr_module_manifest_and_example_for_cortex_m4f(pkg_all, tmp_path):
+    """zephyr/module.yml names the module and its build (cmake: the folder holding its CMakeLists.txt,
+    kconfig: the Kconfig file, both relative to the module root) and its samples; the Kconfig defines the
+    symbol the CMake and the example's prj.conf use; the example (its main.c) is compiled with the sources and
+    include directories the module's CMakeLists.txt gives the zephyr library."""
+    need_arm()
+    module = yaml.safe_load((pkg_all / "zephyr" / "module.yml").read_text())
+    assert re.fullmatch(r"[A-Za-z0-9_-]+", module["name"])
+    assert (pkg_all / module["build"]["cmake"] / "CMakeLists.txt").is_file()
+    kconfig = (pkg_all / module["build"]["kconfig"]).read_text()
+    symbols = set(re.findall(r"^config (\w+)$", kconfig, re.M))
+    assert {"BPD_POLICY", "BPD_POLICY_FAST_TANH"} <= symbols
+    assert re.search(r"config BPD_POLICY\n\tbool \"[^\"]+\"\n\tselect REQUIRES_FULL_LIBC", kconfig)  # tanhf, fmaf
+    assert all((pkg_all / s / "CMakeLists.txt").is_file() for s in module["samples"])
+    cmake = (pkg_all / "zephyr" / "CMakeLists.txt").read_text()
+    assert cmake.lstrip().startswith("#") and "if(CONFIG_BPD_POLICY)" in cmake
+    assert "zephyr_library_named(bpd_policy)" in cmake
+    sources = _cmake_list(cmake, "zephyr_library_sources", pkg_all)
+    include = _cmake_list(cmake, "zephyr_include_directories", pkg_all)
+    assert sorted(p.name for p in sources) == ["policy.c", "policy_weights.c"] and all(p.is_file() for p in sources)
+    app = pkg_all / "examples" / "zephyr"
+    conf = dict(line.split("=", 1) for line in (app / "prj.conf").read_text().split())
+    assert conf == {"CONFIG_BPD_POLICY": "y"} and "BPD_POLICY" in symbols
+    app_cmake = (app / "CMakeLists.txt").read_text()
+    assert "find_package(Zephyr REQUIRED" in app_cmake and "target_sources(app PRIVATE src/main.c)" in app_cmake
+    extra = re.search(r"list\(APPEND ZEPHYR_EXTRA_MODULES \$\{CMAKE_CURRENT_SOURCE_DIR\}/([^)]*)\)", app_cmake)
+    assert extra and ((app / extra.group(1)).resolve() / "zephyr" / "module.yml").is_file()
+    for fast in ((), ("BPD_FAST_TANH",)):  # CONFIG_BPD_POLICY_FAST_TANH off and on
+        elf = _compile_and_link([*sources, app / "src" / "main.c"], include, tmp_path / f"z{len(fast)}", list(fast))
+        assert_cortex_m4f_image(elf, _meta(pkg_all.parent)["model_hash"])
+
+
+def test_platformio_library_manifest_and_example_for_cortex_m4f(pkg_all, tmp_path):
+    """library.json has the fields PlatformIO requires (name, version, description) in their documented
+    form, its build section names folders that exist, its headers are there and its example is; the
+    example project's platformio.ini targets a Cortex-M4F board and takes this folder as a library. The
+    example is compiled as PlatformIO builds a library: every C source under build.srcDir, with srcDir and
+    includeDir on the include path."""
+    need_arm()
+    lib = json.loads((pkg_all / "library.json").read_text())
+    assert {"name", "version", "description"} <= set(lib)
+    assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", lib["name"]) and len(lib["name"]) <= 50
+    assert re.fullmatch(r"\d+\.\d+\.\d+", lib["version"]) and 0 < len(lib["description"]) <= 255
+    assert lib["frameworks"] == "*" and lib["platforms"] == "*"
+    src, inc = pkg_all / lib["build"]["srcDir"], pkg_all / lib["build"]["includeDir"]
+    assert all((inc / h).is_file() for h in lib["headers"])
+    for ex in lib["examples"]:
+        assert all((pkg_all / ex["base"] / f).is_file() for f in ex["files"])
+    ini = configparser.ConfigParser()
+    ini.read(pkg_all / "examples" / "platformio" / "platformio.ini")
+    env = ini["env:cortex_m4f"]
+    assert (env["platform"], env["board"], env["framework"]) == ("ststm32", "nucleo_f401re", "stm32cube")
+    name, _, url = env["lib_deps"].partition("=symlink://")
+    assert name == lib["name"]
+    assert ((pkg_all / "examples" / "platformio" / url).resolve() / "library.json").is_file()
+    sources = sorted(src.rglob("*.c"))
+    assert [p.name for p in sources] == ["policy.c", "policy_weights.c"]
+    elf = _compile_and_link([*sources, pkg_all / "examples" / "platformio" / "src" / "main.c"], [inc, src],
+                            tmp_path / "pio")
+    assert_cortex_m4f_image(elf, _meta(pkg_all.parent)["model_hash"])
+
+
+# a stand-in for the Arduino core's header and its serial port, so that the sketch compiles as the
+# Arduino builder compiles it (C++, <Arduino.h> first) and links
+ARDUINO_H = """#ifndef ARDUINO_H
+#define ARDUINO_H
+struct SerialPort {
+  void begin(unsigned long baud);
+  void print(const char *s);
+  void println(int v);
+  void println(double v, int digits);
+};
+extern SerialPort Serial;
+void delay(unsigned long ms);
+void setup(void);
+void loop(void);
+#endif
+"""
+ARDUINO_CORE = """#include <Arduino.h>
+SerialPort Serial;
+void SerialPort::begin(unsigned long) {}
+void SerialPort::print(const char *) {}
+void SerialPort::println(int) {}
+void SerialPort::println(double, int) {}
+void delay(unsigned long) {}
+int main(void) { setup(); loop(); return 0; }
+"""
+
+
+def test_arduino_library_manifest_and_sketch_for_cortex_m4f(pkg_all, tmp_path):
+    """library.properties holds every field the Arduino library specification requires (arduino-lint's
+    strict level: name, version, author, maintainer, sentence, paragraph, url, category, architectures) in
+    its documented form, the sources sit under src/ (the 1.5 layout) and the sketch is
+    examples/NAME/NAME.ino. The sketch is compiled as the Arduino builder does (C++, <Arduino.h> first,
+    the library's src/ on the include path, its .c files with gcc)."""
+    need_arm(ARM_GXX)
+    props = dict(line.split("=", 1) for line in (pkg_all / "library.properties").read_text().splitlines() if line)
+    required = {"name", "version", "author", "maintainer", "sentence", "paragraph", "url", "category", "architectures"}
+    assert required <= set(props) and all(props[k].strip() for k in required)
+    assert re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9 _.\-]*", props["name"]) and len(props["name"]) <= 63
+    assert not props["name"].lower().startswith("arduino")
+    assert re.fullmatch(r"\d+\.\d+\.\d+", props["version"])
+    assert props["category"] in ("Display", "Communication", "Signal Input/Output", "Sensors", "Device Control",
+                                 "Timing", "Data Storage", "Data Processing", "Other")
+    assert props["architectures"] == "*" and re.fullmatch(r"https?://\S+", props["url"])
+    assert not props["paragraph"].startswith(props["sentence"])  # the sentence is prepended to it
+    assert all((pkg_all / "src" / h.strip()).is_file() for h in props["includes"].split(","))
+    assert not any((pkg_all / d).exists() for d in ("utility",))  # src/ layout: no legacy utility folder
+    sketch = pkg_all / "examples" / ARDUINO_SKETCH / f"{ARDUINO_SKETCH}.ino"
+    core = tmp_path / "core"
+    core.mkdir()
+    (core / "Arduino.h").write_text(ARDUINO_H)
+    (core / "core.cpp").write_text(ARDUINO_CORE)
+    cpp = tmp_path / "sketch" / f"{ARDUINO_SKETCH}.ino.cpp"
+    cpp.parent.mkdir()
+    cpp.write_text("#include <Arduino.h>\n" + sketch.read_text())
+    elf = _compile_and_link(sorted((pkg_all / "src").rglob("*.c")), [core, pkg_all / "src"], tmp_path / "ard",
+                            cxx=[cpp, core / "core.cpp"])
+    attrs = _run(["arm-none-eabi-readelf", "-A", str(elf)])
+    assert "Tag_CPU_arch: v7E-M" in attrs and "Tag_ABI_VFP_args: VFP registers" in attrs
+    syms = set(_run(["arm-none-eabi-nm", "-C", str(elf)]).splitlines())
+    defined = {line.split(" ", 2)[2] for line in syms if line.count(" ") >= 2 and line.split(" ")[1] in "TtRr"}
+    assert {"bpd_policy_run", "bpd_model", "setup()", "loop()"} <= defined
+
+
+# ---------------------------------------------------------------- a real export
+
+@pytest.mark.parametrize("kernel", ["compact", "integer"])
+def test_export_with_package_verifies_and_its_example_runs_on_cortex_m4f(tiny_pipeline, tmp_path, kernel):
+    """`bpd export --package all` on a distilled student: the package's files are in export.json's file
+    record, the export verifies, a changed package file fails verification; the CMake example of the package
+    (the kernel's Cortex-M4F form: the compact kernel's assembly, the integer kernel's SMLAD) builds and runs
+    under the emulator like the host build."""
+    out = tmp_path / "exp"
+    run_bpd("export", str(tiny_pipeline / "run"), "--out", str(out), "--kernel", kernel, "--package", "all",
+            "--episodes", "0", "--parity-samples", "500")
+    info = verify_export(out)
+    pkg = out / "package"
+    listed = {k.removeprefix("package/") for k in info["files"] if k.startswith("package/")}
+    assert listed == {p.relative_to(pkg).as_posix() for p in pkg.rglob("*") if p.is_file()}
+    assert {"CMakeLists.txt", "zephyr/module.yml", "library.json", "library.properties"} <= listed
+    assert info["files"] == manifest(out)
+    rep = json.loads((out / "export_report.json").read_text())
+    assert rep["package"]["formats"] == list(FORMATS) and rep["kernel"]["kind"] == kernel == info["kernel"]
+    host_action = CPolicy(out, build_dir=tmp_path / "host").act(
+        np.asarray(rep["package"]["example_observation"], np.float32)[None])[0]
+    assert np.allclose(rep["package"]["example_action_host"], host_action)
+    for f in KERNEL_FILES:
+        assert (pkg / "src" / f).read_bytes() == (out / f).read_bytes()
+    if shutil.which(ARM_GCC) and shutil.which("cmake"):
+        build = tmp_path / "b"
+        _cmake_build(pkg / "examples" / "cmake", build, pkg / "examples" / "cmake" / "cortex-m4f.cmake")
+        assert_cortex_m4f_image(build / "bpd_policy_example", info["model_hash"])
+        _emulated_matches_host(build / "bpd_policy_example", out, 0.0 if kernel == "integer" else 1e-5)
+    readme = pkg / "README.md"
+    readme.write_text(readme.read_text() + "edited\n")
+    with pytest.raises(BpdError, match="package/README.md: changed after export"):
+        verify_export(out)
