@@ -468,6 +468,10 @@ def format_report(r: dict) -> str:
         lines.append(f"integer kernel ({r['int']['dir']}): max abs error {r['int']['max_abs_error_vs_float']:.2e} "
                      f"against the float student ({100 * r['int']['max_error_vs_action_range']:.3f} % of the action "
                      f"range), calibrated on {r['int']['calibration']['origin']}")
+    if r.get("package"):
+        lines.append(f"package for {', '.join(r['package']['formats'])}: {r['package']['dir']}/ in the export "
+                     f"(library {r['package']['name']} {r['package']['version']}, examples in "
+                     f"{r['package']['dir']}/examples/)")
     if "returns" in r:
         lines.append(f"return over {r['returns']['episodes']:d} episodes: " + ", ".join(
             f"{k} {v['return_mean']:.1f}" for k, v in r["returns"].items() if k != "episodes"))

@@ -354,8 +354,9 @@ def test_export_with_package_verifies_and_its_example_runs_on_cortex_m4f(tiny_pi
     (the kernel's Cortex-M4F form: the compact kernel's assembly, the integer kernel's SMLAD) builds and runs
     under the emulator like the host build."""
     out = tmp_path / "exp"
-    run_bpd("export", str(tiny_pipeline / "run"), "--out", str(out), "--kernel", kernel, "--package", "all",
-            "--episodes", "0", "--parity-samples", "500")
+    p = run_bpd("export", str(tiny_pipeline / "run"), "--out", str(out), "--kernel", kernel, "--package", "all",
+                "--episodes", "0", "--parity-samples", "500")
+    assert "package for cmake, zephyr, platformio, arduino: package/ in the export" in p.stdout
     info = verify_export(out)
     pkg = out / "package"
     listed = {k.removeprefix("package/") for k in info["files"] if k.startswith("package/")}
