@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bpd.config import field
+from bpd.config import check_ranges, field
 from bpd.errors import BpdError
-from bpd.io import write_json
+from bpd.io import StagedDir, check_output_dir, write_json
 from export.c_export import (
     ACT,
     _floats,
@@ -173,12 +173,24 @@ def run_multitask_export(cfg: MultiTaskExportConfig) -> dict:
     """Generate the C, compile it on the host, and check every task's entry point against float64."""
     from training.multitask import load_multitask
 
+    check_ranges(cfg, {"parity_samples": (1, 1_000_000), "seed": (0, 2**31 - 1)})
     src = Path(cfg.source)
     if src.is_dir():
         src = src / "multitask.npz"
-    mt = load_multitask(src)
-    nets = task_nets(mt)
     out = Path(cfg.out)
+    check_output_dir(out)
+    if out.is_dir() and any(out.iterdir()) and not (out / "export.json").is_file():
+        raise BpdError(f"{out}: is not an export directory (and not empty); choose another --out")
+    mt = load_multitask(src)
+    # built beside --out and swapped in only once parity passed: a failed export leaves any previous one
+    with StagedDir(out) as stage:
+        report = _write_multitask_export(cfg, mt, stage.path)
+        stage.commit()
+    return report
+
+
+def _write_multitask_export(cfg: MultiTaskExportConfig, mt: MultiTask, out: Path) -> dict:
+    nets = task_nets(mt)
     banner = f"/* generated - do not edit.\n * source: multi-task student, {len(nets)} tasks\n */\n"
     sizes = generate_multitask_c(nets, mt.activation, mt.trunk_w, mt.trunk_b, out, banner, cfg.format)
     cpol = MultiTaskC(out, [n.name for n in nets], [n.weights[0].shape[1] for n in nets],

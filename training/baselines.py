@@ -60,7 +60,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import bpd
-from bpd.config import field, to_dict
+from bpd.config import check_ranges, field, to_dict
 from bpd.errors import BpdError
 from bpd.io import atomic_write, write_json
 from training import gaussian as G
@@ -114,6 +114,14 @@ class BaselineConfig:
 def validate(cfg: BaselineConfig) -> str:
     """Check the options; returns the control policy in force."""
     control = cfg.control or DEFAULT_CONTROL[cfg.method]
+    check_ranges(cfg, {"steps": (1, 100_000_000), "env_steps": (1, 100_000_000), "collect_every": (1, 100_000_000),
+                       "batch": (1, 1_000_000), "hidden": (1, 4096), "lr": (0, 1, "open"),
+                       "min_log_std": (-20, 2, "open"), "init_log_std": (cfg.min_log_std, 2),
+                       "value_steps": (1, 100_000_000), "eval_every": (1, None), "eval_episodes": (1, 10_000),
+                       "checkpoint_every": (1, None), "seed": (0, 2**31 - 1), "threads": (1, 1024),
+                       "reward_weight": (0, 1e6), "temperature": (0, 1e6, "open"), "teacher_std": (0, 1e3, "open")})
+    if cfg.min_log_std >= 2:
+        raise BpdError(f"--min-log-std must be below 2, the upper clamp (got {cfg.min_log_std:g})")
     checks = [(cfg.steps >= 1 and cfg.batch >= 1 and cfg.eval_every >= 1 and cfg.checkpoint_every >= 1,
                "--steps, --batch, --eval-every and --checkpoint-every must be positive"),
               (cfg.collect_every >= 1 and cfg.env_steps >= 1, "--env-steps and --collect-every must be positive"),
@@ -289,10 +297,41 @@ def read_sb3(path: str | Path) -> dict[str, np.ndarray]:
         raise BpdError(f"{p}: no such file")
     try:
         with zipfile.ZipFile(p) as z:
-            sd = torch.load(io.BytesIO(z.read("policy.pth")), weights_only=True, map_location="cpu")
-    except (zipfile.BadZipFile, KeyError, RuntimeError, EOFError) as e:
+            raw = z.read("policy.pth")
+    except (zipfile.BadZipFile, KeyError, EOFError, OSError) as e:
         raise BpdError(f"{p}: not a readable stable-baselines3 model ({e.__class__.__name__})") from None
+    try:
+        sd = torch.load(io.BytesIO(raw), weights_only=True, map_location="cpu")
+    except Exception as e:  # weights-only refusals (pickled code) and corrupt archives alike
+        kind = "holds pickled objects beyond plain weights (refused)" if "Unsupported global" in str(e) \
+            else f"has unreadable weights ({e.__class__.__name__})"
+        raise BpdError(f"{p}: policy.pth {kind}") from None
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise BpdError(f"{p}: not a stable-baselines3 model (unexpected weights layout)")
     return {k: v.numpy() for k, v in sd.items()}
+
+
+def check_sb3_matches(sd: dict[str, np.ndarray], t: Teacher, path: str | Path) -> None:
+    """The zip given as the teacher's must hold the teacher's actor: its output layer (and the hidden
+    layers it shares with the teacher) equal to the teacher file's, its critic reading the teacher's
+    observations and actions."""
+    def numbered(prefix: str) -> list[np.ndarray]:
+        return [v for _, v in sorted((int(k.split(".")[2]), v) for k, v in sd.items()
+                                     if k.startswith(prefix) and k.endswith(".weight") and k.count(".") == 3)]
+
+    if "actor.mu.weight" in sd:  # SAC: latent_pi hidden layers, then mu
+        layers = numbered("actor.latent_pi.") + [sd["actor.mu.weight"]]
+    else:  # TD3: mu is the whole actor
+        layers = numbered("actor.mu.")
+    same = len(layers) == len(t.weights) and all(
+        a.shape == b.shape and np.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(layers, t.weights))
+    if not same:
+        raise BpdError(f"{path}: its actor is not the teacher's (another model's zip?); give the zip the teacher "
+                       "was imported from or trained as")
+    q0 = sd.get("critic.qf0.0.weight")
+    if q0 is not None and q0.shape[1] != t.obs_dim + t.act_dim:
+        raise BpdError(f"{path}: its critic reads {q0.shape[1]} inputs, the teacher's observations and actions "
+                       f"are {t.obs_dim + t.act_dim}")
 
 
 # --------------------------------------------------------------------------- the update rules
@@ -553,6 +592,8 @@ def _fingerprint(cfg: BaselineConfig) -> dict:
 def _prepare(out: Path, cfg: BaselineConfig) -> None:
     conf = out / "config.json"
     fp = _fingerprint(cfg)
+    if cfg.resume and not conf.exists():
+        raise BpdError(f"--resume: {out} holds no run to resume; leave out --resume to start one")
     if conf.exists():
         if not cfg.resume:
             raise BpdError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
@@ -577,7 +618,10 @@ def train_baseline(cfg: BaselineConfig) -> dict:
     teacher = load_teacher(cfg.teacher)
     ds = load_dataset(cfg.dataset, teacher.obs_dim, teacher.act_dim)
     env_id = cfg.env or ds.meta["env_id"]
-    sb3 = read_sb3(cfg.teacher_sb3) if cfg.teacher_sb3 else None
+    sb3 = None
+    if cfg.teacher_sb3:
+        sb3 = read_sb3(cfg.teacher_sb3)
+        check_sb3_matches(sb3, teacher, cfg.teacher_sb3)
     out = Path(cfg.out)
     _prepare(out, cfg)
     torch.set_num_threads(cfg.threads)
@@ -710,8 +754,11 @@ def visited_spread(obs: np.ndarray, mean: np.ndarray, std: np.ndarray) -> float 
 def _truncate(path: Path, step: int) -> None:
     if not path.exists():
         return
-    with open(path, newline="") as f:
-        rows = [r for r in csv.DictReader(f) if int(float(r["step"])) <= step]
+    try:
+        with open(path, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if int(float(r["step"])) <= step]
+    except (KeyError, TypeError, ValueError, csv.Error):  # UnicodeDecodeError is a ValueError
+        raise BpdError(f"{path}: corrupt metrics (a row without a step); remove the run to start over") from None
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=METRIC_FIELDS, extrasaction="ignore")
     w.writeheader()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import csv
 import functools
-import json
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,9 +30,9 @@ import torch.nn.functional as F
 from torch import nn
 
 import bpd
-from bpd.config import field, to_dict
+from bpd.config import check_ranges, field, to_dict
 from bpd.errors import BpdError
-from bpd.io import atomic_write, load_arrays, save_arrays, write_json
+from bpd.io import atomic_write, check_output_dir, load_arrays, read_json, save_arrays, write_json
 from training import gaussian as G
 from training.baselines import TeacherModel, prune_target
 from training.collect import load_dataset
@@ -222,22 +222,43 @@ def _task_loss(loss: str, mu_t, ls_t, mu, ls, temperature: float) -> torch.Tenso
 
 def train_multitask(cfg: MultiTaskConfig) -> dict:
     """Train one multi-task student; resumable; writes multitask.npz, metrics.csv and summary.json."""
+    check_ranges(cfg, {"trunk": (1, 4096), "temperature": (0, 1e6, "open"), "teacher_std": (0, 1e3, "open"),
+                       "nonzero": (1, None), "prune_start": (0, 1), "prune_end": (0, 1), "steps": (1, 100_000_000),
+                       "batch": (1, 1_000_000), "lr": (0, 1, "open"), "eval_every": (1, None),
+                       "eval_episodes": (1, 10_000), "seed": (0, 2**31 - 1), "threads": (1, 1024)})
     if len(cfg.teachers) != len(cfg.datasets) or len(cfg.teachers) < 2:
         raise BpdError("give one --datasets entry per --teachers entry, for at least two tasks")
-    if cfg.steps < 1 or cfg.batch < 1 or cfg.eval_every < 1 or not cfg.trunk or min(cfg.trunk) < 1:
-        raise BpdError("--steps, --batch, --eval-every and every --trunk width must be positive")
+    if cfg.prune_start > cfg.prune_end:
+        raise BpdError("need --prune-start <= --prune-end")
+    out = Path(cfg.out)
+    check_output_dir(out)
     teachers = [load_teacher(t) for t in cfg.teachers]
     dss = [load_dataset(d, t.obs_dim, t.act_dim) for d, t in zip(cfg.datasets, teachers)]
     envs = [d.meta["env_id"] for d in dss]
-    out = Path(cfg.out)
+    if len(set(envs)) != len(envs):
+        raise BpdError(f"two tasks share an environment ({', '.join(envs)}); give one dataset per task")
     conf = {k: v for k, v in to_dict(cfg).items() if k not in ("resume", "progress", "threads")}
+    created = not out.exists()
     if (out / "config.json").exists():
         if not cfg.resume:
             raise BpdError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-        if json.loads((out / "config.json").read_text()) != conf:
+        if read_json(out / "config.json", "run configuration") != conf:
             raise BpdError(f"{out} was started with a different configuration")
+    elif cfg.resume:
+        raise BpdError(f"--resume: {out} holds no run to resume; leave out --resume to start one")
+    elif out.exists() and any(out.iterdir()):
+        raise BpdError(f"{out} exists and is not a multi-task run directory; choose another --out")
     else:
         write_json(out / "config.json", conf)
+    try:
+        return _train(cfg, out, teachers, dss, envs)
+    except BaseException:
+        if created and not (out / "checkpoint.pt").exists():  # nothing to resume: leave nothing behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _train(cfg: MultiTaskConfig, out: Path, teachers: list, dss: list, envs: list[str]) -> dict:
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     student = MultiTaskStudent([t.obs_dim for t in teachers], [t.act_dim for t in teachers], cfg.trunk, cfg.activation)
@@ -262,8 +283,12 @@ def train_multitask(cfg: MultiTaskConfig) -> dict:
     fields = ["step", "time_s", "params_nonzero", *[f"loss/{e}" for e in envs], *[f"eval/{e}" for e in envs]]
     metrics = out / "metrics.csv"
     if metrics.exists():
-        with open(metrics, newline="") as f:
-            keep = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
+        try:
+            with open(metrics, newline="") as f:
+                keep = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
+        except (KeyError, TypeError, ValueError, csv.Error):  # UnicodeDecodeError is a ValueError
+            raise BpdError(f"{metrics}: corrupt metrics (a row without a step); remove the run to start over") \
+                from None
     else:
         keep = []
     mf = open(metrics, "w", newline="")

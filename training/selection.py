@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from bpd.config import field
+from bpd.config import check_ranges, field
 from bpd.errors import BpdError
 from bpd.io import atomic_write
 from training.envs import Policy, rollouts, select_eval_seed
@@ -231,10 +231,7 @@ def run_sweep(cfg: SweepConfig) -> dict:
     from bpd.io import save_png, write_json
     from training.student import load_student
 
-    if cfg.episodes < 1:
-        raise BpdError("--episodes must be at least 1")
-    if not all(np.isfinite(cfg.thresholds)):
-        raise BpdError("--thresholds must be finite numbers")
+    check_ranges(cfg, {"episodes": (1, 10_000), "seed": (0, 2**31 - 1), "thresholds": (-50, 50)})
     student, meta, stats = load_student(_student_path(Path(cfg.run)))
     env_id = cfg.env or meta["env_id"]
     rows = sweep_thresholds(student, stats, env_id, sorted(cfg.thresholds), cfg.episodes, cfg.seed)
@@ -269,6 +266,26 @@ def plot_sweep(results: dict[str, dict]) -> Figure:
     return fig
 
 
+RUN_FILES = ("config.json", "student.pt", "candidates.pt", "checkpoint.pt", "metrics.csv", "summary.json")
+
+
+def _select_out(run: Path, out: str) -> Path:
+    """Where `student select` writes: a relative --out inside the run directory (never above it), and
+    never over one of the run's own files."""
+    from bpd.io import check_output_path
+
+    p = Path(out)
+    if not p.is_absolute():
+        if ".." in p.parts:
+            raise BpdError(f"--out {out}: a relative path stays inside the run directory (no '..'); "
+                           "give an absolute path to write elsewhere")
+        p = run / p
+    if p.parent.resolve() == run.resolve() and p.name in RUN_FILES:
+        raise BpdError(f"{p}: is one of the run's own files; choose another --out")
+    check_output_path(p)
+    return p
+
+
 def run_select(cfg: SelectConfig, meter: Callable[[str], Callable[[MLPPolicy], float]] | None = None) -> dict:
     """`bpd student select`; meter(cost) gives the cost function of --cost other than nonzero (the firmware
     room's, which wires the command)."""
@@ -276,12 +293,10 @@ def run_select(cfg: SelectConfig, meter: Callable[[str], Callable[[MLPPolicy], f
     from training.teacher import load_teacher
 
     run = Path(cfg.run)
-    if cfg.episodes < 1:
-        raise BpdError("--episodes must be at least 1")
-    if not 0 < cfg.keep_return <= 2:
-        raise BpdError("--keep-return is a fraction of the teacher's return, e.g. 0.95")
+    check_ranges(cfg, {"episodes": (1, 10_000), "keep_return": (0, 1, "open"), "thresholds": (-50, 50)})
     if not 0 <= cfg.tol < 1:
         raise BpdError("--tol is a fraction of the best return, at least 0 and below 1, e.g. 0.02")
+    out = _select_out(run, cfg.out)
     cands = load_candidates(run / "candidates.pt")
     if not cands:
         raise BpdError(f"{run}: no candidates.pt (a run of this version keeps its evaluated students there)")
@@ -313,7 +328,6 @@ def run_select(cfg: SelectConfig, meter: Callable[[str], Callable[[MLPPolicy], f
                      None, None, None, cfg.thresholds, cost_fn)
         res["rule"] += "; every candidate judged" + (f"; smallest by {cfg.cost}" if cost_fn else "")
     ch = res["chosen"]
-    out = Path(cfg.out) if Path(cfg.out).is_absolute() or Path(cfg.out).parent != Path(".") else run / cfg.out
     chosen = student_from(meta, next(c.state_dict for c in cands if c.step == ch["step"]), ch["threshold"])
     save_student(out, chosen, meta | {"threshold": ch["threshold"], "step": ch["step"],
                                       "selection": {k: v for k, v in res.items() if k != "rows"} | {"env": env_id}},

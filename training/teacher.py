@@ -74,6 +74,10 @@ class Teacher(MLPPolicy):
 def load_teacher(path: str | Path) -> Teacher:
     """Load and validate a teacher file; every problem is a one-line BpdError."""
     meta, a = load_arrays(path, FORMAT)
+    version = meta.get("format_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= FORMAT_VERSION:
+        raise BpdError(f"{path}: teacher format version {str(version)[:20]}; this bpd reads up to "
+                       f"{FORMAT_VERSION} (a newer bpd wrote it?)")
     try:
         n = int(meta["layers"])
         if n < 1:
@@ -90,6 +94,10 @@ def load_teacher(path: str | Path) -> Teacher:
     except (TypeError, ValueError) as e:
         raise BpdError(f"{path}: malformed teacher file ({e.__class__.__name__})") from None
     check_teacher(t, str(path))
+    for key in ("obs_dim", "act_dim"):  # the record every reader trusts for sizes must match the arrays
+        if key in meta and meta[key] != getattr(t, key):
+            raise BpdError(f"{path}: the teacher's metadata gives {key} {str(meta[key])[:20]}, its weights "
+                           f"{getattr(t, key)}")
     return t
 
 
@@ -173,8 +181,12 @@ def _validate_train_config(cfg: TeacherTrainConfig) -> None:
               (cfg.learning_starts >= 0, "--learning-starts must be non-negative"),
               (cfg.learning_starts < cfg.steps, "--learning-starts must be below --steps (nothing would be learned)"),
               (bool(cfg.hidden) and min(cfg.hidden) >= 1, "--hidden needs positive widths"),
+              (max(cfg.hidden or [1]) <= 4096 and len(cfg.hidden) <= 16,
+               "--hidden: at most 16 layers of at most 4096 units"),
               (cfg.critic_hidden is None or (bool(cfg.critic_hidden) and min(cfg.critic_hidden) >= 1),
                "--critic-hidden needs positive widths"),
+              (cfg.critic_hidden is None or (max(cfg.critic_hidden) <= 4096 and len(cfg.critic_hidden) <= 16),
+               "--critic-hidden: at most 16 layers of at most 4096 units"),
               (np.isfinite(cfg.action_noise) and cfg.action_noise >= 0, "--action-noise must be a finite value >= 0"),
               (cfg.learning_rate is None or (np.isfinite(cfg.learning_rate) and cfg.learning_rate > 0),
                "--learning-rate must be positive"),
@@ -202,6 +214,8 @@ class _TeacherWork:
     def prepare(self, cfg: TeacherTrainConfig) -> bool:
         """Create or check the work directory; True when there is a checkpoint to resume."""
         fp = {k: v for k, v in to_dict(cfg).items() if k not in _TEACHER_RESUME_FREE}
+        if cfg.resume and not self.config.exists():
+            raise BpdError(f"--resume: {self.dir} holds no training to resume; leave out --resume to start one")
         if self.config.exists():
             if not cfg.resume:
                 raise BpdError(f"{self.dir} holds an interrupted training; pass --resume to continue it "
@@ -309,12 +323,6 @@ def train_teacher(cfg: TeacherTrainConfig) -> dict:
     Checkpoints (model, optimisers, replay buffer) go to the work directory every --checkpoint-every
     steps, so an interrupted training (kill -9 included) continues with --resume. The teacher file
     records the training configuration, its seed and the final check."""
-    import gymnasium
-    import torch
-    from stable_baselines3 import SAC, TD3
-    from stable_baselines3.common.callbacks import BaseCallback
-    from stable_baselines3.common.noise import NormalActionNoise
-
     _validate_train_config(cfg)
     check_output_path(cfg.out)
     env = make_env(cfg.env, seed=cfg.seed)  # an unknown env fails before the work directory exists
@@ -325,6 +333,21 @@ def train_teacher(cfg: TeacherTrainConfig) -> dict:
     except BaseException:
         env.close()
         raise
+    try:
+        return _train(cfg, env, work, resuming)
+    except BaseException:
+        if created and not work.checkpoint.exists():  # nothing to resume: leave nothing behind
+            shutil.rmtree(work.dir, ignore_errors=True)
+        raise
+
+
+def _train(cfg: TeacherTrainConfig, env, work: _TeacherWork, resuming: bool) -> dict:
+    import gymnasium
+    import torch
+    from stable_baselines3 import SAC, TD3
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.noise import NormalActionNoise
+
     torch.set_num_threads(cfg.threads)
     spec = env.spec
     learn_env: gymnasium.Env = ActionRepeat(env, cfg.action_repeat) if cfg.action_repeat > 1 else env
@@ -375,13 +398,8 @@ def train_teacher(cfg: TeacherTrainConfig) -> dict:
     import sys
     show = cfg.progress and sys.stderr.isatty() and _has_progress()  # no bar in logs and CI
     remaining = cfg.steps - int(model.num_timesteps)
-    try:
-        if remaining > 0 and not reached():
-            model.learn(remaining, callback=EvalAndKeepBest(), progress_bar=show, reset_num_timesteps=not resuming)
-    except BaseException:
-        if created and not work.checkpoint.exists():  # nothing to resume: leave nothing behind
-            shutil.rmtree(work.dir, ignore_errors=True)
-        raise
+    if remaining > 0 and not reached():
+        model.learn(remaining, callback=EvalAndKeepBest(), progress_bar=show, reset_num_timesteps=not resuming)
     env.close()
     if best["teacher"] is None:
         best.update({"teacher": _teacher_from_model(model, cfg.env, cfg.algo, f"trained {cfg.algo}"),
@@ -505,6 +523,12 @@ def import_sb3(cfg: TeacherImportConfig) -> Teacher:
         raise BpdError(f"{path}: malformed stable-baselines3 record ({e.__class__.__name__}: "
                        f"{(str(e).splitlines() or [''])[0][:80]})") from None
     check_teacher(t, str(path))
+    if cfg.env:
+        from training.envs import env_dims
+        dims = env_dims(cfg.env)
+        if dims != (t.obs_dim, t.act_dim):
+            raise BpdError(f"--env {cfg.env} has {dims[0]} observations and {dims[1]} actions, the model in "
+                           f"{path} {t.obs_dim} and {t.act_dim}")
     return t
 
 
