@@ -97,13 +97,35 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"bpd: error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
-def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+class _CheckParser(_Parser):
+    """The same parser, its complaint raised instead of printed (check_command)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise BpdError(" ".join(message.split()))
+
+
+def check_command(argv: list[str], where: str) -> None:
+    """Parse a `bpd` command line without running it: an unknown subcommand or option, a value of the
+    wrong type or a non-finite number is a one-line BpdError naming `where`."""
+    import math
+
+    try:
+        ns = build_parser(argv, _CheckParser).parse_args(argv)
+    except BpdError as e:
+        raise BpdError(f"{where}: bpd {' '.join(argv[:2])}: {e}") from None
+    for k, v in vars(ns).items():
+        for x in (v if isinstance(v, list) else [v]):
+            if isinstance(x, float) and not math.isfinite(x):
+                raise BpdError(f"{where}: --{k.replace('_', '-')} must be a finite number (got {x})")
+
+
+def build_parser(argv: list[str] | None = None, parser_class: type[_Parser] = _Parser) -> argparse.ArgumentParser:
     """The parser of every subcommand. Only the subcommand argv names gets its flags (importing its
     configuration's module, which may load torch); the others are listed with their help, so that
     `bpd --help` or `bpd rig sim` starts without loading what other commands need. argv None: all."""
     import importlib
 
-    parser = _Parser(prog="bpd", description="Bayesian Policy Distillation: from a teacher "
+    parser = parser_class(prog="bpd", description="Bayesian Policy Distillation: from a teacher "
                                      "policy to a sparse controller on a microcontroller.")
     parser.add_argument("--version", action="version", version=f"bpd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

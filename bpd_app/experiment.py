@@ -47,7 +47,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -168,6 +170,7 @@ def load_plan(path: str | Path, runs: str | None = None) -> Plan:
                           "description", "runs", "groups", "results"}
     if unknown:
         raise BpdError(f"{p}: unknown plan keys: {', '.join(sorted(unknown))}")
+    _check_plan_values(p, raw)
     base = _repo_root(p.resolve().parent) or p.resolve().parent
 
     def need(key: str, kind: type | tuple[type, ...]) -> Any:
@@ -231,9 +234,97 @@ def load_plan(path: str | Path, runs: str | None = None) -> Plan:
         if missing:
             raise BpdError(f"{p}: group {g!r} names labels that are not in methods: {', '.join(missing)}")
     root = Path(runs) if runs else Path(os.environ.get("BPD_RUNS", base.parent / "bpd-runs")) / name
+    if raw.get("results") and (Path(str(raw["results"])).is_absolute() or ".." in Path(str(raw["results"])).parts):
+        raise BpdError(f"{p}: results must be a path inside the project (no '..'), got {str(raw['results'])[:60]!r}")
     results = base / str(raw["results"]) if raw.get("results") else None
-    return Plan(p, name, base, root, envs, [int(s) for s in seeds], teachers, dataset, ev,
+    plan = Plan(p, name, base, root, envs, [int(s) for s in seeds], teachers, dataset, ev,
                 bool(raw.get("bench", False)), methods, env_args, raw, groups, results)
+    check_plan_commands(plan)
+    return plan
+
+
+PLAN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # a plan's name names directories
+
+
+def _check_plan_values(p: Path, raw: dict) -> None:
+    """What a plan holds, checked whole when it is read (not when each cell runs): a name that stays a
+    single directory, no NaN or Inf anywhere, known environments, whole numbers where counts go."""
+    name = str(raw.get("name") or p.stem)
+    if not PLAN_NAME.fullmatch(name) or ".." in name:
+        raise BpdError(f"{p}: plan name {name[:60]!r} must be letters, digits, '-', '_' or '.' (it names the "
+                       "plan's run root and results directory)")
+
+    def finite(v: Any, where: str) -> None:
+        if isinstance(v, float) and not math.isfinite(v):
+            raise BpdError(f"{p}: {where} must be a finite number (got {v})")
+        for k, x in (v.items() if isinstance(v, dict) else enumerate(v) if isinstance(v, list) else ()):
+            finite(x, f"{where}.{k}" if where else str(k))
+
+    finite(raw, "")
+    for key, fields in (("eval", ("episodes", "seed")), ("dataset", ("steps", "seed"))):
+        block = raw.get(key) or {}
+        if not isinstance(block, dict):
+            raise BpdError(f"{p}: {key} must be a mapping")
+        for f in fields:
+            if f in block and (isinstance(block[f], bool) or not isinstance(block[f], int) or block[f] < 0):
+                raise BpdError(f"{p}: {key}.{f} must be a whole number >= 0 (got {str(block[f])[:40]!r})")
+    noise = (raw.get("dataset") or {}).get("noise", 0.0)
+    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or noise < 0:
+        raise BpdError(f"{p}: dataset.noise must be a number >= 0 (got {str(noise)[:40]!r})")
+    env_args = raw.get("env_args") or {}
+    if not isinstance(env_args, dict) or not all(isinstance(v, dict) or v is None for v in env_args.values()):
+        raise BpdError(f"{p}: env_args maps an environment to a mapping of options")
+
+
+def _check_env_id(env_id: str, p: Path) -> None:
+    """A registered Gymnasium id (a `module:` prefix imported first); nothing is built."""
+    import importlib
+
+    import gymnasium as gym
+
+    module, _, name = env_id.rpartition(":")
+    try:
+        if module:
+            importlib.import_module(module)
+        gym.spec(name)
+    except (ImportError, gym.error.Error) as e:
+        raise BpdError(f"{p}: unknown or unavailable environment {env_id!r} ({str(e).splitlines()[0][:80]})") from None
+
+
+def check_plan_commands(plan: Plan) -> None:
+    """Every method's command line, as a cell would run it, parses as `bpd` would parse it: an unknown
+    option, a value of the wrong type or a non-finite number in a method's args is refused now."""
+    from bpd_app.cli import check_command
+    from bpd_app.methods import CellInputs, get
+
+    for ms in plan.methods.values():
+        m = get(ms.method)
+        for env in plan.envs:
+            args = {k: v for k, v in plan.env_args.get(env, {}).items() if k not in m.skips_env_args} | ms.args
+            inputs = CellInputs(env, plan.seeds[0], "teacher.npz", "dataset.npz", plan.runs / "check", args)
+            where = f"{plan.path}: method {ms.label!r} for {env}"
+            try:
+                argv = m.command(inputs)
+            except Exception as e:
+                if ms.needs:  # built from a needed cell's result: checked when that cell has finished
+                    continue
+                why = str(e).splitlines()[0][:80] if str(e) else e.__class__.__name__
+                raise BpdError(f"{where}: its args do not make a command ({why})") from None
+            check_command(argv, where)
+
+
+def check_plan_envs(plan: Plan) -> None:
+    """Every environment of the plan is a registered Gymnasium id (the commands check this when they read
+    a plan; nothing is built)."""
+    for e in plan.envs:
+        _check_env_id(e, plan.path)
+
+
+def check_plan_teachers(plan: Plan) -> None:
+    """Before a run: every environment's teacher file is there."""
+    for e in plan.envs:
+        if not plan.teachers[e].is_file():
+            raise BpdError(f"{plan.path}: the teacher of {e}, {plan.rel(plan.teachers[e])}, is missing")
 
 
 def cell_spec(plan: Plan, cell: Cell) -> dict:
@@ -323,10 +414,12 @@ def prepare_env(plan: Plan, env: str) -> None:
 
 
 def _read_json(p: Path) -> dict | None:
+    """A JSON object from p; None where there is none (missing, corrupt, not an object)."""
     try:
-        return json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError):
+        obj = json.loads(p.read_text())
+    except (OSError, ValueError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         return None
+    return obj if isinstance(obj, dict) else None
 
 
 def _cycles(bench: dict) -> float | None:
@@ -656,18 +749,19 @@ def run_plan(plan: Plan, workers: int = 1, engine: str = "local", address: str |
     products, such as checkpoints, that a lost run root took with it)."""
     cells = [c for c in plan.cells() if not only or any(c.key.startswith(o) for o in only)]
     by_key = {c.key: c for c in cells}
+    check_run_root(plan)
+    if engine == "ray":  # an engine that cannot start leaves no run root behind
+        submit, wait, shutdown = _ray_engine(plan, workers, address)
+    elif engine == "local":
+        submit, wait, shutdown = _local_engine(plan, workers)
+    else:
+        raise BpdError(f"unknown engine {engine!r} (local or ray)")
     plan.runs.mkdir(parents=True, exist_ok=True)
     write_json(plan.runs / "plan.json", {"plan": plan.rel(plan.path), "raw": plan.raw})
     restored = [] if retrain else restore_committed(plan)
     if restored:
         echo(f"{len(restored)} finished cells restored from the committed summaries in {plan.rel(plan.results_dir)}")
     started = time.time()
-    if engine == "ray":
-        submit, wait, shutdown = _ray_engine(plan, workers, address)
-    elif engine == "local":
-        submit, wait, shutdown = _local_engine(plan, workers)
-    else:
-        raise BpdError(f"unknown engine {engine!r} (local or ray)")
     records: dict[str, dict] = {}
     _record_session(plan, started, workers, engine, records)
     try:
@@ -732,6 +826,20 @@ def run_plan(plan: Plan, workers: int = 1, engine: str = "local", address: str |
         shutdown()
     _record_session(plan, started, workers, engine, records)
     return records
+
+
+def check_run_root(plan: Plan) -> None:
+    """A run root is this plan's (its plan.json names the plan) or new: another plan's, or a directory of
+    something else, is never written into."""
+    pj = plan.runs / "plan.json"
+    if pj.is_file():
+        old = _read_json(pj)
+        if old is None or old.get("plan") != plan.rel(plan.path):
+            made_by = (old or {}).get("plan", "an unreadable plan.json")
+            raise BpdError(f"{plan.runs}: the run root of {made_by}, not of {plan.rel(plan.path)}; "
+                           "give this plan another --runs")
+    elif plan.runs.exists() and (not plan.runs.is_dir() or any(plan.runs.iterdir())):
+        raise BpdError(f"{plan.runs}: exists and is not a run root (no plan.json); give another --runs")
 
 
 def _record_session(plan: Plan, started: float, workers: int, engine: str, records: dict) -> None:
@@ -800,6 +908,8 @@ def _ray_engine(plan: Plan, workers: int, address: str | None):
     except ImportError:
         raise BpdError("--engine ray needs Ray: pip install 'bpd[ray]'") from None
     addr = address or os.environ.get("RAY_ADDRESS")
+    if addr and addr not in ("auto", "local"):
+        _probe_ray(addr)
     try:
         if addr:
             ray.init(address=addr, log_to_driver=False, include_dashboard=False)
@@ -830,6 +940,24 @@ def _ray_engine(plan: Plan, workers: int, address: str | None):
         return out
 
     return submit, wait, ray.shutdown
+
+
+RAY_CONNECT_TIMEOUT = 10.0  # seconds a Ray address has to accept a connection
+
+
+def _probe_ray(addr: str) -> None:
+    """A Ray address that does not accept a connection in RAY_CONNECT_TIMEOUT is one line, not a hang."""
+    import socket
+
+    hostport = addr.split("://", 1)[-1]
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise BpdError(f"Ray address {addr!r}: expected HOST:PORT (or ray://HOST:PORT)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=RAY_CONNECT_TIMEOUT).close()
+    except OSError as e:
+        raise BpdError(f"Ray at {addr} does not answer (no connection within {RAY_CONNECT_TIMEOUT:.0f} s: "
+                       f"{e.strerror or e.__class__.__name__})") from None
 
 
 def _alive(pid) -> bool:
@@ -976,6 +1104,9 @@ def collect_results(plan: Plan) -> list[dict]:
         rec = _read_json(c.dir / "cell.json") or {}
         state = rec.get("state", "pending")
         res = _read_json(c.dir / "result.json") if state == "done" and not rec.get("restored_from") else None
+        if state == "done" and not rec.get("restored_from") and res is None and (c.dir / "result.json").exists():
+            raise BpdError(f"{c.dir / 'result.json'}: corrupt cell result (not a JSON object); remove "
+                           f"{plan.rel(c.dir)} to run the cell again")
         why = stale_reason(plan, c, res or rec) if state == "done" else None
         if why:  # a summary that no longer answers the plan is neither tabulated nor committed over a current one
             res, state, rec = None, "failed", rec | {"error": f"{plan.rel(c.dir)} {why}"}
@@ -1486,6 +1617,8 @@ def cmd_run(cfg: ExperimentRunConfig) -> int:
     if not 1 <= cfg.workers <= 1024:
         raise BpdError("--workers must be between 1 and 1024")
     plan = load_plan(cfg.plan, cfg.runs)
+    check_plan_envs(plan)
+    check_plan_teachers(plan)
     print(f"plan {plan.name}: {len(plan.cells())} cells in {plan.rel(plan.runs)} "
           f"({cfg.engine}, {cfg.workers} worker{'s' if cfg.workers > 1 else ''})", flush=True)
     recs = run_plan(plan, cfg.workers, cfg.engine, cfg.address, cfg.only, echo=lambda s: print(s, flush=True),
@@ -1497,9 +1630,12 @@ def cmd_run(cfg: ExperimentRunConfig) -> int:
 
 def cmd_table(cfg: ExperimentTableConfig) -> dict:
     plan = load_plan(cfg.plan, cfg.runs)
+    check_plan_envs(plan)
     out = Path(cfg.out) if cfg.out else plan.results_dir
     return write_table(plan, out)
 
 
 def cmd_status(cfg: ExperimentStatusConfig) -> list[dict]:
-    return plan_status(load_plan(cfg.plan, cfg.runs))
+    plan = load_plan(cfg.plan, cfg.runs)
+    check_plan_envs(plan)
+    return plan_status(plan)

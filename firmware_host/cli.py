@@ -63,7 +63,9 @@ def _bench(ns):
     from bpd.config import from_namespace
     from firmware_host.measure import BenchConfig, run_bench
 
-    r = run_bench(from_namespace(BenchConfig, ns))
+    cfg = from_namespace(BenchConfig, ns)
+    r: dict = {}
+    _new_dir_removed_on_failure(cfg.out, lambda: r.update(run_bench(cfg)))
     print(r["markdown"])
 
 
