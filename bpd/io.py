@@ -318,6 +318,22 @@ def portable_path(p: str | os.PathLike) -> str:
     return q.name
 
 
+def path_for_record(p: str | os.PathLike, record_dir: str | os.PathLike) -> str:
+    """A path as a record in record_dir writes it: relative to that directory, so that the record (an
+    export, a run) can be read from any working directory and moved together with what it names."""
+    return Path(os.path.relpath(Path(p).resolve(), Path(record_dir).resolve())).as_posix()
+
+
+def path_from_record(recorded: str, record_dir: str | os.PathLike) -> Path:
+    """The path a record in record_dir names: relative to the record's directory; a record written
+    before paths were recorded that way named it from the working directory, which is tried second."""
+    p = Path(recorded)
+    if p.is_absolute():
+        return p
+    beside = Path(record_dir) / p
+    return beside if beside.exists() or not p.exists() else p
+
+
 def portable_argv(argv: list[str]) -> list[str]:
     """A command line with every absolute path (also in --opt=PATH) made portable."""
     out = []
