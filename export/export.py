@@ -26,7 +26,7 @@ import torch
 import bpd
 from bpd.config import check_ranges, field
 from bpd.errors import BpdError
-from bpd.io import StagedDir, check_output_dir, read_json, sha256_file, write_json
+from bpd.io import StagedDir, check_output_dir, path_for_record, read_json, sha256_file, write_json
 from export.c_export import CPolicy, LayerPlan, generate_c, model_hash, scratch_width
 from export.collapse import CollapsedNet, collapse
 from export.kernels import CHOICES as KERNEL_CHOICES
@@ -369,7 +369,8 @@ def _write_export(cfg: ExportConfig, out: Path, meter: KernelMeter | None = None
     else:
         dense = dense_figures(net.widths_before) | {"note": "dense figures of the student's own shape (no teacher)"}
     tot = totals(net, plans)
-    report = {"source": str(src.path), "source_kind": src.kind, "source_sha256": src.sha256, "model_hash": mh,
+    source = path_for_record(src.path, out)  # relative to the export: read from any working directory
+    report = {"source": source, "source_kind": src.kind, "source_sha256": src.sha256, "model_hash": mh,
               "env_id": src.env_id, "threshold": src.threshold, "widths_before": net.widths_before,
               "widths_after": net.widths, "input_offset": net.in_offset is not None,
               "layers": layer_table(net, plans), "totals": tot, "dense_teacher": dense,
@@ -411,7 +412,7 @@ def _write_export(cfg: ExportConfig, out: Path, meter: KernelMeter | None = None
     write_json(out / "export_report.json", report)
     write_json(out / "export.json", {"format": "bpd-export", "format_version": 1, "env_id": src.env_id,
                                      "obs_dim": net.obs_dim, "act_dim": net.act_dim, "model_hash": mh,
-                                     "source_sha256": src.sha256, "source": str(src.path), "kind": src.kind,
+                                     "source_sha256": src.sha256, "source": source, "kind": src.kind,
                                      "widths": net.widths, "activation": net.activation, "output": net.output,
                                      "action_low": net.action_low, "action_high": net.action_high,
                                      "params_total": net.params_total, "params_nonzero": net.params_nonzero,
