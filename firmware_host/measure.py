@@ -27,7 +27,7 @@ import numpy as np
 
 from bpd.config import field
 from bpd.errors import BpdError
-from bpd.io import write_json, write_text
+from bpd.io import path_from_record, write_json, write_text
 from firmware_host.build import BENCH, TARGETS, compile_image, image_report
 from firmware_host.cycle_model import estimate_cycles, estimate_us
 
@@ -241,7 +241,7 @@ def arithmetic_floor(report: dict) -> dict:
             "input_offset_subs": centre, "instructions": macs + biases + hidden_acts + act_dim + 2 * act_dim + centre}
 
 
-def _masked_export(info: dict, out: Path) -> Path:
+def _masked_export(info: dict, exp: Path, out: Path) -> Path:
     """The student with pruned weights zeroed and the normalisation collapsed (scale folded, mean as the
     input offset), but every unit kept."""
     from export.c_export import generate_c
@@ -249,7 +249,7 @@ def _masked_export(info: dict, out: Path) -> Path:
     from export.export import load_source
     from export.onnx_export import build_onnx, save_onnx
 
-    src = load_source(info["source"])
+    src = load_source(path_from_record(info["source"], exp))
     net = collapse(src.policy, remove_dead=False)
     out.mkdir(parents=True, exist_ok=True)
     save_onnx(build_onnx(net, {"env_id": src.env_id}), out / "policy.onnx")
@@ -261,12 +261,13 @@ def _masked_export(info: dict, out: Path) -> Path:
 def _run_inputs(export_dir: Path, given: str | None) -> tuple[Path | None, str | None]:
     """The teacher (given, or the one the student was distilled from) and the run's dataset."""
     info = json.loads((export_dir / "export.json").read_text())
-    cfg = Path(info["source"]).parent / "config.json"
+    cfg = path_from_record(info["source"], export_dir).parent / "config.json"
     run = json.loads(cfg.read_text()) if cfg.is_file() else {}
-    teacher = Path(given) if given else (Path(run["teacher"]) if run.get("teacher") else None)
+    teacher = Path(given) if given else (path_from_record(run["teacher"], cfg.parent) if run.get("teacher") else None)
     if teacher is not None and not teacher.is_file():
         teacher = None if not given else teacher
-    return teacher, run.get("dataset")
+    dataset = str(path_from_record(run["dataset"], cfg.parent)) if run.get("dataset") else None
+    return teacher, dataset
 
 
 def run_bench(cfg: BenchConfig) -> dict:
@@ -300,7 +301,7 @@ def run_bench(cfg: BenchConfig) -> dict:
                                 parity_samples=2000, seed=cfg.seed, dataset=dataset))
         networks["teacher"] = tdir
     if info.get("kind") == "student":
-        networks["student_masked"] = _masked_export(info, work / "student_masked")
+        networks["student_masked"] = _masked_export(info, exp, work / "student_masked")
     rng = np.random.default_rng(cfg.seed)
     obs = rng.normal(0, 0.3, size=(max(cfg.samples, 1), info["obs_dim"])).astype(np.float32)
     results: dict = {"export": str(exp), "teacher": str(teacher) if teacher else None, "networks": {},
@@ -325,7 +326,7 @@ def run_bench(cfg: BenchConfig) -> dict:
                          "bpd-fast-tanh": (bpd_srcs, [d, BENCH], ["policy", "policy_weights"], True)}
         if name not in ("student_int8", "student_int", "student_masked"):
             net_res["flash_report"] = rep["totals"]
-            src = load_source(rep["source"])
+            src = load_source(path_from_record(rep["source"], onnx_dir))
             import torch
             torch.set_num_threads(1)
             with torch.no_grad():
