@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import re
 import shutil
 import zipfile
@@ -35,15 +36,16 @@ def _bpd(*argv: str) -> None:
     assert rc == 0, argv
 
 
-def _hand_teacher(path: Path, seed: int = 0) -> None:
+def _hand_teacher(path: Path, seed: int = 0, env_id: str = "InvertedPendulum-v5", obs_dim: int = 4,
+                  bound: float = 3.0) -> None:
     from training.teacher import Teacher
 
     rng = np.random.default_rng(seed)
-    Teacher(env_id="InvertedPendulum-v5", weights=[rng.normal(0, 0.5, (8, 4)).astype(np.float32),
-                                                    rng.normal(0, 0.5, (1, 8)).astype(np.float32)],
+    Teacher(env_id=env_id, weights=[rng.normal(0, 0.5, (8, obs_dim)).astype(np.float32),
+                                    rng.normal(0, 0.5, (1, 8)).astype(np.float32)],
             biases=[np.zeros(8, np.float32), np.zeros(1, np.float32)], activation="tanh", output="tanh",
-            obs_mean=np.zeros(4, np.float32), obs_std=np.ones(4, np.float32),
-            action_low=np.array([-3.0], np.float32), action_high=np.array([3.0], np.float32),
+            obs_mean=np.zeros(obs_dim, np.float32), obs_std=np.ones(obs_dim, np.float32),
+            action_low=np.array([-bound], np.float32), action_high=np.array([bound], np.float32),
             algo="sac", source="hand-made for tests").save(path)
 
 
@@ -89,6 +91,12 @@ def base(tmp_path_factory) -> Path:
     _sb3_zip(b / "sb3.zip")
     _trial(b / "trial")
     shutil.copyfile(FW / "gym-inverted-pendulum.yaml", b / "rig.yaml")
+    # a second task (another environment) for the multi-task commands and the mismatched-task cases
+    _hand_teacher(b / "teacher2.npz", seed=1, env_id="Pendulum-v1", obs_dim=3, bound=2.0)
+    _bpd("collect", "--teacher", b / "teacher2.npz", "--out", b / "dataset2.npz", "--steps", "300", "--no-progress")
+    _bpd("multitask", "train", "--teachers", b / "teacher.npz", b / "teacher2.npz", "--datasets", b / "dataset.npz",
+         b / "dataset2.npz", "--out", b / "mt", "--steps", "4", "--eval-every", "4", "--eval-episodes", "1",
+         "--trunk", "8", "--batch", "16", "--no-progress")
     return b
 
 
@@ -311,6 +319,7 @@ def _replaced_dataset(c: Path, b: Path) -> None:
 
 B, C = "{b}", "{c}"
 T, D, RUN, EXP = f"{B}/teacher.npz", f"{B}/dataset.npz", f"{B}/run", f"{B}/export"
+T2, D2 = f"{B}/teacher2.npz", f"{B}/dataset2.npz"
 DISTILL = ["distill", "--teacher", T, "--dataset", D, "--out", f"{C}/r", "--no-progress"]
 HIL = ["hil", "run", "--port", "sim", "--rig", "gym-inverted-pendulum", "--policy", EXP, "--out", f"{C}/log",
        "--no-plots"]
@@ -321,10 +330,13 @@ EVAL = ["evaluate", "--episodes", "1"]
 RO = "/proc/bpd-test-out"  # a place nobody can write, root included
 
 CASES: list[tuple[str, list[str], str, object]] = []
+CASE_CLASS: dict[str, str] = {}  # case name -> the class of bad input it stands for (the results file counts them)
+SECTION = "earlier rounds"
 
 
-def case(name: str, argv: list[str], expect: str = "", setup=None) -> None:
+def case(name: str, argv: list[str], expect: str = "", setup=None, cls: str | None = None) -> None:
     CASES.append((name, argv, expect, setup))
+    CASE_CLASS[name] = cls or SECTION
 
 
 # -- the command line itself: unknown flags, wrong types, missing arguments, bad choices
@@ -644,23 +656,213 @@ for name, argv in FILE_OUT.items():
     case(f"{name} out under a file", argv + [f"{T}/x.npz"], "is not a directory")
     case(f"{name} out read-only", argv + [f"{RO}/x.npz"], "not writable")
 for name, argv in DIR_OUT.items():
-    case(f"{name} out is a file", argv + [T], "exists and is not a directory")
+    case(f"{name} out is a file", argv + [f"{B}/sb3.zip"], "exists and is not a directory")
     case(f"{name} out under a file", argv + [f"{T}/sub"], "is not a directory")
     case(f"{name} out read-only", argv + [f"{RO}/sub"], "not writable")
-case("export into a foreign directory", ["export", RUN, "--episodes", "0", "--out", f"{B}/run"],
+case("export into a foreign directory", ["export", RUN, "--episodes", "0", "--out", f"{B}/trial"],
      "is not an export directory")
+
+
+# -- second round (issue 40): the classes 560 bad inputs found, one or more rows each
+
+# strings from the rig YAML never reach generated C (or MuJoCo XML) unchecked
+SECTION = "1 strings from the rig YAML reaching generated C"
+INJECT = 'x"\n#include "/etc/passwd'
+for name, kw, msg in [("name injects an include", dict(name=INJECT), "name must be 1 to 64 letters"),
+                      ("name redefines a macro", dict(name="x\n#undef BPD_RIG_OBS_DIM\n#define BPD_RIG_OBS_DIM 9u"),
+                       "name must be"),
+                      ("name a number", dict(name=7), "name must be"),
+                      ("name closes a comment", dict(name="x */ int y; /*"), "name must be"),
+                      ("position_index text", dict(limits__position_index="0u\n#define X"), "limits.position_index"),
+                      ("measured_velocity text", dict(sensors__measured_velocity="yes"), "true or false")]:
+    setup = lambda c, b, kw=kw: yaml_with(c, **kw)
+    case(f"rig sim yaml {name}", RIG + ["--rig", f"{C}/rig.yaml"], msg, setup)
+    case(f"firmware build yaml {name}", FWB + ["--rig", f"{C}/rig.yaml"], msg, setup)
+    case(f"hil run yaml {name}", [*HIL[:5], f"{C}/rig.yaml", *HIL[6:]], msg, setup)
+
+# --out never names an input of the same command, nor a device node, FIFO or socket
+SECTION = "2 data loss: --out naming an input or a device"
+case("collect out is its teacher", ["collect", "--teacher", f"{C}/t.npz", "--out", f"{C}/t.npz"],
+     "--out names the command's input --teacher", lambda c, b: shutil.copyfile(b / "teacher.npz", c / "t.npz"))
+case("collect out a character device", ["collect", "--teacher", T, "--out", "/dev/null"], "is a character device")
+case("teacher train out a character device", ["teacher", "train", "--out", "/dev/null"], "is a character device")
+case("distill out a FIFO", DISTILL[:-3] + ["--out", f"{C}/ff"], "is a FIFO", lambda c, b: os.mkfifo(c / "ff"))
+case("teacher import out is its zip", ["teacher", "import", f"{C}/m.zip", "--out", f"{C}/m.zip"],
+     "names the command's input --sb3-zip", lambda c, b: shutil.copyfile(b / "sb3.zip", c / "m.zip"))
+case("export out is its source", ["export", f"{C}/run", "--out", f"{C}/run"], "names the command's input",
+     lambda c, b: _run_with(c, b, lambda r: None))
+case("hil run out is its policy", [*HIL[:9], EXP, *HIL[10:]], "names the command's input --policy")
+case("student select out above the run", ["student", "select", RUN, "--out", "../x.pt"], "no '..'")
+case("student select out under a run file", ["student", "select", RUN, "--out", "config.json/x.pt"],
+     "is not a directory")
+case("student select out over the run's student", ["student", "select", RUN, "--out", "student.pt"],
+     "one of the run's own files")
+
+# the C weights are tied to the model hash, and the manifest lists every file the export uses
+SECTION = "3 C weights tied to the model hash, manifest complete"
+C_DAMAGE = {
+    "weight edited and re-signed": (lambda c, b: (flip_weight(c, b), resign(c / "exp", "policy_weights.c", "policy.c")),
+                                    "do not compute policy.onnx's function"),
+    "C file left out of the manifest": (lambda c, b: _edit_json(export_copy(c, b) / "export.json",
+                                                                lambda i: i["files"].pop("policy_weights.c")),
+                                        "leaves out policy_weights.c"),
+    "extra header not in the manifest": (lambda c, b: (export_copy(c, b) / "extra.h").write_text("#define X 1\n"),
+                                         "leaves out extra.h"),
+    "C names another model": (lambda c, b: (_other_hash_in_c(export_copy(c, b)),
+                                            resign(c / "exp", "policy_weights.c")), "the C names model"),
+}
+for name, (setup, msg) in C_DAMAGE.items():
+    case(f"evaluate export {name}", [*EVAL, f"{C}/exp"], msg, setup)
+    case(f"firmware build export {name}", ["firmware", "build", f"{C}/exp", "--out", f"{C}/fw"], msg, setup)
+    case(f"hil run export {name}", [*HIL[:7], f"{C}/exp", *HIL[8:]], msg, setup)
+    case(f"rig sim export {name}", RIG + ["--policy", f"{C}/exp"], msg, setup)
+    case(f"bench export {name}", ["bench", f"{C}/exp", "--out", f"{C}/bench", "--no-peers"], msg, setup)
+
+# what ended in an internal error (exit 70)
+SECTION = "4 internal errors (exit 70)"
+MT = ["multitask", "train", "--teachers", T, T2, "--datasets", D, D2, "--out", f"{C}/mt", "--no-progress"]
+case("student sweep seed -5", ["student", "sweep", RUN, "--seed", "-5"], "--seed must be at least 0")
+case("baseline train sb3 with a pickle", ["baseline", "train", "--method", "kl", "--teacher", T, "--dataset", D,
+                                           "--out", f"{C}/r", "--teacher-sb3", f"{C}/m.zip"], "pickled objects",
+     lambda c, b: _sb3_zip(c / "m.zip", raw_pth=_pickled()))
+case("multitask train no teachers", ["multitask", "train"], "required")
+case("multitask train no datasets", ["multitask", "train", "--teachers", T, T2], "required")
+case("multitask train temperature -1", MT + ["--temperature", "-1"], "--temperature must be above 0")
+case("multitask train batch 10^10", MT + ["--batch", "10000000000"], "--batch must be at most")
+case("multitask export parity 0", ["multitask", "export", f"{B}/mt", "--out", f"{C}/e", "--parity-samples", "0"],
+     "--parity-samples must be at least 1")
+case("teacher train hidden 2000000", ["teacher", "train", "--out", f"{C}/t.npz", "--hidden", "2000000", "2000000"],
+     "--hidden: at most")
+case("resume binary metrics", RESUME, "corrupt metrics",
+     lambda c, b: _run_with(c, b, lambda r: (r / "metrics.csv").write_bytes(bytes(range(256)) * 8)))
+
+# mismatched dimensions are refused when built or read, not when a device starts
+SECTION = "5 mismatched dimensions"
+case("firmware build policy for another rig", FWB + ["--rig", f"{C}/rig.yaml"], "the policy maps 4 observations",
+     lambda c, b: yaml_with(c, sensors__counts_per_unit=[0, 0, 0], sensors__noise_std=[0] * 6))
+case("export teacher of another task", ["export", RUN, "--out", f"{C}/e", "--teacher", T2, "--episodes", "0"],
+     "teacher2.npz: the teacher maps 3 observations")
+case("baseline teacher-sb3 of another model", ["baseline", "train", "--method", "kl", "--teacher", T, "--dataset", D,
+                                               "--out", f"{C}/r", "--teacher-sb3", f"{B}/sb3.zip"],
+     "its actor is not the teacher's")
+
+# accepted nonsense
+SECTION = "6 accepted nonsense"
+BASE = ["baseline", "train", "--method", "kl", "--teacher", T, "--dataset", D, "--out", f"{C}/r", "--no-progress"]
+case("teacher import unknown env", ["teacher", "import", f"{B}/sb3.zip", "--out", f"{C}/t.npz", "--env",
+                                    "NoSuchEnv-v9"], "unknown or unavailable")
+case("teacher import env of other dims", ["teacher", "import", f"{B}/sb3.zip", "--out", f"{C}/t.npz", "--env",
+                                          "Pendulum-v1"], "--env Pendulum-v1 has 3 observations")
+case("distill keep-return 2", DISTILL + ["--keep-return", "2"], "--keep-return must be at most 1")
+case("student select keep-return 1.5", ["student", "select", RUN, "--keep-return", "1.5"], "--keep-return must be")
+case("rig sim action-timeout 0", RIG + ["--action-timeout", "0"], "--action-timeout must be above 0")
+case("rig sim action-timeout -1", RIG + ["--action-timeout", "-1"], "--action-timeout must be above 0")
+case("distill resume with no run", DISTILL + ["--resume"], "holds no run to resume")
+case("baseline resume with no run", BASE + ["--resume"], "holds no run to resume")
+case("teacher train resume with nothing", ["teacher", "train", "--out", f"{C}/t.npz", "--resume"],
+     "holds no training to resume")
+case("multitask train resume with no run", MT + ["--resume"], "holds no run to resume")
+case("multitask train eval-episodes 0", MT + ["--eval-episodes", "0"], "--eval-episodes must be at least 1")
+case("multitask train prune-start 2", MT + ["--prune-start", "2"], "--prune-start must be at most 1")
+case("baseline min-log-std 5", BASE + ["--min-log-std", "5"], "--min-log-std must be")
+case("baseline value-steps -1", BASE + ["--value-steps", "-1"], "--value-steps must be at least 1")
+case("baseline env-steps 10^11", BASE + ["--env-steps", "100000000000"], "--env-steps must be at most")
+case("distill teacher metadata lies about its size", ["distill", "--teacher", f"{C}/t.npz", "--dataset", D, "--out",
+                                                      f"{C}/r"], "metadata gives obs_dim 9",
+     lambda c, b: teacher_with(c, b, meta={"obs_dim": 9}))
+case("evaluate teacher of a future format", [*EVAL, f"{C}/t.npz"], "teacher format version 99",
+     lambda c, b: teacher_with(c, b, meta={"format_version": 99}))
+
+# left behind or changed on failure
+SECTION = "7 left behind or changed on failure"
+case("hil report trial without summary", ["hil", "report", f"{C}/trial"], "no summary.json",
+     lambda c, b: trial_with(c, b, lambda d: (d / "summary.json").unlink()))
+case("rig pil log under a file", ["rig", "pil", "--log", f"{T}/x.csv"], "is not a directory",
+     cls="8 a hang and an orphan")
+
+
+# plans: checked whole when read, a run root never another plan's, nothing left behind by a failed run
+SECTION = "6 accepted nonsense"
+def plan_with(c: Path, b: Path, **over) -> None:
+    import yaml
+
+    env = over.pop("env", "InvertedPendulum-v5")
+    raw = {"name": "p", "envs": [env], "seeds": [0], "teachers": {env: str(b / "teacher.npz")},
+           "dataset": {"steps": 300}, "eval": {"episodes": 1}, "methods": {"bpd": {"args": {"steps": 20}}}} | over
+    (c / "plan.yaml").write_text(yaml.safe_dump(raw))
+
+
+XRUN = ["experiment", "run", f"{C}/plan.yaml", "--runs", f"{C}/runs"]
+XTABLE = ["experiment", "table", f"{C}/plan.yaml", "--runs", f"{C}/runs", "--out", f"{C}/tables"]
+XSTATUS = ["experiment", "status", f"{C}/plan.yaml", "--runs", f"{C}/runs"]
+PLAN_DAMAGE = {
+    "name with ../": (dict(name="../../outside"), "plan name '../../outside'"),
+    "unknown env": (dict(env="NoSuchEnv-v9"), "unknown or unavailable environment 'NoSuchEnv-v9'"),
+    "a method's unknown option": (dict(methods={"bpd": {"args": {"stepz": 20}}}), "unrecognized arguments: --stepz"),
+    "a method's option of the wrong type": (dict(methods={"bpd": {"args": {"steps": "many"}}}), "invalid int value"),
+    "NaN in a method's args": (dict(methods={"bpd": {"args": {"actor_lr": float("nan")}}}),
+                               "methods.bpd.args.actor_lr must be a finite number"),
+    "NaN eval episodes": (dict(eval={"episodes": float("nan")}), "eval.episodes must be a finite number"),
+    "results outside the project": (dict(results="../../elsewhere"), "results must be a path inside"),
+}
+for name, (over, msg) in PLAN_DAMAGE.items():
+    setup = lambda c, b, over=over: plan_with(c, b, **dict(over))
+    case(f"experiment run plan {name}", XRUN, msg, setup)
+    case(f"experiment table plan {name}", XTABLE, msg, setup)
+    case(f"experiment status plan {name}", XSTATUS, msg, setup)
+case("experiment run missing teacher", XRUN, "is missing",
+     lambda c, b: plan_with(c, b, teachers={"InvertedPendulum-v5": str(c / "none.npz")}))
+case("experiment run ray address that does not answer", XRUN + ["--engine", "ray", "--address", "127.0.0.1:9"],
+     "does not answer", plan_with, cls="8 a hang and an orphan")
+case("experiment run into another plan's run root", XRUN, "the run root of other.yaml",
+     lambda c, b: (plan_with(c, b), (c / "runs").mkdir(), (c / "runs" / "plan.json").write_text(
+         json.dumps({"plan": "other.yaml"}))), cls="7 left behind or changed on failure")
+case("experiment run into a foreign directory", XRUN, "is not a run root",
+     lambda c, b: (plan_with(c, b), (c / "runs").mkdir(), (c / "runs" / "notes.txt").write_text("mine")),
+     cls="7 left behind or changed on failure")
+
+
+def _corrupt_cell(c: Path, b: Path) -> None:
+    plan_with(c, b)
+    cell = c / "runs" / "InvertedPendulum-v5" / "bpd" / "seed0"
+    cell.mkdir(parents=True)
+    (c / "runs" / "plan.json").write_text(json.dumps({"plan": "plan.yaml"}))
+    (cell / "cell.json").write_text(json.dumps({"state": "done"}))
+    (cell / "result.json").write_bytes(b"\x00\xff{half")
+
+
+case("experiment table corrupt cell result", XTABLE, "corrupt cell result", _corrupt_cell,
+     cls="7 left behind or changed on failure")
+
+
+def resign(e: Path, *names: str) -> None:
+    """Record the current sha256 of the named files in export.json, as an editor covering their tracks would."""
+    for n in names:
+        if (e / n).is_file():
+            _edit_json(e / "export.json", lambda i, n=n: i["files"].__setitem__(
+                n, hashlib.sha256((e / n).read_bytes()).hexdigest()))
+
+
+def _other_hash_in_c(e: Path) -> None:
+    p = e / "policy_weights.c"
+    p.write_text(re.sub(r'(model_hash\[\] = ")[0-9a-f]{64}', lambda m: m.group(1) + "0" * 64, p.read_text()))
 
 
 # --------------------------------------------------------------------------- the runner
 
 
 def _snapshot(*dirs: Path) -> dict[str, str]:
+    """Every file's sha256 and every directory (an empty one left behind counts), compiler caches aside."""
     snap = {}
     for d in dirs:
         for p in sorted(d.rglob("*")):
             rel = p.relative_to(d)
-            if p.is_file() and not any(part.startswith(("build", ".bpd-build", "bld")) for part in rel.parts):
+            if any(part.startswith(("build", ".bpd-build", "bld")) for part in rel.parts):
+                continue
+            if p.is_file():
                 snap[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest()
+            elif p.is_dir():
+                snap[str(p)] = "directory"
     return snap
 
 
@@ -808,3 +1010,144 @@ def test_nothing_non_finite_is_written(tmp_path):
     with pytest.raises(BpdError, match="normalisation must be finite"):
         t.save(tmp_path / "t2.npz")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.npz"]
+
+
+# --------------------------------------------------------------------------- second round: what failures leave
+
+
+def test_failed_multitask_export_leaves_the_previous_export_byte_for_byte(base, tmp_path, monkeypatch, capsys):
+    import export.multitask as mx
+
+    out = tmp_path / "e"
+    assert main(["multitask", "export", str(base / "mt"), "--out", str(out), "--parity-samples", "50"]) == 0
+    before = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    monkeypatch.setattr(mx, "parity_tolerance", lambda *a: 0.0)  # every task now misses parity
+    capsys.readouterr()
+    assert main(["multitask", "export", str(base / "mt"), "--out", str(out), "--parity-samples", "50",
+                 "--seed", "4"]) == 1
+    assert "C parity failed" in capsys.readouterr().err
+    assert {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["e"]  # no stage left beside it
+
+
+def test_failed_multitask_train_leaves_no_run_directory(base, tmp_path, monkeypatch, capsys):
+    import training.multitask as mt
+    from bpd.errors import BpdError
+
+    def fail(*a, **k):
+        raise BpdError("evaluation failed")
+
+    monkeypatch.setattr(mt, "evaluate", fail)
+    rc = main(["multitask", "train", "--teachers", str(base / "teacher.npz"), str(base / "teacher2.npz"),
+               "--datasets", str(base / "dataset.npz"), str(base / "dataset2.npz"), "--out", str(tmp_path / "a" / "mt"),
+               "--steps", "2", "--eval-every", "2", "--trunk", "8", "--batch", "8", "--no-progress"])
+    assert rc == 1 and "evaluation failed" in capsys.readouterr().err
+    assert not (tmp_path / "a" / "mt").exists()
+
+
+def test_failed_firmware_build_and_rig_sim_leave_no_directory(base, tmp_path, monkeypatch, capsys):
+    import firmware_host.build as fb
+    import firmware_host.sim as sim
+    from bpd.errors import BpdError
+
+    def fail_in(d_of):
+        def fail(*a, **k):
+            Path(d_of(*a)).mkdir(parents=True, exist_ok=True)
+            raise BpdError("compiling policy.c failed: x")
+        return fail
+
+    monkeypatch.setattr(fb, "build_firmware_image", fail_in(lambda export, target, out, *r: out))
+    assert main(["firmware", "build", str(base / "export"), "--out", str(tmp_path / "fw")]) == 1
+    monkeypatch.setattr(sim, "SimRig", fail_in(lambda cfg: cfg.build_dir))
+    assert main(["rig", "sim", "--build-dir", str(tmp_path / "bld")]) == 1
+    assert capsys.readouterr().err.count("compiling policy.c failed") == 2
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_bench_leaves_no_results_directory(base, tmp_path, monkeypatch, capsys):
+    import firmware_host.measure as measure
+    from bpd.errors import BpdError
+
+    def fail(info, exp, out):
+        out.mkdir(parents=True)
+        raise BpdError("masked export failed")
+
+    monkeypatch.setattr(measure, "_masked_export", fail)
+    monkeypatch.setattr(measure, "_run_inputs", lambda exp, given: (None, None))
+    assert main(["bench", str(base / "export"), "--out", str(tmp_path / "bench"), "--no-peers"]) == 1
+    assert "masked export failed" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_export_names_its_source_from_any_working_directory(base, tmp_path, monkeypatch):
+    """Paths an export records are relative to the export, so a consumer finds its run from elsewhere."""
+    from bpd.io import path_from_record
+    from firmware_host.measure import _run_inputs
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    shutil.copytree(base / "run", tmp_path / "a" / "run")
+    monkeypatch.chdir(tmp_path / "a")
+    assert main(["export", "run", "--out", "exp", "--episodes", "0", "--parity-samples", "50",
+                 "--kernel", "generic"]) == 0
+    info = json.loads((tmp_path / "a" / "exp" / "export.json").read_text())
+    assert info["source"] == "../run/student.pt"
+    monkeypatch.chdir(tmp_path / "b")
+    exp = Path("../a/exp")
+    assert path_from_record(info["source"], exp).resolve() == (tmp_path / "a" / "run" / "student.pt").resolve()
+    teacher, dataset = _run_inputs(exp, None)  # bench's way to the run's teacher, through the run's config
+    assert teacher is not None and teacher.resolve() == (base / "teacher.npz").resolve()
+    assert dataset is not None and Path(dataset).resolve() == (base / "dataset.npz").resolve()
+
+
+def test_a_rig_name_never_reaches_c_unchecked(tmp_path):
+    """A RigSpec made in code (not through load_rig) is checked again by the generator, and the banner
+    shows a file name that could end its comment only with the dangerous characters replaced."""
+    import dataclasses
+
+    from bpd.errors import BpdError
+    from firmware_host.rig import load_rig
+    from firmware_host.rig_codegen import generate_rig_header
+
+    spec = load_rig("gym-inverted-pendulum")
+    with pytest.raises(BpdError, match="cannot go into C"):
+        generate_rig_header(dataclasses.replace(spec, name='x"\n#include "/etc/passwd'))
+    odd = tmp_path / "rig*\n#define BPD_RIG_OBS_DIM 9u\n.yaml"
+    odd.write_text((FW / "gym-inverted-pendulum.yaml").read_text())
+    text = generate_rig_header(dataclasses.replace(spec, path=odd))
+    assert "rig???define BPD_RIG_OBS_DIM 9u?.yaml (sha256 " in text.split("*/", 1)[0]
+    assert text.count("#define BPD_RIG_OBS_DIM") == 1
+
+
+def test_a_library_deprecation_warning_never_precedes_the_error_line(monkeypatch, capsys):
+    import warnings
+
+    import bpd_app.cli as cli
+    from bpd.errors import BpdError
+
+    def handler(ns):
+        warnings.warn("this MuJoCo binding is deprecated", DeprecationWarning, stacklevel=1)
+        raise BpdError("the one line")
+
+    monkeypatch.setattr(cli, "_evaluate", handler)
+    monkeypatch.delenv("BPD_DEBUG", raising=False)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert main(["evaluate", "x.npz"]) == 1
+    assert seen == [] and capsys.readouterr().err == "bpd: error: the one line\n"
+
+
+def test_hil_run_quotes_the_simulated_rigs_error_with_one_prefix(base, tmp_path, monkeypatch, capsys):
+    """The rig process's own `bpd: error:` line is quoted without its prefix (no doubled prefix)."""
+    import hil.trial as trial
+
+    fake = tmp_path / "bpd"
+    fake.write_text("#!/bin/sh\necho 'bpd: error: no pseudo-terminal for the rig' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(trial, "bpd_executable", lambda: str(fake))
+    rc = main(["hil", "run", "--port", "sim", "--rig", "gym-inverted-pendulum", "--policy", str(base / "export"),
+               "--out", str(tmp_path / "log"),
+               "--no-plots"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err == ("bpd: error: the simulated rig did not start: no pseudo-terminal for the rig\n"), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bpd"]
