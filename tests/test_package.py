@@ -347,16 +347,26 @@ def test_arduino_library_manifest_and_sketch_for_cortex_m4f(pkg_all, tmp_path):
 
 # ---------------------------------------------------------------- a real export
 
-@pytest.mark.parametrize("kernel", ["compact", "integer"])
-def test_export_with_package_verifies_and_its_example_runs_on_cortex_m4f(tiny_pipeline, tmp_path, kernel):
-    """`bpd export --package all` on a distilled student: the package's files are in export.json's file
-    record, the export verifies, a changed package file fails verification; the CMake example of the package
-    (the kernel's Cortex-M4F form: the compact kernel's assembly, the integer kernel's SMLAD) builds and runs
-    under the emulator like the host build."""
-    out = tmp_path / "exp"
-    p = run_bpd("export", str(tiny_pipeline / "run"), "--out", str(out), "--kernel", kernel, "--package", "all",
-                "--episodes", "0", "--parity-samples", "500")
-    assert "package for cmake, zephyr, platformio, arduino: package/ in the export" in p.stdout
+@pytest.fixture(scope="module", params=["compact", "generated", "integer"])
+def real_export(request, tiny_pipeline, tmp_path_factory) -> tuple[Path, str]:
+    """`bpd export --package all` on the tiny pipeline's student with each straight-line kernel forced (their
+    Cortex-M4F forms: the compact kernel's assembly, the generated kernel's literals, the integer kernel's
+    SMLAD); the export and what `bpd export` printed."""
+    out = tmp_path_factory.mktemp(f"real-{request.param}") / "exp"
+    p = run_bpd("export", str(tiny_pipeline / "run"), "--out", str(out), "--kernel", request.param, "--package",
+                "all", "--episodes", "0", "--parity-samples", "500")
+    return out, p.stdout
+
+
+def test_export_with_package_verifies(real_export, tmp_path):
+    """The package's files are in export.json's file record and the export verifies; the package holds the
+    shipped kernel's C byte for byte and the examples' observation is the network's input offset (the
+    dataset's mean) with the host build's action recorded; a changed package file fails verification."""
+    import onnx
+    import onnx.numpy_helper as nh
+
+    out, stdout = real_export
+    assert "package for cmake, zephyr, platformio, arduino: package/ in the export" in stdout
     info = verify_export(out)
     pkg = out / "package"
     listed = {k.removeprefix("package/") for k in info["files"] if k.startswith("package/")}
@@ -364,18 +374,29 @@ def test_export_with_package_verifies_and_its_example_runs_on_cortex_m4f(tiny_pi
     assert {"CMakeLists.txt", "zephyr/module.yml", "library.json", "library.properties"} <= listed
     assert info["files"] == manifest(out)
     rep = json.loads((out / "export_report.json").read_text())
-    assert rep["package"]["formats"] == list(FORMATS) and rep["kernel"]["kind"] == kernel == info["kernel"]
-    host_action = CPolicy(out, build_dir=tmp_path / "host").act(
-        np.asarray(rep["package"]["example_observation"], np.float32)[None])[0]
-    assert np.allclose(rep["package"]["example_action_host"], host_action)
+    assert rep["package"]["formats"] == list(FORMATS) and rep["kernel"]["kind"] == info["kernel"]
     for f in KERNEL_FILES:
         assert (pkg / "src" / f).read_bytes() == (out / f).read_bytes()
-    if shutil.which(ARM_GCC) and shutil.which("cmake"):
-        build = tmp_path / "b"
-        _cmake_build(pkg / "examples" / "cmake", build, pkg / "examples" / "cmake" / "cortex-m4f.cmake")
-        assert_cortex_m4f_image(build / "bpd_policy_example", info["model_hash"])
-        _emulated_matches_host(build / "bpd_policy_example", out, 0.0 if kernel == "integer" else 1e-5)
-    readme = pkg / "README.md"
+    inits = {t.name: nh.to_array(t) for t in onnx.load(str(out / "policy.onnx")).graph.initializer}
+    obs = np.asarray(rep["package"]["example_observation"], np.float32)
+    assert np.array_equal(obs, inits["in_offset"].reshape(-1).astype(np.float32))
+    host_action = CPolicy(out, build_dir=tmp_path / "host").act(obs[None])[0]
+    assert np.allclose(rep["package"]["example_action_host"], host_action, rtol=0, atol=1e-6)
+    edited = tmp_path / "edited"
+    shutil.copytree(out, edited)
+    readme = edited / "package" / "README.md"
     readme.write_text(readme.read_text() + "edited\n")
     with pytest.raises(BpdError, match="package/README.md: changed after export"):
-        verify_export(out)
+        verify_export(edited)
+
+
+def test_export_package_example_runs_on_an_emulated_cortex_m4f(real_export, tmp_path):
+    """The CMake example of a real export's package, built for Cortex-M4F with the shipped kernel, computes
+    what the host build computes (the integer kernel bit for bit)."""
+    need_arm("cmake")
+    out, _ = real_export
+    info = json.loads((out / "export.json").read_text())
+    app = out / "package" / "examples" / "cmake"
+    _cmake_build(app, tmp_path / "b", app / "cortex-m4f.cmake")
+    assert_cortex_m4f_image(tmp_path / "b" / "bpd_policy_example", info["model_hash"])
+    _emulated_matches_host(tmp_path / "b" / "bpd_policy_example", out, 0.0 if info["kernel"] == "integer" else 1e-5)
