@@ -12,7 +12,9 @@ ticks.csv as they arrive (flushed every episode and every 200 rows); summary.jso
 from __future__ import annotations
 
 import platform
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,6 +146,7 @@ class simulated_rig:
         import subprocess
 
         exe = bpd_executable()
+        self.build: str | None = None
         if cfg.port == "pil":
             if cfg.period_us:
                 raise BpdError("--period-us with --port pil: the image runs the period its rig was built with")
@@ -151,8 +154,9 @@ class simulated_rig:
             args = [exe, "rig", "pil", "--rig", cfg.rig, "--seed", str(cfg.seed), "--log",
                     str(Path(cfg.out) / "ticks_pil.csv")]
         else:
+            self.build = tempfile.mkdtemp(prefix="bpd-rig-sim-")  # the device library: gone with the trial
             args = [exe, "rig", "sim", "--rig", cfg.rig, *(["--lockstep"] if cfg.lockstep else []),
-                    "--seed", str(cfg.seed)]
+                    "--seed", str(cfg.seed), "--build-dir", self.build]
         if Path(cfg.policy).is_dir():
             args += ["--policy", cfg.policy]
         if cfg.period_us:
@@ -166,6 +170,7 @@ class simulated_rig:
         if not path:
             err = self.proc.stderr.read().strip().splitlines()
             last = err[-1].removeprefix("bpd: error: ") if err else "no output"  # the child's own one line
+            self._remove_build()
             raise BpdError(f"the simulated rig did not start: {last}")
         return path
 
@@ -175,6 +180,11 @@ class simulated_rig:
             self.proc.wait(10)
         except Exception:
             self.proc.kill()
+        self._remove_build()
+
+    def _remove_build(self) -> None:
+        if self.build is not None:
+            shutil.rmtree(self.build, ignore_errors=True)
 
 
 def _environment() -> dict:
