@@ -96,9 +96,13 @@ def write_package(export_dir: str | Path, choice: str, meta: dict, example_obs: 
             "files": sorted(p.relative_to(pkg).as_posix() for p in pkg.rglob("*") if p.is_file())}
 
 
+def _count(n: object, what: str) -> str:
+    return f"{n} {what}" + ("" if int(str(n)) == 1 else "s")
+
+
 def _describe(meta: dict) -> str:
-    return (f"Sparse policy for {meta['env_id']} exported by bpd ({meta['obs_dim']} observations to "
-            f"{meta['act_dim']} actions, {meta['kernel']} kernel, model {str(meta['model_hash'])[:16]})")
+    return (f"Sparse policy for {meta['env_id']} exported by bpd ({_count(meta['obs_dim'], 'observation')} to "
+            f"{_count(meta['act_dim'], 'action')}, {meta['kernel']} kernel, model {str(meta['model_hash'])[:16]})")
 
 
 def _url(meta: dict) -> str:
@@ -334,8 +338,9 @@ lib_deps = {PIO_NAME}=symlink://../..
 # ------------------------------------------------------------------ arduino
 
 def _arduino(meta: dict, example: str, obs: np.ndarray, action: np.ndarray | None) -> dict[str, str]:
-    paragraph = (f"bpd_policy_run(&bpd_model, obs, action, scratch) maps {meta['obs_dim']} observations to "
-                 f"{meta['act_dim']} actions ({meta['kernel']} kernel, model {str(meta['model_hash'])[:16]}); "
+    paragraph = (f"bpd_policy_run(&bpd_model, obs, action, scratch) maps {_count(meta['obs_dim'], 'observation')} "
+                 f"to {_count(meta['act_dim'], 'action')} ({meta['kernel']} kernel, model "
+                 f"{str(meta['model_hash'])[:16]}); "
                  "no malloc, a safe action for NaN or infinite inputs.")
     props = f"""name={NAME}
 version={library_version()}

@@ -102,6 +102,9 @@ def test_package_choices_and_a_bad_value_is_one_line(tmp_path):
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and "--package" in lines[0] and "invalid choice: 'conan'" in lines[0], p.stderr
     assert not (tmp_path / "x").exists()
+    from export.export import ExportConfig, run_export
+    with pytest.raises(BpdError, match=r"^--package 'conan': choose one of"):
+        run_export(ExportConfig(source=str(tmp_path), out=str(tmp_path / "x"), package="conan"))
 
 
 def test_each_format_writes_its_manifests_and_only_those(tmp_path):
@@ -124,6 +127,10 @@ def test_each_format_writes_its_manifests_and_only_those(tmp_path):
     assert write_package(d, "none", _meta(d), np.zeros(4)) == {} and not (d / "package").exists()
     with pytest.raises(BpdError, match="example observation has 3 values, the policy reads 4"):
         write_package(d, "cmake", _meta(d), np.zeros(3))
+    write_package(d, "all", _meta(d) | {"url": "https://example.org/pendulum"}, np.zeros(4))  # --package-url
+    assert "url=https://example.org/pendulum\n" in (d / "package" / "library.properties").read_text()
+    assert json.loads((d / "package" / "library.json").read_text())["homepage"] == "https://example.org/pendulum"
+    assert "action = {" not in (d / "package" / "examples" / "cmake" / "main.c").read_text()  # none was given
 
 
 # ---------------------------------------------------------------- CMake
