@@ -339,8 +339,10 @@ def test_teacher_work_dirs_from_before_new_options_still_resume(tmp_path):
     from training.teacher import TeacherTrainConfig, _TeacherWork
 
     cfg = TeacherTrainConfig(out=str(tmp_path / "t.npz"), work_dir=str(tmp_path / "w"), resume=True)
-    work = _TeacherWork(cfg)
-    assert work.prepare(cfg) is False
+    with pytest.raises(BpdError, match="holds no training to resume"):  # nothing started yet
+        _TeacherWork(cfg).prepare(cfg)
+    work = _TeacherWork(TeacherTrainConfig(out=cfg.out, work_dir=cfg.work_dir))
+    assert work.prepare(TeacherTrainConfig(out=cfg.out, work_dir=cfg.work_dir)) is False
     old = json.loads(work.config.read_text())
     del old["gamma"], old["train_freq"]
     work.config.write_text(json.dumps(old))
