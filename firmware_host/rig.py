@@ -110,6 +110,11 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # a rig's name reaches C,
 PLANT_POSITIONS = {"gym-inverted-pendulum": 2, "cartpole": 2, "furuta": 2}  # position sensors (joints) of each plant
 _CARTPOLE_KEYS = ("cart_mass", "pole_mass", "pole_length", "track", "physics_timestep")  # > 0
 _CARTPOLE_NONNEG = ("cart_friction", "pole_friction")
+_FURUTA_KEYS = {  # key: strictly positive (else at least 0)
+    "motor": {"resistance": True, "torque_constant": True, "back_emf_constant": False, "rotor_inertia": False},
+    "arm": {"mass": True, "length": True, "damping": False, "coulomb": False},
+    "pendulum": {"mass": True, "length": True, "damping": False, "coulomb": False},
+}
 
 
 def _check_rig(raw: object, p: Path) -> RigSpec:
@@ -185,6 +190,28 @@ def _check_rig(raw: object, p: Path) -> RigSpec:
             if key not in raw:
                 raise bad(f"missing key {key!r} (the cartpole plant needs it)")
             number(raw[key], key, 0, strict=key in _CARTPOLE_KEYS)
+    if raw["plant"] == "furuta":
+        if "physics_timestep" not in raw:
+            raise bad("missing key 'physics_timestep' (the furuta plant needs it)")
+        number(raw["physics_timestep"], "physics_timestep", 0)
+        for part, keys in _FURUTA_KEYS.items():
+            block = raw.get(part)
+            if not isinstance(block, dict):
+                raise bad(f"{part} must be a mapping of {', '.join(keys)} (the furuta plant needs it)")
+            for key, strict in keys.items():
+                if key not in block:
+                    raise bad(f"missing key {part}.{key}")
+                if number(block[key], f"{part}.{key}", 0, strict=strict) > 1e6:
+                    raise bad(f"{part}.{key} must be at most 1e6 (got {block[key]!r})")
+    for key in ("physics_timestep", "track", "pole_length", "cart_mass", "pole_mass"):
+        if key in raw and number(raw[key], key) > 1e6:
+            raise bad(f"{key} must be at most 1e6 (got {raw[key]!r})")
+    if "initial_qpos" in raw:
+        q = raw["initial_qpos"]
+        if not isinstance(q, list) or len(q) != len(cpu):
+            raise bad(f"initial_qpos must list one position per sensor ({len(cpu)}), got {str(q)[:40]!r}")
+        for i, x in enumerate(q):
+            number(x, f"initial_qpos[{i}]")
     baud = (raw.get("serial") or {}).get("baud", 921600) if isinstance(raw.get("serial", {}), dict) else None
     if baud is None:
         raise bad("serial must be a mapping")
@@ -260,7 +287,11 @@ class Plant:
                 xml = furuta_xml(spec.raw, scale)
             else:
                 xml = _cartpole_xml(spec.raw, scale or {})
-            self.model = mujoco.MjModel.from_xml_string(xml)
+            try:
+                self.model = mujoco.MjModel.from_xml_string(xml)
+            except ValueError as e:  # MuJoCo's own refusal of physical nonsense (a size, a mass)
+                raise BpdError(f"rig {spec.name}: MuJoCo refuses the plant: "
+                               f"{' '.join(str(e).split())[:120]}") from None
             self.substeps = max(1, round(spec.period_us * 1e-6 / self.model.opt.timestep))
         self.data = mujoco.MjData(self.model)
         self.init_qpos = self.data.qpos.copy()

@@ -680,6 +680,35 @@ for name, kw, msg in [("name injects an include", dict(name=INJECT), "name must 
     case(f"firmware build yaml {name}", FWB + ["--rig", f"{C}/rig.yaml"], msg, setup)
     case(f"hil run yaml {name}", [*HIL[:5], f"{C}/rig.yaml", *HIL[6:]], msg, setup)
 
+
+
+def rig_from(stem: str, **changes):
+    """A setup writing rig.yaml: the named rig's YAML with changes (a__b for nested keys)."""
+    def setup(c: Path, b: Path) -> None:
+        import yaml
+
+        raw = yaml.safe_load((FW / f"{stem}.yaml").read_text())
+        for k, v in changes.items():
+            node = raw
+            *path, last = k.split("__")
+            for part in path:
+                node = node[part]
+            node[last] = v
+        (c / "rig.yaml").write_text(yaml.safe_dump(raw))
+    return setup
+
+
+for name, stem, kw, msg in [
+        ("timestep injects an XML attribute", "rotary-pendulum", dict(physics_timestep='0.001" gravity="0 0 0'),
+         "physics_timestep must be a finite number"),
+        ("arm mass text", "rotary-pendulum", dict(arm__mass="heavy"), "arm.mass must be a finite number"),
+        ("no motor", "rotary-pendulum", dict(motor=None), "motor must be a mapping"),
+        ("arm length 1e300", "rotary-pendulum", dict(arm__length=1e300), "arm.length must be at most"),
+        ("initial_qpos text", "desktop-cartpole-swingup", dict(initial_qpos=["x", 0]), "initial_qpos[0]"),
+        ("initial_qpos too short", "desktop-cartpole-swingup", dict(initial_qpos=[0.0]), "one position per sensor"),
+        ("pole length 1e300", "desktop-cartpole", dict(pole_length=1e300), "pole_length must be at most")]:
+    case(f"rig sim yaml {name}", RIG + ["--rig", f"{C}/rig.yaml"], msg, rig_from(stem, **kw))
+
 # --out never names an input of the same command, nor a device node, FIFO or socket
 SECTION = "2 data loss: --out naming an input or a device"
 case("collect out is its teacher", ["collect", "--teacher", f"{C}/t.npz", "--out", f"{C}/t.npz"],
