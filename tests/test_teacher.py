@@ -134,9 +134,9 @@ def test_a_resumed_training_may_change_its_step_budget_and_nothing_else(tmp_path
 
     from training.teacher import TeacherTrainConfig, _TeacherWork
 
-    cfg = TeacherTrainConfig(out=str(tmp_path / "t.npz"), work_dir=str(tmp_path / "w"), steps=1000, resume=True)
+    cfg = TeacherTrainConfig(out=str(tmp_path / "t.npz"), work_dir=str(tmp_path / "w"), steps=1000)
     work = _TeacherWork(cfg)
-    assert work.prepare(cfg) is False
+    assert work.prepare(cfg) is False  # started (resuming nothing is an error)
     raised = TeacherTrainConfig(out=cfg.out, work_dir=cfg.work_dir, steps=5000, resume=True)
     assert _TeacherWork(raised).prepare(raised) is False
     assert json.loads(work.config.read_text())["steps"] == 5000   # the budget it now trains to
