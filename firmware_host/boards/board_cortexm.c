@@ -55,16 +55,33 @@ void SysTick_Handler(void)
     }
 }
 
-/* Processor cycles from SysTick: milliseconds times cycles per millisecond plus the counter's
- * progress. For cores without DWT (Cortex-M0+) and emulators that do not model it. */
-uint32_t board_systick_cycles(void)
+/* Whole milliseconds and the cycles into the current one, read consistently (again if the
+ * millisecond ended between the two reads). */
+static uint32_t systick_read(uint32_t *cycles_in_ms)
 {
     uint32_t ms, cvr;
     do {
         ms = ticks_ms;
         cvr = SYST_CVR;
     } while (ms != ticks_ms);
-    return ms * (SYSTICK_RELOAD + 1u) + (SYSTICK_RELOAD - cvr);
+    *cycles_in_ms = SYSTICK_RELOAD - cvr;
+    return ms;
+}
+
+/* Processor cycles from SysTick: milliseconds times cycles per millisecond plus the counter's
+ * progress. For cores without DWT (Cortex-M0+) and emulators that do not model it. */
+uint32_t board_systick_cycles(void)
+{
+    uint32_t in_ms, ms = systick_read(&in_ms);
+    return ms * (SYSTICK_RELOAD + 1u) + in_ms;
+}
+
+/* Microseconds from SysTick. Wraps at 2^32 us as the protocol's clock does (a cycle count divided
+ * down would wrap far earlier: at 168 MHz after 25 s). */
+uint32_t board_systick_us(void)
+{
+    uint32_t in_ms, ms = systick_read(&in_ms);
+    return ms * 1000u + in_ms / (BOARD_CPU_HZ / 1000000u);
 }
 
 /* ---- board port: weak defaults ----------------------------------------------------------------- */
@@ -80,17 +97,6 @@ __attribute__((weak)) uint32_t board_cycles(void)
 #else
     return DWT_CYCCNT;
 #endif
-}
-/* Microseconds from SysTick: whole milliseconds and the counter's progress in this one. Wraps at
- * 2^32 us as the protocol's clock does (a cycle count divided down would wrap far earlier). */
-uint32_t board_systick_us(void)
-{
-    uint32_t ms, cvr;
-    do {
-        ms = ticks_ms;
-        cvr = SYST_CVR;
-    } while (ms != ticks_ms);
-    return ms * 1000u + (SYSTICK_RELOAD - cvr) / (BOARD_CPU_HZ / 1000000u);
 }
 __attribute__((weak)) uint32_t board_now_us(void) { return board_systick_us(); }
 __attribute__((weak)) int board_tick_due(bpd_fw_t *fw)
