@@ -244,6 +244,9 @@ _ablation("bpd-units", "BPD with a gate per hidden unit under the log-uniform pr
           "cost in multiply-adds), so whole units are pruned", {"unit_gates": True})
 _ablation("bpd-units-finetune", "bpd-units whose last fifth of training fine-tunes the collapsed deterministic "
           "student with the mask frozen", {"unit_gates": True, "finetune": 0.2})
+_ablation("bpd-units-finetune-pairs", "bpd-units-finetune whose fine-tune also trains, from zero, the partner of every "
+          "kept weight in the integer kernel's column pairs (weights one SMLAD multiplies anyway)",
+          {"unit_gates": True, "finetune": 0.2, "pair_partners": True})
 _ablation("l1-threshold", "deterministic student, BPD's loss minus the KL plus a scheduled L1 penalty, then a "
           "magnitude threshold", {"student": "l1"})
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bpd.errors import BpdError
+from training.pairs import pair_columns  # noqa: F401 - the pairing, also used by training's fine-tune
 
 POOL = ("r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "lr")  # accumulators, inputs, weights
 SPARE = ("r2", "r3")  # the output and tanh pointers: inputs and weights may take them, reloaded after
@@ -43,26 +44,6 @@ def _off(v: int) -> int:
     if not 0 <= v <= MAX_OFFSET:
         raise OffsetRange(f"offset {v} is beyond the DSP assembly's 12-bit immediates (the network is too wide)")
     return v
-
-
-def pair_columns(w: np.ndarray) -> list[tuple[int, int | None]]:
-    """Pairs of a layer's inputs for the dual 16-bit multiply-add (SMLAD): greedily the two columns whose
-    nonzero weights share the most rows, so that few rows carry a pair with one weight zero. Columns
-    without any weight are left out; an odd one out is paired with None (a zero half)."""
-    nz = w != 0
-    cols = [j for j in range(w.shape[1]) if nz[:, j].any()]
-    overlap = (nz[:, cols].T.astype(np.int64) @ nz[:, cols].astype(np.int64))
-    cand = sorted(((int(overlap[a, b]), -a, -b) for a in range(len(cols)) for b in range(a + 1, len(cols))),
-                  reverse=True)
-    used: set[int] = set()
-    pairs: list[tuple[int, int | None]] = []
-    for _, na, nb in cand:
-        a, b = -na, -nb
-        if a not in used and b not in used:
-            used |= {a, b}
-            pairs.append((cols[a], cols[b]))
-    pairs += [(cols[a], None) for a in range(len(cols)) if a not in used]
-    return sorted(pairs)
 
 
 def slots(pairs: list[tuple[int, int | None]]) -> dict[int, int]:

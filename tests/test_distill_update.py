@@ -288,3 +288,46 @@ def test_finetune_phase_freezes_the_mask_and_trains_the_deterministic_student():
     t2 = BPDTrainer(cfg, OBS, ACT, N_DATA)
     t2.load_state_dict(t.state_dict())
     assert t2.actor.layers[0].deterministic and not t2.actor.layers[1].log_sigma2.requires_grad
+
+
+def test_finetune_with_pair_partners_trains_the_partners_of_the_kept_weights():
+    """--pair-partners: at the phase's start each layer's mask is closed under its column pairs (every pair a
+    row uses is kept whole), the partners start at zero (the network's function is unchanged by the freeze)
+    and then learn; a state dict taken in the phase restores the same mask."""
+    from training.pairs import with_partners
+
+    torch.manual_seed(0)
+    cfg = DistillConfig(teacher="t", dataset="d", hidden=[HIDDEN], critic_hidden=[CRITIC_HIDDEN], steps=10,
+                        policy_freq=1, finetune=0.5, pair_partners=True)
+    t = BPDTrainer(cfg, OBS, ACT, N_DATA)
+    with torch.no_grad():  # half of the weights far above the pruning threshold
+        for layer in t.actor.layers:
+            prune = torch.rand_like(layer.theta) < 0.5
+            layer.log_sigma2[prune] = torch.log(layer.theta[prune] ** 2) + 8.0
+    for _ in range(5):
+        t.update(BATCH)
+    before = [layer.mask().bool().numpy() for layer in t.actor.layers]
+    t.actor.eval()
+    out0 = t.actor(BATCH["obs"]).detach()
+    t.freeze()
+    assert torch.allclose(t.actor(BATCH["obs"]), out0, atol=1e-6)
+    after = [layer.mask().bool().numpy() for layer in t.actor.layers]
+    assert sum(a.sum() for a in after) > sum(b.sum() for b in before)
+    for b, a in zip(before, after):
+        assert (a == with_partners(b)).all() and (a >= b).all()
+    added = [torch.as_tensor(a & ~b) for b, a in zip(before, after)]
+    assert all((layer.theta[m] == 0).all() for layer, m in zip(t.actor.layers, added))
+    for _ in range(4):
+        t.update(BATCH)
+    assert any((layer.theta[m] != 0).any() for layer, m in zip(t.actor.layers, added))
+    t2 = BPDTrainer(cfg, OBS, ACT, N_DATA)
+    t2.load_state_dict(t.state_dict())
+    assert all(torch.equal(x.mask(), y.mask()) for x, y in zip(t.actor.layers, t2.actor.layers))
+
+
+def test_pair_partners_need_the_finetune():
+    from bpd.errors import BpdError
+    from training.distill import _check_config
+
+    with pytest.raises(BpdError, match="--finetune"):
+        _check_config(DistillConfig(teacher="t", dataset="d", pair_partners=True))

@@ -215,3 +215,39 @@ def test_pruned_unit_gate_removes_the_whole_unit():
 
     assert collapse(pol).widths == [3, 3, 1]
     assert hidden.gate_kl().item() == pytest.approx(kl_approx(hidden.gate_log_alpha).sum().item())
+
+
+def test_pair_partners_keep_both_weights_of_each_pair_a_row_uses():
+    """Columns 0 and 2 share two rows, so they pair; 1 and 3 share one (0 is taken); 4 pairs with no one.
+    Row 3 keeps column 0 of the pair (0, 2) and column 3 of (1, 3): it gets 2 and 1 as well."""
+    from training.pairs import pair_columns, with_partners
+
+    keep = np.array([[1, 0, 1, 0, 0],
+                     [1, 0, 1, 0, 0],
+                     [0, 1, 0, 1, 0],
+                     [1, 0, 0, 1, 1]], bool)
+    assert pair_columns(keep) == [(0, 2), (1, 3), (4, None)]
+    want = keep.copy()
+    want[3] = True
+    assert (with_partners(keep) == want).all()
+
+
+def test_freeze_with_partners_keeps_the_partners_from_zero_and_is_idempotent():
+    """A layer whose kept weights are (0, 0) and (1, 1), columns 0 and 1 paired: freezing with partners
+    keeps (0, 1) and (1, 0) too, at zero; freezing again changes nothing; a dead input column (live False)
+    gets no partner."""
+    from training.svdo import LinearSVDO
+
+    torch.manual_seed(0)
+    layer = LinearSVDO(3, 2)
+    with torch.no_grad():
+        layer.theta.copy_(torch.tensor([[1.0, 0.5, 0.7], [0.5, 2.0, 0.0]]))
+        big, small = 5.0, -20.0  # log sigma^2: pruned where log alpha passes the threshold 3
+        layer.log_sigma2.copy_(torch.tensor([[small, big, small], [big, small, big]]))
+    assert layer.mask().tolist() == [[1, 0, 1], [0, 1, 0]]
+    layer.freeze(partners=True, live=torch.tensor([True, True, False]))
+    assert layer.mask().tolist() == [[1, 1, 1], [1, 1, 0]]
+    assert torch.equal(layer.theta, torch.tensor([[1.0, 0.0, 0.7], [0.0, 2.0, 0.0]]))
+    before = (layer.mask().clone(), layer.theta.detach().clone())
+    layer.freeze(partners=True)
+    assert torch.equal(layer.mask(), before[0]) and torch.equal(layer.theta, before[1])

@@ -110,6 +110,9 @@ class DistillConfig:
                              "units are pruned (a unit costs its activation as well as its weights)")
     unit_kl: float = field(16.0, help="unit gates: weight of each gate's KL against one weight's (16: about the "
                            "Cortex-M4F cycles of a hidden tanh over those of one multiply-add)")
+    pair_partners: bool = field(False, help="with --finetune: at the fine-tune's start keep also the partner of every "
+                                "kept weight in the integer kernel's column pairs (training/pairs.py), trained from "
+                                "zero: weights one SMLAD multiplies anyway on Cortex-M4/M7, capacity at no cycle")
     finetune: float = field(0.0, help="Bayesian student: fraction of training at the end in which the mask is "
                             "frozen and the collapsed deterministic student is trained on (behaviour cloning and "
                             "the value term; no KL, no weight noise)")
@@ -182,8 +185,10 @@ class BPDTrainer:
         """Enter the fine-tune phase: the student and its target become their deterministic masked forms."""
         for net in (self.actor, self.actor_target):
             assert isinstance(net, BayesianStudent)
+            live = None
             for layer in net.layers:
-                layer.freeze()
+                layer.freeze(self.cfg.pair_partners, live)
+                live = layer.unit_mask().bool()
 
     def sparsity_term(self, eta: float) -> tuple[torch.Tensor, float, dict[str, float]]:
         """The loss's sparsity penalty and its weight at KL weight eta: the KL to the prior weighted
@@ -310,6 +315,9 @@ def _check_config(cfg: DistillConfig) -> None:
         "seed": (0, 2**31 - 1), "threads": (1, 1024), "select_tol": (0, 1), "select_episodes": (1, 10_000),
         "select_shortlist": (1, 10_000), "keep_return": (0, 1, "open"), "finetune": (0, 1),
         "unit_kl": (0, 1e6)})
+    if cfg.pair_partners and (cfg.finetune == 0 or cfg.student != "bayesian"):
+        raise BpdError("--pair-partners acts at the fine-tune's start: it needs --finetune above 0 and the "
+                       "Bayesian student")
 
 
 METRIC_FIELDS = ["step", "time_s", "losses/critic", "losses/actor", "losses/bc", "losses/q", "losses/kl", "eta",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -46,14 +47,24 @@ class LinearSVDO(nn.Module):
             self.gate_log_sigma2 = nn.Parameter(torch.full((out_features,), init_log_sigma2))
 
     @torch.no_grad()
-    def freeze(self) -> None:
+    def freeze(self, partners: bool = False, live: torch.Tensor | None = None) -> None:
         """Fix the current mask and train on as the deterministic masked layer: pruned weights are zeroed
         and their log sigma^2 set so that their log alpha stays at the clip whatever theta does (the mask
         is read from the parameters, so a saved student carries it), kept weights' log sigma^2 so far
-        below that they stay kept; log sigma^2 takes no more gradient. Idempotent (a resumed run calls it
-        again)."""
+        below that they stay kept; log sigma^2 takes no more gradient. partners: the pair partner of
+        every kept weight (training/pairs.py) is kept too, from zero, among the live columns (live: the
+        previous layer's surviving units; all by default). Idempotent (a resumed run calls it again: a
+        layer already frozen keeps its mask as it is)."""
+        from training.pairs import with_partners
+
         keep = self.mask().bool()
-        self.theta.mul_(keep.to(self.theta.dtype))
+        self.theta.mul_(keep.to(self.theta.dtype))  # the partners below start from zero: the same function
+        frozen = bool((self.log_sigma2.abs() == 40.0).all())
+        if partners and not frozen:
+            cols = np.ones(self.in_features, bool) if live is None else live.bool().cpu().numpy()
+            k = keep.cpu().numpy()
+            k[:, cols] = with_partners(k[:, cols])
+            keep = torch.as_tensor(k, device=keep.device)
         self.log_sigma2.copy_(torch.where(keep, torch.full_like(self.log_sigma2, -40.0),
                                           torch.full_like(self.log_sigma2, 40.0)))
         self.log_sigma2.requires_grad_(False)

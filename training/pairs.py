@@ -1,0 +1,45 @@
+"""Which of a layer's inputs share a word on cores with the DSP extension.
+
+The integer kernel on Cortex-M4/M7 (export/dsp.py) multiplies two int16 inputs by two int16 weights in
+one SMLAD, so it packs a layer's inputs in pairs of columns; a row pays one SMLAD for each pair in which
+it has a nonzero weight, whether one or both of the pair's weights are nonzero. The export pairs the
+columns by this function, and BPD's fine-tune with --pair-partners keeps the partner of every kept
+weight (training/svdo.py), which then costs the integer kernel no instruction.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def pair_columns(w: np.ndarray) -> list[tuple[int, int | None]]:
+    """Pairs of a layer's inputs (columns of w, rows: outputs) for the dual 16-bit multiply-add: greedily
+    the two columns whose nonzero weights share the most rows, so that few rows carry a pair with one
+    weight zero. Columns without any weight are left out; an odd one out is paired with None (a zero
+    half)."""
+    nz = np.asarray(w) != 0
+    cols = [j for j in range(nz.shape[1]) if nz[:, j].any()]
+    overlap = (nz[:, cols].T.astype(np.int64) @ nz[:, cols].astype(np.int64))
+    cand = sorted(((int(overlap[a, b]), -a, -b) for a in range(len(cols)) for b in range(a + 1, len(cols))),
+                  reverse=True)
+    used: set[int] = set()
+    pairs: list[tuple[int, int | None]] = []
+    for _, na, nb in cand:
+        a, b = -na, -nb
+        if a not in used and b not in used:
+            used |= {a, b}
+            pairs.append((cols[a], cols[b]))
+    pairs += [(cols[a], None) for a in range(len(cols)) if a not in used]
+    return sorted(pairs)
+
+
+def with_partners(keep: np.ndarray) -> np.ndarray:
+    """The mask keep (rows x columns, bool) with, in every row, both weights of each pair (pair_columns of
+    keep) in which the row keeps one: the weights the DSP kernel multiplies anyway."""
+    out = np.asarray(keep, bool).copy()
+    for a, b in pair_columns(out):
+        if b is not None:
+            both = out[:, a] | out[:, b]
+            out[:, a] = both
+            out[:, b] = both
+    return out
