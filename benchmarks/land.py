@@ -5,7 +5,8 @@
 Every --every seconds, for each plan whose run root holds a result.json newer than the last landing, it
 regenerates the plan's committed results (`benchmarks/<plan name>_table.py` where the plan has its own
 table script, else `bpd experiment table`) and commits that results directory alone, named by the cells
-that landed ("Baselines: HalfCheetah-v5/rusu-mse/seed1 4243.3 (1984 nonzero)"). Restored cells change no
+that landed ("Baselines: HalfCheetah-v5/rusu-mse/seed1 4243.3 (1984 nonzero)"), with the documents whose
+figures come from results files rendered again (benchmarks/render_docs.py) in the same commit. Restored cells change no
 committed file, so they make no commit. It commits in the checkout that holds each plan (run it on main); stop it with
 SIGSTOP while editing that checkout's results by hand and SIGCONT after.
 """
@@ -19,6 +20,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+DOCS = ("docs/results.md", "docs/provenance.md", "README.md")  # benchmarks/render_docs.py's outputs
 sys.path.insert(0, str(ROOT))
 
 from bpd.errors import BpdError  # noqa: E402
@@ -52,11 +54,14 @@ def land(plan: Plan, python: str) -> str | None:
     cells = sorted(c for line in status.splitlines() if "/cells/" in (c := line[3:].strip()) and c.endswith(".json"))
     if not cells:
         return None
+    # the documents whose figures come from results files, rendered again with the new ones
+    subprocess.run([python, str(ROOT / "benchmarks" / "render_docs.py")], cwd=plan.base, check=True,
+                   capture_output=True, text=True)
     names = [" ".join(x for x in [c.split("/cells/", 1)[1].removesuffix(".json"), _describe(plan.base / c)] if x)
              for c in cells]
     msg = f"{plan.name.capitalize()}: " + "; ".join(names)
     _git(plan.base, "add", "--", rel)
-    _git(plan.base, "commit", "-q", "-m", msg, "--", rel)
+    _git(plan.base, "commit", "-q", "-m", msg, "--", rel, *DOCS)
     return msg
 
 
