@@ -105,6 +105,16 @@ class DeviceLink:
             raise DeviceRestarted(self.info["boot"], f.fields["boot"])
         return f
 
+    def dropped(self, timeout: float = 1.0) -> dict | None:
+        """The device's drop counters since power-on (INFO's rx_dropped, actions_dropped), or None
+        if it does not answer."""
+        self.send("hello", protocol=PROTOCOL_VERSION)
+        try:
+            f = self.wait_for("info", timeout).fields
+        except LinkTimeout:
+            return None
+        return {k: f[k] for k in ("rx_dropped", "actions_dropped")}
+
     def check_restart(self, timeout: float = 0.5) -> None:
         """Ask for an INFO: DeviceRestarted if the device started again since the handshake (its
         unasked INFO may have been lost), nothing if it answers with the same boot or not at all."""
@@ -153,9 +163,11 @@ class DeviceLink:
         """Send a command and wait for its ACK, resending (a new frame, a new seq) if the frame or its
         ACK was lost. An ACK answers the frame whose seq it echoes: a late ACK of an earlier try counts."""
         sent: set[int] = set()
+        # a try waits two control periods and a margin for the link at least (docs/protocol.md, rule 12)
+        wait = max(timeout / tries, 2e-6 * self.info["period_us"] + 0.05) if self.info else timeout / tries
         for attempt in range(tries):
             sent.add(self.send(name, **fields))
-            deadline = time.perf_counter() + timeout / tries
+            deadline = time.perf_counter() + wait
             ack = None
             while ack is None:
                 try:

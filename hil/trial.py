@@ -108,6 +108,7 @@ def _run_trial(cfg: HilRunConfig, spec, pol) -> dict:
             episodes.append(_episode(link, log, cfg, ep, period, steps, lim, pol, spec.watchdog_ticks,
                                      (spec.pos_index, spec.angle_index)))
             log.flush()
+        summary["device_dropped"] = link.dropped()  # the device's own counts, since its power-on
     except KeyboardInterrupt as e:
         error = e
         summary["ended"] = "interrupted (Ctrl-C): stop sent"

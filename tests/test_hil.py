@@ -49,6 +49,7 @@ def test_full_episodes(rig, tmp_path, mode):
     assert s["ended"] == "complete"
     assert [(e["return"], e["length"], e["ended"]) for e in s["episodes"]] == [(1000.0, 1000, "max steps")]
     assert len(rows(tmp_path / "log")) == 1000
+    assert s["device_dropped"]["rx_dropped"] == 0  # the device read every frame the host sent
     assert not any(s["config"][k].startswith("/") for k in ("policy", "out"))  # no machine paths in results
     t = s["timing"]
     assert t["ticks"] == 1000 and t["period_us"]["median"] == 40000
