@@ -49,6 +49,12 @@ $(VENV)/.stamp-system: Makefile | $(VENV)/.stamp-install
 	else echo "note: arm-none-eabi-gcc/clang/qemu-system-arm/cmake missing and not root: their tests will skip"; fi
 	touch $@
 
+# The results documents (docs/results.md, docs/provenance.md, README.md's headline) rendered from
+# the committed results files; tests/test_docs.py fails when they differ from their render.
+.PHONY: docs
+docs: venv
+	$(BIN)/python benchmarks/render_docs.py
+
 # Lint (ruff.toml) and type check (setup.cfg [mypy]); `make test` runs it before the tests.
 .PHONY: lint
 lint: venv

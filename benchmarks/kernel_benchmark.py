@@ -260,7 +260,8 @@ def summarise(r: dict) -> dict:
 
 
 def markdown(res: dict) -> str:
-    L = ["Cortex-M4F instructions per inference (exact, emulated; median of 5 observations). Floor: one "
+    L = [f"Written by `{res['command']}` (this file again from its kernels.json: `--table-only`).", "",
+         "Cortex-M4F instructions per inference (exact, emulated; median of 5 observations). Floor: one "
          "instruction per nonzero multiply-add, bias, activation and output op.", "",
          "| student | widths | act | floor | generic libm | generic fast | generated (tanh for 1e-5) | "
          f"generated libm | generated, budget {LOOSE:g} | emx-onnx-cgen (libm) | emlearn (libm) | "
@@ -320,9 +321,15 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=HERE / "results")
     ap.add_argument("--episodes", type=int, default=30)
     ap.add_argument("--only", nargs="*", default=None, help="students to measure (default: every one made)")
+    ap.add_argument("--table-only", action="store_true", help="rewrite kernels.md from kernels.json, run nothing")
     args = ap.parse_args()
     out_json = args.out / "kernels.json"
     res = json.loads(out_json.read_text()) if out_json.is_file() else {}
+    if args.table_only:
+        res["markdown"] = markdown(res)
+        out_json.write_text(json.dumps(res, indent=2) + "\n")
+        (args.out / "kernels.md").write_text(res["markdown"] + "\n")
+        return
     res |= {"command": "python benchmarks/kernel_benchmark.py", "episodes": args.episodes}
     res.setdefault("students", {})
     for name, (where, env_id, rig) in STUDENTS.items():
