@@ -72,7 +72,8 @@ def pendulum_export() -> Path:
 
 # Files whose tests run whole plans or episodes (minutes each): handed out first, so that on several
 # workers (make test runs pytest-xdist, --dist load) the long ones overlap instead of one ending the run alone.
-LONG_FIRST = ("test_experiment.py", "test_baselines.py", "test_pipeline.py", "test_hil.py", "test_pil.py")
+LONG_FIRST = ("test_experiment.py", "test_ablations.py", "test_baselines.py", "test_pipeline.py", "test_hil.py",
+              "test_pil.py")
 
 
 def pytest_collection_modifyitems(config, items):
