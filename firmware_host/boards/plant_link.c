@@ -102,7 +102,8 @@ static void clock_to_tick(void)
     ticked = 1;
 }
 
-/* The plant's clock: a tick is due when a whole 'T' request has arrived; 'Q' is answered at once. */
+/* The plant paces the ticks: one is due when a whole 'T' request has arrived; 'Q' is answered at
+ * once, 'X' restarts the image. */
 int board_tick_due(bpd_fw_t *fw)
 {
     static uint8_t announced;

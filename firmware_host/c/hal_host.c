@@ -29,7 +29,7 @@ static struct {
     float sensors[BPD_MAX_OBS];
     float actuator[BPD_MAX_ACT];
     uint32_t now_us;
-    uint64_t set_at_ns;         /* wall time of the last set_time */
+    uint64_t set_at_ns;         /* wall time at which now_us holds: the last set_time, then its tick */
     uint8_t wall_clock;         /* 1: device time advances with the wall clock from the next tick on */
     uint8_t tx[TX_CAP];
     size_t tx_len;
