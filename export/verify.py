@@ -126,8 +126,7 @@ def verify_export(d: str | Path) -> dict:
     onnx_hash = verify_onnx(d / "policy.onnx")
     if onnx_hash != recorded:
         raise BpdError(f"{d}: policy.onnx is model {onnx_hash[:16]}, export.json names {str(recorded)[:16]}")
-    if info.get("kernel") != "integer":  # the integer kernel is held to its numpy model by its own parity
-        verify_c(d, info)
+    verify_c(d, info)
     return info
 
 
@@ -135,18 +134,14 @@ def verify_c(d: Path, info: dict) -> None:
     """Tie the C to the model hash: compiled on the host (in a temporary directory), the C must name the
     recorded model hash and compute policy.onnx's function, within the export's own C tolerance, on
     PROBES observations drawn around the operating range the first layer implies. An edited weight
-    whose file hash was re-signed fails here."""
+    whose file hash was re-signed fails here. The integer kernel's error against the float function
+    is bounded only on the states it was calibrated on, so for it the model hash and sizes are checked
+    and the function is left to its own parity (bit-exact against its numpy model at export)."""
     import tempfile
 
     from export.c_export import CPolicy
     from export.onnx_export import OnnxPolicy
 
-    parity = info["parity"]
-    try:
-        tol = float(parity.get("c_tolerance", parity["tolerance"]))
-    except (KeyError, TypeError, ValueError):
-        raise BpdError(f"{d / 'export.json'}: the parity record names no tolerance; run `bpd export` again") from None
-    ref = OnnxPolicy(d / "policy.onnx")
     with tempfile.TemporaryDirectory(prefix="bpd-verify-") as tmp:
         c = CPolicy(d, build_dir=Path(tmp))
     if c.model_hash != info["model_hash"]:
@@ -155,8 +150,15 @@ def verify_c(d: Path, info: dict) -> None:
     if (c.obs_dim, c.act_dim) != (int(info["obs_dim"]), int(info["act_dim"])):
         raise BpdError(f"{d}: the C maps {c.obs_dim} observations to {c.act_dim} actions, export.json "
                        f"{info['obs_dim']} to {info['act_dim']}")
+    if info.get("kernel") == "integer":
+        return
+    parity = info["parity"]
+    try:
+        tol = float(parity.get("c_tolerance", parity["tolerance"]))
+    except (KeyError, TypeError, ValueError):
+        raise BpdError(f"{d / 'export.json'}: the parity record names no tolerance; run `bpd export` again") from None
     obs = probe_observations(d / "policy.onnx", c.obs_dim)
-    err = float(np.abs(c.act(obs) - ref.act(obs)).max())
+    err = float(np.abs(c.act(obs) - OnnxPolicy(d / "policy.onnx").act(obs)).max())
     if not err <= tol:
         raise BpdError(f"{d}: the C weights do not compute policy.onnx's function (max abs difference {err:.2e} "
                        f"over {len(obs)} observations, tolerance {tol:.1e}): the C was changed after export; "
