@@ -67,7 +67,7 @@ from training import gaussian as G
 from training.baseline_rules import CONTROLS, DEFAULT_CONTROL, REWARD_RULES, RULES
 from training.collect import load_dataset
 from training.envs import evaluate, make_env, train_eval_seed
-from training.teacher import Teacher, load_teacher
+from training.teacher import Teacher, load_teacher, sb3_weights
 
 U_CLIP = 0.999  # atanh of normalised actions is taken after clipping to +-U_CLIP
 _RESUME_FREE = {"resume", "progress", "threads"}
@@ -300,12 +300,7 @@ def read_sb3(path: str | Path) -> dict[str, np.ndarray]:
             raw = z.read("policy.pth")
     except (zipfile.BadZipFile, KeyError, EOFError, OSError) as e:
         raise BpdError(f"{p}: not a readable stable-baselines3 model ({e.__class__.__name__})") from None
-    try:
-        sd = torch.load(io.BytesIO(raw), weights_only=True, map_location="cpu")
-    except Exception as e:  # weights-only refusals (pickled code) and corrupt archives alike
-        kind = "holds pickled objects beyond plain weights (refused)" if "Unsupported global" in str(e) \
-            else f"has unreadable weights ({e.__class__.__name__})"
-        raise BpdError(f"{p}: policy.pth {kind}") from None
+    sd = sb3_weights(p, raw)
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise BpdError(f"{p}: not a stable-baselines3 model (unexpected weights layout)")
     return {k: v.numpy() for k, v in sd.items()}
