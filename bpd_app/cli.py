@@ -6,12 +6,11 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable
-from typing import NoReturn
 
-from bpd import __version__
-from bpd.config import add_arguments, from_namespace
+from bpd.config import from_namespace
 from bpd.errors import BpdError
+from bpd_app.parser import Commands, room_commands
+from bpd_app.parser import build_parser as _build_parser
 
 
 def _evaluate(ns):
@@ -59,23 +58,10 @@ def _experiment_status(ns):
     print(status_summary(rows))
 
 
-ROOMS = ("training.cli", "export.cli", "firmware_host.cli", "hil.cli")
-
-
-def _configs() -> dict[str, tuple[str, Callable, str, *tuple[Callable[[argparse.ArgumentParser], None], ...]]]:
+def _configs() -> Commands:
     """subcommand -> (dotted config class, handler, help, *argument tweaks): each room's COMMANDS,
-    then the top's own. A room that fails to import is a fault of the installation: reported in one
-    line, never a command that silently vanishes."""
-    import importlib
-
-    cmds: dict = {}
-    for module in ROOMS:
-        try:
-            cmds.update(importlib.import_module(module).COMMANDS)
-        except ImportError as e:
-            raise BpdError(f"the {module.split('.')[0]} commands cannot load ({e}); reinstall bpd "
-                           "(make venv)") from None
-    top: dict = {
+    then the top's own."""
+    top: Commands = {
         "evaluate": ("bpd_app.evaluate:EvaluateConfig", _evaluate, "evaluate a teacher, student or exported policy"),
         "compress": ("bpd_app.compress:CompressConfig", _compress, "run the project's methods on one teacher and "
                      "dataset and hand over the cheapest student (Cortex-M4F cycles) that keeps the return"),
@@ -86,67 +72,12 @@ def _configs() -> dict[str, tuple[str, Callable, str, *tuple[Callable[[argparse.
         "experiment status": ("bpd_app.experiment:ExperimentStatusConfig", _experiment_status,
                               "list a plan's cells, their state and an estimate of the time left"),
     }
-    return cmds | top
+    return room_commands() | top
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with bad flags reported as one line, like every other bad input (exit 2)."""
-
-    def error(self, message: str) -> NoReturn:
-        message = " ".join(message.split())
-        self.exit(2, f"bpd: error: {self.prog}: {message} (see {self.prog} --help)\n")
-
-
-class _CheckParser(_Parser):
-    """The same parser, its complaint raised instead of printed (check_command)."""
-
-    def error(self, message: str) -> NoReturn:
-        raise BpdError(" ".join(message.split()))
-
-
-def check_command(argv: list[str], where: str) -> None:
-    """Parse a `bpd` command line without running it: an unknown subcommand or option, a value of the
-    wrong type or a non-finite number is a one-line BpdError naming `where`."""
-    import math
-
-    try:
-        ns = build_parser(argv, _CheckParser).parse_args(argv)
-    except BpdError as e:
-        raise BpdError(f"{where}: bpd {' '.join(argv[:2])}: {e}") from None
-    for k, v in vars(ns).items():
-        for x in (v if isinstance(v, list) else [v]):
-            if isinstance(x, float) and not math.isfinite(x):
-                raise BpdError(f"{where}: --{k.replace('_', '-')} must be a finite number (got {x})")
-
-
-def build_parser(argv: list[str] | None = None, parser_class: type[_Parser] = _Parser) -> argparse.ArgumentParser:
-    """The parser of every subcommand. Only the subcommand argv names gets its flags (importing its
-    configuration's module, which may load torch); the others are listed with their help, so that
-    `bpd --help` or `bpd rig sim` starts without loading what other commands need. argv None: all."""
-    import importlib
-
-    parser = parser_class(prog="bpd", description="Bayesian Policy Distillation: from a teacher "
-                                     "policy to a sparse controller on a microcontroller.")
-    parser.add_argument("--version", action="version", version=f"bpd {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    groups: dict[str, argparse._SubParsersAction] = {}
-    for name, (cls_path, handler, help_, *extra) in _configs().items():
-        words = name.split()
-        target = sub
-        if len(words) == 2:
-            if words[0] not in groups:
-                g = sub.add_parser(words[0], help=f"{words[0]} commands")
-                groups[words[0]] = g.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
-            target = groups[words[0]]
-        p = target.add_parser(words[-1], help=help_, description=help_)
-        if argv is not None and argv[:len(words)] != words:
-            continue  # not the command asked for: argparse never parses its flags
-        mod_name, cls_name = cls_path.split(":")
-        add_arguments(p, getattr(importlib.import_module(mod_name), cls_name))
-        for tweak in extra:  # extra flags a room adds by hand (aliases)
-            tweak(p)
-        p.set_defaults(handler=handler)
-    return parser
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser of every `bpd` subcommand (only argv's command gets its flags; None: all)."""
+    return _build_parser(_configs(), argv)
 
 
 def main(argv: list[str] | None = None) -> int:

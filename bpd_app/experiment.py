@@ -294,8 +294,8 @@ def _check_env_id(env_id: str, p: Path) -> None:
 def check_plan_commands(plan: Plan) -> None:
     """Every method's command line, as a cell would run it, parses as `bpd` would parse it: an unknown
     option, a value of the wrong type or a non-finite number in a method's args is refused now."""
-    from bpd_app.cli import check_command
     from bpd_app.methods import CellInputs, get
+    from bpd_app.parser import check_command
 
     for ms in plan.methods.values():
         m = get(ms.method)
