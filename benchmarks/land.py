@@ -6,9 +6,11 @@ Every --every seconds, for each plan whose run root holds a result.json newer th
 regenerates the plan's committed results (`benchmarks/<plan name>_table.py` where the plan has its own
 table script, else `bpd experiment table`) and commits that results directory alone, named by the cells
 that landed ("Baselines: HalfCheetah-v5/rusu-mse/seed1 4243.3 (1984 nonzero)"), with the documents whose
-figures come from results files rendered again (benchmarks/render_docs.py) in the same commit. Restored cells change no
-committed file, so they make no commit. It commits in the checkout that holds each plan (run it on main); stop it with
-SIGSTOP while editing that checkout's results by hand and SIGCONT after.
+figures come from results files rendered again (that checkout's benchmarks/render_docs.py) in the same commit:
+those without uncommitted edits (a hand edit in progress is never committed under a cell's name). A render that
+fails is reported and the cells land without it. Restored cells change no committed file, so they make no
+commit. It commits in the checkout that holds each plan (run it on main); stop it with SIGSTOP while editing
+that checkout's results by hand and SIGCONT after.
 """
 
 from __future__ import annotations
@@ -54,15 +56,31 @@ def land(plan: Plan, python: str) -> str | None:
     cells = sorted(c for line in status.splitlines() if "/cells/" in (c := line[3:].strip()) and c.endswith(".json"))
     if not cells:
         return None
-    # the documents whose figures come from results files, rendered again with the new ones
-    subprocess.run([python, str(ROOT / "benchmarks" / "render_docs.py")], cwd=plan.base, check=True,
-                   capture_output=True, text=True)
+    docs = _render_docs(plan.base, python)
     names = [" ".join(x for x in [c.split("/cells/", 1)[1].removesuffix(".json"), _describe(plan.base / c)] if x)
              for c in cells]
     msg = f"{plan.name.capitalize()}: " + "; ".join(names)
     _git(plan.base, "add", "--", rel)
-    _git(plan.base, "commit", "-q", "-m", msg, "--", rel, *DOCS)
+    _git(plan.base, "commit", "-q", "-m", msg, "--", rel, *docs)
     return msg
+
+
+def _render_docs(base: Path, python: str) -> list[str]:
+    """Render the documents whose figures come from results files in the checkout base (with its own
+    renderer, which writes its own checkout); the ones to commit with the cells: tracked there and without
+    uncommitted edits before the render. None where base has no renderer or the render fails (said)."""
+    renderer = base / "benchmarks" / "render_docs.py"
+    if not renderer.is_file():
+        return []
+    tracked = set(_git(base, "ls-files", "--", *DOCS).splitlines())
+    edited = {line[3:] for line in _git(base, "status", "--porcelain", "--", *DOCS).splitlines()}
+    p = subprocess.run([python, str(renderer)], cwd=base, capture_output=True, text=True)
+    if p.returncode != 0:
+        last = (p.stderr.strip().splitlines() or [f"exit {p.returncode}"])[-1]
+        print(f"{time.strftime('%H:%M:%S')} {base}: documents not rendered ({last}); the cells land without them",
+              flush=True)
+        return []
+    return [d for d in DOCS if d in tracked and d not in edited]
 
 
 def main() -> int:
