@@ -19,11 +19,13 @@ code and data in the linked image), and ships the rule's choice:
     least flash when none fits.
 
 The integer kernel (fixed_point.py: on Cortex-M4/M7 one SMLAD per int16 weight pair) is a candidate
-too where the export has a meter, under two more conditions, checked only when it would win: its
-largest action error against the float student is within --int-budget (default 2 %) of the action
-range, and over the export's --episodes its closed-loop return keeps KEEP_RETURN (99 %) of the
-return of the float kernel the rule picks among the others. It is calibrated on the dataset's
-observations (the run's, or --dataset), else on the parity states.
+too where the export has a meter, under three more conditions: the meter's emulated build (the DSP
+assembly) gives the bits of the host build checked against the numpy model, its largest action error
+against the float student is within --int-budget (default 2 %) of the action range, and, checked only
+when it would win, over the export's --episodes its closed-loop return keeps KEEP_RETURN (99 %) of the
+return of the float kernel the rule picks among the others (on episodes of their own, not those the
+export reports). It is calibrated on the dataset's observations (the run's, or --dataset), else on the
+parity states.
 
 Every candidate's figures and the rule go into export_report.json under `kernel`. Without a meter
 (no arm-none-eabi-gcc or no emulator), auto ships the compact kernel, the kernel the project's own

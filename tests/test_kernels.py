@@ -218,3 +218,54 @@ def test_default_export_ships_the_integer_kernel_where_it_wins_and_keeps_the_ret
             "--kernel", "integer")
     assert json.loads((forced / "export.json").read_text())["kernel"] == "integer"
     assert json.loads((forced / "export_report.json").read_text())["parity"]["pass"]
+
+
+def _fake_meter(integer_vs_host: float):
+    """A meter that makes the integer kernel ten times cheaper than any float kernel, its emulated build
+    differing from the host build by integer_vs_host."""
+    def meter(d):
+        integer = d.name == "integer"
+        return {"cycles": 100.0 if integer else 1000.0, "flash_bytes": 1000, "instructions": 100,
+                "max_abs_error_vs_host_c": integer_vs_host if integer else 0.0}
+    return meter
+
+
+def test_auto_ships_the_integer_kernel_only_where_its_emulated_build_gives_the_host_builds_bits(tiny_pipeline,
+                                                                                               tmp_path):
+    """The integer kernel is checked bit-exact on the host build (scalar C); the core runs the DSP assembly,
+    which the meter ran: where the two differ, auto does not ship it, however cheap."""
+    import json
+
+    from export.export import ExportConfig, run_export
+
+    for err, ships in ((0.0, True), (1e-3, False)):
+        out = tmp_path / f"exp{err}"
+        run_export(ExportConfig(source=str(tiny_pipeline / "run"), out=str(out), episodes=1, parity_samples=300),
+                   meter=_fake_meter(err))
+        k = json.loads((out / "export_report.json").read_text())["kernel"]
+        assert (k["kind"] == "integer") == ships, k["candidates"]["integer"]["verdict"]
+        if not ships:
+            assert "differs from the checked host build" in k["candidates"]["integer"]["verdict"]
+
+
+def test_the_kernel_is_chosen_on_episodes_the_export_does_not_report(tiny_pipeline, tmp_path, monkeypatch):
+    """The closed-loop check that lets the integer kernel ship is a choice: its episodes are off the
+    reporting seeds (training/envs.py) and off the episodes of the export's own `returns`."""
+    import training.envs
+    from export.export import ExportConfig, run_export
+
+    seen: list[tuple[int, int]] = []
+    evaluate = training.envs.evaluate
+
+    def recording(env_id, policy, episodes, seed=0):
+        seen.append((seed, seed + episodes))
+        return evaluate(env_id, policy, episodes, seed)
+
+    monkeypatch.setattr(training.envs, "evaluate", recording)
+    rep = run_export(ExportConfig(source=str(tiny_pipeline / "run"), out=str(tmp_path / "exp"), episodes=2,
+                                  parity_samples=300), meter=_fake_meter(0.0))
+    assert rep["kernel"]["kind"] == "integer" and "returns" in rep
+    choice, report = seen[:2], seen[2:]  # integer and float kernel, then the reported forms
+    assert len(choice) == 2 and len(report) == 2
+    assert all(lo > 99_999 for lo, _ in choice)  # the reporting seeds are 0 .. 99_999
+    assert all(hi <= lo2 or hi2 <= lo for lo, hi in choice for lo2, hi2 in report)

@@ -122,3 +122,53 @@ def test_minari_input_errors_are_one_line(tiny_pipeline, store):
                 "--out", str(store / "r2"), "--steps", "5", check=False)
     assert p.returncode not in (0, 70) and "flat vectors" in p.stderr and len(p.stderr.strip().splitlines()) == 1
     assert os.environ["MINARI_DATASETS_PATH"] == str(store)
+
+
+def test_teacher_actions_that_are_not_one_per_step_are_one_line(store):
+    """Another tool's infos['teacher_action'] shorter than its episode is refused by name, not a traceback."""
+    from minari.data_collector import EpisodeBuffer
+
+    from bpd.errors import BpdError
+    from training.collect import load_dataset
+
+    rng = np.random.default_rng(0)
+    bufs = [EpisodeBuffer(id=0, observations=rng.normal(size=(6, 4)).astype(np.float32),
+                          actions=rng.uniform(-3, 3, (5, 1)).astype(np.float32), rewards=[1.0] * 5,
+                          terminations=[False] * 4 + [True], truncations=[False] * 5,
+                          infos={"teacher_action": np.zeros((2, 1), np.float32)})]
+    minari.create_dataset_from_buffers("other/short-v0", bufs, env="InvertedPendulum-v5", data_format="hdf5")
+    with pytest.raises(BpdError, match=r"teacher_action'\] is not one action per step"):
+        load_dataset("minari:other/short-v0")
+
+
+def test_export_takes_a_minari_dataset_and_a_run_whose_minari_dataset_is_gone(tiny_pipeline, store, tmp_path,
+                                                                               monkeypatch):
+    """`bpd export --dataset minari:ID` draws its parity states from the dataset and calibrates the integer
+    kernel on it; a run distilled from a Minari dataset exports with it, and, the dataset gone from the
+    store, on its own states as a run whose .npz is gone does; a missing --dataset is one line."""
+    import json
+
+    _collect(tiny_pipeline, "--out", "bpd/exp-v0", "--format", "minari")
+    common = ["--kernel", "integer", "--episodes", "0", "--parity-samples", "300"]
+
+    def report(out):
+        r = json.loads((out / "export_report.json").read_text())
+        return r["parity"]["origin"], r["kernel"]["calibration"]["origin"]
+
+    run_bpd("export", str(tiny_pipeline / "run"), "--out", str(tmp_path / "e1"), "--dataset", "minari:bpd/exp-v0",
+            *common)
+    parity, calib = report(tmp_path / "e1")
+    assert parity.startswith("150 dataset states") and calib == "dataset minari:bpd/exp-v0"
+    run_bpd("distill", "--teacher", str(tiny_pipeline / "teacher.npz"), "--dataset", "minari:bpd/exp-v0", "--out",
+            str(tmp_path / "run"), "--steps", "60", "--eval-every", "30", "--eval-episodes", "1", "--checkpoint-every",
+            "30", "--hidden", "8", "8", "--critic-hidden", "16", "16", "--no-progress")
+    run_bpd("export", str(tmp_path / "run"), "--out", str(tmp_path / "e2"), *common)
+    assert report(tmp_path / "e2")[0].startswith("150 dataset states")
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "empty"))
+    run_bpd("export", str(tmp_path / "run"), "--out", str(tmp_path / "e3"), *common)
+    assert report(tmp_path / "e3") == ("300 uniform within mean +- 3 std (no dataset found)",
+                                       "parity states (no dataset found)")
+    p = run_bpd("export", str(tmp_path / "run"), "--out", str(tmp_path / "e4"), "--dataset", "minari:bpd/exp-v0",
+                *common, check=False)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode not in (0, 70) and len(lines) == 1 and "cannot be read" in lines[0], p.stderr

@@ -176,10 +176,11 @@ def dataset_hash(path: str | Path) -> str:
 
 
 def dataset_exists(path: str | Path | None) -> bool:
-    """Whether a --dataset value names a dataset that is there (a file, or a Minari dataset)."""
-    from training.minari_io import is_minari
+    """Whether a --dataset value names a dataset that is there (a file, or a Minari dataset in the local
+    store)."""
+    from training.minari_io import in_store, is_minari
 
-    return path is not None and (Path(path).is_file() or is_minari(path))
+    return path is not None and (Path(path).is_file() or (is_minari(path) and in_store(str(path))))
 
 
 def check_dataset(ds: Dataset, where: str) -> None:

@@ -59,6 +59,16 @@ def local_path(ds_id: str) -> Path:
     return Path(get_dataset_path(ds_id))
 
 
+def in_store(spec: str) -> bool:
+    """Whether the Minari dataset `minari:ID` (or `ID`) is in Minari's local store (False without Minari)."""
+    try:
+        ds_id = dataset_id(spec)
+        _minari()
+        return (local_path(ds_id) / "data" / "metadata.json").is_file()
+    except BpdError:
+        return False
+
+
 def is_minari(spec: str | Path) -> bool:
     """Whether a --dataset value names a Minari dataset: `minari:ID`, or an id of Minari's form that is no
     file here and is in Minari's local store."""
@@ -67,11 +77,7 @@ def is_minari(spec: str | Path) -> bool:
         return True
     if Path(s).exists() or not ID_RE.match(s):
         return False
-    try:
-        _minari()
-        return (local_path(s) / "data" / "metadata.json").is_file()
-    except BpdError:
-        return False
+    return in_store(s)
 
 
 def content_hash(spec: str) -> str:
@@ -156,10 +162,18 @@ def read_minari(spec: str) -> Dataset:
         if teacher is None:
             labelled = False
             teacher = acts
+        try:  # another tool's infos may hold anything under this name: one action per step, or refused
+            teacher = np.asarray(teacher, np.float32)
+            if teacher.ndim == 0 or len(teacher) < n:
+                raise ValueError
+            teacher = teacher[:n].reshape(n, -1)
+        except (TypeError, ValueError):
+            raise BpdError(f"Minari dataset {ds_id}: episode {ep.id}: infos['teacher_action'] is not one action "
+                           "per step") from None
         parts["observations"].append(obs[:n])
         parts["next_observations"].append(obs[1:n + 1])
         parts["actions"].append(acts)
-        parts["teacher_actions"].append(np.asarray(teacher, np.float32)[:n].reshape(n, -1))
+        parts["teacher_actions"].append(teacher)
         parts["rewards"].append(np.asarray(ep.rewards, np.float32))
         parts["terminals"].append(np.asarray(ep.terminations, np.float32))
         trunc = np.asarray(ep.truncations, np.float32)
