@@ -40,6 +40,7 @@ from bpd.io import (
 )
 from training.ablations import PLAIN_STUDENTS, PlainStudent
 from training.collect import Dataset, dataset_hash, load_dataset
+from training.device import resolve_device
 from training.envs import env_dims, evaluate, train_eval_seed
 from training.mlp import MLPPolicy
 from training.priors import PRIORS, pruning_rule, pruning_threshold, student_kl, unit_gate_kl
@@ -56,7 +57,7 @@ from training.teacher import load_teacher
 SCHEDULES = ("linear", "constant", "exponential")
 # Fields that may differ between a run and its resumption: the teacher and dataset are compared by
 # content (their sha256), not by path, and the run directory may have moved.
-_RESUME_FREE = {"resume", "progress", "threads", "bpd_version", "out", "teacher", "dataset"}
+_RESUME_FREE = {"resume", "progress", "threads", "device", "bpd_version", "out", "teacher", "dataset"}
 
 
 @dataclass
@@ -122,6 +123,7 @@ class DistillConfig:
                              "(fine-tuning after it)")
     seed: int = field(0, help="random seed")
     threads: int = field(1, help="torch CPU threads")
+    device: str = field("auto", help="torch device: auto (CUDA where torch sees a GPU, else the CPU), cpu, or cuda[:N]")
     resume: bool = field(False, help="continue the run in --out from its last checkpoint")
     progress: bool = field(True, help="show a progress bar")
 
@@ -147,8 +149,10 @@ def lambda_weight(q: torch.Tensor, alpha: float) -> torch.Tensor:
 class BPDTrainer:
     """One BPD gradient step per `update(batch)`; state_dict() captures everything needed to resume."""
 
-    def __init__(self, cfg: DistillConfig, obs_dim: int, act_dim: int, n_data: int) -> None:
+    def __init__(self, cfg: DistillConfig, obs_dim: int, act_dim: int, n_data: int,
+                 device: torch.device | None = None) -> None:
         self.cfg = cfg
+        device = device or torch.device("cpu")
         if cfg.student == "bayesian":
             self.actor = BayesianStudent(obs_dim, act_dim, cfg.hidden, cfg.activation,
                                          pruning_threshold(cfg.prior, cfg.threshold, cfg.log_alpha_clip),
@@ -159,13 +163,14 @@ class BPDTrainer:
             self.actor = PlainStudent(obs_dim, act_dim, cfg.hidden, cfg.activation, cfg.student, cfg.l1_threshold,
                                       None if cfg.prune_to is None else cfg.prune_to - n_bias,
                                       cfg.prune_start, cfg.prune_end)
+        self.actor.to(device)
         self.actor_target = copy.deepcopy(self.actor).eval()
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
         self.critic: Critic | None = None
         self.critic_target: Critic | None = None
         self.critic_opt: torch.optim.Adam | None = None
         if cfg.value_term:
-            self.critic = Critic(obs_dim, act_dim, cfg.critic_hidden)
+            self.critic = Critic(obs_dim, act_dim, cfg.critic_hidden).to(device)
             self.critic_target = copy.deepcopy(self.critic)
             self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
         self.kl_scale = cfg.kl_scale if cfg.kl_scale is not None else 1.0 / n_data
@@ -343,6 +348,7 @@ def distill(cfg: DistillConfig) -> dict:
     from tqdm import tqdm
 
     _check_config(cfg)
+    device = resolve_device(cfg.device)  # CUDA asked for where there is none: one line, before anything
     check_output_dir(cfg.out)
     teacher = load_teacher(cfg.teacher)
     ds = load_dataset(cfg.dataset, teacher.obs_dim, teacher.act_dim)
@@ -356,9 +362,9 @@ def distill(cfg: DistillConfig) -> dict:
     _prepare_run_dir(run, cfg)
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    data = _tensors(ds)
+    data = {k: v.to(device) for k, v in _tensors(ds).items()}
     n = len(ds)
-    trainer = BPDTrainer(cfg, ds.meta["obs_dim"], ds.meta["act_dim"], n)
+    trainer = BPDTrainer(cfg, ds.meta["obs_dim"], ds.meta["act_dim"], n, device)
     gen = torch.Generator().manual_seed(cfg.seed)
     elapsed = 0.0
     candidates: list[Candidate] = []
@@ -393,7 +399,7 @@ def distill(cfg: DistillConfig) -> dict:
                disable=None if cfg.progress else True)  # None: shown on a terminal only
     try:
         while trainer.step < cfg.steps:
-            idx = torch.randint(0, n, (cfg.batch,), generator=gen)
+            idx = torch.randint(0, n, (cfg.batch,), generator=gen).to(device)
             info = trainer.update({k: v[idx] for k, v in data.items()})
             for k, v in info.items():
                 acc.setdefault(k, []).append(v)
@@ -410,7 +416,8 @@ def distill(cfg: DistillConfig) -> dict:
                 metrics_f.flush()
                 if trainer.selectable():
                     candidates.append(Candidate(step, float(np.mean(rets)), policy.params_nonzero,
-                                                {k: v.detach().clone() for k, v in trainer.actor.state_dict().items()}))
+                                                {k: v.detach().cpu().clone()
+                                                 for k, v in trainer.actor.state_dict().items()}))
                     save_candidates(run.candidates, candidates)
                 acc.clear()
                 last_eval = row
@@ -430,6 +437,7 @@ def distill(cfg: DistillConfig) -> dict:
                     cfg.select_shortlist, cfg.keep_return, teacher.act)
     step_chosen = chosen["chosen"]["step"]
     state = next(c.state_dict for c in candidates if c.step == step_chosen)
+    trainer.actor.cpu()  # the student is saved and measured from the CPU, whatever trained it
     trainer.actor.load_state_dict(state)
     trainer.actor.eval()
     meta["step"] = step_chosen
@@ -441,6 +449,7 @@ def distill(cfg: DistillConfig) -> dict:
                "sparsity_weights": trainer.actor.sparsity(), "params_total": policy.params_total,
                "params_nonzero": policy.params_nonzero, "hidden": policy.hidden,
                "teacher_params_total": teacher.params_total, "pruning_rule": _pruning_rule(cfg),
+               "device": str(device),
                "final_eval_return_mean": last_eval.get("eval/return_mean"),
                "train_eval_seeds": [train_eval_seed(cfg.seed), train_eval_seed(cfg.seed) + cfg.eval_episodes - 1],
                "selection": chosen}

@@ -63,8 +63,8 @@ class BayesianStudent(nn.Module):
     def collapse(self, obs_mean: np.ndarray, obs_std: np.ndarray, action_low: np.ndarray,
                  action_high: np.ndarray) -> MLPPolicy:
         """The deterministic masked network, mapping raw observations to env actions."""
-        return MLPPolicy(weights=[l.deterministic_weight().numpy().astype(np.float32) for l in self.layers],
-                         biases=[l.deterministic_bias().detach().numpy().astype(np.float32) for l in self.layers],
+        return MLPPolicy(weights=[l.deterministic_weight().cpu().numpy().astype(np.float32) for l in self.layers],
+                         biases=[l.deterministic_bias().detach().cpu().numpy().astype(np.float32) for l in self.layers],
                          activation=self.activation, output="tanh", obs_mean=np.asarray(obs_mean, np.float32),
                          obs_std=np.asarray(obs_std, np.float32), action_low=np.asarray(action_low, np.float32),
                          action_high=np.asarray(action_high, np.float32))

@@ -94,7 +94,7 @@ class LinearSVDO(nn.Module):
     def unit_mask(self) -> torch.Tensor:
         """1 for each output unit whose gate survives (every unit without gates)."""
         if not self.unit_gates:
-            return torch.ones(self.out_features, dtype=self.theta.dtype)
+            return torch.ones(self.out_features, dtype=self.theta.dtype, device=self.theta.device)
         return (self.gate_log_alpha < self.threshold).to(self.theta.dtype)
 
     def _scale(self) -> torch.Tensor:

@@ -37,6 +37,7 @@ from bpd.io import (
     sha256_file,
     write_json,
 )
+from training.device import resolve_device
 from training.envs import ActionRepeat, evaluate, make_env
 from training.mlp import MLPPolicy
 
@@ -160,13 +161,14 @@ class TeacherTrainConfig:
     resume: bool = field(False, help="continue an interrupted training from its work directory")
     seed: int = field(0, help="random seed")
     threads: int = field(1, help="torch CPU threads")
+    device: str = field("auto", help="torch device: auto (CUDA where torch sees a GPU, else the CPU), cpu, or cuda[:N]")
     progress: bool = field(True, help="show a progress bar")
 
 
 # Options added after trainings were started, with the value those trainings ran with.
 _ADDED_OPTIONS = {"gamma": None, "train_freq": 1, "action_repeat": 1}
 # Fields that may differ between a training and its resumption.
-_TEACHER_RESUME_FREE = {"resume", "progress", "threads", "out", "work_dir"}
+_TEACHER_RESUME_FREE = {"resume", "progress", "threads", "device", "out", "work_dir"}
 TRAIN_EVAL_SEED = 10_000   # training evaluations use seeds TRAIN_EVAL_SEED + 100 * seed + i
 FINAL_EVAL_SEED = 50_000   # the final check uses FINAL_EVAL_SEED + 100 * seed + i: disjoint from the above
 
@@ -325,6 +327,7 @@ def train_teacher(cfg: TeacherTrainConfig) -> dict:
     records the training configuration, its seed and the final check."""
     _validate_train_config(cfg)
     check_output_path(cfg.out)
+    resolve_device(cfg.device)  # CUDA asked for where there is none: one line, before anything
     env = make_env(cfg.env, seed=cfg.seed)  # an unknown env fails before the work directory exists
     work = _TeacherWork(cfg)
     created = not work.dir.exists()
@@ -342,6 +345,7 @@ def train_teacher(cfg: TeacherTrainConfig) -> dict:
 
 
 def _train(cfg: TeacherTrainConfig, env, work: _TeacherWork, resuming: bool) -> dict:
+    device = resolve_device(cfg.device)
     import gymnasium
     import torch
     from stable_baselines3 import SAC, TD3
@@ -368,7 +372,7 @@ def _train(cfg: TeacherTrainConfig, env, work: _TeacherWork, resuming: bool) -> 
     model = algo_cls("MlpPolicy", learn_env, seed=cfg.seed, verbose=0, learning_starts=cfg.learning_starts,
                      policy_kwargs=dict(net_arch=list(cfg.hidden) if cfg.critic_hidden is None else
                                         dict(pi=list(cfg.hidden), qf=list(cfg.critic_hidden))),
-                     device="cpu", **kwargs)
+                     device=str(device), **kwargs)
     best: dict = {"return": -np.inf, "teacher": None, "step": 0}
     history: list[dict] = []
     elapsed = 0.0
@@ -416,7 +420,7 @@ def _train(cfg: TeacherTrainConfig, env, work: _TeacherWork, resuming: bool) -> 
                      "seed": cfg.seed, "steps": int(model.num_timesteps), "best_step": best["step"],
                      "train_eval_seeds": [train_seed, train_seed + cfg.eval_episodes - 1],
                      "best_train_return": best["return"], "final": final, "seconds": round(seconds, 1),
-                     "history": history}
+                     "device": str(device), "history": history}
     teacher.save(cfg.out)
     shutil.rmtree(work.dir, ignore_errors=True)  # the teacher file now holds all that is kept
     return {"out": cfg.out, "best_return": best["return"], "best_step": best["step"], "final": final,
