@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -25,8 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bpd.io import write_json, write_text  # noqa: E402
 from distill_throughput import ENVS, batch  # noqa: E402
+
+from bpd.io import write_json, write_text  # noqa: E402
 from training.distill import BPDTrainer, DistillConfig  # noqa: E402
 from training.envs import env_dims  # noqa: E402
 
@@ -91,9 +93,10 @@ def main() -> None:
         rows = [{"machine": machine, "device": str(d),
                  "device_name": torch.cuda.get_device_name(d) if d.type == "cuda" else "CPU, 1 thread",
                  "torch": torch.__version__, "updates": a.updates, "rounds": a.rounds,
-                 "load_average_1min": round(__import__("os").getloadavg()[0], 2), "cores": __import__("os").cpu_count(),
+                 "load_average_1min": round(os.getloadavg()[0], 2), "cores": os.cpu_count(),
                  "steps_per_s": {e: statistics.median(samples[(str(d), e)]) for e in ENVS}} for d in devs]
-        kept = [r for r in old["rows"] if (r["machine"], r["device"]) not in {(x["machine"], x["device"]) for x in rows}]
+        new = {(x["machine"], x["device"]) for x in rows}
+        kept = [r for r in old["rows"] if (r["machine"], r["device"]) not in new]
         old = {"command": COMMAND, "rows": kept + rows}
     write_json(path, old)
     write_text(OUT.with_suffix(".md"), markdown(old))

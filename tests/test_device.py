@@ -33,7 +33,8 @@ def test_commands_refuse_cuda_before_writing_anything(tiny_pipeline, tmp_path):
     t, d = str(tiny_pipeline / "teacher.npz"), str(tiny_pipeline / "dataset.npz")
     for args, out in ((["distill", "--teacher", t, "--dataset", d, "--out", str(tmp_path / "run"), "--steps", "5"],
                        tmp_path / "run"),
-                      (["teacher", "train", "--out", str(tmp_path / "t.npz"), "--steps", "300", "--learning-starts", "100"],
+                      (["teacher", "train", "--out", str(tmp_path / "t.npz"), "--steps", "300",
+                        "--learning-starts", "100"],
                        tmp_path / "t.npz")):
         p = run_bpd(*args, "--device", "cuda", check=False)
         lines = p.stderr.strip().splitlines()
