@@ -159,6 +159,7 @@ static void on_frame(void *ctx, const bpd_frame_t *f)
             fw->have_prev = 0; /* the first STATE: velocities 0, no overrun, no round trip, not stale */
             fw->rtt_us = 0;
             fw->state_open = 0; /* no STATE of this run yet: no ACTION can be accepted */
+            fw->external_stop = 0; /* a board whose stop input is still active calls it again before the tick */
             actuator_zero(fw);
             send_ack(fw, f, BPD_ACK_OK);
         } else {
@@ -188,7 +189,7 @@ static void on_frame(void *ctx, const bpd_frame_t *f)
         }
         fw->state_open = 0;
         fw->ticks_without_action = 0; /* the host is there: the watchdog restarts, in either mode */
-        if (fw->mode == BPD_MODE_HOST) apply_action(fw, m.action.action);
+        if (fw->mode == BPD_MODE_HOST && !fw->external_stop) apply_action(fw, m.action.action);
         rtt = fw->hal.now_us(fw->hal.ctx) - fw->last_state_us;
         fw->rtt_us = rtt ? rtt : 1u; /* 0 means unanswered */
         break;
@@ -234,6 +235,13 @@ void bpd_fw_boot(bpd_fw_t *fw, uint16_t boot)
 void bpd_fw_on_bytes(bpd_fw_t *fw, const uint8_t *data, size_t len)
 {
     bpd_parser_feed(&fw->parser, data, len, on_frame, fw);
+}
+
+void bpd_fw_external_stop(bpd_fw_t *fw)
+{
+    if (fw->state != BPD_RUNNING) return;
+    fw->external_stop = 1;
+    actuator_zero(fw);
 }
 
 int bpd_fw_take_reset(bpd_fw_t *fw, uint32_t *seed)
@@ -296,7 +304,9 @@ void bpd_fw_tick(bpd_fw_t *fw)
     fw->hal.read_sensors(fw->hal.ctx, raw, (uint8_t)(fw->sensors.n_pos * (fw->sensors.measured_vel ? 2 : 1)));
     build_observation(fw, raw, obs);
 
-    if (!within(obs[fw->sensors.pos_index], fw->pos_limit) || !within(obs[fw->sensors.angle_index], fw->angle_limit)) {
+    if (fw->external_stop || !within(obs[fw->sensors.pos_index], fw->pos_limit) ||
+        !within(obs[fw->sensors.angle_index], fw->angle_limit)) {
+        fw->external_stop = 0;
         actuator_zero(fw);
         fw->state = BPD_IDLE;
         flags |= BPD_FLAG_LIMIT_STOP;

@@ -82,6 +82,7 @@ typedef struct {
     uint32_t unknown_ids;         /* frames with a valid CRC and an id the device does not take */
     uint32_t reset_seed;
     uint8_t reset_requested;
+    uint8_t external_stop;        /* an end stop or e-stop input (bpd_fw_external_stop): the next tick stops */
     bpd_parser_t parser;
 } bpd_fw_t;
 
@@ -92,6 +93,10 @@ void bpd_fw_set_policy(bpd_fw_t *fw, bpd_policy_fn fn, void *ctx, const uint8_t 
 void bpd_fw_boot(bpd_fw_t *fw, uint16_t boot);
 void bpd_fw_on_bytes(bpd_fw_t *fw, const uint8_t *data, size_t len);
 void bpd_fw_tick(bpd_fw_t *fw);
+/* An end stop or emergency-stop input tripped (a board calls this before the tick): the actuator goes to
+ * zero now, no ACTION is applied any more, and the next tick ends the run as a limit stop (flag bit 2,
+ * IDLE), as when a limit is passed. Nothing happens outside a run. */
+void bpd_fw_external_stop(bpd_fw_t *fw);
 /* 1 once after a RESET message (the rig resets its plant then), else 0. */
 int bpd_fw_take_reset(bpd_fw_t *fw, uint32_t *seed);
 

@@ -1,0 +1,77 @@
+/* Board-independent driver logic; see bpd_drivers.h. */
+#include "bpd_drivers.h"
+
+void bpd_encoder_init(bpd_encoder_t *e, uint16_t raw)
+{
+    e->last = raw;
+    e->count = 0;
+}
+
+int32_t bpd_encoder_update(bpd_encoder_t *e, uint16_t raw)
+{
+    /* modulo 2^16, then read as signed: a step of -1 across 0 is 0xFFFF - 0x0000 = -1 */
+    uint16_t diff = (uint16_t)(raw - e->last);
+    int32_t step = diff < 0x8000u ? (int32_t)diff : (int32_t)diff - 65536;
+    e->last = raw;
+    e->count = (int32_t)(uint32_t)((uint32_t)e->count + (uint32_t)step); /* wraps at 2^32, never overflows */
+    return step;
+}
+
+float bpd_encoder_counts(const bpd_encoder_t *e, uint8_t invert)
+{
+    float c = (float)e->count;
+    return invert ? -c : c;
+}
+
+float bpd_encoder_position(const bpd_encoder_t *e, float counts_per_unit, uint8_t invert)
+{
+    return counts_per_unit > 0.0f ? bpd_encoder_counts(e, invert) / counts_per_unit : 0.0f;
+}
+
+/* Neither NaN nor infinite. */
+static uint8_t finite(float v) { return (uint8_t)(v == v && v - v == 0.0f); }
+
+bpd_pwm_t bpd_pwm_from_command(float u, float action_limit, float full_scale, uint16_t top, uint8_t invert,
+                               uint8_t stopped)
+{
+    bpd_pwm_t out = {0u, 0u};
+    float mag, d;
+    if (stopped || !finite(u) || !finite(action_limit) || action_limit <= 0.0f || !finite(full_scale) ||
+        full_scale <= 0.0f) {
+        return out;
+    }
+    if (u > action_limit) u = action_limit;
+    if (u < -action_limit) u = -action_limit;
+    mag = u < 0.0f ? -u : u;
+    d = mag / full_scale * (float)top + 0.5f; /* rounded to the nearest compare step */
+    out.duty = d >= (float)top ? top : (uint16_t)d;
+    out.reverse = (uint8_t)((u < 0.0f) != (invert != 0u) && out.duty > 0u);
+    return out;
+}
+
+void bpd_stop_init(bpd_stop_latch_t *s)
+{
+    s->latched = 0;
+    s->sources = 0;
+}
+
+void bpd_stop_trip(bpd_stop_latch_t *s, uint8_t source_bits)
+{
+    if (!source_bits) return;
+    s->sources = (uint8_t)(s->sources | source_bits);
+    s->latched = 1;
+}
+
+uint8_t bpd_stop_poll(bpd_stop_latch_t *s, uint8_t active)
+{
+    bpd_stop_trip(s, active);
+    return s->latched;
+}
+
+uint8_t bpd_stop_clear(bpd_stop_latch_t *s, uint8_t active)
+{
+    if (active) return 0;
+    s->latched = 0;
+    s->sources = 0;
+    return 1;
+}

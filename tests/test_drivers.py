@@ -1,0 +1,204 @@
+"""The board-independent driver logic (firmware_host/c/bpd_drivers.c), compiled on this machine with
+the strict flags and driven through ctypes, on hand-computed answers: encoder unwrapping across the
+16-bit timer's overflow, direction and scale; PWM duty, direction and clamps; the stop latch; and the
+core's external-stop hook (an end stop ends the run as a limit stop, zero at once)."""
+
+import ctypes
+import math
+
+import pytest
+
+from export.cc import OPT, STRICT, compile_to
+from firmware_host.codec import Parser, encode
+from firmware_host.device import CSRC
+from firmware_host.wire_spec import FLAGS, STATES
+
+
+class Encoder(ctypes.Structure):
+    _fields_ = [("last", ctypes.c_uint16), ("count", ctypes.c_int32)]
+
+
+class Pwm(ctypes.Structure):
+    _fields_ = [("duty", ctypes.c_uint16), ("reverse", ctypes.c_uint8)]
+
+
+class Latch(ctypes.Structure):
+    _fields_ = [("latched", ctypes.c_uint8), ("sources", ctypes.c_uint8)]
+
+
+@pytest.fixture(scope="module")
+def drv(tmp_path_factory):
+    lib = compile_to(tmp_path_factory.mktemp("drv") / "libdrv.so",
+                     [*STRICT, *OPT, "-fPIC", "-shared", f"-I{CSRC}", str(CSRC / "bpd_drivers.c")], "drivers")
+    d = ctypes.CDLL(str(lib))
+    d.bpd_encoder_update.restype = ctypes.c_int32
+    d.bpd_encoder_counts.restype = ctypes.c_float
+    d.bpd_encoder_counts.argtypes = [ctypes.POINTER(Encoder), ctypes.c_uint8]
+    d.bpd_encoder_position.restype = ctypes.c_float
+    d.bpd_encoder_position.argtypes = [ctypes.POINTER(Encoder), ctypes.c_float, ctypes.c_uint8]
+    d.bpd_pwm_from_command.restype = Pwm
+    d.bpd_pwm_from_command.argtypes = [ctypes.c_float, ctypes.c_float, ctypes.c_float, ctypes.c_uint16,
+                                       ctypes.c_uint8, ctypes.c_uint8]
+    d.bpd_stop_poll.restype = ctypes.c_uint8
+    d.bpd_stop_clear.restype = ctypes.c_uint8
+    return d
+
+
+def _encoder(drv, raw0):
+    e = Encoder()
+    drv.bpd_encoder_init(ctypes.byref(e), ctypes.c_uint16(raw0))
+    return e
+
+
+def test_encoder_unwraps_across_the_16_bit_overflow(drv):
+    e = _encoder(drv, 65530)
+    assert drv.bpd_encoder_update(ctypes.byref(e), ctypes.c_uint16(4)) == 10  # 65530 -> 65535 -> 0 -> 4
+    assert e.count == 10
+    assert drv.bpd_encoder_update(ctypes.byref(e), ctypes.c_uint16(65526)) == -14  # back down across 0
+    assert e.count == -4
+    e = _encoder(drv, 0)
+    for _ in range(5):  # five turns of 30000 counts forward: 150000, far past 16 bits
+        drv.bpd_encoder_update(ctypes.byref(e), ctypes.c_uint16((e.last + 30000) & 0xFFFF))
+    assert e.count == 150000
+    assert drv.bpd_encoder_update(ctypes.byref(e), ctypes.c_uint16((e.last - 32768) & 0xFFFF)) == -32768
+
+
+def test_encoder_direction_and_scale(drv):
+    e = _encoder(drv, 100)
+    drv.bpd_encoder_update(ctypes.byref(e), ctypes.c_uint16(100 + 1024))  # a quarter turn of 4096 counts
+    assert drv.bpd_encoder_counts(ctypes.byref(e), 0) == 1024.0
+    assert drv.bpd_encoder_counts(ctypes.byref(e), 1) == -1024.0
+    cpu = 4096 / (2 * math.pi)  # counts per radian
+    assert drv.bpd_encoder_position(ctypes.byref(e), cpu, 0) == pytest.approx(math.pi / 2, rel=1e-6)
+    assert drv.bpd_encoder_position(ctypes.byref(e), cpu, 1) == pytest.approx(-math.pi / 2, rel=1e-6)
+    assert drv.bpd_encoder_position(ctypes.byref(e), 10000.0, 0) == pytest.approx(0.1024)  # 0.1 mm a count
+    assert drv.bpd_encoder_position(ctypes.byref(e), 0.0, 0) == 0.0  # not an encoder: never a division by 0
+
+
+@pytest.mark.parametrize("u, invert, duty, reverse", [
+    (1.5, 0, 500, 0),       # 1.5 of full scale 12 at top 4000: 500
+    (-1.5, 0, 500, 1),
+    (-1.5, 1, 500, 0),      # a motor wired the other way round
+    (1.5, 1, 500, 1),
+    (9.0, 0, 2000, 0),      # clamped to the action limit 6: 6/12 * 4000
+    (-100.0, 0, 2000, 1),
+    (0.0, 0, 0, 0),
+    (0.0015, 0, 1, 0),      # 0.5 of a step rounds up
+    (0.0014, 0, 0, 0),      # below half a step: 0, and no direction drive
+])
+def test_pwm_duty_direction_and_clamp(drv, u, invert, duty, reverse):
+    p = drv.bpd_pwm_from_command(u, 6.0, 12.0, 4000, invert, 0)
+    assert (p.duty, p.reverse) == (duty, reverse)
+
+
+def test_pwm_never_exceeds_top_and_zero_on_fault(drv):
+    assert drv.bpd_pwm_from_command(20.0, 20.0, 12.0, 4000, 0, 0).duty == 4000  # limit above full scale
+    for u, lim, fs in ((math.nan, 6.0, 12.0), (math.inf, 6.0, 12.0), (-math.inf, 6.0, 12.0), (1.0, math.nan, 12.0),
+                       (1.0, 0.0, 12.0), (1.0, -1.0, 12.0), (1.0, 6.0, 0.0), (1.0, 6.0, math.inf)):
+        p = drv.bpd_pwm_from_command(u, lim, fs, 4000, 0, 0)
+        assert (p.duty, p.reverse) == (0, 0), (u, lim, fs)
+    p = drv.bpd_pwm_from_command(3.0, 6.0, 12.0, 4000, 0, 1)  # stopped: the latch holds zero
+    assert (p.duty, p.reverse) == (0, 0)
+
+
+def test_stop_latch_holds_until_released_and_cleared(drv):
+    s = Latch()
+    drv.bpd_stop_init(ctypes.byref(s))
+    assert drv.bpd_stop_poll(ctypes.byref(s), 0) == 0 and s.latched == 0
+    drv.bpd_stop_trip(ctypes.byref(s), 0b010)  # the interrupt of end stop 1
+    assert (s.latched, s.sources) == (1, 0b010)
+    assert drv.bpd_stop_poll(ctypes.byref(s), 0b100) == 1 and s.sources == 0b110  # e-stop seen by the poll
+    assert drv.bpd_stop_clear(ctypes.byref(s), 0b100) == 0 and s.latched == 1  # still pressed: stays
+    assert drv.bpd_stop_poll(ctypes.byref(s), 0) == 1  # released: still latched until cleared
+    assert drv.bpd_stop_clear(ctypes.byref(s), 0) == 1 and (s.latched, s.sources) == (0, 0)
+    assert drv.bpd_stop_poll(ctypes.byref(s), 0b001) == 1  # a poll alone trips it (a missed edge)
+
+
+HARNESS = r"""
+#include <string.h>
+#include "bpd_fw.h"
+static bpd_fw_t fw;
+static float act[BPD_MAX_ACT], sens[BPD_MAX_OBS];
+static uint8_t tx[4096];
+static size_t tx_len;
+static uint32_t now;
+static uint32_t h_now(void *c) { (void)c; return now; }
+static uint32_t h_cycles(void *c) { (void)c; return now; }
+static void h_read(void *c, float *raw, uint8_t n) { (void)c; memcpy(raw, sens, n * sizeof *raw); }
+static void h_write(void *c, const float *u, uint8_t n) { (void)c; memcpy(act, u, n * sizeof *u); }
+static void h_serial(void *c, const uint8_t *d, size_t n)
+{
+    (void)c;
+    if (tx_len + n <= sizeof tx) { memcpy(tx + tx_len, d, n); tx_len += n; }
+}
+void t_init(void);
+void t_init(void)
+{
+    bpd_hal_t hal = {0, h_now, h_cycles, 1u, h_read, h_write, h_serial};
+    bpd_fw_config_t cfg = {10000u, 4u, 1u, {2u, 0u, {0.0f}, {0.0f}, 0u, 1u}, 5u, 3.0f, 1.0f, 1.0f};
+    bpd_fw_init(&fw, &hal, &cfg);
+}
+void t_rx(const uint8_t *d, size_t n);
+void t_rx(const uint8_t *d, size_t n) { bpd_fw_on_bytes(&fw, d, n); }
+void t_tick(void);
+void t_tick(void) { now += 10000u; bpd_fw_tick(&fw); }
+void t_stop(void);
+void t_stop(void) { bpd_fw_external_stop(&fw); }
+float t_act(void);
+float t_act(void) { return act[0]; }
+int t_state(void);
+int t_state(void) { return (int)fw.state; }
+size_t t_tx(uint8_t *out, size_t cap);
+size_t t_tx(uint8_t *out, size_t cap)
+{
+    size_t n = tx_len < cap ? tx_len : cap;
+    memcpy(out, tx, n);
+    tx_len = 0;
+    return n;
+}
+"""
+
+
+@pytest.fixture
+def core(tmp_path):
+    (tmp_path / "harness.c").write_text(HARNESS)
+    srcs = [str(CSRC / f) for f in ("bpd_fw.c", "bpd_wire.c", "bpd_msgs.c")] + [str(tmp_path / "harness.c")]
+    lib = ctypes.CDLL(str(compile_to(tmp_path / "libcore.so", [*STRICT, *OPT, "-fPIC", "-shared", f"-I{CSRC}", *srcs],
+                                     "core")))
+    lib.t_act.restype = ctypes.c_float
+    lib.t_tx.restype = ctypes.c_size_t
+    lib.t_init()
+    buf = (ctypes.c_uint8 * 4096)()
+    parser = Parser()
+
+    def frames():
+        return parser.feed(bytes(buf[:lib.t_tx(buf, 4096)]))
+
+    frames()
+    return lib, frames
+
+
+def test_external_stop_zeroes_at_once_and_ends_the_run_as_a_limit_stop(core):
+    lib, frames = core
+    start = encode("start", 0)
+    lib.t_rx(start, len(start))
+    lib.t_tick()
+    st = [f for f in frames() if f.name == "state"][0]
+    action = encode("action", 1, echo_seq=st.seq, n_act=1, action=[2.0])
+    lib.t_rx(action, len(action))
+    assert lib.t_act() == pytest.approx(2.0)
+    lib.t_stop()  # the end stop's interrupt: zero now, before any tick
+    assert lib.t_act() == 0.0 and lib.t_state() == STATES["running"]
+    late = encode("action", 2, echo_seq=st.seq, n_act=1, action=[2.0])
+    lib.t_rx(late, len(late))  # not applied while the stop is pending
+    assert lib.t_act() == 0.0
+    lib.t_tick()  # within one tick: the run ends as a limit stop
+    (last,) = [f for f in frames() if f.name == "state"]
+    assert last.fields["flags"] == FLAGS["limit_stop"] and last.fields["action"] == [0.0]
+    assert lib.t_state() == STATES["idle"]
+    lib.t_stop()  # outside a run: nothing
+    again = encode("start", 3)
+    lib.t_rx(again, len(again))
+    lib.t_tick()  # a new run is not stopped by the old stop
+    (st2,) = [f for f in frames() if f.name == "state"]
+    assert st2.fields["flags"] & FLAGS["running"] and lib.t_state() == STATES["running"]
