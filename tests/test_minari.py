@@ -172,3 +172,28 @@ def test_export_takes_a_minari_dataset_and_a_run_whose_minari_dataset_is_gone(ti
                 *common, check=False)
     lines = p.stderr.strip().splitlines()
     assert p.returncode not in (0, 70) and len(lines) == 1 and "cannot be read" in lines[0], p.stderr
+
+
+def test_the_content_hash_reads_a_dataset_kept_a_directory_per_episode(store):
+    """Minari's arrow format keeps each episode in a directory of data/: the hash covers their files (it
+    tried to read the directories as files); a flat hdf5 dataset's hash is over the same names as before."""
+    import hashlib
+
+    from training.minari_io import content_hash
+
+    data = store / "other" / "arrow-v0" / "data"
+    (data / "0").mkdir(parents=True)
+    (data / "metadata.json").write_text("{}")
+    (data / "0" / "data.arrow").write_bytes(b"episode 0")
+    first = content_hash("minari:other/arrow-v0")
+    (data / "0" / "data.arrow").write_bytes(b"episode 0, changed")
+    assert content_hash("minari:other/arrow-v0") != first
+    flat = store / "other" / "flat-v0" / "data"
+    flat.mkdir(parents=True)
+    (flat / "main_data.hdf5").write_bytes(b"steps")
+    (flat / "metadata.json").write_text("{}")
+    h = hashlib.sha256()
+    for name, body in ((b"main_data.hdf5", b"steps"), (b"metadata.json", b"{}")):
+        h.update(name)
+        h.update(body)
+    assert content_hash("other/flat-v0") == h.hexdigest()

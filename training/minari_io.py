@@ -81,11 +81,12 @@ def is_minari(spec: str | Path) -> bool:
 
 
 def content_hash(spec: str) -> str:
-    """sha256 over the dataset's data files (the run records it as it records a .npz's hash)."""
+    """sha256 over the dataset's data files, those in subdirectories too (Minari's arrow format keeps a
+    directory per episode); the run records it as it records a .npz's hash."""
     d = local_path(dataset_id(spec)) / "data"
     h = hashlib.sha256()
-    for f in sorted(d.iterdir()):
-        h.update(f.name.encode())
+    for f in sorted(f for f in d.rglob("*") if f.is_file()):
+        h.update(f.relative_to(d).as_posix().encode())
         h.update(f.read_bytes())
     return h.hexdigest()
 
