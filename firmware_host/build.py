@@ -154,6 +154,11 @@ BOARD_PORTS: dict[str, dict] = {
     "stm32f4-pil": {"sources": ["board_stm32f4.c", "plant_link.c"], "ldscript": "stm32f405.ld",
                     "defines": ["BOARD_N_IRQ=82", "BOARD_NO_CLOCK_TREE", "BOARD_CYCLES_FROM_SYSTICK"],
                     "targets": ("cortex-m4f",), "qemu_machine": "netduinoplus2"},
+    # A real rig on a Nucleo-64 STM32F446RE: encoders, PWM motor, end stops from the rig's wiring block.
+    # QEMU has no model of this board: the image is built (strict flags), not run.
+    "nucleo-f446": {"sources": ["board_nucleo_f446.c"], "core_sources": ["bpd_drivers.c"],
+                    "ldscript": "stm32f446.ld", "defines": ["BOARD_N_IRQ=96"], "targets": ("cortex-m4f",),
+                    "needs_wiring": "nucleo-f446"},
 }
 
 
@@ -186,9 +191,13 @@ def build_firmware_image(export_dir: Path, target: str, out_dir: Path, fast_tanh
     port = BOARD_PORTS[board]
     if target not in port["targets"]:
         raise BpdError(f"board {board} is a {', '.join(port['targets'])} part, not {target}")
+    if "needs_wiring" in port and (spec.wiring or {}).get("board") != port["needs_wiring"]:
+        raise BpdError(f"board {board} drives a real rig: rig {spec.name} needs a wiring block for "
+                       f"{port['needs_wiring']} (see firmware_host/rigs/desktop-cartpole.yaml)")
     rig_dir = write_rig_header(spec, out_dir / "rig").parent
     srcs = [export_dir / "policy.c", export_dir / "policy_weights.c", BOARDS / "board_cortexm.c",
-            *(BOARDS / f for f in port["sources"]), *(CSRC / f for f in FIRMWARE_SOURCES)]
+            *(BOARDS / f for f in port["sources"]), *(CSRC / f for f in FIRMWARE_SOURCES),
+            *(CSRC / f for f in port.get("core_sources", []))]
     clock = TARGETS[target]["clock_mhz"] * 1_000_000
     return compile_image(target, srcs, [export_dir, CSRC, BOARDS, rig_dir], out_dir, "bpd_firmware",
                          fast_tanh=fast_tanh, defines=[f"BOARD_CPU_HZ={clock}u", *port["defines"]],
@@ -272,7 +281,8 @@ def image_report(img: Image, policy_objects: list[str], parts: dict[str, list[st
 
 
 FIRMWARE_PARTS = {"policy": ["policy", "policy_weights"], "firmware core": ["bpd_fw", "bpd_wire", "bpd_msgs"],
-                  "board": ["board_cortexm", "board_stm32f4", "plant_link", "startup"]}
+                  "board": ["board_cortexm", "board_stm32f4", "plant_link", "startup", "board_nucleo_f446",
+                            "bpd_drivers"]}
 
 
 @dataclass
@@ -285,8 +295,9 @@ class FirmwareBuildConfig:
     image: str = field("firmware", help="firmware (core + board layer + policy) or bench (policy + entry point)",
                        choices=("firmware", "bench"))
     rig: str = field("gym-inverted-pendulum", help="rig name or YAML whose configuration the firmware is built for")
-    board: str = field("generic", help="board layer: generic (weak stubs), stm32f4, or stm32f4-pil "
-                       "(STM32F4 with the plant on USART2, for `bpd rig pil`)", choices=tuple(BOARD_PORTS))
+    board: str = field("generic", help="board layer: generic (weak stubs), stm32f4, stm32f4-pil "
+                       "(STM32F4 with the plant on USART2, for `bpd rig pil`), or nucleo-f446 (a real rig: "
+                       "encoders, PWM motor, end stops from the rig's wiring block)", choices=tuple(BOARD_PORTS))
 
 
 def firmware_build(cfg: FirmwareBuildConfig) -> dict:

@@ -4,6 +4,10 @@ velocity filters, limit indices, watchdog and limit defaults) and the board's ba
 here, so a board builds the same observation as the simulated rig and the Gymnasium env.
 
     python -m firmware_host.rig_codegen RIG [OUT.h]      # print or write the header
+    python -m firmware_host.rig_codegen RIG --wiring     # the wiring table (Markdown) of a real board
+
+A rig with a `wiring` block (a real board) also gets its pin map in the header (BPD_WIRING_*): the
+board port (boards/board_nucleo_f446.c) takes its timers, pins, inversions and PWM from there.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import sys
 from pathlib import Path
 
 from bpd.errors import BpdError
-from firmware_host.rig import NAME, RIGS, RigSpec, load_rig
+from firmware_host.rig import BOARDS, NAME, PIN, RIGS, WIRING_NAME, RigSpec, load_rig
 from firmware_host.wire_spec import MAX_OBS
 
 HEADER = "bpd_rig_config.h"
@@ -86,9 +90,113 @@ def generate_rig_header(spec: RigSpec, period_us: int | None = None) -> str:
         f"#if BPD_RIG_OBS_DIM > {MAX_OBS}",
         "#error the rig has more observations than the wire carries",
         "#endif",
+        *_wiring_lines(spec),
         "", f"#endif /* {guard} */", "",
     ]
     return "\n".join(lines)
+
+
+def _pin(v: str) -> tuple[int, int]:
+    """A checked pin name as (port index: A = 0, pin number); refused unless it is one."""
+    m = PIN.fullmatch(v)
+    if m is None:
+        raise BpdError(f"pin {v[:20]!r} cannot go into C")
+    return ord(m.group(1)) - ord("A"), int(m.group(2))
+
+
+def _timer(v: str, table: dict) -> int:
+    if v not in table:
+        raise BpdError(f"timer {v[:20]!r} cannot go into C")
+    return int(v[3:])
+
+
+def _u(xs: list[int]) -> str:
+    return "{" + ", ".join(f"{x}u" for x in xs) + "}"
+
+
+def _wiring_lines(spec: RigSpec) -> list[str]:
+    """The pin map of a real board, from the rig's checked `wiring` block (load_rig checks it; each
+    value is matched again here, as a RigSpec made in code is not)."""
+    w = spec.wiring
+    if w is None:
+        return []
+    if w.get("board") not in BOARDS:
+        raise BpdError(f"board {str(w.get('board'))[:20]!r} cannot go into C")
+    b = BOARDS[w["board"]]
+    enc, m = w["encoders"], w["motor"]
+    stops = [*w.get("end_stops", []), *([{"name": "estop", "pin": w["estop"]}] if "estop" in w else [])]
+    for x in [*enc, *stops]:
+        if not WIRING_NAME.fullmatch(str(x["name"])):
+            raise BpdError(f"wiring name {str(x['name'])[:20]!r} cannot go into C")
+    a = [_pin(e["a"]) for e in enc]
+    bb = [_pin(e["b"]) for e in enc]
+    sp = [_pin(s["pin"]) for s in stops]
+    pwm, dr = _pin(m["pwm"]), _pin(m["dir"])
+    board = str(w["board"]).upper().replace("-", "_")
+    return [
+        "",
+        f"/* The wiring of a real board ({w['board']}): the rig YAML's wiring block. Ports: A = 0, B = 1, ... */",
+        "#define BPD_WIRING 1",
+        f"#define BPD_WIRING_BOARD_{board} 1",
+        f"#define BPD_ENC_N {len(enc)}u",
+        f"#define BPD_ENC_TIMER {_u([_timer(e['timer'], b['encoder']) for e in enc])}  "
+        f"/* {', '.join(e['name'] for e in enc)} */",
+        f"#define BPD_ENC_A_PORT {_u([p for p, _ in a])}",
+        f"#define BPD_ENC_A_PIN {_u([n for _, n in a])}",
+        f"#define BPD_ENC_B_PORT {_u([p for p, _ in bb])}",
+        f"#define BPD_ENC_B_PIN {_u([n for _, n in bb])}",
+        f"#define BPD_ENC_INVERT {_u([int(bool(e.get('invert', False))) for e in enc])}",
+        f"#define BPD_MOTOR_TIMER {_timer(m['timer'], b['pwm'])}u",
+        f"#define BPD_MOTOR_CHANNEL {int(m['channel'])}u",
+        f"#define BPD_MOTOR_PWM_PORT {pwm[0]}u",
+        f"#define BPD_MOTOR_PWM_PIN {pwm[1]}u",
+        f"#define BPD_MOTOR_DIR_PORT {dr[0]}u",
+        f"#define BPD_MOTOR_DIR_PIN {dr[1]}u",
+        f"#define BPD_MOTOR_PWM_HZ {int(m['pwm_hz'])}u",
+        f"#define BPD_MOTOR_FULL_SCALE {_f(m['full_scale'])}",
+        f"#define BPD_MOTOR_INVERT {int(bool(m.get('invert', False)))}u",
+        f"#define BPD_STOP_N {len(stops)}u  /* {', '.join(s['name'] for s in stops) or 'none'} */",
+        f"#define BPD_STOP_PORT {_u([p for p, _ in sp]) if sp else '{0u}'}",
+        f"#define BPD_STOP_PIN {_u([n for _, n in sp]) if sp else '{0u}'}",
+        f"#define BPD_STOP_ACTIVE_LOW {int(bool(w.get('stops_active_low', True)))}u",
+    ]
+
+
+def wiring_table(spec: RigSpec) -> str:
+    """The wiring of a real board as a Markdown table, from the same block as the pin map."""
+    w = spec.wiring
+    if w is None:
+        raise BpdError(f"rig {spec.name} has no wiring block (a simulated rig only)")
+    m = w["motor"]
+    low = bool(w.get("stops_active_low", True))
+    rows = [("signal", "board pin", "function", "note")]
+    units = spec.raw.get("units", {})
+    unit = {spec.pos_index: units.get("position", "unit"), spec.angle_index: units.get("angle", "unit")}
+    for i, e in enumerate(w["encoders"]):
+        inv = ", counted inverted" if e.get("invert") else ""
+        cpu = spec.counts_per_unit[i]
+        for ch, key in (("A", "a"), ("B", "b")):
+            rows.append((f"{e['name']} encoder {ch}", e[key],
+                         f"{e['timer']} channel {1 if ch == 'A' else 2}, encoder mode",
+                         f"{cpu:g} counts per {str(unit.get(i, 'unit')).split(' ')[0]} (4 per line){inv}"))
+    inv = ", direction inverted" if m.get("invert") else ""
+    rows.append(("motor PWM", m["pwm"], f"{m['timer']} channel {m['channel']}, {m['pwm_hz']} Hz",
+                 f"100 % duty = {m['full_scale']:g} {spec.raw.get('units', {}).get('action', '')}".rstrip() + inv))
+    rows.append(("motor direction", m["dir"], "GPIO output",
+                 f"high: {'positive' if m.get('invert') else 'negative'} command (to the H-bridge's DIR)"))
+    level = "to ground, pull-up inside" if low else "to 3.3 V, pull-down inside"
+    for s in w.get("end_stops", []):
+        rows.append((f"end stop {s['name']}", s["pin"], f"EXTI line {int(s['pin'][2:])}, both edges", level))
+    if "estop" in w:
+        rows.append(("emergency stop", w["estop"], f"EXTI line {int(w['estop'][2:])}, both edges", level))
+    rows.append(("host link TX", "PA2", "USART2, ST-LINK virtual COM port",
+                 f"{spec.baud} baud 8N1, over the USB cable"))
+    rows.append(("host link RX", "PA3", "USART2, ST-LINK virtual COM port", "over the USB cable"))
+    out = [f"<!-- generated from firmware_host/rigs/{spec.name}.yaml: python -m firmware_host.rig_codegen "
+           f"{spec.name} --wiring -->"]
+    out += ["| " + " | ".join(r) + " |" for r in rows[:1]] + ["|" + "---|" * len(rows[0])]
+    out += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+    return "\n".join(out) + "\n"
 
 
 def write_rig_header(spec: RigSpec, out_dir: Path, period_us: int | None = None) -> Path:
@@ -104,8 +212,11 @@ def write_rig_header(spec: RigSpec, out_dir: Path, period_us: int | None = None)
 
 def main(argv: list[str]) -> int:
     if not argv or len(argv) > 2:
-        print("usage: python -m firmware_host.rig_codegen RIG [OUT.h]", file=sys.stderr)
+        print("usage: python -m firmware_host.rig_codegen RIG [OUT.h | --wiring]", file=sys.stderr)
         return 2
+    if argv[1:] == ["--wiring"]:
+        sys.stdout.write(wiring_table(load_rig(argv[0])))
+        return 0
     text = generate_rig_header(load_rig(argv[0]))
     if len(argv) == 2:
         Path(argv[1]).write_text(text)

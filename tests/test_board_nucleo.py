@@ -1,0 +1,116 @@
+"""The Nucleo-64 STM32F446RE port and the rig YAML's wiring block: the pin map generated into the
+rig header, the strict check of every pin and name, the wiring table in hil/README.md rendered from
+the same block, and the image built with warnings as errors (QEMU has no model of this board, so the
+image is built and inspected, not run; the driver logic it calls runs in tests/test_drivers.py)."""
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bpd.errors import BpdError
+from firmware_host.rig import load_rig
+from firmware_host.rig_codegen import generate_rig_header, wiring_table
+from firmware_host.rig_codegen import main as codegen_main
+from tests.conftest import pendulum_export
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _defines(text: str) -> dict[str, str]:
+    return dict(re.findall(r"^#define (BPD_(?:ENC|MOTOR|STOP|WIRING)\w*) (.+?)(?:\s+/\*.*)?$", text, re.M))
+
+
+def test_pin_map_in_the_header_is_the_yaml():
+    d = _defines(generate_rig_header(load_rig("desktop-cartpole")))
+    assert d["BPD_ENC_TIMER"] == "{3u, 4u}"  # TIM3 cart, TIM4 pendulum
+    assert (d["BPD_ENC_A_PORT"], d["BPD_ENC_A_PIN"]) == ("{0u, 1u}", "{6u, 6u}")  # PA6, PB6
+    assert (d["BPD_ENC_B_PORT"], d["BPD_ENC_B_PIN"]) == ("{0u, 1u}", "{7u, 7u}")  # PA7, PB7
+    assert d["BPD_ENC_INVERT"] == "{0u, 0u}"
+    assert (d["BPD_MOTOR_TIMER"], d["BPD_MOTOR_CHANNEL"], d["BPD_MOTOR_PWM_PORT"], d["BPD_MOTOR_PWM_PIN"]) == \
+        ("1u", "1u", "0u", "8u")  # TIM1 CH1 on PA8
+    assert (d["BPD_MOTOR_DIR_PORT"], d["BPD_MOTOR_DIR_PIN"]) == ("1u", "5u")  # PB5
+    assert d["BPD_MOTOR_PWM_HZ"] == "20000u" and d["BPD_MOTOR_FULL_SCALE"] == "4.0f"
+    assert (d["BPD_STOP_N"], d["BPD_STOP_PORT"], d["BPD_STOP_PIN"]) == ("3u", "{2u, 2u, 2u}", "{0u, 1u, 13u}")
+    assert "BPD_WIRING" not in _defines(generate_rig_header(load_rig("gym-inverted-pendulum")))  # simulated only
+
+
+def _rig(tmp_path, edit) -> str:
+    raw = yaml.safe_load(load_rig("desktop-cartpole").path.read_text())
+    edit(raw["wiring"])
+    p = tmp_path / "rig.yaml"
+    p.write_text(yaml.safe_dump(raw))
+    return str(p)
+
+
+def _set(path, value):
+    def edit(w):
+        node = w
+        for k in path[:-1]:
+            node = node[k]
+        node[path[-1]] = value
+    return edit
+
+
+@pytest.mark.parametrize("edit, msg", [
+    (_set(["board"], "arduino"), "wiring.board must be one of nucleo-f446"),
+    (_set(["encoders", 0, "a"], "PA2"), "PA2 cannot carry this signal"),
+    (_set(["motor", "dir"], "PA2"), "PA2 is taken by USART2 TX"),
+    (_set(["motor", "dir"], "PA13"), "PA13 is taken by SWDIO"),
+    (_set(["encoders", 1, "a"], "PC6"), "PC6 cannot carry this signal"),  # TIM3's pin on TIM4
+    (_set(["encoders", 1, "timer"], "TIM3"), "TIM3 already counts another encoder"),
+    (_set(["encoders", 0, "timer"], "TIM9"), "timer must be one of TIM2"),
+    (_set(["motor", "pwm"], "PA9"), "PA9 cannot carry this signal"),  # channel 1 is PA8
+    (_set(["motor", "dir"], "PA6"), "PA6 is already wiring.encoders[0].a"),
+    (_set(["motor", "dir"], "PD2"), "on ports A, B, C, H"),
+    (_set(["motor", "dir"], "PA16"), "must be a pin"),
+    (_set(["motor", "dir"], 'PB5"; int x; /*'), "must be a pin"),  # nothing reaches C unchecked
+    (_set(["encoders", 0, "name"], "cart */ #error"), "name must be 1 to 24 lower-case"),
+    (_set(["end_stops", 1, "pin"], "PB0"), "shares interrupt line 0 with PC0"),
+    (_set(["motor", "pwm_hz"], 50), "pwm_hz must be a whole number 1000..100000"),
+    (_set(["motor", "full_scale"], float("inf")), "full_scale must be"),
+    (_set(["motor", "invert"], "yes"), "invert must be true or false"),
+    (_set(["motor", "channel"], 5), "channel must be 1..4"),
+    (_set(["encoders", 0, "wires"], 4), "must be a mapping of name, timer, a, b, invert"),
+    (lambda w: w["encoders"].pop(), "one encoder per position sensor (2)"),
+])
+def test_bad_wiring_refused_in_one_line(tmp_path, edit, msg):
+    with pytest.raises(BpdError, match=re.escape(msg)):
+        load_rig(_rig(tmp_path, edit))
+
+
+def test_wiring_table_in_the_bring_up_guide_is_its_render(capsys):
+    text = (ROOT / "hil" / "README.md").read_text()
+    table = wiring_table(load_rig("desktop-cartpole"))
+    assert table in text, "hil/README.md: run python -m firmware_host.rig_codegen desktop-cartpole --wiring"
+    assert "| pendulum encoder A | PB6 | TIM4 channel 1, encoder mode |" in table
+    assert codegen_main(["desktop-cartpole", "--wiring"]) == 0 and capsys.readouterr().out == table
+    with pytest.raises(BpdError, match="has no wiring block"):
+        wiring_table(load_rig("gym-inverted-pendulum"))
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc not installed")
+def test_nucleo_image_builds_with_warnings_as_errors(tmp_path):
+    from elftools.elf.elffile import ELFFile
+
+    from firmware_host.build import build_firmware_image
+    from firmware_host.elf import symbol_table
+
+    img = build_firmware_image(pendulum_export(), "cortex-m4f", tmp_path / "b", rig="desktop-cartpole",
+                               board="nucleo-f446")
+    with open(img.elf, "rb") as f:
+        e = ELFFile(f)
+        syms = {s.name: s["st_value"] for s in symbol_table(e, img.elf).iter_symbols()}
+        vectors = e.get_section_by_name(".isr_vector")
+        assert vectors["sh_addr"] == 0x08000000  # flash of the F446
+        table = vectors.data()
+    for name in ("board_irq", "board_tick_due", "board_read_sensors", "board_write_actuator", "bpd_encoder_update",
+                 "bpd_pwm_from_command", "bpd_fw_external_stop"):
+        assert name in syms, name
+    entry = int.from_bytes(table[4 * (16 + 55): 4 * (16 + 56)], "little")  # TIM7, the control tick
+    assert entry & ~1 == syms["External_Handler"] & ~1
+    with pytest.raises(BpdError, match="needs a wiring block for nucleo-f446"):
+        build_firmware_image(pendulum_export(), "cortex-m4f", tmp_path / "c", rig="gym-inverted-pendulum",
+                             board="nucleo-f446")
