@@ -331,3 +331,36 @@ def test_pair_partners_need_the_finetune():
 
     with pytest.raises(BpdError, match="--finetune"):
         _check_config(DistillConfig(teacher="t", dataset="d", pair_partners=True))
+
+
+@pytest.mark.parametrize("partners", [False, True])
+def test_a_state_dict_taken_in_the_finetune_resumes_the_same_run(partners):
+    """Loading a state dict taken in the fine-tune sets the frozen flags and changes no parameter: the
+    target (mid-way between its mask and the actor's) is not frozen again, so the resumed trainer goes
+    on bit for bit as the uninterrupted one."""
+    import copy
+
+    def trainer():
+        cfg = DistillConfig(teacher="t", dataset="d", hidden=[8, 8], critic_hidden=[8], steps=400, policy_freq=1,
+                            finetune=0.5, pair_partners=partners, unit_gates=True)
+        return BPDTrainer(cfg, OBS, ACT, N_DATA)
+
+    torch.manual_seed(0)
+    t = trainer()
+    with torch.no_grad():
+        for layer in t.actor.layers:
+            prune = torch.rand_like(layer.theta) < 0.5
+            layer.log_sigma2[prune] = torch.log(layer.theta[prune] ** 2) + 8.0
+    for _ in range(210):  # ten steps into the fine-tune
+        t.update(BATCH)
+    sd = copy.deepcopy(t.state_dict())
+    t2 = trainer()
+    t2.load_state_dict(copy.deepcopy(sd))
+    assert t2.actor.layers[0].deterministic and not t2.actor_target.layers[0].log_sigma2.requires_grad
+    for part in ("actor", "actor_target"):
+        assert all(torch.equal(v, t2.state_dict()[part][k]) for k, v in sd[part].items()), part
+    for tr in (t, t2):
+        torch.manual_seed(1)
+        for _ in range(190):
+            tr.update(BATCH)
+    assert all(torch.equal(a, b) for a, b in zip(t.actor.state_dict().values(), t2.actor.state_dict().values()))

@@ -283,7 +283,9 @@ class BPDTrainer:
         for name in self._parts():
             getattr(self, name).load_state_dict(sd[name])
         if self.finetuning() and self.step > (1 - self.cfg.finetune) * self.cfg.steps:
-            self.freeze()  # the saved parameters are already frozen; the flags are not state
+            for net in (self.actor, self.actor_target):  # the saved parameters are already frozen (the target's
+                for layer in net.layers:  # mid-way to the actor's): set the flags, which are not state
+                    layer.mark_frozen()
         self.actor.eval()
 
 

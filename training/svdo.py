@@ -76,6 +76,13 @@ class LinearSVDO(nn.Module):
             self.gate_log_sigma2.requires_grad_(False)
         self.deterministic = True
 
+    def mark_frozen(self) -> None:
+        """The flags freeze() sets (not state: a resumed run's saved parameters are already frozen)."""
+        self.log_sigma2.requires_grad_(False)
+        if self.unit_gates:
+            self.gate_log_sigma2.requires_grad_(False)
+        self.deterministic = True
+
     @property
     def log_alpha(self) -> torch.Tensor:
         la = self.log_sigma2 - torch.log(self.theta * self.theta + 1e-8)
