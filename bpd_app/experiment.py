@@ -523,9 +523,11 @@ def execute_cell(plan_path: str, cell_key: str, runs: str | None = None) -> dict
             exp = cell.dir / "export"
             try:
                 if not (exp / "export.json").exists():
-                    # the export's own closed-loop episodes let its rule weigh the integer kernel
-                    stage("export", ["export", str(product), "--out", str(exp), "--episodes",
-                                     str(plan.eval["episodes"]),
+                    # --episodes 0: the cells' cost is the float kernel the rule picks, as for every committed
+                    # cell (whose checkpoints are gone), so that a table compares methods on one kernel; what
+                    # the integer kernel (which auto ships where it keeps the return) costs on the same students
+                    # is benchmarks/cost_benchmark.py's
+                    stage("export", ["export", str(product), "--out", str(exp), "--episodes", "0",
                                      "--dataset", str(plan.dataset_path(cell.env)), "--teacher", str(teacher)])
                 export_info = _read_json(exp / "export.json")
                 bj = cell.dir / "bench" / "bench.json"

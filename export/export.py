@@ -373,7 +373,10 @@ def _write_export(cfg: ExportConfig, out: Path, meter: KernelMeter | None = None
     parity["pass"] = all(v <= (c_tol if k.startswith("c_") else tol)
                          for k, v in parity.items() if k.endswith(("_torch", "_onnx")))
     if not parity["pass"]:
-        raise BpdError(f"parity check failed: {json.dumps({k: v for k, v in parity.items() if 'vs' in k})}")
+        hint = (f" (the integer kernel's error against the float student is over --int-budget {cfg.int_budget:g} of "
+                "the action range)") if kernel["kind"] == "integer" and parity["c_vs_torch"] > c_tol else ""
+        raise BpdError(f"parity check failed{hint}: "
+                       f"{json.dumps({k: v for k, v in parity.items() if 'vs' in k})}")
 
     teacher_path = cfg.teacher or src.teacher
     dense = None
