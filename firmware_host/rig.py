@@ -331,8 +331,13 @@ def check_wiring(w: object, counts_per_unit: list, measured_velocity: bool, bad)
     lines: dict[int, str] = {}
     for i, s in enumerate([*stops, {"name": "estop", "pin": w.get("estop")}] if "estop" in w else stops):
         where = f"wiring.end_stops[{i}]" if i < len(stops) else "wiring.estop"
-        if not isinstance(s, dict) or set(s) - {"name", "pin"}:
-            raise bad(f"{where} must be a mapping of name and pin")
+        if i < len(stops):
+            if not isinstance(s, dict) or set(s) != {"name", "pin", "at"}:
+                raise bad(f"{where} must be a mapping of name, pin and at (the position where it closes)")
+            at = s["at"]
+            if isinstance(at, bool) or not isinstance(at, (int, float)) or not math.isfinite(at) or at == 0:
+                raise bad(f"{where}.at must be the position where the stop closes, not 0: its sign is its side "
+                          f"(got {str(at)[:40]!r})")
         name(s, where)
         v = pin(s.get("pin"), where if where == "wiring.estop" else f"{where}.pin")
         line = int(v[2:])

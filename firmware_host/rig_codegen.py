@@ -114,6 +114,12 @@ def _u(xs: list[int]) -> str:
     return "{" + ", ".join(f"{x}u" for x in xs) + "}"
 
 
+def _mask(stops: list[dict], side: int) -> int:
+    """The stop inputs (bits in wiring order) that block commands of this sign: an end stop on that
+    side (the sign of its `at`), and the emergency stop (no `at`) on both."""
+    return sum(1 << i for i, s in enumerate(stops) if "at" not in s or (float(s["at"]) > 0) == (side > 0))
+
+
 def _wiring_lines(spec: RigSpec) -> list[str]:
     """The pin map of a real board, from the rig's checked `wiring` block (load_rig checks it; each
     value is matched again here, as a RigSpec made in code is not)."""
@@ -159,6 +165,8 @@ def _wiring_lines(spec: RigSpec) -> list[str]:
         f"#define BPD_STOP_PORT {_u([p for p, _ in sp]) if sp else '{0u}'}",
         f"#define BPD_STOP_PIN {_u([n for _, n in sp]) if sp else '{0u}'}",
         f"#define BPD_STOP_ACTIVE_LOW {int(bool(w.get('stops_active_low', True)))}u",
+        f"#define BPD_STOP_BLOCKS_POSITIVE {_mask(stops, 1)}u  /* inputs that block positive commands while held */",
+        f"#define BPD_STOP_BLOCKS_NEGATIVE {_mask(stops, -1)}u",
     ]
 
 
@@ -186,9 +194,12 @@ def wiring_table(spec: RigSpec) -> str:
                  f"high: {'positive' if m.get('invert') else 'negative'} command (to the H-bridge's DIR)"))
     level = "to ground, pull-up inside" if low else "to 3.3 V, pull-down inside"
     for s in w.get("end_stops", []):
-        rows.append((f"end stop {s['name']}", s["pin"], f"EXTI line {int(s['pin'][2:])}, both edges", level))
+        rows.append((f"end stop {s['name']}", s["pin"], f"EXTI line {int(s['pin'][2:])}, both edges",
+                     f"{level}; closes at {float(s['at']):+g}, blocks {'positive' if s['at'] > 0 else 'negative'} "
+                     "commands while pressed"))
     if "estop" in w:
-        rows.append(("emergency stop", w["estop"], f"EXTI line {int(w['estop'][2:])}, both edges", level))
+        rows.append(("emergency stop", w["estop"], f"EXTI line {int(w['estop'][2:])}, both edges",
+                     f"{level}; blocks every command while pressed"))
     rows.append(("host link TX", "PA2", "USART2, ST-LINK virtual COM port",
                  f"{spec.baud} baud 8N1, over the USB cable"))
     rows.append(("host link RX", "PA3", "USART2, ST-LINK virtual COM port", "over the USB cable"))

@@ -34,6 +34,8 @@ def test_pin_map_in_the_header_is_the_yaml():
     assert (d["BPD_MOTOR_DIR_PORT"], d["BPD_MOTOR_DIR_PIN"]) == ("1u", "5u")  # PB5
     assert d["BPD_MOTOR_PWM_HZ"] == "20000u" and d["BPD_MOTOR_FULL_SCALE"] == "4.0f"
     assert (d["BPD_STOP_N"], d["BPD_STOP_PORT"], d["BPD_STOP_PIN"]) == ("3u", "{2u, 2u, 2u}", "{0u, 1u, 13u}")
+    # left (bit 0) blocks negative commands, right (bit 1) positive ones, the e-stop (bit 2) both
+    assert (d["BPD_STOP_BLOCKS_POSITIVE"], d["BPD_STOP_BLOCKS_NEGATIVE"]) == ("6u", "5u")
     assert "BPD_WIRING" not in _defines(generate_rig_header(load_rig("gym-inverted-pendulum")))  # simulated only
 
 
@@ -75,6 +77,8 @@ def _set(path, value):
     (_set(["motor", "channel"], 5), "channel must be 1..4"),
     (_set(["encoders", 0, "wires"], 4), "must be a mapping of name, timer, a, b, invert"),
     (lambda w: w["encoders"].pop(), "one encoder per position sensor (2)"),
+    (_set(["end_stops", 0, "at"], 0), "its sign is its side"),
+    (lambda w: w["end_stops"][0].pop("at"), "a mapping of name, pin and at"),
 ])
 def test_bad_wiring_refused_in_one_line(tmp_path, edit, msg):
     with pytest.raises(BpdError, match=re.escape(msg)):

@@ -1,7 +1,7 @@
 """The board-independent driver logic (firmware_host/c/bpd_drivers.c), compiled on this machine with
 the strict flags and driven through ctypes, on hand-computed answers: encoder unwrapping across the
-16-bit timer's overflow, direction and scale; PWM duty, direction and clamps; the stop latch; and the
-core's external-stop hook (an end stop ends the run as a limit stop, zero at once)."""
+16-bit timer's overflow, direction and scale; PWM duty, direction, clamps and blocked directions; the
+stop inputs; and the core's external-stop hook (an end stop ends the run as a limit stop, zero at once)."""
 
 import ctypes
 import math
@@ -22,10 +22,6 @@ class Pwm(ctypes.Structure):
     _fields_ = [("duty", ctypes.c_uint16), ("reverse", ctypes.c_uint8)]
 
 
-class Latch(ctypes.Structure):
-    _fields_ = [("latched", ctypes.c_uint8), ("sources", ctypes.c_uint8)]
-
-
 @pytest.fixture(scope="module")
 def drv(tmp_path_factory):
     lib = compile_to(tmp_path_factory.mktemp("drv") / "libdrv.so",
@@ -39,8 +35,8 @@ def drv(tmp_path_factory):
     d.bpd_pwm_from_command.restype = Pwm
     d.bpd_pwm_from_command.argtypes = [ctypes.c_float, ctypes.c_float, ctypes.c_float, ctypes.c_uint16,
                                        ctypes.c_uint8, ctypes.c_uint8]
-    d.bpd_stop_poll.restype = ctypes.c_uint8
-    d.bpd_stop_clear.restype = ctypes.c_uint8
+    for f in (d.bpd_stops_update, d.bpd_stops_take, d.bpd_stops_blocked):
+        f.restype = ctypes.c_uint8
     return d
 
 
@@ -97,21 +93,38 @@ def test_pwm_never_exceeds_top_and_zero_on_fault(drv):
                        (1.0, 0.0, 12.0), (1.0, -1.0, 12.0), (1.0, 6.0, 0.0), (1.0, 6.0, math.inf)):
         p = drv.bpd_pwm_from_command(u, lim, fs, 4000, 0, 0)
         assert (p.duty, p.reverse) == (0, 0), (u, lim, fs)
-    p = drv.bpd_pwm_from_command(3.0, 6.0, 12.0, 4000, 0, 1)  # stopped: the latch holds zero
-    assert (p.duty, p.reverse) == (0, 0)
 
 
-def test_stop_latch_holds_until_released_and_cleared(drv):
-    s = Latch()
-    drv.bpd_stop_init(ctypes.byref(s))
-    assert drv.bpd_stop_poll(ctypes.byref(s), 0) == 0 and s.latched == 0
-    drv.bpd_stop_trip(ctypes.byref(s), 0b010)  # the interrupt of end stop 1
-    assert (s.latched, s.sources) == (1, 0b010)
-    assert drv.bpd_stop_poll(ctypes.byref(s), 0b100) == 1 and s.sources == 0b110  # e-stop seen by the poll
-    assert drv.bpd_stop_clear(ctypes.byref(s), 0b100) == 0 and s.latched == 1  # still pressed: stays
-    assert drv.bpd_stop_poll(ctypes.byref(s), 0) == 1  # released: still latched until cleared
-    assert drv.bpd_stop_clear(ctypes.byref(s), 0) == 1 and (s.latched, s.sources) == (0, 0)
-    assert drv.bpd_stop_poll(ctypes.byref(s), 0b001) == 1  # a poll alone trips it (a missed edge)
+@pytest.mark.parametrize("u, invert, blocked, duty", [
+    (3.0, 0, 1, 0), (-3.0, 0, 1, 1000),     # positive blocked (the right end stop held): may drive away
+    (3.0, 0, 2, 1000), (-3.0, 0, 2, 0),
+    (3.0, 1, 1, 0),                          # blocked in command terms, whatever the motor's wiring
+    (3.0, 0, 3, 0), (-3.0, 0, 3, 0),         # the emergency stop: both
+])
+def test_pwm_blocked_directions(drv, u, invert, blocked, duty):
+    assert drv.bpd_pwm_from_command(u, 6.0, 12.0, 4000, invert, blocked).duty == duty
+
+
+class Stops(ctypes.Structure):
+    _fields_ = [("active", ctypes.c_uint8), ("tripped", ctypes.c_uint8)]
+
+
+def test_stops_trip_once_and_block_while_held(drv):
+    s = Stops()
+    ref = ctypes.byref(s)
+    drv.bpd_stops_init(ref)
+    left, right, estop = 0b001, 0b010, 0b100
+    pos, neg = right | estop, left | estop  # right blocks positive commands, left negative, the e-stop both
+    assert drv.bpd_stops_update(ref, 0) == 0 and drv.bpd_stops_blocked(ref, pos, neg) == 0
+    assert drv.bpd_stops_update(ref, right) == right  # the interrupt: the right stop closes
+    assert drv.bpd_stops_update(ref, right) == 0      # the tick's poll: held, no new event
+    assert drv.bpd_stops_blocked(ref, pos, neg) == 1
+    assert drv.bpd_stops_take(ref) == right and drv.bpd_stops_take(ref) == 0  # the event is taken once
+    assert drv.bpd_stops_update(ref, right | estop) == estop
+    assert drv.bpd_stops_blocked(ref, pos, neg) == 3
+    drv.bpd_stops_update(ref, 0)  # all released: nothing blocked; the event waits to be taken
+    assert drv.bpd_stops_blocked(ref, pos, neg) == 0 and drv.bpd_stops_take(ref) == estop
+    assert drv.bpd_stops_update(ref, left) == left  # an edge the interrupt missed: the poll sees it
 
 
 HARNESS = r"""

@@ -11,9 +11,11 @@
  *   unwrapped into 32 bits at every tick.
  * - Motor: a timer channel's PWM (duty from bpd_pwm_from_command, limited to the rig's action limit)
  *   and a direction GPIO, for an H-bridge.
- * - End stops and emergency stop: external interrupts on both edges; the interrupt zeroes the PWM
- *   at once and trips the latch, and every tick polls the levels too, so a stop commands zero within
- *   one tick even when an edge was missed. The core then ends the run as a limit stop.
+ * - End stops and emergency stop: external interrupts on both edges; a stop that closes zeroes the
+ *   PWM in its interrupt, and every tick polls the levels too, so a stop commands zero within one
+ *   tick even when an edge was missed; the core then ends the run as a limit stop. While pressed, an
+ *   end stop blocks the commands towards its side (a new run may drive away from it) and the
+ *   emergency stop blocks all.
  * - Control tick: TIM7 at the rig's period (its interrupt sets the tick due); device time from
  *   SysTick (board_cortexm.c); the cycle counter is the DWT's (the on-device inference time in every
  *   STATE of a device-mode run).
@@ -104,7 +106,7 @@ static const uint8_t enc_invert[BPD_ENC_N] = BPD_ENC_INVERT;
 static const uint8_t stop_port[] = BPD_STOP_PORT, stop_pin[] = BPD_STOP_PIN;
 
 static bpd_encoder_t encoders[BPD_ENC_N];
-static bpd_stop_latch_t stops;
+static bpd_stops_t stops;
 static volatile uint8_t tick_due;
 static uint16_t pwm_top;
 
@@ -221,7 +223,7 @@ static uint8_t stops_active(void)
 static void stops_init(void)
 {
     uint8_t i;
-    bpd_stop_init(&stops);
+    bpd_stops_init(&stops);
     RCC_APB2ENR |= 1u << 14; /* SYSCFG */
     for (i = 0; i < BPD_STOP_N; ++i) {
         uint8_t line = stop_pin[i];
@@ -234,7 +236,8 @@ static void stops_init(void)
         /* EXTI0..4 have their own interrupts (6..10), 5..9 share 23, 10..15 share 40 */
         irq_enable(line <= 4u ? 6u + line : line <= 9u ? 23u : 40u, 0x00u); /* above everything else */
     }
-    bpd_stop_poll(&stops, stops_active()); /* a stop pressed at power-on holds from the start */
+    bpd_stops_update(&stops, stops_active()); /* a stop pressed at power-on blocks from the start */
+    (void)bpd_stops_take(&stops);             /* ... but ends no run: none is running */
 }
 
 static void tick_timer_init(void)
@@ -287,15 +290,9 @@ void board_irq(unsigned n)
     } else if (n == TIM7_IRQ) {
         TIM_SR(TIM7_BASE) = 0u;
         tick_due = 1;
-    } else { /* an end stop or the emergency stop: zero first, then find out which */
-        uint32_t pending = EXTI_PR;
-        uint8_t i, bits = 0;
-        motor_zero();
-        EXTI_PR = pending; /* written 1 clears */
-        for (i = 0; i < BPD_STOP_N; ++i) {
-            if (pending & (1u << stop_pin[i])) bits = (uint8_t)(bits | (1u << i));
-        }
-        bpd_stop_trip(&stops, bits ? bits : stops_active());
+    } else { /* an end stop or the emergency stop changed: a stop that closed zeroes the motor now */
+        EXTI_PR = EXTI_PR; /* written 1 clears */
+        if (bpd_stops_update(&stops, stops_active())) motor_zero();
     }
 }
 
@@ -325,7 +322,8 @@ void board_read_sensors(float *raw, uint8_t n)
 void board_write_actuator(const float *u, uint8_t n)
 {
     bpd_pwm_t p = bpd_pwm_from_command(n ? u[0] : 0.0f, BPD_RIG_ACTION_LIMIT, BPD_MOTOR_FULL_SCALE, pwm_top,
-                                       (uint8_t)BPD_MOTOR_INVERT, stops.latched);
+                                       (uint8_t)BPD_MOTOR_INVERT,
+                                       bpd_stops_blocked(&stops, BPD_STOP_BLOCKS_POSITIVE, BPD_STOP_BLOCKS_NEGATIVE));
     uint32_t b = timer_base(BPD_MOTOR_TIMER);
     if (p.duty == 0u) { /* zero before the direction changes */
         TIM_CCR(b, BPD_MOTOR_CHANNEL) = 0u;
@@ -336,18 +334,18 @@ void board_write_actuator(const float *u, uint8_t n)
     TIM_CCR(b, BPD_MOTOR_CHANNEL) = p.duty;
 }
 
-/* The tick: polled stops first (a missed edge still stops within this tick), then the core. */
+/* The tick: the stops polled first (an edge the interrupt missed still stops within this tick), a stop
+ * event handed to the core (it ends a run as a limit stop), then the core's tick. */
 int board_tick_due(bpd_fw_t *fw)
 {
-    uint8_t active;
+    uint8_t tripped;
     if (!tick_due) return 0;
     tick_due = 0;
-    active = stops_active();
-    if (bpd_stop_poll(&stops, active)) {
-        motor_zero();
-        if (fw->state == BPD_RUNNING) bpd_fw_external_stop(fw);
-        else bpd_stop_clear(&stops, active); /* released and not running: the host may start again */
-    }
+    __asm volatile("cpsid i" ::: "memory"); /* the stop interrupt updates the same record */
+    if (bpd_stops_update(&stops, stops_active())) motor_zero();
+    tripped = bpd_stops_take(&stops);
+    __asm volatile("cpsie i" ::: "memory");
+    if (tripped && fw->state == BPD_RUNNING) bpd_fw_external_stop(fw);
     return 1;
 }
 

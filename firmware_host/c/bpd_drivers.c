@@ -32,12 +32,12 @@ float bpd_encoder_position(const bpd_encoder_t *e, float counts_per_unit, uint8_
 static uint8_t finite(float v) { return (uint8_t)(v == v && v - v == 0.0f); }
 
 bpd_pwm_t bpd_pwm_from_command(float u, float action_limit, float full_scale, uint16_t top, uint8_t invert,
-                               uint8_t stopped)
+                               uint8_t blocked)
 {
     bpd_pwm_t out = {0u, 0u};
     float mag, d;
-    if (stopped || !finite(u) || !finite(action_limit) || action_limit <= 0.0f || !finite(full_scale) ||
-        full_scale <= 0.0f) {
+    if (!finite(u) || !finite(action_limit) || action_limit <= 0.0f || !finite(full_scale) || full_scale <= 0.0f ||
+        (u > 0.0f && (blocked & BPD_BLOCK_POSITIVE)) || (u < 0.0f && (blocked & BPD_BLOCK_NEGATIVE))) {
         return out;
     }
     if (u > action_limit) u = action_limit;
@@ -49,29 +49,28 @@ bpd_pwm_t bpd_pwm_from_command(float u, float action_limit, float full_scale, ui
     return out;
 }
 
-void bpd_stop_init(bpd_stop_latch_t *s)
+void bpd_stops_init(bpd_stops_t *s)
 {
-    s->latched = 0;
-    s->sources = 0;
+    s->active = 0;
+    s->tripped = 0;
 }
 
-void bpd_stop_trip(bpd_stop_latch_t *s, uint8_t source_bits)
+uint8_t bpd_stops_update(bpd_stops_t *s, uint8_t active)
 {
-    if (!source_bits) return;
-    s->sources = (uint8_t)(s->sources | source_bits);
-    s->latched = 1;
+    uint8_t newly = (uint8_t)(active & (uint8_t)~s->active);
+    s->tripped = (uint8_t)(s->tripped | newly);
+    s->active = active;
+    return newly;
 }
 
-uint8_t bpd_stop_poll(bpd_stop_latch_t *s, uint8_t active)
+uint8_t bpd_stops_take(bpd_stops_t *s)
 {
-    bpd_stop_trip(s, active);
-    return s->latched;
+    uint8_t t = s->tripped;
+    s->tripped = 0;
+    return t;
 }
 
-uint8_t bpd_stop_clear(bpd_stop_latch_t *s, uint8_t active)
+uint8_t bpd_stops_blocked(const bpd_stops_t *s, uint8_t pos_mask, uint8_t neg_mask)
 {
-    if (active) return 0;
-    s->latched = 0;
-    s->sources = 0;
-    return 1;
+    return (uint8_t)(((s->active & pos_mask) ? BPD_BLOCK_POSITIVE : 0u) | ((s->active & neg_mask) ? BPD_BLOCK_NEGATIVE : 0u));
 }

@@ -29,32 +29,39 @@ float bpd_encoder_position(const bpd_encoder_t *e, float counts_per_unit, uint8_
 /* ---- motor: PWM duty and direction from a signed command ---------------------------------------
  * The command u is in the rig's action unit. It is clamped to +-action_limit (the core clamps too:
  * the driver holds the limit on its own), full_scale is the command of 100 % duty, top the timer's
- * compare value of 100 %. A non-finite u, a non-positive or non-finite limit or full scale, or an
- * active stop gives duty 0. invert swaps the direction (a motor wired the other way round). */
+ * compare value of 100 %. A non-finite u, a non-positive or non-finite limit or full scale gives duty
+ * 0, and so does a command in a blocked direction (BPD_BLOCK_POSITIVE, BPD_BLOCK_NEGATIVE: an end
+ * stop held on that side, or both for the emergency stop). invert swaps the direction pin (a motor
+ * wired the other way round); the blocked directions are the command's, before the swap. */
+#define BPD_BLOCK_POSITIVE 1u
+#define BPD_BLOCK_NEGATIVE 2u
+
 typedef struct {
     uint16_t duty;    /* compare value, 0..top */
     uint8_t reverse;  /* 1: drive the direction pin for negative motion */
 } bpd_pwm_t;
 
 bpd_pwm_t bpd_pwm_from_command(float u, float action_limit, float full_scale, uint16_t top, uint8_t invert,
-                               uint8_t stopped);
+                               uint8_t blocked);
 
 /* ---- end stops and emergency stop ---------------------------------------------------------------
- * Each input is one bit. An interrupt trips the latch at the edge (and the board zeroes its PWM in
- * the same interrupt); the control tick polls the levels as well, so a missed edge still stops the
- * motor within one tick. The latch holds until every input is released and the board clears it
- * (when the core is not running: a run stopped by an end stop never restarts by itself). */
+ * Each input is one bit. A stop that becomes active is an event (`tripped`): the board zeroes the PWM
+ * in its interrupt and, at the next tick, hands the event to the core, which ends a run as a limit
+ * stop. The tick polls the levels too, so an edge the interrupt missed still stops the motor within
+ * one tick. While an input stays active it blocks the command towards its side (an end stop) or both
+ * (the emergency stop), so a new run may drive away from a pressed end stop but never into it. */
 typedef struct {
-    volatile uint8_t latched;  /* 1: the motor is held at zero */
-    volatile uint8_t sources;  /* the inputs that tripped it, one bit each */
-} bpd_stop_latch_t;
+    volatile uint8_t active;   /* the inputs active at the last update */
+    volatile uint8_t tripped;  /* inputs that became active since the last bpd_stops_take */
+} bpd_stops_t;
 
-void bpd_stop_init(bpd_stop_latch_t *s);
-void bpd_stop_trip(bpd_stop_latch_t *s, uint8_t source_bits);
-/* The tick's poll: `active` holds the inputs active now (already corrected for active-low wiring).
- * Trips on any; returns the latch. */
-uint8_t bpd_stop_poll(bpd_stop_latch_t *s, uint8_t active);
-/* Clears the latch only when no input is active; returns 1 if it is clear afterwards. */
-uint8_t bpd_stop_clear(bpd_stop_latch_t *s, uint8_t active);
+void bpd_stops_init(bpd_stops_t *s);
+/* The inputs active now (already corrected for active-low wiring); returns those newly active. */
+uint8_t bpd_stops_update(bpd_stops_t *s, uint8_t active);
+/* The stop events since the last call, cleared. */
+uint8_t bpd_stops_take(bpd_stops_t *s);
+/* The blocked command directions: an active input in pos_mask blocks positive commands, in neg_mask
+ * negative ones (the emergency stop is in both). */
+uint8_t bpd_stops_blocked(const bpd_stops_t *s, uint8_t pos_mask, uint8_t neg_mask);
 
 #endif /* BPD_DRIVERS_H */
