@@ -72,6 +72,10 @@ class SoftwareDevice:
     def tick(self) -> None:
         self.lib.bpd_sim_tick()
 
+    def external_stop(self) -> None:
+        """An end stop or the emergency stop closed: zero now, the run ends at the next tick."""
+        self.lib.bpd_sim_external_stop()
+
     def actuator(self) -> np.ndarray:
         self.lib.bpd_sim_actuator(self._act)
         return np.array(self._act[:self.act_dim], np.float64)

@@ -7,10 +7,17 @@ mode) for fast deterministic tests. The device clock runs with the wall clock in
 within a tick; in lockstep it skips ahead where nothing waits, so that a tick comes one period after
 the previous one at the earliest (docs/protocol.md). While the device is idle or in fault the plant
 is frozen.
+
+A rig with end stops in its wiring block (`end_stops[].at`) has them here too: one that closes ends
+the run (the firmware's external stop, as a board's input does) and, while pressed, blocks the
+commands towards its side. `--bench` starts the plant as it stands on a bench before commissioning
+(at rest, the pendulum hanging, no reset noise) and `--fault NAME` gives the rig one of the wiring
+faults commissioning must find (FAULTS; `bpd rig check`, hil/commission.py).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import select
@@ -20,14 +27,28 @@ import time
 import tty
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+import numpy as np
 
 from bpd.config import check_ranges, field
 from bpd.errors import BpdError
 from firmware_host.device import SoftwareDevice, build_device_library
 from firmware_host.rig import Plant, RigSpec, load_rig
 from firmware_host.wire_spec import STATES
+
+# The faults a real rig is found with on the bench, each selectable on the simulated rig. The
+# pendulum is the sensor at the rig's angle index, the cart (or arm) the one at its position index.
+FAULTS = {
+    "reversed-encoder": "the pendulum encoder counts backwards",
+    "reversed-motor": "the motor is wired with the other polarity",
+    "wrong-counts": "the pendulum encoder gives twice the counts per unit the rig YAML says",
+    "stuck-sensor": "the pendulum encoder reads one value whatever the pendulum does",
+    "noisy-sensor": "the cart encoder reads with noise of 30 counts standard deviation",
+    "dead-motor": "the motor does not move (no power to the H-bridge)",
+    "dead-end-stop": "the end stop on the positive side never fires",
+}
 
 
 @dataclass
@@ -50,6 +71,11 @@ class RigSimConfig:
                                      "(firmware re-initialised: idle, sequence numbers from zero)")
     duration: float = field(0.0, help="stop after this many seconds (0: run until interrupted)")
     seed: int = field(0, help="seed of the link faults and the first plant reset")
+    bench: bool = field(False, help="the plant as on a bench before commissioning: at rest, the pendulum hanging, "
+                        "no reset noise")
+    fault: str | None = field(None, help="a wiring fault of the rig: " + "; ".join(f"{k}: {v}" for k, v in
+                                                                                 FAULTS.items()),
+                              choices=tuple(FAULTS))
     build_dir: str = field(".bpd-build", help="where the device library is compiled")
 
 
@@ -93,8 +119,16 @@ class SimRig:
             self.spec.period_us = int(cfg.period_us)
         self.lib = build_device_library(Path(cfg.build_dir), self.spec, Path(cfg.policy) if cfg.policy else None)
         self.device = SoftwareDevice(self.spec, self.lib)
-        self.plant = Plant(self.spec)
+        self.plant = Plant(bench_spec(self.spec) if cfg.bench else self.spec)
         self.plant.reset(cfg.seed)
+        self.fault = cfg.fault
+        self.stuck: np.ndarray | None = None
+        self.noise_rng = np.random.default_rng(cfg.seed + 1)
+        stops = (self.spec.wiring or {}).get("end_stops", [])
+        self.stops = [float(st["at"]) for st in stops]
+        if cfg.fault == "dead-end-stop" and not any(at > 0 for at in self.stops):
+            raise BpdError(f"--fault dead-end-stop: rig {self.spec.name} has no end stop on the positive side")
+        self.stops_active = [False] * len(self.stops)
         rng = random.Random(cfg.seed)
         d = cfg.link_delay_ms / 1000
         self.up = Link(d, cfg.drop_rate, cfg.corrupt_rate, rng)    # device -> host
@@ -139,8 +173,43 @@ class SimRig:
             except OSError:
                 self.out_pending.clear()
 
+    def _sensors(self) -> np.ndarray:
+        """The plant's raw readings as the board delivers them, with the wiring fault if any."""
+        raw = self.plant.sensors()
+        s, f = self.spec, self.fault
+        if f == "reversed-encoder":
+            raw[s.angle_index] = -raw[s.angle_index]
+        elif f == "wrong-counts":
+            raw[s.angle_index] *= 2
+        elif f == "stuck-sensor":
+            if self.stuck is None:
+                self.stuck = raw.copy()
+            raw[s.angle_index] = self.stuck[s.angle_index]
+        elif f == "noisy-sensor":
+            raw[s.pos_index] += np.float32(np.round(self.noise_rng.normal(0, 30)))
+        return raw
+
+    def _update_stops(self) -> None:
+        """End stops at the true position: one that closes stops the run (unless it is the dead one)."""
+        x = float(self.plant.state()[self.spec.pos_index])
+        for i, at in enumerate(self.stops):
+            active = x >= at if at > 0 else x <= at
+            if self.fault == "dead-end-stop" and at > 0:
+                active = False
+            if active and not self.stops_active[i]:
+                self.device.external_stop()
+            self.stops_active[i] = active
+
     def _apply(self) -> None:
-        self.act_queue.append(self.device.actuator())
+        u = self.device.actuator()
+        for at, active in zip(self.stops, self.stops_active):  # a pressed stop blocks commands to its side
+            if active:
+                u = np.where(u * at > 0, 0.0, u)
+        if self.fault == "reversed-motor":
+            u = -u
+        elif self.fault == "dead-motor":
+            u = np.zeros_like(u)
+        self.act_queue.append(u)
         self.plant.substep(self.act_queue.popleft())
 
     def _awaiting_answer(self) -> bool:
@@ -197,7 +266,8 @@ class SimRig:
                 clock_us = max(clock_us + self.spec.period_us, clock_us + int((now - clock_set) * 1e6))
                 clock_set = time.perf_counter()
                 self.device.set_time(clock_us, wall_clock=True)
-            self.device.set_sensors(self.plant.sensors())
+            self._update_stops()
+            self.device.set_sensors(self._sensors())
             self.device.tick()
             self._pump(time.perf_counter())
             if not running or self.device.status()["state"] != STATES["running"]:
@@ -222,6 +292,13 @@ class SimRig:
             self.closed = True
 
 
+def bench_spec(spec: RigSpec) -> RigSpec:
+    """The rig as it stands on a bench: at rest, the pendulum hanging (pi from upright), no reset noise."""
+    q = [0.0] * spec.n_pos
+    q[spec.angle_index] = math.pi
+    return replace(spec, raw={**spec.raw, "initial_qpos": q, "reset_noise": 0.0})
+
+
 def rig_sim(cfg: RigSimConfig) -> None:
     check_ranges(cfg, {"period_us": (50, 10_000_000), "link_delay_ms": (0, 10_000), "drop_rate": (0, 1),
                        "corrupt_rate": (0, 1), "actuation_latency_us": (0, 10_000_000), "stall_at": (0, None),
@@ -237,7 +314,8 @@ def rig_sim(cfg: RigSimConfig) -> None:
     rig = SimRig(cfg)
     mode = "lockstep" if cfg.lockstep else "realtime"
     serve(rig, f"rig {rig.spec.name}: {mode}, {1e6 / rig.spec.period_us:.0f} Hz, device policy: "
-               f"{'yes' if cfg.policy else 'no'}")
+               f"{'yes' if cfg.policy else 'no'}" + (", on the bench" if cfg.bench else "")
+               + (f", fault: {cfg.fault} ({FAULTS[cfg.fault]})" if cfg.fault else ""))
 
 
 def serve(rig, banner: str) -> None:

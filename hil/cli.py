@@ -26,7 +26,23 @@ def _report(ns):
 
 
 
+def _check(ns):
+    from bpd.config import from_namespace
+    from hil.commission import RigCheckConfig, format_table, run_check
+
+    cfg = from_namespace(RigCheckConfig, ns)
+    r = run_check(cfg)
+    print(format_table(r))
+    print(f"saved: {cfg.record}/{r['rig']}.json")
+    if not r["passed"]:
+        from bpd.errors import BpdError
+        raise BpdError(f"rig {r['rig']} failed its check: {', '.join(r['failed'])} (fixes above)")
+
+
 COMMANDS = {
     "hil run": ("hil.trial:HilRunConfig", _run, "run trials on a rig over a serial port"),
     "hil report": ("hil.report:ReportConfig", _report, "render a trial's plots again from its logs"),
+    "rig check": ("hil.commission:RigCheckConfig", _check,
+                  "commission a rig (policy off, motor limited): sensors at rest, encoder direction and scale, "
+                  "motor polarity, end stops, loop timing, link quality; a table of pass/fail with each fix"),
 }

@@ -52,6 +52,8 @@ class HilRunConfig:
     plots: bool = field(True, help="render the PNG plots after the trial")
     lockstep: bool = field(False, help="with --port sim: run the simulated rig one tick per exchange, not by the "
                            "wall clock (as `bpd rig sim --lockstep`)")
+    unchecked: bool = field(False, help="run on a rig whose last `bpd rig check` failed")
+    checks: str = field("rig_checks", help="directory of the `bpd rig check` results (RIG.json)")
 
 
 
@@ -71,7 +73,11 @@ def check_trial(cfg: HilRunConfig) -> tuple:
     if out.is_dir() and any(out.iterdir()):
         kind = "holds a trial already" if (out / "ticks.csv").exists() else "is not empty"
         raise BpdError(f"{out}: {kind}; choose another --out (a trial never writes into an existing one)")
-    return load_rig(cfg.rig), load_host_policy(cfg.policy, cfg.runtime)
+    spec = load_rig(cfg.rig)
+    if cfg.port not in ("sim", "pil") and not cfg.unchecked:  # a real rig: not one whose last check failed
+        from hil.commission import refuse_unchecked
+        refuse_unchecked(spec, cfg.checks)
+    return spec, load_host_policy(cfg.policy, cfg.runtime)
 
 
 def run_trial(cfg: HilRunConfig) -> dict:
@@ -139,31 +145,16 @@ def _run_trial(cfg: HilRunConfig, spec, pol) -> dict:
     return summary
 
 
-class simulated_rig:
-    """`bpd rig sim` (or `bpd rig pil`, whose instruction counts go to OUT/ticks_pil.csv) in a
-    subprocess for the length of a trial; yields its pty path."""
+class RigProcess:
+    """A `bpd rig ...` subprocess that prints its pty path first, for as long as a `with` lasts; a
+    build directory of its own (if given) goes with it."""
 
-    def __init__(self, cfg: HilRunConfig) -> None:
+    def __init__(self, args: list[str], build: str | None = None) -> None:
         import subprocess
 
-        exe = bpd_executable()
-        self.build: str | None = None
-        if cfg.port == "pil":
-            if cfg.period_us:
-                raise BpdError("--period-us with --port pil: the image runs the period its rig was built with")
-            Path(cfg.out).mkdir(parents=True, exist_ok=True)
-            args = [exe, "rig", "pil", "--rig", cfg.rig, "--seed", str(cfg.seed), "--log",
-                    str(Path(cfg.out) / "ticks_pil.csv")]
-        else:
-            self.build = tempfile.mkdtemp(prefix="bpd-rig-sim-")  # the device library: gone with the trial
-            args = [exe, "rig", "sim", "--rig", cfg.rig, *(["--lockstep"] if cfg.lockstep else []),
-                    "--seed", str(cfg.seed), "--build-dir", self.build]
-        if Path(cfg.policy).is_dir():
-            args += ["--policy", cfg.policy]
-        if cfg.period_us:
-            args += ["--period-us", str(cfg.period_us)]
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     preexec_fn=die_with_parent)
+        self.build = build
+        self.proc = subprocess.Popen([bpd_executable(), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, preexec_fn=die_with_parent)
 
     def __enter__(self) -> str:
         assert self.proc.stdout is not None and self.proc.stderr is not None  # started with both piped
@@ -186,6 +177,29 @@ class simulated_rig:
     def _remove_build(self) -> None:
         if self.build is not None:
             shutil.rmtree(self.build, ignore_errors=True)
+
+
+class simulated_rig(RigProcess):
+    """`bpd rig sim` (or `bpd rig pil`, whose instruction counts go to OUT/ticks_pil.csv) in a
+    subprocess for the length of a trial; yields its pty path."""
+
+    def __init__(self, cfg: HilRunConfig) -> None:
+        build: str | None = None
+        if cfg.port == "pil":
+            if cfg.period_us:
+                raise BpdError("--period-us with --port pil: the image runs the period its rig was built with")
+            Path(cfg.out).mkdir(parents=True, exist_ok=True)
+            args = ["rig", "pil", "--rig", cfg.rig, "--seed", str(cfg.seed), "--log",
+                    str(Path(cfg.out) / "ticks_pil.csv")]
+        else:
+            build = tempfile.mkdtemp(prefix="bpd-rig-sim-")  # the device library: gone with the trial
+            args = ["rig", "sim", "--rig", cfg.rig, *(["--lockstep"] if cfg.lockstep else []),
+                    "--seed", str(cfg.seed), "--build-dir", build]
+        if Path(cfg.policy).is_dir():
+            args += ["--policy", cfg.policy]
+        if cfg.period_us:
+            args += ["--period-us", str(cfg.period_us)]
+        super().__init__(args, build)
 
 
 def _environment() -> dict:

@@ -142,6 +142,10 @@ void bpd_sim_tick(void)
     bpd_fw_tick(&dev.fw);
 }
 
+/* An end stop of the simulated rig closed (firmware_host/sim.py), as a board's stop input does. */
+void bpd_sim_external_stop(void);
+void bpd_sim_external_stop(void) { bpd_fw_external_stop(&dev.fw); }
+
 void bpd_sim_actuator(float *out);
 void bpd_sim_actuator(float *out) { memcpy(out, dev.actuator, sizeof dev.actuator); }
 

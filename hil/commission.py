@@ -1,0 +1,399 @@
+"""`bpd rig check`: commissioning a rig before any policy runs on it.
+
+With the policy off (host mode, the host sends the actions) and the motor limited to a share of the
+rig's action limit, the checks run one by one, each only when the ones it needs passed:
+
+1. link: the device answers, its sizes and period are the rig's;
+2. sensors at rest (one second, action 0): noise of each position sensor against the rig's
+   `noise_std` and one count, the resting offsets (the pendulum hangs at +-pi, the cart within its
+   position limit);
+3. a small commanded move (a push one way, then the other, then rest): each sensor must change where
+   the rig's own model (the MuJoCo plant of the YAML, started at rest) says it moves, with the model's
+   sign and scale; a motor that moves nothing, a stuck sensor, an encoder counting backwards, a motor
+   of the other polarity and a wrong counts-per-unit each have their signature (with one fault at a
+   time: the motor reversed and both encoders reversed look alike, and the fix says so);
+4. end stops (a rig with end stops in its wiring block, once the move passed): a slow drive to each;
+   the firmware's position limit, opened to just beyond the stop, ends the run if the stop does not;
+5. loop timing: the device's tick period (median, p99) and overrun flags;
+6. link quality: frames the device dropped (INFO's counters, before and after), frames the host
+   could not parse, stale states and the round trip.
+
+It prints a pass/fail table with the fix of each failure and saves the result (`--record`, one
+JSON file per rig); `bpd hil run` refuses a rig whose last check failed (or whose YAML changed since a
+failed check) unless given `--unchecked`. `--port sim` checks the simulated rig on the bench, with
+one of its wiring faults (`--fault`, firmware_host/sim.py FAULTS) or none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bpd.config import check_ranges, field
+from bpd.errors import BpdError
+from bpd.io import read_json, write_json
+from firmware_host.rig import Plant, RigSpec, load_rig
+from firmware_host.sim import FAULTS, bench_spec
+from firmware_host.wire_spec import FLAGS, PROTOCOL_VERSION
+from hil.link import DeviceLink, LinkError
+
+
+@dataclass
+class RigCheckConfig:
+    port: str = field(help="serial port of the rig's board, or 'sim' for the simulated rig on the bench")
+    rig: str = field(help="rig name or YAML (its wiring block names the fixes)")
+    fault: str | None = field(None, help="with --port sim: a wiring fault of the simulated rig",
+                              choices=tuple(FAULTS))
+    motor_share: float = field(0.3, help="the largest command of the checks, as a share of the rig's action limit")
+    record: str = field("rig_checks", help="directory of the saved results, one RIG.json per rig "
+                        "(`bpd hil run` reads it)")
+    seed: int = field(0, help="seed of the simulated rig")
+
+
+@dataclass
+class Check:
+    name: str
+    passed: bool | None  # None: not run (a check it needs failed)
+    measured: str
+    fix: str = ""
+
+
+# ------------------------------------------------------------------ talking to the rig
+
+
+class Session:
+    """Runs of the device in host mode: each STATE answered with the action the caller chooses."""
+
+    def __init__(self, link: DeviceLink, spec: RigSpec, action_limit: float) -> None:
+        self.link, self.spec, self.action_limit = link, spec, action_limit
+        self.runs: list[list] = []  # the STATEs of each run, for timing and link quality
+
+    def run(self, ticks: int, action, pos_limit: float, angle_limit: float = 1e3) -> tuple[np.ndarray, list[float],
+                                                                                          int]:
+        """Up to `ticks` ticks answering STATE k with action(k, obs); returns the positions read (one row
+        per STATE), the actions sent and the last STATE's flags. Ends early when the device stops."""
+        spec, link = self.spec, self.link
+        link.command("reset", seed=0)
+        link.configure(spec.period_us, spec.watchdog_ticks, "host", self.action_limit, pos_limit, angle_limit)
+        link.command("start")
+        rows: list[np.ndarray] = []
+        sent: list[float] = []
+        flags = 0
+        states: list = []
+        self.runs.append(states)
+        try:
+            while len(rows) < ticks:
+                batch = link.next_states(1.0)
+                for st in batch:
+                    states.append(st)
+                    rows.append(np.asarray(st.fields["obs"][:spec.n_pos], float))
+                flags = batch[-1].fields["flags"]
+                if not flags & FLAGS["running"]:
+                    break
+                u = float(np.clip(action(len(rows) - 1, rows[-1]), -self.action_limit, self.action_limit))
+                link.send("action", echo_seq=batch[-1].seq, n_act=1, action=[u])
+                sent.append(u)
+        finally:
+            link.stop_and_zero()
+            try:
+                link.wait_for("ack", 1.0)
+            except LinkError:
+                pass
+        return np.array(rows), sent, flags
+
+
+def model_response(spec: RigSpec, actions: list[float]) -> np.ndarray:
+    """The positions the rig's model reads for these actions, one per tick, from rest (the first row
+    before any action), as the simulated rig's plant on the bench would read them without noise."""
+    plant = Plant(bench_spec(spec))
+    plant.reset(0)
+    rows = [plant.state()[:spec.n_pos].copy()]
+    for u in actions:
+        for _ in range(plant.substeps):
+            plant.substep(np.array([u]))
+        rows.append(plant.state()[:spec.n_pos].copy())
+    return np.array(rows)
+
+
+# ------------------------------------------------------------------ the checks
+
+
+def _names(spec: RigSpec) -> tuple[list[str], list[str]]:
+    """Per position sensor: a name, and where its wiring is described (for the fixes)."""
+    w = spec.wiring
+    n = spec.n_pos
+    if w is None:
+        names = ["cart" if i == spec.pos_index else "pendulum" if i == spec.angle_index else f"sensor {i}"
+                 for i in range(n)]
+        return names, [f"encoder {i}" for i in range(n)]
+    enc = w["encoders"]
+    return [e["name"] for e in enc], [f"wiring.encoders[{i}] ({e['timer']}: {e['a']}, {e['b']})"
+                                      for i, e in enumerate(enc)]
+
+
+def _invert_fix(spec: RigSpec, i: int) -> str:
+    w = spec.wiring
+    if w is None:
+        return "swap its A and B wires"
+    now = bool(w["encoders"][i].get("invert", False))
+    return f"set wiring.encoders[{i}].invert: {str(not now).lower()}"
+
+
+def check_rest(spec: RigSpec, rest: np.ndarray) -> list[Check]:
+    names, _ = _names(spec)
+    cpu = spec.counts_per_unit
+    noise = list(spec.sensors.get("noise_std", [0.0] * spec.n_pos))[:spec.n_pos]
+    noise += [0.0] * (spec.n_pos - len(noise))
+    out = []
+    for i in range(spec.n_pos):
+        std = float(rest[:, i].std())
+        allowed = 3 * float(noise[i]) + 2.0 / cpu[i]  # the rig's own noise, and quantisation
+        ok = std <= allowed
+        out.append(Check(f"{names[i]} noise at rest", ok, f"std {std:.3g} (allowed {allowed:.3g})",
+                         "" if ok else f"{names[i]} encoder reads noisy at rest: check its cable (shielded, away from "
+                                       "the motor leads), its ground and supply"))
+    x = float(rest[:, spec.pos_index].mean())
+    ok = abs(x) <= spec.limits["position"]
+    out.append(Check(f"{names[spec.pos_index]} offset at rest", ok, f"{x:+.4g}",
+                     "" if ok else f"{names[spec.pos_index]} reads {x:+.3g} at rest, beyond the position limit "
+                                   f"{spec.limits['position']:g}: centre it and power the board on again"))
+    a = float(rest[:, spec.angle_index].mean())
+    off = math.remainder(a - math.pi, 2 * math.pi)
+    ok = abs(off) <= 0.2
+    out.append(Check(f"{names[spec.angle_index]} offset at rest", ok, f"{a:+.4g} (hanging: +-pi)",
+                     "" if ok else f"{names[spec.angle_index]} reads {a:+.3g} hanging at rest, not +-pi: power the "
+                                   "board on with it hanging still, and check its counts per unit"))
+    return out
+
+
+def check_move(spec: RigSpec, measured: np.ndarray, predicted: np.ndarray, rest: np.ndarray) -> tuple[list[Check],
+                                                                                                     bool]:
+    """Direction, scale and life of each sensor and the motor from one commanded move (its travel from
+    the mean at rest, against the model's from its start); True when the motor and the driven sensor
+    are proven (the end-stop drive may follow)."""
+    names, where = _names(spec)
+    cpu = spec.counts_per_unit
+    noise = list(spec.sensors.get("noise_std", []))[:spec.n_pos]
+    noise += [0.0] * (spec.n_pos - len(noise))
+    k = min(len(measured), len(predicted))
+    m = measured[:k] - rest.mean(axis=0)
+    p = predicted[:k] - predicted[0]
+    moved, ratio = [], []
+    for i in range(spec.n_pos):
+        moved.append(float(np.ptp(m[:, i])) > max(3.0 / cpu[i], 8 * float(noise[i])))  # beyond noise
+        pp = float(p[:, i] @ p[:, i])
+        ratio.append(float(m[:, i] @ p[:, i]) / pp if pp > 0 else 0.0)
+    c, a = spec.pos_index, spec.angle_index
+    motor = spec.wiring["motor"] if spec.wiring else None
+    motor_where = f"wiring.motor (PWM {motor['pwm']}, direction {motor['dir']})" if motor else "the motor's wiring"
+    out: list[Check] = []
+    if not moved[c] and not moved[a]:
+        out.append(Check("motor moves the rig", False, "no sensor changed",
+                         f"the motor does not move: check the H-bridge's supply and enable, and {motor_where}"))
+        for i in range(spec.n_pos):
+            out.append(Check(f"{names[i]} direction and scale", None, "not checked: the motor does not move"))
+        return out, False
+    out.append(Check("motor moves the rig", True, ", ".join(f"{names[i]} {'moved' if moved[i] else 'still'}"
+                                                           for i in range(spec.n_pos))))
+    for i in range(spec.n_pos):
+        if not moved[i]:
+            out.append(Check(f"{names[i]} direction and scale", False, "no change while the rig moved",
+                             f"{names[i]} encoder reads one value while the rig moves (stuck or unplugged): check "
+                             f"its cable and {where[i]}"))
+    sign = {i: (1 if ratio[i] > 0 else -1) for i in range(spec.n_pos) if moved[i]}
+    motor_reversed = sign.get(c) == -1 and sign.get(a, -1) == -1
+    if motor_reversed:
+        inv = bool(motor.get("invert", False)) if motor else False
+        out.append(Check("motor polarity", False, f"{names[c]} x{ratio[c]:+.2f}"
+                         + (f", {names[a]} x{ratio[a]:+.2f}" if a in sign else "") + " of the model",
+                         "the motor drives the wrong way: " + (f"set wiring.motor.invert: {str(not inv).lower()}"
+                                                                if motor else "swap its two leads")
+                         + " (or, if both encoders were rewired, invert both encoders instead)"))
+    else:
+        out.append(Check("motor polarity", True, f"{names[c]} follows the command" if c in sign
+                         else f"{names[a]} follows the command"))
+    for i in sign:
+        r = ratio[i] * (-1 if motor_reversed else 1)
+        if r < 0:
+            out.append(Check(f"{names[i]} direction and scale", False, f"x{ratio[i]:+.2f} of the model",
+                             f"{names[i]} encoder counts backwards: {_invert_fix(spec, i)}"))
+        elif not 0.75 <= r <= 1.33:
+            out.append(Check(f"{names[i]} direction and scale", False, f"x{ratio[i]:+.2f} of the model",
+                             f"{names[i]} encoder reads {r:.2f} times the model's travel: set "
+                             f"sensors.counts_per_unit[{i}]: {cpu[i] * r:.6g} (now {cpu[i]:g}; 4 counts per line "
+                             "in the timer's encoder mode)"))
+        else:
+            out.append(Check(f"{names[i]} direction and scale", True, f"x{ratio[i]:+.2f} of the model"))
+    proven = moved[c] and not motor_reversed and c in sign and all(
+        ch.passed for ch in out if ch.name in ("motor polarity", f"{names[c]} direction and scale"))
+    return out, proven
+
+
+def check_end_stops(spec: RigSpec, session: Session, share: float) -> list[Check]:
+    """Drive slowly to each end stop. The position limit is opened to 6 % beyond the stop: the run must
+    end by the stop (a limit stop at the stop's position), not by the limit."""
+    w = spec.wiring or {}
+    out = []
+    c = spec.pos_index
+    for i, st in enumerate(w.get("end_stops", [])):
+        at = float(st["at"])
+        u = math.copysign(min(share, 0.25) * spec.limits["action"], at)
+        seconds = 4.0 * abs(at) / 0.1 + 2.0  # at 0.1 unit/s at the slowest, from the far side
+        rows, _, flags = session.run(int(seconds * 1e6 / spec.period_us), lambda k, obs, u=u: u, abs(at) * 1.06)
+        x = float(rows[-1, c]) if len(rows) else float("nan")
+        fired = bool(flags & FLAGS["limit_stop"]) and abs(x) <= abs(at) * 1.03
+        if fired:
+            out.append(Check(f"end stop {st['name']}", True, f"fired at {x:+.4g}"))
+        elif flags & FLAGS["limit_stop"]:
+            out.append(Check(f"end stop {st['name']}", False, f"no stop by {at:+g}; the position limit stopped at "
+                             f"{x:+.4g}", f"end stop {st['name']} never fired: check the switch, its wiring to "
+                             f"{st['pin']} (wiring.end_stops[{i}]) and stops_active_low"))
+        else:
+            out.append(Check(f"end stop {st['name']}", False, f"not reached ({x:+.4g} after {seconds:.0f} s)",
+                             "the cart did not reach the stop: check for friction or a blocked track, and motor_share"))
+    if "estop" in w:
+        out.append(Check("emergency stop", None, "not driven: press it during a run and see the run end "
+                         "(a limit stop)"))
+    return out
+
+
+def _host_late(spec: RigSpec, st) -> bool:
+    """A STATE whose previous exchange took half a period or more: on a lockstep rig (the simulated
+    one) the tick then waited for the host; a board never waits, so there it shows as a stale state."""
+    return bool(st.fields["rtt_us"] >= spec.period_us // 2)
+
+
+def check_timing(spec: RigSpec, runs: list[list]) -> Check:
+    """The tick period within each run (the device clock, t_us), and the overrun flags that are the
+    device's own (not a lockstep rig waiting for a late host answer)."""
+    states = [s for r in runs for s in r]
+    dt = np.array([(b.fields["t_us"] - a.fields["t_us"]) & 0xFFFFFFFF for r in runs for a, b in zip(r, r[1:])],
+                  np.int64)
+    period = spec.period_us
+    over = sum(1 for s in states if s.fields["flags"] & FLAGS["overrun"] and not _host_late(spec, s))
+    waited = sum(1 for s in states if s.fields["flags"] & FLAGS["overrun"] and _host_late(spec, s))
+    if not len(dt):
+        return Check("loop timing", False, "no ticks", "the device sent no states: check the link")
+    med, p99 = float(np.median(dt)), float(np.percentile(dt, 99))
+    ok = abs(med - period) <= 0.02 * period and over <= 0.01 * len(states)
+    return Check("loop timing", ok, f"period median {med:.0f} us, p99 {p99:.0f} us (rig {period} us), "
+                 f"{over} overruns in {len(states)} ticks (+{waited} waiting for a late host answer)",
+                 "" if ok else "the device's tick is late: check the board's clock (BOARD_CPU_HZ) and that "
+                               "nothing else runs in its interrupts")
+
+
+def check_link(spec: RigSpec, runs: list[list], before: dict | None, after: dict | None, bad_host: int) -> Check:
+    states = [s for r in runs for s in r]
+    stale = sum(1 for s in states if s.fields["flags"] & FLAGS["stale_action"])
+    rtt = [s.fields["rtt_us"] for s in states if s.fields["rtt_us"]]
+    late = sum(1 for s in states if _host_late(spec, s))
+    p99 = float(np.percentile(rtt, 99)) if rtt else float("nan")
+    dropped = None if before is None or after is None else \
+        (after["rx_dropped"] - before["rx_dropped"]) + (after["actions_dropped"] - before["actions_dropped"])
+    ok = dropped == 0 and bad_host == 0 and stale <= 0.01 * max(1, len(states))  # the round trip is reported
+    return Check("link quality", ok, f"device dropped {dropped}, host bad frames {bad_host}, stale {stale}, "
+                 f"round trip p99 {p99:.0f} us (period {spec.period_us} us), {late} answers after half a period",
+                 "" if ok else "frames are lost or late: check the cable and the baud rate (serial.baud), and "
+                               "the adapter's latency (low_latency in a trial's summary)")
+
+
+# ------------------------------------------------------------------ the whole check
+
+
+def run_check(cfg: RigCheckConfig) -> dict:
+    check_ranges(cfg, {"motor_share": (0, 1, "open"), "seed": (0, 2**31 - 1)})
+    spec = load_rig(cfg.rig)
+    if spec.measured_velocity or any(c <= 0 for c in spec.counts_per_unit):
+        raise BpdError(f"rig {spec.name} has no encoders to commission (a simulated rig only)")
+    if cfg.fault and cfg.port != "sim":
+        raise BpdError("--fault is a fault of the simulated rig: give --port sim")
+    if cfg.port == "sim":
+        from hil.trial import RigProcess
+
+        build = tempfile.mkdtemp(prefix="bpd-rig-check-")
+        args = ["rig", "sim", "--rig", str(cfg.rig), "--lockstep", "--bench", "--seed", str(cfg.seed),
+                "--build-dir", build, *(["--fault", cfg.fault] if cfg.fault else [])]
+        with RigProcess(args, build) as port:
+            result = _check(cfg, spec, port)
+    else:
+        result = _check(cfg, spec, cfg.port)
+    write_json(Path(cfg.record) / f"{spec.name}.json", result)
+    return result
+
+
+def rig_hash(spec: RigSpec) -> str:
+    return hashlib.sha256(spec.path.read_bytes()).hexdigest() if spec.path else ""
+
+
+def _check(cfg: RigCheckConfig, spec: RigSpec, port: str) -> dict:
+    t0 = time.perf_counter()
+    link = DeviceLink(port, spec.baud)
+    checks: list[Check] = []
+    try:
+        info = link.handshake()
+        ok = (info["obs_dim"], info["act_dim"], info["period_us"]) == (spec.obs_dim, spec.act_dim, spec.period_us)
+        checks.append(Check("link", ok, f"protocol {info['protocol']}, {info['obs_dim']} -> {info['act_dim']}, "
+                            f"{info['period_us']} us",
+                            "" if ok else f"the board runs another rig's firmware: build and flash it for "
+                                          f"{spec.name} (bpd firmware build --rig {spec.name})"))
+        if ok:
+            before = link.dropped()
+            session = Session(link, spec, cfg.motor_share * spec.limits["action"])
+            wide = spec.limits["position"]  # rest and move stay within the rig's own position limit
+            rest, _, _ = session.run(int(1e6 / spec.period_us), lambda k, obs: 0.0, wide)
+            checks += check_rest(spec, rest)
+            push = max(1, int(0.15e6 / spec.period_us))
+            amp = cfg.motor_share * spec.limits["action"]
+            profile = [amp] * push + [-amp] * push + [0.0] * (3 * push)
+            moved, sent, _ = session.run(len(profile) + 1, lambda k, obs: profile[k] if k < len(profile) else 0.0,
+                                         wide)
+            move_checks, proven = check_move(spec, moved, model_response(spec, sent), rest)
+            checks += move_checks
+            if (spec.wiring or {}).get("end_stops"):
+                if proven:
+                    checks += check_end_stops(spec, session, cfg.motor_share)
+                else:
+                    checks += [Check(f"end stop {st['name']}", None, "not driven: the motor or the "
+                                     f"{_names(spec)[0][spec.pos_index]} encoder failed above")
+                               for st in spec.wiring["end_stops"]]  # type: ignore[index]
+            checks.append(check_timing(spec, session.runs))
+            checks.append(check_link(spec, session.runs, before, link.dropped(), link.parser.bad_frames))
+    finally:
+        link.close()
+    failed = [c for c in checks if c.passed is False]
+    return {"rig": spec.name, "rig_sha256": rig_hash(spec), "port": port if cfg.port != "sim" else "sim",
+            "fault": cfg.fault, "passed": not failed, "failed": [c.name for c in failed],
+            "checks": [vars(c) for c in checks], "seconds": round(time.perf_counter() - t0, 2),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "protocol": PROTOCOL_VERSION}
+
+
+def format_table(result: dict) -> str:
+    rows = [("check", "result", "measured", "fix")]
+    for c in result["checks"]:
+        rows.append((c["name"], {True: "pass", False: "FAIL", None: "-"}[c["passed"]], c["measured"], c["fix"]))
+    width = [max(len(r[j]) for r in rows) for j in range(3)]
+    lines = [("  ".join(r[j].ljust(width[j]) for j in range(3)) + "  " + r[3]).rstrip() for r in rows]
+    verdict = "PASSED" if result["passed"] else f"FAILED ({', '.join(result['failed'])})"
+    return "\n".join(lines) + f"\nrig {result['rig']}: {verdict} in {result['seconds']:.1f} s"
+
+
+def refuse_unchecked(spec: RigSpec, record: str | Path) -> None:
+    """For `bpd hil run`: a rig whose last check failed (or whose YAML changed since a failed check) is
+    refused; one never checked, or whose last check passed, is not."""
+    p = Path(record) / f"{spec.name}.json"
+    if not p.is_file():
+        return
+    last = read_json(p, "rig check record")
+    if not isinstance(last, dict) or last.get("passed") is True and last.get("rig_sha256") == rig_hash(spec):
+        return
+    if last.get("passed") is True:
+        raise BpdError(f"rig {spec.name}: its YAML changed since its last check ({p}): run `bpd rig check` "
+                       "again, or give --unchecked")
+    raise BpdError(f"rig {spec.name}: its last check failed ({', '.join(last.get('failed', []))}; {p}): fix the "
+                   "rig and run `bpd rig check` again, or give --unchecked")
