@@ -56,6 +56,25 @@ class RigCheckConfig:
     seed: int = field(0, help="seed of the simulated rig")
 
 
+# What each fault of the simulated rig (firmware_host/sim.py FAULTS) must be found as on
+# desktop-cartpole: the check that fails and a piece of its fix. The tests and the benchmark judge by it.
+FINDINGS = {
+    "reversed-encoder": ("pendulum direction and scale", "set wiring.encoders[1].invert: true"),
+    "reversed-motor": ("motor polarity", "set wiring.motor.invert: true"),
+    "wrong-counts": ("pendulum direction and scale", "set sensors.counts_per_unit[1]: "),
+    "stuck-sensor": ("pendulum direction and scale", "stuck or unplugged"),
+    "noisy-sensor": ("cart noise at rest", "reads noisy at rest"),
+    "dead-motor": ("motor moves the rig", "the motor does not move"),
+    "dead-end-stop": ("end stop right", "end stop right never fired"),
+}
+
+
+def found(result: dict, fault: str) -> bool:
+    """Whether a check result names the fault: its check failed with its fix."""
+    name, fix = FINDINGS[fault]
+    return any(c["name"] == name and c["passed"] is False and fix in c["fix"] for c in result["checks"])
+
+
 @dataclass
 class Check:
     name: str
@@ -335,6 +354,7 @@ def _check(cfg: RigCheckConfig, spec: RigSpec, port: str) -> dict:
     t0 = time.perf_counter()
     link = DeviceLink(port, spec.baud)
     checks: list[Check] = []
+    session: Session | None = None
     try:
         info = link.handshake()
         ok = (info["obs_dim"], info["act_dim"], info["period_us"]) == (spec.obs_dim, spec.act_dim, spec.period_us)
@@ -367,7 +387,9 @@ def _check(cfg: RigCheckConfig, spec: RigSpec, port: str) -> dict:
     finally:
         link.close()
     failed = [c for c in checks if c.passed is False]
-    return {"rig": spec.name, "rig_sha256": rig_hash(spec), "port": port if cfg.port != "sim" else "sim",
+    ticks = sum(len(r) for r in session.runs) if session else 0
+    return {"ticks": ticks, "device_seconds": round(ticks * spec.period_us * 1e-6, 2), "rig": spec.name,
+            "rig_sha256": rig_hash(spec), "port": port if cfg.port != "sim" else "sim",
             "fault": cfg.fault, "passed": not failed, "failed": [c.name for c in failed],
             "checks": [vars(c) for c in checks], "seconds": round(time.perf_counter() - t0, 2),
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "protocol": PROTOCOL_VERSION}
