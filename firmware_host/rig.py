@@ -294,8 +294,11 @@ def check_wiring(w: object, counts_per_unit: list, measured_velocity: bool, bad)
     timers: set[str] = set()
     for i, e in enumerate(enc):
         where = f"wiring.encoders[{i}]"
-        if not isinstance(e, dict) or set(e) - {"name", "timer", "a", "b", "invert"}:
-            raise bad(f"{where} must be a mapping of name, timer, a, b, invert")
+        if not isinstance(e, dict) or set(e) - {"name", "timer", "a", "b", "invert", "at_power_on"}:
+            raise bad(f"{where} must be a mapping of name, timer, a, b, invert, at_power_on")
+        p0 = e.get("at_power_on", 0.0)
+        if isinstance(p0, bool) or not isinstance(p0, (int, float)) or not math.isfinite(p0) or abs(p0) > 1e3:
+            raise bad(f"{where}.at_power_on must be the reading at power-on, a finite number (got {str(p0)[:40]!r})")
         name(e, where)
         if e.get("timer") not in b["encoder"]:
             raise bad(f"{where}.timer must be one of {', '.join(b['encoder'])} (got {str(e.get('timer'))[:40]!r})")

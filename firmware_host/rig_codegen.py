@@ -152,6 +152,9 @@ def _wiring_lines(spec: RigSpec) -> list[str]:
         f"#define BPD_ENC_B_PORT {_u([p for p, _ in bb])}",
         f"#define BPD_ENC_B_PIN {_u([n for _, n in bb])}",
         f"#define BPD_ENC_INVERT {_u([int(bool(e.get('invert', False))) for e in enc])}",
+        f"#define BPD_ENC_POWER_ON_COUNTS "
+        f"{_floats([float(round(float(e.get('at_power_on', 0.0)) * c)) for e, c in zip(enc, spec.counts_per_unit)])}"
+        "  /* the reading at power-on, in counts */",
         f"#define BPD_MOTOR_TIMER {_timer(m['timer'], b['pwm'])}u",
         f"#define BPD_MOTOR_CHANNEL {int(m['channel'])}u",
         f"#define BPD_MOTOR_PWM_PORT {pwm[0]}u",

@@ -29,6 +29,7 @@ def test_pin_map_in_the_header_is_the_yaml():
     assert (d["BPD_ENC_A_PORT"], d["BPD_ENC_A_PIN"]) == ("{0u, 1u}", "{6u, 6u}")  # PA6, PB6
     assert (d["BPD_ENC_B_PORT"], d["BPD_ENC_B_PIN"]) == ("{0u, 1u}", "{7u, 7u}")  # PA7, PB7
     assert d["BPD_ENC_INVERT"] == "{0u, 0u}"
+    assert d["BPD_ENC_POWER_ON_COUNTS"] == "{0.0f, 2048.0f}"  # the pendulum hangs at power-on: pi = 2048 counts
     assert (d["BPD_MOTOR_TIMER"], d["BPD_MOTOR_CHANNEL"], d["BPD_MOTOR_PWM_PORT"], d["BPD_MOTOR_PWM_PIN"]) == \
         ("1u", "1u", "0u", "8u")  # TIM1 CH1 on PA8
     assert (d["BPD_MOTOR_DIR_PORT"], d["BPD_MOTOR_DIR_PIN"]) == ("1u", "5u")  # PB5
@@ -78,6 +79,7 @@ def _set(path, value):
     (_set(["encoders", 0, "wires"], 4), "must be a mapping of name, timer, a, b, invert"),
     (lambda w: w["encoders"].pop(), "one encoder per position sensor (2)"),
     (_set(["end_stops", 0, "at"], 0), "its sign is its side"),
+    (_set(["encoders", 1, "at_power_on"], "pi"), "at_power_on must be the reading at power-on"),
     (lambda w: w["end_stops"][0].pop("at"), "a mapping of name, pin and at"),
 ])
 def test_bad_wiring_refused_in_one_line(tmp_path, edit, msg):

@@ -8,7 +8,8 @@
  *   APB1 count at 84 MHz, on APB2 at 168 MHz).
  * - Host link: USART2 on PA2/PA3, the ST-LINK's virtual COM port (the USB cable), by interrupt.
  * - Encoders: each a timer in encoder mode (both edges of both channels: 4 counts per line), 16 bits,
- *   unwrapped into 32 bits at every tick.
+ *   unwrapped into 32 bits at every tick; a reading starts at the YAML's at_power_on (a pendulum
+ *   hanging at power-on reads pi, upright being 0).
  * - Motor: a timer channel's PWM (duty from bpd_pwm_from_command, limited to the rig's action limit)
  *   and a direction GPIO, for an H-bridge.
  * - End stops and emergency stop: external interrupts on both edges; a stop that closes zeroes the
@@ -103,6 +104,7 @@ static const uint8_t enc_timer[BPD_ENC_N] = BPD_ENC_TIMER;
 static const uint8_t enc_a_port[BPD_ENC_N] = BPD_ENC_A_PORT, enc_a_pin[BPD_ENC_N] = BPD_ENC_A_PIN;
 static const uint8_t enc_b_port[BPD_ENC_N] = BPD_ENC_B_PORT, enc_b_pin[BPD_ENC_N] = BPD_ENC_B_PIN;
 static const uint8_t enc_invert[BPD_ENC_N] = BPD_ENC_INVERT;
+static const float enc_power_on[BPD_ENC_N] = BPD_ENC_POWER_ON_COUNTS; /* e.g. a pendulum hanging: pi */
 static const uint8_t stop_port[] = BPD_STOP_PORT, stop_pin[] = BPD_STOP_PIN;
 
 static bpd_encoder_t encoders[BPD_ENC_N];
@@ -312,7 +314,7 @@ void board_read_sensors(float *raw, uint8_t n)
     for (i = 0; i < n; ++i) {
         if (i < BPD_ENC_N) {
             bpd_encoder_update(&encoders[i], (uint16_t)TIM_CNT(timer_base(enc_timer[i])));
-            raw[i] = bpd_encoder_counts(&encoders[i], enc_invert[i]);
+            raw[i] = bpd_encoder_counts(&encoders[i], enc_invert[i]) + enc_power_on[i];
         } else {
             raw[i] = 0.0f;
         }
