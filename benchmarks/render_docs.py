@@ -14,16 +14,20 @@ tests/test_docs.py runs the check (and shows that editing one committed figure m
 from __future__ import annotations
 
 import argparse
+import ast
 import difflib
 import json
 import re
+import shlex
 import statistics
+import subprocess
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import jinja2
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMAND = "python benchmarks/render_docs.py"
@@ -109,6 +113,123 @@ def dense(widths: list[int]) -> int:
     return sum(i * o + o for i, o in zip(widths[:-1], widths[1:]))
 
 
+def quartiles(xs: Iterable[float]) -> list[float]:
+    """The lower quartile, median and upper quartile (statistics.quantiles, exclusive method)."""
+    return statistics.quantiles(list(xs), n=4)
+
+
+def steps_apart(curve: dict[str, list[float]], after: float) -> list[float]:
+    """The changes of return between consecutive periodic evaluations of a curve, from env step `after` on."""
+    pts = [(s, r) for s, r in zip(curve["env_steps"], curve["return"]) if s >= after]
+    return [abs(b[1] - a[1]) for a, b in zip(pts, pts[1:])]
+
+
+def yaml_file(rel: str) -> Any:
+    """A YAML file of the repository (a plan, a rig, the teachers' configuration), relative to its root."""
+    return yaml.safe_load((ROOT / rel).read_text())
+
+
+def _module(spec: str) -> tuple[ast.Module, str]:
+    """"training.distill:DistillConfig" -> the parsed source of training/distill.py and the name."""
+    module, name = spec.split(":")
+    return ast.parse((ROOT / (module.replace(".", "/") + ".py")).read_text()), name
+
+
+def defaults(spec: str) -> dict[str, Any]:
+    """A configuration dataclass's defaults, read from the code's own definition (its `name: T = field(DEFAULT,
+    ...)` or `name: T = DEFAULT` lines, without importing it): defaults("training.distill:DistillConfig")."""
+    tree, name = _module(spec)
+    cls = next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == name), None)
+    if cls is None:
+        raise KeyError(f"no class {spec}")
+    out: dict[str, Any] = {}
+    for st in cls.body:
+        if isinstance(st, ast.AnnAssign) and isinstance(st.target, ast.Name) and st.value is not None:
+            value = st.value
+            if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "field":
+                if not value.args:
+                    continue
+                value = value.args[0]
+            try:
+                out[st.target.id] = ast.literal_eval(value)
+            except ValueError:
+                continue
+    return out
+
+
+def constant(spec: str) -> Any:
+    """A module-level constant of the code, read from its definition: constant("bpd_app.experiment:BAR")."""
+    tree, name = _module(spec)
+    for st in tree.body:
+        targets = st.targets if isinstance(st, ast.Assign) else [st.target] if isinstance(st, ast.AnnAssign) else []
+        if any(isinstance(t, ast.Name) and t.id == name for t in targets) and st.value is not None:
+            return ast.literal_eval(st.value)
+    raise KeyError(f"no constant {spec}")
+
+
+def script_options(rel: str) -> dict[str, Any]:
+    """A script's command-line defaults, read from its own `add_argument(..., default=...)` calls (without
+    running it): {"--distill-steps": 60000, ...}."""
+    out: dict[str, Any] = {}
+    for node in ast.walk(ast.parse((ROOT / rel).read_text())):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "add_argument":
+            names = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+            for kw in node.keywords:
+                if kw.arg == "default":
+                    try:
+                        value = ast.literal_eval(kw.value)
+                    except ValueError:
+                        continue
+                    out.update({n: value for n in names})
+    return out
+
+
+def command_options(command: str, rel: str) -> dict[str, Any]:
+    """The options a recorded command line of script `rel` ran with: the script's defaults, overridden by the
+    options the command gives (a flag alone: True; one value: of its default's type; more: a list)."""
+    opts = script_options(rel)
+    tokens = shlex.split(command)
+    for i, tok in enumerate(tokens):
+        if not tok.startswith("--"):
+            continue
+        values = []
+        for v in tokens[i + 1:]:
+            if v.startswith("--"):
+                break
+            values.append(v)
+        default = opts.get(tok)
+        if not values:
+            opts[tok] = True
+        elif len(values) == 1 and isinstance(default, (int, float)) and not isinstance(default, bool):
+            opts[tok] = type(default)(values[0])
+        else:
+            opts[tok] = values[0] if len(values) == 1 else values
+    return opts
+
+
+def script_call(rel: str, first: str, func: str = "bpd") -> dict[str, str]:
+    """The options a script passes as literals in its `func(first, ...)` call (say `bpd("distill", ...)`, or
+    `bpd("student", "select", ...)` for first="student select"): {"--gamma": "0.998", ...}; options whose value
+    the call computes are left out."""
+    words = first.split()
+    for node in ast.walk(ast.parse((ROOT / rel).read_text())):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == func):
+            continue
+        args = [a.value if isinstance(a, ast.Constant) else None for a in node.args]
+        if args[:len(words)] == words:
+            return {a: b for a, b in zip(args, args[1:])
+                    if isinstance(a, str) and a.startswith("--") and isinstance(b, str) and not b.startswith("--")}
+    raise KeyError(f"{rel} has no {func}({first!r}, ...) call")
+
+
+def json_at(commit: str, rel: str) -> Any:
+    """A results file as committed at `commit` (a figure the current file no longer holds, e.g. one measured on an
+    earlier machine): read with `git show COMMIT:benchmarks/results/REL`."""
+    out = subprocess.run(["git", "show", f"{commit}:benchmarks/results/{rel}"], cwd=ROOT, check=True,
+                         capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
 FILTERS: dict[str, Callable[..., str]] = {"f": f, "c": c, "pct": pct, "span": span, "kb": kb, "sci": sci}
 
 
@@ -177,7 +298,10 @@ def environment(results: Path) -> jinja2.Environment:
     env.globals.update(FILTERS, ratio=ratio, diff=diff, per=per, fewer=fewer, minus=minus, dense=dense, rates=rates,
                        json=res.json, row=res.row, cells=res.cells, control=res.control, min=min, max=max, sum=sum,
                        len=len, sorted=sorted, abs=abs, round=round, zip=zip, mean=statistics.fmean,
-                       pstd=statistics.pstdev)
+                       pstd=statistics.pstdev, median=statistics.median, quartiles=quartiles, steps_apart=steps_apart,
+                       yaml=yaml_file, plan=lambda name: yaml_file(f"benchmarks/plans/{name}.yaml"),
+                       defaults=defaults, constant=constant, script_options=script_options,
+                       command_options=command_options, script_call=script_call, json_at=json_at)
     return env
 
 

@@ -50,3 +50,36 @@ def test_the_readme_is_short_and_its_first_screen_links_every_walkthrough():
     for h in headings:  # GitHub's anchor: lower case, punctuation dropped, spaces to hyphens
         anchor = "".join(ch for ch in h.lower() if ch.isalnum() or ch in " -").replace(" ", "-")
         assert f"(#{anchor})" in first_screen, h
+
+
+def test_settings_are_read_from_the_code_that_defines_them(render_docs):
+    """The renderer reads defaults and constants from the source without importing it (the docs render
+    without torch); what it reads is what the imported code holds."""
+    import dataclasses
+
+    from bpd_app.experiment import BAR
+    from training.collect import CollectConfig
+    from training.distill import DistillConfig
+
+    mod = render_docs
+    assert mod.constant("bpd_app.experiment:BAR") == BAR
+    for spec, cls in (("training.distill:DistillConfig", DistillConfig),
+                      ("training.collect:CollectConfig", CollectConfig)):
+        got = mod.defaults(spec)
+        for fl in dataclasses.fields(cls):
+            if fl.default is not dataclasses.MISSING:
+                assert got[fl.name] == fl.default, (spec, fl.name)
+            elif fl.default_factory is not dataclasses.MISSING:
+                assert got[fl.name] == fl.default_factory(), (spec, fl.name)
+
+
+def test_a_recorded_command_line_reads_with_its_scripts_defaults(render_docs):
+    mod = render_docs
+    opts = mod.command_options("python benchmarks/rotary_benchmark.py --hil --eta-max 0.5 --distill-seeds 0 1",
+                               "benchmarks/rotary_benchmark.py")
+    defaults = mod.script_options("benchmarks/rotary_benchmark.py")
+    assert opts["--hil"] is True and opts["--eta-max"] == 0.5 and opts["--distill-seeds"] == ["0", "1"]
+    assert opts["--distill-steps"] == defaults["--distill-steps"] and isinstance(defaults["--distill-steps"], int)
+    assert float(mod.script_call("benchmarks/rotary_benchmark.py", "student select")["--keep-return"]) > 0
+    with pytest.raises(KeyError):
+        mod.script_call("benchmarks/rotary_benchmark.py", "no-such-command")
