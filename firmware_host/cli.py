@@ -106,6 +106,16 @@ def _rig_sim(ns):
     _new_dir_removed_on_failure(cfg.build_dir, lambda: rig_sim(cfg))
 
 
+def _flash(ns):
+    from bpd.config import from_namespace
+    from firmware_host.flash import FirmwareFlashConfig, firmware_flash
+
+    print(firmware_flash(from_namespace(FirmwareFlashConfig, ns)))
+
+
+COMMANDS["firmware flash"] = ("firmware_host.flash:FirmwareFlashConfig", _flash,
+                              "write a board build to the board through pyOCD (the 'flash' extra) and reset it")
+
 COMMANDS["rig sim"] = ("firmware_host.sim:RigSimConfig", _rig_sim,
                        "start a simulated rig (MuJoCo plant + firmware core) on a pseudo-terminal")
 

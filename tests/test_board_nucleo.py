@@ -120,3 +120,66 @@ def test_nucleo_image_builds_with_warnings_as_errors(tmp_path):
     with pytest.raises(BpdError, match="needs a wiring block for nucleo-f446"):
         build_firmware_image(pendulum_export(), "cortex-m4f", tmp_path / "c", rig="gym-inverted-pendulum",
                              board="nucleo-f446")
+
+
+def _board_build(tmp_path, board="nucleo-f446"):
+    d = tmp_path / "build"
+    d.mkdir()
+    (d / "bpd_firmware.elf").write_bytes(b"\x7fELF")
+    (d / "build_report.json").write_text(f'{{"board": "{board}"}}')
+    return d
+
+
+def test_flash_without_pyocd_is_one_line(tmp_path, monkeypatch, capsys):
+    import builtins
+
+    from bpd_app.cli import main
+
+    real_import = builtins.__import__
+
+    def no_pyocd(name, *a, **k):
+        if name.startswith("pyocd"):
+            raise ImportError(name)
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_pyocd)
+    assert main(["firmware", "flash", str(_board_build(tmp_path))]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["bpd: error: pyOCD is not installed: pip install 'bpd[flash]' (or pip install pyocd)"]
+
+
+def test_flash_refuses_a_build_for_no_real_board(tmp_path):
+    from firmware_host.flash import FirmwareFlashConfig, firmware_flash
+
+    with pytest.raises(BpdError, match="built for board stm32f4-pil, not a real board"):
+        firmware_flash(FirmwareFlashConfig(build=str(_board_build(tmp_path, "stm32f4-pil"))))
+    with pytest.raises(BpdError, match="no bpd_firmware.elf"):
+        firmware_flash(FirmwareFlashConfig(build=str(tmp_path / "nowhere")))
+
+
+def test_flash_without_a_probe_is_one_line(tmp_path, monkeypatch):
+    """pyOCD present (a stand-in with its API's shape) but no probe attached: one line, nothing written."""
+    import sys
+    import types
+
+    from firmware_host.flash import FirmwareFlashConfig, firmware_flash
+
+    asked = {}
+
+    class ConnectHelper:
+        @staticmethod
+        def session_with_chosen_probe(**kw):
+            asked.update(kw)
+            return None  # what pyOCD returns with blocking=False and no probe
+
+    helpers = types.ModuleType("pyocd.core.helpers")
+    helpers.ConnectHelper = ConnectHelper
+    programmer = types.ModuleType("pyocd.flash.file_programmer")
+    programmer.FileProgrammer = object
+    for name, mod in (("pyocd", types.ModuleType("pyocd")), ("pyocd.core", types.ModuleType("pyocd.core")),
+                      ("pyocd.core.helpers", helpers), ("pyocd.flash", types.ModuleType("pyocd.flash")),
+                      ("pyocd.flash.file_programmer", programmer)):
+        monkeypatch.setitem(sys.modules, name, mod)
+    with pytest.raises(BpdError, match=r"^no probe 0670FF found: plug in the board's ST-LINK"):
+        firmware_flash(FirmwareFlashConfig(build=str(_board_build(tmp_path)), probe="0670FF"))
+    assert asked == {"blocking": False, "unique_id": "0670FF", "target_override": "stm32f446retx"}

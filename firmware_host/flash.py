@@ -1,0 +1,59 @@
+"""`bpd firmware flash BUILD --probe ...`: write a board build's image to the board through pyOCD
+(the optional `flash` extra: `pip install 'bpd[flash]'`), then reset it so it starts.
+
+BUILD is a firmware build directory (`bpd firmware build --board nucleo-f446|stm32f4`: its
+build_report.json names the board, hence the part pyOCD programs) or its bpd_firmware.elf. A missing
+pyOCD, a build for no real board and a probe that is not there are each one line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from bpd.config import field
+from bpd.errors import BpdError
+from bpd.io import read_json
+
+# The part each real board's build is for, by pyOCD's target name.
+PYOCD_TARGETS = {"nucleo-f446": "stm32f446retx", "stm32f4": "stm32f405rg"}
+
+
+@dataclass
+class FirmwareFlashConfig:
+    build: str = field(help="firmware build directory (or its bpd_firmware.elf) for a real board", positional=True)
+    probe: str | None = field(None, help="the debug probe's unique id (`pyocd list`); default: the only one attached")
+    target: str | None = field(None, help="pyOCD target name, overriding the one of the build's board")
+
+
+def image_of(build: str | Path) -> tuple[Path, str]:
+    """The ELF of a board build and the board it was built for, or one line."""
+    p = Path(build)
+    d = p.parent if p.suffix == ".elf" else p
+    elf = p if p.suffix == ".elf" else p / "bpd_firmware.elf"
+    if not elf.is_file():
+        raise BpdError(f"{build}: no bpd_firmware.elf (give a `bpd firmware build --board ...` directory)")
+    rep = read_json(d / "build_report.json", "build report") if (d / "build_report.json").is_file() else {}
+    board = rep.get("board") if isinstance(rep, dict) else None
+    if board not in PYOCD_TARGETS:
+        raise BpdError(f"{build}: built for board {board or 'unknown'}, not a real board "
+                       f"({', '.join(PYOCD_TARGETS)}): rebuild with --board")
+    return elf, str(board)
+
+
+def firmware_flash(cfg: FirmwareFlashConfig) -> str:
+    elf, board = image_of(cfg.build)
+    try:
+        from pyocd.core.helpers import ConnectHelper
+        from pyocd.flash.file_programmer import FileProgrammer
+    except ImportError:
+        raise BpdError("pyOCD is not installed: pip install 'bpd[flash]' (or pip install pyocd)") from None
+    target = cfg.target or PYOCD_TARGETS[board]
+    session = ConnectHelper.session_with_chosen_probe(blocking=False, unique_id=cfg.probe, target_override=target)
+    if session is None:
+        which = f"probe {cfg.probe}" if cfg.probe else "debug probe"
+        raise BpdError(f"no {which} found: plug in the board's ST-LINK (USB) and check `pyocd list`")
+    with session:
+        FileProgrammer(session).program(str(elf))
+        session.target.reset()
+    return f"{elf} -> {target} ({board}) through {session.probe.unique_id}"
