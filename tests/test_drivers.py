@@ -5,6 +5,8 @@ stop inputs; and the core's external-stop hook (an end stop ends the run as a li
 
 import ctypes
 import math
+import shutil
+import subprocess
 
 import pytest
 
@@ -215,3 +217,86 @@ def test_external_stop_zeroes_at_once_and_ends_the_run_as_a_limit_stop(core):
     lib.t_tick()  # a new run is not stopped by the old stop
     (st2,) = [f for f in frames() if f.name == "state"]
     assert st2.fields["flags"] & FLAGS["running"] and lib.t_state() == STATES["running"]
+
+
+# The same driver code on the Cortex-M4F instruction set: an image for QEMU's netduinoplus2 (an
+# STM32F405: the Nucleo's F446 is not modelled, its board-independent code runs here) that works the
+# cases above and writes the answers through semihosting.
+ON_TARGET = r"""
+#include "bpd_drivers.h"
+static void sh(int op, const void *arg)
+{
+    register int r0 __asm__("r0") = op;
+    register const void *r1 __asm__("r1") = arg;
+    __asm volatile("bkpt 0xAB" : "+r"(r0) : "r"(r1) : "memory");
+}
+static char line[512];
+static unsigned len;
+static void put(long v)
+{
+    char d[12];
+    int n = 0;
+    unsigned long u = v < 0 ? (unsigned long)-v : (unsigned long)v;
+    if (v < 0) line[len++] = '-';
+    do { d[n++] = (char)('0' + u % 10u); u /= 10u; } while (u);
+    while (n) line[len++] = d[--n];
+    line[len++] = ' ';
+}
+int main(void);
+int main(void)
+{
+    static const float cmd[][3] = {{1.5f, 0, 0}, {-1.5f, 0, 0}, {-1.5f, 1, 0}, {9.0f, 0, 0}, {-100.0f, 0, 0},
+                                   {0.0015f, 0, 0}, {0.0014f, 0, 0}, {3.0f, 0, 1}, {-3.0f, 0, 1}, {-3.0f, 0, 3}};
+    bpd_encoder_t e;
+    bpd_stops_t s;
+    unsigned i;
+    bpd_encoder_init(&e, 65530u);
+    put(bpd_encoder_update(&e, 4u));
+    put(bpd_encoder_update(&e, 65526u));
+    put(e.count);
+    bpd_encoder_init(&e, 0u);
+    for (i = 0; i < 5u; ++i) bpd_encoder_update(&e, (uint16_t)(e.last + 30000u));
+    put(e.count);
+    put(bpd_encoder_update(&e, (uint16_t)(e.last - 32768u)));
+    put((long)(bpd_encoder_position(&e, 4096.0f, 1) * 1000.0f));
+    for (i = 0; i < sizeof cmd / sizeof cmd[0]; ++i) {
+        bpd_pwm_t p = bpd_pwm_from_command(cmd[i][0], 6.0f, 12.0f, 4000u, (uint8_t)cmd[i][1], (uint8_t)cmd[i][2]);
+        put(p.duty);
+        put(p.reverse);
+    }
+    bpd_stops_init(&s);
+    put(bpd_stops_update(&s, 2u));
+    put(bpd_stops_update(&s, 2u));
+    put(bpd_stops_blocked(&s, 6u, 5u));
+    put(bpd_stops_take(&s));
+    put(bpd_stops_take(&s));
+    line[len++] = '\n';
+    line[len] = 0;
+    sh(0x04, line);    /* SYS_WRITE0 */
+    sh(0x18, (const void *)0x20026u); /* SYS_EXIT, reason: application exit (a value, on 32-bit Arm) */
+    return 0;
+}
+"""
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None,
+                    reason="arm-none-eabi-gcc or qemu-system-arm not installed")
+def test_driver_logic_on_the_cortex_m4f_under_qemu(tmp_path):
+    from firmware_host.build import compile_image
+
+    src = tmp_path / "on_target.c"
+    src.write_text(ON_TARGET)
+    img = compile_image("cortex-m4f", [src, CSRC / "bpd_drivers.c"], [CSRC], tmp_path, "drivers",
+                        ldscript="stm32f405.ld")
+    p = subprocess.run(["qemu-system-arm", "-M", "netduinoplus2", "-nographic", "-monitor", "none", "-serial", "none",
+                        "-semihosting-config", "enable=on,target=native", "-kernel", str(img.elf)],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr[-300:]  # the image exited through semihosting, not by a fault or timeout
+    got = [int(x) for x in (p.stdout + p.stderr).split()]
+    # the encoder: +10 across the overflow, -14 back, count -4; five 30000-count steps; -32768; 150000 - 32768
+    # counts inverted at 4096 per unit: -117232 / 4096 = -28.621 units
+    assert got[:6] == [10, -14, -4, 150000, -32768, -28621]
+    # PWM (duty, reverse): as on the host, hand-computed
+    assert got[6:26] == [500, 0, 500, 1, 500, 0, 2000, 0, 2000, 1, 1, 0, 0, 0, 0, 0, 1000, 1, 0, 0]
+    # the stops: one event, held (positive blocked), taken once
+    assert got[26:] == [2, 0, 1, 2, 0]
