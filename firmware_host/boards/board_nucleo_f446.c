@@ -21,7 +21,7 @@
  *   SysTick (board_cortexm.c); the cycle counter is the DWT's (the on-device inference time in every
  *   STATE of a device-mode run).
  * - An independent watchdog (IWDG, about 50 ms) restarts the processor if the main loop hangs: the
- *   pins come up as inputs, the H-bridge sees no PWM.
+ *   pins come up as inputs (a pull-down on the H-bridge's PWM input, hil/README.md, holds it at 0 %).
  */
 #include <stdint.h>
 
