@@ -146,7 +146,7 @@ def targets(rows: list[dict]) -> list[dict]:
            judge("Cortex-M4F integer kernel, instructions / floor, locomotion (< 1.0)",
                  [r for r in loco if r.get("integer_form")], lambda r: m4(r, "integer")["instructions"] / r["floor"],
                  1.0),
-           judge("integer kernel's closed-loop return against the float kernel's, (int - float) / abs(float) (>= -0.01)",
+           judge("integer kernel's return against the float kernel's, (int - float) / abs(float) (>= -0.01)",
                  [r for r in rows if "returns" in r], lambda r: (r["returns"]["integer"]["return_mean"]
                                                                  - r["returns"]["float"]["return_mean"])
                  / max(abs(r["returns"]["float"]["return_mean"]), 1e-9), -0.01 - 1e-12, below=False),

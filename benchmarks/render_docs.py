@@ -20,7 +20,6 @@ import json
 import re
 import shlex
 import statistics
-import subprocess
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -222,14 +221,6 @@ def script_call(rel: str, first: str, func: str = "bpd") -> dict[str, str]:
     raise KeyError(f"{rel} has no {func}({first!r}, ...) call")
 
 
-def json_at(commit: str, rel: str) -> Any:
-    """A results file as committed at `commit` (a figure the current file no longer holds, e.g. one measured on an
-    earlier machine): read with `git show COMMIT:benchmarks/results/REL`."""
-    out = subprocess.run(["git", "show", f"{commit}:benchmarks/results/{rel}"], cwd=ROOT, check=True,
-                         capture_output=True, text=True).stdout
-    return json.loads(out)
-
-
 FILTERS: dict[str, Callable[..., str]] = {"f": f, "c": c, "pct": pct, "span": span, "kb": kb, "sci": sci}
 
 
@@ -301,7 +292,7 @@ def environment(results: Path) -> jinja2.Environment:
                        pstd=statistics.pstdev, median=statistics.median, quartiles=quartiles, steps_apart=steps_apart,
                        yaml=yaml_file, plan=lambda name: yaml_file(f"benchmarks/plans/{name}.yaml"),
                        defaults=defaults, constant=constant, script_options=script_options,
-                       command_options=command_options, script_call=script_call, json_at=json_at)
+                       command_options=command_options, script_call=script_call)
     return env
 
 
