@@ -23,6 +23,18 @@ def _report(ns):
 
     for p in render(ns.log_dir):
         print(p)
+    if ns.html:
+        from hil.view import write_html
+        print(write_html(ns.log_dir))
+
+
+def _view_flag(p):
+    """--view alone serves on the default port; --view PORT on that one."""
+    from hil.view import DEFAULT_PORT
+
+    for a in p._actions:
+        if a.dest == "view":
+            a.nargs, a.const, a.metavar = "?", DEFAULT_PORT, "PORT"
 
 
 
@@ -40,7 +52,7 @@ def _check(ns):
 
 
 COMMANDS = {
-    "hil run": ("hil.trial:HilRunConfig", _run, "run trials on a rig over a serial port"),
+    "hil run": ("hil.trial:HilRunConfig", _run, "run trials on a rig over a serial port", _view_flag),
     "hil report": ("hil.report:ReportConfig", _report, "render a trial's plots again from its logs"),
     "rig check": ("hil.commission:RigCheckConfig", _check,
                   "commission a rig (policy off, motor limited): sensors at rest, encoder direction and scale, "

@@ -16,6 +16,8 @@ from hil.ticklog import read_ticks, timing_summary
 @dataclass
 class ReportConfig:
     log_dir: str = field(help="a trial's log directory", positional=True)
+    html: bool = field(False, help="also write LOG_DIR/trial.html: the live view's page for this trial, one "
+                       "self-contained file (plots and summary, opens offline)")
 
 
 def render(log_dir: str | Path) -> list[Path]:

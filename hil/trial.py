@@ -31,6 +31,7 @@ from firmware_host.wire_spec import CAPS, FLAGS
 from hil.link import DeviceFault, DeviceLink, DeviceRestarted, LinkError
 from hil.policy import load_host_policy
 from hil.ticklog import TickLog, timing_summary
+from hil.view import TrialView
 
 
 @dataclass
@@ -54,6 +55,10 @@ class HilRunConfig:
                            "wall clock (as `bpd rig sim --lockstep`)")
     unchecked: bool = field(False, help="run on a rig whose last `bpd rig check` failed")
     checks: str = field("rig_checks", help="directory of the `bpd rig check` results (RIG.json)")
+    view: int | None = field(None, help="serve a live view of the trial on http://127.0.0.1:PORT/ (--view alone: "
+                             "port 8765): state, action, tick timing, deadline misses, then the summary")
+    view_linger: float = field(10.0, help="with --view: seconds at most the page stays served after the trial "
+                               "for the summary to reach it (it stops once a page has it)")
 
 
 
@@ -82,13 +87,14 @@ def check_trial(cfg: HilRunConfig) -> tuple:
 
 def run_trial(cfg: HilRunConfig) -> dict:
     spec, pol = check_trial(cfg)  # host mode runs the policy; device mode checks its hash and sizes
-    if cfg.port in ("sim", "pil"):
-        with simulated_rig(cfg) as port:
-            return _run_trial(HilRunConfig(**(vars(cfg) | {"port": port})), spec, pol)
-    return _run_trial(cfg, spec, pol)
+    with TrialView(cfg.view, cfg.view_linger) as view:  # a busy port is refused before any rig starts
+        if cfg.port in ("sim", "pil"):
+            with simulated_rig(cfg) as port:
+                return _run_trial(HilRunConfig(**(vars(cfg) | {"port": port})), spec, pol, view)
+        return _run_trial(cfg, spec, pol, view)
 
 
-def _run_trial(cfg: HilRunConfig, spec, pol) -> dict:
+def _run_trial(cfg: HilRunConfig, spec, pol, view: TrialView) -> dict:
     period = int(cfg.period_us or spec.period_us)
     steps = int(cfg.steps or spec.raw.get("max_episode_steps", 1000))
     out = Path(cfg.out)
@@ -96,7 +102,8 @@ def _run_trial(cfg: HilRunConfig, spec, pol) -> dict:
     link = DeviceLink(cfg.port, cfg.baud or int(spec.raw.get("serial", {}).get("baud", 921600)))
     try:  # only once the port opened: a refused port leaves no log directory
         out.mkdir(parents=True, exist_ok=True)
-        log = TickLog(out / "ticks.csv", spec.obs_dim, spec.act_dim)
+        log = view.tick_log(out / "ticks.csv", spec.obs_dim, spec.act_dim,
+                            {"rig": spec.name, "period_us": period, "mode": cfg.mode})
     except BaseException:
         link.close()
         raise
@@ -137,6 +144,7 @@ def _run_trial(cfg: HilRunConfig, spec, pol) -> dict:
                 render(out)
             except Exception as e:  # plots never hide the trial's own outcome
                 summary["plots"] = f"not rendered: {e}"
+        view.finish(summary)
     if isinstance(error, KeyboardInterrupt):
         raise error
     if error is not None:
