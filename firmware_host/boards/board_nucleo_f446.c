@@ -139,11 +139,13 @@ static void pin_mode(uint8_t port, uint8_t pin, uint32_t mode, uint32_t pull)
     GPIO_PUPDR(port) = (GPIO_PUPDR(port) & ~(3u << sh)) | (pull << sh);
 }
 
-static void pin_af(uint8_t port, uint8_t pin, uint32_t af)
+/* A pin to its alternate function with a pull: up (1) on inputs, so an open encoder or serial line
+ * stays still; down (2) on the PWM output, so it reads 0 % whenever the timer does not drive it. */
+static void pin_af(uint8_t port, uint8_t pin, uint32_t af, uint32_t pull)
 {
     uint32_t sh = 4u * (pin % 8u);
     GPIO_AFR(port, pin) = (GPIO_AFR(port, pin) & ~(0xFu << sh)) | (af << sh);
-    pin_mode(port, pin, 2u, 1u); /* alternate function, pull-up (an open encoder line stays still) */
+    pin_mode(port, pin, 2u, pull);
 }
 
 static void pin_write(uint8_t port, uint8_t pin, uint8_t high)
@@ -177,8 +179,8 @@ static void motor_init(void)
     uint32_t clk = BPD_MOTOR_TIMER == 1u ? APB2_TIMER_HZ : APB1_TIMER_HZ;
     uint32_t ch = BPD_MOTOR_CHANNEL, sh = 8u * ((ch - 1u) % 2u);
     timer_clock_on(BPD_MOTOR_TIMER);
+    pin_write(BPD_MOTOR_DIR_PORT, BPD_MOTOR_DIR_PIN, 0u); /* low before it becomes an output */
     pin_mode(BPD_MOTOR_DIR_PORT, BPD_MOTOR_DIR_PIN, 1u, 0u);
-    pin_write(BPD_MOTOR_DIR_PORT, BPD_MOTOR_DIR_PIN, 0u);
     pwm_top = (uint16_t)(clk / BPD_MOTOR_PWM_HZ - 1u > 0xFFFFu ? 0xFFFFu : clk / BPD_MOTOR_PWM_HZ - 1u);
     TIM_PSC(b) = 0u;
     TIM_ARR(b) = pwm_top;
@@ -190,7 +192,7 @@ static void motor_init(void)
     if (BPD_MOTOR_TIMER == 1u) TIM_BDTR(b) |= 1u << 15; /* MOE: an advanced timer's outputs on */
     TIM_EGR(b) = 1u;                                    /* load the registers */
     TIM_CR1(b) = (1u << 7) | 1u;                        /* auto-reload preload, counter on */
-    pin_af(BPD_MOTOR_PWM_PORT, BPD_MOTOR_PWM_PIN, timer_af(BPD_MOTOR_TIMER));
+    pin_af(BPD_MOTOR_PWM_PORT, BPD_MOTOR_PWM_PIN, timer_af(BPD_MOTOR_TIMER), 2u);
 }
 
 static void motor_zero(void) { TIM_CCR(timer_base(BPD_MOTOR_TIMER), BPD_MOTOR_CHANNEL) = 0u; }
@@ -201,8 +203,8 @@ static void encoders_init(void)
     for (i = 0; i < BPD_ENC_N; ++i) {
         uint32_t b = timer_base(enc_timer[i]);
         timer_clock_on(enc_timer[i]);
-        pin_af(enc_a_port[i], enc_a_pin[i], timer_af(enc_timer[i]));
-        pin_af(enc_b_port[i], enc_b_pin[i], timer_af(enc_timer[i]));
+        pin_af(enc_a_port[i], enc_a_pin[i], timer_af(enc_timer[i]), 1u);
+        pin_af(enc_b_port[i], enc_b_pin[i], timer_af(enc_timer[i]), 1u);
         TIM_ARR(b) = 0xFFFFu;                                         /* 16 bits, also on the 32-bit TIM2/TIM5 */
         TIM_CCMR1(b) = 1u | (3u << 4) | (1u << 8) | (3u << 12);      /* TI1, TI2 inputs, filter 8 samples */
         TIM_SMCR(b) = 3u;                                             /* encoder mode 3: both edges of both */
@@ -257,8 +259,8 @@ static void tick_timer_init(void)
 static void usart_init(void)
 {
     RCC_APB1ENR |= 1u << 17; /* USART2 */
-    pin_af(0u, 2u, 7u);      /* PA2 TX, PA3 RX: AF7 */
-    pin_af(0u, 3u, 7u);
+    pin_af(0u, 2u, 7u, 1u); /* PA2 TX, PA3 RX: AF7 */
+    pin_af(0u, 3u, 7u, 1u);
     USART_BRR = (APB1_HZ + BPD_RIG_BAUD / 2u) / BPD_RIG_BAUD; /* oversampling by 16 */
     USART_CR1 = (1u << 13) | (1u << 5) | (1u << 3) | (1u << 2); /* UE, RXNEIE, TE, RE */
     irq_enable(USART2_IRQ, 0x80u);
