@@ -41,7 +41,7 @@ def test_each_fault_detected_and_named(tmp_path, fault):
         assert float(fix.split("counts_per_unit[1]: ")[1].split()[0]) == pytest.approx(2 * 651.8986, rel=0.03)
 
 
-def test_hil_run_refuses_a_rig_whose_last_check_failed(tmp_path):
+def test_hil_run_refuses_a_rig_whose_last_check_failed(tmp_path, capsys):
     spec = load_rig("desktop-cartpole")
     refuse_unchecked(spec, tmp_path)  # never checked: allowed
     _check(tmp_path, "reversed-motor")
@@ -50,6 +50,7 @@ def test_hil_run_refuses_a_rig_whose_last_check_failed(tmp_path):
     rc = main(["hil", "run", "--port", "/dev/null", "--rig", "desktop-cartpole", "--policy", "nowhere",
                "--checks", str(tmp_path), "--out", str(tmp_path / "logs")])
     assert rc == 1 and not (tmp_path / "logs").exists()
+    assert "its last check failed (motor polarity" in capsys.readouterr().err  # before the policy is even read
     _check(tmp_path)  # fixed and checked again: allowed
     refuse_unchecked(spec, tmp_path)
     record = json.loads((tmp_path / "desktop-cartpole.json").read_text())
