@@ -51,6 +51,10 @@ def test_hil_run_refuses_a_rig_whose_last_check_failed(tmp_path, capsys):
                "--checks", str(tmp_path), "--out", str(tmp_path / "logs")])
     assert rc == 1 and not (tmp_path / "logs").exists()
     assert "its last check failed (motor polarity" in capsys.readouterr().err  # before the policy is even read
+    main(["hil", "run", "--port", "/dev/null", "--rig", "desktop-cartpole", "--policy", "nowhere", "--unchecked",
+          "--checks", str(tmp_path), "--out", str(tmp_path / "logs")])
+    err = capsys.readouterr().err
+    assert "nowhere" in err and "last check" not in err  # --unchecked: the next thing refused is the policy
     _check(tmp_path)  # fixed and checked again: allowed
     refuse_unchecked(spec, tmp_path)
     record = json.loads((tmp_path / "desktop-cartpole.json").read_text())
