@@ -1,0 +1,149 @@
+"""The live trial view (`bpd hil run --view`) in a real browser, headless Chromium, during a simulated
+trial: rows arrive and the tick count grows, the summary shows at the end, and the server stops by
+itself; the --html page of a finished trial is one self-contained file holding every row; a busy port
+is one line."""
+
+import json
+import re
+import shutil
+import socket
+import subprocess
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from hil.ticklog import read_ticks
+from tests.conftest import BPD, run_bpd
+from tests.test_rig_pty import FIX
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (make system-deps "
+                                    "installs Debian's chromium): the browser test of the live view is skipped")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def browse(url: str, out: Path, screenshot: Path | None = None, budget_ms: int = 3000) -> str:
+    """The DOM of `url` after headless Chromium ran its scripts for `budget_ms` of virtual time."""
+    args = [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+            f"--user-data-dir={out / 'chromium-profile'}", f"--virtual-time-budget={budget_ms}",
+            "--window-size=1200,1400", "--dump-dom", url]
+    if screenshot is not None:
+        args.insert(-2, f"--screenshot={screenshot}")
+    p = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=out)
+    return p.stdout
+
+
+def shown(dom: str) -> dict:
+    """What the page shows: its state, tick count and whether the summary is there."""
+    get = lambda i: (re.search(rf'id="{i}">([^<]*)<', dom) or [None, None])[1]
+    ticks = get("ticks")
+    return {"state": get("state"), "ticks": int(ticks) if ticks else None, "done": 'data-done="1"' in dom}
+
+
+@needs_chromium
+def test_live_view_in_chromium(tmp_path):
+    port = free_port()
+    out = tmp_path / "log"
+    proc = subprocess.Popen([BPD, "hil", "run", "--port", "sim", "--rig", "gym-inverted-pendulum", "--policy",
+                             str(FIX), "--mode", "device", "--steps", "300", "--episodes", "2", "--no-plots",
+                             "--out", str(out), "--view", str(port), "--view-linger", "60"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == f"live view: http://127.0.0.1:{port}/"
+        url = f"http://127.0.0.1:{port}/"
+        seen = []
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and len(seen) < 2:  # two moments while the trial runs
+            s = shown(browse(url, tmp_path))
+            assert s["state"] is not None, "the page did not load"
+            if s["state"] == "running" and s["ticks"]:
+                seen.append(s["ticks"])
+        assert len(seen) == 2 and 0 < seen[0] < seen[1] < 600, seen  # values arriving: the count grows
+        deadline = time.monotonic() + 90
+        while not (out / "summary.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert proc.poll() is None, "the view stopped before a page had the summary"
+        final = shown(browse(url, tmp_path, screenshot=tmp_path / "live_view.png"))
+        assert final == {"state": "finished", "ticks": 600, "done": True}
+        rc = proc.wait(timeout=30)  # stops by itself once a page had the summary (not after the 60 s linger)
+        assert rc == 0, proc.stderr.read() if proc.stderr else ""
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(30)
+    assert (tmp_path / "live_view.png").stat().st_size > 10_000  # kept in the test's output
+    s = json.loads((out / "summary.json").read_text())
+    assert s["ended"] == "complete" and s["timing"]["ticks"] == 600
+
+
+class _Refs(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.refs: list[str] = []
+        self.scripts: list[str] = []
+        self._in_script = False
+
+    def handle_starttag(self, tag, attrs):
+        self.refs += [f"{tag} {k}={v}" for k, v in attrs if k in ("src", "href", "data", "srcset")]
+        self._in_script = tag == "script"
+
+    def handle_endtag(self, tag):
+        self._in_script = False
+
+    def handle_data(self, data):
+        if self._in_script:
+            self.scripts.append(data)
+
+
+def test_report_html_is_self_contained(tmp_path):
+    out = tmp_path / "log"
+    run_bpd("hil", "run", "--port", "sim", "--rig", "gym-inverted-pendulum", "--policy", str(FIX), "--lockstep",
+            "--mode", "device", "--steps", "40", "--episodes", "2", "--no-plots", "--out", str(out), timeout=120)
+    printed = run_bpd("hil", "report", str(out), "--html").stdout.splitlines()
+    page = out / "trial.html"
+    assert printed[-1] == str(page)
+    p = _Refs()
+    p.feed(page.read_text())
+    assert p.refs == []  # no external src/href: the page opens offline
+    assert any("Plotly" in s and len(s) > 1_000_000 for s in p.scripts)  # the library itself, inlined
+    data = next(s for s in p.scripts if "window.BPD_STATIC" in s)
+    data = json.loads(data.split("=", 1)[1].strip().rstrip(";"))
+    rows = read_ticks(out / "ticks.csv")
+    assert len(data["rows"]) == len(rows) == 80
+    assert [dict(zip(data["columns"], r)) for r in data["rows"]] == rows  # the trial's rows, as logged
+    assert data["done"] and data["summary"]["ended"] == "complete"
+    if CHROMIUM:  # and a browser shows it from the file alone
+        s = shown(browse(page.as_uri(), tmp_path, screenshot=tmp_path / "report.png"))
+        assert s == {"state": "finished", "ticks": 80, "done": True}
+
+
+def test_busy_port_is_one_line(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        p = run_bpd("hil", "run", "--port", "sim", "--rig", "gym-inverted-pendulum", "--policy", str(FIX),
+                    "--out", str(tmp_path / "log"), "--view", str(port), check=False, timeout=60)
+    assert p.returncode != 0
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"--view {port}: cannot serve on 127.0.0.1:{port}" in lines[0], p.stderr
+    assert not (tmp_path / "log").exists()  # refused before any rig started or log was written
+
+
+def test_view_flag_default_port():
+    from bpd_app.parser import build_parser, room_commands
+    from hil.view import DEFAULT_PORT
+
+    base = ["hil", "run", "--port", "sim", "--rig", "r", "--policy", "p"]
+    parse = lambda *a: build_parser(room_commands(), [*base, *a]).parse_args([*base, *a])
+    assert parse().view is None
+    assert parse("--view").view == DEFAULT_PORT
+    assert parse("--view", "9001").view == 9001
