@@ -37,16 +37,19 @@ lock:
 	rm -rf .lock-venv
 
 # System tools: the ARM cross toolchain, clang (second host compiler, libFuzzer) and QEMU
-# (processor-in-the-loop). Installed when we are root with apt-get; elsewhere the tests that need
+# (processor-in-the-loop), and Chromium (the live trial view's browser test, tests/test_view.py).
+# Installed when we are root with apt-get; elsewhere the tests that need
 # them skip and say why.
 system-deps: $(VENV)/.stamp-system
 $(VENV)/.stamp-system: Makefile | $(VENV)/.stamp-install
 	@if command -v arm-none-eabi-gcc >/dev/null && command -v clang >/dev/null \
-	    && command -v qemu-system-arm >/dev/null && command -v cmake >/dev/null; then :; \
+	    && command -v qemu-system-arm >/dev/null && command -v cmake >/dev/null \
+	    && command -v chromium >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
-	    gcc-arm-none-eabi libnewlib-arm-none-eabi binutils-arm-none-eabi clang qemu-system-arm cmake >/dev/null; \
-	else echo "note: arm-none-eabi-gcc/clang/qemu-system-arm/cmake missing and not root: their tests will skip"; fi
+	    gcc-arm-none-eabi libnewlib-arm-none-eabi binutils-arm-none-eabi clang qemu-system-arm cmake \
+	    chromium >/dev/null; \
+	else echo "note: arm-none-eabi-gcc/clang/qemu-system-arm/cmake/chromium missing and not root: their tests will skip"; fi
 	touch $@
 
 # The results documents (docs/results.md, docs/provenance.md, README.md's headline) rendered from
