@@ -73,8 +73,11 @@ def group_rows(used: np.ndarray, r: int) -> list[list[int]]:
         seed = left.pop(0)
         g = [int(seed)]
         acc = used[seed].copy()
-        while left and len(g) < r:
-            best = max(left, key=lambda i: (int((used[i] & acc).sum()) - int((used[i] & ~acc).sum()), -i))
+        while left and len(g) < r:  # the best score, ties to the lowest row index
+            cand = np.asarray(left)
+            sub = used[cand]
+            score = (sub & acc).sum(1) - (sub & ~acc).sum(1)
+            best = int(cand[score == score.max()].min())
             left.remove(best)
             g.append(int(best))
             acc |= used[best]
@@ -118,8 +121,9 @@ def _ldm(base: str, regs: list[str]) -> str:
 
 
 def layer_code(wq: np.ndarray, bq: np.ndarray, pairs: list[tuple[int, int | None]], act: Act,
-               r: int, c: int, g: int) -> tuple[list[str], list[int]]:
-    """The body of one layer (between the prologue and epilogue) for R=r, C=c, G=g, and its table words."""
+               r: int, c: int, g: int, groups: list[list[int]] | None = None) -> tuple[list[str], list[int]]:
+    """The body of one layer (between the prologue and epilogue) for R=r, C=c, G=g, and its table words
+    (groups: group_rows of the layer for r, when the caller has them)."""
     wt = words(wq, pairs)
     used = wt != 0
     n_words = len(pairs)
@@ -130,7 +134,7 @@ def layer_code(wq: np.ndarray, bq: np.ndarray, pairs: list[tuple[int, int | None
     spill = any(x in SPARE for x in xr + wr)
     lines: list[str] = []
     table: list[int] = []
-    for grp in group_rows(used, r):
+    for grp in groups if groups is not None else group_rows(used, r):
         regs = acc[:len(grp)]
         table += [int(bq[row]) & 0xFFFFFFFF for row in grp]
         lines.append(_ldm("r1", regs))
@@ -180,10 +184,12 @@ def best_layer(wq: np.ndarray, bq: np.ndarray, pairs: list[tuple[int, int | None
                ) -> tuple[list[str], list[int], tuple[int, int, int]]:
     """The (R, C, G) with the fewest instructions (ties: fewer table words, then the first tried)."""
     best = None
+    used = words(wq, pairs) != 0
+    groups = {r: group_rows(used, r) for r in range(1, len(POOL))}  # they depend on R alone
     for total in (len(POOL), len(POOL) + len(SPARE)):  # without r2 and r3, then with them
         for r in range(1, len(POOL)):
             for c in range(1, total - r):
-                lines, table = layer_code(wq, bq, pairs, act, r, c, total - r - c)
+                lines, table = layer_code(wq, bq, pairs, act, r, c, total - r - c, groups[r])
                 key = (count(lines), len(table))
                 if best is None or key < best[0]:
                     best = (key, lines, table, (r, c, total - r - c))

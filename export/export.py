@@ -290,7 +290,10 @@ def _choose_kernel(cfg: ExportConfig, src: Source, net: CollapsedNet, out: Path,
                     continue
                 cands[variant] = built
     measuring = cfg.kernel == "auto" and meter is not None
-    if cfg.kernel == "integer" or measuring:
+    why_not = too_big("integer", nonzero, cfg.flash_budget) if measuring else None
+    if why_not:
+        skipped["integer"] = why_not
+    elif cfg.kernel == "integer" or measuring:
         cands["integer"] = _integer_candidate(cfg, src, net, out / "build" / "kernels" / "integer", sha, command,
                                               obs, ref)
     where = {k: out if k == "generic" else out / "build" / "kernels" / k for k in cands}

@@ -73,8 +73,9 @@ def build_straight_line(kind: str, net: CollapsedNet, out: Path, source_hash: st
 
 
 # bytes per nonzero weight at the least (code and data), to skip building what cannot fit: the compact
-# kernel's VFMA and table word, the generated kernel's VFMA, literal load and pool word
-BYTES_PER_WEIGHT = {"compact": 8, "generated": 12}
+# kernel's VFMA and table word, the generated kernel's VFMA, literal load and pool word, the integer
+# kernel's half of an SMLAD and of its pair's table word
+BYTES_PER_WEIGHT = {"compact": 8, "generated": 12, "integer": 4}
 
 
 def too_big(kind: str, nonzero: int, flash_budget: int) -> str | None:

@@ -153,8 +153,12 @@ def test_export_cli_end_to_end(tiny_pipeline, tmp_path):
     assert "parity" in p.stdout
     rep = json.loads((out / "export_report.json").read_text())
     assert rep["parity"]["pass"] and rep["parity"]["states"] == 10000
-    for k in ("onnxruntime_vs_torch", "reference_evaluator_vs_torch", "c_vs_onnx"):
+    for k in ("onnxruntime_vs_torch", "reference_evaluator_vs_torch"):
         assert rep["parity"][k] <= 1e-5
+    # the float kernels within 1e-5 of ONNX; the integer kernel (shipped where it wins and keeps the return)
+    # within its --int-budget of the action range, and bit for bit against its own model (checked in export)
+    c_tol = 1e-5 if rep["kernel"]["kind"] != "integer" else rep["parity"]["c_tolerance"]
+    assert rep["parity"]["c_vs_onnx"] <= c_tol
     assert rep["totals"]["flash_bytes"] > 0 and rep["dense_teacher"]["widths"] == [4, 32, 32, 1]
     meta = {p.key: p.value for p in onnx.load(str(out / "policy.onnx")).metadata_props}
     for k in ("env_id", "obs_dim", "act_dim", "action_low", "action_high", "sparsity", "params_nonzero",
