@@ -150,8 +150,8 @@ class TrialView:
         if self.server is None:
             return
         try:
-            if exc_type is None and self.buffer.summary is not None and self.buffer.polled.is_set():
-                self.buffer.delivered.wait(self.linger)  # a page is watching: let it get the summary
+            if exc_type is not KeyboardInterrupt and self.buffer.summary is not None and self.buffer.polled.is_set():
+                self.buffer.delivered.wait(self.linger)  # a page is watching: let it get the summary (or the error)
         finally:
             self.server.shutdown()
             self.server.server_close()
