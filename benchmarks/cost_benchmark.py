@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from bpd.io import write_json, write_text  # noqa: E402
+from bpd.io import path_from_record, write_json, write_text  # noqa: E402
 
 KINDS = ("generic", "compact", "compact-table", "generated", "generated-table")
 
@@ -248,7 +248,9 @@ def main() -> None:
                 continue
             cfg = json.loads((run / "config.json").read_text())
             print(f"{c.key} ...", flush=True)
-            rows.append({"cell": c.key} | measure_student(run, c.dir / "cost", cfg.get("dataset"), c.env,
+            ds = cfg.get("dataset")
+            ds = str(path_from_record(ds, run)) if ds and not ds.startswith("minari:") else ds
+            rows.append({"cell": c.key} | measure_student(run, c.dir / "cost", ds, c.env,
                                                           plan.eval["episodes"], plan.eval["seed"]))
         res = {"plan": str(Path(a.plan).resolve().relative_to(ROOT)), "rows": rows, "summary": summarise(rows)}
         write_json(out / "cost.json", res)

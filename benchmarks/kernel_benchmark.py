@@ -98,8 +98,15 @@ def run_exports(run: Path, w: Path, work: Path) -> None:
     """Generic (+ integer), generated and loose-tanh exports of a run; the dataset (parity states and the
     integer kernel's calibration) and teacher named in the run's config, relative to the work directory
     the students were made in."""
+    from bpd.io import path_from_record
+
     cfg = json.loads((run / "config.json").read_text())
-    given = ["--dataset", str(work / cfg["dataset"]), "--teacher", str(work / cfg["teacher"]), "--episodes", "0"]
+
+    def recorded(k: str) -> str:  # relative to the run (older runs: to the work directory)
+        beside = path_from_record(cfg[k], run)
+        return str(beside if beside.exists() else work / cfg[k])
+
+    given = ["--dataset", recorded("dataset"), "--teacher", recorded("teacher"), "--episodes", "0"]
     if not (w / "generic" / "export.json").is_file():
         bpd("export", str(run), "--out", str(w / "generic"), "--int", *given)
     if not (w / "generated" / "export.json").is_file():

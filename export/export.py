@@ -122,7 +122,17 @@ def load_source(path: str | Path) -> Source:
         return lo + (copies[obs.dtype]((obs - m) / s) + 1) * 0.5 * (hi - lo)
 
     return Source(mlp, forward, meta["env_id"], sha256_file(p), p, "student", meta["threshold"],
-                  run_cfg.get("dataset"), run_cfg.get("teacher"))
+                  _recorded(run_cfg.get("dataset"), p.parent), _recorded(run_cfg.get("teacher"), p.parent))
+
+
+def _recorded(path: str | None, run_dir: Path) -> str | None:
+    """A run's recorded teacher or dataset: a file relative to the run directory (older runs: to the folder
+    distill ran in), or a Minari dataset's name as it is."""
+    from bpd.io import path_from_record
+
+    if not path or path.startswith("minari:"):
+        return path
+    return str(path_from_record(path, run_dir))
 
 
 def _torch_mlp(m: MLPPolicy):

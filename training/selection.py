@@ -29,7 +29,7 @@ import torch
 
 from bpd.config import check_ranges, field
 from bpd.errors import BpdError
-from bpd.io import atomic_write
+from bpd.io import atomic_write, path_from_record
 from training.envs import Policy, rollouts, select_eval_seed
 from training.mlp import MLPPolicy
 from training.student import BayesianStudent, has_unit_gates
@@ -303,7 +303,7 @@ def run_select(cfg: SelectConfig, meter: Callable[[str], Callable[[MLPPolicy], f
     student, meta, stats = load_student(run / "student.pt")
     try:
         import json
-        tpath = json.loads((run / "config.json").read_text())["teacher"]
+        tpath = str(path_from_record(json.loads((run / "config.json").read_text())["teacher"], run))
         run_seed = int(json.loads((run / "config.json").read_text())["seed"])
     except (OSError, ValueError, KeyError):
         raise BpdError(f"{run}/config.json: unreadable run configuration") from None
