@@ -6,9 +6,11 @@ is one line."""
 import json
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import time
+import urllib.request
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -16,7 +18,7 @@ import pytest
 
 from hil.ticklog import read_ticks
 from tests.conftest import BPD, run_bpd
-from tests.test_rig_pty import FIX
+from tests.test_rig_pty import FIX, Rig
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (make system-deps "
@@ -37,6 +39,8 @@ def browse(url: str, out: Path, screenshot: Path | None = None, budget_ms: int =
     if screenshot is not None:
         args.insert(-2, f"--screenshot={screenshot}")
     p = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=out)
+    if "</html>" not in p.stdout:  # no page: Chromium's last line says why
+        return "chromium: " + (p.stderr.strip().splitlines() or ["no output"])[-1]
     return p.stdout
 
 
@@ -59,14 +63,16 @@ def test_live_view_in_chromium(tmp_path):
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == f"live view: http://127.0.0.1:{port}/"
         url = f"http://127.0.0.1:{port}/"
-        seen = []
+        seen, failed = [], []
         deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and len(seen) < 2:  # two moments while the trial runs
-            s = shown(browse(url, tmp_path))
-            assert s["state"] is not None, "the page did not load"
-            if s["state"] == "running" and s["ticks"]:
+        while time.monotonic() < deadline and len(seen) < 2 and len(failed) < 3:  # two moments while it runs
+            dom = browse(url, tmp_path)
+            s = shown(dom)
+            if s["state"] is None:
+                failed.append(dom[:300])  # a load Chromium did not finish on a busy machine: tried again
+            elif s["state"] == "running" and s["ticks"]:
                 seen.append(s["ticks"])
-        assert len(seen) == 2 and 0 < seen[0] < seen[1] < 600, seen  # values arriving: the count grows
+        assert len(seen) == 2 and 0 < seen[0] < seen[1] < 600, (seen, failed)  # values arriving: the count grows
         deadline = time.monotonic() + 90
         while not (out / "summary.json").exists() and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -147,3 +153,44 @@ def test_view_flag_default_port():
     assert parse().view is None
     assert parse("--view").view == DEFAULT_PORT
     assert parse("--view", "9001").view == 9001
+
+
+def test_ctrl_c_with_a_page_watching_stops_at_once_and_zeroes_the_rig(tmp_path):
+    rig = Rig(tmp_path, "--rig", "gym-inverted-pendulum", "--period-us", "20000")
+    try:
+        port = free_port()
+        out = tmp_path / "log"
+        proc = subprocess.Popen([BPD, "hil", "run", "--port", rig.path, "--rig", "gym-inverted-pendulum",
+                                 "--policy", str(FIX), "--out", str(out), "--period-us", "20000", "--episodes", "5",
+                                 "--no-plots", "--view", str(port), "--view-linger", "60"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout is not None and proc.stdout.readline().startswith("live view:")
+            got = 0
+            deadline = time.monotonic() + 30
+            while got < 20 and time.monotonic() < deadline:  # a page polling: rows arrive
+                got = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/data?since=0", timeout=5))["next"]
+                time.sleep(0.2)
+            assert got >= 20
+            proc.send_signal(signal.SIGINT)
+            t0 = time.monotonic()
+            _, err = proc.communicate(timeout=20)
+            assert proc.returncode == 130 and "interrupted" in err
+            assert time.monotonic() - t0 < 10  # not the 60 s linger: Ctrl-C stops the view at once
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+        assert json.loads((out / "summary.json").read_text())["ended"].startswith("interrupted")
+        with pytest.raises(ConnectionRefusedError):  # the server is gone
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        from hil.link import DeviceLink
+
+        link = DeviceLink(rig.path)  # the device was told to stop: a new session finds it idle
+        try:
+            link.handshake()
+            link.configure(20000, 5, "host", 3.0, 1.0, 0.2)  # rejected if the device were still running
+        finally:
+            link.close()
+    finally:
+        rig.close()
