@@ -26,7 +26,6 @@ one of its wiring faults (`--fault`, firmware_host/sim.py FAULTS) or none.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import tempfile
 import time
@@ -37,10 +36,11 @@ import numpy as np
 
 from bpd.config import check_ranges, field
 from bpd.errors import BpdError
-from bpd.io import read_json, write_json
+from bpd.io import write_json
 from firmware_host.rig import Plant, RigSpec, load_rig
 from firmware_host.sim import FAULTS, bench_spec
 from firmware_host.wire_spec import FLAGS, PROTOCOL_VERSION
+from hil.check_record import refuse_unchecked, rig_hash  # noqa: F401 - hil run's refusal lives there
 from hil.link import DeviceLink, LinkError
 
 
@@ -346,10 +346,6 @@ def run_check(cfg: RigCheckConfig) -> dict:
     return result
 
 
-def rig_hash(spec: RigSpec) -> str:
-    return hashlib.sha256(spec.path.read_bytes()).hexdigest() if spec.path else ""
-
-
 def _check(cfg: RigCheckConfig, spec: RigSpec, port: str) -> dict:
     t0 = time.perf_counter()
     link = DeviceLink(port, spec.baud)
@@ -403,19 +399,3 @@ def format_table(result: dict) -> str:
     lines = [("  ".join(r[j].ljust(width[j]) for j in range(3)) + "  " + r[3]).rstrip() for r in rows]
     verdict = "PASSED" if result["passed"] else f"FAILED ({', '.join(result['failed'])})"
     return "\n".join(lines) + f"\nrig {result['rig']}: {verdict} in {result['seconds']:.1f} s"
-
-
-def refuse_unchecked(spec: RigSpec, record: str | Path) -> None:
-    """For `bpd hil run`: a rig whose last check failed (or whose YAML changed since a failed check) is
-    refused; one never checked, or whose last check passed, is not."""
-    p = Path(record) / f"{spec.name}.json"
-    if not p.is_file():
-        return
-    last = read_json(p, "rig check record")
-    if not isinstance(last, dict) or last.get("passed") is True and last.get("rig_sha256") == rig_hash(spec):
-        return
-    if last.get("passed") is True:
-        raise BpdError(f"rig {spec.name}: its YAML changed since its last check ({p}): run `bpd rig check` "
-                       "again, or give --unchecked")
-    raise BpdError(f"rig {spec.name}: its last check failed ({', '.join(last.get('failed', []))}; {p}): fix the "
-                   "rig and run `bpd rig check` again, or give --unchecked")

@@ -80,7 +80,7 @@ def check_trial(cfg: HilRunConfig) -> tuple:
         raise BpdError(f"{out}: {kind}; choose another --out (a trial never writes into an existing one)")
     spec = load_rig(cfg.rig)
     if cfg.port not in ("sim", "pil") and not cfg.unchecked:  # a real rig: not one whose last check failed
-        from hil.commission import refuse_unchecked
+        from hil.check_record import refuse_unchecked
         refuse_unchecked(spec, cfg.checks)
     return spec, load_host_policy(cfg.policy, cfg.runtime)
 

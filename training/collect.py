@@ -147,8 +147,10 @@ def load_dataset(path: str | Path, obs_dim: int | None = None, act_dim: int | No
     wrong dimensions or NaNs are one-line BpdErrors."""
     from training.minari_io import is_minari, read_minari
 
-    if is_minari(path):
-        ds = read_minari(str(path))
+    if is_minari(path):  # the arrays and record from Minari's reader, checked like a .npz's
+        meta, arrays = read_minari(str(path))
+        ds = Dataset(meta={"format": FORMAT, "format_version": FORMAT_VERSION} | meta, **arrays)
+        check_dataset(ds, f"Minari dataset {meta['source'].removeprefix('minari:')}")
     else:
         meta, a = load_arrays(path, FORMAT)
         missing = [k for k in Dataset.ARRAYS if k not in a]

@@ -21,14 +21,11 @@ import json
 import re
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
 from bpd.errors import BpdError
-
-if TYPE_CHECKING:
-    from training.collect import Dataset
 
 PREFIX = "minari:"
 MARKER = "bpd-meta: "
@@ -91,13 +88,13 @@ def content_hash(spec: str) -> str:
     return h.hexdigest()
 
 
-def _episode_bounds(ds: Dataset) -> list[tuple[int, int]]:
+def _episode_bounds(ds: Any) -> list[tuple[int, int]]:
     ends = np.flatnonzero((ds.terminals > 0) | (ds.truncations > 0))
     starts = np.concatenate([[0], ends[:-1] + 1])
     return [(int(a), int(b) + 1) for a, b in zip(starts, ends)]
 
 
-def write_minari(ds: Dataset, spec: str) -> str:
+def write_minari(ds: Any, spec: str) -> str:
     """Write a bpd dataset as a new Minari dataset; returns its id. An existing id is refused (nothing is
     replaced)."""
     minari = _minari()
@@ -129,10 +126,9 @@ def write_minari(ds: Dataset, spec: str) -> str:
     return ds_id
 
 
-def read_minari(spec: str) -> Dataset:
-    """A Minari dataset as a bpd Dataset (validated like a .npz)."""
+def read_minari(spec: str) -> tuple[dict, dict[str, np.ndarray]]:
+    """A Minari dataset's record and arrays, as training.collect.load_dataset makes a Dataset of them."""
     minari = _minari()
-    from training.collect import FORMAT, FORMAT_VERSION, Dataset, check_dataset
 
     ds_id = dataset_id(spec)
     try:
@@ -189,15 +185,13 @@ def read_minari(spec: str) -> Dataset:
     if not env_id:
         raise BpdError(f"Minari dataset {ds_id}: records no environment")
     od, ad = arr["observations"].shape[1], arr["actions"].shape[1]
-    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "env_id": env_id, "obs_dim": od, "act_dim": ad,
+    meta = {"env_id": env_id, "obs_dim": od, "act_dim": ad,
             "steps": len(arr["observations"]), "episodes": len(episodes), "source": f"{PREFIX}{ds_id}",
             "labels": "teacher actions" if labelled else "the dataset's actions (no teacher actions recorded)"}
     meta = {k: v for k, v in recorded.items() if k not in meta} | meta
-    ds = Dataset(meta=meta, obs_mean=arr["observations"].mean(0), obs_std=arr["observations"].std(0) + 1e-3,
-                 action_low=np.asarray(space.low, np.float32), action_high=np.asarray(space.high, np.float32),
-                 **arr)
-    check_dataset(ds, f"Minari dataset {ds_id}")
-    return ds
+    return meta, arr | {"obs_mean": arr["observations"].mean(0), "obs_std": arr["observations"].std(0) + 1e-3,
+                        "action_low": np.asarray(space.low, np.float32),
+                        "action_high": np.asarray(space.high, np.float32)}
 
 
 def _bpd_meta(description: str) -> dict:

@@ -1,0 +1,32 @@
+"""The record `bpd rig check` leaves for each rig, and `bpd hil run`'s refusal of a rig whose last check
+failed: apart from the check itself (hil/commission.py), so that the trial reads it without importing the
+check, which starts trials of its own."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from bpd.errors import BpdError
+from bpd.io import read_json
+from firmware_host.rig import RigSpec
+
+
+def rig_hash(spec: RigSpec) -> str:
+    return hashlib.sha256(spec.path.read_bytes()).hexdigest() if spec.path else ""
+
+
+def refuse_unchecked(spec: RigSpec, record: str | Path) -> None:
+    """For `bpd hil run`: a rig whose last check failed (or whose YAML changed since a failed check) is
+    refused; one never checked, or whose last check passed, is not."""
+    p = Path(record) / f"{spec.name}.json"
+    if not p.is_file():
+        return
+    last = read_json(p, "rig check record")
+    if not isinstance(last, dict) or last.get("passed") is True and last.get("rig_sha256") == rig_hash(spec):
+        return
+    if last.get("passed") is True:
+        raise BpdError(f"rig {spec.name}: its YAML changed since its last check ({p}): run `bpd rig check` "
+                       "again, or give --unchecked")
+    raise BpdError(f"rig {spec.name}: its last check failed ({', '.join(last.get('failed', []))}; {p}): fix the "
+                   "rig and run `bpd rig check` again, or give --unchecked")
