@@ -33,7 +33,6 @@ from bpd.errors import BpdError
 from bpd.io import (
     atomic_write,
     check_output_dir,
-    path_for_record,
     read_json,
     save_png,
     sha256_file,
@@ -515,11 +514,7 @@ def _prepare_run_dir(run: Run, cfg: DistillConfig) -> None:
         return  # config.json keeps recording how the run began
     if run.dir.exists() and any(run.dir.iterdir()):
         raise BpdError(f"{run.dir} exists and is not a bpd run directory (no config.json); choose another --out")
-    rec = to_dict(cfg)
-    for k in ("teacher", "dataset"):  # files named relative to the run directory, so any folder can read them
-        if Path(rec[k]).is_file():
-            rec[k] = path_for_record(rec[k], run.dir)
-    write_json(run.config, rec | fp | {"bpd_version": bpd.__version__})
+    write_json(run.config, to_dict(cfg) | fp | {"bpd_version": bpd.__version__})
 
 
 def _save_checkpoint(path: Path, trainer: BPDTrainer, gen: torch.Generator, elapsed: float) -> None:
