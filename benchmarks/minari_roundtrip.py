@@ -16,28 +16,22 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import torch  # noqa: E402
+from hil_benchmark import bpd  # noqa: E402  (the `bpd` command as a user runs it)
 
-from bpd.io import bpd_executable, write_json, write_text  # noqa: E402
+from bpd.io import write_json, write_text  # noqa: E402
 from training.student import load_student  # noqa: E402
 
 TEACHER = "benchmarks/teachers/InvertedPendulum-v5.npz"
 OUT = ROOT / "benchmarks" / "results" / "minari_roundtrip"
-
-
-def bpd(*args: str, env: dict) -> str:
-    p = subprocess.run([bpd_executable(), *args], capture_output=True, text=True, env=env, cwd=ROOT)
-    if p.returncode:
-        raise SystemExit(f"bpd {' '.join(args)}: {p.stderr.strip()}")
-    return p.stdout
 
 
 def markdown(res: dict) -> str:
@@ -70,20 +64,20 @@ def main() -> None:
         res = json.loads(OUT.with_suffix(".json").read_text())
     else:
         work = a.work or Path(tempfile.mkdtemp(prefix="bpd-minari-"))
-        env = dict(os.environ, MINARI_DATASETS_PATH=str(work / "minari"))
+        os.environ["MINARI_DATASETS_PATH"] = str(work / "minari")  # the `bpd` children's Minari store
         rows = []
         for seed in a.seeds:
             ds_npz, ds_id = work / f"d{seed}.npz", f"bpd/roundtrip-s{seed}-v0"
-            common = ["--teacher", TEACHER, "--steps", str(a.collect_steps), "--seed", str(seed), "--no-progress"]
-            bpd("collect", *common, "--out", str(ds_npz), env=env)
-            bpd("collect", *common, "--out", ds_id, "--format", "minari", env=env)
+            teacher = str(ROOT / TEACHER)
+            common = ["--teacher", teacher, "--steps", str(a.collect_steps), "--seed", str(seed), "--no-progress"]
+            bpd("collect", *common, "--out", str(ds_npz))
+            bpd("collect", *common, "--out", ds_id, "--format", "minari")
             row: dict = {"seed": seed}
             for name, ds in (("npz", str(ds_npz)), ("minari", f"minari:{ds_id}")):
                 run = work / f"{name}{seed}"
-                bpd("distill", "--teacher", TEACHER, "--dataset", ds, "--out", str(run), "--steps", str(a.steps),
-                    "--seed", str(seed), "--no-progress", env=env)
-                ev = json.loads(bpd("evaluate", str(run), "--episodes", str(a.episodes), "--seed", "0", "--json",
-                                    env=env))
+                bpd("distill", "--teacher", teacher, "--dataset", ds, "--out", str(run), "--steps", str(a.steps),
+                    "--seed", str(seed), "--no-progress")
+                ev = json.loads(bpd("evaluate", str(run), "--episodes", str(a.episodes), "--seed", "0", "--json"))
                 row[name] = {k: ev[k] for k in ("return_mean", "return_std", "params_nonzero")}
             a_s, b_s = (load_student(work / f"{n}{seed}" / "student.pt")[0].state_dict() for n in ("npz", "minari"))
             row["same"] = a_s.keys() == b_s.keys() and all(torch.equal(a_s[k], b_s[k]) for k in a_s)

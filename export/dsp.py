@@ -1,17 +1,17 @@
 """The integer kernel's layers on cores with the DSP extension (Cortex-M4, M7): straight-line Thumb-2.
 
 Each layer's inputs sit in memory as int16 pairs, one 32-bit word per pair of columns (the pairs chosen
-by `pair_columns` so that both halves of a word carry weights in as many rows as possible). A layer is
-computed in tiles: a group of R output rows keeps its R accumulators in registers, and for each chunk of
-C consecutive input words that the group uses, the words are loaded once (one LDMIA, or an LDR each when
-fewer are needed) and every (row, word) with a nonzero weight takes one SMLAD: two 16-bit products and
-the add in one instruction. The weights are int16 pairs in one table in the order the code uses them,
-each group's biases first, loaded G words at a time with LDMIA; no index, no literal pool. R + C + G
-is at most 12: the accumulators in r4-r12 and lr, the inputs and weights in what is left of them and
-in r2 and r3, which hold the output and the middle of the tanh table and are reloaded from the stack
-(one LDRD) after a group's sums when the group used them; r0 walks the inputs, r1 the table. R, C
-and G are chosen per layer by counting the instructions each choice emits, and rows are grouped by
-the words they use.
+by `training.pairs.pair_columns`, which BPD's --pair-partners fine-tune uses too, so that both halves of
+a word carry weights in as many rows as possible). A layer is computed in tiles: a group of R output
+rows keeps its R accumulators in registers, and for each chunk of C consecutive input words that the
+group uses, the words are loaded once (one LDMIA, or an LDR each when fewer are needed) and every (row,
+word) with a nonzero weight takes one SMLAD: two 16-bit products and the add in one instruction. The
+weights are int16 pairs in one table in the order the code uses them, each group's biases first, loaded
+G words at a time with LDMIA; no index, no literal pool. R + C + G is at most 12: the accumulators in
+r4-r12 and lr, the inputs and weights in what is left of them and in r2 and r3, which hold the output
+and the middle of the tanh table and are reloaded from the stack (one LDRD) after a group's sums when
+the group used them; r0 walks the inputs, r1 the table. R, C and G are chosen per layer by counting the
+instructions each choice emits, and rows are grouped by the words they use.
 
 After a group, each row's accumulator becomes its activation in at most three instructions: tanh is
 `ssat` (the shift to the table's step and the clamp in one) and `ldrsh` from the table, ReLU is `usat`
@@ -28,7 +28,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from bpd.errors import BpdError
-from training.pairs import pair_columns  # noqa: F401 - the pairing, also used by training's fine-tune
 
 POOL = ("r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "lr")  # accumulators, inputs, weights
 SPARE = ("r2", "r3")  # the output and tanh pointers: inputs and weights may take them, reloaded after

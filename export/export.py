@@ -126,8 +126,8 @@ def load_source(path: str | Path) -> Source:
 
 
 def _recorded(path: str | None, run_dir: Path) -> str | None:
-    """A run's recorded teacher or dataset: a file relative to the run directory (older runs: to the folder
-    distill ran in), or a Minari dataset's name as it is."""
+    """A run's recorded teacher or dataset: a file path as distill was given it (tried beside the run first,
+    then from the working directory), or a Minari dataset's name as it is."""
     from bpd.io import path_from_record
 
     if not path or path.startswith("minari:"):
@@ -319,13 +319,12 @@ def _choose_kernel(cfg: ExportConfig, src: Source, net: CollapsedNet, out: Path,
                 why = f"its emulated {MEASURED_ON} build differs from the checked host build (max abs {dsp:.2e})"
             elif share > cfg.int_budget:
                 why = f"action error {100 * share:.2f} % of the range, over --int-budget {100 * cfg.int_budget:g} %"
-            elif choose({chosen: figures[chosen], "integer": figures["integer"]}, cfg.flash_budget)[0] != "integer":
+            elif (pick := choose({chosen: figures[chosen], "integer": int_cost}, cfg.flash_budget))[0] != "integer":
                 why = "not cheaper than the float kernel the rule picks"
             else:
                 keep, why = _keeps_return(cfg, src, where["integer"], where[chosen])
                 if keep:
-                    chosen, rule = "integer", choose({chosen: figures[chosen], "integer": figures["integer"]},
-                                                     cfg.flash_budget)[1] + f"; {why}"
+                    chosen, rule = "integer", f"{pick[1]}; {why}"
             cands["integer"]["verdict"] = why
     else:
         chosen, rule = cfg.kernel, "forced by --kernel"

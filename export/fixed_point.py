@@ -376,7 +376,8 @@ def _activation_c(v: str, L: IntLayer, r: int) -> str:
 def dsp_layers(q: IntNet) -> tuple[str, np.ndarray, list[int], list[list[tuple[int, int | None]]], list[dict]]:
     """The DSP assembly of every layer, the weight table, each layer's offset into it, each layer's input
     pairs and each layer's chosen (R, C, G) with its instruction count."""
-    from export.dsp import Act, best_layer, inputs_asm, layer_asm, pair_columns, slots
+    from export.dsp import Act, best_layer, inputs_asm, layer_asm, slots
+    from training.pairs import pair_columns
 
     pairs = [pair_columns(L.wq) for L in q.layers]
     asm = [inputs_asm("bpd_dsp_inputs", [int(f) for f in q.in_frac], slots(pairs[0]))]

@@ -233,7 +233,7 @@ def test_int_kernel_has_no_float_instruction(tmp_path, target):
 def test_pair_columns_pairs_the_columns_that_share_rows():
     """Columns 0 and 2 share both rows, 1 and 3 share one: those are the pairs; an empty column is left out
     and an odd one out gets a zero half."""
-    from export.dsp import pair_columns
+    from training.pairs import pair_columns
 
     w = np.array([[1, 5, 2, 0, 0, 7], [3, 0, 4, 6, 0, 0], [0, 1, 0, 1, 0, 0]])
     assert pair_columns(w) == [(0, 2), (1, 3), (5, None)]

@@ -53,8 +53,8 @@ class LinearSVDO(nn.Module):
         is read from the parameters, so a saved student carries it), kept weights' log sigma^2 so far
         below that they stay kept; log sigma^2 takes no more gradient. partners: the pair partner of
         every kept weight (training/pairs.py) is kept too, from zero, among the live columns (live: the
-        previous layer's surviving units; all by default). Idempotent (a resumed run calls it again: a
-        layer already frozen keeps its mask as it is)."""
+        previous layer's surviving units; all by default). Idempotent: a layer already frozen keeps its mask
+        (a resumed run sets the flags alone, with mark_frozen)."""
         from training.pairs import with_partners
 
         keep = self.mask().bool()
@@ -67,14 +67,12 @@ class LinearSVDO(nn.Module):
             keep = torch.as_tensor(k, device=keep.device)
         self.log_sigma2.copy_(torch.where(keep, torch.full_like(self.log_sigma2, -40.0),
                                           torch.full_like(self.log_sigma2, 40.0)))
-        self.log_sigma2.requires_grad_(False)
         if self.unit_gates:
             units = self.unit_mask().bool()
             self.gate_mu.mul_(units.to(self.gate_mu.dtype))
             self.gate_log_sigma2.copy_(torch.where(units, torch.full_like(self.gate_log_sigma2, -40.0),
                                                    torch.full_like(self.gate_log_sigma2, 40.0)))
-            self.gate_log_sigma2.requires_grad_(False)
-        self.deterministic = True
+        self.mark_frozen()
 
     def mark_frozen(self) -> None:
         """The flags freeze() sets (not state: a resumed run's saved parameters are already frozen)."""
