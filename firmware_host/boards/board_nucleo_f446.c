@@ -33,19 +33,9 @@
 #error "the nucleo-f446 board needs a rig with a wiring block (firmware_host/rigs/*.yaml)"
 #endif
 
-#define REG(addr) (*(volatile uint32_t *)(addr))
-#define REG8(addr) (*(volatile uint8_t *)(addr))
+#include "stm32f4_rcc.h" /* RCC (RM0390 section 6.3) and FLASH_ACR */
 
-/* RCC (RM0390 section 6.3) */
-#define RCC_BASE 0x40023800u
-#define RCC_CR REG(RCC_BASE + 0x00u)
-#define RCC_PLLCFGR REG(RCC_BASE + 0x04u)
-#define RCC_CFGR REG(RCC_BASE + 0x08u)
-#define RCC_AHB1ENR REG(RCC_BASE + 0x30u)
-#define RCC_APB1ENR REG(RCC_BASE + 0x40u)
-#define RCC_APB2ENR REG(RCC_BASE + 0x44u)
-#define RCC_CSR REG(RCC_BASE + 0x74u)
-#define FLASH_ACR REG(0x40023C00u)
+#define REG8(addr) (*(volatile uint8_t *)(addr))
 
 /* GPIO (section 7.4): port n at 0x40020000 + 0x400 n */
 #define GPIO(port) (0x40020000u + 0x400u * (uint32_t)(port))

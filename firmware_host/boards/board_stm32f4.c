@@ -12,17 +12,8 @@
 
 #include "board.h"
 #include "bpd_rig_config.h"
+#include "stm32f4_rcc.h"
 
-#define REG(addr) (*(volatile uint32_t *)(addr))
-
-#define RCC_BASE 0x40023800u
-#define RCC_CR REG(RCC_BASE + 0x00u)
-#define RCC_PLLCFGR REG(RCC_BASE + 0x04u)
-#define RCC_CFGR REG(RCC_BASE + 0x08u)
-#define RCC_AHB1ENR REG(RCC_BASE + 0x30u)
-#define RCC_APB1ENR REG(RCC_BASE + 0x40u)
-#define RCC_APB2ENR REG(RCC_BASE + 0x44u)
-#define FLASH_ACR REG(0x40023C00u)
 #define GPIOA_MODER REG(0x40020000u)
 #define GPIOA_AFRL REG(0x40020020u)
 #define GPIOA_AFRH REG(0x40020024u)
