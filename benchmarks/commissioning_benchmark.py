@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from firmware_host.sim import FAULTS
+from firmware_host.rig.sim import FAULTS
 from hil.commission import FINDINGS, RigCheckConfig, found, run_check
 
 HERE = Path(__file__).resolve().parent

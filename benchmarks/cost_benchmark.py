@@ -6,9 +6,9 @@ For every finished cell whose run directory holds its student (run/student.pt), 
 as `bpd export` does by default (`--kernel auto`, which builds the generic, compact and generated kernels,
 checks each against torch and measures each on an emulated Cortex-M4F) with `--int` beside it, and the
 integer kernel is measured on the Cortex-M4F and the Cortex-M0+. Per student: exact instructions
-(unicorn), estimated cycles (firmware_host/cycle_model.py; docs/cycle_model.md), the flash of the
+(unicorn), estimated cycles (firmware_host/measure/cycle_model.py; docs/cycle_model.md), the flash of the
 policy's own code and data in the linked image, and the scalar arithmetic floor (one instruction per
-nonzero multiply-add, bias, activation and output operation: `firmware_host.measure.arithmetic_floor`).
+nonzero multiply-add, bias, activation and output operation: `firmware_host.measure.bench.arithmetic_floor`).
 Writes OUT/cost.json and OUT/cost.md (regenerated from cost.json by `--table-only`). Numbers come
 from emulation and the cycle model, never from timing: the same export gives the same figures on any
 machine.
@@ -46,7 +46,7 @@ def returns(env_id: str, export_dir: Path, episodes: int, seed: int) -> dict:
 
 def measure_student(run: Path, out: Path, dataset: str | None, env_id: str, episodes: int, seed: int) -> dict:
     from export.export import ExportConfig, run_export
-    from firmware_host.measure import arithmetic_floor, kernel_cost
+    from firmware_host.measure.bench import arithmetic_floor, kernel_cost
 
     # the export's own closed-loop episodes (the plan's count) let its rule weigh the integer kernel, as the
     # runner's cells do

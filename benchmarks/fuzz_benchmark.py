@@ -20,7 +20,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from bpd.io import write_json, write_text  # noqa: E402
-from firmware_host.fuzz import HARNESSES, run  # noqa: E402
+from firmware_host.measure.fuzz import HARNESSES, run  # noqa: E402
 
 
 def main() -> None:
@@ -43,7 +43,7 @@ def main() -> None:
                                         "harnesses": results})
     lines = ["# Fuzzing the wire parser and the firmware's command handling", "",
              f"libFuzzer with AddressSanitizer and UndefinedBehaviorSanitizer ({clang}), seed corpora from "
-             "`firmware_host/fuzz/corpus/`, `python benchmarks/fuzz_benchmark.py`.", "",
+             "`firmware_host/c/fuzz/corpus/`, `python benchmarks/fuzz_benchmark.py`.", "",
              "| harness | executions | exec/s | covered edges | features | corpus | finding |",
              "|---|---|---|---|---|---|---|"]
     for r in results:

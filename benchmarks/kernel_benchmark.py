@@ -117,8 +117,8 @@ def run_exports(run: Path, w: Path, work: Path) -> None:
 
 
 def emulate(target: str, d: Path, work: Path, obs: np.ndarray, act_dim: int, fast: bool = False) -> dict:
-    from firmware_host.build import BENCH
-    from firmware_host.measure import emulate_build
+    from firmware_host.measure.bench import emulate_build
+    from firmware_host.measure.build import BENCH
 
     srcs = [d / "policy.c", d / "policy_weights.c", BENCH / "bench_bpd.c"]
     strict = set(srcs) | {BENCH / "bench_main.c"}
@@ -128,8 +128,8 @@ def emulate(target: str, d: Path, work: Path, obs: np.ndarray, act_dim: int, fas
 
 
 def peers(onnx_path: Path, work: Path, obs: np.ndarray, act_dim: int) -> dict:
-    from firmware_host.build import BENCH
-    from firmware_host.measure import emulate_build, make_emlearn, make_emx
+    from firmware_host.measure.bench import emulate_build, make_emlearn, make_emx
+    from firmware_host.measure.build import BENCH
 
     out = {}
     for peer, make, pol in (("emx-onnx-cgen", make_emx, ["emx_model"]), ("emlearn", make_emlearn, ["bench_emlearn"])):
@@ -168,7 +168,7 @@ def rig_returns(rig: str, forms: dict, episodes: int, w: Path) -> dict:
 
 
 def measure(name: str, w: Path, env_id: str, rig: str | None, episodes: int) -> dict:
-    from firmware_host.measure import arithmetic_floor
+    from firmware_host.measure.bench import arithmetic_floor
 
     rep = json.loads((w / "generic" / "export_report.json").read_text())
     info = json.loads((w / "generic" / "export.json").read_text())
@@ -219,9 +219,9 @@ def stack_figures(w: Path) -> dict:
     """Firmware images (core + board layer + policy) of one student: flash and RAM per part, the
     whole-image stack bound from the call graph, and the stack painted under emulation over a host
     session (HELLO, CONFIG device mode, START, three ticks)."""
-    from firmware_host.build import FIRMWARE_PARTS, build_firmware_image, image_report
-    from firmware_host.codec import encode
-    from firmware_host.stack import painted_stack
+    from firmware_host.measure.build import FIRMWARE_PARTS, build_firmware_image, image_report
+    from firmware_host.measure.stack import painted_stack
+    from firmware_host.wire.codec import encode
 
     rx = (encode("hello", 1, protocol=1) + encode("config", 2, period_us=5000, watchdog_ticks=50, mode=1,
                                                    action_limit=3.0, pos_limit=1.0, angle_limit=1.0)

@@ -29,7 +29,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
 from bpd.io import portable_path, write_json, write_text  # noqa: E402
-from firmware_host.swingup import SwingUpEnv, wrap_angle  # noqa: E402
+from firmware_host.rig.swingup import SwingUpEnv, wrap_angle  # noqa: E402
 
 RIG = "rotary-pendulum"
 ACTION_RANGE = 20.0  # V, from -10 to +10
@@ -127,8 +127,8 @@ def cost_states(act, n: int = 60) -> np.ndarray:
 
 def device_cost(export_dir: Path, states: np.ndarray, work: Path) -> dict:
     """Cortex-M4F instructions per control tick (emulated, exact counts) and flash of the firmware."""
-    from firmware_host.build import BENCH, build_firmware_image, image_report
-    from firmware_host.measure import emulate_build
+    from firmware_host.measure.bench import emulate_build
+    from firmware_host.measure.build import BENCH, build_firmware_image, image_report
 
     srcs = [export_dir / "policy.c", export_dir / "policy_weights.c", BENCH / "bench_bpd.c"]
     e = emulate_build("cortex-m4f", srcs, [export_dir, BENCH], work / "emu", states, 1,
@@ -354,7 +354,7 @@ def main() -> None:
             raise SystemExit("--distill-seeds needs --teacher")
         args.student += distill_students(args.teacher[0], args.distill_seeds, args.work, args.distill_steps,
                                          args.dataset_steps, args.eta_max)
-    from firmware_host.classical import export_classical
+    from firmware_host.rig.classical import export_classical
 
     work = args.work
     cx = work / "classical_export"

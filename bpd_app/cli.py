@@ -26,7 +26,7 @@ def _evaluate(ns):
 
 def _compress(ns):
     from bpd_app.compress import CompressConfig, markdown, run_compress
-    from firmware_host.measure import policy_cost
+    from firmware_host.measure.bench import policy_cost
 
     cfg = from_namespace(CompressConfig, ns)
     res = run_compress(cfg, policy_cost)

@@ -9,7 +9,7 @@ tanh within the budget, and with the table tanh, a cubic per interval of 1/16: n
 
 `bpd export` (`--kernel auto`, the default) builds all three, checks each against torch on the parity
 states, measures each on an emulated Cortex-M4F when the tools are present (a `KernelMeter`: the
-cycles the instruction mix costs by firmware_host/cycle_model.py, and the flash of the policy's own
+cycles the instruction mix costs by firmware_host/measure/cycle_model.py, and the flash of the policy's own
 code and data in the linked image), and ships the rule's choice:
 
     among the kernels whose policy flash is within --flash-budget (default 48 kB: a 64 kB part less

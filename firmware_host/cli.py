@@ -4,7 +4,7 @@
 
 def _build(ns):
     from bpd.config import from_namespace
-    from firmware_host.build import FirmwareBuildConfig, firmware_build
+    from firmware_host.measure.build import FirmwareBuildConfig, firmware_build
 
     r = firmware_build(from_namespace(FirmwareBuildConfig, ns))
     parts = ", ".join(f"{k} {v['flash_bytes']}/{v['ram_bytes']}" for k, v in r["parts"].items())
@@ -26,7 +26,7 @@ def _build(ns):
 def _export(ns):
     from bpd.config import from_namespace
     from export.export import ExportConfig, format_report, run_export
-    from firmware_host.measure import kernel_cost
+    from firmware_host.measure.bench import kernel_cost
 
     cfg = from_namespace(ExportConfig, ns)
     if cfg.teacher:
@@ -52,7 +52,7 @@ def _check_teacher_of_source(teacher: str, source: str) -> None:
 
 def _student_select(ns):
     from bpd.config import from_namespace
-    from firmware_host.measure import policy_cost
+    from firmware_host.measure.bench import policy_cost
     from training.cli import report_select
     from training.selection import SelectConfig, run_select
 
@@ -61,7 +61,7 @@ def _student_select(ns):
 
 def _bench(ns):
     from bpd.config import from_namespace
-    from firmware_host.measure import BenchConfig, run_bench
+    from firmware_host.measure.bench import BenchConfig, run_bench
 
     cfg = from_namespace(BenchConfig, ns)
     r: dict = {}
@@ -76,9 +76,9 @@ COMMANDS = {
                        "near the best, every candidate judged"),
     "export": ("export.export:ExportConfig", _export, "collapse a student to ONNX + C with parity against torch; "
                "the C kernel chosen by its measured Cortex-M4F cost"),
-    "firmware build": ("firmware_host.build:FirmwareBuildConfig", _build,
+    "firmware build": ("firmware_host.measure.build:FirmwareBuildConfig", _build,
                        "build an image with an exported policy for a Cortex-M target or the host"),
-    "bench": ("firmware_host.measure:BenchConfig", _bench,
+    "bench": ("firmware_host.measure.bench:BenchConfig", _bench,
               "measure inference cost: host runtimes, emulated Cortex-M, dense peers"),
 }
 
@@ -99,7 +99,7 @@ def _new_dir_removed_on_failure(d: str | None, run) -> None:
 
 def _rig_sim(ns):
     from bpd.config import check_ranges, from_namespace
-    from firmware_host.sim import RigSimConfig, rig_sim
+    from firmware_host.rig.sim import RigSimConfig, rig_sim
 
     cfg = from_namespace(RigSimConfig, ns)
     check_ranges(cfg, {"action_timeout": (0, 3600, "open")})
@@ -108,22 +108,22 @@ def _rig_sim(ns):
 
 def _flash(ns):
     from bpd.config import from_namespace
-    from firmware_host.flash import FirmwareFlashConfig, firmware_flash
+    from firmware_host.measure.flash import FirmwareFlashConfig, firmware_flash
 
     print(firmware_flash(from_namespace(FirmwareFlashConfig, ns)))
 
 
-COMMANDS["firmware flash"] = ("firmware_host.flash:FirmwareFlashConfig", _flash,
+COMMANDS["firmware flash"] = ("firmware_host.measure.flash:FirmwareFlashConfig", _flash,
                               "write a board build to the board through pyOCD (the 'flash' extra) and reset it")
 
-COMMANDS["rig sim"] = ("firmware_host.sim:RigSimConfig", _rig_sim,
+COMMANDS["rig sim"] = ("firmware_host.rig.sim:RigSimConfig", _rig_sim,
                        "start a simulated rig (MuJoCo plant + firmware core) on a pseudo-terminal")
 
 
 def _rig_pil(ns):
     from bpd.config import check_ranges, from_namespace
     from bpd.io import check_output_path
-    from firmware_host.pil import RigPilConfig, rig_pil
+    from firmware_host.measure.pil import RigPilConfig, rig_pil
 
     cfg = from_namespace(RigPilConfig, ns)
     check_ranges(cfg, {"action_timeout": (0, 3600, "open")})
@@ -132,14 +132,14 @@ def _rig_pil(ns):
     _new_dir_removed_on_failure(cfg.build_dir, lambda: rig_pil(cfg))
 
 
-COMMANDS["rig pil"] = ("firmware_host.pil:RigPilConfig", _rig_pil,
+COMMANDS["rig pil"] = ("firmware_host.measure.pil:RigPilConfig", _rig_pil,
                        "run the firmware image in QEMU (STM32F405) with the MuJoCo plant on its second UART; "
                        "prints the host UART's pty path")
 
 
 def _classical_export(ns):
     from bpd.config import from_namespace
-    from firmware_host.classical import ClassicalExportConfig, export_classical
+    from firmware_host.rig.classical import ClassicalExportConfig, export_classical
 
     cfg = from_namespace(ClassicalExportConfig, ns)
     info = export_classical(cfg.rig, cfg.out)
@@ -147,6 +147,6 @@ def _classical_export(ns):
     print(f"classical controller for {info['rig']}: energy swing-up + LQR K = [{k}] -> {cfg.out}")
 
 
-COMMANDS["classical export"] = ("firmware_host.classical:ClassicalExportConfig", _classical_export,
+COMMANDS["classical export"] = ("firmware_host.rig.classical:ClassicalExportConfig", _classical_export,
                                 "write the energy swing-up + LQR controller of a rotary pendulum rig as an "
                                 "export directory (runs on the device like a policy)")

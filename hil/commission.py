@@ -21,7 +21,7 @@ rig's action limit, the checks run one by one, each only when the ones it needs 
 It prints a pass/fail table with the fix of each failure and saves the result (`--record`, one
 JSON file per rig); `bpd hil run` refuses a rig whose last check failed (or whose YAML changed since a
 failed check) unless given `--unchecked`. `--port sim` checks the simulated rig on the bench, with
-one of its wiring faults (`--fault`, firmware_host/sim.py FAULTS) or none.
+one of its wiring faults (`--fault`, firmware_host/rig/sim.py FAULTS) or none.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ from bpd.config import check_ranges, field
 from bpd.errors import BpdError
 from bpd.io import write_json
 from firmware_host.rig import Plant, RigSpec, load_rig
-from firmware_host.sim import FAULTS, bench_spec
-from firmware_host.wire_spec import FLAGS, PROTOCOL_VERSION
+from firmware_host.rig.sim import FAULTS, bench_spec
+from firmware_host.wire.spec import FLAGS, PROTOCOL_VERSION
 from hil.check_record import refuse_unchecked, rig_hash  # noqa: F401 - hil run's refusal lives there
 from hil.link import DeviceLink, LinkError
 
@@ -56,7 +56,7 @@ class RigCheckConfig:
     seed: int = field(0, help="seed of the simulated rig")
 
 
-# What each fault of the simulated rig (firmware_host/sim.py FAULTS) must be found as on
+# What each fault of the simulated rig (firmware_host/rig/sim.py FAULTS) must be found as on
 # desktop-cartpole: the check that fails and a piece of its fix. The tests and the benchmark judge by it.
 FINDINGS = {
     "reversed-encoder": ("pendulum direction and scale", "set wiring.encoders[1].invert: true"),

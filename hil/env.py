@@ -11,9 +11,9 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
-from firmware_host.codec import Frame
 from firmware_host.rig import load_rig
-from firmware_host.wire_spec import FLAGS
+from firmware_host.wire.codec import Frame
+from firmware_host.wire.spec import FLAGS
 from hil.link import DeviceLink
 
 

@@ -1,7 +1,7 @@
 """A session with a device over anything pyserial opens (a device path, a pty, socket://):
 handshake, configuration, start/stop/reset, frames in and actions out.
 
-Transport: serial.serial_for_url. Codec: firmware_host.codec (pure). This layer adds sequence numbers,
+Transport: serial.serial_for_url. Codec: firmware_host.wire.codec (pure). This layer adds sequence numbers,
 timeouts and the safe close (stop before the port closes).
 """
 
@@ -12,8 +12,8 @@ import time
 from collections import deque
 
 from bpd.errors import BpdError
-from firmware_host.codec import Frame, Parser, encode
-from firmware_host.wire_spec import ACK, BY_NAME, FAULTS, MODES, PROTOCOL_VERSION
+from firmware_host.wire.codec import Frame, Parser, encode
+from firmware_host.wire.spec import ACK, BY_NAME, FAULTS, MODES, PROTOCOL_VERSION
 
 log = logging.getLogger("bpd.hil")
 

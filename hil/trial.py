@@ -27,7 +27,7 @@ from bpd.errors import BpdError
 from bpd.io import bpd_executable, check_output_dir, portable_argv, portable_path, write_json
 from bpd.process import die_with_parent
 from firmware_host.rig import load_rig
-from firmware_host.wire_spec import CAPS, FLAGS
+from firmware_host.wire.spec import CAPS, FLAGS
 from hil.link import DeviceFault, DeviceLink, DeviceRestarted, LinkError
 from hil.policy import load_host_policy
 from hil.ticklog import TickLog, timing_summary

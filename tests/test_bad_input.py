@@ -25,7 +25,7 @@ from bpd.io import load_arrays, save_arrays
 from bpd_app.cli import main
 
 INTERNAL = 70
-FW = Path(__file__).resolve().parent.parent / "firmware_host" / "rigs"
+FW = Path(__file__).resolve().parent.parent / "firmware_host" / "rig" / "rigs"
 
 
 # --------------------------------------------------------------------------- shared artifacts
@@ -1075,8 +1075,8 @@ def test_failed_multitask_train_leaves_no_run_directory(base, tmp_path, monkeypa
 
 
 def test_failed_firmware_build_and_rig_sim_leave_no_directory(base, tmp_path, monkeypatch, capsys):
-    import firmware_host.build as fb
-    import firmware_host.sim as sim
+    import firmware_host.measure.build as fb
+    import firmware_host.rig.sim as sim
     from bpd.errors import BpdError
 
     def fail_in(d_of):
@@ -1094,7 +1094,7 @@ def test_failed_firmware_build_and_rig_sim_leave_no_directory(base, tmp_path, mo
 
 
 def test_failed_bench_leaves_no_results_directory(base, tmp_path, monkeypatch, capsys):
-    import firmware_host.measure as measure
+    import firmware_host.measure.bench as measure
     from bpd.errors import BpdError
 
     def fail(info, exp, out):
@@ -1111,7 +1111,7 @@ def test_failed_bench_leaves_no_results_directory(base, tmp_path, monkeypatch, c
 def test_an_export_names_its_source_from_any_working_directory(base, tmp_path, monkeypatch):
     """Paths an export records are relative to the export, so a consumer finds its run from elsewhere."""
     from bpd.io import path_from_record
-    from firmware_host.measure import _run_inputs
+    from firmware_host.measure.bench import _run_inputs
 
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
@@ -1136,7 +1136,7 @@ def test_a_rig_name_never_reaches_c_unchecked(tmp_path):
 
     from bpd.errors import BpdError
     from firmware_host.rig import load_rig
-    from firmware_host.rig_codegen import generate_rig_header
+    from firmware_host.rig.codegen import generate_rig_header
 
     spec = load_rig("gym-inverted-pendulum")
     with pytest.raises(BpdError, match="cannot go into C"):

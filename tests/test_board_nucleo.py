@@ -12,8 +12,8 @@ import yaml
 
 from bpd.errors import BpdError
 from firmware_host.rig import load_rig
-from firmware_host.rig_codegen import generate_rig_header, wiring_table
-from firmware_host.rig_codegen import main as codegen_main
+from firmware_host.rig.codegen import generate_rig_header, wiring_table
+from firmware_host.rig.codegen import main as codegen_main
 from tests.conftest import pendulum_export
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,7 +90,7 @@ def test_bad_wiring_refused_in_one_line(tmp_path, edit, msg):
 def test_wiring_table_in_the_bring_up_guide_is_its_render(capsys):
     text = (ROOT / "hil" / "README.md").read_text()
     table = wiring_table(load_rig("desktop-cartpole"))
-    assert table in text, "hil/README.md: run python -m firmware_host.rig_codegen desktop-cartpole --wiring"
+    assert table in text, "hil/README.md: run python -m firmware_host.rig.codegen desktop-cartpole --wiring"
     assert "| pendulum encoder A | PB6 | TIM4 channel 1, encoder mode |" in table
     assert codegen_main(["desktop-cartpole", "--wiring"]) == 0 and capsys.readouterr().out == table
     with pytest.raises(BpdError, match="has no wiring block"):
@@ -101,8 +101,8 @@ def test_wiring_table_in_the_bring_up_guide_is_its_render(capsys):
 def test_nucleo_image_builds_with_warnings_as_errors(tmp_path):
     from elftools.elf.elffile import ELFFile
 
-    from firmware_host.build import build_firmware_image
-    from firmware_host.elf import symbol_table
+    from firmware_host.measure.build import build_firmware_image
+    from firmware_host.measure.elf import symbol_table
 
     img = build_firmware_image(pendulum_export(), "cortex-m4f", tmp_path / "b", rig="desktop-cartpole",
                                board="nucleo-f446")
@@ -149,7 +149,7 @@ def test_flash_without_pyocd_is_one_line(tmp_path, monkeypatch, capsys):
 
 
 def test_flash_refuses_a_build_for_no_real_board(tmp_path):
-    from firmware_host.flash import FirmwareFlashConfig, firmware_flash
+    from firmware_host.measure.flash import FirmwareFlashConfig, firmware_flash
 
     with pytest.raises(BpdError, match="built for board stm32f4-pil, not a real board"):
         firmware_flash(FirmwareFlashConfig(build=str(_board_build(tmp_path, "stm32f4-pil"))))
@@ -162,7 +162,7 @@ def test_flash_without_a_probe_is_one_line(tmp_path, monkeypatch):
     import sys
     import types
 
-    from firmware_host.flash import FirmwareFlashConfig, firmware_flash
+    from firmware_host.measure.flash import FirmwareFlashConfig, firmware_flash
 
     asked = {}
 

@@ -10,8 +10,8 @@ hypothesis = pytest.importorskip("hypothesis", reason="hypothesis not installed 
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from firmware_host.codec import Parser, cobs_decode, cobs_encode, encode  # noqa: E402
-from firmware_host.wire_spec import MAX_ACT, MAX_ENCODED, MAX_FRAME, MAX_OBS, MAX_PAYLOAD, MESSAGES  # noqa: E402
+from firmware_host.wire.codec import Parser, cobs_decode, cobs_encode, encode  # noqa: E402
+from firmware_host.wire.spec import MAX_ACT, MAX_ENCODED, MAX_FRAME, MAX_OBS, MAX_PAYLOAD, MESSAGES  # noqa: E402
 
 F32 = st.floats(width=32, allow_nan=False)
 VALUES = {"u8": st.integers(0, 0xFF), "u16": st.integers(0, 0xFFFF), "u32": st.integers(0, 0xFFFFFFFF), "f32": F32}

@@ -205,7 +205,7 @@ FLOAT_CALL = ("__aeabi_f", "__aeabi_d", "__aeabi_i2f", "__aeabi_ui2f", "__aeabi_
 @pytest.mark.parametrize("target", ["cortex-m0plus", "cortex-m4f"])
 def test_int_kernel_has_no_float_instruction(tmp_path, target):
     """Disassembles the compiled integer policy: no VFP instruction, no call into soft-float or libm."""
-    from firmware_host.build import OPT, TARGETS
+    from firmware_host.measure.build import OPT, TARGETS
 
     net = collapse(golden_policy())
     q = quantise(net, X, "golden")
@@ -246,7 +246,7 @@ def test_int_dsp_kernel_hand_computed_and_bit_exact_on_cortex_m4f(tmp_path):
     as the numpy model and the hand-computed value."""
     pytest.importorskip("unicorn")
     from export.collapse import CollapsedNet
-    from firmware_host.measure import kernel_cost
+    from firmware_host.measure.bench import kernel_cost
 
     net = CollapsedNet([np.array([[0.5, -0.25, 1.0], [0.0, 2.0, -1.0]], np.float32),
                         np.array([[1.0, -0.5]], np.float32)],
@@ -275,7 +275,7 @@ def test_int_dsp_tanh_kernel_hand_computed_on_cortex_m4f(tmp_path):
 
     from export.collapse import CollapsedNet
     from export.fixed_point import tanh_q15
-    from firmware_host.measure import BENCH, emulate_build
+    from firmware_host.measure.bench import BENCH, emulate_build
 
     net = CollapsedNet([np.array([[1.0, 0.5], [-2.0, 0.0]], np.float32), np.array([[0.5, 0.25]], np.float32)],
                        [np.array([0.0, 0.0], np.float32), np.array([0.125], np.float32)], "tanh", "tanh",
@@ -316,7 +316,7 @@ def test_int_kernel_too_wide_for_the_dsp_offsets_is_scalar_on_cortex_m4f(tmp_pat
     pytest.importorskip("unicorn")
     from export.collapse import CollapsedNet
     from export.dsp import MAX_OFFSET, OffsetRange, _off
-    from firmware_host.measure import BENCH, emulate_build
+    from firmware_host.measure.bench import BENCH, emulate_build
 
     rng = np.random.default_rng(5)
     w0 = (rng.standard_normal((2100, 3)) * (rng.random((2100, 3)) < 0.3)).astype(np.float32)

@@ -9,7 +9,7 @@ import pytest
 from bpd.errors import BpdError
 from bpd_app.cli import main
 from firmware_host.rig import load_rig
-from firmware_host.sim import FAULTS
+from firmware_host.rig.sim import FAULTS
 from hil.commission import FINDINGS, RigCheckConfig, found, refuse_unchecked, run_check
 
 

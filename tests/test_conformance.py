@@ -18,10 +18,10 @@ import time
 import numpy as np
 import pytest
 
-from firmware_host.codec import Frame, Parser, cobs_encode, crc16, encode
-from firmware_host.device import SoftwareDevice, build_device_library
 from firmware_host.rig import Plant, load_rig
-from firmware_host.wire_spec import ACK, BY_NAME, FAULTS, FLAGS, MESSAGES, PROTOCOL_VERSION
+from firmware_host.rig.device import SoftwareDevice, build_device_library
+from firmware_host.wire.codec import Frame, Parser, cobs_encode, crc16, encode
+from firmware_host.wire.spec import ACK, BY_NAME, FAULTS, FLAGS, MESSAGES, PROTOCOL_VERSION
 from hil.link import DeviceLink
 from tests.conftest import BPD, pendulum_export
 

@@ -1,4 +1,4 @@
-"""The board-independent driver logic (firmware_host/c/bpd_drivers.c), compiled on this machine with
+"""The board-independent driver logic (firmware_host/c/core/bpd_drivers.c), compiled on this machine with
 the strict flags and driven through ctypes, on hand-computed answers: encoder unwrapping across the
 16-bit timer's overflow, direction and scale; PWM duty, direction, clamps and blocked directions; the
 stop inputs; and the core's external-stop hook (an end stop ends the run as a limit stop, zero at once)."""
@@ -11,9 +11,9 @@ import subprocess
 import pytest
 
 from export.cc import OPT, STRICT, compile_to
-from firmware_host.codec import Parser, encode
-from firmware_host.device import CSRC
-from firmware_host.wire_spec import FLAGS, STATES
+from firmware_host.rig.device import CSRC
+from firmware_host.wire.codec import Parser, encode
+from firmware_host.wire.spec import FLAGS, STATES
 
 
 class Encoder(ctypes.Structure):
@@ -282,7 +282,7 @@ int main(void)
 @pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None,
                     reason="arm-none-eabi-gcc or qemu-system-arm not installed")
 def test_driver_logic_on_the_cortex_m4f_under_qemu(tmp_path):
-    from firmware_host.build import compile_image
+    from firmware_host.measure.build import compile_image
 
     src = tmp_path / "on_target.c"
     src.write_text(ON_TARGET)

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from firmware_host.codec import Parser, encode
-from firmware_host.device import SoftwareDevice, build_device_library
 from firmware_host.rig import load_rig
-from firmware_host.wire_spec import FAULTS, FLAGS
+from firmware_host.rig.device import SoftwareDevice, build_device_library
+from firmware_host.wire.codec import Parser, encode
+from firmware_host.wire.spec import FAULTS, FLAGS
 from tests.conftest import pendulum_export
 
 FIX = pendulum_export()

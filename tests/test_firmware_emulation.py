@@ -12,9 +12,9 @@ import pytest
 from export.c_export import CPolicy, generate_c
 from export.cc import STRICT
 from export.collapse import collapse
-from firmware_host.build import build_bpd_image, image_report
-from firmware_host.cycle_model import estimate_cycles
-from firmware_host.emulate import Emulator, classify
+from firmware_host.measure.build import build_bpd_image, image_report
+from firmware_host.measure.cycle_model import estimate_cycles
+from firmware_host.measure.emulate import Emulator, classify
 from tests.conftest import pendulum_export
 from tests.test_export_collapse import GOLDEN, golden_policy
 
@@ -95,7 +95,7 @@ def test_cycle_model_known_mix():
 @pytest.mark.parametrize("target", TARGETS)
 def test_firmware_image_builds_warning_free(tmp_path, target):
 
-    from firmware_host.build import build_firmware_image
+    from firmware_host.measure.build import build_firmware_image
 
     img = build_firmware_image(pendulum_export(), target, tmp_path)  # every source with -Werror -pedantic
     rep = image_report(img, ["policy", "policy_weights"])
@@ -109,7 +109,7 @@ def test_stm32f4_images(tmp_path, board, rig):
     """The STM32F4 port links at the part's flash address, with its interrupt vectors, for each rig."""
     from elftools.elf.elffile import ELFFile
 
-    from firmware_host.build import build_firmware_image
+    from firmware_host.measure.build import build_firmware_image
 
     img = build_firmware_image(pendulum_export(), "cortex-m4f", tmp_path, rig=rig, board=board)
     with open(img.elf, "rb") as f:
@@ -123,7 +123,7 @@ def test_stm32f4_images(tmp_path, board, rig):
 
 def test_board_for_the_wrong_core_is_refused(tmp_path):
     from bpd.errors import BpdError
-    from firmware_host.build import build_firmware_image
+    from firmware_host.measure.build import build_firmware_image
 
     with pytest.raises(BpdError, match="cortex-m4f"):
         build_firmware_image(pendulum_export(), "cortex-m0plus", tmp_path, board="stm32f4")
@@ -137,9 +137,9 @@ def test_firmware_core_host_build_warning_free(tmp_path, cc):
     if shutil.which(cc) is None:
         pytest.skip(f"{cc} not installed")
     from firmware_host.rig import load_rig
-    from firmware_host.rig_codegen import write_rig_header
+    from firmware_host.rig.codegen import write_rig_header
 
-    c = Path(__file__).resolve().parents[1] / "firmware_host" / "c"
+    c = Path(__file__).resolve().parents[1] / "firmware_host" / "c" / "core"
     fix = pendulum_export()
     rig = write_rig_header(load_rig("desktop-cartpole"), tmp_path / "rig").parent
     for extra in ([], ["-DBPD_SIM_POLICY", f"-I{fix}"]):

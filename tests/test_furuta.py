@@ -10,7 +10,8 @@ import mujoco
 import numpy as np
 import pytest
 
-from firmware_host.classical import (
+from firmware_host.rig import ObservationFilter, Plant, load_rig
+from firmware_host.rig.classical import (
     C_FIELDS,
     EnergyLqrController,
     design,
@@ -19,9 +20,8 @@ from firmware_host.classical import (
     lqr_continuous,
     lqr_discrete,
 )
-from firmware_host.plants.furuta import FurutaParams, G
-from firmware_host.rig import ObservationFilter, Plant, load_rig
-from firmware_host.swingup import SwingUpEnv, wrap_angle
+from firmware_host.rig.plants.furuta import FurutaParams, G
+from firmware_host.rig.swingup import SwingUpEnv, wrap_angle
 
 RIG = "rotary-pendulum"
 
@@ -356,8 +356,8 @@ def test_firmware_observation_matches_the_env_on_two_encoders(tmp_path):
     """The firmware core's observation (counts to radians, filtered-difference velocities of both
     encoders) equals the env's ObservationFilter on a swing-up trajectory: the teacher trains on what
     the device computes."""
-    from firmware_host.codec import Parser, encode
-    from firmware_host.device import SoftwareDevice, build_device_library
+    from firmware_host.rig.device import SoftwareDevice, build_device_library
+    from firmware_host.wire.codec import Parser, encode
 
     spec = load_rig(RIG)
     dev = SoftwareDevice(spec, build_device_library(tmp_path, spec))

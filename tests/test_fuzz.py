@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from firmware_host.fuzz import FUZZ, HARNESSES, run
+from firmware_host.measure.fuzz import FUZZ, HARNESSES, run
 
 pytestmark = pytest.mark.skipif(shutil.which("clang") is None, reason="clang not installed (make system-deps)")
 

@@ -108,7 +108,7 @@ def test_refuses_mismatched_model_hash(rig, tmp_path):
 def test_handshake_refuses_another_protocol_version():
     """A device of another protocol version: the host refuses to go on after its INFO, and a device's
     restart (another boot counter in an INFO) ends the session with a line naming it."""
-    from firmware_host.codec import encode
+    from firmware_host.wire.codec import encode
     from hil.link import DeviceLink, DeviceRestarted, LinkError
 
     fields = dict(fw_major=0, fw_minor=3, obs_dim=4, act_dim=1, caps=1, period_us=40000, model_hash=[0] * 8,

@@ -95,7 +95,7 @@ def test_compact_assembly_on_cortex_m4f_agrees_with_the_host_build(tmp_path):
     """The Cortex-M4F build runs the generated assembly: straight-line VLDMIA/VFMA layers, the same
     actions as the host's C schedule (fused there, unfused here: float32 rounding apart)."""
     pytest.importorskip("unicorn")
-    from firmware_host.measure import kernel_cost
+    from firmware_host.measure.bench import kernel_cost
 
     net = _net([17, 40, 30, 6], 0.4)
     d = tmp_path / "k"
@@ -141,7 +141,7 @@ def test_compact_kernel_reaches_rows_beyond_the_near_offsets(tmp_path):
     assert np.abs(pol.act(obs) - net.act(obs)).max() < 2e-5
     if shutil.which("arm-none-eabi-gcc"):
         pytest.importorskip("unicorn")
-        from firmware_host.measure import kernel_cost
+        from firmware_host.measure.bench import kernel_cost
 
         assert kernel_cost(tmp_path / "k", "cortex-m4f")["max_abs_error_vs_host_c"] < 1e-5
 

@@ -1,4 +1,6 @@
 """The packages stack one way: bpd (base) <- training <- export <- firmware_host <- hil <- bpd_app (top).
+Inside firmware_host the rooms stack the same way: wire <- rig <- measure <- cli, and its C tree (c/)
+holds no Python.
 
 Every import in every module (at module level or inside a function) is read from the source with
 ast, so a lazy import that climbs a layer is caught as surely as a top-level one.
@@ -11,6 +13,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ["bpd", "training", "export", "firmware_host", "hil", "bpd_app"]
+# firmware_host's rooms, base first: the wire protocol, the (simulated) rig, measurement, the CLI.
+FIRMWARE_ROOMS = ["firmware_host.wire", "firmware_host.rig", "firmware_host.measure", "firmware_host.cli"]
 
 
 def _imports(path: Path) -> set[str]:
@@ -33,6 +37,33 @@ def test_no_package_imports_a_layer_above_it(package):
     bad = [f"{p.relative_to(ROOT)} imports {m}" for p in _modules(package) for m in sorted(_imports(p))
            if m.split(".")[0] in above]
     assert not bad, "\n".join(bad)
+
+
+def _room(module: str) -> str | None:
+    return next((r for r in FIRMWARE_ROOMS if module == r or module.startswith(r + ".")), None)
+
+
+@pytest.mark.parametrize("room", FIRMWARE_ROOMS)
+def test_no_firmware_room_imports_a_room_above_it(room):
+    above = FIRMWARE_ROOMS[FIRMWARE_ROOMS.index(room) + 1:]
+    path = ROOT / Path(*room.split("."))
+    files = sorted(path.rglob("*.py")) if path.is_dir() else [path.with_suffix(".py")]
+    assert files and all(f.is_file() for f in files), room
+    bad = [f"{p.relative_to(ROOT)} imports {m}" for p in files for m in sorted(_imports(p)) if _room(m) in above]
+    assert not bad, "\n".join(bad)
+
+
+def test_every_firmware_module_is_in_a_room():
+    loose = [str(p.relative_to(ROOT)) for p in _modules("firmware_host")
+             if p != ROOT / "firmware_host" / "__init__.py"
+             and _room(".".join(p.relative_to(ROOT).with_suffix("").parts)) is None]
+    assert not loose, loose
+
+
+def test_the_firmware_c_tree_holds_no_python():
+    c = ROOT / "firmware_host" / "c"
+    assert (c / "core" / "bpd_fw.c").is_file()
+    assert not sorted(c.rglob("*.py")), "firmware_host/c/ is the device's C sources only"
 
 
 def test_no_import_cycle_between_modules():

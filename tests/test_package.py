@@ -74,7 +74,7 @@ def assert_cortex_m4f_image(elf: Path, model_hash: str) -> dict[str, int]:
     hash string, the kernel's entry point and the example's policy_step); returns its symbols."""
     from elftools.elf.elffile import ELFFile
 
-    from firmware_host.elf import symbol_table
+    from firmware_host.measure.elf import symbol_table
 
     attrs = _run(["arm-none-eabi-readelf", "-A", str(elf)])
     assert re.search(r"Tag_CPU_arch: v7E-M", attrs), attrs
@@ -182,7 +182,7 @@ def _emulated_matches_host(elf: Path, export: Path, tol: float) -> None:
     """policy_step in the Cortex-M4F image, run by the emulator, against the host build of the export's C."""
     pytest.importorskip("unicorn")
     from export.verify import probe_observations
-    from firmware_host.emulate import Emulator
+    from firmware_host.measure.emulate import Emulator
 
     host = CPolicy(export, build_dir=elf.parent / "host")
     em = Emulator(elf, "cortex-m4f", entry="policy_step")

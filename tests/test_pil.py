@@ -55,8 +55,8 @@ def test_pil_episode_matches_simulated_rig(tmp_path, mode):
 def _against_unicorn(tmp_path, pil: np.ndarray) -> None:
     """The image's SysTick count of the policy call under -icount against unicorn's exact count of
     the same export on the same observations (within SysTick's resolution and the call's wrapper)."""
-    from firmware_host.build import build_bpd_image
-    from firmware_host.emulate import Emulator
+    from firmware_host.measure.build import build_bpd_image
+    from firmware_host.measure.emulate import Emulator
 
     with open(tmp_path / "pil-device" / "ticks.csv", newline="") as f:
         rows = list(csv.DictReader(l for l in f if not l.startswith("#")))

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from bpd.errors import BpdError
-from firmware_host.codec import Parser, encode
-from firmware_host.device import SoftwareDevice, build_device_library
 from firmware_host.rig import ObservationFilter, load_rig
-from firmware_host.rig_codegen import generate_rig_header
+from firmware_host.rig.codegen import generate_rig_header
+from firmware_host.rig.device import SoftwareDevice, build_device_library
+from firmware_host.wire.codec import Parser, encode
 
 
 def _defines(text: str) -> dict[str, str]:

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from firmware_host.wire_spec import FAULTS, FLAGS
+from firmware_host.wire.spec import FAULTS, FLAGS
 from hil.link import DeviceLink
 from tests.conftest import BPD, pendulum_export
 

@@ -5,8 +5,8 @@ import shutil
 
 import pytest
 
-from firmware_host.build import FIRMWARE_PARTS, build_firmware_image, compile_image, image_report
-from firmware_host.stack import analyse, painted_stack, stack_report
+from firmware_host.measure.build import FIRMWARE_PARTS, build_firmware_image, compile_image, image_report
+from firmware_host.measure.stack import analyse, painted_stack, stack_report
 from tests.conftest import pendulum_export
 
 needs_arm = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
@@ -47,7 +47,7 @@ def test_call_graph_known_chain(tmp_path, target):
 @needs_arm
 @pytest.mark.parametrize("target", ["cortex-m0plus", "cortex-m4f"])
 def test_firmware_stack_bound_holds_against_painted_stack(tmp_path, target):
-    from firmware_host.codec import encode
+    from firmware_host.wire.codec import encode
 
     img = build_firmware_image(pendulum_export(), target, tmp_path)
     rep = image_report(img, ["policy", "policy_weights"], FIRMWARE_PARTS)

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 
 from export.cc import STRICT
-from firmware_host import wire_spec
-from firmware_host.codec import Parser, cobs_decode, cobs_encode, crc16, encode
+from firmware_host.wire import spec as wire_spec
+from firmware_host.wire.codec import Parser, cobs_decode, cobs_encode, crc16, encode
 
 ROOT = Path(__file__).resolve().parents[1]
-C = ROOT / "firmware_host" / "c"
+C = ROOT / "firmware_host" / "c" / "core"
 GOLDEN = json.loads((Path(__file__).parent / "golden" / "frames.json").read_text())
 
 
@@ -52,7 +52,7 @@ def test_hello_frame_by_hand():
 
 
 # ----------------------------------------------------------------- golden frames from first principles
-# Built without firmware_host.codec or wire_spec: CRC and COBS written from their definitions, payloads packed
+# Built without firmware_host.wire.codec or wire_spec: CRC and COBS written from their definitions, payloads packed
 # with struct from the message table of docs/protocol.md.
 
 

@@ -4,7 +4,7 @@ carry and their exact bytes.    python tests/golden/make_frames.py"""
 import json
 from pathlib import Path
 
-from firmware_host.codec import encode
+from firmware_host.wire.codec import encode
 
 CASES = [
     ("hello", 1, dict(protocol=1)),

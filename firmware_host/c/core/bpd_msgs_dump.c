@@ -1,4 +1,4 @@
-/* generated - do not edit. Source: firmware_host/wire_spec.py (host tests only) */
+/* generated - do not edit. Source: firmware_host/wire/spec.py (host tests only) */
 #include <stdio.h>
 #include "bpd_msgs.h"
 

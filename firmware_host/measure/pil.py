@@ -34,7 +34,7 @@ from bpd.config import field
 from bpd.errors import BpdError
 from bpd.process import die_with_parent
 from firmware_host.rig import Plant, RigSpec, load_rig
-from firmware_host.wire_spec import STATES
+from firmware_host.wire.spec import STATES
 
 QEMU = "qemu-system-arm"
 BOARD = "stm32f4-pil"
@@ -81,7 +81,7 @@ def pil_image(cfg: RigPilConfig, spec: RigSpec) -> tuple[Path, dict]:
         return elf, report
     if not cfg.policy:
         raise BpdError("give --policy EXPORT_DIR (the image is built for it) or --elf IMAGE")
-    from firmware_host.build import FirmwareBuildConfig, firmware_build
+    from firmware_host.measure.build import FirmwareBuildConfig, firmware_build
 
     rep = firmware_build(FirmwareBuildConfig(export=cfg.policy, target="cortex-m4f", board=BOARD, rig=cfg.rig,
                                              out=cfg.build_dir))
@@ -239,7 +239,7 @@ class PilRig:
 
 
 def rig_pil(cfg: RigPilConfig) -> None:
-    from firmware_host.sim import serve
+    from firmware_host.rig.sim import serve
 
     rig = PilRig(cfg)
     serve(rig, f"rig {rig.spec.name}: processor-in-the-loop, {rig.elf.name} on QEMU netduinoplus2 (STM32F405), "

@@ -1,5 +1,5 @@
-/* generated - do not edit. Source: firmware_host/wire_spec.py;
- * regenerate with: python -m firmware_host.wire_spec */
+/* generated - do not edit. Source: firmware_host/wire/spec.py;
+ * regenerate with: python -m firmware_host.wire.spec */
 #ifndef BPD_MSGS_H
 #define BPD_MSGS_H
 

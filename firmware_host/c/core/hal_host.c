@@ -142,7 +142,7 @@ void bpd_sim_tick(void)
     bpd_fw_tick(&dev.fw);
 }
 
-/* An end stop of the simulated rig closed (firmware_host/sim.py), as a board's stop input does. */
+/* An end stop of the simulated rig closed (firmware_host/rig/sim.py), as a board's stop input does. */
 void bpd_sim_external_stop(void);
 void bpd_sim_external_stop(void) { bpd_fw_external_stop(&dev.fw); }
 

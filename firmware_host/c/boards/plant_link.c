@@ -20,7 +20,7 @@
  * (the port is ready: a byte sent before the USART is enabled would be lost):
  *   'R' state u8, mode u8, ticks_without_action u16, reset u8, seed u32, ticks u32 (control ticks
  *   run since power-on), tick_cycles u32, policy_cycles u32, actuator f32[BPD_RIG_ACT_DIM]
- * firmware_host/pil.py is the other end.
+ * firmware_host/measure/pil.py is the other end.
  */
 #include <string.h>
 

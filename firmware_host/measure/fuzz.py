@@ -1,8 +1,8 @@
 """Coverage-guided fuzzing of the C frame parser and the firmware's command handling with libFuzzer
 under AddressSanitizer and UndefinedBehaviorSanitizer (clang). Harnesses and their committed seed
-corpora live in firmware_host/fuzz/.
+corpora live in firmware_host/c/fuzz/.
 
-    python -m firmware_host.fuzz parser --runs 1000000     # build, run, print executions and coverage
+    python -m firmware_host.measure.fuzz parser --runs 1000000     # build, run, print executions and coverage
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from pathlib import Path
 
 from export.cc import STRICT, compile_to, find_clang
 
-HERE = Path(__file__).resolve().parent
-FUZZ = HERE / "fuzz"
-CSRC = HERE / "c"
+C = Path(__file__).resolve().parents[1] / "c"
+FUZZ = C / "fuzz"
+CSRC = C / "core"
 HARNESSES = {"parser": ["bpd_wire.c", "bpd_msgs.c"], "commands": ["bpd_fw.c", "bpd_wire.c", "bpd_msgs.c"]}
 FLAGS = [*STRICT, "-g", "-O1", "-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recover=all"]
 RIG = "gym-inverted-pendulum"
@@ -29,7 +29,7 @@ def build(name: str, out_dir: Path, rig: str = RIG) -> Path:
     """Compile one harness with the sources it exercises; the command harness gets the rig's
     generated configuration."""
     from firmware_host.rig import load_rig
-    from firmware_host.rig_codegen import write_rig_header
+    from firmware_host.rig.codegen import write_rig_header
 
     rig_dir = write_rig_header(load_rig(rig), out_dir / "rig").parent
     exe = out_dir / f"fuzz_{name}"
@@ -81,7 +81,7 @@ def run(name: str, runs: int, work: Path, seed: int = 1, max_len: int = 512,
 def main(argv: list[str]) -> int:
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m firmware_host.fuzz", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m firmware_host.measure.fuzz", description=__doc__.splitlines()[0])
     ap.add_argument("harness", choices=tuple(HARNESSES))
     ap.add_argument("--runs", type=int, default=100000, help="executions")
     ap.add_argument("--grow-corpus", help="directory that receives new inputs (e.g. to refresh the seed corpus)")

@@ -1,5 +1,5 @@
 """Rigs: a YAML description, a MuJoCo plant, and the same plant as a Gymnasium environment (the
-firmware core as a software device is firmware_host/device.py).
+firmware core as a software device is firmware_host/rig/device.py).
 
     gym.make("firmware_host.rig:bpd/desktop-cartpole-v0", randomize=True)
     gym.make("firmware_host.rig:bpd/gym-inverted-pendulum-v0")
@@ -17,7 +17,7 @@ import gymnasium as gym
 import numpy as np
 
 from bpd.errors import BpdError
-from firmware_host.wire_spec import MAX_ACT
+from firmware_host.wire.spec import MAX_ACT
 
 HERE = Path(__file__).resolve().parent
 RIGS = HERE / "rigs"
@@ -125,7 +125,7 @@ _FURUTA_KEYS = {  # key: strictly positive (else at least 0)
 
 def _check_rig(raw: object, p: Path) -> RigSpec:
     """A rig description with every key present, every number finite and in range: or one line."""
-    from firmware_host.wire_spec import MAX_OBS
+    from firmware_host.wire.spec import MAX_OBS
 
     def bad(msg: str) -> BpdError:
         return BpdError(f"{p}: not a valid rig description: {msg}")
@@ -352,7 +352,7 @@ def check_wiring(w: object, counts_per_unit: list, measured_velocity: bool, bad)
 
 def _check(spec: RigSpec, p: Path) -> None:
     """Sizes and indices every consumer (C header, sim, host) relies on."""
-    from firmware_host.wire_spec import MAX_OBS
+    from firmware_host.wire.spec import MAX_OBS
 
     problems = []
     if not 1 <= spec.obs_dim <= MAX_OBS:
@@ -413,7 +413,7 @@ class Plant:
             self.substeps = int(spec.raw.get("frame_skip", 2))
         else:
             if spec.plant == "furuta":
-                from firmware_host.plants.furuta import furuta_xml
+                from firmware_host.rig.plants.furuta import furuta_xml
 
                 xml = furuta_xml(spec.raw, scale)
             else:
@@ -568,7 +568,7 @@ def _register() -> None:
         for suffix, randomize in (("", False), ("-dr", True)):
             env_id = f"bpd/{name}{suffix}-v0"
             if env_id not in gym.registry:
-                gym.register(env_id, entry_point="firmware_host.swingup:SwingUpEnv",
+                gym.register(env_id, entry_point="firmware_host.rig.swingup:SwingUpEnv",
                              kwargs={"rig": name, "randomize": randomize})
 
 

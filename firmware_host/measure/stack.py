@@ -60,7 +60,7 @@ def _regs(op_str: str) -> list[str]:
 def _symbols(elf_path: Path) -> tuple[dict[str, Function], dict[str, int], list[tuple[int, bytes, str]]]:
     from elftools.elf.elffile import ELFFile
 
-    from firmware_host.elf import symbol_table
+    from firmware_host.measure.elf import symbol_table
 
     with open(elf_path, "rb") as f:
         e = ELFFile(f)
@@ -227,7 +227,7 @@ def painted_stack(elf_path: Path, target: str, rx: bytes, ticks: int = 3, budget
     word written below _estack."""
     import unicorn
 
-    from firmware_host.emulate import Emulator
+    from firmware_host.measure.emulate import Emulator
 
     emu = Emulator(elf_path, target, entry="Reset_Handler")
     funcs, objects, _ = _symbols(elf_path)

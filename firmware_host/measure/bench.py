@@ -28,8 +28,8 @@ import numpy as np
 from bpd.config import field
 from bpd.errors import BpdError
 from bpd.io import path_from_record, write_json, write_text
-from firmware_host.build import BENCH, TARGETS, compile_image, image_report
-from firmware_host.cycle_model import estimate_cycles, estimate_us
+from firmware_host.measure.build import BENCH, TARGETS, compile_image, image_report
+from firmware_host.measure.cycle_model import estimate_cycles, estimate_us
 
 EMU_TARGETS = ("cortex-m0plus", "cortex-m4f", "cortex-m7")
 TOL = 1e-5
@@ -146,7 +146,7 @@ def make_emlearn(onnx_path: Path, d: Path) -> tuple[list[Path], list[Path]]:
 
 def emulate_build(target: str, sources: list[Path], include: list[Path], work: Path, obs: np.ndarray,
                   act_dim: int, strict: set[Path], policy_objects: list[str], fast_tanh: bool = False) -> dict:
-    from firmware_host.emulate import Emulator
+    from firmware_host.measure.emulate import Emulator
 
     img = compile_image(target, [*sources, BENCH / "bench_main.c"], include, work, "bench", strict=strict,
                         fast_tanh=fast_tanh)

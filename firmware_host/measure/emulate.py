@@ -103,7 +103,7 @@ class Emulator:
             raise BpdError(f"emulation needs the 'emulate' extra (unicorn, capstone): {e}") from None
         from elftools.elf.elffile import ELFFile
 
-        from firmware_host.elf import symbol_table
+        from firmware_host.measure.elf import symbol_table
 
         if target not in CPU_MODEL:
             raise BpdError(f"no emulator model for target {target!r}")

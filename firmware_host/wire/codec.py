@@ -1,6 +1,6 @@
 """The Python side of the wire protocol: a pure codec, bytes in and messages out, no I/O.
 
-Layouts come from firmware_host/wire_spec.py, the one definition the C codec is generated from.
+Layouts come from firmware_host/wire/spec.py, the one definition the C codec is generated from.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import binascii
 import struct
 from dataclasses import dataclass, field
 
-from firmware_host.wire_spec import (
+from firmware_host.wire.spec import (
     BY_ID,
     BY_NAME,
     MAX_ENCODED,

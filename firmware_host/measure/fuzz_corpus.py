@@ -1,15 +1,15 @@
 """Regenerate the seed corpora: the golden frames for the parser, and short host sessions (every
 command, ticks with ordinary and non-finite readings, actions, a watchdog fault and its reset) for
-the command harness.    python firmware_host/fuzz/make_corpus.py"""
+the command harness (in firmware_host/c/fuzz/corpus/).    python -m firmware_host.measure.fuzz_corpus"""
 
 import json
 import struct
 from pathlib import Path
 
-from firmware_host.codec import encode
+from firmware_host.wire.codec import encode
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
+ROOT = Path(__file__).resolve().parents[2]
+CORPUS = ROOT / "firmware_host" / "c" / "fuzz" / "corpus"
 
 
 def _bytes(frame: bytes) -> bytes:
@@ -38,12 +38,12 @@ def sessions() -> dict[str, bytes]:
 
 def main() -> None:
     golden = json.loads((ROOT / "tests" / "golden" / "frames.json").read_text())
-    parser = HERE / "corpus" / "parser"
+    parser = CORPUS / "parser"
     parser.mkdir(parents=True, exist_ok=True)
     for i, g in enumerate(golden):
         (parser / f"golden_{i:02d}_{g['name']}").write_bytes(bytes([i]) + bytes.fromhex(g["hex"]))
     (parser / "all_golden").write_bytes(b"\x00" + b"".join(bytes.fromhex(g["hex"]) for g in golden))
-    commands = HERE / "corpus" / "commands"
+    commands = CORPUS / "commands"
     commands.mkdir(parents=True, exist_ok=True)
     for name, data in sessions().items():
         (commands / name).write_bytes(data)

@@ -3,7 +3,7 @@
 `bpd firmware build EXPORT_DIR --target cortex-m4f` compiles the kernel, the generated
 weights and a benchmark entry point into an ELF with arm-none-eabi-gcc and reports flash
 (text + data), RAM (data + bss), each part's share (policy, firmware core, board) and the worst-case
-stack of the whole image from its call graph (firmware_host/stack.py).
+stack of the whole image from its call graph (firmware_host/measure/stack.py).
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from bpd.errors import BpdError
 from bpd.io import read_json, write_json
 from export.cc import STRICT, find_cc
 
-HERE = Path(__file__).resolve().parent
-BOARDS = HERE / "boards"
-BENCH = HERE / "bench"
+C = Path(__file__).resolve().parents[1] / "c"  # the device C sources (firmware_host/c/README.md)
+BOARDS = C / "boards"
+BENCH = C / "bench"
 OPT = ["-O2", "-ffunction-sections", "-fdata-sections"]
 
 TARGETS: dict[str, dict] = {
@@ -125,7 +125,7 @@ def symbol_sizes(elf: Path, names_from: list[Path]) -> int:
     """Bytes of the linked image that belong to symbols defined in the given objects."""
     from elftools.elf.elffile import ELFFile
 
-    from firmware_host.elf import symbol_table
+    from firmware_host.measure.elf import symbol_table
 
     def symbols(path: Path) -> set[str]:
         with open(path, "rb") as f:
@@ -141,7 +141,7 @@ def symbol_sizes(elf: Path, names_from: list[Path]) -> int:
 
 
 FIRMWARE_SOURCES = ("bpd_fw.c", "bpd_wire.c", "bpd_msgs.c")
-CSRC = HERE / "c"
+CSRC = C / "core"
 
 
 # Board layers beside the generic one (weak stubs): sources, memory map, defines, and the QEMU
@@ -168,7 +168,7 @@ def build_firmware_image(export_dir: Path, target: str, out_dir: Path, fast_tanh
     exported policy."""
     from export.c_export import check_export_dir
     from firmware_host.rig import load_rig
-    from firmware_host.rig_codegen import write_rig_header
+    from firmware_host.rig.codegen import write_rig_header
 
     export_dir = check_export_dir(export_dir)
     spec = load_rig(rig)
@@ -176,7 +176,7 @@ def build_firmware_image(export_dir: Path, target: str, out_dir: Path, fast_tanh
     if isinstance(info, dict) and "obs_dim" in info and "act_dim" in info:
         check_policy_fits_rig(info, spec, export_dir)
     if target == "host":  # the software device of the simulated rig: core, host HAL and policy
-        from firmware_host.device import build_device_library
+        from firmware_host.rig.device import build_device_library
 
         lib = build_device_library(out_dir, spec, export_dir)
         objs = {}
@@ -193,7 +193,7 @@ def build_firmware_image(export_dir: Path, target: str, out_dir: Path, fast_tanh
         raise BpdError(f"board {board} is a {', '.join(port['targets'])} part, not {target}")
     if "needs_wiring" in port and (spec.wiring or {}).get("board") != port["needs_wiring"]:
         raise BpdError(f"board {board} drives a real rig: rig {spec.name} needs a wiring block for "
-                       f"{port['needs_wiring']} (see firmware_host/rigs/desktop-cartpole.yaml)")
+                       f"{port['needs_wiring']} (see firmware_host/rig/rigs/desktop-cartpole.yaml)")
     rig_dir = write_rig_header(spec, out_dir / "rig").parent
     srcs = [export_dir / "policy.c", export_dir / "policy_weights.c", BOARDS / "board_cortexm.c",
             *(BOARDS / f for f in port["sources"]), *(CSRC / f for f in FIRMWARE_SOURCES),
@@ -217,7 +217,7 @@ def part_sizes(elf: Path, parts: dict[str, list[Path]]) -> dict[str, dict[str, i
     what no part defines (C library, libgcc, start-up, vector table, padding) is "other"."""
     from elftools.elf.elffile import ELFFile
 
-    from firmware_host.elf import symbol_table
+    from firmware_host.measure.elf import symbol_table
 
     def defined(path: Path) -> set[str]:
         with open(path, "rb") as f:
@@ -255,7 +255,7 @@ def part_sizes(elf: Path, parts: dict[str, list[Path]]) -> dict[str, dict[str, i
 
 def image_report(img: Image, policy_objects: list[str], parts: dict[str, list[str]] | None = None) -> dict:
     """Flash, RAM and per-part shares of an image, and (Cortex-M) the worst-case stack of the whole
-    image from its call graph (firmware_host/stack.py), never a sum over a few functions."""
+    image from its call graph (firmware_host/measure/stack.py), never a sum over a few functions."""
     sizes = section_sizes(img.elf)
     share = symbol_sizes(img.elf, [img.objects[o] for o in policy_objects])
     parts = parts or {"policy": policy_objects}
@@ -270,7 +270,7 @@ def image_report(img: Image, policy_objects: list[str], parts: dict[str, list[st
         except ImportError:
             rep["stack"] = {"note": "stack not analysed: install the 'emulate' extra (capstone)"}
             return rep
-        from firmware_host.stack import stack_report
+        from firmware_host.measure.stack import stack_report
 
         st = stack_report(img.elf, img.target, img.stack)
         rep["stack"] = st

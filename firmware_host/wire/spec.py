@@ -1,9 +1,7 @@
-"""The wire protocol, defined once. The C header firmware_host/c/bpd_msgs.h is generated from this
-table (`python -m firmware_host.wire_spec`), and the Python codec (firmware_host/codec.py) reads it directly. Both are
-checked against the same golden frames (tests/golden/frames.json). docs/protocol.md explains it.
-
-Frame on the wire: 0x00 COBS(id u8 | seq u16 | body | crc16 u16) 0x00. Little-endian.
-CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF) over id, seq and body.
+"""The wire protocol, defined once. The C header firmware_host/c/core/bpd_msgs.h is generated from
+this table (`python -m firmware_host.wire.spec`), and the Python codec (firmware_host/wire/codec.py) reads it
+directly. Both are checked against the same golden frames (tests/golden/frames.json). docs/protocol.md
+explains it.
 """
 
 from __future__ import annotations
@@ -81,8 +79,8 @@ STATES = {"idle": 0, "running": 1, "fault": 2}  # the device's state machine (do
 
 
 def generate_c_header() -> str:
-    out = ["/* generated - do not edit. Source: firmware_host/wire_spec.py;",
-           " * regenerate with: python -m firmware_host.wire_spec */",
+    out = ["/* generated - do not edit. Source: firmware_host/wire/spec.py;",
+           " * regenerate with: python -m firmware_host.wire.spec */",
            "#ifndef BPD_MSGS_H", "#define BPD_MSGS_H", "", "#include <stddef.h>", "#include <stdint.h>", "",
            f"#define BPD_PROTOCOL_VERSION {PROTOCOL_VERSION}", f"#define BPD_MAX_PAYLOAD {MAX_PAYLOAD}",
            f"#define BPD_MAX_ENCODED {MAX_ENCODED}", f"#define BPD_MAX_FRAME {MAX_FRAME}",
@@ -107,8 +105,8 @@ def generate_c_header() -> str:
 
 
 def generate_c_source() -> str:
-    out = ["/* generated - do not edit. Source: firmware_host/wire_spec.py;",
-           " * regenerate with: python -m firmware_host.wire_spec */",
+    out = ["/* generated - do not edit. Source: firmware_host/wire/spec.py;",
+           " * regenerate with: python -m firmware_host.wire.spec */",
            '#include "bpd_msgs.h"', '#include "bpd_wire.h"', ""]
     for m in MESSAGES:
         out.append(f"size_t bpd_pack_{m.name}(const bpd_{m.name}_t *m, uint8_t *body, size_t cap)\n{{")
@@ -144,7 +142,7 @@ def generate_c_source() -> str:
 
 def generate_c_dump() -> str:
     """Host-only helper for tests: print a decoded message as `name seq field=value ...`."""
-    out = ["/* generated - do not edit. Source: firmware_host/wire_spec.py (host tests only) */",
+    out = ["/* generated - do not edit. Source: firmware_host/wire/spec.py (host tests only) */",
            "#include <stdio.h>", '#include "bpd_msgs.h"', "",
            "/* Returns the number of characters written, or -1 for an unknown id or a bad body. */",
            "int bpd_msg_dump(uint8_t id, uint16_t seq, const uint8_t *body, size_t len, char *out, size_t cap)",
@@ -171,7 +169,7 @@ def generate_c_dump() -> str:
 if __name__ == "__main__":
     from pathlib import Path
 
-    here = Path(__file__).resolve().parent / "c"
+    here = Path(__file__).resolve().parents[1] / "c" / "core"
     (here / "bpd_msgs.h").write_text(generate_c_header())
     (here / "bpd_msgs.c").write_text(generate_c_source() + "\n")
     (here / "bpd_msgs_dump.c").write_text(generate_c_dump())

@@ -13,10 +13,10 @@ import numpy as np
 from bpd.errors import BpdError
 from export.cc import OPT, STRICT, compile_to
 from firmware_host.rig import RigSpec
-from firmware_host.rig_codegen import write_rig_header
-from firmware_host.wire_spec import MAX_ACT
+from firmware_host.rig.codegen import write_rig_header
+from firmware_host.wire.spec import MAX_ACT
 
-CSRC = Path(__file__).resolve().parent / "c"
+CSRC = Path(__file__).resolve().parents[1] / "c" / "core"
 FW_SOURCES = ("bpd_fw.c", "bpd_wire.c", "bpd_msgs.c", "hal_host.c")
 
 

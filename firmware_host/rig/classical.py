@@ -7,7 +7,7 @@ point, `bpd_policy_run(&bpd_model, obs, action, scratch)`: `export_classical` wr
 directory the firmware builds, the simulated rig runs in device mode and `bpd bench`-style
 measurements count, exactly like an exported network.
 
-    python -c "from firmware_host.classical import design; print(design('rotary-pendulum').gains)"
+    python -c "from firmware_host.rig.classical import design; print(design('rotary-pendulum').gains)"
     bpd classical export --rig rotary-pendulum --out classical_export
 """
 
@@ -25,11 +25,10 @@ import numpy as np
 from bpd.config import field
 from bpd.errors import BpdError
 from bpd.io import write_json, write_text
-from firmware_host.plants.furuta import FurutaParams, G
 from firmware_host.rig import load_rig
+from firmware_host.rig.plants.furuta import FurutaParams, G
 
-HERE = Path(__file__).resolve().parent
-C_SOURCE = HERE / "c_classical" / "policy_classical.c"
+C_SOURCE = Path(__file__).resolve().parents[1] / "c" / "classical" / "policy_classical.c"
 
 # Weights of the LQR design: Q on [theta, alpha, theta', alpha'], R on the voltage; the arm angle
 # weighted above the rest, a common starting point of rotary-pendulum balance labs.

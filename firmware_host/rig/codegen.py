@@ -3,8 +3,8 @@ generates the messages. The firmware core's configuration (period, sizes, encode
 velocity filters, limit indices, watchdog and limit defaults) and the board's baud rate come from
 here, so a board builds the same observation as the simulated rig and the Gymnasium env.
 
-    python -m firmware_host.rig_codegen RIG [OUT.h]      # print or write the header
-    python -m firmware_host.rig_codegen RIG --wiring     # the wiring table (Markdown) of a real board
+    python -m firmware_host.rig.codegen RIG [OUT.h]      # print or write the header
+    python -m firmware_host.rig.codegen RIG --wiring     # the wiring table (Markdown) of a real board
 
 A rig with a `wiring` block (a real board) also gets its pin map in the header (BPD_WIRING_*): the
 board port (boards/board_nucleo_f446.c) takes its timers, pins, inversions and PWM from there.
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bpd.errors import BpdError
 from firmware_host.rig import BOARDS, NAME, PIN, RIGS, WIRING_NAME, RigSpec, load_rig
-from firmware_host.wire_spec import MAX_OBS
+from firmware_host.wire.spec import MAX_OBS
 
 HEADER = "bpd_rig_config.h"
 
@@ -40,7 +40,7 @@ def source_of(spec: RigSpec) -> str:
     if path is None or not path.is_file():
         return "in memory"
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    shown = f"firmware_host/rigs/{path.name}" if path.parent == RIGS else path.name
+    shown = f"firmware_host/rig/rigs/{path.name}" if path.parent == RIGS else path.name
     return f"{_comment_safe(shown)} (sha256 {digest})"
 
 
@@ -59,7 +59,7 @@ def generate_rig_header(spec: RigSpec, period_us: int | None = None) -> str:
     cpu, hz = spec.counts_per_unit, spec.velocity_filter_hz
     lines = [
         f"/* generated - do not edit. Source: rig {spec.name!r}, {source_of(spec)};",
-        f" * regenerate with: python -m firmware_host.rig_codegen {spec.name} */",
+        f" * regenerate with: python -m firmware_host.rig.codegen {spec.name} */",
         f"#ifndef {guard}", f"#define {guard}", "",
         f'#define BPD_RIG_NAME "{spec.name}"',
         f"#define BPD_RIG_PERIOD_US {period}u",
@@ -206,7 +206,7 @@ def wiring_table(spec: RigSpec) -> str:
     rows.append(("host link TX", "PA2", "USART2, ST-LINK virtual COM port",
                  f"{spec.baud} baud 8N1, over the USB cable"))
     rows.append(("host link RX", "PA3", "USART2, ST-LINK virtual COM port", "over the USB cable"))
-    out = [f"<!-- generated from firmware_host/rigs/{spec.name}.yaml: python -m firmware_host.rig_codegen "
+    out = [f"<!-- generated from firmware_host/rig/rigs/{spec.name}.yaml: python -m firmware_host.rig.codegen "
            f"{spec.name} --wiring -->"]
     out += ["| " + " | ".join(r) + " |" for r in rows[:1]] + ["|" + "---|" * len(rows[0])]
     out += ["| " + " | ".join(r) + " |" for r in rows[1:]]
@@ -226,7 +226,7 @@ def write_rig_header(spec: RigSpec, out_dir: Path, period_us: int | None = None)
 
 def main(argv: list[str]) -> int:
     if not argv or len(argv) > 2:
-        print("usage: python -m firmware_host.rig_codegen RIG [OUT.h | --wiring]", file=sys.stderr)
+        print("usage: python -m firmware_host.rig.codegen RIG [OUT.h | --wiring]", file=sys.stderr)
         return 2
     if argv[1:] == ["--wiring"]:
         sys.stdout.write(wiring_table(load_rig(argv[0])))

@@ -30,7 +30,7 @@
 #include "bpd_rig_config.h"
 
 #ifndef BPD_WIRING
-#error "the nucleo-f446 board needs a rig with a wiring block (firmware_host/rigs/*.yaml)"
+#error "the nucleo-f446 board needs a rig with a wiring block (firmware_host/rig/rigs/*.yaml)"
 #endif
 
 #include "stm32f4_rcc.h" /* RCC (RM0390 section 6.3) and FLASH_ACR */

@@ -1,6 +1,6 @@
 /*
  * Hardware-abstraction layer the firmware core runs on. A board provides these; the host build
- * (firmware_host/c/hal_host.c) provides them for the simulated rig.
+ * (firmware_host/c/core/hal_host.c) provides them for the simulated rig.
  */
 #ifndef BPD_HAL_H
 #define BPD_HAL_H

@@ -30,7 +30,7 @@ typedef enum { BPD_IDLE = BPD_STATE_IDLE, BPD_RUNNING = BPD_STATE_RUNNING, BPD_F
 typedef int (*bpd_policy_fn)(void *ctx, const float *obs, float *action);
 
 /* What the board measures and how the core turns it into an observation. The rig description
- * (a YAML file in firmware_host/rigs/) generates one of these per rig (bpd_rig_config.h). */
+ * (a YAML file in firmware_host/rig/rigs/) generates one of these per rig (bpd_rig_config.h). */
 typedef struct {
     uint8_t n_pos;              /* position-like sensors (cart position, angles) */
     uint8_t measured_vel;       /* 1: the sensors also deliver velocities; 0: estimate them */

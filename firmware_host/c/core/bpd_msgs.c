@@ -1,5 +1,5 @@
-/* generated - do not edit. Source: firmware_host/wire_spec.py;
- * regenerate with: python -m firmware_host.wire_spec */
+/* generated - do not edit. Source: firmware_host/wire/spec.py;
+ * regenerate with: python -m firmware_host.wire.spec */
 #include "bpd_msgs.h"
 #include "bpd_wire.h"
 size_t bpd_pack_hello(const bpd_hello_t *m, uint8_t *body, size_t cap)

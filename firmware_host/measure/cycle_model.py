@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import Counter
 
 # cycles per instruction of each class; "_regs" entries are added per register transferred.
-from firmware_host.build import TARGETS
+from firmware_host.measure.build import TARGETS
 
 TABLES: dict[str, dict[str, float]] = {
     "cortex-m0plus": {"alu": 1, "mul": 1, "div": 0, "load": 2, "store": 2, "mem_multi": 1, "mem_multi_regs": 1,

@@ -34,9 +34,9 @@ import numpy as np
 
 from bpd.config import check_ranges, field
 from bpd.errors import BpdError
-from firmware_host.device import SoftwareDevice, build_device_library
 from firmware_host.rig import Plant, RigSpec, load_rig
-from firmware_host.wire_spec import STATES
+from firmware_host.rig.device import SoftwareDevice, build_device_library
+from firmware_host.wire.spec import STATES
 
 # The faults a real rig is found with on the bench, each selectable on the simulated rig. The
 # pendulum is the sensor at the rig's angle index, the cart (or arm) the one at its position index.

@@ -1,0 +1,1 @@
+"""Measurement of the firmware: builds, emulation, the cycle model, stack, `bpd bench`, PIL, flash, fuzzing."""
