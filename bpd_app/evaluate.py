@@ -1,4 +1,5 @@
-"""`bpd evaluate`: the return and size of any form of a policy, measured in its environment."""
+"""`bpd evaluate`: the return and size of any form of a policy, measured in its environment; with
+--robustness, its robustness score (training/robustness.py) instead."""
 
 from __future__ import annotations
 
@@ -24,6 +25,12 @@ class EvaluateConfig:
                                   "(its YAML randomization block, e.g. desktop-cartpole): masses, friction and "
                                   "motor gain of a MuJoCo environment; a rig's own environment uses its own block")
     json: bool = field(False, help="print one JSON object instead of a table")
+    robustness: bool = field(False, help="score robustness instead: six categories of variations (model error, "
+                             "velocity and torque noise, torque response, delay, pushes) from the rig's robustness "
+                             "block or a MuJoCo task's defaults; per-category and overall share of successes")
+    out: str | None = field(None, help="with --robustness: directory to write robustness.json (grid, every "
+                            "variation's success) and robustness.png (success against each variation)")
+    variation_episodes: int = field(3, help="with --robustness: episodes per variation (seeds seed, seed + 1, ...)")
 
 
 @dataclass
@@ -110,13 +117,22 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
     """Return distribution (mean, std, min, quartiles), early terminations and size of a model."""
     from training.envs import env_dims, rollouts
 
-    check_ranges(cfg, {"episodes": (1, 100_000), "seed": (0, 2**31 - 1)})
+    check_ranges(cfg, {"episodes": (1, 100_000), "seed": (0, 2**31 - 1), "variation_episodes": (1, 1000)})
+    if cfg.robustness and cfg.randomize:
+        raise BpdError("--robustness varies the plant itself: leave out --randomize")
+    if cfg.out is not None and not cfg.robustness:
+        raise BpdError("--out is for --robustness")
+    if cfg.out is not None:
+        from bpd.io import check_output_dir
+        check_output_dir(cfg.out)
     m = load_any(cfg.model)
     env_id = cfg.env or m.env_id
     od, ad = env_dims(env_id)
     if (od, ad) != (m.obs_dim, m.act_dim):
         raise BpdError(f"{cfg.model}: the {m.kind} maps {m.obs_dim} observations to {m.act_dim} actions, "
                        f"{env_id} has {od} and {ad}")
+    if cfg.robustness:
+        return _robustness(cfg, m, env_id)
     rig, ranges = None, None
     if cfg.randomize:
         from firmware_host.rig import randomization
@@ -126,3 +142,28 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
     return {"model": str(cfg.model), "kind": m.kind, "env_id": env_id, "randomize": rand} | ep.summary() | {
         "params_total": m.params_total, "params_nonzero": m.params_nonzero,
         "sparsity": 1.0 - m.params_nonzero / m.params_total} | m.extra
+
+
+def _robustness(cfg: EvaluateConfig, m: Loaded, env_id: str) -> dict:
+    """The robustness score of a loaded model in its environment, written to cfg.out when given."""
+    from bpd.io import write_json
+    from training.envs import make_env
+    from training.robustness import grid_for, plot, robustness
+
+    probe = make_env(env_id)
+    try:
+        grid = grid_for(probe)
+    finally:
+        probe.close()
+    r = robustness(lambda: make_env(env_id), m.act, grid, cfg.variation_episodes, cfg.seed)
+    record = {"model": str(cfg.model), "kind": m.kind, "env_id": env_id} | r
+    out = {"model": str(cfg.model), "kind": m.kind, "env_id": env_id, "robustness/overall": r["overall"]} | {
+        f"robustness/{c}": v["score"] for c, v in r["categories"].items()} | {
+        "episodes_per_variation": cfg.variation_episodes, "success_rule": r["success_rule"]}
+    if cfg.out:
+        d = Path(cfg.out)
+        d.mkdir(parents=True, exist_ok=True)
+        write_json(d / "robustness.json", record)
+        plot({Path(cfg.model).name or str(cfg.model): r}, d / "robustness.png", f"{env_id}: robustness")
+        out |= {"json": str(d / "robustness.json"), "plot": str(d / "robustness.png")}
+    return out

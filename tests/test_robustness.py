@@ -152,6 +152,20 @@ def test_model_error_scales_masses_and_inertias_exactly_and_adds_friction_floore
         apply_model_error(env, "length", 1.1)
 
 
+def test_damping_and_friction_per_joint():
+    env = make_env("InvertedDoublePendulum-v5")
+    m = env.unwrapped.model
+    d0 = m.dof_damping.copy()
+    apply_model_error(env, "damping", [0.5, 0.25], ["hinge2", "slider"])
+    np.testing.assert_allclose(m.dof_damping, d0 + [0.25, 0, 0.5])
+    g = grid(joints=["spin"], damping=[0.3])
+    rotor = varied_env(Rotor, g, g.variations_of("model")[2 * 3])  # damping, level -1
+    assert rotor.model.dof_damping[0] == 0.0  # 0.02 - 0.3, floored
+    with pytest.raises(BpdError, match="damping gives 2 values"):
+        grid(damping=[0.1, 0.2])
+    env.close()
+
+
 def test_damping_and_friction_leave_a_floating_base_alone():
     env = make_env("Hopper-v5")
     m = env.unwrapped.model
@@ -190,8 +204,8 @@ def test_velocity_entries_are_the_rig_layout_or_found_from_the_state():
 def test_default_grid_of_a_task_is_the_double_pendulum_scaled_to_its_actuators():
     env = make_env("InvertedPendulum-v5")  # gear 100, action +-3: 300 N at most
     g = RobustnessGrid.from_dict({}, default_grid(env))
-    assert g.period_s == pytest.approx(0.04) and g.damping == pytest.approx(0.1 / 6 * 300)
-    assert g.coulomb == pytest.approx(0.2 / 6 * 300) and g.torque_noise == [pytest.approx(1.1 / 6 * 3)]
+    assert g.period_s == pytest.approx(0.04) and g.damping == [pytest.approx(0.1 / 6 * 300)]
+    assert g.coulomb == [pytest.approx(0.2 / 6 * 300)] and g.torque_noise == [pytest.approx(1.1 / 6 * 3)]
     assert g.push_joint == "hinge" and len(g.variations_of("delay")) == 21
     assert [g.delay_ticks(v.value) for v in g.variations_of("delay")][-1] == 1  # 40 ms at 25 Hz
     assert len(g.variations_of("model")) == 4 * 21
@@ -252,7 +266,7 @@ def test_bad_grids_are_one_line():
     with pytest.raises(BpdError, match="missing key 'push_joint'"):
         RobustnessGrid.from_dict({"period_s": DT, "damping": 0.1, "coulomb": 0.2, "velocity_noise": 0.5,
                                   "torque_noise": 1.1, "push": 3.0, "push_times_s": [1.0], "push_duration_s": 0.1})
-    with pytest.raises(BpdError, match="damping must be a finite number"):
+    with pytest.raises(BpdError, match=r"damping\[0\] must be a finite number"):
         grid(damping=float("nan"))
     with pytest.raises(BpdError, match="response must be"):
         grid(response=[2.0, 0.1])
@@ -264,3 +278,50 @@ def test_bad_grids_are_one_line():
         varied_env(Rotor, grid(velocity_entries=[5]), grid().variations_of("velocity_noise")[1])
     with pytest.raises(BpdError, match="needs a MuJoCo environment"):
         default_grid(gym.make("Pendulum-v1"))
+
+
+# ------------------------------------------------------------------ the rigs' blocks
+
+
+RIG_ENVS = {"rotary-pendulum": "firmware_host.rig:bpd/rotary-pendulum-v0",
+            "desktop-cartpole": "firmware_host.rig:bpd/desktop-cartpole-v0"}
+
+
+@pytest.mark.parametrize("rig,ticks", [("rotary-pendulum", 20), ("desktop-cartpole", 8)])
+def test_a_rig_states_its_grid_and_its_spec_reads_it(rig, ticks):
+    from firmware_host.rig import load_rig
+    from training.robustness import grid_for
+
+    g = load_rig(rig).robustness
+    env = make_env(RIG_ENVS[rig])
+    assert grid_for(env) == g and g.period_s == load_rig(rig).period_us * 1e-6
+    assert g.delay_ticks(g.variations_of("delay")[-1].value) == ticks  # 40 ms
+    assert velocity_entries(env) == [2, 3]  # positions, then their estimated rates
+    env.close()
+    with pytest.raises(BpdError, match="has no robustness block"):
+        grid_for(make_env("firmware_host.rig:bpd/desktop-cartpole-swingup-v0"))
+
+
+@pytest.mark.parametrize("rig", ["rotary-pendulum", "desktop-cartpole"])
+def test_a_rigs_largest_push_changes_the_pendulum_rate_by_about_2_rad_s(rig):
+    from training.robustness import grid_for
+
+    g = grid_for(make_env(RIG_ENVS[rig]))
+    rates = []
+    for force in (0.0, g.push):  # pushed at the reset, the rest of the rig free to move
+        env = Push(make_env(RIG_ENVS[rig]), g.push_joint, force, [0.0], g.push_duration_s, g.period_s)
+        env.reset(seed=0)
+        for _ in range(int(round(g.push_duration_s / g.period_s))):
+            env.step(np.zeros(1, np.float32))
+        rates.append(float(env.unwrapped.plant.data.qvel[1]))
+    assert rates[1] - rates[0] == pytest.approx(2.0, abs=0.1)
+
+
+def test_the_cart_pole_lqr_balances_the_nominal_rig():
+    from firmware_host.rig.classical import CartPoleLqr
+    from training.envs import rollouts
+
+    lqr = CartPoleLqr("desktop-cartpole")
+    assert np.abs(lqr.poles).max() < 1  # stable closed loop of the linearised tick
+    ep = rollouts(RIG_ENVS["desktop-cartpole"], lqr, 3)
+    assert ep.returns == [1000.0] * 3 and not any(ep.terminated)

@@ -60,8 +60,10 @@ class RobustnessGrid:
     """The variations of the six categories, in the task's own units (a rig's `robustness` block)."""
 
     period_s: float = field(help="control period, s (delays are whole ticks of it)")
-    damping: float = field(help="largest viscous damping added to or taken from each joint (N m s/rad, N s/m)")
-    coulomb: float = field(help="largest Coulomb friction added to or taken from each joint (N m, N)")
+    damping: list[float] = field(help="largest viscous damping added to or taken from each of `joints` (N m s/rad, "
+                                 "N s/m; one value: every joint)")
+    coulomb: list[float] = field(help="largest Coulomb friction added to or taken from each of `joints` (N m, N; "
+                                 "one value: every joint)")
     velocity_noise: list[float] = field(help="largest noise sigma on each velocity entry (one value: all)")
     torque_noise: list[float] = field(help="largest noise sigma on each action entry, in the action's units")
     push: float = field(help="largest push, a generalised force on push_joint (N m on a hinge, N on a slide)")
@@ -94,7 +96,7 @@ class RobustnessGrid:
                    and f.default_factory is MISSING]
         if missing:
             raise BpdError(f"{where}: missing key {missing[0]!r} (no default for this task)")
-        for k in ("velocity_noise", "torque_noise", "push_times_s"):
+        for k in ("damping", "coulomb", "velocity_noise", "torque_noise", "push_times_s"):
             if k in merged and not isinstance(merged[k], (list, tuple)):
                 merged[k] = [merged[k]]
         grid = cls(**merged)
@@ -110,11 +112,11 @@ class RobustnessGrid:
             return float(x)
 
         num(self.period_s, "period_s", strict=True)
-        for k in ("damping", "coulomb", "push", "push_duration_s", "delay_s", "mass", "inertia"):
+        for k in ("push", "push_duration_s", "delay_s", "mass", "inertia"):
             num(getattr(self, k), k)
         if self.mass >= 1 or self.inertia >= 1:
             raise BpdError(f"{where}: mass and inertia are shares below 1 (a body keeps some mass)")
-        for k in ("velocity_noise", "torque_noise", "push_times_s"):
+        for k in ("damping", "coulomb", "velocity_noise", "torque_noise", "push_times_s"):
             v = getattr(self, k)
             if not v:
                 raise BpdError(f"{where}: {k} needs at least one value")
@@ -134,6 +136,10 @@ class RobustnessGrid:
             v = getattr(self, k)
             if v is not None and (not isinstance(v, list) or not v):
                 raise BpdError(f"{where}: {k} must be a non-empty list")
+        for k in ("damping", "coulomb"):
+            if len(getattr(self, k)) > 1 and len(getattr(self, k)) != len(self.joints or []):
+                raise BpdError(f"{where}: {k} gives {len(getattr(self, k))} values: give one, or one per joint "
+                               "named in joints")
         if self.velocity_entries is not None and any(
                 isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in self.velocity_entries):
             raise BpdError(f"{where}: velocity_entries must be observation indices (whole numbers from 0)")
@@ -150,8 +156,8 @@ class RobustnessGrid:
             out = []
             for p in MODEL_PARAMS:
                 size = getattr(self, p)
-                out += [Variation("model", p, float(s), float(1 + s * size if p in ("mass", "inertia") else s * size))
-                        for s in both]
+                out += [Variation("model", p, float(s), float(1 + s * size if p in ("mass", "inertia")
+                                                              else s * size[0])) for s in both]
             return out
         if category == "velocity_noise":
             return [Variation(category, "sigma", float(s), float(s * self.velocity_noise[0])) for s in up]
@@ -235,8 +241,8 @@ def floating_base_joints(model) -> set[int]:
     return out
 
 
-def joint_dofs(model, names: list[str] | None) -> list[int]:
-    """The degrees of freedom of the named joints, or of every joint but a floating base."""
+def joint_dofs(model, names: list[str] | None) -> list[list[int]]:
+    """Per joint its degrees of freedom: of the named joints, or of every joint but a floating base."""
     import mujoco
 
     if names is None:
@@ -253,7 +259,7 @@ def joint_dofs(model, names: list[str] | None) -> list[int]:
     dofs = []
     for j in joints:
         n = {0: 6, 1: 3}.get(int(model.jnt_type[j]), 1)
-        dofs += list(range(int(model.jnt_dofadr[j]), int(model.jnt_dofadr[j]) + n))
+        dofs.append(list(range(int(model.jnt_dofadr[j]), int(model.jnt_dofadr[j]) + n)))
     return dofs
 
 
@@ -292,8 +298,8 @@ def default_grid(env: gym.Env) -> dict:
     last = joints[-1]
     duration = 0.1
     push = float(model.dof_M0[model.jnt_dofadr[last]]) * 1.0 / duration
-    return {"period_s": period, "damping": DP_DAMPING / DP_TORQUE_LIMIT * force,
-            "coulomb": DP_COULOMB / DP_TORQUE_LIMIT * force, "velocity_noise": [0.5],
+    return {"period_s": period, "damping": [DP_DAMPING / DP_TORQUE_LIMIT * force],
+            "coulomb": [DP_COULOMB / DP_TORQUE_LIMIT * force], "velocity_noise": [0.5],
             "torque_noise": [float(x) for x in DP_TORQUE_NOISE / DP_TORQUE_LIMIT * high],
             "push": push, "push_joint": model.joint(last).name, "push_duration_s": duration,
             "push_times_s": [round(steps * period / 3, 3), round(2 * steps * period / 3, 3)]}
@@ -303,31 +309,33 @@ def grid_for(env: gym.Env) -> RobustnessGrid:
     """A rig's grid from the `robustness` block of its YAML (refused where there is none: its units are
     the rig's to state); a gymnasium MuJoCo task's from `default_grid`."""
     rig = getattr(env.unwrapped, "spec_rig", None)
-    if rig is not None:
-        block = rig.raw.get("robustness")
-        if block is None:
+    if rig is not None:  # a rig's RigSpec reads its block (firmware_host/rig)
+        grid = rig.robustness
+        if grid is None:
             raise BpdError(f"rig {rig.name!r} has no robustness block in its YAML")
-        return RobustnessGrid.from_dict(block, {"period_s": rig.period_us * 1e-6}, f"rig {rig.name}: robustness")
+        return grid
     return RobustnessGrid.from_dict({}, default_grid(env), f"{_env_name(env)}: robustness")
 
 
 # ------------------------------------------------------------------ applying a variation
 
 
-def apply_model_error(env: gym.Env, param: str, value: float, joints: list[str] | None = None) -> None:
+def apply_model_error(env: gym.Env, param: str, value: float | list[float] | np.ndarray,
+                      joints: list[str] | None = None) -> None:
     """Change a freshly built env's MuJoCo model for good: mass or inertia by the factor `value`, damping
-    or coulomb by adding `value` (a total below zero is zero) on the joints' degrees of freedom."""
+    or coulomb by adding `value` (one per joint, or one for all; a total below zero is zero) on the
+    joints' degrees of freedom."""
     import mujoco
 
     model, data = mujoco_of(env)
-    if param == "mass":
-        model.body_mass[1:] *= value
-    elif param == "inertia":
-        model.body_inertia[1:] *= value
+    if param in ("mass", "inertia"):
+        (model.body_mass if param == "mass" else model.body_inertia)[1:] *= float(np.asarray(value).item())
     elif param in ("damping", "coulomb"):
         arr = model.dof_damping if param == "damping" else model.dof_frictionloss
-        dofs = joint_dofs(model, joints)
-        arr[dofs] = np.maximum(arr[dofs] + value, 0.0)
+        groups = joint_dofs(model, joints)
+        add = np.broadcast_to(np.asarray(value, np.float64).reshape(-1), (len(groups),))
+        for dofs, a in zip(groups, add):
+            arr[dofs] = np.maximum(arr[dofs] + a, 0.0)
     else:
         raise BpdError(f"unknown model parameter {param!r} (known: {', '.join(MODEL_PARAMS)})")
     mujoco.mj_setConst(model, data)  # subtree masses, inverse weights: from the new masses
@@ -438,7 +446,7 @@ class Push(gym.Wrapper):
                  period_s: float) -> None:
         super().__init__(env)
         model, _ = mujoco_of(env)
-        self.dof = joint_dofs(model, [joint])[0]
+        self.dof = joint_dofs(model, [joint])[0][0]
         self.force = float(force)
         n = max(1, int(round(duration_s / period_s)))
         self.schedule: dict[int, float] = {}
@@ -463,7 +471,8 @@ def varied_env(make_env: EnvFactory, grid: RobustnessGrid, v: Variation) -> gym.
     """A fresh env under one variation."""
     env = make_env()
     if v.category == "model":
-        apply_model_error(env, v.param, v.value, grid.joints)
+        amount = v.level * np.asarray(getattr(grid, v.param)) if v.param in ("damping", "coulomb") else v.value
+        apply_model_error(env, v.param, amount, grid.joints)
         return env
     if v.category == "velocity_noise":
         entries = grid.velocity_entries if grid.velocity_entries is not None else velocity_entries(env)

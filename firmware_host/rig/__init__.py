@@ -11,13 +11,16 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
 
 from bpd.errors import BpdError
 from firmware_host.wire.spec import MAX_ACT
+
+if TYPE_CHECKING:
+    from training.robustness import RobustnessGrid
 
 HERE = Path(__file__).resolve().parent
 RIGS = HERE / "rigs"
@@ -91,6 +94,18 @@ class RigSpec:
     def baud(self) -> int:
         return int(self.raw.get("serial", {}).get("baud", 921600))
 
+    @property
+    def robustness(self) -> RobustnessGrid | None:
+        """The variations of the robustness score (the `robustness` block), in the rig's units, at its
+        period; None where the YAML has no block."""
+        block = self.raw.get("robustness")
+        if block is None:
+            return None
+        from training.robustness import RobustnessGrid
+
+        return RobustnessGrid.from_dict(block, {"period_s": self.period_us * 1e-6},
+                                        f"{self.path or self.name}: robustness")
+
 
 def load_rig(name_or_path: str | Path) -> RigSpec:
     """A rig by name (gym-inverted-pendulum, desktop-cartpole) or by path to its YAML."""
@@ -109,6 +124,7 @@ def load_rig(name_or_path: str | Path) -> RigSpec:
     if raw.get("randomization") is not None:
         from training.envs import check_randomization
         check_randomization(raw["randomization"], f"{p}: not a valid rig description")
+    _ = spec.robustness  # a bad robustness block is refused when the rig is read
     return spec
 
 

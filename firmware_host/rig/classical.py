@@ -161,6 +161,57 @@ class EnergyLqrController:
         return np.array([min(max(v, -d.action_limit), d.action_limit)], np.float32)
 
 
+# ------------------------------------------------------------------ LQR balance of a cart-pole
+
+
+def linearise_tick(rig: str, eps: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
+    """The rig's plant over one control tick about upright at rest (qpos 0), the action held for the
+    tick's physics steps: x+ = Ad x + Bd u on the state [positions, velocities], by central differences
+    of MuJoCo's own steps (any integrator; the cart-pole plant integrates with RK4, which MuJoCo's
+    mjd_transitionFD does not take)."""
+    import mujoco
+
+    from firmware_host.rig import Plant
+
+    plant = Plant(load_rig(rig))
+    m, d = plant.model, plant.data
+    nq, nu = m.nq, m.nu
+
+    def tick(x: np.ndarray, u: np.ndarray) -> np.ndarray:
+        mujoco.mj_resetData(m, d)
+        d.qpos[:], d.qvel[:] = x[:nq], x[nq:]
+        for _ in range(plant.substeps):
+            plant.substep(u)
+        return np.concatenate([d.qpos, d.qvel])
+
+    x0, u0 = np.zeros(nq + m.nv), np.zeros(nu)
+    Ad = np.column_stack([(tick(x0 + eps * e, u0) - tick(x0 - eps * e, u0)) / (2 * eps) for e in np.eye(len(x0))])
+    Bd = np.column_stack([(tick(x0, u0 + eps * e) - tick(x0, u0 - eps * e)) / (2 * eps) for e in np.eye(nu)])
+    return Ad, Bd
+
+
+class CartPoleLqr:
+    """LQR balance of a cart-pole rig on its observation [x, theta, x', theta'] (theta 0 upright):
+    u = -K [x, wrap(theta), x', theta'] within the force limit, K from the plant linearised over one tick
+    (linearise_tick) with the rotary design's weights (LQR_Q on the cart position, the angle and their
+    rates, LQR_R on the force). A balance rig starts near upright, so no swing-up is needed: with the
+    energy swing-up this is the rotary rig's energy + LQR."""
+
+    def __init__(self, rig: str = "desktop-cartpole", q: tuple = LQR_Q, r: float = LQR_R) -> None:
+        spec = load_rig(rig)
+        if spec.plant != "cartpole":
+            raise BpdError(f"the cart-pole LQR is designed for cart-pole rigs (plant: cartpole), not {spec.plant!r}")
+        Ad, Bd = linearise_tick(rig)
+        self.K = lqr_discrete(Ad, Bd, np.diag(q), np.array([[r]]))[0]
+        self.limit = float(spec.limits["action"])
+        self.poles = np.linalg.eigvals(Ad - Bd @ self.K[None, :])
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        x = np.asarray(obs, np.float64)[:4].copy()
+        x[1] = (x[1] + math.pi) % (2 * math.pi) - math.pi
+        return np.array([min(max(-float(self.K @ x), -self.limit), self.limit)], np.float32)
+
+
 # ------------------------------------------------------------------ C export
 
 
