@@ -91,6 +91,7 @@ class Act:
     shift: np.ndarray  # per row
     bits: int = 0  # tanh: index bits
     dest: dict[int, int] | None = None  # row -> halfword slot in the next layer (rows left out: unused)
+    half: bool = False  # tanh: r3 holds half the table (indices 0 .. 2^(bits-1)), the sign restored after
 
 
 def _act_lines(reg: str, row: int, act: Act) -> list[str]:
@@ -104,7 +105,13 @@ def _act_lines(reg: str, row: int, act: Act) -> list[str]:
             lines = [f"    ssat {reg}, #{act.bits}, {reg}" + (f", asr #{s}" if s else "")]
         else:
             lines = [f"    ssat {reg}, #{act.bits + s}, {reg}", f"    lsl {reg}, {reg}, #{-s}"]
-        lines.append(f"    ldrsh {reg}, [r3, {reg}, lsl #1]")
+        if act.half:  # |index| looks up, the index's sign word (asr 31) restores the sign: (v ^ s) - s; lr is
+            # never an accumulator (R < len(POOL)) and is free once the group's sums are done
+            lines += [f"    eor lr, {reg}, {reg}, asr #31", f"    sub lr, lr, {reg}, asr #31",
+                      "    ldrsh lr, [r3, lr, lsl #1]", f"    eor lr, lr, {reg}, asr #31",
+                      f"    sub {reg}, lr, {reg}, asr #31"]
+        else:
+            lines.append(f"    ldrsh {reg}, [r3, {reg}, lsl #1]")
     else:
         if s >= 0:
             lines = [f"    usat {reg}, #15, {reg}" + (f", asr #{s}" if s else "")]

@@ -53,10 +53,12 @@ class ExportConfig:
     kernel: str = field("auto", help="C kernel: auto (the fewest estimated Cortex-M4F cycles within --flash-budget, "
                         "measured; the integer kernel only within --int-budget and keeping 99 %% of the float "
                         "kernel's return over --episodes), the generic layer walker, compact (straight-line code "
-                        "over a weight table), generated (straight-line code, weights as literals) or integer "
-                        "(int16 weights, SMLAD on Cortex-M4/M7)", choices=KERNEL_CHOICES)
+                        "over a weight table), generated (straight-line code, weights as literals), integer "
+                        "(int16 weights, SMLAD on Cortex-M4/M7) or integer-table (the same integers with the "
+                        "weights in tables, fitted to --flash-budget)", choices=KERNEL_CHOICES)
     flash_budget: int = field(FLASH_BUDGET, help="auto kernel: bytes of flash the policy may take (code and weights); "
-                              "the default leaves 16 kB of a 64 kB part to the firmware")
+                              "the default leaves 16 kB of a 64 kB part to the firmware; the integer-table kernel "
+                              "spends what it leaves on speed")
     tanh_budget: float = field(PARITY_TOL, help="compact and generated kernels: max abs action error against torch "
                                "allowed to the tanh approximation (the cheapest form within it is chosen)")
     int_budget: float = field(INT_BUDGET, help="integer kernel: its largest action error against the float student "
@@ -252,6 +254,39 @@ def _integer_candidate(cfg: ExportConfig, src: Source, net: CollapsedNet, d: Pat
     return entry
 
 
+def _integer_table_candidate(cfg: ExportConfig, src: Source, net: CollapsedNet, kernels: Path, sha: str,
+                             command: str, obs: np.ndarray, ref: np.ndarray, meter: KernelMeter | None
+                             ) -> tuple[dict, Path, dict | None]:
+    """The integer kernel's table form (int_table.py) fitted to --flash-budget: built with no room first
+    (the least flash), then with the room the budget leaves beyond what that measured (estimated without a
+    meter) spent on speed, and once more with less room if the meter finds it over the budget; the last
+    build within the budget is the candidate. Its report entry, directory and figures."""
+    from export.fixed_point import integer_kernel
+
+    def build(name: str, room: int) -> tuple[dict, Path, dict | None]:
+        d = kernels / name
+        entry, _ = integer_kernel(net, d, sha, command + " (int)", obs, ref, cfg.dataset or src.dataset, room)
+        return entry | {"dir": f"build/kernels/{name}", "int_budget": cfg.int_budget}, d, meter(d) if meter else None
+
+    best = build("integer-table-least", 0)
+    base = best[2]["flash_bytes"] if best[2] else best[0]["table"]["estimate"]["flash"]
+    tries = [{"room": 0, "plan": best[0]["table"]["plan"], "flash_bytes": best[2] and best[2]["flash_bytes"]}]
+    room = cfg.flash_budget - base
+    for _ in range(2):
+        if room <= 0:
+            break
+        fit = build("integer-table", room)
+        if fit[0]["table"]["plan"] == tries[-1]["plan"]:
+            break  # the room buys nothing more
+        tries.append({"room": room, "plan": fit[0]["table"]["plan"], "flash_bytes": fit[2] and fit[2]["flash_bytes"]})
+        if fit[2] is None or fit[2]["flash_bytes"] <= cfg.flash_budget:
+            best = fit
+            break
+        room -= fit[2]["flash_bytes"] - cfg.flash_budget  # the estimate fell short by this much
+    best[0]["fit"] = {"flash_budget": cfg.flash_budget, "tries": tries}
+    return best
+
+
 # The closed-loop check choosing the kernel runs its episodes from this seed on (plus --seed): a choice, so
 # off the reporting seeds (0 .. 99_999, training/envs.py) and the export's own `returns` (--seed + 5000 on)
 KERNEL_CHOICE_SEED = 300_000
@@ -308,24 +343,47 @@ def _choose_kernel(cfg: ExportConfig, src: Source, net: CollapsedNet, out: Path,
                                               obs, ref)
     where = {k: out if k == "generic" else out / "build" / "kernels" / k for k in cands}
     figures = {k: meter(d) if meter else None for k, d in where.items()} if cfg.kernel == "auto" else {}
+    # the table form where the straight-line integer kernel is over the budget (within it, the straight-line
+    # kernel is what the table form would spend the room on)
+    int_cost = figures.get("integer")
+    straight_fits = int_cost is not None and int_cost["flash_bytes"] <= cfg.flash_budget
+    table_too_big = too_big("integer-table", nonzero, cfg.flash_budget)
+    if cfg.kernel == "integer-table" or (measuring and not straight_fits and table_too_big is None):
+        cands["integer-table"], where["integer-table"], cost = _integer_table_candidate(
+            cfg, src, net, out / "build" / "kernels", sha, command, obs, ref, meter)
+        if cfg.kernel == "auto":
+            figures["integer-table"] = cost
+    elif measuring:
+        skipped["integer-table"] = table_too_big or ("not built: the integer kernel is within the flash budget, "
+                                                     "which the table form would spend on becoming it")
     if cfg.kernel == "auto":
-        floats = {k: f for k, f in figures.items() if k != "integer"}
+        floats = {k: f for k, f in figures.items() if not k.startswith("integer")}
         chosen, rule = choose(floats, cfg.flash_budget)
-        int_cost = figures.get("integer")
-        if int_cost:
-            share = cands["integer"]["max_error_vs_action_range"]
-            dsp = int_cost.get("max_abs_error_vs_host_c")
+        ints: dict[str, dict | None] = {}
+        for k in ("integer", "integer-table"):
+            cost = figures.get(k)
+            if not cost:
+                continue
+            share = cands[k]["max_error_vs_action_range"]
+            dsp = cost.get("max_abs_error_vs_host_c")
             if dsp:  # the assembly that runs on the core must give the checked host build's bits
-                why = f"its emulated {MEASURED_ON} build differs from the checked host build (max abs {dsp:.2e})"
+                cands[k]["verdict"] = (f"its emulated {MEASURED_ON} build differs from the checked host build "
+                                       f"(max abs {dsp:.2e})")
             elif share > cfg.int_budget:
-                why = f"action error {100 * share:.2f} % of the range, over --int-budget {100 * cfg.int_budget:g} %"
-            elif (pick := choose({chosen: figures[chosen], "integer": int_cost}, cfg.flash_budget))[0] != "integer":
+                cands[k]["verdict"] = (f"action error {100 * share:.2f} % of the range, over --int-budget "
+                                       f"{100 * cfg.int_budget:g} %")
+            else:
+                ints[k] = cost
+        if ints:  # both forms give the same integers: one closed-loop check for the one the rule picks
+            pick = choose({chosen: figures[chosen]} | ints, cfg.flash_budget)
+            if pick[0] not in ints:
                 why = "not cheaper than the float kernel the rule picks"
             else:
-                keep, why = _keeps_return(cfg, src, where["integer"], where[chosen])
+                keep, why = _keeps_return(cfg, src, where[pick[0]], where[chosen])
                 if keep:
-                    chosen, rule = "integer", f"{pick[1]}; {why}"
-            cands["integer"]["verdict"] = why
+                    chosen, rule = pick[0], f"{pick[1]}; {why}"
+            for k in ints:
+                cands[k]["verdict"] = why if k == pick[0] or pick[0] not in ints else f"the rule picks {pick[0]}"
     else:
         chosen, rule = cfg.kernel, "forced by --kernel"
     if chosen != "generic":

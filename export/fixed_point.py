@@ -433,15 +433,8 @@ def kernel_source(q: IntNet, banner: str) -> tuple[str, list[dict]]:
         out.append("__asm__(\n    \".syntax unified\\n\"\n    \".text\\n\"\n    \".balign 4\\n\"\n")
         out += [f"    \"{line}\\n\"\n" for line in asm.splitlines()]
         out.append(");\n#endif\n")
-    out.append("\nstatic void safe_output(float *action)\n{\n"
-               + "".join(f"    store_bits(&action[{i}], {_hex(b)});\n" for i, b in enumerate(q.safe_bits)) + "}\n")
-    out.append("\n/* The weights are compiled in: model is checked for NULL only and scratch is not used. */\n"
-               "int bpd_policy_run(const bpd_model_t *model, const float *obs, float *action, float *scratch)\n{\n"
-               "    if (model == NULL || action == NULL) return BPD_ERR_ARG;\n"
-               "    if (obs == NULL || scratch == NULL) {\n        safe_output(action);\n        return BPD_ERR_ARG;\n"
-               "    }\n")
     names = [f"y{i}" for i in range(act_dim)]
-    out.append("    int32_t " + ", ".join(names) + ";\n")
+    out.append(run_head(q, names))
     if dsp:
         # DSP: inputs into the first layer's pair layout, the layers in assembly, the output sums read back
         width = max(len(p) for p in pairs)
@@ -477,17 +470,36 @@ def kernel_source(q: IntNet, banner: str) -> tuple[str, list[dict]]:
             if L.kind != "output":
                 out.append(_activation_c(v, L, r))
         prev = rows
-    out.append(("#endif\n" if dsp else "") + "    /* action units and bounds */\n")
+    out.append(("#endif\n" if dsp else "") + run_tail(q, names, "TANH_MID[{}]"))
+    return "".join(out), chosen
+
+
+def run_head(q: IntNet, names: list[str]) -> str:
+    """safe_output() and the head of bpd_policy_run: the argument checks and the output sums' declarations."""
+    return ("\nstatic void safe_output(float *action)\n{\n"
+            + "".join(f"    store_bits(&action[{i}], {_hex(b)});\n" for i, b in enumerate(q.safe_bits)) + "}\n"
+            "\n/* The weights are compiled in: model is checked for NULL only and scratch is not used. */\n"
+            "int bpd_policy_run(const bpd_model_t *model, const float *obs, float *action, float *scratch)\n{\n"
+            "    if (model == NULL || action == NULL) return BPD_ERR_ARG;\n"
+            "    if (obs == NULL || scratch == NULL) {\n        safe_output(action);\n        return BPD_ERR_ARG;\n"
+            "    }\n    int32_t " + ", ".join(names) + ";\n")
+
+
+def run_tail(q: IntNet, names: list[str], tanh: str) -> str:
+    """The end of bpd_policy_run: each output sum (names) to its action's units and bounds and IEEE bits;
+    tanh: the C of the table lookup, {} the index."""
+    out = ["    /* action units and bounds */\n"]
     half = 1 << (TANH_BITS - 1)
     for i, v in enumerate(names):
         f = int(q.out_frac[i])
         if q.output == "tanh":
-            out.append(f"    {v} = {int(q.off_q[i])} + (({int(q.scale_q[i])} * TANH_MID["
-                       f"{_shifted(v, int(q.layers[-1].shift[i]), -half, half - 1)}] + 16384) >> 15); /* Q{f} */\n")
+            idx = _shifted(v, int(q.layers[-1].shift[i]), -half, half - 1)
+            out.append(f"    {v} = {int(q.off_q[i])} + (({int(q.scale_q[i])} * {tanh.format(idx)} + 16384) >> 15);"
+                       f" /* Q{f} */\n")
         out.append(f"    store_bits(&action[{i}], to_float_bits(sat({v}, {int(q.low_q[i])}, {int(q.high_q[i])}), "
                    f"{f}));\n")
     out.append("    return BPD_OK;\n}\n")
-    return "".join(out), chosen
+    return "".join(out)
 
 
 def generate_int_kernel(net: CollapsedNet, q: IntNet, out_dir: Path, source_hash: str, command: str) -> list[dict]:
@@ -506,10 +518,12 @@ def generate_int_kernel(net: CollapsedNet, q: IntNet, out_dir: Path, source_hash
 
 
 def integer_kernel(net: CollapsedNet, out: Path, source_hash: str, command: str, obs: np.ndarray, ref: np.ndarray,
-                   dataset: str | None) -> tuple[dict, CPolicy]:
+                   dataset: str | None, room: int | None = None) -> tuple[dict, CPolicy]:
     """`bpd export --int`: the integer kernel in out, calibrated on the dataset's observations (or,
     without one, on the parity states), checked bit-exact against IntPolicy, with its error against
-    the float student's actions ref on obs. Returns the report's `int` entry and the compiled kernel."""
+    the float student's actions ref on obs. room None: the straight-line form; else the table form
+    (int_table.py) with room bytes of flash to spend on speed. Returns the report's `int` entry and the
+    compiled kernel."""
     from training.collect import dataset_exists, load_dataset
 
     if dataset is not None and dataset_exists(dataset):
@@ -517,7 +531,13 @@ def integer_kernel(net: CollapsedNet, out: Path, source_hash: str, command: str,
     else:
         calib, origin = obs, "parity states (no dataset found)"
     q = quantise(net, calib, origin)
-    chosen = generate_int_kernel(net, q, out, source_hash, command)
+    if room is None:
+        form: dict = {"form": INT_FORM, "dsp_layers": generate_int_kernel(net, q, out, source_hash, command)}
+    else:
+        from export.int_table import generate_int_table_kernel
+
+        table = generate_int_table_kernel(net, q, out, source_hash, command, room)
+        form = {"form": table.pop("form"), "table": table}
     ic = CPolicy(out)
     c_int = ic.act(obs)
     exact = bool(np.array_equal(c_int.view(np.uint32), IntPolicy(q).act(obs).view(np.uint32)))
@@ -525,7 +545,7 @@ def integer_kernel(net: CollapsedNet, out: Path, source_hash: str, command: str,
         raise BpdError("the integer C kernel differs from its numpy model: a compiler or generator fault")
     err = np.abs(c_int - ref)
     span = np.maximum(net.action_high - net.action_low, 1e-12)
-    return {"dir": str(out), "form": INT_FORM, "dsp_layers": chosen, "calibration": q.calibration,
+    return {"dir": str(out)} | form | {"calibration": q.calibration,
             "states": len(obs), "c_matches_numpy_model": exact, "checked_build": "host (scalar C form)",
             "max_abs_error_vs_float": float(err.max()), "mean_abs_error_vs_float": float(err.mean()),
             "max_error_vs_action_range": float((err / span).max())}, ic

@@ -25,7 +25,10 @@ against the float student is within --int-budget (default 2 %) of the action ran
 when it would win, over the export's --episodes its closed-loop return keeps KEEP_RETURN (99 %) of the
 return of the float kernel the rule picks among the others (on episodes of their own, not those the
 export reports). It is calibrated on the dataset's observations (the run's, or --dataset), else on the
-parity states.
+parity states. Where the integer kernel is over the flash budget, its table form (int_table.py: the same
+integers, the weights in tables walked by a few hundred bytes of assembly, about 5 bytes a weight pair)
+is built fitted to the budget, layers becoming straight-line code where the room allows, and weighed
+with the same checks (one closed-loop check serves both: they give the same bits).
 
 Every candidate's figures and the rule go into export_report.json under `kernel`. Without a meter
 (no arm-none-eabi-gcc or no emulator), auto ships the compact kernel, the kernel the project's own
@@ -46,7 +49,7 @@ from export.collapse import CollapsedNet
 from export.compact import generate_compact
 
 KINDS = ("generic", "compact", "generated")  # the float kernels
-CHOICES = ("auto", *KINDS, "integer")
+CHOICES = ("auto", *KINDS, "integer", "integer-table")
 INT_BUDGET = 0.02  # the integer kernel's largest action error against the float student, a share of the range
 KEEP_RETURN = 0.99  # and the share of the float kernel's closed-loop return it must keep to ship by auto
 FLASH_BUDGET = 48 * 1024
@@ -74,8 +77,8 @@ def build_straight_line(kind: str, net: CollapsedNet, out: Path, source_hash: st
 
 # bytes per nonzero weight at the least (code and data), to skip building what cannot fit: the compact
 # kernel's VFMA and table word, the generated kernel's VFMA, literal load and pool word, the integer
-# kernel's half of an SMLAD and of its pair's table word
-BYTES_PER_WEIGHT = {"compact": 8, "generated": 12, "integer": 4}
+# kernel's half of an SMLAD and of its pair's table word, its table form's int16
+BYTES_PER_WEIGHT = {"compact": 8, "generated": 12, "integer": 4, "integer-table": 2}
 
 
 def too_big(kind: str, nonzero: int, flash_budget: int) -> str | None:

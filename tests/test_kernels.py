@@ -160,7 +160,7 @@ def test_default_export_ships_the_measured_choice(tiny_pipeline, tmp_path):
     assert k["requested"] == "auto"
     assert {"generic", "compact", "generated"} <= set(k["candidates"]) | set(k["skipped"])
     assert set(k["candidates"]) | set(k["skipped"]) <= {"generic", "compact", "generated", "compact-table",
-                                                        "generated-table", "integer"}
+                                                        "generated-table", "integer", "integer-table"}
     assert json.loads((out / "export.json").read_text())["kernel"] == k["kind"] == k["variant"].removesuffix("-table")
     if shutil.which("arm-none-eabi-gcc"):
         costs = {n: c["cost"] for n, c in k["candidates"].items()}

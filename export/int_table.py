@@ -1,0 +1,566 @@
+"""The integer kernel with its weights in tables (`--kernel integer-table`): the straight-line kernel's
+numbers in the flash a small part has.
+
+The straight-line integer kernel (dsp.py) spends about 12 bytes of flash per nonzero weight: every
+weight pair is an SMLAD of its own (4 bytes of code) beside its table word (4 bytes), with the loads of
+the inputs between, and its tanh table takes 4 kB. This form computes the same integers (the same
+IntNet: IntPolicy checks both bit for bit) with the data apart from the code:
+
+- per layer a stream of words (`bpd_it_wN`): per row its int32 bias, then its int16 weight pairs, each
+  pair packed in a word as SMLAD takes it (the columns paired as dsp.py pairs them, training.pairs);
+- and a stream of bytes (`bpd_it_bN`): per row of a sparse layer its count of pairs and each pair's
+  index among the input words, and per row of a hidden layer the shift of its sum to the activation;
+- tanh from half of the table (odd symmetry: 1,025 entries, 2 kB), the sign restored after the lookup
+  (four instructions a unit), or from the whole table (4 kB) where the flash allows.
+
+A layer is `dense` when its inputs fit in registers (at most DENSE_WORDS words) and the cycle model
+counts it cheaper: the words are loaded once and every row is LDMIAs of its bias and weights and one
+SMLAD per word, zeros included. Else it is `sparse`: per row, a TBH jumps into an unrolled run of terms
+at the point that leaves the row's count of them, and each term is four instructions (the weight pair's
+LDR, the index's LDRB, the input pair's LDR and the SMLAD), with no loop counter and no padding. After
+the sum: the row's shift (a register ASR), SSAT and the table lookup (or USAT for ReLU) and a STRH into
+the next layer's pair layout. The code is a few hundred bytes whatever the network's size; the flash
+is about 5 bytes per weight pair and 5 per row.
+
+Given room in flash beyond that (`plan`, from --flash-budget), layers become dsp.py's straight-line
+code, fastest per byte first, and the tanh table whole: at a large budget the kernel is the
+straight-line one. On cores without the DSP extension (Cortex-M0+, the host) C loops walk the same
+streams. The assembly needs every activation shift >= 0 and at most 256 input words per layer (else the
+C loops run on Cortex-M4 too, and the report says why).
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bpd.errors import BpdError
+from bpd.io import write_text
+from export.c_export import KERNEL_DIR
+from export.codegen import banner_for, descriptor_sources
+from export.collapse import CollapsedNet
+from export.dsp import Act, OffsetRange, best_layer, layer_asm, slots, words
+from export.fixed_point import _PRELUDE, SAT, TANH_BITS, TANH_FRAC, IntNet, _hex, run_head, run_tail, tanh_table
+
+DENSE_WORDS = 6  # the most input words a dense layer holds in registers (with the bias, accumulator, pointers)
+MAX_WORDS = 256  # a pair's index is one byte
+NEAR_WORDS = 64  # up to this many input words, a sparse layer's indices are byte offsets (a 16-bit LDR)
+KIND_CODE = {"tanh": 0, "relu": 1, "output": 2}
+HALF = 1 << (TANH_BITS - 1)
+FULL_TANH_BYTES = 2 * (2 * HALF - (HALF + 1))  # what the whole tanh table costs beyond the half
+# what the export report records of this kernel, so that figures of an earlier form are told apart
+TABLE_FORM = ("integer weights in tables walked by DSP assembly (dense layers in registers, sparse ones by TBH "
+              "into unrolled terms), straight-line layers where the flash allows")
+# cycles of the cycle model (firmware_host/measure/cycle_model.py, Cortex-M4F)
+_CYCLES = {"load": 2, "store": 1, "branch": 3, "alu": 1}
+# per unit, after the sum: the table form's shift byte, ASR, SSAT, lookup, STRH, loop; the half table's four more
+_ACT_CYCLES = {"tanh": 2 + 1 + 1 + 2 + 1 + 4, "relu": 2 + 1 + 1 + 1 + 4, "output": 1 + 4}
+
+
+def tanh_half() -> np.ndarray:
+    """The tanh table's entries at indices 0 .. 2^(TANH_BITS-1): the whole table is this and its negation."""
+    full = tanh_table()
+    h = np.concatenate([full[HALF:], [-full[0]]])
+    assert np.array_equal(full[:HALF], -h[HALF:0:-1]), "the tanh table is not odd"
+    return h
+
+
+@dataclass
+class TableLayer:
+    """One layer in the two streams."""
+    form: str  # "dense" (every input word, in registers) or "sparse" (per row a count and word indices)
+    kind: str  # "tanh", "relu" or "output"
+    order: list[int | None]  # the row computed at each step (None: a gap in the next layer's pair layout)
+    in_words: int
+    words: list[int]  # uint32
+    bytes: list[int]  # uint8
+    longest: int  # the most terms of a sparse row
+
+    @property
+    def terms(self) -> int:
+        return len(self.words) - len(self.order)
+
+    def cycles(self) -> int:
+        """Estimated Cortex-M4F cycles (the activation's without the half table's four)."""
+        act = _ACT_CYCLES[self.kind] * len(self.order)
+        if self.form == "sparse":  # per row the bias, the count and the TBH; per term three loads and SMLAD
+            return len(self.order) * (2 + 2 + 3) + self.terms * 7 + act
+        chunks = _chunks(self.in_words)
+        return 1 + self.in_words + len(self.order) * (sum(len(c) + 1 + (i == 0) for i, c in enumerate(chunks))
+                                                      + self.in_words) + act
+
+    def flash(self) -> int:
+        """Estimated bytes: the streams and the code (4 bytes an instruction, TBH's table)."""
+        if self.form == "sparse":
+            code = 4 * (12 + 4 * self.longest + 12) + 2 * (self.longest + 1)
+        else:
+            code = 4 * (4 + len(_chunks(self.in_words)) + self.in_words + 12)
+        return 4 * len(self.words) + len(self.bytes) + code
+
+
+def _order(rows: int, next_pairs: list[tuple[int, int | None]] | None) -> list[int | None]:
+    """Rows in the order of the slots they write: the next layer's pair layout, or the outputs in order."""
+    if next_pairs is None:
+        return list(range(rows))
+    by_slot = {s: r for r, s in slots(next_pairs).items()}
+    return [by_slot.get(s) for s in range(2 * len(next_pairs))]
+
+
+def table_layer(wq: np.ndarray, bq: np.ndarray, shift: np.ndarray, kind: str, pairs: list[tuple[int, int | None]],
+                next_pairs: list[tuple[int, int | None]] | None, form: str) -> TableLayer:
+    """A layer's streams in form 'dense' or 'sparse'. A gap row (the zero half of an odd pair in the next
+    layer) has bias 0 and no weights: it writes 0."""
+    wt = words(wq, pairs)
+    order = _order(wq.shape[0], next_pairs)
+    w: list[int] = []
+    b: list[int] = []
+    longest = 0
+    for row in order:
+        w.append(0 if row is None else int(bq[row]) & 0xFFFFFFFF)
+        if form == "dense":
+            w += [0] * len(pairs) if row is None else [int(v) for v in wt[row]]
+        else:
+            used = [] if row is None else [p for p in range(len(pairs)) if wt[row, p]]
+            w += [int(wt[row, p]) for p in used]
+            b += [len(used), *(4 * p if len(pairs) <= NEAR_WORDS else p for p in used)]
+            longest = max(longest, len(used))
+        if kind != "output":
+            b.append(0 if row is None else int(shift[row]))
+    return TableLayer(form, kind, order, len(pairs), w, b, longest)
+
+
+def table_form(q: IntNet, li: int, pairs: list[list[tuple[int, int | None]]]) -> TableLayer:
+    """Layer li in the table form the cycle model counts cheaper (dense only within DENSE_WORDS)."""
+    L = q.layers[li]
+    nxt = pairs[li + 1] if li + 1 < len(q.layers) else None
+    sparse = table_layer(L.wq, L.bq, L.shift, L.kind, pairs[li], nxt, "sparse")
+    if len(pairs[li]) > DENSE_WORDS:
+        return sparse
+    dense = table_layer(L.wq, L.bq, L.shift, L.kind, pairs[li], nxt, "dense")
+    return dense if dense.cycles() <= sparse.cycles() else sparse
+
+
+@dataclass
+class Straight:
+    """A layer as dsp.py's straight-line code."""
+    body: list[str]
+    table: list[int]
+    rcg: tuple[int, int, int]
+
+    def cycles(self) -> int:
+        total = 0
+        for line in self.body:
+            m = line.split()[0]
+            if m.startswith("ldm"):  # one, then one a register
+                total += 1 + len(line[line.index("{") + 1:line.index("}")].split(","))
+            elif m.startswith("ldrd"):
+                total += 3
+            else:
+                total += _CYCLES["load" if m.startswith("ldr") else "store" if m.startswith("str") else "alu"]
+        return total
+
+    def flash(self) -> int:
+        return 4 * len(self.body) + 4 * len(self.table)
+
+
+def straight(q: IntNet, li: int, pairs: list[list[tuple[int, int | None]]], half: bool) -> Straight:
+    L = q.layers[li]
+    if L.kind == "output":
+        act = Act("store", L.shift)
+    else:
+        act = Act(L.kind, L.shift, TANH_BITS, slots(pairs[li + 1]), half=half and L.kind == "tanh")
+    body, table, rcg = best_layer(L.wq, L.bq, pairs[li], act)
+    return Straight(body, table, rcg)
+
+
+# beyond the layers: the input stage, bpd_policy_run (its output stage and calls), the descriptor
+_FIXED_FLASH = 600
+
+
+def estimated_flash(q: IntNet, tables: list[TableLayer]) -> int:
+    """The all-table kernel's flash as estimated before any build: the layers, half the tanh table, the rest."""
+    uses_tanh = any(L.kind == "tanh" for L in q.layers) or q.output == "tanh"
+    return sum(T.flash() for T in tables) + (2 * (HALF + 1) if uses_tanh else 0) + _FIXED_FLASH
+
+
+@dataclass
+class Plan:
+    """How each layer is computed ("dense", "sparse" or "straight") and which tanh table ("half", "full")."""
+    forms: list[str]
+    tanh: str
+
+    def label(self) -> str:
+        return "+".join(self.forms) + f", {self.tanh} tanh table"
+
+
+def plan(q: IntNet, pairs: list[list[tuple[int, int | None]]], room: int) -> tuple[Plan, dict]:
+    """The plan with the fewest estimated cycles whose estimated flash is at most `room` bytes beyond the
+    all-table plan's (room 0: every layer a table, half the tanh table), and what it estimated. Every
+    subset of the upgrades (a layer straight-line, the whole tanh table) is tried: there are few."""
+    tables = [table_form(q, li, pairs) for li in range(len(q.layers))]
+    base = Plan([T.form for T in tables], "half")
+    uses_tanh = any(L.kind == "tanh" for L in q.layers) or q.output == "tanh"
+    tanh_units = sum(len(T.order) for T, L in zip(tables, q.layers) if L.kind == "tanh")
+    est = {"table_flash": estimated_flash(q, tables), "table_cycles": sum(T.cycles() for T in tables)
+           + 4 * tanh_units}
+    if room <= 0:
+        return base, est | {"extra_flash": 0, "cycles": est["table_cycles"]}
+    cands: dict[int, dict[str, Straight]] = {}
+    for li, T in enumerate(tables):
+        if 8 * T.terms > room + T.flash():  # an SMLAD and a word a term at the least: cannot fit
+            continue
+        try:
+            cands[li] = {t: straight(q, li, pairs, t == "half") for t in (("half", "full") if uses_tanh else ("half",))}
+        except OffsetRange:
+            continue
+    best = (est["table_cycles"], 0, base)
+    for tanh in ("half", "full") if uses_tanh else ("half",):
+        for k in range(len(cands) + 1):
+            for chosen in itertools.combinations(sorted(cands), k):
+                extra = FULL_TANH_BYTES if tanh == "full" else 0
+                cycles = 0
+                for li, T in enumerate(tables):
+                    if li in chosen:
+                        s = cands[li][tanh]
+                        extra += s.flash() - T.flash()
+                        cycles += s.cycles()
+                    else:
+                        cycles += T.cycles() + (4 * len(T.order) if tanh == "half" and T.kind == "tanh" else 0)
+                if extra <= room and (cycles, extra) < best[:2]:
+                    forms = ["straight" if li in chosen else T.form for li, T in enumerate(tables)]
+                    best = (cycles, extra, Plan(forms, tanh))
+    return best[2], est | {"extra_flash": best[1], "cycles": best[0]}
+
+
+# ------------------------------------------------------------------------------ Cortex-M4 assembly
+
+_POOL = ("r5", "r6", "r7", "r10", "r11", "r12", "lr", "r0")  # dense: weights, then the inputs from the end
+_NUM = {f"r{i}": i for i in range(13)} | {"lr": 14}
+
+
+def _chunks(n: int) -> list[list[int]]:
+    """A dense row's words in LDMIA batches (the first with the bias), as many as the weight registers hold."""
+    regs = len(_POOL) - n
+    return [list(range(p, min(p + regs, n))) for p in range(0, n, regs)]
+
+
+def _activation(kind: str, half: bool) -> list[str]:
+    """The sum in r4 to its slot of the next layer (r2 advancing); r5 free; the row's shift is the next byte."""
+    if kind == "output":
+        return ["    str r4, [r2], #4"]
+    lines = ["    ldrb r5, [r3], #1", "    asr r4, r4, r5"]
+    if kind == "relu":
+        return lines + ["    usat r4, #15, r4", "    strh r4, [r2], #2"]
+    lines.append(f"    ssat r4, #{TANH_BITS}, r4")
+    if not half:
+        return lines + ["    ldrsh r4, [r9, r4, lsl #1]", "    strh r4, [r2], #2"]
+    # |index| looks up half the table, the index's sign word (asr 31) restores the sign: (v ^ s) - s
+    return lines + ["    eor r5, r4, r4, asr #31", "    sub r5, r5, r4, asr #31", "    ldrsh r5, [r9, r5, lsl #1]",
+                    "    eor r5, r5, r4, asr #31", "    sub r5, r5, r4, asr #31", "    strh r5, [r2], #2"]
+
+
+def _function(name: str, body: list[str], saved: tuple[int, int], tanh: bool) -> str:
+    """void name(const void *x, const uint32_t *w, void *out, const uint8_t *b, const int16_t *tanh)."""
+    regs = f"r{saved[0]}-r{saved[1]}"
+    head = [f"    .global {name}", f"    .type {name}, %function", "    .thumb_func", f"{name}:",
+            f"    push {{{regs}, lr}}"]
+    if tanh:  # the fifth argument, above the saved registers
+        head.append(f"    ldr r9, [sp, #{4 * (saved[1] - saved[0] + 2)}]")
+    return "\n".join([*head, *body, f"    pop {{{regs}, pc}}", f"    .size {name}, .-{name}"]) + "\n"
+
+
+def sparse_asm(name: str, L: TableLayer, half: bool) -> str:
+    """Per row: bias, count, TBH into the unrolled terms so that `count` of them run, the activation.
+    r0 inputs, r1 words, r2 out, r3 bytes, r4 sum, r5 count, r6 weight pair, r7 index then input pair,
+    r8 rows left, r9 the tanh table (its middle, or the start of its half)."""
+    n = L.longest
+    lab = f".L{name}"
+    body = [f"    movw r8, #{len(L.order)}", "1:", "    ldr r4, [r1], #4", "    ldrb r5, [r3], #1",
+            "    tbh [pc, r5, lsl #1]", f"{lab}_tab:"]
+    body += [f"    .hword ({lab}_t{n - k} - {lab}_tab) / 2" for k in range(n + 1)]
+    x = "[r0, r7]" if L.in_words <= NEAR_WORDS else "[r0, r7, lsl #2]"  # a byte offset or a word index
+    for t in range(n):
+        body += [f"{lab}_t{t}:", "    ldr r6, [r1], #4", "    ldrb r7, [r3], #1", f"    ldr r7, {x}",
+                 "    smlad r4, r6, r7, r4"]
+    body += [f"{lab}_t{n}:", *_activation(L.kind, half), "    subs r8, r8, #1", "    bne 1b"]
+    return _function(name, body, (4, 9), L.kind == "tanh")
+
+
+def dense_asm(name: str, L: TableLayer, half: bool) -> str:
+    """The input words loaded once into registers; per row LDMIAs of the bias and the weights (as many at
+    a time as the registers left hold) and one SMLAD per word, then the activation."""
+    n = L.in_words
+    if not 1 <= n <= DENSE_WORDS:
+        raise BpdError(f"a dense layer takes 1 to {DENSE_WORDS} input words, not {n}")
+    xr = sorted(_POOL[len(_POOL) - n:], key=_NUM.__getitem__)  # word p in the p-th lowest register
+    wr = _POOL[:len(_POOL) - n]
+    body = [f"    ldm r0, {{{', '.join(xr)}}}" if n > 1 else f"    ldr {xr[0]}, [r0]", f"    movw r8, #{len(L.order)}",
+            "1:"]
+    for c, chunk in enumerate(_chunks(n)):
+        regs = (["r4"] if c == 0 else []) + list(wr[:len(chunk)])
+        body.append(f"    ldmia r1!, {{{', '.join(regs)}}}" if len(regs) > 1 else f"    ldr {regs[0]}, [r1], #4")
+        body += [f"    smlad r4, {wr[i]}, {xr[p]}, r4" for i, p in enumerate(chunk)]
+    body += [*_activation(L.kind, half), "    subs r8, r8, #1", "    bne 1b"]
+    return _function(name, body, (4, 11), L.kind == "tanh")
+
+
+def inputs_asm(name: str) -> str:
+    """int name(const float *obs, int16_t *x, const uint8_t *in, int n): every observation's IEEE bits
+    checked (exponent 255: NaN or +-Inf, returns 1) and, where its slot in the pair layout (in[2j]) is
+    not 255, trunc(obs[j] * 2^f) saturated to +-32767 written there (in[2j+1] = 150 - f), as
+    dsp.inputs_asm does in straight-line code; returns 0."""
+    body = ["1:", "    ldr r4, [r0], #4", "    ubfx r5, r4, #23, #8", "    cmp r5, #255", "    beq 9f",
+            "    ldrb r6, [r2], #1", "    ldrb r12, [r2], #1", "    cmp r6, #255", "    beq 2f",
+            "    sub r5, r12, r5", "    usat r5, #8, r5", "    ubfx r12, r4, #0, #23", "    orr r12, r12, #0x800000",
+            "    lsr r12, r12, r5", "    usat r12, #15, r12", "    eor r12, r12, r4, asr #31",
+            "    sub r12, r12, r4, asr #31", "    strh r12, [r1, r6, lsl #1]", "2:", "    subs r3, r3, #1",
+            "    bne 1b", "    movs r0, #0", "    pop {r4-r6, pc}", "9:", "    movs r0, #1"]
+    return "\n".join([f"    .global {name}", f"    .type {name}, %function", "    .thumb_func", f"{name}:",
+                      "    push {r4-r6, lr}", *body, "    pop {r4-r6, pc}", f"    .size {name}, .-{name}"]) + "\n"
+
+
+class TableRange(BpdError):
+    """A network the table form's assembly cannot take (a negative activation shift, an input too wide)."""
+
+
+def check_asm(q: IntNet, layers: list[TableLayer]) -> None:
+    """Raise TableRange where the assembly cannot run this network (the C loops still can)."""
+    for li, (L, T) in enumerate(zip(q.layers, layers)):
+        if T.in_words > MAX_WORDS:
+            raise TableRange(f"layer {li}: {T.in_words} input words, past the byte index ({MAX_WORDS})")
+        if L.kind != "output" and L.shift.min() < 0:
+            raise TableRange(f"layer {li}: a negative activation shift ({int(L.shift.min())}): the assembly "
+                             "shifts right only")
+    for j, f in enumerate(q.in_frac):
+        if not 0 <= 150 - int(f) <= 255:
+            raise TableRange(f"input {j}: Q{int(f)} is out of the input stage's range")
+
+
+# ------------------------------------------------------------------------------ C
+
+# Thumb-1 has no post-increment for words and no dual multiply: one pair of int16 at a time from a word
+_LOOPS = """
+#if !BPD_INT_DSP
+/* Conversions of out-of-range values to signed types keep the low bits (true of GCC and Clang on every
+ * target bpd builds for): a word's halves as int16, a bias word as int32. */
+#define LO16(v) ((int32_t)(int16_t)(uint16_t)(v))
+#define HI16(v) ((int32_t)(v) >> 16)
+
+/* v >> s clamped to [lo, hi] (s < 0: v clamped to [lo >> -s, hi >> -s], then << -s), as SSAT/USAT do */
+static int32_t sat_shift(int32_t v, int32_t s, int32_t lo, int32_t hi)
+{
+    if (s >= 0) return sat(v >> s, lo, hi);
+    return sat(v, lo >> -s, hi >> -s) * (1 << -s);
+}
+
+/* the activation of a row's sum (kind 0 tanh, 1 ReLU) with its shift s */
+static int16_t act(int32_t acc, int32_t s, int32_t kind)
+{
+    return (int16_t)(KIND_TANH);
+}
+
+/* Dense: every input pair (x[2t], x[2t + 1]) times the row's weight pair; per row the bias first.
+ * Hidden rows (kind 0, 1) write h[r] with the shift byte that follows; the output (kind 2) y[r]. */
+static void walk_dense(const int16_t *x, int32_t n, const uint32_t *w, const uint8_t *b, int32_t rows,
+                       int32_t kind, int16_t *h, int32_t *y)
+{
+    int32_t r, t;
+    for (r = 0; r < rows; r++) {
+        int32_t acc = (int32_t)*w++;
+        for (t = 0; t < n; t++, w++)
+            acc += LO16(*w) * x[2 * t] + HI16(*w) * x[2 * t + 1];
+        if (kind == 2) y[r] = acc;
+        else h[r] = act(acc, (int32_t)*b++, kind);
+    }
+}
+
+/* Sparse: per row the bias, then a count byte and that many input word indices (times 4 = 1 << k: byte
+ * offsets where the layer has at most 64 input words) with their weight pairs */
+static void walk_sparse(const int16_t *x, int32_t k, const uint32_t *w, const uint8_t *b, int32_t rows,
+                        int32_t kind, int16_t *h, int32_t *y)
+{
+    int32_t r, t;
+    for (r = 0; r < rows; r++) {
+        int32_t acc = (int32_t)*w++;
+        const int32_t n = (int32_t)*b++;
+        for (t = 0; t < n; t++, w++) {
+            const int16_t *v = x + 2 * (*b++ >> k);
+            acc += LO16(*w) * v[0] + HI16(*w) * v[1];
+        }
+        if (kind == 2) y[r] = acc;
+        else h[r] = act(acc, (int32_t)*b++, kind);
+    }
+}
+#endif
+"""
+
+
+def _array(ctype: str, name: str, values: list[int], per_line: int, fmt) -> str:
+    body = ",\n".join("    " + ", ".join(fmt(v) for v in values[i:i + per_line])
+                      for i in range(0, len(values), per_line))
+    return f"static const {ctype} {name}[{max(len(values), 1)}] = {{\n{body or '    0'}\n}};\n"
+
+
+def _guarded(text: str, cond: str | None) -> str:
+    return text if cond is None else f"#if {cond}\n{text}#endif\n"
+
+
+def kernel_source(q: IntNet, banner: str, room: int = 0) -> tuple[str, dict]:
+    """policy.c of the table form with `room` bytes of flash to spend on speed (plan), and what the report
+    records of it (the plan, each layer's form, the streams' sizes, the estimates)."""
+    from training.pairs import pair_columns
+
+    obs_dim, act_dim = len(q.in_frac), len(q.out_frac)
+    pairs = [pair_columns(L.wq) for L in q.layers]
+    tables = [table_form(q, li, pairs) for li in range(len(q.layers))]
+    uses_tanh = q.output == "tanh" or any(L.kind == "tanh" for L in q.layers)
+    try:
+        check_asm(q, tables)
+        asm_why = None
+        p, est = plan(q, pairs, room)
+    except TableRange as e:
+        asm_why = str(e)
+        p, est = Plan([T.form for T in tables], "half"), {"table_flash": estimated_flash(q, tables)}
+    est["flash"] = est["table_flash"] + est.get("extra_flash", 0)
+    half = p.tanh == "half"
+    guard = "#if defined(__ARM_FEATURE_SIMD32) && __ARM_FEATURE_SIMD32 && defined(__thumb2__)\n"
+    assert guard in _PRELUDE
+    out = [banner, _PRELUDE if asm_why is None else
+           _PRELUDE.replace(guard, f"#if 0 /* {asm_why}: the C loops on every core */\n")]
+    if uses_tanh:
+        if half:
+            out.append(f"\n/* tanh in Q15 of i * 2^-{TANH_FRAC} for i from 0 to {HALF}; for negative i, minus the "
+                       "entry at -i */\n")
+            out.append(_array("int16_t", "bpd_tanh_half", [int(v) for v in tanh_half()], 16, str))
+            lookup = "(i < 0 ? -(int32_t)bpd_tanh_half[-i] : (int32_t)bpd_tanh_half[i])"
+        else:
+            out.append(f"\n/* tanh in Q15 of i * 2^-{TANH_FRAC} for i from -{HALF} to {HALF - 1}: one lookup */\n")
+            out.append(_array("int16_t", "bpd_tanh_q15", [int(v) for v in tanh_table()], 16, str))
+            out.append(f"#define TANH_MID (bpd_tanh_q15 + {HALF})\n")
+            lookup = "(int32_t)TANH_MID[i]"
+        out.append(_guarded(f"static int32_t tanh_q15(int32_t i) {{ return {lookup}; }}\n",
+                            None if q.output == "tanh" else "!BPD_INT_DSP"))
+    tanh_arg = ("bpd_tanh_half" if half else "TANH_MID") if uses_tanh else "NULL"
+    straight_layers = {li: straight(q, li, pairs, half) for li, f in enumerate(p.forms) if f == "straight"}
+    for li, T in enumerate(tables):
+        cond = "!BPD_INT_DSP" if li in straight_layers else None
+        out.append(f"\n/* layer {li}: {len(T.order)} rows, {T.terms} weight pairs; per row its bias and weight pairs"
+                   + (", its count of pairs and their indices" if T.form == "sparse" else "")
+                   + (", its shift" if T.kind != "output" else "") + " */\n")
+        out.append(_guarded(_array("uint32_t", f"bpd_it_w{li}", T.words, 8, _hex)
+                            + _array("uint8_t", f"bpd_it_b{li}", T.bytes, 24, str), cond))
+        if li in straight_layers:
+            out.append(_guarded(f"/* layer {li} as straight-line code: its biases and weight pairs in the order the "
+                                "code takes them */\n" + _array("uint32_t", f"bpd_dsp_t{li}", straight_layers[li].table,
+                                                                8, _hex), "BPD_INT_DSP"))
+    dest = slots(pairs[0])
+    ins = [v for j in range(obs_dim) for v in (dest.get(j, 255), 150 - int(q.in_frac[j]))]
+    out.append("/* per observation: its halfword in the first layer's pair layout (255: unused), 150 - its Q "
+               "format */\n")
+    out.append(_array("uint8_t", "bpd_it_in", ins, 24, str))
+    if asm_why is None:
+        asm = [inputs_asm("bpd_it_inputs")]
+        decl = ["int bpd_it_inputs(const float *obs, int16_t *x, const uint8_t *in, int n);\n"]
+        for li, T in enumerate(tables):
+            if li in straight_layers:
+                asm.append(layer_asm(f"bpd_dsp_layer{li}", straight_layers[li].body))
+                decl.append(f"void bpd_dsp_layer{li}(const void *x, const uint32_t *t, void *out, "
+                            "const int16_t *tanh);\n")
+            else:
+                asm.append((dense_asm if T.form == "dense" else sparse_asm)(f"bpd_it_layer{li}", T, half))
+                decl.append(f"void bpd_it_layer{li}(const void *x, const uint32_t *w, void *out, const uint8_t *b, "
+                            "const int16_t *tanh);\n")
+        out.append("\n#if BPD_INT_DSP\n" + "".join(decl))
+        out.append('__asm__(\n    ".syntax unified\\n"\n    ".text\\n"\n    ".balign 4\\n"\n')
+        out += [f'    "{line}\\n"\n' for line in "".join(asm).splitlines()]
+        out.append(");\n#endif\n")
+    relu = f"sat_shift(acc, s, 0, {SAT})"
+    if uses_tanh:
+        tanh = f"tanh_q15(sat_shift(acc, s, -{HALF}, {HALF - 1}))"
+        out.append(_LOOPS.replace("KIND_TANH", f"kind == 0 ? {tanh} : {relu}"))
+    else:
+        out.append(_LOOPS.replace("KIND_TANH", relu).replace("int32_t kind)\n{",
+                                                             "int32_t kind)\n{\n    (void)kind;"))
+    out.append("\n/* the assembly loads the pairs as words */\n#if BPD_INT_DSP\n"
+               "#define BPD_IT_ALIGN __attribute__((aligned(4)))\n#else\n#define BPD_IT_ALIGN\n#endif\n")
+    names = [f"y{i}" for i in range(act_dim)]
+    out.append(run_head(q, names))
+    width = max(T.in_words for T in tables)
+    bufs = ("xa", "xb")
+    out.append(f"    {{\n        /* the layers' inputs: int16 pairs, a word each */\n"
+               f"        int16_t xa[{2 * width}] BPD_IT_ALIGN, xb[{2 * width}] BPD_IT_ALIGN;\n"
+               f"        int32_t acc[{act_dim}];\n")
+    out.append("#if BPD_INT_DSP\n        /* every observation checked (exponent 255: NaN or +-Inf), the used ones in "
+               f"Q formats */\n        if (bpd_it_inputs(obs, xa, bpd_it_in, {obs_dim})) {{\n"
+               "            safe_output(action);\n            return BPD_ERR_NONFINITE;\n        }\n")
+    for li, T in enumerate(tables):
+        src, dst = bufs[li % 2], bufs[(li + 1) % 2]
+        o = "acc" if T.kind == "output" else dst
+        if li in straight_layers:
+            out.append(f"        bpd_dsp_layer{li}({src}, bpd_dsp_t{li}, {o}, {tanh_arg});\n")
+        else:
+            out.append(f"        bpd_it_layer{li}({src}, bpd_it_w{li}, {o}, bpd_it_b{li}, {tanh_arg});\n")
+    out.append("#else\n        int32_t j;\n        memset(xa, 0, sizeof xa); /* the zero half of an odd pair */\n"
+               "        memset(xb, 0, sizeof xb);\n"
+               f"        for (j = 0; j < {obs_dim}; j++) {{\n            const uint32_t bits = load_bits(&obs[j]);\n"
+               "            if (((bits >> 23) & 0xFFu) == 0xFFu) { /* NaN or +-Inf */\n"
+               "                safe_output(action);\n                return BPD_ERR_NONFINITE;\n            }\n"
+               "            if (bpd_it_in[2 * j] != 255u)\n"
+               "                xa[bpd_it_in[2 * j]] = (int16_t)to_fixed(bits, (int32_t)bpd_it_in[2 * j + 1] + 8);\n"
+               "        }\n")
+    for li, T in enumerate(tables):
+        src, dst = bufs[li % 2], bufs[(li + 1) % 2]
+        h, y = ("NULL", "acc") if T.kind == "output" else (dst, "NULL")
+        k = KIND_CODE[T.kind]
+        if T.form == "dense":
+            out.append(f"        walk_dense({src}, {T.in_words}, bpd_it_w{li}, bpd_it_b{li}, {len(T.order)}, {k}, "
+                       f"{h}, {y});\n")
+        else:
+            sh = 2 if T.in_words <= NEAR_WORDS else 0
+            out.append(f"        walk_sparse({src}, {sh}, bpd_it_w{li}, bpd_it_b{li}, {len(T.order)}, {k}, {h}, "
+                       f"{y});\n")
+    out.append("#endif\n")
+    out += [f"        {v} = acc[{i}];\n" for i, v in enumerate(names)]
+    out.append("    }\n")
+    out.append(run_tail(q, names, "tanh_q15({})"))
+    src = "".join(out)
+    if not any(T.form == "dense" for T in tables):
+        src = _drop_function(src, "walk_dense")
+    if not any(T.form == "sparse" for T in tables):
+        src = _drop_function(src, "walk_sparse")
+    info = {"form": TABLE_FORM, "plan": p.label(), "room": room, "assembly": asm_why is None,
+            "scalar_reason": asm_why, "estimate": est,
+            "layers": [{"form": f, "rows": len(T.order), "input_words": T.in_words, "weight_pairs": T.terms,
+                        "longest_row": T.longest}
+                       | ({"rows_per_group": straight_layers[li].rcg[0], "words_per_chunk": straight_layers[li].rcg[1],
+                           "weight_registers": straight_layers[li].rcg[2]} if li in straight_layers else {})
+                       for li, (f, T) in enumerate(zip(p.forms, tables))]}
+    return src, info
+
+
+def _drop_function(src: str, name: str) -> str:
+    """src without the C function `name` and the comment above it (unused: -Werror would refuse it)."""
+    start = src.index(f"static void {name}(")
+    start = src.rindex("\n/*", 0, start) + 1
+    end = src.index("\n}\n", start) + 3
+    return src[:start] + src[end:]
+
+
+def generate_int_table_kernel(net: CollapsedNet, q: IntNet, out_dir: Path, source_hash: str, command: str,
+                              room: int = 0) -> dict:
+    """Write the table form of the integer kernel with `room` bytes of flash to spend on speed (policy.c),
+    its descriptor files and policy.h into out_dir; returns what the report records of the form."""
+    banner = banner_for(net, source_hash, command)
+    wc, wh, cfg = descriptor_sources(net, banner, "integer-table")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    src, info = kernel_source(q, banner, room)
+    write_text(out_dir / "policy.c", src)
+    write_text(out_dir / "policy_weights.c", wc)
+    write_text(out_dir / "policy_weights.h", wh)
+    write_text(out_dir / "policy_config.h", cfg)
+    shutil.copyfile(KERNEL_DIR / "policy.h", out_dir / "policy.h")
+    return info

@@ -1,0 +1,267 @@
+"""The integer kernel's table form (export/int_table.py) against known answers.
+
+Hand-built networks with power-of-two weights, whose integer outputs are computed by hand: the host build
+(C loops over the streams), the numpy model and the emulated Cortex-M4F build (the DSP assembly walking the
+same streams) give exactly those. The streams of a hand-built layer are checked word by word; random
+networks in every plan (all tables, mixed with straight-line layers, all straight-line) give the numpy
+model's bits on the host and on the emulated Cortex-M4F; the object files have SMLAD on Cortex-M4F and no
+float instruction on either core; a network the assembly cannot take runs the C loops there too.
+"""
+
+import json
+import shutil
+import subprocess
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from export.c_export import CPolicy
+from export.cc import STRICT
+from export.collapse import CollapsedNet
+from export.fixed_point import IntPolicy, quantise, tanh_q15, tanh_table
+from export.int_table import (
+    HALF,
+    generate_int_table_kernel,
+    plan,
+    table_form,
+    table_layer,
+    tanh_half,
+)
+from tests.test_export_c import random_net
+from training.pairs import pair_columns
+
+needs_arm = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
+                               reason="arm-none-eabi-gcc not installed (make system-deps)")
+
+
+def _m4f(d, x, act_dim):
+    """Outputs of the export in d built for Cortex-M4F and run under the emulator on the observations x."""
+    pytest.importorskip("unicorn")
+    from firmware_host.measure.bench import BENCH, emulate_build
+
+    e = emulate_build("cortex-m4f", [d / "policy.c", d / "policy_weights.c", BENCH / "bench_bpd.c"], [d, BENCH],
+                      d / "m4f", np.asarray(x, np.float32), act_dim, set(), ["policy", "policy_weights"])
+    return e["outputs"]
+
+
+def _pairs(q):
+    return [pair_columns(L.wq) for L in q.layers]
+
+
+def test_half_table_is_the_whole_tables_positive_half_and_its_negation():
+    full, half = tanh_table(), tanh_half()
+    assert len(half) == HALF + 1 and half[0] == 0 and half[HALF] == -full[0] == 32745
+    i = np.arange(-HALF, HALF)
+    np.testing.assert_array_equal(np.where(i < 0, -half[np.abs(i)], half[np.abs(i)]), tanh_q15(i))
+
+
+def test_streams_of_a_hand_built_layer():
+    """Three rows over four columns paired (0, 2) and (1, 3); the next layer takes the rows as (0, 2) and
+    (1, None): rows in slot order 0, 2, 1 and a gap. Sparse: bias, then per used pair its weight word (low
+    half: the pair's first column); bytes: count, byte offsets, shift. Dense: every pair's word."""
+    wq = np.array([[3, 0, -1, 0], [0, 5, 0, 7], [2, 0, 4, 0]])
+    bq = np.array([100, -2, 7])
+    shift = np.array([9, 10, 11])
+    pairs = [(0, 2), (1, 3)]
+    nxt = [(0, 2), (1, None)]
+    w = lambda lo, hi: (hi & 0xFFFF) << 16 | (lo & 0xFFFF)  # noqa: E731
+    s = table_layer(wq, bq, shift, "tanh", pairs, nxt, "sparse")
+    assert s.order == [0, 2, 1, None]
+    assert s.words == [100, w(3, -1), 7, w(2, 4), 0xFFFFFFFE, w(5, 7), 0]
+    assert s.bytes == [1, 0, 9, 1, 0, 11, 1, 4, 10, 0, 0] and s.longest == 1 and s.terms == 3
+    d = table_layer(wq, bq, shift, "tanh", pairs, nxt, "dense")
+    assert d.words == [100, w(3, -1), 0, 7, w(2, 4), 0, 0xFFFFFFFE, 0, w(5, 7), 0, 0, 0]
+    assert d.bytes == [9, 11, 10, 0]
+    out = table_layer(wq, bq, shift, "output", pairs, None, "sparse")
+    assert out.order == [0, 1, 2] and out.bytes == [1, 0, 1, 4, 1, 0]  # no shift after an output row
+
+
+def test_plan_spends_the_room_it_is_given():
+    """No room: every layer a table and half the tanh table; a large room: every layer straight-line and the
+    whole table; between, the estimated extra flash stays within the room and the estimated cycles fall."""
+    rng = np.random.default_rng(3)
+    net = random_net(rng, [16, 40, 30, 3], 0.4)
+    q = quantise(net, rng.normal(0, 1, (500, 16)), "test")
+    p0, e0 = plan(q, _pairs(q), 0)
+    assert all(f in ("dense", "sparse") for f in p0.forms) and p0.tanh == "half" and e0["extra_flash"] == 0
+    big, eb = plan(q, _pairs(q), 10**6)
+    assert big.forms == ["straight"] * 3 and big.tanh == "full" and eb["cycles"] < e0["cycles"]
+    for room in (500, 2000, 4000):
+        p, e = plan(q, _pairs(q), room)
+        assert e["extra_flash"] <= room and eb["cycles"] <= e["cycles"] <= e0["cycles"]
+
+
+@needs_arm
+def test_hand_computed_relu_network_sparse_and_dense_on_cortex_m4f(tmp_path):
+    """16 -> 2 -> 1, ReLU and clip: row 0 takes half of inputs 0-7, row 1 a quarter of inputs 8-15, so the first
+    layer has eight input words (sparse: four terms a row) and the second one (dense). With dyadic inputs
+    every quantity is exact: h0 = 1.0625, h1 = 0.0625, y = h0 - h1 / 2 + 0.25 = 1.28125."""
+    w0 = np.zeros((2, 16), np.float32)
+    w0[0, :8], w0[1, 8:] = 0.5, 0.25
+    net = CollapsedNet([w0, np.array([[1.0, -0.5]], np.float32)],
+                       [np.array([0.125, -0.5], np.float32), np.array([0.25], np.float32)], "relu", "clip",
+                       np.array([-8.0], np.float32), np.array([8.0], np.float32), [16, 2, 1])
+    q = quantise(net, np.array([[1.0] * 16, [-1.0] * 16], np.float32), "hand")
+    info = generate_int_table_kernel(net, q, tmp_path, "0" * 64, "t")
+    assert [L["form"] for L in info["layers"]] == ["sparse", "dense"] and info["assembly"]
+    x = np.array([[0.5, 0.25, -0.25, 1, 0, 0.75, -0.5, 0.125, 1, 1, 0.5, 0.5, -1, 0.25, 0, 0],
+                  [-1] * 8 + [1] * 8], np.float32)
+    # second row: h0 = relu(-4 + 0.125) = 0, h1 = 2 - 0.5 = 1.5, y = -0.75 + 0.25
+    want = np.array([[1.28125], [-0.5]], np.float32)
+    np.testing.assert_array_equal(CPolicy(tmp_path).act(x), want)
+    np.testing.assert_array_equal(IntPolicy(q).act(x), want)
+    np.testing.assert_array_equal(_m4f(tmp_path, x, 1), want)
+
+
+@needs_arm
+def test_hand_computed_tanh_network_on_the_half_table_on_cortex_m4f(tmp_path):
+    """The 2 -> 2 -> 1 tanh network of test_codegen's DSP test: each hidden tanh is the table's entry at
+    round(256 z), negative indices from the half table negated, -1024 (a saturated input) from its last
+    entry; the action is (T + 1) >> 1 in Q14. A NaN or infinite observation gives the safe action (0)."""
+    net = CollapsedNet([np.array([[1.0, 0.5], [-2.0, 0.0]], np.float32), np.array([[0.5, 0.25]], np.float32)],
+                       [np.array([0.0, 0.0], np.float32), np.array([0.125], np.float32)], "tanh", "tanh",
+                       np.array([-1.0], np.float32), np.array([1.0], np.float32), [2, 2, 1])
+    q = quantise(net, np.array([[1.0, 1.0], [-1.0, -1.0]], np.float32), "hand")
+    assert generate_int_table_kernel(net, q, tmp_path, "0" * 64, "t")["plan"].endswith("half tanh table")
+
+    def T(i: int) -> int:
+        return int(tanh_q15(np.array([i]))[0])
+
+    def rnd(f: Fraction) -> int:  # round half up, as the bias's folded half does
+        return int((f + Fraction(1, 2)) // 1)
+
+    x = np.array([[0.5, 0.25], [0.25, -0.75], [100.0, -100.0], [-0.75, 0.5]], np.float32)
+    want = []
+    top = Fraction(32767, 8192)  # inputs in Q13, saturated at 32767
+    for x0, x1 in x.astype(np.float64):
+        x0, x1 = (max(-top, min(top, Fraction(v))) for v in (x0, x1))
+        h0 = T(rnd(256 * (x0 + x1 / 2)))
+        h1 = T(max(-1024, min(1023, rnd(256 * -2 * x0))))
+        idx = rnd(256 * (Fraction(h0, 2 * 32768) + Fraction(h1, 4 * 32768) + Fraction(1, 8)))
+        want.append(np.float32(((T(idx) + 1) >> 1) / 2.0 ** 14))
+    want = np.array(want, np.float32)[:, None]
+    np.testing.assert_array_equal(CPolicy(tmp_path).act(x), want)
+    np.testing.assert_array_equal(IntPolicy(q).act(x), want)
+    bad = np.array([[np.nan, 0.5], [0.5, np.inf], [-np.inf, 0.5]], np.float32)
+    np.testing.assert_array_equal(_m4f(tmp_path, np.concatenate([x, bad]), 1),
+                                  np.concatenate([want, np.zeros((3, 1), np.float32)]))
+
+
+@needs_arm
+@pytest.mark.parametrize("activation,output", [("tanh", "tanh"), ("relu", "clip"), ("relu", "tanh")])
+def test_every_plan_gives_the_numpy_models_bits_on_the_host_and_on_cortex_m4f(tmp_path, activation, output):
+    """Widths 16-21-9-3 (odd: the next layer's zero half is a gap row; 8 input words: sparse, 5: dense) in
+    the all-table plan, a mixed one and the all-straight one; observations in and far out of range."""
+    rng = np.random.default_rng(7)
+    net = random_net(rng, [16, 21, 9, 3], 0.4, activation, output)
+    calib = rng.normal(0, 0.5, (1000, 16)).astype(np.float32)
+    q = quantise(net, calib, "test")
+    x = np.concatenate([calib[:6], rng.normal(0, 20, (4, 16))]).astype(np.float32)
+    want = IntPolicy(q).act(x).view(np.uint32)
+    plans = set()
+    for room in (0, plan(q, _pairs(q), 10**6)[1]["extra_flash"] // 2, 10**6):
+        d = tmp_path / str(room)
+        info = generate_int_table_kernel(net, q, d, "0" * 64, "t", room)
+        plans.add(info["plan"])
+        assert np.array_equal(CPolicy(d).act(x).view(np.uint32), want)
+        assert np.array_equal(_m4f(d, x, 3).view(np.uint32), want), info["plan"]
+    assert len(plans) == 3, plans
+
+
+FLOAT_CALL = ("__aeabi_f", "__aeabi_d", "__aeabi_i2f", "__aeabi_ui2f", "__aeabi_l2f", "sf", "df", "tanhf", "fma")
+
+
+@needs_arm
+@pytest.mark.parametrize("target", ["cortex-m0plus", "cortex-m4f"])
+def test_object_file_has_smlad_on_cortex_m4f_and_no_float_instruction(tmp_path, target):
+    from firmware_host.measure.build import OPT, TARGETS
+
+    rng = np.random.default_rng(2)
+    net = random_net(rng, [16, 21, 3], 0.4)
+    generate_int_table_kernel(net, quantise(net, rng.normal(size=(200, 16)), "test"), tmp_path, "0" * 64, "t")
+    obj = tmp_path / "policy.o"
+    subprocess.run(["arm-none-eabi-gcc", *STRICT, *TARGETS[target]["flags"], *OPT, "-c", "policy.c", "-o", str(obj)],
+                   check=True, cwd=tmp_path)
+    dis = subprocess.run(["arm-none-eabi-objdump", "-d", str(obj)], capture_output=True, text=True, check=True).stdout
+    mnemonics = [ln.split("\t")[2].split()[0] for ln in dis.splitlines() if ln.count("\t") >= 2 and ":" in ln]
+    assert len(mnemonics) > 30
+    assert not [m for m in mnemonics if m.startswith("v")], "VFP instruction in the integer kernel"
+    assert ("smlad" in mnemonics) == ("tbh" in mnemonics) == (target == "cortex-m4f")
+    undef = subprocess.run(["arm-none-eabi-nm", "-u", str(obj)], capture_output=True, text=True, check=True).stdout
+    assert not [s for s in undef.split() if any(f in s for f in FLOAT_CALL)], undef
+
+
+@needs_arm
+def test_a_negative_shift_runs_the_c_loops_on_cortex_m4f(tmp_path):
+    """A ReLU layer that is 0 on every calibration state gets the finest Q format (Q24) while its large weights
+    keep the row's exponent small (17): its shift is negative, which the assembly's ASR cannot do. The C
+    loops run on Cortex-M4F too, and give the numpy model's bits."""
+    net = CollapsedNet([np.array([[1024.0, -1024.0]], np.float32), np.array([[0.001]], np.float32)],
+                       [np.array([0.0], np.float32), np.array([0.0], np.float32)], "relu", "clip",
+                       np.array([-4.0], np.float32), np.array([4.0], np.float32), [2, 1, 1])
+    q = quantise(net, np.array([[1.0, 1.0], [-1.0, -1.0], [0.5, 0.5]], np.float32), "hand")
+    assert q.layers[0].shift.tolist() == [17 - 24]
+    info = generate_int_table_kernel(net, q, tmp_path, "0" * 64, "t")
+    assert not info["assembly"] and "negative activation shift" in info["scalar_reason"]
+    x = np.array([[0.5, 0.25], [0.001, 0.0], [-1, 1]], np.float32)
+    np.testing.assert_array_equal(_m4f(tmp_path, x, 1), IntPolicy(q).act(x))
+    np.testing.assert_array_equal(CPolicy(tmp_path).act(x), IntPolicy(q).act(x))
+
+
+def test_layers_too_wide_for_registers_are_sparse_and_narrow_dense_ones_dense():
+    rng = np.random.default_rng(4)
+    net = random_net(rng, [4, 30, 2], 0.9)
+    q = quantise(net, rng.normal(size=(100, 4)), "test")
+    assert [table_form(q, li, _pairs(q)).form for li in range(2)] == ["dense", "sparse"]
+
+
+def _meter(flash):
+    """A meter: the integer kernels ten times cheaper than a float kernel, each directory's flash from flash."""
+    def meter(d):
+        integer = d.name.startswith("integer")
+        return {"cycles": 100.0 if integer else 1000.0, "flash_bytes": flash.get(d.name, 1000), "instructions": 100,
+                "max_abs_error_vs_host_c": 0.0}
+    return meter
+
+
+def test_auto_builds_the_table_form_only_where_the_integer_kernel_is_over_the_budget(tiny_pipeline, tmp_path):
+    """Within the budget the straight-line integer kernel is weighed alone (the table form would spend the
+    room on becoming it); over it, the table form is built, fitted to the budget, checked like it and, cheapest
+    and keeping the return, shipped: an integer kernel (its variant integer-table), bit for bit its numpy model."""
+    from export.collapse import collapse
+    from export.export import ExportConfig, load_source, run_export
+    from export.verify import verify_export
+    from training.collect import load_dataset
+
+    src = str(tiny_pipeline / "run")
+    rep = run_export(ExportConfig(source=src, out=str(tmp_path / "wide"), episodes=0, parity_samples=300),
+                     meter=_meter({}))
+    assert "integer-table" not in rep["kernel"]["candidates"]
+    assert "within the flash budget" in rep["kernel"]["skipped"]["integer-table"]
+    out = tmp_path / "small"
+    rep = run_export(ExportConfig(source=src, out=str(out), episodes=1, parity_samples=300, flash_budget=3000),
+                     meter=_meter({"integer": 5000}))
+    k = rep["kernel"]
+    assert k["variant"] == "integer-table" and k["kind"] == "integer", k["candidates"]["integer-table"]
+    assert "return over 1 episodes" in k["candidates"]["integer-table"]["verdict"]
+    fit = k["candidates"]["integer-table"]["fit"]
+    assert fit["flash_budget"] == 3000 and fit["tries"][0]["room"] == 0 and fit["tries"][0]["flash_bytes"] == 1000
+    assert json.loads((out / "export.json").read_text())["kernel"] == "integer"
+    verify_export(out)
+    net = collapse(load_source(src).policy)
+    q = quantise(net, load_dataset(str(tiny_pipeline / "dataset.npz"), net.obs_dim).observations, "test")
+    obs = np.random.default_rng(3).normal(0, 1, (64, net.obs_dim)).astype(np.float32)
+    assert np.array_equal(CPolicy(out).act(obs).view(np.uint32), IntPolicy(q).act(obs).view(np.uint32))
+
+
+def test_forced_table_form_without_a_meter(tiny_pipeline, tmp_path):
+    """--kernel integer-table without a meter: fitted to the budget by its estimate alone, shipped."""
+    from export.export import ExportConfig, run_export
+
+    rep = run_export(ExportConfig(source=str(tiny_pipeline / "run"), out=str(tmp_path / "e"), episodes=0,
+                                  parity_samples=300, kernel="integer-table", flash_budget=4000))
+    k = rep["kernel"]
+    assert k["variant"] == "integer-table" and k["rule"] == "forced by --kernel" and rep["parity"]["pass"]
+    assert k["fit"]["flash_budget"] == 4000 and k["fit"]["tries"][0]["flash_bytes"] is None
+    assert k["table"]["estimate"]["flash"] <= 4000 or len(k["fit"]["tries"]) == 1
