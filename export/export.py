@@ -40,6 +40,7 @@ from export.onnx_export import (
 from export.package import CHOICES as PACKAGE_CHOICES
 from export.parity import PARITY_TOL
 from export.parity import tolerance as parity_tolerance
+from export.selftest import selftest_banner, selftest_for_kernel
 from export.verify import manifest, verify_export
 from training.mlp import MLPPolicy
 
@@ -448,6 +449,10 @@ def _write_export(cfg: ExportConfig, out: Path, meter: KernelMeter | None = None
         raise BpdError(f"parity check failed{hint}: "
                        f"{json.dumps({k: v for k, v in parity.items() if 'vs' in k})}")
 
+    # the boot self-test: a parity state and the shipped kernel's own action for it (export/selftest.py)
+    selftest = selftest_for_kernel(out, obs, kernel["kind"], parity, net.action_low, net.action_high,
+                                   selftest_banner(mh, command))
+
     teacher_path = cfg.teacher or src.teacher
     dense = None
     if teacher_path and Path(teacher_path).is_file():
@@ -475,6 +480,8 @@ def _write_export(cfg: ExportConfig, out: Path, meter: KernelMeter | None = None
         from export.fixed_point import integer_kernel
         report["int"], int_pol = integer_kernel(net, out / "int", src.sha256, command + " (int)", obs, ref,
                                                 cfg.dataset or src.dataset)
+        int_selftest = selftest_for_kernel(out / "int", obs, "integer", parity, net.action_low, net.action_high,
+                                           selftest_banner(mh, command + " (int)"))
     if cfg.episodes > 0:
         from training.envs import evaluate
         rets = {}
@@ -506,14 +513,14 @@ def _write_export(cfg: ExportConfig, out: Path, meter: KernelMeter | None = None
                                      "params_total": net.params_total, "params_nonzero": net.params_nonzero,
                                      "source_params_total": src.policy.params_total, "bpd_version": bpd.__version__,
                                      "command": command, "parity": parity, "kernel": kernel["kind"],
-                                     "files": manifest(out)})
+                                     "selftest": selftest, "files": manifest(out)})
     if cfg.integer:  # the integer kernel is an export directory of its own (evaluate, firmware, rig)
         import shutil
         info = json.loads((out / "export.json").read_text())
         shutil.copyfile(out / "policy.onnx", out / "int" / "policy.onnx")  # the float model it was derived from
         ir = report["int"]
         write_json(out / "int" / "export.json", info | {
-            "kernel": "integer", "command": command + " (int)",
+            "kernel": "integer", "command": command + " (int)", "selftest": int_selftest,
             "parity": {"pass": bool(ir["c_matches_numpy_model"]), "check": "integer C bit-exact against its numpy "
                        "model on the host build (the scalar C form; the DSP assembly for Cortex-M4/M7 is "
                        "held to the same numbers by the project's emulated tests); error against the float "

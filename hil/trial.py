@@ -27,7 +27,7 @@ from bpd.errors import BpdError
 from bpd.io import bpd_executable, check_output_dir, portable_argv, portable_path, write_json
 from bpd.process import die_with_parent
 from firmware_host.rig import load_rig
-from firmware_host.wire.spec import CAPS, FLAGS
+from firmware_host.wire.spec import CAPS, FLAGS, SELFTEST
 from hil.link import DeviceFault, DeviceLink, DeviceRestarted, LinkError
 from hil.policy import load_host_policy
 from hil.ticklog import TickLog, timing_summary
@@ -231,6 +231,9 @@ def _check_device(info: dict, spec, pol, mode: str) -> None:
         if not pol.model_hash or pol.model_hash[:16] != dev_hash:
             raise LinkError(f"the device runs model {dev_hash}, the export is {(pol.model_hash or '?')[:16]}: "
                             "flash the matching firmware")
+        if info.get("selftest") == SELFTEST["fail"]:
+            raise LinkError("the device's policy failed its boot self-test (its weights are not the exported ones): "
+                            "it refuses device mode; flash the firmware again")
 
 
 def _episode(link: DeviceLink, log: TickLog, cfg: HilRunConfig, ep: int, period: int, steps: int, lim: dict,

@@ -14,6 +14,7 @@ import shutil
 import struct
 import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,7 +22,7 @@ import pytest
 from firmware_host.rig import Plant, load_rig
 from firmware_host.rig.device import SoftwareDevice, build_device_library
 from firmware_host.wire.codec import Frame, Parser, cobs_encode, crc16, encode
-from firmware_host.wire.spec import ACK, BY_NAME, FAULTS, FLAGS, MESSAGES, PROTOCOL_VERSION
+from firmware_host.wire.spec import ACK, BY_NAME, FAULTS, FLAGS, MESSAGES, MODES, PROTOCOL_VERSION, SELFTEST
 from hil.link import DeviceLink
 from tests.conftest import BPD, pendulum_export
 
@@ -759,6 +760,78 @@ def test_info_without_a_policy(tmp_path):
     i = boot.fields
     assert i["caps"] & 1 == 0 and i["model_hash"] == [0] * 8
     assert answers(t.send("config", **config(mode=1))) == ack("config", "rejected")
+
+
+def tampered_export(tmp) -> Path:
+    """A copy of the fixture export with one weight of its last layer changed in the generated C, the stored
+    self-test pair left as it was (and export.json too: the build below does not verify the export, as a
+    flash bit flipped after a verified build would not be seen by it either)."""
+    import re
+
+    from export.c_export import CPolicy
+    from export.selftest import FILE
+
+    d = tmp / "tampered"
+    shutil.copytree(FIX, d)
+    text = (d / "policy_weights.c").read_text()
+    last = max(int(n) for n in re.findall(r"bpd_l(\d+)_w\[", text))
+    m = re.search(rf"bpd_l{last}_w\[\d+\] = \{{\s*(-?[0-9.e+-]+)f", text)
+    (d / "policy_weights.c").write_text(text[:m.start(1)] + repr(float(m.group(1)) + 0.5) + text[m.end(1):])
+    head = (d / FILE).read_text()
+    obs = [float(v.rstrip("f")) for v in re.search(r"_OBS \{ (.*) \}", head).group(1).split(", ")]
+    want = float(re.search(r"_ACTION \{ (.*) \}", head).group(1).rstrip("f"))
+    assert abs(CPolicy(d).run(np.array(obs, np.float32))[1][0] - want) > 1e-3  # the change shows in the action
+    return d
+
+
+def test_selftest_passes_at_boot_and_after_reset(target):
+    """Self-test: the unchanged export's policy gives the stored action for the stored observation, at
+    boot (INFO) and after each RESET, on every target; START in device mode is taken."""
+    assert info(target)["selftest"] == SELFTEST["pass"]
+    st = start_run(target, mode=MODES["device"])
+    assert st.fields["flags"] & FLAGS["running"]
+    assert info(target)["selftest"] == SELFTEST["pass"]
+    target.send("stop")
+
+
+def _refuses_device_start(t) -> None:
+    """A device whose self-test failed: INFO says so, a device-mode START is rejected and the device
+    faults with the self-test code, RESET (which runs the test again) leaves it failed; host mode runs."""
+    assert info(t)["selftest"] == SELFTEST["fail"]
+    assert answers(t.send("config", **config(mode=MODES["device"]))) == ack("config", "ok")
+    frames = t.send("start")
+    assert answers(frames) == ack("start", "rejected") + [("fault",)]
+    (fault,) = [f for f in frames if f.name == "fault"] or [f for f in t.listen(1.0) if f.name == "fault"]
+    assert fault.fields["code"] == FAULTS["selftest"] and fault.fields["detail"] == 0  # pair 0, action 0
+    assert state_of(t) == "FAULT"
+    assert ack("reset", "ok")[0] in answers(t.send("reset", seed=1))
+    assert info(t)["selftest"] == SELFTEST["fail"]
+    assert answers(t.send("config", **config(mode=MODES["host"]) | far(t))) == ack("config", "ok")
+    assert answers(t.send("start")) == ack("start", "ok")
+    t.send("stop")
+
+
+def test_selftest_failure_refuses_start_host_build(tmp_path):
+    t = HostTarget.__new__(HostTarget)
+    t.lib = build_device_library(tmp_path, RIG, tampered_export(tmp_path))
+    t.dev, t.p, t.seq, t.t, t.sensors = SoftwareDevice(RIG, t.lib), Parser(), 0, 0, np.zeros(4, np.float32)
+    (boot,) = t.p.feed(t.dev.tx())
+    assert boot.fields["selftest"] == SELFTEST["fail"]
+    _refuses_device_start(t)
+
+
+def test_selftest_failure_refuses_start_under_qemu(tmp_path):
+    from firmware_host.measure.build import build_firmware_image
+
+    _pil_tools()
+    img = build_firmware_image(tampered_export(tmp_path), "cortex-m4f", tmp_path / "pil", rig=RIG.name,
+                               board="stm32f4-pil")
+    t = PtyTarget(["pil", "--rig", RIG.name, "--elf", str(img.elf), "--action-timeout", "0.5"])
+    t.WINDOW = max(t.WINDOW, 2.0)
+    try:
+        _refuses_device_start(t)
+    finally:
+        t.close()
 
 
 def test_every_answered_command_is_answered_in_every_state():

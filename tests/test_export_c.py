@@ -160,6 +160,11 @@ def test_export_cli_end_to_end(tiny_pipeline, tmp_path):
     c_tol = 1e-5 if rep["kernel"]["kind"] != "integer" else rep["parity"]["c_tolerance"]
     assert rep["parity"]["c_vs_onnx"] <= c_tol
     assert rep["totals"]["flash_bytes"] > 0 and rep["dense_teacher"]["widths"] == [4, 32, 32, 1]
+    # the boot self-test: one parity state and the shipped kernel's own action, exact for the integer kernel
+    st = json.loads((out / "export.json").read_text())["selftest"]
+    assert (out / st["file"]).is_file() and st["pairs"] == 1
+    assert st["tolerance"] == (0.0 if rep["kernel"]["kind"] == "integer"
+                               else pytest.approx(2 * rep["parity"]["c_tolerance"], rel=1e-6))
     meta = {p.key: p.value for p in onnx.load(str(out / "policy.onnx")).metadata_props}
     for k in ("env_id", "obs_dim", "act_dim", "action_low", "action_high", "sparsity", "params_nonzero",
               "source_sha256", "bpd_version"):

@@ -109,17 +109,18 @@ def test_handshake_refuses_another_protocol_version():
     """A device of another protocol version: the host refuses to go on after its INFO, and a device's
     restart (another boot counter in an INFO) ends the session with a line naming it."""
     from firmware_host.wire.codec import encode
+    from firmware_host.wire.spec import PROTOCOL_VERSION as V
     from hil.link import DeviceLink, DeviceRestarted, LinkError
 
-    fields = dict(fw_major=0, fw_minor=3, obs_dim=4, act_dim=1, caps=1, period_us=40000, model_hash=[0] * 8,
-                  rx_dropped=0, actions_dropped=0)
+    fields = dict(fw_major=0, fw_minor=4, obs_dim=4, act_dim=1, caps=1, period_us=40000, model_hash=[0] * 8,
+                  rx_dropped=0, actions_dropped=0, selftest=0)
     link = DeviceLink("loop://")  # what the host writes comes back, and the INFO written first
-    link.ser.write(encode("info", 0, protocol=1, boot=1, **fields))
-    with pytest.raises(LinkError, match="protocol version mismatch: device 1, host 2"):
+    link.ser.write(encode("info", 0, protocol=V - 1, boot=1, **fields))
+    with pytest.raises(LinkError, match=f"protocol version mismatch: device {V - 1}, host {V}"):
         link.handshake(timeout=0.5, tries=1)
-    link.ser.write(encode("info", 0, protocol=2, boot=1, **fields))
+    link.ser.write(encode("info", 0, protocol=V, boot=1, **fields))
     assert link.handshake(timeout=0.5, tries=1)["boot"] == 1
-    link.ser.write(encode("info", 0, protocol=2, boot=2, **fields))
+    link.ser.write(encode("info", 0, protocol=V, boot=2, **fields))
     with pytest.raises(DeviceRestarted, match=r"restarted \(boot 1 -> 2\)"):
         link.next_states(0.5)
     link.close()

@@ -88,9 +88,9 @@ def body_by_hand(name: str, f: dict) -> bytes:
     if name == "hello":
         return struct.pack("<B", f["protocol"])
     if name == "info":
-        return struct.pack("<6BI8BH2I", f["protocol"], f["fw_major"], f["fw_minor"], f["obs_dim"], f["act_dim"],
+        return struct.pack("<6BI8BH2IB", f["protocol"], f["fw_major"], f["fw_minor"], f["obs_dim"], f["act_dim"],
                            f["caps"], f["period_us"], *f["model_hash"], f["boot"], f["rx_dropped"],
-                           f["actions_dropped"])
+                           f["actions_dropped"], f["selftest"])
     if name == "config":
         return struct.pack("<IHB3f", f["period_us"], f["watchdog_ticks"], f["mode"], f["action_limit"],
                            f["pos_limit"], f["angle_limit"])

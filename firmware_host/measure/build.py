@@ -169,6 +169,7 @@ def build_firmware_image(export_dir: Path, target: str, out_dir: Path, fast_tanh
     from export.c_export import check_export_dir
     from firmware_host.rig import load_rig
     from firmware_host.rig.codegen import write_rig_header
+    from firmware_host.rig.device import selftest_defines
 
     export_dir = check_export_dir(export_dir)
     spec = load_rig(rig)
@@ -199,8 +200,9 @@ def build_firmware_image(export_dir: Path, target: str, out_dir: Path, fast_tanh
             *(BOARDS / f for f in port["sources"]), *(CSRC / f for f in FIRMWARE_SOURCES),
             *(CSRC / f for f in port.get("core_sources", []))]
     clock = TARGETS[target]["clock_mhz"] * 1_000_000
+    selftest = [d.removeprefix("-D") for d in selftest_defines(export_dir)]
     return compile_image(target, srcs, [export_dir, CSRC, BOARDS, rig_dir], out_dir, "bpd_firmware",
-                         fast_tanh=fast_tanh, defines=[f"BOARD_CPU_HZ={clock}u", *port["defines"]],
+                         fast_tanh=fast_tanh, defines=[f"BOARD_CPU_HZ={clock}u", *port["defines"], *selftest],
                          ldscript=port["ldscript"])
 
 

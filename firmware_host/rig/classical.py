@@ -269,6 +269,7 @@ def export_classical(rig: str, out: str | Path) -> dict:
             "source_params_total": n_const, "widths": [4, 1], "design": d.to_json(),
             "lqr": {"Q": list(LQR_Q), "R": LQR_R}}
     info["parity"] = _classical_parity(d, out)
+    info["selftest"] = _classical_selftest(d, out, banner)
     from export.verify import manifest
     info["files"] = manifest(out)
     write_json(out / "export.json", info)  # the keys trials read: obs_dim, act_dim, model_hash
@@ -303,6 +304,27 @@ def _classical_parity(d: ClassicalDesign, out: Path) -> dict:
     if not parity["pass"]:
         raise BpdError(f"classical export: C and Python controllers differ by {max(errs):.2e} V")
     return parity
+
+
+def _classical_selftest(d: ClassicalDesign, out: Path, banner: str) -> dict:
+    """The boot self-test (export/selftest.py): one state in the LQR region and one in the swing-up, off the
+    switching surfaces, each with the action nearest half the limit (unsaturated, and no cancellation to
+    0), and the compiled controller's own actions; the tolerance is twice the parity tolerance, as for a
+    float network (each build is held within it of the float64 controller)."""
+    import math
+
+    from export.c_export import CPolicy
+    from export.selftest import write_selftest
+
+    c = CPolicy(out)
+    rng = np.random.default_rng(1)
+    cand = rng.uniform([-1, -math.pi, -5, -10], [1, math.pi, 5, 10], (400, 4)).astype(np.float32)
+    phi = np.abs(np.remainder(cand[:, 1] + math.pi, 2 * math.pi) - math.pi)
+    swing = cand[(phi > d.switch_angle + 0.05) & (np.abs(cand[:, 3] * np.cos(cand[:, 1])) > 0.1)]
+    lqr = np.array([[0.1, 0.05, -0.3, 0.8], [0.05, -0.1, 0.2, -0.5]], np.float32)
+    obs = np.stack([g[np.argmin(np.abs(np.abs(c.act(g)[:, 0]) - d.action_limit / 2))] for g in (lqr, swing)])
+    return write_selftest(out, obs, c.act(obs), 2 * PARITY_TOL_V, "classical controller (float): within twice "
+                          f"its parity tolerance ({PARITY_TOL_V:g} V); one LQR state, one swing-up state", banner)
 
 
 @dataclass

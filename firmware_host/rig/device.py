@@ -20,6 +20,13 @@ CSRC = Path(__file__).resolve().parents[1] / "c" / "core"
 FW_SOURCES = ("bpd_fw.c", "bpd_wire.c", "bpd_msgs.c", "hal_host.c")
 
 
+def selftest_defines(policy_dir: Path) -> list[str]:
+    """-DBPD_HAVE_SELFTEST where the export stores a self-test (export/selftest.py; older exports have none)."""
+    from export.selftest import FILE
+
+    return ["-DBPD_HAVE_SELFTEST"] if (Path(policy_dir) / FILE).is_file() else []
+
+
 def build_device_library(out_dir: Path, spec: RigSpec, policy_dir: Path | None = None) -> Path:
     """Compile the firmware core with the host HAL, the rig's generated configuration and (if given)
     the exported policy as a shared library."""
@@ -31,7 +38,7 @@ def build_device_library(out_dir: Path, spec: RigSpec, policy_dir: Path | None =
 
         policy_dir = check_export_dir(policy_dir)
         srcs += [policy_dir / "policy.c", policy_dir / "policy_weights.c"]
-        flags += ["-DBPD_SIM_POLICY", f"-I{policy_dir}"]
+        flags += ["-DBPD_SIM_POLICY", f"-I{policy_dir}"] + selftest_defines(policy_dir)
     h = hashlib.sha256(" ".join(flags[:-1]).encode())  # the rig header's text is hashed, not its path
     for s in srcs + sorted(CSRC.glob("*.h")) + [rig_dir / "bpd_rig_config.h"] + (
             [*policy_dir.glob("*.h")] if policy_dir else []):

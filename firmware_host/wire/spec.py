@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-PROTOCOL_VERSION = 2  # 2: INFO carries the boot counter and drop counters, ACK the command's seq
+PROTOCOL_VERSION = 3  # 2: INFO carries the boot counter and drop counters, ACK the command's seq; 3: the self-test
+# result in INFO
 MAX_PAYLOAD = 254  # id + seq + body + crc
 MAX_ENCODED = MAX_PAYLOAD + 2  # COBS of 254 bytes: one code byte, and a closing code byte when no zero
 MAX_FRAME = MAX_ENCODED + 2  # with both delimiters: the largest frame on the wire
@@ -43,9 +44,10 @@ MESSAGES: tuple[Message, ...] = (
     Message(0x02, "info", "device", (
         F("protocol", "u8"), F("fw_major", "u8"), F("fw_minor", "u8"), F("obs_dim", "u8"), F("act_dim", "u8"),
         F("caps", "u8"), F("period_us", "u32"), F("model_hash", "u8", 8, 8), F("boot", "u16"),
-        F("rx_dropped", "u32"), F("actions_dropped", "u32")),
+        F("rx_dropped", "u32"), F("actions_dropped", "u32"), F("selftest", "u8")),
         "device description: versions, sizes, control period, first 8 bytes of the on-device model hash, "
-        "boot counter, frames and actions dropped since power-on; also sent unasked once at power-on"),
+        "boot counter, frames and actions dropped since power-on, the policy's self-test; also sent unasked "
+        "once at power-on"),
     Message(0x03, "config", "host", (
         F("period_us", "u32"), F("watchdog_ticks", "u16"), F("mode", "u8"), F("action_limit", "f32"),
         F("pos_limit", "f32"), F("angle_limit", "f32")),
@@ -69,9 +71,12 @@ BY_NAME = {m.name: m for m in MESSAGES}
 
 FLAGS = {"running": 1 << 0, "clamped": 1 << 1, "limit_stop": 1 << 2, "watchdog": 1 << 3, "overrun": 1 << 4,
          "device_policy": 1 << 5, "policy_error": 1 << 6, "stale_action": 1 << 7}
-# Only the watchdog faults the device: a limit stop ends the run (IDLE, flag bit 2), a bad CONFIG or
-# device mode without a policy is refused with an ACK, a policy error is flagged and the safe action used.
-FAULTS = {"none": 0, "watchdog": 1}
+# The watchdog faults the device, and a START that would run a policy whose self-test failed: a limit stop
+# ends the run (IDLE, flag bit 2), a bad CONFIG or device mode without a policy is refused with an ACK, a
+# policy error is flagged and the safe action used.
+FAULTS = {"none": 0, "watchdog": 1, "selftest": 2}
+# The policy's boot self-test (INFO's selftest): no stored pair (or no policy), passed, failed.
+SELFTEST = {"none": 0, "pass": 1, "fail": 2}
 ACK = {"ok": 0, "rejected": 1}
 CAPS = {"device_policy": 1 << 0, "encoders": 1 << 1}
 MODES = {"host": 0, "device": 1}
@@ -85,8 +90,8 @@ def generate_c_header() -> str:
            f"#define BPD_PROTOCOL_VERSION {PROTOCOL_VERSION}", f"#define BPD_MAX_PAYLOAD {MAX_PAYLOAD}",
            f"#define BPD_MAX_ENCODED {MAX_ENCODED}", f"#define BPD_MAX_FRAME {MAX_FRAME}",
            f"#define BPD_MAX_OBS {MAX_OBS}", f"#define BPD_MAX_ACT {MAX_ACT}", ""]
-    for group, table in (("FLAG", FLAGS), ("FAULT", FAULTS), ("ACK", ACK), ("CAP", CAPS), ("MODE", MODES),
-                         ("STATE", STATES)):
+    for group, table in (("FLAG", FLAGS), ("FAULT", FAULTS), ("SELFTEST", SELFTEST), ("ACK", ACK), ("CAP", CAPS),
+                         ("MODE", MODES), ("STATE", STATES)):
         out += [f"#define BPD_{group}_{k.upper()} {v}u" for k, v in table.items()] + [""]
     for m in MESSAGES:
         out.append(f"#define BPD_MSG_{m.name.upper()} 0x{m.id:02X}u /* {m.sender}: {m.doc} */")

@@ -8,11 +8,11 @@ from firmware_host.wire.codec import encode
 
 CASES = [
     ("hello", 1, dict(protocol=1)),
-    ("info", 2, dict(protocol=2, fw_major=0, fw_minor=3, obs_dim=4, act_dim=1, caps=3, period_us=40000,
+    ("info", 2, dict(protocol=3, fw_major=0, fw_minor=4, obs_dim=4, act_dim=1, caps=3, period_us=40000,
                      model_hash=[0x3f, 0x1c, 0x0a, 0xc8, 0x1c, 0x44, 0x55, 0x97], boot=1, rx_dropped=0,
-                     actions_dropped=0)),
-    ("info", 0, dict(protocol=2, fw_major=0, fw_minor=3, obs_dim=16, act_dim=4, caps=0, period_us=2000,
-                     model_hash=[0] * 8, boot=65535, rx_dropped=70000, actions_dropped=4294967295)),
+                     actions_dropped=0, selftest=1)),
+    ("info", 0, dict(protocol=3, fw_major=0, fw_minor=4, obs_dim=16, act_dim=4, caps=0, period_us=2000,
+                     model_hash=[0] * 8, boot=65535, rx_dropped=70000, actions_dropped=4294967295, selftest=2)),
     ("config", 3, dict(period_us=5000, watchdog_ticks=10, mode=1, action_limit=3.0, pos_limit=0.9,
                        angle_limit=0.2)),
     ("start", 4, {}), ("stop", 65535, {}), ("reset", 0, dict(seed=123456789)),
@@ -26,6 +26,7 @@ CASES = [
     ("action", 10, dict(echo_seq=10, n_act=1, action=[1.25])),
     ("action", 0, dict(echo_seq=0, n_act=2, action=[0.0, -0.0])),
     ("fault", 13, dict(code=1, detail=10)),
+    ("fault", 14, dict(code=2, detail=0x80000001)),
 ]
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@
 #include "board.h"
 #include "bpd_fw.h"
 #include "bpd_rig_config.h"
+#include "bpd_selftest.h"
 #include "policy_weights.h"
 
 #define DEMCR (*(volatile uint32_t *)0xE000EDFCu)
@@ -175,6 +176,7 @@ int main(void)
     bpd_fw_init(&fw, &hal, &rig);
     if (bpd_model.in_dim == BPD_RIG_OBS_DIM && bpd_model.out_dim == BPD_RIG_ACT_DIM) {
         bpd_fw_set_policy(&fw, run_policy, 0, hash); /* else: host mode only, INFO says so */
+        bpd_fw_set_selftest(&fw, BPD_SELFTEST_PAIRS);
     }
     bpd_fw_boot(&fw, count_boot());
     for (;;) {

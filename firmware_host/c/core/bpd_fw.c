@@ -52,6 +52,7 @@ static void send_info(bpd_fw_t *fw)
     m.boot = fw->boot;
     m.rx_dropped = rx_dropped(fw);
     m.actions_dropped = fw->late_actions;
+    m.selftest = fw->selftest;
     send(fw, BPD_MSG_INFO, body, bpd_pack_info(&m, body, sizeof body));
 }
 
@@ -65,6 +66,38 @@ static void enter_fault(bpd_fw_t *fw, uint8_t code, uint32_t detail)
     m.code = code;
     m.detail = detail;
     send(fw, BPD_MSG_FAULT, body, bpd_pack_fault(&m, body, sizeof body));
+}
+
+/* The self-test: each stored observation through the policy, its action compared with the stored one
+ * (equal when the tolerance is 0, else within it; a NaN fails). The detail of a failure: the pair in bits
+ * 0-7, the action component in bits 8-15, bit 31 when the policy call itself returned an error. */
+static void run_selftest(bpd_fw_t *fw)
+{
+    const bpd_selftest_t *st = fw->selftest_pairs;
+    uint8_t k, i;
+    fw->selftest = BPD_SELFTEST_NONE;
+    fw->selftest_detail = 0;
+    if (!fw->policy || !st || st->n == 0) return;
+    fw->selftest = BPD_SELFTEST_PASS;
+    for (k = 0; k < st->n; ++k) {
+        float act[BPD_MAX_ACT];
+        const float *want = st->action + (size_t)k * fw->act_dim;
+        memset(act, 0, sizeof act);
+        if (fw->policy(fw->policy_ctx, st->obs + (size_t)k * fw->obs_dim, act) != 0) {
+            fw->selftest = BPD_SELFTEST_FAIL;
+            fw->selftest_detail = 0x80000000u | k;
+            return;
+        }
+        for (i = 0; i < fw->act_dim; ++i) {
+            float d = act[i] - want[i];
+            uint8_t ok = st->tol == 0.0f ? (uint8_t)(act[i] == want[i]) : (uint8_t)((d < 0.0f ? -d : d) <= st->tol);
+            if (!ok) {
+                fw->selftest = BPD_SELFTEST_FAIL;
+                fw->selftest_detail = (uint32_t)k | ((uint32_t)i << 8);
+                return;
+            }
+        }
+    }
 }
 
 /* STOP: the actuator to zero; a run ends (IDLE) but a fault stays until RESET. */
@@ -153,7 +186,11 @@ static void on_frame(void *ctx, const bpd_frame_t *f)
         break;
     }
     case BPD_MSG_START:
-        if (fw->state == BPD_IDLE) {
+        if (fw->state == BPD_IDLE && fw->mode != BPD_MODE_HOST && fw->selftest == BPD_SELFTEST_FAIL) {
+            /* the policy this run would use failed its self-test: refused, and the device faults */
+            send_ack(fw, f, BPD_ACK_REJECTED);
+            enter_fault(fw, BPD_FAULT_SELFTEST, fw->selftest_detail);
+        } else if (fw->state == BPD_IDLE) {
             fw->state = BPD_RUNNING;
             fw->ticks_without_action = 0;
             fw->have_prev = 0; /* the first STATE: velocities 0, no overrun, no round trip, not stale */
@@ -177,6 +214,7 @@ static void on_frame(void *ctx, const bpd_frame_t *f)
         fw->reset_seed = m.reset.seed;
         fw->reset_requested = 1;
         fw->have_prev = 0;
+        run_selftest(fw);
         send_ack(fw, f, BPD_ACK_OK);
         break;
     case BPD_MSG_ACTION: {
@@ -226,9 +264,12 @@ void bpd_fw_set_policy(bpd_fw_t *fw, bpd_policy_fn fn, void *ctx, const uint8_t 
     if (model_hash) memcpy(fw->model_hash, model_hash, 8);
 }
 
+void bpd_fw_set_selftest(bpd_fw_t *fw, const bpd_selftest_t *pairs) { fw->selftest_pairs = pairs; }
+
 void bpd_fw_boot(bpd_fw_t *fw, uint16_t boot)
 {
     fw->boot = boot;
+    run_selftest(fw);
     send_info(fw);
 }
 

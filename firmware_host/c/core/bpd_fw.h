@@ -21,13 +21,23 @@
 #include "bpd_wire.h"
 
 #define BPD_FW_MAJOR 0
-#define BPD_FW_MINOR 3
+#define BPD_FW_MINOR 4
 
 typedef enum { BPD_IDLE = BPD_STATE_IDLE, BPD_RUNNING = BPD_STATE_RUNNING, BPD_FAULT = BPD_STATE_FAULT } bpd_fw_state_t;
 
 /* The policy the device runs in device mode: a function so the core does not depend on the
  * kernel; returns 0 on success and writes a safe action otherwise. */
 typedef int (*bpd_policy_fn)(void *ctx, const float *obs, float *action);
+
+/* The policy's boot self-test (docs/protocol.md, "Self-test"): n observations (n x obs_dim), the actions
+ * the shipped policy gave for them at export (n x act_dim), and the tolerance (0: bit-exact). An export
+ * generates them (policy_selftest.h; bpd_selftest.h makes this struct of it). */
+typedef struct {
+    uint8_t n;
+    const float *obs;
+    const float *action;
+    float tol;
+} bpd_selftest_t;
 
 /* What the board measures and how the core turns it into an observation. The rig description
  * (a YAML file in firmware_host/rig/rigs/) generates one of these per rig (bpd_rig_config.h). */
@@ -55,6 +65,9 @@ typedef struct {
     bpd_policy_fn policy;       /* NULL: no on-device policy */
     void *policy_ctx;
     uint8_t model_hash[8];
+    const bpd_selftest_t *selftest_pairs; /* NULL: none stored */
+    uint8_t selftest;             /* BPD_SELFTEST_NONE, _PASS or _FAIL: the last run (boot, RESET) */
+    uint32_t selftest_detail;     /* the FAULT detail of a failed self-test */
     uint8_t obs_dim, act_dim;
     /* configuration */
     uint32_t period_us;
@@ -88,6 +101,8 @@ typedef struct {
 
 void bpd_fw_init(bpd_fw_t *fw, const bpd_hal_t *hal, const bpd_fw_config_t *cfg);
 void bpd_fw_set_policy(bpd_fw_t *fw, bpd_policy_fn fn, void *ctx, const uint8_t model_hash[8]);
+/* After set_policy, before boot: the pairs the self-test runs at boot and on every RESET (NULL: none). */
+void bpd_fw_set_selftest(bpd_fw_t *fw, const bpd_selftest_t *pairs);
 /* Once, after init and set_policy: announce the start with an unasked INFO carrying the board's start
  * counter (a board keeps it across resets where it can; 0 where it cannot). */
 void bpd_fw_boot(bpd_fw_t *fw, uint16_t boot);

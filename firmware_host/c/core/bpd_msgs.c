@@ -47,6 +47,8 @@ size_t bpd_pack_info(const bpd_info_t *m, uint8_t *body, size_t cap)
     bpd_put_u32(body + n, m->rx_dropped); n += 4;
     if (n + 4 > cap) return 0;
     bpd_put_u32(body + n, m->actions_dropped); n += 4;
+    if (n + 1 > cap) return 0;
+    bpd_put_u8(body + n, m->selftest); n += 1;
     (void)cap;
     return n;
 }
@@ -79,6 +81,8 @@ int bpd_unpack_info(const uint8_t *body, size_t len, bpd_info_t *m)
     m->rx_dropped = bpd_get_u32(body + n); n += 4;
     if (n + 4 > len) return -1;
     m->actions_dropped = bpd_get_u32(body + n); n += 4;
+    if (n + 1 > len) return -1;
+    m->selftest = bpd_get_u8(body + n); n += 1;
     return n == len ? 0 : -1;
 }
 

@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define BPD_PROTOCOL_VERSION 2
+#define BPD_PROTOCOL_VERSION 3
 #define BPD_MAX_PAYLOAD 254
 #define BPD_MAX_ENCODED 256
 #define BPD_MAX_FRAME 258
@@ -24,6 +24,11 @@
 
 #define BPD_FAULT_NONE 0u
 #define BPD_FAULT_WATCHDOG 1u
+#define BPD_FAULT_SELFTEST 2u
+
+#define BPD_SELFTEST_NONE 0u
+#define BPD_SELFTEST_PASS 1u
+#define BPD_SELFTEST_FAIL 2u
 
 #define BPD_ACK_OK 0u
 #define BPD_ACK_REJECTED 1u
@@ -39,7 +44,7 @@
 #define BPD_STATE_FAULT 2u
 
 #define BPD_MSG_HELLO 0x01u /* host: host opens a session; the device answers INFO */
-#define BPD_MSG_INFO 0x02u /* device: device description: versions, sizes, control period, first 8 bytes of the on-device model hash, boot counter, frames and actions dropped since power-on; also sent unasked once at power-on */
+#define BPD_MSG_INFO 0x02u /* device: device description: versions, sizes, control period, first 8 bytes of the on-device model hash, boot counter, frames and actions dropped since power-on, the policy's self-test; also sent unasked once at power-on */
 #define BPD_MSG_CONFIG 0x03u /* host: control period, watchdog, mode (0 host policy, 1 device policy) and safety limits */
 #define BPD_MSG_START 0x04u /* host: start running (state frames every tick) */
 #define BPD_MSG_STOP 0x05u /* host: stop: actuator to zero, state IDLE */
@@ -67,6 +72,7 @@ typedef struct {
     uint16_t boot;
     uint32_t rx_dropped;
     uint32_t actions_dropped;
+    uint8_t selftest;
 } bpd_info_t;
 size_t bpd_pack_info(const bpd_info_t *m, uint8_t *body, size_t cap);
 int bpd_unpack_info(const uint8_t *body, size_t len, bpd_info_t *m);

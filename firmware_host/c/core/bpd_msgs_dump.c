@@ -32,6 +32,7 @@ int bpd_msg_dump(uint8_t id, uint16_t seq, const uint8_t *body, size_t len, char
         n += snprintf(out + n, cap - (size_t)n, " boot=%lu", (unsigned long)m.boot);
         n += snprintf(out + n, cap - (size_t)n, " rx_dropped=%lu", (unsigned long)m.rx_dropped);
         n += snprintf(out + n, cap - (size_t)n, " actions_dropped=%lu", (unsigned long)m.actions_dropped);
+        n += snprintf(out + n, cap - (size_t)n, " selftest=%lu", (unsigned long)m.selftest);
         return n;
     }
     case 0x03u: {

@@ -13,6 +13,7 @@
 #include "bpd_rig_config.h"
 
 #ifdef BPD_SIM_POLICY
+#include "bpd_selftest.h"
 #include "policy_weights.h"
 static float scratch[BPD_SCRATCH_FLOATS];
 static int run_policy(void *ctx, const float *obs, float *action)
@@ -112,6 +113,7 @@ int bpd_sim_init(void)
         }
         if (bpd_model.in_dim != BPD_RIG_OBS_DIM || bpd_model.out_dim != BPD_RIG_ACT_DIM) return -2;
         bpd_fw_set_policy(&dev.fw, run_policy, NULL, h);
+        bpd_fw_set_selftest(&dev.fw, BPD_SELFTEST_PAIRS);
     }
 #endif
     bpd_fw_boot(&dev.fw, ++boot_count);
