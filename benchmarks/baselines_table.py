@@ -25,7 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bpd.errors import BpdError  # noqa: E402
 from bpd.io import write_text  # noqa: E402
-from bpd_app.experiment import collect_results, kernel_kind, kernels_note, load_plan, write_table  # noqa: E402
+from bpd_app.experiment.plan import load_plan  # noqa: E402
+from bpd_app.experiment.results import collect_results  # noqa: E402
+from bpd_app.experiment.stats import kernel_kind  # noqa: E402
+from bpd_app.experiment.tables import kernels_note, write_table  # noqa: E402
 
 COLS = ["env", "label", "method", "size", "control", "seeds_done", "return_mean", "return_std", "return_worst",
         "worst_seed", "early_ends", "episodes", "vs_teacher_mean",

@@ -39,7 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bpd.errors import BpdError  # noqa: E402
 from bpd.io import read_json, save_png, write_json, write_text  # noqa: E402
-from bpd_app.experiment import collect_results, load_plan  # noqa: E402
+from bpd_app.experiment.plan import load_plan  # noqa: E402
+from bpd_app.experiment.results import collect_results  # noqa: E402
 
 # the rule whose control policy is compared; labels of the plan whose method is one of these, at
 # BPD's nonzero count (no size argument) or dense at BPD's collapsed widths, are the rows, with bpd

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from bpd.errors import BpdError  # noqa: E402
 from bpd.io import read_json  # noqa: E402
-from bpd_app.experiment import Plan, load_plan  # noqa: E402
+from bpd_app.experiment.plan import Plan, load_plan  # noqa: E402
 
 
 def _newest_result(runs: Path) -> float:

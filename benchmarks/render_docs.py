@@ -157,7 +157,7 @@ def defaults(spec: str) -> dict[str, Any]:
 
 
 def constant(spec: str) -> Any:
-    """A module-level constant of the code, read from its definition: constant("bpd_app.experiment:BAR")."""
+    """A module-level constant of the code, read from its definition: constant("bpd_app.experiment.stats:BAR")."""
     tree, name = _module(spec)
     for st in tree.body:
         targets = st.targets if isinstance(st, ast.Assign) else [st.target] if isinstance(st, ast.AnnAssign) else []

@@ -35,7 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bpd.errors import BpdError  # noqa: E402
 from bpd.io import read_json, sha256_file, write_json, write_text  # noqa: E402
 from bpd_app.evaluate import EvaluateConfig, run_evaluate  # noqa: E402
-from bpd_app.experiment import collect_results, early_where_teacher_finished, load_plan  # noqa: E402
+from bpd_app.experiment.plan import load_plan  # noqa: E402
+from bpd_app.experiment.results import collect_results  # noqa: E402
+from bpd_app.experiment.summary import early_where_teacher_finished  # noqa: E402
 from export.collapse import collapse  # noqa: E402
 from export.export import load_source  # noqa: E402
 from training.selection import SelectConfig, load_candidates, run_select  # noqa: E402

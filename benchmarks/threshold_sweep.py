@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bpd.errors import BpdError  # noqa: E402
 from bpd.io import read_json, save_png, sha256_file, write_json, write_text  # noqa: E402
-from bpd_app.experiment import load_plan  # noqa: E402
+from bpd_app.experiment.plan import load_plan  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 THRESHOLDS = [-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0]

@@ -35,19 +35,20 @@ def _compress(ns):
 
 
 def _experiment_run(ns):
-    from bpd_app.experiment import ExperimentRunConfig, cmd_run
+    from bpd_app.experiment.commands import ExperimentRunConfig, cmd_run
     if cmd_run(from_namespace(ExperimentRunConfig, ns)):
         raise BpdError("some cells failed (their errors are above and in each cell.json)")
 
 
 def _experiment_table(ns):
-    from bpd_app.experiment import ExperimentTableConfig, cmd_table
+    from bpd_app.experiment.commands import ExperimentTableConfig, cmd_table
     r = cmd_table(from_namespace(ExperimentTableConfig, ns))
     print(f"table: {r['out']}/table.md ({r['rows']} cells)")
 
 
 def _experiment_status(ns):
-    from bpd_app.experiment import ExperimentStatusConfig, cmd_status, status_summary
+    from bpd_app.experiment.commands import ExperimentStatusConfig, cmd_status
+    from bpd_app.experiment.status import status_summary
     rows = cmd_status(from_namespace(ExperimentStatusConfig, ns))
     for r in rows:
         extra = f"  {r['error']}" if r["error"] else (f"  {r['seconds']:.0f} s" if r["seconds"] else "")
@@ -65,11 +66,11 @@ def _configs() -> Commands:
         "evaluate": ("bpd_app.evaluate:EvaluateConfig", _evaluate, "evaluate a teacher, student or exported policy"),
         "compress": ("bpd_app.compress:CompressConfig", _compress, "run the project's methods on one teacher and "
                      "dataset and hand over the cheapest student (Cortex-M4F cycles) that keeps the return"),
-        "experiment run": ("bpd_app.experiment:ExperimentRunConfig", _experiment_run,
+        "experiment run": ("bpd_app.experiment.commands:ExperimentRunConfig", _experiment_run,
                            "run a plan's grid of cells (environments x methods x seeds), resumably"),
-        "experiment table": ("bpd_app.experiment:ExperimentTableConfig", _experiment_table,
+        "experiment table": ("bpd_app.experiment.commands:ExperimentTableConfig", _experiment_table,
                              "write a plan's tables (markdown, CSV) and plots from its finished cells"),
-        "experiment status": ("bpd_app.experiment:ExperimentStatusConfig", _experiment_status,
+        "experiment status": ("bpd_app.experiment.commands:ExperimentStatusConfig", _experiment_status,
                               "list a plan's cells, their state and an estimate of the time left"),
     }
     return room_commands() | top

@@ -65,7 +65,7 @@ def _check(cfg: CompressConfig) -> list[str]:
 
 def run_compress(cfg: CompressConfig, meter) -> dict:
     """Train (or resume) every method's run, choose per run and over runs; meter(cost) measures a policy."""
-    from bpd_app.experiment import bpd_executable
+    from bpd.io import bpd_executable
     from bpd_app.methods import CellInputs, get
     from training.collect import load_dataset
     from training.selection import SelectConfig, run_select

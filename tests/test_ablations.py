@@ -188,7 +188,7 @@ def test_every_ablation_trains_evaluates_and_tabulates_through_the_runner(tiny_p
 
     import yaml
 
-    from bpd_app.experiment import load_plan
+    from bpd_app.experiment.plan import load_plan
     from tests.conftest import run_bpd
     from tests.test_experiment import TINY_DISTILL, _plan
 
@@ -224,7 +224,7 @@ def test_every_ablation_trains_evaluates_and_tabulates_through_the_runner(tiny_p
     ("[bpd]", "groups maps a table name to a list"),
 ])
 def test_bad_plan_groups_are_one_line_errors(tmp_path, groups, message):
-    from bpd_app.experiment import load_plan
+    from bpd_app.experiment.plan import load_plan
 
     p = tmp_path / "plan.yaml"
     p.write_text(f"envs: [A]\nseeds: [0]\nteachers: {{A: t.npz}}\nmethods: [bpd]\ngroups: {groups}\n")
@@ -235,7 +235,7 @@ def test_bad_plan_groups_are_one_line_errors(tmp_path, groups, message):
 def test_plan_groups_are_read():
     from pathlib import Path
 
-    from bpd_app.experiment import load_plan
+    from bpd_app.experiment.plan import load_plan
 
     plan = load_plan(Path(__file__).resolve().parents[1] / "benchmarks" / "plans" / "ablations.yaml")
     assert set(plan.groups) == {"Bayesian part", "KL schedule", "Prior", "Value term", "Fine-tune and unit pruning"}
@@ -251,7 +251,7 @@ def test_retrained_cells_run_under_their_reference_plans_specification(plan_name
     reference plan's own."""
     from pathlib import Path
 
-    from bpd_app.experiment import _digest, cell_spec, load_plan
+    from bpd_app.experiment.plan import _digest, cell_spec, load_plan
 
     plans = Path(__file__).resolve().parents[1] / "benchmarks" / "plans"
     plan, ref = load_plan(plans / f"{plan_name}.yaml"), load_plan(plans / f"{reference}.yaml")

@@ -408,13 +408,13 @@ def test_baselines_run_through_the_grid_runner(tiny_pipeline, tmp_path, benchmar
                     "  teacher-distill: {}\n  teacher-distill-dense: {method: teacher-distill, args: {size: dense}}\n"
                     "  teacher-distill-large: {method: teacher-distill, args: {size: large}}\n"
                     "  on-policy-distill-dense: {method: on-policy-distill, args: {size: dense}}\n")
-    from bpd_app.experiment import load_plan
+    from bpd_app.experiment.plan import load_plan
     assert cp.control_labels(load_plan(many)) == ["bpd", "teacher-distill", "teacher-distill-dense",
                                                   "on-policy-distill-dense"]
     assert (out / "InvertedPendulum-v5.visited.png").is_file()
 
     # the models gone with the run root: the committed evaluations are read, nothing is evaluated again
-    from bpd_app.experiment import write_table
+    from bpd_app.experiment.tables import write_table
     write_table(load_plan(plan, str(runs)), tmp_path / "benchmarks" / "results" / "tiny")  # commits the summaries
     import shutil
     shutil.rmtree(runs)
@@ -450,7 +450,8 @@ def test_sac_log_std_head_read_from_the_zip(tmp_path):
 
 
 def test_policy_gradient_rules_do_not_reuse_cells_of_their_first_estimator(tmp_path):
-    from bpd_app.experiment import _digest, cell_spec, execute_cell, load_plan
+    from bpd_app.experiment.cells import execute_cell
+    from bpd_app.experiment.plan import _digest, cell_spec, load_plan
     plan_path = tmp_path / "plan.yaml"
     plan_path.write_text("envs: [A]\nseeds: [0]\nteachers: {A: t.npz}\nmethods: [bpd, n-distill, rusu-kl]\n")
     plan = load_plan(plan_path, str(tmp_path / "runs"))

@@ -57,12 +57,12 @@ def test_settings_are_read_from_the_code_that_defines_them(render_docs):
     without torch); what it reads is what the imported code holds."""
     import dataclasses
 
-    from bpd_app.experiment import BAR
+    from bpd_app.experiment.stats import BAR
     from training.collect import CollectConfig
     from training.distill import DistillConfig
 
     mod = render_docs
-    assert mod.constant("bpd_app.experiment:BAR") == BAR
+    assert mod.constant("bpd_app.experiment.stats:BAR") == BAR
     for spec, cls in (("training.distill:DistillConfig", DistillConfig),
                       ("training.collect:CollectConfig", CollectConfig)):
         got = mod.defaults(spec)

@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from bpd.errors import BpdError
-from bpd_app.experiment import _bootstrap_ci, _iqm, d4rl_score, load_plan
+from bpd_app.experiment.plan import load_plan
+from bpd_app.experiment.stats import _bootstrap_ci, _iqm
+from bpd_app.experiment.summary import d4rl_score
 from bpd_app.methods import CellInputs, distill_command, flags
 from tests.conftest import BPD, ROOT, run_bpd
 from training.envs import Episodes
@@ -60,7 +62,8 @@ def test_episode_summary_quartiles_and_early_terminations():
 def test_summary_row_gives_spread_worst_seed_and_early_ends():
     """Three hand-made cell results of known returns: mean, std and worst seed of % of teacher, and the
     early ends summed, as the ablation tables print them."""
-    from bpd_app.experiment import aggregate, summary_table
+    from bpd_app.experiment.stats import aggregate
+    from bpd_app.experiment.tables import summary_table
 
     def result(seed, ret, early):
         return {"env": "E", "label": "m", "seed": seed, "eval": {"return_mean": ret, "episodes": 30},
@@ -89,7 +92,8 @@ def test_bench_figures_take_the_cheapest_kernel_and_the_policy_ram(tmp_path):
     activation buffers as the policy's RAM; a cell's table row is refreshed from its bench.json."""
     import yaml
 
-    from bpd_app.experiment import _bench_figures, collect_results
+    from bpd_app.experiment.results import collect_results
+    from bpd_app.experiment.summary import _bench_figures
 
     def m4f(instr, stack):
         return {"cortex-m4f": {"instructions_median": instr, "us_estimate": instr / 100, "policy_bytes": 3000,
@@ -124,7 +128,7 @@ def test_status_estimates_the_time_left_from_finished_peers(tmp_path):
     spent, and a label with no peer in its environment is scaled from another environment."""
     import yaml
 
-    from bpd_app.experiment import plan_status, status_summary
+    from bpd_app.experiment.status import plan_status, status_summary
 
     plan_path = tmp_path / "p.yaml"
     plan_path.write_text(yaml.safe_dump({"name": "p", "envs": ["A", "B"], "seeds": [0, 1, 2],
@@ -232,7 +236,7 @@ def test_online_sac_budget_is_the_teachers_environment_steps_not_the_plans_gradi
     environment steps unless its own args give steps, and its other env_args still apply."""
     import yaml
 
-    from bpd_app.experiment import cell_spec
+    from bpd_app.experiment.plan import cell_spec
     from bpd_app.methods import get
 
     (tmp_path / "t.npz").write_bytes(b"")
@@ -539,7 +543,8 @@ def test_a_lost_run_root_is_restored_from_the_committed_summaries(tiny_pipeline,
 
 
 def test_sessions_count_each_invocation_once_and_overlaps_once(tmp_path):
-    from bpd_app.experiment import Plan, merged_sessions, sessions_wall_seconds
+    from bpd_app.experiment.plan import Plan
+    from bpd_app.experiment.sessions import merged_sessions, sessions_wall_seconds
 
     runs, out = tmp_path / "runs", tmp_path / "out"
     runs.mkdir()
@@ -602,7 +607,7 @@ def test_student_select_judges_in_the_environment_given(tiny_pipeline, tmp_path)
 
 def test_table_names_the_kind_of_torch_kernel_each_seed_ran_with_where_an_environment_mixes_kinds():
     """Hand-made rows: one kind throughout gives no note; mixed kinds name each method's seeds by kind."""
-    from bpd_app.experiment import kernels_note
+    from bpd_app.experiment.tables import kernels_note
 
     one = [{"label": "bpd", "per_seed": [{"seed": 0, "kernels": "AVX2"}, {"seed": 1, "kernels": "AVX2"}]}]
     assert kernels_note(one) == ""
@@ -642,7 +647,7 @@ def test_compress_hands_over_the_cheapest_student_that_keeps_the_return(tiny_pip
 
 
 def test_largest_drop_below_the_running_best_in_the_second_half():
-    from bpd_app.experiment import largest_drop
+    from bpd_app.experiment.stats import largest_drop
 
     curve = {"step": [1, 2, 3, 4, 5, 6], "return": [100.0, 500.0, 300.0, 900.0, 700.0, 850.0]}
     assert largest_drop(curve, 1000.0) == pytest.approx(0.2)  # 900 then 700, late half: steps >= 3

@@ -1,0 +1,167 @@
+"""Executing one cell: the shared preparation of an environment (dataset, teacher's evaluation) and
+the `bpd` stages of a cell (train, evaluate, export, bench), each a subprocess logged to cell.log."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+import traceback
+from pathlib import Path
+
+from bpd.io import bpd_executable, write_json, write_text
+from bpd_app.experiment.plan import Plan, _digest, cell_spec, load_plan, stale_reason
+from bpd_app.experiment.summary import (
+    BENCH_TARGET,
+    _bench_figures,
+    _cell_result,
+    _curve,
+    _last_evals,
+    _machine,
+    _online_train_summary,
+    _read_json,
+)
+
+
+class StageFailed(Exception):
+    pass
+
+
+def _run(argv: list[str], log: Path, stdout: Path | None = None, cwd: Path | None = None) -> None:
+    """Run `bpd argv`, appending its output to the cell log; stdout optionally captured to a file."""
+    cmd = [bpd_executable(), *argv]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    with open(log, "a") as lf:
+        lf.write(f"$ bpd {' '.join(argv)}\n")
+        lf.flush()
+        p = subprocess.run(cmd, stdout=subprocess.PIPE if stdout else lf, stderr=subprocess.PIPE, text=True,
+                           cwd=cwd, env=env)
+        lf.write(p.stderr)
+    if p.returncode != 0:
+        last = (p.stderr.strip().splitlines() or [f"exit {p.returncode}"])[-1]
+        raise StageFailed(f"bpd {argv[0]} exited {p.returncode}: {last}")
+    if stdout is not None:
+        write_text(stdout, p.stdout)
+
+
+def prepare_env(plan: Plan, env: str) -> None:
+    """The shared dataset and the teacher's evaluation on the reporting seeds, once per environment."""
+    teacher = plan.teachers[env]
+    if not teacher.is_file():
+        raise StageFailed(f"{plan.rel(teacher)}: no such teacher file")
+    log = plan.runs / "prepare.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    from bpd_app.methods import get
+
+    ds = plan.dataset_path(env)
+    if any(get(m.method).uses_dataset for m in plan.methods.values()) and not ds.exists():
+        d = plan.dataset
+        _run(["collect", "--teacher", str(teacher), "--out", str(ds), "--steps", str(d["steps"]),
+              "--noise", str(d["noise"]), "--seed", str(d["seed"]), "--no-progress"], log)
+    te = plan.teacher_eval_path(env)
+    if not te.exists():
+        _run(["evaluate", str(teacher), "--env", env, "--episodes", str(plan.eval["episodes"]),
+              "--seed", str(plan.eval["seed"]), "--json"], log, stdout=te)
+
+
+def execute_cell(plan_path: str, cell_key: str, runs: str | None = None) -> dict:
+    """Train, evaluate, export and measure one cell; returns its cell.json record. Never raises."""
+    from bpd_app.methods import CellInputs, get
+
+    plan = load_plan(plan_path, runs)
+    cell = next(c for c in plan.cells() if c.key == cell_key)
+    cell.dir.mkdir(parents=True, exist_ok=True)
+    status_path, result_path, log = cell.dir / "cell.json", cell.dir / "result.json", cell.dir / "cell.log"
+    spec = cell_spec(plan, cell)
+    digest = _digest(spec)
+    old = _read_json(status_path) or {}
+    old_result = _read_json(result_path) if old.get("state") == "done" else None
+    why = stale_reason(plan, cell, old_result or old, digest)
+    if why:
+        rec = old | {"state": "failed", "error": f"{plan.rel(cell.dir)} {why}; "
+                     "remove it to rerun with the plan's current one"}
+        return rec
+    if result_path.exists() and old.get("state") == "done" and (old.get("restored_from")
+                                                                 or not (plan.bench and old.get("export_error"))):
+        return old  # a restored cell has no product to export again
+    ms = plan.methods[cell.label]
+    method = get(ms.method)
+    rec = {"cell": cell.key, "spec": spec, "spec_digest": digest, "state": "running", "commands": [],
+           "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "started_epoch": round(time.time(), 1),
+           "host": os.uname().nodename, "pid": os.getpid(),
+           "error": None, "stage_seconds": {}}
+
+    def stage(name: str, argv: list[str], stdout: Path | None = None) -> None:
+        rec["commands"].append("bpd " + " ".join(argv))
+        write_json(status_path, rec)
+        t = time.time()
+        _run(argv, log, stdout=stdout)
+        rec["stage_seconds"][name] = round(time.time() - t, 1)
+    write_json(status_path, rec)
+    t0 = time.time()
+    try:
+        deps = {}
+        for _need_name, label in ms.needs.items():
+            dep = _read_json(plan.runs / cell.env / label / f"seed{cell.seed}" / "result.json")
+            if dep is None:
+                raise StageFailed(f"needs the {label} cell of the same environment and seed, which has not finished")
+            deps[label] = dep
+        teacher = plan.teachers[cell.env]
+        from training.teacher import load_teacher
+        tmeta = {"train": load_teacher(teacher).train}
+        inputs = CellInputs(cell.env, cell.seed, str(teacher), str(plan.dataset_path(cell.env)), cell.dir / "run",
+                            spec["args"], deps, tmeta)
+        product = cell.dir / "run" / method.product
+        train_summary = cell.dir / "run" / "summary.json"
+        t_train = time.time()
+        if not product.exists():
+            stage("train", method.command(inputs))
+        train_seconds = time.time() - t_train
+        ev_path = cell.dir / "eval.json"
+        if not ev_path.exists():
+            stage("evaluate", ["evaluate", str(product), "--env", cell.env, "--episodes", str(plan.eval["episodes"]),
+                               "--seed", str(plan.eval["seed"]), "--json"], stdout=ev_path)
+        export_info, bench = None, {}
+        rec["export_error"] = None
+        if plan.bench:  # a failed export or measurement is recorded; the trained cell still counts
+            exp = cell.dir / "export"
+            try:
+                if not (exp / "export.json").exists():
+                    # --episodes 0: the cells' cost is the float kernel the rule picks, as for every committed
+                    # cell (whose checkpoints are gone), so that a table compares methods on one kernel; what
+                    # the integer kernel (which auto ships where it keeps the return) costs on the same students
+                    # is benchmarks/cost_benchmark.py's
+                    stage("export", ["export", str(product), "--out", str(exp), "--episodes", "0",
+                                     "--dataset", str(plan.dataset_path(cell.env)), "--teacher", str(teacher)])
+                export_info = _read_json(exp / "export.json")
+                bj = cell.dir / "bench" / "bench.json"
+                if not bj.exists() and shutil.which("arm-none-eabi-gcc"):
+                    stage("bench", ["bench", str(exp), "--out", str(cell.dir / "bench"), "--targets", BENCH_TARGET,
+                                    "--no-peers", "--no-plot", "--teacher", str(teacher), "--host-iters",
+                                    "2000"])
+                bench = _bench_figures(_read_json(bj) or {})
+            except StageFailed as e:
+                rec["export_error"] = str(e)
+        online = {} if train_summary.exists() else _online_train_summary(product)
+        result = _cell_result(plan, cell, spec, _read_json(train_summary) or online, _read_json(ev_path) or {},
+                              _read_json(plan.teacher_eval_path(cell.env)) or {}, export_info, bench, train_seconds)
+        result["train"]["last_evals"] = _last_evals(cell.dir / "run" / "metrics.csv")
+        result["train"]["curve"] = _curve(cell.dir / "run" / "metrics.csv") or online.get("curve")
+        result["export_error"] = rec["export_error"]
+        result["spec"], result["spec_digest"] = spec, digest
+        result["needs_digests"] = {label: dep.get("spec_digest") for label, dep in deps.items()}
+        from bpd.io import sha256_file
+        result["product_sha256"] = sha256_file(product)  # names the model when the run root is gone
+        result["machine"] = _machine()
+        write_json(result_path, result)
+        rec.update(state="done", seconds=round(time.time() - t0, 1), finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    except StageFailed as e:
+        rec.update(state="failed", error=str(e), seconds=round(time.time() - t0, 1))
+    except Exception as e:  # a bug in the runner itself: keep the grid going, keep the evidence
+        with open(log, "a") as lf:
+            lf.write(traceback.format_exc())
+        rec.update(state="failed", error=f"internal error: {e.__class__.__name__}: {e}",
+                   seconds=round(time.time() - t0, 1))
+    write_json(status_path, rec)
+    return rec

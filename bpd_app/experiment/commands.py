@@ -1,0 +1,67 @@
+"""The three `bpd experiment` commands (run, table, status): their configs and handlers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from bpd.config import field
+from bpd.errors import BpdError
+from bpd_app.experiment.plan import check_plan_envs, check_plan_teachers, load_plan
+from bpd_app.experiment.runner import run_plan
+from bpd_app.experiment.status import plan_status
+from bpd_app.experiment.tables import write_table
+
+
+@dataclass
+class ExperimentRunConfig:
+    plan: str = field(help="plan file (YAML)", positional=True)
+    workers: int = field(1, help="cells at once (local threads or Ray tasks)")
+    engine: str = field("local", help="where cells run", choices=("local", "ray"))
+    address: str | None = field(None, help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
+    runs: str | None = field(None, help="run root (default: $BPD_RUNS/<plan name>, else ../bpd-runs/<name>)")
+    only: list[str] | None = field(None, help="run only cells whose key (ENV/LABEL/seedN) starts with one of these")
+    retrain: bool = field(False, help="train again the cells the run root lacks even where a committed "
+                                      "summary exists (to recreate their checkpoints); `experiment table` "
+                                      "then commits the new summaries")
+
+
+@dataclass
+class ExperimentTableConfig:
+    plan: str = field(help="plan file (YAML)", positional=True)
+    out: str | None = field(None, help="output directory (default: benchmarks/results/<plan name>)")
+    runs: str | None = field(None, help="run root (default: as for `experiment run`)")
+
+
+@dataclass
+class ExperimentStatusConfig:
+    plan: str = field(help="plan file (YAML)", positional=True)
+    runs: str | None = field(None, help="run root (default: as for `experiment run`)")
+
+
+def cmd_run(cfg: ExperimentRunConfig) -> int:
+    if not 1 <= cfg.workers <= 1024:
+        raise BpdError("--workers must be between 1 and 1024")
+    plan = load_plan(cfg.plan, cfg.runs)
+    check_plan_envs(plan)
+    check_plan_teachers(plan)
+    print(f"plan {plan.name}: {len(plan.cells())} cells in {plan.rel(plan.runs)} "
+          f"({cfg.engine}, {cfg.workers} worker{'s' if cfg.workers > 1 else ''})", flush=True)
+    recs = run_plan(plan, cfg.workers, cfg.engine, cfg.address, cfg.only, echo=lambda s: print(s, flush=True),
+                    retrain=cfg.retrain)
+    failed = [k for k, r in recs.items() if r.get("state") != "done"]
+    print(f"{len(recs) - len(failed)} done, {len(failed)} failed")
+    return 1 if failed else 0
+
+
+def cmd_table(cfg: ExperimentTableConfig) -> dict:
+    plan = load_plan(cfg.plan, cfg.runs)
+    check_plan_envs(plan)
+    out = Path(cfg.out) if cfg.out else plan.results_dir
+    return write_table(plan, out)
+
+
+def cmd_status(cfg: ExperimentStatusConfig) -> list[dict]:
+    plan = load_plan(cfg.plan, cfg.runs)
+    check_plan_envs(plan)
+    return plan_status(plan)

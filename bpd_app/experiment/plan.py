@@ -1,0 +1,322 @@
+"""The plan: what a plan file holds, reading and checking it, and the specification (and digest) of each cell.
+
+Plan format:
+    name: quick                      # names the run root ($BPD_RUNS/<name>, default ../bpd-runs/<name>)
+    envs: [InvertedDoublePendulum-v5]
+    seeds: [0, 1, 2]
+    teachers: {InvertedDoublePendulum-v5: benchmarks/teachers/InvertedDoublePendulum-v5.npz}
+    dataset: {steps: 100000, noise: 0.1, seed: 900000}   # default: 100000 steps, `bpd collect`'s noise
+    eval: {episodes: 30, seed: 0}    # reporting seeds, disjoint from the seeds runs choose models on
+    bench: true                      # export and measure Cortex-M4F cost of every cell
+    methods:                         # label -> {method: registry name, args: {option: value}}
+      bpd: {}
+      bpd-constant-eta: {method: bpd, args: {eta_schedule: constant}}
+    env_args: {Hopper-v5: {steps: 100000}}   # options for every method on one environment (online-sac-small
+                                             # takes no env-level steps: its budget is environment steps)
+    results: benchmarks/results/quick  # optional; where `experiment table` commits (default benchmarks/results/<name>)
+    groups:                          # optional: named sub-tables of method labels, and a summary table
+      KL schedule: [bpd, bpd-constant-eta]
+Relative paths in a plan are relative to the repository (the directory holding setup.cfg) when
+the plan lives inside it, else to the plan's directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+from pathlib import Path
+from typing import Any
+
+from bpd.errors import BpdError
+from bpd.io import read_yaml
+
+
+@dataclass
+class MethodSpec:
+    label: str
+    method: str
+    args: dict
+    needs: dict[str, str]  # method name it needs -> plan label providing it
+
+
+@dataclass
+class Cell:
+    env: str
+    label: str
+    seed: int
+    dir: Path
+
+    @property
+    def key(self) -> str:
+        return f"{self.env}/{self.label}/seed{self.seed}"
+
+
+@dataclass
+class Plan:
+    path: Path
+    name: str
+    base: Path
+    runs: Path
+    envs: list[str]
+    seeds: list[int]
+    teachers: dict[str, Path]
+    dataset: dict
+    eval: dict
+    bench: bool
+    methods: dict[str, MethodSpec]
+    env_args: dict[str, dict]
+    raw: dict = dc_field(default_factory=dict)
+    groups: dict[str, list[str]] = dc_field(default_factory=dict)
+    results: Path | None = None  # committed results (table, cell summaries); default benchmarks/results/<name>
+
+    def cells(self) -> list[Cell]:
+        """Method-major, so that with few workers every environment's first method finishes early."""
+        return [Cell(e, m, s, self.runs / e / m / f"seed{s}") for m in self.methods for e in self.envs
+                for s in self.seeds]
+
+    def dataset_path(self, env: str) -> Path:
+        return self.runs / "datasets" / f"{env}.npz"
+
+    def committed_path(self, cell: Cell) -> Path:
+        """Where `experiment table` commits the cell's summary, and where a lost run root is restored from."""
+        return self.results_dir / "cells" / cell.env / cell.label / f"seed{cell.seed}.json"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.results or self.base / "benchmarks" / "results" / self.name
+
+    def teacher_eval_path(self, env: str) -> Path:
+        return self.runs / "teachers" / f"{env}.eval.json"
+
+    def rel(self, p: Path | str) -> str:
+        """A path as recorded in results: relative to the plan's base where possible."""
+        p = Path(p)
+        try:
+            return str(p.resolve().relative_to(self.base))
+        except ValueError:
+            return str(p)
+
+
+def _repo_root(start: Path) -> Path | None:
+    for d in [start, *start.parents]:
+        if (d / "setup.cfg").is_file() and (d / "training").is_dir():
+            return d
+    return None
+
+
+def load_plan(path: str | Path, runs: str | None = None) -> Plan:
+    """Read and check a plan; every problem is one line naming the plan."""
+    from bpd_app.methods import get
+
+    p = Path(path)
+    if not p.is_file():
+        raise BpdError(f"{p}: no such plan file")
+    raw = read_yaml(p)
+    if not isinstance(raw, dict):
+        raise BpdError(f"{p}: a plan is a mapping with envs, seeds, teachers and methods")
+    unknown = set(raw) - {"name", "envs", "seeds", "teachers", "dataset", "eval", "bench", "methods", "env_args",
+                          "description", "runs", "groups", "results"}
+    if unknown:
+        raise BpdError(f"{p}: unknown plan keys: {', '.join(sorted(unknown))}")
+    _check_plan_values(p, raw)
+    base = _repo_root(p.resolve().parent) or p.resolve().parent
+
+    def need(key: str, kind: type | tuple[type, ...]) -> Any:
+        if key not in raw:
+            raise BpdError(f"{p}: plan has no {key!r}")
+        if not isinstance(raw[key], kind):
+            kinds = kind if isinstance(kind, tuple) else (kind,)
+            raise BpdError(f"{p}: {key!r} must be a {' or a '.join(k.__name__ for k in kinds)}")
+        return raw[key]
+
+    name = str(raw.get("name") or p.stem)
+    envs = [str(e) for e in need("envs", list)]
+    seeds = need("seeds", list)
+    if not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise BpdError(f"{p}: seeds must be distinct non-negative integers")
+    teachers = {str(k): (base / str(v)) for k, v in need("teachers", dict).items()}
+    for e in envs:
+        if e not in teachers:
+            raise BpdError(f"{p}: no teacher for {e}")
+    methods_raw = need("methods", (dict, list))
+    if isinstance(methods_raw, list):
+        methods_raw = {str(m): {} for m in methods_raw}
+    methods: dict[str, MethodSpec] = {}
+    for label, spec in methods_raw.items():
+        spec = spec or {}
+        if not isinstance(spec, dict) or set(spec) - {"method", "args", "needs"}:
+            raise BpdError(f"{p}: method {label!r} takes method, args and needs")
+        m = get(str(spec.get("method", label)))
+        args = spec.get("args") or {}
+        if not isinstance(args, dict):
+            raise BpdError(f"{p}: args of {label!r} must be a mapping")
+        methods[str(label)] = MethodSpec(str(label), m.name, dict(args), {})
+    for ms in methods.values():  # resolve what each method needs to plan labels
+        m = get(ms.method)
+        given = (methods_raw[ms.label] or {}).get("needs") or {}
+        for need_name in m.needs:
+            if need_name in given:
+                label = str(given[need_name])
+            else:
+                providers = [x.label for x in methods.values() if x.method == need_name]
+                label = need_name if need_name in providers else (providers[0] if len(providers) == 1 else "")
+            if label not in methods or methods[label].method != need_name:
+                raise BpdError(f"{p}: {ms.label!r} needs a {need_name!r} cell; add one to methods "
+                               f"or name it with needs: {{{need_name}: LABEL}}")
+            ms.needs[need_name] = label
+    from training.collect import CollectConfig
+    noise = CollectConfig.__dataclass_fields__["noise"].default  # `bpd collect`'s default, one source
+    dataset = {"steps": 100_000, "noise": noise, "seed": 900_000} | (raw.get("dataset") or {})
+    ev = {"episodes": 30, "seed": 0} | (raw.get("eval") or {})
+    if int(ev["episodes"]) < 1:
+        raise BpdError(f"{p}: eval episodes must be at least 1")
+    if int(ev["seed"]) + int(ev["episodes"]) > 100_000:
+        raise BpdError(f"{p}: evaluation seeds must stay below 100000 (higher seeds choose models in training)")
+    env_args = {str(k): dict(v or {}) for k, v in (raw.get("env_args") or {}).items()}
+    groups_raw = raw.get("groups") or {}
+    if not isinstance(groups_raw, dict) or not all(isinstance(v, list) for v in groups_raw.values()):
+        raise BpdError(f"{p}: groups maps a table name to a list of method labels")
+    groups = {str(g): [str(x) for x in labels] for g, labels in groups_raw.items()}
+    for g, labels in groups.items():
+        missing = [x for x in labels if x not in methods]
+        if missing:
+            raise BpdError(f"{p}: group {g!r} names labels that are not in methods: {', '.join(missing)}")
+    root = Path(runs) if runs else Path(os.environ.get("BPD_RUNS", base.parent / "bpd-runs")) / name
+    if raw.get("results") and (Path(str(raw["results"])).is_absolute() or ".." in Path(str(raw["results"])).parts):
+        raise BpdError(f"{p}: results must be a path inside the project (no '..'), got {str(raw['results'])[:60]!r}")
+    results = base / str(raw["results"]) if raw.get("results") else None
+    plan = Plan(p, name, base, root, envs, [int(s) for s in seeds], teachers, dataset, ev,
+                bool(raw.get("bench", False)), methods, env_args, raw, groups, results)
+    check_plan_commands(plan)
+    return plan
+
+
+PLAN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # a plan's name names directories
+
+
+def _check_plan_values(p: Path, raw: dict) -> None:
+    """What a plan holds, checked whole when it is read (not when each cell runs): a name that stays a
+    single directory, no NaN or Inf anywhere, known environments, whole numbers where counts go."""
+    name = str(raw.get("name") or p.stem)
+    if not PLAN_NAME.fullmatch(name) or ".." in name:
+        raise BpdError(f"{p}: plan name {name[:60]!r} must be letters, digits, '-', '_' or '.' (it names the "
+                       "plan's run root and results directory)")
+
+    def finite(v: Any, where: str) -> None:
+        if isinstance(v, float) and not math.isfinite(v):
+            raise BpdError(f"{p}: {where} must be a finite number (got {v})")
+        for k, x in (v.items() if isinstance(v, dict) else enumerate(v) if isinstance(v, list) else ()):
+            finite(x, f"{where}.{k}" if where else str(k))
+
+    finite(raw, "")
+    for key, fields in (("eval", ("episodes", "seed")), ("dataset", ("steps", "seed"))):
+        block = raw.get(key) or {}
+        if not isinstance(block, dict):
+            raise BpdError(f"{p}: {key} must be a mapping")
+        for f in fields:
+            if f in block and (isinstance(block[f], bool) or not isinstance(block[f], int) or block[f] < 0):
+                raise BpdError(f"{p}: {key}.{f} must be a whole number >= 0 (got {str(block[f])[:40]!r})")
+    noise = (raw.get("dataset") or {}).get("noise", 0.0)
+    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or noise < 0:
+        raise BpdError(f"{p}: dataset.noise must be a number >= 0 (got {str(noise)[:40]!r})")
+    env_args = raw.get("env_args") or {}
+    if not isinstance(env_args, dict) or not all(isinstance(v, dict) or v is None for v in env_args.values()):
+        raise BpdError(f"{p}: env_args maps an environment to a mapping of options")
+
+
+def _check_env_id(env_id: str, p: Path) -> None:
+    """A registered Gymnasium id (a `module:` prefix imported first); nothing is built."""
+    import importlib
+
+    import gymnasium as gym
+
+    module, _, name = env_id.rpartition(":")
+    try:
+        if module:
+            importlib.import_module(module)
+        gym.spec(name)
+    except (ImportError, gym.error.Error) as e:
+        raise BpdError(f"{p}: unknown or unavailable environment {env_id!r} ({str(e).splitlines()[0][:80]})") from None
+
+
+def check_plan_commands(plan: Plan) -> None:
+    """Every method's command line, as a cell would run it, parses as `bpd` would parse it: an unknown
+    option, a value of the wrong type or a non-finite number in a method's args is refused now."""
+    from bpd_app.methods import CellInputs, get
+    from bpd_app.parser import check_command
+
+    for ms in plan.methods.values():
+        m = get(ms.method)
+        for env in plan.envs:
+            args = {k: v for k, v in plan.env_args.get(env, {}).items() if k not in m.skips_env_args} | ms.args
+            inputs = CellInputs(env, plan.seeds[0], "teacher.npz", "dataset.npz", plan.runs / "check", args)
+            where = f"{plan.path}: method {ms.label!r} for {env}"
+            try:
+                argv = m.command(inputs)
+            except Exception as e:
+                if ms.needs:  # built from a needed cell's result: checked when that cell has finished
+                    continue
+                why = str(e).splitlines()[0][:80] if str(e) else e.__class__.__name__
+                raise BpdError(f"{where}: its args do not make a command ({why})") from None
+            check_command(argv, where)
+
+
+def check_plan_envs(plan: Plan) -> None:
+    """Every environment of the plan is a registered Gymnasium id (the commands check this when they read
+    a plan; nothing is built)."""
+    for e in plan.envs:
+        _check_env_id(e, plan.path)
+
+
+def check_plan_teachers(plan: Plan) -> None:
+    """Before a run: every environment's teacher file is there."""
+    for e in plan.envs:
+        if not plan.teachers[e].is_file():
+            raise BpdError(f"{plan.path}: the teacher of {e}, {plan.rel(plan.teachers[e])}, is missing")
+
+
+def cell_spec(plan: Plan, cell: Cell) -> dict:
+    """Everything that defines a cell's result; a finished cell is reused only if this matches."""
+    from bpd.io import sha256_file
+    from bpd_app.methods import get
+
+    ms = plan.methods[cell.label]
+    method = get(ms.method)
+    teacher = plan.teachers[cell.env]
+    env_args = {k: v for k, v in plan.env_args.get(cell.env, {}).items() if k not in method.skips_env_args}
+    spec = {"env": cell.env, "label": cell.label, "method": ms.method, "seed": cell.seed,
+            "args": env_args | ms.args, "needs": ms.needs,
+            "teacher_sha256": sha256_file(teacher) if teacher.is_file() else None,
+            "dataset": plan.dataset, "eval": plan.eval, "bench": plan.bench}
+    revision = method.revision
+    if revision > 1:  # a method's first version leaves the key out, so its cells keep their digests
+        spec["method_revision"] = revision
+    return spec
+
+
+def _digest(obj: dict) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _dep_cell(plan: Plan, cell: Cell, label: str) -> Cell:
+    return Cell(cell.env, label, cell.seed, plan.runs / cell.env / label / f"seed{cell.seed}")
+
+
+def stale_reason(plan: Plan, cell: Cell, res: dict, digest: str | None = None) -> str | None:
+    """Why a finished cell's summary no longer answers the plan, or None when it does: it was made
+    under another specification, or from a cell it needs (BPD's, which sizes the baselines) that has
+    since been run under another one. Summaries written before they recorded what they were made
+    from (needs_digests) are judged by their own specification alone."""
+    if res.get("spec_digest") not in (None, digest or _digest(cell_spec(plan, cell))):
+        return "was run with another specification"
+    made_from = res.get("needs_digests")
+    if made_from is not None:
+        for label in plan.methods[cell.label].needs.values():
+            if made_from.get(label) != _digest(cell_spec(plan, _dep_cell(plan, cell, label))):
+                return f"was made from a {label} cell that has since been run with another specification"
+    return None

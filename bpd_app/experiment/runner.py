@@ -1,0 +1,119 @@
+"""Scheduling a plan: every unfinished cell once, dependencies first, on an engine; and the check that a
+run root belongs to the plan."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from bpd.errors import BpdError
+from bpd.io import write_json
+from bpd_app.experiment.engines import _local_engine, _ray_engine
+from bpd_app.experiment.plan import Cell, Plan, _digest, cell_spec, stale_reason
+from bpd_app.experiment.results import restore_committed
+from bpd_app.experiment.sessions import _record_session
+from bpd_app.experiment.summary import _read_json
+
+
+def _deps(plan: Plan, cell: Cell) -> list[str]:
+    return [f"{cell.env}/{label}/seed{cell.seed}" for label in plan.methods[cell.label].needs.values()]
+
+
+def run_plan(plan: Plan, workers: int = 1, engine: str = "local", address: str | None = None,
+             only: list[str] | None = None, echo: Callable[[str], None] = print, retrain: bool = False) -> dict:
+    """Run every unfinished cell, dependencies first; returns {cell key: cell.json record}. With `retrain`
+    the committed summaries are not restored, so cells the run root lacks are trained again (to recreate
+    products, such as checkpoints, that a lost run root took with it)."""
+    cells = [c for c in plan.cells() if not only or any(c.key.startswith(o) for o in only)]
+    by_key = {c.key: c for c in cells}
+    check_run_root(plan)
+    if engine == "ray":  # an engine that cannot start leaves no run root behind
+        submit, wait, shutdown = _ray_engine(plan, workers, address)
+    elif engine == "local":
+        submit, wait, shutdown = _local_engine(plan, workers)
+    else:
+        raise BpdError(f"unknown engine {engine!r} (local or ray)")
+    plan.runs.mkdir(parents=True, exist_ok=True)
+    write_json(plan.runs / "plan.json", {"plan": plan.rel(plan.path), "raw": plan.raw})
+    restored = [] if retrain else restore_committed(plan)
+    if restored:
+        echo(f"{len(restored)} finished cells restored from the committed summaries in {plan.rel(plan.results_dir)}")
+    started = time.time()
+    records: dict[str, dict] = {}
+    _record_session(plan, started, workers, engine, records)
+    try:
+        envs = sorted({c.env for c in cells if (_read_json(c.dir / "cell.json") or {}).get("state") != "done"})
+        handles = {submit(("prepare", env)): env for env in envs}
+        for h, (_, err) in wait(list(handles)):
+            env = handles[h]
+            if err:
+                echo(f"{env}: preparing failed: {err}")
+                for c in cells:
+                    if c.env == env:
+                        records[c.key] = {"cell": c.key, "state": "failed", "error": f"preparing {env}: {err}"}
+        done_n, total = 0, len(cells)
+        for k, c in by_key.items():  # finished before this invocation (or restored): not submitted again
+            rec = _read_json(c.dir / "cell.json") or {}
+            if k not in records and rec.get("state") == "done" and (c.dir / "result.json").exists() and (
+                    rec.get("restored_from") or not (plan.bench and rec.get("export_error"))) and (
+                    rec.get("spec_digest") == _digest(cell_spec(plan, c))) and not stale_reason(
+                    plan, c, _read_json(c.dir / "result.json") or {}):
+                records[k] = rec
+                done_n += 1
+        if done_n:
+            echo(f"{done_n} of {total} cells already done")
+        pending = {k: c for k, c in by_key.items() if k not in records}
+        running: dict = {}
+        while pending or running:
+            for k, c in list(pending.items()):
+                deps = _deps(plan, c)
+                if any(d in records and records[d].get("state") != "done" for d in deps):
+                    records[k] = {"cell": k, "state": "failed", "error": "a cell it needs failed"}
+                    pending.pop(k)
+                    done_n += 1
+                    echo(f"[{done_n}/{total}] {k}: skipped, a cell it needs failed")
+                elif all(d in records or (d not in by_key and _read_json(plan.runs / d / "result.json"))
+                         for d in deps):
+                    running[submit(("cell", k))] = k
+                    pending.pop(k)
+            if not running:
+                if pending:  # waiting on cells outside this selection that never finished
+                    for k in list(pending):
+                        missing = [d for d in _deps(plan, by_key[k]) if d not in records]
+                        err = f"needs {', '.join(missing)}, which has not finished (run it, or without --only)"
+                        records[k] = {"cell": k, "state": "failed", "error": err}
+                        pending.pop(k)
+                        done_n += 1
+                        echo(f"[{done_n}/{total}] {k}: FAILED: {err}")
+                continue
+            for handle, (rec, err) in wait(list(running), first=True):
+                k = running.pop(handle)
+                records[k] = rec if rec else {"cell": k, "state": "failed", "error": err}
+                _record_session(plan, started, workers, engine, records)
+                done_n += 1
+                r = records[k]
+                if r.get("state") == "done":
+                    res = _read_json(by_key[k].dir / "result.json") or {}
+                    echo(f"[{done_n}/{total}] {k}: done in {r.get('seconds', 0):.0f} s, return "
+                         f"{(res.get('eval') or {}).get('return_mean', float('nan')):.1f}, "
+                         f"{res.get('params_nonzero')} nonzero")
+                else:
+                    echo(f"[{done_n}/{total}] {k}: FAILED: {r.get('error')}")
+    finally:
+        shutdown()
+    _record_session(plan, started, workers, engine, records)
+    return records
+
+
+def check_run_root(plan: Plan) -> None:
+    """A run root is this plan's (its plan.json names the plan) or new: another plan's, or a directory of
+    something else, is never written into."""
+    pj = plan.runs / "plan.json"
+    if pj.is_file():
+        old = _read_json(pj)
+        if old is None or old.get("plan") != plan.rel(plan.path):
+            made_by = (old or {}).get("plan", "an unreadable plan.json")
+            raise BpdError(f"{plan.runs}: the run root of {made_by}, not of {plan.rel(plan.path)}; "
+                           "give this plan another --runs")
+    elif plan.runs.exists() and (not plan.runs.is_dir() or any(plan.runs.iterdir())):
+        raise BpdError(f"{plan.runs}: exists and is not a run root (no plan.json); give another --runs")
