@@ -603,10 +603,10 @@ def robustness(make_env: EnvFactory, policy: Policy, grid: RobustnessGrid, episo
 
 
 PANELS = [("model", p) for p in MODEL_PARAMS] + [(c, None) for c in CATEGORIES[1:]]
-AXIS = {"mass": "mass factor (m r)", "inertia": "inertia factor", "damping": "damping added",
-        "coulomb": "Coulomb friction added", "velocity_noise": "velocity noise sigma (first entry)",
-        "torque_noise": "torque noise sigma (first entry)", "torque_response": "k",
-        "delay": "delay (ms)", "perturbation": "push"}
+AXIS = {"mass": "mass factor (m r)", "inertia": "inertia factor", "damping": "damping added (first joint)",
+        "coulomb": "Coulomb friction added (first joint)", "velocity_noise": "velocity noise sigma (first entry)",
+        "torque_noise": "torque noise sigma (first action)", "torque_response": "k",
+        "delay": "delay (ms)", "perturbation": "push (generalised force)"}
 
 
 def plot(results: dict[str, dict], path, title: str) -> None:
@@ -631,6 +631,7 @@ def plot(results: dict[str, dict], path, title: str) -> None:
                     label=name if overall is None else f"{name} (overall {overall:.2f})")
         ax.set_title(f"model: {param}" if param else cat.replace("_", " "), fontsize=10)
         ax.set_xlabel(AXIS[param or cat], fontsize=8)
+        ax.locator_params(axis="x", nbins=6)
         ax.grid(alpha=0.3)
     for ax in axes[:, 0]:
         ax.set_ylabel("success (%)")

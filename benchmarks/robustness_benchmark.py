@@ -1,0 +1,185 @@
+"""Robustness scores of the rigs' controllers (issue 39): the rotary pendulum's swing-up and the desktop
+cart-pole's balance, each controller scored on the six categories of training/robustness.py (the
+variations from the rig's `robustness` block, 21 per sweep).
+
+    python benchmarks/robustness_benchmark.py [--episodes 3] [--student RIG=EXPORT_DIR ...] [--redo]
+    python benchmarks/robustness_benchmark.py --table-only     # robustness.md and the plots from the JSON
+
+Controllers: each rig's committed teacher (its numpy actor), the classical controller (the rotary rig's
+energy swing-up + LQR as its exported C, the cart-pole's LQR balance in Python: a balance rig starts
+upright, so no swing-up) and any BPD student given as an export directory, run as its exported C; an
+export with an integer kernel (EXPORT_DIR/int) adds that kernel as a second controller. Every controller
+meets the same seeds (episode i of every variation: seed i). A controller already in the JSON under the
+same grid and episode count is kept, so students can be added later. Writes
+benchmarks/results/robustness.json, robustness.md and robustness/<rig>.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+from bpd.errors import BpdError  # noqa: E402
+from bpd.io import portable_path, write_json, write_text  # noqa: E402
+
+RIGS = {
+    "rotary-pendulum": {"env": "firmware_host.rig:bpd/rotary-pendulum-v0",
+                        "teacher": "benchmarks/teachers/rotary-pendulum.npz",
+                        "task": "swing-up from hanging and balance, 5 s at 500 Hz; success: upright within 0.2 rad "
+                                "for the last 1 s (the env's own rule)"},
+    "desktop-cartpole": {"env": "firmware_host.rig:bpd/desktop-cartpole-v0",
+                         "teacher": "benchmarks/teachers/desktop-cartpole.npz",
+                         "task": "balance from near upright, 5 s at 200 Hz; success: no limit reached (pole within "
+                                 "0.5 rad, cart within 0.2 m) for the whole episode"},
+}
+CATEGORY_NAMES = {"model": "model", "velocity_noise": "velocity noise", "torque_noise": "torque noise",
+                  "torque_response": "torque response", "delay": "delay", "perturbation": "pushes"}
+OUT = ROOT / "benchmarks" / "results"
+
+
+def rel(p: str | Path) -> str:
+    return portable_path(Path(p).resolve())
+
+
+def controllers(rig: str, students: list[str], work: Path) -> dict[str, tuple[str, object]]:
+    """name -> (source, act) of every controller of one rig."""
+    from bpd_app.evaluate import load_any
+
+    out: dict[str, tuple[str, object]] = {}
+    t = RIGS[rig]["teacher"]
+    out["teacher"] = (t, load_any(ROOT / t).act)
+    if rig == "rotary-pendulum":
+        from firmware_host.rig.classical import export_classical
+
+        cx = work / "classical_export"
+        export_classical(rig, cx)
+        out["energy+LQR (C)"] = ("bpd classical export --rig rotary-pendulum", load_any(cx).act)
+    else:
+        from firmware_host.rig.classical import CartPoleLqr
+
+        out["LQR (Python)"] = ("firmware_host.rig.classical.CartPoleLqr", CartPoleLqr(rig))
+    for s in students:
+        p = Path(s).resolve()
+        name = p.parent.name if p.name == "export" else p.name
+        out[f"BPD {name} (float C)"] = (rel(p), load_any(p).act)
+        if (p / "int" / "export.json").is_file():
+            out[f"BPD {name} (integer C)"] = (rel(p / "int"), load_any(p / "int").act)
+    return out
+
+
+def score_rig(rig: str, students: list[str], episodes: int, res: dict, redo: bool, command: str,
+              work: Path) -> None:
+    from training.envs import make_env
+    from training.robustness import grid_for, robustness
+
+    env_id = RIGS[rig]["env"]
+    probe = make_env(env_id)
+    grid = grid_for(probe)
+    probe.close()
+    entry = res["rigs"].setdefault(rig, {"env_id": env_id, "controllers": {}})
+    entry |= {"env_id": env_id, "task": RIGS[rig]["task"], "grid": grid.to_dict()}
+    for name, (source, act) in controllers(rig, students, work).items():
+        old = entry["controllers"].get(name)
+        if old and not redo and old["grid"] == grid.to_dict() and old["episodes_per_variation"] == episodes:
+            print(f"{rig} | {name}: kept ({old['overall']:.3f})", flush=True)
+            continue
+        t0 = time.time()
+        r = robustness(lambda: make_env(env_id), act, grid, episodes, 0,
+                       progress=lambda s, n=name: print(f"{rig} | {n} | {s}", flush=True))
+        entry["controllers"][name] = {"source": source, "command": command,
+                                      "seconds": round(time.time() - t0, 1)} | r
+        print(f"{rig} | {name}: overall {r['overall']:.3f} in {time.time() - t0:.0f} s", flush=True)
+
+
+def grid_line(g: dict) -> str:
+    def many(v: list) -> str:
+        return ", ".join(f"{x:g}" for x in v)
+
+    return (f"{g['variations']} per sweep; model: masses and inertias x(1 +- {g['mass']:g}), damping +- "
+            f"[{many(g['damping'])}] and Coulomb friction +- [{many(g['coulomb'])}] on {', '.join(g['joints'] or [])}"
+            f" (four sweeps); velocity noise sigma up to [{many(g['velocity_noise'])}]; torque noise sigma up to "
+            f"[{many(g['torque_noise'])}]; torque response k {g['response'][0]:g} to {g['response'][1]:g}; delay up "
+            f"to {g['delay_s'] * 1000:g} ms ({round(g['delay_s'] / g['period_s'])} ticks); pushes up to "
+            f"{g['push']:g} on {g['push_joint']} for {g['push_duration_s'] * 1000:g} ms at "
+            f"{', '.join(f'{t:g}' for t in g['push_times_s'])} s")
+
+
+def markdown(res: dict) -> str:
+    cats = list(CATEGORY_NAMES)
+    commands = sorted({c["command"] for r in res["rigs"].values() for c in r["controllers"].values()})
+    lines = ["# Robustness of the rigs' controllers", "",
+             "Made by " + " and ".join(f"`{c}`" for c in commands) + " (the tables and plots: "
+             "`python benchmarks/robustness_benchmark.py --table-only`).", "",
+             "Six categories after the RealAIGym double-pendulum benchmark (training/robustness.py), their sizes "
+             "from each rig's `robustness` block: a category's score is the share of its episodes that succeed, "
+             "the overall score the mean of the six. The model category holds four sweeps (masses, inertias, "
+             "damping, Coulomb friction), the others one each. Every controller meets the same seeds.", ""]
+    for rig, r in res["rigs"].items():
+        ctrl = r["controllers"]
+        eps = sorted({c["episodes_per_variation"] for c in ctrl.values()})
+        lines += [f"## {rig}", "", f"Task: {r['task']}.", "", f"Variations: {grid_line(r['grid'])}.", "",
+                  f"Episodes per variation: {', '.join(map(str, eps))} (seeds 0 to {max(eps) - 1}); "
+                  f"{sum(len(c['variations']) for c in next(iter(ctrl.values()))['categories'].values())} "
+                  "variations.", "",
+                  "| controller | overall | " + " | ".join(CATEGORY_NAMES[c] for c in cats)
+                  + " | nominal success | minutes |", "|---|---|" + "---|" * len(cats) + "---|---|"]
+        for name, c in sorted(ctrl.items(), key=lambda kv: -kv[1]["overall"]):
+            lines.append(f"| {name} | **{c['overall']:.3f}** | "
+                         + " | ".join(f"{c['categories'][k]['score']:.3f}" for k in cats)
+                         + f" | {c['nominal']['success'] * 100:.0f} % | {c['seconds'] / 60:.1f} |")
+        lines += ["", f"![success against each variation](robustness/{rig}.png)", ""]
+    return "\n".join(lines)
+
+
+def render(res: dict, out: Path) -> None:
+    from training.robustness import plot
+
+    res["markdown"] = markdown(res)
+    write_json(out / "robustness.json", res)
+    write_text(out / "robustness.md", res["markdown"])
+    for rig, r in res["rigs"].items():
+        plot(r["controllers"], out / "robustness" / f"{rig}.png", f"{rig}: success against each variation")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--episodes", type=int, default=3, help="episodes per variation")
+    ap.add_argument("--student", action="append", default=[], metavar="RIG=EXPORT_DIR",
+                    help="a BPD student's export directory for a rig (repeatable)")
+    ap.add_argument("--rig", action="append", choices=list(RIGS), help="score only these rigs")
+    ap.add_argument("--redo", action="store_true", help="score again the controllers already in the JSON")
+    ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "robustness")
+    ap.add_argument("--out", type=Path, default=OUT, help="results directory")
+    ap.add_argument("--table-only", action="store_true", help="rewrite robustness.md and the plots from the JSON")
+    args = ap.parse_args()
+    path = args.out / "robustness.json"
+    res = json.loads(path.read_text()) if path.is_file() else {"rigs": {}}
+    if not args.table_only:
+        students: dict[str, list[str]] = {r: [] for r in RIGS}
+        for s in args.student:
+            rig, sep, d = s.partition("=")
+            if not sep or rig not in RIGS:
+                raise SystemExit(f"robustness_benchmark: error: --student wants RIG=EXPORT_DIR, RIG one of "
+                                 f"{', '.join(RIGS)} (got {s!r})")
+            students[rig].append(d)
+        argv = " ".join(a if not Path(a).is_absolute() else rel(a) for a in sys.argv[1:])
+        command = f"python benchmarks/robustness_benchmark.py {argv}".strip()
+        try:
+            for rig in args.rig or list(RIGS):
+                score_rig(rig, students[rig], args.episodes, res, args.redo, command, args.work / rig)
+                render(res, args.out)  # after every rig: a long run keeps what it has
+        except BpdError as e:
+            raise SystemExit(f"robustness_benchmark: error: {e}") from None
+    render(res, args.out)
+    print(res["markdown"])
+
+
+if __name__ == "__main__":
+    main()
