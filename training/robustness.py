@@ -53,6 +53,7 @@ MODEL_PARAMS = ("mass", "inertia", "damping", "coulomb")
 # The double pendulum benchmark's sizes, as shares of its 6 N m torque limit where they are forces.
 DP_TORQUE_LIMIT = 6.0
 DP_DAMPING, DP_COULOMB, DP_TORQUE_NOISE = 0.1, 0.2, 1.1
+DEFAULT_PUSH_RATE, DEFAULT_PUSH_S = 1.0, 0.1  # a gymnasium task's largest push: 1 rad/s (or m/s) over 0.1 s
 
 
 @dataclass
@@ -191,19 +192,19 @@ class Variation:
 # ------------------------------------------------------------------ the MuJoCo model behind an env
 
 
+def _env_name(env: gym.Env) -> str:
+    return env.spec.id if env.spec else type(env.unwrapped).__name__
+
+
 def mujoco_of(env: gym.Env) -> tuple[Any, Any]:
     """(model, data) of a MuJoCo-based env: a gymnasium MuJoCo task's, or a rig's plant."""
     u = env.unwrapped
     holder = u if hasattr(u, "model") and hasattr(u, "data") else getattr(u, "plant", None)
     model, data = getattr(holder, "model", None), getattr(holder, "data", None)
     if model is None or data is None or not hasattr(model, "body_mass"):
-        name = env.spec.id if env.spec else type(u).__name__
-        raise BpdError(f"{name}: a robustness grid needs a MuJoCo environment (a gymnasium MuJoCo task or a rig)")
+        raise BpdError(f"{_env_name(env)}: a robustness grid needs a MuJoCo environment (a gymnasium MuJoCo "
+                       "task or a rig)")
     return model, data
-
-
-def _env_name(env: gym.Env) -> str:
-    return env.spec.id if env.spec else type(env.unwrapped).__name__
 
 
 def action_box(env: gym.Env) -> gym.spaces.Box:
@@ -256,9 +257,10 @@ def joint_dofs(model, names: list[str] | None) -> list[list[int]]:
                 known = ", ".join(model.joint(i).name for i in range(model.njnt))
                 raise BpdError(f"robustness: no joint {nm!r} in the model (joints: {known})")
             joints.append(j)
+    width = {int(mujoco.mjtJoint.mjJNT_FREE): 6, int(mujoco.mjtJoint.mjJNT_BALL): 3}  # else one
     dofs = []
     for j in joints:
-        n = {0: 6, 1: 3}.get(int(model.jnt_type[j]), 1)
+        n = width.get(int(model.jnt_type[j]), 1)
         dofs.append(list(range(int(model.jnt_dofadr[j]), int(model.jnt_dofadr[j]) + n)))
     return dofs
 
@@ -285,8 +287,9 @@ def velocity_entries(env: gym.Env) -> list[int]:
 def default_grid(env: gym.Env) -> dict:
     """The double pendulum's sizes in a gymnasium MuJoCo task's units: forces as the same shares of the
     task's largest actuator force (gear x action limit), velocity noise 0.5 per velocity entry, torque
-    noise 1.1/6 of each action limit, a push on the last joint that changes its velocity by up to 1
-    (rad/s or m/s) at its inertia in the initial pose, for 0.1 s at a third and two thirds of the episode."""
+    noise 1.1/6 of each action limit, a push on the last joint that changes its velocity by up to
+    DEFAULT_PUSH_RATE (rad/s or m/s; at its inertia in the initial pose, the other joints held) over
+    DEFAULT_PUSH_S, at a third and two thirds of the episode."""
     model, _ = mujoco_of(env)
     high = np.abs(np.asarray(action_box(env).high, np.float64))
     force = float(np.max(np.abs(model.actuator_gear[:, 0]) * high)) if model.nu else 1.0
@@ -296,12 +299,11 @@ def default_grid(env: gym.Env) -> dict:
     if not joints:
         raise BpdError(f"{_env_name(env)}: no joint to push (give push_joint in the robustness grid)")
     last = joints[-1]
-    duration = 0.1
-    push = float(model.dof_M0[model.jnt_dofadr[last]]) * 1.0 / duration
+    push = float(model.dof_M0[model.jnt_dofadr[last]]) * DEFAULT_PUSH_RATE / DEFAULT_PUSH_S
     return {"period_s": period, "damping": [DP_DAMPING / DP_TORQUE_LIMIT * force],
             "coulomb": [DP_COULOMB / DP_TORQUE_LIMIT * force], "velocity_noise": [0.5],
             "torque_noise": [float(x) for x in DP_TORQUE_NOISE / DP_TORQUE_LIMIT * high],
-            "push": push, "push_joint": model.joint(last).name, "push_duration_s": duration,
+            "push": push, "push_joint": model.joint(last).name, "push_duration_s": DEFAULT_PUSH_S,
             "push_times_s": [round(steps * period / 3, 3), round(2 * steps * period / 3, 3)]}
 
 
