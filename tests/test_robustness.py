@@ -12,20 +12,15 @@ import pytest
 
 from bpd.errors import BpdError
 from training.envs import make_env
+from training.perturbations import ActionDelay, Push, TorqueNoise, TorqueResponse, VelocityNoise, velocity_entries
 from training.robustness import (
     CATEGORIES,
-    ActionDelay,
-    Push,
     RobustnessGrid,
-    TorqueNoise,
-    TorqueResponse,
-    VelocityNoise,
     apply_model_error,
     default_grid,
     robustness,
     scores,
     varied_env,
-    velocity_entries,
 )
 
 DT = 0.01
