@@ -27,7 +27,7 @@ from bpd.errors import BpdError  # noqa: E402
 from bpd.io import write_text  # noqa: E402
 from bpd_app.experiment.plan import load_plan  # noqa: E402
 from bpd_app.experiment.results import collect_results  # noqa: E402
-from bpd_app.experiment.stats import kernel_kind  # noqa: E402
+from bpd_app.experiment.stats import aggregate  # noqa: E402
 from bpd_app.experiment.tables import kernels_note, write_table  # noqa: E402
 
 COLS = ["env", "label", "method", "size", "control", "seeds_done", "return_mean", "return_std", "return_worst",
@@ -42,36 +42,32 @@ def _stat(xs: list, f) -> float | None:
 
 
 def rows_of(plan) -> list[dict]:
-    groups: dict[tuple[str, str], list[dict]] = {}
-    for r in collect_results(plan):
-        groups.setdefault((r["env"], r["label"]), []).append(r)
+    """Per environment and method: the runner's aggregates over seeds (experiment.stats.aggregate, the
+    figures of table.md) under this table's column names, with what only this table shows."""
+    results = collect_results(plan)
     out = []
-    for (env, label), rs in groups.items():
-        done = [r["result"] for r in rs if r["result"]]
+    for a in aggregate(results):
+        env, label = a["env"], a["label"]
+        done = [r["result"] for r in results if r["env"] == env and r["label"] == label and r["result"]]
         spec = plan.methods[label]
         args = plan.env_args.get(env, {}) | spec.args
         row = {"env": env, "label": label, "method": spec.method,
                "size": args.get("size", "pruned") if spec.needs else "-",
-               "control": None, "seeds_done": f"{len(done)}/{len(rs)}",
+               "control": None, "seeds_done": f"{a['done']}/{a['seeds']}",
                "teacher_returns": [(d.get("teacher") or {}).get("return_mean") for d in done],
-               "per_seed": [{"seed": d["seed"], "kernels": kernel_kind(d)} for d in done]}
+               "per_seed": a.get("per_seed", [])}
         if done:
-            rets = [d["eval"]["return_mean"] for d in done]
             tr = [d.get("train") or {} for d in done]
             row |= {"control": tr[0].get("control") or ("teacher" if spec.method == "bpd" else None),
-                    "return_mean": float(np.mean(rets)), "return_std": float(np.std(rets)),
-                    "return_worst": float(np.min(rets)), "worst_seed": done[int(np.argmin(rets))]["seed"],
-                    "early_ends": sum(d["early_terminations_where_teacher_finished"] for d in done),
-                    "episodes": sum(d["eval"]["episodes"] or 0 for d in done),
-                    "vs_teacher_mean": _stat([d["return_vs_teacher"] for d in done], np.mean),
-                    "d4rl_mean": _stat([d["d4rl_score"] for d in done], np.mean),
+                    "return_mean": a["return_mean"], "return_std": a["return_std"],
+                    "return_worst": a["return_worst"], "worst_seed": a["worst_seed"],
+                    "early_ends": a["early_where_teacher_finished"], "episodes": a["episodes"],
+                    "vs_teacher_mean": a["vs_teacher_mean"], "d4rl_mean": a["d4rl_mean"],
                     "env_steps": _stat([t.get("env_steps") for t in tr], np.median),
                     "grad_steps": _stat([t.get("grad_steps") or t.get("steps") for t in tr], np.median),
-                    "train_seconds_median": _stat([t.get("seconds") for t in tr], np.median),
-                    "nonzero_min": min(d["params_nonzero"] for d in done),
-                    "nonzero_max": max(d["params_nonzero"] for d in done),
-                    "m4f_instructions_median": _stat([(d.get("bench") or {}).get("instructions") for d in done],
-                                                     np.median),
+                    "train_seconds_median": a["seconds_median"],
+                    "nonzero_min": a["nonzero_min"], "nonzero_max": a["nonzero_max"],
+                    "m4f_instructions_median": _stat(a["instructions"] or [], np.median),
                     "visited_spread_mean": _stat([t.get("visited_spread") for t in tr], np.mean)}
         out.append(row)
     return out
