@@ -13,9 +13,11 @@ def _run(ns):
     if t.get("ticks"):
         step = f"{t['host_step_us']['p99']:.0f} us" if t["host_step_us"]["n"] else "- (device mode)"
         infer = f"{t['infer_ns']['median']:.0f} ns" if t["infer_ns"]["n"] else "-"
+        cycles = f" ({t['policy_cycles']['median']:.0f} cycles)" if t["policy_cycles"]["n"] else ""
+        jitter = f"{t['device_jitter_us']['max']:.0f} us" if t["device_jitter_us"]["n"] else "-"
         print(f"rate {t['achieved_rate_hz']:.1f} Hz (target {t['target_rate_hz']:.1f}); host step p99 {step}; "
-              f"on-device inference median {infer}; deadline misses {t['deadline_misses']} "
-              f"({100 * t['deadline_miss_rate']:.2f} %); logs in {ns.out}")
+              f"on-device inference median {infer}{cycles}; device tick jitter max {jitter}; deadline misses "
+              f"{t['deadline_misses']} ({100 * t['deadline_miss_rate']:.2f} %); logs in {ns.out}")
 
 
 def _report(ns):

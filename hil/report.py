@@ -49,12 +49,15 @@ def render(log_dir: str | Path) -> list[Path]:
     figures = []
     col = lambda k: np.array([float(r[k]) if r[k] != "" else np.nan for r in rows])
     out = []
-    fig, axes = plt.subplots(2, 3, figsize=(12, 6))
+    fig, axes = plt.subplots(2, 4, figsize=(16, 6))
     for ax, (k, label) in zip(axes.ravel(), [("device_period_us", "period (us)"), ("host_step_us", "host step (us)"),
                                              ("host_compute_us", "host compute (us)"), ("rtt_us", "round trip (us)"),
-                                             ("infer_ns", "on-device inference (ns)"), ("skipped", "skipped states")]):
-        x = col(k)
-        x = x[np.isfinite(x) & (x > 0)] if k in ("rtt_us", "infer_ns") else x[np.isfinite(x)]
+                                             ("infer_ns", "on-device inference (ns)"),
+                                             ("policy_cycles", "policy call (device cycles)"),
+                                             ("device_jitter_us", "tick jitter on the device (us)"),
+                                             ("skipped", "skipped states")]):
+        x = col(k) if k in rows[0] else np.array([])  # a log from before protocol 4 has no device timing
+        x = x[np.isfinite(x) & (x > 0)] if k in ("rtt_us", "infer_ns", "policy_cycles") else x[np.isfinite(x)]
         ax.hist(x, bins=50) if x.size else ax.text(0.5, 0.5, "no data", ha="center")
         ax.set_title(label)
         ax.set_yscale("log")

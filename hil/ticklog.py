@@ -18,8 +18,12 @@ from bpd.errors import BpdError
 
 TIMING = [("episode", ""), ("step", ""), ("seq", ""), ("device_t_us", "us"), ("device_period_us", "us"),
           ("host_recv_s", "s"), ("host_send_s", "s"), ("host_step_us", "us"), ("host_compute_us", "us"),
-          ("rtt_us", "us"), ("infer_ns", "ns"), ("deadline_miss", "bool"), ("skipped", "bool"),
-          ("flags", "bits"), ("reward", "")]
+          ("rtt_us", "us"), ("infer_ns", "ns"), ("policy_cycles", "cycles"), ("device_jitter_us", "us"),
+          ("device_jitter_max_us", "us"), ("deadline_miss", "bool"), ("skipped", "bool"), ("flags", "bits"),
+          ("reward", "")]
+# The STATE's fields added by protocol 4 (docs/protocol.md, rule 16); a log written before them still reads.
+# policy_cycles counts at the device's INFO cycle_hz, which summary.json records (`device.cycle_hz`).
+DEVICE_TIMING = ("policy_cycles", "device_jitter_us", "device_jitter_max_us")
 
 
 def columns(obs_dim: int, act_dim: int) -> list[tuple[str, str]]:
@@ -58,9 +62,10 @@ class TickLog:
 
 def _header_ok(names: list[str] | None) -> bool:
     timing = [n for n, _ in TIMING]
-    if not names or names[:len(timing)] != timing:
+    older = [n for n in timing if n not in DEVICE_TIMING]
+    if not names or (names[:len(timing)] != timing and names[:len(older)] != older):
         return False
-    rest = names[len(timing):]
+    rest = names[len(timing if names[:len(timing)] == timing else older):]
     n_obs = sum(1 for n in rest if n.startswith("obs"))
     acts = rest[n_obs:]
     return (rest[:n_obs] == [f"obs{i}" for i in range(n_obs)]
@@ -124,4 +129,7 @@ def timing_summary(csv_path: Path, period_us: int) -> dict:
             "host_step_us": _stats(col("host_step_us")), "host_compute_us": _stats(col("host_compute_us")),
             "rtt_us": _stats([x for x in col("rtt_us") if x > 0]),
             "infer_ns": _stats([x for x in col("infer_ns") if x > 0]),
+            "policy_cycles": _stats([x for x in col("policy_cycles") if x > 0]) if "policy_cycles" in rows[0]
+            else {"n": 0},
+            "device_jitter_us": _stats(col("device_jitter_us")) if "device_jitter_us" in rows[0] else {"n": 0},
             "deadline_misses": misses, "deadline_miss_rate": misses / len(rows)}

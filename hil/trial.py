@@ -278,7 +278,8 @@ def _episode(link: DeviceLink, log: TickLog, cfg: HilRunConfig, ep: int, period:
             n += 1
             log.add([ep, n, st.seq, f["t_us"], dt, f"{recv - t_start:.6f}", f"{send - t_start:.6f}",
                      f"{(send - recv) * 1e6:.1f}" if newest and cfg.mode == "host" else "",
-                     f"{compute_us:.1f}" if compute_us else "", f["rtt_us"], f["infer_ns"], miss,
+                     f"{compute_us:.1f}" if compute_us else "", f["rtt_us"], f["infer_ns"], f["policy_cycles"],
+                     f["jitter_us"], f["jitter_max_us"], miss,
                      int(cfg.mode == "host" and not newest), f["flags"], 1.0 if upright else 0.0,
                      *[f"{x:.6g}" for x in obs], *[f"{x:.6g}" for x in f["action"]]])
             if not upright:

@@ -74,7 +74,7 @@ def _trial(d: Path) -> None:
     lines = ["# units: -", ",".join(n for n, _ in columns(4, 1))]
     for i in range(6):
         lines.append(",".join(["0", str(i + 1), str(i), str(40000 * i), "40000" if i else "", "0.1", "0.1", "50.0",
-                               "10.0", "100", "0", "0", "0", "1", "1.0", "0", "0", "0", "0", "0"]))
+                               "10.0", "100", "0", "0", "0", "0", "0", "0", "1", "1.0", "0", "0", "0", "0", "0"]))
     (d / "ticks.csv").write_text("\n".join(lines) + "\n")
     (d / "summary.json").write_text(json.dumps({"target_period_us": 40000, "rig": "gym-inverted-pendulum"}))
 

@@ -498,6 +498,45 @@ def test_overrun_flags_a_late_tick(target):
         assert silent[0].fields["flags"] & FLAGS["overrun"] and silent[0].fields["flags"] & FLAGS["stale_action"]
 
 
+def test_jitter_is_the_tick_against_its_schedule(target):
+    """Jitter (rule 16): each STATE's jitter_us is |its t_us - the previous tick's - period| on the device
+    clock, exactly; jitter_max_us the largest of the run so far; the first STATE of a run has 0 and 0. A late
+    tick (left unanswered on a lockstep rig, two periods on the host build) shows as jitter."""
+    period = target.rig.period_us
+    first = start_run(target)
+    assert (first.fields["jitter_us"], first.fields["jitter_max_us"]) == (0, 0)
+    seen = exchange(target, first, [0.0], n=3)
+    seen += states(target.advance(2) if isinstance(target, HostTarget) else target.advance()) or \
+        states(next_frames(target))
+    seen += exchange(target, seen[-1], [0.0], n=2)[1:]
+    assert seen[0] is first and len(pairs(seen)) == len(seen) - 1  # no STATE lost: the running max is known
+    top = 0
+    for a, b in pairs(seen):
+        dt = (b.fields["t_us"] - a.fields["t_us"]) % WRAP
+        assert b.fields["jitter_us"] == abs(dt - period), (a.fields, b.fields)
+        top = max(top, b.fields["jitter_us"])
+        assert b.fields["jitter_max_us"] == top
+    if not target.hardware:
+        assert top >= period // 2  # the late tick
+    target.send("stop")
+
+
+def test_policy_cycles_time_the_device_policy_call(target):
+    """STATE's policy_cycles: the cycles of this tick's policy call at INFO's cycle_hz (infer_ns is the same
+    call in ns, rounded down); 0 in host mode."""
+    hz = info(target)["cycle_hz"]
+    assert hz > 0
+    st = start_run(target)
+    host = exchange(target, st, [0.0], n=2)
+    assert all(s.fields["policy_cycles"] == 0 for s in host)
+    target.send("stop")
+    st = start_run(target, mode=MODES["device"])
+    for s in exchange(target, st, [0.0], n=3)[1:]:
+        c = s.fields["policy_cycles"]
+        assert c > 0 and s.fields["infer_ns"] == (c * 1000) // (hz // 1_000_000)
+    target.send("stop")
+
+
 def test_first_state_of_a_run(target):
     """The first STATE after START: running only, no round trip, the actuator at zero, even after a
     run that held an action; an ACTION for the previous run's last STATE is not taken by the new run."""

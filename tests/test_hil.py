@@ -112,8 +112,8 @@ def test_handshake_refuses_another_protocol_version():
     from firmware_host.wire.spec import PROTOCOL_VERSION as V
     from hil.link import DeviceLink, DeviceRestarted, LinkError
 
-    fields = dict(fw_major=0, fw_minor=4, obs_dim=4, act_dim=1, caps=1, period_us=40000, model_hash=[0] * 8,
-                  rx_dropped=0, actions_dropped=0, selftest=0)
+    fields = dict(fw_major=0, fw_minor=5, obs_dim=4, act_dim=1, caps=1, period_us=40000, model_hash=[0] * 8,
+                  rx_dropped=0, actions_dropped=0, selftest=0, cycle_hz=10**9)
     link = DeviceLink("loop://")  # what the host writes comes back, and the INFO written first
     link.ser.write(encode("info", 0, protocol=V - 1, boot=1, **fields))
     with pytest.raises(LinkError, match=f"protocol version mismatch: device {V - 1}, host {V}"):
@@ -138,8 +138,12 @@ FAULTS = [
     ("stall", ["--period-us", "20000", "--stall-at", "1.0", "--stall-for", "5"], [], "stalled"),
     ("disconnect", ["--period-us", "20000", "--disconnect-at", "1.0"], [], None),
     ("restart", ["--period-us", "20000", "--restart-at", "1.0"], [], "the device restarted (boot 1 -> 2)"),
-    ("dropped bytes", ["--lockstep", "--drop-rate", "0.002", "--seed", "5"], ["--steps", "400"], None),
-    ("corruption", ["--lockstep", "--corrupt-rate", "0.002", "--seed", "6"], ["--steps", "400"], None),
+    # lossy links in lockstep: a STATE lost on the way is never answered, so the rig waits its action timeout
+    # for it; under the host's stall timeout (1 s), or the trial ends as a stall
+    ("dropped bytes", ["--lockstep", "--action-timeout", "0.3", "--drop-rate", "0.002", "--seed", "5"],
+     ["--steps", "400"], None),
+    ("corruption", ["--lockstep", "--action-timeout", "0.3", "--corrupt-rate", "0.002", "--seed", "6"],
+     ["--steps", "400"], None),
 ]
 
 
@@ -189,3 +193,16 @@ def test_ctrl_c_stops_and_keeps_logs(rig, tmp_path):
         link.configure(20000, 5, "host", 3.0, 1.0, 0.2)  # rejected if the device were still running
     finally:
         link.close()
+
+
+def test_tick_log_from_before_the_device_timing_still_reads(tmp_path):
+    """A ticks.csv written before protocol 4 (no policy_cycles, device_jitter_us, device_jitter_max_us) reads,
+    and its summary has no device timing."""
+    from hil.ticklog import DEVICE_TIMING, TIMING, read_ticks, timing_summary
+
+    names = [n for n, _ in TIMING if n not in DEVICE_TIMING] + ["obs0", "action0"]
+    row = ["40000" if n == "device_period_us" else "0" for n in names]
+    (tmp_path / "ticks.csv").write_text(",".join(names) + "\n" + ",".join(row) + "\n")
+    assert len(read_ticks(tmp_path / "ticks.csv")) == 1
+    t = timing_summary(tmp_path / "ticks.csv", 40000)
+    assert t["ticks"] == 1 and t["policy_cycles"] == {"n": 0} and t["device_jitter_us"] == {"n": 0}

@@ -88,9 +88,9 @@ def body_by_hand(name: str, f: dict) -> bytes:
     if name == "hello":
         return struct.pack("<B", f["protocol"])
     if name == "info":
-        return struct.pack("<6BI8BH2IB", f["protocol"], f["fw_major"], f["fw_minor"], f["obs_dim"], f["act_dim"],
+        return struct.pack("<6BI8BH2IBI", f["protocol"], f["fw_major"], f["fw_minor"], f["obs_dim"], f["act_dim"],
                            f["caps"], f["period_us"], *f["model_hash"], f["boot"], f["rx_dropped"],
-                           f["actions_dropped"], f["selftest"])
+                           f["actions_dropped"], f["selftest"], f["cycle_hz"])
     if name == "config":
         return struct.pack("<IHB3f", f["period_us"], f["watchdog_ticks"], f["mode"], f["action_limit"],
                            f["pos_limit"], f["angle_limit"])
@@ -101,8 +101,9 @@ def body_by_hand(name: str, f: dict) -> bytes:
     if name == "ack":
         return struct.pack("<BBH", f["of"], f["status"], f["echo_seq"])
     if name == "state":
-        return struct.pack(f"<3IH2B{f['n_obs']}f{f['n_act']}f", f["t_us"], f["infer_ns"], f["rtt_us"], f["flags"],
-                           f["n_obs"], f["n_act"], *f["obs"], *f["action"])
+        return struct.pack(f"<3IH3I2B{f['n_obs']}f{f['n_act']}f", f["t_us"], f["infer_ns"], f["rtt_us"], f["flags"],
+                           f["policy_cycles"], f["jitter_us"], f["jitter_max_us"], f["n_obs"], f["n_act"], *f["obs"],
+                           *f["action"])
     if name == "action":
         return struct.pack(f"<HB{f['n_act']}f", f["echo_seq"], f["n_act"], *f["action"])
     if name == "fault":
@@ -137,13 +138,14 @@ def test_golden_frame_built_by_hand(i):
 
 def test_golden_frames_cover_the_protocol():
     assert {g["name"] for g in GOLDEN} == set(MESSAGE_IDS)
-    # the largest frame bpd sends: a STATE with 16 observations and 4 actions, a 101-byte payload
+    # the largest frame bpd sends: a STATE with 16 observations and 4 actions, a 113-byte payload
     big = next(g for g in GOLDEN if g["name"] == "state" and g["fields"]["n_obs"] == 16)
-    # body: t_us, infer_ns, rtt_us (3 x 4), flags (2), n_obs, n_act (2), 20 floats (80) = 96 bytes;
-    # with the 3-byte header and the 2-byte CRC, the 101-byte payload docs/protocol.md states
-    assert len(body_by_hand("state", big["fields"])) == 96
+    # body: t_us, infer_ns, rtt_us (3 x 4), flags (2), policy_cycles, jitter_us, jitter_max_us (3 x 4), n_obs,
+    # n_act (2), 20 floats (80) = 108 bytes; with the 3-byte header and the 2-byte CRC, the 113-byte payload
+    # docs/protocol.md states
+    assert len(body_by_hand("state", big["fields"])) == 108
     # on the wire: COBS adds one byte to a payload under 254 bytes, and the two delimiters
-    assert len(bytes.fromhex(big["hex"])) == 101 + 1 + 2
+    assert len(bytes.fromhex(big["hex"])) == 113 + 1 + 2
 
 
 def test_generated_c_is_up_to_date():

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-PROTOCOL_VERSION = 3  # 2: INFO carries the boot counter and drop counters, ACK the command's seq; 3: the self-test
-# result in INFO
+PROTOCOL_VERSION = 4  # 2: INFO carries the boot counter and drop counters, ACK the command's seq; 3: the self-test
+# result in INFO; 4: the policy call's cycles and the tick's jitter in STATE, the cycle counter's rate in INFO
 MAX_PAYLOAD = 254  # id + seq + body + crc
 MAX_ENCODED = MAX_PAYLOAD + 2  # COBS of 254 bytes: one code byte, and a closing code byte when no zero
 MAX_FRAME = MAX_ENCODED + 2  # with both delimiters: the largest frame on the wire
@@ -44,10 +44,10 @@ MESSAGES: tuple[Message, ...] = (
     Message(0x02, "info", "device", (
         F("protocol", "u8"), F("fw_major", "u8"), F("fw_minor", "u8"), F("obs_dim", "u8"), F("act_dim", "u8"),
         F("caps", "u8"), F("period_us", "u32"), F("model_hash", "u8", 8, 8), F("boot", "u16"),
-        F("rx_dropped", "u32"), F("actions_dropped", "u32"), F("selftest", "u8")),
+        F("rx_dropped", "u32"), F("actions_dropped", "u32"), F("selftest", "u8"), F("cycle_hz", "u32")),
         "device description: versions, sizes, control period, first 8 bytes of the on-device model hash, "
-        "boot counter, frames and actions dropped since power-on, the policy's self-test; also sent unasked "
-        "once at power-on"),
+        "boot counter, frames and actions dropped since power-on, the policy's self-test, the rate of the "
+        "cycle counter; also sent unasked once at power-on"),
     Message(0x03, "config", "host", (
         F("period_us", "u32"), F("watchdog_ticks", "u16"), F("mode", "u8"), F("action_limit", "f32"),
         F("pos_limit", "f32"), F("angle_limit", "f32")),
@@ -58,10 +58,11 @@ MESSAGES: tuple[Message, ...] = (
     Message(0x07, "ack", "device", (F("of", "u8"), F("status", "u8"), F("echo_seq", "u16")),
             "answer to config/start/stop/reset: its id, the status and its header seq"),
     Message(0x10, "state", "device", (
-        F("t_us", "u32"), F("infer_ns", "u32"), F("rtt_us", "u32"), F("flags", "u16"), F("n_obs", "u8"),
-        F("n_act", "u8"), F("obs", "f32", "n_obs", MAX_OBS), F("action", "f32", "n_act", MAX_ACT)),
-        "one control tick: device time, inference time, round trip of the previous exchange, flags, "
-        "observation, action applied"),
+        F("t_us", "u32"), F("infer_ns", "u32"), F("rtt_us", "u32"), F("flags", "u16"), F("policy_cycles", "u32"),
+        F("jitter_us", "u32"), F("jitter_max_us", "u32"), F("n_obs", "u8"), F("n_act", "u8"),
+        F("obs", "f32", "n_obs", MAX_OBS), F("action", "f32", "n_act", MAX_ACT)),
+        "one control tick: device time, inference time, round trip of the previous exchange, flags, the "
+        "policy call's cycles, the tick's jitter and its largest in the run, observation, action applied"),
     Message(0x11, "action", "host", (F("echo_seq", "u16"), F("n_act", "u8"), F("action", "f32", "n_act", MAX_ACT)),
             "host's action for the state whose sequence number it echoes"),
     Message(0x12, "fault", "device", (F("code", "u8"), F("detail", "u32")), "the device entered FAULT"),

@@ -53,6 +53,7 @@ static void send_info(bpd_fw_t *fw)
     m.rx_dropped = rx_dropped(fw);
     m.actions_dropped = fw->late_actions;
     m.selftest = fw->selftest;
+    m.cycle_hz = fw->hal.cycles_per_us * 1000000u;
     send(fw, BPD_MSG_INFO, body, bpd_pack_info(&m, body, sizeof body));
 }
 
@@ -195,6 +196,7 @@ static void on_frame(void *ctx, const bpd_frame_t *f)
             fw->ticks_without_action = 0;
             fw->have_prev = 0; /* the first STATE: velocities 0, no overrun, no round trip, not stale */
             fw->rtt_us = 0;
+            fw->jitter_max_us = 0;
             fw->state_open = 0; /* no STATE of this run yet: no ACTION can be accepted */
             fw->external_stop = 0; /* a board whose stop input is still active calls it again before the tick */
             actuator_zero(fw);
@@ -331,13 +333,19 @@ void bpd_fw_tick(bpd_fw_t *fw)
     float raw[BPD_MAX_OBS], obs[BPD_MAX_OBS];
     uint8_t body[BPD_MAX_PAYLOAD], i, trip = 0;
     uint16_t flags = 0;
-    uint32_t infer_ns = 0, now = fw->hal.now_us(fw->hal.ctx);
+    uint32_t infer_ns = 0, policy_cycles = 0, jitter = 0, now = fw->hal.now_us(fw->hal.ctx);
     bpd_state_t m;
 
     if (fw->state != BPD_RUNNING) return;
-    if (fw->have_prev && (uint32_t)(now - fw->last_tick_us) > fw->period_us + fw->period_us / 2) {
-        fw->overruns++;
-        flags |= BPD_FLAG_OVERRUN;
+    if (fw->have_prev) {
+        /* jitter (rule 16): this tick's start against its schedule, one period after the previous start */
+        uint32_t dt = now - fw->last_tick_us;
+        jitter = dt > fw->period_us ? dt - fw->period_us : fw->period_us - dt;
+        if (jitter > fw->jitter_max_us) fw->jitter_max_us = jitter;
+        if (dt > fw->period_us + fw->period_us / 2) {
+            fw->overruns++;
+            flags |= BPD_FLAG_OVERRUN;
+        }
     }
     fw->last_tick_us = now;
     fw->ticks++;
@@ -368,7 +376,8 @@ void bpd_fw_tick(bpd_fw_t *fw)
             memset(act, 0, sizeof act);
             rc = fw->policy(fw->policy_ctx, obs, act);
             c1 = fw->hal.cycles(fw->hal.ctx);
-            infer_ns = fw->hal.cycles_per_us ? (uint32_t)((uint64_t)(c1 - c0) * 1000u / fw->hal.cycles_per_us) : 0u;
+            policy_cycles = c1 - c0;
+            infer_ns = fw->hal.cycles_per_us ? (uint32_t)((uint64_t)policy_cycles * 1000u / fw->hal.cycles_per_us) : 0u;
             if (rc != 0) { /* the policy failed: the safe action is zero */
                 memset(act, 0, sizeof act);
                 flags |= BPD_FLAG_POLICY_ERROR;
@@ -385,6 +394,9 @@ void bpd_fw_tick(bpd_fw_t *fw)
     fw->rtt_us = 0;
     fw->last_state_us = now;
     m.flags = flags;
+    m.policy_cycles = policy_cycles;
+    m.jitter_us = jitter;
+    m.jitter_max_us = fw->jitter_max_us;
     m.n_obs = fw->obs_dim;
     m.n_act = fw->act_dim;
     for (i = 0; i < fw->obs_dim; ++i) m.obs[i] = obs[i];

@@ -21,7 +21,7 @@
 #include "bpd_wire.h"
 
 #define BPD_FW_MAJOR 0
-#define BPD_FW_MINOR 4
+#define BPD_FW_MINOR 5
 
 typedef enum { BPD_IDLE = BPD_STATE_IDLE, BPD_RUNNING = BPD_STATE_RUNNING, BPD_FAULT = BPD_STATE_FAULT } bpd_fw_state_t;
 
@@ -80,6 +80,7 @@ typedef struct {
     uint8_t state_open;           /* 1: the latest STATE of this run has no accepted ACTION yet */
     uint16_t ticks_without_action;
     uint32_t last_tick_us;
+    uint32_t jitter_max_us;       /* the largest tick jitter of this run (rule 16) */
     float applied[BPD_MAX_ACT];   /* what the actuator holds now */
     uint32_t late_actions;        /* ACTIONs dropped: not RUNNING, or not the first answer to the latest STATE */
     uint16_t boot;                /* the board's start counter, in every INFO */

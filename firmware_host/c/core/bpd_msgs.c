@@ -49,6 +49,8 @@ size_t bpd_pack_info(const bpd_info_t *m, uint8_t *body, size_t cap)
     bpd_put_u32(body + n, m->actions_dropped); n += 4;
     if (n + 1 > cap) return 0;
     bpd_put_u8(body + n, m->selftest); n += 1;
+    if (n + 4 > cap) return 0;
+    bpd_put_u32(body + n, m->cycle_hz); n += 4;
     (void)cap;
     return n;
 }
@@ -83,6 +85,8 @@ int bpd_unpack_info(const uint8_t *body, size_t len, bpd_info_t *m)
     m->actions_dropped = bpd_get_u32(body + n); n += 4;
     if (n + 1 > len) return -1;
     m->selftest = bpd_get_u8(body + n); n += 1;
+    if (n + 4 > len) return -1;
+    m->cycle_hz = bpd_get_u32(body + n); n += 4;
     return n == len ? 0 : -1;
 }
 
@@ -206,6 +210,12 @@ size_t bpd_pack_state(const bpd_state_t *m, uint8_t *body, size_t cap)
     bpd_put_u32(body + n, m->rtt_us); n += 4;
     if (n + 2 > cap) return 0;
     bpd_put_u16(body + n, m->flags); n += 2;
+    if (n + 4 > cap) return 0;
+    bpd_put_u32(body + n, m->policy_cycles); n += 4;
+    if (n + 4 > cap) return 0;
+    bpd_put_u32(body + n, m->jitter_us); n += 4;
+    if (n + 4 > cap) return 0;
+    bpd_put_u32(body + n, m->jitter_max_us); n += 4;
     if (n + 1 > cap) return 0;
     bpd_put_u8(body + n, m->n_obs); n += 1;
     if (n + 1 > cap) return 0;
@@ -235,6 +245,12 @@ int bpd_unpack_state(const uint8_t *body, size_t len, bpd_state_t *m)
     m->rtt_us = bpd_get_u32(body + n); n += 4;
     if (n + 2 > len) return -1;
     m->flags = bpd_get_u16(body + n); n += 2;
+    if (n + 4 > len) return -1;
+    m->policy_cycles = bpd_get_u32(body + n); n += 4;
+    if (n + 4 > len) return -1;
+    m->jitter_us = bpd_get_u32(body + n); n += 4;
+    if (n + 4 > len) return -1;
+    m->jitter_max_us = bpd_get_u32(body + n); n += 4;
     if (n + 1 > len) return -1;
     m->n_obs = bpd_get_u8(body + n); n += 1;
     if (n + 1 > len) return -1;

@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define BPD_PROTOCOL_VERSION 3
+#define BPD_PROTOCOL_VERSION 4
 #define BPD_MAX_PAYLOAD 254
 #define BPD_MAX_ENCODED 256
 #define BPD_MAX_FRAME 258
@@ -44,13 +44,13 @@
 #define BPD_STATE_FAULT 2u
 
 #define BPD_MSG_HELLO 0x01u /* host: host opens a session; the device answers INFO */
-#define BPD_MSG_INFO 0x02u /* device: device description: versions, sizes, control period, first 8 bytes of the on-device model hash, boot counter, frames and actions dropped since power-on, the policy's self-test; also sent unasked once at power-on */
+#define BPD_MSG_INFO 0x02u /* device: device description: versions, sizes, control period, first 8 bytes of the on-device model hash, boot counter, frames and actions dropped since power-on, the policy's self-test, the rate of the cycle counter; also sent unasked once at power-on */
 #define BPD_MSG_CONFIG 0x03u /* host: control period, watchdog, mode (0 host policy, 1 device policy) and safety limits */
 #define BPD_MSG_START 0x04u /* host: start running (state frames every tick) */
 #define BPD_MSG_STOP 0x05u /* host: stop: actuator to zero, state IDLE */
 #define BPD_MSG_RESET 0x06u /* host: stop, clear faults and reset the plant (a rig may use seed) */
 #define BPD_MSG_ACK 0x07u /* device: answer to config/start/stop/reset: its id, the status and its header seq */
-#define BPD_MSG_STATE 0x10u /* device: one control tick: device time, inference time, round trip of the previous exchange, flags, observation, action applied */
+#define BPD_MSG_STATE 0x10u /* device: one control tick: device time, inference time, round trip of the previous exchange, flags, the policy call's cycles, the tick's jitter and its largest in the run, observation, action applied */
 #define BPD_MSG_ACTION 0x11u /* host: host's action for the state whose sequence number it echoes */
 #define BPD_MSG_FAULT 0x12u /* device: the device entered FAULT */
 
@@ -73,6 +73,7 @@ typedef struct {
     uint32_t rx_dropped;
     uint32_t actions_dropped;
     uint8_t selftest;
+    uint32_t cycle_hz;
 } bpd_info_t;
 size_t bpd_pack_info(const bpd_info_t *m, uint8_t *body, size_t cap);
 int bpd_unpack_info(const uint8_t *body, size_t len, bpd_info_t *m);
@@ -117,6 +118,9 @@ typedef struct {
     uint32_t infer_ns;
     uint32_t rtt_us;
     uint16_t flags;
+    uint32_t policy_cycles;
+    uint32_t jitter_us;
+    uint32_t jitter_max_us;
     uint8_t n_obs;
     uint8_t n_act;
     float obs[16];

@@ -33,6 +33,7 @@ int bpd_msg_dump(uint8_t id, uint16_t seq, const uint8_t *body, size_t len, char
         n += snprintf(out + n, cap - (size_t)n, " rx_dropped=%lu", (unsigned long)m.rx_dropped);
         n += snprintf(out + n, cap - (size_t)n, " actions_dropped=%lu", (unsigned long)m.actions_dropped);
         n += snprintf(out + n, cap - (size_t)n, " selftest=%lu", (unsigned long)m.selftest);
+        n += snprintf(out + n, cap - (size_t)n, " cycle_hz=%lu", (unsigned long)m.cycle_hz);
         return n;
     }
     case 0x03u: {
@@ -83,6 +84,9 @@ int bpd_msg_dump(uint8_t id, uint16_t seq, const uint8_t *body, size_t len, char
         n += snprintf(out + n, cap - (size_t)n, " infer_ns=%lu", (unsigned long)m.infer_ns);
         n += snprintf(out + n, cap - (size_t)n, " rtt_us=%lu", (unsigned long)m.rtt_us);
         n += snprintf(out + n, cap - (size_t)n, " flags=%lu", (unsigned long)m.flags);
+        n += snprintf(out + n, cap - (size_t)n, " policy_cycles=%lu", (unsigned long)m.policy_cycles);
+        n += snprintf(out + n, cap - (size_t)n, " jitter_us=%lu", (unsigned long)m.jitter_us);
+        n += snprintf(out + n, cap - (size_t)n, " jitter_max_us=%lu", (unsigned long)m.jitter_max_us);
         n += snprintf(out + n, cap - (size_t)n, " n_obs=%lu", (unsigned long)m.n_obs);
         n += snprintf(out + n, cap - (size_t)n, " n_act=%lu", (unsigned long)m.n_act);
         n += snprintf(out + n, cap - (size_t)n, " obs=");
