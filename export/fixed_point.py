@@ -31,8 +31,10 @@ without an FPU (tests check the object files).
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -502,19 +504,26 @@ def run_tail(q: IntNet, names: list[str], tanh: str) -> str:
     return "".join(out)
 
 
-def generate_int_kernel(net: CollapsedNet, q: IntNet, out_dir: Path, source_hash: str, command: str) -> list[dict]:
-    """Write the integer kernel (policy.c), its descriptor files and policy.h into out_dir; returns each DSP
-    layer's chosen (R, C, G) and instruction count."""
+def write_kernel(net: CollapsedNet, out_dir: Path, source_hash: str, command: str, kernel: str,
+                 source: Callable[[str], tuple[str, Any]]) -> Any:
+    """Write a generated kernel's policy.c (source(banner): its text and what the report records of it), its
+    descriptor files and policy.h into out_dir; returns what source recorded."""
     banner = banner_for(net, source_hash, command)
-    wc, wh, cfg = descriptor_sources(net, banner, "integer")
+    wc, wh, cfg = descriptor_sources(net, banner, kernel)
     out_dir.mkdir(parents=True, exist_ok=True)
-    src, chosen = kernel_source(q, banner)
+    src, info = source(banner)
     write_text(out_dir / "policy.c", src)
     write_text(out_dir / "policy_weights.c", wc)
     write_text(out_dir / "policy_weights.h", wh)
     write_text(out_dir / "policy_config.h", cfg)
     shutil.copyfile(KERNEL_DIR / "policy.h", out_dir / "policy.h")
-    return chosen
+    return info
+
+
+def generate_int_kernel(net: CollapsedNet, q: IntNet, out_dir: Path, source_hash: str, command: str) -> list[dict]:
+    """Write the integer kernel (policy.c), its descriptor files and policy.h into out_dir; returns each DSP
+    layer's chosen (R, C, G) and instruction count."""
+    return write_kernel(net, out_dir, source_hash, command, "integer", lambda banner: kernel_source(q, banner))
 
 
 def integer_kernel(net: CollapsedNet, out: Path, source_hash: str, command: str, obs: np.ndarray, ref: np.ndarray,

@@ -32,19 +32,26 @@ C loops run on Cortex-M4 too, and the report says why).
 from __future__ import annotations
 
 import itertools
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from bpd.errors import BpdError
-from bpd.io import write_text
-from export.c_export import KERNEL_DIR
-from export.codegen import banner_for, descriptor_sources
 from export.collapse import CollapsedNet
 from export.dsp import Act, OffsetRange, best_layer, layer_asm, slots, words
-from export.fixed_point import _PRELUDE, SAT, TANH_BITS, TANH_FRAC, IntNet, _hex, run_head, run_tail, tanh_table
+from export.fixed_point import (
+    _PRELUDE,
+    SAT,
+    TANH_BITS,
+    TANH_FRAC,
+    IntNet,
+    _hex,
+    run_head,
+    run_tail,
+    tanh_table,
+    write_kernel,
+)
 
 DENSE_WORDS = 6  # the most input words a dense layer holds in registers (with the bias, accumulator, pointers)
 MAX_WORDS = 256  # a pair's index is one byte
@@ -554,13 +561,5 @@ def generate_int_table_kernel(net: CollapsedNet, q: IntNet, out_dir: Path, sourc
                               room: int = 0) -> dict:
     """Write the table form of the integer kernel with `room` bytes of flash to spend on speed (policy.c),
     its descriptor files and policy.h into out_dir; returns what the report records of the form."""
-    banner = banner_for(net, source_hash, command)
-    wc, wh, cfg = descriptor_sources(net, banner, "integer-table")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    src, info = kernel_source(q, banner, room)
-    write_text(out_dir / "policy.c", src)
-    write_text(out_dir / "policy_weights.c", wc)
-    write_text(out_dir / "policy_weights.h", wh)
-    write_text(out_dir / "policy_config.h", cfg)
-    shutil.copyfile(KERNEL_DIR / "policy.h", out_dir / "policy.h")
-    return info
+    return write_kernel(net, out_dir, source_hash, command, "integer-table",
+                        lambda banner: kernel_source(q, banner, room))

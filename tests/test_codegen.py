@@ -201,6 +201,22 @@ def test_int_c_matches_numpy_model_and_float(tmp_path, activation, output):
 FLOAT_CALL = ("__aeabi_f", "__aeabi_d", "__aeabi_i2f", "__aeabi_ui2f", "__aeabi_l2f", "sf", "df", "tanhf", "fma")
 
 
+def integer_object(d, target) -> list[str]:
+    """The mnemonics of d/policy.c compiled for target, after checking that it has no VFP instruction and no
+    call into soft-float or libm (what an integer kernel must not have)."""
+    from firmware_host.measure.build import OPT, TARGETS
+
+    obj = d / "policy.o"
+    subprocess.run(["arm-none-eabi-gcc", *STRICT, *TARGETS[target]["flags"], *OPT, "-c", "policy.c", "-o", str(obj)],
+                   check=True, cwd=d)
+    dis = subprocess.run(["arm-none-eabi-objdump", "-d", str(obj)], capture_output=True, text=True, check=True).stdout
+    mnemonics = [ln.split("\t")[2].split()[0] for ln in dis.splitlines() if ln.count("\t") >= 2 and ":" in ln]
+    assert not [m for m in mnemonics if m.startswith("v")], "VFP instruction in the integer kernel"
+    undef = subprocess.run(["arm-none-eabi-nm", "-u", str(obj)], capture_output=True, text=True, check=True).stdout
+    assert not [s for s in undef.split() if any(f in s for f in FLOAT_CALL)], undef
+    return mnemonics
+
+
 @needs_arm
 @pytest.mark.parametrize("target", ["cortex-m0plus", "cortex-m4f"])
 def test_int_kernel_has_no_float_instruction(tmp_path, target):
@@ -210,17 +226,10 @@ def test_int_kernel_has_no_float_instruction(tmp_path, target):
     net = collapse(golden_policy())
     q = quantise(net, X, "golden")
     generate_int_kernel(net, q, tmp_path, "0" * 64, "t")
-    obj = tmp_path / "policy.o"
-    subprocess.run(["arm-none-eabi-gcc", *STRICT, *TARGETS[target]["flags"], *OPT, "-c", "policy.c", "-o", str(obj)],
-                   check=True, cwd=tmp_path)
-    dis = subprocess.run(["arm-none-eabi-objdump", "-d", str(obj)], capture_output=True, text=True, check=True).stdout
-    mnemonics = [ln.split("\t")[2].split()[0] for ln in dis.splitlines() if ln.count("\t") >= 2 and ":" in ln]
+    mnemonics = integer_object(tmp_path, target)
     assert len(mnemonics) > 50
-    assert not [m for m in mnemonics if m.startswith("v")], "VFP instruction in the integer kernel"
     # the DSP extension's dual multiply-add on Cortex-M4 (two int16 products per instruction), none on M0+
     assert ("smlad" in mnemonics) == (target == "cortex-m4f")
-    undef = subprocess.run(["arm-none-eabi-nm", "-u", str(obj)], capture_output=True, text=True, check=True).stdout
-    assert not [s for s in undef.split() if any(f in s for f in FLOAT_CALL)], undef
     # the float generated kernel, for contrast, does use the FPU on cortex-m4f / soft-float on m0+
     generate_kernel(net, tmp_path / "f", "0" * 64, "t", tanh_form("rational-5/4"))
     subprocess.run(["arm-none-eabi-gcc", *STRICT, *TARGETS[target]["flags"], *OPT, "-c", "policy.c", "-o", "f.o"],
@@ -264,24 +273,21 @@ def test_int_dsp_kernel_hand_computed_and_bit_exact_on_cortex_m4f(tmp_path):
     assert cost["max_abs_error_vs_host_c"] == 0.0
 
 
-@needs_arm
-def test_int_dsp_tanh_kernel_hand_computed_on_cortex_m4f(tmp_path):
-    """A 2 -> 2 -> 1 tanh network with power-of-two weights, so every quantity is exact: each hidden tanh is
-    the table's entry at round(256 z), and the output's index is round(256 (0.5 h0 + 0.25 h1 + 0.125)) of
-    the Q15 hidden values; the action is (T + 1) >> 1 in Q14. The DSP build (emulated Cortex-M4F), the
-    scalar host build and the numpy model give exactly that, on observations that saturate too."""
-    pytest.importorskip("unicorn")
-    from fractions import Fraction
-
+def hand_tanh_net():
+    """A 2 -> 2 -> 1 tanh network with power-of-two weights, quantised on +-1 (inputs in Q13)."""
     from export.collapse import CollapsedNet
-    from export.fixed_point import tanh_q15
-    from firmware_host.measure.bench import BENCH, emulate_build
 
     net = CollapsedNet([np.array([[1.0, 0.5], [-2.0, 0.0]], np.float32), np.array([[0.5, 0.25]], np.float32)],
                        [np.array([0.0, 0.0], np.float32), np.array([0.125], np.float32)], "tanh", "tanh",
                        np.array([-1.0], np.float32), np.array([1.0], np.float32), [2, 2, 1])
-    q = quantise(net, np.array([[1.0, 1.0], [-1.0, -1.0]], np.float32), "hand")
-    generate_int_kernel(net, q, tmp_path, "0" * 64, "t")
+    return net, quantise(net, np.array([[1.0, 1.0], [-1.0, -1.0]], np.float32), "hand")
+
+
+def hand_tanh_actions(x: np.ndarray) -> np.ndarray:
+    """hand_tanh_net's integer actions computed by hand: each hidden tanh is the table's entry at round(256 z),
+    the output's index is round(256 (0.5 h0 + 0.25 h1 + 0.125)) of the Q15 hidden values, the action
+    (T + 1) >> 1 in Q14."""
+    from fractions import Fraction
 
     def T(i: int) -> int:
         return int(tanh_q15(np.array([i]))[0])
@@ -289,17 +295,31 @@ def test_int_dsp_tanh_kernel_hand_computed_on_cortex_m4f(tmp_path):
     def rnd(f: Fraction) -> int:  # round half up, as the bias's folded half does
         return int((f + Fraction(1, 2)) // 1)
 
-    x = np.array([[0.5, 0.25], [0.25, -0.75], [100.0, -100.0]], np.float32)
     want = []
     top = Fraction(32767, 8192)  # inputs in Q13 (twice the calibrated range fits), saturated at 32767
-    for x0, x1 in x.astype(np.float64):
+    for x0, x1 in np.asarray(x, np.float32).astype(np.float64):
         x0, x1 = (max(-top, min(top, Fraction(v))) for v in (x0, x1))
         h0 = T(rnd(256 * (x0 + x1 / 2)))
         h1 = T(max(-1024, min(1023, rnd(256 * -2 * x0))))
         idx = rnd(256 * (Fraction(h0, 2 * 32768) + Fraction(h1, 4 * 32768) + Fraction(1, 8)))
         want.append(np.float32(((T(idx) + 1) >> 1) / 2.0 ** 14))
+    return np.array(want, np.float32)[:, None]
+
+
+@needs_arm
+def test_int_dsp_tanh_kernel_hand_computed_on_cortex_m4f(tmp_path):
+    """A 2 -> 2 -> 1 tanh network with power-of-two weights, so every quantity is exact: each hidden tanh is
+    the table's entry at round(256 z), and the output's index is round(256 (0.5 h0 + 0.25 h1 + 0.125)) of
+    the Q15 hidden values; the action is (T + 1) >> 1 in Q14. The DSP build (emulated Cortex-M4F), the
+    scalar host build and the numpy model give exactly that, on observations that saturate too."""
+    pytest.importorskip("unicorn")
+    from firmware_host.measure.bench import BENCH, emulate_build
+
+    net, q = hand_tanh_net()
+    generate_int_kernel(net, q, tmp_path, "0" * 64, "t")
+    x = np.array([[0.5, 0.25], [0.25, -0.75], [100.0, -100.0]], np.float32)
+    want = hand_tanh_actions(x)
     assert q.in_frac.tolist() == [13, 13]
-    want = np.array(want, np.float32)[:, None]
     np.testing.assert_array_equal(CPolicy(tmp_path).act(x), want)
     np.testing.assert_array_equal(IntPolicy(q).act(x), want)
     # a NaN or infinite observation, first or last, gives the safe action (0) on the DSP build too

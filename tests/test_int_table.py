@@ -9,15 +9,11 @@ float instruction on either core; a network the assembly cannot take runs the C 
 """
 
 import json
-import shutil
-import subprocess
-from fractions import Fraction
 
 import numpy as np
 import pytest
 
 from export.c_export import CPolicy
-from export.cc import STRICT
 from export.collapse import CollapsedNet
 from export.fixed_point import IntPolicy, quantise, tanh_q15, tanh_table
 from export.int_table import (
@@ -28,11 +24,9 @@ from export.int_table import (
     table_layer,
     tanh_half,
 )
+from tests.test_codegen import hand_tanh_actions, hand_tanh_net, integer_object, needs_arm
 from tests.test_export_c import random_net
 from training.pairs import pair_columns
-
-needs_arm = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
-                               reason="arm-none-eabi-gcc not installed (make system-deps)")
 
 
 def _m4f(d, x, act_dim):
@@ -119,28 +113,10 @@ def test_hand_computed_tanh_network_on_the_half_table_on_cortex_m4f(tmp_path):
     """The 2 -> 2 -> 1 tanh network of test_codegen's DSP test: each hidden tanh is the table's entry at
     round(256 z), negative indices from the half table negated, -1024 (a saturated input) from its last
     entry; the action is (T + 1) >> 1 in Q14. A NaN or infinite observation gives the safe action (0)."""
-    net = CollapsedNet([np.array([[1.0, 0.5], [-2.0, 0.0]], np.float32), np.array([[0.5, 0.25]], np.float32)],
-                       [np.array([0.0, 0.0], np.float32), np.array([0.125], np.float32)], "tanh", "tanh",
-                       np.array([-1.0], np.float32), np.array([1.0], np.float32), [2, 2, 1])
-    q = quantise(net, np.array([[1.0, 1.0], [-1.0, -1.0]], np.float32), "hand")
+    net, q = hand_tanh_net()
     assert generate_int_table_kernel(net, q, tmp_path, "0" * 64, "t")["plan"].endswith("half tanh table")
-
-    def T(i: int) -> int:
-        return int(tanh_q15(np.array([i]))[0])
-
-    def rnd(f: Fraction) -> int:  # round half up, as the bias's folded half does
-        return int((f + Fraction(1, 2)) // 1)
-
     x = np.array([[0.5, 0.25], [0.25, -0.75], [100.0, -100.0], [-0.75, 0.5]], np.float32)
-    want = []
-    top = Fraction(32767, 8192)  # inputs in Q13, saturated at 32767
-    for x0, x1 in x.astype(np.float64):
-        x0, x1 = (max(-top, min(top, Fraction(v))) for v in (x0, x1))
-        h0 = T(rnd(256 * (x0 + x1 / 2)))
-        h1 = T(max(-1024, min(1023, rnd(256 * -2 * x0))))
-        idx = rnd(256 * (Fraction(h0, 2 * 32768) + Fraction(h1, 4 * 32768) + Fraction(1, 8)))
-        want.append(np.float32(((T(idx) + 1) >> 1) / 2.0 ** 14))
-    want = np.array(want, np.float32)[:, None]
+    want = hand_tanh_actions(x)
     np.testing.assert_array_equal(CPolicy(tmp_path).act(x), want)
     np.testing.assert_array_equal(IntPolicy(q).act(x), want)
     bad = np.array([[np.nan, 0.5], [0.5, np.inf], [-np.inf, 0.5]], np.float32)
@@ -169,27 +145,15 @@ def test_every_plan_gives_the_numpy_models_bits_on_the_host_and_on_cortex_m4f(tm
     assert len(plans) == 3, plans
 
 
-FLOAT_CALL = ("__aeabi_f", "__aeabi_d", "__aeabi_i2f", "__aeabi_ui2f", "__aeabi_l2f", "sf", "df", "tanhf", "fma")
-
-
 @needs_arm
 @pytest.mark.parametrize("target", ["cortex-m0plus", "cortex-m4f"])
 def test_object_file_has_smlad_on_cortex_m4f_and_no_float_instruction(tmp_path, target):
-    from firmware_host.measure.build import OPT, TARGETS
-
     rng = np.random.default_rng(2)
     net = random_net(rng, [16, 21, 3], 0.4)
     generate_int_table_kernel(net, quantise(net, rng.normal(size=(200, 16)), "test"), tmp_path, "0" * 64, "t")
-    obj = tmp_path / "policy.o"
-    subprocess.run(["arm-none-eabi-gcc", *STRICT, *TARGETS[target]["flags"], *OPT, "-c", "policy.c", "-o", str(obj)],
-                   check=True, cwd=tmp_path)
-    dis = subprocess.run(["arm-none-eabi-objdump", "-d", str(obj)], capture_output=True, text=True, check=True).stdout
-    mnemonics = [ln.split("\t")[2].split()[0] for ln in dis.splitlines() if ln.count("\t") >= 2 and ":" in ln]
+    mnemonics = integer_object(tmp_path, target)
     assert len(mnemonics) > 30
-    assert not [m for m in mnemonics if m.startswith("v")], "VFP instruction in the integer kernel"
     assert ("smlad" in mnemonics) == ("tbh" in mnemonics) == (target == "cortex-m4f")
-    undef = subprocess.run(["arm-none-eabi-nm", "-u", str(obj)], capture_output=True, text=True, check=True).stdout
-    assert not [s for s in undef.split() if any(f in s for f in FLOAT_CALL)], undef
 
 
 @needs_arm
