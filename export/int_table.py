@@ -206,16 +206,16 @@ class Plan:
 
 def plan(q: IntNet, pairs: list[list[tuple[int, int | None]]], room: int) -> tuple[Plan, dict]:
     """The plan with the fewest estimated cycles whose estimated flash is at most `room` bytes beyond the
-    all-table plan's (room 0: every layer a table, half the tanh table), and what it estimated. Every
-    subset of the upgrades (a layer straight-line, the whole tanh table) is tried: there are few."""
+    all-table plan's (every layer a table, half the tanh table), and what it estimated. Every subset of
+    the upgrades (a layer straight-line, the whole tanh table) is tried: there are few. With no room, a
+    layer is straight-line only where that is estimated smaller too (an output row of a few terms)."""
     tables = [table_form(q, li, pairs) for li in range(len(q.layers))]
     base = Plan([T.form for T in tables], "half")
     uses_tanh = any(L.kind == "tanh" for L in q.layers) or q.output == "tanh"
     tanh_units = sum(len(T.order) for T, L in zip(tables, q.layers) if L.kind == "tanh")
     est = {"table_flash": estimated_flash(q, tables), "table_cycles": sum(T.cycles() for T in tables)
            + 4 * tanh_units}
-    if room <= 0:
-        return base, est | {"extra_flash": 0, "cycles": est["table_cycles"]}
+    room = max(room, 0)
     cands: dict[int, dict[str, Straight]] = {}
     for li, T in enumerate(tables):
         if 8 * T.terms > room + T.flash():  # an SMLAD and a word a term at the least: cannot fit
@@ -416,9 +416,10 @@ def _guarded(text: str, cond: str | None) -> str:
     return text if cond is None else f"#if {cond}\n{text}#endif\n"
 
 
-def kernel_source(q: IntNet, banner: str, room: int = 0) -> tuple[str, dict]:
-    """policy.c of the table form with `room` bytes of flash to spend on speed (plan), and what the report
-    records of it (the plan, each layer's form, the streams' sizes, the estimates)."""
+def kernel_source(q: IntNet, banner: str, room: int = 0, tables_only: bool = False) -> tuple[str, dict]:
+    """policy.c of the table form with `room` bytes of flash to spend on speed (plan; tables_only: every
+    layer a table, half the tanh table), and what the report records of it (the plan, each layer's form,
+    the streams' sizes, the estimates)."""
     from training.pairs import pair_columns
 
     obs_dim, act_dim = len(q.in_frac), len(q.out_frac)
@@ -428,7 +429,8 @@ def kernel_source(q: IntNet, banner: str, room: int = 0) -> tuple[str, dict]:
     try:
         check_asm(q, tables)
         asm_why = None
-        p, est = plan(q, pairs, room)
+        p, est = plan(q, pairs, room) if not tables_only else (
+            Plan([T.form for T in tables], "half"), {"table_flash": estimated_flash(q, tables)})
     except TableRange as e:
         asm_why = str(e)
         p, est = Plan([T.form for T in tables], "half"), {"table_flash": estimated_flash(q, tables)}
@@ -558,8 +560,9 @@ def _drop_function(src: str, name: str) -> str:
 
 
 def generate_int_table_kernel(net: CollapsedNet, q: IntNet, out_dir: Path, source_hash: str, command: str,
-                              room: int = 0) -> dict:
-    """Write the table form of the integer kernel with `room` bytes of flash to spend on speed (policy.c),
-    its descriptor files and policy.h into out_dir; returns what the report records of the form."""
+                              room: int = 0, tables_only: bool = False) -> dict:
+    """Write the table form of the integer kernel with `room` bytes of flash to spend on speed (policy.c;
+    tables_only: every layer a table), its descriptor files and policy.h into out_dir; returns what the
+    report records of the form."""
     return write_kernel(net, out_dir, source_hash, command, "integer-table",
-                        lambda banner: kernel_source(q, banner, room))
+                        lambda banner: kernel_source(q, banner, room, tables_only))

@@ -72,13 +72,14 @@ def test_streams_of_a_hand_built_layer():
 
 
 def test_plan_spends_the_room_it_is_given():
-    """No room: every layer a table and half the tanh table; a large room: every layer straight-line and the
-    whole table; between, the estimated extra flash stays within the room and the estimated cycles fall."""
+    """No room: half the tanh table and no more flash than every layer a table; a large room: every layer
+    straight-line and the whole table; between, the estimated extra flash stays within the room and the
+    estimated cycles fall."""
     rng = np.random.default_rng(3)
     net = random_net(rng, [16, 40, 30, 3], 0.4)
     q = quantise(net, rng.normal(0, 1, (500, 16)), "test")
     p0, e0 = plan(q, _pairs(q), 0)
-    assert all(f in ("dense", "sparse") for f in p0.forms) and p0.tanh == "half" and e0["extra_flash"] == 0
+    assert p0.tanh == "half" and e0["extra_flash"] <= 0 and e0["cycles"] <= e0["table_cycles"]
     big, eb = plan(q, _pairs(q), 10**6)
     assert big.forms == ["straight"] * 3 and big.tanh == "full" and eb["cycles"] < e0["cycles"]
     for room in (500, 2000, 4000):
@@ -97,7 +98,7 @@ def test_hand_computed_relu_network_sparse_and_dense_on_cortex_m4f(tmp_path):
                        [np.array([0.125, -0.5], np.float32), np.array([0.25], np.float32)], "relu", "clip",
                        np.array([-8.0], np.float32), np.array([8.0], np.float32), [16, 2, 1])
     q = quantise(net, np.array([[1.0] * 16, [-1.0] * 16], np.float32), "hand")
-    info = generate_int_table_kernel(net, q, tmp_path, "0" * 64, "t")
+    info = generate_int_table_kernel(net, q, tmp_path, "0" * 64, "t", tables_only=True)
     assert [L["form"] for L in info["layers"]] == ["sparse", "dense"] and info["assembly"]
     x = np.array([[0.5, 0.25, -0.25, 1, 0, 0.75, -0.5, 0.125, 1, 1, 0.5, 0.5, -1, 0.25, 0, 0],
                   [-1] * 8 + [1] * 8], np.float32)
@@ -114,7 +115,8 @@ def test_hand_computed_tanh_network_on_the_half_table_on_cortex_m4f(tmp_path):
     round(256 z), negative indices from the half table negated, -1024 (a saturated input) from its last
     entry; the action is (T + 1) >> 1 in Q14. A NaN or infinite observation gives the safe action (0)."""
     net, q = hand_tanh_net()
-    assert generate_int_table_kernel(net, q, tmp_path, "0" * 64, "t")["plan"].endswith("half tanh table")
+    info = generate_int_table_kernel(net, q, tmp_path, "0" * 64, "t", tables_only=True)
+    assert info["plan"] == "dense+dense, half tanh table"
     x = np.array([[0.5, 0.25], [0.25, -0.75], [100.0, -100.0], [-0.75, 0.5]], np.float32)
     want = hand_tanh_actions(x)
     np.testing.assert_array_equal(CPolicy(tmp_path).act(x), want)
@@ -136,9 +138,9 @@ def test_every_plan_gives_the_numpy_models_bits_on_the_host_and_on_cortex_m4f(tm
     x = np.concatenate([calib[:6], rng.normal(0, 20, (4, 16))]).astype(np.float32)
     want = IntPolicy(q).act(x).view(np.uint32)
     plans = set()
-    for room in (0, plan(q, _pairs(q), 10**6)[1]["extra_flash"] // 2, 10**6):
+    for room in (-1, plan(q, _pairs(q), 10**6)[1]["extra_flash"] // 2, 10**6):  # -1: every layer a table
         d = tmp_path / str(room)
-        info = generate_int_table_kernel(net, q, d, "0" * 64, "t", room)
+        info = generate_int_table_kernel(net, q, d, "0" * 64, "t", max(room, 0), tables_only=room < 0)
         plans.add(info["plan"])
         assert np.array_equal(CPolicy(d).act(x).view(np.uint32), want)
         assert np.array_equal(_m4f(d, x, 3).view(np.uint32), want), info["plan"]
@@ -150,7 +152,8 @@ def test_every_plan_gives_the_numpy_models_bits_on_the_host_and_on_cortex_m4f(tm
 def test_object_file_has_smlad_on_cortex_m4f_and_no_float_instruction(tmp_path, target):
     rng = np.random.default_rng(2)
     net = random_net(rng, [16, 21, 3], 0.4)
-    generate_int_table_kernel(net, quantise(net, rng.normal(size=(200, 16)), "test"), tmp_path, "0" * 64, "t")
+    generate_int_table_kernel(net, quantise(net, rng.normal(size=(200, 16)), "test"), tmp_path, "0" * 64, "t",
+                              tables_only=True)
     mnemonics = integer_object(tmp_path, target)
     assert len(mnemonics) > 30
     assert ("smlad" in mnemonics) == ("tbh" in mnemonics) == (target == "cortex-m4f")
