@@ -242,7 +242,10 @@ class _Model(ctypes.Structure):
 class CPolicy:
     """The exported C kernel, compiled on the host and called through ctypes."""
 
-    def __init__(self, export_dir: str | Path, fast_tanh: bool = False, build_dir: Path | None = None) -> None:
+    def __init__(self, export_dir: str | Path, fast_tanh: bool = False, build_dir: Path | None = None,
+                 prefix: str = "bpd") -> None:
+        """prefix: the export's names (<prefix>_model, _policy_run, _model_hash); a classical export for
+        hand-over mode is named bpd_classical."""
         export_dir = check_export_dir(export_dir)
         digest = hashlib.sha256()
         for f in KERNEL_FILES + GENERATED:
@@ -253,14 +256,14 @@ class CPolicy:
         if not lib.exists():
             compile_shared(export_dir, lib, fast_tanh)
         self.lib = ctypes.CDLL(str(lib))
-        self.model = _Model.in_dll(self.lib, "bpd_model")
+        self.model = _Model.in_dll(self.lib, f"{prefix}_model")
         self.obs_dim, self.act_dim = self.model.in_dim, self.model.out_dim
         self._scratch = np.zeros(2 * self.model.max_width, np.float32)
-        self._run = self.lib.bpd_policy_run
+        self._run = getattr(self.lib, f"{prefix}_policy_run")
         self._run.restype = ctypes.c_int
         self._run.argtypes = [ctypes.c_void_p] * 4  # addresses: a batch is a loop of integer offsets
         self._model_ptr = ctypes.addressof(self.model)
-        self.model_hash = (ctypes.c_char * 65).in_dll(self.lib, "bpd_model_hash").value.decode()
+        self.model_hash = (ctypes.c_char * 65).in_dll(self.lib, f"{prefix}_model_hash").value.decode()
 
     def run(self, obs: np.ndarray) -> tuple[int, np.ndarray]:
         """One call of bpd_policy_run: (return code, action)."""

@@ -43,9 +43,10 @@ def _floats(a: np.ndarray) -> str:
 
 
 def write_selftest(out: Path, obs: np.ndarray, actions: np.ndarray, tol: float, why: str, banner: str,
-                   prefix: str = "bpd") -> dict:
-    """Write out/policy_selftest.h: n observations (n x obs_dim), the shipped kernel's actions for them
-    (n x act_dim) and the tolerance; returns the record export.json keeps of it."""
+                   prefix: str = "bpd", file: str | None = None) -> dict:
+    """Write out/policy_selftest.h (or out/file): n observations (n x obs_dim), the shipped kernel's actions for
+    them (n x act_dim) and the tolerance; returns the record export.json keeps of it."""
+    file = file or FILE
     from export.c_export import c_float
 
     obs = np.atleast_2d(np.asarray(obs, np.float32))
@@ -59,8 +60,8 @@ def write_selftest(out: Path, obs: np.ndarray, actions: np.ndarray, tol: float, 
             f"#define {up}_SELFTEST_OBS {{ {_floats(obs)} }}\n"
             f"#define {up}_SELFTEST_ACTION {{ {_floats(actions)} }}\n"
             f"#define {up}_SELFTEST_TOL {c_float(tol)}\n#endif\n")
-    write_text(Path(out) / FILE, text)
-    return {"file": FILE, "pairs": len(obs), "tolerance": float(np.float32(tol)), "rule": why,
+    write_text(Path(out) / file, text)
+    return {"file": file, "pairs": len(obs), "tolerance": float(np.float32(tol)), "rule": why,
             "observations": obs.tolist(), "actions": actions.tolist()}
 
 

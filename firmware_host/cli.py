@@ -139,10 +139,10 @@ COMMANDS["rig pil"] = ("firmware_host.measure.pil:RigPilConfig", _rig_pil,
 
 def _classical_export(ns):
     from bpd.config import from_namespace
-    from firmware_host.rig.classical import ClassicalExportConfig, export_classical
+    from firmware_host.rig.classical import HANDOVER_PREFIX, ClassicalExportConfig, export_classical
 
     cfg = from_namespace(ClassicalExportConfig, ns)
-    info = export_classical(cfg.rig, cfg.out)
+    info = export_classical(cfg.rig, cfg.out, HANDOVER_PREFIX if cfg.handover else "bpd")
     k = ", ".join(f"{g:.4g}" for g in info["design"]["gains"])
     print(f"classical controller for {info['rig']}: energy swing-up + LQR K = [{k}] -> {cfg.out}")
 

@@ -224,37 +224,54 @@ def c_float(x: float) -> str:
     return f"{float(np.float32(x))!r}f"
 
 
-def export_classical(rig: str, out: str | Path) -> dict:
+# The names of a classical export for hand-over mode (docs/protocol.md, rule 17): its entry point, model, hash,
+# weights-header guard and self-test macros under this prefix, its self-test in HANDOVER_SELFTEST, so it links
+# beside a learned policy's export (whose names are bpd_*); the firmware builds look for exactly these.
+HANDOVER_PREFIX = "bpd_classical"
+HANDOVER_SELFTEST = "classical_selftest.h"
+
+
+def export_classical(rig: str, out: str | Path, prefix: str = "bpd") -> dict:
     """Write an export directory (policy.c/h, policy_weights.c/h, policy_config.h) running the
-    classical controller through the policy kernel's entry point."""
+    classical controller through the policy kernel's entry point, named `<prefix>_policy_run`: "bpd" runs
+    it as the firmware's policy, HANDOVER_PREFIX as the classical controller of hand-over mode."""
     from export.c_export import KERNEL_DIR, model_descriptor
 
+    if prefix not in ("bpd", HANDOVER_PREFIX):
+        raise BpdError(f"a classical export is named bpd or {HANDOVER_PREFIX} (got {prefix!r})")
+    up = prefix.upper()
+    design_name = "bpd_classical" if prefix == "bpd" else f"{prefix}_design"
     d = design(rig)
     spec = load_rig(rig)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     params = json.dumps(d.to_json(), sort_keys=True)
     digest = hashlib.sha256((C_SOURCE.read_text() + params).encode()).hexdigest()
+    flag = " --handover" if prefix != "bpd" else ""
     banner = (f"/* Generated - do not edit. Energy swing-up + LQR for rig {spec.name}, design {digest[:16]};\n"
-              f" * regenerate with: bpd classical export --rig {spec.name} --out DIR */\n")
+              f" * regenerate with: bpd classical export --rig {spec.name} --out DIR{flag} */\n")
     lim = d.action_limit
     c = [banner, '#include "policy_weights.h"\n',
-         f'const char bpd_model_hash[] = "{digest}";\n',
+         f'const char {prefix}_model_hash[] = "{digest}";\n',
          f"static const float bpd_low[1] = {{{c_float(-lim)}}};",
          f"static const float bpd_high[1] = {{{c_float(lim)}}};",
          "static const float bpd_safe[1] = {0.0f};",
          "static const float bpd_out_scale[1] = {1.0f};  /* clip output: unused */",
          "static const float bpd_out_offset[1] = {0.0f};\n",
-         model_descriptor("bpd", 4, 1, 0, 0, "clip"),
-         "const bpd_classical_t bpd_classical = {",
+         model_descriptor(prefix, 4, 1, 0, 0, "clip", arrays="bpd"),
+         f"const bpd_classical_t {design_name} = {{",
          f"    {{{', '.join(c_float(k) for k in d.gains)}}},   /* LQR gains on theta, alpha, theta', alpha' */",
          *(f"    {c_float(getattr(d, f))},   /* {f} */" for f in C_FIELDS),
          "};\n"]
-    h = [banner, "#ifndef BPD_POLICY_WEIGHTS_H\n#define BPD_POLICY_WEIGHTS_H\n", "#include <stddef.h>\n",
-         '#include "policy.h"\n', "#define BPD_OBS_DIM 4\n#define BPD_ACT_DIM 1\n#define BPD_SCRATCH_FLOATS 1\n",
+    h = [banner, f"#ifndef {up}_POLICY_WEIGHTS_H\n#define {up}_POLICY_WEIGHTS_H\n", "#include <stddef.h>\n",
+         '#include "policy.h"\n', f"#define {up}_OBS_DIM 4\n#define {up}_ACT_DIM 1\n#define {up}_SCRATCH_FLOATS 1\n",
+         f"#define BPD_CLASSICAL_RUN {prefix}_policy_run\n#define BPD_CLASSICAL_TANH {prefix}_tanh\n"
+         f"#define BPD_CLASSICAL_DESIGN {design_name}\n",
          "typedef struct {\n    float k[4];\n    float " + ", ".join(C_FIELDS) + ";\n} bpd_classical_t;\n",
-         "extern const bpd_model_t bpd_model;\nextern const bpd_classical_t bpd_classical;\n"
-         "extern const char bpd_model_hash[];\n", "#endif\n"]
+         f"extern const bpd_model_t {prefix}_model;\nextern const bpd_classical_t {design_name};\n"
+         f"extern const char {prefix}_model_hash[];\n",
+         f"int {prefix}_policy_run(const bpd_model_t *model, const float *obs, float *action, float *scratch);\n"
+         if prefix != "bpd" else "", "#endif\n"]
     config = [banner, "#ifndef BPD_POLICY_CONFIG_H\n#define BPD_POLICY_CONFIG_H\n#endif\n"]
     write_text(out / "policy_weights.c", "\n".join(c))
     write_text(out / "policy_weights.h", "\n".join(h))
@@ -264,12 +281,13 @@ def export_classical(rig: str, out: str | Path) -> dict:
     (out / "policy.h.tmp").replace(out / "policy.h")
     n_const = len(d.gains) + len(C_FIELDS)
     info = {"format": "bpd-classical", "kind": "classical", "controller": "energy swing-up + discrete LQR",
-            "rig": spec.name, "env_id": f"firmware_host.rig:bpd/{spec.name}-v0", "obs_dim": 4, "act_dim": 1,
+            "prefix": prefix, "rig": spec.name, "env_id": f"firmware_host.rig:bpd/{spec.name}-v0", "obs_dim": 4,
+            "act_dim": 1,
             "model_hash": digest, "runtime": "c", "params_total": n_const, "params_nonzero": n_const,
             "source_params_total": n_const, "widths": [4, 1], "design": d.to_json(),
             "lqr": {"Q": list(LQR_Q), "R": LQR_R}}
-    info["parity"] = _classical_parity(d, out)
-    info["selftest"] = _classical_selftest(d, out, banner)
+    info["parity"] = _classical_parity(d, out, prefix)
+    info["selftest"] = _classical_selftest(d, out, banner, prefix)
     from export.verify import manifest
     info["files"] = manifest(out)
     write_json(out / "export.json", info)  # the keys trials read: obs_dim, act_dim, model_hash
@@ -279,7 +297,7 @@ def export_classical(rig: str, out: str | Path) -> dict:
 PARITY_TOL_V = 2e-3  # volts, of a +-10 V range
 
 
-def _classical_parity(d: ClassicalDesign, out: Path) -> dict:
+def _classical_parity(d: ClassicalDesign, out: Path, prefix: str = "bpd") -> dict:
     """The compiled C controller against the Python one on fixed states off its switching surfaces
     (on a surface float32 and float64 may take different branches); refuses the export if they differ."""
     import math
@@ -287,7 +305,7 @@ def _classical_parity(d: ClassicalDesign, out: Path) -> dict:
     from bpd.errors import BpdError
     from export.c_export import CPolicy
 
-    c, py = CPolicy(out), EnergyLqrController(d)
+    c, py = CPolicy(out, prefix=prefix), EnergyLqrController(d)
     rng = np.random.default_rng(0)
     states = [np.array([0.0, math.pi, 0.0, 0.0]), np.array([0.1, 0.05, -0.3, 0.8])]
     states += list(rng.uniform([-2, -7, -15, -25], [2, 7, 15, 25], (300, 4)))
@@ -306,7 +324,7 @@ def _classical_parity(d: ClassicalDesign, out: Path) -> dict:
     return parity
 
 
-def _classical_selftest(d: ClassicalDesign, out: Path, banner: str) -> dict:
+def _classical_selftest(d: ClassicalDesign, out: Path, banner: str, prefix: str = "bpd") -> dict:
     """The boot self-test (export/selftest.py): one state in the LQR region and one in the swing-up, off the
     switching surfaces, each with the action nearest half the limit (unsaturated, and no cancellation to
     0), and the compiled controller's own actions; the tolerance is twice the parity tolerance, as for a
@@ -316,7 +334,7 @@ def _classical_selftest(d: ClassicalDesign, out: Path, banner: str) -> dict:
     from export.c_export import CPolicy
     from export.selftest import write_selftest
 
-    c = CPolicy(out)
+    c = CPolicy(out, prefix=prefix)
     rng = np.random.default_rng(1)
     cand = rng.uniform([-1, -math.pi, -5, -10], [1, math.pi, 5, 10], (400, 4)).astype(np.float32)
     phi = np.abs(np.remainder(cand[:, 1] + math.pi, 2 * math.pi) - math.pi)
@@ -324,10 +342,13 @@ def _classical_selftest(d: ClassicalDesign, out: Path, banner: str) -> dict:
     lqr = np.array([[0.1, 0.05, -0.3, 0.8], [0.05, -0.1, 0.2, -0.5]], np.float32)
     obs = np.stack([g[np.argmin(np.abs(np.abs(c.act(g)[:, 0]) - d.action_limit / 2))] for g in (lqr, swing)])
     return write_selftest(out, obs, c.act(obs), 2 * PARITY_TOL_V, "classical controller (float): within twice "
-                          f"its parity tolerance ({PARITY_TOL_V:g} V); one LQR state, one swing-up state", banner)
+                          f"its parity tolerance ({PARITY_TOL_V:g} V); one LQR state, one swing-up state", banner,
+                          prefix, HANDOVER_SELFTEST if prefix != "bpd" else None)
 
 
 @dataclass
 class ClassicalExportConfig:
     rig: str = field("rotary-pendulum", help="rotary pendulum rig name or YAML path")
     out: str = field("classical_export", help="export directory to write")
+    handover: bool = field(False, help="name it for hand-over mode (bpd_classical_*), to link beside a learned "
+                           "policy: bpd rig sim/pil --classical DIR, bpd firmware build --classical DIR")

@@ -6,6 +6,10 @@
  * voltage, clipped to +-action_limit. The constants come from the generated policy_weights.c
  * (bpd classical export), designed from the rig's linearised model. A NaN or infinite observation
  * gives the safe action (0 V) and BPD_ERR_NONFINITE, like a network policy.
+ *
+ * Its names come from policy_weights.h: bpd_policy_run, bpd_tanh and bpd_classical in a plain export (the
+ * firmware runs it as its policy), bpd_classical_policy_run, _tanh and _design in one exported for hand-over
+ * mode (`--handover`), so it links beside a learned policy's kernel.
  */
 #include <math.h>
 
@@ -25,14 +29,14 @@ static float clampf(float v, float lim)
     return v > lim ? lim : (v < -lim ? -lim : v);
 }
 
-float bpd_tanh(float x)
+float BPD_CLASSICAL_TANH(float x)
 {
     return tanhf(x);
 }
 
-int bpd_policy_run(const bpd_model_t *model, const float *obs, float *action, float *scratch)
+int BPD_CLASSICAL_RUN(const bpd_model_t *model, const float *obs, float *action, float *scratch)
 {
-    const bpd_classical_t *c = &bpd_classical;
+    const bpd_classical_t *c = &BPD_CLASSICAL_DESIGN;
     const float pi = 3.14159265358979f, two_pi = 6.28318530717959f;
     float th, al, thd, ald, phi, v;
     (void)scratch;
