@@ -22,7 +22,7 @@ import pytest
 from firmware_host.rig import Plant, load_rig
 from firmware_host.rig.device import SoftwareDevice, build_device_library
 from firmware_host.wire.codec import Frame, Parser, cobs_encode, crc16, encode
-from firmware_host.wire.spec import ACK, BY_NAME, FAULTS, FLAGS, MESSAGES, MODES, PROTOCOL_VERSION, SELFTEST
+from firmware_host.wire.spec import ACK, BY_NAME, CAPS, FAULTS, FLAGS, MESSAGES, MODES, PROTOCOL_VERSION, SELFTEST
 from hil.link import DeviceLink
 from tests.conftest import BPD, pendulum_export
 
@@ -325,9 +325,9 @@ def test_state_table(target, state, command, fields, answer, after):
 
 
 @pytest.mark.parametrize("bad", [dict(action_limit=0.0), dict(pos_limit=-1.0), dict(watchdog_ticks=0),
-                                 dict(period_us=1), dict(mode=2), dict(action_limit=math.inf),
+                                 dict(period_us=1), dict(mode=3), dict(action_limit=math.inf),
                                  dict(pos_limit=math.inf), dict(angle_limit=math.nan)],
-                         ids=["zero-action-limit", "negative-limit", "zero-watchdog", "other-period", "mode-2",
+                         ids=["zero-action-limit", "negative-limit", "zero-watchdog", "other-period", "mode-3",
                               "infinite-action-limit", "infinite-pos-limit", "nan-angle-limit"])
 def test_invalid_config_rejected_in_idle(target, bad):
     enter(target, "IDLE")
@@ -871,6 +871,16 @@ def test_selftest_failure_refuses_start_under_qemu(tmp_path):
         _refuses_device_start(t)
     finally:
         t.close()
+
+
+def test_handover_config_refused_without_both_controllers(target):
+    """Hand-over (rule 17): a device with one controller (these targets link the learned policy only) refuses
+    CONFIG mode 2 and keeps its configuration; INFO's caps bit 2 is clear. Both controllers linked, the region,
+    the flag and the take-back: tests/test_handover.py (host build, simulated rig, QEMU)."""
+    enter(target, "IDLE")
+    assert not info(target)["caps"] & CAPS["handover"]
+    assert answers(target.send("config", **config(target.rig, mode=MODES["handover"]))) == ack("config", "rejected")
+    assert answers(target.send("config", **config(target.rig, period_us=target.rig.period_us))) == ack("config", "ok")
 
 
 def test_every_answered_command_is_answered_in_every_state():

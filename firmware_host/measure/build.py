@@ -162,10 +162,28 @@ BOARD_PORTS: dict[str, dict] = {
 }
 
 
+def stage_classical(classical_dir: Path, spec, export_dir: Path, out_dir: Path) -> tuple[list[Path], list[str], Path]:
+    """A classical export for hand-over mode, checked (rig/device.py), its C files copied as classical.c and
+    classical_weights.c (object names apart from the learned policy's) beside its headers: (sources, defines,
+    include directory)."""
+    from firmware_host.rig.device import classical_sources
+
+    srcs, _ = classical_sources(classical_dir, spec, export_dir)
+    stage = out_dir / "classical"
+    stage.mkdir(parents=True, exist_ok=True)
+    for f in Path(classical_dir).glob("*.h"):
+        shutil.copyfile(f, stage / f.name)
+    named = [stage / "classical.c", stage / "classical_weights.c"]
+    for src, dst in zip(srcs, named):
+        shutil.copyfile(src, dst)
+    return named, ["BPD_HAVE_CLASSICAL"], stage
+
+
 def build_firmware_image(export_dir: Path, target: str, out_dir: Path, fast_tanh: bool = False,
-                         rig: str = "gym-inverted-pendulum", board: str = "generic") -> Image:
+                         rig: str = "gym-inverted-pendulum", board: str = "generic",
+                         classical: Path | None = None) -> Image:
     """The firmware: core, wire codec, board layer, the rig's generated configuration and the
-    exported policy."""
+    exported policy; with classical, hand-over mode's classical controller (a `--handover` classical export)."""
     from export.c_export import check_export_dir
     from firmware_host.rig import load_rig
     from firmware_host.rig.codegen import write_rig_header
@@ -179,7 +197,7 @@ def build_firmware_image(export_dir: Path, target: str, out_dir: Path, fast_tanh
     if target == "host":  # the software device of the simulated rig: core, host HAL and policy
         from firmware_host.rig.device import build_device_library
 
-        lib = build_device_library(out_dir, spec, export_dir)
+        lib = build_device_library(out_dir, spec, export_dir, classical)
         objs = {}
         for src in (export_dir / "policy.c", export_dir / "policy_weights.c"):
             obj = out_dir / f"{src.stem}.o"
@@ -201,7 +219,11 @@ def build_firmware_image(export_dir: Path, target: str, out_dir: Path, fast_tanh
             *(CSRC / f for f in port.get("core_sources", []))]
     clock = TARGETS[target]["clock_mhz"] * 1_000_000
     selftest = [d.removeprefix("-D") for d in selftest_defines(export_dir)]
-    return compile_image(target, srcs, [export_dir, CSRC, BOARDS, rig_dir], out_dir, "bpd_firmware",
+    include = [export_dir, CSRC, BOARDS, rig_dir]
+    if classical is not None:
+        c_srcs, c_defines, stage = stage_classical(classical, spec, export_dir, out_dir)
+        srcs, selftest, include = srcs + c_srcs, selftest + c_defines, [export_dir, stage, *include[1:]]
+    return compile_image(target, srcs, include, out_dir, "bpd_firmware",
                          fast_tanh=fast_tanh, defines=[f"BOARD_CPU_HZ={clock}u", *port["defines"], *selftest],
                          ldscript=port["ldscript"])
 
@@ -300,6 +322,8 @@ class FirmwareBuildConfig:
     board: str = field("generic", help="board layer: generic (weak stubs), stm32f4, stm32f4-pil "
                        "(STM32F4 with the plant on USART2, for `bpd rig pil`), or nucleo-f446 (a real rig: "
                        "encoders, PWM motor, end stops from the rig's wiring block)", choices=tuple(BOARD_PORTS))
+    classical: str | None = field(None, help="a classical export for hand-over mode (`bpd classical export "
+                                  "--handover`), linked beside the policy (docs/protocol.md, rule 17)")
 
 
 def firmware_build(cfg: FirmwareBuildConfig) -> dict:
@@ -310,8 +334,12 @@ def firmware_build(cfg: FirmwareBuildConfig) -> dict:
     info = verify_export(cfg.export)  # parity passed and the files are the ones it checked
     if cfg.image == "firmware":
         check_policy_fits_rig(info, load_rig(cfg.rig), cfg.export)
+    if cfg.classical is not None:
+        if cfg.image != "firmware":
+            raise BpdError("--classical links hand-over mode's controller into a firmware image, not a bench image")
+        verify_export(cfg.classical)
     default = f"build-{cfg.target}-{cfg.image}" + (f"-{cfg.board}-{load_rig(cfg.rig).name}" if cfg.image == "firmware"
-                                                    else "")
+                                                    else "") + ("-handover" if cfg.classical else "")
     out = Path(cfg.out or Path(cfg.export) / default)
     check_output_dir(out)
     created = not out.exists()
@@ -334,13 +362,16 @@ def _build(cfg: FirmwareBuildConfig, out: Path) -> dict:
     from firmware_host.rig import load_rig
 
     if cfg.image == "firmware":
-        img = build_firmware_image(Path(cfg.export), cfg.target, out, cfg.fast_tanh, cfg.rig, cfg.board)
+        img = build_firmware_image(Path(cfg.export), cfg.target, out, cfg.fast_tanh, cfg.rig, cfg.board,
+                                   Path(cfg.classical) if cfg.classical else None)
     else:
         img = build_bpd_image(Path(cfg.export), cfg.target, out, cfg.fast_tanh)
     parts = FIRMWARE_PARTS if cfg.image == "firmware" else None
+    if cfg.classical:  # hand-over mode's controller, staged as classical.c and classical_weights.c
+        parts = {**FIRMWARE_PARTS, "classical": ["classical", "classical_weights"]}
     rep = image_report(img, ["policy", "policy_weights"], parts) | {"image": cfg.image,
                                                                     "clock_mhz": TARGETS[cfg.target]["clock_mhz"]}
     if cfg.image == "firmware":
-        rep |= {"rig": load_rig(cfg.rig).name, "board": cfg.board}
+        rep |= {"rig": load_rig(cfg.rig).name, "board": cfg.board, "handover": cfg.classical is not None}
     write_json(out / "build_report.json", rep)
     return rep

@@ -56,6 +56,8 @@ class RigPilConfig:
     rig: str = field("gym-inverted-pendulum", help="rig name or YAML path")
     policy: str | None = field(None, help="export directory: the image is built for it (bpd firmware build "
                                "--board stm32f4-pil) unless --elf is given")
+    classical: str | None = field(None, help="a classical export for hand-over mode (`bpd classical export "
+                                  "--handover`): the image links it beside the policy (rule 17)")
     elf: str | None = field(None, help="a firmware image built by `bpd firmware build --board stm32f4-pil`")
     seed: int = field(0, help="seed of the first plant reset")
     log: str | None = field(None, help="per-tick CSV of instruction counts (default: none)")
@@ -84,7 +86,7 @@ def pil_image(cfg: RigPilConfig, spec: RigSpec) -> tuple[Path, dict]:
     from firmware_host.measure.build import FirmwareBuildConfig, firmware_build
 
     rep = firmware_build(FirmwareBuildConfig(export=cfg.policy, target="cortex-m4f", board=BOARD, rig=cfg.rig,
-                                             out=cfg.build_dir))
+                                             out=cfg.build_dir, classical=cfg.classical))
     return Path(rep["elf"]), rep
 
 

@@ -86,6 +86,16 @@ class RigSpec:
         return int(self.limits.get("angle_index", 1))
 
     @property
+    def handover(self) -> dict | None:
+        """Hand-over mode's region (docs/protocol.md, rule 17): the learned policy acts where |obs[i]| <
+        bounds[i] for every observation, obs[angle_index] wrapped to one turn first; None where the YAML has
+        no `handover` block (the rig has no hand-over mode)."""
+        h = self.raw.get("handover")
+        if h is None:
+            return None
+        return {"angle_index": int(h.get("angle_index", self.angle_index)), "bounds": [float(b) for b in h["bounds"]]}
+
+    @property
     def wiring(self) -> dict | None:
         """How a real board is wired to the rig (checked by check_wiring), or None for a simulated one."""
         return self.raw.get("wiring")
@@ -380,6 +390,14 @@ def _check(spec: RigSpec, p: Path) -> None:
     for k in ("pos_index", "angle_index"):
         if not 0 <= getattr(spec, k) < spec.obs_dim:
             problems.append(f"{k} outside the observation")
+    h = spec.raw.get("handover")
+    if h is not None:
+        b, ai = (h.get("bounds"), h.get("angle_index", spec.angle_index)) if isinstance(h, dict) else (None, None)
+        if (not isinstance(b, list) or len(b) != spec.obs_dim
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in b)):
+            problems.append(f"handover.bounds must list {spec.obs_dim} positive numbers, one per observation")
+        if isinstance(ai, bool) or not isinstance(ai, int) or not 0 <= ai < spec.obs_dim:
+            problems.append("handover.angle_index outside the observation")
     if (spec.period_us <= 0 or spec.watchdog_ticks <= 0
             or min(spec.limits[k] for k in ("action", "position", "angle")) <= 0):
         problems.append("period, watchdog and limits must be positive")

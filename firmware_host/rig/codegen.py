@@ -90,10 +90,22 @@ def generate_rig_header(spec: RigSpec, period_us: int | None = None) -> str:
         f"#if BPD_RIG_OBS_DIM > {MAX_OBS}",
         "#error the rig has more observations than the wire carries",
         "#endif",
+        *_handover_lines(spec),
         *_wiring_lines(spec),
         "", f"#endif /* {guard} */", "",
     ]
     return "\n".join(lines)
+
+
+def _handover_lines(spec: RigSpec) -> list[str]:
+    """The hand-over region (a bpd_handover_region_t initialiser), where the rig has one."""
+    h = spec.handover
+    if h is None:
+        return []
+    return ["", "/* Hand-over mode's region (rule 17): the learned policy acts inside it, the classical controller",
+            " * outside; a bpd_handover_region_t (bpd_fw.h) initialiser: the wrapped angle's index, then the bound on",
+            " * |observation| (strictly below) of each observation. */",
+            f"#define BPD_RIG_HANDOVER_INIT {{{h['angle_index']}u, {_floats(h['bounds'])}}}"]
 
 
 def _pin(v: str) -> tuple[int, int]:

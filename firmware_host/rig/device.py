@@ -27,9 +27,28 @@ def selftest_defines(policy_dir: Path) -> list[str]:
     return ["-DBPD_HAVE_SELFTEST"] if (Path(policy_dir) / FILE).is_file() else []
 
 
-def build_device_library(out_dir: Path, spec: RigSpec, policy_dir: Path | None = None) -> Path:
+def classical_sources(classical_dir: Path, spec: RigSpec, policy_dir: Path | None) -> tuple[list[Path], list[str]]:
+    """The sources and flags that link a classical export for hand-over mode (docs/protocol.md, rule 17) beside
+    the learned policy: checked to be one (`bpd classical export --handover`), for a rig with a region."""
+    from export.c_export import check_export_dir
+    from firmware_host.rig.classical import HANDOVER_PREFIX, HANDOVER_SELFTEST
+
+    classical_dir = check_export_dir(classical_dir)
+    if policy_dir is None:
+        raise BpdError("hand-over mode needs the learned policy too (--policy EXPORT_DIR)")
+    if spec.handover is None:
+        raise BpdError(f"rig {spec.name} has no handover block: hand-over mode needs its region")
+    if not (classical_dir / HANDOVER_SELFTEST).is_file():
+        raise BpdError(f"{classical_dir}: not a classical export for hand-over mode "
+                       f"(make one with `bpd classical export --handover`; its names are {HANDOVER_PREFIX}_*)")
+    return ([classical_dir / "policy.c", classical_dir / "policy_weights.c"],
+            ["-DBPD_HAVE_CLASSICAL", f"-I{classical_dir}"])
+
+
+def build_device_library(out_dir: Path, spec: RigSpec, policy_dir: Path | None = None,
+                         classical_dir: Path | None = None) -> Path:
     """Compile the firmware core with the host HAL, the rig's generated configuration and (if given)
-    the exported policy as a shared library."""
+    the exported policy as a shared library; with classical_dir, hand-over mode's classical controller too."""
     rig_dir = write_rig_header(spec, out_dir / f"rig-{spec.name}-{spec.period_us}").parent
     srcs = [CSRC / f for f in FW_SOURCES]
     flags = [*STRICT, *OPT, "-fPIC", "-shared", f"-I{CSRC}", f"-I{rig_dir}"]
@@ -39,9 +58,13 @@ def build_device_library(out_dir: Path, spec: RigSpec, policy_dir: Path | None =
         policy_dir = check_export_dir(policy_dir)
         srcs += [policy_dir / "policy.c", policy_dir / "policy_weights.c"]
         flags += ["-DBPD_SIM_POLICY", f"-I{policy_dir}"] + selftest_defines(policy_dir)
+    if classical_dir is not None:
+        c_srcs, c_flags = classical_sources(Path(classical_dir), spec, policy_dir)
+        srcs, flags = srcs + c_srcs, flags + c_flags
     h = hashlib.sha256(" ".join(flags[:-1]).encode())  # the rig header's text is hashed, not its path
     for s in srcs + sorted(CSRC.glob("*.h")) + [rig_dir / "bpd_rig_config.h"] + (
-            [*policy_dir.glob("*.h")] if policy_dir else []):
+            [*policy_dir.glob("*.h")] if policy_dir else []) + (
+            [*Path(classical_dir).glob("*.h")] if classical_dir else []):
         h.update(Path(s).read_bytes())
     out_dir.mkdir(parents=True, exist_ok=True)
     lib = out_dir / f"libbpdfw-{h.hexdigest()[:12]}.so"

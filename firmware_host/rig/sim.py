@@ -55,6 +55,8 @@ FAULTS = {
 class RigSimConfig:
     rig: str = field("gym-inverted-pendulum", help="rig name or YAML path")
     policy: str | None = field(None, help="export directory whose C policy is compiled into the device")
+    classical: str | None = field(None, help="a classical export for hand-over mode (`bpd classical export "
+                                  "--handover`), compiled in beside the policy (rule 17)")
     lockstep: bool = field(False, help="advance one tick per exchange instead of by the wall clock")
     action_timeout: float = field(1.0, help="lockstep: seconds to wait for the host's answer to each state")
     period_us: int | None = field(None, help="control period override, microseconds")
@@ -117,7 +119,8 @@ class SimRig:
         self.spec: RigSpec = load_rig(cfg.rig)
         if cfg.period_us:
             self.spec.period_us = int(cfg.period_us)
-        self.lib = build_device_library(Path(cfg.build_dir), self.spec, Path(cfg.policy) if cfg.policy else None)
+        self.lib = build_device_library(Path(cfg.build_dir), self.spec, Path(cfg.policy) if cfg.policy else None,
+                                        Path(cfg.classical) if cfg.classical else None)
         self.device = SoftwareDevice(self.spec, self.lib)
         self.plant = Plant(bench_spec(self.spec) if cfg.bench else self.spec)
         self.plant.reset(cfg.seed)
@@ -309,12 +312,16 @@ def rig_sim(cfg: RigSimConfig) -> None:
     if cfg.policy is not None:
         from export.verify import verify_export
         verify_export(cfg.policy)  # only a checked export is compiled into the device
+    if cfg.classical is not None:
+        from export.verify import verify_export
+        verify_export(cfg.classical)
     from bpd.io import check_output_dir
     check_output_dir(cfg.build_dir)
     rig = SimRig(cfg)
     mode = "lockstep" if cfg.lockstep else "realtime"
     serve(rig, f"rig {rig.spec.name}: {mode}, {1e6 / rig.spec.period_us:.0f} Hz, device policy: "
-               f"{'yes' if cfg.policy else 'no'}" + (", on the bench" if cfg.bench else "")
+               f"{'yes' if cfg.policy else 'no'}" + (", hand-over" if cfg.classical else "")
+               + (", on the bench" if cfg.bench else "")
                + (f", fault: {cfg.fault} ({FAULTS[cfg.fault]})" if cfg.fault else ""))
 
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-PROTOCOL_VERSION = 4  # 2: INFO carries the boot counter and drop counters, ACK the command's seq; 3: the self-test
-# result in INFO; 4: the policy call's cycles and the tick's jitter in STATE, the cycle counter's rate in INFO
+PROTOCOL_VERSION = 5  # 2: INFO carries the boot counter and drop counters, ACK the command's seq; 3: the self-test
+# result in INFO; 4: the policy call's cycles and the tick's jitter in STATE, the cycle counter's rate in INFO;
+# 5: hand-over mode (mode 2, CONFIG), its capability bit (INFO) and the classical flag (STATE)
 MAX_PAYLOAD = 254  # id + seq + body + crc
 MAX_ENCODED = MAX_PAYLOAD + 2  # COBS of 254 bytes: one code byte, and a closing code byte when no zero
 MAX_FRAME = MAX_ENCODED + 2  # with both delimiters: the largest frame on the wire
@@ -51,7 +52,7 @@ MESSAGES: tuple[Message, ...] = (
     Message(0x03, "config", "host", (
         F("period_us", "u32"), F("watchdog_ticks", "u16"), F("mode", "u8"), F("action_limit", "f32"),
         F("pos_limit", "f32"), F("angle_limit", "f32")),
-        "control period, watchdog, mode (0 host policy, 1 device policy) and safety limits"),
+        "control period, watchdog, mode (0 host policy, 1 device policy, 2 hand-over) and safety limits"),
     Message(0x04, "start", "host", (), "start running (state frames every tick)"),
     Message(0x05, "stop", "host", (), "stop: actuator to zero, state IDLE"),
     Message(0x06, "reset", "host", (F("seed", "u32"),), "stop, clear faults and reset the plant (a rig may use seed)"),
@@ -71,7 +72,7 @@ BY_ID = {m.id: m for m in MESSAGES}
 BY_NAME = {m.name: m for m in MESSAGES}
 
 FLAGS = {"running": 1 << 0, "clamped": 1 << 1, "limit_stop": 1 << 2, "watchdog": 1 << 3, "overrun": 1 << 4,
-         "device_policy": 1 << 5, "policy_error": 1 << 6, "stale_action": 1 << 7}
+         "device_policy": 1 << 5, "policy_error": 1 << 6, "stale_action": 1 << 7, "classical": 1 << 8}
 # The watchdog faults the device, and a START that would run a policy whose self-test failed: a limit stop
 # ends the run (IDLE, flag bit 2), a bad CONFIG or device mode without a policy is refused with an ACK, a
 # policy error is flagged and the safe action used.
@@ -79,8 +80,9 @@ FAULTS = {"none": 0, "watchdog": 1, "selftest": 2}
 # The policy's boot self-test (INFO's selftest): no stored pair (or no policy), passed, failed.
 SELFTEST = {"none": 0, "pass": 1, "fail": 2}
 ACK = {"ok": 0, "rejected": 1}
-CAPS = {"device_policy": 1 << 0, "encoders": 1 << 1}
-MODES = {"host": 0, "device": 1}
+CAPS = {"device_policy": 1 << 0, "encoders": 1 << 1, "handover": 1 << 2}
+# hand-over (rule 17): the classical controller outside the rig's hand-over region, the learned policy inside it
+MODES = {"host": 0, "device": 1, "handover": 2}
 STATES = {"idle": 0, "running": 1, "fault": 2}  # the device's state machine (docs/protocol.md)
 
 

@@ -15,6 +15,7 @@
 #include "board.h"
 #include "bpd_fw.h"
 #include "bpd_rig_config.h"
+#include "bpd_handover.h"
 #include "bpd_selftest.h"
 #include "policy_weights.h"
 
@@ -129,9 +130,21 @@ static int run_policy(void *ctx, const float *obs, float *action)
     uint32_t c0 = board_cycles();
     int rc = bpd_policy_run(&bpd_model, obs, action, scratch) == BPD_OK ? 0 : -1;
     (void)ctx;
-    policy_cycles = board_cycles() - c0;
+    policy_cycles += board_cycles() - c0; /* a hand-over tick may call both controllers */
     return rc;
 }
+
+#ifdef BPD_HAVE_CLASSICAL
+static float classical_scratch[1];
+static int run_classical(void *ctx, const float *obs, float *action)
+{
+    uint32_t c0 = board_cycles();
+    int rc = bpd_classical_policy_run(&bpd_classical_model, obs, action, classical_scratch) == BPD_OK ? 0 : -1;
+    (void)ctx;
+    policy_cycles += board_cycles() - c0;
+    return rc;
+}
+#endif
 
 static uint8_t hex_nibble(char c) { return (uint8_t)(c <= '9' ? c - '0' : c - 'a' + 10); }
 
@@ -177,6 +190,10 @@ int main(void)
     if (bpd_model.in_dim == BPD_RIG_OBS_DIM && bpd_model.out_dim == BPD_RIG_ACT_DIM) {
         bpd_fw_set_policy(&fw, run_policy, 0, hash); /* else: host mode only, INFO says so */
         bpd_fw_set_selftest(&fw, BPD_SELFTEST_PAIRS);
+#ifdef BPD_HAVE_CLASSICAL
+        if (bpd_classical_model.in_dim == BPD_RIG_OBS_DIM && bpd_classical_model.out_dim == BPD_RIG_ACT_DIM)
+            bpd_fw_set_classical(&fw, run_classical, 0, &bpd_classical_pairs_, &bpd_handover_region_);
+#endif
     }
     bpd_fw_boot(&fw, count_boot());
     for (;;) {

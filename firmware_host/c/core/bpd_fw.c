@@ -46,13 +46,15 @@ static void send_info(bpd_fw_t *fw)
     m.fw_minor = BPD_FW_MINOR;
     m.obs_dim = fw->obs_dim;
     m.act_dim = fw->act_dim;
-    m.caps = (uint8_t)((fw->policy ? BPD_CAP_DEVICE_POLICY : 0u) | (fw->sensors.measured_vel ? 0u : BPD_CAP_ENCODERS));
+    m.caps = (uint8_t)((fw->policy ? BPD_CAP_DEVICE_POLICY : 0u) | (fw->sensors.measured_vel ? 0u : BPD_CAP_ENCODERS) |
+                       (fw->policy && fw->classical ? BPD_CAP_HANDOVER : 0u));
     m.period_us = fw->period_us;
     memcpy(m.model_hash, fw->model_hash, 8);
     m.boot = fw->boot;
     m.rx_dropped = rx_dropped(fw);
     m.actions_dropped = fw->late_actions;
-    m.selftest = fw->selftest;
+    /* the worse of the two controllers' self-tests (a failure's FAULT detail says which) */
+    m.selftest = fw->classical_selftest > fw->selftest ? fw->classical_selftest : fw->selftest;
     m.cycle_hz = fw->hal.cycles_per_us * 1000000u;
     send(fw, BPD_MSG_INFO, body, bpd_pack_info(&m, body, sizeof body));
 }
@@ -69,36 +71,43 @@ static void enter_fault(bpd_fw_t *fw, uint8_t code, uint32_t detail)
     send(fw, BPD_MSG_FAULT, body, bpd_pack_fault(&m, body, sizeof body));
 }
 
-/* The self-test: each stored observation through the policy, its action compared with the stored one
- * (equal when the tolerance is 0, else within it; a NaN fails). The detail of a failure: the pair in bits
- * 0-7, the action component in bits 8-15, bit 31 when the policy call itself returned an error. */
-static void run_selftest(bpd_fw_t *fw)
+/* The self-test of one controller: each stored observation through it, its action compared with the stored
+ * one (equal when the tolerance is 0, else within it; a NaN fails). The detail of a failure: the pair in bits
+ * 0-7, the action component in bits 8-15, bit 31 when the call itself returned an error (the caller adds bit
+ * 30 for the classical controller). Returns BPD_SELFTEST_NONE, _PASS or _FAIL. */
+static uint8_t selftest_of(const bpd_fw_t *fw, bpd_policy_fn fn, void *ctx, const bpd_selftest_t *st,
+                           uint32_t *detail)
 {
-    const bpd_selftest_t *st = fw->selftest_pairs;
     uint8_t k, i;
-    fw->selftest = BPD_SELFTEST_NONE;
-    fw->selftest_detail = 0;
-    if (!fw->policy || !st || st->n == 0) return;
-    fw->selftest = BPD_SELFTEST_PASS;
+    *detail = 0;
+    if (!fn || !st || st->n == 0) return BPD_SELFTEST_NONE;
     for (k = 0; k < st->n; ++k) {
         float act[BPD_MAX_ACT];
         const float *want = st->action + (size_t)k * fw->act_dim;
         memset(act, 0, sizeof act);
-        if (fw->policy(fw->policy_ctx, st->obs + (size_t)k * fw->obs_dim, act) != 0) {
-            fw->selftest = BPD_SELFTEST_FAIL;
-            fw->selftest_detail = 0x80000000u | k;
-            return;
+        if (fn(ctx, st->obs + (size_t)k * fw->obs_dim, act) != 0) {
+            *detail = 0x80000000u | k;
+            return BPD_SELFTEST_FAIL;
         }
         for (i = 0; i < fw->act_dim; ++i) {
             float d = act[i] - want[i];
             uint8_t ok = st->tol == 0.0f ? (uint8_t)(act[i] == want[i]) : (uint8_t)((d < 0.0f ? -d : d) <= st->tol);
             if (!ok) {
-                fw->selftest = BPD_SELFTEST_FAIL;
-                fw->selftest_detail = (uint32_t)k | ((uint32_t)i << 8);
-                return;
+                *detail = (uint32_t)k | ((uint32_t)i << 8);
+                return BPD_SELFTEST_FAIL;
             }
         }
     }
+    return BPD_SELFTEST_PASS;
+}
+
+/* The self-test of both controllers (boot, RESET): the learned policy's, and the classical one's (hand-over). */
+static void run_selftest(bpd_fw_t *fw)
+{
+    fw->selftest = selftest_of(fw, fw->policy, fw->policy_ctx, fw->selftest_pairs, &fw->selftest_detail);
+    fw->classical_selftest = selftest_of(fw, fw->classical, fw->classical_ctx, fw->classical_pairs,
+                                         &fw->classical_selftest_detail);
+    if (fw->classical_selftest == BPD_SELFTEST_FAIL) fw->classical_selftest_detail |= 0x40000000u;
 }
 
 /* STOP: the actuator to zero; a run ends (IDLE) but a fault stays until RESET. */
@@ -133,12 +142,14 @@ static uint16_t apply_action(bpd_fw_t *fw, const float *a)
 static uint8_t limit_ok(float v) { return (uint8_t)(finite(v) && v > 0.0f); }
 
 /* CONFIG is taken in IDLE only, with positive finite limits, a positive watchdog, the device's own
- * period (or 0: keep it) and a mode the device can run. A refused CONFIG changes nothing. */
+ * period (or 0: keep it) and a mode the device can run (device: a policy; hand-over: both controllers). A
+ * refused CONFIG changes nothing. */
 static uint8_t config_ok(const bpd_fw_t *fw, const bpd_config_t *m)
 {
     return fw->state == BPD_IDLE && (m->period_us == 0 || m->period_us == fw->period_us) && m->watchdog_ticks > 0 &&
            limit_ok(m->action_limit) && limit_ok(m->pos_limit) && limit_ok(m->angle_limit) &&
-           m->mode <= BPD_MODE_DEVICE && !(m->mode == BPD_MODE_DEVICE && fw->policy == NULL);
+           m->mode <= BPD_MODE_HANDOVER && !(m->mode == BPD_MODE_DEVICE && fw->policy == NULL) &&
+           !(m->mode == BPD_MODE_HANDOVER && (fw->policy == NULL || fw->classical == NULL));
 }
 
 static void on_frame(void *ctx, const bpd_frame_t *f)
@@ -187,10 +198,16 @@ static void on_frame(void *ctx, const bpd_frame_t *f)
         break;
     }
     case BPD_MSG_START:
-        if (fw->state == BPD_IDLE && fw->mode != BPD_MODE_HOST && fw->selftest == BPD_SELFTEST_FAIL) {
+        if (fw->state == BPD_IDLE && fw->mode == BPD_MODE_DEVICE && fw->selftest == BPD_SELFTEST_FAIL) {
             /* the policy this run would use failed its self-test: refused, and the device faults */
             send_ack(fw, f, BPD_ACK_REJECTED);
             enter_fault(fw, BPD_FAULT_SELFTEST, fw->selftest_detail);
+        } else if (fw->state == BPD_IDLE && fw->mode == BPD_MODE_HANDOVER &&
+                   fw->classical_selftest == BPD_SELFTEST_FAIL) {
+            /* hand-over without a classical controller to fall back on: refused likewise (a failed learned
+             * policy is not: the classical controller then acts for the whole run) */
+            send_ack(fw, f, BPD_ACK_REJECTED);
+            enter_fault(fw, BPD_FAULT_SELFTEST, fw->classical_selftest_detail);
         } else if (fw->state == BPD_IDLE) {
             fw->state = BPD_RUNNING;
             fw->ticks_without_action = 0;
@@ -199,6 +216,7 @@ static void on_frame(void *ctx, const bpd_frame_t *f)
             fw->jitter_max_us = 0;
             fw->state_open = 0; /* no STATE of this run yet: no ACTION can be accepted */
             fw->external_stop = 0; /* a board whose stop input is still active calls it again before the tick */
+            fw->handover_latched = 0;
             actuator_zero(fw);
             send_ack(fw, f, BPD_ACK_OK);
         } else {
@@ -268,6 +286,16 @@ void bpd_fw_set_policy(bpd_fw_t *fw, bpd_policy_fn fn, void *ctx, const uint8_t 
 
 void bpd_fw_set_selftest(bpd_fw_t *fw, const bpd_selftest_t *pairs) { fw->selftest_pairs = pairs; }
 
+void bpd_fw_set_classical(bpd_fw_t *fw, bpd_policy_fn fn, void *ctx, const bpd_selftest_t *pairs,
+                          const bpd_handover_region_t *region)
+{
+    fw->classical = fn;
+    fw->classical_ctx = ctx;
+    fw->classical_pairs = pairs;
+    memset(&fw->region, 0, sizeof fw->region); /* no region: never inside, the classical controller always acts */
+    if (region && region->angle_index < fw->obs_dim) fw->region = *region;
+}
+
 void bpd_fw_boot(bpd_fw_t *fw, uint16_t boot)
 {
     fw->boot = boot;
@@ -321,6 +349,34 @@ static void build_observation(bpd_fw_t *fw, const float *raw, float *obs)
     fw->have_prev = 1;
 }
 
+/* Hand-over (rule 17): inside the region the learned policy acts, on the observation with the region's angle
+ * wrapped to [-pi, pi) (the region is about upright, whichever turn the swing-up ended on); outside it, and for
+ * the rest of the run once the learned policy returned an error (flagged), or when its self-test failed, the
+ * classical controller acts (flag bit 8). No hysteresis: the tick that leaves the region is the classical's.
+ * Returns the acting controller's return code. */
+static int handover(bpd_fw_t *fw, const float *obs, float *act, uint16_t *flags)
+{
+    const bpd_handover_region_t *r = &fw->region;
+    const float pi = 3.14159265f, two_pi = 6.28318531f;
+    float a = obs[r->angle_index], learned_obs[BPD_MAX_OBS];
+    uint8_t i, inside = (uint8_t)(!fw->handover_latched && fw->selftest != BPD_SELFTEST_FAIL);
+    /* the wrap by whole turns, bounded: beyond the rig's angle limit the run has stopped already */
+    for (i = 0; i < 64 && a >= pi; ++i) a -= two_pi;
+    for (i = 0; i < 64 && a < -pi; ++i) a += two_pi;
+    for (i = 0; i < fw->obs_dim; ++i) {
+        learned_obs[i] = i == r->angle_index ? a : obs[i];
+        if (!(absf(learned_obs[i]) < r->bound[i])) inside = 0; /* a NaN is outside */
+    }
+    if (inside) {
+        if (fw->policy(fw->policy_ctx, learned_obs, act) == 0) return 0;
+        fw->handover_latched = 1; /* the learned policy failed: the classical controller takes back */
+        *flags |= BPD_FLAG_POLICY_ERROR;
+        memset(act, 0, (size_t)fw->act_dim * sizeof *act);
+    }
+    *flags |= BPD_FLAG_CLASSICAL;
+    return fw->classical(fw->classical_ctx, obs, act);
+}
+
 /* In range: |x| <= limit. Beyond it, or not a number at all, the limit stops the run. */
 static uint8_t within(float x, float limit) { return (uint8_t)(absf(x) <= limit); }
 
@@ -369,14 +425,18 @@ void bpd_fw_tick(bpd_fw_t *fw)
         if (fw->ticks_without_action > 0) flags |= BPD_FLAG_STALE_ACTION;
         fw->ticks_without_action++;
         flags |= BPD_FLAG_RUNNING;
-        if (fw->mode == BPD_MODE_DEVICE && fw->policy) {
+        if ((fw->mode == BPD_MODE_DEVICE && fw->policy) ||
+            (fw->mode == BPD_MODE_HANDOVER && fw->policy && fw->classical)) {
             float act[BPD_MAX_ACT];
-            uint32_t c0 = fw->hal.cycles(fw->hal.ctx), c1;
+            uint32_t c0 = fw->hal.cycles(fw->hal.ctx);
             int rc;
             memset(act, 0, sizeof act);
-            rc = fw->policy(fw->policy_ctx, obs, act);
-            c1 = fw->hal.cycles(fw->hal.ctx);
-            policy_cycles = c1 - c0;
+            if (fw->mode == BPD_MODE_DEVICE) {
+                rc = fw->policy(fw->policy_ctx, obs, act);
+            } else {
+                rc = handover(fw, obs, act, &flags);
+            }
+            policy_cycles = fw->hal.cycles(fw->hal.ctx) - c0;
             infer_ns = fw->hal.cycles_per_us ? (uint32_t)((uint64_t)policy_cycles * 1000u / fw->hal.cycles_per_us) : 0u;
             if (rc != 0) { /* the policy failed: the safe action is zero */
                 memset(act, 0, sizeof act);

@@ -8,7 +8,9 @@
  * The host answers each STATE with an ACTION echoing its sequence number; the first answer to the
  * latest STATE is accepted (applied at once in host mode; in device mode it only shows the host is
  * there) and every other ACTION is dropped. The actuator is written zero on stop, reset, fault and
- * limit stop, and when no ACTION is accepted for watchdog_ticks ticks (in either mode). Which command
+ * limit stop, and when no ACTION is accepted for watchdog_ticks ticks (in any mode). Hand-over mode (mode 2,
+ * docs/protocol.md rule 17) runs a classical controller (bpd_fw_set_classical) outside the rig's region and
+ * the policy inside it. Which command
  * is taken in which state, and what each refusal answers, is the state table in docs/protocol.md.
  */
 #ifndef BPD_FW_H
@@ -21,7 +23,7 @@
 #include "bpd_wire.h"
 
 #define BPD_FW_MAJOR 0
-#define BPD_FW_MINOR 5
+#define BPD_FW_MINOR 6
 
 typedef enum { BPD_IDLE = BPD_STATE_IDLE, BPD_RUNNING = BPD_STATE_RUNNING, BPD_FAULT = BPD_STATE_FAULT } bpd_fw_state_t;
 
@@ -38,6 +40,15 @@ typedef struct {
     const float *action;
     float tol;
 } bpd_selftest_t;
+
+/* Hand-over mode (docs/protocol.md, rule 17): the region in which the learned policy acts, from the rig's
+ * `handover` block (bpd_rig_config.h, BPD_RIG_HANDOVER_INIT). Inside: |obs[i]| below bound[i] (strictly) for
+ * every observation i, obs[angle_index] first wrapped to one turn, [-pi, pi); anywhere else the classical
+ * controller acts. */
+typedef struct {
+    uint8_t angle_index;
+    float bound[BPD_MAX_OBS];
+} bpd_handover_region_t;
 
 /* What the board measures and how the core turns it into an observation. The rig description
  * (a YAML file in firmware_host/rig/rigs/) generates one of these per rig (bpd_rig_config.h). */
@@ -68,6 +79,14 @@ typedef struct {
     const bpd_selftest_t *selftest_pairs; /* NULL: none stored */
     uint8_t selftest;             /* BPD_SELFTEST_NONE, _PASS or _FAIL: the last run (boot, RESET) */
     uint32_t selftest_detail;     /* the FAULT detail of a failed self-test */
+    /* hand-over mode: the classical controller, its self-test and the learned policy's region */
+    bpd_policy_fn classical;      /* NULL: no hand-over mode */
+    void *classical_ctx;
+    const bpd_selftest_t *classical_pairs;
+    uint8_t classical_selftest;   /* as selftest, for the classical controller */
+    uint32_t classical_selftest_detail;
+    bpd_handover_region_t region;
+    uint8_t handover_latched;     /* 1: the learned policy failed in this run; the classical acts to its end */
     uint8_t obs_dim, act_dim;
     /* configuration */
     uint32_t period_us;
@@ -104,6 +123,10 @@ void bpd_fw_init(bpd_fw_t *fw, const bpd_hal_t *hal, const bpd_fw_config_t *cfg)
 void bpd_fw_set_policy(bpd_fw_t *fw, bpd_policy_fn fn, void *ctx, const uint8_t model_hash[8]);
 /* After set_policy, before boot: the pairs the self-test runs at boot and on every RESET (NULL: none). */
 void bpd_fw_set_selftest(bpd_fw_t *fw, const bpd_selftest_t *pairs);
+/* After set_policy, before boot: the classical controller of hand-over mode, its self-test pairs (NULL: none)
+ * and the region in which the learned policy acts. CONFIG takes mode 2 only with both controllers set. */
+void bpd_fw_set_classical(bpd_fw_t *fw, bpd_policy_fn fn, void *ctx, const bpd_selftest_t *pairs,
+                          const bpd_handover_region_t *region);
 /* Once, after init and set_policy: announce the start with an unasked INFO carrying the board's start
  * counter (a board keeps it across resets where it can; 0 where it cannot). */
 void bpd_fw_boot(bpd_fw_t *fw, uint16_t boot);

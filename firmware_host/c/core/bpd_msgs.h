@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define BPD_PROTOCOL_VERSION 4
+#define BPD_PROTOCOL_VERSION 5
 #define BPD_MAX_PAYLOAD 254
 #define BPD_MAX_ENCODED 256
 #define BPD_MAX_FRAME 258
@@ -21,6 +21,7 @@
 #define BPD_FLAG_DEVICE_POLICY 32u
 #define BPD_FLAG_POLICY_ERROR 64u
 #define BPD_FLAG_STALE_ACTION 128u
+#define BPD_FLAG_CLASSICAL 256u
 
 #define BPD_FAULT_NONE 0u
 #define BPD_FAULT_WATCHDOG 1u
@@ -35,9 +36,11 @@
 
 #define BPD_CAP_DEVICE_POLICY 1u
 #define BPD_CAP_ENCODERS 2u
+#define BPD_CAP_HANDOVER 4u
 
 #define BPD_MODE_HOST 0u
 #define BPD_MODE_DEVICE 1u
+#define BPD_MODE_HANDOVER 2u
 
 #define BPD_STATE_IDLE 0u
 #define BPD_STATE_RUNNING 1u
@@ -45,7 +48,7 @@
 
 #define BPD_MSG_HELLO 0x01u /* host: host opens a session; the device answers INFO */
 #define BPD_MSG_INFO 0x02u /* device: device description: versions, sizes, control period, first 8 bytes of the on-device model hash, boot counter, frames and actions dropped since power-on, the policy's self-test, the rate of the cycle counter; also sent unasked once at power-on */
-#define BPD_MSG_CONFIG 0x03u /* host: control period, watchdog, mode (0 host policy, 1 device policy) and safety limits */
+#define BPD_MSG_CONFIG 0x03u /* host: control period, watchdog, mode (0 host policy, 1 device policy, 2 hand-over) and safety limits */
 #define BPD_MSG_START 0x04u /* host: start running (state frames every tick) */
 #define BPD_MSG_STOP 0x05u /* host: stop: actuator to zero, state IDLE */
 #define BPD_MSG_RESET 0x06u /* host: stop, clear faults and reset the plant (a rig may use seed) */

@@ -3,7 +3,8 @@
  * C API (loaded with ctypes). The rig sets sensor readings and the device time, feeds received
  * bytes, calls the tick, and drains what the device transmits. The rig's configuration comes from
  * the generated bpd_rig_config.h, as on a board. With -DBPD_SIM_POLICY the exported
- * policy (policy.c, policy_weights.c) is linked in and runs on the device in device mode.
+ * policy (policy.c, policy_weights.c) is linked in and runs on the device in device mode; with
+ * -DBPD_HAVE_CLASSICAL too, a classical export for hand-over mode (bpd_handover.h) as well.
  */
 #define _POSIX_C_SOURCE 199309L
 #include <string.h>
@@ -20,6 +21,16 @@ static int run_policy(void *ctx, const float *obs, float *action)
 {
     (void)ctx;
     return bpd_policy_run(&bpd_model, obs, action, scratch) == BPD_OK ? 0 : -1;
+}
+#endif
+
+#ifdef BPD_HAVE_CLASSICAL
+#include "bpd_handover.h"
+static float classical_scratch[1];
+static int run_classical(void *ctx, const float *obs, float *action)
+{
+    (void)ctx;
+    return bpd_classical_policy_run(&bpd_classical_model, obs, action, classical_scratch) == BPD_OK ? 0 : -1;
 }
 #endif
 
@@ -114,6 +125,10 @@ int bpd_sim_init(void)
         if (bpd_model.in_dim != BPD_RIG_OBS_DIM || bpd_model.out_dim != BPD_RIG_ACT_DIM) return -2;
         bpd_fw_set_policy(&dev.fw, run_policy, NULL, h);
         bpd_fw_set_selftest(&dev.fw, BPD_SELFTEST_PAIRS);
+#ifdef BPD_HAVE_CLASSICAL
+        if (bpd_classical_model.in_dim != BPD_RIG_OBS_DIM || bpd_classical_model.out_dim != BPD_RIG_ACT_DIM) return -2;
+        bpd_fw_set_classical(&dev.fw, run_classical, NULL, &bpd_classical_pairs_, &bpd_handover_region_);
+#endif
     }
 #endif
     bpd_fw_boot(&dev.fw, ++boot_count);
