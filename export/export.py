@@ -247,7 +247,7 @@ def _integer_candidate(cfg: ExportConfig, src: Source, net: CollapsedNet, d: Pat
                        obs: np.ndarray, ref: np.ndarray) -> dict:
     """The integer kernel built in d; its report entry (the error against the float student as a share of
     the action range: `max_error_vs_action_range`)."""
-    from export.fixed_point import integer_kernel
+    from export.integer import integer_kernel
 
     entry, _ = integer_kernel(net, d, sha, command + " (int)", obs, ref, cfg.dataset or src.dataset)
     entry["dir"] = "build/kernels/integer"
@@ -262,7 +262,7 @@ def _integer_table_candidate(cfg: ExportConfig, src: Source, net: CollapsedNet, 
     (the least flash), then with the room the budget leaves beyond what that measured (estimated without a
     meter) spent on speed, and once more with less room if the meter finds it over the budget; the last
     build within the budget is the candidate. Its report entry, directory and figures."""
-    from export.fixed_point import integer_kernel
+    from export.integer import integer_kernel
 
     def build(name: str, room: int) -> tuple[dict, Path, dict | None]:
         d = kernels / name
@@ -477,7 +477,7 @@ def _write_export(cfg: ExportConfig, out: Path, meter: KernelMeter | None = None
         report["int8"] = {"layers": layer_table(net, iplans), "totals": totals(net, iplans),
                           "max_abs_error_vs_torch": float(err.max()), "mean_abs_error_vs_torch": float(err.mean())}
     if cfg.integer:
-        from export.fixed_point import integer_kernel
+        from export.integer import integer_kernel
         report["int"], int_pol = integer_kernel(net, out / "int", src.sha256, command + " (int)", obs, ref,
                                                 cfg.dataset or src.dataset)
         int_selftest = selftest_for_kernel(out / "int", obs, "integer", parity, net.action_low, net.action_high,

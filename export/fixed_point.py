@@ -40,7 +40,7 @@ import numpy as np
 
 from bpd.errors import BpdError
 from bpd.io import write_text
-from export.c_export import KERNEL_DIR, CPolicy
+from export.c_export import KERNEL_DIR
 from export.codegen import banner_for, descriptor_sources
 from export.collapse import CollapsedNet
 
@@ -524,37 +524,3 @@ def generate_int_kernel(net: CollapsedNet, q: IntNet, out_dir: Path, source_hash
     """Write the integer kernel (policy.c), its descriptor files and policy.h into out_dir; returns each DSP
     layer's chosen (R, C, G) and instruction count."""
     return write_kernel(net, out_dir, source_hash, command, "integer", lambda banner: kernel_source(q, banner))
-
-
-def integer_kernel(net: CollapsedNet, out: Path, source_hash: str, command: str, obs: np.ndarray, ref: np.ndarray,
-                   dataset: str | None, room: int | None = None) -> tuple[dict, CPolicy]:
-    """`bpd export --int`: the integer kernel in out, calibrated on the dataset's observations (or,
-    without one, on the parity states), checked bit-exact against IntPolicy, with its error against
-    the float student's actions ref on obs. room None: the straight-line form; else the table form
-    (int_table.py) with room bytes of flash to spend on speed. Returns the report's `int` entry and the
-    compiled kernel."""
-    from training.collect import dataset_exists, load_dataset
-
-    if dataset is not None and dataset_exists(dataset):
-        calib, origin = load_dataset(dataset, net.obs_dim).observations, f"dataset {dataset}"
-    else:
-        calib, origin = obs, "parity states (no dataset found)"
-    q = quantise(net, calib, origin)
-    if room is None:
-        form: dict = {"form": INT_FORM, "dsp_layers": generate_int_kernel(net, q, out, source_hash, command)}
-    else:
-        from export.int_table import generate_int_table_kernel
-
-        table = generate_int_table_kernel(net, q, out, source_hash, command, room)
-        form = {"form": table.pop("form"), "table": table}
-    ic = CPolicy(out)
-    c_int = ic.act(obs)
-    exact = bool(np.array_equal(c_int.view(np.uint32), IntPolicy(q).act(obs).view(np.uint32)))
-    if not exact:
-        raise BpdError("the integer C kernel differs from its numpy model: a compiler or generator fault")
-    err = np.abs(c_int - ref)
-    span = np.maximum(net.action_high - net.action_low, 1e-12)
-    return {"dir": str(out)} | form | {"calibration": q.calibration,
-            "states": len(obs), "c_matches_numpy_model": exact, "checked_build": "host (scalar C form)",
-            "max_abs_error_vs_float": float(err.max()), "mean_abs_error_vs_float": float(err.mean()),
-            "max_error_vs_action_range": float((err / span).max())}, ic
