@@ -3,6 +3,7 @@ cart-pole's balance, each controller scored on the six categories of training/ro
 variations from the rig's `robustness` block, 21 per sweep).
 
     python benchmarks/robustness_benchmark.py [--episodes 3] [--student RIG=EXPORT_DIR ...] [--redo]
+    python benchmarks/robustness_benchmark.py --rig RIG --train-students 0 1 2   # the committed students
     python benchmarks/robustness_benchmark.py --table-only     # robustness.md and the plots from the JSON
 
 Controllers: each rig's committed teacher (its numpy actor), the classical controller (the rotary rig's
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -25,6 +27,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
 
 from bpd.errors import BpdError  # noqa: E402
 from bpd.io import portable_path, write_json, write_text  # noqa: E402
@@ -46,6 +50,14 @@ OUT = ROOT / "benchmarks" / "results"
 
 def rel(p: str | Path) -> str:
     return portable_path(Path(p).resolve())
+
+
+def portable_arg(a: str) -> str:
+    """A command-line argument as results record it: a path (alone or as RIG=PATH) by rel()."""
+    key, sep, val = a.rpartition("=")
+    if sep and Path(val).is_absolute():
+        return f"{key}={rel(val)}"
+    return rel(a) if Path(a).is_absolute() else a
 
 
 def controllers(rig: str, students: list[str], work: Path) -> dict[str, tuple[str, object]]:
@@ -120,7 +132,9 @@ def markdown(res: dict) -> str:
              "Six categories after the RealAIGym double-pendulum benchmark (training/robustness.py), their sizes "
              "from each rig's `robustness` block: a category's score is the share of its episodes that succeed, "
              "the overall score the mean of the six. The model category holds four sweeps (masses, inertias, "
-             "damping, Coulomb friction), the others one each. Every controller meets the same seeds.", ""]
+             "damping, Coulomb friction), the others one each. Every controller meets the same seeds. The BPD "
+             "students (`--train-students 0 1 2`, one per seed; the script's train_students gives the recipe) run "
+             "as their exported C: the float kernel and the integer kernel of the same student.", ""]
     for rig, r in res["rigs"].items():
         ctrl = r["controllers"]
         eps = sorted({c["episodes_per_variation"] for c in ctrl.values()})
@@ -134,8 +148,66 @@ def markdown(res: dict) -> str:
             lines.append(f"| {name} | **{c['overall']:.3f}** | "
                          + " | ".join(f"{c['categories'][k]['score']:.3f}" for k in cats)
                          + f" | {c['nominal']['success'] * 100:.0f} % | {c['seconds'] / 60:.1f} |")
+        lines += summary(ctrl, cats)
         lines += ["", f"![success against each variation](robustness/{rig}.png)", ""]
     return "\n".join(lines)
+
+
+def summary(ctrl: dict, cats: list[str]) -> list[str]:
+    """Per kind of student (float C, integer C), over its seeds: each score's mean +- population std and
+    the worst seed's; empty where no kind has two seeds."""
+    kinds: dict[str, list[tuple[str, dict]]] = {}
+    for name, c in ctrl.items():
+        m = re.fullmatch(r"BPD (.+)-s(\d+) \((.+)\)", name)
+        if m:
+            kinds.setdefault(f"BPD students ({m.group(3)})", []).append((f"s{m.group(2)}", c))
+    if not any(len(v) > 1 for v in kinds.values()):
+        return []
+    out = ["", "Students over their seeds: mean +- std (population) and the worst seed.", "",
+           "| students | seeds | overall | " + " | ".join(CATEGORY_NAMES[c] for c in cats) + " |",
+           "|---|---|---|" + "---|" * len(cats)]
+    for kind, members in sorted(kinds.items()):
+        def cell(vals: list[float], seeds: list[str]) -> str:
+            a = np.asarray(vals)
+            return f"{a.mean():.3f} +- {a.std():.3f}; {a.min():.3f} ({seeds[int(a.argmin())]})"
+
+        seeds = [s for s, _ in members]
+        out.append(f"| {kind} | {len(members)} | {cell([c['overall'] for _, c in members], seeds)} | "
+                   + " | ".join(cell([c['categories'][k]['score'] for _, c in members], seeds) for k in cats) + " |")
+    return out
+
+
+def train_students(rig: str, seeds: list[int], work: Path) -> list[str]:
+    """The BPD students the committed scores were made with, one export directory per seed (a stage whose
+    output exists is reused): the rotary pendulum's by the rotary benchmark's recipe (its distill_students:
+    200,000 steps collected, 60,000 distillation steps, gamma 0.998, KL weight 0.1, the sparsest student
+    within 1 % of the teacher on the nominal rig), the cart-pole's by `bpd collect --noise 0.1` and `bpd
+    distill` with their defaults. Each exported twice over: the float kernel the export's float rule ships
+    (--episodes 0) and the integer kernel beside it (--int: EXPORT_DIR/int)."""
+    sys.path.insert(0, str(HERE))
+    from rotary_benchmark import bpd, distill_students
+
+    teacher = str(ROOT / RIGS[rig]["teacher"])
+    out = []
+    for seed in seeds:
+        if rig == "rotary-pendulum":
+            distill_students(teacher, [seed], work, 60000, 200000, 0.1)
+            student = work / f"student-s{seed}" / "run" / "student-keep99.pt"
+        else:
+            w = work / f"student-s{seed}"
+            w.mkdir(parents=True, exist_ok=True)
+            if not (w / "dataset.npz").exists():
+                bpd("collect", "--teacher", teacher, "--out", str(w / "dataset.npz"), "--noise", "0.1",
+                    "--seed", str(seed), "--no-progress")
+            if not (w / "run" / "student.pt").exists():
+                bpd("distill", "--teacher", teacher, "--dataset", str(w / "dataset.npz"), "--out", str(w / "run"),
+                    "--seed", str(seed), "--no-progress", *(["--resume"] if (w / "run").exists() else []))
+            student = w / "run"
+        d = work / "exports" / f"{rig}-s{seed}"
+        if not (d / "int" / "export.json").exists():
+            bpd("export", str(student), "--out", str(d), "--episodes", "0", "--int")
+        out.append(str(d))
+    return out
 
 
 def render(res: dict, out: Path) -> None:
@@ -151,6 +223,8 @@ def render(res: dict, out: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--episodes", type=int, default=3, help="episodes per variation")
+    ap.add_argument("--train-students", type=int, nargs="*", default=[], metavar="SEED",
+                    help="train, export and score a BPD student of each rig scored for each seed (train_students)")
     ap.add_argument("--student", action="append", default=[], metavar="RIG=EXPORT_DIR",
                     help="a BPD student's export directory for a rig (repeatable)")
     ap.add_argument("--rig", action="append", choices=list(RIGS), help="score only these rigs")
@@ -169,7 +243,9 @@ def main() -> None:
                 raise SystemExit(f"robustness_benchmark: error: --student wants RIG=EXPORT_DIR, RIG one of "
                                  f"{', '.join(RIGS)} (got {s!r})")
             students[rig].append(d)
-        argv = " ".join(a if not Path(a).is_absolute() else rel(a) for a in sys.argv[1:])
+        for rig in args.rig or list(RIGS):
+            students[rig] += train_students(rig, args.train_students, args.work / rig)
+        argv = " ".join(portable_arg(a) for a in sys.argv[1:])
         command = f"python benchmarks/robustness_benchmark.py {argv}".strip()
         try:
             for rig in args.rig or list(RIGS):
