@@ -190,7 +190,7 @@ def baseline_command(rule: str) -> Callable[[CellInputs], list[str]]:
         args = dict(c.args)
         size, label = str(args.pop("size", "pruned")), str(args.pop("size_from", "bpd"))
         args = {"seed": c.seed, "progress": False} | baseline_size(c, size, label) | args
-        from training.baselines import BaselineConfig
+        from training.baseline_rules import BaselineConfig
 
         return ["baseline", "train", "--method", rule, "--teacher", c.teacher, "--dataset", c.dataset,
                 "--out", str(c.out), *flags(args, BaselineConfig), *resume_flag(c.out)]

@@ -14,16 +14,10 @@ import pytest
 import torch
 
 from training import gaussian as G
-from training.baselines import (
-    BaselineConfig,
-    BaselineTrainer,
-    Collector,
-    GaussianStudent,
-    TeacherModel,
-    prune_target,
-    reward_to_go,
-    train_baseline,
-)
+from training.baseline_nets import GaussianStudent, TeacherModel, prune_target
+from training.baseline_rules import BaselineConfig
+from training.baseline_trainer import BaselineTrainer, Collector, reward_to_go
+from training.baselines import train_baseline
 from training.teacher import Teacher
 
 REPO = Path(__file__).resolve().parents[1]
@@ -187,14 +181,14 @@ def test_policy_gradient_on_a_reused_segment_is_clipped():
     (-(rho1 * adv).mean()).backward()
     assert _bias_grad(_trainer("entropy-regularised"), seg1) == pytest.approx(mu.grad.item(), rel=1e-5)
     from bpd.errors import BpdError
-    from training.baselines import validate
+    from training.baseline_rules import validate
     with pytest.raises(BpdError, match="--clip"):
         validate(BaselineConfig(method="n-distill", teacher="t", dataset="d", clip=1.0))
 
 
 def test_reward_rules_need_student_control():
     from bpd.errors import BpdError
-    from training.baselines import validate
+    from training.baseline_rules import validate
     with pytest.raises(BpdError, match="--control student"):
         validate(BaselineConfig(method="n-distill", teacher="t", dataset="d", control="teacher"))
     assert validate(BaselineConfig(method="rusu-kl" if False else "kl", teacher="t", dataset="d")) == "teacher"
@@ -441,7 +435,7 @@ def test_sac_log_std_head_read_from_the_zip(tmp_path):
     torch.save({"actor.log_std.weight": torch.full((1, 3), 0.1), "actor.log_std.bias": torch.tensor([-1.0])}, buf)
     with zipfile.ZipFile(tmp_path / "sac.zip", "w") as z:
         z.writestr("policy.pth", buf.getvalue())
-    from training.baselines import read_sb3
+    from training.baseline_nets import read_sb3
     tm = TeacherModel(t, 0.2, read_sb3(tmp_path / "sac.zip"))
     mu, ls = tm(torch.zeros(4, 2))
     # log std = 0.1 * (1 + 2 + 3) - 1 on the last hidden layer's output

@@ -45,7 +45,8 @@ def _distill(ns):
 
 
 def _baseline_train(ns):
-    from training.baselines import BaselineConfig, train_baseline
+    from training.baseline_rules import BaselineConfig
+    from training.baselines import train_baseline
     cfg = from_namespace(BaselineConfig, ns)
     s = train_baseline(cfg)
     print(f"baseline: {os.path.join(cfg.out, s['product'])}  {s['method']} ({s['control']} control), "
@@ -91,7 +92,7 @@ COMMANDS = {
                        "import a stable-baselines3 SAC/TD3/PPO zip as a teacher"),
     "collect": ("training.collect:CollectConfig", _collect, "roll a teacher out into an offline dataset"),
     "distill": ("training.distill:DistillConfig", _distill, "distill a sparse Bayesian student (BPD)"),
-    "baseline train": ("training.baselines:BaselineConfig", _baseline_train,
+    "baseline train": ("training.baseline_rules:BaselineConfig", _baseline_train,
                        "distil a student by a rule from the policy-distillation literature (Rusu et al. 2016, "
                        "Czarnecki et al. 2019)"),
     "multitask train": ("training.multitask:MultiTaskConfig", _multitask_train,

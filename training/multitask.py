@@ -34,7 +34,7 @@ from bpd.config import check_ranges, field, to_dict
 from bpd.errors import BpdError
 from bpd.io import atomic_write, check_output_dir, load_arrays, read_json, save_arrays, write_json
 from training import gaussian as G
-from training.baselines import TeacherModel, prune_target
+from training.baseline_nets import TeacherModel, prune_target
 from training.collect import load_dataset
 from training.envs import evaluate, train_eval_seed
 from training.teacher import Teacher, load_teacher
