@@ -35,7 +35,10 @@ def test_commands_refuse_cuda_before_writing_anything(tiny_pipeline, tmp_path):
                        tmp_path / "run"),
                       (["teacher", "train", "--out", str(tmp_path / "t.npz"), "--steps", "300",
                         "--learning-starts", "100"],
-                       tmp_path / "t.npz")):
+                       tmp_path / "t.npz"),
+                      (["baseline", "train", "--method", "mse", "--teacher", t, "--dataset", d, "--out",
+                        str(tmp_path / "baseline"), "--steps", "5"],
+                       tmp_path / "baseline")):
         p = run_bpd(*args, "--device", "cuda", check=False)
         lines = p.stderr.strip().splitlines()
         assert p.returncode not in (0, 70) and len(lines) == 1 and "CUDA is not available" in lines[0], p.stderr
@@ -47,3 +50,14 @@ def test_distill_records_its_device(tiny_pipeline, tmp_path):
             "--out", str(tmp_path / "run"), "--steps", "20", "--eval-every", "10", "--eval-episodes", "1",
             "--hidden", "8", "8", "--critic-hidden", "16", "16", "--device", "cpu", "--no-progress")
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["device"] == "cpu"
+
+
+def test_baseline_records_its_device(tiny_pipeline, tmp_path):
+    for method in ("mse", "on-policy-distill"):  # offline data, and the student's own (online control)
+        out = tmp_path / method
+        run_bpd("baseline", "train", "--method", method, "--teacher", str(tiny_pipeline / "teacher.npz"),
+                "--dataset", str(tiny_pipeline / "dataset.npz"), "--out", str(out), "--steps", "20",
+                "--env-steps", "200", "--collect-every", "100", "--eval-every", "10", "--eval-episodes", "1",
+                "--hidden", "8", "8", "--device", "cpu", "--no-progress")
+        assert json.loads((out / "summary.json").read_text())["device"] == "cpu"
+        assert (out / "policy.npz").is_file()

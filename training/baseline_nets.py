@@ -6,6 +6,7 @@ stable-baselines3 zip that gives the teacher its log-std head and critic.
 
 from __future__ import annotations
 
+import functools
 import math
 import zipfile
 from collections.abc import Sequence
@@ -74,9 +75,9 @@ class GaussianStudent(nn.Module):
 
     def to_policy(self, obs_mean: np.ndarray, obs_std: np.ndarray, low: np.ndarray, high: np.ndarray, **kw) -> Teacher:
         """The deterministic student tanh(mu_theta(s)) in the teacher format."""
-        return Teacher(weights=[(l.weight * m).detach().numpy().astype(np.float32)
+        return Teacher(weights=[(l.weight * m).detach().cpu().numpy().astype(np.float32)
                                 for l, m in zip(self.layers, self.masks())],
-                       biases=[l.bias.detach().numpy().astype(np.float32) for l in self.layers],
+                       biases=[l.bias.detach().cpu().numpy().astype(np.float32) for l in self.layers],
                        activation=self.activation, output="tanh", obs_mean=np.asarray(obs_mean, np.float32),
                        obs_std=np.asarray(obs_std, np.float32), action_low=np.asarray(low, np.float32),
                        action_high=np.asarray(high, np.float32), **kw)
@@ -102,14 +103,17 @@ def relu_mlp(widths: list[int]) -> nn.Sequential:
 
 
 class TeacherModel(nn.Module):
-    """The teacher as a Gaussian in pre-tanh units, and its value, from raw observations."""
+    """The teacher as a Gaussian in pre-tanh units, and its value, from raw observations (on `device`)."""
 
-    def __init__(self, t: Teacher, teacher_std: float, sb3: dict[str, np.ndarray] | None = None) -> None:
+    def __init__(self, t: Teacher, teacher_std: float, sb3: dict[str, np.ndarray] | None = None,
+                 device: torch.device | None = None) -> None:
         super().__init__()
         self.t = t
-        self.ws = [torch.as_tensor(w) for w in t.weights]
-        self.bs = [torch.as_tensor(b) for b in t.biases]
-        self.mean_, self.std_ = torch.as_tensor(t.obs_mean), torch.as_tensor(t.obs_std)
+        tensor = functools.partial(torch.as_tensor, device=device)
+        self.ws = [tensor(w) for w in t.weights]
+        self.bs = [tensor(b) for b in t.biases]
+        self.mean_, self.std_ = tensor(t.obs_mean), tensor(t.obs_std)
+        self.low_, self.high_ = tensor(t.action_low), tensor(t.action_high)
         self.log_std_head = None
         self.critic: nn.Sequential | None = None
         self.distribution = (f"fixed spread: sigma_T = {teacher_std:g} in pre-tanh units "
@@ -118,12 +122,11 @@ class TeacherModel(nn.Module):
         self.fixed_log_std = math.log(teacher_std)
         if sb3 is not None:
             if "actor.log_std.weight" in sb3:
-                self.log_std_head = (torch.as_tensor(sb3["actor.log_std.weight"]),
-                                     torch.as_tensor(sb3["actor.log_std.bias"]))
+                self.log_std_head = (tensor(sb3["actor.log_std.weight"]), tensor(sb3["actor.log_std.bias"]))
                 self.distribution = "the SAC actor's log-std head, clamped to [-20, 2] as SAC does"
             critic = _sb3_critic(sb3)
             if critic is not None:
-                self.critic = critic
+                self.critic = critic.to(device)
                 self.value_source = "the teacher's first critic: V_T(s) = Q(s, tanh(mu_T(s)))"
 
     @torch.no_grad()
@@ -139,8 +142,7 @@ class TeacherModel(nn.Module):
         if self.t.output == "tanh":
             mu = y
         else:  # a clipped teacher: its action, normalised, taken back through the tanh
-            low, high = torch.as_tensor(self.t.action_low), torch.as_tensor(self.t.action_high)
-            a = (2.0 * (y - low) / (high - low) - 1.0).clamp(-U_CLIP, U_CLIP)
+            a = (2.0 * (y - self.low_) / (self.high_ - self.low_) - 1.0).clamp(-U_CLIP, U_CLIP)
             mu = torch.atanh(a)
         if self.log_std_head is not None:
             log_std = (last @ self.log_std_head[0].T + self.log_std_head[1]).clamp(-20.0, 2.0)

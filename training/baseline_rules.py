@@ -55,6 +55,7 @@ class BaselineConfig:
     env: str | None = field(None, help="environment (default: the dataset's)")
     seed: int = field(0, help="random seed")
     threads: int = field(1, help="torch CPU threads")
+    device: str = field("auto", help="torch device: auto (CUDA where torch sees a GPU, else the CPU), cpu, or cuda[:N]")
     resume: bool = field(False, help="continue the run in --out from its last checkpoint")
     progress: bool = field(True, help="show a progress bar")
 

@@ -27,17 +27,19 @@ def reward_to_go(r: torch.Tensor, done: torch.Tensor, gamma: float) -> torch.Ten
 
 
 class BaselineTrainer:
-    """One gradient step of a rule per `update(batch, segment)`; state_dict() resumes it exactly."""
+    """One gradient step of a rule per `update(batch, segment)`; state_dict() resumes it exactly. Its
+    networks live on `device` (the teacher's must be there too); batches come to it there."""
 
     def __init__(self, cfg: BaselineConfig, obs_dim: int, act_dim: int, teacher: TeacherModel,
-                 obs_mean: np.ndarray, obs_std: np.ndarray) -> None:
+                 obs_mean: np.ndarray, obs_std: np.ndarray, device: torch.device | None = None) -> None:
         self.cfg, self.teacher = cfg, teacher
+        self.device = device or torch.device("cpu")
         self.student = GaussianStudent(obs_dim, act_dim, cfg.hidden, cfg.activation, cfg.init_log_std,
-                                       cfg.min_log_std)
+                                       cfg.min_log_std).to(self.device)
         self.opt = torch.optim.Adam(self.student.parameters(), lr=cfg.lr)
-        self.obs_mean = torch.as_tensor(np.asarray(obs_mean, np.float32))
-        self.obs_std = torch.as_tensor(np.asarray(obs_std, np.float32))
-        self.value = relu_mlp([obs_dim, 64, 64, 1]) if cfg.method == "teacher-v-reward" else None
+        self.obs_mean = torch.as_tensor(np.asarray(obs_mean, np.float32), device=self.device)
+        self.obs_std = torch.as_tensor(np.asarray(obs_std, np.float32), device=self.device)
+        self.value = relu_mlp([obs_dim, 64, 64, 1]).to(self.device) if cfg.method == "teacher-v-reward" else None
         self.value_opt = torch.optim.Adam(self.value.parameters(), lr=3e-4) if self.value is not None else None
         self.teacher_value: nn.Sequential | None = None  # a fitted V_T when the teacher has no critic
         self.step = 0
@@ -71,7 +73,7 @@ class BaselineTrainer:
         elif m == "expected-entropy-regularised":
             loss = G.cross_entropy(mu, ls, mu_t, ls_t).mean()
         else:  # entropy-regularised, teacher-v-reward: no loss term
-            loss = torch.zeros(())
+            loss = torch.zeros((), device=self.device)
         with torch.no_grad():
             gap = F.mse_loss(torch.tanh(mu), torch.tanh(mu_t)).item()
         return loss, {"losses/term": loss.item(), "action_mse": gap}
@@ -143,17 +145,19 @@ class BaselineTrainer:
         return info | {"losses/total": loss.item(), "log_std": float(self.student.log_std_param.detach().mean())}
 
     def fit_teacher_value(self, ds_t: dict[str, torch.Tensor], steps: int, gen: torch.Generator) -> float:
-        """V_T by TD(0) on the teacher-driven dataset: V(s) <- r + gamma (1 - term) V'(s'), target net 0.005."""
+        """V_T by TD(0) on the teacher-driven dataset: V(s) <- r + gamma (1 - term) V'(s'), target net 0.005.
+        The dataset may stay on the CPU: each batch goes to the trainer's device."""
         import copy
-        net = relu_mlp([ds_t["obs"].shape[1], 256, 256, 1])
+        net = relu_mlp([ds_t["obs"].shape[1], 256, 256, 1]).to(self.device)
         tgt = copy.deepcopy(net)
         opt = torch.optim.Adam(net.parameters(), lr=3e-4)
         n, loss = len(ds_t["obs"]), torch.zeros(())
         for _ in range(steps):
             idx = torch.randint(0, n, (self.cfg.batch,), generator=gen)
-            s, s2 = self.norm(ds_t["obs"][idx]), self.norm(ds_t["next_obs"][idx])
+            b = {k: ds_t[k][idx].to(self.device) for k in ("obs", "next_obs", "rew", "term")}
+            s, s2 = self.norm(b["obs"]), self.norm(b["next_obs"])
             with torch.no_grad():
-                y = ds_t["rew"][idx] + self.cfg.gamma * (1.0 - ds_t["term"][idx]) * tgt(s2).squeeze(-1)
+                y = b["rew"] + self.cfg.gamma * (1.0 - b["term"]) * tgt(s2).squeeze(-1)
             loss = F.mse_loss(net(s).squeeze(-1), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -180,7 +184,7 @@ class BaselineTrainer:
             self.value.load_state_dict(sd["value"])
             self.value_opt.load_state_dict(sd["value_opt"])
         if "teacher_value" in sd:
-            self.teacher_value = relu_mlp([self.obs_mean.numel(), 256, 256, 1])
+            self.teacher_value = relu_mlp([self.obs_mean.numel(), 256, 256, 1]).to(self.device)
             self.teacher_value.load_state_dict(sd["teacher_value"])
             self.teacher_value.eval()
 
@@ -213,7 +217,7 @@ class Collector:
         for _ in range(n):
             if self.obs is None:
                 self.obs, _ = self.env.reset(seed=int(self.seed * 1_000_003 + self.episodes) % (2 ** 31))
-            o = torch.as_tensor(self.obs, dtype=torch.float32)[None]
+            o = torch.as_tensor(self.obs, dtype=torch.float32, device=trainer.device)[None]
             ctrl = self.control
             if ctrl == "mixed":
                 ctrl = "teacher" if self.rng.random() < self.beta(budget) else "student"
@@ -223,10 +227,11 @@ class Collector:
             else:
                 with torch.no_grad():
                     mu, ls = trainer.teacher(o) if ctrl == "teacher" else trainer.student(trainer.norm(o))
-                    noise = torch.as_tensor(self.rng.standard_normal(mu.shape), dtype=torch.float32)
+                    noise = torch.as_tensor(self.rng.standard_normal(mu.shape), dtype=torch.float32,
+                                            device=trainer.device)
                     ut = mu + torch.exp(ls) * noise
                     logp = float(G.log_prob(ut, mu, ls)[0])
-                u = ut[0].numpy()
+                u = ut[0].cpu().numpy()
             a = low + (np.tanh(u) + 1.0) * 0.5 * (high - low)
             nobs, r, term, trunc, _ = self.env.step(a.astype(np.float32))
             self.env_steps += 1
@@ -246,7 +251,7 @@ class Collector:
 
 
 def segment_tensors(seg: dict[str, np.ndarray], trainer: BaselineTrainer) -> dict[str, torch.Tensor]:
-    t = {k: torch.as_tensor(v) for k, v in seg.items()}
+    t = {k: torch.as_tensor(v, device=trainer.device) for k, v in seg.items()}
     if trainer.cfg.method in ("entropy-regularised", "n-distill", "expected-entropy-regularised"):
         t["rhat"] = trainer.rewards(t)
         t["rtg"] = reward_to_go(t["rhat"], t["done"], trainer.cfg.gamma)

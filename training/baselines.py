@@ -66,10 +66,11 @@ from training.baseline_nets import TeacherModel, check_sb3_matches, read_sb3
 from training.baseline_rules import REWARD_RULES, BaselineConfig, validate
 from training.baseline_trainer import BaselineTrainer, Collector, segment_tensors
 from training.collect import load_dataset
+from training.device import resolve_device
 from training.envs import evaluate, train_eval_seed
 from training.teacher import load_teacher
 
-_RESUME_FREE = {"resume", "progress", "threads"}
+_RESUME_FREE = {"resume", "progress", "threads", "device"}
 
 
 METRIC_FIELDS = ["step", "env_steps", "time_s", "losses/total", "losses/term", "losses/reward_term", "losses/value",
@@ -110,6 +111,7 @@ def train_baseline(cfg: BaselineConfig) -> dict:
     from tqdm import tqdm
 
     control = validate(cfg)
+    device = resolve_device(cfg.device)  # CUDA asked for where there is none: one line, before anything
     teacher = load_teacher(cfg.teacher)
     ds = load_dataset(cfg.dataset, teacher.obs_dim, teacher.act_dim)
     env_id = cfg.env or ds.meta["env_id"]
@@ -121,8 +123,8 @@ def train_baseline(cfg: BaselineConfig) -> dict:
     _prepare(out, cfg)
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    tm = TeacherModel(teacher, cfg.teacher_std, sb3)
-    trainer = BaselineTrainer(cfg, teacher.obs_dim, teacher.act_dim, tm, ds.obs_mean, ds.obs_std)
+    tm = TeacherModel(teacher, cfg.teacher_std, sb3, device)
+    trainer = BaselineTrainer(cfg, teacher.obs_dim, teacher.act_dim, tm, ds.obs_mean, ds.obs_std, device)
     if cfg.nonzero is not None and cfg.nonzero > trainer.dense:
         raise BpdError(f"--nonzero {cfg.nonzero} exceeds the {trainer.dense} parameters of --hidden "
                        f"{' '.join(map(str, cfg.hidden))}")
@@ -182,8 +184,8 @@ def train_baseline(cfg: BaselineConfig) -> dict:
                 if seg_all is None or seg_all[0] is not segment:  # rewards of a new segment, once
                     seg_all = (segment, segment_tensors(segment, trainer))
                 j = torch.randint(0, len(segment["obs"]), (min(cfg.batch, len(segment["obs"])),), generator=gen)
-                seg_t = {k: v[j] for k, v in seg_all[1].items()}
-            info = trainer.update({"obs": data[idx]}, seg_t)
+                seg_t = {k: v[j.to(device)] for k, v in seg_all[1].items()}
+            info = trainer.update({"obs": data[idx].to(device)}, seg_t)
             for k, v in info.items():
                 acc.setdefault(k, []).append(v)
             bar.update(1)
@@ -218,7 +220,7 @@ def train_baseline(cfg: BaselineConfig) -> dict:
     summary = {
         "method": cfg.method, "control": control, "steps": trainer.step, "grad_steps": trainer.step,
         "env_steps": env_steps(), "env_steps_online": collector.env_steps if collector else 0,
-        "dataset_steps": len(ds) if not online else 0, "seconds": round(seconds, 2),
+        "dataset_steps": len(ds) if not online else 0, "seconds": round(seconds, 2), "device": str(device),
         "hidden": list(cfg.hidden), "nonzero_budget": cfg.nonzero,
         "params_nonzero": trainer.student.params_nonzero(), "params_total": trainer.dense,
         "teacher_params_total": teacher.params_total, "teacher_distribution": tm.distribution,

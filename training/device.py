@@ -1,9 +1,12 @@
-"""Which torch device a training command runs on: `--device auto|cpu|cuda[:N]`.
+"""Which torch device a training command runs on: `--device auto|cpu|cuda[:N]` of `bpd teacher train`,
+`bpd distill` and `bpd baseline train`. `bpd collect` and `bpd evaluate` take none: they run a policy
+as the numpy MLP it collapses to (training/mlp.py; an ONNX or C export as itself), one observation at
+a time in the environment's own loop, with no torch network to place.
 
 auto takes CUDA where torch sees a GPU and the CPU elsewhere; cuda asked for where there is none is a
 one-line error, not a silent fall-back. The CPU is what the tests run; a run records the device it used
-(config.json and the summary), and its files are the same in form on either: weights are saved from the
-CPU. A GPU run is not bit-for-bit a CPU run (other kernels, another random stream for the weight noise).
+(summary.json; a teacher in its file's training record), and its files are the same in form on either:
+weights are saved from the CPU. A GPU run is not bit-for-bit a CPU run (other kernels, another random stream for the weight noise).
 """
 
 from __future__ import annotations
