@@ -18,7 +18,8 @@ import sys
 from pathlib import Path
 
 from bpd.errors import BpdError
-from firmware_host.rig import BOARDS, NAME, PIN, RIGS, WIRING_NAME, RigSpec, load_rig
+from firmware_host.rig import NAME, RIGS, RigSpec, load_rig
+from firmware_host.rig.wiring import BOARDS, PIN, WIRING_NAME
 from firmware_host.wire.spec import MAX_OBS
 
 HEADER = "bpd_rig_config.h"
