@@ -96,3 +96,10 @@ def test_the_checker_sees_a_lazy_upward_import(tmp_path):
     f = tmp_path / "m.py"
     f.write_text("def f():\n    from bpd_app.cli import main\n    return main\n")
     assert "bpd_app.cli" in _imports(f)
+
+
+def test_no_module_is_longer_than_a_sitting():
+    """Every module of the packages reads in one sitting: at most 600 lines (issue 38's rule)."""
+    long = [f"{p.relative_to(ROOT)}: {n} lines" for pkg in LAYERS for p in _modules(pkg)
+            if (n := len(p.read_text().splitlines())) > 600]
+    assert not long, "\n".join(long)
