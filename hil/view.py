@@ -106,6 +106,12 @@ def _handler(buffer: TrialBuffer, page: bytes, js: bytes) -> type[BaseHTTPReques
     return Handler
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True     # a page still connected never holds up the end of the run
+    request_queue_size = 128  # the listen backlog (socketserver's default is 5): a page opens several
+                              # connections at once, and a busy host accepts them late
+
+
 class TrialView:
     """The live page's server for as long as a `with` lasts; None port: no view (everything a no-op)."""
 
@@ -113,7 +119,7 @@ class TrialView:
         self.port = port
         self.linger = linger
         self.buffer = TrialBuffer()
-        self.server: ThreadingHTTPServer | None = None
+        self.server: _Server | None = None
         self.thread: threading.Thread | None = None
 
     def __enter__(self) -> TrialView:
@@ -122,12 +128,11 @@ class TrialView:
         if not 0 <= self.port <= 65535:
             raise BpdError(f"--view {self.port}: not a TCP port (0-65535)")
         try:
-            self.server = ThreadingHTTPServer(("127.0.0.1", self.port),
-                                              _handler(self.buffer, page_html(live=True), plotly_js().encode()))
+            self.server = _Server(("127.0.0.1", self.port),
+                                  _handler(self.buffer, page_html(live=True), plotly_js().encode()))
         except OSError as e:
             raise BpdError(f"--view {self.port}: cannot serve on 127.0.0.1:{self.port} ({e.strerror or e}); "
                            "choose another port with --view PORT") from None
-        self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2},
                                        name="bpd-trial-view", daemon=True)

@@ -1,5 +1,5 @@
 """The live trial view (`bpd hil run --view`) in a real browser, headless Chromium, during a simulated
-trial: rows arrive and the tick count grows, the summary shows at the end, and the server stops by
+trial: rows arrive while it runs, every row and the summary show at the end, and the server stops by
 itself; the --html page of a finished trial is one self-contained file holding every row; a busy port
 is one line."""
 
@@ -51,43 +51,63 @@ def shown(dom: str) -> dict:
     return {"state": get("state"), "ticks": int(ticks) if ticks else None, "done": 'data-done="1"' in dom}
 
 
+def rows_served(port: int) -> int:
+    """How many tick rows the live view holds, asked as the page asks. Only while the trial runs: a reply
+    that carries the summary lets the server stop."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/data?since=0", timeout=10) as r:
+        return json.load(r)["next"]
+
+
 @needs_chromium
 def test_live_view_in_chromium(tmp_path):
     port = free_port()
     out = tmp_path / "log"
     proc = subprocess.Popen([BPD, "hil", "run", "--port", "sim", "--rig", "gym-inverted-pendulum", "--policy",
-                             str(FIX), "--mode", "device", "--steps", "300", "--episodes", "2", "--no-plots",
-                             "--out", str(out), "--view", str(port), "--view-linger", "60"],
+                             str(FIX), "--mode", "device", "--steps", "400", "--episodes", "2", "--no-plots",
+                             "--out", str(out), "--view", str(port), "--view-linger", "60",
+                             "--stall-timeout", "10"],  # a loaded machine may starve the rig for a second
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ended = lambda: json.loads((out / "summary.json").read_text())["ended"] if (out / "summary.json").exists() else None
     try:
         assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == f"live view: http://127.0.0.1:{port}/"
+        assert proc.stdout.readline().strip() == f"live view: http://127.0.0.1:{port}/"  # printed once bound
         url = f"http://127.0.0.1:{port}/"
-        seen, failed = [], []
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and len(seen) < 2 and len(failed) < 3:  # two moments while it runs
-            dom = browse(url, tmp_path)
+        deadline = time.monotonic() + 60
+        while rows_served(port) == 0:  # the simulated rig takes seconds to start on a busy machine
+            assert proc.poll() is None and time.monotonic() < deadline, "no tick row within 60 s"
+            time.sleep(0.1)
+        mid, failed = None, []
+        while mid is None and len(failed) < 3:  # the page while the trial runs
+            # A virtual-time budget of one poll interval: the page loads and polls twice (all rows, then
+            # the rows since), two redraws, some 15 s on a machine loaded 5-fold, within the trial's 32 s.
+            # With 3 s it polled twelve times; one load outlasted the trial, had the summary, and the
+            # server, having served it, had stopped for the next loads.
+            dom = browse(url, tmp_path, budget_ms=250)
             s = shown(dom)
             if s["state"] is None:
                 failed.append(dom[:300])  # a load Chromium did not finish on a busy machine: tried again
-            elif s["state"] == "running" and s["ticks"]:
-                seen.append(s["ticks"])
-        assert len(seen) == 2 and 0 < seen[0] < seen[1] < 600, (seen, failed)  # values arriving: the count grows
+            else:
+                mid = s
+        assert mid is not None, failed
+        assert mid["state"] == "running" and 0 < mid["ticks"] < 800, (mid, "the trial ended during the load", ended())
         deadline = time.monotonic() + 90
         while not (out / "summary.json").exists() and time.monotonic() < deadline:
             time.sleep(0.2)
         assert proc.poll() is None, "the view stopped before a page had the summary"
-        final = shown(browse(url, tmp_path, screenshot=tmp_path / "live_view.png"))
-        assert final == {"state": "finished", "ticks": 600, "done": True}
+        # No screenshot of the live page: taken after the page drew its WebGL plots, on a loaded machine
+        # it hung Chromium now and then (9 of some 60 loads; none of some 45 without), and that load is the
+        # one that has the summary, after which the server is gone. The --html test keeps one.
+        dom = browse(url, tmp_path)
+        assert shown(dom) == {"state": "finished", "ticks": 800, "done": True}, dom[:300]  # every row, the summary
+        assert dom.count('class="plot js-plotly-plot"') == 4, dom[:300]  # the four plots drawn
         rc = proc.wait(timeout=30)  # stops by itself once a page had the summary (not after the 60 s linger)
         assert rc == 0, proc.stderr.read() if proc.stderr else ""
     finally:
         if proc.poll() is None:
             proc.terminate()
             proc.wait(30)
-    assert (tmp_path / "live_view.png").stat().st_size > 10_000  # kept in the test's output
     s = json.loads((out / "summary.json").read_text())
-    assert s["ended"] == "complete" and s["timing"]["ticks"] == 600
+    assert s["ended"] == "complete" and s["timing"]["ticks"] == 800
 
 
 class _Refs(HTMLParser):
