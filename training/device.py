@@ -6,7 +6,8 @@ a time in the environment's own loop, with no torch network to place.
 auto takes CUDA where torch sees a GPU and the CPU elsewhere; cuda asked for where there is none is a
 one-line error, not a silent fall-back. The CPU is what the tests run; a run records the device it used
 (summary.json; a teacher in its file's training record), and its files are the same in form on either:
-weights are saved from the CPU. A GPU run is not bit-for-bit a CPU run (other kernels, another random stream for the weight noise).
+weights are saved from the CPU. A GPU run is not bit-for-bit a CPU run (other kernels, another random
+stream for the weight noise).
 """
 
 from __future__ import annotations
