@@ -69,7 +69,7 @@ def _bench(ns):
     print(r["markdown"])
 
 
-COMMANDS = {
+COMMANDS: dict[str, tuple] = {  # subcommand -> (config class, handler, help, *argument tweaks)
     "student select": ("training.selection:SelectConfig", _student_select,
                        "choose again among a run's evaluated students: the smallest (nonzero parameters, or "
                        "Cortex-M4F cycles or flash) that keeps a share of the teacher's return, or the smallest "
@@ -116,8 +116,14 @@ def _flash(ns):
 COMMANDS["firmware flash"] = ("firmware_host.measure.flash:FirmwareFlashConfig", _flash,
                               "write a board build to the board through pyOCD (the 'flash' extra) and reset it")
 
+def _view_flag(p):
+    from bpd.view import view_flag  # imported only when `bpd rig sim` is parsed
+
+    view_flag(p)
+
+
 COMMANDS["rig sim"] = ("firmware_host.rig.sim:RigSimConfig", _rig_sim,
-                       "start a simulated rig (MuJoCo plant + firmware core) on a pseudo-terminal")
+                       "start a simulated rig (MuJoCo plant + firmware core) on a pseudo-terminal", _view_flag)
 
 
 def _rig_pil(ns):

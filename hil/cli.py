@@ -21,22 +21,18 @@ def _run(ns):
 
 
 def _report(ns):
-    from hil.report import render
+    from hil.report import render, write_html
 
     for p in render(ns.log_dir):
         print(p)
     if ns.html:
-        from hil.view import write_html
         print(write_html(ns.log_dir))
 
 
 def _view_flag(p):
-    """--view alone serves on the default port; --view PORT on that one."""
-    from hil.view import DEFAULT_PORT
+    from bpd.view import view_flag  # imported only when `bpd hil run` is parsed
 
-    for a in p._actions:
-        if a.dest == "view":
-            a.nargs, a.const, a.metavar = "?", DEFAULT_PORT, "PORT"
+    view_flag(p)
 
 
 

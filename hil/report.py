@@ -1,4 +1,5 @@
-"""Plots of a trial, from its logs alone: `bpd hil report LOG_DIR`."""
+"""Plots of a trial, from its logs alone: `bpd hil report LOG_DIR`; with --html, the live view's page
+of the finished trial as one file (write_html)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 from bpd.config import field
 from bpd.errors import BpdError
 from bpd.io import read_json, save_png, write_json
+from bpd.view import page_html
 from hil.ticklog import read_ticks, timing_summary
 
 
@@ -85,4 +87,25 @@ def render(log_dir: str | Path) -> list[Path]:
     for fig, path in zip(figures, out):  # written only once every figure was drawn
         save_png(fig, path, dpi=90)
     write_json(summ_path, summary)
+    return out
+
+
+def write_html(log_dir: str | Path) -> Path:
+    """LOG_DIR/trial.html: the view of a finished trial in one self-contained file."""
+    d = Path(log_dir)
+    if not (d / "summary.json").is_file():
+        raise BpdError(f"{d}: no summary.json; --html reads a finished trial")
+    rows = read_ticks(d / "ticks.csv")
+    if not rows:
+        raise BpdError(f"{d}: no ticks.csv with rows")
+    summary = read_json(d / "summary.json", "trial summary")
+    if not isinstance(summary, dict):
+        raise BpdError(f"{d / 'summary.json'}: corrupt trial summary (not a JSON object)")
+    columns = list(rows[0])
+    data = {"columns": columns, "meta": {"rig": summary.get("rig"), "period_us": summary.get("target_period_us"),
+                                         "mode": (summary.get("config") or {}).get("mode")},
+            "start": 0, "rows": [[r[c] for c in columns] for r in rows], "next": len(rows), "done": True,
+            "summary": summary}
+    out = d / "trial.html"
+    out.write_bytes(page_html(live=False, data=data))
     return out

@@ -11,10 +11,14 @@ from __future__ import annotations
 import csv
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bpd.errors import BpdError
+
+if TYPE_CHECKING:
+    from bpd.view import LiveView
 
 TIMING = [("episode", ""), ("step", ""), ("seq", ""), ("device_t_us", "us"), ("device_period_us", "us"),
           ("host_recv_s", "s"), ("host_send_s", "s"), ("host_step_us", "us"), ("host_compute_us", "us"),
@@ -58,6 +62,20 @@ class TickLog:
     def close(self) -> None:
         self.flush()
         self.f.close()
+
+
+class ViewedTickLog(TickLog):
+    """ticks.csv as TickLog writes it, each row also handed to a live view (`bpd hil run --view`; a list
+    append under a lock)."""
+
+    def __init__(self, path: Path, obs_dim: int, act_dim: int, view: LiveView, meta: dict) -> None:
+        super().__init__(path, obs_dim, act_dim)
+        self.view = view
+        view.start([n for n, _ in self.cols], meta)
+
+    def add(self, row: list) -> None:
+        super().add(row)
+        self.view.add(row)
 
 
 def _header_ok(names: list[str] | None) -> bool:

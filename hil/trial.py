@@ -26,12 +26,12 @@ from bpd.config import check_ranges, field
 from bpd.errors import BpdError
 from bpd.io import bpd_executable, check_output_dir, portable_argv, portable_path, write_json
 from bpd.process import die_with_parent
+from bpd.view import LiveView
 from firmware_host.rig import load_rig
 from firmware_host.wire.spec import CAPS, FLAGS, SELFTEST
 from hil.link import DeviceFault, DeviceLink, DeviceRestarted, LinkError
 from hil.policy import load_host_policy
-from hil.ticklog import TickLog, timing_summary
-from hil.view import TrialView
+from hil.ticklog import TickLog, ViewedTickLog, timing_summary
 
 
 @dataclass
@@ -87,14 +87,16 @@ def check_trial(cfg: HilRunConfig) -> tuple:
 
 def run_trial(cfg: HilRunConfig) -> dict:
     spec, pol = check_trial(cfg)  # host mode runs the policy; device mode checks its hash and sizes
-    with TrialView(cfg.view, cfg.view_linger) as view:  # a busy port is refused before any rig starts
+    with LiveView(cfg.view, cfg.view_linger) as view:  # a busy port is refused before any rig starts
+        if view.serving:
+            print(f"live view: {view.url}", flush=True)
         if cfg.port in ("sim", "pil"):
             with simulated_rig(cfg) as port:
                 return _run_trial(HilRunConfig(**(vars(cfg) | {"port": port})), spec, pol, view)
         return _run_trial(cfg, spec, pol, view)
 
 
-def _run_trial(cfg: HilRunConfig, spec, pol, view: TrialView) -> dict:
+def _run_trial(cfg: HilRunConfig, spec, pol, view: LiveView) -> dict:
     period = int(cfg.period_us or spec.period_us)
     steps = int(cfg.steps or spec.raw.get("max_episode_steps", 1000))
     out = Path(cfg.out)
@@ -102,8 +104,9 @@ def _run_trial(cfg: HilRunConfig, spec, pol, view: TrialView) -> dict:
     link = DeviceLink(cfg.port, cfg.baud or int(spec.raw.get("serial", {}).get("baud", 921600)))
     try:  # only once the port opened: a refused port leaves no log directory
         out.mkdir(parents=True, exist_ok=True)
-        log = view.tick_log(out / "ticks.csv", spec.obs_dim, spec.act_dim,
-                            {"rig": spec.name, "period_us": period, "mode": cfg.mode})
+        meta = {"rig": spec.name, "period_us": period, "mode": cfg.mode}
+        log = (ViewedTickLog(out / "ticks.csv", spec.obs_dim, spec.act_dim, view, meta) if view.serving
+               else TickLog(out / "ticks.csv", spec.obs_dim, spec.act_dim))
     except BaseException:
         link.close()
         raise

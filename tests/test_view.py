@@ -1,7 +1,7 @@
-"""The live trial view (`bpd hil run --view`) in a real browser, headless Chromium, during a simulated
-trial: rows arrive while it runs, every row and the summary show at the end, and the server stops by
-itself; the --html page of a finished trial is one self-contained file holding every row; a busy port
-is one line."""
+"""The live view in a real browser, headless Chromium: of a simulated trial from the host (`bpd hil run
+--view`) and of the simulated rig from the device (`bpd rig sim --view`), rows arriving while it runs,
+every row and the summary at the end, the server stopping by itself; the --html page of a finished
+trial is one self-contained file holding every row; a busy port is one line."""
 
 import json
 import re
@@ -58,6 +58,39 @@ def rows_served(port: int) -> int:
         return json.load(r)["next"]
 
 
+def wait_for_rows(port: int, proc: subprocess.Popen) -> None:
+    """Until the view holds a row (the simulated rig takes seconds to start on a busy machine)."""
+    deadline = time.monotonic() + 60
+    while rows_served(port) == 0:
+        assert proc.poll() is None and time.monotonic() < deadline, "no tick row within 60 s"
+        time.sleep(0.1)
+
+
+def page_while_running(url: str, out: Path) -> dict:
+    """What the page shows while the loop runs. A virtual-time budget of one poll interval: the page
+    loads and polls twice (all rows, then the rows since), two redraws, some 15 s on a machine loaded
+    5-fold, within the trials' 32 s. With 3 s it polled twelve times; one load outlasted the trial, had
+    the summary, and the server, having served it, had stopped for the next loads."""
+    failed = []
+    while len(failed) < 3:
+        dom = browse(url, out, budget_ms=250)
+        s = shown(dom)
+        if s["state"] is not None:
+            return s
+        failed.append(dom[:300])  # a load Chromium did not finish on a busy machine: tried again
+    raise AssertionError(failed)
+
+
+def finished_page(url: str, out: Path) -> str:
+    """The page's DOM once the loop is over. No screenshot of a live page: taken after the page drew its
+    WebGL plots, on a loaded machine it hung Chromium now and then (9 of some 60 loads; none of some 45
+    without), and this load is the one that has the summary, after which the server is gone. The
+    --html test keeps one."""
+    dom = browse(url, out)
+    assert dom.count('class="plot js-plotly-plot"') == 4, dom[:300]  # the four plots drawn
+    return dom
+
+
 @needs_chromium
 def test_live_view_in_chromium(tmp_path):
     port = free_port()
@@ -72,34 +105,15 @@ def test_live_view_in_chromium(tmp_path):
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == f"live view: http://127.0.0.1:{port}/"  # printed once bound
         url = f"http://127.0.0.1:{port}/"
-        deadline = time.monotonic() + 60
-        while rows_served(port) == 0:  # the simulated rig takes seconds to start on a busy machine
-            assert proc.poll() is None and time.monotonic() < deadline, "no tick row within 60 s"
-            time.sleep(0.1)
-        mid, failed = None, []
-        while mid is None and len(failed) < 3:  # the page while the trial runs
-            # A virtual-time budget of one poll interval: the page loads and polls twice (all rows, then
-            # the rows since), two redraws, some 15 s on a machine loaded 5-fold, within the trial's 32 s.
-            # With 3 s it polled twelve times; one load outlasted the trial, had the summary, and the
-            # server, having served it, had stopped for the next loads.
-            dom = browse(url, tmp_path, budget_ms=250)
-            s = shown(dom)
-            if s["state"] is None:
-                failed.append(dom[:300])  # a load Chromium did not finish on a busy machine: tried again
-            else:
-                mid = s
-        assert mid is not None, failed
+        wait_for_rows(port, proc)
+        mid = page_while_running(url, tmp_path)
         assert mid["state"] == "running" and 0 < mid["ticks"] < 800, (mid, "the trial ended during the load", ended())
         deadline = time.monotonic() + 90
         while not (out / "summary.json").exists() and time.monotonic() < deadline:
             time.sleep(0.2)
         assert proc.poll() is None, "the view stopped before a page had the summary"
-        # No screenshot of the live page: taken after the page drew its WebGL plots, on a loaded machine
-        # it hung Chromium now and then (9 of some 60 loads; none of some 45 without), and that load is the
-        # one that has the summary, after which the server is gone. The --html test keeps one.
-        dom = browse(url, tmp_path)
+        dom = finished_page(url, tmp_path)
         assert shown(dom) == {"state": "finished", "ticks": 800, "done": True}, dom[:300]  # every row, the summary
-        assert dom.count('class="plot js-plotly-plot"') == 4, dom[:300]  # the four plots drawn
         rc = proc.wait(timeout=30)  # stops by itself once a page had the summary (not after the 60 s linger)
         assert rc == 0, proc.stderr.read() if proc.stderr else ""
     finally:
@@ -108,6 +122,38 @@ def test_live_view_in_chromium(tmp_path):
             proc.wait(30)
     s = json.loads((out / "summary.json").read_text())
     assert s["ended"] == "complete" and s["timing"]["ticks"] == 800
+
+
+@needs_chromium
+def test_rig_sim_view_in_chromium(tmp_path):
+    """`bpd rig sim --view`: the same page from the device's side, while a trial drives the rig and
+    once the rig is stopped; every STATE the device sent is a row."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    rig = Rig(tmp_path, "--rig", "gym-inverted-pendulum", "--policy", str(FIX), "--view", str(port),
+              "--view-linger", "60")  # the view is bound before the rig prints its port
+    trial = subprocess.Popen([BPD, "hil", "run", "--port", rig.path, "--rig", "gym-inverted-pendulum", "--policy",
+                              str(FIX), "--mode", "device", "--steps", "400", "--episodes", "2", "--no-plots",
+                              "--out", str(tmp_path / "log"), "--stall-timeout", "10"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_rows(port, trial)
+        mid = page_while_running(url, tmp_path)
+        assert mid["state"] == "running" and 0 < mid["ticks"] < 800, mid
+        _, err = trial.communicate(timeout=180)
+        assert trial.returncode == 0, err
+        sent = rows_served(port)  # the trial's 800 states, and any that left the device before its STOP came
+        assert sent >= 800
+        rig.proc.terminate()  # the rig stops: the summary goes to the page
+        dom = finished_page(url, tmp_path)
+        assert shown(dom) == {"state": "finished", "ticks": sent, "done": True}, dom[:300]
+        assert "summary: stopped (SIGTERM)" in dom and dom.count("stopped by the host") == 2, dom[:300]
+        assert rig.proc.wait(30) == 0  # gone once the page had the summary, not after the 60 s linger
+    finally:
+        if trial.poll() is None:
+            trial.kill()
+            trial.wait(10)
+        rig.close()
 
 
 class _Refs(HTMLParser):
@@ -151,24 +197,27 @@ def test_report_html_is_self_contained(tmp_path):
         assert s == {"state": "finished", "ticks": 80, "done": True}
 
 
-def test_busy_port_is_one_line(tmp_path):
+@pytest.mark.parametrize("command", [["hil", "run", "--port", "sim", "--policy", str(FIX), "--out"],
+                                     ["rig", "sim", "--build-dir"]], ids=["hil-run", "rig-sim"])
+def test_busy_port_is_one_line(tmp_path, command):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        p = run_bpd("hil", "run", "--port", "sim", "--rig", "gym-inverted-pendulum", "--policy", str(FIX),
-                    "--out", str(tmp_path / "log"), "--view", str(port), check=False, timeout=60)
+        p = run_bpd(*command, str(tmp_path / "out"), "--rig", "gym-inverted-pendulum", "--view", str(port),
+                    check=False, timeout=60)
     assert p.returncode != 0
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and f"--view {port}: cannot serve on 127.0.0.1:{port}" in lines[0], p.stderr
-    assert not (tmp_path / "log").exists()  # refused before any rig started or log was written
+    assert not (tmp_path / "out").exists()  # refused before any rig started or log was written
 
 
-def test_view_flag_default_port():
+@pytest.mark.parametrize("base", [["hil", "run", "--port", "sim", "--rig", "r", "--policy", "p"], ["rig", "sim"]],
+                         ids=["hil-run", "rig-sim"])
+def test_view_flag_default_port(base):
+    from bpd.view import DEFAULT_PORT
     from bpd_app.parser import build_parser, room_commands
-    from hil.view import DEFAULT_PORT
 
-    base = ["hil", "run", "--port", "sim", "--rig", "r", "--policy", "p"]
     parse = lambda *a: build_parser(room_commands(), [*base, *a]).parse_args([*base, *a])
     assert parse().view is None
     assert parse("--view").view == DEFAULT_PORT

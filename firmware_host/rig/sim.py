@@ -13,6 +13,10 @@ the run (the firmware's external stop, as a board's input does) and, while press
 commands towards its side. `--bench` starts the plant as it stands on a bench before commissioning
 (at rest, the pendulum hanging, no reset noise) and `--fault NAME` gives the rig one of the wiring
 faults commissioning must find (FAULTS; `bpd rig check`, hil/commission.py).
+
+`--view [PORT]` serves the live page of `bpd hil run --view` (bpd/view.py) from the device's side of
+the wire (sim_view.py): every STATE as it leaves the device, and a summary once the rig stops (the
+page is waited for up to --view-linger seconds; a second Ctrl-C ends the wait).
 """
 
 from __future__ import annotations
@@ -34,8 +38,10 @@ import numpy as np
 
 from bpd.config import check_ranges, field
 from bpd.errors import BpdError
+from bpd.view import LiveView
 from firmware_host.rig import Plant, RigSpec, load_rig
 from firmware_host.rig.device import SoftwareDevice, build_device_library
+from firmware_host.rig.sim_view import SimWatch
 from firmware_host.wire.spec import STATES
 
 # The faults a real rig is found with on the bench, each selectable on the simulated rig. The
@@ -79,6 +85,11 @@ class RigSimConfig:
                                                                                  FAULTS.items()),
                               choices=tuple(FAULTS))
     build_dir: str = field(".bpd-build", help="where the device library is compiled")
+    view: int | None = field(None, help="serve a live view of the rig on http://127.0.0.1:PORT/ (--view alone: "
+                             "port 8765): state, action, tick timing, deadline misses as the device sends them, "
+                             "then a summary once the rig stops")
+    view_linger: float = field(10.0, help="with --view: seconds at most the page stays served after the rig "
+                               "stopped for the summary to reach it (it stops once a page has it)")
 
 
 class Link:
@@ -144,6 +155,7 @@ class SimRig:
         self.path = os.ttyname(self.slave)
         self.closed = False
         self.out_pending = bytearray()
+        self.watch: SimWatch | None = None  # --view: what the device sends, shown as it leaves
 
     # -- I/O -----------------------------------------------------------------
     def _pump(self, now: float, wait: float = 0.0) -> None:
@@ -165,7 +177,10 @@ class SimRig:
         seed = self.device.take_reset()
         if seed is not None:
             self.plant.reset(seed)
-        self.up.send(self.device.tx(), now)
+        sent = self.device.tx()
+        if self.watch is not None:
+            self.watch.feed(sent, self.device.status())
+        self.up.send(sent, now)
         self.out_pending += self.up.due(now)
         if self.out_pending:
             try:
@@ -317,27 +332,43 @@ def rig_sim(cfg: RigSimConfig) -> None:
         verify_export(cfg.classical)
     from bpd.io import check_output_dir
     check_output_dir(cfg.build_dir)
-    rig = SimRig(cfg)
-    mode = "lockstep" if cfg.lockstep else "realtime"
-    serve(rig, f"rig {rig.spec.name}: {mode}, {1e6 / rig.spec.period_us:.0f} Hz, device policy: "
-               f"{'yes' if cfg.policy else 'no'}" + (", hand-over" if cfg.classical else "")
-               + (", on the bench" if cfg.bench else "")
-               + (f", fault: {cfg.fault} ({FAULTS[cfg.fault]})" if cfg.fault else ""))
+    with LiveView(cfg.view, cfg.view_linger) as view:  # a busy port is refused before the rig is built
+        rig = SimRig(cfg)
+        if view.serving:
+            rig.watch = SimWatch(rig.spec, view)
+        mode = "lockstep" if cfg.lockstep else "realtime"
+        stopped_by = serve(rig, f"rig {rig.spec.name}: {mode}, {1e6 / rig.spec.period_us:.0f} Hz, device policy: "
+                           f"{'yes' if cfg.policy else 'no'}" + (", hand-over" if cfg.classical else "")
+                           + (", on the bench" if cfg.bench else "")
+                           + (f", fault: {cfg.fault} ({FAULTS[cfg.fault]})" if cfg.fault else "")
+                           + (f"; live view: {view.url}" if view.serving else ""), view.stop_waiting)
+        if rig.watch is not None:
+            ended = {"SIGTERM": "stopped (SIGTERM)", "SIGINT": "interrupted (Ctrl-C)"}.get(
+                stopped_by or "", f"--duration {cfg.duration:g} s reached")
+            view.finish(rig.watch.summary(ended, rig.device.status()))
+            if view.buffer.polled.is_set():
+                print(f"live view: the summary waits for the page (at most {cfg.view_linger:g} s; Ctrl-C to "
+                      "leave now)", file=sys.stderr, flush=True)
 
 
-def serve(rig, banner: str) -> None:
+def serve(rig, banner: str, on_signal_again: Callable[[], None] | None = None) -> str | None:
     """Print the rig's port (stdout, for the parent) and a banner (stderr), run it until SIGTERM or
-    SIGINT, and close it on every way out."""
-    stop = {"flag": False}
+    SIGINT, and close it on every way out. Returns the signal's name (None: the rig stopped by itself);
+    a signal after the first calls `on_signal_again`."""
+    stop: dict = {"by": None}
 
-    def on_signal(*_: object) -> None:
-        stop["flag"] = True
+    def on_signal(signum: int, *_: object) -> None:
+        if stop["by"] is None:
+            stop["by"] = signal.Signals(signum).name
+        elif on_signal_again is not None:
+            on_signal_again()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     print(rig.path, flush=True)
     print(banner, file=sys.stderr, flush=True)
     try:
-        rig.run(lambda: stop["flag"])
+        rig.run(lambda: stop["by"] is not None)
     finally:
         rig.close()
+    return stop["by"]

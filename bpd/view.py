@@ -1,12 +1,15 @@
-"""A live view of a trial (`bpd hil run --view [PORT]`) and the same page for a finished one
-(`bpd hil report LOG_DIR --html`).
+"""The live view of a control loop: a trial seen from the host (`bpd hil run --view [PORT]`, rows
+from hil/ticklog.py's ViewedTickLog), the simulated rig seen from the device (`bpd rig sim --view`,
+firmware_host/rig/sim_view.py), and the same page for a finished trial (`bpd hil report LOG_DIR
+--html`, hil/report.py). Here because both rooms serve it: the base package is below them both.
 
-The trial loop only appends each tick log row, already formatted, to a buffer (`ViewedTickLog`); a
-local HTTP server in a thread of its own (bound to 127.0.0.1) serves the page, the plotting library
-shipped inside the `plotly` package (no CDN: the page works offline) and `/data?since=N`, the rows
-after the N-th as JSON, which the page polls. At the trial's end the summary is handed over and the
-server stops as soon as a page has received it (at most `linger` seconds later; at once when no
-page ever asked). The --html file is the same page with the library and every row inlined.
+The loop only appends each row, already formatted, to a buffer (`LiveView.add`); a local HTTP
+server in a thread of its own (bound to 127.0.0.1) serves the page (view.html), the plotting
+library shipped inside the `plotly` package (no CDN: the page works offline) and `/data?since=N`,
+the rows after the N-th as JSON, which the page polls. The page plots the columns obs0.., action0..,
+device_period_us and host_step_us (those present) and counts deadline_miss and skipped. At the end
+the summary is handed over and the server stops as soon as a page has received it (at most `linger`
+seconds later; at once when no page ever asked, on Ctrl-C, or when told to stop waiting).
 """
 
 from __future__ import annotations
@@ -18,8 +21,6 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 from bpd.errors import BpdError
-from bpd.io import read_json
-from hil.ticklog import TickLog, read_ticks
 
 DEFAULT_PORT = 8765
 PAGE = Path(__file__).with_name("view.html")
@@ -32,8 +33,8 @@ def plotly_js() -> str:
     return get_plotlyjs()
 
 
-class TrialBuffer:
-    """Rows of a running trial, appended by the trial loop and read by the server thread."""
+class LiveBuffer:
+    """Rows of a running loop, appended by the loop and read by the server thread."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -41,8 +42,8 @@ class TrialBuffer:
         self.rows: list[list] = []
         self.meta: dict = {}
         self.summary: dict | None = None
-        self.polled = threading.Event()     # a page asked for data at least once
-        self.delivered = threading.Event()  # a page received the summary
+        self.polled = threading.Event()    # a page asked for data at least once
+        self.released = threading.Event()  # a page received the summary, or the wait for one was called off
 
     def append(self, row: list) -> None:
         with self.lock:
@@ -56,22 +57,7 @@ class TrialBuffer:
                 "done": summary is not None, "summary": summary}
 
 
-class ViewedTickLog(TickLog):
-    """ticks.csv as TickLog writes it, each row also handed to the view's buffer (a list append)."""
-
-    def __init__(self, path: Path, obs_dim: int, act_dim: int, buffer: TrialBuffer, meta: dict) -> None:
-        super().__init__(path, obs_dim, act_dim)
-        self.buffer = buffer
-        with buffer.lock:
-            buffer.columns = [n for n, _ in self.cols]
-            buffer.meta = meta
-
-    def add(self, row: list) -> None:
-        super().add(row)
-        self.buffer.append(row)
-
-
-def _handler(buffer: TrialBuffer, page: bytes, js: bytes) -> type[BaseHTTPRequestHandler]:
+def _handler(buffer: LiveBuffer, page: bytes, js: bytes) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
             url = urlparse(self.path)
@@ -88,7 +74,7 @@ def _handler(buffer: TrialBuffer, page: bytes, js: bytes) -> type[BaseHTTPReques
                 data = buffer.since(since)
                 self._send(json.dumps(data).encode(), "application/json")
                 if data["done"]:
-                    buffer.delivered.set()
+                    buffer.released.set()
             else:
                 self.send_error(404)
 
@@ -100,7 +86,7 @@ def _handler(buffer: TrialBuffer, page: bytes, js: bytes) -> type[BaseHTTPReques
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, *args) -> None:  # the trial's terminal stays the trial's
+        def log_message(self, *args) -> None:  # the loop's terminal stays the loop's
             pass
 
     return Handler
@@ -112,17 +98,18 @@ class _Server(ThreadingHTTPServer):
                               # connections at once, and a busy host accepts them late
 
 
-class TrialView:
-    """The live page's server for as long as a `with` lasts; None port: no view (everything a no-op)."""
+class LiveView:
+    """The live page's server for as long as a `with` lasts; None port: no view (everything a no-op).
+    Bound on entering, so that a busy port is refused before the loop starts."""
 
     def __init__(self, port: int | None, linger: float = 10.0) -> None:
         self.port = port
         self.linger = linger
-        self.buffer = TrialBuffer()
+        self.buffer = LiveBuffer()
         self.server: _Server | None = None
         self.thread: threading.Thread | None = None
 
-    def __enter__(self) -> TrialView:
+    def __enter__(self) -> LiveView:
         if self.port is None:
             return self
         if not 0 <= self.port <= 65535:
@@ -135,28 +122,41 @@ class TrialView:
                            "choose another port with --view PORT") from None
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2},
-                                       name="bpd-trial-view", daemon=True)
+                                       name="bpd-live-view", daemon=True)
         self.thread.start()
-        print(f"live view: http://127.0.0.1:{self.port}/", flush=True)
         return self
 
-    def tick_log(self, path: Path, obs_dim: int, act_dim: int, meta: dict) -> TickLog:
-        """The trial's tick log, feeding this view when it serves."""
-        if self.server is None:
-            return TickLog(path, obs_dim, act_dim)
-        return ViewedTickLog(path, obs_dim, act_dim, self.buffer, meta)
+    @property
+    def serving(self) -> bool:
+        return self.server is not None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def start(self, columns: list[str], meta: dict) -> None:
+        """The rows' columns, and what the page's title and timing plot show (rig, period_us, mode, title)."""
+        with self.buffer.lock:
+            self.buffer.columns, self.buffer.meta = list(columns), dict(meta)
+
+    def add(self, row: list) -> None:
+        self.buffer.append(row)
 
     def finish(self, summary: dict) -> None:
-        """The trial is over: its summary goes to the page."""
+        """The loop is over: its summary goes to the page."""
         with self.buffer.lock:
             self.buffer.summary = json.loads(json.dumps(summary, default=str))
+
+    def stop_waiting(self) -> None:
+        """No more waiting for a page to receive the summary (a second Ctrl-C): the `with` ends now."""
+        self.buffer.released.set()
 
     def __exit__(self, exc_type, *exc) -> None:
         if self.server is None:
             return
         try:
             if exc_type is not KeyboardInterrupt and self.buffer.summary is not None and self.buffer.polled.is_set():
-                self.buffer.delivered.wait(self.linger)  # a page is watching: let it get the summary (or the error)
+                self.buffer.released.wait(self.linger)  # a page is watching: let it get the summary (or the error)
         finally:
             self.server.shutdown()
             self.server.server_close()
@@ -175,22 +175,8 @@ def page_html(live: bool, data: dict | None = None) -> bytes:
     return html.replace("<!--PLOTLY-->", lib).replace("<!--DATA-->", init).encode()
 
 
-def write_html(log_dir: str | Path) -> Path:
-    """LOG_DIR/trial.html: the view of a finished trial in one self-contained file."""
-    d = Path(log_dir)
-    if not (d / "summary.json").is_file():
-        raise BpdError(f"{d}: no summary.json; --html reads a finished trial")
-    rows = read_ticks(d / "ticks.csv")
-    if not rows:
-        raise BpdError(f"{d}: no ticks.csv with rows")
-    summary = read_json(d / "summary.json", "trial summary")
-    if not isinstance(summary, dict):
-        raise BpdError(f"{d / 'summary.json'}: corrupt trial summary (not a JSON object)")
-    columns = list(rows[0])
-    data = {"columns": columns, "meta": {"rig": summary.get("rig"), "period_us": summary.get("target_period_us"),
-                                         "mode": (summary.get("config") or {}).get("mode")},
-            "start": 0, "rows": [[r[c] for c in columns] for r in rows], "next": len(rows), "done": True,
-            "summary": summary}
-    out = d / "trial.html"
-    out.write_bytes(page_html(live=False, data=data))
-    return out
+def view_flag(p) -> None:
+    """--view alone serves on the default port; --view PORT on that one (a command's argument tweak)."""
+    for a in p._actions:
+        if a.dest == "view":
+            a.nargs, a.const, a.metavar = "?", DEFAULT_PORT, "PORT"
