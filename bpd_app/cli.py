@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 
 from bpd.config import from_namespace
@@ -95,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         import warnings
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", PendingDeprecationWarning)
+    # A SIGINT stops any command the way Ctrl-C does (a trial commands zero and keeps its logs), even where
+    # bpd was started with SIGINT ignored, as a non-interactive shell starts its background jobs
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         from bpd.io import check_outputs
         check_outputs(vars(ns))
