@@ -283,5 +283,19 @@ def _dense_small_command(c: CellInputs) -> list[str]:
 register(Method("magnitude-prune", "deterministic student, BPD's loss minus the KL, global magnitude pruning to "
                 "the nonzero count of the bpd cell (same environment and seed), then fine-tuning",
                 _magnitude_command, needs=("bpd",)))
+def _l1_size_command(c: CellInputs) -> list[str]:
+    """bpd-finetune whose fine-tune starts from the mask cut to the l1-threshold cell's nonzero count by log
+    alpha: BPD at L1's size, the two compared at equal nonzero parameters."""
+    if len(c.deps) != 1:
+        raise BpdError(f"{c.env} seed {c.seed}: expected the result of one l1-threshold cell, got {len(c.deps)}")
+    nonzero = next(iter(c.deps.values())).get("params_nonzero")
+    if not nonzero:
+        raise BpdError(f"the l1-threshold cell of {c.env} seed {c.seed} records no nonzero count")
+    return distill_command(c, {"finetune": 0.2, "prune_to": int(nonzero)})
+
+
+register(Method("bpd-finetune-l1-size", "bpd-finetune whose fine-tune starts from BPD's mask cut, by log alpha "
+                "over all layers, to the nonzero count of the l1-threshold cell (same environment and seed): BPD "
+                "and L1 then a threshold at equal nonzero parameters", _l1_size_command, needs=("l1-threshold",)))
 register(Method("dense-small", "dense deterministic student of the bpd cell's collapsed widths, BPD's loss "
                 "minus the KL", _dense_small_command, needs=("bpd",)))

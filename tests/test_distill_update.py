@@ -364,3 +364,45 @@ def test_a_state_dict_taken_in_the_finetune_resumes_the_same_run(partners):
         for _ in range(190):
             tr.update(BATCH)
     assert all(torch.equal(a, b) for a, b in zip(t.actor.state_dict().values(), t2.actor.state_dict().values()))
+
+
+def test_prune_to_cuts_the_mask_at_the_finetune_start_to_the_lowest_log_alphas():
+    """--prune-to on the Bayesian student: at the fine-tune's start the mask keeps, of the weights the
+    threshold keeps, the prune_to - (biases) of lowest log alpha over all layers. Hand-set log alphas:
+    layer 1 (4x3) LOG_ALPHA1 with one weight above the threshold, layer 2 (2x4) its own; biases 4 + 2 = 6,
+    budget 6 + 5 weights: the five lowest log alphas that pass the threshold."""
+    from training.distill import budget_masks
+
+    torch.manual_seed(0)
+    cfg = DistillConfig(teacher="t", dataset="d", hidden=[HIDDEN], critic_hidden=[CRITIC_HIDDEN], steps=10,
+                        policy_freq=1, finetune=0.5, prune_to=6 + 5)
+    t = BPDTrainer(cfg, OBS, ACT, N_DATA)
+    la1 = LOG_ALPHA1.clone()
+    la1[0, 0] = 5.0  # above the threshold 3: pruned whatever the budget (it would be the lowest otherwise)
+    la2 = torch.tensor([[-3.8, 0.0, 1.0, 2.0], [-3.6, -3.2, 2.5, -0.1]])
+    with torch.no_grad():
+        for layer, la in zip(t.actor.layers, (la1, la2)):
+            layer.log_sigma2.copy_(la + torch.log(layer.theta ** 2))
+    want1 = torch.zeros(4, 3, dtype=torch.bool)
+    want1[3, 2] = True  # -3.5
+    want2 = torch.zeros(2, 4, dtype=torch.bool)
+    want2[0, 0] = want2[1, 0] = want2[1, 1] = True  # -3.8, -3.6, -3.2
+    want1[1, 0] = True  # -3.0, the fifth
+    got = budget_masks(t.actor, cfg.prune_to)
+    assert torch.equal(got[0], want1) and torch.equal(got[1], want2)
+    t.freeze()
+    for layer, want in zip(t.actor.layers, (want1, want2)):
+        assert torch.equal(layer.mask().bool(), want) and (layer.theta[~want] == 0).all()
+    assert all(torch.equal(x.mask(), y.mask()) for x, y in zip(t.actor.layers, t.actor_target.layers))
+    big = budget_masks(t.actor, 6 + 100)  # a budget above what the threshold keeps changes nothing
+    assert all(torch.equal(b, layer.mask().bool()) for b, layer in zip(big, t.actor.layers))
+
+
+def test_prune_to_on_the_bayesian_student_needs_the_finetune():
+    from bpd.errors import BpdError
+    from training.distill import _check_config
+
+    with pytest.raises(BpdError, match="--finetune"):
+        _check_config(DistillConfig(teacher="t", dataset="d", prune_to=100))
+    with pytest.raises(BpdError, match="--pair-partners"):
+        _check_config(DistillConfig(teacher="t", dataset="d", prune_to=100, finetune=0.2, pair_partners=True))

@@ -117,7 +117,10 @@ class DistillConfig:
     finetune: float = field(0.0, help="Bayesian student: fraction of training at the end in which the mask is "
                             "frozen and the collapsed deterministic student is trained on (behaviour cloning and "
                             "the value term; no KL, no weight noise)")
-    prune_to: int | None = field(None, help="magnitude student: nonzero parameters (weights and biases) to keep")
+    prune_to: int | None = field(None, help="magnitude student: nonzero parameters (weights and biases) to keep; "
+                                 "Bayesian student with --finetune: at the fine-tune's start keep at most this "
+                                 "many (biases counted as the magnitude student counts them), the weights of "
+                                 "lowest log alpha among those the threshold keeps")
     prune_start: float = field(0.2, help="magnitude student: fraction of training where pruning starts")
     prune_end: float = field(0.6, help="magnitude student: fraction where the final count is reached "
                              "(fine-tuning after it)")
@@ -153,12 +156,12 @@ class BPDTrainer:
                  device: torch.device | None = None) -> None:
         self.cfg = cfg
         device = device or torch.device("cpu")
+        check_ablation_options(cfg, obs_dim, act_dim)
         if cfg.student == "bayesian":
             self.actor = BayesianStudent(obs_dim, act_dim, cfg.hidden, cfg.activation,
                                          pruning_threshold(cfg.prior, cfg.threshold, cfg.log_alpha_clip),
                                          cfg.log_alpha_clip, cfg.init_log_sigma2, unit_gates=cfg.unit_gates)
         else:
-            check_ablation_options(cfg, obs_dim, act_dim)
             n_bias = sum(cfg.hidden) + act_dim
             self.actor = PlainStudent(obs_dim, act_dim, cfg.hidden, cfg.activation, cfg.student, cfg.l1_threshold,
                                       None if cfg.prune_to is None else cfg.prune_to - n_bias,
@@ -187,12 +190,14 @@ class BPDTrainer:
         return isinstance(self.actor, BayesianStudent) and c.finetune > 0 and self.step >= (1 - c.finetune) * c.steps
 
     def freeze(self) -> None:
-        """Enter the fine-tune phase: the student and its target become their deterministic masked forms."""
+        """Enter the fine-tune phase: the student and its target become their deterministic masked forms
+        (with --prune-to, both on the actor's budgeted mask)."""
+        assert isinstance(self.actor, BayesianStudent) and isinstance(self.actor_target, BayesianStudent)
+        keep = None if self.cfg.prune_to is None else budget_masks(self.actor, self.cfg.prune_to)
         for net in (self.actor, self.actor_target):
-            assert isinstance(net, BayesianStudent)
             live = None
-            for layer in net.layers:
-                layer.freeze(self.cfg.pair_partners, live)
+            for i, layer in enumerate(net.layers):
+                layer.freeze(self.cfg.pair_partners, live, None if keep is None else keep[i])
                 live = layer.unit_mask().bool()
 
     def sparsity_term(self, eta: float) -> tuple[torch.Tensor, float, dict[str, float]]:
@@ -325,6 +330,9 @@ def _check_config(cfg: DistillConfig) -> None:
     if cfg.pair_partners and (cfg.finetune == 0 or cfg.student != "bayesian"):
         raise BpdError("--pair-partners acts at the fine-tune's start: it needs --finetune above 0 and the "
                        "Bayesian student")
+    if cfg.student == "bayesian" and cfg.prune_to is not None and (cfg.finetune == 0 or cfg.pair_partners):
+        raise BpdError("--prune-to on the Bayesian student cuts the mask at the fine-tune's start: it needs "
+                       "--finetune above 0, and not --pair-partners (which adds weights back)")
 
 
 METRIC_FIELDS = ["step", "time_s", "losses/critic", "losses/actor", "losses/bc", "losses/q", "losses/kl", "eta",
@@ -459,6 +467,29 @@ def distill(cfg: DistillConfig) -> dict:
     return summary
 
 
+@torch.no_grad()
+def budget_masks(student: BayesianStudent, prune_to: int) -> list[torch.Tensor]:
+    """Each layer's mask at a budget of `prune_to` nonzero parameters: the weights the threshold (and the
+    unit gates) keep, cut to the prune_to - (number of biases) of lowest log alpha over all layers (log alpha
+    is a weight's noise-to-signal ratio, comparable across layers); ties broken by position."""
+    n_bias = sum(layer.out_features for layer in student.layers)
+    masks = [layer.mask().bool() for layer in student.layers]
+    budget = prune_to - n_bias
+    kept = sum(int(m.sum()) for m in masks)
+    if kept <= budget:
+        return masks
+    scores = torch.cat([torch.where(m, layer.log_alpha, torch.full_like(layer.log_alpha, float("inf"))).flatten()
+                        for layer, m in zip(student.layers, masks)])
+    order = torch.argsort(scores, stable=True)[:budget]
+    flat = torch.zeros_like(scores, dtype=torch.bool)
+    flat[order] = True
+    out, at = [], 0
+    for m in masks:
+        out.append(flat[at:at + m.numel()].view_as(m))
+        at += m.numel()
+    return out
+
+
 def check_ablation_options(cfg: DistillConfig, obs_dim: int, act_dim: int) -> None:
     """One-line errors for option sets the ablations cannot train."""
     if cfg.prior_scale <= 0:
@@ -471,8 +502,8 @@ def check_ablation_options(cfg: DistillConfig, obs_dim: int, act_dim: int) -> No
         raise BpdError("--prune-start and --prune-end need 0 <= start <= end < 1 (fine-tuning follows the end)")
     if cfg.student == "magnitude" and cfg.prune_to is None:
         raise BpdError("--student magnitude needs --prune-to (nonzero parameters to keep)")
-    if cfg.student != "magnitude" and cfg.prune_to is not None:
-        raise BpdError("--prune-to applies to --student magnitude only")
+    if cfg.student not in ("magnitude", "bayesian") and cfg.prune_to is not None:
+        raise BpdError("--prune-to applies to --student magnitude, or bayesian with --finetune")
     n_bias = sum(cfg.hidden) + act_dim
     n_weights = sum(i * o for i, o in zip([obs_dim, *cfg.hidden], [*cfg.hidden, act_dim]))
     if cfg.prune_to is not None and not n_bias < cfg.prune_to <= n_bias + n_weights:

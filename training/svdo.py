@@ -47,17 +47,19 @@ class LinearSVDO(nn.Module):
             self.gate_log_sigma2 = nn.Parameter(torch.full((out_features,), init_log_sigma2))
 
     @torch.no_grad()
-    def freeze(self, partners: bool = False, live: torch.Tensor | None = None) -> None:
+    def freeze(self, partners: bool = False, live: torch.Tensor | None = None,
+               keep: torch.Tensor | None = None) -> None:
         """Fix the current mask and train on as the deterministic masked layer: pruned weights are zeroed
         and their log sigma^2 set so that their log alpha stays at the clip whatever theta does (the mask
         is read from the parameters, so a saved student carries it), kept weights' log sigma^2 so far
         below that they stay kept; log sigma^2 takes no more gradient. partners: the pair partner of
         every kept weight (training/pairs.py) is kept too, from zero, among the live columns (live: the
         previous layer's surviving units; all by default). Idempotent: a layer already frozen keeps its mask
-        (a resumed run sets the flags alone, with mark_frozen)."""
+        (a resumed run sets the flags alone, with mark_frozen). keep: the mask to freeze on, in place of the
+        threshold's (a budget's cut of it: training/distill.py's budget_masks)."""
         from training.pairs import with_partners
 
-        keep = self.mask().bool()
+        keep = self.mask().bool() if keep is None else keep.bool() & self.mask().bool()
         self.theta.mul_(keep.to(self.theta.dtype))  # the partners below start from zero: the same function
         frozen = bool((self.log_sigma2.abs() == 40.0).all())
         if partners and not frozen:
