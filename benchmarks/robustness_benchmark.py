@@ -18,11 +18,13 @@ benchmarks/results/robustness.json, robustness.md and robustness/<rig>.png.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -31,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from bpd.errors import BpdError  # noqa: E402
-from bpd.io import portable_path, write_json, write_text  # noqa: E402
+from bpd.io import portable_path, sha256_file, write_json, write_text  # noqa: E402
 
 RIGS = {
     "rotary-pendulum": {"env": "firmware_host.rig:bpd/rotary-pendulum-v0",
@@ -60,30 +62,57 @@ def portable_arg(a: str) -> str:
     return rel(a) if Path(a).is_absolute() else a
 
 
-def controllers(rig: str, students: list[str], work: Path) -> dict[str, tuple[str, object]]:
-    """name -> (source, act) of every controller of one rig."""
+def model_key(path: str | Path) -> str | None:
+    """What names the model a controller runs, so that its scores join across results files: a model file's
+    sha256 (a teacher), or an export's model hash with its kernel's arithmetic (the same weights run by the
+    integer kernel are another controller; the float kernels agree within the export's parity tolerance);
+    None where the path is neither."""
+    p = Path(path)
+    if (p / "export.json").is_file():
+        info = json.loads((p / "export.json").read_text())
+        if not info.get("model_hash"):
+            return None
+        kind = "integer" if str(info.get("kernel", "")).startswith("integer") else "float"
+        return f"model {info['model_hash']} ({kind})"
+    return f"file {sha256_file(p)}" if p.is_file() else None
+
+
+def controllers(rig: str, students: list[str], work: Path) -> dict[str, tuple[str, Any, str | None]]:
+    """name -> (source, act, model_key) of every controller of one rig."""
     from bpd_app.evaluate import load_any
 
-    out: dict[str, tuple[str, object]] = {}
+    out: dict[str, tuple[str, Any, str | None]] = {}
     t = RIGS[rig]["teacher"]
-    out["teacher"] = (t, load_any(ROOT / t).act)
+    out["teacher"] = (t, load_any(ROOT / t).act, model_key(ROOT / t))
     if rig == "rotary-pendulum":
         from firmware_host.rig.classical import export_classical
 
         cx = work / "classical_export"
         export_classical(rig, cx)
-        out["energy+LQR (C)"] = ("bpd classical export --rig rotary-pendulum", load_any(cx).act)
+        out["energy+LQR (C)"] = ("bpd classical export --rig rotary-pendulum", load_any(cx).act, model_key(cx))
     else:
         from firmware_host.rig.classical import CartPoleLqr
 
-        out["LQR (Python)"] = ("firmware_host.rig.classical.CartPoleLqr", CartPoleLqr(rig))
+        out["LQR (Python)"] = ("firmware_host.rig.classical.CartPoleLqr", CartPoleLqr(rig), None)
     for s in students:
         p = Path(s).resolve()
         name = p.parent.name if p.name == "export" else p.name
-        out[f"BPD {name} (float C)"] = (rel(p), load_any(p).act)
+        out[f"BPD {name} (float C)"] = (rel(p), load_any(p).act, model_key(p))
         if (p / "int" / "export.json").is_file():
-            out[f"BPD {name} (integer C)"] = (rel(p / "int"), load_any(p / "int").act)
+            out[f"BPD {name} (integer C)"] = (rel(p / "int"), load_any(p / "int").act, model_key(p / "int"))
     return out
+
+
+def kept(old: dict | None, grid: dict, episodes: int, key: str | None) -> bool:
+    """Whether a controller's scores in the JSON stand: the same grid and episode count, and the same model
+    where both record one (a controller scored before keys were recorded is taken by its name)."""
+    if not old or old["grid"] != grid or old["episodes_per_variation"] != episodes:
+        return False
+    return old.get("model_key") is None or key is None or old["model_key"] == key
+
+
+def say(where: str, what: str) -> None:
+    print(f"{where} | {what}", flush=True)
 
 
 def score_rig(rig: str, students: list[str], episodes: int, res: dict, redo: bool, command: str,
@@ -97,15 +126,15 @@ def score_rig(rig: str, students: list[str], episodes: int, res: dict, redo: boo
     probe.close()
     entry = res["rigs"].setdefault(rig, {"env_id": env_id, "controllers": {}})
     entry |= {"env_id": env_id, "task": RIGS[rig]["task"], "grid": grid.to_dict()}
-    for name, (source, act) in controllers(rig, students, work).items():
+    for name, (source, act, key) in controllers(rig, students, work).items():
         old = entry["controllers"].get(name)
-        if old and not redo and old["grid"] == grid.to_dict() and old["episodes_per_variation"] == episodes:
+        if not redo and kept(old, grid.to_dict(), episodes, key):
             print(f"{rig} | {name}: kept ({old['overall']:.3f})", flush=True)
             continue
         t0 = time.time()
         r = robustness(lambda: make_env(env_id), act, grid, episodes, 0,
-                       progress=lambda s, n=name: print(f"{rig} | {n} | {s}", flush=True))
-        entry["controllers"][name] = {"source": source, "command": command,
+                       progress=functools.partial(say, f"{rig} | {name}"))
+        entry["controllers"][name] = {"source": source, "model_key": key, "command": command,
                                       "seconds": round(time.time() - t0, 1)} | r
         print(f"{rig} | {name}: overall {r['overall']:.3f} in {time.time() - t0:.0f} s", flush=True)
 
@@ -115,7 +144,8 @@ def grid_line(g: dict) -> str:
         return ", ".join(f"{x:g}" for x in v)
 
     return (f"{g['variations']} per sweep; model: masses and inertias x(1 +- {g['mass']:g}), damping +- "
-            f"[{many(g['damping'])}] and Coulomb friction +- [{many(g['coulomb'])}] on {', '.join(g['joints'] or [])}"
+            f"[{many(g['damping'])}] and Coulomb friction +- [{many(g['coulomb'])}] on "
+            f"{', '.join(g['joints']) if g['joints'] else 'every joint but a floating base'}"
             f" (four sweeps); velocity noise sigma up to [{many(g['velocity_noise'])}]; torque noise sigma up to "
             f"[{many(g['torque_noise'])}]; torque response k {g['response'][0]:g} to {g['response'][1]:g}; delay up "
             f"to {g['delay_s'] * 1000:g} ms ({round(g['delay_s'] / g['period_s'])} ticks); pushes up to "
@@ -153,27 +183,44 @@ def markdown(res: dict) -> str:
     return "\n".join(lines)
 
 
-def summary(ctrl: dict, cats: list[str]) -> list[str]:
-    """Per kind of student (float C, integer C), over its seeds: each score's mean +- population std and
-    the worst seed's; empty where no kind has two seeds."""
-    kinds: dict[str, list[tuple[str, dict]]] = {}
+def seed_spread(ctrl: dict) -> dict[str, dict]:
+    """Per kind of student (the controllers named "BPD NAME-sSEED (KIND)", grouped by KIND), over its seeds:
+    the overall score's and each category's mean, population std and worst seed, in seed order."""
+    kinds: dict[str, list[tuple[int, dict]]] = {}
     for name, c in ctrl.items():
         m = re.fullmatch(r"BPD (.+)-s(\d+) \((.+)\)", name)
         if m:
-            kinds.setdefault(f"BPD students ({m.group(3)})", []).append((f"s{m.group(2)}", c))
-    if not any(len(v) > 1 for v in kinds.values()):
+            kinds.setdefault(f"BPD students ({m.group(3)})", []).append((int(m.group(2)), c))
+    def spread(vals: list[float], seeds: list[int]) -> dict:
+        a = np.asarray(vals, np.float64)
+        return {"mean": float(a.mean()), "std": float(a.std()), "worst": float(a.min()),
+                "worst_seed": seeds[int(a.argmin())]}
+
+    out = {}
+    for kind, members in sorted(kinds.items()):
+        members.sort(key=lambda sc: sc[0])
+        seeds = [s for s, _ in members]
+        out[kind] = {"seeds": seeds, "overall": spread([c["overall"] for _, c in members], seeds)} | {
+            k: spread([c["categories"][k]["score"] for _, c in members], seeds) for k in CATEGORY_NAMES}
+    return out
+
+
+def summary(ctrl: dict, cats: list[str]) -> list[str]:
+    """seed_spread as a table: each score's mean +- population std and the worst seed's; empty where no
+    kind has two seeds."""
+    kinds = seed_spread(ctrl)
+    if not any(len(v["seeds"]) > 1 for v in kinds.values()):
         return []
     out = ["", "Students over their seeds: mean +- std (population) and the worst seed.", "",
            "| students | seeds | overall | " + " | ".join(CATEGORY_NAMES[c] for c in cats) + " |",
            "|---|---|---|" + "---|" * len(cats)]
-    for kind, members in sorted(kinds.items()):
-        def cell(vals: list[float], seeds: list[str]) -> str:
-            a = np.asarray(vals)
-            return f"{a.mean():.3f} +- {a.std():.3f}; {a.min():.3f} ({seeds[int(a.argmin())]})"
 
-        seeds = [s for s, _ in members]
-        out.append(f"| {kind} | {len(members)} | {cell([c['overall'] for _, c in members], seeds)} | "
-                   + " | ".join(cell([c['categories'][k]['score'] for _, c in members], seeds) for k in cats) + " |")
+    def cell(s: dict) -> str:
+        return f"{s['mean']:.3f} +- {s['std']:.3f}; {s['worst']:.3f} (s{s['worst_seed']})"
+
+    for kind, k in kinds.items():
+        out.append(f"| {kind} | {len(k['seeds'])} | {cell(k['overall'])} | " + " | ".join(cell(k[c]) for c in cats)
+                   + " |")
     return out
 
 

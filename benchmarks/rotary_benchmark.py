@@ -8,7 +8,9 @@ Cortex-M4F cost and hardware-in-the-loop trials on the simulated rig.
 Every controller runs in its deployed form where one exists: the classical controller and students
 as their exported C (ctypes), teachers as their numpy actor. Each condition uses the same seeds for
 every controller (episode i: seed i). Writes benchmarks/results/rotary.json, rotary.md and
-rotary/robustness.png; with --hil also rotary/hil/<name>-<mode>/summary.json.
+rotary/robustness.png; with --hil also rotary/hil/<name>-<mode>/summary.json. Each controller's model is
+recorded by its hash (robustness_benchmark.model_key), which joins it to its robustness score in
+robustness.json (benchmarks/robustness_benchmark.py), the table's robustness column.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+
+from robustness_benchmark import model_key  # noqa: E402
 
 from bpd.io import portable_path, write_json, write_text  # noqa: E402
 from firmware_host.rig.swingup import SwingUpEnv, wrap_angle  # noqa: E402
@@ -237,8 +242,18 @@ def cycles(cost: dict) -> float:
     return cost["cycles_estimate"] if "cycles_estimate" in cost else round(cost["us_estimate_168mhz"] * 168)
 
 
-def markdown(res: dict) -> str:
+def robustness_scores(res: dict, robust: dict) -> dict[str, dict | None]:
+    """Each controller's robustness score in robustness.json (its rig's section): the scored controller whose
+    recorded model key is this controller's; None where there is none (or this controller recorded no key)."""
+    scored = robust.get("rigs", {}).get(res.get("rig", RIG), {}).get("controllers", {})
+    by_key = {c["model_key"]: {"name": n, "overall": c["overall"]} for n, c in scored.items() if c.get("model_key")}
+    return {n: by_key.get(c.get("model_key") or "") for n, c in res["controllers"].items()}
+
+
+def markdown(res: dict, robust: dict | None = None) -> str:
+    """rotary.md from rotary.json; `robust`, robustness.json's contents, gives the robustness column."""
     names = list(res["controllers"])
+    rob = robustness_scores(res, robust or {})
     classical = res["controllers"].get("energy+LQR", {}).get("conditions", {}).get("nominal", {})
     lines = [f"# Rotary pendulum: swing-up and balance ({RIG}, 500 Hz)", "",
              f"Command: `{res['command']}`", "",
@@ -249,19 +264,32 @@ def markdown(res: dict) -> str:
              "each export holds.", "",
              "## Nominal plant", "",
              "| controller | kind | nonzero params | success | time to upright (median) | return | "
-             "M4F instructions / tick (median, max) | M4F cycles / tick (est.) | policy flash | firmware flash |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "M4F instructions / tick (median, max) | M4F cycles / tick (est.) | policy flash | firmware flash | "
+             "robustness |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for n in names:
         c = res["controllers"][n]
         nom = c["conditions"]["nominal"]
         cost = c.get("device_cost") or {}
         tu = nom["time_to_upright_median_s"]
+        r = rob[n]
         lines.append(f"| {n} | {c['kind']} | {c['params_nonzero']} | {nom['success_rate'] * 100:.0f} % "
                      f"({nom['episodes']} ep.) | {f'{tu:.2f} s' if tu is not None else '-'} | "
                      f"{nom['return_mean']:.1f} | "
                      + (f"{cost['instructions_median']}, {cost['instructions_max']} | {cycles(cost):.0f} | "
                         f"{cost['policy_flash_bytes']} B | {cost['firmware_flash_bytes']} B |" if cost
-                        else "- | - | - | - |"))
+                        else "- | - | - | - |")
+                     + (f" {r['overall']:.3f} |" if r else " - |"))
+    scored = sorted(((robust or {}).get("rigs", {}).get(RIG, {}).get("controllers") or {}).items())
+    keyed = [n for n, c in scored if c.get("model_key")]
+    unkeyed = [n for n, c in scored if not c.get("model_key")]
+    lines += ["", "Robustness: the overall score in [robustness.md](robustness.md) (six categories of imperfection, "
+              "training/robustness.py) of the same model, joined by its hash (a teacher file's sha256; an export's "
+              "model hash and kernel arithmetic). Scored there with their model's hash: "
+              + (", ".join(keyed) or "none") + (f"; without (scored before hashes were recorded, so joined to no row): "
+                                                f"{', '.join(unkeyed)}" if unkeyed else "")
+              + ". '-': no score there is of this row's model, or this row's run recorded no hash (a run before the "
+              "column)."]
     lines += ["", "## Robustness: success rate (return mean)", "",
               "| condition | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for cond, _ in CONDITIONS:
@@ -340,9 +368,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     ap.add_argument("--table-only", action="store_true", help="rewrite rotary.md from rotary.json")
     args = ap.parse_args()
+    rpath = args.out / "robustness.json"
+    robust = json.loads(rpath.read_text()) if rpath.is_file() else None
     if args.table_only:
         res = json.loads((args.out / "rotary.json").read_text())
-        res["markdown"] = markdown(res)
+        res["markdown"] = markdown(res, robust)
         write_json(args.out / "rotary.json", res)
         write_text(args.out / "rotary.md", res["markdown"])
         return
@@ -366,13 +396,13 @@ def main() -> None:
         p = Path(s)
         controllers[f"BPD student {p.parent.name if p.name == 'export' else p.name}"] = (s, s)
     argv = " ".join(a if not Path(a).is_absolute() else rel(a) for a in sys.argv[1:])
-    res: dict = {"command": f"python benchmarks/rotary_benchmark.py {argv}".strip(), "rig": RIG,
+    res = {"command": f"python benchmarks/rotary_benchmark.py {argv}".strip(), "rig": RIG,
                  "conditions": {c: k for c, k in CONDITIONS}, "controllers": {}, "hil": {}}
     states = None
     trajs = {}
     for name, (path, export_dir) in controllers.items():
         act, meta = load_controller(path)
-        entry = meta | {"source": rel(path), "conditions": {}}
+        entry = meta | {"source": rel(path), "model_key": model_key(path), "conditions": {}}
         t0 = time.time()
         for cond, kwargs in CONDITIONS:
             n = args.nominal_episodes if cond == "nominal" else args.episodes
@@ -395,7 +425,7 @@ def main() -> None:
                                               Path(f"{stem}{'' if port == 'sim' else '-' + port}-{mode}"), port)
                                     for port in ports for mode in ("device", "host")]
         res["controllers"][name] = entry
-    res["markdown"] = markdown(res)
+    res["markdown"] = markdown(res, robust)
     write_json(args.out / "rotary.json", res)
     write_text(args.out / "rotary.md", res["markdown"])
     plot(res, args.out / "rotary" / "robustness.png")
