@@ -49,7 +49,7 @@ TANH_FRAC = TANH_BITS - 3  # its step 2^-8: the table spans [-4, 4)
 SAT = 32767
 # what the export report and the cost benchmark record of this kernel, so that figures of an earlier form are
 # told apart from its
-INT_FORM = f"dsp-assembly, tanh by one lookup in 2^{TANH_BITS}"
+INT_FORM = f"dsp-assembly (M4/M7), thumb1-assembly (M0/M0+), tanh by one lookup in 2^{TANH_BITS}"
 ACC_LIMIT = 2**31 - 1
 
 
@@ -288,6 +288,13 @@ _PRELUDE = """\
 #define BPD_INT_DSP 0
 #endif
 
+/* Thumb-1 cores (Cortex-M0, M0+): the layers are the ARMv6-M assembly below (thumb1.py), where it was made */
+#if !BPD_INT_DSP && defined(__GNUC__) && defined(__thumb__) && !defined(__thumb2__)
+#define BPD_INT_T1 1
+#else
+#define BPD_INT_T1 0
+#endif
+
 #if !BPD_INT_DSP /* the DSP form reads the observations in its own assembly */
 /* trunc(x * 2^f) saturated to +-32767, from the bits of x (k = 158 - f); zero and subnormals give 0 */
 static int32_t to_fixed(uint32_t bits, int32_t k)
@@ -400,8 +407,10 @@ def dsp_layers(q: IntNet) -> tuple[str, np.ndarray, list[int], list[list[tuple[i
     return "".join(asm), np.array(table, np.uint32), starts, pairs, chosen
 
 
-def kernel_source(q: IntNet, banner: str) -> tuple[str, list[dict]]:
-    """policy.c of the integer kernel, and each DSP layer's chosen (R, C, G) and instruction count."""
+def kernel_source(q: IntNet, banner: str) -> tuple[str, dict]:
+    """policy.c of the integer kernel, and what the report records of its assembly: each DSP layer's chosen
+    (R, C, G) and instruction count, and the Thumb-1 form's frame and instruction count (None where a layer
+    is too wide for it)."""
     obs_dim = len(q.in_frac)
     act_dim = len(q.out_frac)
     uses_tanh = q.output == "tanh" or any(L.kind == "tanh" for L in q.layers)
@@ -411,6 +420,12 @@ def kernel_source(q: IntNet, banner: str) -> tuple[str, list[dict]]:
         dsp: tuple | None = dsp_layers(q)
     except OffsetRange:
         dsp = None
+    from export.thumb1 import FrameTooSmall, network_asm
+
+    try:  # the Thumb-1 assembly, unless a layer is too wide for its frame
+        t1: tuple | None = network_asm("bpd_t1_net", q.layers, obs_dim, TANH_BITS)
+    except FrameTooSmall:
+        t1 = None
     guard = "#if defined(__ARM_FEATURE_SIMD32) && __ARM_FEATURE_SIMD32 && defined(__thumb2__)\n"
     assert guard in _PRELUDE
     out = [banner, _PRELUDE if dsp else _PRELUDE.replace(
@@ -434,6 +449,16 @@ def kernel_source(q: IntNet, banner: str) -> tuple[str, list[dict]]:
                        "const int16_t *tanh_mid);\n")
         out.append("__asm__(\n    \".syntax unified\\n\"\n    \".text\\n\"\n    \".balign 4\\n\"\n")
         out += [f"    \"{line}\\n\"\n" for line in asm.splitlines()]
+        out.append(");\n#endif\n")
+    if t1:
+        t1_asm, t1_table, t1_info = t1
+        out.append("\n#if BPD_INT_T1\n/* every layer's bounds, each row's bias and int32 weights, in the order the "
+                   f"assembly uses them */\nstatic const uint32_t bpd_t1_table[{max(len(t1_table), 1)}] = {{\n")
+        for i in range(0, len(t1_table), 8):
+            out.append("    " + ", ".join(_hex(v) for v in t1_table[i:i + 8]) + ",\n")
+        out.append("};\nvoid bpd_t1_net(const int32_t *x, const uint32_t *t, int32_t *out, const int16_t *tanh_mid);\n"
+                   "__asm__(\n    \".syntax unified\\n\"\n    \".text\\n\"\n    \".balign 2\\n\"\n")
+        out += [f"    \"{line}\\n\"\n" for line in t1_asm.splitlines()]
         out.append(");\n#endif\n")
     names = [f"y{i}" for i in range(act_dim)]
     out.append(run_head(q, names))
@@ -460,6 +485,12 @@ def kernel_source(q: IntNet, banner: str) -> tuple[str, list[dict]]:
                "        safe_output(action);\n        return BPD_ERR_NONFINITE;\n    }\n")
     out += [f"    const int32_t x{j} = to_fixed(b{j}, {158 - int(q.in_frac[j])}); /* obs[{j}] in "
             f"Q{int(q.in_frac[j])} */\n" for j in range(obs_dim)]
+    if t1:  # Thumb-1: the layers in assembly, the output sums read back
+        out.append("#if BPD_INT_T1\n    {\n        const int32_t xin[" + str(obs_dim) + "] = {"
+                   + ", ".join(f"x{j}" for j in range(obs_dim)) + f"}};\n        int32_t acc[{act_dim}];\n"
+                   f"        bpd_t1_net(xin, bpd_t1_table, acc, {'TANH_MID' if uses_tanh else 'NULL'});\n")
+        out += [f"        {v} = acc[{i}];\n" for i, v in enumerate(names)]
+        out.append("    }\n#else\n")
     prev = [f"x{j}" for j in range(obs_dim)]
     for li, L in enumerate(q.layers):
         out.append(f"    /* layer {li}: {L.wq.shape[1]} -> {L.wq.shape[0]}, {np.count_nonzero(L.wq)} int16 weights, "
@@ -472,8 +503,8 @@ def kernel_source(q: IntNet, banner: str) -> tuple[str, list[dict]]:
             if L.kind != "output":
                 out.append(_activation_c(v, L, r))
         prev = rows
-    out.append(("#endif\n" if dsp else "") + run_tail(q, names, "TANH_MID[{}]"))
-    return "".join(out), chosen
+    out.append(("#endif\n" if t1 else "") + ("#endif\n" if dsp else "") + run_tail(q, names, "TANH_MID[{}]"))
+    return "".join(out), {"dsp_layers": chosen, "thumb1": t1[2] if t1 else None}
 
 
 def run_head(q: IntNet, names: list[str]) -> str:
@@ -520,7 +551,7 @@ def write_kernel(net: CollapsedNet, out_dir: Path, source_hash: str, command: st
     return info
 
 
-def generate_int_kernel(net: CollapsedNet, q: IntNet, out_dir: Path, source_hash: str, command: str) -> list[dict]:
-    """Write the integer kernel (policy.c), its descriptor files and policy.h into out_dir; returns each DSP
-    layer's chosen (R, C, G) and instruction count."""
+def generate_int_kernel(net: CollapsedNet, q: IntNet, out_dir: Path, source_hash: str, command: str) -> dict:
+    """Write the integer kernel (policy.c), its descriptor files and policy.h into out_dir; returns what
+    kernel_source records of its assembly forms."""
     return write_kernel(net, out_dir, source_hash, command, "integer", lambda banner: kernel_source(q, banner))

@@ -30,7 +30,7 @@ def integer_kernel(net: CollapsedNet, out: Path, source_hash: str, command: str,
         calib, origin = obs, "parity states (no dataset found)"
     q = quantise(net, calib, origin)
     if room is None:
-        form: dict = {"form": INT_FORM, "dsp_layers": generate_int_kernel(net, q, out, source_hash, command)}
+        form: dict = {"form": INT_FORM} | generate_int_kernel(net, q, out, source_hash, command)
     else:
         table = generate_int_table_kernel(net, q, out, source_hash, command, room)
         form = {"form": table.pop("form"), "table": table}

@@ -345,7 +345,7 @@ def test_int_kernel_too_wide_for_the_dsp_offsets_is_scalar_on_cortex_m4f(tmp_pat
                        np.array([-1.0], np.float32), np.array([1.0], np.float32), [3, 2100, 1])
     x = rng.uniform(-1, 1, (4, 3)).astype(np.float32)
     q = quantise(net, x, "test")
-    assert generate_int_kernel(net, q, tmp_path, "0" * 64, "t") == []
+    assert generate_int_kernel(net, q, tmp_path, "0" * 64, "t") == {"dsp_layers": [], "thumb1": None}
     assert "too wide for the assembly's 12-bit offsets" in (tmp_path / "policy.c").read_text()
     assert _off(MAX_OFFSET) == MAX_OFFSET
     with pytest.raises(OffsetRange, match="12-bit"):

@@ -371,7 +371,7 @@ def test_prune_to_cuts_the_mask_at_the_finetune_start_to_the_lowest_log_alphas()
     threshold keeps, the prune_to - (biases) of lowest log alpha over all layers. Hand-set log alphas:
     layer 1 (4x3) LOG_ALPHA1 with one weight above the threshold, layer 2 (2x4) its own; biases 4 + 2 = 6,
     budget 6 + 5 weights: the five lowest log alphas that pass the threshold."""
-    from training.distill import budget_masks
+    from training.student import budget_masks
 
     torch.manual_seed(0)
     cfg = DistillConfig(teacher="t", dataset="d", hidden=[HIDDEN], critic_hidden=[CRITIC_HIDDEN], steps=10,

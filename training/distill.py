@@ -51,7 +51,7 @@ from training.selection import (
     save_candidates,
     select,
 )
-from training.student import BayesianStudent, Critic, save_student
+from training.student import BayesianStudent, Critic, budget_masks, save_student
 from training.teacher import load_teacher
 
 SCHEDULES = ("linear", "constant", "exponential")
@@ -465,29 +465,6 @@ def distill(cfg: DistillConfig) -> dict:
                "selection": chosen}
     write_json(run.summary, summary)
     return summary
-
-
-@torch.no_grad()
-def budget_masks(student: BayesianStudent, prune_to: int) -> list[torch.Tensor]:
-    """Each layer's mask at a budget of `prune_to` nonzero parameters: the weights the threshold (and the
-    unit gates) keep, cut to the prune_to - (number of biases) of lowest log alpha over all layers (log alpha
-    is a weight's noise-to-signal ratio, comparable across layers); ties broken by position."""
-    n_bias = sum(layer.out_features for layer in student.layers)
-    masks = [layer.mask().bool() for layer in student.layers]
-    budget = prune_to - n_bias
-    kept = sum(int(m.sum()) for m in masks)
-    if kept <= budget:
-        return masks
-    scores = torch.cat([torch.where(m, layer.log_alpha, torch.full_like(layer.log_alpha, float("inf"))).flatten()
-                        for layer, m in zip(student.layers, masks)])
-    order = torch.argsort(scores, stable=True)[:budget]
-    flat = torch.zeros_like(scores, dtype=torch.bool)
-    flat[order] = True
-    out, at = [], 0
-    for m in masks:
-        out.append(flat[at:at + m.numel()].view_as(m))
-        at += m.numel()
-    return out
 
 
 def check_ablation_options(cfg: DistillConfig, obs_dim: int, act_dim: int) -> None:

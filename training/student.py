@@ -70,6 +70,29 @@ class BayesianStudent(nn.Module):
                          action_high=np.asarray(action_high, np.float32))
 
 
+@torch.no_grad()
+def budget_masks(student: BayesianStudent, prune_to: int) -> list[torch.Tensor]:
+    """Each layer's mask at a budget of `prune_to` nonzero parameters: the weights the threshold (and the
+    unit gates) keep, cut to the prune_to - (number of biases) of lowest log alpha over all layers (log alpha
+    is a weight's noise-to-signal ratio, comparable across layers); ties broken by position."""
+    n_bias = sum(layer.out_features for layer in student.layers)
+    masks = [layer.mask().bool() for layer in student.layers]
+    budget = prune_to - n_bias
+    kept = sum(int(m.sum()) for m in masks)
+    if kept <= budget:
+        return masks
+    scores = torch.cat([torch.where(m, layer.log_alpha, torch.full_like(layer.log_alpha, float("inf"))).flatten()
+                        for layer, m in zip(student.layers, masks)])
+    order = torch.argsort(scores, stable=True)[:budget]
+    flat = torch.zeros_like(scores, dtype=torch.bool)
+    flat[order] = True
+    out, at = [], 0
+    for m in masks:
+        out.append(flat[at:at + m.numel()].view_as(m))
+        at += m.numel()
+    return out
+
+
 class Critic(nn.Module):
     """Twin Q networks on (normalised observation, normalised action)."""
 

@@ -56,7 +56,7 @@ class LinearSVDO(nn.Module):
         every kept weight (training/pairs.py) is kept too, from zero, among the live columns (live: the
         previous layer's surviving units; all by default). Idempotent: a layer already frozen keeps its mask
         (a resumed run sets the flags alone, with mark_frozen). keep: the mask to freeze on, in place of the
-        threshold's (a budget's cut of it: training/distill.py's budget_masks)."""
+        threshold's (a budget's cut of it: training/student.py's budget_masks)."""
         from training.pairs import with_partners
 
         keep = self.mask().bool() if keep is None else keep.bool() & self.mask().bool()
