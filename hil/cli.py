@@ -1,5 +1,6 @@
 """Subcommands of the HIL room."""
 
+from pathlib import Path
 
 
 def _run(ns):
@@ -10,6 +11,8 @@ def _run(ns):
     t = s["timing"]
     for e in s["episodes"]:
         print(f"episode {e['episode']}: return {e['return']:.0f}, {e['length']} ticks, {e['ended']}")
+    for line in handover_lines(s.get("handover")):
+        print(line)
     if t.get("ticks"):
         step = f"{t['host_step_us']['p99']:.0f} us" if t["host_step_us"]["n"] else "- (device mode)"
         infer = f"{t['infer_ns']['median']:.0f} ns" if t["infer_ns"]["n"] else "-"
@@ -20,11 +23,27 @@ def _run(ns):
               f"{t['deadline_misses']} ({100 * t['deadline_miss_rate']:.2f} %); logs in {ns.out}")
 
 
+def handover_lines(h: dict | None) -> list[str]:
+    """A hand-over trial's controllers, a line per episode: ticks each drove, first hand-over, take-backs."""
+    out = []
+    for e in (h or {}).get("episodes", []):
+        first = f"first hand-over at tick {e['first_handover']}" if e["first_handover"] is not None else "no hand-over"
+        back = e["take_backs"]
+        backs = ("no take-back" if not back else f"a take-back at tick {back[0]}" if len(back) == 1 else
+                 f"{len(back)} take-backs, at ticks {', '.join(map(str, back[:5]))}{', ...' if len(back) > 5 else ''}")
+        out.append(f"episode {e['episode']}: ticks driven by the classical controller {e['classical_ticks']}, by the "
+                   f"policy {e['policy_ticks']}; {first}, {backs}")
+    return out
+
+
 def _report(ns):
+    from bpd.io import read_json
     from hil.report import render, write_html
 
     for p in render(ns.log_dir):
         print(p)
+    for line in handover_lines(read_json(Path(ns.log_dir) / "summary.json", "trial summary").get("handover")):
+        print(line)
     if ns.html:
         print(write_html(ns.log_dir))
 

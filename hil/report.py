@@ -1,5 +1,6 @@
 """Plots of a trial, from its logs alone: `bpd hil report LOG_DIR`; with --html, the live view's page
-of the finished trial as one file (write_html)."""
+of the finished trial as one file (write_html). The timing statistics and, for a hand-over trial, which
+controller drove each tick are computed again from the tick log into summary.json."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from bpd.config import field
 from bpd.errors import BpdError
 from bpd.io import read_json, save_png, write_json
 from bpd.view import page_html
-from hil.ticklog import read_ticks, timing_summary
+from hil.ticklog import HANDOVER, handover_summary, read_ticks, timing_summary
 
 
 @dataclass
@@ -48,6 +49,9 @@ def render(log_dir: str | Path) -> list[Path]:
     if not np.isfinite(period) or period <= 0:
         raise BpdError(f"{summ_path}: no valid target period recorded and none in the log")
     summary["timing"] = timing_summary(d / "ticks.csv", int(period))
+    handover = handover_summary(d / "ticks.csv")
+    if handover is not None:
+        summary["handover"] = handover
     figures = []
     col = lambda k: np.array([float(r[k]) if r[k] != "" else np.nan for r in rows])
     out = []
@@ -73,6 +77,7 @@ def render(log_dir: str | Path) -> list[Path]:
     out.append(d / "period.png")
     figures.append(fig)
     ep = col("episode")
+    classical = col(HANDOVER[0]) > 0 if handover is not None else None
     for e in np.unique(ep):
         m = ep == e
         fig, axs = plt.subplots(3, 1, figsize=(9, 6), sharex=True)
@@ -81,6 +86,11 @@ def render(log_dir: str | Path) -> list[Path]:
         axs[2].plot(col("action0")[m], label="action", color="tab:green")
         for a, lab in zip(axs, ("position", "angle", "action")):
             a.set_ylabel(lab)
+            if classical is not None:  # the ticks the classical controller drove, shaded
+                a.fill_between(np.arange(m.sum()), 0, 1, where=classical[m], color="0.85", lw=0,
+                               transform=a.get_xaxis_transform(), label="classical controller")
+        if classical is not None:
+            axs[0].legend(loc="upper right", fontsize="small")
         axs[2].set_xlabel("step")
         out.append(d / f"trajectory_ep{int(e)}.png")
         figures.append(fig)

@@ -1,9 +1,10 @@
 """The tick log of a trial (ticks.csv): its columns, its row-by-row writer, its reader and the timing
 statistics computed from it. A trial writes it; `bpd hil report` and the benchmarks read it.
 
-The columns are the fixed timing fields, then one per observation (obs0 .. obs{n-1}) and one per
-action (action0 .. action{m-1}), sized from the rig. A log written before the sizes followed the rig
-(obs0..obs3 and a single `action` column) still reads: `action` is read as action0.
+The columns are the fixed timing fields, in a hand-over trial `classical` (1 where the device's
+classical controller drove the tick, its STATE flag), then one per observation (obs0 .. obs{n-1}) and
+one per action (action0 .. action{m-1}), sized from the rig. A log written before the sizes followed
+the rig (obs0..obs3 and a single `action` column) still reads: `action` is read as action0.
 """
 
 from __future__ import annotations
@@ -28,19 +29,22 @@ TIMING = [("episode", ""), ("step", ""), ("seq", ""), ("device_t_us", "us"), ("d
 # The STATE's fields added by protocol 4 (docs/protocol.md, rule 16); a log written before them still reads.
 # policy_cycles counts at the device's INFO cycle_hz, which summary.json records (`device.cycle_hz`).
 DEVICE_TIMING = ("policy_cycles", "device_jitter_us", "device_jitter_max_us")
+# Hand-over trials only (docs/protocol.md, rule 17): 1 where STATE's classical flag (bit 8) was set.
+HANDOVER = ("classical", "bool")
 
 
-def columns(obs_dim: int, act_dim: int) -> list[tuple[str, str]]:
-    """(name, unit) of every column of a log for a rig with these sizes."""
-    return (TIMING + [(f"obs{i}", "rig units") for i in range(obs_dim)]
+def columns(obs_dim: int, act_dim: int, handover: bool = False) -> list[tuple[str, str]]:
+    """(name, unit) of every column of a log for a rig with these sizes (of a hand-over trial: handover)."""
+    return (TIMING + ([HANDOVER] if handover else []) + [(f"obs{i}", "rig units") for i in range(obs_dim)]
             + [(f"action{i}", "rig units") for i in range(act_dim)])
 
 
 class TickLog:
     """ticks.csv written row by row: a crash or a pulled cable loses nothing already received."""
 
-    def __init__(self, path: Path, obs_dim: int, act_dim: int) -> None:
-        self.cols = columns(obs_dim, act_dim)
+    def __init__(self, path: Path, obs_dim: int, act_dim: int, handover: bool = False) -> None:
+        self.cols = columns(obs_dim, act_dim, handover)
+        self.handover = handover
         self.f = open(path, "x", newline="")  # a new file: a trial never appends to another's log
         self.w = csv.writer(self.f)
         self.f.write("# units: " + ", ".join(f"{n}={u or '-'}" for n, u in self.cols) + "\n")
@@ -68,8 +72,9 @@ class ViewedTickLog(TickLog):
     """ticks.csv as TickLog writes it, each row also handed to a live view (`bpd hil run --view`; a list
     append under a lock)."""
 
-    def __init__(self, path: Path, obs_dim: int, act_dim: int, view: LiveView, meta: dict) -> None:
-        super().__init__(path, obs_dim, act_dim)
+    def __init__(self, path: Path, obs_dim: int, act_dim: int, view: LiveView, meta: dict,
+                 handover: bool = False) -> None:
+        super().__init__(path, obs_dim, act_dim, handover)
         self.view = view
         view.start([n for n, _ in self.cols], meta)
 
@@ -84,6 +89,7 @@ def _header_ok(names: list[str] | None) -> bool:
     if not names or (names[:len(timing)] != timing and names[:len(older)] != older):
         return False
     rest = names[len(timing if names[:len(timing)] == timing else older):]
+    rest = rest[1:] if rest[:1] == [HANDOVER[0]] else rest
     n_obs = sum(1 for n in rest if n.startswith("obs"))
     acts = rest[n_obs:]
     return (rest[:n_obs] == [f"obs{i}" for i in range(n_obs)]
@@ -151,3 +157,27 @@ def timing_summary(csv_path: Path, period_us: int) -> dict:
             else {"n": 0},
             "device_jitter_us": _stats(col("device_jitter_us")) if "device_jitter_us" in rows[0] else {"n": 0},
             "deadline_misses": misses, "deadline_miss_rate": misses / len(rows)}
+
+
+def handover_summary(csv_path: Path) -> dict | None:
+    """Which controller drove the ticks of a hand-over trial, from its tick log: per episode the ticks each
+    drove, the step of the first tick the learned policy drove (`first_handover`) and the steps where the
+    classical controller took back from it; None for a log without the `classical` column."""
+    rows = read_ticks(csv_path)
+    if not rows or HANDOVER[0] not in rows[0]:
+        return None
+    per: dict[int, dict] = {}
+    prev: dict[int, bool] = {}
+    for r in rows:
+        ep, step, classical = int(r["episode"]), int(r["step"]), float(r[HANDOVER[0]] or 0) != 0
+        e = per.setdefault(ep, {"episode": ep, "classical_ticks": 0, "policy_ticks": 0, "first_handover": None,
+                                "take_backs": []})
+        e["classical_ticks" if classical else "policy_ticks"] += 1
+        if not classical and e["first_handover"] is None:
+            e["first_handover"] = step
+        if classical and prev.get(ep) is False:
+            e["take_backs"].append(step)
+        prev[ep] = classical
+    eps = list(per.values())
+    return {"classical_ticks": sum(e["classical_ticks"] for e in eps),
+            "policy_ticks": sum(e["policy_ticks"] for e in eps), "episodes": eps}

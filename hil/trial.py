@@ -1,12 +1,14 @@
 """`bpd hil run`: trials on a rig over a serial port, safe on every exit path, every tick logged.
 
 The device is the clock: it streams a STATE every tick. The host answers the newest state with an
-ACTION echoing its sequence number, in either mode (the device's watchdog stops a run whose host went
+ACTION echoing its sequence number, in every mode (the device's watchdog stops a run whose host went
 silent): in host mode the action its policy computed, in device mode the state's own action, which
-the device does not use. When several states are waiting the host answers only the newest (skip,
-never catch up) and, in host mode, counts the rest as deadline misses. A device that restarts
-mid-trial ends it with one line naming the restart. Per-tick rows go to
-ticks.csv as they arrive (flushed every episode and every 200 rows); summary.json and plots follow.
+the device does not use; hand-over mode is device mode with the device's classical controller acting
+outside the rig's handover region, and the log says which drove each tick. When several states are
+waiting the host answers only the newest (skip, never catch up) and, in host mode, counts the rest as
+deadline misses. A device that restarts mid-trial ends it with one line naming the restart. Per-tick
+rows go to ticks.csv as they arrive (flushed every episode and every 200 rows); summary.json and plots
+follow.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from firmware_host.rig import load_rig
 from firmware_host.wire.spec import CAPS, FLAGS, SELFTEST
 from hil.link import DeviceFault, DeviceLink, DeviceRestarted, LinkError
 from hil.policy import load_host_policy
-from hil.ticklog import TickLog, ViewedTickLog, timing_summary
+from hil.ticklog import TickLog, ViewedTickLog, handover_summary, timing_summary
 
 
 @dataclass
@@ -41,7 +43,11 @@ class HilRunConfig:
                       "export's Cortex-M firmware image in QEMU (processor-in-the-loop, lockstep)")
     rig: str = field(help="rig name or YAML (limits, period, units)")
     policy: str = field(help="export directory or .onnx file")
-    mode: str = field("host", help="where the policy runs", choices=("host", "device"))
+    mode: str = field("host", help="where the policy runs: host (here, the action sent every tick), device (on the "
+                      "device), handover (on the device, its classical controller swinging up and taking back outside "
+                      "the rig's handover region: docs/protocol.md, rule 17)", choices=("host", "device", "handover"))
+    classical: str | None = field(None, help="with --port sim or pil and --mode handover: the classical export "
+                                  "(`bpd classical export --handover`) built into the device beside the policy")
     episodes: int = field(1, help="episodes to run")
     out: str = field("hil_logs", help="log directory (ticks.csv, summary.json, plots)")
     runtime: str = field("onnxruntime", help="host-mode policy runtime", choices=("onnxruntime", "c"))
@@ -79,14 +85,31 @@ def check_trial(cfg: HilRunConfig) -> tuple:
         kind = "holds a trial already" if (out / "ticks.csv").exists() else "is not empty"
         raise BpdError(f"{out}: {kind}; choose another --out (a trial never writes into an existing one)")
     spec = load_rig(cfg.rig)
+    _check_handover(cfg, spec)
     if cfg.port not in ("sim", "pil") and not cfg.unchecked:  # a real rig: not one whose last check failed
         from hil.check_record import refuse_unchecked
         refuse_unchecked(spec, cfg.checks)
     return spec, load_host_policy(cfg.policy, cfg.runtime)
 
 
+def _check_handover(cfg: HilRunConfig, spec) -> None:
+    """Hand-over mode needs the rig's region, and a simulated device its classical controller."""
+    simulated = cfg.port in ("sim", "pil")
+    if cfg.classical is not None and (cfg.mode != "handover" or not simulated):
+        raise BpdError("--classical builds the simulated device for --mode handover: give it with --port sim or pil "
+                       "and --mode handover (a board's image has its classical controller built in)")
+    if cfg.mode != "handover":
+        return
+    if spec.handover is None:
+        raise BpdError(f"rig {spec.name} has no handover block (the region where the policy acts): "
+                       "--mode handover is impossible on it")
+    if simulated and cfg.classical is None:
+        raise BpdError(f"--mode handover with --port {cfg.port} needs --classical DIR (`bpd classical export "
+                       "--handover`), the controller built into the simulated device beside the policy")
+
+
 def run_trial(cfg: HilRunConfig) -> dict:
-    spec, pol = check_trial(cfg)  # host mode runs the policy; device mode checks its hash and sizes
+    spec, pol = check_trial(cfg)  # host mode runs the policy; device and hand-over modes check its hash and sizes
     with LiveView(cfg.view, cfg.view_linger) as view:  # a busy port is refused before any rig starts
         if view.serving:
             print(f"live view: {view.url}", flush=True)
@@ -105,8 +128,9 @@ def _run_trial(cfg: HilRunConfig, spec, pol, view: LiveView) -> dict:
     try:  # only once the port opened: a refused port leaves no log directory
         out.mkdir(parents=True, exist_ok=True)
         meta = {"rig": spec.name, "period_us": period, "mode": cfg.mode}
-        log = (ViewedTickLog(out / "ticks.csv", spec.obs_dim, spec.act_dim, view, meta) if view.serving
-               else TickLog(out / "ticks.csv", spec.obs_dim, spec.act_dim))
+        handover = cfg.mode == "handover"
+        log = (ViewedTickLog(out / "ticks.csv", spec.obs_dim, spec.act_dim, view, meta, handover) if view.serving
+               else TickLog(out / "ticks.csv", spec.obs_dim, spec.act_dim, handover))
     except BaseException:
         link.close()
         raise
@@ -138,6 +162,8 @@ def _run_trial(cfg: HilRunConfig, spec, pol, view: LiveView) -> dict:
         link.close()  # stop: the device zeroes its actuator
         log.close()
         summary["timing"] = timing_summary(out / "ticks.csv", period)
+        if handover:
+            summary["handover"] = handover_summary(out / "ticks.csv")
         summary["bad_frames"] = {"host_parser": link.parser.bad_frames, "frames_ok": link.parser.frames_ok}
         summary.setdefault("ended", "complete")
         write_json(out / "summary.json", summary)
@@ -208,6 +234,8 @@ class simulated_rig(RigProcess):
                     "--seed", str(cfg.seed), "--build-dir", build]
         if Path(cfg.policy).is_dir():
             args += ["--policy", cfg.policy]
+        if cfg.classical is not None:
+            args += ["--classical", cfg.classical]
         if cfg.period_us:
             args += ["--period-us", str(cfg.period_us)]
         super().__init__(args, build)
@@ -227,16 +255,20 @@ def _check_device(info: dict, spec, pol, mode: str) -> None:
     if pol.obs_dim != info["obs_dim"] or pol.act_dim != info["act_dim"]:
         raise LinkError(f"policy sizes {pol.obs_dim}->{pol.act_dim} differ from the device's "
                         f"{info['obs_dim']}->{info['act_dim']}")
-    if mode == "device":
+    if mode in ("device", "handover"):
         if not info["caps"] & CAPS["device_policy"]:
-            raise LinkError("the device has no on-device policy (device mode impossible)")
+            raise LinkError(f"the device has no on-device policy ({mode} mode impossible)")
+        if mode == "handover" and not info["caps"] & CAPS["handover"]:
+            raise LinkError("the device has no hand-over mode (INFO caps bit 2: no classical controller built in "
+                            "beside its policy; `bpd classical export --handover`, then build with --classical)")
         dev_hash = bytes(info["model_hash"]).hex()
         if not pol.model_hash or pol.model_hash[:16] != dev_hash:
             raise LinkError(f"the device runs model {dev_hash}, the export is {(pol.model_hash or '?')[:16]}: "
                             "flash the matching firmware")
         if info.get("selftest") == SELFTEST["fail"]:
-            raise LinkError("the device's policy failed its boot self-test (its weights are not the exported ones): "
-                            "it refuses device mode; flash the firmware again")
+            who = "policy or its classical controller" if mode == "handover" else "policy"
+            raise LinkError(f"the device's {who} failed its boot self-test (its weights are not the exported ones): "
+                            f"it refuses {mode} mode; flash the firmware again")
 
 
 def _episode(link: DeviceLink, log: TickLog, cfg: HilRunConfig, ep: int, period: int, steps: int, lim: dict,
@@ -284,6 +316,7 @@ def _episode(link: DeviceLink, log: TickLog, cfg: HilRunConfig, ep: int, period:
                      f"{compute_us:.1f}" if compute_us else "", f["rtt_us"], f["infer_ns"], f["policy_cycles"],
                      f["jitter_us"], f["jitter_max_us"], miss,
                      int(cfg.mode == "host" and not newest), f["flags"], 1.0 if upright else 0.0,
+                     *([int(bool(f["flags"] & FLAGS["classical"]))] if log.handover else []),
                      *[f"{x:.6g}" for x in obs], *[f"{x:.6g}" for x in f["action"]]])
             if not upright:
                 ended = "limit (device stopped)"
