@@ -116,19 +116,22 @@ def score_env(plan, env: str, cells: list, episodes: int, res: dict, redo: bool,
 
 
 def timing(res: dict) -> dict:
-    """What the scoring costs: the first controller scored (the measurement the episode count was chosen
-    on), the mean CPU seconds per controller, and the whole plan at that mean."""
+    """What the scoring costs in CPU seconds: the first controller scored, the mean per controller, and the
+    whole plan once every cell has finished (per environment a teacher and each seed's student in both kernels)
+    at its environment's mean where one was scored, else at the mean over all."""
     ctrl = [(env, n, c) for env, e in res["envs"].items() for n, c in e["controllers"].items() if "cpu_seconds" in c]
     if not ctrl:
         return {}
     env, name, first = min(ctrl, key=lambda t: t[2]["scored_at"])
     mean = float(np.mean([c["cpu_seconds"] for _, _, c in ctrl]))
-    planned = len(res["plan_envs"]) * (1 + len(KINDS) * res["seeds"])  # a teacher, each seed's student twice
+    per_env = 1 + len(KINDS) * res["seeds"]
+    plan_seconds = sum(per_env * float(np.mean([c["cpu_seconds"] for e, _, c in ctrl if e == env_id] or [mean]))
+                       for env_id in res["plan_envs"])
     return {"first": {"env": env, "controller": name, "cpu_seconds": first["cpu_seconds"],
                       "episodes_per_variation": first["episodes_per_variation"]},
             "controllers_scored": len(ctrl), "cpu_seconds_mean": mean,
             "cpu_seconds_total": float(sum(c["cpu_seconds"] for _, _, c in ctrl)),
-            "plan_controllers": planned, "plan_minutes_at_mean": planned * mean / 60,
+            "plan_controllers": per_env * len(res["plan_envs"]), "plan_minutes": plan_seconds / 60,
             "episodes_per_variation": first["episodes_per_variation"]}
 
 
@@ -140,7 +143,11 @@ def env_section(env: str, e: dict) -> list[str]:
     cats = list(CATEGORY_NAMES)
     ctrl = e["controllers"]
     first = next(iter(ctrl.values()))
-    lines = [f"## {env}", "", f"Variations: {grid_line(e['grid'])}.", "", f"Success: {first['success_rule']}.", "",
+    ticks = [v["ticks"] for v in first["categories"]["delay"]["variations"]]
+    per_tick = ", ".join(f"{ticks.count(k)} of {k} tick{'s' if k != 1 else ''}" for k in sorted(set(ticks)))
+    lines = [f"## {env}", "", f"Variations: {grid_line(e['grid'])}.", "",
+             f"The delay sweep in whole ticks of {e['grid']['period_s'] * 1000:g} ms: {per_tick}.", "",
+             f"Success: {first['success_rule']}.", "",
              "| controller | overall | " + " | ".join(CATEGORY_NAMES[c] for c in cats)
              + " | nominal success | minutes (one core) |", "|---|---|" + "---|" * len(cats) + "---|---|"]
     for name, c in sorted(ctrl.items(), key=lambda kv: -kv[1]["overall"]):
@@ -191,16 +198,17 @@ def markdown(res: dict) -> str:
     if t:
         f = t["first"]
         n = t["episodes_per_variation"]
+        fits = "fits within" if t["plan_minutes"] <= 60 else "does not fit in"
         lines += [f"Episodes per variation: {', '.join(map(str, eps))} (seeds 0 to {max(eps) - 1}), as for the rigs "
-                  "(robustness.md), so that the scores compare, and because the whole plan then fits within an hour "
-                  f"of one core. Measured: the first controller scored, {f['env']}'s {f['controller']}, took "
+                  f"(robustness.md), so that the scores compare; the whole plan then {fits} an hour of one core. "
+                  f"Measured: the first controller scored, {f['env']}'s {f['controller']}, took "
                   f"{f['cpu_seconds'] / 60:.1f} min of one core at {f['episodes_per_variation']} episodes per "
                   f"variation; over the {t['controllers_scored']} controllers scored the mean is "
                   f"{t['cpu_seconds_mean'] / 60:.1f} min ({t['cpu_seconds_total'] / 60:.0f} min in all), so the "
                   f"plan's {t['plan_controllers']} controllers once every cell has finished (per environment a "
-                  f"teacher and each seed's student in both kernels) come to about {t['plan_minutes_at_mean']:.0f} "
-                  f"min at that mean; {n + 2} episodes per variation would take about "
-                  f"{t['plan_minutes_at_mean'] * (n + 2) / n:.0f} min. The time is CPU time (the scoring ran at a "
+                  "teacher and each seed's student in both kernels), each environment at its own mean where one "
+                  f"was scored, come to about {t['plan_minutes']:.0f} min; {n + 2} episodes per variation would "
+                  f"take about {t['plan_minutes'] * (n + 2) / n:.0f} min. The time is CPU time (the scoring ran at a "
                   "low priority beside other work).", ""]
     lines += ["| environment | teacher | students, float C: mean +- std; worst (seed) | students, integer C | "
               "finished cells (students scored) |", "|---|---|---|---|---|"]
