@@ -12,7 +12,8 @@ least-flash build is measured on both cores too. Per student: exact instructions
 (unicorn), estimated cycles (firmware_host/measure/cycle_model.py; docs/cycle_model.md), the flash of the
 policy's own code and data in the linked image, and the scalar arithmetic floor (one instruction per
 nonzero multiply-add, bias, activation and output operation: `firmware_host.measure.bench.arithmetic_floor`).
-Writes OUT/cost.json and OUT/cost.md (regenerated from cost.json by `--table-only`). Numbers come
+Writes OUT/cost.json and OUT/cost.md (regenerated from cost.json by `--table-only`; `--refresh-m0`
+measures again only the Cortex-M0+ integer kernel of the rows there, after a change to its Thumb-1 form). Numbers come
 from emulation and the cycle model, never from timing: the same export gives the same figures on any
 machine.
 """
@@ -106,6 +107,26 @@ def measure_student(run: Path, out: Path, dataset: str | None, env_id: str, epis
             row[target]["integer-table-least"] = kernel_cost(least, target)
         row["cortex-m4f"]["integer-table"] = t["cost"]
     return row
+
+
+def refresh_m0(run: Path, out: Path, dataset: str | None, row: dict) -> dict:
+    """The row's Cortex-M0+ integer figures measured again on a fresh integer export (the generic float kernel
+    beside it, no episodes), after checking that its Cortex-M4F build is the one the row measured (the same
+    instructions): what an M0+-only change to the integer kernel leaves of the row, re-measured."""
+    from bpd.errors import BpdError
+    from export.export import ExportConfig, run_export
+    from firmware_host.measure.bench import kernel_cost
+
+    rep = run_export(ExportConfig(source=str(run / "student.pt"), out=str(out), episodes=0, integer=True,
+                                  kernel="generic", dataset=dataset))
+    if rep["model_hash"] != row["model_hash"]:
+        raise BpdError(f"{row['cell']}: the student is not the one measured (model hash differs)")
+    m4 = kernel_cost(out / "int", "cortex-m4f")
+    if m4["instructions"] != row["cortex-m4f"]["integer"]["instructions"]:
+        raise BpdError(f"{row['cell']}: the Cortex-M4F integer kernel changed ({m4['instructions']} instructions, "
+                       f"{row['cortex-m4f']['integer']['instructions']} measured): measure the row again in full")
+    return row | {"cortex-m0plus": row["cortex-m0plus"] | {"integer": kernel_cost(out / "int", "cortex-m0plus")},
+                  "integer_form": rep["int"].get("form")}
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -205,10 +226,14 @@ def _returns(r: dict) -> str:
             f"{f['episodes']} episodes")
 
 
+REFRESHED = ("; its Cortex-M0+ integer figures measured again with `--refresh-m0` after the kernel's Thumb-1 form "
+             "(the Cortex-M4F build checked unchanged)")
+
+
 def markdown(res: dict) -> str:
     L = ["# What the microcontroller pays, per kernel", "",
          "Written by `python benchmarks/cost_benchmark.py " + res["plan"] + "` (this file again from its cost.json: "
-         "`--table-only`).", "",
+         "`--table-only`)" + (REFRESHED if res.get("m0_refreshed") else "") + ".", "",
          f"Students: the finished cells of {res['plan']} ({len(res['rows'])}). Cortex-M4F at "
          "168 MHz and Cortex-M0+ at 48 MHz, emulated (unicorn): instructions exact, cycles estimated from the "
          "instruction mix (docs/cycle_model.md: zero-wait memory, every branch taken, ratios good to about "
@@ -286,6 +311,9 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", default=None,
                     help="measure only cells whose key (ENV/LABEL/seedN) starts with one of these")
     ap.add_argument("--table-only", action="store_true", help="rewrite cost.md from cost.json")
+    ap.add_argument("--refresh-m0", action="store_true",
+                    help="measure again only the Cortex-M0+ integer kernel of the rows in cost.json (after a change "
+                    "to its Thumb-1 form), checking that the Cortex-M4F build is unchanged")
     a = ap.parse_args()
     out = Path(a.out)
     if a.table_only:
@@ -311,9 +339,21 @@ def main() -> None:
             print(f"{c.key} ...", flush=True)
             ds = cfg.get("dataset")
             ds = str(path_from_record(ds, run)) if ds and not ds.startswith("minari:") else ds
+            if a.refresh_m0:
+                if c.key in old:
+                    from bpd.errors import BpdError
+                    try:
+                        rows.append(refresh_m0(run, c.dir / "cost-m0", ds, old[c.key] | {"cell": c.key}))
+                    except BpdError as e:
+                        print(f"  kept as it was: {e}", flush=True)
+                        rows.append(old[c.key])
+                continue
             rows.append({"cell": c.key} | measure_student(run, c.dir / "cost", ds, c.env,
                                                           plan.eval["episodes"], plan.eval["seed"]))
         res = {"plan": str(Path(a.plan).resolve().relative_to(ROOT)), "rows": rows, "summary": summarise(rows)}
+        prev = json.loads((out / "cost.json").read_text()) if (out / "cost.json").is_file() else {}
+        if a.refresh_m0 or (a.only is not None and prev.get("m0_refreshed")):
+            res["m0_refreshed"] = True
         write_json(out / "cost.json", res)
     write_text(out / "cost.md", markdown(res))
     print(markdown(res))

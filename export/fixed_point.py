@@ -263,13 +263,16 @@ class IntPolicy:
 
 # ------------------------------------------------------------------------------ C generation
 
-_PRELUDE = """\
-/* Thumb-1 cores (Cortex-M0/M0+): at -O2 GCC turns every constant multiply into shifts and adds; at -Os
- * it keeps one MULS (a single cycle on the usual multiplier). Measured on the emulated Cortex-M0+:
- * about a third fewer instructions and a quarter fewer cycles (benchmarks/results/cost/cost.md). */
+_OS_PRAGMA = """\
+/* Thumb-1 cores (Cortex-M0/M0+), where the layers are scalar C: at -O2 GCC turns every constant multiply
+ * into shifts and adds; at -Os it keeps one MULS (a single cycle on the usual multiplier). Measured on the
+ * emulated Cortex-M0+: about a third fewer instructions and a quarter fewer cycles. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__thumb__) && !defined(__thumb2__)
 #pragma GCC optimize ("Os")
 #endif
+"""
+
+_PRELUDE = _OS_PRAGMA + """\
 #include "policy.h"
 #include "policy_weights.h"
 
@@ -309,9 +312,14 @@ static int32_t to_fixed(uint32_t bits, int32_t k)
 
 static uint32_t load_bits(const float *p)
 {
+#if defined(__GNUC__) /* one LDR: GCC keeps memcpy a call on cores without unaligned access (Cortex-M0+) */
+    typedef uint32_t __attribute__((may_alias)) bits_alias;
+    return *(const bits_alias *)p;
+#else
     uint32_t b;
     memcpy(&b, p, sizeof b);
     return b;
+#endif
 }
 #endif
 
@@ -351,7 +359,15 @@ static uint32_t to_float_bits(int32_t v, int32_t f)
 
 static int32_t sat(int32_t v, int32_t lo, int32_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
 
-static void store_bits(float *p, uint32_t b) { memcpy(p, &b, sizeof b); }
+static void store_bits(float *p, uint32_t b)
+{
+#if defined(__GNUC__)
+    typedef uint32_t __attribute__((may_alias)) bits_alias;
+    *(bits_alias *)p = b;
+#else
+    memcpy(p, &b, sizeof b);
+#endif
+}
 """
 
 _TANH = """
@@ -428,8 +444,11 @@ def kernel_source(q: IntNet, banner: str) -> tuple[str, dict]:
         t1 = None
     guard = "#if defined(__ARM_FEATURE_SIMD32) && __ARM_FEATURE_SIMD32 && defined(__thumb2__)\n"
     assert guard in _PRELUDE
-    out = [banner, _PRELUDE if dsp else _PRELUDE.replace(
-        guard, "#if 0 /* this network's layers are too wide for the assembly's 12-bit offsets: scalar C */\n")]
+    prelude = _PRELUDE if dsp else _PRELUDE.replace(
+        guard, "#if 0 /* this network's layers are too wide for the assembly's 12-bit offsets: scalar C */\n")
+    if t1:  # the layers in Thumb-1 assembly: what is left in C (conversions) is better at -O2 (no call per load)
+        prelude = prelude.replace(_OS_PRAGMA, "")
+    out = [banner, prelude]
     if uses_tanh:
         t = tanh_table()
         rows = [", ".join(str(int(v)) for v in t[i:i + 16]) for i in range(0, len(t), 16)]
@@ -456,7 +475,7 @@ def kernel_source(q: IntNet, banner: str) -> tuple[str, dict]:
                    f"assembly uses them */\nstatic const uint32_t bpd_t1_table[{max(len(t1_table), 1)}] = {{\n")
         for i in range(0, len(t1_table), 8):
             out.append("    " + ", ".join(_hex(v) for v in t1_table[i:i + 8]) + ",\n")
-        out.append("};\nvoid bpd_t1_net(const int32_t *x, const uint32_t *t, int32_t *out, const int16_t *tanh_mid);\n"
+        out.append("};\nvoid bpd_t1_net(const int32_t *x, const uint32_t *t, int32_t *out, const int16_t *tanh);\n"
                    "__asm__(\n    \".syntax unified\\n\"\n    \".text\\n\"\n    \".balign 2\\n\"\n")
         out += [f"    \"{line}\\n\"\n" for line in t1_asm.splitlines()]
         out.append(");\n#endif\n")
@@ -488,7 +507,7 @@ def kernel_source(q: IntNet, banner: str) -> tuple[str, dict]:
     if t1:  # Thumb-1: the layers in assembly, the output sums read back
         out.append("#if BPD_INT_T1\n    {\n        const int32_t xin[" + str(obs_dim) + "] = {"
                    + ", ".join(f"x{j}" for j in range(obs_dim)) + f"}};\n        int32_t acc[{act_dim}];\n"
-                   f"        bpd_t1_net(xin, bpd_t1_table, acc, {'TANH_MID' if uses_tanh else 'NULL'});\n")
+                   f"        bpd_t1_net(xin, bpd_t1_table, acc, {'bpd_tanh_q15' if uses_tanh else 'NULL'});\n")
         out += [f"        {v} = acc[{i}];\n" for i, v in enumerate(names)]
         out.append("    }\n#else\n")
     prev = [f"x{j}" for j in range(obs_dim)]

@@ -8,10 +8,12 @@ r2, r5, r6, r7: what r1 the table pointer, r3 the sum and r4 the operand leave f
 bias, moved into the sum, then per nonzero weight three instructions: LDR the input from the frame,
 MULS, ADDS. Hidden rows nobody in the next layer reads are left out.
 
-After a row's sum, the activation: shift by ASRS, clamp by two compare-and-branch pairs against the
-layer's bounds held in r8 and r9 (a row whose shift is negative clamps first against its own bounds,
-streamed from the table, then shifts left, as `sat_shift` does), then tanh by LDRSH from the table's
-middle (r10); ReLU's clamp is its result. The output layer stores its sums (int32) through r11 for the
+After a row's sum, the activation. A row shifted right (ASRS) is offset by the layer's lower bound and
+checked by one unsigned compare against the bounds' span (r8, r9): in range, a branch past the clamp;
+out of range (rare), ASRS #31, MVNS and LSRS make the span's end from the sign. A row with no shift, or a
+negative one, clamps by compare-and-branch against its own bounds streamed from the table, then shifts
+left, as `sat_shift` does. tanh is then one LDRSH from the table's first entry (r10); ReLU's clamp is its
+result. The output layer stores its sums (int32) through r11 for the
 C that maps them to actions. The numbers equal the scalar C form's and the numpy model's exactly
 (fixed_point.py): every product is int16 x int16, MULS keeps the low 32 bits, and the quantiser
 bounds every sum for any input.
@@ -40,8 +42,9 @@ def _layer_bounds(kind: str, bits: int) -> tuple[int, int]:
 
 def network_asm(name: str, layers: list, obs_dim: int, bits: int) -> tuple[str, list[int], dict]:
     """ARMv6-M assembly of `name`(const int32_t *x, const int32_t *table, int32_t *out, const int16_t
-    *tanh_mid) for the integer layers (fixed_point.IntLayer), the weight table it streams (int32 words)
-    and what the export report records of it (frame words, instructions emitted)."""
+    *tanh), tanh the table's first entry (index -2^(bits-1)), for the integer layers (fixed_point.IntLayer);
+    the weight table it streams (int32 words); what the export report records of it (frame words,
+    instructions emitted)."""
     widths = [obs_dim] + [int(L.wq.shape[0]) for L in layers[:-1]]
     width = max(widths)
     if 2 * width > FRAME_WORDS:
@@ -80,7 +83,7 @@ def network_asm(name: str, layers: list, obs_dim: int, bits: int) -> tuple[str, 
             reads = np.asarray(layers[li + 1].wq) != 0
             rows = [r for r in rows if reads[:, r].any()]  # a unit nobody reads is left out
             lo, hi = _layer_bounds(L.kind, bits)
-            table += [lo & 0xFFFFFFFF, hi & 0xFFFFFFFF]
+            table += [-lo, hi - lo]
             e("    ldmia r1!, {r4, r5}")
             e("    mov r8, r4")
             e("    mov r9, r5")
@@ -106,12 +109,29 @@ def network_asm(name: str, layers: list, obs_dim: int, bits: int) -> tuple[str, 
                     raise FrameTooSmall("more than 32 outputs: scalar C")
                 continue
             s = int(L.shift[r])
-            if s >= 0:
-                if s:
-                    e(f"    asrs r3, r3, #{s}")
-                lo_reg, hi_reg = "r8", "r9"
+            lo, hi = _layer_bounds(L.kind, bits)
+            assert (hi - lo) & (hi - lo + 1) == 0  # all ones: the out-of-range answer is a shift of -1
+            if s >= 1:  # shifted right, the sum plus -lo cannot overflow: one unsigned compare tells in range
+                e(f"    asrs r3, r3, #{s}")
+                if lo:
+                    e("    add r3, r8")  # r8: -lo, r9: hi - lo
+                e("    cmp r3, r9")
+                e("    bls 1f")
+                e("    asrs r3, r3, #31")  # out of range: below gives 0, above gives hi - lo (all ones, shifted)
+                e("    mvns r3, r3")
+                e(f"    lsrs r3, r3, #{32 - (hi - lo).bit_length()}")
+                e("1:")
+                if L.kind == "tanh":  # r10: the table's first entry
+                    e("    lsls r3, r3, #1")
+                    e("    mov r4, r10")
+                    e("    ldrsh r3, [r4, r3]")
+                e(f"    str r3, [sp, #{4 * (dst + r)}]")
+                continue
+            if s == 0:
+                e("    ldmia r1!, {r4, r5}")
+                table += [lo & 0xFFFFFFFF, hi & 0xFFFFFFFF]
+                lo_reg, hi_reg = "r4", "r5"
             else:  # clamp to the bounds shifted right, then shift left (never leaves the range)
-                lo, hi = _layer_bounds(L.kind, bits)
                 table += [(lo >> -s) & 0xFFFFFFFF, (hi >> -s) & 0xFFFFFFFF]
                 e("    ldmia r1!, {r4, r5}")
                 lo_reg, hi_reg = "r4", "r5"
@@ -126,6 +146,7 @@ def network_asm(name: str, layers: list, obs_dim: int, bits: int) -> tuple[str, 
             if s < 0:
                 e(f"    lsls r3, r3, #{-s}")
             if L.kind == "tanh":
+                e(f"    adds r3, #{-lo}" if -lo <= 255 else "    add r3, r8")
                 e("    lsls r3, r3, #1")
                 e("    mov r4, r10")
                 e("    ldrsh r3, [r4, r3]")
