@@ -367,8 +367,10 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("benchmarks/work/rotary"))
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     ap.add_argument("--table-only", action="store_true", help="rewrite rotary.md from rotary.json")
+    ap.add_argument("--robustness", type=Path, default=ROOT / "benchmarks" / "results" / "robustness.json",
+                    help="robustness scores to join into the table by model (robustness_benchmark.py's)")
     args = ap.parse_args()
-    rpath = args.out / "robustness.json"
+    rpath = args.robustness
     robust = json.loads(rpath.read_text()) if rpath.is_file() else None
     if args.table_only:
         res = json.loads((args.out / "rotary.json").read_text())

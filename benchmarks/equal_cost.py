@@ -1,0 +1,166 @@
+"""BPD against L1 then a threshold at equal size, with both measured by the same kernels (issue 34).
+
+    python benchmarks/equal_cost.py [--env HalfCheetah-v5] [--out benchmarks/results/equal-cost]
+
+Side A: the l1-threshold cells of benchmarks/plans/hc-equal-cost.yaml (the ablation's cells trained again
+with the same options and seeds, so that their students exist to be measured). Side B: the
+bpd-finetune-l1-size cells of benchmarks/plans/ablations.yaml (BPD whose fine-tune starts from its mask
+cut by log alpha to the nonzero count of the ablation's l1-threshold cell of the same seed). Per seed:
+each side's return over the plan's 30 reporting episodes (seeds disjoint from those the runs chose
+their students on), nonzero parameters, early ends, and the Cortex-M4F instructions, estimated cycles and
+flash of every kernel the cell's bench measured (the integer kernel, the compact float kernel with its
+table tanh, ...), so the two sides meet on the same kernel. Whether the retrained L1 cell reproduced the
+ablation's (the same student file, by its sha256) is stated per seed. Writes OUT/equal-cost.json and
+OUT/equal-cost.md (again from the JSON with --table-only). Cells not finished are listed as such, never
+dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+from bpd.io import write_json, write_text  # noqa: E402
+
+KERNELS = ("integer", "compact-table", "compact", "generic")  # the kernels both sides are compared on
+SIDES = {"A": ("benchmarks/plans/hc-equal-cost.yaml", "l1-threshold", "L1 then a threshold (trained again)"),
+         "B": ("benchmarks/plans/ablations.yaml", "bpd-finetune-l1-size", "BPD at L1's size (bpd-finetune-l1-size)")}
+ORIGINAL = ("benchmarks/plans/ablations.yaml", "l1-threshold")  # the cells side A trains again
+
+
+def cell_record(plan, env: str, label: str, seed: int) -> dict:
+    """What the comparison needs of one cell: None fields where it has not finished."""
+    cell = next((c for c in plan.cells() if c.env == env and c.label == label and c.seed == seed), None)
+    if cell is None or not (cell.dir / "result.json").is_file():
+        return {"finished": False}
+    r = json.loads((cell.dir / "result.json").read_text())
+    bench = cell.dir / "bench" / "bench.json"
+    kernels = {}
+    if bench.is_file():
+        cands = json.loads(bench.read_text())["export_kernels"]["candidates"]
+        kernels = {k: {f: cands[k][f] for f in ("instructions", "cycles", "flash_bytes")}
+                   for k in KERNELS if cands.get(k)}
+    ev = r["eval"]
+    return {"finished": True, "return_mean": ev["return_mean"], "return_std": ev["return_std"],
+            "episodes": ev["episodes"], "return_vs_teacher": r["return_vs_teacher"],
+            "early_ends_where_teacher_finished": r["early_terminations_where_teacher_finished"],
+            "params_nonzero": r["params_nonzero"], "product_sha256": r.get("product_sha256"),
+            "teacher_return": r["teacher"]["return_mean"], "kernels": kernels}
+
+
+def collect(env: str) -> dict:
+    from bpd_app.experiment import load_plan
+
+    plans = {s: load_plan(str(ROOT / p)) for s, (p, _, _) in SIDES.items()}
+    original = load_plan(str(ROOT / ORIGINAL[0]))
+    seeds = plans["B"].seeds
+    rows = []
+    for seed in seeds:
+        row: dict = {"seed": seed}
+        for s, (_, label, _) in SIDES.items():
+            row[s] = cell_record(plans[s], env, label, seed)
+        orig = cell_record(original, env, ORIGINAL[1], seed)
+        row["original_l1"] = {k: orig.get(k) for k in ("finished", "return_mean", "params_nonzero", "product_sha256")}
+        rows.append(row)
+    return {"env": env, "sides": {s: {"plan": p, "label": lab, "name": n} for s, (p, lab, n) in SIDES.items()},
+            "rows": rows}
+
+
+def verdicts(row: dict) -> dict:
+    """Per seed, where both sides finished: B's return minus A's, and per kernel B's cycles over A's."""
+    a, b = row["A"], row["B"]
+    if not (a["finished"] and b["finished"]):
+        return {}
+    se = (a["return_std"] ** 2 / a["episodes"] + b["return_std"] ** 2 / b["episodes"]) ** 0.5
+    out = {"return_b_minus_a": b["return_mean"] - a["return_mean"], "standard_error": se,
+           "return_level": b["return_mean"] >= a["return_mean"],
+           "within_two_standard_errors": abs(b["return_mean"] - a["return_mean"]) <= 2 * se,
+           "nonzero_b_over_a": b["params_nonzero"] / a["params_nonzero"], "cycles_b_over_a": {}}
+    for k in KERNELS:
+        if k in a["kernels"] and k in b["kernels"]:
+            out["cycles_b_over_a"][k] = b["kernels"][k]["cycles"] / a["kernels"][k]["cycles"]
+    return out
+
+
+def markdown(res: dict) -> str:
+    A, B = res["sides"]["A"], res["sides"]["B"]
+    L = [f"# BPD against L1 then a threshold at equal size: {res['env']}", "",
+         "Written by `python benchmarks/equal_cost.py` (again from equal-cost.json: `--table-only`).", "",
+         f"A: {A['name']}, the `{A['label']}` cells of `{A['plan']}`. B: {B['name']}, the `{B['label']}` cells of "
+         f"`{B['plan']}`, whose fine-tune starts from BPD's mask cut by log alpha to the nonzero count of the "
+         "ablation's l1-threshold cell of the same seed. Both: the same teacher, dataset (100,000 steps), "
+         "100,000 gradient steps and evaluation (30 episodes on seeds disjoint from the model choice); cost "
+         "measured by each cell's bench on the emulated Cortex-M4F (instructions exact, cycles estimated: "
+         "docs/cycle_model.md), the same kernels on both sides.", "",
+         "| seed | side | return (mean +- std over episodes) | % of teacher | early ends | nonzero | "
+         + " | ".join(f"M4F {k}: instr / cycles / flash B" for k in KERNELS) + " |",
+         "|---|---|---|---|---|---|" + "---|" * len(KERNELS)]
+    for row in res["rows"]:
+        for s in ("A", "B"):
+            c = row[s]
+            if not c["finished"]:
+                L.append(f"| {row['seed']} | {s} | not finished | - | - | - |" + " - |" * len(KERNELS))
+                continue
+            ks = " | ".join(("-" if k not in c["kernels"] else
+                             f"{c['kernels'][k]['instructions']} / {c['kernels'][k]['cycles']:.0f} / "
+                             f"{c['kernels'][k]['flash_bytes']}") for k in KERNELS)
+            L.append(f"| {row['seed']} | {s} | {c['return_mean']:.1f} +- {c['return_std']:.1f} | "
+                     f"{100 * c['return_vs_teacher']:.1f} % | {c['early_ends_where_teacher_finished']} | "
+                     f"{c['params_nonzero']} | {ks} |")
+    L += ["", "B - A: the difference of the two means over the 30 episodes, with its standard error (each side's "
+          "episode std / sqrt(30), added in quadrature); a difference within two standard errors is one the "
+          "episodes cannot tell from zero.", "",
+          "| seed | B - A return (standard error) | B >= A in return | within 2 standard errors | B / A nonzero | "
+          + " | ".join(f"B / A cycles, {k}" for k in KERNELS) + " | A reproduced the ablation's cell |",
+          "|---|---|---|---|---|" + "---|" * len(KERNELS) + "---|"]
+    done = []
+    for row in res["rows"]:
+        v = verdicts(row)
+        o, a = row["original_l1"], row["A"]
+        same = ("-" if not (o["finished"] and a["finished"]) else
+                "yes (the same student file)" if o["product_sha256"] == a["product_sha256"] else
+                f"no: return {a['return_mean']:.1f} against {o['return_mean']:.1f}, nonzero {a['params_nonzero']} "
+                f"against {o['params_nonzero']}")
+        if not v:
+            L.append(f"| {row['seed']} | - | - | - | - |" + " - |" * len(KERNELS) + f" {same} |")
+            continue
+        done.append(v)
+        L.append(f"| {row['seed']} | {v['return_b_minus_a']:+.1f} ({v['standard_error']:.1f}) | "
+                 f"{'yes' if v['return_level'] else 'no'} | {'yes' if v['within_two_standard_errors'] else 'no'} | "
+                 f"{v['nonzero_b_over_a']:.3f} | "
+                 + " | ".join(f"{v['cycles_b_over_a'][k]:.3f}" if k in v["cycles_b_over_a"] else "-"
+                              for k in KERNELS) + f" | {same} |")
+    if done:
+        diffs = [v["return_b_minus_a"] for v in done]
+        L += ["", f"Over the {len(done)} seed(s) where both sides finished: B - A return "
+              f"{statistics.mean(diffs):+.1f} on average (std {statistics.pstdev(diffs):.1f} over seeds; worst seed "
+              f"{min(diffs):+.1f}); B level or above in return on {sum(v['return_level'] for v in done)} of "
+              f"{len(done)}, within two standard errors of A on "
+              f"{sum(v['within_two_standard_errors'] for v in done)} of {len(done)}."]
+    return "\n".join(L) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--env", default="HalfCheetah-v5")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "equal-cost")
+    ap.add_argument("--table-only", action="store_true", help="rewrite equal-cost.md from equal-cost.json")
+    a = ap.parse_args()
+    if a.table_only:
+        res = json.loads((a.out / "equal-cost.json").read_text())
+    else:
+        res = collect(a.env)
+        write_json(a.out / "equal-cost.json", res)
+    write_text(a.out / "equal-cost.md", markdown(res))
+    print(markdown(res))
+
+
+if __name__ == "__main__":
+    main()
