@@ -143,3 +143,24 @@ def test_a_resumed_training_may_change_its_step_budget_and_nothing_else(tmp_path
     other = TeacherTrainConfig(out=cfg.out, work_dir=cfg.work_dir, steps=5000, seed=1, resume=True)
     with pytest.raises(BpdError, match=r"different configuration \(seed\)"):
         _TeacherWork(other).prepare(other)
+
+
+def test_distill_discounts_over_the_teachers_own_horizon(tiny_pipeline):
+    """`bpd distill`'s default discount per tick keeps the teacher's horizon: gamma^(1/action_repeat) from the
+    teacher's training record (0.99 per decision held 5 ticks: 0.99^(1/5) = 0.997992, the rotary pendulum's
+    teacher), 0.99 for a teacher without one (an import); the run records the value it used."""
+    import json
+
+    from training.teacher import DEFAULT_GAMMA, teacher_gamma
+
+    t = hand_teacher()
+    assert teacher_gamma(t)[0] == DEFAULT_GAMMA == 0.99
+    t.train = {"config": {"gamma": 0.99, "action_repeat": 5}}
+    assert teacher_gamma(t)[0] == pytest.approx(0.997992, abs=5e-7)
+    t.train = {"config": {"gamma": 0.9, "action_repeat": 1}}
+    assert teacher_gamma(t)[0] == pytest.approx(0.9)
+    t.train = {"config": {"gamma": "x"}}  # a malformed record: the plain default
+    assert teacher_gamma(t)[0] == DEFAULT_GAMMA
+    tt = load_teacher(tiny_pipeline / "teacher.npz")
+    run = json.loads((tiny_pipeline / "run" / "config.json").read_text())
+    assert run["gamma"] == pytest.approx(teacher_gamma(tt)[0], abs=1e-6)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import io
 import math
 import time
@@ -52,7 +53,7 @@ from training.selection import (
     select,
 )
 from training.student import BayesianStudent, Critic, budget_masks, save_student
-from training.teacher import load_teacher
+from training.teacher import DEFAULT_GAMMA, load_teacher, teacher_gamma
 
 SCHEDULES = ("linear", "constant", "exponential")
 # Fields that may differ between a run and its resumption: the teacher and dataset are compared by
@@ -81,7 +82,9 @@ class DistillConfig:
     actor_lr: float = field(1e-3, help="student learning rate")
     critic_lr: float = field(3e-4, help="critic learning rate")
     critic_hidden: list[int] = field([256, 256], help="critic hidden widths")
-    gamma: float = field(0.99, help="discount")
+    gamma: float | None = field(None, help="discount per dataset tick (default: the teacher's own horizon: its "
+                                "training discount per decision made per tick, gamma^(1/action_repeat), where its "
+                                "file records them (bpd teacher train), else 0.99)")
     tau: float = field(0.005, help="target network update rate")
     policy_noise: float = field(0.2, help="target policy smoothing noise (normalised action units)")
     noise_clip: float = field(0.5, help="clip of the target smoothing noise")
@@ -228,7 +231,7 @@ class BPDTrainer:
                 noise = (torch.randn_like(a) * c.policy_noise).clamp(-c.noise_clip, c.noise_clip)
                 a2 = (self.actor_target(s2) + noise).clamp(-1.0, 1.0)
                 tq1, tq2 = self.critic_target(s2, a2)
-                target = r + not_done * c.gamma * torch.min(tq1, tq2)
+                target = r + not_done * (DEFAULT_GAMMA if c.gamma is None else c.gamma) * torch.min(tq1, tq2)
             q1, q2 = self.critic(s, a)
             critic_loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
             self.critic_opt.zero_grad(set_to_none=True)
@@ -361,6 +364,8 @@ def distill(cfg: DistillConfig) -> dict:
     device = resolve_device(cfg.device)  # CUDA asked for where there is none: one line, before anything
     check_output_dir(cfg.out)
     teacher = load_teacher(cfg.teacher)
+    if cfg.gamma is None:  # recorded resolved in config.json, so a resumption compares the value
+        cfg = dataclasses.replace(cfg, gamma=round(teacher_gamma(teacher)[0], 6))
     ds = load_dataset(cfg.dataset, teacher.obs_dim, teacher.act_dim)
     check_ablation_options(cfg, ds.meta["obs_dim"], ds.meta["act_dim"])
     env_id = cfg.env or ds.meta["env_id"]
