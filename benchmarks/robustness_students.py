@@ -171,8 +171,8 @@ def env_section(env: str, e: dict) -> list[str]:
                          f"{r['return_vs_teacher'] * 100:.1f} % | {r['params_nonzero']:,} | {rob[0]} | {rob[1]} |")
         missing = [(k, r) for k, r in cells.items() if len(r["exports"]) < len(KINDS)]
         for k, r in missing:
-            why = ("restored from its committed summary, its run directory holds no export (the checkpoint was not "
-                   "kept)" if r["restored_from"] and not r["exports"] else
+            why = ("the cell was restored from its committed summary and its run directory holds no export of its "
+                   "student" if r["restored_from"] and not r["exports"] else
                    "no export of its model in its run directory" if not r["exports"] else
                    "no integer kernel of its model beside the export (benchmarks/cost_benchmark.py builds one)")
             lines.append(f"\n{k}: {', '.join(x for x in KINDS if x not in r['exports'])} not scored: {why}.")
@@ -212,21 +212,24 @@ def markdown(res: dict) -> str:
                   "low priority beside other work).", ""]
     lines += ["| environment | teacher | students, float C: mean +- std; worst (seed) | students, integer C | "
               "finished cells (students scored) |", "|---|---|---|---|---|"]
+
     def cell(spread: dict, kind: str) -> str:
         s = spread.get(f"BPD students ({kind})")
         if not s:
             return "-"
         o = s["overall"]
-        return (f"{o['mean']:.3f} +- {o['std']:.3f}; {o['worst']:.3f} (s{o['worst_seed']}), "
-                f"{len(s['seeds'])} seed{'s' if len(s['seeds']) != 1 else ''}")
+        if len(s["seeds"]) == 1:
+            return f"{o['mean']:.3f} (s{s['seeds'][0]} only)"
+        return f"{o['mean']:.3f} +- {o['std']:.3f}; {o['worst']:.3f} (s{o['worst_seed']}), {len(s['seeds'])} seeds"
 
-    for env, e in res["envs"].items():
+    envs = [(env, res["envs"][env]) for env in res.get("plan_envs", []) if env in res["envs"]]  # the plan's order
+    for env, e in envs:
         spread = seed_spread(e["controllers"])
         scored = sum(1 for r in e["cells"].values() if r["exports"])
         lines.append(f"| {env} | {score(e['controllers'].get('teacher'))} | {cell(spread, 'float C')} | "
                      f"{cell(spread, 'integer C')} | {len(e['cells'])} ({scored}) |")
     lines.append("")
-    for env, e in res["envs"].items():
+    for env, e in envs:
         lines += env_section(env, e)
     return "\n".join(lines)
 
