@@ -283,19 +283,25 @@ def _dense_small_command(c: CellInputs) -> list[str]:
 register(Method("magnitude-prune", "deterministic student, BPD's loss minus the KL, global magnitude pruning to "
                 "the nonzero count of the bpd cell (same environment and seed), then fine-tuning",
                 _magnitude_command, needs=("bpd",)))
-def _l1_size_command(c: CellInputs) -> list[str]:
+def _l1_size(c: CellInputs, units: bool) -> list[str]:
     """bpd-finetune whose fine-tune starts from the mask cut to the l1-threshold cell's nonzero count by log
-    alpha: BPD at L1's size, the two compared at equal nonzero parameters."""
+    alpha (units: and to its number of hidden units): BPD at L1's size, or at L1's shape."""
     if len(c.deps) != 1:
         raise BpdError(f"{c.env} seed {c.seed}: expected the result of one l1-threshold cell, got {len(c.deps)}")
-    nonzero = next(iter(c.deps.values())).get("params_nonzero")
-    if not nonzero:
-        raise BpdError(f"the l1-threshold cell of {c.env} seed {c.seed} records no nonzero count")
-    return distill_command(c, {"finetune": 0.2, "prune_to": int(nonzero)})
+    dep = next(iter(c.deps.values()))
+    nonzero, widths = dep.get("params_nonzero"), (dep.get("export") or {}).get("widths")
+    if not nonzero or (units and not widths):
+        raise BpdError(f"the l1-threshold cell of {c.env} seed {c.seed} records no nonzero count or widths")
+    extra = {"finetune": 0.2, "prune_to": int(nonzero)}
+    return distill_command(c, extra | ({"max_units": int(sum(widths[1:-1]))} if units else {}))
 
 
 register(Method("bpd-finetune-l1-size", "bpd-finetune whose fine-tune starts from BPD's mask cut, by log alpha "
                 "over all layers, to the nonzero count of the l1-threshold cell (same environment and seed): BPD "
-                "and L1 then a threshold at equal nonzero parameters", _l1_size_command, needs=("l1-threshold",)))
+                "and L1 then a threshold at equal nonzero parameters", lambda c: _l1_size(c, False),
+                needs=("l1-threshold",)))
+register(Method("bpd-finetune-l1-shape", "bpd-finetune-l1-size with also no more hidden units than the l1-threshold "
+                "cell's collapsed student (the units of least signal removed first): equal weights and units, so "
+                "equal activations and biases on the device", lambda c: _l1_size(c, True), needs=("l1-threshold",)))
 register(Method("dense-small", "dense deterministic student of the bpd cell's collapsed widths, BPD's loss "
                 "minus the KL", _dense_small_command, needs=("bpd",)))

@@ -406,3 +406,32 @@ def test_prune_to_on_the_bayesian_student_needs_the_finetune():
         _check_config(DistillConfig(teacher="t", dataset="d", prune_to=100))
     with pytest.raises(BpdError, match="--pair-partners"):
         _check_config(DistillConfig(teacher="t", dataset="d", prune_to=100, finetune=0.2, pair_partners=True))
+
+
+def test_max_units_removes_the_hidden_unit_of_least_signal_first():
+    """--max-units with --prune-to: while more hidden units live than the cap, the one whose kept weights carry the
+    least signal (sum of 1/alpha in and out) goes with all its weights; then the weight budget applies. Hand-set
+    log alphas: hidden unit 2's weights at 2.5 (signal 5 e^-2.5 = 0.41), every other weight at or below 0 (each
+    unit's signal at least 5): a cap of 3 removes unit 2 alone; a budget above what is left changes nothing."""
+    from training.student import budget_masks
+
+    torch.manual_seed(0)
+    cfg = DistillConfig(teacher="t", dataset="d", hidden=[HIDDEN], critic_hidden=[CRITIC_HIDDEN], steps=10,
+                        policy_freq=1, finetune=0.5, prune_to=26, max_units=3)
+    t = BPDTrainer(cfg, OBS, ACT, N_DATA)
+    la1 = -LOG_ALPHA1.abs()
+    la1[2, :] = 2.5
+    la2 = torch.tensor([[-1.0, -0.5, 2.5, 0.0], [-2.0, -1.5, 2.5, -0.3]])
+    with torch.no_grad():
+        for layer, la in zip(t.actor.layers, (la1, la2)):
+            layer.log_sigma2.copy_(la + torch.log(layer.theta ** 2))
+    got = budget_masks(t.actor, 26, 3)
+    want1, want2 = torch.ones(4, 3, dtype=torch.bool), torch.ones(2, 4, dtype=torch.bool)
+    want1[2, :] = False
+    want2[:, 2] = False
+    assert torch.equal(got[0], want1) and torch.equal(got[1], want2)
+    assert all(torch.equal(g, layer.mask().bool()) for g, layer in zip(budget_masks(t.actor, 26, 4), t.actor.layers))
+    cut = budget_masks(t.actor, 6 + 4, 3)  # then four weights of lowest log alpha among the units left
+    assert int(sum(m.sum() for m in cut)) == 4 and not cut[0][2].any() and not cut[1][:, 2].any()
+    t.freeze()
+    assert torch.equal(t.actor.layers[0].mask().bool(), want1)

@@ -120,10 +120,10 @@ class DistillConfig:
     finetune: float = field(0.0, help="Bayesian student: fraction of training at the end in which the mask is "
                             "frozen and the collapsed deterministic student is trained on (behaviour cloning and "
                             "the value term; no KL, no weight noise)")
-    prune_to: int | None = field(None, help="magnitude student: nonzero parameters (weights and biases) to keep; "
-                                 "Bayesian student with --finetune: at the fine-tune's start keep at most this "
-                                 "many (biases counted as the magnitude student counts them), the weights of "
-                                 "lowest log alpha among those the threshold keeps")
+    prune_to: int | None = field(None, help="nonzero parameters (weights and biases) to keep: magnitude student; "
+                                 "Bayesian with --finetune, at the fine-tune's start, those of lowest log alpha")
+    max_units: int | None = field(None, help="with --prune-to on the Bayesian student: hidden units kept at most "
+                                  "(the least signal, summed 1/alpha over a unit's weights, goes first)")
     prune_start: float = field(0.2, help="magnitude student: fraction of training where pruning starts")
     prune_end: float = field(0.6, help="magnitude student: fraction where the final count is reached "
                              "(fine-tuning after it)")
@@ -196,7 +196,7 @@ class BPDTrainer:
         """Enter the fine-tune phase: the student and its target become their deterministic masked forms
         (with --prune-to, both on the actor's budgeted mask)."""
         assert isinstance(self.actor, BayesianStudent) and isinstance(self.actor_target, BayesianStudent)
-        keep = None if self.cfg.prune_to is None else budget_masks(self.actor, self.cfg.prune_to)
+        keep = None if self.cfg.prune_to is None else budget_masks(self.actor, self.cfg.prune_to, self.cfg.max_units)
         for net in (self.actor, self.actor_target):
             live = None
             for i, layer in enumerate(net.layers):
@@ -336,6 +336,8 @@ def _check_config(cfg: DistillConfig) -> None:
     if cfg.student == "bayesian" and cfg.prune_to is not None and (cfg.finetune == 0 or cfg.pair_partners):
         raise BpdError("--prune-to on the Bayesian student cuts the mask at the fine-tune's start: it needs "
                        "--finetune above 0, and not --pair-partners (which adds weights back)")
+    if cfg.max_units is not None and (cfg.prune_to is None or cfg.student != "bayesian" or cfg.max_units < 1):
+        raise BpdError("--max-units (at least 1) caps the units where --prune-to cuts the Bayesian student's mask")
 
 
 METRIC_FIELDS = ["step", "time_s", "losses/critic", "losses/actor", "losses/bc", "losses/q", "losses/kl", "eta",

@@ -71,12 +71,29 @@ class BayesianStudent(nn.Module):
 
 
 @torch.no_grad()
-def budget_masks(student: BayesianStudent, prune_to: int) -> list[torch.Tensor]:
+def budget_masks(student: BayesianStudent, prune_to: int, max_units: int | None = None) -> list[torch.Tensor]:
     """Each layer's mask at a budget of `prune_to` nonzero parameters: the weights the threshold (and the
     unit gates) keep, cut to the prune_to - (number of biases) of lowest log alpha over all layers (log alpha
-    is a weight's noise-to-signal ratio, comparable across layers); ties broken by position."""
+    is a weight's noise-to-signal ratio, comparable across layers); ties broken by position. max_units: first,
+    while more hidden units than that have a kept weight in or out, the one whose kept weights carry the least
+    signal (the sum of 1/alpha over them) is removed with all its weights (a unit costs its activation
+    and bias whatever its weights)."""
     n_bias = sum(layer.out_features for layer in student.layers)
     masks = [layer.mask().bool() for layer in student.layers]
+    if max_units is not None:
+        snr = [torch.exp(-layer.log_alpha) for layer in student.layers]
+        while True:
+            units = []  # (signal, layer, unit) of every live hidden unit
+            for li in range(len(masks) - 1):
+                m_in, m_out = masks[li], masks[li + 1]
+                sig = (snr[li] * m_in).sum(1) + (snr[li + 1] * m_out).sum(0)
+                live = m_in.any(1) | m_out.any(0)
+                units += [(float(sig[j]), li, j) for j in torch.nonzero(live).flatten().tolist()]
+            if len(units) <= max_units:
+                break
+            _, li, j = min(units)
+            masks[li][j, :] = False
+            masks[li + 1][:, j] = False
     budget = prune_to - n_bias
     kept = sum(int(m.sum()) for m in masks)
     if kept <= budget:
