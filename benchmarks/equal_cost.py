@@ -31,7 +31,10 @@ from bpd.io import write_json, write_text  # noqa: E402
 
 KERNELS = ("integer", "compact-table", "compact", "generic")  # the kernels both sides are compared on
 SIDES = {"A": ("benchmarks/plans/hc-equal-cost.yaml", "l1-threshold", "L1 then a threshold (trained again)"),
-         "B": ("benchmarks/plans/ablations.yaml", "bpd-finetune-l1-size", "BPD at L1's size (bpd-finetune-l1-size)")}
+         "B": ("benchmarks/plans/ablations.yaml", "bpd-finetune-l1-size", "BPD at L1's size (bpd-finetune-l1-size)"),
+         "C": ("benchmarks/plans/ablations.yaml", "bpd-finetune-l1-shape",
+               "BPD at L1's size and number of hidden units (bpd-finetune-l1-shape)")}
+BPD_SIDES = ("B", "C")
 ORIGINAL = ("benchmarks/plans/ablations.yaml", "l1-threshold")  # the cells side A trains again
 
 
@@ -73,9 +76,9 @@ def collect(env: str) -> dict:
             "rows": rows}
 
 
-def verdicts(row: dict) -> dict:
-    """Per seed, where both sides finished: B's return minus A's, and per kernel B's cycles over A's."""
-    a, b = row["A"], row["B"]
+def verdicts(row: dict, side: str) -> dict:
+    """Per seed, where both sides finished: the BPD side's return minus A's, and per kernel its cycles over A's."""
+    a, b = row["A"], row[side]
     if not (a["finished"] and b["finished"]):
         return {}
     se = (a["return_std"] ** 2 / a["episodes"] + b["return_std"] ** 2 / b["episodes"]) ** 0.5
@@ -90,12 +93,16 @@ def verdicts(row: dict) -> dict:
 
 
 def markdown(res: dict) -> str:
-    A, B = res["sides"]["A"], res["sides"]["B"]
+    sides = res["sides"]
+    A = sides["A"]
     L = [f"# BPD against L1 then a threshold at equal size: {res['env']}", "",
          "Written by `python benchmarks/equal_cost.py` (again from equal-cost.json: `--table-only`).", "",
-         f"A: {A['name']}, the `{A['label']}` cells of `{A['plan']}`. B: {B['name']}, the `{B['label']}` cells of "
-         f"`{B['plan']}`, whose fine-tune starts from BPD's mask cut by log alpha to the nonzero count of the "
-         "ablation's l1-threshold cell of the same seed. Both: the same teacher, dataset (100,000 steps), "
+         f"A: {A['name']}, the `{A['label']}` cells of `{A['plan']}`. "
+         + " ".join(f"{s}: {sides[s]['name']}, the `{sides[s]['label']}` cells of `{sides[s]['plan']}`."
+                    for s in BPD_SIDES if s in sides)
+         + " Their fine-tune starts from BPD's mask cut by log alpha to the nonzero count of the ablation's "
+         "l1-threshold cell of the same seed (C: and to its number of hidden units, the units of least signal "
+         "removed first). All: the same teacher, dataset (100,000 steps), "
          "100,000 gradient steps and evaluation (30 episodes on seeds disjoint from the model choice); cost "
          "measured by each cell's bench on the emulated Cortex-M4F (instructions exact, cycles estimated: "
          "docs/cycle_model.md), the same kernels on both sides.", "",
@@ -103,7 +110,9 @@ def markdown(res: dict) -> str:
          + " | ".join(f"M4F {k}: instr / cycles / flash B" for k in KERNELS) + " |",
          "|---|---|---|---|---|---|" + "---|" * len(KERNELS)]
     for row in res["rows"]:
-        for s in ("A", "B"):
+        for s in ("A", *BPD_SIDES):
+            if s not in row:
+                continue
             c = row[s]
             if not c["finished"]:
                 L.append(f"| {row['seed']} | {s} | not finished | - | - | - |" + " - |" * len(KERNELS))
@@ -114,36 +123,42 @@ def markdown(res: dict) -> str:
             L.append(f"| {row['seed']} | {s} | {c['return_mean']:.1f} +- {c['return_std']:.1f} | "
                      f"{100 * c['return_vs_teacher']:.1f} % | {c['early_ends_where_teacher_finished']} | "
                      f"{c['params_nonzero']} | {ks} |")
-    L += ["", "B - A: the difference of the two means over the 30 episodes, with its standard error (each side's "
+    L += ["", "X - A: the difference of the two means over the 30 episodes, with its standard error (each side's "
           "episode std / sqrt(30), added in quadrature); a difference within two standard errors is one the "
-          "episodes cannot tell from zero.", "",
-          "| seed | B - A return (standard error) | B >= A in return | within 2 standard errors | B / A nonzero | "
-          + " | ".join(f"B / A cycles, {k}" for k in KERNELS) + " | A reproduced the ablation's cell |",
-          "|---|---|---|---|---|" + "---|" * len(KERNELS) + "---|"]
-    done = []
-    for row in res["rows"]:
-        v = verdicts(row)
-        o, a = row["original_l1"], row["A"]
-        same = ("-" if not (o["finished"] and a["finished"]) else
-                "yes (the same student file)" if o["product_sha256"] == a["product_sha256"] else
-                f"no: return {a['return_mean']:.1f} against {o['return_mean']:.1f}, nonzero {a['params_nonzero']} "
-                f"against {o['params_nonzero']}")
-        if not v:
-            L.append(f"| {row['seed']} | - | - | - | - |" + " - |" * len(KERNELS) + f" {same} |")
+          "episodes cannot tell from zero."]
+    for side in BPD_SIDES:
+        if side not in res["sides"]:
             continue
-        done.append(v)
-        L.append(f"| {row['seed']} | {v['return_b_minus_a']:+.1f} ({v['standard_error']:.1f}) | "
-                 f"{'yes' if v['return_level'] else 'no'} | {'yes' if v['within_two_standard_errors'] else 'no'} | "
-                 f"{v['nonzero_b_over_a']:.3f} | "
-                 + " | ".join(f"{v['cycles_b_over_a'][k]:.3f}" if k in v["cycles_b_over_a"] else "-"
-                              for k in KERNELS) + f" | {same} |")
-    if done:
-        diffs = [v["return_b_minus_a"] for v in done]
-        L += ["", f"Over the {len(done)} seed(s) where both sides finished: B - A return "
-              f"{statistics.mean(diffs):+.1f} on average (std {statistics.pstdev(diffs):.1f} over seeds; worst seed "
-              f"{min(diffs):+.1f}); B level or above in return on {sum(v['return_level'] for v in done)} of "
-              f"{len(done)}, within two standard errors of A on "
-              f"{sum(v['within_two_standard_errors'] for v in done)} of {len(done)}."]
+        L += ["", f"**{side} against A**", "",
+              f"| seed | {side} - A return (standard error) | {side} >= A in return | within 2 standard errors | "
+              f"{side} / A nonzero | " + " | ".join(f"{side} / A cycles, {k}" for k in KERNELS)
+              + " | A reproduced the ablation's cell |",
+              "|---|---|---|---|---|" + "---|" * len(KERNELS) + "---|"]
+        done = []
+        for row in res["rows"]:
+            v = verdicts(row, side) if side in row else {}
+            o, a = row["original_l1"], row["A"]
+            same = ("-" if not (o["finished"] and a["finished"]) else
+                    "yes (the same student file)" if o["product_sha256"] == a["product_sha256"] else
+                    f"no: return {a['return_mean']:.1f} against {o['return_mean']:.1f}, nonzero "
+                    f"{a['params_nonzero']} against {o['params_nonzero']}")
+            if not v:
+                L.append(f"| {row['seed']} | - | - | - | - |" + " - |" * len(KERNELS) + f" {same} |")
+                continue
+            done.append(v)
+            L.append(f"| {row['seed']} | {v['return_b_minus_a']:+.1f} ({v['standard_error']:.1f}) | "
+                     f"{'yes' if v['return_level'] else 'no'} | {'yes' if v['within_two_standard_errors'] else 'no'} | "
+                     f"{v['nonzero_b_over_a']:.3f} | "
+                     + " | ".join(f"{v['cycles_b_over_a'][k]:.3f}" if k in v["cycles_b_over_a"] else "-"
+                                  for k in KERNELS) + f" | {same} |")
+        if done:
+            diffs = [v["return_b_minus_a"] for v in done]
+            L += ["", f"Over the {len(done)} seed(s) where both finished: {side} - A return "
+                  f"{statistics.mean(diffs):+.1f} on average (std {statistics.pstdev(diffs):.1f} over seeds; worst "
+                  f"seed {min(diffs):+.1f}); {side} level or above in return on {sum(v['return_level'] for v in done)}"
+                  f" of {len(done)}, within two standard errors of A on "
+                  f"{sum(v['within_two_standard_errors'] for v in done)} of {len(done)}; at fewer or as many integer "
+                  f"kernel cycles on {sum(v['cycles_b_over_a'].get('integer', 2) <= 1 for v in done)} of {len(done)}."]
     return "\n".join(L) + "\n"
 
 
