@@ -51,7 +51,16 @@ CONDITIONS: list[tuple[str, dict]] = [
 
 
 def rel(p: Path | str) -> str:
-    return portable_path(Path(p).resolve())
+    """As results record a path; one under the experiment run root ($BPD_RUNS, outside the repository) as
+    $BPD_RUNS/..., so that a table says which student it measured without naming a machine's path."""
+    q = Path(p).resolve()
+    runs = os.environ.get("BPD_RUNS")
+    if runs:
+        try:
+            return "$BPD_RUNS/" + q.relative_to(Path(runs).resolve()).as_posix()
+        except ValueError:
+            pass
+    return portable_path(q)
 
 
 def run_episodes(act, episodes: int, kwargs: dict) -> dict:
@@ -250,7 +259,7 @@ def robustness_scores(res: dict, robust: dict) -> dict[str, dict | None]:
     return {n: by_key.get(c.get("model_key") or "") for n, c in res["controllers"].items()}
 
 
-def markdown(res: dict, robust: dict | None = None) -> str:
+def markdown(res: dict, robust: dict | None = None, robust_md: str = "robustness.md") -> str:
     """rotary.md from rotary.json; `robust`, robustness.json's contents, gives the robustness column."""
     names = list(res["controllers"])
     rob = robustness_scores(res, robust or {})
@@ -283,7 +292,7 @@ def markdown(res: dict, robust: dict | None = None) -> str:
     scored = sorted(((robust or {}).get("rigs", {}).get(RIG, {}).get("controllers") or {}).items())
     keyed = [n for n, c in scored if c.get("model_key")]
     unkeyed = [n for n, c in scored if not c.get("model_key")]
-    lines += ["", "Robustness: the overall score in [robustness.md](robustness.md) (six categories of imperfection, "
+    lines += ["", f"Robustness: the overall score in [robustness.md]({robust_md}) (six categories of imperfection, "
               "training/robustness.py) of the same model, joined by its hash (a teacher file's sha256; an export's "
               "model hash and kernel arithmetic). Scored there with their model's hash: "
               + (", ".join(keyed) or "none") + (f"; without (scored before hashes were recorded, so joined to no row): "
@@ -372,9 +381,10 @@ def main() -> None:
     args = ap.parse_args()
     rpath = args.robustness
     robust = json.loads(rpath.read_text()) if rpath.is_file() else None
+    robust_md = Path(os.path.relpath(rpath.with_suffix(".md").resolve(), args.out.resolve())).as_posix()
     if args.table_only:
         res = json.loads((args.out / "rotary.json").read_text())
-        res["markdown"] = markdown(res, robust)
+        res["markdown"] = markdown(res, robust, robust_md)
         write_json(args.out / "rotary.json", res)
         write_text(args.out / "rotary.md", res["markdown"])
         return
@@ -427,7 +437,7 @@ def main() -> None:
                                               Path(f"{stem}{'' if port == 'sim' else '-' + port}-{mode}"), port)
                                     for port in ports for mode in ("device", "host")]
         res["controllers"][name] = entry
-    res["markdown"] = markdown(res, robust)
+    res["markdown"] = markdown(res, robust, robust_md)
     write_json(args.out / "rotary.json", res)
     write_text(args.out / "rotary.md", res["markdown"])
     plot(res, args.out / "rotary" / "robustness.png")
