@@ -55,6 +55,7 @@ def cell_record(plan, env: str, label: str, seed: int) -> dict:
             "episodes": ev["episodes"], "return_vs_teacher": r["return_vs_teacher"],
             "early_ends_where_teacher_finished": r["early_terminations_where_teacher_finished"],
             "params_nonzero": r["params_nonzero"], "product_sha256": r.get("product_sha256"),
+            "hidden_units": sum((r.get("export") or {}).get("widths", [0, 0])[1:-1]),
             "teacher_return": r["teacher"]["return_mean"], "kernels": kernels}
 
 
