@@ -96,11 +96,12 @@ def score_env(plan, env: str, cells: list, episodes: int, res: dict, redo: bool,
     for c in cells:
         rec = entry["cells"][c.key] = cell_record(c.dir)
         for kind, d in rec["exports"].items():
-            todo.append((student_name(c.label, c.seed, kind), c.dir / d, f"{c.key}/{d}", c.key))
+            todo.append((student_name(c.label, c.seed, kind), c.dir / d, f"{res['runs']}/{c.key}/{d}", c.key))
     for name, path, source, cell in todo:
         key = model_key(path)
         old = entry["controllers"].get(name)
         if not redo and kept(old, grid, episodes, key):
+            old["source"] = source  # the same model (kept checks its key), where it is now
             print(f"{env} | {name}: kept ({old['overall']:.3f})", flush=True)
             continue
         act = load_any(path).act
@@ -187,7 +188,7 @@ def markdown(res: dict) -> str:
     lines = [f"# Robustness of the {res['plan_name']} plan's teachers and students", "",
              "Made by " + " and ".join(f"`{c}`" for c in commands) + " (the tables and plots again: "
              "`python benchmarks/robustness_students.py --table-only`), on the finished cells of "
-             f"{res['plan']} in its run root.", "",
+             f"{res['plan']} in its run root ({res.get('runs', '-')}).", "",
              "Six categories after the RealAIGym double-pendulum benchmark (training/robustness.py, as `bpd evaluate "
              "MODEL --robustness` scores them), their sizes the double pendulum's scaled to each task's actuators "
              "(training.robustness.default_grid): a category's score is the share of its episodes that succeed, "
@@ -267,7 +268,7 @@ def main() -> None:
         try:
             plan = load_plan(a.plan, a.runs)
             res |= {"plan": rel(plan.path), "plan_name": plan.name, "plan_envs": plan.envs,
-                    "seeds": len(plan.seeds), "runs": f"$BPD_RUNS/{plan.name}: sources are relative to it"}
+                    "seeds": len(plan.seeds), "runs": rel(a.runs) if a.runs else f"$BPD_RUNS/{plan.name}"}
             command = f"python benchmarks/robustness_students.py {' '.join(portable_arg(x) for x in sys.argv[1:])}"
             for env in plan.envs:
                 cells = [c for c in plan.cells() if c.env == env and (c.dir / "result.json").is_file()
