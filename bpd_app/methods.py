@@ -292,8 +292,10 @@ def _l1_size(c: CellInputs, units: bool) -> list[str]:
     nonzero, widths = dep.get("params_nonzero"), (dep.get("export") or {}).get("widths")
     if not nonzero or (units and not widths):
         raise BpdError(f"the l1-threshold cell of {c.env} seed {c.seed} records no nonzero count or widths")
-    extra = {"finetune": 0.2, "prune_to": int(nonzero)}
-    return distill_command(c, extra | ({"max_units": int(sum(widths[1:-1]))} if units else {}))
+    extra: dict = {"finetune": 0.2, "prune_to": int(nonzero)}
+    if units:
+        extra["max_units"] = int(sum(list(widths or [])[1:-1]))
+    return distill_command(c, extra)
 
 
 register(Method("bpd-finetune-l1-size", "bpd-finetune whose fine-tune starts from BPD's mask cut, by log alpha "
