@@ -44,6 +44,11 @@ RIGS = {
                          "teacher": "benchmarks/teachers/desktop-cartpole.npz",
                          "task": "balance from near upright, 5 s at 200 Hz; success: no limit reached (pole within "
                                  "0.5 rad, cart within 0.2 m) for the whole episode"},
+    # InvertedPendulum-v5 as a rig (the same model, observation and action): that task's teacher is its own
+    "gym-inverted-pendulum": {"env": "firmware_host.rig:bpd/gym-inverted-pendulum-v0",
+                              "teacher": "benchmarks/teachers/InvertedPendulum-v5.npz",
+                              "task": "balance from near upright, 40 s at 25 Hz; success: no limit reached (pole "
+                                      "within 0.2 rad, cart within 1 m) for the whole episode"},
 }
 CATEGORY_NAMES = {"model": "model", "velocity_noise": "velocity noise", "torque_noise": "torque noise",
                   "torque_response": "torque response", "delay": "delay", "perturbation": "pushes"}
@@ -228,9 +233,10 @@ def train_students(rig: str, seeds: list[int], work: Path) -> list[str]:
     """The BPD students the committed scores were made with, one export directory per seed (a stage whose
     output exists is reused): the rotary pendulum's by the rotary benchmark's recipe (its distill_students:
     200,000 steps collected, 60,000 distillation steps, gamma 0.998, KL weight 0.1, the sparsest student
-    within 1 % of the teacher on the nominal rig), the cart-pole's by `bpd collect --noise 0.1` and `bpd
-    distill` with their defaults. Each exported twice over: the float kernel the export's float rule ships
-    (--episodes 0) and the integer kernel beside it (--int: EXPORT_DIR/int)."""
+    within 1 % of the teacher on the nominal rig), the cart-poles' (desktop-cartpole, gym-inverted-pendulum) by
+    `bpd collect --noise 0.1` on the rig's env and `bpd distill` with their defaults. Each exported twice over:
+    the float kernel the export's float rule ships (--episodes 0) and the integer kernel beside it (--int:
+    EXPORT_DIR/int)."""
     sys.path.insert(0, str(HERE))
     from rotary_benchmark import bpd, distill_students
 
@@ -244,8 +250,8 @@ def train_students(rig: str, seeds: list[int], work: Path) -> list[str]:
             w = work / f"student-s{seed}"
             w.mkdir(parents=True, exist_ok=True)
             if not (w / "dataset.npz").exists():
-                bpd("collect", "--teacher", teacher, "--out", str(w / "dataset.npz"), "--noise", "0.1",
-                    "--seed", str(seed), "--no-progress")
+                bpd("collect", "--teacher", teacher, "--env", RIGS[rig]["env"], "--out", str(w / "dataset.npz"),
+                    "--noise", "0.1", "--seed", str(seed), "--no-progress")
             if not (w / "run" / "student.pt").exists():
                 bpd("distill", "--teacher", teacher, "--dataset", str(w / "dataset.npz"), "--out", str(w / "run"),
                     "--seed", str(seed), "--no-progress", *(["--resume"] if (w / "run").exists() else []))

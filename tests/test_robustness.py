@@ -279,10 +279,11 @@ def test_bad_grids_are_one_line():
 
 
 RIG_ENVS = {"rotary-pendulum": "firmware_host.rig:bpd/rotary-pendulum-v0",
-            "desktop-cartpole": "firmware_host.rig:bpd/desktop-cartpole-v0"}
+            "desktop-cartpole": "firmware_host.rig:bpd/desktop-cartpole-v0",
+            "gym-inverted-pendulum": "firmware_host.rig:bpd/gym-inverted-pendulum-v0"}
 
 
-@pytest.mark.parametrize("rig,ticks", [("rotary-pendulum", 20), ("desktop-cartpole", 8)])
+@pytest.mark.parametrize("rig,ticks", [("rotary-pendulum", 20), ("desktop-cartpole", 8), ("gym-inverted-pendulum", 1)])
 def test_a_rig_states_its_grid_and_its_spec_reads_it(rig, ticks):
     from firmware_host.rig import load_rig
     from training.robustness import grid_for
@@ -297,7 +298,7 @@ def test_a_rig_states_its_grid_and_its_spec_reads_it(rig, ticks):
         grid_for(make_env("firmware_host.rig:bpd/desktop-cartpole-swingup-v0"))
 
 
-@pytest.mark.parametrize("rig", ["rotary-pendulum", "desktop-cartpole"])
+@pytest.mark.parametrize("rig", ["rotary-pendulum", "desktop-cartpole", "gym-inverted-pendulum"])
 def test_a_rigs_largest_push_changes_the_pendulum_rate_by_about_2_rad_s(rig):
     from training.robustness import grid_for
 
@@ -312,11 +313,12 @@ def test_a_rigs_largest_push_changes_the_pendulum_rate_by_about_2_rad_s(rig):
     assert rates[1] - rates[0] == pytest.approx(2.0, abs=0.1)
 
 
-def test_the_cart_pole_lqr_balances_the_nominal_rig():
+@pytest.mark.parametrize("rig", ["desktop-cartpole", "gym-inverted-pendulum"])
+def test_the_cart_pole_lqr_balances_the_nominal_rig(rig):
     from firmware_host.rig.classical import CartPoleLqr
     from training.envs import rollouts
 
-    lqr = CartPoleLqr("desktop-cartpole")
+    lqr = CartPoleLqr(rig)
     assert np.abs(lqr.poles).max() < 1  # stable closed loop of the linearised tick
-    ep = rollouts(RIG_ENVS["desktop-cartpole"], lqr, 3)
+    ep = rollouts(RIG_ENVS[rig], lqr, 3)
     assert ep.returns == [1000.0] * 3 and not any(ep.terminated)

@@ -190,17 +190,23 @@ def linearise_tick(rig: str, eps: float = 1e-6) -> tuple[np.ndarray, np.ndarray]
     return Ad, Bd
 
 
+# Plants with a cart on a slider and a pole on a hinge, observed as [x, theta, x', theta'] (theta 0 upright).
+CART_POLE_PLANTS = ("cartpole", "gym-inverted-pendulum")
+
+
 class CartPoleLqr:
     """LQR balance of a cart-pole rig on its observation [x, theta, x', theta'] (theta 0 upright):
     u = -K [x, wrap(theta), x', theta'] within the force limit, K from the plant linearised over one tick
     (linearise_tick) with the rotary design's weights (LQR_Q on the cart position, the angle and their
-    rates, LQR_R on the force). A balance rig starts near upright, so no swing-up is needed: with the
-    energy swing-up this is the rotary rig's energy + LQR."""
+    rates, LQR_R on the action: N on the desktop cart-pole, units of 100 N on gym-inverted-pendulum). A
+    balance rig starts near upright, so no swing-up is needed: with the energy swing-up this is the rotary
+    rig's energy + LQR."""
 
     def __init__(self, rig: str = "desktop-cartpole", q: tuple = LQR_Q, r: float = LQR_R) -> None:
         spec = load_rig(rig)
-        if spec.plant != "cartpole":
-            raise BpdError(f"the cart-pole LQR is designed for cart-pole rigs (plant: cartpole), not {spec.plant!r}")
+        if spec.plant not in CART_POLE_PLANTS:
+            raise BpdError(f"the cart-pole LQR is designed for cart-pole rigs (plant: "
+                           f"{' or '.join(CART_POLE_PLANTS)}), not {spec.plant!r}")
         Ad, Bd = linearise_tick(rig)
         self.K = lqr_discrete(Ad, Bd, np.diag(q), np.array([[r]]))[0]
         self.limit = float(spec.limits["action"])
