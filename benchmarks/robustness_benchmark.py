@@ -148,12 +148,14 @@ def grid_line(g: dict) -> str:
     def many(v: list) -> str:
         return ", ".join(f"{x:g}" for x in v)
 
+    ticks = round(g["delay_s"] / g["period_s"])
+
     return (f"{g['variations']} per sweep; model: masses and inertias x(1 +- {g['mass']:g}), damping +- "
             f"[{many(g['damping'])}] and Coulomb friction +- [{many(g['coulomb'])}] on "
             f"{', '.join(g['joints']) if g['joints'] else 'every joint but a floating base'}"
             f" (four sweeps); velocity noise sigma up to [{many(g['velocity_noise'])}]; torque noise sigma up to "
             f"[{many(g['torque_noise'])}]; torque response k {g['response'][0]:g} to {g['response'][1]:g}; delay up "
-            f"to {g['delay_s'] * 1000:g} ms ({round(g['delay_s'] / g['period_s'])} ticks); pushes up to "
+            f"to {g['delay_s'] * 1000:g} ms ({ticks} tick{'' if ticks == 1 else 's'}); pushes up to "
             f"{g['push']:g} on {g['push_joint']} for {g['push_duration_s'] * 1000:g} ms at "
             f"{', '.join(f'{t:g}' for t in g['push_times_s'])} s")
 
