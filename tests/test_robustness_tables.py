@@ -115,3 +115,31 @@ def test_students_markdown_tables_each_environment_and_its_students(rs):
     assert "A-v5/bpd/seed2: float C, integer C not scored: the cell was restored from its committed summary" in md
     assert "The delay sweep in whole ticks of 10 ms: 2 of 0 ticks, 1 of 1 tick." in md
     assert "come to about 18 min" in md and "on every joint but a floating base" in md
+
+
+def test_experiment_table_joins_robustness_scores_by_model_hash(tmp_path):
+    """A plan's `robustness:` file: each finished seed's float C score, joined by its export's model hash, in a
+    column of the table; a seed whose model was not scored is left out and counted; a missing file is one line."""
+    from bpd.errors import BpdError
+    from bpd.io import write_json
+    from bpd_app.experiment.tables import _robustness, robustness_scores
+
+    class P:
+        robustness = tmp_path / "r.json"
+
+        @staticmethod
+        def rel(p):
+            return str(p)
+
+    write_json(P.robustness, {"envs": {"E": {"controllers": {
+        "BPD s0 (float C)": {"model_key": "model aa (float)", "overall": 0.5},
+        "BPD s0 (integer C)": {"model_key": "model aa (integer)", "overall": 0.1},
+        "BPD s1 (float C)": {"model_key": "model bb (float)", "overall": 0.7},
+        "teacher": {"model_key": "file cc", "overall": 0.9}}}}})
+    assert robustness_scores(P) == {"aa": 0.5, "bb": 0.7}
+    assert _robustness({"robustness": [0.5, 0.7], "done": 3}) == "0.600 +- 0.100; worst 0.500 (2 of 3 scored)"
+    assert _robustness({"robustness": [0.5], "done": 2}) == "0.500 (1 of 2 scored)"
+    assert _robustness({"robustness": [], "done": 2}) == "-"
+    P.robustness = tmp_path / "missing.json"
+    with pytest.raises(BpdError, match="does not exist"):
+        robustness_scores(P)

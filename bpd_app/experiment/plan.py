@@ -14,6 +14,7 @@ Plan format:
     env_args: {Hopper-v5: {steps: 100000}}   # options for every method on one environment (online-sac-small
                                              # takes no env-level steps: its budget is environment steps)
     results: benchmarks/results/quick  # optional; where `experiment table` commits (default benchmarks/results/<name>)
+    robustness: benchmarks/results/robustness-students.json  # optional: robustness scores joined by model hash
     groups:                          # optional: named sub-tables of method labels, and a summary table
       KL schedule: [bpd, bpd-constant-eta]
 Relative paths in a plan are relative to the repository (the directory holding setup.cfg) when
@@ -73,6 +74,7 @@ class Plan:
     raw: dict = dc_field(default_factory=dict)
     groups: dict[str, list[str]] = dc_field(default_factory=dict)
     results: Path | None = None  # committed results (table, cell summaries); default benchmarks/results/<name>
+    robustness: Path | None = None  # robustness scores (benchmarks/robustness_students.py) the table joins
 
     def cells(self) -> list[Cell]:
         """Method-major, so that with few workers every environment's first method finishes early."""
@@ -120,7 +122,7 @@ def load_plan(path: str | Path, runs: str | None = None) -> Plan:
     if not isinstance(raw, dict):
         raise BpdError(f"{p}: a plan is a mapping with envs, seeds, teachers and methods")
     unknown = set(raw) - {"name", "envs", "seeds", "teachers", "dataset", "eval", "bench", "methods", "env_args",
-                          "description", "runs", "groups", "results"}
+                          "description", "runs", "groups", "results", "robustness"}
     if unknown:
         raise BpdError(f"{p}: unknown plan keys: {', '.join(sorted(unknown))}")
     _check_plan_values(p, raw)
@@ -187,11 +189,14 @@ def load_plan(path: str | Path, runs: str | None = None) -> Plan:
         if missing:
             raise BpdError(f"{p}: group {g!r} names labels that are not in methods: {', '.join(missing)}")
     root = Path(runs) if runs else Path(os.environ.get("BPD_RUNS", base.parent / "bpd-runs")) / name
-    if raw.get("results") and (Path(str(raw["results"])).is_absolute() or ".." in Path(str(raw["results"])).parts):
-        raise BpdError(f"{p}: results must be a path inside the project (no '..'), got {str(raw['results'])[:60]!r}")
+    for key in ("results", "robustness"):
+        v = raw.get(key)
+        if v and (Path(str(v)).is_absolute() or ".." in Path(str(v)).parts):
+            raise BpdError(f"{p}: {key} must be a path inside the project (no '..'), got {str(v)[:60]!r}")
     results = base / str(raw["results"]) if raw.get("results") else None
+    robustness = base / str(raw["robustness"]) if raw.get("robustness") else None
     plan = Plan(p, name, base, root, envs, [int(s) for s in seeds], teachers, dataset, ev,
-                bool(raw.get("bench", False)), methods, env_args, raw, groups, results)
+                bool(raw.get("bench", False)), methods, env_args, raw, groups, results, robustness)
     check_plan_commands(plan)
     return plan
 

@@ -3,11 +3,13 @@ every finished cell's summary."""
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 import numpy as np
 
-from bpd.io import write_json, write_text
+from bpd.errors import BpdError
+from bpd.io import read_json, write_json, write_text
 from bpd_app.experiment.plan import Plan
 from bpd_app.experiment.plots import _plots
 from bpd_app.experiment.results import collect_results
@@ -45,8 +47,37 @@ def _range(xs, nd=0) -> str:
     return f"{lo:,.{nd}f}" if lo == hi else f"{lo:,.{nd}f}-{hi:,.{nd}f}"
 
 
+def robustness_scores(plan: Plan) -> dict[str, float]:
+    """Model hash -> overall robustness score of its float C kernel, from the plan's `robustness:` file
+    (benchmarks/robustness_students.py's JSON); empty without one. A missing or unreadable file is one line."""
+    if plan.robustness is None:
+        return {}
+    if not plan.robustness.is_file():
+        raise BpdError(f"{plan.rel(plan.robustness)}: the plan's robustness file does not exist (run "
+                       "benchmarks/robustness_students.py, or leave `robustness:` out)")
+    data = read_json(plan.robustness, "robustness scores")
+    out = {}
+    for e in (data.get("envs") or {}).values() if isinstance(data, dict) else []:
+        for c in (e.get("controllers") or {}).values():
+            key = str(c.get("model_key") or "")
+            if key.startswith("model ") and key.endswith(" (float)"):
+                out[key[len("model "):-len(" (float)")]] = float(c["overall"])
+    return out
+
+
+def _robustness(a: dict) -> str:
+    xs = a.get("robustness") or []
+    if not xs:
+        return "-"
+    if len(xs) == 1:
+        return f"{xs[0]:.3f} (1 of {a['done']} scored)"
+    return (f"{statistics.fmean(xs):.3f} +- {statistics.pstdev(xs):.3f}; worst {min(xs):.3f} "
+            f"({len(xs)} of {a['done']} scored)")
+
+
 def markdown_table(plan: Plan, aggs: list[dict]) -> str:
     lines = []
+    rob = plan.robustness is not None
     for env in plan.envs:
         rows = [a for a in aggs if a["env"] == env]
         if not rows:
@@ -68,11 +99,12 @@ def markdown_table(plan: Plan, aggs: list[dict]) -> str:
                   "| % of teacher (mean / worst) | D4RL score | weights removed (min): of the teacher's / of the "
                   "student's | nonzero | collapsed widths "
                   "| early ends where teacher finished | M4F instructions | M4F cycles (est.) | kernel "
-                  "| policy flash B | policy RAM B | distill s (median) | bar |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| policy flash B | policy RAM B | distill s (median) | bar |"
+                  + (" robustness, float C (mean +- std; worst) |" if rob else ""),
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if rob else "")]
         for a in rows:
             if not a["done"]:
-                lines.append(f"| {a['label']} | 0/{a['seeds']} ({a['failed']} failed) |" + " - |" * 16)
+                lines.append(f"| {a['label']} | 0/{a['seeds']} ({a['failed']} failed) |" + " - |" * (17 if rob else 16))
                 continue
             ci = a["return_iqm_ci"]
             failed = f" ({a['failed']} failed)" if a["failed"] else ""
@@ -88,8 +120,12 @@ def markdown_table(plan: Plan, aggs: list[dict]) -> str:
                 f"| {a['early_where_teacher_finished']} of {a['episodes']} | {_range(a['instructions'] or [])} "
                 f"| {_range(a['cycles'] or [])} | {', '.join(a['bench_kernels']) or '-'} "
                 f"| {_range(a['policy_bytes'] or [])} | {_range(a['policy_ram_bytes'] or [])} "
-                f"| {_fmt(a['seconds_median'], 0)} | {a['bar']} |")
+                f"| {_fmt(a['seconds_median'], 0)} | {a['bar']} |" + (f" {_robustness(a)} |" if rob else ""))
         lines.append("")
+    if plan.robustness is not None:
+        lines += [f"Robustness: the overall score (training/robustness.py) of each finished seed's float C kernel, "
+                  f"from {plan.rel(plan.robustness)}, joined by the export's model hash; seeds without a score "
+                  "there are left out and counted.", ""]
     lines += ["Bar: mean return >= 95 % of the teacher's, no seed below 90 %, >= 95 % of the teacher's weights "
               "removed, no early termination on an episode the teacher finishes; open: seeds still to run and no "
               "finished seed has broken a per-seed part of it yet. IQM: interquartile mean over "
@@ -135,6 +171,10 @@ def write_table(plan: Plan, out: Path) -> dict:
 
     rows = collect_results(plan)
     aggs = aggregate(rows)
+    scores = robustness_scores(plan)
+    for a in aggs:  # each finished seed's score, joined by its export's model hash
+        a["robustness"] = [scores[h] for r in rows if r["env"] == a["env"] and r["label"] == a["label"] and r["result"]
+                           and (h := (r["result"].get("export") or {}).get("model_hash")) in scores]
     out.mkdir(parents=True, exist_ok=True)
     sessions = merged_sessions(plan, out)
     cpu_seconds = sum(r["result"]["train"]["seconds"] or 0 for r in rows if r["result"])
