@@ -169,8 +169,8 @@ def baseline_size(c: CellInputs, size: str, label: str) -> dict:
 
 
 def bpd_collapsed_widths(c: CellInputs, label: str) -> list[int]:
-    """Hidden widths of the BPD cell's student after collapse: from its export, else by collapsing its
-    student file (the cell beside this one in the run root)."""
+    """Hidden widths of the `label` cell's student (same environment and seed) after collapse: from its
+    export, else by collapsing its student file (the cell beside this one in the run root)."""
     dep = c.deps.get(label) or {}
     widths = (dep.get("export") or {}).get("widths")
     if widths:
@@ -288,13 +288,12 @@ def _l1_size(c: CellInputs, units: bool) -> list[str]:
     alpha (units: and to its number of hidden units): BPD at L1's size, or at L1's shape."""
     if len(c.deps) != 1:
         raise BpdError(f"{c.env} seed {c.seed}: expected the result of one l1-threshold cell, got {len(c.deps)}")
-    dep = next(iter(c.deps.values()))
-    nonzero, widths = dep.get("params_nonzero"), (dep.get("export") or {}).get("widths")
-    if not nonzero or (units and not widths):
-        raise BpdError(f"the l1-threshold cell of {c.env} seed {c.seed} records no nonzero count or widths")
+    nonzero = next(iter(c.deps.values())).get("params_nonzero")
+    if not nonzero:
+        raise BpdError(f"the l1-threshold cell of {c.env} seed {c.seed} records no nonzero count")
     extra: dict = {"finetune": 0.2, "prune_to": int(nonzero)}
-    if units:
-        extra["max_units"] = int(sum(list(widths or [])[1:-1]))
+    if units:  # its collapsed widths: from its export, else from its student file
+        extra["max_units"] = int(sum(bpd_collapsed_widths(c, "l1-threshold")))
     return distill_command(c, extra)
 
 

@@ -129,7 +129,7 @@ def test_magnitude_count_out_of_range_is_a_one_line_error():
 
 @pytest.mark.parametrize("kw, message", [
     ({"student": "magnitude"}, "needs --prune-to"),
-    ({"prune_to": 100}, "--student magnitude only"),
+    ({"student": "dense", "prune_to": 100}, "--student magnitude, or bayesian with --finetune"),
     ({"student": "dense", "prior": "gaussian"}, "--prior applies to the Bayesian student"),
     ({"prior_scale": 0.0}, "--prior-scale must be positive"),
     ({"prune_start": 0.7, "prune_end": 0.5}, "--prune-start and --prune-end"),
