@@ -51,16 +51,7 @@ CONDITIONS: list[tuple[str, dict]] = [
 
 
 def rel(p: Path | str) -> str:
-    """As results record a path; one under the experiment run root ($BPD_RUNS, outside the repository) as
-    $BPD_RUNS/..., so that a table says which student it measured without naming a machine's path."""
-    q = Path(p).resolve()
-    runs = os.environ.get("BPD_RUNS")
-    if runs:
-        try:
-            return "$BPD_RUNS/" + q.relative_to(Path(runs).resolve()).as_posix()
-        except ValueError:
-            pass
-    return portable_path(q)
+    return portable_path(Path(p).resolve())
 
 
 def run_episodes(act, episodes: int, kwargs: dict) -> dict:

@@ -304,15 +304,18 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def portable_path(p: str | os.PathLike) -> str:
-    """A path as results record it: relative to the project when inside it, else relative to the
-    working directory when inside that, else the file name alone (never a machine's absolute path)."""
+    """A path as results record it: relative to the project when inside it, else as $BPD_RUNS/... under
+    the experiment run root where $BPD_RUNS is set, else relative to the working directory when inside
+    that, else the file name alone (never a machine's absolute path)."""
     q = Path(p)
     if not q.is_absolute():
         return str(p)
     q = q.resolve()
-    for base in (PROJECT_ROOT, Path.cwd().resolve()):
+    runs = os.environ.get("BPD_RUNS")
+    for base, prefix in ((PROJECT_ROOT, ""), *(((Path(runs).resolve(), "$BPD_RUNS/"),) if runs else ()),
+                         (Path.cwd().resolve(), "")):
         try:
-            return q.relative_to(base).as_posix()
+            return prefix + q.relative_to(base).as_posix()
         except ValueError:
             continue
     return q.name

@@ -143,3 +143,18 @@ def test_experiment_table_joins_robustness_scores_by_model_hash(tmp_path):
     P.robustness = tmp_path / "missing.json"
     with pytest.raises(BpdError, match="does not exist"):
         robustness_scores(P)
+
+
+def test_portable_path_names_the_run_root_and_never_a_machine_path(tmp_path, monkeypatch):
+    """A result records a path inside the project relative to it, one under $BPD_RUNS as $BPD_RUNS/..., and
+    any other absolute path by its name alone."""
+    from bpd.io import PROJECT_ROOT, portable_path
+
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("BPD_RUNS", str(runs))
+    monkeypatch.chdir(PROJECT_ROOT)
+    assert portable_path(runs / "students" / "cell" / "export") == "$BPD_RUNS/students/cell/export"
+    assert portable_path(PROJECT_ROOT / "benchmarks" / "x.json") == "benchmarks/x.json"
+    assert portable_path(tmp_path / "elsewhere" / "f.npz") == "f.npz"
+    monkeypatch.delenv("BPD_RUNS")
+    assert portable_path(runs / "students" / "cell" / "export") == "export"

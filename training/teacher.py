@@ -80,7 +80,7 @@ def teacher_gamma(teacher: Teacher) -> tuple[float, str]:
     trained here records its discount per decision and how many ticks each decision held (action_repeat), so
     per tick gamma^(1/action_repeat) (the rotary pendulum's SAC teacher: 0.99 per 5 ticks, 0.998 per tick);
     a teacher without that record (an import), DEFAULT_GAMMA."""
-    conf = ((teacher.train or {}).get("config") or {}) if isinstance(teacher.train, dict) else {}
+    conf = (teacher.train.get("config") or {}) if isinstance(teacher.train, dict) else {}
     g, rep = conf.get("gamma"), conf.get("action_repeat") or 1
     if isinstance(g, (int, float)) and 0 < g < 1 and isinstance(rep, int) and rep >= 1:
         return float(g) ** (1.0 / rep), f"the teacher's discount {g:g} per decision of {rep} tick(s)"
