@@ -304,5 +304,44 @@ register(Method("bpd-finetune-l1-size", "bpd-finetune whose fine-tune starts fro
 register(Method("bpd-finetune-l1-shape", "bpd-finetune-l1-size with also no more hidden units than the l1-threshold "
                 "cell's collapsed student (the units of least signal removed first): equal weights and units, so "
                 "equal activations and biases on the device", lambda c: _l1_size(c, True), needs=("l1-threshold",)))
+def l1_multiply_slots(c: CellInputs) -> int:
+    """The DSP integer kernel's multiply-adds (training/pairs.py multiply_slots, summed over layers) of the
+    l1-threshold cell's student (same environment and seed): the weights of its export, else of its
+    student file collapsed."""
+    from training.pairs import multiply_slots
+
+    cell = c.out.parent.parent.parent / "l1-threshold" / f"seed{c.seed}"
+    if (cell / "export" / "policy.onnx").is_file():
+        import onnx
+        import onnx.numpy_helper as nh
+
+        inits = {t.name: nh.to_array(t) for t in onnx.load(str(cell / "export" / "policy.onnx")).graph.initializer}
+        weights = [w for k, w in inits.items() if k.startswith("W")]  # (out, in): Gemm's transB
+    elif (cell / "run" / "student.pt").is_file():
+        from export.collapse import collapse
+        from training.student import load_student
+
+        s, _, stats = load_student(cell / "run" / "student.pt")
+        weights = list(collapse(s.collapse(**stats)).weights)
+    else:
+        raise BpdError(f"the l1-threshold cell of {c.env} seed {c.seed} has neither an export nor a student file "
+                       "(a run root that was lost): rerun that cell")
+    return sum(multiply_slots(w) for w in weights)
+
+
+def _l1_cycles(c: CellInputs) -> list[str]:
+    """bpd-finetune whose fine-tune starts from BPD's mask cut to the l1-threshold cell's multiply-adds on the
+    DSP integer kernel and its hidden units, the pair partners then filled: BPD at L1's cycles."""
+    if len(c.deps) != 1:
+        raise BpdError(f"{c.env} seed {c.seed}: expected the result of one l1-threshold cell, got {len(c.deps)}")
+    return distill_command(c, {"finetune": 0.2, "pair_partners": True, "prune_to_pairs": l1_multiply_slots(c),
+                               "max_units": int(sum(bpd_collapsed_widths(c, "l1-threshold")))})
+
+
+register(Method("bpd-finetune-l1-cycles", "bpd-finetune whose fine-tune starts from BPD's mask cut, by log alpha "
+                "over all layers, to the multiply-adds (SMLADs, a pair of columns each) that the l1-threshold "
+                "cell's student (same environment and seed) costs the DSP integer kernel and to its hidden units, "
+                "then trains also the pair partner of every kept weight: BPD and L1 then a threshold at equal "
+                "integer-kernel cost", _l1_cycles, needs=("l1-threshold",)))
 register(Method("dense-small", "dense deterministic student of the bpd cell's collapsed widths, BPD's loss "
                 "minus the KL", _dense_small_command, needs=("bpd",)))

@@ -192,8 +192,9 @@ def test_every_ablation_trains_evaluates_and_tabulates_through_the_runner(tiny_p
     from tests.conftest import run_bpd
     from tests.test_experiment import TINY_DISTILL, _plan
 
-    # the ablations plan's own methods: a method added there is run here
-    plan_methods = load_plan(Path(__file__).resolve().parents[1] / "benchmarks" / "plans" / "ablations.yaml").methods
+    # the ablations plan's own methods and the equal-cost plan's: a method added there is run here
+    plans = Path(__file__).resolve().parents[1] / "benchmarks" / "plans"
+    plan_methods = load_plan(plans / "ablations.yaml").methods | load_plan(plans / "hc-equal-cost.yaml").methods
     ablations = [m for m in plan_methods if m not in ("bpd", "dense-small")]
     plan = _plan(tmp_path, tiny_pipeline / "teacher.npz", {"bpd": {"args": TINY_DISTILL}}
                  | {m: {"args": TINY_DISTILL} for m in ablations})
@@ -213,6 +214,8 @@ def test_every_ablation_trains_evaluates_and_tabulates_through_the_runner(tiny_p
     assert res["bpd-prior-uniform"]["params_nonzero"] == res["bpd-prior-uniform"]["params_total"]
     assert "no sparsity by construction" in res["bpd-prior-uniform"]["train"]["pruning_rule"]
     assert res["bpd-no-value"]["train"]["seconds"] > 0
+    # BPD at L1's cost: cut to the l1 cell's SMLADs, its partners filled (as many SMLADs, more weights)
+    assert "--prune-to-pairs " in cell("bpd-finetune-l1-cycles", "cell.json")["commands"][0]
     run_bpd("experiment", "table", str(plan), "--runs", str(runs), "--out", str(tmp_path / "table"))
     md = (tmp_path / "table" / "table.md").read_text()
     assert "## Summary" in md and "## Prior" in md and "## Bayesian part" in md

@@ -11,6 +11,7 @@ smoothing noise when the critics are on, then one standard normal per pre-activa
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -435,3 +436,62 @@ def test_max_units_removes_the_hidden_unit_of_least_signal_first():
     assert int(sum(m.sum() for m in cut)) == 4 and not cut[0][2].any() and not cut[1][:, 2].any()
     t.freeze()
     assert torch.equal(t.actor.layers[0].mask().bool(), want1)
+
+
+def test_multiply_slots_counts_one_smlad_per_row_and_pair_of_columns():
+    """Columns 0 and 1 share row 0, so they pair; column 2 is alone, column 3 empty (left out): rows 0 and 1
+    have a weight in the pair (2 SMLADs), row 2 in column 2 (1)."""
+    from training.pairs import multiply_slots
+
+    w = np.array([[1, 1, 0, 0], [1, 0, 0, 0], [0, 0, 1, 0]])
+    assert multiply_slots(w) == 3
+    assert multiply_slots(np.zeros((3, 4))) == 0
+
+
+@pytest.mark.parametrize("pairs, k", [(2, 4), (3, 5), (4, 6)])
+def test_prune_to_pairs_keeps_the_most_lowest_log_alphas_within_the_dsp_multiply_adds(pairs, k):
+    """--prune-to-pairs: the cut keeps the k weights of lowest log alpha, k the largest whose SMLAD count
+    (summed over layers) is within the budget. Hand-set log alphas, every weight under the threshold, five
+    far below the rest: L1[0,0] -4.0, L1[0,1] -3.9, L2[0,0] -3.8, L2[0,1] -3.7, L2[1,0] -3.6, then L1[0,2]
+    2.0, the rest 2.9. SMLADs by k: 1, 1, 2, 2, 3, 4 (L1 row 0: pair (0, 1) and column 2
+    alone), 5. With the partners the frozen layer 2 fills its pair (0, 1) in row 1: one weight more, the
+    same SMLADs."""
+    from training.pairs import multiply_slots
+    from training.student import budget_masks
+
+    torch.manual_seed(0)
+    cfg = DistillConfig(teacher="t", dataset="d", hidden=[HIDDEN], critic_hidden=[CRITIC_HIDDEN], steps=10,
+                        policy_freq=1, finetune=0.5, prune_to_pairs=pairs, pair_partners=True)
+    t = BPDTrainer(cfg, OBS, ACT, N_DATA)
+    la1 = torch.full((4, 3), 2.9)
+    la1[0, 0], la1[0, 1], la1[0, 2] = -4.0, -3.9, 2.0
+    la2 = torch.full((2, 4), 2.9)
+    la2[0, 0], la2[0, 1], la2[1, 0] = -3.8, -3.7, -3.6
+    with torch.no_grad():
+        for layer, la in zip(t.actor.layers, (la1, la2)):
+            layer.log_sigma2.copy_(la + torch.log(layer.theta ** 2))
+    order = [(0, 0, 0), (0, 0, 1), (1, 0, 0), (1, 0, 1), (1, 1, 0), (0, 0, 2)]
+    want = [torch.zeros(4, 3, dtype=torch.bool), torch.zeros(2, 4, dtype=torch.bool)]
+    for li, r, col in order[:k]:
+        want[li][r, col] = True
+    got = budget_masks(t.actor, None, None, pairs)
+    assert all(torch.equal(g, w) for g, w in zip(got, want))
+    assert sum(multiply_slots(g.numpy()) for g in got) == pairs
+    t.freeze()
+    frozen = [layer.mask().bool() for layer in t.actor.layers]
+    if k >= 5:
+        want[1][1, 1] = True  # the partner of L2[1,0] in the pair (0, 1)
+    assert all(torch.equal(f, w) for f, w in zip(frozen, want))
+    assert sum(multiply_slots(f.numpy()) for f in frozen) == pairs
+
+
+def test_prune_to_pairs_needs_the_finetune_and_not_prune_to():
+    from bpd.errors import BpdError
+    from training.distill import _check_config
+
+    with pytest.raises(BpdError, match="--finetune above 0"):
+        _check_config(DistillConfig(teacher="t", dataset="d", prune_to_pairs=10))
+    with pytest.raises(BpdError, match="not --prune-to"):
+        _check_config(DistillConfig(teacher="t", dataset="d", prune_to_pairs=10, prune_to=100, finetune=0.2))
+    _check_config(DistillConfig(teacher="t", dataset="d", prune_to_pairs=10, finetune=0.2, pair_partners=True,
+                                max_units=5))

@@ -18,7 +18,6 @@ from __future__ import annotations
 import copy
 import csv
 import dataclasses
-import io
 import math
 import time
 from dataclasses import dataclass
@@ -35,7 +34,6 @@ from bpd.io import (
     atomic_write,
     check_output_dir,
     read_json,
-    save_png,
     sha256_file,
     write_json,
 )
@@ -45,6 +43,7 @@ from training.device import resolve_device
 from training.envs import env_dims, evaluate, train_eval_seed
 from training.mlp import MLPPolicy
 from training.priors import PRIORS, pruning_rule, pruning_threshold, student_kl, unit_gate_kl
+from training.run_metrics import METRIC_FIELDS, plot_metrics, truncate_metrics
 from training.selection import (
     RULES,
     Candidate,
@@ -122,7 +121,13 @@ class DistillConfig:
                             "the value term; no KL, no weight noise)")
     prune_to: int | None = field(None, help="nonzero parameters (weights and biases) to keep: magnitude student; "
                                  "Bayesian with --finetune, at the fine-tune's start, those of lowest log alpha")
-    max_units: int | None = field(None, help="with --prune-to on the Bayesian student: hidden units kept at most "
+    prune_to_pairs: int | None = field(None, help="Bayesian with --finetune, in place of --prune-to: at the "
+                                       "fine-tune's start, cut the mask (lowest log alpha first) to at most this "
+                                       "many multiply-adds of the integer kernel on Cortex-M4/M7, where one SMLAD "
+                                       "multiplies a pair of columns (training/pairs.py); with --pair-partners "
+                                       "the partners then fill every pair at no cycle")
+    max_units: int | None = field(None, help="with --prune-to or --prune-to-pairs on the Bayesian student: hidden "
+                                  "units kept at most "
                                   "(the least signal, summed 1/alpha over a unit's weights, goes first)")
     prune_start: float = field(0.2, help="magnitude student: fraction of training where pruning starts")
     prune_end: float = field(0.6, help="magnitude student: fraction where the final count is reached "
@@ -196,7 +201,9 @@ class BPDTrainer:
         """Enter the fine-tune phase: the student and its target become their deterministic masked forms
         (with --prune-to, both on the actor's budgeted mask)."""
         assert isinstance(self.actor, BayesianStudent) and isinstance(self.actor_target, BayesianStudent)
-        keep = None if self.cfg.prune_to is None else budget_masks(self.actor, self.cfg.prune_to, self.cfg.max_units)
+        c = self.cfg
+        keep = None if c.prune_to is None and c.prune_to_pairs is None else budget_masks(
+            self.actor, c.prune_to, c.max_units, c.prune_to_pairs)
         for net in (self.actor, self.actor_target):
             live = None
             for i, layer in enumerate(net.layers):
@@ -336,12 +343,15 @@ def _check_config(cfg: DistillConfig) -> None:
     if cfg.student == "bayesian" and cfg.prune_to is not None and (cfg.finetune == 0 or cfg.pair_partners):
         raise BpdError("--prune-to on the Bayesian student cuts the mask at the fine-tune's start: it needs "
                        "--finetune above 0, and not --pair-partners (which adds weights back)")
-    if cfg.max_units is not None and (cfg.prune_to is None or cfg.student != "bayesian" or cfg.max_units < 1):
-        raise BpdError("--max-units (at least 1) caps the units where --prune-to cuts the Bayesian student's mask")
+    if cfg.prune_to_pairs is not None and (cfg.finetune == 0 or cfg.student != "bayesian" or cfg.prune_to_pairs < 1
+                                           or cfg.prune_to is not None):
+        raise BpdError("--prune-to-pairs (at least 1) cuts the Bayesian student's mask at the fine-tune's start: it "
+                       "needs --finetune above 0, and not --prune-to as well")
+    cut = cfg.prune_to is not None or cfg.prune_to_pairs is not None
+    if cfg.max_units is not None and (not cut or cfg.student != "bayesian" or cfg.max_units < 1):
+        raise BpdError("--max-units (at least 1) caps the units where --prune-to or --prune-to-pairs cuts the "
+                       "Bayesian student's mask")
 
-
-METRIC_FIELDS = ["step", "time_s", "losses/critic", "losses/actor", "losses/bc", "losses/q", "losses/kl", "eta",
-                 "lambda", "sparsity/weights", "params_nonzero", "eval/return_mean", "eval/return_std", "losses/l1"]
 
 
 class Run:
@@ -391,7 +401,7 @@ def distill(cfg: DistillConfig) -> dict:
         gen.set_state(ck["generator"])
         torch.set_rng_state(ck["torch_rng"])
         elapsed = float(ck["elapsed"])
-        _truncate_metrics(run.metrics, trainer.step)
+        truncate_metrics(run.metrics, trainer.step)
         candidates = [c for c in load_candidates(run.candidates) if c.step <= trainer.step]
     meta = {"env_id": env_id, "obs_dim": ds.meta["obs_dim"], "act_dim": ds.meta["act_dim"],
             "hidden": list(cfg.hidden), "activation": cfg.activation, "threshold": trainer.actor.layers[0].threshold,
@@ -558,43 +568,3 @@ def _load_checkpoint(path: Path) -> dict:
     if not isinstance(ck, dict) or ck.get("format") != "bpd-checkpoint":
         raise BpdError(f"{path}: not a bpd checkpoint")
     return ck
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop metric rows written after the checkpoint we resume from."""
-    if not path.exists():
-        return
-    try:
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
-        keep = [r for r in rows if int(float(r["step"])) <= step]
-    except (KeyError, TypeError, ValueError, csv.Error):  # UnicodeDecodeError is a ValueError
-        raise BpdError(f"{path}: corrupt metrics (a row without a step); remove the run to start over") from None
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=METRIC_FIELDS)
-    w.writeheader()
-    w.writerows(keep)
-    atomic_write(path, lambda f: f.write(buf.getvalue()), mode="w")
-
-
-def plot_metrics(metrics: Path, out: Path) -> None:
-    """Return and sparsity over training, as a PNG."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    with open(metrics, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        return
-    step = [float(r["step"]) for r in rows]
-    fig, ax1 = plt.subplots(figsize=(7, 4))
-    ax1.plot(step, [float(r["eval/return_mean"]) for r in rows], "o-", color="tab:blue", label="return")
-    ax1.set_xlabel("gradient step")
-    ax1.set_ylabel("return (collapsed student)", color="tab:blue")
-    ax2 = ax1.twinx()
-    ax2.plot(step, [100 * float(r["sparsity/weights"]) for r in rows], "s--", color="tab:red", label="sparsity")
-    ax2.set_ylabel("weights pruned (%)", color="tab:red")
-    ax2.set_ylim(0, 100)
-    ax1.set_title("BPD distillation")
-    save_png(fig, out)

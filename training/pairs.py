@@ -43,3 +43,10 @@ def with_partners(keep: np.ndarray) -> np.ndarray:
             out[:, a] = both
             out[:, b] = both
     return out
+
+
+def multiply_slots(keep: np.ndarray) -> int:
+    """SMLADs the integer kernel on Cortex-M4/M7 spends on a layer of this mask (rows x columns): one per
+    (row, pair of columns) in which the row keeps a weight, the columns paired by pair_columns."""
+    nz = np.asarray(keep) != 0
+    return int(sum((nz[:, a] | nz[:, b]).sum() if b is not None else nz[:, a].sum() for a, b in pair_columns(nz)))

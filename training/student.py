@@ -71,13 +71,18 @@ class BayesianStudent(nn.Module):
 
 
 @torch.no_grad()
-def budget_masks(student: BayesianStudent, prune_to: int, max_units: int | None = None) -> list[torch.Tensor]:
+def budget_masks(student: BayesianStudent, prune_to: int | None, max_units: int | None = None,
+                 pairs: int | None = None) -> list[torch.Tensor]:
     """Each layer's mask at a budget of `prune_to` nonzero parameters: the weights the threshold (and the
     unit gates) keep, cut to the prune_to - (number of biases) of lowest log alpha over all layers (log alpha
-    is a weight's noise-to-signal ratio, comparable across layers); ties broken by position. max_units: first,
-    while more hidden units than that have a kept weight in or out, the one whose kept weights carry the least
-    signal (the sum of 1/alpha over them) is removed with all its weights (a unit costs its activation
-    and bias whatever its weights)."""
+    is a weight's noise-to-signal ratio, comparable across layers); ties broken by position. pairs (in place
+    of prune_to): cut to the most weights of lowest log alpha whose multiply-adds on the DSP integer kernel
+    (training/pairs.py multiply_slots: one per row and pair of columns, summed over layers) are at most
+    that. max_units: first, while more hidden units than that have a kept weight in or out, the one whose
+    kept weights carry the least signal (the sum of 1/alpha over them) is removed with all its weights (a
+    unit costs its activation and bias whatever its weights)."""
+    from training.pairs import multiply_slots
+
     n_bias = sum(layer.out_features for layer in student.layers)
     masks = [layer.mask().bool() for layer in student.layers]
     if max_units is not None:
@@ -94,20 +99,33 @@ def budget_masks(student: BayesianStudent, prune_to: int, max_units: int | None 
             _, li, j = min(units)
             masks[li][j, :] = False
             masks[li + 1][:, j] = False
-    budget = prune_to - n_bias
-    kept = sum(int(m.sum()) for m in masks)
-    if kept <= budget:
-        return masks
     scores = torch.cat([torch.where(m, layer.log_alpha, torch.full_like(layer.log_alpha, float("inf"))).flatten()
                         for layer, m in zip(student.layers, masks)])
-    order = torch.argsort(scores, stable=True)[:budget]
-    flat = torch.zeros_like(scores, dtype=torch.bool)
-    flat[order] = True
-    out, at = [], 0
-    for m in masks:
-        out.append(flat[at:at + m.numel()].view_as(m))
-        at += m.numel()
-    return out
+    order = torch.argsort(scores, stable=True)
+
+    def cut(k: int) -> list[torch.Tensor]:
+        flat = torch.zeros_like(scores, dtype=torch.bool)
+        flat[order[:k]] = True
+        out, at = [], 0
+        for m in masks:
+            out.append(flat[at:at + m.numel()].view_as(m))
+            at += m.numel()
+        return out
+
+    kept = sum(int(m.sum()) for m in masks)
+    if pairs is None:
+        assert prune_to is not None
+        return masks if kept <= prune_to - n_bias else cut(prune_to - n_bias)
+    if sum(multiply_slots(m.cpu().numpy()) for m in masks) <= pairs:
+        return masks
+    lo, hi = 0, kept  # the largest cut within the budget (slots grow with k but for the pairing's odd step)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if sum(multiply_slots(m.cpu().numpy()) for m in cut(mid)) <= pairs:
+            lo = mid
+        else:
+            hi = mid - 1
+    return cut(lo)
 
 
 class Critic(nn.Module):
