@@ -1,18 +1,19 @@
-"""BPD against L1 then a threshold at equal size, with both measured by the same kernels (issue 34).
+"""BPD against L1 then a threshold at equal size and cost, with both measured by the same kernels (issue 34).
 
     python benchmarks/equal_cost.py [--env HalfCheetah-v5] [--out benchmarks/results/equal-cost]
 
-Side A: the l1-threshold cells of benchmarks/plans/hc-equal-cost.yaml (the ablation's cells trained again
-with the same options and seeds, so that their students exist to be measured). Side B: the
-bpd-finetune-l1-size cells of benchmarks/plans/ablations.yaml (BPD whose fine-tune starts from its mask
-cut by log alpha to the nonzero count of the ablation's l1-threshold cell of the same seed). Per seed:
-each side's return over the plan's 30 reporting episodes (seeds disjoint from those the runs chose
-their students on), nonzero parameters, early ends, and the Cortex-M4F instructions, estimated cycles and
-flash of every kernel the cell's bench measured (the integer kernel, the compact float kernel with its
-table tanh, ...), so the two sides meet on the same kernel. Whether the retrained L1 cell reproduced the
-ablation's (the same student file, by its sha256) is stated per seed. Writes OUT/equal-cost.json and
-OUT/equal-cost.md (again from the JSON with --table-only). Cells not finished are listed as such, never
-dropped.
+Side A: the l1-threshold cells of benchmarks/plans/hc-equal-cost.yaml (the ablation's cells trained again with
+the same options and seeds, so that their students exist to be measured). Side B: the bpd-finetune-l1-size
+cells of benchmarks/plans/ablations.yaml (BPD whose fine-tune starts from its mask cut by log alpha to the
+nonzero count of the ablation's l1-threshold cell of the same seed); C: also to its hidden units; D: the bpd-
+finetune-l1-cycles cells of hc-equal-cost.yaml (cut to side A's SMLADs on the DSP integer kernel and its
+units, the pair partners then trained: equal integer-kernel cost). Per seed: each side's return over the
+plan's 30 reporting episodes (seeds disjoint from those the runs chose their students on), nonzero parameters,
+early ends, and the Cortex-M4F instructions, estimated cycles and flash of every kernel the cell's bench
+measured (the integer kernel, the compact float kernel with its table tanh, ...), so the two sides meet on the
+same kernel. Whether the retrained L1 cell reproduced the ablation's (the same student file, by its sha256) is
+stated per seed. Writes OUT/equal-cost.json and OUT/equal-cost.md (again from the JSON with --table-only).
+Cells not finished are listed as such, never dropped.
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ KERNELS = ("integer", "compact-table", "compact", "generic")  # the kernels both
 SIDES = {"A": ("benchmarks/plans/hc-equal-cost.yaml", "l1-threshold", "L1 then a threshold (trained again)"),
          "B": ("benchmarks/plans/ablations.yaml", "bpd-finetune-l1-size", "BPD at L1's size (bpd-finetune-l1-size)"),
          "C": ("benchmarks/plans/ablations.yaml", "bpd-finetune-l1-shape",
-               "BPD at L1's size and number of hidden units (bpd-finetune-l1-shape)")}
-BPD_SIDES = ("B", "C")
+               "BPD at L1's size and number of hidden units (bpd-finetune-l1-shape)"),
+         "D": ("benchmarks/plans/hc-equal-cost.yaml", "bpd-finetune-l1-cycles",
+               "BPD at L1's integer-kernel cost (bpd-finetune-l1-cycles)")}
+BPD_SIDES = ("B", "C", "D")
 ORIGINAL = ("benchmarks/plans/ablations.yaml", "l1-threshold")  # the cells side A trains again
 
 
@@ -96,14 +99,16 @@ def verdicts(row: dict, side: str) -> dict:
 def markdown(res: dict) -> str:
     sides = res["sides"]
     A = sides["A"]
-    L = [f"# BPD against L1 then a threshold at equal size: {res['env']}", "",
+    L = [f"# BPD against L1 then a threshold at equal size and cost: {res['env']}", "",
          "Written by `python benchmarks/equal_cost.py` (again from equal-cost.json: `--table-only`).", "",
          f"A: {A['name']}, the `{A['label']}` cells of `{A['plan']}`. "
          + " ".join(f"{s}: {sides[s]['name']}, the `{sides[s]['label']}` cells of `{sides[s]['plan']}`."
                     for s in BPD_SIDES if s in sides)
          + " Their fine-tune starts from BPD's mask cut by log alpha to the nonzero count of the ablation's "
          "l1-threshold cell of the same seed (C: and to its number of hidden units, the units of least signal "
-         "removed first). All: the same teacher, dataset (100,000 steps), "
+         "removed first; D: instead to as many SMLADs of the DSP integer kernel, one a row and pair of columns, as "
+         "side A's student of the same seed costs, and to its hidden units, then the pair partner of every kept "
+         "weight trained too, at no SMLAD more). All: the same teacher, dataset (100,000 steps), "
          "100,000 gradient steps and evaluation (30 episodes on seeds disjoint from the model choice); cost "
          "measured by each cell's bench on the emulated Cortex-M4F (instructions exact, cycles estimated: "
          "docs/cycle_model.md), the same kernels on both sides.", "",
