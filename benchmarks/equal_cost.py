@@ -5,8 +5,8 @@
 Side A: the l1-threshold cells of benchmarks/plans/hc-equal-cost.yaml (the ablation's cells trained again with
 the same options and seeds, so that their students exist to be measured). Side B: the bpd-finetune-l1-size
 cells of benchmarks/plans/ablations.yaml (BPD whose fine-tune starts from its mask cut by log alpha to the
-nonzero count of the ablation's l1-threshold cell of the same seed); C: also to its hidden units; D: the bpd-
-finetune-l1-cycles cells of hc-equal-cost.yaml (cut to side A's SMLADs on the DSP integer kernel and its
+nonzero count of the ablation's l1-threshold cell of the same seed); C: also to its hidden units; D: the
+bpd-finetune-l1-cycles cells of hc-equal-cost.yaml (cut to side A's SMLADs on the DSP integer kernel and its
 units, the pair partners then trained: equal integer-kernel cost). Per seed: each side's return over the
 plan's 30 reporting episodes (seeds disjoint from those the runs chose their students on), nonzero parameters,
 early ends, and the Cortex-M4F instructions, estimated cycles and flash of every kernel the cell's bench
