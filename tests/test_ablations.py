@@ -216,6 +216,9 @@ def test_every_ablation_trains_evaluates_and_tabulates_through_the_runner(tiny_p
     assert res["bpd-no-value"]["train"]["seconds"] > 0
     # BPD at L1's cost: cut to the l1 cell's SMLADs, its partners filled (as many SMLADs, more weights)
     assert "--prune-to-pairs " in cell("bpd-finetune-l1-cycles", "cell.json")["commands"][0]
+    for m in ("bpd-units-finetune-pairs", "bpd-finetune-l1-cycles"):  # partners: chosen by what the DSP kernel pays
+        assert "multiply-adds of the DSP integer kernel" in res[m]["train"]["selection_rule"], m
+    assert "fewest nonzero parameters" in res["bpd-finetune"]["train"]["selection_rule"]
     run_bpd("experiment", "table", str(plan), "--runs", str(runs), "--out", str(tmp_path / "table"))
     md = (tmp_path / "table" / "table.md").read_text()
     assert "## Summary" in md and "## Prior" in md and "## Bayesian part" in md

@@ -192,6 +192,24 @@ def test_selection_rules_on_hand_built_candidates():
     assert choose(costed, "sparsest-within", 0.0, 0.96, 100.0) == (3, True)
 
 
+def test_smlad_cost_counts_the_dsp_kernels_multiply_adds_of_a_collapsed_policy():
+    """Layer 1 (3 x 4): columns 0 and 1 share row 0 and pair, column 2 alone, column 3 empty: rows 0 and 1
+    in the pair, row 2 in column 2, 3 SMLADs; layer 2 (1 x 3): one row, columns 0 and 1 pair (both
+    weights), column 2 alone: 2. A partner filled in (row 1, column 1) adds a weight and no SMLAD."""
+    from training.mlp import MLPPolicy
+    from training.selection import smlad_cost
+
+    w1 = np.array([[1, 1, 0, 0], [1, 0, 0, 0], [0, 0, 1, 0]], np.float32)
+    w2 = np.array([[0.5, -0.5, 2.0]], np.float32)
+    pol = lambda a: MLPPolicy([a, w2], [np.zeros(3, np.float32), np.zeros(1, np.float32)], "tanh", "tanh",
+                              np.zeros(4, np.float32), np.ones(4, np.float32), -np.ones(1, np.float32),
+                              np.ones(1, np.float32))
+    assert smlad_cost(pol(w1)) == 5.0
+    filled = w1.copy()
+    filled[1, 1] = 0.3
+    assert smlad_cost(pol(filled)) == 5.0 and pol(filled).params_nonzero == pol(w1).params_nonzero + 1
+
+
 def test_student_select_by_cycles_on_a_tiny_run(tiny_pipeline, tmp_path):
     """`bpd student select --cost m4f-cycles`: every candidate measured on the emulated Cortex-M4F, the chosen
     one the cheapest that keeps the target, its cost recorded in the student's selection."""

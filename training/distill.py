@@ -50,6 +50,7 @@ from training.selection import (
     load_candidates,
     save_candidates,
     select,
+    smlad_cost,
 )
 from training.student import BayesianStudent, Critic, budget_masks, save_student
 from training.teacher import DEFAULT_GAMMA, load_teacher, teacher_gamma
@@ -115,7 +116,8 @@ class DistillConfig:
                            "Cortex-M4F cycles of a hidden tanh over those of one multiply-add)")
     pair_partners: bool = field(False, help="with --finetune: at the fine-tune's start keep also the partner of every "
                                 "kept weight in the integer kernel's column pairs (training/pairs.py), trained from "
-                                "zero: weights one SMLAD multiplies anyway on Cortex-M4/M7, capacity at no cycle")
+                                "zero: weights one SMLAD multiplies anyway on Cortex-M4/M7, capacity at no cycle; "
+                                "the run's selection then counts SMLADs, not nonzero parameters")
     finetune: float = field(0.0, help="Bayesian student: fraction of training at the end in which the mask is "
                             "frozen and the collapsed deterministic student is trained on (behaviour cloning and "
                             "the value term; no KL, no weight noise)")
@@ -460,8 +462,10 @@ def distill(cfg: DistillConfig) -> dict:
         metrics_f.close()
     seconds = time.time() - t_start
     t_select = time.time()
+    # with the pair partners, size is what the DSP kernel pays: a partner adds a weight and no SMLAD
     chosen = select(candidates, meta, stats, env_id, cfg.seed, cfg.select, cfg.select_tol, cfg.select_episodes,
-                    cfg.select_shortlist, cfg.keep_return, teacher.act)
+                    cfg.select_shortlist, cfg.keep_return, teacher.act, None,
+                    smlad_cost if cfg.pair_partners else None, "smlad" if cfg.pair_partners else "nonzero")
     step_chosen = chosen["chosen"]["step"]
     state = next(c.state_dict for c in candidates if c.step == step_chosen)
     trainer.actor.cpu()  # the student is saved and measured from the CPU, whatever trained it

@@ -76,14 +76,23 @@ def load_candidates(path: Path) -> list[Candidate]:
 
 COSTS = {"nonzero": "the fewest nonzero parameters",
          "m4f-cycles": "the fewest estimated Cortex-M4F cycles (compact kernel, table tanh, emulated)",
-         "flash": "the least Cortex-M4F policy flash (compact kernel, table tanh)"}
+         "flash": "the least Cortex-M4F policy flash (compact kernel, table tanh)",
+         "smlad": "the fewest multiply-adds of the DSP integer kernel (an SMLAD a row and pair of columns: "
+                  "training/pairs.py)"}
+
+
+def smlad_cost(pol: MLPPolicy) -> float:
+    """A collapsed policy's multiply-adds on the DSP integer kernel (training/pairs.py multiply_slots)."""
+    from training.pairs import multiply_slots
+
+    return float(sum(multiply_slots(w) for w in pol.weights))
 
 
 def rule_text(rule: str, tol: float, keep_return: float | None, cost: str = "nonzero") -> str:
     if keep_return is not None:
         return (f"keep-return: the student with {COSTS[cost]} whose return on the selection "
                 f"seeds is at least {100 * keep_return:g} % of the teacher's on the same seeds")
-    return {"sparsest-within": "sparsest-within: the student with the fewest nonzero parameters whose return on "
+    return {"sparsest-within": f"sparsest-within: the student with {COSTS[cost]} whose return on "
                                f"the selection seeds is within {100 * tol:g} % of the best candidate's "
                                "(ties: higher return)",
             "best": "best: the student with the highest return on the selection seeds",
@@ -127,11 +136,12 @@ def student_from(meta: dict, state_dict: dict, threshold: float | None = None) -
 def select(cands: list[Candidate], meta: dict, stats: dict, env_id: str, run_seed: int, rule: str, tol: float,
            episodes: int, shortlist: int | None, keep_return: float | None = None,
            teacher_act: Policy | None = None, thresholds: list[float] | None = None,
-           cost_fn: Callable[[MLPPolicy], float] | None = None) -> dict:
+           cost_fn: Callable[[MLPPolicy], float] | None = None, cost: str = "nonzero") -> dict:
     """Evaluate the shortlisted candidates (x thresholds) on the selection seeds and choose one. The
     shortlist is the candidates whose periodic return is near the best (at most `shortlist` of them);
     every candidate where `shortlist` is None or a keep-return target is set (the smallest that keeps
-    it may be anywhere).
+    it may be anywhere). cost_fn: the size the rule minimises in place of the nonzero count (cost: its
+    name in COSTS, for the rule's text).
 
     Returns {"rule", "chosen" (row), "rows", "teacher_select_return", "keep_return_met"}."""
     if not cands:
@@ -141,7 +151,7 @@ def select(cands: list[Candidate], meta: dict, stats: dict, env_id: str, run_see
         c = cands[-1]
         row = {"step": c.step, "threshold": meta["threshold"], "train_return": c.train_return,
                "params_nonzero": c.params_nonzero, "select_return": None}
-        return {"rule": rule_text(rule, tol, keep_return), "chosen": row, "rows": [row],
+        return {"rule": rule_text(rule, tol, keep_return, cost), "chosen": row, "rows": [row],
                 "teacher_select_return": None, "keep_return_met": True, "select_seeds": None}
     if shortlist is None or keep_return is not None:
         near = list(cands)
@@ -165,7 +175,7 @@ def select(cands: list[Candidate], meta: dict, stats: dict, env_id: str, run_see
             raise BpdError("a keep-return target needs the teacher")
         teacher_ret = float(np.mean(rollouts(env_id, teacher_act, episodes, seed).returns))
     i, met = choose(rows, rule, tol, keep_return, teacher_ret)
-    return {"rule": rule_text(rule, tol, keep_return), "chosen": rows[i], "rows": rows,
+    return {"rule": rule_text(rule, tol, keep_return, cost), "chosen": rows[i], "rows": rows,
             "teacher_select_return": teacher_ret, "keep_return_met": met,
             "select_seeds": [seed, seed + episodes - 1]}
 
