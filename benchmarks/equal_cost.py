@@ -54,7 +54,14 @@ def cell_record(plan, env: str, label: str, seed: int) -> dict:
         kernels = {k: {f: cands[k][f] for f in ("instructions", "cycles", "flash_bytes")}
                    for k in KERNELS if cands.get(k)}
     ev = r["eval"]
-    return {"finished": True, "return_mean": ev["return_mean"], "return_std": ev["return_std"],
+    onnx_path = cell.dir / "export" / "policy.onnx"
+    smlads = None
+    if onnx_path.is_file():
+        from export.onnx_export import onnx_weights
+        from training.pairs import multiply_slots
+
+        smlads = sum(multiply_slots(w) for w in onnx_weights(onnx_path))
+    return {"smlads": smlads, "finished": True, "return_mean": ev["return_mean"], "return_std": ev["return_std"],
             "episodes": ev["episodes"], "return_vs_teacher": r["return_vs_teacher"],
             "early_ends_where_teacher_finished": r["early_terminations_where_teacher_finished"],
             "params_nonzero": r["params_nonzero"], "product_sha256": r.get("product_sha256"),
@@ -112,26 +119,27 @@ def markdown(res: dict) -> str:
          "100,000 gradient steps and evaluation (30 episodes on seeds disjoint from the model choice); cost "
          "measured by each cell's bench on the emulated Cortex-M4F (instructions exact, cycles estimated: "
          "docs/cycle_model.md), the same kernels on both sides.", "",
-         "| seed | side | return (mean +- std over episodes) | % of teacher | early ends | nonzero | "
+         "| seed | side | return (mean +- std over episodes) | % of teacher | early ends | nonzero | SMLADs | "
          + " | ".join(f"M4F {k}: instr / cycles / flash B" for k in KERNELS) + " |",
-         "|---|---|---|---|---|---|" + "---|" * len(KERNELS)]
+         "|---|---|---|---|---|---|---|" + "---|" * len(KERNELS)]
     for row in res["rows"]:
         for s in ("A", *BPD_SIDES):
             if s not in row:
                 continue
             c = row[s]
             if not c["finished"]:
-                L.append(f"| {row['seed']} | {s} | not finished | - | - | - |" + " - |" * len(KERNELS))
+                L.append(f"| {row['seed']} | {s} | not finished | - | - | - | - |" + " - |" * len(KERNELS))
                 continue
             ks = " | ".join(("-" if k not in c["kernels"] else
                              f"{c['kernels'][k]['instructions']} / {c['kernels'][k]['cycles']:.0f} / "
                              f"{c['kernels'][k]['flash_bytes']}") for k in KERNELS)
             L.append(f"| {row['seed']} | {s} | {c['return_mean']:.1f} +- {c['return_std']:.1f} | "
                      f"{100 * c['return_vs_teacher']:.1f} % | {c['early_ends_where_teacher_finished']} | "
-                     f"{c['params_nonzero']} | {ks} |")
+                     f"{c['params_nonzero']} | {c.get('smlads') if c.get('smlads') is not None else '-'} | {ks} |")
     L += ["", "X - A: the difference of the two means over the 30 episodes, with its standard error (each side's "
           "episode std / sqrt(30), added in quadrature); a difference within two standard errors is one the "
-          "episodes cannot tell from zero."]
+          "episodes cannot tell from zero. SMLADs: the DSP integer kernel's multiply-adds, one a row and pair of "
+          "columns (training/pairs.py), counted on the export's weights."]
     for side in BPD_SIDES:
         if side not in res["sides"]:
             continue

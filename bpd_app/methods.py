@@ -312,11 +312,9 @@ def l1_multiply_slots(c: CellInputs) -> int:
 
     cell = c.out.parent.parent.parent / "l1-threshold" / f"seed{c.seed}"
     if (cell / "export" / "policy.onnx").is_file():
-        import onnx
-        import onnx.numpy_helper as nh
+        from export.onnx_export import onnx_weights
 
-        inits = {t.name: nh.to_array(t) for t in onnx.load(str(cell / "export" / "policy.onnx")).graph.initializer}
-        weights = [w for k, w in inits.items() if k.startswith("W")]  # (out, in): Gemm's transB
+        weights = onnx_weights(cell / "export" / "policy.onnx")
     elif (cell / "run" / "student.pt").is_file():
         from export.collapse import collapse
         from training.student import load_student

@@ -67,6 +67,16 @@ def save_onnx(model: onnx.ModelProto, path: Path) -> None:
     atomic_write(path, lambda f: f.write(data))
 
 
+def onnx_weights(path: str | Path) -> list[np.ndarray]:
+    """The weight matrices (outputs x inputs, as Gemm with transB takes them) of a policy build_onnx wrote."""
+    try:
+        inits = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer}
+    except Exception as e:
+        raise BpdError(f"{path}: not a loadable ONNX model ({e.__class__.__name__})") from None
+    n = sum(1 for k in inits if k.startswith("W") and k[1:].isdigit())
+    return [inits[f"W{i}"] for i in range(n)]
+
+
 class OnnxPolicy:
     """An exported ONNX policy run with onnxruntime."""
 
