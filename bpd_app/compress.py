@@ -23,7 +23,7 @@ from bpd.errors import BpdError
 from bpd.io import check_output_dir, write_json, write_text
 from training.selection import COSTS
 
-DEFAULT_METHODS = ["bpd-units-finetune", "bpd-finetune", "bpd", "l1-threshold"]
+DEFAULT_METHODS = ["bpd-units-finetune-pairs", "bpd-units-finetune", "bpd-finetune", "bpd", "l1-threshold"]
 
 
 @dataclass

@@ -75,8 +75,9 @@ def load_candidates(path: Path) -> list[Candidate]:
 
 
 COSTS = {"nonzero": "the fewest nonzero parameters",
-         "m4f-cycles": "the fewest estimated Cortex-M4F cycles (compact kernel, table tanh, emulated)",
-         "flash": "the least Cortex-M4F policy flash (compact kernel, table tanh)",
+         "m4f-cycles": "the fewest estimated Cortex-M4F cycles (the cheaper of the compact kernel with a table "
+                       "tanh and the integer kernel, emulated)",
+         "flash": "the least Cortex-M4F policy flash (of the kernel fewest cycles picks)",
          "smlad": "the fewest multiply-adds of the DSP integer kernel (an SMLAD a row and pair of columns: "
                   "training/pairs.py)"}
 
