@@ -247,6 +247,9 @@ _ablation("bpd-units-finetune", "bpd-units whose last fifth of training fine-tun
 _ablation("bpd-units-finetune-pairs", "bpd-units-finetune whose fine-tune also trains, from zero, the partner of every "
           "kept weight in the integer kernel's column pairs (weights one SMLAD multiplies anyway)",
           {"unit_gates": True, "finetune": 0.2, "pair_partners": True})
+_ablation("bpd-units-finetune-pairs-half", "bpd-units-finetune-pairs whose fine-tune starts from the mask cut, by "
+          "log alpha, to half its SMLADs on the DSP integer kernel: about half the integer kernel's cycles",
+          {"unit_gates": True, "finetune": 0.2, "pair_partners": True, "prune_fraction": 0.5})
 _ablation("l1-threshold", "deterministic student, BPD's loss minus the KL plus a scheduled L1 penalty, then a "
           "magnitude threshold", {"student": "l1"})
 

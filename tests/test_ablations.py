@@ -192,9 +192,10 @@ def test_every_ablation_trains_evaluates_and_tabulates_through_the_runner(tiny_p
     from tests.conftest import run_bpd
     from tests.test_experiment import TINY_DISTILL, _plan
 
-    # the ablations plan's own methods and the equal-cost plan's: a method added there is run here
+    # the methods of the ablations, equal-cost and students plans: a method added there is run here
     plans = Path(__file__).resolve().parents[1] / "benchmarks" / "plans"
-    plan_methods = load_plan(plans / "ablations.yaml").methods | load_plan(plans / "hc-equal-cost.yaml").methods
+    plan_methods = (load_plan(plans / "ablations.yaml").methods | load_plan(plans / "hc-equal-cost.yaml").methods
+                    | load_plan(plans / "students.yaml").methods)
     ablations = [m for m in plan_methods if m not in ("bpd", "dense-small")]
     plan = _plan(tmp_path, tiny_pipeline / "teacher.npz", {"bpd": {"args": TINY_DISTILL}}
                  | {m: {"args": TINY_DISTILL} for m in ablations})
@@ -219,6 +220,7 @@ def test_every_ablation_trains_evaluates_and_tabulates_through_the_runner(tiny_p
     for m in ("bpd-units-finetune-pairs", "bpd-finetune-l1-cycles"):  # partners: chosen by what the DSP kernel pays
         assert "multiply-adds of the DSP integer kernel" in res[m]["train"]["selection_rule"], m
     assert "fewest nonzero parameters" in res["bpd-finetune"]["train"]["selection_rule"]
+    assert "--prune-fraction 0.5" in cell("bpd-units-finetune-pairs-half", "cell.json")["commands"][0]
     run_bpd("experiment", "table", str(plan), "--runs", str(runs), "--out", str(tmp_path / "table"))
     md = (tmp_path / "table" / "table.md").read_text()
     assert "## Summary" in md and "## Prior" in md and "## Bayesian part" in md

@@ -495,3 +495,44 @@ def test_prune_to_pairs_needs_the_finetune_and_not_prune_to():
         _check_config(DistillConfig(teacher="t", dataset="d", prune_to_pairs=10, prune_to=100, finetune=0.2))
     _check_config(DistillConfig(teacher="t", dataset="d", prune_to_pairs=10, finetune=0.2, pair_partners=True,
                                 max_units=5))
+
+
+@pytest.mark.parametrize("partners, fraction", [(True, 0.34), (False, 0.25)])
+def test_prune_fraction_keeps_a_share_of_the_masks_cost(partners, fraction):
+    """--prune-fraction: the budget is a share of what the mask costs at the fine-tune's start. The hand-set
+    log alphas of the --prune-to-pairs test, every weight kept (12 + 8): with the partners, its SMLADs are
+    4 rows x 2 + 2 rows x 2 = 12, and 0.34 of them is 4 (the k = 6 cut and its partner); without, 0.25 of
+    the 20 weights is 5, the five lowest log alphas."""
+    from training.pairs import multiply_slots
+
+    torch.manual_seed(0)
+    cfg = DistillConfig(teacher="t", dataset="d", hidden=[HIDDEN], critic_hidden=[CRITIC_HIDDEN], steps=10,
+                        policy_freq=1, finetune=0.5, prune_fraction=fraction, pair_partners=partners)
+    t = BPDTrainer(cfg, OBS, ACT, N_DATA)
+    la1 = torch.full((4, 3), 2.9)
+    la1[0, 0], la1[0, 1], la1[0, 2] = -4.0, -3.9, 2.0
+    la2 = torch.full((2, 4), 2.9)
+    la2[0, 0], la2[0, 1], la2[1, 0] = -3.8, -3.7, -3.6
+    with torch.no_grad():
+        for layer, la in zip(t.actor.layers, (la1, la2)):
+            layer.log_sigma2.copy_(la + torch.log(layer.theta ** 2))
+    assert sum(multiply_slots(layer.mask().bool().numpy()) for layer in t.actor.layers) == 12
+    t.freeze()
+    want1 = torch.zeros(4, 3, dtype=torch.bool)
+    want1[0, :2] = True
+    want2 = torch.zeros(2, 4, dtype=torch.bool)
+    want2[0, 0] = want2[0, 1] = want2[1, 0] = True
+    if partners:
+        want1[0, 2] = want2[1, 1] = True
+    frozen = [layer.mask().bool() for layer in t.actor.layers]
+    assert torch.equal(frozen[0], want1) and torch.equal(frozen[1], want2)
+
+
+def test_prune_fraction_is_checked_in_one_line():
+    from bpd.errors import BpdError
+    from training.distill import _check_config
+
+    for bad in ({"prune_fraction": 0.5}, {"prune_fraction": 1.5, "finetune": 0.2},
+                {"prune_fraction": 0.5, "finetune": 0.2, "prune_to_pairs": 10}):
+        with pytest.raises(BpdError, match="--prune-fraction"):
+            _check_config(DistillConfig(teacher="t", dataset="d", **bad))

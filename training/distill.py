@@ -42,6 +42,7 @@ from training.collect import Dataset, dataset_hash, load_dataset
 from training.device import resolve_device
 from training.envs import env_dims, evaluate, train_eval_seed
 from training.mlp import MLPPolicy
+from training.pairs import multiply_slots
 from training.priors import PRIORS, pruning_rule, pruning_threshold, student_kl, unit_gate_kl
 from training.run_metrics import METRIC_FIELDS, plot_metrics, truncate_metrics
 from training.selection import (
@@ -128,7 +129,11 @@ class DistillConfig:
                                        "many multiply-adds of the integer kernel on Cortex-M4/M7, where one SMLAD "
                                        "multiplies a pair of columns (training/pairs.py); with --pair-partners "
                                        "the partners then fill every pair at no cycle")
-    max_units: int | None = field(None, help="with --prune-to or --prune-to-pairs on the Bayesian student: hidden "
+    prune_fraction: float | None = field(None, help="Bayesian with --finetune, in place of --prune-to(-pairs): at "
+                                         "the fine-tune's start keep this fraction of the mask's cost, its weights "
+                                         "or, with --pair-partners, its SMLADs (lowest log alpha first)")
+    max_units: int | None = field(None, help="with --prune-to, --prune-to-pairs or --prune-fraction on the Bayesian "
+                                  "student: hidden "
                                   "units kept at most "
                                   "(the least signal, summed 1/alpha over a unit's weights, goes first)")
     prune_start: float = field(0.2, help="magnitude student: fraction of training where pruning starts")
@@ -204,8 +209,15 @@ class BPDTrainer:
         (with --prune-to, both on the actor's budgeted mask)."""
         assert isinstance(self.actor, BayesianStudent) and isinstance(self.actor_target, BayesianStudent)
         c = self.cfg
-        keep = None if c.prune_to is None and c.prune_to_pairs is None else budget_masks(
-            self.actor, c.prune_to, c.max_units, c.prune_to_pairs)
+        prune_to, pairs = c.prune_to, c.prune_to_pairs
+        if c.prune_fraction is not None:  # a share of what the mask costs now: its SMLADs, else its weights
+            masks = [layer.mask().bool().cpu().numpy() for layer in self.actor.layers]
+            if c.pair_partners:
+                pairs = max(1, int(c.prune_fraction * sum(multiply_slots(m) for m in masks)))
+            else:
+                prune_to = (sum(layer.out_features for layer in self.actor.layers)
+                            + max(1, int(c.prune_fraction * sum(int(m.sum()) for m in masks))))
+        keep = None if prune_to is None and pairs is None else budget_masks(self.actor, prune_to, c.max_units, pairs)
         for net in (self.actor, self.actor_target):
             live = None
             for i, layer in enumerate(net.layers):
@@ -349,10 +361,15 @@ def _check_config(cfg: DistillConfig) -> None:
                                            or cfg.prune_to is not None):
         raise BpdError("--prune-to-pairs (at least 1) cuts the Bayesian student's mask at the fine-tune's start: it "
                        "needs --finetune above 0, and not --prune-to as well")
-    cut = cfg.prune_to is not None or cfg.prune_to_pairs is not None
+    if cfg.prune_fraction is not None and (cfg.finetune == 0 or cfg.student != "bayesian"
+                                           or not 0 < cfg.prune_fraction <= 1
+                                           or cfg.prune_to is not None or cfg.prune_to_pairs is not None):
+        raise BpdError("--prune-fraction (above 0, at most 1) cuts the Bayesian student's mask at the fine-tune's "
+                       "start: it needs --finetune above 0, and neither --prune-to nor --prune-to-pairs")
+    cut = cfg.prune_to is not None or cfg.prune_to_pairs is not None or cfg.prune_fraction is not None
     if cfg.max_units is not None and (not cut or cfg.student != "bayesian" or cfg.max_units < 1):
-        raise BpdError("--max-units (at least 1) caps the units where --prune-to or --prune-to-pairs cuts the "
-                       "Bayesian student's mask")
+        raise BpdError("--max-units (at least 1) caps the units where --prune-to, --prune-to-pairs or "
+                       "--prune-fraction cuts the Bayesian student's mask")
 
 
 
