@@ -129,14 +129,14 @@ def yaml_file(rel: str) -> Any:
 
 
 def _module(spec: str) -> tuple[ast.Module, str]:
-    """"training.distill:DistillConfig" -> the parsed source of training/distill.py and the name."""
+    """"training.distill_config:DistillConfig" -> the parsed source of training/distill_config.py and the name."""
     module, name = spec.split(":")
     return ast.parse((ROOT / (module.replace(".", "/") + ".py")).read_text()), name
 
 
 def defaults(spec: str) -> dict[str, Any]:
     """A configuration dataclass's defaults, read from the code's own definition (its `name: T = field(DEFAULT,
-    ...)` or `name: T = DEFAULT` lines, without importing it): defaults("training.distill:DistillConfig")."""
+    ...)` or `name: T = DEFAULT` lines, without importing it): defaults("training.distill_config:DistillConfig")."""
     tree, name = _module(spec)
     cls = next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == name), None)
     if cls is None:

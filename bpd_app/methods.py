@@ -218,7 +218,7 @@ for _name, _rule, _help in [
 
 
 # --------------------------------------------------------------------------- ablations of BPD
-# Each is `bpd distill` with an option set (training/distill.py; the priors' KL terms and pruning
+# Each is `bpd distill` with an option set (training/distill_config.py; the priors' KL terms and pruning
 # rules are stated in training/priors.py, the deterministic students in training/ablations.py).
 
 

@@ -63,7 +63,7 @@ def test_settings_are_read_from_the_code_that_defines_them(render_docs):
 
     mod = render_docs
     assert mod.constant("bpd_app.experiment.stats:BAR") == BAR
-    for spec, cls in (("training.distill:DistillConfig", DistillConfig),
+    for spec, cls in (("training.distill_config:DistillConfig", DistillConfig),
                       ("training.collect:CollectConfig", CollectConfig)):
         got = mod.defaults(spec)
         for fl in dataclasses.fields(cls):

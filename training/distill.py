@@ -20,7 +20,6 @@ import csv
 import dataclasses
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 import bpd
-from bpd.config import field, to_dict
+from bpd.config import to_dict
 from bpd.errors import BpdError
 from bpd.io import (
     atomic_write,
@@ -37,17 +36,16 @@ from bpd.io import (
     sha256_file,
     write_json,
 )
-from training.ablations import PLAIN_STUDENTS, PlainStudent
+from training.ablations import PlainStudent
 from training.collect import Dataset, dataset_hash, load_dataset
 from training.device import resolve_device
-from training.distill_checks import _check_config, check_ablation_options
+from training.distill_config import SCHEDULES, DistillConfig, _check_config, check_ablation_options  # noqa: F401
 from training.envs import env_dims, evaluate, train_eval_seed
 from training.mlp import MLPPolicy
 from training.pairs import multiply_slots
-from training.priors import PRIORS, pruning_rule, pruning_threshold, student_kl, unit_gate_kl
+from training.priors import pruning_rule, pruning_threshold, student_kl, unit_gate_kl
 from training.run_metrics import METRIC_FIELDS, plot_metrics, truncate_metrics
 from training.selection import (
-    RULES,
     Candidate,
     load_candidates,
     save_candidates,
@@ -57,94 +55,9 @@ from training.selection import (
 from training.student import BayesianStudent, Critic, budget_masks, save_student
 from training.teacher import DEFAULT_GAMMA, load_teacher, teacher_gamma
 
-SCHEDULES = ("linear", "constant", "exponential")
 # Fields that may differ between a run and its resumption: the teacher and dataset are compared by
 # content (their sha256), not by path, and the run directory may have moved.
 _RESUME_FREE = {"resume", "progress", "threads", "device", "bpd_version", "out", "teacher", "dataset"}
-
-
-@dataclass
-class DistillConfig:
-    teacher: str = field(help="teacher file (bpd teacher format)")
-    dataset: str = field(help="dataset file written by `bpd collect`")
-    out: str = field("runs/student", help="run directory (config, metrics, checkpoints, student)")
-    hidden: list[int] = field([64, 64], help="student hidden widths")
-    activation: str = field("tanh", help="student hidden activation", choices=("tanh", "relu"))
-    alpha: float = field(2.5, help="value-term weight: lambda = alpha / mean|Q|")
-    bc_weight: float = field(1.0, help="behaviour-cloning weight")
-    eta_max: float = field(1.0, help="maximum KL weight")
-    eta_schedule: str = field("linear", help="KL weight schedule", choices=SCHEDULES)
-    eta_ramp: float = field(0.5, help="fraction of training over which eta reaches eta_max")
-    kl_scale: float | None = field(None, help="KL multiplier per sample (default: 1 / dataset size)")
-    threshold: float = field(3.0, help="prune weights whose log alpha reaches this")
-    log_alpha_clip: float = field(10.0, help="log alpha is clipped to [-clip, clip]")
-    init_log_sigma2: float = field(-10.0, help="initial log sigma^2 of every weight")
-    steps: int = field(20_000, help="gradient steps (critic updates)")
-    batch: int = field(256, help="batch size")
-    actor_lr: float = field(1e-3, help="student learning rate")
-    critic_lr: float = field(3e-4, help="critic learning rate")
-    critic_hidden: list[int] = field([256, 256], help="critic hidden widths")
-    gamma: float | None = field(None, help="discount per dataset tick (default: the teacher's own horizon: its "
-                                "training discount per decision made per tick, gamma^(1/action_repeat), where its "
-                                "file records them (bpd teacher train), else 0.99)")
-    tau: float = field(0.005, help="target network update rate")
-    policy_noise: float = field(0.2, help="target policy smoothing noise (normalised action units)")
-    noise_clip: float = field(0.5, help="clip of the target smoothing noise")
-    policy_freq: int = field(2, help="critic updates per actor update")
-    eval_every: int = field(2000, help="steps between evaluations of the collapsed student")
-    eval_episodes: int = field(5, help="episodes per periodic evaluation")
-    checkpoint_every: int = field(1000, help="steps between checkpoints")
-    env: str | None = field(None, help="evaluation environment (default: the dataset's)")
-    select: str = field("sparsest-within", help="which evaluated student the run hands over (rule stated in "
-                        "summary.json)", choices=RULES)
-    select_tol: float = field(0.02, help="sparsest-within: tolerance, as a fraction of the best selection return")
-    select_episodes: int = field(10, help="episodes per candidate on the selection seeds (disjoint from the "
-                                 "periodic evaluations and from reporting seeds)")
-    select_shortlist: int = field(8, help="candidates with the best periodic returns evaluated on the selection seeds")
-    keep_return: float | None = field(None, help="hand over the sparsest evaluated student that keeps this fraction "
-                                      "of the teacher's return on the selection seeds (e.g. 0.95)")
-    prior: str = field("log-uniform", help="prior of the Bayesian student's weights (the KL term)", choices=PRIORS)
-    prior_scale: float = field(1.0, help="prior scale: Gaussian std, Laplace b, uniform half-width")
-    value_term: bool = field(True, help="train twin critics and include the value term (off: behaviour cloning "
-                             "plus the sparsity term, no critics)")
-    student: str = field("bayesian", help="bayesian (BPD), or a deterministic student trained without the KL: "
-                         "dense, magnitude (pruned to --prune-to) or l1 (penalty, then --l1-threshold)",
-                         choices=("bayesian", *PLAIN_STUDENTS))
-    l1_weight: float = field(1e-4, help="l1 student: weight of sum |theta| at the end of the eta schedule's ramp")
-    l1_threshold: float = field(1e-2, help="l1 student: weights with |theta| below this are removed")
-    unit_gates: bool = field(False, help="Bayesian student: a gate per hidden unit under the same prior, so whole "
-                             "units are pruned (a unit costs its activation as well as its weights)")
-    unit_kl: float = field(16.0, help="unit gates: weight of each gate's KL against one weight's (16: about the "
-                           "Cortex-M4F cycles of a hidden tanh over those of one multiply-add)")
-    pair_partners: bool = field(False, help="with --finetune: at the fine-tune's start keep also the partner of every "
-                                "kept weight in the integer kernel's column pairs (training/pairs.py), trained from "
-                                "zero: weights one SMLAD multiplies anyway on Cortex-M4/M7, capacity at no cycle; "
-                                "the run's selection then counts SMLADs, not nonzero parameters")
-    finetune: float = field(0.0, help="Bayesian student: fraction of training at the end in which the mask is "
-                            "frozen and the collapsed deterministic student is trained on (behaviour cloning and "
-                            "the value term; no KL, no weight noise)")
-    prune_to: int | None = field(None, help="nonzero parameters (weights and biases) to keep: magnitude student; "
-                                 "Bayesian with --finetune, at the fine-tune's start, those of lowest log alpha")
-    prune_to_pairs: int | None = field(None, help="Bayesian with --finetune, in place of --prune-to: at the "
-                                       "fine-tune's start, cut the mask (lowest log alpha first) to at most this "
-                                       "many multiply-adds of the integer kernel on Cortex-M4/M7, where one SMLAD "
-                                       "multiplies a pair of columns (training/pairs.py); with --pair-partners "
-                                       "the partners then fill every pair at no cycle")
-    prune_fraction: float | None = field(None, help="Bayesian with --finetune, in place of --prune-to(-pairs): at "
-                                         "the fine-tune's start keep this fraction of the mask's cost, its weights "
-                                         "or, with --pair-partners, its SMLADs (lowest log alpha first)")
-    max_units: int | None = field(None, help="with --prune-to, --prune-to-pairs or --prune-fraction on the Bayesian "
-                                  "student: hidden "
-                                  "units kept at most "
-                                  "(the least signal, summed 1/alpha over a unit's weights, goes first)")
-    prune_start: float = field(0.2, help="magnitude student: fraction of training where pruning starts")
-    prune_end: float = field(0.6, help="magnitude student: fraction where the final count is reached "
-                             "(fine-tuning after it)")
-    seed: int = field(0, help="random seed")
-    threads: int = field(1, help="torch CPU threads")
-    device: str = field("auto", help="torch device: auto (CUDA where torch sees a GPU, else the CPU), cpu, or cuda[:N]")
-    resume: bool = field(False, help="continue the run in --out from its last checkpoint")
-    progress: bool = field(True, help="show a progress bar")
 
 
 def eta_at(step: int, total: int, eta_max: float, schedule: str, ramp: float) -> float:
