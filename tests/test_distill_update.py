@@ -536,3 +536,31 @@ def test_prune_fraction_is_checked_in_one_line():
                 {"prune_fraction": 0.5, "finetune": 0.2, "prune_to_pairs": 10}):
         with pytest.raises(BpdError, match="--prune-fraction"):
             _check_config(DistillConfig(teacher="t", dataset="d", **bad))
+
+
+def test_gated_schedule_advances_the_ramp_while_the_gate_is_open_and_goes_back_while_shut():
+    """--eta-schedule gated: the linear ramp's progress is a count of steps, +1 a step with the gate open,
+    -1 with it shut, within [0, ramp * steps]; eta = eta_max * progress / (ramp * steps). steps 100, ramp
+    0.5 (top 50), eta_max 2: shut for 5 steps (stays 0), open 10 (10: eta 0.4), shut 4 (6: 0.24), open 60
+    (top 50: 2.0). The progress and the gate are in the state dict, so a resumed run goes on from them."""
+    torch.manual_seed(0)
+    cfg = DistillConfig(teacher="t", dataset="d", hidden=[HIDDEN], critic_hidden=[CRITIC_HIDDEN], steps=100,
+                        policy_freq=1, eta_schedule="gated", eta_ramp=0.5, eta_max=2.0)
+    t = BPDTrainer(cfg, OBS, ACT, N_DATA)
+    assert not t.gate_open and t.eta() == 0.0
+    for gate, n, want in ((False, 5, 0.0), (True, 10, 0.4), (False, 4, 0.24), (True, 60, 2.0)):
+        t.gate_open = gate
+        for _ in range(n):
+            t.update(BATCH)
+        assert t.eta() == pytest.approx(want), (gate, n)
+    t2 = BPDTrainer(cfg, OBS, ACT, N_DATA)
+    t2.load_state_dict(t.state_dict())
+    assert t2.kl_progress == 50.0 and t2.gate_open and t2.eta() == pytest.approx(2.0)
+
+
+def test_gated_schedule_needs_the_bayesian_student():
+    from bpd.errors import BpdError
+    from training.distill import _check_config
+
+    with pytest.raises(BpdError, match="gated"):
+        _check_config(DistillConfig(teacher="t", dataset="d", eta_schedule="gated", student="l1"))

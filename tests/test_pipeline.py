@@ -124,3 +124,24 @@ def test_a_run_older_than_an_option_resumes_when_the_option_keeps_its_default(ti
             "50", "--hidden", "16", "16", "--critic-hidden", "32", "32", "--no-progress", "--resume"]
     assert run_bpd(*args, check=False).returncode == 0
     assert "different configuration (unit_gates)" in _err(run_bpd(*args, "--unit-gates", check=False))
+
+
+def test_gated_kl_waits_for_the_first_evaluation_then_ramps(tiny_pipeline, tmp_path):
+    """--eta-schedule gated: no KL before the first periodic evaluation (the gate starts shut); with
+    --eta-gate 1 any positive return opens it (InvertedPendulum's returns are), so the second interval's KL
+    weight is above 0; the summary records the teacher's return on the evaluation seeds, which it is
+    measured against."""
+    import csv
+
+    from training.envs import evaluate, train_eval_seed
+    from training.teacher import load_teacher
+
+    out = tmp_path / "gated"
+    run_bpd(*_distill_args(tiny_pipeline, out, steps=300), "--eval-every", "100",
+            "--eta-schedule", "gated", "--eta-gate", "1")
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert [int(float(r["step"])) for r in rows] == [100, 200, 300]
+    assert float(rows[0]["eta"]) == 0.0 and float(rows[1]["eta"]) > 0.0
+    teacher = load_teacher(tiny_pipeline / "teacher.npz")
+    ref = float(np.mean(evaluate(teacher.env_id, teacher.act, 1, seed=train_eval_seed(3))[0]))
+    assert json.loads((out / "summary.json").read_text())["eta_gate_teacher_return"] == pytest.approx(ref)

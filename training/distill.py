@@ -60,7 +60,7 @@ from training.teacher import DEFAULT_GAMMA, load_teacher, teacher_gamma
 _RESUME_FREE = {"resume", "progress", "threads", "device", "bpd_version", "out", "teacher", "dataset"}
 
 
-def eta_at(step: int, total: int, eta_max: float, schedule: str, ramp: float) -> float:
+def eta_at(step: float, total: int, eta_max: float, schedule: str, ramp: float) -> float:
     """KL weight at `step` of `total`. linear: eta_max * p; exponential: eta_max * (1 - e^{-5p}) / (1 - e^{-5});
     constant: eta_max; p = min(1, step / (ramp * total))."""
     if schedule == "constant":
@@ -108,9 +108,14 @@ class BPDTrainer:
         self.kl_scale = cfg.kl_scale if cfg.kl_scale is not None else 1.0 / n_data
         self.step = 0
         self.last_actor: dict[str, float] = {}
+        # the gated schedule: steps of ramp made so far, and whether the last evaluation lets it advance
+        self.kl_progress = 0.0
+        self.gate_open = False
 
     def eta(self) -> float:
         c = self.cfg
+        if c.eta_schedule == "gated":
+            return eta_at(self.kl_progress, c.steps, c.eta_max, "linear", c.eta_ramp)
         return eta_at(self.step, c.steps, c.eta_max, c.eta_schedule, c.eta_ramp)
 
     def finetuning(self) -> bool:
@@ -208,6 +213,9 @@ class BPDTrainer:
                             tb.copy_(b)
             self.last_actor = {"losses/actor": actor_loss.item(), "losses/bc": bc.item(), "eta": eta} | logs
         self.step += 1
+        if c.eta_schedule == "gated":
+            top = c.eta_ramp * c.steps
+            self.kl_progress = min(max(self.kl_progress + (1.0 if self.gate_open else -1.0), 0.0), top)
         return out | self.last_actor
 
     def selectable(self) -> bool:
@@ -219,10 +227,12 @@ class BPDTrainer:
         return parts + (("critic", "critic_target", "critic_opt") if self.critic is not None else ())
 
     def state_dict(self) -> dict:
-        return {"step": self.step} | {name: getattr(self, name).state_dict() for name in self._parts()}
+        return ({"step": self.step, "kl_progress": self.kl_progress, "gate_open": self.gate_open}
+                | {name: getattr(self, name).state_dict() for name in self._parts()})
 
     def load_state_dict(self, sd: dict) -> None:
         self.step = int(sd["step"])
+        self.kl_progress, self.gate_open = float(sd.get("kl_progress", 0.0)), bool(sd.get("gate_open", False))
         for name in self._parts():
             getattr(self, name).load_state_dict(sd[name])
         if self.finetuning() and self.step > (1 - self.cfg.finetune) * self.cfg.steps:
@@ -321,6 +331,9 @@ def distill(cfg: DistillConfig) -> dict:
         writer.writeheader()
     acc: dict[str, list[float]] = {}
     last_eval = {"eval/return_mean": float("nan")}
+    gate_ref = None  # gated schedule: the teacher's return on the periodic evaluations' seeds
+    if cfg.eta_schedule == "gated":
+        gate_ref = float(np.mean(evaluate(env_id, teacher.act, cfg.eval_episodes, seed=train_eval_seed(cfg.seed))[0]))
     t_start = time.time() - elapsed
     bar = tqdm(total=cfg.steps, initial=trainer.step, desc="distill", mininterval=0.5,
                disable=None if cfg.progress else True)  # None: shown on a terminal only
@@ -341,6 +354,8 @@ def distill(cfg: DistillConfig) -> dict:
                             "eval/return_mean": float(np.mean(rets)), "eval/return_std": float(np.std(rets))})
                 writer.writerow(row)
                 metrics_f.flush()
+                if gate_ref is not None:
+                    trainer.gate_open = row["eval/return_mean"] >= gate_ref - cfg.eta_gate * abs(gate_ref)
                 if trainer.selectable():
                     candidates.append(Candidate(step, float(np.mean(rets)), policy.params_nonzero,
                                                 {k: v.detach().cpu().clone()
@@ -381,6 +396,7 @@ def distill(cfg: DistillConfig) -> dict:
                "device": str(device),
                "final_eval_return_mean": last_eval.get("eval/return_mean"),
                "train_eval_seeds": [train_eval_seed(cfg.seed), train_eval_seed(cfg.seed) + cfg.eval_episodes - 1],
+               "eta_gate_teacher_return": gate_ref,
                "selection": chosen}
     write_json(run.summary, summary)
     return summary

@@ -11,7 +11,7 @@ from training.ablations import PLAIN_STUDENTS
 from training.priors import PRIORS
 from training.selection import RULES
 
-SCHEDULES = ("linear", "constant", "exponential")
+SCHEDULES = ("linear", "constant", "exponential", "gated")
 
 
 @dataclass
@@ -26,6 +26,10 @@ class DistillConfig:
     eta_max: float = field(1.0, help="maximum KL weight")
     eta_schedule: str = field("linear", help="KL weight schedule", choices=SCHEDULES)
     eta_ramp: float = field(0.5, help="fraction of training over which eta reaches eta_max")
+    eta_gate: float = field(0.05, help="gated schedule: the linear ramp advances a step per step while the collapsed "
+                            "student's return at the last periodic evaluation is within this fraction of the "
+                            "teacher's on the same seeds, and goes back as much while it is not: the KL waits for "
+                            "the student to imitate and prunes what the return can afford")
     kl_scale: float | None = field(None, help="KL multiplier per sample (default: 1 / dataset size)")
     threshold: float = field(3.0, help="prune weights whose log alpha reaches this")
     log_alpha_clip: float = field(10.0, help="log alpha is clipped to [-clip, clip]")
@@ -102,7 +106,8 @@ def _check_config(cfg: DistillConfig) -> None:
     """Every numeric option within its range, before anything is read or written."""
     check_ranges(cfg, {
         "hidden": (1, 4096), "critic_hidden": (1, 4096), "alpha": (0, 1e6), "bc_weight": (0, 1e6),
-        "eta_max": (0, 1e6), "eta_ramp": (0, 1), "kl_scale": (0, 1e6, "open"), "threshold": (-50, 50),
+        "eta_max": (0, 1e6), "eta_ramp": (0, 1), "eta_gate": (0, 1), "kl_scale": (0, 1e6, "open"),
+        "threshold": (-50, 50),
         "log_alpha_clip": (0, 100, "open"), "init_log_sigma2": (-50, 10), "steps": (1, 100_000_000),
         "batch": (1, 1_000_000), "actor_lr": (0, 1, "open"), "critic_lr": (0, 1, "open"), "gamma": (0, 1),
         "tau": (0, 1, "open"), "policy_noise": (0, 10), "noise_clip": (0, 10), "policy_freq": (1, 1_000_000),
@@ -116,6 +121,9 @@ def _check_config(cfg: DistillConfig) -> None:
     if cfg.student == "bayesian" and cfg.prune_to is not None and (cfg.finetune == 0 or cfg.pair_partners):
         raise BpdError("--prune-to on the Bayesian student cuts the mask at the fine-tune's start: it needs "
                        "--finetune above 0, and not --pair-partners (which adds weights back)")
+    if cfg.eta_schedule == "gated" and cfg.student != "bayesian":
+        raise BpdError("--eta-schedule gated gates the Bayesian student's KL weight; --student "
+                       f"{cfg.student} has none")
     if cfg.prune_to_pairs is not None and (cfg.finetune == 0 or cfg.student != "bayesian" or cfg.prune_to_pairs < 1
                                            or cfg.prune_to is not None):
         raise BpdError("--prune-to-pairs (at least 1) cuts the Bayesian student's mask at the fine-tune's start: it "
