@@ -58,9 +58,9 @@ def cell_record(plan, env: str, label: str, seed: int) -> dict:
     smlads = None
     if onnx_path.is_file():
         from export.onnx_export import onnx_weights
-        from training.pairs import multiply_slots
+        from training.pairs import network_slots
 
-        smlads = sum(multiply_slots(w) for w in onnx_weights(onnx_path))
+        smlads = network_slots(onnx_weights(onnx_path))
     return {"smlads": smlads, "finished": True, "return_mean": ev["return_mean"], "return_std": ev["return_std"],
             "episodes": ev["episodes"], "return_vs_teacher": r["return_vs_teacher"],
             "early_ends_where_teacher_finished": r["early_terminations_where_teacher_finished"],

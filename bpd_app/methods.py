@@ -311,7 +311,7 @@ def l1_multiply_slots(c: CellInputs) -> int:
     """The DSP integer kernel's multiply-adds (training/pairs.py multiply_slots, summed over layers) of the
     l1-threshold cell's student (same environment and seed): the weights of its export, else of its
     student file collapsed."""
-    from training.pairs import multiply_slots
+    from training.pairs import network_slots
 
     cell = c.out.parent.parent.parent / "l1-threshold" / f"seed{c.seed}"
     if (cell / "export" / "policy.onnx").is_file():
@@ -327,7 +327,7 @@ def l1_multiply_slots(c: CellInputs) -> int:
     else:
         raise BpdError(f"the l1-threshold cell of {c.env} seed {c.seed} has neither an export nor a student file "
                        "(a run root that was lost): rerun that cell")
-    return sum(multiply_slots(w) for w in weights)
+    return network_slots(weights)
 
 
 def _l1_cycles(c: CellInputs) -> list[str]:

@@ -42,7 +42,7 @@ from training.device import resolve_device
 from training.distill_config import SCHEDULES, DistillConfig, _check_config, check_ablation_options  # noqa: F401
 from training.envs import env_dims, evaluate, train_eval_seed
 from training.mlp import MLPPolicy
-from training.pairs import multiply_slots
+from training.pairs import network_slots
 from training.priors import pruning_rule, pruning_threshold, student_kl, unit_gate_kl
 from training.run_metrics import METRIC_FIELDS, plot_metrics, truncate_metrics
 from training.selection import (
@@ -132,7 +132,7 @@ class BPDTrainer:
         if c.prune_fraction is not None:  # a share of what the mask costs now: its SMLADs, else its weights
             masks = [layer.mask().bool().cpu().numpy() for layer in self.actor.layers]
             if c.pair_partners:
-                pairs = max(1, int(c.prune_fraction * sum(multiply_slots(m) for m in masks)))
+                pairs = max(1, int(c.prune_fraction * network_slots(masks)))
             else:
                 prune_to = (sum(layer.out_features for layer in self.actor.layers)
                             + max(1, int(c.prune_fraction * sum(int(m.sum()) for m in masks))))

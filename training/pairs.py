@@ -50,3 +50,8 @@ def multiply_slots(keep: np.ndarray) -> int:
     (row, pair of columns) in which the row keeps a weight, the columns paired by pair_columns."""
     nz = np.asarray(keep) != 0
     return int(sum((nz[:, a] | nz[:, b]).sum() if b is not None else nz[:, a].sum() for a, b in pair_columns(nz)))
+
+
+def network_slots(weights) -> int:
+    """multiply_slots summed over a network's layers (each rows = outputs x columns = inputs)."""
+    return sum(multiply_slots(w) for w in weights)

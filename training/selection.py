@@ -84,9 +84,9 @@ COSTS = {"nonzero": "the fewest nonzero parameters",
 
 def smlad_cost(pol: MLPPolicy) -> float:
     """A collapsed policy's multiply-adds on the DSP integer kernel (training/pairs.py multiply_slots)."""
-    from training.pairs import multiply_slots
+    from training.pairs import network_slots
 
-    return float(sum(multiply_slots(w) for w in pol.weights))
+    return float(network_slots(pol.weights))
 
 
 def rule_text(rule: str, tol: float, keep_return: float | None, cost: str = "nonzero") -> str:

@@ -81,7 +81,7 @@ def budget_masks(student: BayesianStudent, prune_to: int | None, max_units: int 
     that. max_units: first, while more hidden units than that have a kept weight in or out, the one whose
     kept weights carry the least signal (the sum of 1/alpha over them) is removed with all its weights (a
     unit costs its activation and bias whatever its weights)."""
-    from training.pairs import multiply_slots
+    from training.pairs import network_slots
 
     n_bias = sum(layer.out_features for layer in student.layers)
     masks = [layer.mask().bool() for layer in student.layers]
@@ -116,12 +116,12 @@ def budget_masks(student: BayesianStudent, prune_to: int | None, max_units: int 
     if pairs is None:
         assert prune_to is not None
         return masks if kept <= prune_to - n_bias else cut(prune_to - n_bias)
-    if sum(multiply_slots(m.cpu().numpy()) for m in masks) <= pairs:
+    if network_slots(m.cpu().numpy() for m in masks) <= pairs:
         return masks
     lo, hi = 0, kept  # the largest cut within the budget (slots grow with k but for the pairing's odd step)
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if sum(multiply_slots(m.cpu().numpy()) for m in cut(mid)) <= pairs:
+        if network_slots(m.cpu().numpy() for m in cut(mid)) <= pairs:
             lo = mid
         else:
             hi = mid - 1
