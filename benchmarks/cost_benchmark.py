@@ -214,6 +214,17 @@ def targets(rows: list[dict]) -> list[dict]:
     return out
 
 
+def method_of(r: dict) -> str:
+    """The plan's method (its row label) that trained a row's student: the middle of its cell key."""
+    return r["cell"].split("/")[1]
+
+
+def _met(t: dict) -> str:
+    w = t["worst"]
+    return "-" if w is None else f"{t['met']} of {t['students']}; {w['value']:.3f} ({w['cell'].split('/', 1)[0]} " \
+        f"{w['cell'].rsplit('/', 1)[1]})"
+
+
 def m4_get(r: dict, kind: str) -> dict | None:
     return (r.get("cortex-m4f") or {}).get(kind)
 
@@ -291,11 +302,13 @@ def markdown(res: dict) -> str:
             L.append(f"| {r['cell']} | {b['flash_budget']} | {b['default']} | {t.get('plan', '-')} | {cell(c)} "
                      f"| {c['instructions'] / r['floor']:.2f}x | {c['cycles'] / g['cycles']:.2f}x, "
                      f"{c['flash_bytes'] / g['flash_bytes']:.2f}x | {t.get('verdict') or '-'} |")
-    L += ["", "Targets (issue 33), judged on the rows each concerns:", "", "| target | met | worst |", "|---|---|---|"]
-    for t in targets(res["rows"]):
-        w = t["worst"]
-        L.append(f"| {t['target']} | {t['met']} of {t['students']} | "
-                 + ("-" if w is None else f"{w['value']:.3f} ({w['cell']})") + " |")
+    groups = {m: [r for r in res["rows"] if method_of(r) == m] for m in dict.fromkeys(map(method_of, res["rows"]))}
+    judged = {m: targets(rs) for m, rs in groups.items()}
+    L += ["", "Targets (issue 33), judged on the rows each concerns, apart for each method's students (the plan's "
+          "row: how the students were trained); a cell: met of the students it concerns, and the worst figure:", "",
+          "| target | " + " | ".join(f"`{m}`" for m in groups) + " |", "|---|" + "---|" * len(groups)]
+    for i, t in enumerate(next(iter(judged.values()), [])):
+        L.append(f"| {t['target']} | " + " | ".join(_met(judged[m][i]) for m in groups) + " |")
     ir = res["summary"].get("integer_over_float_return")
     if ir:
         L += ["", f"Integer kernel's closed-loop return over the float kernel's: median {ir['median']:.3f}, worst "
