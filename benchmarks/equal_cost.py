@@ -69,19 +69,33 @@ def cell_record(plan, env: str, label: str, seed: int) -> dict:
             "teacher_return": r["teacher"]["return_mean"], "kernels": kernels}
 
 
-def collect(env: str) -> dict:
+def kept(new: dict, old: dict | None) -> dict:
+    """A side's record: the run root's, unless it lost what the committed record measured (a run root laid anew
+    holds the restored summary without its export and measurements, or nothing): then the committed one. A cell
+    trained again into another model (its product's hash differs) is the new record."""
+    if not old or not old.get("finished"):
+        return new
+    if not new.get("finished"):
+        return old
+    same = new.get("product_sha256") == old.get("product_sha256")
+    return old if same and old.get("kernels") and not new.get("kernels") else new
+
+
+def collect(env: str, previous: dict | None = None) -> dict:
     from bpd_app.experiment import load_plan
 
     plans = {s: load_plan(str(ROOT / p)) for s, (p, _, _) in SIDES.items()}
     original = load_plan(str(ROOT / ORIGINAL[0]))
     seeds = plans["B"].seeds
+    before = {r["seed"]: r for r in (previous or {}).get("rows", [])} if (previous or {}).get("env") == env else {}
     rows = []
     for seed in seeds:
         row: dict = {"seed": seed}
         for s, (_, label, _) in SIDES.items():
-            row[s] = cell_record(plans[s], env, label, seed)
+            row[s] = kept(cell_record(plans[s], env, label, seed), before.get(seed, {}).get(s))
         orig = cell_record(original, env, ORIGINAL[1], seed)
-        row["original_l1"] = {k: orig.get(k) for k in ("finished", "return_mean", "params_nonzero", "product_sha256")}
+        row["original_l1"] = kept({k: orig.get(k) for k in ("finished", "return_mean", "params_nonzero",
+                                                          "product_sha256")}, before.get(seed, {}).get("original_l1"))
         rows.append(row)
     return {"env": env, "sides": {s: {"plan": p, "label": lab, "name": n} for s, (p, lab, n) in SIDES.items()},
             "rows": rows}
@@ -185,7 +199,8 @@ def main() -> None:
     if a.table_only:
         res = json.loads((a.out / "equal-cost.json").read_text())
     else:
-        res = collect(a.env)
+        prev = a.out / "equal-cost.json"
+        res = collect(a.env, json.loads(prev.read_text()) if prev.is_file() else None)
         write_json(a.out / "equal-cost.json", res)
     write_text(a.out / "equal-cost.md", markdown(res))
     print(markdown(res))

@@ -1,0 +1,34 @@
+"""benchmarks/equal_cost.py keeps what a lost run root no longer holds, and takes a retrained cell's new record."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+_spec = importlib.util.spec_from_file_location("equal_cost", Path(__file__).parents[1] / "benchmarks" / "equal_cost.py")
+assert _spec and _spec.loader
+equal_cost = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(equal_cost)
+
+MEASURED = {"finished": True, "product_sha256": "aa", "return_mean": 1.0, "kernels": {"integer": {"cycles": 10}}}
+
+
+def test_a_lost_run_root_keeps_the_committed_record():
+    assert equal_cost.kept({"finished": False}, MEASURED) is MEASURED
+
+
+def test_a_restored_summary_without_measurements_keeps_the_committed_record():
+    restored = {"finished": True, "product_sha256": "aa", "return_mean": 1.0, "kernels": {}}
+    assert equal_cost.kept(restored, MEASURED) is MEASURED
+
+
+def test_a_retrained_cell_is_the_new_record_even_unmeasured():
+    retrained = {"finished": True, "product_sha256": "bb", "return_mean": 2.0, "kernels": {}}
+    assert equal_cost.kept(retrained, MEASURED) is retrained
+
+
+def test_a_new_measurement_replaces_the_old_and_a_first_one_stands():
+    fresh = MEASURED | {"kernels": {"integer": {"cycles": 9}}}
+    assert equal_cost.kept(fresh, MEASURED) is fresh
+    assert equal_cost.kept(fresh, None) is fresh
+    assert equal_cost.kept({"finished": False}, None) == {"finished": False}
