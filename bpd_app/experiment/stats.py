@@ -70,6 +70,7 @@ def aggregate(rows: list[dict]) -> list[dict]:
                 "episodes": int(sum(d["eval"]["episodes"] or 0 for d in done)),
                 "instructions": [b["instructions"] for b in bench] or None,
                 "cycles": [_cycles(b) for b in bench if _cycles(b) is not None] or None,
+                "integer_cycles": [b["integer"]["cycles"] for b in bench if b.get("integer")] or None,
                 "bench_kernels": sorted({b.get("kernel") or "bpd" for b in bench}),
                 "policy_bytes": [b["policy_bytes"] for b in bench] or None,
                 "policy_ram_bytes": [b["policy_ram_bytes"] for b in bench

@@ -67,7 +67,19 @@ def _bench_figures(bench: dict) -> dict:
             # the policy's RAM: the caller's scratch (two activation buffers, from the export) and the static
             # worst-case stack of bpd_policy_run and its callees in the linked image
             "scratch_bytes": scratch, "policy_stack_bytes": stack,
-            "policy_ram_bytes": scratch + stack if scratch is not None and stack is not None else None}
+            "policy_ram_bytes": scratch + stack if scratch is not None and stack is not None else None,
+            # the DSP integer kernel the export built and measured beside the float kernels (bpd export ships it
+            # where it keeps the float kernel's return, a check the cells' export skips: --episodes 0)
+            "integer": _integer_figures(bench)}
+
+
+def _integer_figures(bench: dict) -> dict | None:
+    """The integer kernel's Cortex-M4F instructions, estimated cycles and policy flash from a bench result's
+    record of the export's kernel candidates (None where the export did not build or measure it)."""
+    c = ((bench.get("export_kernels") or {}).get("candidates") or {}).get("integer")
+    if not c:
+        return None
+    return {"instructions": c["instructions"], "cycles": c["cycles"], "flash_bytes": c["flash_bytes"]}
 
 
 def _machine() -> dict:

@@ -99,12 +99,12 @@ def markdown_table(plan: Plan, aggs: list[dict]) -> str:
                   "| % of teacher (mean / worst) | D4RL score | weights removed (min): of the teacher's / of the "
                   "student's | nonzero | collapsed widths "
                   "| early ends where teacher finished | M4F instructions | M4F cycles (est.) | kernel "
-                  "| policy flash B | policy RAM B | distill s (median) | bar |"
+                  "| M4F cycles, integer kernel (est.) | policy flash B | policy RAM B | distill s (median) | bar |"
                   + (" robustness, float C (mean +- std; worst) |" if rob else ""),
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if rob else "")]
+                  "|" + "---|" * (20 if rob else 19)]
         for a in rows:
             if not a["done"]:
-                lines.append(f"| {a['label']} | 0/{a['seeds']} ({a['failed']} failed) |" + " - |" * (17 if rob else 16))
+                lines.append(f"| {a['label']} | 0/{a['seeds']} ({a['failed']} failed) |" + " - |" * (18 if rob else 17))
                 continue
             ci = a["return_iqm_ci"]
             failed = f" ({a['failed']} failed)" if a["failed"] else ""
@@ -119,6 +119,7 @@ def markdown_table(plan: Plan, aggs: list[dict]) -> str:
                 f"| {_range([s['nonzero'] for s in a['per_seed']])} | {', '.join(a['widths']) or '-'} "
                 f"| {a['early_where_teacher_finished']} of {a['episodes']} | {_range(a['instructions'] or [])} "
                 f"| {_range(a['cycles'] or [])} | {', '.join(a['bench_kernels']) or '-'} "
+                f"| {_integer_cycles(a)} "
                 f"| {_range(a['policy_bytes'] or [])} | {_range(a['policy_ram_bytes'] or [])} "
                 f"| {_fmt(a['seconds_median'], 0)} | {a['bar']} |" + (f" {_robustness(a)} |" if rob else ""))
         lines.append("")
@@ -134,20 +135,28 @@ def markdown_table(plan: Plan, aggs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _integer_cycles(a: dict) -> str:
+    """The integer kernel's estimated cycles over the seeds whose export measured it ("k of n" where not all)."""
+    ic = a.get("integer_cycles") or []
+    if not ic:
+        return "-"
+    return _range(ic) + ("" if len(ic) == a["done"] else f" ({len(ic)} of {a['done']} seeds)")
+
+
 def summary_table(plan: Plan, aggs: list[dict], labels: list[str] | None = None) -> str:
     """One row per environment and method: the ablation plans' metrics side by side."""
     lines = ["| environment | method | seeds | % of teacher (mean +- std over seeds; worst seed) | D4RL score "
              "| early ends where teacher finished | spread of last 3 evaluations (% of teacher) "
              "| largest drop below the running best, 2nd half (% of teacher) "
              "| weights pruned (student) | nonzero "
-             "| pruning rule | M4F instructions | M4F cycles (est.) | kernel | policy flash B | policy RAM B "
-             "| distill s (median) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| pruning rule | M4F instructions | M4F cycles (est.) | kernel | M4F cycles, integer kernel (est.) "
+             "| policy flash B | policy RAM B | distill s (median) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for a in aggs:
         if labels is not None and a["label"] not in labels:
             continue
         if not a["done"]:
-            lines.append(f"| {a['env']} | {a['label']} | 0/{a['seeds']} |" + " - |" * 14)
+            lines.append(f"| {a['env']} | {a['label']} | 0/{a['seeds']} |" + " - |" * 15)
             continue
         lines.append(
             f"| {a['env']} | {a['label']} | {a['done']}/{a['seeds']} "
@@ -157,7 +166,7 @@ def summary_table(plan: Plan, aggs: list[dict], labels: list[str] | None = None)
             f"| {_fmt(a['last_evals_spread'], pct=True)} | {_fmt(a['largest_drop'], pct=True)} "
             f"| {_fmt(a['sparsity_mean'], pct=True)} | {_range([x['nonzero'] for x in a['per_seed']])} "
             f"| {a['pruning_rule'] or '-'} | {_range(a['instructions'] or [])} | {_range(a['cycles'] or [])} "
-            f"| {', '.join(a['bench_kernels']) or '-'} "
+            f"| {', '.join(a['bench_kernels']) or '-'} | {_integer_cycles(a)} "
             f"| {_range(a['policy_bytes'] or [])} | {_range(a['policy_ram_bytes'] or [])} "
             f"| {_fmt(a['seconds_median'], 0)} |")
     return "\n".join(lines) + "\n"
