@@ -250,6 +250,9 @@ _ablation("bpd-units-finetune-pairs", "bpd-units-finetune whose fine-tune also t
 _ablation("bpd-units-finetune-pairs-half", "bpd-units-finetune-pairs whose fine-tune starts from the mask cut, by "
           "log alpha, to half its SMLADs on the DSP integer kernel: about half the integer kernel's cycles",
           {"unit_gates": True, "finetune": 0.2, "pair_partners": True, "prune_fraction": 0.5})
+_ablation("bpd-units-finetune-pairs-quarter", "bpd-units-finetune-pairs whose fine-tune starts from the mask cut, "
+          "by log alpha, to a quarter of its SMLADs on the DSP integer kernel",
+          {"unit_gates": True, "finetune": 0.2, "pair_partners": True, "prune_fraction": 0.25})
 _ablation("l1-threshold", "deterministic student, BPD's loss minus the KL plus a scheduled L1 penalty, then a "
           "magnitude threshold", {"student": "l1"})
 
