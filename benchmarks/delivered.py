@@ -1,0 +1,186 @@
+"""The delivered student: per task and seed, the cheapest student on the Cortex-M4F that keeps the return, chosen
+across the rows of a plan as `bpd compress` chooses across methods (issue 34, "chosen by cost").
+
+    python benchmarks/delivered.py [benchmarks/plans/students.yaml] [--keep-return 0.99]
+        [--out benchmarks/results/delivered] [--table-only]
+
+Candidates: the finished cells of the plan (every row: BPD and its fine-tunes with the pair partners, cut to
+a half and a quarter of their SMLADs), each the student its run handed over. A candidate keeps the return
+when its return on its run's selection seeds (recorded by the run: `train.selection.select_return`) is at
+least --keep-return of the teacher's return on the same seeds (evaluated here, as many episodes as the run
+judged its candidates on). Its cost: the DSP integer kernel's estimated Cortex-M4F cycles (the kernel `bpd
+export` ships on these students where it keeps the float kernel's return), measured by the cell's own export
+(its bench record) or, for a cell measured before cells recorded it, by benchmarks/cost_benchmark.py
+(cost.json). Of a task and seed's candidates, the cheapest that keeps the return is delivered (none: the
+highest selection return, marked). Its reporting return (the plan's 30 episodes, seeds disjoint from the
+selection seeds) and early ends are the cell's evaluation; its cycles are set against the plan's `bpd` cell
+of the same seed by the same kernel (issue 34's reference: the benchmark's BPD students, which the `bpd` row
+trains again under the benchmark plan's specification). Nothing is trained here; the teacher's selection
+returns are the only episodes run. Writes OUT/delivered.json and OUT/delivered.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+from bpd.io import write_json, write_text  # noqa: E402
+
+REFERENCE = "bpd"  # the plan row issue 34's cycles are measured against
+
+
+def _summaries(plan_path: str) -> dict[str, dict]:
+    """Cell key -> committed summary of every finished cell of the plan."""
+    from bpd_app.experiment import load_plan
+
+    plan = load_plan(plan_path)
+    cells = ROOT / "benchmarks" / "results" / plan.name / "cells"
+    out = {}
+    for c in plan.cells():
+        p = cells / c.env / c.label / f"seed{c.seed}.json"
+        if p.is_file():
+            out[c.key] = json.loads(p.read_text())
+    return out
+
+
+def _cost_rows() -> dict[str, dict]:
+    p = ROOT / "benchmarks" / "results" / "cost" / "cost.json"
+    return {r["cell"]: r for r in json.loads(p.read_text())["rows"]} if p.is_file() else {}
+
+
+def integer_cycles(key: str, summary: dict, cost_rows: dict[str, dict]) -> tuple[float | None, str]:
+    """The cell's DSP integer kernel cycles and where they were measured."""
+    ic = (summary.get("bench") or {}).get("integer")
+    if ic:
+        return float(ic["cycles"]), "cell export"
+    row = cost_rows.get(key)
+    c = ((row or {}).get("cortex-m4f") or {}).get("integer") if row and row.get("integer_form") else None
+    return (float(c["cycles"]), "cost.json") if c else (None, "not measured")
+
+
+def teacher_select_return(teacher: str, env: str, run_seed: int, episodes: int) -> float:
+    import numpy as np
+
+    from training.envs import rollouts, select_eval_seed
+    from training.teacher import load_teacher
+
+    return float(np.mean(rollouts(env, load_teacher(teacher).act, episodes, select_eval_seed(run_seed)).returns))
+
+
+def choose(cands: list[dict], keep: float) -> dict | None:
+    """The cheapest candidate that keeps the return (ties: the higher selection return); none keeping it: the
+    highest selection return. Candidates without a cost are not chosen."""
+    costed = [c for c in cands if c["cycles"] is not None and c["select_return"] is not None]
+    kept = [c for c in costed if c["keeps"]]
+    if kept:
+        return min(kept, key=lambda c: (c["cycles"], -c["select_return"]))
+    return max(costed, key=lambda c: c["select_return"]) if costed else None
+
+
+def collect(plan_path: str, keep: float, previous: dict | None) -> dict:
+    from bpd_app.experiment import load_plan
+
+    plan = load_plan(plan_path)
+    sums, cost_rows = _summaries(plan_path), _cost_rows()
+    cache = {(t["env"], t["seed"]): t["return"] for t in (previous or {}).get("teacher_select", [])}
+    teacher_sel = []
+    rows = []
+    for env in plan.envs:
+        for seed in plan.seeds:
+            cands = []
+            for label in plan.methods:
+                key = f"{env}/{label}/seed{seed}"
+                s = sums.get(key)
+                if s is None:
+                    continue
+                sel = (s.get("train") or {}).get("selection") or {}
+                cyc, where = integer_cycles(key, s, cost_rows)
+                cands.append({"cell": key, "method": label, "select_return": sel.get("select_return"),
+                              "cycles": cyc, "cycles_from": where, "params_nonzero": s.get("params_nonzero"),
+                              "return_mean": s["eval"]["return_mean"], "return_std": s["eval"]["return_std"],
+                              "episodes": s["eval"]["episodes"], "return_vs_teacher": s.get("return_vs_teacher"),
+                              "early_ends": s.get("early_terminations_where_teacher_finished")})
+            if not cands:
+                continue
+            episodes = 10  # the runs' --select-episodes (distill's default; the plans do not set it)
+            if (env, seed) not in cache:
+                print(f"{env} seed {seed}: the teacher on the selection seeds ...", flush=True)
+                cache[(env, seed)] = teacher_select_return(str(plan.teachers[env]), env, seed, episodes)
+            t = cache[(env, seed)]
+            teacher_sel.append({"env": env, "seed": seed, "return": t, "episodes": episodes})
+            for c in cands:
+                c["keeps"] = c["select_return"] is not None and c["select_return"] >= keep * t
+            d = choose(cands, keep)
+            ref = next((c for c in cands if c["method"] == REFERENCE), None)
+            rows.append({"env": env, "seed": seed, "teacher_select_return": t, "candidates": cands,
+                         "delivered": d and d["cell"], "kept": bool(d and d["keeps"]),
+                         "cycles_vs_reference": (d["cycles"] / ref["cycles"]) if d and ref and ref["cycles"] else None})
+    return {"plan": str(Path(plan_path).resolve().relative_to(ROOT)), "keep_return": keep,
+            "reference": REFERENCE, "teacher_select": teacher_sel, "rows": rows}
+
+
+def _f(x, nd=1) -> str:
+    return "-" if x is None else f"{x:,.{nd}f}"
+
+
+def markdown(res: dict) -> str:
+    k = 100 * res["keep_return"]
+    L = ["# The delivered student: the cheapest that keeps the return", "",
+         f"Written by `python benchmarks/delivered.py {res['plan']}` (again from delivered.json: `--table-only`). "
+         f"Per task and seed, among the plan's finished cells: the cheapest by the DSP integer kernel's estimated "
+         f"Cortex-M4F cycles whose return on its run's selection seeds keeps {k:g} % of the teacher's on the same "
+         f"seeds; its reporting return (30 episodes, seeds disjoint from the selection seeds) and its cycles "
+         f"against the `{res['reference']}` cell of the same seed, by the same kernel. Nothing trained here.", ""]
+    for env in dict.fromkeys(r["env"] for r in res["rows"]):
+        L += [f"## {env}", "", "| seed | cell | selection return (% of teacher's) | keeps | integer-kernel cycles "
+              "| nonzero | reporting return (mean +- std) | % of teacher | early ends | delivered |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in (r for r in res["rows"] if r["env"] == env):
+            t = r["teacher_select_return"]
+            for c in r["candidates"]:
+                sr = c["select_return"]
+                sel = "-" if sr is None else f"{_f(sr)} ({100 * sr / t:.1f} %)"
+                mark = ("**yes**" + ("" if r["kept"] else " (none keeps it: the highest selection return)")
+                        if c["cell"] == r["delivered"] else "")
+                L.append(f"| {r['seed']} | {c['method']} | {sel} | {'yes' if c['keeps'] else 'no'} "
+                         f"| {_f(c['cycles'], 0)}{' (' + c['cycles_from'] + ')' if c['cycles'] is not None else ''} "
+                         f"| {c['params_nonzero']} | {_f(c['return_mean'])} +- {_f(c['return_std'])} "
+                         f"| {_f(100 * c['return_vs_teacher'] if c['return_vs_teacher'] is not None else None)} % "
+                         f"| {c['early_ends']} of {c['episodes']} | {mark} |")
+        L.append("")
+        done = [r for r in res["rows"] if r["env"] == env and r["delivered"]]
+        if done:
+            ratios = [r["cycles_vs_reference"] for r in done if r["cycles_vs_reference"] is not None]
+            names = ", ".join(f"seed {r['seed']}: {r['delivered'].split('/')[1]}" for r in done)
+            L += [f"Delivered ({names}); cycles against the `{res['reference']}` cell of the same seed: "
+                  + (", ".join(f"{x:.2f}x" for x in ratios) if ratios else "-")
+                  + f"; keeps {k:g} % on the selection seeds on {sum(r['kept'] for r in done)} of {len(done)}.", ""]
+    return "\n".join(L) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("plan", nargs="?", default=str(ROOT / "benchmarks" / "plans" / "students.yaml"))
+    ap.add_argument("--keep-return", type=float, default=0.99)
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "delivered")
+    ap.add_argument("--table-only", action="store_true", help="rewrite delivered.md from delivered.json")
+    a = ap.parse_args()
+    prev_path = a.out / "delivered.json"
+    prev = json.loads(prev_path.read_text()) if prev_path.is_file() else None
+    res = prev if a.table_only else collect(a.plan, a.keep_return, prev)
+    if res is None:
+        raise SystemExit(f"{prev_path}: no results to rewrite the table from")
+    if not a.table_only:
+        write_json(prev_path, res)
+    write_text(a.out / "delivered.md", markdown(res))
+    print(markdown(res))
+
+
+if __name__ == "__main__":
+    main()
