@@ -1,0 +1,40 @@
+"""benchmarks/delivered.py's choice: the cheapest that keeps the return, else the highest return; uncosted never."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+_spec = importlib.util.spec_from_file_location("delivered", Path(__file__).parents[1] / "benchmarks" / "delivered.py")
+assert _spec and _spec.loader
+delivered = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(delivered)
+
+
+def cand(name, cycles, ret, keeps):
+    return {"cell": name, "cycles": cycles, "select_return": ret, "keeps": keeps}
+
+
+def test_the_cheapest_that_keeps_the_return_is_delivered():
+    cs = [cand("a", 100.0, 99.0, True), cand("b", 50.0, 99.5, True), cand("c", 10.0, 80.0, False)]
+    assert delivered.choose(cs, 0.99)["cell"] == "b"
+
+
+def test_equal_cost_goes_to_the_higher_return():
+    cs = [cand("a", 50.0, 99.0, True), cand("b", 50.0, 99.5, True)]
+    assert delivered.choose(cs, 0.99)["cell"] == "b"
+
+
+def test_none_keeping_it_hands_over_the_highest_return_and_uncosted_cells_are_never_chosen():
+    cs = [cand("a", 100.0, 90.0, False), cand("b", 50.0, 95.0, False), cand("c", None, 200.0, True)]
+    assert delivered.choose(cs, 0.99)["cell"] == "b"
+    assert delivered.choose([cand("c", None, 200.0, True)], 0.99) is None
+
+
+def test_cycles_come_from_the_cells_export_else_from_a_current_cost_row():
+    s = {"bench": {"integer": {"cycles": 1234.0}}}
+    assert delivered.integer_cycles("E/m/seed0", s, {}) == (1234.0, "cell export")
+    rows = {"E/m/seed0": {"integer_form": "dsp", "cortex-m4f": {"integer": {"cycles": 99.0}}}}
+    assert delivered.integer_cycles("E/m/seed0", {"bench": {}}, rows) == (99.0, "cost.json")
+    old = {"E/m/seed0": {"cortex-m4f": {"integer": {"cycles": 99.0}}}}  # an earlier integer form: not comparable
+    assert delivered.integer_cycles("E/m/seed0", {"bench": {}}, old) == (None, "not measured")
