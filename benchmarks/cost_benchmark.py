@@ -273,7 +273,8 @@ def markdown(res: dict) -> str:
                  f"| {m4[d]['instructions'] / r['floor']:.2f}x "
                  f"| {m4[d]['cycles'] / m4['generic']['cycles']:.2f}x, "
                  f"{m4[d]['flash_bytes'] / m4['generic']['flash_bytes']:.2f}x | {_returns(r)} |")
-    L += ["", "| kernel | students | instructions / floor (median, worst) | cycles / generic (median) "
+    L += ["", "Every kernel over all the rows above, the plan's methods pooled (the targets below are judged apart for "
+          "each method):", "", "| kernel | students | instructions / floor (median, worst) | cycles / generic (median) "
           "| flash / generic (median, worst) |", "|---|---|---|---|---|"]
     for k, e in res["summary"].items():
         if k in ("default", "integer_over_float_return"):

@@ -1,7 +1,7 @@
 """The delivered student: per task and seed, the cheapest student on the Cortex-M4F that keeps the return, chosen
 across the rows of a plan as `bpd compress` chooses across methods (issue 34, "chosen by cost").
 
-    python benchmarks/delivered.py [benchmarks/plans/students.yaml] [--keep-return 0.99]
+    ATEN_CPU_CAPABILITY=avx2 python benchmarks/delivered.py [benchmarks/plans/students.yaml] [--keep-return 0.99]
         [--out benchmarks/results/delivered] [--table-only]
 
 Candidates: the finished cells of the plan (every row: BPD and its fine-tunes with the pair partners, cut to
@@ -16,7 +16,9 @@ highest selection return, marked). Its reporting return (the plan's 30 episodes,
 selection seeds) and early ends are the cell's evaluation; its cycles are set against the plan's `bpd` cell
 of the same seed by the same kernel (issue 34's reference: the benchmark's BPD students, which the `bpd` row
 trains again under the benchmark plan's specification). Nothing is trained here; the teacher's selection
-returns are the only episodes run. Writes OUT/delivered.json and OUT/delivered.md.
+returns are the only episodes run, and they are comparable with a cell's only on the kind of machine and torch
+kernels the cell ran on (ATEN_CPU_CAPABILITY as the plan states): other cells are listed, not chosen. Writes
+OUT/delivered.json and OUT/delivered.md.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 from bpd.io import write_json, write_text  # noqa: E402
 
 REFERENCE = "bpd"  # the plan row issue 34's cycles are measured against
+SELECT_EPISODES = 10  # distill's --select-episodes default, for summaries that do not record theirs
 
 
 def _summaries(plan_path: str) -> dict[str, dict]:
@@ -55,13 +58,23 @@ def _cost_rows() -> dict[str, dict]:
 
 
 def integer_cycles(key: str, summary: dict, cost_rows: dict[str, dict]) -> tuple[float | None, str]:
-    """The cell's DSP integer kernel cycles and where they were measured."""
+    """The cell's DSP integer kernel cycles and where they were measured: its export's, else cost.json's row of
+    the same student (its model hash) measured with today's integer kernel."""
     ic = (summary.get("bench") or {}).get("integer")
     if ic:
         return float(ic["cycles"]), "cell export"
     row = cost_rows.get(key)
-    c = ((row or {}).get("cortex-m4f") or {}).get("integer") if row and row.get("integer_form") else None
+    same = row is not None and row.get("model_hash") == (summary.get("export") or {}).get("model_hash")
+    c = (row.get("cortex-m4f") or {}).get("integer") if row and same and row.get("integer_form") else None
     return (float(c["cycles"]), "cost.json") if c else (None, "not measured")
+
+
+def machine() -> dict:
+    """This machine, as cells record theirs: episodes agree to the bit only between machines of one kind."""
+    from bpd_app.experiment.summary import _machine
+
+    m = _machine()
+    return {"processor": m.get("processor"), "torch_cpu_capability": m.get("torch_cpu_capability")}
 
 
 def teacher_select_return(teacher: str, env: str, run_seed: int, episodes: int) -> float:
@@ -75,8 +88,10 @@ def teacher_select_return(teacher: str, env: str, run_seed: int, episodes: int) 
 
 def choose(cands: list[dict], keep: float) -> dict | None:
     """The cheapest candidate that keeps the return (ties: the higher selection return); none keeping it: the
-    highest selection return. Candidates without a cost are not chosen."""
-    costed = [c for c in cands if c["cycles"] is not None and c["select_return"] is not None]
+    highest selection return. Candidates without a cost, or whose selection return came from another kind of
+    machine than the teacher's here (not comparable), are not chosen."""
+    costed = [c for c in cands if c["cycles"] is not None and c["select_return"] is not None
+              and c.get("comparable", True)]
     kept = [c for c in costed if c["keeps"]]
     if kept:
         return min(kept, key=lambda c: (c["cycles"], -c["select_return"]))
@@ -88,7 +103,10 @@ def collect(plan_path: str, keep: float, previous: dict | None) -> dict:
 
     plan = load_plan(plan_path)
     sums, cost_rows = _summaries(plan_path), _cost_rows()
-    cache = {(t["env"], t["seed"]): t["return"] for t in (previous or {}).get("teacher_select", [])}
+    here = machine()
+    same_machine = (previous or {}).get("machine") == here
+    cache = {(t["env"], t["seed"], t["episodes"]): t["return"] for t in (previous or {}).get("teacher_select", [])
+             if same_machine}
     teacher_sel = []
     rows = []
     for env in plan.envs:
@@ -101,18 +119,24 @@ def collect(plan_path: str, keep: float, previous: dict | None) -> dict:
                     continue
                 sel = (s.get("train") or {}).get("selection") or {}
                 cyc, where = integer_cycles(key, s, cost_rows)
+                m = s.get("machine") or {}
                 cands.append({"cell": key, "method": label, "select_return": sel.get("select_return"),
+                              "select_episodes": int(s.get("args", {}).get("select_episodes") or SELECT_EPISODES),
+                              "comparable": {k: m.get(k) for k in here} == here, "machine": m.get("processor"),
                               "cycles": cyc, "cycles_from": where, "params_nonzero": s.get("params_nonzero"),
                               "return_mean": s["eval"]["return_mean"], "return_std": s["eval"]["return_std"],
                               "episodes": s["eval"]["episodes"], "return_vs_teacher": s.get("return_vs_teacher"),
                               "early_ends": s.get("early_terminations_where_teacher_finished")})
             if not cands:
                 continue
-            episodes = 10  # the runs' --select-episodes (distill's default; the plans do not set it)
-            if (env, seed) not in cache:
+            episodes = max(c["select_episodes"] for c in cands)  # every cell of a plan judges as many
+            if any(c["select_episodes"] != episodes for c in cands):
+                raise SystemExit(f"{env} seed {seed}: the cells judged their candidates on different numbers of "
+                                 "selection episodes")
+            if (env, seed, episodes) not in cache:
                 print(f"{env} seed {seed}: the teacher on the selection seeds ...", flush=True)
-                cache[(env, seed)] = teacher_select_return(str(plan.teachers[env]), env, seed, episodes)
-            t = cache[(env, seed)]
+                cache[(env, seed, episodes)] = teacher_select_return(str(plan.teachers[env]), env, seed, episodes)
+            t = cache[(env, seed, episodes)]
             teacher_sel.append({"env": env, "seed": seed, "return": t, "episodes": episodes})
             for c in cands:
                 c["keeps"] = c["select_return"] is not None and c["select_return"] >= keep * t
@@ -121,7 +145,7 @@ def collect(plan_path: str, keep: float, previous: dict | None) -> dict:
             rows.append({"env": env, "seed": seed, "teacher_select_return": t, "candidates": cands,
                          "delivered": d and d["cell"], "kept": bool(d and d["keeps"]),
                          "cycles_vs_reference": (d["cycles"] / ref["cycles"]) if d and ref and ref["cycles"] else None})
-    return {"plan": str(Path(plan_path).resolve().relative_to(ROOT)), "keep_return": keep,
+    return {"plan": str(Path(plan_path).resolve().relative_to(ROOT)), "keep_return": keep, "machine": here,
             "reference": REFERENCE, "teacher_select": teacher_sel, "rows": rows}
 
 
@@ -132,11 +156,14 @@ def _f(x, nd=1) -> str:
 def markdown(res: dict) -> str:
     k = 100 * res["keep_return"]
     L = ["# The delivered student: the cheapest that keeps the return", "",
-         f"Written by `python benchmarks/delivered.py {res['plan']}` (again from delivered.json: `--table-only`). "
+         f"Written by `ATEN_CPU_CAPABILITY={res['machine']['torch_cpu_capability'].lower()} python "
+         f"benchmarks/delivered.py {res['plan']}` (again from delivered.json: `--table-only`). "
          f"Per task and seed, among the plan's finished cells: the cheapest by the DSP integer kernel's estimated "
          f"Cortex-M4F cycles whose return on its run's selection seeds keeps {k:g} % of the teacher's on the same "
-         f"seeds; its reporting return (30 episodes, seeds disjoint from the selection seeds) and its cycles "
-         f"against the `{res['reference']}` cell of the same seed, by the same kernel. Nothing trained here.", ""]
+         f"seeds (the teacher evaluated here, on {res['machine']['processor']}; a cell that ran on another kind of "
+         f"machine is not comparable, since episodes diverge between kinds, and is listed but not chosen); its "
+         f"reporting return (the plan's episodes, seeds disjoint from the selection seeds) and its cycles against "
+         f"the `{res['reference']}` cell of the same seed, by the same kernel. Nothing trained here.", ""]
     for env in dict.fromkeys(r["env"] for r in res["rows"]):
         L += [f"## {env}", "", "| seed | cell | selection return (% of teacher's) | keeps | integer-kernel cycles "
               "| nonzero | reporting return (mean +- std) | % of teacher | early ends | delivered |",
@@ -146,9 +173,12 @@ def markdown(res: dict) -> str:
             for c in r["candidates"]:
                 sr = c["select_return"]
                 sel = "-" if sr is None else f"{_f(sr)} ({100 * sr / t:.1f} %)"
-                mark = ("**yes**" + ("" if r["kept"] else " (none keeps it: the highest selection return)")
+                mark = ("**yes**" + ("" if r["kept"] else " (none keeps it: the highest selection return among "
+                                          "the comparable measured cells)")
                         if c["cell"] == r["delivered"] else "")
-                L.append(f"| {r['seed']} | {c['method']} | {sel} | {'yes' if c['keeps'] else 'no'} "
+                keeps = ("yes" if c["keeps"] else "no") + ("" if c.get("comparable", True) else
+                                                           f" (ran on {c.get('machine')}: not comparable)")
+                L.append(f"| {r['seed']} | {c['method']} | {sel} | {keeps} "
                          f"| {_f(c['cycles'], 0)}{' (' + c['cycles_from'] + ')' if c['cycles'] is not None else ''} "
                          f"| {c['params_nonzero']} | {_f(c['return_mean'])} +- {_f(c['return_std'])} "
                          f"| {_f(100 * c['return_vs_teacher'] if c['return_vs_teacher'] is not None else None)} % "

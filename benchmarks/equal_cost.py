@@ -76,9 +76,9 @@ def kept(new: dict, old: dict | None) -> dict:
     if not old or not old.get("finished"):
         return new
     if not new.get("finished"):
-        return old
-    same = new.get("product_sha256") == old.get("product_sha256")
-    return old if same and old.get("kernels") and not new.get("kernels") else new
+        return old | {"kept": True}
+    same = new.get("product_sha256") is not None and new.get("product_sha256") == old.get("product_sha256")
+    return old | {"kept": True} if same and old.get("kernels") and not new.get("kernels") else new
 
 
 def collect(env: str, previous: dict | None = None) -> dict:
@@ -93,6 +93,9 @@ def collect(env: str, previous: dict | None = None) -> dict:
         row: dict = {"seed": seed}
         for s, (_, label, _) in SIDES.items():
             row[s] = kept(cell_record(plans[s], env, label, seed), before.get(seed, {}).get(s))
+        if row["D"].get("kept") and row["A"].get("product_sha256") != (before.get(seed, {}).get("A") or {}).get(
+                "product_sha256"):
+            row["D"] = {"finished": False}  # D was cut to A's cost: a kept D belongs to the A it was cut against
         orig = cell_record(original, env, ORIGINAL[1], seed)
         row["original_l1"] = kept({k: orig.get(k) for k in ("finished", "return_mean", "params_nonzero",
                                                           "product_sha256")}, before.get(seed, {}).get("original_l1"))

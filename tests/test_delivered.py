@@ -34,7 +34,15 @@ def test_none_keeping_it_hands_over_the_highest_return_and_uncosted_cells_are_ne
 def test_cycles_come_from_the_cells_export_else_from_a_current_cost_row():
     s = {"bench": {"integer": {"cycles": 1234.0}}}
     assert delivered.integer_cycles("E/m/seed0", s, {}) == (1234.0, "cell export")
-    rows = {"E/m/seed0": {"integer_form": "dsp", "cortex-m4f": {"integer": {"cycles": 99.0}}}}
-    assert delivered.integer_cycles("E/m/seed0", {"bench": {}}, rows) == (99.0, "cost.json")
-    old = {"E/m/seed0": {"cortex-m4f": {"integer": {"cycles": 99.0}}}}  # an earlier integer form: not comparable
-    assert delivered.integer_cycles("E/m/seed0", {"bench": {}}, old) == (None, "not measured")
+    rows = {"E/m/seed0": {"integer_form": "dsp", "model_hash": "h1", "cortex-m4f": {"integer": {"cycles": 99.0}}}}
+    cell = {"bench": {}, "export": {"model_hash": "h1"}}
+    assert delivered.integer_cycles("E/m/seed0", cell, rows) == (99.0, "cost.json")
+    other = {"bench": {}, "export": {"model_hash": "h2"}}  # the cell trained again: another student
+    assert delivered.integer_cycles("E/m/seed0", other, rows) == (None, "not measured")
+    old = {"E/m/seed0": {"model_hash": "h1", "cortex-m4f": {"integer": {"cycles": 99.0}}}}  # an earlier form
+    assert delivered.integer_cycles("E/m/seed0", cell, old) == (None, "not measured")
+
+
+def test_a_cell_from_another_kind_of_machine_is_never_chosen():
+    cs = [cand("a", 10.0, 99.9, True) | {"comparable": False}, cand("b", 50.0, 99.5, True)]
+    assert delivered.choose(cs, 0.99)["cell"] == "b"

@@ -14,12 +14,14 @@ MEASURED = {"finished": True, "product_sha256": "aa", "return_mean": 1.0, "kerne
 
 
 def test_a_lost_run_root_keeps_the_committed_record():
-    assert equal_cost.kept({"finished": False}, MEASURED) is MEASURED
+    assert equal_cost.kept({"finished": False}, MEASURED) == MEASURED | {"kept": True}
 
 
 def test_a_restored_summary_without_measurements_keeps_the_committed_record():
     restored = {"finished": True, "product_sha256": "aa", "return_mean": 1.0, "kernels": {}}
-    assert equal_cost.kept(restored, MEASURED) is MEASURED
+    assert equal_cost.kept(restored, MEASURED) == MEASURED | {"kept": True}
+    unnamed = {"finished": True, "product_sha256": None, "kernels": {}}  # no hash: not known to be the same
+    assert equal_cost.kept(unnamed, MEASURED | {"product_sha256": None}) is unnamed
 
 
 def test_a_retrained_cell_is_the_new_record_even_unmeasured():
