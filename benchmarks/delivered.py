@@ -57,7 +57,21 @@ def _cost_rows() -> dict[str, dict]:
     return {r["cell"]: r for r in json.loads(p.read_text())["rows"]} if p.is_file() else {}
 
 
-def integer_cycles(key: str, summary: dict, cost_rows: dict[str, dict]) -> tuple[float | None, str]:
+def _equal_cost_records() -> dict[str, float]:
+    """Student file sha256 -> integer-kernel cycles of every side benchmarks/equal_cost.py measured."""
+    p = ROOT / "benchmarks" / "results" / "equal-cost" / "equal-cost.json"
+    out: dict[str, float] = {}
+    if p.is_file():
+        for r in json.loads(p.read_text())["rows"]:
+            for side in "ABCD":
+                rec = r.get(side) or {}
+                if rec.get("product_sha256") and ((rec.get("kernels") or {}).get("integer") or {}).get("cycles"):
+                    out[rec["product_sha256"]] = float(rec["kernels"]["integer"]["cycles"])
+    return out
+
+
+def integer_cycles(key: str, summary: dict, cost_rows: dict[str, dict],
+                   equal_cost: dict[str, float] | None = None) -> tuple[float | None, str]:
     """The cell's DSP integer kernel cycles and where they were measured: its export's, else cost.json's row of
     the same student (its model hash) measured with today's integer kernel."""
     ic = (summary.get("bench") or {}).get("integer")
@@ -66,7 +80,10 @@ def integer_cycles(key: str, summary: dict, cost_rows: dict[str, dict]) -> tuple
     row = cost_rows.get(key)
     same = row is not None and row.get("model_hash") == (summary.get("export") or {}).get("model_hash")
     c = (row.get("cortex-m4f") or {}).get("integer") if row and same and row.get("integer_form") else None
-    return (float(c["cycles"]), "cost.json") if c else (None, "not measured")
+    if c:
+        return float(c["cycles"]), "cost.json"
+    eq = (equal_cost or {}).get(summary.get("product_sha256") or "")
+    return (eq, "equal-cost.json") if eq is not None else (None, "not measured")
 
 
 def machine() -> dict:
@@ -98,11 +115,32 @@ def choose(cands: list[dict], keep: float) -> dict | None:
     return max(costed, key=lambda c: c["select_return"]) if costed else None
 
 
-def collect(plan_path: str, keep: float, previous: dict | None) -> dict:
+def _record(key: str, label: str, s: dict, cost_rows: dict[str, dict], eq: dict[str, float]) -> dict:
+    cyc, where = integer_cycles(key, s, cost_rows, eq)
+    return {"cell": key, "method": label, "cycles": cyc, "cycles_from": where,
+            "params_nonzero": s.get("params_nonzero"), "return_mean": s["eval"]["return_mean"],
+            "return_std": s["eval"]["return_std"],
+            "episodes": s["eval"]["episodes"], "return_vs_teacher": s.get("return_vs_teacher"),
+            "early_ends": s.get("early_terminations_where_teacher_finished")}
+
+
+def beaten_by(d: dict, others: list[dict]) -> list[dict]:
+    """The other plans' students of the same task and seed with at least the delivered student's share of the
+    teacher's return (each against the teacher on its own machine) at fewer integer-kernel cycles."""
+    return [o for o in others if o["cycles"] is not None and d["cycles"] is not None and o["cycles"] < d["cycles"]
+            and (o["return_vs_teacher"] or 0) >= (d["return_vs_teacher"] or 0)]
+
+
+def collect(plan_path: str, keep: float, previous: dict | None, other_plans: list[str] | None = None) -> dict:
     from bpd_app.experiment import load_plan
 
     plan = load_plan(plan_path)
-    sums, cost_rows = _summaries(plan_path), _cost_rows()
+    sums, cost_rows, eq = _summaries(plan_path), _cost_rows(), _equal_cost_records()
+    other_sums = {}
+    for op in other_plans or []:
+        oplan = load_plan(op)
+        for key, summ in _summaries(op).items():
+            other_sums[key] = (oplan.name, summ)
     here = machine()
     same_machine = (previous or {}).get("machine") == here
     cache = {(t["env"], t["seed"], t["episodes"]): t["return"] for t in (previous or {}).get("teacher_select", [])
@@ -118,15 +156,11 @@ def collect(plan_path: str, keep: float, previous: dict | None) -> dict:
                 if s is None:
                     continue
                 sel = (s.get("train") or {}).get("selection") or {}
-                cyc, where = integer_cycles(key, s, cost_rows)
                 m = s.get("machine") or {}
-                cands.append({"cell": key, "method": label, "select_return": sel.get("select_return"),
-                              "select_episodes": int(s.get("args", {}).get("select_episodes") or SELECT_EPISODES),
-                              "comparable": {k: m.get(k) for k in here} == here, "machine": m.get("processor"),
-                              "cycles": cyc, "cycles_from": where, "params_nonzero": s.get("params_nonzero"),
-                              "return_mean": s["eval"]["return_mean"], "return_std": s["eval"]["return_std"],
-                              "episodes": s["eval"]["episodes"], "return_vs_teacher": s.get("return_vs_teacher"),
-                              "early_ends": s.get("early_terminations_where_teacher_finished")})
+                cands.append(_record(key, label, s, cost_rows, eq) | {
+                    "select_return": sel.get("select_return"),
+                    "select_episodes": int(s.get("args", {}).get("select_episodes") or SELECT_EPISODES),
+                    "comparable": {k: m.get(k) for k in here} == here, "machine": m.get("processor")})
             if not cands:
                 continue
             episodes = max(c["select_episodes"] for c in cands)  # every cell of a plan judges as many
@@ -142,10 +176,14 @@ def collect(plan_path: str, keep: float, previous: dict | None) -> dict:
                 c["keeps"] = c["select_return"] is not None and c["select_return"] >= keep * t
             d = choose(cands, keep)
             ref = next((c for c in cands if c["method"] == REFERENCE), None)
-            rows.append({"env": env, "seed": seed, "teacher_select_return": t, "candidates": cands,
+            others = [_record(k, f"{name}/{k.split('/')[1]}", o, cost_rows, eq) for k, (name, o) in other_sums.items()
+                      if k.startswith(f"{env}/") and k.endswith(f"/seed{seed}")]
+            rows.append({"env": env, "seed": seed, "teacher_select_return": t, "candidates": cands, "others": others,
+                         "beaten_by": [o["method"] for o in beaten_by(d, others)] if d else [],
                          "delivered": d and d["cell"], "kept": bool(d and d["keeps"]),
                          "cycles_vs_reference": (d["cycles"] / ref["cycles"]) if d and ref and ref["cycles"] else None})
     return {"plan": str(Path(plan_path).resolve().relative_to(ROOT)), "keep_return": keep, "machine": here,
+            "others": [str(Path(op).resolve().relative_to(ROOT)) for op in other_plans or []],
             "reference": REFERENCE, "teacher_select": teacher_sel, "rows": rows}
 
 
@@ -183,6 +221,13 @@ def markdown(res: dict) -> str:
                          f"| {c['params_nonzero']} | {_f(c['return_mean'])} +- {_f(c['return_std'])} "
                          f"| {_f(100 * c['return_vs_teacher'] if c['return_vs_teacher'] is not None else None)} % "
                          f"| {c['early_ends']} of {c['episodes']} | {mark} |")
+            for o in r.get("others", []):
+                L.append(f"| {r['seed']} | {o['method']} (another plan) | - | - "
+                         f"| {_f(o['cycles'], 0)}{' (' + o['cycles_from'] + ')' if o['cycles'] is not None else ''} "
+                         f"| {o['params_nonzero']} | {_f(o['return_mean'])} +- {_f(o['return_std'])} "
+                         f"| {_f(100 * o['return_vs_teacher'] if o['return_vs_teacher'] is not None else None)} % "
+                         f"| {o['early_ends']} of {o['episodes']} "
+                         f"| {'beats it' if o['method'] in r['beaten_by'] else ''} |")
         L.append("")
         done = [r for r in res["rows"] if r["env"] == env and r["delivered"]]
         if done:
@@ -190,7 +235,10 @@ def markdown(res: dict) -> str:
             names = ", ".join(f"seed {r['seed']}: {r['delivered'].split('/')[1]}" for r in done)
             L += [f"Delivered ({names}); cycles against the `{res['reference']}` cell of the same seed: "
                   + (", ".join(f"{x:.2f}x" for x in ratios) if ratios else "-")
-                  + f"; keeps {k:g} % on the selection seeds on {sum(r['kept'] for r in done)} of {len(done)}.", ""]
+                  + f"; keeps {k:g} % on the selection seeds on {sum(r['kept'] for r in done)} of {len(done)}."
+                  + (f" A student of another plan ({', '.join(res.get('others', []))}) reaches at least its share of "
+                     f"the teacher's return at fewer cycles on {sum(bool(r['beaten_by']) for r in done)} of "
+                     f"{len(done)} seeds." if any(r.get("others") for r in done) else ""), ""]
     return "\n".join(L) + "\n"
 
 
@@ -198,12 +246,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("plan", nargs="?", default=str(ROOT / "benchmarks" / "plans" / "students.yaml"))
     ap.add_argument("--keep-return", type=float, default=0.99)
+    ap.add_argument("--others", nargs="*", default=[str(ROOT / "benchmarks" / "plans" / "hc-equal-cost.yaml")],
+                    help="plans whose students of the same task and seed are set against the delivered one")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "delivered")
     ap.add_argument("--table-only", action="store_true", help="rewrite delivered.md from delivered.json")
     a = ap.parse_args()
     prev_path = a.out / "delivered.json"
     prev = json.loads(prev_path.read_text()) if prev_path.is_file() else None
-    res = prev if a.table_only else collect(a.plan, a.keep_return, prev)
+    res = prev if a.table_only else collect(a.plan, a.keep_return, prev, a.others)
     if res is None:
         raise SystemExit(f"{prev_path}: no results to rewrite the table from")
     if not a.table_only:

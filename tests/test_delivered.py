@@ -46,3 +46,12 @@ def test_cycles_come_from_the_cells_export_else_from_a_current_cost_row():
 def test_a_cell_from_another_kind_of_machine_is_never_chosen():
     cs = [cand("a", 10.0, 99.9, True) | {"comparable": False}, cand("b", 50.0, 99.5, True)]
     assert delivered.choose(cs, 0.99)["cell"] == "b"
+
+
+def test_another_plans_student_beats_the_delivered_one_only_at_fewer_cycles_and_at_least_its_return():
+    d = {"cycles": 100.0, "return_vs_teacher": 1.00}
+    others = [{"method": "cheaper-worse", "cycles": 90.0, "return_vs_teacher": 0.99},
+              {"method": "dearer-better", "cycles": 110.0, "return_vs_teacher": 1.02},
+              {"method": "cheaper-level", "cycles": 95.0, "return_vs_teacher": 1.00},
+              {"method": "unmeasured", "cycles": None, "return_vs_teacher": 1.05}]
+    assert [o["method"] for o in delivered.beaten_by(d, others)] == ["cheaper-level"]
