@@ -462,14 +462,7 @@ def test_prune_to_pairs_keeps_the_most_lowest_log_alphas_within_the_dsp_multiply
     torch.manual_seed(0)
     cfg = DistillConfig(teacher="t", dataset="d", hidden=[HIDDEN], critic_hidden=[CRITIC_HIDDEN], steps=10,
                         policy_freq=1, finetune=0.5, prune_to_pairs=pairs, pair_partners=True)
-    t = BPDTrainer(cfg, OBS, ACT, N_DATA)
-    la1 = torch.full((4, 3), 2.9)
-    la1[0, 0], la1[0, 1], la1[0, 2] = -4.0, -3.9, 2.0
-    la2 = torch.full((2, 4), 2.9)
-    la2[0, 0], la2[0, 1], la2[1, 0] = -3.8, -3.7, -3.6
-    with torch.no_grad():
-        for layer, la in zip(t.actor.layers, (la1, la2)):
-            layer.log_sigma2.copy_(la + torch.log(layer.theta ** 2))
+    t = _hand_set_log_alphas(BPDTrainer(cfg, OBS, ACT, N_DATA))
     order = [(0, 0, 0), (0, 0, 1), (1, 0, 0), (1, 0, 1), (1, 1, 0), (0, 0, 2)]
     want = [torch.zeros(4, 3, dtype=torch.bool), torch.zeros(2, 4, dtype=torch.bool)]
     for li, r, col in order[:k]:
@@ -497,6 +490,19 @@ def test_prune_to_pairs_needs_the_finetune_and_not_prune_to():
                                 max_units=5))
 
 
+def _hand_set_log_alphas(t: BPDTrainer) -> BPDTrainer:
+    """The --prune-to-pairs tests' log alphas: L1[0,0] -4.0, L1[0,1] -3.9, L2[0,0] -3.8, L2[0,1] -3.7, L2[1,0]
+    -3.6, L1[0,2] 2.0, every other weight 2.9."""
+    la1 = torch.full((4, 3), 2.9)
+    la1[0, 0], la1[0, 1], la1[0, 2] = -4.0, -3.9, 2.0
+    la2 = torch.full((2, 4), 2.9)
+    la2[0, 0], la2[0, 1], la2[1, 0] = -3.8, -3.7, -3.6
+    with torch.no_grad():
+        for layer, la in zip(t.actor.layers, (la1, la2)):
+            layer.log_sigma2.copy_(la + torch.log(layer.theta ** 2))
+    return t
+
+
 @pytest.mark.parametrize("partners, fraction", [(True, 0.34), (False, 0.25)])
 def test_prune_fraction_keeps_a_share_of_the_masks_cost(partners, fraction):
     """--prune-fraction: the budget is a share of what the mask costs at the fine-tune's start. The hand-set
@@ -508,14 +514,7 @@ def test_prune_fraction_keeps_a_share_of_the_masks_cost(partners, fraction):
     torch.manual_seed(0)
     cfg = DistillConfig(teacher="t", dataset="d", hidden=[HIDDEN], critic_hidden=[CRITIC_HIDDEN], steps=10,
                         policy_freq=1, finetune=0.5, prune_fraction=fraction, pair_partners=partners)
-    t = BPDTrainer(cfg, OBS, ACT, N_DATA)
-    la1 = torch.full((4, 3), 2.9)
-    la1[0, 0], la1[0, 1], la1[0, 2] = -4.0, -3.9, 2.0
-    la2 = torch.full((2, 4), 2.9)
-    la2[0, 0], la2[0, 1], la2[1, 0] = -3.8, -3.7, -3.6
-    with torch.no_grad():
-        for layer, la in zip(t.actor.layers, (la1, la2)):
-            layer.log_sigma2.copy_(la + torch.log(layer.theta ** 2))
+    t = _hand_set_log_alphas(BPDTrainer(cfg, OBS, ACT, N_DATA))
     assert sum(multiply_slots(layer.mask().bool().numpy()) for layer in t.actor.layers) == 12
     t.freeze()
     want1 = torch.zeros(4, 3, dtype=torch.bool)
