@@ -38,18 +38,11 @@ REFERENCE = "bpd"  # the plan row issue 34's cycles are measured against
 SELECT_EPISODES = 10  # distill's --select-episodes default, for summaries that do not record theirs
 
 
-def _summaries(plan_path: str) -> dict[str, dict]:
-    """Cell key -> committed summary of every finished cell of the plan."""
-    from bpd_app.experiment import load_plan
+def _summaries(plan) -> dict[str, dict]:
+    """Cell key -> committed summary of every finished cell made under the plan's current specification."""
+    from bpd_app.experiment.results import committed_result
 
-    plan = load_plan(plan_path)
-    cells = ROOT / "benchmarks" / "results" / plan.name / "cells"
-    out = {}
-    for c in plan.cells():
-        p = cells / c.env / c.label / f"seed{c.seed}.json"
-        if p.is_file():
-            out[c.key] = json.loads(p.read_text())
-    return out
+    return {c.key: r for c in plan.cells() if (r := committed_result(plan, c)) is not None}
 
 
 def _cost_rows() -> dict[str, dict]:
@@ -135,11 +128,11 @@ def collect(plan_path: str, keep: float, previous: dict | None, other_plans: lis
     from bpd_app.experiment import load_plan
 
     plan = load_plan(plan_path)
-    sums, cost_rows, eq = _summaries(plan_path), _cost_rows(), _equal_cost_records()
+    sums, cost_rows, eq = _summaries(plan), _cost_rows(), _equal_cost_records()
     other_sums = {}
     for op in other_plans or []:
         oplan = load_plan(op)
-        for key, summ in _summaries(op).items():
+        for key, summ in _summaries(oplan).items():
             other_sums[key] = (oplan.name, summ)
     here = machine()
     same_machine = (previous or {}).get("machine") == here
