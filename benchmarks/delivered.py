@@ -246,7 +246,12 @@ def main() -> None:
     a = ap.parse_args()
     prev_path = a.out / "delivered.json"
     prev = json.loads(prev_path.read_text()) if prev_path.is_file() else None
-    res = prev if a.table_only else collect(a.plan, a.keep_return, prev, a.others)
+    from bpd.errors import BpdError
+
+    try:
+        res = prev if a.table_only else collect(a.plan, a.keep_return, prev, a.others)
+    except BpdError as e:  # a plan that cannot be read: one line, not a traceback
+        raise SystemExit(f"delivered: error: {e}") from None
     if res is None:
         raise SystemExit(f"{prev_path}: no results to rewrite the table from")
     if not a.table_only:
