@@ -30,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from bpd.io import path_from_record, write_json, write_text  # noqa: E402
+from bpd.io import path_from_record, read_json, write_json, write_text  # noqa: E402
 
 KINDS = ("generic", "compact", "compact-table", "generated", "generated-table")
 SMALL = 1.5  # the second export's flash budget, a multiple of the generic kernel's flash (issue 33's bound)
@@ -38,17 +38,72 @@ LABELS = {f"{t}/integer-table-least": f"{t}/integer, tables (least flash)" for t
     | {"cortex-m4f/integer-table": f"cortex-m4f/integer, tables at {SMALL:g}x the generic kernel's flash"}
 
 
-def returns(env_id: str, export_dir: Path, episodes: int, seed: int) -> dict:
-    """Closed-loop return of an export's C kernel (host build) over the reporting episodes."""
+RETURN_EPISODES = 300  # paired episodes comparing the integer kernel's closed-loop return with the float kernel's
+REPORT_Z = 2.0  # the interval stated on their mean difference, +- REPORT_Z standard errors (one look: about 95 %)
+
+
+def returns(env_id: str, float_dir: Path, int_dir: Path, episodes: int, seed: int) -> dict:
+    """Closed-loop return of two exports' C kernels (host builds), float and integer, over the same reporting
+    episodes (paired: both from the same starts), and the paired difference's interval and verdict
+    (export.kernels.return_check at its last batch: the mean decides, the interval says how surely). A
+    task whose episodes sometimes fail has an episode spread near 12 % of its return, which 30 episodes
+    cannot resolve to the 1 % the target asks: hence RETURN_EPISODES."""
     import numpy as np
 
     from export.c_export import CPolicy
+    from export.kernels import return_check
     from training.envs import evaluate
 
-    pol = CPolicy(export_dir)
-    r, lengths = evaluate(env_id, pol.act, episodes, seed=seed)
-    return {"return_mean": float(np.mean(r)), "return_std": float(np.std(r)), "return_min": float(np.min(r)),
-            "episodes": episodes, "lengths_min": int(min(lengths))}
+    out: dict = {}
+    per: dict[str, list[float]] = {}
+    for name, d in (("float", float_dir), ("integer", int_dir)):
+        r, lengths = evaluate(env_id, CPolicy(d).act, episodes, seed=seed)
+        per[name] = [float(x) for x in r]
+        out[name] = {"return_mean": float(np.mean(r)), "return_std": float(np.std(r)), "return_min": float(np.min(r)),
+                     "episodes": episodes, "lengths_min": int(min(lengths))}
+    diff = np.subtract(per["integer"], per["float"])
+    keep, why = return_check(per["integer"], per["float"], final=True, z=REPORT_Z)
+    se = float(diff.std(ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else float("inf")
+    return out | {"paired": {"difference": float(diff.mean()), "half_width": REPORT_Z * se, "keeps": keep,
+                             "verdict": why}}
+
+
+def float_dir(run: Path, out: Path, k: dict) -> tuple[str, Path]:
+    """The float kernel the export's rule picks among the float ones (k: its report's `kernel`), and the
+    directory holding it (an export of its own for the generic kernel, whose files the shipped kernel's
+    replaced)."""
+    from export.export import ExportConfig, run_export
+    from export.kernels import choose
+
+    floats = {n: c["cost"] for n, c in k["candidates"].items() if not n.startswith("integer")}
+    best = choose(floats, k["flash_budget"])[0]
+    if k["variant"] == best:
+        return best, out
+    if best != "generic":
+        return best, out / "build" / "kernels" / best
+    fdir = out / "float"
+    if not (fdir / "export.json").is_file():
+        run_export(ExportConfig(source=str(run / "student.pt"), out=str(fdir), episodes=0, kernel="generic"))
+    return best, fdir
+
+
+def with_returns(row: dict, run: Path, out: Path, env_id: str, episodes: int, seed: int) -> dict:
+    """The row with the integer kernel's return against the float kernel's (out: the row's export)."""
+    best, fdir = float_dir(run, out, read_json(out / "export_report.json")["kernel"])
+    r = returns(env_id, fdir, out / "int", episodes, seed)
+    return row | {"float_kernel": best, "returns": r,
+                  "integer_over_float_return": r["integer"]["return_mean"] / r["float"]["return_mean"]}
+
+
+def refresh_returns(run: Path, out: Path, env_id: str, episodes: int, seed: int, row: dict) -> dict:
+    """The row's returns measured again on its own export (out, checked to hold the student it measured)."""
+    from bpd.errors import BpdError
+
+    if not (out / "export_report.json").is_file():
+        raise BpdError(f"{row['cell']}: its export ({out}) is gone")
+    if read_json(out / "export_report.json")["model_hash"] != row["model_hash"]:
+        raise BpdError(f"{row['cell']}: the export there is not of the student measured (model hash differs)")
+    return with_returns(row, run, out, env_id, episodes, seed) | {"returns_refreshed": True}
 
 
 def measure_student(run: Path, out: Path, dataset: str | None, env_id: str, episodes: int, seed: int) -> dict:
@@ -73,22 +128,7 @@ def measure_student(run: Path, out: Path, dataset: str | None, env_id: str, epis
     row["integer_form"] = rep["int"].get("form")
     if episodes:  # the float kernel the rule picks among the float ones and the integer kernel, on the plan's
         # reporting seeds
-        from export.kernels import choose
-
-        floats = {n: c["cost"] for n, c in k["candidates"].items() if not n.startswith("integer")}
-        best = choose(floats, k["flash_budget"])[0]
-        row["float_kernel"] = best
-        if k["variant"] == best:
-            fdir = out
-        elif best != "generic":
-            fdir = out / "build" / "kernels" / best
-        else:  # the generic kernel's files were replaced by the shipped kernel's: export it on its own
-            fdir = out / "float"
-            run_export(ExportConfig(source=str(run / "student.pt"), out=str(fdir), episodes=0, kernel="generic"))
-        row["returns"] = {"float": returns(env_id, fdir, episodes, seed), "integer": returns(env_id, out / "int",
-                                                                                               episodes, seed)}
-        row["integer_over_float_return"] = row["returns"]["integer"]["return_mean"] / row["returns"]["float"][
-            "return_mean"]
+        row = with_returns(row, run, out, env_id, RETURN_EPISODES, seed)
     # the default where the budget is 1.5x the generic kernel's flash: the table form fitted to it, and its
     # least-flash build on both cores
     budget = int(SMALL * row["cortex-m4f"]["generic"]["flash_bytes"])
@@ -233,8 +273,10 @@ def _returns(r: dict) -> str:
     if "returns" not in r:
         return "-"
     f, i = r["returns"]["float"], r["returns"]["integer"]
+    p = r["returns"].get("paired")
+    spread = (f"; difference {p['difference']:+.1f} +- {p['half_width']:.1f}" if p else "")
     return (f"{f['return_mean']:.1f} / {i['return_mean']:.1f} ({r['integer_over_float_return']:.3f}) over "
-            f"{f['episodes']} episodes")
+            f"{f['episodes']} episodes{spread}")
 
 
 REFRESHED = ("; its Cortex-M0+ integer figures measured again with `--refresh-m0` after the kernel's Thumb-1 form "
@@ -252,8 +294,11 @@ def markdown(res: dict) -> str:
          "nonzero multiply-add, bias, activation and output operation. The default is what `bpd export` ships "
          "without flags: the fewest estimated Cortex-M4F cycles within the flash budget among the float kernels "
          "and, where it stays within --int-budget, runs its assembly bit for bit and keeps 99 % of that float "
-         "kernel's return over the plan's episodes, the integer kernel (each row's rule and the integer kernel's "
-         "verdict are in cost.json).", "",
+         "kernel's return in the export's closed-loop check (paired episodes in batches of the plan's count, "
+         "export/kernels.py `return_check`), the integer kernel (each row's rule and the integer kernel's "
+         "verdict are in cost.json). The last column compares the two kernels on the plan's reporting episodes, "
+         "paired (both from the same starts): means, their ratio, and the mean difference +- two standard "
+         "errors.", "",
          "| student | widths | nonzero | floor | default | M4F instructions / cycles / flash B: generic "
          "| compact | compact, table tanh | generated | generated, table tanh | integer | integer, tables (least "
          "flash) | M0+ integer | M0+ integer, tables | default vs floor (instr) | default vs generic (cycles, flash) "
@@ -310,6 +355,11 @@ def markdown(res: dict) -> str:
           "| target | " + " | ".join(f"`{m}`" for m in groups) + " |", "|---|" + "---|" * len(groups)]
     for i, t in enumerate(next(iter(judged.values()), [])):
         L.append(f"| {t['target']} | " + " | ".join(_met(judged[m][i]) for m in groups) + " |")
+    again = [r["cell"] for r in res["rows"] if r.get("returns_refreshed")]
+    if again:
+        L += ["", f"Returns measured again over {RETURN_EPISODES} paired episodes (`--refresh-returns`) on the export "
+              "each row measured, whose default the export's check of then chose (the mean over the plan's "
+              "episodes, one batch): " + ", ".join(again) + "."]
     ir = res["summary"].get("integer_over_float_return")
     if ir:
         L += ["", f"Integer kernel's closed-loop return over the float kernel's: median {ir['median']:.3f}, worst "
@@ -325,6 +375,9 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", default=None,
                     help="measure only cells whose key (ENV/LABEL/seedN) starts with one of these")
     ap.add_argument("--table-only", action="store_true", help="rewrite cost.md from cost.json")
+    ap.add_argument("--refresh-returns", action="store_true",
+                    help=f"measure again only the integer and float kernels' returns of the rows in cost.json, over "
+                    f"{RETURN_EPISODES} paired reporting episodes, on the exports the rows measured")
     ap.add_argument("--refresh-m0", action="store_true",
                     help="measure again only the Cortex-M0+ integer kernel of the rows in cost.json (after a change "
                     "to its Thumb-1 form), checking that the Cortex-M4F build is unchanged")
@@ -353,6 +406,16 @@ def main() -> None:
             print(f"{c.key} ...", flush=True)
             ds = cfg.get("dataset")
             ds = str(path_from_record(ds, run)) if ds and not ds.startswith("minari:") else ds
+            if a.refresh_returns:
+                if c.key in old:
+                    from bpd.errors import BpdError
+                    try:
+                        rows.append(refresh_returns(run, c.dir / "cost", c.env, RETURN_EPISODES, plan.eval["seed"],
+                                                    old[c.key]))
+                    except BpdError as e:
+                        print(f"  kept as it was: {e}", flush=True)
+                        rows.append(old[c.key])
+                continue
             if a.refresh_m0:
                 if c.key in old:
                     from bpd.errors import BpdError
@@ -366,7 +429,7 @@ def main() -> None:
                                                           plan.eval["episodes"], plan.eval["seed"]))
         res = {"plan": str(Path(a.plan).resolve().relative_to(ROOT)), "rows": rows, "summary": summarise(rows)}
         prev = json.loads((out / "cost.json").read_text()) if (out / "cost.json").is_file() else {}
-        if a.refresh_m0 or (a.only is not None and prev.get("m0_refreshed")):
+        if a.refresh_m0 or ((a.only is not None or a.refresh_returns) and prev.get("m0_refreshed")):
             res["m0_refreshed"] = True
         write_json(out / "cost.json", res)
     write_text(out / "cost.md", markdown(res))

@@ -95,8 +95,13 @@ def resume_flag(out: Path) -> list[str]:
 
 
 def distill_command(c: CellInputs, extra: dict | None = None) -> list[str]:
-    args = {"seed": c.seed, "progress": False} | (extra or {}) | c.args
+    """`bpd distill` for the cell: the paper's BPD (training.distill_config.PAPER, the defaults before the
+    pair-partner fine-tune became distill's default) with the method's options and the plan's over it, so
+    that a method means what it meant when its cells ran, whatever distill's defaults become."""
     from training.distill import DistillConfig
+    from training.distill_config import PAPER
+
+    args = {"seed": c.seed, "progress": False} | PAPER | (extra or {}) | c.args
 
     return ["distill", "--teacher", c.teacher, "--dataset", c.dataset, "--out", str(c.out),
             *flags(args, DistillConfig), *resume_flag(c.out)]

@@ -1,9 +1,9 @@
 """The integer kernel's layers on cores with the DSP extension (Cortex-M4, M7): straight-line Thumb-2.
 
 Each layer's inputs sit in memory as int16 pairs, one 32-bit word per pair of columns (the pairs chosen
-by `training.pairs.pair_columns`, which BPD's --pair-partners fine-tune uses too, so that both halves of
-a word carry weights in as many rows as possible). A layer is computed in tiles: a group of R output
-rows keeps its R accumulators in registers, and for each chunk of C consecutive input words that the
+by `training.pairs.pair_columns`, which BPD's pair-partner fine-tune (distill's default) uses too, so
+that both halves of a word carry weights in as many rows as possible). A layer is computed in tiles: a
+group of R output rows keeps its R accumulators in registers, and for each chunk of C consecutive input words that the
 group uses, the words are loaded once (one LDMIA, or an LDR each when fewer are needed) and every (row,
 word) with a nonzero weight takes one SMLAD: two 16-bit products and the add in one instruction. The
 weights are int16 pairs in one table in the order the code uses them, each group's biases first, loaded

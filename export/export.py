@@ -30,7 +30,7 @@ from bpd.io import StagedDir, check_output_dir, path_for_record, read_json, sha2
 from export.c_export import CPolicy, LayerPlan, generate_c, model_hash, scratch_width
 from export.collapse import CollapsedNet, collapse
 from export.kernels import CHOICES as KERNEL_CHOICES
-from export.kernels import FLASH_BUDGET, INT_BUDGET, KEEP_RETURN, KernelMeter
+from export.kernels import FLASH_BUDGET, INT_BUDGET, KernelMeter
 from export.onnx_export import (
     OnnxPolicy,
     build_onnx,
@@ -53,10 +53,10 @@ class ExportConfig:
     int8: bool = field(False, help="also emit int8 weights with per-row scales (in OUT/int8) and measure them")
     kernel: str = field("auto", help="C kernel: auto (the fewest estimated Cortex-M4F cycles within --flash-budget, "
                         "measured; the integer kernel only within --int-budget and keeping 99 %% of the float "
-                        "kernel's return over --episodes), the generic layer walker, compact (straight-line code "
-                        "over a weight table), generated (straight-line code, weights as literals), integer "
-                        "(int16 weights, SMLAD on Cortex-M4/M7) or integer-table (the same integers with the "
-                        "weights in tables, fitted to --flash-budget)", choices=KERNEL_CHOICES)
+                        "kernel's return over paired batches of --episodes), the generic layer walker, compact "
+                        "(straight-line code over a weight table), generated (straight-line code, weights as "
+                        "literals), integer (int16 weights, SMLAD on Cortex-M4/M7) or integer-table (the same "
+                        "integers with the weights in tables, fitted to --flash-budget)", choices=KERNEL_CHOICES)
     flash_budget: int = field(FLASH_BUDGET, help="auto kernel: bytes of flash the policy may take (code and weights); "
                               "the default leaves 16 kB of a 64 kB part to the firmware; the integer-table kernel "
                               "spends what it leaves on speed")
@@ -288,26 +288,32 @@ def _integer_table_candidate(cfg: ExportConfig, src: Source, net: CollapsedNet, 
     return best
 
 
-# The closed-loop check choosing the kernel runs its episodes from this seed on (plus --seed): a choice, so
-# off the reporting seeds (0 .. 99_999, training/envs.py) and the export's own `returns` (--seed + 5000 on)
+# The closed-loop check choosing the kernel runs its episodes from this seed on (plus --seed; at most
+# CHECK_BATCHES x --episodes of them): a choice, so off the reporting seeds (0 .. 99_999, training/envs.py) and
+# the export's own `returns` (--seed + 5000 on)
 KERNEL_CHOICE_SEED = 300_000
 
 
 def _keeps_return(cfg: ExportConfig, src: Source, d_int: Path, d_float: Path) -> tuple[bool, str]:
-    """Whether the integer kernel in d_int keeps KEEP_RETURN of the float kernel's closed-loop return (d_float)
-    over the export's episodes (seeds of their own: the export then reports the kernel it chose on other
-    seeds), and the figures as a sentence."""
+    """Whether the integer kernel in d_int keeps KEEP_RETURN of the float kernel's closed-loop return (d_float):
+    export.kernels.return_check over batches of the export's episodes, both kernels from the same starts
+    (seeds of their own: the export then reports the kernel it chose on other seeds), and the figures as a
+    sentence."""
+    from export.kernels import CHECK_BATCHES, return_check
     from training.envs import evaluate
 
     if cfg.episodes == 0:
         return False, "no closed-loop check with --episodes 0"
-    r = {}
-    for name, d in (("integer", d_int), ("float", d_float)):
-        rets, _ = evaluate(src.env_id, CPolicy(d).act, cfg.episodes, seed=KERNEL_CHOICE_SEED + cfg.seed)
-        r[name] = float(np.mean(rets))
-    keep = r["integer"] >= r["float"] - (1 - KEEP_RETURN) * abs(r["float"])
-    return keep, (f"return over {cfg.episodes} episodes {r['integer']:.1f} against the float kernel's {r['float']:.1f}"
-                  f" ({'keeps' if keep else 'misses'} {100 * KEEP_RETURN:.0f} %)")
+    pols = {"integer": CPolicy(d_int).act, "float": CPolicy(d_float).act}
+    r: dict[str, list[float]] = {"integer": [], "float": []}
+    for batch in range(CHECK_BATCHES):
+        seed = KERNEL_CHOICE_SEED + cfg.seed + batch * cfg.episodes
+        for name, act in pols.items():
+            r[name] += evaluate(src.env_id, act, cfg.episodes, seed=seed)[0]
+        keep, why = return_check(r["integer"], r["float"], final=batch == CHECK_BATCHES - 1)
+        if keep is not None:
+            return keep, why
+    raise AssertionError("return_check decides at its last batch")
 
 
 def _choose_kernel(cfg: ExportConfig, src: Source, net: CollapsedNet, out: Path, sha: str, command: str,

@@ -22,9 +22,14 @@ The integer kernel (fixed_point.py: on Cortex-M4/M7 one SMLAD per int16 weight p
 too where the export has a meter, under three more conditions: the meter's emulated build (the DSP
 assembly) gives the bits of the host build checked against the numpy model, its largest action error
 against the float student is within --int-budget (default 2 %) of the action range, and, checked only
-when it would win, over the export's --episodes its closed-loop return keeps KEEP_RETURN (99 %) of the
-return of the float kernel the rule picks among the others (on episodes of their own, not those the
-export reports). It is calibrated on the dataset's observations (the run's, or --dataset), else on the
+when it would win, its closed-loop return keeps KEEP_RETURN (99 %) of the return of the float kernel the
+rule picks among the others (`return_check`: paired episodes, both kernels from the same starts, in
+batches of --episodes, on seeds of their own, not those the export reports; it stops as soon as the
+interval of the mean difference lies wholly above or wholly below the 1 % margin, and after
+CHECK_BATCHES batches the mean decides. A task whose episodes sometimes fail (HalfCheetah's flips) spreads
+its episodes' returns by about a tenth of their mean, so 30 episodes cannot tell a 1 % loss from luck;
+benchmarks/results/cost/cost.md compares the two kernels over 300). It is calibrated on the dataset's
+observations (the run's, or --dataset), else on the
 parity states. Where the integer kernel is over the flash budget, its table form (int_table.py: the same
 integers, the weights in tables walked by a few hundred bytes of assembly, about 5 bytes a weight pair)
 is built fitted to the budget, layers becoming straight-line code where the room allows, and weighed
@@ -52,6 +57,11 @@ KINDS = ("generic", "compact", "generated")  # the float kernels
 CHOICES = ("auto", *KINDS, "integer", "integer-table")
 INT_BUDGET = 0.02  # the integer kernel's largest action error against the float student, a share of the range
 KEEP_RETURN = 0.99  # and the share of the float kernel's closed-loop return it must keep to ship by auto
+CHECK_BATCHES = 10  # the closed-loop check's most batches of --episodes paired episodes
+CHECK_MIN = 30  # paired episodes before it may stop early (fewer rarely show a task's rare failures)
+# its interval on the mean paired difference, mean +- CHECK_Z standard errors: 2.5 rather than 2 because it looks
+# up to CHECK_BATCHES times (a Pocock-style bound keeps the chance of a wrong early verdict near 5 %)
+CHECK_Z = 2.5
 FLASH_BUDGET = 48 * 1024
 LEVEL = 0.02
 MEASURED_ON = "cortex-m4f"
@@ -59,6 +69,35 @@ MEASURED_ON = "cortex-m4f"
 KernelMeter = Callable[[Path], "dict | None"]
 GENERATORS = {"compact": generate_compact, "generated": generate_kernel}
 KERNEL_FILES = ("policy.c", "policy.h", "policy_weights.c", "policy_weights.h", "policy_config.h")
+
+
+def return_check(ints: list[float], floats: list[float], final: bool = False, keep: float = KEEP_RETURN,
+                 z: float = CHECK_Z, least: int = CHECK_MIN) -> tuple[bool | None, str]:
+    """Whether the integer kernel keeps `keep` of the float kernel's return, from paired episode returns
+    (ints[i] and floats[i] from the same start): once there are at least `least` pairs, True where the
+    interval mean(d) +- z se(d) of the difference d = int - float lies wholly at or above the margin
+    -(1 - keep) |mean(floats)|, False where wholly below; None (more episodes wanted) before that or in
+    between, except at the last batch (final), where the mean decides. With the sentence saying which."""
+    a, b = np.asarray(ints, float), np.asarray(floats, float)
+    if a.shape != b.shape or a.size == 0:
+        raise ValueError("return_check wants paired returns, at least one episode")
+    d = a - b
+    n = d.size
+    mean, margin = float(d.mean()), (1 - keep) * abs(float(b.mean()))
+    se = float(d.std(ddof=1)) / np.sqrt(n) if n > 1 else float("inf")
+    if n < least and not final:
+        return None, ""
+    if mean - z * se >= -margin:
+        verdict, how = True, f"the interval is within {100 * (1 - keep):g} %"
+    elif mean + z * se < -margin:
+        verdict, how = False, f"the interval is below {100 * (1 - keep):g} %"
+    elif final:
+        verdict, how = mean >= -margin, "the mean decides at the last batch"
+    else:
+        return None, ""
+    spread = f" +- {z * se:.1f}" if np.isfinite(se) else ""
+    return verdict, (f"return over {n} paired episodes {a.mean():.1f} against the float kernel's {b.mean():.1f}, "
+                     f"difference {mean:+.1f}{spread} ({'keeps' if verdict else 'misses'} {100 * keep:.0f} %: {how})")
 
 
 def build_straight_line(kind: str, net: CollapsedNet, out: Path, source_hash: str, command: str, obs: np.ndarray,

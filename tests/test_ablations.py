@@ -8,8 +8,15 @@ import torch
 from bpd.errors import BpdError
 from training.ablations import KEPT, REMOVED, PlainStudent, cubic_keep
 from training.distill import BPDTrainer, DistillConfig
+from training.distill_config import PAPER
 from training.selection import student_from
 from training.student import BayesianStudent
+
+
+def paper(**kw) -> DistillConfig:
+    """A config for these known-answer tests: the paper's BPD (training.distill_config.PAPER, the defaults they
+    were written against) with the test's options over it."""
+    return DistillConfig(**({"teacher": "t", "dataset": "d"} | PAPER | kw))
 
 OBS, ACT, N = 3, 2, 64
 
@@ -23,7 +30,7 @@ def batch(seed: int = 0) -> dict[str, torch.Tensor]:
 
 def trainer(**kw) -> BPDTrainer:
     torch.manual_seed(0)
-    cfg = DistillConfig(teacher="t", dataset="d", hidden=[8, 8], critic_hidden=[16], steps=100, **kw)
+    cfg = paper(hidden=[8, 8], critic_hidden=[16], steps=100, **kw)
     return BPDTrainer(cfg, OBS, ACT, 1000)
 
 
@@ -138,7 +145,7 @@ def test_magnitude_count_out_of_range_is_a_one_line_error():
 def test_bad_ablation_options_are_one_line_errors(kw, message):
     from training.distill import check_ablation_options
 
-    cfg = DistillConfig(teacher="t", dataset="d", hidden=[8, 8], **kw)
+    cfg = paper(hidden=[8, 8], **kw)
     with pytest.raises(BpdError, match=message) as e:
         check_ablation_options(cfg, OBS, ACT)
     assert "\n" not in str(e.value)

@@ -17,7 +17,14 @@ import torch
 
 from tests.test_svdo import exact_log_uniform_kl
 from training.distill import BPDTrainer, DistillConfig
+from training.distill_config import PAPER
 from training.priors import LOG_UNIFORM_FIT_ERROR
+
+
+def paper(**kw) -> DistillConfig:
+    """A config for these known-answer tests: the paper's BPD (training.distill_config.PAPER, the defaults they
+    were written against) with the test's options over it."""
+    return DistillConfig(**({"teacher": "t", "dataset": "d"} | PAPER | kw))
 
 OBS, ACT, HIDDEN, CRITIC_HIDDEN = 3, 2, 4, 8
 N_DATA = 40  # dataset size: the KL multiplier defaults to 1 / 40
@@ -52,7 +59,7 @@ PRIOR_SCALE = 0.5
 
 def make_trainer(value_term: bool, prior: str = "gaussian") -> BPDTrainer:
     torch.manual_seed(0)  # the critics' initial weights
-    cfg = DistillConfig(teacher="t", dataset="d", hidden=[HIDDEN], critic_hidden=[CRITIC_HIDDEN], activation="tanh",
+    cfg = paper(hidden=[HIDDEN], critic_hidden=[CRITIC_HIDDEN], activation="tanh",
                         steps=STEPS, eta_max=ETA_MAX, eta_schedule="linear", eta_ramp=RAMP, bc_weight=BC_WEIGHT,
                         alpha=ALPHA, gamma=GAMMA, tau=TAU, actor_lr=ACTOR_LR, critic_lr=CRITIC_LR,
                         policy_noise=POLICY_NOISE, noise_clip=NOISE_CLIP, policy_freq=2, prior=prior,
@@ -264,7 +271,7 @@ def test_finetune_phase_freezes_the_mask_and_trains_the_deterministic_student():
     calls agree), the sparsity term is zero, and the kept weights still learn. A state dict taken in the
     phase restores it (the flags are re-applied on load)."""
     torch.manual_seed(0)
-    cfg = DistillConfig(teacher="t", dataset="d", hidden=[HIDDEN], critic_hidden=[CRITIC_HIDDEN], steps=10,
+    cfg = paper(hidden=[HIDDEN], critic_hidden=[CRITIC_HIDDEN], steps=10,
                         policy_freq=1, finetune=0.5)
     t = BPDTrainer(cfg, OBS, ACT, N_DATA)
     with torch.no_grad():  # one weight per layer far above the pruning threshold
@@ -298,7 +305,7 @@ def test_finetune_with_pair_partners_trains_the_partners_of_the_kept_weights():
     from training.pairs import with_partners
 
     torch.manual_seed(0)
-    cfg = DistillConfig(teacher="t", dataset="d", hidden=[HIDDEN], critic_hidden=[CRITIC_HIDDEN], steps=10,
+    cfg = paper(hidden=[HIDDEN], critic_hidden=[CRITIC_HIDDEN], steps=10,
                         policy_freq=1, finetune=0.5, pair_partners=True)
     t = BPDTrainer(cfg, OBS, ACT, N_DATA)
     with torch.no_grad():  # half of the weights far above the pruning threshold
@@ -326,12 +333,32 @@ def test_finetune_with_pair_partners_trains_the_partners_of_the_kept_weights():
     assert all(torch.equal(x.mask(), y.mask()) for x, y in zip(t.actor.layers, t2.actor.layers))
 
 
-def test_pair_partners_need_the_finetune():
-    from bpd.errors import BpdError
-    from training.distill import _check_config
+def test_distill_defaults_to_the_pair_partner_finetune_and_the_partners_apply_only_where_they_can():
+    """Without flags, distill trains the pair-partner fine-tune (unit gates, the last fifth on the frozen
+    mask, the partners filled); the partners need the Bayesian student, a fine-tune and no --prune-to (a
+    nonzero budget they would break), and are simply not filled otherwise."""
+    from training.distill_config import pair_partners_apply
 
-    with pytest.raises(BpdError, match="--finetune"):
-        _check_config(DistillConfig(teacher="t", dataset="d", pair_partners=True))
+    d = DistillConfig(teacher="t", dataset="d")
+    assert d.unit_gates and d.finetune == 0.2 and pair_partners_apply(d)
+    assert not pair_partners_apply(paper())
+    assert not pair_partners_apply(paper(pair_partners=True))  # no fine-tune
+    assert not pair_partners_apply(DistillConfig(teacher="t", dataset="d", prune_to=100))
+    assert not pair_partners_apply(DistillConfig(teacher="t", dataset="d", student="l1"))
+    assert pair_partners_apply(paper(pair_partners=True, finetune=0.1))
+
+
+def test_student_select_judges_a_run_by_the_cost_it_chose_by():
+    """`bpd student select` without --cost: a run that filled the pair partners (distill's default) chose by
+    the DSP kernel's multiply-adds, any other by nonzero parameters; a config.json older than the options
+    reads as the paper's BPD."""
+    from training.selection import run_cost
+
+    assert run_cost({"seed": 0, "pair_partners": True, "finetune": 0.2, "student": "bayesian"}) == "smlad"
+    assert run_cost({"seed": 0}) == "nonzero"  # predates the options: the paper's BPD
+    assert run_cost({"pair_partners": True, "finetune": 0.2, "student": "l1"}) == "nonzero"
+    assert run_cost({"pair_partners": True, "finetune": 0.2, "prune_to": 100}) == "nonzero"
+    assert run_cost({"pair_partners": True, "finetune": 0.0}) == "nonzero"
 
 
 @pytest.mark.parametrize("partners", [False, True])
@@ -342,7 +369,7 @@ def test_a_state_dict_taken_in_the_finetune_resumes_the_same_run(partners):
     import copy
 
     def trainer():
-        cfg = DistillConfig(teacher="t", dataset="d", hidden=[8, 8], critic_hidden=[8], steps=400, policy_freq=1,
+        cfg = paper(hidden=[8, 8], critic_hidden=[8], steps=400, policy_freq=1,
                             finetune=0.5, pair_partners=partners, unit_gates=True)
         return BPDTrainer(cfg, OBS, ACT, N_DATA)
 
@@ -375,7 +402,7 @@ def test_prune_to_cuts_the_mask_at_the_finetune_start_to_the_lowest_log_alphas()
     from training.student import budget_masks
 
     torch.manual_seed(0)
-    cfg = DistillConfig(teacher="t", dataset="d", hidden=[HIDDEN], critic_hidden=[CRITIC_HIDDEN], steps=10,
+    cfg = paper(hidden=[HIDDEN], critic_hidden=[CRITIC_HIDDEN], steps=10,
                         policy_freq=1, finetune=0.5, prune_to=6 + 5)
     t = BPDTrainer(cfg, OBS, ACT, N_DATA)
     la1 = LOG_ALPHA1.clone()
@@ -404,9 +431,8 @@ def test_prune_to_on_the_bayesian_student_needs_the_finetune():
     from training.distill import _check_config
 
     with pytest.raises(BpdError, match="--finetune"):
-        _check_config(DistillConfig(teacher="t", dataset="d", prune_to=100))
-    with pytest.raises(BpdError, match="--pair-partners"):
-        _check_config(DistillConfig(teacher="t", dataset="d", prune_to=100, finetune=0.2, pair_partners=True))
+        _check_config(paper(prune_to=100))
+    _check_config(paper(prune_to=100, finetune=0.2, pair_partners=True))  # the partners are then not filled
 
 
 def test_max_units_removes_the_hidden_unit_of_least_signal_first():
@@ -417,7 +443,7 @@ def test_max_units_removes_the_hidden_unit_of_least_signal_first():
     from training.student import budget_masks
 
     torch.manual_seed(0)
-    cfg = DistillConfig(teacher="t", dataset="d", hidden=[HIDDEN], critic_hidden=[CRITIC_HIDDEN], steps=10,
+    cfg = paper(hidden=[HIDDEN], critic_hidden=[CRITIC_HIDDEN], steps=10,
                         policy_freq=1, finetune=0.5, prune_to=26, max_units=3)
     t = BPDTrainer(cfg, OBS, ACT, N_DATA)
     la1 = -LOG_ALPHA1.abs()
@@ -460,7 +486,7 @@ def test_prune_to_pairs_keeps_the_most_lowest_log_alphas_within_the_dsp_multiply
     from training.student import budget_masks
 
     torch.manual_seed(0)
-    cfg = DistillConfig(teacher="t", dataset="d", hidden=[HIDDEN], critic_hidden=[CRITIC_HIDDEN], steps=10,
+    cfg = paper(hidden=[HIDDEN], critic_hidden=[CRITIC_HIDDEN], steps=10,
                         policy_freq=1, finetune=0.5, prune_to_pairs=pairs, pair_partners=True)
     t = _hand_set_log_alphas(BPDTrainer(cfg, OBS, ACT, N_DATA))
     order = [(0, 0, 0), (0, 0, 1), (1, 0, 0), (1, 0, 1), (1, 1, 0), (0, 0, 2)]
@@ -483,10 +509,10 @@ def test_prune_to_pairs_needs_the_finetune_and_not_prune_to():
     from training.distill import _check_config
 
     with pytest.raises(BpdError, match="--finetune above 0"):
-        _check_config(DistillConfig(teacher="t", dataset="d", prune_to_pairs=10))
+        _check_config(paper(prune_to_pairs=10))
     with pytest.raises(BpdError, match="not --prune-to"):
-        _check_config(DistillConfig(teacher="t", dataset="d", prune_to_pairs=10, prune_to=100, finetune=0.2))
-    _check_config(DistillConfig(teacher="t", dataset="d", prune_to_pairs=10, finetune=0.2, pair_partners=True,
+        _check_config(paper(prune_to_pairs=10, prune_to=100, finetune=0.2))
+    _check_config(paper(prune_to_pairs=10, finetune=0.2, pair_partners=True,
                                 max_units=5))
 
 
@@ -512,7 +538,7 @@ def test_prune_fraction_keeps_a_share_of_the_masks_cost(partners, fraction):
     from training.pairs import multiply_slots
 
     torch.manual_seed(0)
-    cfg = DistillConfig(teacher="t", dataset="d", hidden=[HIDDEN], critic_hidden=[CRITIC_HIDDEN], steps=10,
+    cfg = paper(hidden=[HIDDEN], critic_hidden=[CRITIC_HIDDEN], steps=10,
                         policy_freq=1, finetune=0.5, prune_fraction=fraction, pair_partners=partners)
     t = _hand_set_log_alphas(BPDTrainer(cfg, OBS, ACT, N_DATA))
     assert sum(multiply_slots(layer.mask().bool().numpy()) for layer in t.actor.layers) == 12
@@ -534,7 +560,7 @@ def test_prune_fraction_is_checked_in_one_line():
     for bad in ({"prune_fraction": 0.5}, {"prune_fraction": 1.5, "finetune": 0.2},
                 {"prune_fraction": 0.5, "finetune": 0.2, "prune_to_pairs": 10}):
         with pytest.raises(BpdError, match="--prune-fraction"):
-            _check_config(DistillConfig(teacher="t", dataset="d", **bad))
+            _check_config(paper(**bad))
 
 
 def test_gated_schedule_advances_the_ramp_while_the_gate_is_open_and_goes_back_while_shut():
@@ -543,7 +569,7 @@ def test_gated_schedule_advances_the_ramp_while_the_gate_is_open_and_goes_back_w
     0.5 (top 50), eta_max 2: shut for 5 steps (stays 0), open 10 (10: eta 0.4), shut 4 (6: 0.24), open 60
     (top 50: 2.0). The progress and the gate are in the state dict, so a resumed run goes on from them."""
     torch.manual_seed(0)
-    cfg = DistillConfig(teacher="t", dataset="d", hidden=[HIDDEN], critic_hidden=[CRITIC_HIDDEN], steps=100,
+    cfg = paper(hidden=[HIDDEN], critic_hidden=[CRITIC_HIDDEN], steps=100,
                         policy_freq=1, eta_schedule="gated", eta_ramp=0.5, eta_max=2.0)
     t = BPDTrainer(cfg, OBS, ACT, N_DATA)
     assert not t.gate_open and t.eta() == 0.0
@@ -562,4 +588,4 @@ def test_gated_schedule_needs_the_bayesian_student():
     from training.distill import _check_config
 
     with pytest.raises(BpdError, match="gated"):
-        _check_config(DistillConfig(teacher="t", dataset="d", eta_schedule="gated", student="l1"))
+        _check_config(paper(eta_schedule="gated", student="l1"))

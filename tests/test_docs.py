@@ -83,3 +83,18 @@ def test_a_recorded_command_line_reads_with_its_scripts_defaults(render_docs):
     assert float(mod.script_call("benchmarks/rotary_benchmark.py", "student select")["--keep-return"]) > 0
     with pytest.raises(KeyError):
         mod.script_call("benchmarks/rotary_benchmark.py", "no-such-command")
+
+
+def test_scripts_that_remake_committed_bpd_students_pin_the_papers_options():
+    """The rotary and robustness benchmarks' students were distilled as the paper's BPD, then distill's defaults:
+    their `bpd("distill", ...)` calls spell out training.distill_config.PAPER's flags, as the experiment runner's
+    methods take them, so that running them again makes the students their results describe."""
+    from pathlib import Path
+
+    from bpd_app.methods import flags
+    from training.distill_config import PAPER, DistillConfig
+
+    spelled = ", ".join(f'"{a}"' for a in flags(PAPER, DistillConfig))
+    root = Path(__file__).resolve().parents[1]
+    for script in ("benchmarks/rotary_benchmark.py", "benchmarks/robustness_benchmark.py"):
+        assert spelled in (root / script).read_text(), script

@@ -612,10 +612,11 @@ def test_student_select_judges_in_the_environment_given(tiny_pipeline, tmp_path)
     bad = run_bpd("student", "select", str(run), "--env", "Pendulum-v1", "--episodes", "1", check=False)
     assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
         "bpd: error: --env Pendulum-v1 has 3 observations and 1 actions, the student 4 and 1"]
-    # the run's own rule again, but with every candidate judged rather than the periodic near-best ones
+    # the run's own rule again, but with every candidate judged rather than the periodic near-best ones, and by
+    # the run's own cost: distill's default filled the pair partners, so the DSP kernel's multiply-adds
     p = run_bpd("student", "select", str(run), "--rule", "sparsest-within", "--tol", "0.5", "--episodes", "1",
                 "--out", "within.pt")
-    assert f"every candidate judged, {len(steps)} candidates judged)" in p.stdout
+    assert f"every candidate judged; smallest by smlad, {len(steps)} candidates judged)" in p.stdout
     _, meta, _ = load_student(run / "within.pt")
     assert meta["step"] in steps and "within 50 %" in meta["selection"]["rule"]
     bad = run_bpd("student", "select", str(run), "--rule", "sparsest-within", "--tol", "1.5", check=False)

@@ -211,7 +211,7 @@ def test_auto_builds_the_table_form_only_where_the_integer_kernel_is_over_the_bu
                      meter=_meter({"integer": 5000}))
     k = rep["kernel"]
     assert k["variant"] == "integer-table" and k["kind"] == "integer", k["candidates"]["integer-table"]
-    assert "return over 1 episodes" in k["candidates"]["integer-table"]["verdict"]
+    assert "return over 10 paired episodes" in k["candidates"]["integer-table"]["verdict"]  # 10 batches of 1
     fit = k["candidates"]["integer-table"]["fit"]
     assert fit["flash_budget"] == 3000 and fit["tries"][0]["room"] == 0 and fit["tries"][0]["flash_bytes"] == 1000
     assert json.loads((out / "export.json").read_text())["kernel"] == "integer"

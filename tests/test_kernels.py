@@ -5,6 +5,7 @@ schedule (chunks of 16 inputs, groups of 15 weights) exercised at its edges; the
 Cortex-M4F and run under the emulator against the host build; the choice rule on hand-made figures.
 """
 
+import re
 import shutil
 import subprocess
 
@@ -199,7 +200,8 @@ def test_default_export_ships_the_integer_kernel_where_it_wins_and_keeps_the_ret
     assert cands["integer"]["cost"]["cycles"] < floats[best_float]["cycles"]  # SMLAD: fewer cycles than float
     assert cands["integer"]["max_error_vs_action_range"] <= 0.02
     verdict = cands["integer"]["verdict"]
-    assert "return over 2 episodes" in verdict
+    n = re.search(r"return over (\d+) paired episodes", verdict)
+    assert n and int(n[1]) % 2 == 0  # whole batches of --episodes 2
     assert (k["kind"] == "integer") == ("keeps" in verdict)
     if k["kind"] == "integer":
         assert json.loads((out / "export.json").read_text())["kernel"] == "integer"
@@ -253,6 +255,7 @@ def test_the_kernel_is_chosen_on_episodes_the_export_does_not_report(tiny_pipeli
     reporting seeds (training/envs.py) and off the episodes of the export's own `returns`."""
     import training.envs
     from export.export import ExportConfig, run_export
+    from export.kernels import CHECK_BATCHES
 
     seen: list[tuple[int, int]] = []
     evaluate = training.envs.evaluate
@@ -265,7 +268,32 @@ def test_the_kernel_is_chosen_on_episodes_the_export_does_not_report(tiny_pipeli
     rep = run_export(ExportConfig(source=str(tiny_pipeline / "run"), out=str(tmp_path / "exp"), episodes=2,
                                   parity_samples=300), meter=_fake_meter(0.0))
     assert rep["kernel"]["kind"] == "integer" and "returns" in rep
-    choice, report = seen[:2], seen[2:]  # integer and float kernel, then the reported forms
-    assert len(choice) == 2 and len(report) == 2
+    choice, report = seen[:-2], seen[-2:]  # integer and float kernel batch by batch, then the reported forms
+    assert len(choice) % 2 == 0 and 2 <= len(choice) <= 2 * CHECK_BATCHES and len(report) == 2
+    assert [lo for lo, _ in choice[::2]] == [lo for lo, _ in choice[1::2]]  # paired: the same starts for both
     assert all(lo > 99_999 for lo, _ in choice)  # the reporting seeds are 0 .. 99_999
     assert all(hi <= lo2 or hi2 <= lo for lo, hi in choice for lo2, hi2 in report)
+
+
+def test_return_check_decides_by_the_paired_interval_and_at_the_last_batch_by_the_mean():
+    """Known answers: float returns 100 each (margin 1); differences d with mean m and standard error
+    se = std(d, ddof=1) / sqrt(n); the interval is m +- 2 se (z=2 here); no early verdict before `least`."""
+    from export.kernels import CHECK_MIN, return_check
+
+    floats = [100.0] * 4
+    assert return_check([100.0] * 4, floats, z=2, least=4)[0] is True  # no spread: the mean 0 is within 1 %
+    assert return_check([98.0] * 4, floats, z=2, least=4)[0] is False  # no spread, mean -2: below
+    assert return_check([100.0] * 4, floats, z=2, least=5) == (None, "")  # too few pairs to stop early
+    assert return_check([100.0] * (CHECK_MIN - 1), [100.0] * (CHECK_MIN - 1)) == (None, "")
+    assert return_check([100.0] * CHECK_MIN, [100.0] * CHECK_MIN)[0] is True
+    # d = -0.5 +- 3: std(ddof=1) of [-3.5, 2.5, -3.5, 2.5] is sqrt(12), se sqrt(3), interval -0.5 +- 3.46
+    ints = [96.5, 102.5, 96.5, 102.5]
+    assert return_check(ints, floats, z=2, least=4) == (None, "")  # straddles -1: more episodes wanted
+    keep, why = return_check(ints, floats, final=True, z=2)  # the mean -0.5 decides: keeps
+    assert keep is True and "over 4 paired episodes" in why and "-0.5 +- 3.5" in why and "the mean decides" in why
+    keep, _ = return_check([95.0, 102.0, 95.0, 102.0], floats, final=True, z=2)  # mean -1.5: misses
+    assert keep is False
+    assert return_check([100.0], [100.0], least=1)[0] is None  # one episode has no spread to judge by
+    assert return_check([100.0], [100.0], final=True)[0] is True
+    with pytest.raises(ValueError):
+        return_check([1.0, 2.0], [1.0])

@@ -109,21 +109,26 @@ def test_kill9_then_resume_matches_uninterrupted_run(tiny_pipeline, tmp_path):
 
 def test_a_run_older_than_an_option_resumes_when_the_option_keeps_its_default(tiny_pipeline, tmp_path):
     """A run directory whose config.json predates options added since (absent there) resumes with those
-    options at their defaults, and is refused when one is set otherwise."""
+    options at the values runs had before them: the paper's BPD for the fine-tune, the unit gates and the
+    pair partners (training.distill_config.PAPER), though distill's defaults are now the pair-partner
+    fine-tune; it is refused when one is set otherwise, the defaults included."""
     import json
-    import shutil
+
+    from bpd_app.methods import flags
+    from training.distill_config import PAPER, DistillConfig
 
     run = tmp_path / "run"
-    shutil.copytree(tiny_pipeline / "run", run)
+    paper = flags(PAPER, DistillConfig)
+    args = [*_distill_args(tiny_pipeline, run, steps=200), "--eval-every", "100", *paper]
+    run_bpd(*args)
     cfg = json.loads((run / "config.json").read_text())
-    for k in ("finetune", "unit_gates", "unit_kl"):
+    for k in ("finetune", "unit_gates", "unit_kl", "pair_partners"):
         cfg.pop(k)
     (run / "config.json").write_text(json.dumps(cfg))
-    args = ["distill", "--teacher", str(tiny_pipeline / "teacher.npz"), "--dataset", str(tiny_pipeline / "dataset.npz"),
-            "--out", str(run), "--steps", "200", "--eval-every", "100", "--eval-episodes", "1", "--checkpoint-every",
-            "50", "--hidden", "16", "16", "--critic-hidden", "32", "32", "--no-progress", "--resume"]
-    assert run_bpd(*args, check=False).returncode == 0
-    assert "different configuration (unit_gates)" in _err(run_bpd(*args, "--unit-gates", check=False))
+    assert run_bpd(*args, "--resume", check=False).returncode == 0
+    without = [a for a in args if a not in paper]
+    assert "different configuration (finetune, pair_partners, unit_gates)" in _err(
+        run_bpd(*without, "--resume", check=False))
 
 
 def test_gated_kl_waits_for_the_first_evaluation_then_ramps(tiny_pipeline, tmp_path):

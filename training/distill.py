@@ -39,7 +39,14 @@ from bpd.io import (
 from training.ablations import PlainStudent
 from training.collect import Dataset, dataset_hash, load_dataset
 from training.device import resolve_device
-from training.distill_config import SCHEDULES, DistillConfig, _check_config, check_ablation_options  # noqa: F401
+from training.distill_config import (  # noqa: F401
+    PAPER,
+    SCHEDULES,
+    DistillConfig,
+    _check_config,
+    check_ablation_options,
+    pair_partners_apply,
+)
 from training.envs import env_dims, evaluate, train_eval_seed
 from training.mlp import MLPPolicy
 from training.pairs import network_slots
@@ -131,7 +138,7 @@ class BPDTrainer:
         prune_to, pairs = c.prune_to, c.prune_to_pairs
         if c.prune_fraction is not None:  # a share of what the mask costs now: its SMLADs, else its weights
             masks = [layer.mask().bool().cpu().numpy() for layer in self.actor.layers]
-            if c.pair_partners:
+            if pair_partners_apply(c):
                 pairs = max(1, int(c.prune_fraction * network_slots(masks)))
             else:
                 prune_to = (sum(layer.out_features for layer in self.actor.layers)
@@ -140,7 +147,7 @@ class BPDTrainer:
         for net in (self.actor, self.actor_target):
             live = None
             for i, layer in enumerate(net.layers):
-                layer.freeze(self.cfg.pair_partners, live, None if keep is None else keep[i])
+                layer.freeze(pair_partners_apply(self.cfg), live, None if keep is None else keep[i])
                 live = layer.unit_mask().bool()
 
     def sparsity_term(self, eta: float) -> tuple[torch.Tensor, float, dict[str, float]]:
@@ -378,7 +385,8 @@ def distill(cfg: DistillConfig) -> dict:
     # with the pair partners, size is what the DSP kernel pays: a partner adds a weight and no SMLAD
     chosen = select(candidates, meta, stats, env_id, cfg.seed, cfg.select, cfg.select_tol, cfg.select_episodes,
                     cfg.select_shortlist, cfg.keep_return, teacher.act, None,
-                    smlad_cost if cfg.pair_partners else None, "smlad" if cfg.pair_partners else "nonzero")
+                    smlad_cost if pair_partners_apply(cfg) else None,
+                    "smlad" if pair_partners_apply(cfg) else "nonzero")
     step_chosen = chosen["chosen"]["step"]
     state = next(c.state_dict for c in candidates if c.step == step_chosen)
     trainer.actor.cpu()  # the student is saved and measured from the CPU, whatever trained it
@@ -427,7 +435,7 @@ def _prepare_run_dir(run: Run, cfg: DistillConfig) -> None:
         if not isinstance(old, dict):
             raise BpdError(f"{run.config}: corrupt run configuration")
         # an option newer than the run is recorded as absent: it matches when it keeps its default
-        defaults = to_dict(DistillConfig(teacher="", dataset=""))
+        defaults = to_dict(DistillConfig(teacher="", dataset="")) | PAPER  # PAPER: the defaults they replaced
         diff = sorted(k for k in set(fp) | set(old) if k not in _RESUME_FREE
                       and old.get(k, defaults.get(k)) != fp.get(k))
         if diff:

@@ -67,19 +67,21 @@ class DistillConfig:
                          choices=("bayesian", *PLAIN_STUDENTS))
     l1_weight: float = field(1e-4, help="l1 student: weight of sum |theta| at the end of the eta schedule's ramp")
     l1_threshold: float = field(1e-2, help="l1 student: weights with |theta| below this are removed")
-    unit_gates: bool = field(False, help="Bayesian student: a gate per hidden unit under the same prior, so whole "
+    unit_gates: bool = field(True, help="Bayesian student: a gate per hidden unit under the same prior, so whole "
                              "units are pruned (a unit costs its activation as well as its weights)")
     unit_kl: float = field(16.0, help="unit gates: weight of each gate's KL against one weight's (16: about the "
                            "Cortex-M4F cycles of a hidden tanh over those of one multiply-add)")
-    pair_partners: bool = field(False, help="with --finetune: at the fine-tune's start keep also the partner of every "
+    pair_partners: bool = field(True, help="Bayesian student with --finetune above 0 and without --prune-to: at the "
+                                "fine-tune's start keep also the partner of every "
                                 "kept weight in the integer kernel's column pairs (training/pairs.py), trained from "
                                 "zero: weights one SMLAD multiplies anyway on Cortex-M4/M7, capacity at no cycle; "
                                 "the run's selection then counts SMLADs, not nonzero parameters")
-    finetune: float = field(0.0, help="Bayesian student: fraction of training at the end in which the mask is "
+    finetune: float = field(0.2, help="Bayesian student: fraction of training at the end in which the mask is "
                             "frozen and the collapsed deterministic student is trained on (behaviour cloning and "
-                            "the value term; no KL, no weight noise)")
+                            "the value term; no KL, no weight noise); 0: none, the paper's BPD")
     prune_to: int | None = field(None, help="nonzero parameters (weights and biases) to keep: magnitude student; "
-                                 "Bayesian with --finetune, at the fine-tune's start, those of lowest log alpha")
+                                 "Bayesian with --finetune, at the fine-tune's start, those of lowest log alpha "
+                                 "(no pair partners then: they would add weights back)")
     prune_to_pairs: int | None = field(None, help="Bayesian with --finetune, in place of --prune-to: at the "
                                        "fine-tune's start, cut the mask (lowest log alpha first) to at most this "
                                        "many multiply-adds of the integer kernel on Cortex-M4/M7, where one SMLAD "
@@ -102,6 +104,17 @@ class DistillConfig:
     progress: bool = field(True, help="show a progress bar")
 
 
+# The paper's BPD (no unit gates, no fine-tune, no pair partners): the options that were the defaults before
+# the pair-partner fine-tune became them (issue 34), which the experiment runner's methods pin so that their
+# cells keep their meaning, and which a run begun before an option existed is read as having had
+PAPER = {"unit_gates": False, "finetune": 0.0, "pair_partners": False}
+
+
+def pair_partners_apply(cfg: DistillConfig) -> bool:
+    """Whether the run fills the pair partners: the Bayesian student, a fine-tune, and no --prune-to."""
+    return cfg.pair_partners and cfg.student == "bayesian" and cfg.finetune > 0 and cfg.prune_to is None
+
+
 def _check_config(cfg: DistillConfig) -> None:
     """Every numeric option within its range, before anything is read or written."""
     check_ranges(cfg, {
@@ -115,12 +128,9 @@ def _check_config(cfg: DistillConfig) -> None:
         "seed": (0, 2**31 - 1), "threads": (1, 1024), "select_tol": (0, 1), "select_episodes": (1, 10_000),
         "select_shortlist": (1, 10_000), "keep_return": (0, 1, "open"), "finetune": (0, 1),
         "unit_kl": (0, 1e6)})
-    if cfg.pair_partners and (cfg.finetune == 0 or cfg.student != "bayesian"):
-        raise BpdError("--pair-partners acts at the fine-tune's start: it needs --finetune above 0 and the "
-                       "Bayesian student")
-    if cfg.student == "bayesian" and cfg.prune_to is not None and (cfg.finetune == 0 or cfg.pair_partners):
+    if cfg.student == "bayesian" and cfg.prune_to is not None and cfg.finetune == 0:
         raise BpdError("--prune-to on the Bayesian student cuts the mask at the fine-tune's start: it needs "
-                       "--finetune above 0, and not --pair-partners (which adds weights back)")
+                       "--finetune above 0")
     if cfg.eta_schedule == "gated" and cfg.student != "bayesian":
         raise BpdError("--eta-schedule gated gates the Bayesian student's KL weight; --student "
                        f"{cfg.student} has none")

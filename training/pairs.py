@@ -3,7 +3,7 @@
 The integer kernel on Cortex-M4/M7 (export/dsp.py) multiplies two int16 inputs by two int16 weights in
 one SMLAD, so it packs a layer's inputs in pairs of columns; a row pays one SMLAD for each pair in which
 it has a nonzero weight, whether one or both of the pair's weights are nonzero. The export pairs the
-columns by this function, and BPD's fine-tune with --pair-partners keeps the partner of every kept
+columns by this function, and BPD's fine-tune with the pair partners (distill's default) keeps the partner of every kept
 weight (training/svdo.py), which then costs the integer kernel no instruction.
 """
 

@@ -89,6 +89,16 @@ def smlad_cost(pol: MLPPolicy) -> float:
     return float(network_slots(pol.weights))
 
 
+def run_cost(run_cfg: dict) -> str:
+    """The cost a distillation run chose its student by, from its config.json: smlad where it filled the pair
+    partners, else nonzero (options the run predates read as the paper's BPD had them)."""
+    from training.distill_config import PAPER, DistillConfig, pair_partners_apply
+
+    keys = {"pair_partners", "student", "finetune", "prune_to"}
+    fields = (PAPER | {k: v for k, v in run_cfg.items() if k in keys})
+    return "smlad" if pair_partners_apply(DistillConfig(teacher="", dataset="", **fields)) else "nonzero"
+
+
 def rule_text(rule: str, tol: float, keep_return: float | None, cost: str = "nonzero") -> str:
     if keep_return is not None:
         return (f"keep-return: the student with {COSTS[cost]} whose return on the selection "
@@ -224,8 +234,10 @@ class SelectConfig:
                            "sparsest-within: the sparsest within --tol of the best candidate (every candidate "
                            "judged, not only those whose periodic return was near the best)")
     keep_return: float = field(0.95, help="fraction of the teacher's return to keep, on the selection seeds")
-    cost: str = field("nonzero", choices=tuple(COSTS), help="what 'smallest' means: nonzero parameters, or what "
-                      "the student costs on a Cortex-M4F (estimated cycles or policy flash, measured per candidate)")
+    cost: str | None = field(None, choices=tuple(COSTS), help="what 'smallest' means: nonzero parameters, the DSP "
+                             "integer kernel's multiply-adds (smlad), or what the student costs on a Cortex-M4F "
+                             "(estimated cycles or policy flash, measured per candidate); default: the run's own "
+                             "(smlad where it filled the pair partners, as distill does by default, else nonzero)")
     tol: float = field(0.02, help="with --rule sparsest-within: the tolerance below the best selection return")
     thresholds: list[float] | None = field(None, help="also try these log alpha thresholds (default: the run's)")
     episodes: int = field(10, help="episodes per candidate on the selection seeds")
@@ -314,10 +326,12 @@ def run_select(cfg: SelectConfig, meter: Callable[[str], Callable[[MLPPolicy], f
     student, meta, stats = load_student(run / "student.pt")
     try:
         import json
-        tpath = str(path_from_record(json.loads((run / "config.json").read_text())["teacher"], run))
-        run_seed = int(json.loads((run / "config.json").read_text())["seed"])
-    except (OSError, ValueError, KeyError):
+        run_cfg = json.loads((run / "config.json").read_text())
+        tpath = str(path_from_record(run_cfg["teacher"], run))
+        run_seed = int(run_cfg["seed"])
+    except (OSError, ValueError, KeyError, TypeError):
         raise BpdError(f"{run}/config.json: unreadable run configuration") from None
+    cost = cfg.cost or run_cost(run_cfg)
     env_id = cfg.env or meta["env_id"]
     if cfg.env:
         from training.envs import env_dims
@@ -325,19 +339,21 @@ def run_select(cfg: SelectConfig, meter: Callable[[str], Callable[[MLPPolicy], f
         if shape != (meta["obs_dim"], meta["act_dim"]):
             raise BpdError(f"--env {env_id} has {shape[0]} observations and {shape[1]} actions, the student "
                            f"{meta['obs_dim']} and {meta['act_dim']}")
-    cost_fn = None
-    if cfg.cost != "nonzero":
+    cost_fn: Callable[[MLPPolicy], float] | None = None
+    if cost == "smlad":
+        cost_fn = smlad_cost
+    elif cost != "nonzero":
         if meter is None:
-            raise BpdError(f"--cost {cfg.cost} needs the emulated Cortex-M meter (run it as `bpd student select`)")
-        cost_fn = meter(cfg.cost)
+            raise BpdError(f"--cost {cost} needs the emulated Cortex-M meter (run it as `bpd student select`)")
+        cost_fn = meter(cost)
     if cfg.rule == "keep-return":  # the teacher is needed only to set the target
         res = select(cands, meta, stats, env_id, run_seed, "sparsest-within", 0.0, cfg.episodes,
                      None, cfg.keep_return, load_teacher(tpath).act, cfg.thresholds, cost_fn)
-        res["rule"] = rule_text("sparsest-within", 0.0, cfg.keep_return, cfg.cost)
+        res["rule"] = rule_text("sparsest-within", 0.0, cfg.keep_return, cost)
     else:
         res = select(cands, meta, stats, env_id, run_seed, "sparsest-within", cfg.tol, cfg.episodes,
                      None, None, None, cfg.thresholds, cost_fn)
-        res["rule"] += "; every candidate judged" + (f"; smallest by {cfg.cost}" if cost_fn else "")
+        res["rule"] += "; every candidate judged" + (f"; smallest by {cost}" if cost_fn else "")
     ch = res["chosen"]
     chosen = student_from(meta, next(c.state_dict for c in cands if c.step == ch["step"]), ch["threshold"])
     save_student(out, chosen, meta | {"threshold": ch["threshold"], "step": ch["step"],
