@@ -35,7 +35,9 @@ def find_clang() -> str:
 
 
 def first_error(stderr: str) -> str:
-    return (stderr.strip().splitlines() or ["?"])[0]
+    """The compiler's first error line (its "In function" context lines skipped), else its first line."""
+    lines = stderr.strip().splitlines() or ["?"]
+    return next((ln for ln in lines if "error" in ln), lines[0])
 
 
 def compile_to(out: Path, args: list[str], what: str, cc: str | None = None) -> Path:

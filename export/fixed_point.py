@@ -504,6 +504,8 @@ def kernel_source(q: IntNet, banner: str) -> tuple[str, dict]:
                "        safe_output(action);\n        return BPD_ERR_NONFINITE;\n    }\n")
     out += [f"    const int32_t x{j} = to_fixed(b{j}, {158 - int(q.in_frac[j])}); /* obs[{j}] in "
             f"Q{int(q.in_frac[j])} */\n" for j in range(obs_dim)]
+    # an observation no first-layer weight reads (pruned whole) is checked, not used
+    out += [f"    (void)x{j};\n" for j in range(obs_dim) if not np.any(q.layers[0].wq[:, j])]
     if t1:  # Thumb-1: the layers in assembly, the output sums read back
         out.append("#if BPD_INT_T1\n    {\n        const int32_t xin[" + str(obs_dim) + "] = {"
                    + ", ".join(f"x{j}" for j in range(obs_dim)) + f"}};\n        int32_t acc[{act_dim}];\n"

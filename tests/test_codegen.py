@@ -167,6 +167,21 @@ def test_tanh_lookup_error():
         assert (np.abs(got - np.tanh(z)) <= bound + 1e-12).all()
 
 
+def test_int_c_compiles_and_matches_where_an_observation_is_pruned_whole(tmp_path):
+    """A first layer whose column for obs[2] is all zero (the input pruned whole): the C still compiles under
+    -Werror (the observation is checked for NaN, not read) and gives the numpy model's bits."""
+    rng = np.random.default_rng(11)
+    net = random_net(rng, [5, 8, 2], 0.9, "tanh", "tanh")
+    net.weights[0][:, 2] = 0.0
+    calib = rng.normal(0, 0.5, size=(500, 5)).astype(np.float32)
+    q = quantise(net, calib, "test")
+    generate_int_kernel(net, q, tmp_path, "0" * 64, "t")
+    x = rng.normal(0, 1, size=(64, 5)).astype(np.float32)
+    np.testing.assert_array_equal(CPolicy(tmp_path).act(x).view(np.uint32), IntPolicy(q).act(x).view(np.uint32))
+    rc, _ = CPolicy(tmp_path).run(np.where(np.arange(5) == 2, np.nan, 0.1).astype(np.float32))
+    assert rc == -1  # the unread observation is still checked
+
+
 def test_int_accumulator_cannot_overflow():
     rng = np.random.default_rng(5)
     net = random_net(rng, [6, 30, 12, 2], 0.8, "relu", "clip")
