@@ -277,7 +277,8 @@ def test_the_kernel_is_chosen_on_episodes_the_export_does_not_report(tiny_pipeli
 
 def test_return_check_decides_by_the_paired_interval_and_at_the_last_batch_by_the_mean():
     """Known answers: float returns 100 each (margin 1); differences d with mean m and standard error
-    se = std(d, ddof=1) / sqrt(n); the interval is m +- 2 se (z=2 here); no early verdict before `least`."""
+    se = std(d, ddof=1) / sqrt(n); the interval is m +- 2 se (z=2 here); no early verdict before `least`; at the
+    last batch what the interval does not show to lose more than 1 % ships."""
     from export.kernels import CHECK_MIN, return_check
 
     floats = [100.0] * 4
@@ -289,10 +290,13 @@ def test_return_check_decides_by_the_paired_interval_and_at_the_last_batch_by_th
     # d = -0.5 +- 3: std(ddof=1) of [-3.5, 2.5, -3.5, 2.5] is sqrt(12), se sqrt(3), interval -0.5 +- 3.46
     ints = [96.5, 102.5, 96.5, 102.5]
     assert return_check(ints, floats, z=2, least=4) == (None, "")  # straddles -1: more episodes wanted
-    keep, why = return_check(ints, floats, final=True, z=2)  # the mean -0.5 decides: keeps
-    assert keep is True and "over 4 paired episodes" in why and "-0.5 +- 3.5" in why and "the mean decides" in why
-    keep, _ = return_check([95.0, 102.0, 95.0, 102.0], floats, final=True, z=2)  # mean -1.5: misses
-    assert keep is False
+    keep, why = return_check(ints, floats, final=True, z=2)  # at the last batch, not shown to lose: keeps
+    assert keep is True and "over 4 paired episodes" in why and "-0.5 +- 3.5" in why and "does not show" in why
+    # mean -1.5 +- 4.04 (std(ddof=1) of [-5, 2, -5, 2] is sqrt(49/3)): below the margin but not shown to be: keeps
+    assert return_check([95.0, 102.0, 95.0, 102.0], floats, final=True, z=2)[0] is True
+    # mean -3 +- 1.15 (std of [-4, -2, -4, -2] is sqrt(4/3)): the whole interval below -1: misses, final or not
+    assert return_check([96.0, 98.0, 96.0, 98.0], floats, final=True, z=2)[0] is False
+    assert return_check([96.0, 98.0, 96.0, 98.0], floats, z=2, least=4)[0] is False
     assert return_check([100.0], [100.0], least=1)[0] is None  # one episode has no spread to judge by
     assert return_check([100.0], [100.0], final=True)[0] is True
     with pytest.raises(ValueError):

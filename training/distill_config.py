@@ -9,9 +9,9 @@ from bpd.config import check_ranges, field
 from bpd.errors import BpdError
 from training.ablations import PLAIN_STUDENTS
 from training.priors import PRIORS
-from training.selection import RULES
 
 SCHEDULES = ("linear", "constant", "exponential", "gated")
+RULES = ("sparsest-within", "best", "last")  # which evaluated student a run hands over (training/selection.py)
 
 
 @dataclass

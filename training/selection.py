@@ -30,6 +30,7 @@ import torch
 from bpd.config import check_ranges, field
 from bpd.errors import BpdError
 from bpd.io import atomic_write, path_from_record
+from training.distill_config import PAPER, DistillConfig, pair_partners_apply
 from training.envs import Policy, rollouts, select_eval_seed
 from training.mlp import MLPPolicy
 from training.student import BayesianStudent, has_unit_gates
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 CANDIDATES_FORMAT = "bpd-candidates"
-RULES = ("sparsest-within", "best", "last")
 
 
 @dataclass
@@ -92,8 +92,6 @@ def smlad_cost(pol: MLPPolicy) -> float:
 def run_cost(run_cfg: dict) -> str:
     """The cost a distillation run chose its student by, from its config.json: smlad where it filled the pair
     partners, else nonzero (options the run predates read as the paper's BPD had them)."""
-    from training.distill_config import PAPER, DistillConfig, pair_partners_apply
-
     keys = {"pair_partners", "student", "finetune", "prune_to"}
     fields = (PAPER | {k: v for k, v in run_cfg.items() if k in keys})
     return "smlad" if pair_partners_apply(DistillConfig(teacher="", dataset="", **fields)) else "nonzero"
