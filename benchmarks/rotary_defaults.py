@@ -41,6 +41,7 @@ CONFIGS = {  # name: distill's flags beyond its defaults
     "steps-60k": [*PAPER, "--steps", "60000"],
     "gated-steps-60k": [*PAPER, "--eta-schedule", "gated", "--steps", "60000"],
     "defaults-gated": ["--eta-schedule", "gated"],
+    "defaults-gated-60k": ["--eta-schedule", "gated", "--steps", "60000"],
 }
 EPISODES = 30
 
