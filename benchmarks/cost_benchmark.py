@@ -45,7 +45,8 @@ REPORT_Z = 2.0  # the interval stated on their mean difference, +- REPORT_Z stan
 def returns(env_id: str, float_dir: Path, int_dir: Path, episodes: int, seed: int) -> dict:
     """Closed-loop return of two exports' C kernels (host builds), float and integer, over the same reporting
     episodes (paired: both from the same starts), and the paired difference's interval and verdict
-    (export.kernels.return_check at its last batch: the mean decides, the interval says how surely). A
+    (export.kernels.return_check at its last batch, one look at REPORT_Z standard errors: it keeps unless
+    the interval lies below the 1 % margin; the table judges the target on the ratio of the means). A
     task whose episodes sometimes fail has an episode spread near 12 % of its return, which 30 episodes
     cannot resolve to the 1 % the target asks: hence RETURN_EPISODES."""
     import numpy as np
