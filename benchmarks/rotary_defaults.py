@@ -42,6 +42,7 @@ CONFIGS = {  # name: distill's flags beyond its defaults
     "gated-steps-60k": [*PAPER, "--eta-schedule", "gated", "--steps", "60000"],
     "defaults-gated": ["--eta-schedule", "gated"],
     "defaults-gated-60k": ["--eta-schedule", "gated", "--steps", "60000"],
+    "defaults-gated-100k": ["--eta-schedule", "gated", "--steps", "100000"],
 }
 EPISODES = 30
 

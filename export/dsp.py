@@ -9,13 +9,14 @@ word) with a nonzero weight takes one SMLAD: two 16-bit products and the add in 
 weights are int16 pairs in one table in the order the code uses them, each group's biases first, loaded
 G words at a time with LDMIA; no index, no literal pool. R + C + G is at most 12: the accumulators in
 r4-r12 and lr, the inputs and weights in what is left of them and in r2 and r3, which hold the output
-and the middle of the tanh table and are reloaded from the stack (one LDRD) after a group's sums when
+and the middle of the tanh table (or its knots' words) and are reloaded from the stack (one LDRD) after a group's sums when
 the group used them; r0 walks the inputs, r1 the table. R, C and G are chosen per layer by counting the
 instructions each choice emits, and rows are grouped by the words they use.
 
-After a group, each row's accumulator becomes its activation in at most three instructions: tanh is
-`ssat` (the shift to the table's step and the clamp in one) and `ldrsh` from the table, ReLU is `usat`
-with its shift; the result is stored with `strh` straight into the next layer's pair layout. The
+After a group, each row's accumulator becomes its activation: tanh is `ssat` (the shift to the index's
+step and the clamp in one) and the interpolation between two knots in six more (one LDR of the knot's
+word, one SMULBB; fixed_point.py), or one `ldrsh` from the table of every result; ReLU is `usat` with
+its shift; the result is stored with `strh` straight into the next layer's pair layout. The
 output layer stores its accumulators (int32) for the C that maps them to actions. The numbers equal
 the scalar C form's and the numpy model's exactly (fixed_point.py): every product is int16 x int16
 and the quantiser bounds every accumulator for any input.
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bpd.errors import BpdError
+from export.fixed_point import TANH_KNOT
 
 POOL = ("r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "lr")  # accumulators, inputs, weights
 SPARE = ("r2", "r3")  # the output and tanh pointers: inputs and weights may take them, reloaded after
@@ -91,7 +93,8 @@ class Act:
     shift: np.ndarray  # per row
     bits: int = 0  # tanh: index bits
     dest: dict[int, int] | None = None  # row -> halfword slot in the next layer (rows left out: unused)
-    half: bool = False  # tanh: r3 holds half the table (indices 0 .. 2^(bits-1)), the sign restored after
+    full: bool = False  # tanh: r3 holds the middle of every result's table (one lookup), not the middle of
+    # the interpolation's words (fixed_point.tanh_words)
 
 
 def _act_lines(reg: str, row: int, act: Act) -> list[str]:
@@ -105,13 +108,14 @@ def _act_lines(reg: str, row: int, act: Act) -> list[str]:
             lines = [f"    ssat {reg}, #{act.bits}, {reg}" + (f", asr #{s}" if s else "")]
         else:
             lines = [f"    ssat {reg}, #{act.bits + s}, {reg}", f"    lsl {reg}, {reg}, #{-s}"]
-        if act.half:  # |index| looks up, the index's sign word (asr 31) restores the sign: (v ^ s) - s; lr is
-            # never an accumulator (R < len(POOL)) and is free once the group's sums are done
-            lines += [f"    eor lr, {reg}, {reg}, asr #31", f"    sub lr, lr, {reg}, asr #31",
-                      "    ldrsh lr, [r3, lr, lsl #1]", f"    eor lr, lr, {reg}, asr #31",
-                      f"    sub {reg}, lr, {reg}, asr #31"]
-        else:
+        if act.full:
             lines.append(f"    ldrsh {reg}, [r3, {reg}, lsl #1]")
+        else:  # the knot's word (index >> TANH_KNOT): its value (high half) plus its rise (low half) times the
+            # index's steps past the knot, >> TANH_KNOT; lr is never an accumulator (R < len(POOL)) and is free
+            # once the group's sums are done
+            lines += [f"    asr lr, {reg}, #{TANH_KNOT}", "    ldr lr, [r3, lr, lsl #2]",
+                      f"    and {reg}, {reg}, #{(1 << TANH_KNOT) - 1}", f"    smulbb {reg}, lr, {reg}",
+                      f"    asr {reg}, {reg}, #{TANH_KNOT}", f"    add {reg}, {reg}, lr, asr #16"]
     else:
         if s >= 0:
             lines = [f"    usat {reg}, #15, {reg}" + (f", asr #{s}" if s else "")]

@@ -10,9 +10,14 @@ The float network is turned into integer arithmetic calibrated on observations (
   which every |wq| <= 32767 and sum |wq| * 32767 + |bias_q| < 2^31: the accumulator cannot
   overflow for any input, not only the calibrated ones. The bias carries half of the row's shift
   below, so every shift rounds to nearest.
-- tanh: one lookup, no interpolation: the accumulator shifted to the table's step of 2^-TANH_FRAC and
-  clamped to TANH_BITS signed bits (one SSAT on Armv7E-M) indexes a table of round(32767 tanh) on
-  [-4, 4) (2^TANH_BITS int16 entries; max error half a step plus tanh(4)'s distance from 1).
+- tanh: the accumulator shifted to a step of 2^-TANH_FRAC and clamped to TANH_BITS signed bits (one
+  SSAT on Armv7E-M) is an index i on [-4, 4); tanh is interpolated linearly between knots every
+  2^TANH_KNOT steps: a table of 2^(TANH_BITS - TANH_KNOT) words, each a knot's Q15 value (tanh moved
+  by half the chord's sag, `tanh_words`) in its high half and the rise to the next knot in its low half, gives hi + ((rise * (i mod 2^TANH_KNOT)) >>
+  TANH_KNOT) (512 bytes; five instructions a unit beyond a lookup on Armv7E-M). Where instructions cost
+  more than flash (the Thumb-1 assembly), the same numbers come from one lookup in their expansion, a
+  table of all 2^TANH_BITS results (4 kB). Max error: half an index step (the rounding of the sum) plus
+  the interpolation's and tanh(4)'s distance from 1 (`tanh_error`).
 - ReLU: the accumulator shifted to the layer's calibrated Q format and clamped to [0, 32767] (one
   USAT on Armv7E-M).
 - output: offset + scale * tanh in a Q format chosen per output, clamped to the action bounds in
@@ -44,19 +49,53 @@ from export.c_export import KERNEL_DIR
 from export.codegen import banner_for, descriptor_sources
 from export.collapse import CollapsedNet
 
-TANH_BITS = 11  # the tanh table's index: 11 signed bits, 2^11 int16 entries (4 kB)
-TANH_FRAC = TANH_BITS - 3  # its step 2^-8: the table spans [-4, 4)
+TANH_BITS = 11  # tanh's index: 11 signed bits
+TANH_FRAC = TANH_BITS - 3  # its step 2^-8: the index spans [-4, 4)
+TANH_KNOT = 4  # a knot every 2^4 index steps (1/16): 2^(TANH_BITS - TANH_KNOT) = 128 words of table
+TANH_WORDS = 1 << (TANH_BITS - TANH_KNOT)
 SAT = 32767
 # what the export report and the cost benchmark record of this kernel, so that figures of an earlier form are
 # told apart from its
-INT_FORM = f"dsp-assembly (M4/M7), thumb1-assembly (M0/M0+), tanh by one lookup in 2^{TANH_BITS}"
+INT_FORM = (f"dsp-assembly (M4/M7), thumb1-assembly (M0/M0+), tanh interpolated between {TANH_WORDS} knots "
+            f"(Thumb-1: their 2^{TANH_BITS} results looked up)")
 ACC_LIMIT = 2**31 - 1
 
 
+def tanh_words() -> np.ndarray:
+    """The interpolation's table, from knot -2^(TANH_BITS-TANH_KNOT-1): per knot h (at h 2^(TANH_KNOT-TANH_FRAC))
+    the word (its Q15 value << 16) | (the next knot's value minus this one's), as uint32 in int64."""
+    step = 2.0 ** (TANH_KNOT - TANH_FRAC)
+    t = np.tanh(np.arange(-TANH_WORDS // 2, TANH_WORDS // 2 + 1) * step)
+    # each knot moved off the curve by half the chord's sag there (step^2 / 8 * tanh'' / 2, tanh'' = -2 tanh
+    # sech^2): the chords then cross tanh instead of lying on one side of it, which halves the largest error
+    # and takes away its bias (chords of a concave curve lie below it)
+    y = np.rint(SAT * (t + step * step / 8 * t * (1 - t * t))).astype(np.int64)
+    rise = np.diff(y)
+    assert rise.min() >= 0 and rise.max() < 1 << 15  # SMULBB takes it as a signed halfword
+    return ((y[:-1] << 16) | rise) & 0xFFFFFFFF
+
+
+def tanh_q15(idx: np.ndarray) -> np.ndarray:
+    """Q15 tanh of idx * 2^-TANH_FRAC for a signed index within TANH_BITS bits: the knot below, plus the rise
+    to the next one times the index's steps past it (floored)."""
+    idx = np.asarray(idx, np.int64)
+    w = tanh_words()[(idx >> TANH_KNOT) + TANH_WORDS // 2]
+    hi = (w >> 16) - np.where(w >= 1 << 31, 1 << 16, 0)
+    return hi + (((w & 0xFFFF) * (idx & ((1 << TANH_KNOT) - 1))) >> TANH_KNOT)
+
+
 def tanh_table() -> np.ndarray:
-    """round(32767 tanh(i 2^-TANH_FRAC)) for i from -2^(TANH_BITS-1) to 2^(TANH_BITS-1) - 1."""
+    """Every index's result (the Thumb-1 form's one lookup), for i from -2^(TANH_BITS-1) to 2^(TANH_BITS-1) - 1."""
     half = 1 << (TANH_BITS - 1)
-    return np.rint(SAT * np.tanh(np.arange(-half, half) * 2.0 ** -TANH_FRAC)).astype(np.int64)
+    return tanh_q15(np.arange(-half, half))
+
+
+def tanh_error() -> float:
+    """The largest distance of tanh_q15 / 32767 from tanh at the index's own points (the interpolation, the
+    rounding of the knots, tanh(4)'s distance from 1); the sum's rounding to the index adds half a step."""
+    half = 1 << (TANH_BITS - 1)
+    i = np.arange(-half, half)
+    return float(np.abs(tanh_table() / SAT - np.tanh(i * 2.0 ** -TANH_FRAC)).max())
 
 
 @dataclass
@@ -192,11 +231,6 @@ def sat_shift(acc: np.ndarray, s: int, lo: int, hi: int) -> np.ndarray:
 def tanh_index(acc: np.ndarray, s: int) -> np.ndarray:
     half = 1 << (TANH_BITS - 1)
     return sat_shift(acc, s, -half, half - 1)
-
-
-def tanh_q15(idx: np.ndarray) -> np.ndarray:
-    """The table's entry for a signed index (Q15 tanh of idx * 2^-TANH_FRAC)."""
-    return tanh_table()[idx + (1 << (TANH_BITS - 1))]
 
 
 def relu_q(acc: np.ndarray, s: int) -> np.ndarray:
@@ -370,13 +404,31 @@ static void store_bits(float *p, uint32_t b)
 }
 """
 
-_TANH = """
-/* tanh in Q15 of i * 2^-%d for i from -%d to %d: one lookup, no interpolation */
-static const int16_t bpd_tanh_q15[%d] = {
-%s
-};
-#define TANH_MID (bpd_tanh_q15 + %d)
-"""
+
+
+def tanh_c(lookup: str | None) -> str:
+    """The C of tanh_q15(i), Q15 tanh of i * 2^-TANH_FRAC: the interpolation's words (TANH_WORDS_MID, their
+    middle), and under the condition `lookup` (a preprocessor expression) instead the table of every result
+    (bpd_tanh_q15, one lookup). Both give tanh_q15's numbers."""
+    w = [int(v) for v in tanh_words()]
+    rows = ",\n".join("    " + ", ".join(_hex(v) for v in w[i:i + 8]) for i in range(0, len(w), 8))
+    interp = (f"/* tanh in Q15 of i * 2^-{TANH_FRAC}, interpolated: per knot (every {1 << TANH_KNOT} steps of i, from "
+              f"-{TANH_WORDS // 2}) its value in the high half, the rise to the next in the low half */\n"
+              f"static const uint32_t bpd_tanh_words[{TANH_WORDS}] = {{\n{rows}\n}};\n"
+              f"#define TANH_WORDS_MID (bpd_tanh_words + {TANH_WORDS // 2})\n"
+              "static inline int32_t tanh_q15(int32_t i)\n{\n"
+              f"    const uint32_t w = TANH_WORDS_MID[i >> {TANH_KNOT}];\n"
+              f"    return ((int32_t)w >> 16) + (int32_t)(((w & 0xFFFFu) * (uint32_t)(i & {(1 << TANH_KNOT) - 1})) "
+              f">> {TANH_KNOT});\n}}\n")
+    if lookup is None:
+        return "\n" + interp
+    t = [int(v) for v in tanh_table()]
+    half = 1 << (TANH_BITS - 1)
+    rows = ",\n".join("    " + ", ".join(str(v) for v in t[i:i + 16]) for i in range(0, len(t), 16))
+    full = (f"/* the same numbers for every i from -{half} to {half - 1}: one lookup */\n"
+            f"static const int16_t bpd_tanh_q15[{len(t)}] = {{\n{rows}\n}};\n"
+            f"static inline int32_t tanh_q15(int32_t i) {{ return bpd_tanh_q15[i + {half}]; }}\n")
+    return f"\n#if {lookup}\n{full}#else\n{interp}#endif\n"
 
 
 def _hex(v: int) -> str:
@@ -394,7 +446,7 @@ def _activation_c(v: str, L: IntLayer, r: int) -> str:
     s = int(L.shift[r])
     if L.kind == "tanh":
         half = 1 << (TANH_BITS - 1)
-        return f"    {v} = TANH_MID[{_shifted(v, s, -half, half - 1)}];\n"
+        return f"    {v} = tanh_q15({_shifted(v, s, -half, half - 1)});\n"
     return f"    {v} = {_shifted(v, s, 0, SAT)};\n"
 
 
@@ -449,11 +501,8 @@ def kernel_source(q: IntNet, banner: str) -> tuple[str, dict]:
     if t1:  # the layers in Thumb-1 assembly: what is left in C (conversions) is better at -O2 (no call per load)
         prelude = prelude.replace(_OS_PRAGMA, "")
     out = [banner, prelude]
-    if uses_tanh:
-        t = tanh_table()
-        rows = [", ".join(str(int(v)) for v in t[i:i + 16]) for i in range(0, len(t), 16)]
-        half = 1 << (TANH_BITS - 1)
-        out.append(_TANH % (TANH_FRAC, half, half - 1, len(t), "    " + ",\n    ".join(rows), half))
+    if uses_tanh:  # Thumb-1's assembly looks every result up; the rest interpolates
+        out.append(tanh_c("BPD_INT_T1" if t1 else None))
     chosen: list[dict] = []
     if dsp:
         asm, table, starts, pairs, chosen = dsp
@@ -465,7 +514,7 @@ def kernel_source(q: IntNet, banner: str) -> tuple[str, dict]:
         out.append("int bpd_dsp_inputs(const float *obs, int16_t *x);\n")
         for li in range(len(q.layers)):
             out.append(f"void bpd_dsp_layer{li}(const void *x, const uint32_t *t, void *out, "
-                       "const int16_t *tanh_mid);\n")
+                       "const void *tanh);\n")
         out.append("__asm__(\n    \".syntax unified\\n\"\n    \".text\\n\"\n    \".balign 4\\n\"\n")
         out += [f"    \"{line}\\n\"\n" for line in asm.splitlines()]
         out.append(");\n#endif\n")
@@ -495,7 +544,7 @@ def kernel_source(q: IntNet, banner: str) -> tuple[str, dict]:
         for li in range(len(q.layers)):
             dst = "acc" if li == len(q.layers) - 1 else bufs[(li + 1) % 2]
             out.append(f"        bpd_dsp_layer{li}({bufs[li % 2]}, bpd_dsp_table + {starts[li]}, {dst}, "
-                       f"{'TANH_MID' if uses_tanh else 'NULL'});\n")
+                       f"{'TANH_WORDS_MID' if uses_tanh else 'NULL'});\n")
         out += [f"        {v} = acc[{i}];\n" for i, v in enumerate(names)]
         out.append("    }\n#else\n")
     out += [f"    const uint32_t b{j} = load_bits(&obs[{j}]);\n" for j in range(obs_dim)]
@@ -524,7 +573,7 @@ def kernel_source(q: IntNet, banner: str) -> tuple[str, dict]:
             if L.kind != "output":
                 out.append(_activation_c(v, L, r))
         prev = rows
-    out.append(("#endif\n" if t1 else "") + ("#endif\n" if dsp else "") + run_tail(q, names, "TANH_MID[{}]"))
+    out.append(("#endif\n" if t1 else "") + ("#endif\n" if dsp else "") + run_tail(q, names))
     return "".join(out), {"dsp_layers": chosen, "thumb1": t1[2] if t1 else None}
 
 
@@ -539,16 +588,16 @@ def run_head(q: IntNet, names: list[str]) -> str:
             "    }\n    int32_t " + ", ".join(names) + ";\n")
 
 
-def run_tail(q: IntNet, names: list[str], tanh: str) -> str:
-    """The end of bpd_policy_run: each output sum (names) to its action's units and bounds and IEEE bits;
-    tanh: the C of the table lookup, {} the index."""
+def run_tail(q: IntNet, names: list[str]) -> str:
+    """The end of bpd_policy_run: each output sum (names) to its action's units and bounds and IEEE bits
+    (a tanh output through tanh_q15)."""
     out = ["    /* action units and bounds */\n"]
     half = 1 << (TANH_BITS - 1)
     for i, v in enumerate(names):
         f = int(q.out_frac[i])
         if q.output == "tanh":
             idx = _shifted(v, int(q.layers[-1].shift[i]), -half, half - 1)
-            out.append(f"    {v} = {int(q.off_q[i])} + (({int(q.scale_q[i])} * {tanh.format(idx)} + 16384) >> 15);"
+            out.append(f"    {v} = {int(q.off_q[i])} + (({int(q.scale_q[i])} * tanh_q15({idx}) + 16384) >> 15);"
                        f" /* Q{f} */\n")
         out.append(f"    store_bits(&action[{i}], to_float_bits(sat({v}, {int(q.low_q[i])}, {int(q.high_q[i])}), "
                    f"{f}));\n")

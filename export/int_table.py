@@ -3,15 +3,16 @@ numbers in the flash a small part has.
 
 The straight-line integer kernel (dsp.py) spends about 12 bytes of flash per nonzero weight: every
 weight pair is an SMLAD of its own (4 bytes of code) beside its table word (4 bytes), with the loads of
-the inputs between, and its tanh table takes 4 kB. This form computes the same integers (the same
+the inputs between. This form computes the same integers (the same
 IntNet: IntPolicy checks both bit for bit) with the data apart from the code:
 
 - per layer a stream of words (`bpd_it_wN`): per row its int32 bias, then its int16 weight pairs, each
   pair packed in a word as SMLAD takes it (the columns paired as dsp.py pairs them, training.pairs);
 - and a stream of bytes (`bpd_it_bN`): per row of a sparse layer its count of pairs and each pair's
   index among the input words, and per row of a hidden layer the shift of its sum to the activation;
-- tanh from half of the table (odd symmetry: 1,025 entries, 2 kB), the sign restored after the lookup
-  (four instructions a unit), or from the whole table (4 kB) where the flash allows.
+- tanh interpolated between the knots' words as the straight-line kernel does (fixed_point.tanh_words,
+  512 bytes), or one lookup in the table of every result (4 kB, five instructions a unit fewer) where
+  the flash allows.
 
 A layer is `dense` when its inputs fit in registers (at most DENSE_WORDS words) and the cycle model
 counts it cheaper: the words are loaded once and every row is LDMIAs of its bias and weights and one
@@ -23,7 +24,7 @@ the next layer's pair layout. The code is a few hundred bytes whatever the netwo
 is about 5 bytes per weight pair and 5 per row.
 
 Given room in flash beyond that (`plan`, from --flash-budget), layers become dsp.py's straight-line
-code, fastest per byte first, and the tanh table whole: at a large budget the kernel is the
+code, fastest per byte first, and the tanh table of every result: at a large budget the kernel is the
 straight-line one. On cores without the DSP extension (Cortex-M0+, the host) C loops walk the same
 streams. The assembly needs every activation shift >= 0 and at most 256 input words per layer (else the
 C loops run on Cortex-M4 too, and the report says why).
@@ -44,12 +45,13 @@ from export.fixed_point import (
     _PRELUDE,
     SAT,
     TANH_BITS,
-    TANH_FRAC,
+    TANH_KNOT,
+    TANH_WORDS,
     IntNet,
     _hex,
     run_head,
     run_tail,
-    tanh_table,
+    tanh_c,
     write_kernel,
 )
 
@@ -58,22 +60,17 @@ MAX_WORDS = 256  # a pair's index is one byte
 NEAR_WORDS = 64  # up to this many input words, a sparse layer's indices are byte offsets (a 16-bit LDR)
 KIND_CODE = {"tanh": 0, "relu": 1, "output": 2}
 HALF = 1 << (TANH_BITS - 1)
-FULL_TANH_BYTES = 2 * (2 * HALF - (HALF + 1))  # what the whole tanh table costs beyond the half
+WORDS_BYTES = 4 * TANH_WORDS  # the interpolation's table
+FULL_TANH_BYTES = 2 * 2 * HALF - WORDS_BYTES  # what the table of every result costs beyond it
 # what the export report records of this kernel, so that figures of an earlier form are told apart
 TABLE_FORM = ("integer weights in tables walked by DSP assembly (dense layers in registers, sparse ones by TBH "
               "into unrolled terms), straight-line layers where the flash allows")
 # cycles of the cycle model (firmware_host/measure/cycle_model.py, Cortex-M4F)
 _CYCLES = {"load": 2, "store": 1, "branch": 3, "alu": 1}
-# per unit, after the sum: the table form's shift byte, ASR, SSAT, lookup, STRH, loop; the half table's four more
+# per unit, after the sum: the table form's shift byte, ASR, SSAT, one lookup, STRH, loop; the interpolation
+# takes INTERP_CYCLES more than the lookup (ASR, LDR, AND, SMULBB, ASR, ADD against one LDRSH)
 _ACT_CYCLES = {"tanh": 2 + 1 + 1 + 2 + 1 + 4, "relu": 2 + 1 + 1 + 1 + 4, "output": 1 + 4}
-
-
-def tanh_half() -> np.ndarray:
-    """The tanh table's entries at indices 0 .. 2^(TANH_BITS-1): the whole table is this and its negation."""
-    full = tanh_table()
-    h = np.concatenate([full[HALF:], [-full[0]]])
-    assert np.array_equal(full[:HALF], -h[HALF:0:-1]), "the tanh table is not odd"
-    return h
+INTERP_CYCLES = 5
 
 
 @dataclass
@@ -92,7 +89,7 @@ class TableLayer:
         return len(self.words) - len(self.order)
 
     def cycles(self) -> int:
-        """Estimated Cortex-M4F cycles (the activation's without the half table's four)."""
+        """Estimated Cortex-M4F cycles (tanh by one lookup: the interpolation's INTERP_CYCLES a unit more)."""
         act = _ACT_CYCLES[self.kind] * len(self.order)
         if self.form == "sparse":  # per row the bias, the count and the TBH; per term three loads and SMLAD
             return len(self.order) * (2 + 2 + 3) + self.terms * 7 + act
@@ -174,12 +171,12 @@ class Straight:
         return 4 * len(self.body) + 4 * len(self.table)
 
 
-def straight(q: IntNet, li: int, pairs: list[list[tuple[int, int | None]]], half: bool) -> Straight:
+def straight(q: IntNet, li: int, pairs: list[list[tuple[int, int | None]]], full: bool) -> Straight:
     L = q.layers[li]
     if L.kind == "output":
         act = Act("store", L.shift)
     else:
-        act = Act(L.kind, L.shift, TANH_BITS, slots(pairs[li + 1]), half=half and L.kind == "tanh")
+        act = Act(L.kind, L.shift, TANH_BITS, slots(pairs[li + 1]), full=full and L.kind == "tanh")
     body, table, rcg = best_layer(L.wq, L.bq, pairs[li], act)
     return Straight(body, table, rcg)
 
@@ -189,14 +186,14 @@ _FIXED_FLASH = 600
 
 
 def estimated_flash(q: IntNet, tables: list[TableLayer]) -> int:
-    """The all-table kernel's flash as estimated before any build: the layers, half the tanh table, the rest."""
+    """The all-table kernel's flash as estimated before any build: the layers, the interpolation's words, the rest."""
     uses_tanh = any(L.kind == "tanh" for L in q.layers) or q.output == "tanh"
-    return sum(T.flash() for T in tables) + (2 * (HALF + 1) if uses_tanh else 0) + _FIXED_FLASH
+    return sum(T.flash() for T in tables) + (WORDS_BYTES if uses_tanh else 0) + _FIXED_FLASH
 
 
 @dataclass
 class Plan:
-    """How each layer is computed ("dense", "sparse" or "straight") and which tanh table ("half", "full")."""
+    """How each layer is computed ("dense", "sparse" or "straight") and which tanh table ("interpolated", "full")."""
     forms: list[str]
     tanh: str
 
@@ -204,28 +201,31 @@ class Plan:
         return "+".join(self.forms) + f", {self.tanh} tanh table"
 
 
+TANH_FORMS = {True: ("interpolated", "full"), False: ("interpolated",)}  # by whether the network uses tanh
+
+
 def plan(q: IntNet, pairs: list[list[tuple[int, int | None]]], room: int) -> tuple[Plan, dict]:
     """The plan with the fewest estimated cycles whose estimated flash is at most `room` bytes beyond the
-    all-table plan's (every layer a table, half the tanh table), and what it estimated. Every subset of
-    the upgrades (a layer straight-line, the whole tanh table) is tried: there are few. With no room, a
+    all-table plan's (every layer a table, tanh interpolated), and what it estimated. Every subset of
+    the upgrades (a layer straight-line, the table of every tanh result) is tried: there are few. With no room, a
     layer is straight-line only where that is estimated smaller too (an output row of a few terms)."""
     tables = [table_form(q, li, pairs) for li in range(len(q.layers))]
-    base = Plan([T.form for T in tables], "half")
+    base = Plan([T.form for T in tables], "interpolated")
     uses_tanh = any(L.kind == "tanh" for L in q.layers) or q.output == "tanh"
     tanh_units = sum(len(T.order) for T, L in zip(tables, q.layers) if L.kind == "tanh")
     est = {"table_flash": estimated_flash(q, tables), "table_cycles": sum(T.cycles() for T in tables)
-           + 4 * tanh_units}
+           + INTERP_CYCLES * tanh_units}
     room = max(room, 0)
     cands: dict[int, dict[str, Straight]] = {}
     for li, T in enumerate(tables):
         if 8 * T.terms > room + T.flash():  # an SMLAD and a word a term at the least: cannot fit
             continue
         try:
-            cands[li] = {t: straight(q, li, pairs, t == "half") for t in (("half", "full") if uses_tanh else ("half",))}
+            cands[li] = {t: straight(q, li, pairs, t == "full") for t in TANH_FORMS[uses_tanh]}
         except OffsetRange:
             continue
     best = (est["table_cycles"], 0, base)
-    for tanh in ("half", "full") if uses_tanh else ("half",):
+    for tanh in TANH_FORMS[uses_tanh]:
         for k in range(len(cands) + 1):
             for chosen in itertools.combinations(sorted(cands), k):
                 extra = FULL_TANH_BYTES if tanh == "full" else 0
@@ -236,7 +236,8 @@ def plan(q: IntNet, pairs: list[list[tuple[int, int | None]]], room: int) -> tup
                         extra += s.flash() - T.flash()
                         cycles += s.cycles()
                     else:
-                        cycles += T.cycles() + (4 * len(T.order) if tanh == "half" and T.kind == "tanh" else 0)
+                        cycles += T.cycles() + (INTERP_CYCLES * len(T.order) if tanh == "interpolated"
+                                                and T.kind == "tanh" else 0)
                 if extra <= room and (cycles, extra) < best[:2]:
                     forms = ["straight" if li in chosen else T.form for li, T in enumerate(tables)]
                     best = (cycles, extra, Plan(forms, tanh))
@@ -255,7 +256,7 @@ def _chunks(n: int) -> list[list[int]]:
     return [list(range(p, min(p + regs, n))) for p in range(0, n, regs)]
 
 
-def _activation(kind: str, half: bool) -> list[str]:
+def _activation(kind: str, full: bool) -> list[str]:
     """The sum in r4 to its slot of the next layer (r2 advancing); r5 free; the row's shift is the next byte."""
     if kind == "output":
         return ["    str r4, [r2], #4"]
@@ -263,11 +264,12 @@ def _activation(kind: str, half: bool) -> list[str]:
     if kind == "relu":
         return lines + ["    usat r4, #15, r4", "    strh r4, [r2], #2"]
     lines.append(f"    ssat r4, #{TANH_BITS}, r4")
-    if not half:
+    if full:
         return lines + ["    ldrsh r4, [r9, r4, lsl #1]", "    strh r4, [r2], #2"]
-    # |index| looks up half the table, the index's sign word (asr 31) restores the sign: (v ^ s) - s
-    return lines + ["    eor r5, r4, r4, asr #31", "    sub r5, r5, r4, asr #31", "    ldrsh r5, [r9, r5, lsl #1]",
-                    "    eor r5, r5, r4, asr #31", "    sub r5, r5, r4, asr #31", "    strh r5, [r2], #2"]
+    # the knot's word: its value (high half) plus its rise (low half) times the steps past it, >> TANH_KNOT
+    return lines + [f"    asr r5, r4, #{TANH_KNOT}", "    ldr r5, [r9, r5, lsl #2]", f"    and r4, r4, #{(1 << TANH_KNOT) - 1}",
+                    "    smulbb r4, r5, r4", f"    asr r4, r4, #{TANH_KNOT}", "    add r4, r4, r5, asr #16",
+                    "    strh r4, [r2], #2"]
 
 
 def _function(name: str, body: list[str], saved: tuple[int, int], tanh: bool) -> str:
@@ -280,10 +282,10 @@ def _function(name: str, body: list[str], saved: tuple[int, int], tanh: bool) ->
     return "\n".join([*head, *body, f"    pop {{{regs}, pc}}", f"    .size {name}, .-{name}"]) + "\n"
 
 
-def sparse_asm(name: str, L: TableLayer, half: bool) -> str:
+def sparse_asm(name: str, L: TableLayer, full: bool) -> str:
     """Per row: bias, count, TBH into the unrolled terms so that `count` of them run, the activation.
     r0 inputs, r1 words, r2 out, r3 bytes, r4 sum, r5 count, r6 weight pair, r7 index then input pair,
-    r8 rows left, r9 the tanh table (its middle, or the start of its half)."""
+    r8 rows left, r9 the tanh table's middle (of every result's, or of the interpolation's words)."""
     n = L.longest
     lab = f".L{name}"
     body = [f"    movw r8, #{len(L.order)}", "1:", "    ldr r4, [r1], #4", "    ldrb r5, [r3], #1",
@@ -293,11 +295,11 @@ def sparse_asm(name: str, L: TableLayer, half: bool) -> str:
     for t in range(n):
         body += [f"{lab}_t{t}:", "    ldr r6, [r1], #4", "    ldrb r7, [r3], #1", f"    ldr r7, {x}",
                  "    smlad r4, r6, r7, r4"]
-    body += [f"{lab}_t{n}:", *_activation(L.kind, half), "    subs r8, r8, #1", "    bne 1b"]
+    body += [f"{lab}_t{n}:", *_activation(L.kind, full), "    subs r8, r8, #1", "    bne 1b"]
     return _function(name, body, (4, 9), L.kind == "tanh")
 
 
-def dense_asm(name: str, L: TableLayer, half: bool) -> str:
+def dense_asm(name: str, L: TableLayer, full: bool) -> str:
     """The input words loaded once into registers; per row LDMIAs of the bias and the weights (as many at
     a time as the registers left hold) and one SMLAD per word, then the activation."""
     n = L.in_words
@@ -311,7 +313,7 @@ def dense_asm(name: str, L: TableLayer, half: bool) -> str:
         regs = (["r4"] if c == 0 else []) + list(wr[:len(chunk)])
         body.append(f"    ldmia r1!, {{{', '.join(regs)}}}" if len(regs) > 1 else f"    ldr {regs[0]}, [r1], #4")
         body += [f"    smlad r4, {wr[i]}, {xr[p]}, r4" for i, p in enumerate(chunk)]
-    body += [*_activation(L.kind, half), "    subs r8, r8, #1", "    bne 1b"]
+    body += [*_activation(L.kind, full), "    subs r8, r8, #1", "    bne 1b"]
     return _function(name, body, (4, 11), L.kind == "tanh")
 
 
@@ -418,7 +420,7 @@ def _guarded(text: str, cond: str | None) -> str:
 
 def kernel_source(q: IntNet, banner: str, room: int = 0, tables_only: bool = False) -> tuple[str, dict]:
     """policy.c of the table form with `room` bytes of flash to spend on speed (plan; tables_only: every
-    layer a table, half the tanh table), and what the report records of it (the plan, each layer's form,
+    layer a table, tanh interpolated), and what the report records of it (the plan, each layer's form,
     the streams' sizes, the estimates)."""
     from training.pairs import pair_columns
 
@@ -430,31 +432,20 @@ def kernel_source(q: IntNet, banner: str, room: int = 0, tables_only: bool = Fal
         check_asm(q, tables)
         asm_why = None
         p, est = plan(q, pairs, room) if not tables_only else (
-            Plan([T.form for T in tables], "half"), {"table_flash": estimated_flash(q, tables)})
+            Plan([T.form for T in tables], "interpolated"), {"table_flash": estimated_flash(q, tables)})
     except TableRange as e:
         asm_why = str(e)
-        p, est = Plan([T.form for T in tables], "half"), {"table_flash": estimated_flash(q, tables)}
+        p, est = Plan([T.form for T in tables], "interpolated"), {"table_flash": estimated_flash(q, tables)}
     est["flash"] = est["table_flash"] + est.get("extra_flash", 0)
-    half = p.tanh == "half"
+    full = p.tanh == "full"
     guard = "#if defined(__ARM_FEATURE_SIMD32) && __ARM_FEATURE_SIMD32 && defined(__thumb2__)\n"
     assert guard in _PRELUDE
     out = [banner, _PRELUDE if asm_why is None else
            _PRELUDE.replace(guard, f"#if 0 /* {asm_why}: the C loops on every core */\n")]
-    if uses_tanh:
-        if half:
-            out.append(f"\n/* tanh in Q15 of i * 2^-{TANH_FRAC} for i from 0 to {HALF}; for negative i, minus the "
-                       "entry at -i */\n")
-            out.append(_array("int16_t", "bpd_tanh_half", [int(v) for v in tanh_half()], 16, str))
-            lookup = "(i < 0 ? -(int32_t)bpd_tanh_half[-i] : (int32_t)bpd_tanh_half[i])"
-        else:
-            out.append(f"\n/* tanh in Q15 of i * 2^-{TANH_FRAC} for i from -{HALF} to {HALF - 1}: one lookup */\n")
-            out.append(_array("int16_t", "bpd_tanh_q15", [int(v) for v in tanh_table()], 16, str))
-            out.append(f"#define TANH_MID (bpd_tanh_q15 + {HALF})\n")
-            lookup = "(int32_t)TANH_MID[i]"
-        out.append(_guarded(f"static int32_t tanh_q15(int32_t i) {{ return {lookup}; }}\n",
-                            None if q.output == "tanh" else "!BPD_INT_DSP"))
-    tanh_arg = ("bpd_tanh_half" if half else "TANH_MID") if uses_tanh else "NULL"
-    straight_layers = {li: straight(q, li, pairs, half) for li, f in enumerate(p.forms) if f == "straight"}
+    if uses_tanh:  # the plan's table where the assembly runs; the C loops interpolate elsewhere
+        out.append(tanh_c("BPD_INT_DSP" if full else None))
+    tanh_arg = (f"(bpd_tanh_q15 + {HALF})" if full else "TANH_WORDS_MID") if uses_tanh else "NULL"
+    straight_layers = {li: straight(q, li, pairs, full) for li, f in enumerate(p.forms) if f == "straight"}
     for li, T in enumerate(tables):
         cond = "!BPD_INT_DSP" if li in straight_layers else None
         out.append(f"\n/* layer {li}: {len(T.order)} rows, {T.terms} weight pairs; per row its bias and weight pairs"
@@ -478,11 +469,11 @@ def kernel_source(q: IntNet, banner: str, room: int = 0, tables_only: bool = Fal
             if li in straight_layers:
                 asm.append(layer_asm(f"bpd_dsp_layer{li}", straight_layers[li].body))
                 decl.append(f"void bpd_dsp_layer{li}(const void *x, const uint32_t *t, void *out, "
-                            "const int16_t *tanh);\n")
+                            "const void *tanh);\n")
             else:
-                asm.append((dense_asm if T.form == "dense" else sparse_asm)(f"bpd_it_layer{li}", T, half))
+                asm.append((dense_asm if T.form == "dense" else sparse_asm)(f"bpd_it_layer{li}", T, full))
                 decl.append(f"void bpd_it_layer{li}(const void *x, const uint32_t *w, void *out, const uint8_t *b, "
-                            "const int16_t *tanh);\n")
+                            "const void *tanh);\n")
         out.append("\n#if BPD_INT_DSP\n" + "".join(decl))
         out.append('__asm__(\n    ".syntax unified\\n"\n    ".text\\n"\n    ".balign 4\\n"\n')
         out += [f'    "{line}\\n"\n' for line in "".join(asm).splitlines()]
@@ -535,7 +526,7 @@ def kernel_source(q: IntNet, banner: str, room: int = 0, tables_only: bool = Fal
     out.append("#endif\n")
     out += [f"        {v} = acc[{i}];\n" for i, v in enumerate(names)]
     out.append("    }\n")
-    out.append(run_tail(q, names, "tanh_q15({})"))
+    out.append(run_tail(q, names))
     src = "".join(out)
     if not any(T.form == "dense" for T in tables):
         src = _drop_function(src, "walk_dense")

@@ -149,21 +149,35 @@ def test_to_float_bits_exact_below_2_24():
     assert to_float_bits(np.array([0]), np.int64(3))[0] == 0
 
 
-def test_tanh_lookup_error():
-    """A sum acc in units of 2^-(s + TANH_FRAC), with the rounding half the quantiser folds into the bias,
-    looks up tanh within half a table step (tanh's slope is at most 1), the Q15 rounding, and beyond the
-    table's end tanh(4)'s distance from 1; the known entries are exact."""
-    from export.fixed_point import TANH_BITS, TANH_FRAC, tanh_index
+def test_tanh_interpolation_error():
+    """tanh_q15 is its knots' values (every 16 index steps: 32767 (t + t (1 - t^2) / 2048), t = tanh(h / 16),
+    rounded: tanh moved by half the chord's sag) and linear between them, floored; a sum acc in units of 2^-(s + TANH_FRAC), with the rounding half the quantiser folds into
+    the bias, gives tanh within half an index step (tanh's slope is at most 1), the interpolation's bound
+    (step^2 / 8 times max |tanh''| = 4 / (3 sqrt 3)), the knots' rounding and the floor, and beyond the
+    index's end tanh(4)'s distance from 1. The Thumb-1 form's table of every result holds the same numbers."""
+    from export.fixed_point import TANH_BITS, TANH_FRAC, tanh_error, tanh_index, tanh_table, tanh_words
 
     half = 1 << (TANH_BITS - 1)
-    assert tanh_q15(np.array([0, 1 << TANH_FRAC, -half, half - 1])).tolist() == [
-        0, round(SAT * np.tanh(1.0)), -round(SAT * np.tanh(4.0)), round(SAT * np.tanh(4.0 - 2.0 ** -TANH_FRAC))]
+    def knot(h):
+        t = np.tanh(h / 16.0)
+        return np.rint(SAT * (t + t * (1 - t * t) / 2048)).astype(np.int64)
+
+    h = np.arange(-64, 64)
+    knots = knot(h)
+    assert tanh_q15(16 * h).tolist() == knots.tolist()
+    assert tanh_words()[64] == knot(1)  # knot 0: value 0 in the high half, the rise to knot 1 below
+    nxt = knot(h + 1)
+    i = np.arange(-half, half)
+    by_hand = knots[(i >> 4) + 64] + ((nxt - knots)[(i >> 4) + 64] * (i & 15)) // 16
+    assert tanh_q15(i).tolist() == by_hand.tolist() == tanh_table().tolist()
+    interp = (1 / 16) ** 2 / 8 * 4 / (3 * np.sqrt(3))
+    assert tanh_error() <= interp + 1.5 / SAT + 1e-12
     for s in (0, 3, 11):
         acc = np.arange(-(6 << (s + TANH_FRAC)), 6 << (s + TANH_FRAC), 1 + (1 << s) // 7)
         z = acc * 2.0 ** -(s + TANH_FRAC)
         got = tanh_q15(tanh_index(acc + ((1 << s) >> 1), s)) / SAT
-        bound = 2.0 ** -(TANH_FRAC + 1) + 0.5 / SAT + np.where(np.abs(z) >= 4 - 2.0 ** -(TANH_FRAC + 1),
-                                                                   1 - np.tanh(4 - 2.0 ** -TANH_FRAC), 0)
+        bound = 2.0 ** -(TANH_FRAC + 1) + interp + 1.5 / SAT + np.where(
+            np.abs(z) >= 4 - 2.0 ** -(TANH_FRAC + 1), 1 - np.tanh(4 - 2.0 ** -TANH_FRAC), 0)
         assert (np.abs(got - np.tanh(z)) <= bound + 1e-12).all()
 
 
@@ -204,8 +218,8 @@ def test_int_c_matches_numpy_model_and_float(tmp_path, activation, output):
     got = pol.act(x)
     np.testing.assert_array_equal(got.view(np.uint32), IntPolicy(q).act(x).view(np.uint32))
     span = net.action_high - net.action_low
-    # within the calibrated range: each tanh is one lookup, good to half a step (2^-9), which this net's
-    # weights (up to 2.6) carry to the actions
+    # within the calibrated range: each tanh good to half an index step (2^-9) and the interpolation's 2e-4,
+    # which this net's weights (up to 2.6) carry to the actions
     assert (np.abs(got[:500] - net.act(x[:500])) / span).max() < 4e-3
     for bad in (np.nan, np.inf, -np.inf):
         rc, a = pol.run(np.where(np.arange(9) == 4, bad, 0.1).astype(np.float32))
@@ -299,13 +313,20 @@ def hand_tanh_net():
 
 
 def hand_tanh_actions(x: np.ndarray) -> np.ndarray:
-    """hand_tanh_net's integer actions computed by hand: each hidden tanh is the table's entry at round(256 z),
-    the output's index is round(256 (0.5 h0 + 0.25 h1 + 0.125)) of the Q15 hidden values, the action
+    """hand_tanh_net's integer actions computed by hand: each hidden tanh is T at the index round(256 z), T
+    the interpolation between the knots at k = i // 16 and k + 1 (tanh(k / 16) moved by half the chord's
+    sag, in Q15), floored; the
+    output's index is round(256 (0.5 h0 + 0.25 h1 + 0.125)) of the Q15 hidden values, the action
     (T + 1) >> 1 in Q14."""
     from fractions import Fraction
 
+    def knot(k: int) -> int:
+        t = np.tanh(k / 16)
+        return round(32767 * (t + t * (1 - t * t) / 2048))
+
     def T(i: int) -> int:
-        return int(tanh_q15(np.array([i]))[0])
+        k = i // 16
+        return knot(k) + (knot(k + 1) - knot(k)) * (i - 16 * k) // 16
 
     def rnd(f: Fraction) -> int:  # round half up, as the bias's folded half does
         return int((f + Fraction(1, 2)) // 1)
@@ -324,7 +345,7 @@ def hand_tanh_actions(x: np.ndarray) -> np.ndarray:
 @needs_arm
 def test_int_dsp_tanh_kernel_hand_computed_on_cortex_m4f(tmp_path):
     """A 2 -> 2 -> 1 tanh network with power-of-two weights, so every quantity is exact: each hidden tanh is
-    the table's entry at round(256 z), and the output's index is round(256 (0.5 h0 + 0.25 h1 + 0.125)) of
+    the interpolation's value at the index round(256 z) (hand_tanh_actions), and the output's index is round(256 (0.5 h0 + 0.25 h1 + 0.125)) of
     the Q15 hidden values; the action is (T + 1) >> 1 in Q14. The DSP build (emulated Cortex-M4F), the
     scalar host build and the numpy model give exactly that, on observations that saturate too."""
     pytest.importorskip("unicorn")

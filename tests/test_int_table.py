@@ -15,14 +15,12 @@ import pytest
 
 from export.c_export import CPolicy
 from export.collapse import CollapsedNet
-from export.fixed_point import IntPolicy, quantise, tanh_q15, tanh_table
+from export.fixed_point import IntPolicy, quantise
 from export.int_table import (
-    HALF,
     generate_int_table_kernel,
     plan,
     table_form,
     table_layer,
-    tanh_half,
 )
 from tests.test_codegen import hand_tanh_actions, hand_tanh_net, integer_object, needs_arm
 from tests.test_export_c import random_net
@@ -41,13 +39,6 @@ def _m4f(d, x, act_dim):
 
 def _pairs(q):
     return [pair_columns(L.wq) for L in q.layers]
-
-
-def test_half_table_is_the_whole_tables_positive_half_and_its_negation():
-    full, half = tanh_table(), tanh_half()
-    assert len(half) == HALF + 1 and half[0] == 0 and half[HALF] == -full[0] == 32745
-    i = np.arange(-HALF, HALF)
-    np.testing.assert_array_equal(np.where(i < 0, -half[np.abs(i)], half[np.abs(i)]), tanh_q15(i))
 
 
 def test_streams_of_a_hand_built_layer():
@@ -72,14 +63,14 @@ def test_streams_of_a_hand_built_layer():
 
 
 def test_plan_spends_the_room_it_is_given():
-    """No room: half the tanh table and no more flash than every layer a table; a large room: every layer
+    """No room: tanh interpolated and no more flash than every layer a table; a large room: every layer
     straight-line and the whole table; between, the estimated extra flash stays within the room and the
     estimated cycles fall."""
     rng = np.random.default_rng(3)
     net = random_net(rng, [16, 40, 30, 3], 0.4)
     q = quantise(net, rng.normal(0, 1, (500, 16)), "test")
     p0, e0 = plan(q, _pairs(q), 0)
-    assert p0.tanh == "half" and e0["extra_flash"] <= 0 and e0["cycles"] <= e0["table_cycles"]
+    assert p0.tanh == "interpolated" and e0["extra_flash"] <= 0 and e0["cycles"] <= e0["table_cycles"]
     big, eb = plan(q, _pairs(q), 10**6)
     assert big.forms == ["straight"] * 3 and big.tanh == "full" and eb["cycles"] < e0["cycles"]
     for room in (500, 2000, 4000):
@@ -110,13 +101,12 @@ def test_hand_computed_relu_network_sparse_and_dense_on_cortex_m4f(tmp_path):
 
 
 @needs_arm
-def test_hand_computed_tanh_network_on_the_half_table_on_cortex_m4f(tmp_path):
-    """The 2 -> 2 -> 1 tanh network of test_codegen's DSP test: each hidden tanh is the table's entry at
-    round(256 z), negative indices from the half table negated, -1024 (a saturated input) from its last
-    entry; the action is (T + 1) >> 1 in Q14. A NaN or infinite observation gives the safe action (0)."""
+def test_hand_computed_tanh_network_on_the_interpolated_table_on_cortex_m4f(tmp_path):
+    """The 2 -> 2 -> 1 tanh network of test_codegen's DSP test: each hidden tanh interpolated between two
+    knots (hand_tanh_actions), -1024 (a saturated input) from the first knot; the action is (T + 1) >> 1 in Q14. A NaN or infinite observation gives the safe action (0)."""
     net, q = hand_tanh_net()
     info = generate_int_table_kernel(net, q, tmp_path, "0" * 64, "t", tables_only=True)
-    assert info["plan"] == "dense+dense, half tanh table"
+    assert info["plan"] == "dense+dense, interpolated tanh table"
     x = np.array([[0.5, 0.25], [0.25, -0.75], [100.0, -100.0], [-0.75, 0.5]], np.float32)
     want = hand_tanh_actions(x)
     np.testing.assert_array_equal(CPolicy(tmp_path).act(x), want)
