@@ -35,7 +35,8 @@ from bpd.io import path_from_record, read_json, write_json, write_text  # noqa: 
 KINDS = ("generic", "compact", "compact-table", "generated", "generated-table")
 SMALL = 1.5  # the second export's flash budget, a multiple of the generic kernel's flash (issue 33's bound)
 LABELS = {f"{t}/integer-table-least": f"{t}/integer, tables (least flash)" for t in ("cortex-m4f", "cortex-m0plus")} \
-    | {"cortex-m4f/integer-table": f"cortex-m4f/integer, tables at {SMALL:g}x the generic kernel's flash"}
+    | {"cortex-m4f/integer-table": f"cortex-m4f/integer, tables at {SMALL:g}x the generic kernel's flash",
+       "cortex-m4f/integer-interp": "cortex-m4f/integer, tanh interpolated"}
 
 
 RETURN_EPISODES = 300  # paired episodes comparing the integer kernel's closed-loop return with the float kernel's
@@ -174,7 +175,7 @@ def summarise(rows: list[dict]) -> dict:
     """Medians and worst cases over students of each kernel's instructions against the floor and flash
     against the generic kernel's."""
     out: dict = {}
-    for target, kinds in (("cortex-m4f", (*KINDS, "integer", "integer-table-least", "integer-table")),
+    for target, kinds in (("cortex-m4f", (*KINDS, "integer", "integer-interp", "integer-table-least", "integer-table")),
                           ("cortex-m0plus", ("integer", "integer-table-least"))):
         for kind in kinds:
             rs = [r for r in rows if (r.get(target) or {}).get(kind)]
@@ -198,7 +199,8 @@ def summarise(rows: list[dict]) -> dict:
                                             "students": len(ratios)}
     d = [r for r in rows if r.get("default")]
     if d:
-        out["default"] = {"chosen": {k: sum(r["default"] == k for r in d) for k in (*KINDS, "integer")},
+        out["default"] = {"chosen": {k: sum(r["default"] == k for r in d)
+                                     for k in (*KINDS, "integer", "integer-interp", "integer-table")},
                           "instructions_vs_floor": [round(r["cortex-m4f"][r["default"]]["instructions"] / r["floor"], 2)
                                                     for r in d],
                           "cycles_vs_generic": [round(r["cortex-m4f"][r["default"]]["cycles"]
@@ -296,15 +298,17 @@ def markdown(res: dict) -> str:
          "without flags: the fewest estimated Cortex-M4F cycles within the flash budget among the float kernels "
          "and, where it stays within --int-budget, runs its assembly bit for bit and keeps 99 % of that float "
          "kernel's return in the export's closed-loop check (paired episodes in batches of the plan's count, "
-         "export/kernels.py `return_check`), the integer kernel (each row's rule and the integer kernel's "
-         "verdict are in cost.json). The last column compares the two kernels on the plan's reporting episodes, "
+         "export/kernels.py `return_check`), the integer kernel: tanh by one lookup in its 4 kB table where "
+         "that keeps it within 1.5x the generic kernel's flash (`--lookup-ratio`), else interpolated between 128 "
+         "knots (512 B, the same integers; five instructions a tanh unit more). Each row's rule and the integer "
+         "kernel's verdict are in cost.json. The last column compares the two kernels on the plan's reporting episodes, "
          "paired (both from the same starts): means, their ratio, and the mean difference +- two standard "
          "errors.", "",
          "| student | widths | nonzero | floor | default | M4F instructions / cycles / flash B: generic "
-         "| compact | compact, table tanh | generated | generated, table tanh | integer | integer, tables (least "
-         "flash) | M0+ integer | M0+ integer, tables | default vs floor (instr) | default vs generic (cycles, flash) "
-         "| return float C / integer (ratio) |",
-         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+         "| compact | compact, table tanh | generated | generated, table tanh | integer | integer, tanh interpolated "
+         "| integer, tables (least flash) | M0+ integer | M0+ integer, tables | default vs floor (instr) "
+         "| default vs generic (cycles, flash) | return float C / integer (ratio) |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def cell(c: dict | None) -> str:
         return "-" if not c else f"{c['instructions']} / {c['cycles']:.0f} / {c['flash_bytes']}"
@@ -313,7 +317,8 @@ def markdown(res: dict) -> str:
         m4, d = r["cortex-m4f"], r["default"]
         mark = "" if r.get("integer_form") else " (a)"
         L.append(f"| {r['cell']}{mark} | {'-'.join(map(str, r['widths']))} | {r['nonzero_weights']} | {r['floor']} "
-                 f"| {d} | " + " | ".join(cell(m4.get(k)) for k in (*KINDS, "integer", "integer-table-least"))
+                 f"| {d} | " + " | ".join(cell(m4.get(k))
+                                         for k in (*KINDS, "integer", "integer-interp", "integer-table-least"))
                  + " | " + " | ".join(cell(r["cortex-m0plus"].get(k)) for k in ("integer", "integer-table-least"))
                  + " "
                  f"| {m4[d]['instructions'] / r['floor']:.2f}x "

@@ -11,6 +11,11 @@ nominal plant from hanging, episodes 0-29 (the reporting seeds; the run chose it
 selection seeds): swing-ups (upright within the rig's band for the last second of the episode), return
 against the teacher's on the same episodes, nonzero parameters. Every stage whose output exists is reused,
 an interrupted distillation resumes. Writes OUT/rotary-defaults.json and .md.
+
+Cost per tick (`--cost`, for every measured run that lacks it): the student exported by `bpd export` at its
+defaults (the kernel its rule picks), its Cortex-M4F instructions (exact, emulated) and estimated cycles
+per control tick on observations of a nominal swing-up (rotary_benchmark.device_cost), against issue 34's
+5,000 instructions a tick.
 """
 
 from __future__ import annotations
@@ -73,6 +78,24 @@ def measure(run: Path) -> dict:
                 "chosen_step": (summary.get("selection") or {}).get("step"), "run": portable_path(run.resolve())}
 
 
+TICK_BUDGET = 5000  # issue 34: Cortex-M4F instructions a tick
+
+
+def cost(run: Path) -> dict:
+    """The default export of the run's student (made once, in run/export) and its cost per tick."""
+    from rotary_benchmark import bpd, cost_states, device_cost
+
+    from bpd_app.evaluate import load_any
+
+    export = run / "export"
+    if not (export / "export.json").is_file():
+        bpd("export", str(run / "student.pt"), "--out", str(export))
+    report = json.loads((export / "export.json").read_text())
+    kernel = report.get("kernel", {})
+    states = cost_states(load_any(str(run / "student.pt")).act)
+    return device_cost(export, states, run / "cost") | {"kernel": kernel.get("variant", kernel.get("kind"))}
+
+
 def markdown(res: dict) -> str:
     t = res["teacher"]
     L = ["# Rotary swing-up from distill's defaults", "",
@@ -80,20 +103,27 @@ def markdown(res: dict) -> str:
          f"Each stage at its defaults but the configuration's distill flags; the handed-over student on the nominal "
          f"plant from hanging, episodes 0-{EPISODES - 1}. Teacher on the same episodes: return "
          f"{t['return_mean']:.1f}, {round(t['success_rate'] * EPISODES)} of {EPISODES} swing-ups. Issue 34's bar: "
-         f"every episode a swing-up, within 1 % of the teacher's return.", "",
+         f"every episode a swing-up, within 1 % of the teacher's return, at most {TICK_BUDGET:,} Cortex-M4F "
+         "instructions a tick. Cost per tick: the student's default export (the kernel `bpd export` picks), exact "
+         "emulated instructions and estimated cycles (docs/cycle_model.md) on observations of a nominal swing-up "
+         "(`--cost`; '-': not measured).", "",
          "| configuration | distill flags | seed | swing-ups | return (mean +- std) | % of teacher | nonzero "
-         "| meets the bar |", "|---|---|---|---|---|---|---|---|"]
+         "| kernel | M4F instructions / cycles a tick | meets the bar |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, flags in CONFIGS.items():
         for seed in res["seeds"]:
             r = res["cells"].get(f"{name}/seed{seed}")
             if r is None:
-                L.append(f"| {name} | `{' '.join(flags) or '(none)'}` | {seed} | not run | - | - | - | - |")
+                L.append(f"| {name} | `{' '.join(flags) or '(none)'}` | {seed} | not run | - | - | - | - | - | - |")
                 continue
             share = r["return_mean"] / t["return_mean"]
+            c = r.get("device_cost")
             ok = r["success_rate"] == 1.0 and share >= 0.99
+            verdict = "no" if not ok else "yes" if c and c["instructions_max"] <= TICK_BUDGET else \
+                "no (over the instructions)" if c else "in return (cost not measured)"
+            tick = f"{c['instructions_median']:,} / {c['cycles_estimate']:,.0f}" if c else "-"
             L.append(f"| {name} | `{' '.join(flags) or '(none)'}` | {seed} | {round(r['success_rate'] * EPISODES)} of "
                      f"{EPISODES} | {r['return_mean']:.1f} +- {r['return_std']:.1f} | {100 * share:.2f} % "
-                     f"| {r['params_nonzero']} | {'yes' if ok else 'no'} |")
+                     f"| {r['params_nonzero']} | {c['kernel'] if c else '-'} | {tick} | {verdict} |")
     return "\n".join(L) + "\n"
 
 
@@ -106,10 +136,21 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
     ap.add_argument("--measure-only", action="store_true", help="train nothing: measure the finished runs")
     ap.add_argument("--table-only", action="store_true", help="rewrite the .md from the .json")
+    ap.add_argument("--cost", action="store_true", help="train nothing: export and measure the cost per tick of "
+                    "every measured run that lacks it")
     a = ap.parse_args()
     path = a.out / "rotary-defaults.json"
     if a.table_only:
         res = json.loads(path.read_text())
+    elif a.cost:
+        res = json.loads(path.read_text())
+        for key, r in res["cells"].items():
+            name, seed = key.rsplit("/seed", 1)
+            if r.get("device_cost") is None and (a.only is None or name in a.only):
+                print(f"{key}: cost ...", flush=True)
+                r["device_cost"] = cost(a.work / f"{name}-s{seed}")
+                res = json.loads(path.read_text()) | {"cells": {**json.loads(path.read_text())["cells"], key: r}}
+                write_json(path, res)  # each cost kept as it lands (another process may be adding runs)
     else:
         from rotary_benchmark import run_episodes
 
@@ -126,8 +167,11 @@ def main() -> None:
                 if not a.measure_only:
                     train(a.work, name, seed)
                 if (run / "student.pt").is_file() and (run / "summary.json").is_file():
-                    res["cells"][f"{name}/seed{seed}"] = measure(run)
-                    write_json(path, res)  # each measured run kept as it lands
+                    cell = measure(run)
+                    # each measured run kept as it lands, over the file as it is now (a --cost pass may run beside)
+                    now = json.loads(path.read_text()) if path.is_file() else res
+                    res["cells"] = now["cells"] | {f"{name}/seed{seed}": cell}
+                    write_json(path, res)
         write_json(path, res)
     write_text(a.out / "rotary-defaults.md", markdown(res))
     print(markdown(res))

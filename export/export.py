@@ -30,7 +30,7 @@ from bpd.io import StagedDir, check_output_dir, path_for_record, read_json, sha2
 from export.c_export import CPolicy, LayerPlan, generate_c, model_hash, scratch_width
 from export.collapse import CollapsedNet, collapse
 from export.kernels import CHOICES as KERNEL_CHOICES
-from export.kernels import FLASH_BUDGET, INT_BUDGET, KernelMeter
+from export.kernels import FLASH_BUDGET, INT_BUDGET, LOOKUP_RATIO, KernelMeter
 from export.onnx_export import (
     OnnxPolicy,
     build_onnx,
@@ -55,11 +55,17 @@ class ExportConfig:
                         "measured; the integer kernel only within --int-budget and keeping 99 %% of the float "
                         "kernel's return over paired batches of --episodes), the generic layer walker, compact "
                         "(straight-line code over a weight table), generated (straight-line code, weights as "
-                        "literals), integer (int16 weights, SMLAD on Cortex-M4/M7) or integer-table (the same "
-                        "integers with the weights in tables, fitted to --flash-budget)", choices=KERNEL_CHOICES)
+                        "literals), integer (int16 weights, SMLAD on Cortex-M4/M7, tanh by lookup), "
+                        "integer-interp (the same integers, tanh interpolated: 3.5 kB less flash) or integer-table "
+                        "(the same integers with the weights in tables, fitted to --flash-budget)",
+                        choices=KERNEL_CHOICES)
     flash_budget: int = field(FLASH_BUDGET, help="auto kernel: bytes of flash the policy may take (code and weights); "
                               "the default leaves 16 kB of a 64 kB part to the firmware; the integer-table kernel "
                               "spends what it leaves on speed")
+    lookup_ratio: float = field(LOOKUP_RATIO, help="auto kernel: the integer kernel looks tanh up in its 4 kB table "
+                                "(five instructions a unit fewer than interpolating between 128 knots in 512 B) only "
+                                "where its flash stays within this multiple of the generic kernel's (0: wherever "
+                                "--flash-budget allows)")
     tanh_budget: float = field(PARITY_TOL, help="compact and generated kernels: max abs action error against torch "
                                "allowed to the tanh approximation (the cheapest form within it is chosen)")
     int_budget: float = field(INT_BUDGET, help="integer kernel: its largest action error against the float student "
@@ -214,7 +220,7 @@ def check_export_out(out: Path) -> None:
 
 def _check_config(cfg: ExportConfig) -> None:
     check_ranges(cfg, {"parity_samples": (1, 10_000_000), "episodes": (0, 100_000), "seed": (0, 2**31 - 1),
-                       "flash_budget": (1, 2**31 - 1), "int_budget": (0.0, 1.0)})
+                       "flash_budget": (1, 2**31 - 1), "int_budget": (0.0, 1.0), "lookup_ratio": (0.0, 1000.0)})
     if cfg.package not in PACKAGE_CHOICES:
         raise BpdError(f"--package {cfg.package!r}: choose one of {', '.join(PACKAGE_CHOICES)}")
     from training.collect import dataset_exists, load_dataset
@@ -244,13 +250,13 @@ def run_export(cfg: ExportConfig, meter: KernelMeter | None = None) -> dict:
 
 
 def _integer_candidate(cfg: ExportConfig, src: Source, net: CollapsedNet, d: Path, sha: str, command: str,
-                       obs: np.ndarray, ref: np.ndarray) -> dict:
-    """The integer kernel built in d; its report entry (the error against the float student as a share of
-    the action range: `max_error_vs_action_range`)."""
+                       obs: np.ndarray, ref: np.ndarray, lookup: bool = True) -> dict:
+    """The integer kernel (tanh by lookup, or interpolated) built in d; its report entry (the error against
+    the float student as a share of the action range: `max_error_vs_action_range`)."""
     from export.integer import integer_kernel
 
-    entry, _ = integer_kernel(net, d, sha, command + " (int)", obs, ref, cfg.dataset or src.dataset)
-    entry["dir"] = "build/kernels/integer"
+    entry, _ = integer_kernel(net, d, sha, command + " (int)", obs, ref, cfg.dataset or src.dataset, lookup=lookup)
+    entry["dir"] = f"build/kernels/{d.name}"
     entry["int_budget"] = cfg.int_budget
     return entry
 
@@ -345,15 +351,18 @@ def _choose_kernel(cfg: ExportConfig, src: Source, net: CollapsedNet, out: Path,
     why_not = too_big("integer", nonzero, cfg.flash_budget) if measuring else None
     if why_not:
         skipped["integer"] = why_not
-    elif cfg.kernel == "integer" or measuring:
-        cands["integer"] = _integer_candidate(cfg, src, net, out / "build" / "kernels" / "integer", sha, command,
-                                              obs, ref)
+    else:
+        # the straight-line integer kernel, tanh by lookup and (auto, a tanh network) interpolated: the same integers
+        for k, lookup in (("integer", True), ("integer-interp", False)):
+            if cfg.kernel == k or (measuring and (lookup or uses_tanh)):
+                cands[k] = _integer_candidate(cfg, src, net, out / "build" / "kernels" / k, sha, command, obs, ref,
+                                              lookup)
     where = {k: out if k == "generic" else out / "build" / "kernels" / k for k in cands}
     figures = {k: meter(d) if meter else None for k, d in where.items()} if cfg.kernel == "auto" else {}
     # the table form where the straight-line integer kernel is over the budget (within it, the straight-line
     # kernel is what the table form would spend the room on)
-    int_cost = figures.get("integer")
-    straight_fits = int_cost is not None and int_cost["flash_bytes"] <= cfg.flash_budget
+    straight_fits = any(figures.get(k) and figures[k]["flash_bytes"] <= cfg.flash_budget
+                        for k in ("integer", "integer-interp"))
     table_too_big = too_big("integer-table", nonzero, cfg.flash_budget)
     if cfg.kernel == "integer-table" or (measuring and not straight_fits and table_too_big is None):
         cands["integer-table"], where["integer-table"], cost = _integer_table_candidate(
@@ -367,13 +376,18 @@ def _choose_kernel(cfg: ExportConfig, src: Source, net: CollapsedNet, out: Path,
         floats = {k: f for k, f in figures.items() if not k.startswith("integer")}
         chosen, rule = choose(floats, cfg.flash_budget)
         ints: dict[str, dict | None] = {}
-        for k in ("integer", "integer-table"):
+        generic = figures.get("generic")
+        for k in ("integer", "integer-interp", "integer-table"):
             cost = figures.get(k)
             if not cost:
                 continue
             share = cands[k]["max_error_vs_action_range"]
             dsp = cost.get("max_abs_error_vs_host_c")
-            if dsp:  # the assembly that runs on the core must give the checked host build's bits
+            over = cfg.lookup_ratio * generic["flash_bytes"] if generic and cfg.lookup_ratio > 0 else None
+            if k == "integer" and "integer-interp" in cands and over is not None and cost["flash_bytes"] > over:
+                cands[k]["verdict"] = (f"its tanh table takes it past {cfg.lookup_ratio:g}x the generic kernel's "
+                                       f"flash ({over:.0f} B, --lookup-ratio): tanh interpolated instead")
+            elif dsp:  # the assembly that runs on the core must give the checked host build's bits
                 cands[k]["verdict"] = (f"its emulated {MEASURED_ON} build differs from the checked host build "
                                        f"(max abs {dsp:.2e})")
             elif share > cfg.int_budget:
@@ -395,8 +409,8 @@ def _choose_kernel(cfg: ExportConfig, src: Source, net: CollapsedNet, out: Path,
         chosen, rule = cfg.kernel, "forced by --kernel"
     if chosen != "generic":
         install(where[chosen], out)
-    entry: dict[str, Any] = {"kind": chosen.removesuffix("-table"), "variant": chosen, "requested": cfg.kernel,
-                             "rule": rule}
+    entry: dict[str, Any] = {"kind": "integer" if chosen.startswith("integer") else chosen.removesuffix("-table"),
+                             "variant": chosen, "requested": cfg.kernel, "rule": rule}
     if cfg.kernel == "auto":
         entry |= {"flash_budget": cfg.flash_budget, "measured_on": MEASURED_ON if any(figures.values()) else None,
                   "candidates": {k: cands[k] | {"cost": figures.get(k)} for k in cands}, "skipped": skipped}

@@ -56,8 +56,14 @@ TANH_WORDS = 1 << (TANH_BITS - TANH_KNOT)
 SAT = 32767
 # what the export report and the cost benchmark record of this kernel, so that figures of an earlier form are
 # told apart from its
-INT_FORM = (f"dsp-assembly (M4/M7), thumb1-assembly (M0/M0+), tanh interpolated between {TANH_WORDS} knots "
-            f"(Thumb-1: their 2^{TANH_BITS} results looked up)")
+INT_FORM = "dsp-assembly (M4/M7), thumb1-assembly (M0/M0+)"
+
+
+def int_form(lookup: bool) -> str:
+    """INT_FORM and the kernel's tanh: by one lookup in the table of every result (4 kB), or interpolated
+    between the knots (512 B; Thumb-1 still looks the same numbers up)."""
+    return INT_FORM + (f", tanh by one lookup in 2^{TANH_BITS} ({TANH_WORDS} knots' interpolation)" if lookup else
+                       f", tanh interpolated between {TANH_WORDS} knots (Thumb-1: looked up in 2^{TANH_BITS})")
 ACC_LIMIT = 2**31 - 1
 
 
@@ -409,7 +415,7 @@ static void store_bits(float *p, uint32_t b)
 def tanh_c(lookup: str | None) -> str:
     """The C of tanh_q15(i), Q15 tanh of i * 2^-TANH_FRAC: the interpolation's words (TANH_WORDS_MID, their
     middle), and under the condition `lookup` (a preprocessor expression) instead the table of every result
-    (bpd_tanh_q15, one lookup). Both give tanh_q15's numbers."""
+    (bpd_tanh_q15, one lookup; "1": only that). Both give tanh_q15's numbers."""
     w = [int(v) for v in tanh_words()]
     rows = ",\n".join("    " + ", ".join(_hex(v) for v in w[i:i + 8]) for i in range(0, len(w), 8))
     interp = (f"/* tanh in Q15 of i * 2^-{TANH_FRAC}, interpolated: per knot (every {1 << TANH_KNOT} steps of i, from "
@@ -428,7 +434,7 @@ def tanh_c(lookup: str | None) -> str:
     full = (f"/* the same numbers for every i from -{half} to {half - 1}: one lookup */\n"
             f"static const int16_t bpd_tanh_q15[{len(t)}] = {{\n{rows}\n}};\n"
             f"static inline int32_t tanh_q15(int32_t i) {{ return bpd_tanh_q15[i + {half}]; }}\n")
-    return f"\n#if {lookup}\n{full}#else\n{interp}#endif\n"
+    return "\n" + full if lookup == "1" else f"\n#if {lookup}\n{full}#else\n{interp}#endif\n"
 
 
 def _hex(v: int) -> str:
@@ -450,9 +456,10 @@ def _activation_c(v: str, L: IntLayer, r: int) -> str:
     return f"    {v} = {_shifted(v, s, 0, SAT)};\n"
 
 
-def dsp_layers(q: IntNet) -> tuple[str, np.ndarray, list[int], list[list[tuple[int, int | None]]], list[dict]]:
-    """The DSP assembly of every layer, the weight table, each layer's offset into it, each layer's input
-    pairs and each layer's chosen (R, C, G) with its instruction count."""
+def dsp_layers(q: IntNet, lookup: bool = True
+               ) -> tuple[str, np.ndarray, list[int], list[list[tuple[int, int | None]]], list[dict]]:
+    """The DSP assembly of every layer (tanh by lookup, or interpolated), the weight table, each layer's
+    offset into it, each layer's input pairs and each layer's chosen (R, C, G) with its instruction count."""
     from export.dsp import Act, best_layer, inputs_asm, layer_asm, slots
     from training.pairs import pair_columns
 
@@ -465,7 +472,7 @@ def dsp_layers(q: IntNet) -> tuple[str, np.ndarray, list[int], list[list[tuple[i
         if L.kind == "output":
             act = Act("store", L.shift)
         else:
-            act = Act(L.kind, L.shift, TANH_BITS, slots(pairs[li + 1]))
+            act = Act(L.kind, L.shift, TANH_BITS, slots(pairs[li + 1]), full=lookup)
         body, words, rcg = best_layer(L.wq, L.bq, pairs[li], act)
         starts.append(len(table))
         table += words
@@ -475,17 +482,18 @@ def dsp_layers(q: IntNet) -> tuple[str, np.ndarray, list[int], list[list[tuple[i
     return "".join(asm), np.array(table, np.uint32), starts, pairs, chosen
 
 
-def kernel_source(q: IntNet, banner: str) -> tuple[str, dict]:
-    """policy.c of the integer kernel, and what the report records of its assembly: each DSP layer's chosen
-    (R, C, G) and instruction count, and the Thumb-1 form's frame and instruction count (None where a layer
-    is too wide for it)."""
+def kernel_source(q: IntNet, banner: str, lookup: bool = True) -> tuple[str, dict]:
+    """policy.c of the integer kernel, tanh by one lookup in the table of every result (lookup) or, on
+    Cortex-M4/M7 and in C, interpolated between the knots (Thumb-1 looks up either way), and what the
+    report records of its assembly: each DSP layer's chosen (R, C, G) and instruction count, and the
+    Thumb-1 form's frame and instruction count (None where a layer is too wide for it)."""
     obs_dim = len(q.in_frac)
     act_dim = len(q.out_frac)
     uses_tanh = q.output == "tanh" or any(L.kind == "tanh" for L in q.layers)
     from export.dsp import OffsetRange
 
     try:  # the DSP assembly, unless an offset in it would pass the 12-bit immediates
-        dsp: tuple | None = dsp_layers(q)
+        dsp: tuple | None = dsp_layers(q, lookup)
     except OffsetRange:
         dsp = None
     from export.thumb1 import FrameTooSmall, network_asm
@@ -501,9 +509,10 @@ def kernel_source(q: IntNet, banner: str) -> tuple[str, dict]:
     if t1:  # the layers in Thumb-1 assembly: what is left in C (conversions) is better at -O2 (no call per load)
         prelude = prelude.replace(_OS_PRAGMA, "")
     out = [banner, prelude]
-    if uses_tanh:  # Thumb-1's assembly looks every result up; the rest interpolates
-        out.append(tanh_c("BPD_INT_T1" if t1 else None))
+    if uses_tanh:  # Thumb-1's assembly looks every result up; the rest interpolates unless `lookup`
+        out.append(tanh_c("1" if lookup else "BPD_INT_T1" if t1 else None))
     chosen: list[dict] = []
+    tanh_arg = "NULL" if not uses_tanh else f"(bpd_tanh_q15 + {1 << (TANH_BITS - 1)})" if lookup else "TANH_WORDS_MID"
     if dsp:
         asm, table, starts, pairs, chosen = dsp
         out.append("\n#if BPD_INT_DSP\n/* every bias and int16 weight pair, in the order the layers use them */\n"
@@ -544,7 +553,7 @@ def kernel_source(q: IntNet, banner: str) -> tuple[str, dict]:
         for li in range(len(q.layers)):
             dst = "acc" if li == len(q.layers) - 1 else bufs[(li + 1) % 2]
             out.append(f"        bpd_dsp_layer{li}({bufs[li % 2]}, bpd_dsp_table + {starts[li]}, {dst}, "
-                       f"{'TANH_WORDS_MID' if uses_tanh else 'NULL'});\n")
+                       f"{tanh_arg});\n")
         out += [f"        {v} = acc[{i}];\n" for i, v in enumerate(names)]
         out.append("    }\n#else\n")
     out += [f"    const uint32_t b{j} = load_bits(&obs[{j}]);\n" for j in range(obs_dim)]
@@ -621,7 +630,9 @@ def write_kernel(net: CollapsedNet, out_dir: Path, source_hash: str, command: st
     return info
 
 
-def generate_int_kernel(net: CollapsedNet, q: IntNet, out_dir: Path, source_hash: str, command: str) -> dict:
-    """Write the integer kernel (policy.c), its descriptor files and policy.h into out_dir; returns what
-    kernel_source records of its assembly forms."""
-    return write_kernel(net, out_dir, source_hash, command, "integer", lambda banner: kernel_source(q, banner))
+def generate_int_kernel(net: CollapsedNet, q: IntNet, out_dir: Path, source_hash: str, command: str,
+                        lookup: bool = True) -> dict:
+    """Write the integer kernel (policy.c; tanh by lookup or interpolated), its descriptor files and policy.h
+    into out_dir; returns what kernel_source records of its assembly forms."""
+    return write_kernel(net, out_dir, source_hash, command, "integer",
+                        lambda banner: kernel_source(q, banner, lookup))

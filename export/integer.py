@@ -11,16 +11,17 @@ import numpy as np
 from bpd.errors import BpdError
 from export.c_export import CPolicy
 from export.collapse import CollapsedNet
-from export.fixed_point import INT_FORM, IntPolicy, generate_int_kernel, quantise
+from export.fixed_point import IntPolicy, generate_int_kernel, int_form, quantise
 from export.int_table import generate_int_table_kernel
 
 
 def integer_kernel(net: CollapsedNet, out: Path, source_hash: str, command: str, obs: np.ndarray, ref: np.ndarray,
-                   dataset: str | None, room: int | None = None) -> tuple[dict, CPolicy]:
+                   dataset: str | None, room: int | None = None, lookup: bool = True) -> tuple[dict, CPolicy]:
     """`bpd export --int`: the integer kernel in out, calibrated on the dataset's observations (or,
     without one, on the parity states), checked bit-exact against IntPolicy, with its error against
-    the float student's actions ref on obs. room None: the straight-line form; else the table form
-    (int_table.py) with room bytes of flash to spend on speed. Returns the report's `int` entry and the
+    the float student's actions ref on obs. room None: the straight-line form, tanh by one lookup in its
+    4 kB table or (not lookup) interpolated between 128 knots; else the table form (int_table.py) with
+    room bytes of flash to spend on speed. Returns the report's `int` entry and the
     compiled kernel."""
     from training.collect import dataset_exists, load_dataset
 
@@ -30,7 +31,7 @@ def integer_kernel(net: CollapsedNet, out: Path, source_hash: str, command: str,
         calib, origin = obs, "parity states (no dataset found)"
     q = quantise(net, calib, origin)
     if room is None:
-        form: dict = {"form": INT_FORM} | generate_int_kernel(net, q, out, source_hash, command)
+        form: dict = {"form": int_form(lookup)} | generate_int_kernel(net, q, out, source_hash, command, lookup)
     else:
         table = generate_int_table_kernel(net, q, out, source_hash, command, room)
         form = {"form": table.pop("form"), "table": table}

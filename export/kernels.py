@@ -54,7 +54,7 @@ from export.collapse import CollapsedNet
 from export.compact import generate_compact
 
 KINDS = ("generic", "compact", "generated")  # the float kernels
-CHOICES = ("auto", *KINDS, "integer", "integer-table")
+CHOICES = ("auto", *KINDS, "integer", "integer-interp", "integer-table")
 INT_BUDGET = 0.02  # the integer kernel's largest action error against the float student, a share of the range
 KEEP_RETURN = 0.99  # and the share of the float kernel's closed-loop return it must keep to ship by auto
 CHECK_BATCHES = 10  # the closed-loop check's most batches of --episodes paired episodes
@@ -63,6 +63,10 @@ CHECK_MIN = 30  # paired episodes before it may stop early (fewer rarely show a 
 # up to CHECK_BATCHES times (a Pocock-style bound keeps the chance of a wrong early verdict near 5 %)
 CHECK_Z = 2.5
 FLASH_BUDGET = 48 * 1024
+# auto: the integer kernel's 4 kB tanh table (against 512 B of knots to interpolate, five instructions a tanh unit
+# more) only where the kernel's flash stays within this multiple of the generic kernel's: on a network of a few
+# hundred weights the table is most of the kernel (cost-small/cost.md)
+LOOKUP_RATIO = 1.5
 LEVEL = 0.02
 MEASURED_ON = "cortex-m4f"
 # export_dir -> {"instructions", "cycles", "flash_bytes", ...} on MEASURED_ON, or None when it cannot measure
@@ -120,7 +124,7 @@ def build_straight_line(kind: str, net: CollapsedNet, out: Path, source_hash: st
 # bytes per nonzero weight at the least (code and data), to skip building what cannot fit: the compact
 # kernel's VFMA and table word, the generated kernel's VFMA, literal load and pool word, the integer
 # kernel's half of an SMLAD and of its pair's table word, its table form's int16
-BYTES_PER_WEIGHT = {"compact": 8, "generated": 12, "integer": 4, "integer-table": 2}
+BYTES_PER_WEIGHT = {"compact": 8, "generated": 12, "integer": 4, "integer-interp": 4, "integer-table": 2}
 
 
 def too_big(kind: str, nonzero: int, flash_budget: int) -> str | None:

@@ -247,18 +247,21 @@ def integer_object(d, target) -> list[str]:
 
 
 @needs_arm
+@pytest.mark.parametrize("lookup", [True, False], ids=["lookup", "interpolated"])
 @pytest.mark.parametrize("target", ["cortex-m0plus", "cortex-m4f"])
-def test_int_kernel_has_no_float_instruction(tmp_path, target):
+def test_int_kernel_has_no_float_instruction(tmp_path, target, lookup):
     """Disassembles the compiled integer policy: no VFP instruction, no call into soft-float or libm."""
     from firmware_host.measure.build import OPT, TARGETS
 
     net = collapse(golden_policy())
     q = quantise(net, X, "golden")
-    generate_int_kernel(net, q, tmp_path, "0" * 64, "t")
+    generate_int_kernel(net, q, tmp_path, "0" * 64, "t", lookup)
     mnemonics = integer_object(tmp_path, target)
     assert len(mnemonics) > 50
     # the DSP extension's dual multiply-add on Cortex-M4 (two int16 products per instruction), none on M0+
     assert ("smlad" in mnemonics) == (target == "cortex-m4f")
+    # the interpolated tanh's one multiply per unit, SMULBB (its knot's rise times the steps past it)
+    assert net.activation == "tanh" and ("smulbb" in mnemonics) == (target == "cortex-m4f" and not lookup)
     # the float generated kernel, for contrast, does use the FPU on cortex-m4f / soft-float on m0+
     generate_kernel(net, tmp_path / "f", "0" * 64, "t", tanh_form("rational-5/4"))
     subprocess.run(["arm-none-eabi-gcc", *STRICT, *TARGETS[target]["flags"], *OPT, "-c", "policy.c", "-o", "f.o"],
@@ -343,16 +346,19 @@ def hand_tanh_actions(x: np.ndarray) -> np.ndarray:
 
 
 @needs_arm
-def test_int_dsp_tanh_kernel_hand_computed_on_cortex_m4f(tmp_path):
+@pytest.mark.parametrize("lookup", [True, False], ids=["lookup", "interpolated"])
+def test_int_dsp_tanh_kernel_hand_computed_on_cortex_m4f(tmp_path, lookup):
     """A 2 -> 2 -> 1 tanh network with power-of-two weights, so every quantity is exact: each hidden tanh is
-    the interpolation's value at the index round(256 z) (hand_tanh_actions), and the output's index is round(256 (0.5 h0 + 0.25 h1 + 0.125)) of
-    the Q15 hidden values; the action is (T + 1) >> 1 in Q14. The DSP build (emulated Cortex-M4F), the
-    scalar host build and the numpy model give exactly that, on observations that saturate too."""
+    the interpolation's value at the index round(256 z) (hand_tanh_actions), and the output's index is
+    round(256 (0.5 h0 + 0.25 h1 + 0.125)) of the Q15 hidden values; the action is (T + 1) >> 1 in Q14. The
+    DSP build (emulated Cortex-M4F), the scalar host build and the numpy model give exactly that, on
+    observations that saturate too, whether the kernel looks tanh up or interpolates it."""
     pytest.importorskip("unicorn")
     from firmware_host.measure.bench import BENCH, emulate_build
 
     net, q = hand_tanh_net()
-    generate_int_kernel(net, q, tmp_path, "0" * 64, "t")
+    generate_int_kernel(net, q, tmp_path, "0" * 64, "t", lookup)
+    assert ("bpd_tanh_words" in (tmp_path / "policy.c").read_text()) != lookup
     x = np.array([[0.5, 0.25], [0.25, -0.75], [100.0, -100.0]], np.float32)
     want = hand_tanh_actions(x)
     assert q.in_frac.tolist() == [13, 13]

@@ -173,11 +173,13 @@ def test_layers_too_wide_for_registers_are_sparse_and_narrow_dense_ones_dense():
     assert [table_form(q, li, _pairs(q)).form for li in range(2)] == ["dense", "sparse"]
 
 
-def _meter(flash):
-    """A meter: the integer kernels ten times cheaper than a float kernel, each directory's flash from flash."""
+def _meter(flash, cycles=None):
+    """A meter: the integer kernels ten times cheaper than a float kernel (or each directory's cycles from
+    cycles), each directory's flash from flash."""
     def meter(d):
         integer = d.name.startswith("integer")
-        return {"cycles": 100.0 if integer else 1000.0, "flash_bytes": flash.get(d.name, 1000), "instructions": 100,
+        return {"cycles": (cycles or {}).get(d.name, 100.0 if integer else 1000.0),
+                "flash_bytes": flash.get(d.name, 1000), "instructions": 100,
                 "max_abs_error_vs_host_c": 0.0}
     return meter
 
@@ -198,7 +200,7 @@ def test_auto_builds_the_table_form_only_where_the_integer_kernel_is_over_the_bu
     assert "within the flash budget" in rep["kernel"]["skipped"]["integer-table"]
     out = tmp_path / "small"
     rep = run_export(ExportConfig(source=src, out=str(out), episodes=1, parity_samples=300, flash_budget=3000),
-                     meter=_meter({"integer": 5000}))
+                     meter=_meter({"integer": 5000, "integer-interp": 4000}))
     k = rep["kernel"]
     assert k["variant"] == "integer-table" and k["kind"] == "integer", k["candidates"]["integer-table"]
     assert "return over 10 paired episodes" in k["candidates"]["integer-table"]["verdict"]  # 10 batches of 1
@@ -210,6 +212,27 @@ def test_auto_builds_the_table_form_only_where_the_integer_kernel_is_over_the_bu
     q = quantise(net, load_dataset(str(tiny_pipeline / "dataset.npz"), net.obs_dim).observations, "test")
     obs = np.random.default_rng(3).normal(0, 1, (64, net.obs_dim)).astype(np.float32)
     assert np.array_equal(CPolicy(out).act(obs).view(np.uint32), IntPolicy(q).act(obs).view(np.uint32))
+
+
+def test_auto_looks_tanh_up_only_within_the_lookup_ratio(tiny_pipeline, tmp_path):
+    """The integer kernel's two tanh forms are the same integers; auto weighs the lookup (fewer cycles) only
+    where its flash is within --lookup-ratio times the generic kernel's: over it, the interpolating form
+    ships; with the ratio off (0), the lookup does."""
+    from export.export import ExportConfig, run_export
+
+    src = str(tiny_pipeline / "run")
+    meter = _meter({"generic": 1000, "integer": 2000, "integer-interp": 1100},
+                   {"integer": 100.0, "integer-interp": 130.0})
+    rep = run_export(ExportConfig(source=src, out=str(tmp_path / "a"), episodes=1, parity_samples=300), meter=meter)
+    k = rep["kernel"]
+    assert k["variant"] == "integer-interp" and k["kind"] == "integer"
+    assert "--lookup-ratio" in k["candidates"]["integer"]["verdict"]
+    assert "interpolated" in k["form"]
+    rep = run_export(ExportConfig(source=src, out=str(tmp_path / "b"), episodes=1, parity_samples=300,
+                                  lookup_ratio=0.0), meter=meter)
+    k = rep["kernel"]
+    assert k["variant"] == "integer" and "lookup" in k["form"]
+    assert k["candidates"]["integer-interp"]["verdict"] == "the rule picks integer"
 
 
 def test_forced_table_form_without_a_meter(tiny_pipeline, tmp_path):

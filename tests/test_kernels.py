@@ -161,16 +161,20 @@ def test_default_export_ships_the_measured_choice(tiny_pipeline, tmp_path):
     assert k["requested"] == "auto"
     assert {"generic", "compact", "generated"} <= set(k["candidates"]) | set(k["skipped"])
     assert set(k["candidates"]) | set(k["skipped"]) <= {"generic", "compact", "generated", "compact-table",
-                                                        "generated-table", "integer", "integer-table"}
+                                                        "generated-table", "integer", "integer-interp",
+                                                        "integer-table"}
     assert json.loads((out / "export.json").read_text())["kernel"] == k["kind"] == k["variant"].removesuffix("-table")
     if shutil.which("arm-none-eabi-gcc"):
         costs = {n: c["cost"] for n, c in k["candidates"].items()}
         assert all(c and c["cycles"] > 0 and c["flash_bytes"] > 0 for c in costs.values())
-        floats = {n: c for n, c in costs.items() if n != "integer"}
+        floats = {n: c for n, c in costs.items() if not n.startswith("integer")}
         # with --episodes 0 the integer kernel cannot show that it keeps the return: a float kernel ships
         assert k["variant"] == choose(floats, k["flash_budget"])[0]
-        assert "integer" in costs and k["candidates"]["integer"]["verdict"] in (
+        weighed = [n for n in ("integer", "integer-interp") if "--lookup-ratio" not in
+                   (k["candidates"].get(n) or {}).get("verdict", "--lookup-ratio")]
+        assert weighed and all(k["candidates"][n]["verdict"] in (
             "no closed-loop check with --episodes 0", "not cheaper than the float kernel the rule picks")
+            for n in weighed)
     assert rep["parity"]["pass"]
 
 
@@ -195,11 +199,13 @@ def test_default_export_ships_the_integer_kernel_where_it_wins_and_keeps_the_ret
     run_bpd("export", str(tiny_pipeline / "run"), "--out", str(out), "--episodes", "2", "--parity-samples", "300")
     k = json.loads((out / "export_report.json").read_text())["kernel"]
     cands = k["candidates"]
-    floats = {n: c["cost"] for n, c in cands.items() if n != "integer"}
+    floats = {n: c["cost"] for n, c in cands.items() if not n.startswith("integer")}
     best_float = choose(floats, k["flash_budget"])[0]
-    assert cands["integer"]["cost"]["cycles"] < floats[best_float]["cycles"]  # SMLAD: fewer cycles than float
-    assert cands["integer"]["max_error_vs_action_range"] <= 0.02
-    verdict = cands["integer"]["verdict"]
+    # the integer form auto weighs: the tanh lookup unless its table takes it past --lookup-ratio
+    w = "integer-interp" if "--lookup-ratio" in cands["integer"]["verdict"] else "integer"
+    assert cands[w]["cost"]["cycles"] < floats[best_float]["cycles"]  # SMLAD: fewer cycles than float
+    assert cands[w]["max_error_vs_action_range"] <= 0.02
+    verdict = cands[w]["verdict"]
     n = re.search(r"return over (\d+) paired episodes", verdict)
     assert n and int(n[1]) % 2 == 0  # whole batches of --episodes 2
     assert (k["kind"] == "integer") == ("keeps" in verdict)
@@ -214,7 +220,7 @@ def test_default_export_ships_the_integer_kernel_where_it_wins_and_keeps_the_ret
     run_bpd("export", str(tiny_pipeline / "run"), "--out", str(strict), "--episodes", "2", "--parity-samples", "300",
             "--int-budget", "0")
     k0 = json.loads((strict / "export_report.json").read_text())["kernel"]
-    assert k0["kind"] != "integer" and "over --int-budget 0 %" in k0["candidates"]["integer"]["verdict"]
+    assert k0["kind"] != "integer" and "over --int-budget 0 %" in k0["candidates"][w]["verdict"]
     forced = tmp_path / "forced"
     run_bpd("export", str(tiny_pipeline / "run"), "--out", str(forced), "--episodes", "0", "--parity-samples", "300",
             "--kernel", "integer")
