@@ -313,9 +313,12 @@ def markdown(res: dict) -> str:
     def cell(c: dict | None) -> str:
         return "-" if not c else f"{c['instructions']} / {c['cycles']:.0f} / {c['flash_bytes']}"
 
+    from export.fixed_point import int_form
+
+    current = int_form(True)
     for r in res["rows"]:
         m4, d = r["cortex-m4f"], r["default"]
-        mark = "" if r.get("integer_form") else " (a)"
+        mark = "" if r.get("integer_form") == current else " (b)" if r.get("integer_form") else " (a)"
         L.append(f"| {r['cell']}{mark} | {'-'.join(map(str, r['widths']))} | {r['nonzero_weights']} | {r['floor']} "
                  f"| {d} | " + " | ".join(cell(m4.get(k))
                                          for k in (*KINDS, "integer", "integer-interp", "integer-table-least"))
@@ -338,6 +341,11 @@ def markdown(res: dict) -> str:
         L += ["", "(a) measured with the integer kernel before the DSP assembly and before its table form (its run "
               "root was since lost, so it could not be measured again); every other row's integer figures are the "
               "assembly's."]
+    earlier = sorted({r["integer_form"] for r in res["rows"] if r.get("integer_form") not in (None, current)})
+    if earlier:
+        L += ["", f"(b) measured with an earlier form of the integer kernel ({'; '.join(earlier)}), not yet measured "
+              f"again with the current one ({current}; its tanh by lookup or interpolated, the integers of 128 knots' "
+              "interpolation): its figures and the default chosen then are that form's."]
     sb = [r for r in res["rows"] if r.get("small_budget")]
     if sb:
         L += ["", f"At a flash budget of {SMALL:g}x the generic kernel's flash (`bpd export --flash-budget B`): the "

@@ -90,10 +90,9 @@ def cost(run: Path) -> dict:
     export = run / "export"
     if not (export / "export.json").is_file():
         bpd("export", str(run / "student.pt"), "--out", str(export))
-    report = json.loads((export / "export.json").read_text())
-    kernel = report.get("kernel", {})
+    kernel = json.loads((export / "export_report.json").read_text())["kernel"]
     states = cost_states(load_any(str(run / "student.pt")).act)
-    return device_cost(export, states, run / "cost") | {"kernel": kernel.get("variant", kernel.get("kind"))}
+    return device_cost(export, states, run / "cost") | {"kernel": kernel["variant"]}
 
 
 def markdown(res: dict) -> str:

@@ -33,7 +33,11 @@ two kernels over 300). It is calibrated on the dataset's observations (the run's
 parity states. Where the integer kernel is over the flash budget, its table form (int_table.py: the same
 integers, the weights in tables walked by a few hundred bytes of assembly, about 5 bytes a weight pair)
 is built fitted to the budget, layers becoming straight-line code where the room allows, and weighed
-with the same checks (one closed-loop check serves both: they give the same bits).
+with the same checks (one closed-loop check serves both: they give the same bits). The straight-line
+integer kernel is built with tanh by one lookup in its 4 kB table (`integer`) and, on a tanh network,
+interpolated between 128 knots in 512 B (`integer-interp`: the same integers, five instructions a tanh
+unit more); the lookup is weighed only where its flash is within LOOKUP_RATIO (`--lookup-ratio`) times
+the generic kernel's.
 
 Every candidate's figures and the rule go into export_report.json under `kernel`. Without a meter
 (no arm-none-eabi-gcc or no emulator), auto ships the compact kernel, the kernel the project's own
