@@ -81,17 +81,27 @@ def measure(run: Path) -> dict:
 TICK_BUDGET = 5000  # issue 34: Cortex-M4F instructions a tick
 
 
-def cost(run: Path) -> dict:
-    """The default export of the run's student (made once, in run/export) and its cost per tick."""
-    from rotary_benchmark import bpd, cost_states, device_cost
+def classical(work: Path) -> tuple[dict, object]:
+    """The energy + LQR controller's C (rotary_benchmark's) and its cost per tick on the observations of its
+    own nominal swing-up, and those observations: every controller's cost here is measured on them."""
+    from rotary_benchmark import RIG, cost_states, device_cost, load_controller
 
-    from bpd_app.evaluate import load_any
+    from firmware_host.rig.classical import export_classical
+
+    cx = work / "classical_export"
+    export_classical(RIG, cx)
+    states = cost_states(load_controller(str(cx))[0])
+    return device_cost(cx, states, work / "cost-classical"), states
+
+
+def cost(run: Path, states) -> dict:
+    """The default export of the run's student (made once, in run/export) and its cost per tick on states."""
+    from rotary_benchmark import bpd, device_cost
 
     export = run / "export"
     if not (export / "export.json").is_file():
         bpd("export", str(run / "student.pt"), "--out", str(export))
     kernel = json.loads((export / "export_report.json").read_text())["kernel"]
-    states = cost_states(load_any(str(run / "student.pt")).act)
     return device_cost(export, states, run / "cost") | {"kernel": kernel["variant"]}
 
 
@@ -105,7 +115,10 @@ def markdown(res: dict) -> str:
          f"every episode a swing-up, within 1 % of the teacher's return, at most {TICK_BUDGET:,} Cortex-M4F "
          "instructions a tick. Cost per tick: the student's default export (the kernel `bpd export` picks), exact "
          "emulated instructions and estimated cycles (docs/cycle_model.md) on observations of a nominal swing-up "
-         "(`--cost`; '-': not measured).", "",
+         "(`--cost`; '-': not measured)."
+         + (f" The energy + LQR controller's C on the same observations: {lqr['instructions_median']:,} instructions "
+            f"(median; {lqr['instructions_max']:,} at most) and {lqr['cycles_estimate']:,.0f} estimated cycles a tick, "
+            f"{lqr['policy_flash_bytes']:,} B of flash." if (lqr := res.get("energy_lqr_cost")) else ""), "",
          "| configuration | distill flags | seed | swing-ups | return (mean +- std) | % of teacher | nonzero "
          "| kernel | M4F instructions / cycles a tick | meets the bar |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, flags in CONFIGS.items():
@@ -143,11 +156,14 @@ def main() -> None:
         res = json.loads(path.read_text())
     elif a.cost:
         res = json.loads(path.read_text())
+        lqr, states = classical(a.work)
+        res = json.loads(path.read_text()) | {"energy_lqr_cost": lqr}
+        write_json(path, res)
         for key, r in res["cells"].items():
             name, seed = key.rsplit("/seed", 1)
             if r.get("device_cost") is None and (a.only is None or name in a.only):
                 print(f"{key}: cost ...", flush=True)
-                r["device_cost"] = cost(a.work / f"{name}-s{seed}")
+                r["device_cost"] = cost(a.work / f"{name}-s{seed}", states)
                 res = json.loads(path.read_text()) | {"cells": {**json.loads(path.read_text())["cells"], key: r}}
                 write_json(path, res)  # each cost kept as it lands (another process may be adding runs)
     else:
