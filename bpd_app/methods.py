@@ -258,6 +258,10 @@ _ablation("bpd-units-finetune-pairs-half", "bpd-units-finetune-pairs whose fine-
 _ablation("bpd-units-finetune-pairs-quarter", "bpd-units-finetune-pairs whose fine-tune starts from the mask cut, "
           "by log alpha, to a quarter of its SMLADs on the DSP integer kernel",
           {"unit_gates": True, "finetune": 0.2, "pair_partners": True, "prune_fraction": 0.25})
+_ablation("bpd-units-finetune-pairs-gated", "bpd-units-finetune-pairs with the gated KL schedule: the ramp advances "
+          "only while the collapsed student's return is within --eta-gate of the teacher's (what the rotary "
+          "swing-up needs from distill's defaults; here, what it costs on the other tasks)",
+          {"unit_gates": True, "finetune": 0.2, "pair_partners": True, "eta_schedule": "gated"})
 _ablation("l1-threshold", "deterministic student, BPD's loss minus the KL plus a scheduled L1 penalty, then a "
           "magnitude threshold", {"student": "l1"})
 
