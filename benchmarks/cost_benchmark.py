@@ -300,7 +300,7 @@ def markdown(res: dict) -> str:
          "kernel's return in the export's closed-loop check (paired episodes in batches of the plan's count, "
          "export/kernels.py `return_check`), the integer kernel: tanh by one lookup in its 4 kB table where "
          "that keeps it within 1.5x the generic kernel's flash (`--lookup-ratio`), else interpolated between 128 "
-         "knots (512 B, the same integers; five instructions a tanh unit more). Each row's rule and the integer "
+         "knots (512 B, the same integers; four instructions a tanh unit more). Each row's rule and the integer "
          "kernel's verdict are in cost.json. The last column compares the two kernels on the plan's reporting episodes, "
          "paired (both from the same starts): means, their ratio, and the mean difference +- two standard "
          "errors.", "",

@@ -14,8 +14,8 @@ the group used them; r0 walks the inputs, r1 the table. R, C and G are chosen pe
 instructions each choice emits, and rows are grouped by the words they use.
 
 After a group, each row's accumulator becomes its activation: tanh is `ssat` (the shift to the index's
-step and the clamp in one) and the interpolation between two knots in six more (one LDR of the knot's
-word, one SMULBB; fixed_point.py), or one `ldrsh` from the table of every result; ReLU is `usat` with
+step and the clamp in one) and the interpolation between two knots in five more (one LDR of the knot's
+word, one SMULTB, one SXTAH; fixed_point.py), or one `ldrsh` from the table of every result; ReLU is `usat` with
 its shift; the result is stored with `strh` straight into the next layer's pair layout. The
 output layer stores its accumulators (int32) for the C that maps them to actions. The numbers equal
 the scalar C form's and the numpy model's exactly (fixed_point.py): every product is int16 x int16
@@ -97,6 +97,11 @@ class Act:
     # the interpolation's words (fixed_point.tanh_words)
 
 
+def _asr(reg: str) -> str:
+    """ASRS on a low register (a 16-bit encoding; no code here reads the flags), ASR on a high one."""
+    return "asrs" if NUM[reg] < 8 else "asr"
+
+
 def _act_lines(reg: str, row: int, act: Act) -> list[str]:
     if act.kind == "store":
         return [f"    str {reg}, [r2, #{_off(4 * row)}]"]
@@ -110,12 +115,11 @@ def _act_lines(reg: str, row: int, act: Act) -> list[str]:
             lines = [f"    ssat {reg}, #{act.bits + s}, {reg}", f"    lsl {reg}, {reg}, #{-s}"]
         if act.full:
             lines.append(f"    ldrsh {reg}, [r3, {reg}, lsl #1]")
-        else:  # the knot's word (index >> TANH_KNOT): its value (high half) plus its rise (low half) times the
-            # index's steps past the knot, >> TANH_KNOT; lr is never an accumulator (R < len(POOL)) and is free
+        else:  # the knot's word (index >> TANH_KNOT): its base (low half) plus its rise (high half) times the
+            # index, >> TANH_KNOT (fixed_point.tanh_words); lr is never an accumulator (R < len(POOL)) and is free
             # once the group's sums are done
-            lines += [f"    asr lr, {reg}, #{TANH_KNOT}", "    ldr lr, [r3, lr, lsl #2]",
-                      f"    and {reg}, {reg}, #{(1 << TANH_KNOT) - 1}", f"    smulbb {reg}, lr, {reg}",
-                      f"    asr {reg}, {reg}, #{TANH_KNOT}", f"    add {reg}, {reg}, lr, asr #16"]
+            lines += [f"    asr lr, {reg}, #{TANH_KNOT}", "    ldr lr, [r3, lr, lsl #2]", f"    smultb {reg}, lr, {reg}",
+                      f"    {_asr(reg)} {reg}, {reg}, #{TANH_KNOT}", f"    sxtah {reg}, {reg}, lr"]
     else:
         if s >= 0:
             lines = [f"    usat {reg}, #15, {reg}" + (f", asr #{s}" if s else "")]

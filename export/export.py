@@ -63,7 +63,7 @@ class ExportConfig:
                               "the default leaves 16 kB of a 64 kB part to the firmware; the integer-table kernel "
                               "spends what it leaves on speed")
     lookup_ratio: float = field(LOOKUP_RATIO, help="auto kernel: the integer kernel looks tanh up in its 4 kB table "
-                                "(five instructions a unit fewer than interpolating between 128 knots in 512 B) only "
+                                "(four instructions a unit fewer than interpolating between 128 knots in 512 B) only "
                                 "where its flash stays within this multiple of the generic kernel's (0: wherever "
                                 "--flash-budget allows)")
     tanh_budget: float = field(PARITY_TOL, help="compact and generated kernels: max abs action error against torch "

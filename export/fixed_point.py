@@ -12,9 +12,10 @@ The float network is turned into integer arithmetic calibrated on observations (
   below, so every shift rounds to nearest.
 - tanh: the accumulator shifted to a step of 2^-TANH_FRAC and clamped to TANH_BITS signed bits (one
   SSAT on Armv7E-M) is an index i on [-4, 4); tanh is interpolated linearly between knots every
-  2^TANH_KNOT steps: a table of 2^(TANH_BITS - TANH_KNOT) words, each a knot's Q15 value (tanh moved
-  by half the chord's sag, `tanh_words`) in its high half and the rise to the next knot in its low half, gives hi + ((rise * (i mod 2^TANH_KNOT)) >>
-  TANH_KNOT) (512 bytes; five instructions a unit beyond a lookup on Armv7E-M). Where instructions cost
+  2^TANH_KNOT steps (each knot's Q15 value tanh moved by half the chord's sag): a table of
+  2^(TANH_BITS - TANH_KNOT) words, each the rise r to the next knot in its high half and base = the
+  knot's value - r h in its low half, gives base + ((r i) >> TANH_KNOT) (`tanh_words`: 512 bytes; four
+  instructions a unit beyond a lookup on Armv7E-M). Where instructions cost
   more than flash (the Thumb-1 assembly), the same numbers come from one lookup in their expansion, a
   table of all 2^TANH_BITS results (4 kB). Max error: half an index step (the rounding of the sum) plus
   the interpolation's and tanh(4)'s distance from 1 (`tanh_error`).
@@ -68,8 +69,9 @@ ACC_LIMIT = 2**31 - 1
 
 
 def tanh_words() -> np.ndarray:
-    """The interpolation's table, from knot -2^(TANH_BITS-TANH_KNOT-1): per knot h (at h 2^(TANH_KNOT-TANH_FRAC))
-    the word (its Q15 value << 16) | (the next knot's value minus this one's), as uint32 in int64."""
+    """The interpolation's table, from knot -2^(TANH_BITS-TANH_KNOT-1): per knot h (at h 2^(TANH_KNOT-TANH_FRAC),
+    Q15 value y_h) the word (rise << 16) | (base & 0xFFFF), rise = y_(h+1) - y_h and base = y_h - rise h, as uint32
+    in int64: tanh_q15(i) = base + ((rise i) >> TANH_KNOT) for i between the knot and the next."""
     step = 2.0 ** (TANH_KNOT - TANH_FRAC)
     t = np.tanh(np.arange(-TANH_WORDS // 2, TANH_WORDS // 2 + 1) * step)
     # each knot moved off the curve by half the chord's sag there (step^2 / 8 * tanh'' / 2, tanh'' = -2 tanh
@@ -77,8 +79,11 @@ def tanh_words() -> np.ndarray:
     # and takes away its bias (chords of a concave curve lie below it)
     y = np.rint(SAT * (t + step * step / 8 * t * (1 - t * t))).astype(np.int64)
     rise = np.diff(y)
-    assert rise.min() >= 0 and rise.max() < 1 << 15  # SMULBB takes it as a signed halfword
-    return ((y[:-1] << 16) | rise) & 0xFFFFFFFF
+    # y_h + rise_h (i - h 2^K) / 2^K = base_h + rise_h i / 2^K with base_h = y_h - rise_h h, floored alike (rise_h h is
+    # an integer): one multiply by the index itself, no mask of its low bits
+    base = y[:-1] - rise * np.arange(-TANH_WORDS // 2, TANH_WORDS // 2)
+    assert rise.min() >= 0 and rise.max() < 1 << 15 and np.abs(base).max() < 1 << 15  # SMULTB and SXTAH halfwords
+    return ((rise << 16) | (base & 0xFFFF)) & 0xFFFFFFFF
 
 
 def tanh_q15(idx: np.ndarray) -> np.ndarray:
@@ -86,8 +91,8 @@ def tanh_q15(idx: np.ndarray) -> np.ndarray:
     to the next one times the index's steps past it (floored)."""
     idx = np.asarray(idx, np.int64)
     w = tanh_words()[(idx >> TANH_KNOT) + TANH_WORDS // 2]
-    hi = (w >> 16) - np.where(w >= 1 << 31, 1 << 16, 0)
-    return hi + (((w & 0xFFFF) * (idx & ((1 << TANH_KNOT) - 1))) >> TANH_KNOT)
+    base = (w & 0xFFFF) - np.where(w & 0x8000, 1 << 16, 0)
+    return base + (((w >> 16) * idx) >> TANH_KNOT)
 
 
 def tanh_table() -> np.ndarray:
@@ -418,14 +423,14 @@ def tanh_c(lookup: str | None) -> str:
     (bpd_tanh_q15, one lookup; "1": only that). Both give tanh_q15's numbers."""
     w = [int(v) for v in tanh_words()]
     rows = ",\n".join("    " + ", ".join(_hex(v) for v in w[i:i + 8]) for i in range(0, len(w), 8))
-    interp = (f"/* tanh in Q15 of i * 2^-{TANH_FRAC}, interpolated: per knot (every {1 << TANH_KNOT} steps of i, from "
-              f"-{TANH_WORDS // 2}) its value in the high half, the rise to the next in the low half */\n"
+    interp = (f"/* tanh in Q15 of i * 2^-{TANH_FRAC}, interpolated: per knot h (every {1 << TANH_KNOT} steps of i, "
+              f"from -{TANH_WORDS // 2}) the rise r to the next knot in the high half and base = its value - r h in the "
+              f"low half; between h and h + 1, base + ((r i) >> {TANH_KNOT}) */\n"
               f"static const uint32_t bpd_tanh_words[{TANH_WORDS}] = {{\n{rows}\n}};\n"
               f"#define TANH_WORDS_MID (bpd_tanh_words + {TANH_WORDS // 2})\n"
               "static inline int32_t tanh_q15(int32_t i)\n{\n"
               f"    const uint32_t w = TANH_WORDS_MID[i >> {TANH_KNOT}];\n"
-              f"    return ((int32_t)w >> 16) + (int32_t)(((w & 0xFFFFu) * (uint32_t)(i & {(1 << TANH_KNOT) - 1})) "
-              f">> {TANH_KNOT});\n}}\n")
+              f"    return (int32_t)(int16_t)(uint16_t)(w & 0xFFFFu) + ((((int32_t)w >> 16) * i) >> {TANH_KNOT});\n}}\n")
     if lookup is None:
         return "\n" + interp
     t = [int(v) for v in tanh_table()]

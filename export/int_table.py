@@ -11,7 +11,7 @@ IntNet: IntPolicy checks both bit for bit) with the data apart from the code:
 - and a stream of bytes (`bpd_it_bN`): per row of a sparse layer its count of pairs and each pair's
   index among the input words, and per row of a hidden layer the shift of its sum to the activation;
 - tanh interpolated between the knots' words as the straight-line kernel does (fixed_point.tanh_words,
-  512 bytes), or one lookup in the table of every result (4 kB, five instructions a unit fewer) where
+  512 bytes), or one lookup in the table of every result (4 kB, four instructions a unit fewer) where
   the flash allows.
 
 A layer is `dense` when its inputs fit in registers (at most DENSE_WORDS words) and the cycle model
@@ -68,9 +68,9 @@ TABLE_FORM = ("integer weights in tables walked by DSP assembly (dense layers in
 # cycles of the cycle model (firmware_host/measure/cycle_model.py, Cortex-M4F)
 _CYCLES = {"load": 2, "store": 1, "branch": 3, "alu": 1}
 # per unit, after the sum: the table form's shift byte, ASR, SSAT, one lookup, STRH, loop; the interpolation
-# takes INTERP_CYCLES more than the lookup (ASR, LDR, AND, SMULBB, ASR, ADD against one LDRSH)
+# takes INTERP_CYCLES more than the lookup (ASR, LDR, SMULTB, ASR, SXTAH against one LDRSH)
 _ACT_CYCLES = {"tanh": 2 + 1 + 1 + 2 + 1 + 4, "relu": 2 + 1 + 1 + 1 + 4, "output": 1 + 4}
-INTERP_CYCLES = 5
+INTERP_CYCLES = 4
 
 
 @dataclass
@@ -266,10 +266,9 @@ def _activation(kind: str, full: bool) -> list[str]:
     lines.append(f"    ssat r4, #{TANH_BITS}, r4")
     if full:
         return lines + ["    ldrsh r4, [r9, r4, lsl #1]", "    strh r4, [r2], #2"]
-    # the knot's word: its value (high half) plus its rise (low half) times the steps past it, >> TANH_KNOT
-    return lines + [f"    asr r5, r4, #{TANH_KNOT}", "    ldr r5, [r9, r5, lsl #2]", f"    and r4, r4, #{(1 << TANH_KNOT) - 1}",
-                    "    smulbb r4, r5, r4", f"    asr r4, r4, #{TANH_KNOT}", "    add r4, r4, r5, asr #16",
-                    "    strh r4, [r2], #2"]
+    # the knot's word: its base (low half) plus its rise (high half) times the index, >> TANH_KNOT
+    return lines + [f"    asrs r5, r4, #{TANH_KNOT}", "    ldr r5, [r9, r5, lsl #2]", "    smultb r4, r5, r4",
+                    f"    asrs r4, r4, #{TANH_KNOT}", "    sxtah r4, r4, r5", "    strh r4, [r2], #2"]
 
 
 def _function(name: str, body: list[str], saved: tuple[int, int], tanh: bool) -> str:

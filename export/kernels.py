@@ -35,7 +35,7 @@ integers, the weights in tables walked by a few hundred bytes of assembly, about
 is built fitted to the budget, layers becoming straight-line code where the room allows, and weighed
 with the same checks (one closed-loop check serves both: they give the same bits). The straight-line
 integer kernel is built with tanh by one lookup in its 4 kB table (`integer`) and, on a tanh network,
-interpolated between 128 knots in 512 B (`integer-interp`: the same integers, five instructions a tanh
+interpolated between 128 knots in 512 B (`integer-interp`: the same integers, four instructions a tanh
 unit more); the lookup is weighed only where its flash is within LOOKUP_RATIO (`--lookup-ratio`) times
 the generic kernel's.
 
@@ -67,7 +67,7 @@ CHECK_MIN = 30  # paired episodes before it may stop early (fewer rarely show a 
 # up to CHECK_BATCHES times (a Pocock-style bound keeps the chance of a wrong early verdict near 5 %)
 CHECK_Z = 2.5
 FLASH_BUDGET = 48 * 1024
-# auto: the integer kernel's 4 kB tanh table (against 512 B of knots to interpolate, five instructions a tanh unit
+# auto: the integer kernel's 4 kB tanh table (against 512 B of knots to interpolate, four instructions a tanh unit
 # more) only where the kernel's flash stays within this multiple of the generic kernel's: on a network of a few
 # hundred weights the table is most of the kernel (cost-small/cost.md)
 LOOKUP_RATIO = 1.5

@@ -165,7 +165,7 @@ def test_tanh_interpolation_error():
     h = np.arange(-64, 64)
     knots = knot(h)
     assert tanh_q15(16 * h).tolist() == knots.tolist()
-    assert tanh_words()[64] == knot(1)  # knot 0: value 0 in the high half, the rise to knot 1 below
+    assert tanh_words()[64] == knot(1) << 16  # knot 0: the rise to knot 1 in the high half, base 0 below
     nxt = knot(h + 1)
     i = np.arange(-half, half)
     by_hand = knots[(i >> 4) + 64] + ((nxt - knots)[(i >> 4) + 64] * (i & 15)) // 16
@@ -260,8 +260,8 @@ def test_int_kernel_has_no_float_instruction(tmp_path, target, lookup):
     assert len(mnemonics) > 50
     # the DSP extension's dual multiply-add on Cortex-M4 (two int16 products per instruction), none on M0+
     assert ("smlad" in mnemonics) == (target == "cortex-m4f")
-    # the interpolated tanh's one multiply per unit, SMULBB (its knot's rise times the steps past it)
-    assert net.activation == "tanh" and ("smulbb" in mnemonics) == (target == "cortex-m4f" and not lookup)
+    # the interpolated tanh's one multiply per unit, SMULTB (its knot's rise times the index)
+    assert net.activation == "tanh" and ("smultb" in mnemonics) == (target == "cortex-m4f" and not lookup)
     # the float generated kernel, for contrast, does use the FPU on cortex-m4f / soft-float on m0+
     generate_kernel(net, tmp_path / "f", "0" * 64, "t", tanh_form("rational-5/4"))
     subprocess.run(["arm-none-eabi-gcc", *STRICT, *TARGETS[target]["flags"], *OPT, "-c", "policy.c", "-o", "f.o"],
