@@ -301,7 +301,8 @@ def markdown(res: dict) -> str:
          "export/kernels.py `return_check`), the integer kernel: tanh by one lookup in its 4 kB table where "
          "that keeps it within 1.5x the generic kernel's flash (`--lookup-ratio`), else interpolated between 128 "
          "knots (512 B, the same integers; four instructions a tanh unit more). Each row's rule and the integer "
-         "kernel's verdict are in cost.json. The last column compares the two kernels on the plan's reporting episodes, "
+         "kernel's verdict are in cost.json. The last column compares the two kernels on the plan's reporting "
+         "episodes, "
          "paired (both from the same starts): means, their ratio, and the mean difference +- two standard "
          "errors.", "",
          "| student | widths | nonzero | floor | default | M4F instructions / cycles / flash B: generic "

@@ -9,9 +9,10 @@ word) with a nonzero weight takes one SMLAD: two 16-bit products and the add in 
 weights are int16 pairs in one table in the order the code uses them, each group's biases first, loaded
 G words at a time with LDMIA; no index, no literal pool. R + C + G is at most 12: the accumulators in
 r4-r12 and lr, the inputs and weights in what is left of them and in r2 and r3, which hold the output
-and the middle of the tanh table (or its knots' words) and are reloaded from the stack (one LDRD) after a group's sums when
-the group used them; r0 walks the inputs, r1 the table. R, C and G are chosen per layer by counting the
-instructions each choice emits, and rows are grouped by the words they use.
+and the middle of the tanh table (or its knots' words) and are reloaded from the stack (one LDRD)
+after a group's sums when the group used them; r0 walks the inputs, r1 the table. R, C and G are
+chosen per layer by counting the instructions each choice emits, and rows are grouped by the words
+they use.
 
 After a group, each row's accumulator becomes its activation: tanh is `ssat` (the shift to the index's
 step and the clamp in one) and the interpolation between two knots in five more (one LDR of the knot's
@@ -118,8 +119,9 @@ def _act_lines(reg: str, row: int, act: Act) -> list[str]:
         else:  # the knot's word (index >> TANH_KNOT): its base (low half) plus its rise (high half) times the
             # index, >> TANH_KNOT (fixed_point.tanh_words); lr is never an accumulator (R < len(POOL)) and is free
             # once the group's sums are done
-            lines += [f"    asr lr, {reg}, #{TANH_KNOT}", "    ldr lr, [r3, lr, lsl #2]", f"    smultb {reg}, lr, {reg}",
-                      f"    {_asr(reg)} {reg}, {reg}, #{TANH_KNOT}", f"    sxtah {reg}, {reg}, lr"]
+            lines += [f"    asr lr, {reg}, #{TANH_KNOT}", "    ldr lr, [r3, lr, lsl #2]",
+                      f"    smultb {reg}, lr, {reg}", f"    {_asr(reg)} {reg}, {reg}, #{TANH_KNOT}",
+                      f"    sxtah {reg}, {reg}, lr"]
     else:
         if s >= 0:
             lines = [f"    usat {reg}, #15, {reg}" + (f", asr #{s}" if s else "")]

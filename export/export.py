@@ -361,7 +361,7 @@ def _choose_kernel(cfg: ExportConfig, src: Source, net: CollapsedNet, out: Path,
     figures = {k: meter(d) if meter else None for k, d in where.items()} if cfg.kernel == "auto" else {}
     # the table form where the straight-line integer kernel is over the budget (within it, the straight-line
     # kernel is what the table form would spend the room on)
-    straight_fits = any(figures.get(k) and figures[k]["flash_bytes"] <= cfg.flash_budget
+    straight_fits = any((f := figures.get(k)) is not None and f["flash_bytes"] <= cfg.flash_budget
                         for k in ("integer", "integer-interp"))
     table_too_big = too_big("integer-table", nonzero, cfg.flash_budget)
     if cfg.kernel == "integer-table" or (measuring and not straight_fits and table_too_big is None):

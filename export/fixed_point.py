@@ -424,13 +424,14 @@ def tanh_c(lookup: str | None) -> str:
     w = [int(v) for v in tanh_words()]
     rows = ",\n".join("    " + ", ".join(_hex(v) for v in w[i:i + 8]) for i in range(0, len(w), 8))
     interp = (f"/* tanh in Q15 of i * 2^-{TANH_FRAC}, interpolated: per knot h (every {1 << TANH_KNOT} steps of i, "
-              f"from -{TANH_WORDS // 2}) the rise r to the next knot in the high half and base = its value - r h in the "
-              f"low half; between h and h + 1, base + ((r i) >> {TANH_KNOT}) */\n"
+              f"from -{TANH_WORDS // 2}) the rise r to the next knot in the high half and base = its value - r h in "
+              f"the low half; between h and h + 1, base + ((r i) >> {TANH_KNOT}) */\n"
               f"static const uint32_t bpd_tanh_words[{TANH_WORDS}] = {{\n{rows}\n}};\n"
               f"#define TANH_WORDS_MID (bpd_tanh_words + {TANH_WORDS // 2})\n"
               "static inline int32_t tanh_q15(int32_t i)\n{\n"
               f"    const uint32_t w = TANH_WORDS_MID[i >> {TANH_KNOT}];\n"
-              f"    return (int32_t)(int16_t)(uint16_t)(w & 0xFFFFu) + ((((int32_t)w >> 16) * i) >> {TANH_KNOT});\n}}\n")
+              "    return (int32_t)(int16_t)(uint16_t)(w & 0xFFFFu)"
+              f" + ((((int32_t)w >> 16) * i) >> {TANH_KNOT});\n}}\n")
     if lookup is None:
         return "\n" + interp
     t = [int(v) for v in tanh_table()]

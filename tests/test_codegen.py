@@ -151,7 +151,8 @@ def test_to_float_bits_exact_below_2_24():
 
 def test_tanh_interpolation_error():
     """tanh_q15 is its knots' values (every 16 index steps: 32767 (t + t (1 - t^2) / 2048), t = tanh(h / 16),
-    rounded: tanh moved by half the chord's sag) and linear between them, floored; a sum acc in units of 2^-(s + TANH_FRAC), with the rounding half the quantiser folds into
+    rounded: tanh moved by half the chord's sag) and linear between them, floored; a sum acc in units of
+    2^-(s + TANH_FRAC), with the rounding half the quantiser folds into
     the bias, gives tanh within half an index step (tanh's slope is at most 1), the interpolation's bound
     (step^2 / 8 times max |tanh''| = 4 / (3 sqrt 3)), the knots' rounding and the floor, and beyond the
     index's end tanh(4)'s distance from 1. The Thumb-1 form's table of every result holds the same numbers."""

@@ -103,7 +103,8 @@ def test_hand_computed_relu_network_sparse_and_dense_on_cortex_m4f(tmp_path):
 @needs_arm
 def test_hand_computed_tanh_network_on_the_interpolated_table_on_cortex_m4f(tmp_path):
     """The 2 -> 2 -> 1 tanh network of test_codegen's DSP test: each hidden tanh interpolated between two
-    knots (hand_tanh_actions), -1024 (a saturated input) from the first knot; the action is (T + 1) >> 1 in Q14. A NaN or infinite observation gives the safe action (0)."""
+    knots (hand_tanh_actions), -1024 (a saturated input) from the first knot; the action is (T + 1) >> 1 in
+    Q14. A NaN or infinite observation gives the safe action (0)."""
     net, q = hand_tanh_net()
     info = generate_int_table_kernel(net, q, tmp_path, "0" * 64, "t", tables_only=True)
     assert info["plan"] == "dense+dense, interpolated tanh table"
