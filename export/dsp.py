@@ -214,7 +214,8 @@ def best_layer(wq: np.ndarray, bq: np.ndarray, pairs: list[tuple[int, int | None
 
 
 def layer_asm(name: str, body: list[str]) -> str:
-    """void name(const void *x, const uint32_t *table, void *out, const int16_t *tanh_mid)."""
+    """void name(const void *x, const uint32_t *table, void *out, const void *tanh): tanh the middle of the
+    tanh table or of its knots' words."""
     return "\n".join([f"    .global {name}", f"    .type {name}, %function", "    .thumb_func", f"{name}:",
                       "    push {r2-r11, lr}", *body, "    pop {r2-r11, pc}", f"    .size {name}, .-{name}"]) + "\n"
 

@@ -15,10 +15,11 @@ The float network is turned into integer arithmetic calibrated on observations (
   2^TANH_KNOT steps (each knot's Q15 value tanh moved by half the chord's sag): a table of
   2^(TANH_BITS - TANH_KNOT) words, each the rise r to the next knot in its high half and base = the
   knot's value - r h in its low half, gives base + ((r i) >> TANH_KNOT) (`tanh_words`: 512 bytes; four
-  instructions a unit beyond a lookup on Armv7E-M). Where instructions cost
-  more than flash (the Thumb-1 assembly), the same numbers come from one lookup in their expansion, a
-  table of all 2^TANH_BITS results (4 kB). Max error: half an index step (the rounding of the sum) plus
-  the interpolation's and tanh(4)'s distance from 1 (`tanh_error`).
+  instructions a unit beyond a lookup on Armv7E-M). The `integer` kernel (and `--int`) and the Thumb-1
+  assembly take the same numbers from one lookup in their expansion, a table of all 2^TANH_BITS results
+  (4 kB); `integer-interp` interpolates on Cortex-M4/M7 and in C. Max error: half an index step (the
+  rounding of the sum), the interpolation's (`tanh_error`, 2.1e-4) and beyond the index's end tanh(4)'s
+  distance from 1.
 - ReLU: the accumulator shifted to the layer's calibrated Q format and clamped to [0, 32767] (one
   USAT on Armv7E-M).
 - output: offset + scale * tanh in a Q format chosen per output, clamped to the action bounds in
@@ -76,7 +77,7 @@ def tanh_words() -> np.ndarray:
     t = np.tanh(np.arange(-TANH_WORDS // 2, TANH_WORDS // 2 + 1) * step)
     # each knot moved off the curve by half the chord's sag there (step^2 / 8 * tanh'' / 2, tanh'' = -2 tanh
     # sech^2): the chords then cross tanh instead of lying on one side of it, which halves the largest error
-    # and takes away its bias (chords of a concave curve lie below it)
+    # and most of its bias (chords of a concave curve lie below it)
     y = np.rint(SAT * (t + step * step / 8 * t * (1 - t * t))).astype(np.int64)
     rise = np.diff(y)
     # y_h + rise_h (i - h 2^K) / 2^K = base_h + rise_h i / 2^K with base_h = y_h - rise_h h, floored alike (rise_h h is
@@ -102,8 +103,9 @@ def tanh_table() -> np.ndarray:
 
 
 def tanh_error() -> float:
-    """The largest distance of tanh_q15 / 32767 from tanh at the index's own points (the interpolation, the
-    rounding of the knots, tanh(4)'s distance from 1); the sum's rounding to the index adds half a step."""
+    """The largest distance of tanh_q15 / 32767 from tanh at the index's own points, on [-4, 4) (the
+    interpolation and the rounding of the knots); the sum's rounding to the index adds half a step, and a
+    sum beyond the index's end tanh(4)'s distance from 1."""
     half = 1 << (TANH_BITS - 1)
     i = np.arange(-half, half)
     return float(np.abs(tanh_table() / SAT - np.tanh(i * 2.0 ** -TANH_FRAC)).max())
@@ -430,7 +432,7 @@ def tanh_c(lookup: str | None) -> str:
               f"#define TANH_WORDS_MID (bpd_tanh_words + {TANH_WORDS // 2})\n"
               "static inline int32_t tanh_q15(int32_t i)\n{\n"
               f"    const uint32_t w = TANH_WORDS_MID[i >> {TANH_KNOT}];\n"
-              "    return (int32_t)(int16_t)(uint16_t)(w & 0xFFFFu)"
+              "    return (int32_t)(w & 0xFFFFu) - (int32_t)((w & 0x8000u) << 1)"
               f" + ((((int32_t)w >> 16) * i) >> {TANH_KNOT});\n}}\n")
     if lookup is None:
         return "\n" + interp

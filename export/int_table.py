@@ -19,7 +19,7 @@ counts it cheaper: the words are loaded once and every row is LDMIAs of its bias
 SMLAD per word, zeros included. Else it is `sparse`: per row, a TBH jumps into an unrolled run of terms
 at the point that leaves the row's count of them, and each term is four instructions (the weight pair's
 LDR, the index's LDRB, the input pair's LDR and the SMLAD), with no loop counter and no padding. After
-the sum: the row's shift (a register ASR), SSAT and the table lookup (or USAT for ReLU) and a STRH into
+the sum: the row's shift (a register ASR), SSAT and the tanh (or USAT for ReLU) and a STRH into
 the next layer's pair layout. The code is a few hundred bytes whatever the network's size; the flash
 is about 5 bytes per weight pair and 5 per row.
 
@@ -272,7 +272,7 @@ def _activation(kind: str, full: bool) -> list[str]:
 
 
 def _function(name: str, body: list[str], saved: tuple[int, int], tanh: bool) -> str:
-    """void name(const void *x, const uint32_t *w, void *out, const uint8_t *b, const int16_t *tanh)."""
+    """void name(const void *x, const uint32_t *w, void *out, const uint8_t *b, const void *tanh)."""
     regs = f"r{saved[0]}-r{saved[1]}"
     head = [f"    .global {name}", f"    .type {name}, %function", "    .thumb_func", f"{name}:",
             f"    push {{{regs}, lr}}"]
