@@ -30,7 +30,7 @@ from bpd.io import StagedDir, check_output_dir, path_for_record, read_json, sha2
 from export.c_export import CPolicy, LayerPlan, generate_c, model_hash, scratch_width
 from export.collapse import CollapsedNet, collapse
 from export.kernels import CHOICES as KERNEL_CHOICES
-from export.kernels import FLASH_BUDGET, INT_BUDGET, LOOKUP_RATIO, KernelMeter
+from export.kernels import FLASH_BUDGET, INT_BUDGET, INT_FLASH_RATIO, KernelMeter
 from export.onnx_export import (
     OnnxPolicy,
     build_onnx,
@@ -62,10 +62,10 @@ class ExportConfig:
     flash_budget: int = field(FLASH_BUDGET, help="auto kernel: bytes of flash the policy may take (code and weights); "
                               "the default leaves 16 kB of a 64 kB part to the firmware; the integer-table kernel "
                               "spends what it leaves on speed")
-    lookup_ratio: float = field(LOOKUP_RATIO, help="auto kernel: the integer kernel looks tanh up in its 4 kB table "
-                                "(four instructions a unit fewer than interpolating between 128 knots in 512 B) only "
-                                "where its flash stays within this multiple of the generic kernel's (0: wherever "
-                                "--flash-budget allows)")
+    int_flash_ratio: float = field(INT_FLASH_RATIO, help="auto kernel: the integer kernel's forms only within this "
+                                   "multiple of the generic kernel's flash (and --flash-budget): tanh by lookup in a "
+                                   "4 kB table where it fits, else interpolated between 128 knots in 512 B, else the "
+                                   "table form fitted to it (0: --flash-budget alone)")
     tanh_budget: float = field(PARITY_TOL, help="compact and generated kernels: max abs action error against torch "
                                "allowed to the tanh approximation (the cheapest form within it is chosen)")
     int_budget: float = field(INT_BUDGET, help="integer kernel: its largest action error against the float student "
@@ -220,7 +220,8 @@ def check_export_out(out: Path) -> None:
 
 def _check_config(cfg: ExportConfig) -> None:
     check_ranges(cfg, {"parity_samples": (1, 10_000_000), "episodes": (0, 100_000), "seed": (0, 2**31 - 1),
-                       "flash_budget": (1, 2**31 - 1), "int_budget": (0.0, 1.0), "lookup_ratio": (0.0, 1000.0)})
+                       "flash_budget": (1, 2**31 - 1), "int_budget": (0.0, 1.0),
+                       "int_flash_ratio": (0.0, 1000.0)})
     if cfg.package not in PACKAGE_CHOICES:
         raise BpdError(f"--package {cfg.package!r}: choose one of {', '.join(PACKAGE_CHOICES)}")
     from training.collect import dataset_exists, load_dataset
@@ -262,9 +263,9 @@ def _integer_candidate(cfg: ExportConfig, src: Source, net: CollapsedNet, d: Pat
 
 
 def _integer_table_candidate(cfg: ExportConfig, src: Source, net: CollapsedNet, kernels: Path, sha: str,
-                             command: str, obs: np.ndarray, ref: np.ndarray, meter: KernelMeter | None
-                             ) -> tuple[dict, Path, dict | None]:
-    """The integer kernel's table form (int_table.py) fitted to --flash-budget: built with no room first
+                             command: str, obs: np.ndarray, ref: np.ndarray, meter: KernelMeter | None,
+                             budget: int) -> tuple[dict, Path, dict | None]:
+    """The integer kernel's table form (int_table.py) fitted to `budget` bytes: built with no room first
     (the least flash), then with the room the budget leaves beyond what that measured (estimated without a
     meter) spent on speed, and once more with less room if the meter finds it over the budget; the last
     build within the budget is the candidate. Its report entry, directory and figures."""
@@ -278,7 +279,7 @@ def _integer_table_candidate(cfg: ExportConfig, src: Source, net: CollapsedNet, 
     best = build("integer-table-least", 0)
     base = best[2]["flash_bytes"] if best[2] else best[0]["table"]["estimate"]["flash"]
     tries = [{"room": 0, "plan": best[0]["table"]["plan"], "flash_bytes": best[2] and best[2]["flash_bytes"]}]
-    room = cfg.flash_budget - base
+    room = budget - base
     for _ in range(2):
         if room <= 0:
             break
@@ -286,11 +287,11 @@ def _integer_table_candidate(cfg: ExportConfig, src: Source, net: CollapsedNet, 
         if fit[0]["table"]["plan"] == tries[-1]["plan"]:
             break  # the room buys nothing more
         tries.append({"room": room, "plan": fit[0]["table"]["plan"], "flash_bytes": fit[2] and fit[2]["flash_bytes"]})
-        if fit[2] is None or fit[2]["flash_bytes"] <= cfg.flash_budget:
+        if fit[2] is None or fit[2]["flash_bytes"] <= budget:
             best = fit
             break
-        room -= fit[2]["flash_bytes"] - cfg.flash_budget  # the estimate fell short by this much
-    best[0]["fit"] = {"flash_budget": cfg.flash_budget, "tries": tries}
+        room -= fit[2]["flash_bytes"] - budget  # the estimate fell short by this much
+    best[0]["fit"] = {"flash_budget": budget, "tries": tries}
     return best
 
 
@@ -359,18 +360,22 @@ def _choose_kernel(cfg: ExportConfig, src: Source, net: CollapsedNet, out: Path,
                                               lookup)
     where = {k: out if k == "generic" else out / "build" / "kernels" / k for k in cands}
     figures = {k: meter(d) if meter else None for k, d in where.items()} if cfg.kernel == "auto" else {}
-    # the table form where the straight-line integer kernel is over the budget (within it, the straight-line
+    # the integer forms' limit: the budget, and --int-flash-ratio times the generic kernel's flash
+    generic = figures.get("generic")
+    limit = min(cfg.flash_budget, int(cfg.int_flash_ratio * generic["flash_bytes"])) \
+        if generic and cfg.int_flash_ratio > 0 else cfg.flash_budget
+    # the table form where the straight-line integer kernel is over the limit (within it, the straight-line
     # kernel is what the table form would spend the room on)
-    straight_fits = any((f := figures.get(k)) is not None and f["flash_bytes"] <= cfg.flash_budget
+    straight_fits = any((f := figures.get(k)) is not None and f["flash_bytes"] <= limit
                         for k in ("integer", "integer-interp"))
-    table_too_big = too_big("integer-table", nonzero, cfg.flash_budget)
+    table_too_big = too_big("integer-table", nonzero, limit)
     if cfg.kernel == "integer-table" or (measuring and not straight_fits and table_too_big is None):
         cands["integer-table"], where["integer-table"], cost = _integer_table_candidate(
-            cfg, src, net, out / "build" / "kernels", sha, command, obs, ref, meter)
+            cfg, src, net, out / "build" / "kernels", sha, command, obs, ref, meter, limit)
         if cfg.kernel == "auto":
             figures["integer-table"] = cost
     elif measuring:
-        skipped["integer-table"] = table_too_big or ("not built: the integer kernel is within the flash budget, "
+        skipped["integer-table"] = table_too_big or ("not built: the integer kernel is within its flash limit, "
                                                      "which the table form would spend on becoming it")
     if cfg.kernel == "auto":
         floats = {k: f for k, f in figures.items() if not k.startswith("integer")}
@@ -388,17 +393,12 @@ def _choose_kernel(cfg: ExportConfig, src: Source, net: CollapsedNet, out: Path,
             elif share > cfg.int_budget:
                 cands[k]["verdict"] = (f"action error {100 * share:.2f} % of the range, over --int-budget "
                                        f"{100 * cfg.int_budget:g} %")
+            elif cost["flash_bytes"] > limit:
+                cands[k]["verdict"] = (f"over the integer kernel's flash limit ({limit} B: --int-flash-ratio "
+                                       f"{cfg.int_flash_ratio:g} times the generic kernel's flash, within "
+                                       "--flash-budget)")
             else:
                 ints[k] = cost
-        generic = figures.get("generic")
-        limit = cfg.lookup_ratio * generic["flash_bytes"] if generic and cfg.lookup_ratio > 0 else None
-        lookup_cost = ints.get("integer")
-        if lookup_cost is not None and "integer-interp" in ints and limit is not None and \
-                lookup_cost["flash_bytes"] > limit:  # the tanh table's flash only within --lookup-ratio
-            del ints["integer"]
-            cands["integer"]["verdict"] = (f"over {cfg.lookup_ratio:g}x the generic kernel's flash ({limit:.0f} B, "
-                                           "--lookup-ratio): the interpolating form (the same integers) is weighed "
-                                           "instead")
         if ints:  # the forms give the same integers: one closed-loop check for the one the rule picks
             pick = choose({chosen: figures[chosen]} | ints, cfg.flash_budget)
             if pick[0] not in ints:
@@ -416,7 +416,7 @@ def _choose_kernel(cfg: ExportConfig, src: Source, net: CollapsedNet, out: Path,
     entry: dict[str, Any] = {"kind": "integer" if chosen.startswith("integer") else chosen.removesuffix("-table"),
                              "variant": chosen, "requested": cfg.kernel, "rule": rule}
     if cfg.kernel == "auto":
-        entry |= {"flash_budget": cfg.flash_budget, "measured_on": MEASURED_ON if any(figures.values()) else None,
+        entry |= {"flash_budget": cfg.flash_budget, "int_flash_limit": limit, "measured_on": MEASURED_ON if any(figures.values()) else None,
                   "candidates": {k: cands[k] | {"cost": figures.get(k)} for k in cands}, "skipped": skipped}
     return entry | cands.get(chosen, {})
 

@@ -195,13 +195,13 @@ def test_auto_builds_the_table_form_only_where_the_integer_kernel_is_over_the_bu
     from training.collect import load_dataset
 
     src = str(tiny_pipeline / "run")
-    rep = run_export(ExportConfig(source=src, out=str(tmp_path / "wide"), episodes=0, parity_samples=300),
-                     meter=_meter({}))
+    rep = run_export(ExportConfig(source=src, out=str(tmp_path / "wide"), episodes=0, parity_samples=300,
+                                  int_flash_ratio=0.0), meter=_meter({}))
     assert "integer-table" not in rep["kernel"]["candidates"]
-    assert "within the flash budget" in rep["kernel"]["skipped"]["integer-table"]
+    assert "within its flash limit" in rep["kernel"]["skipped"]["integer-table"]
     out = tmp_path / "small"
-    rep = run_export(ExportConfig(source=src, out=str(out), episodes=1, parity_samples=300, flash_budget=3000),
-                     meter=_meter({"integer": 5000, "integer-interp": 4000}))
+    rep = run_export(ExportConfig(source=src, out=str(out), episodes=1, parity_samples=300, flash_budget=3000,
+                                  int_flash_ratio=0.0), meter=_meter({"integer": 5000, "integer-interp": 4000}))
     k = rep["kernel"]
     assert k["variant"] == "integer-table" and k["kind"] == "integer", k["candidates"]["integer-table"]
     assert "return over 10 paired episodes" in k["candidates"]["integer-table"]["verdict"]  # 10 batches of 1
@@ -215,25 +215,31 @@ def test_auto_builds_the_table_form_only_where_the_integer_kernel_is_over_the_bu
     assert np.array_equal(CPolicy(out).act(obs).view(np.uint32), IntPolicy(q).act(obs).view(np.uint32))
 
 
-def test_auto_looks_tanh_up_only_within_the_lookup_ratio(tiny_pipeline, tmp_path):
-    """The integer kernel's two tanh forms are the same integers; auto weighs the lookup (fewer cycles) only
-    where its flash is within --lookup-ratio times the generic kernel's: over it, the interpolating form
-    ships; with the ratio off (0), the lookup does."""
+def test_auto_holds_the_integer_forms_to_the_int_flash_ratio(tiny_pipeline, tmp_path):
+    """The integer kernel's forms give the same integers; auto weighs each only within --int-flash-ratio times
+    the generic kernel's flash: the lookup (fewest cycles) where it fits, else the interpolating form, else
+    the table form fitted to that limit; with the ratio off (0), the lookup."""
     from export.export import ExportConfig, run_export
 
     src = str(tiny_pipeline / "run")
-    meter = _meter({"generic": 1000, "integer": 2000, "integer-interp": 1100},
-                   {"integer": 100.0, "integer-interp": 130.0})
+    cycles = {"integer": 100.0, "integer-interp": 130.0}
+    meter = _meter({"generic": 1000, "integer": 2000, "integer-interp": 1400}, cycles)
     rep = run_export(ExportConfig(source=src, out=str(tmp_path / "a"), episodes=1, parity_samples=300), meter=meter)
     k = rep["kernel"]
-    assert k["variant"] == "integer-interp" and k["kind"] == "integer"
-    assert "--lookup-ratio" in k["candidates"]["integer"]["verdict"]
-    assert "interpolated" in k["form"]
+    assert k["variant"] == "integer-interp" and k["kind"] == "integer" and k["int_flash_limit"] == 1500
+    assert "--int-flash-ratio" in k["candidates"]["integer"]["verdict"] and "interpolated" in k["form"]
+    assert "within its flash limit" in k["skipped"]["integer-table"]
     rep = run_export(ExportConfig(source=src, out=str(tmp_path / "b"), episodes=1, parity_samples=300,
-                                  lookup_ratio=0.0), meter=meter)
+                                  int_flash_ratio=0.0), meter=meter)
     k = rep["kernel"]
     assert k["variant"] == "integer" and "lookup" in k["form"]
     assert k["candidates"]["integer-interp"]["verdict"] == "the rule picks integer"
+    # neither straight-line form within 1.2x: the table form, fitted to 1,200 B
+    rep = run_export(ExportConfig(source=src, out=str(tmp_path / "c"), episodes=1, parity_samples=300,
+                                  int_flash_ratio=1.2), meter=meter)
+    k = rep["kernel"]
+    assert k["variant"] == "integer-table" and k["candidates"]["integer-table"]["fit"]["flash_budget"] == 1200
+    assert all("--int-flash-ratio" in k["candidates"][n]["verdict"] for n in ("integer", "integer-interp"))
 
 
 def test_forced_table_form_without_a_meter(tiny_pipeline, tmp_path):

@@ -170,8 +170,8 @@ def test_default_export_ships_the_measured_choice(tiny_pipeline, tmp_path):
         floats = {n: c for n, c in costs.items() if not n.startswith("integer")}
         # with --episodes 0 the integer kernel cannot show that it keeps the return: a float kernel ships
         assert k["variant"] == choose(floats, k["flash_budget"])[0]
-        weighed = [n for n in ("integer", "integer-interp") if "--lookup-ratio" not in
-                   (k["candidates"].get(n) or {}).get("verdict", "--lookup-ratio")]
+        weighed = [n for n in ("integer", "integer-interp", "integer-table") if "--int-flash-ratio" not in
+                   (k["candidates"].get(n) or {}).get("verdict", "--int-flash-ratio")]
         assert weighed and all(k["candidates"][n]["verdict"] in (
             "no closed-loop check with --episodes 0", "not cheaper than the float kernel the rule picks")
             for n in weighed)
@@ -201,8 +201,10 @@ def test_default_export_ships_the_integer_kernel_where_it_wins_and_keeps_the_ret
     cands = k["candidates"]
     floats = {n: c["cost"] for n, c in cands.items() if not n.startswith("integer")}
     best_float = choose(floats, k["flash_budget"])[0]
-    # the integer form auto weighs: the tanh lookup unless its table takes it past --lookup-ratio
-    w = "integer-interp" if "--lookup-ratio" in cands["integer"]["verdict"] else "integer"
+    # the integer form auto weighs: the tanh lookup, else the interpolating form, else the table form, within
+    # --int-flash-ratio
+    w = next(n for n in ("integer", "integer-interp", "integer-table")
+             if n in cands and "--int-flash-ratio" not in cands[n]["verdict"])
     assert cands[w]["cost"]["cycles"] < floats[best_float]["cycles"]  # SMLAD: fewer cycles than float
     assert cands[w]["max_error_vs_action_range"] <= 0.02
     verdict = cands[w]["verdict"]
