@@ -417,7 +417,8 @@ def _choose_kernel(cfg: ExportConfig, src: Source, net: CollapsedNet, out: Path,
                              "variant": chosen, "requested": cfg.kernel, "rule": rule}
     if cfg.kernel == "auto":
         entry |= {"flash_budget": cfg.flash_budget, "int_flash_limit": limit,
-                  "measured_on": MEASURED_ON if any(figures.values()) else None, "candidates": {k: cands[k] | {"cost": figures.get(k)} for k in cands}, "skipped": skipped}
+                  "measured_on": MEASURED_ON if any(figures.values()) else None,
+                  "candidates": {k: cands[k] | {"cost": figures.get(k)} for k in cands}, "skipped": skipped}
     return entry | cands.get(chosen, {})
 
 
