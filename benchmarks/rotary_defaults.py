@@ -48,6 +48,7 @@ CONFIGS = {  # name: distill's flags beyond its defaults
     "defaults-gated": ["--eta-schedule", "gated"],
     "defaults-gated-60k": ["--eta-schedule", "gated", "--steps", "60000"],
     "defaults-gated-100k": ["--eta-schedule", "gated", "--steps", "100000"],
+    "defaults-warmup": ["--kl-warmup", "gate"],
 }
 EPISODES = 30
 

@@ -583,9 +583,33 @@ def test_gated_schedule_advances_the_ramp_while_the_gate_is_open_and_goes_back_w
     assert t2.kl_progress == 50.0 and t2.gate_open and t2.eta() == pytest.approx(2.0)
 
 
+def test_kl_warmup_holds_the_schedule_until_released():
+    """--kl-warmup gate: while warming, the schedule's step stays 0 (no KL, no fine-tune) and the run's end moves
+    with the step; once released at step S, the schedule runs on step - S and the run ends at S + --steps.
+    steps 100, ramp 0.5, eta_max 2: warm 30 steps (eta 0, end 131), released, 25 more (t 25: eta 1.0, end 130);
+    the warm-up is in the state dict."""
+    torch.manual_seed(0)
+    cfg = paper(hidden=[HIDDEN], critic_hidden=[CRITIC_HIDDEN], steps=100, policy_freq=1, eta_ramp=0.5,
+                eta_max=2.0, kl_warmup="gate", finetune=0.2)
+    t = BPDTrainer(cfg, OBS, ACT, N_DATA)
+    for _ in range(30):
+        t.update(BATCH)
+    assert t.warming and t.t == 0 and t.eta() == 0.0 and t.end() == 131 and not t.selectable()
+    t.warming = False
+    for _ in range(25):
+        t.update(BATCH)
+    assert t.offset == 30 and t.t == 25 and t.eta() == pytest.approx(1.0) and t.end() == 130
+    assert not t.finetuning() and t.selectable()
+    t2 = BPDTrainer(cfg, OBS, ACT, N_DATA)
+    t2.load_state_dict(t.state_dict())
+    assert not t2.warming and t2.offset == 30 and t2.t == 25
+
+
 def test_gated_schedule_needs_the_bayesian_student():
     from bpd.errors import BpdError
     from training.distill import _check_config
 
     with pytest.raises(BpdError, match="gated"):
         _check_config(paper(eta_schedule="gated", student="l1"))
+    with pytest.raises(BpdError, match="--kl-warmup gate"):
+        _check_config(paper(kl_warmup="gate", student="l1"))

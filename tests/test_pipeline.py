@@ -131,6 +131,28 @@ def test_a_run_older_than_an_option_resumes_when_the_option_keeps_its_default(ti
         run_bpd(*without, "--resume", check=False))
 
 
+def test_kl_warmup_waits_for_the_student_to_imitate(tiny_pipeline, tmp_path):
+    """--kl-warmup gate: no KL until a periodic evaluation finds the student within --eta-gate of the teacher,
+    then --steps of the schedule. With --eta-gate 1 any positive return releases it at the first evaluation
+    (step 100): the run lasts 100 + 300 steps and records its warm-up; with --eta-gate 0 (the teacher's return
+    exactly: never on this tiny student), the warm-up ends at its cap, 4 x --steps."""
+    import csv
+
+    out = tmp_path / "warm"
+    run_bpd(*_distill_args(tiny_pipeline, out, steps=300), "--eval-every", "100", "--kl-warmup", "gate",
+            "--eta-gate", "1")
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert [int(float(r["step"])) for r in rows] == [100, 200, 300, 400]
+    assert float(rows[0]["eta"]) == 0.0 and float(rows[1]["eta"]) > 0.0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["kl_warmup_steps"] == 100 and s["steps"] == 400
+    out = tmp_path / "capped"
+    run_bpd(*_distill_args(tiny_pipeline, out, steps=50), "--eval-every", "50", "--kl-warmup", "gate",
+            "--eta-gate", "0")
+    s = json.loads((out / "summary.json").read_text())
+    assert s["kl_warmup_steps"] == 200 and s["steps"] == 250
+
+
 def test_gated_kl_waits_for_the_first_evaluation_then_ramps(tiny_pipeline, tmp_path):
     """--eta-schedule gated: no KL before the first periodic evaluation (the gate starts shut); with
     --eta-gate 1 any positive return opens it (InvertedPendulum's returns are), so the second interval's KL

@@ -42,6 +42,7 @@ from training.device import resolve_device
 from training.distill_config import (  # noqa: F401
     PAPER,
     SCHEDULES,
+    WARMUP_CAP,
     DistillConfig,
     _check_config,
     check_ablation_options,
@@ -118,17 +119,26 @@ class BPDTrainer:
         # the gated schedule: steps of ramp made so far, and whether the last evaluation lets it advance
         self.kl_progress = 0.0
         self.gate_open = False
+        # --kl-warmup gate: whether the schedule still waits for the student to imitate, and the steps it waited
+        # (the schedule runs on step - offset; the run lasts --steps beyond the warm-up)
+        self.warming = cfg.kl_warmup == "gate"
+        self.offset = 0
+
+    @property
+    def t(self) -> int:
+        """The schedule's step: the step less the warm-up's."""
+        return self.step - self.offset
 
     def eta(self) -> float:
         c = self.cfg
         if c.eta_schedule == "gated":
             return eta_at(self.kl_progress, c.steps, c.eta_max, "linear", c.eta_ramp)
-        return eta_at(self.step, c.steps, c.eta_max, c.eta_schedule, c.eta_ramp)
+        return eta_at(self.t, c.steps, c.eta_max, c.eta_schedule, c.eta_ramp)
 
     def finetuning(self) -> bool:
         """Whether this step is in the fine-tune phase (the last `finetune` fraction of training)."""
         c = self.cfg
-        return isinstance(self.actor, BayesianStudent) and c.finetune > 0 and self.step >= (1 - c.finetune) * c.steps
+        return isinstance(self.actor, BayesianStudent) and c.finetune > 0 and self.t >= (1 - c.finetune) * c.steps
 
     def freeze(self) -> None:
         """Enter the fine-tune phase: the student and its target become their deterministic masked forms
@@ -220,29 +230,38 @@ class BPDTrainer:
                             tb.copy_(b)
             self.last_actor = {"losses/actor": actor_loss.item(), "losses/bc": bc.item(), "eta": eta} | logs
         self.step += 1
-        if c.eta_schedule == "gated":
+        if self.warming:
+            self.offset = self.step
+        elif c.eta_schedule == "gated":
             top = c.eta_ramp * c.steps
             self.kl_progress = min(max(self.kl_progress + (1.0 if self.gate_open else -1.0), 0.0), top)
         return out | self.last_actor
 
     def selectable(self) -> bool:
-        """Whether the current student may be handed over (a magnitude student only once fully pruned)."""
-        return not isinstance(self.actor, PlainStudent) or self.actor.pruning_done()
+        """Whether the current student may be handed over (a magnitude student only once fully pruned, a
+        warming one not before its schedule has begun)."""
+        return (not isinstance(self.actor, PlainStudent) or self.actor.pruning_done()) and not self.warming
+
+    def end(self) -> int:
+        """The step the run ends at: --steps beyond the warm-up (while warming, at least one step more)."""
+        return self.cfg.steps + self.offset + (1 if self.warming else 0)
 
     def _parts(self) -> tuple[str, ...]:
         parts = ("actor", "actor_target", "actor_opt")
         return parts + (("critic", "critic_target", "critic_opt") if self.critic is not None else ())
 
     def state_dict(self) -> dict:
-        return ({"step": self.step, "kl_progress": self.kl_progress, "gate_open": self.gate_open}
+        return ({"step": self.step, "kl_progress": self.kl_progress, "gate_open": self.gate_open,
+                 "warming": self.warming, "offset": self.offset}
                 | {name: getattr(self, name).state_dict() for name in self._parts()})
 
     def load_state_dict(self, sd: dict) -> None:
         self.step = int(sd["step"])
         self.kl_progress, self.gate_open = float(sd.get("kl_progress", 0.0)), bool(sd.get("gate_open", False))
+        self.warming, self.offset = bool(sd.get("warming", self.warming)), int(sd.get("offset", 0))
         for name in self._parts():
             getattr(self, name).load_state_dict(sd[name])
-        if self.finetuning() and self.step > (1 - self.cfg.finetune) * self.cfg.steps:
+        if self.finetuning() and self.t > (1 - self.cfg.finetune) * self.cfg.steps:
             for net in (self.actor, self.actor_target):  # the saved parameters are already frozen (the target's
                 for layer in net.layers:  # mid-way to the actor's): set the flags, which are not state
                     layer.mark_frozen()
@@ -338,21 +357,22 @@ def distill(cfg: DistillConfig) -> dict:
         writer.writeheader()
     acc: dict[str, list[float]] = {}
     last_eval = {"eval/return_mean": float("nan")}
-    gate_ref = None  # gated schedule: the teacher's return on the periodic evaluations' seeds
-    if cfg.eta_schedule == "gated":
+    gate_ref = None  # gated schedule, gated warm-up: the teacher's return on the periodic evaluations' seeds
+    if cfg.eta_schedule == "gated" or cfg.kl_warmup == "gate":
         gate_ref = float(np.mean(evaluate(env_id, teacher.act, cfg.eval_episodes, seed=train_eval_seed(cfg.seed))[0]))
     t_start = time.time() - elapsed
     bar = tqdm(total=cfg.steps, initial=trainer.step, desc="distill", mininterval=0.5,
                disable=None if cfg.progress else True)  # None: shown on a terminal only
     try:
-        while trainer.step < cfg.steps:
+        while trainer.step < trainer.end():
             idx = torch.randint(0, n, (cfg.batch,), generator=gen).to(device)
             info = trainer.update({k: v[idx] for k, v in data.items()})
             for k, v in info.items():
                 acc.setdefault(k, []).append(v)
             bar.update(1)
             step = trainer.step
-            if step % cfg.eval_every == 0 or step == cfg.steps:
+            last = step >= trainer.end()
+            if step % cfg.eval_every == 0 or last:
                 policy = collapsed()
                 rets, _ = evaluate(env_id, policy.act, cfg.eval_episodes, seed=train_eval_seed(cfg.seed))
                 row = {k: float(np.mean(v)) for k, v in acc.items() if k in METRIC_FIELDS}
@@ -363,6 +383,8 @@ def distill(cfg: DistillConfig) -> dict:
                 metrics_f.flush()
                 if gate_ref is not None:
                     trainer.gate_open = row["eval/return_mean"] >= gate_ref - cfg.eta_gate * abs(gate_ref)
+                    if trainer.warming and (trainer.gate_open or step >= WARMUP_CAP * cfg.steps):
+                        trainer.warming = False  # the schedule begins: --steps from here
                 if trainer.selectable():
                     candidates.append(Candidate(step, float(np.mean(rets)), policy.params_nonzero,
                                                 {k: v.detach().cpu().clone()
@@ -375,7 +397,7 @@ def distill(cfg: DistillConfig) -> dict:
                                  "sparsity": f"{trainer.actor.sparsity():.3f}",
                                  "bc": f"{info.get('losses/bc', float('nan')):.4f}",
                                  "kl": f"{info.get('losses/kl', float('nan')):.0f}"}, refresh=False)
-            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            if step % cfg.checkpoint_every == 0 or last:
                 _save_checkpoint(run.checkpoint, trainer, gen, time.time() - t_start)
     finally:
         bar.close()
@@ -404,7 +426,7 @@ def distill(cfg: DistillConfig) -> dict:
                "device": str(device),
                "final_eval_return_mean": last_eval.get("eval/return_mean"),
                "train_eval_seeds": [train_eval_seed(cfg.seed), train_eval_seed(cfg.seed) + cfg.eval_episodes - 1],
-               "eta_gate_teacher_return": gate_ref,
+               "eta_gate_teacher_return": gate_ref, "kl_warmup_steps": trainer.offset,
                "selection": chosen}
     write_json(run.summary, summary)
     return summary

@@ -10,6 +10,7 @@ from bpd.errors import BpdError
 from training.ablations import PLAIN_STUDENTS
 from training.priors import PRIORS
 
+WARMUP_CAP = 4  # --kl-warmup gate: the warm-up's most steps, a multiple of --steps
 SCHEDULES = ("linear", "constant", "exponential", "gated")
 RULES = ("sparsest-within", "best", "last")  # which evaluated student a run hands over (training/selection.py)
 
@@ -30,6 +31,10 @@ class DistillConfig:
                             "student's return at the last periodic evaluation is within this fraction of the "
                             "teacher's on the same seeds, and goes back as much while it is not: the KL waits for "
                             "the student to imitate and prunes what the return can afford")
+    kl_warmup: str = field("none", help="gate: the schedule (KL weight, fine-tune) waits while the collapsed student's "
+                           "return at the periodic evaluations is not yet within --eta-gate of the teacher's, at "
+                           "most WARMUP_CAP x --steps: behaviour cloning and the value term alone until the student "
+                           "imitates, then --steps of the schedule", choices=("none", "gate"))
     kl_scale: float | None = field(None, help="KL multiplier per sample (default: 1 / dataset size)")
     threshold: float = field(3.0, help="prune weights whose log alpha reaches this")
     log_alpha_clip: float = field(10.0, help="log alpha is clipped to [-clip, clip]")
@@ -131,6 +136,8 @@ def _check_config(cfg: DistillConfig) -> None:
     if cfg.student == "bayesian" and cfg.prune_to is not None and cfg.finetune == 0:
         raise BpdError("--prune-to on the Bayesian student cuts the mask at the fine-tune's start: it needs "
                        "--finetune above 0")
+    if cfg.kl_warmup == "gate" and cfg.student != "bayesian":
+        raise BpdError(f"--kl-warmup gate delays the Bayesian student's KL; --student {cfg.student} has none")
     if cfg.eta_schedule == "gated" and cfg.student != "bayesian":
         raise BpdError("--eta-schedule gated gates the Bayesian student's KL weight; --student "
                        f"{cfg.student} has none")
