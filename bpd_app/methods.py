@@ -262,6 +262,9 @@ _ablation("bpd-units-finetune-pairs-gated", "bpd-units-finetune-pairs with the g
           "only while the collapsed student's return is within --eta-gate of the teacher's (what the rotary "
           "swing-up needs from distill's defaults; here, what it costs on the other tasks)",
           {"unit_gates": True, "finetune": 0.2, "pair_partners": True, "eta_schedule": "gated"})
+_ablation("bpd-units-finetune-pairs-warmup", "bpd-units-finetune-pairs whose schedule waits until the collapsed "
+          "student's return is within --eta-gate of the teacher's (--kl-warmup gate), then runs its --steps",
+          {"unit_gates": True, "finetune": 0.2, "pair_partners": True, "kl_warmup": "gate"})
 _ablation("l1-threshold", "deterministic student, BPD's loss minus the KL plus a scheduled L1 penalty, then a "
           "magnitude threshold", {"student": "l1"})
 
