@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bpd.errors import BpdError
-from export.fixed_point import TANH_KNOT
+from export.int_tanh import TANH_KNOT
 
 POOL = ("r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12", "lr")  # accumulators, inputs, weights
 SPARE = ("r2", "r3")  # the output and tanh pointers: inputs and weights may take them, reloaded after
