@@ -446,8 +446,8 @@ def main() -> None:
             # each measured row kept as it lands, the rows not reached yet as they were
             done = {r["cell"] for r in rows}
             so_far = rows + [r for k, r in old.items() if k not in done]
-            write_json(out / "cost.json", dict(json.loads((out / "cost.json").read_text()) if (out / "cost.json")
-                                               .is_file() else {}, rows=so_far, summary=summarise(so_far)))
+            prev = read_json(out / "cost.json") if (out / "cost.json").is_file() else {}
+            write_json(out / "cost.json", prev | {"rows": so_far, "summary": summarise(so_far)})
         res = {"plan": str(Path(a.plan).resolve().relative_to(ROOT)), "rows": rows, "summary": summarise(rows)}
         prev = json.loads((out / "cost.json").read_text()) if (out / "cost.json").is_file() else {}
         if a.refresh_m0 or ((a.only is not None or a.refresh_returns) and prev.get("m0_refreshed")):

@@ -106,6 +106,14 @@ def cost(run: Path, states) -> dict:
     return device_cost(export, states, run / "cost") | {"kernel": kernel["variant"]}
 
 
+def land(path: Path, res: dict, key: str, cell: dict) -> dict:
+    """res with `key`'s cell, written over the cells the file holds now (another pass may be adding its own):
+    each run or cost kept as it lands."""
+    res = res | {"cells": (json.loads(path.read_text())["cells"] if path.is_file() else res["cells"]) | {key: cell}}
+    write_json(path, res)
+    return res
+
+
 def markdown(res: dict) -> str:
     t = res["teacher"]
     L = ["# Rotary swing-up from distill's defaults", "",
@@ -156,17 +164,14 @@ def main() -> None:
     if a.table_only:
         res = json.loads(path.read_text())
     elif a.cost:
-        res = json.loads(path.read_text())
         lqr, states = classical(a.work)
         res = json.loads(path.read_text()) | {"energy_lqr_cost": lqr}
         write_json(path, res)
-        for key, r in res["cells"].items():
+        for key, r in list(res["cells"].items()):
             name, seed = key.rsplit("/seed", 1)
             if r.get("device_cost") is None and (a.only is None or name in a.only):
                 print(f"{key}: cost ...", flush=True)
-                r["device_cost"] = cost(a.work / f"{name}-s{seed}", states)
-                res = json.loads(path.read_text()) | {"cells": {**json.loads(path.read_text())["cells"], key: r}}
-                write_json(path, res)  # each cost kept as it lands (another process may be adding runs)
+                res = land(path, res, key, r | {"device_cost": cost(a.work / f"{name}-s{seed}", states)})
     else:
         from rotary_benchmark import run_episodes
 
@@ -183,11 +188,7 @@ def main() -> None:
                 if not a.measure_only:
                     train(a.work, name, seed)
                 if (run / "student.pt").is_file() and (run / "summary.json").is_file():
-                    cell = measure(run)
-                    # each measured run kept as it lands, over the file as it is now (a --cost pass may run beside)
-                    now = json.loads(path.read_text()) if path.is_file() else res
-                    res["cells"] = now["cells"] | {f"{name}/seed{seed}": cell}
-                    write_json(path, res)
+                    res = land(path, res, f"{name}/seed{seed}", measure(run))
         write_json(path, res)
     write_text(a.out / "rotary-defaults.md", markdown(res))
     print(markdown(res))
