@@ -27,9 +27,12 @@ The float network is turned into integer arithmetic calibrated on observations (
 
 On cores with the DSP extension (Cortex-M4, M7) the layers are straight-line assembly (dsp.py): inputs
 packed in int16 pairs, one SMLAD per pair with a nonzero weight, the weights streamed from a table by
-LDMIA. Elsewhere (Cortex-M0+, the host) the same sums are scalar C, one multiply-add per weight. Both
-give the same integers (every operand is int16 and the accumulator bound above holds for any order),
-so one numpy model, `IntPolicy`, checks both bit for bit.
+LDMIA. On Thumb-1 cores (Cortex-M0, M0+) one straight-line ARMv6-M function (thumb1.py) goes from the
+observations' bits to the output sums, one MULS and ADDS per weight; the C then maps them to actions (no
+CLZ there: the float bits' leading one found in halving steps). Elsewhere (the host, a network too wide
+for the Thumb-1 frame) the same sums are scalar C, one multiply-add per weight. All give the same
+integers (every operand is int16 and the accumulator bound above holds for any order), so one numpy
+model, `IntPolicy`, checks them bit for bit.
 
 The generated code has no float type in any expression and no VFP instruction, so it runs on cores
 without an FPU (tests check the object files).
@@ -65,7 +68,7 @@ from export.int_tanh import (  # noqa: F401  (the tanh's names, as the kernel's 
 
 # what the export report and the cost benchmark record of this kernel, so that figures of an earlier form are
 # told apart from its
-INT_FORM = "dsp-assembly (M4/M7), thumb1-assembly (M0/M0+)"
+INT_FORM = "dsp-assembly (M4/M7), thumb1-assembly from the observations' bits (M0/M0+)"
 
 
 def int_form(lookup: bool) -> str:
@@ -305,7 +308,8 @@ _PRELUDE = _OS_PRAGMA + """\
 #define BPD_INT_DSP 0
 #endif
 
-/* Thumb-1 cores (Cortex-M0, M0+): the layers are the ARMv6-M assembly below (thumb1.py), where it was made */
+/* Thumb-1 cores (Cortex-M0, M0+): observations to output sums in the ARMv6-M assembly below (thumb1.py), where
+ * it was made */
 #if !BPD_INT_DSP && defined(__GNUC__) && defined(__thumb__) && !defined(__thumb2__)
 #define BPD_INT_T1 1
 #else
@@ -355,18 +359,15 @@ static uint32_t to_float_bits(int32_t v, int32_t f)
         if (n <= 8) { m >>= 8 - n; } else { m <<= n - 8; }
         e = 8 - n;
     }
-#else
-    if (m >= (1u << 24)) {
-        if (m >= (1u << 28)) { m >>= 4; e += 4; }
-        if (m >= (1u << 26)) { m >>= 2; e += 2; }
-        if (m >= (1u << 25)) { m >>= 1; e += 1; }
-        if (m >= (1u << 24)) { m >>= 1; e += 1; }
-    }
-    if (m < (1u << 8)) { m <<= 16; e -= 16; }
-    if (m < (1u << 16)) { m <<= 8; e -= 8; }
-    if (m < (1u << 20)) { m <<= 4; e -= 4; }
-    if (m < (1u << 22)) { m <<= 2; e -= 2; }
-    if (m < (1u << 23)) { m <<= 1; e -= 1; }
+#else /* no CLZ (Cortex-M0/M0+): the leading one to bit 31 in halving steps, then to bit 23 (dropping the bits
+       * below, as the right shift above does) */
+    e = 8;
+    if (!(m >> 16)) { m <<= 16; e -= 16; }
+    if (!(m >> 24)) { m <<= 8; e -= 8; }
+    if (!(m >> 28)) { m <<= 4; e -= 4; }
+    if (!(m >> 30)) { m <<= 2; e -= 2; }
+    if (!(m >> 31)) { m <<= 1; e -= 1; }
+    m >>= 8;
 #endif
     return s | ((uint32_t)(e + 23 - f + 127) << 23) | (m & 0x7FFFFFu);
 }
@@ -384,6 +385,7 @@ static void store_bits(float *p, uint32_t b)
 }
 """
 
+_INPUTS_GUARD = "#if !BPD_INT_DSP /* the DSP form reads the observations in its own assembly */\n"
 
 
 def _hex(v: int) -> str:
@@ -435,7 +437,7 @@ def kernel_source(q: IntNet, banner: str, lookup: bool = True) -> tuple[str, dic
     """policy.c of the integer kernel, tanh by one lookup in the table of every result (lookup) or, on
     Cortex-M4/M7 and in C, interpolated between the knots (Thumb-1 looks up either way), and what the
     report records of its assembly: each DSP layer's chosen (R, C, G) and instruction count, and the
-    Thumb-1 form's frame and instruction count (None where a layer is too wide for it)."""
+    Thumb-1 form's frame, instructions and choices (None where the network does not fit it)."""
     obs_dim = len(q.in_frac)
     act_dim = len(q.out_frac)
     uses_tanh = q.output == "tanh" or any(L.kind == "tanh" for L in q.layers)
@@ -445,18 +447,20 @@ def kernel_source(q: IntNet, banner: str, lookup: bool = True) -> tuple[str, dic
         dsp: tuple | None = dsp_layers(q, lookup)
     except OffsetRange:
         dsp = None
-    from export.thumb1 import FrameTooSmall, network_asm
+    from export.thumb1 import FrameTooSmall, c_parts, network_asm
 
-    try:  # the Thumb-1 assembly, unless a layer is too wide for its frame
-        t1: tuple | None = network_asm("bpd_t1_net", q.layers, obs_dim, TANH_BITS)
+    try:  # the Thumb-1 assembly, unless the network does not fit it (a layer too wide for its frame)
+        t1: tuple | None = network_asm("bpd_t1_net", q.layers, [int(f) for f in q.in_frac], TANH_BITS)
     except FrameTooSmall:
         t1 = None
     guard = "#if defined(__ARM_FEATURE_SIMD32) && __ARM_FEATURE_SIMD32 && defined(__thumb2__)\n"
     assert guard in _PRELUDE
     prelude = _PRELUDE if dsp else _PRELUDE.replace(
         guard, "#if 0 /* this network's layers are too wide for the assembly's 12-bit offsets: scalar C */\n")
-    if t1:  # the layers in Thumb-1 assembly: what is left in C (conversions) is better at -O2 (no call per load)
-        prelude = prelude.replace(_OS_PRAGMA, "")
+    if t1:  # Thumb-1 assembly from the observations: what is left in C (the output) is better at -O2
+        assert _INPUTS_GUARD in prelude
+        prelude = prelude.replace(_OS_PRAGMA, "").replace(_INPUTS_GUARD, "#if !BPD_INT_DSP && !BPD_INT_T1 /* the "
+                                                          "assembly forms read the observations themselves */\n")
     out = [banner, prelude]
     if uses_tanh:  # Thumb-1's assembly looks every result up; the rest interpolates unless `lookup`
         out.append(tanh_c("1" if lookup else "BPD_INT_T1" if t1 else None))
@@ -476,17 +480,10 @@ def kernel_source(q: IntNet, banner: str, lookup: bool = True) -> tuple[str, dic
         out.append("__asm__(\n    \".syntax unified\\n\"\n    \".text\\n\"\n    \".balign 4\\n\"\n")
         out += [f"    \"{line}\\n\"\n" for line in asm.splitlines()]
         out.append(");\n#endif\n")
-    if t1:
-        t1_asm, t1_table, t1_info = t1
-        out.append("\n#if BPD_INT_T1\n/* every layer's bounds, each row's bias and int32 weights, in the order the "
-                   f"assembly uses them */\nstatic const uint32_t bpd_t1_table[{max(len(t1_table), 1)}] = {{\n")
-        for i in range(0, len(t1_table), 8):
-            out.append("    " + ", ".join(_hex(v) for v in t1_table[i:i + 8]) + ",\n")
-        out.append("};\nvoid bpd_t1_net(const int32_t *x, const uint32_t *t, int32_t *out, const int16_t *tanh);\n"
-                   "__asm__(\n    \".syntax unified\\n\"\n    \".text\\n\"\n    \".balign 2\\n\"\n")
-        out += [f"    \"{line}\\n\"\n" for line in t1_asm.splitlines()]
-        out.append(");\n#endif\n")
     names = [f"y{i}" for i in range(act_dim)]
+    if t1:
+        t1_decl, t1_call = c_parts(t1[0], t1[1], names, uses_tanh)
+        out.append(t1_decl)
     out.append(run_head(q, names))
     if dsp:
         # DSP: inputs into the first layer's pair layout, the layers in assembly, the output sums read back
@@ -505,6 +502,8 @@ def kernel_source(q: IntNet, banner: str, lookup: bool = True) -> tuple[str, dic
                        f"{tanh_arg});\n")
         out += [f"        {v} = acc[{i}];\n" for i, v in enumerate(names)]
         out.append("    }\n#else\n")
+    if t1:  # Thumb-1: observations to output sums in the assembly
+        out.append(t1_call)
     out += [f"    const uint32_t b{j} = load_bits(&obs[{j}]);\n" for j in range(obs_dim)]
     out.append("    /* exponent 255: NaN or +-Inf */\n    if (" + " || ".join(
         f"((b{j} >> 23) & 0xFFu) == 0xFFu" for j in range(obs_dim)) + ") {\n"
@@ -513,12 +512,6 @@ def kernel_source(q: IntNet, banner: str, lookup: bool = True) -> tuple[str, dic
             f"Q{int(q.in_frac[j])} */\n" for j in range(obs_dim)]
     # an observation no first-layer weight reads (pruned whole) is checked, not used
     out += [f"    (void)x{j};\n" for j in range(obs_dim) if not np.any(q.layers[0].wq[:, j])]
-    if t1:  # Thumb-1: the layers in assembly, the output sums read back
-        out.append("#if BPD_INT_T1\n    {\n        const int32_t xin[" + str(obs_dim) + "] = {"
-                   + ", ".join(f"x{j}" for j in range(obs_dim)) + f"}};\n        int32_t acc[{act_dim}];\n"
-                   f"        bpd_t1_net(xin, bpd_t1_table, acc, {'bpd_tanh_q15' if uses_tanh else 'NULL'});\n")
-        out += [f"        {v} = acc[{i}];\n" for i, v in enumerate(names)]
-        out.append("    }\n#else\n")
     prev = [f"x{j}" for j in range(obs_dim)]
     for li, L in enumerate(q.layers):
         out.append(f"    /* layer {li}: {L.wq.shape[1]} -> {L.wq.shape[0]}, {np.count_nonzero(L.wq)} int16 weights, "
