@@ -265,6 +265,9 @@ _ablation("bpd-units-finetune-pairs-gated", "bpd-units-finetune-pairs with the g
 _ablation("bpd-units-finetune-pairs-warmup", "bpd-units-finetune-pairs whose schedule waits until the collapsed "
           "student's return is within --eta-gate of the teacher's (--kl-warmup gate), then runs its --steps",
           {"unit_gates": True, "finetune": 0.2, "pair_partners": True, "kl_warmup": "gate"})
+_ablation("bpd-units-finetune-pairs-warmup-half", "bpd-units-finetune-pairs-warmup whose fine-tune starts from the "
+          "mask cut, by log alpha, to half its SMLADs on the DSP integer kernel",
+          {"unit_gates": True, "finetune": 0.2, "pair_partners": True, "kl_warmup": "gate", "prune_fraction": 0.5})
 _ablation("l1-threshold", "deterministic student, BPD's loss minus the KL plus a scheduled L1 penalty, then a "
           "magnitude threshold", {"student": "l1"})
 
