@@ -449,7 +449,11 @@ def main() -> None:
             so_far = rows + [r for k, r in old.items() if k not in done]
             prev = read_json(out / "cost.json") if (out / "cost.json").is_file() else {}
             write_json(out / "cost.json", prev | {"rows": so_far, "summary": summarise(so_far)})
-        res = {"plan": str(Path(a.plan).resolve().relative_to(ROOT)), "rows": rows, "summary": summarise(rows)}
+        from export.fixed_point import int_form
+
+        # the integer kernel's form now: rows measured with another are marked in the table (b)
+        res = {"plan": str(Path(a.plan).resolve().relative_to(ROOT)), "rows": rows, "summary": summarise(rows),
+               "integer_form": int_form(True)}
         prev = json.loads((out / "cost.json").read_text()) if (out / "cost.json").is_file() else {}
         if a.refresh_m0 or ((a.only is not None or a.refresh_returns) and prev.get("m0_refreshed")):
             res["m0_refreshed"] = True
