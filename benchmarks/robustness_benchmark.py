@@ -256,7 +256,8 @@ def train_students(rig: str, seeds: list[int], work: Path) -> list[str]:
                     "--noise", "0.1", "--seed", str(seed), "--no-progress")
             if not (w / "run" / "student.pt").exists():
                 bpd("distill", "--teacher", teacher, "--dataset", str(w / "dataset.npz"), "--out", str(w / "run"),
-                    "--no-unit-gates", "--finetune", "0.0", "--no-pair-partners",  # the paper's BPD, as committed
+                    # the paper's BPD, as committed
+                    "--no-unit-gates", "--finetune", "0.0", "--no-pair-partners", "--kl-warmup", "none",
                     "--seed", str(seed), "--no-progress", *(["--resume"] if (w / "run").exists() else []))
             student = w / "run"
         d = work / "exports" / f"{rig}-s{seed}"

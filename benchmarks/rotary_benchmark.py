@@ -213,7 +213,8 @@ def distill_students(teacher: str, seeds: list[int], work: Path, steps: int, dat
             resume = ["--resume"] if (w / "run").exists() else []
             bpd("distill", "--teacher", teacher, "--dataset", str(w / "dataset.npz"), "--out", str(w / "run"),
                 "--steps", str(steps), "--gamma", "0.998", "--eta-max", str(eta_max), "--eval-every", "10000",
-                "--eval-episodes", "3", "--no-unit-gates", "--finetune", "0.0", "--no-pair-partners",  # the paper's BPD
+                "--eval-episodes", "3",
+                "--no-unit-gates", "--finetune", "0.0", "--no-pair-partners", "--kl-warmup", "none",  # the paper's BPD
                 "--seed", str(seed), "--no-progress", *resume)
         chosen = w / "run" / "student-keep99.pt"
         if not chosen.exists():

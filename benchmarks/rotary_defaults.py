@@ -37,18 +37,20 @@ from training.distill_config import PAPER as PAPER_OPTIONS  # noqa: E402
 from training.distill_config import DistillConfig  # noqa: E402
 
 TEACHER = ROOT / "benchmarks" / "teachers" / "rotary-pendulum.npz"
-# the paper's BPD: distill's defaults before the pair-partner fine-tune became them (training.distill_config.PAPER),
-# which the configurations below other than "defaults" were run with and keep
+# the paper's BPD: distill's defaults before the pair-partner fine-tune and the gated warm-up became them
+# (training.distill_config.PAPER), which "gated", "steps-60k" and "gated-steps-60k" were run with and keep
 PAPER = option_flags(PAPER_OPTIONS, DistillConfig)
+NO_WARMUP = ["--kl-warmup", "none"]  # the defaults between the pair-partner fine-tune and the warm-up
 CONFIGS = {  # name: distill's flags beyond its defaults
     "defaults": [],
+    "defaults-no-warmup": NO_WARMUP,
+    "defaults-gated": [*NO_WARMUP, "--eta-schedule", "gated"],
+    "defaults-gated-60k": [*NO_WARMUP, "--eta-schedule", "gated", "--steps", "60000"],
+    "defaults-gated-100k": [*NO_WARMUP, "--eta-schedule", "gated", "--steps", "100000"],
+    "defaults-warmup": ["--kl-warmup", "gate"],
     "gated": [*PAPER, "--eta-schedule", "gated"],
     "steps-60k": [*PAPER, "--steps", "60000"],
     "gated-steps-60k": [*PAPER, "--eta-schedule", "gated", "--steps", "60000"],
-    "defaults-gated": ["--eta-schedule", "gated"],
-    "defaults-gated-60k": ["--eta-schedule", "gated", "--steps", "60000"],
-    "defaults-gated-100k": ["--eta-schedule", "gated", "--steps", "100000"],
-    "defaults-warmup": ["--kl-warmup", "gate"],
 }
 EPISODES = 30
 

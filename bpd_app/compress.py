@@ -23,10 +23,11 @@ from bpd.errors import BpdError
 from bpd.io import check_output_dir, write_json, write_text
 from training.selection import COSTS
 
-# distill's default first, then its half cut (the students plan's cheapest student that kept the teacher's
-# return on HalfCheetah and Hopper: benchmarks/results/delivered), the other variants, L1 then a threshold
-DEFAULT_METHODS = ["bpd-units-finetune-pairs", "bpd-units-finetune-pairs-half", "bpd-units-finetune", "bpd-finetune",
-                   "bpd", "l1-threshold"]
+# distill's default first (the fine-tune after the warm-up), then its half cut (the students plan's cheapest
+# students that kept the teacher's return: benchmarks/results/delivered), the other variants (without the
+# warm-up, as their plan rows ran), L1 then a threshold
+DEFAULT_METHODS = ["bpd-units-finetune-pairs-warmup", "bpd-units-finetune-pairs-warmup-half", "bpd-units-finetune",
+                   "bpd-finetune", "bpd", "l1-threshold"]
 
 
 @dataclass

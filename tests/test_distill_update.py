@@ -606,10 +606,15 @@ def test_kl_warmup_holds_the_schedule_until_released():
 
 
 def test_gated_schedule_needs_the_bayesian_student():
+    """--eta-schedule gated on a student without a KL is refused; --kl-warmup gate (the default) is a no-op there:
+    the deterministic students begin their schedule at step 0."""
     from bpd.errors import BpdError
     from training.distill import _check_config
+    from training.distill_config import DistillConfig, warmup_applies
 
     with pytest.raises(BpdError, match="gated"):
         _check_config(paper(eta_schedule="gated", student="l1"))
-    with pytest.raises(BpdError, match="--kl-warmup gate"):
-        _check_config(paper(kl_warmup="gate", student="l1"))
+    _check_config(paper(kl_warmup="gate", student="l1"))
+    assert DistillConfig(teacher="", dataset="").kl_warmup == "gate"
+    assert not warmup_applies(paper(kl_warmup="gate", student="l1"))
+    assert warmup_applies(paper(kl_warmup="gate")) and not warmup_applies(paper())

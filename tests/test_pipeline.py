@@ -69,7 +69,7 @@ def test_bad_input_one_line_errors(tiny_pipeline, tmp_path):
     assert "different configuration (hidden)" in _err(run_bpd(
         "distill", "--teacher", str(d / "teacher.npz"), "--dataset", str(d / "dataset.npz"), "--out",
         str(d / "run"), "--steps", "200", "--eval-every", "100", "--eval-episodes", "1", "--checkpoint-every", "50",
-        "--hidden", "8", "--critic-hidden", "32", "32", "--resume", check=False))
+        "--hidden", "8", "--critic-hidden", "32", "32", "--kl-warmup", "none", "--resume", check=False))
     # an existing run is never overwritten silently
     assert "already holds a run" in _err(run_bpd("distill", "--teacher", str(d / "teacher.npz"), "--dataset",
                                                  str(d / "dataset.npz"), "--out", str(d / "run"), check=False))
@@ -81,7 +81,8 @@ def test_bad_input_one_line_errors(tiny_pipeline, tmp_path):
 def _distill_args(d, out, steps=600):
     return ["distill", "--teacher", str(d / "teacher.npz"), "--dataset", str(d / "dataset.npz"), "--out", str(out),
             "--steps", str(steps), "--eval-every", "300", "--eval-episodes", "1", "--checkpoint-every", "20",
-            "--hidden", "16", "16", "--critic-hidden", "32", "32", "--no-progress", "--seed", "3"]
+            "--hidden", "16", "16", "--critic-hidden", "32", "32", "--no-progress", "--seed", "3",
+            "--kl-warmup", "none"]
 
 
 def test_kill9_then_resume_matches_uninterrupted_run(tiny_pipeline, tmp_path):
@@ -109,9 +110,9 @@ def test_kill9_then_resume_matches_uninterrupted_run(tiny_pipeline, tmp_path):
 
 def test_a_run_older_than_an_option_resumes_when_the_option_keeps_its_default(tiny_pipeline, tmp_path):
     """A run directory whose config.json predates options added since (absent there) resumes with those
-    options at the values runs had before them: the paper's BPD for the fine-tune, the unit gates and the
-    pair partners (training.distill_config.PAPER), though distill's defaults are now the pair-partner
-    fine-tune; it is refused when one is set otherwise, the defaults included."""
+    options at the values runs had before them: the paper's BPD for the fine-tune, the unit gates, the
+    pair partners and the warm-up (training.distill_config.PAPER), though distill's defaults are now the
+    pair-partner fine-tune after the gated warm-up; it is refused when one is set otherwise, the defaults included."""
     import json
 
     from bpd_app.methods import flags
@@ -122,12 +123,12 @@ def test_a_run_older_than_an_option_resumes_when_the_option_keeps_its_default(ti
     args = [*_distill_args(tiny_pipeline, run, steps=200), "--eval-every", "100", *paper]
     run_bpd(*args)
     cfg = json.loads((run / "config.json").read_text())
-    for k in ("finetune", "unit_gates", "unit_kl", "pair_partners"):
+    for k in ("finetune", "unit_gates", "unit_kl", "pair_partners", "kl_warmup"):
         cfg.pop(k)
     (run / "config.json").write_text(json.dumps(cfg))
     assert run_bpd(*args, "--resume", check=False).returncode == 0
     without = [a for a in args if a not in paper]
-    assert "different configuration (finetune, pair_partners, unit_gates)" in _err(
+    assert "different configuration (finetune, kl_warmup, pair_partners, unit_gates)" in _err(
         run_bpd(*without, "--resume", check=False))
 
 

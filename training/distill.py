@@ -47,6 +47,7 @@ from training.distill_config import (  # noqa: F401
     _check_config,
     check_ablation_options,
     pair_partners_apply,
+    warmup_applies,
 )
 from training.envs import env_dims, evaluate, train_eval_seed
 from training.mlp import MLPPolicy
@@ -121,7 +122,7 @@ class BPDTrainer:
         self.gate_open = False
         # --kl-warmup gate: whether the schedule still waits for the student to imitate, and the steps it waited
         # (the schedule runs on step - offset; the run lasts --steps beyond the warm-up)
-        self.warming = cfg.kl_warmup == "gate"
+        self.warming = warmup_applies(cfg)
         self.offset = 0
 
     @property
@@ -358,7 +359,7 @@ def distill(cfg: DistillConfig) -> dict:
     acc: dict[str, list[float]] = {}
     last_eval = {"eval/return_mean": float("nan")}
     gate_ref = None  # gated schedule, gated warm-up: the teacher's return on the periodic evaluations' seeds
-    if cfg.eta_schedule == "gated" or cfg.kl_warmup == "gate":
+    if cfg.eta_schedule == "gated" or warmup_applies(cfg):
         gate_ref = float(np.mean(evaluate(env_id, teacher.act, cfg.eval_episodes, seed=train_eval_seed(cfg.seed))[0]))
     t_start = time.time() - elapsed
     bar = tqdm(total=cfg.steps, initial=trainer.step, desc="distill", mininterval=0.5,
@@ -371,6 +372,8 @@ def distill(cfg: DistillConfig) -> dict:
                 acc.setdefault(k, []).append(v)
             bar.update(1)
             step = trainer.step
+            if trainer.warming and step >= WARMUP_CAP * cfg.steps:
+                trainer.warming = False  # the warm-up's cap: the schedule begins, --steps from here
             last = step >= trainer.end()
             if step % cfg.eval_every == 0 or last:
                 policy = collapsed()
@@ -383,8 +386,8 @@ def distill(cfg: DistillConfig) -> dict:
                 metrics_f.flush()
                 if gate_ref is not None:
                     trainer.gate_open = row["eval/return_mean"] >= gate_ref - cfg.eta_gate * abs(gate_ref)
-                    if trainer.warming and (trainer.gate_open or step >= WARMUP_CAP * cfg.steps):
-                        trainer.warming = False  # the schedule begins: --steps from here
+                    if trainer.warming and trainer.gate_open:
+                        trainer.warming = False  # the student imitates: the schedule begins, --steps from here
                 if trainer.selectable():
                     candidates.append(Candidate(step, float(np.mean(rets)), policy.params_nonzero,
                                                 {k: v.detach().cpu().clone()

@@ -31,10 +31,11 @@ class DistillConfig:
                             "student's return at the last periodic evaluation is within this fraction of the "
                             "teacher's on the same seeds, and goes back as much while it is not: the KL waits for "
                             "the student to imitate and prunes what the return can afford")
-    kl_warmup: str = field("none", help="gate: the schedule (KL weight, fine-tune) waits while the collapsed student's "
-                           "return at the periodic evaluations is not yet within --eta-gate of the teacher's, at "
-                           "most WARMUP_CAP x --steps: behaviour cloning and the value term alone until the student "
-                           "imitates, then --steps of the schedule", choices=("none", "gate"))
+    kl_warmup: str = field("gate", help="gate: the schedule (KL weight, fine-tune) waits while the collapsed "
+                           "student's return at the periodic evaluations is not yet within --eta-gate of the "
+                           "teacher's, at most WARMUP_CAP x --steps: behaviour cloning and the value term alone until "
+                           "the student imitates, then --steps of the schedule; none: the schedule from the first "
+                           "step (the Bayesian student's: the others have no KL)", choices=("none", "gate"))
     kl_scale: float | None = field(None, help="KL multiplier per sample (default: 1 / dataset size)")
     threshold: float = field(3.0, help="prune weights whose log alpha reaches this")
     log_alpha_clip: float = field(10.0, help="log alpha is clipped to [-clip, clip]")
@@ -109,10 +110,17 @@ class DistillConfig:
     progress: bool = field(True, help="show a progress bar")
 
 
-# The paper's BPD (no unit gates, no fine-tune, no pair partners): the options that were the defaults before
-# the pair-partner fine-tune became them (issue 34), which the experiment runner's methods pin so that their
-# cells keep their meaning, and which a run begun before an option existed is read as having had
-PAPER = {"unit_gates": False, "finetune": 0.0, "pair_partners": False}
+# The paper's BPD (no unit gates, no fine-tune, no pair partners, the schedule from the first step): the options
+# that were the defaults before the pair-partner fine-tune and the gated warm-up became them (issue 34), which
+# the experiment runner's methods pin so that their cells keep their meaning, and which a run begun before an
+# option existed is read as having had
+PAPER = {"unit_gates": False, "finetune": 0.0, "pair_partners": False, "kl_warmup": "none"}
+
+
+def warmup_applies(cfg: DistillConfig) -> bool:
+    """Whether the schedule waits for the student to imitate: --kl-warmup gate on the Bayesian student (the
+    deterministic students have no KL to hold back)."""
+    return cfg.kl_warmup == "gate" and cfg.student == "bayesian"
 
 
 def pair_partners_apply(cfg: DistillConfig) -> bool:
@@ -136,8 +144,6 @@ def _check_config(cfg: DistillConfig) -> None:
     if cfg.student == "bayesian" and cfg.prune_to is not None and cfg.finetune == 0:
         raise BpdError("--prune-to on the Bayesian student cuts the mask at the fine-tune's start: it needs "
                        "--finetune above 0")
-    if cfg.kl_warmup == "gate" and cfg.student != "bayesian":
-        raise BpdError(f"--kl-warmup gate delays the Bayesian student's KL; --student {cfg.student} has none")
     if cfg.eta_schedule == "gated" and cfg.student != "bayesian":
         raise BpdError("--eta-schedule gated gates the Bayesian student's KL weight; --student "
                        f"{cfg.student} has none")
