@@ -75,8 +75,9 @@ def main() -> None:
             row: dict = {"seed": seed}
             for name, ds in (("npz", str(ds_npz)), ("minari", f"minari:{ds_id}")):
                 run = work / f"{name}{seed}"
+                # without the warm-up (the defaults the committed results ran under): --steps steps exactly
                 bpd("distill", "--teacher", teacher, "--dataset", ds, "--out", str(run), "--steps", str(a.steps),
-                    "--seed", str(seed), "--no-progress")
+                    "--seed", str(seed), "--no-progress", "--kl-warmup", "none")
                 ev = json.loads(bpd("evaluate", str(run), "--episodes", str(a.episodes), "--seed", "0", "--json"))
                 row[name] = {k: ev[k] for k in ("return_mean", "return_std", "params_nonzero")}
             a_s, b_s = (load_student(work / f"{n}{seed}" / "student.pt")[0].state_dict() for n in ("npz", "minari"))

@@ -78,7 +78,8 @@ def measure(run: Path) -> dict:
     r = run_episodes(pol.act, EPISODES, {})
     summary = json.loads((run / "summary.json").read_text())
     return r | {"params_nonzero": int(pol.params_nonzero), "steps": summary.get("steps"),
-                "chosen_step": (summary.get("selection") or {}).get("step"), "run": portable_path(run.resolve())}
+                "chosen_step": ((summary.get("selection") or {}).get("chosen") or {}).get("step"),
+                "run": portable_path(run.resolve())}
 
 
 TICK_BUDGET = 5000  # issue 34: Cortex-M4F instructions a tick

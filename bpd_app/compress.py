@@ -41,7 +41,8 @@ class CompressConfig:
                                "selection seeds")
     cost: str = field("m4f-cycles", choices=tuple(COSTS), help="what 'cheapest' means")
     episodes: int = field(10, help="episodes per candidate on the selection seeds")
-    steps: int | None = field(None, help="gradient steps of every method (default: distill's)")
+    steps: int | None = field(None, help="gradient steps of every method's schedule, after any warm-up "
+                              "(default: distill's)")
     seed: int = field(0, help="training seed of every run")
 
 

@@ -605,6 +605,32 @@ def test_kl_warmup_holds_the_schedule_until_released():
     assert not t2.warming and t2.offset == 30 and t2.t == 25
 
 
+def test_kl_warmup_holds_schedules_whose_step_zero_has_a_kl_or_a_fine_tune():
+    """The constant schedule's KL weight is eta_max at its step 0, a ramp of 0 too, and --finetune 1 fine-tunes
+    from step 0: while warming none of them applies (eta 0, logged 0, no freeze); once released they do, and the
+    student at the release (schedule step 0, no KL yet) is not a candidate until the schedule has run a step."""
+    for kw, released in (({"eta_schedule": "constant"}, 2.0), ({"eta_ramp": 0.0}, 2.0),
+                         ({"eta_schedule": "gated", "eta_ramp": 0.0}, 2.0)):
+        torch.manual_seed(0)
+        t = BPDTrainer(paper(hidden=[HIDDEN], critic_hidden=[CRITIC_HIDDEN], steps=100, policy_freq=1, eta_max=2.0,
+                             kl_warmup="gate", **kw), OBS, ACT, N_DATA)
+        logged = [t.update(BATCH)["eta"] for _ in range(5)]
+        assert t.warming and t.eta() == 0.0 and logged == [0.0] * 5, kw
+        t.warming = False
+        assert t.eta() == released and not t.selectable(), kw
+        t.update(BATCH)
+        assert t.selectable(), kw
+    torch.manual_seed(0)
+    t = BPDTrainer(paper(hidden=[HIDDEN], critic_hidden=[CRITIC_HIDDEN], steps=100, policy_freq=1, kl_warmup="gate",
+                         finetune=1.0), OBS, ACT, N_DATA)
+    for _ in range(5):
+        t.update(BATCH)
+    assert not t.finetuning() and not t.actor.layers[0].deterministic
+    t.warming = False
+    t.update(BATCH)
+    assert t.finetuning() and t.actor.layers[0].deterministic
+
+
 def test_gated_schedule_needs_the_bayesian_student():
     """--eta-schedule gated on a student without a KL is refused; --kl-warmup gate (the default) is a no-op there:
     the deterministic students begin their schedule at step 0."""

@@ -132,6 +132,8 @@ class BPDTrainer:
 
     def eta(self) -> float:
         c = self.cfg
+        if self.warming:  # no KL before the schedule begins, whatever its weight at its step 0
+            return 0.0
         if c.eta_schedule == "gated":
             return eta_at(self.kl_progress, c.steps, c.eta_max, "linear", c.eta_ramp)
         return eta_at(self.t, c.steps, c.eta_max, c.eta_schedule, c.eta_ramp)
@@ -139,7 +141,8 @@ class BPDTrainer:
     def finetuning(self) -> bool:
         """Whether this step is in the fine-tune phase (the last `finetune` fraction of training)."""
         c = self.cfg
-        return isinstance(self.actor, BayesianStudent) and c.finetune > 0 and self.t >= (1 - c.finetune) * c.steps
+        return (isinstance(self.actor, BayesianStudent) and c.finetune > 0 and not self.warming
+                and self.t >= (1 - c.finetune) * c.steps)
 
     def freeze(self) -> None:
         """Enter the fine-tune phase: the student and its target become their deterministic masked forms
@@ -240,8 +243,9 @@ class BPDTrainer:
 
     def selectable(self) -> bool:
         """Whether the current student may be handed over (a magnitude student only once fully pruned, a
-        warming one not before its schedule has begun)."""
-        return (not isinstance(self.actor, PlainStudent) or self.actor.pruning_done()) and not self.warming
+        warming one not before its schedule has run a step: the student at the warm-up's end had no KL)."""
+        return ((not isinstance(self.actor, PlainStudent) or self.actor.pruning_done()) and not self.warming
+                and self.t > 0)
 
     def end(self) -> int:
         """The step the run ends at: --steps beyond the warm-up (while warming, at least one step more)."""
@@ -362,7 +366,7 @@ def distill(cfg: DistillConfig) -> dict:
     if cfg.eta_schedule == "gated" or warmup_applies(cfg):
         gate_ref = float(np.mean(evaluate(env_id, teacher.act, cfg.eval_episodes, seed=train_eval_seed(cfg.seed))[0]))
     t_start = time.time() - elapsed
-    bar = tqdm(total=cfg.steps, initial=trainer.step, desc="distill", mininterval=0.5,
+    bar = tqdm(total=trainer.end(), initial=trainer.step, desc="distill", mininterval=0.5,
                disable=None if cfg.progress else True)  # None: shown on a terminal only
     try:
         while trainer.step < trainer.end():
@@ -374,6 +378,7 @@ def distill(cfg: DistillConfig) -> dict:
             step = trainer.step
             if trainer.warming and step >= WARMUP_CAP * cfg.steps:
                 trainer.warming = False  # the warm-up's cap: the schedule begins, --steps from here
+                bar.total = trainer.end()
             last = step >= trainer.end()
             if step % cfg.eval_every == 0 or last:
                 policy = collapsed()
@@ -388,6 +393,7 @@ def distill(cfg: DistillConfig) -> dict:
                     trainer.gate_open = row["eval/return_mean"] >= gate_ref - cfg.eta_gate * abs(gate_ref)
                     if trainer.warming and trainer.gate_open:
                         trainer.warming = False  # the student imitates: the schedule begins, --steps from here
+                        bar.total = trainer.end()
                 if trainer.selectable():
                     candidates.append(Candidate(step, float(np.mean(rets)), policy.params_nonzero,
                                                 {k: v.detach().cpu().clone()

@@ -27,20 +27,22 @@ class DistillConfig:
     eta_max: float = field(1.0, help="maximum KL weight")
     eta_schedule: str = field("linear", help="KL weight schedule", choices=SCHEDULES)
     eta_ramp: float = field(0.5, help="fraction of training over which eta reaches eta_max")
-    eta_gate: float = field(0.05, help="gated schedule: the linear ramp advances a step per step while the collapsed "
-                            "student's return at the last periodic evaluation is within this fraction of the "
-                            "teacher's on the same seeds, and goes back as much while it is not: the KL waits for "
-                            "the student to imitate and prunes what the return can afford")
+    eta_gate: float = field(0.05, help="the fraction of the teacher's return (on the periodic evaluations' seeds) "
+                            "within which the collapsed student counts as imitating it: --kl-warmup gate ends its "
+                            "warm-up at the first evaluation that finds it there; the gated schedule's linear ramp "
+                            "advances a step per step while the last evaluation does, and goes back as much while it "
+                            "does not: the KL waits for the student to imitate and prunes what the return can afford")
     kl_warmup: str = field("gate", help="gate: the schedule (KL weight, fine-tune) waits while the collapsed "
                            "student's return at the periodic evaluations is not yet within --eta-gate of the "
-                           "teacher's, at most WARMUP_CAP x --steps: behaviour cloning and the value term alone until "
-                           "the student imitates, then --steps of the schedule; none: the schedule from the first "
-                           "step (the Bayesian student's: the others have no KL)", choices=("none", "gate"))
+                           f"teacher's, at most {WARMUP_CAP} x --steps: behaviour cloning and the value term alone "
+                           "until the student imitates, then --steps of the schedule; none: the schedule from the "
+                           "first step (the Bayesian student's: the others have no KL)", choices=("none", "gate"))
     kl_scale: float | None = field(None, help="KL multiplier per sample (default: 1 / dataset size)")
     threshold: float = field(3.0, help="prune weights whose log alpha reaches this")
     log_alpha_clip: float = field(10.0, help="log alpha is clipped to [-clip, clip]")
     init_log_sigma2: float = field(-10.0, help="initial log sigma^2 of every weight")
-    steps: int = field(20_000, help="gradient steps (critic updates)")
+    steps: int = field(20_000, help="gradient steps (critic updates) of the schedule; the warm-up's (--kl-warmup) "
+                       "come before them")
     batch: int = field(256, help="batch size")
     actor_lr: float = field(1e-3, help="student learning rate")
     critic_lr: float = field(3e-4, help="critic learning rate")
