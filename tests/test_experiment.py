@@ -240,6 +240,23 @@ def test_method_flags_and_resume():
         "--no-value-term", "--resume"]
 
 
+def test_compress_default_method_first_is_distills_default(tmp_path):
+    """bpd compress's first method (which the README's tables take as distill's default) runs `bpd distill` at its
+    defaults: every option its command writes (beyond seed and progress) has distill's default value, and no
+    switch is turned off, though the method starts from the paper's pins (training.distill_config.PAPER)."""
+    from bpd_app.compress import DEFAULT_METHODS
+    from bpd_app.methods import get as get_method
+    from training.distill_config import DistillConfig
+
+    c = CellInputs("E", 3, "t.npz", "d.npz", tmp_path / "run", {})
+    cmd = get_method(DEFAULT_METHODS[0]).command(c)
+    rest = cmd[cmd.index("--out") + 2:]
+    assert rest[:3] == ["--seed", "3", "--no-progress"] and not any(a.startswith("--no-") for a in rest[3:]), cmd
+    defaults = DistillConfig(teacher="", dataset="")
+    for name, value in zip(rest[3::2], rest[4::2]):
+        assert str(getattr(defaults, name[2:].replace("-", "_"))) == value, (name, value)
+
+
 def test_distill_command_resumes_a_started_run(tmp_path):
     c = CellInputs("E", 3, "t.npz", "d.npz", tmp_path / "run", {"steps": 5})
     assert "--resume" not in distill_command(c)
