@@ -368,6 +368,11 @@ def distill(cfg: DistillConfig) -> dict:
     t_start = time.time() - elapsed
     bar = tqdm(total=trainer.end(), initial=trainer.step, desc="distill", mininterval=0.5,
                disable=None if cfg.progress else True)  # None: shown on a terminal only
+    def begin_schedule() -> None:
+        """The warm-up ends: the schedule begins, --steps from here."""
+        trainer.warming = False
+        bar.total = trainer.end()
+
     try:
         while trainer.step < trainer.end():
             idx = torch.randint(0, n, (cfg.batch,), generator=gen).to(device)
@@ -377,8 +382,7 @@ def distill(cfg: DistillConfig) -> dict:
             bar.update(1)
             step = trainer.step
             if trainer.warming and step >= WARMUP_CAP * cfg.steps:
-                trainer.warming = False  # the warm-up's cap: the schedule begins, --steps from here
-                bar.total = trainer.end()
+                begin_schedule()  # the warm-up's cap
             last = step >= trainer.end()
             if step % cfg.eval_every == 0 or last:
                 policy = collapsed()
@@ -392,8 +396,7 @@ def distill(cfg: DistillConfig) -> dict:
                 if gate_ref is not None:
                     trainer.gate_open = row["eval/return_mean"] >= gate_ref - cfg.eta_gate * abs(gate_ref)
                     if trainer.warming and trainer.gate_open:
-                        trainer.warming = False  # the student imitates: the schedule begins, --steps from here
-                        bar.total = trainer.end()
+                        begin_schedule()  # the student imitates
                 if trainer.selectable():
                     candidates.append(Candidate(step, float(np.mean(rets)), policy.params_nonzero,
                                                 {k: v.detach().cpu().clone()
