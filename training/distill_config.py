@@ -63,7 +63,8 @@ class DistillConfig:
     select_tol: float = field(0.02, help="sparsest-within: tolerance, as a fraction of the best selection return")
     select_episodes: int = field(10, help="episodes per candidate on the selection seeds (disjoint from the "
                                  "periodic evaluations and from reporting seeds)")
-    select_shortlist: int = field(8, help="candidates with the best periodic returns evaluated on the selection seeds")
+    select_shortlist: int = field(8, help="candidates with the best periodic returns evaluated on the "
+                                  "selection seeds (the fine-tune's are, whatever their periodic return)")
     keep_return: float | None = field(None, help="hand over the sparsest evaluated student that keeps this fraction "
                                       "of the teacher's return on the selection seeds (e.g. 0.95)")
     prior: str = field("log-uniform", help="prior of the Bayesian student's weights (the KL term)", choices=PRIORS)

@@ -2,7 +2,8 @@
 
 A run evaluates its collapsed student every --eval-every steps on the training-evaluation seeds
 and keeps each evaluated student as a candidate (`candidates.pt`). At the end the candidates
-whose training-evaluation return is near the best are evaluated again on selection seeds, which
+whose training-evaluation return is near the best, and every candidate of the fine-tune (the
+method's product, which a noisy periodic evaluation must not hide), are evaluated again on selection seeds, which
 are disjoint from both the training evaluations and the reporting seeds (see training/envs.py),
 and one is chosen by a stated rule:
 
@@ -132,6 +133,13 @@ def choose(rows: list[dict], rule: str, tol: float, keep_return: float | None,
     return int(min(near, key=lambda i: (nz[i], -rets[i]))), True
 
 
+def finetuned(state_dict: dict) -> bool:
+    """Whether a candidate comes from the fine-tune (its layers frozen on their masks: every log sigma^2 at
+    +-40, training/svdo.py freeze), the deterministic network the method's last phase trains."""
+    ls = [v for k, v in state_dict.items() if k.endswith("log_sigma2") and "gate" not in k]
+    return bool(ls) and all(bool((v.abs() == 40.0).all()) for v in ls)
+
+
 def student_from(meta: dict, state_dict: dict, threshold: float | None = None) -> BayesianStudent:
     s = BayesianStudent(meta["obs_dim"], meta["act_dim"], meta["hidden"], meta["activation"],
                         meta["threshold"] if threshold is None else threshold, meta["log_alpha_clip"],
@@ -147,7 +155,9 @@ def select(cands: list[Candidate], meta: dict, stats: dict, env_id: str, run_see
            teacher_act: Policy | None = None, thresholds: list[float] | None = None,
            cost_fn: Callable[[MLPPolicy], float] | None = None, cost: str = "nonzero") -> dict:
     """Evaluate the shortlisted candidates (x thresholds) on the selection seeds and choose one. The
-    shortlist is the candidates whose periodic return is near the best (at most `shortlist` of them);
+    shortlist is the candidates whose periodic return is near the best (at most `shortlist` of them),
+    and every candidate of the fine-tune (the method's product: a periodic evaluation of 5 episodes must
+    not keep it from being judged, nor hand over a student from before its partners were filled);
     every candidate where `shortlist` is None or a keep-return target is set (the smallest that keeps
     it may be anywhere). cost_fn: the size the rule minimises in place of the nonzero count (cost: its
     name in COSTS, for the rule's text).
@@ -168,6 +178,7 @@ def select(cands: list[Candidate], meta: dict, stats: dict, env_id: str, run_see
         best_train = max(c.train_return for c in cands)
         near = [c for c in cands if c.train_return >= best_train - 2 * tol * abs(best_train) - 1e-9]
         near = sorted(near, key=lambda c: -c.train_return)[:max(1, shortlist)]
+        near += [c for c in cands if finetuned(c.state_dict) and all(c is not n for n in near)]
     near.sort(key=lambda c: c.step)
     rows = []
     for c in near:
