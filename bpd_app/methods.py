@@ -325,27 +325,30 @@ register(Method("bpd-finetune-l1-size", "bpd-finetune whose fine-tune starts fro
 register(Method("bpd-finetune-l1-shape", "bpd-finetune-l1-size with also no more hidden units than the l1-threshold "
                 "cell's collapsed student (the units of least signal removed first): equal weights and units, so "
                 "equal activations and biases on the device", lambda c: _l1_size(c, True), needs=("l1-threshold",)))
-def l1_multiply_slots(c: CellInputs) -> int:
-    """The DSP integer kernel's multiply-adds (training/pairs.py multiply_slots, summed over layers) of the
-    l1-threshold cell's student (same environment and seed): the weights of its export, else of its
-    student file collapsed."""
-    from training.pairs import network_slots
-
+def l1_weights(c: CellInputs) -> list:
+    """The weights of the l1-threshold cell's student (same environment and seed): those of its export, else
+    of its student file collapsed."""
     cell = c.out.parent.parent.parent / "l1-threshold" / f"seed{c.seed}"
     if (cell / "export" / "policy.onnx").is_file():
         from export.onnx_export import onnx_weights
 
-        weights = onnx_weights(cell / "export" / "policy.onnx")
-    elif (cell / "run" / "student.pt").is_file():
+        return list(onnx_weights(cell / "export" / "policy.onnx"))
+    if (cell / "run" / "student.pt").is_file():
         from export.collapse import collapse
         from training.student import load_student
 
         s, _, stats = load_student(cell / "run" / "student.pt")
-        weights = list(collapse(s.collapse(**stats)).weights)
-    else:
-        raise BpdError(f"the l1-threshold cell of {c.env} seed {c.seed} has neither an export nor a student file "
-                       "(a run root that was lost): rerun that cell")
-    return network_slots(weights)
+        return list(collapse(s.collapse(**stats)).weights)
+    raise BpdError(f"the l1-threshold cell of {c.env} seed {c.seed} has neither an export nor a student file "
+                   "(a run root that was lost): rerun that cell")
+
+
+def l1_multiply_slots(c: CellInputs) -> int:
+    """The DSP integer kernel's multiply-adds (training/pairs.py multiply_slots, summed over layers) of the
+    l1-threshold cell's student."""
+    from training.pairs import network_slots
+
+    return network_slots(l1_weights(c))
 
 
 def _l1_cycles(c: CellInputs) -> list[str]:
@@ -362,5 +365,23 @@ register(Method("bpd-finetune-l1-cycles", "bpd-finetune whose fine-tune starts f
                 "cell's student (same environment and seed) costs the DSP integer kernel and to its hidden units, "
                 "then trains also the pair partner of every kept weight: BPD and L1 then a threshold at equal "
                 "integer-kernel cost", _l1_cycles, needs=("l1-threshold",)))
+def _l1_dsp_cycles(c: CellInputs) -> list[str]:
+    """bpd-finetune whose fine-tune starts from BPD's mask cut to the estimated Cortex-M4F cycles of the DSP
+    integer kernel's layers that the l1-threshold cell's student costs (firmware_host/measure/dsp_meter.py,
+    the same count on both masks) and to its hidden units, the pair partners then filled."""
+    from firmware_host.measure.dsp_meter import mask_cycles
+
+    if len(c.deps) != 1:
+        raise BpdError(f"{c.env} seed {c.seed}: expected the result of one l1-threshold cell, got {len(c.deps)}")
+    weights = l1_weights(c)
+    return distill_command(c, {"finetune": 0.2, "pair_partners": True,
+                               "prune_to_cycles": mask_cycles([w != 0 for w in weights]),
+                               "max_units": int(sum(bpd_collapsed_widths(c, "l1-threshold")))})
+
+
+register(Method("bpd-finetune-l1-dsp-cycles", "bpd-finetune-l1-cycles cut instead to the estimated Cortex-M4F "
+                "cycles of the DSP integer kernel's layers, read off their code for each mask, that the "
+                "l1-threshold cell's student costs: equal SMLADs left the cut students 0.7-1.2 % above L1's "
+                "cycles (the rows' grouping and input loads differ)", _l1_dsp_cycles, needs=("l1-threshold",)))
 register(Method("dense-small", "dense deterministic student of the bpd cell's collapsed widths, BPD's loss "
                 "minus the KL", _dense_small_command, needs=("bpd",)))

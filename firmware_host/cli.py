@@ -59,6 +59,13 @@ def _student_select(ns):
     report_select(run_select(from_namespace(SelectConfig, ns), meter=policy_cost))
 
 
+def _distill(ns):
+    from firmware_host.measure.dsp_meter import mask_cycles
+    from training.cli import distill_command
+
+    distill_command(ns, meter=mask_cycles)
+
+
 def _bench(ns):
     from bpd.config import from_namespace
     from firmware_host.measure.bench import BenchConfig, run_bench
@@ -70,6 +77,7 @@ def _bench(ns):
 
 
 COMMANDS: dict[str, tuple] = {  # subcommand -> (config class, handler, help, *argument tweaks)
+    "distill": ("training.distill:DistillConfig", _distill, "distill a sparse Bayesian student (BPD)"),
     "student select": ("training.selection:SelectConfig", _student_select,
                        "choose again among a run's evaluated students: the smallest (nonzero parameters, or "
                        "Cortex-M4F cycles or flash) that keeps a share of the teacher's return, or the smallest "

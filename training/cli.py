@@ -31,10 +31,11 @@ def _collect(ns):
           f"mean episode return {ds.meta['episode_return_mean']}")
 
 
-def _distill(ns):
+def distill_command(ns, meter=None) -> None:
+    """`bpd distill` (wired by the firmware room, which lends it the DSP kernel's meter for --prune-to-cycles)."""
     from training.distill import DistillConfig, distill
     cfg = from_namespace(DistillConfig, ns)
-    s = distill(cfg)
+    s = distill(cfg, meter)
     ch = s["selection"]["chosen"]
     ret = ch["select_return"] if ch["select_return"] is not None else s["final_eval_return_mean"]
     print(f"student: {os.path.join(cfg.out, s['student'])}  step {ch['step']} of {s['steps']}, return {ret:.1f}, "
@@ -91,7 +92,6 @@ COMMANDS = {
     "teacher import": ("training.teacher:TeacherImportConfig", _teacher_import,
                        "import a stable-baselines3 SAC/TD3/PPO zip as a teacher"),
     "collect": ("training.collect:CollectConfig", _collect, "roll a teacher out into an offline dataset"),
-    "distill": ("training.distill:DistillConfig", _distill, "distill a sparse Bayesian student (BPD)"),
     "baseline train": ("training.baseline_rules:BaselineConfig", _baseline_train,
                        "distil a student by a rule from the policy-distillation literature (Rusu et al. 2016, "
                        "Czarnecki et al. 2019)"),

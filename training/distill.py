@@ -20,6 +20,7 @@ import csv
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +65,8 @@ from training.selection import (
 from training.student import BayesianStudent, Critic, budget_masks, save_student
 from training.teacher import DEFAULT_GAMMA, load_teacher, teacher_gamma
 
+Meter = Callable[[list[np.ndarray], str], float]  # masks (rows = outputs), activation -> cost
+
 # Fields that may differ between a run and its resumption: the teacher and dataset are compared by
 # content (their sha256), not by path, and the run directory may have moved.
 _RESUME_FREE = {"resume", "progress", "threads", "device", "bpd_version", "out", "teacher", "dataset"}
@@ -91,8 +94,9 @@ class BPDTrainer:
     """One BPD gradient step per `update(batch)`; state_dict() captures everything needed to resume."""
 
     def __init__(self, cfg: DistillConfig, obs_dim: int, act_dim: int, n_data: int,
-                 device: torch.device | None = None) -> None:
+                 device: torch.device | None = None, meter: Meter | None = None) -> None:
         self.cfg = cfg
+        self.meter = meter  # --prune-to-cycles: what a mask costs (the layer that runs distill lends it)
         device = device or torch.device("cpu")
         check_ablation_options(cfg, obs_dim, act_dim)
         if cfg.student == "bayesian":
@@ -157,7 +161,15 @@ class BPDTrainer:
             else:
                 prune_to = (sum(layer.out_features for layer in self.actor.layers)
                             + max(1, int(c.prune_fraction * sum(int(m.sum()) for m in masks))))
-        keep = None if prune_to is None and pairs is None else budget_masks(self.actor, prune_to, c.max_units, pairs)
+        keep: list[torch.Tensor] | None = None
+        if c.prune_to_cycles is not None:
+            if self.meter is None:
+                raise BpdError("--prune-to-cycles needs the Cortex-M4F meter: run it as `bpd distill`")
+            meter, act = self.meter, c.activation
+            keep = budget_masks(self.actor, None, c.max_units, cost=lambda ms: meter(ms, act),
+                                budget=c.prune_to_cycles)
+        elif prune_to is not None or pairs is not None:
+            keep = budget_masks(self.actor, prune_to, c.max_units, pairs)
         for net in (self.actor, self.actor_target):
             live = None
             for i, layer in enumerate(net.layers):
@@ -309,8 +321,10 @@ class Run:
         self.candidates = self.dir / "candidates.pt"
 
 
-def distill(cfg: DistillConfig) -> dict:
-    """Train a BPD student; resumable; returns the run summary."""
+def distill(cfg: DistillConfig, meter: Meter | None = None) -> dict:
+    """Train a BPD student; resumable; returns the run summary. meter: what a list of masks (numpy, rows =
+    outputs) costs with the given activation, for --prune-to-cycles (the firmware room's
+    firmware_host/measure/dsp_meter.py mask_cycles, which `bpd distill` passes)."""
     from tqdm import tqdm
 
     _check_config(cfg)
@@ -332,7 +346,7 @@ def distill(cfg: DistillConfig) -> dict:
     torch.manual_seed(cfg.seed)
     data = {k: v.to(device) for k, v in _tensors(ds).items()}
     n = len(ds)
-    trainer = BPDTrainer(cfg, ds.meta["obs_dim"], ds.meta["act_dim"], n, device)
+    trainer = BPDTrainer(cfg, ds.meta["obs_dim"], ds.meta["act_dim"], n, device, meter)
     gen = torch.Generator().manual_seed(cfg.seed)
     elapsed = 0.0
     candidates: list[Candidate] = []

@@ -96,13 +96,16 @@ class DistillConfig:
                                        "many multiply-adds of the integer kernel on Cortex-M4/M7, where one SMLAD "
                                        "multiplies a pair of columns (training/pairs.py); with --pair-partners "
                                        "the partners then fill every pair at no cycle")
+    prune_to_cycles: float | None = field(None, help="Bayesian with --finetune, in place of --prune-to(-pairs): at "
+                                          "the fine-tune's start, cut the mask (lowest log alpha first) to at most "
+                                          "this many estimated Cortex-M4F cycles of the DSP integer kernel's layers, "
+                                          "read off their code for the mask (firmware_host/measure/dsp_meter.py)")
     prune_fraction: float | None = field(None, help="Bayesian with --finetune, in place of --prune-to(-pairs): at "
                                          "the fine-tune's start keep this fraction of the mask's cost, its weights "
                                          "or, with --pair-partners, its SMLADs (lowest log alpha first)")
-    max_units: int | None = field(None, help="with --prune-to, --prune-to-pairs or --prune-fraction on the Bayesian "
-                                  "student: hidden "
-                                  "units kept at most "
-                                  "(the least signal, summed 1/alpha over a unit's weights, goes first)")
+    max_units: int | None = field(None, help="with --prune-to, --prune-to-pairs, --prune-to-cycles or --prune-fraction "
+                                  "on the Bayesian student: hidden units kept at most (the least signal, summed "
+                                  "1/alpha over a unit's weights, goes first)")
     prune_start: float = field(0.2, help="magnitude student: fraction of training where pruning starts")
     prune_end: float = field(0.6, help="magnitude student: fraction where the final count is reached "
                              "(fine-tuning after it)")
@@ -154,15 +157,23 @@ def _check_config(cfg: DistillConfig) -> None:
                                            or cfg.prune_to is not None):
         raise BpdError("--prune-to-pairs (at least 1) cuts the Bayesian student's mask at the fine-tune's start: it "
                        "needs --finetune above 0, and not --prune-to as well")
+    if cfg.prune_to_cycles is not None and (cfg.finetune == 0 or cfg.student != "bayesian"
+                                            or not cfg.prune_to_cycles > 0
+                                            or cfg.prune_to is not None or cfg.prune_to_pairs is not None):
+        raise BpdError("--prune-to-cycles (above 0) cuts the Bayesian student's mask at the fine-tune's start: it "
+                       "needs --finetune above 0, and neither --prune-to nor --prune-to-pairs")
     if cfg.prune_fraction is not None and (cfg.finetune == 0 or cfg.student != "bayesian"
                                            or not 0 < cfg.prune_fraction <= 1
-                                           or cfg.prune_to is not None or cfg.prune_to_pairs is not None):
+                                           or cfg.prune_to is not None or cfg.prune_to_pairs is not None
+                                           or cfg.prune_to_cycles is not None):
         raise BpdError("--prune-fraction (above 0, at most 1) cuts the Bayesian student's mask at the fine-tune's "
-                       "start: it needs --finetune above 0, and neither --prune-to nor --prune-to-pairs")
-    cut = cfg.prune_to is not None or cfg.prune_to_pairs is not None or cfg.prune_fraction is not None
+                       "start: it needs --finetune above 0, and none of --prune-to, --prune-to-pairs, "
+                       "--prune-to-cycles")
+    cut = (cfg.prune_to is not None or cfg.prune_to_pairs is not None or cfg.prune_fraction is not None
+           or cfg.prune_to_cycles is not None)
     if cfg.max_units is not None and (not cut or cfg.student != "bayesian" or cfg.max_units < 1):
-        raise BpdError("--max-units (at least 1) caps the units where --prune-to, --prune-to-pairs or "
-                       "--prune-fraction cuts the Bayesian student's mask")
+        raise BpdError("--max-units (at least 1) caps the units where --prune-to, --prune-to-pairs, "
+                       "--prune-to-cycles or --prune-fraction cuts the Bayesian student's mask")
 
 
 

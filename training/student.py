@@ -6,7 +6,7 @@ scaled to [-1, 1]. The student file carries the statistics and bounds needed to 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -72,15 +72,19 @@ class BayesianStudent(nn.Module):
 
 @torch.no_grad()
 def budget_masks(student: BayesianStudent, prune_to: int | None, max_units: int | None = None,
-                 pairs: int | None = None) -> list[torch.Tensor]:
+                 pairs: int | None = None, cost: Callable[[list[np.ndarray]], float] | None = None,
+                 budget: float | None = None) -> list[torch.Tensor]:
     """Each layer's mask at a budget of `prune_to` nonzero parameters: the weights the threshold (and the
     unit gates) keep, cut to the prune_to - (number of biases) of lowest log alpha over all layers (log alpha
     is a weight's noise-to-signal ratio, comparable across layers); ties broken by position. pairs (in place
     of prune_to): cut to the most weights of lowest log alpha whose multiply-adds on the DSP integer kernel
     (training/pairs.py multiply_slots: one per row and pair of columns, summed over layers) are at most
-    that. max_units: first, while more hidden units than that have a kept weight in or out, the one whose
-    kept weights carry the least signal (the sum of 1/alpha over them) is removed with all its weights (a
-    unit costs its activation and bias whatever its weights)."""
+    that. cost and budget (in place of both): cut to the most weights of lowest log alpha whose masks cost
+    (a function of the masks as numpy arrays, e.g. the DSP kernel's estimated cycles) at most budget; an
+    error where even the fewest weights cost more. max_units: first, while more hidden units than that
+    have a kept weight in or out, the one whose kept weights carry the least signal (the sum of 1/alpha
+    over them) is removed with all its weights (a unit costs its activation and bias whatever its
+    weights)."""
     from training.pairs import network_slots
 
     n_bias = sum(layer.out_features for layer in student.layers)
@@ -113,18 +117,27 @@ def budget_masks(student: BayesianStudent, prune_to: int | None, max_units: int 
         return out
 
     kept = sum(int(m.sum()) for m in masks)
-    if pairs is None:
+    if pairs is None and cost is None:
         assert prune_to is not None
         return masks if kept <= prune_to - n_bias else cut(prune_to - n_bias)
-    if network_slots(m.cpu().numpy() for m in masks) <= pairs:
+    if cost is None:
+        cost, budget = (lambda ms: float(network_slots(ms))), float(pairs or 0)
+    assert budget is not None
+
+    def within(ms: list[torch.Tensor]) -> bool:
+        return cost([m.cpu().numpy() for m in ms]) <= budget
+
+    if within(masks):
         return masks
-    lo, hi = 0, kept  # the largest cut within the budget (slots grow with k but for the pairing's odd step)
+    lo, hi = 0, kept  # the largest cut within the budget (costs grow with k but for the pairing's odd step)
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if network_slots(m.cpu().numpy() for m in cut(mid)) <= pairs:
+        if within(cut(mid)):
             lo = mid
         else:
             hi = mid - 1
+    if not within(cut(lo)):
+        raise BpdError(f"no cut of the student's mask costs at most {budget:g}")
     return cut(lo)
 
 

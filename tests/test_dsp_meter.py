@@ -1,0 +1,86 @@
+"""The DSP kernel's cost read off its code for a mask (firmware_host/measure/dsp_meter.py), and the cut of a
+Bayesian student's mask to a budget of it (`bpd distill --prune-to-cycles`)."""
+
+import numpy as np
+import pytest
+import torch
+
+from bpd.errors import BpdError
+from firmware_host.measure.cycle_model import estimate_cycles
+from firmware_host.measure.dsp_meter import asm_mix, mask_cycles
+from tests.conftest import run_bpd
+from training.student import BayesianStudent, budget_masks
+
+
+def test_asm_mix_costs_each_line_as_the_emulator_classes_it():
+    """ldmia of 3 registers: 1 + 3 cycles; smlad: 1 (an ALU-class instruction); ldr: 2; strh: 1; pop with pc:
+    a multi-register branch 3 + 2. Labels and directives cost nothing: 13 cycles on the Cortex-M4F."""
+    asm = "\n".join(["    .global f", "f:", "    ldmia r1!, {r4, r5, r6}", "    smlad r4, r5, r6, r4",
+                     "    ldr r7, [r0, #4]", "    strh r4, [r2, #0]", "    pop {r4, pc}"])
+    mix = asm_mix(asm)
+    assert mix == {"mem_multi": 1, "mem_multi_regs": 3, "alu": 1, "load": 1, "store": 1, "branch_multi": 1,
+                   "branch_multi_regs": 2}
+    assert estimate_cycles("cortex-m4f", mix) == 4 + 1 + 2 + 1 + 5
+
+
+def test_a_filled_pair_partner_costs_nothing_and_a_new_pair_costs():
+    """Row 0 keeps column 0 of the pair (0, 1): filling column 1 adds a weight and no instruction; a weight in
+    a pair the row did not use (columns 2, 3) adds at least its SMLAD. A layer with no unit left: inf."""
+    w1 = np.zeros((2, 4), bool)
+    w1[0, 0] = w1[1, 0] = w1[1, 1] = True
+    w2 = np.ones((1, 2), bool)
+    base = mask_cycles([w1, w2])
+    filled = w1.copy()
+    filled[0, 1] = True
+    assert mask_cycles([filled, w2]) == base
+    more = filled.copy()
+    more[0, 2] = True
+    assert mask_cycles([more, w2]) >= base + 1
+    assert mask_cycles([np.zeros((2, 4), bool), w2]) == float("inf")
+
+
+def _student() -> BayesianStudent:
+    torch.manual_seed(0)
+    s = BayesianStudent(3, 1, [4])
+    with torch.no_grad():
+        for i, layer in enumerate(s.layers):
+            layer.log_sigma2.fill_(-10.0)
+            layer.theta.copy_(torch.arange(1, layer.theta.numel() + 1, dtype=torch.float32).view_as(layer.theta)
+                              / (10.0 * (i + 1)))
+    return s
+
+
+def test_budget_masks_cuts_to_the_largest_set_a_cost_allows():
+    """Cost = kept weights + 3: budget 10 keeps the 7 of lowest log alpha (the largest thetas, since log
+    sigma^2 is equal everywhere); a cost no cut meets is an error."""
+    s = _student()
+    cost = lambda ms: float(sum(int(m.sum()) for m in ms)) + 3
+    masks = budget_masks(s, None, cost=cost, budget=10)
+    assert sum(int(m.sum()) for m in masks) == 7
+    la = torch.cat([layer.log_alpha.flatten() for layer in s.layers])
+    kept = torch.cat([m.flatten() for m in masks])
+    assert la[kept].max() <= la[~kept].min()
+    with pytest.raises(BpdError, match="no cut"):
+        budget_masks(s, None, cost=cost, budget=2)
+
+
+def test_distill_cuts_to_the_cycles_asked(tiny_pipeline, tmp_path):
+    """A run cut at its fine-tune's start to 500 estimated cycles of the DSP kernel's layers (the dense
+    4-16-16-1 network's cost 778) hands over a student whose masks cost at most that (its pair partners
+    filled at no cycle)."""
+    from training.student import load_student
+
+    out = tmp_path / "run"
+    run_bpd("distill", "--teacher", str(tiny_pipeline / "teacher.npz"), "--dataset", str(tiny_pipeline / "dataset.npz"),
+            "--out", str(out), "--steps", "200", "--eval-every", "50", "--eval-episodes", "1", "--select-episodes",
+            "1", "--hidden", "16", "16", "--critic-hidden", "32", "32", "--no-progress", "--kl-warmup", "none",
+            "--finetune", "0.5", "--prune-to-cycles", "500", "--select", "last")
+    s, meta, stats = load_student(out / "student.pt")
+    assert meta["step"] == 200  # the last student: the fine-tune's, on the cut mask
+    pol = s.collapse(**stats)
+    cycles = mask_cycles([w != 0 for w in pol.weights])
+    full = mask_cycles([np.ones_like(w, bool) for w in pol.weights])
+    assert full == 778 and 0 < cycles <= 500
+    r = run_bpd("distill", "--teacher", "t.npz", "--dataset", "d.npz", "--out", str(tmp_path / "x"), "--finetune",
+                "0", "--prune-to-cycles", "300", check=False)
+    assert r.returncode != 0 and "--prune-to-cycles (above 0)" in r.stderr
