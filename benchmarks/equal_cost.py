@@ -7,13 +7,14 @@ the same options and seeds, so that their students exist to be measured). Side B
 cells of benchmarks/plans/ablations.yaml (BPD whose fine-tune starts from its mask cut by log alpha to the
 nonzero count of the ablation's l1-threshold cell of the same seed); C: also to its hidden units; D: the
 bpd-finetune-l1-cycles cells of hc-equal-cost.yaml (cut to side A's SMLADs on the DSP integer kernel and its
-units, the pair partners then trained: equal integer-kernel cost). Per seed: each side's return over the
-plan's 30 reporting episodes (seeds disjoint from those the runs chose their students on), nonzero parameters,
-early ends, and the Cortex-M4F instructions, estimated cycles and flash of every kernel the cell's bench
-measured (the integer kernel, the compact float kernel with its table tanh, ...), so the two sides meet on the
-same kernel. Whether the retrained L1 cell reproduced the ablation's (the same student file, by its sha256) is
-stated per seed. Writes OUT/equal-cost.json and OUT/equal-cost.md (again from the JSON with --table-only).
-Cells not finished are listed as such, never dropped.
+units, the pair partners then trained: equal integer-kernel cost); E: the bpd-finetune-l1-dsp-cycles cells
+(cut instead to the estimated cycles of side A's student on the DSP kernel's layers). Per seed: each side's
+return over the plan's 30 reporting episodes (seeds disjoint from those the runs chose their students on),
+nonzero parameters, early ends, and the Cortex-M4F instructions, estimated cycles and flash of every kernel
+the cell's bench measured (the integer kernel, the compact float kernel with its table tanh, ...), so the two
+sides meet on the same kernel. Whether the retrained L1 cell reproduced the ablation's (the same student
+file, by its sha256) is stated per seed. Writes OUT/equal-cost.json and OUT/equal-cost.md (again from the
+JSON with --table-only). Cells not finished are listed as such, never dropped.
 """
 
 from __future__ import annotations
@@ -36,8 +37,11 @@ SIDES = {"A": ("benchmarks/plans/hc-equal-cost.yaml", "l1-threshold", "L1 then a
          "C": ("benchmarks/plans/ablations.yaml", "bpd-finetune-l1-shape",
                "BPD at L1's size and number of hidden units (bpd-finetune-l1-shape)"),
          "D": ("benchmarks/plans/hc-equal-cost.yaml", "bpd-finetune-l1-cycles",
-               "BPD at L1's integer-kernel cost (bpd-finetune-l1-cycles)")}
-BPD_SIDES = ("B", "C", "D")
+               "BPD at L1's integer-kernel cost (bpd-finetune-l1-cycles)"),
+         "E": ("benchmarks/plans/hc-equal-cost.yaml", "bpd-finetune-l1-dsp-cycles",
+               "BPD at L1's integer-kernel cycles (bpd-finetune-l1-dsp-cycles)")}
+BPD_SIDES = ("B", "C", "D", "E")
+CUT_TO_A = ("D", "E")  # cut to side A's student's cost: a kept record belongs to the A it was cut against
 ORIGINAL = ("benchmarks/plans/ablations.yaml", "l1-threshold")  # the cells side A trains again
 
 
@@ -93,9 +97,10 @@ def collect(env: str, previous: dict | None = None) -> dict:
         row: dict = {"seed": seed}
         for s, (_, label, _) in SIDES.items():
             row[s] = kept(cell_record(plans[s], env, label, seed), before.get(seed, {}).get(s))
-        if row["D"].get("kept") and row["A"].get("product_sha256") != (before.get(seed, {}).get("A") or {}).get(
-                "product_sha256"):
-            row["D"] = {"finished": False}  # D was cut to A's cost: a kept D belongs to the A it was cut against
+        for s in CUT_TO_A:
+            if row[s].get("kept") and row["A"].get("product_sha256") != (before.get(seed, {}).get("A") or {}).get(
+                    "product_sha256"):
+                row[s] = {"finished": False}
         orig = cell_record(original, env, ORIGINAL[1], seed)
         row["original_l1"] = kept({k: orig.get(k) for k in ("finished", "return_mean", "params_nonzero",
                                                           "product_sha256")}, before.get(seed, {}).get("original_l1"))
@@ -132,7 +137,9 @@ def markdown(res: dict) -> str:
          "l1-threshold cell of the same seed (C: and to its number of hidden units, the units of least signal "
          "removed first; D: instead to as many SMLADs of the DSP integer kernel, one a row and pair of columns, as "
          "side A's student of the same seed costs, and to its hidden units, then the pair partner of every kept "
-         "weight trained too, at no SMLAD more). All: the same teacher, dataset (100,000 steps), "
+         "weight trained too, at no SMLAD more; E: as D, but to the estimated Cortex-M4F cycles of the DSP "
+         "kernel's layers that side A's student costs, read off their generated code for each mask, "
+         "firmware_host/measure/dsp_meter.py). All: the same teacher, dataset (100,000 steps), "
          "100,000 gradient steps and evaluation (30 episodes on seeds disjoint from the model choice); cost "
          "measured by each cell's bench on the emulated Cortex-M4F (instructions exact, cycles estimated: "
          "docs/cycle_model.md), the same kernels on both sides.", "",
