@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bpd.errors import BpdError
+from bpd.io import read_json
 from training.baseline_rules import REWARD_RULES
 
 
@@ -270,6 +271,32 @@ _ablation("bpd-units-finetune-pairs-warmup-half", "bpd-units-finetune-pairs-warm
           {"unit_gates": True, "finetune": 0.2, "pair_partners": True, "kl_warmup": "gate", "prune_fraction": 0.5})
 _ablation("l1-threshold", "deterministic student, BPD's loss minus the KL plus a scheduled L1 penalty, then a "
           "magnitude threshold", {"student": "l1"})
+
+
+def bpd_cycles_budget(c: CellInputs, share: float) -> float:
+    """The budget of the DSP kernel's layers (firmware_host/measure/dsp_meter.py) at which a student of this
+    task costs `share` of the bpd cell's (same environment and seed) emulated integer-kernel cycles: the C
+    around the layers costs the same on both sides (the task's dimensions), so the budget is the bpd
+    student's layers less (1 - share) of its whole kernel, as its bench measured it."""
+    from export.onnx_export import onnx_weights
+    from firmware_host.measure.dsp_meter import mask_cycles
+
+    cell = c.out.parent.parent.parent / "bpd" / f"seed{c.seed}"
+    bench = read_json(cell / "bench" / "bench.json") if (cell / "bench" / "bench.json").is_file() else {}
+    integer = ((bench.get("export_kernels") or {}).get("candidates") or {}).get("integer") or {}
+    if not (cell / "export" / "policy.onnx").is_file() or "cycles" not in integer:
+        raise BpdError(f"the bpd cell of {c.env} seed {c.seed} has no export measured with the integer kernel "
+                       "(a run root that was lost): rerun that cell")
+    layers = mask_cycles([w != 0 for w in onnx_weights(cell / "export" / "policy.onnx")])
+    return layers - (1 - share) * float(integer["cycles"])
+
+
+register(Method("bpd-units-finetune-pairs-warmup-c50", "bpd-units-finetune-pairs-warmup whose fine-tune starts "
+                "from the mask cut to half the bpd cell's (same seed) Cortex-M4F cycles on the DSP integer "
+                "kernel, estimated from the code for each mask, the hidden units chosen too (--prune-to-cycles)",
+                lambda c: distill_command(c, {"unit_gates": True, "finetune": 0.2, "pair_partners": True,
+                                              "kl_warmup": "gate", "prune_to_cycles": bpd_cycles_budget(c, 0.5)}),
+                needs=("bpd",)))
 
 
 def _sized_like_bpd(c: CellInputs, extra: dict) -> list[str]:

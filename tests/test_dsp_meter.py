@@ -84,3 +84,25 @@ def test_distill_cuts_to_the_cycles_asked(tiny_pipeline, tmp_path):
     r = run_bpd("distill", "--teacher", "t.npz", "--dataset", "d.npz", "--out", str(tmp_path / "x"), "--finetune",
                 "0", "--prune-to-cycles", "300", check=False)
     assert r.returncode != 0 and "--prune-to-cycles (above 0)" in r.stderr
+
+
+def test_a_cost_cut_that_chooses_its_units_keeps_more_signal():
+    """Cost = 10 a live hidden unit + 1 a weight, budget 40, on a 3-4-1 student whose unit 3 has the largest
+    output weight (5.5) and a 2.9 input, unit 2 a 3.0 input and output. By log alpha alone (equal sigma: the
+    largest thetas first) the cut stops at 9 weights (unit 3's output, units 0 and 1 whole): the next, unit
+    2's input, makes a fourth unit live (50). Choosing the units too drops unit 2, the least signal, and
+    keeps unit 3's 2.9 input as well: 10 weights at exactly 40."""
+    from training.student import UNIT_SHARES, live_units
+
+    s = BayesianStudent(3, 1, [4])
+    with torch.no_grad():
+        s.layers[0].theta.copy_(torch.tensor([[5.0, 5, 5], [4, 4, 4], [3.0, 0.1, 0.1], [2.9, 0.1, 0.1]]))
+        s.layers[1].theta.copy_(torch.tensor([[5.0, 4, 3, 5.5]]))
+        for layer in s.layers:
+            layer.log_sigma2.fill_(-2.0)
+    cost = lambda ms: 10.0 * live_units([torch.as_tensor(m) for m in ms]) + sum(int(m.sum()) for m in ms)
+    plain = budget_masks(s, None, cost=cost, budget=40)
+    chosen = budget_masks(s, None, cost=cost, budget=40, unit_shares=UNIT_SHARES)
+    assert [m.int().tolist() for m in plain] == [[[1, 1, 1], [1, 1, 1], [0, 0, 0], [0, 0, 0]], [[1, 1, 0, 1]]]
+    assert [m.int().tolist() for m in chosen] == [[[1, 1, 1], [1, 1, 1], [0, 0, 0], [1, 0, 0]], [[1, 1, 0, 1]]]
+    assert cost([m.numpy() for m in chosen]) == 40

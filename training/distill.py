@@ -62,7 +62,7 @@ from training.selection import (
     select,
     smlad_cost,
 )
-from training.student import BayesianStudent, Critic, budget_masks, save_student
+from training.student import UNIT_SHARES, BayesianStudent, Critic, budget_masks, save_student
 from training.teacher import DEFAULT_GAMMA, load_teacher, teacher_gamma
 
 Meter = Callable[[list[np.ndarray], str], float]  # masks (rows = outputs), activation -> cost
@@ -167,7 +167,7 @@ class BPDTrainer:
                 raise BpdError("--prune-to-cycles needs the Cortex-M4F meter: run it as `bpd distill`")
             meter, act = self.meter, c.activation
             keep = budget_masks(self.actor, None, c.max_units, cost=lambda ms: meter(ms, act),
-                                budget=c.prune_to_cycles)
+                                budget=c.prune_to_cycles, unit_shares=UNIT_SHARES)  # units chosen without max_units
         elif prune_to is not None or pairs is not None:
             keep = budget_masks(self.actor, prune_to, c.max_units, pairs)
         for net in (self.actor, self.actor_target):

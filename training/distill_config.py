@@ -9,6 +9,7 @@ from bpd.config import check_ranges, field
 from bpd.errors import BpdError
 from training.ablations import PLAIN_STUDENTS
 from training.priors import PRIORS
+from training.student import UNIT_SHARES
 
 WARMUP_CAP = 4  # --kl-warmup gate: the warm-up's most steps, a multiple of --steps
 SCHEDULES = ("linear", "constant", "exponential", "gated")
@@ -99,7 +100,11 @@ class DistillConfig:
     prune_to_cycles: float | None = field(None, help="Bayesian with --finetune, in place of --prune-to(-pairs): at "
                                           "the fine-tune's start, cut the mask (lowest log alpha first) to at most "
                                           "this many estimated Cortex-M4F cycles of the DSP integer kernel's layers, "
-                                          "read off their code for the mask (firmware_host/measure/dsp_meter.py)")
+                                          "read off their code for the mask (firmware_host/measure/dsp_meter.py); "
+                                          "without --max-units the hidden units are chosen too (of "
+                                          + ", ".join(f"{100 * x:g}" for x in UNIT_SHARES) + " %% of the live "
+                                          "ones, least signal out first, the cut keeping the most signal, 1/alpha "
+                                          "summed over its weights)")
     prune_fraction: float | None = field(None, help="Bayesian with --finetune, in place of --prune-to(-pairs): at "
                                          "the fine-tune's start keep this fraction of the mask's cost, its weights "
                                          "or, with --pair-partners, its SMLADs (lowest log alpha first)")

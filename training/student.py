@@ -70,39 +70,37 @@ class BayesianStudent(nn.Module):
                          action_high=np.asarray(action_high, np.float32))
 
 
-@torch.no_grad()
-def budget_masks(student: BayesianStudent, prune_to: int | None, max_units: int | None = None,
-                 pairs: int | None = None, cost: Callable[[list[np.ndarray]], float] | None = None,
-                 budget: float | None = None) -> list[torch.Tensor]:
-    """Each layer's mask at a budget of `prune_to` nonzero parameters: the weights the threshold (and the
-    unit gates) keep, cut to the prune_to - (number of biases) of lowest log alpha over all layers (log alpha
-    is a weight's noise-to-signal ratio, comparable across layers); ties broken by position. pairs (in place
-    of prune_to): cut to the most weights of lowest log alpha whose multiply-adds on the DSP integer kernel
-    (training/pairs.py multiply_slots: one per row and pair of columns, summed over layers) are at most
-    that. cost and budget (in place of both): cut to the most weights of lowest log alpha whose masks cost
-    (a function of the masks as numpy arrays, e.g. the DSP kernel's estimated cycles) at most budget; an
-    error where even the fewest weights cost more. max_units: first, while more hidden units than that
-    have a kept weight in or out, the one whose kept weights carry the least signal (the sum of 1/alpha
-    over them) is removed with all its weights (a unit costs its activation and bias whatever its
-    weights)."""
-    from training.pairs import network_slots
+UNIT_SHARES = (1.0, 0.85, 0.7, 0.55, 0.4)  # hidden units tried, shares of the live ones, where a cost cut picks them
 
-    n_bias = sum(layer.out_features for layer in student.layers)
-    masks = [layer.mask().bool() for layer in student.layers]
-    if max_units is not None:
-        snr = [torch.exp(-layer.log_alpha) for layer in student.layers]
-        while True:
-            units = []  # (signal, layer, unit) of every live hidden unit
-            for li in range(len(masks) - 1):
-                m_in, m_out = masks[li], masks[li + 1]
-                sig = (snr[li] * m_in).sum(1) + (snr[li + 1] * m_out).sum(0)
-                live = m_in.any(1) | m_out.any(0)
-                units += [(float(sig[j]), li, j) for j in torch.nonzero(live).flatten().tolist()]
-            if len(units) <= max_units:
-                break
-            _, li, j = min(units)
-            masks[li][j, :] = False
-            masks[li + 1][:, j] = False
+
+def live_units(masks: list[torch.Tensor]) -> int:
+    """Hidden units with a kept weight in or out."""
+    return sum(int((masks[li].any(1) | masks[li + 1].any(0)).sum()) for li in range(len(masks) - 1))
+
+
+def _unit_cut(student: BayesianStudent, masks: list[torch.Tensor], max_units: int) -> list[torch.Tensor]:
+    """While more hidden units than max_units are live, the one whose kept weights carry the least signal (the
+    sum of 1/alpha over them) is removed with all its weights."""
+    masks = [m.clone() for m in masks]
+    snr = [torch.exp(-layer.log_alpha) for layer in student.layers]
+    while True:
+        units = []  # (signal, layer, unit) of every live hidden unit
+        for li in range(len(masks) - 1):
+            m_in, m_out = masks[li], masks[li + 1]
+            sig = (snr[li] * m_in).sum(1) + (snr[li + 1] * m_out).sum(0)
+            live = m_in.any(1) | m_out.any(0)
+            units += [(float(sig[j]), li, j) for j in torch.nonzero(live).flatten().tolist()]
+        if len(units) <= max_units:
+            return masks
+        _, li, j = min(units)
+        masks[li][j, :] = False
+        masks[li + 1][:, j] = False
+
+
+def _weight_cut(student: BayesianStudent, masks: list[torch.Tensor], prune_to: int | None,
+                cost: Callable[[list[np.ndarray]], float] | None, budget: float | None) -> list[torch.Tensor]:
+    """masks cut to prune_to nonzero parameters, else to the most weights whose cost is within budget (lowest
+    log alpha first)."""
     scores = torch.cat([torch.where(m, layer.log_alpha, torch.full_like(layer.log_alpha, float("inf"))).flatten()
                         for layer, m in zip(student.layers, masks)])
     order = torch.argsort(scores, stable=True)
@@ -117,11 +115,10 @@ def budget_masks(student: BayesianStudent, prune_to: int | None, max_units: int 
         return out
 
     kept = sum(int(m.sum()) for m in masks)
-    if pairs is None and cost is None:
-        assert prune_to is not None
-        return masks if kept <= prune_to - n_bias else cut(prune_to - n_bias)
     if cost is None:
-        cost, budget = (lambda ms: float(network_slots(ms))), float(pairs or 0)
+        assert prune_to is not None
+        n_bias = sum(layer.out_features for layer in student.layers)
+        return masks if kept <= prune_to - n_bias else cut(prune_to - n_bias)
     assert budget is not None
 
     def within(ms: list[torch.Tensor]) -> bool:
@@ -139,6 +136,48 @@ def budget_masks(student: BayesianStudent, prune_to: int | None, max_units: int 
     if not within(cut(lo)):
         raise BpdError(f"no cut of the student's mask costs at most {budget:g}")
     return cut(lo)
+
+
+@torch.no_grad()
+def budget_masks(student: BayesianStudent, prune_to: int | None, max_units: int | None = None,
+                 pairs: int | None = None, cost: Callable[[list[np.ndarray]], float] | None = None,
+                 budget: float | None = None, unit_shares: Sequence[float] | None = None) -> list[torch.Tensor]:
+    """Each layer's mask at a budget of `prune_to` nonzero parameters: the weights the threshold (and the
+    unit gates) keep, cut to the prune_to - (number of biases) of lowest log alpha over all layers (log alpha
+    is a weight's noise-to-signal ratio, comparable across layers); ties broken by position. pairs (in place
+    of prune_to): cut to the most weights of lowest log alpha whose multiply-adds on the DSP integer kernel
+    (training/pairs.py multiply_slots: one per row and pair of columns, summed over layers) are at most
+    that. cost and budget (in place of both): cut to the most weights of lowest log alpha whose masks cost
+    (a function of the masks as numpy arrays, e.g. the DSP kernel's estimated cycles) at most budget; an
+    error where even the fewest weights cost more. max_units: first, while more hidden units than that
+    have a kept weight in or out, the one whose kept weights carry the least signal (the sum of 1/alpha
+    over them) is removed with all its weights (a unit costs its activation and bias whatever its
+    weights). unit_shares (with cost, in place of max_units): the units are chosen too: each share of the
+    live units is cut to as above, then its weights to the budget, and the cut that keeps the most signal
+    (1/alpha summed over its weights) is taken."""
+    from training.pairs import network_slots
+
+    masks = [layer.mask().bool() for layer in student.layers]
+    if pairs is not None and cost is None:
+        cost, budget = (lambda ms: float(network_slots(ms))), float(pairs)
+    if max_units is not None:
+        return _weight_cut(student, _unit_cut(student, masks, max_units), prune_to, cost, budget)
+    if not unit_shares or cost is None:
+        return _weight_cut(student, masks, prune_to, cost, budget)
+    snr = [torch.exp(-layer.log_alpha) for layer in student.layers]
+    live = live_units(masks)
+    best: tuple[float, list[torch.Tensor]] | None = None
+    for share in unit_shares:
+        try:
+            ms = _weight_cut(student, _unit_cut(student, masks, max(1, round(share * live))), None, cost, budget)
+        except BpdError:
+            continue
+        signal = float(sum((s * m).sum() for s, m in zip(snr, ms)))
+        if best is None or signal > best[0]:
+            best = (signal, ms)
+    if best is None:
+        raise BpdError(f"no cut of the student's mask costs at most {budget:g}")
+    return best[1]
 
 
 class Critic(nn.Module):
