@@ -5,7 +5,7 @@ across the rows of a plan as `bpd compress` chooses across methods (issue 34, "c
         [--out benchmarks/results/delivered] [--table-only]
 
 Candidates: the finished cells of the plan (every row: BPD and its fine-tunes with the pair partners, cut to
-a half and a quarter of their SMLADs), each the student its run handed over. A candidate keeps the return
+a half and a quarter of their SMLADs and to half the bpd cell's cycles), each the student its run handed over. A candidate keeps the return
 when its return on its run's selection seeds (recorded by the run: `train.selection.select_return`) is at
 least --keep-return of the teacher's return on the same seeds (evaluated here, as many episodes as the run
 judged its candidates on). Its cost: the DSP integer kernel's estimated Cortex-M4F cycles (the kernel `bpd
