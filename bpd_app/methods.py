@@ -297,6 +297,11 @@ register(Method("bpd-units-finetune-pairs-warmup-c50", "bpd-units-finetune-pairs
                 lambda c: distill_command(c, {"unit_gates": True, "finetune": 0.2, "pair_partners": True,
                                               "kl_warmup": "gate", "prune_to_cycles": bpd_cycles_budget(c, 0.5)}),
                 needs=("bpd",)))
+register(Method("bpd-units-finetune-pairs-warmup-c50-long", "bpd-units-finetune-pairs-warmup-c50 with the last half "
+                "of training, not a fifth, on the cut mask: a longer fine-tune for the deeper cut",
+                lambda c: distill_command(c, {"unit_gates": True, "finetune": 0.5, "pair_partners": True,
+                                              "kl_warmup": "gate", "prune_to_cycles": bpd_cycles_budget(c, 0.5)}),
+                needs=("bpd",)))
 
 
 def _sized_like_bpd(c: CellInputs, extra: dict) -> list[str]:
