@@ -287,8 +287,13 @@ def bpd_cycles_budget(c: CellInputs, share: float) -> float:
     if not (cell / "export" / "policy.onnx").is_file() or "cycles" not in integer:
         raise BpdError(f"the bpd cell of {c.env} seed {c.seed} has no export measured with the integer kernel "
                        "(a run root that was lost): rerun that cell")
-    layers = mask_cycles([w != 0 for w in onnx_weights(cell / "export" / "policy.onnx")])
-    return layers - (1 - share) * float(integer["cycles"])
+    layers = mask_cycles([w != 0 for w in onnx_weights(cell / "export" / "policy.onnx")],
+                         c.args.get("activation", "tanh"))
+    budget = layers - (1 - share) * float(integer["cycles"])
+    if budget <= 0:
+        raise BpdError(f"{share:g} of the bpd cell's {integer['cycles']:g} integer-kernel cycles ({c.env} seed "
+                       f"{c.seed}) does not even pay for the code around its layers")
+    return budget
 
 
 register(Method("bpd-units-finetune-pairs-warmup-c50", "bpd-units-finetune-pairs-warmup whose fine-tune starts "
@@ -407,7 +412,8 @@ def _l1_dsp_cycles(c: CellInputs) -> list[str]:
         raise BpdError(f"{c.env} seed {c.seed}: expected the result of one l1-threshold cell, got {len(c.deps)}")
     weights = l1_weights(c)
     return distill_command(c, {"finetune": 0.2, "pair_partners": True,
-                               "prune_to_cycles": mask_cycles([w != 0 for w in weights]),
+                               "prune_to_cycles": mask_cycles([w != 0 for w in weights],
+                                                              c.args.get("activation", "tanh")),
                                "max_units": int(sum(bpd_collapsed_widths(c, "l1-threshold")))})
 
 

@@ -1,6 +1,8 @@
 """The DSP kernel's cost read off its code for a mask (firmware_host/measure/dsp_meter.py), and the cut of a
 Bayesian student's mask to a budget of it (`bpd distill --prune-to-cycles`)."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -74,13 +76,14 @@ def test_distill_cuts_to_the_cycles_asked(tiny_pipeline, tmp_path):
     run_bpd("distill", "--teacher", str(tiny_pipeline / "teacher.npz"), "--dataset", str(tiny_pipeline / "dataset.npz"),
             "--out", str(out), "--steps", "200", "--eval-every", "50", "--eval-episodes", "1", "--select-episodes",
             "1", "--hidden", "16", "16", "--critic-hidden", "32", "32", "--no-progress", "--kl-warmup", "none",
-            "--finetune", "0.5", "--prune-to-cycles", "500", "--select", "last")
+            "--finetune", "0.5", "--prune-to-cycles", "500")
     s, meta, stats = load_student(out / "student.pt")
-    assert meta["step"] == 200  # the last student: the fine-tune's, on the cut mask
+    assert meta["step"] > 100  # a student of the fine-tune, on the cut mask: the budget is kept
     pol = s.collapse(**stats)
     cycles = mask_cycles([w != 0 for w in pol.weights])
     full = mask_cycles([np.ones_like(w, bool) for w in pol.weights])
     assert full == 778 and 0 < cycles <= 500
+    assert json.loads((out / "summary.json").read_text())["layer_cycles"] == cycles
     r = run_bpd("distill", "--teacher", "t.npz", "--dataset", "d.npz", "--out", str(tmp_path / "x"), "--finetune",
                 "0", "--prune-to-cycles", "300", check=False)
     assert r.returncode != 0 and "--prune-to-cycles (above 0)" in r.stderr
@@ -106,3 +109,28 @@ def test_a_cost_cut_that_chooses_its_units_keeps_more_signal():
     assert [m.int().tolist() for m in plain] == [[[1, 1, 1], [1, 1, 1], [0, 0, 0], [0, 0, 0]], [[1, 1, 0, 1]]]
     assert [m.int().tolist() for m in chosen] == [[[1, 1, 1], [1, 1, 1], [0, 0, 0], [1, 0, 0]], [[1, 1, 0, 1]]]
     assert cost([m.numpy() for m in chosen]) == 40
+
+
+def test_a_cut_whose_cost_is_infinite_until_it_reaches_the_output():
+    """Cost: inf while no output weight is kept (no network), else the kept weights. The first layer's weights
+    have the lowest log alpha, so the 12 first cuts cost inf; budget 14 keeps them and the two largest
+    output weights. A search that assumed costs rise with the cut would have stopped below them."""
+    s = BayesianStudent(3, 1, [4])
+    with torch.no_grad():
+        s.layers[0].theta.fill_(5.0)
+        s.layers[1].theta.copy_(torch.tensor([[1.0, 1.4, 1.2, 1.1]]))
+        for layer in s.layers:
+            layer.log_sigma2.fill_(-2.0)
+    cost = lambda ms: float("inf") if not ms[-1].any() else float(sum(int(m.sum()) for m in ms))
+    masks = budget_masks(s, None, cost=cost, budget=14)
+    assert int(masks[0].sum()) == 12 and masks[1].int().tolist() == [[0, 1, 1, 0]]
+    with pytest.raises(BpdError, match="reach the output cost 13"):
+        budget_masks(s, None, cost=cost, budget=12.5)
+
+
+def test_prune_to_cycles_without_the_meter_is_refused_before_training():
+    from training.distill import DistillConfig, distill
+
+    cfg = DistillConfig(teacher="missing.npz", dataset="missing.npz", out="unused", prune_to_cycles=500.0)
+    with pytest.raises(BpdError, match="needs the Cortex-M4F meter"):
+        distill(cfg)

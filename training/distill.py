@@ -46,6 +46,7 @@ from training.distill_config import (  # noqa: F401
     WARMUP_CAP,
     DistillConfig,
     _check_config,
+    budget_cut,
     check_ablation_options,
     pair_partners_apply,
     warmup_applies,
@@ -57,6 +58,7 @@ from training.priors import pruning_rule, pruning_threshold, student_kl, unit_ga
 from training.run_metrics import METRIC_FIELDS, plot_metrics, truncate_metrics
 from training.selection import (
     Candidate,
+    finetuned,
     load_candidates,
     save_candidates,
     select,
@@ -328,6 +330,8 @@ def distill(cfg: DistillConfig, meter: Meter | None = None) -> dict:
     from tqdm import tqdm
 
     _check_config(cfg)
+    if cfg.prune_to_cycles is not None and meter is None:
+        raise BpdError("--prune-to-cycles needs the Cortex-M4F meter: run it as `bpd distill`")
     device = resolve_device(cfg.device)  # CUDA asked for where there is none: one line, before anything
     check_output_dir(cfg.out)
     teacher = load_teacher(cfg.teacher)
@@ -431,7 +435,10 @@ def distill(cfg: DistillConfig, meter: Meter | None = None) -> dict:
     seconds = time.time() - t_start
     t_select = time.time()
     # with the pair partners, size is what the DSP kernel pays: a partner adds a weight and no SMLAD
-    chosen = select(candidates, meta, stats, env_id, cfg.seed, cfg.select, cfg.select_tol, cfg.select_episodes,
+    pool = candidates  # a budget is kept: only the students of the cut mask then
+    if budget_cut(cfg):
+        pool = [c for c in candidates if finetuned(c.state_dict)] or candidates
+    chosen = select(pool, meta, stats, env_id, cfg.seed, cfg.select, cfg.select_tol, cfg.select_episodes,
                     cfg.select_shortlist, cfg.keep_return, teacher.act, None,
                     smlad_cost if pair_partners_apply(cfg) else None,
                     "smlad" if pair_partners_apply(cfg) else "nonzero")
@@ -454,6 +461,8 @@ def distill(cfg: DistillConfig, meter: Meter | None = None) -> dict:
                "train_eval_seeds": [train_eval_seed(cfg.seed), train_eval_seed(cfg.seed) + cfg.eval_episodes - 1],
                "eta_gate_teacher_return": gate_ref, "kl_warmup_steps": trainer.offset,
                "selection": chosen}
+    if cfg.prune_to_cycles is not None and meter is not None:  # what the handed-over student's layers cost
+        summary["layer_cycles"] = meter([w != 0 for w in policy.weights], cfg.activation)
     write_json(run.summary, summary)
     return summary
 

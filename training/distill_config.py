@@ -97,10 +97,13 @@ class DistillConfig:
                                        "many multiply-adds of the integer kernel on Cortex-M4/M7, where one SMLAD "
                                        "multiplies a pair of columns (training/pairs.py); with --pair-partners "
                                        "the partners then fill every pair at no cycle")
-    prune_to_cycles: float | None = field(None, help="Bayesian with --finetune, in place of --prune-to(-pairs): at "
-                                          "the fine-tune's start, cut the mask (lowest log alpha first) to at most "
-                                          "this many estimated Cortex-M4F cycles of the DSP integer kernel's layers, "
-                                          "read off their code for the mask (firmware_host/measure/dsp_meter.py); "
+    prune_to_cycles: float | None = field(None, help="Bayesian with --finetune, in place of --prune-to(-pairs) and "
+                                          "--prune-fraction: at the fine-tune's start, cut the mask (lowest log alpha "
+                                          "first) to at most this many estimated Cortex-M4F cycles of the DSP integer "
+                                          "kernel's layers, read off their code for the mask (firmware_host/measure/"
+                                          "dsp_meter.py; the C around the layers, 100-250 cycles by the task's "
+                                          "dimensions, not counted; the handed-over student's figure is in "
+                                          "summary.json, layer_cycles); "
                                           "without --max-units the hidden units are chosen too (of "
                                           + ", ".join(f"{100 * x:g}" for x in UNIT_SHARES) + " %% of the live "
                                           "ones, least signal out first, the cut keeping the most signal, 1/alpha "
@@ -132,6 +135,15 @@ def warmup_applies(cfg: DistillConfig) -> bool:
     """Whether the schedule waits for the student to imitate: --kl-warmup gate on the Bayesian student (the
     deterministic students have no KL to hold back)."""
     return cfg.kl_warmup == "gate" and cfg.student == "bayesian"
+
+
+def budget_cut(cfg: DistillConfig) -> bool:
+    """Whether the fine-tune starts from the mask cut to an absolute budget (--prune-to, --prune-to-pairs,
+    --prune-to-cycles on the Bayesian student): a constraint the user asked for, so that only the fine-tune's
+    students, which keep it, may be handed over (a share, --prune-fraction, is a search instead: where the
+    cut student loses the return, the run hands over the best it has)."""
+    return (cfg.student == "bayesian" and cfg.finetune > 0
+            and any(x is not None for x in (cfg.prune_to, cfg.prune_to_pairs, cfg.prune_to_cycles)))
 
 
 def pair_partners_apply(cfg: DistillConfig) -> bool:

@@ -70,6 +70,10 @@ class BayesianStudent(nn.Module):
                          action_high=np.asarray(action_high, np.float32))
 
 
+class NoCut(BpdError):
+    """No cut of a student's mask costs at most the budget asked for."""
+
+
 UNIT_SHARES = (1.0, 0.85, 0.7, 0.55, 0.4)  # hidden units tried, shares of the live ones, where a cost cut picks them
 
 
@@ -121,20 +125,32 @@ def _weight_cut(student: BayesianStudent, masks: list[torch.Tensor], prune_to: i
         return masks if kept <= prune_to - n_bias else cut(prune_to - n_bias)
     assert budget is not None
 
-    def within(ms: list[torch.Tensor]) -> bool:
-        return cost([m.cpu().numpy() for m in ms]) <= budget
+    def price(ms: list[torch.Tensor]) -> float:
+        return cost([m.cpu().numpy() for m in ms])
 
-    if within(masks):
+    if price(masks) <= budget:
         return masks
-    lo, hi = 0, kept  # the largest cut within the budget (costs grow with k but for the pairing's odd step)
+    # a cost may be infinite until the kept weights reach the output (no network at all): first the fewest
+    # weights with a finite cost (adding a weight never breaks a path), then the largest cut within the budget
+    # above them (costs grow with k but for the pairing's odd step)
+    lo, hi = 0, kept
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if np.isfinite(price(cut(mid))):
+            hi = mid
+        else:
+            lo = mid + 1
+    least = lo
+    if price(cut(least)) > budget:
+        raise NoCut(f"no cut of the student's mask costs at most {budget:g} (the fewest weights that reach the "
+                    f"output cost {price(cut(least)):g})")
+    hi = kept
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if within(cut(mid)):
+        if price(cut(mid)) <= budget:
             lo = mid
         else:
             hi = mid - 1
-    if not within(cut(lo)):
-        raise BpdError(f"no cut of the student's mask costs at most {budget:g}")
     return cut(lo)
 
 
@@ -167,16 +183,17 @@ def budget_masks(student: BayesianStudent, prune_to: int | None, max_units: int 
     snr = [torch.exp(-layer.log_alpha) for layer in student.layers]
     live = live_units(masks)
     best: tuple[float, list[torch.Tensor]] | None = None
-    for share in unit_shares:
+    for units in sorted({max(1, round(share * live)) for share in unit_shares}, reverse=True):
         try:
-            ms = _weight_cut(student, _unit_cut(student, masks, max(1, round(share * live))), None, cost, budget)
-        except BpdError:
+            ms = _weight_cut(student, _unit_cut(student, masks, units), None, cost, budget)
+        except NoCut:
             continue
         signal = float(sum((s * m).sum() for s, m in zip(snr, ms)))
         if best is None or signal > best[0]:
             best = (signal, ms)
     if best is None:
-        raise BpdError(f"no cut of the student's mask costs at most {budget:g}")
+        raise NoCut(f"no cut of the student's mask, at any of {len(unit_shares)} unit counts, costs at most "
+                    f"{budget:g}")
     return best[1]
 
 

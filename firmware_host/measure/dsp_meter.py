@@ -1,14 +1,16 @@
 """What a network's masks cost the DSP integer kernel on a Cortex-M4F, read off its code without building it.
 
 The layers of the integer kernel on cores with the DSP extension are straight-line assembly whose every
-instruction depends on which weights are nonzero, not on their values (export/dsp.py: the column pairs,
-the row groups, the loads and one SMLAD a row and pair). So a mask's cost can be counted before any weight
-is trained: the masks become a network of unit weights, collapsed and quantised as the export does
-(dead units removed), its layers' assembly generated as the export generates it (tanh by lookup), and each
-instruction costed by the cycle model (cycle_model.py; its class from emulate.classify, as the emulator
-costs what it runs). No branch, no loop: the estimate is the one emulating the same code would give,
-without the C around the layers (the observations' conversion and the actions' mapping, which depend on the
-task's dimensions alone). `bpd distill --prune-to-cycles` cuts a mask to a budget of these cycles.
+instruction depends on which weights are nonzero, not on their values (export/dsp.py: the column pairs, the
+row groups, the loads and one SMLAD a row and pair). So a mask's cost can be counted before any weight is
+trained: the masks become a network of unit weights, collapsed and quantised as the export does (dead units
+removed), its layers' assembly generated as the export generates it (tanh by lookup), and each instruction
+costed by the cycle model (cycle_model.py; its class from emulate.classify, as the emulator costs what it
+runs). Straight-line code (but for the inputs' never-taken error branch): the estimate is nearly the one
+emulating the same code would give (unit weights may shift an activation's rounding by an instruction a row
+against the trained weights'), without the C around the layers (the observations' conversion and the actions'
+mapping, which depend on the task's dimensions alone). `bpd distill --prune-to-cycles` cuts a mask to a budget
+of these cycles.
 """
 
 from __future__ import annotations
