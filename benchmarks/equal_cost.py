@@ -97,10 +97,11 @@ def collect(env: str, previous: dict | None = None) -> dict:
         row: dict = {"seed": seed}
         for s, (_, label, _) in SIDES.items():
             row[s] = kept(cell_record(plans[s], env, label, seed), before.get(seed, {}).get(s))
-        for s in CUT_TO_A:
-            if row[s].get("kept") and row["A"].get("product_sha256") != (before.get(seed, {}).get("A") or {}).get(
-                    "product_sha256"):
-                row[s] = {"finished": False}
+        for s in CUT_TO_A:  # a record without its measurements (restored from a summary) cannot be checked
+            # against the A it was cut to: once A is trained again it is no longer a comparison at equal cost
+            if (row[s].get("kept") and row["A"].get("product_sha256") != (before.get(seed, {}).get("A") or {}).get(
+                    "product_sha256")) or (row[s].get("finished") and not row[s].get("kernels")):
+                row[s] = {"finished": False, "why": "cut to an L1 student since trained again; not measured"}
         orig = cell_record(original, env, ORIGINAL[1], seed)
         row["original_l1"] = kept({k: orig.get(k) for k in ("finished", "return_mean", "params_nonzero",
                                                           "product_sha256")}, before.get(seed, {}).get("original_l1"))
@@ -152,7 +153,7 @@ def markdown(res: dict) -> str:
                 continue
             c = row[s]
             if not c["finished"]:
-                L.append(f"| {row['seed']} | {s} | not finished | - | - | - | - |" + " - |" * len(KERNELS))
+                L.append(f"| {row['seed']} | {s} | {c.get('why', 'not finished')} | - | - | - | - |" + " - |" * len(KERNELS))
                 continue
             ks = " | ".join(("-" if k not in c["kernels"] else
                              f"{c['kernels'][k]['instructions']} / {c['kernels'][k]['cycles']:.0f} / "
