@@ -153,7 +153,8 @@ def markdown(res: dict) -> str:
                 continue
             c = row[s]
             if not c["finished"]:
-                L.append(f"| {row['seed']} | {s} | {c.get('why', 'not finished')} | - | - | - | - |" + " - |" * len(KERNELS))
+                why = c.get("why", "not finished")
+                L.append(f"| {row['seed']} | {s} | {why} | - | - | - | - |" + " - |" * len(KERNELS))
                 continue
             ks = " | ".join(("-" if k not in c["kernels"] else
                              f"{c['kernels'][k]['instructions']} / {c['kernels'][k]['cycles']:.0f} / "
