@@ -1,7 +1,9 @@
 """The ablation students and loss terms: one update on a fixed batch changes what it should."""
 
 import copy
+import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -184,6 +186,38 @@ def test_ablation_commands_take_their_size_from_the_bpd_cell(tmp_path):
         get("dense-small").command(unexported)
 
 
+def test_the_cycle_cuts_take_their_budget_from_the_bpd_cells_export_and_bench(tmp_path):
+    """c50: the bpd cell's layers (the meter on its export's masks) less half its bench's integer-kernel cycles:
+    the C around the layers costs both students the same, so the cut student's kernel is half the bpd one's;
+    c50-long: 0.49 of it, and half of training on the cut mask. Without the export: a one-line error."""
+    from bpd_app.methods import CellInputs, get
+    from export.collapse import CollapsedNet
+    from export.onnx_export import build_onnx, save_onnx
+    from firmware_host.measure.dsp_meter import mask_cycles
+
+    rng = np.random.default_rng(0)
+    ws = [rng.normal(size=(8, 4)).astype(np.float32), rng.normal(size=(1, 8)).astype(np.float32)]
+    ws[0][ws[0] < 0] = 0
+    net = CollapsedNet(ws, [np.zeros(8, np.float32), np.zeros(1, np.float32)], "tanh", "tanh",
+                       -np.ones(1, np.float32), np.ones(1, np.float32))
+    cell = tmp_path / "E" / "bpd" / "seed0"
+    (cell / "export").mkdir(parents=True)
+    save_onnx(build_onnx(net, {}), cell / "export" / "policy.onnx")
+    (cell / "bench").mkdir()
+    (cell / "bench" / "bench.json").write_text(json.dumps(
+        {"export_kernels": {"candidates": {"integer": {"cycles": 400.0}}}}))
+    c = CellInputs("E", 0, "t.npz", "d.npz", tmp_path / "E" / "c50" / "seed0" / "run", {}, {"bpd": {}})
+    layers = mask_cycles([w != 0 for w in ws])
+    cmd = get("bpd-units-finetune-pairs-warmup-c50").command(c)
+    assert float(cmd[cmd.index("--prune-to-cycles") + 1]) == layers - 0.5 * 400
+    long = get("bpd-units-finetune-pairs-warmup-c50-long").command(c)
+    assert float(long[long.index("--prune-to-cycles") + 1]) == layers - 0.51 * 400
+    assert long[long.index("--finetune") + 1] == "0.5"
+    (cell / "export" / "policy.onnx").unlink()
+    with pytest.raises(BpdError, match="no export measured with the integer kernel"):
+        get("bpd-units-finetune-pairs-warmup-c50").command(c)
+
+
 def test_every_ablation_trains_evaluates_and_tabulates_through_the_runner(tiny_pipeline, tmp_path):
     """Every method of the ablations plan, on a tiny budget, through `bpd experiment run` and `table`. The export
     and bench stages are left out (plan `bench: false`) to keep this within about two and a half minutes (it took
@@ -203,7 +237,9 @@ def test_every_ablation_trains_evaluates_and_tabulates_through_the_runner(tiny_p
     plans = Path(__file__).resolve().parents[1] / "benchmarks" / "plans"
     plan_methods = (load_plan(plans / "ablations.yaml").methods | load_plan(plans / "hc-equal-cost.yaml").methods
                     | load_plan(plans / "students.yaml").methods)
-    ablations = [m for m in plan_methods if m not in ("bpd", "dense-small")]
+    # dense-small and the cuts to the bpd cell's cycles need its export (and bench): their commands are checked
+    # above (test_ablation_commands_take_their_size_from_the_bpd_cell, test_the_cycle_cuts_take_their_budget_...)
+    ablations = [m for m in plan_methods if m not in ("bpd", "dense-small") and "-c50" not in m]
     plan = _plan(tmp_path, tiny_pipeline / "teacher.npz", {"bpd": {"args": TINY_DISTILL}}
                  | {m: {"args": TINY_DISTILL} for m in ablations})
     raw = yaml.safe_load(plan.read_text())
