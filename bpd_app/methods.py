@@ -17,7 +17,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bpd.errors import BpdError
-from bpd.io import read_json
 from training.baseline_rules import REWARD_RULES
 
 
@@ -174,6 +173,11 @@ def baseline_size(c: CellInputs, size: str, label: str) -> dict:
     raise BpdError(f"size must be one of {', '.join(BASELINE_SIZES)}, not {size!r}")
 
 
+def sibling_cell(c: CellInputs, label: str) -> Path:
+    """The run root's directory of the `label` cell of the same environment and seed as this one."""
+    return c.out.parent.parent.parent / label / f"seed{c.seed}"
+
+
 def bpd_collapsed_widths(c: CellInputs, label: str) -> list[int]:
     """Hidden widths of the `label` cell's student (same environment and seed) after collapse: from its
     export, else by collapsing its student file (the cell beside this one in the run root)."""
@@ -181,7 +185,7 @@ def bpd_collapsed_widths(c: CellInputs, label: str) -> list[int]:
     widths = (dep.get("export") or {}).get("widths")
     if widths:
         return list(widths[1:-1])
-    student = c.out.parent.parent.parent / label / f"seed{c.seed}" / "run" / "student.pt"
+    student = sibling_cell(c, label) / "run" / "student.pt"
     if not student.is_file():
         raise BpdError(f"the {label} cell of {c.env} seed {c.seed} has no export and its student file is gone "
                        f"(a run root that was lost): rerun that cell with bench on")
@@ -277,18 +281,16 @@ def bpd_cycles_budget(c: CellInputs, share: float) -> float:
     """The budget of the DSP kernel's layers (firmware_host/measure/dsp_meter.py) at which a student of this
     task costs `share` of the bpd cell's (same environment and seed) emulated integer-kernel cycles: the C
     around the layers costs the same on both sides (the task's dimensions), so the budget is the bpd
-    student's layers less (1 - share) of its whole kernel, as its bench measured it."""
+    student's layers less (1 - share) of its whole kernel, as its bench measured it (the cell's result)."""
     from export.onnx_export import onnx_weights
     from firmware_host.measure.dsp_meter import mask_cycles
 
-    cell = c.out.parent.parent.parent / "bpd" / f"seed{c.seed}"
-    bench = read_json(cell / "bench" / "bench.json") if (cell / "bench" / "bench.json").is_file() else {}
-    integer = ((bench.get("export_kernels") or {}).get("candidates") or {}).get("integer") or {}
-    if not (cell / "export" / "policy.onnx").is_file() or "cycles" not in integer:
+    onnx = sibling_cell(c, "bpd") / "export" / "policy.onnx"
+    integer = ((c.deps.get("bpd") or {}).get("bench") or {}).get("integer") or {}
+    if not onnx.is_file() or "cycles" not in integer:
         raise BpdError(f"the bpd cell of {c.env} seed {c.seed} has no export measured with the integer kernel "
                        "(a run root that was lost): rerun that cell")
-    layers = mask_cycles([w != 0 for w in onnx_weights(cell / "export" / "policy.onnx")],
-                         c.args.get("activation", "tanh"))
+    layers = mask_cycles([w != 0 for w in onnx_weights(onnx)], c.args.get("activation", "tanh"))
     budget = layers - (1 - share) * float(integer["cycles"])
     if budget <= 0:
         raise BpdError(f"{share:g} of the bpd cell's {integer['cycles']:g} integer-kernel cycles ({c.env} seed "
@@ -296,19 +298,20 @@ def bpd_cycles_budget(c: CellInputs, share: float) -> float:
     return budget
 
 
-register(Method("bpd-units-finetune-pairs-warmup-c50", "bpd-units-finetune-pairs-warmup whose fine-tune starts "
-                "from the mask cut to half the bpd cell's (same seed) Cortex-M4F cycles on the DSP integer "
-                "kernel, estimated from the code for each mask, the hidden units chosen too (--prune-to-cycles)",
-                lambda c: distill_command(c, {"unit_gates": True, "finetune": 0.2, "pair_partners": True,
-                                              "kl_warmup": "gate", "prune_to_cycles": bpd_cycles_budget(c, 0.5)}),
-                needs=("bpd",)))
-register(Method("bpd-units-finetune-pairs-warmup-c50-long", "bpd-units-finetune-pairs-warmup-c50 with the last half "
-                "of training, not a fifth, on the cut mask (a longer fine-tune for the deeper cut), cut to 0.49 of "
-                "the bpd cell's cycles: the estimate from unit weights misses the trained student's by a few "
-                "cycles (its activations' shifts), which at 0.5 left it 0.3 % above half",
-                lambda c: distill_command(c, {"unit_gates": True, "finetune": 0.5, "pair_partners": True,
-                                              "kl_warmup": "gate", "prune_to_cycles": bpd_cycles_budget(c, 0.49)}),
-                needs=("bpd",)))
+def _cycle_cut(name: str, help: str, share: float, finetune: float) -> Method:
+    """bpd-units-finetune-pairs-warmup cut at its fine-tune's start to `share` of the bpd cell's cycles."""
+    return register(Method(name, help, lambda c: distill_command(c, {
+        "unit_gates": True, "finetune": finetune, "pair_partners": True, "kl_warmup": "gate",
+        "prune_to_cycles": bpd_cycles_budget(c, share)}), needs=("bpd",)))
+
+
+_cycle_cut("bpd-units-finetune-pairs-warmup-c50", "bpd-units-finetune-pairs-warmup whose fine-tune starts from the "
+           "mask cut to half the bpd cell's (same seed) Cortex-M4F cycles on the DSP integer kernel, estimated from "
+           "the code for each mask, the hidden units chosen too (--prune-to-cycles)", 0.5, 0.2)
+_cycle_cut("bpd-units-finetune-pairs-warmup-c50-long", "bpd-units-finetune-pairs-warmup-c50 with the last half of "
+           "training, not a fifth, on the cut mask (a longer fine-tune for the deeper cut), cut to 0.49 of the bpd "
+           "cell's cycles: the estimate from unit weights misses the trained student's by a few cycles (its "
+           "activations' shifts), which at 0.5 left it just above half", 0.49, 0.5)
 
 
 def _sized_like_bpd(c: CellInputs, extra: dict) -> list[str]:
@@ -367,7 +370,7 @@ register(Method("bpd-finetune-l1-shape", "bpd-finetune-l1-size with also no more
 def l1_weights(c: CellInputs) -> list:
     """The weights of the l1-threshold cell's student (same environment and seed): those of its export, else
     of its student file collapsed."""
-    cell = c.out.parent.parent.parent / "l1-threshold" / f"seed{c.seed}"
+    cell = sibling_cell(c, "l1-threshold")
     if (cell / "export" / "policy.onnx").is_file():
         from export.onnx_export import onnx_weights
 

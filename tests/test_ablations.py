@@ -1,7 +1,6 @@
 """The ablation students and loss terms: one update on a fixed batch changes what it should."""
 
 import copy
-import json
 
 import numpy as np
 import pytest
@@ -187,7 +186,8 @@ def test_ablation_commands_take_their_size_from_the_bpd_cell(tmp_path):
 
 
 def test_the_cycle_cuts_take_their_budget_from_the_bpd_cells_export_and_bench(tmp_path):
-    """c50: the bpd cell's layers (the meter on its export's masks) less half its bench's integer-kernel cycles:
+    """c50: the bpd cell's layers (the meter on its export's masks) less half the integer-kernel cycles its
+    result records from its bench:
     the C around the layers costs both students the same, so the cut student's kernel is half the bpd one's;
     c50-long: 0.49 of it, and half of training on the cut mask. Without the export: a one-line error."""
     from bpd_app.methods import CellInputs, get
@@ -203,10 +203,8 @@ def test_the_cycle_cuts_take_their_budget_from_the_bpd_cells_export_and_bench(tm
     cell = tmp_path / "E" / "bpd" / "seed0"
     (cell / "export").mkdir(parents=True)
     save_onnx(build_onnx(net, {}), cell / "export" / "policy.onnx")
-    (cell / "bench").mkdir()
-    (cell / "bench" / "bench.json").write_text(json.dumps(
-        {"export_kernels": {"candidates": {"integer": {"cycles": 400.0}}}}))
-    c = CellInputs("E", 0, "t.npz", "d.npz", tmp_path / "E" / "c50" / "seed0" / "run", {}, {"bpd": {}})
+    dep = {"bench": {"integer": {"cycles": 400.0, "instructions": 250, "flash_bytes": 2000}}}
+    c = CellInputs("E", 0, "t.npz", "d.npz", tmp_path / "E" / "c50" / "seed0" / "run", {}, {"bpd": dep})
     layers = mask_cycles([w != 0 for w in ws])
     cmd = get("bpd-units-finetune-pairs-warmup-c50").command(c)
     assert float(cmd[cmd.index("--prune-to-cycles") + 1]) == layers - 0.5 * 400
