@@ -128,9 +128,17 @@ def test_a_cut_whose_cost_is_infinite_until_it_reaches_the_output():
         budget_masks(s, None, cost=cost, budget=12.5)
 
 
-def test_prune_to_cycles_without_the_meter_is_refused_before_training():
-    from training.distill import DistillConfig, distill
+def test_prune_to_cycles_is_refused_before_training_without_the_meter_or_below_the_least_network():
+    """The trainer is refused at construction: without a meter, and with a budget below what a network of one
+    unit a hidden layer costs (4-1-1-1 dense here)."""
+    from training.distill import BPDTrainer, DistillConfig
 
-    cfg = DistillConfig(teacher="missing.npz", dataset="missing.npz", out="unused", prune_to_cycles=500.0)
+    cfg = DistillConfig(teacher="t.npz", dataset="d.npz", hidden=[16, 16], prune_to_cycles=500.0)
     with pytest.raises(BpdError, match="needs the Cortex-M4F meter"):
-        distill(cfg)
+        BPDTrainer(cfg, 4, 1, 100)
+    least = mask_cycles([np.ones((1, 4), bool), np.ones((1, 1), bool), np.ones((1, 1), bool)])
+    BPDTrainer(DistillConfig(teacher="t.npz", dataset="d.npz", hidden=[16, 16], prune_to_cycles=least), 4, 1, 100,
+               meter=mask_cycles)
+    with pytest.raises(BpdError, match=f"even one unit a hidden layer costs {least:g} cycles"):
+        BPDTrainer(DistillConfig(teacher="t.npz", dataset="d.npz", hidden=[16, 16], prune_to_cycles=least - 1),
+                   4, 1, 100, meter=mask_cycles)

@@ -101,6 +101,14 @@ class BPDTrainer:
         self.meter = meter  # --prune-to-cycles: what a mask costs (the layer that runs distill lends it)
         device = device or torch.device("cpu")
         check_ablation_options(cfg, obs_dim, act_dim)
+        if cfg.prune_to_cycles is not None:  # refused now, not at the fine-tune's start
+            if meter is None:
+                raise BpdError("--prune-to-cycles needs the Cortex-M4F meter: run it as `bpd distill`")
+            widths = [obs_dim, *([1] * len(cfg.hidden)), act_dim]  # one unit a layer: the least any cut keeps
+            least = meter([np.ones((o, i), bool) for i, o in zip(widths[:-1], widths[1:])], cfg.activation)
+            if least > cfg.prune_to_cycles:
+                raise BpdError(f"--prune-to-cycles {cfg.prune_to_cycles:g}: even one unit a hidden layer costs "
+                               f"{least:g} cycles on this task")
         if cfg.student == "bayesian":
             self.actor = BayesianStudent(obs_dim, act_dim, cfg.hidden, cfg.activation,
                                          pruning_threshold(cfg.prior, cfg.threshold, cfg.log_alpha_clip),
@@ -165,8 +173,7 @@ class BPDTrainer:
                             + max(1, int(c.prune_fraction * sum(int(m.sum()) for m in masks))))
         keep: list[torch.Tensor] | None = None
         if c.prune_to_cycles is not None:
-            if self.meter is None:
-                raise BpdError("--prune-to-cycles needs the Cortex-M4F meter: run it as `bpd distill`")
+            assert self.meter is not None  # checked at construction
             meter, act = self.meter, c.activation
             keep = budget_masks(self.actor, None, c.max_units, cost=lambda ms: meter(ms, act),
                                 budget=c.prune_to_cycles, unit_shares=UNIT_SHARES)  # units chosen without max_units
@@ -330,8 +337,6 @@ def distill(cfg: DistillConfig, meter: Meter | None = None) -> dict:
     from tqdm import tqdm
 
     _check_config(cfg)
-    if cfg.prune_to_cycles is not None and meter is None:
-        raise BpdError("--prune-to-cycles needs the Cortex-M4F meter: run it as `bpd distill`")
     device = resolve_device(cfg.device)  # CUDA asked for where there is none: one line, before anything
     check_output_dir(cfg.out)
     teacher = load_teacher(cfg.teacher)
