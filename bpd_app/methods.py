@@ -298,11 +298,11 @@ def bpd_cycles_budget(c: CellInputs, share: float) -> float:
     return budget
 
 
-def _cycle_cut(name: str, help: str, share: float, finetune: float) -> Method:
+def _cycle_cut(name: str, help: str, share: float, finetune: float, extra: dict | None = None) -> Method:
     """bpd-units-finetune-pairs-warmup cut at its fine-tune's start to `share` of the bpd cell's cycles."""
     return register(Method(name, help, lambda c: distill_command(c, {
         "unit_gates": True, "finetune": finetune, "pair_partners": True, "kl_warmup": "gate",
-        "prune_to_cycles": bpd_cycles_budget(c, share)}), needs=("bpd",)))
+        "prune_to_cycles": bpd_cycles_budget(c, share)} | (extra or {})), needs=("bpd",)))
 
 
 _cycle_cut("bpd-units-finetune-pairs-warmup-c50", "bpd-units-finetune-pairs-warmup whose fine-tune starts from the "
@@ -312,6 +312,12 @@ _cycle_cut("bpd-units-finetune-pairs-warmup-c50-long", "bpd-units-finetune-pairs
            "training, not a fifth, on the cut mask (a longer fine-tune for the deeper cut), cut to 0.49 of the bpd "
            "cell's cycles: the estimate from unit weights misses the trained student's by a few cycles (its "
            "activations' shifts), which at 0.5 left it just above half", 0.49, 0.5)
+VISITS = 20_000  # environment steps: a fifth of the students plan's dataset (100,000 steps)
+_cycle_cut("bpd-units-finetune-pairs-warmup-c50-visits", "bpd-units-finetune-pairs-warmup-c50-long whose fine-tune "
+           f"also learns from {VISITS:,} environment steps driven by the cut student itself, every state labelled by "
+           "the teacher (--finetune-visits, DAgger's aggregation: the states where the cut students fell are not in "
+           "the teacher's data); its environment budget is the dataset's plus these", 0.49, 0.5,
+           {"finetune_visits": VISITS})
 
 
 def _sized_like_bpd(c: CellInputs, extra: dict) -> list[str]:

@@ -66,6 +66,7 @@ from training.selection import (
 )
 from training.student import UNIT_SHARES, BayesianStudent, Critic, budget_masks, save_student
 from training.teacher import DEFAULT_GAMMA, load_teacher, teacher_gamma
+from training.visits import Visits
 
 Meter = Callable[[list[np.ndarray], str], float]  # masks (rows = outputs), activation -> cost
 
@@ -353,9 +354,15 @@ def distill(cfg: DistillConfig, meter: Meter | None = None) -> dict:
     _prepare_run_dir(run, cfg)
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    data = {k: v.to(device) for k, v in _tensors(ds).items()}
-    n = len(ds)
+    base = {k: v.to(device) for k, v in _tensors(ds).items()}
+    data, n = base, len(ds)
     trainer = BPDTrainer(cfg, ds.meta["obs_dim"], ds.meta["act_dim"], n, device, meter)
+    stats = {"obs_mean": ds.obs_mean, "obs_std": ds.obs_std, "action_low": ds.action_low,
+             "action_high": ds.action_high}
+    visits = None
+    if cfg.finetune_visits:  # the turns at the fine-tune's periodic evaluations (at least one)
+        visits = Visits(env_id, cfg.finetune_visits, round(cfg.finetune * cfg.steps / cfg.eval_every),
+                        math.ceil((1 - cfg.finetune) * cfg.steps), cfg.steps, cfg.seed, stats)
     gen = torch.Generator().manual_seed(cfg.seed)
     elapsed = 0.0
     candidates: list[Candidate] = []
@@ -367,13 +374,15 @@ def distill(cfg: DistillConfig, meter: Meter | None = None) -> dict:
         elapsed = float(ck["elapsed"])
         truncate_metrics(run.metrics, trainer.step)
         candidates = [c for c in load_candidates(run.candidates) if c.step <= trainer.step]
+        if visits is not None and "visits" in ck:
+            visits.load_state_dict(ck["visits"])
+            data = visits.joined(base)
+            n = len(data["obs"])
     meta = {"env_id": env_id, "obs_dim": ds.meta["obs_dim"], "act_dim": ds.meta["act_dim"],
             "hidden": list(cfg.hidden), "activation": cfg.activation, "threshold": trainer.actor.layers[0].threshold,
             "log_alpha_clip": cfg.log_alpha_clip, "teacher_sha256": sha256_file(cfg.teacher),
             "dataset_sha256": dataset_hash(cfg.dataset), "teacher_params_total": teacher.params_total,
             "teacher_hidden": teacher.hidden, "bpd_version": bpd.__version__}
-    stats = {"obs_mean": ds.obs_mean, "obs_std": ds.obs_std, "action_low": ds.action_low,
-             "action_high": ds.action_high}
 
     def collapsed() -> MLPPolicy:
         return trainer.actor.collapse(**stats)
@@ -404,6 +413,10 @@ def distill(cfg: DistillConfig, meter: Meter | None = None) -> dict:
                 acc.setdefault(k, []).append(v)
             bar.update(1)
             step = trainer.step
+            if visits is not None and visits.due(trainer.t):  # the student's own states, labelled by the teacher
+                visits.take_turn(collapsed().act, teacher.act)
+                data = visits.joined(base)
+                n = len(data["obs"])
             if trainer.warming and step >= WARMUP_CAP * cfg.steps:
                 begin_schedule()  # the warm-up's cap
             last = step >= trainer.end()
@@ -433,7 +446,7 @@ def distill(cfg: DistillConfig, meter: Meter | None = None) -> dict:
                                  "bc": f"{info.get('losses/bc', float('nan')):.4f}",
                                  "kl": f"{info.get('losses/kl', float('nan')):.0f}"}, refresh=False)
             if step % cfg.checkpoint_every == 0 or last:
-                _save_checkpoint(run.checkpoint, trainer, gen, time.time() - t_start)
+                _save_checkpoint(run.checkpoint, trainer, gen, time.time() - t_start, visits)
     finally:
         bar.close()
         metrics_f.close()
@@ -466,6 +479,8 @@ def distill(cfg: DistillConfig, meter: Meter | None = None) -> dict:
                "train_eval_seeds": [train_eval_seed(cfg.seed), train_eval_seed(cfg.seed) + cfg.eval_episodes - 1],
                "eta_gate_teacher_return": gate_ref, "kl_warmup_steps": trainer.offset,
                "selection": chosen}
+    if visits is not None:
+        summary["visits"] = visits.summary()
     if cfg.prune_to_cycles is not None and meter is not None:  # what the handed-over student's layers cost
         summary["layer_cycles"] = meter([w != 0 for w in policy.weights], cfg.activation)
     write_json(run.summary, summary)
@@ -509,9 +524,12 @@ def _prepare_run_dir(run: Run, cfg: DistillConfig) -> None:
     write_json(run.config, to_dict(cfg) | fp | {"bpd_version": bpd.__version__})
 
 
-def _save_checkpoint(path: Path, trainer: BPDTrainer, gen: torch.Generator, elapsed: float) -> None:
+def _save_checkpoint(path: Path, trainer: BPDTrainer, gen: torch.Generator, elapsed: float,
+                     visits: Visits | None = None) -> None:
     blob = {"format": "bpd-checkpoint", "trainer": trainer.state_dict(), "generator": gen.get_state(),
             "torch_rng": torch.get_rng_state(), "elapsed": elapsed}
+    if visits is not None:
+        blob["visits"] = visits.state_dict()
     atomic_write(path, lambda f: torch.save(blob, f))
 
 

@@ -114,6 +114,11 @@ class DistillConfig:
     max_units: int | None = field(None, help="with --prune-to, --prune-to-pairs, --prune-to-cycles or --prune-fraction "
                                   "on the Bayesian student: hidden units kept at most (the least signal, summed "
                                   "1/alpha over a unit's weights, goes first)")
+    finetune_visits: int = field(0, help="Bayesian student with --finetune: environment steps over the fine-tune in "
+                                 "which the collapsed student drives the task and the teacher labels every state it "
+                                 "meets; those transitions join the data the fine-tune's batches are drawn from "
+                                 "(DAgger's aggregation, training/visits.py: a budget on top of the dataset's, in "
+                                 "turns at the fine-tune's periodic evaluations); 0: the offline data alone")
     prune_start: float = field(0.2, help="magnitude student: fraction of training where pruning starts")
     prune_end: float = field(0.6, help="magnitude student: fraction where the final count is reached "
                              "(fine-tuning after it)")
@@ -163,7 +168,7 @@ def _check_config(cfg: DistillConfig) -> None:
         "eval_every": (1, None), "eval_episodes": (1, 10_000), "checkpoint_every": (1, None),
         "seed": (0, 2**31 - 1), "threads": (1, 1024), "select_tol": (0, 1), "select_episodes": (1, 10_000),
         "select_shortlist": (1, 10_000), "keep_return": (0, 1, "open"), "finetune": (0, 1),
-        "unit_kl": (0, 1e6)})
+        "unit_kl": (0, 1e6), "finetune_visits": (0, 100_000_000)})
     if cfg.student == "bayesian" and cfg.prune_to is not None and cfg.finetune == 0:
         raise BpdError("--prune-to on the Bayesian student cuts the mask at the fine-tune's start: it needs "
                        "--finetune above 0")
@@ -186,6 +191,9 @@ def _check_config(cfg: DistillConfig) -> None:
         raise BpdError("--prune-fraction (above 0, at most 1) cuts the Bayesian student's mask at the fine-tune's "
                        "start: it needs --finetune above 0, and none of --prune-to, --prune-to-pairs, "
                        "--prune-to-cycles")
+    if cfg.finetune_visits and (cfg.finetune == 0 or cfg.student != "bayesian"):
+        raise BpdError("--finetune-visits drives the task with the Bayesian student during its fine-tune: it needs "
+                       "--finetune above 0")
     cut = (cfg.prune_to is not None or cfg.prune_to_pairs is not None or cfg.prune_fraction is not None
            or cfg.prune_to_cycles is not None)
     if cfg.max_units is not None and (not cut or cfg.student != "bayesian" or cfg.max_units < 1):

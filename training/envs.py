@@ -173,8 +173,11 @@ def make_eval_env(env_id: str, randomization: dict | None = None, rig: str | Non
 #   reporting (`bpd evaluate`, tables)          0 ..   99_999
 #   periodic evaluations during distillation    TRAIN_EVAL_BASE + 1000 * run seed + i
 #   choosing among a run's evaluated students   SELECT_EVAL_BASE + 1000 * run seed + i
+#   the fine-tune's visits (training/visits.py)  VISIT_BASE + 1000 * run seed + i
+# (300_000 + i: the export's kernel choice and the double pendulum's probe episodes)
 TRAIN_EVAL_BASE = 100_000
 SELECT_EVAL_BASE = 200_000
+VISIT_BASE = 400_000
 
 
 def train_eval_seed(run_seed: int) -> int:

@@ -1,0 +1,93 @@
+"""The fine-tune's visits (training/visits.py): when its turns fall, what a turn records, and a run that
+uses them resuming after a kill -9 to the same student."""
+
+import json
+import signal
+import subprocess
+import time
+
+import numpy as np
+import torch
+
+from tests.conftest import BPD, run_bpd
+from training.envs import VISIT_BASE, make_env
+from training.visits import Visits, visit_seed
+
+STATS = {"obs_mean": np.full(4, 0.5, np.float32), "obs_std": np.full(4, 2.0, np.float32),
+         "action_low": np.array([-3.0], np.float32), "action_high": np.array([3.0], np.float32)}
+
+
+def test_turns_fall_evenly_through_the_finetune_and_share_the_steps():
+    v = Visits("InvertedPendulum-v5", 10, 3, 60, 100, 0, STATS)
+    due = []
+    for t in range(0, 101):
+        if v.due(t):
+            due.append((t, v.turn_steps()))
+            v.done += 1  # as a turn would
+    # after the first fine-tune step (61), then past 60 + 40/3 and 60 + 80/3; 10 steps as 4 + 3 + 3
+    assert due == [(61, 4), (74, 3), (87, 3)]
+    assert not Visits("InvertedPendulum-v5", 0, 3, 60, 100, 0, STATS).due(99)
+
+
+def test_a_turn_records_the_students_transitions_with_the_teachers_actions_normalised():
+    v = Visits("InvertedPendulum-v5", 40, 2, 0, 10, 7, STATS)
+    student = lambda o: np.array([1.5], np.float32)  # noqa: E731  pushes one way: the pole falls, episodes end
+    teacher = lambda o: np.array([-0.75], np.float32)  # noqa: E731
+    assert v.take_turn(student, teacher) == 20 and v.take_turn(student, teacher) == 20
+    d = v.data
+    assert {k: tuple(t.shape) for k, t in d.items()} == {"obs": (40, 4), "next_obs": (40, 4), "act": (40, 1),
+                                                       "teacher_act": (40, 1), "rew": (40,), "term": (40,)}
+    assert torch.all(d["act"] == 0.5) and torch.all(d["teacher_act"] == -0.25)  # 1.5 / 3, -0.75 / 3
+    env = make_env("InvertedPendulum-v5")  # the first episode starts from the first visit seed
+    o0, _ = env.reset(seed=VISIT_BASE + 7000)
+    env.close()
+    np.testing.assert_allclose(d["obs"][0].numpy(), (o0 - 0.5) / 2.0, rtol=1e-6)
+    ends = int(d["term"].sum())
+    assert ends == v.early_ends >= 1 and v.episodes >= ends  # every termination started the next episode
+    s = v.summary()
+    assert s["env_steps"] == 40 and s["turns"] == 2 and s["seeds"][0] == visit_seed(7, 0)
+    w = Visits("InvertedPendulum-v5", 40, 2, 0, 10, 7, STATS)
+    w.load_state_dict(v.state_dict())
+    base = {"obs": torch.zeros(3, 4), "rew": torch.ones(3)}
+    joined = w.joined(base)
+    assert joined["obs"].shape == (43, 4) and torch.equal(joined["rew"][3:], d["rew"])
+
+
+def test_finetune_visits_need_the_bayesian_finetune(tiny_pipeline, tmp_path):
+    d = tiny_pipeline
+    p = run_bpd("distill", "--teacher", str(d / "teacher.npz"), "--dataset", str(d / "dataset.npz"), "--out",
+                str(tmp_path / "r"), "--finetune", "0", "--finetune-visits", "100", check=False)
+    assert p.returncode != 0 and "--finetune-visits" in p.stderr and "Traceback" not in p.stderr
+
+
+def _args(d, out):
+    return ["distill", "--teacher", str(d / "teacher.npz"), "--dataset", str(d / "dataset.npz"), "--out", str(out),
+            "--steps", "400", "--eval-every", "100", "--eval-episodes", "1", "--checkpoint-every", "10",
+            "--hidden", "16", "16", "--critic-hidden", "32", "32", "--no-progress", "--seed", "5",
+            "--kl-warmup", "none", "--finetune", "0.5", "--finetune-visits", "60"]
+
+
+def test_a_run_with_visits_resumes_after_kill9_to_the_same_student(tiny_pipeline, tmp_path):
+    d = tiny_pipeline
+    run_bpd(*_args(d, tmp_path / "full"))
+    s = json.loads((tmp_path / "full" / "summary.json").read_text())
+    assert s["visits"]["env_steps"] == 60 and s["visits"]["turns"] == 2  # round(0.5 * 400 / 100) turns of 30
+    out = tmp_path / "killed"
+    p = subprocess.Popen([BPD, *_args(d, out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    done = 0
+    while done < 1 and p.poll() is None and time.time() < deadline:  # killed once a turn is in a checkpoint
+        time.sleep(0.05)
+        try:
+            done = torch.load(out / "checkpoint.pt", weights_only=True).get("visits", {}).get("done", 0)
+        except (OSError, RuntimeError, EOFError):
+            pass
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert done >= 1
+    run_bpd(*_args(d, out), "--resume")
+    a = torch.load(tmp_path / "full" / "student.pt", weights_only=True)["state_dict"]
+    b = torch.load(out / "student.pt", weights_only=True)["state_dict"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    assert json.loads((out / "summary.json").read_text())["visits"] == s["visits"]
