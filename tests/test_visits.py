@@ -44,6 +44,14 @@ def test_a_turn_records_the_students_transitions_with_the_teachers_actions_norma
     np.testing.assert_allclose(d["obs"][0].numpy(), (o0 - 0.5) / 2.0, rtol=1e-6)
     ends = int(d["term"].sum())
     assert ends == v.early_ends >= 1 and v.episodes >= ends  # every termination started the next episode
+    # within an episode the next state is the next row's state; a turn's cut end is not a termination
+    for i in range(39):
+        if i != 19 and d["term"][i] == 0:
+            assert torch.equal(d["next_obs"][i], d["obs"][i + 1])
+    if d["term"][19] == 0:
+        assert not torch.equal(d["next_obs"][19], d["obs"][20])  # the second turn began a fresh episode
+    assert d["term"][39] == 0 or v.early_ends >= 1
+    assert torch.equal(d["rew"], 1.0 - d["term"])  # InvertedPendulum-v5 pays 1 a step the pole stays up, 0 as it falls
     s = v.summary()
     assert s["env_steps"] == 40 and s["turns"] == 2 and s["seeds"][0] == visit_seed(7, 0)
     w = Visits("InvertedPendulum-v5", 40, 2, 0, 10, 7, STATS)
@@ -51,6 +59,27 @@ def test_a_turn_records_the_students_transitions_with_the_teachers_actions_norma
     base = {"obs": torch.zeros(3, 4), "rew": torch.ones(3)}
     joined = w.joined(base)
     assert joined["obs"].shape == (43, 4) and torch.equal(joined["rew"][3:], d["rew"])
+
+
+def test_a_turn_taken_again_from_an_earlier_state_is_the_same_turn():
+    """A run killed after a turn and before its next checkpoint takes that turn again on resuming."""
+    student = lambda o: np.clip(-2.0 * o[1:2], -3, 3)  # noqa: E731  a deterministic policy of the state
+    teacher = lambda o: np.clip(o[:1], -3, 3)  # noqa: E731
+    v = Visits("InvertedPendulum-v5", 30, 3, 0, 30, 2, STATS)
+    v.take_turn(student, teacher)
+    saved = v.state_dict()
+    v.take_turn(student, teacher)
+    w = Visits("InvertedPendulum-v5", 30, 3, 0, 30, 2, STATS)
+    w.load_state_dict(saved)
+    w.take_turn(student, teacher)
+    assert (w.done, w.episodes, w.early_ends) == (v.done, v.episodes, v.early_ends)
+    for k in v.data:
+        assert torch.equal(v.data[k], w.data[k]), k
+
+
+def test_turns_are_capped_by_the_steps_and_the_finetune():
+    assert Visits("InvertedPendulum-v5", 2, 10, 0, 100, 0, STATS).chunks == 2  # never a turn of no steps
+    assert Visits("InvertedPendulum-v5", 50, 10, 95, 100, 0, STATS).chunks == 5  # at most one a fine-tune step
 
 
 def test_finetune_visits_need_the_bayesian_finetune(tiny_pipeline, tmp_path):
@@ -83,8 +112,8 @@ def test_a_run_with_visits_resumes_after_kill9_to_the_same_student(tiny_pipeline
         except (OSError, RuntimeError, EOFError):
             pass
     p.send_signal(signal.SIGKILL)
-    p.wait()
-    assert done >= 1
+    assert p.wait() == -signal.SIGKILL and done >= 1  # killed mid-run, after a turn
+    assert not (out / "summary.json").exists()
     run_bpd(*_args(d, out), "--resume")
     a = torch.load(tmp_path / "full" / "student.pt", weights_only=True)["state_dict"]
     b = torch.load(out / "student.pt", weights_only=True)["state_dict"]

@@ -288,7 +288,8 @@ class BPDTrainer:
         self.warming, self.offset = bool(sd.get("warming", self.warming)), int(sd.get("offset", 0))
         for name in self._parts():
             getattr(self, name).load_state_dict(sd[name])
-        if self.finetuning() and self.t > (1 - self.cfg.finetune) * self.cfg.steps:
+        # frozen once a fine-tune step has run: the update at schedule step t0 >= (1 - finetune) * steps froze it
+        if self.finetuning() and self.t - 1 >= (1 - self.cfg.finetune) * self.cfg.steps:
             for net in (self.actor, self.actor_target):  # the saved parameters are already frozen (the target's
                 for layer in net.layers:  # mid-way to the actor's): set the flags, which are not state
                     layer.mark_frozen()
@@ -360,7 +361,7 @@ def distill(cfg: DistillConfig, meter: Meter | None = None) -> dict:
     stats = {"obs_mean": ds.obs_mean, "obs_std": ds.obs_std, "action_low": ds.action_low,
              "action_high": ds.action_high}
     visits = None
-    if cfg.finetune_visits:  # the turns at the fine-tune's periodic evaluations (at least one)
+    if cfg.finetune_visits:  # as many turns as the fine-tune has periodic evaluations (at least one)
         visits = Visits(env_id, cfg.finetune_visits, round(cfg.finetune * cfg.steps / cfg.eval_every),
                         math.ceil((1 - cfg.finetune) * cfg.steps), cfg.steps, cfg.seed, stats)
     gen = torch.Generator().manual_seed(cfg.seed)

@@ -118,7 +118,8 @@ class DistillConfig:
                                  "which the collapsed student drives the task and the teacher labels every state it "
                                  "meets; those transitions join the data the fine-tune's batches are drawn from "
                                  "(DAgger's aggregation, training/visits.py: a budget on top of the dataset's, in "
-                                 "turns at the fine-tune's periodic evaluations); 0: the offline data alone")
+                                 "turns spread evenly through the fine-tune, as many as it has periodic "
+                                 "evaluations); 0: the offline data alone")
     prune_start: float = field(0.2, help="magnitude student: fraction of training where pruning starts")
     prune_end: float = field(0.6, help="magnitude student: fraction where the final count is reached "
                              "(fine-tuning after it)")
@@ -193,7 +194,7 @@ def _check_config(cfg: DistillConfig) -> None:
                        "--prune-to-cycles")
     if cfg.finetune_visits and (cfg.finetune == 0 or cfg.student != "bayesian"):
         raise BpdError("--finetune-visits drives the task with the Bayesian student during its fine-tune: it needs "
-                       "--finetune above 0")
+                       "--student bayesian and --finetune above 0")
     cut = (cfg.prune_to is not None or cfg.prune_to_pairs is not None or cfg.prune_fraction is not None
            or cfg.prune_to_cycles is not None)
     if cfg.max_units is not None and (not cut or cfg.student != "bayesian" or cfg.max_units < 1):

@@ -5,9 +5,9 @@ Offline data holds the states the teacher (with its collection noise) reaches. A
 drifts from them, and where it drifts the data has no answer: the double pendulum's cut students keep the
 return on most starts and fall on a few. With visits, the collapsed deterministic student drives the task for
 N environment steps over the fine-tune, in `chunks` turns spread evenly through it (the first after the
-fine-tune's first step, when the mask is frozen); at every state it meets the teacher's deterministic action
-is the behaviour-cloning target, and the transition (the student's action, the reward, the next state, the
-termination) feeds the critics like any other. Batches are then drawn uniformly from the dataset and the
+fine-tune's first step, when the mask is frozen; no more turns than fine-tune steps or visit steps); at every
+state it meets the teacher's deterministic action is the behaviour-cloning target, and the transition (the
+student's action, the reward, the next state, the termination) feeds the critics like any other. Batches are then drawn uniformly from the dataset and the
 visits together. A turn's last episode is cut at the turn's end (truncated, not terminated), so the N steps
 are exact and a resumed run needs no environment state: every episode starts from a seed of its own,
 VISIT_BASE + 1000 x run seed + the episode's index, disjoint from every evaluation's (training/envs.py).
@@ -38,7 +38,8 @@ class Visits:
 
     def __init__(self, env_id: str, total: int, chunks: int, start: int, end: int, run_seed: int,
                  stats: dict[str, np.ndarray]) -> None:
-        self.env_id, self.total, self.chunks = env_id, int(total), max(1, int(chunks))
+        self.env_id, self.total = env_id, int(total)
+        self.chunks = max(1, min(int(chunks), self.total, int(end) - int(start)))
         self.start, self.end, self.run_seed = int(start), int(end), int(run_seed)
         self.stats = stats
         self.done = 0  # turns taken
@@ -57,8 +58,8 @@ class Visits:
         base, extra = divmod(self.total, self.chunks)
         return base + (1 if self.done < extra else 0)
 
-    def _norm_obs(self, o: np.ndarray) -> np.ndarray:
-        return (o - self.stats["obs_mean"]) / self.stats["obs_std"]
+    def _norm_obs(self, o: np.ndarray) -> np.ndarray:  # as the dataset's float32 observations are normalised
+        return (np.asarray(o, np.float32) - self.stats["obs_mean"]) / self.stats["obs_std"]
 
     def _norm_act(self, a: np.ndarray) -> np.ndarray:
         low, high = self.stats["action_low"], self.stats["action_high"]
