@@ -2,15 +2,15 @@
 labelled by the teacher, added to the data the fine-tune learns from (DAgger's aggregation, Ross et al.).
 
 Offline data holds the states the teacher (with its collection noise) reaches. A student cut to a small budget
-drifts from them, and where it drifts the data has no answer: the double pendulum's cut students keep the
-return on most starts and fall on a few. With visits, the collapsed deterministic student drives the task for
-N environment steps over the fine-tune, in `chunks` turns spread evenly through it (the first after the
-fine-tune's first step, when the mask is frozen; no more turns than fine-tune steps or visit steps); at every
-state it meets the teacher's deterministic action is the behaviour-cloning target, and the transition (the
-student's action, the reward, the next state, the termination) feeds the critics like any other. Batches are then drawn uniformly from the dataset and the
-visits together. A turn's last episode is cut at the turn's end (truncated, not terminated), so the N steps
-are exact and a resumed run needs no environment state: every episode starts from a seed of its own,
-VISIT_BASE + 1000 x run seed + the episode's index, disjoint from every evaluation's (training/envs.py).
+drifts from them, and where it drifts the data has no answer: the double pendulum's cut students keep the return
+on most starts and fall on a few. With visits, the collapsed deterministic student drives the task for N
+environment steps over the fine-tune, in `chunks` turns spread evenly through it (the first after the fine-tune's
+first step, when the mask is frozen; no more turns than fine-tune steps or visit steps); at every state it meets
+the teacher's deterministic action is the behaviour-cloning target, and the transition (the student's action, the
+reward, the next state, the termination) feeds the critics like any other. Batches are then drawn uniformly from
+the dataset and the visits together. A turn's last episode is cut at the turn's end (truncated, not terminated),
+so the N steps are exact and a resumed run needs no environment state: every episode starts from a seed of its
+own, VISIT_BASE + 1000 x run seed + the episode's index, disjoint from every evaluation's (training/envs.py).
 
 The environment steps are a budget on top of the dataset's, stated in the run's summary (`visits`).
 """
