@@ -8,7 +8,9 @@ cells of benchmarks/plans/ablations.yaml (BPD whose fine-tune starts from its ma
 nonzero count of the ablation's l1-threshold cell of the same seed); C: also to its hidden units; D: the
 bpd-finetune-l1-cycles cells of hc-equal-cost.yaml (cut to side A's SMLADs on the DSP integer kernel and its
 units, the pair partners then trained: equal integer-kernel cost); E: the bpd-finetune-l1-dsp-cycles cells
-(cut instead to the estimated cycles of side A's student on the DSP kernel's layers). Per seed: each side's
+(cut instead to the estimated cycles of side A's student on the DSP kernel's layers); F and G: the students plan's
+cut to 0.49x its own bpd cell's cycles, the delivered students of issue 34 (G with the fine-tune's visits), on the
+same teacher, dataset and reporting episodes as A, not cut to A's cost. Per seed: each side's
 return over the plan's 30 reporting episodes (seeds disjoint from those the runs chose their students on),
 nonzero parameters, early ends, and the Cortex-M4F instructions, estimated cycles and flash of every kernel
 the cell's bench measured (the integer kernel, the compact float kernel with its table tanh, ...), so the two
@@ -39,8 +41,13 @@ SIDES = {"A": ("benchmarks/plans/hc-equal-cost.yaml", "l1-threshold", "L1 then a
          "D": ("benchmarks/plans/hc-equal-cost.yaml", "bpd-finetune-l1-cycles",
                "BPD at L1's integer-kernel cost (bpd-finetune-l1-cycles)"),
          "E": ("benchmarks/plans/hc-equal-cost.yaml", "bpd-finetune-l1-dsp-cycles",
-               "BPD at L1's integer-kernel cycles (bpd-finetune-l1-dsp-cycles)")}
-BPD_SIDES = ("B", "C", "D", "E")
+               "BPD at L1's integer-kernel cycles (bpd-finetune-l1-dsp-cycles)"),
+         "F": ("benchmarks/plans/students.yaml", "bpd-units-finetune-pairs-warmup-c50-long",
+               "BPD at 0.49x the bpd cell's integer-kernel cycles (bpd-units-finetune-pairs-warmup-c50-long)"),
+         "G": ("benchmarks/plans/students.yaml", "bpd-units-finetune-pairs-warmup-c50-visits",
+               "the same with 20,000 environment steps of its own states labelled by the teacher "
+               "(bpd-units-finetune-pairs-warmup-c50-visits)")}
+BPD_SIDES = ("B", "C", "D", "E", "F", "G")
 CUT_TO_A = ("D", "E")  # cut to side A's student's cost: a kept record belongs to the A it was cut against
 ORIGINAL = ("benchmarks/plans/ablations.yaml", "l1-threshold")  # the cells side A trains again
 
@@ -140,7 +147,11 @@ def markdown(res: dict) -> str:
          "side A's student of the same seed costs, and to its hidden units, then the pair partner of every kept "
          "weight trained too, at no SMLAD more; E: as D, but to the estimated Cortex-M4F cycles of the DSP "
          "kernel's layers that side A's student costs, read off their generated code for each mask, "
-         "firmware_host/measure/dsp_meter.py). All: the same teacher, dataset (100,000 steps), "
+         "firmware_host/measure/dsp_meter.py; F: the students plan's BPD with the pair-partner fine-tune after "
+         "the gated warm-up, its fine-tune the last half of training on the mask cut to 0.49 of its `bpd` "
+         "cell's estimated cycles, hidden units chosen too: not cut to side A's cost but below it; G: F with "
+         "20,000 environment steps of the cut student's own states labelled by the teacher, a budget beyond the "
+         "dataset's). All: the same teacher, dataset (100,000 steps), "
          "100,000 gradient steps and evaluation (30 episodes on seeds disjoint from the model choice); cost "
          "measured by each cell's bench on the emulated Cortex-M4F (instructions exact, cycles estimated: "
          "docs/cycle_model.md), the same kernels on both sides.", "",
