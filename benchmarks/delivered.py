@@ -174,9 +174,24 @@ def collect(plan_path: str, keep: float, previous: dict | None, other_plans: lis
                          "beaten_by": [o["method"] for o in beaten_by(d, others)] if d else [],
                          "delivered": d and d["cell"], "kept": bool(d and d["keeps"]),
                          "cycles_vs_reference": (d["cycles"] / ref["cycles"]) if d and ref and ref["cycles"] else None})
+            rows[-1]["meets_bar"] = meets_bar(rows[-1], keep)
     return {"plan": str(Path(plan_path).resolve().relative_to(ROOT)), "keep_return": keep, "machine": here,
             "others": [str(Path(op).resolve().relative_to(ROOT)) for op in other_plans or []],
             "reference": REFERENCE, "teacher_select": teacher_sel, "rows": rows}
+
+
+BAR_CYCLES = 0.5  # issue 34's bar: at most this share of the reference cell's cycles, keeping --keep-return of the
+# teacher's reporting return with no early end on an episode the teacher finishes
+
+
+def meets_bar(r: dict, keep: float) -> bool | None:
+    """Whether a task and seed's delivered student meets issue 34's bar on the reporting episodes (None: nothing
+    delivered, or no reference cell measured to set its cycles against)."""
+    d = next((c for c in r["candidates"] if c["cell"] == r["delivered"]), None)
+    if d is None or r["cycles_vs_reference"] is None:
+        return None
+    return bool(r["cycles_vs_reference"] <= BAR_CYCLES and (d["return_vs_teacher"] or 0) >= keep
+                and d["early_ends"] == 0)
 
 
 def _f(x, nd=1) -> str:
@@ -231,6 +246,14 @@ def markdown(res: dict) -> str:
                   + (f" A student of another plan ({', '.join(res.get('others', []))}) reaches at least its share of "
                      f"the teacher's return at fewer cycles on {sum(bool(r['beaten_by']) for r in done)} of "
                      f"{len(done)} seeds." if any(r.get("others") for r in done) else ""), ""]
+            bars = [meets_bar(r, res["keep_return"]) for r in done]
+            L += [f"Issue 34's bar (the delivered student at <= {BAR_CYCLES:g}x the `{res['reference']}` cell's cycles "
+                  f"keeps >= {k:g} % of the teacher's reporting return with no early end where the teacher finishes):"
+                  f" met on {bars.count(True)} of {len(bars)} seeds"
+                  + (f" ({bars.count(None)} without a measured `{res['reference']}` cell)" if None in bars else "")
+                  + ".", ""]
+    allbars = [meets_bar(r, res["keep_return"]) for r in res["rows"] if r["delivered"]]
+    L += [f"Over every task: the bar met on {allbars.count(True)} of {len(allbars)} task-seeds.", ""]
     return "\n".join(L) + "\n"
 
 

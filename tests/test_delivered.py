@@ -55,3 +55,16 @@ def test_another_plans_student_beats_the_delivered_one_only_at_fewer_cycles_and_
               {"method": "cheaper-level", "cycles": 95.0, "return_vs_teacher": 1.00},
               {"method": "unmeasured", "cycles": None, "return_vs_teacher": 1.05}]
     assert [o["method"] for o in delivered.beaten_by(d, others)] == ["cheaper-level"]
+
+
+def test_issue_34s_bar_needs_half_the_cycles_the_return_and_no_early_end():
+    def row(ratio, share, ends):
+        d = {"cell": "E/x/seed0", "return_vs_teacher": share, "early_ends": ends}
+        return {"candidates": [d], "delivered": "E/x/seed0", "cycles_vs_reference": ratio}
+
+    assert delivered.meets_bar(row(0.49, 0.995, 0), 0.99) is True
+    assert delivered.meets_bar(row(0.5, 0.99, 0), 0.99) is True  # both limits inclusive
+    assert delivered.meets_bar(row(0.51, 1.2, 0), 0.99) is False
+    assert delivered.meets_bar(row(0.3, 0.989, 0), 0.99) is False
+    assert delivered.meets_bar(row(0.3, 1.0, 1), 0.99) is False  # one early end of 30 misses it
+    assert delivered.meets_bar(row(None, 1.0, 0), 0.99) is None  # no reference cell measured
