@@ -71,6 +71,16 @@ class Dataset:
               "truncations", "obs_mean", "obs_std", "action_low", "action_high")
 
 
+def norm_obs(obs: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Observations as the student and critics see them: standardised by the dataset's statistics, in float32."""
+    return (np.asarray(obs, np.float32) - mean) / std
+
+
+def norm_act(a: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Actions in the environment's units as the student outputs them: [low, high] mapped to [-1, 1], clipped."""
+    return np.clip(2.0 * (a - low) / (high - low) - 1.0, -1.0, 1.0)
+
+
 def collect(cfg: CollectConfig) -> Dataset:
     from tqdm import tqdm
 

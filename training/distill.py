@@ -38,7 +38,7 @@ from bpd.io import (
     write_json,
 )
 from training.ablations import PlainStudent
-from training.collect import Dataset, dataset_hash, load_dataset
+from training.collect import Dataset, dataset_hash, load_dataset, norm_act, norm_obs
 from training.device import resolve_device
 from training.distill_config import (  # noqa: F401
     PAPER,
@@ -300,13 +300,11 @@ class BPDTrainer:
 
 
 def _tensors(ds: Dataset) -> dict[str, torch.Tensor]:
-    def norm_act(a: np.ndarray) -> np.ndarray:
-        return np.clip(2.0 * (a - ds.action_low) / (ds.action_high - ds.action_low) - 1.0, -1.0, 1.0)
-
     return {k: torch.as_tensor(v, dtype=torch.float32) for k, v in {
-        "obs": (ds.observations - ds.obs_mean) / ds.obs_std,
-        "next_obs": (ds.next_observations - ds.obs_mean) / ds.obs_std,
-        "act": norm_act(ds.actions), "teacher_act": norm_act(ds.teacher_actions),
+        "obs": norm_obs(ds.observations, ds.obs_mean, ds.obs_std),
+        "next_obs": norm_obs(ds.next_observations, ds.obs_mean, ds.obs_std),
+        "act": norm_act(ds.actions, ds.action_low, ds.action_high),
+        "teacher_act": norm_act(ds.teacher_actions, ds.action_low, ds.action_high),
         "rew": ds.rewards, "term": ds.terminals}.items()}
 
 

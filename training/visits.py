@@ -22,6 +22,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from training.collect import norm_act, norm_obs
 from training.envs import VISIT_BASE, make_env
 
 KEYS = ("obs", "next_obs", "act", "teacher_act", "rew", "term")
@@ -58,12 +59,11 @@ class Visits:
         base, extra = divmod(self.total, self.chunks)
         return base + (1 if self.done < extra else 0)
 
-    def _norm_obs(self, o: np.ndarray) -> np.ndarray:  # as the dataset's float32 observations are normalised
-        return (np.asarray(o, np.float32) - self.stats["obs_mean"]) / self.stats["obs_std"]
+    def _norm_obs(self, o: np.ndarray) -> np.ndarray:  # as distill normalises the dataset's
+        return norm_obs(o, self.stats["obs_mean"], self.stats["obs_std"])
 
     def _norm_act(self, a: np.ndarray) -> np.ndarray:
-        low, high = self.stats["action_low"], self.stats["action_high"]
-        return np.clip(2.0 * (a - low) / (high - low) - 1.0, -1.0, 1.0)
+        return norm_act(a, self.stats["action_low"], self.stats["action_high"])
 
     def take_turn(self, student: Act, teacher: Act) -> int:
         """Drive the environment with the student for this turn's steps; returns the steps taken."""
