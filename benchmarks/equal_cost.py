@@ -45,7 +45,7 @@ SIDES = {"A": ("benchmarks/plans/hc-equal-cost.yaml", "l1-threshold", "L1 then a
          "F": ("benchmarks/plans/students.yaml", "bpd-units-finetune-pairs-warmup-c50-long",
                "BPD at 0.49x the bpd cell's integer-kernel cycles (bpd-units-finetune-pairs-warmup-c50-long)"),
          "G": ("benchmarks/plans/students.yaml", "bpd-units-finetune-pairs-warmup-c50-visits",
-               "the same with 20,000 environment steps of its own states labelled by the teacher "
+               "the same with environment steps of its own states labelled by the teacher "
                "(bpd-units-finetune-pairs-warmup-c50-visits)")}
 BPD_SIDES = ("B", "C", "D", "E", "F", "G")
 CUT_TO_A = ("D", "E")  # cut to side A's student's cost: a kept record belongs to the A it was cut against
@@ -150,7 +150,8 @@ def markdown(res: dict) -> str:
          "firmware_host/measure/dsp_meter.py; F: the students plan's BPD with the pair-partner fine-tune after "
          "the gated warm-up, its fine-tune the last half of training on the mask cut to 0.49 of its `bpd` "
          "cell's estimated cycles, hidden units chosen too: not cut to side A's cost but below it; G: F with "
-         "20,000 environment steps of the cut student's own states labelled by the teacher, a budget beyond the "
+         "environment steps of the cut student's own states labelled by the teacher (--finetune-visits: the row's "
+         "count in its --help), a budget beyond the "
          "dataset's). All: the same teacher, dataset (100,000 steps), "
          "100,000 gradient steps and evaluation (30 episodes on seeds disjoint from the model choice); cost "
          "measured by each cell's bench on the emulated Cortex-M4F (instructions exact, cycles estimated: "
