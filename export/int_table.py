@@ -23,36 +23,26 @@ the sum: the row's shift (a register ASR), SSAT and the tanh (or USAT for ReLU) 
 the next layer's pair layout. The code is a few hundred bytes whatever the network's size; the flash
 is about 5 bytes per weight pair and 5 per row.
 
-Given room in flash beyond that (`plan`, from --flash-budget), layers become dsp.py's straight-line
-code, fastest per byte first, and the tanh table of every result: at a large budget the kernel is the
-straight-line one. On cores without the DSP extension (Cortex-M0+, the host) C loops walk the same
+Given room in flash beyond that (int_plan.py's `plan`, from --flash-budget), layers, and the first rows
+of one more, become dsp.py's straight-line code, and the tanh table of every result: at a large budget
+the kernel is the straight-line one. On cores without the DSP extension (Cortex-M0+, the host) C loops walk the same
 streams. The assembly needs every activation shift >= 0 and at most 256 input words per layer (else the
 C loops run on Cortex-M4 too, and the report says why).
 """
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from bpd.errors import BpdError
-from export.collapse import CollapsedNet
-from export.dsp import Act, OffsetRange, best_layer, layer_asm, slots, words
+from export.dsp import slots, words
 from export.fixed_point import (
-    _PRELUDE,
-    SAT,
     TANH_BITS,
     TANH_KNOT,
     TANH_WORDS,
     IntNet,
-    _hex,
-    run_head,
-    run_tail,
-    tanh_c,
-    write_kernel,
 )
 
 DENSE_WORDS = 6  # the most input words a dense layer holds in registers (with the bias, accumulator, pointers)
@@ -64,7 +54,7 @@ WORDS_BYTES = 4 * TANH_WORDS  # the interpolation's table
 FULL_TANH_BYTES = 2 * 2 * HALF - WORDS_BYTES  # what the table of every result costs beyond it
 # what the export report records of this kernel, so that figures of an earlier form are told apart
 TABLE_FORM = ("integer weights in tables walked by DSP assembly (dense layers in registers, sparse ones by TBH "
-              "into unrolled terms), straight-line layers where the flash allows")
+              "into unrolled terms), straight-line layers, and the first rows of one more, where the flash allows")
 # cycles of the cycle model (firmware_host/measure/cycle_model.py, Cortex-M4F)
 _CYCLES = {"load": 2, "store": 1, "branch": 3, "alu": 1}
 # per unit, after the sum: the table form's shift byte, ASR, SSAT, one lookup, STRH, loop; the interpolation
@@ -115,11 +105,12 @@ def _order(rows: int, next_pairs: list[tuple[int, int | None]] | None) -> list[i
 
 
 def table_layer(wq: np.ndarray, bq: np.ndarray, shift: np.ndarray, kind: str, pairs: list[tuple[int, int | None]],
-                next_pairs: list[tuple[int, int | None]] | None, form: str) -> TableLayer:
-    """A layer's streams in form 'dense' or 'sparse'. A gap row (the zero half of an odd pair in the next
+                next_pairs: list[tuple[int, int | None]] | None, form: str, start: int = 0) -> TableLayer:
+    """A layer's streams in form 'dense' or 'sparse', from the start-th slot it writes on (the slots before
+    it computed by straight-line code: int_plan.py). A gap row (the zero half of an odd pair in the next
     layer) has bias 0 and no weights: it writes 0."""
     wt = words(wq, pairs)
-    order = _order(wq.shape[0], next_pairs)
+    order = _order(wq.shape[0], next_pairs)[start:]
     w: list[int] = []
     b: list[int] = []
     longest = 0
@@ -137,48 +128,19 @@ def table_layer(wq: np.ndarray, bq: np.ndarray, shift: np.ndarray, kind: str, pa
     return TableLayer(form, kind, order, len(pairs), w, b, longest)
 
 
-def table_form(q: IntNet, li: int, pairs: list[list[tuple[int, int | None]]]) -> TableLayer:
-    """Layer li in the table form the cycle model counts cheaper (dense only within DENSE_WORDS)."""
+def table_form(q: IntNet, li: int, pairs: list[list[tuple[int, int | None]]], start: int = 0,
+               form: str | None = None) -> TableLayer:
+    """Layer li from its start-th slot on in `form`, or the table form the cycle model counts cheaper (dense
+    only within DENSE_WORDS)."""
     L = q.layers[li]
     nxt = pairs[li + 1] if li + 1 < len(q.layers) else None
-    sparse = table_layer(L.wq, L.bq, L.shift, L.kind, pairs[li], nxt, "sparse")
+    if form is not None:
+        return table_layer(L.wq, L.bq, L.shift, L.kind, pairs[li], nxt, form, start)
+    sparse = table_layer(L.wq, L.bq, L.shift, L.kind, pairs[li], nxt, "sparse", start)
     if len(pairs[li]) > DENSE_WORDS:
         return sparse
-    dense = table_layer(L.wq, L.bq, L.shift, L.kind, pairs[li], nxt, "dense")
+    dense = table_layer(L.wq, L.bq, L.shift, L.kind, pairs[li], nxt, "dense", start)
     return dense if dense.cycles() <= sparse.cycles() else sparse
-
-
-@dataclass
-class Straight:
-    """A layer as dsp.py's straight-line code."""
-    body: list[str]
-    table: list[int]
-    rcg: tuple[int, int, int]
-
-    def cycles(self) -> int:
-        total = 0
-        for line in self.body:
-            m = line.split()[0]
-            if m.startswith("ldm"):  # one, then one a register
-                total += 1 + len(line[line.index("{") + 1:line.index("}")].split(","))
-            elif m.startswith("ldrd"):
-                total += 3
-            else:
-                total += _CYCLES["load" if m.startswith("ldr") else "store" if m.startswith("str") else "alu"]
-        return total
-
-    def flash(self) -> int:
-        return 4 * len(self.body) + 4 * len(self.table)
-
-
-def straight(q: IntNet, li: int, pairs: list[list[tuple[int, int | None]]], full: bool) -> Straight:
-    L = q.layers[li]
-    if L.kind == "output":
-        act = Act("store", L.shift)
-    else:
-        act = Act(L.kind, L.shift, TANH_BITS, slots(pairs[li + 1]), full=full and L.kind == "tanh")
-    body, table, rcg = best_layer(L.wq, L.bq, pairs[li], act)
-    return Straight(body, table, rcg)
 
 
 # beyond the layers: the input stage, bpd_policy_run (its output stage and calls), the descriptor
@@ -189,59 +151,6 @@ def estimated_flash(q: IntNet, tables: list[TableLayer]) -> int:
     """The all-table kernel's flash as estimated before any build: the layers, the interpolation's words, the rest."""
     uses_tanh = any(L.kind == "tanh" for L in q.layers) or q.output == "tanh"
     return sum(T.flash() for T in tables) + (WORDS_BYTES if uses_tanh else 0) + _FIXED_FLASH
-
-
-@dataclass
-class Plan:
-    """How each layer is computed ("dense", "sparse" or "straight") and which tanh table ("interpolated", "full")."""
-    forms: list[str]
-    tanh: str
-
-    def label(self) -> str:
-        return "+".join(self.forms) + f", {self.tanh} tanh table"
-
-
-TANH_FORMS = {True: ("interpolated", "full"), False: ("interpolated",)}  # by whether the network uses tanh
-
-
-def plan(q: IntNet, pairs: list[list[tuple[int, int | None]]], room: int) -> tuple[Plan, dict]:
-    """The plan with the fewest estimated cycles whose estimated flash is at most `room` bytes beyond the
-    all-table plan's (every layer a table, tanh interpolated), and what it estimated. Every subset of
-    the upgrades (a layer straight-line, the table of every tanh result) is tried: there are few. With no room, a
-    layer is straight-line only where that is estimated smaller too (an output row of a few terms)."""
-    tables = [table_form(q, li, pairs) for li in range(len(q.layers))]
-    base = Plan([T.form for T in tables], "interpolated")
-    uses_tanh = any(L.kind == "tanh" for L in q.layers) or q.output == "tanh"
-    tanh_units = sum(len(T.order) for T, L in zip(tables, q.layers) if L.kind == "tanh")
-    est = {"table_flash": estimated_flash(q, tables), "table_cycles": sum(T.cycles() for T in tables)
-           + INTERP_CYCLES * tanh_units}
-    room = max(room, 0)
-    cands: dict[int, dict[str, Straight]] = {}
-    for li, T in enumerate(tables):
-        if 8 * T.terms > room + T.flash():  # an SMLAD and a word a term at the least: cannot fit
-            continue
-        try:
-            cands[li] = {t: straight(q, li, pairs, t == "full") for t in TANH_FORMS[uses_tanh]}
-        except OffsetRange:
-            continue
-    best = (est["table_cycles"], 0, base)
-    for tanh in TANH_FORMS[uses_tanh]:
-        for k in range(len(cands) + 1):
-            for chosen in itertools.combinations(sorted(cands), k):
-                extra = FULL_TANH_BYTES if tanh == "full" else 0
-                cycles = 0
-                for li, T in enumerate(tables):
-                    if li in chosen:
-                        s = cands[li][tanh]
-                        extra += s.flash() - T.flash()
-                        cycles += s.cycles()
-                    else:
-                        cycles += T.cycles() + (INTERP_CYCLES * len(T.order) if tanh == "interpolated"
-                                                and T.kind == "tanh" else 0)
-                if extra <= room and (cycles, extra) < best[:2]:
-                    forms = ["straight" if li in chosen else T.form for li, T in enumerate(tables)]
-                    best = (cycles, extra, Plan(forms, tanh))
-    return best[2], est | {"extra_flash": best[1], "cycles": best[0]}
 
 
 # ------------------------------------------------------------------------------ Cortex-M4 assembly
@@ -405,154 +314,3 @@ static void walk_sparse(const int16_t *x, int32_t k, const uint32_t *w, const ui
 }
 #endif
 """
-
-
-def _array(ctype: str, name: str, values: list[int], per_line: int, fmt) -> str:
-    body = ",\n".join("    " + ", ".join(fmt(v) for v in values[i:i + per_line])
-                      for i in range(0, len(values), per_line))
-    return f"static const {ctype} {name}[{max(len(values), 1)}] = {{\n{body or '    0'}\n}};\n"
-
-
-def _guarded(text: str, cond: str | None) -> str:
-    return text if cond is None else f"#if {cond}\n{text}#endif\n"
-
-
-def kernel_source(q: IntNet, banner: str, room: int = 0, tables_only: bool = False) -> tuple[str, dict]:
-    """policy.c of the table form with `room` bytes of flash to spend on speed (plan; tables_only: every
-    layer a table, tanh interpolated), and what the report records of it (the plan, each layer's form,
-    the streams' sizes, the estimates)."""
-    from training.pairs import pair_columns
-
-    obs_dim, act_dim = len(q.in_frac), len(q.out_frac)
-    pairs = [pair_columns(L.wq) for L in q.layers]
-    tables = [table_form(q, li, pairs) for li in range(len(q.layers))]
-    uses_tanh = q.output == "tanh" or any(L.kind == "tanh" for L in q.layers)
-    try:
-        check_asm(q, tables)
-        asm_why = None
-        p, est = plan(q, pairs, room) if not tables_only else (
-            Plan([T.form for T in tables], "interpolated"), {"table_flash": estimated_flash(q, tables)})
-    except TableRange as e:
-        asm_why = str(e)
-        p, est = Plan([T.form for T in tables], "interpolated"), {"table_flash": estimated_flash(q, tables)}
-    est["flash"] = est["table_flash"] + est.get("extra_flash", 0)
-    full = p.tanh == "full"
-    guard = "#if defined(__ARM_FEATURE_SIMD32) && __ARM_FEATURE_SIMD32 && defined(__thumb2__)\n"
-    assert guard in _PRELUDE
-    out = [banner, _PRELUDE if asm_why is None else
-           _PRELUDE.replace(guard, f"#if 0 /* {asm_why}: the C loops on every core */\n")]
-    if uses_tanh:  # the plan's table where the assembly runs; the C loops interpolate elsewhere
-        out.append(tanh_c("BPD_INT_DSP" if full else None))
-    tanh_arg = (f"(bpd_tanh_q15 + {HALF})" if full else "TANH_WORDS_MID") if uses_tanh else "NULL"
-    straight_layers = {li: straight(q, li, pairs, full) for li, f in enumerate(p.forms) if f == "straight"}
-    for li, T in enumerate(tables):
-        cond = "!BPD_INT_DSP" if li in straight_layers else None
-        out.append(f"\n/* layer {li}: {len(T.order)} rows, {T.terms} weight pairs; per row its bias and weight pairs"
-                   + (", its count of pairs and their indices" if T.form == "sparse" else "")
-                   + (", its shift" if T.kind != "output" else "") + " */\n")
-        out.append(_guarded(_array("uint32_t", f"bpd_it_w{li}", T.words, 8, _hex)
-                            + _array("uint8_t", f"bpd_it_b{li}", T.bytes, 24, str), cond))
-        if li in straight_layers:
-            out.append(_guarded(f"/* layer {li} as straight-line code: its biases and weight pairs in the order the "
-                                "code takes them */\n" + _array("uint32_t", f"bpd_dsp_t{li}", straight_layers[li].table,
-                                                                8, _hex), "BPD_INT_DSP"))
-    dest = slots(pairs[0])
-    ins = [v for j in range(obs_dim) for v in (dest.get(j, 255), 150 - int(q.in_frac[j]))]
-    out.append("/* per observation: its halfword in the first layer's pair layout (255: unused), 150 - its Q "
-               "format */\n")
-    out.append(_array("uint8_t", "bpd_it_in", ins, 24, str))
-    if asm_why is None:
-        asm = [inputs_asm("bpd_it_inputs")]
-        decl = ["int bpd_it_inputs(const float *obs, int16_t *x, const uint8_t *in, int n);\n"]
-        for li, T in enumerate(tables):
-            if li in straight_layers:
-                asm.append(layer_asm(f"bpd_dsp_layer{li}", straight_layers[li].body))
-                decl.append(f"void bpd_dsp_layer{li}(const void *x, const uint32_t *t, void *out, "
-                            "const void *tanh);\n")
-            else:
-                asm.append((dense_asm if T.form == "dense" else sparse_asm)(f"bpd_it_layer{li}", T, full))
-                decl.append(f"void bpd_it_layer{li}(const void *x, const uint32_t *w, void *out, const uint8_t *b, "
-                            "const void *tanh);\n")
-        out.append("\n#if BPD_INT_DSP\n" + "".join(decl))
-        out.append('__asm__(\n    ".syntax unified\\n"\n    ".text\\n"\n    ".balign 4\\n"\n')
-        out += [f'    "{line}\\n"\n' for line in "".join(asm).splitlines()]
-        out.append(");\n#endif\n")
-    relu = f"sat_shift(acc, s, 0, {SAT})"
-    if uses_tanh:
-        tanh = f"tanh_q15(sat_shift(acc, s, -{HALF}, {HALF - 1}))"
-        out.append(_LOOPS.replace("KIND_TANH", f"kind == 0 ? {tanh} : {relu}"))
-    else:
-        out.append(_LOOPS.replace("KIND_TANH", relu).replace("int32_t kind)\n{",
-                                                             "int32_t kind)\n{\n    (void)kind;"))
-    out.append("\n/* the assembly loads the pairs as words */\n#if BPD_INT_DSP\n"
-               "#define BPD_IT_ALIGN __attribute__((aligned(4)))\n#else\n#define BPD_IT_ALIGN\n#endif\n")
-    names = [f"y{i}" for i in range(act_dim)]
-    out.append(run_head(q, names))
-    width = max(T.in_words for T in tables)
-    bufs = ("xa", "xb")
-    out.append(f"    {{\n        /* the layers' inputs: int16 pairs, a word each */\n"
-               f"        int16_t xa[{2 * width}] BPD_IT_ALIGN, xb[{2 * width}] BPD_IT_ALIGN;\n"
-               f"        int32_t acc[{act_dim}];\n")
-    out.append("#if BPD_INT_DSP\n        /* every observation checked (exponent 255: NaN or +-Inf), the used ones in "
-               f"Q formats */\n        if (bpd_it_inputs(obs, xa, bpd_it_in, {obs_dim})) {{\n"
-               "            safe_output(action);\n            return BPD_ERR_NONFINITE;\n        }\n")
-    for li, T in enumerate(tables):
-        src, dst = bufs[li % 2], bufs[(li + 1) % 2]
-        o = "acc" if T.kind == "output" else dst
-        if li in straight_layers:
-            out.append(f"        bpd_dsp_layer{li}({src}, bpd_dsp_t{li}, {o}, {tanh_arg});\n")
-        else:
-            out.append(f"        bpd_it_layer{li}({src}, bpd_it_w{li}, {o}, bpd_it_b{li}, {tanh_arg});\n")
-    out.append("#else\n        int32_t j;\n        memset(xa, 0, sizeof xa); /* the zero half of an odd pair */\n"
-               "        memset(xb, 0, sizeof xb);\n"
-               f"        for (j = 0; j < {obs_dim}; j++) {{\n            const uint32_t bits = load_bits(&obs[j]);\n"
-               "            if (((bits >> 23) & 0xFFu) == 0xFFu) { /* NaN or +-Inf */\n"
-               "                safe_output(action);\n                return BPD_ERR_NONFINITE;\n            }\n"
-               "            if (bpd_it_in[2 * j] != 255u)\n"
-               "                xa[bpd_it_in[2 * j]] = (int16_t)to_fixed(bits, (int32_t)bpd_it_in[2 * j + 1] + 8);\n"
-               "        }\n")
-    for li, T in enumerate(tables):
-        src, dst = bufs[li % 2], bufs[(li + 1) % 2]
-        h, y = ("NULL", "acc") if T.kind == "output" else (dst, "NULL")
-        k = KIND_CODE[T.kind]
-        if T.form == "dense":
-            out.append(f"        walk_dense({src}, {T.in_words}, bpd_it_w{li}, bpd_it_b{li}, {len(T.order)}, {k}, "
-                       f"{h}, {y});\n")
-        else:
-            sh = 2 if T.in_words <= NEAR_WORDS else 0
-            out.append(f"        walk_sparse({src}, {sh}, bpd_it_w{li}, bpd_it_b{li}, {len(T.order)}, {k}, {h}, "
-                       f"{y});\n")
-    out.append("#endif\n")
-    out += [f"        {v} = acc[{i}];\n" for i, v in enumerate(names)]
-    out.append("    }\n")
-    out.append(run_tail(q, names))
-    src = "".join(out)
-    if not any(T.form == "dense" for T in tables):
-        src = _drop_function(src, "walk_dense")
-    if not any(T.form == "sparse" for T in tables):
-        src = _drop_function(src, "walk_sparse")
-    info = {"form": TABLE_FORM, "plan": p.label(), "room": room, "assembly": asm_why is None,
-            "scalar_reason": asm_why, "estimate": est,
-            "layers": [{"form": f, "rows": len(T.order), "input_words": T.in_words, "weight_pairs": T.terms,
-                        "longest_row": T.longest}
-                       | ({"rows_per_group": straight_layers[li].rcg[0], "words_per_chunk": straight_layers[li].rcg[1],
-                           "weight_registers": straight_layers[li].rcg[2]} if li in straight_layers else {})
-                       for li, (f, T) in enumerate(zip(p.forms, tables))]}
-    return src, info
-
-
-def _drop_function(src: str, name: str) -> str:
-    """src without the C function `name` and the comment above it (unused: -Werror would refuse it)."""
-    start = src.index(f"static void {name}(")
-    start = src.rindex("\n/*", 0, start) + 1
-    end = src.index("\n}\n", start) + 3
-    return src[:start] + src[end:]
-
-
-def generate_int_table_kernel(net: CollapsedNet, q: IntNet, out_dir: Path, source_hash: str, command: str,
-                              room: int = 0, tables_only: bool = False) -> dict:
-    """Write the table form of the integer kernel with `room` bytes of flash to spend on speed (policy.c;
-    tables_only: every layer a table), its descriptor files and policy.h into out_dir; returns what the
-    report records of the form."""
-    return write_kernel(net, out_dir, source_hash, command, "integer-table",
-                        lambda banner: kernel_source(q, banner, room, tables_only))

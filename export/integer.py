@@ -12,7 +12,7 @@ from bpd.errors import BpdError
 from export.c_export import CPolicy
 from export.collapse import CollapsedNet
 from export.fixed_point import IntPolicy, generate_int_kernel, int_form, quantise
-from export.int_table import generate_int_table_kernel
+from export.int_plan import generate_int_table_kernel
 
 
 def integer_kernel(net: CollapsedNet, out: Path, source_hash: str, command: str, obs: np.ndarray, ref: np.ndarray,

@@ -15,13 +15,10 @@ import pytest
 
 from export.c_export import CPolicy
 from export.collapse import CollapsedNet
+from export.dsp import words
 from export.fixed_point import IntPolicy, quantise
-from export.int_table import (
-    generate_int_table_kernel,
-    plan,
-    table_form,
-    table_layer,
-)
+from export.int_plan import generate_int_table_kernel, head_rows, plan, split_layer, straight
+from export.int_table import INTERP_CYCLES, table_form, table_layer
 from tests.test_codegen import hand_tanh_actions, hand_tanh_net, integer_object, needs_arm
 from tests.test_export_c import random_net
 from training.pairs import pair_columns
@@ -72,10 +69,31 @@ def test_plan_spends_the_room_it_is_given():
     p0, e0 = plan(q, _pairs(q), 0)
     assert p0.tanh == "interpolated" and e0["extra_flash"] <= 0 and e0["cycles"] <= e0["table_cycles"]
     big, eb = plan(q, _pairs(q), 10**6)
-    assert big.forms == ["straight"] * 3 and big.tanh == "full" and eb["cycles"] < e0["cycles"]
+    assert big.tanh == "full" and all(f == "straight" or li in big.split for li, f in enumerate(big.forms))
+    assert eb["cycles"] <= sum(straight(q, li, _pairs(q), True).cycles() for li in range(3)) < e0["cycles"]
+    split = 0
     for room in (500, 2000, 4000):
         p, e = plan(q, _pairs(q), room)
         assert e["extra_flash"] <= room and eb["cycles"] <= e["cycles"] <= e0["cycles"]
+        split += bool(p.split)
+    assert split  # the room a whole layer does not fit in is spent on the head of one
+
+
+def test_a_split_layer_counts_its_head_and_tail():
+    """Layer 1 of 16-40-30-3 split after k slots: the head's rows are those of the first k slots of the table
+    form's order, the tail is the table form from slot k (its words those of the whole layer's rows after
+    them), and the estimates add up."""
+    rng = np.random.default_rng(3)
+    net = random_net(rng, [16, 40, 30, 3], 0.4)
+    q = quantise(net, rng.normal(0, 1, (500, 16)), "test")
+    pairs = _pairs(q)
+    T = table_form(q, 1, pairs)
+    h = split_layer(q, 1, pairs, T, 10, False)
+    assert h.tail.order == T.order[10:] and head_rows(T, 10) == [r for r in T.order[:10] if r is not None]
+    assert h.tail.form == T.form and h.tail.terms == sum(int(np.count_nonzero(words(q.layers[1].wq[[r]], pairs[1])))
+                                                         for r in T.order[10:] if r is not None)
+    assert h.cycles == h.code.cycles() + h.tail.cycles() + INTERP_CYCLES * len(h.tail.order)
+    assert h.extra == h.code.flash() + h.tail.flash() - T.flash()
 
 
 @needs_arm
@@ -136,6 +154,37 @@ def test_every_plan_gives_the_numpy_models_bits_on_the_host_and_on_cortex_m4f(tm
         assert np.array_equal(CPolicy(d).act(x).view(np.uint32), want)
         assert np.array_equal(_m4f(d, x, 3).view(np.uint32), want), info["plan"]
     assert len(plans) == 3, plans
+
+
+@needs_arm
+@pytest.mark.parametrize("activation,output", [("tanh", "tanh"), ("relu", "clip")])
+def test_split_layers_give_the_numpy_models_bits_on_cortex_m4f(tmp_path, activation, output):
+    """16-21-9-3 with one layer split at a time: the first (sparse) after 7 of its 22 slots and after 21 (its tail
+    the gap of the odd width alone, written 0), the second (sparse; 8 slots, the row the output does not use left
+    out) after 3, and the output (dense) after its first row, with each tanh table; the straight-line head and the
+    table's tail write their own slots of one buffer."""
+    from export.fixed_point import write_kernel
+    from export.int_plan import Plan, kernel_source
+
+    rng = np.random.default_rng(7)
+    net = random_net(rng, [16, 21, 9, 3], 0.4, activation, output)
+    calib = rng.normal(0, 0.5, (1000, 16)).astype(np.float32)
+    q = quantise(net, calib, "test")
+    x = np.concatenate([calib[:6], rng.normal(0, 20, (4, 16))]).astype(np.float32)
+    want = IntPolicy(q).act(x).view(np.uint32)
+    forms = [table_form(q, li, _pairs(q)).form for li in range(3)]
+    assert forms == ["sparse", "sparse", "dense"]
+    assert table_form(q, 0, _pairs(q)).order[21:] == [None] and len(table_form(q, 1, _pairs(q)).order) == 8
+    full = "full" if activation == "tanh" else "interpolated"
+    cases = [({0: 7}, "interpolated"), ({0: 21}, full), ({1: 3}, full), ({2: 1}, "interpolated")]
+    for i, (split, tanh) in enumerate(cases):
+        d = tmp_path / str(i)
+        p = Plan(forms, tanh, split)
+        info = write_kernel(net, d, "0" * 64, "t", "integer-table", lambda b, p=p: kernel_source(q, b, forced=p))
+        li, k = next(iter(split.items()))
+        assert info["layers"][li]["straight_slots"] == k and "straight-line slots" in info["plan"]
+        assert np.array_equal(CPolicy(d).act(x).view(np.uint32), want)
+        assert np.array_equal(_m4f(d, x, 3).view(np.uint32), want), info["plan"]
 
 
 @needs_arm
