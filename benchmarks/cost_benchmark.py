@@ -108,7 +108,8 @@ def refresh_returns(run: Path, out: Path, env_id: str, episodes: int, seed: int,
     return with_returns(row, run, out, env_id, episodes, seed) | {"returns_refreshed": True}
 
 
-def measure_student(run: Path, out: Path, dataset: str | None, env_id: str, episodes: int, seed: int) -> dict:
+def measure_student(run: Path, out: Path, dataset: str | None, env_id: str, episodes: int, seed: int,
+                    with_return: bool = True) -> dict:
     from export.export import ExportConfig, run_export
     from firmware_host.measure.bench import arithmetic_floor, kernel_cost
 
@@ -128,8 +129,8 @@ def measure_student(run: Path, out: Path, dataset: str | None, env_id: str, epis
         row.setdefault(target, {})["integer"] = c
     row["integer_error_vs_action_range"] = rep["int"]["max_error_vs_action_range"]
     row["integer_form"] = rep["int"].get("form")
-    if episodes:  # the float kernel the rule picks among the float ones and the integer kernel, on the plan's
-        # reporting seeds
+    if episodes and with_return:  # the float kernel the rule picks among the float ones and the integer kernel,
+        # on the plan's reporting seeds
         row = with_returns(row, run, out, env_id, RETURN_EPISODES, seed)
     # the default where the budget is 1.5x the generic kernel's flash: the table form fitted to it, and its
     # least-flash build on both cores
@@ -149,6 +150,33 @@ def measure_student(run: Path, out: Path, dataset: str | None, env_id: str, epis
             row[target]["integer-table-least"] = kernel_cost(least, target)
         row["cortex-m4f"]["integer-table"] = t["cost"]
     return row
+
+
+def refresh_table(run: Path, out: Path, dataset: str | None, env_id: str, episodes: int, seed: int,
+                  row: dict) -> dict:
+    """The row measured again in full but for its 300 paired returns (after a change to the integer kernel's
+    table form alone), checking that the student and its straight-line integer kernel are the ones the row
+    measured: the table form computes the same integers, so the returns the row measured are its returns."""
+    from bpd.errors import BpdError
+
+    new = measure_student(run, out, dataset, env_id, episodes, seed, with_return=False)
+    if new["model_hash"] != row["model_hash"]:
+        raise BpdError(f"{row['cell']}: the student is not the one measured (model hash differs)")
+    was, now = row["cortex-m4f"]["integer"]["instructions"], new["cortex-m4f"]["integer"]["instructions"]
+    if was != now:
+        raise BpdError(f"{row['cell']}: the straight-line integer kernel changed ({now} instructions, {was} "
+                       "measured): measure the row again in full")
+    kept = {k: row[k] for k in ("float_kernel", "returns", "integer_over_float_return") if k in row}
+    return {"cell": row["cell"]} | new | kept | {"table_refreshed": True}
+
+
+def table_form_of(row: dict) -> str | None:
+    return ((row.get("small_budget") or {}).get("integer_table") or {}).get("form")
+
+
+def uses_table(row: dict) -> bool:
+    """Whether the row measured the integer kernel's table form (its default, or at the small budget)."""
+    return row["default"] == "integer-table" or bool((row.get("small_budget") or {}).get("integer_table"))
 
 
 def refresh_m0(run: Path, out: Path, dataset: str | None, row: dict) -> dict:
@@ -317,11 +345,14 @@ def markdown(res: dict) -> str:
         return "-" if not c else f"{c['instructions']} / {c['cycles']:.0f} / {c['flash_bytes']}"
 
     from export.fixed_point import int_form
+    from export.int_table import TABLE_FORM
 
     current = int_form(True)
+    old_table = [r for r in res["rows"] if uses_table(r) and table_form_of(r) != TABLE_FORM]
     for r in res["rows"]:
         m4, d = r["cortex-m4f"], r["default"]
         mark = "" if r.get("integer_form") == current else " (b)" if r.get("integer_form") else " (a)"
+        mark += " (c)" if r in old_table else ""
         L.append(f"| {r['cell']}{mark} | {'-'.join(map(str, r['widths']))} | {r['nonzero_weights']} | {r['floor']} "
                  f"| {d} | " + " | ".join(cell(m4.get(k))
                                          for k in (*KINDS, "integer", "integer-interp", "integer-table-least"))
@@ -349,12 +380,18 @@ def markdown(res: dict) -> str:
         L += ["", f"(b) measured with an earlier form of the integer kernel ({'; '.join(earlier)}), not yet measured "
               f"again with the current one ({current}; its tanh by lookup or interpolated, the integers of 128 knots' "
               "interpolation): its figures and the default chosen then are that form's."]
+    if old_table:
+        forms = sorted({table_form_of(r) or "unrecorded" for r in old_table})
+        L += ["", f"(c) the integer kernel's table form measured in an earlier form ({'; '.join(forms)}), not yet "
+              f"measured again with the current one ({TABLE_FORM}): its table-form figures, and the default where "
+              "that is the table form, are that form's."]
     sb = [r for r in res["rows"] if r.get("small_budget")]
     if sb:
         L += ["", f"At a flash budget of {SMALL:g}x the generic kernel's flash (`bpd export --flash-budget B`): the "
               "straight-line integer kernel does not fit, and the export builds the integer kernel's table form "
-              "(export/int_table.py) fitted to the budget: the weights in tables, and as many layers as the room "
-              "allows as straight-line code. The same integers as the integer kernel's, bit for bit.", "",
+              "(export/int_table.py) fitted to the budget: the weights in tables, and as many layers, and the first "
+              "rows of one more, as the room allows as straight-line code (export/int_plan.py). The same integers "
+              "as the integer kernel's, bit for bit.", "",
               "| student | budget B | default | the table form's plan | default: M4F instructions / cycles / flash B "
               "| vs floor (instr) | vs generic (cycles, flash) | table form's verdict |",
               "|---|---|---|---|---|---|---|---|"]
@@ -395,6 +432,10 @@ def main() -> None:
     ap.add_argument("--refresh-returns", action="store_true",
                     help=f"measure again only the integer and float kernels' returns of the rows in cost.json, over "
                     f"{RETURN_EPISODES} paired reporting episodes, on the exports the rows measured")
+    ap.add_argument("--refresh-table", action="store_true",
+                    help="measure again the rows of cost.json that built the integer kernel's table form (after a "
+                    "change to it alone), all but their returns, checking that the straight-line integer kernel is "
+                    "unchanged")
     ap.add_argument("--refresh-m0", action="store_true",
                     help="measure again only the Cortex-M0+ integer kernel of the rows in cost.json (after a change "
                     "to its Thumb-1 form), checking that the Cortex-M4F build is unchanged")
@@ -433,6 +474,21 @@ def main() -> None:
                         print(f"  kept as it was: {e}", flush=True)
                         rows.append(old[c.key])
                 continue
+            if a.refresh_table:
+                if c.key in old and uses_table(old[c.key]):
+                    from bpd.errors import BpdError
+                    try:
+                        rows.append(refresh_table(run, c.dir / "cost", ds, c.env, plan.eval["episodes"],
+                                                  plan.eval["seed"], old[c.key] | {"cell": c.key}))
+                    except BpdError as e:
+                        print(f"  kept as it was: {e}", flush=True)
+                        rows.append(old[c.key])
+                elif c.key in old:
+                    rows.append(old[c.key])
+                so_far = rows + [r for k, r in old.items() if k not in {r["cell"] for r in rows}]
+                write_json(out / "cost.json", read_json(out / "cost.json") | {"rows": so_far,
+                                                                             "summary": summarise(so_far)})
+                continue
             if a.refresh_m0:
                 if c.key in old:
                     from bpd.errors import BpdError
@@ -455,7 +511,7 @@ def main() -> None:
         res = {"plan": str(Path(a.plan).resolve().relative_to(ROOT)), "rows": rows, "summary": summarise(rows),
                "integer_form": int_form(True)}
         prev = json.loads((out / "cost.json").read_text()) if (out / "cost.json").is_file() else {}
-        if a.refresh_m0 or ((a.only is not None or a.refresh_returns) and prev.get("m0_refreshed")):
+        if a.refresh_m0 or ((a.only is not None or a.refresh_returns or a.refresh_table) and prev.get("m0_refreshed")):
             res["m0_refreshed"] = True
         write_json(out / "cost.json", res)
     write_text(out / "cost.md", markdown(res))
