@@ -9,6 +9,8 @@ cheapest that keeps --keep-return of the teacher's return on those seeds is chos
 cheapest over all runs is handed over as OUT/student.pt. The comparison goes beside it
 (compress.json, compress.md). Seeds: the runs train with --seed, the selection uses the selection
 seeds (training/README.md), never the reporting seeds: evaluate the result with `bpd evaluate`.
+Methods sized against another run (the cuts to half the paper BPD's Cortex-M4F cycles) run after it, with
+its student's DSP integer kernel measured here as their reference (compress.json records it).
 """
 
 from __future__ import annotations
@@ -23,11 +25,13 @@ from bpd.errors import BpdError
 from bpd.io import check_output_dir, write_json, write_text
 from training.selection import COSTS
 
-# distill's default first (the fine-tune after the warm-up), then its half cut (the students plan's cheapest
-# students that kept the teacher's return: benchmarks/results/delivered), the other variants (without the
-# warm-up, as their plan rows ran), L1 then a threshold
-DEFAULT_METHODS = ["bpd-units-finetune-pairs-warmup", "bpd-units-finetune-pairs-warmup-half", "bpd-units-finetune",
-                   "bpd-finetune", "bpd", "l1-threshold"]
+# distill's default first (the fine-tune after the warm-up), then every method that gave the students plan's
+# cheapest student keeping the teacher's return on some task and seed (benchmarks/results/delivered): the
+# pair-partner fine-tune and its half cut, the paper's BPD and the cuts to half its cycles (which measure
+# themselves against it), then L1 then a threshold
+DEFAULT_METHODS = ["bpd-units-finetune-pairs-warmup", "bpd-units-finetune-pairs", "bpd-units-finetune-pairs-half",
+                   "bpd", "bpd-units-finetune-pairs-warmup-c50-long", "bpd-units-finetune-pairs-warmup-c50-visits",
+                   "l1-threshold"]
 
 
 @dataclass
@@ -47,7 +51,9 @@ class CompressConfig:
 
 
 def _check(cfg: CompressConfig) -> list[str]:
-    from bpd_app.methods import METHODS, get
+    """The methods in the order they run: those another needs (the paper's BPD, against whose cycles the cuts
+    are sized) before it."""
+    from bpd_app.methods import CYCLE_CUTS, METHODS, get
 
     check_ranges(cfg, {"keep_return": (0, 2, "open"), "episodes": (1, 10_000), "steps": (1, 100_000_000),
                        "seed": (0, 2**31 - 1)})
@@ -56,16 +62,47 @@ def _check(cfg: CompressConfig) -> list[str]:
             raise BpdError(f"{path}: no such file ({flag})")
     if not cfg.methods:
         raise BpdError("--methods: name at least one method")
+    def trains(v) -> bool:  # from the teacher and dataset, or sized against the bpd run's cycles (its needs)
+        return v.product == "student.pt" and v.uses_dataset and (not v.needs or v.name in CYCLE_CUTS)
+
     for m in cfg.methods:
         method = get(m)
-        if method.needs or method.product != "student.pt" or not method.uses_dataset:
-            usable = sorted(k for k, v in METHODS.items()
-                            if not v.needs and v.product == "student.pt" and v.uses_dataset)
+        if not trains(method):
+            usable = sorted(k for k, v in METHODS.items() if trains(v))
             raise BpdError(f"--methods: {m} does not train a student from the teacher and dataset alone "
                            f"(choose from {', '.join(usable)})")
+        for n in method.needs:
+            if n not in cfg.methods:
+                raise BpdError(f"--methods: {m} is sized against the {n} run: name {n} too")
     if len(set(cfg.methods)) != len(cfg.methods):
         raise BpdError("--methods: a method is named twice")
-    return cfg.methods
+    needed = {n for m in cfg.methods for n in get(m).needs}
+    return [m for m in cfg.methods if m in needed] + [m for m in cfg.methods if m not in needed]
+
+
+def reference(run: Path, dataset: str) -> dict:
+    """What a method sized against this run needs of it (bpd_app.methods.bpd_cycles_budget): its student file
+    and the estimated Cortex-M4F cycles of its DSP integer kernel, calibrated on the dataset as the runner's
+    cells' exports are."""
+    import tempfile
+
+    from export.collapse import collapse
+    from export.fixed_point import generate_int_kernel, quantise
+    from firmware_host.measure.bench import kernel_cost
+    from training.collect import load_dataset
+    from training.student import load_student
+
+    s, _, stats = load_student(run / "student.pt")
+    net = collapse(s.collapse(**stats))
+    q = quantise(net, load_dataset(dataset, net.obs_dim).observations, f"dataset {dataset}")
+    with tempfile.TemporaryDirectory(prefix="bpd-compress-") as d:
+        generate_int_kernel(net, q, Path(d), "0" * 64, "bpd compress (the reference's integer kernel)")
+        c = kernel_cost(Path(d))
+    if c is None:
+        raise BpdError("the methods sized against another run's cycles need arm-none-eabi-gcc and the 'emulate' "
+                       "extra (unicorn, capstone)")
+    return {"student": str(run / "student.pt"), "bench": {"integer": {k: c[k] for k in
+                                                                      ("instructions", "cycles", "flash_bytes")}}}
 
 
 def run_compress(cfg: CompressConfig, meter) -> dict:
@@ -80,24 +117,29 @@ def run_compress(cfg: CompressConfig, meter) -> dict:
     check_output_dir(out)
     env = load_dataset(cfg.dataset).meta["env_id"]
     rows = []
+    refs: dict[str, dict] = {}  # method -> what the methods sized against its run need of it
     for m in methods:
         run = out / m
         args = {} if cfg.steps is None else {"steps": cfg.steps}
         cmd = get(m).command(CellInputs(env, cfg.seed, str(Path(cfg.teacher).resolve()),
-                                        str(Path(cfg.dataset).resolve()), run, args))
+                                        str(Path(cfg.dataset).resolve()), run, args,
+                                        {n: refs[n] for n in get(m).needs}))
         if not (run / "student.pt").is_file() or not (run / "summary.json").is_file():
             print(f"[{m}] bpd {' '.join(cmd)}", flush=True)
             p = subprocess.run([bpd_executable(), *cmd])
             if p.returncode != 0:
                 raise BpdError(f"{m}: `bpd {' '.join(cmd)}` exited {p.returncode}; run `bpd compress` again to "
                                "resume it")
+        if any(m in get(o).needs for o in methods):
+            refs[m] = reference(run, cfg.dataset)
         r = run_select(SelectConfig(run=str(run), keep_return=cfg.keep_return, cost=cfg.cost,
                                     episodes=cfg.episodes, out="selected.pt"), meter=meter)
         ch = r["chosen"]
         rows.append({"method": m, "run": str(run), "command": "bpd " + " ".join(cmd), "step": ch["step"],
                      "threshold": ch["threshold"], "params_nonzero": ch["params_nonzero"], "cost": ch.get("cost"),
                      "select_return": ch["select_return"], "teacher_select_return": r["teacher_select_return"],
-                     "keep_return_met": r["keep_return_met"], "student": r["out"]})
+                     "keep_return_met": r["keep_return_met"], "student": r["out"]}
+                    | ({"reference_integer": refs[m]["bench"]["integer"]} if m in refs else {}))
         print(f"[{m}] step {ch['step']}: {ch['params_nonzero']} nonzero, {cfg.cost} {ch.get('cost', 0):.0f}, return "
               f"{ch['select_return']:.1f} (teacher {r['teacher_select_return']:.1f}; target "
               f"{'kept' if r['keep_return_met'] else 'not kept'})", flush=True)

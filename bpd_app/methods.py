@@ -195,6 +195,14 @@ def bpd_collapsed_widths(c: CellInputs, label: str) -> list[int]:
     return list(collapse(s.collapse(**stats)).widths[1:-1])
 
 
+def collapsed_weights(student: Path) -> list:
+    """The weight matrices of a student file's collapsed network (what its export's ONNX holds)."""
+    from export.collapse import collapse
+    from training.student import load_student
+    s, _, stats = load_student(student)
+    return list(collapse(s.collapse(**stats)).weights)
+
+
 def baseline_command(rule: str) -> Callable[[CellInputs], list[str]]:
     def command(c: CellInputs) -> list[str]:
         args = dict(c.args)
@@ -285,12 +293,17 @@ def bpd_cycles_budget(c: CellInputs, share: float) -> float:
     from export.onnx_export import onnx_weights
     from firmware_host.measure.dsp_meter import mask_cycles
 
-    onnx = sibling_cell(c, "bpd") / "export" / "policy.onnx"
-    integer = ((c.deps.get("bpd") or {}).get("bench") or {}).get("integer") or {}
-    if not onnx.is_file() or "cycles" not in integer:
+    dep = c.deps.get("bpd") or {}
+    integer = (dep.get("bench") or {}).get("integer") or {}
+    if dep.get("student"):  # bpd compress: the bpd run's student file and its integer kernel measured there
+        weights = collapsed_weights(Path(dep["student"]))
+    else:
+        onnx = sibling_cell(c, "bpd") / "export" / "policy.onnx"
+        weights = onnx_weights(onnx) if onnx.is_file() else []
+    if not weights or "cycles" not in integer:
         raise BpdError(f"the bpd cell of {c.env} seed {c.seed} has no export measured with the integer kernel "
                        "(a run root that was lost): rerun that cell")
-    layers = mask_cycles([w != 0 for w in onnx_weights(onnx)], c.args.get("activation", "tanh"))
+    layers = mask_cycles([w != 0 for w in weights], c.args.get("activation", "tanh"))
     budget = layers - (1 - share) * float(integer["cycles"])
     if budget <= 0:
         raise BpdError(f"{share:g} of the bpd cell's {integer['cycles']:g} integer-kernel cycles ({c.env} seed "
@@ -298,8 +311,12 @@ def bpd_cycles_budget(c: CellInputs, share: float) -> float:
     return budget
 
 
+CYCLE_CUTS: set[str] = set()  # the methods sized against the bpd cell's cycles alone (bpd compress runs them)
+
+
 def _cycle_cut(name: str, help: str, share: float, finetune: float, extra: dict | None = None) -> Method:
     """bpd-units-finetune-pairs-warmup cut at its fine-tune's start to `share` of the bpd cell's cycles."""
+    CYCLE_CUTS.add(name)
     return register(Method(name, help, lambda c: distill_command(c, {
         "unit_gates": True, "finetune": finetune, "pair_partners": True, "kl_warmup": "gate",
         "prune_to_cycles": bpd_cycles_budget(c, share)} | (extra or {})), needs=("bpd",)))

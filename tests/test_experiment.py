@@ -680,6 +680,39 @@ def test_compress_hands_over_the_cheapest_student_that_keeps_the_return(tiny_pip
                   str(tiny_pipeline / "dataset.npz"), "--out", str(tmp_path / "bad"), "--methods", "magnitude-prune",
                   check=False)
     assert bad.returncode == 1 and "does not train a student from the teacher and dataset alone" in bad.stderr
+    alone = run_bpd("compress", "--teacher", str(tiny_pipeline / "teacher.npz"), "--dataset",
+                    str(tiny_pipeline / "dataset.npz"), "--out", str(tmp_path / "alone"), "--methods",
+                    "bpd-units-finetune-pairs-warmup-c50-long", check=False)
+    assert alone.returncode == 1 and alone.stderr.count("\n") == 1 and "name bpd too" in alone.stderr
+
+
+def test_compress_orders_the_reference_run_first_and_sizes_the_cut_against_it(tiny_pipeline, tmp_path):
+    """The cut to half the paper BPD's cycles named before bpd: bpd runs first, its student's integer kernel is
+    measured (recorded in compress.json) and the cut's command carries the budget bpd_cycles_budget gives from
+    that student and those cycles."""
+    import shutil as sh
+
+    from bpd_app.compress import CompressConfig, _check
+    from bpd_app.methods import bpd_cycles_budget
+
+    if sh.which("arm-none-eabi-gcc") is None:
+        pytest.skip("arm-none-eabi-gcc not installed")
+    pytest.importorskip("unicorn")
+    cut = "bpd-units-finetune-pairs-warmup-c50-long"
+    cfg = CompressConfig(teacher=str(tiny_pipeline / "teacher.npz"), dataset=str(tiny_pipeline / "dataset.npz"),
+                         methods=[cut, "bpd"])
+    assert _check(cfg) == ["bpd", cut]
+    out = tmp_path / "comp"
+    run_bpd("compress", "--teacher", cfg.teacher, "--dataset", cfg.dataset, "--out", str(out), "--steps", "100",
+            "--keep-return", "0.01", "--episodes", "1", "--methods", cut, "bpd")
+    res = json.loads((out / "compress.json").read_text())
+    assert [r["method"] for r in res["rows"]] == ["bpd", cut]
+    ref = res["rows"][0]["reference_integer"]
+    assert ref["cycles"] > 0 and ref["instructions"] > 0
+    cmd = res["rows"][1]["command"].split()
+    budget = bpd_cycles_budget(CellInputs("E", 0, "t", "d", out / cut, {}, {"bpd": {
+        "student": str(out / "bpd" / "student.pt"), "bench": {"integer": ref}}}), 0.49)
+    assert float(cmd[cmd.index("--prune-to-cycles") + 1]) == pytest.approx(budget)
 
 
 def test_largest_drop_below_the_running_best_in_the_second_half():
