@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 from pathlib import Path
@@ -159,6 +160,8 @@ def refresh_table(run: Path, out: Path, dataset: str | None, env_id: str, episod
     measured: the table form computes the same integers, so the returns the row measured are its returns."""
     from bpd.errors import BpdError
 
+    if shutil.which("arm-none-eabi-gcc") is None:
+        raise BpdError("--refresh-table measures on an emulated core: arm-none-eabi-gcc is not installed")
     new = measure_student(run, out, dataset, env_id, episodes, seed, with_return=False)
     if new["model_hash"] != row["model_hash"]:
         raise BpdError(f"{row['cell']}: the student is not the one measured (model hash differs)")
@@ -441,6 +444,9 @@ def main() -> None:
                     "to its Thumb-1 form), checking that the Cortex-M4F build is unchanged")
     a = ap.parse_args()
     out = Path(a.out)
+    if (a.table_only or a.refresh_table or a.refresh_returns or a.refresh_m0) and not (out / "cost.json").is_file():
+        sys.exit(f"cost_benchmark: {out / 'cost.json'} not found: measure the rows first (without --table-only or "
+                 "--refresh-*)")
     if a.table_only:
         res = json.loads((out / "cost.json").read_text())
     else:

@@ -40,7 +40,8 @@ class CompressConfig:
     dataset: str = field(help="dataset file written by `bpd collect`")
     out: str = field("runs/compress", help="directory: a run per method, the chosen student, the comparison")
     methods: list[str] = field(DEFAULT_METHODS, help="methods to run (bpd_app/methods.py; those that train a "
-                               "student from the teacher and dataset alone)")
+                               "student from the teacher and dataset alone, and the cuts to the bpd run's cycles "
+                               "with bpd)")
     keep_return: float = field(0.99, help="fraction of the teacher's return the student must keep on the "
                                "selection seeds")
     cost: str = field("m4f-cycles", choices=tuple(COSTS), help="what 'cheapest' means")
@@ -77,6 +78,15 @@ def _check(cfg: CompressConfig) -> list[str]:
     if len(set(cfg.methods)) != len(cfg.methods):
         raise BpdError("--methods: a method is named twice")
     needed = {n for m in cfg.methods for n in get(m).needs}
+    if needed:  # told now, not after the reference run has trained
+        import importlib.util
+        import shutil
+
+        if shutil.which("arm-none-eabi-gcc") is None or importlib.util.find_spec("unicorn") is None:
+            cuts = ", ".join(m for m in cfg.methods if get(m).needs)
+            raise BpdError(f"--methods: {cuts} measure the {', '.join(sorted(needed))} run's integer kernel, which "
+                           "needs arm-none-eabi-gcc and the 'emulate' extra (unicorn, capstone): install them "
+                           "(make system-deps) or leave those methods out")
     return [m for m in cfg.methods if m in needed] + [m for m in cfg.methods if m not in needed]
 
 

@@ -99,6 +99,16 @@ class Plan:
 TANH_FORMS = {True: ("interpolated", "full"), False: ("interpolated",)}  # by whether the network uses tanh
 
 
+# what a split layer's second call costs beyond a whole layer's one (the cycle model's figures): the argument
+# set-up and BL (4 + 3), the straight-line function's PUSH and POP of r2-r11 and lr (12 + 12, and 3 for the
+# return); 6 instructions' code
+SPLIT_CALL_CYCLES = 34
+SPLIT_CALL_BYTES = 24
+# past the most slots bisection finds within the room, this many more are tried: the tail's code shrinks when
+# its longest row moves into the head, so the extra flash is not monotone in the slots
+SPLIT_SCAN = 3
+
+
 @dataclass
 class Head:
     """A split layer: its first k slots straight-line, the rest (the tail) a table."""
@@ -121,7 +131,8 @@ def split_layer(q: IntNet, li: int, pairs: list[list[tuple[int, int | None]]], T
     code = straight(q, li, pairs, full, head_rows(T, k))
     tail = table_form(q, li, pairs, k, T.form)
     interp = INTERP_CYCLES * len(tail.order) if not full and T.kind == "tanh" else 0
-    return Head(k, code, tail, code.cycles() + tail.cycles() + interp, code.flash() + tail.flash() - T.flash())
+    return Head(k, code, tail, code.cycles() + tail.cycles() + interp + SPLIT_CALL_CYCLES,
+                code.flash() + tail.flash() - T.flash() + SPLIT_CALL_BYTES)
 
 
 def plan(q: IntNet, pairs: list[list[tuple[int, int | None]]], room: int) -> tuple[Plan, dict]:
@@ -175,21 +186,23 @@ def plan(q: IntNet, pairs: list[list[tuple[int, int | None]]], room: int) -> tup
                 if extra <= room and (cycles, extra) < best[:2]:
                     best = (cycles, extra, Plan(forms, tanh))
                 for li, T in enumerate(tables):  # the room left on the head of one more layer
-                    if li in chosen or li not in cands or len(T.order) < 2:
+                    if li in chosen or len(T.order) < 2:
                         continue
-                    lo, hi, found = 1, len(T.order) - 1, None
+                    lo, hi, k = 1, len(T.order) - 1, 0
                     while lo <= hi:
                         mid = (lo + hi) // 2
                         h = head(li, tanh, mid)
                         if h is not None and extra + h.extra <= room:
-                            found, lo = h, mid + 1
+                            k, lo = mid, mid + 1
                         else:
                             hi = mid - 1
-                    if found is None:
-                        continue
-                    c = cycles - table_cycles(T, tanh) + found.cycles
-                    if (c, extra + found.extra) < best[:2]:
-                        best = (c, extra + found.extra, Plan(forms, tanh, {li: found.k}))
+                    for j in range(max(k, 1), min(k + SPLIT_SCAN, len(T.order) - 1) + 1):
+                        h = head(li, tanh, j)
+                        if h is None or extra + h.extra > room:
+                            continue
+                        c = cycles - table_cycles(T, tanh) + h.cycles
+                        if (c, extra + h.extra) < best[:2]:
+                            best = (c, extra + h.extra, Plan(forms, tanh, {li: j}))
     return best[2], est | {"extra_flash": best[1], "cycles": best[0]}
 
 

@@ -17,7 +17,15 @@ from export.c_export import CPolicy
 from export.collapse import CollapsedNet
 from export.dsp import words
 from export.fixed_point import IntPolicy, quantise
-from export.int_plan import generate_int_table_kernel, head_rows, plan, split_layer, straight
+from export.int_plan import (
+    SPLIT_CALL_BYTES,
+    SPLIT_CALL_CYCLES,
+    generate_int_table_kernel,
+    head_rows,
+    plan,
+    split_layer,
+    straight,
+)
 from export.int_table import INTERP_CYCLES, table_form, table_layer
 from tests.test_codegen import hand_tanh_actions, hand_tanh_net, integer_object, needs_arm
 from tests.test_export_c import random_net
@@ -71,6 +79,8 @@ def test_plan_spends_the_room_it_is_given():
     big, eb = plan(q, _pairs(q), 10**6)
     assert big.tanh == "full" and all(f == "straight" or li in big.split for li, f in enumerate(big.forms))
     assert eb["cycles"] <= sum(straight(q, li, _pairs(q), True).cycles() for li in range(3)) < e0["cycles"]
+    small, es = plan(q, _pairs(q), 100)  # no whole layer fits in 100 bytes: the head of one does
+    assert small.split and 0 < es["extra_flash"] <= 100 and es["cycles"] < e0["cycles"]
     split = 0
     for room in (500, 2000, 4000):
         p, e = plan(q, _pairs(q), room)
@@ -92,8 +102,8 @@ def test_a_split_layer_counts_its_head_and_tail():
     assert h.tail.order == T.order[10:] and head_rows(T, 10) == [r for r in T.order[:10] if r is not None]
     assert h.tail.form == T.form and h.tail.terms == sum(int(np.count_nonzero(words(q.layers[1].wq[[r]], pairs[1])))
                                                          for r in T.order[10:] if r is not None)
-    assert h.cycles == h.code.cycles() + h.tail.cycles() + INTERP_CYCLES * len(h.tail.order)
-    assert h.extra == h.code.flash() + h.tail.flash() - T.flash()
+    assert h.cycles == h.code.cycles() + h.tail.cycles() + INTERP_CYCLES * len(h.tail.order) + SPLIT_CALL_CYCLES
+    assert h.extra == h.code.flash() + h.tail.flash() - T.flash() + SPLIT_CALL_BYTES
 
 
 @needs_arm
