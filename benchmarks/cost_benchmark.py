@@ -173,13 +173,26 @@ def refresh_table(run: Path, out: Path, dataset: str | None, env_id: str, episod
     return {"cell": row["cell"]} | new | kept | {"table_refreshed": True}
 
 
+def _small_table(row: dict) -> dict:
+    """What the row's export at the small budget recorded of the integer kernel's table form ({}: none built)."""
+    return (row.get("small_budget") or {}).get("integer_table") or {}
+
+
 def table_form_of(row: dict) -> str | None:
-    return ((row.get("small_budget") or {}).get("integer_table") or {}).get("form")
+    return _small_table(row).get("form")
 
 
 def uses_table(row: dict) -> bool:
     """Whether the row measured the integer kernel's table form (its default, or at the small budget)."""
-    return row["default"] == "integer-table" or bool((row.get("small_budget") or {}).get("integer_table"))
+    return row["default"] == "integer-table" or bool(_small_table(row))
+
+
+def save_so_far(out: Path, rows: list[dict], old: dict[str, dict]) -> None:
+    """cost.json with the rows measured so far, each kept as it lands, and the rows not reached yet as they were."""
+    done = {r["cell"] for r in rows}
+    so_far = rows + [r for k, r in old.items() if k not in done]
+    prev = read_json(out / "cost.json") if (out / "cost.json").is_file() else {}
+    write_json(out / "cost.json", prev | {"rows": so_far, "summary": summarise(so_far)})
 
 
 def refresh_m0(run: Path, out: Path, dataset: str | None, row: dict) -> dict:
@@ -491,9 +504,7 @@ def main() -> None:
                         rows.append(old[c.key])
                 elif c.key in old:
                     rows.append(old[c.key])
-                so_far = rows + [r for k, r in old.items() if k not in {r["cell"] for r in rows}]
-                write_json(out / "cost.json", read_json(out / "cost.json") | {"rows": so_far,
-                                                                             "summary": summarise(so_far)})
+                save_so_far(out, rows, old)
                 continue
             if a.refresh_m0:
                 if c.key in old:
@@ -506,11 +517,7 @@ def main() -> None:
                 continue
             rows.append({"cell": c.key} | measure_student(run, c.dir / "cost", ds, c.env,
                                                           plan.eval["episodes"], plan.eval["seed"]))
-            # each measured row kept as it lands, the rows not reached yet as they were
-            done = {r["cell"] for r in rows}
-            so_far = rows + [r for k, r in old.items() if k not in done]
-            prev = read_json(out / "cost.json") if (out / "cost.json").is_file() else {}
-            write_json(out / "cost.json", prev | {"rows": so_far, "summary": summarise(so_far)})
+            save_so_far(out, rows, old)
         from export.fixed_point import int_form
 
         # the integer kernel's form now: rows measured with another are marked in the table (b)

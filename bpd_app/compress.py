@@ -96,14 +96,12 @@ def reference(run: Path, dataset: str) -> dict:
     cells' exports are."""
     import tempfile
 
-    from export.collapse import collapse
+    from bpd_app.methods import collapsed_student
     from export.fixed_point import generate_int_kernel, quantise
     from firmware_host.measure.bench import kernel_cost
     from training.collect import load_dataset
-    from training.student import load_student
 
-    s, _, stats = load_student(run / "student.pt")
-    net = collapse(s.collapse(**stats))
+    net = collapsed_student(run / "student.pt")
     q = quantise(net, load_dataset(dataset, net.obs_dim).observations, f"dataset {dataset}")
     with tempfile.TemporaryDirectory(prefix="bpd-compress-") as d:
         generate_int_kernel(net, q, Path(d), "0" * 64, "bpd compress (the reference's integer kernel)")

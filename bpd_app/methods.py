@@ -189,18 +189,15 @@ def bpd_collapsed_widths(c: CellInputs, label: str) -> list[int]:
     if not student.is_file():
         raise BpdError(f"the {label} cell of {c.env} seed {c.seed} has no export and its student file is gone "
                        f"(a run root that was lost): rerun that cell with bench on")
+    return list(collapsed_student(student).widths[1:-1])
+
+
+def collapsed_student(student: Path):
+    """A student file's collapsed network (export.collapse.CollapsedNet: what its export's ONNX holds)."""
     from export.collapse import collapse
     from training.student import load_student
     s, _, stats = load_student(student)
-    return list(collapse(s.collapse(**stats)).widths[1:-1])
-
-
-def collapsed_weights(student: Path) -> list:
-    """The weight matrices of a student file's collapsed network (what its export's ONNX holds)."""
-    from export.collapse import collapse
-    from training.student import load_student
-    s, _, stats = load_student(student)
-    return list(collapse(s.collapse(**stats)).weights)
+    return collapse(s.collapse(**stats))
 
 
 def baseline_command(rule: str) -> Callable[[CellInputs], list[str]]:
@@ -296,7 +293,7 @@ def bpd_cycles_budget(c: CellInputs, share: float) -> float:
     dep = c.deps.get("bpd") or {}
     integer = (dep.get("bench") or {}).get("integer") or {}
     if dep.get("student"):  # bpd compress: the bpd run's student file and its integer kernel measured there
-        weights = collapsed_weights(Path(dep["student"]))
+        weights = list(collapsed_student(Path(dep["student"])).weights)
     else:
         onnx = sibling_cell(c, "bpd") / "export" / "policy.onnx"
         weights = onnx_weights(onnx) if onnx.is_file() else []
@@ -399,11 +396,7 @@ def l1_weights(c: CellInputs) -> list:
 
         return list(onnx_weights(cell / "export" / "policy.onnx"))
     if (cell / "run" / "student.pt").is_file():
-        from export.collapse import collapse
-        from training.student import load_student
-
-        s, _, stats = load_student(cell / "run" / "student.pt")
-        return list(collapse(s.collapse(**stats)).weights)
+        return list(collapsed_student(cell / "run" / "student.pt").weights)
     raise BpdError(f"the l1-threshold cell of {c.env} seed {c.seed} has neither an export nor a student file "
                    "(a run root that was lost): rerun that cell")
 

@@ -119,6 +119,11 @@ class Head:
     extra: int  # bytes beyond the whole layer as a table
 
 
+def table_cycles(T: TableLayer, full: bool) -> int:
+    """A table layer's estimated cycles with tanh by one lookup (full) or interpolated."""
+    return T.cycles() + (INTERP_CYCLES * len(T.order) if not full and T.kind == "tanh" else 0)
+
+
 def head_rows(T: TableLayer, k: int) -> list[int]:
     """The rows that write the first k slots of a layer (gaps left out)."""
     return [r for r in T.order[:k] if r is not None]
@@ -130,8 +135,7 @@ def split_layer(q: IntNet, li: int, pairs: list[list[tuple[int, int | None]]], T
         raise ValueError(f"layer {li}: a split after {k} of its {len(T.order)} slots leaves no head or no tail")
     code = straight(q, li, pairs, full, head_rows(T, k))
     tail = table_form(q, li, pairs, k, T.form)
-    interp = INTERP_CYCLES * len(tail.order) if not full and T.kind == "tanh" else 0
-    return Head(k, code, tail, code.cycles() + tail.cycles() + interp + SPLIT_CALL_CYCLES,
+    return Head(k, code, tail, code.cycles() + table_cycles(tail, full) + SPLIT_CALL_CYCLES,
                 code.flash() + tail.flash() - T.flash() + SPLIT_CALL_BYTES)
 
 
@@ -140,13 +144,11 @@ def plan(q: IntNet, pairs: list[list[tuple[int, int | None]]], room: int) -> tup
     all-table plan's (every layer a table, tanh interpolated), and what it estimated. Every subset of
     the whole-layer upgrades (a layer straight-line, the table of every tanh result) is tried, there are few,
     and with each the room it leaves spent on the head of one more layer (the most slots that fit, by
-    bisection). With no room, code is straight-line only where that is estimated smaller too (an output row
-    of a few terms)."""
+    bisection, and SPLIT_SCAN more). With no room, code is straight-line only where that is estimated smaller
+    too (an output row of a few terms)."""
     tables = [table_form(q, li, pairs) for li in range(len(q.layers))]
     uses_tanh = any(L.kind == "tanh" for L in q.layers) or q.output == "tanh"
-    tanh_units = sum(len(T.order) for T, L in zip(tables, q.layers) if L.kind == "tanh")
-    est = {"table_flash": estimated_flash(q, tables), "table_cycles": sum(T.cycles() for T in tables)
-           + INTERP_CYCLES * tanh_units}
+    est = {"table_flash": estimated_flash(q, tables), "table_cycles": sum(table_cycles(T, False) for T in tables)}
     room = max(room, 0)
     cands: dict[int, dict[str, Straight]] = {}
     for li, T in enumerate(tables):
@@ -156,53 +158,48 @@ def plan(q: IntNet, pairs: list[list[tuple[int, int | None]]], room: int) -> tup
             cands[li] = {t: straight(q, li, pairs, t == "full") for t in TANH_FORMS[uses_tanh]}
         except OffsetRange:
             continue
-    heads: dict[tuple[int, str, int], Head | None] = {}
+    heads: dict[tuple[int, bool, int], Head | None] = {}
 
-    def head(li: int, tanh: str, k: int) -> Head | None:
-        if (li, tanh, k) not in heads:
+    def head(li: int, full: bool, k: int) -> Head | None:
+        if (li, full, k) not in heads:
             try:
-                heads[li, tanh, k] = split_layer(q, li, pairs, tables[li], k, tanh == "full") \
-                    if head_rows(tables[li], k) else None
+                heads[li, full, k] = split_layer(q, li, pairs, tables[li], k, full)
             except OffsetRange:
-                heads[li, tanh, k] = None
-        return heads[li, tanh, k]
+                heads[li, full, k] = None
+        return heads[li, full, k]
 
-    def table_cycles(T: TableLayer, tanh: str) -> int:
-        return T.cycles() + (INTERP_CYCLES * len(T.order) if tanh == "interpolated" and T.kind == "tanh" else 0)
+    def best_head(li: int, full: bool, room_left: int) -> Head | None:
+        """Of the heads of layer li within room_left bytes, the fastest among the most slots bisection finds and
+        the SPLIT_SCAN after it."""
+        n = len(tables[li].order)
+        lo, hi, k = 1, n - 1, 0
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            h = head(li, full, mid)
+            if h is not None and h.extra <= room_left:
+                k, lo = mid, mid + 1
+            else:
+                hi = mid - 1
+        fits = [h for j in range(max(k, 1), min(k + SPLIT_SCAN, n - 1) + 1)
+                if (h := head(li, full, j)) is not None and h.extra <= room_left]
+        return min(fits, key=lambda h: (h.cycles, h.extra), default=None)
 
     best = (est["table_cycles"], 0, Plan([T.form for T in tables], "interpolated"))
     for tanh in TANH_FORMS[uses_tanh]:
+        full = tanh == "full"
         for n in range(len(cands) + 1):
             for chosen in itertools.combinations(sorted(cands), n):
-                extra = FULL_TANH_BYTES if tanh == "full" else 0
-                cycles = 0
-                for li, T in enumerate(tables):
-                    if li in chosen:
-                        extra += cands[li][tanh].flash() - T.flash()
-                        cycles += cands[li][tanh].cycles()
-                    else:
-                        cycles += table_cycles(T, tanh)
+                extra = (FULL_TANH_BYTES if full else 0) + sum(cands[li][tanh].flash() - tables[li].flash()
+                                                                for li in chosen)
+                cycles = sum(cands[li][tanh].cycles() if li in chosen else table_cycles(T, full)
+                             for li, T in enumerate(tables))
                 forms = ["straight" if li in chosen else T.form for li, T in enumerate(tables)]
                 if extra <= room and (cycles, extra) < best[:2]:
                     best = (cycles, extra, Plan(forms, tanh))
                 for li, T in enumerate(tables):  # the room left on the head of one more layer
-                    if li in chosen or len(T.order) < 2:
-                        continue
-                    lo, hi, k = 1, len(T.order) - 1, 0
-                    while lo <= hi:
-                        mid = (lo + hi) // 2
-                        h = head(li, tanh, mid)
-                        if h is not None and extra + h.extra <= room:
-                            k, lo = mid, mid + 1
-                        else:
-                            hi = mid - 1
-                    for j in range(max(k, 1), min(k + SPLIT_SCAN, len(T.order) - 1) + 1):
-                        h = head(li, tanh, j)
-                        if h is None or extra + h.extra > room:
-                            continue
-                        c = cycles - table_cycles(T, tanh) + h.cycles
-                        if (c, extra + h.extra) < best[:2]:
-                            best = (c, extra + h.extra, Plan(forms, tanh, {li: j}))
+                    h = None if li in chosen or len(T.order) < 2 else best_head(li, full, room - extra)
+                    if h is not None and (c := cycles - table_cycles(T, full) + h.cycles, extra + h.extra) < best[:2]:
+                        best = (c, extra + h.extra, Plan(forms, tanh, {li: h.k}))
     return best[2], est | {"extra_flash": best[1], "cycles": best[0]}
 
 

@@ -145,17 +145,23 @@ def test_hand_computed_tanh_network_on_the_interpolated_table_on_cortex_m4f(tmp_
                                   np.concatenate([want, np.zeros((3, 1), np.float32)]))
 
 
-@needs_arm
-@pytest.mark.parametrize("activation,output", [("tanh", "tanh"), ("relu", "clip"), ("relu", "tanh")])
-def test_every_plan_gives_the_numpy_models_bits_on_the_host_and_on_cortex_m4f(tmp_path, activation, output):
-    """Widths 16-21-9-3 (odd: the next layer's zero half is a gap row; 8 input words: sparse, 5: dense) in
-    the all-table plan, a mixed one and the all-straight one; observations in and far out of range."""
+def _odd_net(activation: str, output: str):
+    """Widths 16-21-9-3 (odd: the next layer's zero half is a gap row) quantised on its calibration states, ten
+    observations in and far out of range, and the numpy model's bits on them."""
     rng = np.random.default_rng(7)
     net = random_net(rng, [16, 21, 9, 3], 0.4, activation, output)
     calib = rng.normal(0, 0.5, (1000, 16)).astype(np.float32)
     q = quantise(net, calib, "test")
     x = np.concatenate([calib[:6], rng.normal(0, 20, (4, 16))]).astype(np.float32)
-    want = IntPolicy(q).act(x).view(np.uint32)
+    return net, q, x, IntPolicy(q).act(x).view(np.uint32)
+
+
+@needs_arm
+@pytest.mark.parametrize("activation,output", [("tanh", "tanh"), ("relu", "clip"), ("relu", "tanh")])
+def test_every_plan_gives_the_numpy_models_bits_on_the_host_and_on_cortex_m4f(tmp_path, activation, output):
+    """Widths 16-21-9-3 (odd: the next layer's zero half is a gap row; 8 input words: sparse, 5: dense) in
+    the all-table plan, a mixed one and the all-straight one; observations in and far out of range."""
+    net, q, x, want = _odd_net(activation, output)
     plans = set()
     for room in (-1, plan(q, _pairs(q), 10**6)[1]["extra_flash"] // 2, 10**6):  # -1: every layer a table
         d = tmp_path / str(room)
@@ -176,12 +182,7 @@ def test_split_layers_give_the_numpy_models_bits_on_cortex_m4f(tmp_path, activat
     from export.fixed_point import write_kernel
     from export.int_plan import Plan, kernel_source
 
-    rng = np.random.default_rng(7)
-    net = random_net(rng, [16, 21, 9, 3], 0.4, activation, output)
-    calib = rng.normal(0, 0.5, (1000, 16)).astype(np.float32)
-    q = quantise(net, calib, "test")
-    x = np.concatenate([calib[:6], rng.normal(0, 20, (4, 16))]).astype(np.float32)
-    want = IntPolicy(q).act(x).view(np.uint32)
+    net, q, x, want = _odd_net(activation, output)
     forms = [table_form(q, li, _pairs(q)).form for li in range(3)]
     assert forms == ["sparse", "sparse", "dense"]
     assert table_form(q, 0, _pairs(q)).order[21:] == [None] and len(table_form(q, 1, _pairs(q)).order) == 8
