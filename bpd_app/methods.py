@@ -332,6 +332,12 @@ _cycle_cut("bpd-units-finetune-pairs-warmup-c50-visits", "bpd-units-finetune-pai
            "the teacher (--finetune-visits, DAgger's aggregation: the states where the cut students fell are not in "
            "the teacher's data); its environment budget is the dataset's plus these", 0.49, 0.5,
            {"finetune_visits": VISITS})
+VISITS_FULL = 100_000  # as many environment steps as the students plan's dataset
+_cycle_cut("bpd-units-finetune-pairs-warmup-c50-visits-full", "bpd-units-finetune-pairs-warmup-c50-visits with "
+           f"{VISITS_FULL:,} environment steps of the cut student's own states (as many as the dataset's, so that "
+           "half the fine-tune's batches are drawn from them, not a sixth: Walker2d's cut students fell on 17-26 of "
+           "their 35-42 visit episodes and on up to 11 of 30 reporting episodes with a sixth); its environment "
+           "budget is twice the dataset's", 0.49, 0.5, {"finetune_visits": VISITS_FULL})
 
 
 def _sized_like_bpd(c: CellInputs, extra: dict) -> list[str]:
