@@ -130,6 +130,7 @@ def measure_student(run: Path, out: Path, dataset: str | None, env_id: str, epis
         row.setdefault(target, {})["integer"] = c
     row["integer_error_vs_action_range"] = rep["int"]["max_error_vs_action_range"]
     row["integer_form"] = rep["int"].get("form")
+    row["integer_fpu_inputs"] = bool(rep["int"].get("fpu_inputs") or (rep["int"].get("table") or {}).get("fpu_inputs"))
     if episodes and with_return:  # the float kernel the rule picks among the float ones and the integer kernel,
         # on the plan's reporting seeds
         row = with_returns(row, run, out, env_id, RETURN_EPISODES, seed)
@@ -156,8 +157,9 @@ def measure_student(run: Path, out: Path, dataset: str | None, env_id: str, epis
 def refresh_table(run: Path, out: Path, dataset: str | None, env_id: str, episodes: int, seed: int,
                   row: dict) -> dict:
     """The row measured again in full but for its 300 paired returns (after a change to the integer kernel's
-    table form alone), checking that the student and its straight-line integer kernel are the ones the row
-    measured: the table form computes the same integers, so the returns the row measured are its returns."""
+    assembly, not to the integers it computes), checking that the student is the one the row measured, that the
+    integer model's error against the float student is the row's to the bit, and that every integer build on
+    the emulated cores gives the host C kernel's outputs exactly: the returns (of the host builds) stand."""
     from bpd.errors import BpdError
 
     if shutil.which("arm-none-eabi-gcc") is None:
@@ -165,10 +167,13 @@ def refresh_table(run: Path, out: Path, dataset: str | None, env_id: str, episod
     new = measure_student(run, out, dataset, env_id, episodes, seed, with_return=False)
     if new["model_hash"] != row["model_hash"]:
         raise BpdError(f"{row['cell']}: the student is not the one measured (model hash differs)")
-    was, now = row["cortex-m4f"]["integer"]["instructions"], new["cortex-m4f"]["integer"]["instructions"]
-    if was != now:
-        raise BpdError(f"{row['cell']}: the straight-line integer kernel changed ({now} instructions, {was} "
-                       "measured): measure the row again in full")
+    if new["integer_error_vs_action_range"] != row["integer_error_vs_action_range"]:
+        raise BpdError(f"{row['cell']}: the integer model changed (its error against the float student differs): "
+                       "measure the row again in full")
+    off = [f"{t} {k}" for t in ("cortex-m4f", "cortex-m0plus") for k, c in new[t].items()
+           if k.startswith("integer") and c.get("max_abs_error_vs_host_c") != 0.0]
+    if off:
+        raise BpdError(f"{row['cell']}: {', '.join(off)} not the host C kernel's outputs to the bit")
     kept = {k: row[k] for k in ("float_kernel", "returns", "integer_over_float_return") if k in row}
     return {"cell": row["cell"]} | new | kept | {"table_refreshed": True}
 
@@ -452,12 +457,17 @@ def main() -> None:
                     help="measure again the rows of cost.json that built the integer kernel's table form (after a "
                     "change to it alone), all but their returns, checking that the straight-line integer kernel is "
                     "unchanged")
+    ap.add_argument("--refresh-kernels", action="store_true",
+                    help="measure again every row of cost.json but for its returns (after a change to the integer "
+                    "kernel's assembly, not to its integers), checking that the integer model is the row's and that "
+                    "every integer build gives the host C kernel's outputs to the bit")
     ap.add_argument("--refresh-m0", action="store_true",
                     help="measure again only the Cortex-M0+ integer kernel of the rows in cost.json (after a change "
                     "to its Thumb-1 form), checking that the Cortex-M4F build is unchanged")
     a = ap.parse_args()
     out = Path(a.out)
-    if (a.table_only or a.refresh_table or a.refresh_returns or a.refresh_m0) and not (out / "cost.json").is_file():
+    again = a.refresh_table or a.refresh_kernels or a.refresh_returns
+    if (a.table_only or again or a.refresh_m0) and not (out / "cost.json").is_file():
         sys.exit(f"cost_benchmark: {out / 'cost.json'} not found: measure the rows first (without --table-only or "
                  "--refresh-*)")
     if a.table_only:
@@ -493,8 +503,8 @@ def main() -> None:
                         print(f"  kept as it was: {e}", flush=True)
                         rows.append(old[c.key])
                 continue
-            if a.refresh_table:
-                if c.key in old and uses_table(old[c.key]):
+            if a.refresh_table or a.refresh_kernels:
+                if c.key in old and (a.refresh_kernels or uses_table(old[c.key])):
                     from bpd.errors import BpdError
                     try:
                         rows.append(refresh_table(run, c.dir / "cost", ds, c.env, plan.eval["episodes"],
@@ -524,7 +534,7 @@ def main() -> None:
         res = {"plan": str(Path(a.plan).resolve().relative_to(ROOT)), "rows": rows, "summary": summarise(rows),
                "integer_form": int_form(True)}
         prev = json.loads((out / "cost.json").read_text()) if (out / "cost.json").is_file() else {}
-        if a.refresh_m0 or ((a.only is not None or a.refresh_returns or a.refresh_table) and prev.get("m0_refreshed")):
+        if a.refresh_m0 or ((a.only is not None or again) and prev.get("m0_refreshed")):
             res["m0_refreshed"] = True
         write_json(out / "cost.json", res)
     write_text(out / "cost.md", markdown(res))

@@ -240,3 +240,4 @@ def inputs_asm(name: str, fracs: list[int], dest: dict[int, int]) -> str:
                   f"    strh r12, [r1, #{_off(2 * dest[j])}]"]
     lines += ["    movs r0, #0", "    bx lr", "9:", "    movs r0, #1", "    bx lr", f"    .size {name}, .-{name}"]
     return "\n".join(lines) + "\n"
+

@@ -68,7 +68,8 @@ from export.int_tanh import (  # noqa: F401  (the tanh's names, as the kernel's 
 
 # what the export report and the cost benchmark record of this kernel, so that figures of an earlier form are
 # told apart from its
-INT_FORM = "dsp-assembly (M4/M7), thumb1-assembly from the observations' bits (M0/M0+)"
+INT_FORM = ("dsp-assembly (M4/M7; the observations by VCVT where the core has an FPU), thumb1-assembly from the "
+            "observations' bits (M0/M0+)")
 
 
 def int_form(lookup: bool) -> str:
@@ -308,6 +309,13 @@ _PRELUDE = _OS_PRAGMA + """\
 #define BPD_INT_DSP 0
 #endif
 
+/* ... with a single-precision FPU (Cortex-M4F, M7): the observations converted by VCVT first (dsp.py) */
+#if BPD_INT_DSP && defined(__ARM_FP) && (__ARM_FP & 4)
+#define BPD_INT_FP 1
+#else
+#define BPD_INT_FP 0
+#endif
+
 /* Thumb-1 cores (Cortex-M0, M0+): observations to output sums in the ARMv6-M assembly below (thumb1.py), where
  * it was made */
 #if !BPD_INT_DSP && defined(__GNUC__) && defined(__thumb__) && !defined(__thumb2__)
@@ -408,14 +416,19 @@ def _activation_c(v: str, L: IntLayer, r: int) -> str:
 
 
 def dsp_layers(q: IntNet, lookup: bool = True
-               ) -> tuple[str, np.ndarray, list[int], list[list[tuple[int, int | None]]], list[dict]]:
-    """The DSP assembly of every layer (tanh by lookup, or interpolated), the weight table, each layer's
-    offset into it, each layer's input pairs and each layer's chosen (R, C, G) with its instruction count."""
+               ) -> tuple[str, np.ndarray, list[int], list[list[tuple[int, int | None]]], list[dict],
+                          tuple[str, str | None]]:
+    """The DSP assembly of every layer (tanh by lookup, or interpolated) after the integer input stage, the
+    weight table, each layer's offset into it, each layer's input pairs, each layer's chosen (R, C, G) with its
+    instruction count, and the FPU input stage (None where it cannot take the inputs)."""
     from export.dsp import Act, best_layer, inputs_asm, layer_asm, slots
+    from export.fp_inputs import fp_inputs_asm
     from training.pairs import pair_columns
 
     pairs = [pair_columns(L.wq) for L in q.layers]
-    asm = [inputs_asm("bpd_dsp_inputs", [int(f) for f in q.in_frac], slots(pairs[0]))]
+    fracs = [int(f) for f in q.in_frac]
+    inputs = inputs_asm("bpd_dsp_inputs", fracs, slots(pairs[0])), fp_inputs_asm("bpd_fp_inputs", fracs, pairs[0])
+    asm = []
     table: list[int] = []
     starts: list[int] = []
     chosen: list[dict] = []
@@ -430,7 +443,7 @@ def dsp_layers(q: IntNet, lookup: bool = True
         asm.append(layer_asm(f"bpd_dsp_layer{li}", body))
         chosen.append({"rows_per_group": rcg[0], "words_per_chunk": rcg[1], "weight_registers": rcg[2],
                        "instructions": len(body) + 2, "table_words": len(words)})
-    return "".join(asm), np.array(table, np.uint32), starts, pairs, chosen
+    return "".join(asm), np.array(table, np.uint32), starts, pairs, chosen, inputs
 
 
 def kernel_source(q: IntNet, banner: str, lookup: bool = True) -> tuple[str, dict]:
@@ -441,7 +454,8 @@ def kernel_source(q: IntNet, banner: str, lookup: bool = True) -> tuple[str, dic
     obs_dim = len(q.in_frac)
     act_dim = len(q.out_frac)
     uses_tanh = q.output == "tanh" or any(L.kind == "tanh" for L in q.layers)
-    from export.dsp import OffsetRange
+    from export.dsp import OffsetRange, slots
+    from export.fp_inputs import fp_c, fp_call, input_bytes
 
     try:  # the DSP assembly, unless an offset in it would pass the 12-bit immediates
         dsp: tuple | None = dsp_layers(q, lookup)
@@ -467,7 +481,7 @@ def kernel_source(q: IntNet, banner: str, lookup: bool = True) -> tuple[str, dic
     chosen: list[dict] = []
     tanh_arg = "NULL" if not uses_tanh else f"(bpd_tanh_q15 + {1 << (TANH_BITS - 1)})" if lookup else "TANH_WORDS_MID"
     if dsp:
-        asm, table, starts, pairs, chosen = dsp
+        asm, table, starts, pairs, chosen, (inputs, fp) = dsp
         out.append("\n#if BPD_INT_DSP\n/* every bias and int16 weight pair, in the order the layers use them */\n"
                    f"static const uint32_t bpd_dsp_table[{max(len(table), 1)}] = {{\n")
         for i in range(0, len(table), 8):
@@ -478,8 +492,12 @@ def kernel_source(q: IntNet, banner: str, lookup: bool = True) -> tuple[str, dic
             out.append(f"void bpd_dsp_layer{li}(const void *x, const uint32_t *t, void *out, "
                        "const void *tanh);\n")
         out.append("__asm__(\n    \".syntax unified\\n\"\n    \".text\\n\"\n    \".balign 4\\n\"\n")
-        out += [f"    \"{line}\\n\"\n" for line in asm.splitlines()]
-        out.append(");\n#endif\n")
+        out += [f"    \"{line}\\n\"\n" for line in (asm + ("" if fp else inputs)).splitlines()]
+        out.append(");\n")
+        if fp:  # the integer stage where the core has no FPU; the FPU stage and the loop where it has
+            out.append('#if !BPD_INT_FP\n__asm__(\n    ".syntax unified\\n"\n    ".text\\n"\n    ".balign 4\\n"\n'
+                       + "".join(f'    "{line}\\n"\n' for line in inputs.splitlines()) + ");\n#endif\n")
+        out.append(fp_c(fp, input_bytes([int(f) for f in q.in_frac], slots(pairs[0]))) + "#endif\n")
     names = [f"y{i}" for i in range(act_dim)]
     if t1:
         t1_decl, t1_call = c_parts(t1[0], t1[1], names, uses_tanh)
@@ -493,7 +511,7 @@ def kernel_source(q: IntNet, banner: str, lookup: bool = True) -> tuple[str, dic
                    "__attribute__((aligned(4)));\n"
                    f"        int32_t acc[{act_dim}];\n")
         out.append("        /* every observation checked (exponent 255: NaN or +-Inf), the used ones in Q formats */\n"
-                   "        if (bpd_dsp_inputs(obs, xa)) {\n            safe_output(action);\n"
+                   + fp_call("bpd_dsp_inputs(obs, xa)", fp, obs_dim) + "            safe_output(action);\n"
                    "            return BPD_ERR_NONFINITE;\n        }\n")
         bufs = ("xa", "xb")
         for li in range(len(q.layers)):
@@ -525,7 +543,8 @@ def kernel_source(q: IntNet, banner: str, lookup: bool = True) -> tuple[str, dic
                 out.append(_activation_c(v, L, r))
         prev = rows
     out.append(("#endif\n" if t1 else "") + ("#endif\n" if dsp else "") + run_tail(q, names))
-    return "".join(out), {"dsp_layers": chosen, "thumb1": t1[2] if t1 else None}
+    return "".join(out), {"dsp_layers": chosen, "thumb1": t1[2] if t1 else None,
+                          "fpu_inputs": bool(dsp and dsp[5])}
 
 
 def run_head(q: IntNet, names: list[str]) -> str:

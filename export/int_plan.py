@@ -21,7 +21,18 @@ import numpy as np
 
 from export.collapse import CollapsedNet
 from export.dsp import Act, OffsetRange, best_layer, layer_asm, slots
-from export.fixed_point import _PRELUDE, SAT, TANH_BITS, IntNet, _hex, run_head, run_tail, tanh_c, write_kernel
+from export.fixed_point import (
+    _PRELUDE,
+    SAT,
+    TANH_BITS,
+    IntNet,
+    _hex,
+    run_head,
+    run_tail,
+    tanh_c,
+    write_kernel,
+)
+from export.fp_inputs import fp_c, fp_call, fp_inputs_asm, input_bytes, loop_inputs_asm
 from export.int_table import (
     _CYCLES,
     _LOOPS,
@@ -36,7 +47,6 @@ from export.int_table import (
     check_asm,
     dense_asm,
     estimated_flash,
-    inputs_asm,
     sparse_asm,
     table_form,
 )
@@ -266,12 +276,13 @@ def kernel_source(q: IntNet, banner: str, room: int = 0, tables_only: bool = Fal
                                                                     straight_layers[li].table, 8, _hex),
                                 "BPD_INT_DSP"))
     dest = slots(pairs[0])
-    ins = [v for j in range(obs_dim) for v in (dest.get(j, 255), 150 - int(q.in_frac[j]))]
+    ins = input_bytes([int(f) for f in q.in_frac], dest)
     out.append("/* per observation: its halfword in the first layer's pair layout (255: unused), 150 - its Q "
                "format */\n")
     out.append(_array("uint8_t", "bpd_it_in", ins, 24, str))
+    fp = fp_inputs_asm("bpd_fp_inputs", [int(f) for f in q.in_frac], pairs[0]) if asm_why is None else None
     if asm_why is None:
-        asm = [inputs_asm("bpd_it_inputs")]
+        asm = [loop_inputs_asm("bpd_it_inputs")]
         decl = ["int bpd_it_inputs(const float *obs, int16_t *x, const uint8_t *in, int n);\n"]
         for li, T in enumerate(tables):
             if li in straight_layers:
@@ -286,7 +297,7 @@ def kernel_source(q: IntNet, banner: str, room: int = 0, tables_only: bool = Fal
         out.append("\n#if BPD_INT_DSP\n" + "".join(decl))
         out.append('__asm__(\n    ".syntax unified\\n"\n    ".text\\n"\n    ".balign 4\\n"\n')
         out += [f'    "{line}\\n"\n' for line in "".join(asm).splitlines()]
-        out.append(");\n#endif\n")
+        out.append(");\n" + fp_c(fp) + "#endif\n")
     relu = f"sat_shift(acc, s, 0, {SAT})"
     if uses_tanh:
         tanh = f"tanh_q15(sat_shift(acc, s, -{HALF}, {HALF - 1}))"
@@ -304,7 +315,7 @@ def kernel_source(q: IntNet, banner: str, room: int = 0, tables_only: bool = Fal
                f"        int16_t xa[{2 * width}] BPD_IT_ALIGN, xb[{2 * width}] BPD_IT_ALIGN;\n"
                f"        int32_t acc[{act_dim}];\n")
     out.append("#if BPD_INT_DSP\n        /* every observation checked (exponent 255: NaN or +-Inf), the used ones in "
-               f"Q formats */\n        if (bpd_it_inputs(obs, xa, bpd_it_in, {obs_dim})) {{\n"
+               "Q formats */\n" + fp_call(f"bpd_it_inputs(obs, xa, bpd_it_in, {obs_dim})", fp, obs_dim) +
                "            safe_output(action);\n            return BPD_ERR_NONFINITE;\n        }\n")
     for li, T in enumerate(tables):
         src, dst = bufs[li % 2], bufs[(li + 1) % 2]
@@ -343,7 +354,7 @@ def kernel_source(q: IntNet, banner: str, room: int = 0, tables_only: bool = Fal
     if not any(T.form == "sparse" for T in tables):
         src = _drop_function(src, "walk_sparse")
     info = {"form": TABLE_FORM, "plan": p.label(), "room": room, "assembly": asm_why is None,
-            "scalar_reason": asm_why, "estimate": est,
+            "scalar_reason": asm_why, "estimate": est, "fpu_inputs": fp is not None,
             "layers": [{"form": f, "rows": len(T.order), "input_words": T.in_words, "weight_pairs": T.terms,
                         "longest_row": T.longest} | ({"straight_slots": p.split[li]} if li in tails else {})
                        | ({"rows_per_group": straight_layers[li].rcg[0], "words_per_chunk": straight_layers[li].rcg[1],

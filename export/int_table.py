@@ -54,7 +54,8 @@ WORDS_BYTES = 4 * TANH_WORDS  # the interpolation's table
 FULL_TANH_BYTES = 2 * 2 * HALF - WORDS_BYTES  # what the table of every result costs beyond it
 # what the export report records of this kernel, so that figures of an earlier form are told apart
 TABLE_FORM = ("integer weights in tables walked by DSP assembly (dense layers in registers, sparse ones by TBH "
-              "into unrolled terms), straight-line layers, and the first rows of one more, where the flash allows")
+              "into unrolled terms), straight-line layers, and the first rows of one more, where the flash allows; "
+              "the observations by VCVT where the core has an FPU")
 # cycles of the cycle model (firmware_host/measure/cycle_model.py, Cortex-M4F)
 _CYCLES = {"load": 2, "store": 1, "branch": 3, "alu": 1}
 # per unit, after the sum: the table form's shift byte, ASR, SSAT, one lookup, STRH, loop; the interpolation
@@ -148,9 +149,15 @@ _FIXED_FLASH = 600
 
 
 def estimated_flash(q: IntNet, tables: list[TableLayer]) -> int:
-    """The all-table kernel's flash as estimated before any build: the layers, the interpolation's words, the rest."""
+    """The all-table kernel's flash as estimated before any build: the layers, the interpolation's words, the
+    FPU input stage where the inputs take it (four bytes an instruction), the rest."""
+    from export.fp_inputs import fp_inputs_asm
+    from training.pairs import pair_columns
+
     uses_tanh = any(L.kind == "tanh" for L in q.layers) or q.output == "tanh"
-    return sum(T.flash() for T in tables) + (WORDS_BYTES if uses_tanh else 0) + _FIXED_FLASH
+    fp = fp_inputs_asm("x", [int(f) for f in q.in_frac], pair_columns(q.layers[0].wq))
+    fp_bytes = 4 * sum(1 for ln in fp.splitlines() if not ln.lstrip().startswith(".") and ":" not in ln) if fp else 0
+    return sum(T.flash() for T in tables) + (WORDS_BYTES if uses_tanh else 0) + _FIXED_FLASH + fp_bytes
 
 
 # ------------------------------------------------------------------------------ Cortex-M4 assembly
@@ -223,21 +230,6 @@ def dense_asm(name: str, L: TableLayer, full: bool) -> str:
         body += [f"    smlad r4, {wr[i]}, {xr[p]}, r4" for i, p in enumerate(chunk)]
     body += [*_activation(L.kind, full), "    subs r8, r8, #1", "    bne 1b"]
     return _function(name, body, (4, 11), L.kind == "tanh")
-
-
-def inputs_asm(name: str) -> str:
-    """int name(const float *obs, int16_t *x, const uint8_t *in, int n): every observation's IEEE bits
-    checked (exponent 255: NaN or +-Inf, returns 1) and, where its slot in the pair layout (in[2j]) is
-    not 255, trunc(obs[j] * 2^f) saturated to +-32767 written there (in[2j+1] = 150 - f), as
-    dsp.inputs_asm does in straight-line code; returns 0."""
-    body = ["1:", "    ldr r4, [r0], #4", "    ubfx r5, r4, #23, #8", "    cmp r5, #255", "    beq 9f",
-            "    ldrb r6, [r2], #1", "    ldrb r12, [r2], #1", "    cmp r6, #255", "    beq 2f",
-            "    sub r5, r12, r5", "    usat r5, #8, r5", "    ubfx r12, r4, #0, #23", "    orr r12, r12, #0x800000",
-            "    lsr r12, r12, r5", "    usat r12, #15, r12", "    eor r12, r12, r4, asr #31",
-            "    sub r12, r12, r4, asr #31", "    strh r12, [r1, r6, lsl #1]", "2:", "    subs r3, r3, #1",
-            "    bne 1b", "    movs r0, #0", "    pop {r4-r6, pc}", "9:", "    movs r0, #1"]
-    return "\n".join([f"    .global {name}", f"    .type {name}, %function", "    .thumb_func", f"{name}:",
-                      "    push {r4-r6, lr}", *body, "    pop {r4-r6, pc}", f"    .size {name}, .-{name}"]) + "\n"
 
 
 class TableRange(BpdError):

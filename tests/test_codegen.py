@@ -3,7 +3,8 @@
 Float: the golden network (float64 outputs) within 1e-5 for libm tanhf, within each tanh form's own
 measured error bound otherwise; NaN/Inf and NULL behaviour as the generic kernel. Integer: the C
 is bit-exact with its numpy model, conversions and the tanh table have closed-form answers, the
-accumulator bound holds at saturated inputs, and the object file has no float instruction.
+accumulator bound holds at saturated inputs, and the object file has no float instruction (but for the
+observations' VCVT where the core has an FPU: tests/test_fp_inputs.py).
 """
 
 import json
@@ -231,17 +232,30 @@ def test_int_c_matches_numpy_model_and_float(tmp_path, activation, output):
 FLOAT_CALL = ("__aeabi_f", "__aeabi_d", "__aeabi_i2f", "__aeabi_ui2f", "__aeabi_l2f", "sf", "df", "tanhf", "fma")
 
 
-def integer_object(d, target) -> list[str]:
-    """The mnemonics of d/policy.c compiled for target, after checking that it has no VFP instruction and no
-    call into soft-float or libm (what an integer kernel must not have)."""
+FP_STAGE = "bpd_fp_inputs"  # export/fp_inputs.py: the one function of an integer kernel that may use the FPU
+
+
+def integer_object(d, target, flags=None) -> list[str]:
+    """The mnemonics of d/policy.c compiled for target (or with flags), after checking that it has no VFP
+    instruction outside the FPU input stage (FP_STAGE, only where the core has an FPU: VCVT of the
+    observations) and no call into soft-float or libm (what an integer kernel must not have)."""
     from firmware_host.measure.build import OPT, TARGETS
 
     obj = d / "policy.o"
-    subprocess.run(["arm-none-eabi-gcc", *STRICT, *TARGETS[target]["flags"], *OPT, "-c", "policy.c", "-o", str(obj)],
-                   check=True, cwd=d)
+    subprocess.run(["arm-none-eabi-gcc", *STRICT, *(flags or TARGETS[target]["flags"]), *OPT, "-c", "policy.c",
+                    "-o", str(obj)], check=True, cwd=d)
     dis = subprocess.run(["arm-none-eabi-objdump", "-d", str(obj)], capture_output=True, text=True, check=True).stdout
-    mnemonics = [ln.split("\t")[2].split()[0] for ln in dis.splitlines() if ln.count("\t") >= 2 and ":" in ln]
-    assert not [m for m in mnemonics if m.startswith("v")], "VFP instruction in the integer kernel"
+    mnemonics, where = [], []
+    func = ""
+    for ln in dis.splitlines():
+        if ln.endswith(">:"):
+            func = ln.split("<")[1].rstrip(">:")
+        elif ln.count("\t") >= 2 and ":" in ln:
+            mnemonics.append(ln.split("\t")[2].split()[0])
+            where.append(func)
+    vfp = {f for m, f in zip(mnemonics, where) if m.startswith("v")}
+    assert vfp <= ({FP_STAGE} if "-mfloat-abi=hard" in (flags or TARGETS[target]["flags"]) else set()), \
+        f"VFP instruction in the integer kernel, in {vfp}"
     undef = subprocess.run(["arm-none-eabi-nm", "-u", str(obj)], capture_output=True, text=True, check=True).stdout
     assert not [s for s in undef.split() if any(f in s for f in FLOAT_CALL)], undef
     return mnemonics
@@ -261,6 +275,10 @@ def test_int_kernel_has_no_float_instruction(tmp_path, target, lookup):
     assert len(mnemonics) > 50
     # the DSP extension's dual multiply-add on Cortex-M4 (two int16 products per instruction), none on M0+
     assert ("smlad" in mnemonics) == (target == "cortex-m4f")
+    # the observations converted by VCVT where the core has the FPU; a Cortex-M4 without one: no VFP at all
+    assert ("vcvt.s16.f32" in mnemonics) == (target == "cortex-m4f")
+    if target == "cortex-m4f":
+        assert "smlad" in integer_object(tmp_path, target, ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=soft"])
     # the interpolated tanh's one multiply per unit, SMULTB (its knot's rise times the index)
     assert net.activation == "tanh" and ("smultb" in mnemonics) == (target == "cortex-m4f" and not lookup)
     # the float generated kernel, for contrast, does use the FPU on cortex-m4f / soft-float on m0+
@@ -388,7 +406,8 @@ def test_int_kernel_too_wide_for_the_dsp_offsets_is_scalar_on_cortex_m4f(tmp_pat
                        np.array([-1.0], np.float32), np.array([1.0], np.float32), [3, 2100, 1])
     x = rng.uniform(-1, 1, (4, 3)).astype(np.float32)
     q = quantise(net, x, "test")
-    assert generate_int_kernel(net, q, tmp_path, "0" * 64, "t") == {"dsp_layers": [], "thumb1": None}
+    assert generate_int_kernel(net, q, tmp_path, "0" * 64, "t") == {"dsp_layers": [], "thumb1": None,
+                                                                    "fpu_inputs": False}
     assert "too wide for the assembly's 12-bit offsets" in (tmp_path / "policy.c").read_text()
     assert _off(MAX_OFFSET) == MAX_OFFSET
     with pytest.raises(OffsetRange, match="12-bit"):
