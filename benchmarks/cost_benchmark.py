@@ -130,6 +130,10 @@ def measure_student(run: Path, out: Path, dataset: str | None, env_id: str, epis
         row.setdefault(target, {})["integer"] = c
     row["integer_error_vs_action_range"] = rep["int"]["max_error_vs_action_range"]
     row["integer_form"] = rep["int"].get("form")
+    from export.onnx_export import onnx_weights
+    from training.pairs import network_slots
+
+    row["smlad_slots"] = network_slots([w != 0 for w in onnx_weights(out / "policy.onnx")])  # one a row and pair
     row["integer_fpu_inputs"] = bool(rep["int"].get("fpu_inputs") or (rep["int"].get("table") or {}).get("fpu_inputs"))
     if episodes and with_return:  # the float kernel the rule picks among the float ones and the integer kernel,
         # on the plan's reporting seeds
@@ -355,12 +359,15 @@ def markdown(res: dict) -> str:
          "kernel's verdict are in cost.json. The last column compares the two kernels on the plan's reporting "
          "episodes, "
          "paired (both from the same starts): means, their ratio, and the mean difference +- two standard "
-         "errors.", "",
-         "| student | widths | nonzero | floor | default | M4F instructions / cycles / flash B: generic "
+         "errors. Multiply-adds per SMLAD: the nonzero weights over the DSP integer kernel's SMLADs (one a row "
+         "and pair of columns with a weight; 2.00 when every pair is full, nearer 1 where pairs carry one weight: "
+         "what the DSP kernel's ratio to the floor turns on; - for rows measured before it was recorded).", "",
+         "| student | widths | nonzero | multiply-adds per SMLAD | floor | default "
+         "| M4F instructions / cycles / flash B: generic "
          "| compact | compact, table tanh | generated | generated, table tanh | integer | integer, tanh interpolated "
          "| integer, tables (least flash) | M0+ integer | M0+ integer, tables | default vs floor (instr) "
          "| default vs generic (cycles, flash) | return float C / integer (ratio) |",
-         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def cell(c: dict | None) -> str:
         return "-" if not c else f"{c['instructions']} / {c['cycles']:.0f} / {c['flash_bytes']}"
@@ -374,7 +381,9 @@ def markdown(res: dict) -> str:
         m4, d = r["cortex-m4f"], r["default"]
         mark = "" if r.get("integer_form") == current else " (b)" if r.get("integer_form") else " (a)"
         mark += " (c)" if r in old_table else ""
-        L.append(f"| {r['cell']}{mark} | {'-'.join(map(str, r['widths']))} | {r['nonzero_weights']} | {r['floor']} "
+        fill = f"{r['nonzero_weights'] / r['smlad_slots']:.2f}" if r.get("smlad_slots") else "-"
+        L.append(f"| {r['cell']}{mark} | {'-'.join(map(str, r['widths']))} | {r['nonzero_weights']} | {fill} "
+                 f"| {r['floor']} "
                  f"| {d} | " + " | ".join(cell(m4.get(k))
                                          for k in (*KINDS, "integer", "integer-interp", "integer-table-least"))
                  + " | " + " | ".join(cell(r["cortex-m0plus"].get(k)) for k in ("integer", "integer-table-least"))
