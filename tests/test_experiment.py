@@ -461,6 +461,20 @@ def test_plan_runs_skips_finished_cells_and_records_failures(tiny_pipeline, tmp_
     again = _run_plan(plan, runs, "--only", "InvertedPendulum-v5/bpd/")
     assert again.returncode == 0, again.stderr
     assert (runs / "InvertedPendulum-v5" / "bpd" / "seed0" / "cell.log").read_text() == before  # nothing rerun
+    cell = runs / "InvertedPendulum-v5" / "bpd" / "seed0"
+    if res["bench"] and res["bench"].get("integer"):  # a change to the kernels: the cell measured again
+        rep_path = cell / "export" / "export_report.json"
+        rep = json.loads(rep_path.read_text())
+        rep["kernel"]["candidates"]["integer"]["form"] = "an earlier form"
+        rep_path.write_text(json.dumps(rep))
+        (cell / "bench" / "bench.json").write_text("{}")
+        p = _run_plan(plan, runs, "--rebench", "--only", "InvertedPendulum-v5/bpd/")
+        assert p.returncode == 0 and "InvertedPendulum-v5/bpd/seed0: measured again" in p.stdout, p.stdout + p.stderr
+        assert json.loads(rep_path.read_text())["kernel"]["candidates"]["integer"]["form"] != "an earlier form"
+        assert json.loads((cell / "bench" / "bench.json").read_text())["export_kernels"]
+        assert not (cell / "export.new").exists() and not (cell / "bench.old").exists()
+        p = _run_plan(plan, runs, "--rebench", "--only", "InvertedPendulum-v5/")
+        assert "bpd/seed0: current" in p.stdout and "broken/seed0: not finished here" in p.stdout, p.stdout
     run_bpd("experiment", "table", str(plan), "--runs", str(runs), "--out", str(tmp_path / "table"))
     md = (tmp_path / "table" / "table.md").read_text()
     assert "| bpd | 1/1 |" in md and "broken" in md and "Failed cells" in md

@@ -11,7 +11,7 @@ import traceback
 from pathlib import Path
 
 from bpd.io import bpd_executable, write_json, write_text
-from bpd_app.experiment.plan import Plan, _digest, cell_spec, load_plan, stale_reason
+from bpd_app.experiment.plan import Cell, Plan, _digest, cell_spec, load_plan, stale_reason
 from bpd_app.experiment.summary import (
     BENCH_TARGET,
     _bench_figures,
@@ -63,6 +63,64 @@ def prepare_env(plan: Plan, env: str) -> None:
     if not te.exists():
         _run(["evaluate", str(teacher), "--env", env, "--episodes", str(plan.eval["episodes"]),
               "--seed", str(plan.eval["seed"]), "--json"], log, stdout=te)
+
+
+def export_argv(plan: Plan, cell: Cell, product: Path, out: Path) -> list[str]:
+    """The cell's export. --episodes 0: the cells' cost is the float kernel the rule picks, as for every
+    committed cell (whose checkpoints are gone), so that a table compares methods on one kernel; the integer
+    kernel is built and measured beside it (the bench's `integer` figures), and what it costs where the export
+    ships it (it keeps the return) is benchmarks/cost_benchmark.py's."""
+    return ["export", str(product), "--out", str(out), "--episodes", "0", "--dataset", str(plan.dataset_path(cell.env)),
+            "--teacher", str(plan.teachers[cell.env])]
+
+
+def bench_argv(plan: Plan, cell: Cell, export: Path, out: Path) -> list[str]:
+    return ["bench", str(export), "--out", str(out), "--targets", BENCH_TARGET, "--no-peers", "--no-plot", "--teacher",
+            str(plan.teachers[cell.env]), "--host-iters", "2000"]
+
+
+def kernel_current(export: Path) -> bool:
+    """Whether an export built its integer kernel in the current form (the form its report names; an export
+    without one, a network the integer kernel does not take, has nothing to build again)."""
+    from export.fixed_point import int_form
+
+    rep = _read_json(export / "export_report.json") or {}
+    c = ((rep.get("kernel") or {}).get("candidates") or {}).get("integer")
+    return not c or c.get("form") == int_form(True)
+
+
+def rebench_cell(plan: Plan, cell: Cell) -> str:
+    """A finished cell's export and bench made again where its integer kernel is of an earlier form (after a
+    change to the kernels: `bpd experiment run --rebench`), so that the tables' cost columns are the current
+    kernels'. Both are written beside the old ones and swapped in after (the bench first: an interruption
+    between the two leaves the old export, which is measured again next time). Returns what it did."""
+    from bpd_app.methods import get
+
+    rec = _read_json(cell.dir / "cell.json") or {}
+    exp, bench = cell.dir / "export", cell.dir / "bench"
+    if rec.get("state") != "done" or rec.get("restored_from") or not (exp / "export.json").is_file():
+        return "not finished here, or no export: left"
+    if kernel_current(exp):
+        return "current"
+    product = cell.dir / "run" / get(plan.methods[cell.label].method).product
+    if not product.is_file():
+        return "its product is gone: left"
+    if shutil.which("arm-none-eabi-gcc") is None:
+        raise StageFailed("measuring again needs arm-none-eabi-gcc, which is not installed")
+    new_exp, new_bench = cell.dir / "export.new", cell.dir / "bench.new"
+    for d in (new_exp, new_bench):
+        shutil.rmtree(d, ignore_errors=True)
+    log = cell.dir / "cell.log"
+    _run(export_argv(plan, cell, product, new_exp), log)
+    _run(bench_argv(plan, cell, new_exp, new_bench), log)
+    for new, cur in ((new_bench, bench), (new_exp, exp)):
+        old = cur.with_name(cur.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if cur.exists():
+            cur.rename(old)
+        new.rename(cur)
+        shutil.rmtree(old)
+    return "measured again"
 
 
 def execute_cell(plan_path: str, cell_key: str, runs: str | None = None) -> dict:
@@ -128,18 +186,11 @@ def execute_cell(plan_path: str, cell_key: str, runs: str | None = None) -> dict
             exp = cell.dir / "export"
             try:
                 if not (exp / "export.json").exists():
-                    # --episodes 0: the cells' cost is the float kernel the rule picks, as for every committed
-                    # cell (whose checkpoints are gone), so that a table compares methods on one kernel; what
-                    # the integer kernel (which auto ships where it keeps the return) costs on the same students
-                    # is benchmarks/cost_benchmark.py's
-                    stage("export", ["export", str(product), "--out", str(exp), "--episodes", "0",
-                                     "--dataset", str(plan.dataset_path(cell.env)), "--teacher", str(teacher)])
+                    stage("export", export_argv(plan, cell, product, exp))
                 export_info = _read_json(exp / "export.json")
                 bj = cell.dir / "bench" / "bench.json"
                 if not bj.exists() and shutil.which("arm-none-eabi-gcc"):
-                    stage("bench", ["bench", str(exp), "--out", str(cell.dir / "bench"), "--targets", BENCH_TARGET,
-                                    "--no-peers", "--no-plot", "--teacher", str(teacher), "--host-iters",
-                                    "2000"])
+                    stage("bench", bench_argv(plan, cell, exp, cell.dir / "bench"))
                 bench = _bench_figures(_read_json(bj) or {})
             except StageFailed as e:
                 rec["export_error"] = str(e)

@@ -24,6 +24,9 @@ class ExperimentRunConfig:
     retrain: bool = field(False, help="train again the cells the run root lacks even where a committed "
                                       "summary exists (to recreate their checkpoints); `experiment table` "
                                       "then commits the new summaries")
+    rebench: bool = field(False, help="train nothing: export and bench again the finished cells whose integer "
+                                      "kernel is of an earlier form (after a change to the kernels), one at a "
+                                      "time, so that the tables' cost columns are the current kernels'")
 
 
 @dataclass
@@ -45,12 +48,34 @@ def cmd_run(cfg: ExperimentRunConfig) -> int:
     plan = load_plan(cfg.plan, cfg.runs)
     check_plan_envs(plan)
     check_plan_teachers(plan)
+    if cfg.rebench:
+        return rebench_plan(plan, cfg.only)
     print(f"plan {plan.name}: {len(plan.cells())} cells in {plan.rel(plan.runs)} "
           f"({cfg.engine}, {cfg.workers} worker{'s' if cfg.workers > 1 else ''})", flush=True)
     recs = run_plan(plan, cfg.workers, cfg.engine, cfg.address, cfg.only, echo=lambda s: print(s, flush=True),
                     retrain=cfg.retrain)
     failed = [k for k, r in recs.items() if r.get("state") != "done"]
     print(f"{len(recs) - len(failed)} done, {len(failed)} failed")
+    return 1 if failed else 0
+
+
+def rebench_plan(plan, only: list[str] | None) -> int:
+    """`experiment run --rebench`: every selected cell's export and bench made again where its integer kernel
+    is of an earlier form (cells.rebench_cell); a cell that fails keeps its old figures."""
+    from bpd_app.experiment.cells import StageFailed, rebench_cell
+    from bpd_app.experiment.runner import check_run_root
+
+    if not plan.bench:
+        raise BpdError(f"plan {plan.name} does not bench its cells (bench: false): nothing to measure again")
+    check_run_root(plan)
+    cells = [c for c in plan.cells() if not only or any(c.key.startswith(o) for o in only)]
+    failed = 0
+    for i, c in enumerate(cells, 1):
+        try:
+            what = rebench_cell(plan, c)
+        except StageFailed as e:
+            what, failed = f"FAILED (its old figures kept): {e}", failed + 1
+        print(f"[{i}/{len(cells)}] {c.key}: {what}", flush=True)
     return 1 if failed else 0
 
 
