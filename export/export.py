@@ -262,39 +262,6 @@ def _integer_candidate(cfg: ExportConfig, src: Source, net: CollapsedNet, d: Pat
     return entry
 
 
-def _integer_table_candidate(cfg: ExportConfig, src: Source, net: CollapsedNet, kernels: Path, sha: str,
-                             command: str, obs: np.ndarray, ref: np.ndarray, meter: KernelMeter | None,
-                             budget: int) -> tuple[dict, Path, dict | None]:
-    """The integer kernel's table form (int_table.py) fitted to `budget` bytes: built with no room first
-    (the least flash), then with the room the budget leaves beyond what that measured (estimated without a
-    meter) spent on speed, and once more with less room if the meter finds it over the budget; the last
-    build within the budget is the candidate. Its report entry, directory and figures."""
-    from export.integer import integer_kernel
-
-    def build(name: str, room: int) -> tuple[dict, Path, dict | None]:
-        d = kernels / name
-        entry, _ = integer_kernel(net, d, sha, command + " (int)", obs, ref, cfg.dataset or src.dataset, room)
-        return entry | {"dir": f"build/kernels/{name}", "int_budget": cfg.int_budget}, d, meter(d) if meter else None
-
-    best = build("integer-table-least", 0)
-    base = best[2]["flash_bytes"] if best[2] else best[0]["table"]["estimate"]["flash"]
-    tries = [{"room": 0, "plan": best[0]["table"]["plan"], "flash_bytes": best[2] and best[2]["flash_bytes"]}]
-    room = budget - base
-    for _ in range(2):
-        if room <= 0:
-            break
-        fit = build("integer-table", room)
-        if fit[0]["table"]["plan"] == tries[-1]["plan"]:
-            break  # the room buys nothing more
-        tries.append({"room": room, "plan": fit[0]["table"]["plan"], "flash_bytes": fit[2] and fit[2]["flash_bytes"]})
-        if fit[2] is None or fit[2]["flash_bytes"] <= budget:
-            best = fit
-            break
-        room -= fit[2]["flash_bytes"] - budget  # the estimate fell short by this much
-    best[0]["fit"] = {"flash_budget": budget, "tries": tries}
-    return best
-
-
 # The closed-loop check choosing the kernel runs its episodes from this seed on (plus --seed; at most
 # CHECK_BATCHES x --episodes of them): a choice, so off the reporting seeds (0 .. 99_999, training/envs.py) and
 # the export's own `returns` (--seed + 5000 on)
@@ -370,8 +337,11 @@ def _choose_kernel(cfg: ExportConfig, src: Source, net: CollapsedNet, out: Path,
                         for k in ("integer", "integer-interp"))
     table_too_big = too_big("integer-table", nonzero, limit)
     if cfg.kernel == "integer-table" or (measuring and not straight_fits and table_too_big is None):
-        cands["integer-table"], where["integer-table"], cost = _integer_table_candidate(
-            cfg, src, net, out / "build" / "kernels", sha, command, obs, ref, meter, limit)
+        from export.integer import fitted_table_kernel
+
+        cands["integer-table"], where["integer-table"], cost = fitted_table_kernel(
+            net, out / "build" / "kernels", sha, command, obs, ref, cfg.dataset or src.dataset, cfg.int_budget, meter,
+            limit)
         if cfg.kernel == "auto":
             figures["integer-table"] = cost
     elif measuring:

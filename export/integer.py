@@ -4,6 +4,7 @@ module needs the other."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -46,3 +47,49 @@ def integer_kernel(net: CollapsedNet, out: Path, source_hash: str, command: str,
             "states": len(obs), "c_matches_numpy_model": exact, "checked_build": "host (scalar C form)",
             "max_abs_error_vs_float": float(err.max()), "mean_abs_error_vs_float": float(err.mean()),
             "max_error_vs_action_range": float((err / span).max())}, ic
+
+
+FIT_SLACK = 64  # bytes of the budget a table-form build may leave before one more try spends them
+
+
+def fitted_table_kernel(net: CollapsedNet, kernels: Path, sha: str, command: str, obs: np.ndarray, ref: np.ndarray,
+                        dataset: str | None, int_budget: float, meter: Callable[[Path], dict | None] | None,
+                        budget: int) -> tuple[dict, Path, dict | None]:
+    """The integer kernel's table form (int_table.py) fitted to `budget` bytes: built with no room first
+    (the least flash), then with the room the budget leaves beyond what that measured (estimated without a
+    meter) spent on speed: with less room if the meter finds it over the budget, with the bytes it left
+    (FIT_SLACK or more) added if under; three tries at most, the fastest
+    within the budget the candidate. Its report entry, directory and figures."""
+    def build(name: str, room: int) -> tuple[dict, Path, dict | None]:
+        d = kernels / name
+        entry, _ = integer_kernel(net, d, sha, command + " (int)", obs, ref, dataset, room)
+        return entry | {"dir": f"build/kernels/{name}", "int_budget": int_budget}, d, meter(d) if meter else None
+
+    best = build("integer-table-least", 0)
+    base = best[2]["flash_bytes"] if best[2] else best[0]["table"]["estimate"]["flash"]
+    tries = [{"room": 0, "plan": best[0]["table"]["plan"], "flash_bytes": best[2] and best[2]["flash_bytes"]}]
+    room, best_room, built = budget - base, 0, None  # built: the plan the integer-table directory holds
+    for _ in range(3):
+        if room <= 0:
+            break
+        fit = build("integer-table", room)
+        built = fit[0]["table"]["plan"]
+        if built == tries[-1]["plan"]:
+            break  # the room buys nothing more
+        tries.append({"room": room, "plan": built, "flash_bytes": fit[2] and fit[2]["flash_bytes"]})
+        if fit[2] is None:
+            best, best_room = fit, room
+            break
+        if fit[2]["flash_bytes"] <= budget:
+            best, best_room = fit, room
+            if budget - fit[2]["flash_bytes"] < FIT_SLACK:
+                break
+            room += budget - fit[2]["flash_bytes"]  # the estimate overshot: what it left spent too
+        elif best_room:
+            break  # over the budget after a fit within it: that fit stands
+        else:
+            room -= fit[2]["flash_bytes"] - budget  # the estimate fell short by this much
+    if best_room and built != best[0]["table"]["plan"]:  # the directory holds a later try over the budget
+        best = build("integer-table", best_room)
+    best[0]["fit"] = {"flash_budget": budget, "tries": tries}
+    return best

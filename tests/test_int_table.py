@@ -312,3 +312,27 @@ def test_forced_table_form_without_a_meter(tiny_pipeline, tmp_path):
     assert k["variant"] == "integer-table" and k["rule"] == "forced by --kernel" and rep["parity"]["pass"]
     assert k["fit"]["flash_budget"] == 4000 and k["fit"]["tries"][0]["flash_bytes"] is None
     assert k["table"]["estimate"]["flash"] <= 4000 or len(k["fit"]["tries"]) == 1
+
+
+def test_table_form_spends_the_bytes_a_fit_left_and_keeps_the_fit_when_more_is_over(tiny_pipeline, tmp_path):
+    """A fit that leaves FIT_SLACK or more of the budget is tried once more with those bytes added; one over the
+    budget after it leaves the fit standing (its directory built again): the shipped kernel is the fit's."""
+    from export.export import ExportConfig, run_export
+    from export.integer import FIT_SLACK
+
+    flashes = iter([1100, 1300])  # the fit 100 B under the 1,200 B budget, the next try over it
+
+    def meter(d):
+        flash = 1000 if d.name == "integer-table-least" else next(flashes, 1100) if d.name == "integer-table" \
+            else 5000
+        return {"cycles": 100.0 if d.name.startswith("integer") else 1000.0, "flash_bytes": flash,
+                "instructions": 100, "max_abs_error_vs_host_c": 0.0}
+
+    rep = run_export(ExportConfig(source=str(tiny_pipeline / "run"), out=str(tmp_path / "s"), episodes=1,
+                                  parity_samples=300, flash_budget=1200, int_flash_ratio=0.0), meter=meter)
+    t = rep["kernel"]["candidates"]["integer-table"]
+    tries = t["fit"]["tries"]
+    assert [x["room"] for x in tries] == [0, 200, 300], tries  # the fit's 100 B left (>= FIT_SLACK) spent too
+    assert 1200 - 1100 >= FIT_SLACK and [x["flash_bytes"] for x in tries] == [1000, 1100, 1300]
+    assert tries[2]["plan"] != tries[1]["plan"]
+    assert t["table"]["plan"] == tries[1]["plan"] and t["cost"]["flash_bytes"] == 1100  # the fit, built again
