@@ -448,5 +448,24 @@ register(Method("bpd-finetune-l1-dsp-cycles", "bpd-finetune-l1-cycles cut instea
                 "cycles of the DSP integer kernel's layers, read off their code for each mask, that the "
                 "l1-threshold cell's student costs: equal SMLADs left the cut students 0.7-1.2 % above L1's "
                 "cycles (the rows' grouping and input loads differ)", _l1_dsp_cycles, needs=("l1-threshold",)))
+def _l1_dsp_cycles_visits(c: CellInputs) -> list[str]:
+    """The delivered students' recipe (bpd-units-finetune-pairs-warmup-c50-visits) cut to the l1-threshold
+    student's DSP-kernel cycles and hidden units instead of half the bpd cell's."""
+    from firmware_host.measure.dsp_meter import mask_cycles
+
+    if len(c.deps) != 1:
+        raise BpdError(f"{c.env} seed {c.seed}: expected the result of one l1-threshold cell, got {len(c.deps)}")
+    weights = l1_weights(c)
+    return distill_command(c, {"unit_gates": True, "finetune": 0.5, "pair_partners": True, "kl_warmup": "gate",
+                               "prune_to_cycles": mask_cycles([w != 0 for w in weights],
+                                                              c.args.get("activation", "tanh")),
+                               "max_units": int(sum(bpd_collapsed_widths(c, "l1-threshold"))),
+                               "finetune_visits": VISITS})
+
+
+register(Method("bpd-units-finetune-pairs-warmup-l1-dsp-visits", "bpd-units-finetune-pairs-warmup-c50-visits (the "
+                "delivered students' recipe) cut instead to the estimated DSP-kernel cycles and the hidden units of "
+                "the l1-threshold cell's student: BPD and L1 at equal cycles, BPD with its visits",
+                _l1_dsp_cycles_visits, needs=("l1-threshold",)))
 register(Method("dense-small", "dense deterministic student of the bpd cell's collapsed widths, BPD's loss "
                 "minus the KL", _dense_small_command, needs=("bpd",)))
