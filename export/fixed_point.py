@@ -309,11 +309,13 @@ _PRELUDE = _OS_PRAGMA + """\
 #define BPD_INT_DSP 0
 #endif
 
-/* ... with a single-precision FPU (Cortex-M4F, M7): the observations converted by VCVT first (dsp.py) */
+/* ... with a single-precision FPU (M4F, M7): the observations by VCVT first (fp_inputs.py; -DBPD_INT_FP=0: not) */
+#ifndef BPD_INT_FP
 #if BPD_INT_DSP && defined(__ARM_FP) && (__ARM_FP & 4)
 #define BPD_INT_FP 1
 #else
 #define BPD_INT_FP 0
+#endif
 #endif
 
 /* Thumb-1 cores (Cortex-M0, M0+): observations to output sums in the ARMv6-M assembly below (thumb1.py), where
@@ -543,8 +545,7 @@ def kernel_source(q: IntNet, banner: str, lookup: bool = True) -> tuple[str, dic
                 out.append(_activation_c(v, L, r))
         prev = rows
     out.append(("#endif\n" if t1 else "") + ("#endif\n" if dsp else "") + run_tail(q, names))
-    return "".join(out), {"dsp_layers": chosen, "thumb1": t1[2] if t1 else None,
-                          "fpu_inputs": bool(dsp and dsp[5])}
+    return "".join(out), {"dsp_layers": chosen, "thumb1": t1[2] if t1 else None, "fpu_inputs": bool(dsp and dsp[5][1])}
 
 
 def run_head(q: IntNet, names: list[str]) -> str:

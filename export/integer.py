@@ -58,7 +58,7 @@ def fitted_table_kernel(net: CollapsedNet, kernels: Path, sha: str, command: str
     """The integer kernel's table form (int_table.py) fitted to `budget` bytes: built with no room first
     (the least flash), then with the room the budget leaves beyond what that measured (estimated without a
     meter) spent on speed: with less room if the meter finds it over the budget, with the bytes it left
-    (FIT_SLACK or more) added if under; three tries at most, the fastest
+    (FIT_SLACK or more) added if under; three tries at most, the last
     within the budget the candidate. Its report entry, directory and figures."""
     def build(name: str, room: int) -> tuple[dict, Path, dict | None]:
         d = kernels / name

@@ -472,7 +472,9 @@ def test_plan_runs_skips_finished_cells_and_records_failures(tiny_pipeline, tmp_
         assert p.returncode == 0 and "InvertedPendulum-v5/bpd/seed0: measured again" in p.stdout, p.stdout + p.stderr
         assert json.loads(rep_path.read_text())["kernel"]["candidates"]["integer"]["form"] != "an earlier form"
         assert json.loads((cell / "bench" / "bench.json").read_text())["export_kernels"]
-        assert not (cell / "export.new").exists() and not (cell / "bench.old").exists()
+        assert not (cell / "export.old").exists() and not (cell / "bench.old").exists()
+        assert str(cell / "export") == json.loads((cell / "bench" / "bench.json").read_text())["export"]
+        (cell / "export").rename(cell / "export.old")  # stopped between the two moves: the next call puts it back
         p = _run_plan(plan, runs, "--rebench", "--only", "InvertedPendulum-v5/")
         assert "bpd/seed0: current" in p.stdout and "broken/seed0: not finished here" in p.stdout, p.stdout
     run_bpd("experiment", "table", str(plan), "--runs", str(runs), "--out", str(tmp_path / "table"))

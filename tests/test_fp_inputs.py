@@ -6,7 +6,7 @@ emulated Cortex-M4F, both integer forms (straight-line DSP layers, the table for
 and fall back to the integer loop on what it cannot decide; on every edge (the one value VCVT leaves in range
 that the stage must clamp, -32768 * 2^-f; values just inside and past saturation; NaN and +-Inf in a used
 and in an unused column; subnormals; -0) the actions are the hand-computed ones and the host C kernel's bits.
-17 observations take the path that saves s16 and up; 5 do not.
+17 and 32 observations take the path that saves s16 and up (one register, all of them); 5 do not.
 """
 
 import numpy as np
@@ -54,7 +54,7 @@ def _edges(n: int, f: np.ndarray, unused: int) -> np.ndarray:
 
 
 @needs_arm
-@pytest.mark.parametrize("n", [5, 17])
+@pytest.mark.parametrize("n", [5, 17, 32])
 @pytest.mark.parametrize("form", ["straight", "table"])
 def test_fpu_stage_gives_the_integer_stages_bits_on_every_edge(tmp_path, n, form):
     rng = np.random.default_rng(n)
@@ -70,6 +70,8 @@ def test_fpu_stage_gives_the_integer_stages_bits_on_every_edge(tmp_path, n, form
     else:
         generate_int_table_kernel(net, q, tmp_path, "0" * 64, "t", tables_only=True)
     assert "bpd_fp_inputs" in (tmp_path / "policy.c").read_text()
+    if form == "straight":  # the report says which input stage the kernel has
+        assert generate_int_kernel(net, q, tmp_path / "again", "0" * 64, "t", True)["fpu_inputs"] is True
     host = CPolicy(tmp_path).act(x)
     m4f = _m4f(tmp_path, x, n)
     assert np.array_equal(m4f.view(np.uint32), host.view(np.uint32))
@@ -93,3 +95,13 @@ def test_fpu_stage_declines_what_vcvt_cannot_take():
     assert fp_inputs_asm("x", [12] * 33, [(0, 1)]) is None  # more than s0-s31
     asm = fp_inputs_asm("x", [12] * 17, [(0, 16)])
     assert "vpush {s16}" in asm and "vpop {s16}" in asm and "pkhbt r0, r0, r12, lsl #16" in asm
+
+
+def test_a_q_format_vcvt_cannot_take_keeps_the_integer_stage(tmp_path):
+    """Observations of magnitude 1e5 get a Q format below 1: no FPU stage, the report says so."""
+    net = _identity(3, 1)
+    q = quantise(net, np.random.default_rng(0).uniform(-1e5, 1e5, (50, 3)), "test")
+    assert min(q.in_frac) < 1
+    assert generate_int_kernel(net, q, tmp_path, "0" * 64, "t", True)["fpu_inputs"] is False
+    assert "bpd_fp_inputs" not in (tmp_path / "policy.c").read_text()
+

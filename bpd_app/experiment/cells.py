@@ -92,12 +92,18 @@ def kernel_current(export: Path) -> bool:
 def rebench_cell(plan: Plan, cell: Cell) -> str:
     """A finished cell's export and bench made again where its integer kernel is of an earlier form (after a
     change to the kernels: `bpd experiment run --rebench`), so that the tables' cost columns are the current
-    kernels'. Both are written beside the old ones and swapped in after (the bench first: an interruption
-    between the two leaves the old export, which is measured again next time). Returns what it did."""
+    kernels'. The old ones are moved aside (export.old, bench.old) and the new ones written in their places (so
+    that their records name them); a failure, or an interruption found on the next call, puts the old ones
+    back. Returns what it did."""
     from bpd_app.methods import get
 
+    pairs = [(cell.dir / n, cell.dir / f"{n}.old") for n in ("export", "bench")]
+    for cur, old in pairs:  # an earlier call stopped before it finished: its old figures back
+        if old.exists():
+            shutil.rmtree(cur, ignore_errors=True)
+            old.rename(cur)
     rec = _read_json(cell.dir / "cell.json") or {}
-    exp, bench = cell.dir / "export", cell.dir / "bench"
+    exp = cell.dir / "export"
     if rec.get("state") != "done" or rec.get("restored_from") or not (exp / "export.json").is_file():
         return "not finished here, or no export: left"
     if kernel_current(exp):
@@ -107,19 +113,21 @@ def rebench_cell(plan: Plan, cell: Cell) -> str:
         return "its product is gone: left"
     if shutil.which("arm-none-eabi-gcc") is None:
         raise StageFailed("measuring again needs arm-none-eabi-gcc, which is not installed")
-    new_exp, new_bench = cell.dir / "export.new", cell.dir / "bench.new"
-    for d in (new_exp, new_bench):
-        shutil.rmtree(d, ignore_errors=True)
-    log = cell.dir / "cell.log"
-    _run(export_argv(plan, cell, product, new_exp), log)
-    _run(bench_argv(plan, cell, new_exp, new_bench), log)
-    for new, cur in ((new_bench, bench), (new_exp, exp)):
-        old = cur.with_name(cur.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
+    for cur, old in pairs:
         if cur.exists():
             cur.rename(old)
-        new.rename(cur)
-        shutil.rmtree(old)
+    log = cell.dir / "cell.log"
+    try:
+        _run(export_argv(plan, cell, product, exp), log)
+        _run(bench_argv(plan, cell, exp, cell.dir / "bench"), log)
+    except BaseException:
+        for cur, old in pairs:
+            shutil.rmtree(cur, ignore_errors=True)
+            if old.exists():
+                old.rename(cur)
+        raise
+    for _, old in pairs:
+        shutil.rmtree(old, ignore_errors=True)
     return "measured again"
 
 

@@ -73,7 +73,7 @@ def rebench_plan(plan, only: list[str] | None) -> int:
     for i, c in enumerate(cells, 1):
         try:
             what = rebench_cell(plan, c)
-        except StageFailed as e:
+        except (StageFailed, OSError) as e:
             what, failed = f"FAILED (its old figures kept): {e}", failed + 1
         print(f"[{i}/{len(cells)}] {c.key}: {what}", flush=True)
     return 1 if failed else 0
