@@ -10,7 +10,8 @@ bpd-finetune-l1-cycles cells of hc-equal-cost.yaml (cut to side A's SMLADs on th
 units, the pair partners then trained: equal integer-kernel cost); E: the bpd-finetune-l1-dsp-cycles cells
 (cut instead to the estimated cycles of side A's student on the DSP kernel's layers); F and G: the students plan's
 cut to 0.49x its own bpd cell's cycles, the delivered students of issue 34 (G with the fine-tune's visits), on the
-same teacher, dataset and reporting episodes as A, not cut to A's cost. Per seed: each side's
+same teacher, dataset and reporting episodes as A, not cut to A's cost; H: G's recipe cut instead to E's budget
+(side A's student's estimated DSP-kernel cycles and its hidden units). Per seed: each side's
 return over the plan's 30 reporting episodes (seeds disjoint from those the runs chose their students on),
 nonzero parameters, early ends, and the Cortex-M4F instructions, estimated cycles and flash of every kernel
 the cell's bench measured (the integer kernel, the compact float kernel with its table tanh, ...), so the two
@@ -46,9 +47,11 @@ SIDES = {"A": ("benchmarks/plans/hc-equal-cost.yaml", "l1-threshold", "L1 then a
                "BPD at 0.49x the bpd cell's integer-kernel cycles (bpd-units-finetune-pairs-warmup-c50-long)"),
          "G": ("benchmarks/plans/students.yaml", "bpd-units-finetune-pairs-warmup-c50-visits",
                "the same with environment steps of its own states labelled by the teacher "
-               "(bpd-units-finetune-pairs-warmup-c50-visits)")}
-BPD_SIDES = ("B", "C", "D", "E", "F", "G")
-CUT_TO_A = ("D", "E")  # cut to side A's student's cost: a kept record belongs to the A it was cut against
+               "(bpd-units-finetune-pairs-warmup-c50-visits)"),
+         "H": ("benchmarks/plans/hc-equal-cost.yaml", "bpd-units-finetune-pairs-warmup-l1-dsp-visits",
+               "G's recipe cut to L1's integer-kernel cycles (bpd-units-finetune-pairs-warmup-l1-dsp-visits)")}
+BPD_SIDES = ("B", "C", "D", "E", "F", "G", "H")
+CUT_TO_A = ("D", "E", "H")  # cut to side A's student's cost: a kept record belongs to the A it was cut against
 ORIGINAL = ("benchmarks/plans/ablations.yaml", "l1-threshold")  # the cells side A trains again
 
 
@@ -152,7 +155,8 @@ def markdown(res: dict) -> str:
          "cell's estimated cycles, hidden units chosen too: not cut to side A's cost but below it; G: F with "
          "environment steps of the cut student's own states labelled by the teacher (--finetune-visits: the row's "
          "count in its --help), a budget beyond the "
-         "dataset's). All: the same teacher, dataset (100,000 steps), "
+         "dataset's); H: G's recipe cut instead to E's budget, side A's cycles and hidden units. All: the same "
+         "teacher, dataset (100,000 steps), "
          "100,000 gradient steps and evaluation (30 episodes on seeds disjoint from the model choice); cost "
          "measured by each cell's bench on the emulated Cortex-M4F (instructions exact, cycles estimated: "
          "docs/cycle_model.md), the same kernels on both sides.", "",
