@@ -22,8 +22,14 @@ class Rig:
         assert self.path.startswith("/dev/"), self.proc.stderr.read()
 
     def close(self):
+        """Terminated; killed if it lingers (a --view rig whose page never took the summary), so that a
+        failure before this is the one reported."""
         self.proc.terminate()
-        self.proc.wait(10)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
 
 
 @pytest.fixture
