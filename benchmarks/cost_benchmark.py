@@ -158,7 +158,7 @@ def measure_student(run: Path, out: Path, dataset: str | None, env_id: str, epis
     return row
 
 
-def refresh_table(run: Path, out: Path, dataset: str | None, env_id: str, episodes: int, seed: int,
+def refresh_kernels(run: Path, out: Path, dataset: str | None, env_id: str, episodes: int, seed: int,
                   row: dict) -> dict:
     """The row measured again in full but for its 300 paired returns (after a change to the integer kernel's
     assembly, not to the integers it computes), checking that the student is the one the row measured, that the
@@ -167,7 +167,8 @@ def refresh_table(run: Path, out: Path, dataset: str | None, env_id: str, episod
     from bpd.errors import BpdError
 
     if shutil.which("arm-none-eabi-gcc") is None:
-        raise BpdError("--refresh-table measures on an emulated core: arm-none-eabi-gcc is not installed")
+        raise BpdError("--refresh-table and --refresh-kernels measure on an emulated core: arm-none-eabi-gcc is not "
+                       "installed")
     new = measure_student(run, out, dataset, env_id, episodes, seed, with_return=False)
     if new["model_hash"] != row["model_hash"]:
         raise BpdError(f"{row['cell']}: the student is not the one measured (model hash differs)")
@@ -516,7 +517,7 @@ def main() -> None:
                 if c.key in old and (a.refresh_kernels or uses_table(old[c.key])):
                     from bpd.errors import BpdError
                     try:
-                        rows.append(refresh_table(run, c.dir / "cost", ds, c.env, plan.eval["episodes"],
+                        rows.append(refresh_kernels(run, c.dir / "cost", ds, c.env, plan.eval["episodes"],
                                                   plan.eval["seed"], old[c.key] | {"cell": c.key}))
                     except BpdError as e:
                         print(f"  kept as it was: {e}", flush=True)

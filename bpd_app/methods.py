@@ -429,38 +429,37 @@ register(Method("bpd-finetune-l1-cycles", "bpd-finetune whose fine-tune starts f
                 "cell's student (same environment and seed) costs the DSP integer kernel and to its hidden units, "
                 "then trains also the pair partner of every kept weight: BPD and L1 then a threshold at equal "
                 "integer-kernel cost", _l1_cycles, needs=("l1-threshold",)))
-def _l1_dsp_cycles(c: CellInputs) -> list[str]:
-    """bpd-finetune whose fine-tune starts from BPD's mask cut to the estimated Cortex-M4F cycles of the DSP
-    integer kernel's layers that the l1-threshold cell's student costs (firmware_host/measure/dsp_meter.py,
-    the same count on both masks) and to its hidden units, the pair partners then filled."""
+
+
+def _l1_dsp_budget(c: CellInputs) -> dict:
+    """The cut to the estimated Cortex-M4F cycles of the DSP integer kernel's layers that the l1-threshold cell's
+    student costs (firmware_host/measure/dsp_meter.py, the same count on both masks) and to its hidden units."""
     from firmware_host.measure.dsp_meter import mask_cycles
 
     if len(c.deps) != 1:
         raise BpdError(f"{c.env} seed {c.seed}: expected the result of one l1-threshold cell, got {len(c.deps)}")
     weights = l1_weights(c)
-    return distill_command(c, {"finetune": 0.2, "pair_partners": True,
-                               "prune_to_cycles": mask_cycles([w != 0 for w in weights],
-                                                              c.args.get("activation", "tanh")),
-                               "max_units": int(sum(bpd_collapsed_widths(c, "l1-threshold")))})
+    return {"prune_to_cycles": mask_cycles([w != 0 for w in weights], c.args.get("activation", "tanh")),
+            "max_units": int(sum(bpd_collapsed_widths(c, "l1-threshold")))}
+
+
+def _l1_dsp_cycles(c: CellInputs) -> list[str]:
+    """bpd-finetune whose fine-tune starts from BPD's mask cut to L1's cycles and units (_l1_dsp_budget), the pair
+    partners then filled."""
+    return distill_command(c, {"finetune": 0.2, "pair_partners": True} | _l1_dsp_budget(c))
 
 
 register(Method("bpd-finetune-l1-dsp-cycles", "bpd-finetune-l1-cycles cut instead to the estimated Cortex-M4F "
                 "cycles of the DSP integer kernel's layers, read off their code for each mask, that the "
                 "l1-threshold cell's student costs: equal SMLADs left the cut students 0.7-1.2 % above L1's "
                 "cycles (the rows' grouping and input loads differ)", _l1_dsp_cycles, needs=("l1-threshold",)))
-def _l1_dsp_cycles_visits(c: CellInputs) -> list[str]:
-    """The delivered students' recipe (bpd-units-finetune-pairs-warmup-c50-visits) cut to the l1-threshold
-    student's DSP-kernel cycles and hidden units instead of half the bpd cell's."""
-    from firmware_host.measure.dsp_meter import mask_cycles
 
-    if len(c.deps) != 1:
-        raise BpdError(f"{c.env} seed {c.seed}: expected the result of one l1-threshold cell, got {len(c.deps)}")
-    weights = l1_weights(c)
-    return distill_command(c, {"unit_gates": True, "finetune": 0.5, "pair_partners": True, "kl_warmup": "gate",
-                               "prune_to_cycles": mask_cycles([w != 0 for w in weights],
-                                                              c.args.get("activation", "tanh")),
-                               "max_units": int(sum(bpd_collapsed_widths(c, "l1-threshold"))),
-                               "finetune_visits": VISITS})
+
+def _l1_dsp_cycles_visits(c: CellInputs) -> list[str]:
+    """The delivered students' recipe (bpd-units-finetune-pairs-warmup-c50-visits) cut to L1's cycles and units
+    (_l1_dsp_budget) instead of half the bpd cell's."""
+    return distill_command(c, {"unit_gates": True, "finetune": 0.5, "pair_partners": True, "kl_warmup": "gate"}
+                           | _l1_dsp_budget(c) | {"finetune_visits": VISITS})
 
 
 register(Method("bpd-units-finetune-pairs-warmup-l1-dsp-visits", "bpd-units-finetune-pairs-warmup-c50-visits (the "

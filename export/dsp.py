@@ -213,6 +213,12 @@ def best_layer(wq: np.ndarray, bq: np.ndarray, pairs: list[tuple[int, int | None
     return best[1], best[2], best[3]
 
 
+def asm_block(text: str) -> str:
+    """Assembly text as a GNU C top-level __asm__ statement (unified syntax, .text, word-aligned)."""
+    return ('__asm__(\n    ".syntax unified\\n"\n    ".text\\n"\n    ".balign 4\\n"\n'
+            + "".join(f'    "{line}\\n"\n' for line in text.splitlines()) + ");\n")
+
+
 def layer_asm(name: str, body: list[str]) -> str:
     """void name(const void *x, const uint32_t *table, void *out, const void *tanh): tanh the middle of the
     tanh table or of its knots' words."""
@@ -240,4 +246,3 @@ def inputs_asm(name: str, fracs: list[int], dest: dict[int, int]) -> str:
                   f"    strh r12, [r1, #{_off(2 * dest[j])}]"]
     lines += ["    movs r0, #0", "    bx lr", "9:", "    movs r0, #1", "    bx lr", f"    .size {name}, .-{name}"]
     return "\n".join(lines) + "\n"
-

@@ -456,7 +456,7 @@ def kernel_source(q: IntNet, banner: str, lookup: bool = True) -> tuple[str, dic
     obs_dim = len(q.in_frac)
     act_dim = len(q.out_frac)
     uses_tanh = q.output == "tanh" or any(L.kind == "tanh" for L in q.layers)
-    from export.dsp import OffsetRange, slots
+    from export.dsp import OffsetRange, asm_block, slots
     from export.fp_inputs import fp_c, fp_call, input_bytes
 
     try:  # the DSP assembly, unless an offset in it would pass the 12-bit immediates
@@ -493,12 +493,9 @@ def kernel_source(q: IntNet, banner: str, lookup: bool = True) -> tuple[str, dic
         for li in range(len(q.layers)):
             out.append(f"void bpd_dsp_layer{li}(const void *x, const uint32_t *t, void *out, "
                        "const void *tanh);\n")
-        out.append("__asm__(\n    \".syntax unified\\n\"\n    \".text\\n\"\n    \".balign 4\\n\"\n")
-        out += [f"    \"{line}\\n\"\n" for line in (asm + ("" if fp else inputs)).splitlines()]
-        out.append(");\n")
+        out.append(asm_block(asm + ("" if fp else inputs)))
         if fp:  # the integer stage where the core has no FPU; the FPU stage and the loop where it has
-            out.append('#if !BPD_INT_FP\n__asm__(\n    ".syntax unified\\n"\n    ".text\\n"\n    ".balign 4\\n"\n'
-                       + "".join(f'    "{line}\\n"\n' for line in inputs.splitlines()) + ");\n#endif\n")
+            out.append("#if !BPD_INT_FP\n" + asm_block(inputs) + "#endif\n")
         out.append(fp_c(fp, input_bytes([int(f) for f in q.in_frac], slots(pairs[0]))) + "#endif\n")
     names = [f"y{i}" for i in range(act_dim)]
     if t1:

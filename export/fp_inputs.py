@@ -12,7 +12,7 @@ the core: BPD_INT_FP (the FPU stage, then the loop where it returns 1), else the
 
 from __future__ import annotations
 
-from export.dsp import _off
+from export.dsp import _off, asm_block
 
 FP_FRACS = range(1, 17)  # the fraction bits VCVT.S16.F32 takes
 FP_MAX_INPUTS = 32  # s0-s31: s16 and up pushed and popped
@@ -89,8 +89,7 @@ def fp_c(fp: str | None, loop: list[int] | None = None) -> str:
         decl += ("int bpd_it_inputs(const float *obs, int16_t *x, const uint8_t *in, int n);\n"
                  "/* per observation: its halfword in the first layer's pair layout (255: unused), 150 - its Q "
                  f"format */\nstatic const uint8_t bpd_it_in[{len(loop)}] = {{{', '.join(map(str, loop))}}};\n")
-    return ("#if BPD_INT_FP\n" + decl + '__asm__(\n    ".syntax unified\\n"\n    ".text\\n"\n    ".balign 4\\n"\n'
-            + "".join(f'    "{line}\\n"\n' for line in asm.splitlines()) + ");\n#endif\n")
+    return "#if BPD_INT_FP\n" + decl + asm_block(asm) + "#endif\n"
 
 
 def fp_call(integer: str, fp: str | None, n: int) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from export.collapse import CollapsedNet
-from export.dsp import Act, OffsetRange, best_layer, layer_asm, slots
+from export.dsp import Act, OffsetRange, asm_block, best_layer, layer_asm, slots
 from export.fixed_point import (
     _PRELUDE,
     SAT,
@@ -158,7 +158,8 @@ def plan(q: IntNet, pairs: list[list[tuple[int, int | None]]], room: int) -> tup
     too (an output row of a few terms)."""
     tables = [table_form(q, li, pairs) for li in range(len(q.layers))]
     uses_tanh = any(L.kind == "tanh" for L in q.layers) or q.output == "tanh"
-    est = {"table_flash": estimated_flash(q, tables), "table_cycles": sum(table_cycles(T, False) for T in tables)}
+    est = {"table_flash": estimated_flash(q, tables, pairs[0]),
+           "table_cycles": sum(table_cycles(T, False) for T in tables)}
     room = max(room, 0)
     cands: dict[int, dict[str, Straight]] = {}
     for li, T in enumerate(tables):
@@ -238,10 +239,11 @@ def kernel_source(q: IntNet, banner: str, room: int = 0, tables_only: bool = Fal
         check_asm(q, tables)
         asm_why = None
         p, est = plan(q, pairs, room) if not tables_only and forced is None else (
-            forced or Plan([T.form for T in tables], "interpolated"), {"table_flash": estimated_flash(q, tables)})
+            forced or Plan([T.form for T in tables], "interpolated"),
+            {"table_flash": estimated_flash(q, tables, pairs[0])})
     except TableRange as e:
         asm_why = str(e)
-        p, est = Plan([T.form for T in tables], "interpolated"), {"table_flash": estimated_flash(q, tables)}
+        p, est = Plan([T.form for T in tables], "interpolated"), {"table_flash": estimated_flash(q, tables, pairs[0])}
     est["flash"] = est["table_flash"] + est.get("extra_flash", 0)
     full = p.tanh == "full"
     guard = "#if defined(__ARM_FEATURE_SIMD32) && __ARM_FEATURE_SIMD32 && defined(__thumb2__)\n"
@@ -295,9 +297,7 @@ def kernel_source(q: IntNet, banner: str, room: int = 0, tables_only: bool = Fal
                 decl.append(f"void bpd_it_layer{li}(const void *x, const uint32_t *w, void *out, const uint8_t *b, "
                             "const void *tanh);\n")
         out.append("\n#if BPD_INT_DSP\n" + "".join(decl))
-        out.append('__asm__(\n    ".syntax unified\\n"\n    ".text\\n"\n    ".balign 4\\n"\n')
-        out += [f'    "{line}\\n"\n' for line in "".join(asm).splitlines()]
-        out.append(");\n" + fp_c(fp) + "#endif\n")
+        out.append(asm_block("".join(asm)) + fp_c(fp) + "#endif\n")
     relu = f"sat_shift(acc, s, 0, {SAT})"
     if uses_tanh:
         tanh = f"tanh_q15(sat_shift(acc, s, -{HALF}, {HALF - 1}))"

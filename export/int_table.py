@@ -148,14 +148,14 @@ def table_form(q: IntNet, li: int, pairs: list[list[tuple[int, int | None]]], st
 _FIXED_FLASH = 600
 
 
-def estimated_flash(q: IntNet, tables: list[TableLayer]) -> int:
+def estimated_flash(q: IntNet, tables: list[TableLayer], inputs: list[tuple[int, int | None]]) -> int:
     """The all-table kernel's flash as estimated before any build: the layers, the interpolation's words, the
-    FPU input stage where the inputs take it (four bytes an instruction), the rest."""
+    FPU input stage where the inputs (the first layer's column pairs) take it (four bytes an instruction), the
+    rest."""
     from export.fp_inputs import fp_inputs_asm
-    from training.pairs import pair_columns
 
     uses_tanh = any(L.kind == "tanh" for L in q.layers) or q.output == "tanh"
-    fp = fp_inputs_asm("x", [int(f) for f in q.in_frac], pair_columns(q.layers[0].wq))
+    fp = fp_inputs_asm("x", [int(f) for f in q.in_frac], inputs)
     fp_bytes = 4 * sum(1 for ln in fp.splitlines() if not ln.lstrip().startswith(".") and ":" not in ln) if fp else 0
     return sum(T.flash() for T in tables) + (WORDS_BYTES if uses_tanh else 0) + _FIXED_FLASH + fp_bytes
 
