@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -120,6 +121,40 @@ def test_bench_figures_take_the_cheapest_kernel_and_the_policy_ram(tmp_path):
     (cell.dir / "bench" / "bench.json").write_text(json.dumps(bench))
     (row,) = collect_results(plan)
     assert row["result"]["bench"]["policy_ram_bytes"] == 416
+
+
+def test_a_method_with_a_dataset_of_its_own(tmp_path):
+    """A method's `dataset` keys replace the plan's for its cells alone: its cells learn from (and are specified by)
+    a dataset named by what differs, collected beside the plan's; the other cells keep the plan's file and their
+    digests; a bad block is one line naming it."""
+    import yaml
+
+    from bpd_app.experiment.cells import prepare_env
+    from bpd_app.experiment.plan import _digest, cell_spec
+    from training.collect import load_dataset
+
+    base = {"name": "p", "envs": ["InvertedPendulum-v5"], "seeds": [0], "eval": {"episodes": 1, "seed": 0},
+            "teachers": {"InvertedPendulum-v5": str(ROOT / "benchmarks" / "teachers" / "InvertedPendulum-v5.npz")},
+            "dataset": {"steps": 300, "noise": 0.1, "seed": 900000}}
+    one, two = tmp_path / "one.yaml", tmp_path / "two.yaml"
+    one.write_text(yaml.safe_dump(base | {"methods": {"bpd": {}}}))
+    two.write_text(yaml.safe_dump(base | {"methods": {"bpd": {}, "noisy": {"method": "bpd",
+                                                                            "dataset": {"noise": 0.3}}}}))
+    ref, plan = load_plan(str(one), str(tmp_path / "r1")), load_plan(str(two), str(tmp_path / "runs"))
+    cells = {c.label: c for c in plan.cells()}
+    assert _digest(cell_spec(plan, cells["bpd"])) == _digest(cell_spec(ref, ref.cells()[0]))
+    assert cell_spec(plan, cells["noisy"])["dataset"] == {"steps": 300, "noise": 0.3, "seed": 900000}
+    ds = tmp_path / "runs" / "datasets"
+    assert plan.cell_dataset_path(cells["bpd"]) == ds / "InvertedPendulum-v5.npz"
+    assert plan.cell_dataset_path(cells["noisy"]) == ds / "InvertedPendulum-v5.noise0.3.npz"
+    prepare_env(plan, "InvertedPendulum-v5")
+    noises = {f.name: load_dataset(f).meta["noise"] for f in ds.glob("*.npz")}
+    assert noises == {"InvertedPendulum-v5.npz": 0.1, "InvertedPendulum-v5.noise0.3.npz": 0.3}
+    for bad, says in (({"noise": -1}, "dataset of 'noisy'.noise must be a number >= 0"),
+                      ({"episodes": 3}, "dataset of 'noisy' takes steps, noise and seed, not episodes")):
+        two.write_text(yaml.safe_dump(base | {"methods": {"noisy": {"method": "bpd", "dataset": bad}}}))
+        with pytest.raises(BpdError, match=re.escape(says)):
+            load_plan(str(two), str(tmp_path / "runs"))
 
 
 def test_status_estimates_the_time_left_from_finished_peers(tmp_path):

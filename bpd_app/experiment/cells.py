@@ -46,7 +46,8 @@ def _run(argv: list[str], log: Path, stdout: Path | None = None, cwd: Path | Non
 
 
 def prepare_env(plan: Plan, env: str) -> None:
-    """The shared dataset and the teacher's evaluation on the reporting seeds, once per environment."""
+    """The datasets (the plan's, shared, and any a method collects with keys of its own) and the teacher's
+    evaluation on the reporting seeds, once per environment."""
     teacher = plan.teachers[env]
     if not teacher.is_file():
         raise StageFailed(f"{plan.rel(teacher)}: no such teacher file")
@@ -54,11 +55,15 @@ def prepare_env(plan: Plan, env: str) -> None:
     log.parent.mkdir(parents=True, exist_ok=True)
     from bpd_app.methods import get
 
-    ds = plan.dataset_path(env)
-    if any(get(m.method).uses_dataset for m in plan.methods.values()) and not ds.exists():
-        d = plan.dataset
-        _run(["collect", "--teacher", str(teacher), "--out", str(ds), "--steps", str(d["steps"]),
-              "--noise", str(d["noise"]), "--seed", str(d["seed"]), "--no-progress"], log)
+    wanted = {}  # every dataset the plan's methods learn from (the plan's, and those of methods with their own)
+    for m in plan.methods.values():
+        if get(m.method).uses_dataset:
+            d = plan.cell_dataset(m.label)
+            wanted[plan.dataset_path(env, d)] = d
+    for ds, d in wanted.items():
+        if not ds.exists():
+            _run(["collect", "--teacher", str(teacher), "--out", str(ds), "--steps", str(d["steps"]),
+                  "--noise", str(d["noise"]), "--seed", str(d["seed"]), "--no-progress"], log)
     te = plan.teacher_eval_path(env)
     if not te.exists():
         _run(["evaluate", str(teacher), "--env", env, "--episodes", str(plan.eval["episodes"]),
@@ -70,8 +75,8 @@ def export_argv(plan: Plan, cell: Cell, product: Path, out: Path) -> list[str]:
     committed cell (whose checkpoints are gone), so that a table compares methods on one kernel; the integer
     kernel is built and measured beside it (the bench's `integer` figures), and what it costs where the export
     ships it (it keeps the return) is benchmarks/cost_benchmark.py's."""
-    return ["export", str(product), "--out", str(out), "--episodes", "0", "--dataset", str(plan.dataset_path(cell.env)),
-            "--teacher", str(plan.teachers[cell.env])]
+    return ["export", str(product), "--out", str(out), "--episodes", "0", "--dataset",
+            str(plan.cell_dataset_path(cell)), "--teacher", str(plan.teachers[cell.env])]
 
 
 def bench_argv(plan: Plan, cell: Cell, export: Path, out: Path) -> list[str]:
@@ -176,7 +181,7 @@ def execute_cell(plan_path: str, cell_key: str, runs: str | None = None) -> dict
         teacher = plan.teachers[cell.env]
         from training.teacher import load_teacher
         tmeta = {"train": load_teacher(teacher).train}
-        inputs = CellInputs(cell.env, cell.seed, str(teacher), str(plan.dataset_path(cell.env)), cell.dir / "run",
+        inputs = CellInputs(cell.env, cell.seed, str(teacher), str(plan.cell_dataset_path(cell)), cell.dir / "run",
                             spec["args"], deps, tmeta)
         product = cell.dir / "run" / method.product
         train_summary = cell.dir / "run" / "summary.json"

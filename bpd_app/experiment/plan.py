@@ -11,6 +11,7 @@ Plan format:
     methods:                         # label -> {method: registry name, args: {option: value}}
       bpd: {}
       bpd-constant-eta: {method: bpd, args: {eta_schedule: constant}}
+      bpd-noise-0.3: {method: bpd, dataset: {noise: 0.3}}   # a dataset of its own: the plan's, these keys changed
     env_args: {Hopper-v5: {steps: 100000}}   # options for every method on one environment (online-sac-small
                                              # takes no env-level steps: its budget is environment steps)
     results: benchmarks/results/quick  # optional; where `experiment table` commits (default benchmarks/results/<name>)
@@ -43,6 +44,7 @@ class MethodSpec:
     method: str
     args: dict
     needs: dict[str, str]  # method name it needs -> plan label providing it
+    dataset: dict = dc_field(default_factory=dict)  # the keys of the plan's dataset this method collects otherwise
 
 
 @dataclass
@@ -81,8 +83,18 @@ class Plan:
         return [Cell(e, m, s, self.runs / e / m / f"seed{s}") for m in self.methods for e in self.envs
                 for s in self.seeds]
 
-    def dataset_path(self, env: str) -> Path:
-        return self.runs / "datasets" / f"{env}.npz"
+    def cell_dataset(self, label: str) -> dict:
+        """The dataset a method's cells learn from: the plan's, with the method's own keys in its place."""
+        return self.dataset | self.methods[label].dataset
+
+    def dataset_path(self, env: str, dataset: dict | None = None) -> Path:
+        """Where a dataset of the plan's run root lives: the plan's as {env}.npz, another named by what differs."""
+        diff = {k: v for k, v in (dataset or {}).items() if self.dataset.get(k) != v}
+        return self.runs / "datasets" / (f"{env}.npz" if not diff else
+                                         env + "".join(f".{k}{diff[k]}" for k in sorted(diff)) + ".npz")
+
+    def cell_dataset_path(self, cell: Cell) -> Path:
+        return self.dataset_path(cell.env, self.cell_dataset(cell.label))
 
     def committed_path(self, cell: Cell) -> Path:
         """Where `experiment table` commits the cell's summary, and where a lost run root is restored from."""
@@ -151,13 +163,15 @@ def load_plan(path: str | Path, runs: str | None = None) -> Plan:
     methods: dict[str, MethodSpec] = {}
     for label, spec in methods_raw.items():
         spec = spec or {}
-        if not isinstance(spec, dict) or set(spec) - {"method", "args", "needs"}:
-            raise BpdError(f"{p}: method {label!r} takes method, args and needs")
+        if not isinstance(spec, dict) or set(spec) - {"method", "args", "needs", "dataset"}:
+            raise BpdError(f"{p}: method {label!r} takes method, args, needs and dataset")
         m = get(str(spec.get("method", label)))
         args = spec.get("args") or {}
         if not isinstance(args, dict):
             raise BpdError(f"{p}: args of {label!r} must be a mapping")
-        methods[str(label)] = MethodSpec(str(label), m.name, dict(args), {})
+        own = spec.get("dataset") or {}
+        _check_dataset(p, own, f"dataset of {label!r}")
+        methods[str(label)] = MethodSpec(str(label), m.name, dict(args), {}, dict(own))
     for ms in methods.values():  # resolve what each method needs to plan labels
         m = get(ms.method)
         given = (methods_raw[ms.label] or {}).get("needs") or {}
@@ -219,19 +233,31 @@ def _check_plan_values(p: Path, raw: dict) -> None:
             finite(x, f"{where}.{k}" if where else str(k))
 
     finite(raw, "")
-    for key, fields in (("eval", ("episodes", "seed")), ("dataset", ("steps", "seed"))):
-        block = raw.get(key) or {}
-        if not isinstance(block, dict):
-            raise BpdError(f"{p}: {key} must be a mapping")
-        for f in fields:
-            if f in block and (isinstance(block[f], bool) or not isinstance(block[f], int) or block[f] < 0):
-                raise BpdError(f"{p}: {key}.{f} must be a whole number >= 0 (got {str(block[f])[:40]!r})")
-    noise = (raw.get("dataset") or {}).get("noise", 0.0)
-    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or noise < 0:
-        raise BpdError(f"{p}: dataset.noise must be a number >= 0 (got {str(noise)[:40]!r})")
+    block = raw.get("eval") or {}
+    if not isinstance(block, dict):
+        raise BpdError(f"{p}: eval must be a mapping")
+    for f in ("episodes", "seed"):
+        if f in block and (isinstance(block[f], bool) or not isinstance(block[f], int) or block[f] < 0):
+            raise BpdError(f"{p}: eval.{f} must be a whole number >= 0 (got {str(block[f])[:40]!r})")
+    _check_dataset(p, raw.get("dataset") or {}, "dataset")
     env_args = raw.get("env_args") or {}
     if not isinstance(env_args, dict) or not all(isinstance(v, dict) or v is None for v in env_args.values()):
         raise BpdError(f"{p}: env_args maps an environment to a mapping of options")
+
+
+def _check_dataset(p: Path, block: Any, where: str) -> None:
+    """A dataset block (the plan's, or a method's own keys): steps and seed whole numbers, noise a number >= 0."""
+    if not isinstance(block, dict):
+        raise BpdError(f"{p}: {where} must be a mapping")
+    unknown = set(block) - {"steps", "noise", "seed"}
+    if unknown:
+        raise BpdError(f"{p}: {where} takes steps, noise and seed, not {', '.join(sorted(map(str, unknown)))}")
+    for f in ("steps", "seed"):
+        if f in block and (isinstance(block[f], bool) or not isinstance(block[f], int) or block[f] < 0):
+            raise BpdError(f"{p}: {where}.{f} must be a whole number >= 0 (got {str(block[f])[:40]!r})")
+    noise = block.get("noise", 0.0)
+    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or noise < 0:
+        raise BpdError(f"{p}: {where}.noise must be a number >= 0 (got {str(noise)[:40]!r})")
 
 
 def _check_env_id(env_id: str, p: Path) -> None:
@@ -297,7 +323,7 @@ def cell_spec(plan: Plan, cell: Cell) -> dict:
     spec = {"env": cell.env, "label": cell.label, "method": ms.method, "seed": cell.seed,
             "args": env_args | ms.args, "needs": ms.needs,
             "teacher_sha256": sha256_file(teacher) if teacher.is_file() else None,
-            "dataset": plan.dataset, "eval": plan.eval, "bench": plan.bench}
+            "dataset": plan.cell_dataset(cell.label), "eval": plan.eval, "bench": plan.bench}
     revision = method.revision
     if revision > 1:  # a method's first version leaves the key out, so its cells keep their digests
         spec["method_revision"] = revision

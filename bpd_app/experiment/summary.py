@@ -195,7 +195,7 @@ def _cell_result(plan: Plan, cell: Cell, spec: dict, train: dict, ev: dict, tev:
         "weights_removed_vs_teacher": (1.0 - nonzero / t_total) if nonzero is not None and t_total else None,
         "train": {"seconds": seconds, "steps": train.get("steps"), "hidden": train.get("hidden"),
                   "grad_steps": train.get("grad_steps", train.get("steps")),
-                  "env_steps": train.get("env_steps", plan.dataset["steps"] if uses_dataset else None),
+                  "env_steps": train.get("env_steps", plan.cell_dataset(cell.label)["steps"] if uses_dataset else None),
                   "control": train.get("control"), "nonzero_budget": train.get("nonzero_budget"),
                   "teacher_distribution": train.get("teacher_distribution"),
                   "teacher_value": train.get("teacher_value"), "visited_spread": train.get("visited_spread"),
