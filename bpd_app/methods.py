@@ -326,6 +326,10 @@ _cycle_cut("bpd-units-finetune-pairs-warmup-c50-long", "bpd-units-finetune-pairs
            "training, not a fifth, on the cut mask (a longer fine-tune for the deeper cut), cut to 0.49 of the bpd "
            "cell's cycles: the estimate from unit weights misses the trained student's by a few cycles (its "
            "activations' shifts), which at 0.5 left it just above half", 0.49, 0.5)
+_cycle_cut("bpd-units-finetune-pairs-warmup-c50-long-anneal", "bpd-units-finetune-pairs-warmup-c50-long whose "
+           "fine-tune takes the actor's learning rate to zero on a half cosine (--finetune-anneal): Walker2d's cut "
+           "students fell on 0 to 10 of the 10 selection episodes from one periodic evaluation to the next", 0.49, 0.5,
+           {"finetune_anneal": True})
 VISITS = 20_000  # environment steps: a fifth of the students plan's dataset (100,000 steps)
 _cycle_cut("bpd-units-finetune-pairs-warmup-c50-visits", "bpd-units-finetune-pairs-warmup-c50-long whose fine-tune "
            f"also learns from {VISITS:,} environment steps driven by the cut student itself, every state labelled by "

@@ -644,3 +644,26 @@ def test_gated_schedule_needs_the_bayesian_student():
     assert DistillConfig(teacher="", dataset="").kl_warmup == "gate"
     assert not warmup_applies(paper(kl_warmup="gate", student="l1"))
     assert warmup_applies(paper(kl_warmup="gate")) and not warmup_applies(paper())
+
+
+def test_finetune_anneal_takes_the_actor_learning_rate_to_zero_on_a_half_cosine():
+    """--finetune-anneal: --actor-lr until the fine-tune, then lr * (1 + cos(pi * k / K)) / 2 at its k-th of K
+    steps (the critic's unchanged); without it, --actor-lr throughout. Bad use is one line."""
+    from bpd.errors import BpdError
+    from training.distill_config import _check_config
+
+    for anneal in (True, False):
+        torch.manual_seed(0)
+        cfg = paper(hidden=[HIDDEN], critic_hidden=[CRITIC_HIDDEN], steps=10, policy_freq=1, actor_lr=ACTOR_LR,
+                    critic_lr=CRITIC_LR, finetune=0.4, finetune_anneal=anneal)
+        t = BPDTrainer(cfg, OBS, ACT, N_DATA)
+        lrs = []
+        for _ in range(10):
+            t.update(BATCH)
+            lrs.append(t.actor_opt.param_groups[0]["lr"])
+        want = [ACTOR_LR] * 6 + [ACTOR_LR * (1 + math.cos(math.pi * k / 4)) / 2 if anneal else ACTOR_LR
+                                 for k in range(4)]
+        assert lrs == pytest.approx(want, rel=1e-12)
+        assert t.critic_opt.param_groups[0]["lr"] == CRITIC_LR
+    with pytest.raises(BpdError, match="--finetune-anneal anneals the Bayesian student's fine-tune"):
+        _check_config(DistillConfig(teacher="t", dataset="d", finetune=0.0, finetune_anneal=True))

@@ -159,6 +159,15 @@ class BPDTrainer:
         return (isinstance(self.actor, BayesianStudent) and c.finetune > 0 and not self.warming
                 and self.t >= (1 - c.finetune) * c.steps)
 
+    def actor_lr(self) -> float:
+        """The actor's learning rate at this step: --actor-lr, falling to zero over the fine-tune on a half cosine
+        with --finetune-anneal (1 at its first step, 0 at the run's end)."""
+        c = self.cfg
+        if not (c.finetune_anneal and self.finetuning()):
+            return c.actor_lr
+        start = math.ceil((1 - c.finetune) * c.steps)
+        return c.actor_lr * 0.5 * (1 + math.cos(math.pi * min(1.0, (self.t - start) / max(1, c.steps - start))))
+
     def freeze(self) -> None:
         """Enter the fine-tune phase: the student and its target become their deterministic masked forms
         (with --prune-to, both on the actor's budgeted mask)."""
@@ -235,6 +244,8 @@ class BPDTrainer:
             penalty, weight, logs = self.sparsity_term(eta)
             value: torch.Tensor | float = 0.0 if self.critic is None else -lam * q.mean()
             actor_loss = value + c.bc_weight * bc + weight * penalty
+            for g in self.actor_opt.param_groups:
+                g["lr"] = self.actor_lr()
             self.actor_opt.zero_grad(set_to_none=True)
             actor_loss.backward()
             self.actor_opt.step()

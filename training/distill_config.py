@@ -120,6 +120,10 @@ class DistillConfig:
                                  "(DAgger's aggregation, training/visits.py: a budget on top of the dataset's, in "
                                  "turns spread evenly through the fine-tune, as many as it has periodic "
                                  "evaluations); 0: the offline data alone")
+    finetune_anneal: bool = field(False, help="Bayesian student with --finetune: the actor's learning rate falls "
+                                  "from --actor-lr to zero over the fine-tune on a half cosine (the critic's is "
+                                  "kept), so that its last students settle instead of wandering between periodic "
+                                  "evaluations")
     prune_start: float = field(0.2, help="magnitude student: fraction of training where pruning starts")
     prune_end: float = field(0.6, help="magnitude student: fraction where the final count is reached "
                              "(fine-tuning after it)")
@@ -192,6 +196,9 @@ def _check_config(cfg: DistillConfig) -> None:
         raise BpdError("--prune-fraction (above 0, at most 1) cuts the Bayesian student's mask at the fine-tune's "
                        "start: it needs --finetune above 0, and none of --prune-to, --prune-to-pairs, "
                        "--prune-to-cycles")
+    if cfg.finetune_anneal and (cfg.finetune == 0 or cfg.student != "bayesian"):
+        raise BpdError("--finetune-anneal anneals the Bayesian student's fine-tune: it needs --student bayesian and "
+                       "--finetune above 0")
     if cfg.finetune_visits and (cfg.finetune == 0 or cfg.student != "bayesian"):
         raise BpdError("--finetune-visits drives the task with the Bayesian student during its fine-tune: it needs "
                        "--student bayesian and --finetune above 0")
