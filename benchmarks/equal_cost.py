@@ -67,6 +67,9 @@ def cell_record(plan, env: str, label: str, seed: int) -> dict:
         cands = json.loads(bench.read_text())["export_kernels"]["candidates"]
         kernels = {k: {f: cands[k][f] for f in ("instructions", "cycles", "flash_bytes")}
                    for k in KERNELS if cands.get(k)}
+    report = cell.dir / "export" / "export_report.json"  # the form of the integer kernel the bench measured
+    form = ((((json.loads(report.read_text()) if report.is_file() else {}).get("kernel") or {}).get("candidates")
+             or {}).get("integer") or {}).get("form")
     ev = r["eval"]
     onnx_path = cell.dir / "export" / "policy.onnx"
     smlads = None
@@ -80,7 +83,7 @@ def cell_record(plan, env: str, label: str, seed: int) -> dict:
             "early_ends_where_teacher_finished": r["early_terminations_where_teacher_finished"],
             "params_nonzero": r["params_nonzero"], "product_sha256": r.get("product_sha256"),
             "hidden_units": sum((r.get("export") or {}).get("widths", [0, 0])[1:-1]),
-            "teacher_return": r["teacher"]["return_mean"], "kernels": kernels}
+            "teacher_return": r["teacher"]["return_mean"], "kernels": kernels, "integer_form": form}
 
 
 def kept(new: dict, old: dict | None) -> dict:
@@ -130,10 +133,16 @@ def verdicts(row: dict, side: str) -> dict:
            "return_level": b["return_mean"] >= a["return_mean"],
            "within_two_standard_errors": abs(b["return_mean"] - a["return_mean"]) <= 2 * se,
            "nonzero_b_over_a": b["params_nonzero"] / a["params_nonzero"], "cycles_b_over_a": {}}
-    for k in KERNELS:
-        if k in a["kernels"] and k in b["kernels"]:
+    for k in KERNELS:  # the integer kernel's cycles compared only where both sides built it in the same form
+        if k in a["kernels"] and k in b["kernels"] and (k != "integer" or same_integer_form(a, b)):
             out["cycles_b_over_a"][k] = b["kernels"][k]["cycles"] / a["kernels"][k]["cycles"]
     return out
+
+
+def same_integer_form(a: dict, b: dict) -> bool:
+    """Whether two sides' integer kernels were built in one form (a record kept from a run root since lost names
+    none: built before the form was recorded, so before the observations' FPU stage)."""
+    return a.get("integer_form") is not None and a.get("integer_form") == b.get("integer_form")
 
 
 def markdown(res: dict) -> str:
@@ -182,6 +191,14 @@ def markdown(res: dict) -> str:
           "episode std / sqrt(30), added in quadrature); a difference within two standard errors is one the "
           "episodes cannot tell from zero. SMLADs: the DSP integer kernel's multiply-adds, one a row and pair of "
           "columns (training/pairs.py), counted on the export's weights."]
+    earlier = sorted({s for row in res["rows"] for s in ("A", *BPD_SIDES)
+                      if (row.get(s) or {}).get("finished") and "integer" in row[s]["kernels"]
+                      and not row[s].get("integer_form")})
+    if earlier:
+        L += ["", f"Sides {', '.join(earlier)}: their integer kernel measured in an earlier form (before the "
+              "observations' FPU stage, export/fp_inputs.py), kept from a run root since lost, so not measured again "
+              "(their students are gone): their integer-kernel cycles are not compared with a side of the current "
+              "form (a '-' below); their float kernels' are."]
     for side in BPD_SIDES:
         if side not in res["sides"]:
             continue
@@ -213,8 +230,11 @@ def markdown(res: dict) -> str:
                   f"{statistics.mean(diffs):+.1f} on average (std {statistics.pstdev(diffs):.1f} over seeds; worst "
                   f"seed {min(diffs):+.1f}); {side} level or above in return on {sum(v['return_level'] for v in done)}"
                   f" of {len(done)}, within two standard errors of A on "
-                  f"{sum(v['within_two_standard_errors'] for v in done)} of {len(done)}; at fewer or as many integer "
-                  f"kernel cycles on {sum(v['cycles_b_over_a'].get('integer', 2) <= 1 for v in done)} of {len(done)}."]
+                  f"{sum(v['within_two_standard_errors'] for v in done)} of {len(done)}; " + (
+                      f"at fewer or as many integer kernel cycles on "
+                      f"{sum(v['cycles_b_over_a']['integer'] <= 1 for v in both)} of {len(both)}."
+                      if (both := [v for v in done if "integer" in v["cycles_b_over_a"]]) else
+                      "integer kernel cycles not compared (the two sides' kernels of different forms).")]
     return "\n".join(L) + "\n"
 
 

@@ -34,3 +34,20 @@ def test_a_new_measurement_replaces_the_old_and_a_first_one_stands():
     assert equal_cost.kept(fresh, MEASURED) is fresh
     assert equal_cost.kept(fresh, None) is fresh
     assert equal_cost.kept({"finished": False}, None) == {"finished": False}
+
+
+def test_integer_cycles_are_compared_only_within_one_kernel_form():
+    """Two sides' integer-kernel cycles make a ratio only when both were built in the same recorded form; the
+    float kernels' always (a record kept from a lost run root names no form)."""
+    side = {"finished": True, "return_std": 10.0, "episodes": 30, "params_nonzero": 100}
+
+    def rec(ret, cyc, form):
+        return side | {"return_mean": ret, "integer_form": form,
+                       "kernels": {"integer": {"cycles": cyc}, "compact": {"cycles": 4 * cyc}}}
+
+    a = rec(100.0, 1000, "dsp+vcvt")
+    same = equal_cost.verdicts({"A": a, "B": rec(110.0, 900, "dsp+vcvt")}, "B")
+    assert same["cycles_b_over_a"] == {"integer": 0.9, "compact": 0.9} and same["return_b_minus_a"] == 10.0
+    old = equal_cost.verdicts({"A": a, "B": rec(110.0, 1100, None)}, "B")
+    assert old["cycles_b_over_a"] == {"compact": 1.1}
+    assert not equal_cost.same_integer_form(rec(1, 1, None), rec(1, 1, None))  # unknown is never "the same"
