@@ -68,3 +68,42 @@ def test_issue_34s_bar_needs_half_the_cycles_the_return_and_no_early_end():
     assert delivered.meets_bar(row(0.3, 0.989, 0), 0.99) is False
     assert delivered.meets_bar(row(0.3, 1.0, 1), 0.99) is False  # one early end of 30 misses it
     assert delivered.meets_bar(row(None, 1.0, 0), 0.99) is None  # no reference cell measured
+
+
+def test_confirm_walks_the_kept_candidates_cheapest_first_until_one_holds(monkeypatch, tmp_path):
+    """--confirm: each kept candidate, cheapest first, runs on the selection seeds after the run's beside the
+    teacher; one that falls where the teacher finishes, or drops below the share, is passed over; the next that
+    holds is delivered; an uncosted or unkept one is never run."""
+    from types import SimpleNamespace
+
+    import training.envs
+    import training.student
+    import training.teacher
+    from training.envs import Episodes
+
+    teacher = Episodes([100.0, 100.0, 20.0], [1000, 1000, 200], [False, False, True], 0)
+    outcomes = {"a": Episodes([100.0, 30.0, 100.0], [1000, 300, 1000], [False, True, False], 0),  # falls
+                "b": Episodes([100.0, 100.0, 20.0], [1000, 1000, 200], [False, False, True], 0)}  # only where
+    seen = []  # the teacher does too
+
+    def rollouts(env, act, n, seed):
+        seen.append((act, n, seed))
+        return teacher if act == "teacher" else outcomes[act]
+
+    monkeypatch.setattr(training.envs, "rollouts", rollouts)
+    monkeypatch.setattr(training.teacher, "load_teacher", lambda p: SimpleNamespace(act="teacher"))
+    monkeypatch.setattr(training.student, "load_student",
+                        lambda p: (SimpleNamespace(collapse=lambda **kw: SimpleNamespace(act=p.parts[-4])), {}, {}))
+    for m in "abcd":
+        (tmp_path / "E" / m / "seed1" / "run").mkdir(parents=True)
+        (tmp_path / "E" / m / "seed1" / "run" / "student.pt").write_bytes(b"")
+    plan = SimpleNamespace(runs=tmp_path, teachers={"E": "t.npz"})
+    cs = [cand("E/a/seed1", 10.0, 99.0, True), cand("E/b/seed1", 20.0, 99.0, True),
+          cand("E/c/seed1", 5.0, 99.0, False), cand("E/d/seed1", None, 99.0, True)]
+    for c in cs:
+        c["method"] = c["cell"].split("/")[1]
+    d = delivered.confirmed(plan, "E", 1, cs, 0.99, 10, 3)
+    assert d["cell"] == "E/b/seed1" and d["confirm"]["holds"] and d["confirm"]["early_ends_where_teacher_finished"] == 0
+    assert cs[0]["confirm"]["early_ends_where_teacher_finished"] == 1 and not cs[0]["confirm"]["holds"]
+    assert "confirm" not in cs[2] and "confirm" not in cs[3]
+    assert [s[0] for s in seen] == ["teacher", "a", "b"] and {s[1:] for s in seen} == {(3, 200_000 + 1000 + 10)}
