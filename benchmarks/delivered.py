@@ -131,6 +131,7 @@ def confirmed(plan, env: str, seed: int, cands: list[dict], keep: float, first: 
     records its figures under "confirm"."""
     import numpy as np
 
+    from bpd_app.methods import get
     from training.envs import rollouts, select_eval_seed
     from training.student import load_student
     from training.teacher import load_teacher
@@ -141,7 +142,7 @@ def confirmed(plan, env: str, seed: int, cands: list[dict], keep: float, first: 
     order = sorted((c for c in cands if c["keeps"] and c["cycles"] is not None and c.get("comparable", True)),
                    key=lambda c: (c["cycles"], -c["select_return"]))
     for c in order:
-        product = plan.runs / env / c["method"] / f"seed{seed}" / "run" / "student.pt"
+        product = plan.runs / env / c["method"] / f"seed{seed}" / "run" / get(plan.methods[c["method"]].method).product
         if not product.is_file():
             c["confirm"] = {"error": "no student file in the run root"}
             continue

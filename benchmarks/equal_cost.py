@@ -67,9 +67,9 @@ def cell_record(plan, env: str, label: str, seed: int) -> dict:
         cands = json.loads(bench.read_text())["export_kernels"]["candidates"]
         kernels = {k: {f: cands[k][f] for f in ("instructions", "cycles", "flash_bytes")}
                    for k in KERNELS if cands.get(k)}
-    report = cell.dir / "export" / "export_report.json"  # the form of the integer kernel the bench measured
-    form = ((((json.loads(report.read_text()) if report.is_file() else {}).get("kernel") or {}).get("candidates")
-             or {}).get("integer") or {}).get("form")
+    from bpd_app.experiment.cells import integer_form
+
+    form = integer_form(cell.dir / "export")  # the form of the integer kernel the bench measured
     ev = r["eval"]
     onnx_path = cell.dir / "export" / "policy.onnx"
     smlads = None

@@ -97,7 +97,8 @@ def test_confirm_walks_the_kept_candidates_cheapest_first_until_one_holds(monkey
     for m in "abcd":
         (tmp_path / "E" / m / "seed1" / "run").mkdir(parents=True)
         (tmp_path / "E" / m / "seed1" / "run" / "student.pt").write_bytes(b"")
-    plan = SimpleNamespace(runs=tmp_path, teachers={"E": "t.npz"})
+    plan = SimpleNamespace(runs=tmp_path, teachers={"E": "t.npz"},
+                           methods={m: SimpleNamespace(method="bpd") for m in "abcd"})
     cs = [cand("E/a/seed1", 10.0, 99.0, True), cand("E/b/seed1", 20.0, 99.0, True),
           cand("E/c/seed1", 5.0, 99.0, False), cand("E/d/seed1", None, 99.0, True)]
     for c in cs:

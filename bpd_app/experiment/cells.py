@@ -84,14 +84,20 @@ def bench_argv(plan: Plan, cell: Cell, export: Path, out: Path) -> list[str]:
             str(plan.teachers[cell.env]), "--host-iters", "2000"]
 
 
+def integer_form(export: Path) -> str | None:
+    """The form of the integer kernel an export built, as its report names it (None: no report, or no integer
+    kernel, a network it does not take)."""
+    rep = _read_json(export / "export_report.json") or {}
+    return (((rep.get("kernel") or {}).get("candidates") or {}).get("integer") or {}).get("form")
+
+
 def kernel_current(export: Path) -> bool:
-    """Whether an export built its integer kernel in the current form (the form its report names; an export
-    without one, a network the integer kernel does not take, has nothing to build again)."""
+    """Whether an export built its integer kernel in the current form (an export without one has nothing to build
+    again)."""
     from export.fixed_point import int_form
 
-    rep = _read_json(export / "export_report.json") or {}
-    c = ((rep.get("kernel") or {}).get("candidates") or {}).get("integer")
-    return not c or c.get("form") == int_form(True)
+    form = integer_form(export)
+    return form is None or form == int_form(True)
 
 
 def rebench_cell(plan: Plan, cell: Cell) -> str:

@@ -236,13 +236,17 @@ def _check_plan_values(p: Path, raw: dict) -> None:
     block = raw.get("eval") or {}
     if not isinstance(block, dict):
         raise BpdError(f"{p}: eval must be a mapping")
-    for f in ("episodes", "seed"):
-        if f in block and (isinstance(block[f], bool) or not isinstance(block[f], int) or block[f] < 0):
-            raise BpdError(f"{p}: eval.{f} must be a whole number >= 0 (got {str(block[f])[:40]!r})")
+    _check_whole(p, block, ("episodes", "seed"), "eval")
     _check_dataset(p, raw.get("dataset") or {}, "dataset")
     env_args = raw.get("env_args") or {}
     if not isinstance(env_args, dict) or not all(isinstance(v, dict) or v is None for v in env_args.values()):
         raise BpdError(f"{p}: env_args maps an environment to a mapping of options")
+
+
+def _check_whole(p: Path, block: dict, fields: tuple[str, ...], where: str) -> None:
+    for f in fields:
+        if f in block and (isinstance(block[f], bool) or not isinstance(block[f], int) or block[f] < 0):
+            raise BpdError(f"{p}: {where}.{f} must be a whole number >= 0 (got {str(block[f])[:40]!r})")
 
 
 def _check_dataset(p: Path, block: Any, where: str) -> None:
@@ -252,9 +256,7 @@ def _check_dataset(p: Path, block: Any, where: str) -> None:
     unknown = set(block) - {"steps", "noise", "seed"}
     if unknown:
         raise BpdError(f"{p}: {where} takes steps, noise and seed, not {', '.join(sorted(map(str, unknown)))}")
-    for f in ("steps", "seed"):
-        if f in block and (isinstance(block[f], bool) or not isinstance(block[f], int) or block[f] < 0):
-            raise BpdError(f"{p}: {where}.{f} must be a whole number >= 0 (got {str(block[f])[:40]!r})")
+    _check_whole(p, block, ("steps", "seed"), where)
     noise = block.get("noise", 0.0)
     if isinstance(noise, bool) or not isinstance(noise, (int, float)) or noise < 0:
         raise BpdError(f"{p}: {where}.noise must be a number >= 0 (got {str(noise)[:40]!r})")
