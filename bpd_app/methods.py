@@ -330,6 +330,12 @@ _cycle_cut("bpd-units-finetune-pairs-warmup-c50-long-anneal", "bpd-units-finetun
            "fine-tune takes the actor's learning rate to zero on a half cosine (--finetune-anneal): Walker2d's cut "
            "students fell on 0 to 10 of the 10 selection episodes from one periodic evaluation to the next", 0.49, 0.5,
            {"finetune_anneal": True})
+SURE_EPISODES = 30  # selection episodes of c50-long-sure: as many as the reporting episodes
+_cycle_cut("bpd-units-finetune-pairs-warmup-c50-long-sure", "bpd-units-finetune-pairs-warmup-c50-long whose selection "
+           f"judges each candidate on {SURE_EPISODES} selection episodes, not 10, and sets aside those that end early "
+           "on one the teacher finishes (--select-no-falls): the cut students' falls on the reporting episodes came "
+           "from candidates chosen on 10 episodes by return alone", 0.49, 0.5,
+           {"select_no_falls": True, "select_episodes": SURE_EPISODES})
 VISITS = 20_000  # environment steps: a fifth of the students plan's dataset (100,000 steps)
 _cycle_cut("bpd-units-finetune-pairs-warmup-c50-visits", "bpd-units-finetune-pairs-warmup-c50-long whose fine-tune "
            f"also learns from {VISITS:,} environment steps driven by the cut student itself, every state labelled by "

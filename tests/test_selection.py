@@ -2,8 +2,10 @@
 every student of the fine-tune whatever its periodic return."""
 
 import numpy as np
+import pytest
 import torch
 
+from bpd.errors import BpdError
 from training.selection import Candidate, finetuned, select
 from training.student import BayesianStudent
 
@@ -43,3 +45,41 @@ def test_the_fine_tunes_candidates_are_judged_whatever_their_periodic_return():
     # without a shortlist every candidate is judged, once
     out = select(cands, meta, stats, "InvertedPendulum-v5", 0, "sparsest-within", 0.02, 1, shortlist=None)
     assert [r["step"] for r in out["rows"]] == [20, 30, 40]
+
+
+def test_the_falls_check_sets_aside_a_candidate_that_ends_an_episode_the_teacher_finishes(monkeypatch):
+    """Three episodes on the selection seeds; the teacher ends the second early. Step 20 has the best return but
+    ends the first (the teacher finishes it): set aside. Step 30 ends only the second (the teacher's too): kept.
+    Step 40 ends the first and the third. So `best` hands over step 20 without the check, step 30 with it; where
+    every candidate falls, those with the fewest falls are judged (step 20 and 30 tie at one: the better return)."""
+    import training.selection as sel
+    from training.envs import Episodes
+
+    def fake(outcomes):
+        calls = iter(outcomes)
+        return lambda env_id, act, episodes, seed: next(calls)
+
+    teacher = Episodes([100.0, 10.0, 100.0], [1000, 50, 1000], [False, True, False], 0)
+    s20 = Episodes([90.0, 95.0, 95.0], [400, 1000, 1000], [True, False, False], 0)
+    s30 = Episodes([80.0, 10.0, 80.0], [1000, 40, 1000], [False, True, False], 0)
+    s40 = Episodes([20.0, 50.0, 20.0], [30, 1000, 30], [True, False, True], 0)
+    cands = [Candidate(20, 1.0, 29, _student(False, 1).state_dict()),
+             Candidate(30, 1.0, 29, _student(False, 2).state_dict()),
+             Candidate(40, 1.0, 29, _student(False, 3).state_dict())]
+    meta = {"obs_dim": 4, "act_dim": 1, "hidden": [4], "activation": "tanh", "threshold": 3.0,
+            "log_alpha_clip": 8.0}
+    stats = {"obs_mean": np.zeros(4, np.float32), "obs_std": np.ones(4, np.float32),
+             "action_low": -3 * np.ones(1, np.float32), "action_high": 3 * np.ones(1, np.float32)}
+    args = (cands, meta, stats, "InvertedPendulum-v5", 0, "best", 0.02, 3, None)
+    monkeypatch.setattr(sel, "rollouts", fake([s20, s30, s40]))
+    assert select(*args)["chosen"]["step"] == 20
+    monkeypatch.setattr(sel, "rollouts", fake([teacher, s20, s30, s40]))
+    out = select(*args, teacher_act=lambda o: o, no_falls=True)
+    assert [r["falls"] for r in out["rows"]] == [1, 0, 2]
+    assert out["chosen"]["step"] == 30 and out["teacher_select_early_terminations"] == 1
+    assert "teacher finishes" in out["rule"]
+    s30_falls = Episodes([80.0, 10.0, 80.0], [1000, 40, 5], [False, True, True], 0)
+    monkeypatch.setattr(sel, "rollouts", fake([teacher, s20, s30_falls, s40]))
+    assert select(*args, teacher_act=lambda o: o, no_falls=True)["chosen"]["step"] == 20
+    with pytest.raises(BpdError, match="needs the teacher"):
+        select(*args, no_falls=True)

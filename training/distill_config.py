@@ -66,6 +66,9 @@ class DistillConfig:
                                  "periodic evaluations and from reporting seeds)")
     select_shortlist: int = field(8, help="candidates with the best periodic returns evaluated on the "
                                   "selection seeds (the fine-tune's are, whatever their periodic return)")
+    select_no_falls: bool = field(False, help="the run's selection sets aside candidates that end early on a "
+                                  "selection episode the teacher finishes (the teacher run on the same seeds; "
+                                  "where every candidate does, those with the fewest such ends)")
     keep_return: float | None = field(None, help="hand over the sparsest evaluated student that keeps this fraction "
                                       "of the teacher's return on the selection seeds (e.g. 0.95)")
     prior: str = field("log-uniform", help="prior of the Bayesian student's weights (the KL term)", choices=PRIORS)

@@ -150,28 +150,38 @@ def student_from(meta: dict, state_dict: dict, threshold: float | None = None) -
     return s.eval()
 
 
+def falls_rule_text(falls: bool) -> str:
+    return ("; candidates that end early on a selection episode the teacher finishes set aside (all do: those with "
+            "the fewest such ends)") if falls else ""
+
+
 def select(cands: list[Candidate], meta: dict, stats: dict, env_id: str, run_seed: int, rule: str, tol: float,
            episodes: int, shortlist: int | None, keep_return: float | None = None,
            teacher_act: Policy | None = None, thresholds: list[float] | None = None,
-           cost_fn: Callable[[MLPPolicy], float] | None = None, cost: str = "nonzero") -> dict:
+           cost_fn: Callable[[MLPPolicy], float] | None = None, cost: str = "nonzero",
+           no_falls: bool = False) -> dict:
     """Evaluate the shortlisted candidates (x thresholds) on the selection seeds and choose one. The
     shortlist is the candidates whose periodic return is near the best (at most `shortlist` of them),
     and every candidate of the fine-tune (the method's product: a periodic evaluation of 5 episodes must
     not keep it from being judged, nor hand over a student from before its partners were filled);
     every candidate where `shortlist` is None or a keep-return target is set (the smallest that keeps
     it may be anywhere). cost_fn: the size the rule minimises in place of the nonzero count (cost: its
-    name in COSTS, for the rule's text).
+    name in COSTS, for the rule's text). no_falls: the teacher is run on the selection seeds too, each row
+    counts its early ends on episodes the teacher finishes ('falls'), and the rule chooses among the rows
+    with none (where every row has some: among those with the fewest).
 
     Returns {"rule", "chosen" (row), "rows", "teacher_select_return", "keep_return_met"}."""
     if not cands:
         raise BpdError("no evaluated student to choose from")
     seed = select_eval_seed(run_seed)
-    if rule == "last" and keep_return is None and not thresholds:
+    if rule == "last" and keep_return is None and not thresholds and not no_falls:
         c = cands[-1]
         row = {"step": c.step, "threshold": meta["threshold"], "train_return": c.train_return,
                "params_nonzero": c.params_nonzero, "select_return": None}
         return {"rule": rule_text(rule, tol, keep_return, cost), "chosen": row, "rows": [row],
                 "teacher_select_return": None, "keep_return_met": True, "select_seeds": None}
+    if (keep_return is not None or no_falls) and teacher_act is None:
+        raise BpdError("a keep-return target or the falls check needs the teacher")
     if shortlist is None or keep_return is not None:
         near = list(cands)
     else:
@@ -180,6 +190,8 @@ def select(cands: list[Candidate], meta: dict, stats: dict, env_id: str, run_see
         near = sorted(near, key=lambda c: -c.train_return)[:max(1, shortlist)]
         near += [c for c in cands if finetuned(c.state_dict) and all(c is not n for n in near)]
     near.sort(key=lambda c: c.step)
+    teacher_ep = rollouts(env_id, teacher_act, episodes, seed) if teacher_act is not None and (
+        keep_return is not None or no_falls) else None
     rows = []
     for c in near:
         for th in (thresholds or [meta["threshold"]]):
@@ -188,16 +200,27 @@ def select(cands: list[Candidate], meta: dict, stats: dict, env_id: str, run_see
             rows.append({"step": c.step, "threshold": float(th), "train_return": c.train_return,
                          "params_nonzero": pol.params_nonzero, "select_return": float(np.mean(ep.returns)),
                          "select_min": float(np.min(ep.returns)), "early_terminations": ep.early_terminations}
-                        | ({"cost": float(cost_fn(pol))} if cost_fn else {}))
-    teacher_ret = None
-    if keep_return is not None:
-        if teacher_act is None:
-            raise BpdError("a keep-return target needs the teacher")
-        teacher_ret = float(np.mean(rollouts(env_id, teacher_act, episodes, seed).returns))
-    i, met = choose(rows, rule, tol, keep_return, teacher_ret)
-    return {"rule": rule_text(rule, tol, keep_return, cost), "chosen": rows[i], "rows": rows,
-            "teacher_select_return": teacher_ret, "keep_return_met": met,
-            "select_seeds": [seed, seed + episodes - 1]}
+                        | ({"cost": float(cost_fn(pol))} if cost_fn else {})
+                        | ({"falls": falls_where_finished(ep.terminated, teacher_ep.terminated)}
+                           if no_falls and teacher_ep is not None else {}))
+    teacher_ret = float(np.mean(teacher_ep.returns)) if teacher_ep is not None and keep_return is not None else None
+    pool = list(range(len(rows)))
+    if no_falls:
+        least = min(r["falls"] for r in rows)
+        pool = [k for k in pool if rows[k]["falls"] == least]
+    i, met = choose([rows[k] for k in pool], rule, tol, keep_return, teacher_ret)
+    i = pool[i]
+    out = {"rule": rule_text(rule, tol, keep_return, cost) + falls_rule_text(no_falls), "chosen": rows[i],
+           "rows": rows, "teacher_select_return": teacher_ret, "keep_return_met": met,
+           "select_seeds": [seed, seed + episodes - 1]}
+    if no_falls and teacher_ep is not None:
+        out["teacher_select_early_terminations"] = teacher_ep.early_terminations
+    return out
+
+
+def falls_where_finished(student_terminated: list[bool], teacher_terminated: list[bool]) -> int:
+    """Episodes (paired by seed) the student ends early and the teacher finishes."""
+    return int(sum(bool(s) and not bool(t) for s, t in zip(student_terminated, teacher_terminated, strict=True)))
 
 
 def sweep_thresholds(student: BayesianStudent, stats: dict, env_id: str, thresholds: list[float],
@@ -252,6 +275,9 @@ class SelectConfig:
     episodes: int = field(10, help="episodes per candidate on the selection seeds")
     env: str | None = field(None, help="environment the candidates and the teacher are judged in (default: the "
                             "student's), e.g. a rig's nominal plant where the run evaluated on its randomised one")
+    no_falls: bool = field(False, help="set aside candidates that end early on a selection episode the teacher "
+                           "finishes (the teacher run on the same seeds; where every candidate does, those with the "
+                           "fewest such ends)")
     out: str = field("selected.pt", help="student file to write (relative paths: inside the run directory)")
 
 
@@ -357,11 +383,12 @@ def run_select(cfg: SelectConfig, meter: Callable[[str], Callable[[MLPPolicy], f
         cost_fn = meter(cost)
     if cfg.rule == "keep-return":  # the teacher is needed only to set the target
         res = select(cands, meta, stats, env_id, run_seed, "sparsest-within", 0.0, cfg.episodes,
-                     None, cfg.keep_return, load_teacher(tpath).act, cfg.thresholds, cost_fn)
-        res["rule"] = rule_text("sparsest-within", 0.0, cfg.keep_return, cost)
+                     None, cfg.keep_return, load_teacher(tpath).act, cfg.thresholds, cost_fn, no_falls=cfg.no_falls)
+        res["rule"] = rule_text("sparsest-within", 0.0, cfg.keep_return, cost) + falls_rule_text(cfg.no_falls)
     else:
         res = select(cands, meta, stats, env_id, run_seed, "sparsest-within", cfg.tol, cfg.episodes,
-                     None, None, None, cfg.thresholds, cost_fn)
+                     None, None, load_teacher(tpath).act if cfg.no_falls else None, cfg.thresholds, cost_fn,
+                     no_falls=cfg.no_falls)
         res["rule"] += "; every candidate judged" + (f"; smallest by {cost}" if cost_fn else "")
     ch = res["chosen"]
     chosen = student_from(meta, next(c.state_dict for c in cands if c.step == ch["step"]), ch["threshold"])
