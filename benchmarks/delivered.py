@@ -8,7 +8,9 @@ Candidates: the finished cells of the plan (every row: BPD and its fine-tunes wi
 half and a quarter of their SMLADs and to half the bpd cell's cycles), each the student its run handed over. A
 candidate keeps the return when its return on its run's selection seeds (recorded by the run:
 `train.selection.select_return`) is at least --keep-return of the teacher's return on the same seeds
-(evaluated here, as many episodes as the run judged its candidates on). Its cost: the DSP integer kernel's
+(evaluated here, as many episodes as the run judged its candidates on) and it ended no selection episode early
+that the teacher finishes (issue 34's "no early end" judged before the reporting episodes, as the runs with
+--select-no-falls record it; for runs before that check, their early ends on those episodes). Its cost: the DSP integer kernel's
 estimated Cortex-M4F cycles (the kernel `bpd export` ships on these students where it keeps the float kernel's
 return), measured by the cell's own export (its bench record) or, for a cell measured before cells recorded
 it, by benchmarks/cost_benchmark.py (cost.json). Of a task and seed's candidates, the cheapest that keeps the
@@ -86,13 +88,26 @@ def machine() -> dict:
     return {"processor": m.get("processor"), "torch_cpu_capability": m.get("torch_cpu_capability")}
 
 
-def teacher_select_return(teacher: str, env: str, run_seed: int, episodes: int) -> float:
+def teacher_select(teacher: str, env: str, run_seed: int, episodes: int) -> tuple[float, int]:
+    """The teacher's mean return on a run's selection seeds, and its early ends there."""
     import numpy as np
 
     from training.envs import rollouts, select_eval_seed
     from training.teacher import load_teacher
 
-    return float(np.mean(rollouts(env, load_teacher(teacher).act, episodes, select_eval_seed(run_seed)).returns))
+    ep = rollouts(env, load_teacher(teacher).act, episodes, select_eval_seed(run_seed))
+    return float(np.mean(ep.returns)), ep.early_terminations
+
+
+def selection_falls(sel: dict, teacher_early: int) -> int | None:
+    """A cell's early ends on its selection episodes where the teacher finishes: recorded by a run with the falls
+    check (--select-no-falls); else its early ends there, which are exactly that where the teacher finished every
+    selection episode, and at most that many more otherwise (counted as falls: the rule errs towards rejecting).
+    None: the run recorded neither."""
+    if "falls" in sel:
+        return int(sel["falls"])
+    e = sel.get("early_terminations")
+    return None if e is None else int(e)
 
 
 def choose(cands: list[dict], keep: float) -> dict | None:
@@ -171,8 +186,8 @@ def collect(plan_path: str, keep: float, previous: dict | None, other_plans: lis
             other_sums[key] = (oplan.name, summ)
     here = machine()
     same_machine = (previous or {}).get("machine") == here
-    cache = {(t["env"], t["seed"], t["episodes"]): t["return"] for t in (previous or {}).get("teacher_select", [])
-             if same_machine}
+    cache = {(t["env"], t["seed"], t["episodes"]): (t["return"], t["early_ends"])
+             for t in (previous or {}).get("teacher_select", []) if same_machine and "early_ends" in t}
     teacher_sel = []
     rows = []
     for env in plan.envs:
@@ -186,25 +201,28 @@ def collect(plan_path: str, keep: float, previous: dict | None, other_plans: lis
                 sel = (s.get("train") or {}).get("selection") or {}
                 m = s.get("machine") or {}
                 cands.append(_record(key, label, s, cost_rows, eq) | {
-                    "select_return": sel.get("select_return"),
+                    "select_return": sel.get("select_return"), "select": sel,
                     "select_episodes": int(s.get("args", {}).get("select_episodes") or SELECT_EPISODES),
                     "comparable": {k: m.get(k) for k in here} == here, "machine": m.get("processor")})
             if not cands:
                 continue
-            episodes = max(c["select_episodes"] for c in cands)  # every cell of a plan judges as many
-            if any(c["select_episodes"] != episodes for c in cands):
-                raise SystemExit(f"{env} seed {seed}: the cells judged their candidates on different numbers of "
-                                 "selection episodes")
-            if (env, seed, episodes) not in cache:
-                print(f"{env} seed {seed}: the teacher on the selection seeds ...", flush=True)
-                cache[(env, seed, episodes)] = teacher_select_return(str(plan.teachers[env]), env, seed, episodes)
-            t = cache[(env, seed, episodes)]
-            teacher_sel.append({"env": env, "seed": seed, "return": t, "episodes": episodes})
+            for episodes in sorted({c["select_episodes"] for c in cands}):  # the teacher on each run's seeds
+                if (env, seed, episodes) not in cache:
+                    print(f"{env} seed {seed}: the teacher on {episodes} selection seeds ...", flush=True)
+                    cache[(env, seed, episodes)] = teacher_select(str(plan.teachers[env]), env, seed, episodes)
+                t_ret, t_early = cache[(env, seed, episodes)]
+                teacher_sel.append({"env": env, "seed": seed, "return": t_ret, "early_ends": t_early,
+                                    "episodes": episodes})
             for c in cands:
-                c["keeps"] = c["select_return"] is not None and c["select_return"] >= keep * t
+                t_ret, t_early = cache[(env, seed, c["select_episodes"])]
+                c["teacher_select_return"] = t_ret
+                c["select_falls"] = selection_falls(c.pop("select"), t_early)
+                c["keeps"] = (c["select_return"] is not None and c["select_return"] >= keep * t_ret
+                              and c["select_falls"] == 0)
+            t = cache[(env, seed, min(c["select_episodes"] for c in cands))][0]
             d = choose(cands, keep)
             if confirm and d and d["keeps"]:  # the kept ones, cheapest first, judged again until one holds
-                d = confirmed(plan, env, seed, cands, keep, episodes, confirm)
+                d = confirmed(plan, env, seed, cands, keep, max(c["select_episodes"] for c in cands), confirm)
             ref = next((c for c in cands if c["method"] == REFERENCE), None)
             others = [_record(k, f"{name}/{k.split('/')[1]}", o, cost_rows, eq) for k, (name, o) in other_sums.items()
                       if k.startswith(f"{env}/") and k.endswith(f"/seed{seed}")]
@@ -244,7 +262,9 @@ def markdown(res: dict) -> str:
          f"benchmarks/delivered.py {res['plan']}` (again from delivered.json: `--table-only`). "
          f"Per task and seed, among the plan's finished cells: the cheapest by the DSP integer kernel's estimated "
          f"Cortex-M4F cycles whose return on its run's selection seeds keeps {k:g} % of the teacher's on the same "
-         f"seeds (the teacher evaluated here, on {res['machine']['processor']}; a cell that ran on another kind of "
+         f"seeds with no early end there on an episode the teacher finishes ('falls': recorded by runs with the "
+         f"falls check, else the run's early ends there, which are those where the teacher finished every selection "
+         f"episode) (the teacher evaluated here, on {res['machine']['processor']}; a cell that ran on another kind of "
          f"machine is not comparable, since episodes diverge between kinds, and is listed but not chosen); its "
          f"reporting return (the plan's episodes, seeds disjoint from the selection seeds) and its cycles against "
          f"the `{res['reference']}` cell of the same seed, by the same kernel. Nothing trained here."
@@ -253,14 +273,15 @@ def markdown(res: dict) -> str:
             "with no early end where the teacher finishes is delivered (its figures in the column 'confirmed'; none: "
             "nothing is delivered)." if res.get("confirm") else ""), ""]
     for env in dict.fromkeys(r["env"] for r in res["rows"]):
-        L += [f"## {env}", "", "| seed | cell | selection return (% of teacher's) | keeps | integer-kernel cycles "
+        L += [f"## {env}", "", "| seed | cell | selection return (% of teacher's), episodes, falls | keeps | integer-kernel cycles "
               "| nonzero | reporting return (mean +- std) | % of teacher | early ends | delivered |",
               "|---|---|---|---|---|---|---|---|---|---|"]
         for r in (r for r in res["rows"] if r["env"] == env):
-            t = r["teacher_select_return"]
             for c in r["candidates"]:
-                sr = c["select_return"]
-                sel = "-" if sr is None else f"{_f(sr)} ({100 * sr / t:.1f} %)"
+                sr, t = c["select_return"], c.get("teacher_select_return", r["teacher_select_return"])
+                sel = "-" if sr is None else (f"{_f(sr)} ({100 * sr / t:.1f} %) on {c['select_episodes']}, "
+                                              + ("falls -" if c.get("select_falls") is None
+                                                 else f"{c['select_falls']} falls"))
                 mark = ("**yes**" + ("" if r["kept"] else " (none keeps it: the highest selection return among "
                                           "the comparable measured cells)")
                         if c["cell"] == r["delivered"] else "")
