@@ -10,8 +10,8 @@ candidate keeps the return when its return on its run's selection seeds (recorde
 `train.selection.select_return`) is at least --keep-return of the teacher's return on the same seeds
 (evaluated here, as many episodes as the run judged its candidates on) and it ended no selection episode early
 that the teacher finishes (issue 34's "no early end" judged before the reporting episodes, as the runs with
---select-no-falls record it; for runs before that check, their early ends on those episodes). Its cost: the DSP integer kernel's
-estimated Cortex-M4F cycles (the kernel `bpd export` ships on these students where it keeps the float kernel's
+--select-no-falls record it; for runs before that check, their early ends on those episodes). Its cost: the DSP
+integer kernel's estimated Cortex-M4F cycles (the kernel `bpd export` ships on these students where it keeps the float kernel's
 return), measured by the cell's own export (its bench record) or, for a cell measured before cells recorded
 it, by benchmarks/cost_benchmark.py (cost.json). Of a task and seed's candidates, the cheapest that keeps the
 return is delivered (none: the highest selection return, marked). Its reporting return (the plan's 30
@@ -273,8 +273,8 @@ def markdown(res: dict) -> str:
             "with no early end where the teacher finishes is delivered (its figures in the column 'confirmed'; none: "
             "nothing is delivered)." if res.get("confirm") else ""), ""]
     for env in dict.fromkeys(r["env"] for r in res["rows"]):
-        L += [f"## {env}", "", "| seed | cell | selection return (% of teacher's), episodes, falls | keeps | integer-kernel cycles "
-              "| nonzero | reporting return (mean +- std) | % of teacher | early ends | delivered |",
+        L += [f"## {env}", "", "| seed | cell | selection return (% of teacher's), episodes, falls | keeps "
+              "| integer-kernel cycles | nonzero | reporting return (mean +- std) | % of teacher | early ends | delivered |",
               "|---|---|---|---|---|---|---|---|---|---|"]
         for r in (r for r in res["rows"] if r["env"] == env):
             for c in r["candidates"]:
