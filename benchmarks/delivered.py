@@ -4,23 +4,22 @@ across the rows of a plan as `bpd compress` chooses across methods (issue 34, "c
     ATEN_CPU_CAPABILITY=avx2 python benchmarks/delivered.py [benchmarks/plans/students.yaml] [--keep-return 0.99]
         [--out benchmarks/results/delivered] [--table-only]
 
-Candidates: the finished cells of the plan (every row: BPD and its fine-tunes with the pair partners, cut to a
-half and a quarter of their SMLADs and to half the bpd cell's cycles), each the student its run handed over. A
-candidate keeps the return when its return on its run's selection seeds (recorded by the run:
-`train.selection.select_return`) is at least --keep-return of the teacher's return on the same seeds
-(evaluated here, as many episodes as the run judged its candidates on) and it ended no selection episode early
-that the teacher finishes (issue 34's "no early end" judged before the reporting episodes, as the runs with
---select-no-falls record it; for runs before that check, their early ends on those episodes). Its cost: the DSP
-integer kernel's estimated Cortex-M4F cycles (the kernel `bpd export` ships on these students where it keeps the float kernel's
-return), measured by the cell's own export (its bench record) or, for a cell measured before cells recorded
-it, by benchmarks/cost_benchmark.py (cost.json). Of a task and seed's candidates, the cheapest that keeps the
-return is delivered (none: the highest selection return, marked). Its reporting return (the plan's 30
-episodes, seeds disjoint from the selection seeds) and early ends are the cell's evaluation; its cycles are
-set against the plan's `bpd` cell of the same seed by the same kernel (issue 34's reference: the benchmark's
-BPD students, which the `bpd` row trains again under the benchmark plan's specification). Nothing is trained
-here; the teacher's selection returns are the only episodes run, and they are comparable with a cell's only on
-the kind of machine and torch kernels the cell ran on (ATEN_CPU_CAPABILITY as the plan states): other cells
-are listed, not chosen. Writes OUT/delivered.json and OUT/delivered.md. """
+Candidates: the finished cells of the plan (every row: BPD and its fine-tunes with the pair partners, cut to a half
+and a quarter of their SMLADs and to half the bpd cell's cycles), each the student its run handed over. A candidate
+keeps the return when its return on its run's selection seeds (recorded by the run: `train.selection.select_return`)
+is at least --keep-return of the teacher's return on the same seeds (evaluated here, as many episodes as the run
+judged its candidates on) and it ended no selection episode early that the teacher finishes (issue 34's "no early
+end" judged before the reporting episodes, as the runs with --select-no-falls record it; for runs before that check,
+their early ends on those episodes). Its cost: the DSP integer kernel's estimated Cortex-M4F cycles (the kernel `bpd
+export` ships on these students where it keeps the float kernel's return), measured by the cell's own export (its
+bench record) or, for a cell measured before cells recorded it, by benchmarks/cost_benchmark.py (cost.json). Of a
+task and seed's candidates, the cheapest that keeps the return is delivered (none: the highest selection return,
+marked). Its reporting return (the plan's 30 episodes, seeds disjoint from the selection seeds) and early ends are
+the cell's evaluation; its cycles are set against the plan's `bpd` cell of the same seed by the same kernel (issue
+34's reference: the benchmark's BPD students, which the `bpd` row trains again under the benchmark plan's
+specification). Nothing is trained here; the teacher's selection returns are the only episodes run, and they are
+comparable with a cell's only on the kind of machine and torch kernels the cell ran on (ATEN_CPU_CAPABILITY as the
+plan states): other cells are listed, not chosen. Writes OUT/delivered.json and OUT/delivered.md. """
 
 from __future__ import annotations
 
@@ -274,7 +273,8 @@ def markdown(res: dict) -> str:
             "nothing is delivered)." if res.get("confirm") else ""), ""]
     for env in dict.fromkeys(r["env"] for r in res["rows"]):
         L += [f"## {env}", "", "| seed | cell | selection return (% of teacher's), episodes, falls | keeps "
-              "| integer-kernel cycles | nonzero | reporting return (mean +- std) | % of teacher | early ends | delivered |",
+              "| integer-kernel cycles | nonzero | reporting return (mean +- std) | % of teacher | early ends "
+              "| delivered |",
               "|---|---|---|---|---|---|---|---|---|---|"]
         for r in (r for r in res["rows"] if r["env"] == env):
             for c in r["candidates"]:
