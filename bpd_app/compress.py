@@ -46,6 +46,9 @@ class CompressConfig:
                                "selection seeds")
     cost: str = field("m4f-cycles", choices=tuple(COSTS), help="what 'cheapest' means")
     episodes: int = field(10, help="episodes per candidate on the selection seeds")
+    no_falls: bool = field(True, help="set aside students that end early on a selection episode the teacher "
+                           "finishes (issue 34's 'no early end', judged on the selection seeds): per run, and over "
+                           "runs those with the fewest such ends first")
     steps: int | None = field(None, help="gradient steps of every method's schedule, after any warm-up "
                               "(default: distill's)")
     seed: int = field(0, help="training seed of every run")
@@ -141,22 +144,23 @@ def run_compress(cfg: CompressConfig, meter) -> dict:
         if any(m in get(o).needs for o in methods):
             refs[m] = reference(run, cfg.dataset)
         r = run_select(SelectConfig(run=str(run), keep_return=cfg.keep_return, cost=cfg.cost,
-                                    episodes=cfg.episodes, out="selected.pt"), meter=meter)
+                                    episodes=cfg.episodes, no_falls=cfg.no_falls, out="selected.pt"), meter=meter)
         ch = r["chosen"]
         rows.append({"method": m, "run": str(run), "command": "bpd " + " ".join(cmd), "step": ch["step"],
                      "threshold": ch["threshold"], "params_nonzero": ch["params_nonzero"], "cost": ch.get("cost"),
                      "select_return": ch["select_return"], "teacher_select_return": r["teacher_select_return"],
-                     "keep_return_met": r["keep_return_met"], "student": r["out"]}
+                     "keep_return_met": r["keep_return_met"], "falls": ch.get("falls"), "student": r["out"]}
                     | ({"reference_integer": refs[m]["bench"]["integer"]} if m in refs else {}))
         print(f"[{m}] step {ch['step']}: {ch['params_nonzero']} nonzero, {cfg.cost} {ch.get('cost', 0):.0f}, return "
               f"{ch['select_return']:.1f} (teacher {r['teacher_select_return']:.1f}; target "
               f"{'kept' if r['keep_return_met'] else 'not kept'})", flush=True)
+    best = choose_run(rows)
     kept = [r for r in rows if r["keep_return_met"]]
-    best = (min(kept, key=lambda r: (r["cost"], -r["select_return"])) if kept
-            else max(rows, key=lambda r: r["select_return"]))
     shutil.copyfile(best["student"], out / "student.pt")
     rule = (f"the cheapest by {COSTS[cfg.cost]} among each method's cheapest student keeping "
             f"{100 * cfg.keep_return:g} % of the teacher's return on the selection seeds"
+            + (" and, first, ending early on the fewest selection episodes the teacher finishes" if cfg.no_falls
+               else "")
             + ("" if kept else "; no method kept it: the highest return is handed over"))
     res = {"env_id": env, "teacher": cfg.teacher, "dataset": cfg.dataset, "cost": cfg.cost,
            "keep_return": cfg.keep_return, "rule": rule, "chosen": best["method"], "kept": bool(kept), "rows": rows}
@@ -165,13 +169,25 @@ def run_compress(cfg: CompressConfig, meter) -> dict:
     return res
 
 
+def choose_run(rows: list[dict]) -> dict:
+    """Over the methods' chosen students: among those with the fewest falls (early ends on selection episodes the
+    teacher finishes; where recorded), the cheapest that keeps the return (ties: the higher return); none keeping
+    it there: the highest return among them."""
+    least = min((r["falls"] for r in rows if r.get("falls") is not None), default=None)
+    pool = [r for r in rows if least is None or r.get("falls") == least]
+    kept = [r for r in pool if r["keep_return_met"]]
+    return (min(kept, key=lambda r: (r["cost"], -r["select_return"])) if kept
+            else max(pool, key=lambda r: r["select_return"]))
+
+
 def markdown(res: dict) -> str:
     L = [f"# bpd compress: {res['env_id']}", "", f"Handed over: **{res['chosen']}** ({res['rule']}).", "",
          f"| method | step | nonzero | {res['cost']} | return (selection seeds) | % of teacher | keeps "
-         f"{100 * res['keep_return']:g} % |", "|---|---|---|---|---|---|---|"]
+         f"{100 * res['keep_return']:g} % | falls |", "|---|---|---|---|---|---|---|---|"]
     for r in res["rows"]:
         t = r["teacher_select_return"]
+        falls = "-" if r.get("falls") is None else r["falls"]
         L.append(f"| {r['method']} | {r['step']} | {r['params_nonzero']} | {r['cost']:.0f} | {r['select_return']:.1f} "
-                 f"| {100 * r['select_return'] / t:.1f} % | {'yes' if r['keep_return_met'] else 'no'} |")
+                 f"| {100 * r['select_return'] / t:.1f} % | {'yes' if r['keep_return_met'] else 'no'} | {falls} |")
     return "\n".join(L) + "\n"
 

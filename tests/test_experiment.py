@@ -721,8 +721,9 @@ def test_compress_hands_over_the_cheapest_student_that_keeps_the_return(tiny_pip
             "--episodes", "1", "--methods", "bpd-units-finetune", "l1-threshold"]
     run_bpd(*args)
     res = json.loads((out / "compress.json").read_text())
-    kept = [r for r in res["rows"] if r["keep_return_met"]]
-    assert res["chosen"] == min(kept, key=lambda r: (r["cost"], -r["select_return"]))["method"]
+    least = min(r["falls"] for r in res["rows"])  # the falls check is on by default: recorded for every run
+    kept = [r for r in res["rows"] if r["keep_return_met"] and r["falls"] == least]
+    assert kept and res["chosen"] == min(kept, key=lambda r: (r["cost"], -r["select_return"]))["method"]
     assert (out / "student.pt").read_bytes() == (out / res["chosen"] / "selected.pt").read_bytes()
     assert "Handed over" in (out / "compress.md").read_text()
     second = run_bpd(*args)
@@ -735,6 +736,21 @@ def test_compress_hands_over_the_cheapest_student_that_keeps_the_return(tiny_pip
                     str(tiny_pipeline / "dataset.npz"), "--out", str(tmp_path / "alone"), "--methods",
                     "bpd-units-finetune-pairs-warmup-c50-long", check=False)
     assert alone.returncode == 1 and alone.stderr.count("\n") == 1 and "name bpd too" in alone.stderr
+
+
+def test_compress_prefers_the_fewest_falls_then_the_cheapest_that_keeps_the_return():
+    """Over runs: a cheaper student that falls on a selection episode the teacher finishes loses to a dearer one
+    that does not; among equal falls, the cheapest that keeps the return; none keeping it: the highest return."""
+    from bpd_app.compress import choose_run
+
+    def row(m, cost, ret, kept, falls):
+        return {"method": m, "cost": cost, "select_return": ret, "keep_return_met": kept, "falls": falls}
+
+    assert choose_run([row("a", 10, 99, True, 1), row("b", 20, 98, True, 0)])["method"] == "b"
+    assert choose_run([row("a", 10, 99, True, 0), row("b", 20, 98, True, 0)])["method"] == "a"
+    assert choose_run([row("a", 10, 50, False, 0), row("b", 20, 60, False, 0), row("c", 5, 99, True, 2)]
+                      )["method"] == "b"
+    assert choose_run([row("a", 10, 99, True, None), row("b", 5, 98, True, None)])["method"] == "b"  # unrecorded
 
 
 def test_compress_orders_the_reference_run_first_and_sizes_the_cut_against_it(tiny_pipeline, tmp_path):
