@@ -10,7 +10,9 @@ keeps the return when its return on its run's selection seeds (recorded by the r
 is at least --keep-return of the teacher's return on the same seeds (evaluated here, as many episodes as the run
 judged its candidates on) and it ended no selection episode early that the teacher finishes (issue 34's "no early
 end" judged before the reporting episodes, as the runs with --select-no-falls record it; for runs before that check,
-their early ends on those episodes). Its cost: the DSP integer kernel's estimated Cortex-M4F cycles (the kernel `bpd
+their early ends on those episodes, an upper bound where the teacher too ends some early, counted whole). With
+--confirm, the extra episodes start after the most selection episodes any candidate of the task and seed was judged
+on (so a row judged on 30 moves them). Its cost: the DSP integer kernel's estimated Cortex-M4F cycles (the kernel `bpd
 export` ships on these students where it keeps the float kernel's return), measured by the cell's own export (its
 bench record) or, for a cell measured before cells recorded it, by benchmarks/cost_benchmark.py (cost.json). Of a
 task and seed's candidates, the cheapest that keeps the return is delivered (none: the highest selection return,
@@ -98,15 +100,16 @@ def teacher_select(teacher: str, env: str, run_seed: int, episodes: int) -> tupl
     return float(np.mean(ep.returns)), ep.early_terminations
 
 
-def selection_falls(sel: dict, teacher_early: int) -> int | None:
-    """A cell's early ends on its selection episodes where the teacher finishes: recorded by a run with the falls
-    check (--select-no-falls); else its early ends there, which are exactly that where the teacher finished every
-    selection episode, and at most that many more otherwise (counted as falls: the rule errs towards rejecting).
+def selection_falls(sel: dict, teacher_early: int) -> tuple[int | None, bool]:
+    """A cell's early ends on its selection episodes where the teacher finishes, and whether that count is exact:
+    recorded by a run with the falls check (--select-no-falls): exact; else the run's early ends there, exact where
+    the teacher finished every selection episode and otherwise an upper bound (the run kept no episode's outcome:
+    those early ends may include episodes the teacher ends too), counted whole (the rule errs towards rejecting).
     None: the run recorded neither."""
     if "falls" in sel:
-        return int(sel["falls"])
+        return int(sel["falls"]), True
     e = sel.get("early_terminations")
-    return None if e is None else int(e)
+    return (None, False) if e is None else (int(e), teacher_early == 0 or e == 0)
 
 
 def choose(cands: list[dict], keep: float) -> dict | None:
@@ -215,7 +218,7 @@ def collect(plan_path: str, keep: float, previous: dict | None, other_plans: lis
             for c in cands:
                 t_ret, t_early = cache[(env, seed, c["select_episodes"])]
                 c["teacher_select_return"] = t_ret
-                c["select_falls"] = selection_falls(c.pop("select"), t_early)
+                c["select_falls"], c["select_falls_exact"] = selection_falls(c.pop("select"), t_early)
                 c["keeps"] = (c["select_return"] is not None and c["select_return"] >= keep * t_ret
                               and c["select_falls"] == 0)
             t = cache[(env, seed, min(c["select_episodes"] for c in cands))][0]
@@ -262,9 +265,10 @@ def markdown(res: dict) -> str:
          f"Per task and seed, among the plan's finished cells: the cheapest by the DSP integer kernel's estimated "
          f"Cortex-M4F cycles whose return on its run's selection seeds keeps {k:g} % of the teacher's on the same "
          f"seeds with no early end there on an episode the teacher finishes ('falls': recorded by runs with the "
-         f"falls check, else the run's early ends there, which are those where the teacher finished every selection "
-         f"episode) (the teacher evaluated here, on {res['machine']['processor']}; a cell that ran on another kind of "
-         f"machine is not comparable, since episodes diverge between kinds, and is listed but not chosen); its "
+         f"falls check, else the run's early ends there, an upper bound, marked <=, where the teacher too ended some "
+         f"selection episode early: counted whole) (the teacher evaluated here, on {res['machine']['processor']}; "
+         f"a cell that ran on another kind of machine is not comparable, since episodes diverge between kinds, and "
+         f"is listed but not chosen); its "
          f"reporting return (the plan's episodes, seeds disjoint from the selection seeds) and its cycles against "
          f"the `{res['reference']}` cell of the same seed, by the same kernel. Nothing trained here."
          + (f" With --confirm {res['confirm']}: the candidates that keep it, cheapest first, run again with the "
@@ -281,7 +285,8 @@ def markdown(res: dict) -> str:
                 sr, t = c["select_return"], c.get("teacher_select_return", r["teacher_select_return"])
                 sel = "-" if sr is None else (f"{_f(sr)} ({100 * sr / t:.1f} %) on {c['select_episodes']}, "
                                               + ("falls -" if c.get("select_falls") is None
-                                                 else f"{c['select_falls']} falls"))
+                                                 else ("" if c.get("select_falls_exact", True) else "<= ")
+                                                 + f"{c['select_falls']} falls"))
                 mark = ("**yes**" + ("" if r["kept"] else " (none keeps it: the highest selection return among "
                                           "the comparable measured cells)")
                         if c["cell"] == r["delivered"] else "")

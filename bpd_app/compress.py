@@ -46,9 +46,9 @@ class CompressConfig:
                                "selection seeds")
     cost: str = field("m4f-cycles", choices=tuple(COSTS), help="what 'cheapest' means")
     episodes: int = field(10, help="episodes per candidate on the selection seeds")
-    no_falls: bool = field(True, help="set aside students that end early on a selection episode the teacher "
-                           "finishes (issue 34's 'no early end', judged on the selection seeds): per run, and over "
-                           "runs those with the fewest such ends first")
+    allow_falls: bool = field(False, help="do not set aside students that end early on a selection episode the "
+                              "teacher finishes (by default they are, issue 34's 'no early end' judged on the "
+                              "selection seeds: per run, and over runs those with the fewest such ends first)")
     steps: int | None = field(None, help="gradient steps of every method's schedule, after any warm-up "
                               "(default: distill's)")
     seed: int = field(0, help="training seed of every run")
@@ -143,8 +143,8 @@ def run_compress(cfg: CompressConfig, meter) -> dict:
                                "resume it")
         if any(m in get(o).needs for o in methods):
             refs[m] = reference(run, cfg.dataset)
-        r = run_select(SelectConfig(run=str(run), keep_return=cfg.keep_return, cost=cfg.cost,
-                                    episodes=cfg.episodes, no_falls=cfg.no_falls, out="selected.pt"), meter=meter)
+        r = run_select(SelectConfig(run=str(run), keep_return=cfg.keep_return, cost=cfg.cost, episodes=cfg.episodes,
+                                    no_falls=not cfg.allow_falls, out="selected.pt"), meter=meter)
         ch = r["chosen"]
         rows.append({"method": m, "run": str(run), "command": "bpd " + " ".join(cmd), "step": ch["step"],
                      "threshold": ch["threshold"], "params_nonzero": ch["params_nonzero"], "cost": ch.get("cost"),
@@ -155,15 +155,16 @@ def run_compress(cfg: CompressConfig, meter) -> dict:
               f"{ch['select_return']:.1f} (teacher {r['teacher_select_return']:.1f}; target "
               f"{'kept' if r['keep_return_met'] else 'not kept'})", flush=True)
     best = choose_run(rows)
-    kept = [r for r in rows if r["keep_return_met"]]
+    kept = bool(best["keep_return_met"])
     shutil.copyfile(best["student"], out / "student.pt")
     rule = (f"the cheapest by {COSTS[cfg.cost]} among each method's cheapest student keeping "
             f"{100 * cfg.keep_return:g} % of the teacher's return on the selection seeds"
-            + (" and, first, ending early on the fewest selection episodes the teacher finishes" if cfg.no_falls
-               else "")
-            + ("" if kept else "; no method kept it: the highest return is handed over"))
+            + ("" if cfg.allow_falls else " and, first, ending early on the fewest selection episodes the teacher "
+               "finishes")
+            + ("" if kept else "; no method kept it" + ("" if cfg.allow_falls else " with the fewest falls")
+               + ": the highest return is handed over"))
     res = {"env_id": env, "teacher": cfg.teacher, "dataset": cfg.dataset, "cost": cfg.cost,
-           "keep_return": cfg.keep_return, "rule": rule, "chosen": best["method"], "kept": bool(kept), "rows": rows}
+           "keep_return": cfg.keep_return, "rule": rule, "chosen": best["method"], "kept": kept, "rows": rows}
     write_json(out / "compress.json", res)
     write_text(out / "compress.md", markdown(res))
     return res

@@ -112,9 +112,10 @@ def test_confirm_walks_the_kept_candidates_cheapest_first_until_one_holds(monkey
 
 def test_falls_on_the_selection_seeds_are_the_runs_record_else_its_early_ends():
     """A run with the falls check recorded its falls where the teacher finished: taken as they are (2 early ends,
-    1 where the teacher finished). A run before it recorded early ends only: counted as falls (exact where the
-    teacher finished every selection episode, at most that many more otherwise)."""
-    assert delivered.selection_falls({"falls": 1, "early_terminations": 2}, 1) == 1
-    assert delivered.selection_falls({"early_terminations": 2}, 0) == 2
-    assert delivered.selection_falls({"early_terminations": 0}, 3) == 0
-    assert delivered.selection_falls({}, 0) is None
+    1 where the teacher finished). A run before it recorded early ends only: counted as falls, exact where the
+    teacher finished every selection episode (or the run none), an upper bound otherwise."""
+    assert delivered.selection_falls({"falls": 1, "early_terminations": 2}, 1) == (1, True)
+    assert delivered.selection_falls({"early_terminations": 2}, 0) == (2, True)
+    assert delivered.selection_falls({"early_terminations": 2}, 1) == (2, False)  # an upper bound
+    assert delivered.selection_falls({"early_terminations": 0}, 3) == (0, True)
+    assert delivered.selection_falls({}, 0) == (None, False)

@@ -724,6 +724,7 @@ def test_compress_hands_over_the_cheapest_student_that_keeps_the_return(tiny_pip
     least = min(r["falls"] for r in res["rows"])  # the falls check is on by default: recorded for every run
     kept = [r for r in res["rows"] if r["keep_return_met"] and r["falls"] == least]
     assert kept and res["chosen"] == min(kept, key=lambda r: (r["cost"], -r["select_return"]))["method"]
+    assert res["kept"] is True and "fewest selection episodes the teacher finishes" in res["rule"]
     assert (out / "student.pt").read_bytes() == (out / res["chosen"] / "selected.pt").read_bytes()
     assert "Handed over" in (out / "compress.md").read_text()
     second = run_bpd(*args)
@@ -751,6 +752,28 @@ def test_compress_prefers_the_fewest_falls_then_the_cheapest_that_keeps_the_retu
     assert choose_run([row("a", 10, 50, False, 0), row("b", 20, 60, False, 0), row("c", 5, 99, True, 2)]
                       )["method"] == "b"
     assert choose_run([row("a", 10, 99, True, None), row("b", 5, 98, True, None)])["method"] == "b"  # unrecorded
+
+
+def test_compress_and_select_flags_for_the_falls_check():
+    """The check is on by default in compress (--allow-falls turns it off) and asked for in student select
+    (--no-falls) and distill (--select-no-falls)."""
+    import argparse
+
+    from bpd.config import add_arguments, from_namespace
+    from bpd_app.compress import CompressConfig
+    from training.distill_config import DistillConfig
+    from training.selection import SelectConfig
+
+    def parse(cls, *argv):
+        ap = argparse.ArgumentParser()
+        add_arguments(ap, cls)
+        return from_namespace(cls, ap.parse_args(list(argv)))
+
+    base = ["--teacher", "t.npz", "--dataset", "d.npz"]
+    assert parse(CompressConfig, *base).allow_falls is False
+    assert parse(CompressConfig, *base, "--allow-falls").allow_falls is True
+    assert parse(SelectConfig, "run").no_falls is False and parse(SelectConfig, "run", "--no-falls").no_falls is True
+    assert parse(DistillConfig, *base, "--select-no-falls").select_no_falls is True
 
 
 def test_compress_orders_the_reference_run_first_and_sizes_the_cut_against_it(tiny_pipeline, tmp_path):

@@ -83,3 +83,17 @@ def test_the_falls_check_sets_aside_a_candidate_that_ends_an_episode_the_teacher
     assert select(*args, teacher_act=lambda o: o, no_falls=True)["chosen"]["step"] == 20
     with pytest.raises(BpdError, match="needs the teacher"):
         select(*args, no_falls=True)
+    # the teacher given (as distill always gives it) without the check or a target: not run (three rollouts only)
+    monkeypatch.setattr(sel, "rollouts", fake([s20, s30, s40]))
+    assert select(*args, teacher_act=lambda o: o)["chosen"]["step"] == 20
+    # a keep-return target with the check: the target is judged among the fewest falls (step 30 at 80 % of the
+    # teacher's 70 keeps 0.5 of it; step 20, cheaper by nothing, falls), and the teacher is run once
+    monkeypatch.setattr(sel, "rollouts", fake([teacher, s20, s30, s40]))
+    out = select(cands, meta, stats, "InvertedPendulum-v5", 0, "sparsest-within", 0.0, 3, None, keep_return=0.5,
+                 teacher_act=lambda o: o, no_falls=True)
+    assert out["chosen"]["step"] == 30 and out["keep_return_met"] and out["teacher_select_return"] == pytest.approx(70)
+    # two thresholds a candidate: the rows, not the candidates, are what the pool indexes
+    monkeypatch.setattr(sel, "rollouts", fake([teacher, s20, s40, s30, s40, s40, s40]))
+    out = select(*args, teacher_act=lambda o: o, thresholds=[2.0, 3.0], no_falls=True)
+    assert [r["falls"] for r in out["rows"]] == [1, 2, 0, 2, 2, 2]
+    assert (out["chosen"]["step"], out["chosen"]["threshold"]) == (30, 2.0)

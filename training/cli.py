@@ -80,10 +80,13 @@ def report_select(r: dict) -> None:
     ch = r["chosen"]
     head = (f"selected: {r['out']}  step {ch['step']}, threshold {ch['threshold']:g}, {ch['params_nonzero']} nonzero, "
             + (f"cost {ch['cost']:.0f}, " if "cost" in ch else "") + f"return {ch['select_return']:.1f}")
-    if r["teacher_select_return"] is None:  # sparsest-within: no teacher involved
+    if "falls" in ch:
+        head += f", {ch['falls']} early ends where the teacher finishes"
+    if r["teacher_select_return"] is None:  # sparsest-within: no return target
         print(f"{head} on the selection seeds ({r['rule']}, {len(r['rows'])} candidates judged)")
         return
-    met = "kept" if r["keep_return_met"] else "NOT kept by any candidate; wrote the best one"
+    who = "any candidate with the fewest early ends where the teacher finishes" if "falls" in ch else "any candidate"
+    met = "kept" if r["keep_return_met"] else f"NOT kept by {who}; wrote the best one"
     print(f"{head} vs teacher {r['teacher_select_return']:.1f} on the selection seeds (target {met})")
 
 

@@ -182,7 +182,7 @@ def select(cands: list[Candidate], meta: dict, stats: dict, env_id: str, run_see
                 "teacher_select_return": None, "keep_return_met": True, "select_seeds": None}
     if (keep_return is not None or no_falls) and teacher_act is None:
         raise BpdError("a keep-return target or the falls check needs the teacher")
-    if shortlist is None or keep_return is not None:
+    if shortlist is None or keep_return is not None or rule == "last":
         near = list(cands)
     else:
         best_train = max(c.train_return for c in cands)
@@ -389,7 +389,8 @@ def run_select(cfg: SelectConfig, meter: Callable[[str], Callable[[MLPPolicy], f
         res = select(cands, meta, stats, env_id, run_seed, "sparsest-within", cfg.tol, cfg.episodes,
                      None, None, load_teacher(tpath).act if cfg.no_falls else None, cfg.thresholds, cost_fn,
                      no_falls=cfg.no_falls)
-        res["rule"] += "; every candidate judged" + (f"; smallest by {cost}" if cost_fn else "")
+        res["rule"] = (rule_text("sparsest-within", cfg.tol, None, cost) + "; every candidate judged"
+                       + (f"; smallest by {cost}" if cost_fn else "") + falls_rule_text(cfg.no_falls))
     ch = res["chosen"]
     chosen = student_from(meta, next(c.state_dict for c in cands if c.step == ch["step"]), ch["threshold"])
     save_student(out, chosen, meta | {"threshold": ch["threshold"], "step": ch["step"],
