@@ -108,6 +108,24 @@ def test_kill9_then_resume_matches_uninterrupted_run(tiny_pipeline, tmp_path):
     assert steps == ["300", "600"]
 
 
+def test_a_run_stopped_before_its_first_checkpoint_resumes_from_step_0_with_a_headed_metrics_file(tiny_pipeline,
+                                                                                                  tmp_path):
+    """Stopped before any checkpoint, a run leaves its config and a metrics file that may be empty (the header still in
+    the killed process's buffer) or hold rows; --resume starts it over: the metrics file gets its header and only the
+    new run's rows, so every reader of it (the plot, the stability figures) finds its steps."""
+    out = tmp_path / "early"
+    run_bpd(*_distill_args(tiny_pipeline, out, steps=300))
+    (out / "checkpoint.pt").unlink()
+    (out / "student.pt").unlink()
+    (out / "metrics.csv").write_text("")
+    run_bpd(*_distill_args(tiny_pipeline, out, steps=300), "--resume")
+    lines = (out / "metrics.csv").read_text().splitlines()
+    assert lines[0].startswith("step,") and [r.split(",")[0] for r in lines[1:]] == ["300"]
+    (out / "checkpoint.pt").unlink()
+    run_bpd(*_distill_args(tiny_pipeline, out, steps=300), "--resume")  # rows of a run begun over: not kept twice
+    assert [r.split(",")[0] for r in (out / "metrics.csv").read_text().splitlines()[1:]] == ["300"]
+
+
 def test_a_run_older_than_an_option_resumes_when_the_option_keeps_its_default(tiny_pipeline, tmp_path):
     """A run directory whose config.json predates options added since (absent there) resumes with those
     options at the values runs had before them: the paper's BPD for the fine-tune, the unit gates, the

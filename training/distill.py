@@ -376,7 +376,8 @@ def distill(cfg: DistillConfig, meter: Meter | None = None) -> dict:
     gen = torch.Generator().manual_seed(cfg.seed)
     elapsed = 0.0
     candidates: list[Candidate] = []
-    if cfg.resume and run.checkpoint.exists():
+    restored = cfg.resume and run.checkpoint.exists()
+    if restored:
         ck = _load_checkpoint(run.checkpoint)
         _restore(trainer, ck, run.checkpoint)
         gen.set_state(ck["generator"])
@@ -397,11 +398,13 @@ def distill(cfg: DistillConfig, meter: Meter | None = None) -> dict:
     def collapsed() -> MLPPolicy:
         return trainer.actor.collapse(**stats)
 
-    new_file = not run.metrics.exists()
-    metrics_f = open(run.metrics, "a", newline="")
+    # resumed from a checkpoint: its rows (truncate_metrics rewrote them under the header); else from step 0, afresh
+    # (a run stopped before its first checkpoint may leave rows, or an empty file: its header still in the buffer)
+    metrics_f = open(run.metrics, "a" if restored else "w", newline="")
     writer = csv.DictWriter(metrics_f, fieldnames=METRIC_FIELDS)
-    if new_file:
+    if not restored:
         writer.writeheader()
+        metrics_f.flush()
     acc: dict[str, list[float]] = {}
     last_eval = {"eval/return_mean": float("nan")}
     gate_ref = None  # gated schedule, gated warm-up: the teacher's return on the periodic evaluations' seeds
