@@ -112,6 +112,17 @@ def selection_falls(sel: dict, teacher_early: int) -> tuple[int | None, bool]:
     return (None, False) if e is None else (int(e), teacher_early == 0 or e == 0)
 
 
+def selection_episodes(summary: dict, method: str) -> int:
+    """The selection episodes a cell's run judged its candidates on: its recorded selection seeds, else the plan's
+    args, else what its method sets, else distill's default."""
+    from bpd_app.methods import get
+
+    seeds = (summary.get("train") or {}).get("selection_seeds")
+    if seeds:
+        return int(seeds[1]) - int(seeds[0]) + 1
+    return int(summary.get("args", {}).get("select_episodes") or get(method).select_episodes or SELECT_EPISODES)
+
+
 def choose(cands: list[dict], keep: float) -> dict | None:
     """The cheapest candidate that keeps the return (ties: the higher selection return); none keeping it: the
     highest selection return. Candidates without a cost, or whose selection return came from another kind of
@@ -204,7 +215,7 @@ def collect(plan_path: str, keep: float, previous: dict | None, other_plans: lis
                 m = s.get("machine") or {}
                 cands.append(_record(key, label, s, cost_rows, eq) | {
                     "select_return": sel.get("select_return"), "select": sel,
-                    "select_episodes": int(s.get("args", {}).get("select_episodes") or SELECT_EPISODES),
+                    "select_episodes": selection_episodes(s, plan.methods[label].method),
                     "comparable": {k: m.get(k) for k in here} == here, "machine": m.get("processor")})
             if not cands:
                 continue

@@ -47,6 +47,9 @@ class Method:
     revision: int = 1
     # options of the plan's env_args this method does not take (they mean something else to it)
     skips_env_args: tuple[str, ...] = ()
+    # selection episodes its runs judge their candidates on, where the method sets them (None: distill's default or
+    # the plan's args): what the delivered student's rule needs to read a cell's selection against the teacher's
+    select_episodes: int | None = None
 
 
 METHODS: dict[str, Method] = {}
@@ -316,7 +319,8 @@ def _cycle_cut(name: str, help: str, share: float, finetune: float, extra: dict 
     CYCLE_CUTS.add(name)
     return register(Method(name, help, lambda c: distill_command(c, {
         "unit_gates": True, "finetune": finetune, "pair_partners": True, "kl_warmup": "gate",
-        "prune_to_cycles": bpd_cycles_budget(c, share)} | (extra or {})), needs=("bpd",)))
+        "prune_to_cycles": bpd_cycles_budget(c, share)} | (extra or {})), needs=("bpd",),
+        select_episodes=(extra or {}).get("select_episodes")))
 
 
 _cycle_cut("bpd-units-finetune-pairs-warmup-c50", "bpd-units-finetune-pairs-warmup whose fine-tune starts from the "

@@ -119,3 +119,10 @@ def test_falls_on_the_selection_seeds_are_the_runs_record_else_its_early_ends():
     assert delivered.selection_falls({"early_terminations": 2}, 1) == (2, False)  # an upper bound
     assert delivered.selection_falls({"early_terminations": 0}, 3) == (0, True)
     assert delivered.selection_falls({}, 0) == (None, False)
+
+
+def test_a_cells_selection_episodes_come_from_its_record_its_args_its_method_or_distills_default():
+    assert delivered.selection_episodes({"train": {"selection_seeds": [200_000, 200_029]}}, "bpd") == 30
+    assert delivered.selection_episodes({"args": {"select_episodes": 20}}, "bpd") == 20
+    assert delivered.selection_episodes({}, "bpd-units-finetune-pairs-warmup-c50-long-sure") == 30
+    assert delivered.selection_episodes({}, "bpd") == delivered.SELECT_EPISODES == 10

@@ -200,6 +200,7 @@ def _cell_result(plan: Plan, cell: Cell, spec: dict, train: dict, ev: dict, tev:
                   "teacher_distribution": train.get("teacher_distribution"),
                   "teacher_value": train.get("teacher_value"), "visited_spread": train.get("visited_spread"),
                   "selection": (train.get("selection") or {}).get("chosen"),
+                  "selection_seeds": (train.get("selection") or {}).get("select_seeds"),
                   "pruning_rule": train.get("pruning_rule"),
                   "selection_rule": (train.get("selection") or {}).get("rule")},
         "export": ({"widths": export_info.get("widths"), "params_nonzero": export_info.get("params_nonzero"),
