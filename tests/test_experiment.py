@@ -343,6 +343,8 @@ def test_an_online_sac_cell_records_its_budget_and_curve_and_is_plotted_against_
     p = _run_plan(plan, runs)
     assert p.returncode == 0, p.stdout + p.stderr
     bpd = json.loads((runs / "InvertedPendulum-v5" / "bpd" / "seed0" / "result.json").read_text())
+    sel = json.loads((runs / "InvertedPendulum-v5" / "bpd" / "seed0" / "run" / "summary.json").read_text())["selection"]
+    assert bpd["train"]["selection_seeds"] == sel["select_seeds"] and len(sel["select_seeds"]) == 2  # its episodes
     res = json.loads((runs / "InvertedPendulum-v5" / "online-sac-small" / "seed0" / "result.json").read_text())
     t = res["train"]
     assert t["env_steps"] == 600 and t["grad_steps"] == 400 and t["control"] == "student"
