@@ -160,7 +160,7 @@ def confirmed(plan, env: str, seed: int, cands: list[dict], keep: float, first: 
     import numpy as np
 
     from bpd_app.methods import get
-    from training.envs import rollouts, select_eval_seed
+    from training.envs import early_where_teacher_finished, rollouts, select_eval_seed
     from training.student import load_student
     from training.teacher import load_teacher
 
@@ -176,7 +176,7 @@ def confirmed(plan, env: str, seed: int, cands: list[dict], keep: float, first: 
             continue
         student, _, stats = load_student(product)
         ep = rollouts(env, student.collapse(**stats).act, n, start)
-        early = sum(1 for a, b in zip(ep.terminated, teacher.terminated) if a and not b)
+        early = early_where_teacher_finished(ep.terminated, teacher.terminated)
         ret = float(np.mean(ep.returns))
         c["confirm"] = {"episodes": n, "first_seed": start, "return": ret, "teacher_return": t_ret,
                         "early_ends_where_teacher_finished": early, "holds": ret >= keep * t_ret and early == 0}
@@ -214,7 +214,7 @@ def collect(plan_path: str, keep: float, previous: dict | None, other_plans: lis
                 sel = (s.get("train") or {}).get("selection") or {}
                 m = s.get("machine") or {}
                 cands.append(_record(key, label, s, cost_rows, eq) | {
-                    "select_return": sel.get("select_return"), "select": sel,
+                    "select_return": sel.get("select_return"), "select_record": sel,
                     "select_episodes": selection_episodes(s, plan.methods[label].method),
                     "comparable": {k: m.get(k) for k in here} == here, "machine": m.get("processor")})
             if not cands:
@@ -229,7 +229,7 @@ def collect(plan_path: str, keep: float, previous: dict | None, other_plans: lis
             for c in cands:
                 t_ret, t_early = cache[(env, seed, c["select_episodes"])]
                 c["teacher_select_return"] = t_ret
-                c["select_falls"], c["select_falls_exact"] = selection_falls(c.pop("select"), t_early)
+                c["select_falls"], c["select_falls_exact"] = selection_falls(c.pop("select_record"), t_early)
                 c["keeps"] = (c["select_return"] is not None and c["select_return"] >= keep * t_ret
                               and c["select_falls"] == 0)
             t = cache[(env, seed, min(c["select_episodes"] for c in cands))][0]

@@ -9,6 +9,10 @@ from bpd.errors import BpdError
 from training.selection import Candidate, finetuned, select
 from training.student import BayesianStudent
 
+META = {"obs_dim": 4, "act_dim": 1, "hidden": [4], "activation": "tanh", "threshold": 3.0, "log_alpha_clip": 8.0}
+STATS = {"obs_mean": np.zeros(4, np.float32), "obs_std": np.ones(4, np.float32),
+         "action_low": -3 * np.ones(1, np.float32), "action_high": 3 * np.ones(1, np.float32)}
+
 
 def _student(frozen: bool, seed: int) -> BayesianStudent:
     torch.manual_seed(seed)
@@ -36,14 +40,10 @@ def test_the_fine_tunes_candidates_are_judged_whatever_their_periodic_return():
     cands = [Candidate(20, 100.0, 29, _student(False, 1).state_dict()),
              Candidate(30, 50.0, 29, _student(False, 2).state_dict()),
              Candidate(40, 5.0, 29, _student(True, 3).state_dict())]
-    meta = {"obs_dim": 4, "act_dim": 1, "hidden": [4], "activation": "tanh", "threshold": 3.0,
-            "log_alpha_clip": 8.0}
-    stats = {"obs_mean": np.zeros(4, np.float32), "obs_std": np.ones(4, np.float32),
-             "action_low": -3 * np.ones(1, np.float32), "action_high": 3 * np.ones(1, np.float32)}
-    out = select(cands, meta, stats, "InvertedPendulum-v5", 0, "sparsest-within", 0.02, 1, shortlist=1)
+    out = select(cands, META, STATS, "InvertedPendulum-v5", 0, "sparsest-within", 0.02, 1, shortlist=1)
     assert [r["step"] for r in out["rows"]] == [20, 40]
     # without a shortlist every candidate is judged, once
-    out = select(cands, meta, stats, "InvertedPendulum-v5", 0, "sparsest-within", 0.02, 1, shortlist=None)
+    out = select(cands, META, STATS, "InvertedPendulum-v5", 0, "sparsest-within", 0.02, 1, shortlist=None)
     assert [r["step"] for r in out["rows"]] == [20, 30, 40]
 
 
@@ -66,11 +66,7 @@ def test_the_falls_check_sets_aside_a_candidate_that_ends_an_episode_the_teacher
     cands = [Candidate(20, 1.0, 29, _student(False, 1).state_dict()),
              Candidate(30, 1.0, 29, _student(False, 2).state_dict()),
              Candidate(40, 1.0, 29, _student(False, 3).state_dict())]
-    meta = {"obs_dim": 4, "act_dim": 1, "hidden": [4], "activation": "tanh", "threshold": 3.0,
-            "log_alpha_clip": 8.0}
-    stats = {"obs_mean": np.zeros(4, np.float32), "obs_std": np.ones(4, np.float32),
-             "action_low": -3 * np.ones(1, np.float32), "action_high": 3 * np.ones(1, np.float32)}
-    args = (cands, meta, stats, "InvertedPendulum-v5", 0, "best", 0.02, 3, None)
+    args = (cands, META, STATS, "InvertedPendulum-v5", 0, "best", 0.02, 3, None)
     monkeypatch.setattr(sel, "rollouts", fake([s20, s30, s40]))
     assert select(*args)["chosen"]["step"] == 20
     monkeypatch.setattr(sel, "rollouts", fake([teacher, s20, s30, s40]))
@@ -89,7 +85,7 @@ def test_the_falls_check_sets_aside_a_candidate_that_ends_an_episode_the_teacher
     # a keep-return target with the check: the target is judged among the fewest falls (step 30 at 80 % of the
     # teacher's 70 keeps 0.5 of it; step 20, cheaper by nothing, falls), and the teacher is run once
     monkeypatch.setattr(sel, "rollouts", fake([teacher, s20, s30, s40]))
-    out = select(cands, meta, stats, "InvertedPendulum-v5", 0, "sparsest-within", 0.0, 3, None, keep_return=0.5,
+    out = select(cands, META, STATS, "InvertedPendulum-v5", 0, "sparsest-within", 0.0, 3, None, keep_return=0.5,
                  teacher_act=lambda o: o, no_falls=True)
     assert out["chosen"]["step"] == 30 and out["keep_return_met"] and out["teacher_select_return"] == pytest.approx(70)
     # two thresholds a candidate: the rows, not the candidates, are what the pool indexes

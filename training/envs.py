@@ -212,6 +212,11 @@ class Episodes:
                 "terminated": [bool(t) for t in self.terminated]}
 
 
+def early_where_teacher_finished(terminated: list[bool], teacher_terminated: list[bool]) -> int:
+    """Episodes (same seeds, same order) that ended early where the teacher's did not: issue 34's falls."""
+    return sum(1 for s, t in zip(terminated, teacher_terminated) if s and not t)
+
+
 def rollouts(env_id: str, policy: Policy, episodes: int, seed: int = 0,
              randomization: dict | None = None, rig: str | None = None) -> Episodes:
     """Run `episodes` deterministic episodes; episode i uses seed + i. With `randomization` (the ranges

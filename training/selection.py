@@ -32,7 +32,7 @@ from bpd.config import check_ranges, field
 from bpd.errors import BpdError
 from bpd.io import atomic_write, path_from_record
 from training.distill_config import PAPER, DistillConfig, pair_partners_apply
-from training.envs import Policy, rollouts, select_eval_seed
+from training.envs import Policy, early_where_teacher_finished, rollouts, select_eval_seed
 from training.mlp import MLPPolicy
 from training.student import BayesianStudent, has_unit_gates
 
@@ -201,7 +201,7 @@ def select(cands: list[Candidate], meta: dict, stats: dict, env_id: str, run_see
                          "params_nonzero": pol.params_nonzero, "select_return": float(np.mean(ep.returns)),
                          "select_min": float(np.min(ep.returns)), "early_terminations": ep.early_terminations}
                         | ({"cost": float(cost_fn(pol))} if cost_fn else {})
-                        | ({"falls": falls_where_finished(ep.terminated, teacher_ep.terminated)}
+                        | ({"falls": early_where_teacher_finished(ep.terminated, teacher_ep.terminated)}
                            if no_falls and teacher_ep is not None else {}))
     teacher_ret = float(np.mean(teacher_ep.returns)) if teacher_ep is not None and keep_return is not None else None
     pool = list(range(len(rows)))
@@ -216,11 +216,6 @@ def select(cands: list[Candidate], meta: dict, stats: dict, env_id: str, run_see
     if no_falls and teacher_ep is not None:
         out["teacher_select_early_terminations"] = teacher_ep.early_terminations
     return out
-
-
-def falls_where_finished(student_terminated: list[bool], teacher_terminated: list[bool]) -> int:
-    """Episodes (paired by seed) the student ends early and the teacher finishes."""
-    return int(sum(bool(s) and not bool(t) for s, t in zip(student_terminated, teacher_terminated, strict=True)))
 
 
 def sweep_thresholds(student: BayesianStudent, stats: dict, env_id: str, thresholds: list[float],

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bpd.errors import BpdError
 from bpd_app.experiment.plan import Cell, Plan
+from training.envs import early_where_teacher_finished
 
 # D4RL normalisation references (random, expert) for the locomotion tasks.
 D4RL_REFS = {"HalfCheetah": (-280.178953, 12135.0), "Hopper": (-20.272305, 3234.3),
@@ -161,11 +162,6 @@ def _last_evals(metrics: Path, n: int = 3) -> list[float] | None:
     with open(metrics, newline="") as f:
         vals = [float(r["eval/return_mean"]) for r in csv.DictReader(f) if r.get("eval/return_mean")]
     return vals[-n:] or None
-
-
-def early_where_teacher_finished(terminated: list[bool], teacher_terminated: list[bool]) -> int:
-    """Episodes (same seeds, same order) that ended early where the teacher's did not."""
-    return sum(1 for s, t in zip(terminated, teacher_terminated) if s and not t)
 
 
 def _cell_result(plan: Plan, cell: Cell, spec: dict, train: dict, ev: dict, tev: dict, export_info: dict | None,
