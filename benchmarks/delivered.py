@@ -157,33 +157,35 @@ def confirmed(plan, env: str, seed: int, cands: list[dict], keep: float, first: 
     + first ... + first + N - 1: disjoint from the reporting and training seeds); the first that keeps the return
     there with no early end on an episode the teacher finishes is delivered (none: none is). Each judged candidate
     records its figures under "confirm"."""
-    import numpy as np
-
     from bpd_app.methods import get
-    from training.envs import early_where_teacher_finished, rollouts, select_eval_seed
+    from training.envs import select_eval_seed
+    from training.selection import confirm
     from training.student import load_student
     from training.teacher import load_teacher
 
-    start = select_eval_seed(seed) + first
-    teacher = rollouts(env, load_teacher(str(plan.teachers[env])).act, n, start)
-    t_ret = float(np.mean(teacher.returns))
     order = sorted((c for c in cands if c["keeps"] and c["cycles"] is not None and c.get("comparable", True)),
                    key=lambda c: (c["cycles"], -c["select_return"]))
-    for c in order:
-        product = plan.runs / env / c["method"] / f"seed{seed}" / "run" / get(plan.methods[c["method"]].method).product
+    products = [plan.runs / env / c["method"] / f"seed{seed}" / "run" / get(plan.methods[c["method"]].method).product
+                for c in order]
+    for c, product in zip(order, products):
         if not product.is_file():
             c["confirm"] = {"error": "no student file in the run root"}
-            continue
-        student, _, stats = load_student(product)
-        ep = rollouts(env, student.collapse(**stats).act, n, start)
-        early = early_where_teacher_finished(ep.terminated, teacher.terminated)
-        ret = float(np.mean(ep.returns))
-        c["confirm"] = {"episodes": n, "first_seed": start, "return": ret, "teacher_return": t_ret,
-                        "early_ends_where_teacher_finished": early, "holds": ret >= keep * t_ret and early == 0}
-        print(f"{env} seed {seed} {c['method']}: {ret:.1f} against {t_ret:.1f}, {early} early ends", flush=True)
-        if c["confirm"]["holds"]:
-            return c
-    return None
+    judged = [(c, p) for c, p in zip(order, products) if p.is_file()]
+    if not judged:
+        return None
+
+    def loader(p):
+        def load():
+            student, _, stats = load_student(p)
+            return student.collapse(**stats).act
+        return load
+
+    held, recs = confirm(env, load_teacher(str(plan.teachers[env])).act,
+                         [(c["method"], loader(p)) for c, p in judged], select_eval_seed(seed) + first, n, keep,
+                         log=lambda m: print(f"{env} seed {seed} {m}", flush=True))
+    for (c, _), rec in zip(judged, recs):
+        c["confirm"] = rec
+    return None if held is None else judged[held][0]
 
 
 def collect(plan_path: str, keep: float, previous: dict | None, other_plans: list[str] | None = None,

@@ -49,6 +49,10 @@ class CompressConfig:
     allow_falls: bool = field(False, help="do not set aside students that end early on a selection episode the "
                               "teacher finishes (by default they are, issue 34's 'no early end' judged on the "
                               "selection seeds: per run, and over runs those with the fewest such ends first)")
+    confirm: int = field(20, help="episodes on further selection seeds on which the methods' students that keep the "
+                         "return (with the fewest falls) are judged again, cheapest first, beside the teacher: the "
+                         "first that keeps it there with no early end where the teacher finishes is handed over "
+                         "(0: hand over the cheapest at once)")
     steps: int | None = field(None, help="gradient steps of every method's schedule, after any warm-up "
                               "(default: distill's)")
     seed: int = field(0, help="training seed of every run")
@@ -59,8 +63,8 @@ def _check(cfg: CompressConfig) -> list[str]:
     are sized) before it."""
     from bpd_app.methods import CYCLE_CUTS, METHODS, get
 
-    check_ranges(cfg, {"keep_return": (0, 2, "open"), "episodes": (1, 10_000), "steps": (1, 100_000_000),
-                       "seed": (0, 2**31 - 1)})
+    check_ranges(cfg, {"keep_return": (0, 2, "open"), "episodes": (1, 10_000), "confirm": (0, 10_000),
+                       "steps": (1, 100_000_000), "seed": (0, 2**31 - 1)})
     for flag, path in (("--teacher", cfg.teacher), ("--dataset", cfg.dataset)):
         if not Path(path).is_file():
             raise BpdError(f"{path}: no such file ({flag})")
@@ -154,7 +158,9 @@ def run_compress(cfg: CompressConfig, meter) -> dict:
         print(f"[{m}] step {ch['step']}: {ch['params_nonzero']} nonzero, {cfg.cost} {ch.get('cost', 0):.0f}, return "
               f"{ch['select_return']:.1f} (teacher {r['teacher_select_return']:.1f}; target "
               f"{'kept' if r['keep_return_met'] else 'not kept'})", flush=True)
-    best = choose_run(rows)
+    best, confirmed = choose_run(rows), None
+    if cfg.confirm and ranked(rows):
+        best, confirmed = confirm_run(cfg, env, rows)
     kept = bool(best["keep_return_met"])
     shutil.copyfile(best["student"], out / "student.pt")
     rule = (f"the cheapest by {COSTS[cfg.cost]} among each method's cheapest student keeping "
@@ -163,32 +169,82 @@ def run_compress(cfg: CompressConfig, meter) -> dict:
                "finishes")
             + ("" if kept else "; no method kept it" + ("" if cfg.allow_falls else " with the fewest falls")
                + ": the highest return is handed over"))
+    if confirmed is not None:
+        rule += (f"; those that keep it judged again, cheapest first, on {cfg.confirm} further selection episodes: "
+                 + ("the first that keeps it there with no early end where the teacher finishes" if confirmed else
+                    "none kept it there without an early end where the teacher finishes, so the one with the fewest "
+                    "such ends there (then the highest return) is handed over"))
     res = {"env_id": env, "teacher": cfg.teacher, "dataset": cfg.dataset, "cost": cfg.cost,
-           "keep_return": cfg.keep_return, "rule": rule, "chosen": best["method"], "kept": kept, "rows": rows}
+           "keep_return": cfg.keep_return, "rule": rule, "chosen": best["method"], "kept": kept,
+           "confirmed": confirmed, "rows": rows}
     write_json(out / "compress.json", res)
     write_text(out / "compress.md", markdown(res))
     return res
 
 
-def choose_run(rows: list[dict]) -> dict:
-    """Over the methods' chosen students: among those with the fewest falls (early ends on selection episodes the
-    teacher finishes; where recorded), the cheapest that keeps the return (ties: the higher return); none keeping
-    it there: the highest return among them."""
+def ranked(rows: list[dict]) -> list[dict]:
+    """The methods' chosen students that keep the return, among those with the fewest falls (early ends on selection
+    episodes the teacher finishes; where recorded), cheapest first (ties: the higher return)."""
     least = min((r["falls"] for r in rows if r.get("falls") is not None), default=None)
     pool = [r for r in rows if least is None or r.get("falls") == least]
-    kept = [r for r in pool if r["keep_return_met"]]
-    return (min(kept, key=lambda r: (r["cost"], -r["select_return"])) if kept
-            else max(pool, key=lambda r: r["select_return"]))
+    return sorted((r for r in pool if r["keep_return_met"]), key=lambda r: (r["cost"], -r["select_return"]))
+
+
+def choose_run(rows: list[dict]) -> dict:
+    """Over the methods' chosen students: the first of `ranked`; none keeping the return: the highest return among
+    those with the fewest falls."""
+    if order := ranked(rows):
+        return order[0]
+    least = min((r["falls"] for r in rows if r.get("falls") is not None), default=None)
+    return max((r for r in rows if least is None or r.get("falls") == least), key=lambda r: r["select_return"])
+
+
+def confirm_run(cfg: CompressConfig, env: str, rows: list[dict]) -> tuple[dict, bool]:
+    """--confirm: the ranked students judged again beside the teacher on cfg.confirm selection episodes after every
+    selection so far (distill's own and compress's), cheapest first; the first that holds (training.selection.confirm)
+    is handed over, none: the judged one with the fewest early ends there where the teacher finishes, then the
+    highest return there. Each judged row records its figures under "confirm"."""
+    import json
+
+    from training.envs import select_eval_seed
+    from training.selection import confirm
+    from training.student import load_student
+    from training.teacher import load_teacher
+
+    order = ranked(rows)
+    first = max([cfg.episodes] + [int(json.loads((Path(r["run"]) / "config.json").read_text()).get(
+        "select_episodes", 10)) for r in order])
+
+    def loader(path: str):
+        def load():
+            student, _, stats = load_student(Path(path))
+            return student.collapse(**stats).act
+        return load
+
+    held, recs = confirm(env, load_teacher(cfg.teacher).act, [(r["method"], loader(r["student"])) for r in order],
+                         select_eval_seed(cfg.seed) + first, cfg.confirm, cfg.keep_return,
+                         log=lambda m: print(f"[confirm] {m}", flush=True))
+    for r, rec in zip(order, recs):
+        r["confirm"] = rec
+    if held is not None:
+        return order[held], True
+    judged = order[:len(recs)]
+    least = min(judged, key=lambda r: (r["confirm"]["early_ends_where_teacher_finished"], -r["confirm"]["return"]))
+    return least, False
 
 
 def markdown(res: dict) -> str:
     L = [f"# bpd compress: {res['env_id']}", "", f"Handed over: **{res['chosen']}** ({res['rule']}).", "",
          f"| method | step | nonzero | {res['cost']} | return (selection seeds) | % of teacher | keeps "
-         f"{100 * res['keep_return']:g} % | falls |", "|---|---|---|---|---|---|---|---|"]
+         f"{100 * res['keep_return']:g} % | falls | judged again |", "|---|---|---|---|---|---|---|---|---|"]
     for r in res["rows"]:
         t = r["teacher_select_return"]
         falls = "-" if r.get("falls") is None else r["falls"]
+        c = r.get("confirm")
+        again = "-" if not c else (f"{100 * c['return'] / c['teacher_return']:.1f} % of the teacher, "
+                                   f"{c['early_ends_where_teacher_finished']} falls on {c['episodes']}: "
+                                   + ("holds" if c["holds"] else "does not hold"))
         L.append(f"| {r['method']} | {r['step']} | {r['params_nonzero']} | {r['cost']:.0f} | {r['select_return']:.1f} "
-                 f"| {100 * r['select_return'] / t:.1f} % | {'yes' if r['keep_return_met'] else 'no'} | {falls} |")
+                 f"| {100 * r['select_return'] / t:.1f} % | {'yes' if r['keep_return_met'] else 'no'} | {falls} "
+                 f"| {again} |")
     return "\n".join(L) + "\n"
-

@@ -720,12 +720,19 @@ def test_compress_hands_over_the_cheapest_student_that_keeps_the_return(tiny_pip
     out = tmp_path / "comp"
     args = ["compress", "--teacher", str(tiny_pipeline / "teacher.npz"), "--dataset",
             str(tiny_pipeline / "dataset.npz"), "--out", str(out), "--steps", "100", "--keep-return", "0.01",
-            "--episodes", "1", "--methods", "bpd-units-finetune", "l1-threshold"]
+            "--episodes", "1", "--confirm", "2", "--methods", "bpd-units-finetune", "l1-threshold"]
     run_bpd(*args)
     res = json.loads((out / "compress.json").read_text())
     least = min(r["falls"] for r in res["rows"])  # the falls check is on by default: recorded for every run
-    kept = [r for r in res["rows"] if r["keep_return_met"] and r["falls"] == least]
-    assert kept and res["chosen"] == min(kept, key=lambda r: (r["cost"], -r["select_return"]))["method"]
+    kept = sorted((r for r in res["rows"] if r["keep_return_met"] and r["falls"] == least),
+                  key=lambda r: (r["cost"], -r["select_return"]))
+    judged = [r for r in kept if "confirm" in r]  # judged again on 2 more episodes, cheapest first, until one holds
+    assert judged and judged == kept[:len(judged)] and all(r["confirm"]["episodes"] == 2 for r in judged)
+    holds = [r for r in judged if r["confirm"]["holds"]]
+    if res["confirmed"]:
+        assert holds == [judged[-1]] and res["chosen"] == judged[-1]["method"]
+    else:
+        assert not holds and judged == kept and "none kept it there" in res["rule"]
     assert res["kept"] is True and "fewest selection episodes the teacher finishes" in res["rule"]
     assert (out / "student.pt").read_bytes() == (out / res["chosen"] / "selected.pt").read_bytes()
     assert "Handed over" in (out / "compress.md").read_text()

@@ -93,3 +93,83 @@ def test_the_falls_check_sets_aside_a_candidate_that_ends_an_episode_the_teacher
     out = select(*args, teacher_act=lambda o: o, thresholds=[2.0, 3.0], no_falls=True)
     assert [r["falls"] for r in out["rows"]] == [1, 2, 0, 2, 2, 2]
     assert (out["chosen"]["step"], out["chosen"]["threshold"]) == (30, 2.0)
+
+
+def test_confirm_judges_again_cheapest_first_and_stops_at_the_first_that_holds(monkeypatch):
+    """Three more selection episodes from seed 500; the teacher (returns 100, 100, 100) ends the second early.
+    'cheap' ends the first early (the teacher finishes it): fails. 'short' keeps 90 % of the teacher's return: fails
+    the 99 % target. 'good' (99.33 %) ends only the second, as the teacher does: holds, and 'later' is never loaded."""
+    import training.selection as sel
+    from training.envs import Episodes
+
+    outcomes = {"teacher": Episodes([100.0, 100.0, 100.0], [9, 3, 9], [False, True, False], 500),
+                "cheap": Episodes([100.0, 100.0, 100.0], [2, 3, 9], [True, True, False], 500),
+                "short": Episodes([90.0, 90.0, 90.0], [9, 9, 9], [False, False, False], 500),
+                "good": Episodes([99.0, 99.0, 100.0], [9, 3, 9], [False, True, False], 500),
+                "later": Episodes([100.0, 100.0, 100.0], [9, 9, 9], [False, False, False], 500)}
+
+    def fake(env_id, policy, episodes, seed):
+        assert (episodes, seed) == (3, 500)
+        return outcomes[policy]
+
+    loaded = []
+
+    def loader(name):
+        def load():
+            loaded.append(name)
+            return name
+        return load
+
+    monkeypatch.setattr(sel, "rollouts", fake)
+    names = ["cheap", "short", "good", "later"]
+    held, recs = sel.confirm("E", "teacher", [(n, loader(n)) for n in names], 500, 3, 0.99)
+    assert held == 2 and loaded == ["cheap", "short", "good"]
+    assert [r["holds"] for r in recs] == [False, False, True]
+    assert [r["early_ends_where_teacher_finished"] for r in recs] == [1, 0, 0]
+    assert recs[1]["return"] == pytest.approx(90.0) and recs[1]["teacher_return"] == pytest.approx(100.0)
+    assert recs[2]["first_seed"] == 500 and recs[2]["episodes"] == 3
+    loaded.clear()
+    held, recs = sel.confirm("E", "teacher", [(n, loader(n)) for n in ["cheap", "short"]], 500, 3, 0.99)
+    assert held is None and len(recs) == 2 and loaded == ["cheap", "short"]
+
+
+def test_compress_confirm_hands_over_the_first_that_holds_else_the_fewest_falls(monkeypatch, tmp_path):
+    """compress's --confirm: the ranked students (kept, fewest selection falls, cheapest first) judged again from
+    the seed after the longest selection any run made (a run that judged on 30: seed base + 30); the first that
+    holds is handed over; none: the fewest falls there, then the higher return."""
+    import json
+
+    import training.selection as sel
+    import training.teacher as teacher_mod
+    from bpd_app.compress import CompressConfig, confirm_run
+    from training.envs import select_eval_seed
+
+    def row(m, cost, kept, falls, select_episodes):
+        run = tmp_path / m
+        run.mkdir(exist_ok=True)
+        (run / "config.json").write_text(json.dumps({"select_episodes": select_episodes}))
+        return {"method": m, "run": str(run), "student": str(run / "selected.pt"), "cost": cost,
+                "select_return": 100.0, "keep_return_met": kept, "falls": falls}
+
+    rows = [row("a", 10, True, 0, 10), row("b", 5, True, 1, 10), row("c", 20, True, 0, 30), row("d", 1, False, 0, 10)]
+    seen = {}
+
+    def fake_confirm(env, teacher_act, students, seed, episodes, keep, log=None):
+        seen.update(names=[n for n, _ in students], seed=seed, episodes=episodes)
+        recs = [{"return": r, "teacher_return": 100.0, "early_ends_where_teacher_finished": f, "episodes": episodes,
+                 "first_seed": seed, "holds": h} for r, f, h in seen["outcomes"]]
+        held = next((i for i, (_, _, h) in enumerate(seen["outcomes"]) if h), None)
+        return held, recs
+
+    monkeypatch.setattr(sel, "confirm", fake_confirm)
+    monkeypatch.setattr(teacher_mod, "load_teacher", lambda path: type("T", (), {"act": None})())
+    cfg = CompressConfig(teacher="t.npz", dataset="d.npz", confirm=20, seed=1)
+    seen["outcomes"] = [(100.0, 1, False), (99.5, 0, True)]
+    best, held = confirm_run(cfg, "E", rows)
+    assert seen["names"] == ["a", "c"] and seen["seed"] == select_eval_seed(1) + 30 and seen["episodes"] == 20
+    assert held is True and best["method"] == "c" and rows[0]["confirm"]["holds"] is False
+    seen["outcomes"] = [(100.0, 2, False), (98.0, 1, False)]
+    best, held = confirm_run(cfg, "E", rows)
+    assert held is False and best["method"] == "c"
+    seen["outcomes"] = [(99.0, 1, False), (98.0, 1, False)]
+    assert confirm_run(cfg, "E", rows)[0]["method"] == "a"

@@ -218,6 +218,30 @@ def select(cands: list[Candidate], meta: dict, stats: dict, env_id: str, run_see
     return out
 
 
+def confirm(env_id: str, teacher_act: Policy, students: list[tuple[str, Callable[[], Policy]]], seed: int,
+            episodes: int, keep_return: float,
+            log: Callable[[str], None] | None = None) -> tuple[int | None, list[dict]]:
+    """Judge students again, in the order given (each a name and a loader of its policy), beside the teacher on
+    `episodes` selection episodes from `seed` (seeds no selection before used): a student holds when its return
+    there is at least keep_return of the teacher's and it ends no episode early that the teacher finishes. Stops at
+    the first that holds; returns its index (None: none held) and the records of those judged, in order."""
+    teacher = rollouts(env_id, teacher_act, episodes, seed)
+    t_ret = float(np.mean(teacher.returns))
+    recs: list[dict] = []
+    for i, (name, load) in enumerate(students):
+        ep = rollouts(env_id, load(), episodes, seed)
+        falls = early_where_teacher_finished(ep.terminated, teacher.terminated)
+        ret = float(np.mean(ep.returns))
+        recs.append({"episodes": episodes, "first_seed": seed, "return": ret, "teacher_return": t_ret,
+                     "early_ends_where_teacher_finished": falls, "holds": ret >= keep_return * t_ret and falls == 0})
+        if log is not None:
+            log(f"{name}: {ret:.1f} against the teacher's {t_ret:.1f} on {episodes} more selection episodes, "
+                f"{falls} early ends where the teacher finishes")
+        if recs[-1]["holds"]:
+            return i, recs
+    return None, recs
+
+
 def sweep_thresholds(student: BayesianStudent, stats: dict, env_id: str, thresholds: list[float],
                      episodes: int, seed: int) -> list[dict]:
     """Return distribution and size of one trained student collapsed at each threshold."""
