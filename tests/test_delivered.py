@@ -76,7 +76,7 @@ def test_confirm_walks_the_kept_candidates_cheapest_first_until_one_holds(monkey
     holds is delivered; an uncosted or unkept one is never run."""
     from types import SimpleNamespace
 
-    import training.envs
+    import training.selection
     import training.student
     import training.teacher
     from training.envs import Episodes
@@ -90,7 +90,7 @@ def test_confirm_walks_the_kept_candidates_cheapest_first_until_one_holds(monkey
         seen.append((act, n, seed))
         return teacher if act == "teacher" else outcomes[act]
 
-    monkeypatch.setattr(training.envs, "rollouts", rollouts)
+    monkeypatch.setattr(training.selection, "rollouts", rollouts)  # the one confirm, shared with bpd compress
     monkeypatch.setattr(training.teacher, "load_teacher", lambda p: SimpleNamespace(act="teacher"))
     monkeypatch.setattr(training.student, "load_student",
                         lambda p: (SimpleNamespace(collapse=lambda **kw: SimpleNamespace(act=p.parts[-4])), {}, {}))
