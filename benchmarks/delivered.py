@@ -157,10 +157,10 @@ def confirmed(plan, env: str, seed: int, cands: list[dict], keep: float, first: 
     + first ... + first + N - 1: disjoint from the reporting and training seeds); the first that keeps the return
     there with no early end on an episode the teacher finishes is delivered (none: none is). Each judged candidate
     records its figures under "confirm"."""
+    from bpd_app.evaluate import load_any
     from bpd_app.methods import get
     from training.envs import select_eval_seed
     from training.selection import confirm
-    from training.student import load_student
     from training.teacher import load_teacher
 
     order = sorted((c for c in cands if c["keeps"] and c["cycles"] is not None and c.get("comparable", True)),
@@ -173,15 +173,9 @@ def confirmed(plan, env: str, seed: int, cands: list[dict], keep: float, first: 
     judged = [(c, p) for c, p in zip(order, products) if p.is_file()]
     if not judged:
         return None
-
-    def loader(p):
-        def load():
-            student, _, stats = load_student(p)
-            return student.collapse(**stats).act
-        return load
-
     held, recs = confirm(env, load_teacher(str(plan.teachers[env])).act,
-                         [(c["method"], loader(p)) for c, p in judged], select_eval_seed(seed) + first, n, keep,
+                         [(c["method"], lambda p=p: load_any(p).act) for c, p in judged],
+                         select_eval_seed(seed) + first, n, keep,
                          log=lambda m: print(f"{env} seed {seed} {m}", flush=True))
     for (c, _), rec in zip(judged, recs):
         c["confirm"] = rec

@@ -182,12 +182,17 @@ def run_compress(cfg: CompressConfig, meter) -> dict:
     return res
 
 
-def ranked(rows: list[dict]) -> list[dict]:
-    """The methods' chosen students that keep the return, among those with the fewest falls (early ends on selection
-    episodes the teacher finishes; where recorded), cheapest first (ties: the higher return)."""
+def fewest_falls(rows: list[dict]) -> list[dict]:
+    """The methods' chosen students with the fewest falls (early ends on selection episodes the teacher finishes;
+    all of them where none is recorded)."""
     least = min((r["falls"] for r in rows if r.get("falls") is not None), default=None)
-    pool = [r for r in rows if least is None or r.get("falls") == least]
-    return sorted((r for r in pool if r["keep_return_met"]), key=lambda r: (r["cost"], -r["select_return"]))
+    return [r for r in rows if least is None or r.get("falls") == least]
+
+
+def ranked(rows: list[dict]) -> list[dict]:
+    """Those of `fewest_falls` that keep the return, cheapest first (ties: the higher return)."""
+    kept = [r for r in fewest_falls(rows) if r["keep_return_met"]]
+    return sorted(kept, key=lambda r: (r["cost"], -r["select_return"]))
 
 
 def choose_run(rows: list[dict]) -> dict:
@@ -195,8 +200,7 @@ def choose_run(rows: list[dict]) -> dict:
     those with the fewest falls."""
     if order := ranked(rows):
         return order[0]
-    least = min((r["falls"] for r in rows if r.get("falls") is not None), default=None)
-    return max((r for r in rows if least is None or r.get("falls") == least), key=lambda r: r["select_return"])
+    return max(fewest_falls(rows), key=lambda r: r["select_return"])
 
 
 def confirm_run(cfg: CompressConfig, env: str, rows: list[dict]) -> tuple[dict, bool]:
@@ -205,23 +209,21 @@ def confirm_run(cfg: CompressConfig, env: str, rows: list[dict]) -> tuple[dict, 
     is handed over, none: the judged one with the fewest early ends there where the teacher finishes, then the
     highest return there. Each judged row records its figures under "confirm"."""
     import json
+    from functools import partial
 
-    from training.envs import select_eval_seed
+    from bpd_app.evaluate import load_any
+    from training.envs import Policy, select_eval_seed
     from training.selection import confirm
-    from training.student import load_student
     from training.teacher import load_teacher
+
+    def policy(path: str) -> Policy:
+        return load_any(path).act
 
     order = ranked(rows)
     first = max([cfg.episodes] + [int(json.loads((Path(r["run"]) / "config.json").read_text()).get(
         "select_episodes", 10)) for r in order])
-
-    def loader(path: str):
-        def load():
-            student, _, stats = load_student(Path(path))
-            return student.collapse(**stats).act
-        return load
-
-    held, recs = confirm(env, load_teacher(cfg.teacher).act, [(r["method"], loader(r["student"])) for r in order],
+    held, recs = confirm(env, load_teacher(cfg.teacher).act,
+                         [(r["method"], partial(policy, r["student"])) for r in order],
                          select_eval_seed(cfg.seed) + first, cfg.confirm, cfg.keep_return,
                          log=lambda m: print(f"[confirm] {m}", flush=True))
     for r, rec in zip(order, recs):

@@ -76,8 +76,8 @@ def test_confirm_walks_the_kept_candidates_cheapest_first_until_one_holds(monkey
     holds is delivered; an uncosted or unkept one is never run."""
     from types import SimpleNamespace
 
+    import bpd_app.evaluate
     import training.selection
-    import training.student
     import training.teacher
     from training.envs import Episodes
 
@@ -92,8 +92,7 @@ def test_confirm_walks_the_kept_candidates_cheapest_first_until_one_holds(monkey
 
     monkeypatch.setattr(training.selection, "rollouts", rollouts)  # the one confirm, shared with bpd compress
     monkeypatch.setattr(training.teacher, "load_teacher", lambda p: SimpleNamespace(act="teacher"))
-    monkeypatch.setattr(training.student, "load_student",
-                        lambda p: (SimpleNamespace(collapse=lambda **kw: SimpleNamespace(act=p.parts[-4])), {}, {}))
+    monkeypatch.setattr(bpd_app.evaluate, "load_any", lambda p: SimpleNamespace(act=p.parts[-4]))
     for m in "abcd":
         (tmp_path / "E" / m / "seed1" / "run").mkdir(parents=True)
         (tmp_path / "E" / m / "seed1" / "run" / "student.pt").write_bytes(b"")
