@@ -1,0 +1,88 @@
+"""cost_benchmark's --refresh-kernels: the row's returns kept where the student is the row's, the row measured in
+full where its cell now holds another student, and no row from integer builds that differ from the host C."""
+
+import pytest
+
+from bpd.errors import BpdError
+
+ROW = {"cell": "Task/label/seed0", "model_hash": "aaa", "integer_error_vs_action_range": 0.0125,
+       "float_kernel": "compact", "returns": {"float": {"return_mean": 100.0}}, "integer_over_float_return": 0.995,
+       "cortex-m4f": {"integer": {"instructions": 900}}}
+
+
+def _fresh(model_hash: str, error: float, host_c_error: float = 0.0) -> dict:
+    return {"model_hash": model_hash, "integer_error_vs_action_range": error,
+            "cortex-m4f": {"integer": {"instructions": 700, "max_abs_error_vs_host_c": host_c_error},
+                           "compact": {"instructions": 1500}},
+            "cortex-m0plus": {"integer": {"instructions": 2000, "max_abs_error_vs_host_c": 0.0}}}
+
+
+@pytest.fixture
+def cost(benchmark_script, monkeypatch):
+    mod = benchmark_script("cost_benchmark")
+    monkeypatch.setattr(mod.shutil, "which", lambda name: "/usr/bin/" + name)
+    calls = []
+
+    def with_returns(row, run, out, env_id, episodes, seed):
+        calls.append(episodes)
+        return row | {"float_kernel": "generated", "returns": {"float": {"return_mean": 200.0}},
+                      "integer_over_float_return": 1.001}
+    monkeypatch.setattr(mod, "with_returns", with_returns)
+    mod.returns_calls = calls
+    return mod
+
+
+def _refresh(mod, fresh: dict, episodes: int = 30) -> dict:
+    mod.measure_student = lambda *a, **k: fresh
+    return mod.refresh_kernels(None, None, None, "Task", episodes, 7, dict(ROW))
+
+
+def test_same_student_keeps_the_rows_returns(cost):
+    r = _refresh(cost, _fresh("aaa", 0.0125))
+    assert r["cortex-m4f"]["integer"]["instructions"] == 700  # the kernels measured again
+    assert r["returns"] == ROW["returns"] and r["float_kernel"] == "compact" and r["table_refreshed"]
+    assert "remeasured" not in r and cost.returns_calls == []
+
+
+@pytest.mark.parametrize("fresh, why", [(("bbb", 0.0125), "model hash differs"),
+                                        (("aaa", 0.0130), "integer model changed")])
+def test_another_student_is_measured_in_full(cost, fresh, why):
+    r = _refresh(cost, _fresh(*fresh))
+    assert why in r["remeasured"] and "table_refreshed" not in r
+    assert r["returns"]["float"]["return_mean"] == 200.0 and r["float_kernel"] == "generated"
+    assert r["model_hash"] == fresh[0] and r["cell"] == ROW["cell"]
+    assert cost.returns_calls == [cost.RETURN_EPISODES]  # the table's paired episodes, not the plan's count
+
+
+def test_no_returns_when_the_plan_has_no_episodes(cost):
+    r = _refresh(cost, _fresh("bbb", 0.0125), episodes=0)
+    assert "returns" not in r and r["model_hash"] == "bbb" and cost.returns_calls == []
+
+
+def test_builds_off_the_host_c_kernel_give_no_row(cost):
+    with pytest.raises(BpdError, match="cortex-m4f integer not the host C kernel's outputs"):
+        _refresh(cost, _fresh("bbb", 0.0125, host_c_error=1e-3))
+
+
+def test_generic_float_export_made_again_for_another_student(cost, tmp_path, monkeypatch):
+    """The row's float kernel (the generic one, in an export of its own) is exported again where the cached one
+    holds a student the cell held before, and reused where it holds this one."""
+    import export.export as ex
+    from bpd.io import write_json
+
+    made = []
+
+    def run_export(cfg, **kw):
+        made.append(cfg.kernel)
+        write_json(tmp_path / "out" / "float" / "export_report.json", {"model_hash": "new"})
+    monkeypatch.setattr(ex, "run_export", run_export)
+    write_json(tmp_path / "out" / "export_report.json", {"model_hash": "new"})
+    write_json(tmp_path / "out" / "float" / "export_report.json", {"model_hash": "old"})
+    k = {"variant": "integer", "flash_budget": 49152,
+         "candidates": {"generic": {"cost": {"cycles": 100, "flash_bytes": 1000}},
+                        "compact": {"cost": {"cycles": 300, "flash_bytes": 2000}},
+                        "integer": {"cost": {"cycles": 50, "flash_bytes": 1500}}}}
+    assert cost.float_dir(tmp_path, tmp_path / "out", k) == ("generic", tmp_path / "out" / "float")
+    assert made == ["generic"]
+    cost.float_dir(tmp_path, tmp_path / "out", k)
+    assert made == ["generic"]  # this student's export kept
