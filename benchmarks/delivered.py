@@ -1,5 +1,6 @@
 """The delivered student: per task and seed, the cheapest student on the Cortex-M4F that keeps the return, chosen
-across the rows of a plan as `bpd compress` chooses across methods (issue 34, "chosen by cost").
+across the rows of a plan as `bpd compress --confirm 0` chooses across methods (issue 34, "chosen by cost"; with
+--confirm N as compress's default does).
 
     ATEN_CPU_CAPABILITY=avx2 python benchmarks/delivered.py [benchmarks/plans/students.yaml] [--keep-return 0.99]
         [--out benchmarks/results/delivered] [--table-only]
