@@ -71,13 +71,14 @@ def returns(env_id: str, float_dir: Path, int_dir: Path, episodes: int, seed: in
                              "verdict": why}}
 
 
-def float_dir(run: Path, out: Path, k: dict) -> tuple[str, Path]:
-    """The float kernel the export's rule picks among the float ones (k: its report's `kernel`), and the
+def float_dir(run: Path, out: Path, rep: dict) -> tuple[str, Path]:
+    """The float kernel the export's rule picks among the float ones (rep: the row's export report), and the
     directory holding it (an export of its own for the generic kernel, whose files the shipped kernel's
     replaced)."""
     from export.export import ExportConfig, run_export
     from export.kernels import choose
 
+    k = rep["kernel"]
     floats = {n: c["cost"] for n, c in k["candidates"].items() if not n.startswith("integer")}
     best = choose(floats, k["flash_budget"])[0]
     if k["variant"] == best:
@@ -86,7 +87,7 @@ def float_dir(run: Path, out: Path, k: dict) -> tuple[str, Path]:
         return best, out / "build" / "kernels" / best
     fdir = out / "float"
     if not (fdir / "export_report.json").is_file() or \
-            read_json(fdir / "export_report.json")["model_hash"] != read_json(out / "export_report.json")["model_hash"]:
+            read_json(fdir / "export_report.json")["model_hash"] != rep["model_hash"]:
         shutil.rmtree(fdir, ignore_errors=True)  # none yet, or of a student the cell held before
         run_export(ExportConfig(source=str(run / "student.pt"), out=str(fdir), episodes=0, kernel="generic"))
     return best, fdir
@@ -94,7 +95,7 @@ def float_dir(run: Path, out: Path, k: dict) -> tuple[str, Path]:
 
 def with_returns(row: dict, run: Path, out: Path, env_id: str, episodes: int, seed: int) -> dict:
     """The row with the integer kernel's return against the float kernel's (out: the row's export)."""
-    best, fdir = float_dir(run, out, read_json(out / "export_report.json")["kernel"])
+    best, fdir = float_dir(run, out, read_json(out / "export_report.json"))
     r = returns(env_id, fdir, out / "int", episodes, seed)
     return row | {"float_kernel": best, "returns": r,
                   "integer_over_float_return": r["integer"]["return_mean"] / r["float"]["return_mean"]}
@@ -178,9 +179,11 @@ def refresh_kernels(run: Path, out: Path, dataset: str | None, env_id: str, epis
            if k.startswith("integer") and c.get("max_abs_error_vs_host_c") != 0.0]
     if off:
         raise BpdError(f"{row['cell']}: {', '.join(off)} not the host C kernel's outputs to the bit")
-    why = ("the student is not the one measured (model hash differs)" if new["model_hash"] != row["model_hash"]
-           else "the integer model changed (its error against the float student differs)"
-           if new["integer_error_vs_action_range"] != row["integer_error_vs_action_range"] else None)
+    why = None
+    if new["model_hash"] != row["model_hash"]:
+        why = "the student is not the one measured (model hash differs)"
+    elif new["integer_error_vs_action_range"] != row["integer_error_vs_action_range"]:
+        why = "the integer model changed (its error against the float student differs)"
     if why:
         print(f"  {row['cell']}: {why}: measured in full, returns too", flush=True)
         full = with_returns(new, run, out, env_id, RETURN_EPISODES, seed) if episodes else new
@@ -477,7 +480,8 @@ def main() -> None:
                     help="measure again every row of cost.json but for its returns (after a change to the integer "
                     "kernel's assembly, not to its integers), checking that every integer build gives the host C "
                     "kernel's outputs to the bit; a row whose student or integer model is not the one it measured "
-                    "(its cell trained again to another student) is measured in full, returns too")
+                    "(its cell trained again to another student) is measured in full, returns too, as is a finished "
+                    "cell with no row")
     ap.add_argument("--refresh-m0", action="store_true",
                     help="measure again only the Cortex-M0+ integer kernel of the rows in cost.json (after a change "
                     "to its Thumb-1 form), checking that the Cortex-M4F build is unchanged")
@@ -520,7 +524,7 @@ def main() -> None:
                         print(f"  kept as it was: {e}", flush=True)
                         rows.append(old[c.key])
                 continue
-            if a.refresh_table or a.refresh_kernels:
+            if a.refresh_table or (a.refresh_kernels and c.key in old):  # a cell with no row: measured in full
                 if c.key in old and (a.refresh_kernels or uses_table(old[c.key])):
                     from bpd.errors import BpdError
                     try:

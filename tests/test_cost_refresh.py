@@ -28,17 +28,20 @@ def cost(benchmark_script, monkeypatch):
         return row | {"float_kernel": "generated", "returns": {"float": {"return_mean": 200.0}},
                       "integer_over_float_return": 1.001}
     monkeypatch.setattr(mod, "with_returns", with_returns)
-    mod.returns_calls = calls
+    mod.returns_calls = calls  # what the stand-in for with_returns was asked for
     return mod
 
 
-def _refresh(mod, fresh: dict, episodes: int = 30) -> dict:
-    mod.measure_student = lambda *a, **k: fresh
-    return mod.refresh_kernels(None, None, None, "Task", episodes, 7, dict(ROW))
+@pytest.fixture
+def refresh(cost, monkeypatch):
+    def run(fresh: dict, episodes: int = 30) -> dict:
+        monkeypatch.setattr(cost, "measure_student", lambda *a, **k: fresh)
+        return cost.refresh_kernels(None, None, None, "Task", episodes, 7, dict(ROW))
+    return run
 
 
-def test_same_student_keeps_the_rows_returns(cost):
-    r = _refresh(cost, _fresh("aaa", 0.0125))
+def test_same_student_keeps_the_rows_returns(cost, refresh):
+    r = refresh(_fresh("aaa", 0.0125))
     assert r["cortex-m4f"]["integer"]["instructions"] == 700  # the kernels measured again
     assert r["returns"] == ROW["returns"] and r["float_kernel"] == "compact" and r["table_refreshed"]
     assert "remeasured" not in r and cost.returns_calls == []
@@ -46,22 +49,22 @@ def test_same_student_keeps_the_rows_returns(cost):
 
 @pytest.mark.parametrize("fresh, why", [(("bbb", 0.0125), "model hash differs"),
                                         (("aaa", 0.0130), "integer model changed")])
-def test_another_student_is_measured_in_full(cost, fresh, why):
-    r = _refresh(cost, _fresh(*fresh))
+def test_another_student_is_measured_in_full(cost, refresh, fresh, why):
+    r = refresh(_fresh(*fresh))
     assert why in r["remeasured"] and "table_refreshed" not in r
     assert r["returns"]["float"]["return_mean"] == 200.0 and r["float_kernel"] == "generated"
     assert r["model_hash"] == fresh[0] and r["cell"] == ROW["cell"]
     assert cost.returns_calls == [cost.RETURN_EPISODES]  # the table's paired episodes, not the plan's count
 
 
-def test_no_returns_when_the_plan_has_no_episodes(cost):
-    r = _refresh(cost, _fresh("bbb", 0.0125), episodes=0)
+def test_no_returns_when_the_plan_has_no_episodes(cost, refresh):
+    r = refresh(_fresh("bbb", 0.0125), episodes=0)
     assert "returns" not in r and r["model_hash"] == "bbb" and cost.returns_calls == []
 
 
-def test_builds_off_the_host_c_kernel_give_no_row(cost):
+def test_builds_off_the_host_c_kernel_give_no_row(refresh):
     with pytest.raises(BpdError, match="cortex-m4f integer not the host C kernel's outputs"):
-        _refresh(cost, _fresh("bbb", 0.0125, host_c_error=1e-3))
+        refresh(_fresh("bbb", 0.0125, host_c_error=1e-3))
 
 
 def test_generic_float_export_made_again_for_another_student(cost, tmp_path, monkeypatch):
@@ -76,13 +79,46 @@ def test_generic_float_export_made_again_for_another_student(cost, tmp_path, mon
         made.append(cfg.kernel)
         write_json(tmp_path / "out" / "float" / "export_report.json", {"model_hash": "new"})
     monkeypatch.setattr(ex, "run_export", run_export)
-    write_json(tmp_path / "out" / "export_report.json", {"model_hash": "new"})
     write_json(tmp_path / "out" / "float" / "export_report.json", {"model_hash": "old"})
-    k = {"variant": "integer", "flash_budget": 49152,
-         "candidates": {"generic": {"cost": {"cycles": 100, "flash_bytes": 1000}},
-                        "compact": {"cost": {"cycles": 300, "flash_bytes": 2000}},
-                        "integer": {"cost": {"cycles": 50, "flash_bytes": 1500}}}}
-    assert cost.float_dir(tmp_path, tmp_path / "out", k) == ("generic", tmp_path / "out" / "float")
+    rep = {"model_hash": "new", "kernel": {
+        "variant": "integer", "flash_budget": 49152,
+        "candidates": {"generic": {"cost": {"cycles": 100, "flash_bytes": 1000}},
+                       "compact": {"cost": {"cycles": 300, "flash_bytes": 2000}},
+                       "integer": {"cost": {"cycles": 50, "flash_bytes": 1500}}}}}
+    assert cost.float_dir(tmp_path, tmp_path / "out", rep) == ("generic", tmp_path / "out" / "float")
     assert made == ["generic"]
-    cost.float_dir(tmp_path, tmp_path / "out", k)
+    cost.float_dir(tmp_path, tmp_path / "out", rep)
     assert made == ["generic"]  # this student's export kept
+
+
+def test_refresh_kernels_measures_a_cell_with_no_row_in_full(cost, tmp_path, monkeypatch):
+    """--refresh-kernels over a plan: a row's cell refreshed, a finished cell with no row yet measured in full."""
+    import json
+    import sys
+    from types import SimpleNamespace
+
+    import bpd_app.experiment as exp
+    from bpd.io import write_json
+
+    cells = []
+    for key in ("Task/old/seed0", "Task/new/seed0"):
+        d = tmp_path / "runs" / key
+        write_json(d / "result.json", {})
+        write_json(d / "run" / "config.json", {"dataset": None})
+        (d / "run" / "student.pt").write_bytes(b"")
+        cells.append(SimpleNamespace(key=key, dir=d, env="Task"))
+    plan = SimpleNamespace(cells=lambda: cells, eval={"episodes": 30, "seed": 0})
+    monkeypatch.setattr(exp, "load_plan", lambda path, runs: plan)
+    out = tmp_path / "out"
+    write_json(out / "cost.json", {"rows": [dict(ROW, cell="Task/old/seed0")]})
+    done = []
+    monkeypatch.setattr(cost, "refresh_kernels", lambda run, o, *a: done.append(("refresh", a[-1]["cell"])) or a[-1])
+    monkeypatch.setattr(cost, "measure_student", lambda run, o, *a: done.append(("full", run.parent.parent.name)) or {})
+    monkeypatch.setattr(cost, "summarise", lambda rows: {})
+    monkeypatch.setattr(cost, "markdown", lambda res: "")
+    monkeypatch.setattr(sys, "argv", ["cost_benchmark.py", str(cost.ROOT / "benchmarks" / "plans" / "students.yaml"),
+                                      "--out", str(out), "--refresh-kernels"])
+    cost.main()
+    assert done == [("refresh", "Task/old/seed0"), ("full", "new")]
+    assert [r["cell"] for r in json.loads((out / "cost.json").read_text())["rows"]] == ["Task/old/seed0",
+                                                                                       "Task/new/seed0"]
