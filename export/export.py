@@ -551,10 +551,14 @@ def format_report(r: dict) -> str:
         lines.append(f"{k['kind']} kernel: tanh {k['tanh']} (max abs error {k['tanh_max_abs_error']:.1e}, "
                      f"cheapest within the budget {k['tanh_budget']:g} on actions)")
     if k.get("candidates"):
-        costs = [f"{name} {c['cost']['cycles']:.0f} cycles / {c['cost']['flash_bytes']} B"
+        def over(c: dict) -> str:  # an integer form the rule could not take for its flash
+            return (f" over the {k['int_flash_limit']} B integer limit"
+                    if str(c.get("verdict", "")).startswith("over the integer kernel's flash limit") else "")
+
+        costs = [f"{name} {c['cost']['cycles']:.0f} cycles / {c['cost']['flash_bytes']} B{over(c)}"
                  for name, c in k["candidates"].items() if c.get("cost")]
-        lines.append(f"kernel {k['kind']}: {k['rule']}" + (f" ({k['measured_on']}, estimated: {', '.join(costs)})"
-                                                          if costs else ""))
+        lines.append(f"kernel {k.get('variant', k['kind'])}: {k['rule']}"
+                     + (f" ({k['measured_on']}, estimated: {', '.join(costs)})" if costs else ""))
     if "int" in r:
         lines.append(f"integer kernel ({r['int']['dir']}): max abs error {r['int']['max_abs_error_vs_float']:.2e} "
                      f"against the float student ({100 * r['int']['max_error_vs_action_range']:.3f} % of the action "

@@ -126,6 +126,27 @@ def test_choice_rule_on_hand_made_figures():
     assert choose({"generic": None}, FLASH_BUDGET)[0] == "generic"  # compact not built (too big)
 
 
+def test_report_names_the_shipped_form_and_the_integer_forms_over_their_flash_limit():
+    """The export's summary line names the variant shipped (not only its family) and marks an integer form the
+    rule could not take for its flash, so that a cheaper form listed beside it is not read as overlooked."""
+    from export.export import format_report
+
+    k = {"kind": "integer", "variant": "integer-interp", "rule": "fewest estimated cortex-m4f cycles (476)",
+         "measured_on": "cortex-m4f", "int_flash_limit": 1923, "candidates": {
+             "generic": {"cost": {"cycles": 4895, "flash_bytes": 1282}},
+             "integer": {"cost": {"cycles": 399, "flash_bytes": 5158},
+                         "verdict": "over the integer kernel's flash limit (1923 B: --int-flash-ratio 1.5 ...)"},
+             "integer-interp": {"cost": {"cycles": 476, "flash_bytes": 1834}, "verdict": "return kept"}}}
+    r = {"layers": [], "totals": {"flash_bytes": 0, "ram_activation_bytes": 0, "macs": 0},
+         "dense_teacher": {"flash_bytes": 1, "ram_activation_bytes": 1, "macs": 1, "widths": [1]},
+         "flash_vs_teacher": 0.0, "macs_vs_teacher": 0.0,
+         "parity": {"tolerance": 1e-5, "states": 1}, "kernel": k}
+    line = next(x for x in format_report(r).splitlines() if x.startswith("kernel "))
+    assert line.startswith("kernel integer-interp: ")
+    assert "integer 399 cycles / 5158 B over the 1923 B integer limit," in line
+    assert "integer-interp 476 cycles / 1834 B)" in line and "generic 4895 cycles / 1282 B," in line
+
+
 def test_auto_does_not_build_what_cannot_fit():
     from export.kernels import too_big
 
