@@ -551,11 +551,10 @@ def format_report(r: dict) -> str:
         lines.append(f"{k['kind']} kernel: tanh {k['tanh']} (max abs error {k['tanh_max_abs_error']:.1e}, "
                      f"cheapest within the budget {k['tanh_budget']:g} on actions)")
     if k.get("candidates"):
-        def over(c: dict) -> str:  # an integer form the rule could not take for its flash
-            return (f" over the {k['int_flash_limit']} B integer limit"
-                    if str(c.get("verdict", "")).startswith("over the integer kernel's flash limit") else "")
-
-        costs = [f"{name} {c['cost']['cycles']:.0f} cycles / {c['cost']['flash_bytes']} B{over(c)}"
+        limit = k.get("int_flash_limit")  # an integer form over it: one the rule could not take for its flash
+        costs = [f"{name} {c['cost']['cycles']:.0f} cycles / {c['cost']['flash_bytes']} B"
+                 + (f" over the {limit} B integer limit" if name.startswith("integer") and limit
+                    and c["cost"]["flash_bytes"] > limit else "")
                  for name, c in k["candidates"].items() if c.get("cost")]
         lines.append(f"kernel {k.get('variant', k['kind'])}: {k['rule']}"
                      + (f" ({k['measured_on']}, estimated: {', '.join(costs)})" if costs else ""))
