@@ -22,7 +22,9 @@ the cell's evaluation; its cycles are set against the plan's `bpd` cell of the s
 34's reference: the benchmark's BPD students, which the `bpd` row trains again under the benchmark plan's
 specification). Nothing is trained here; the teacher's selection returns are the only episodes run, and they are
 comparable with a cell's only on the kind of machine and torch kernels the cell ran on (ATEN_CPU_CAPABILITY as the
-plan states): other cells are listed, not chosen. Writes OUT/delivered.json and OUT/delivered.md. """
+plan states): each cell is judged against the teacher on its own kind, evaluated here for this machine's kind and
+kept in delivered.json for the kinds of earlier runs (a kind neither here nor recorded: the cell is listed, not
+chosen). Writes OUT/delivered.json and OUT/delivered.md. """
 
 from __future__ import annotations
 
@@ -90,6 +92,19 @@ def machine() -> dict:
     return {"processor": m.get("processor"), "torch_cpu_capability": m.get("torch_cpu_capability")}
 
 
+def _kind(m: dict) -> tuple:
+    """A machine kind as a hashable key (processor, torch kernels)."""
+    return tuple(sorted((k, m.get(k)) for k in ("processor", "torch_cpu_capability")))
+
+
+def teacher_cache(previous: dict | None) -> dict:
+    """The teacher's selection returns of an earlier delivered.json, by (machine kind, env, seed, episodes): each
+    entry on the kind recorded with it, else on the kind the earlier file was written on."""
+    prev = previous or {}
+    return {(_kind(t.get("machine") or prev.get("machine") or {}), t["env"], t["seed"], t["episodes"]):
+            (t["return"], t["early_ends"]) for t in prev.get("teacher_select", []) if "early_ends" in t}
+
+
 def teacher_select(teacher: str, env: str, run_seed: int, episodes: int) -> tuple[float, int]:
     """The teacher's mean return on a run's selection seeds, and its early ends there."""
     import numpy as np
@@ -126,8 +141,8 @@ def selection_episodes(summary: dict, method: str) -> int:
 
 def choose(cands: list[dict], keep: float) -> dict | None:
     """The cheapest candidate that keeps the return (ties: the higher selection return); none keeping it: the
-    highest selection return. Candidates without a cost, or whose selection return came from another kind of
-    machine than the teacher's here (not comparable), are not chosen."""
+    highest selection return. Candidates without a cost, or of a kind of machine the teacher's selection return is
+    not known on (not comparable), are not chosen."""
     costed = [c for c in cands if c["cycles"] is not None and c["select_return"] is not None
               and c.get("comparable", True)]
     kept = [c for c in costed if c["keeps"]]
@@ -195,9 +210,7 @@ def collect(plan_path: str, keep: float, previous: dict | None, other_plans: lis
         for key, summ in _summaries(oplan).items():
             other_sums[key] = (oplan.name, summ)
     here = machine()
-    same_machine = (previous or {}).get("machine") == here
-    cache = {(t["env"], t["seed"], t["episodes"]): (t["return"], t["early_ends"])
-             for t in (previous or {}).get("teacher_select", []) if same_machine and "early_ends" in t}
+    cache = teacher_cache(previous)
     teacher_sel = []
     rows = []
     for env in plan.envs:
@@ -210,26 +223,32 @@ def collect(plan_path: str, keep: float, previous: dict | None, other_plans: lis
                     continue
                 sel = (s.get("train") or {}).get("selection") or {}
                 m = s.get("machine") or {}
+                kind = _kind({k: m.get(k) for k in here})
                 cands.append(_record(key, label, s, cost_rows, eq) | {
                     "select_return": sel.get("select_return"), "select_record": sel,
                     "select_episodes": selection_episodes(s, plan.methods[label].method),
-                    "comparable": {k: m.get(k) for k in here} == here, "machine": m.get("processor")})
+                    "kind": kind, "machine": m.get("processor")})
             if not cands:
                 continue
-            for episodes in sorted({c["select_episodes"] for c in cands}):  # the teacher on each run's seeds
-                if (env, seed, episodes) not in cache:
+            for kind, episodes in sorted({(c["kind"], c["select_episodes"]) for c in cands}):  # the teacher per kind
+                if (kind, env, seed, episodes) not in cache and kind == _kind(here):
                     print(f"{env} seed {seed}: the teacher on {episodes} selection seeds ...", flush=True)
-                    cache[(env, seed, episodes)] = teacher_select(str(plan.teachers[env]), env, seed, episodes)
-                t_ret, t_early = cache[(env, seed, episodes)]
-                teacher_sel.append({"env": env, "seed": seed, "return": t_ret, "early_ends": t_early,
-                                    "episodes": episodes})
+                    cache[(kind, env, seed, episodes)] = teacher_select(str(plan.teachers[env]), env, seed, episodes)
+                if (kind, env, seed, episodes) in cache:
+                    t_ret, t_early = cache[(kind, env, seed, episodes)]
+                    teacher_sel.append({"env": env, "seed": seed, "return": t_ret, "early_ends": t_early,
+                                        "episodes": episodes, "machine": dict(kind)})
             for c in cands:
-                t_ret, t_early = cache[(env, seed, c["select_episodes"])]
+                got = cache.get((c["kind"], env, seed, c["select_episodes"]))
+                c["comparable"] = got is not None  # the teacher known on the cell's kind of machine
+                t_ret, t_early = got if got is not None else (None, 0)
                 c["teacher_select_return"] = t_ret
                 c["select_falls"], c["select_falls_exact"] = selection_falls(c.pop("select_record"), t_early)
-                c["keeps"] = (c["select_return"] is not None and c["select_return"] >= keep * t_ret
-                              and c["select_falls"] == 0)
-            t = cache[(env, seed, min(c["select_episodes"] for c in cands))][0]
+                c["keeps"] = (t_ret is not None and c["select_return"] is not None
+                              and c["select_return"] >= keep * t_ret and c["select_falls"] == 0)
+                c["machine_kind"] = dict(c.pop("kind"))
+            judged = [c for c in cands if c["teacher_select_return"] is not None]
+            t = min(judged, key=lambda c: c["select_episodes"])["teacher_select_return"] if judged else None
             d = choose(cands, keep)
             if confirm and d and d["keeps"]:  # the kept ones, cheapest first, judged again until one holds
                 d = confirmed(plan, env, seed, cands, keep, max(c["select_episodes"] for c in cands), confirm)
@@ -265,6 +284,14 @@ def _f(x, nd=1) -> str:
     return "-" if x is None else f"{x:,.{nd}f}"
 
 
+def _kinds(res: dict) -> str:
+    """The machine kinds the teacher's selection returns were taken on, this run's named first."""
+    here = res["machine"]["processor"]
+    seen = dict.fromkeys([here] + [(t.get("machine") or res["machine"])["processor"]
+                                   for t in res.get("teacher_select", [])])
+    return ", ".join(f"{k} (here)" if k == here else f"{k} (kept from an earlier run)" for k in seen)
+
+
 def markdown(res: dict) -> str:
     k = 100 * res["keep_return"]
     L = ["# The delivered student: the cheapest that keeps the return", "",
@@ -274,9 +301,9 @@ def markdown(res: dict) -> str:
          f"Cortex-M4F cycles whose return on its run's selection seeds keeps {k:g} % of the teacher's on the same "
          f"seeds with no early end there on an episode the teacher finishes ('falls': recorded by runs with the "
          f"falls check, else the run's early ends there, an upper bound, marked <=, where the teacher too ended some "
-         f"selection episode early: counted whole) (the teacher evaluated here, on {res['machine']['processor']}; "
-         f"a cell that ran on another kind of machine is not comparable, since episodes diverge between kinds, and "
-         f"is listed but not chosen); its "
+         f"selection episode early: counted whole) (each cell against the teacher on the kind of machine it ran on, "
+         f"since episodes diverge between kinds: {_kinds(res)}; a cell of a kind the teacher was not run on is "
+         f"listed but not chosen); its "
          f"reporting return (the plan's episodes, seeds disjoint from the selection seeds) and its cycles against "
          f"the `{res['reference']}` cell of the same seed, by the same kernel. Nothing trained here."
          + (f" With --confirm {res['confirm']}: the candidates that keep it, cheapest first, run again with the "
@@ -291,7 +318,8 @@ def markdown(res: dict) -> str:
         for r in (r for r in res["rows"] if r["env"] == env):
             for c in r["candidates"]:
                 sr, t = c["select_return"], c.get("teacher_select_return", r["teacher_select_return"])
-                sel = "-" if sr is None else (f"{_f(sr)} ({100 * sr / t:.1f} %) on {c['select_episodes']}, "
+                share = "the teacher not run on its kind of machine" if t is None else f"{100 * sr / t:.1f} %"
+                sel = "-" if sr is None else (f"{_f(sr)} ({share}) on {c['select_episodes']}, "
                                               + ("falls -" if c.get("select_falls") is None
                                                  else ("" if c.get("select_falls_exact", True) else "<= ")
                                                  + f"{c['select_falls']} falls"))

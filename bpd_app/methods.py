@@ -346,6 +346,11 @@ _cycle_cut("bpd-units-finetune-pairs-warmup-c50-visits", "bpd-units-finetune-pai
            "the teacher (--finetune-visits, DAgger's aggregation: the states where the cut students fell are not in "
            "the teacher's data); its environment budget is the dataset's plus these", 0.49, 0.5,
            {"finetune_visits": VISITS})
+_cycle_cut("bpd-units-finetune-pairs-warmup-c50-visits-sure", "bpd-units-finetune-pairs-warmup-c50-visits whose "
+           f"selection judges each candidate on {SURE_EPISODES} selection episodes and sets aside those that end early "
+           "on one the teacher finishes (--select-no-falls): the two remedies for the cut students' falls in one "
+           "run, the teacher's labels on the states the student reaches and a selection that sees rare falls",
+           0.49, 0.5, {"finetune_visits": VISITS, "select_no_falls": True, "select_episodes": SURE_EPISODES})
 VISITS_FULL = 100_000  # as many environment steps as the students plan's dataset
 _cycle_cut("bpd-units-finetune-pairs-warmup-c50-visits-full", "bpd-units-finetune-pairs-warmup-c50-visits with "
            f"{VISITS_FULL:,} environment steps of the cut student's own states (as many as the dataset's, so that "

@@ -48,6 +48,20 @@ def test_a_cell_from_another_kind_of_machine_is_never_chosen():
     assert delivered.choose(cs, 0.99)["cell"] == "b"
 
 
+def test_the_teachers_returns_are_kept_per_kind_of_machine():
+    amd = {"processor": "AMD EPYC", "torch_cpu_capability": "AVX2"}
+    intel = {"processor": "Intel Xeon", "torch_cpu_capability": "AVX2"}
+    # an earlier file written on AMD: its entries without a kind are AMD's; one entry names Intel
+    prev = {"machine": amd, "teacher_select": [
+        {"env": "E", "seed": 0, "episodes": 10, "return": 100.0, "early_ends": 0},
+        {"env": "E", "seed": 0, "episodes": 10, "return": 90.0, "early_ends": 1, "machine": intel}]}
+    cache = delivered.teacher_cache(prev)
+    assert cache[(delivered._kind(amd), "E", 0, 10)] == (100.0, 0)
+    assert cache[(delivered._kind(intel), "E", 0, 10)] == (90.0, 1)
+    assert (delivered._kind(intel), "E", 1, 10) not in cache  # another seed: to be run on its own kind
+    assert delivered._kind({"processor": "AMD EPYC", "torch_cpu_capability": "AVX512"}) != delivered._kind(amd)
+
+
 def test_another_plans_student_beats_the_delivered_one_only_at_fewer_cycles_and_at_least_its_return():
     d = {"cycles": 100.0, "return_vs_teacher": 1.00}
     others = [{"method": "cheaper-worse", "cycles": 90.0, "return_vs_teacher": 0.99},
