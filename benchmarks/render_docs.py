@@ -236,6 +236,10 @@ class Results:
             self._read[rel] = json.loads((self.root / rel).read_text())
         return self._read[rel]
 
+    def optional(self, rel: str) -> Any:
+        """A results file a document mentions only once it exists (a plan still running): None until then."""
+        return self.json(rel) if (self.root / rel).is_file() else None
+
     def row(self, plan: str, env: str, label: str) -> dict[str, Any]:
         """One row of a plan's table (`bpd experiment table`'s aggregates), with its per-seed figures as lists
         (r: return, vs: share of the teacher, nz: nonzero, early: early ends where the teacher finishes)."""
@@ -287,7 +291,8 @@ def environment(results: Path) -> jinja2.Environment:
                        multiply=lambda x, k: x * k,
                        rowmean=lambda label, plan, task: res.row(plan, task, label)["return_mean"])
     env.globals.update(FILTERS, ratio=ratio, diff=diff, per=per, fewer=fewer, minus=minus, dense=dense, rates=rates,
-                       json=res.json, row=res.row, cells=res.cells, control=res.control, min=min, max=max, sum=sum,
+                       json=res.json, optional=res.optional, row=res.row, cells=res.cells, control=res.control,
+                       min=min, max=max, sum=sum,
                        len=len, sorted=sorted, abs=abs, round=round, zip=zip, mean=statistics.fmean,
                        pstd=statistics.pstdev, median=statistics.median, quartiles=quartiles, steps_apart=steps_apart,
                        yaml=yaml_file, plan=lambda name: yaml_file(f"benchmarks/plans/{name}.yaml"),
