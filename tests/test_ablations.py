@@ -309,3 +309,19 @@ def test_retrained_cells_run_under_their_reference_plans_specification(plan_name
     assert shared and len(shared) == len(plan.cells())
     for c in shared:
         assert _digest(cell_spec(plan, c)) == _digest(cell_spec(ref, ref_cells[(c.env, c.label, c.seed)])), c
+
+
+def test_the_delivery_plans_reference_cells_are_the_students_plans_bpd_cells():
+    """The delivery plan sets its candidates against its own `bpd` cells, trained on the same kind of machine: those
+    count as the benchmark's BPD students only while their specification is the students plan's `bpd` row's."""
+    from pathlib import Path
+
+    from bpd_app.experiment.plan import _digest, cell_spec, load_plan
+
+    plans = Path(__file__).resolve().parents[1] / "benchmarks" / "plans"
+    plan, ref = load_plan(plans / "delivery.yaml"), load_plan(plans / "students.yaml")
+    ref_cells = {(c.env, c.label, c.seed): c for c in ref.cells()}
+    mine = [c for c in plan.cells() if c.label == "bpd"]
+    assert len(mine) == len(plan.envs) * len(plan.seeds) == 12
+    for c in mine:
+        assert _digest(cell_spec(plan, c)) == _digest(cell_spec(ref, ref_cells[(c.env, c.label, c.seed)])), c
