@@ -199,7 +199,7 @@ def confirmed(plan, env: str, seed: int, cands: list[dict], keep: float, first: 
 
 
 def collect(plan_path: str, keep: float, previous: dict | None, other_plans: list[str] | None = None,
-            confirm: int = 0) -> dict:
+            confirm: int = 0, also_against: str | None = None) -> dict:
     from bpd_app.experiment import load_plan
 
     plan = load_plan(plan_path)
@@ -209,6 +209,13 @@ def collect(plan_path: str, keep: float, previous: dict | None, other_plans: lis
         oplan = load_plan(op)
         for key, summ in _summaries(oplan).items():
             other_sums[key] = (oplan.name, summ)
+    also = {}  # --also-against: that plan's reference cells, by (env, seed)
+    if also_against:
+        aplan = load_plan(also_against)
+        for key, summ in _summaries(aplan).items():
+            env_, label_, seed_ = key.split("/")
+            if label_ == REFERENCE:
+                also[(env_, int(seed_[4:]))] = integer_cycles(key, summ, cost_rows, eq)[0]
     here = machine()
     cache = teacher_cache(previous)
     teacher_sel = []
@@ -259,9 +266,15 @@ def collect(plan_path: str, keep: float, previous: dict | None, other_plans: lis
                          "beaten_by": [o["method"] for o in beaten_by(d, others)] if d else [],
                          "delivered": d and d["cell"], "kept": bool(d and d["keeps"]),
                          "cycles_vs_reference": (d["cycles"] / ref["cycles"]) if d and ref and ref["cycles"] else None})
+            if also_against:  # the same student against the other plan's reference cell of the seed
+                a_ref = also.get((env, seed))
+                rows[-1]["also_reference_cycles"] = a_ref
+                rows[-1]["cycles_vs_also"] = (d["cycles"] / a_ref) if d and d["cycles"] and a_ref else None
+                rows[-1]["meets_bar_also"] = meets_bar(rows[-1], keep, "cycles_vs_also")
             rows[-1]["meets_bar"] = meets_bar(rows[-1], keep)
     return {"plan": str(Path(plan_path).resolve().relative_to(ROOT)), "keep_return": keep, "machine": here,
             "confirm": confirm,
+            "also_against": str(Path(also_against).resolve().relative_to(ROOT)) if also_against else None,
             "others": [str(Path(op).resolve().relative_to(ROOT)) for op in other_plans or []],
             "reference": REFERENCE, "teacher_select": teacher_sel, "rows": rows}
 
@@ -270,14 +283,23 @@ BAR_CYCLES = 0.5  # issue 34's bar: at most this share of the reference cell's c
 # teacher's reporting return with no early end on an episode the teacher finishes
 
 
-def meets_bar(r: dict, keep: float) -> bool | None:
+def meets_bar(r: dict, keep: float, ratio: str = "cycles_vs_reference") -> bool | None:
     """Whether a task and seed's delivered student meets issue 34's bar on the reporting episodes (None: nothing
-    delivered, or no reference cell measured to set its cycles against)."""
+    delivered, or no reference cell measured to set its cycles against); ratio: its cycles against the plan's own
+    reference cell, or ("cycles_vs_also") against --also-against's."""
     d = next((c for c in r["candidates"] if c["cell"] == r["delivered"]), None)
-    if d is None or r["cycles_vs_reference"] is None:
+    if d is None or r.get(ratio) is None:
         return None
-    return bool(r["cycles_vs_reference"] <= BAR_CYCLES and (d["return_vs_teacher"] or 0) >= keep
-                and d["early_ends"] == 0)
+    return bool(r[ratio] <= BAR_CYCLES and (d["return_vs_teacher"] or 0) >= keep and d["early_ends"] == 0)
+
+
+def _also(res: dict, done: list[dict]) -> str:
+    """The delivered students' cycles against --also-against's reference cells, and the bar judged by those."""
+    parts = [f"seed {r['seed']}: {_f(r.get('also_reference_cycles'), 0)} cycles, "
+             + ("-" if r.get("cycles_vs_also") is None else f"{r['cycles_vs_also']:.2f}x") for r in done]
+    bars = [meets_bar(r, res["keep_return"], "cycles_vs_also") for r in done]
+    return (f" Against the `{res['reference']}` cells of {res['also_against']} (the same specification, trained "
+            f"elsewhere): {'; '.join(parts)}; the bar by those met on {bars.count(True)} of {len(bars)} seeds.")
 
 
 def _f(x, nd=1) -> str:
@@ -296,7 +318,11 @@ def markdown(res: dict) -> str:
     k = 100 * res["keep_return"]
     L = ["# The delivered student: the cheapest that keeps the return", "",
          f"Written by `ATEN_CPU_CAPABILITY={res['machine']['torch_cpu_capability'].lower()} python "
-         f"benchmarks/delivered.py {res['plan']}` (again from delivered.json: `--table-only`). "
+         f"benchmarks/delivered.py {res['plan']}"
+         + (f" --also-against {res['also_against']}" if res.get("also_against") else "")
+         + (f" --confirm {res['confirm']}" if res.get("confirm") else "")
+         + (f" --out {res['out']}" if res.get("out") else "")
+         + "` (again from delivered.json: `--table-only`). "
          f"Per task and seed, among the plan's finished cells: the cheapest by the DSP integer kernel's estimated "
          f"Cortex-M4F cycles whose return on its run's selection seeds keeps {k:g} % of the teacher's on the same "
          f"seeds with no early end there on an episode the teacher finishes ('falls': recorded by runs with the "
@@ -362,10 +388,13 @@ def markdown(res: dict) -> str:
                   f"keeps >= {k:g} % of the teacher's reporting return with no early end where the teacher finishes):"
                   f" met on {bars.count(True)} of {len(bars)} seeds"
                   + (f" ({bars.count(None)} without a measured `{res['reference']}` cell)" if None in bars else "")
-                  + ".", ""]
+                  + "." + (_also(res, done) if res.get("also_against") else ""), ""]
     allbars = [meets_bar(r, res["keep_return"]) if r["delivered"] else False for r in res["rows"]
                if r["delivered"] or any(c.get("confirm") for c in r["candidates"])]  # none confirmed: not met
-    L += [f"Over every task: the bar met on {allbars.count(True)} of {len(allbars)} task-seeds.", ""]
+    L += [f"Over every task: the bar met on {allbars.count(True)} of {len(allbars)} task-seeds"
+          + (f" ({sum(meets_bar(r, res['keep_return'], 'cycles_vs_also') is True for r in res['rows'])} against "
+             f"the `{res['reference']}` cells of {res['also_against']})" if res.get("also_against") else "")
+          + ".", ""]
     return "\n".join(L) + "\n"
 
 
@@ -381,18 +410,24 @@ def main() -> None:
                     help="judge the candidates that keep the return again on N more selection episodes, cheapest "
                          "first, and deliver the first that keeps it there with no early end where the teacher "
                          "finishes (the students' files must be in the plan's run root)")
+    ap.add_argument("--also-against", metavar="PLAN", default=None,
+                    help="set the delivered students' cycles also against this plan's reference cells of the same "
+                         "seeds (another run of the same specification) and judge the bar by those too")
     a = ap.parse_args()
     prev_path = a.out / "delivered.json"
     prev = json.loads(prev_path.read_text()) if prev_path.is_file() else None
     from bpd.errors import BpdError
 
     try:
-        res = prev if a.table_only else collect(a.plan, a.keep_return, prev, a.others, a.confirm)
+        res = prev if a.table_only else collect(a.plan, a.keep_return, prev, a.others, a.confirm, a.also_against)
     except BpdError as e:  # a plan that cannot be read: one line, not a traceback
         raise SystemExit(f"delivered: error: {e}") from None
     if res is None:
         raise SystemExit(f"{prev_path}: no results to rewrite the table from")
     if not a.table_only:
+        out = a.out.resolve()
+        if out != (ROOT / "benchmarks" / "results" / "delivered").resolve() and out.is_relative_to(ROOT):
+            res["out"] = str(out.relative_to(ROOT))
         write_json(prev_path, res)
     write_text(a.out / "delivered.md", markdown(res))
     print(markdown(res))

@@ -82,6 +82,11 @@ def test_issue_34s_bar_needs_half_the_cycles_the_return_and_no_early_end():
     assert delivered.meets_bar(row(0.3, 0.989, 0), 0.99) is False
     assert delivered.meets_bar(row(0.3, 1.0, 1), 0.99) is False  # one early end of 30 misses it
     assert delivered.meets_bar(row(None, 1.0, 0), 0.99) is None  # no reference cell measured
+    # --also-against: the same student judged against another run's reference cell of the seed
+    both = row(0.48, 1.0, 0) | {"cycles_vs_also": 1.06}
+    assert delivered.meets_bar(both, 0.99) is True
+    assert delivered.meets_bar(both, 0.99, "cycles_vs_also") is False
+    assert delivered.meets_bar(row(0.48, 1.0, 0), 0.99, "cycles_vs_also") is None  # that plan has no such cell
 
 
 def test_confirm_walks_the_kept_candidates_cheapest_first_until_one_holds(monkeypatch, tmp_path):
