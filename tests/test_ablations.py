@@ -211,6 +211,12 @@ def test_the_cycle_cuts_take_their_budget_from_the_bpd_cells_export_and_bench(tm
     long = get("bpd-units-finetune-pairs-warmup-c50-long").command(c)
     assert float(long[long.index("--prune-to-cycles") + 1]) == layers - 0.51 * 400
     assert long[long.index("--finetune") + 1] == "0.5"
+    # c50-visits-sure: c50-long's cut with the fine-tune's visits and the selection on 30 episodes without falls
+    sure = get("bpd-units-finetune-pairs-warmup-c50-visits-sure").command(c)
+    assert float(sure[sure.index("--prune-to-cycles") + 1]) == layers - 0.51 * 400
+    assert sure[sure.index("--finetune-visits") + 1] == "20000" and sure[sure.index("--select-episodes") + 1] == "30"
+    assert "--select-no-falls" in sure and sure[sure.index("--finetune") + 1] == "0.5"
+    assert get("bpd-units-finetune-pairs-warmup-c50-visits-sure").select_episodes == 30
     (cell / "export" / "policy.onnx").unlink()
     with pytest.raises(BpdError, match="no export measured with the integer kernel"):
         get("bpd-units-finetune-pairs-warmup-c50").command(c)
