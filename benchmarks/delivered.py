@@ -297,7 +297,7 @@ def _also(res: dict, done: list[dict]) -> str:
     """The delivered students' cycles against --also-against's reference cells, and the bar judged by those."""
     parts = [f"seed {r['seed']}: {_f(r.get('also_reference_cycles'), 0)} cycles, "
              + ("-" if r.get("cycles_vs_also") is None else f"{r['cycles_vs_also']:.2f}x") for r in done]
-    bars = [meets_bar(r, res["keep_return"], "cycles_vs_also") for r in done]
+    bars = [r.get("meets_bar_also") for r in done]
     return (f" Against the `{res['reference']}` cells of {res['also_against']} (the same specification, trained "
             f"elsewhere): {'; '.join(parts)}; the bar by those met on {bars.count(True)} of {len(bars)} seeds.")
 
@@ -392,7 +392,7 @@ def markdown(res: dict) -> str:
     allbars = [meets_bar(r, res["keep_return"]) if r["delivered"] else False for r in res["rows"]
                if r["delivered"] or any(c.get("confirm") for c in r["candidates"])]  # none confirmed: not met
     L += [f"Over every task: the bar met on {allbars.count(True)} of {len(allbars)} task-seeds"
-          + (f" ({sum(meets_bar(r, res['keep_return'], 'cycles_vs_also') is True for r in res['rows'])} against "
+          + (f" ({sum(r.get('meets_bar_also') is True for r in res['rows'])} against "
              f"the `{res['reference']}` cells of {res['also_against']})" if res.get("also_against") else "")
           + ".", ""]
     return "\n".join(L) + "\n"
