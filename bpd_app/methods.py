@@ -285,11 +285,40 @@ _ablation("l1-threshold", "deterministic student, BPD's loss minus the KL plus a
           "magnitude threshold", {"student": "l1"})
 
 
+REFERENCE_ARG = "cycles_reference"  # a cycle cut's arg: a cost.json whose bpd rows set the budget, not the bpd cell
+
+
+def reference_cycles(c: CellInputs) -> float | None:
+    """The cycles a cut is sized against when its args name a `cycles_reference` (a cost.json of
+    benchmarks/cost_benchmark.py, relative to the repository): its row of the `bpd` cell of the same
+    environment and seed, measured with the DSP integer kernel. None when the args name none."""
+    import json
+
+    ref = c.args.get(REFERENCE_ARG)
+    if ref is None:
+        return None
+    path = Path(ref) if Path(ref).is_absolute() else Path(__file__).resolve().parents[1] / ref
+    try:
+        rows = json.loads(path.read_text())["rows"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise BpdError(f"{REFERENCE_ARG} {ref}: not a readable cost.json (rows of benchmarks/cost_benchmark.py)") \
+            from None
+    key = f"{c.env}/bpd/seed{c.seed}"
+    row = next((r for r in rows if isinstance(r, dict) and r.get("cell") == key), None)
+    cycles = (((row or {}).get("cortex-m4f") or {}).get("integer") or {}).get("cycles")
+    if cycles is None or not (row or {}).get("integer_form"):
+        raise BpdError(f"{REFERENCE_ARG} {ref}: no row of {key} measured with the integer kernel")
+    return float(cycles)
+
+
 def bpd_cycles_budget(c: CellInputs, share: float) -> float:
     """The budget of the DSP kernel's layers (firmware_host/measure/dsp_meter.py) at which a student of this
     task costs `share` of the bpd cell's (same environment and seed) emulated integer-kernel cycles: the C
     around the layers costs the same on both sides (the task's dimensions), so the budget is the bpd
-    student's layers less (1 - share) of its whole kernel, as its bench measured it (the cell's result)."""
+    student's layers less (1 - share) of its whole kernel, as its bench measured it (the cell's result).
+    With a `cycles_reference` in the args, `share` of that file's bpd student of the same seed instead (a fixed
+    reference, such as the benchmark's BPD students, whatever size this run's own bpd student came out): the
+    bpd student's layers less its whole kernel plus `share` of the reference's."""
     from export.onnx_export import onnx_weights
     from firmware_host.measure.dsp_meter import mask_cycles
 
@@ -304,10 +333,13 @@ def bpd_cycles_budget(c: CellInputs, share: float) -> float:
         raise BpdError(f"the bpd cell of {c.env} seed {c.seed} has no export measured with the integer kernel "
                        "(a run root that was lost): rerun that cell")
     layers = mask_cycles([w != 0 for w in weights], c.args.get("activation", "tanh"))
-    budget = layers - (1 - share) * float(integer["cycles"])
+    ref = reference_cycles(c)
+    target = share * (float(integer["cycles"]) if ref is None else ref)
+    budget = layers - float(integer["cycles"]) + target
     if budget <= 0:
-        raise BpdError(f"{share:g} of the bpd cell's {integer['cycles']:g} integer-kernel cycles ({c.env} seed "
-                       f"{c.seed}) does not even pay for the code around its layers")
+        whose = f"the bpd cell's {integer['cycles']:g}" if ref is None else f"{c.args[REFERENCE_ARG]}'s {ref:g}"
+        raise BpdError(f"{share:g} of {whose} integer-kernel cycles ({c.env} seed {c.seed}) does not even pay for "
+                       "the code around its layers")
     return budget
 
 
@@ -317,9 +349,10 @@ CYCLE_CUTS: set[str] = set()  # the methods sized against the bpd cell's cycles 
 def _cycle_cut(name: str, help: str, share: float, finetune: float, extra: dict | None = None) -> Method:
     """bpd-units-finetune-pairs-warmup cut at its fine-tune's start to `share` of the bpd cell's cycles."""
     CYCLE_CUTS.add(name)
-    return register(Method(name, help, lambda c: distill_command(c, {
-        "unit_gates": True, "finetune": finetune, "pair_partners": True, "kl_warmup": "gate",
-        "prune_to_cycles": bpd_cycles_budget(c, share)} | (extra or {})), needs=("bpd",),
+    return register(Method(name, help, lambda c: distill_command(
+        replace(c, args={k: v for k, v in c.args.items() if k != REFERENCE_ARG}), {
+            "unit_gates": True, "finetune": finetune, "pair_partners": True, "kl_warmup": "gate",
+            "prune_to_cycles": bpd_cycles_budget(c, share)} | (extra or {})), needs=("bpd",),
         select_episodes=(extra or {}).get("select_episodes")))
 
 

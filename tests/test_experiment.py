@@ -814,6 +814,34 @@ def test_compress_orders_the_reference_run_first_and_sizes_the_cut_against_it(ti
     assert float(cmd[cmd.index("--prune-to-cycles") + 1]) == pytest.approx(budget)
 
 
+def test_a_cut_with_a_cycles_reference_is_sized_against_that_files_bpd_row(tmp_path, monkeypatch):
+    """Hand-set figures: the bpd student's layers cost 1,000 cycles of its 1,500-cycle kernel. Cut to 0.49 of its own
+    cell: 1,000 - 1,500 + 0.49 * 1,500 = 235. With a cost.json whose bpd row of the same seed costs 1,200: 1,000 -
+    1,500 + 0.49 * 1,200 = 88, and the option stays out of distill's command. A file without that row is refused."""
+    import types
+
+    import bpd_app.methods as methods
+    import firmware_host.measure.dsp_meter as dsp_meter
+
+    monkeypatch.setattr(methods, "collapsed_student", lambda p: types.SimpleNamespace(weights=[np.ones((2, 2))]))
+    monkeypatch.setattr(dsp_meter, "mask_cycles", lambda masks, act: 1000.0)
+    deps = {"bpd": {"student": "s.pt", "bench": {"integer": {"cycles": 1500.0}}}}
+    cost = tmp_path / "cost.json"
+    cost.write_text(json.dumps({"rows": [
+        {"cell": "E/bpd/seed1", "integer_form": "pairs", "cortex-m4f": {"integer": {"cycles": 1200.0}}},
+        {"cell": "E/bpd/seed2", "integer_form": "pairs", "cortex-m4f": {"integer": {"cycles": 900.0}}}]}))
+    own = CellInputs("E", 1, "t", "d", tmp_path / "c", {}, deps)
+    assert methods.bpd_cycles_budget(own, 0.49) == pytest.approx(235.0)
+    ref = CellInputs("E", 1, "t", "d", tmp_path / "c", {methods.REFERENCE_ARG: str(cost)}, deps)
+    assert methods.bpd_cycles_budget(ref, 0.49) == pytest.approx(88.0)
+    cmd = methods.get("bpd-units-finetune-pairs-warmup-c50-visits-sure").command(ref)
+    assert float(cmd[cmd.index("--prune-to-cycles") + 1]) == pytest.approx(88.0)
+    assert not any("reference" in a for a in cmd)
+    with pytest.raises(BpdError, match="no row of E/bpd/seed0"):
+        methods.bpd_cycles_budget(CellInputs("E", 0, "t", "d", tmp_path / "c", {methods.REFERENCE_ARG: str(cost)},
+                                             deps), 0.49)
+
+
 def test_largest_drop_below_the_running_best_in_the_second_half():
     from bpd_app.experiment.stats import largest_drop
 
