@@ -306,7 +306,7 @@ def reference_cycles(c: CellInputs) -> float | None:
     key = f"{c.env}/bpd/seed{c.seed}"
     row = next((r for r in rows if isinstance(r, dict) and r.get("cell") == key), None)
     cycles = (((row or {}).get("cortex-m4f") or {}).get("integer") or {}).get("cycles")
-    if cycles is None or not (row or {}).get("integer_form"):
+    if not isinstance(cycles, (int, float)) or isinstance(cycles, bool) or not (row or {}).get("integer_form"):
         raise BpdError(f"{REFERENCE_ARG} {ref}: no row of {key} measured with the integer kernel")
     return float(cycles)
 

@@ -836,10 +836,31 @@ def test_a_cut_with_a_cycles_reference_is_sized_against_that_files_bpd_row(tmp_p
     assert methods.bpd_cycles_budget(ref, 0.49) == pytest.approx(88.0)
     cmd = methods.get("bpd-units-finetune-pairs-warmup-c50-visits-sure").command(ref)
     assert float(cmd[cmd.index("--prune-to-cycles") + 1]) == pytest.approx(88.0)
-    assert not any("reference" in a for a in cmd)
+    assert "--cycles-reference" not in cmd and str(cost) not in cmd
     with pytest.raises(BpdError, match="no row of E/bpd/seed0"):
         methods.bpd_cycles_budget(CellInputs("E", 0, "t", "d", tmp_path / "c", {methods.REFERENCE_ARG: str(cost)},
                                              deps), 0.49)
+
+
+def test_a_plan_reads_its_cycles_reference_when_loaded_and_the_cells_spec_holds_the_figure(tmp_path):
+    """A reference without the bpd row of a plan's seed is refused when the plan is read (not hours later, when the
+    cut runs after its bpd cell); with the rows there, each cut cell's spec (its digest) holds its seed's figure, so
+    that a new reference makes the finished cell stale."""
+    from bpd_app.experiment.plan import cell_spec
+
+    env, cut = "InvertedPendulum-v5", "bpd-units-finetune-pairs-warmup-c50-visits-sure"
+    cost = tmp_path / "cost.json"
+    cost.write_text(json.dumps({"rows": [
+        {"cell": f"{env}/bpd/seed0", "integer_form": "pairs", "cortex-m4f": {"integer": {"cycles": 700.0}}}]}))
+    teacher = tmp_path / "t.npz"
+    teacher.write_bytes(b"")
+    methods = {"bpd": {}, "cut-ref": {"method": cut, "args": {"cycles_reference": str(cost)}}}
+    with pytest.raises(BpdError, match=f"'cut-ref': cycles_reference .* no row of {env}/bpd/seed1"):
+        load_plan(_plan(tmp_path, teacher, methods, seeds=(0, 1)))
+    plan = load_plan(_plan(tmp_path, teacher, methods))
+    cell = next(c for c in plan.cells() if c.label == "cut-ref")
+    assert cell_spec(plan, cell)["reference_cycles"] == 700.0
+    assert "reference_cycles" not in cell_spec(plan, next(c for c in plan.cells() if c.label == "bpd"))
 
 
 def test_largest_drop_below_the_running_best_in_the_second_half():

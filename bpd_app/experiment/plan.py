@@ -280,13 +280,19 @@ def _check_env_id(env_id: str, p: Path) -> None:
 def check_plan_commands(plan: Plan) -> None:
     """Every method's command line, as a cell would run it, parses as `bpd` would parse it: an unknown
     option, a value of the wrong type or a non-finite number in a method's args is refused now."""
-    from bpd_app.methods import CellInputs, get
+    from bpd_app.methods import REFERENCE_ARG, CellInputs, get, reference_cycles
     from bpd_app.parser import check_command
 
     for ms in plan.methods.values():
         m = get(ms.method)
         for env in plan.envs:
             args = {k: v for k, v in plan.env_args.get(env, {}).items() if k not in m.skips_env_args} | ms.args
+            if REFERENCE_ARG in args:  # read now, not when the cell runs after its bpd cell has trained
+                for seed in plan.seeds:
+                    try:
+                        reference_cycles(CellInputs(env, seed, "", "", plan.runs, args))
+                    except BpdError as e:
+                        raise BpdError(f"{plan.path}: method {ms.label!r}: {e}") from None
             inputs = CellInputs(env, plan.seeds[0], "teacher.npz", "dataset.npz", plan.runs / "check", args)
             where = f"{plan.path}: method {ms.label!r} for {env}"
             try:
@@ -316,7 +322,7 @@ def check_plan_teachers(plan: Plan) -> None:
 def cell_spec(plan: Plan, cell: Cell) -> dict:
     """Everything that defines a cell's result; a finished cell is reused only if this matches."""
     from bpd.io import sha256_file
-    from bpd_app.methods import get
+    from bpd_app.methods import REFERENCE_ARG, CellInputs, get, reference_cycles
 
     ms = plan.methods[cell.label]
     method = get(ms.method)
@@ -329,6 +335,9 @@ def cell_spec(plan: Plan, cell: Cell) -> dict:
     revision = method.revision
     if revision > 1:  # a method's first version leaves the key out, so its cells keep their digests
         spec["method_revision"] = revision
+    args = env_args | ms.args
+    if REFERENCE_ARG in args:  # the figure the cut is sized to, so that a new reference makes the cell stale
+        spec["reference_cycles"] = reference_cycles(CellInputs(cell.env, cell.seed, "", "", cell.dir, args))
     return spec
 
 
