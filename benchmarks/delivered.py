@@ -17,10 +17,11 @@ on (so a row judged on 30 moves them). Its cost: the DSP integer kernel's estima
 export` ships on these students where it keeps the float kernel's return), measured by the cell's own export (its
 bench record) or, for a cell measured before cells recorded it, by benchmarks/cost_benchmark.py (cost.json). Of a
 task and seed's candidates, the cheapest that keeps the return is delivered (none: the highest selection return,
-marked). Its reporting return (the plan's 30 episodes, seeds disjoint from the selection seeds) and early ends are
-the cell's evaluation; its cycles are set against the plan's `bpd` cell of the same seed by the same kernel (issue
-34's reference: the benchmark's BPD students, which the `bpd` row trains again under the benchmark plan's
-specification). Nothing is trained here; the teacher's selection returns are the only episodes run, and they are
+marked); a reselection's cell (a row choosing again over another cell's run) stands for that cell, which is
+listed but not chosen. Its reporting return (the plan's 30 episodes, seeds disjoint from the selection seeds) and
+early ends are the cell's evaluation; its cycles are set against the plan's `bpd` cell of the same seed by the
+same kernel (issue 34's reference: the benchmark's BPD students, which the `bpd` row trains again under the benchmark
+plan's specification). Nothing is trained here; the teacher's selection returns are the only episodes run, and they are
 comparable with a cell's only on the kind of machine and torch kernels the cell ran on (ATEN_CPU_CAPABILITY as the
 plan states): each cell is judged against the teacher on its own kind, evaluated here for this machine's kind and
 kept in delivered.json for the kinds of earlier runs (a kind neither here nor recorded: the cell is listed, not
@@ -139,12 +140,25 @@ def selection_episodes(summary: dict, method: str) -> int:
     return int(summary.get("args", {}).get("select_episodes") or get(method).select_episodes or SELECT_EPISODES)
 
 
+def supersede(plan, cands: list[dict]) -> None:
+    """A finished reselection (a method that supersedes, bpd_app/methods.py) stands for the run it chose from: the
+    needed cell of the same seed is marked superseded_by it and is not chosen (listed all the same)."""
+    from bpd_app.methods import get
+
+    for c in cands:
+        spec = plan.methods[c["method"]]
+        if get(spec.method).supersedes:
+            for o in cands:
+                if o["method"] in spec.needs.values():
+                    o["superseded_by"] = c["method"]
+
+
 def choose(cands: list[dict], keep: float) -> dict | None:
     """The cheapest candidate that keeps the return (ties: the higher selection return); none keeping it: the
     highest selection return. Candidates without a cost, or of a kind of machine the teacher's selection return is
     not known on (not comparable), are not chosen."""
     costed = [c for c in cands if c["cycles"] is not None and c["select_return"] is not None
-              and c.get("comparable", True)]
+              and c.get("comparable", True) and not c.get("superseded_by")]
     kept = [c for c in costed if c["keeps"]]
     if kept:
         return min(kept, key=lambda c: (c["cycles"], -c["select_return"]))
@@ -179,7 +193,8 @@ def confirmed(plan, env: str, seed: int, cands: list[dict], keep: float, first: 
     from training.selection import confirm
     from training.teacher import load_teacher
 
-    order = sorted((c for c in cands if c["keeps"] and c["cycles"] is not None and c.get("comparable", True)),
+    order = sorted((c for c in cands if c["keeps"] and c["cycles"] is not None and c.get("comparable", True)
+                    and not c.get("superseded_by")),
                    key=lambda c: (c["cycles"], -c["select_return"]))
     products = [plan.runs / env / c["method"] / f"seed{seed}" / "run" / get(plan.methods[c["method"]].method).product
                 for c in order]
@@ -237,6 +252,7 @@ def collect(plan_path: str, keep: float, previous: dict | None, other_plans: lis
                     "kind": kind, "machine": m.get("processor")})
             if not cands:
                 continue
+            supersede(plan, cands)
             for kind, episodes in sorted({(c["kind"], c["select_episodes"]) for c in cands}):  # the teacher per kind
                 if (kind, env, seed, episodes) not in cache and kind == _kind(here):
                     print(f"{env} seed {seed}: the teacher on {episodes} selection seeds ...", flush=True)
@@ -353,7 +369,8 @@ def markdown(res: dict) -> str:
                                           "the comparable measured cells)")
                         if c["cell"] == r["delivered"] else "")
                 keeps = ("yes" if c["keeps"] else "no") + ("" if c.get("comparable", True) else
-                                                           f" (ran on {c.get('machine')}: not comparable)")
+                                                           f" (ran on {c.get('machine')}: not comparable)") \
+                    + (f"; set aside: {c['superseded_by']} chose again from its run" if c.get("superseded_by") else "")
                 if c.get("confirm"):
                     cf = c["confirm"]
                     keeps += (f"; confirmed: {cf['error']}" if "error" in cf else

@@ -48,6 +48,24 @@ def test_a_cell_from_another_kind_of_machine_is_never_chosen():
     assert delivered.choose(cs, 0.99)["cell"] == "b"
 
 
+def test_a_reselection_stands_for_the_run_it_chose_from():
+    """The delivery plan's reselect row needs its candidate row's cell: where both finished, the candidate row's cell
+    is marked superseded and not chosen, though cheaper and keeping on its 30 selection episodes; the other rows'
+    cells are not touched."""
+    from bpd_app.experiment import load_plan
+
+    plan = load_plan(str(Path(__file__).parents[1] / "benchmarks" / "plans" / "delivery.yaml"))
+    base = "bpd-units-finetune-pairs-warmup-c50-visits-sure"
+    cs = [cand(base, 100.0, 99.5, True), cand(f"{base}-reselect", 110.0, 99.2, True),
+          cand(f"{base}-noise0.3", 120.0, 99.4, True), cand("bpd", 200.0, 99.9, True)]
+    for c in cs:
+        c["method"] = c["cell"]
+    assert delivered.choose(cs, 0.99)["cell"] == base
+    delivered.supersede(plan, cs)
+    assert [c.get("superseded_by") for c in cs] == [f"{base}-reselect", None, None, None]
+    assert delivered.choose(cs, 0.99)["cell"] == f"{base}-reselect"
+
+
 def test_the_teachers_returns_are_kept_per_kind_of_machine():
     amd = {"processor": "AMD EPYC", "torch_cpu_capability": "AVX2"}
     intel = {"processor": "Intel Xeon", "torch_cpu_capability": "AVX2"}

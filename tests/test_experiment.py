@@ -265,6 +265,33 @@ def test_student_select_by_cycles_on_a_tiny_run(tiny_pipeline, tmp_path):
     assert chosen["cost"] > 0
 
 
+def test_a_reselection_writes_its_student_and_the_runs_summary_with_its_selection(tiny_pipeline, tmp_path):
+    """The reselect method's command (bpd_app/methods.py) over a finished run: every candidate judged on the stated
+    episodes beside the teacher; the cell's run directory gets the student chosen and the run's summary.json with
+    this selection (its seeds: RESELECT_EPISODES of them, falls counted) and the seconds added to the run's."""
+    import shutil as sh
+
+    from bpd_app.methods import RESELECT_EPISODES, RESELECTED, get
+    from training.student import load_student
+
+    cells = tmp_path / "E" / RESELECTED / "seed0"
+    sh.copytree(tiny_pipeline / "run", cells / "run")
+    out = tmp_path / "E" / "again" / "seed0" / "run"
+    cmd = get(f"{RESELECTED}-reselect").command(CellInputs("E", 0, "t", "d", out, {}, {RESELECTED: {}}))
+    assert cmd[:3] == ["student", "select", str(cells / "run")]
+    assert cmd[cmd.index("--episodes") + 1] == str(RESELECT_EPISODES) and "--no-falls" in cmd
+    cmd[cmd.index("--episodes") + 1] = "2"  # the tiny run: two episodes a candidate
+    run_bpd(*cmd)
+    base = json.loads((cells / "run" / "summary.json").read_text())
+    summ = json.loads((out / "summary.json").read_text())
+    sel = summ["selection"]
+    assert sel["select_seeds"][1] - sel["select_seeds"][0] + 1 == 2 and "falls" in sel["chosen"]
+    assert summ["seconds"] == pytest.approx(base["seconds"] + summ["select_seconds"], abs=0.1)
+    assert summ["params_nonzero"] == sel["chosen"]["params_nonzero"] and summ["reselected"] is True
+    _, meta, _ = load_student(out / "student.pt")
+    assert meta["step"] == sel["chosen"]["step"]
+
+
 def test_method_flags_and_resume():
     from training.distill import DistillConfig
 

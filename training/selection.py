@@ -20,6 +20,7 @@ retraining, and finds the smallest student that keeps a given share of the teach
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -298,6 +299,8 @@ class SelectConfig:
                            "finishes (the teacher run on the same seeds; where every candidate does, those with the "
                            "fewest such ends)")
     out: str = field("selected.pt", help="student file to write (relative paths: inside the run directory)")
+    summary: str | None = field(None, help="also write the run's summary.json with this selection in its place "
+                                "(and its seconds added), for a run directory of its own around --out")
 
 
 def _student_path(run: Path) -> Path:
@@ -374,6 +377,8 @@ def run_select(cfg: SelectConfig, meter: Callable[[str], Callable[[MLPPolicy], f
     if not 0 <= cfg.tol < 1:
         raise BpdError("--tol is a fraction of the best return, at least 0 and below 1, e.g. 0.02")
     out = _select_out(run, cfg.out)
+    if cfg.summary:
+        _select_out(run, cfg.summary)
     cands = load_candidates(run / "candidates.pt")
     if not cands:
         raise BpdError(f"{run}: no candidates.pt (a run of this version keeps its evaluated students there)")
@@ -400,6 +405,7 @@ def run_select(cfg: SelectConfig, meter: Callable[[str], Callable[[MLPPolicy], f
         if meter is None:
             raise BpdError(f"--cost {cost} needs the emulated Cortex-M meter (run it as `bpd student select`)")
         cost_fn = meter(cost)
+    t0 = time.time()
     if cfg.rule == "keep-return":  # the teacher is needed only to set the target
         res = select(cands, meta, stats, env_id, run_seed, "sparsest-within", 0.0, cfg.episodes,
                      None, cfg.keep_return, load_teacher(tpath).act, cfg.thresholds, cost_fn, no_falls=cfg.no_falls)
@@ -412,7 +418,28 @@ def run_select(cfg: SelectConfig, meter: Callable[[str], Callable[[MLPPolicy], f
                        + (f"; smallest by {cost}" if cost_fn else "") + falls_rule_text(cfg.no_falls))
     ch = res["chosen"]
     chosen = student_from(meta, next(c.state_dict for c in cands if c.step == ch["step"]), ch["threshold"])
+    out.parent.mkdir(parents=True, exist_ok=True)
     save_student(out, chosen, meta | {"threshold": ch["threshold"], "step": ch["step"],
                                       "selection": {k: v for k, v in res.items() if k != "rows"} | {"env": env_id}},
                  stats)
+    if cfg.summary:
+        _write_summary(run, _select_out(run, cfg.summary), res, time.time() - t0)
     return res | {"out": str(out)}
+
+
+def _write_summary(run: Path, path: Path, res: dict, seconds: float) -> None:
+    """--summary: the run's summary.json with this selection in place of the run's own, the nonzero count of the
+    student chosen, and its seconds added to the run's (the run's training is this student's too)."""
+    import json
+
+    from bpd.io import write_json
+
+    try:
+        base = json.loads((run / "summary.json").read_text())
+    except (OSError, ValueError):
+        raise BpdError(f"{run}/summary.json: unreadable run summary (--summary copies it)") from None
+    sel = res["chosen"]
+    base.update(selection=res, select_seconds=round(seconds, 2), params_nonzero=sel["params_nonzero"],
+                seconds=round(float(base.get("seconds") or 0.0) + seconds, 1), reselected=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, base)
