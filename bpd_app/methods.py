@@ -12,6 +12,7 @@ method.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -291,23 +292,30 @@ _ablation("l1-threshold", "deterministic student, BPD's loss minus the KL plus a
 REFERENCE_ARG = "cycles_reference"  # a cycle cut's arg: a cost.json whose bpd rows set the budget, not the bpd cell
 
 
+@functools.lru_cache(maxsize=4)
+def _reference_rows(path: str, mtime_ns: int) -> dict[str, dict]:
+    """A cost.json's rows by cell, read once for each version of the file (every cell's spec reads it)."""
+    import json
+
+    rows = json.loads(Path(path).read_text())["rows"]
+    return {r["cell"]: r for r in rows if isinstance(r, dict) and isinstance(r.get("cell"), str)}
+
+
 def reference_cycles(c: CellInputs) -> float | None:
     """The cycles a cut is sized against when its args name a `cycles_reference` (a cost.json of
     benchmarks/cost_benchmark.py, relative to the repository): its row of the `bpd` cell of the same
     environment and seed, measured with the DSP integer kernel. None when the args name none."""
-    import json
-
     ref = c.args.get(REFERENCE_ARG)
     if ref is None:
         return None
     path = Path(ref) if Path(ref).is_absolute() else Path(__file__).resolve().parents[1] / ref
     try:
-        rows = json.loads(path.read_text())["rows"]
+        rows = _reference_rows(str(path), path.stat().st_mtime_ns)
     except (OSError, ValueError, KeyError, TypeError):
         raise BpdError(f"{REFERENCE_ARG} {ref}: not a readable cost.json (rows of benchmarks/cost_benchmark.py)") \
             from None
     key = f"{c.env}/bpd/seed{c.seed}"
-    row = next((r for r in rows if isinstance(r, dict) and r.get("cell") == key), None)
+    row = rows.get(key)
     cycles = (((row or {}).get("cortex-m4f") or {}).get("integer") or {}).get("cycles")
     if not isinstance(cycles, (int, float)) or isinstance(cycles, bool) or not (row or {}).get("integer_form"):
         raise BpdError(f"{REFERENCE_ARG} {ref}: no row of {key} measured with the integer kernel")
@@ -395,12 +403,17 @@ RESELECTED = "bpd-units-finetune-pairs-warmup-c50-visits-sure"
 def _reselect_command(c: CellInputs) -> list[str]:
     """`bpd student select` over the candidates of the needed cell's run (same environment and seed), every one
     judged on RESELECT_EPISODES selection episodes beside the teacher, those with a fall set aside, the rule of the
-    run's own selection otherwise (sparsest by its cost within 2 % of the best); the student and the run's summary
-    with this selection written to this cell's run directory."""
+    run's own selection otherwise (sparsest by its cost within the run's tolerance of the best); the student and the
+    run's summary with this selection written to this cell's run directory."""
+    from bpd.io import read_json
+    from training.distill import DistillConfig
+
     if len(c.deps) != 1:
         raise BpdError(f"{c.env} seed {c.seed}: a reselection needs the result of one cell, got {len(c.deps)}")
     run = sibling_cell(c, next(iter(c.deps))) / "run"
-    return ["student", "select", str(run), "--rule", "sparsest-within", "--tol", "0.02", "--episodes",
+    tol = read_json(run / "config.json", "run configuration").get(
+        "select_tol", DistillConfig.__dataclass_fields__["select_tol"].default)
+    return ["student", "select", str(run), "--rule", "sparsest-within", "--tol", str(tol), "--episodes",
             str(RESELECT_EPISODES), "--no-falls", "--out", str(c.out / "student.pt"),
             "--summary", str(c.out / "summary.json")]
 

@@ -741,6 +741,8 @@ case("student select out under a run file", ["student", "select", RUN, "--out", 
      "is not a directory")
 case("student select out over the run's student", ["student", "select", RUN, "--out", "student.pt"],
      "one of the run's own files")
+case("student select summary over its student", ["student", "select", RUN, "--out", "x.pt", "--summary", "x.pt"],
+     "the same file as --out")
 
 # the C weights are tied to the model hash, and the manifest lists every file the export uses
 SECTION = "3 C weights tied to the model hash, manifest complete"

@@ -31,7 +31,7 @@ import torch
 
 from bpd.config import check_ranges, field
 from bpd.errors import BpdError
-from bpd.io import atomic_write, path_from_record
+from bpd.io import atomic_write, path_from_record, read_json, write_json
 from training.distill_config import PAPER, DistillConfig, pair_partners_apply
 from training.envs import Policy, early_where_teacher_finished, rollouts, select_eval_seed
 from training.mlp import MLPPolicy
@@ -308,7 +308,7 @@ def _student_path(run: Path) -> Path:
 
 
 def run_sweep(cfg: SweepConfig) -> dict:
-    from bpd.io import save_png, write_json
+    from bpd.io import save_png
     from training.student import load_student
 
     check_ranges(cfg, {"episodes": (1, 10_000), "seed": (0, 2**31 - 1), "thresholds": (-50, 50)})
@@ -377,8 +377,10 @@ def run_select(cfg: SelectConfig, meter: Callable[[str], Callable[[MLPPolicy], f
     if not 0 <= cfg.tol < 1:
         raise BpdError("--tol is a fraction of the best return, at least 0 and below 1, e.g. 0.02")
     out = _select_out(run, cfg.out)
-    if cfg.summary:
-        _select_out(run, cfg.summary)
+    summary = _select_out(run, cfg.summary) if cfg.summary else None
+    if summary is not None and summary.resolve() == out.resolve():
+        raise BpdError(f"--summary {cfg.summary}: the same file as --out; name another")
+    run_summary = read_json(run / "summary.json", "run summary") if summary is not None else None
     cands = load_candidates(run / "candidates.pt")
     if not cands:
         raise BpdError(f"{run}: no candidates.pt (a run of this version keeps its evaluated students there)")
@@ -422,24 +424,10 @@ def run_select(cfg: SelectConfig, meter: Callable[[str], Callable[[MLPPolicy], f
     save_student(out, chosen, meta | {"threshold": ch["threshold"], "step": ch["step"],
                                       "selection": {k: v for k, v in res.items() if k != "rows"} | {"env": env_id}},
                  stats)
-    if cfg.summary:
-        _write_summary(run, _select_out(run, cfg.summary), res, time.time() - t0)
+    if summary is not None and run_summary is not None:  # the run's summary with this selection in its place
+        seconds = time.time() - t0
+        summary.parent.mkdir(parents=True, exist_ok=True)
+        write_json(summary, run_summary | {
+            "selection": res, "select_seconds": round(seconds, 2), "params_nonzero": ch["params_nonzero"],
+            "seconds": round(float(run_summary.get("seconds") or 0.0) + seconds, 1), "reselected": True})
     return res | {"out": str(out)}
-
-
-def _write_summary(run: Path, path: Path, res: dict, seconds: float) -> None:
-    """--summary: the run's summary.json with this selection in place of the run's own, the nonzero count of the
-    student chosen, and its seconds added to the run's (the run's training is this student's too)."""
-    import json
-
-    from bpd.io import write_json
-
-    try:
-        base = json.loads((run / "summary.json").read_text())
-    except (OSError, ValueError):
-        raise BpdError(f"{run}/summary.json: unreadable run summary (--summary copies it)") from None
-    sel = res["chosen"]
-    base.update(selection=res, select_seconds=round(seconds, 2), params_nonzero=sel["params_nonzero"],
-                seconds=round(float(base.get("seconds") or 0.0) + seconds, 1), reselected=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_json(path, base)
