@@ -425,6 +425,15 @@ register(Method(f"{RESELECTED}-reselect", f"the students of a {RESELECTED} cell'
                 needs=(RESELECTED,), select_episodes=RESELECT_EPISODES, supersedes=True))
 
 
+EMA = 0.0005  # --finetune-ema: about the fine-tune actor's last 4,000 steps (periodic evaluations 5,000 apart)
+_cycle_cut("bpd-units-finetune-pairs-warmup-c50-visits-sure-ema", f"{RESELECTED} whose fine-tune's students are a "
+           f"moving average of the actor's weights (--finetune-ema {EMA:g}), chosen on {RESELECT_EPISODES} selection "
+           "episodes with falls set aside: Walker2d's cut students fell on 0 to 59 of 100 selection episodes from one "
+           "periodic evaluation to the next of the same run, the actor's last updates deciding which", 0.49, 0.5,
+           {"finetune_visits": VISITS, "select_no_falls": True, "select_episodes": RESELECT_EPISODES,
+            "finetune_ema": EMA})
+
+
 VISITS_FULL = 100_000  # as many environment steps as the students plan's dataset
 _cycle_cut("bpd-units-finetune-pairs-warmup-c50-visits-full", "bpd-units-finetune-pairs-warmup-c50-visits with "
            f"{VISITS_FULL:,} environment steps of the cut student's own states (as many as the dataset's, so that "

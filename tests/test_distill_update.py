@@ -667,3 +667,41 @@ def test_finetune_anneal_takes_the_actor_learning_rate_to_zero_on_a_half_cosine(
         assert t.critic_opt.param_groups[0]["lr"] == CRITIC_LR
     with pytest.raises(BpdError, match="--finetune-anneal anneals the Bayesian student's fine-tune"):
         _check_config(DistillConfig(teacher="t", dataset="d", finetune=0.0, finetune_anneal=True))
+
+
+def test_finetune_ema_keeps_an_average_of_the_fine_tunes_actor_from_the_cut_on():
+    """--finetune-ema e: the student the run evaluates is the actor until the fine-tune; from the cut on it is
+    an average that starts at the cut actor and moves e of the way to the actor after each actor update
+    (avg_k = (1 - e) avg_(k-1) + e actor_k, computed here from the actor's parameters step by step), on the
+    same mask; it is saved and restored with the trainer. Bad use is one line."""
+    from bpd.errors import BpdError
+    from training.distill_config import _check_config
+
+    e = 0.3
+    torch.manual_seed(0)
+    cfg = paper(hidden=[HIDDEN], critic_hidden=[CRITIC_HIDDEN], steps=10, policy_freq=1, finetune=0.4,
+                finetune_ema=e)
+    t = BPDTrainer(cfg, OBS, ACT, N_DATA)
+    want = None
+    for i in range(10):
+        t.update(BATCH)
+        if not t.actor.layers[0].deterministic:  # the cut is made by the first update of the fine-tune
+            assert t.student() is t.actor
+            continue
+        assert t.student() is t.actor_avg
+        actor = {k: v.detach().clone() for k, v in t.actor.named_parameters()}
+        if want is None:  # the cut's step: the recurrence runs from the average it left
+            want = {k: v.detach().clone() for k, v in t.actor_avg.named_parameters()}
+            continue
+        want = {k: (1 - e) * want[k] + e * actor[k] for k in want}
+        for k, v in t.actor_avg.named_parameters():
+            assert torch.allclose(v, want[k], atol=1e-7), (i, k)
+    for a, b in zip(t.actor.layers, t.actor_avg.layers):
+        assert b.deterministic and torch.equal(a.mask(), b.mask())
+    assert not torch.allclose(t.actor.layers[0].theta, t.actor_avg.layers[0].theta)
+    t2 = BPDTrainer(cfg, OBS, ACT, N_DATA)
+    t2.load_state_dict(t.state_dict())
+    assert t2.student() is t2.actor_avg and t2.actor_avg.layers[0].deterministic
+    assert torch.equal(t2.actor_avg.layers[0].theta, t.actor_avg.layers[0].theta)
+    with pytest.raises(BpdError, match="--finetune-ema averages the Bayesian student's fine-tune"):
+        _check_config(DistillConfig(teacher="t", dataset="d", finetune=0.0, finetune_ema=0.001))

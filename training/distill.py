@@ -121,6 +121,8 @@ class BPDTrainer:
                                       cfg.prune_start, cfg.prune_end)
         self.actor.to(device)
         self.actor_target = copy.deepcopy(self.actor).eval()
+        # --finetune-ema: the fine-tune's student, an average of the actor's weights (set from it at the cut)
+        self.actor_avg = copy.deepcopy(self.actor).eval() if cfg.finetune_ema else None
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
         self.critic: Critic | None = None
         self.critic_target: Critic | None = None
@@ -194,6 +196,14 @@ class BPDTrainer:
             for i, layer in enumerate(net.layers):
                 layer.freeze(pair_partners_apply(self.cfg), live, None if keep is None else keep[i])
                 live = layer.unit_mask().bool()
+        if self.actor_avg is not None:  # the average starts at the cut student
+            self.actor_avg.load_state_dict(self.actor.state_dict())
+            for layer in self.actor_avg.layers:
+                layer.mark_frozen()
+
+    def student(self) -> BayesianStudent | PlainStudent:
+        """The student the run evaluates and keeps: the actor, or in the fine-tune its average (--finetune-ema)."""
+        return self.actor_avg if self.actor_avg is not None and self.actor_avg.layers[0].deterministic else self.actor
 
     def sparsity_term(self, eta: float) -> tuple[torch.Tensor, float, dict[str, float]]:
         """The loss's sparsity penalty and its weight at KL weight eta: the KL to the prior weighted
@@ -259,10 +269,12 @@ class BPDTrainer:
             if isinstance(self.actor, PlainStudent):
                 self.actor.after_step(self.step, c.steps)
             with torch.no_grad():
-                for net, tgt in ((self.actor, self.actor_target), (self.critic, self.critic_target)):
+                avg = self.actor_avg if self.finetuning() else None
+                for net, tgt, w in ((self.actor, self.actor_target, c.tau), (self.critic, self.critic_target, c.tau),
+                                    (self.actor, avg, c.finetune_ema)):
                     if net is not None and tgt is not None:
                         for p, tp in zip(net.parameters(), tgt.parameters()):
-                            tp.lerp_(p, c.tau)
+                            tp.lerp_(p, w)
                         for b, tb in zip(net.buffers(), tgt.buffers()):
                             tb.copy_(b)
             self.last_actor = {"losses/actor": actor_loss.item(), "losses/bc": bc.item(), "eta": eta} | logs
@@ -285,7 +297,7 @@ class BPDTrainer:
         return self.cfg.steps + self.offset + (1 if self.warming else 0)
 
     def _parts(self) -> tuple[str, ...]:
-        parts = ("actor", "actor_target", "actor_opt")
+        parts = ("actor", "actor_target", "actor_opt") + (("actor_avg",) if self.actor_avg is not None else ())
         return parts + (("critic", "critic_target", "critic_opt") if self.critic is not None else ())
 
     def state_dict(self) -> dict:
@@ -301,9 +313,9 @@ class BPDTrainer:
             getattr(self, name).load_state_dict(sd[name])
         # frozen once a fine-tune step has run: the update at schedule step t0 >= (1 - finetune) * steps froze it
         if self.finetuning() and self.t - 1 >= (1 - self.cfg.finetune) * self.cfg.steps:
-            for net in (self.actor, self.actor_target):  # the saved parameters are already frozen (the target's
-                for layer in net.layers:  # mid-way to the actor's): set the flags, which are not state
-                    layer.mark_frozen()
+            for net in (self.actor, self.actor_target, self.actor_avg):  # the saved parameters are already frozen
+                for layer in (net.layers if net is not None else ()):  # (the target's mid-way to the actor's): set
+                    layer.mark_frozen()  # the flags, which are not state
         self.actor.eval()
 
 
@@ -396,7 +408,7 @@ def distill(cfg: DistillConfig, meter: Meter | None = None) -> dict:
             "teacher_hidden": teacher.hidden, "bpd_version": bpd.__version__}
 
     def collapsed() -> MLPPolicy:
-        return trainer.actor.collapse(**stats)
+        return trainer.student().collapse(**stats)
 
     # resumed from a checkpoint: its rows (truncate_metrics rewrote them under the header); else from step 0, afresh
     # (a run stopped before its first checkpoint may leave rows, or an empty file: its header still in the buffer)
@@ -449,7 +461,7 @@ def distill(cfg: DistillConfig, meter: Meter | None = None) -> dict:
                 if trainer.selectable():
                     candidates.append(Candidate(step, float(np.mean(rets)), policy.params_nonzero,
                                                 {k: v.detach().cpu().clone()
-                                                 for k, v in trainer.actor.state_dict().items()}))
+                                                 for k, v in trainer.student().state_dict().items()}))
                     save_candidates(run.candidates, candidates)
                 acc.clear()
                 last_eval = row

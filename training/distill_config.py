@@ -127,6 +127,11 @@ class DistillConfig:
                                   "from --actor-lr to zero over the fine-tune on a half cosine (the critic's is "
                                   "kept), so that its last students settle instead of wandering between periodic "
                                   "evaluations")
+    finetune_ema: float = field(0.0, help="Bayesian student with --finetune: the fine-tune's students (evaluated, "
+                                "kept as candidates, driving --finetune-visits) are an exponential moving average "
+                                "of the actor's weights on the cut mask, moved this share of the way to the actor "
+                                "at each actor update (Polyak averaging: 0.0005, about the last 4,000 steps at "
+                                "--policy-freq 2); 0: the actor itself")
     prune_start: float = field(0.2, help="magnitude student: fraction of training where pruning starts")
     prune_end: float = field(0.6, help="magnitude student: fraction where the final count is reached "
                              "(fine-tuning after it)")
@@ -176,7 +181,8 @@ def _check_config(cfg: DistillConfig) -> None:
         "eval_every": (1, None), "eval_episodes": (1, 10_000), "checkpoint_every": (1, None),
         "seed": (0, 2**31 - 1), "threads": (1, 1024), "select_tol": (0, 1), "select_episodes": (1, 10_000),
         "select_shortlist": (1, 10_000), "keep_return": (0, 1, "open"), "finetune": (0, 1),
-        "unit_kl": (0, 1e6), "finetune_visits": (0, 100_000_000)})
+        "unit_kl": (0, 1e6), "finetune_visits": (0, 100_000_000),
+        "finetune_ema": (0, 1)})
     if cfg.student == "bayesian" and cfg.prune_to is not None and cfg.finetune == 0:
         raise BpdError("--prune-to on the Bayesian student cuts the mask at the fine-tune's start: it needs "
                        "--finetune above 0")
@@ -205,6 +211,9 @@ def _check_config(cfg: DistillConfig) -> None:
     if cfg.finetune_visits and (cfg.finetune == 0 or cfg.student != "bayesian"):
         raise BpdError("--finetune-visits drives the task with the Bayesian student during its fine-tune: it needs "
                        "--student bayesian and --finetune above 0")
+    if cfg.finetune_ema and (cfg.finetune == 0 or cfg.student != "bayesian"):
+        raise BpdError("--finetune-ema averages the Bayesian student's fine-tune: it needs --student bayesian and "
+                       "--finetune above 0")
     cut = (cfg.prune_to is not None or cfg.prune_to_pairs is not None or cfg.prune_fraction is not None
            or cfg.prune_to_cycles is not None)
     if cfg.max_units is not None and (not cut or cfg.student != "bayesian" or cfg.max_units < 1):
