@@ -23,7 +23,8 @@ The float network is turned into integer arithmetic calibrated on observations (
 - ReLU: the accumulator shifted to the layer's calibrated Q format and clamped to [0, 32767] (one
   USAT on Armv7E-M).
 - output: offset + scale * tanh in a Q format chosen per output, clamped to the action bounds in
-  integers, and written back as IEEE-754 bits with integer operations.
+  integers, and written back as IEEE-754 bits with integer operations (with the FPU: one VCVT with the
+  format's fraction bits, the same bits).
 
 On cores with the DSP extension (Cortex-M4, M7) the layers are straight-line assembly (dsp.py): inputs
 packed in int16 pairs, one SMLAD per pair with a nonzero weight, the weights streamed from a table by
@@ -34,8 +35,9 @@ for the Thumb-1 frame) the same sums are scalar C, one multiply-add per weight. 
 integers (every operand is int16 and the accumulator bound above holds for any order), so one numpy
 model, `IntPolicy`, checks them bit for bit.
 
-The generated code has no float type in any expression and no VFP instruction, so it runs on cores
-without an FPU (tests check the object files).
+Without an FPU the generated code has no float type in any expression and no VFP instruction (tests check
+the object files); with one (BPD_INT_FP: Cortex-M4F, M7) the observations come in and the actions go out
+through VCVT, and nothing between them touches a float.
 """
 
 from __future__ import annotations
@@ -299,7 +301,8 @@ _PRELUDE = _OS_PRAGMA + """\
 #include <string.h>
 
 /* Integer-only: observations and actions cross the interface as IEEE-754 bit patterns moved with
- * memcpy; no expression has a floating type. Right shifts of negative values are arithmetic
+ * memcpy; no expression has a floating type (where the core has the FPU, BPD_INT_FP, VCVT converts at both
+ * ends). Right shifts of negative values are arithmetic
  * (true of GCC and Clang on every target bpd builds for). */
 
 /* Cores with the DSP extension (Cortex-M4, M7): the layers are the assembly below (SMLAD on int16 pairs) */
@@ -316,6 +319,10 @@ _PRELUDE = _OS_PRAGMA + """\
 #else
 #define BPD_INT_FP 0
 #endif
+#endif
+
+#if BPD_INT_FP
+#include <arm_acle.h> /* __ssat: the tanh output's index in one SSAT */
 #endif
 
 /* Thumb-1 cores (Cortex-M0, M0+): observations to output sums in the ARMv6-M assembly below (thumb1.py), where
@@ -351,7 +358,11 @@ static uint32_t load_bits(const float *p)
 }
 #endif
 
-/* v * 2^-f as IEEE-754 single bits (exact below 2^24, truncated above) */
+/* v * 2^-f as IEEE-754 single bits (exact below 2^24, truncated above); unused where every action goes out by the
+ * FPU's VCVT (BPD_INT_FP) */
+#if defined(__GNUC__)
+__attribute__((unused))
+#endif
 static uint32_t to_float_bits(int32_t v, int32_t f)
 {
     uint32_t s = 0u, m;
@@ -558,17 +569,27 @@ def run_head(q: IntNet, names: list[str]) -> str:
 
 def run_tail(q: IntNet, names: list[str]) -> str:
     """The end of bpd_policy_run: each output sum (names) to its action's units and bounds and IEEE bits
-    (a tanh output through tanh_q15)."""
+    (a tanh output through tanh_q15); where the core has the FPU (BPD_INT_FP), the bounded sum to a float by
+    one VCVT with its fraction bits (two instructions and the store, where the integer form takes fifteen;
+    exact, as the integer form is, for every sum within the bounds)."""
     out = ["    /* action units and bounds */\n"]
     half = 1 << (TANH_BITS - 1)
     for i, v in enumerate(names):
-        f = int(q.out_frac[i])
-        if q.output == "tanh":
-            idx = _shifted(v, int(q.layers[-1].shift[i]), -half, half - 1)
-            out.append(f"    {v} = {int(q.off_q[i])} + (({int(q.scale_q[i])} * tanh_q15({idx}) + 16384) >> 15);"
-                       f" /* Q{f} */\n")
-        out.append(f"    store_bits(&action[{i}], to_float_bits(sat({v}, {int(q.low_q[i])}, {int(q.high_q[i])}), "
-                   f"{f}));\n")
+        f, s = int(q.out_frac[i]), int(q.layers[-1].shift[i])
+        lo, hi = int(q.low_q[i]), int(q.high_q[i])
+
+        tanh_out = (f"    {v} = {int(q.off_q[i])} + (({int(q.scale_q[i])} * tanh_q15({{}}) + 16384) >> 15); "
+                    f"/* Q{f} */\n").format
+        to_bits = (tanh_out(_shifted(v, s, -half, half - 1)) if q.output == "tanh" else "") \
+            + f"    store_bits(&action[{i}], to_float_bits(sat({v}, {lo}, {hi}), {f}));\n"
+        if 0 < f <= 32 and max(abs(lo), abs(hi)) < 1 << 24:  # exact in a float: the same bits either way
+            idx = f"__ssat({v} >> {s}, {TANH_BITS})" if s >= 0 else _shifted(v, s, -half, half - 1)  # one SSAT
+            out.append("#if BPD_INT_FP\n" + (tanh_out(idx) if q.output == "tanh" else "")
+                       + f"    {v} = sat({v}, {lo}, {hi});\n    {{\n        float a_;\n"
+                       f"        __asm__(\"vmov %0, %1\\n\\tvcvt.f32.s32 %0, %0, #{f}\" : \"=&t\"(a_) : \"r\"({v}));\n"
+                       f"        action[{i}] = a_;\n    }}\n#else\n{to_bits}#endif\n")
+        else:
+            out.append(to_bits)
     out.append("    return BPD_OK;\n}\n")
     return "".join(out)
 

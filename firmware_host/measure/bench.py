@@ -357,7 +357,8 @@ def run_bench(cfg: BenchConfig) -> dict:
     results["arithmetic_floor"] = floor
     k = student_rep.get("kernel") or {}
     if k.get("candidates"):  # the kernels `bpd export` built and measured to choose the shipped one
-        results["export_kernels"] = {"shipped": k["kind"], "rule": k["rule"], "measured_on": k.get("measured_on"),
+        results["export_kernels"] = {"shipped": k.get("variant", k["kind"]), "rule": k["rule"],
+                                     "measured_on": k.get("measured_on"),
                                      "candidates": {n: c.get("cost") for n, c in k["candidates"].items()}}
     _summarise(results, floor)
     results["markdown"] = markdown(results)
