@@ -432,6 +432,12 @@ _cycle_cut("bpd-units-finetune-pairs-warmup-c50-visits-sure-ema", f"{RESELECTED}
            "periodic evaluation to the next of the same run, the actor's last updates deciding which", 0.49, 0.5,
            {"finetune_visits": VISITS, "select_no_falls": True, "select_episodes": RESELECT_EPISODES,
             "finetune_ema": EMA})
+_cycle_cut("bpd-units-finetune-pairs-warmup-c50-visits-sure-ema-anneal", f"{RESELECTED}-ema whose fine-tune also takes "
+           "the actor's learning rate to zero on a half cosine (--finetune-anneal): with the average alone, Walker2d's "
+           "cut students fell least on the periodic evaluations just after the cut and most from a third of the "
+           "fine-tune on", 0.49, 0.5,
+           {"finetune_visits": VISITS, "select_no_falls": True, "select_episodes": RESELECT_EPISODES,
+            "finetune_ema": EMA, "finetune_anneal": True})
 
 
 VISITS_FULL = 100_000  # as many environment steps as the students plan's dataset
