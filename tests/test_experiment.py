@@ -535,7 +535,9 @@ def test_plan_runs_skips_finished_cells_and_records_failures(tiny_pipeline, tmp_
         p = _run_plan(plan, runs, "--rebench", "--only", "InvertedPendulum-v5/bpd/")
         assert p.returncode == 0 and "InvertedPendulum-v5/bpd/seed0: measured again" in p.stdout, p.stdout + p.stderr
         assert json.loads(rep_path.read_text())["kernel"]["candidates"]["integer"]["form"] != "an earlier form"
-        assert json.loads((cell / "bench" / "bench.json").read_text())["export_kernels"]
+        ek = json.loads((cell / "bench" / "bench.json").read_text())["export_kernels"]
+        variant = json.loads(rep_path.read_text())["kernel"]["variant"]  # compact-table: the compact kind's variant
+        assert ek["shipped"] == variant and f"| {variant} (shipped) |" in (cell / "bench" / "bench.md").read_text()
         assert not (cell / "export.old").exists() and not (cell / "bench.old").exists()
         assert str(cell / "export") == json.loads((cell / "bench" / "bench.json").read_text())["export"]
         (cell / "export").rename(cell / "export.old")  # stopped between the two moves: the next call puts it back
