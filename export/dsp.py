@@ -18,7 +18,9 @@ After a group, each row's accumulator becomes its activation: tanh is `ssat` (th
 step and the clamp in one) and the interpolation between two knots in five more (one LDR of the knot's
 word, one SMULTB, one SXTAH; fixed_point.py), or one `ldrsh` from the table of every result; ReLU is `usat` with
 its shift; the result is stored with `strh` straight into the next layer's pair layout. The
-output layer stores its accumulators (int32) for the C that maps them to actions. The numbers equal
+output layer stores its accumulators (int32) for the C that maps them to actions. The straight-line kernel runs
+every layer in one function (`net_asm`: one push and pop, the buffers swapped between layers in four instructions,
+where a call per layer cost about thirty cycles more each). The numbers equal
 the scalar C form's and the numpy model's exactly (fixed_point.py): every product is int16 x int16
 and the quantiser bounds every accumulator for any input.
 """
@@ -224,6 +226,27 @@ def layer_asm(name: str, body: list[str]) -> str:
     tanh table or of its knots' words."""
     return "\n".join([f"    .global {name}", f"    .type {name}, %function", "    .thumb_func", f"{name}:",
                       "    push {r2-r11, lr}", *body, "    pop {r2-r11, pc}", f"    .size {name}, .-{name}"]) + "\n"
+
+
+ACC_ARG = 44  # the fifth argument (the output sums) on the stack, above the eleven words net_asm pushes
+
+
+def net_asm(name: str, bodies: list[list[str]]) -> str:
+    """void name(const void *x, const uint32_t *table, void *out, const void *tanh, int32_t *acc): every layer
+    in one function (one push and pop, not one per layer), the layers' tables one after the other (r1 runs on
+    from one to the next). Layer i reads r0 and writes r2, the pointer the stack's first word keeps for the
+    groups that spill r2 and r3: between two hidden layers the buffers swap (the input just read is the next
+    output, four instructions); before the output layer, the sums' pointer (acc, the fifth argument) takes
+    r2's place (three). x and out hold the widest layer's int16 pairs."""
+    lines = [f"    .global {name}", f"    .type {name}, %function", "    .thumb_func", f"{name}:",
+             "    push {r2-r11, lr}"]
+    for i, body in enumerate(bodies):
+        if i and i == len(bodies) - 1:
+            lines += ["    mov r0, r2", f"    ldr r2, [sp, #{ACC_ARG}]", "    str r2, [sp]"]
+        elif i:
+            lines += ["    str r0, [sp]", "    mov r4, r2", "    mov r2, r0", "    mov r0, r4"]
+        lines += body
+    return "\n".join([*lines, "    pop {r2-r11, pc}", f"    .size {name}, .-{name}"]) + "\n"
 
 
 def inputs_asm(name: str, fracs: list[int], dest: dict[int, int]) -> str:

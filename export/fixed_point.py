@@ -70,8 +70,8 @@ from export.int_tanh import (  # noqa: F401  (the tanh's names, as the kernel's 
 
 # what the export report and the cost benchmark record of this kernel, so that figures of an earlier form are
 # told apart from its
-INT_FORM = ("dsp-assembly (M4/M7; the observations in and the actions out by VCVT where the core has an FPU), "
-            "thumb1-assembly from the observations' bits (M0/M0+)")
+INT_FORM = ("dsp-assembly (M4/M7; every layer in one function; the observations in and the actions out by VCVT "
+            "where the core has an FPU), thumb1-assembly from the observations' bits (M0/M0+)")
 
 
 def int_form(lookup: bool) -> str:
@@ -434,14 +434,14 @@ def dsp_layers(q: IntNet, lookup: bool = True
     """The DSP assembly of every layer (tanh by lookup, or interpolated) after the integer input stage, the
     weight table, each layer's offset into it, each layer's input pairs, each layer's chosen (R, C, G) with its
     instruction count, and the FPU input stage (None where it cannot take the inputs)."""
-    from export.dsp import Act, best_layer, inputs_asm, layer_asm, slots
+    from export.dsp import Act, best_layer, inputs_asm, net_asm, slots
     from export.fp_inputs import fp_inputs_asm
     from training.pairs import pair_columns
 
     pairs = [pair_columns(L.wq) for L in q.layers]
     fracs = [int(f) for f in q.in_frac]
     inputs = inputs_asm("bpd_dsp_inputs", fracs, slots(pairs[0])), fp_inputs_asm("bpd_fp_inputs", fracs, pairs[0])
-    asm = []
+    bodies = []
     table: list[int] = []
     starts: list[int] = []
     chosen: list[dict] = []
@@ -453,10 +453,10 @@ def dsp_layers(q: IntNet, lookup: bool = True
         body, words, rcg = best_layer(L.wq, L.bq, pairs[li], act)
         starts.append(len(table))
         table += words
-        asm.append(layer_asm(f"bpd_dsp_layer{li}", body))
+        bodies.append(body)
         chosen.append({"rows_per_group": rcg[0], "words_per_chunk": rcg[1], "weight_registers": rcg[2],
-                       "instructions": len(body) + 2, "table_words": len(words)})
-    return "".join(asm), np.array(table, np.uint32), starts, pairs, chosen, inputs
+                       "instructions": len(body), "table_words": len(words)})
+    return net_asm("bpd_dsp_net", bodies), np.array(table, np.uint32), starts, pairs, chosen, inputs
 
 
 def kernel_source(q: IntNet, banner: str, lookup: bool = True) -> tuple[str, dict]:
@@ -501,9 +501,7 @@ def kernel_source(q: IntNet, banner: str, lookup: bool = True) -> tuple[str, dic
             out.append("    " + ", ".join(_hex(v) for v in table[i:i + 8]) + ",\n")
         out.append("};\n")
         out.append("int bpd_dsp_inputs(const float *obs, int16_t *x);\n")
-        for li in range(len(q.layers)):
-            out.append(f"void bpd_dsp_layer{li}(const void *x, const uint32_t *t, void *out, "
-                       "const void *tanh);\n")
+        out.append("void bpd_dsp_net(const void *x, const uint32_t *t, void *out, const void *tanh, int32_t *acc);\n")
         out.append(asm_block(asm + ("" if fp else inputs)))
         if fp:  # the integer stage where the core has no FPU; the FPU stage and the loop where it has
             out.append("#if !BPD_INT_FP\n" + asm_block(inputs) + "#endif\n")
@@ -523,11 +521,9 @@ def kernel_source(q: IntNet, banner: str, lookup: bool = True) -> tuple[str, dic
         out.append("        /* every observation checked (exponent 255: NaN or +-Inf), the used ones in Q formats */\n"
                    + fp_call("bpd_dsp_inputs(obs, xa)", fp, obs_dim) + "            safe_output(action);\n"
                    "            return BPD_ERR_NONFINITE;\n        }\n")
-        bufs = ("xa", "xb")
-        for li in range(len(q.layers)):
-            dst = "acc" if li == len(q.layers) - 1 else bufs[(li + 1) % 2]
-            out.append(f"        bpd_dsp_layer{li}({bufs[li % 2]}, bpd_dsp_table + {starts[li]}, {dst}, "
-                       f"{tanh_arg});\n")
+        # every layer in one call (dsp.net_asm): xa in, the hidden layers to xb, xa, ..., the output sums to acc
+        first_out = "acc" if len(q.layers) == 1 else "xb"
+        out.append(f"        bpd_dsp_net(xa, bpd_dsp_table, {first_out}, {tanh_arg}, acc);\n")
         out += [f"        {v} = acc[{i}];\n" for i, v in enumerate(names)]
         out.append("    }\n#else\n")
     if t1:  # Thumb-1: observations to output sums in the assembly
