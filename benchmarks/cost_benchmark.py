@@ -461,6 +461,19 @@ def markdown(res: dict) -> str:
     return "\n".join(L) + "\n"
 
 
+def run_config(plan, c) -> tuple[dict, Path]:
+    """The run configuration of a cell and the directory its paths are relative to: its own run's, or for a cell
+    that trained nothing (a reselection: its run holds the student and summary alone) the run of the cell it
+    needs, of the same environment and seed."""
+    run = c.dir / "run"
+    if (run / "config.json").is_file():
+        return json.loads((run / "config.json").read_text()), run
+    for d in [c.dir.parent.parent / label / c.dir.name / "run" for label in plan.methods[c.label].needs.values()]:
+        if (d / "config.json").is_file():
+            return json.loads((d / "config.json").read_text()), d
+    sys.exit(f"cost_benchmark: {c.key}: no run configuration (config.json) in its run or the runs it needs")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("plan", nargs="?", default=str(ROOT / "benchmarks" / "plans" / "students.yaml"))
@@ -510,10 +523,10 @@ def main() -> None:
                 if c.key in old:
                     rows.append(old[c.key])  # measured before, its run root since lost: kept, not dropped
                 continue
-            cfg = json.loads((run / "config.json").read_text())
+            cfg, cfg_dir = run_config(plan, c)
             print(f"{c.key} ...", flush=True)
             ds = cfg.get("dataset")
-            ds = str(path_from_record(ds, run)) if ds and not ds.startswith("minari:") else ds
+            ds = str(path_from_record(ds, cfg_dir)) if ds and not ds.startswith("minari:") else ds
             if a.refresh_returns:
                 if c.key in old:
                     from bpd.errors import BpdError

@@ -122,3 +122,24 @@ def test_refresh_kernels_measures_a_cell_with_no_row_in_full(cost, tmp_path, mon
     assert done == [("refresh", "Task/old/seed0"), ("full", "new")]
     assert [r["cell"] for r in json.loads((out / "cost.json").read_text())["rows"]] == ["Task/old/seed0",
                                                                                        "Task/new/seed0"]
+
+
+def test_a_reselection_is_measured_with_the_configuration_of_the_run_it_chose_from(benchmark_script, tmp_path):
+    """A reselection's run holds its student and summary alone: its dataset is read from the needed cell's run of
+    the same environment and seed (paths relative to that run); a cell with neither is one line, not a traceback."""
+    import json
+    from types import SimpleNamespace
+
+    from bpd_app.experiment.plan import Cell
+
+    mod = benchmark_script("cost_benchmark")
+    base = tmp_path / "Hopper-v5" / "sure" / "seed1" / "run"
+    base.mkdir(parents=True)
+    (base / "config.json").write_text(json.dumps({"dataset": "../../d.npz"}))
+    (tmp_path / "Hopper-v5" / "sure-reselect" / "seed1" / "run").mkdir(parents=True)
+    plan = SimpleNamespace(methods={"sure-reselect": SimpleNamespace(needs={"m": "sure"}),
+                                    "alone": SimpleNamespace(needs={})})
+    cell = Cell("Hopper-v5", "sure-reselect", 1, tmp_path / "Hopper-v5" / "sure-reselect" / "seed1")
+    assert mod.run_config(plan, cell) == ({"dataset": "../../d.npz"}, base)
+    with pytest.raises(SystemExit, match="alone/seed1: no run configuration"):
+        mod.run_config(plan, Cell("Hopper-v5", "alone", 1, tmp_path / "Hopper-v5" / "alone" / "seed1"))
