@@ -165,9 +165,32 @@ def choose(cands: list[dict], keep: float) -> dict | None:
     return max(costed, key=lambda c: c["select_return"]) if costed else None
 
 
+def kernel_form(summary: dict) -> str | None:
+    """The form of the integer kernel whose cycles the cell's bench recorded (None: a bench before forms were kept)."""
+    return ((summary.get("bench") or {}).get("integer") or {}).get("form")
+
+
+def same_kernel(cands: list[dict], ref: dict | None) -> None:
+    """Issue 34's "same kernel on both sides": a candidate whose cycles were measured with another form of the
+    integer kernel than the reference cell's (a change to the kernel between their exports) has its cycles set
+    aside (cycles_other_form), listed and not chosen until its cell is measured again (`bpd experiment run
+    --rebench`)."""
+    if ref is None:
+        return
+    for c in cands:
+        if c["cycles"] is not None and c["kernel_form"] != ref["kernel_form"]:
+            c["cycles_other_form"], c["cycles"] = c["cycles"], None
+
+
+def _cycles_cell(c: dict) -> str:
+    if c.get("cycles_other_form") is not None:
+        return f"({_f(c['cycles_other_form'], 0)}: another form of the integer kernel than the reference's, set aside)"
+    return f"{_f(c['cycles'], 0)}{' (' + c['cycles_from'] + ')' if c['cycles'] is not None else ''}"
+
+
 def _record(key: str, label: str, s: dict, cost_rows: dict[str, dict], eq: dict[str, float]) -> dict:
     cyc, where = integer_cycles(key, s, cost_rows, eq)
-    return {"cell": key, "method": label, "cycles": cyc, "cycles_from": where,
+    return {"cell": key, "method": label, "cycles": cyc, "cycles_from": where, "kernel_form": kernel_form(s),
             "params_nonzero": s.get("params_nonzero"), "return_mean": s["eval"]["return_mean"],
             "return_std": s["eval"]["return_std"],
             "episodes": s["eval"]["episodes"], "return_vs_teacher": s.get("return_vs_teacher"),
@@ -253,6 +276,7 @@ def collect(plan_path: str, keep: float, previous: dict | None, other_plans: lis
             if not cands:
                 continue
             supersede(plan, cands)
+            same_kernel(cands, next((c for c in cands if c["method"] == REFERENCE), None))
             for kind, episodes in sorted({(c["kind"], c["select_episodes"]) for c in cands}):  # the teacher per kind
                 if (kind, env, seed, episodes) not in cache and kind == _kind(here):
                     print(f"{env} seed {seed}: the teacher on {episodes} selection seeds ...", flush=True)
@@ -378,8 +402,8 @@ def markdown(res: dict) -> str:
                               f"{cf['early_ends_where_teacher_finished']} early ends of {cf['episodes']}"
                               + ("" if cf["holds"] else " (fails)"))
                 L.append(f"| {r['seed']} | {c['method']} | {sel} | {keeps} "
-                         f"| {_f(c['cycles'], 0)}{' (' + c['cycles_from'] + ')' if c['cycles'] is not None else ''} "
-                         f"| {c['params_nonzero']} | {_f(c['return_mean'])} +- {_f(c['return_std'])} "
+                         f"| {_cycles_cell(c)} | {c['params_nonzero']} "
+                         f"| {_f(c['return_mean'])} +- {_f(c['return_std'])} "
                          f"| {_f(100 * c['return_vs_teacher'] if c['return_vs_teacher'] is not None else None)} % "
                          f"| {c['early_ends']} of {c['episodes']} | {mark} |")
             for o in r.get("others", []):

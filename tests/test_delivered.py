@@ -162,3 +162,29 @@ def test_a_cells_selection_episodes_come_from_its_record_its_args_its_method_or_
     assert delivered.selection_episodes({"args": {"select_episodes": 20}}, "bpd") == 20
     assert delivered.selection_episodes({}, "bpd-units-finetune-pairs-warmup-c50-long-sure") == 30
     assert delivered.selection_episodes({}, "bpd") == delivered.SELECT_EPISODES == 10
+
+
+def test_a_candidate_measured_with_another_form_of_the_kernel_than_the_reference_is_set_aside():
+    """Same kernel on both sides: a cell whose bench recorded another integer-kernel form than the bpd cell's has
+    its cycles set aside (kept apart, listed, never chosen); one of the reference's form keeps them. The form comes
+    from the cell's summary, None for benches before it was kept."""
+    ref = cand("bpd", 200.0, 99.9, True) | {"method": "bpd", "kernel_form": "new"}
+    same = cand("a", 90.0, 99.5, True) | {"method": "a", "kernel_form": "new"}
+    other = cand("b", 80.0, 99.6, True) | {"method": "b", "kernel_form": "old"}
+    cs = [ref, same, other]
+    assert delivered.choose(cs, 0.99)["cell"] == "b"
+    delivered.same_kernel(cs, ref)
+    assert other["cycles"] is None and other["cycles_other_form"] == 80.0 and same["cycles"] == 90.0
+    assert delivered.choose(cs, 0.99)["cell"] == "a"
+    assert "another form" in delivered._cycles_cell(other)
+    assert delivered.kernel_form({"bench": {"integer": {"cycles": 1.0, "form": "new"}}}) == "new"
+    assert delivered.kernel_form({"bench": {"integer": {"cycles": 1.0}}}) is None
+
+
+def test_a_cells_summary_keeps_the_integer_kernels_form_its_bench_recorded():
+    from bpd_app.experiment.summary import _integer_figures
+
+    c = {"instructions": 900, "cycles": 1600.0, "flash_bytes": 9000}
+    assert _integer_figures({"export_kernels": {"candidates": {"integer": c}, "integer_form": "f1"}}) == c | {
+        "form": "f1"}
+    assert _integer_figures({"export_kernels": {"candidates": {"integer": c}}}) == c

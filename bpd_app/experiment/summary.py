@@ -77,10 +77,12 @@ def _bench_figures(bench: dict) -> dict:
 def _integer_figures(bench: dict) -> dict | None:
     """The integer kernel's Cortex-M4F instructions, estimated cycles and policy flash from a bench result's
     record of the export's kernel candidates (None where the export did not build or measure it)."""
-    c = ((bench.get("export_kernels") or {}).get("candidates") or {}).get("integer")
+    ek = bench.get("export_kernels") or {}
+    c = (ek.get("candidates") or {}).get("integer")
     if not c:
         return None
-    return {"instructions": c["instructions"], "cycles": c["cycles"], "flash_bytes": c["flash_bytes"]}
+    return {"instructions": c["instructions"], "cycles": c["cycles"], "flash_bytes": c["flash_bytes"]} | (
+        {"form": ek["integer_form"]} if ek.get("integer_form") else {})  # the kernel's form (benches since it is kept)
 
 
 def _machine() -> dict:

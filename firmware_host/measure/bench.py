@@ -359,6 +359,7 @@ def run_bench(cfg: BenchConfig) -> dict:
     if k.get("candidates"):  # the kernels `bpd export` built and measured to choose the shipped one
         results["export_kernels"] = {"shipped": k.get("variant", k["kind"]), "rule": k["rule"],
                                      "measured_on": k.get("measured_on"),
+                                     "integer_form": (k["candidates"].get("integer") or {}).get("form"),
                                      "candidates": {n: c.get("cost") for n, c in k["candidates"].items()}}
     _summarise(results, floor)
     results["markdown"] = markdown(results)
