@@ -252,8 +252,8 @@ def collect(plan_path: str, keep: float, previous: dict | None, other_plans: lis
         aplan = load_plan(also_against)
         for key, summ in _summaries(aplan).items():
             env_, label_, seed_ = key.split("/")
-            if label_ == REFERENCE:
-                also[(env_, int(seed_[4:]))] = integer_cycles(key, summ, cost_rows, eq)[0]
+            if label_ == REFERENCE:  # its cycles and the form of the kernel its bench recorded (None: before forms)
+                also[(env_, int(seed_[4:]))] = integer_cycles(key, summ, cost_rows, eq)[0], kernel_form(summ)
     here = machine()
     cache = teacher_cache(previous)
     teacher_sel = []
@@ -307,7 +307,9 @@ def collect(plan_path: str, keep: float, previous: dict | None, other_plans: lis
                          "delivered": d and d["cell"], "kept": bool(d and d["keeps"]),
                          "cycles_vs_reference": (d["cycles"] / ref["cycles"]) if d and ref and ref["cycles"] else None})
             if also_against:  # the same student against the other plan's reference cell of the seed
-                a_ref = also.get((env, seed))
+                a_ref, a_form = also.get((env, seed), (None, None))
+                if d and a_ref and d["kernel_form"] != a_form:  # not the same kernel on both sides: not set against
+                    rows[-1]["also_other_form"], a_ref = a_ref, None
                 rows[-1]["also_reference_cycles"] = a_ref
                 rows[-1]["cycles_vs_also"] = (d["cycles"] / a_ref) if d and d["cycles"] and a_ref else None
                 rows[-1]["meets_bar_also"] = meets_bar(rows[-1], keep, "cycles_vs_also")
@@ -335,8 +337,10 @@ def meets_bar(r: dict, keep: float, ratio: str = "cycles_vs_reference") -> bool 
 
 def _also(res: dict, done: list[dict]) -> str:
     """The delivered students' cycles against --also-against's reference cells, and the bar judged by those."""
-    parts = [f"seed {r['seed']}: {_f(r.get('also_reference_cycles'), 0)} cycles, "
-             + ("-" if r.get("cycles_vs_also") is None else f"{r['cycles_vs_also']:.2f}x") for r in done]
+    parts = [f"seed {r['seed']}: "
+             + (f"{_f(r['also_other_form'], 0)} cycles with another form of the integer kernel, not set against"
+                if r.get("also_other_form") else f"{_f(r.get('also_reference_cycles'), 0)} cycles, "
+                + ("-" if r.get("cycles_vs_also") is None else f"{r['cycles_vs_also']:.2f}x")) for r in done]
     bars = [r.get("meets_bar_also") for r in done]
     return (f" Against the `{res['reference']}` cells of {res['also_against']} (the same specification, trained "
             f"elsewhere): {'; '.join(parts)}; the bar by those met on {bars.count(True)} of {len(bars)} seeds.")
