@@ -184,7 +184,7 @@ def same_kernel(cands: list[dict], ref: dict | None) -> None:
 
 def _cycles_cell(c: dict) -> str:
     if c.get("cycles_other_form") is not None:
-        return f"({_f(c['cycles_other_form'], 0)}: another form of the integer kernel than the reference's, set aside)"
+        return f"({_f(c['cycles_other_form'], 0)}: another form of the integer kernel than its comparison's, set aside)"
     return f"{_f(c['cycles'], 0)}{' (' + c['cycles_from'] + ')' if c['cycles'] is not None else ''}"
 
 
@@ -302,8 +302,10 @@ def collect(plan_path: str, keep: float, previous: dict | None, other_plans: lis
             ref = next((c for c in cands if c["method"] == REFERENCE), None)
             others = [_record(k, f"{name}/{k.split('/')[1]}", o, cost_rows, eq) for k, (name, o) in other_sums.items()
                       if k.startswith(f"{env}/") and k.endswith(f"/seed{seed}")]
+            same_kernel(others, d)  # another plan's student measured with another form: not set against it
             rows.append({"env": env, "seed": seed, "teacher_select_return": t, "candidates": cands, "others": others,
                          "beaten_by": [o["method"] for o in beaten_by(d, others)] if d else [],
+                         "others_other_form": sum(o.get("cycles_other_form") is not None for o in others),
                          "delivered": d and d["cell"], "kept": bool(d and d["keeps"]),
                          "cycles_vs_reference": (d["cycles"] / ref["cycles"]) if d and ref and ref["cycles"] else None})
             if also_against:  # the same student against the other plan's reference cell of the seed
@@ -412,8 +414,8 @@ def markdown(res: dict) -> str:
                          f"| {c['early_ends']} of {c['episodes']} | {mark} |")
             for o in r.get("others", []):
                 L.append(f"| {r['seed']} | {o['method']} (another plan) | - | - "
-                         f"| {_f(o['cycles'], 0)}{' (' + o['cycles_from'] + ')' if o['cycles'] is not None else ''} "
-                         f"| {o['params_nonzero']} | {_f(o['return_mean'])} +- {_f(o['return_std'])} "
+                         f"| {_cycles_cell(o)} | {o['params_nonzero']} "
+                         f"| {_f(o['return_mean'])} +- {_f(o['return_std'])} "
                          f"| {_f(100 * o['return_vs_teacher'] if o['return_vs_teacher'] is not None else None)} % "
                          f"| {o['early_ends']} of {o['episodes']} "
                          f"| {'beats it' if o['method'] in r['beaten_by'] else ''} |")
@@ -427,7 +429,11 @@ def markdown(res: dict) -> str:
                   + f"; keeps {k:g} % on the selection seeds on {sum(r['kept'] for r in done)} of {len(done)}."
                   + (f" A student of another plan ({', '.join(res.get('others', []))}) reaches at least its share of "
                      f"the teacher's return at fewer cycles on {sum(bool(r['beaten_by']) for r in done)} of "
-                     f"{len(done)} seeds." if any(r.get("others") for r in done) else ""), ""]
+                     f"{len(done)} seeds" + (f" (of its {sum(len(r['others']) for r in done)} students "
+                                            f"{sum(r.get('others_other_form', 0) for r in done)} measured with another "
+                                            "form of the integer kernel, not set against them)"
+                                            if any(r.get("others_other_form") for r in done) else "") + "."
+                     if any(r.get("others") for r in done) else ""), ""]
             bars = [meets_bar(r, res["keep_return"]) for r in done]
             L += [f"Issue 34's bar (the delivered student at <= {BAR_CYCLES:g}x the `{res['reference']}` cell's cycles "
                   f"keeps >= {k:g} % of the teacher's reporting return with no early end where the teacher finishes):"

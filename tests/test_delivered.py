@@ -188,3 +188,14 @@ def test_a_cells_summary_keeps_the_integer_kernels_form_its_bench_recorded():
     assert _integer_figures({"export_kernels": {"candidates": {"integer": c}, "integer_form": "f1"}}) == c | {
         "form": "f1"}
     assert _integer_figures({"export_kernels": {"candidates": {"integer": c}}}) == c
+
+
+def test_another_plans_student_of_another_kernel_form_does_not_beat_the_delivered_one():
+    """An other plan's student measured with another form of the integer kernel is set aside against the delivered
+    student (its cycles kept apart), so it beats nothing; one of the same form does where it is cheaper."""
+    d = {"cycles": 1000.0, "return_vs_teacher": 1.0, "kernel_form": "new"}
+    old = {"method": "o", "cycles": 900.0, "return_vs_teacher": 1.01, "kernel_form": None}
+    new = {"method": "n", "cycles": 950.0, "return_vs_teacher": 1.01, "kernel_form": "new"}
+    delivered.same_kernel([old, new], d)
+    assert old["cycles"] is None and old["cycles_other_form"] == 900.0
+    assert [o["method"] for o in delivered.beaten_by(d, [old, new])] == ["n"]
