@@ -55,6 +55,7 @@ from bpd.io import write_text
 from export.c_export import KERNEL_DIR
 from export.codegen import banner_for, descriptor_sources
 from export.collapse import CollapsedNet
+from export.dsp_net import dsp_layers  # noqa: F401  (where the kernel's callers, the mask meter among them, find it)
 from export.int_tanh import (  # noqa: F401  (the tanh's names, as the kernel's modules and tests use them)
     SAT,
     TANH_BITS,
@@ -426,37 +427,6 @@ def _activation_c(v: str, L: IntLayer, r: int) -> str:
         half = 1 << (TANH_BITS - 1)
         return f"    {v} = tanh_q15({_shifted(v, s, -half, half - 1)});\n"
     return f"    {v} = {_shifted(v, s, 0, SAT)};\n"
-
-
-def dsp_layers(q: IntNet, lookup: bool = True
-               ) -> tuple[str, np.ndarray, list[int], list[list[tuple[int, int | None]]], list[dict],
-                          tuple[str, str | None]]:
-    """The DSP assembly of every layer (tanh by lookup, or interpolated) after the integer input stage, the
-    weight table, each layer's offset into it, each layer's input pairs, each layer's chosen (R, C, G) with its
-    instruction count, and the FPU input stage (None where it cannot take the inputs)."""
-    from export.dsp import Act, best_layer, inputs_asm, net_asm, slots
-    from export.fp_inputs import fp_inputs_asm
-    from training.pairs import pair_columns
-
-    pairs = [pair_columns(L.wq) for L in q.layers]
-    fracs = [int(f) for f in q.in_frac]
-    inputs = inputs_asm("bpd_dsp_inputs", fracs, slots(pairs[0])), fp_inputs_asm("bpd_fp_inputs", fracs, pairs[0])
-    bodies = []
-    table: list[int] = []
-    starts: list[int] = []
-    chosen: list[dict] = []
-    for li, L in enumerate(q.layers):
-        if L.kind == "output":
-            act = Act("store", L.shift)
-        else:
-            act = Act(L.kind, L.shift, TANH_BITS, slots(pairs[li + 1]), full=lookup)
-        body, words, rcg = best_layer(L.wq, L.bq, pairs[li], act)
-        starts.append(len(table))
-        table += words
-        bodies.append(body)
-        chosen.append({"rows_per_group": rcg[0], "words_per_chunk": rcg[1], "weight_registers": rcg[2],
-                       "instructions": len(body), "table_words": len(words)})
-    return net_asm("bpd_dsp_net", bodies), np.array(table, np.uint32), starts, pairs, chosen, inputs
 
 
 def kernel_source(q: IntNet, banner: str, lookup: bool = True) -> tuple[str, dict]:
