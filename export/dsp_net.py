@@ -15,10 +15,10 @@ from training.pairs import pair_columns
 
 
 def dsp_layers(q: Any, lookup: bool = True
-               ) -> tuple[str, np.ndarray, list[int], list[list[tuple[int, int | None]]], list[dict],
-                          tuple[str, str | None]]:
+               ) -> tuple[str, np.ndarray, list[list[tuple[int, int | None]]], list[dict], tuple[str, str | None]]:
     """The DSP assembly of every layer of q (a fixed_point.IntNet; tanh by lookup, or interpolated) after the
-    integer input stage, the weight table, each layer's offset into it, each layer's input pairs, each layer's
+    integer input stage, the weight table (the layers' words one after the other, as the function reads them), each
+    layer's input pairs, each layer's
     chosen (R, C, G) with its instruction count, and the FPU input stage (None where it cannot take the inputs)."""
 
     pairs = [pair_columns(L.wq) for L in q.layers]
@@ -26,7 +26,6 @@ def dsp_layers(q: Any, lookup: bool = True
     inputs = inputs_asm("bpd_dsp_inputs", fracs, slots(pairs[0])), fp_inputs_asm("bpd_fp_inputs", fracs, pairs[0])
     bodies = []
     table: list[int] = []
-    starts: list[int] = []
     chosen: list[dict] = []
     for li, L in enumerate(q.layers):
         if L.kind == "output":
@@ -34,9 +33,8 @@ def dsp_layers(q: Any, lookup: bool = True
         else:
             act = Act(L.kind, L.shift, TANH_BITS, slots(pairs[li + 1]), full=lookup)
         body, words, rcg = best_layer(L.wq, L.bq, pairs[li], act)
-        starts.append(len(table))
         table += words
         bodies.append(body)
         chosen.append({"rows_per_group": rcg[0], "words_per_chunk": rcg[1], "weight_registers": rcg[2],
                        "instructions": len(body), "table_words": len(words)})
-    return net_asm("bpd_dsp_net", bodies), np.array(table, np.uint32), starts, pairs, chosen, inputs
+    return net_asm("bpd_dsp_net", bodies), np.array(table, np.uint32), pairs, chosen, inputs

@@ -464,7 +464,7 @@ def kernel_source(q: IntNet, banner: str, lookup: bool = True) -> tuple[str, dic
     chosen: list[dict] = []
     tanh_arg = "NULL" if not uses_tanh else f"(bpd_tanh_q15 + {1 << (TANH_BITS - 1)})" if lookup else "TANH_WORDS_MID"
     if dsp:
-        asm, table, starts, pairs, chosen, (inputs, fp) = dsp
+        asm, table, pairs, chosen, (inputs, fp) = dsp
         out.append("\n#if BPD_INT_DSP\n/* every bias and int16 weight pair, in the order the layers use them */\n"
                    f"static const uint32_t bpd_dsp_table[{max(len(table), 1)}] = {{\n")
         for i in range(0, len(table), 8):
@@ -519,7 +519,7 @@ def kernel_source(q: IntNet, banner: str, lookup: bool = True) -> tuple[str, dic
                 out.append(_activation_c(v, L, r))
         prev = rows
     out.append(("#endif\n" if t1 else "") + ("#endif\n" if dsp else "") + run_tail(q, names))
-    return "".join(out), {"dsp_layers": chosen, "thumb1": t1[2] if t1 else None, "fpu_inputs": bool(dsp and dsp[5][1])}
+    return "".join(out), {"dsp_layers": chosen, "thumb1": t1[2] if t1 else None, "fpu_inputs": bool(dsp and dsp[-1][1])}
 
 
 def run_head(q: IntNet, names: list[str]) -> str:
