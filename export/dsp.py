@@ -7,7 +7,10 @@ group of R output rows keeps its R accumulators in registers, and for each chunk
 group uses, the words are loaded once (one LDMIA, or an LDR each when fewer are needed) and every (row,
 word) with a nonzero weight takes one SMLAD: two 16-bit products and the add in one instruction. The
 weights are int16 pairs in one table in the order the code uses them, each group's biases first, loaded
-G words at a time with LDMIA; no index, no literal pool. R + C + G is at most 12: the accumulators in
+G words at a time with LDMIA; no index, no literal pool. A (row, word) whose pair carries one weight takes
+half a table word and one SMLA<w><x> (the weight's half times its input's half), two such to a word
+(`pack_words`): fewer loads, cycles and flash where pairs are half full (the paper's BPD students).
+R + C + G is at most 12: the accumulators in
 r4-r12 and lr, the inputs and weights in what is left of them and in r2 and r3, which hold the output
 and the middle of the tanh table (or its knots' words) and are reloaded from the stack (one LDRD)
 after a group's sums when the group used them; r0 walks the inputs, r1 the table. R, C and G are
@@ -138,6 +141,34 @@ def _ldm(base: str, regs: list[str]) -> str:
     return f"    ldmia {base}!, {{{', '.join(regs)}}}"
 
 
+def pack_words(ws: list[int], g: int) -> tuple[list[int], list[tuple[int, str]]]:
+    """The table words for a stream of (row, pair) weight words ws, used in that order from G registers loaded G
+    words at a time, and for each use its word's index and the instruction. A pair with both weights takes its word
+    and one SMLAD; a pair with one (the other half zero) takes one half of a word, SMLA<w><x> multiplying that half
+    by its input's half (b: bottom, t: top; the same product and sum as the SMLAD of the word with a zero half),
+    and the next such pair whose word would still be in the registers takes the other half: half the weight words,
+    loads and table of a layer where pairs carry one weight."""
+    packed: list[int] = []
+    where: list[tuple[int, str]] = []
+    half = None  # a word whose top half is free, in the batch of the last word opened
+    for w in ws:
+        lo, hi = w & 0xFFFF, w >> 16
+        if lo and hi:
+            where.append((len(packed), "smlad"))
+            packed.append(w)
+            continue
+        xh = "b" if lo else "t"
+        if half is not None and half // g == (len(packed) - 1) // g:
+            packed[half] |= (lo | hi) << 16
+            where.append((half, "smlat" + xh))
+            half = None
+        else:
+            half = len(packed)
+            where.append((half, "smlab" + xh))
+            packed.append(lo | hi)
+    return packed, where
+
+
 def layer_code(wq: np.ndarray, bq: np.ndarray, pairs: list[tuple[int, int | None]], act: Act,
                r: int, c: int, g: int, groups: list[list[int]] | None = None) -> tuple[list[str], list[int]]:
     """The body of one layer (between the prologue and epilogue) for R=r, C=c, G=g, and its table words
@@ -171,20 +202,20 @@ def layer_code(wq: np.ndarray, bq: np.ndarray, pairs: list[tuple[int, int | None
                 pos = last
             macs = [(acc[i], xr[p - c0], int(wt[row, p])) for p in cols for i, row in enumerate(grp) if used[row, p]]
             stream.append((loads, macs))
-        # weights G at a time, loaded when the registers run dry (an x load between does not touch them)
-        remaining = sum(len(m) for _, m in stream)
-        batch: list[str] = []
-        slot = 0
+        # weights G words at a time, loaded when the registers run dry (an x load between does not touch them)
+        packed, where = pack_words([w for _, macs in stream for _, _, w in macs], g)
+        loaded = -1
+        i = 0
         for loads, macs in stream:
             lines += loads
-            for a, x, w in macs:
-                if slot == len(batch):
-                    batch, slot = wr[:min(g, remaining)], 0
-                    lines.append(_ldm("r1", batch))
-                table.append(w)
-                lines.append(f"    smlad {a}, {batch[slot]}, {x}, {a}")
-                slot += 1
-                remaining -= 1
+            for a, x, _ in macs:
+                wi, op = where[i]
+                i += 1
+                if wi // g != loaded:  # words are first used in order: the first use of a batch's first word
+                    loaded = wi // g
+                    lines.append(_ldm("r1", wr[:min(g, len(packed) - loaded * g)]))
+                lines.append(f"    {op} {a}, {wr[wi - loaded * g]}, {x}, {a}")
+        table += packed
         if pos:
             lines.append(f"    sub r0, r0, #{_off(4 * pos)}")
         if spill:

@@ -71,8 +71,9 @@ from export.int_tanh import (  # noqa: F401  (the tanh's names, as the kernel's 
 
 # what the export report and the cost benchmark record of this kernel, so that figures of an earlier form are
 # told apart from its
-INT_FORM = ("dsp-assembly (M4/M7; every layer in one function; the observations in and the actions out by VCVT "
-            "where the core has an FPU), thumb1-assembly from the observations' bits (M0/M0+)")
+INT_FORM = ("dsp-assembly (M4/M7; every layer in one function; a pair of one weight in half a table word; the "
+            "observations in and the actions out by VCVT where the core has an FPU), thumb1-assembly from the "
+            "observations' bits (M0/M0+)")
 
 
 def int_form(lookup: bool) -> str:

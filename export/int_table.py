@@ -54,8 +54,9 @@ WORDS_BYTES = 4 * TANH_WORDS  # the interpolation's table
 FULL_TANH_BYTES = 2 * 2 * HALF - WORDS_BYTES  # what the table of every result costs beyond it
 # what the export report records of this kernel, so that figures of an earlier form are told apart
 TABLE_FORM = ("integer weights in tables walked by DSP assembly (dense layers in registers, sparse ones by TBH "
-              "into unrolled terms), straight-line layers, and the first rows of one more, where the flash allows; "
-              "the observations in and the actions out by VCVT where the core has an FPU")
+              "into unrolled terms), straight-line layers, and the first rows of one more, where the flash allows "
+              "(a pair of one weight in half a table word); the observations in and the actions out by VCVT where "
+              "the core has an FPU")
 # cycles of the cycle model (firmware_host/measure/cycle_model.py, Cortex-M4F)
 _CYCLES = {"load": 2, "store": 1, "branch": 3, "alu": 1}
 # per unit, after the sum: the table form's shift byte, ASR, SSAT, one lookup, STRH, loop; the interpolation

@@ -441,3 +441,38 @@ def test_export_cli_generated_and_int(tiny_pipeline, tmp_path):
     bad = run_bpd("export", str(tiny_pipeline / "run"), "--out", str(tmp_path / "e2"), "--kernel", "generated",
                   "--tanh-budget", "1e-9", "--episodes", "0", check=False)
     assert bad.returncode == 1 and bad.stderr.startswith("bpd: error:") and "tanh-budget" in bad.stderr
+
+
+def test_pack_words_shares_a_word_between_two_single_weight_pairs():
+    """Weight words of a stream of (row, pair) uses, G = 2 registers: a full pair takes its word and an SMLAD; a
+    pair with one weight takes a word's bottom half (SMLAB<x>, x the input's half that weight multiplies) and the
+    next such pair its top half (SMLAT<x>) while that word is still in the registers; past a batch of G words, a
+    new word."""
+    from export.dsp import pack_words
+
+    full, lo, hi = 0x0003_0002, 0x0000_FFFF, 0x0005_0000  # (3, 2); (0, -1): the low input; (5, 0): the high
+    packed, where = pack_words([lo, full, hi, hi, lo, lo], 2)
+    assert packed == [0x0005_FFFF, full, 0xFFFF_0005, 0xFFFF]
+    assert where == [(0, "smlabb"), (1, "smlad"), (0, "smlatt"), (2, "smlabt"), (2, "smlatb"), (3, "smlabb")]
+    # G = 1: the full pair's word replaces the open one in the register, so the next single opens a word of its own
+    assert pack_words([lo, full, lo], 1) == ([0xFFFF, full, 0xFFFF], [(0, "smlabb"), (1, "smlad"), (2, "smlabb")])
+
+
+@needs_arm
+def test_int_dsp_kernel_with_single_weight_pairs_is_bit_exact_on_cortex_m4f(tmp_path):
+    """A 4 -> 6 -> 1 tanh network whose columns pair as (0, 1) and (2, 3) and whose rows keep one weight of a
+    pair in either half: the kernel multiplies them with all four SMLA<w><x> forms, two to a table word, and the
+    emulated Cortex-M4F build gives the host C build's bits on random observations."""
+    pytest.importorskip("unicorn")
+    from export.collapse import CollapsedNet
+    from firmware_host.measure.bench import kernel_cost
+
+    mask = np.array([[1, 1, 1, 1], [1, 0, 0, 1], [0, 1, 1, 0], [1, 0, 1, 0], [0, 1, 0, 1], [1, 1, 0, 1]], bool)
+    w0 = np.random.default_rng(3).normal(0, 0.7, mask.shape).astype(np.float32) * mask
+    net = CollapsedNet([w0, np.full((1, 6), 0.3, np.float32)], [np.full(6, 0.05, np.float32), np.zeros(1, np.float32)],
+                       "tanh", "tanh", np.array([-1.0], np.float32), np.array([1.0], np.float32), [4, 6, 1])
+    q = quantise(net, np.random.default_rng(4).uniform(-1, 1, (64, 4)).astype(np.float32), "singles")
+    generate_int_kernel(net, q, tmp_path, "0" * 64, "t")
+    c = "".join(p.read_text() for p in tmp_path.glob("*.c"))
+    assert all(op in c for op in ("smlabb", "smlabt", "smlatb", "smlatt"))
+    assert kernel_cost(tmp_path, "cortex-m4f")["max_abs_error_vs_host_c"] == 0.0

@@ -53,7 +53,7 @@ from training.distill_config import (  # noqa: F401
 )
 from training.envs import env_dims, evaluate, train_eval_seed
 from training.mlp import MLPPolicy
-from training.pairs import network_slots
+from training.pairs import network_slots, network_with_partners
 from training.priors import pruning_rule, pruning_threshold, student_kl, unit_gate_kl
 from training.run_metrics import METRIC_FIELDS, plot_metrics, truncate_metrics
 from training.selection import (
@@ -186,8 +186,11 @@ class BPDTrainer:
         keep: list[torch.Tensor] | None = None
         if c.prune_to_cycles is not None:
             assert self.meter is not None  # checked at construction
-            meter, act = self.meter, c.activation
-            keep = budget_masks(self.actor, None, c.max_units, cost=lambda ms: meter(ms, act),
+            meter, act, fill = self.meter, c.activation, pair_partners_apply(c)
+            # the cost of the masks handed over: with their pair partners, which take table words (export/dsp.py
+            # pack_words: a pair with one weight takes half a word)
+            keep = budget_masks(self.actor, None, c.max_units,
+                                cost=lambda ms: meter(network_with_partners(ms) if fill else ms, act),
                                 budget=c.prune_to_cycles, unit_shares=UNIT_SHARES)  # units chosen without max_units
         elif prune_to is not None or pairs is not None:
             keep = budget_masks(self.actor, prune_to, c.max_units, pairs)

@@ -55,3 +55,18 @@ def multiply_slots(keep: np.ndarray) -> int:
 def network_slots(weights) -> int:
     """multiply_slots summed over a network's layers (each rows = outputs x columns = inputs)."""
     return sum(multiply_slots(w) for w in weights)
+
+
+def network_with_partners(masks) -> list[np.ndarray]:
+    """Each layer's mask (rows = outputs x columns = inputs) with_partners among its live columns (the units of
+    the layer before with a kept weight; every input for the first layer), as the fine-tune fills them
+    (training/svdo.py freeze): the masks a cut with the pair partners hands over, costed before it is made."""
+    out = []
+    live = None
+    for m in masks:
+        k = np.asarray(m, bool).copy()
+        cols = np.ones(k.shape[1], bool) if live is None else live
+        k[:, cols] = with_partners(k[:, cols])
+        out.append(k)
+        live = k.any(1)
+    return out
