@@ -369,9 +369,10 @@ def markdown(res: dict) -> str:
          "kernel's verdict are in cost.json. The last column compares the two kernels on the plan's reporting "
          "episodes, "
          "paired (both from the same starts): means, their ratio, and the mean difference +- two standard "
-         "errors. Multiply-adds per SMLAD: the nonzero weights over the DSP integer kernel's SMLADs (one a row "
-         "and pair of columns with a weight; 2.00 when every pair is full, nearer 1 where pairs carry one weight: "
-         "what the DSP kernel's ratio to the floor turns on; - for rows measured before it was recorded).", "",
+         "errors. Multiply-adds per SMLAD: the nonzero weights over the DSP integer kernel's multiplies (one a row "
+         "and pair of columns with a weight: an SMLAD, or where the pair carries one weight an SMLA<w><x> on half a "
+         "table word; 2.00 when every pair is full, nearer 1 where pairs carry one weight: what the DSP kernel's "
+         "ratio to the floor turns on; - for rows measured before it was recorded).", "",
          "| student | widths | nonzero | multiply-adds per SMLAD | floor | default "
          "| M4F instructions / cycles / flash B: generic "
          "| compact | compact, table tanh | generated | generated, table tanh | integer | integer, tanh interpolated "

@@ -232,6 +232,24 @@ def test_pair_partners_keep_both_weights_of_each_pair_a_row_uses():
     assert (with_partners(keep) == want).all()
 
 
+def test_network_with_partners_fills_among_the_live_columns_alone():
+    """The first layer as with_partners fills it (every input live); the second layer's columns are the first's
+    units: unit 3 keeps no weight after the fill, so its column is not live and the pairing and fill of the
+    second layer are those of columns 0-2 alone: (0, 1) pairs (row 0 keeps both), row 1 gets column 1 too, and
+    column 3 (which would pair with 0, both rows keeping both, were it live) is left as it is."""
+    from training.pairs import network_with_partners, with_partners
+
+    first = np.array([[1, 0, 1, 0, 0],
+                      [1, 0, 1, 0, 0],
+                      [0, 1, 0, 1, 0],
+                      [0, 0, 0, 0, 0]], bool)
+    second = np.array([[1, 1, 0, 1],
+                       [1, 0, 0, 1]], bool)
+    a, b = network_with_partners([first, second])
+    assert (a == with_partners(first)).all()
+    assert (b == np.array([[1, 1, 0, 1], [1, 1, 0, 1]], bool)).all()
+
+
 def test_freeze_with_partners_keeps_the_partners_from_zero_and_is_idempotent():
     """A layer whose kept weights are (0, 0) and (1, 1), columns 0 and 1 paired: freezing with partners
     keeps (0, 1) and (1, 0) too, at zero; freezing again changes nothing; a dead input column (live False)
