@@ -4,7 +4,8 @@ The integer kernel on Cortex-M4/M7 (export/dsp.py) multiplies two int16 inputs b
 one SMLAD, so it packs a layer's inputs in pairs of columns; a row pays one SMLAD for each pair in which
 it has a nonzero weight, whether one or both of the pair's weights are nonzero. The export pairs the
 columns by this function, and BPD's fine-tune with the pair partners (distill's default) keeps the partner of every kept
-weight (training/svdo.py), which then costs the integer kernel no instruction.
+weight (training/svdo.py), which then costs the integer kernel no instruction (a pair with one weight takes
+half a table word, export/dsp.py pack_words, so a filled partner costs its half word's load).
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 The layers of the integer kernel on cores with the DSP extension are straight-line assembly whose every
 instruction depends on which weights are nonzero, not on their values (export/dsp.py: the column pairs, the
-row groups, the loads and one SMLAD a row and pair). So a mask's cost can be counted before any weight is
+row groups, the loads and one multiply a row and pair: SMLAD, or SMLA<w><x> on half a table word where the
+pair carries one weight). So a mask's cost can be counted before any weight is
 trained: the masks become a network of unit weights, collapsed and quantised as the export does (dead units
 removed), its layers' assembly generated as the export generates it (tanh by lookup), and each instruction
 costed by the cycle model (cycle_model.py; its class from emulate.classify, as the emulator costs what it
