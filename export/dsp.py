@@ -205,12 +205,11 @@ def layer_code(wq: np.ndarray, bq: np.ndarray, pairs: list[tuple[int, int | None
         # weights G words at a time, loaded when the registers run dry (an x load between does not touch them)
         packed, where = pack_words([w for _, macs in stream for _, _, w in macs], g)
         loaded = -1
-        i = 0
+        uses = iter(where)
         for loads, macs in stream:
             lines += loads
             for a, x, _ in macs:
-                wi, op = where[i]
-                i += 1
+                wi, op = next(uses)
                 if wi // g != loaded:  # words are first used in order: the first use of a batch's first word
                     loaded = wi // g
                     lines.append(_ldm("r1", wr[:min(g, len(packed) - loaded * g)]))

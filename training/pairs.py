@@ -62,12 +62,18 @@ def network_with_partners(masks) -> list[np.ndarray]:
     """Each layer's mask (rows = outputs x columns = inputs) with_partners among its live columns (the units of
     the layer before with a kept weight; every input for the first layer), as the fine-tune fills them
     (training/svdo.py freeze): the masks a cut with the pair partners hands over, costed before it is made."""
-    out = []
-    live = None
+    out: list[np.ndarray] = []
+    live: np.ndarray | None = None
     for m in masks:
-        k = np.asarray(m, bool).copy()
-        cols = np.ones(k.shape[1], bool) if live is None else live
-        k[:, cols] = with_partners(k[:, cols])
-        out.append(k)
-        live = k.any(1)
+        out.append(with_partners_among(m, live))
+        live = np.asarray(out[-1].any(1))
     return out
+
+
+def with_partners_among(keep: np.ndarray, live: np.ndarray | None = None) -> np.ndarray:
+    """keep with_partners among the live columns alone (bool per column; all where None): a dead unit of the layer
+    before neither pairs nor is filled."""
+    k = np.asarray(keep, bool).copy()
+    cols = np.ones(k.shape[1], bool) if live is None else np.asarray(live, bool)
+    k[:, cols] = with_partners(k[:, cols])
+    return k

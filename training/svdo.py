@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -57,15 +56,13 @@ class LinearSVDO(nn.Module):
         previous layer's surviving units; all by default). Idempotent: a layer already frozen keeps its mask
         (a resumed run sets the flags alone, with mark_frozen). keep: the mask to freeze on, in place of the
         threshold's (a budget's cut of it: training/student.py's budget_masks)."""
-        from training.pairs import with_partners
+        from training.pairs import with_partners_among
 
         keep = self.mask().bool() if keep is None else keep.bool() & self.mask().bool()
         self.theta.mul_(keep.to(self.theta.dtype))  # the partners below start from zero: the same function
         frozen = bool((self.log_sigma2.abs() == 40.0).all())
         if partners and not frozen:
-            cols = np.ones(self.in_features, bool) if live is None else live.bool().cpu().numpy()
-            k = keep.cpu().numpy()
-            k[:, cols] = with_partners(k[:, cols])
+            k = with_partners_among(keep.cpu().numpy(), None if live is None else live.bool().cpu().numpy())
             keep = torch.as_tensor(k, device=keep.device)
         self.log_sigma2.copy_(torch.where(keep, torch.full_like(self.log_sigma2, -40.0),
                                           torch.full_like(self.log_sigma2, 40.0)))
