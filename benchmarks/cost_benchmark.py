@@ -30,6 +30,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+
+from cost_mix import dsp_mix, mix_table  # noqa: E402
 
 from bpd.io import path_from_record, read_json, write_json, write_text  # noqa: E402
 
@@ -131,6 +134,7 @@ def measure_student(run: Path, out: Path, dataset: str | None, env_id: str, epis
     for target in ("cortex-m4f", "cortex-m0plus"):
         c = kernel_cost(out / "int", target)
         row.setdefault(target, {})["integer"] = c
+    row["dsp_mix"] = dsp_mix(rep, row["cortex-m4f"]["integer"]["instructions"])
     row["integer_error_vs_action_range"] = rep["int"]["max_error_vs_action_range"]
     row["integer_form"] = rep["int"].get("form")
     from export.onnx_export import onnx_weights
@@ -443,6 +447,7 @@ def markdown(res: dict) -> str:
             L.append(f"| {r['cell']} | {b['flash_budget']} | {b['default']} | {t.get('plan', '-')} | {cell(c)} "
                      f"| {c['instructions'] / r['floor']:.2f}x | {c['cycles'] / g['cycles']:.2f}x, "
                      f"{c['flash_bytes'] / g['flash_bytes']:.2f}x | {t.get('verdict') or '-'} |")
+    L += mix_table(res["rows"])
     groups = {m: [r for r in res["rows"] if method_of(r) == m] for m in dict.fromkeys(map(method_of, res["rows"]))}
     judged = {m: targets(rs) for m, rs in groups.items()}
     L += ["", "Targets (issue 33), judged on the rows each concerns, apart for each method's students (the plan's "
@@ -507,6 +512,7 @@ def main() -> None:
                  "--refresh-*)")
     if a.table_only:
         res = json.loads((out / "cost.json").read_text())
+        res["summary"] = summarise(res["rows"])  # in its own order (the file's keys are sorted)
     else:
         from bpd_app.experiment import load_plan
 

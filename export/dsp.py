@@ -228,6 +228,34 @@ def count(lines: list[str]) -> int:
     return len(lines)
 
 
+MIX = ("multiplies", "weight_loads", "input_loads", "activations", "stores", "other")
+
+
+def mix(lines: list[str]) -> dict[str, int]:
+    """A layer body's instructions by what they do (straight-line code: each runs once an inference): the
+    multiplies (SMLAD, SMLA<w><x>), the loads of the weight table (r1) and of the inputs (r0, with the moves of r0),
+    the activations (clamp, lookup or interpolation; the biases come with the weights), the stores, and the rest
+    (r2 and r3 reloaded)."""
+    out = dict.fromkeys(MIX, 0)
+    for line in lines:
+        op, _, args = line.strip().partition(" ")
+        base = args.partition("[")[2].partition(",")[0].rstrip("]") if op == "ldr" else args.partition("!")[0]
+        if op in ("smlad", "smlabb", "smlabt", "smlatb", "smlatt"):
+            kind = "multiplies"
+        elif op in ("ldmia", "ldr") and base == "r1":
+            kind = "weight_loads"
+        elif (op in ("ldmia", "ldr") and base == "r0") or (op in ("add", "sub") and args.startswith("r0,")):
+            kind = "input_loads"
+        elif op in ("str", "strh"):
+            kind = "stores"
+        elif op == "ldrd":
+            kind = "other"
+        else:
+            kind = "activations"
+        out[kind] += 1
+    return out
+
+
 def best_layer(wq: np.ndarray, bq: np.ndarray, pairs: list[tuple[int, int | None]], act: Act
                ) -> tuple[list[str], list[int], tuple[int, int, int]]:
     """The (R, C, G) with the fewest instructions (ties: fewer table words, then the first tried)."""

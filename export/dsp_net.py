@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from export.dsp import Act, best_layer, inputs_asm, net_asm, slots
+from export.dsp import Act, best_layer, inputs_asm, mix, net_asm, slots
 from export.fp_inputs import fp_inputs_asm
 from export.int_tanh import TANH_BITS
 from training.pairs import pair_columns
@@ -18,8 +18,8 @@ def dsp_layers(q: Any, lookup: bool = True
                ) -> tuple[str, np.ndarray, list[list[tuple[int, int | None]]], list[dict], tuple[str, str | None]]:
     """The DSP assembly of every layer of q (a fixed_point.IntNet; tanh by lookup, or interpolated) after the
     integer input stage, the weight table (the layers' words one after the other, as the function reads them), each
-    layer's input pairs, each layer's
-    chosen (R, C, G) with its instruction count, and the FPU input stage (None where it cannot take the inputs)."""
+    layer's input pairs, each layer's chosen (R, C, G) with its instruction count and their mix (dsp.mix), and the
+    FPU input stage (None where it cannot take the inputs)."""
 
     pairs = [pair_columns(L.wq) for L in q.layers]
     fracs = [int(f) for f in q.in_frac]
@@ -36,5 +36,5 @@ def dsp_layers(q: Any, lookup: bool = True
         table += words
         bodies.append(body)
         chosen.append({"rows_per_group": rcg[0], "words_per_chunk": rcg[1], "weight_registers": rcg[2],
-                       "instructions": len(body), "table_words": len(words)})
+                       "instructions": len(body), "table_words": len(words), "mix": mix(body)})
     return net_asm("bpd_dsp_net", bodies), np.array(table, np.uint32), pairs, chosen, inputs

@@ -476,3 +476,24 @@ def test_int_dsp_kernel_with_single_weight_pairs_is_bit_exact_on_cortex_m4f(tmp_
     c = "".join(p.read_text() for p in tmp_path.glob("*.c"))
     assert all(op in c for op in ("smlabb", "smlabt", "smlatb", "smlatt"))
     assert kernel_cost(tmp_path, "cortex-m4f")["max_abs_error_vs_host_c"] == 0.0
+
+
+def test_dsp_mix_counts_a_hand_built_layer_by_kind():
+    """The 6 x 4 layer above, its columns paired (0, 1) and (2, 3), in one group of 6 rows, its 2 input words in
+    one chunk, 4 weight registers (r2 and r3 taken, so reloaded once): 12 multiplies (every row has a weight in both
+    pairs), one LDMIA of the biases and one for every 4 table words, one LDMIA of the inputs and r0 moved back, per
+    unit a clamp, a lookup and a store."""
+    from export.dsp import MIX, Act, layer_code, mix, pack_words, words
+
+    mask = np.array([[1, 1, 1, 1], [1, 0, 0, 1], [0, 1, 1, 0], [1, 0, 1, 0], [0, 1, 0, 1], [1, 1, 0, 1]], bool)
+    wq = np.where(mask, np.arange(1, 25).reshape(6, 4), 0)
+    pairs: list[tuple[int, int | None]] = [(0, 1), (2, 3)]
+    act = Act("tanh", np.full(6, 2), bits=10, dest={r: r for r in range(6)}, full=True)
+    lines, table = layer_code(wq, np.arange(6), pairs, act, 6, 2, 4)
+    m = mix(lines)
+    stream = [int(w) for row in words(wq, pairs) for w in row if w]  # one group: rows in order, words in order
+    n_words = len(pack_words(stream, 4)[0])
+    assert len(table) == 6 + n_words
+    assert m == {"multiplies": 12, "weight_loads": 1 + -(-n_words // 4), "input_loads": 2, "activations": 12,
+                 "stores": 6, "other": 1}
+    assert sum(m[k] for k in MIX) == len(lines)

@@ -143,3 +143,21 @@ def test_a_reselection_is_measured_with_the_configuration_of_the_run_it_chose_fr
     assert mod.run_config(plan, cell) == ({"dataset": "../../d.npz"}, base)
     with pytest.raises(SystemExit, match="alone/seed1: no run configuration"):
         mod.run_config(plan, Cell("Hopper-v5", "alone", 1, tmp_path / "Hopper-v5" / "alone" / "seed1"))
+
+
+def test_mix_table_sets_the_kernel_against_the_floor(benchmark_script):
+    """dsp_mix sums the layers' kinds and puts the rest of the emulated count around them; the table line reads
+    the floor's split, each kind, the total over the floor and the multiplies saved less the loads."""
+    mix = benchmark_script("cost_mix")
+    layers = [{"mix": {"multiplies": 300, "weight_loads": 60, "input_loads": 80, "activations": 100, "stores": 50,
+                       "other": 5}},
+              {"mix": {"multiplies": 40, "weight_loads": 10, "input_loads": 8, "activations": 0, "stores": 3,
+                       "other": 1}}]
+    m = mix.dsp_mix({"int": {"dsp_layers": layers}}, 700)
+    assert m == {"multiplies": 340, "weight_loads": 70, "input_loads": 88, "activations": 100, "stores": 53,
+                 "other": 6, "around": 43}
+    assert mix.dsp_mix({"int": {"dsp_layers": [{"instructions": 9}]}}, 700) is None
+    lines = mix.mix_table([{"cell": "T/bpd/seed0", "nonzero_weights": 600, "floor": 760, "dsp_mix": m},
+                           {"cell": "T/bpd/seed1", "nonzero_weights": 600, "floor": 760}])
+    assert lines[-1] == "| T/bpd/seed0 | 600 + 160 | 340 | 70 | 88 | 100 | 53 | 6 | 43 | 700 (0.92x) | +102 |"
+    assert mix.mix_table([{"cell": "x", "floor": 1}]) == []
