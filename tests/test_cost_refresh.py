@@ -157,7 +157,9 @@ def test_mix_table_sets_the_kernel_against_the_floor(benchmark_script):
     assert m == {"multiplies": 340, "weight_loads": 70, "input_loads": 88, "activations": 100, "stores": 53,
                  "other": 6, "around": 43}
     assert mix.dsp_mix({"int": {"dsp_layers": [{"instructions": 9}]}}, 700) is None
-    lines = mix.mix_table([{"cell": "T/bpd/seed0", "nonzero_weights": 600, "floor": 760, "dsp_mix": m},
+    lines = mix.mix_table([{"cell": "T/bpd/seed0", "nonzero_weights": 600, "floor": 760, "dsp_mix": m,
+                            "cortex-m4f": {"integer": {"instructions": 700}}},
                            {"cell": "T/bpd/seed1", "nonzero_weights": 600, "floor": 760}])
     assert lines[-1] == "| T/bpd/seed0 | 600 + 160 | 340 | 70 | 88 | 100 | 53 | 6 | 43 | 700 (0.92x) | +102 |"
+    assert sum(m.values()) == 700  # the kinds and what is around the layers make up the emulated count
     assert mix.mix_table([{"cell": "x", "floor": 1}]) == []
