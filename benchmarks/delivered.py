@@ -246,7 +246,7 @@ def collect(plan_path: str, keep: float, previous: dict | None, other_plans: lis
     for op in other_plans or []:
         oplan = load_plan(op)
         for key, summ in _summaries(oplan).items():
-            other_sums[key] = (oplan.name, summ)
+            other_sums[(oplan.name, key)] = summ  # two plans may hold a cell of the same key (a row trained again)
     also = {}  # --also-against: that plan's reference cells, by (env, seed)
     if also_against:
         aplan = load_plan(also_against)
@@ -300,7 +300,7 @@ def collect(plan_path: str, keep: float, previous: dict | None, other_plans: lis
             if confirm and d and d["keeps"]:  # the kept ones, cheapest first, judged again until one holds
                 d = confirmed(plan, env, seed, cands, keep, max(c["select_episodes"] for c in cands), confirm)
             ref = next((c for c in cands if c["method"] == REFERENCE), None)
-            others = [_record(k, f"{name}/{k.split('/')[1]}", o, cost_rows, eq) for k, (name, o) in other_sums.items()
+            others = [_record(k, f"{name}/{k.split('/')[1]}", o, cost_rows, eq) for (name, k), o in other_sums.items()
                       if k.startswith(f"{env}/") and k.endswith(f"/seed{seed}")]
             same_kernel(others, d)  # another plan's student measured with another form: not set against it
             rows.append({"env": env, "seed": seed, "teacher_select_return": t, "candidates": cands, "others": others,
@@ -453,7 +453,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("plan", nargs="?", default=str(ROOT / "benchmarks" / "plans" / "students.yaml"))
     ap.add_argument("--keep-return", type=float, default=0.99)
-    ap.add_argument("--others", nargs="*", default=[str(ROOT / "benchmarks" / "plans" / "hc-equal-cost.yaml")],
+    ap.add_argument("--others", nargs="*", default=[str(ROOT / "benchmarks" / "plans" / f"{p}.yaml")
+                                                    for p in ("hc-equal-cost", "hc-l1")],
                     help="plans whose students of the same task and seed are set against the delivered one")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "delivered")
     ap.add_argument("--table-only", action="store_true", help="rewrite delivered.md from delivered.json")

@@ -300,7 +300,8 @@ def test_plan_groups_are_read():
     assert plan.methods["magnitude-prune"].needs == {"bpd": "bpd"}
 
 
-@pytest.mark.parametrize(("plan_name", "reference"), [("retrain", "ablations"), ("control", "baselines")])
+@pytest.mark.parametrize(("plan_name", "reference"), [("retrain", "ablations"), ("control", "baselines"),
+                                                         ("hc-l1", "hc-equal-cost")])
 def test_retrained_cells_run_under_their_reference_plans_specification(plan_name, reference):
     """The plans that train a grid's cells again (on another machine, or after their models were lost)
     are worth reading beside the reference only while every shared cell's specification digest is the
