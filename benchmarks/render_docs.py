@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import collections
 import difflib
 import json
 import re
@@ -166,6 +167,18 @@ def constant(spec: str) -> Any:
     raise KeyError(f"no constant {spec}")
 
 
+def common_form(res: dict) -> str | None:
+    """The integer kernel's form most of a delivered.json's candidates were measured with (None: none recorded)."""
+    forms = collections.Counter(c["kernel_form"] for r in res["rows"] for c in r["candidates"] if c.get("kernel_form"))
+    return forms.most_common(1)[0][0] if forms else None
+
+
+def same_student(a: dict, b: dict) -> bool:
+    """Two delivered.json records of one cell are the same student (its nonzero count and reporting return to the
+    bit): a cell trained again on the same kind of machine reproduces them; one cut to other cycles does not."""
+    return a["params_nonzero"] == b["params_nonzero"] and a["return_mean"] == b["return_mean"]
+
+
 def script_options(rel: str) -> dict[str, Any]:
     """A script's command-line defaults, read from its own `add_argument(..., default=...)` calls (without
     running it): {"--distill-steps": 60000, ...}."""
@@ -297,7 +310,8 @@ def environment(results: Path) -> jinja2.Environment:
                        pstd=statistics.pstdev, median=statistics.median, quartiles=quartiles, steps_apart=steps_apart,
                        yaml=yaml_file, plan=lambda name: yaml_file(f"benchmarks/plans/{name}.yaml"),
                        defaults=defaults, constant=constant, script_options=script_options,
-                       command_options=command_options, script_call=script_call)
+                       command_options=command_options, script_call=script_call,
+                       common_form=common_form, same_student=same_student)
     return env
 
 
