@@ -173,3 +173,63 @@ def test_compress_confirm_hands_over_the_first_that_holds_else_the_fewest_falls(
     assert held is False and best["method"] == "c"
     seen["outcomes"] = [(99.0, 1, False), (98.0, 1, False)]
     assert confirm_run(cfg, "E", rows)[0]["method"] == "a"
+
+
+def test_a_low_return_episode_the_teacher_finishes_is_a_fall_with_a_low_share():
+    """Teacher returns 100, -200, 50 (the third ended early); share 0.5: a fall below 100 - 50 = 50 on the first
+    seed and below -200 - 100 = -300 on the second (a negative return, judged by its magnitude); the third, which
+    the teacher ended early, never counts."""
+    from training.envs import Episodes, falls_where_teacher_finished
+
+    teacher = Episodes([100.0, -200.0, 50.0], [1000, 1000, 20], [False, False, True], 0)
+    st = Episodes([49.9, -299.0, -999.0], [1000, 1000, 5], [False, False, True], 0)
+    assert falls_where_teacher_finished(st, teacher, 0.5) == 1
+    assert falls_where_teacher_finished(st, teacher) == 0  # early ends alone: none where the teacher finished
+    st = Episodes([50.0, -301.0, 0.0], [1000, 1000, 1000], [False, False, False], 0)
+    assert falls_where_teacher_finished(st, teacher, 0.5) == 1
+    st = Episodes([120.0, -150.0, 0.0], [10, 1000, 1000], [True, False, False], 0)  # an early end is a fall anyway
+    assert falls_where_teacher_finished(st, teacher, 0.5) == 1
+
+
+def test_the_low_share_sets_aside_a_candidate_that_flips_on_one_episode(monkeypatch):
+    """Nothing ends early. Step 20 scores best on average but runs one episode at 10 % of the teacher's (a flip):
+    with the early-end check alone it is handed over, with a low share of 0.5 step 30 (no such episode) is."""
+    import training.selection as sel
+    from training.envs import Episodes
+
+    def fake(outcomes):
+        calls = iter(outcomes)
+        return lambda env_id, act, episodes, seed: next(calls)
+
+    teacher = Episodes([100.0, 100.0, 100.0], [1000] * 3, [False] * 3, 0)
+    s20 = Episodes([130.0, 130.0, 10.0], [1000] * 3, [False] * 3, 0)
+    s30 = Episodes([85.0, 85.0, 85.0], [1000] * 3, [False] * 3, 0)
+    cands = [Candidate(20, 1.0, 29, _student(False, 1).state_dict()),
+             Candidate(30, 1.0, 29, _student(False, 2).state_dict())]
+    args = (cands, META, STATS, "InvertedPendulum-v5", 0, "best", 0.02, 3, None)
+    monkeypatch.setattr(sel, "rollouts", fake([teacher, s20, s30]))
+    assert select(*args, teacher_act=lambda o: o, no_falls=True)["chosen"]["step"] == 20
+    monkeypatch.setattr(sel, "rollouts", fake([teacher, s20, s30]))
+    out = select(*args, teacher_act=lambda o: o, no_falls=True, low_share=0.5)
+    assert [r["falls"] for r in out["rows"]] == [1, 0] and out["chosen"]["step"] == 30
+    assert "minus 50% of its magnitude" in out["rule"]
+
+
+def test_a_low_share_needs_the_falls_check():
+    import argparse
+
+    from bpd.config import add_arguments, from_namespace
+    from training.distill_config import DistillConfig, _check_config
+    from training.selection import SelectConfig, run_select
+
+    def parse(cls, *argv):
+        ap = argparse.ArgumentParser()
+        add_arguments(ap, cls)
+        return from_namespace(cls, ap.parse_args(list(argv)))
+
+    base = ["--teacher", "t.npz", "--dataset", "d.npz"]
+    assert parse(DistillConfig, *base, "--select-no-falls", "--select-low-share", "0.5").select_low_share == 0.5
+    with pytest.raises(BpdError, match="needs --select-no-falls"):
+        _check_config(parse(DistillConfig, *base, "--select-low-share", "0.5"))
+    with pytest.raises(BpdError, match="give --no-falls too"):
+        run_select(parse(SelectConfig, "run", "--low-share", "0.5"))

@@ -487,7 +487,8 @@ def distill(cfg: DistillConfig, meter: Meter | None = None) -> dict:
     chosen = select(pool, meta, stats, env_id, cfg.seed, cfg.select, cfg.select_tol, cfg.select_episodes,
                     cfg.select_shortlist, cfg.keep_return, teacher.act, None,
                     smlad_cost if pair_partners_apply(cfg) else None,
-                    "smlad" if pair_partners_apply(cfg) else "nonzero", no_falls=cfg.select_no_falls)
+                    "smlad" if pair_partners_apply(cfg) else "nonzero", no_falls=cfg.select_no_falls,
+                    low_share=cfg.select_low_share)
     step_chosen = chosen["chosen"]["step"]
     state = next(c.state_dict for c in candidates if c.step == step_chosen)
     trainer.actor.cpu()  # the student is saved and measured from the CPU, whatever trained it

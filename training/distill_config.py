@@ -69,6 +69,10 @@ class DistillConfig:
     select_no_falls: bool = field(False, help="the run's selection sets aside candidates that end early on a "
                                   "selection episode the teacher finishes (the teacher run on the same seeds; "
                                   "where every candidate does, those with the fewest such ends)")
+    select_low_share: float = field(0.0, help="with --select-no-falls: also a fall, a selection episode the teacher "
+                                    "finishes whose return falls short of the teacher's on that seed by more than "
+                                    "(1 - this) of its magnitude (a task without termination, e.g. a HalfCheetah "
+                                    "flipped onto its back); 0: early ends alone")
     keep_return: float | None = field(None, help="hand over the sparsest evaluated student that keeps this fraction "
                                       "of the teacher's return on the selection seeds (e.g. 0.95)")
     prior: str = field("log-uniform", help="prior of the Bayesian student's weights (the KL term)", choices=PRIORS)
@@ -182,7 +186,7 @@ def _check_config(cfg: DistillConfig) -> None:
         "seed": (0, 2**31 - 1), "threads": (1, 1024), "select_tol": (0, 1), "select_episodes": (1, 10_000),
         "select_shortlist": (1, 10_000), "keep_return": (0, 1, "open"), "finetune": (0, 1),
         "unit_kl": (0, 1e6), "finetune_visits": (0, 100_000_000),
-        "finetune_ema": (0, 1)})
+        "finetune_ema": (0, 1), "select_low_share": (0, 1)})
     if cfg.student == "bayesian" and cfg.prune_to is not None and cfg.finetune == 0:
         raise BpdError("--prune-to on the Bayesian student cuts the mask at the fine-tune's start: it needs "
                        "--finetune above 0")
@@ -211,6 +215,8 @@ def _check_config(cfg: DistillConfig) -> None:
     if cfg.finetune_visits and (cfg.finetune == 0 or cfg.student != "bayesian"):
         raise BpdError("--finetune-visits drives the task with the Bayesian student during its fine-tune: it needs "
                        "--student bayesian and --finetune above 0")
+    if cfg.select_low_share and not cfg.select_no_falls:
+        raise BpdError("--select-low-share widens the falls the run's selection sets aside: it needs --select-no-falls")
     if cfg.finetune_ema and (cfg.finetune == 0 or cfg.student != "bayesian"):
         raise BpdError("--finetune-ema averages the Bayesian student's fine-tune: it needs --student bayesian and "
                        "--finetune above 0")

@@ -217,6 +217,19 @@ def early_where_teacher_finished(terminated: list[bool], teacher_terminated: lis
     return sum(1 for s, t in zip(terminated, teacher_terminated) if s and not t)
 
 
+def falls_where_teacher_finished(ep: Episodes, teacher: Episodes, low_share: float = 0.0) -> int:
+    """Issue 34's falls on episodes of the same seeds, in the same order: those that ended early where the
+    teacher's did not, and with low_share above 0 also those the teacher finished whose return fell short of the
+    teacher's on that seed by more than (1 - low_share) of its magnitude (a task without termination: a
+    HalfCheetah flipped onto its back runs on to the end at a fraction of the return). 0: early ends alone."""
+    n = 0
+    for r, s, tr, t in zip(ep.returns, ep.terminated, teacher.returns, teacher.terminated):
+        if t:
+            continue
+        n += bool(s) or (low_share > 0 and r < tr - (1.0 - low_share) * abs(tr))
+    return n
+
+
 def rollouts(env_id: str, policy: Policy, episodes: int, seed: int = 0,
              randomization: dict | None = None, rig: str | None = None) -> Episodes:
     """Run `episodes` deterministic episodes; episode i uses seed + i. With `randomization` (the ranges

@@ -33,7 +33,7 @@ from bpd.config import check_ranges, field
 from bpd.errors import BpdError
 from bpd.io import atomic_write, path_from_record, read_json, write_json
 from training.distill_config import PAPER, DistillConfig, pair_partners_apply
-from training.envs import Policy, early_where_teacher_finished, rollouts, select_eval_seed
+from training.envs import Policy, early_where_teacher_finished, falls_where_teacher_finished, rollouts, select_eval_seed
 from training.mlp import MLPPolicy
 from training.student import BayesianStudent, has_unit_gates
 
@@ -151,16 +151,20 @@ def student_from(meta: dict, state_dict: dict, threshold: float | None = None) -
     return s.eval()
 
 
-def falls_rule_text(falls: bool) -> str:
-    return ("; candidates that end early on a selection episode the teacher finishes set aside (all do: those with "
-            "the fewest such ends)") if falls else ""
+def falls_rule_text(falls: bool, low_share: float = 0.0) -> str:
+    if not falls:
+        return ""
+    low = (f" or, finishing it, return less than the teacher's there minus {1 - low_share:.0%} of its magnitude"
+           if low_share > 0 else "")
+    return (f"; candidates that end early on a selection episode the teacher finishes{low} set aside (all do: those "
+            "with the fewest such falls)")
 
 
 def select(cands: list[Candidate], meta: dict, stats: dict, env_id: str, run_seed: int, rule: str, tol: float,
            episodes: int, shortlist: int | None, keep_return: float | None = None,
            teacher_act: Policy | None = None, thresholds: list[float] | None = None,
            cost_fn: Callable[[MLPPolicy], float] | None = None, cost: str = "nonzero",
-           no_falls: bool = False) -> dict:
+           no_falls: bool = False, low_share: float = 0.0) -> dict:
     """Evaluate the shortlisted candidates (x thresholds) on the selection seeds and choose one. The
     shortlist is the candidates whose periodic return is near the best (at most `shortlist` of them),
     and every candidate of the fine-tune (the method's product: a periodic evaluation of 5 episodes must
@@ -169,7 +173,9 @@ def select(cands: list[Candidate], meta: dict, stats: dict, env_id: str, run_see
     it may be anywhere). cost_fn: the size the rule minimises in place of the nonzero count (cost: its
     name in COSTS, for the rule's text). no_falls: the teacher is run on the selection seeds too, each row
     counts its early ends on episodes the teacher finishes ('falls'), and the rule chooses among the rows
-    with none (where every row has some: among those with the fewest).
+    with none (where every row has some: among those with the fewest); low_share above 0: an episode the teacher
+    finishes whose return falls short of the teacher's on that seed by more than (1 - low_share) of its magnitude
+    is a fall too (training.envs.falls_where_teacher_finished).
 
     Returns {"rule", "chosen" (row), "rows", "teacher_select_return", "keep_return_met"}."""
     if not cands:
@@ -202,7 +208,7 @@ def select(cands: list[Candidate], meta: dict, stats: dict, env_id: str, run_see
                          "params_nonzero": pol.params_nonzero, "select_return": float(np.mean(ep.returns)),
                          "select_min": float(np.min(ep.returns)), "early_terminations": ep.early_terminations}
                         | ({"cost": float(cost_fn(pol))} if cost_fn else {})
-                        | ({"falls": early_where_teacher_finished(ep.terminated, teacher_ep.terminated)}
+                        | ({"falls": falls_where_teacher_finished(ep, teacher_ep, low_share)}
                            if no_falls and teacher_ep is not None else {}))
     teacher_ret = float(np.mean(teacher_ep.returns)) if teacher_ep is not None and keep_return is not None else None
     pool = list(range(len(rows)))
@@ -211,7 +217,7 @@ def select(cands: list[Candidate], meta: dict, stats: dict, env_id: str, run_see
         pool = [k for k in pool if rows[k]["falls"] == least]
     i, met = choose([rows[k] for k in pool], rule, tol, keep_return, teacher_ret)
     i = pool[i]
-    out = {"rule": rule_text(rule, tol, keep_return, cost) + falls_rule_text(no_falls), "chosen": rows[i],
+    out = {"rule": rule_text(rule, tol, keep_return, cost) + falls_rule_text(no_falls, low_share), "chosen": rows[i],
            "rows": rows, "teacher_select_return": teacher_ret, "keep_return_met": met,
            "select_seeds": [seed, seed + episodes - 1]}
     if no_falls and teacher_ep is not None:
@@ -298,6 +304,9 @@ class SelectConfig:
     no_falls: bool = field(False, help="set aside candidates that end early on a selection episode the teacher "
                            "finishes (the teacher run on the same seeds; where every candidate does, those with the "
                            "fewest such ends)")
+    low_share: float = field(0.0, help="with --no-falls: also a fall, an episode the teacher finishes whose return "
+                             "falls short of the teacher's on that seed by more than (1 - this) of its magnitude (a "
+                             "task without termination, e.g. a HalfCheetah flipped onto its back); 0: early ends alone")
     out: str = field("selected.pt", help="student file to write (relative paths: inside the run directory)")
     summary: str | None = field(None, help="also write the run's summary.json with this selection in its place "
                                 "(and its seconds added), for a run directory of its own around --out")
@@ -373,7 +382,10 @@ def run_select(cfg: SelectConfig, meter: Callable[[str], Callable[[MLPPolicy], f
     from training.teacher import load_teacher
 
     run = Path(cfg.run)
-    check_ranges(cfg, {"episodes": (1, 10_000), "keep_return": (0, 1, "open"), "thresholds": (-50, 50)})
+    check_ranges(cfg, {"episodes": (1, 10_000), "keep_return": (0, 1, "open"), "thresholds": (-50, 50),
+                       "low_share": (0, 1)})
+    if cfg.low_share and not cfg.no_falls:
+        raise BpdError("--low-share widens the falls --no-falls sets aside: give --no-falls too")
     if not 0 <= cfg.tol < 1:
         raise BpdError("--tol is a fraction of the best return, at least 0 and below 1, e.g. 0.02")
     out = _select_out(run, cfg.out)
@@ -410,14 +422,16 @@ def run_select(cfg: SelectConfig, meter: Callable[[str], Callable[[MLPPolicy], f
     t0 = time.time()
     if cfg.rule == "keep-return":  # the teacher is needed only to set the target
         res = select(cands, meta, stats, env_id, run_seed, "sparsest-within", 0.0, cfg.episodes,
-                     None, cfg.keep_return, load_teacher(tpath).act, cfg.thresholds, cost_fn, no_falls=cfg.no_falls)
-        res["rule"] = rule_text("sparsest-within", 0.0, cfg.keep_return, cost) + falls_rule_text(cfg.no_falls)
+                     None, cfg.keep_return, load_teacher(tpath).act, cfg.thresholds, cost_fn, no_falls=cfg.no_falls,
+                     low_share=cfg.low_share)
+        res["rule"] = (rule_text("sparsest-within", 0.0, cfg.keep_return, cost)
+                       + falls_rule_text(cfg.no_falls, cfg.low_share))
     else:
         res = select(cands, meta, stats, env_id, run_seed, "sparsest-within", cfg.tol, cfg.episodes,
                      None, None, load_teacher(tpath).act if cfg.no_falls else None, cfg.thresholds, cost_fn,
-                     no_falls=cfg.no_falls)
+                     no_falls=cfg.no_falls, low_share=cfg.low_share)
         res["rule"] = (rule_text("sparsest-within", cfg.tol, None, cost) + "; every candidate judged"
-                       + (f"; smallest by {cost}" if cost_fn else "") + falls_rule_text(cfg.no_falls))
+                       + (f"; smallest by {cost}" if cost_fn else "") + falls_rule_text(cfg.no_falls, cfg.low_share))
     ch = res["chosen"]
     chosen = student_from(meta, next(c.state_dict for c in cands if c.step == ch["step"]), ch["threshold"])
     out.parent.mkdir(parents=True, exist_ok=True)
