@@ -49,6 +49,10 @@ class CompressConfig:
     allow_falls: bool = field(False, help="do not set aside students that end early on a selection episode the "
                               "teacher finishes (by default they are, issue 34's 'no early end' judged on the "
                               "selection seeds: per run, and over runs those with the fewest such ends first)")
+    low_share: float = field(0.5, help="with the falls check: also a fall, a selection episode the teacher finishes "
+                             "at a return below the teacher's there by more than (1 - this) of its magnitude (a "
+                             "HalfCheetah flipped onto its back runs on to the end at a fraction of the return); 0: "
+                             "early ends alone")
     confirm: int = field(20, help="episodes on further selection seeds on which the methods' students that keep the "
                          "return (with the fewest falls) are judged again, cheapest first, beside the teacher: the "
                          "first that keeps it there with no early end where the teacher finishes is handed over "
@@ -64,7 +68,7 @@ def _check(cfg: CompressConfig) -> list[str]:
     from bpd_app.methods import CYCLE_CUTS, METHODS, get
 
     check_ranges(cfg, {"keep_return": (0, 2, "open"), "episodes": (1, 10_000), "confirm": (0, 10_000),
-                       "steps": (1, 100_000_000), "seed": (0, 2**31 - 1)})
+                       "low_share": (0, 1), "steps": (1, 100_000_000), "seed": (0, 2**31 - 1)})
     for flag, path in (("--teacher", cfg.teacher), ("--dataset", cfg.dataset)):
         if not Path(path).is_file():
             raise BpdError(f"{path}: no such file ({flag})")
@@ -148,7 +152,8 @@ def run_compress(cfg: CompressConfig, meter) -> dict:
         if any(m in get(o).needs for o in methods):
             refs[m] = reference(run, cfg.dataset)
         r = run_select(SelectConfig(run=str(run), keep_return=cfg.keep_return, cost=cfg.cost, episodes=cfg.episodes,
-                                    no_falls=not cfg.allow_falls, out="selected.pt"), meter=meter)
+                                    no_falls=not cfg.allow_falls, low_share=0.0 if cfg.allow_falls else cfg.low_share,
+                                    out="selected.pt"), meter=meter)
         ch = r["chosen"]
         rows.append({"method": m, "run": str(run), "command": "bpd " + " ".join(cmd), "step": ch["step"],
                      "threshold": ch["threshold"], "params_nonzero": ch["params_nonzero"], "cost": ch.get("cost"),
@@ -166,14 +171,15 @@ def run_compress(cfg: CompressConfig, meter) -> dict:
     rule = (f"the cheapest by {COSTS[cfg.cost]} among each method's cheapest student keeping "
             f"{100 * cfg.keep_return:g} % of the teacher's return on the selection seeds"
             + ("" if cfg.allow_falls else " and, first, ending early on the fewest selection episodes the teacher "
-               "finishes")
+               "finishes" + (f" (or finishing one below the teacher's return there minus {1 - cfg.low_share:.0%} of "
+                             "its magnitude)" if cfg.low_share > 0 else ""))
             + ("" if kept else "; no method kept it" + ("" if cfg.allow_falls else " with the fewest falls")
                + ": the highest return is handed over"))
     if confirmed is not None:
         rule += (f"; those that keep it judged again, cheapest first, on {cfg.confirm} further selection episodes: "
-                 + ("the first that keeps it there with no early end where the teacher finishes" if confirmed else
-                    "none kept it there without an early end where the teacher finishes, so the one with the fewest "
-                    "such ends there (then the highest return) is handed over"))
+                 + ("the first that keeps it there with no fall where the teacher finishes" if confirmed else
+                    "none kept it there without a fall where the teacher finishes, so the one with the fewest "
+                    "such falls there (then the highest return) is handed over"))
     res = {"env_id": env, "teacher": cfg.teacher, "dataset": cfg.dataset, "cost": cfg.cost,
            "keep_return": cfg.keep_return, "rule": rule, "chosen": best["method"], "kept": kept,
            "confirmed": confirmed, "rows": rows}
@@ -225,13 +231,15 @@ def confirm_run(cfg: CompressConfig, env: str, rows: list[dict]) -> tuple[dict, 
     held, recs = confirm(env, load_teacher(cfg.teacher).act,
                          [(r["method"], partial(policy, r["student"])) for r in order],
                          select_eval_seed(cfg.seed) + first, cfg.confirm, cfg.keep_return,
-                         log=lambda m: print(f"[confirm] {m}", flush=True))
+                         log=lambda m: print(f"[confirm] {m}", flush=True),
+                         low_share=0.0 if cfg.allow_falls else cfg.low_share)
     for r, rec in zip(order, recs):
         r["confirm"] = rec
     if held is not None:
         return order[held], True
     judged = order[:len(recs)]
-    least = min(judged, key=lambda r: (r["confirm"]["early_ends_where_teacher_finished"], -r["confirm"]["return"]))
+    least = min(judged, key=lambda r: (r["confirm"]["early_ends_where_teacher_finished"]
+                                       + r["confirm"].get("low_episodes", 0), -r["confirm"]["return"]))
     return least, False
 
 

@@ -810,6 +810,8 @@ def test_compress_and_select_flags_for_the_falls_check():
     base = ["--teacher", "t.npz", "--dataset", "d.npz"]
     assert parse(CompressConfig, *base).allow_falls is False
     assert parse(CompressConfig, *base, "--allow-falls").allow_falls is True
+    assert parse(CompressConfig, *base).low_share == 0.5
+    assert parse(CompressConfig, *base, "--low-share", "0").low_share == 0.0
     assert parse(SelectConfig, "run").no_falls is False and parse(SelectConfig, "run", "--no-falls").no_falls is True
     assert parse(DistillConfig, *base, "--select-no-falls").select_no_falls is True
 

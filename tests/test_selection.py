@@ -131,6 +131,13 @@ def test_confirm_judges_again_cheapest_first_and_stops_at_the_first_that_holds(m
     loaded.clear()
     held, recs = sel.confirm("E", "teacher", [(n, loader(n)) for n in ["cheap", "short"]], 500, 3, 0.99)
     assert held is None and len(recs) == 2 and loaded == ["cheap", "short"]
+    # with a low share of 0.5, 'flip' (one finished episode at 10, its mean 100 still above 99 % of the teacher's)
+    # falls there and 'later' holds; without it 'flip' holds
+    outcomes["flip"] = Episodes([10.0, 100.0, 190.0], [9, 3, 9], [False, True, False], 500)
+    held, recs = sel.confirm("E", "teacher", [(n, loader(n)) for n in ["flip", "later"]], 500, 3, 0.99,
+                             low_share=0.5)
+    assert held == 1 and recs[0]["low_episodes"] == 1 and recs[0]["early_ends_where_teacher_finished"] == 0
+    assert sel.confirm("E", "teacher", [("flip", loader("flip"))], 500, 3, 0.99)[0] == 0
 
 
 def test_compress_confirm_hands_over_the_first_that_holds_else_the_fewest_falls(monkeypatch, tmp_path):
@@ -154,8 +161,8 @@ def test_compress_confirm_hands_over_the_first_that_holds_else_the_fewest_falls(
     rows = [row("a", 10, True, 0, 10), row("b", 5, True, 1, 10), row("c", 20, True, 0, 30), row("d", 1, False, 0, 10)]
     seen = {}
 
-    def fake_confirm(env, teacher_act, students, seed, episodes, keep, log=None):
-        seen.update(names=[n for n, _ in students], seed=seed, episodes=episodes)
+    def fake_confirm(env, teacher_act, students, seed, episodes, keep, log=None, low_share=0.0):
+        seen.update(names=[n for n, _ in students], seed=seed, episodes=episodes, low_share=low_share)
         recs = [{"return": r, "teacher_return": 100.0, "early_ends_where_teacher_finished": f, "episodes": episodes,
                  "first_seed": seed, "holds": h} for r, f, h in seen["outcomes"]]
         held = next((i for i, (_, _, h) in enumerate(seen["outcomes"]) if h), None)
@@ -167,6 +174,7 @@ def test_compress_confirm_hands_over_the_first_that_holds_else_the_fewest_falls(
     seen["outcomes"] = [(100.0, 1, False), (99.5, 0, True)]
     best, held = confirm_run(cfg, "E", rows)
     assert seen["names"] == ["a", "c"] and seen["seed"] == select_eval_seed(1) + 30 and seen["episodes"] == 20
+    assert seen["low_share"] == 0.5  # an episode at less than half the teacher's return is a fall by default
     assert held is True and best["method"] == "c" and rows[0]["confirm"]["holds"] is False
     seen["outcomes"] = [(100.0, 2, False), (98.0, 1, False)]
     best, held = confirm_run(cfg, "E", rows)

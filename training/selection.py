@@ -226,24 +226,30 @@ def select(cands: list[Candidate], meta: dict, stats: dict, env_id: str, run_see
 
 
 def confirm(env_id: str, teacher_act: Policy, students: list[tuple[str, Callable[[], Policy]]], seed: int,
-            episodes: int, keep_return: float,
-            log: Callable[[str], None] | None = None) -> tuple[int | None, list[dict]]:
+            episodes: int, keep_return: float, log: Callable[[str], None] | None = None,
+            low_share: float = 0.0) -> tuple[int | None, list[dict]]:
     """Judge students again, in the order given (each a name and a loader of its policy), beside the teacher on
     `episodes` selection episodes from `seed` (seeds no selection before used): a student holds when its return
     there is at least keep_return of the teacher's and it ends no episode early that the teacher finishes. Stops at
-    the first that holds; returns its index (None: none held) and the records of those judged, in order."""
+    the first that holds; returns its index (None: none held) and the records of those judged, in order. low_share
+    above 0: an episode the teacher finishes at a return below the teacher's there by more than (1 - low_share) of
+    its magnitude is a fall too ('low_episodes'; training.envs.falls_where_teacher_finished)."""
     teacher = rollouts(env_id, teacher_act, episodes, seed)
     t_ret = float(np.mean(teacher.returns))
     recs: list[dict] = []
     for i, (name, load) in enumerate(students):
         ep = rollouts(env_id, load(), episodes, seed)
-        falls = early_where_teacher_finished(ep.terminated, teacher.terminated)
+        early = early_where_teacher_finished(ep.terminated, teacher.terminated)
+        low = falls_where_teacher_finished(ep, teacher, low_share) - early if low_share > 0 else 0
         ret = float(np.mean(ep.returns))
         recs.append({"episodes": episodes, "first_seed": seed, "return": ret, "teacher_return": t_ret,
-                     "early_ends_where_teacher_finished": falls, "holds": ret >= keep_return * t_ret and falls == 0})
+                     "early_ends_where_teacher_finished": early}
+                    | ({"low_episodes": low, "low_share": low_share} if low_share > 0 else {})
+                    | {"holds": ret >= keep_return * t_ret and early + low == 0})
         if log is not None:
             log(f"{name}: {ret:.1f} against the teacher's {t_ret:.1f} on {episodes} more selection episodes, "
-                f"{falls} early ends where the teacher finishes")
+                f"{early} early ends where the teacher finishes"
+                + (f", {low} finished below the teacher's return minus {1 - low_share:.0%}" if low_share > 0 else ""))
         if recs[-1]["holds"]:
             return i, recs
     return None, recs
