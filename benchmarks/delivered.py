@@ -204,12 +204,14 @@ def beaten_by(d: dict, others: list[dict]) -> list[dict]:
             and (o["return_vs_teacher"] or 0) >= (d["return_vs_teacher"] or 0)]
 
 
-def confirmed(plan, env: str, seed: int, cands: list[dict], keep: float, first: int, n: int) -> dict | None:
+def confirmed(plan, env: str, seed: int, cands: list[dict], keep: float, first: int, n: int,
+              low_share: float = 0.0) -> dict | None:
     """--confirm N: the candidates that keep the return on the run's selection seeds, cheapest first (ties: the
     higher selection return), each run with the teacher on the N selection seeds after those (seed's selection base
     + first ... + first + N - 1: disjoint from the reporting and training seeds); the first that keeps the return
-    there with no early end on an episode the teacher finishes is delivered (none: none is). Each judged candidate
-    records its figures under "confirm"."""
+    there with no early end on an episode the teacher finishes (low_share above 0: nor a return there below the
+    teacher's by more than 1 - low_share of its magnitude, as `bpd compress` judges) is delivered (none: none is).
+    Each judged candidate records its figures under "confirm"."""
     from bpd_app.evaluate import load_any
     from bpd_app.methods import get
     from training.envs import select_eval_seed
@@ -230,14 +232,14 @@ def confirmed(plan, env: str, seed: int, cands: list[dict], keep: float, first: 
     held, recs = confirm(env, load_teacher(str(plan.teachers[env])).act,
                          [(c["method"], lambda p=p: load_any(p).act) for c, p in judged],
                          select_eval_seed(seed) + first, n, keep,
-                         log=lambda m: print(f"{env} seed {seed} {m}", flush=True))
+                         log=lambda m: print(f"{env} seed {seed} {m}", flush=True), low_share=low_share)
     for (c, _), rec in zip(judged, recs):
         c["confirm"] = rec
     return None if held is None else judged[held][0]
 
 
 def collect(plan_path: str, keep: float, previous: dict | None, other_plans: list[str] | None = None,
-            confirm: int = 0, also_against: str | None = None) -> dict:
+            confirm: int = 0, also_against: str | None = None, low_share: float = 0.0) -> dict:
     from bpd_app.experiment import load_plan
 
     plan = load_plan(plan_path)
@@ -298,7 +300,8 @@ def collect(plan_path: str, keep: float, previous: dict | None, other_plans: lis
             t = min(judged, key=lambda c: c["select_episodes"])["teacher_select_return"] if judged else None
             d = choose(cands, keep)
             if confirm and d and d["keeps"]:  # the kept ones, cheapest first, judged again until one holds
-                d = confirmed(plan, env, seed, cands, keep, max(c["select_episodes"] for c in cands), confirm)
+                d = confirmed(plan, env, seed, cands, keep, max(c["select_episodes"] for c in cands), confirm,
+                              low_share)
             ref = next((c for c in cands if c["method"] == REFERENCE), None)
             others = [_record(k, f"{name}/{k.split('/')[1]}", o, cost_rows, eq) for (name, k), o in other_sums.items()
                       if k.startswith(f"{env}/") and k.endswith(f"/seed{seed}")]
@@ -317,7 +320,7 @@ def collect(plan_path: str, keep: float, previous: dict | None, other_plans: lis
                 rows[-1]["meets_bar_also"] = meets_bar(rows[-1], keep, "cycles_vs_also")
             rows[-1]["meets_bar"] = meets_bar(rows[-1], keep)
     return {"plan": str(Path(plan_path).resolve().relative_to(ROOT)), "keep_return": keep, "machine": here,
-            "confirm": confirm,
+            "confirm": confirm, **({"low_share": low_share} if confirm and low_share else {}),
             "also_against": str(Path(also_against).resolve().relative_to(ROOT)) if also_against else None,
             "others": [str(Path(op).resolve().relative_to(ROOT)) for op in other_plans or []],
             "reference": REFERENCE, "teacher_select": teacher_sel, "rows": rows}
@@ -382,8 +385,11 @@ def markdown(res: dict) -> str:
          f"the `{res['reference']}` cell of the same seed, by the same kernel. Nothing trained here."
          + (f" With --confirm {res['confirm']}: the candidates that keep it, cheapest first, run again with the "
             f"teacher on the {res['confirm']} selection seeds after the run's; the first that keeps {k:g} % there "
-            "with no early end where the teacher finishes is delivered (its figures in the column 'confirmed'; none: "
-            "nothing is delivered)." if res.get("confirm") else ""), ""]
+            "with no early end where the teacher finishes"
+            + (f" nor a return below the teacher's there by more than {1 - res['low_share']:.0%} of its magnitude "
+               "(`bpd compress`'s default)" if res.get("low_share") else "")
+            + " is delivered (its figures in the column 'confirmed'; none: nothing is delivered)."
+            if res.get("confirm") else ""), ""]
     for env in dict.fromkeys(r["env"] for r in res["rows"]):
         L += [f"## {env}", "", "| seed | cell | selection return (% of teacher's), episodes, falls | keeps "
               "| integer-kernel cycles | nonzero | reporting return (mean +- std) | % of teacher | early ends "
@@ -407,7 +413,9 @@ def markdown(res: dict) -> str:
                     cf = c["confirm"]
                     keeps += (f"; confirmed: {cf['error']}" if "error" in cf else
                               f"; confirmed: {100 * cf['return'] / cf['teacher_return']:.1f} %, "
-                              f"{cf['early_ends_where_teacher_finished']} early ends of {cf['episodes']}"
+                              f"{cf['early_ends_where_teacher_finished']} early ends"
+                              + (f", {cf['low_episodes']} low" if "low_episodes" in cf else "")
+                              + f" of {cf['episodes']}"
                               + ("" if cf["holds"] else " (fails)"))
                 L.append(f"| {r['seed']} | {c['method']} | {sel} | {keeps} "
                          f"| {_cycles_cell(c)} | {c['params_nonzero']} "
@@ -452,6 +460,9 @@ def markdown(res: dict) -> str:
 
 
 def main() -> None:
+    from bpd_app.compress import CompressConfig
+
+    low_share = CompressConfig.__dataclass_fields__["low_share"].default  # compress's default: one source
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("plan", nargs="?", default=str(ROOT / "benchmarks" / "plans" / "students.yaml"))
     ap.add_argument("--keep-return", type=float, default=0.99)
@@ -464,6 +475,10 @@ def main() -> None:
                     help="judge the candidates that keep the return again on N more selection episodes, cheapest "
                          "first, and deliver the first that keeps it there with no early end where the teacher "
                          "finishes (the students' files must be in the plan's run root)")
+    ap.add_argument("--low-share", type=float, default=low_share, metavar="S",
+                    help="with --confirm: also a fall there, an episode the teacher finishes at a return below the "
+                         "teacher's by more than 1 - S of its magnitude (default: `bpd compress`'s, %(default)s; 0: "
+                         "early ends alone)")
     ap.add_argument("--also-against", metavar="PLAN", default=None,
                     help="set the delivered students' cycles also against this plan's reference cells of the same "
                          "seeds (another run of the same specification) and judge the bar by those too")
@@ -473,7 +488,8 @@ def main() -> None:
     from bpd.errors import BpdError
 
     try:
-        res = prev if a.table_only else collect(a.plan, a.keep_return, prev, a.others, a.confirm, a.also_against)
+        res = prev if a.table_only else collect(a.plan, a.keep_return, prev, a.others, a.confirm, a.also_against,
+                                                         a.low_share)
     except BpdError as e:  # a plan that cannot be read: one line, not a traceback
         raise SystemExit(f"delivered: error: {e}") from None
     if res is None:

@@ -144,6 +144,14 @@ def test_confirm_walks_the_kept_candidates_cheapest_first_until_one_holds(monkey
     assert cs[0]["confirm"]["early_ends_where_teacher_finished"] == 1 and not cs[0]["confirm"]["holds"]
     assert "confirm" not in cs[2] and "confirm" not in cs[3]
     assert [s[0] for s in seen] == ["teacher", "a", "b"] and {s[1:] for s in seen} == {(3, 200_000 + 1000 + 10)}
+    # with a low share (compress's default 0.5), 'a' running its second episode on at 30 of the teacher's 100 falls
+    # there even without ending it early, and 'b' holds
+    outcomes["a"] = Episodes([130.0, 30.0, 100.0], [1000, 1000, 1000], [False, False, False], 0)
+    for c in cs:
+        c.pop("confirm", None)
+    assert delivered.confirmed(plan, "E", 1, cs, 0.99, 10, 3)["cell"] == "E/a/seed1"
+    d = delivered.confirmed(plan, "E", 1, cs, 0.99, 10, 3, low_share=0.5)
+    assert d["cell"] == "E/b/seed1" and cs[0]["confirm"]["low_episodes"] == 1 and not cs[0]["confirm"]["holds"]
 
 
 def test_falls_on_the_selection_seeds_are_the_runs_record_else_its_early_ends():
