@@ -192,7 +192,7 @@ def _record(key: str, label: str, s: dict, cost_rows: dict[str, dict], eq: dict[
     cyc, where = integer_cycles(key, s, cost_rows, eq)
     return {"cell": key, "method": label, "cycles": cyc, "cycles_from": where, "kernel_form": kernel_form(s),
             "params_nonzero": s.get("params_nonzero"), "return_mean": s["eval"]["return_mean"],
-            "return_std": s["eval"]["return_std"],
+            "return_std": s["eval"]["return_std"], "return_min": s["eval"].get("return_min"),
             "episodes": s["eval"]["episodes"], "return_vs_teacher": s.get("return_vs_teacher"),
             "early_ends": s.get("early_terminations_where_teacher_finished")}
 
