@@ -460,9 +460,7 @@ def markdown(res: dict) -> str:
 
 
 def main() -> None:
-    from bpd_app.compress import CompressConfig
-
-    low_share = CompressConfig.__dataclass_fields__["low_share"].default  # compress's default: one source
+    from training.envs import LOW_SHARE  # `bpd compress`'s default too
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("plan", nargs="?", default=str(ROOT / "benchmarks" / "plans" / "students.yaml"))
     ap.add_argument("--keep-return", type=float, default=0.99)
@@ -475,7 +473,7 @@ def main() -> None:
                     help="judge the candidates that keep the return again on N more selection episodes, cheapest "
                          "first, and deliver the first that keeps it there with no early end where the teacher "
                          "finishes (the students' files must be in the plan's run root)")
-    ap.add_argument("--low-share", type=float, default=low_share, metavar="S",
+    ap.add_argument("--low-share", type=float, default=LOW_SHARE, metavar="S",
                     help="with --confirm: also a fall there, an episode the teacher finishes at a return below the "
                          "teacher's by more than 1 - S of its magnitude (default: `bpd compress`'s, %(default)s; 0: "
                          "early ends alone)")

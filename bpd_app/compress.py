@@ -23,6 +23,7 @@ from pathlib import Path
 from bpd.config import check_ranges, field
 from bpd.errors import BpdError
 from bpd.io import check_output_dir, write_json, write_text
+from training.envs import LOW_SHARE
 from training.selection import COSTS
 
 # distill's default first (the fine-tune after the warm-up), then every method that gave the students plan's
@@ -49,10 +50,10 @@ class CompressConfig:
     allow_falls: bool = field(False, help="do not set aside students that end early on a selection episode the "
                               "teacher finishes (by default they are, issue 34's 'no early end' judged on the "
                               "selection seeds: per run, and over runs those with the fewest such ends first)")
-    low_share: float = field(0.5, help="with the falls check: also a fall, a selection episode the teacher finishes "
-                             "at a return below the teacher's there by more than (1 - this) of its magnitude (a "
-                             "HalfCheetah flipped onto its back runs on to the end at a fraction of the return); 0: "
-                             "early ends alone")
+    low_share: float = field(LOW_SHARE, help="with the falls check: also a fall, a selection episode the teacher "
+                             "finishes at a return below the teacher's there by more than (1 - this) of its "
+                             "magnitude (a HalfCheetah flipped onto its back runs on to the end at a fraction of the "
+                             "return); 0: early ends alone")
     confirm: int = field(20, help="episodes on further selection seeds on which the methods' students that keep the "
                          "return (with the fewest falls) are judged again, cheapest first, beside the teacher: the "
                          "first that keeps it there with no early end where the teacher finishes is handed over "

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from bpd.errors import BpdError
 from training.baseline_rules import REWARD_RULES
+from training.envs import LOW_SHARE
 
 
 @dataclass
@@ -438,12 +439,11 @@ _cycle_cut("bpd-units-finetune-pairs-warmup-c50-visits-sure-ema-anneal", f"{RESE
            "cut students fell least on the periodic evaluations just after the cut", 0.49, 0.5,
            EMA_EXTRA | {"finetune_anneal": True})
 
-LOW_SHARE = 0.5  # --select-low-share: an episode at less than half the teacher's return on its seed is a fall
 _cycle_cut("bpd-units-finetune-pairs-warmup-c50-visits-sure-ema-low", f"{RESELECTED}-ema whose selection also sets "
            "aside a candidate with a selection episode the teacher finishes at less than half the teacher's return on "
            f"that seed (--select-low-share {LOW_SHARE:g}): HalfCheetah's cut students flip onto their backs on a few "
-           "per cent of episodes and run on to the end at a fraction of the return (the delivery plan's seed 0: 4 of "
-           "30 reporting episodes), which the early-end check cannot see", 0.49, 0.5,
+           "per cent of episodes and run on to the end at a fraction of the return, which the early-end check cannot "
+           "see", 0.49, 0.5,
            EMA_EXTRA | {"select_low_share": LOW_SHARE})
 
 VISITS_FULL = 100_000  # as many environment steps as the students plan's dataset

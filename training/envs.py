@@ -217,17 +217,18 @@ def early_where_teacher_finished(terminated: list[bool], teacher_terminated: lis
     return sum(1 for s, t in zip(terminated, teacher_terminated) if s and not t)
 
 
-def falls_where_teacher_finished(ep: Episodes, teacher: Episodes, low_share: float = 0.0) -> int:
-    """Issue 34's falls on episodes of the same seeds, in the same order: those that ended early where the
-    teacher's did not, and with low_share above 0 also those the teacher finished whose return fell short of the
-    teacher's on that seed by more than (1 - low_share) of its magnitude (a task without termination: a
-    HalfCheetah flipped onto its back runs on to the end at a fraction of the return). 0: early ends alone."""
-    n = 0
-    for r, s, tr, t in zip(ep.returns, ep.terminated, teacher.returns, teacher.terminated):
-        if t:
-            continue
-        n += bool(s) or (low_share > 0 and r < tr - (1.0 - low_share) * abs(tr))
-    return n
+LOW_SHARE = 0.5  # a fall where no episode ends early: a return under half the teacher's on the same seed
+
+
+def low_where_teacher_finished(ep: Episodes, teacher: Episodes, low_share: float) -> int:
+    """Issue 34's falls that end no episode early, on episodes of the same seeds in the same order: those both
+    finished whose return fell short of the teacher's on that seed by more than (1 - low_share) of its magnitude (a
+    task without termination: a HalfCheetah flipped onto its back runs on to the end at a fraction of the return).
+    With early_where_teacher_finished, the falls a selection sets aside; 0 when low_share is 0."""
+    if low_share <= 0:
+        return 0
+    return sum(1 for r, s, tr, t in zip(ep.returns, ep.terminated, teacher.returns, teacher.terminated)
+               if not t and not s and r < tr - (1.0 - low_share) * abs(tr))
 
 
 def rollouts(env_id: str, policy: Policy, episodes: int, seed: int = 0,

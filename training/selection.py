@@ -33,7 +33,7 @@ from bpd.config import check_ranges, field
 from bpd.errors import BpdError
 from bpd.io import atomic_write, path_from_record, read_json, write_json
 from training.distill_config import PAPER, DistillConfig, pair_partners_apply
-from training.envs import Policy, early_where_teacher_finished, falls_where_teacher_finished, rollouts, select_eval_seed
+from training.envs import Policy, early_where_teacher_finished, low_where_teacher_finished, rollouts, select_eval_seed
 from training.mlp import MLPPolicy
 from training.student import BayesianStudent, has_unit_gates
 
@@ -175,7 +175,7 @@ def select(cands: list[Candidate], meta: dict, stats: dict, env_id: str, run_see
     counts its early ends on episodes the teacher finishes ('falls'), and the rule chooses among the rows
     with none (where every row has some: among those with the fewest); low_share above 0: an episode the teacher
     finishes whose return falls short of the teacher's on that seed by more than (1 - low_share) of its magnitude
-    is a fall too (training.envs.falls_where_teacher_finished).
+    is a fall too (training.envs.low_where_teacher_finished).
 
     Returns {"rule", "chosen" (row), "rows", "teacher_select_return", "keep_return_met"}."""
     if not cands:
@@ -208,7 +208,8 @@ def select(cands: list[Candidate], meta: dict, stats: dict, env_id: str, run_see
                          "params_nonzero": pol.params_nonzero, "select_return": float(np.mean(ep.returns)),
                          "select_min": float(np.min(ep.returns)), "early_terminations": ep.early_terminations}
                         | ({"cost": float(cost_fn(pol))} if cost_fn else {})
-                        | ({"falls": falls_where_teacher_finished(ep, teacher_ep, low_share)}
+                        | ({"falls": early_where_teacher_finished(ep.terminated, teacher_ep.terminated)
+                                     + low_where_teacher_finished(ep, teacher_ep, low_share)}
                            if no_falls and teacher_ep is not None else {}))
     teacher_ret = float(np.mean(teacher_ep.returns)) if teacher_ep is not None and keep_return is not None else None
     pool = list(range(len(rows)))
@@ -233,14 +234,14 @@ def confirm(env_id: str, teacher_act: Policy, students: list[tuple[str, Callable
     there is at least keep_return of the teacher's and it ends no episode early that the teacher finishes. Stops at
     the first that holds; returns its index (None: none held) and the records of those judged, in order. low_share
     above 0: an episode the teacher finishes at a return below the teacher's there by more than (1 - low_share) of
-    its magnitude is a fall too ('low_episodes'; training.envs.falls_where_teacher_finished)."""
+    its magnitude is a fall too ('low_episodes'; training.envs.low_where_teacher_finished)."""
     teacher = rollouts(env_id, teacher_act, episodes, seed)
     t_ret = float(np.mean(teacher.returns))
     recs: list[dict] = []
     for i, (name, load) in enumerate(students):
         ep = rollouts(env_id, load(), episodes, seed)
         early = early_where_teacher_finished(ep.terminated, teacher.terminated)
-        low = falls_where_teacher_finished(ep, teacher, low_share) - early if low_share > 0 else 0
+        low = low_where_teacher_finished(ep, teacher, low_share)
         ret = float(np.mean(ep.returns))
         recs.append({"episodes": episodes, "first_seed": seed, "return": ret, "teacher_return": t_ret,
                      "early_ends_where_teacher_finished": early}
