@@ -446,6 +446,14 @@ _cycle_cut("bpd-units-finetune-pairs-warmup-c50-visits-sure-ema-low", f"{RESELEC
            "see", 0.49, 0.5,
            EMA_EXTRA | {"select_low_share": LOW_SHARE})
 
+VISIT_NOISE = 0.3  # --finetune-visit-noise: the 0.3 of `bpd collect`'s default exploration, on the student's visits
+_cycle_cut("bpd-units-finetune-pairs-warmup-c50-visits-sure-ema-low-vnoise", f"{RESELECTED}-ema-low whose visits "
+           f"perturb the cut student's actions (--finetune-visit-noise {VISIT_NOISE:g}: Gaussian, that share of half "
+           "the action range): the -ema-low row's HalfCheetah students chose candidates that never flipped on 100 "
+           "selection episodes and still flipped on 1 of 30 reporting episodes; a selection cannot see a rare flip, "
+           "so the teacher labels the states beside the student's own path, where a flip begins", 0.49, 0.5,
+           EMA_EXTRA | {"select_low_share": LOW_SHARE, "finetune_visit_noise": VISIT_NOISE})
+
 VISITS_FULL = 100_000  # as many environment steps as the students plan's dataset
 _cycle_cut("bpd-units-finetune-pairs-warmup-c50-visits-full", "bpd-units-finetune-pairs-warmup-c50-visits with "
            f"{VISITS_FULL:,} environment steps of the cut student's own states (as many as the dataset's, so that "

@@ -871,6 +871,11 @@ def test_a_cut_with_a_cycles_reference_is_sized_against_that_files_bpd_row(tmp_p
     with pytest.raises(BpdError, match="no row of E/bpd/seed0"):
         methods.bpd_cycles_budget(CellInputs("E", 0, "t", "d", tmp_path / "c", {methods.REFERENCE_ARG: str(cost)},
                                              deps), 0.49)
+    noisy = methods.get("bpd-units-finetune-pairs-warmup-c50-visits-sure-ema-low-vnoise").command(own)
+    flags = dict(zip(noisy, noisy[1:]))
+    assert (flags["--finetune-visit-noise"], flags["--finetune-visits"], flags["--select-low-share"]) == (
+        str(methods.VISIT_NOISE), str(methods.VISITS), str(methods.LOW_SHARE))
+    assert flags["--finetune-ema"] == str(methods.EMA) and float(flags["--prune-to-cycles"]) == pytest.approx(235.0)
 
 
 def test_a_plan_reads_its_cycles_reference_when_loaded_and_the_cells_spec_holds_the_figure(tmp_path):

@@ -77,6 +77,30 @@ def test_a_turn_taken_again_from_an_earlier_state_is_the_same_turn():
         assert torch.equal(v.data[k], w.data[k]), k
 
 
+def test_visit_noise_perturbs_the_applied_action_from_the_episodes_seed_within_the_bounds():
+    student = lambda o: np.array([2.5], np.float32)  # noqa: E731  near the bound: some noisy actions clip at 3
+    teacher = lambda o: np.array([0.0], np.float32)  # noqa: E731
+    v = Visits("InvertedPendulum-v5", 12, 1, 0, 10, 4, STATS, noise=0.5)
+    v.take_turn(student, teacher)
+    # the first episode's draws: Gaussian of std 0.5 x half the range (3), from the first visit seed's generator
+    rng = np.random.default_rng(visit_seed(4, 0))
+    first_len = int(np.argmax(v.data["term"].numpy())) + 1 if v.data["term"].any() else 12
+    want = np.clip(2.5 + rng.normal(0.0, 0.5, (first_len, 1)) * 3.0, -3.0, 3.0).astype(np.float32) / 3.0
+    np.testing.assert_allclose(v.data["act"][:first_len].numpy(), want, rtol=1e-6)
+    assert float(v.data["act"].max()) <= 1.0 and (v.data["act"] == 1.0).any()  # clipped at the bound
+    assert torch.all(v.data["teacher_act"] == 0.0) and v.summary()["noise"] == 0.5
+    w = Visits("InvertedPendulum-v5", 12, 1, 0, 10, 4, STATS, noise=0.5)  # the same turn again: the same draws
+    w.take_turn(student, teacher)
+    assert torch.equal(v.data["act"], w.data["act"])
+
+
+def test_visit_noise_needs_visits(tiny_pipeline, tmp_path):
+    d = tiny_pipeline
+    p = run_bpd("distill", "--teacher", str(d / "teacher.npz"), "--dataset", str(d / "dataset.npz"), "--out",
+                str(tmp_path / "r"), "--finetune", "0.5", "--finetune-visit-noise", "0.3", check=False)
+    assert p.returncode != 0 and "--finetune-visit-noise" in p.stderr and "Traceback" not in p.stderr
+
+
 def test_turns_are_capped_by_the_steps_and_the_finetune():
     assert Visits("InvertedPendulum-v5", 2, 10, 0, 100, 0, STATS).chunks == 2  # never a turn of no steps
     assert Visits("InvertedPendulum-v5", 50, 10, 95, 100, 0, STATS).chunks == 5  # at most one a fine-tune step

@@ -387,7 +387,7 @@ def distill(cfg: DistillConfig, meter: Meter | None = None) -> dict:
     visits = None
     if cfg.finetune_visits:  # as many turns as the fine-tune has periodic evaluations (at least one)
         visits = Visits(env_id, cfg.finetune_visits, round(cfg.finetune * cfg.steps / cfg.eval_every),
-                        math.ceil((1 - cfg.finetune) * cfg.steps), cfg.steps, cfg.seed, stats)
+                        math.ceil((1 - cfg.finetune) * cfg.steps), cfg.steps, cfg.seed, stats, cfg.finetune_visit_noise)
     gen = torch.Generator().manual_seed(cfg.seed)
     elapsed = 0.0
     candidates: list[Candidate] = []

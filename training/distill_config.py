@@ -127,6 +127,10 @@ class DistillConfig:
                                  "(DAgger's aggregation, training/visits.py: a budget on top of the dataset's, in "
                                  "turns spread evenly through the fine-tune, as many as it has periodic "
                                  "evaluations); 0: the offline data alone")
+    finetune_visit_noise: float = field(0.0, help="with --finetune-visits: Gaussian noise on the student's actions "
+                                        "while it drives the task, its standard deviation this share of half the "
+                                        "action range (clipped to the bounds; training/visits.py): the states next to "
+                                        "the student's own path labelled by the teacher too; 0: the student's actions")
     finetune_anneal: bool = field(False, help="Bayesian student with --finetune: the actor's learning rate falls "
                                   "from --actor-lr to zero over the fine-tune on a half cosine (the critic's is "
                                   "kept), so that its last students settle instead of wandering between periodic "
@@ -186,7 +190,8 @@ def _check_config(cfg: DistillConfig) -> None:
         "seed": (0, 2**31 - 1), "threads": (1, 1024), "select_tol": (0, 1), "select_episodes": (1, 10_000),
         "select_shortlist": (1, 10_000), "keep_return": (0, 1, "open"), "finetune": (0, 1),
         "unit_kl": (0, 1e6), "finetune_visits": (0, 100_000_000),
-        "finetune_ema": (0, 1), "select_low_share": (0, 1)})
+        "finetune_ema": (0, 1), "select_low_share": (0, 1),
+        "finetune_visit_noise": (0, 10)})
     if cfg.student == "bayesian" and cfg.prune_to is not None and cfg.finetune == 0:
         raise BpdError("--prune-to on the Bayesian student cuts the mask at the fine-tune's start: it needs "
                        "--finetune above 0")
@@ -215,6 +220,8 @@ def _check_config(cfg: DistillConfig) -> None:
     if cfg.finetune_visits and (cfg.finetune == 0 or cfg.student != "bayesian"):
         raise BpdError("--finetune-visits drives the task with the Bayesian student during its fine-tune: it needs "
                        "--student bayesian and --finetune above 0")
+    if cfg.finetune_visit_noise and not cfg.finetune_visits:
+        raise BpdError("--finetune-visit-noise perturbs the student's actions on its visits: it needs --finetune-visits")
     if cfg.select_low_share and not cfg.select_no_falls:
         raise BpdError("--select-low-share widens the falls the run's selection sets aside: it needs --select-no-falls")
     if cfg.finetune_ema and (cfg.finetune == 0 or cfg.student != "bayesian"):

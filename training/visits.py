@@ -12,6 +12,13 @@ the dataset and the visits together. A turn's last episode is cut at the turn's 
 so the N steps are exact and a resumed run needs no environment state: every episode starts from a seed of its
 own, VISIT_BASE + 1000 x run seed + the episode's index, disjoint from every evaluation's (training/envs.py).
 
+With a noise (`--finetune-visit-noise S`) the student's action is perturbed before it is applied: Gaussian noise of
+standard deviation S times half the action range, clipped to the bounds, drawn from a generator seeded by the
+episode's seed (a turn taken again is the same turn). The student then wanders off its own path into the states
+next to it, where a rare failure (HalfCheetah's cut students flipping onto their backs) begins, and the teacher's
+labels there say how to come back (noise injected into the learner's rollouts, as in DART, Laskey et al.). The
+transition records the action applied.
+
 The environment steps are a budget on top of the dataset's, stated in the run's summary (`visits`).
 """
 
@@ -38,8 +45,8 @@ class Visits:
     `end` (schedule steps); state_dict() carries what a resumption needs."""
 
     def __init__(self, env_id: str, total: int, chunks: int, start: int, end: int, run_seed: int,
-                 stats: dict[str, np.ndarray]) -> None:
-        self.env_id, self.total = env_id, int(total)
+                 stats: dict[str, np.ndarray], noise: float = 0.0) -> None:
+        self.env_id, self.total, self.noise = env_id, int(total), float(noise)
         self.chunks = max(1, min(int(chunks), self.total, int(end) - int(start)))
         self.start, self.end, self.run_seed = int(start), int(end), int(run_seed)
         self.stats = stats
@@ -70,13 +77,19 @@ class Visits:
         n = self.turn_steps()
         rows: dict[str, list] = {k: [] for k in KEYS}
         env = make_env(self.env_id)
+        low, high = self.stats["action_low"], self.stats["action_high"]
         try:
             obs = None
             for _ in range(n):
                 if obs is None:
-                    obs, _ = env.reset(seed=visit_seed(self.run_seed, self.episodes))
+                    seed = visit_seed(self.run_seed, self.episodes)
+                    obs, _ = env.reset(seed=seed)
+                    rng = np.random.default_rng(seed)
                     self.episodes += 1
                 a = np.asarray(student(obs), np.float32)
+                if self.noise:
+                    a = np.clip(a + rng.normal(0.0, self.noise, a.shape) * (high - low) / 2, low, high
+                                ).astype(np.float32)
                 nobs, r, term, trunc, _ = env.step(a)
                 for k, v in zip(KEYS, (self._norm_obs(obs), self._norm_obs(nobs), self._norm_act(a),
                                        self._norm_act(np.asarray(teacher(obs), np.float32)), r, float(term))):
@@ -99,7 +112,7 @@ class Visits:
 
     def summary(self) -> dict:
         return {"env_steps": int(len(self.data["obs"])) if self.data else 0, "budget": self.total,
-                "turns": self.done, "episodes": self.episodes, "early_ends": self.early_ends,
+                "turns": self.done, "episodes": self.episodes, "early_ends": self.early_ends, "noise": self.noise,
                 "seeds": [visit_seed(self.run_seed, 0), visit_seed(self.run_seed, max(self.episodes - 1, 0))]}
 
     def state_dict(self) -> dict:
