@@ -221,7 +221,8 @@ def _check_config(cfg: DistillConfig) -> None:
         raise BpdError("--finetune-visits drives the task with the Bayesian student during its fine-tune: it needs "
                        "--student bayesian and --finetune above 0")
     if cfg.finetune_visit_noise and not cfg.finetune_visits:
-        raise BpdError("--finetune-visit-noise perturbs the student's actions on its visits: it needs --finetune-visits")
+        raise BpdError("--finetune-visit-noise perturbs the student's actions on its visits: it needs "
+                       "--finetune-visits")
     if cfg.select_low_share and not cfg.select_no_falls:
         raise BpdError("--select-low-share widens the falls the run's selection sets aside: it needs --select-no-falls")
     if cfg.finetune_ema and (cfg.finetune == 0 or cfg.student != "bayesian"):
