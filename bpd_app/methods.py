@@ -454,11 +454,11 @@ _cycle_cut("bpd-units-finetune-pairs-warmup-c50-visits-sure-ema-low-vnoise", f"{
            "so the teacher labels the states beside the student's own path, where a flip begins", 0.49, 0.5,
            EMA_EXTRA | {"select_low_share": LOW_SHARE, "finetune_visit_noise": VISIT_NOISE})
 
-VISIT_NOISE_LOW = 0.1  # the plan's data noise: -vnoise's seed 0 flipped on no reporting episode but lost 2 % of return
+VISIT_NOISE_LOW = 0.1  # the plan's data noise: -vnoise's seed 0 flipped on no reporting episode but lost return
 _cycle_cut("bpd-units-finetune-pairs-warmup-c50-visits-sure-ema-low-vnoise0.1", f"{RESELECTED}-ema-low-vnoise with "
            f"a third of the noise on the visits (--finetune-visit-noise {VISIT_NOISE_LOW:g}, the plan's data noise): "
-           f"at {VISIT_NOISE:g}, HalfCheetah's seed 0 flipped on none of its reporting episodes, its lowest 94 % of the "
-           "teacher's mean, but kept 98 % of the teacher's return rather than 99 %", 0.49, 0.5,
+           f"at {VISIT_NOISE:g}, HalfCheetah's seed 0 flipped on none of its reporting episodes but fell short of 99 % "
+           "of the teacher's return", 0.49, 0.5,
            EMA_EXTRA | {"select_low_share": LOW_SHARE, "finetune_visit_noise": VISIT_NOISE_LOW})
 
 VISITS_FULL = 100_000  # as many environment steps as the students plan's dataset
