@@ -94,11 +94,28 @@ def test_visit_noise_perturbs_the_applied_action_from_the_episodes_seed_within_t
     assert torch.equal(v.data["act"], w.data["act"])
 
 
-def test_visit_noise_needs_visits(tiny_pipeline, tmp_path):
-    d = tiny_pipeline
-    p = run_bpd("distill", "--teacher", str(d / "teacher.npz"), "--dataset", str(d / "dataset.npz"), "--out",
-                str(tmp_path / "r"), "--finetune", "0.5", "--finetune-visit-noise", "0.3", check=False)
-    assert p.returncode != 0 and "--finetune-visit-noise" in p.stderr and "Traceback" not in p.stderr
+def test_visit_noise_needs_visits():
+    """The rule, checked in-process (the CLI turns a BpdError into its one-line error and exit 1:
+    test_finetune_visits_need_the_bayesian_finetune runs that path)."""
+    import argparse
+
+    import pytest
+
+    from bpd.config import add_arguments, from_namespace
+    from bpd.errors import BpdError
+    from training.distill_config import DistillConfig, _check_config
+
+    def parse(*argv):
+        ap = argparse.ArgumentParser()
+        add_arguments(ap, DistillConfig)
+        return from_namespace(DistillConfig, ap.parse_args(["--teacher", "t.npz", "--dataset", "d.npz",
+                                                            "--finetune", "0.5", *argv]))
+
+    with pytest.raises(BpdError, match="--finetune-visit-noise .* needs --finetune-visits"):
+        _check_config(parse("--finetune-visit-noise", "0.3"))
+    with pytest.raises(BpdError, match="finetune.visit.noise"):
+        _check_config(parse("--finetune-visits", "100", "--finetune-visit-noise", "-1"))
+    _check_config(parse("--finetune-visits", "100", "--finetune-visit-noise", "0.3"))  # the row's options pass
 
 
 def test_turns_are_capped_by_the_steps_and_the_finetune():
