@@ -14,12 +14,12 @@ own, VISIT_BASE + 1000 x run seed + the episode's index, disjoint from every eva
 
 With a noise (`--finetune-visit-noise S`) the student's action is perturbed before it is applied: Gaussian noise of
 standard deviation S times half the action range, clipped to the bounds, drawn from a generator seeded by the
-episode's seed (a turn taken again is the same turn; that is also how gymnasium seeds the environment's own
-generator, so the noise's bits are the ones its reset drew its start from: not an independent stream, kept so that
-the committed -vnoise cells reproduce; a row that needs independence would seed it apart). The student then wanders off its own path into the states
-next to it, where a rare failure (HalfCheetah's cut students flipping onto their backs) begins, and the teacher's
-labels there say how to come back (noise injected into the learner's rollouts, as in DART, Laskey et al.). The
-transition records the action applied.
+episode's seed, so a turn taken again is the same turn. Gymnasium seeds the environment's own generator the same
+way, so the noise reuses the bits its reset drew the start from: not an independent stream, kept so that the
+committed -vnoise cells reproduce (a row that needs independence would seed it apart). The student then wanders off
+its own path into the states next to it, where a rare failure (HalfCheetah's cut students flipping onto their
+backs) begins, and the teacher's labels there say how to come back (noise injected into the learner's rollouts, as
+in DART, Laskey et al.). The transition records the action applied.
 
 The environment steps are a budget on top of the dataset's, stated in the run's summary (`visits`).
 """
