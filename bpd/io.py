@@ -348,6 +348,10 @@ def portable_argv(argv: list[str]) -> list[str]:
 
 
 def bpd_executable() -> str:
-    """The `bpd` command of this installation: the one beside the running Python, else on the PATH."""
+    """The `bpd` command that runners and tools start: BPD_EXECUTABLE where set (a wrapper, for example one that
+    sets a stage's priority or cores, or the tests' launcher), else the one beside the running Python, else the one
+    on the PATH."""
+    if os.environ.get("BPD_EXECUTABLE"):
+        return os.environ["BPD_EXECUTABLE"]
     local = Path(sys.executable).with_name("bpd")
     return str(local) if local.exists() else (shutil.which("bpd") or "bpd")

@@ -1,0 +1,64 @@
+"""tests/bpd_zygote.py: a command run there ends as a fresh `bpd` process would (status, output, files), whether
+a test starts it (run_bpd) or a runner does (through tests/bpd_client.py)."""
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tests.conftest import _ZYGOTE, BPD, ROOT, run_bpd
+
+
+def _fresh(*args: str, bpd: str = BPD, **kw) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.pop("BPD_DEBUG", None)
+    return subprocess.run([bpd, *args], capture_output=True, text=True, timeout=120, env=env, **kw)
+
+
+@pytest.mark.parametrize("args", [("evaluate", "--help"), ("export", "no-such-student.pt", "--out", "x"),
+                                  ("distill", "--teacher", "t.npz")])
+def test_the_zygote_gives_a_fresh_process_status_and_output(tmp_path, args):
+    got = run_bpd(*args, check=False, cwd=tmp_path)
+    assert _ZYGOTE.proc is not None and _ZYGOTE.proc.poll() is None  # it went to the zygote
+    want = _fresh(*args, cwd=tmp_path)
+    assert (got.returncode, got.stdout, got.stderr) == (want.returncode, want.stdout, want.stderr)
+    assert args[1] == "--help" or (got.returncode != 0 and got.stderr.count("\n") == 1)
+    assert not (tmp_path / "x").exists()
+    via_client = _fresh(*args, bpd=os.environ["BPD_EXECUTABLE"], cwd=tmp_path)  # as a runner's stage
+    assert (via_client.returncode, via_client.stdout, via_client.stderr) == (want.returncode, want.stdout,
+                                                                            want.stderr)
+
+
+def _collect(out) -> list[str]:
+    return ["collect", "--teacher", str(ROOT / "benchmarks" / "teachers" / "InvertedDoublePendulum-v5.npz"),
+            "--out", str(out), "--steps", "100000000", "--no-progress"]
+
+
+def test_a_command_past_its_timeout_is_killed(tmp_path):
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_bpd(*_collect(tmp_path / "d.npz"), timeout=3)
+    assert not (tmp_path / "d.npz").exists()
+    assert run_bpd("evaluate", "--help").returncode == 0  # the zygote serves the next call
+
+
+def test_the_clients_signal_reaches_the_command_and_its_death_ends_it(tmp_path):
+    run_bpd("evaluate", "--help")  # the zygote started
+    p = subprocess.Popen([os.environ["BPD_EXECUTABLE"], *_collect(tmp_path / "d.npz")], stderr=subprocess.PIPE,
+                         text=True)
+    time.sleep(5)  # started: a signal during the interpreter's own start would end either process by the signal
+    p.send_signal(signal.SIGINT)  # as Ctrl-C: the command stops with one line, the client with its status
+    _, err = p.communicate(timeout=60)
+    want = subprocess.Popen([BPD, *_collect(tmp_path / "e.npz")], stderr=subprocess.PIPE, text=True)
+    time.sleep(5)
+    want.send_signal(signal.SIGINT)
+    _, want_err = want.communicate(timeout=60)
+    assert p.returncode == want.returncode != 0 and err.splitlines()[-1:] == want_err.splitlines()[-1:]
+    p = subprocess.Popen([os.environ["BPD_EXECUTABLE"], *_collect(tmp_path / "f.npz")])
+    time.sleep(2)
+    p.kill()  # the client killed: the command goes too
+    p.wait(10)
+    time.sleep(1)
+    ps = subprocess.run(["pgrep", "-f", str(tmp_path / "f.npz")], capture_output=True, text=True)
+    assert ps.stdout.strip() == ""
