@@ -65,10 +65,9 @@ lint: venv
 	$(BIN)/mypy
 
 # The tests run on two workers more than the cores (pytest-xdist; TEST_WORKERS=1 runs them in one process): a
-# share of them waits on real-time rigs, serial links and a browser (tests/test_conformance.py and test_hil.py
-# took 271 s of wall for 118 s of CPU), and the extra workers use those waits (2 cores, tests/bpd_zygote.py in
-# use: 853 s on 3 workers, 800 s on 4). Handed out one at a time in order, the files of long tests first
-# (tests/conftest.py): the long ones overlap.
+# share of them waits on real-time rigs, serial links and a browser, and the extra workers use those waits (the
+# counts compared in the session note of stop 70). Handed out one at a time in order, the files of long tests
+# first (tests/conftest.py): the long ones overlap.
 TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 2 )))
 test: venv lint system-deps
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist load

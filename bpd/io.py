@@ -351,7 +351,10 @@ def bpd_executable() -> str:
     """The `bpd` command that runners and tools start: BPD_EXECUTABLE where set (a wrapper, for example one that
     sets a stage's priority or cores, or the tests' launcher), else the one beside the running Python, else the one
     on the PATH."""
-    if os.environ.get("BPD_EXECUTABLE"):
-        return os.environ["BPD_EXECUTABLE"]
+    given = os.environ.get("BPD_EXECUTABLE")
+    if given:
+        if not (os.path.isfile(given) and os.access(given, os.X_OK)):
+            raise BpdError(f"BPD_EXECUTABLE={given}: not an executable file")
+        return given
     local = Path(sys.executable).with_name("bpd")
     return str(local) if local.exists() else (shutil.which("bpd") or "bpd")

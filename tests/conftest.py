@@ -22,12 +22,18 @@ BPD = os.environ.get("BPD_TEST_BPD") or bpd_executable()  # the installed `bpd`,
 torch.set_num_threads(1)
 
 
+def bpd_env() -> dict:
+    """The environment the tests start `bpd` with: the worker's, unbuffered, without BPD_DEBUG's tracebacks."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.pop("BPD_DEBUG", None)
+    return env
+
+
 def run_bpd(*args: str, check: bool = True, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
     """Run the installed `bpd` command the way a user does: a fresh process, or for the commands that import
     torch, a process forked from one that has imported the third-party libraries alone (tests/bpd_zygote.py: the
     same exit status, output and files; some 2-5 s of CPU less a call)."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.pop("BPD_DEBUG", None)
+    env = bpd_env()
     p = None
     if args and args[0] in _ZYGOTE_COMMANDS and set(kw) <= {"cwd"}:
         p = _ZYGOTE.run([BPD, *args], env, kw.get("cwd"), timeout)
@@ -40,8 +46,8 @@ def run_bpd(*args: str, check: bool = True, timeout: float = 300, **kw) -> subpr
     return p
 
 
-# the commands that import torch (the others start in well under a second); `experiment`, `hil` and `rig` start
-# fresh (they hold threads and servers), and the `bpd` their stages start is the zygote's too (below)
+# the commands run_bpd sends to the zygote: those that import torch (the others start in well under a second);
+# the `bpd` that runners and tools start (below) sends every command there, `experiment`, `hil` and `rig` too
 _ZYGOTE_COMMANDS = {"distill", "export", "evaluate", "collect", "student", "teacher", "compress", "baseline"}
 
 

@@ -8,13 +8,13 @@ import time
 
 import pytest
 
-from tests.conftest import _ZYGOTE, BPD, ROOT, run_bpd
+from bpd.errors import BpdError
+from bpd.io import bpd_executable
+from tests.conftest import _ZYGOTE, BPD, ROOT, bpd_env, run_bpd
 
 
 def _fresh(*args: str, bpd: str = BPD, **kw) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.pop("BPD_DEBUG", None)
-    return subprocess.run([bpd, *args], capture_output=True, text=True, timeout=120, env=env, **kw)
+    return subprocess.run([bpd, *args], capture_output=True, text=True, timeout=120, env=bpd_env(), **kw)
 
 
 @pytest.mark.parametrize("args", [("evaluate", "--help"), ("export", "no-such-student.pt", "--out", "x"),
@@ -62,3 +62,15 @@ def test_the_clients_signal_reaches_the_command_and_its_death_ends_it(tmp_path):
     time.sleep(1)
     ps = subprocess.run(["pgrep", "-f", str(tmp_path / "f.npz")], capture_output=True, text=True)
     assert ps.stdout.strip() == ""
+
+
+def test_bpd_executable_is_the_wrapper_given_and_refuses_one_that_is_not_there(tmp_path, monkeypatch):
+    monkeypatch.setenv("BPD_EXECUTABLE", os.environ["BPD_EXECUTABLE"])  # the tests' launcher, a file
+    assert bpd_executable() == os.environ["BPD_EXECUTABLE"]
+    monkeypatch.delenv("BPD_EXECUTABLE")
+    assert bpd_executable() == BPD  # the installed one
+    (tmp_path / "plain").write_text("")
+    for bad in (tmp_path / "missing", tmp_path / "plain"):  # no file; a file that cannot be run
+        monkeypatch.setenv("BPD_EXECUTABLE", str(bad))
+        with pytest.raises(BpdError, match=f"^BPD_EXECUTABLE={bad}: not an executable file$"):
+            bpd_executable()
