@@ -106,8 +106,7 @@ def distill_command(c: CellInputs, extra: dict | None = None) -> list[str]:
     """`bpd distill` for the cell: the paper's BPD (training.distill_config.PAPER, the defaults before the
     pair-partner fine-tune became distill's default) with the method's options and the plan's over it, so
     that a method means what it meant when its cells ran, whatever distill's defaults become."""
-    from training.distill import DistillConfig
-    from training.distill_config import PAPER
+    from training.distill_config import PAPER, DistillConfig
 
     args = {"seed": c.seed, "progress": False} | PAPER | (extra or {}) | c.args
 
@@ -407,7 +406,7 @@ def _reselect_command(c: CellInputs) -> list[str]:
     run's own selection otherwise (sparsest by its cost within the run's tolerance of the best); the student and the
     run's summary with this selection written to this cell's run directory."""
     from bpd.io import read_json
-    from training.distill import DistillConfig
+    from training.distill_config import DistillConfig
 
     if len(c.deps) != 1:
         raise BpdError(f"{c.env} seed {c.seed}: a reselection needs the result of one cell, got {len(c.deps)}")

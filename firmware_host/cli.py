@@ -77,7 +77,7 @@ def _bench(ns):
 
 
 COMMANDS: dict[str, tuple] = {  # subcommand -> (config class, handler, help, *argument tweaks)
-    "distill": ("training.distill:DistillConfig", _distill, "distill a sparse Bayesian student (BPD)"),
+    "distill": ("training.distill_config:DistillConfig", _distill, "distill a sparse Bayesian student (BPD)"),
     "student select": ("training.selection:SelectConfig", _student_select,
                        "choose again among a run's evaluated students: the smallest (nonzero parameters, or "
                        "Cortex-M4F cycles or flash) that keeps a share of the teacher's return, or the smallest "

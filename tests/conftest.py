@@ -46,9 +46,11 @@ def run_bpd(*args: str, check: bool = True, timeout: float = 300, **kw) -> subpr
     return p
 
 
-# the commands run_bpd sends to the zygote: those that import torch (the others start in well under a second);
-# the `bpd` that runners and tools start (below) sends every command there, `experiment`, `hil` and `rig` too
-_ZYGOTE_COMMANDS = {"distill", "export", "evaluate", "collect", "student", "teacher", "compress", "baseline"}
+# the commands run_bpd sends to the zygote: those that import torch, and `experiment` (its tables import matplotlib;
+# the others start in well under a second); the `bpd` that runners and tools start (below) sends every command there,
+# `hil` and `rig` too
+_ZYGOTE_COMMANDS = {"distill", "export", "evaluate", "collect", "student", "teacher", "compress", "baseline",
+                    "experiment"}
 
 
 class _Zygote:

@@ -95,7 +95,8 @@ def test_a_cost_cut_that_chooses_its_units_keeps_more_signal():
     largest thetas first) the cut stops at 9 weights (unit 3's output, units 0 and 1 whole): the next, unit
     2's input, makes a fourth unit live (50). Choosing the units too drops unit 2, the least signal, and
     keeps unit 3's 2.9 input as well: 10 weights at exactly 40."""
-    from training.student import UNIT_SHARES, live_units
+    from training.distill_config import UNIT_SHARES
+    from training.student import live_units
 
     s = BayesianStudent(3, 1, [4])
     with torch.no_grad():

@@ -22,9 +22,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from training.distill_config import PLAIN_STUDENTS
 from training.student import BayesianStudent
 
-PLAIN_STUDENTS = ("dense", "magnitude", "l1")
 KEPT, REMOVED = -30.0, 30.0
 
 

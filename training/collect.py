@@ -23,8 +23,6 @@ import bpd
 from bpd.config import check_ranges, field
 from bpd.errors import BpdError
 from bpd.io import check_output_path, load_arrays, save_arrays
-from training.envs import make_env
-from training.teacher import load_teacher, teacher_hash
 
 FORMAT = "bpd-dataset"
 FORMAT_VERSION = 1
@@ -95,6 +93,9 @@ def collect(cfg: CollectConfig) -> Dataset:
                            "choose another id or remove it")
     else:
         check_output_path(cfg.out)
+    from training.envs import make_env  # here: the config is read by `bpd experiment` without torch or MuJoCo
+    from training.teacher import load_teacher, teacher_hash
+
     teacher = load_teacher(cfg.teacher)
     env_id = cfg.env or teacher.env_id
     env = make_env(env_id, seed=cfg.seed)

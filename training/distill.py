@@ -43,6 +43,7 @@ from training.device import resolve_device
 from training.distill_config import (  # noqa: F401
     PAPER,
     SCHEDULES,
+    UNIT_SHARES,
     WARMUP_CAP,
     DistillConfig,
     _check_config,
@@ -64,7 +65,7 @@ from training.selection import (
     select,
     smlad_cost,
 )
-from training.student import UNIT_SHARES, BayesianStudent, Critic, budget_masks, save_student
+from training.student import BayesianStudent, Critic, budget_masks, save_student
 from training.teacher import DEFAULT_GAMMA, load_teacher, teacher_gamma
 from training.visits import Visits
 

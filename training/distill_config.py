@@ -7,9 +7,12 @@ from dataclasses import dataclass
 
 from bpd.config import check_ranges, field
 from bpd.errors import BpdError
-from training.ablations import PLAIN_STUDENTS
-from training.priors import PRIORS
-from training.student import UNIT_SHARES
+
+# The choices the options name, here so that the configuration (read by `bpd experiment` to check and build its
+# cells' commands) is read without torch; the modules that implement them import them from here.
+PLAIN_STUDENTS = ("dense", "magnitude", "l1")  # training/ablations.py's students without a Bayesian layer
+PRIORS = ("log-uniform", "gaussian", "laplace", "uniform")  # training/priors.py's priors of the KL term
+UNIT_SHARES = (1.0, 0.85, 0.7, 0.55, 0.4)  # hidden units tried, shares of the live ones, where a cost cut picks them
 
 WARMUP_CAP = 4  # --kl-warmup gate: the warm-up's most steps, a multiple of --steps
 SCHEDULES = ("linear", "constant", "exponential", "gated")

@@ -43,12 +43,12 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from training.distill_config import PRIORS
 from training.svdo import kl_approx
 
 if TYPE_CHECKING:
     from training.student import BayesianStudent
 
-PRIORS = ("log-uniform", "gaussian", "laplace", "uniform")
 SPARSE_PRIORS = ("log-uniform", "gaussian", "laplace")
 # Published fit error bound of the log-uniform KL approximation on log alpha in [-8, 8].
 LOG_UNIFORM_FIT_ERROR = 0.01

@@ -74,7 +74,6 @@ class NoCut(BpdError):
     """No cut of a student's mask costs at most the budget asked for."""
 
 
-UNIT_SHARES = (1.0, 0.85, 0.7, 0.55, 0.4)  # hidden units tried, shares of the live ones, where a cost cut picks them
 
 
 def live_units(masks: list[torch.Tensor]) -> int:
