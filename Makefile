@@ -66,11 +66,12 @@ lint: venv
 
 # The tests run on two workers more than the cores (pytest-xdist; TEST_WORKERS=1 runs them in one process): a
 # share of them waits on real-time rigs, serial links and a browser, and the extra workers use those waits (the
-# counts compared in the session note of stop 70). Handed out one at a time in order, the files of long tests
-# first (tests/conftest.py): the long ones overlap.
+# counts compared in the session note of stop 70). Handed out in order, two pending a worker at most
+# (--maxschedchunk 1; xdist's default hands each worker a quarter of its share at once, so the files of long tests,
+# first in the order (tests/conftest.py), all went to one worker): the long ones overlap.
 TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 2 )))
 test: venv lint system-deps
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist load
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist load --maxschedchunk 1
 
 # ---------------------------------------------------------------- demo pipeline
 demo: venv system-deps $(DEMO)/hil/summary.json

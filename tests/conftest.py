@@ -162,12 +162,34 @@ def pendulum_export() -> Path:
     return d
 
 
-# Files whose tests run whole plans or episodes (minutes each): handed out first, so that on several
-# workers (make test runs pytest-xdist, --dist load) the long ones overlap instead of one ending the run alone.
+# The tests of half a minute or more on four workers (a timeline of the whole suite, the session note of stop 71),
+# longest first, then the files whose tests run whole plans or episodes: handed out first, so that on several
+# workers (make test runs pytest-xdist, --dist load, one at a time) the long ones overlap instead of one ending the
+# run alone. A name missing here costs time, not correctness.
+LONG_TESTS = ("test_every_ablation_trains_evaluates_and_tabulates_through_the_runner",
+              "test_baselines_run_through_the_grid_runner", "test_plan_runs_skips_finished_cells_and_records_failures",
+              "test_a_lost_run_root_is_restored_from_the_committed_summaries",
+              "test_an_online_sac_cell_records_its_budget_and_curve_and_is_plotted_against_environment_steps",
+              "test_distill_cuts_to_the_cycles_asked", "test_export_cli_generated_and_int",
+              "test_default_export_ships_the_integer_kernel_where_it_wins_and_keeps_the_return",
+              "test_a_run_stopped_before_its_first_checkpoint_resumes_from_step_0_with_a_headed_metrics_file",
+              "test_kill9_then_resume_matches_uninterrupted_run", "test_bad_input_one_line_errors",
+              "test_plan_through_ray",
+              "test_export_takes_a_minari_dataset_and_a_run_whose_minari_dataset_is_gone", "test_live_view_in_chromium",
+              "test_rig_sim_view_in_chromium", "test_a_run_with_visits_resumes_after_kill9_to_the_same_student",
+              "test_compress_orders_the_reference_run_first_and_sizes_the_cut_against_it",
+              "test_distill_from_minari_gives_the_students_of_the_npz",
+              "test_kl_warmup_waits_for_the_student_to_imitate",
+              "test_export_cli_end_to_end", "test_auto_holds_the_integer_forms_to_the_int_flash_ratio",
+              "test_a_run_older_than_an_option_resumes_when_the_option_keeps_its_default",
+              "test_int_kernel_too_wide_for_the_dsp_offsets_is_scalar_on_cortex_m4f",
+              "test_compress_hands_over_the_cheapest_student_that_keeps_the_return")
 LONG_FIRST = ("test_experiment.py", "test_ablations.py", "test_baselines.py", "test_pipeline.py", "test_hil.py",
-              "test_pil.py")
+              "test_pil.py", "test_conformance.py")
 
 
 def pytest_collection_modifyitems(config, items):
-    rank = {name: i for i, name in enumerate(LONG_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FIRST)))  # stable: the order within kept
+    test_rank = {name: i for i, name in enumerate(LONG_TESTS)}
+    file_rank = {name: len(LONG_TESTS) + i for i, name in enumerate(LONG_FIRST)}
+    last = len(LONG_TESTS) + len(LONG_FIRST)
+    items.sort(key=lambda item: test_rank.get(item.originalname, file_rank.get(item.path.name, last)))  # stable
