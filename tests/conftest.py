@@ -188,8 +188,18 @@ LONG_FIRST = ("test_experiment.py", "test_ablations.py", "test_baselines.py", "t
               "test_pil.py", "test_conformance.py")
 
 
+def _long_order(workers: int) -> list[str]:
+    """LONG_TESTS in the order handed out: xdist's first hand-out gives each worker two consecutive tests, so the
+    2N longest go in pairs, the k-th longest with the (2N - 1 - k)-th, each worker starting on one of the N longest."""
+    top, rest = LONG_TESTS[:2 * workers], LONG_TESTS[2 * workers:]
+    paired = [name for k in range(len(top) // 2) for name in (top[k], top[len(top) - 1 - k])]
+    return paired + list(top[len(top) // 2:len(top) - len(top) // 2]) + list(rest)
+
+
 def pytest_collection_modifyitems(config, items):
-    test_rank = {name: i for i, name in enumerate(LONG_TESTS)}
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))  # the same in every worker: one order
+    test_rank = {name: i for i, name in enumerate(_long_order(workers))}
     file_rank = {name: len(LONG_TESTS) + i for i, name in enumerate(LONG_FIRST)}
     last = len(LONG_TESTS) + len(LONG_FIRST)
-    items.sort(key=lambda item: test_rank.get(item.originalname, file_rank.get(item.path.name, last)))  # stable
+    items.sort(key=lambda item: test_rank.get(getattr(item, "originalname", item.name),
+                                              file_rank.get(item.path.name, last)))  # stable: the order within kept

@@ -103,3 +103,22 @@ def test_no_module_is_longer_than_a_sitting():
     long = [f"{p.relative_to(ROOT)}: {n} lines" for pkg in LAYERS for p in _modules(pkg)
             if (n := len(p.read_text().splitlines())) > 600]
     assert not long, "\n".join(long)
+
+
+def test_reading_and_checking_every_plan_imports_no_torch(tmp_path):
+    """`bpd experiment status` reads a plan and builds and checks every cell's command (torch takes some 2 s to
+    import, on every status, table and runner start): distill's choices live in training/distill_config.py and a
+    teacher file is read without training.device."""
+    import subprocess
+    import sys
+
+    script = ("import sys\nfrom bpd_app.cli import main\n"
+              "for plan in sys.argv[2:]:\n"
+              "    sys.argv = ['bpd', 'experiment', 'status', plan, '--runs', sys.argv[1]]\n"
+              "    try:\n        main()\n    except SystemExit as e:\n        assert not e.code, plan\n"
+              "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))\n")
+    plans = sorted(str(p) for p in (ROOT / "benchmarks" / "plans").glob("*.yaml"))
+    p = subprocess.run([sys.executable, "-c", script, str(tmp_path / "runs"), *plans], capture_output=True,
+                       text=True, timeout=300, cwd=ROOT)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip().splitlines()[-1] == "[]"

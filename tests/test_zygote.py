@@ -18,7 +18,7 @@ def _fresh(*args: str, bpd: str = BPD, **kw) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("args", [("evaluate", "--help"), ("export", "no-such-student.pt", "--out", "x"),
-                                  ("distill", "--teacher", "t.npz")])
+                                  ("distill", "--teacher", "t.npz"), ("experiment", "status", "no-plan.yaml")])
 def test_the_zygote_gives_a_fresh_process_status_and_output(tmp_path, args):
     got = run_bpd(*args, check=False, cwd=tmp_path)
     assert _ZYGOTE.proc is not None and _ZYGOTE.proc.poll() is None  # it went to the zygote

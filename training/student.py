@@ -74,8 +74,6 @@ class NoCut(BpdError):
     """No cut of a student's mask costs at most the budget asked for."""
 
 
-
-
 def live_units(masks: list[torch.Tensor]) -> int:
     """Hidden units with a kept weight in or out."""
     return sum(int((masks[li].any(1) | masks[li + 1].any(0)).sum()) for li in range(len(masks) - 1))

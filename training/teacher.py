@@ -37,7 +37,6 @@ from bpd.io import (
     sha256_file,
     write_json,
 )
-from training.device import resolve_device
 from training.envs import ActionRepeat, evaluate, make_env
 from training.mlp import MLPPolicy
 
@@ -340,6 +339,8 @@ def train_teacher(cfg: TeacherTrainConfig) -> dict:
     Checkpoints (model, optimisers, replay buffer) go to the work directory every --checkpoint-every
     steps, so an interrupted training (kill -9 included) continues with --resume. The teacher file
     records the training configuration, its seed and the final check."""
+    from training.device import resolve_device  # here: reading a teacher file needs no torch (`bpd experiment`)
+
     _validate_train_config(cfg)
     check_output_path(cfg.out)
     resolve_device(cfg.device)  # CUDA asked for where there is none: one line, before anything
@@ -360,6 +361,8 @@ def train_teacher(cfg: TeacherTrainConfig) -> dict:
 
 
 def _train(cfg: TeacherTrainConfig, env, work: _TeacherWork, resuming: bool) -> dict:
+    from training.device import resolve_device
+
     device = resolve_device(cfg.device)
     import gymnasium
     import torch

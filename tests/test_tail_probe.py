@@ -1,0 +1,30 @@
+"""benchmarks/tail_probe.py: the fall rate's interval and its one-line errors."""
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+def test_wilson_interval_has_its_closed_forms(benchmark_script):
+    tp = benchmark_script("tail_probe")
+    z2 = 1.96 ** 2
+    assert tp.wilson(0, 30) == (0.0, pytest.approx(z2 / (30 + z2)))  # no fall in 30: the upper end is z^2/(n+z^2)
+    lo, hi = tp.wilson(1, 30)
+    lo2, hi2 = tp.wilson(29, 30)
+    assert lo == pytest.approx(1 - hi2) and hi == pytest.approx(1 - lo2)  # symmetric in falls and clean episodes
+    assert lo < 1 / 30 < hi and hi == pytest.approx(0.1667, abs=1e-4)
+    assert tp.wilson(0, 0) == (0.0, 1.0)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--env", "Nope-v0", "--seed", "0"], "no environment Nope-v0"),
+    (["--env", "HalfCheetah-v5", "--seed", "0", "--labels", "nope"], "no method labelled 'nope'"),
+    (["--env", "HalfCheetah-v5", "--seed", "0", "--episodes", "0"], "--episodes must be at least 1"),
+])
+def test_bad_arguments_are_one_line_errors(benchmark_script, tmp_path, capsys, args, message):
+    tp = benchmark_script("tail_probe")
+    rc = tp.main([str(ROOT / "benchmarks" / "plans" / "delivery.yaml"), *args, "--runs", str(tmp_path),
+                  "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc == 1 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
