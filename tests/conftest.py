@@ -162,7 +162,7 @@ def pendulum_export() -> Path:
     return d
 
 
-# The tests of half a minute or more on four workers (a timeline of the whole suite, the session note of stop 71),
+# The tests of half a minute or more on four workers (a timeline of the whole suite, tests/timeline.py, stop 71),
 # longest first, then the files whose tests run whole plans or episodes: handed out first, so that on several
 # workers (make test runs pytest-xdist, --dist load, one at a time) the long ones overlap instead of one ending the
 # run alone. A name missing here costs time, not correctness.
