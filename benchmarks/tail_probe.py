@@ -89,7 +89,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(args: argparse.Namespace) -> int:
     from bpd_app.experiment.plan import load_plan
-    from training.envs import LOW_SHARE, Episodes, low_where_teacher_finished
+    from training.envs import (
+        LOW_SHARE,
+        Episodes,
+        early_where_teacher_finished,
+        fall_episodes,
+        low_where_teacher_finished,
+    )
 
     if args.episodes < 1:
         raise BpdError("--episodes must be at least 1")
@@ -115,15 +121,13 @@ def _main(args: argparse.Namespace) -> int:
         e = _episodes(student, args.env, args.episodes, probe / f"{label}.json")
         ep = Episodes(e["returns"], [0] * args.episodes, e["terminated"], PROBE_SEED)
         low = low_where_teacher_finished(ep, teacher, LOW_SHARE)
-        early = int(sum(1 for s, tt in zip(e["terminated"], t["terminated"]) if s and not tt))
+        early = early_where_teacher_finished(e["terminated"], t["terminated"])
         lo, hi = wilson(low + early, args.episodes)
         rows.append({"label": label, "student": portable_path(student), "sha256": e["sha256"],
                      "return_mean": float(np.mean(e["returns"])), "return_min": float(np.min(e["returns"])),
                      "vs_teacher": float(np.mean(e["returns"]) / np.mean(t["returns"])),
                      "low_return_falls": low, "early_ends": early, "fall_rate_ci95": [lo, hi],
-                     "fall_seeds": [PROBE_SEED + i for i, (r, s, tr, tt) in enumerate(
-                         zip(e["returns"], e["terminated"], t["returns"], t["terminated"]))
-                         if not tt and (s or r < tr - (1 - LOW_SHARE) * abs(tr))]})
+                     "fall_seeds": [PROBE_SEED + i for i in fall_episodes(ep, teacher, LOW_SHARE)]})
         print(f"{label}: {rows[-1]['vs_teacher']:.2%} of the teacher, {low} low-return falls and {early} early ends "
               f"in {args.episodes}", flush=True)
     if not rows:

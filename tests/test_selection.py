@@ -187,17 +187,20 @@ def test_a_low_return_episode_the_teacher_finishes_is_a_fall_with_a_low_share():
     """Teacher returns 100, -200, 50 (the third ended early); share 0.5: low below 100 - 50 = 50 on the first
     seed and below -200 - 100 = -300 on the second (a negative return, judged by its magnitude); the third, which
     the teacher ended early, never counts; an episode the student ended early is an early end, not a low one."""
-    from training.envs import Episodes, early_where_teacher_finished, low_where_teacher_finished
+    from training.envs import Episodes, early_where_teacher_finished, fall_episodes, low_where_teacher_finished
 
     teacher = Episodes([100.0, -200.0, 50.0], [1000, 1000, 20], [False, False, True], 0)
     st = Episodes([49.9, -299.0, -999.0], [1000, 1000, 5], [False, False, True], 0)
     assert low_where_teacher_finished(st, teacher, 0.5) == 1
     assert low_where_teacher_finished(st, teacher, 0.0) == 0  # early ends alone
+    assert fall_episodes(st, teacher, 0.5) == [0] and fall_episodes(st, teacher, 0.0) == []
     st = Episodes([50.0, -301.0, 0.0], [1000, 1000, 1000], [False, False, False], 0)
     assert low_where_teacher_finished(st, teacher, 0.5) == 1
+    assert fall_episodes(st, teacher, 0.5) == [1]
     st = Episodes([20.0, -150.0, 0.0], [10, 1000, 1000], [True, False, False], 0)
     assert low_where_teacher_finished(st, teacher, 0.5) == 0
     assert early_where_teacher_finished(st.terminated, teacher.terminated) == 1
+    assert fall_episodes(st, teacher, 0.5) == fall_episodes(st, teacher, 0.0) == [0]  # the early end, both ways
 
 
 def test_the_low_share_sets_aside_a_candidate_that_flips_on_one_episode(monkeypatch):

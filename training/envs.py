@@ -225,10 +225,15 @@ def low_where_teacher_finished(ep: Episodes, teacher: Episodes, low_share: float
     finished whose return fell short of the teacher's on that seed by more than (1 - low_share) of its magnitude (a
     task without termination: a HalfCheetah flipped onto its back runs on to the end at a fraction of the return).
     With early_where_teacher_finished, the falls a selection sets aside; 0 when low_share is 0."""
-    if low_share <= 0:
-        return 0
-    return sum(1 for r, s, tr, t in zip(ep.returns, ep.terminated, teacher.returns, teacher.terminated)
-               if not t and not s and r < tr - (1.0 - low_share) * abs(tr))
+    return sum(1 for i in fall_episodes(ep, teacher, low_share) if not ep.terminated[i])
+
+
+def fall_episodes(ep: Episodes, teacher: Episodes, low_share: float) -> list[int]:
+    """The indices of issue 34's falls on episodes of the same seeds in the same order, where the teacher finished:
+    an early end, or (low_share above 0) a return short of the teacher's there by more than (1 - low_share) of its
+    magnitude (early_where_teacher_finished and low_where_teacher_finished count the two kinds)."""
+    return [i for i, (r, s, tr, t) in enumerate(zip(ep.returns, ep.terminated, teacher.returns, teacher.terminated))
+            if not t and (s or (low_share > 0 and r < tr - (1.0 - low_share) * abs(tr)))]
 
 
 def rollouts(env_id: str, policy: Policy, episodes: int, seed: int = 0,
