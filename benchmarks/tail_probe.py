@@ -107,17 +107,19 @@ def _main(args: argparse.Namespace) -> int:
     unknown = [x for x in labels if x not in plan.methods]
     if unknown:
         raise BpdError(f"{args.plan}: no method labelled {', '.join(repr(x) for x in unknown)}")
+    students = {label: runs / args.env / label / f"seed{args.seed}" / "run" / "student.pt" for label in labels}
+    missing = [f"{args.env}/{label}/seed{args.seed}" for label, p in students.items() if not p.is_file()]
+    if args.labels is not None and missing:
+        raise BpdError(f"no student in {runs} for {', '.join(missing)}")
+    students = {label: p for label, p in students.items() if p.is_file()}
+    if not students:  # checked before any episode runs
+        raise BpdError(f"{args.env} seed {args.seed}: no finished cell in {runs}")
     probe = args.out / "probe" / f"{args.env}-seed{args.seed}"
     teacher_path = Path(plan.teachers[args.env])
     t = _episodes(teacher_path, args.env, args.episodes, probe / "teacher.json")
     teacher = Episodes(t["returns"], [0] * args.episodes, t["terminated"], PROBE_SEED)
     rows = []
-    for label in labels:
-        student = runs / args.env / label / f"seed{args.seed}" / "run" / "student.pt"
-        if not student.exists():
-            if args.labels is not None:
-                raise BpdError(f"{args.env}/{label}/seed{args.seed}: no student at {student}")
-            continue
+    for label, student in students.items():
         e = _episodes(student, args.env, args.episodes, probe / f"{label}.json")
         ep = Episodes(e["returns"], [0] * args.episodes, e["terminated"], PROBE_SEED)
         low = low_where_teacher_finished(ep, teacher, LOW_SHARE)
@@ -130,8 +132,6 @@ def _main(args: argparse.Namespace) -> int:
                      "fall_seeds": [PROBE_SEED + i for i in fall_episodes(ep, teacher, LOW_SHARE)]})
         print(f"{label}: {rows[-1]['vs_teacher']:.2%} of the teacher, {low} low-return falls and {early} early ends "
               f"in {args.episodes}", flush=True)
-    if not rows:
-        raise BpdError(f"{args.env} seed {args.seed}: no finished cell in {runs}")
     cmd = (f"ATEN_CPU_CAPABILITY=avx2 python benchmarks/tail_probe.py {portable_path(args.plan)} --env {args.env} "
            f"--seed {args.seed} --episodes {args.episodes}"
            + (" --labels " + " ".join(args.labels) if args.labels else "")

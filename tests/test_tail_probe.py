@@ -20,6 +20,8 @@ def test_wilson_interval_has_its_closed_forms(benchmark_script):
     (["--env", "Nope-v0", "--seed", "0"], "no environment Nope-v0"),
     (["--env", "HalfCheetah-v5", "--seed", "0", "--labels", "nope"], "no method labelled 'nope'"),
     (["--env", "HalfCheetah-v5", "--seed", "0", "--episodes", "0"], "--episodes must be at least 1"),
+    (["--env", "HalfCheetah-v5", "--seed", "0"], "HalfCheetah-v5 seed 0: no finished cell in"),  # before any episode
+    (["--env", "HalfCheetah-v5", "--seed", "0", "--labels", "bpd"], "no student in"),
 ])
 def test_bad_arguments_are_one_line_errors(benchmark_script, tmp_path, capsys, args, message):
     tp = benchmark_script("tail_probe")
