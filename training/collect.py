@@ -93,7 +93,7 @@ def collect(cfg: CollectConfig) -> Dataset:
                            "choose another id or remove it")
     else:
         check_output_path(cfg.out)
-    from training.envs import make_env  # here: the config is read by `bpd experiment` without torch or MuJoCo
+    from training.envs import make_env  # here: `bpd experiment` reads the config without importing torch
     from training.teacher import load_teacher, teacher_hash
 
     teacher = load_teacher(cfg.teacher)
