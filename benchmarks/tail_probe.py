@@ -10,9 +10,12 @@ whose seeds (300000 + i) are disjoint from the reporting seeds (0 .. 99999), the
 seeds, so nothing here chooses a model. Per cell: the return as a share of the teacher's on the same episodes, the
 early ends where the teacher finished, and the low-return falls (training/envs.py `low_where_teacher_finished`: both
 finished and the student's return under half the teacher's on that seed) with a 95 % Wilson interval on their rate.
+A measure the teacher is held to as well: the episodes (early ends, or returns under half the teacher's median probe
+return) of the teacher and of each student, since the teacher has bad episodes of its own that the per-seed rule
+cannot see (`bad_episodes`).
 
 Resumable: each cell's episodes are written to OUT/probe/<env>-seed<N>/<label>.json as they finish and reused when
-their student and episode count match. Writes OUT/tail_probe.json and .md (paths relative to the repository).
+their student and episode count match. Writes OUT/<env>-seed<N>.json and .md (paths relative to the repository).
 """
 
 from __future__ import annotations
@@ -44,6 +47,12 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     mid = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return max(0.0, mid - half), min(1.0, mid + half)
+
+
+def bad_episodes(returns: list[float], terminated: list[bool], ref: float, low_share: float) -> int:
+    """Episodes that ended early or returned under low_share of ref (the teacher's median probe return): one
+    measure for the teacher and its students alike."""
+    return sum(1 for r, t in zip(returns, terminated) if t or r < low_share * ref)
 
 
 def _digest(path: Path) -> str:
@@ -118,6 +127,8 @@ def _main(args: argparse.Namespace) -> int:
     teacher_path = Path(plan.teachers[args.env])
     t = _episodes(teacher_path, args.env, args.episodes, probe / "teacher.json")
     teacher = Episodes(t["returns"], [0] * args.episodes, t["terminated"], PROBE_SEED)
+    median = float(np.median(t["returns"]))
+    teacher_bad = bad_episodes(t["returns"], t["terminated"], median, LOW_SHARE)
     rows = []
     for label, student in students.items():
         e = _episodes(student, args.env, args.episodes, probe / f"{label}.json")
@@ -129,6 +140,7 @@ def _main(args: argparse.Namespace) -> int:
                      "return_mean": float(np.mean(e["returns"])), "return_min": float(np.min(e["returns"])),
                      "vs_teacher": float(np.mean(e["returns"]) / np.mean(t["returns"])),
                      "low_return_falls": low, "early_ends": early, "fall_rate_ci95": [lo, hi],
+                     "bad_episodes": bad_episodes(e["returns"], e["terminated"], median, LOW_SHARE),
                      "fall_seeds": [PROBE_SEED + i for i in fall_episodes(ep, teacher, LOW_SHARE)]})
         print(f"{label}: {rows[-1]['vs_teacher']:.2%} of the teacher, {low} low-return falls and {early} early ends "
               f"in {args.episodes}", flush=True)
@@ -140,7 +152,9 @@ def _main(args: argparse.Namespace) -> int:
            "episodes": args.episodes, "probe_seeds": [PROBE_SEED, PROBE_SEED + args.episodes - 1],
            "low_share": LOW_SHARE, "teacher": {"path": portable_path(teacher_path), "sha256": t["sha256"],
                                                "return_mean": float(np.mean(t["returns"])),
-                                               "early_ends": int(sum(t["terminated"]))},
+                                               "early_ends": int(sum(t["terminated"])),
+                                               "return_median": median, "return_min": float(np.min(t["returns"])),
+                                               "bad_episodes": teacher_bad},
            "cells": rows}
     out = args.out / f"{args.env}-seed{args.seed}"
     write_json(out.with_suffix(".json"), res)
@@ -150,15 +164,19 @@ def _main(args: argparse.Namespace) -> int:
              "selection seeds; nothing here chose a model. Each cell's handed-over student (float), the teacher on the "
              f"same episodes (return {res['teacher']['return_mean']:,.1f}, {res['teacher']['early_ends']} early ends). "
              f"A fall: an early end, or a return under {LOW_SHARE:g} of the teacher's on that seed, where the teacher "
-             "finished. Interval: 95 % Wilson interval of the fall rate.", "",
-             "| cell | return (% of teacher) | lowest episode | falls (low return + early end) | fall rate [95 % CI] |",
-             "|---|---:|---:|---:|---|"]
+             "finished. Interval: 95 % Wilson interval of the fall rate. Bad episodes, a measure the teacher is held "
+             f"to too: early ends and returns under {LOW_SHARE:g} of the teacher's median probe return "
+             f"({median:,.1f}).", "",
+             "| cell | return (% of teacher) | lowest episode | falls (low return + early end) | fall rate [95 % CI] "
+             "| bad episodes |", "|---|---:|---:|---:|---|---:|",
+             f"| teacher | {res['teacher']['return_mean']:,.1f} (100.0 %) | {res['teacher']['return_min']:,.1f} "
+             f"| - | - | {teacher_bad} |"]
     for r in rows:
         lo, hi = r["fall_rate_ci95"]
         n = r["low_return_falls"] + r["early_ends"]
         lines.append(f"| {r['label']} | {r['return_mean']:,.1f} ({100 * r['vs_teacher']:.1f} %) | "
                      f"{r['return_min']:,.1f} | {n} ({r['low_return_falls']} + {r['early_ends']}) | "
-                     f"{100 * n / args.episodes:.1f} % [{100 * lo:.1f}, {100 * hi:.1f}] |")
+                     f"{100 * n / args.episodes:.1f} % [{100 * lo:.1f}, {100 * hi:.1f}] | {r['bad_episodes']} |")
     write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
     print(f"wrote {portable_path(out.with_suffix('.md'))}")
     return 0

@@ -18,7 +18,7 @@ import numpy as np
 
 from bpd.errors import BpdError
 from bpd.io import write_text
-from export.cc import OPT, STRICT, compile_to
+from export.cc import OPT, STRICT, compile_to, find_cc
 from export.collapse import CollapsedNet
 
 KERNEL_DIR = Path(__file__).resolve().parent
@@ -226,9 +226,13 @@ def check_export_dir(d: str | Path) -> Path:
     return d
 
 
+def compile_flags(fast_tanh: bool = False) -> list[str]:
+    return STRICT + OPT + ["-fPIC", "-shared"] + (["-DBPD_FAST_TANH"] if fast_tanh else [])
+
+
 def compile_shared(src_dir: Path, out: Path, fast_tanh: bool = False, cc: str | None = None) -> Path:
     """Compile the kernel and weights in src_dir into a shared library, warnings as errors."""
-    flags = STRICT + OPT + ["-fPIC", "-shared"] + (["-DBPD_FAST_TANH"] if fast_tanh else [])
+    flags = compile_flags(fast_tanh)
     srcs = [str(src_dir / "policy.c"), str(src_dir / "policy_weights.c")]
     return compile_to(out, [*flags, *srcs, "-lm"], "C compilation", cc)
 
@@ -246,6 +250,8 @@ class CPolicy:
                  prefix: str = "bpd") -> None:
         """prefix: the export's names (<prefix>_model, _policy_run, _model_hash); a classical export for
         hand-over mode is named bpd_classical."""
+        from bpd.cache import Key, cache_dir, tool_version
+
         export_dir = check_export_dir(export_dir)
         digest = hashlib.sha256()
         for f in KERNEL_FILES + GENERATED:
@@ -253,6 +259,12 @@ class CPolicy:
         digest.update(str(fast_tanh).encode())
         build_dir = build_dir or export_dir / "build"
         lib = build_dir / f"libpolicy-{digest.hexdigest()[:12]}.so"
+        shared = cache_dir("host-lib")  # the same sources, flags and compiler: one library for every export
+        if shared is not None and not lib.exists():
+            cc, flags = find_cc(), compile_flags(fast_tanh)
+            key = Key("host-lib").text(flags, tool_version(cc)).preprocessed(
+                cc, [f for f in flags if f != "-shared"], [export_dir / "policy.c", export_dir / "policy_weights.c"])
+            lib = shared / f"libpolicy-{key.hexdigest()[:24]}.so"
         if not lib.exists():
             compile_shared(export_dir, lib, fast_tanh)
         self.lib = ctypes.CDLL(str(lib))

@@ -256,9 +256,26 @@ def mix(lines: list[str]) -> dict[str, int]:
     return out
 
 
+_BEST: dict[tuple, tuple[list[str], list[int], tuple[int, int, int]]] = {}  # best_layer's answers, by content
+
+
 def best_layer(wq: np.ndarray, bq: np.ndarray, pairs: list[tuple[int, int | None]], act: Act
                ) -> tuple[list[str], list[int], tuple[int, int, int]]:
-    """The (R, C, G) with the fewest instructions (ties: fewer table words, then the first tried)."""
+    """The (R, C, G) with the fewest instructions (ties: fewer table words, then the first tried). An export
+    builds the integer kernel in several forms whose layers repeat: a layer searched before in this process is
+    answered from memory (the answer depends on the arguments' values alone)."""
+    key = (wq.shape, str(wq.dtype), wq.tobytes(), bq.tobytes(), tuple(pairs), act.kind,
+           np.asarray(act.shift).tobytes(), act.bits, tuple(sorted(act.dest.items())) if act.dest else None, act.full)
+    if key not in _BEST:
+        if len(_BEST) >= 256:
+            _BEST.clear()
+        _BEST[key] = _best_layer(wq, bq, pairs, act)
+    lines, table, rcg = _BEST[key]
+    return list(lines), list(table), rcg
+
+
+def _best_layer(wq: np.ndarray, bq: np.ndarray, pairs: list[tuple[int, int | None]], act: Act
+                ) -> tuple[list[str], list[int], tuple[int, int, int]]:
     best = None
     used = words(wq, pairs) != 0
     groups = {r: group_rows(used, r) for r in range(1, len(POOL))}  # they depend on R alone

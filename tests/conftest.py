@@ -22,6 +22,21 @@ BPD = os.environ.get("BPD_TEST_BPD") or bpd_executable()  # the installed `bpd`,
 torch.set_num_threads(1)
 
 
+def pytest_configure(config):
+    """One build cache (bpd/cache.py) for the whole run, its workers and the `bpd` they start, begun empty: every
+    build a test asks for is made once in the run, and never read from a cache of an earlier one (BPD_CACHE_DIR=off
+    runs the suite without one)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER") and os.environ.get("BPD_CACHE_DIR") != "off":  # workers inherit it
+        d = tempfile.mkdtemp(prefix="bpd-test-cache-")
+        os.environ["BPD_CACHE_DIR"] = d
+        config._bpd_cache = d
+
+
+def pytest_unconfigure(config):
+    if getattr(config, "_bpd_cache", None):
+        shutil.rmtree(config._bpd_cache, ignore_errors=True)
+
+
 def bpd_env() -> dict:
     """The environment the tests start `bpd` with: the worker's, unbuffered, without BPD_DEBUG's tracebacks."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")

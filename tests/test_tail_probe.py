@@ -30,3 +30,12 @@ def test_bad_arguments_are_one_line_errors(benchmark_script, tmp_path, capsys, a
     err = capsys.readouterr().err
     assert rc == 1 and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_bad_episodes_hold_the_teacher_and_its_students_to_one_threshold(benchmark_script):
+    tp = benchmark_script("tail_probe")
+    returns, ended = [6000.0, 2999.0, 3000.0, -200.0, 5000.0], [False, False, False, False, True]
+    # under half of 6000 (3000 itself is not), or ended early whatever its return: 2999, -200 and the early end
+    assert tp.bad_episodes(returns, ended, 6000.0, 0.5) == 3
+    assert tp.bad_episodes(returns, [False] * 5, 6000.0, 0.5) == 2
+    assert tp.bad_episodes(returns, [False] * 5, 6000.0, 0.0) == 1  # a share of 0: the negative return alone

@@ -144,8 +144,55 @@ def make_emlearn(onnx_path: Path, d: Path) -> tuple[list[Path], list[Path]]:
 # ------------------------------------------------------------------ emulation
 
 
+MEASURE = Path(__file__).resolve().parent
+# the project's code an emulated figure depends on besides the sources built: a change here is a new cache key
+MEASURING_CODE = [MEASURE / f"{m}.py" for m in ("bench", "build", "emulate", "cycle_model", "elf", "stack")]
+
+
+def emulate_key(target: str, sources: list[Path], include: list[Path], obs: np.ndarray, act_dim: int,
+                strict: set[Path], policy_objects: list[str], fast_tanh: bool) -> str:
+    """The cache key of an emulated measurement (bpd/cache.py): everything the build and the run read."""
+    import capstone
+    import unicorn
+
+    from bpd.cache import Key, tool_version
+    from export.cc import find_cc
+    from firmware_host.measure.build import BOARDS, OPT, arm_toolchain
+
+    srcs = [Path(s) for s in [*sources, BENCH / "bench_main.c"]]
+    cc = find_cc() if target == "host" else arm_toolchain()
+    flags = (TARGETS[target]["flags"] + OPT + [f"-I{p}" for p in include]
+             + (["-DBPD_FAST_TANH"] if fast_tanh else []))
+    return (Key("emulate").text(target, fast_tanh, act_dim, sorted(policy_objects), tool_version(cc),
+                                unicorn.__version__, capstone.__version__)
+            .text(*(s in strict for s in srcs)).preprocessed(cc, flags, srcs)
+            .files(sorted(BOARDS.iterdir())).files(MEASURING_CODE)
+            .text(obs.shape).data(np.ascontiguousarray(obs, np.float32).tobytes()).hexdigest())
+
+
 def emulate_build(target: str, sources: list[Path], include: list[Path], work: Path, obs: np.ndarray,
                   act_dim: int, strict: set[Path], policy_objects: list[str], fast_tanh: bool = False) -> dict:
+    """Build the sources with the bench's entry point for target, run them on obs under the emulator: figures
+    of the median call, the outputs and the image's sizes. Kept in the cache (bpd/cache.py) by its inputs: a
+    measurement made before is read back, and its build directory `work` is then not made."""
+    from bpd.cache import cache_dir
+    from bpd.io import read_json
+
+    store = cache_dir("emulate")
+    if store is not None:
+        entry = store / f"{emulate_key(target, sources, include, obs, act_dim, strict, policy_objects, fast_tanh)}.json"
+        if entry.is_file():
+            with contextlib.suppress(BpdError):  # an unreadable entry is measured again and replaced
+                e = read_json(entry, "cached measurement")
+                return e | {"outputs": np.asarray(e["outputs"], np.float32).reshape(len(obs), act_dim)}
+    e = _emulate_build(target, sources, include, work, obs, act_dim, strict, policy_objects, fast_tanh)
+    if store is not None:
+        write_json(entry, e | {"outputs": e["outputs"].astype(np.float64).tolist()})
+    return e
+
+
+def _emulate_build(target: str, sources: list[Path], include: list[Path], work: Path, obs: np.ndarray,
+                   act_dim: int, strict: set[Path], policy_objects: list[str], fast_tanh: bool = False) -> dict:
     from firmware_host.measure.emulate import Emulator
 
     img = compile_image(target, [*sources, BENCH / "bench_main.c"], include, work, "bench", strict=strict,

@@ -1,0 +1,92 @@
+"""bpd/cache.py: builds and emulated measurements kept by the content of their inputs."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+from bpd.cache import Key, cache_dir
+from export.c_export import CPolicy, generate_c
+from tests.test_export_c import random_net
+
+
+def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("BPD_CACHE_DIR", "off")
+    assert cache_dir("emulate") is None
+    monkeypatch.setenv("BPD_CACHE_DIR", str(tmp_path))
+    assert cache_dir("emulate") == tmp_path / "emulate"
+    monkeypatch.delenv("BPD_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir("host-lib") == tmp_path / "xdg" / "bpd" / "host-lib"
+
+
+@pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None, reason="no C compiler")
+def test_a_key_sees_what_the_compiler_sees(tmp_path):
+    """Comments do not change a key (a generated file names its directory in one); an included header, a flag
+    or the code do."""
+    from export.cc import find_cc
+
+    cc = find_cc()
+    (tmp_path / "h.h").write_text("#define N 3\n")
+    src = tmp_path / "x.c"
+
+    def key(flags=()):
+        return Key("t").preprocessed(cc, [f"-I{tmp_path}", *flags], [src]).hexdigest()
+
+    src.write_text('/* regenerate with: bpd export --out /a */\n#include "h.h"\nint x[N];\n')
+    first = key()
+    src.write_text('/* regenerate with: bpd export --out /b */\n#include "h.h"\nint x[N];\n')
+    assert key() == first
+    assert key(["-DM=1"]) != first
+    (tmp_path / "h.h").write_text("#define N 4\n")
+    assert key() != first
+    (tmp_path / "h.h").write_text("#define N 3\n")
+    src.write_text('#include "h.h"\nint y[N];\n')
+    assert key() != first
+
+
+def _export(d, comment: str):
+    net = random_net(np.random.default_rng(3), [5, 8, 2], 0.6)
+    generate_c(net, d, "dense", False, "0" * 64, comment)
+    return d
+
+
+def test_two_exports_of_one_network_share_one_host_library(monkeypatch, tmp_path):
+    monkeypatch.setenv("BPD_CACHE_DIR", str(tmp_path / "cache"))
+    a = CPolicy(_export(tmp_path / "a", "bpd export --out a"))
+    b = CPolicy(_export(tmp_path / "b", "bpd export --out b"))
+    libs = list((tmp_path / "cache" / "host-lib").glob("libpolicy-*.so"))
+    assert len(libs) == 1 and not (tmp_path / "b" / "build").exists()  # built once, for a
+    x = np.random.default_rng(0).normal(size=(4, 5)).astype(np.float32)
+    np.testing.assert_array_equal(a.act(x), b.act(x))
+    monkeypatch.setenv("BPD_CACHE_DIR", "off")
+    c = CPolicy(_export(tmp_path / "c", "bpd export --out c"))
+    assert list((tmp_path / "c" / "build").glob("libpolicy-*.so"))  # off: the export's own build directory
+    np.testing.assert_array_equal(c.act(x), a.act(x))
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc not installed")
+def test_an_emulated_measurement_is_made_once_and_read_back_the_same(monkeypatch, tmp_path):
+    pytest.importorskip("unicorn")
+    from firmware_host.measure.bench import BENCH, emulate_build
+
+    monkeypatch.setenv("BPD_CACHE_DIR", str(tmp_path / "cache"))
+    obs = np.random.default_rng(1).normal(0, 0.3, (3, 5)).astype(np.float32)
+
+    def measure(d, work, o=obs):
+        return emulate_build("cortex-m4f", [d / "policy.c", d / "policy_weights.c", BENCH / "bench_bpd.c"],
+                             [d, BENCH], work, o, 2, set(), ["policy", "policy_weights"])
+
+    first = measure(_export(tmp_path / "a", "bpd export --out a"), tmp_path / "wa")
+    again = measure(_export(tmp_path / "b", "bpd export --out b"), tmp_path / "wb")
+    assert not (tmp_path / "wb").exists()  # read back: nothing built
+    assert (tmp_path / "wa" / "bench.elf").is_file()
+    np.testing.assert_array_equal(again["outputs"], first["outputs"])
+    assert again["outputs"].dtype == np.float32 and again["outputs"].shape == (3, 2)
+    assert {k: v for k, v in again.items() if k != "outputs"} == {k: v for k, v in first.items() if k != "outputs"}
+    measure(tmp_path / "a", tmp_path / "wc", obs[:2])  # other inputs: measured
+    assert (tmp_path / "wc" / "bench.elf").is_file()
+    monkeypatch.setenv("BPD_CACHE_DIR", "off")
+    off = measure(tmp_path / "a", tmp_path / "wd")
+    assert (tmp_path / "wd" / "bench.elf").is_file() and off["instructions_median"] == first["instructions_median"]
+    np.testing.assert_array_equal(off["outputs"], first["outputs"])
