@@ -1,12 +1,13 @@
 """A cache of builds and measurements, keyed by the content of everything that made them.
 
 Exporting a student builds each candidate kernel for the host (the parity checks call it through ctypes) and for an
-emulated Cortex-M core (its instructions, cycles and flash), and the same student exported again, measured again by
-`bench` or a plan's `--rebench`, or judged by `student select --cost` builds the same sources again. A build or an
-emulated measurement depends on nothing but its inputs, so it is kept under a key that digests all of them: the
-sources as the compiler sees them (preprocessed: every header they include, without comments), the flags, the inputs
-it ran on, the compiler's version, and the project's own code that builds, emulates and counts (a change there is a
-new key, never a stale figure). Timings of this machine (host nanoseconds) are never cached.
+emulated Cortex-M core (its instructions, cycles and flash), and `bench` counts a host build's instructions under
+callgrind. The same student exported again, measured again by `bench` or a plan's `--rebench`, or judged by `student
+select --cost`, builds the same sources again. A build or a count depends on nothing but its inputs, so it is kept
+under a key that digests all of them: the sources as the compiler sees them (preprocessed: every header they include,
+without comments), the flags, the inputs it ran on, the tools' versions (compiler, emulator, valgrind, C library),
+and the project's own code that builds, emulates and counts (a change there is a new key, never a stale figure).
+Timings of this machine (host nanoseconds) are never cached.
 
 Where: $BPD_CACHE_DIR, else $XDG_CACHE_HOME/bpd, else ~/.cache/bpd; BPD_CACHE_DIR=off turns it off. Entries are
 written atomically, so processes sharing the directory see a whole entry or none; deleting the directory at any time

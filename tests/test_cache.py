@@ -90,3 +90,24 @@ def test_an_emulated_measurement_is_made_once_and_read_back_the_same(monkeypatch
     off = measure(tmp_path / "a", tmp_path / "wd")
     assert (tmp_path / "wd" / "bench.elf").is_file() and off["instructions_median"] == first["instructions_median"]
     np.testing.assert_array_equal(off["outputs"], first["outputs"])
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind not installed")
+def test_a_callgrind_count_is_read_back_and_the_timing_measured_again(monkeypatch, tmp_path):
+    from firmware_host.measure.bench import BENCH, host_c
+
+    monkeypatch.setenv("BPD_CACHE_DIR", str(tmp_path / "cache"))
+
+    def count(d, work):
+        srcs = [d / "policy.c", d / "policy_weights.c", BENCH / "bench_bpd.c"]
+        return host_c(srcs, [d, BENCH], work, 200, set())
+
+    first = count(_export(tmp_path / "a", "bpd export --out a"), tmp_path / "w1")
+    assert first["callgrind_instructions"] > 0
+    (entry,) = (tmp_path / "cache" / "callgrind").glob("*.json")
+    entry.write_text('{"callgrind_instructions": 12345.0}')  # what the cache holds is what comes back
+    e = _export(tmp_path / "b", "bpd export --out b")
+    again = count(e, tmp_path / "w2")
+    assert again["callgrind_instructions"] == 12345.0 and again["median_ns"] > 0  # the timing: measured
+    (e / "policy_weights.c").write_text((e / "policy_weights.c").read_text() + "\nint bpd_unused_extra;\n")
+    assert count(e, tmp_path / "w3")["callgrind_instructions"] != 12345.0  # another program: counted
