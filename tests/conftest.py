@@ -150,8 +150,26 @@ def benchmark_script():
 
 @pytest.fixture(scope="session")
 def tiny_pipeline(tmp_path_factory):
-    """A teacher, dataset and student made on a tiny budget (seconds), shared by tests."""
-    d = tmp_path_factory.mktemp("tiny")
+    """A teacher, dataset and student made on a tiny budget (seconds), shared by tests: made once in a run, by the
+    first worker to need it, in the run's cache directory (pytest_configure), the others waiting on its lock."""
+    import fcntl
+
+    root = os.environ.get("BPD_CACHE_DIR")
+    if not root or root == "off":
+        return _make_tiny(tmp_path_factory.mktemp("tiny"))
+    d = Path(root) / "tests" / "tiny"
+    d.parent.mkdir(parents=True, exist_ok=True)
+    with open(d.parent / "tiny.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not (d / "made").is_file():
+            shutil.rmtree(d, ignore_errors=True)  # a worker stopped half way: made again
+            _make_tiny(d)
+            (d / "made").write_text("")
+    return d
+
+
+def _make_tiny(d: Path) -> Path:
+    d.mkdir(parents=True, exist_ok=True)
     run_bpd("teacher", "train", "--out", str(d / "teacher.npz"), "--steps", "300", "--learning-starts", "100",
             "--eval-every", "300", "--eval-episodes", "1", "--hidden", "32", "32", "--no-progress")
     run_bpd("collect", "--teacher", str(d / "teacher.npz"), "--out", str(d / "dataset.npz"), "--steps", "600",
