@@ -250,7 +250,7 @@ class CPolicy:
                  prefix: str = "bpd") -> None:
         """prefix: the export's names (<prefix>_model, _policy_run, _model_hash); a classical export for
         hand-over mode is named bpd_classical."""
-        from bpd.cache import Key, cache_dir, tool_version
+        from bpd.cache import Key, cache_dir, toolchain
 
         export_dir = check_export_dir(export_dir)
         digest = hashlib.sha256()
@@ -259,15 +259,22 @@ class CPolicy:
         digest.update(str(fast_tanh).encode())
         build_dir = build_dir or export_dir / "build"
         lib = build_dir / f"libpolicy-{digest.hexdigest()[:12]}.so"
-        shared = cache_dir("host-lib")  # the same sources, flags and compiler: one library for every export
+        shared = cache_dir("host-lib")  # the same sources, flags and toolchain: one library for every export
         if shared is not None and not lib.exists():
             cc, flags = find_cc(), compile_flags(fast_tanh)
-            key = Key("host-lib").text(flags, tool_version(cc)).preprocessed(
-                cc, [f for f in flags if f != "-shared"], [export_dir / "policy.c", export_dir / "policy_weights.c"])
-            lib = shared / f"libpolicy-{key.hexdigest()[:24]}.so"
+            key = Key("host-lib").text(flags, toolchain(cc)).preprocessed(
+                cc, [f for f in flags if f != "-shared"], [export_dir / "policy.c", export_dir / "policy_weights.c"]
+            ).hexdigest()
+            if key:
+                lib = shared / f"libpolicy-{key[:24]}.so"
         if not lib.exists():
             compile_shared(export_dir, lib, fast_tanh)
-        self.lib = ctypes.CDLL(str(lib))
+        try:
+            self.lib = ctypes.CDLL(str(lib))
+        except OSError:  # a library cut short (the machine stopped while it was written, say): built again
+            lib.unlink(missing_ok=True)
+            compile_shared(export_dir, lib, fast_tanh)
+            self.lib = ctypes.CDLL(str(lib))
         self.model = _Model.in_dll(self.lib, f"{prefix}_model")
         self.obs_dim, self.act_dim = self.model.in_dim, self.model.out_dim
         self._scratch = np.zeros(2 * self.model.max_width, np.float32)

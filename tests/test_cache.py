@@ -54,9 +54,12 @@ def _export(d, comment: str):
 def test_two_exports_of_one_network_share_one_host_library(monkeypatch, tmp_path):
     monkeypatch.setenv("BPD_CACHE_DIR", str(tmp_path / "cache"))
     a = CPolicy(_export(tmp_path / "a", "bpd export --out a"))
+    (lib,) = (tmp_path / "cache" / "host-lib").glob("libpolicy-*.so")
+    before = lib.stat()
     b = CPolicy(_export(tmp_path / "b", "bpd export --out b"))
-    libs = list((tmp_path / "cache" / "host-lib").glob("libpolicy-*.so"))
-    assert len(libs) == 1 and not (tmp_path / "b" / "build").exists()  # built once, for a
+    assert list((tmp_path / "cache" / "host-lib").glob("libpolicy-*.so")) == [lib]
+    after = lib.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)  # built once, for a
     x = np.random.default_rng(0).normal(size=(4, 5)).astype(np.float32)
     np.testing.assert_array_equal(a.act(x), b.act(x))
     monkeypatch.setenv("BPD_CACHE_DIR", "off")
@@ -111,3 +114,70 @@ def test_a_callgrind_count_is_read_back_and_the_timing_measured_again(monkeypatc
     assert again["callgrind_instructions"] == 12345.0 and again["median_ns"] > 0  # the timing: measured
     (e / "policy_weights.c").write_text((e / "policy_weights.c").read_text() + "\nint bpd_unused_extra;\n")
     assert count(e, tmp_path / "w3")["callgrind_instructions"] != 12345.0  # another program: counted
+
+
+def test_a_library_cut_short_in_the_cache_is_built_again(monkeypatch, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("BPD_CACHE_DIR", str(cache))
+    a, b = _export(tmp_path / "a", "a"), _export(tmp_path / "b", "b")
+    # built in another process (this one must not have loaded it: a loaded library is not read again)
+    subprocess.run([sys.executable, "-c", "import sys; from export.c_export import CPolicy; CPolicy(sys.argv[1])",
+                    str(a)], check=True, cwd=ROOT, env=dict(os.environ, BPD_CACHE_DIR=str(cache)))
+    (lib,) = (cache / "host-lib").glob("libpolicy-*.so")
+    lib.write_bytes(lib.read_bytes()[:100])  # a machine stopped while it was written
+    x = np.random.default_rng(0).normal(size=(4, 5)).astype(np.float32)
+    got = CPolicy(b).act(x)
+    assert lib.stat().st_size > 100  # built again in its place
+    monkeypatch.setenv("BPD_CACHE_DIR", "off")
+    np.testing.assert_array_equal(got, CPolicy(a).act(x))
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc not installed")
+def test_every_input_of_an_emulated_measurement_is_in_its_key(monkeypatch, tmp_path):
+    """Changing any one thing the build, the run or the count reads changes the key; comments do not."""
+    pytest.importorskip("unicorn")
+    from firmware_host.measure import build
+    from firmware_host.measure.bench import BENCH, emulate_key
+
+    d = _export(tmp_path / "a", "bpd export --out a")
+    obs = np.zeros((2, 5), np.float32)
+    boards = tmp_path / "boards"
+    shutil.copytree(build.BOARDS, boards)
+    monkeypatch.setattr(build, "BOARDS", boards)
+
+    def key(target="cortex-m4f", srcs=None, o=obs, strict=(), objs=("policy", "policy_weights"), fast=False):
+        srcs = srcs or [d / "policy.c", d / "policy_weights.c", BENCH / "bench_bpd.c"]
+        return emulate_key(target, srcs, [d, BENCH], o, 2, set(strict), list(objs), fast)
+
+    first = key()
+    assert first == key() and first is not None
+    others = [key("cortex-m7"), key(o=obs + 1), key(strict=[d / "policy.c"]), key(objs=("policy",)),
+              key(fast=True), key(srcs=[d / "policy_weights.c", d / "policy.c", BENCH / "bench_bpd.c"])]
+    (d / "policy_config.h").write_text((d / "policy_config.h").read_text() + "\nextern int bpd_unused_x;\n")
+    others.append(key())  # a header changed, though no source names it in the key
+    (boards / "cortex-m.ld").write_text((boards / "cortex-m.ld").read_text() + "\n/* x */\n")
+    others.append(key())  # the linker script: its bytes count
+    assert first not in others and len(set(others)) == len(others)
+    (d / "policy.c").write_text("#error not C\n")
+    assert key() is None  # a source the preprocessor refuses: no key, built and not kept
+
+
+def test_the_dsp_layer_search_answers_from_memory_with_fresh_lists():
+    from export.dsp import Act, best_layer
+
+    wq = np.array([[3, -2, 0, 5], [0, 4, 1, 0], [7, 0, 0, -1]], np.int64)
+    bq = np.array([10, -20, 30], np.int64)
+    pairs = [(0, 1), (2, 3)]
+    act = Act("store", np.zeros(3, np.int64))
+    lines, table, rcg = best_layer(wq, bq, pairs, act)
+    lines.append("    tampered"), table.append(0)
+    again = best_layer(wq, bq, pairs, act)
+    assert again[0] == lines[:-1] and again[1] == table[:-1] and again[2] == rcg  # the caller's edits stay its own
+    other = best_layer(wq, bq + 1, pairs, act)  # another bias: answered afresh
+    assert other[1] != again[1]

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -65,14 +66,15 @@ def test_bad_input_one_line_errors(tiny_pipeline, tmp_path):
     save_dataset(ds, tmp_path / "dims.npz")
     assert "teacher expects 4" in _err(run_bpd("distill", "--teacher", str(d / "teacher.npz"), "--dataset",
                                                str(tmp_path / "dims.npz"), "--out", str(tmp_path / "r2"), check=False))
-    # resume with a different configuration
+    # resume with a different configuration (on a copy: the tiny run is shared by the run's workers)
+    shutil.copytree(d / "run", tmp_path / "run")
     assert "different configuration (hidden)" in _err(run_bpd(
         "distill", "--teacher", str(d / "teacher.npz"), "--dataset", str(d / "dataset.npz"), "--out",
-        str(d / "run"), "--steps", "200", "--eval-every", "100", "--eval-episodes", "1", "--checkpoint-every", "50",
+        str(tmp_path / "run"), "--steps", "200", "--eval-every", "100", "--eval-episodes", "1", "--checkpoint-every", "50",
         "--hidden", "8", "--critic-hidden", "32", "32", "--kl-warmup", "none", "--resume", check=False))
     # an existing run is never overwritten silently
     assert "already holds a run" in _err(run_bpd("distill", "--teacher", str(d / "teacher.npz"), "--dataset",
-                                                 str(d / "dataset.npz"), "--out", str(d / "run"), check=False))
+                                                 str(d / "dataset.npz"), "--out", str(tmp_path / "run"), check=False))
     assert "no such file" in _err(run_bpd("evaluate", str(tmp_path / "nothing.pt"), check=False))
     assert "unknown or unavailable" in _err(run_bpd("evaluate", str(d / "teacher.npz"), "--env", "Bad-v0",
                                                     check=False))

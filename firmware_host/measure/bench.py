@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import platform
 import re
 import shutil
 import statistics
@@ -74,21 +73,20 @@ def host_c(sources: list[Path], include: list[Path], work: Path, iters: int, str
     res = {"median_ns": float(out[0])}  # a timing of this machine: measured every time
     valgrind = shutil.which("valgrind")
     if valgrind:
-        from bpd.cache import Key, cache_dir, tool_version
+        from bpd.cache import Key, cache_dir, host_identity, tool_version, toolchain
         from bpd.io import read_json
         from export.cc import find_cc
-        from firmware_host.measure.build import OPT
 
-        # the count depends on the program alone: kept in the cache (bpd/cache.py) by its sources as compiled
+        # the count depends on the program and the machine alone: kept in the cache (bpd/cache.py)
         store, entry = cache_dir("callgrind"), None
         if store is not None:
             cc = find_cc()
-            flags = OPT + [f"-I{p}" for p in include] + (["-DBPD_FAST_TANH"] if fast_tanh else [])
-            key = (Key("callgrind").text(tool_version(cc), tool_version(valgrind), platform.libc_ver())  # libm's tanh
-                   .files([MEASURE / "build.py"])
-                   .preprocessed(cc, flags, [*sources, BENCH / "bench_host.c"]))
-            entry = store / f"{key.hexdigest()}.json"
-            if entry.is_file():
+            key = (Key("callgrind").text(toolchain(cc), tool_version(valgrind), host_identity())
+                   .text(*(s in strict for s in sources)).files(MEASURING_CODE)
+                   .preprocessed(cc, _source_flags("host", include, fast_tanh), [*sources, BENCH / "bench_host.c"])
+                   .hexdigest())
+            entry = store / f"{key}.json" if key else None
+            if entry is not None and entry.is_file():
                 with contextlib.suppress(BpdError):
                     return res | read_json(entry, "cached count")
         counts = []
@@ -166,29 +164,39 @@ def make_emlearn(onnx_path: Path, d: Path) -> tuple[list[Path], list[Path]]:
 # ------------------------------------------------------------------ emulation
 
 
-# the project's code an emulated figure depends on besides the sources built: a change here is a new cache key
-MEASURING_CODE = [MEASURE / f"{m}.py" for m in ("bench", "build", "emulate", "cycle_model", "elf", "stack")]
+# the project's code an emulated figure or a count depends on besides the sources built: a change here is a new key
+MEASURING_CODE = [*(MEASURE / f"{m}.py" for m in ("bench", "build", "emulate", "cycle_model", "elf", "stack")),
+                  MEASURE.parents[1] / "export" / "cc.py", MEASURE.parents[1] / "bpd" / "cache.py"]
+
+
+def _source_flags(target: str, include: list[Path], fast_tanh: bool) -> list[str]:
+    """The flags compile_image gives a source but the warnings (whose set counts apart: strict or not)."""
+    from firmware_host.measure.build import OPT
+
+    return (["-std=c99"] + TARGETS[target]["flags"] + OPT + [f"-I{p}" for p in include]
+            + (["-DBPD_FAST_TANH"] if fast_tanh else []))
 
 
 def emulate_key(target: str, sources: list[Path], include: list[Path], obs: np.ndarray, act_dim: int,
-                strict: set[Path], policy_objects: list[str], fast_tanh: bool) -> str:
-    """The cache key of an emulated measurement (bpd/cache.py): everything the build and the run read."""
+                strict: set[Path], policy_objects: list[str], fast_tanh: bool) -> str | None:
+    """The cache key of an emulated measurement (bpd/cache.py): everything the build, the run and the counts read;
+    None when a source cannot be preprocessed (then it is built, and not kept)."""
     import capstone
+    import elftools
     import unicorn
 
-    from bpd.cache import Key, tool_version
+    from bpd.cache import Key, toolchain
     from export.cc import find_cc
-    from firmware_host.measure.build import BOARDS, OPT, arm_toolchain
+    from firmware_host.measure.build import BOARDS, arm_toolchain
 
     srcs = [Path(s) for s in [*sources, BENCH / "bench_main.c"]]
     cc = find_cc() if target == "host" else arm_toolchain()
-    flags = (TARGETS[target]["flags"] + OPT + [f"-I{p}" for p in include]
-             + (["-DBPD_FAST_TANH"] if fast_tanh else []))
-    return (Key("emulate").text(target, fast_tanh, act_dim, sorted(policy_objects), tool_version(cc),
-                                unicorn.__version__, capstone.__version__)
-            .text(*(s in strict for s in srcs)).preprocessed(cc, flags, srcs)
+    return (Key("emulate").text(target, fast_tanh, act_dim, sorted(policy_objects),
+                                toolchain(cc, tuple(TARGETS[target]["flags"])), unicorn.__version__,
+                                capstone.__version__, elftools.__version__)
+            .text(*(s in strict for s in srcs)).preprocessed(cc, _source_flags(target, include, fast_tanh), srcs)
             .files(sorted(BOARDS.iterdir())).files(MEASURING_CODE)
-            .text(obs.shape).data(np.ascontiguousarray(obs, np.float32).tobytes()).hexdigest())
+            .text(obs.shape, obs.dtype).data(np.ascontiguousarray(obs, np.float32).tobytes()).hexdigest())
 
 
 def emulate_build(target: str, sources: list[Path], include: list[Path], work: Path, obs: np.ndarray,
@@ -199,15 +207,16 @@ def emulate_build(target: str, sources: list[Path], include: list[Path], work: P
     from bpd.cache import cache_dir
     from bpd.io import read_json
 
-    store = cache_dir("emulate")
+    store, entry = cache_dir("emulate"), None
     if store is not None:
-        entry = store / f"{emulate_key(target, sources, include, obs, act_dim, strict, policy_objects, fast_tanh)}.json"
-        if entry.is_file():
+        key = emulate_key(target, sources, include, obs, act_dim, strict, policy_objects, fast_tanh)
+        entry = store / f"{key}.json" if key else None
+        if entry is not None and entry.is_file():
             with contextlib.suppress(BpdError):  # an unreadable entry is measured again and replaced
                 e = read_json(entry, "cached measurement")
                 return e | {"outputs": np.asarray(e["outputs"], np.float32).reshape(len(obs), act_dim)}
     e = _emulate_build(target, sources, include, work, obs, act_dim, strict, policy_objects, fast_tanh)
-    if store is not None:
+    if entry is not None:
         write_json(entry, e | {"outputs": e["outputs"].astype(np.float64).tolist()})
     return e
 
