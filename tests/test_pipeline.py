@@ -70,8 +70,8 @@ def test_bad_input_one_line_errors(tiny_pipeline, tmp_path):
     shutil.copytree(d / "run", tmp_path / "run")
     assert "different configuration (hidden)" in _err(run_bpd(
         "distill", "--teacher", str(d / "teacher.npz"), "--dataset", str(d / "dataset.npz"), "--out",
-        str(tmp_path / "run"), "--steps", "200", "--eval-every", "100", "--eval-episodes", "1", "--checkpoint-every", "50",
-        "--hidden", "8", "--critic-hidden", "32", "32", "--kl-warmup", "none", "--resume", check=False))
+        str(tmp_path / "run"), "--steps", "200", "--eval-every", "100", "--eval-episodes", "1", "--checkpoint-every",
+        "50", "--hidden", "8", "--critic-hidden", "32", "32", "--kl-warmup", "none", "--resume", check=False))
     # an existing run is never overwritten silently
     assert "already holds a run" in _err(run_bpd("distill", "--teacher", str(d / "teacher.npz"), "--dataset",
                                                  str(d / "dataset.npz"), "--out", str(tmp_path / "run"), check=False))
