@@ -27,14 +27,20 @@ from pathlib import Path
 
 
 def cache_dir(kind: str) -> Path | None:
-    """The directory of this kind of entry, or None when the cache is off."""
+    """The directory of this kind of entry (made if need be), or None when the cache is off or cannot be written
+    (a read-only home, say: everything is then built as if there were no cache)."""
     root = os.environ.get("BPD_CACHE_DIR")
     if root == "off":
         return None
     if not root:
         xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
         root = str(Path(xdg) / "bpd")
-    return Path(root) / kind
+    d = Path(root) / kind
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return d if os.access(d, os.W_OK) else None
 
 
 @functools.cache

@@ -18,6 +18,9 @@ def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("BPD_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert cache_dir("host-lib") == tmp_path / "xdg" / "bpd" / "host-lib"
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("BPD_CACHE_DIR", str(tmp_path / "file"))  # cannot be made: no cache, no error
+    assert cache_dir("emulate") is None
 
 
 @pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None, reason="no C compiler")
