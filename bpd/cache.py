@@ -130,3 +130,31 @@ class Key:
     def hexdigest(self) -> str | None:
         """The key, or None when an input could not be read as the build reads it."""
         return self._h.hexdigest() if self.ok else None
+
+
+def entry(kind: str, key: Key) -> Path | None:
+    """Where the entry of this key lives, or None when the cache is off or the key unusable (nothing is then kept)."""
+    store = cache_dir(kind)
+    k = key.hexdigest() if store is not None else None
+    return store / f"{k}.json" if store is not None and k else None
+
+
+def load(path: Path | None) -> dict | None:
+    """An entry written before, or None (none kept, or unreadable: measured again and replaced)."""
+    from bpd.errors import BpdError
+    from bpd.io import read_json
+
+    if path is None or not path.is_file():
+        return None
+    with contextlib.suppress(BpdError):
+        return read_json(path, "cache entry")
+    return None
+
+
+def store(path: Path | None, value: dict) -> None:
+    """Keep value at path (atomically); a cache that cannot be written (a full disk) loses the entry, not the build."""
+    from bpd.io import write_json
+
+    if path is not None:
+        with contextlib.suppress(OSError):
+            write_json(path, value)

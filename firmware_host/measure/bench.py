@@ -25,10 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
+from bpd.cache import Key
 from bpd.config import field
 from bpd.errors import BpdError
 from bpd.io import path_from_record, write_json, write_text
-from firmware_host.measure.build import BENCH, TARGETS, compile_image, image_report
+from firmware_host.measure.build import BENCH, TARGETS, compile_flags, compile_image, image_report
 from firmware_host.measure.cycle_model import estimate_cycles, estimate_us
 
 EMU_TARGETS = ("cortex-m0plus", "cortex-m4f", "cortex-m7")
@@ -73,22 +74,17 @@ def host_c(sources: list[Path], include: list[Path], work: Path, iters: int, str
     res = {"median_ns": float(out[0])}  # a timing of this machine: measured every time
     valgrind = shutil.which("valgrind")
     if valgrind:
-        from bpd.cache import Key, cache_dir, host_identity, tool_version, toolchain
-        from bpd.io import read_json
+        from bpd.cache import Key, entry, host_identity, load, store, tool_version, toolchain
         from export.cc import find_cc
 
         # the count depends on the program and the machine alone: kept in the cache (bpd/cache.py)
-        store, entry = cache_dir("callgrind"), None
-        if store is not None:
-            cc = find_cc()
-            key = (Key("callgrind").text(toolchain(cc), tool_version(valgrind), host_identity())
-                   .text(*(s in strict for s in sources)).files(MEASURING_CODE)
-                   .preprocessed(cc, _source_flags("host", include, fast_tanh), [*sources, BENCH / "bench_host.c"])
-                   .hexdigest())
-            entry = store / f"{key}.json" if key else None
-            if entry is not None and entry.is_file():
-                with contextlib.suppress(BpdError):
-                    return res | read_json(entry, "cached count")
+        cc = find_cc()
+        path = entry("callgrind", Key("callgrind").text(toolchain(cc), tool_version(valgrind), host_identity())
+                     .text(*(s in strict for s in sources)).files(MEASURING_CODE)
+                     .preprocessed(cc, ["-std=c99", *compile_flags("host", include, fast_tanh=fast_tanh)],
+                                   [*sources, BENCH / "bench_host.c"]))
+        if (kept := load(path)) is not None:
+            return res | kept
         counts = []
         for n in (200, 400):
             p = subprocess.run([valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", str(img.elf),
@@ -98,8 +94,7 @@ def host_c(sources: list[Path], include: list[Path], work: Path, iters: int, str
         c200, c400 = counts
         if c200 is not None and c400 is not None:
             res["callgrind_instructions"] = (c400 - c200) / 200
-            if entry is not None:
-                write_json(entry, {"callgrind_instructions": res["callgrind_instructions"]})
+            store(path, {"callgrind_instructions": res["callgrind_instructions"]})
     return res
 
 
@@ -169,23 +164,15 @@ MEASURING_CODE = [*(MEASURE / f"{m}.py" for m in ("bench", "build", "emulate", "
                   MEASURE.parents[1] / "export" / "cc.py", MEASURE.parents[1] / "bpd" / "cache.py"]
 
 
-def _source_flags(target: str, include: list[Path], fast_tanh: bool) -> list[str]:
-    """The flags compile_image gives a source but the warnings (whose set counts apart: strict or not)."""
-    from firmware_host.measure.build import OPT
-
-    return (["-std=c99"] + TARGETS[target]["flags"] + OPT + [f"-I{p}" for p in include]
-            + (["-DBPD_FAST_TANH"] if fast_tanh else []))
-
-
 def emulate_key(target: str, sources: list[Path], include: list[Path], obs: np.ndarray, act_dim: int,
-                strict: set[Path], policy_objects: list[str], fast_tanh: bool) -> str | None:
-    """The cache key of an emulated measurement (bpd/cache.py): everything the build, the run and the counts read;
-    None when a source cannot be preprocessed (then it is built, and not kept)."""
+                strict: set[Path], policy_objects: list[str], fast_tanh: bool) -> Key:
+    """The cache key of an emulated measurement (bpd/cache.py): everything the build, the run and the counts read
+    (unusable when a source cannot be preprocessed: then it is built, and not kept)."""
     import capstone
     import elftools
     import unicorn
 
-    from bpd.cache import Key, toolchain
+    from bpd.cache import toolchain
     from export.cc import find_cc
     from firmware_host.measure.build import BOARDS, arm_toolchain
 
@@ -194,9 +181,10 @@ def emulate_key(target: str, sources: list[Path], include: list[Path], obs: np.n
     return (Key("emulate").text(target, fast_tanh, act_dim, sorted(policy_objects),
                                 toolchain(cc, tuple(TARGETS[target]["flags"])), unicorn.__version__,
                                 capstone.__version__, elftools.__version__)
-            .text(*(s in strict for s in srcs)).preprocessed(cc, _source_flags(target, include, fast_tanh), srcs)
+            .text(*(s in strict for s in srcs))
+            .preprocessed(cc, ["-std=c99", *compile_flags(target, include, fast_tanh=fast_tanh)], srcs)
             .files(sorted(BOARDS.iterdir())).files(MEASURING_CODE)
-            .text(obs.shape, obs.dtype).data(np.ascontiguousarray(obs, np.float32).tobytes()).hexdigest())
+            .text(obs.shape, obs.dtype).data(np.ascontiguousarray(obs, np.float32).tobytes()))
 
 
 def emulate_build(target: str, sources: list[Path], include: list[Path], work: Path, obs: np.ndarray,
@@ -204,20 +192,14 @@ def emulate_build(target: str, sources: list[Path], include: list[Path], work: P
     """Build the sources with the bench's entry point for target, run them on obs under the emulator: figures
     of the median call, the outputs and the image's sizes. Kept in the cache (bpd/cache.py) by its inputs: a
     measurement made before is read back, and its build directory `work` is then not made."""
-    from bpd.cache import cache_dir
-    from bpd.io import read_json
+    from bpd.cache import cache_dir, entry, load, store
 
-    store, entry = cache_dir("emulate"), None
-    if store is not None:
-        key = emulate_key(target, sources, include, obs, act_dim, strict, policy_objects, fast_tanh)
-        entry = store / f"{key}.json" if key else None
-        if entry is not None and entry.is_file():
-            with contextlib.suppress(BpdError):  # an unreadable entry is measured again and replaced
-                e = read_json(entry, "cached measurement")
-                return e | {"outputs": np.asarray(e["outputs"], np.float32).reshape(len(obs), act_dim)}
+    path = entry("emulate", emulate_key(target, sources, include, obs, act_dim, strict, policy_objects, fast_tanh)) \
+        if cache_dir("emulate") is not None else None  # no key computed (no preprocessing) when the cache is off
+    if (e := load(path)) is not None:
+        return e | {"outputs": np.asarray(e["outputs"], np.float32).reshape(len(obs), act_dim)}
     e = _emulate_build(target, sources, include, work, obs, act_dim, strict, policy_objects, fast_tanh)
-    if entry is not None:
-        write_json(entry, e | {"outputs": e["outputs"].astype(np.float64).tolist()})
+    store(path, e | {"outputs": e["outputs"].astype(np.float64).tolist()})
     return e
 
 

@@ -52,6 +52,13 @@ class Image:
     stack: dict[str, int]
 
 
+def compile_flags(target: str, include: list[Path], defines: list[str] | None = None,
+                  fast_tanh: bool = False) -> list[str]:
+    """The flags every source of an image compiles with, besides its warning set (the build cache keys on them)."""
+    return (TARGETS[target]["flags"] + OPT + [f"-I{p}" for p in include] + [f"-D{d}" for d in defines or []]
+            + (["-DBPD_FAST_TANH"] if fast_tanh else []))
+
+
 def compile_image(target: str, sources: list[Path], include: list[Path], out_dir: Path, name: str,
                   defines: list[str] | None = None, strict: set[Path] | None = None,
                   fast_tanh: bool = False, ldscript: str = "cortex-m.ld") -> Image:
@@ -61,9 +68,7 @@ def compile_image(target: str, sources: list[Path], include: list[Path], out_dir
     host = target == "host"
     cc = find_cc() if host else arm_toolchain()
     out_dir.mkdir(parents=True, exist_ok=True)
-    flags = TARGETS[target]["flags"] + OPT + [f"-I{p}" for p in include] + [f"-D{d}" for d in defines or []]
-    if fast_tanh:
-        flags.append("-DBPD_FAST_TANH")
+    flags = compile_flags(target, include, defines, fast_tanh)
     objects: dict[str, Path] = {}
     for src in sources:
         obj = out_dir / f"{src.stem}.o"
