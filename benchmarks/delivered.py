@@ -465,7 +465,7 @@ def main() -> None:
     ap.add_argument("plan", nargs="?", default=str(ROOT / "benchmarks" / "plans" / "students.yaml"))
     ap.add_argument("--keep-return", type=float, default=0.99)
     ap.add_argument("--others", nargs="*", default=[str(ROOT / "benchmarks" / "plans" / f"{p}.yaml")
-                                                    for p in ("hc-equal-cost", "hc-l1")],
+                                                    for p in ("hc-equal-cost", "hc-l1", "l1")],
                     help="plans whose students of the same task and seed are set against the delivered one")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "delivered")
     ap.add_argument("--table-only", action="store_true", help="rewrite delivered.md from delivered.json")

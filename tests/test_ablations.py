@@ -319,6 +319,29 @@ def test_retrained_cells_run_under_their_reference_plans_specification(plan_name
         assert _digest(cell_spec(plan, c)) == _digest(cell_spec(ref, ref_cells[(c.env, c.label, c.seed)])), c
 
 
+def test_the_l1_plan_is_the_ablations_row_on_the_delivery_plans_data():
+    """The l1 plan's students are set against the delivered ones of every task: each of its cells must be the
+    ablations' l1-threshold cell where that plan has the task, and the delivery plan's `bpd` cell of the same task and
+    seed (teacher, data, budget, reporting episodes) in everything but the method."""
+    from pathlib import Path
+
+    from bpd_app.experiment.plan import _digest, cell_spec, load_plan
+
+    plans = Path(__file__).resolve().parents[1] / "benchmarks" / "plans"
+    plan, abl, dlv = (load_plan(plans / f"{n}.yaml") for n in ("l1", "ablations", "delivery"))
+    abl_cells = {(c.env, c.label, c.seed): c for c in abl.cells()}
+    bpd_cells = {(c.env, c.seed): c for c in dlv.cells() if c.label == "bpd"}
+    shared = 0
+    for c in plan.cells():
+        spec = cell_spec(plan, c)
+        if (c.env, c.label, c.seed) in abl_cells:
+            shared += 1
+            assert _digest(spec) == _digest(cell_spec(abl, abl_cells[(c.env, c.label, c.seed)])), c
+        ref = cell_spec(dlv, bpd_cells[(c.env, c.seed)])
+        assert spec | {"label": "bpd", "method": "bpd"} == ref, c
+    assert shared == 6 and len(plan.cells()) == 9  # the double pendulum and Hopper in both; Walker2d in neither
+
+
 def test_the_delivery_plans_reference_cells_are_the_students_plans_bpd_cells():
     """The delivery plan sets its candidates against its own `bpd` cells, trained on the same kind of machine: those
     count as the benchmark's BPD students only while their specification is the students plan's `bpd` row's."""
