@@ -153,6 +153,13 @@ def supersede(plan, cands: list[dict]) -> None:
                     o["superseded_by"] = c["method"]
 
 
+def candidate_method(method: str) -> bool:
+    """Whether a plan row's students are candidates for delivery: BPD's rows (`bpd` and its variants, what `bpd
+    compress` runs); another method's row (L1 then a threshold, magnitude pruning, a dense student) is set against the
+    delivered student as another plan's students are, never delivered in its place."""
+    return method == REFERENCE or method.startswith(REFERENCE + "-")
+
+
 def choose(cands: list[dict], keep: float) -> dict | None:
     """The cheapest candidate that keeps the return (ties: the higher selection return); none keeping it: the
     highest selection return. Candidates without a cost, or of a kind of machine the teacher's selection return is
@@ -198,7 +205,7 @@ def _record(key: str, label: str, s: dict, cost_rows: dict[str, dict], eq: dict[
 
 
 def beaten_by(d: dict, others: list[dict]) -> list[dict]:
-    """The other plans' students of the same task and seed with at least the delivered student's share of the
+    """The other methods' students (this plan's other rows, other plans') of the same task and seed with at least the delivered student's share of the
     teacher's return (each against the teacher on its own machine) at fewer integer-kernel cycles."""
     return [o for o in others if o["cycles"] is not None and d["cycles"] is not None and o["cycles"] < d["cycles"]
             and (o["return_vs_teacher"] or 0) >= (d["return_vs_teacher"] or 0)]
@@ -262,11 +269,14 @@ def collect(plan_path: str, keep: float, previous: dict | None, other_plans: lis
     rows = []
     for env in plan.envs:
         for seed in plan.seeds:
-            cands = []
+            cands, rivals = [], []
             for label in plan.methods:
                 key = f"{env}/{label}/seed{seed}"
                 s = sums.get(key)
                 if s is None:
+                    continue
+                if not candidate_method(plan.methods[label].method):  # another method's student: set against
+                    rivals.append(_record(key, label, s, cost_rows, eq))
                     continue
                 sel = (s.get("train") or {}).get("selection") or {}
                 m = s.get("machine") or {}
@@ -303,9 +313,10 @@ def collect(plan_path: str, keep: float, previous: dict | None, other_plans: lis
                 d = confirmed(plan, env, seed, cands, keep, max(c["select_episodes"] for c in cands), confirm,
                               low_share)
             ref = next((c for c in cands if c["method"] == REFERENCE), None)
-            others = [_record(k, f"{name}/{k.split('/')[1]}", o, cost_rows, eq) for (name, k), o in other_sums.items()
-                      if k.startswith(f"{env}/") and k.endswith(f"/seed{seed}")]
-            same_kernel(others, d)  # another plan's student measured with another form: not set against it
+            others = rivals + [_record(k, f"{name}/{k.split('/')[1]}", o, cost_rows, eq)
+                               for (name, k), o in other_sums.items()
+                               if k.startswith(f"{env}/") and k.endswith(f"/seed{seed}")]
+            same_kernel(others, d)  # another student measured with another form: not set against it
             rows.append({"env": env, "seed": seed, "teacher_select_return": t, "candidates": cands, "others": others,
                          "beaten_by": [o["method"] for o in beaten_by(d, others)] if d else [],
                          "others_other_form": sum(o.get("cycles_other_form") is not None for o in others),
@@ -423,7 +434,7 @@ def markdown(res: dict) -> str:
                          f"| {_f(100 * c['return_vs_teacher'] if c['return_vs_teacher'] is not None else None)} % "
                          f"| {c['early_ends']} of {c['episodes']} | {mark} |")
             for o in r.get("others", []):
-                L.append(f"| {r['seed']} | {o['method']} (another plan) | - | - "
+                L.append(f"| {r['seed']} | {o['method']} ({'another plan' if '/' in o['method'] else 'another method'}) | - | - "
                          f"| {_cycles_cell(o)} | {o['params_nonzero']} "
                          f"| {_f(o['return_mean'])} +- {_f(o['return_std'])} "
                          f"| {_f(100 * o['return_vs_teacher'] if o['return_vs_teacher'] is not None else None)} % "
@@ -437,7 +448,8 @@ def markdown(res: dict) -> str:
             L += [f"Delivered ({names}); cycles against the `{res['reference']}` cell of the same seed: "
                   + (", ".join(f"{x:.2f}x" for x in ratios) if ratios else "-")
                   + f"; keeps {k:g} % on the selection seeds on {sum(r['kept'] for r in done)} of {len(done)}."
-                  + (f" A student of another plan ({', '.join(res.get('others', []))}) reaches at least its share of "
+                  + (f" A student of another method (this plan's other rows; {', '.join(res.get('others', []))}) "
+                     "reaches at least its share of "
                      f"the teacher's return at fewer cycles on {sum(bool(r['beaten_by']) for r in done)} of "
                      f"{len(done)} seeds" + (f" (of its {sum(len(r['others']) for r in done)} students "
                                             f"{sum(r.get('others_other_form', 0) for r in done)} measured with another "

@@ -393,6 +393,7 @@ def test_an_online_sac_cell_records_its_budget_and_curve_and_is_plotted_against_
     ("envs: [A]\nseeds: [0]\nteachers: {}\nmethods: [bpd]", "no teacher for A"),
     ("envs: [A]\nseeds: [0, 0]\nteachers: {A: t.npz}\nmethods: [bpd]", "seeds must be distinct"),
     ("envs: [A]\nseeds: [0]\nteachers: {A: t.npz}\nmethods: [online-sac-small]", "needs a 'bpd' cell"),
+    ("envs: [A]\nseeds: [0]\nteachers: {A: t.npz}\nmethods: [bpd-finetune, magnitude-prune]", "needs a 'bpd' cell"),
     ("envs: [A]\nseeds: [0]\nteachers: {A: t.npz}\nmethods: [bpd]\nbogus: 1", "unknown plan keys: bogus"),
     ("envs: [A]\nseeds: [0]\nteachers: {A: t.npz}\nmethods: [bpd]\neval: {seed: 99990, episodes: 30}",
      "must stay below 100000"),
@@ -406,6 +407,19 @@ def test_bad_plans_are_one_line_errors(tmp_path, text, message):
     with pytest.raises(BpdError, match=message) as e:
         load_plan(p)
     assert "\n" not in str(e.value)
+
+
+def test_a_bpd_variant_stands_for_the_bpd_cell_a_method_needs_only_where_named(tmp_path):
+    """magnitude-prune sized from a BPD variant's cell (the delivery plan's rival at the cut's size): named with
+    needs, the variant's row is the cell it needs; unnamed, a variant is not taken for the `bpd` cell (above)."""
+    p = tmp_path / "plan.yaml"
+    p.write_text("envs: [A]\nseeds: [0]\nteachers: {A: t.npz}\nmethods:\n  bpd-finetune: {}\n"
+                 "  magnitude-prune: {needs: {bpd: bpd-finetune}}\n")
+    assert load_plan(p).methods["magnitude-prune"].needs == {"bpd": "bpd-finetune"}
+    p.write_text("envs: [A]\nseeds: [0]\nteachers: {A: t.npz}\nmethods:\n  l1-threshold: {}\n"
+                 "  magnitude-prune: {needs: {bpd: l1-threshold}}\n")
+    with pytest.raises(BpdError, match="needs a 'bpd' cell"):  # not a BPD row at all
+        load_plan(p)
 
 
 # --------------------------------------------------------------------------- end to end
