@@ -207,3 +207,9 @@ def test_another_plans_student_of_another_kernel_form_does_not_beat_the_delivere
     delivered.same_kernel([old, new], d)
     assert old["cycles"] is None and old["cycles_other_form"] == 900.0
     assert [o["method"] for o in delivered.beaten_by(d, [old, new])] == ["n"]
+
+
+def test_bpd_rows_are_candidates_and_another_methods_rows_are_set_against_them():
+    assert all(delivered.candidate_method(m) for m in ("bpd", "bpd-units-finetune-pairs-warmup-c50-visits-sure"))
+    assert not any(delivered.candidate_method(m) for m in ("magnitude-prune", "l1-threshold", "dense-small",
+                                                            "online-sac-small", "bpdx"))

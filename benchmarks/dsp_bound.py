@@ -1,0 +1,153 @@
+"""How far the DSP integer kernel can go below the scalar floor on a student's mask: what the pairing of columns costs.
+
+    python benchmarks/dsp_bound.py [benchmarks/plans/delivery.yaml] [--label bpd] [--runs DIR]
+                                   [--out benchmarks/results/cost/dsp-bound]
+
+The DSP integer kernel (export/dsp.py) multiplies two int16 inputs by two weights in one SMLAD, one a row and pair
+of columns in which the row has a weight; the columns are paired once per layer (training/pairs.py
+`pair_columns`, greedy by shared rows), since each layer's inputs sit in memory as one word per pair. Where a row
+keeps one weight of a pair, that pair costs the kernel one instruction for one multiply-add, as the floor counts it.
+For each finished cell of the row (`--label`) whose run directory holds its student, quantised as its export is
+(calibrated on the plan's dataset), this counts the SMLADs of its layers:
+- with the kernel's pairing (what its export built; checked against the export report's record),
+- with the best pairing of each layer's columns (a maximum-weight matching of columns by shared rows, networkx),
+- with every row's weights in full pairs (ceil(nonzero / 2) a row): a pairing of its own for every row, which no
+  single layout of the inputs gives: a bound below any pairing;
+and sets the kernel's emulated instructions (the cell's bench, its summary's `integer` figures) less the SMLADs that bound saves, every other
+instruction as it is, against the floor (firmware_host.measure.bench.arithmetic_floor). Where that bound stays
+above 1.0x the floor, no choice of pairs brings the kernel's instructions below it on that mask: the loads,
+activations and stores cost more than the SMLADs can save. Counts from the code the generator emits, no timing.
+Writes OUT.json and OUT.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+from bpd.io import write_json, write_text  # noqa: E402
+
+
+def slots(nz, pairs) -> int:
+    """SMLADs of a layer's mask (rows x columns, bool) under a pairing: one per row and pair with a weight."""
+    return int(sum((nz[:, a] | nz[:, b]).sum() if b is not None else nz[:, a].sum() for a, b in pairs))
+
+
+def best_pairs(nz) -> list[tuple[int, int | None]]:
+    """The pairing of the live columns that shares the most rows: a maximum-weight matching of largest size
+    (every column paired while another is left), weights the rows both columns of a pair have a weight in."""
+    import networkx as nx
+
+    cols = [j for j in range(nz.shape[1]) if nz[:, j].any()]
+    ov = nz[:, cols].T.astype(int) @ nz[:, cols].astype(int)
+    g = nx.Graph()
+    g.add_nodes_from(range(len(cols)))
+    for i in range(len(cols)):
+        for j in range(i + 1, len(cols)):
+            g.add_edge(i, j, weight=int(ov[i, j]))
+    m = nx.max_weight_matching(g, maxcardinality=True)
+    used = {v for e in m for v in e}
+    return [(cols[a], cols[b]) for a, b in m] + [(cols[a], None) for a in range(len(cols)) if a not in used]
+
+
+def measure(student: Path, dataset: Path, bench: dict, report: dict) -> dict:
+    import numpy as np
+
+    from bpd_app.methods import collapsed_student
+    from export.fixed_point import quantise
+    from training.collect import load_dataset
+    from training.pairs import pair_columns
+
+    net = collapsed_student(student)
+    q = quantise(net, load_dataset(str(dataset), net.obs_dim).observations, f"dataset {dataset}")
+    now = best = full = nonzero = 0
+    for L in q.layers:
+        nz = np.asarray(L.wq) != 0
+        nonzero += int(nz.sum())
+        now += slots(nz, pair_columns(L.wq))
+        best += slots(nz, best_pairs(nz))
+        full += int(np.ceil(nz.sum(1) / 2).sum())
+    recorded = sum(L["mix"]["multiplies"] for L in (report.get("int") or {}).get("dsp_layers") or [])
+    floor = int(bench["arithmetic_floor"]["instructions"])
+    total = int(bench["integer"]["instructions"])
+    return {"widths": list(net.widths), "nonzero": nonzero, "floor": floor, "instructions": total,
+            "multiplies": now, "multiplies_recorded": recorded or None, "multiplies_best_pairs": best,
+            "multiplies_full_pairs": full, "bound": total - (now - full),
+            "vs_floor": total / floor, "bound_vs_floor": (total - (now - full)) / floor}
+
+
+def table(res: dict) -> str:
+    rows = res["rows"]
+    L = ["# How far the DSP integer kernel can go below the floor: the pairing of columns", "",
+         f"Written by `python benchmarks/dsp_bound.py {res['plan']} --label {res['label']}` (see its docstring). "
+         f"Students: the `{res['label']}` cells of {res['plan']} whose run directories hold them ({len(rows)}), "
+         "quantised as their exports are. SMLADs of the layers with the kernel's pairing of columns (greedy, what "
+         "the export built), with the best pairing (maximum-weight matching), and with every row's weights in full "
+         "pairs (a pairing of its own for every row, which one layout of the inputs cannot give: a bound below any "
+         "pairing); the Cortex-M4F instructions of the DSP integer kernel (emulated, the cell's bench) and the same "
+         "less the SMLADs that bound saves, against the scalar floor.", "",
+         "| student | widths | nonzero | floor | DSP kernel instructions (x floor) | SMLADs: kernel's pairs | best pairs "
+         "| every row's own pairs | kernel less what every row's own pairs save (x floor) |",
+         "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        L.append(f"| {r['cell']} | {'-'.join(map(str, r['widths']))} | {r['nonzero']} | {r['floor']} "
+                 f"| {r['instructions']} ({r['vs_floor']:.2f}x) | {r['multiplies']} | {r['multiplies_best_pairs']} "
+                 f"| {r['multiplies_full_pairs']} | {r['bound']} ({r['bound_vs_floor']:.2f}x) |")
+    if rows:
+        vs = [r["vs_floor"] for r in rows]
+        bs = [r["bound_vs_floor"] for r in rows]
+        gain = [1 - r["multiplies_best_pairs"] / r["multiplies"] for r in rows]
+        L += ["", f"The kernel: {min(vs):.2f}-{max(vs):.2f}x the floor. The best pairing saves "
+              f"{100 * min(gain):.1f}-{100 * max(gain):.1f} % of the kernel's SMLADs. With every row's weights in "
+              f"full pairs and nothing else changed: {min(bs):.2f}-{max(bs):.2f}x the floor, above 1.0x on "
+              f"{sum(b > 1 for b in bs)} of {len(bs)} students: on those masks no pairing of columns brings the "
+              "kernel below the floor; a student whose kept weights fill their pairs (distill's default, the "
+              "pair-partner fine-tune) does (benchmarks/results/cost/cost.md)."]
+    return "\n".join(L) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("plan", nargs="?", default=str(ROOT / "benchmarks" / "plans" / "delivery.yaml"))
+    ap.add_argument("--label", default="bpd", help="the plan row whose cells are measured")
+    ap.add_argument("--runs", type=Path, default=None, help="the plan's run root (default: the runner's)")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "cost" / "dsp-bound")
+    a = ap.parse_args()
+    from bpd.errors import BpdError
+    from bpd_app.experiment import load_plan
+
+    try:
+        plan = load_plan(a.plan, str(a.runs) if a.runs else None)
+        if a.label not in plan.methods:
+            raise BpdError(f"{a.plan}: no row {a.label!r}")
+        rows = []
+        for c in plan.cells():
+            student = c.dir / "run" / "student.pt"
+            bench_p, rep_p, res_p = (c.dir / "bench" / "bench.json", c.dir / "export" / "export_report.json",
+                                     c.dir / "result.json")
+            if c.label != a.label or not all(p.is_file() for p in (student, bench_p, rep_p, res_p)):
+                continue
+            integer = (json.loads(res_p.read_text()).get("bench") or {}).get("integer") or {}
+            if not integer.get("instructions"):
+                continue
+            bench = {"arithmetic_floor": json.loads(bench_p.read_text())["arithmetic_floor"], "integer": integer}
+            print(f"{c.key} ...", flush=True)
+            rows.append({"cell": c.key, "env": c.env} | measure(student, plan.cell_dataset_path(c), bench,
+                                                   json.loads(rep_p.read_text())))
+    except BpdError as e:
+        sys.exit(f"dsp_bound: {e}")
+    res = {"plan": str(Path(a.plan).resolve().relative_to(ROOT)), "label": a.label, "rows": rows}
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(a.out.with_suffix(".json"), res)
+    write_text(a.out.with_suffix(".md"), table(res))
+    print(table(res))
+
+
+if __name__ == "__main__":
+    main()
