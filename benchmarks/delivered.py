@@ -205,8 +205,9 @@ def _record(key: str, label: str, s: dict, cost_rows: dict[str, dict], eq: dict[
 
 
 def beaten_by(d: dict, others: list[dict]) -> list[dict]:
-    """The other methods' students (this plan's other rows, other plans') of the same task and seed with at least the delivered student's share of the
-    teacher's return (each against the teacher on its own machine) at fewer integer-kernel cycles."""
+    """The other methods' students (this plan's other rows, other plans') of the same task and seed with at least the
+    delivered student's share of the teacher's return (each against the teacher on its own machine) at fewer
+    integer-kernel cycles."""
     return [o for o in others if o["cycles"] is not None and d["cycles"] is not None and o["cycles"] < d["cycles"]
             and (o["return_vs_teacher"] or 0) >= (d["return_vs_teacher"] or 0)]
 
@@ -434,7 +435,8 @@ def markdown(res: dict) -> str:
                          f"| {_f(100 * c['return_vs_teacher'] if c['return_vs_teacher'] is not None else None)} % "
                          f"| {c['early_ends']} of {c['episodes']} | {mark} |")
             for o in r.get("others", []):
-                L.append(f"| {r['seed']} | {o['method']} ({'another plan' if '/' in o['method'] else 'another method'}) | - | - "
+                whose = "another plan" if "/" in o["method"] else "another method"
+                L.append(f"| {r['seed']} | {o['method']} ({whose}) | - | - "
                          f"| {_cycles_cell(o)} | {o['params_nonzero']} "
                          f"| {_f(o['return_mean'])} +- {_f(o['return_std'])} "
                          f"| {_f(100 * o['return_vs_teacher'] if o['return_vs_teacher'] is not None else None)} % "

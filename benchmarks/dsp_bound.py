@@ -13,11 +13,11 @@ For each finished cell of the row (`--label`) whose run directory holds its stud
 - with the best pairing of each layer's columns (a maximum-weight matching of columns by shared rows, networkx),
 - with every row's weights in full pairs (ceil(nonzero / 2) a row): a pairing of its own for every row, which no
   single layout of the inputs gives: a bound below any pairing;
-and sets the kernel's emulated instructions (the cell's bench, its summary's `integer` figures) less the SMLADs that bound saves, every other
-instruction as it is, against the floor (firmware_host.measure.bench.arithmetic_floor). Where that bound stays
-above 1.0x the floor, no choice of pairs brings the kernel's instructions below it on that mask: the loads,
-activations and stores cost more than the SMLADs can save. Counts from the code the generator emits, no timing.
-Writes OUT.json and OUT.md.
+and sets the kernel's emulated instructions (the cell's bench, its summary's `integer` figures) less the SMLADs that
+bound saves, every other instruction as it is, against the floor (firmware_host.measure.bench.arithmetic_floor).
+Where that bound stays above 1.0x the floor, no choice of pairs brings the kernel's instructions below it on that
+mask: the loads, activations and stores cost more than the SMLADs can save. Counts from the code the generator
+emits, no timing. Writes OUT.json and OUT.md.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def slots(nz, pairs) -> int:
 def best_pairs(nz) -> list[tuple[int, int | None]]:
     """The pairing of the live columns that shares the most rows: a maximum-weight matching of largest size
     (every column paired while another is left), weights the rows both columns of a pair have a weight in."""
-    import networkx as nx
+    import networkx as nx  # a dependency of torch, so always installed
 
     cols = [j for j in range(nz.shape[1]) if nz[:, j].any()]
     ov = nz[:, cols].T.astype(int) @ nz[:, cols].astype(int)
@@ -59,6 +59,7 @@ def best_pairs(nz) -> list[tuple[int, int | None]]:
 def measure(student: Path, dataset: Path, bench: dict, report: dict) -> dict:
     import numpy as np
 
+    from bpd.errors import BpdError
     from bpd_app.methods import collapsed_student
     from export.fixed_point import quantise
     from training.collect import load_dataset
@@ -73,7 +74,11 @@ def measure(student: Path, dataset: Path, bench: dict, report: dict) -> dict:
         now += slots(nz, pair_columns(L.wq))
         best += slots(nz, best_pairs(nz))
         full += int(np.ceil(nz.sum(1) / 2).sum())
-    recorded = sum(L["mix"]["multiplies"] for L in (report.get("int") or {}).get("dsp_layers") or [])
+    layers = (((report.get("kernel") or {}).get("candidates") or {}).get("integer") or {}).get("dsp_layers") or []
+    recorded = sum(L["mix"]["multiplies"] for L in layers)
+    if recorded and recorded != now:
+        raise BpdError(f"{student}: {now} SMLADs counted here, {recorded} in its export's report "
+                       "(another quantisation?)")
     floor = int(bench["arithmetic_floor"]["instructions"])
     total = int(bench["integer"]["instructions"])
     return {"widths": list(net.widths), "nonzero": nonzero, "floor": floor, "instructions": total,
@@ -92,8 +97,8 @@ def table(res: dict) -> str:
          "pairs (a pairing of its own for every row, which one layout of the inputs cannot give: a bound below any "
          "pairing); the Cortex-M4F instructions of the DSP integer kernel (emulated, the cell's bench) and the same "
          "less the SMLADs that bound saves, against the scalar floor.", "",
-         "| student | widths | nonzero | floor | DSP kernel instructions (x floor) | SMLADs: kernel's pairs | best pairs "
-         "| every row's own pairs | kernel less what every row's own pairs save (x floor) |",
+         "| student | widths | nonzero | floor | DSP kernel instructions (x floor) | SMLADs: kernel's pairs "
+         "| best pairs | every row's own pairs | kernel less what every row's own pairs save (x floor) |",
          "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         L.append(f"| {r['cell']} | {'-'.join(map(str, r['widths']))} | {r['nonzero']} | {r['floor']} "
