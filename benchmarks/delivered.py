@@ -5,8 +5,10 @@ across the rows of a plan as `bpd compress --confirm 0` chooses across methods (
     ATEN_CPU_CAPABILITY=avx2 python benchmarks/delivered.py [benchmarks/plans/students.yaml] [--keep-return 0.99]
         [--out benchmarks/results/delivered] [--table-only]
 
-Candidates: the finished cells of the plan (every row: BPD and its fine-tunes with the pair partners, cut to a half
-and a quarter of their SMLADs and to half the bpd cell's cycles), each the student its run handed over. A candidate
+Candidates: the finished cells of the plan's BPD rows (`bpd` and its variants: its fine-tunes with the pair partners,
+cut to a half and a quarter of their SMLADs and to half the bpd cell's cycles), each the student its run handed over;
+another method's row of the plan (magnitude pruning, L1 then a threshold) is set against the delivered student as
+the --others plans' students are, never delivered in its place. A candidate
 keeps the return when its return on its run's selection seeds (recorded by the run: `train.selection.select_return`)
 is at least --keep-return of the teacher's return on the same seeds (evaluated here, as many episodes as the run
 judged its candidates on) and it ended no selection episode early that the teacher finishes (issue 34's "no early
@@ -352,6 +354,13 @@ def meets_bar(r: dict, keep: float, ratio: str = "cycles_vs_reference") -> bool 
     return bool(r[ratio] <= BAR_CYCLES and (d["return_vs_teacher"] or 0) >= keep and d["early_ends"] == 0)
 
 
+def _rival_sources(res: dict, done: list[dict]) -> list[str]:
+    """Where the students set against the delivered ones come from: this plan's other methods' rows (where it has
+    any), then the --others plans."""
+    own = any("/" not in o["method"] for r in done for o in r["others"])
+    return (["this plan's other rows"] if own else []) + list(res.get("others", []))
+
+
 def _also(res: dict, done: list[dict]) -> str:
     """The delivered students' cycles against --also-against's reference cells, and the bar judged by those."""
     parts = [f"seed {r['seed']}: "
@@ -450,8 +459,8 @@ def markdown(res: dict) -> str:
             L += [f"Delivered ({names}); cycles against the `{res['reference']}` cell of the same seed: "
                   + (", ".join(f"{x:.2f}x" for x in ratios) if ratios else "-")
                   + f"; keeps {k:g} % on the selection seeds on {sum(r['kept'] for r in done)} of {len(done)}."
-                  + (f" A student of another method (this plan's other rows; {', '.join(res.get('others', []))}) "
-                     "reaches at least its share of "
+                  + (f" A student of another method ({', '.join(_rival_sources(res, done))}) reaches at least its "
+                     "share of "
                      f"the teacher's return at fewer cycles on {sum(bool(r['beaten_by']) for r in done)} of "
                      f"{len(done)} seeds" + (f" (of its {sum(len(r['others']) for r in done)} students "
                                             f"{sum(r.get('others_other_form', 0) for r in done)} measured with another "

@@ -16,8 +16,10 @@ For each finished cell of the row (`--label`) whose run directory holds its stud
 and sets the kernel's emulated instructions (the cell's bench, its summary's `integer` figures) less the SMLADs that
 bound saves, every other instruction as it is, against the floor (firmware_host.measure.bench.arithmetic_floor).
 Where that bound stays above 1.0x the floor, no choice of pairs brings the kernel's instructions below it on that
-mask: the loads, activations and stores cost more than the SMLADs can save. Counts from the code the generator
-emits, no timing. Writes OUT.json and OUT.md.
+mask with its loads, activations and stores held at their present counts (the tiling, export/dsp.py, chooses its
+rows, words and weight registers again for each pairing, so the loads would move too: a bound on the multiplies,
+not a proof). Cells whose export built the integer kernel in an earlier form are skipped. Counts from the code the
+generator emits, no timing. Writes OUT.json and OUT.md.
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ def measure(student: Path, dataset: Path, bench: dict, report: dict) -> dict:
 def table(res: dict) -> str:
     rows = res["rows"]
     L = ["# How far the DSP integer kernel can go below the floor: the pairing of columns", "",
+         f"Integer kernel's form: {res.get('form')}.", "",
          f"Written by `python benchmarks/dsp_bound.py {res['plan']} --label {res['label']}` (see its docstring). "
          f"Students: the `{res['label']}` cells of {res['plan']} whose run directories hold them ({len(rows)}), "
          "quantised as their exports are. SMLADs of the layers with the kernel's pairing of columns (greedy, what "
@@ -110,10 +113,9 @@ def table(res: dict) -> str:
         gain = [1 - r["multiplies_best_pairs"] / r["multiplies"] for r in rows]
         L += ["", f"The kernel: {min(vs):.2f}-{max(vs):.2f}x the floor. The best pairing saves "
               f"{100 * min(gain):.1f}-{100 * max(gain):.1f} % of the kernel's SMLADs. With every row's weights in "
-              f"full pairs and nothing else changed: {min(bs):.2f}-{max(bs):.2f}x the floor, above 1.0x on "
-              f"{sum(b > 1 for b in bs)} of {len(bs)} students: on those masks no pairing of columns brings the "
-              "kernel below the floor; a student whose kept weights fill their pairs (distill's default, the "
-              "pair-partner fine-tune) does (benchmarks/results/cost/cost.md)."]
+              f"full pairs and the loads, activations and stores held at their present counts: "
+              f"{min(bs):.2f}-{max(bs):.2f}x the floor, above 1.0x on {sum(b > 1 for b in bs)} of {len(bs)} "
+              "students."]
     return "\n".join(L) + "\n"
 
 
@@ -126,6 +128,7 @@ def main() -> None:
     a = ap.parse_args()
     from bpd.errors import BpdError
     from bpd_app.experiment import load_plan
+    from export.fixed_point import int_form
 
     try:
         plan = load_plan(a.plan, str(a.runs) if a.runs else None)
@@ -139,15 +142,16 @@ def main() -> None:
             if c.label != a.label or not all(p.is_file() for p in (student, bench_p, rep_p, res_p)):
                 continue
             integer = (json.loads(res_p.read_text()).get("bench") or {}).get("integer") or {}
-            if not integer.get("instructions"):
-                continue
+            if not integer.get("instructions") or integer.get("form") != int_form(True):
+                continue  # no integer kernel measured, or one of an earlier form
             bench = {"arithmetic_floor": json.loads(bench_p.read_text())["arithmetic_floor"], "integer": integer}
             print(f"{c.key} ...", flush=True)
             rows.append({"cell": c.key, "env": c.env} | measure(student, plan.cell_dataset_path(c), bench,
                                                    json.loads(rep_p.read_text())))
     except BpdError as e:
         sys.exit(f"dsp_bound: {e}")
-    res = {"plan": str(Path(a.plan).resolve().relative_to(ROOT)), "label": a.label, "rows": rows}
+    res = {"plan": str(Path(a.plan).resolve().relative_to(ROOT)), "label": a.label, "form": int_form(True),
+           "rows": rows}
     a.out.parent.mkdir(parents=True, exist_ok=True)
     write_json(a.out.with_suffix(".json"), res)
     write_text(a.out.with_suffix(".md"), table(res))

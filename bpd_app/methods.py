@@ -55,6 +55,9 @@ class Method:
     # its cell stands for the needed cell's run (a selection again over that run's candidates): where both have
     # finished, the delivered student's rule reads this one's choice, not the needed cell's
     supersedes: bool = False
+    # reads the needed bpd cell's summary whatever its plan label (its nonzero count, widths): a plan may give it a BPD
+    # variant's row by name (needs: {bpd: LABEL}), e.g. magnitude pruning at a cut student's size
+    sized_by_any_bpd: bool = False
 
 
 METHODS: dict[str, Method] = {}
@@ -499,7 +502,7 @@ def _dense_small_command(c: CellInputs) -> list[str]:
 
 register(Method("magnitude-prune", "deterministic student, BPD's loss minus the KL, global magnitude pruning to "
                 "the nonzero count of the bpd cell (same environment and seed), then fine-tuning",
-                _magnitude_command, needs=("bpd",)))
+                _magnitude_command, needs=("bpd",), sized_by_any_bpd=True))
 def _l1_size(c: CellInputs, units: bool) -> list[str]:
     """bpd-finetune whose fine-tune starts from the mask cut to the l1-threshold cell's nonzero count by log
     alpha (units: and to its number of hidden units): BPD at L1's size, or at L1's shape."""
@@ -595,4 +598,4 @@ register(Method("bpd-units-finetune-pairs-warmup-l1-dsp-visits", "bpd-units-fine
                 "the l1-threshold cell's student: BPD and L1 at equal cycles, BPD with its visits",
                 _l1_dsp_cycles_visits, needs=("l1-threshold",)))
 register(Method("dense-small", "dense deterministic student of the bpd cell's collapsed widths, BPD's loss "
-                "minus the KL", _dense_small_command, needs=("bpd",)))
+                "minus the KL", _dense_small_command, needs=("bpd",), sized_by_any_bpd=True))

@@ -213,3 +213,45 @@ def test_bpd_rows_are_candidates_and_another_methods_rows_are_set_against_them()
     assert all(delivered.candidate_method(m) for m in ("bpd", "bpd-units-finetune-pairs-warmup-c50-visits-sure"))
     assert not any(delivered.candidate_method(m) for m in ("magnitude-prune", "l1-threshold", "dense-small",
                                                             "online-sac-small", "bpdx"))
+
+
+def test_another_methods_row_of_the_plan_is_set_against_the_delivered_student_never_delivered(monkeypatch):
+    """A plan's magnitude-pruning row, cheaper and keeping the return, is not delivered: the cheapest BPD row that
+    keeps it is; the magnitude row is listed against it, beats it (at least its return, fewer cycles), and its report
+    line names it another method; one measured with another kernel form is set aside, not set against it."""
+    from types import SimpleNamespace
+
+    form = "f1"
+
+    def summ(cycles, ret, form=form, select=100.0):
+        return {"train": {"selection": {"select_return": select, "falls": 0}, "selection_seeds": [200_000, 200_009]},
+                "machine": {"processor": "p", "torch_cpu_capability": "c"}, "params_nonzero": 10,
+                "eval": {"return_mean": ret, "return_std": 1.0, "return_min": ret, "episodes": 30},
+                "return_vs_teacher": ret / 100.0, "early_terminations_where_teacher_finished": 0,
+                "bench": {"integer": {"cycles": cycles, "form": form}}}
+
+    sums = {"E/bpd/seed0": summ(1000.0, 100.0), "E/bpd-cut/seed0": summ(500.0, 99.5),
+            "E/magnitude-prune-c50/seed0": summ(400.0, 99.6), "E/magnitude-old/seed0": summ(300.0, 99.9, "f0")}
+    methods = {"bpd": "bpd", "bpd-cut": "bpd-units-finetune-pairs-warmup-c50-visits-sure",
+               "magnitude-prune-c50": "magnitude-prune", "magnitude-old": "magnitude-prune"}
+    plan = SimpleNamespace(name="p", envs=["E"], seeds=[0], teachers={"E": "t.npz"},
+                           methods={k: SimpleNamespace(method=v) for k, v in methods.items()})
+    import bpd_app.experiment
+
+    monkeypatch.setattr(bpd_app.experiment, "load_plan", lambda p: plan)
+    monkeypatch.setattr(delivered, "_summaries", lambda p: sums)
+    monkeypatch.setattr(delivered, "_cost_rows", lambda: {})
+    monkeypatch.setattr(delivered, "_equal_cost_records", lambda: {})
+    monkeypatch.setattr(delivered, "machine", lambda: {"processor": "p", "torch_cpu_capability": "c"})
+    monkeypatch.setattr(delivered, "teacher_select", lambda *a: (100.0, 0))
+    monkeypatch.setattr(delivered, "ROOT", Path("/"))
+    res = delivered.collect("/plan.yaml", 0.99, None)
+    (row,) = res["rows"]
+    assert row["delivered"] == "E/bpd-cut/seed0"
+    assert [c["method"] for c in row["candidates"]] == ["bpd", "bpd-cut"]
+    others = {o["method"]: o for o in row["others"]}
+    assert set(others) == {"magnitude-prune-c50", "magnitude-old"}
+    assert others["magnitude-old"]["cycles"] is None and others["magnitude-old"]["cycles_other_form"] == 300.0
+    assert row["beaten_by"] == ["magnitude-prune-c50"] and row["meets_bar"] is True
+    md = delivered.markdown(res | {"out": "x"})
+    assert "| 0 | magnitude-prune-c50 (another method) |" in md and "this plan's other rows" in md

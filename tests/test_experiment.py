@@ -420,6 +420,10 @@ def test_a_bpd_variant_stands_for_the_bpd_cell_a_method_needs_only_where_named(t
                  "  magnitude-prune: {needs: {bpd: l1-threshold}}\n")
     with pytest.raises(BpdError, match="needs a 'bpd' cell"):  # not a BPD row at all
         load_plan(p)
+    p.write_text("envs: [A]\nseeds: [0]\nteachers: {A: t.npz}\nmethods:\n  bpd-finetune: {}\n"
+                 "  online-sac-small: {needs: {bpd: bpd-finetune}}\n")
+    with pytest.raises(BpdError, match="needs a 'bpd' cell"):  # reads the `bpd` cell by its label: no variant
+        load_plan(p)
 
 
 # --------------------------------------------------------------------------- end to end

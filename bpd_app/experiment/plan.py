@@ -181,8 +181,9 @@ def load_plan(path: str | Path, runs: str | None = None) -> Plan:
             else:
                 providers = [x.label for x in methods.values() if x.method == need_name]
                 label = need_name if need_name in providers else (providers[0] if len(providers) == 1 else "")
-            if label not in methods or not (methods[label].method == need_name or (
-                    need_name in given and methods[label].method.startswith(need_name + "-"))):  # a variant, named
+            variant = (need_name == "bpd" and need_name in given and m.sized_by_any_bpd  # a BPD variant, named,
+                       and label in methods and methods[label].method.startswith("bpd-"))  # for a method reading any
+            if label not in methods or not (methods[label].method == need_name or variant):
                 raise BpdError(f"{p}: {ms.label!r} needs a {need_name!r} cell; add one to methods "
                                f"or name it with needs: {{{need_name}: LABEL}}")
             ms.needs[need_name] = label
