@@ -55,8 +55,7 @@ class Method:
     # its cell stands for the needed cell's run (a selection again over that run's candidates): where both have
     # finished, the delivered student's rule reads this one's choice, not the needed cell's
     supersedes: bool = False
-    # reads the needed bpd cell's summary whatever its plan label (its nonzero count, widths): a plan may give it a BPD
-    # variant's row by name (needs: {bpd: LABEL}), e.g. magnitude pruning at a cut student's size
+    # reads the needed bpd cell whatever its label: a plan may name a BPD variant's row for it (needs: {bpd: LABEL})
     sized_by_any_bpd: bool = False
 
 
