@@ -155,13 +155,6 @@ def supersede(plan, cands: list[dict]) -> None:
                     o["superseded_by"] = c["method"]
 
 
-def candidate_method(method: str) -> bool:
-    """Whether a plan row's students are candidates for delivery: BPD's rows (`bpd` and its variants, what `bpd
-    compress` runs); another method's row (L1 then a threshold, magnitude pruning, a dense student) is set against the
-    delivered student as another plan's students are, never delivered in its place."""
-    return method == REFERENCE or method.startswith(REFERENCE + "-")
-
-
 def choose(cands: list[dict], keep: float) -> dict | None:
     """The cheapest candidate that keeps the return (ties: the higher selection return); none keeping it: the
     highest selection return. Candidates without a cost, or of a kind of machine the teacher's selection return is
@@ -251,6 +244,7 @@ def confirmed(plan, env: str, seed: int, cands: list[dict], keep: float, first: 
 def collect(plan_path: str, keep: float, previous: dict | None, other_plans: list[str] | None = None,
             confirm: int = 0, also_against: str | None = None, low_share: float = 0.0) -> dict:
     from bpd_app.experiment import load_plan
+    from bpd_app.experiment.plan import is_bpd
 
     plan = load_plan(plan_path)
     sums, cost_rows, eq = _summaries(plan), _cost_rows(), _equal_cost_records()
@@ -278,7 +272,7 @@ def collect(plan_path: str, keep: float, previous: dict | None, other_plans: lis
                 s = sums.get(key)
                 if s is None:
                     continue
-                if not candidate_method(plan.methods[label].method):  # another method's student: set against
+                if not is_bpd(plan.methods[label].method):  # another method's student: set against, never chosen
                     rivals.append(_record(key, label, s, cost_rows, eq))
                     continue
                 sel = (s.get("train") or {}).get("selection") or {}

@@ -36,11 +36,6 @@ sys.path.insert(0, str(ROOT))
 from bpd.io import write_json, write_text  # noqa: E402
 
 
-def slots(nz, pairs) -> int:
-    """SMLADs of a layer's mask (rows x columns, bool) under a pairing: one per row and pair with a weight."""
-    return int(sum((nz[:, a] | nz[:, b]).sum() if b is not None else nz[:, a].sum() for a, b in pairs))
-
-
 def best_pairs(nz) -> list[tuple[int, int | None]]:
     """The pairing of the live columns that shares the most rows: a maximum-weight matching of largest size
     (every column paired while another is left), weights the rows both columns of a pair have a weight in."""
@@ -65,7 +60,7 @@ def measure(student: Path, dataset: Path, bench: dict, report: dict) -> dict:
     from bpd_app.methods import collapsed_student
     from export.fixed_point import quantise
     from training.collect import load_dataset
-    from training.pairs import pair_columns
+    from training.pairs import multiply_slots
 
     net = collapsed_student(student)
     q = quantise(net, load_dataset(str(dataset), net.obs_dim).observations, f"dataset {dataset}")
@@ -73,8 +68,8 @@ def measure(student: Path, dataset: Path, bench: dict, report: dict) -> dict:
     for L in q.layers:
         nz = np.asarray(L.wq) != 0
         nonzero += int(nz.sum())
-        now += slots(nz, pair_columns(L.wq))
-        best += slots(nz, best_pairs(nz))
+        now += multiply_slots(nz)
+        best += multiply_slots(nz, best_pairs(nz))
         full += int(np.ceil(nz.sum(1) / 2).sum())
     layers = (((report.get("kernel") or {}).get("candidates") or {}).get("integer") or {}).get("dsp_layers") or []
     recorded = sum(L["mix"]["multiplies"] for L in layers)

@@ -210,9 +210,10 @@ def test_another_plans_student_of_another_kernel_form_does_not_beat_the_delivere
 
 
 def test_bpd_rows_are_candidates_and_another_methods_rows_are_set_against_them():
-    assert all(delivered.candidate_method(m) for m in ("bpd", "bpd-units-finetune-pairs-warmup-c50-visits-sure"))
-    assert not any(delivered.candidate_method(m) for m in ("magnitude-prune", "l1-threshold", "dense-small",
-                                                            "online-sac-small", "bpdx"))
+    from bpd_app.experiment.plan import is_bpd
+
+    assert all(is_bpd(m) for m in ("bpd", "bpd-units-finetune-pairs-warmup-c50-visits-sure"))
+    assert not any(is_bpd(m) for m in ("magnitude-prune", "l1-threshold", "dense-small", "online-sac-small", "bpdx"))
 
 
 def test_another_methods_row_of_the_plan_is_set_against_the_delivered_student_never_delivered(monkeypatch):

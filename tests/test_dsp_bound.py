@@ -1,5 +1,5 @@
-"""benchmarks/dsp_bound.py: the SMLADs a layer's mask costs under a pairing of its columns, the best pairing, and
-every row's own pairs, on hand-built masks whose counts are worked out by hand."""
+"""benchmarks/dsp_bound.py: the SMLADs a layer's mask costs under a pairing of its columns (training/pairs.py
+multiply_slots), the best pairing, and every row's own pairs, on hand-built masks counted by hand."""
 
 import numpy as np
 
@@ -19,30 +19,33 @@ MASK = _mask(["1100",  # a b
               "0101"])
 
 
-def test_slots_count_one_smlad_a_row_and_pair_with_a_weight(benchmark_script):
-    b = benchmark_script("dsp_bound")
+def test_slots_count_one_smlad_a_row_and_pair_with_a_weight():
+    from training.pairs import multiply_slots as slots
+
     # (a, b) and (c, d): rows 0-2 one pair each; rows 3-6 two pairs each (a and c, b and d fall in different pairs)
-    assert b.slots(MASK, [(0, 1), (2, 3)]) == 3 + 4 * 2
+    assert slots(MASK, [(0, 1), (2, 3)]) == 3 + 4 * 2 == slots(MASK)  # the greedy pairing's
     # (a, c) and (b, d): rows 0-2 two pairs each; rows 3-6 one each
-    assert b.slots(MASK, [(0, 2), (1, 3)]) == 3 * 2 + 4
-    assert b.slots(MASK, [(0, None), (1, None), (2, None), (3, None)]) == int(MASK.sum())
+    assert slots(MASK, [(0, 2), (1, 3)]) == 3 * 2 + 4
+    assert slots(MASK, [(0, None), (1, None), (2, None), (3, None)]) == int(MASK.sum())
 
 
 def test_the_best_pairing_beats_the_greedy_one_where_greed_takes_the_largest_overlap_first(benchmark_script):
-    from training.pairs import pair_columns
+    from training.pairs import multiply_slots, pair_columns
 
     b = benchmark_script("dsp_bound")
     assert sorted(pair_columns(MASK.astype(float))) == [(0, 1), (2, 3)]
     best = b.best_pairs(MASK)
     assert sorted(tuple(sorted(p)) for p in best) == [(0, 2), (1, 3)]
-    assert b.slots(MASK, best) == 10 < b.slots(MASK, [(0, 1), (2, 3)]) == 11
+    assert multiply_slots(MASK, best) == 10 < multiply_slots(MASK) == 11
     # every row's own pairs: ceil(2 / 2) = 1 a row, below any single pairing
     assert int(np.ceil(MASK.sum(1) / 2).sum()) == 7
 
 
 def test_an_odd_column_and_a_dead_one(benchmark_script):
+    from training.pairs import multiply_slots
+
     b = benchmark_script("dsp_bound")
     m = _mask(["1110", "1110"])  # column d carries no weight: left out; a, b, c: one pair and one alone
     best = b.best_pairs(m)
     assert sum(p[1] is None for p in best) == 1 and {c for p in best for c in p if c is not None} == {0, 1, 2}
-    assert b.slots(m, best) == 4
+    assert multiply_slots(m, best) == 4

@@ -46,11 +46,12 @@ def with_partners(keep: np.ndarray) -> np.ndarray:
     return out
 
 
-def multiply_slots(keep: np.ndarray) -> int:
+def multiply_slots(keep: np.ndarray, pairs: list[tuple[int, int | None]] | None = None) -> int:
     """SMLADs the integer kernel on Cortex-M4/M7 spends on a layer of this mask (rows x columns): one per
-    (row, pair of columns) in which the row keeps a weight, the columns paired by pair_columns."""
+    (row, pair of columns) in which the row keeps a weight, the columns paired by pair_columns (or by `pairs`)."""
     nz = np.asarray(keep) != 0
-    return int(sum((nz[:, a] | nz[:, b]).sum() if b is not None else nz[:, a].sum() for a, b in pair_columns(nz)))
+    return int(sum((nz[:, a] | nz[:, b]).sum() if b is not None else nz[:, a].sum()
+                   for a, b in (pair_columns(nz) if pairs is None else pairs)))
 
 
 def network_slots(weights) -> int:

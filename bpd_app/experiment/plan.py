@@ -123,6 +123,12 @@ def _repo_root(start: Path) -> Path | None:
     return None
 
 
+def is_bpd(method: str) -> bool:
+    """Whether a registered method is BPD's (`bpd` or one of its variants, `bpd-...`): what may stand for the `bpd`
+    cell a method sized from any BPD student needs, and what the delivered student's rule chooses among."""
+    return method == "bpd" or method.startswith("bpd-")
+
+
 def load_plan(path: str | Path, runs: str | None = None) -> Plan:
     """Read and check a plan; every problem is one line naming the plan."""
     from bpd_app.methods import get
@@ -182,7 +188,7 @@ def load_plan(path: str | Path, runs: str | None = None) -> Plan:
                 providers = [x.label for x in methods.values() if x.method == need_name]
                 label = need_name if need_name in providers else (providers[0] if len(providers) == 1 else "")
             variant = (need_name == "bpd" and need_name in given and m.sized_by_any_bpd  # a BPD variant, named,
-                       and label in methods and methods[label].method.startswith("bpd-"))  # for a method reading any
+                       and label in methods and is_bpd(methods[label].method))  # for a method reading any
             if label not in methods or not (methods[label].method == need_name or variant):
                 raise BpdError(f"{p}: {ms.label!r} needs a {need_name!r} cell; add one to methods "
                                f"or name it with needs: {{{need_name}: LABEL}}")
