@@ -143,6 +143,9 @@ def main() -> None:
             print(f"{c.key} ...", flush=True)
             rows.append({"cell": c.key, "env": c.env} | measure(student, plan.cell_dataset_path(c), bench,
                                                    json.loads(rep_p.read_text())))
+        if not rows:  # nothing measured: the committed results are left as they are
+            raise BpdError(f"no finished `{a.label}` cell in {plan.runs} holds its student, export and bench with the "
+                           "current integer kernel")
     except BpdError as e:
         sys.exit(f"dsp_bound: {e}")
     res = {"plan": str(Path(a.plan).resolve().relative_to(ROOT)), "label": a.label, "form": int_form(True),
