@@ -207,14 +207,28 @@ def beaten_by(d: dict, others: list[dict]) -> list[dict]:
             and (o["return_vs_teacher"] or 0) >= (d["return_vs_teacher"] or 0)]
 
 
+def earlier_confirms(previous: dict | None, n: int, low_share: float) -> dict[str, dict]:
+    """An earlier delivered.json's --confirm records by cell, those judged as this run would judge them (the same
+    number of episodes and low share): a student whose file the run root no longer holds (a run root lost with its
+    machine) is judged by its record, the same episodes on the same student."""
+    out = {}
+    for row in (previous or {}).get("rows", []):
+        for c in row.get("candidates", []):
+            rec = c.get("confirm") or {}
+            if "holds" in rec and rec.get("episodes") == n and rec.get("low_share", 0.0) == low_share:
+                out[c["cell"]] = rec
+    return out
+
+
 def confirmed(plan, env: str, seed: int, cands: list[dict], keep: float, first: int, n: int,
-              low_share: float = 0.0) -> dict | None:
+              low_share: float = 0.0, earlier: dict[str, dict] | None = None) -> dict | None:
     """--confirm N: the candidates that keep the return on the run's selection seeds, cheapest first (ties: the
     higher selection return), each run with the teacher on the N selection seeds after those (seed's selection base
     + first ... + first + N - 1: disjoint from the reporting and training seeds); the first that keeps the return
     there with no early end on an episode the teacher finishes (low_share above 0: nor a return there below the
     teacher's by more than 1 - low_share of its magnitude, as `bpd compress` judges) is delivered (none: none is).
-    Each judged candidate records its figures under "confirm"."""
+    Each judged candidate records its figures under "confirm". earlier (earlier_confirms): a candidate whose student
+    file is missing takes its record from there when that record was judged from the same first seed."""
     from bpd_app.evaluate import load_any
     from bpd_app.methods import get
     from training.envs import select_eval_seed
@@ -226,19 +240,36 @@ def confirmed(plan, env: str, seed: int, cands: list[dict], keep: float, first: 
                    key=lambda c: (c["cycles"], -c["select_return"]))
     products = [plan.runs / env / c["method"] / f"seed{seed}" / "run" / get(plan.methods[c["method"]].method).product
                 for c in order]
+    start = select_eval_seed(seed) + first
+    batch: list[tuple[dict, Path]] = []  # students to run, in order, before the next one judged by its record
+
+    def run_batch() -> dict | None:
+        if not batch:
+            return None
+        held, recs = confirm(env, load_teacher(str(plan.teachers[env])).act,
+                             [(c["method"], lambda p=p: load_any(p).act) for c, p in batch], start, n, keep,
+                             log=lambda m: print(f"{env} seed {seed} {m}", flush=True), low_share=low_share)
+        for (c, _), rec in zip(batch, recs):
+            c["confirm"] = rec
+        got = None if held is None else batch[held][0]
+        batch.clear()
+        return got
+
     for c, product in zip(order, products):
-        if not product.is_file():
+        if product.is_file():
+            batch.append((c, product))
+            continue
+        rec = (earlier or {}).get(c["cell"])
+        if rec is None or rec.get("first_seed") != start:
             c["confirm"] = {"error": "no student file in the run root"}
-    judged = [(c, p) for c, p in zip(order, products) if p.is_file()]
-    if not judged:
-        return None
-    held, recs = confirm(env, load_teacher(str(plan.teachers[env])).act,
-                         [(c["method"], lambda p=p: load_any(p).act) for c, p in judged],
-                         select_eval_seed(seed) + first, n, keep,
-                         log=lambda m: print(f"{env} seed {seed} {m}", flush=True), low_share=low_share)
-    for (c, _), rec in zip(judged, recs):
-        c["confirm"] = rec
-    return None if held is None else judged[held][0]
+            continue
+        got = run_batch()  # the cheaper ones first
+        if got is not None:
+            return got
+        c["confirm"] = dict(rec, reused=True)
+        if rec["holds"]:
+            return c
+    return run_batch()
 
 
 def collect(plan_path: str, keep: float, previous: dict | None, other_plans: list[str] | None = None,
@@ -262,6 +293,7 @@ def collect(plan_path: str, keep: float, previous: dict | None, other_plans: lis
                 also[(env_, int(seed_[4:]))] = integer_cycles(key, summ, cost_rows, eq)[0], kernel_form(summ)
     here = machine()
     cache = teacher_cache(previous)
+    earlier = earlier_confirms(previous, confirm, low_share) if confirm else {}
     teacher_sel = []
     rows = []
     for env in plan.envs:
@@ -308,7 +340,7 @@ def collect(plan_path: str, keep: float, previous: dict | None, other_plans: lis
             d = choose(cands, keep)
             if confirm and d and d["keeps"]:  # the kept ones, cheapest first, judged again until one holds
                 d = confirmed(plan, env, seed, cands, keep, max(c["select_episodes"] for c in cands), confirm,
-                              low_share)
+                              low_share, earlier)
             ref = next((c for c in cands if c["method"] == REFERENCE), None)
             others = rivals + [_record(k, f"{name}/{k.split('/')[1]}", o, cost_rows, eq)
                                for (name, k), o in other_sums.items()
@@ -431,7 +463,8 @@ def markdown(res: dict) -> str:
                               f"{cf['early_ends_where_teacher_finished']} early ends"
                               + (f", {cf['low_episodes']} low" if "low_episodes" in cf else "")
                               + f" of {cf['episodes']}"
-                              + ("" if cf["holds"] else " (fails)"))
+                              + ("" if cf["holds"] else " (fails)")
+                              + (" (an earlier run's record)" if cf.get("reused") else ""))
                 L.append(f"| {r['seed']} | {c['method']} | {sel} | {keeps} "
                          f"| {_cycles_cell(c)} | {c['params_nonzero']} "
                          f"| {_f(c['return_mean'])} +- {_f(c['return_std'])} "
@@ -489,7 +522,8 @@ def main() -> None:
     ap.add_argument("--confirm", type=int, default=0, metavar="N",
                     help="judge the candidates that keep the return again on N more selection episodes, cheapest "
                          "first, and deliver the first that keeps it there with no early end where the teacher "
-                         "finishes (the students' files must be in the plan's run root)")
+                         "finishes (the students' files in the plan's run root, else the out file's earlier records of "
+                         "them)")
     ap.add_argument("--low-share", type=float, default=LOW_SHARE, metavar="S",
                     help="with --confirm: also a fall there, an episode the teacher finishes at a return below the "
                          "teacher's by more than 1 - S of its magnitude (default: `bpd compress`'s, %(default)s; 0: "

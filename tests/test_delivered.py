@@ -154,6 +154,62 @@ def test_confirm_walks_the_kept_candidates_cheapest_first_until_one_holds(monkey
     assert d["cell"] == "E/b/seed1" and cs[0]["confirm"]["low_episodes"] == 1 and not cs[0]["confirm"]["holds"]
 
 
+def test_confirm_judges_a_student_whose_file_is_gone_by_its_earlier_record_in_the_same_order(monkeypatch, tmp_path):
+    """A run root lost with its machine: a kept candidate without its student file is judged by an earlier
+    delivered.json's record of the same episodes from the same first seed, in its place in the cheapest-first
+    order (the cheaper students with files run first); a record from other seeds or of another count is not used."""
+    from types import SimpleNamespace
+
+    import bpd_app.evaluate
+    import training.selection
+    import training.teacher
+    from training.envs import Episodes
+
+    teacher = Episodes([100.0, 100.0], [1000, 1000], [False, False], 0)
+    outcomes = {"a": Episodes([100.0, 30.0], [1000, 300], [False, True], 0),  # falls
+                "c": Episodes([100.0, 100.0], [1000, 1000], [False, False], 0)}
+    seen = []
+
+    def rollouts(env, act, n, seed):
+        seen.append(act)
+        return teacher if act == "teacher" else outcomes[act]
+
+    monkeypatch.setattr(training.selection, "rollouts", rollouts)
+    monkeypatch.setattr(training.teacher, "load_teacher", lambda p: SimpleNamespace(act="teacher"))
+    monkeypatch.setattr(bpd_app.evaluate, "load_any", lambda p: SimpleNamespace(act=p.parts[-4]))
+    for m in "ac":  # b's file is gone
+        (tmp_path / "E" / m / "seed1" / "run").mkdir(parents=True)
+        (tmp_path / "E" / m / "seed1" / "run" / "student.pt").write_bytes(b"")
+    plan = SimpleNamespace(runs=tmp_path, teachers={"E": "t.npz"},
+                           methods={m: SimpleNamespace(method="bpd") for m in "abc"})
+    first = 200_000 + 1000 + 10
+
+    def cands():
+        cs = [cand("E/a/seed1", 10.0, 99.0, True), cand("E/b/seed1", 20.0, 99.0, True),
+              cand("E/c/seed1", 30.0, 99.0, True)]
+        for c in cs:
+            c["method"] = c["cell"].split("/")[1]
+        return cs
+
+    def earlier(holds, first_seed=first, episodes=2):
+        rec = {"episodes": episodes, "first_seed": first_seed, "return": 99.5, "teacher_return": 100.0,
+               "early_ends_where_teacher_finished": 0, "holds": holds}
+        return delivered.earlier_confirms({"rows": [{"candidates": [{"cell": "E/b/seed1", "confirm": rec}]}]}, 2, 0.0)
+
+    cs = cands()
+    d = delivered.confirmed(plan, "E", 1, cs, 0.99, 10, 2, earlier=earlier(True))
+    assert d["cell"] == "E/b/seed1" and d["confirm"]["reused"] and d["confirm"]["return"] == 99.5
+    assert not cs[0]["confirm"]["holds"] and "confirm" not in cs[2] and seen == ["teacher", "a"]
+    seen.clear()
+    cs = cands()  # b's record fails: c runs after it, the teacher again beside it
+    assert delivered.confirmed(plan, "E", 1, cs, 0.99, 10, 2, earlier=earlier(False))["cell"] == "E/c/seed1"
+    assert seen == ["teacher", "a", "teacher", "c"] and not cs[1]["confirm"]["holds"]
+    for stale in (earlier(True, first_seed=first + 5), earlier(True, episodes=3), {}):
+        cs = cands()
+        assert delivered.confirmed(plan, "E", 1, cs, 0.99, 10, 2, earlier=stale)["cell"] == "E/c/seed1"
+        assert cs[1]["confirm"] == {"error": "no student file in the run root"}
+
+
 def test_falls_on_the_selection_seeds_are_the_runs_record_else_its_early_ends():
     """A run with the falls check recorded its falls where the teacher finished: taken as they are (2 early ends,
     1 where the teacher finished). A run before it recorded early ends only: counted as falls, exact where the
