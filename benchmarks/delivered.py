@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from functools import partial
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -247,7 +248,7 @@ def confirmed(plan, env: str, seed: int, cands: list[dict], keep: float, first: 
         if not batch:
             return None
         held, recs = confirm(env, load_teacher(str(plan.teachers[env])).act,
-                             [(c["method"], lambda p=p: load_any(p).act) for c, p in batch], start, n, keep,
+                             [(c["method"], partial(lambda q: load_any(q).act, p)) for c, p in batch], start, n, keep,
                              log=lambda m: print(f"{env} seed {seed} {m}", flush=True), low_share=low_share)
         for (c, _), rec in zip(batch, recs):
             c["confirm"] = rec
