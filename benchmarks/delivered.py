@@ -197,7 +197,8 @@ def _record(key: str, label: str, s: dict, cost_rows: dict[str, dict], eq: dict[
             "params_nonzero": s.get("params_nonzero"), "return_mean": s["eval"]["return_mean"],
             "return_std": s["eval"]["return_std"], "return_min": s["eval"].get("return_min"),
             "episodes": s["eval"]["episodes"], "return_vs_teacher": s.get("return_vs_teacher"),
-            "early_ends": s.get("early_terminations_where_teacher_finished")}
+            "early_ends": s.get("early_terminations_where_teacher_finished"),
+            "machine": (s.get("machine") or {}).get("processor")}
 
 
 def beaten_by(d: dict, others: list[dict]) -> list[dict]:
