@@ -18,7 +18,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bpd.errors import BpdError
-from training.baseline_rules import REWARD_RULES
 from training.envs import LOW_SHARE
 
 
@@ -156,32 +155,7 @@ register(Method("online-sac-small", "SAC trained online from scratch without a t
                 product="policy.npz", needs=("bpd",), uses_dataset=False, skips_env_args=("steps",)))
 
 
-# --------------------------------------------------------------------------- distillation baselines
-# Rusu et al. 2016 and Czarnecki et al. 2019 (training/baselines.py), each judged at the BPD cell's size
-# of the same environment and seed. Plan args: size (pruned: BPD's architecture magnitude-pruned to BPD's
-# nonzero count; dense: a dense network of BPD's collapsed widths; large: the teacher's widths, the
-# papers' reference size), size_from (the label of the BPD cell, default bpd), and any option of
-# `bpd baseline train`.
-
-BASELINE_SIZES = ("pruned", "dense", "large")
-
-
-def baseline_size(c: CellInputs, size: str, label: str) -> dict:
-    """hidden widths and nonzero budget of a baseline cell from the BPD cell it is judged against."""
-    if size == "large":
-        from training.teacher import load_teacher
-        return {"hidden": load_teacher(c.teacher).hidden, "nonzero": None}
-    if size == "dense":
-        return {"hidden": bpd_collapsed_widths(c, label), "nonzero": None}
-    if size == "pruned":
-        dep = c.deps.get(label) or {}
-        hidden = (dep.get("train") or {}).get("hidden")
-        if not hidden or dep.get("params_nonzero") is None:
-            raise BpdError(f"the {label} cell of {c.env} seed {c.seed} records no architecture or nonzero count")
-        return {"hidden": list(hidden), "nonzero": int(dep["params_nonzero"])}
-    raise BpdError(f"size must be one of {', '.join(BASELINE_SIZES)}, not {size!r}")
-
-
+# --------------------------------------------------------------------------- BPD's widths from its cell
 def sibling_cell(c: CellInputs, label: str) -> Path:
     """The run root's directory of the `label` cell of the same environment and seed as this one."""
     return c.out.parent.parent.parent / label / f"seed{c.seed}"
@@ -207,38 +181,6 @@ def collapsed_student(student: Path):
     from training.student import load_student
     s, _, stats = load_student(student)
     return collapse(s.collapse(**stats))
-
-
-def baseline_command(rule: str) -> Callable[[CellInputs], list[str]]:
-    def command(c: CellInputs) -> list[str]:
-        args = dict(c.args)
-        size, label = str(args.pop("size", "pruned")), str(args.pop("size_from", "bpd"))
-        args = {"seed": c.seed, "progress": False} | baseline_size(c, size, label) | args
-        from training.baseline_rules import BaselineConfig
-
-        return ["baseline", "train", "--method", rule, "--teacher", c.teacher, "--dataset", c.dataset,
-                "--out", str(c.out), *flags(args, BaselineConfig), *resume_flag(c.out)]
-    return command
-
-
-for _name, _rule, _help in [
-        ("rusu-nll", "nll", "Rusu et al.: Gaussian student, negative log-likelihood of the teacher's mean action"),
-        ("rusu-mse", "mse", "Rusu et al.: mean squared error on the teacher's pre-squash outputs"),
-        ("rusu-kl", "kl", "Rusu et al.: KL from the teacher tempered by T (0.01) to the Gaussian student"),
-        ("teacher-distill", "teacher-distill", "Czarnecki et al.: cross-entropy to the teacher on teacher-driven data"),
-        ("on-policy-distill", "on-policy-distill", "Czarnecki et al.: cross-entropy to the teacher on student-driven "
-         "data (DAgger-style, online)"),
-        ("entropy-regularised", "entropy-regularised", "Czarnecki et al.: policy gradient on the teacher's "
-         "log-likelihood of the student's actions (online)"),
-        ("n-distill", "n-distill", "Czarnecki et al.: cross-entropy plus the future cross-entropies as negative "
-         "reward (online)"),
-        ("expected-entropy-regularised", "expected-entropy-regularised", "Czarnecki et al.: reverse cross-entropy plus "
-         "the teacher's log-likelihood of the next actions as reward (online)"),
-        ("teacher-v-reward", "teacher-v-reward", "Czarnecki et al.: one-step advantage r + gamma V_T(s') - V_theta(s), "
-         "V_T from the teacher's critic or fitted (online)")]:
-    # revision 2: the policy-gradient rules' clipped importance-weighted surrogate (training/baselines.py)
-    register(Method(_name, _help, baseline_command(_rule), product="policy.npz", needs=("bpd",),
-                    revision=2 if _rule in REWARD_RULES else 1))
 
 
 # --------------------------------------------------------------------------- ablations of BPD
@@ -598,3 +540,33 @@ register(Method("bpd-units-finetune-pairs-warmup-l1-dsp-visits", "bpd-units-fine
                 _l1_dsp_cycles_visits, needs=("l1-threshold",)))
 register(Method("dense-small", "dense deterministic student of the bpd cell's collapsed widths, BPD's loss "
                 "minus the KL", _dense_small_command, needs=("bpd",), sized_by_any_bpd=True))
+
+
+def dense_width(n_in: int, n_out: int, budget: int) -> int:
+    """The widest H of an n_in-H-H-n_out dense network whose parameters, biases included, are at most budget."""
+    h = 0
+    while n_in * (h + 1) + (h + 1) ** 2 + (h + 1) * n_out + 2 * (h + 1) + n_out <= budget:
+        h += 1
+    if h == 0:
+        raise BpdError(f"no dense network of two hidden layers has at most {budget} parameters")
+    return h
+
+
+def _dense_nonzero_command(c: CellInputs) -> list[str]:
+    """A dense deterministic student of two equal hidden layers with at most the bpd cell's nonzero count of
+    parameters, BPD's loss minus the KL: a plain small network as large as the sparse student is."""
+    dep = _bpd_result(c)
+    widths = (dep.get("export") or {}).get("widths")
+    if not widths or not dep.get("params_nonzero"):
+        raise BpdError(f"the bpd cell of {c.env} seed {c.seed} records no nonzero count or export (plan with bench: "
+                       "true)")
+    h = dense_width(int(widths[0]), int(widths[-1]), int(dep["params_nonzero"]))
+    return _sized_like_bpd(c, {"student": "dense", "hidden": [h, h]})
+
+
+register(Method("dense-nonzero", "dense deterministic student of two equal hidden layers, the widest with no more "
+                "parameters than the bpd cell's nonzero count, BPD's loss minus the KL", _dense_nonzero_command,
+                needs=("bpd",), sized_by_any_bpd=True))
+
+
+from bpd_app import baseline_methods  # noqa: E402,F401  (the distillation baselines register themselves)

@@ -1,0 +1,66 @@
+"""The distillation baselines the experiment runner knows (registered into bpd_app.methods.METHODS when that module
+is imported): Rusu et al. 2016 and Czarnecki et al. 2019 (training/baselines.py), each judged at the size of the BPD
+cell of the same environment and seed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from bpd.errors import BpdError
+from bpd_app.methods import CellInputs, Method, bpd_collapsed_widths, flags, register, resume_flag
+from training.baseline_rules import REWARD_RULES
+
+# Plan args: size (pruned: BPD's architecture magnitude-pruned to BPD's
+# nonzero count; dense: a dense network of BPD's collapsed widths; large: the teacher's widths, the
+# papers' reference size), size_from (the label of the BPD cell, default bpd), and any option of
+# `bpd baseline train`.
+
+BASELINE_SIZES = ("pruned", "dense", "large")
+
+
+def baseline_size(c: CellInputs, size: str, label: str) -> dict:
+    """hidden widths and nonzero budget of a baseline cell from the BPD cell it is judged against."""
+    if size == "large":
+        from training.teacher import load_teacher
+        return {"hidden": load_teacher(c.teacher).hidden, "nonzero": None}
+    if size == "dense":
+        return {"hidden": bpd_collapsed_widths(c, label), "nonzero": None}
+    if size == "pruned":
+        dep = c.deps.get(label) or {}
+        hidden = (dep.get("train") or {}).get("hidden")
+        if not hidden or dep.get("params_nonzero") is None:
+            raise BpdError(f"the {label} cell of {c.env} seed {c.seed} records no architecture or nonzero count")
+        return {"hidden": list(hidden), "nonzero": int(dep["params_nonzero"])}
+    raise BpdError(f"size must be one of {', '.join(BASELINE_SIZES)}, not {size!r}")
+
+
+def baseline_command(rule: str) -> Callable[[CellInputs], list[str]]:
+    def command(c: CellInputs) -> list[str]:
+        args = dict(c.args)
+        size, label = str(args.pop("size", "pruned")), str(args.pop("size_from", "bpd"))
+        args = {"seed": c.seed, "progress": False} | baseline_size(c, size, label) | args
+        from training.baseline_rules import BaselineConfig
+
+        return ["baseline", "train", "--method", rule, "--teacher", c.teacher, "--dataset", c.dataset,
+                "--out", str(c.out), *flags(args, BaselineConfig), *resume_flag(c.out)]
+    return command
+
+
+for _name, _rule, _help in [
+        ("rusu-nll", "nll", "Rusu et al.: Gaussian student, negative log-likelihood of the teacher's mean action"),
+        ("rusu-mse", "mse", "Rusu et al.: mean squared error on the teacher's pre-squash outputs"),
+        ("rusu-kl", "kl", "Rusu et al.: KL from the teacher tempered by T (0.01) to the Gaussian student"),
+        ("teacher-distill", "teacher-distill", "Czarnecki et al.: cross-entropy to the teacher on teacher-driven data"),
+        ("on-policy-distill", "on-policy-distill", "Czarnecki et al.: cross-entropy to the teacher on student-driven "
+         "data (DAgger-style, online)"),
+        ("entropy-regularised", "entropy-regularised", "Czarnecki et al.: policy gradient on the teacher's "
+         "log-likelihood of the student's actions (online)"),
+        ("n-distill", "n-distill", "Czarnecki et al.: cross-entropy plus the future cross-entropies as negative "
+         "reward (online)"),
+        ("expected-entropy-regularised", "expected-entropy-regularised", "Czarnecki et al.: reverse cross-entropy plus "
+         "the teacher's log-likelihood of the next actions as reward (online)"),
+        ("teacher-v-reward", "teacher-v-reward", "Czarnecki et al.: one-step advantage r + gamma V_T(s') - V_theta(s), "
+         "V_T from the teacher's critic or fitted (online)")]:
+    # revision 2: the policy-gradient rules' clipped importance-weighted surrogate (training/baselines.py)
+    register(Method(_name, _help, baseline_command(_rule), product="policy.npz", needs=("bpd",),
+                    revision=2 if _rule in REWARD_RULES else 1))
