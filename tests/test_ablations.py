@@ -356,3 +356,18 @@ def test_the_delivery_plans_reference_cells_are_the_students_plans_bpd_cells():
     assert len(mine) == len(plan.envs) * len(plan.seeds) == 12
     for c in mine:
         assert _digest(cell_spec(plan, c)) == _digest(cell_spec(ref, ref_cells[(c.env, c.label, c.seed)])), c
+
+
+def test_the_delivery_plans_other_methods_are_sized_on_the_cut_row_and_never_delivered():
+    """The rows set against the delivered student (magnitude pruning, the dense network of equal nonzero) are
+    another method's, so delivered.py never delivers them, and each is sized on the -c50-visits-sure cell of its
+    task and seed."""
+    from pathlib import Path
+
+    from bpd_app.experiment.plan import is_bpd, load_plan
+
+    plan = load_plan(Path(__file__).resolve().parents[1] / "benchmarks" / "plans" / "delivery.yaml")
+    rivals = {label: m for label, m in plan.methods.items() if not is_bpd(m.method)}
+    assert {label: m.method for label, m in rivals.items()} == {"magnitude-prune-c50": "magnitude-prune",
+                                                                "dense-nonzero-c50": "dense-nonzero"}
+    assert all(m.needs == {"bpd": "bpd-units-finetune-pairs-warmup-c50-visits-sure"} for m in rivals.values())

@@ -426,6 +426,27 @@ def test_a_bpd_variant_stands_for_the_bpd_cell_a_method_needs_only_where_named(t
         load_plan(p)
 
 
+def test_dense_nonzero_is_the_widest_two_equal_layers_within_the_bpd_cells_nonzero_count(tmp_path):
+    """Parameters of n_in-H-H-n_out, biases included: n_in H + H^2 + H n_out + 2H + n_out. Hopper's 11 in, 3 out at
+    612: H = 17 has 187 + 289 + 51 + 34 + 3 = 564, H = 18 has 198 + 324 + 54 + 36 + 3 = 615. The command trains a
+    dense student of those widths; a budget below the smallest network, or a cell without its export, is refused."""
+    from bpd_app.methods import dense_width, get
+
+    assert dense_width(11, 3, 612) == 17 and dense_width(11, 3, 615) == 18 and dense_width(11, 3, 614) == 17
+    assert dense_width(9, 1, 69) == 4  # 36 + 16 + 4 + 8 + 1 = 65; 5: 45 + 25 + 5 + 10 + 1 = 86
+    with pytest.raises(BpdError, match="at most 9 parameters"):
+        dense_width(9, 1, 9)  # H = 1: 9 + 1 + 1 + 2 + 1 = 14
+    dep = {"params_nonzero": 612, "export": {"widths": [11, 47, 34, 3]}}
+    cmd = get("dense-nonzero").command(CellInputs("E", 0, "t.npz", "d.npz", tmp_path / "run", {"hidden": [64, 64]},
+                                                  {"bpd-units-finetune-pairs-warmup-c50-visits-sure": dep}))
+    at = cmd.index("--hidden")
+    assert cmd[at + 1:at + 3] == ["17", "17"] and "--hidden" not in cmd[at + 1:]
+    assert cmd[cmd.index("--student") + 1] == "dense"
+    with pytest.raises(BpdError, match="no nonzero count or export"):
+        get("dense-nonzero").command(CellInputs("E", 0, "t.npz", "d.npz", tmp_path / "run", {},
+                                                {"bpd": {"params_nonzero": 612}}))
+
+
 # --------------------------------------------------------------------------- end to end
 
 
