@@ -198,7 +198,7 @@ def _record(key: str, label: str, s: dict, cost_rows: dict[str, dict], eq: dict[
             "return_std": s["eval"]["return_std"], "return_min": s["eval"].get("return_min"),
             "episodes": s["eval"]["episodes"], "return_vs_teacher": s.get("return_vs_teacher"),
             "early_ends": s.get("early_terminations_where_teacher_finished"),
-            "machine": (s.get("machine") or {}).get("processor")}
+            "machine": (s.get("machine") or {}).get("processor"), "product_sha256": s.get("product_sha256")}
 
 
 def beaten_by(d: dict, others: list[dict]) -> list[dict]:
@@ -209,28 +209,55 @@ def beaten_by(d: dict, others: list[dict]) -> list[dict]:
             and (o["return_vs_teacher"] or 0) >= (d["return_vs_teacher"] or 0)]
 
 
-def earlier_confirms(previous: dict | None, n: int, low_share: float) -> dict[str, dict]:
-    """An earlier delivered.json's --confirm records by cell, those judged as this run would judge them (the same
-    number of episodes and low share): a student whose file the run root no longer holds (a run root lost with its
-    machine) is judged by its record, the same episodes on the same student."""
-    out = {}
-    for row in (previous or {}).get("rows", []):
-        for c in row.get("candidates", []):
-            rec = c.get("confirm") or {}
-            if "holds" in rec and rec.get("episodes") == n and rec.get("low_share", 0.0) == low_share:
-                out[c["cell"]] = rec
+STUDENT_KEYS = ("product_sha256", "params_nonzero", "return_mean")  # what tells one trained student from another
+
+
+def earlier_records(previous: dict | None) -> list[dict]:
+    """Every --confirm record an earlier delivered.json holds (its candidates' and those it carried forward), each
+    with the cell and what identifies its student: kept in every file written after, whatever that run's options,
+    so that the record of a student whose run root was lost is never lost with it."""
+    prev = previous or {}
+    found = [{"cell": c["cell"], **{k: c.get(k) for k in STUDENT_KEYS}, "confirm": c["confirm"]}
+             for row in prev.get("rows", []) for c in row.get("candidates", [])
+             if "holds" in (c.get("confirm") or {})] + list(prev.get("confirm_earlier", []))
+    out, seen = [], set()
+    for e in found:
+        r = e["confirm"]
+        key = (e["cell"], e.get("product_sha256"), e.get("params_nonzero"), e.get("return_mean"), r.get("episodes"),
+               r.get("first_seed"), r.get("low_share", 0.0))
+        if key not in seen:
+            seen.add(key)
+            out.append(e)
     return out
 
 
+def earlier_record(earlier: list[dict], c: dict, n: int, first_seed: int, low_share: float, keep: float
+                   ) -> dict | None:
+    """The earlier record of candidate c's student judged as this run judges (the same episodes from the same first
+    seed, the same low share), its verdict taken again at this run's keep-return from its figures; None if there is
+    none. The same student: the same file digest where both record one, else the same nonzero count and return."""
+    for e in earlier:
+        r = e["confirm"]
+        sha, c_sha = e.get("product_sha256"), c.get("product_sha256")
+        same = (sha == c_sha if sha and c_sha
+                else (e.get("params_nonzero"), e.get("return_mean")) == (c.get("params_nonzero"), c.get("return_mean")))
+        if (e["cell"] == c["cell"] and same and r.get("episodes") == n and r.get("first_seed") == first_seed
+                and r.get("low_share", 0.0) == low_share):
+            falls = r["early_ends_where_teacher_finished"] + r.get("low_episodes", 0)
+            return dict(r, holds=r["return"] >= keep * r["teacher_return"] and falls == 0, reused=True)
+    return None
+
+
 def confirmed(plan, env: str, seed: int, cands: list[dict], keep: float, first: int, n: int,
-              low_share: float = 0.0, earlier: dict[str, dict] | None = None) -> dict | None:
+              low_share: float = 0.0, earlier: list[dict] | None = None) -> dict | None:
     """--confirm N: the candidates that keep the return on the run's selection seeds, cheapest first (ties: the
     higher selection return), each run with the teacher on the N selection seeds after those (seed's selection base
     + first ... + first + N - 1: disjoint from the reporting and training seeds); the first that keeps the return
     there with no early end on an episode the teacher finishes (low_share above 0: nor a return there below the
     teacher's by more than 1 - low_share of its magnitude, as `bpd compress` judges) is delivered (none: none is).
-    Each judged candidate records its figures under "confirm". earlier (earlier_confirms): a candidate whose student
-    file is missing takes its record from there when that record was judged from the same first seed."""
+    Each judged candidate records its figures under "confirm" (with the machine that ran them). earlier
+    (earlier_records): a candidate whose student file is missing is judged by its student's record there
+    (earlier_record), in its place in the order."""
     from bpd_app.evaluate import load_any
     from bpd_app.methods import get
     from training.envs import select_eval_seed
@@ -252,7 +279,7 @@ def confirmed(plan, env: str, seed: int, cands: list[dict], keep: float, first: 
                              [(c["method"], partial(lambda q: load_any(q).act, p)) for c, p in batch], start, n, keep,
                              log=lambda m: print(f"{env} seed {seed} {m}", flush=True), low_share=low_share)
         for (c, _), rec in zip(batch, recs):
-            c["confirm"] = rec
+            c["confirm"] = rec | {"machine": machine()["processor"]}
         got = None if held is None else batch[held][0]
         batch.clear()
         return got
@@ -261,14 +288,14 @@ def confirmed(plan, env: str, seed: int, cands: list[dict], keep: float, first: 
         if product.is_file():
             batch.append((c, product))
             continue
-        rec = (earlier or {}).get(c["cell"])
-        if rec is None or rec.get("first_seed") != start:
+        rec = earlier_record(earlier or [], c, n, start, low_share, keep)
+        if rec is None:
             c["confirm"] = {"error": "no student file in the run root"}
             continue
         got = run_batch()  # the cheaper ones first
         if got is not None:
             return got
-        c["confirm"] = dict(rec, reused=True)
+        c["confirm"] = rec
         if rec["holds"]:
             return c
     return run_batch()
@@ -295,7 +322,7 @@ def collect(plan_path: str, keep: float, previous: dict | None, other_plans: lis
                 also[(env_, int(seed_[4:]))] = integer_cycles(key, summ, cost_rows, eq)[0], kernel_form(summ)
     here = machine()
     cache = teacher_cache(previous)
-    earlier = earlier_confirms(previous, confirm, low_share) if confirm else {}
+    earlier = earlier_records(previous)
     teacher_sel = []
     rows = []
     for env in plan.envs:
@@ -365,7 +392,7 @@ def collect(plan_path: str, keep: float, previous: dict | None, other_plans: lis
             "confirm": confirm, **({"low_share": low_share} if confirm and low_share else {}),
             "also_against": str(Path(also_against).resolve().relative_to(ROOT)) if also_against else None,
             "others": [str(Path(op).resolve().relative_to(ROOT)) for op in other_plans or []],
-            "reference": REFERENCE, "teacher_select": teacher_sel, "rows": rows}
+            "reference": REFERENCE, "teacher_select": teacher_sel, "rows": rows, "confirm_earlier": earlier}
 
 
 BAR_CYCLES = 0.5  # issue 34's bar: at most this share of the reference cell's cycles, keeping --keep-return of the

@@ -1,4 +1,4 @@
-"""The distillation baselines the experiment runner knows (registered into bpd_app.methods.METHODS when that module
+"""The distillation baselines the experiment runner knows (registered into the runner's methods when bpd_app.methods
 is imported): Rusu et al. 2016 and Czarnecki et al. 2019 (training/baselines.py), each judged at the size of the BPD
 cell of the same environment and seed."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bpd.errors import BpdError
-from bpd_app.methods import CellInputs, Method, bpd_collapsed_widths, flags, register, resume_flag
+from bpd_app.method_base import CellInputs, Method, bpd_collapsed_widths, flags, register, resume_flag
 from training.baseline_rules import REWARD_RULES
 
 # Plan args: size (pruned: BPD's architecture magnitude-pruned to BPD's

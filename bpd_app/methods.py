@@ -13,94 +13,28 @@ method.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 from bpd.errors import BpdError
+from bpd_app.method_base import (  # noqa: F401  (re-exported: the runner and the tests read them here)
+    METHODS,
+    CellInputs,
+    Method,
+    bpd_collapsed_widths,
+    collapsed_student,
+    flags,
+    register,
+    resume_flag,
+    sibling_cell,
+)
 from training.envs import LOW_SHARE
-
-
-@dataclass
-class CellInputs:
-    """What a method needs to build its command."""
-
-    env: str
-    seed: int
-    teacher: str
-    dataset: str
-    out: Path
-    args: dict
-    deps: dict[str, dict] = field(default_factory=dict)  # label of a needed cell -> its result.json
-    teacher_meta: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Method:
-    name: str
-    help: str
-    command: Callable[[CellInputs], list[str]]
-    product: str = "student.pt"          # file in the run directory that is evaluated and exported
-    needs: tuple[str, ...] = ()          # methods whose cell (same env and seed) must finish first
-    uses_dataset: bool = True
-    # raised when the method's training changes what it produces from the same specification, so that cells
-    # finished by the earlier version are not reused (they are reported as run with another specification)
-    revision: int = 1
-    # options of the plan's env_args this method does not take (they mean something else to it)
-    skips_env_args: tuple[str, ...] = ()
-    # selection episodes its runs judge their candidates on, where the method sets them (None: distill's default or
-    # the plan's args): what the delivered student's rule needs to read a cell's selection against the teacher's
-    select_episodes: int | None = None
-    # its cell stands for the needed cell's run (a selection again over that run's candidates): where both have
-    # finished, the delivered student's rule reads this one's choice, not the needed cell's
-    supersedes: bool = False
-    # reads the needed bpd cell whatever its label: a plan may name a BPD variant's row for it (needs: {bpd: LABEL})
-    sized_by_any_bpd: bool = False
-
-
-METHODS: dict[str, Method] = {}
-
-
-def register(m: Method) -> Method:
-    if m.name in METHODS:
-        raise ValueError(f"method {m.name!r} registered twice")
-    METHODS[m.name] = m
-    return m
 
 
 def get(name: str) -> Method:
     if name not in METHODS:
         raise BpdError(f"unknown method {name!r} (known: {', '.join(sorted(METHODS))})")
     return METHODS[name]
-
-
-def flags(args: dict, config: type) -> list[str]:
-    """{'eta_schedule': 'constant', 'hidden': [32, 32], 'progress': False} -> command-line flags of the
-    command whose configuration class is config. A switch is written only where it departs from its
-    default, in its one spelling (bpd.config.switch_flag)."""
-    import dataclasses
-
-    from bpd.config import switch_flag
-
-    defaults = {f.name: f.default for f in dataclasses.fields(config)}
-    out: list[str] = []
-    for k, v in args.items():
-        flag = "--" + str(k).replace("_", "-")
-        if isinstance(v, bool):
-            on_by_default = bool(defaults.get(str(k), False))
-            if v != on_by_default:
-                out.append(switch_flag(str(k), on_by_default))
-        elif isinstance(v, (list, tuple)):
-            out += [flag, *(str(x) for x in v)]
-        elif v is None:
-            continue
-        else:
-            out += [flag, str(v)]
-    return out
-
-
-def resume_flag(out: Path) -> list[str]:
-    return ["--resume"] if (out / "config.json").exists() else []
 
 
 def distill_command(c: CellInputs, extra: dict | None = None) -> list[str]:
@@ -153,34 +87,6 @@ def _online_sac_command(c: CellInputs) -> list[str]:
 register(Method("online-sac-small", "SAC trained online from scratch without a teacher, actor of the BPD "
                 "student's collapsed widths, given the teacher's environment-step budget", _online_sac_command,
                 product="policy.npz", needs=("bpd",), uses_dataset=False, skips_env_args=("steps",)))
-
-
-# --------------------------------------------------------------------------- BPD's widths from its cell
-def sibling_cell(c: CellInputs, label: str) -> Path:
-    """The run root's directory of the `label` cell of the same environment and seed as this one."""
-    return c.out.parent.parent.parent / label / f"seed{c.seed}"
-
-
-def bpd_collapsed_widths(c: CellInputs, label: str) -> list[int]:
-    """Hidden widths of the `label` cell's student (same environment and seed) after collapse: from its
-    export, else by collapsing its student file (the cell beside this one in the run root)."""
-    dep = c.deps.get(label) or {}
-    widths = (dep.get("export") or {}).get("widths")
-    if widths:
-        return list(widths[1:-1])
-    student = sibling_cell(c, label) / "run" / "student.pt"
-    if not student.is_file():
-        raise BpdError(f"the {label} cell of {c.env} seed {c.seed} has no export and its student file is gone "
-                       f"(a run root that was lost): rerun that cell with bench on")
-    return list(collapsed_student(student).widths[1:-1])
-
-
-def collapsed_student(student: Path):
-    """A student file's collapsed network (export.collapse.CollapsedNet: what its export's ONNX holds)."""
-    from export.collapse import collapse
-    from training.student import load_student
-    s, _, stats = load_student(student)
-    return collapse(s.collapse(**stats))
 
 
 # --------------------------------------------------------------------------- ablations of BPD

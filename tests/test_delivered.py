@@ -156,8 +156,10 @@ def test_confirm_walks_the_kept_candidates_cheapest_first_until_one_holds(monkey
 
 def test_confirm_judges_a_student_whose_file_is_gone_by_its_earlier_record_in_the_same_order(monkeypatch, tmp_path):
     """A run root lost with its machine: a kept candidate without its student file is judged by an earlier
-    delivered.json's record of the same episodes from the same first seed, in its place in the cheapest-first
-    order (the cheaper students with files run first); a record from other seeds or of another count is not used."""
+    delivered.json's record of the same student (file digest) on the same episodes from the same first seed, in its
+    place in the cheapest-first order (cheaper students with files run first), its verdict taken again at this run's
+    keep-return from the record's figures; a record of another student, other seeds, another count or another low
+    share is not used, and every earlier record is carried forward."""
     from types import SimpleNamespace
 
     import bpd_app.evaluate
@@ -184,30 +186,41 @@ def test_confirm_judges_a_student_whose_file_is_gone_by_its_earlier_record_in_th
                            methods={m: SimpleNamespace(method="bpd") for m in "abc"})
     first = 200_000 + 1000 + 10
 
-    def cands():
-        cs = [cand("E/a/seed1", 10.0, 99.0, True), cand("E/b/seed1", 20.0, 99.0, True),
-              cand("E/c/seed1", 30.0, 99.0, True)]
-        for c in cs:
-            c["method"] = c["cell"].split("/")[1]
+    def cands(cycles=(10.0, 20.0, 30.0)):
+        cs = [cand(f"E/{m}/seed1", x, 99.0, True) | {"method": m, "product_sha256": m * 4}
+              for m, x in zip("abc", cycles)]
         return cs
 
-    def earlier(holds, first_seed=first, episodes=2):
-        rec = {"episodes": episodes, "first_seed": first_seed, "return": 99.5, "teacher_return": 100.0,
-               "early_ends_where_teacher_finished": 0, "holds": holds}
-        return delivered.earlier_confirms({"rows": [{"candidates": [{"cell": "E/b/seed1", "confirm": rec}]}]}, 2, 0.0)
+    def earlier(ret=99.5, first_seed=first, episodes=2, sha="bbbb", low=None):
+        rec = {"episodes": episodes, "first_seed": first_seed, "return": ret, "teacher_return": 100.0,
+               "early_ends_where_teacher_finished": 0, "holds": True} | ({"low_episodes": 0, "low_share": low}
+                                                                          if low else {})
+        prev = {"rows": [{"candidates": [{"cell": "E/b/seed1", "product_sha256": sha, "confirm": rec}]}]}
+        return delivered.earlier_records(prev), prev
 
+    found, prev = earlier()
     cs = cands()
-    d = delivered.confirmed(plan, "E", 1, cs, 0.99, 10, 2, earlier=earlier(True))
+    d = delivered.confirmed(plan, "E", 1, cs, 0.99, 10, 2, earlier=found)
     assert d["cell"] == "E/b/seed1" and d["confirm"]["reused"] and d["confirm"]["return"] == 99.5
     assert not cs[0]["confirm"]["holds"] and "confirm" not in cs[2] and seen == ["teacher", "a"]
+    assert "reused" not in prev["rows"][0]["candidates"][0]["confirm"]  # the earlier file's record left as it was
     seen.clear()
-    cs = cands()  # b's record fails: c runs after it, the teacher again beside it
-    assert delivered.confirmed(plan, "E", 1, cs, 0.99, 10, 2, earlier=earlier(False))["cell"] == "E/c/seed1"
+    cs = cands(cycles=(30.0, 20.0, 40.0))  # b the cheapest: judged by its record, nothing run
+    assert delivered.confirmed(plan, "E", 1, cs, 0.99, 10, 2, earlier=found)["cell"] == "E/b/seed1" and seen == []
+    # held at 0.99 earlier, 98.5 % fails at 0.99 now: judged again from its figures; c runs after it, the teacher
+    # beside it again
+    cs = cands()
+    assert delivered.confirmed(plan, "E", 1, cs, 0.99, 10, 2, earlier=earlier(ret=98.5)[0])["cell"] == "E/c/seed1"
     assert seen == ["teacher", "a", "teacher", "c"] and not cs[1]["confirm"]["holds"]
-    for stale in (earlier(True, first_seed=first + 5), earlier(True, episodes=3), {}):
+    assert delivered.confirmed(plan, "E", 1, cands(), 0.98, 10, 2, earlier=earlier(ret=98.5)[0])["cell"] == "E/b/seed1"
+    for stale in (earlier(first_seed=first + 5)[0], earlier(episodes=3)[0], earlier(sha="other")[0],
+                  earlier(low=0.5)[0], []):
         cs = cands()
         assert delivered.confirmed(plan, "E", 1, cs, 0.99, 10, 2, earlier=stale)["cell"] == "E/c/seed1"
         assert cs[1]["confirm"] == {"error": "no student file in the run root"}
+    # carried forward: a file written from one that holds a record keeps it, once, whatever its own candidates hold
+    again = delivered.earlier_records({"rows": [], "confirm_earlier": found + found})
+    assert again == found and delivered.earlier_records({"rows": [], "confirm_earlier": again}) == found
 
 
 def test_falls_on_the_selection_seeds_are_the_runs_record_else_its_early_ends():
