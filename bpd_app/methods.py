@@ -470,6 +470,45 @@ def _dense_nonzero_command(c: CellInputs) -> list[str]:
     return _sized_like_bpd(c, {"student": "dense", "hidden": [h, h]})
 
 
+def dense_cycles_width(n_in: int, n_out: int, budget: float, activation: str = "tanh") -> int:
+    """The widest H of an n_in-H-H-n_out dense network whose DSP-kernel layers' estimated cycles
+    (firmware_host/measure/dsp_meter.py, the estimate the cuts are sized with) are within budget."""
+    import numpy as np
+
+    from firmware_host.measure.dsp_meter import mask_cycles
+
+    def fits(h: int) -> bool:
+        return mask_cycles([np.ones((h, n_in), bool), np.ones((h, h), bool), np.ones((n_out, h), bool)],
+                           activation) <= budget
+
+    if not fits(1):
+        raise BpdError(f"no dense network of two hidden layers costs at most {budget:g} cycles in its layers")
+    lo, hi = 1, 2  # fits(lo), and hi the first power of two that does not
+    while fits(hi):
+        lo, hi = hi, 2 * hi
+        if hi > 4096:
+            raise BpdError(f"a budget of {budget:g} cycles is beyond any dense student this sizes")
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return lo
+
+
+def _dense_cycles_command(c: CellInputs) -> list[str]:
+    """A dense deterministic student of two equal hidden layers at the cut's budget: the widest whose layers cost
+    no more than the c50 cuts' (0.49 of the bpd cell's integer-kernel cycles, the code around the layers the same)."""
+    from training.teacher import load_teacher
+
+    t = load_teacher(c.teacher)
+    args = {k: v for k, v in c.args.items() if k != REFERENCE_ARG}
+    h = dense_cycles_width(t.obs_dim, t.act_dim, bpd_cycles_budget(c, 0.49), c.args.get("activation", "tanh"))
+    return _sized_like_bpd(replace(c, args=args), {"student": "dense", "hidden": [h, h]})
+
+
+CYCLE_CUTS.add("dense-c50")
+register(Method("dense-c50", "dense deterministic student of two equal hidden layers, the widest whose DSP integer "
+                "kernel costs no more than 0.49 of the bpd cell's (same seed) estimated Cortex-M4F cycles, as the "
+                "c50 cuts do; BPD's loss minus the KL", _dense_cycles_command, needs=("bpd",)))
 register(Method("dense-nonzero", "dense deterministic student of two equal hidden layers, the widest with no more "
                 "parameters than the bpd cell's nonzero count, BPD's loss minus the KL", _dense_nonzero_command,
                 needs=("bpd",), sized_by_any_bpd=True))

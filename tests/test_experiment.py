@@ -447,6 +447,36 @@ def test_dense_nonzero_is_the_widest_two_equal_layers_within_the_bpd_cells_nonze
                                                 {"bpd": {"params_nonzero": 612}}))
 
 
+def test_dense_c50_is_the_widest_dense_student_within_the_cuts_cycle_budget(tmp_path, monkeypatch):
+    """dense_cycles_width against every width tried in turn with the same estimate (dsp_meter.mask_cycles): the
+    largest H whose n_in-H-H-n_out layers fit the budget; the command trains that dense student at 0.49 of the bpd
+    cell's cycles, as the c50 cuts are sized, and bpd compress may run it after the bpd run."""
+    import functools
+    import types
+
+    import bpd_app.methods as methods
+    import training.teacher
+    from bpd_app.methods import CYCLE_CUTS, dense_cycles_width, get
+    from firmware_host.measure.dsp_meter import mask_cycles
+
+    @functools.lru_cache
+    def layers(h):
+        return mask_cycles([np.ones((h, 11), bool), np.ones((h, h), bool), np.ones((3, h), bool)])
+
+    for budget in (layers(7), layers(7) - 1, layers(20) + 1):
+        want = max(h for h in range(1, 41) if layers(h) <= budget)
+        assert dense_cycles_width(11, 3, budget) == want, budget
+    with pytest.raises(BpdError, match="no dense network"):
+        dense_cycles_width(11, 3, layers(1) - 1)
+    shares = []
+    monkeypatch.setattr(methods, "bpd_cycles_budget", lambda c, share: shares.append(share) or layers(12))
+    monkeypatch.setattr(training.teacher, "load_teacher", lambda p: types.SimpleNamespace(obs_dim=11, act_dim=3))
+    cmd = get("dense-c50").command(CellInputs("E", 0, "t.npz", "d.npz", tmp_path / "run", {"hidden": [64, 64]}))
+    at = cmd.index("--hidden")
+    assert cmd[at + 1:at + 3] == ["12", "12"] and cmd[cmd.index("--student") + 1] == "dense" and shares == [0.49]
+    assert "dense-c50" in CYCLE_CUTS  # bpd compress runs it after the bpd run, as it runs the cuts
+
+
 # --------------------------------------------------------------------------- end to end
 
 
