@@ -29,10 +29,12 @@ from training.selection import COSTS
 # distill's default first (the fine-tune after the warm-up), then every method that gave the students plan's
 # cheapest student keeping the teacher's return on some task and seed (benchmarks/results/delivered): the
 # pair-partner fine-tune and its half cut, the paper's BPD and the cuts to half its cycles (which measure
-# themselves against it), then L1 then a threshold
+# themselves against it), then L1 then a threshold; and a plain dense network at the cuts' budget, since the
+# delivery plan's dense network at the cut's nonzero count kept the teacher's return at fewer cycles than the
+# delivered BPD students on Hopper (benchmarks/results/delivery/delivered.md)
 DEFAULT_METHODS = ["bpd-units-finetune-pairs-warmup", "bpd-units-finetune-pairs", "bpd-units-finetune-pairs-half",
                    "bpd", "bpd-units-finetune-pairs-warmup-c50-long", "bpd-units-finetune-pairs-warmup-c50-visits",
-                   "l1-threshold"]
+                   "l1-threshold", "dense-c50"]
 
 
 @dataclass
