@@ -486,12 +486,13 @@ def dense_cycles_width(n_in: int, n_out: int, budget: float, activation: str = "
     lo, hi = 1, 2  # fits(lo), and hi the first power of two that does not
     while fits(hi):
         lo, hi = hi, 2 * hi
-        if hi > 4096:
-            raise BpdError(f"a budget of {budget:g} cycles is beyond any dense student this sizes")
+        if hi > 256:
+            raise BpdError(f"a budget of {budget:g} cycles is beyond any dense student this sizes (256 units)")
     while hi - lo > 1:
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if fits(mid) else (lo, mid)
-    return lo
+    # the estimate is not quite monotone in H (a wider layer may tile into fewer groups): a few wider ones too
+    return max([lo] + [h for h in range(lo + 1, lo + 5) if fits(h)])
 
 
 def _dense_cycles_command(c: CellInputs) -> list[str]:

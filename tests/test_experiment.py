@@ -468,6 +468,15 @@ def test_dense_c50_is_the_widest_dense_student_within_the_cuts_cycle_budget(tmp_
         assert dense_cycles_width(11, 3, budget) == want, budget
     with pytest.raises(BpdError, match="no dense network"):
         dense_cycles_width(11, 3, layers(1) - 1)
+    import firmware_host.measure.dsp_meter as dsp_meter
+
+    def bumpy(masks, activation="tanh"):  # 10 cycles a unit, but width 4 tiles badly: 5 fits where 4 does not
+        h = masks[0].shape[0]
+        return 1000 if h == 4 else 10 * h
+
+    monkeypatch.setattr(dsp_meter, "mask_cycles", bumpy)
+    assert dense_cycles_width(11, 3, 55) == 5  # the search alone stops at 3 (2 fits, 4 does not)
+    monkeypatch.undo()
     shares = []
     monkeypatch.setattr(methods, "bpd_cycles_budget", lambda c, share: shares.append(share) or layers(12))
     monkeypatch.setattr(training.teacher, "load_teacher", lambda p: types.SimpleNamespace(obs_dim=11, act_dim=3))
