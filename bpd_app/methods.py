@@ -448,14 +448,27 @@ register(Method("dense-small", "dense deterministic student of the bpd cell's co
                 "minus the KL", _dense_small_command, needs=("bpd",), sized_by_any_bpd=True))
 
 
+def _widest(fits, none: str) -> int:
+    """The widest H (at most 256) with fits(H), fits all but monotone: doubling, bisection, then a few wider (a
+    cycle estimate is not quite monotone in H: a wider layer may tile into fewer groups). none: the error when
+    not even H = 1 fits."""
+    if not fits(1):
+        raise BpdError(none)
+    lo, hi = 1, 2  # fits(lo), and hi the first power of two that does not
+    while fits(hi):
+        lo, hi = hi, 2 * hi
+        if hi > 256:
+            raise BpdError("the budget is beyond any dense student of at most 256 units a layer")
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return max([lo] + [h for h in range(lo + 1, lo + 5) if fits(h)])
+
+
 def dense_width(n_in: int, n_out: int, budget: int) -> int:
     """The widest H of an n_in-H-H-n_out dense network whose parameters, biases included, are at most budget."""
-    h = 0
-    while n_in * (h + 1) + (h + 1) ** 2 + (h + 1) * n_out + 2 * (h + 1) + n_out <= budget:
-        h += 1
-    if h == 0:
-        raise BpdError(f"no dense network of two hidden layers has at most {budget} parameters")
-    return h
+    return _widest(lambda h: n_in * h + h * h + h * n_out + 2 * h + n_out <= budget,
+                   f"no dense network of two hidden layers has at most {budget} parameters")
 
 
 def _dense_nonzero_command(c: CellInputs) -> list[str]:
@@ -477,22 +490,9 @@ def dense_cycles_width(n_in: int, n_out: int, budget: float, activation: str = "
 
     from firmware_host.measure.dsp_meter import mask_cycles
 
-    def fits(h: int) -> bool:
-        return mask_cycles([np.ones((h, n_in), bool), np.ones((h, h), bool), np.ones((n_out, h), bool)],
-                           activation) <= budget
-
-    if not fits(1):
-        raise BpdError(f"no dense network of two hidden layers costs at most {budget:g} cycles in its layers")
-    lo, hi = 1, 2  # fits(lo), and hi the first power of two that does not
-    while fits(hi):
-        lo, hi = hi, 2 * hi
-        if hi > 256:
-            raise BpdError(f"a budget of {budget:g} cycles is beyond any dense student this sizes (256 units)")
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
-    # the estimate is not quite monotone in H (a wider layer may tile into fewer groups): a few wider ones too
-    return max([lo] + [h for h in range(lo + 1, lo + 5) if fits(h)])
+    return _widest(lambda h: mask_cycles([np.ones((h, n_in), bool), np.ones((h, h), bool), np.ones((n_out, h), bool)],
+                                         activation) <= budget,
+                   f"no dense network of two hidden layers costs at most {budget:g} cycles in its layers")
 
 
 def _dense_cycles_command(c: CellInputs) -> list[str]:
