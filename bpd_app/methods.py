@@ -245,6 +245,15 @@ _cycle_cut("bpd-units-finetune-pairs-warmup-c50-visits-sure", "bpd-units-finetun
            "on one the teacher finishes (--select-no-falls): the two remedies for the cut students' falls in one "
            "run, the teacher's labels on the states the student reaches and a selection that sees rare falls",
            0.49, 0.5, {"finetune_visits": VISITS, "select_no_falls": True, "select_episodes": SURE_EPISODES})
+# issue 34, after a dense network at the c50 cuts' budget kept Hopper's teacher return as they do (hopper-dense):
+# the deeper cut of 0.3 of the bpd cell's cycles, with the sparse mask and with whole units left dense
+_cycle_cut("bpd-units-finetune-pairs-warmup-c30-visits-sure", "bpd-units-finetune-pairs-warmup-c50-visits-sure cut "
+           "to 0.3 of the bpd cell's cycles, not 0.49", 0.3, 0.5,
+           {"finetune_visits": VISITS, "select_no_falls": True, "select_episodes": SURE_EPISODES})
+_cycle_cut("bpd-units-finetune-pairs-warmup-c30-visits-sure-dense", "bpd-units-finetune-pairs-warmup-c30-visits-sure "
+           "whose cut keeps whole units and trains every weight between them (--cut-dense): the units BPD's log "
+           "alpha ranks highest, as a dense network, which costs fewer cycles a weight than a sparse one", 0.3, 0.5,
+           {"finetune_visits": VISITS, "select_no_falls": True, "select_episodes": SURE_EPISODES, "cut_dense": True})
 # selection episodes of a reselection: a fall rate of 3 % goes unseen on 30 episodes with probability 0.40, on 100 0.05
 RESELECT_EPISODES = 100
 RESELECTED = "bpd-units-finetune-pairs-warmup-c50-visits-sure"
@@ -495,21 +504,26 @@ def dense_cycles_width(n_in: int, n_out: int, budget: float, activation: str = "
                    f"no dense network of two hidden layers costs at most {budget:g} cycles in its layers")
 
 
-def _dense_cycles_command(c: CellInputs) -> list[str]:
-    """A dense deterministic student of two equal hidden layers at the cut's budget: the widest whose layers cost
-    no more than the c50 cuts' (0.49 of the bpd cell's integer-kernel cycles, the code around the layers the same)."""
+def _dense_cycles_command(c: CellInputs, share: float) -> list[str]:
+    """A dense deterministic student of two equal hidden layers at a cut's budget: the widest whose layers cost
+    no more than the cut's (share of the bpd cell's integer-kernel cycles, the code around the layers the same)."""
     from training.teacher import load_teacher
 
     t = load_teacher(c.teacher)
     args = {k: v for k, v in c.args.items() if k != REFERENCE_ARG}
-    h = dense_cycles_width(t.obs_dim, t.act_dim, bpd_cycles_budget(c, 0.49), c.args.get("activation", "tanh"))
+    h = dense_cycles_width(t.obs_dim, t.act_dim, bpd_cycles_budget(c, share), c.args.get("activation", "tanh"))
     return _sized_like_bpd(replace(c, args=args), {"student": "dense", "hidden": [h, h]})
 
 
-CYCLE_CUTS.add("dense-c50")
-register(Method("dense-c50", "dense deterministic student of two equal hidden layers, the widest whose DSP integer "
-                "kernel costs no more than 0.49 of the bpd cell's (same seed) estimated Cortex-M4F cycles, as the "
-                "c50 cuts do; BPD's loss minus the KL", _dense_cycles_command, needs=("bpd",)))
+def _dense_cycles(name: str, share: float, like: str) -> None:
+    CYCLE_CUTS.add(name)
+    register(Method(name, "dense deterministic student of two equal hidden layers, the widest whose DSP integer "
+                    f"kernel costs no more than {share:g} of the bpd cell's (same seed) estimated Cortex-M4F cycles, "
+                    f"as {like}; BPD's loss minus the KL", lambda c: _dense_cycles_command(c, share), needs=("bpd",)))
+
+
+_dense_cycles("dense-c50", 0.49, "the c50 cuts do")
+_dense_cycles("dense-c30", 0.3, "the c30 cuts do")
 register(Method("dense-nonzero", "dense deterministic student of two equal hidden layers, the widest with no more "
                 "parameters than the bpd cell's nonzero count, BPD's loss minus the KL", _dense_nonzero_command,
                 needs=("bpd",), sized_by_any_bpd=True))

@@ -375,7 +375,8 @@ def test_the_delivery_plans_other_methods_are_sized_on_the_cut_row_and_never_del
 
 def test_the_hopper_dense_plan_is_the_delivery_plans_hopper_cells_with_the_dense_network_at_their_budget():
     """hopper-dense.yaml trains again, on one kind of machine, the delivery plan's Hopper `bpd` and -c50-visits-sure
-    cells (the same specifications) beside dense-c50, which is sized against its `bpd` cell."""
+    cells (the same specifications) beside dense-c50, which is sized against its `bpd` cell, and the three rows at
+    0.3 of its cycles."""
     from pathlib import Path
 
     from bpd_app.experiment.plan import _digest, cell_spec, load_plan
@@ -384,8 +385,10 @@ def test_the_hopper_dense_plan_is_the_delivery_plans_hopper_cells_with_the_dense
     plan, dlv = load_plan(plans / "hopper-dense.yaml"), load_plan(plans / "delivery.yaml")
     theirs = {(c.label, c.seed): _digest(cell_spec(dlv, c)) for c in dlv.cells() if c.env == "Hopper-v5"}
     mine = {(c.label, c.seed): _digest(cell_spec(plan, c)) for c in plan.cells()}
-    assert {k for k in mine if k[0] != "dense-c50"} == {(label, s) for label in
-                                                        ("bpd", "bpd-units-finetune-pairs-warmup-c50-visits-sure")
-                                                        for s in (0, 1, 2)}
-    assert all(mine[k] == theirs[k] for k in mine if k[0] != "dense-c50")
-    assert plan.methods["dense-c50"].method == "dense-c50" and plan.seeds == dlv.seeds
+    new = {"dense-c50", "dense-c30", "bpd-units-finetune-pairs-warmup-c30-visits-sure",
+           "bpd-units-finetune-pairs-warmup-c30-visits-sure-dense"}
+    assert {k for k in mine if k[0] not in new} == {(label, s) for label in
+                                                    ("bpd", "bpd-units-finetune-pairs-warmup-c50-visits-sure")
+                                                    for s in (0, 1, 2)}
+    assert all(mine[k] == theirs[k] for k in mine if k[0] not in new)
+    assert all(plan.methods[m].method == m for m in new) and plan.seeds == dlv.seeds

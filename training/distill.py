@@ -65,7 +65,7 @@ from training.selection import (
     select,
     smlad_cost,
 )
-from training.student import BayesianStudent, Critic, budget_masks, save_student
+from training.student import BayesianStudent, Critic, budget_masks, dense_unit_cut, save_student
 from training.teacher import DEFAULT_GAMMA, load_teacher, teacher_gamma
 from training.visits import Visits
 
@@ -185,7 +185,12 @@ class BPDTrainer:
                 prune_to = (sum(layer.out_features for layer in self.actor.layers)
                             + max(1, int(c.prune_fraction * sum(int(m.sum()) for m in masks))))
         keep: list[torch.Tensor] | None = None
-        if c.prune_to_cycles is not None:
+        dense: list[torch.Tensor] | None = None  # --cut-dense: every weight between the units the cut leaves
+        if c.cut_dense:
+            assert self.meter is not None and c.prune_to_cycles is not None  # checked at construction
+            meter, act = self.meter, c.activation
+            keep, dense = dense_unit_cut(self.actor, lambda ms: meter(ms, act), c.prune_to_cycles)
+        elif c.prune_to_cycles is not None:
             assert self.meter is not None  # checked at construction
             meter, act, fill = self.meter, c.activation, pair_partners_apply(c)
             # the cost of the masks handed over: with their pair partners, which take table words (export/dsp.py
@@ -198,7 +203,8 @@ class BPDTrainer:
         for net in (self.actor, self.actor_target):
             live = None
             for i, layer in enumerate(net.layers):
-                layer.freeze(pair_partners_apply(self.cfg), live, None if keep is None else keep[i])
+                layer.freeze(pair_partners_apply(self.cfg), live, None if keep is None else keep[i],
+                             None if dense is None else dense[i])
                 live = layer.unit_mask().bool()
         if self.actor_avg is not None:  # the average starts at the cut student
             self.actor_avg.load_state_dict(self.actor.state_dict())

@@ -121,6 +121,10 @@ class DistillConfig:
     prune_fraction: float | None = field(None, help="Bayesian with --finetune, in place of --prune-to(-pairs): at "
                                          "the fine-tune's start keep this fraction of the mask's cost, its weights "
                                          "or, with --pair-partners, its SMLADs (lowest log alpha first)")
+    cut_dense: bool = field(False, help="with --prune-to-cycles: cut whole hidden units only and train every "
+                            "weight between the units left (a dense network, the weights the threshold had cut back "
+                            "from zero): the least signal goes first until the dense network fits the budget, "
+                            "where a dense layer costs fewer cycles a weight than a sparse one")
     max_units: int | None = field(None, help="with --prune-to, --prune-to-pairs, --prune-to-cycles or --prune-fraction "
                                   "on the Bayesian student: hidden units kept at most (the least signal, summed "
                                   "1/alpha over a unit's weights, goes first)")
@@ -231,6 +235,9 @@ def _check_config(cfg: DistillConfig) -> None:
     if cfg.finetune_ema and (cfg.finetune == 0 or cfg.student != "bayesian"):
         raise BpdError("--finetune-ema averages the Bayesian student's fine-tune: it needs --student bayesian and "
                        "--finetune above 0")
+    if cfg.cut_dense and (cfg.prune_to_cycles is None or cfg.max_units is not None):
+        raise BpdError("--cut-dense chooses the units of a --prune-to-cycles cut itself: it needs --prune-to-cycles, "
+                       "and not --max-units")
     cut = (cfg.prune_to is not None or cfg.prune_to_pairs is not None or cfg.prune_fraction is not None
            or cfg.prune_to_cycles is not None)
     if cfg.max_units is not None and (not cut or cfg.student != "bayesian" or cfg.max_units < 1):

@@ -79,23 +79,73 @@ def live_units(masks: list[torch.Tensor]) -> int:
     return sum(int((masks[li].any(1) | masks[li + 1].any(0)).sum()) for li in range(len(masks) - 1))
 
 
+def _hidden_units(masks: list[torch.Tensor], snr: list[torch.Tensor],
+                  live: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> list[tuple[float, int, int]]:
+    """(signal, layer, unit) of every hidden unit live(in-mask rows, out-mask columns) says is live; signal: the
+    sum of 1/alpha over its kept weights in and out."""
+    units = []
+    for li in range(len(masks) - 1):
+        m_in, m_out = masks[li], masks[li + 1]
+        sig = (snr[li] * m_in).sum(1) + (snr[li + 1] * m_out).sum(0)
+        units += [(float(sig[j]), li, j) for j in torch.nonzero(live(m_in.any(1), m_out.any(0))).flatten().tolist()]
+    return units
+
+
+def _drop_unit(masks: list[torch.Tensor], li: int, j: int) -> None:
+    masks[li][j, :] = False
+    masks[li + 1][:, j] = False
+
+
 def _unit_cut(student: BayesianStudent, masks: list[torch.Tensor], max_units: int) -> list[torch.Tensor]:
     """While more hidden units than max_units are live, the one whose kept weights carry the least signal (the
     sum of 1/alpha over them) is removed with all its weights."""
     masks = [m.clone() for m in masks]
     snr = [torch.exp(-layer.log_alpha) for layer in student.layers]
     while True:
-        units = []  # (signal, layer, unit) of every live hidden unit
-        for li in range(len(masks) - 1):
-            m_in, m_out = masks[li], masks[li + 1]
-            sig = (snr[li] * m_in).sum(1) + (snr[li + 1] * m_out).sum(0)
-            live = m_in.any(1) | m_out.any(0)
-            units += [(float(sig[j]), li, j) for j in torch.nonzero(live).flatten().tolist()]
+        units = _hidden_units(masks, snr, torch.logical_or)
         if len(units) <= max_units:
             return masks
         _, li, j = min(units)
-        masks[li][j, :] = False
-        masks[li + 1][:, j] = False
+        _drop_unit(masks, li, j)
+
+
+def dense_fill(masks: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Every weight between the units the masks leave live (a hidden unit with a kept weight in or out; every
+    input and output): the dense network of those widths."""
+    rows = [m.any(1) | n.any(0) for m, n in zip(masks[:-1], masks[1:])]
+    ins = [torch.ones(masks[0].shape[1], dtype=torch.bool, device=masks[0].device), *rows]
+    outs = [*rows, torch.ones(masks[-1].shape[0], dtype=torch.bool, device=masks[-1].device)]
+    return [o[:, None] & i[None, :] for o, i in zip(outs, ins)]
+
+
+@torch.no_grad()
+def dense_unit_cut(student: BayesianStudent, cost: Callable[[list[np.ndarray]], float],
+                   budget: float) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The cut to whole units left dense (--cut-dense): first the hidden units without a kept weight both in and
+    out go (a unit the threshold or its gate cut off), then, while the dense network between the units left
+    (dense_fill) costs more than budget, the one whose kept weights carry the least signal (1/alpha summed over
+    them), each time with the units that loses their last weight in or out. Returns the threshold's masks on the
+    units left (the weights that keep their values) and their dense fill (every weight the fine-tune trains,
+    those the threshold had cut back from zero, so the network's function is the threshold's on those units)."""
+    masks = [layer.mask().bool().clone() for layer in student.layers]
+    snr = [torch.exp(-layer.log_alpha) for layer in student.layers]
+
+    def settle() -> None:  # no unit with kept weights on one side only
+        while dead := [(li, j) for _, li, j in _hidden_units(masks, snr, lambda i, o: (i | o) & ~(i & o))]:
+            for li, j in dead:
+                _drop_unit(masks, li, j)
+
+    settle()
+    while True:
+        layers_live = [bool((m.any(1) & n.any(0)).any()) for m, n in zip(masks[:-1], masks[1:])]
+        if not all(layers_live):
+            raise NoCut(f"no dense network of the student's units costs at most {budget:g}")
+        fill = dense_fill(masks)
+        if cost([m.cpu().numpy() for m in fill]) <= budget:
+            return masks, fill
+        _, li, j = min(_hidden_units(masks, snr, torch.logical_and))
+        _drop_unit(masks, li, j)
+        settle()
 
 
 def _weight_cut(student: BayesianStudent, masks: list[torch.Tensor], prune_to: int | None,

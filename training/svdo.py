@@ -47,7 +47,7 @@ class LinearSVDO(nn.Module):
 
     @torch.no_grad()
     def freeze(self, partners: bool = False, live: torch.Tensor | None = None,
-               keep: torch.Tensor | None = None) -> None:
+               keep: torch.Tensor | None = None, fill: torch.Tensor | None = None) -> None:
         """Fix the current mask and train on as the deterministic masked layer: pruned weights are zeroed
         and their log sigma^2 set so that their log alpha stays at the clip whatever theta does (the mask
         is read from the parameters, so a saved student carries it), kept weights' log sigma^2 so far
@@ -55,13 +55,16 @@ class LinearSVDO(nn.Module):
         every kept weight (training/pairs.py) is kept too, from zero, among the live columns (live: the
         previous layer's surviving units; all by default). Idempotent: a layer already frozen keeps its mask
         (a resumed run sets the flags alone, with mark_frozen). keep: the mask to freeze on, in place of the
-        threshold's (a budget's cut of it: training/student.py's budget_masks)."""
+        threshold's (a budget's cut of it: training/student.py's budget_masks). fill (with keep, in place of the
+        partners): the weights trained on, those outside keep from zero (training/student.py's dense_unit_cut)."""
         from training.pairs import with_partners_among
 
         keep = self.mask().bool() if keep is None else keep.bool() & self.mask().bool()
         self.theta.mul_(keep.to(self.theta.dtype))  # the partners below start from zero: the same function
         frozen = bool((self.log_sigma2.abs() == 40.0).all())
-        if partners and not frozen:
+        if fill is not None and not frozen:
+            keep = keep | fill.bool()
+        elif partners and not frozen:
             k = with_partners_among(keep.cpu().numpy(), None if live is None else live.bool().cpu().numpy())
             keep = torch.as_tensor(k, device=keep.device)
         self.log_sigma2.copy_(torch.where(keep, torch.full_like(self.log_sigma2, -40.0),
