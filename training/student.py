@@ -121,31 +121,42 @@ def dense_fill(masks: list[torch.Tensor]) -> list[torch.Tensor]:
 @torch.no_grad()
 def dense_unit_cut(student: BayesianStudent, cost: Callable[[list[np.ndarray]], float],
                    budget: float) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """The cut to whole units left dense (--cut-dense): first the hidden units without a kept weight both in and
-    out go (a unit the threshold or its gate cut off), then, while the dense network between the units left
-    (dense_fill) costs more than budget, the one whose kept weights carry the least signal (1/alpha summed over
-    them), each time with the units that loses their last weight in or out. Returns the threshold's masks on the
-    units left (the weights that keep their values) and their dense fill (every weight the fine-tune trains,
-    those the threshold had cut back from zero, so the network's function is the threshold's on those units)."""
+    """The cut to whole units left dense (--cut-dense). A hidden unit counts while it has a kept output weight and
+    its gate is on (a unit whose inputs were all cut passes on a constant, act(bias): it stays, its inputs trained
+    from zero; one with no output reaches nothing, one whose gate is off passes on act(0) = 0). While the dense
+    network between the units that count (dense_fill) costs more than budget, the one whose kept weights carry
+    the least signal (1/alpha summed over them) goes, with the units that lose their last output by it, but never
+    the last unit of a layer (nor one whose going leaves a layer none). Returns the threshold's masks on the units
+    left (the weights that keep their values) and their dense fill (every weight the fine-tune trains, those the
+    threshold had cut back from zero): before any unit goes, the network computes what the threshold's does."""
     masks = [layer.mask().bool().clone() for layer in student.layers]
     snr = [torch.exp(-layer.log_alpha) for layer in student.layers]
+    gates = [layer.unit_mask().bool() for layer in student.layers[:-1]]
 
-    def settle() -> None:  # no unit with kept weights on one side only
-        while dead := [(li, j) for _, li, j in _hidden_units(masks, snr, lambda i, o: (i | o) & ~(i & o))]:
+    def settle(ms: list[torch.Tensor]) -> bool:
+        """Drop the units that reach nothing; whether every hidden layer keeps one."""
+        while dead := [(li, j) for li in range(len(ms) - 1)
+                       for j in torch.nonzero((ms[li].any(1) | ms[li + 1].any(0))
+                                              & ~(ms[li + 1].any(0) & gates[li])).flatten().tolist()]:
             for li, j in dead:
-                _drop_unit(masks, li, j)
+                _drop_unit(ms, li, j)
+        return all(bool(n.any()) for n in ms[1:])
 
-    settle()
+    if not settle(masks):
+        raise NoCut("the student's mask reaches no output")
     while True:
-        layers_live = [bool((m.any(1) & n.any(0)).any()) for m, n in zip(masks[:-1], masks[1:])]
-        if not all(layers_live):
-            raise NoCut(f"no dense network of the student's units costs at most {budget:g}")
         fill = dense_fill(masks)
         if cost([m.cpu().numpy() for m in fill]) <= budget:
             return masks, fill
-        _, li, j = min(_hidden_units(masks, snr, torch.logical_and))
-        _drop_unit(masks, li, j)
-        settle()
+        for _, li, j in sorted(_hidden_units(masks, snr, lambda i, o: o)):
+            trial = [m.clone() for m in masks]
+            _drop_unit(trial, li, j)
+            if settle(trial):
+                masks = trial
+                break
+        else:
+            raise NoCut(f"no dense network of the student's units costs at most {budget:g} (one unit a layer costs "
+                        f"{cost([m.cpu().numpy() for m in fill]):g})")
 
 
 def _weight_cut(student: BayesianStudent, masks: list[torch.Tensor], prune_to: int | None,
