@@ -190,6 +190,8 @@ def test_the_cycle_cuts_take_their_budget_from_the_bpd_cells_export_and_bench(tm
     result records from its bench:
     the C around the layers costs both students the same, so the cut student's kernel is half the bpd one's;
     c50-long: 0.49 of it, and half of training on the cut mask. Without the export: a one-line error."""
+    from dataclasses import replace
+
     from bpd_app.methods import CellInputs, get
     from export.collapse import CollapsedNet
     from export.onnx_export import build_onnx, save_onnx
@@ -218,6 +220,14 @@ def test_the_cycle_cuts_take_their_budget_from_the_bpd_cells_export_and_bench(tm
     assert sure[sure.index("--finetune-visits") + 1] == "20000" and sure[sure.index("--select-episodes") + 1] == "30"
     assert "--select-no-falls" in sure and sure[sure.index("--finetune") + 1] == "0.5"
     assert get("bpd-units-finetune-pairs-warmup-c50-visits-sure").select_episodes == 30
+    # the c30 rows: the same at 0.3 of the bpd cell's cycles, the -dense one cutting whole units (--cut-dense)
+    small = {"bench": {"integer": {"cycles": layers + 20.0, "instructions": 250, "flash_bytes": 2000}}}
+    for name in ("bpd-units-finetune-pairs-warmup-c30-visits-sure",
+                 "bpd-units-finetune-pairs-warmup-c30-visits-sure-dense"):
+        c30 = get(name).command(replace(c, deps={"bpd": small}))  # 0.3 of it pays for the 20 around the layers
+        assert float(c30[c30.index("--prune-to-cycles") + 1]) == pytest.approx(layers - 0.7 * (layers + 20))
+        assert c30[:c30.index("--prune-to-cycles")] == sure[:sure.index("--prune-to-cycles")]
+        assert ("--cut-dense" in c30) == name.endswith("-dense") and "--select-no-falls" in c30
     (cell / "export" / "policy.onnx").unlink()
     with pytest.raises(BpdError, match="no export measured with the integer kernel"):
         get("bpd-units-finetune-pairs-warmup-c50").command(c)

@@ -484,6 +484,8 @@ def test_dense_c50_is_the_widest_dense_student_within_the_cuts_cycle_budget(tmp_
     at = cmd.index("--hidden")
     assert cmd[at + 1:at + 3] == ["12", "12"] and cmd[cmd.index("--student") + 1] == "dense" and shares == [0.49]
     assert "dense-c50" in CYCLE_CUTS  # bpd compress runs it after the bpd run, as it runs the cuts
+    get("dense-c30").command(CellInputs("E", 0, "t.npz", "d.npz", tmp_path / "run", {"hidden": [64, 64]}))
+    assert shares == [0.49, 0.3] and "dense-c30" in CYCLE_CUTS  # dense-c30: the c30 cuts' budget
 
 
 # --------------------------------------------------------------------------- end to end
