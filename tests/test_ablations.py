@@ -386,7 +386,7 @@ def test_the_delivery_plans_other_methods_are_sized_on_the_cut_row_and_never_del
 def test_the_hopper_dense_plan_is_the_delivery_plans_hopper_cells_with_the_dense_network_at_their_budget():
     """hopper-dense.yaml trains again, on one kind of machine, the delivery plan's Hopper `bpd` and -c50-visits-sure
     cells (the same specifications) beside dense-c50, which is sized against its `bpd` cell, and the three rows at
-    0.3 of its cycles."""
+    0.3 of its cycles; hc-dense.yaml the same rows at 0.3 on HalfCheetah beside its `bpd` cells."""
     from pathlib import Path
 
     from bpd_app.experiment.plan import _digest, cell_spec, load_plan
@@ -402,3 +402,8 @@ def test_the_hopper_dense_plan_is_the_delivery_plans_hopper_cells_with_the_dense
                                                     for s in (0, 1, 2)}
     assert all(mine[k] == theirs[k] for k in mine if k[0] not in new)
     assert all(plan.methods[m].method == m for m in new) and plan.seeds == dlv.seeds
+    # hc-dense: the same rows at 0.3 on HalfCheetah, its `bpd` cells the delivery plan's specification
+    hc = load_plan(plans / "hc-dense.yaml")
+    hc_theirs = {(c.label, c.seed): _digest(cell_spec(dlv, c)) for c in dlv.cells() if c.env == "HalfCheetah-v5"}
+    assert all(_digest(cell_spec(hc, c)) == hc_theirs[(c.label, c.seed)] for c in hc.cells() if c.label == "bpd")
+    assert set(hc.methods) == {"bpd"} | (new - {"dense-c50"}) and hc.envs == ["HalfCheetah-v5"]
