@@ -23,6 +23,7 @@ import shlex
 import statistics
 import sys
 from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -295,6 +296,30 @@ class Results:
         return out
 
 
+CUT = "bpd-units-finetune-pairs-warmup"
+# hopper-dense's budgets: per share of the `bpd` cells' cycles, BPD's rows at it and the dense network at it
+DENSE_BUDGETS = (("0.49", [f"{CUT}-c50-visits-sure"], "dense-c50"),
+                 ("0.3", [f"{CUT}-c30-visits-sure", f"{CUT}-c30-visits-sure-dense"], "dense-c30"))
+
+
+def kept(cell: dict[str, Any]) -> bool:
+    """A cell that kept 99 % of the teacher's reporting return with no early end where the teacher finished."""
+    return cell["return_vs_teacher"] >= 0.99 and cell["early_terminations_where_teacher_finished"] == 0
+
+
+def equal_cost(res: Results, plan: str, env: str) -> list[dict[str, Any]]:
+    """Per budget of DENSE_BUDGETS: the seeds every row has run, on those the seeds each BPD row and the dense row
+    kept the return, and whether the dense network kept it on as many or more than every BPD row."""
+    out = []
+    for share, bpds, dn in DENSE_BUDGETS:
+        rows = {lab: {x["seed"]: x for x in res.cells(plan, env, lab)} for lab in [*bpds, dn]}
+        ran = sorted(set.intersection(*(set(r) for r in rows.values())))
+        n = {lab: sum(kept(r[sd]) for sd in ran) for lab, r in rows.items()}
+        out.append({"share": share, "seeds": ran, "dense": n[dn], "bpd": [n[b] for b in bpds],
+                    "dense_as_good": n[dn] >= max(n[b] for b in bpds)})
+    return out
+
+
 def environment(results: Path) -> jinja2.Environment:
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False,
                              trim_blocks=True, lstrip_blocks=True, loader=jinja2.FileSystemLoader(ROOT),
@@ -305,6 +330,7 @@ def environment(results: Path) -> jinja2.Environment:
                        rowmean=lambda label, plan, task: res.row(plan, task, label)["return_mean"])
     env.globals.update(FILTERS, ratio=ratio, diff=diff, per=per, fewer=fewer, minus=minus, dense=dense, rates=rates,
                        json=res.json, optional=res.optional, row=res.row, cells=res.cells, control=res.control,
+                       equal_cost=partial(equal_cost, res), kept=kept,
                        min=min, max=max, sum=sum,
                        len=len, sorted=sorted, abs=abs, round=round, zip=zip, mean=statistics.fmean,
                        pstd=statistics.pstdev, median=statistics.median, quartiles=quartiles, steps_apart=steps_apart,

@@ -515,15 +515,17 @@ def _dense_cycles_command(c: CellInputs, share: float) -> list[str]:
     return _sized_like_bpd(replace(c, args=args), {"student": "dense", "hidden": [h, h]})
 
 
-def _dense_cycles(name: str, share: float, like: str) -> None:
+def _dense_cycles(name: str, share: float) -> None:
+    """dense-cNN: sized as the cNN cuts are."""
     CYCLE_CUTS.add(name)
     register(Method(name, "dense deterministic student of two equal hidden layers, the widest whose DSP integer "
                     f"kernel costs no more than {share:g} of the bpd cell's (same seed) estimated Cortex-M4F cycles, "
-                    f"as {like}; BPD's loss minus the KL", lambda c: _dense_cycles_command(c, share), needs=("bpd",)))
+                    f"as the {name.removeprefix('dense-')} cuts do; BPD's loss minus the KL",
+                    lambda c: _dense_cycles_command(c, share), needs=("bpd",)))
 
 
-_dense_cycles("dense-c50", 0.49, "the c50 cuts do")
-_dense_cycles("dense-c30", 0.3, "the c30 cuts do")
+_dense_cycles("dense-c50", 0.49)
+_dense_cycles("dense-c30", 0.3)
 register(Method("dense-nonzero", "dense deterministic student of two equal hidden layers, the widest with no more "
                 "parameters than the bpd cell's nonzero count, BPD's loss minus the KL", _dense_nonzero_command,
                 needs=("bpd",), sized_by_any_bpd=True))

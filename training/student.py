@@ -155,8 +155,8 @@ def dense_unit_cut(student: BayesianStudent, cost: Callable[[list[np.ndarray]], 
                 masks = trial
                 break
         else:
-            raise NoCut(f"no dense network of the student's units costs at most {budget:g} (one unit a layer costs "
-                        f"{cost([m.cpu().numpy() for m in fill]):g})")
+            raise NoCut(f"no dense network of the student's units costs at most {budget:g} (the fewest units the cut "
+                        f"can keep cost {cost([m.cpu().numpy() for m in fill]):g})")
 
 
 def _weight_cut(student: BayesianStudent, masks: list[torch.Tensor], prune_to: int | None,
