@@ -297,7 +297,8 @@ class Results:
 
 
 CUT = "bpd-units-finetune-pairs-warmup"
-# hopper-dense's budgets: per share of the `bpd` cells' cycles, BPD's rows at it and the dense network at it
+# The equal-cost plans' budgets (hopper-dense, hc-dense): per share of the `bpd` cells' cycles, BPD's rows at it and
+# the dense network at it; a plan is judged on the budgets whose rows it runs
 DENSE_BUDGETS = (("0.49", [f"{CUT}-c50-visits-sure"], "dense-c50"),
                  ("0.3", [f"{CUT}-c30-visits-sure", f"{CUT}-c30-visits-sure-dense"], "dense-c30"))
 
@@ -308,10 +309,15 @@ def kept(cell: dict[str, Any]) -> bool:
 
 
 def equal_cost(res: Results, plan: str, env: str) -> list[dict[str, Any]]:
-    """Per budget of DENSE_BUDGETS: the seeds every row has run, on those the seeds each BPD row and the dense row
-    kept the return, and whether the dense network kept it on as many or more than every BPD row."""
+    """Per budget of DENSE_BUDGETS whose dense row the plan runs (and at least one of its BPD rows): the seeds every
+    row has run, on those the seeds each BPD row and the dense row kept the return, and whether the dense network
+    kept it on as many or more than every BPD row."""
+    methods = set(yaml_file(f"benchmarks/plans/{plan}.yaml")["methods"])
     out = []
-    for share, bpds, dn in DENSE_BUDGETS:
+    for share, every, dn in DENSE_BUDGETS:
+        bpds = [b for b in every if b in methods]
+        if dn not in methods or not bpds:
+            continue
         rows = {lab: {x["seed"]: x for x in res.cells(plan, env, lab)} for lab in [*bpds, dn]}
         ran = sorted(set.intersection(*(set(r) for r in rows.values())))
         n = {lab: sum(kept(r[sd]) for sd in ran) for lab, r in rows.items()}
@@ -325,6 +331,7 @@ def environment(results: Path) -> jinja2.Environment:
                              trim_blocks=True, lstrip_blocks=True, loader=jinja2.FileSystemLoader(ROOT),
                              extensions=["jinja2.ext.do"])
     res = Results(results)
+    env.tests["kept"] = kept
     env.filters.update(FILTERS, comp=comp, share_of=lambda x, total: x / total, absdiff=lambda x, y: abs(x - y),
                        multiply=lambda x, k: x * k,
                        rowmean=lambda label, plan, task: res.row(plan, task, label)["return_mean"])

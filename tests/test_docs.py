@@ -98,3 +98,26 @@ def test_scripts_that_remake_committed_bpd_students_pin_the_papers_options():
     root = Path(__file__).resolve().parents[1]
     for script in ("benchmarks/rotary_benchmark.py", "benchmarks/robustness_benchmark.py"):
         assert spelled in (root / script).read_text(), script
+
+
+def test_equal_cost_counts_kept_seeds_on_the_budgets_a_plan_runs(render_docs, tmp_path):
+    """Hand-built cells: hc-dense runs only the 0.3 budget; seed 2 has no dense cell, so only seeds 0 and 1 count."""
+    cut = render_docs.CUT
+    cells = {f"{cut}-c30-visits-sure": {0: (0.995, 0), 1: (0.97, 0), 2: (0.999, 0)},
+             f"{cut}-c30-visits-sure-dense": {0: (0.992, 1), 1: (0.991, 0), 2: (0.999, 0)},
+             "dense-c30": {0: (0.99, 0), 1: (0.95, 0)}}
+    for label, seeds in cells.items():
+        d = tmp_path / "hc-dense" / "cells" / "HalfCheetah-v5" / label
+        d.mkdir(parents=True)
+        for seed, (vs, early) in seeds.items():
+            (d / f"seed{seed}.json").write_text(json.dumps(
+                {"seed": seed, "return_vs_teacher": vs, "early_terminations_where_teacher_finished": early,
+                 "params_nonzero": 100, "params_total": 1000}))
+    got = render_docs.equal_cost(render_docs.Results(tmp_path), "hc-dense", "HalfCheetah-v5")
+    # seed 0: sparse cut kept, dense cut had an early end, dense kept; seed 1: only the dense cut kept
+    assert got == [{"share": "0.3", "seeds": [0, 1], "dense": 1, "bpd": [1, 1], "dense_as_good": True}]
+    (tmp_path / "hc-dense" / "cells" / "HalfCheetah-v5" / "dense-c30" / "seed0.json").write_text(json.dumps(
+        {"seed": 0, "return_vs_teacher": 0.989, "early_terminations_where_teacher_finished": 0,
+         "params_nonzero": 100, "params_total": 1000}))
+    got = render_docs.equal_cost(render_docs.Results(tmp_path), "hc-dense", "HalfCheetah-v5")
+    assert got[0]["dense"] == 0 and got[0]["dense_as_good"] is False
