@@ -7,8 +7,9 @@ across the rows of a plan as `bpd compress --confirm 0` chooses across methods (
 
 Candidates: the finished cells of the plan's BPD rows (`bpd` and its variants: its fine-tunes with the pair partners,
 cut to a half and a quarter of their SMLADs and to half the bpd cell's cycles), each the student its run handed over;
-another method's row of the plan (magnitude pruning, L1 then a threshold) is set against the delivered student as
-the --others plans' students are, never delivered in its place. A candidate
+another method's row of the plan (magnitude pruning, L1 then a threshold, a dense network) is set against the
+delivered student as the --others plans' students are, never delivered in its place; with --any-method every row is
+a candidate, as `bpd compress` chooses across every method it runs (what a user of compress is handed). A candidate
 keeps the return when its return on its run's selection seeds (recorded by the run: `train.selection.select_return`)
 is at least --keep-return of the teacher's return on the same seeds (evaluated here, as many episodes as the run
 judged its candidates on) and it ended no selection episode early that the teacher finishes (issue 34's "no early
@@ -302,7 +303,8 @@ def confirmed(plan, env: str, seed: int, cands: list[dict], keep: float, first: 
 
 
 def collect(plan_path: str, keep: float, previous: dict | None, other_plans: list[str] | None = None,
-            confirm: int = 0, also_against: str | None = None, low_share: float = 0.0) -> dict:
+            confirm: int = 0, also_against: str | None = None, low_share: float = 0.0,
+            any_method: bool = False) -> dict:
     from bpd_app.experiment import load_plan
     from bpd_app.experiment.plan import is_bpd
 
@@ -333,7 +335,7 @@ def collect(plan_path: str, keep: float, previous: dict | None, other_plans: lis
                 s = sums.get(key)
                 if s is None:
                     continue
-                if not is_bpd(plan.methods[label].method):  # another method's student: set against, never chosen
+                if not any_method and not is_bpd(plan.methods[label].method):  # set against, never chosen
                     rivals.append(_record(key, label, s, cost_rows, eq))
                     continue
                 sel = (s.get("train") or {}).get("selection") or {}
@@ -390,6 +392,7 @@ def collect(plan_path: str, keep: float, previous: dict | None, other_plans: lis
             rows[-1]["meets_bar"] = meets_bar(rows[-1], keep)
     return {"plan": str(Path(plan_path).resolve().relative_to(ROOT)), "keep_return": keep, "machine": here,
             "confirm": confirm, **({"low_share": low_share} if confirm and low_share else {}),
+            **({"any_method": True} if any_method else {}),
             "also_against": str(Path(also_against).resolve().relative_to(ROOT)) if also_against else None,
             "others": [str(Path(op).resolve().relative_to(ROOT)) for op in other_plans or []],
             "reference": REFERENCE, "teacher_select": teacher_sel, "rows": rows, "confirm_earlier": earlier}
@@ -446,9 +449,15 @@ def markdown(res: dict) -> str:
          f"benchmarks/delivered.py {res['plan']}"
          + (f" --also-against {res['also_against']}" if res.get("also_against") else "")
          + (f" --confirm {res['confirm']}" if res.get("confirm") else "")
+         + (" --any-method" if res.get("any_method") else "")
          + (f" --out {res['out']}" if res.get("out") else "")
          + "` (again from delivered.json: `--table-only`). "
-         f"Per task and seed, among the plan's finished cells: the cheapest by the DSP integer kernel's estimated "
+         + ("Every row of the plan is a candidate, whatever its method (as `bpd compress` chooses across the "
+            "methods it runs, the dense networks and L1 among them); "
+            if res.get("any_method") else
+            "BPD's rows are the candidates (`bpd` and its variants; the plan's other rows are set against the "
+            "delivered student, never delivered); ")
+         + f"per task and seed, among the plan's finished cells: the cheapest by the DSP integer kernel's estimated "
          f"Cortex-M4F cycles whose return on its run's selection seeds keeps {k:g} % of the teacher's on the same "
          f"seeds with no early end there on an episode the teacher finishes ('falls': recorded by runs with the "
          f"falls check, else the run's early ends there, an upper bound, marked <=, where the teacher too ended some "
@@ -560,6 +569,9 @@ def main() -> None:
     ap.add_argument("--also-against", metavar="PLAN", default=None,
                     help="set the delivered students' cycles also against this plan's reference cells of the same "
                          "seeds (another run of the same specification) and judge the bar by those too")
+    ap.add_argument("--any-method", action="store_true",
+                    help="every row of the plan is a candidate, as `bpd compress` chooses across its methods (by "
+                         "default BPD's rows alone, the others set against the delivered student)")
     a = ap.parse_args()
     prev_path = a.out / "delivered.json"
     prev = json.loads(prev_path.read_text()) if prev_path.is_file() else None
@@ -567,7 +579,7 @@ def main() -> None:
 
     try:
         res = prev if a.table_only else collect(a.plan, a.keep_return, prev, a.others, a.confirm, a.also_against,
-                                                         a.low_share)
+                                                         a.low_share, a.any_method)
     except BpdError as e:  # a plan that cannot be read: one line, not a traceback
         raise SystemExit(f"delivered: error: {e}") from None
     if res is None:

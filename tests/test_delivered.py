@@ -325,3 +325,12 @@ def test_another_methods_row_of_the_plan_is_set_against_the_delivered_student_ne
     assert row["beaten_by"] == ["magnitude-prune-c50"] and row["meets_bar"] is True
     md = delivered.markdown(res | {"out": "x"})
     assert "| 0 | magnitude-prune-c50 (another method) |" in md and "this plan's other rows" in md
+    # --any-method: every row is a candidate, as compress chooses; the magnitude row at 400 cycles keeps the return
+    # and is delivered; the one of another kernel form has its cycles set aside and is not chosen
+    res = delivered.collect("/plan.yaml", 0.99, None, any_method=True)
+    (row,) = res["rows"]
+    assert row["delivered"] == "E/magnitude-prune-c50/seed0" and row["others"] == [] and row["beaten_by"] == []
+    assert {c["method"] for c in row["candidates"]} == set(methods)
+    assert row["cycles_vs_reference"] == 0.4 and row["meets_bar"] is True
+    md = delivered.markdown(res | {"out": "x"})
+    assert "--any-method" in md and "Every row of the plan is a candidate" in md
