@@ -504,7 +504,7 @@ def dense_cycles_width(n_in: int, n_out: int, budget: float, activation: str = "
                    f"no dense network of two hidden layers costs at most {budget:g} cycles in its layers")
 
 
-def _dense_cycles_command(c: CellInputs, share: float) -> list[str]:
+def _dense_cycles_command(c: CellInputs, share: float, extra: dict | None = None) -> list[str]:
     """A dense deterministic student of two equal hidden layers at a cut's budget: the widest whose layers cost
     no more than the cut's (share of the bpd cell's integer-kernel cycles, the code around the layers the same)."""
     from training.teacher import load_teacher
@@ -512,20 +512,27 @@ def _dense_cycles_command(c: CellInputs, share: float) -> list[str]:
     t = load_teacher(c.teacher)
     args = {k: v for k, v in c.args.items() if k != REFERENCE_ARG}
     h = dense_cycles_width(t.obs_dim, t.act_dim, bpd_cycles_budget(c, share), c.args.get("activation", "tanh"))
-    return _sized_like_bpd(replace(c, args=args), {"student": "dense", "hidden": [h, h]})
+    return _sized_like_bpd(replace(c, args=args), {"student": "dense", "hidden": [h, h]} | (extra or {}))
 
 
-def _dense_cycles(name: str, share: float) -> None:
-    """dense-cNN: sized as the cNN cuts are."""
+def _dense_cycles(name: str, share: float, extra: dict | None = None, chosen: str = "") -> None:
+    """dense-cNN: sized as the cNN cuts are (extra: distill options beside, as the -sure cuts' selection)."""
     CYCLE_CUTS.add(name)
     register(Method(name, "dense deterministic student of two equal hidden layers, the widest whose DSP integer "
                     f"kernel costs no more than {share:g} of the bpd cell's (same seed) estimated Cortex-M4F cycles, "
-                    f"as the {name.removeprefix('dense-')} cuts do; BPD's loss minus the KL",
-                    lambda c: _dense_cycles_command(c, share), needs=("bpd",)))
+                    f"as the {name.removeprefix('dense-').removesuffix('-sure')} cuts do; BPD's loss minus the KL"
+                    + chosen, lambda c: _dense_cycles_command(c, share, extra), needs=("bpd",)))
 
 
 _dense_cycles("dense-c50", 0.49)
 _dense_cycles("dense-c30", 0.3)
+# chosen as the -visits-sure cuts are (30 selection episodes, falls set aside), so that an equal-cost comparison
+# differs in the student alone (hc-dense, after delivery's dense-nonzero-c50 let a fall through on 10 episodes)
+_SURE = {"select_no_falls": True, "select_episodes": SURE_EPISODES}
+_dense_cycles("dense-c50-sure", 0.49, _SURE, f"; chosen as the -sure cuts are, on {SURE_EPISODES} selection episodes "
+              "with falls set aside")
+_dense_cycles("dense-c30-sure", 0.3, _SURE, f"; chosen as the -sure cuts are, on {SURE_EPISODES} selection episodes "
+              "with falls set aside")
 register(Method("dense-nonzero", "dense deterministic student of two equal hidden layers, the widest with no more "
                 "parameters than the bpd cell's nonzero count, BPD's loss minus the KL", _dense_nonzero_command,
                 needs=("bpd",), sized_by_any_bpd=True))

@@ -486,6 +486,11 @@ def test_dense_c50_is_the_widest_dense_student_within_the_cuts_cycle_budget(tmp_
     assert "dense-c50" in CYCLE_CUTS  # bpd compress runs it after the bpd run, as it runs the cuts
     get("dense-c30").command(CellInputs("E", 0, "t.npz", "d.npz", tmp_path / "run", {"hidden": [64, 64]}))
     assert shares == [0.49, 0.3] and "dense-c30" in CYCLE_CUTS  # dense-c30: the c30 cuts' budget
+    sure = get("dense-c30-sure").command(CellInputs("E", 0, "t.npz", "d.npz", tmp_path / "run", {"hidden": [64, 64]}))
+    assert shares[-1] == 0.3 and "--select-no-falls" in sure and sure[sure.index("--select-episodes") + 1] == "30"
+    assert sure[sure.index("--hidden") + 1:sure.index("--hidden") + 3] == ["12", "12"]  # the same network
+    assert "--select-no-falls" not in get("dense-c30").command(
+        CellInputs("E", 0, "t.npz", "d.npz", tmp_path / "run", {"hidden": [64, 64]}))
 
 
 # --------------------------------------------------------------------------- end to end
