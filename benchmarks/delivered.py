@@ -9,7 +9,7 @@ Candidates: the finished cells of the plan's BPD rows (`bpd` and its variants: i
 cut to a half and a quarter of their SMLADs and to half the bpd cell's cycles), each the student its run handed over;
 another method's row of the plan (magnitude pruning, L1 then a threshold, a dense network) is set against the
 delivered student as the --others plans' students are, never delivered in its place; with --any-method every row is
-a candidate, as `bpd compress` chooses across every method it runs (what a user of compress is handed). A candidate
+a candidate, as `bpd compress --confirm 0` chooses across every method it runs. A candidate
 keeps the return when its return on its run's selection seeds (recorded by the run: `train.selection.select_return`)
 is at least --keep-return of the teacher's return on the same seeds (evaluated here, as many episodes as the run
 judged its candidates on) and it ended no selection episode early that the teacher finishes (issue 34's "no early
@@ -304,7 +304,8 @@ def confirmed(plan, env: str, seed: int, cands: list[dict], keep: float, first: 
 
 def collect(plan_path: str, keep: float, previous: dict | None, other_plans: list[str] | None = None,
             confirm: int = 0, also_against: str | None = None, low_share: float = 0.0,
-            any_method: bool = False) -> dict:
+            any_method: bool = False, teacher_from: str | None = None) -> dict:
+    from bpd.errors import BpdError
     from bpd_app.experiment import load_plan
     from bpd_app.experiment.plan import is_bpd
 
@@ -324,6 +325,11 @@ def collect(plan_path: str, keep: float, previous: dict | None, other_plans: lis
                 also[(env_, int(seed_[4:]))] = integer_cycles(key, summ, cost_rows, eq)[0], kernel_form(summ)
     here = machine()
     cache = teacher_cache(previous)
+    if teacher_from:  # another out file of the same plan: its teacher's selection returns, on the kinds it holds
+        other = json.loads(Path(teacher_from).read_text())
+        if Path(ROOT / other.get("plan", "")).resolve() != Path(plan_path).resolve():
+            raise BpdError(f"{teacher_from}: written for {other.get('plan')}, not {plan_path}")
+        cache = teacher_cache(other) | cache
     earlier = earlier_records(previous)
     teacher_sel = []
     rows = []
@@ -393,6 +399,7 @@ def collect(plan_path: str, keep: float, previous: dict | None, other_plans: lis
     return {"plan": str(Path(plan_path).resolve().relative_to(ROOT)), "keep_return": keep, "machine": here,
             "confirm": confirm, **({"low_share": low_share} if confirm and low_share else {}),
             **({"any_method": True} if any_method else {}),
+            **({"teacher_from": str(Path(teacher_from).resolve().relative_to(ROOT))} if teacher_from else {}),
             "also_against": str(Path(also_against).resolve().relative_to(ROOT)) if also_against else None,
             "others": [str(Path(op).resolve().relative_to(ROOT)) for op in other_plans or []],
             "reference": REFERENCE, "teacher_select": teacher_sel, "rows": rows, "confirm_earlier": earlier}
@@ -439,7 +446,8 @@ def _kinds(res: dict) -> str:
     here = res["machine"]["processor"]
     seen = dict.fromkeys([here] + [(t.get("machine") or res["machine"])["processor"]
                                    for t in res.get("teacher_select", [])])
-    return ", ".join(f"{k} (here)" if k == here else f"{k} (kept from an earlier run)" for k in seen)
+    earlier = f"from {res['teacher_from']}" if res.get("teacher_from") else "kept from an earlier run"
+    return ", ".join(f"{k} (here)" if k == here else f"{k} ({earlier})" for k in seen)
 
 
 def markdown(res: dict) -> str:
@@ -450,10 +458,11 @@ def markdown(res: dict) -> str:
          + (f" --also-against {res['also_against']}" if res.get("also_against") else "")
          + (f" --confirm {res['confirm']}" if res.get("confirm") else "")
          + (" --any-method" if res.get("any_method") else "")
+         + (f" --teacher-from {res['teacher_from']}" if res.get("teacher_from") else "")
          + (f" --out {res['out']}" if res.get("out") else "")
          + "` (again from delivered.json: `--table-only`). "
-         + ("Every row of the plan is a candidate, whatever its method (as `bpd compress` chooses across the "
-            "methods it runs, the dense networks and L1 among them); "
+         + (f"Every row of the plan is a candidate, whatever its method (as `bpd compress --confirm {res['confirm']}` "
+            "chooses across the methods it runs); "
             if res.get("any_method") else
             "BPD's rows are the candidates (`bpd` and its variants; the plan's other rows are set against the "
             "delivered student, never delivered); ")
@@ -572,6 +581,10 @@ def main() -> None:
     ap.add_argument("--any-method", action="store_true",
                     help="every row of the plan is a candidate, as `bpd compress` chooses across its methods (by "
                          "default BPD's rows alone, the others set against the delivered student)")
+    ap.add_argument("--teacher-from", metavar="FILE", default=None,
+                    help="another delivered.json of the same plan whose teacher's selection returns are reused (on the "
+                         "kinds of machine it recorded them on: cells of a kind not this machine's are judged by "
+                         "them), recorded in the output")
     a = ap.parse_args()
     prev_path = a.out / "delivered.json"
     prev = json.loads(prev_path.read_text()) if prev_path.is_file() else None
@@ -579,7 +592,7 @@ def main() -> None:
 
     try:
         res = prev if a.table_only else collect(a.plan, a.keep_return, prev, a.others, a.confirm, a.also_against,
-                                                         a.low_share, a.any_method)
+                                                         a.low_share, a.any_method, a.teacher_from)
     except BpdError as e:  # a plan that cannot be read: one line, not a traceback
         raise SystemExit(f"delivered: error: {e}") from None
     if res is None:

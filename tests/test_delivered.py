@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
+
+import pytest
 
 _spec = importlib.util.spec_from_file_location("delivered", Path(__file__).parents[1] / "benchmarks" / "delivered.py")
 assert _spec and _spec.loader
@@ -334,3 +337,47 @@ def test_another_methods_row_of_the_plan_is_set_against_the_delivered_student_ne
     assert row["cycles_vs_reference"] == 0.4 and row["meets_bar"] is True
     md = delivered.markdown(res | {"out": "x"})
     assert "--any-method" in md and "Every row of the plan is a candidate" in md
+
+
+def test_teacher_from_judges_cells_of_another_kind_by_that_files_teacher_and_names_it(monkeypatch, tmp_path):
+    """A cut cell trained on kind q, where this machine is kind p: not comparable (never chosen) until --teacher-from
+    gives the teacher's selection return on q (50.0: the cut's 100.0 keeps it) from a file of the same plan; a file
+    of another plan is refused in one line."""
+    from types import SimpleNamespace
+
+    from bpd.errors import BpdError
+
+    def summ(cycles, proc):
+        return {"train": {"selection": {"select_return": 100.0, "falls": 0}}, "params_nonzero": 10,
+                "machine": {"processor": proc, "torch_cpu_capability": "c"},
+                "eval": {"return_mean": 100.0, "return_std": 1.0, "return_min": 99.0, "episodes": 30},
+                "return_vs_teacher": 1.0, "early_terminations_where_teacher_finished": 0,
+                "bench": {"integer": {"cycles": cycles, "form": "f1"}}}
+
+    sums = {"E/bpd/seed0": summ(1000.0, "p"), "E/bpd-cut/seed0": summ(400.0, "q")}
+    plan = SimpleNamespace(name="p", envs=["E"], seeds=[0], teachers={"E": "t.npz"}, methods={
+        "bpd": SimpleNamespace(method="bpd"),
+        "bpd-cut": SimpleNamespace(method="bpd-units-finetune-pairs-warmup-c50-visits-sure")})
+    import bpd_app.experiment
+
+    monkeypatch.setattr(bpd_app.experiment, "load_plan", lambda p: plan)
+    monkeypatch.setattr(delivered, "_summaries", lambda p: sums)
+    monkeypatch.setattr(delivered, "_cost_rows", lambda: {})
+    monkeypatch.setattr(delivered, "_equal_cost_records", lambda: {})
+    monkeypatch.setattr(delivered, "machine", lambda: {"processor": "p", "torch_cpu_capability": "c"})
+    monkeypatch.setattr(delivered, "teacher_select", lambda *a: (100.0, 0))
+    monkeypatch.setattr(delivered, "ROOT", tmp_path)
+    (tmp_path / "plan.yaml").write_text("")
+    (row,) = delivered.collect(str(tmp_path / "plan.yaml"), 0.99, None)["rows"]
+    assert row["delivered"] == "E/bpd/seed0"  # the q cell is listed, not comparable
+    q = {"processor": "q", "torch_cpu_capability": "c"}
+    src = tmp_path / "earlier.json"
+    src.write_text(json.dumps({"plan": "plan.yaml", "machine": q, "teacher_select": [
+        {"env": "E", "seed": 0, "episodes": n, "return": 50.0, "early_ends": 0, "machine": q} for n in (10, 30)]}))
+    res = delivered.collect(str(tmp_path / "plan.yaml"), 0.99, None, teacher_from=str(src))
+    (row,) = res["rows"]
+    assert row["delivered"] == "E/bpd-cut/seed0" and row["cycles_vs_reference"] == 0.4
+    assert res["teacher_from"] == "earlier.json" and "q (from earlier.json)" in delivered.markdown(res)
+    src.write_text(json.dumps({"plan": "other.yaml", "teacher_select": []}))
+    with pytest.raises(BpdError, match="written for other.yaml"):
+        delivered.collect(str(tmp_path / "plan.yaml"), 0.99, None, teacher_from=str(src))
