@@ -406,4 +406,8 @@ def test_the_hopper_dense_plan_is_the_delivery_plans_hopper_cells_with_the_dense
     hc = load_plan(plans / "hc-dense.yaml")
     hc_theirs = {(c.label, c.seed): _digest(cell_spec(dlv, c)) for c in dlv.cells() if c.env == "HalfCheetah-v5"}
     assert all(_digest(cell_spec(hc, c)) == hc_theirs[(c.label, c.seed)] for c in hc.cells() if c.label == "bpd")
-    assert set(hc.methods) == {"bpd", "dense-c30-sure"} | (new - {"dense-c50"}) and hc.envs == ["HalfCheetah-v5"]
+    assert set(hc.methods) == {"bpd", "dense-c30-sure", "dense-c50-sure", "bpd-units-finetune-pairs-warmup-c50-visits-sure"
+                               } | (new - {"dense-c50"}) and hc.envs == ["HalfCheetah-v5"]
+    # its c50 cut is the delivery plan's specification of that row (sized against its own `bpd` cells)
+    assert all(_digest(cell_spec(hc, c)) == hc_theirs[(c.label, c.seed)] for c in hc.cells()
+               if c.label == "bpd-units-finetune-pairs-warmup-c50-visits-sure")
