@@ -101,7 +101,7 @@ def test_scripts_that_remake_committed_bpd_students_pin_the_papers_options():
 
 
 def test_equal_cost_counts_kept_seeds_on_the_budgets_a_plan_runs(render_docs, tmp_path):
-    """Hand-built cells: hc-dense runs only the 0.3 budget and judges dense-c30-sure (chosen as the cuts are), not
+    """Hand-built cells: at hc-dense's 0.3 budget dense-c30-sure is judged (chosen as the cuts are), not
     dense-c30; seed 2 has no dense-c30-sure cell, so only seeds 0 and 1 count and the verdict is not complete."""
     cut = render_docs.CUT
 
@@ -117,10 +117,11 @@ def test_equal_cost_counts_kept_seeds_on_the_budgets_a_plan_runs(render_docs, tm
     write(f"{cut}-c30-visits-sure-dense", {0: (0.992, 1), 1: (0.991, 0), 2: (0.999, 0)})
     write("dense-c30", {0: (0.999, 0), 1: (0.999, 0), 2: (0.999, 0)})  # not judged: the plan runs the -sure row
     write("dense-c30-sure", {0: (0.99, 0), 1: (0.95, 0)})
-    got = render_docs.equal_cost(render_docs.Results(tmp_path), "hc-dense", "HalfCheetah-v5")
+    c50, *got = render_docs.equal_cost(render_docs.Results(tmp_path), "hc-dense", "HalfCheetah-v5")
+    assert c50["share"] == "0.49" and c50["dense_row"] == "dense-c50-sure" and c50["seeds"] == []  # none run
     # seed 0: sparse cut kept, dense cut had an early end, dense kept; seed 1: only the dense cut kept
     assert got == [{"share": "0.3", "seeds": [0, 1], "dense_row": "dense-c30-sure", "dense": 1, "bpd": [1, 1],
                     "dense_as_good": True, "complete": False, "none_kept": False}]
     write("dense-c30-sure", {0: (0.989, 0), 2: (0.999, 0)})
-    (got,) = render_docs.equal_cost(render_docs.Results(tmp_path), "hc-dense", "HalfCheetah-v5")
+    _, got = render_docs.equal_cost(render_docs.Results(tmp_path), "hc-dense", "HalfCheetah-v5")
     assert got["dense"] == 1 and got["bpd"] == [2, 2] and got["dense_as_good"] is False and got["complete"] is True
