@@ -311,16 +311,18 @@ def kept(cell: dict[str, Any]) -> bool:
 
 
 def equal_cost(res: Results, plan: str, env: str) -> list[dict[str, Any]]:
-    """Per budget of DENSE_BUDGETS where the plan runs a dense row and at least one of BPD's rows: the dense row
-    judged (the first of the budget's the plan runs), the seeds every judged row has run, on those the seeds each BPD
+    """Per budget of DENSE_BUDGETS where the plan runs a dense row and at least one of BPD's rows (rows matched by
+    the method they run, whatever their labels): the dense row judged (the first of the budget's the plan runs), the seeds every judged row has run, on those the seeds each BPD
     row and the dense row kept the return, whether the dense network kept it on as many or more than every BPD row,
     and whether every row has run every seed of the plan (complete: what a verdict needs)."""
     spec = yaml_file(f"benchmarks/plans/{plan}.yaml")
-    methods = set(spec["methods"])
+    labels: dict[str, list[str]] = {}  # method -> the plan's rows running it (a row's label names its method or not)
+    for label, row in spec["methods"].items():
+        labels.setdefault((row or {}).get("method", label), []).append(label)
     out = []
     for share, every, denses in DENSE_BUDGETS:
-        bpds = [b for b in every if b in methods]
-        dn = next((d for d in denses if d in methods), None)
+        bpds = [lab for m in every for lab in labels.get(m, [])]
+        dn = next((lab for d in denses for lab in labels.get(d, [])), None)
         if dn is None or not bpds:
             continue
         rows = {lab: {x["seed"]: x for x in res.cells(plan, env, lab)} for lab in [*bpds, dn]}

@@ -408,6 +408,14 @@ def test_the_hopper_dense_plan_is_the_delivery_plans_hopper_cells_with_the_dense
     assert all(_digest(cell_spec(hc, c)) == hc_theirs[(c.label, c.seed)] for c in hc.cells() if c.label == "bpd")
     assert set(hc.methods) == {"bpd", "dense-c30-sure", "dense-c50-sure", "bpd-units-finetune-pairs-warmup-c50-visits-sure"
                                } | (new - {"dense-c50"}) and hc.envs == ["HalfCheetah-v5"]
+    # loco-dense: its `bpd` and 0.3-noise c50 cut cells are the delivery plan's specifications of those rows
+    loco = load_plan(plans / "loco-dense.yaml")
+    lo_theirs = {(c.env, c.label, c.seed): _digest(cell_spec(dlv, c)) for c in dlv.cells()}
+    same = [c for c in loco.cells() if c.label in ("bpd", "bpd-units-finetune-pairs-warmup-c50-visits-sure-noise0.3")]
+    assert len(same) == 12 and all(_digest(cell_spec(loco, c)) == lo_theirs[(c.env, c.label, c.seed)] for c in same)
+    assert {loco.methods[lab].method for lab in loco.methods} == {
+        "bpd", "bpd-units-finetune-pairs-warmup-c50-visits-sure", "dense-c50-sure",
+        "bpd-units-finetune-pairs-warmup-c30-visits-sure-dense", "dense-c30-sure"}
     # its c50 cut is the delivery plan's specification of that row (sized against its own `bpd` cells)
     assert all(_digest(cell_spec(hc, c)) == hc_theirs[(c.label, c.seed)] for c in hc.cells()
                if c.label == "bpd-units-finetune-pairs-warmup-c50-visits-sure")

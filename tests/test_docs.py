@@ -125,3 +125,10 @@ def test_equal_cost_counts_kept_seeds_on_the_budgets_a_plan_runs(render_docs, tm
     write("dense-c30-sure", {0: (0.989, 0), 2: (0.999, 0)})
     _, got = render_docs.equal_cost(render_docs.Results(tmp_path), "hc-dense", "HalfCheetah-v5")
     assert got["dense"] == 1 and got["bpd"] == [2, 2] and got["dense_as_good"] is False and got["complete"] is True
+
+
+def test_equal_cost_matches_a_plans_rows_by_the_method_they_run(render_docs, tmp_path):
+    """loco-dense labels its rows after their data (-noise0.3): each budget still finds its BPD and dense rows."""
+    budgets = render_docs.equal_cost(render_docs.Results(tmp_path), "loco-dense", "Walker2d-v5")
+    assert [(e["share"], e["dense_row"], len(e["bpd"]), e["seeds"]) for e in budgets] == [
+        ("0.49", "dense-c50-sure-noise0.3", 1, []), ("0.3", "dense-c30-sure-noise0.3", 1, [])]
