@@ -312,9 +312,10 @@ def kept(cell: dict[str, Any]) -> bool:
 
 def equal_cost(res: Results, plan: str, env: str) -> list[dict[str, Any]]:
     """Per budget of DENSE_BUDGETS where the plan runs a dense row and at least one of BPD's rows (rows matched by
-    the method they run, whatever their labels): the dense row judged (the first of the budget's the plan runs), the seeds every judged row has run, on those the seeds each BPD
-    row and the dense row kept the return, whether the dense network kept it on as many or more than every BPD row,
-    and whether every row has run every seed of the plan (complete: what a verdict needs)."""
+    the method they run, whatever their labels): the dense row judged (the first of the budget's the plan runs),
+    the seeds every judged row has run, on those the seeds each BPD row and the dense row kept the return, whether
+    the dense network kept it on as many or more than every BPD row, and whether every row has run every seed of
+    the plan (complete: what a verdict needs)."""
     spec = yaml_file(f"benchmarks/plans/{plan}.yaml")
     labels: dict[str, list[str]] = {}  # method -> the plan's rows running it (a row's label names its method or not)
     for label, row in spec["methods"].items():
