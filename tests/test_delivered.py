@@ -18,6 +18,19 @@ def cand(name, cycles, ret, keeps):
     return {"cell": name, "cycles": cycles, "select_return": ret, "keeps": keeps}
 
 
+def offline(monkeypatch, plan, sums):
+    """collect() on a hand-built plan and cell summaries: no run root, no cost files, this machine of kind p, the
+    teacher's selection return 100.0 with no early end."""
+    import bpd_app.experiment
+
+    monkeypatch.setattr(bpd_app.experiment, "load_plan", lambda p: plan)
+    monkeypatch.setattr(delivered, "_summaries", lambda p: sums)
+    monkeypatch.setattr(delivered, "_cost_rows", lambda: {})
+    monkeypatch.setattr(delivered, "_equal_cost_records", lambda: {})
+    monkeypatch.setattr(delivered, "machine", lambda: {"processor": "p", "torch_cpu_capability": "c"})
+    monkeypatch.setattr(delivered, "teacher_select", lambda *a: (100.0, 0))
+
+
 def test_the_cheapest_that_keeps_the_return_is_delivered():
     cs = [cand("a", 100.0, 99.0, True), cand("b", 50.0, 99.5, True), cand("c", 10.0, 80.0, False)]
     assert delivered.choose(cs, 0.99)["cell"] == "b"
@@ -309,14 +322,7 @@ def test_another_methods_row_of_the_plan_is_set_against_the_delivered_student_ne
                "magnitude-prune-c50": "magnitude-prune", "magnitude-old": "magnitude-prune"}
     plan = SimpleNamespace(name="p", envs=["E"], seeds=[0], teachers={"E": "t.npz"},
                            methods={k: SimpleNamespace(method=v) for k, v in methods.items()})
-    import bpd_app.experiment
-
-    monkeypatch.setattr(bpd_app.experiment, "load_plan", lambda p: plan)
-    monkeypatch.setattr(delivered, "_summaries", lambda p: sums)
-    monkeypatch.setattr(delivered, "_cost_rows", lambda: {})
-    monkeypatch.setattr(delivered, "_equal_cost_records", lambda: {})
-    monkeypatch.setattr(delivered, "machine", lambda: {"processor": "p", "torch_cpu_capability": "c"})
-    monkeypatch.setattr(delivered, "teacher_select", lambda *a: (100.0, 0))
+    offline(monkeypatch, plan, sums)
     monkeypatch.setattr(delivered, "ROOT", Path("/"))
     res = delivered.collect("/plan.yaml", 0.99, None)
     (row,) = res["rows"]
@@ -358,14 +364,7 @@ def test_teacher_from_judges_cells_of_another_kind_by_that_files_teacher_and_nam
     plan = SimpleNamespace(name="p", envs=["E"], seeds=[0], teachers={"E": "t.npz"}, methods={
         "bpd": SimpleNamespace(method="bpd"),
         "bpd-cut": SimpleNamespace(method="bpd-units-finetune-pairs-warmup-c50-visits-sure")})
-    import bpd_app.experiment
-
-    monkeypatch.setattr(bpd_app.experiment, "load_plan", lambda p: plan)
-    monkeypatch.setattr(delivered, "_summaries", lambda p: sums)
-    monkeypatch.setattr(delivered, "_cost_rows", lambda: {})
-    monkeypatch.setattr(delivered, "_equal_cost_records", lambda: {})
-    monkeypatch.setattr(delivered, "machine", lambda: {"processor": "p", "torch_cpu_capability": "c"})
-    monkeypatch.setattr(delivered, "teacher_select", lambda *a: (100.0, 0))
+    offline(monkeypatch, plan, sums)
     monkeypatch.setattr(delivered, "ROOT", tmp_path)
     (tmp_path / "plan.yaml").write_text("")
     (row,) = delivered.collect(str(tmp_path / "plan.yaml"), 0.99, None)["rows"]
