@@ -54,6 +54,11 @@ def pct(x: float, d: int = 1) -> str:
     return f"{100 * x:.{d}f}"
 
 
+def sf(x: float, d: int = 1) -> str:
+    """A signed figure with d decimals: +3.2, -0.4."""
+    return f"{x:+.{d}f}"
+
+
 def sci(x: float, d: int = 1) -> str:
     """Scientific notation without exponent padding: 2.0e-6."""
     mantissa, exp = f"{x:.{d}e}".split("e")
@@ -235,7 +240,7 @@ def script_call(rel: str, first: str, func: str = "bpd") -> dict[str, str]:
     raise KeyError(f"{rel} has no {func}({first!r}, ...) call")
 
 
-FILTERS: dict[str, Callable[..., str]] = {"f": f, "c": c, "pct": pct, "span": span, "kb": kb, "sci": sci}
+FILTERS: dict[str, Callable[..., str]] = {"f": f, "c": c, "pct": pct, "span": span, "kb": kb, "sci": sci, "sf": sf}
 
 
 class Results:
@@ -314,8 +319,9 @@ def equal_cost(res: Results, plan: str, env: str) -> list[dict[str, Any]]:
     """Per budget of DENSE_BUDGETS where the plan runs a dense row and at least one of BPD's rows (rows matched by
     the method they run, whatever their labels): the dense row judged (the first of the budget's the plan runs),
     the seeds every judged row has run, on those the seeds each BPD row and the dense row kept the return, whether
-    the dense network kept it on as many or more than every BPD row, and whether every row has run every seed of
-    the plan (complete: what a verdict needs)."""
+    the dense network kept it on as many or more than every BPD row, each BPD row's share of the teacher's return
+    less the dense row's, seed by seed (gap), and whether every row has run every seed of the plan (complete: what a
+    verdict needs)."""
     spec = yaml_file(f"benchmarks/plans/{plan}.yaml")
     labels: dict[str, list[str]] = {}  # method -> the plan's rows running it (a row's label names its method or not)
     for label, row in spec["methods"].items():
@@ -327,10 +333,17 @@ def equal_cost(res: Results, plan: str, env: str) -> list[dict[str, Any]]:
         if dn is None or not bpds:
             continue
         rows = {lab: {x["seed"]: x for x in res.cells(plan, env, lab)} for lab in [*bpds, dn]}
+        planned = bpds
+        complete = all(sorted(r) == sorted(spec["seeds"]) for r in rows.values())
+        bpds = [b for b in bpds if rows[b]] or bpds  # a BPD row none of whose cells has run yet is left out
+        rows = {lab: rows[lab] for lab in [*bpds, dn]}
         ran = sorted(set.intersection(*(set(r) for r in rows.values())))
         n = {lab: sum(kept(r[sd]) for sd in ran) for lab, r in rows.items()}
+        gap = {b: [rows[b][sd]["return_vs_teacher"] - rows[dn][sd]["return_vs_teacher"] for sd in ran] for b in bpds}
         out.append({"share": share, "seeds": ran, "dense_row": dn, "dense": n[dn], "bpd": [n[b] for b in bpds],
-                    "dense_as_good": n[dn] >= max(n[b] for b in bpds), "complete": ran == sorted(spec["seeds"]),
+                    "bpd_rows": bpds, "gap": gap,
+                    "dense_as_good": n[dn] >= max(n[b] for b in bpds), "complete": complete,
+                    "not_run": [b for b in planned if b not in bpds],
                     "none_kept": n[dn] == 0 and max(n[b] for b in bpds) == 0})
     return out
 

@@ -120,11 +120,18 @@ def test_equal_cost_counts_kept_seeds_on_the_budgets_a_plan_runs(render_docs, tm
     c50, *got = render_docs.equal_cost(render_docs.Results(tmp_path), "hc-dense", "HalfCheetah-v5")
     assert c50["share"] == "0.49" and c50["dense_row"] == "dense-c50-sure" and c50["seeds"] == []  # none run
     # seed 0: sparse cut kept, dense cut had an early end, dense kept; seed 1: only the dense cut kept
+    sparse, dense_cut = f"{cut}-c30-visits-sure", f"{cut}-c30-visits-sure-dense"
     assert got == [{"share": "0.3", "seeds": [0, 1], "dense_row": "dense-c30-sure", "dense": 1, "bpd": [1, 1],
-                    "dense_as_good": True, "complete": False, "none_kept": False}]
+                    "bpd_rows": [sparse, dense_cut], "gap": {sparse: [pytest.approx(0.005), pytest.approx(0.02)],
+                                                             dense_cut: [pytest.approx(0.002), pytest.approx(0.041)]},
+                    "dense_as_good": True, "complete": False, "not_run": [], "none_kept": False}]
     write("dense-c30-sure", {0: (0.989, 0), 2: (0.999, 0)})
     _, got = render_docs.equal_cost(render_docs.Results(tmp_path), "hc-dense", "HalfCheetah-v5")
     assert got["dense"] == 1 and got["bpd"] == [2, 2] and got["dense_as_good"] is False and got["complete"] is True
+    # a BPD row with no cell yet is left out of the counts and named; the verdict is then not complete
+    shutil.rmtree(tmp_path / "hc-dense" / "cells" / "HalfCheetah-v5" / sparse)
+    _, got = render_docs.equal_cost(render_docs.Results(tmp_path), "hc-dense", "HalfCheetah-v5")
+    assert got["bpd_rows"] == [dense_cut] and got["not_run"] == [sparse] and got["complete"] is False
 
 
 def test_equal_cost_matches_a_plans_rows_by_the_method_they_run(render_docs, tmp_path):
