@@ -326,7 +326,10 @@ def collect(plan_path: str, keep: float, previous: dict | None, other_plans: lis
     here = machine()
     cache = teacher_cache(previous)
     if teacher_from:  # another out file of the same plan: its teacher's selection returns, on the kinds it holds
-        other = json.loads(Path(teacher_from).read_text())
+        try:
+            other = json.loads(Path(teacher_from).read_text())
+        except (OSError, ValueError) as e:
+            raise BpdError(f"{teacher_from}: cannot be read as a delivered.json ({e})") from None
         if Path(ROOT / other.get("plan", "")).resolve() != Path(plan_path).resolve():
             raise BpdError(f"{teacher_from}: written for {other.get('plan')}, not {plan_path}")
         cache = teacher_cache(other) | cache

@@ -515,8 +515,10 @@ def _dense_cycles_command(c: CellInputs, share: float, extra: dict | None = None
     return _sized_like_bpd(replace(c, args=args), {"student": "dense", "hidden": [h, h]} | (extra or {}))
 
 
-def _dense_cycles(name: str, share: float, extra: dict | None = None, chosen: str = "") -> None:
+def _dense_cycles(name: str, share: float, extra: dict | None = None) -> None:
     """dense-cNN: sized as the cNN cuts are (extra: distill options beside, as the -sure cuts' selection)."""
+    chosen = (f"; chosen as the -sure cuts are, on {extra['select_episodes']} selection episodes with falls set aside"
+              if extra and extra.get("select_no_falls") else "")
     CYCLE_CUTS.add(name)
     register(Method(name, "dense deterministic student of two equal hidden layers, the widest whose DSP integer "
                     f"kernel costs no more than {share:g} of the bpd cell's (same seed) estimated Cortex-M4F cycles, "
@@ -529,10 +531,8 @@ _dense_cycles("dense-c30", 0.3)
 # chosen as the -visits-sure cuts are (30 selection episodes, falls set aside), so that an equal-cost comparison
 # differs in the student alone (hc-dense, after delivery's dense-nonzero-c50 let a fall through on 10 episodes)
 _SURE = {"select_no_falls": True, "select_episodes": SURE_EPISODES}
-_dense_cycles("dense-c50-sure", 0.49, _SURE, f"; chosen as the -sure cuts are, on {SURE_EPISODES} selection episodes "
-              "with falls set aside")
-_dense_cycles("dense-c30-sure", 0.3, _SURE, f"; chosen as the -sure cuts are, on {SURE_EPISODES} selection episodes "
-              "with falls set aside")
+_dense_cycles("dense-c50-sure", 0.49, _SURE)
+_dense_cycles("dense-c30-sure", 0.3, _SURE)
 register(Method("dense-nonzero", "dense deterministic student of two equal hidden layers, the widest with no more "
                 "parameters than the bpd cell's nonzero count, BPD's loss minus the KL", _dense_nonzero_command,
                 needs=("bpd",), sized_by_any_bpd=True))

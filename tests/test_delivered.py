@@ -380,3 +380,5 @@ def test_teacher_from_judges_cells_of_another_kind_by_that_files_teacher_and_nam
     src.write_text(json.dumps({"plan": "other.yaml", "teacher_select": []}))
     with pytest.raises(BpdError, match="written for other.yaml"):
         delivered.collect(str(tmp_path / "plan.yaml"), 0.99, None, teacher_from=str(src))
+    with pytest.raises(BpdError, match="cannot be read as a delivered.json"):
+        delivered.collect(str(tmp_path / "plan.yaml"), 0.99, None, teacher_from=str(tmp_path / "missing.json"))
