@@ -139,3 +139,31 @@ def test_equal_cost_matches_a_plans_rows_by_the_method_they_run(render_docs, tmp
     budgets = render_docs.equal_cost(render_docs.Results(tmp_path), "loco-dense", "Walker2d-v5")
     assert [(e["share"], e["dense_row"], len(e["bpd"]), e["seeds"]) for e in budgets] == [
         ("0.49", "dense-c50-sure-noise0.3", 1, []), ("0.3", "dense-c30-sure-noise0.3", 1, [])]
+
+
+def test_the_compress_table_counts_what_was_handed_over_seed_by_seed(render_docs, tmp_path):
+    """Hand-built compress files: Hopper hands over a dense network on seed 0 (bar met), nothing on seed 1 and BPD's
+    cut on seed 2 (bar met); the other tasks' files are absent, so their rows say not yet run."""
+    cut = render_docs.CUT
+
+    def cand(seed, method, cycles, vs):
+        return {"cell": f"Hopper-v5/{method}/seed{seed}", "method": method, "cycles": cycles,
+                "return_vs_teacher": vs, "early_ends": 0, "episodes": 30, "machine": "Test CPU"}
+
+    rows = [{"env": "Hopper-v5", "seed": 0, "delivered": "Hopper-v5/dense-c30/seed0", "meets_bar": True,
+             "cycles_vs_reference": 0.3, "candidates": [cand(0, "dense-c30", 1000, 0.995)]},
+            {"env": "Hopper-v5", "seed": 1, "delivered": None, "meets_bar": None, "cycles_vs_reference": None,
+             "candidates": [cand(1, "dense-c30", 1000, 0.97)]},
+            {"env": "Hopper-v5", "seed": 2, "delivered": f"Hopper-v5/{cut}-c50-visits-sure/seed2", "meets_bar": True,
+             "cycles_vs_reference": 0.49, "candidates": [cand(2, f"{cut}-c50-visits-sure", 2000, 1.005)]}]
+    (tmp_path / "hopper-dense-compress-confirmed").mkdir()
+    (tmp_path / "hopper-dense-compress-confirmed" / "delivered.json").write_text(
+        json.dumps({"confirm": 20, "rows": rows}))
+    text = render_docs.environment(tmp_path).get_template("docs/templates/compress.md").render()
+    hopper = next(l for l in text.splitlines() if l.startswith("| Hopper-v5 "))
+    assert hopper.split(" | ")[2:] == ["2 of 3", "`dense-c30`, nothing, BPD `-c50-visits-sure`",
+                                       "1,000-2,000 (0.30-0.49x)", "100.0 (99.5)", "0 of 60 |"]
+    assert "| HalfCheetah-v5 | [hc-dense](benchmarks/plans/hc-dense.yaml) | not yet run |" in text
+    words = " ".join(text.split())
+    assert "met on 2 of 3 task-seeds run (Test CPU)" in words
+    assert "BPD's method on 1, a plain dense network on 1, nothing on 1" in words
