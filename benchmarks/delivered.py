@@ -250,13 +250,15 @@ def earlier_record(earlier: list[dict], c: dict, n: int, first_seed: int, low_sh
 
 
 def confirmed(plan, env: str, seed: int, cands: list[dict], keep: float, first: int, n: int,
-              low_share: float = 0.0, earlier: list[dict] | None = None) -> dict | None:
+              low_share: float = 0.0, earlier: list[dict] | None = None) -> tuple[dict | None, bool]:
     """--confirm N: the candidates that keep the return on the run's selection seeds, cheapest first (ties: the
     higher selection return), each run with the teacher on the N selection seeds after those (seed's selection base
     + first ... + first + N - 1: disjoint from the reporting and training seeds); the first that keeps the return
     there with no early end on an episode the teacher finishes (low_share above 0: nor a return there below the
-    teacher's by more than 1 - low_share of its magnitude, as `bpd compress` judges) is delivered (none: none is).
-    Each judged candidate records its figures under "confirm" (with the machine that ran them). earlier
+    teacher's by more than 1 - low_share of its magnitude, as `bpd compress` judges) is delivered, and True with it.
+    None holding: as `bpd compress` does (bpd_app/compress.py confirm_run), the judged one with the fewest such falls
+    there, then the highest return there, and False (None: none was judged). Each judged candidate records its
+    figures under "confirm" (with the machine that ran them). earlier
     (earlier_records): a candidate whose student file is missing is judged by its student's record there
     (earlier_record), in its place in the order."""
     from bpd_app.evaluate import load_any
@@ -295,11 +297,18 @@ def confirmed(plan, env: str, seed: int, cands: list[dict], keep: float, first: 
             continue
         got = run_batch()  # the cheaper ones first
         if got is not None:
-            return got
+            return got, True
         c["confirm"] = rec
         if rec["holds"]:
-            return c
-    return run_batch()
+            return c, True
+    got = run_batch()
+    if got is not None:
+        return got, True
+    judged = [c for c in order if "holds" in (c.get("confirm") or {})]
+    if not judged:
+        return None, False
+    return min(judged, key=lambda c: (c["confirm"]["early_ends_where_teacher_finished"]
+                                      + c["confirm"].get("low_episodes", 0), -c["confirm"]["return"])), False
 
 
 def collect(plan_path: str, keep: float, previous: dict | None, other_plans: list[str] | None = None,
@@ -377,10 +386,10 @@ def collect(plan_path: str, keep: float, previous: dict | None, other_plans: lis
                 c["machine_kind"] = dict(c.pop("kind"))
             judged = [c for c in cands if c["teacher_select_return"] is not None]
             t = min(judged, key=lambda c: c["select_episodes"])["teacher_select_return"] if judged else None
-            d = choose(cands, keep)
+            d, held = choose(cands, keep), None
             if confirm and d and d["keeps"]:  # the kept ones, cheapest first, judged again until one holds
-                d = confirmed(plan, env, seed, cands, keep, max(c["select_episodes"] for c in cands), confirm,
-                              low_share, earlier)
+                d, held = confirmed(plan, env, seed, cands, keep, max(c["select_episodes"] for c in cands), confirm,
+                                    low_share, earlier)
             ref = next((c for c in cands if c["method"] == REFERENCE), None)
             others = rivals + [_record(k, f"{name}/{k.split('/')[1]}", o, cost_rows, eq)
                                for (name, k), o in other_sums.items()
@@ -390,6 +399,7 @@ def collect(plan_path: str, keep: float, previous: dict | None, other_plans: lis
                          "beaten_by": [o["method"] for o in beaten_by(d, others)] if d else [],
                          "others_other_form": sum(o.get("cycles_other_form") is not None for o in others),
                          "delivered": d and d["cell"], "kept": bool(d and d["keeps"]),
+                         **({"confirmed": held} if held is not None else {}),
                          "cycles_vs_reference": (d["cycles"] / ref["cycles"]) if d and ref and ref["cycles"] else None})
             if also_against:  # the same student against the other plan's reference cell of the seed
                 a_ref, a_form = also.get((env, seed), (None, None))
@@ -401,6 +411,7 @@ def collect(plan_path: str, keep: float, previous: dict | None, other_plans: lis
             rows[-1]["meets_bar"] = meets_bar(rows[-1], keep)
     return {"plan": str(Path(plan_path).resolve().relative_to(ROOT)), "keep_return": keep, "machine": here,
             "confirm": confirm, **({"low_share": low_share} if confirm and low_share else {}),
+            **({"confirm_fallback": "compress"} if confirm else {}),
             **({"any_method": True} if any_method else {}),
             **({"teacher_from": str(Path(teacher_from).resolve().relative_to(ROOT))} if teacher_from else {}),
             "also_against": str(Path(also_against).resolve().relative_to(ROOT)) if also_against else None,
@@ -485,7 +496,10 @@ def markdown(res: dict) -> str:
             "with no early end where the teacher finishes"
             + (f" nor a return below the teacher's there by more than {1 - res['low_share']:.0%} of its magnitude "
                "(`bpd compress`'s default)" if res.get("low_share") else "")
-            + " is delivered (its figures in the column 'confirmed'; none: nothing is delivered)."
+            + " is delivered (its figures in the column 'confirmed'; "
+            + ("none holding, the judged one with the fewest such falls there, then the highest return there, as "
+               "`bpd compress` hands over, marked unconfirmed)." if res.get("confirm_fallback") == "compress"
+               else "none: nothing is delivered).")
             if res.get("confirm") else ""), ""]
     for env in dict.fromkeys(r["env"] for r in res["rows"]):
         L += [f"## {env}", "", "| seed | cell | selection return (% of teacher's), episodes, falls | keeps "
@@ -502,6 +516,7 @@ def markdown(res: dict) -> str:
                                                  + f"{c['select_falls']} falls"))
                 mark = ("**yes**" + ("" if r["kept"] else " (none keeps it: the highest selection return among "
                                           "the comparable measured cells)")
+                        + (" (unconfirmed: none held on the further episodes)" if r.get("confirmed") is False else "")
                         if c["cell"] == r["delivered"] else "")
                 keeps = ("yes" if c["keeps"] else "no") + ("" if c.get("comparable", True) else
                                                            f" (ran on {c.get('machine')}: not comparable)") \
@@ -573,7 +588,8 @@ def main() -> None:
                     help="judge the candidates that keep the return again on N more selection episodes, cheapest "
                          "first, and deliver the first that keeps it there with no early end where the teacher "
                          "finishes (the students' files in the plan's run root, else the out file's earlier records of "
-                         "them)")
+                         "them); none holding, the judged one with the fewest falls there, then the highest return "
+                         "there, as `bpd compress` hands over, marked unconfirmed")
     ap.add_argument("--low-share", type=float, default=LOW_SHARE, metavar="S",
                     help="with --confirm: also a fall there, an episode the teacher finishes at a return below the "
                          "teacher's by more than 1 - S of its magnitude (default: `bpd compress`'s, %(default)s; 0: "

@@ -155,8 +155,9 @@ def test_confirm_walks_the_kept_candidates_cheapest_first_until_one_holds(monkey
           cand("E/c/seed1", 5.0, 99.0, False), cand("E/d/seed1", None, 99.0, True)]
     for c in cs:
         c["method"] = c["cell"].split("/")[1]
-    d = delivered.confirmed(plan, "E", 1, cs, 0.99, 10, 3)
-    assert d["cell"] == "E/b/seed1" and d["confirm"]["holds"] and d["confirm"]["early_ends_where_teacher_finished"] == 0
+    d, held = delivered.confirmed(plan, "E", 1, cs, 0.99, 10, 3)
+    assert held and d["cell"] == "E/b/seed1" and d["confirm"]["holds"]
+    assert d["confirm"]["early_ends_where_teacher_finished"] == 0
     assert cs[0]["confirm"]["early_ends_where_teacher_finished"] == 1 and not cs[0]["confirm"]["holds"]
     assert "confirm" not in cs[2] and "confirm" not in cs[3]
     assert [s[0] for s in seen] == ["teacher", "a", "b"] and {s[1:] for s in seen} == {(3, 200_000 + 1000 + 10)}
@@ -165,9 +166,24 @@ def test_confirm_walks_the_kept_candidates_cheapest_first_until_one_holds(monkey
     outcomes["a"] = Episodes([130.0, 30.0, 100.0], [1000, 1000, 1000], [False, False, False], 0)
     for c in cs:
         c.pop("confirm", None)
-    assert delivered.confirmed(plan, "E", 1, cs, 0.99, 10, 3)["cell"] == "E/a/seed1"
-    d = delivered.confirmed(plan, "E", 1, cs, 0.99, 10, 3, low_share=0.5)
+    assert delivered.confirmed(plan, "E", 1, cs, 0.99, 10, 3)[0]["cell"] == "E/a/seed1"
+    d, _ = delivered.confirmed(plan, "E", 1, cs, 0.99, 10, 3, low_share=0.5)
     assert d["cell"] == "E/b/seed1" and cs[0]["confirm"]["low_episodes"] == 1 and not cs[0]["confirm"]["holds"]
+    # none holds: as `bpd compress` hands over, the judged one with the fewest falls there (b: 98 % of the teacher,
+    # no fall, against a's fall), then the highest return there, unconfirmed; nothing judged: nothing
+    outcomes["a"] = Episodes([100.0, 30.0, 100.0], [1000, 300, 1000], [False, True, False], 0)
+    outcomes["b"] = Episodes([98.0, 98.0, 20.0], [1000, 1000, 200], [False, False, True], 0)
+    for c in cs:
+        c.pop("confirm", None)
+    d, held = delivered.confirmed(plan, "E", 1, cs, 0.99, 10, 3)
+    assert d["cell"] == "E/b/seed1" and held is False and not d["confirm"]["holds"]
+    outcomes["a"] = Episodes([98.0, 98.5, 20.0], [1000, 1000, 200], [False, False, True], 0)  # no fall either
+    outcomes["b"] = Episodes([96.0, 96.0, 20.0], [1000, 1000, 200], [False, False, True], 0)
+    for c in cs:
+        c.pop("confirm", None)
+    d, held = delivered.confirmed(plan, "E", 1, cs, 0.99, 10, 3)
+    assert d["cell"] == "E/a/seed1" and held is False  # 98.4 % against b's 96.4 %, neither falling
+    assert delivered.confirmed(plan, "E", 1, [cs[2], cs[3]], 0.99, 10, 3) == (None, False)
 
 
 def test_confirm_judges_a_student_whose_file_is_gone_by_its_earlier_record_in_the_same_order(monkeypatch, tmp_path):
@@ -216,23 +232,24 @@ def test_confirm_judges_a_student_whose_file_is_gone_by_its_earlier_record_in_th
 
     found, prev = earlier()
     cs = cands()
-    d = delivered.confirmed(plan, "E", 1, cs, 0.99, 10, 2, earlier=found)
+    d, _ = delivered.confirmed(plan, "E", 1, cs, 0.99, 10, 2, earlier=found)
     assert d["cell"] == "E/b/seed1" and d["confirm"]["reused"] and d["confirm"]["return"] == 99.5
     assert not cs[0]["confirm"]["holds"] and "confirm" not in cs[2] and seen == ["teacher", "a"]
     assert "reused" not in prev["rows"][0]["candidates"][0]["confirm"]  # the earlier file's record left as it was
     seen.clear()
     cs = cands(cycles=(30.0, 20.0, 40.0))  # b the cheapest: judged by its record, nothing run
-    assert delivered.confirmed(plan, "E", 1, cs, 0.99, 10, 2, earlier=found)["cell"] == "E/b/seed1" and seen == []
+    assert delivered.confirmed(plan, "E", 1, cs, 0.99, 10, 2, earlier=found)[0]["cell"] == "E/b/seed1" and seen == []
     # held at 0.99 earlier, 98.5 % fails at 0.99 now: judged again from its figures; c runs after it, the teacher
     # beside it again
     cs = cands()
-    assert delivered.confirmed(plan, "E", 1, cs, 0.99, 10, 2, earlier=earlier(ret=98.5)[0])["cell"] == "E/c/seed1"
+    assert delivered.confirmed(plan, "E", 1, cs, 0.99, 10, 2, earlier=earlier(ret=98.5)[0])[0]["cell"] == "E/c/seed1"
     assert seen == ["teacher", "a", "teacher", "c"] and not cs[1]["confirm"]["holds"]
-    assert delivered.confirmed(plan, "E", 1, cands(), 0.98, 10, 2, earlier=earlier(ret=98.5)[0])["cell"] == "E/b/seed1"
+    d, _ = delivered.confirmed(plan, "E", 1, cands(), 0.98, 10, 2, earlier=earlier(ret=98.5)[0])
+    assert d["cell"] == "E/b/seed1"
     for stale in (earlier(first_seed=first + 5)[0], earlier(episodes=3)[0], earlier(sha="other")[0],
                   earlier(low=0.5)[0], []):
         cs = cands()
-        assert delivered.confirmed(plan, "E", 1, cs, 0.99, 10, 2, earlier=stale)["cell"] == "E/c/seed1"
+        assert delivered.confirmed(plan, "E", 1, cs, 0.99, 10, 2, earlier=stale)[0]["cell"] == "E/c/seed1"
         assert cs[1]["confirm"] == {"error": "no student file in the run root"}
     # carried forward: a file written from one that holds a record keeps it, once, whatever its own candidates hold
     again = delivered.earlier_records({"rows": [], "confirm_earlier": found + found})

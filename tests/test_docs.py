@@ -142,28 +142,38 @@ def test_equal_cost_matches_a_plans_rows_by_the_method_they_run(render_docs, tmp
 
 
 def test_the_compress_table_counts_what_was_handed_over_seed_by_seed(render_docs, tmp_path):
-    """Hand-built compress files: Hopper hands over a dense network on seed 0 (bar met), nothing on seed 1 and BPD's
-    cut on seed 2 (bar met); the other tasks' files are absent, so their rows say not yet run."""
+    """Hand-built compress files. Hopper (--confirm 20): a dense network on seed 0 (bar met), nothing on seed 1, BPD's
+    cut on seed 2 handed over unconfirmed (bar met). HalfCheetah: only a --confirm 0 file, one seed of three run and
+    no measured reference (no ratio, no bar). The other tasks: not yet run."""
     cut = render_docs.CUT
 
-    def cand(seed, method, cycles, vs):
-        return {"cell": f"Hopper-v5/{method}/seed{seed}", "method": method, "cycles": cycles,
+    def cand(env, seed, method, cycles, vs):
+        return {"cell": f"{env}/{method}/seed{seed}", "method": method, "cycles": cycles,
                 "return_vs_teacher": vs, "early_ends": 0, "episodes": 30, "machine": "Test CPU"}
 
-    rows = [{"env": "Hopper-v5", "seed": 0, "delivered": "Hopper-v5/dense-c30/seed0", "meets_bar": True,
-             "cycles_vs_reference": 0.3, "candidates": [cand(0, "dense-c30", 1000, 0.995)]},
-            {"env": "Hopper-v5", "seed": 1, "delivered": None, "meets_bar": None, "cycles_vs_reference": None,
-             "candidates": [cand(1, "dense-c30", 1000, 0.97)]},
-            {"env": "Hopper-v5", "seed": 2, "delivered": f"Hopper-v5/{cut}-c50-visits-sure/seed2", "meets_bar": True,
-             "cycles_vs_reference": 0.49, "candidates": [cand(2, f"{cut}-c50-visits-sure", 2000, 1.005)]}]
-    (tmp_path / "hopper-dense-compress-confirmed").mkdir()
-    (tmp_path / "hopper-dense-compress-confirmed" / "delivered.json").write_text(
-        json.dumps({"confirm": 20, "rows": rows}))
+    def write(name, confirm, rows):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "delivered.json").write_text(json.dumps({"confirm": confirm, "rows": rows}))
+
+    write("hopper-dense-compress-confirmed", 20, [
+        {"env": "Hopper-v5", "seed": 0, "delivered": "Hopper-v5/dense-c30/seed0", "meets_bar": True, "confirmed": True,
+         "cycles_vs_reference": 0.3, "candidates": [cand("Hopper-v5", 0, "dense-c30", 1000, 0.995)]},
+        {"env": "Hopper-v5", "seed": 1, "delivered": None, "meets_bar": None, "cycles_vs_reference": None,
+         "candidates": [cand("Hopper-v5", 1, "dense-c30", 1000, 0.97)]},
+        {"env": "Hopper-v5", "seed": 2, "delivered": f"Hopper-v5/{cut}-c50-visits-sure/seed2", "meets_bar": True,
+         "confirmed": False, "cycles_vs_reference": 0.49,
+         "candidates": [cand("Hopper-v5", 2, f"{cut}-c50-visits-sure", 2000, 1.005)]}])
+    write("hopper-dense-compress", 0, [])  # a --confirm 0 file beside a confirmed one: not read
+    write("hc-dense-compress", 0, [
+        {"env": "HalfCheetah-v5", "seed": 0, "delivered": "HalfCheetah-v5/dense-c50-sure/seed0", "meets_bar": None,
+         "cycles_vs_reference": None, "candidates": [cand("HalfCheetah-v5", 0, "dense-c50-sure", 1500, 0.99)]}])
     text = render_docs.environment(tmp_path).get_template("docs/templates/compress.md").render()
-    hopper = next(l for l in text.splitlines() if l.startswith("| Hopper-v5 "))
-    assert hopper.split(" | ")[2:] == ["2 of 3", "`dense-c30`, nothing, BPD `-c50-visits-sure`",
+    lines = {l.split(" | ")[0]: l.split(" | ")[1:] for l in text.splitlines() if l.startswith("| ") and "-v5" in l}
+    assert lines["| Hopper-v5"][1:] == ["2 of 3", "`dense-c30`, nothing, BPD `-c50-visits-sure` (unconfirmed)",
                                        "1,000-2,000 (0.30-0.49x)", "100.0 (99.5)", "0 of 60 |"]
-    assert "| HalfCheetah-v5 | [hc-dense](benchmarks/plans/hc-dense.yaml) | not yet run |" in text
+    assert lines["| HalfCheetah-v5"] == ["[hc-dense](benchmarks/results/hc-dense/table.md) (`--confirm 0`)",
+                                         "0 of 1 run, of 3", "`dense-c50-sure`", "1,500", "99.0 (99.0)", "0 of 30 |"]
+    assert lines["| Walker2d-v5"][1].startswith("not yet run")
     words = " ".join(text.split())
-    assert "met on 2 of 3 task-seeds run (Test CPU)" in words
-    assert "BPD's method on 1, a plain dense network on 1, nothing on 1" in words
+    assert "met on 2 of 4 task-seeds run (Test CPU)" in words
+    assert "BPD's method on 1, a plain dense network on 2, nothing on 1" in words and "--confirm 20/0`" in words
