@@ -35,8 +35,10 @@ from training.selection import COSTS
 # machine, beside their own bpd cells) the dense network kept the teacher's return with no early end at 0.49 on 3 of
 # 3 seeds, as BPD's cut did, and at 0.3 on every seed run where BPD's cuts to 0.3 fell short on some; on the double
 # pendulum, HalfCheetah and Walker2d a dense network at the c50 cut's nonzero count fell short of the cut
-# (benchmarks/results/delivery), and the same question at 0.3 on HalfCheetah is benchmarks/plans/hc-dense.yaml. A
-# dense run is quick (no KL, no visits), and compress hands it over only where it keeps the return
+# (benchmarks/results/delivery); on HalfCheetah at equal cycles (benchmarks/results/hc-dense) the dense network kept
+# the return at 0.49 on 1 of 3 seeds, BPD's cut on 2, and nothing kept it at 0.3, so compress's choice across both
+# was a dense network on one seed and BPD's cut on two. A dense run is quick (no KL, no visits), and compress hands it
+# over only where it keeps the return
 DEFAULT_METHODS = ["bpd-units-finetune-pairs-warmup", "bpd-units-finetune-pairs", "bpd-units-finetune-pairs-half",
                    "bpd", "bpd-units-finetune-pairs-warmup-c50-long", "bpd-units-finetune-pairs-warmup-c50-visits",
                    "l1-threshold", "dense-c50", "dense-c30"]
