@@ -144,7 +144,8 @@ def test_equal_cost_matches_a_plans_rows_by_the_method_they_run(render_docs, tmp
 def test_the_compress_table_counts_what_was_handed_over_seed_by_seed(render_docs, tmp_path):
     """Hand-built compress files. Hopper (--confirm 20): a dense network on seed 0 (bar met), nothing on seed 1, BPD's
     cut on seed 2 handed over unconfirmed (bar met). HalfCheetah: only a --confirm 0 file, one seed of three run and
-    no measured reference (no ratio, no bar). The other tasks: not yet run."""
+    no measured reference (no ratio, no bar). Walker2d: its plan's cells not all run, so no verdict; the double
+    pendulum: nothing run."""
     cut = render_docs.CUT
 
     def cand(env, seed, method, cycles, vs):
@@ -167,13 +168,29 @@ def test_the_compress_table_counts_what_was_handed_over_seed_by_seed(render_docs
     write("hc-dense-compress", 0, [
         {"env": "HalfCheetah-v5", "seed": 0, "delivered": "HalfCheetah-v5/dense-c50-sure/seed0", "meets_bar": None,
          "cycles_vs_reference": None, "candidates": [cand("HalfCheetah-v5", 0, "dense-c50-sure", 1500, 0.99)]}])
+    def ran(plan, env, seeds=None):  # the plan's cells of env (all of them by default), as `experiment table` writes
+        spec = render_docs.yaml_file(f"benchmarks/plans/{plan}.yaml")
+        (tmp_path / plan).mkdir(exist_ok=True)
+        (tmp_path / plan / "table.json").write_text("{}")
+        for lab in spec["methods"]:
+            d = tmp_path / plan / "cells" / env / lab
+            d.mkdir(parents=True, exist_ok=True)
+            for seed in spec["seeds"] if seeds is None else seeds:
+                (d / f"seed{seed}.json").write_text(json.dumps(
+                    {"seed": seed, "return_vs_teacher": 1.0, "early_terminations_where_teacher_finished": 0,
+                     "params_nonzero": 1, "params_total": 2}))
+
+    ran("hopper-dense", "Hopper-v5")
+    ran("hc-dense", "HalfCheetah-v5")
+    ran("loco-dense", "Walker2d-v5", seeds=[0])  # a plan still running: no verdict, however its file reads
     text = render_docs.environment(tmp_path).get_template("docs/templates/compress.md").render()
     lines = {l.split(" | ")[0]: l.split(" | ")[1:] for l in text.splitlines() if l.startswith("| ") and "-v5" in l}
     assert lines["| Hopper-v5"][1:] == ["2 of 3", "`dense-c30`, nothing, BPD `-c50-visits-sure` (unconfirmed)",
                                        "1,000-2,000 (0.30-0.49x)", "100.0 (99.5)", "0 of 60 |"]
     assert lines["| HalfCheetah-v5"] == ["[hc-dense](benchmarks/results/hc-dense/table.md) (`--confirm 0`)",
                                          "0 of 1 run, of 3", "`dense-c50-sure`", "1,500", "99.0 (99.0)", "0 of 30 |"]
-    assert lines["| Walker2d-v5"][1].startswith("not yet run")
+    assert lines["| Walker2d-v5"][1] == "running: 5 of 15 cells"
+    assert lines["| InvertedDoublePendulum-v5"][1] == "not yet run"
     words = " ".join(text.split())
     assert "met on 2 of 4 task-seeds run (Test CPU)" in words
     assert "BPD's method on 1, a plain dense network on 2, nothing on 1" in words and "--confirm 20/0`" in words
