@@ -315,6 +315,12 @@ def kept(cell: dict[str, Any]) -> bool:
     return cell["return_vs_teacher"] >= 0.99 and cell["early_terminations_where_teacher_finished"] == 0
 
 
+def rising(cell: dict[str, Any]) -> bool:
+    """A cell whose periodic evaluation return rose between its run's last two evaluations (still learning)."""
+    r = ((cell.get("train") or {}).get("curve") or {}).get("return") or []
+    return len(r) >= 2 and r[-1] > r[-2]
+
+
 def equal_cost(res: Results, plan: str, env: str) -> list[dict[str, Any]]:
     """Per budget of DENSE_BUDGETS where the plan runs a dense row and at least one of BPD's rows (rows matched by
     the method they run, whatever their labels): the dense row judged (the first of the budget's the plan runs),
@@ -354,6 +360,7 @@ def environment(results: Path) -> jinja2.Environment:
                              extensions=["jinja2.ext.do"])
     res = Results(results)
     env.tests["kept"] = kept
+    env.tests["rising"] = rising
     env.filters.update(FILTERS, comp=comp, share_of=lambda x, total: x / total, absdiff=lambda x, y: abs(x - y),
                        multiply=lambda x, k: x * k,
                        rowmean=lambda label, plan, task: res.row(plan, task, label)["return_mean"])

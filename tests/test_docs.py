@@ -158,16 +158,18 @@ def test_the_compress_table_counts_what_was_handed_over_seed_by_seed(render_docs
 
     write("hopper-dense-compress-confirmed", 20, [
         {"env": "Hopper-v5", "seed": 0, "delivered": "Hopper-v5/dense-c30/seed0", "meets_bar": True, "confirmed": True,
+         "kept": True,
          "cycles_vs_reference": 0.3, "candidates": [cand("Hopper-v5", 0, "dense-c30", 1000, 0.995)]},
         {"env": "Hopper-v5", "seed": 1, "delivered": None, "meets_bar": None, "cycles_vs_reference": None,
          "candidates": [cand("Hopper-v5", 1, "dense-c30", 1000, 0.97)]},
         {"env": "Hopper-v5", "seed": 2, "delivered": f"Hopper-v5/{cut}-c50-visits-sure/seed2", "meets_bar": True,
-         "confirmed": False, "cycles_vs_reference": 0.49,
+         "confirmed": False, "kept": True, "cycles_vs_reference": 0.49,
          "candidates": [cand("Hopper-v5", 2, f"{cut}-c50-visits-sure", 2000, 1.005)]}])
     write("hopper-dense-compress", 0, [])  # a --confirm 0 file beside a confirmed one: not read
     write("hc-dense-compress", 0, [
         {"env": "HalfCheetah-v5", "seed": 0, "delivered": "HalfCheetah-v5/dense-c50-sure/seed0", "meets_bar": None,
-         "cycles_vs_reference": None, "candidates": [cand("HalfCheetah-v5", 0, "dense-c50-sure", 1500, 0.99)]}])
+         "kept": False, "cycles_vs_reference": None,
+         "candidates": [cand("HalfCheetah-v5", 0, "dense-c50-sure", 1500, 0.99)]}])
     def ran(plan, env, seeds=None):  # the plan's cells of env (all of them by default), as `experiment table` writes
         spec = render_docs.yaml_file(f"benchmarks/plans/{plan}.yaml")
         (tmp_path / plan).mkdir(exist_ok=True)
@@ -188,7 +190,8 @@ def test_the_compress_table_counts_what_was_handed_over_seed_by_seed(render_docs
     assert lines["| Hopper-v5"][1:] == ["2 of 3", "`dense-c30`, nothing, BPD `-c50-visits-sure` (unconfirmed)",
                                        "1,000-2,000 (0.30-0.49x)", "100.0 (99.5)", "0 of 60 |"]
     assert lines["| HalfCheetah-v5"] == ["[hc-dense](benchmarks/results/hc-dense/table.md) (`--confirm 0`)",
-                                         "0 of 1 run, of 3", "`dense-c50-sure`", "1,500", "99.0 (99.0)", "0 of 30 |"]
+                                         "0 of 1 run, of 3", "`dense-c50-sure` (none kept it)", "1,500", "99.0 (99.0)",
+                                         "0 of 30 |"]
     assert lines["| Walker2d-v5"][1] == "running: 5 of 15 cells"
     assert lines["| InvertedDoublePendulum-v5"][1] == "not yet run"
     words = " ".join(text.split())
