@@ -9,8 +9,9 @@ cheapest that keeps --keep-return of the teacher's return on those seeds is chos
 cheapest over all runs is handed over as OUT/student.pt. The comparison goes beside it
 (compress.json, compress.md). Seeds: the runs train with --seed, the selection uses the selection
 seeds (training/README.md), never the reporting seeds: evaluate the result with `bpd evaluate`.
-Methods sized against another run (the cuts to half the paper BPD's Cortex-M4F cycles, and the dense networks at
-0.49 and 0.3 of its cycles) run after it, with
+The dense networks run last, each with as many gradient steps as the longest run before it took (equal budgets:
+BPD's warm-up lengthens its runs). Methods sized against another run (the cuts to half the paper BPD's Cortex-M4F
+cycles, and the dense networks at 0.49 and 0.3 of its cycles) run after it, with
 its student's DSP integer kernel measured here as their reference (compress.json records it).
 """
 
@@ -108,7 +109,26 @@ def _check(cfg: CompressConfig) -> list[str]:
             raise BpdError(f"--methods: {cuts} measure the {', '.join(sorted(needed))} run's integer kernel, which "
                            "needs arm-none-eabi-gcc and the 'emulate' extra (unicorn, capstone): install them "
                            "(make system-deps) or leave those methods out")
-    return [m for m in cfg.methods if m in needed] + [m for m in cfg.methods if m not in needed]
+    rest = [m for m in cfg.methods if m not in needed]
+    return ([m for m in cfg.methods if m in needed] + [m for m in rest if not is_dense(m)]
+            + [m for m in rest if is_dense(m)])
+
+
+def is_dense(method: str) -> bool:
+    """A dense network trained from nothing (dense-c50, dense-c30 and their kin): it runs after the other methods, with
+    as many gradient steps as the longest of their runs took (`equal_steps`)."""
+    return method.startswith("dense-")
+
+
+def equal_steps(runs: list[Path]) -> int | None:
+    """The most gradient steps any of these finished runs took (its summary.json's `steps`: the schedule's and the
+    KL warm-up's until its gate opened), which a dense run of the same compress is given: equal budgets. On the double
+    pendulum a dense network at distill's 20,000 steps was still learning where BPD's cuts, with their warm-up, had
+    taken up to 38,000 (benchmarks/results/idp-dense-long). None: no such run."""
+    import json
+
+    steps = [int(json.loads((r / "summary.json").read_text())["steps"]) for r in runs if (r / "summary.json").is_file()]
+    return max(steps) if steps else None
 
 
 def reference(run: Path, dataset: str) -> dict:
@@ -145,11 +165,13 @@ def run_compress(cfg: CompressConfig, meter) -> dict:
     out = Path(cfg.out)
     check_output_dir(out)
     env = load_dataset(cfg.dataset).meta["env_id"]
-    rows = []
+    rows: list[dict] = []
     refs: dict[str, dict] = {}  # method -> what the methods sized against its run need of it
     for m in methods:
         run = out / m
         args = {} if cfg.steps is None else {"steps": cfg.steps}
+        if is_dense(m) and (n := equal_steps([out / r["method"] for r in rows if not is_dense(r["method"])])):
+            args["steps"] = n
         cmd = get(m).command(CellInputs(env, cfg.seed, str(Path(cfg.teacher).resolve()),
                                         str(Path(cfg.dataset).resolve()), run, args,
                                         {n: refs[n] for n in get(m).needs}))
@@ -169,7 +191,8 @@ def run_compress(cfg: CompressConfig, meter) -> dict:
                      "threshold": ch["threshold"], "params_nonzero": ch["params_nonzero"], "cost": ch.get("cost"),
                      "select_return": ch["select_return"], "teacher_select_return": r["teacher_select_return"],
                      "keep_return_met": r["keep_return_met"], "falls": ch.get("falls"), "student": r["out"]}
-                    | ({"reference_integer": refs[m]["bench"]["integer"]} if m in refs else {}))
+                    | ({"reference_integer": refs[m]["bench"]["integer"]} if m in refs else {})
+                    | ({"steps_equal_to_longest": args["steps"]} if is_dense(m) and "steps" in args else {}))
         print(f"[{m}] step {ch['step']}: {ch['params_nonzero']} nonzero, {cfg.cost} {ch.get('cost', 0):.0f}, return "
               f"{ch['select_return']:.1f} (teacher {r['teacher_select_return']:.1f}; target "
               f"{'kept' if r['keep_return_met'] else 'not kept'})", flush=True)

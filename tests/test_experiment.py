@@ -993,3 +993,24 @@ def test_largest_drop_below_the_running_best_in_the_second_half():
     assert largest_drop(curve, 1000.0) == pytest.approx(0.2)  # 900 then 700, late half: steps >= 3
     assert largest_drop({"step": [1, 2], "return": [1.0, 2.0]}, 10.0) == 0.0
     assert largest_drop(None, 10.0) is None and largest_drop(curve, None) is None
+
+
+def test_compress_gives_its_dense_networks_the_longest_runs_gradient_steps(tmp_path):
+    """Equal budgets: the dense methods run after every other method (whatever order they were named in), and
+    equal_steps is the most steps a finished run before them took (warm-up included: 38,000 against 20,000); no
+    finished run, no override."""
+    from bpd_app.compress import CompressConfig, _check, equal_steps
+
+    cfg = CompressConfig(teacher=__file__, dataset=__file__,
+                         methods=["dense-c30", "bpd-units-finetune-pairs-warmup", "dense-c50", "bpd", "l1-threshold"])
+    try:
+        order = _check(cfg)
+    except BpdError as e:  # the sized methods need the cross compiler and the emulator to measure the bpd run
+        pytest.skip(str(e))
+    assert order == ["bpd", "bpd-units-finetune-pairs-warmup", "l1-threshold", "dense-c30", "dense-c50"]
+    for name, steps in (("a", 20_000), ("b", 38_000)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "summary.json").write_text(json.dumps({"steps": steps, "kl_warmup_steps": steps - 20_000}))
+    (tmp_path / "c").mkdir()  # not finished: no summary
+    assert equal_steps([tmp_path / "a", tmp_path / "b", tmp_path / "c"]) == 38_000
+    assert equal_steps([tmp_path / "c"]) is None and equal_steps([]) is None
