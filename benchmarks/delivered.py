@@ -250,14 +250,16 @@ def earlier_record(earlier: list[dict], c: dict, n: int, first_seed: int, low_sh
 
 
 def confirmed(plan, env: str, seed: int, cands: list[dict], keep: float, first: int, n: int,
-              low_share: float = 0.0, earlier: list[dict] | None = None) -> tuple[dict | None, bool]:
+              low_share: float = 0.0, earlier: list[dict] | None = None) -> tuple[dict | None, bool | None]:
     """--confirm N: the candidates that keep the return on the run's selection seeds, cheapest first (ties: the
     higher selection return), each run with the teacher on the N selection seeds after those (seed's selection base
     + first ... + first + N - 1: disjoint from the reporting and training seeds); the first that keeps the return
     there with no early end on an episode the teacher finishes (low_share above 0: nor a return there below the
     teacher's by more than 1 - low_share of its magnitude, as `bpd compress` judges) is delivered, and True with it.
     None holding: as `bpd compress` does (bpd_app/compress.py confirm_run), the judged one with the fewest such falls
-    there, then the highest return there, and False (None: none was judged). Each judged candidate records its
+    there, then the highest return there, and False (None, None: none could be judged). compress judges the ranked
+    students of its runs (the fewest selection falls first); here the candidates that keep the return, comparable and
+    not superseded, are. Each judged candidate records its
     figures under "confirm" (with the machine that ran them). earlier
     (earlier_records): a candidate whose student file is missing is judged by its student's record there
     (earlier_record), in its place in the order."""
@@ -305,8 +307,8 @@ def confirmed(plan, env: str, seed: int, cands: list[dict], keep: float, first: 
     if got is not None:
         return got, True
     judged = [c for c in order if "holds" in (c.get("confirm") or {})]
-    if not judged:
-        return None, False
+    if not judged:  # none could be judged (no student file, no earlier record): nothing to hand over
+        return None, None
     return min(judged, key=lambda c: (c["confirm"]["early_ends_where_teacher_finished"]
                                       + c["confirm"].get("low_episodes", 0), -c["confirm"]["return"])), False
 

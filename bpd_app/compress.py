@@ -17,6 +17,7 @@ its student's DSP integer kernel measured here as their reference (compress.json
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -69,7 +70,7 @@ class CompressConfig:
                          "first that keeps it there with no early end where the teacher finishes is handed over "
                          "(0: hand over the cheapest at once)")
     steps: int | None = field(None, help="gradient steps of every method's schedule, after any warm-up "
-                              "(default: distill's)")
+                              "(default: distill's); the dense networks take the longest earlier run's steps")
     seed: int = field(0, help="training seed of every run")
 
 
@@ -170,8 +171,12 @@ def run_compress(cfg: CompressConfig, meter) -> dict:
     for m in methods:
         run = out / m
         args = {} if cfg.steps is None else {"steps": cfg.steps}
-        if is_dense(m) and (n := equal_steps([out / r["method"] for r in rows if not is_dense(r["method"])])):
-            args["steps"] = n
+        if is_dense(m):  # equal budgets; a run already begun keeps the steps it began with (its resume check)
+            began = run / "config.json"
+            n = (int(json.loads(began.read_text())["steps"]) if began.is_file()
+                 else equal_steps([out / r["method"] for r in rows if not is_dense(r["method"])]))
+            if n:
+                args["steps"] = n
         cmd = get(m).command(CellInputs(env, cfg.seed, str(Path(cfg.teacher).resolve()),
                                         str(Path(cfg.dataset).resolve()), run, args,
                                         {n: refs[n] for n in get(m).needs}))
@@ -192,7 +197,7 @@ def run_compress(cfg: CompressConfig, meter) -> dict:
                      "select_return": ch["select_return"], "teacher_select_return": r["teacher_select_return"],
                      "keep_return_met": r["keep_return_met"], "falls": ch.get("falls"), "student": r["out"]}
                     | ({"reference_integer": refs[m]["bench"]["integer"]} if m in refs else {})
-                    | ({"steps_equal_to_longest": args["steps"]} if is_dense(m) and "steps" in args else {}))
+                    | ({"dense_steps": args["steps"]} if is_dense(m) and "steps" in args else {}))
         print(f"[{m}] step {ch['step']}: {ch['params_nonzero']} nonzero, {cfg.cost} {ch.get('cost', 0):.0f}, return "
               f"{ch['select_return']:.1f} (teacher {r['teacher_select_return']:.1f}; target "
               f"{'kept' if r['keep_return_met'] else 'not kept'})", flush=True)

@@ -183,7 +183,7 @@ def test_confirm_walks_the_kept_candidates_cheapest_first_until_one_holds(monkey
         c.pop("confirm", None)
     d, held = delivered.confirmed(plan, "E", 1, cs, 0.99, 10, 3)
     assert d["cell"] == "E/a/seed1" and held is False  # 98.4 % against b's 96.4 %, neither falling
-    assert delivered.confirmed(plan, "E", 1, [cs[2], cs[3]], 0.99, 10, 3) == (None, False)
+    assert delivered.confirmed(plan, "E", 1, [cs[2], cs[3]], 0.99, 10, 3) == (None, None)
 
 
 def test_confirm_judges_a_student_whose_file_is_gone_by_its_earlier_record_in_the_same_order(monkeypatch, tmp_path):
