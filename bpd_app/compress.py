@@ -126,8 +126,6 @@ def equal_steps(runs: list[Path]) -> int | None:
     KL warm-up's until its gate opened), which a dense run of the same compress is given: equal budgets. On the double
     pendulum a dense network at distill's 20,000 steps was still learning where BPD's cuts, with their warm-up, had
     taken up to 38,000 (benchmarks/results/idp-dense-long). None: no such run."""
-    import json
-
     steps = [int(json.loads((r / "summary.json").read_text())["steps"]) for r in runs if (r / "summary.json").is_file()]
     return max(steps) if steps else None
 
