@@ -263,6 +263,7 @@ def confirmed(plan, env: str, seed: int, cands: list[dict], keep: float, first: 
     figures under "confirm" (with the machine that ran them). earlier
     (earlier_records): a candidate whose student file is missing is judged by its student's record there
     (earlier_record), in its place in the order."""
+    from bpd_app.compress import least_falling
     from bpd_app.evaluate import load_any
     from bpd_app.methods import get
     from training.envs import select_eval_seed
@@ -309,8 +310,7 @@ def confirmed(plan, env: str, seed: int, cands: list[dict], keep: float, first: 
     judged = [c for c in order if "holds" in (c.get("confirm") or {})]
     if not judged:  # none could be judged (no student file, no earlier record): nothing to hand over
         return None, None
-    return min(judged, key=lambda c: (c["confirm"]["early_ends_where_teacher_finished"]
-                                      + c["confirm"].get("low_episodes", 0), -c["confirm"]["return"])), False
+    return least_falling(judged), False
 
 
 def collect(plan_path: str, keep: float, previous: dict | None, other_plans: list[str] | None = None,

@@ -273,10 +273,15 @@ def confirm_run(cfg: CompressConfig, env: str, rows: list[dict]) -> tuple[dict, 
         r["confirm"] = rec
     if held is not None:
         return order[held], True
-    judged = order[:len(recs)]
-    least = min(judged, key=lambda r: (r["confirm"]["early_ends_where_teacher_finished"]
-                                       + r["confirm"].get("low_episodes", 0), -r["confirm"]["return"]))
-    return least, False
+    return least_falling(order[:len(recs)]), False
+
+
+def least_falling(judged: list[dict]) -> dict:
+    """Of students judged again (each with its "confirm" record), none of which held: the one with the fewest falls
+    there (early ends where the teacher finishes, and low episodes), then the highest return there. What compress
+    hands over then; benchmarks/delivered.py follows the same rule."""
+    return min(judged, key=lambda r: (r["confirm"]["early_ends_where_teacher_finished"]
+                                      + r["confirm"].get("low_episodes", 0), -r["confirm"]["return"]))
 
 
 def markdown(res: dict) -> str:
