@@ -1,0 +1,180 @@
+"""`bpd compress` itself on one task, seed by seed: what the command hands over with its defaults, judged on the
+reporting episodes against issue 34's bar.
+
+    ATEN_CPU_CAPABILITY=avx2 python benchmarks/compress_runs.py --env InvertedDoublePendulum-v5 \\
+        --teacher benchmarks/teachers/InvertedDoublePendulum-v5.npz --dataset DATA.npz --runs RUNS --seeds 0 1 2 \\
+        [--run] [--out benchmarks/results/compress-runs]
+
+With --run, `bpd compress --seed S --out RUNS/seedS` is run (or resumed: compress continues its runs) for every
+seed without a compress.json; without it, only the finished seeds are read. Each handed-over student
+(RUNS/seedS/student.pt) and the teacher are run on the reporting episodes (--episodes from --eval-seed, seeds below
+100000, which choose nothing: compress chooses on the selection seeds). Its cost is what compress measured
+(`--cost m4f-cycles`: the fewest estimated Cortex-M4F cycles of the compact and the integer kernels, emulated), set
+against the paper BPD's run that compress trains beside the others (its `bpd` row), measured the same way. The bar:
+<= 0.5x that run's cycles, >= 99 % of the teacher's reporting return, no early end on an episode the teacher
+finishes. Writes OUT/<env>.json (merged seed by seed, so a seed finished later joins the others) and OUT/<env>.md;
+no path of the machine is recorded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+from bpd.errors import BpdError  # noqa: E402
+from bpd.io import write_json, write_text  # noqa: E402
+
+REFERENCE = "bpd"  # compress's run of the paper BPD: issue 34's reference
+KEEP = 0.99
+CYCLES_BAR = 0.5
+
+
+def reporting(env: str, policy, episodes: int, seed: int) -> dict:
+    from training.envs import rollouts
+
+    ep = rollouts(env, policy, episodes, seed)
+    n = len(ep.returns)
+    mean = sum(ep.returns) / n
+    std = (sum((r - mean) ** 2 for r in ep.returns) / n) ** 0.5
+    return {"returns": [round(r, 3) for r in ep.returns], "terminated": list(ep.terminated), "return_mean": mean,
+            "return_std": std, "return_min": min(ep.returns), "episodes": n, "seed": seed}
+
+
+def seed_row(res: dict, student: dict, teacher: dict) -> dict:
+    """One seed's record from compress.json (res) and the reporting episodes of its student and the teacher."""
+    from training.envs import early_where_teacher_finished
+
+    rows = {r["method"]: r for r in res["rows"]}
+    chosen = rows[res["chosen"]]
+    ref = rows.get(REFERENCE)
+    x = chosen["cost"] / ref["cost"] if ref and ref.get("cost") else None
+    early = early_where_teacher_finished(student["terminated"], teacher["terminated"])
+    share = student["return_mean"] / teacher["return_mean"]
+    methods = [{k: r.get(k) for k in ("method", "step", "params_nonzero", "cost", "select_return",
+                                      "teacher_select_return", "keep_return_met", "falls", "dense_steps")}
+               | ({"confirm": r["confirm"]} if r.get("confirm") else {}) for r in res["rows"]]
+    return {"chosen": res["chosen"], "kept": res["kept"], "confirmed": res.get("confirmed"), "rule": res["rule"],
+            "cost": res["cost"], "cycles": chosen["cost"], "reference_cycles": ref["cost"] if ref else None,
+            "cycles_vs_reference": x, "params_nonzero": chosen["params_nonzero"], "reporting": student,
+            "return_vs_teacher": share, "early_ends": early,
+            "meets_bar": bool(x is not None and x <= CYCLES_BAR and share >= KEEP and early == 0), "methods": methods}
+
+
+def markdown(doc: dict) -> str:
+    env = doc["env"]
+    t = doc["teacher_reporting"]
+    L = [f"# `bpd compress` on {env}, with its defaults", "",
+         f"Written by `python benchmarks/compress_runs.py --env {env} --teacher {doc['teacher']} --dataset "
+         f"{doc['dataset']} --runs RUNS --seeds {' '.join(str(s) for s in doc['seeds'])}` (the data: `bpd collect`'s "
+         f"defaults, {doc['dataset_note']}); every seed's run of `bpd compress --seed S` on "
+         f"{', '.join(sorted({r['machine'] for r in doc['rows'].values()}))}. The handed-over student and the "
+         f"teacher on {t['episodes']} reporting episodes (seeds {t['seed']}-{t['seed'] + t['episodes'] - 1}, which "
+         "choose nothing); "
+         f"the teacher {t['return_mean']:,.1f} +- {t['return_std']:,.1f}. Cost: what compress measured "
+         "(estimated Cortex-M4F cycles, the cheaper of the compact and integer kernels, emulated), against its own run "
+         f"of the paper BPD (`{REFERENCE}`) measured the same way. Issue 34's bar: <= {CYCLES_BAR}x those cycles, >= "
+         f"{100 * KEEP:g} % of the teacher's reporting return, no early end where the teacher finishes.", "",
+         "| seed | handed over | nonzero | est. M4F cycles (x the paper BPD's run) | reporting return (mean +- std) "
+         "| % of teacher | early ends | bar |", "|---|---|---|---|---|---|---|---|"]
+    for s in sorted(doc["rows"], key=int):
+        r = doc["rows"][s]
+        rep = r["reporting"]
+        note = "" if r["kept"] and r.get("confirmed") is not False else (
+            " (none kept the return)" if not r["kept"] else " (unconfirmed)")
+        x = "-" if r["cycles_vs_reference"] is None else f"{r['cycles_vs_reference']:.2f}x"
+        L.append(f"| {s} | `{r['chosen']}`{note} | {r['params_nonzero']} | {r['cycles']:,.0f} ({x}) | "
+                 f"{rep['return_mean']:,.1f} +- {rep['return_std']:,.1f} | {100 * r['return_vs_teacher']:.1f} % | "
+                 f"{r['early_ends']} of {rep['episodes']} | {'meets' if r['meets_bar'] else 'misses'} |")
+    met = sum(r["meets_bar"] for r in doc["rows"].values())
+    L += ["", f"The bar met on {met} of {len(doc['rows'])} seeds run, of {len(doc['seeds'])}.", ""]
+    for s in sorted(doc["rows"], key=int):
+        r = doc["rows"][s]
+        L += [f"## Seed {s}: every method compress ran", "", f"Rule: {r['rule']}.", "",
+              "| method | gradient steps given | nonzero | est. M4F cycles | selection return (% of teacher's) | keeps "
+              "| falls | judged again |", "|---|---|---|---|---|---|---|---|"]
+        for m in r["methods"]:
+            c = m.get("confirm")
+            again = "-" if not c else (f"{100 * c['return'] / c['teacher_return']:.1f} %, "
+                                       f"{c['early_ends_where_teacher_finished']} falls of {c['episodes']}: "
+                                       + ("holds" if c["holds"] else "does not hold"))
+            given = f"{m['dense_steps']:,}" if m.get("dense_steps") else "its schedule"
+            L.append(f"| `{m['method']}` | {given} | "
+                     f"{m['params_nonzero']} | {m['cost']:,.0f} | {m['select_return']:,.1f} "
+                     f"({100 * m['select_return'] / m['teacher_select_return']:.1f} %) | "
+                     f"{'yes' if m['keep_return_met'] else 'no'} | {'-' if m['falls'] is None else m['falls']} | "
+                     f"{again} |")
+        L.append("")
+    return "\n".join(L)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--env", required=True)
+    ap.add_argument("--teacher", required=True)
+    ap.add_argument("--dataset", required=True, help="the dataset compress distils from")
+    ap.add_argument("--dataset-note", default="0.3 collection noise, 100,000 steps",
+                    help="how the dataset was made, for the text")
+    ap.add_argument("--runs", type=Path, required=True, help="compress's output root: RUNS/seed<S>")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--run", action="store_true", help="run (or resume) `bpd compress` for the seeds not finished")
+    ap.add_argument("--episodes", type=int, default=30)
+    ap.add_argument("--eval-seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "compress-runs")
+    a = ap.parse_args()
+    try:
+        from bpd.io import bpd_executable
+        from bpd_app.evaluate import load_any
+        from training.teacher import load_teacher
+
+        if a.eval_seed + a.episodes > 100000:
+            raise BpdError("reporting episodes must use seeds below 100000 (the selection seeds start there)")
+        for s in a.seeds:
+            out = a.runs / f"seed{s}"
+            if a.run and not (out / "compress.json").is_file():
+                cmd = [bpd_executable(), "compress", "--teacher", a.teacher, "--dataset", a.dataset, "--out", str(out),
+                       "--seed", str(s)]
+                print(" ".join(cmd), flush=True)
+                if subprocess.run(cmd).returncode != 0:
+                    raise BpdError(f"seed {s}: bpd compress failed; run this again to resume it")
+        path = a.out / f"{a.env}.json"
+        doc = json.loads(path.read_text()) if path.is_file() else {}
+        if doc and (doc.get("teacher") != a.teacher or doc.get("eval_seed") != a.eval_seed
+                    or doc.get("episodes") != a.episodes):
+            raise BpdError(f"{path}: written for another teacher or other reporting episodes; give another --out")
+        from bpd_app.experiment.summary import _machine
+
+        here = _machine().get("processor")
+        rows = doc.get("rows", {})
+        todo = [s for s in a.seeds if (a.runs / f"seed{s}" / "compress.json").is_file() and str(s) not in rows]
+        if not rows and not todo:
+            raise BpdError(f"no finished compress run under {a.runs} (seeds {a.seeds}); give --run to run them")
+        teacher = doc.get("teacher_reporting") or reporting(a.env, load_teacher(a.teacher).act, a.episodes,
+                                                            a.eval_seed)
+        for s in todo:
+            res_path = a.runs / f"seed{s}" / "compress.json"
+            res = json.loads(res_path.read_text())
+            if res["env_id"] != a.env:
+                raise BpdError(f"{res_path}: a compress of {res['env_id']}, not {a.env}")
+            student = reporting(a.env, load_any(str(res_path.parent / "student.pt")).act, a.episodes, a.eval_seed)
+            rows[str(s)] = seed_row(res, student, teacher) | {"machine": here}
+            print(f"seed {s}: {rows[str(s)]['chosen']}, {100 * rows[str(s)]['return_vs_teacher']:.1f} % of the "
+                  f"teacher, bar {'met' if rows[str(s)]['meets_bar'] else 'missed'}", flush=True)
+        doc = {"env": a.env, "teacher": a.teacher, "dataset": Path(a.dataset).name, "dataset_note": a.dataset_note,
+               "seeds": a.seeds, "episodes": a.episodes, "eval_seed": a.eval_seed, "teacher_reporting": teacher,
+               "rows": rows}
+        write_json(path, doc)
+        write_text(a.out / f"{a.env}.md", markdown(doc))
+        print(f"wrote {path}")
+    except BpdError as e:
+        sys.exit(f"compress_runs: {e}")
+
+
+if __name__ == "__main__":
+    main()
