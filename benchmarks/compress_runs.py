@@ -36,6 +36,12 @@ KEEP = 0.99
 CYCLES_BAR = 0.5
 
 
+def shown(path: str) -> str:
+    """A file as results record it: relative to the repository where it lies inside, else its name alone."""
+    p = Path(path).resolve()
+    return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else p.name
+
+
 def reporting(env: str, policy, episodes: int, seed: int) -> dict:
     from training.envs import rollouts
 
@@ -145,7 +151,7 @@ def main() -> None:
                     raise BpdError(f"seed {s}: bpd compress failed; run this again to resume it")
         path = a.out / f"{a.env}.json"
         doc = json.loads(path.read_text()) if path.is_file() else {}
-        if doc and (doc.get("teacher") != a.teacher or doc.get("eval_seed") != a.eval_seed
+        if doc and (doc.get("teacher") != shown(a.teacher) or doc.get("eval_seed") != a.eval_seed
                     or doc.get("episodes") != a.episodes):
             raise BpdError(f"{path}: written for another teacher or other reporting episodes; give another --out")
         from bpd_app.experiment.summary import _machine
@@ -166,7 +172,7 @@ def main() -> None:
             rows[str(s)] = seed_row(res, student, teacher) | {"machine": here}
             print(f"seed {s}: {rows[str(s)]['chosen']}, {100 * rows[str(s)]['return_vs_teacher']:.1f} % of the "
                   f"teacher, bar {'met' if rows[str(s)]['meets_bar'] else 'missed'}", flush=True)
-        doc = {"env": a.env, "teacher": a.teacher, "dataset": Path(a.dataset).name, "dataset_note": a.dataset_note,
+        doc = {"env": a.env, "teacher": shown(a.teacher), "dataset": shown(a.dataset), "dataset_note": a.dataset_note,
                "seeds": a.seeds, "episodes": a.episodes, "eval_seed": a.eval_seed, "teacher_reporting": teacher,
                "rows": rows}
         write_json(path, doc)

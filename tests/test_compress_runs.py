@@ -65,3 +65,10 @@ def test_markdown_names_the_choice_and_every_method():
     assert "The bar met on 1 of 1 seeds run, of 2." in md
     assert "| `bpd` | its schedule | 400 | 1,000 | 90.0 (90.0 %) | no | 1 | - |" in md
     assert "| `dense-c30` | 40,000 | 100 | 500 | 99.5 (99.5 %) | yes | 0 | 99.0 %, 0 falls of 20: holds |" in md
+
+
+def test_results_record_no_path_of_the_machine(tmp_path):
+    root = Path(__file__).parents[1]
+    assert compress_runs.shown(str(root / "benchmarks" / "teachers" / "Hopper-v5.npz")) == \
+        "benchmarks/teachers/Hopper-v5.npz"
+    assert compress_runs.shown(str(tmp_path / "runs" / "data.npz")) == "data.npz"
