@@ -53,6 +53,27 @@ def reporting(env: str, policy, episodes: int, seed: int) -> dict:
             "return_std": std, "return_min": min(ep.returns), "episodes": n, "seed": seed}
 
 
+def check_result(res: object, where: str, env: str, dataset: str) -> dict:
+    """A compress.json as seed_row reads it, or a one-line BpdError saying what is wrong."""
+    if not isinstance(res, dict) or not isinstance(res.get("rows"), list):
+        raise BpdError(f"{where}: not a compress.json (no rows)")
+    if res.get("env_id") != env:
+        raise BpdError(f"{where}: a compress of {res.get('env_id')}, not {env}")
+    if res.get("cost") != "m4f-cycles":
+        raise BpdError(f"{where}: chosen by {res.get('cost')}, not m4f-cycles: its costs are not cycles")
+    if Path(str(res.get("dataset", ""))).name != Path(dataset).name:
+        raise BpdError(f"{where}: distilled from {Path(str(res.get('dataset'))).name}, not {Path(dataset).name}")
+    rows = {r.get("method"): r for r in res["rows"] if isinstance(r, dict)}
+    chosen = rows.get(res.get("chosen"))
+    if chosen is None or not isinstance(chosen.get("cost"), (int, float)):
+        raise BpdError(f"{where}: its chosen method {res.get('chosen')!r} has no row with a measured cost")
+    for r in rows.values():
+        for k in ("step", "params_nonzero", "cost", "select_return", "teacher_select_return", "keep_return_met"):
+            if k not in r:
+                raise BpdError(f"{where}: row {r.get('method')!r} has no {k!r}")
+    return res
+
+
 def seed_row(res: dict, student: dict, teacher: dict) -> dict:
     """One seed's record from compress.json (res) and the reporting episodes of its student and the teacher."""
     from training.envs import early_where_teacher_finished
@@ -73,17 +94,37 @@ def seed_row(res: dict, student: dict, teacher: dict) -> dict:
             "meets_bar": bool(x is not None and x <= CYCLES_BAR and share >= KEEP and early == 0), "methods": methods}
 
 
+def update(doc: dict, results: dict[int, tuple[str, dict]], seeds: list[int], student_episodes, teacher_episodes,
+           machine: str | None) -> dict:
+    """doc (the results file so far, {} for none) with the seeds of `results` (seed -> (where, compress.json) of
+    the finished runs) it does not hold yet: each handed-over student run on the reporting episodes by
+    student_episodes(where) and set against the teacher's (teacher_episodes(), run once a file). `seeds`: the seeds
+    asked for, joined to the file's."""
+    rows = dict(doc.get("rows", {}))
+    todo = sorted(s for s in results if str(s) not in rows)
+    teacher = doc.get("teacher_reporting") or (teacher_episodes() if todo else None)
+    for s in todo:
+        assert teacher is not None
+        where, res = results[s]
+        rows[str(s)] = seed_row(res, student_episodes(where), teacher) | {"evaluated_on": machine}
+        r = rows[str(s)]
+        print(f"seed {s}: {r['chosen']}, {100 * r['return_vs_teacher']:.1f} % of the teacher, bar "
+              f"{'met' if r['meets_bar'] else 'missed'}", flush=True)
+    return doc | {"seeds": sorted(set(doc.get("seeds", [])) | set(seeds)), "teacher_reporting": teacher,
+                  "rows": rows}
+
+
 def markdown(doc: dict) -> str:
     env = doc["env"]
     t = doc["teacher_reporting"]
     L = [f"# `bpd compress` on {env}, with its defaults", "",
          f"Written by `python benchmarks/compress_runs.py --env {env} --teacher {doc['teacher']} --dataset "
          f"{doc['dataset']} --runs RUNS --seeds {' '.join(str(s) for s in doc['seeds'])}` (the data: `bpd collect`'s "
-         f"defaults, {doc['dataset_note']}); every seed's run of `bpd compress --seed S` on "
-         f"{', '.join(sorted({r['machine'] for r in doc['rows'].values()}))}. The handed-over student and the "
-         f"teacher on {t['episodes']} reporting episodes (seeds {t['seed']}-{t['seed'] + t['episodes'] - 1}, which "
-         "choose nothing); "
-         f"the teacher {t['return_mean']:,.1f} +- {t['return_std']:,.1f}. Cost: what compress measured "
+         f"defaults, {doc['dataset_note']}); every seed's `bpd compress --seed S` with its defaults, its handed-over "
+         f"student evaluated on {', '.join(sorted({str(r.get('evaluated_on')) for r in doc['rows'].values()}))}. The "
+         f"student and the teacher on {t['episodes']} reporting episodes (seeds {t['seed']}-"
+         f"{t['seed'] + t['episodes'] - 1}, which choose nothing); the teacher {t['return_mean']:,.1f} +- "
+         f"{t['return_std']:,.1f}. Cost: what compress measured "
          "(estimated Cortex-M4F cycles, the cheaper of the compact and integer kernels, emulated), against its own run "
          f"of the paper BPD (`{REFERENCE}`) measured the same way. Issue 34's bar: <= {CYCLES_BAR}x those cycles, >= "
          f"{100 * KEEP:g} % of the teacher's reporting return, no early end where the teacher finishes.", "",
@@ -135,12 +176,16 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "compress-runs")
     a = ap.parse_args()
     try:
-        from bpd.io import bpd_executable
+        from bpd.io import bpd_executable, sha256_file
         from bpd_app.evaluate import load_any
+        from bpd_app.experiment.summary import _machine
         from training.teacher import load_teacher
 
-        if a.eval_seed + a.episodes > 100000:
-            raise BpdError("reporting episodes must use seeds below 100000 (the selection seeds start there)")
+        if a.episodes < 1 or a.eval_seed < 0 or a.eval_seed + a.episodes > 100000:
+            raise BpdError("reporting episodes: at least one, on seeds from 0 to below 100000 (the selection seeds "
+                           "start there)")
+        if not Path(a.teacher).is_file():
+            raise BpdError(f"{a.teacher}: no such teacher file")
         for s in a.seeds:
             out = a.runs / f"seed{s}"
             if a.run and not (out / "compress.json").is_file():
@@ -150,31 +195,30 @@ def main() -> None:
                 if subprocess.run(cmd).returncode != 0:
                     raise BpdError(f"seed {s}: bpd compress failed; run this again to resume it")
         path = a.out / f"{a.env}.json"
-        doc = json.loads(path.read_text()) if path.is_file() else {}
-        if doc and (doc.get("teacher") != shown(a.teacher) or doc.get("eval_seed") != a.eval_seed
-                    or doc.get("episodes") != a.episodes):
-            raise BpdError(f"{path}: written for another teacher or other reporting episodes; give another --out")
-        from bpd_app.experiment.summary import _machine
-
-        here = _machine().get("processor")
-        rows = doc.get("rows", {})
-        todo = [s for s in a.seeds if (a.runs / f"seed{s}" / "compress.json").is_file() and str(s) not in rows]
-        if not rows and not todo:
-            raise BpdError(f"no finished compress run under {a.runs} (seeds {a.seeds}); give --run to run them")
-        teacher = doc.get("teacher_reporting") or reporting(a.env, load_teacher(a.teacher).act, a.episodes,
-                                                            a.eval_seed)
-        for s in todo:
+        same = {"env": a.env, "teacher": shown(a.teacher), "teacher_sha256": sha256_file(a.teacher),
+                "dataset": shown(a.dataset), "episodes": a.episodes, "eval_seed": a.eval_seed}
+        try:
+            doc = json.loads(path.read_text()) if path.is_file() else {}
+        except (OSError, ValueError) as e:
+            raise BpdError(f"{path}: unreadable ({e})") from None
+        if doc and any(doc.get(k) != v for k, v in same.items() if k != "teacher"):
+            raise BpdError(f"{path}: written for another teacher, dataset or reporting episodes; give another --out")
+        results = {}
+        for s in a.seeds:
             res_path = a.runs / f"seed{s}" / "compress.json"
-            res = json.loads(res_path.read_text())
-            if res["env_id"] != a.env:
-                raise BpdError(f"{res_path}: a compress of {res['env_id']}, not {a.env}")
-            student = reporting(a.env, load_any(str(res_path.parent / "student.pt")).act, a.episodes, a.eval_seed)
-            rows[str(s)] = seed_row(res, student, teacher) | {"machine": here}
-            print(f"seed {s}: {rows[str(s)]['chosen']}, {100 * rows[str(s)]['return_vs_teacher']:.1f} % of the "
-                  f"teacher, bar {'met' if rows[str(s)]['meets_bar'] else 'missed'}", flush=True)
-        doc = {"env": a.env, "teacher": shown(a.teacher), "dataset": shown(a.dataset), "dataset_note": a.dataset_note,
-               "seeds": a.seeds, "episodes": a.episodes, "eval_seed": a.eval_seed, "teacher_reporting": teacher,
-               "rows": rows}
+            if res_path.is_file() and str(s) not in doc.get("rows", {}):
+                try:
+                    raw = json.loads(res_path.read_text())
+                except (OSError, ValueError) as e:
+                    raise BpdError(f"{res_path}: unreadable ({e})") from None
+                results[s] = (str(res_path.parent), check_result(raw, str(res_path), a.env, a.dataset))
+        if not doc.get("rows") and not results:
+            raise BpdError(f"no finished compress run under {a.runs} (seeds {a.seeds}); give --run to run them")
+        doc = update(doc | same | {"dataset_note": a.dataset_note}, results, a.seeds,
+                     lambda where: reporting(a.env, load_any(str(Path(where) / "student.pt")).act, a.episodes,
+                                             a.eval_seed),
+                     lambda: reporting(a.env, load_teacher(a.teacher).act, a.episodes, a.eval_seed),
+                     _machine().get("processor"))
         write_json(path, doc)
         write_text(a.out / f"{a.env}.md", markdown(doc))
         print(f"wrote {path}")

@@ -521,8 +521,9 @@ def _dense_cycles(name: str, share: float, extra: dict | None = None) -> None:
               if extra and extra.get("select_no_falls") else "")
     CYCLE_CUTS.add(name)
     register(Method(name, "dense deterministic student of two equal hidden layers, the widest whose DSP integer "
-                    f"kernel costs no more than {share:g} of the bpd cell's (same seed) estimated Cortex-M4F cycles, "
-                    f"as the {name.removeprefix('dense-').removesuffix('-sure')} cuts do; BPD's loss minus the KL"
+                    f"kernel costs no more than {share:g} of the bpd cell's (same seed) estimated Cortex-M4F cycles"
+                    + (f", as the {cut} cuts do" if (cut := name.removeprefix('dense-').removesuffix('-sure'))
+                       in ("c50", "c30") else "") + "; BPD's loss minus the KL"
                     + chosen, lambda c: _dense_cycles_command(c, share, extra), needs=("bpd",)))
 
 

@@ -72,3 +72,65 @@ def test_results_record_no_path_of_the_machine(tmp_path):
     assert compress_runs.shown(str(root / "benchmarks" / "teachers" / "Hopper-v5.npz")) == \
         "benchmarks/teachers/Hopper-v5.npz"
     assert compress_runs.shown(str(tmp_path / "runs" / "data.npz")) == "data.npz"
+
+
+def test_update_merges_seeds_and_runs_the_teacher_once():
+    calls = []
+
+    def teacher():
+        calls.append("teacher")
+        return TEACHER
+
+    def student(where):
+        calls.append(where)
+        return _ep([100.0] * 4, [False] * 4)
+
+    doc = compress_runs.update({}, {0: ("run0", _res("dense-c30", 400.0))}, [0, 1, 2], student, teacher, "cpu")
+    assert calls == ["teacher", "run0"] and list(doc["rows"]) == ["0"] and doc["seeds"] == [0, 1, 2]
+    assert doc["rows"]["0"]["evaluated_on"] == "cpu"
+    # a later call with one more seed: the teacher's episodes are kept, seed 0 is not run again, seeds join
+    doc2 = compress_runs.update(doc, {2: ("run2", _res("dense-c50", 600.0))}, [2], student, teacher, "cpu")
+    assert calls == ["teacher", "run0", "run2"]
+    assert sorted(doc2["rows"]) == ["0", "2"] and doc2["seeds"] == [0, 1, 2]
+    assert doc2["rows"]["2"]["meets_bar"] is False  # 0.6x the cycles
+
+
+def test_a_seed_without_the_paper_bpd_run_has_no_ratio_and_misses():
+    res = _res("dense-c30", 400.0)
+    res["rows"] = [r for r in res["rows"] if r["method"] != "bpd"]
+    r = compress_runs.seed_row(res, _ep([100.0] * 4, [False] * 4), TEACHER) | {"evaluated_on": "cpu"}
+    assert r["cycles_vs_reference"] is None and r["meets_bar"] is False
+    doc = {"env": "E-v0", "teacher": "t.npz", "dataset": "d.npz", "dataset_note": "n", "seeds": [0], "episodes": 4,
+           "eval_seed": 0, "teacher_reporting": TEACHER, "rows": {"0": r}}
+    assert "| 0 | `dense-c30` | 100 | 400 (-) |" in compress_runs.markdown(doc)
+
+
+def test_check_result_names_what_is_wrong():
+    import pytest
+
+    from bpd.errors import BpdError
+
+    good = _res("dense-c30", 400.0) | {"env_id": "E-v0", "dataset": "/x/d.npz"}
+    assert compress_runs.check_result(good, "w", "E-v0", "d.npz") is good
+    for bad, msg in [([], "not a compress.json"), (good | {"env_id": "F-v0"}, "a compress of F-v0"),
+                     (good | {"cost": "nonzero"}, "not m4f-cycles"), (good | {"dataset": "e.npz"}, "not d.npz"),
+                     (good | {"chosen": "l1"}, "has no row with a measured cost")]:
+        with pytest.raises(BpdError, match=msg):
+            compress_runs.check_result(bad, "w", "E-v0", "d.npz")
+
+
+def test_the_command_line_refuses_bad_input_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    script = Path(__file__).parents[1] / "benchmarks" / "compress_runs.py"
+    teacher = Path(__file__).parents[1] / "benchmarks" / "teachers" / "Hopper-v5.npz"
+    (tmp_path / "seed0").mkdir()
+    (tmp_path / "seed0" / "compress.json").write_text("{not json")
+    for extra, msg in [(["--teacher", str(tmp_path / "none.npz")], "no such teacher file"),
+                       (["--teacher", str(teacher), "--episodes", "0"], "at least one"),
+                       (["--teacher", str(teacher)], "unreadable")]:
+        p = subprocess.run([sys.executable, str(script), "--env", "Hopper-v5", "--dataset", "d.npz", "--runs",
+                            str(tmp_path), "--seeds", "0", "--out", str(tmp_path / "out"), *extra],
+                           capture_output=True, text=True)
+        assert p.returncode != 0 and msg in p.stderr and "Traceback" not in p.stderr, p.stderr
