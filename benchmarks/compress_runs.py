@@ -166,7 +166,7 @@ def main() -> None:
     ap.add_argument("--env", required=True)
     ap.add_argument("--teacher", required=True)
     ap.add_argument("--dataset", required=True, help="the dataset compress distils from")
-    ap.add_argument("--dataset-note", default="0.3 collection noise, 100,000 steps",
+    ap.add_argument("--dataset-note", default="100,000 environment steps at 0.3 collection noise",
                     help="how the dataset was made, for the text")
     ap.add_argument("--runs", type=Path, required=True, help="compress's output root: RUNS/seed<S>")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
