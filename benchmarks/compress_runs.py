@@ -43,14 +43,10 @@ def shown(path: str) -> str:
 
 
 def reporting(env: str, policy, episodes: int, seed: int) -> dict:
+    """The reporting episodes' summary (training.envs.Episodes.summary) and their first seed."""
     from training.envs import rollouts
 
-    ep = rollouts(env, policy, episodes, seed)
-    n = len(ep.returns)
-    mean = sum(ep.returns) / n
-    std = (sum((r - mean) ** 2 for r in ep.returns) / n) ** 0.5
-    return {"returns": [round(r, 3) for r in ep.returns], "terminated": list(ep.terminated), "return_mean": mean,
-            "return_std": std, "return_min": min(ep.returns), "episodes": n, "seed": seed}
+    return rollouts(env, policy, episodes, seed).summary() | {"seed": seed}
 
 
 def check_result(res: object, where: str, env: str, dataset: str) -> dict:
