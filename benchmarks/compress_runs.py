@@ -83,7 +83,8 @@ def seed_row(res: dict, student: dict, teacher: dict) -> dict:
     methods = [{k: r.get(k) for k in ("method", "step", "params_nonzero", "cost", "select_return",
                                       "teacher_select_return", "keep_return_met", "falls", "dense_steps")}
                | ({"confirm": r["confirm"]} if r.get("confirm") else {}) for r in res["rows"]]
-    return {"chosen": res["chosen"], "kept": res["kept"], "confirmed": res.get("confirmed"), "rule": res["rule"],
+    return {"chosen": res["chosen"], "kept": res["kept"], "confirmed": res.get("confirmed"),
+            "confirm": res.get("confirm"), "rule": res["rule"],
             "cost": res["cost"], "cycles": chosen["cost"], "reference_cycles": ref["cost"] if ref else None,
             "cycles_vs_reference": x, "params_nonzero": chosen["params_nonzero"], "reporting": student,
             "return_vs_teacher": share, "early_ends": early,

@@ -197,3 +197,55 @@ def test_the_compress_table_counts_what_was_handed_over_seed_by_seed(render_docs
     words = " ".join(text.split())
     assert "met on 2 of 4 task-seeds run (Test CPU)" in words
     assert "BPD's method on 1, a plain dense network on 2, nothing on 1" in words and "--confirm 20/0`" in words
+
+
+def test_the_compress_table_reads_the_default_confirm_and_reports_the_earlier_count_beside_it(render_docs, tmp_path):
+    """Hand-built: Hopper judged with --confirm 20 (seed 1's student missed the bar) and again with compress's default:
+    there seed 1's dense-c30 fell on the further episodes and none held, so the dense-c50 with the fewest falls (1 of
+    the default's count, dearer: 1,600 cycles against 1,000) was handed over, unconfirmed, and met the bar. The table
+    is the default's; a sentence gives the earlier count and its miss, the chances, the unconfirmed seed and the dearer
+    one; walker-fresh with 2 of its cells committed is said so."""
+    dc = render_docs.defaults("bpd_app.compress:CompressConfig")["confirm"]
+    assert dc != 20
+
+    def row(seed, method, meets, cycles=1000, fell=None):
+        cand = {"cell": f"Hopper-v5/{method}/seed{seed}", "method": method, "cycles": cycles,
+                "return_vs_teacher": 1.0, "early_ends": 0 if meets else 2, "episodes": 30, "machine": "Test CPU"}
+        if fell is not None:
+            cand["confirm"] = {"return": 99.5, "teacher_return": 100.0, "early_ends_where_teacher_finished": fell,
+                               "low_episodes": 0, "episodes": dc, "holds": False}
+        return {"env": "Hopper-v5", "seed": seed, "delivered": f"Hopper-v5/{method}/seed{seed}", "meets_bar": meets,
+                "confirmed": fell is None, "kept": True, "cycles_vs_reference": 0.3, "candidates": [cand]}
+
+    for name, confirm, rows in [("hopper-dense-compress-confirmed", 20,
+                                 [row(0, "dense-c30", True), row(1, "dense-c30", False), row(2, "dense-c30", True)]),
+                                (f"hopper-dense-compress-confirmed{dc}", dc,
+                                 [row(0, "dense-c30", True), row(1, "dense-c50", True, 1600, fell=1),
+                                  row(2, "dense-c30", True)])]:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "delivered.json").write_text(json.dumps({"confirm": confirm, "rows": rows}))
+    for plan, env, seeds in [("hopper-dense", "Hopper-v5", None), ("walker-fresh", "Walker2d-v5", [3, 4])]:
+        spec = render_docs.yaml_file(f"benchmarks/plans/{plan}.yaml")
+        (tmp_path / plan).mkdir()
+        (tmp_path / plan / "table.json").write_text("{}")
+        for lab in spec["methods"] if seeds is None else ["bpd"]:
+            d = tmp_path / plan / "cells" / env / lab
+            d.mkdir(parents=True)
+            for seed in spec["seeds"] if seeds is None else seeds:
+                (d / f"seed{seed}.json").write_text(json.dumps({"seed": seed, "return_vs_teacher": 1.0,
+                                                                 "params_nonzero": 1, "params_total": 2}))
+    text = render_docs.environment(tmp_path).get_template("docs/templates/compress.md").render()
+    hopper = [l for l in text.splitlines() if l.startswith("| Hopper-v5")][0].split(" | ")
+    assert hopper[1] == "[hopper-dense](benchmarks/results/hopper-dense/table.md)"  # the default's file: no note
+    assert hopper[2:5] == ["3 of 3", f"`dense-c30`, `dense-c50` (unconfirmed: 99.5 %, 1 fall on {dc} further), "
+                           "`dense-c30`", "1,000-1,600 (0.30x)"]
+    words = " ".join(text.split())
+    assert "With `--confirm 20` (compress's default until stop 79) the same candidates of hopper-dense met the bar " \
+           "on 2 of 3 task-seeds; missed: Hopper-v5 seed 1 (`dense-c30`)" in words
+    assert f"it passes 20 further clean episodes with probability 0.63, {dc} with {0.977 ** dc:.3f}, so the " \
+           f"default became {dc} after that miss" in words
+    assert f"With {dc}, no candidate held on 1 of 3 task-seeds (Hopper-v5 seed 1): there the one with the fewest " \
+           "falls" in words and "a dearer student was handed over on 1 (Hopper-v5 seed 1: 1,000 to 1,600 cycles)" \
+           in words
+    assert "walker-fresh](benchmarks/plans/walker-fresh.yaml), Walker2d's rows on seeds 3, 4, 5, fixed before its " \
+           "cells ran: 2 of its 15 cells committed." in words
