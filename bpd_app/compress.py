@@ -71,7 +71,7 @@ class CompressConfig:
                          "the return (with the fewest falls) are judged again, cheapest first, beside the teacher: "
                          "the first that keeps it there with no early end where the teacher finishes is handed over; "
                          "none: the one with the fewest such falls there (0: hand over the cheapest at once). A "
-                         "student falling on 2.3 % of episodes ends one of 30 early more often than not; it passes "
+                         "student falling on 2.3 %% of episodes ends one of 30 early more often than not; it passes "
                          "200 further clean episodes with probability 0.01 (20: 0.63)")
     steps: int | None = field(None, help="gradient steps of every method's schedule, after any warm-up "
                               "(default: distill's); the dense networks take the longest earlier run's steps")
