@@ -13,6 +13,10 @@ For each finished cell of the row (`--label`) whose run directory holds its stud
 - with the best pairing of each layer's columns (a maximum-weight matching of columns by shared rows, networkx),
 - with every row's weights in full pairs (ceil(nonzero / 2) a row): a pairing of its own for every row, which no
   single layout of the inputs gives: a bound below any pairing;
+- with two layouts of the layer's inputs (`two_layouts`): the rows split in two groups, each reading its own copy of the
+  inputs paired for its rows (pair_columns), rows moved to the copy that costs them fewer SMLADs until nothing moves;
+  the second copy costs one more store an input the layer uses (the previous layer's STRH; the input stage's costs
+  more, packing its pairs again: so a bound in the idea's favour),
 and sets the kernel's emulated instructions (the cell's bench, its summary's `integer` figures) less the SMLADs that
 bound saves, every other instruction as it is, against the floor (firmware_host.measure.bench.arithmetic_floor).
 Where that bound stays above 1.0x the floor, no choice of pairs brings the kernel's instructions below it on that
@@ -53,6 +57,42 @@ def best_pairs(nz) -> list[tuple[int, int | None]]:
     return [(cols[a], cols[b]) for a, b in m] + [(cols[a], None) for a in range(len(cols)) if a not in used]
 
 
+def two_layouts(nz, rounds: int = 20) -> int:
+    """SMLADs of a layer (mask nz: rows x columns) whose rows each read one of two copies of the inputs, each copy
+    paired (training.pairs.pair_columns) for the rows that read it. Started from every split of the rows by one used
+    column (rows with a weight there, rows without), rows move to the copy that costs them fewer until none moves (at
+    most `rounds` times); the fewest over the starts. Every used column is in both copies (one a copy's rows leave
+    out paired with the others left, in order)."""
+    import numpy as np
+
+    from training.pairs import pair_columns
+
+    live = [j for j in range(nz.shape[1]) if nz[:, j].any()]
+
+    def pairing(rows):
+        p = pair_columns(nz[rows]) if len(rows) else []
+        have = {c for ab in p for c in ab if c is not None}
+        rest = [j for j in live if j not in have]
+        return p + [(rest[i], rest[i + 1] if i + 1 < len(rest) else None) for i in range(0, len(rest), 2)]
+
+    def costs(side):
+        ps = [pairing(np.flatnonzero(side == k)) for k in (0, 1)]
+        return np.array([[sum(int(nz[r, a] or (b is not None and nz[r, b])) for a, b in p) for p in ps]
+                         for r in range(nz.shape[0])])
+
+    best = None
+    for j in live:
+        side = nz[:, j].astype(int)
+        for _ in range(rounds):
+            c = costs(side)
+            if (c.argmin(1) == side).all():
+                break
+            side = c.argmin(1)
+        got = int(costs(side).min(1).sum())
+        best = got if best is None else min(best, got)
+    return 0 if best is None else best
+
+
 def measure(student: Path, dataset: Path, bench: dict, report: dict) -> dict:
     import numpy as np
 
@@ -64,13 +104,15 @@ def measure(student: Path, dataset: Path, bench: dict, report: dict) -> dict:
 
     net = collapsed_student(student)
     q = quantise(net, load_dataset(str(dataset), net.obs_dim).observations, f"dataset {dataset}")
-    now = best = full = nonzero = 0
+    now = best = full = nonzero = two = stores = 0
     for L in q.layers:
         nz = np.asarray(L.wq) != 0
         nonzero += int(nz.sum())
         now += multiply_slots(nz)
         best += multiply_slots(nz, best_pairs(nz))
         full += int(np.ceil(nz.sum(1) / 2).sum())
+        two += two_layouts(nz)
+        stores += int(nz.any(0).sum())
     layers = (((report.get("kernel") or {}).get("candidates") or {}).get("integer") or {}).get("dsp_layers") or []
     recorded = sum(L["mix"]["multiplies"] for L in layers)
     if recorded and recorded != now:
@@ -80,7 +122,8 @@ def measure(student: Path, dataset: Path, bench: dict, report: dict) -> dict:
     total = int(bench["integer"]["instructions"])
     return {"widths": list(net.widths), "nonzero": nonzero, "floor": floor, "instructions": total,
             "multiplies": now, "multiplies_recorded": recorded or None, "multiplies_best_pairs": best,
-            "multiplies_full_pairs": full, "bound": total - (now - full),
+            "multiplies_full_pairs": full, "multiplies_two_layouts": two, "second_layout_stores": stores,
+            "two_layouts": total - now + two + stores, "bound": total - (now - full),
             "vs_floor": total / floor, "bound_vs_floor": (total - (now - full)) / floor}
 
 
@@ -88,20 +131,26 @@ def table(res: dict) -> str:
     rows = res["rows"]
     L = ["# How far the DSP integer kernel can go below the floor: the pairing of columns", "",
          f"Integer kernel's form: {res.get('form')}.", "",
-         f"Written by `python benchmarks/dsp_bound.py {res['plan']} --label {res['label']}` (see its docstring). "
+         f"Written by `python benchmarks/dsp_bound.py {res['plan']} --label {res['label']}"
+         + (f" --out {res['out']}" if res.get("out") else "") + "` (see its docstring). "
          f"Students: the `{res['label']}` cells of {res['plan']} whose run directories hold them ({len(rows)}), "
          "quantised as their exports are. SMLADs of the layers with the kernel's pairing of columns (greedy, what "
          "the export built), with the best pairing (maximum-weight matching), and with every row's weights in full "
          "pairs (a pairing of its own for every row, which one layout of the inputs cannot give: a bound below any "
          "pairing); the Cortex-M4F instructions of the DSP integer kernel (emulated, the cell's bench) and the same "
-         "less the SMLADs that bound saves, against the scalar floor.", "",
+         "less the SMLADs that bound saves, against the scalar floor. Two layouts: the SMLADs with two copies of "
+         "every layer's inputs, each paired for the rows that read it, and the stores the second copy costs (one "
+         "an input a layer uses); the kernel with both (x floor), loads held at their present counts.", "",
          "| student | widths | nonzero | floor | DSP kernel instructions (x floor) | SMLADs: kernel's pairs "
-         "| best pairs | every row's own pairs | kernel less what every row's own pairs save (x floor) |",
-         "|---|---|---|---|---|---|---|---|---|"]
+         "| best pairs | every row's own pairs | kernel less what every row's own pairs save (x floor) "
+         "| two layouts: SMLADs + stores | kernel with two layouts (x floor) |",
+         "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        two = (f"| {r['multiplies_two_layouts']} + {r['second_layout_stores']} | {r['two_layouts']} "
+               f"({r['two_layouts'] / r['floor']:.2f}x) |" if "two_layouts" in r else "| - | - |")
         L.append(f"| {r['cell']} | {'-'.join(map(str, r['widths']))} | {r['nonzero']} | {r['floor']} "
                  f"| {r['instructions']} ({r['vs_floor']:.2f}x) | {r['multiplies']} | {r['multiplies_best_pairs']} "
-                 f"| {r['multiplies_full_pairs']} | {r['bound']} ({r['bound_vs_floor']:.2f}x) |")
+                 f"| {r['multiplies_full_pairs']} | {r['bound']} ({r['bound_vs_floor']:.2f}x) " + two)
     if rows:
         vs = [r["vs_floor"] for r in rows]
         bs = [r["bound_vs_floor"] for r in rows]
@@ -111,6 +160,14 @@ def table(res: dict) -> str:
               f"full pairs and the loads, activations and stores held at their present counts: "
               f"{min(bs):.2f}-{max(bs):.2f}x the floor, above 1.0x on {sum(b > 1 for b in bs)} of {len(bs)} "
               "students."]
+        tw = [r for r in rows if "two_layouts" in r]
+        if tw:
+            L += [f"Two layouts: {sum(r['two_layouts'] < r['instructions'] for r in tw)} of {len(tw)} students "
+                  "would take fewer instructions than the kernel's one (the SMLADs saved, "
+                  f"{min(r['multiplies'] - r['multiplies_two_layouts'] for r in tw)}-"
+                  f"{max(r['multiplies'] - r['multiplies_two_layouts'] for r in tw)}, against the second copy's "
+                  f"stores, {min(r['second_layout_stores'] for r in tw)}-"
+                  f"{max(r['second_layout_stores'] for r in tw)})."]
     return "\n".join(L) + "\n"
 
 
@@ -150,6 +207,9 @@ def main() -> None:
         sys.exit(f"dsp_bound: {e}")
     res = {"plan": str(Path(a.plan).resolve().relative_to(ROOT)), "label": a.label, "form": int_form(True),
            "rows": rows}
+    default_out = (ROOT / "benchmarks" / "results" / "cost" / "dsp-bound").resolve()
+    if a.out.resolve() != default_out and a.out.resolve().is_relative_to(ROOT):
+        res["out"] = str(a.out.resolve().relative_to(ROOT))
     a.out.parent.mkdir(parents=True, exist_ok=True)
     write_json(a.out.with_suffix(".json"), res)
     write_text(a.out.with_suffix(".md"), table(res))

@@ -49,3 +49,16 @@ def test_an_odd_column_and_a_dead_one(benchmark_script):
     best = b.best_pairs(m)
     assert sum(p[1] is None for p in best) == 1 and {c for p in best for c in p if c is not None} == {0, 1, 2}
     assert multiply_slots(m, best) == 4
+
+
+def test_two_layouts_give_each_group_of_rows_the_pairing_that_suits_it(benchmark_script):
+    """Three rows use a and b, three use a and c: one pairing puts a with b or with c, so one group pays two SMLADs a
+    row (3 + 6 = 9); two copies of the inputs, (a, b) for the first group and (a, c) for the second, cost one a row."""
+    from training.pairs import multiply_slots
+
+    b = benchmark_script("dsp_bound")
+    m = _mask(["1100", "1100", "1100", "1010", "1010", "1010"])
+    assert multiply_slots(m) == 9
+    assert b.two_layouts(m) == 6
+    assert b.two_layouts(MASK) <= multiply_slots(MASK, b.best_pairs(MASK)) == 10  # here no worse than one layout
+    assert b.two_layouts(_mask(["0000"])) == 0  # no weight, no multiply
