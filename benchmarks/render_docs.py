@@ -143,8 +143,10 @@ def _module(spec: str) -> tuple[ast.Module, str]:
 
 def defaults(spec: str) -> dict[str, Any]:
     """A configuration dataclass's defaults, read from the code's own definition (its `name: T = field(DEFAULT,
-    ...)` or `name: T = DEFAULT` lines, without importing it): defaults("training.distill_config:DistillConfig")."""
+    ...)` or `name: T = DEFAULT` lines, DEFAULT a literal or a module-level constant's name, without importing it):
+    defaults("training.distill_config:DistillConfig")."""
     tree, name = _module(spec)
+    module = spec.split(":")[0]
     cls = next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == name), None)
     if cls is None:
         raise KeyError(f"no class {spec}")
@@ -157,8 +159,9 @@ def defaults(spec: str) -> dict[str, Any]:
                     continue
                 value = value.args[0]
             try:
-                out[st.target.id] = ast.literal_eval(value)
-            except ValueError:
+                out[st.target.id] = (constant(f"{module}:{value.id}") if isinstance(value, ast.Name)
+                                     else ast.literal_eval(value))
+            except (ValueError, KeyError):
                 continue
     return out
 
@@ -310,6 +313,12 @@ DENSE_BUDGETS = (("0.49", [f"{CUT}-c50-visits-sure"], ["dense-c50-sure", "dense-
                  ("0.3", [f"{CUT}-c30-visits-sure", f"{CUT}-c30-visits-sure-dense"], ["dense-c30-sure", "dense-c30"]))
 
 
+def confirm_falls(rec: dict[str, Any]) -> int:
+    """A confirm record's falls (benchmarks/delivered.py, `bpd compress --confirm`): its early ends where the teacher
+    finished and its low-return episodes."""
+    return int(rec["early_ends_where_teacher_finished"]) + int(rec.get("low_episodes", 0))
+
+
 def kept(cell: dict[str, Any]) -> bool:
     """A cell that kept 99 % of the teacher's reporting return with no early end where the teacher finished."""
     return cell["return_vs_teacher"] >= 0.99 and cell["early_terminations_where_teacher_finished"] == 0
@@ -366,7 +375,7 @@ def environment(results: Path) -> jinja2.Environment:
                        rowmean=lambda label, plan, task: res.row(plan, task, label)["return_mean"])
     env.globals.update(FILTERS, ratio=ratio, diff=diff, per=per, fewer=fewer, minus=minus, dense=dense, rates=rates,
                        json=res.json, optional=res.optional, row=res.row, cells=res.cells, control=res.control,
-                       equal_cost=partial(equal_cost, res), kept=kept,
+                       equal_cost=partial(equal_cost, res), kept=kept, confirm_falls=confirm_falls,
                        min=min, max=max, sum=sum,
                        len=len, sorted=sorted, abs=abs, round=round, zip=zip, mean=statistics.fmean,
                        pstd=statistics.pstdev, median=statistics.median, quartiles=quartiles, steps_apart=steps_apart,

@@ -15,11 +15,9 @@ def _parsers(parser: argparse.ArgumentParser, prefix: str = "bpd"):
 
 
 def test_every_command_help_renders_with_its_defaults():
-    seen = []
-    for name, p in _parsers(build_parser(None)):
-        text = p.format_help()
-        assert text.startswith("usage: "), name
-        seen.append(name)
-    assert {"bpd compress", "bpd distill", "bpd export", "bpd experiment run"} <= set(seen)
-    compress = dict(_parsers(build_parser(None)))["bpd compress"].format_help()
-    assert "2.3 % of episodes" in " ".join(compress.split())  # the per-cent sign escaped, shown once
+    helps = {name: p.format_help() for name, p in _parsers(build_parser(None))}
+    assert all(text.startswith("usage: ") for text in helps.values())
+    assert {"bpd compress", "bpd distill", "bpd export", "bpd experiment run"} <= set(helps)
+    compress = " ".join(helps["bpd compress"].split())
+    assert "2.3 % of episodes" in compress  # the per-cent sign escaped, shown once
+    assert "passes 200 further clean episodes with probability 0.01 (20: 0.63)" in compress
