@@ -249,3 +249,46 @@ def test_the_compress_table_reads_the_default_confirm_and_reports_the_earlier_co
            in words
     assert "walker-fresh](benchmarks/plans/walker-fresh.yaml), Walker2d's rows on seeds 3, 4, 5, fixed before its " \
            "cells ran: 2 of its 15 cells committed." in words
+
+
+def test_a_judged_walker_fresh_gives_its_bar_its_cost_and_the_seeds_no_candidate_held_on(render_docs, tmp_path):
+    """Hand-built: all of walker-fresh's cells committed and its delivered file judged with compress's default:
+    seed 3 confirmed, seeds 4 and 5 handed over unconfirmed (2 and 4 falls on the further episodes), seed 5 missing
+    the bar. The sentence gives 2 of 3, the cycles' span, and the 2 unconfirmed seeds with their falls."""
+    dc = render_docs.defaults("bpd_app.compress:CompressConfig")["confirm"]
+
+    def row(seed, meets, vs, fell=None):
+        cell = f"Walker2d-v5/dense-c50-sure-noise0.3/seed{seed}"
+        cand = {"cell": cell, "method": "dense-c50-sure-noise0.3", "cycles": 2000, "return_vs_teacher": 1.1,
+                "early_ends": 0, "episodes": 30, "machine": "Test CPU"}
+        if fell is not None:
+            cand["confirm"] = {"return": 110.0, "teacher_return": 100.0, "early_ends_where_teacher_finished": fell,
+                               "low_episodes": 0, "episodes": dc, "holds": False}
+        return {"env": "Walker2d-v5", "seed": seed, "delivered": cell, "meets_bar": meets, "confirmed": fell is None,
+                "kept": True, "cycles_vs_reference": vs, "candidates": [cand]}
+
+    (tmp_path / "walker-fresh-compress-confirmed").mkdir()
+    (tmp_path / "walker-fresh-compress-confirmed" / "delivered.json").write_text(json.dumps(
+        {"confirm": dc, "rows": [row(3, True, 0.3), row(4, True, 0.46, fell=2), row(5, False, 0.4, fell=4)]}))
+    for plan, env in [("walker-fresh", "Walker2d-v5"), ("loco-dense", "Walker2d-v5")]:
+        spec = render_docs.yaml_file(f"benchmarks/plans/{plan}.yaml")
+        (tmp_path / plan).mkdir()
+        (tmp_path / plan / "table.json").write_text("{}")
+        for lab in spec["methods"]:
+            d = tmp_path / plan / "cells" / env / lab
+            d.mkdir(parents=True)
+            for seed in spec["seeds"]:
+                (d / f"seed{seed}.json").write_text(json.dumps({"seed": seed, "return_vs_teacher": 1.0,
+                                                                 "params_nonzero": 1, "params_total": 2}))
+    confirmed = {"env": "Walker2d-v5", "seed": 0, "delivered": "Walker2d-v5/bpd/seed0", "meets_bar": True,
+                 "confirmed": True, "kept": True, "cycles_vs_reference": 1.0,
+                 "candidates": [{"cell": "Walker2d-v5/bpd/seed0", "method": "bpd", "cycles": 4000,
+                                 "return_vs_teacher": 1.0, "early_ends": 0, "episodes": 30, "machine": "Test CPU"}]}
+    for name, confirm in [("loco-dense-compress-confirmed", 20), (f"loco-dense-compress-confirmed{dc}", dc)]:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "delivered.json").write_text(json.dumps({"confirm": confirm, "rows": [confirmed]}))
+    words = " ".join(render_docs.environment(tmp_path).get_template("docs/templates/compress.md").render().split())
+    assert "Walker2d's rows on seeds 3, 4, 5, fixed before its cells ran: the bar met on 2 of 3 ([delivered](" \
+           "benchmarks/results/walker-fresh-compress-confirmed/delivered.md)), at 0.30-0.46x the `bpd` cells' " \
+           f"cycles; on 2 of them no candidate held on the {dc} further episodes (the students handed over fell on " \
+           f"2-4 of {dc}), so their clean reporting episodes are likely at such rates, not certain." in words
