@@ -26,13 +26,15 @@ def _evaluate(ns):
 
 
 def _compress(ns):
-    from bpd_app.compress import CompressConfig, markdown, run_compress
+    from bpd_app.compress import CompressConfig, caution, markdown, run_compress
     from firmware_host.measure.bench import policy_cost
 
     cfg = from_namespace(CompressConfig, ns)
     res = run_compress(cfg, policy_cost)
     print(markdown(res))
     print(f"student: {cfg.out}/student.pt (the comparison: {cfg.out}/compress.md)")
+    if (line := caution(res)) is not None:
+        print(line, file=sys.stderr)
 
 
 def _experiment_run(ns):

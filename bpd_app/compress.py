@@ -293,6 +293,21 @@ def least_falling(judged: list[dict]) -> dict:
                                       + r["confirm"].get("low_episodes", 0), -r["confirm"]["return"]))
 
 
+def caution(res: dict) -> str | None:
+    """A line for the user where no candidate held on the further episodes: how often the student handed over fell
+    there (its early ends where the teacher finishes and its low episodes), and what that means on 30 episodes."""
+    if res.get("confirmed") is not False:
+        return None
+    c = next((r["confirm"] for r in res["rows"] if r["method"] == res["chosen"] and r.get("confirm")), None)
+    if not c:
+        return None
+    falls = int(c["early_ends_where_teacher_finished"]) + int(c.get("low_episodes", 0))
+    rate = falls / c["episodes"]
+    return (f"caution: no candidate held on the {c['episodes']} further selection episodes; {res['chosen']}, handed "
+            f"over, fell on {falls} of them ({100 * rate:.1f} %): at that rate 30 episodes pass without a fall with "
+            f"probability {(1 - rate) ** 30:.2f}. Judge it on your plant before relying on it.")
+
+
 def markdown(res: dict) -> str:
     L = [f"# bpd compress: {res['env_id']}", "", f"Handed over: **{res['chosen']}** ({res['rule']}).", "",
          f"| method | step | nonzero | {res['cost']} | return (selection seeds) | % of teacher | keeps "

@@ -245,3 +245,19 @@ def test_a_low_share_needs_the_falls_check():
         _check_config(parse(DistillConfig, *base, "--select-low-share", "0.5"))
     with pytest.raises(BpdError, match="give --no-falls too"):
         run_select(parse(SelectConfig, "run", "--low-share", "0.5"))
+
+
+def test_compress_cautions_the_user_when_no_candidate_held_with_the_fall_rate_and_its_chance_on_30():
+    """Handed over unconfirmed: 3 early ends and 1 low episode in 200 further ones are 2.0 %, at which 30 episodes
+    pass clean with probability 0.98^30 = 0.55; confirmed, or not judged again (--confirm 0): no caution."""
+    from bpd_app.compress import caution
+
+    rows = [{"method": "a", "confirm": {"early_ends_where_teacher_finished": 5, "low_episodes": 0, "episodes": 200}},
+            {"method": "dense-c50", "confirm": {"early_ends_where_teacher_finished": 3, "low_episodes": 1,
+                                                "episodes": 200}}]
+    line = caution({"confirmed": False, "chosen": "dense-c50", "rows": rows})
+    assert line == ("caution: no candidate held on the 200 further selection episodes; dense-c50, handed over, fell "
+                    "on 4 of them (2.0 %): at that rate 30 episodes pass without a fall with probability 0.55. Judge "
+                    "it on your plant before relying on it.")
+    assert caution({"confirmed": True, "chosen": "dense-c50", "rows": rows}) is None
+    assert caution({"confirmed": None, "chosen": "dense-c50", "rows": rows}) is None
