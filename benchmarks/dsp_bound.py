@@ -17,6 +17,8 @@ For each finished cell of the row (`--label`) whose run directory holds its stud
   inputs paired for its rows (pair_columns), rows moved to the copy that costs them fewer SMLADs until nothing moves;
   the second copy costs one more store an input the layer uses (the previous layer's STRH; the input stage's costs
   more, packing its pairs again: so a bound in the idea's favour),
+- with half-used words joined in registers (`derived_pairs`): in each group of rows the kernel tiles, one PKHBT joins
+  the halves of two words that two or more of its rows use alone, and each such row takes one SMLAD for them,
 and sets the kernel's emulated instructions (the cell's bench, its summary's `integer` figures) less the SMLADs that
 bound saves, every other instruction as it is, against the floor (firmware_host.measure.bench.arithmetic_floor).
 Where that bound stays above 1.0x the floor, no choice of pairs brings the kernel's instructions below it on that
@@ -93,19 +95,58 @@ def two_layouts(nz, rounds: int = 20) -> int:
     return 0 if best is None else best
 
 
+def derived_pairs(nz, pairs: list[tuple[int, int | None]], groups: list[list[int]]) -> tuple[int, int]:
+    """Half-full pairs joined in registers: in a group of rows (the kernel's tiling), where several rows each use one
+    half of two different words (a column whose partner the row has no weight for), one PKHBT joins those two inputs
+    into a word and each such row takes one SMLAD for its two multiply-adds instead of two SMLA<x><y>. Greedy per
+    group, the column pair shared by the most rows first, each row's half used once, while at least two rows share
+    it. Returns (multiplies saved, PKHBTs added). The registers the joined words need and the weight words' packing
+    are left out: a bound in the idea's favour."""
+    saved = joins = 0
+    for grp in groups:
+        left: dict[int, set[int]] = {}
+        for row in grp:
+            left[row] = set()
+            for a, b in pairs:
+                if b is not None and bool(nz[row, a]) != bool(nz[row, b]):
+                    left[row].add(a if nz[row, a] else b)
+                elif b is None and nz[row, a]:
+                    left[row].add(a)
+        while True:
+            count: dict[tuple[int, int], int] = {}
+            for h in left.values():
+                hs = sorted(h)
+                for i, u in enumerate(hs):
+                    for v in hs[i + 1:]:
+                        count[(u, v)] = count.get((u, v), 0) + 1
+            if not count:
+                break
+            (u, v), k = max(count.items(), key=lambda kv: (kv[1], -kv[0][0], -kv[0][1]))
+            if k < 2:
+                break
+            saved += k
+            joins += 1
+            for h in left.values():
+                if u in h and v in h:
+                    h -= {u, v}
+    return saved, joins
+
+
 def measure(student: Path, dataset: Path, bench: dict, report: dict) -> dict:
     import numpy as np
 
     from bpd.errors import BpdError
     from bpd_app.methods import collapsed_student
+    from export.dsp import group_rows, words
     from export.fixed_point import quantise
     from training.collect import load_dataset
-    from training.pairs import multiply_slots
+    from training.pairs import multiply_slots, pair_columns
 
     net = collapsed_student(student)
     q = quantise(net, load_dataset(str(dataset), net.obs_dim).observations, f"dataset {dataset}")
-    now = best = full = nonzero = two = stores = 0
-    for L in q.layers:
+    layers = (((report.get("kernel") or {}).get("candidates") or {}).get("integer") or {}).get("dsp_layers") or []
+    now = best = full = nonzero = two = stores = joined = joins = 0
+    for i, L in enumerate(q.layers):
         nz = np.asarray(L.wq) != 0
         nonzero += int(nz.sum())
         now += multiply_slots(nz)
@@ -113,7 +154,12 @@ def measure(student: Path, dataset: Path, bench: dict, report: dict) -> dict:
         full += int(np.ceil(nz.sum(1) / 2).sum())
         two += two_layouts(nz)
         stores += int(nz.any(0).sum())
-    layers = (((report.get("kernel") or {}).get("candidates") or {}).get("integer") or {}).get("dsp_layers") or []
+        if i < len(layers) and layers[i].get("rows_per_group"):
+            pairs = pair_columns(nz)
+            s, j = derived_pairs(nz, pairs, group_rows(words(np.asarray(L.wq), pairs) != 0,
+                                                       int(layers[i]["rows_per_group"])))
+            joined += s
+            joins += j
     recorded = sum(L["mix"]["multiplies"] for L in layers)
     if recorded and recorded != now:
         raise BpdError(f"{student}: {now} SMLADs counted here, {recorded} in its export's report "
@@ -123,7 +169,8 @@ def measure(student: Path, dataset: Path, bench: dict, report: dict) -> dict:
     return {"widths": list(net.widths), "nonzero": nonzero, "floor": floor, "instructions": total,
             "multiplies": now, "multiplies_recorded": recorded or None, "multiplies_best_pairs": best,
             "multiplies_full_pairs": full, "multiplies_two_layouts": two, "second_layout_stores": stores,
-            "two_layouts": total - now + two + stores, "bound": total - (now - full),
+            "two_layouts": total - now + two + stores, "joined_multiplies_saved": joined, "joins": joins,
+            "joined": total - joined + joins if layers else None, "bound": total - (now - full),
             "vs_floor": total / floor, "bound_vs_floor": (total - (now - full)) / floor}
 
 
@@ -140,14 +187,20 @@ def table(res: dict) -> str:
          "pairing); the Cortex-M4F instructions of the DSP integer kernel (emulated, the cell's bench) and the same "
          "less the SMLADs that bound saves, against the scalar floor. Two layouts: the SMLADs with two copies of "
          "every layer's inputs, each paired for the rows that read it, and the stores the second copy costs (one "
-         "an input a layer uses); the kernel with both (x floor), loads held at their present counts.", "",
+         "an input a layer uses); the kernel with both (x floor), loads held at their present counts. Joined in "
+         "registers: in each group of rows the kernel tiles, two half-used words joined by one PKHBT where two or "
+         "more rows use those halves (`derived_pairs`): the SMLA<x><y>s saved and the PKHBTs added, and the kernel "
+         "with both (x floor; registers and weight packing left out: in the idea's favour).", "",
          "| student | widths | nonzero | floor | DSP kernel instructions (x floor) | SMLADs: kernel's pairs "
          "| best pairs | every row's own pairs | kernel less what every row's own pairs save (x floor) "
-         "| two layouts: SMLADs + stores | kernel with two layouts (x floor) |",
-         "|---|---|---|---|---|---|---|---|---|---|---|"]
+         "| two layouts: SMLADs + stores | kernel with two layouts (x floor) "
+         "| joined in registers: multiplies saved, PKHBTs | kernel with joins (x floor) |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         two = (f"| {r['multiplies_two_layouts']} + {r['second_layout_stores']} | {r['two_layouts']} "
                f"({r['two_layouts'] / r['floor']:.2f}x) |" if "two_layouts" in r else "| - | - |")
+        two += (f" {r['joined_multiplies_saved']}, {r['joins']} | {r['joined']} ({r['joined'] / r['floor']:.2f}x) |"
+                if r.get("joined") is not None else " - | - |")
         L.append(f"| {r['cell']} | {'-'.join(map(str, r['widths']))} | {r['nonzero']} | {r['floor']} "
                  f"| {r['instructions']} ({r['vs_floor']:.2f}x) | {r['multiplies']} | {r['multiplies_best_pairs']} "
                  f"| {r['multiplies_full_pairs']} | {r['bound']} ({r['bound_vs_floor']:.2f}x) " + two)
@@ -168,6 +221,12 @@ def table(res: dict) -> str:
                   f"{max(r['multiplies'] - r['multiplies_two_layouts'] for r in tw)}, against the second copy's "
                   f"stores, {min(r['second_layout_stores'] for r in tw)}-"
                   f"{max(r['second_layout_stores'] for r in tw)})."]
+        jn = [r for r in rows if r.get("joined") is not None]
+        if jn:
+            net = [r["joined_multiplies_saved"] - r["joins"] for r in jn]
+            L += [f"Joined in registers: {min(net)}-{max(net)} instructions fewer; the kernel then at "
+                  f"{min(r['joined'] / r['floor'] for r in jn):.2f}-{max(r['joined'] / r['floor'] for r in jn):.2f}x "
+                  f"the floor, above 1.0x on {sum(r['joined'] > r['floor'] for r in jn)} of {len(jn)} students."]
     return "\n".join(L) + "\n"
 
 

@@ -62,3 +62,15 @@ def test_two_layouts_give_each_group_of_rows_the_pairing_that_suits_it(benchmark
     assert b.two_layouts(m) == 6
     assert b.two_layouts(MASK) <= multiply_slots(MASK, b.best_pairs(MASK)) == 10  # here no worse than one layout
     assert b.two_layouts(_mask(["0000"])) == 0  # no weight, no multiply
+
+
+def test_half_used_words_joined_in_registers_pay_where_two_rows_share_the_join(benchmark_script):
+    """Pairs (a, b) and (c, d). Rows 0-2 use a and c alone (one half of each word): one PKHBT joining a and c lets
+    each take one SMLAD for two, 3 multiplies saved for 1 join. Row 3 uses b and d alone: no other row shares that
+    join, so it is not made. In groups of two rows ([0, 1], [2, 3]) only the first group's two rows share a join."""
+    b = benchmark_script("dsp_bound")
+    m = _mask(["1010", "1010", "1010", "0101"])
+    pairs = [(0, 1), (2, 3)]
+    assert b.derived_pairs(m, pairs, [[0, 1, 2, 3]]) == (3, 1)
+    assert b.derived_pairs(m, pairs, [[0, 1], [2, 3]]) == (2, 1)
+    assert b.derived_pairs(_mask(["1100", "1100"]), pairs, [[0, 1]]) == (0, 0)  # full words: nothing to join
