@@ -18,7 +18,8 @@ For each finished cell of the row (`--label`) whose run directory holds its stud
   the second copy costs one more store an input the layer uses (the previous layer's STRH; the input stage's costs
   more, packing its pairs again: so a bound in the idea's favour),
 - with half-used words joined in registers (`derived_pairs`): in each group of rows the kernel tiles, one PKHBT joins
-  the halves of two words that two or more of its rows use alone, and each such row takes one SMLAD for them,
+  the halves of two words that two or more of its rows use alone, and each such row takes one SMLAD for them (greedy,
+  and a ceiling on what any choice of joins saves),
 and sets the kernel's emulated instructions (the cell's bench, its summary's `integer` figures) less the SMLADs that
 bound saves, every other instruction as it is, against the floor (firmware_host.measure.bench.arithmetic_floor).
 Where that bound stays above 1.0x the floor, no choice of pairs brings the kernel's instructions below it on that
@@ -95,14 +96,17 @@ def two_layouts(nz, rounds: int = 20) -> int:
     return 0 if best is None else best
 
 
-def derived_pairs(nz, pairs: list[tuple[int, int | None]], groups: list[list[int]]) -> tuple[int, int]:
+def derived_pairs(nz, pairs: list[tuple[int, int | None]], groups: list[list[int]]) -> tuple[int, int, int]:
     """Half-full pairs joined in registers: in a group of rows (the kernel's tiling), where several rows each use one
-    half of two different words (a column whose partner the row has no weight for), one PKHBT joins those two inputs
-    into a word and each such row takes one SMLAD for its two multiply-adds instead of two SMLA<x><y>. Greedy per
-    group, the column pair shared by the most rows first, each row's half used once, while at least two rows share
-    it. Returns (multiplies saved, PKHBTs added). The registers the joined words need and the weight words' packing
-    are left out: a bound in the idea's favour."""
+    half of two different words (a column whose partner the row has no weight for, or an unpaired column), one PKHBT
+    joins those two inputs into a word and each such row takes one SMLAD for its two multiply-adds instead of two
+    SMLA<x><y>. Greedy per group (not optimal), the column pair shared by the most rows first, each row's half used
+    once, while at least two rows share it. Returns (multiplies saved, PKHBTs added, and a ceiling on the
+    instructions any choice of joins saves: a row joins at most half its halves, a join serves at most the group's
+    rows, so joins of J row-pairs in a group of R rows save at most J (1 - 1/R)). The registers the joined words
+    need and the weight words' packing are left out, in the idea's favour."""
     saved = joins = 0
+    ceiling = 0.0
     for grp in groups:
         left: dict[int, set[int]] = {}
         for row in grp:
@@ -112,6 +116,7 @@ def derived_pairs(nz, pairs: list[tuple[int, int | None]], groups: list[list[int
                     left[row].add(a if nz[row, a] else b)
                 elif b is None and nz[row, a]:
                     left[row].add(a)
+        ceiling += sum(len(h) // 2 for h in left.values()) * (1 - 1 / len(grp))
         while True:
             count: dict[tuple[int, int], int] = {}
             for h in left.values():
@@ -129,7 +134,7 @@ def derived_pairs(nz, pairs: list[tuple[int, int | None]], groups: list[list[int
             for h in left.values():
                 if u in h and v in h:
                     h -= {u, v}
-    return saved, joins
+    return saved, joins, int(ceiling)
 
 
 def measure(student: Path, dataset: Path, bench: dict, report: dict) -> dict:
@@ -145,7 +150,7 @@ def measure(student: Path, dataset: Path, bench: dict, report: dict) -> dict:
     net = collapsed_student(student)
     q = quantise(net, load_dataset(str(dataset), net.obs_dim).observations, f"dataset {dataset}")
     layers = (((report.get("kernel") or {}).get("candidates") or {}).get("integer") or {}).get("dsp_layers") or []
-    now = best = full = nonzero = two = stores = joined = joins = 0
+    now = best = full = nonzero = two = stores = joined = joins = ceiling = tiled = 0
     for i, L in enumerate(q.layers):
         nz = np.asarray(L.wq) != 0
         nonzero += int(nz.sum())
@@ -156,10 +161,12 @@ def measure(student: Path, dataset: Path, bench: dict, report: dict) -> dict:
         stores += int(nz.any(0).sum())
         if i < len(layers) and layers[i].get("rows_per_group"):
             pairs = pair_columns(nz)
-            s, j = derived_pairs(nz, pairs, group_rows(words(np.asarray(L.wq), pairs) != 0,
-                                                       int(layers[i]["rows_per_group"])))
+            s, j, most = derived_pairs(nz, pairs, group_rows(words(np.asarray(L.wq), pairs) != 0,
+                                                             int(layers[i]["rows_per_group"])))
             joined += s
             joins += j
+            ceiling += most
+            tiled += 1
     recorded = sum(L["mix"]["multiplies"] for L in layers)
     if recorded and recorded != now:
         raise BpdError(f"{student}: {now} SMLADs counted here, {recorded} in its export's report "
@@ -170,7 +177,8 @@ def measure(student: Path, dataset: Path, bench: dict, report: dict) -> dict:
             "multiplies": now, "multiplies_recorded": recorded or None, "multiplies_best_pairs": best,
             "multiplies_full_pairs": full, "multiplies_two_layouts": two, "second_layout_stores": stores,
             "two_layouts": total - now + two + stores, "joined_multiplies_saved": joined, "joins": joins,
-            "joined": total - joined + joins if layers else None, "bound": total - (now - full),
+            "joins_ceiling": ceiling if tiled == len(q.layers) else None,
+            "joined": total - joined + joins if tiled == len(q.layers) else None, "bound": total - (now - full),
             "vs_floor": total / floor, "bound_vs_floor": (total - (now - full)) / floor}
 
 
@@ -189,18 +197,22 @@ def table(res: dict) -> str:
          "every layer's inputs, each paired for the rows that read it, and the stores the second copy costs (one "
          "an input a layer uses); the kernel with both (x floor), loads held at their present counts. Joined in "
          "registers: in each group of rows the kernel tiles, two half-used words joined by one PKHBT where two or "
-         "more rows use those halves (`derived_pairs`): the SMLA<x><y>s saved and the PKHBTs added, and the kernel "
-         "with both (x floor; registers and weight packing left out: in the idea's favour).", "",
+         "more rows use those halves (`derived_pairs`, greedy: not optimal): the multiplies saved and the PKHBTs "
+         "added, the kernel with both (x floor), and the kernel less a ceiling on what any choice of joins saves (x "
+         "floor); registers and weight packing left out, in the idea's favour.", "",
          "| student | widths | nonzero | floor | DSP kernel instructions (x floor) | SMLADs: kernel's pairs "
          "| best pairs | every row's own pairs | kernel less what every row's own pairs save (x floor) "
          "| two layouts: SMLADs + stores | kernel with two layouts (x floor) "
-         "| joined in registers: multiplies saved, PKHBTs | kernel with joins (x floor) |",
-         "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+         "| joined in registers: multiplies saved, PKHBTs | kernel with joins (x floor) "
+         "| kernel less the joins' ceiling (x floor) |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         two = (f"| {r['multiplies_two_layouts']} + {r['second_layout_stores']} | {r['two_layouts']} "
                f"({r['two_layouts'] / r['floor']:.2f}x) |" if "two_layouts" in r else "| - | - |")
-        two += (f" {r['joined_multiplies_saved']}, {r['joins']} | {r['joined']} ({r['joined'] / r['floor']:.2f}x) |"
-                if r.get("joined") is not None else " - | - |")
+        two += (f" {r['joined_multiplies_saved']}, {r['joins']} | {r['joined']} ({r['joined'] / r['floor']:.2f}x) "
+                f"| {r['instructions'] - r['joins_ceiling']} "
+                f"({(r['instructions'] - r['joins_ceiling']) / r['floor']:.2f}x) |"
+                if r.get("joined") is not None else " - | - | - |")
         L.append(f"| {r['cell']} | {'-'.join(map(str, r['widths']))} | {r['nonzero']} | {r['floor']} "
                  f"| {r['instructions']} ({r['vs_floor']:.2f}x) | {r['multiplies']} | {r['multiplies_best_pairs']} "
                  f"| {r['multiplies_full_pairs']} | {r['bound']} ({r['bound_vs_floor']:.2f}x) " + two)
@@ -224,9 +236,12 @@ def table(res: dict) -> str:
         jn = [r for r in rows if r.get("joined") is not None]
         if jn:
             net = [r["joined_multiplies_saved"] - r["joins"] for r in jn]
-            L += [f"Joined in registers: {min(net)}-{max(net)} instructions fewer; the kernel then at "
+            cap = [(r["instructions"] - r["joins_ceiling"]) / r["floor"] for r in jn]
+            L += [f"Joined in registers (greedy): {min(net)}-{max(net)} instructions fewer; the kernel then at "
                   f"{min(r['joined'] / r['floor'] for r in jn):.2f}-{max(r['joined'] / r['floor'] for r in jn):.2f}x "
-                  f"the floor, above 1.0x on {sum(r['joined'] > r['floor'] for r in jn)} of {len(jn)} students."]
+                  f"the floor, above 1.0x on {sum(r['joined'] > r['floor'] for r in jn)} of {len(jn)} students. No "
+                  f"choice of joins saves more than the ceiling: {min(cap):.2f}-{max(cap):.2f}x the floor, above 1.0x "
+                  f"on {sum(c > 1 for c in cap)} of {len(jn)}."]
     return "\n".join(L) + "\n"
 
 

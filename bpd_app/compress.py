@@ -295,7 +295,8 @@ def least_falling(judged: list[dict]) -> dict:
 
 def caution(res: dict) -> str | None:
     """A line for the user where no candidate held on the further episodes: how often the student handed over fell
-    there (its early ends where the teacher finishes and its low episodes), and what that means on 30 episodes."""
+    there (its early ends where the teacher finishes and its low episodes) and what that means on 30 episodes, and
+    its return there where that fell short of the share kept."""
     if res.get("confirmed") is not False:
         return None
     c = next((r["confirm"] for r in res["rows"] if r["method"] == res["chosen"] and r.get("confirm")), None)
@@ -303,9 +304,18 @@ def caution(res: dict) -> str | None:
         return None
     falls = int(c["early_ends_where_teacher_finished"]) + int(c.get("low_episodes", 0))
     rate = falls / c["episodes"]
+    keep = float(res.get("keep_return", 0.99))
+    why = []
+    if falls:
+        why.append(f"fell on {falls} of them ({100 * rate:.1f} %): at that rate 30 episodes pass without a fall with "
+                   f"probability {(1 - rate) ** 30:.2f}")
+    if c["return"] < keep * c["teacher_return"]:  # training.selection.confirm's test
+        why.append(f"returned {c['return']:.1f} there against the teacher's {c['teacher_return']:.1f}, below the "
+                   f"{100 * keep:g} % asked")
+    if not why:
+        return None
     return (f"caution: no candidate held on the {c['episodes']} further selection episodes; {res['chosen']}, handed "
-            f"over, fell on {falls} of them ({100 * rate:.1f} %): at that rate 30 episodes pass without a fall with "
-            f"probability {(1 - rate) ** 30:.2f}. Judge it on your plant before relying on it.")
+            f"over, {' and '.join(why)}. Judge it on your plant before relying on it.")
 
 
 def markdown(res: dict) -> str:

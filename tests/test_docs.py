@@ -254,7 +254,8 @@ def test_the_compress_table_reads_the_default_confirm_and_reports_the_earlier_co
 def test_a_judged_walker_fresh_gives_its_bar_its_cost_and_the_seeds_no_candidate_held_on(render_docs, tmp_path):
     """Hand-built: all of walker-fresh's cells committed and its delivered file judged with compress's default:
     seed 3 confirmed, seeds 4 and 5 handed over unconfirmed (2 and 4 falls on the further episodes), seed 5 missing
-    the bar. The sentence gives 2 of 3, the cycles' span, and the 2 unconfirmed seeds with their falls."""
+    the bar. The sentence gives 2 of 3, the cycles' span where met, and the 2 unconfirmed seeds with their falls,
+    rates and the chance of 30 clean episodes at them; with every seed confirmed it ends with the cycles."""
     dc = render_docs.defaults("bpd_app.compress:CompressConfig")["confirm"]
 
     def row(seed, meets, vs, fell=None):
@@ -287,8 +288,18 @@ def test_a_judged_walker_fresh_gives_its_bar_its_cost_and_the_seeds_no_candidate
     for name, confirm in [("loco-dense-compress-confirmed", 20), (f"loco-dense-compress-confirmed{dc}", dc)]:
         (tmp_path / name).mkdir()
         (tmp_path / name / "delivered.json").write_text(json.dumps({"confirm": confirm, "rows": [confirmed]}))
-    words = " ".join(render_docs.environment(tmp_path).get_template("docs/templates/compress.md").render().split())
+    def render():
+        return " ".join(render_docs.environment(tmp_path).get_template("docs/templates/compress.md").render().split())
+
+    lo, hi = 2 / dc, 4 / dc
     assert "Walker2d's rows on seeds 3, 4, 5, fixed before its cells ran: the bar met on 2 of 3 ([delivered](" \
            "benchmarks/results/walker-fresh-compress-confirmed/delivered.md)), at 0.30-0.46x the `bpd` cells' " \
-           f"cycles; on 2 of them no candidate held on the {dc} further episodes (the students handed over fell on " \
-           f"2-4 of {dc}), so their clean reporting episodes are likely at such rates, not certain." in words
+           f"cycles where met; on 2 of them no candidate held on the {dc} further episodes: the students handed " \
+           f"over fell on 2-4 of {dc} ({100 * lo:.1f}-{100 * hi:.1f} %), at which 30 clean episodes come with " \
+           f"probability {(1 - hi) ** 30:.2f}-{(1 - lo) ** 30:.2f}, so meeting the bar does not show that they do " \
+           "not fall." in render()
+    # every seed confirmed: the sentence ends with the cost
+    (tmp_path / "walker-fresh-compress-confirmed" / "delivered.json").write_text(json.dumps(
+        {"confirm": dc, "rows": [row(3, True, 0.3), row(4, True, 0.46), row(5, True, 0.4)]}))
+    assert "fixed before its cells ran: the bar met on 3 of 3 ([delivered](benchmarks/results/walker-fresh-compress-" \
+           "confirmed/delivered.md)), at 0.30-0.46x the `bpd` cells' cycles where met. " in render()

@@ -249,15 +249,23 @@ def test_a_low_share_needs_the_falls_check():
 
 def test_compress_cautions_the_user_when_no_candidate_held_with_the_fall_rate_and_its_chance_on_30():
     """Handed over unconfirmed: 3 early ends and 1 low episode in 200 further ones are 2.0 %, at which 30 episodes
-    pass clean with probability 0.98^30 = 0.55; confirmed, or not judged again (--confirm 0): no caution."""
+    pass clean with probability 0.98^30 = 0.55; confirmed, or not judged again (--confirm 0): no caution; no fall but
+    a return short of the share asked: the return is named."""
     from bpd_app.compress import caution
 
-    rows = [{"method": "a", "confirm": {"early_ends_where_teacher_finished": 5, "low_episodes": 0, "episodes": 200}},
+    rows = [{"method": "a", "confirm": {"early_ends_where_teacher_finished": 5, "low_episodes": 0, "episodes": 200,
+                                        "return": 100.0, "teacher_return": 100.0}},
             {"method": "dense-c50", "confirm": {"early_ends_where_teacher_finished": 3, "low_episodes": 1,
-                                                "episodes": 200}}]
+                                                "episodes": 200, "return": 99.5, "teacher_return": 100.0}}]
     line = caution({"confirmed": False, "chosen": "dense-c50", "rows": rows})
     assert line == ("caution: no candidate held on the 200 further selection episodes; dense-c50, handed over, fell "
                     "on 4 of them (2.0 %): at that rate 30 episodes pass without a fall with probability 0.55. Judge "
                     "it on your plant before relying on it.")
     assert caution({"confirmed": True, "chosen": "dense-c50", "rows": rows}) is None
     assert caution({"confirmed": None, "chosen": "dense-c50", "rows": rows}) is None
+    # no fall but the return short of the 99 % asked (98.0 against 100.0): the return is the reason, no fall odds
+    short = [{"method": "a", "confirm": {"early_ends_where_teacher_finished": 0, "low_episodes": 0, "episodes": 200,
+                                         "return": 98.0, "teacher_return": 100.0}}]
+    assert caution({"confirmed": False, "chosen": "a", "rows": short, "keep_return": 0.99}) == (
+        "caution: no candidate held on the 200 further selection episodes; a, handed over, returned 98.0 there "
+        "against the teacher's 100.0, below the 99 % asked. Judge it on your plant before relying on it.")
