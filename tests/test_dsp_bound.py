@@ -71,15 +71,33 @@ def test_half_used_words_joined_in_registers_pay_where_two_rows_share_the_join(b
     b = benchmark_script("dsp_bound")
     m = _mask(["1010", "1010", "1010", "0101"])
     pairs = [(0, 1), (2, 3)]
-    # the ceiling: 4 rows with one possible join each, a group of 4: 4 * (1 - 1/4) = 3 (the greedy's 3 - 1 = 2 below)
-    assert b.derived_pairs(m, pairs, [[0, 1, 2, 3]]) == (3, 1, 3)
-    assert b.derived_pairs(m, pairs, [[0, 1], [2, 3]]) == (2, 1, 2)  # ceiling 2 * (1 - 1/2) a group
-    assert b.derived_pairs(_mask(["1100", "1100"]), pairs, [[0, 1]]) == (0, 0, 0)  # full words: nothing to join
+    assert b.derived_pairs(m, pairs, [[0, 1, 2, 3]]) == (3, 1)
+    assert b.derived_pairs(m, pairs, [[0, 1], [2, 3]]) == (2, 1)
+    assert b.derived_pairs(_mask(["1100", "1100"]), pairs, [[0, 1]]) == (0, 0)  # full words: nothing to join
+    # the best joins save what the greedy nets here: 3 - 1, and 2 - 1 in the first group of two
+    assert b.joins_optimum(m, pairs, [[0, 1, 2, 3]]) == 2
+    assert b.joins_optimum(m, pairs, [[0, 1], [2, 3]]) == 1
+    assert b.joins_optimum(_mask(["1100", "1100"]), pairs, [[0, 1]]) == 0
 
 
 def test_an_unpaired_column_is_a_half_and_a_row_joins_each_half_once(benchmark_script):
     """Pairs (a, b), (c, d) and e alone. Two rows use a, c and e: three halves each (e's word has no partner). The
     three joins tie at two rows; the first, (a, c), is made (2 saved, 1 PKHBT); e is left alone in each row, so no
-    second join. Ceiling: one join a row (3 // 2), a group of 2: 2 * (1 - 1/2) = 1, what the greedy nets."""
+    second join: 1 net, the best any choice makes."""
     b = benchmark_script("dsp_bound")
-    assert b.derived_pairs(_mask(["10101", "10101"]), [(0, 1), (2, 3), (4, None)], [[0, 1]]) == (2, 1, 1)
+    m, pairs = _mask(["10101", "10101"]), [(0, 1), (2, 3), (4, None)]
+    assert b.derived_pairs(m, pairs, [[0, 1]]) == (2, 1)
+    assert b.joins_optimum(m, pairs, [[0, 1]]) == 1
+
+
+def test_the_best_joins_beat_the_greedy_where_the_first_join_blocks_two_larger_ones(benchmark_script):
+    """Columns a-d, each alone in its word. Row 0 uses a, b, c, d; rows 1-2 a, b; rows 3-4 a, c; rows 5-6 b, d. Joins
+    (a, b), (a, c) and (b, d) each serve three rows; the greedy takes (a, b) first (rows 0-2, 2 net), leaving (a, c)
+    and (b, d) two rows each (1 net each): 7 multiplies saved for 3 PKHBTs, 4 net. Best: row 0 in (a, c) and (b, d)
+    (2 net each) and (a, b) for rows 1-2 (1 net): 5."""
+    b = benchmark_script("dsp_bound")
+    m = _mask(["1111", "1100", "1100", "1010", "1010", "0101", "0101"])
+    pairs = [(j, None) for j in range(4)]
+    group = [list(range(7))]
+    assert b.derived_pairs(m, pairs, group) == (7, 3)
+    assert b.joins_optimum(m, pairs, group) == 5
