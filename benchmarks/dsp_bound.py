@@ -107,6 +107,17 @@ def _halves(nz, pairs: list[tuple[int, int | None]], row: int) -> set[int]:
     return out
 
 
+def _sharing(halves: dict[int, set[int]]) -> dict[tuple[int, int], list[int]]:
+    """Each pair of columns (u < v) some row uses both halves of alone, and the rows that do."""
+    share: dict[tuple[int, int], list[int]] = {}
+    for row, h in halves.items():
+        hs = sorted(h)
+        for i, u in enumerate(hs):
+            for v in hs[i + 1:]:
+                share.setdefault((u, v), []).append(row)
+    return share
+
+
 def derived_pairs(nz, pairs: list[tuple[int, int | None]], groups: list[list[int]]) -> tuple[int, int]:
     """Half-full pairs joined in registers: in a group of rows (the kernel's tiling), where several rows each use one
     half of two different words (`_halves`), one PKHBT joins those two inputs into a word and each such row takes one
@@ -117,23 +128,15 @@ def derived_pairs(nz, pairs: list[tuple[int, int | None]], groups: list[list[int
     saved = joins = 0
     for grp in groups:
         left = {row: _halves(nz, pairs, row) for row in grp}
-        while True:
-            count: dict[tuple[int, int], int] = {}
-            for h in left.values():
-                hs = sorted(h)
-                for i, u in enumerate(hs):
-                    for v in hs[i + 1:]:
-                        count[(u, v)] = count.get((u, v), 0) + 1
-            if not count:
-                break
-            (u, v), k = max(count.items(), key=lambda kv: (kv[1], -kv[0][0], -kv[0][1]))
+        while share := _sharing(left):
+            (u, v), rows = max(share.items(), key=lambda kv: (len(kv[1]), -kv[0][0], -kv[0][1]))
+            k = len(rows)
             if k < 2:
                 break
             saved += k
             joins += 1
-            for h in left.values():
-                if u in h and v in h:
-                    h -= {u, v}
+            for row in rows:
+                left[row] -= {u, v}
     return saved, joins
 
 
@@ -148,12 +151,7 @@ def joins_optimum(nz, pairs: list[tuple[int, int | None]], groups: list[list[int
 
     total = 0
     for grp in groups:
-        halves = {row: sorted(_halves(nz, pairs, row)) for row in grp}
-        share: dict[tuple[int, int], list[int]] = {}
-        for row, hs in halves.items():
-            for i, u in enumerate(hs):
-                for v in hs[i + 1:]:
-                    share.setdefault((u, v), []).append(row)
+        share = _sharing({row: _halves(nz, pairs, row) for row in grp})
         made = [k for k, rows in share.items() if len(rows) >= 2]
         if not made:
             continue
@@ -198,13 +196,13 @@ def measure(student: Path, dataset: Path, bench: dict, report: dict) -> dict:
     for i, L in enumerate(q.layers):
         nz = np.asarray(L.wq) != 0
         nonzero += int(nz.sum())
-        now += multiply_slots(nz)
+        pairs = pair_columns(nz)
+        now += multiply_slots(nz, pairs)
         best += multiply_slots(nz, best_pairs(nz))
         full += int(np.ceil(nz.sum(1) / 2).sum())
         two += two_layouts(nz)
         stores += int(nz.any(0).sum())
         if i < len(layers) and layers[i].get("rows_per_group"):
-            pairs = pair_columns(nz)
             groups = group_rows(words(np.asarray(L.wq), pairs) != 0, int(layers[i]["rows_per_group"]))
             s, j = derived_pairs(nz, pairs, groups)
             joined += s

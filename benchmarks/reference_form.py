@@ -67,8 +67,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "cost" / "delivered-vs-benchmark")
     a = ap.parse_args()
     tree = a.old_tree.resolve()
-    commit = subprocess.run(["git", "-C", str(tree), "rev-parse", "HEAD"], capture_output=True, text=True,
-                            check=True).stdout.strip()
+    got_commit = subprocess.run(["git", "-C", str(tree), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if got_commit.returncode or not (tree / "bpd_app").is_dir():
+        sys.exit(f"reference_form: --old-tree {a.old_tree}: not a checkout of this project")
+    commit = got_commit.stdout.strip()
     ref = {r["cell"]: r for r in json.loads(COST.read_text())["rows"]}
     runs = Path(os.environ.get("BPD_RUNS", ROOT.parent / "bpd-runs"))
     rows = []
@@ -79,7 +81,11 @@ def main() -> None:
             d = next(c for c in r["candidates"] if c["cell"] == r["delivered"])
             student, dataset = regenerate_args(runs / plan / r["delivered"] / "export" / "policy.c")
             print(f"{plan} {r['delivered']} ...", flush=True)
-            got = old_cost(tree, student, dataset, runs / "reference-form" / plan / r["delivered"])
+            try:
+                got = old_cost(tree, student, dataset, runs / "reference-form" / plan / r["delivered"])
+            except subprocess.CalledProcessError as e:
+                sys.exit(f"reference_form: {r['delivered']}: the old code's {e.cmd[1] if len(e.cmd) > 1 else ''} "
+                         f"failed (exit {e.returncode})")
             b = ref[f"{env}/bpd/seed{r['seed']}"]
             if got["form"] != b["integer_form"]:
                 raise SystemExit(f"reference_form: {r['delivered']}: form {got['form']!r}, the benchmark's "
@@ -90,8 +96,7 @@ def main() -> None:
                          "instructions_then": got["cost"]["instructions"], "benchmark_cycles": bc,
                          "ratio": got["cost"]["cycles"] / bc, "meets_bar_here": r["meets_bar"],
                          "within": got["cost"]["cycles"] / bc <= BAR})
-    out = {"old_commit": commit, "form": rows[0] and ref[f"{rows[0]['env']}/bpd/seed0"]["integer_form"],
-           "bar": BAR, "rows": rows}
+    out = {"old_commit": commit, "form": got["form"], "bar": BAR, "rows": rows}  # every row's, checked above
     write_json(a.out.with_suffix(".json"), out)
     L = ["# The delivered students against the benchmark's BPD students, on the kernel those were measured with", "",
          f"Written by `python benchmarks/reference_form.py --old-tree DIR` with DIR a worktree at {commit[:10]} (see "

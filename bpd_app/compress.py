@@ -289,8 +289,12 @@ def least_falling(judged: list[dict]) -> dict:
     """Of students judged again (each with its "confirm" record), none of which held: the one with the fewest falls
     there (early ends where the teacher finishes, and low episodes), then the highest return there. What compress
     hands over then; benchmarks/delivered.py follows the same rule."""
-    return min(judged, key=lambda r: (r["confirm"]["early_ends_where_teacher_finished"]
-                                      + r["confirm"].get("low_episodes", 0), -r["confirm"]["return"]))
+    return min(judged, key=lambda r: (confirm_falls(r["confirm"]), -r["confirm"]["return"]))
+
+
+def confirm_falls(c: dict) -> int:
+    """A confirm record's falls: early ends where the teacher finishes, and low episodes."""
+    return int(c["early_ends_where_teacher_finished"]) + int(c.get("low_episodes", 0))
 
 
 def caution(res: dict) -> str | None:
@@ -302,9 +306,9 @@ def caution(res: dict) -> str | None:
     c = next((r["confirm"] for r in res["rows"] if r["method"] == res["chosen"] and r.get("confirm")), None)
     if not c:
         return None
-    falls = int(c["early_ends_where_teacher_finished"]) + int(c.get("low_episodes", 0))
+    falls = confirm_falls(c)
     rate = falls / c["episodes"]
-    keep = float(res.get("keep_return", 0.99))
+    keep = float(res["keep_return"])
     why = []
     if falls:
         why.append(f"fell on {falls} of them ({100 * rate:.1f} %): at that rate 30 episodes pass without a fall with "

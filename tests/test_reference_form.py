@@ -13,3 +13,15 @@ def test_the_regenerate_line_names_the_student_and_its_dataset(benchmark_script,
     c.write_text("/* generated - do not edit. */\n")
     with pytest.raises(SystemExit, match="no `regenerate with` line"):
         b.regenerate_args(c)
+
+
+def test_an_old_tree_that_is_not_a_checkout_is_a_one_line_error(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, str(root / "benchmarks" / "reference_form.py"), "--old-tree", str(tmp_path),
+                        "--out", str(tmp_path / "out")], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert r.returncode != 0 and r.stderr.strip().splitlines() == [
+        f"reference_form: --old-tree {tmp_path}: not a checkout of this project"]

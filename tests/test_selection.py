@@ -257,7 +257,7 @@ def test_compress_cautions_the_user_when_no_candidate_held_with_the_fall_rate_an
                                         "return": 100.0, "teacher_return": 100.0}},
             {"method": "dense-c50", "confirm": {"early_ends_where_teacher_finished": 3, "low_episodes": 1,
                                                 "episodes": 200, "return": 99.5, "teacher_return": 100.0}}]
-    line = caution({"confirmed": False, "chosen": "dense-c50", "rows": rows})
+    line = caution({"confirmed": False, "chosen": "dense-c50", "rows": rows, "keep_return": 0.99})
     assert line == ("caution: no candidate held on the 200 further selection episodes; dense-c50, handed over, fell "
                     "on 4 of them (2.0 %): at that rate 30 episodes pass without a fall with probability 0.55. Judge "
                     "it on your plant before relying on it.")
