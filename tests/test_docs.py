@@ -13,6 +13,21 @@ def render_docs(benchmark_script):
     return benchmark_script("render_docs")
 
 
+def _commit_cells(render_docs, root, plan, env, seeds=None, labels=None):
+    """A plan's cells of env as `experiment table` commits them under root (every row and seed of the plan by
+    default), each a 1.0 return with no early end."""
+    spec = render_docs.yaml_file(f"benchmarks/plans/{plan}.yaml")
+    (root / plan).mkdir(exist_ok=True)
+    (root / plan / "table.json").write_text("{}")
+    for lab in spec["methods"] if labels is None else labels:
+        d = root / plan / "cells" / env / lab
+        d.mkdir(parents=True, exist_ok=True)
+        for seed in spec["seeds"] if seeds is None else seeds:
+            (d / f"seed{seed}.json").write_text(json.dumps(
+                {"seed": seed, "return_vs_teacher": 1.0, "early_terminations_where_teacher_finished": 0,
+                 "params_nonzero": 1, "params_total": 2}))
+
+
 def test_every_document_matches_its_render_from_the_results_files(render_docs):
     problems = render_docs.check()
     assert not problems, ("a document differs from its render; run `python benchmarks/render_docs.py` "
@@ -170,21 +185,10 @@ def test_the_compress_table_counts_what_was_handed_over_seed_by_seed(render_docs
         {"env": "HalfCheetah-v5", "seed": 0, "delivered": "HalfCheetah-v5/dense-c50-sure/seed0", "meets_bar": None,
          "kept": False, "cycles_vs_reference": None,
          "candidates": [cand("HalfCheetah-v5", 0, "dense-c50-sure", 1500, 0.99)]}])
-    def ran(plan, env, seeds=None):  # the plan's cells of env (all of them by default), as `experiment table` writes
-        spec = render_docs.yaml_file(f"benchmarks/plans/{plan}.yaml")
-        (tmp_path / plan).mkdir(exist_ok=True)
-        (tmp_path / plan / "table.json").write_text("{}")
-        for lab in spec["methods"]:
-            d = tmp_path / plan / "cells" / env / lab
-            d.mkdir(parents=True, exist_ok=True)
-            for seed in spec["seeds"] if seeds is None else seeds:
-                (d / f"seed{seed}.json").write_text(json.dumps(
-                    {"seed": seed, "return_vs_teacher": 1.0, "early_terminations_where_teacher_finished": 0,
-                     "params_nonzero": 1, "params_total": 2}))
-
-    ran("hopper-dense", "Hopper-v5")
-    ran("hc-dense", "HalfCheetah-v5")
-    ran("loco-dense", "Walker2d-v5", seeds=[0])  # a plan still running: no verdict, however its file reads
+    _commit_cells(render_docs, tmp_path, "hopper-dense", "Hopper-v5")
+    _commit_cells(render_docs, tmp_path, "hc-dense", "HalfCheetah-v5")
+    # a plan still running: no verdict, however its file reads
+    _commit_cells(render_docs, tmp_path, "loco-dense", "Walker2d-v5", seeds=[0])
     text = render_docs.environment(tmp_path).get_template("docs/templates/compress.md").render()
     lines = {l.split(" | ")[0]: l.split(" | ")[1:] for l in text.splitlines() if l.startswith("| ") and "-v5" in l}
     assert lines["| Hopper-v5"][1:] == ["2 of 3", "`dense-c30`, nothing, BPD `-c50-visits-sure` (unconfirmed)",
@@ -224,16 +228,8 @@ def test_the_compress_table_reads_the_default_confirm_and_reports_the_earlier_co
                                   row(2, "dense-c30", True)])]:
         (tmp_path / name).mkdir()
         (tmp_path / name / "delivered.json").write_text(json.dumps({"confirm": confirm, "rows": rows}))
-    for plan, env, seeds in [("hopper-dense", "Hopper-v5", None), ("walker-fresh", "Walker2d-v5", [3, 4])]:
-        spec = render_docs.yaml_file(f"benchmarks/plans/{plan}.yaml")
-        (tmp_path / plan).mkdir()
-        (tmp_path / plan / "table.json").write_text("{}")
-        for lab in spec["methods"] if seeds is None else ["bpd"]:
-            d = tmp_path / plan / "cells" / env / lab
-            d.mkdir(parents=True)
-            for seed in spec["seeds"] if seeds is None else seeds:
-                (d / f"seed{seed}.json").write_text(json.dumps({"seed": seed, "return_vs_teacher": 1.0,
-                                                                 "params_nonzero": 1, "params_total": 2}))
+    _commit_cells(render_docs, tmp_path, "hopper-dense", "Hopper-v5")
+    _commit_cells(render_docs, tmp_path, "walker-fresh", "Walker2d-v5", seeds=[3, 4], labels=["bpd"])
     text = render_docs.environment(tmp_path).get_template("docs/templates/compress.md").render()
     hopper = [l for l in text.splitlines() if l.startswith("| Hopper-v5")][0].split(" | ")
     assert hopper[1] == "[hopper-dense](benchmarks/results/hopper-dense/table.md)"  # the default's file: no note
@@ -271,16 +267,8 @@ def test_a_judged_walker_fresh_gives_its_bar_its_cost_and_the_seeds_no_candidate
     (tmp_path / "walker-fresh-compress-confirmed").mkdir()
     (tmp_path / "walker-fresh-compress-confirmed" / "delivered.json").write_text(json.dumps(
         {"confirm": dc, "rows": [row(3, True, 0.3), row(4, True, 0.46, fell=2), row(5, False, 0.4, fell=4)]}))
-    for plan, env in [("walker-fresh", "Walker2d-v5"), ("loco-dense", "Walker2d-v5")]:
-        spec = render_docs.yaml_file(f"benchmarks/plans/{plan}.yaml")
-        (tmp_path / plan).mkdir()
-        (tmp_path / plan / "table.json").write_text("{}")
-        for lab in spec["methods"]:
-            d = tmp_path / plan / "cells" / env / lab
-            d.mkdir(parents=True)
-            for seed in spec["seeds"]:
-                (d / f"seed{seed}.json").write_text(json.dumps({"seed": seed, "return_vs_teacher": 1.0,
-                                                                 "params_nonzero": 1, "params_total": 2}))
+    for plan in ("walker-fresh", "loco-dense"):
+        _commit_cells(render_docs, tmp_path, plan, "Walker2d-v5")
     confirmed = {"env": "Walker2d-v5", "seed": 0, "delivered": "Walker2d-v5/bpd/seed0", "meets_bar": True,
                  "confirmed": True, "kept": True, "cycles_vs_reference": 1.0,
                  "candidates": [{"cell": "Walker2d-v5/bpd/seed0", "method": "bpd", "cycles": 4000,
