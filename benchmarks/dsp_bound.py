@@ -179,12 +179,48 @@ def joins_optimum(nz, pairs: list[tuple[int, int | None]], groups: list[list[int
     return total
 
 
+def full_half(nz, pairs: list[tuple[int, int | None]] | None) -> tuple[int, int]:
+    """(row, word) multiplies of a layer's mask with both weights of the word's pair (SMLAD, two multiply-adds) and
+    with one (SMLA<x><y>, one), under `pairs`; None: every row's own pairs (a row's k weights in k // 2 full words
+    and k % 2 half ones)."""
+    if pairs is None:
+        k = nz.sum(1)
+        return int((k // 2).sum()), int((k % 2).sum())
+    full = half = 0
+    for a, b in pairs:
+        if b is None:
+            half += int(nz[:, a].sum())
+        else:
+            full += int((nz[:, a] & nz[:, b]).sum())
+            half += int((nz[:, a] ^ nz[:, b]).sum())
+    return full, half
+
+
+def least_loads(full: int, half: int, rows: int, words: int, registers: int) -> int:
+    """The fewest loads any tiling of the kernel's form can give a layer (export/dsp.py: R accumulators, C input words
+    and G weight words in registers at once, R + C + G <= registers): the weight table's words (one a full multiply,
+    half a word a half one, as pack_words packs them) G at a time, each group's biases R at a time, and the inputs:
+    every word at least once, C at a time, and one LDM of C words feeding at most R x C multiplies. Each at its least
+    at once, which no one tiling gives: a bound below the kernel's loads on that pairing, not a kernel."""
+    import math
+
+    best = None
+    for r in range(1, registers - 1):
+        for c in range(1, registers - r):
+            g = registers - r - c
+            n = (math.ceil((full + half / 2) / g) + math.ceil(rows / r)
+                 + max(math.ceil((full + half) / (r * c)), math.ceil(words / c)))
+            best = n if best is None else min(best, n)
+    assert best is not None
+    return best
+
+
 def measure(student: Path, dataset: Path, bench: dict, report: dict) -> dict:
     import numpy as np
 
     from bpd.errors import BpdError
     from bpd_app.methods import collapsed_student
-    from export.dsp import group_rows, words
+    from export.dsp import POOL, SPARE, group_rows, words
     from export.fixed_point import quantise
     from training.collect import load_dataset
     from training.pairs import multiply_slots, pair_columns
@@ -193,12 +229,17 @@ def measure(student: Path, dataset: Path, bench: dict, report: dict) -> dict:
     q = quantise(net, load_dataset(str(dataset), net.obs_dim).observations, f"dataset {dataset}")
     layers = (((report.get("kernel") or {}).get("candidates") or {}).get("integer") or {}).get("dsp_layers") or []
     now = best = full = nonzero = two = stores = joined = joins = optimum = tiled = 0
+    least = {"kernel": 0, "best": 0, "own": 0}  # multiplies + loads at their least, per pairing
     for i, L in enumerate(q.layers):
         nz = np.asarray(L.wq) != 0
         nonzero += int(nz.sum())
         pairs = pair_columns(nz)
+        bp = best_pairs(nz)
         now += multiply_slots(nz, pairs)
-        best += multiply_slots(nz, best_pairs(nz))
+        best += multiply_slots(nz, bp)
+        for k, p in (("kernel", pairs), ("best", bp), ("own", None)):
+            f, h = full_half(nz, p)
+            least[k] += f + h + least_loads(f, h, nz.shape[0], len(pairs if p is None else p), len(POOL) + len(SPARE))
         full += int(np.ceil(nz.sum(1) / 2).sum())
         two += two_layouts(nz)
         stores += int(nz.any(0).sum())
@@ -215,13 +256,18 @@ def measure(student: Path, dataset: Path, bench: dict, report: dict) -> dict:
                        "(another quantisation?)")
     floor = int(bench["arithmetic_floor"]["instructions"])
     total = int(bench["integer"]["instructions"])
+    # the kernel less its multiplies, loads and r2/r3 reloads (the activations, stores and the stages around the layers
+    # held), plus the multiplies and the least loads of each pairing
+    held = (total - sum(L["mix"][k] for L in layers for k in ("multiplies", "weight_loads", "input_loads", "other"))
+            if layers and len(layers) == len(q.layers) else None)
     return {"widths": list(net.widths), "nonzero": nonzero, "floor": floor, "instructions": total,
             "multiplies": now, "multiplies_recorded": recorded or None, "multiplies_best_pairs": best,
             "multiplies_full_pairs": full, "multiplies_two_layouts": two, "second_layout_stores": stores,
             "two_layouts": total - now + two + stores, "joined_multiplies_saved": joined, "joins": joins,
             "joins_optimum": optimum if tiled == len(q.layers) else None,
             "joined": total - joined + joins if tiled == len(q.layers) else None, "bound": total - (now - full),
-            "vs_floor": total / floor, "bound_vs_floor": (total - (now - full)) / floor}
+            "vs_floor": total / floor, "bound_vs_floor": (total - (now - full)) / floor,
+            "least": {k: held + v for k, v in least.items()} if held is not None else None}
 
 
 def table(res: dict) -> str:
@@ -241,13 +287,21 @@ def table(res: dict) -> str:
          "registers: in each group of rows the kernel tiles, two half-used words joined by one PKHBT where two or "
          "more rows use those halves (`derived_pairs`, greedy): the multiplies saved and the PKHBTs added, the "
          "kernel with both (x floor), and the kernel less the most any choice of joins saves (`joins_optimum`, an "
-         "integer program per group; x floor); registers and weight packing left out, in the idea's favour.", "",
+         "integer program per group; x floor); registers and weight packing left out, in the idea's favour. "
+         "Loads at their least (`least_loads`): the kernel's activations, stores and the stages around its layers "
+         "held, its multiplies and loads replaced by a pairing's multiplies and the fewest loads any tiling of the "
+         "kernel's form could give them (the weight words G at a time, the biases R at a time, every input word "
+         "once and C at a time, an input load feeding at most R x C multiplies, R + C + G at most the 12 registers; "
+         "each at its least at once, which no one tiling gives), for the kernel's pairing, the best one and every "
+         "row's own pairs (x floor): where even that stays above 1.0x, no tiling of that pairing brings the kernel "
+         "below the floor.", "",
          "| student | widths | nonzero | floor | DSP kernel instructions (x floor) | SMLADs: kernel's pairs "
          "| best pairs | every row's own pairs | kernel less what every row's own pairs save (x floor) "
          "| two layouts: SMLADs + stores | kernel with two layouts (x floor) "
          "| joined in registers: multiplies saved, PKHBTs | kernel with joins (x floor) "
-         "| kernel with the best joins (x floor) |",
-         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+         "| kernel with the best joins (x floor) | loads at their least: kernel's pairs, best pairs, every row's own "
+         "pairs (x floor) |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         two = (f"| {r['multiplies_two_layouts']} + {r['second_layout_stores']} | {r['two_layouts']} "
                f"({r['two_layouts'] / r['floor']:.2f}x) |" if "two_layouts" in r else "| - | - |")
@@ -255,6 +309,9 @@ def table(res: dict) -> str:
                 f"| {r['instructions'] - r['joins_optimum']} "
                 f"({(r['instructions'] - r['joins_optimum']) / r['floor']:.2f}x) |"
                 if r.get("joined") is not None else " - | - | - |")
+        least = [f"{r['least'][k]} ({r['least'][k] / r['floor']:.2f}x)" for k in ("kernel", "best", "own")] \
+            if r.get("least") else ["-"]
+        two += " " + ", ".join(least) + " |"
         L.append(f"| {r['cell']} | {'-'.join(map(str, r['widths']))} | {r['nonzero']} | {r['floor']} "
                  f"| {r['instructions']} ({r['vs_floor']:.2f}x) | {r['multiplies']} | {r['multiplies_best_pairs']} "
                  f"| {r['multiplies_full_pairs']} | {r['bound']} ({r['bound_vs_floor']:.2f}x) " + two)
@@ -284,6 +341,16 @@ def table(res: dict) -> str:
                   f"the floor, above 1.0x on {sum(r['joined'] > r['floor'] for r in jn)} of {len(jn)} students. The "
                   f"best joins: {min(cap):.2f}-{max(cap):.2f}x the floor, above 1.0x on {sum(c > 1 for c in cap)} of "
                   f"{len(jn)}."]
+        ls = [r for r in rows if r.get("least")]
+        if ls:
+            parts = []
+            for k, name in (("kernel", "the kernel's pairing"), ("best", "the best pairing"),
+                            ("own", "every row's own pairs")):
+                x = [r["least"][k] / r["floor"] for r in ls]
+                parts.append(f"{name} {min(x):.2f}-{max(x):.2f}x the floor, above 1.0x on {sum(v > 1 for v in x)} of "
+                             f"{len(x)}")
+            L += ["Loads at their least (the activations, stores and the stages around the layers held): "
+                  + "; ".join(parts) + "."]
     return "\n".join(L) + "\n"
 
 

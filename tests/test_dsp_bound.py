@@ -101,3 +101,29 @@ def test_the_best_joins_beat_the_greedy_where_the_first_join_blocks_two_larger_o
     group = [list(range(7))]
     assert b.derived_pairs(m, pairs, group) == (7, 3)
     assert b.joins_optimum(m, pairs, group) == 5
+
+
+def test_full_and_half_words_under_a_pairing_and_every_rows_own(benchmark_script):
+    from training.pairs import multiply_slots
+
+    b = benchmark_script("dsp_bound")
+    # (a, b), (c, d): rows 0-2 fill (a, b); rows 3-6 use one half of each word, two halves a row
+    assert b.full_half(MASK, [(0, 1), (2, 3)]) == (3, 8)
+    assert sum(b.full_half(MASK, [(0, 1), (2, 3)])) == multiply_slots(MASK, [(0, 1), (2, 3)])
+    # (a, c), (b, d): rows 3-6 fill one word, rows 0-2 use one half of each
+    assert b.full_half(MASK, [(0, 2), (1, 3)]) == (4, 6)
+    # every row's own pairs: two weights a row, one full word each; an odd row leaves a half
+    assert b.full_half(MASK, None) == (7, 0)
+    assert b.full_half(_mask(["1110", "1000"]), None) == (1, 2)
+    assert b.full_half(_mask(["1110"]), [(0, None), (1, 2)]) == (1, 1)
+
+
+def test_least_loads_takes_the_best_split_of_the_registers(benchmark_script):
+    """6 full and 2 half multiplies (7 table words), 2 rows, 2 input words, 4 registers: R, C, G = (1, 1, 2): 4 weight
+    loads + 2 bias loads + 8 input loads (8 multiplies, one a load) = 14; (1, 2, 1): 7 + 2 + 4 = 13; (2, 1, 1):
+    7 + 1 + 4 = 12, the least."""
+    b = benchmark_script("dsp_bound")
+    assert b.least_loads(6, 2, 2, 2, 4) == 12
+    # every input word is loaded once at the least: 1 multiply over 9 words, C at most 12 - 2
+    assert b.least_loads(0, 1, 1, 9, 12) == 1 + 1 + 1
+    assert b.least_loads(0, 1, 1, 30, 12) == 1 + 1 + 3
