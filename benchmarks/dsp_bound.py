@@ -20,6 +20,11 @@ For each finished cell of the row (`--label`) whose run directory holds its stud
 - with half-used words joined in registers (`derived_pairs`): in each group of rows the kernel tiles, one PKHBT joins
   the halves of two words that two or more of its rows use alone, and each such row takes one SMLAD for them (greedy,
   and the best choice of joins by an integer program),
+- with the loads at their least (`least_loads`): the kernel's activations, stores and the stages around its layers
+  held, its multiplies and loads replaced by a pairing's multiplies (the kernel's, the best, every row's own) and the
+  fewest loads any tiling of the kernel's form (R rows, C input words, G weight words in its 12 registers) could
+  emit for them: where that stays above 1.0x the floor, no tiling of the form brings the kernel below it on that
+  pairing with the rest held,
 and sets the kernel's emulated instructions (the cell's bench, its summary's `integer` figures) less the SMLADs that
 bound saves, every other instruction as it is, against the floor (firmware_host.measure.bench.arithmetic_floor).
 Where that bound stays above 1.0x the floor, no choice of pairs brings the kernel's instructions below it on that
@@ -201,7 +206,7 @@ def least_loads(full: int, half: int, rows: int, words: int, registers: int) -> 
     and G weight words in registers at once, R + C + G <= registers): the weight table's words (one a full multiply,
     half a word a half one, as pack_words packs them) G at a time, each group's biases R at a time, and the inputs:
     every word at least once, C at a time, and one LDM of C words feeding at most R x C multiplies. Each at its least
-    at once, which no one tiling gives: a bound below the kernel's loads on that pairing, not a kernel."""
+    at once, which one tiling need not give: a bound below the kernel's loads on that pairing, not a kernel."""
     import math
 
     best = None
@@ -239,7 +244,8 @@ def measure(student: Path, dataset: Path, bench: dict, report: dict) -> dict:
         best += multiply_slots(nz, bp)
         for k, p in (("kernel", pairs), ("best", bp), ("own", None)):
             f, h = full_half(nz, p)
-            least[k] += f + h + least_loads(f, h, nz.shape[0], len(pairs if p is None else p), len(POOL) + len(SPARE))
+            n_words = (int(nz.any(0).sum()) + 1) // 2 if p is None else len(p)  # own pairs: the fewest words
+            least[k] += f + h + least_loads(f, h, nz.shape[0], n_words, len(POOL) + len(SPARE))
         full += int(np.ceil(nz.sum(1) / 2).sum())
         two += two_layouts(nz)
         stores += int(nz.any(0).sum())
@@ -258,8 +264,12 @@ def measure(student: Path, dataset: Path, bench: dict, report: dict) -> dict:
     total = int(bench["integer"]["instructions"])
     # the kernel less its multiplies, loads and r2/r3 reloads (the activations, stores and the stages around the layers
     # held), plus the multiplies and the least loads of each pairing
-    held = (total - sum(L["mix"][k] for L in layers for k in ("multiplies", "weight_loads", "input_loads", "other"))
-            if layers and len(layers) == len(q.layers) else None)
+    held = None
+    if layers and len(layers) == len(q.layers):
+        if any("mix" not in L for L in layers) or total < sum(int(L["instructions"]) for L in layers):
+            raise BpdError(f"{student}: its export report's layers do not match its bench's integer kernel "
+                           f"({total} instructions)")
+        held = total - sum(L["mix"][k] for L in layers for k in ("multiplies", "weight_loads", "input_loads", "other"))
     return {"widths": list(net.widths), "nonzero": nonzero, "floor": floor, "instructions": total,
             "multiplies": now, "multiplies_recorded": recorded or None, "multiplies_best_pairs": best,
             "multiplies_full_pairs": full, "multiplies_two_layouts": two, "second_layout_stores": stores,
@@ -292,7 +302,7 @@ def table(res: dict) -> str:
          "held, its multiplies and loads replaced by a pairing's multiplies and the fewest loads any tiling of the "
          "kernel's form could give them (the weight words G at a time, the biases R at a time, every input word "
          "once and C at a time, an input load feeding at most R x C multiplies, R + C + G at most the 12 registers; "
-         "each at its least at once, which no one tiling gives), for the kernel's pairing, the best one and every "
+         "each at its least at once, which one tiling need not give), for the kernel's pairing, the best one and every "
          "row's own pairs (x floor): where even that stays above 1.0x, no tiling of that pairing brings the kernel "
          "below the floor.", "",
          "| student | widths | nonzero | floor | DSP kernel instructions (x floor) | SMLADs: kernel's pairs "
@@ -347,8 +357,9 @@ def table(res: dict) -> str:
             for k, name in (("kernel", "the kernel's pairing"), ("best", "the best pairing"),
                             ("own", "every row's own pairs")):
                 x = [r["least"][k] / r["floor"] for r in ls]
-                parts.append(f"{name} {min(x):.2f}-{max(x):.2f}x the floor, above 1.0x on {sum(v > 1 for v in x)} of "
-                             f"{len(x)}")
+                lo, hi = f"{min(x):.2f}", f"{max(x):.2f}"
+                parts.append(f"{name} {lo if lo == hi else lo + '-' + hi}x the floor, above 1.0x on "
+                             f"{sum(v > 1 for v in x)} of {len(x)}")
             L += ["Loads at their least (the activations, stores and the stages around the layers held): "
                   + "; ".join(parts) + "."]
     return "\n".join(L) + "\n"

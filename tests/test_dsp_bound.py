@@ -124,6 +124,33 @@ def test_least_loads_takes_the_best_split_of_the_registers(benchmark_script):
     7 + 1 + 4 = 12, the least."""
     b = benchmark_script("dsp_bound")
     assert b.least_loads(6, 2, 2, 2, 4) == 12
-    # every input word is loaded once at the least: 1 multiply over 9 words, C at most 12 - 2
-    assert b.least_loads(0, 1, 1, 9, 12) == 1 + 1 + 1
-    assert b.least_loads(0, 1, 1, 30, 12) == 1 + 1 + 3
+    # one row with nine half-used words (every word carries a weight): R, C, G = (1, 5, 6): 1 weight load (4.5 words),
+    # 1 bias load, 2 input loads (9 words, 5 at a time)
+    assert b.least_loads(0, 9, 1, 9, 12) == 1 + 1 + 2
+
+
+def test_least_loads_is_below_every_tiling_the_kernel_can_emit(benchmark_script):
+    """On random small masks, for every (R, C, G) the kernel tries (export/dsp.py _best_layer), the loads its code
+    emits for a layer (weight table and inputs, with r0's moves) are never fewer than least_loads for that pairing."""
+    from export.dsp import POOL, SPARE, Act, layer_code, mix, words
+    from training.pairs import pair_columns
+
+    b = benchmark_script("dsp_bound")
+    rng = np.random.default_rng(3)
+    for _ in range(12):
+        rows, cols = int(rng.integers(2, 9)), int(rng.integers(3, 12))
+        nz = rng.random((rows, cols)) < rng.uniform(0.2, 0.9)
+        nz[0, 0] = True
+        wq = np.where(nz, rng.integers(1, 100, nz.shape), 0)
+        pairs = pair_columns(nz)
+        assert all((words(wq, [p]) != 0).any() for p in pairs)  # every word carries a weight
+        full, half = b.full_half(nz, pairs)
+        bound = b.least_loads(full, half, rows, len(pairs), len(POOL) + len(SPARE))
+        act = Act("store", np.zeros(rows, int))
+        for total in (len(POOL), len(POOL) + len(SPARE)):
+            for r in range(1, len(POOL)):
+                for c in range(1, total - r):
+                    lines, _ = layer_code(wq, np.arange(rows), pairs, act, r, c, total - r - c)
+                    m = mix(lines)
+                    assert m["weight_loads"] + m["input_loads"] >= bound
+                    assert m["multiplies"] == full + half
