@@ -105,13 +105,15 @@ def load_source(path: str | Path) -> Source:
     p = Path(path)
     run_cfg: dict = {}
     if p.is_dir():
-        if (p / "config.json").is_file():
-            run_cfg = read_json(p / "config.json", "run configuration")
-            if not isinstance(run_cfg, dict):
-                raise BpdError(f"{p / 'config.json'}: corrupt run configuration")
         p = p / "student.pt"
     if not p.is_file():
         raise BpdError(f"{path}: no student or teacher file there")
+    # a student in a run directory (student.pt, or the one `bpd student select` wrote beside it): the run's
+    # dataset and teacher, which calibrate the integer kernel, draw parity states and give the teacher's figures
+    if p.suffix != ".npz" and (p.parent / "config.json").is_file():
+        run_cfg = read_json(p.parent / "config.json", "run configuration")
+        if not isinstance(run_cfg, dict):
+            raise BpdError(f"{p.parent / 'config.json'}: corrupt run configuration")
     if p.suffix == ".npz":
         t = load_teacher(p)
         mlp = MLPPolicy(t.weights, t.biases, t.activation, t.output, t.obs_mean, t.obs_std, t.action_low,
@@ -345,8 +347,10 @@ def _choose_kernel(cfg: ExportConfig, src: Source, net: CollapsedNet, out: Path,
         if cfg.kernel == "auto":
             figures["integer-table"] = cost
     elif measuring:
-        skipped["integer-table"] = table_too_big or ("not built: the integer kernel is within its flash limit, "
-                                                     "which the table form would spend on becoming it")
+        fits = [k for k in ("integer", "integer-interp") if (f := figures.get(k)) and f["flash_bytes"] <= limit]
+        skipped["integer-table"] = table_too_big or (f"not built: the straight-line integer kernel ({', '.join(fits)}) "
+                                                     "is within its flash limit, which the table form would spend on "
+                                                     "becoming it")
     if cfg.kernel == "auto":
         floats = {k: f for k, f in figures.items() if not k.startswith("integer")}
         chosen, rule = choose(floats, cfg.flash_budget)
@@ -475,6 +479,7 @@ def _write_export(cfg: ExportConfig, out: Path, meter: KernelMeter | None = None
         from export.integer import integer_kernel
         report["int"], int_pol = integer_kernel(net, out / "int", src.sha256, command + " (int)", obs, ref,
                                                 cfg.dataset or src.dataset)
+        report["int"]["dir"] = "int"  # in the export (out is its staging directory until it is verified)
         int_selftest = selftest_for_kernel(out / "int", obs, "integer", parity, net.action_low, net.action_high,
                                            selftest_banner(mh, command + " (int)"))
     if cfg.episodes > 0:
@@ -536,9 +541,12 @@ def format_report(r: dict) -> str:
     lines += ["-" * 72,
               f"student: flash {t['flash_bytes']} B, activation RAM {t['ram_activation_bytes']} B, "
               f"{t['macs']} MACs/inference",
-              f"dense teacher {'x'.join(map(str, d['widths']))}: flash {d['flash_bytes']} B, activation RAM "
-              f"{d['ram_activation_bytes']} B, {d['macs']} MACs",
-              f"flash {100 * r['flash_vs_teacher']:.2f} % of the teacher's, MACs {100 * r['macs_vs_teacher']:.2f} %",
+              (f"dense teacher {'x'.join(map(str, d['widths']))}" if "note" not in d else
+               f"dense, the student's own shape {'x'.join(map(str, d['widths']))} (no teacher found)")
+              + f": flash {d['flash_bytes']} B, activation RAM {d['ram_activation_bytes']} B, {d['macs']} MACs",
+              f"flash {100 * r['flash_vs_teacher']:.2f} % of the "
+              + ("teacher's" if "note" not in d else "dense network's")
+              + f", MACs {100 * r['macs_vs_teacher']:.2f} %",
               "parity (max abs): " + ", ".join(f"{k} {v:.2e}" for k, v in r["parity"].items() if "_vs_" in k)
               + f" (tolerance {r['parity']['tolerance']:g}"
               + (f", C {r['parity']['c_tolerance']:g}" if r["parity"].get("c_tolerance", 0) > r["parity"]["tolerance"]
@@ -558,8 +566,15 @@ def format_report(r: dict) -> str:
                  for name, c in k["candidates"].items() if c.get("cost")]
         lines.append(f"kernel {k.get('variant', k['kind'])}: {k['rule']}"
                      + (f" ({k['measured_on']}, estimated: {', '.join(costs)})" if costs else ""))
+        shipped = (k["candidates"].get(k.get("variant", k["kind"])) or {}).get("cost") or {}
+        for name, c in k["candidates"].items():  # a cheaper integer form left out for a reason the rule does not say
+            if (name.startswith("integer") and name != k.get("variant", k["kind"]) and c.get("cost")
+                    and shipped.get("cycles") and c["cost"]["cycles"] < shipped["cycles"] and c.get("verdict")
+                    and "flash limit" not in c["verdict"]):
+                lines.append(f"  {name} ({c['cost']['cycles']:.0f} cycles) not shipped: {c['verdict']}")
     if "int" in r:
-        lines.append(f"integer kernel ({r['int']['dir']}): max abs error {r['int']['max_abs_error_vs_float']:.2e} "
+        lines.append(f"integer kernel ({r['int']['dir']}/ in the export): max abs error "
+                     f"{r['int']['max_abs_error_vs_float']:.2e} "
                      f"against the float student ({100 * r['int']['max_error_vs_action_range']:.3f} % of the action "
                      f"range), calibrated on {r['int']['calibration']['origin']}")
     if r.get("package"):

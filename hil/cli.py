@@ -16,7 +16,10 @@ def _run(ns):
     if t.get("ticks"):
         step = f"{t['host_step_us']['p99']:.0f} us" if t["host_step_us"]["n"] else "- (device mode)"
         infer = f"{t['infer_ns']['median']:.0f} ns" if t["infer_ns"]["n"] else "-"
-        cycles = f" ({t['policy_cycles']['median']:.0f} cycles)" if t["policy_cycles"]["n"] else ""
+        # the device's counter is the core's cycles on a board only: the host build counts nanoseconds and the image
+        # under QEMU a SysTick-derived count (docs/protocol.md rule 16; `bpd rig pil` counts instructions)
+        cycles = f" ({t['policy_cycles']['median']:.0f} cycles)" \
+            if t["policy_cycles"]["n"] and ns.port not in ("sim", "pil") else ""
         jitter = f"{t['device_jitter_us']['max']:.0f} us" if t["device_jitter_us"]["n"] else "-"
         print(f"rate {t['achieved_rate_hz']:.1f} Hz (target {t['target_rate_hz']:.1f}); host step p99 {step}; "
               f"on-device inference median {infer}{cycles}; device tick jitter max {jitter}; deadline misses "

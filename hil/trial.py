@@ -89,7 +89,11 @@ def check_trial(cfg: HilRunConfig) -> tuple:
     if cfg.port not in ("sim", "pil") and not cfg.unchecked:  # a real rig: not one whose last check failed
         from hil.check_record import refuse_unchecked
         refuse_unchecked(spec, cfg.checks)
-    return spec, load_host_policy(cfg.policy, cfg.runtime)
+    pol = load_host_policy(cfg.policy, cfg.runtime)
+    if (pol.obs_dim, pol.act_dim) != (spec.obs_dim, spec.act_dim):  # before any rig or device starts
+        raise BpdError(f"{cfg.policy}: the policy maps {pol.obs_dim} observations to {pol.act_dim} actions, rig "
+                       f"{spec.name} {spec.obs_dim} to {spec.act_dim}: export a policy trained for this rig")
+    return spec, pol
 
 
 def _check_handover(cfg: HilRunConfig, spec) -> None:

@@ -427,8 +427,9 @@ def test_export_cli_generated_and_int(tiny_pipeline, tmp_path):
     out = tmp_path / "exp"
     p = run_bpd("export", str(tiny_pipeline / "run"), "--out", str(out), "--kernel", "generated", "--int",
                 "--episodes", "1", "--parity-samples", "2000")
-    assert "generated kernel: tanh" in p.stdout and "integer kernel" in p.stdout
+    assert "generated kernel: tanh" in p.stdout and "integer kernel (int/ in the export)" in p.stdout
     rep = json.loads((out / "export_report.json").read_text())
+    assert rep["int"]["dir"] == "int" and (out / rep["int"]["dir"] / "export.json").is_file()  # not the staging dir
     assert rep["parity"]["pass"] and rep["parity"]["c_vs_torch"] <= 1e-5
     k = rep["kernel"]
     assert k["kind"] == "generated" and k["tanh_budget"] == 1e-5

@@ -261,3 +261,24 @@ def test_parity_tolerance_follows_float32_floor(tmp_path, scale, raised):
     assert (par["tolerance"] > 2e-5) == raised
     for k in ("onnxruntime_vs_torch", "reference_evaluator_vs_torch", "c_vs_torch"):
         assert par[k] <= par["tolerance"]
+
+
+def test_a_student_file_in_a_run_directory_brings_the_runs_dataset_and_teacher(tiny_pipeline, tmp_path):
+    """`bpd student select` writes selected.pt beside student.pt: exporting that file reads the run's config.json
+    as exporting the directory does (the dataset calibrates the integer kernel and draws the parity states, the
+    teacher gives the dense figures); a student file alone keeps neither."""
+    from export.export import load_source
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_pipeline / "run", run)
+    shutil.copy(run / "student.pt", run / "selected.pt")
+    whole = load_source(run)
+    assert whole.dataset and whole.teacher and Path(whole.dataset).is_file() and Path(whole.teacher).is_file()
+    for f in ("student.pt", "selected.pt"):
+        one = load_source(run / f)
+        assert (one.dataset, one.teacher) == (whole.dataset, whole.teacher)
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(run / "student.pt", alone / "x.pt")
+    lone = load_source(alone / "x.pt")
+    assert (lone.dataset, lone.teacher) == (None, None)

@@ -206,3 +206,46 @@ def test_tick_log_from_before_the_device_timing_still_reads(tmp_path):
     assert len(read_ticks(tmp_path / "ticks.csv")) == 1
     t = timing_summary(tmp_path / "ticks.csv", 40000)
     assert t["ticks"] == 1 and t["policy_cycles"] == {"n": 0} and t["device_jitter_us"] == {"n": 0}
+
+
+def test_the_trial_line_calls_the_policy_counter_cycles_on_a_board_only(monkeypatch, capsys):
+    """policy_cycles counts at the device's INFO cycle_hz: a core's cycles on a board, nanoseconds of the host clock
+    on the simulated rig, a SysTick-derived count under QEMU (docs/protocol.md rule 16). The summary line names
+    them cycles on a board alone."""
+    import argparse
+
+    import bpd.config
+    import hil.trial
+    from hil.cli import _run
+
+    t = {"ticks": 100, "host_step_us": {"n": 0}, "infer_ns": {"n": 100, "median": 922.0},
+         "policy_cycles": {"n": 100, "median": 155.0}, "device_jitter_us": {"n": 100, "max": 3.0},
+         "achieved_rate_hz": 50.0, "target_rate_hz": 50.0, "deadline_misses": 0, "deadline_miss_rate": 0.0}
+    monkeypatch.setattr(hil.trial, "run_trial", lambda cfg: {"timing": t, "episodes": []})
+    monkeypatch.setattr(bpd.config, "from_namespace", lambda cls, ns: ns)
+    for port, named in (("sim", False), ("pil", False), ("/dev/ttyACM0", True)):
+        _run(argparse.Namespace(port=port, out="o"))
+        line = capsys.readouterr().out
+        assert "on-device inference median 922 ns" in line
+        assert ("(155 cycles)" in line) == named, port
+
+
+def test_a_policy_of_other_sizes_than_the_rigs_is_refused_before_anything_starts(monkeypatch, tmp_path):
+    """An export mapping 3 observations to 1 action on a 4 -> 1 rig: one clear error from the checks, before a rig or
+    device starts (the device would only say that it could not start)."""
+    import pytest
+
+    import hil.trial
+    from bpd.errors import BpdError
+    from hil.policy import HostPolicy
+    from hil.trial import HilRunConfig, check_trial
+
+    monkeypatch.setattr(hil.trial, "load_host_policy",
+                        lambda path, runtime: HostPolicy(lambda o: o, 3, 1, None, runtime, str(path)))
+    cfg = HilRunConfig(port="sim", rig="gym-inverted-pendulum", policy="exp", out=str(tmp_path / "log"))
+    with pytest.raises(BpdError, match="maps 3 observations to 1 actions, rig gym-inverted-pendulum 4 to 1"):
+        check_trial(cfg)
+    monkeypatch.setattr(hil.trial, "load_host_policy",
+                        lambda path, runtime: HostPolicy(lambda o: o, 4, 1, None, runtime, str(path)))
+    spec, pol = check_trial(cfg)
+    assert (pol.obs_dim, pol.act_dim) == (spec.obs_dim, spec.act_dim) == (4, 1)
