@@ -30,7 +30,7 @@ from bpd.io import StagedDir, check_output_dir, path_for_record, read_json, sha2
 from export.c_export import CPolicy, LayerPlan, generate_c, model_hash, scratch_width
 from export.collapse import CollapsedNet, collapse
 from export.kernels import CHOICES as KERNEL_CHOICES
-from export.kernels import FLASH_BUDGET, INT_BUDGET, INT_FLASH_RATIO, KernelMeter
+from export.kernels import FLASH_BUDGET, INT_BUDGET, INT_FLASH_RATIO, LEVEL, KernelMeter
 from export.onnx_export import (
     OnnxPolicy,
     build_onnx,
@@ -108,18 +108,21 @@ def load_source(path: str | Path) -> Source:
         p = p / "student.pt"
     if not p.is_file():
         raise BpdError(f"{path}: no student or teacher file there")
-    # a student in a run directory (student.pt, or the one `bpd student select` wrote beside it): the run's
-    # dataset and teacher, which calibrate the integer kernel, draw parity states and give the teacher's figures
-    if p.suffix != ".npz" and (p.parent / "config.json").is_file():
-        run_cfg = read_json(p.parent / "config.json", "run configuration")
-        if not isinstance(run_cfg, dict):
-            raise BpdError(f"{p.parent / 'config.json'}: corrupt run configuration")
     if p.suffix == ".npz":
         t = load_teacher(p)
         mlp = MLPPolicy(t.weights, t.biases, t.activation, t.output, t.obs_mean, t.obs_std, t.action_low,
                         t.action_high)
         return Source(mlp, _torch_mlp(mlp), t.env_id, sha256_file(p), p, "teacher", None, None, str(p))
     student, meta, stats = load_student(p)
+    # a student in a run directory (student.pt, or the one `bpd student select` wrote beside it): the run's dataset
+    # and teacher, which calibrate the integer kernel, draw the parity states and give the teacher's figures; only
+    # where the student was distilled from them (the content hashes the run and the student record agree)
+    if (p.parent / "config.json").is_file():
+        run_cfg = read_json(p.parent / "config.json", "run configuration")
+        if not isinstance(run_cfg, dict):
+            raise BpdError(f"{p.parent / 'config.json'}: corrupt run configuration")
+        if any(run_cfg.get(h) and meta.get(h) and run_cfg[h] != meta[h] for h in ("teacher_sha256", "dataset_sha256")):
+            run_cfg = {}  # a student copied into another run's directory: not that run's data
     keys = ("obs_mean", "obs_std", "action_low", "action_high")
     mlp = student.collapse(**{k: stats[k] for k in keys})
     mean, std, low, high = (torch.as_tensor(stats[k]) for k in keys)
@@ -375,14 +378,24 @@ def _choose_kernel(cfg: ExportConfig, src: Source, net: CollapsedNet, out: Path,
                 ints[k] = cost
         if ints:  # the forms give the same integers: one closed-loop check for the one the rule picks
             pick = choose({chosen: figures[chosen]} | ints, cfg.flash_budget)
-            if pick[0] not in ints:
-                why = "not cheaper than the float kernel the rule picks"
-            else:
+            why = ""
+            if pick[0] in ints:
                 keep, why = _keeps_return(cfg, src, where[pick[0]], where[chosen])
                 if keep:
                     chosen, rule = pick[0], f"{pick[1]}; {why}"
+            float_cycles = (figures.get(chosen) or {}).get("cycles", 0.0)
             for k in ints:
-                cands[k]["verdict"] = why if k == pick[0] or pick[0] not in ints else f"the rule picks {pick[0]}"
+                if pick[0] not in ints:  # the float kernel: within LEVEL of the fewest cycles with less flash, or fewer
+                    cands[k]["verdict"] = (
+                        f"within {100 * LEVEL:g} % of the cycles of the float kernel the rule picks, which takes less "
+                        "flash" if (ints[k] or {}).get("cycles", float_cycles) < float_cycles
+                        else "not cheaper than the float kernel the rule picks")
+                elif k == pick[0]:
+                    cands[k]["verdict"] = why
+                elif chosen == pick[0]:
+                    cands[k]["verdict"] = f"the rule picks {pick[0]}"
+                else:  # the same integers as the pick, which did not ship: for its reason
+                    cands[k]["verdict"] = f"the same integers as {pick[0]}, not shipped: {why}"
     else:
         chosen, rule = cfg.kernel, "forced by --kernel"
     if chosen != "generic":
@@ -570,7 +583,7 @@ def format_report(r: dict) -> str:
         for name, c in k["candidates"].items():  # a cheaper integer form left out for a reason the rule does not say
             if (name.startswith("integer") and name != k.get("variant", k["kind"]) and c.get("cost")
                     and shipped.get("cycles") and c["cost"]["cycles"] < shipped["cycles"] and c.get("verdict")
-                    and "flash limit" not in c["verdict"]):
+                    and "flash limit" not in c["verdict"] and not c["verdict"].startswith("the rule picks")):
                 lines.append(f"  {name} ({c['cost']['cycles']:.0f} cycles) not shipped: {c['verdict']}")
     if "int" in r:
         lines.append(f"integer kernel ({r['int']['dir']}/ in the export): max abs error "

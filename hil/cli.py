@@ -18,8 +18,9 @@ def _run(ns):
         infer = f"{t['infer_ns']['median']:.0f} ns" if t["infer_ns"]["n"] else "-"
         # the device's counter is the core's cycles on a board only: the host build counts nanoseconds and the image
         # under QEMU a SysTick-derived count (docs/protocol.md rule 16; `bpd rig pil` counts instructions)
+        host_clock = (s.get("device") or {}).get("cycle_hz") == 1_000_000_000  # the host build: a pty of `bpd rig sim`
         cycles = f" ({t['policy_cycles']['median']:.0f} cycles)" \
-            if t["policy_cycles"]["n"] and ns.port not in ("sim", "pil") else ""
+            if t["policy_cycles"]["n"] and ns.port not in ("sim", "pil") and not host_clock else ""
         jitter = f"{t['device_jitter_us']['max']:.0f} us" if t["device_jitter_us"]["n"] else "-"
         print(f"rate {t['achieved_rate_hz']:.1f} Hz (target {t['target_rate_hz']:.1f}); host step p99 {step}; "
               f"on-device inference median {infer}{cycles}; device tick jitter max {jitter}; deadline misses "

@@ -282,3 +282,12 @@ def test_a_student_file_in_a_run_directory_brings_the_runs_dataset_and_teacher(t
     shutil.copy(run / "student.pt", alone / "x.pt")
     lone = load_source(alone / "x.pt")
     assert (lone.dataset, lone.teacher) == (None, None)
+    # copied into a run of other data (its config's dataset hash another): that run's data is not taken
+    other = tmp_path / "other"
+    other.mkdir()
+    cfg = json.loads((run / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps(cfg | {"dataset_sha256": "0" * 64}))
+    shutil.copy(run / "student.pt", other / "x.pt")
+    assert (load_source(other / "x.pt").dataset, load_source(other / "x.pt").teacher) == (None, None)
+    (other / "config.json").write_text(json.dumps(cfg))  # the same data: taken
+    assert load_source(other / "x.pt").dataset == whole.dataset

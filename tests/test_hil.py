@@ -223,7 +223,10 @@ def test_the_trial_line_calls_the_policy_counter_cycles_on_a_board_only(monkeypa
          "achieved_rate_hz": 50.0, "target_rate_hz": 50.0, "deadline_misses": 0, "deadline_miss_rate": 0.0}
     monkeypatch.setattr(hil.trial, "run_trial", lambda cfg: {"timing": t, "episodes": []})
     monkeypatch.setattr(bpd.config, "from_namespace", lambda cls, ns: ns)
-    for port, named in (("sim", False), ("pil", False), ("/dev/ttyACM0", True)):
+    for port, hz, named in (("sim", None, False), ("pil", 168_000_000, False), ("/dev/ttyACM0", 168_000_000, True),
+                            ("/dev/pts/3", 1_000_000_000, False)):  # the last: a pty of `bpd rig sim`, host clock
+        monkeypatch.setattr(hil.trial, "run_trial", lambda cfg, hz=hz: {"timing": t, "episodes": [],
+                                                                         "device": {"cycle_hz": hz}})
         _run(argparse.Namespace(port=port, out="o"))
         line = capsys.readouterr().out
         assert "on-device inference median 922 ns" in line

@@ -159,6 +159,19 @@ def test_report_names_the_shipped_form_and_the_integer_forms_over_their_flash_li
                            "verdict": "no closed-loop check with --episodes 0"}}
     left = [x for x in format_report(r | {"kernel": k2}).splitlines() if "not shipped" in x]
     assert left == ["  integer-interp (398 cycles) not shipped: no closed-loop check with --episodes 0"]
+    # both forms within the limit, neither checked: the pick's reason, and the other's as the export words it
+    k3 = k2 | {"candidates": k2["candidates"] | {
+        "integer": {"cost": {"cycles": 322, "flash_bytes": 1500}, "verdict": "no closed-loop check with --episodes 0"},
+        "integer-interp": {"cost": {"cycles": 398, "flash_bytes": 1756}, "verdict":
+                           "the same integers as integer, not shipped: no closed-loop check with --episodes 0"}}}
+    assert [x for x in format_report(r | {"kernel": k3}).splitlines() if "not shipped" in x] == [
+        "  integer (322 cycles) not shipped: no closed-loop check with --episodes 0",
+        "  integer-interp (398 cycles) not shipped: the same integers as integer, not shipped: no closed-loop check "
+        "with --episodes 0"]
+    # an integer form shipped (the other within 2 % of its cycles, more flash): "the rule picks" is the rule line's news
+    k4 = k | {"candidates": k["candidates"] | {
+        "integer": {"cost": {"cycles": 470, "flash_bytes": 1900}, "verdict": "the rule picks integer-interp"}}}
+    assert not [x for x in format_report(r | {"kernel": k4}).splitlines() if "not shipped" in x]
 
 
 def test_auto_does_not_build_what_cannot_fit():
@@ -208,8 +221,10 @@ def test_default_export_ships_the_measured_choice(tiny_pipeline, tmp_path):
         weighed = [n for n in ("integer", "integer-interp", "integer-table") if "--int-flash-ratio" not in
                    (k["candidates"].get(n) or {}).get("verdict", "--int-flash-ratio")]
         assert weighed and all(k["candidates"][n]["verdict"] in (
-            "no closed-loop check with --episodes 0", "not cheaper than the float kernel the rule picks")
-            for n in weighed)
+            "no closed-loop check with --episodes 0", "not cheaper than the float kernel the rule picks",
+            "within 2 % of the cycles of the float kernel the rule picks, which takes less flash")
+            or k["candidates"][n]["verdict"].startswith("the same integers as ") for n in weighed)
+        assert not any(k["candidates"][n]["verdict"].startswith("the rule picks") for n in weighed)  # a float ships
     assert rep["parity"]["pass"]
 
 
