@@ -84,6 +84,18 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     return _build_parser(_configs(), argv)
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: a supervisor stopping bpd or its terminal closing, handled as Ctrl-C is."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _stopped(signum: int, _frame) -> None:
+    raise Stopped(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser(sys.argv[1:] if argv is None else argv)
@@ -101,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     # A SIGINT stops any command the way Ctrl-C does (a trial commands zero and keeps its logs), even where
     # bpd was started with SIGINT ignored, as a non-interactive shell starts its background jobs
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    # SIGTERM and SIGHUP the same way (a trial commands zero and writes its summary, a run keeps its checkpoint);
+    # a command that serves until stopped (`bpd rig sim`) installs its own
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _stopped)
     try:
         from bpd.io import check_outputs
         check_outputs(vars(ns))
@@ -108,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     except BpdError as e:
         print(f"bpd: error: {e}", file=sys.stderr)
         return 1
+    except Stopped as e:
+        print(f"bpd: stopped ({signal.Signals(e.signum).name})", file=sys.stderr)
+        return 128 + e.signum
     except KeyboardInterrupt:
         print("bpd: interrupted", file=sys.stderr)
         return 130

@@ -229,6 +229,8 @@ def _check_config(cfg: ExportConfig) -> None:
                        "int_flash_ratio": (0.0, 1000.0)})
     if cfg.package not in PACKAGE_CHOICES:
         raise BpdError(f"--package {cfg.package!r}: choose one of {', '.join(PACKAGE_CHOICES)}")
+    if cfg.package_url and cfg.package == "none":
+        raise BpdError("--package-url names the web page of the library --package writes: give --package too")
     from training.collect import dataset_exists, load_dataset
     from training.minari_io import is_minari
 

@@ -153,9 +153,9 @@ def _run_trial(cfg: HilRunConfig, spec, pol, view: LiveView) -> dict:
                                      (spec.pos_index, spec.angle_index)))
             log.flush()
         summary["device_dropped"] = link.dropped()  # the device's own counts, since its power-on
-    except KeyboardInterrupt as e:
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM/SIGHUP (bpd_app/cli.py raises it for them)
         error = e
-        summary["ended"] = "interrupted (Ctrl-C): stop sent"
+        summary["ended"] = f"interrupted ({str(e) or 'Ctrl-C'}): stop sent"
     except (LinkError, BpdError) as e:
         error = e
         summary["ended"] = f"error: {e}"

@@ -354,6 +354,12 @@ case("export bad format", ["export", RUN, "--format", "sparse"], "invalid choice
 case("evaluate no model", ["evaluate"], "required")
 case("hil run bad mode", HIL + ["--mode", "remote"], "invalid choice")
 case("firmware build bad target", FWB + ["--target", "z80"], "invalid choice")
+case("export package url without package", ["export", RUN, "--out", f"{C}/e", "--package-url", "https://x.org"],
+     "give --package too")
+case("firmware build board on host", FWB + ["--target", "host", "--board", "nucleo-f446"],
+     "--board nucleo-f446 is a Cortex-M firmware image's board layer: not for --target host")
+case("firmware build board on bench image", FWB + ["--image", "bench", "--board", "stm32f4"],
+     "not for --image bench")
 case("hil report no dir", ["hil", "report"], "required")
 case("rig sim period text", RIG + ["--period-us", "fast"], "invalid int value")
 case("teacher train unknown env", ["teacher", "train", "--env", "NoSuchEnv-v9", "--out", f"{C}/t.npz"],

@@ -69,3 +69,28 @@ def test_fault_only_on_the_simulated_rig_and_encoders_needed(tmp_path):
         run_check(RigCheckConfig(port="/dev/null", rig="desktop-cartpole", fault="dead-motor", record=str(tmp_path)))
     with pytest.raises(BpdError, match="no encoders to commission"):
         run_check(RigCheckConfig(port="sim", rig="gym-inverted-pendulum", record=str(tmp_path)))
+
+
+def test_link_quality_holds_late_actions_to_the_stale_share_and_lost_frames_to_none():
+    """A late host answer is a stale state and a dropped action at once: both are allowed up to 1 % of the ticks;
+    a frame the device's receiver lost fails the check at once."""
+    from types import SimpleNamespace
+
+    from firmware_host.wire.spec import FLAGS
+    from hil.commission import check_link
+
+    spec = load_rig("desktop-cartpole")
+    states = [SimpleNamespace(fields={"flags": FLAGS["stale_action"] if i < 2 else 0, "rtt_us": 100})
+              for i in range(200)]
+
+    def counts(rx, act):
+        return {"rx_dropped": rx, "actions_dropped": act}
+
+    assert check_link(spec, [states], counts(0, 0), counts(0, 2), 0).passed  # 2 of 200: 1 %
+    assert not check_link(spec, [states], counts(0, 0), counts(0, 3), 0).passed  # 3 late actions: over 1 %
+    lost = check_link(spec, [states], counts(0, 0), counts(1, 0), 0)
+    assert not lost.passed and "lost 1 frames" in lost.measured
+    assert not check_link(spec, [states], None, None, 0).passed  # no counts from the device: not shown clean
+    assert not check_link(spec, [states], counts(0, 0), counts(0, 0), 1).passed  # a host bad frame
+    three = [SimpleNamespace(fields={"flags": FLAGS["stale_action"], "rtt_us": 100})] * 3 + states[2:]
+    assert not check_link(spec, [three], counts(0, 0), counts(0, 0), 0).passed  # 3 stale of 201

@@ -170,7 +170,10 @@ def test_fault_table(rig, tmp_path, name, rig_args, hil_args, message):
         assert p.returncode == 1
 
 
-def test_ctrl_c_stops_and_keeps_logs(rig, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_ctrl_c_stops_and_keeps_logs(rig, tmp_path, sig):
+    """Ctrl-C, and SIGTERM or SIGHUP (a supervisor stopping the trial, its terminal closing), as Ctrl-C: the stop
+    goes out, summary.json is written, one line and the signal's exit status."""
     r = rig("--period-us", "20000")
     out = tmp_path / "log"
     proc = subprocess.Popen([BPD, "hil", "run", "--port", r.path, "--rig", "gym-inverted-pendulum", "--policy",
@@ -179,11 +182,15 @@ def test_ctrl_c_stops_and_keeps_logs(rig, tmp_path):
     deadline = time.time() + 30
     while (not (out / "ticks.csv").exists() or len(rows(out)) < 20) and time.time() < deadline:
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=20)
-    assert proc.returncode == 130 and "interrupted" in err
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130 and err.strip() == "bpd: interrupted"
+    else:
+        assert proc.returncode == 128 + sig and err.strip() == f"bpd: stopped ({sig.name})"
     s = summary(out)
-    assert s["ended"].startswith("interrupted") and len(rows(out)) >= 20
+    assert s["ended"] == f"interrupted ({'Ctrl-C' if sig == signal.SIGINT else sig.name}): stop sent"
+    assert len(rows(out)) >= 20
     # the device was told to stop: a new session finds it idle and accepts a configuration
     from hil.link import DeviceLink
 
@@ -245,7 +252,7 @@ def test_a_policy_of_other_sizes_than_the_rigs_is_refused_before_anything_starts
 
     monkeypatch.setattr(hil.trial, "load_host_policy",
                         lambda path, runtime: HostPolicy(lambda o: o, 3, 1, None, runtime, str(path)))
-    cfg = HilRunConfig(port="sim", rig="gym-inverted-pendulum", policy="exp", out=str(tmp_path / "log"))
+    cfg = HilRunConfig(port="sim", rig="gym-inverted-pendulum", policy="exp", out=str(tmp_path / "log"), runtime="c")
     with pytest.raises(BpdError, match="maps 3 observations to 1 actions, rig gym-inverted-pendulum 4 to 1"):
         check_trial(cfg)
     monkeypatch.setattr(hil.trial, "load_host_policy",

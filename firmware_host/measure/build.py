@@ -336,6 +336,9 @@ def firmware_build(cfg: FirmwareBuildConfig) -> dict:
     from export.verify import verify_export
     from firmware_host.rig import load_rig
 
+    if cfg.board != "generic" and (cfg.target == "host" or cfg.image == "bench"):
+        raise BpdError(f"--board {cfg.board} is a Cortex-M firmware image's board layer: not for "
+                       + ("--target host" if cfg.target == "host" else "--image bench"))
     info = verify_export(cfg.export)  # parity passed and the files are the ones it checked
     if cfg.image == "firmware":
         check_policy_fits_rig(info, load_rig(cfg.rig), cfg.export)
