@@ -335,6 +335,9 @@ def run_check(cfg: RigCheckConfig) -> dict:
     spec = load_rig(cfg.rig)
     if spec.measured_velocity or any(c <= 0 for c in spec.counts_per_unit):
         raise BpdError(f"rig {spec.name} has no encoders to commission (a simulated rig only)")
+    if cfg.port == "pil":
+        raise BpdError("--port pil runs a firmware image in QEMU with a modelled plant, nothing to commission: give a "
+                       "board's port, or --port sim for the simulated bench rig")
     if cfg.fault and cfg.port != "sim":
         raise BpdError("--fault is a fault of the simulated rig: give --port sim")
     if cfg.port == "sim":

@@ -94,3 +94,8 @@ def test_link_quality_holds_late_actions_to_the_stale_share_and_lost_frames_to_n
     assert not check_link(spec, [states], counts(0, 0), counts(0, 0), 1).passed  # a host bad frame
     three = [SimpleNamespace(fields={"flags": FLAGS["stale_action"], "rtt_us": 100})] * 3 + states[2:]
     assert not check_link(spec, [three], counts(0, 0), counts(0, 0), 0).passed  # 3 stale of 201
+
+
+def test_pil_is_not_a_port_to_commission(tmp_path):
+    with pytest.raises(BpdError, match="nothing to commission"):
+        run_check(RigCheckConfig(port="pil", rig="desktop-cartpole", record=str(tmp_path)))
