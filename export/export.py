@@ -385,19 +385,14 @@ def _choose_kernel(cfg: ExportConfig, src: Source, net: CollapsedNet, out: Path,
                 keep, why = _keeps_return(cfg, src, where[pick[0]], where[chosen])
                 if keep:
                     chosen, rule = pick[0], f"{pick[1]}; {why}"
-            float_cycles = (figures.get(chosen) or {}).get("cycles", 0.0)
-            for k in ints:
-                if pick[0] not in ints:  # the float kernel: within LEVEL of the fewest cycles with less flash, or fewer
-                    cands[k]["verdict"] = (
-                        f"within {100 * LEVEL:g} % of the cycles of the float kernel the rule picks, which takes less "
-                        "flash" if (ints[k] or {}).get("cycles", float_cycles) < float_cycles
-                        else "not cheaper than the float kernel the rule picks")
-                elif k == pick[0]:
-                    cands[k]["verdict"] = why
-                elif chosen == pick[0]:
-                    cands[k]["verdict"] = f"the rule picks {pick[0]}"
-                else:  # the same integers as the pick, which did not ship: for its reason
-                    cands[k]["verdict"] = f"the same integers as {pick[0]}, not shipped: {why}"
+            fc = (figures.get(chosen) or {}).get("cycles", 0.0)
+            for k in ints:  # a float pick: within LEVEL of the fewest cycles with less flash, or fewer cycles
+                cands[k]["verdict"] = (
+                    (f"within {100 * LEVEL:g} % of the cycles of the float kernel the rule picks, which takes less "
+                     "flash" if (ints[k] or {}).get("cycles", fc) < fc else "not cheaper than the float kernel the "
+                     "rule picks") if pick[0] not in ints else why if k == pick[0]
+                    else f"the rule picks {pick[0]}" if chosen == pick[0]
+                    else f"the same integers as {pick[0]}, not shipped: {why}")  # the pick did not ship: its reason
     else:
         chosen, rule = cfg.kernel, "forced by --kernel"
     if chosen != "generic":
