@@ -147,7 +147,7 @@ def _run_trial(cfg: HilRunConfig, spec, pol, view: LiveView) -> dict:
     try:
         info = link.handshake()
         summary["device"] = info
-        _check_device(info, spec, pol, cfg.mode)
+        _check_device(info, spec, pol, cfg.mode, period)
         for ep in range(cfg.episodes):
             episodes.append(_episode(link, log, cfg, ep, period, steps, lim, pol, spec.watchdog_ticks,
                                      (spec.pos_index, spec.angle_index)))
@@ -252,10 +252,15 @@ def _environment() -> dict:
             "onnxruntime": onnxruntime.__version__, "argv": portable_argv(sys.argv)}
 
 
-def _check_device(info: dict, spec, pol, mode: str) -> None:
+def _check_device(info: dict, spec, pol, mode: str, period: int | None = None) -> None:
     if info["obs_dim"] != spec.obs_dim or info["act_dim"] != spec.act_dim:
         raise LinkError(f"device sizes {info['obs_dim']}->{info['act_dim']} differ from the rig's "
-                        f"{spec.obs_dim}->{spec.act_dim}")
+                        f"{spec.obs_dim}->{spec.act_dim}: the board runs another rig's firmware (bpd firmware build "
+                        f"--rig {spec.name})")
+    if period is not None and info["period_us"] != period:  # the device takes its own period only
+        raise LinkError(f"the device's control period is {info['period_us']} us, the trial's {period} us: the board "
+                        f"runs another rig's firmware (bpd firmware build --rig {spec.name})"
+                        + (", or give --period-us to match" if period != spec.period_us else ""))
     if pol.obs_dim != info["obs_dim"] or pol.act_dim != info["act_dim"]:
         raise LinkError(f"policy sizes {pol.obs_dim}->{pol.act_dim} differ from the device's "
                         f"{info['obs_dim']}->{info['act_dim']}")

@@ -79,6 +79,7 @@ def _set(path, value):
     (_set(["encoders", 0, "wires"], 4), "must be a mapping of name, timer, a, b, invert"),
     (lambda w: w["encoders"].pop(), "one encoder per position sensor (2)"),
     (_set(["end_stops", 0, "at"], 0), "its sign is its side"),
+    (_set(["end_stops", 1, "at"], 0.3), "wiring.end_stops[1].at 0.3 is not inside the track (+-0.25 m)"),
     (_set(["encoders", 1, "at_power_on"], "pi"), "at_power_on must be the reading at power-on"),
     (lambda w: w["end_stops"][0].pop("at"), "a mapping of name, pin and at"),
 ])

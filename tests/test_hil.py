@@ -259,3 +259,16 @@ def test_a_policy_of_other_sizes_than_the_rigs_is_refused_before_anything_starts
                         lambda path, runtime: HostPolicy(lambda o: o, 4, 1, None, runtime, str(path)))
     spec, pol = check_trial(cfg)
     assert (pol.obs_dim, pol.act_dim) == (spec.obs_dim, spec.act_dim) == (4, 1)
+
+
+def test_a_device_of_another_period_is_named_as_another_rigs_firmware(rig, tmp_path):
+    """A device built for another period than the trial's (another rig's firmware, or a --period-us that does not
+    match): one line naming both periods and the fix, before any CONFIG the device would refuse."""
+    r = rig("--period-us", "20000")
+    p = hil(r.path, tmp_path / "a", "--no-plots", check=False)
+    assert p.returncode == 1
+    line = p.stderr.strip().splitlines()
+    assert len(line) == 1 and "the device's control period is 20000 us, the trial's 40000 us" in line[0]
+    assert "bpd firmware build --rig gym-inverted-pendulum" in line[0] and "--period-us" not in line[0]
+    p = hil(r.path, tmp_path / "b", "--no-plots", "--period-us", "30000", check=False)
+    assert p.returncode == 1 and "the trial's 30000 us" in p.stderr and "or give --period-us to match" in p.stderr

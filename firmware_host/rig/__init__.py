@@ -247,6 +247,10 @@ def _check_rig(raw: object, p: Path) -> RigSpec:
             number(x, f"initial_qpos[{i}]")
     if "wiring" in raw:
         check_wiring(raw["wiring"], cpu, bool(sc["measured_velocity"]), bad)
+        for i, stop in enumerate(raw["wiring"].get("end_stops", [])):  # a stop the cart cannot reach never closes
+            if "track" in raw and abs(stop["at"]) >= float(raw["track"]):
+                raise bad(f"wiring.end_stops[{i}].at {stop['at']} is not inside the track (+-{raw['track']} m): "
+                          "the cart would never close it")
     baud = (raw.get("serial") or {}).get("baud", 921600) if isinstance(raw.get("serial", {}), dict) else None
     if baud is None:
         raise bad("serial must be a mapping")
