@@ -148,7 +148,8 @@ def _names(spec: RigSpec) -> tuple[list[str], list[str]]:
     w = spec.wiring
     n = spec.n_pos
     if w is None:
-        names = ["cart" if i == spec.pos_index else "pendulum" if i == spec.angle_index else f"sensor {i}"
+        base = "arm" if spec.plant == "furuta" else "cart"  # what the position sensor measures
+        names = [base if i == spec.pos_index else "pendulum" if i == spec.angle_index else f"sensor {i}"
                  for i in range(n)]
         return names, [f"encoder {i}" for i in range(n)]
     enc = w["encoders"]

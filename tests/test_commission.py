@@ -99,3 +99,11 @@ def test_link_quality_holds_late_actions_to_the_stale_share_and_lost_frames_to_n
 def test_pil_is_not_a_port_to_commission(tmp_path):
     with pytest.raises(BpdError, match="nothing to commission"):
         run_check(RigCheckConfig(port="pil", rig="desktop-cartpole", record=str(tmp_path)))
+
+
+def test_a_rotary_pendulums_checks_name_its_arm(tmp_path):
+    """The position sensor of a rotary pendulum (no wiring block: names from the plant) is its arm, not a cart."""
+    r = run_check(RigCheckConfig(port="sim", rig="rotary-pendulum", record=str(tmp_path)))
+    names = [c["name"] for c in r["checks"]]
+    assert "arm noise at rest" in names and "pendulum noise at rest" in names
+    assert not [n for n in names if "cart" in n]
