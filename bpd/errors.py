@@ -3,3 +3,17 @@
 
 class BpdError(Exception):
     """A problem with the user's input or environment, reported without a traceback."""
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: a supervisor stopping bpd or its terminal closing, handled as Ctrl-C is
+    (bpd_app/cli.py raises it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+    def __str__(self) -> str:
+        import signal
+
+        return signal.Signals(self.signum).name

@@ -155,7 +155,8 @@ class LiveView:
         if self.server is None:
             return
         try:
-            if exc_type is not KeyboardInterrupt and self.buffer.summary is not None and self.buffer.polled.is_set():
+            if not (exc_type and issubclass(exc_type, KeyboardInterrupt)) and self.buffer.summary is not None \
+                    and self.buffer.polled.is_set():
                 self.buffer.released.wait(self.linger)  # a page is watching: let it get the summary (or the error)
         finally:
             self.server.shutdown()

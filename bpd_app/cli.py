@@ -9,7 +9,7 @@ import signal
 import sys
 
 from bpd.config import from_namespace
-from bpd.errors import BpdError
+from bpd.errors import BpdError, Stopped
 from bpd_app.parser import Commands, room_commands
 from bpd_app.parser import build_parser as _build_parser
 
@@ -84,14 +84,6 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     return _build_parser(_configs(), argv)
 
 
-class Stopped(KeyboardInterrupt):
-    """SIGTERM or SIGHUP: a supervisor stopping bpd or its terminal closing, handled as Ctrl-C is."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
 def _stopped(signum: int, _frame) -> None:
     raise Stopped(signum)
 
@@ -113,10 +105,22 @@ def main(argv: list[str] | None = None) -> int:
     # A SIGINT stops any command the way Ctrl-C does (a trial commands zero and keeps its logs), even where
     # bpd was started with SIGINT ignored, as a non-interactive shell starts its background jobs
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    # SIGTERM and SIGHUP the same way (a trial commands zero and writes its summary, a run keeps its checkpoint);
-    # a command that serves until stopped (`bpd rig sim`) installs its own
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _stopped)
+    # SIGTERM and SIGHUP the same way (a trial commands zero and writes its summary, a run keeps its checkpoint),
+    # unless ignored when bpd started (`nohup`: a closed terminal leaves it running); `bpd rig sim` and `rig pil`
+    # install their own while they serve. Restored after a call in this process (argv given: tests, scripts).
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    for sig, old in before.items():
+        if old is not signal.SIG_IGN:
+            signal.signal(sig, _stopped)
+    try:
+        return _handle(ns)
+    finally:
+        if argv is not None:
+            for sig, old in before.items():
+                signal.signal(sig, old if old is not None else signal.SIG_DFL)
+
+
+def _handle(ns) -> int:
     try:
         from bpd.io import check_outputs
         check_outputs(vars(ns))

@@ -15,10 +15,11 @@ rig's action limit, the checks run one by one, each only when the ones it needs 
 4. end stops (a rig with end stops in its wiring block, once the move passed): a slow drive to each;
    the firmware's position limit, opened to just beyond the stop, ends the run if the stop does not;
 5. loop timing: the device's tick period (median, p99) and overrun flags;
-6. link quality: frames the device dropped (INFO's counters, before and after), frames the host
-   could not parse, stale states and the round trip.
+6. link quality: no frame the device's receiver lost (INFO's counters, before and after) and none the host
+   could not parse; late actions (the device's other counter) and stale states each at most 1 % of the ticks
+   (a late answer is both); the round trip reported, not judged.
 
-It prints a pass/fail table with the fix of each failure and saves the result (`--record`, one
+It prints a pass/fail table with the fix of each failure and saves the result (`--checks`, one
 JSON file per rig); `bpd hil run` refuses a rig whose last check failed (or whose YAML changed since a
 failed check) unless given `--unchecked`. `--port sim` checks the simulated rig on the bench, with
 one of its wiring faults (`--fault`, firmware_host/rig/sim.py FAULTS) or none.
@@ -320,9 +321,10 @@ def check_link(spec: RigSpec, runs: list[list], before: dict | None, after: dict
     late_actions = None if before is None or after is None else after["actions_dropped"] - before["actions_dropped"]
     share = 0.01 * max(1, len(states))
     ok = lost == 0 and bad_host == 0 and stale <= share and late_actions is not None and late_actions <= share
-    return Check("link quality", ok, f"device lost {lost} frames and dropped {late_actions} late actions, host bad "
-                 f"frames {bad_host}, stale {stale}, round trip p99 {p99:.0f} us (period {spec.period_us} us), {late} "
-                 "answers after half a period",
+    counts = ("device counters not reported" if lost is None else
+              f"device lost {lost} frames and dropped {late_actions} late actions")
+    return Check("link quality", ok, f"{counts}, host bad frames {bad_host}, stale {stale}, round trip p99 {p99:.0f} "
+                 f"us (period {spec.period_us} us), {late} answers after half a period",
                  "" if ok else "frames are lost or late: check the cable and the baud rate (serial.baud), and "
                                "the adapter's latency (low_latency in a trial's summary); on a pty, a host too busy "
                                "to answer in time")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import platform
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -163,7 +164,12 @@ def _run_trial(cfg: HilRunConfig, spec, pol, view: LiveView) -> dict:
         summary["ended"] = f"host fault: {e.__class__.__name__}: {e}"
         raise
     finally:
+        # no second signal (a closed terminal sends SIGHUP and SIGTERM) cuts the stop and the summary short
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
         link.close()  # stop: the device zeroes its actuator
+        if link.stop_error and summary.get("ended", "").endswith(": stop sent"):
+            summary["ended"] = summary["ended"].removesuffix(": stop sent") + (
+                ": stop could not be sent, the device watchdog zeroes the actuator")
         log.close()
         summary["timing"] = timing_summary(out / "ticks.csv", period)
         if handover:
@@ -177,6 +183,7 @@ def _run_trial(cfg: HilRunConfig, spec, pol, view: LiveView) -> dict:
                 render(out)
             except Exception as e:  # plots never hide the trial's own outcome
                 summary["plots"] = f"not rendered: {e}"
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
         view.finish(summary)
     if isinstance(error, KeyboardInterrupt):
         raise error
@@ -252,15 +259,16 @@ def _environment() -> dict:
             "onnxruntime": onnxruntime.__version__, "argv": portable_argv(sys.argv)}
 
 
-def _check_device(info: dict, spec, pol, mode: str, period: int | None = None) -> None:
+def _check_device(info: dict, spec, pol, mode: str, period: int) -> None:
     if info["obs_dim"] != spec.obs_dim or info["act_dim"] != spec.act_dim:
         raise LinkError(f"device sizes {info['obs_dim']}->{info['act_dim']} differ from the rig's "
                         f"{spec.obs_dim}->{spec.act_dim}: the board runs another rig's firmware (bpd firmware build "
                         f"--rig {spec.name})")
-    if period is not None and info["period_us"] != period:  # the device takes its own period only
-        raise LinkError(f"the device's control period is {info['period_us']} us, the trial's {period} us: the board "
-                        f"runs another rig's firmware (bpd firmware build --rig {spec.name})"
-                        + (", or give --period-us to match" if period != spec.period_us else ""))
+    if info["period_us"] != period:  # the device takes its own period only (CONFIG, docs/protocol.md)
+        fix = ("leave out --period-us (the device runs the rig's period)" if info["period_us"] == spec.period_us
+               else f"give --period-us {info['period_us']}, or build the device's firmware for rig {spec.name} "
+                    f"(bpd firmware build --rig {spec.name})")
+        raise LinkError(f"the device's control period is {info['period_us']} us, the trial's {period} us: {fix}")
     if pol.obs_dim != info["obs_dim"] or pol.act_dim != info["act_dim"]:
         raise LinkError(f"policy sizes {pol.obs_dim}->{pol.act_dim} differ from the device's "
                         f"{info['obs_dim']}->{info['act_dim']}")

@@ -269,6 +269,10 @@ def test_a_device_of_another_period_is_named_as_another_rigs_firmware(rig, tmp_p
     assert p.returncode == 1
     line = p.stderr.strip().splitlines()
     assert len(line) == 1 and "the device's control period is 20000 us, the trial's 40000 us" in line[0]
-    assert "bpd firmware build --rig gym-inverted-pendulum" in line[0] and "--period-us" not in line[0]
+    assert "give --period-us 20000, or build the device's firmware for rig gym-inverted-pendulum" in line[0]
     p = hil(r.path, tmp_path / "b", "--no-plots", "--period-us", "30000", check=False)
-    assert p.returncode == 1 and "the trial's 30000 us" in p.stderr and "or give --period-us to match" in p.stderr
+    assert p.returncode == 1 and "the trial's 30000 us: give --period-us 20000" in p.stderr
+    r2 = rig()  # the rig's own period on the device, another asked for
+    p = hil(r2.path, tmp_path / "c", "--no-plots", "--period-us", "30000", check=False)
+    assert p.returncode == 1 and "the device's control period is 40000 us, the trial's 30000 us: leave out " \
+        "--period-us" in p.stderr

@@ -74,3 +74,49 @@ def test_bpd_executable_is_the_wrapper_given_and_refuses_one_that_is_not_there(t
         monkeypatch.setenv("BPD_EXECUTABLE", str(bad))
         with pytest.raises(BpdError, match=f"^BPD_EXECUTABLE={bad}: not an executable file$"):
             bpd_executable()
+
+
+def test_sigterm_and_sighup_stop_as_ctrl_c_unless_ignored_and_are_restored(monkeypatch):
+    """bpd's main turns SIGTERM and SIGHUP into the Ctrl-C path while a command runs, leaves one ignored at start
+    alone (`nohup`: a closed terminal leaves the command running), and restores both after an in-process call."""
+    import signal
+
+    import bpd_app.cli as cli
+
+    seen: list[dict] = []
+    monkeypatch.setattr(cli, "_handle", lambda ns: seen.append(
+        {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}) or 0)
+    old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        assert cli.main(["experiment", "status", "plan.yaml"]) == 0
+        assert seen[-1] == {signal.SIGTERM: cli._stopped, signal.SIGHUP: signal.SIG_IGN}
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL and signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        assert cli.main(["experiment", "status", "plan.yaml"]) == 0
+        assert seen[-1] == {signal.SIGTERM: cli._stopped, signal.SIGHUP: cli._stopped}
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_DFL
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def test_a_stopped_runner_passes_its_signal_to_the_stages_running():
+    """`kill PID` of `bpd experiment run` reaches the runner alone: it sends the same signal to every stage still
+    running (cells.stop_stages), which then stops as Ctrl-C stops it, so the runner does not wait for their cells."""
+    import signal
+    import subprocess
+
+    from bpd_app.experiment import cells
+
+    proc = subprocess.Popen(["sleep", "30"])
+    with cells._LIVE_LOCK:
+        cells._LIVE.add(proc)
+    try:
+        cells.stop_stages(signal.SIGTERM)
+        assert proc.wait(timeout=10) == -signal.SIGTERM
+    finally:
+        with cells._LIVE_LOCK:
+            cells._LIVE.discard(proc)
+        proc.kill()

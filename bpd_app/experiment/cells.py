@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -28,6 +29,20 @@ class StageFailed(Exception):
     pass
 
 
+_LIVE: set[subprocess.Popen] = set()  # the stages running now, in the runner's worker threads
+_LIVE_LOCK = threading.Lock()
+
+
+def stop_stages(signum: int) -> None:
+    """Send every running stage the signal that stopped the runner (SIGTERM or SIGHUP to the runner alone, as a
+    supervisor's `kill PID` sends it; Ctrl-C reaches the whole process group by itself): each stops as Ctrl-C
+    stops it, so that the runner's pool ends with them rather than after their cells."""
+    with _LIVE_LOCK:
+        for proc in list(_LIVE):
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
+
 def _run(argv: list[str], log: Path, stdout: Path | None = None, cwd: Path | None = None) -> None:
     """Run `bpd argv`, appending its output to the cell log; stdout optionally captured to a file."""
     cmd = [bpd_executable(), *argv]
@@ -35,8 +50,16 @@ def _run(argv: list[str], log: Path, stdout: Path | None = None, cwd: Path | Non
     with open(log, "a") as lf:
         lf.write(f"$ bpd {' '.join(argv)}\n")
         lf.flush()
-        p = subprocess.run(cmd, stdout=subprocess.PIPE if stdout else lf, stderr=subprocess.PIPE, text=True,
-                           cwd=cwd, env=env)
+        with subprocess.Popen(cmd, stdout=subprocess.PIPE if stdout else lf, stderr=subprocess.PIPE, text=True,
+                              cwd=cwd, env=env) as proc:
+            with _LIVE_LOCK:
+                _LIVE.add(proc)
+            try:
+                out, err = proc.communicate()
+            finally:
+                with _LIVE_LOCK:
+                    _LIVE.discard(proc)
+        p = subprocess.CompletedProcess(cmd, proc.returncode, out, err)
         lf.write(p.stderr)
     if p.returncode != 0:
         last = (p.stderr.strip().splitlines() or [f"exit {p.returncode}"])[-1]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from bpd.errors import BpdError
+from bpd.errors import BpdError, Stopped
 from bpd.io import write_json
 from bpd_app.experiment.engines import _local_engine, _ray_engine
 from bpd_app.experiment.plan import Cell, Plan, _digest, cell_spec, stale_reason
@@ -99,6 +99,11 @@ def run_plan(plan: Plan, workers: int = 1, engine: str = "local", address: str |
                          f"{res.get('params_nonzero')} nonzero")
                 else:
                     echo(f"[{done_n}/{total}] {k}: FAILED: {r.get('error')}")
+    except Stopped as e:  # SIGTERM or SIGHUP to the runner alone: its running stages stop with it
+        from bpd_app.experiment.cells import stop_stages
+
+        stop_stages(e.signum)
+        raise
     finally:
         shutdown()
     _record_session(plan, started, workers, engine, records)

@@ -343,7 +343,8 @@ def rig_sim(cfg: RigSimConfig) -> None:
                            + (f", fault: {cfg.fault} ({FAULTS[cfg.fault]})" if cfg.fault else "")
                            + (f"; live view: {view.url}" if view.serving else ""), view.stop_waiting)
         if rig.watch is not None:
-            ended = {"SIGTERM": "stopped (SIGTERM)", "SIGINT": "interrupted (Ctrl-C)"}.get(
+            ended = {"SIGTERM": "stopped (SIGTERM)", "SIGHUP": "stopped (SIGHUP)",
+                     "SIGINT": "interrupted (Ctrl-C)"}.get(
                 stopped_by or "", f"--duration {cfg.duration:g} s reached")
             view.finish(rig.watch.summary(ended, rig.device.status()))
             if view.buffer.polled.is_set():
@@ -352,8 +353,8 @@ def rig_sim(cfg: RigSimConfig) -> None:
 
 
 def serve(rig, banner: str, on_signal_again: Callable[[], None] | None = None) -> str | None:
-    """Print the rig's port (stdout, for the parent) and a banner (stderr), run it until SIGTERM or
-    SIGINT, and close it on every way out. Returns the signal's name (None: the rig stopped by itself);
+    """Print the rig's port (stdout, for the parent) and a banner (stderr), run it until SIGTERM, SIGINT or
+    SIGHUP, and close it on every way out. Returns the signal's name (None: the rig stopped by itself);
     a signal after the first calls `on_signal_again`."""
     stop: dict = {"by": None}
 
@@ -363,8 +364,9 @@ def serve(rig, banner: str, on_signal_again: Callable[[], None] | None = None) -
         elif on_signal_again is not None:
             on_signal_again()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        if sig != signal.SIGHUP or signal.getsignal(sig) is not signal.SIG_IGN:  # nohup: a closed terminal leaves it
+            signal.signal(sig, on_signal)
     print(rig.path, flush=True)
     print(banner, file=sys.stderr, flush=True)
     try:
