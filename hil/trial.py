@@ -206,7 +206,11 @@ class RigProcess:
 
     def __enter__(self) -> str:
         assert self.proc.stdout is not None and self.proc.stderr is not None  # started with both piped
-        path = self.proc.stdout.readline().strip()
+        try:
+            path = self.proc.stdout.readline().strip()
+        except BaseException:  # stopped while the rig builds: it and its build go now, not by the parent's death
+            self.__exit__()
+            raise
         if not path:
             err = self.proc.stderr.read().strip().splitlines()
             last = err[-1].removeprefix("bpd: error: ") if err else "no output"  # the child's own one line

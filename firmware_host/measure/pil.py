@@ -120,6 +120,9 @@ class PilRig:
         except (OSError, BpdError) as e:
             self.close()
             raise BpdError(f"QEMU did not start the image: {e}") from None
+        except BaseException:  # stopped (Ctrl-C, SIGTERM) while QEMU starts: it and the image's files go now
+            self.close()
+            raise
         finally:
             srv.close()
         self.conn.settimeout(5.0)
@@ -128,6 +131,9 @@ class PilRig:
         except (OSError, BpdError) as e:
             self.close()
             raise BpdError(f"the image did not start its plant port: {e}") from None
+        except BaseException:
+            self.close()
+            raise
         self._log = None
         if cfg.log:
             try:
