@@ -129,7 +129,7 @@ def _handle(ns) -> int:
         print(f"bpd: error: {e}", file=sys.stderr)
         return 1
     except Stopped as e:
-        print(f"bpd: stopped ({signal.Signals(e.signum).name})", file=sys.stderr)
+        print(f"bpd: stopped ({e})", file=sys.stderr)
         return 128 + e.signum
     except KeyboardInterrupt:
         print("bpd: interrupted", file=sys.stderr)

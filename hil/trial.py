@@ -97,6 +97,9 @@ def check_trial(cfg: HilRunConfig) -> tuple:
     return spec, pol
 
 
+STOP_FAILED = "stop could not be sent, the device watchdog zeroes the actuator"
+
+
 def _check_handover(cfg: HilRunConfig, spec) -> None:
     """Hand-over mode needs the rig's region, and a simulated device its classical controller."""
     simulated = cfg.port in ("sim", "pil")
@@ -156,7 +159,7 @@ def _run_trial(cfg: HilRunConfig, spec, pol, view: LiveView) -> dict:
         summary["device_dropped"] = link.dropped()  # the device's own counts, since its power-on
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM/SIGHUP (bpd_app/cli.py raises it for them)
         error = e
-        summary["ended"] = f"interrupted ({str(e) or 'Ctrl-C'}): stop sent"
+        summary["ended"] = f"interrupted ({str(e) or 'Ctrl-C'})"  # the stop's outcome added below
     except (LinkError, BpdError) as e:
         error = e
         summary["ended"] = f"error: {e}"
@@ -167,9 +170,8 @@ def _run_trial(cfg: HilRunConfig, spec, pol, view: LiveView) -> dict:
         # no second signal (a closed terminal sends SIGHUP and SIGTERM) cuts the stop and the summary short
         held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
         link.close()  # stop: the device zeroes its actuator
-        if link.stop_error and summary.get("ended", "").endswith(": stop sent"):
-            summary["ended"] = summary["ended"].removesuffix(": stop sent") + (
-                ": stop could not be sent, the device watchdog zeroes the actuator")
+        if isinstance(error, KeyboardInterrupt):
+            summary["ended"] += f": {STOP_FAILED}" if link.stop_error else ": stop sent"
         log.close()
         summary["timing"] = timing_summary(out / "ticks.csv", period)
         if handover:
@@ -177,18 +179,18 @@ def _run_trial(cfg: HilRunConfig, spec, pol, view: LiveView) -> dict:
         summary["bad_frames"] = {"host_parser": link.parser.bad_frames, "frames_ok": link.parser.frames_ok}
         summary.setdefault("ended", "complete")
         write_json(out / "summary.json", summary)
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)  # the plots may be interrupted
         if cfg.plots:
             try:
                 from hil.report import render
                 render(out)
             except Exception as e:  # plots never hide the trial's own outcome
                 summary["plots"] = f"not rendered: {e}"
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
         view.finish(summary)
     if isinstance(error, KeyboardInterrupt):
         raise error
     if error is not None:
-        stop = "; stop could not be sent, the device watchdog zeroes the actuator" if link.stop_error else ""
+        stop = f"; {STOP_FAILED}" if link.stop_error else ""
         raise BpdError(f"{error}{stop} (logs kept in {out})")
     return summary
 

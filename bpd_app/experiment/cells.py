@@ -59,13 +59,12 @@ def _run(argv: list[str], log: Path, stdout: Path | None = None, cwd: Path | Non
             finally:
                 with _LIVE_LOCK:
                     _LIVE.discard(proc)
-        p = subprocess.CompletedProcess(cmd, proc.returncode, out, err)
-        lf.write(p.stderr)
-    if p.returncode != 0:
-        last = (p.stderr.strip().splitlines() or [f"exit {p.returncode}"])[-1]
-        raise StageFailed(f"bpd {argv[0]} exited {p.returncode}: {last}")
+        lf.write(err)
+    if proc.returncode != 0:
+        last = (err.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+        raise StageFailed(f"bpd {argv[0]} exited {proc.returncode}: {last}")
     if stdout is not None:
-        write_text(stdout, p.stdout)
+        write_text(stdout, out)
 
 
 def prepare_env(plan: Plan, env: str) -> None:
