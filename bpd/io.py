@@ -358,3 +358,26 @@ def bpd_executable() -> str:
         return given
     local = Path(sys.executable).with_name("bpd")
     return str(local) if local.exists() else (shutil.which("bpd") or "bpd")
+
+
+def run_bpd(args: list[str]) -> int:
+    """Run `bpd args` in the foreground and return its exit code. Stopped while it runs (Ctrl-C, which the child has
+    from the terminal as well, or SIGTERM or SIGHUP, passed on to it here), this waits for the child to stop as it
+    would stop alone (its checkpoint and summary written) rather than killing it a quarter of a second later, as
+    subprocess.run does; a second stop while waiting kills it."""
+    import subprocess
+
+    from bpd.errors import Stopped
+
+    with subprocess.Popen([bpd_executable(), *args]) as proc:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt as e:
+            if isinstance(e, Stopped) and proc.poll() is None:
+                proc.send_signal(e.signum)
+            try:
+                proc.wait()
+            except KeyboardInterrupt:
+                proc.kill()
+                proc.wait()
+            raise

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,7 +163,7 @@ def reference(run: Path, dataset: str) -> dict:
 
 def run_compress(cfg: CompressConfig, meter) -> dict:
     """Train (or resume) every method's run, choose per run and over runs; meter(cost) measures a policy."""
-    from bpd.io import bpd_executable
+    from bpd.io import run_bpd
     from bpd_app.methods import CellInputs, get
     from training.collect import load_dataset
     from training.selection import SelectConfig, run_select
@@ -189,9 +188,9 @@ def run_compress(cfg: CompressConfig, meter) -> dict:
                                         {n: refs[n] for n in get(m).needs}))
         if not (run / "student.pt").is_file() or not (run / "summary.json").is_file():
             print(f"[{m}] bpd {' '.join(cmd)}", flush=True)
-            p = subprocess.run([bpd_executable(), *cmd])
-            if p.returncode != 0:
-                raise BpdError(f"{m}: `bpd {' '.join(cmd)}` exited {p.returncode}; run `bpd compress` again to "
+            code = run_bpd(cmd)
+            if code != 0:
+                raise BpdError(f"{m}: `bpd {' '.join(cmd)}` exited {code}; run `bpd compress` again to "
                                "resume it")
         if any(m in get(o).needs for o in methods):
             refs[m] = reference(run, cfg.dataset)

@@ -132,22 +132,23 @@ def _run_trial(cfg: HilRunConfig, spec, pol, view: LiveView) -> dict:
     steps = int(cfg.steps or spec.raw.get("max_episode_steps", 1000))
     out = Path(cfg.out)
     lim = spec.limits
+    episodes: list[dict] = []
+    config = {k: portable_path(v) if k in ("policy", "out", "rig") and isinstance(v, str) and v.startswith("/") else v
+              for k, v in vars(cfg).items()}  # results never record a machine's absolute paths
+    summary: dict = {"config": config, "rig": spec.name, "target_period_us": period, "episodes": episodes,
+                     "environment": _environment()}  # all made before the port opens: from its opening on, a
+    error: BaseException | None = None  # stop (Ctrl-C, SIGTERM) finds the link closed below, or in the try's finally
+    handover = cfg.mode == "handover"
     link = DeviceLink(cfg.port, cfg.baud or int(spec.raw.get("serial", {}).get("baud", 921600)))
     try:  # only once the port opened: a refused port leaves no log directory
+        summary["low_latency"] = link.low_latency
         out.mkdir(parents=True, exist_ok=True)
         meta = {"rig": spec.name, "period_us": period, "mode": cfg.mode}
-        handover = cfg.mode == "handover"
         log = (ViewedTickLog(out / "ticks.csv", spec.obs_dim, spec.act_dim, view, meta, handover) if view.serving
                else TickLog(out / "ticks.csv", spec.obs_dim, spec.act_dim, handover))
     except BaseException:
         link.close()
         raise
-    episodes: list[dict] = []
-    config = {k: portable_path(v) if k in ("policy", "out", "rig") and isinstance(v, str) and v.startswith("/") else v
-              for k, v in vars(cfg).items()}  # results never record a machine's absolute paths
-    summary: dict = {"config": config, "rig": spec.name, "target_period_us": period, "episodes": episodes,
-                     "low_latency": link.low_latency, "environment": _environment()}
-    error: BaseException | None = None
     try:
         info = link.handshake()
         summary["device"] = info

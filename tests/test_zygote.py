@@ -120,3 +120,46 @@ def test_a_stopped_runner_passes_its_signal_to_the_stages_running():
         with cells._LIVE_LOCK:
             cells._LIVE.discard(proc)
         proc.kill()
+
+
+def test_a_stopped_bpd_waits_for_the_bpd_it_started_to_stop_as_it_would(monkeypatch, tmp_path):
+    """`bpd compress` stopped by SIGTERM passes the signal to the distill it runs (bpd.io.run_bpd) and waits for it:
+    a child that takes a second to write its state on SIGTERM finishes it, where subprocess.run killed it after a
+    quarter of a second."""
+    import signal
+    import sys
+
+    import threading
+
+    from bpd.errors import Stopped
+    from bpd.io import run_bpd as run_child
+
+    child = tmp_path / "child"
+    done, up = tmp_path / "done", tmp_path / "up"
+    child.write_text(f"#!{sys.executable}\nimport signal, sys, time\n"
+                     f"def stop(n, f):\n    time.sleep(1.0)\n    open({str(done)!r}, 'w').write(str(n))\n"
+                     "    sys.exit(143)\n"
+                     "signal.signal(signal.SIGTERM, stop)\n"
+                     f"open({str(up)!r}, 'w').close()\ntime.sleep(60)\n")
+    child.chmod(0o755)
+    monkeypatch.setenv("BPD_EXECUTABLE", str(child))
+
+    def stopped(signum, frame):  # what bpd_app/cli.py does on SIGTERM, here on SIGUSR1 sent once the child is up
+        raise Stopped(signal.SIGTERM)
+
+    def stop_when_up():
+        for _ in range(600):
+            if up.exists():
+                break
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+    old = signal.signal(signal.SIGUSR1, stopped)
+    try:
+        threading.Thread(target=stop_when_up, daemon=True).start()
+        with pytest.raises(Stopped):
+            run_child(["distill"])
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+    assert up.exists()
+    assert done.read_text() == str(int(signal.SIGTERM))  # it had the signal and finished its second's work
