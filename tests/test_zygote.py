@@ -128,7 +128,6 @@ def test_a_stopped_bpd_waits_for_the_bpd_it_started_to_stop_as_it_would(monkeypa
     quarter of a second."""
     import signal
     import sys
-
     import threading
 
     from bpd.errors import Stopped
