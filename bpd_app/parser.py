@@ -36,14 +36,26 @@ class Parser(argparse.ArgumentParser):
     """argparse with bad flags reported as one line, like every other bad input (exit 2)."""
 
     def error(self, message: str) -> NoReturn:
+        self._fail(self.prog, message)
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        """As argparse's, but a flag no parser knew is named with its subcommand's help (argparse leaves it to
+        the top parser, whose help would be `bpd --help`)."""
+        ns, extra = self.parse_known_args(args, namespace)
+        if extra:
+            words = [w for w in (getattr(ns, "command", None), getattr(ns, "subcommand", None)) if w]
+            self._fail(" ".join([self.prog, *words]), f"unrecognized arguments: {' '.join(extra)}")
+        return ns
+
+    def _fail(self, prog: str, message: str) -> NoReturn:
         message = " ".join(message.split())
-        self.exit(2, f"bpd: error: {self.prog}: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"bpd: error: {prog}: {message} (see {prog} --help)\n")
 
 
 class _CheckParser(Parser):
     """The same parser, its complaint raised instead of printed (check_command)."""
 
-    def error(self, message: str) -> NoReturn:
+    def _fail(self, prog: str, message: str) -> NoReturn:
         raise BpdError(" ".join(message.split()))
 
 

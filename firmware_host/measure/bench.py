@@ -464,6 +464,11 @@ def _summarise(res: dict, floor: dict) -> None:
     res["summary"] = s
 
 
+def _or_dash(v) -> str:
+    """A figure, or '-' where it was not measured (the stack of code whose stack use the compiler leaves unbounded)."""
+    return "-" if v is None else str(v)
+
+
 def markdown(res: dict) -> str:
     ts = res["targets"]
     head = "| network | runtime | host ns (median) | host instr (callgrind) | " + " | ".join(
@@ -475,7 +480,7 @@ def markdown(res: dict) -> str:
             ns = host.get("median_ns", r.get("host_median_ns"))
             ci = host.get("callgrind_instructions")
             cells = [f"{r[t]['instructions_median']} / {r[t]['us_estimate']:.1f} / {r[t]['flash_bytes']} / "
-                     f"{r[t]['ram_bytes']} / {r[t].get('stack_bytes')}" if t in r else "-" for t in ts]
+                     f"{r[t]['ram_bytes']} / {_or_dash(r[t].get('stack_bytes'))}" if t in r else "-" for t in ts]
             lines.append(f"| {name} {'-'.join(map(str, net['widths']))} | {impl} | {ns:.0f} | "
                          f"{f'{ci:.0f}' if ci else '-'} | " + " | ".join(cells) + " |")
     ek = res.get("export_kernels")
