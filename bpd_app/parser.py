@@ -38,7 +38,7 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self._fail(self.prog, message)
 
-    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+    def parse_args(self, args=None, namespace=None):
         """As argparse's, but a flag no parser knew is named with its subcommand's help (argparse leaves it to
         the top parser, whose help would be `bpd --help`)."""
         ns, extra = self.parse_known_args(args, namespace)
