@@ -361,23 +361,44 @@ def bpd_executable() -> str:
 
 
 def run_bpd(args: list[str]) -> int:
-    """Run `bpd args` in the foreground and return its exit code. Stopped while it runs (Ctrl-C, which the child has
-    from the terminal as well, or SIGTERM or SIGHUP, passed on to it here), this waits for the child to stop as it
-    would stop alone (its checkpoint and summary written) rather than killing it a quarter of a second later, as
-    subprocess.run does; a second stop while waiting kills it."""
+    """Run `bpd args` in the foreground and return its exit code. Stopped while it runs, this passes the stop on and
+    waits for the child to stop as it would stop alone (its checkpoint and summary written), where subprocess.run
+    killed it a quarter of a second later: SIGTERM or SIGHUP as itself, Ctrl-C (which the child has from the terminal
+    as well, or not, when only this process had it) as SIGTERM, which a `bpd` already stopping ignores
+    (bpd_app/cli.py). A second Ctrl-C while waiting kills the child. No stop falls between the child's start and the
+    wait: the stop signals are held until then (and released in the child before it runs)."""
+    import signal
     import subprocess
+    import time
 
     from bpd.errors import Stopped
 
-    with subprocess.Popen([bpd_executable(), *args]) as proc:
+    stops = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+    try:
+        proc = subprocess.Popen([bpd_executable(), *args],
+                                preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_SETMASK, held))
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        raise
+    stop: KeyboardInterrupt | None = None
+    released = False
+    while True:
         try:
-            return proc.wait()
+            if not released:
+                released = True
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)  # a stop held since the start is raised here
+            while proc.poll() is None:
+                time.sleep(0.05)
+            break
         except KeyboardInterrupt as e:
-            if isinstance(e, Stopped) and proc.poll() is None:
-                proc.send_signal(e.signum)
-            try:
-                proc.wait()
-            except KeyboardInterrupt:
+            if stop is not None and not isinstance(e, Stopped):  # a second Ctrl-C: the child goes now
                 proc.kill()
                 proc.wait()
-            raise
+                raise
+            stop = stop or e
+            if proc.poll() is None:
+                proc.send_signal(e.signum if isinstance(e, Stopped) else signal.SIGTERM)
+    if stop is not None:
+        raise stop
+    return int(proc.returncode)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from collections.abc import Callable
 from typing import NoReturn
 
@@ -43,8 +44,12 @@ class Parser(argparse.ArgumentParser):
         the top parser, whose help would be `bpd --help`)."""
         ns, extra = self.parse_known_args(args, namespace)
         if extra:
+            argv = list(sys.argv[1:] if args is None else args)
             words = [w for w in (getattr(ns, "command", None), getattr(ns, "subcommand", None)) if w]
-            self._fail(" ".join([self.prog, *words]), f"unrecognized arguments: {' '.join(extra)}")
+            # the subcommand's help where the first stray argument follows its words, else bpd's own
+            after = bool(words) and words[-1] in argv and extra[0] in argv[argv.index(words[-1]) + 1:]
+            self._fail(" ".join([self.prog, *words] if after else [self.prog]),
+                       f"unrecognized arguments: {' '.join(extra)}")
         return ns
 
     def _fail(self, prog: str, message: str) -> NoReturn:

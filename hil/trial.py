@@ -136,20 +136,28 @@ def _run_trial(cfg: HilRunConfig, spec, pol, view: LiveView) -> dict:
     config = {k: portable_path(v) if k in ("policy", "out", "rig") and isinstance(v, str) and v.startswith("/") else v
               for k, v in vars(cfg).items()}  # results never record a machine's absolute paths
     summary: dict = {"config": config, "rig": spec.name, "target_period_us": period, "episodes": episodes,
-                     "environment": _environment()}  # all made before the port opens: from its opening on, a
-    error: BaseException | None = None  # stop (Ctrl-C, SIGTERM) finds the link closed below, or in the try's finally
+                     "environment": _environment()}  # all made before the port opens
+    error: BaseException | None = None
     handover = cfg.mode == "handover"
-    link = DeviceLink(cfg.port, cfg.baud or int(spec.raw.get("serial", {}).get("baud", 921600)))
-    try:  # only once the port opened: a refused port leaves no log directory
-        summary["low_latency"] = link.low_latency
-        out.mkdir(parents=True, exist_ok=True)
-        meta = {"rig": spec.name, "period_us": period, "mode": cfg.mode}
-        log = (ViewedTickLog(out / "ticks.csv", spec.obs_dim, spec.act_dim, view, meta, handover) if view.serving
-               else TickLog(out / "ticks.csv", spec.obs_dim, spec.act_dim, handover))
+    # the stop signals are held from before the port opens until the try below, whose finally closes the link
+    # (stopping the device): a stop in between is raised there
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+    try:
+        link = DeviceLink(cfg.port, cfg.baud or int(spec.raw.get("serial", {}).get("baud", 921600)))
+        try:  # only once the port opened: a refused port leaves no log directory
+            summary["low_latency"] = link.low_latency
+            out.mkdir(parents=True, exist_ok=True)
+            meta = {"rig": spec.name, "period_us": period, "mode": cfg.mode}
+            log = (ViewedTickLog(out / "ticks.csv", spec.obs_dim, spec.act_dim, view, meta, handover)
+                   if view.serving else TickLog(out / "ticks.csv", spec.obs_dim, spec.act_dim, handover))
+        except BaseException:
+            link.close()
+            raise
     except BaseException:
-        link.close()
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
         raise
     try:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
         info = link.handshake()
         summary["device"] = info
         _check_device(info, spec, pol, cfg.mode, period)

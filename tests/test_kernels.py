@@ -359,3 +359,18 @@ def test_return_check_decides_by_the_paired_interval_and_at_the_last_batch_by_th
     assert return_check([100.0], [100.0], final=True)[0] is True
     with pytest.raises(ValueError):
         return_check([1.0, 2.0], [1.0])
+
+
+def test_bench_markdown_shows_a_dash_where_a_runtime_s_stack_was_not_measured():
+    """A runtime whose stack the compiler leaves unbounded has stack_bytes None: the table shows '-', not None."""
+    from firmware_host.measure.bench import markdown
+
+    run = {"instructions_median": 100, "us_estimate": 1.0, "flash_bytes": 200, "ram_bytes": 30}
+    res = {"targets": ["cortex-m4f"], "arithmetic_floor": {"instructions": 50, "macs": 40, "bias_adds": 4,
+                                                           "activations": 4, "output_ops": 2},
+           "networks": {"student": {"widths": [3, 4, 1], "runtimes": {
+               "emx-onnx-cgen": {"host": {"median_ns": 10.0}, "cortex-m4f": run | {"stack_bytes": None}},
+               "bpd": {"host": {"median_ns": 9.0}, "cortex-m4f": run | {"stack_bytes": 64}}}}}}
+    rows = {line.split(" | ")[1]: line for line in markdown(res).splitlines() if line.startswith("| student")}
+    assert rows["emx-onnx-cgen"].endswith("| 100 / 1.0 / 200 / 30 / - |")
+    assert rows["bpd"].endswith("| 100 / 1.0 / 200 / 30 / 64 |")

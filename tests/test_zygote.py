@@ -122,19 +122,12 @@ def test_a_stopped_runner_passes_its_signal_to_the_stages_running():
         proc.kill()
 
 
-def test_a_stopped_bpd_waits_for_the_bpd_it_started_to_stop_as_it_would(monkeypatch, tmp_path):
-    """`bpd compress` stopped by SIGTERM passes the signal to the distill it runs (bpd.io.run_bpd) and waits for it:
-    a child that takes a second to write its state on SIGTERM finishes it, where subprocess.run killed it after a
-    quarter of a second."""
-    import signal
+def _slow_child(tmp_path, monkeypatch):
+    """A stand-in for the `bpd` that bpd.io.run_bpd starts: it writes `up` once its SIGTERM handler is set, and on
+    SIGTERM takes a second before it writes the signal's number to `done` and exits."""
     import sys
-    import threading
 
-    from bpd.errors import Stopped
-    from bpd.io import run_bpd as run_child
-
-    child = tmp_path / "child"
-    done, up = tmp_path / "done", tmp_path / "up"
+    child, done, up = tmp_path / "child", tmp_path / "done", tmp_path / "up"
     child.write_text(f"#!{sys.executable}\nimport signal, sys, time\n"
                      f"def stop(n, f):\n    time.sleep(1.0)\n    open({str(done)!r}, 'w').write(str(n))\n"
                      "    sys.exit(143)\n"
@@ -142,23 +135,86 @@ def test_a_stopped_bpd_waits_for_the_bpd_it_started_to_stop_as_it_would(monkeypa
                      f"open({str(up)!r}, 'w').close()\ntime.sleep(60)\n")
     child.chmod(0o755)
     monkeypatch.setenv("BPD_EXECUTABLE", str(child))
+    return done, up
 
-    def stopped(signum, frame):  # what bpd_app/cli.py does on SIGTERM, here on SIGUSR1 sent once the child is up
-        raise Stopped(signal.SIGTERM)
 
-    def stop_when_up():
+def _stop_when_up(up, raises: list) -> None:
+    """Once `up` exists, interrupt the main thread (SIGUSR1, whose handler raises the next of `raises`) once per item,
+    half a second apart."""
+    import threading
+
+    def run():
         for _ in range(600):
             if up.exists():
                 break
             time.sleep(0.05)
-        os.kill(os.getpid(), signal.SIGUSR1)
+        for _ in raises:
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1)
+            time.sleep(0.5)
+
+    threading.Thread(target=run, daemon=True).start()
+
+
+def _run_stopped(up, raises: list):
+    """bpd.io.run_bpd of the stand-in, interrupted by `raises` once it is up; the interrupt it raises."""
+    from bpd.io import run_bpd as run_child
+
+    def stopped(signum, frame):
+        raise raises.pop(0)
 
     old = signal.signal(signal.SIGUSR1, stopped)
     try:
-        threading.Thread(target=stop_when_up, daemon=True).start()
-        with pytest.raises(Stopped):
+        _stop_when_up(up, list(raises))
+        with pytest.raises(KeyboardInterrupt) as e:
             run_child(["distill"])
     finally:
         signal.signal(signal.SIGUSR1, old)
-    assert up.exists()
+    return e.value
+
+
+
+def test_a_stopped_bpd_waits_for_the_bpd_it_started_to_stop_as_it_would(monkeypatch, tmp_path):
+    """`bpd compress` stopped by SIGTERM passes the signal to the distill it runs (bpd.io.run_bpd) and waits for it:
+    a child that takes a second to write its state on SIGTERM finishes it, where subprocess.run killed it after a
+    quarter of a second."""
+    from bpd.errors import Stopped
+
+    done, up = _slow_child(tmp_path, monkeypatch)
+    e = _run_stopped(up, [Stopped(signal.SIGTERM)])
+    assert isinstance(e, Stopped) and e.signum == signal.SIGTERM
     assert done.read_text() == str(int(signal.SIGTERM))  # it had the signal and finished its second's work
+
+
+def test_ctrl_c_that_reached_bpd_alone_is_passed_on_as_sigterm_and_a_second_kills_the_child(monkeypatch, tmp_path):
+    """A Ctrl-C the child did not have (`kill -INT` of the parent alone) reaches it as SIGTERM, which a `bpd` already
+    stopping ignores; a second Ctrl-C half a second later, before the child's second of work is done, kills it."""
+    done, up = _slow_child(tmp_path, monkeypatch)
+    e = _run_stopped(up, [KeyboardInterrupt()])
+    assert type(e) is KeyboardInterrupt and done.read_text() == str(int(signal.SIGTERM))
+    done.unlink()
+    up.unlink()
+    e = _run_stopped(up, [KeyboardInterrupt(), KeyboardInterrupt()])
+    assert type(e) is KeyboardInterrupt
+    time.sleep(1.2)
+    assert not done.exists()  # killed within its second
+
+
+def test_a_second_sigterm_or_sighup_is_ignored_while_bpd_stops_and_ctrl_c_still_interrupts():
+    """bpd_app/cli.py: the first SIGTERM (or SIGHUP) raises Stopped, later ones return (a closed terminal sends both;
+    `bpd compress` passes its stop on to a child that may have had it); SIGINT raises every time."""
+    import bpd_app.cli as cli
+    from bpd.errors import Stopped
+
+    cli._STOPPING = False
+    try:
+        with pytest.raises(Stopped):
+            cli._stopped(signal.SIGHUP, None)
+        assert cli._stopped(signal.SIGTERM, None) is None
+        with pytest.raises(KeyboardInterrupt):
+            cli._interrupted(signal.SIGINT, None)
+        cli._STOPPING = False
+        with pytest.raises(KeyboardInterrupt):
+            cli._interrupted(signal.SIGINT, None)
+        assert cli._stopped(signal.SIGTERM, None) is None  # a Ctrl-C began the stop
+    finally:
+        cli._STOPPING = False
