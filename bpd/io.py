@@ -366,28 +366,24 @@ def run_bpd(args: list[str]) -> int:
     killed it a quarter of a second later: SIGTERM or SIGHUP as itself, Ctrl-C (which the child has from the terminal
     as well, or not, when only this process had it) as SIGTERM, which a `bpd` already stopping ignores
     (bpd_app/cli.py). A second Ctrl-C while waiting kills the child. No stop falls between the child's start and the
-    wait: the stop signals are held until then (and released in the child before it runs)."""
+    wait: the stops are held until then (bpd.process.HeldStops)."""
     import signal
     import subprocess
     import time
 
     from bpd.errors import Stopped
+    from bpd.process import HeldStops
 
-    stops = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+    held = HeldStops()
     try:
-        proc = subprocess.Popen([bpd_executable(), *args],
-                                preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_SETMASK, held))
+        proc = subprocess.Popen([bpd_executable(), *args])
     except BaseException:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        held.release()
         raise
     stop: KeyboardInterrupt | None = None
-    released = False
     while True:
         try:
-            if not released:
-                released = True
-                signal.pthread_sigmask(signal.SIG_SETMASK, held)  # a stop held since the start is raised here
+            held.release()  # a stop held since the start is raised here (once)
             while proc.poll() is None:
                 time.sleep(0.05)
             break

@@ -46,10 +46,10 @@ class Parser(argparse.ArgumentParser):
         if extra:
             argv = list(sys.argv[1:] if args is None else args)
             words = [w for w in (getattr(ns, "command", None), getattr(ns, "subcommand", None)) if w]
-            # the subcommand's help where the first stray argument follows its words, else bpd's own
-            after = bool(words) and words[-1] in argv and extra[0] in argv[argv.index(words[-1]) + 1:]
-            self._fail(" ".join([self.prog, *words] if after else [self.prog]),
-                       f"unrecognized arguments: {' '.join(extra)}")
+            before = argv[:argv.index(words[0])] if words and words[0] in argv else []
+            if before:  # bpd's own flags come before the command, and none of them takes a run there
+                self._fail(self.prog, f"unrecognized arguments: {' '.join(before)}")
+            self._fail(" ".join([self.prog, *words]), f"unrecognized arguments: {' '.join(extra)}")
         return ns
 
     def _fail(self, prog: str, message: str) -> NoReturn:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import platform
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -28,7 +27,7 @@ import bpd
 from bpd.config import check_ranges, field
 from bpd.errors import BpdError
 from bpd.io import bpd_executable, check_output_dir, portable_argv, portable_path, write_json
-from bpd.process import die_with_parent
+from bpd.process import HeldStops, die_with_parent
 from bpd.view import LiveView
 from firmware_host.rig import load_rig
 from firmware_host.wire.spec import CAPS, FLAGS, SELFTEST
@@ -139,9 +138,9 @@ def _run_trial(cfg: HilRunConfig, spec, pol, view: LiveView) -> dict:
                      "environment": _environment()}  # all made before the port opens
     error: BaseException | None = None
     handover = cfg.mode == "handover"
-    # the stop signals are held from before the port opens until the try below, whose finally closes the link
-    # (stopping the device): a stop in between is raised there
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+    # the stops are held from before the port opens until the try below, whose finally closes the link (stopping
+    # the device): a stop in between is raised there
+    opening = HeldStops()
     try:
         link = DeviceLink(cfg.port, cfg.baud or int(spec.raw.get("serial", {}).get("baud", 921600)))
         try:  # only once the port opened: a refused port leaves no log directory
@@ -154,10 +153,10 @@ def _run_trial(cfg: HilRunConfig, spec, pol, view: LiveView) -> dict:
             link.close()
             raise
     except BaseException:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        opening.release()
         raise
     try:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        opening.release()
         info = link.handshake()
         summary["device"] = info
         _check_device(info, spec, pol, cfg.mode, period)
@@ -177,18 +176,20 @@ def _run_trial(cfg: HilRunConfig, spec, pol, view: LiveView) -> dict:
         raise
     finally:
         # no second signal (a closed terminal sends SIGHUP and SIGTERM) cuts the stop and the summary short
-        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
-        link.close()  # stop: the device zeroes its actuator
-        if isinstance(error, KeyboardInterrupt):
-            summary["ended"] += f": {STOP_FAILED}" if link.stop_error else ": stop sent"
-        log.close()
-        summary["timing"] = timing_summary(out / "ticks.csv", period)
-        if handover:
-            summary["handover"] = handover_summary(out / "ticks.csv")
-        summary["bad_frames"] = {"host_parser": link.parser.bad_frames, "frames_ok": link.parser.frames_ok}
-        summary.setdefault("ended", "complete")
-        write_json(out / "summary.json", summary)
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)  # the plots may be interrupted
+        closing = HeldStops()
+        try:
+            link.close()  # stop: the device zeroes its actuator
+            if isinstance(error, KeyboardInterrupt):
+                summary["ended"] += f": {STOP_FAILED}" if link.stop_error else ": stop sent"
+            log.close()
+            summary["timing"] = timing_summary(out / "ticks.csv", period)
+            if handover:
+                summary["handover"] = handover_summary(out / "ticks.csv")
+            summary["bad_frames"] = {"host_parser": link.parser.bad_frames, "frames_ok": link.parser.frames_ok}
+            summary.setdefault("ended", "complete")
+            write_json(out / "summary.json", summary)
+        finally:
+            closing.release()  # a stop held meanwhile is raised now: the plots may be interrupted
         if cfg.plots:
             try:
                 from hil.report import render

@@ -345,7 +345,7 @@ case("unknown flag", ["collect", "--teacher", T, "--bogus"], "unrecognized argum
 case("unknown flag of a two-word command", ["experiment", "status", "plan.yaml", "--bogus"],
      "bpd experiment status: unrecognized arguments: --bogus (see bpd experiment status --help)")
 case("unknown flag before the command", ["--bogus", "experiment", "status", "plan.yaml"],
-     "(see bpd --help)")
+     "bpd: error: bpd: unrecognized arguments: --bogus (see bpd --help)")
 case("distill steps not a number", DISTILL + ["--steps", "many"], "invalid int value")
 case("distill steps 1e11", DISTILL + ["--steps", "1e11"], "invalid int value")
 case("teacher train steps 1e11", ["teacher", "train", "--steps", "1e11"], "invalid int value")

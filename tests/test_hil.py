@@ -276,3 +276,36 @@ def test_a_device_of_another_period_is_named_as_another_rigs_firmware(rig, tmp_p
     p = hil(r2.path, tmp_path / "c", "--no-plots", "--period-us", "30000", check=False)
     assert p.returncode == 1 and "the device's control period is 40000 us, the trial's 30000 us: leave out " \
         "--period-us" in p.stderr
+
+
+def test_a_stop_while_the_port_opens_is_held_until_the_trial_can_stop_the_device(rig, tmp_path, monkeypatch):
+    """A SIGTERM that arrives while the trial opens the device's port, taken on another thread as a process with
+    threads takes it, is held (bpd.process.HeldStops) and raised once the trial's guarded part begins: the stop goes
+    out and summary.json is written, where before it escaped from the open with the port left to the watchdog."""
+    import os
+    import threading
+
+    import bpd_app.cli as cli
+    import hil.trial as trial
+
+    r = rig("--period-us", "20000")
+    out = tmp_path / "log"
+    real = trial.DeviceLink
+    opened: list = []
+
+    class SlowToOpen(real):  # the signal comes in the middle of the open, from another thread
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            opened.append(self)
+            t = threading.Thread(target=os.kill, args=(os.getpid(), signal.SIGTERM))
+            t.start()
+            t.join()
+            time.sleep(0.3)  # Python would run the handler here, in the open, were the stop not held
+
+    monkeypatch.setattr(trial, "DeviceLink", SlowToOpen)
+    old = signal.getsignal(signal.SIGTERM)
+    rc = cli.main(["hil", "run", "--port", r.path, "--rig", "gym-inverted-pendulum", "--policy", str(FIX),
+                   "--out", str(out), "--period-us", "20000", "--episodes", "1", "--no-plots"])
+    assert signal.getsignal(signal.SIGTERM) == old  # every handler put back
+    assert rc == 128 + signal.SIGTERM and len(opened) == 1
+    assert summary(out)["ended"] == "interrupted (SIGTERM): stop sent"

@@ -99,10 +99,13 @@ def run_plan(plan: Plan, workers: int = 1, engine: str = "local", address: str |
                          f"{res.get('params_nonzero')} nonzero")
                 else:
                     echo(f"[{done_n}/{total}] {k}: FAILED: {r.get('error')}")
-    except Stopped as e:  # SIGTERM or SIGHUP to the runner alone: its running stages stop with it
+    except KeyboardInterrupt as e:  # its running stages stop with it: a SIGTERM or SIGHUP to the runner alone passed
+        # on as itself, a Ctrl-C as SIGTERM (a stage that had the Ctrl-C from the terminal too ignores it)
+        import signal
+
         from bpd_app.experiment.cells import stop_stages
 
-        stop_stages(e.signum)
+        stop_stages(e.signum if isinstance(e, Stopped) else signal.SIGTERM)
         raise
     finally:
         shutdown()
