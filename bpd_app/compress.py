@@ -40,8 +40,9 @@ from training.selection import COSTS
 # the return at 0.49 on 1 of 3 seeds, BPD's cut on 2, and nothing kept it at 0.3, so compress's choice across both
 # was a dense network on one seed and BPD's cut on two; on the double pendulum, given at least the cuts' gradient
 # steps (benchmarks/results/idp-dense-long), the dense network at 0.3 kept it on 3 of 3 seeds where BPD's cuts kept it
-# on 2 (0.49) and 1 (0.3). A dense run is quick (no KL, no visits), and compress hands it over only where it keeps the
-# return
+# on 2 (0.49) and 1 (0.3); below 0.3 on Hopper (benchmarks/results/hopper-ladder) the dense network at 0.2 and 0.15 of
+# the cycles kept it on no seed, so compress tries nothing cheaper. A dense run is quick (no KL, no visits), and
+# compress hands it over only where it keeps the return
 DEFAULT_METHODS = ["bpd-units-finetune-pairs-warmup", "bpd-units-finetune-pairs", "bpd-units-finetune-pairs-half",
                    "bpd", "bpd-units-finetune-pairs-warmup-c50-long", "bpd-units-finetune-pairs-warmup-c50-visits",
                    "l1-threshold", "dense-c50", "dense-c30"]
