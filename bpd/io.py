@@ -393,8 +393,13 @@ def run_bpd(args: list[str]) -> int:
                 proc.wait()
                 raise
             stop = stop or e
-            if proc.poll() is None:
-                proc.send_signal(e.signum if isinstance(e, Stopped) else signal.SIGTERM)
+            try:
+                if proc.poll() is None:
+                    proc.send_signal(e.signum if isinstance(e, Stopped) else signal.SIGTERM)
+            except KeyboardInterrupt:  # a second Ctrl-C as the first is passed on
+                proc.kill()
+                proc.wait()
+                raise
     if stop is not None:
         raise stop
     return int(proc.returncode)

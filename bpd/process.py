@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
-import threading
 
 
 def die_with_parent() -> None:
@@ -22,51 +20,67 @@ def die_with_parent() -> None:
         pass
 
 
-STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+# bpd's stop handlers (bpd_app/cli.py installs them): Ctrl-C raises KeyboardInterrupt, SIGTERM and SIGHUP raise
+# Stopped, as Ctrl-C stops a command. Their state is plain lists, changed without a call: Python runs a signal's
+# handler only at certain points of the bytecode (a call among them), never inside `HOLD[0] += 1`.
+HOLD = [0]  # how deep the holds go: while above 0 a stop is noted in PENDING, not raised
+PENDING: list[int] = []
+STOPPING = [False]  # a stop has begun: a later SIGTERM or SIGHUP is not raised again
+
+
+def reset_stops() -> None:
+    """No hold, nothing noted, no stop begun (each command's start)."""
+    HOLD[0] = 0
+    PENDING.clear()
+    STOPPING[0] = False
+
+
+def on_stop(signum: int, _frame) -> None:
+    """SIGTERM or SIGHUP: Stopped, once. While the command stops, another is ignored (a closed terminal sends SIGHUP
+    then SIGTERM, and `bpd compress` passes its own stop on to the `bpd` it runs, which may have had it already),
+    so that a checkpoint or a trial's stop is not cut short; a second Ctrl-C still interrupts, SIGKILL still ends.
+    Noted instead while held."""
+    from bpd.errors import Stopped
+
+    if HOLD[0]:
+        PENDING.append(signum)
+        return
+    if STOPPING[0]:
+        return
+    STOPPING[0] = True
+    raise Stopped(signum)
+
+
+def on_interrupt(signum: int, _frame) -> None:
+    """SIGINT: KeyboardInterrupt, as Python's own handler raises it, every time; a stop has begun from then on.
+    Noted instead while held."""
+    if HOLD[0]:
+        PENDING.append(signum)
+        return
+    STOPPING[0] = True
+    raise KeyboardInterrupt
 
 
 class HeldStops:
-    """Ctrl-C, SIGTERM and SIGHUP held from here until release(): each is noted by a handler of this object's
-    instead of raising, then release() puts the handlers back and raises the first one noted as its own handler
-    would have. A thread's signal mask would not do: a process with other threads (torch's, onnxruntime's, the live
-    view's server) takes the signal on one of them, and Python runs the handler in the main thread anyway. A signal
-    ignored at the start stays ignored. Held only in the main thread (elsewhere Python cannot set handlers, and a
-    signal does not reach Python code there): on another thread nothing is held."""
+    """Ctrl-C, SIGTERM and SIGHUP held from here until release(), which raises the first one that came meanwhile
+    (once the outermost hold is released), as its handler would have: for the moments where a stop must not cut in,
+    such as between opening a device's port and the try whose finally stops it. The handlers note the stop (bpd's
+    own, on_stop and on_interrupt: elsewhere nothing is held), and they run in the main thread whichever thread took
+    the signal, which a thread's signal mask would not hold. `entered=True`: the caller has already counted this
+    hold itself, with `HOLD[0] += 1` (no call, so that no stop can come between the point it guards and the hold)."""
 
-    def __init__(self) -> None:
-        self.old: dict[int, object] = {}
-        self.pending: list[int] = []
+    def __init__(self, entered: bool = False) -> None:
+        if not entered:
+            HOLD[0] += 1
         self.released = False
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for s in STOPS:
-            h = signal.getsignal(s)
-            if h is not signal.SIG_IGN and h is not None:
-                self.old[s] = h
-                signal.signal(s, self._note)
-
-    def _note(self, signum: int, frame) -> None:
-        if self.released:  # arrived while release() puts the handlers back: as the handler put back would
-            self._act(signum, frame)
-        else:
-            self.pending.append(signum)
-
-    def _act(self, signum: int, frame) -> None:
-        h = self.old.get(signum)
-        if callable(h):
-            h(signum, frame)
-        elif h == signal.SIG_DFL:  # the default action (SIGTERM, SIGHUP: the process ends by the signal)
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
 
     def release(self) -> None:
-        """The handlers as they were; the first stop held, if any, raised now (its handler run)."""
         if self.released:
             return
         self.released = True
-        for s, h in self.old.items():
-            signal.signal(s, h)  # type: ignore[arg-type]
-        if self.pending:
-            first = self.pending[0]
-            self.pending = []
-            self._act(first, None)
+        HOLD[0] -= 1
+        if HOLD[0] == 0 and PENDING:
+            first = PENDING[0]
+            PENDING.clear()
+            (on_interrupt if first == signal.SIGINT else on_stop)(first, None)

@@ -84,27 +84,6 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     return _build_parser(_configs(), argv)
 
 
-_STOPPING = False  # a stop has begun: later SIGTERMs and SIGHUPs are not raised again (main resets it)
-
-
-def _stopped(signum: int, _frame) -> None:
-    """SIGTERM or SIGHUP: Stopped, once. While the command stops, another is ignored (a closed terminal sends SIGHUP
-    then SIGTERM, and `bpd compress` passes its own stop on to the `bpd` it runs, which may have had it already),
-    so that a checkpoint or a trial's stop is not cut short; a second Ctrl-C still interrupts, SIGKILL still ends."""
-    global _STOPPING
-    if _STOPPING:
-        return
-    _STOPPING = True
-    raise Stopped(signum)
-
-
-def _interrupted(_signum: int, _frame) -> None:
-    """SIGINT: KeyboardInterrupt, as Python's own handler raises it, every time; a stop has begun from then on."""
-    global _STOPPING
-    _STOPPING = True
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser(sys.argv[1:] if argv is None else argv)
@@ -121,16 +100,18 @@ def main(argv: list[str] | None = None) -> int:
         warnings.simplefilter("ignore", PendingDeprecationWarning)
     # A SIGINT stops any command the way Ctrl-C does (a trial commands zero and keeps its logs), even where
     # bpd was started with SIGINT ignored, as a non-interactive shell starts its background jobs
-    global _STOPPING
-    _STOPPING = False
-    signal.signal(signal.SIGINT, _interrupted)
     # SIGTERM and SIGHUP the same way (a trial commands zero and writes its summary, a run keeps its checkpoint),
     # unless ignored when bpd started (`nohup`: a closed terminal leaves it running); `bpd rig sim` and `rig pil`
-    # install their own while they serve. Restored after a call in this process (argv given: tests, scripts).
-    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    for sig, old in before.items():
-        if old is not signal.SIG_IGN:
-            signal.signal(sig, _stopped)
+    # install their own while they serve. All three restored after a call in this process (argv given: tests,
+    # scripts). bpd.process has the handlers, and the holds they respect.
+    from bpd.process import on_interrupt, on_stop, reset_stops
+
+    reset_stops()
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    signal.signal(signal.SIGINT, on_interrupt)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if before[sig] is not signal.SIG_IGN:
+            signal.signal(sig, on_stop)
     try:
         return _handle(ns)
     finally:

@@ -27,7 +27,7 @@ import bpd
 from bpd.config import check_ranges, field
 from bpd.errors import BpdError
 from bpd.io import bpd_executable, check_output_dir, portable_argv, portable_path, write_json
-from bpd.process import HeldStops, die_with_parent
+from bpd.process import HOLD, HeldStops, die_with_parent
 from bpd.view import LiveView
 from firmware_host.rig import load_rig
 from firmware_host.wire.spec import CAPS, FLAGS, SELFTEST
@@ -175,8 +175,10 @@ def _run_trial(cfg: HilRunConfig, spec, pol, view: LiveView) -> dict:
         summary["ended"] = f"host fault: {e.__class__.__name__}: {e}"
         raise
     finally:
-        # no second signal (a closed terminal sends SIGHUP and SIGTERM) cuts the stop and the summary short
-        closing = HeldStops()
+        # no stop (a second Ctrl-C; a closed terminal sends SIGHUP and SIGTERM) cuts the device's stop and the
+        # summary short: the hold is counted first, without a call, where Python would run a handler
+        HOLD[0] += 1
+        closing = HeldStops(entered=True)
         try:
             link.close()  # stop: the device zeroes its actuator
             if isinstance(error, KeyboardInterrupt):

@@ -303,9 +303,10 @@ def test_a_stop_while_the_port_opens_is_held_until_the_trial_can_stop_the_device
             time.sleep(0.3)  # Python would run the handler here, in the open, were the stop not held
 
     monkeypatch.setattr(trial, "DeviceLink", SlowToOpen)
-    old = signal.getsignal(signal.SIGTERM)
+    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    old = {s: signal.getsignal(s) for s in sigs}
     rc = cli.main(["hil", "run", "--port", r.path, "--rig", "gym-inverted-pendulum", "--policy", str(FIX),
                    "--out", str(out), "--period-us", "20000", "--episodes", "1", "--no-plots"])
-    assert signal.getsignal(signal.SIGTERM) == old  # every handler put back
+    assert {s: signal.getsignal(s) for s in sigs} == old  # every handler put back
     assert rc == 128 + signal.SIGTERM and len(opened) == 1
     assert summary(out)["ended"] == "interrupted (SIGTERM): stop sent"

@@ -77,25 +77,29 @@ def test_bpd_executable_is_the_wrapper_given_and_refuses_one_that_is_not_there(t
 
 
 def test_sigterm_and_sighup_stop_as_ctrl_c_unless_ignored_and_are_restored(monkeypatch):
-    """bpd's main turns SIGTERM and SIGHUP into the Ctrl-C path while a command runs, leaves one ignored at start
-    alone (`nohup`: a closed terminal leaves the command running), and restores both after an in-process call."""
+    """bpd's main turns SIGTERM and SIGHUP into the Ctrl-C path while a command runs (bpd.process's handlers), leaves
+    one ignored at start alone (`nohup`: a closed terminal leaves the command running), and restores all three
+    handlers, Ctrl-C's too, after an in-process call."""
     import signal
 
     import bpd_app.cli as cli
+    from bpd.process import on_interrupt, on_stop
 
     seen: list[dict] = []
-    monkeypatch.setattr(cli, "_handle", lambda ns: seen.append(
-        {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}) or 0)
-    old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    monkeypatch.setattr(cli, "_handle", lambda ns: seen.append({s: signal.getsignal(s) for s in sigs}) or 0)
+    old = {s: signal.getsignal(s) for s in sigs}
     try:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         assert cli.main(["experiment", "status", "plan.yaml"]) == 0
-        assert seen[-1] == {signal.SIGTERM: cli._stopped, signal.SIGHUP: signal.SIG_IGN}
-        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL and signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+        assert seen[-1] == {signal.SIGINT: on_interrupt, signal.SIGTERM: on_stop, signal.SIGHUP: signal.SIG_IGN}
+        assert {s: signal.getsignal(s) for s in sigs} == {signal.SIGINT: old[signal.SIGINT],
+                                                          signal.SIGTERM: signal.SIG_DFL,
+                                                          signal.SIGHUP: signal.SIG_IGN}
         signal.signal(signal.SIGHUP, signal.SIG_DFL)
         assert cli.main(["experiment", "status", "plan.yaml"]) == 0
-        assert seen[-1] == {signal.SIGTERM: cli._stopped, signal.SIGHUP: cli._stopped}
+        assert seen[-1] == {signal.SIGINT: on_interrupt, signal.SIGTERM: on_stop, signal.SIGHUP: on_stop}
         assert signal.getsignal(signal.SIGHUP) == signal.SIG_DFL
     finally:
         for s, h in old.items():
@@ -200,60 +204,56 @@ def test_ctrl_c_that_reached_bpd_alone_is_passed_on_as_sigterm_and_a_second_kill
 
 
 def test_a_second_sigterm_or_sighup_is_ignored_while_bpd_stops_and_ctrl_c_still_interrupts():
-    """bpd_app/cli.py: the first SIGTERM (or SIGHUP) raises Stopped, later ones return (a closed terminal sends both;
-    `bpd compress` passes its stop on to a child that may have had it); SIGINT raises every time."""
-    import bpd_app.cli as cli
+    """bpd.process's handlers: the first SIGTERM (or SIGHUP) raises Stopped, later ones return (a closed terminal
+    sends both; `bpd compress` passes its stop on to a child that may have had it); SIGINT raises every time."""
     from bpd.errors import Stopped
+    from bpd.process import on_interrupt, on_stop, reset_stops
 
-    cli._STOPPING = False
+    reset_stops()
     try:
         with pytest.raises(Stopped):
-            cli._stopped(signal.SIGHUP, None)
-        assert cli._stopped(signal.SIGTERM, None) is None
+            on_stop(signal.SIGHUP, None)
+        assert on_stop(signal.SIGTERM, None) is None
         with pytest.raises(KeyboardInterrupt):
-            cli._interrupted(signal.SIGINT, None)
-        cli._STOPPING = False
+            on_interrupt(signal.SIGINT, None)
+        reset_stops()
         with pytest.raises(KeyboardInterrupt):
-            cli._interrupted(signal.SIGINT, None)
-        assert cli._stopped(signal.SIGTERM, None) is None  # a Ctrl-C began the stop
+            on_interrupt(signal.SIGINT, None)
+        assert on_stop(signal.SIGTERM, None) is None  # a Ctrl-C began the stop
     finally:
-        cli._STOPPING = False
+        reset_stops()
 
 
-def test_held_stops_are_raised_at_release_even_when_another_thread_takes_the_signal():
-    """bpd.process.HeldStops: a SIGTERM sent while held, in a process with another thread, is noted, not raised (a
-    thread's mask would not hold it), then raised by its own handler at release; a signal ignored stays ignored;
-    one arriving while release puts the handlers back acts as its handler would."""
+def test_held_stops_are_raised_at_the_outermost_release_even_when_another_thread_takes_the_signal():
+    """bpd.process.HeldStops: a SIGTERM sent while held, in a process with another thread (which a thread's mask
+    would let take it), is noted, not raised, and raised by bpd's handler when the outermost hold is released; a hold
+    counted by the caller itself (`entered`) is released as one made here."""
     import os
     import threading
 
     from bpd.errors import Stopped
-    from bpd.process import HeldStops
+    from bpd.process import HOLD, PENDING, HeldStops, on_stop, reset_stops
 
-    def stop(signum, frame):
-        raise Stopped(signum)
-
-    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    old = signal.getsignal(signal.SIGTERM)
     busy = threading.Event()
-    worker = threading.Thread(target=busy.wait, args=(10,), daemon=True)
-    worker.start()
+    threading.Thread(target=busy.wait, args=(10,), daemon=True).start()
+    reset_stops()
     try:
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        held = HeldStops()
-        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        signal.signal(signal.SIGTERM, on_stop)
+        outer = HeldStops()
+        HOLD[0] += 1
+        inner = HeldStops(entered=True)
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(0.2)  # the handler runs in the main thread by now: noted, not raised
-        assert held.pending == [signal.SIGTERM]
+        assert PENDING == [signal.SIGTERM]
+        inner.release()  # the outer hold still holds it
+        assert PENDING == [signal.SIGTERM] and HOLD[0] == 1
         with pytest.raises(Stopped):
-            held.release()
-        assert signal.getsignal(signal.SIGTERM) is stop
-        held.release()  # once only
-        late = HeldStops()
-        late.release()  # a signal on the way to _note once release() has begun acts at once, as its handler would
-        with pytest.raises(Stopped):
-            late._note(signal.SIGTERM, None)
+            outer.release()
+        outer.release()  # once only
+        assert HOLD[0] == 0 and PENDING == []
+        assert on_stop(signal.SIGTERM, None) is None  # the stop has begun: another is ignored
     finally:
         busy.set()
-        for s, h in old.items():
-            signal.signal(s, h)
+        signal.signal(signal.SIGTERM, old)
+        reset_stops()

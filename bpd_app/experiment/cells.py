@@ -33,11 +33,16 @@ _LIVE: set[subprocess.Popen] = set()  # the stages running now, in the runner's 
 _LIVE_LOCK = threading.Lock()
 
 
+_STOPPED: list[int] = []  # the signal that stopped the runner: a stage started after it gets it at once
+
+
 def stop_stages(signum: int) -> None:
     """Send every running stage the signal that stopped the runner (SIGTERM or SIGHUP to the runner alone, as a
     supervisor's `kill PID` sends it; Ctrl-C reaches the whole process group by itself): each stops as Ctrl-C
-    stops it, so that the runner's pool ends with them rather than after their cells."""
+    stops it, so that the runner's pool ends with them rather than after their cells. A stage a worker starts
+    after this gets the same signal as it starts."""
     with _LIVE_LOCK:
+        _STOPPED[:] = [signum]
         for proc in list(_LIVE):
             if proc.poll() is None:
                 proc.send_signal(signum)
@@ -54,6 +59,8 @@ def _run(argv: list[str], log: Path, stdout: Path | None = None, cwd: Path | Non
                               cwd=cwd, env=env) as proc:
             with _LIVE_LOCK:
                 _LIVE.add(proc)
+                if _STOPPED:  # the runner stopped while this stage started
+                    proc.send_signal(_STOPPED[0])
             try:
                 out, err = proc.communicate()
             finally:
