@@ -388,15 +388,13 @@ def run_bpd(args: list[str]) -> int:
                 time.sleep(0.05)
             break
         except KeyboardInterrupt as e:
-            if stop is not None and not isinstance(e, Stopped):  # a second Ctrl-C: the child goes now
-                proc.kill()
-                proc.wait()
-                raise
-            stop = stop or e
             try:
+                if stop is not None and not isinstance(e, Stopped):  # a second Ctrl-C: the child goes now
+                    raise
+                stop = stop or e
                 if proc.poll() is None:
                     proc.send_signal(e.signum if isinstance(e, Stopped) else signal.SIGTERM)
-            except KeyboardInterrupt:  # a second Ctrl-C as the first is passed on
+            except KeyboardInterrupt:  # that, or a second Ctrl-C as the first is passed on
                 proc.kill()
                 proc.wait()
                 raise

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
 
 
 def die_with_parent() -> None:
@@ -71,6 +72,7 @@ class HeldStops:
     hold itself, with `HOLD[0] += 1` (no call, so that no stop can come between the point it guards and the hold)."""
 
     def __init__(self, entered: bool = False) -> None:
+        assert threading.current_thread() is threading.main_thread(), "stops are held in the main thread only"
         if not entered:
             HOLD[0] += 1
         self.released = False
@@ -80,7 +82,8 @@ class HeldStops:
             return
         self.released = True
         HOLD[0] -= 1
-        if HOLD[0] == 0 and PENDING:
-            first = PENDING[0]
+        if HOLD[0] == 0 and PENDING:  # each noted stop as its handler would have taken it, in order: the first
+            noted = list(PENDING)  # that raises ends it (a Ctrl-C after a SIGTERM that began the stop still raises)
             PENDING.clear()
-            (on_interrupt if first == signal.SIGINT else on_stop)(first, None)
+            for signum in noted:
+                (on_interrupt if signum == signal.SIGINT else on_stop)(signum, None)

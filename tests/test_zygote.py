@@ -257,3 +257,24 @@ def test_held_stops_are_raised_at_the_outermost_release_even_when_another_thread
         busy.set()
         signal.signal(signal.SIGTERM, old)
         reset_stops()
+
+
+def test_a_ctrl_c_held_after_a_sigterm_began_the_stop_is_still_raised_at_release():
+    """A SIGTERM has begun the stop; during a hold a closed terminal's SIGHUP (ignored: the stop has begun) and a
+    Ctrl-C come: the release takes each as its handler would, so the Ctrl-C still interrupts."""
+    from bpd.errors import Stopped
+    from bpd.process import HOLD, PENDING, HeldStops, on_interrupt, on_stop, reset_stops
+
+    reset_stops()
+    try:
+        with pytest.raises(Stopped):
+            on_stop(signal.SIGTERM, None)
+        held = HeldStops()
+        on_stop(signal.SIGHUP, None)
+        on_interrupt(signal.SIGINT, None)
+        assert PENDING == [signal.SIGHUP, signal.SIGINT]
+        with pytest.raises(KeyboardInterrupt):
+            held.release()
+        assert HOLD[0] == 0 and PENDING == []
+    finally:
+        reset_stops()
