@@ -154,3 +154,32 @@ def test_least_loads_is_below_every_tiling_the_kernel_can_emit(benchmark_script)
                     m = mix(lines)
                     assert m["weight_loads"] + m["input_loads"] >= bound
                     assert m["multiplies"] == full + half
+
+
+def test_fastest_kernel_counts_the_students_whose_integer_kernel_has_the_fewest_cycles(benchmark_script, tmp_path,
+                                                                                        monkeypatch):
+    """benchmarks/fastest_kernel.py reads each cell's export report: two students, the integer kernel fastest on one
+    (the float kernel 2x its cycles), another integer form faster on the other; a cell without an export is skipped."""
+    import json
+    from types import SimpleNamespace
+
+    import bpd_app.experiment as experiment
+
+    fk = benchmark_script("fastest_kernel")
+    cells = []
+    for i, cand in enumerate([{"integer": 100, "integer-table": 120, "compact": 200},
+                              {"integer": 100, "integer-interp": 90, "generated": 300}, None]):
+        d = tmp_path / f"c{i}"
+        if cand is not None:
+            (d / "export").mkdir(parents=True)
+            kernel = {"shipped": "integer", "candidates": {k: {"cost": {"cycles": v}} for k, v in cand.items()}}
+            (d / "export" / "export_report.json").write_text(json.dumps({"kernel": kernel}))
+        cells.append(SimpleNamespace(dir=d, key=f"E/m/seed{i}", env="E"))
+    monkeypatch.setattr(experiment, "load_plan", lambda p: SimpleNamespace(cells=lambda: cells))
+    plan = fk.ROOT / "benchmarks" / "plans" / "quick.yaml"
+    rows = fk.gather([plan])
+    assert [r["fastest"] for r in rows] == ["integer", "integer-interp"]
+    assert rows[0]["best_float_cycles"] == 200 and rows[1]["best_other"] == "integer-interp"
+    md = fk.table({"command": "x", "rows": rows})
+    assert "fewest cycles on 1 of 2 students" in md and "the fastest float kernel 2.00-3.00x" in md
+    assert "E/m/seed1: integer-interp" in md
