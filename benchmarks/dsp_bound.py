@@ -45,7 +45,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from bpd.io import write_json, write_text  # noqa: E402
+from bpd.io import write_results  # noqa: E402
 
 
 def best_pairs(nz) -> list[tuple[int, int | None]]:
@@ -404,10 +404,7 @@ def main() -> None:
     default_out = (ROOT / "benchmarks" / "results" / "cost" / "dsp-bound").resolve()
     if a.out.resolve() != default_out and a.out.resolve().is_relative_to(ROOT):
         res["out"] = str(a.out.resolve().relative_to(ROOT))
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    write_json(a.out.with_suffix(".json"), res)
-    write_text(a.out.with_suffix(".md"), table(res))
-    print(table(res))
+    write_results(a.out, res, table(res))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from bpd.io import write_json, write_text  # noqa: E402
+from bpd.io import write_results  # noqa: E402
 
 
 def gather(plans: list[Path]) -> list[dict]:
@@ -100,10 +100,7 @@ def main() -> None:
         sys.exit(f"fastest_kernel: {e}")
     res = {"command": "python benchmarks/fastest_kernel.py" + "".join(
         f" {p.resolve().relative_to(ROOT)}" for p in a.plans), "rows": rows}
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    write_json(a.out.with_suffix(".json"), res)
-    write_text(a.out.with_suffix(".md"), table(res))
-    print(table(res))
+    write_results(a.out, res, table(res))
 
 
 if __name__ == "__main__":

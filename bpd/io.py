@@ -360,6 +360,14 @@ def bpd_executable() -> str:
     return str(local) if local.exists() else (shutil.which("bpd") or "bpd")
 
 
+def write_results(out: Path, res: dict, markdown: str) -> None:
+    """A benchmark script's results: OUT.json and OUT.md (directories made), and the markdown printed."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(out.with_suffix(".json"), res)
+    write_text(out.with_suffix(".md"), markdown)
+    print(markdown)
+
+
 def run_bpd(args: list[str]) -> int:
     """Run `bpd args` in the foreground and return its exit code. Stopped while it runs, this passes the stop on and
     waits for the child to stop as it would stop alone (its checkpoint and summary written), where subprocess.run
