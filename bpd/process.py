@@ -21,7 +21,6 @@ def die_with_parent() -> None:
         pass
 
 
-
 # bpd's stop handlers (bpd_app/cli.py installs them): Ctrl-C raises KeyboardInterrupt, SIGTERM and SIGHUP raise
 # Stopped, as Ctrl-C stops a command. Their state is plain lists, changed without a call: Python runs a signal's
 # handler only at certain points of the bytecode (a call among them), never inside `HOLD[0] += 1`.
@@ -64,8 +63,8 @@ def on_interrupt(signum: int, _frame) -> None:
 
 
 class HeldStops:
-    """Ctrl-C, SIGTERM and SIGHUP held from here until release(), which raises the first one that came meanwhile
-    (once the outermost hold is released), as its handler would have: for the moments where a stop must not cut in,
+    """Ctrl-C, SIGTERM and SIGHUP held from here until release(), which takes those that came meanwhile (once the
+    outermost hold is released) as their handlers would have, in order: for the moments where a stop must not cut in,
     such as between opening a device's port and the try whose finally stops it. The handlers note the stop (bpd's
     own, on_stop and on_interrupt: elsewhere nothing is held), and they run in the main thread whichever thread took
     the signal, which a thread's signal mask would not hold. `entered=True`: the caller has already counted this
