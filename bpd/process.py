@@ -86,3 +86,45 @@ class HeldStops:
             PENDING.clear()
             for signum in noted:
                 (on_interrupt if signum == signal.SIGINT else on_stop)(signum, None)
+
+
+def run_bpd(args: list[str]) -> int:
+    """Run `bpd args` in the foreground and return its exit code. Stopped while it runs, this passes the stop on and
+    waits for the child to stop as it would stop alone (its checkpoint and summary written), where subprocess.run
+    killed it a quarter of a second later: SIGTERM or SIGHUP as itself, Ctrl-C (which the child has from the terminal
+    as well, or not, when only this process had it) as SIGTERM, which a `bpd` already stopping ignores
+    (on_stop above). A second Ctrl-C while waiting kills the child. No stop falls between the child's start and the
+    wait: the stops are held until then (HeldStops)."""
+    import subprocess
+    import time
+
+    from bpd.errors import Stopped
+    from bpd.io import bpd_executable
+
+    held = HeldStops()
+    try:
+        proc = subprocess.Popen([bpd_executable(), *args])
+    except BaseException:
+        held.release()
+        raise
+    stop: KeyboardInterrupt | None = None
+    while True:
+        try:
+            held.release()  # a stop held since the start is raised here (once)
+            while proc.poll() is None:
+                time.sleep(0.05)
+            break
+        except KeyboardInterrupt as e:
+            try:
+                if stop is not None and not isinstance(e, Stopped):  # a second Ctrl-C: the child goes now
+                    raise
+                stop = stop or e
+                if proc.poll() is None:
+                    proc.send_signal(e.signum if isinstance(e, Stopped) else signal.SIGTERM)
+            except KeyboardInterrupt:  # that, or a second Ctrl-C as the first is passed on
+                proc.kill()
+                proc.wait()
+                raise
+    if stop is not None:
+        raise stop
+    return int(proc.returncode)

@@ -164,7 +164,7 @@ def reference(run: Path, dataset: str) -> dict:
 
 def run_compress(cfg: CompressConfig, meter) -> dict:
     """Train (or resume) every method's run, choose per run and over runs; meter(cost) measures a policy."""
-    from bpd.io import run_bpd
+    from bpd.process import run_bpd
     from bpd_app.methods import CellInputs, get
     from training.collect import load_dataset
     from training.selection import SelectConfig, run_select

@@ -161,7 +161,7 @@ def _stop_when_up(up, raises: list) -> None:
 
 def _run_stopped(up, raises: list):
     """bpd.io.run_bpd of the stand-in, interrupted by `raises` once it is up; the interrupt it raises."""
-    from bpd.io import run_bpd as run_child
+    from bpd.process import run_bpd as run_child
 
     def stopped(signum, frame):
         raise raises.pop(0)
@@ -178,8 +178,8 @@ def _run_stopped(up, raises: list):
 
 
 def test_a_stopped_bpd_waits_for_the_bpd_it_started_to_stop_as_it_would(monkeypatch, tmp_path):
-    """`bpd compress` stopped by SIGTERM passes the signal to the distill it runs (bpd.io.run_bpd) and waits for it:
-    a child that takes a second to write its state on SIGTERM finishes it, where subprocess.run killed it after a
+    """`bpd compress` stopped by SIGTERM passes the signal to the distill it runs (bpd.process.run_bpd) and waits for
+    it: a child that takes a second to write its state on SIGTERM finishes it, where subprocess.run killed it after a
     quarter of a second."""
     from bpd.errors import Stopped
 

@@ -36,6 +36,12 @@ _LIVE_LOCK = threading.Lock()
 _STOPPED: list[int] = []  # the signal that stopped the runner: a stage started after it gets it at once
 
 
+def clear_stop() -> None:
+    """No stop yet (a run's start)."""
+    with _LIVE_LOCK:
+        _STOPPED.clear()
+
+
 def stop_stages(signum: int) -> None:
     """Send every running stage the signal that stopped the runner (SIGTERM or SIGHUP to the runner alone, as a
     supervisor's `kill PID` sends it; Ctrl-C reaches the whole process group by itself): each stops as Ctrl-C

@@ -41,9 +41,9 @@ def run_plan(plan: Plan, workers: int = 1, engine: str = "local", address: str |
     started = time.time()
     records: dict[str, dict] = {}
     _record_session(plan, started, workers, engine, records)
-    from bpd_app.experiment.cells import _STOPPED
+    from bpd_app.experiment.cells import clear_stop
 
-    _STOPPED.clear()  # no stop yet in this invocation
+    clear_stop()
     try:
         envs = sorted({c.env for c in cells if (_read_json(c.dir / "cell.json") or {}).get("state") != "done"})
         handles = {submit(("prepare", env)): env for env in envs}
