@@ -1,7 +1,7 @@
 """How far the DSP integer kernel can go below the scalar floor on a student's mask: what the pairing of columns costs.
 
     python benchmarks/dsp_bound.py [benchmarks/plans/delivery.yaml] [--label bpd] [--runs DIR]
-                                   [--out benchmarks/results/cost/dsp-bound]
+                                   [--out benchmarks/results/cost/dsp-bound] [--keep]
 
 The DSP integer kernel (export/dsp.py) multiplies two int16 inputs by two weights in one SMLAD, one a row and pair
 of columns in which the row has a weight; the columns are paired once per layer (training/pairs.py
@@ -31,7 +31,8 @@ Where that bound stays above 1.0x the floor, no choice of pairs brings the kerne
 mask with its loads, activations and stores held at their present counts (the tiling, export/dsp.py, chooses its
 rows, words and weight registers again for each pairing, so the loads would move too: a bound on the multiplies,
 not a proof). Cells whose export built the integer kernel in an earlier form are skipped. Counts from the code the
-generator emits, no timing. Writes OUT.json and OUT.md.
+generator emits, no timing. Writes OUT.json and OUT.md; with `--keep`, OUT.json's rows for cells whose run directories
+are gone stay in it, marked `kept` (run roots do not outlive a machine).
 """
 
 from __future__ import annotations
@@ -285,8 +286,11 @@ def table(res: dict) -> str:
     L = ["# How far the DSP integer kernel can go below the floor: the pairing of columns", "",
          f"Integer kernel's form: {res.get('form')}.", "",
          f"Written by `python benchmarks/dsp_bound.py {res['plan']} --label {res['label']}"
-         + (f" --out {res['out']}" if res.get("out") else "") + "` (see its docstring). "
-         f"Students: the `{res['label']}` cells of {res['plan']} whose run directories hold them ({len(rows)}), "
+         + (f" --out {res['out']}" if res.get("out") else "")
+         + (" --keep" if any(r.get("kept") for r in rows) else "") + "` (see its docstring). "
+         f"Students: the `{res['label']}` cells of {res['plan']} whose run directories hold them ({len(rows)}"
+         + (f"; {sum(bool(r.get('kept')) for r in rows)} of them measured by an earlier run of this script, their "
+            "run directories since lost, and kept" if any(r.get("kept") for r in rows) else "") + "), "
          "quantised as their exports are. SMLADs of the layers with the kernel's pairing of columns (greedy, what "
          "the export built), with the best pairing (maximum-weight matching), and with every row's weights in full "
          "pairs (a pairing of its own for every row, which one layout of the inputs cannot give: a bound below any "
@@ -371,8 +375,11 @@ def main() -> None:
     ap.add_argument("--label", default="bpd", help="the plan row whose cells are measured")
     ap.add_argument("--runs", type=Path, default=None, help="the plan's run root (default: the runner's)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "cost" / "dsp-bound")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep OUT.json's rows for the cells this run root no longer holds (bpd.io.kept_rows)")
     a = ap.parse_args()
     from bpd.errors import BpdError
+    from bpd.io import kept_rows
     from bpd_app.experiment import load_plan
     from export.fixed_point import int_form
 
@@ -399,8 +406,11 @@ def main() -> None:
                            "current integer kernel")
     except BpdError as e:
         sys.exit(f"dsp_bound: {e}")
-    res = {"plan": str(Path(a.plan).resolve().relative_to(ROOT)), "label": a.label, "form": int_form(True),
-           "rows": rows}
+    res = {"plan": str(Path(a.plan).resolve().relative_to(ROOT)), "label": a.label, "form": int_form(True)}
+    if a.keep:
+        order = {c.key: i for i, c in enumerate(plan.cells())}
+        rows = sorted(rows + kept_rows(a.out, rows, ("cell",), res), key=lambda r: order.get(r["cell"], len(order)))
+    res["rows"] = rows
     default_out = (ROOT / "benchmarks" / "results" / "cost" / "dsp-bound").resolve()
     if a.out.resolve() != default_out and a.out.resolve().is_relative_to(ROOT):
         res["out"] = str(a.out.resolve().relative_to(ROOT))

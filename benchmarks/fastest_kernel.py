@@ -8,7 +8,8 @@ For every finished cell of the plans (default: every plan in benchmarks/plans) w
 this reads those figures, whatever kernel the export shipped (a flash budget may ship a slower one), and counts the
 students on which the straight-line integer kernel (`integer`) has the fewest estimated cycles, with the fastest other
 kernel's cycles over its own. Nothing is measured here: the figures are the exports', each of the integer kernel's
-form at the time (recorded per student). A cell whose run root is gone is not counted. Writes OUT.json and OUT.md.
+form at the time (recorded per student). A cell whose run root is gone is not counted, unless `--keep` keeps its row
+from OUT.json's earlier run (marked `kept`; run roots do not outlive a machine). Writes OUT.json and OUT.md.
 """
 
 from __future__ import annotations
@@ -63,7 +64,10 @@ def table(res: dict) -> str:
     fl = [r["best_float_cycles"] / r["integer_cycles"] for r in rows if r["best_float_cycles"]]
     lines = ["# The fastest kernel on every student at hand", "",
              f"Written by `{res['command']}` (see its docstring): the estimated Cortex-M4F cycles each export measured "
-             "for its candidate kernels, read from the cells' export reports in the plans' run roots.", "",
+             "for its candidate kernels, read from the cells' export reports in the plans' run roots"
+             + (f" ({sum(bool(r.get('kept')) for r in rows)} of the {len(rows)} students' rows kept from an earlier "
+                "run of this script, their run roots since lost)" if any(r.get("kept") for r in rows) else "")
+             + ".", "",
              f"**The straight-line integer kernel has the fewest cycles on {len(fastest)} of {len(rows)} students**; "
              + (f"the fastest other kernel (another integer form, where built) takes {min(ratios):.2f}-"
                 f"{max(ratios):.2f}x its cycles" if ratios else "")
@@ -88,8 +92,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("plans", nargs="*", type=Path)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "cost" / "fastest-kernel")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep OUT.json's rows for the plans' cells whose run roots are gone (bpd.io.kept_rows)")
     a = ap.parse_args()
     from bpd.errors import BpdError
+    from bpd.io import kept_rows
 
     plans = a.plans or sorted((ROOT / "benchmarks" / "plans").glob("*.yaml"))
     try:
@@ -98,8 +105,15 @@ def main() -> None:
             raise BpdError("no finished cell of these plans holds its export in its run root")
     except BpdError as e:
         sys.exit(f"fastest_kernel: {e}")
+    if a.keep:
+        from bpd_app.experiment import load_plan
+
+        order = {(str(p.resolve().relative_to(ROOT)), c.key): None for p in plans for c in load_plan(p).cells()}
+        order = {k: i for i, k in enumerate(order)}  # the plans' cells in the order gather reads them
+        rows += [r for r in kept_rows(a.out, rows, ("plan", "cell"), {}) if (r["plan"], r["cell"]) in order]
+        rows.sort(key=lambda r: order[(r["plan"], r["cell"])])
     res = {"command": "python benchmarks/fastest_kernel.py" + "".join(
-        f" {p.resolve().relative_to(ROOT)}" for p in a.plans), "rows": rows}
+        f" {p.resolve().relative_to(ROOT)}" for p in a.plans) + (" --keep" if a.keep else ""), "rows": rows}
     write_results(a.out, res, table(res))
 
 

@@ -367,3 +367,19 @@ def write_results(out: Path, res: dict, markdown: str) -> None:
     write_text(out.with_suffix(".md"), markdown)
     print(markdown)
 
+
+
+def kept_rows(out: Path, rows: list[dict], key: tuple[str, ...], same: dict) -> list[dict]:
+    """The rows of a results file OUT.json (a benchmark script's earlier run) that `rows` do not measure again: those
+    whose `key` fields no new row shares, from a file whose `same` fields equal these (the same plan, row, kernel
+    form...), each marked `"kept": true`. Run roots do not outlive a machine; a script run on the cells a new run
+    root holds keeps the rest of its earlier figures this way rather than dropping them. Nothing where OUT.json is
+    absent or was written for something else."""
+    p = out.with_suffix(".json")
+    if not p.is_file():
+        return []
+    old = read_json(p, "results file")
+    if not isinstance(old, dict) or any(old.get(k) != v for k, v in same.items()):
+        return []
+    new = {tuple(r.get(k) for k in key) for r in rows}
+    return [r | {"kept": True} for r in old.get("rows") or [] if tuple(r.get(k) for k in key) not in new]

@@ -183,3 +183,51 @@ def test_fastest_kernel_counts_the_students_whose_integer_kernel_has_the_fewest_
     md = fk.table({"command": "x", "rows": rows})
     assert "fewest cycles on 1 of 2 students" in md and "the fastest float kernel 2.00-3.00x" in md
     assert "E/m/seed1: integer-interp" in md
+
+
+def test_kept_rows_keep_an_earlier_runs_rows_for_cells_not_measured_again(tmp_path):
+    """bpd.io.kept_rows: of OUT.json's rows, those no new row shares a key with, marked kept; none where OUT.json was
+    written for another plan or row, or is absent."""
+    import json
+
+    from bpd.io import kept_rows
+
+    out = tmp_path / "bound"
+    assert kept_rows(out, [], ("cell",), {"label": "a"}) == []
+    old = {"label": "a", "rows": [{"cell": "E/a/seed0", "x": 1}, {"cell": "E/a/seed1", "x": 2}]}
+    out.with_suffix(".json").write_text(json.dumps(old))
+    assert kept_rows(out, [{"cell": "E/a/seed1", "x": 3}], ("cell",), {"label": "a"}) == [
+        {"cell": "E/a/seed0", "x": 1, "kept": True}]
+    assert kept_rows(out, [], ("cell",), {"label": "b"}) == []  # another row's file: nothing kept
+    assert len(kept_rows(out, [{"cell": "E/a/seed1", "plan": "p"}], ("plan", "cell"), {})) == 2  # keys differ
+
+
+def test_fastest_kernel_keeps_the_rows_of_cells_whose_run_roots_are_gone(benchmark_script, tmp_path, monkeypatch):
+    """With --keep, a cell measured again replaces its row, a cell whose export is gone keeps its earlier row (in the
+    plan's order, marked kept), and a row of a plan not read this time is dropped."""
+    import json
+    import sys
+    from types import SimpleNamespace
+
+    import bpd_app.experiment as experiment
+
+    fk = benchmark_script("fastest_kernel")
+    plan = fk.ROOT / "benchmarks" / "plans" / "quick.yaml"
+    rel = str(plan.relative_to(fk.ROOT))
+    cells = [SimpleNamespace(dir=tmp_path / f"c{i}", key=f"E/m/seed{i}", env="E") for i in range(3)]
+    (cells[1].dir / "export").mkdir(parents=True)
+    kernel = {"candidates": {"integer": {"cost": {"cycles": 100}}, "compact": {"cost": {"cycles": 300}}}}
+    (cells[1].dir / "export" / "export_report.json").write_text(json.dumps({"kernel": kernel}))
+    monkeypatch.setattr(experiment, "load_plan", lambda p: SimpleNamespace(cells=lambda: cells))
+    old = [{"plan": rel, "cell": f"E/m/seed{i}", "env": "E", "fastest": "integer", "integer_cycles": 50,
+            "best_other": None, "best_other_cycles": None, "best_float": "compact", "best_float_cycles": 100}
+           for i in (2, 1, 0)] + [{"plan": "benchmarks/plans/other.yaml", "cell": "F/m/seed0"}]
+    out = tmp_path / "fk"
+    out.with_suffix(".json").write_text(json.dumps({"command": "x", "rows": old}))
+    monkeypatch.setattr(sys, "argv", ["fastest_kernel.py", str(plan), "--out", str(out), "--keep"])
+    fk.main()
+    res = json.loads(out.with_suffix(".json").read_text())
+    assert [(r["cell"], r["integer_cycles"], r.get("kept", False)) for r in res["rows"]] == [
+        ("E/m/seed0", 50, True), ("E/m/seed1", 100, False), ("E/m/seed2", 50, True)]
+    assert res["command"].endswith(" --keep")
+    assert "2 of the 3 students' rows kept" in out.with_suffix(".md").read_text()
