@@ -168,6 +168,7 @@ def _same_place(a: Path, b: Path) -> bool:
 
 
 OUTPUT_FIELDS = ("out", "build_dir", "work_dir", "log")  # the config fields that name what a command writes
+COMMAND_FIELDS = ("command", "subcommand")  # the parser's own: the words that name the command, not paths
 
 
 def check_outputs(values: dict[str, Any]) -> None:
@@ -179,7 +180,8 @@ def check_outputs(values: dict[str, Any]) -> None:
     inputs = []
     for name, v in values.items():
         for x in (v if isinstance(v, list) else [v]):
-            if name not in OUTPUT_FIELDS and isinstance(x, str) and x and os.path.lexists(x):
+            if (name not in OUTPUT_FIELDS + COMMAND_FIELDS and isinstance(x, str) and x
+                    and os.path.lexists(x)):
                 inputs.append((name, Path(x)))
     for name in OUTPUT_FIELDS:
         v = values.get(name)

@@ -1210,3 +1210,20 @@ def test_hil_run_quotes_the_simulated_rigs_error_with_one_prefix(base, tmp_path,
     err = capsys.readouterr().err
     assert rc == 1 and err == ("bpd: error: the simulated rig did not start: no pseudo-terminal for the rig\n"), err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bpd"]
+
+
+def test_an_output_named_as_its_command_is_not_taken_for_an_input(tmp_path, monkeypatch):
+    """`bpd export RUN --out export` run again, `bpd bench EXPORT` (its --out defaults to `bench`) run again: the
+    parser's command words are not paths, so an output of the same name as the command is no input of it; an output
+    that is an input still is refused."""
+    from bpd.errors import BpdError
+    from bpd.io import check_outputs
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "export").mkdir()
+    (tmp_path / "bench").mkdir()
+    check_outputs({"command": "export", "run": "runs/student", "out": "export"})
+    check_outputs({"command": "bench", "export": "export", "out": "bench"})
+    check_outputs({"command": "student", "subcommand": "bench", "out": "bench"})
+    with pytest.raises(BpdError, match="--out names the command's input --export"):
+        check_outputs({"command": "bench", "export": "export", "out": "export"})
