@@ -54,7 +54,8 @@ class Parser(argparse.ArgumentParser):
 
     def _fail(self, prog: str, message: str) -> NoReturn:
         message = " ".join(message.split())
-        self.exit(2, f"bpd: error: {prog}: {message} (see {prog} --help)\n")
+        command = prog.removeprefix("bpd").strip()  # named as every other error names it: bpd: error: export: ...
+        self.exit(2, f"bpd: error: {command + ': ' if command else ''}{message} (see {prog} --help)\n")
 
 
 class _CheckParser(Parser):

@@ -343,9 +343,9 @@ def case(name: str, argv: list[str], expect: str = "", setup=None, cls: str | No
 case("no such subcommand", ["flyaway"], "invalid choice")
 case("unknown flag", ["collect", "--teacher", T, "--bogus"], "unrecognized arguments: --bogus (see bpd collect --help)")
 case("unknown flag of a two-word command", ["experiment", "status", "plan.yaml", "--bogus"],
-     "bpd experiment status: unrecognized arguments: --bogus (see bpd experiment status --help)")
+     "bpd: error: experiment status: unrecognized arguments: --bogus (see bpd experiment status --help)")
 case("unknown flag before the command", ["--bogus", "experiment", "status", "plan.yaml"],
-     "bpd: error: bpd: unrecognized arguments: --bogus (see bpd --help)")
+     "bpd: error: unrecognized arguments: --bogus (see bpd --help)")
 case("distill steps not a number", DISTILL + ["--steps", "many"], "invalid int value")
 case("distill steps 1e11", DISTILL + ["--steps", "1e11"], "invalid int value")
 case("teacher train steps 1e11", ["teacher", "train", "--steps", "1e11"], "invalid int value")
