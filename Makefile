@@ -95,7 +95,7 @@ $(DEMO)/student_eval.json: $(DEMO)/run/student.pt
 	$(BIN)/bpd evaluate $(DEMO)/run --episodes 10 --json > $@.tmp && mv $@.tmp $@
 
 $(DEMO)/export/export.json: $(DEMO)/run/student.pt $(DEMO)/student_eval.json
-	$(BIN)/bpd export $(DEMO)/run --out $(DEMO)/export --int8
+	$(BIN)/bpd export $(DEMO)/run --out $(DEMO)/export
 
 # The Cortex-M4F firmware (core + board layer + policy); without the cross compiler, say so.
 $(DEMO)/firmware.txt: $(DEMO)/export/export.json

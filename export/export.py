@@ -559,10 +559,14 @@ def format_report(r: dict) -> str:
               + f", MACs {100 * r['macs_vs_teacher']:.2f} %",
               "parity (max abs): " + ", ".join(f"{k} {v:.2e}" for k, v in r["parity"].items() if "_vs_" in k)
               + f" (tolerance {r['parity']['tolerance']:g}"
-              + (f", C {r['parity']['c_tolerance']:g}" if r["parity"].get("c_tolerance", 0) > r["parity"]["tolerance"]
-                 else "") + f", {r['parity']['states']} states)"]
+              + (f"; the C kernel's {r['parity']['c_tolerance']:g}, "
+                 + ("the integer kernel's --int-budget share of the action range (bit for bit its integer model)"
+                    if "c_check" in r["parity"] else "its tanh's budget")
+                 if r["parity"].get("c_tolerance", 0) > r["parity"]["tolerance"] else "")
+              + f"; {r['parity']['states']} states)"]
     if "int8" in r:
-        lines.append(f"int8: flash {r['int8']['totals']['flash_bytes']} B, max abs error "
+        lines.append(f"int8 (OUT/int8: the generic kernel's C with int8 weights, for comparison, not shipped): flash "
+                     f"{r['int8']['totals']['flash_bytes']} B, max abs error "
                      f"{r['int8']['max_abs_error_vs_torch']:.2e}")
     k = r.get("kernel", {})
     if k.get("kind") in ("generated", "compact"):
