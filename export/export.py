@@ -565,7 +565,7 @@ def format_report(r: dict) -> str:
                  if r["parity"].get("c_tolerance", 0) > r["parity"]["tolerance"] else "")
               + f"; {r['parity']['states']} states)"]
     if "int8" in r:
-        lines.append(f"int8 (OUT/int8: the generic kernel's C with int8 weights, for comparison, not shipped): flash "
+        lines.append(f"int8 (OUT/int8, a comparison: the generic kernel's C with int8 weights): flash "
                      f"{r['int8']['totals']['flash_bytes']} B, max abs error "
                      f"{r['int8']['max_abs_error_vs_torch']:.2e}")
     k = r.get("kernel", {})

@@ -174,6 +174,26 @@ def test_report_names_the_shipped_form_and_the_integer_forms_over_their_flash_li
     assert not [x for x in format_report(r | {"kernel": k4}).splitlines() if "not shipped" in x]
 
 
+
+def test_report_says_what_the_c_kernels_parity_tolerance_is():
+    """The parity line gives the C kernel's own tolerance where it is looser than the float reference's, and why: the
+    integer kernel's --int-budget (its bits checked against its integer model), or a float kernel's tanh budget."""
+    from export.export import format_report
+
+    r = {"layers": [], "totals": {"flash_bytes": 0, "ram_activation_bytes": 0, "macs": 0},
+         "dense_teacher": {"flash_bytes": 1, "ram_activation_bytes": 1, "macs": 1, "widths": [1]},
+         "flash_vs_teacher": 0.0, "macs_vs_teacher": 0.0,
+         "parity": {"tolerance": 3e-5, "c_tolerance": 3e-5, "states": 10, "c_vs_torch": 1e-6}}
+
+    def parity(**kw) -> str:
+        return next(x for x in format_report(r | {"parity": r["parity"] | kw}).splitlines() if x.startswith("parity"))
+
+    assert parity().endswith("c_vs_torch 1.00e-06 (tolerance 3e-05; 10 states)")
+    assert "; the C kernel's 0.04, the integer kernel's --int-budget share of the action range (bit for bit its " \
+           "integer model); 10 states)" in parity(c_tolerance=0.04, c_check="integer kernel: ...")
+    assert "; the C kernel's 0.001, its tanh's budget; 10 states)" in parity(c_tolerance=1e-3)
+
+
 def test_auto_does_not_build_what_cannot_fit():
     from export.kernels import too_big
 
