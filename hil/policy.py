@@ -20,6 +20,7 @@ class HostPolicy:
     model_hash: str | None
     runtime: str
     source: str
+    env_id: str | None = None  # the environment the policy was trained on, where its export records one
 
 
 def load_host_policy(path: str | Path, runtime: str = "onnxruntime") -> HostPolicy:
@@ -42,6 +43,7 @@ def load_host_policy(path: str | Path, runtime: str = "onnxruntime") -> HostPoli
     if runtime == "c":
         from export.c_export import CPolicy
         c = CPolicy(p)
-        return HostPolicy(c.act, c.obs_dim, c.act_dim, info["model_hash"], "c", str(p))
+        return HostPolicy(c.act, c.obs_dim, c.act_dim, info["model_hash"], "c", str(p), info.get("env_id"))
     o = OnnxPolicy(p / "policy.onnx")
-    return HostPolicy(o.act, int(info["obs_dim"]), int(info["act_dim"]), info["model_hash"], "onnxruntime", str(p))
+    return HostPolicy(o.act, int(info["obs_dim"]), int(info["act_dim"]), info["model_hash"], "onnxruntime", str(p),
+                      info.get("env_id"))

@@ -258,6 +258,7 @@ RIG_DAMAGE = {
     "sensors not a list": (dict(sensors__counts_per_unit=3), "counts_per_unit"),
     "no counts": (dict(sensors__counts_per_unit=_DEL), "counts_per_unit"),
     "unknown plant": (dict(plant="hovercraft"), "unknown plant"),
+    "envs not a list": (dict(envs="InvertedPendulum-v5"), "envs must be a list of environment ids"),
     "two actuators": (dict(actuators=2), "actuators must be 1"),
     "watchdog 0": (dict(watchdog_ticks=0), "watchdog_ticks"),
     "bad baud": (dict(serial={"baud": -5}), "serial.baud"),

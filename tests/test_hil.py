@@ -261,6 +261,29 @@ def test_a_policy_of_other_sizes_than_the_rigs_is_refused_before_anything_starts
     assert (pol.obs_dim, pol.act_dim) == (spec.obs_dim, spec.act_dim) == (4, 1)
 
 
+
+def test_a_policy_trained_on_another_plant_of_the_same_sizes_is_named_not_refused(monkeypatch, tmp_path, capsys):
+    """A cart-pole policy (4 -> 1) on gym-inverted-pendulum (4 -> 1): the trial runs and a note says whose plant the
+    policy was trained on; InvertedPendulum-v5's policy (the rig's `envs`) and the rig's own env pass silently."""
+    import hil.trial
+    from firmware_host.rig import load_rig
+    from hil.policy import HostPolicy
+    from hil.trial import HilRunConfig, check_trial
+
+    cfg = HilRunConfig(port="sim", rig="gym-inverted-pendulum", policy="exp", out=str(tmp_path / "log"), runtime="c")
+    for env, noted in (("firmware_host.rig:bpd/desktop-cartpole-v0", True), ("InvertedPendulum-v5", False),
+                       ("bpd/gym-inverted-pendulum-v0", False), (None, False)):
+        monkeypatch.setattr(hil.trial, "load_host_policy", lambda path, runtime, env=env: HostPolicy(
+            lambda o: o, 4, 1, None, runtime, str(path), env))
+        check_trial(cfg)
+        err = capsys.readouterr().err
+        assert ("bpd: note: exp was trained on firmware_host.rig:bpd/desktop-cartpole-v0, not on rig "
+                "gym-inverted-pendulum's plant (InvertedPendulum-v5, bpd/gym-inverted-pendulum-dr-v0, "
+                "bpd/gym-inverted-pendulum-v0)" in err) == noted, (env, err)
+    spec = load_rig("desktop-cartpole")
+    assert spec.trained_here("bpd/desktop-cartpole-dr-v0") and not spec.trained_here("InvertedPendulum-v5")
+
+
 def test_a_device_of_another_period_is_named_as_another_rigs_firmware(rig, tmp_path):
     """A device built for another period than the trial's (another rig's firmware, or a --period-us that does not
     match): one line naming both periods and the fix, before any CONFIG the device would refuse."""

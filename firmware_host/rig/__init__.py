@@ -97,6 +97,17 @@ class RigSpec:
         return {"angle_index": int(h.get("angle_index", self.angle_index)), "bounds": [float(b) for b in h["bounds"]]}
 
     @property
+    def policy_envs(self) -> set[str]:
+        """The environments a policy for this rig is trained on: the rig's own (bpd/NAME-v0, and its randomised
+        -dr variant), and those the YAML's `envs` names as the same plant (Gymnasium's InvertedPendulum-v5 for
+        gym-inverted-pendulum)."""
+        return {f"bpd/{self.name}-v0", f"bpd/{self.name}-dr-v0", *self.raw.get("envs", [])}
+
+    def trained_here(self, env_id: str) -> bool:
+        """Whether a policy trained on env_id (with or without its `module:` prefix) is one for this rig."""
+        return env_id.rpartition(":")[2] in self.policy_envs
+
+    @property
     def wiring(self) -> dict | None:
         """How a real board is wired to the rig (checked by check_wiring), or None for a simulated one."""
         return self.raw.get("wiring")
@@ -169,6 +180,9 @@ def _check_rig(raw: object, p: Path) -> RigSpec:
     for key in ("name", "plant", "period_us", "limits", "sensors"):
         if key not in raw:
             raise bad(f"missing key {key!r}")
+    envs = raw.get("envs", [])
+    if not isinstance(envs, list) or not all(isinstance(e, str) and e for e in envs):
+        raise bad(f"envs must be a list of environment ids (got {str(envs)[:40]!r})")
     if not isinstance(raw["name"], str) or not NAME.fullmatch(raw["name"]):
         raise bad(f"name must be 1 to 64 letters, digits, '-', '_' or '.', starting with a letter or digit "
                   f"(got {str(raw['name'])[:40]!r})")
