@@ -164,3 +164,62 @@ def test_distill_discounts_over_the_teachers_own_horizon(tiny_pipeline):
     tt = load_teacher(tiny_pipeline / "teacher.npz")
     run = json.loads((tiny_pipeline / "run" / "config.json").read_text())
     assert run["gamma"] == pytest.approx(teacher_gamma(tt)[0], abs=1e-6)
+
+
+def test_a_training_shorter_than_eval_every_evaluates_its_last_step(tmp_path):
+    """--steps 200 under the default --eval-every 2500: the actor is evaluated at step 200, the one evaluation; the
+    teacher written is that actor (its return on the training evaluation's seed is the recorded one), and the
+    command says so: a line at the start, one at the evaluation, the summary with a finite best return."""
+    import json
+
+    from tests.conftest import run_bpd
+    from training.envs import evaluate
+    from training.teacher import TRAIN_EVAL_SEED
+
+    p = run_bpd("teacher", "train", "--out", str(tmp_path / "t.npz"), "--steps", "200", "--learning-starts", "100",
+                "--eval-episodes", "1", "--final-episodes", "1", "--hidden", "16", "16", "--no-progress")
+    t = load_teacher(tmp_path / "t.npz")
+    ret = t.train["best_train_return"]
+    assert t.train["best_step"] == 200 and [h["step"] for h in t.train["history"]] == [200]
+    assert np.isfinite(ret) and ret == t.train["history"][0]["return_mean"]
+    assert evaluate("InvertedPendulum-v5", t.act, 1, seed=TRAIN_EVAL_SEED)[0] == [pytest.approx(ret)]
+    json.dumps(t.train, allow_nan=False)  # no -Infinity or NaN in the record
+    lines = p.stdout.splitlines()
+    assert lines[0].startswith("teacher train: sac on InvertedPendulum-v5, 200 steps")
+    assert lines[1].startswith(f"step 200: return {ret:.1f}")
+    assert lines[-1].startswith(f"teacher: {tmp_path / 't.npz'}  best return {ret:.1f} at step 200 ")
+
+
+def test_a_resumed_training_evaluates_its_last_step(tmp_path, monkeypatch):
+    """Interrupted after its checkpoint at step 150 and before any evaluation (the checkpoint holds no -Infinity),
+    resumed to 200 steps: evaluated at step 200, whose actor is the teacher written."""
+    import json
+
+    import torch
+
+    import training.teacher as tt
+
+    class Stop(Exception):
+        pass
+
+    def interrupted(*a, **k):
+        raise Stop
+
+    cfg = tt.TeacherTrainConfig(out=str(tmp_path / "t.npz"), steps=150, learning_starts=100, checkpoint_every=150,
+                                eval_episodes=1, final_episodes=1, hidden=[16, 16], progress=False)
+    monkeypatch.setattr(tt, "evaluate", interrupted)  # the evaluation at the last step: killed there
+    with pytest.raises(Stop):
+        tt.train_teacher(cfg)
+    monkeypatch.undo()
+    ck = torch.load(tmp_path / "t.npz.work" / "checkpoint.pt", weights_only=True)
+    assert ck["num_timesteps"] == 150 and json.loads(ck["best"])["return"] is None and "Infinity" not in ck["best"]
+    lines: list[str] = []
+    cfg.steps, cfg.resume = 200, True
+    s = tt.train_teacher(cfg, log=lines.append)
+    assert s["resumed"] and s["best_step"] == 200 and [h["step"] for h in s["history"]] == [200]
+    assert np.isfinite(s["best_return"]) and s["best_return"] == s["history"][0]["return_mean"]
+    json.dumps(s, allow_nan=False)
+    assert lines[0].startswith("teacher train: sac on InvertedPendulum-v5, resumed at step 150 of 200")
+    assert len(lines) == 2 and lines[1].startswith(f"step 200: return {s['best_return']:.1f}")
+    t = load_teacher(tmp_path / "t.npz")
+    assert tt.evaluate("InvertedPendulum-v5", t.act, 1, seed=tt.TRAIN_EVAL_SEED)[0] == [pytest.approx(s["best_return"])]

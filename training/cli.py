@@ -10,7 +10,7 @@ from bpd.config import from_namespace
 
 def _teacher_train(ns):
     from training.teacher import TeacherTrainConfig, train_teacher
-    s = train_teacher(from_namespace(TeacherTrainConfig, ns))
+    s = train_teacher(from_namespace(TeacherTrainConfig, ns), log=lambda m: print(m, flush=True))
     print(f"teacher: {s['out']}  best return {s['best_return']:.1f} at step {s['best_step']} "
           f"({s['steps']} steps, {s['seconds']:.0f} s)")
 

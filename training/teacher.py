@@ -20,6 +20,7 @@ import re
 import shutil
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -295,7 +296,9 @@ def _save_teacher_checkpoint(work: _TeacherWork, model, history: list[dict], bes
             "log_ent_coef": getattr(model, "log_ent_coef", None),
             "num_timesteps": int(model.num_timesteps), "n_updates": int(model._n_updates),
             "episode_num": int(model._episode_num), "elapsed": float(elapsed),
-            "history": json.dumps(history), "best": json.dumps({"return": best["return"], "step": best["step"]}),
+            "history": json.dumps(history),
+            "best": json.dumps({"return": best["return"] if best["teacher"] is not None else None,  # no -Infinity
+                                "step": best["step"]}),
             "replay_sha256": sha256_bytes(buf.getvalue()), "torch_rng": torch.get_rng_state()}
     atomic_write(work.checkpoint, lambda f: torch.save(blob, f))
 
@@ -328,17 +331,21 @@ def _load_teacher_checkpoint(work: _TeacherWork, model) -> tuple[list[dict], dic
     model._episode_num = ck["episode_num"]
     torch.set_rng_state(ck["torch_rng"])
     b = json.loads(ck["best"])
-    best = {"return": b["return"], "step": b["step"],
-            "teacher": load_teacher(work.best) if work.best.exists() else None}
+    teacher = load_teacher(work.best) if work.best.exists() else None
+    best = {"return": b["return"] if teacher is not None and b["return"] is not None else -np.inf,
+            "step": b["step"], "teacher": teacher}
     return json.loads(ck["history"]), best, float(ck["elapsed"])
 
 
-def train_teacher(cfg: TeacherTrainConfig) -> dict:
+def train_teacher(cfg: TeacherTrainConfig, log: Callable[[str], None] | None = None) -> dict:
     """Train with stable-baselines3, keep the best evaluated actor, check it on disjoint seeds and save it.
 
-    Checkpoints (model, optimisers, replay buffer) go to the work directory every --checkpoint-every
-    steps, so an interrupted training (kill -9 included) continues with --resume. The teacher file
-    records the training configuration, its seed and the final check."""
+    The actor is evaluated every --eval-every steps and at the last step, so the teacher kept always has a
+    measured return. Checkpoints (model, optimisers, replay buffer) go to the work directory every
+    --checkpoint-every steps, so an interrupted training (kill -9 included) continues with --resume. The
+    teacher file records the training configuration, its seed and the final check. log, if given, takes
+    one line at the start and, without a progress bar (--no-progress, or not a terminal), one at each
+    evaluation."""
     from training.device import resolve_device  # here: reading a teacher file needs no torch (`bpd experiment`)
 
     _validate_train_config(cfg)
@@ -353,14 +360,14 @@ def train_teacher(cfg: TeacherTrainConfig) -> dict:
         env.close()
         raise
     try:
-        return _train(cfg, env, work, resuming)
+        return _train(cfg, env, work, resuming, log or (lambda _: None))
     except BaseException:
         if created and not work.checkpoint.exists():  # nothing to resume: leave nothing behind
             shutil.rmtree(work.dir, ignore_errors=True)
         raise
 
 
-def _train(cfg: TeacherTrainConfig, env, work: _TeacherWork, resuming: bool) -> dict:
+def _train(cfg: TeacherTrainConfig, env, work: _TeacherWork, resuming: bool, log: Callable[[str], None]) -> dict:
     from training.device import resolve_device
 
     device = resolve_device(cfg.device)
@@ -402,30 +409,41 @@ def _train(cfg: TeacherTrainConfig, env, work: _TeacherWork, resuming: bool) -> 
     def reached() -> bool:
         return target is not None and bool(history) and history[-1]["return_mean"] >= target
 
+    import sys
+    show = cfg.progress and sys.stderr.isatty() and _has_progress()  # no bar in logs and CI
+
+    def eval_and_keep_best(step: int) -> None:
+        teacher = _teacher_from_model(model, cfg.env, cfg.algo, source=f"trained {cfg.algo}")
+        rets, _ = evaluate(cfg.env, teacher.act, cfg.eval_episodes, seed=train_seed)
+        mean = float(np.mean(rets))
+        history.append({"step": step, "return_mean": mean, "return_min": float(np.min(rets)),
+                        "time_s": round(time.time() - t0, 1)})
+        if mean >= best["return"]:
+            best.update({"return": mean, "teacher": teacher, "step": step})
+        if not show:
+            log(f"step {step}: return {mean:.1f} (best {best['return']:.1f} at step {best['step']}), "
+                f"{time.time() - t0:.0f} s")
+
     class EvalAndKeepBest(BaseCallback):
         def _on_step(self) -> bool:
             step = self.num_timesteps
             if step % cfg.eval_every == 0:
-                teacher = _teacher_from_model(model, cfg.env, cfg.algo, source=f"trained {cfg.algo}")
-                rets, _ = evaluate(cfg.env, teacher.act, cfg.eval_episodes, seed=train_seed)
-                mean = float(np.mean(rets))
-                history.append({"step": step, "return_mean": mean, "return_min": float(np.min(rets)),
-                                "time_s": round(time.time() - t0, 1)})
-                if mean >= best["return"]:
-                    best.update({"return": mean, "teacher": teacher, "step": step})
+                eval_and_keep_best(step)
             if step % cfg.checkpoint_every == 0 or reached():
                 _save_teacher_checkpoint(work, model, history, best, time.time() - t0)
             return not reached()
 
-    import sys
-    show = cfg.progress and sys.stderr.isatty() and _has_progress()  # no bar in logs and CI
     remaining = cfg.steps - int(model.num_timesteps)
+    log(f"teacher train: {cfg.algo} on {cfg.env}, "
+        + (f"resumed at step {int(model.num_timesteps)} of {cfg.steps}" if resuming else f"{cfg.steps} steps")
+        + f", evaluated every {cfg.eval_every} and at the last, to {cfg.out}")
     if remaining > 0 and not reached():
         model.learn(remaining, callback=EvalAndKeepBest(), progress_bar=show, reset_num_timesteps=not resuming)
     env.close()
+    if not history or history[-1]["step"] != int(model.num_timesteps):  # the last step had no evaluation
+        eval_and_keep_best(int(model.num_timesteps))
     if best["teacher"] is None:
-        best.update({"teacher": _teacher_from_model(model, cfg.env, cfg.algo, f"trained {cfg.algo}"),
-                     "step": int(model.num_timesteps)})
+        raise BpdError(f"{cfg.env}: no evaluation gave a finite return (the environment's rewards are NaN?)")
     teacher = best["teacher"]
     final_seed = FINAL_EVAL_SEED + 100 * cfg.seed
     rets, lens = evaluate(cfg.env, teacher.act, cfg.final_episodes, seed=final_seed)
