@@ -269,3 +269,20 @@ def test_compress_cautions_the_user_when_no_candidate_held_with_the_fall_rate_an
     assert caution({"confirmed": False, "chosen": "a", "rows": short, "keep_return": 0.99}) == (
         "caution: no candidate held on the 200 further selection episodes; a, handed over, returned 98.0 there "
         "against the teacher's 100.0, below the 99 % asked. Judge it on your plant before relying on it.")
+
+
+def test_select_prints_its_cost_in_the_unit_cost_names(capsys):
+    """`bpd student select --cost m4f-cycles` names what its cost counts and that it is its meter's estimate before
+    export (the export measures the kernel it ships, another tanh form or calibration); without --cost, no cost."""
+    from training.cli import report_select
+
+    ch = {"step": 18000, "threshold": 3.0, "params_nonzero": 75, "cost": 355.0, "select_return": 1000.0}
+    r = {"out": "runs/student/selected.pt", "chosen": ch, "teacher_select_return": 1000.0, "keep_return_met": True,
+         "rows": [], "rule": "x", "cost": "m4f-cycles"}
+    report_select(r)
+    assert ("cost 355 est. Cortex-M4F cycles (select's meter, before export), return 1000.0"
+            in capsys.readouterr().out)
+    report_select(r | {"cost": "smlad"})
+    assert "cost 355 DSP multiply-adds (SMLADs), return" in capsys.readouterr().out
+    report_select(r | {"cost": None, "chosen": {k: v for k, v in ch.items() if k != "cost"}})
+    assert "75 nonzero, return 1000.0 vs teacher" in capsys.readouterr().out

@@ -76,10 +76,14 @@ def _student_sweep(ns):
 
 def report_select(r: dict) -> None:
     """Print what `bpd student select` chose (the command is wired by the firmware room, which lends it the
-    emulated Cortex-M meter for --cost)."""
+    emulated Cortex-M meter for --cost), its cost in the unit --cost names."""
+    from training.selection import COST_UNITS
+
     ch = r["chosen"]
+    unit = COST_UNITS.get(r.get("cost") or "", "")
     head = (f"selected: {r['out']}  step {ch['step']}, threshold {ch['threshold']:g}, {ch['params_nonzero']} nonzero, "
-            + (f"cost {ch['cost']:.0f}, " if "cost" in ch else "") + f"return {ch['select_return']:.1f}")
+            + (f"cost {ch['cost']:.0f} {unit}".rstrip() + ", " if "cost" in ch else "")
+            + f"return {ch['select_return']:.1f}")
     if "falls" in ch:
         head += f", {ch['falls']} early ends where the teacher finishes"
     if r["teacher_select_return"] is None:  # sparsest-within: no return target

@@ -76,6 +76,10 @@ def load_candidates(path: Path) -> list[Candidate]:
         raise BpdError(f"{path}: not a readable candidates file") from None
 
 
+# what a chosen student's `cost` figure counts, as `bpd student select` prints it
+COST_UNITS = {"nonzero": "nonzero parameters", "m4f-cycles": "est. Cortex-M4F cycles (select's meter, before export)",
+              "flash": "B est. Cortex-M4F policy flash (select's meter, before export)",
+              "smlad": "DSP multiply-adds (SMLADs)"}
 COSTS = {"nonzero": "the fewest nonzero parameters",
          "m4f-cycles": "the fewest estimated Cortex-M4F cycles (the cheaper of the compact kernel with a table "
                        "tanh and the integer kernel, emulated)",
@@ -451,4 +455,4 @@ def run_select(cfg: SelectConfig, meter: Callable[[str], Callable[[MLPPolicy], f
         write_json(summary, run_summary | {
             "selection": res, "select_seconds": round(seconds, 2), "params_nonzero": ch["params_nonzero"],
             "seconds": round(float(run_summary.get("seconds") or 0.0) + seconds, 1), "reselected": True})
-    return res | {"out": str(out)}
+    return res | {"out": str(out), "cost": cost}

@@ -254,9 +254,13 @@ def policy_cost(cost: str):
     table tanh (the float kernel auto picks on most students) and the integer kernel, which auto ships
     where, besides, it stays within --int-budget and keeps the float kernel's return (not checked here:
     the selection judges returns with the float student; benchmarks/results/cost/cost.md has the integer
-    kernel's returns). The integer kernel is calibrated here on states drawn from the policy's own
-    normalisation (mean +- std): its instruction count does not depend on the calibration beyond a
-    shift's form."""
+    kernel's returns). The integer kernel is the one with tanh by lookup whatever its flash (auto holds
+    the integer forms to --int-flash-ratio times the generic kernel's flash, and ships the interpolating
+    form where the lookup's 4 kB table passes that), calibrated here on states drawn from the policy's own
+    normalisation (mean +- std), not the dataset the export calibrates on: the calibration sets the
+    observations' Q formats, and where a used one needs more than 16 fraction bits they come in by integer
+    code rather than VCVT (export/fp_inputs.py: thirteen instructions an observation, not about four). So the
+    figure ranks the candidates by one rule; it is not the cost of the kernel the export ships."""
     import tempfile
 
     from export.codegen import table_form
@@ -472,7 +476,7 @@ def _or_dash(v) -> str:
 def markdown(res: dict) -> str:
     ts = res["targets"]
     head = "| network | runtime | host ns (median) | host instr (callgrind) | " + " | ".join(
-        f"{t} instr / est. us / flash B / RAM B / stack B" for t in ts) + " |"
+        f"{t} instr / est. us / image flash B / RAM B / stack B" for t in ts) + " |"
     lines = [head, "|" + "---|" * (4 + len(ts))]
     for name, net in res["networks"].items():
         for impl, r in net["runtimes"].items():
@@ -496,7 +500,7 @@ def markdown(res: dict) -> str:
                  "output ops).")
     for t, variants in res.get("summary", {}).items():
         for variant, r in variants.items():
-            parts = [f"{r['instructions']} instructions, {r['flash_bytes']} B flash",
+            parts = [f"{r['instructions']} instructions, {r['flash_bytes']} B image flash",
                      f"{r['instructions_vs_floor']:.1f}x the floor"]
             if "teacher_over_student_instructions" in r:
                 parts.append(f"{r['teacher_over_student_instructions']:.0f}x fewer instructions than the teacher, "
@@ -506,7 +510,10 @@ def markdown(res: dict) -> str:
             parts += [f"{k} {v:.1f}x" for k, v in r.items() if k.endswith("/ integer")]
             lines.append(f"- {t}, {variant}: " + "; ".join(parts) + ".")
     lines.append("\nMicroseconds are estimates from the instruction mix (docs/cycle_model.md); instruction counts "
-                 "are exact for the emulated code.")
+                 "are exact for the emulated code. Image flash, RAM and stack are the whole bench image's: the policy "
+                 "and the harness around it (vector table, startup, main, memcpy/memset); the policy's own code and "
+                 "data alone is policy_bytes in bench.json, the policy flash of the kernels table and of "
+                 "export_report.json.")
     return "\n".join(lines)
 
 

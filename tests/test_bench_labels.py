@@ -1,0 +1,32 @@
+"""What `bpd bench`'s markdown says its flash figures count.
+
+Known answer: the figures of a demo export's shipped integer-interp kernel on Cortex-M4F, its bench image
+2,444 B of flash of which the policy's own code and data are 1,756 B (the figure export_report.json gives).
+"""
+
+from firmware_host.measure.bench import _summarise, markdown
+
+
+def _res() -> dict:
+    m4f = {"instructions_median": 258, "us_estimate": 2.37, "flash_bytes": 2444, "policy_bytes": 1756,
+           "ram_bytes": 1092, "stack_bytes": 240}
+    return {"targets": ["cortex-m4f"],
+            "arithmetic_floor": {"instructions": 97, "macs": 59, "bias_adds": 16, "activations": 16, "output_ops": 2},
+            "networks": {"student": {"widths": [4, 10, 5, 1], "runtimes": {
+                "bpd-integer": {"host": {"median_ns": 53.0}, "cortex-m4f": m4f}}}},
+            "export_kernels": {"shipped": "integer-interp", "rule": "fewest estimated cycles",
+                               "measured_on": "cortex-m4f", "candidates": {
+                                   "integer-interp": {"instructions": 258, "cycles": 398.0, "flash_bytes": 1756}}}}
+
+
+def test_bench_flash_is_labelled_as_the_whole_image_beside_the_policy_flash():
+    res = _res()
+    _summarise(res, res["arithmetic_floor"])
+    md = markdown(res)
+    lines = md.splitlines()
+    assert "| cortex-m4f instr / est. us / image flash B / RAM B / stack B |" in lines[0]
+    assert "| student 4-10-5-1 | bpd-integer | 53 | - | 258 / 2.4 / 2444 / 1092 / 240 |" in lines
+    assert "| integer-interp (shipped) | 258 | 398 | 1756 |" in lines  # the policy alone, as the export reports it
+    assert "- cortex-m4f, bpd-integer: 258 instructions, 2444 B image flash; 2.7x the floor." in lines
+    note = lines[-1]
+    assert "whole bench image" in note and "policy_bytes" in note and "export_report.json" in note
