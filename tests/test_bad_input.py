@@ -1043,9 +1043,12 @@ def test_trial_log_torn_at_the_end_is_reported(base, tmp_path, capsys):
     assert json.loads((d / "summary.json").read_text())["timing"]["ticks"] == 5
 
 
-def test_sb3_zip_fixture_imports(base, tmp_path):
-    """The undamaged zip the table damages imports: its failures are the damage, not the fixture."""
+def test_sb3_zip_fixture_imports(base, tmp_path, capsys):
+    """The undamaged zip the table damages imports: its failures are the damage, not the fixture. The command says
+    what it wrote in one line."""
     assert main(["teacher", "import", str(base / "sb3.zip"), "--out", str(tmp_path / "t.npz")]) == 0
+    out = capsys.readouterr().out.strip()
+    assert out.startswith(f"teacher: {tmp_path / 't.npz'}  ") and "-8-8-1 " in out and "parameters, from" in out, out
     from training.teacher import load_teacher
 
     t = load_teacher(tmp_path / "t.npz")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 from bpd.config import from_namespace
@@ -20,7 +19,10 @@ def _teacher_import(ns):
     cfg = from_namespace(TeacherImportConfig, ns)
     t = import_sb3(cfg)
     t.save(cfg.out)
-    print(json.dumps(teacher_summary(t) | {"out": cfg.out}))
+    s = teacher_summary(t)
+    print(f"teacher: {cfg.out}  {s['algo']} on {s['env_id']}, "
+          f"{'-'.join(map(str, [s['obs_dim'], *s['hidden'], s['act_dim']]))} {s['activation']} (output "
+          f"{s['output']}), {s['params_total']:,} parameters, from {s['source']}")
 
 
 def _collect(ns):
