@@ -88,8 +88,13 @@ def _distill_args(d, out, steps=600):
 
 
 def test_kill9_then_resume_matches_uninterrupted_run(tiny_pipeline, tmp_path):
+    """A run killed outright resumes to the uninterrupted run's student, bit for bit. Without a progress bar each run
+    says it started and gives one line an evaluation (the metrics file's)."""
     d = tiny_pipeline
-    run_bpd(*_distill_args(d, tmp_path / "full"))
+    lines = run_bpd(*_distill_args(d, tmp_path / "full")).stdout.splitlines()
+    assert lines[0] == f"distill: InvertedPendulum-v5, 600 steps, evaluated every 300, to {tmp_path / 'full'}"
+    assert [x.split(":")[0] for x in lines[1:3]] == ["step 300", "step 600"] and " nonzero, " in lines[1]
+    assert lines[3].startswith("student: ")
     out = tmp_path / "killed"
     p = subprocess.Popen([BPD, *_distill_args(d, out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
@@ -101,7 +106,8 @@ def test_kill9_then_resume_matches_uninterrupted_run(tiny_pipeline, tmp_path):
     ck = torch.load(out / "checkpoint.pt", weights_only=True)
     assert 0 < ck["trainer"]["step"] <= 600
     assert not (out / "student.pt").exists() or ck["trainer"]["step"] == 600
-    run_bpd(*_distill_args(d, out), "--resume")
+    resumed = run_bpd(*_distill_args(d, out), "--resume").stdout.splitlines()[0]
+    assert resumed.startswith("distill: InvertedPendulum-v5, 600 steps, resumed at step "), resumed
     a = torch.load(tmp_path / "full" / "student.pt", weights_only=True)["state_dict"]
     b = torch.load(out / "student.pt", weights_only=True)["state_dict"]
     for k in a:

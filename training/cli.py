@@ -37,7 +37,7 @@ def distill_command(ns, meter=None) -> None:
     """`bpd distill` (wired by the firmware room, which lends it the DSP kernel's meter for --prune-to-cycles)."""
     from training.distill import DistillConfig, distill
     cfg = from_namespace(DistillConfig, ns)
-    s = distill(cfg, meter)
+    s = distill(cfg, meter, log=lambda m: print(m, flush=True))
     ch = s["selection"]["chosen"]
     ret = ch["select_return"] if ch["select_return"] is not None else s["final_eval_return_mean"]
     print(f"student: {os.path.join(cfg.out, s['student'])}  step {ch['step']} of {s['steps']}, return {ret:.1f}, "

@@ -363,10 +363,11 @@ class Run:
         self.candidates = self.dir / "candidates.pt"
 
 
-def distill(cfg: DistillConfig, meter: Meter | None = None) -> dict:
+def distill(cfg: DistillConfig, meter: Meter | None = None, log: Callable[[str], None] | None = None) -> dict:
     """Train a BPD student; resumable; returns the run summary. meter: what a list of masks (numpy, rows =
     outputs) costs with the given activation, for --prune-to-cycles (the firmware room's
-    firmware_host/measure/dsp_meter.py mask_cycles, which `bpd distill` passes)."""
+    firmware_host/measure/dsp_meter.py mask_cycles, which `bpd distill` passes). log, if given, takes a line
+    at the start and, without a progress bar (--no-progress, or not a terminal), one at each evaluation."""
     from tqdm import tqdm
 
     _check_config(cfg)
@@ -435,6 +436,10 @@ def distill(cfg: DistillConfig, meter: Meter | None = None) -> dict:
     t_start = time.time() - elapsed
     bar = tqdm(total=trainer.end(), initial=trainer.step, desc="distill", mininterval=0.5,
                disable=None if cfg.progress else True)  # None: shown on a terminal only
+    say = log if log is not None and bar.disable else (lambda _: None)
+    if log is not None:
+        log(f"distill: {env_id}, {cfg.steps} steps" + (f", resumed at step {trainer.step}" if restored else "")
+            + f", evaluated every {cfg.eval_every}, to {cfg.out}")
     def begin_schedule() -> None:
         """The warm-up ends: the schedule begins, --steps from here."""
         trainer.warming = False
@@ -464,6 +469,8 @@ def distill(cfg: DistillConfig, meter: Meter | None = None) -> dict:
                             "eval/return_mean": float(np.mean(rets)), "eval/return_std": float(np.std(rets))})
                 writer.writerow(row)
                 metrics_f.flush()
+                say(f"step {step}: return {row['eval/return_mean']:.1f}, {policy.params_nonzero} nonzero, "
+                    f"{row['time_s']:.0f} s")
                 if gate_ref is not None:
                     trainer.gate_open = row["eval/return_mean"] >= gate_ref - cfg.eta_gate * abs(gate_ref)
                     if trainer.warming and trainer.gate_open:
