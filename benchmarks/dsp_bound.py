@@ -288,10 +288,12 @@ def table(res: dict) -> str:
          f"Written by `python benchmarks/dsp_bound.py {res['plan']} --label {res['label']}"
          + (f" --out {res['out']}" if res.get("out") else "")
          + (" --keep" if any(r.get("kept") for r in rows) else "") + "` (see its docstring). "
-         f"Students: the `{res['label']}` cells of {res['plan']} whose run directories hold them ({len(rows)}"
-         + (f"; {sum(bool(r.get('kept')) for r in rows)} of them measured by an earlier run of this script, their "
-            "run directories since lost, and kept" if any(r.get("kept") for r in rows) else "") + "), "
-         "quantised as their exports are. SMLADs of the layers with the kernel's pairing of columns (greedy, what "
+         + (f"Students: the `{res['label']}` cells of {res['plan']}, {len(rows)}: "
+            f"{sum(not r.get('kept') for r in rows)} measured from the run directories that hold them, "
+            f"{sum(bool(r.get('kept')) for r in rows)} kept from an earlier run of this script (their run directories "
+            "since lost); " if any(r.get("kept") for r in rows) else
+            f"Students: the `{res['label']}` cells of {res['plan']} whose run directories hold them ({len(rows)}), ")
+         + "quantised as their exports are. SMLADs of the layers with the kernel's pairing of columns (greedy, what "
          "the export built), with the best pairing (maximum-weight matching), and with every row's weights in full "
          "pairs (a pairing of its own for every row, which one layout of the inputs cannot give: a bound below any "
          "pairing); the Cortex-M4F instructions of the DSP integer kernel (emulated, the cell's bench) and the same "
@@ -404,12 +406,13 @@ def main() -> None:
         if not rows:  # nothing measured: the committed results are left as they are
             raise BpdError(f"no finished `{a.label}` cell in {plan.runs} holds its student, export and bench with the "
                            "current integer kernel")
+        res = {"plan": str(Path(a.plan).resolve().relative_to(ROOT)), "label": a.label, "form": int_form(True)}
+        if a.keep:  # the rest of the row's cells from the earlier results, where the same plan, row and kernel form
+            order = {c.key: i for i, c in enumerate(plan.cells()) if c.label == a.label}
+            rows = sorted(rows + kept_rows(a.out, rows, ("cell",), res, lambda r: r["cell"] in order),
+                          key=lambda r: order[r["cell"]])
     except BpdError as e:
         sys.exit(f"dsp_bound: {e}")
-    res = {"plan": str(Path(a.plan).resolve().relative_to(ROOT)), "label": a.label, "form": int_form(True)}
-    if a.keep:
-        order = {c.key: i for i, c in enumerate(plan.cells())}
-        rows = sorted(rows + kept_rows(a.out, rows, ("cell",), res), key=lambda r: order.get(r["cell"], len(order)))
     res["rows"] = rows
     default_out = (ROOT / "benchmarks" / "results" / "cost" / "dsp-bound").resolve()
     if a.out.resolve() != default_out and a.out.resolve().is_relative_to(ROOT):

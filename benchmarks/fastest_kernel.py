@@ -103,15 +103,15 @@ def main() -> None:
         rows = gather(plans)
         if not rows:
             raise BpdError("no finished cell of these plans holds its export in its run root")
+        if a.keep:
+            from bpd_app.experiment import load_plan
+
+            order = {(str(p.resolve().relative_to(ROOT)), c.key): None for p in plans for c in load_plan(p).cells()}
+            order = {k: i for i, k in enumerate(order)}  # the plans' cells in the order gather reads them
+            rows += kept_rows(a.out, rows, ("plan", "cell"), {}, lambda r: (r["plan"], r["cell"]) in order)
+            rows.sort(key=lambda r: order[(r["plan"], r["cell"])])
     except BpdError as e:
         sys.exit(f"fastest_kernel: {e}")
-    if a.keep:
-        from bpd_app.experiment import load_plan
-
-        order = {(str(p.resolve().relative_to(ROOT)), c.key): None for p in plans for c in load_plan(p).cells()}
-        order = {k: i for i, k in enumerate(order)}  # the plans' cells in the order gather reads them
-        rows += [r for r in kept_rows(a.out, rows, ("plan", "cell"), {}) if (r["plan"], r["cell"]) in order]
-        rows.sort(key=lambda r: order[(r["plan"], r["cell"])])
     res = {"command": "python benchmarks/fastest_kernel.py" + "".join(
         f" {p.resolve().relative_to(ROOT)}" for p in a.plans) + (" --keep" if a.keep else ""), "rows": rows}
     write_results(a.out, res, table(res))

@@ -371,17 +371,23 @@ def write_results(out: Path, res: dict, markdown: str) -> None:
 
 
 
-def kept_rows(out: Path, rows: list[dict], key: tuple[str, ...], same: dict) -> list[dict]:
+def kept_rows(out: Path, rows: list[dict], key: tuple[str, ...], same: dict,
+              wanted: Callable[[dict], bool] = lambda r: True) -> list[dict]:
     """The rows of a results file OUT.json (a benchmark script's earlier run) that `rows` do not measure again: those
-    whose `key` fields no new row shares, from a file whose `same` fields equal these (the same plan, row, kernel
-    form...), each marked `"kept": true`. Run roots do not outlive a machine; a script run on the cells a new run
-    root holds keeps the rest of its earlier figures this way rather than dropping them. Nothing where OUT.json is
-    absent or was written for something else."""
+    whose `key` fields no new row shares and that are `wanted` (cells the plans still hold), from a file whose `same`
+    fields equal these (the same plan, row, kernel form...), each marked `"kept": true`. Run roots do not outlive a
+    machine; a script run on the cells a new run root holds keeps the rest of its earlier figures this way rather
+    than dropping them. Nothing where OUT.json is absent; where it was written for something else, nothing, and a
+    line says so. A corrupt file is a BpdError."""
     p = out.with_suffix(".json")
     if not p.is_file():
         return []
     old = read_json(p, "results file")
-    if not isinstance(old, dict) or any(old.get(k) != v for k, v in same.items()):
+    differ = [k for k, v in same.items() if not isinstance(old, dict) or old.get(k) != v]
+    if differ or not isinstance(old.get("rows"), list):
+        print(f"{p}: written for another {', '.join(differ) or 'kind of results'}; none of its rows kept",
+              file=sys.stderr)
         return []
     new = {tuple(r.get(k) for k in key) for r in rows}
-    return [r | {"kept": True} for r in old.get("rows") or [] if tuple(r.get(k) for k in key) not in new]
+    return [r | {"kept": True} for r in old["rows"] if isinstance(r, dict) and all(k in r for k in key)
+            and tuple(r[k] for k in key) not in new and wanted(r)]

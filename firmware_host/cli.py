@@ -30,7 +30,8 @@ def _build(ns):
 
 def _export(ns):
     from bpd.config import from_namespace
-    from export.export import ExportConfig, format_report, run_export
+    from export.export import ExportConfig, run_export
+    from export.report import format_report
     from firmware_host.measure.bench import kernel_cost
 
     cfg = from_namespace(ExportConfig, ns)

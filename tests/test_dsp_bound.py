@@ -198,8 +198,27 @@ def test_kept_rows_keep_an_earlier_runs_rows_for_cells_not_measured_again(tmp_pa
     out.with_suffix(".json").write_text(json.dumps(old))
     assert kept_rows(out, [{"cell": "E/a/seed1", "x": 3}], ("cell",), {"label": "a"}) == [
         {"cell": "E/a/seed0", "x": 1, "kept": True}]
-    assert kept_rows(out, [], ("cell",), {"label": "b"}) == []  # another row's file: nothing kept
-    assert len(kept_rows(out, [{"cell": "E/a/seed1", "plan": "p"}], ("plan", "cell"), {})) == 2  # keys differ
+    assert len(kept_rows(out, [{"cell": "E/a/seed1", "plan": "p"}], ("cell", "plan"), {})) == 0  # rows lack plan
+    assert kept_rows(out, [], ("cell",), {}, lambda r: r["cell"] != "E/a/seed0") == [
+        {"cell": "E/a/seed1", "x": 2, "kept": True}]  # a cell the plan no longer has: not kept
+
+
+def test_kept_rows_say_why_nothing_is_kept_and_a_corrupt_file_is_one_line(tmp_path, capsys):
+    import json
+
+    import pytest
+
+    from bpd.errors import BpdError
+    from bpd.io import kept_rows
+
+    out = tmp_path / "bound"
+    out.with_suffix(".json").write_text(json.dumps({"label": "a", "form": "old", "rows": [{"cell": "c"}, 3]}))
+    assert kept_rows(out, [], ("cell",), {"label": "a", "form": "new"}) == []
+    assert "written for another form; none of its rows kept" in capsys.readouterr().err
+    assert kept_rows(out, [], ("cell",), {"label": "a"}) == [{"cell": "c", "kept": True}]  # a row not a dict: skipped
+    out.with_suffix(".json").write_text("{")
+    with pytest.raises(BpdError, match="corrupt results file"):
+        kept_rows(out, [], ("cell",), {})
 
 
 def test_fastest_kernel_keeps_the_rows_of_cells_whose_run_roots_are_gone(benchmark_script, tmp_path, monkeypatch):

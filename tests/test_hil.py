@@ -278,10 +278,14 @@ def test_a_policy_trained_on_another_plant_of_the_same_sizes_is_named_not_refuse
         check_trial(cfg)
         err = capsys.readouterr().err
         assert ("bpd: note: exp was trained on firmware_host.rig:bpd/desktop-cartpole-v0, not on rig "
-                "gym-inverted-pendulum's plant (InvertedPendulum-v5, bpd/gym-inverted-pendulum-dr-v0, "
-                "bpd/gym-inverted-pendulum-v0)" in err) == noted, (env, err)
-    spec = load_rig("desktop-cartpole")
-    assert spec.trained_here("bpd/desktop-cartpole-dr-v0") and not spec.trained_here("InvertedPendulum-v5")
+                "gym-inverted-pendulum's plant (InvertedPendulum-v5, bpd/gym-inverted-pendulum-v0)" in err) == noted, (
+                    env, err)
+    spec = load_rig("rotary-pendulum")  # a swing-up rig: its randomised variant too
+    assert spec.trained_here("firmware_host.rig:bpd/rotary-pendulum-dr-v0") and not spec.trained_here("Pendulum-v1")
+    assert load_rig("desktop-cartpole").policy_envs == {"bpd/desktop-cartpole-v0"}
+    own = tmp_path / "mine.yaml"  # a rig of one's own names no registered environment: nothing to say otherwise
+    own.write_text(load_rig("desktop-cartpole").path.read_text().replace("name: desktop-cartpole", "name: mine"))
+    assert load_rig(own).policy_envs == set() and load_rig(own).trained_here("InvertedPendulum-v5")
 
 
 def test_a_device_of_another_period_is_named_as_another_rigs_firmware(rig, tmp_path):

@@ -130,7 +130,7 @@ def test_choice_rule_on_hand_made_figures():
 def test_report_names_the_shipped_form_and_the_integer_forms_over_their_flash_limit():
     """The export's summary line names the variant shipped (not only its family) and marks an integer form the
     rule could not take for its flash, so that a cheaper form listed beside it is not read as overlooked."""
-    from export.export import format_report
+    from export.report import format_report
 
     k = {"kind": "integer", "variant": "integer-interp", "rule": "fewest estimated cortex-m4f cycles (476)",
          "measured_on": "cortex-m4f", "int_flash_limit": 1923, "candidates": {
@@ -178,7 +178,7 @@ def test_report_names_the_shipped_form_and_the_integer_forms_over_their_flash_li
 def test_report_says_what_the_c_kernels_parity_tolerance_is():
     """The parity line gives the C kernel's own tolerance where it is looser than the float reference's, and why: the
     integer kernel's --int-budget (its bits checked against its integer model), or a float kernel's tanh budget."""
-    from export.export import format_report
+    from export.report import format_report
 
     r = {"layers": [], "totals": {"flash_bytes": 0, "ram_activation_bytes": 0, "macs": 0},
          "dense_teacher": {"flash_bytes": 1, "ram_activation_bytes": 1, "macs": 1, "widths": [1]},

@@ -190,6 +190,18 @@ def test_a_training_shorter_than_eval_every_evaluates_its_last_step(tmp_path):
     assert lines[-1].startswith(f"teacher: {tmp_path / 't.npz'}  best return {ret:.1f} at step 200 ")
 
 
+
+def test_a_training_with_an_evaluation_keeps_its_schedule(tmp_path):
+    """300 steps evaluated every 200: the one evaluation at 200 and none added at 300 (a training that evaluated
+    keeps the teacher the schedule gives, as committed cells such as online-sac-small were trained)."""
+    import training.teacher as tt
+
+    s = tt.train_teacher(tt.TeacherTrainConfig(out=str(tmp_path / "t.npz"), steps=300, learning_starts=100,
+                                               eval_every=200, eval_episodes=1, final_episodes=1, hidden=[16, 16],
+                                               progress=False))
+    assert [h["step"] for h in s["history"]] == [200] and s["best_step"] == 200
+
+
 def test_a_resumed_training_evaluates_its_last_step(tmp_path, monkeypatch):
     """Interrupted after its checkpoint at step 150 and before any evaluation (the checkpoint holds no -Infinity),
     resumed to 200 steps: evaluated at step 200, whose actor is the teacher written."""

@@ -438,7 +438,8 @@ def distill(cfg: DistillConfig, meter: Meter | None = None, log: Callable[[str],
                disable=None if cfg.progress else True)  # None: shown on a terminal only
     say = log if log is not None and bar.disable else (lambda _: None)
     if log is not None:
-        log(f"distill: {env_id}, {cfg.steps} steps" + (f", resumed at step {trainer.step}" if restored else "")
+        log(f"distill: {env_id}, {cfg.steps} steps" + (" after the KL warm-up" if warmup_applies(cfg) else "")
+            + (f", resumed at step {trainer.step}" if restored else "")
             + f", evaluated every {cfg.eval_every}, to {cfg.out}")
     def begin_schedule() -> None:
         """The warm-up ends: the schedule begins, --steps from here."""

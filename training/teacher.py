@@ -30,11 +30,9 @@ import bpd
 from bpd.config import field, to_dict
 from bpd.errors import BpdError
 from bpd.io import (
-    atomic_write,
     check_output_path,
     load_arrays,
     save_arrays,
-    sha256_bytes,
     sha256_file,
     write_json,
 )
@@ -258,94 +256,15 @@ class _TeacherWork:
         return False
 
 
-def _replay_arrays(buf) -> dict[str, np.ndarray]:
-    n = buf.buffer_size if buf.full else buf.pos
-    names = ["observations", "actions", "rewards", "dones", "timeouts"]
-    if not buf.optimize_memory_usage:
-        names.append("next_observations")
-    arrays = {k: getattr(buf, k)[:n] for k in names}
-    arrays["state"] = np.array([buf.pos, int(buf.full)], dtype=np.int64)
-    return arrays
-
-
-def _restore_replay(buf, arrays: dict[str, np.ndarray]) -> None:
-    pos, full = (int(x) for x in arrays.pop("state"))
-    for k, v in arrays.items():
-        getattr(buf, k)[: len(v)] = v
-    buf.pos, buf.full = pos, bool(full)
-
-
-def _optimizers(model) -> dict:
-    opts = {"actor": model.actor.optimizer, "critic": model.critic.optimizer}
-    if getattr(model, "ent_coef_optimizer", None) is not None:
-        opts["ent_coef"] = model.ent_coef_optimizer
-    return opts
-
-
-def _save_teacher_checkpoint(work: _TeacherWork, model, history: list[dict], best: dict, elapsed: float) -> None:
-    """Model, optimisers, counters and replay buffer; each file atomic, the checkpoint last."""
-    import torch
-
-    buf = io.BytesIO()
-    np.savez(buf, **_replay_arrays(model.replay_buffer))  # type: ignore[arg-type]  # numpy stub: **dict vs allow_pickle
-    atomic_write(work.replay, lambda f: f.write(buf.getvalue()))
-    if best["teacher"] is not None:
-        best["teacher"].save(work.best)
-    blob = {"format": "bpd-teacher-checkpoint", "policy": model.policy.state_dict(),
-            "optimizers": {k: o.state_dict() for k, o in _optimizers(model).items()},
-            "log_ent_coef": getattr(model, "log_ent_coef", None),
-            "num_timesteps": int(model.num_timesteps), "n_updates": int(model._n_updates),
-            "episode_num": int(model._episode_num), "elapsed": float(elapsed),
-            "history": json.dumps(history),
-            "best": json.dumps({"return": best["return"] if best["teacher"] is not None else None,  # no -Infinity
-                                "step": best["step"]}),
-            "replay_sha256": sha256_bytes(buf.getvalue()), "torch_rng": torch.get_rng_state()}
-    atomic_write(work.checkpoint, lambda f: torch.save(blob, f))
-
-
-def _load_teacher_checkpoint(work: _TeacherWork, model) -> tuple[list[dict], dict, float]:
-    import torch
-
-    try:
-        ck = torch.load(work.checkpoint, weights_only=True, map_location="cpu")
-        raw = work.replay.read_bytes()
-    except Exception as e:
-        raise BpdError(f"{work.dir}: unreadable checkpoint ({e.__class__.__name__})") from None
-    if not isinstance(ck, dict) or ck.get("format") != "bpd-teacher-checkpoint":
-        raise BpdError(f"{work.checkpoint}: not a teacher checkpoint")
-    if sha256_bytes(raw) != ck["replay_sha256"]:
-        raise BpdError(f"{work.replay}: does not belong to the checkpoint (interrupted while saving?)")
-    try:
-        model.policy.load_state_dict(ck["policy"])
-        for k, o in _optimizers(model).items():
-            o.load_state_dict(ck["optimizers"][k])
-        if ck.get("log_ent_coef") is not None:
-            with torch.no_grad():
-                model.log_ent_coef.copy_(ck["log_ent_coef"])
-        with np.load(io.BytesIO(raw), allow_pickle=False) as z:
-            _restore_replay(model.replay_buffer, {k: z[k] for k in z.files})
-    except (KeyError, RuntimeError, ValueError) as e:
-        raise BpdError(f"{work.checkpoint}: does not match this configuration ({e.__class__.__name__})") from None
-    model.num_timesteps = ck["num_timesteps"]
-    model._n_updates = ck["n_updates"]
-    model._episode_num = ck["episode_num"]
-    torch.set_rng_state(ck["torch_rng"])
-    b = json.loads(ck["best"])
-    teacher = load_teacher(work.best) if work.best.exists() else None
-    best = {"return": b["return"] if teacher is not None and b["return"] is not None else -np.inf,
-            "step": b["step"], "teacher": teacher}
-    return json.loads(ck["history"]), best, float(ck["elapsed"])
-
-
 def train_teacher(cfg: TeacherTrainConfig, log: Callable[[str], None] | None = None) -> dict:
     """Train with stable-baselines3, keep the best evaluated actor, check it on disjoint seeds and save it.
 
-    The actor is evaluated every --eval-every steps and at the last step, so the teacher kept always has a
-    measured return. Checkpoints (model, optimisers, replay buffer) go to the work directory every
-    --checkpoint-every steps, so an interrupted training (kill -9 included) continues with --resume. The
-    teacher file records the training configuration, its seed and the final check. log, if given, takes
-    one line at the start and, without a progress bar (--no-progress, or not a terminal), one at each
-    evaluation."""
+    The actor is evaluated every --eval-every steps, and at the last step where no evaluation fell before it
+    (--steps below --eval-every), so the teacher kept always has a measured return. Checkpoints (model,
+    optimisers, replay buffer) go to the work directory every --checkpoint-every steps, so an interrupted
+    training (kill -9 included) continues with --resume. The teacher file records the training
+    configuration, its seed and the final check. log, if given, takes one line at the start and, without a
+    progress bar (--no-progress, or not a terminal), one at each evaluation."""
     from training.device import resolve_device  # here: reading a teacher file needs no torch (`bpd experiment`)
 
     _validate_train_config(cfg)
@@ -369,6 +288,7 @@ def train_teacher(cfg: TeacherTrainConfig, log: Callable[[str], None] | None = N
 
 def _train(cfg: TeacherTrainConfig, env, work: _TeacherWork, resuming: bool, log: Callable[[str], None]) -> dict:
     from training.device import resolve_device
+    from training.teacher_checkpoint import load_checkpoint, save_checkpoint
 
     device = resolve_device(cfg.device)
     import gymnasium
@@ -402,7 +322,10 @@ def _train(cfg: TeacherTrainConfig, env, work: _TeacherWork, resuming: bool, log
     history: list[dict] = []
     elapsed = 0.0
     if resuming:
-        history, best, elapsed = _load_teacher_checkpoint(work, model)
+        history, b, elapsed = load_checkpoint(work, model)
+        teacher = load_teacher(work.best) if work.best.exists() else None
+        best = {"return": b["return"] if teacher is not None and b["return"] is not None else -np.inf,
+                "step": b["step"], "teacher": teacher}
     t0 = time.time() - elapsed
     train_seed = TRAIN_EVAL_SEED + 100 * cfg.seed
 
@@ -430,18 +353,18 @@ def _train(cfg: TeacherTrainConfig, env, work: _TeacherWork, resuming: bool, log
             if step % cfg.eval_every == 0:
                 eval_and_keep_best(step)
             if step % cfg.checkpoint_every == 0 or reached():
-                _save_teacher_checkpoint(work, model, history, best, time.time() - t0)
+                save_checkpoint(work, model, history, best, time.time() - t0)
             return not reached()
 
     remaining = cfg.steps - int(model.num_timesteps)
     log(f"teacher train: {cfg.algo} on {cfg.env}, "
         + (f"resumed at step {int(model.num_timesteps)} of {cfg.steps}" if resuming else f"{cfg.steps} steps")
-        + f", evaluated every {cfg.eval_every} and at the last, to {cfg.out}")
+        + f", evaluated every {cfg.eval_every} (at the last step if none falls before it), to {cfg.out}")
     if remaining > 0 and not reached():
         model.learn(remaining, callback=EvalAndKeepBest(), progress_bar=show, reset_num_timesteps=not resuming)
     env.close()
-    if not history or history[-1]["step"] != int(model.num_timesteps):  # the last step had no evaluation
-        eval_and_keep_best(int(model.num_timesteps))
+    if not history:  # a training shorter than --eval-every: its last step evaluated, so a teacher has a return
+        eval_and_keep_best(int(model.num_timesteps))  # (only then: a longer one keeps the teacher it always kept)
     if best["teacher"] is None:
         raise BpdError(f"{cfg.env}: no evaluation gave a finite return (the environment's rewards are NaN?)")
     teacher = best["teacher"]

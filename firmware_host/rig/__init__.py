@@ -98,14 +98,16 @@ class RigSpec:
 
     @property
     def policy_envs(self) -> set[str]:
-        """The environments a policy for this rig is trained on: the rig's own (bpd/NAME-v0, and its randomised
-        -dr variant), and those the YAML's `envs` names as the same plant (Gymnasium's InvertedPendulum-v5 for
-        gym-inverted-pendulum)."""
-        return {f"bpd/{self.name}-v0", f"bpd/{self.name}-dr-v0", *self.raw.get("envs", [])}
+        """The environments a policy for this rig is trained on: the rig's own where registered (bpd/NAME-v0, and a
+        swing-up rig's randomised -dr variant), and those the YAML's `envs` names as the same plant (Gymnasium's
+        InvertedPendulum-v5 for gym-inverted-pendulum); ids without their `module:` prefix."""
+        own = (f"bpd/{self.name}-v0", f"bpd/{self.name}-dr-v0")
+        return {e for e in own if e in gym.registry} | {e.rpartition(":")[2] for e in self.raw.get("envs", [])}
 
     def trained_here(self, env_id: str) -> bool:
-        """Whether a policy trained on env_id (with or without its `module:` prefix) is one for this rig."""
-        return env_id.rpartition(":")[2] in self.policy_envs
+        """Whether a policy trained on env_id (with or without its `module:` prefix) is one for this rig; true
+        where the rig names no environment (a rig of one's own, by its YAML), as nothing says otherwise."""
+        return not self.policy_envs or env_id.rpartition(":")[2] in self.policy_envs
 
     @property
     def wiring(self) -> dict | None:
