@@ -324,6 +324,21 @@ def targets(rows: list[dict]) -> list[dict]:
     return out
 
 
+def replaced(res: dict) -> set[str]:
+    """The rows' cells whose committed summary (the plan's results, cells/) names another model than the row
+    measured: the cell was trained again since, and the row is of a student the plan no longer reports."""
+    from bpd_app.experiment import load_plan
+
+    cells = Path(load_plan(ROOT / res["plan"]).results_dir) / "cells"
+    out = set()
+    for r in res["rows"]:
+        p = cells / f"{r['cell']}.json"
+        h = (read_json(p).get("export") or {}).get("model_hash") if p.is_file() else None
+        if h and r.get("model_hash") and h != r["model_hash"]:
+            out.add(r["cell"])
+    return out
+
+
 def method_of(r: dict) -> str:
     """The plan's method (its row label) that trained a row's student: the middle of its cell key."""
     return r["cell"].split("/")[1]
@@ -392,10 +407,11 @@ def markdown(res: dict) -> str:
 
     current = int_form(True)
     old_table = [r for r in res["rows"] if uses_table(r) and table_form_of(r) != TABLE_FORM]
+    gone = replaced(res)
     for r in res["rows"]:
         m4, d = r["cortex-m4f"], r["default"]
         mark = "" if r.get("integer_form") == current else " (b)" if r.get("integer_form") else " (a)"
-        mark += " (c)" if r in old_table else ""
+        mark += (" (c)" if r in old_table else "") + (" (d)" if r["cell"] in gone else "")
         fill = f"{r['nonzero_weights'] / r['smlad_slots']:.2f}" if r.get("smlad_slots") else "-"
         L.append(f"| {r['cell']}{mark} | {'-'.join(map(str, r['widths']))} | {r['nonzero_weights']} | {fill} "
                  f"| {r['floor']} "
@@ -430,6 +446,10 @@ def markdown(res: dict) -> str:
         L += ["", f"(c) the integer kernel's table form measured in an earlier form ({'; '.join(forms)}), not yet "
               f"measured again with the current one ({TABLE_FORM}): its table-form figures, and the default where "
               "that is the table form, are that form's."]
+    if gone:
+        L += ["", "(d) a student its cell no longer holds: the cell was trained again since, and its committed summary "
+              "names another model (`export.model_hash`); the row's figures are the earlier student's, not yet "
+              "measured for the new one (its run root lost), and the targets below leave it out."]
     sb = [r for r in res["rows"] if r.get("small_budget")]
     if sb:
         L += ["", f"At a flash budget of {SMALL:g}x the generic kernel's flash (`bpd export --flash-budget B`): the "
@@ -448,7 +468,8 @@ def markdown(res: dict) -> str:
                      f"| {c['instructions'] / r['floor']:.2f}x | {c['cycles'] / g['cycles']:.2f}x, "
                      f"{c['flash_bytes'] / g['flash_bytes']:.2f}x | {t.get('verdict') or '-'} |")
     L += mix_table(res["rows"])
-    groups = {m: [r for r in res["rows"] if method_of(r) == m] for m in dict.fromkeys(map(method_of, res["rows"]))}
+    now = [r for r in res["rows"] if r["cell"] not in gone]  # the students the plan reports
+    groups = {m: [r for r in now if method_of(r) == m] for m in dict.fromkeys(map(method_of, res["rows"]))}
     judged = {m: targets(rs) for m, rs in groups.items()}
     L += ["", "Targets (issue 33), judged on the rows each concerns, apart for each method's students (the plan's "
           "row: how the students were trained); a cell: met of the students it concerns, and the worst figure:", "",

@@ -163,3 +163,22 @@ def test_mix_table_sets_the_kernel_against_the_floor(benchmark_script):
     assert lines[-1] == "| T/bpd/seed0 | 600 + 160 | 340 | 70 | 88 | 100 | 53 | 6 | 43 | 700 (0.92x) | +102 |"
     assert sum(m.values()) == 700  # the kinds and what is around the layers make up the emulated count
     assert mix.mix_table([{"cell": "x", "floor": 1}]) == []
+
+
+def test_a_row_whose_cell_was_trained_again_is_known(cost, tmp_path, monkeypatch):
+    """replaced: the rows whose cell's committed summary names another model than the row measured (the cell trained
+    again since); a row of the same model, or of a cell with no committed summary, is not one."""
+    import json
+    from types import SimpleNamespace
+
+    import bpd_app.experiment as experiment
+
+    for cell, h in (("T/m/seed0", "aaa"), ("T/m/seed1", "new")):
+        p = tmp_path / "cells" / f"{cell}.json"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(json.dumps({"export": {"model_hash": h}}))
+    monkeypatch.setattr(experiment, "load_plan", lambda path: SimpleNamespace(results_dir=tmp_path))
+    res = {"plan": "benchmarks/plans/quick.yaml",
+           "rows": [{"cell": "T/m/seed0", "model_hash": "aaa"}, {"cell": "T/m/seed1", "model_hash": "old"},
+                    {"cell": "T/m/seed2", "model_hash": "zzz"}]}
+    assert cost.replaced(res) == {"T/m/seed1"}
