@@ -439,9 +439,12 @@ def _write_export(cfg: ExportConfig, out: Path, meter: KernelMeter | None = None
     float32_floor = float(np.abs(torch32 - ref).max())
     tol = parity_tolerance(net.action_low, net.action_high, float32_floor)
     c_tol = max(tol, cfg.tanh_budget) if kernel["kind"] != "generic" else tol
+    int_tol = cfg.int_budget * float(np.min(net.action_high - net.action_low))
     if kernel["kind"] == "integer":  # bit-exact against its numpy model (checked); against torch, the budget
-        c_tol = max(c_tol, cfg.int_budget * float(np.min(net.action_high - net.action_low)))
+        c_tol = max(c_tol, int_tol)
+    by = "int_budget" if kernel["kind"] == "integer" and c_tol == int_tol else "tanh_budget" if c_tol > tol else None
     parity: dict[str, Any] = {"states": len(obs), "origin": origin, "tolerance": tol, "c_tolerance": c_tol,
+              **({"c_tolerance_by": by} if by else {}),
               "reference": "torch float64", "torch_float32_vs_float64": float32_floor,
               "onnxruntime_vs_torch": float(np.abs(ort_out - ref).max()),
               "reference_evaluator_vs_torch": float(np.abs(refev - ref).max()),

@@ -25,7 +25,8 @@ def format_report(r: dict) -> str:
               + f" (tolerance {r['parity']['tolerance']:g}"
               + (f"; the C kernel's {r['parity']['c_tolerance']:g}, "
                  + ("the integer kernel's --int-budget share of the action range (bit for bit its integer model)"
-                    if "c_check" in r["parity"] else "its tanh's budget")
+                    if r["parity"].get("c_tolerance_by", "int_budget" if "c_check" in r["parity"] else None)
+                    == "int_budget" else "its tanh's budget")
                  if r["parity"].get("c_tolerance", 0) > r["parity"]["tolerance"] else "")
               + f"; {r['parity']['states']} states)"]
     if "int8" in r:

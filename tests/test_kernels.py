@@ -192,6 +192,9 @@ def test_report_says_what_the_c_kernels_parity_tolerance_is():
     assert "; the C kernel's 0.04, the integer kernel's --int-budget share of the action range (bit for bit its " \
            "integer model); 10 states)" in parity(c_tolerance=0.04, c_check="integer kernel: ...")
     assert "; the C kernel's 0.001, its tanh's budget; 10 states)" in parity(c_tolerance=1e-3)
+    # an integer kernel whose tanh budget, set above its --int-budget, is what its tolerance is: named as such
+    assert "; the C kernel's 0.1, its tanh's budget; 10 states)" in parity(c_tolerance=0.1, c_check="integer kernel",
+                                                                         c_tolerance_by="tanh_budget")
 
 
 def test_auto_does_not_build_what_cannot_fit():
