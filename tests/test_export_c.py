@@ -263,6 +263,29 @@ def test_parity_tolerance_follows_float32_floor(tmp_path, scale, raised):
         assert par[k] <= par["tolerance"]
 
 
+def test_a_run_given_its_teacher_and_dataset_from_the_working_directory_is_read_from_anywhere(tiny_pipeline,
+                                                                                              tmp_path, monkeypatch):
+    """`bpd distill --teacher t.npz --dataset d.npz --out runs/s` in one directory: its config.json records them
+    relative to the run directory, so that export (and select) find them from any other working directory; an
+    absolute path stays as given."""
+    from export.export import load_source
+    from tests.conftest import run_bpd
+
+    work = tmp_path / "work"
+    work.mkdir()
+    for f in ("teacher.npz", "dataset.npz"):
+        shutil.copy(tiny_pipeline / f, work / f)
+    run_bpd("distill", "--teacher", "teacher.npz", "--dataset", str(work / "dataset.npz"), "--out", "runs/s",
+            "--steps", "100", "--eval-every", "100", "--eval-episodes", "1", "--hidden", "8", "8", "--critic-hidden",
+            "16", "16", "--no-progress", "--kl-warmup", "none", cwd=str(work))
+    cfg = json.loads((work / "runs" / "s" / "config.json").read_text())
+    assert cfg["teacher"] == "../../teacher.npz" and cfg["dataset"] == str(work / "dataset.npz")
+    monkeypatch.chdir(tmp_path)  # elsewhere
+    src = load_source(work / "runs" / "s")
+    assert Path(src.teacher).resolve() == (work / "teacher.npz").resolve()
+    assert Path(src.dataset).resolve() == (work / "dataset.npz").resolve()
+
+
 def test_a_student_file_in_a_run_directory_brings_the_runs_dataset_and_teacher(tiny_pipeline, tmp_path):
     """`bpd student select` writes selected.pt beside student.pt: exporting that file reads the run's config.json
     as exporting the directory does (the dataset calibrates the integer kernel and draws the parity states, the

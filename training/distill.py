@@ -30,13 +30,7 @@ import torch.nn.functional as F
 import bpd
 from bpd.config import to_dict
 from bpd.errors import BpdError
-from bpd.io import (
-    atomic_write,
-    check_output_dir,
-    read_json,
-    sha256_file,
-    write_json,
-)
+from bpd.io import atomic_write, check_output_dir, path_for_record, read_json, sha256_file, write_json
 from training.ablations import PlainStudent
 from training.collect import Dataset, dataset_hash, load_dataset, norm_act, norm_obs
 from training.device import resolve_device
@@ -565,7 +559,10 @@ def _prepare_run_dir(run: Run, cfg: DistillConfig) -> None:
         return  # config.json keeps recording how the run began
     if run.dir.exists() and any(run.dir.iterdir()):
         raise BpdError(f"{run.dir} exists and is not a bpd run directory (no config.json); choose another --out")
-    write_json(run.config, to_dict(cfg) | fp | {"bpd_version": bpd.__version__})
+    # the teacher and dataset given relative to the working directory recorded relative to the run's: read from anywhere
+    rec = {k: path_for_record(v, run.dir) for k in ("teacher", "dataset")
+           if (v := getattr(cfg, k)) and not v.startswith("minari:") and not Path(v).is_absolute()}
+    write_json(run.config, to_dict(cfg) | rec | fp | {"bpd_version": bpd.__version__})
 
 
 def _save_checkpoint(path: Path, trainer: BPDTrainer, gen: torch.Generator, elapsed: float,
