@@ -724,6 +724,12 @@ def test_a_lost_run_root_is_restored_from_the_committed_summaries(tiny_pipeline,
         "benchmarks/results/tiny/cells/InvertedPendulum-v5/bpd/seed0.json"
     small = json.loads((runs / "InvertedPendulum-v5" / "dense-small" / "seed0" / "result.json").read_text())
     assert small["train"]["hidden"] == committed["export"]["widths"][1:-1]
+    # --retrain: the restored cell holds no products (checkpoints, student), so it is trained again
+    p = _run_plan(plan, runs, "--retrain", "--only", "InvertedPendulum-v5/bpd/")
+    assert p.returncode == 0 and "1 restored cells (committed summaries, no products) to train again" in p.stdout, \
+        p.stdout + p.stderr
+    assert (bpd_dir / "run" / "student.pt").exists() and "restored_from" not in json.loads(
+        (bpd_dir / "cell.json").read_text())
 
     run_bpd("experiment", "table", str(plan), "--runs", str(runs))
     small_path = results / "cells" / "InvertedPendulum-v5" / "dense-small" / "seed0.json"

@@ -21,9 +21,9 @@ class ExperimentRunConfig:
     address: str | None = field(None, help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
     runs: str | None = field(None, help="run root (default: $BPD_RUNS/<plan name>, else ../bpd-runs/<name>)")
     only: list[str] | None = field(None, help="run only cells whose key (ENV/LABEL/seedN) starts with one of these")
-    retrain: bool = field(False, help="train again the cells the run root lacks even where a committed "
-                                      "summary exists (to recreate their checkpoints); `experiment table` "
-                                      "then commits the new summaries")
+    retrain: bool = field(False, help="train again the cells the run root lacks, or holds only as restored "
+                                      "summaries, even where a committed summary exists (to recreate their "
+                                      "checkpoints); `experiment table` then commits the new summaries")
     rebench: bool = field(False, help="train nothing: export and bench again the finished cells whose integer "
                                       "kernel is of an earlier form (after a change to the kernels), one at a "
                                       "time, so that the tables' cost columns are the current kernels'")

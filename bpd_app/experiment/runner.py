@@ -23,7 +23,8 @@ def run_plan(plan: Plan, workers: int = 1, engine: str = "local", address: str |
              only: list[str] | None = None, echo: Callable[[str], None] = print, retrain: bool = False) -> dict:
     """Run every unfinished cell, dependencies first; returns {cell key: cell.json record}. With `retrain`
     the committed summaries are not restored, so cells the run root lacks are trained again (to recreate
-    products, such as checkpoints, that a lost run root took with it)."""
+    products, such as checkpoints, that a lost run root took with it), and so are the cells (of `only`) that an
+    earlier run restored from them."""
     cells = [c for c in plan.cells() if not only or any(c.key.startswith(o) for o in only)]
     by_key = {c.key: c for c in cells}
     check_run_root(plan)
@@ -36,6 +37,13 @@ def run_plan(plan: Plan, workers: int = 1, engine: str = "local", address: str |
     plan.runs.mkdir(parents=True, exist_ok=True)
     write_json(plan.runs / "plan.json", {"plan": plan.rel(plan.path), "raw": plan.raw})
     restored = [] if retrain else restore_committed(plan)
+    if retrain:  # a cell restored earlier holds a committed summary and no products: it lacks them, so trained again
+        again = [c for c in cells if (_read_json(c.dir / "cell.json") or {}).get("restored_from")]
+        for c in again:
+            (c.dir / "cell.json").unlink()
+            (c.dir / "result.json").unlink(missing_ok=True)
+        if again:
+            echo(f"{len(again)} restored cells (committed summaries, no products) to train again")
     if restored:
         echo(f"{len(restored)} finished cells restored from the committed summaries in {plan.rel(plan.results_dir)}")
     started = time.time()
