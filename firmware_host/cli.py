@@ -39,6 +39,10 @@ def _export(ns):
         _check_teacher_of_source(cfg.teacher, cfg.source)
     print(format_report(run_export(cfg, meter=kernel_cost)))
     print(f"export written to {cfg.out}/")
+    if cfg.package in ("arduino", "platformio", "all") and not cfg.package_url:
+        from export.package import PLACEHOLDER_URL
+        print(f"note: the library's web page is the placeholder {PLACEHOLDER_URL} (library.json, "
+              "library.properties): give --package-url before you publish it")
 
 
 def _check_teacher_of_source(teacher: str, source: str) -> None:

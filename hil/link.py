@@ -55,7 +55,8 @@ class DeviceLink:
         try:
             self.ser = serial.serial_for_url(port, baudrate=baud, timeout=self.READ_SLICE, write_timeout=1.0)
         except (serial.SerialException, ValueError, OSError) as e:
-            raise LinkError(f"cannot open {port}: {e}") from None
+            cause = e.__context__ if isinstance(e.__context__, OSError) and e.__context__.strerror else None
+            raise LinkError(f"cannot open {port}: {cause.strerror if cause else e}") from None  # the errno said once
         self.port = port
         self.parser = Parser()
         self.seq = 0

@@ -358,6 +358,8 @@ case("distill missing dataset", ["distill", "--teacher", T], "required")
 case("export bad format", ["export", RUN, "--format", "sparse"], "invalid choice")
 case("evaluate no model", ["evaluate"], "required")
 case("hil run bad mode", HIL + ["--mode", "remote"], "invalid choice")
+case("hil run no such port", [*HIL[:3], "/dev/ttyNOPE", *HIL[4:]],
+     "cannot open /dev/ttyNOPE: No such file or directory")
 case("firmware build bad target", FWB + ["--target", "z80"], "invalid choice")
 case("export package url without package", ["export", RUN, "--out", f"{C}/e", "--package-url", "https://x.org"],
      "give --package too")

@@ -146,7 +146,8 @@ def test_flash_without_pyocd_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(builtins, "__import__", no_pyocd)
     assert main(["firmware", "flash", str(_board_build(tmp_path))]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["bpd: error: pyOCD is not installed: pip install 'bpd[flash]' (or pip install pyocd)"]
+    assert err == ["bpd: error: pyOCD is not installed: pip install -e '.[flash]' in the bpd checkout "
+                   "(or pip install pyocd)"]
 
 
 def test_flash_refuses_a_build_for_no_real_board(tmp_path):

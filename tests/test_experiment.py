@@ -773,7 +773,7 @@ def test_sessions_count_each_invocation_once_and_overlaps_once(tmp_path):
 
 
 def test_plan_through_ray(tiny_pipeline, tmp_path):
-    pytest.importorskip("ray", reason="Ray is an optional extra (pip install 'bpd[ray]')")
+    pytest.importorskip("ray", reason="Ray is an optional extra (pip install -e '.[ray]')")
     # one cell: Ray's workers set OMP_NUM_THREADS, so their stages start as fresh processes (tests/bpd_client.py)
     plan = _plan(tmp_path, tiny_pipeline / "teacher.npz", {"bpd": {"args": TINY_DISTILL}})
     runs = tmp_path / "runs"

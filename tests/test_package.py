@@ -374,6 +374,8 @@ def test_export_with_package_verifies(real_export, tmp_path):
 
     out, stdout = real_export
     assert "package for cmake, zephyr, platformio, arduino: package/ in the export" in stdout
+    assert stdout.rstrip().endswith("the library's web page is the placeholder https://example.com/bpd_policy "
+                                    "(library.json, library.properties): give --package-url before you publish it")
     info = verify_export(out)
     pkg = out / "package"
     listed = {k.removeprefix("package/") for k in info["files"] if k.startswith("package/")}

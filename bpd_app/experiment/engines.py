@@ -53,7 +53,7 @@ def _ray_engine(plan: Plan, workers: int, address: str | None):
     try:
         import ray
     except ImportError:
-        raise BpdError("--engine ray needs Ray: pip install 'bpd[ray]'") from None
+        raise BpdError("--engine ray needs Ray: pip install -e '.[ray]' in the bpd checkout") from None
     addr = address or os.environ.get("RAY_ADDRESS")
     if addr and addr not in ("auto", "local"):
         _probe_ray(addr)

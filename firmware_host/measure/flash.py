@@ -1,5 +1,5 @@
 """`bpd firmware flash BUILD --probe ...`: write a board build's image to the board through pyOCD
-(the optional `flash` extra: `pip install 'bpd[flash]'`), then reset it so it starts.
+(the optional `flash` extra: `pip install -e '.[flash]'` in the project), then reset it so it starts.
 
 BUILD is a firmware build directory (`bpd firmware build --board nucleo-f446|stm32f4`: its
 build_report.json names the board, hence the part pyOCD programs) or its bpd_firmware.elf. A missing
@@ -47,7 +47,8 @@ def firmware_flash(cfg: FirmwareFlashConfig) -> str:
         from pyocd.core.helpers import ConnectHelper
         from pyocd.flash.file_programmer import FileProgrammer
     except ImportError:
-        raise BpdError("pyOCD is not installed: pip install 'bpd[flash]' (or pip install pyocd)") from None
+        raise BpdError("pyOCD is not installed: pip install -e '.[flash]' in the bpd checkout "
+                       "(or pip install pyocd)") from None
     target = cfg.target or PYOCD_TARGETS[board]
     session = ConnectHelper.session_with_chosen_probe(blocking=False, unique_id=cfg.probe, target_override=target)
     if session is None:
