@@ -407,6 +407,13 @@ def format_table(result: dict) -> str:
     for c in result["checks"]:
         rows.append((c["name"], {True: "pass", False: "FAIL", None: "-"}[c["passed"]], c["measured"], c["fix"]))
     width = [max(len(r[j]) for r in rows) for j in range(3)]
-    lines = [("  ".join(r[j].ljust(width[j]) for j in range(3)) + "  " + r[3]).rstrip() for r in rows]
+    width[2] = min(width[2], 40)  # a long measurement takes its own line, its fix the next, not the table's width
+    lines = []
+    for r in rows:
+        head = "  ".join(r[j].ljust(width[j]) for j in range(2)) + "  "
+        if len(r[2]) <= width[2]:
+            lines.append((head + r[2].ljust(width[2]) + "  " + r[3]).rstrip())
+        else:
+            lines += [head + r[2]] + ([" " * (len(head) + width[2] + 2) + r[3]] if r[3] else [])
     verdict = "PASSED" if result["passed"] else f"FAILED ({', '.join(result['failed'])})"
     return "\n".join(lines) + f"\nrig {result['rig']}: {verdict} in {result['seconds']:.1f} s"

@@ -107,3 +107,20 @@ def test_a_rotary_pendulums_checks_name_its_arm(tmp_path):
     names = [c["name"] for c in r["checks"]]
     assert "arm noise at rest" in names and "pendulum noise at rest" in names
     assert not [n for n in names if "cart" in n]
+
+
+def test_the_table_keeps_a_long_measurement_from_pushing_every_fix_right():
+    """format_table: the measured column is at most 40 wide; a longer measurement has its own line and its fix the
+    next, under the fix column."""
+    from hil.commission import format_table
+
+    res = {"checks": [{"name": "link", "passed": True, "measured": "protocol 5", "fix": ""},
+                      {"name": "cart offset", "passed": False, "measured": "+0.1", "fix": "zero the encoder"},
+                      {"name": "loop timing", "passed": False, "measured": "m" * 60, "fix": "a faster host"}],
+           "rig": "r", "passed": False, "failed": ["cart offset", "loop timing"], "seconds": 1.0}
+    lines = format_table(res).splitlines()
+    assert max(len(x) for x in lines) == len("loop timing  FAIL    " + "m" * 60)  # no line padded past its own
+    col = lines[0].index("fix")
+    assert lines[2].index("zero the encoder") == col and lines[3].endswith("m" * 60)
+    assert lines[4].index("a faster host") == col
+    assert lines[-1] == "rig r: FAILED (cart offset, loop timing) in 1.0 s"
