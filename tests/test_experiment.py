@@ -726,10 +726,23 @@ def test_a_lost_run_root_is_restored_from_the_committed_summaries(tiny_pipeline,
     assert small["train"]["hidden"] == committed["export"]["widths"][1:-1]
     # --retrain: the restored cell holds no products (checkpoints, student), so it is trained again
     p = _run_plan(plan, runs, "--retrain", "--only", "InvertedPendulum-v5/bpd/")
-    assert p.returncode == 0 and "1 restored cells (committed summaries, no products) to train again" in p.stdout, \
+    assert p.returncode == 0 and "1 restored cell (committed summaries, no products) to train again" in p.stdout, \
         p.stdout + p.stderr
     assert (bpd_dir / "run" / "student.pt").exists() and "restored_from" not in json.loads(
         (bpd_dir / "cell.json").read_text())
+    # marked for it before it begins: another runner's restore leaves the mark alone, and status counts it pending
+    from bpd_app.experiment import load_plan
+    from bpd_app.experiment.results import restore_committed
+    from bpd_app.experiment.status import plan_status
+
+    kept = {f: (bpd_dir / f).read_text() for f in ("cell.json", "result.json")}
+    (bpd_dir / "cell.json").write_text(json.dumps({"cell": "InvertedPendulum-v5/bpd/seed0", "state": "retrain"}))
+    (bpd_dir / "result.json").unlink()
+    loaded = load_plan(plan, str(runs))
+    assert "InvertedPendulum-v5/bpd/seed0" not in restore_committed(loaded)
+    assert {r["cell"]: r["state"] for r in plan_status(loaded)}["InvertedPendulum-v5/bpd/seed0"] == "pending"
+    for f, text in kept.items():
+        (bpd_dir / f).write_text(text)
 
     run_bpd("experiment", "table", str(plan), "--runs", str(runs))
     small_path = results / "cells" / "InvertedPendulum-v5" / "dense-small" / "seed0.json"

@@ -26,8 +26,8 @@ def restore_committed(plan: Plan) -> list[str]:
     restored = []
     for c in plan.cells():
         rec = _read_json(c.dir / "cell.json") or {}
-        if rec.get("state") == "done" and (c.dir / "result.json").exists():
-            continue
+        if rec.get("state") == "done" and (c.dir / "result.json").exists() or rec.get("state") == "retrain":
+            continue  # finished, or to be trained again (`experiment run --retrain`)
         if rec.get("state") == "running" and _alive(rec.get("pid")) and rec.get("host") == os.uname().nodename:
             continue
         spec = cell_spec(plan, c)

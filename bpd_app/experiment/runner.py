@@ -39,11 +39,13 @@ def run_plan(plan: Plan, workers: int = 1, engine: str = "local", address: str |
     restored = [] if retrain else restore_committed(plan)
     if retrain:  # a cell restored earlier holds a committed summary and no products: it lacks them, so trained again
         again = [c for c in cells if (_read_json(c.dir / "cell.json") or {}).get("restored_from")]
-        for c in again:
-            (c.dir / "cell.json").unlink()
+        for c in again:  # marked, not emptied: another runner's restore_committed leaves a marked cell alone
             (c.dir / "result.json").unlink(missing_ok=True)
+            write_json(c.dir / "cell.json", {"cell": c.key, "state": "retrain",
+                                             "spec_digest": _digest(cell_spec(plan, c))})
         if again:
-            echo(f"{len(again)} restored cells (committed summaries, no products) to train again")
+            echo(f"{len(again)} restored cell{'s' if len(again) != 1 else ''} (committed summaries, no products) "
+                 "to train again")
     if restored:
         echo(f"{len(restored)} finished cells restored from the committed summaries in {plan.rel(plan.results_dir)}")
     started = time.time()

@@ -59,6 +59,7 @@ def plan_status(plan: Plan, now: float | None = None) -> list[dict]:
             res = committed_result(plan, c)
             if res is not None:  # committed, not (or no longer) in the run root
                 state, rec = "done", {"seconds": (res.get("train") or {}).get("seconds")}
+        state = "pending" if state == "retrain" else state  # marked by `experiment run --retrain`, not begun
         recs.append((c, rec))
         rows.append({"cell": c.key, "state": state, "error": rec.get("error"), "seconds": rec.get("seconds"),
                      "left_seconds": None, "estimate": None})
