@@ -325,15 +325,25 @@ def targets(rows: list[dict]) -> list[dict]:
 
 
 def replaced(res: dict) -> set[str]:
-    """The rows' cells whose committed summary (the plan's results, cells/) names another model than the row
-    measured: the cell was trained again since, and the row is of a student the plan no longer reports."""
+    """The rows' cells whose student is no longer the plan's: the cell's result in the run root (the runner's default
+    one), else its committed summary (the plan's results, cells/), names another model than the row measured; the
+    cell was trained again since. Nothing where the plan cannot be read (said in a line)."""
+    from bpd.errors import BpdError
     from bpd_app.experiment import load_plan
 
-    cells = Path(load_plan(ROOT / res["plan"]).results_dir) / "cells"
+    try:
+        plan = load_plan(ROOT / res["plan"])
+    except BpdError as e:
+        print(f"cost_benchmark: {e}: rows not checked against the plan's cells", file=sys.stderr)
+        return set()
     out = set()
     for r in res["rows"]:
-        p = cells / f"{r['cell']}.json"
-        h = (read_json(p).get("export") or {}).get("model_hash") if p.is_file() else None
+        run = plan.runs / r["cell"] / "result.json"
+        p = run if run.is_file() else Path(plan.results_dir) / "cells" / f"{r['cell']}.json"
+        try:
+            h = (read_json(p).get("export") or {}).get("model_hash") if p.is_file() else None
+        except BpdError:
+            h = None
         if h and r.get("model_hash") and h != r["model_hash"]:
             out.add(r["cell"])
     return out
@@ -447,9 +457,10 @@ def markdown(res: dict) -> str:
               f"measured again with the current one ({TABLE_FORM}): its table-form figures, and the default where "
               "that is the table form, are that form's."]
     if gone:
-        L += ["", "(d) a student its cell no longer holds: the cell was trained again since, and its committed summary "
-              "names another model (`export.model_hash`); the row's figures are the earlier student's, not yet "
-              "measured for the new one (its run root lost), and the targets below leave it out."]
+        L += ["", "(d) a student its cell no longer holds: the cell was trained again since, and its result (the run "
+              "root's, else the committed summary) names another model (`export.model_hash`); the row's figures are "
+              "the earlier student's, and the targets below leave it out (`--only CELL` measures the new one where "
+              "the run root holds it)."]
     sb = [r for r in res["rows"] if r.get("small_budget")]
     if sb:
         L += ["", f"At a flash budget of {SMALL:g}x the generic kernel's flash (`bpd export --flash-budget B`): the "

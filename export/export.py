@@ -450,14 +450,16 @@ def _write_export(cfg: ExportConfig, out: Path, meter: KernelMeter | None = None
               "reference_evaluator_vs_torch": float(np.abs(refev - ref).max()),
               "c_vs_onnx": float(np.abs(c_out - ort_out).max()),
               "c_vs_torch": float(np.abs(c_out - ref).max())}
+    limit = f"--int-budget {cfg.int_budget:g} of the action range" if by == "int_budget" else \
+        f"--tanh-budget {cfg.tanh_budget:g}"  # what set the C kernel's tolerance
     if kernel["kind"] == "integer":
         parity["c_check"] = ("integer kernel: bit-exact against its numpy model on the host build; against torch "
-                             f"within --int-budget {cfg.int_budget:g} of the action range")
+                             f"within {limit}")
     parity["pass"] = all(v <= (c_tol if k.startswith("c_") else tol)
                          for k, v in parity.items() if k.endswith(("_torch", "_onnx")))
     if not parity["pass"]:
-        hint = (f" (the integer kernel's error against the float student is over --int-budget {cfg.int_budget:g} of "
-                "the action range)") if kernel["kind"] == "integer" and parity["c_vs_torch"] > c_tol else ""
+        hint = (f" (the integer kernel's error against the float student is over {limit})"
+                if kernel["kind"] == "integer" and parity["c_vs_torch"] > c_tol else "")
         raise BpdError(f"parity check failed{hint}: "
                        f"{json.dumps({k: v for k, v in parity.items() if 'vs' in k})}")
 

@@ -177,8 +177,18 @@ def test_a_row_whose_cell_was_trained_again_is_known(cost, tmp_path, monkeypatch
         p = tmp_path / "cells" / f"{cell}.json"
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(json.dumps({"export": {"model_hash": h}}))
-    monkeypatch.setattr(experiment, "load_plan", lambda path: SimpleNamespace(results_dir=tmp_path))
+    root = tmp_path / "root"  # the run root: a cell measured there before `experiment table` committed it
+    (root / "T/m/seed3").mkdir(parents=True)
+    (root / "T/m/seed3" / "result.json").write_text(json.dumps({"export": {"model_hash": "fresh"}}))
+    p = tmp_path / "cells" / "T/m/seed3.json"
+    p.write_text(json.dumps({"export": {"model_hash": "stale"}}))
+    monkeypatch.setattr(experiment, "load_plan", lambda path: SimpleNamespace(results_dir=tmp_path, runs=root))
     res = {"plan": "benchmarks/plans/quick.yaml",
            "rows": [{"cell": "T/m/seed0", "model_hash": "aaa"}, {"cell": "T/m/seed1", "model_hash": "old"},
-                    {"cell": "T/m/seed2", "model_hash": "zzz"}]}
+                    {"cell": "T/m/seed2", "model_hash": "zzz"}, {"cell": "T/m/seed3", "model_hash": "fresh"}]}
     assert cost.replaced(res) == {"T/m/seed1"}
+
+
+def test_rows_are_not_checked_where_the_plan_is_gone(cost, capsys):
+    assert cost.replaced({"plan": "benchmarks/plans/no-such-plan.yaml", "rows": [{"cell": "c"}]}) == set()
+    assert "rows not checked against the plan's cells" in capsys.readouterr().err

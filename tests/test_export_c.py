@@ -314,3 +314,18 @@ def test_a_student_file_in_a_run_directory_brings_the_runs_dataset_and_teacher(t
     assert (load_source(other / "x.pt").dataset, load_source(other / "x.pt").teacher) == (None, None)
     (other / "config.json").write_text(json.dumps(cfg))  # the same data: taken
     assert load_source(other / "x.pt").dataset == whole.dataset
+
+
+@pytest.mark.parametrize(("extra", "by", "named"), [([], "int_budget", "--int-budget 0.02 of the action range"),
+                                                     (["--tanh-budget", "0.5"], "tanh_budget", "--tanh-budget 0.5")])
+def test_the_integer_kernels_parity_record_names_what_set_its_tolerance(tiny_pipeline, tmp_path, extra, by, named):
+    """The integer kernel's C is held to the larger of --int-budget's share of the action range and --tanh-budget:
+    the parity record says which (c_tolerance_by), and its check names that flag."""
+    from tests.conftest import run_bpd
+
+    out = tmp_path / "e"
+    run_bpd("export", str(tiny_pipeline / "run"), "--out", str(out), "--kernel", "integer", "--episodes", "0",
+            "--parity-samples", "500", *extra)
+    par = json.loads((out / "export_report.json").read_text())["parity"]
+    assert par["c_tolerance_by"] == by and par["c_check"].endswith(f"within {named}")
+    assert par["c_tolerance"] == pytest.approx(0.5 if by == "tanh_budget" else 0.02 * 2 * 3.0)
