@@ -496,3 +496,30 @@ def test_baselines_table_names_each_methods_seeds_by_kernel_kind_where_an_enviro
     assert ("unrecorded: summaries older than the record): "
             "bpd AVX2 (seeds 0, 1), rusu-kl AVX2 (seed 1); AVX512 (seed 0).\n") in a
     assert "kernel" not in b
+
+
+def test_a_run_started_with_relative_inputs_records_them_from_its_directory_and_resumes(idp_dataset, tmp_path,
+                                                                                        monkeypatch):
+    """A teacher and dataset given relative to the working directory are recorded relative to the run directory (so
+    an export from elsewhere finds them); a resumption with the same files is the same configuration, another file
+    is not; a run recorded before (paths as given) resumes from its working directory."""
+    import json
+    import shutil
+
+    from bpd.errors import BpdError
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(IDP_TEACHER, "t.npz")
+    shutil.copy(idp_dataset, "d.npz")
+    cfg = BaselineConfig(method="kl", teacher="t.npz", dataset="d.npz", out="runs/b", hidden=[8], steps=5,
+                         eval_every=5, eval_episodes=1, progress=False)
+    train_baseline(cfg)
+    rec = json.loads((tmp_path / "runs" / "b" / "config.json").read_text())
+    assert (rec["teacher"], rec["dataset"]) == ("../../t.npz", "../../d.npz")
+    assert train_baseline(BaselineConfig(**{**cfg.__dict__, "resume": True}))["grad_steps"] == 5
+    shutil.copy("d.npz", "d2.npz")
+    with pytest.raises(BpdError, match="different configuration \\(dataset\\)"):
+        train_baseline(BaselineConfig(**{**cfg.__dict__, "dataset": "d2.npz", "resume": True}))
+    conf = tmp_path / "runs" / "b" / "config.json"
+    conf.write_text(json.dumps(rec | {"teacher": "t.npz", "dataset": "d.npz"}))  # as an earlier version wrote it
+    assert train_baseline(BaselineConfig(**{**cfg.__dict__, "resume": True}))["grad_steps"] == 5

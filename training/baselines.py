@@ -61,7 +61,7 @@ import torch
 import bpd
 from bpd.config import to_dict
 from bpd.errors import BpdError
-from bpd.io import atomic_write, write_json
+from bpd.io import atomic_write, path_for_record, path_from_record, write_json
 from training.baseline_nets import TeacherModel, check_sb3_matches, read_sb3
 from training.baseline_rules import REWARD_RULES, BaselineConfig, validate
 from training.baseline_trainer import BaselineTrainer, Collector, segment_tensors
@@ -97,13 +97,26 @@ def _prepare(out: Path, cfg: BaselineConfig) -> None:
             old = json.loads(conf.read_text())
         except json.JSONDecodeError:
             raise BpdError(f"{conf}: corrupt run configuration") from None
-        diff = sorted(k for k in fp if old.get(k) != fp[k])
+        diff = sorted(k for k in fp if not (_same_file(old.get(k), fp[k], out) if k in _PATHS else old.get(k) == fp[k]))
         if diff:
             raise BpdError(f"{out} was started with a different configuration ({', '.join(diff)})")
     else:
         if cfg.resume and out.exists() and any(out.iterdir()):
             raise BpdError(f"{out} is not a bpd baseline run directory (no config.json)")
-        write_json(conf, fp | {"bpd_version": bpd.__version__})
+        # inputs given relative to the working directory recorded relative to the run's: read from anywhere
+        rec = {k: path_for_record(v, out) for k in _PATHS
+               if isinstance(v := fp.get(k), str) and v and not v.startswith("minari:") and not Path(v).is_absolute()}
+        write_json(conf, fp | rec | {"bpd_version": bpd.__version__})
+
+
+_PATHS = ("teacher", "dataset", "teacher_sb3")  # the inputs a run records by path
+
+
+def _same_file(recorded, given, out: Path) -> bool:
+    """A recorded input path (relative to the run, or as an earlier run recorded it) names the file given now."""
+    if not isinstance(recorded, str) or not isinstance(given, str) or recorded.startswith("minari:"):
+        return recorded == given
+    return path_from_record(recorded, out).resolve() == Path(given).resolve()
 
 
 def train_baseline(cfg: BaselineConfig) -> dict:
