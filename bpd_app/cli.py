@@ -55,6 +55,7 @@ def _experiment_status(ns):
     rows = cmd_status(from_namespace(ExperimentStatusConfig, ns))
     for r in rows:
         extra = f"  {r['error']}" if r["error"] else (f"  {r['seconds']:.0f} s" if r["seconds"] else "")
+        extra += "  (committed summary)" if r.get("committed") else ""
         if r["left_seconds"] is not None:
             extra += ("  past its estimate" if r["estimate"] == "overdue" else
                       f"  ~{r['left_seconds'] / 60:.0f} min left" + (" (scaled)" if r["estimate"] == "scaled" else ""))

@@ -705,7 +705,9 @@ def test_a_lost_run_root_is_restored_from_the_committed_summaries(tiny_pipeline,
     first_table = (results / "table.md").read_text()
     shutil.rmtree(runs)
 
-    assert "1 done" in run_bpd("experiment", "status", str(plan), "--runs", str(runs)).stdout
+    out = run_bpd("experiment", "status", str(plan), "--runs", str(runs)).stdout
+    assert "1 done (1 of them committed summaries the run root lacks" in out
+    assert "done  InvertedPendulum-v5/bpd/seed0" in out and "(committed summary)" in out
     run_bpd("experiment", "table", str(plan), "--runs", str(runs))
     again = (results / "table.md").read_text()
     assert "| bpd | 1/1 |" in again and "over 1 invocation(s)" in again  # the session, from sessions.json

@@ -58,11 +58,11 @@ def plan_status(plan: Plan, now: float | None = None) -> list[dict]:
         if state in ("pending", "failed", "interrupted") and spec_ok:
             res = committed_result(plan, c)
             if res is not None:  # committed, not (or no longer) in the run root
-                state, rec = "done", {"seconds": (res.get("train") or {}).get("seconds")}
+                state, rec = "done", {"seconds": (res.get("train") or {}).get("seconds"), "committed": True}
         state = "pending" if state == "retrain" else state  # marked by `experiment run --retrain`, not begun
         recs.append((c, rec))
         rows.append({"cell": c.key, "state": state, "error": rec.get("error"), "seconds": rec.get("seconds"),
-                     "left_seconds": None, "estimate": None})
+                     "left_seconds": None, "estimate": None, "committed": bool(rec.get("committed"))})
     times: dict[tuple[str, str], list[float]] = {}
     for (c, rec), r in zip(recs, rows):
         if r["state"] == "done":
@@ -101,6 +101,9 @@ def status_summary(rows: list[dict]) -> str:
     """The counts of each state and the time the unfinished cells still need, as one worker's time."""
     counts = {s: sum(r["state"] == s for r in rows) for s in ("done", "failed", "running", "interrupted", "pending")}
     line = ", ".join(f"{v} {k}" for k, v in counts.items())
+    if n := sum(bool(r.get("committed")) for r in rows):  # done by a summary only: no run directory, no products
+        line = line.replace(" done", f" done ({n} of them committed summaries the run root lacks, which `experiment "
+                            "run` restores)", 1)
     todo = [r for r in rows if r["state"] != "done"]
     known = [r for r in todo if r["left_seconds"] is not None]
     if todo and not known:
