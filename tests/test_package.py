@@ -409,3 +409,17 @@ def test_export_package_example_runs_on_an_emulated_cortex_m4f(real_export, tmp_
     _cmake_build(app, tmp_path / "b", app / "cortex-m4f.cmake")
     assert_cortex_m4f_image(tmp_path / "b" / "bpd_policy_example", info["model_hash"])
     _emulated_matches_host(tmp_path / "b" / "bpd_policy_example", out, 0.0 if info["kernel"] == "integer" else 1e-5)
+
+
+def test_a_package_asks_for_libm_only_where_its_kernel_calls_it(real_export):
+    """The float kernels' C calls tanhf and fmaf: the package links libm, selects Zephyr's full libc and offers the
+    rational tanh in its place; the integer kernel's calls neither, and its package asks for none of it."""
+    out, _ = real_export
+    kind = json.loads((out / "export.json").read_text())["kernel"]
+    calls = any(f in (out / "package" / "src" / "policy.c").read_text() for f in ("tanhf", "fmaf"))
+    assert calls == (kind != "integer")
+    cmake = (out / "package" / "CMakeLists.txt").read_text()
+    kconfig = (out / "package" / "zephyr" / "Kconfig").read_text()
+    for text in ("target_link_libraries(bpd_policy PUBLIC m)" in cmake, "BPD_POLICY_FAST_TANH" in cmake,
+                 "select REQUIRES_FULL_LIBC" in kconfig, "config BPD_POLICY_FAST_TANH" in kconfig):
+        assert text == calls, kind
