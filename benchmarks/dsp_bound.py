@@ -283,15 +283,15 @@ def measure(student: Path, dataset: Path, bench: dict, report: dict) -> dict:
 
 def table(res: dict) -> str:
     rows = res["rows"]
+    kept = sum(bool(r.get("kept")) for r in rows)  # rows of an earlier run whose run directories are gone
     L = ["# How far the DSP integer kernel can go below the floor: the pairing of columns", "",
          f"Integer kernel's form: {res.get('form')}.", "",
          f"Written by `python benchmarks/dsp_bound.py {res['plan']} --label {res['label']}"
          + (f" --out {res['out']}" if res.get("out") else "")
-         + (" --keep" if any(r.get("kept") for r in rows) else "") + "` (see its docstring). "
-         + (f"Students: the `{res['label']}` cells of {res['plan']}, {len(rows)}: "
-            f"{sum(not r.get('kept') for r in rows)} measured from the run directories that hold them, "
-            f"{sum(bool(r.get('kept')) for r in rows)} kept from an earlier run of this script (their run directories "
-            "since lost); " if any(r.get("kept") for r in rows) else
+         + (" --keep" if kept else "") + "` (see its docstring). "
+         + (f"Students: the `{res['label']}` cells of {res['plan']}, {len(rows)}: {len(rows) - kept} measured from the "
+            f"run directories that hold them, {kept} kept from an earlier run of this script (their run directories "
+            "since lost); " if kept else
             f"Students: the `{res['label']}` cells of {res['plan']} whose run directories hold them ({len(rows)}), ")
          + "quantised as their exports are. SMLADs of the layers with the kernel's pairing of columns (greedy, what "
          "the export built), with the best pairing (maximum-weight matching), and with every row's weights in full "

@@ -329,6 +329,14 @@ def path_for_record(p: str | os.PathLike, record_dir: str | os.PathLike) -> str:
     return Path(os.path.relpath(Path(p).resolve(), Path(record_dir).resolve())).as_posix()
 
 
+def inputs_for_record(values: dict[str, Any], keys: tuple[str, ...], record_dir: str | os.PathLike) -> dict[str, str]:
+    """The input paths among values[keys] given relative to the working directory, as a record in record_dir (a run's
+    config.json) writes them: relative to record_dir (path_for_record), so that the commands reading the record find
+    them from any directory; absolute paths and Minari names (`minari:ID`) stay as given, and are left out here."""
+    return {k: path_for_record(v, record_dir) for k in keys if isinstance(v := values.get(k), str) and v
+            and not v.startswith("minari:") and not Path(v).is_absolute()}
+
+
 def path_from_record(recorded: str, record_dir: str | os.PathLike) -> Path:
     """The path a record in record_dir names: relative to the record's directory; a record written
     before paths were recorded that way named it from the working directory, which is tried second."""
@@ -368,7 +376,6 @@ def write_results(out: Path, res: dict, markdown: str) -> None:
     write_json(out.with_suffix(".json"), res)
     write_text(out.with_suffix(".md"), markdown)
     print(markdown)
-
 
 
 def kept_rows(out: Path, rows: list[dict], key: tuple[str, ...], same: dict,

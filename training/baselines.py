@@ -61,7 +61,7 @@ import torch
 import bpd
 from bpd.config import to_dict
 from bpd.errors import BpdError
-from bpd.io import atomic_write, path_for_record, path_from_record, write_json
+from bpd.io import atomic_write, inputs_for_record, path_from_record, write_json
 from training.baseline_nets import TeacherModel, check_sb3_matches, read_sb3
 from training.baseline_rules import REWARD_RULES, BaselineConfig, validate
 from training.baseline_trainer import BaselineTrainer, Collector, segment_tensors
@@ -103,10 +103,7 @@ def _prepare(out: Path, cfg: BaselineConfig) -> None:
     else:
         if cfg.resume and out.exists() and any(out.iterdir()):
             raise BpdError(f"{out} is not a bpd baseline run directory (no config.json)")
-        # inputs given relative to the working directory recorded relative to the run's: read from anywhere
-        rec = {k: path_for_record(v, out) for k in _PATHS
-               if isinstance(v := fp.get(k), str) and v and not v.startswith("minari:") and not Path(v).is_absolute()}
-        write_json(conf, fp | rec | {"bpd_version": bpd.__version__})
+        write_json(conf, fp | inputs_for_record(fp, _PATHS, out) | {"bpd_version": bpd.__version__})
 
 
 _PATHS = ("teacher", "dataset", "teacher_sb3")  # the inputs a run records by path

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 import bpd
 from bpd.config import to_dict
 from bpd.errors import BpdError
-from bpd.io import atomic_write, check_output_dir, path_for_record, read_json, sha256_file, write_json
+from bpd.io import atomic_write, check_output_dir, inputs_for_record, read_json, sha256_file, write_json
 from training.ablations import PlainStudent
 from training.collect import Dataset, dataset_hash, load_dataset, norm_act, norm_obs
 from training.device import resolve_device
@@ -559,10 +559,9 @@ def _prepare_run_dir(run: Run, cfg: DistillConfig) -> None:
         return  # config.json keeps recording how the run began
     if run.dir.exists() and any(run.dir.iterdir()):
         raise BpdError(f"{run.dir} exists and is not a bpd run directory (no config.json); choose another --out")
-    # the teacher and dataset given relative to the working directory recorded relative to the run's: read from anywhere
-    rec = {k: path_for_record(v, run.dir) for k in ("teacher", "dataset")
-           if (v := getattr(cfg, k)) and not v.startswith("minari:") and not Path(v).is_absolute()}
-    write_json(run.config, to_dict(cfg) | rec | fp | {"bpd_version": bpd.__version__})
+    given = to_dict(cfg)
+    write_json(run.config, given | inputs_for_record(given, ("teacher", "dataset"), run.dir) | fp
+               | {"bpd_version": bpd.__version__})
 
 
 def _save_checkpoint(path: Path, trainer: BPDTrainer, gen: torch.Generator, elapsed: float,

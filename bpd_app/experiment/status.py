@@ -100,10 +100,9 @@ def plan_status(plan: Plan, now: float | None = None) -> list[dict]:
 def status_summary(rows: list[dict]) -> str:
     """The counts of each state and the time the unfinished cells still need, as one worker's time."""
     counts = {s: sum(r["state"] == s for r in rows) for s in ("done", "failed", "running", "interrupted", "pending")}
-    line = ", ".join(f"{v} {k}" for k, v in counts.items())
-    if n := sum(bool(r.get("committed")) for r in rows):  # done by a summary only: no run directory, no products
-        line = line.replace(" done", f" done ({n} of them committed summaries the run root lacks, which `experiment "
-                            "run` restores)", 1)
+    n = sum(bool(r.get("committed")) for r in rows)  # done by a summary only: no run directory, no products
+    line = ", ".join(f"{v} {k}" + (f" ({n} of them committed summaries the run root lacks, which `experiment run` "
+                                   "restores)" if k == "done" and n else "") for k, v in counts.items())
     todo = [r for r in rows if r["state"] != "done"]
     known = [r for r in todo if r["left_seconds"] is not None]
     if todo and not known:
