@@ -46,6 +46,9 @@ class Method:
     supersedes: bool = False
     # reads the needed bpd cell whatever its label: a plan may name a BPD variant's row for it (needs: {bpd: LABEL})
     sized_by_any_bpd: bool = False
+    # reads products of the needed cell's run directory (its export, student or run), not only its summary: a needed
+    # cell restored from its committed summary keeps none, so the runner trains it again first
+    reads_needed_products: bool = False
 
 
 METHODS: dict[str, Method] = {}

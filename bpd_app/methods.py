@@ -214,7 +214,7 @@ def _cycle_cut(name: str, help: str, share: float, finetune: float, extra: dict 
         replace(c, args={k: v for k, v in c.args.items() if k != REFERENCE_ARG}), {
             "unit_gates": True, "finetune": finetune, "pair_partners": True, "kl_warmup": "gate",
             "prune_to_cycles": bpd_cycles_budget(c, share)} | (extra or {})), needs=("bpd",),
-        select_episodes=(extra or {}).get("select_episodes")))
+        select_episodes=(extra or {}).get("select_episodes"), reads_needed_products=True))
 
 
 _cycle_cut("bpd-units-finetune-pairs-warmup-c50", "bpd-units-finetune-pairs-warmup whose fine-tune starts from the "
@@ -281,7 +281,7 @@ register(Method(f"{RESELECTED}-reselect", f"the students of a {RESELECTED} cell'
                 f"judged on {RESELECT_EPISODES} selection episodes (not 30) with falls set aside: falls at a rate of "
                 "a few per cent passed its 30 and showed on the reporting episodes (Hopper, Walker2d, HalfCheetah "
                 "of the delivery plan); no training of its own (the needed cell's)", _reselect_command,
-                needs=(RESELECTED,), select_episodes=RESELECT_EPISODES, supersedes=True))
+                needs=(RESELECTED,), select_episodes=RESELECT_EPISODES, supersedes=True, reads_needed_products=True))
 
 
 EMA = 0.0005  # --finetune-ema: about the fine-tune actor's last 4,000 steps (periodic evaluations 5,000 apart)
@@ -415,7 +415,7 @@ register(Method("bpd-finetune-l1-cycles", "bpd-finetune whose fine-tune starts f
                 "over all layers, to the multiply-adds (SMLADs, a pair of columns each) that the l1-threshold "
                 "cell's student (same environment and seed) costs the DSP integer kernel and to its hidden units, "
                 "then trains also the pair partner of every kept weight: BPD and L1 then a threshold at equal "
-                "integer-kernel cost", _l1_cycles, needs=("l1-threshold",)))
+                "integer-kernel cost", _l1_cycles, needs=("l1-threshold",), reads_needed_products=True))
 
 
 def _l1_dsp_budget(c: CellInputs) -> dict:
@@ -439,7 +439,8 @@ def _l1_dsp_cycles(c: CellInputs) -> list[str]:
 register(Method("bpd-finetune-l1-dsp-cycles", "bpd-finetune-l1-cycles cut instead to the estimated Cortex-M4F "
                 "cycles of the DSP integer kernel's layers, read off their code for each mask, that the "
                 "l1-threshold cell's student costs: equal SMLADs left the cut students 0.7-1.2 % above L1's "
-                "cycles (the rows' grouping and input loads differ)", _l1_dsp_cycles, needs=("l1-threshold",)))
+                "cycles (the rows' grouping and input loads differ)", _l1_dsp_cycles, needs=("l1-threshold",),
+                reads_needed_products=True))
 
 
 def _l1_dsp_cycles_visits(c: CellInputs) -> list[str]:
@@ -452,7 +453,7 @@ def _l1_dsp_cycles_visits(c: CellInputs) -> list[str]:
 register(Method("bpd-units-finetune-pairs-warmup-l1-dsp-visits", "bpd-units-finetune-pairs-warmup-c50-visits (the "
                 "delivered students' recipe) cut instead to the estimated DSP-kernel cycles and the hidden units of "
                 "the l1-threshold cell's student: BPD and L1 at equal cycles, BPD with its visits",
-                _l1_dsp_cycles_visits, needs=("l1-threshold",)))
+                _l1_dsp_cycles_visits, needs=("l1-threshold",), reads_needed_products=True))
 register(Method("dense-small", "dense deterministic student of the bpd cell's collapsed widths, BPD's loss "
                 "minus the KL", _dense_small_command, needs=("bpd",), sized_by_any_bpd=True))
 
@@ -524,7 +525,8 @@ def _dense_cycles(name: str, share: float, extra: dict | None = None) -> None:
                     f"kernel costs no more than {share:g} of the bpd cell's (same seed) estimated Cortex-M4F cycles"
                     + (f", as the {cut} cuts do" if (cut := name.removeprefix('dense-').removesuffix('-sure'))
                        in ("c50", "c30") else "") + "; BPD's loss minus the KL"
-                    + chosen, lambda c: _dense_cycles_command(c, share, extra), needs=("bpd",)))
+                    + chosen, lambda c: _dense_cycles_command(c, share, extra), needs=("bpd",),
+                    reads_needed_products=True))
 
 
 _dense_cycles("dense-c50", 0.49)

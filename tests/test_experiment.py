@@ -767,6 +767,54 @@ def test_a_lost_run_root_is_restored_from_the_committed_summaries(tiny_pipeline,
     assert "restored" not in p.stdout and "needs InvertedPendulum-v5/bpd/seed0, which has not finished" in p.stdout
 
 
+def _restored(plan, key: str, sha: str) -> None:
+    """A cell as `experiment run` restores it: a committed summary in its run directory, no products."""
+    d = plan.runs / key
+    d.mkdir(parents=True)
+    (d / "result.json").write_text(json.dumps({"product_sha256": sha}))
+    (d / "cell.json").write_text(json.dumps({"cell": key, "state": "done", "restored_from": "cells/x.json"}))
+
+
+def test_a_cell_that_reads_a_restored_cells_products_has_it_trained_again_first(tmp_path):
+    """dense-c50 reads the bpd cell's export, which a committed summary does not keep; dense-small reads only
+    the summary's widths; the reselection reads its needed cut's run, and the cut the bpd cell's export."""
+    from bpd_app.experiment.runner import _restored_needs_with_products
+
+    teacher = ROOT / "benchmarks" / "teachers" / "InvertedPendulum-v5.npz"
+    cut = "bpd-units-finetune-pairs-warmup-c50-visits-sure"
+    plan = load_plan(_plan(tmp_path, teacher, {"bpd": {}, "dense-small": {}, "dense-c50": {}, cut: {},
+                                               f"{cut}-reselect": {}}), str(tmp_path / "runs"))
+    cells = {c.key.split("/")[1]: c for c in plan.cells()}
+    _restored(plan, "InvertedPendulum-v5/bpd/seed0", "aa")
+    assert _restored_needs_with_products(plan, [cells["dense-small"]]) == []
+    assert [c.key for c in _restored_needs_with_products(plan, [cells["dense-c50"], cells["dense-small"]])] == [
+        "InvertedPendulum-v5/bpd/seed0"]
+    _restored(plan, f"InvertedPendulum-v5/{cut}/seed0", "bb")  # and the cut, which needs the bpd cell's export
+    assert sorted(c.label for c in _restored_needs_with_products(plan, [cells[f"{cut}-reselect"]])) == ["bpd", cut]
+
+
+def test_a_summary_sized_from_a_student_trained_again_no_longer_answers_the_plan(tmp_path):
+    """needs_products names the student a cell was sized from: the needed cell trained again into another
+    student (its result's hash) makes it stale; the same student, or a summary that records none, does not."""
+    from bpd_app.experiment.plan import stale_reason
+
+    teacher = ROOT / "benchmarks" / "teachers" / "InvertedPendulum-v5.npz"
+    plan = load_plan(_plan(tmp_path, teacher, {"bpd": {}, "magnitude-prune": {}}), str(tmp_path / "runs"))
+    bpd, child = sorted(plan.cells(), key=lambda c: c.label)
+    made = {"needs_products": {"bpd": "aa"}}
+    assert stale_reason(plan, child, made) is None  # nothing to compare with yet
+    committed = plan.committed_path(bpd)
+    committed.parent.mkdir(parents=True)
+    committed.write_text(json.dumps({"product_sha256": "aa"}))
+    assert stale_reason(plan, child, made) is None
+    bpd.dir.mkdir(parents=True)
+    (bpd.dir / "result.json").write_text(json.dumps({"product_sha256": "cc"}))  # the run root's, read first
+    assert stale_reason(plan, child, made) == "was made from a bpd cell that has since been trained again into " \
+        "another student"
+    assert stale_reason(plan, child, {}) is None
+    assert stale_reason(plan, child, {"needs_products": {"bpd": None}}) is None
+
+
 def test_sessions_count_each_invocation_once_and_overlaps_once(tmp_path):
     from bpd_app.experiment.plan import Plan
     from bpd_app.experiment.sessions import merged_sessions, sessions_wall_seconds

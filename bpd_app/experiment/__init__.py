@@ -18,10 +18,12 @@ and `experiment table` and `status` read it. Only what the summary holds survive
 checkpoints, logs and datasets do not.
 
 A cell sized from another (a baseline or ablation from BPD's cell) records that cell's digest
-(needs_digests). When the cell it needs is later run under another specification, its own result
-no longer answers the plan: it is neither restored, nor counted as done, nor tabulated, and the
-table names it among the failed cells. A table never writes a summary made under another
-specification over a committed one.
+(needs_digests) and the hash of its student (needs_products). When the cell it needs is later run
+under another specification, or trained again into another student, its own result no longer answers
+the plan: it is neither restored, nor counted as done, nor tabulated, and the table names it among the
+failed cells. A table never writes a summary made under another specification over a committed one.
+A method that reads the needed cell's products (its export, student or run: the cycle cuts, the
+reselection), not only its summary, has a needed cell that was restored trained again first.
 
 The modules, each importing only those before it:
     plan      the plan file, its checks, each cell's specification and digest

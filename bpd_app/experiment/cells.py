@@ -256,6 +256,7 @@ def execute_cell(plan_path: str, cell_key: str, runs: str | None = None) -> dict
         result["export_error"] = rec["export_error"]
         result["spec"], result["spec_digest"] = spec, digest
         result["needs_digests"] = {label: dep.get("spec_digest") for label, dep in deps.items()}
+        result["needs_products"] = {label: dep.get("product_sha256") for label, dep in deps.items()}
         from bpd.io import sha256_file
         result["product_sha256"] = sha256_file(product)  # names the model when the run root is gone
         result["machine"] = _machine()

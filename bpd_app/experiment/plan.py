@@ -360,8 +360,9 @@ def _dep_cell(plan: Plan, cell: Cell, label: str) -> Cell:
 def stale_reason(plan: Plan, cell: Cell, res: dict, digest: str | None = None) -> str | None:
     """Why a finished cell's summary no longer answers the plan, or None when it does: it was made
     under another specification, or from a cell it needs (BPD's, which sizes the baselines) that has
-    since been run under another one. Summaries written before they recorded what they were made
-    from (needs_digests) are judged by their own specification alone."""
+    since been run under another one, or trained again into another student (needs_products: the hash of
+    the student it was sized from). Summaries written before they recorded what they were made from
+    (needs_digests, needs_products) are judged by their own specification alone."""
     if res.get("spec_digest") not in (None, digest or _digest(cell_spec(plan, cell))):
         return "was run with another specification"
     made_from = res.get("needs_digests")
@@ -369,4 +370,20 @@ def stale_reason(plan: Plan, cell: Cell, res: dict, digest: str | None = None) -
         for label in plan.methods[cell.label].needs.values():
             if made_from.get(label) != _digest(cell_spec(plan, _dep_cell(plan, cell, label))):
                 return f"was made from a {label} cell that has since been run with another specification"
+    for label, sha in (res.get("needs_products") or {}).items():
+        now = _needed_product(plan, _dep_cell(plan, cell, label)) if label in plan.methods else None
+        if sha and now and now != sha:
+            return f"was made from a {label} cell that has since been trained again into another student"
+    return None
+
+
+def _needed_product(plan: Plan, dep: Cell) -> str | None:
+    """The hash of the student a needed cell holds now: its run root's result, else its committed summary."""
+    for path in (dep.dir / "result.json", plan.committed_path(dep)):
+        try:
+            res = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(res, dict) and isinstance(res.get("product_sha256"), str):
+            return res["product_sha256"]
     return None

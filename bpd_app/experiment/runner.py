@@ -39,10 +39,8 @@ def run_plan(plan: Plan, workers: int = 1, engine: str = "local", address: str |
     restored = [] if retrain else restore_committed(plan)
     if retrain:  # a cell restored earlier holds a committed summary and no products: it lacks them, so trained again
         again = [c for c in cells if (_read_json(c.dir / "cell.json") or {}).get("restored_from")]
-        for c in again:  # marked, not emptied: another runner's restore_committed leaves a marked cell alone
-            (c.dir / "result.json").unlink(missing_ok=True)
-            write_json(c.dir / "cell.json", {"cell": c.key, "state": "retrain",
-                                             "spec_digest": _digest(cell_spec(plan, c))})
+        for c in again:
+            _mark_retrain(plan, c)
         if again:
             echo(f"{len(again)} restored cell{'s' if len(again) != 1 else ''} (committed summaries, no products) "
                  "to train again")
@@ -76,6 +74,16 @@ def run_plan(plan: Plan, workers: int = 1, engine: str = "local", address: str |
         if done_n:
             echo(f"{done_n} of {total} cells already done")
         pending = {k: c for k, c in by_key.items() if k not in records}
+        for d in _restored_needs_with_products(plan, list(pending.values())):
+            _mark_retrain(plan, d)
+            records.pop(d.key, None)
+            if d.key in by_key:
+                done_n -= 1
+            else:
+                total += 1
+            by_key[d.key] = pending[d.key] = d
+            echo(f"{d.key}: restored from its committed summary, which keeps no products; trained again, since a "
+                 "cell that needs it reads them")
         running: dict = {}
         while pending or running:
             for k, c in list(pending.items()):
@@ -124,6 +132,29 @@ def run_plan(plan: Plan, workers: int = 1, engine: str = "local", address: str |
         shutdown()
     _record_session(plan, started, workers, engine, records)
     return records
+
+
+def _mark_retrain(plan: Plan, c: Cell) -> None:
+    """A restored cell to be trained again: marked, not emptied (another runner's restore leaves a mark alone)."""
+    (c.dir / "result.json").unlink(missing_ok=True)
+    write_json(c.dir / "cell.json", {"cell": c.key, "state": "retrain", "spec_digest": _digest(cell_spec(plan, c))})
+
+
+def _restored_needs_with_products(plan: Plan, pending: list[Cell]) -> list[Cell]:
+    """The needed cells, restored from committed summaries, of pending cells whose methods read the needed
+    cell's products (its export, student or run), which a summary does not keep."""
+    from bpd_app.methods import get
+
+    cells = {c.key: c for c in plan.cells()}
+    out: dict[str, Cell] = {}
+    while pending:  # a needed cell trained again may itself read the products of one restored
+        c = pending.pop()
+        if get(plan.methods[c.label].method).reads_needed_products:
+            for d in _deps(plan, c):
+                if d in cells and d not in out and (_read_json(cells[d].dir / "cell.json") or {}).get("restored_from"):
+                    out[d] = cells[d]
+                    pending.append(cells[d])
+    return list(out.values())
 
 
 def check_run_root(plan: Plan) -> None:
