@@ -7,6 +7,7 @@ timeouts and the safe close (stop before the port closes).
 
 from __future__ import annotations
 
+import errno
 import logging
 import time
 from collections import deque
@@ -44,6 +45,14 @@ class DeviceFault(LinkError):
         super().__init__(f"device fault: {name}")
 
 
+# What to do about the usual reasons a board's port does not open (Linux).
+PORT_HINTS = {
+    errno.ENOENT: " (is the board plugged in? its port is one of `ls /dev/ttyACM* /dev/ttyUSB*`)",
+    errno.EACCES: " (the port's group may open it: sudo usermod -aG dialout $USER, then log in again)",
+    errno.EBUSY: " (another program holds it: close any serial monitor or other `bpd` on it)",
+}
+
+
 class DeviceLink:
     # A read returns as soon as bytes arrive, or after this many seconds. Fixed at open: assigning
     # pyserial's timeout reconfigures the port (termios calls), which has no place in the tick loop.
@@ -56,7 +65,8 @@ class DeviceLink:
             self.ser = serial.serial_for_url(port, baudrate=baud, timeout=self.READ_SLICE, write_timeout=1.0)
         except (serial.SerialException, ValueError, OSError) as e:
             cause = e.__context__ if isinstance(e.__context__, OSError) and e.__context__.strerror else None
-            raise LinkError(f"cannot open {port}: {cause.strerror if cause else e}") from None  # the errno said once
+            hint = PORT_HINTS.get(cause.errno or 0, "") if cause and port.startswith("/dev/") else ""
+            raise LinkError(f"cannot open {port}: {cause.strerror if cause else e}{hint}") from None  # the errno once
         self.port = port
         self.parser = Parser()
         self.seq = 0

@@ -146,7 +146,7 @@ def _run_trial(cfg: HilRunConfig, spec, pol, view: LiveView) -> dict:
     # the device): a stop in between is raised there
     opening = HeldStops()
     try:
-        link = DeviceLink(cfg.port, cfg.baud or int(spec.raw.get("serial", {}).get("baud", 921600)))
+        link = DeviceLink(cfg.port, cfg.baud or spec.baud)
         try:  # only once the port opened: a refused port leaves no log directory
             summary["low_latency"] = link.low_latency
             out.mkdir(parents=True, exist_ok=True)

@@ -159,29 +159,88 @@ def test_flash_refuses_a_build_for_no_real_board(tmp_path):
         firmware_flash(FirmwareFlashConfig(build=str(tmp_path / "nowhere")))
 
 
-def test_flash_without_a_probe_is_one_line(tmp_path, monkeypatch):
-    """pyOCD present (a stand-in with its API's shape) but no probe attached: one line, nothing written."""
+def _fake_pyocd(monkeypatch, session_with_chosen_probe) -> dict:
+    """A stand-in for pyOCD with its API's shape (its exception classes, ConnectHelper, FileProgrammer):
+    session_with_chosen_probe(**kw) answers the connection; returns what it was asked."""
     import sys
     import types
 
-    from firmware_host.measure.flash import FirmwareFlashConfig, firmware_flash
+    asked: dict = {}
 
-    asked = {}
+    class Error(RuntimeError):
+        pass
+
+    class TargetSupportError(Error):
+        pass
+
+    class ProbeError(Error):
+        pass
 
     class ConnectHelper:
         @staticmethod
         def session_with_chosen_probe(**kw):
             asked.update(kw)
-            return None  # what pyOCD returns with blocking=False and no probe
+            return session_with_chosen_probe(kw, exceptions)
 
+    exceptions = types.ModuleType("pyocd.core.exceptions")
+    exceptions.Error, exceptions.TargetSupportError, exceptions.ProbeError = Error, TargetSupportError, ProbeError
     helpers = types.ModuleType("pyocd.core.helpers")
     helpers.ConnectHelper = ConnectHelper
     programmer = types.ModuleType("pyocd.flash.file_programmer")
     programmer.FileProgrammer = object
     for name, mod in (("pyocd", types.ModuleType("pyocd")), ("pyocd.core", types.ModuleType("pyocd.core")),
-                      ("pyocd.core.helpers", helpers), ("pyocd.flash", types.ModuleType("pyocd.flash")),
-                      ("pyocd.flash.file_programmer", programmer)):
+                      ("pyocd.core.exceptions", exceptions), ("pyocd.core.helpers", helpers),
+                      ("pyocd.flash", types.ModuleType("pyocd.flash")), ("pyocd.flash.file_programmer", programmer)):
         monkeypatch.setitem(sys.modules, name, mod)
+    return asked
+
+
+def test_flash_without_a_probe_is_one_line(tmp_path, monkeypatch):
+    """pyOCD present (a stand-in with its API's shape) but no probe attached: one line, nothing written."""
+    from firmware_host.measure.flash import FirmwareFlashConfig, firmware_flash
+
+    asked = _fake_pyocd(monkeypatch, lambda kw, exc: None)  # what pyOCD returns with blocking=False and no probe
     with pytest.raises(BpdError, match=r"^no probe 0670FF found: plug in the board's ST-LINK"):
         firmware_flash(FirmwareFlashConfig(build=str(_board_build(tmp_path)), probe="0670FF"))
     assert asked == {"blocking": False, "unique_id": "0670FF", "target_override": "stm32f446retx"}
+
+
+def _raise(exc_name: str, text: str):
+    def connect(kw, exceptions):
+        raise getattr(exceptions, exc_name)(text)
+    return connect
+
+
+def test_flash_of_a_part_pyocd_has_no_pack_for_is_one_line_naming_the_pack(tmp_path, monkeypatch, capsys):
+    """pyOCD's first answer on a fresh install: neither board's part is built in. Its words (pyOCD 0.36) were a
+    traceback through bpd; now one line with the command that installs the part, and exit 1."""
+    from bpd_app.cli import main
+
+    _fake_pyocd(monkeypatch, _raise("TargetSupportError", "Target type stm32f446retx not recognized. Use 'pyocd "
+                                    "list --targets' to see currently available target types."))
+    assert main(["firmware", "flash", str(_board_build(tmp_path))]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "bpd: error: pyOCD has no support for stm32f446retx yet: install its pack once (`pyocd pack install "
+        "stm32f446retx`), then flash again"]
+
+
+def test_flash_failing_in_pyocd_is_one_line(tmp_path, monkeypatch, capsys):
+    """A probe that does not connect (any pyOCD error, multi-line or not): one line, exit 1."""
+    from bpd_app.cli import main
+
+    _fake_pyocd(monkeypatch, _raise("ProbeError", "No ACK received\nsecond line"))
+    build = _board_build(tmp_path, "stm32f4")
+    assert main(["firmware", "flash", str(build)]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"bpd: error: pyOCD could not flash {build / 'bpd_firmware.elf'} to stm32f405rgtx: No ACK received (is the "
+        "board powered and its ST-LINK jumpers on?)"]
+
+
+def test_pyocd_target_names_are_pack_part_numbers():
+    """pyOCD names a pack's part by its part number in lower case (STM32F405RGTx: stm32f405rgtx); the stm32f4
+    board's "stm32f405rg" matched no target, so --target was needed on every flash."""
+    from firmware_host.measure.build import BOARD_PORTS
+    from firmware_host.measure.flash import PYOCD_TARGETS
+
+    assert PYOCD_TARGETS == {"nucleo-f446": "stm32f446retx", "stm32f4": "stm32f405rgtx"}
+    assert set(PYOCD_TARGETS) <= set(BOARD_PORTS)

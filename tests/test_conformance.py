@@ -139,7 +139,10 @@ class PtyTarget:
         always answers (an emulated image on a loaded host can take seconds), WINDOW for the rest."""
         self.last_seq = self.link.send(name, **f)
         window = max(self.WINDOW, self.ANSWER_WAIT) if name in ANSWERED else self.WINDOW
-        return self._collect(window, until={"ack", "info", "fault"})
+        # a board holds an ACTION until the next one: what it applied shows in the next STATE, so the listening
+        # ends there, before a full window of the command (up to the action limit) moves the rig
+        until = {"state", "fault"} if name == "action" and self.hardware else {"ack", "info", "fault"}
+        return self._collect(window, until=until)
 
     def _collect(self, window: float, until: set[str] | None = None) -> list[Frame]:
         out, deadline = [], time.perf_counter() + window
@@ -509,9 +512,14 @@ def test_jitter_is_the_tick_against_its_schedule(target):
     seen += states(target.advance(2) if isinstance(target, HostTarget) else target.advance()) or \
         states(next_frames(target))
     seen += exchange(target, seen[-1], [0.0], n=2)[1:]
-    assert seen[0] is first and len(pairs(seen)) == len(seen) - 1  # no STATE lost: the running max is known
+    # no STATE lost (the running max is known), but on a board, which streams on while the test listens
+    assert seen[0] is first and (target.hardware or len(pairs(seen)) == len(seen) - 1)
     top = 0
-    for a, b in pairs(seen):
+    for a, b in zip(seen, seen[1:]):
+        if (b.seq - a.seq) & 0xFFFF != 1:  # STATEs between these two unseen: the max is at least what was seen
+            assert b.fields["jitter_max_us"] >= max(top, b.fields["jitter_us"])
+            top = b.fields["jitter_max_us"]
+            continue
         dt = (b.fields["t_us"] - a.fields["t_us"]) % WRAP
         assert b.fields["jitter_us"] == abs(dt - period), (a.fields, b.fields)
         top = max(top, b.fields["jitter_us"])
@@ -583,10 +591,13 @@ def test_second_answer_to_a_state_dropped(target):
             target.write(first + second)
         else:
             target.link.ser.write(first + second)
-        st = next_state(target)
-        if not st.fields["flags"] & FLAGS["stale_action"]:  # (a loaded rig may tick before they arrive)
+        # the STATE after the one answered reports it (a board streams on meanwhile: the newest is answered next)
+        got = states(next_frames(target))
+        nxt = next((s for s in got if s.seq == (st.seq + 1) & 0xFFFF), got[0])
+        if not nxt.fields["flags"] & FLAGS["stale_action"]:  # (a loaded rig may tick before they arrive)
             break
-    assert st.fields["action"] == [pytest.approx(0.25 * lim)] and not st.fields["flags"] & FLAGS["stale_action"]
+        st = got[-1]
+    assert nxt.fields["action"] == [pytest.approx(0.25 * lim)] and not nxt.fields["flags"] & FLAGS["stale_action"]
 
 
 @pytest.mark.parametrize("mode", ["host", "device"])
@@ -599,7 +610,8 @@ def test_watchdog_ends_a_silent_run(target, mode):
     enter(target, "IDLE")
     cfg = config(target.rig, watchdog_ticks=w, mode=int(mode == "device"), **far(target))
     frames = [target.send("config", **cfg), target.send("start")]
-    assert [answers(f) for f in frames] == [ack("config", "ok"), ack("start", "ok")]
+    # a board ticks on while START's answer is collected: its FAULT may come in the same frames
+    assert [[a for a in answers(f) if a[0] == "ack"] for f in frames] == [ack("config", "ok"), ack("start", "ok")]
     seen = frames[-1][[f.name for f in frames[-1]].index("ack") + 1:]
     while not any(f.name == "fault" for f in seen):
         seen += next_frames(target)

@@ -3,7 +3,8 @@
 
 BUILD is a firmware build directory (`bpd firmware build --board nucleo-f446|stm32f4`: its
 build_report.json names the board, hence the part pyOCD programs) or its bpd_firmware.elf. A missing
-pyOCD, a build for no real board and a probe that is not there are each one line.
+pyOCD, a build for no real board, a probe that is not there, a part pyOCD has no support for yet (its
+CMSIS pack, installed once with `pyocd pack install PART`) and any other pyOCD failure are each one line.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from bpd.config import field
 from bpd.errors import BpdError
 from bpd.io import read_json
 
-# The part each real board's build is for, by pyOCD's target name.
-PYOCD_TARGETS = {"nucleo-f446": "stm32f446retx", "stm32f4": "stm32f405rg"}
+# The part each real board's build is for, by pyOCD's target name: a CMSIS pack's part number, lower case (neither
+# part is built into pyOCD; `pyocd pack install` adds it).
+PYOCD_TARGETS = {"nucleo-f446": "stm32f446retx", "stm32f4": "stm32f405rgtx"}
 
 
 @dataclass
@@ -44,17 +46,28 @@ def image_of(build: str | Path) -> tuple[Path, str]:
 def firmware_flash(cfg: FirmwareFlashConfig) -> str:
     elf, board = image_of(cfg.build)
     try:
+        from pyocd.core.exceptions import Error as PyocdError
+        from pyocd.core.exceptions import TargetSupportError
         from pyocd.core.helpers import ConnectHelper
         from pyocd.flash.file_programmer import FileProgrammer
     except ImportError:
         raise BpdError("pyOCD is not installed: pip install -e '.[flash]' in the bpd checkout "
                        "(or pip install pyocd)") from None
     target = cfg.target or PYOCD_TARGETS[board]
-    session = ConnectHelper.session_with_chosen_probe(blocking=False, unique_id=cfg.probe, target_override=target)
-    if session is None:
-        which = f"probe {cfg.probe}" if cfg.probe else "debug probe"
-        raise BpdError(f"no {which} found: plug in the board's ST-LINK (USB) and check `pyocd list`")
-    with session:
-        FileProgrammer(session).program(str(elf))
-        session.target.reset()
+    try:
+        session = ConnectHelper.session_with_chosen_probe(blocking=False, unique_id=cfg.probe,
+                                                          target_override=target)
+        if session is None:
+            which = f"probe {cfg.probe}" if cfg.probe else "debug probe"
+            raise BpdError(f"no {which} found: plug in the board's ST-LINK (USB) and check `pyocd list`")
+        with session:
+            FileProgrammer(session).program(str(elf))
+            session.target.reset()
+    except TargetSupportError:
+        raise BpdError(f"pyOCD has no support for {target} yet: install its pack once (`pyocd pack install "
+                       f"{target}`), then flash again") from None
+    except PyocdError as e:  # a probe that does not connect, a transfer or programming error
+        what = (str(e).strip().splitlines() or [e.__class__.__name__])[0]
+        raise BpdError(f"pyOCD could not flash {elf} to {target}: {what} (is the board powered and its "
+                       "ST-LINK jumpers on?)") from None
     return f"{elf} -> {target} ({board}) through {session.probe.unique_id}"

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 HERE = Path(__file__).resolve().parent
 RIGS = HERE / "rigs"
+DEFAULT_BAUD = 921600  # the host link's baud rate when a rig YAML names none (serial.baud)
 
 
 @dataclass
@@ -116,7 +117,7 @@ class RigSpec:
 
     @property
     def baud(self) -> int:
-        return int(self.raw.get("serial", {}).get("baud", 921600))
+        return int(self.raw.get("serial", {}).get("baud", DEFAULT_BAUD))
 
     @property
     def robustness(self) -> RobustnessGrid | None:
@@ -267,11 +268,25 @@ def _check_rig(raw: object, p: Path) -> RigSpec:
             if "track" in raw and abs(stop["at"]) >= float(raw["track"]):
                 raise bad(f"wiring.end_stops[{i}].at {stop['at']} is not inside the track (+-{raw['track']} m): "
                           "the cart would never close it")
-    baud = (raw.get("serial") or {}).get("baud", 921600) if isinstance(raw.get("serial", {}), dict) else None
+    _check_position_limit(raw, bad)
+    baud = (raw.get("serial") or {}).get("baud", DEFAULT_BAUD) if isinstance(raw.get("serial", {}), dict) else None
     if baud is None:
         raise bad("serial must be a mapping")
     number(baud, "serial.baud", 0)
     return RigSpec(str(raw["name"]), raw["plant"], int(period), raw, p.resolve())
+
+
+def _check_position_limit(raw: dict, bad) -> None:
+    """The firmware's position limit ends a run before the cart reaches its hard stops (`track`) and before an end
+    stop closes: the switches are the backstop, not the limit."""
+    pos = float(raw["limits"]["position"])
+    if "track" in raw and pos >= float(raw["track"]):
+        raise bad(f"limits.position {pos:g} is not inside the track (+-{raw['track']} m): the firmware would stop "
+                  "the cart only after it hits the hard stops; set it inside")
+    stops = [abs(float(s["at"])) for s in (raw.get("wiring") or {}).get("end_stops", [])]
+    if stops and pos >= min(stops):
+        raise bad(f"limits.position {pos:g} is not inside the end stops (closing at +-{min(stops):g}): every run "
+                  "would end on a switch; set it inside, the switches are the backstop")
 
 
 def _check(spec: RigSpec, p: Path) -> None:
