@@ -40,6 +40,21 @@ def test_a_position_limit_inside_the_end_stops_is_taken(tmp_path):
         load_rig(name)
 
 
+@pytest.mark.parametrize("where, key, msg", [
+    (None, "watchdog_tick", "unknown key 'watchdog_tick' (did you mean 'watchdog_ticks'?)"),
+    ("limits", "postion", "unknown key limits.'postion' (did you mean 'position'?)"),
+    ("sensors", "zzz", "unknown key sensors.'zzz'"),
+])
+def test_a_misspelt_rig_key_is_refused_with_the_key_it_is_closest_to(tmp_path, where, key, msg):
+    """A misspelt optional key (the watchdog's length) would leave its default in force without a word."""
+    raw = yaml.safe_load(load_rig("desktop-cartpole").path.read_text())
+    (raw[where] if where else raw)[key] = 3
+    p = tmp_path / "rig.yaml"
+    p.write_text(yaml.safe_dump(raw))
+    with pytest.raises(BpdError, match="not a valid rig description: " + re.escape(msg) + "$"):
+        load_rig(str(p))
+
+
 def test_rig_check_of_such_a_rig_is_one_line(tmp_path, monkeypatch, capsys):
     from bpd_app.cli import main
 

@@ -164,6 +164,28 @@ _FURUTA_KEYS = {  # key: strictly positive (else at least 0)
 }
 
 
+# Every key a rig YAML may hold, at its top level and in limits and sensors: a misspelt one (watchdog_tick) would
+# otherwise leave its default in force without a word.
+RIG_KEYS = frozenset({
+    "name", "plant", "period_us", "physics_timestep", "units", "envs", "cart_mass", "pole_mass", "pole_length",
+    "cart_friction", "pole_friction", "track", "reset_noise", "max_episode_steps", "frame_skip", "initial_qpos",
+    "actuators", "sensors", "limits", "watchdog_ticks", "randomization", "robustness", "serial", "wiring", "handover",
+    "task", "task_spec", "motor", "arm", "pendulum"})
+SECTION_KEYS = {"limits": frozenset({"action", "position", "angle", "position_index", "angle_index"}),
+                "sensors": frozenset({"measured_velocity", "counts_per_unit", "noise_std", "velocity_filter_hz"})}
+
+
+def _unknown_key(block: dict, known: frozenset, where: str) -> str | None:
+    """The first key of block that is not known, with the known key it is closest to, if any."""
+    import difflib
+
+    for key in block:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), sorted(known), n=1)
+            return f"unknown key {where}{key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+    return None
+
+
 def _check_rig(raw: object, p: Path) -> RigSpec:
     """A rig description with every key present, every number finite and in range: or one line."""
     from firmware_host.wire.spec import MAX_OBS
@@ -183,6 +205,8 @@ def _check_rig(raw: object, p: Path) -> RigSpec:
     for key in ("name", "plant", "period_us", "limits", "sensors"):
         if key not in raw:
             raise bad(f"missing key {key!r}")
+    if why := _unknown_key(raw, RIG_KEYS, ""):
+        raise bad(why)
     envs = raw.get("envs", [])
     if not isinstance(envs, list) or not all(isinstance(e, str) and e for e in envs):
         raise bad(f"envs must be a list of environment ids (got {str(envs)[:40]!r})")
@@ -197,6 +221,9 @@ def _check_rig(raw: object, p: Path) -> RigSpec:
     lim, sc = raw["limits"], raw["sensors"]
     if not isinstance(lim, dict) or not isinstance(sc, dict):
         raise bad("limits and sensors must be mappings")
+    for section, mapping in (("limits", lim), ("sensors", sc)):
+        if why := _unknown_key(mapping, SECTION_KEYS[section], f"{section}."):
+            raise bad(why)
     for key in ("action", "position", "angle"):
         if key not in lim:
             raise bad(f"missing key limits.{key}")
