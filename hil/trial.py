@@ -93,10 +93,9 @@ def check_trial(cfg: HilRunConfig) -> tuple:
     if (pol.obs_dim, pol.act_dim) != (spec.obs_dim, spec.act_dim):  # before any rig or device starts
         raise BpdError(f"{cfg.policy}: the policy maps {pol.obs_dim} observations to {pol.act_dim} actions, rig "
                        f"{spec.name} {spec.obs_dim} to {spec.act_dim}: export a policy trained for this rig")
-    if pol.env_id and not spec.trained_here(pol.env_id):  # the same sizes, another plant: said, not refused
-        print(f"bpd: note: {cfg.policy} was trained on {pol.env_id}, not on rig {spec.name}'s plant "
-              f"({', '.join(sorted(spec.policy_envs))}); the trial runs, its figures are of a policy on another "
-              "plant", file=sys.stderr)
+    if note := spec.plant_note(cfg.policy, pol.env_id, "the trial runs, its figures are of a policy on another "
+                               "plant"):  # the same sizes, another plant: said, not refused
+        print(note, file=sys.stderr)
     return spec, pol
 
 

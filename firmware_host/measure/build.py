@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -341,7 +342,11 @@ def firmware_build(cfg: FirmwareBuildConfig) -> dict:
                        + ("--target host" if cfg.target == "host" else "--image bench"))
     info = verify_export(cfg.export)  # parity passed and the files are the ones it checked
     if cfg.image == "firmware":
-        check_policy_fits_rig(info, load_rig(cfg.rig), cfg.export)
+        spec = load_rig(cfg.rig)
+        check_policy_fits_rig(info, spec, cfg.export)
+        if note := spec.plant_note(cfg.export, info.get("env_id"), "the image is built; on the rig it runs a policy "
+                                   "of another plant"):  # the same sizes: said, not refused, as a trial says it
+            print(note, file=sys.stderr)
     if cfg.classical is not None:
         if cfg.image != "firmware":
             raise BpdError("--classical links hand-over mode's controller into a firmware image, not a bench image")

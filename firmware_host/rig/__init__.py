@@ -110,6 +110,13 @@ class RigSpec:
         where the rig names no environment (a rig of one's own, by its YAML), as nothing says otherwise."""
         return not self.policy_envs or env_id.rpartition(":")[2] in self.policy_envs
 
+    def plant_note(self, what: str, env_id: str | None, then: str) -> str | None:
+        """The note for a policy of this rig's sizes trained on another plant (said, not refused), or None."""
+        if not env_id or self.trained_here(env_id):
+            return None
+        return (f"bpd: note: {what} was trained on {env_id}, not on rig {self.name}'s plant "
+                f"({', '.join(sorted(self.policy_envs))}); {then}")
+
     @property
     def wiring(self) -> dict | None:
         """How a real board is wired to the rig (checked by check_wiring), or None for a simulated one."""
