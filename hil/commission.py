@@ -256,9 +256,16 @@ def check_move(spec: RigSpec, measured: np.ndarray, predicted: np.ndarray, rest:
     return out, proven
 
 
+def opened_limit(at: float, track: float | None) -> float:
+    """The position limit while an end stop at +-at is driven to: 6 % beyond it, and no further than halfway from
+    it to the hard stops (`track`), so that a dead switch ends the run on the limit before the track's end."""
+    return min(1.06 * at, (at + float(track)) / 2) if track else 1.06 * at
+
+
 def check_end_stops(spec: RigSpec, session: Session, share: float) -> list[Check]:
-    """Drive slowly to each end stop. The position limit is opened to 6 % beyond the stop: the run must
-    end by the stop (a limit stop at the stop's position), not by the limit."""
+    """Drive slowly to each end stop. The position limit is opened to just beyond the stop (opened_limit): the
+    run must end by the stop (a limit stop at the stop's position, short of halfway to the opened limit), not by
+    the limit."""
     w = spec.wiring or {}
     out = []
     c = spec.pos_index
@@ -266,9 +273,10 @@ def check_end_stops(spec: RigSpec, session: Session, share: float) -> list[Check
         at = float(st["at"])
         u = math.copysign(min(share, 0.25) * spec.limits["action"], at)
         seconds = 4.0 * abs(at) / 0.1 + 2.0  # at 0.1 unit/s at the slowest, from the far side
-        rows, _, flags = session.run(int(seconds * 1e6 / spec.period_us), lambda k, obs, u=u: u, abs(at) * 1.06)
+        opened = opened_limit(abs(at), spec.raw.get("track"))
+        rows, _, flags = session.run(int(seconds * 1e6 / spec.period_us), lambda k, obs, u=u: u, opened)
         x = float(rows[-1, c]) if len(rows) else float("nan")
-        fired = bool(flags & FLAGS["limit_stop"]) and abs(x) <= abs(at) * 1.03
+        fired = bool(flags & FLAGS["limit_stop"]) and abs(x) <= (abs(at) + opened) / 2
         if fired:
             out.append(Check(f"end stop {st['name']}", True, f"fired at {x:+.4g}"))
         elif flags & FLAGS["limit_stop"]:

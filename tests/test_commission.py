@@ -124,3 +124,14 @@ def test_the_table_keeps_a_long_measurement_from_pushing_every_fix_right():
     assert lines[2].index("zero the encoder") == col and lines[3].endswith("m" * 60)
     assert lines[4].index("a faster host") == col
     assert lines[-1] == "rig r: FAILED (cart offset, loop timing) in 1.0 s"
+
+
+def test_an_end_stops_opened_limit_stays_short_of_the_hard_stops():
+    """6 % beyond the stop, but never past halfway from the stop to the track's end: a stop at 0.23 of a 0.25 m
+    track opens the limit to 0.24 (6 % would be 0.2438); one at 0.1 to 0.106; a rig with no track 6 % beyond."""
+    from hil.commission import opened_limit
+
+    assert opened_limit(0.23, 0.25) == pytest.approx(0.24)
+    assert opened_limit(0.1, 0.25) == pytest.approx(0.106)
+    assert opened_limit(0.245, 0.25) == pytest.approx(0.2475) and opened_limit(0.245, 0.25) < 0.25
+    assert opened_limit(0.5, None) == pytest.approx(0.53)
