@@ -157,6 +157,10 @@ def test_flash_refuses_a_build_for_no_real_board(tmp_path):
         firmware_flash(FirmwareFlashConfig(build=str(_board_build(tmp_path, "stm32f4-pil"))))
     with pytest.raises(BpdError, match="no bpd_firmware.elf"):
         firmware_flash(FirmwareFlashConfig(build=str(tmp_path / "nowhere")))
+    # the export directory the build went into by default: its builds named
+    with pytest.raises(BpdError, match=re.escape(f"{tmp_path}: no bpd_firmware.elf (give a `bpd firmware build "
+                                                 f"--board ...` directory; the builds in it: {tmp_path / 'build'})")):
+        firmware_flash(FirmwareFlashConfig(build=str(tmp_path)))
 
 
 def _fake_pyocd(monkeypatch, session_with_chosen_probe) -> dict:

@@ -34,7 +34,9 @@ def image_of(build: str | Path) -> tuple[Path, str]:
     d = p.parent if p.suffix == ".elf" else p
     elf = p if p.suffix == ".elf" else p / "bpd_firmware.elf"
     if not elf.is_file():
-        raise BpdError(f"{build}: no bpd_firmware.elf (give a `bpd firmware build --board ...` directory)")
+        inside = sorted(str(e.parent) for e in d.glob("*/bpd_firmware.elf")) if d.is_dir() else []
+        raise BpdError(f"{build}: no bpd_firmware.elf (give a `bpd firmware build --board ...` directory"
+                       + (f"; the builds in it: {', '.join(inside)})" if inside else ")"))
     rep = read_json(d / "build_report.json", "build report") if (d / "build_report.json").is_file() else {}
     board = rep.get("board") if isinstance(rep, dict) else None
     if board not in PYOCD_TARGETS:
