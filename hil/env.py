@@ -32,7 +32,11 @@ class SerialRigEnv(gym.Env):
         self.max_steps = int(self.spec_rig.raw.get("max_episode_steps", 1000))
         self.stall_timeout = stall_timeout
         self.link = DeviceLink(port, self.spec_rig.baud)
-        self.link.handshake()
+        try:
+            self.link.handshake()
+        except BaseException:  # a device that does not answer leaves no port open behind
+            self.link.close()
+            raise
         self._last: Frame | None = None  # the latest state frame (from reset on)
         self.t = 0
 
@@ -51,7 +55,12 @@ class SerialRigEnv(gym.Env):
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
         if self._last is None:
             raise gym.error.ResetNeeded("step() before reset()")
-        a = np.clip(np.asarray(action, np.float64).reshape(-1), self.action_space.low, self.action_space.high)
+        a = np.asarray(action, np.float64).reshape(-1)
+        if not np.all(np.isfinite(a)):  # a policy's bug: the rig stopped, not the action sent on
+            self.link.stop_and_zero()
+            self._last = None
+            raise ValueError(f"non-finite action {a.tolist()}: the rig was stopped (reset() to run again)")
+        a = np.clip(a, self.action_space.low, self.action_space.high)
         self.link.send("action", echo_seq=self._last.seq, n_act=len(a), action=[float(x) for x in a])
         self._last = self.link.next_states(self.stall_timeout)[-1]
         self.t += 1

@@ -8,6 +8,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import gymnasium as gym
+import numpy as np
 import pytest
 
 from hil.ticklog import read_ticks
@@ -87,8 +89,36 @@ def test_gymnasium_env_over_serial(rig):
             ret += rew
             done = term or trunc
         assert ret == 1000.0
+        env.reset(seed=2)
+        with pytest.raises(ValueError, match=r"non-finite action \[nan\]: the rig was stopped"):
+            env.step(np.array([np.nan]))
+        env.link.configure(env.period, 5, "host", 3.0, 1.0, 0.2)  # rejected if the device were still running
+        with pytest.raises(gym.error.ResetNeeded):
+            env.step(np.array([0.0]))
     finally:
         env.close()
+
+
+def test_gymnasium_env_closes_its_port_when_the_device_does_not_answer(monkeypatch):
+    import hil.env
+    from hil.link import LinkError
+
+    closed = []
+
+    class Silent:
+        def __init__(self, port, baud):
+            pass
+
+        def handshake(self):
+            raise LinkError("no HELLO from the device within 1.0 s")
+
+        def close(self):
+            closed.append(True)
+
+    monkeypatch.setattr(hil.env, "DeviceLink", Silent)
+    with pytest.raises(LinkError, match="no HELLO"):
+        hil.env.SerialRigEnv("/dev/ttyACM0", "gym-inverted-pendulum")
+    assert closed == [True]
 
 
 def test_refuses_mismatched_model_hash(rig, tmp_path):
