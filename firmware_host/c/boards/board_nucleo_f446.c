@@ -185,7 +185,16 @@ static void motor_init(void)
     pin_af(BPD_MOTOR_PWM_PORT, BPD_MOTOR_PWM_PIN, timer_af(BPD_MOTOR_TIMER), 2u);
 }
 
-static void motor_zero(void) { TIM_CCR(timer_base(BPD_MOTOR_TIMER), BPD_MOTOR_CHANNEL) = 0u; }
+/* Zero duty now: the compare register is preloaded (its write waits for the period's end), so an update
+ * event loads it at once; the direction pin then changes with the bridge off. */
+static uint8_t motor_reverse;
+
+static void motor_zero(void)
+{
+    uint32_t b = timer_base(BPD_MOTOR_TIMER);
+    TIM_CCR(b, BPD_MOTOR_CHANNEL) = 0u;
+    TIM_EGR(b) = 1u;
+}
 
 static void encoders_init(void)
 {
@@ -318,14 +327,15 @@ void board_write_actuator(const float *u, uint8_t n)
     bpd_pwm_t p = bpd_pwm_from_command(n ? u[0] : 0.0f, BPD_RIG_ACTION_LIMIT, BPD_MOTOR_FULL_SCALE, pwm_top,
                                        (uint8_t)BPD_MOTOR_INVERT,
                                        bpd_stops_blocked(&stops, BPD_STOP_BLOCKS_POSITIVE, BPD_STOP_BLOCKS_NEGATIVE));
-    uint32_t b = timer_base(BPD_MOTOR_TIMER);
-    if (p.duty == 0u) { /* zero before the direction changes */
-        TIM_CCR(b, BPD_MOTOR_CHANNEL) = 0u;
-        pin_write(BPD_MOTOR_DIR_PORT, BPD_MOTOR_DIR_PIN, 0u);
-        return;
+    uint8_t reverse = p.duty == 0u ? 0u : p.reverse;
+    if (p.duty == 0u || reverse != motor_reverse) { /* zero before the direction changes, the old duty never
+                                                    * driven the other way for the rest of its period */
+        motor_zero();
+        motor_reverse = reverse;
+        pin_write(BPD_MOTOR_DIR_PORT, BPD_MOTOR_DIR_PIN, reverse);
+        if (p.duty == 0u) return;
     }
-    pin_write(BPD_MOTOR_DIR_PORT, BPD_MOTOR_DIR_PIN, p.reverse);
-    TIM_CCR(b, BPD_MOTOR_CHANNEL) = p.duty;
+    TIM_CCR(timer_base(BPD_MOTOR_TIMER), BPD_MOTOR_CHANNEL) = p.duty;
 }
 
 /* The tick: the stops polled first (an edge the interrupt missed still stops within this tick), a stop
