@@ -163,9 +163,10 @@ def test_flash_refuses_a_build_for_no_real_board(tmp_path):
         firmware_flash(FirmwareFlashConfig(build=str(tmp_path)))
 
 
-def _fake_pyocd(monkeypatch, session_with_chosen_probe) -> dict:
+def _fake_pyocd(monkeypatch, session_with_chosen_probe, probes=()) -> dict:
     """A stand-in for pyOCD with its API's shape (its exception classes, ConnectHelper, FileProgrammer):
-    session_with_chosen_probe(**kw) answers the connection; returns what it was asked."""
+    session_with_chosen_probe(**kw) answers the connection, `probes` (unique ids) are those attached; returns what
+    it was asked."""
     import sys
     import types
 
@@ -181,6 +182,10 @@ def _fake_pyocd(monkeypatch, session_with_chosen_probe) -> dict:
         pass
 
     class ConnectHelper:
+        @staticmethod
+        def get_all_connected_probes(blocking, print_wait_message):
+            return [types.SimpleNamespace(unique_id=u) for u in probes]
+
         @staticmethod
         def session_with_chosen_probe(**kw):
             asked.update(kw)
@@ -207,6 +212,16 @@ def test_flash_without_a_probe_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(BpdError, match=r"^no probe 0670FF found: plug in the board's ST-LINK"):
         firmware_flash(FirmwareFlashConfig(build=str(_board_build(tmp_path)), probe="0670FF"))
     assert asked == {"blocking": False, "unique_id": "0670FF", "target_override": "stm32f446retx"}
+
+
+def test_flash_with_two_probes_and_none_named_is_one_line(tmp_path, monkeypatch):
+    """pyOCD would ask on the terminal which probe to use, and fail without one: the ids are named instead."""
+    from firmware_host.measure.flash import FirmwareFlashConfig, firmware_flash
+
+    asked = _fake_pyocd(monkeypatch, lambda kw, exc: None, probes=("0670FF", "0671AA"))
+    with pytest.raises(BpdError, match=r"^2 debug probes attached \(0670FF, 0671AA\): name one with --probe$"):
+        firmware_flash(FirmwareFlashConfig(build=str(_board_build(tmp_path))))
+    assert asked == {}  # no session was opened
 
 
 def _raise(exc_name: str, text: str):

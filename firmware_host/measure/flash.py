@@ -57,6 +57,11 @@ def firmware_flash(cfg: FirmwareFlashConfig) -> str:
                        "(or pip install pyocd)") from None
     target = cfg.target or PYOCD_TARGETS[board]
     try:
+        if cfg.probe is None:  # pyOCD would ask which on the terminal (and fail without one)
+            probes = ConnectHelper.get_all_connected_probes(blocking=False, print_wait_message=False)
+            if len(probes) > 1:
+                raise BpdError(f"{len(probes)} debug probes attached ({', '.join(p.unique_id for p in probes)}): "
+                               "name one with --probe")
         session = ConnectHelper.session_with_chosen_probe(blocking=False, unique_id=cfg.probe,
                                                           target_override=target)
         if session is None:
