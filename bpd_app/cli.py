@@ -22,7 +22,16 @@ def _evaluate(ns):
         print(json.dumps(r))
     else:
         for k, v in r.items():
-            print(f"{k:>24}: {v}")
+            print(f"{k:>24}: {_readable(v)}")
+
+
+def _readable(v) -> str:
+    """A figure of `bpd evaluate`'s table to six significant digits (--json keeps every digit)."""
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    if isinstance(v, list) and any(isinstance(x, float) for x in v):
+        return "[" + ", ".join(_readable(x) for x in v) + "]"
+    return str(v)
 
 
 def _compress(ns):
@@ -135,6 +144,12 @@ def _handle(ns) -> int:
     except KeyboardInterrupt:
         print("bpd: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of stdout went away (`bpd evaluate RUN | head`): nothing to tell it
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush does not fail too
+        except (OSError, ValueError):
+            pass
+        return 128 + signal.SIGPIPE
     except OSError as e:  # the environment refused: a full disk, a read-only place, a vanished file
         where = f"{e.filename}: " if e.filename else ""
         print(f"bpd: error: {where}{e.strerror or e.__class__.__name__}", file=sys.stderr)

@@ -26,7 +26,7 @@ from bpd.config import check_ranges, field
 from bpd.errors import BpdError
 from bpd.io import check_output_dir, write_json, write_text
 from training.envs import LOW_SHARE
-from training.selection import COSTS
+from training.selection import COSTS, return_floor, share_of_teacher
 
 # distill's default first (the fine-tune after the warm-up), then every method that gave the students plan's
 # cheapest student keeping the teacher's return on some task and seed (benchmarks/results/delivered): the
@@ -55,13 +55,14 @@ CONFIRM = 200  # further selection episodes (the help says why; 20 until stop 79
 @dataclass
 class CompressConfig:
     teacher: str = field(help="teacher file (bpd teacher format)")
-    dataset: str = field(help="dataset file written by `bpd collect`")
+    dataset: str = field(help="dataset file written by `bpd collect`, or a Minari dataset (minari:ID)")
     out: str = field("runs/compress", help="directory: a run per method, the chosen student, the comparison")
     methods: list[str] = field(DEFAULT_METHODS, help="methods to run (bpd_app/methods.py; those that train a "
                                "student from the teacher and dataset alone, and those sized to the bpd run's "
                                "cycles, the cuts and dense-c50/-c30, with bpd)")
     keep_return: float = field(0.99, help="fraction of the teacher's return the student must keep on the "
-                               "selection seeds")
+                               "selection seeds; a negative return (a cost): at most (1 - this) of its magnitude "
+                               "below it")
     cost: str = field("m4f-cycles", choices=tuple(COSTS), help="what 'cheapest' means")
     episodes: int = field(10, help="episodes per candidate on the selection seeds")
     allow_falls: bool = field(False, help="do not set aside students that end early on a selection episode the "
@@ -90,9 +91,15 @@ def _check(cfg: CompressConfig) -> list[str]:
 
     check_ranges(cfg, {"keep_return": (0, 2, "open"), "episodes": (1, 10_000), "confirm": (0, 10_000),
                        "low_share": (0, 1), "steps": (1, 100_000_000), "seed": (0, 2**31 - 1)})
-    for flag, path in (("--teacher", cfg.teacher), ("--dataset", cfg.dataset)):
-        if not Path(path).is_file():
-            raise BpdError(f"{path}: no such file ({flag})")
+    from training.collect import dataset_exists, load_dataset
+    from training.minari_io import is_minari
+
+    if not Path(cfg.teacher).is_file():
+        raise BpdError(f"{cfg.teacher}: no such file (--teacher)")
+    if not dataset_exists(cfg.dataset):  # a .npz, or a Minari dataset (minari:ID) as distill takes
+        if is_minari(cfg.dataset):
+            load_dataset(cfg.dataset)  # says in one line why it cannot be read (missing, no 'minari' extra)
+        raise BpdError(f"{cfg.dataset}: no such file (--dataset)")
     if not cfg.methods:
         raise BpdError("--methods: name at least one method")
     def trains(v) -> bool:  # from the teacher and dataset, or sized against the bpd run's cycles (its needs)
@@ -167,12 +174,16 @@ def run_compress(cfg: CompressConfig, meter) -> dict:
     from bpd.process import run_bpd
     from bpd_app.methods import CellInputs, get
     from training.collect import load_dataset
+    from training.minari_io import is_minari
     from training.selection import SelectConfig, run_select
+    from training.teacher import load_teacher
 
     methods = _check(cfg)
     out = Path(cfg.out)
     check_output_dir(out)
-    env = load_dataset(cfg.dataset).meta["env_id"]
+    teacher = load_teacher(cfg.teacher)  # both read and matched now, not by the first run's `bpd distill`
+    env = load_dataset(cfg.dataset, teacher.obs_dim, teacher.act_dim).meta["env_id"]
+    dataset = cfg.dataset if is_minari(cfg.dataset) else str(Path(cfg.dataset).resolve())
     rows: list[dict] = []
     refs: dict[str, dict] = {}  # method -> what the methods sized against its run need of it
     for m in methods:
@@ -184,8 +195,7 @@ def run_compress(cfg: CompressConfig, meter) -> dict:
                  else equal_steps([out / r["method"] for r in rows if not is_dense(r["method"])]))
             if n:
                 args["steps"] = n
-        cmd = get(m).command(CellInputs(env, cfg.seed, str(Path(cfg.teacher).resolve()),
-                                        str(Path(cfg.dataset).resolve()), run, args,
+        cmd = get(m).command(CellInputs(env, cfg.seed, str(Path(cfg.teacher).resolve()), dataset, run, args,
                                         {n: refs[n] for n in get(m).needs}))
         if not (run / "student.pt").is_file() or not (run / "summary.json").is_file():
             print(f"[{m}] bpd {' '.join(cmd)}", flush=True)
@@ -313,7 +323,7 @@ def caution(res: dict) -> str | None:
     if falls:
         why.append(f"fell on {falls} of them ({100 * rate:.1f} %): at that rate 30 episodes pass without a fall with "
                    f"probability {(1 - rate) ** 30:.2f}")
-    if c["return"] < keep * c["teacher_return"]:  # training.selection.confirm's test
+    if c["return"] < return_floor(c["teacher_return"], keep):  # training.selection.confirm's test
         why.append(f"returned {c['return']:.1f} there against the teacher's {c['teacher_return']:.1f}, below the "
                    f"{100 * keep:g} % asked")
     if not why:
@@ -330,10 +340,17 @@ def markdown(res: dict) -> str:
         t = r["teacher_select_return"]
         falls = "-" if r.get("falls") is None else r["falls"]
         c = r.get("confirm")
-        again = "-" if not c else (f"{100 * c['return'] / c['teacher_return']:.1f} % of the teacher, "
+        again = "-" if not c else (f"{percent(c['return'], c['teacher_return'])} of the teacher, "
                                    f"{c['early_ends_where_teacher_finished']} falls on {c['episodes']}: "
                                    + ("holds" if c["holds"] else "does not hold"))
         L.append(f"| {r['method']} | {r['step']} | {r['params_nonzero']} | {r['cost']:.0f} | {r['select_return']:.1f} "
-                 f"| {100 * r['select_return'] / t:.1f} % | {'yes' if r['keep_return_met'] else 'no'} | {falls} "
+                 f"| {percent(r['select_return'], t)} | {'yes' if r['keep_return_met'] else 'no'} | {falls} "
                  f"| {again} |")
     return "\n".join(L) + "\n"
+
+
+def percent(ret: float, teacher_return: float) -> str:
+    """A return as a percentage of the teacher's, on the scale the keep-return rule reads (a negative return:
+    training.selection.share_of_teacher, -90 against -100 is 110.0 %)."""
+    share = share_of_teacher(ret, teacher_return)
+    return "-" if share is None else f"{100 * share:.1f} %"

@@ -66,8 +66,23 @@ def load_any(path: str | Path) -> Loaded:
         return Loaded("teacher", t.env_id, t.act, t.params_total, t.params_nonzero,
                       {"algo": t.algo, "hidden": t.hidden}, t.obs_dim, t.act_dim)
     if head[:2] == b"PK":
+        if _is_sb3_zip(p):
+            raise BpdError(f"{p}: a stable-baselines3 model; import it first (bpd teacher import {p} --env ENV "
+                           "--out teacher.npz) and evaluate the teacher file")
         return _student(p)
     raise BpdError(f"{p}: unrecognised model file")
+
+
+def _is_sb3_zip(path: Path) -> bool:
+    """Whether a zip archive holds a stable-baselines3 model's record and weights (a student .pt, also a zip, holds
+    neither)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            return {"data", "policy.pth"} <= set(z.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
 
 
 def _student(path: Path) -> Loaded:

@@ -840,6 +840,19 @@ case("rig pil log under a file", ["rig", "pil", "--log", f"{T}/x.csv"], "is not 
      cls="8 a hang and an orphan")
 
 
+# a new engineer's walk (a real stable-baselines3 zip, Minari ids, compress): the wrong kind of input named
+SECTION = "9 the wrong kind of input, named for what it is"
+case("evaluate a stable-baselines3 zip", [*EVAL, f"{B}/sb3.zip"], "a stable-baselines3 model; import it first")
+case("student select a file", ["student", "select", T], "teacher.npz: not a directory; give the run directory")
+case("student select no such run", ["student", "select", f"{C}/none"], "none: no such run directory")
+case("collect out a Minari id without --format", ["collect", "--teacher", T, "--out", "bpd/mine-v0"],
+     "--out bpd/mine-v0: a Minari dataset id; add --format minari")
+case("compress teacher a dataset", ["compress", "--teacher", D, "--dataset", D, "--out", f"{C}/comp"],
+     "expected 'bpd-teacher'")
+case("compress dataset of another task", ["compress", "--teacher", T, "--dataset", D2, "--out", f"{C}/comp"],
+     "observations have 3 dimensions, the teacher expects 4")
+
+
 # plans: checked whole when read, a run root never another plan's, nothing left behind by a failed run
 SECTION = "6 accepted nonsense"
 def plan_with(c: Path, b: Path, **over) -> None:

@@ -108,7 +108,7 @@ def test_minari_input_errors_are_one_line(tiny_pipeline, store):
         lines = p.stderr.strip().splitlines()
         assert p.returncode not in (0, 70) and len(lines) == 1 and lines[0].startswith("bpd: error:"), (name, p.stderr)
     assert "exists" in cases["exists"].stderr and "not a Minari dataset id" in cases["bad id"].stderr
-    assert "cannot be read" in cases["missing"].stderr
+    assert "bpd/none-v0: not in Minari's local store" in cases["missing"].stderr  # not Minari's download=True
     # dictionary observations: refused by name
     bufs = [EpisodeBuffer(id=0, observations={"a": np.zeros((3, 2), np.float32)},
                           actions=np.zeros((2, 1), np.float32), rewards=[0.0, 0.0], terminations=[False, True],
@@ -171,7 +171,7 @@ def test_export_takes_a_minari_dataset_and_a_run_whose_minari_dataset_is_gone(ti
     p = run_bpd("export", str(tmp_path / "run"), "--out", str(tmp_path / "e4"), "--dataset", "minari:bpd/exp-v0",
                 *common, check=False)
     lines = p.stderr.strip().splitlines()
-    assert p.returncode not in (0, 70) and len(lines) == 1 and "cannot be read" in lines[0], p.stderr
+    assert p.returncode not in (0, 70) and len(lines) == 1 and "not in Minari's local store" in lines[0], p.stderr
 
 
 def test_the_content_hash_reads_a_dataset_kept_a_directory_per_episode(store):
@@ -197,3 +197,16 @@ def test_the_content_hash_reads_a_dataset_kept_a_directory_per_episode(store):
         h.update(name)
         h.update(body)
     assert content_hash("other/flat-v0") == h.hexdigest()
+
+
+def test_compress_takes_a_minari_dataset_and_names_a_missing_one(tiny_pipeline, store):
+    """`bpd compress --dataset minari:ID` is checked as distill checks it: a dataset in the store passes (and its
+    runs are given the id, not a path made of it), a missing one is one line naming the store."""
+    from bpd.errors import BpdError
+    from bpd_app.compress import CompressConfig, _check
+
+    _collect(tiny_pipeline, "--out", "bpd/comp-v0", "--format", "minari")
+    teacher = str(tiny_pipeline / "teacher.npz")
+    assert _check(CompressConfig(teacher=teacher, dataset="minari:bpd/comp-v0", methods=["bpd"])) == ["bpd"]
+    with pytest.raises(BpdError, match="bpd/gone-v0: not in Minari's local store"):
+        _check(CompressConfig(teacher=teacher, dataset="minari:bpd/gone-v0", methods=["bpd"]))

@@ -286,3 +286,56 @@ def test_select_prints_its_cost_in_the_unit_cost_names(capsys):
     assert "cost 355 DSP multiply-adds (SMLADs), return" in capsys.readouterr().out
     report_select(r | {"cost": None, "chosen": {k: v for k, v in ch.items() if k != "cost"}})
     assert "75 nonzero, return 1000.0 vs teacher" in capsys.readouterr().out
+
+
+def test_a_negative_return_keeps_its_share_by_its_magnitude():
+    """Pendulum-v1's returns are costs (the teacher's -1000): keeping 99 % is at most 1 % of 1,000 below it, -1010;
+    99 % of -1000 (-990) would have asked a student to beat the teacher by 1 % and refused one better by less. A
+    positive return keeps its plain share (990 of 1000)."""
+    from training.selection import choose, return_floor, share_of_teacher
+
+    assert return_floor(1000.0, 0.99) == pytest.approx(990.0)
+    assert return_floor(-1000.0, 0.99) == pytest.approx(-1010.0)
+    assert return_floor(-1000.0, 1.05) == pytest.approx(-950.0)  # compress takes up to 2: 5 % better than the teacher
+    assert share_of_teacher(990.0, 1000.0) == pytest.approx(0.99)
+    assert share_of_teacher(-1010.0, -1000.0) == pytest.approx(0.99)
+    assert share_of_teacher(-900.0, -1000.0) == pytest.approx(1.1)
+    assert share_of_teacher(5.0, 0.0) is None
+    rows = [{"select_return": -1020.0, "params_nonzero": 10, "cost": 1.0},   # 2 % below: not kept
+            {"select_return": -995.0, "params_nonzero": 30, "cost": 3.0},    # better than the teacher
+            {"select_return": -1009.0, "params_nonzero": 20, "cost": 2.0}]   # 0.9 % below: kept, the cheapest kept
+    assert choose(rows, "sparsest-within", 0.0, 0.99, -1000.0) == (2, True)
+    assert choose(rows[:1], "sparsest-within", 0.0, 0.99, -1000.0) == (0, False)
+    # the positive case is unchanged: 990 of 1000 kept, 989 not
+    pos = [{"select_return": 989.0, "params_nonzero": 1}, {"select_return": 990.0, "params_nonzero": 2}]
+    assert choose(pos, "sparsest-within", 0.0, 0.99, 1000.0) == (1, True)
+
+
+def test_confirm_and_compress_read_a_negative_return_by_its_magnitude(monkeypatch):
+    """On three further episodes the teacher returns -100 each: a student at -100.5 (0.5 % below) holds the 99 %
+    target, one at -102 does not; compress's table shows -90 against -100 as 110.0 % of the teacher and its caution
+    names a return of -102 as below the 99 % asked, not one of -100.5."""
+    import training.selection as sel
+    from bpd_app.compress import caution, markdown
+    from training.envs import Episodes
+
+    outcomes = {"teacher": Episodes([-100.0] * 3, [9] * 3, [False] * 3, 500),
+                "close": Episodes([-100.5] * 3, [9] * 3, [False] * 3, 500),
+                "far": Episodes([-102.0] * 3, [9] * 3, [False] * 3, 500)}
+    monkeypatch.setattr(sel, "rollouts", lambda env_id, policy, episodes, seed: outcomes[policy])
+    held, recs = sel.confirm("E", "teacher", [("far", lambda: "far"), ("close", lambda: "close")], 500, 3, 0.99)
+    assert held == 1 and [r["holds"] for r in recs] == [False, True]
+
+    def rec(ret):
+        return {"early_ends_where_teacher_finished": 0, "low_episodes": 0, "episodes": 3, "return": ret,
+                "teacher_return": -100.0, "holds": ret >= -101.0}
+
+    row = {"method": "a", "step": 1, "params_nonzero": 5, "cost": 7.0, "select_return": -90.0,
+           "teacher_select_return": -100.0, "keep_return_met": True, "falls": 0, "confirm": rec(-100.5)}
+    md = markdown({"env_id": "Pendulum-v1", "chosen": "a", "rule": "r", "cost": "m4f-cycles", "keep_return": 0.99,
+                   "rows": [row]})
+    assert "| -90.0 | 110.0 % | yes | 0 | 99.5 % of the teacher, 0 falls on 3: holds |" in md
+    res = {"confirmed": False, "chosen": "a", "keep_return": 0.99}
+    assert caution(res | {"rows": [row]}) is None
+    assert "returned -102.0 there against the teacher's -100.0, below the 99 % asked" in caution(
+        res | {"rows": [row | {"confirm": rec(-102.0)}]})

@@ -29,8 +29,17 @@ def _collect(ns):
     from training.collect import CollectConfig, collect
     cfg = from_namespace(CollectConfig, ns)
     ds = collect(cfg)
-    print(f"dataset: {cfg.out}  {len(ds)} steps, {ds.meta['episodes']} episodes, "
-          f"mean episode return {ds.meta['episode_return_mean']}")
+    print(collect_line(cfg.out, ds))
+
+
+def collect_line(out: str, ds) -> str:
+    """What `bpd collect` wrote: its steps, its whole episodes (and the last one, cut short by --steps, which the
+    dataset holds as a truncation) and their mean return."""
+    whole, mean = int(ds.meta["episodes"]), ds.meta["episode_return_mean"]
+    cut = int(((ds.terminals > 0) | (ds.truncations > 0)).sum()) > whole
+    return (f"dataset: {out}  {len(ds):,} steps, {whole:,} whole episode{'s' if whole != 1 else ''}"
+            + (" and one cut short by --steps" if cut else "")
+            + (f", mean return {mean:.1f}" if mean is not None else ""))
 
 
 def distill_command(ns, meter=None) -> None:

@@ -92,6 +92,11 @@ def collect(cfg: CollectConfig) -> Dataset:
             raise BpdError(f"Minari dataset {dataset_id(cfg.out)} exists ({local_path(dataset_id(cfg.out))}); "
                            "choose another id or remove it")
     else:
+        from training.minari_io import ID_RE
+
+        if ID_RE.match(cfg.out):  # written as a file of that name, where the user meant Minari's store
+            raise BpdError(f"--out {cfg.out}: a Minari dataset id; add --format minari to write one, or name a "
+                           ".npz file")
         check_output_path(cfg.out)
     from training.envs import make_env  # here: `bpd experiment` reads the config without importing torch
     from training.teacher import load_teacher, teacher_hash

@@ -77,7 +77,8 @@ class DistillConfig:
                                     "(1 - this) of its magnitude (a task without termination, e.g. a HalfCheetah "
                                     "flipped onto its back); 0: early ends alone")
     keep_return: float | None = field(None, help="hand over the sparsest evaluated student that keeps this fraction "
-                                      "of the teacher's return on the selection seeds (e.g. 0.95)")
+                                      "of the teacher's return on the selection seeds (e.g. 0.95); a negative "
+                                      "return (a cost): at most (1 - this) of its magnitude below it")
     prior: str = field("log-uniform", help="prior of the Bayesian student's weights (the KL term)", choices=PRIORS)
     prior_scale: float = field(1.0, help="prior scale: Gaussian std, Laplace b, uniform half-width")
     value_term: bool = field(True, help="train twin critics and include the value term (off: behaviour cloning "

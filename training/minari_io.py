@@ -131,6 +131,9 @@ def read_minari(spec: str) -> tuple[dict, dict[str, np.ndarray]]:
     minari = _minari()
 
     ds_id = dataset_id(spec)
+    if not local_path(ds_id).exists():  # Minari's own message asks for a keyword of its Python API
+        raise BpdError(f"Minari dataset {ds_id}: not in Minari's local store ({local_path(ds_id)}; "
+                       f"MINARI_DATASETS_PATH moves it, `minari download {ds_id}` fetches a published one)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -114,6 +114,23 @@ def rule_text(rule: str, tol: float, keep_return: float | None, cost: str = "non
             "last": "last: the last evaluated student"}[rule]
 
 
+def return_floor(teacher_return: float, keep: float) -> float:
+    """The least return that keeps `keep` of the teacher's: keep x the teacher's where it is positive; where it is
+    negative (a cost, as on Pendulum-v1), the teacher's less (1 - keep) of its magnitude, the rule the export's return
+    check and the falls' low share use (keep x a negative return lies above it: 99 % would ask a student to beat the
+    teacher by 1 % and refuse one better by less)."""
+    return keep * teacher_return if teacher_return >= 0 else (2.0 - keep) * teacher_return
+
+
+def share_of_teacher(ret: float, teacher_return: float) -> float | None:
+    """A return as the share of the teacher's that return_floor reads: ret / teacher where the teacher's is
+    positive, else 1 plus its gain over the teacher's in units of the teacher's magnitude (-90 against -100: 1.1);
+    None against a teacher's return of 0."""
+    if teacher_return > 0:
+        return ret / teacher_return
+    return 2.0 - ret / teacher_return if teacher_return < 0 else None
+
+
 def choose(rows: list[dict], rule: str, tol: float, keep_return: float | None,
            teacher_return: float | None) -> tuple[int, bool]:
     """Index into rows (each with 'select_return' and 'params_nonzero', and 'cost' where a cost was
@@ -126,7 +143,7 @@ def choose(rows: list[dict], rule: str, tol: float, keep_return: float | None,
     if keep_return is not None:
         if teacher_return is None:
             raise BpdError("a keep-return target needs the teacher's return")
-        ok = rets >= keep_return * teacher_return - 1e-9 * abs(teacher_return)
+        ok = rets >= return_floor(teacher_return, keep_return) - 1e-9 * abs(teacher_return)
         if ok.any():
             idx = np.flatnonzero(ok)
             return int(min(idx, key=lambda i: (nz[i], -rets[i]))), True
@@ -250,7 +267,7 @@ def confirm(env_id: str, teacher_act: Policy, students: list[tuple[str, Callable
         recs.append({"episodes": episodes, "first_seed": seed, "return": ret, "teacher_return": t_ret,
                      "early_ends_where_teacher_finished": early}
                     | ({"low_episodes": low, "low_share": low_share} if low_share > 0 else {})
-                    | {"holds": ret >= keep_return * t_ret and early + low == 0})
+                    | {"holds": ret >= return_floor(t_ret, keep_return) and early + low == 0})
         if log is not None:
             log(f"{name}: {ret:.1f} against the teacher's {t_ret:.1f} on {episodes} more selection episodes, "
                 f"{early} early ends where the teacher finishes"
@@ -302,7 +319,8 @@ class SelectConfig:
                       help="keep-return: the sparsest that keeps --keep-return of the teacher's return; "
                            "sparsest-within: the sparsest within --tol of the best candidate (every candidate "
                            "judged, not only those whose periodic return was near the best)")
-    keep_return: float = field(0.95, help="fraction of the teacher's return to keep, on the selection seeds")
+    keep_return: float = field(0.95, help="fraction of the teacher's return to keep, on the selection seeds"
+                               "; a negative return (a cost): at most (1 - this) of its magnitude below it")
     cost: str | None = field(None, choices=tuple(COSTS), help="what 'smallest' means: nonzero parameters, the DSP "
                              "integer kernel's multiply-adds (smlad), or what the student costs on a Cortex-M4F "
                              "(estimated cycles or policy flash, measured per candidate); default: the run's own "
@@ -399,6 +417,9 @@ def run_select(cfg: SelectConfig, meter: Callable[[str], Callable[[MLPPolicy], f
         raise BpdError("--low-share widens the falls --no-falls sets aside: give --no-falls too")
     if not 0 <= cfg.tol < 1:
         raise BpdError("--tol is a fraction of the best return, at least 0 and below 1, e.g. 0.02")
+    if not run.is_dir():  # a student file or a teacher given for its run: said so, not as an unwritable --out
+        raise BpdError(f"{run}: " + ("not a directory; give the run directory `bpd distill --out` wrote"
+                                     if run.exists() else "no such run directory"))
     out = _select_out(run, cfg.out)
     summary = _select_out(run, cfg.summary) if cfg.summary else None
     if summary is not None and summary.resolve() == out.resolve():
