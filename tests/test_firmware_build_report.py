@@ -3,6 +3,8 @@ shared library's."""
 
 from types import SimpleNamespace
 
+import pytest
+
 
 def test_a_host_build_is_not_reported_in_a_parts_flash_and_ram(monkeypatch, capsys):
     import firmware_host.measure.build as build
@@ -39,3 +41,35 @@ def test_an_image_for_a_rig_whose_plant_the_policy_was_not_trained_on_is_built_w
         assert err == (f"bpd: note: {exp} was trained on InvertedPendulum-v5, not on rig desktop-cartpole's plant "
                        "(bpd/desktop-cartpole-v0); the image is built; on the rig it runs a policy of another plant\n"
                        if note else "")
+
+
+def test_with_no_rig_named_the_exports_own_rig_is_built_else_the_bench_image(monkeypatch, capsys, tmp_path):
+    """README walkthrough 1 builds a Hopper export with no --rig: it was refused against gym-inverted-pendulum's
+    sizes (4 -> 1). Now an export of a shipped rig's environment builds that rig's firmware, one of another task
+    the bench image with a note, and a board's firmware asks for the rig."""
+    import export.verify
+    import firmware_host.measure.build as build
+    from bpd.errors import BpdError
+    from firmware_host.measure.build import FirmwareBuildConfig, firmware_build
+    from firmware_host.rig import rig_of
+
+    built = []
+    monkeypatch.setattr(build, "_build", lambda cfg, out: built.append((cfg.image, cfg.rig, out.name)) or {})
+    for env, sizes, rig in (("InvertedPendulum-v5", (4, 1), "gym-inverted-pendulum"),
+                            ("firmware_host.rig:bpd/desktop-cartpole-v0", (4, 1), "desktop-cartpole"),
+                            ("firmware_host.rig:bpd/rotary-pendulum-dr-v0", (4, 1), "rotary-pendulum"),
+                            ("Hopper-v5", (11, 3), None), ("InvertedPendulum-v5", (5, 1), None), (None, (4, 1), None)):
+        assert rig_of(env, *sizes) == rig, env
+    info = {"env_id": "Hopper-v5", "obs_dim": 11, "act_dim": 3}
+    monkeypatch.setattr(export.verify, "verify_export", lambda d: info)
+    firmware_build(FirmwareBuildConfig(export=str(tmp_path / "exp")))
+    assert built.pop() == ("bench", None, "build-cortex-m4f-bench")
+    assert capsys.readouterr().err.startswith("bpd: note: no shipped rig is of this policy of Hopper-v5: building "
+                                              "the bench image")
+    with pytest.raises(BpdError, match=r"no shipped rig is of this policy of Hopper-v5: name the rig \(--rig"):
+        firmware_build(FirmwareBuildConfig(export=str(tmp_path / "exp"), board="nucleo-f446"))
+    info.update(env_id="InvertedPendulum-v5", obs_dim=4, act_dim=1)
+    firmware_build(FirmwareBuildConfig(export=str(tmp_path / "exp")))
+    assert built.pop() == ("firmware", "gym-inverted-pendulum",
+                           "build-cortex-m4f-firmware-generic-gym-inverted-pendulum")
+    assert capsys.readouterr().err == ""

@@ -324,7 +324,8 @@ class FirmwareBuildConfig:
     fast_tanh: bool = field(False, help="use the kernel's fast tanh approximation")
     image: str = field("firmware", help="firmware (core + board layer + policy) or bench (policy + entry point)",
                        choices=("firmware", "bench"))
-    rig: str = field("gym-inverted-pendulum", help="rig name or YAML whose configuration the firmware is built for")
+    rig: str | None = field(None, help="rig name or YAML whose configuration the firmware is built for (default: "
+                            "the shipped rig of the export's environment; where there is none, the bench image)")
     board: str = field("generic", help="board layer: generic (weak stubs), stm32f4, stm32f4-pil "
                        "(STM32F4 with the plant on USART2, for `bpd rig pil`), or nucleo-f446 (a real rig: "
                        "encoders, PWM motor, end stops from the rig's wiring block)", choices=tuple(BOARD_PORTS))
@@ -341,8 +342,10 @@ def firmware_build(cfg: FirmwareBuildConfig) -> dict:
         raise BpdError(f"--board {cfg.board} is a Cortex-M firmware image's board layer: not for "
                        + ("--target host" if cfg.target == "host" else "--image bench"))
     info = verify_export(cfg.export)  # parity passed and the files are the ones it checked
+    if cfg.image == "firmware" and cfg.rig is None:
+        cfg = _default_rig(cfg, info)
     if cfg.image == "firmware":
-        spec = load_rig(cfg.rig)
+        spec = load_rig(_rig(cfg))
         check_policy_fits_rig(info, spec, cfg.export)
         if note := spec.plant_note(cfg.export, info.get("env_id"), "the image is built; on the rig it runs a policy "
                                    "of another plant"):  # the same sizes: said, not refused, as a trial says it
@@ -351,7 +354,7 @@ def firmware_build(cfg: FirmwareBuildConfig) -> dict:
         if cfg.image != "firmware":
             raise BpdError("--classical links hand-over mode's controller into a firmware image, not a bench image")
         verify_export(cfg.classical)
-    default = f"build-{cfg.target}-{cfg.image}" + (f"-{cfg.board}-{load_rig(cfg.rig).name}" if cfg.image == "firmware"
+    default = f"build-{cfg.target}-{cfg.image}" + (f"-{cfg.board}-{load_rig(_rig(cfg)).name}" if cfg.image == "firmware"
                                                     else "") + ("-handover" if cfg.classical else "")
     out = Path(cfg.out or Path(cfg.export) / default)
     check_output_dir(out)
@@ -362,6 +365,32 @@ def firmware_build(cfg: FirmwareBuildConfig) -> dict:
         if created:  # a failed build leaves no directory of its own behind
             shutil.rmtree(out, ignore_errors=True)
         raise
+
+
+def _rig(cfg: FirmwareBuildConfig) -> str:
+    """The rig of a firmware image's build, once firmware_build has chosen the default."""
+    if cfg.rig is None:
+        raise BpdError("a firmware image needs a rig (--rig)")
+    return cfg.rig
+
+
+def _default_rig(cfg: FirmwareBuildConfig, info: dict) -> FirmwareBuildConfig:
+    """No --rig: the shipped rig of the export's environment, else (a policy of a task no rig here is of, such
+    as Hopper) the bench image, which measures the policy on the part, with a note; a board's or hand-over's
+    firmware needs its rig named."""
+    from dataclasses import replace
+
+    from firmware_host.rig import rig_of
+
+    rig = rig_of(info.get("env_id"), int(info["obs_dim"]), int(info["act_dim"]))
+    if rig is not None:
+        return replace(cfg, rig=rig)
+    what = f"policy of {info.get('env_id') or 'an unnamed environment'}"
+    if cfg.board != "generic" or cfg.classical is not None:
+        raise BpdError(f"{cfg.export}: no shipped rig is of this {what}: name the rig (--rig NAME or a YAML)")
+    print(f"bpd: note: no shipped rig is of this {what}: building the bench image (the policy and an entry point: "
+          "its flash, RAM and stack on the part); a rig's firmware: --rig NAME or a YAML", file=sys.stderr)
+    return replace(cfg, image="bench")
 
 
 def check_policy_fits_rig(info: dict, spec, export: str | Path) -> None:
@@ -375,7 +404,7 @@ def _build(cfg: FirmwareBuildConfig, out: Path) -> dict:
     from firmware_host.rig import load_rig
 
     if cfg.image == "firmware":
-        img = build_firmware_image(Path(cfg.export), cfg.target, out, cfg.fast_tanh, cfg.rig, cfg.board,
+        img = build_firmware_image(Path(cfg.export), cfg.target, out, cfg.fast_tanh, _rig(cfg), cfg.board,
                                    Path(cfg.classical) if cfg.classical else None)
     else:
         img = build_bpd_image(Path(cfg.export), cfg.target, out, cfg.fast_tanh)
@@ -385,6 +414,6 @@ def _build(cfg: FirmwareBuildConfig, out: Path) -> dict:
     rep = image_report(img, ["policy", "policy_weights"], parts) | {"image": cfg.image,
                                                                     "clock_mhz": TARGETS[cfg.target]["clock_mhz"]}
     if cfg.image == "firmware":
-        rep |= {"rig": load_rig(cfg.rig).name, "board": cfg.board, "handover": cfg.classical is not None}
+        rep |= {"rig": load_rig(_rig(cfg)).name, "board": cfg.board, "handover": cfg.classical is not None}
     write_json(out / "build_report.json", rep)
     return rep

@@ -182,6 +182,17 @@ SECTION_KEYS = {"limits": frozenset({"action", "position", "angle", "position_in
                 "sensors": frozenset({"measured_velocity", "counts_per_unit", "noise_std", "velocity_filter_hz"})}
 
 
+def rig_of(env_id: str | None, obs_dim: int, act_dim: int) -> str | None:
+    """The shipped rig a policy trained on env_id is for (its plant, its sizes), or None."""
+    if not env_id:
+        return None
+    for p in sorted(RIGS.glob("*.yaml")):
+        spec = load_rig(p)
+        if spec.policy_envs and spec.trained_here(env_id) and (spec.obs_dim, spec.act_dim) == (obs_dim, act_dim):
+            return spec.name
+    return None
+
+
 def _unknown_key(block: dict, known: frozenset, where: str) -> str | None:
     """The first key of block that is not known, with the known key it is closest to, if any."""
     import difflib
