@@ -25,6 +25,12 @@ def _evaluate(ns):
             print(f"{k:>24}: {_readable(v)}")
 
 
+def _note(e: BaseException) -> str:
+    """What an interrupted command left behind, where it says (a trial: the stop sent, its logs kept)."""
+    note = getattr(e, "bpd_note", None)
+    return f": {note}" if note else ""
+
+
 def _readable(v) -> str:
     """A figure of `bpd evaluate`'s table to six significant digits (--json keeps every digit)."""
     if isinstance(v, float):
@@ -139,10 +145,10 @@ def _handle(ns) -> int:
         print(f"bpd: error: {e}", file=sys.stderr)
         return 1
     except Stopped as e:
-        print(f"bpd: stopped ({e})", file=sys.stderr)
+        print(f"bpd: stopped ({e})" + _note(e), file=sys.stderr)
         return 128 + e.signum
-    except KeyboardInterrupt:
-        print("bpd: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print("bpd: interrupted" + _note(e), file=sys.stderr)
         return 130
     except BrokenPipeError:  # the reader of stdout went away (`bpd evaluate RUN | head`): nothing to tell it
         try:

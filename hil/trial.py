@@ -202,7 +202,8 @@ def _run_trial(cfg: HilRunConfig, spec, pol, view: LiveView) -> dict:
             except Exception as e:  # plots never hide the trial's own outcome
                 summary["plots"] = f"not rendered: {e}"
         view.finish(summary)
-    if isinstance(error, KeyboardInterrupt):
+    if isinstance(error, KeyboardInterrupt):  # bpd_app/cli.py's one line says what became of the trial
+        error.bpd_note = f"{STOP_FAILED if link.stop_error else 'stop sent'}; logs kept in {out}"  # type: ignore
         raise error
     if error is not None:
         stop = f"; {STOP_FAILED}" if link.stop_error else ""

@@ -214,10 +214,11 @@ def test_ctrl_c_stops_and_keeps_logs(rig, tmp_path, sig):
         time.sleep(0.2)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=20)
+    kept = f": stop sent; logs kept in {out}"
     if sig == signal.SIGINT:
-        assert proc.returncode == 130 and err.strip() == "bpd: interrupted"
+        assert proc.returncode == 130 and err.strip() == "bpd: interrupted" + kept
     else:
-        assert proc.returncode == 128 + sig and err.strip() == f"bpd: stopped ({sig.name})"
+        assert proc.returncode == 128 + sig and err.strip() == f"bpd: stopped ({sig.name})" + kept
     s = summary(out)
     assert s["ended"] == f"interrupted ({'Ctrl-C' if sig == signal.SIGINT else sig.name}): stop sent"
     assert len(rows(out)) >= 20
