@@ -177,6 +177,8 @@ def _cell_result(plan: Plan, cell: Cell, spec: dict, train: dict, ev: dict, tev:
     early = early_where_teacher_finished(ev.get("terminated", []), tev.get("terminated", []))
     # the deployable size: the collapsed export's count (dead units removed) where there is one
     nonzero = export_info.get("params_nonzero") if export_info else ev.get("params_nonzero")
+    from training.selection import share_of_teacher
+
     seconds = train.get("seconds")
     if seconds is None:
         seconds = round(train_seconds, 1)
@@ -186,7 +188,8 @@ def _cell_result(plan: Plan, cell: Cell, spec: dict, train: dict, ev: dict, tev:
                                         "return_median", "return_q3", "return_max", "early_terminations",
                                         "returns", "terminated")},
         "teacher": {"return_mean": t_ret, "params_total": t_total, "early_terminations": tev.get("early_terminations")},
-        "return_vs_teacher": (ev.get("return_mean") / t_ret) if t_ret else None,
+        "return_vs_teacher": share_of_teacher(ev["return_mean"], t_ret) if t_ret and ev.get("return_mean") is not None
+        else None,  # a negative (cost) return's share as selection reads it
         "d4rl_score": d4rl_score(cell.env, ev["return_mean"]) if ev.get("return_mean") is not None else None,
         "early_terminations_where_teacher_finished": early,
         "params_nonzero": nonzero, "params_total": ev.get("params_total"),
