@@ -339,3 +339,29 @@ def test_confirm_and_compress_read_a_negative_return_by_its_magnitude(monkeypatc
     assert caution(res | {"rows": [row]}) is None
     assert "returned -102.0 there against the teacher's -100.0, below the 99 % asked" in caution(
         res | {"rows": [row | {"confirm": rec(-102.0)}]})
+
+
+def test_a_constant_student_is_set_aside_where_another_has_a_path(monkeypatch):
+    """Every path from the observations to the actions pruned: the export refuses such a student (a constant), so
+    selection hands over the best candidate with a path, even at a lower return; `constant` reads the paths of a
+    hand-built network (a unit reached only from pruned inputs feeds nothing)."""
+    from types import SimpleNamespace
+
+    import training.selection as sel
+    from training.envs import Episodes
+    from training.selection import constant
+
+    w0 = np.array([[1.0, 0.0], [0.0, 0.0]])  # hidden unit 1 has no input
+    assert constant(SimpleNamespace(weights=[w0, np.array([[0.0, 2.0]])]))
+    assert not constant(SimpleNamespace(weights=[w0, np.array([[3.0, 2.0]])]))
+    assert constant(SimpleNamespace(weights=[np.zeros((2, 2)), np.ones((1, 2))]))
+
+    flat = _student(False, 1)
+    with torch.no_grad():
+        flat.layers[-1].theta.zero_()  # log alpha past any threshold: the output layer pruned whole
+    cands = [Candidate(20, 1.0, 29, flat.state_dict()), Candidate(30, 1.0, 29, _student(False, 2).state_dict())]
+    best, worse = Episodes([90.0], [1000], [False], 0), Episodes([80.0], [1000], [False], 0)
+    outcomes = iter([best, worse])
+    monkeypatch.setattr(sel, "rollouts", lambda env_id, act, episodes, seed: next(outcomes))
+    out = select(cands, META, STATS, "InvertedPendulum-v5", 0, "best", 0.02, 1, None)
+    assert [r.get("constant", False) for r in out["rows"]] == [True, False] and out["chosen"]["step"] == 30

@@ -155,6 +155,15 @@ def choose(rows: list[dict], rule: str, tol: float, keep_return: float | None,
     return int(min(near, key=lambda i: (nz[i], -rets[i]))), True
 
 
+def constant(pol) -> bool:
+    """Whether every path from the observations to the actions is pruned: the policy is a constant, which the
+    export refuses (export/collapse.py), so selection sets it aside where another candidate has a path."""
+    reach = np.ones(pol.weights[0].shape[1], bool)
+    for w in pol.weights:
+        reach = (np.abs(w[:, reach]) > 0).any(axis=1)
+    return not reach.any()
+
+
 def finetuned(state_dict: dict) -> bool:
     """Whether a candidate comes from the fine-tune (its layers frozen on their masks: every log sigma^2 at
     +-40, training/svdo.py freeze), the deterministic network the method's last phase trains."""
@@ -229,11 +238,12 @@ def select(cands: list[Candidate], meta: dict, stats: dict, env_id: str, run_see
                          "params_nonzero": pol.params_nonzero, "select_return": float(np.mean(ep.returns)),
                          "select_min": float(np.min(ep.returns)), "early_terminations": ep.early_terminations}
                         | ({"cost": float(cost_fn(pol))} if cost_fn else {})
+                        | ({"constant": True} if constant(pol) else {})
                         | ({"falls": early_where_teacher_finished(ep.terminated, teacher_ep.terminated)
                                      + low_where_teacher_finished(ep, teacher_ep, low_share)}
                            if no_falls and teacher_ep is not None else {}))
     teacher_ret = float(np.mean(teacher_ep.returns)) if teacher_ep is not None and keep_return is not None else None
-    pool = list(range(len(rows)))
+    pool = [k for k, r in enumerate(rows) if not r.get("constant")] or list(range(len(rows)))  # no export of one
     if no_falls:
         least = min(r["falls"] for r in rows)
         pool = [k for k in pool if rows[k]["falls"] == least]
