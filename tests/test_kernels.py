@@ -172,6 +172,13 @@ def test_report_names_the_shipped_form_and_the_integer_forms_over_their_flash_li
     k4 = k | {"candidates": k["candidates"] | {
         "integer": {"cost": {"cycles": 470, "flash_bytes": 1900}, "verdict": "the rule picks integer-interp"}}}
     assert not [x for x in format_report(r | {"kernel": k4}).splitlines() if "not shipped" in x]
+    # no dataset: said on screen, not in the report alone
+    assert not [x for x in format_report(r).splitlines() if x.startswith("note:")]
+    lost = r | {"parity": r["parity"] | {"origin": "2000 uniform within mean +- 3 std (no dataset found)"}}
+    assert [x for x in format_report(lost).splitlines() if x.startswith("note:")] == [
+        "note: no dataset found (the run's is gone, or none given): the parity states are uniform within the "
+        "observations' mean +- 3 std, and an integer kernel is calibrated on them; --dataset FILE checks on the "
+        "states the policy meets"]
 
 
 
