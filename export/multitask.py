@@ -159,6 +159,8 @@ class MultiTaskC:
         rc = self.fns[task](x.ctypes.data_as(fp), y.ctypes.data_as(fp), scratch.ctypes.data_as(fp))
         return rc, y
 
+FORMAT = "bpd-multitask-export"  # export.json's format: verify_export tells it from a single policy's
+
 
 @dataclass
 class MultiTaskExportConfig:
@@ -207,8 +209,10 @@ def _write_multitask_export(cfg: MultiTaskExportConfig, mt: MultiTask, out: Path
         parity[n.name] = {"env_id": n.env_id, "max_abs_error": err, "samples": cfg.parity_samples,
                           "float32_vs_float64": floor, "tolerance": tol, "ok": err <= tol,
                           "entry_point": f"bpd_{n.name}_run"}
-    report = {"tasks": parity, "params_nonzero": mt.params_nonzero, "activation": mt.activation,
-              "trunk_widths": [w.shape[0] for w in mt.trunk_w], "reference": "float64"} | sizes
+    report = {"format": FORMAT, "tasks": parity, "params_nonzero": mt.params_nonzero, "activation": mt.activation,
+              # the widths --trunk gave: the task input layers' outputs, then every shared layer's
+              "trunk_widths": [int(mt.tasks[0].w_in.shape[0]), *(int(w.shape[0]) for w in mt.trunk_w)],
+              "reference": "float64"} | sizes
     write_json(out / "export.json", report)
     bad = [f"{k} ({v['max_abs_error']:.2e} > {v['tolerance']:.2e})" for k, v in parity.items() if not v["ok"]]
     if bad:

@@ -104,6 +104,11 @@ def verify_export(d: str | Path) -> dict:
     info = read_json(d / "export.json", "export record")
     if isinstance(info, dict) and info.get("format") == "bpd-classical":
         return _verify_classical(d, info)
+    if isinstance(info, dict) and (info.get("format") == "bpd-multitask-export"
+                                   or ("format" not in info and isinstance(info.get("tasks"), dict))):
+        raise BpdError(f"{d}: a multi-task export (`bpd multitask export`, one bpd_<task>_run per task); this "
+                       "command takes one policy's export: compile its policy.c and policy_weights.c into your "
+                       "firmware (export/README.md, Multi-task students)")
     if not isinstance(info, dict) or info.get("format") != FORMAT:
         raise BpdError(f"{d / 'export.json'}: not a bpd export record")
     parity = info.get("parity")

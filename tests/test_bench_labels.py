@@ -8,7 +8,8 @@ from firmware_host.measure.bench import _summarise, markdown
 
 
 def _res() -> dict:
-    m4f = {"instructions_median": 258, "us_estimate": 2.37, "flash_bytes": 2444, "policy_bytes": 1756,
+    m4f = {"instructions_median": 258, "cycles_estimate": 398.0, "us_estimate": 2.37, "flash_bytes": 2444,
+           "policy_bytes": 1756,
            "ram_bytes": 1092, "stack_bytes": 240}
     return {"targets": ["cortex-m4f"],
             "arithmetic_floor": {"instructions": 97, "macs": 59, "bias_adds": 16, "activations": 16, "output_ops": 2},
@@ -24,9 +25,21 @@ def test_bench_flash_is_labelled_as_the_whole_image_beside_the_policy_flash():
     _summarise(res, res["arithmetic_floor"])
     md = markdown(res)
     lines = md.splitlines()
-    assert "| cortex-m4f instr / est. us / image flash B / RAM B / stack B |" in lines[0]
-    assert "| student 4-10-5-1 | bpd-integer | 53 | - | 258 / 2.4 / 2444 / 1092 / 240 |" in lines
+    assert "| cortex-m4f instr / est. cycles / est. us / image flash B / RAM B / stack B |" in lines[0]
+    # the cycles the export chose the kernel by, beside the microseconds they give at the model's clock; the runtime
+    # named with the form the export shipped (bpd-integer is the family)
+    assert "| student 4-10-5-1 | bpd-integer (integer-interp) | 53 | - | 258 / 398 / 2.4 / 2444 / 1092 / 240 |" in lines
     assert "| integer-interp (shipped) | 258 | 398 | 1756 |" in lines  # the policy alone, as the export reports it
-    assert "- cortex-m4f, bpd-integer: 258 instructions, 2444 B image flash; 2.7x the floor." in lines
+    assert "- cortex-m4f, bpd-integer (integer-interp): 258 instructions, 2444 B image flash; 2.7x the floor." in lines
     note = lines[-1]
     assert "whole bench image" in note and "policy_bytes" in note and "export_report.json" in note
+    assert "exact" in note and "estimated" in note and "(cortex-m4f 168 MHz)" in note and "docs/cycle_model.md" in note
+
+
+def test_bench_names_a_kernel_by_its_family_only_where_the_export_shipped_no_other_form():
+    res = _res()
+    res["export_kernels"]["shipped"] = "integer"
+    md = markdown(res)
+    assert "| student 4-10-5-1 | bpd-integer | 53 | - | 258 / 398 / 2.4 / 2444 / 1092 / 240 |" in md.splitlines()
+    res["networks"]["student"]["runtimes"]["bpd-integer"]["cortex-m4f"] |= {"stack_bytes": None}
+    assert "| 258 / 398 / 2.4 / 2444 / 1092 / - |" in markdown(res)  # not bounded: a dash, said in the note

@@ -182,6 +182,33 @@ def test_report_names_the_shipped_form_and_the_integer_forms_over_their_flash_li
 
 
 
+def test_report_says_which_flash_is_the_weights_and_which_the_shipped_kernels():
+    """`student: flash` was the generic kernel's weight storage, read as the policy's flash: the report names it
+    weights and gives the shipped kernel's own flash (code and data in the linked image), instructions and cycles."""
+    from export.report import format_report
+
+    k = {"kind": "integer", "variant": "integer-table", "rule": "fewest estimated cortex-m4f cycles (1437)",
+         "measured_on": "cortex-m4f", "candidates": {
+             "generic": {"cost": {"cycles": 18287, "flash_bytes": 2762, "instructions": 9982}},
+             "integer-table": {"cost": {"target": "cortex-m4f", "cycles": 1437.0, "flash_bytes": 4068,
+                                        "instructions": 890, "us": 1437 / 168}}}}
+    r = {"layers": [], "totals": {"flash_bytes": 1882, "ram_activation_bytes": 256, "macs": 338},
+         "dense_teacher": {"flash_bytes": 269316, "ram_activation_bytes": 2048, "macs": 66816, "widths": [4, 256, 1]},
+         "flash_vs_teacher": 1882 / 269316, "macs_vs_teacher": 338 / 66816,
+         "parity": {"tolerance": 1e-5, "states": 1}, "kernel": k, "returns": {"episodes": 1, "c": {"return_mean": 5}}}
+    lines = format_report(r).splitlines()
+    assert lines[3] == ("student: weights 1882 B (values, indices, biases as the generic kernel stores them), "
+                        "activation RAM 256 B, 338 MACs/inference")
+    assert lines[4] == "dense teacher 4x256x1: weights 269316 B, activation RAM 2048 B, 66816 MACs"
+    assert lines[5] == "weights 0.70 % of the teacher's, MACs 0.51 %"
+    assert "(cortex-m4f, estimated cycles / policy flash: generic 18287 cycles / 2762 B, " in lines[7]
+    assert lines[8] == ("shipped kernel on cortex-m4f: policy flash 4068 B (its code and data in the linked image), "
+                        "890 instructions (emulated), est. 1437 cycles (8.6 us at the cycle model's clock)")
+    assert lines[-1] == "return over 1 episode: c 5.0"
+    unmeasured = k | {"candidates": {"compact": {}}, "measured_on": None}
+    assert not [x for x in format_report(r | {"kernel": unmeasured}).splitlines() if x.startswith("shipped")]
+
+
 def test_report_says_what_the_c_kernels_parity_tolerance_is():
     """The parity line gives the C kernel's own tolerance where it is looser than the float reference's, and why: the
     integer kernel's --int-budget (its bits checked against its integer model), or a float kernel's tanh budget."""
@@ -402,5 +429,9 @@ def test_bench_markdown_shows_a_dash_where_a_runtime_s_stack_was_not_measured():
                "emx-onnx-cgen": {"host": {"median_ns": 10.0}, "cortex-m4f": run | {"stack_bytes": None}},
                "bpd": {"host": {"median_ns": 9.0}, "cortex-m4f": run | {"stack_bytes": 64}}}}}}
     rows = {line.split(" | ")[1]: line for line in markdown(res).splitlines() if line.startswith("| student")}
-    assert rows["emx-onnx-cgen"].endswith("| 100 / 1.0 / 200 / 30 / - |")
-    assert rows["bpd"].endswith("| 100 / 1.0 / 200 / 30 / 64 |")
+    assert rows["emx-onnx-cgen"].endswith("| 100 / - / 1.0 / 200 / 30 / - |")  # no cycles measured: '-' too
+    assert rows["bpd"].endswith("| 100 / - / 1.0 / 200 / 30 / 64 |")
+    rows = {line.split(" | ")[1]: line for line in markdown({**res, "networks": {"student": {
+        "widths": [3, 4, 1], "runtimes": {"bpd": {"host": {"median_ns": 9.0}, "cortex-m4f": run | {
+            "stack_bytes": 64, "cycles_estimate": 168}}}}}}).splitlines() if line.startswith("| student")}
+    assert rows["bpd"].endswith("| 100 / 168 / 1.0 / 200 / 30 / 64 |")

@@ -69,6 +69,33 @@ def test_multitask_export_parity_and_shared_trunk(tmp_path):
     assert rc == -1 and a.tolist() == [0.0, 0.0]  # the safe action
 
 
+def test_multitask_export_is_told_apart_from_a_single_policys(tmp_path):
+    """export.json names its format and the trunk as --trunk gave it (16 wide into the trunk, one shared 16 -> 12
+    layer: [16, 12]); the commands that take one policy's export (bench, firmware build, evaluate: verify_export)
+    refuse it in one line that says what it is, not 'not a bpd export record'."""
+    import json
+
+    from bpd.errors import BpdError
+    from export.verify import verify_export
+
+    mt = _hand_built(np.random.default_rng(0))
+    mt.save(tmp_path / "multitask.npz")
+    run_multitask_export(MultiTaskExportConfig(source=str(tmp_path), out=str(tmp_path / "exp"), parity_samples=20))
+    info = json.loads((tmp_path / "exp" / "export.json").read_text())
+    assert info["format"] == "bpd-multitask-export" and info["trunk_widths"] == [16, 12]
+    msg = (f"{tmp_path / 'exp'}: a multi-task export (`bpd multitask export`, one bpd_<task>_run per task); this "
+           "command takes one policy's export: compile its policy.c and policy_weights.c into your firmware "
+           "(export/README.md, Multi-task students)")
+    with pytest.raises(BpdError) as e:
+        verify_export(tmp_path / "exp")
+    assert str(e.value) == msg
+    del info["format"]  # one written before the record named its format
+    (tmp_path / "exp" / "export.json").write_text(json.dumps(info))
+    with pytest.raises(BpdError) as e:
+        verify_export(tmp_path / "exp")
+    assert str(e.value) == msg
+
+
 def test_multitask_training_reaches_its_budget(tmp_path):
     from training.collect import CollectConfig, collect
     from training.multitask import MultiTaskConfig, train_multitask

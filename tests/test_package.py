@@ -27,7 +27,16 @@ from bpd.errors import BpdError
 from export.c_export import CPolicy
 from export.cc import STRICT
 from export.kernels import KERNEL_FILES
-from export.package import ARDUINO_SKETCH, CHOICES, CORTEX_M4F, FORMATS, HEADER, formats_of, write_package
+from export.package import (
+    ARDUINO_SKETCH,
+    CHOICES,
+    CORTEX_M4F,
+    FORMATS,
+    HEADER,
+    formats_of,
+    library_version,
+    write_package,
+)
 from export.verify import manifest, verify_export
 from tests.conftest import pendulum_export, run_bpd
 
@@ -176,6 +185,20 @@ def test_cmake_installed_target_is_found_by_find_package(pkg_all, tmp_path):
     assert not (tmp_path / "app" / "bpd_policy").exists()  # the folder was not added
     assert str(prefix / "lib" / "libbpd_policy.a") in log
     assert_cortex_m4f_image(tmp_path / "app" / "bpd_policy_example", _meta(pkg_all.parent)["model_hash"])
+    # find_package with a version (as a project pins what it was built against): the installed version file answers
+    assert (prefix / "lib" / "cmake" / "bpd_policy" / "bpd_policyConfigVersion.cmake").is_file()
+    version = library_version()
+    major = int(version.split(".")[0])
+    for asked, found in ((version, True), (f"{major + 1}.0.0", False)):
+        proj = tmp_path / f"pinned-{asked}"
+        proj.mkdir()
+        (proj / "CMakeLists.txt").write_text("cmake_minimum_required(VERSION 3.13)\nproject(pinned LANGUAGES C)\n"
+                                             f"find_package(bpd_policy {asked} CONFIG)\n"
+                                             "message(STATUS \"bpd_policy found: ${bpd_policy_FOUND} "
+                                             "${bpd_policy_VERSION}\")\n")
+        cfg = _run(["cmake", "-S", str(proj), "-B", str(proj / "b"), f"-DCMAKE_TOOLCHAIN_FILE={toolchain}",
+                    f"-DCMAKE_PREFIX_PATH={prefix}"])
+        assert (f"bpd_policy found: 1 {version}" if found else "bpd_policy found: 0") in cfg, cfg
 
 
 def _emulated_matches_host(elf: Path, export: Path, tol: float) -> None:
@@ -412,14 +435,29 @@ def test_export_package_example_runs_on_an_emulated_cortex_m4f(real_export, tmp_
 
 
 def test_a_package_asks_for_libm_only_where_its_kernel_calls_it(real_export):
-    """The float kernels' C calls tanhf and fmaf: the package links libm, selects Zephyr's full libc and offers the
-    rational tanh in its place; the integer kernel's calls neither, and its package asks for none of it."""
+    """The float kernels' C calls tanhf and fmaf: the package links libm and selects Zephyr's full libc; the
+    integer kernel's calls neither, and its package asks for none of it. None of these straight-line kernels reads
+    BPD_FAST_TANH (each compiles in the tanh the export chose): no package offers an option that would change
+    nothing."""
     out, _ = real_export
     kind = json.loads((out / "export.json").read_text())["kernel"]
-    calls = any(f in (out / "package" / "src" / "policy.c").read_text() for f in ("tanhf", "fmaf"))
-    assert calls == (kind != "integer")
+    src = (out / "package" / "src" / "policy.c").read_text()
+    calls = any(f in src for f in ("tanhf", "fmaf"))
+    assert calls == (kind != "integer") and "BPD_FAST_TANH" not in src
     cmake = (out / "package" / "CMakeLists.txt").read_text()
     kconfig = (out / "package" / "zephyr" / "Kconfig").read_text()
-    for text in ("target_link_libraries(bpd_policy PUBLIC m)" in cmake, "BPD_POLICY_FAST_TANH" in cmake,
-                 "select REQUIRES_FULL_LIBC" in kconfig, "config BPD_POLICY_FAST_TANH" in kconfig):
+    zephyr = (out / "package" / "zephyr" / "CMakeLists.txt").read_text()
+    for text in ("target_link_libraries(bpd_policy PUBLIC m)" in cmake, "select REQUIRES_FULL_LIBC" in kconfig):
         assert text == calls, kind
+    assert not any("FAST_TANH" in t for t in (cmake, kconfig, zephyr)), kind
+
+
+def test_the_generic_kernels_package_offers_its_rational_tanh(pkg_all):
+    """The generic kernel (policy.h: -DBPD_FAST_TANH) is the one whose tanh the option changes: offered in CMake and
+    Kconfig, and passed to the compiler by each."""
+    assert "BPD_FAST_TANH" in (pkg_all / "src" / "policy.c").read_text()
+    cmake = (pkg_all / "CMakeLists.txt").read_text()
+    assert 'option(BPD_POLICY_FAST_TANH "rational tanh' in cmake
+    assert "target_compile_definitions(bpd_policy PRIVATE BPD_FAST_TANH)" in cmake
+    assert "config BPD_POLICY_FAST_TANH" in (pkg_all / "zephyr" / "Kconfig").read_text()
+    assert "zephyr_library_compile_definitions(BPD_FAST_TANH)" in (pkg_all / "zephyr" / "CMakeLists.txt").read_text()

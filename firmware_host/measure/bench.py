@@ -346,21 +346,28 @@ def run_bench(cfg: BenchConfig) -> dict:
     check_ranges(cfg, {"samples": (1, 100_000), "host_iters": (1, 100_000_000), "seed": (0, 2**31 - 1)})
     exp = Path(cfg.export)
     info = verify_export(exp)  # parity passed and the files are the ones it checked
+    classical = info.get("format") == "bpd-classical"
+    if classical and info.get("prefix", "bpd") != "bpd":
+        raise BpdError(f"{exp}: a hand-over classical export ({info['prefix']}_*, linked beside a policy by "
+                       "--classical): bench the one `bpd classical export` writes without --handover")
     for t in cfg.targets:
         if t not in EMU_TARGETS:
             raise BpdError(f"unknown target {t!r}; choose from {', '.join(EMU_TARGETS)}")
     if cfg.teacher is not None and not Path(cfg.teacher).is_file():
         raise BpdError(f"{cfg.teacher}: no such file (--teacher)")
+    if classical and cfg.teacher is not None:
+        raise BpdError(f"{exp}: a classical controller has no teacher to compare with: leave out --teacher")
     out = Path(cfg.out)
     check_output_dir(out)
     work = out / "work"
-    networks = {"student": exp}
+    networks = {"classical" if classical else "student": exp}
     if (exp / "int8" / "policy_weights.c").is_file():
         networks["student_int8"] = exp / "int8"
     if (exp / "int" / "policy.c").is_file():
         networks["student_int"] = exp / "int"
-    teacher, dataset = _run_inputs(exp, cfg.teacher)
+    teacher, dataset = (None, None) if classical else _run_inputs(exp, cfg.teacher)
     if teacher is not None:
+        _check_teacher_fits(teacher, info, exp)
         tdir = work / "teacher_export"
         run_export(ExportConfig(source=str(teacher), out=str(tdir), format="dense", kernel="generic", episodes=0,
                                 parity_samples=2000, seed=cfg.seed, dataset=dataset))
@@ -373,12 +380,17 @@ def run_bench(cfg: BenchConfig) -> dict:
                      "targets": cfg.targets, "tolerance": TOL}
     for name, d in networks.items():
         onnx_dir = exp if name in ("student_int8", "student_int") else d
-        rep = json.loads((onnx_dir / "export_report.json").read_text())
+        rep = {"widths_after": info["widths"]} if name == "classical" else \
+            json.loads((onnx_dir / "export_report.json").read_text())
         ref = CPolicy(d, build_dir=work / name / "ctypes").act(obs)
         net_res: dict = {"widths": rep["widths_after"], "runtimes": {}}
         impls: dict = {}
         if name == "student_masked":  # only peers run it: it is what they are handed without bpd
             net_res["note"] = "masked student, dead units kept"
+        elif name == "classical":  # its C alone: no torch or ONNX form, no network for peers
+            net_res["note"] = info.get("controller", "classical controller")
+            impls = {"bpd-classical": ([d / "policy.c", d / "policy_weights.c", BENCH / "bench_bpd.c"], [d, BENCH],
+                                       ["policy", "policy_weights"], False)}
         else:
             bpd_srcs = [d / "policy.c", d / "policy_weights.c", BENCH / "bench_bpd.c"]
             kind = json.loads((d / "export.json").read_text()).get("kernel", "generic") \
@@ -389,7 +401,7 @@ def run_bench(cfg: BenchConfig) -> dict:
             else:
                 impls = {"bpd": (bpd_srcs, [d, BENCH], ["policy", "policy_weights"], False),
                          "bpd-fast-tanh": (bpd_srcs, [d, BENCH], ["policy", "policy_weights"], True)}
-        if name not in ("student_int8", "student_int", "student_masked"):
+        if name not in ("student_int8", "student_int", "student_masked", "classical"):
             net_res["flash_report"] = rep["totals"]
             src = load_source(path_from_record(rep["source"], onnx_dir))
             import torch
@@ -399,7 +411,7 @@ def run_bench(cfg: BenchConfig) -> dict:
                 net_res["runtimes"]["torch"] = {"host_median_ns": _median_ns(fwd, obs)}
             ort = OnnxPolicy(onnx_dir / "policy.onnx")
             net_res["runtimes"]["onnxruntime"] = {"host_median_ns": _median_ns(ort.act, obs)}
-        if cfg.peers and name not in ("student_int8", "student_int"):
+        if cfg.peers and name not in ("student_int8", "student_int", "classical"):
             s_, inc = make_emx(onnx_dir / "policy.onnx", work / name / "emx")
             impls["emx-onnx-cgen"] = (s_, inc, ["emx_model"], False)
             s_, inc = make_emlearn(onnx_dir / "policy.onnx", work / name / "emlearn")
@@ -415,6 +427,9 @@ def run_bench(cfg: BenchConfig) -> dict:
                 r[t] = e
             net_res["runtimes"][impl] = r
         results["networks"][name] = net_res
+    if classical:  # no floor of multiply-adds, no kernels chosen among, no teacher or peers to set it beside
+        results["summary"] = {}
+        return _write_results(results, cfg, out)
     student_rep = json.loads((exp / "export_report.json").read_text())
     floor = arithmetic_floor(student_rep)
     results["arithmetic_floor"] = floor
@@ -425,6 +440,10 @@ def run_bench(cfg: BenchConfig) -> dict:
                                      "integer_form": (k["candidates"].get("integer") or {}).get("form"),
                                      "candidates": {n: c.get("cost") for n, c in k["candidates"].items()}}
     _summarise(results, floor)
+    return _write_results(results, cfg, out)
+
+
+def _write_results(results: dict, cfg: BenchConfig, out: Path) -> dict:
     results["markdown"] = markdown(results)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "bench.json", results)
@@ -432,6 +451,19 @@ def run_bench(cfg: BenchConfig) -> dict:
     if cfg.plot:
         plot(results, out / "bench.png")
     return results
+
+
+def _check_teacher_fits(teacher: Path, info: dict, exp: Path) -> None:
+    """The dense comparison needs the teacher of the export's task: one line naming both where the sizes differ."""
+    from training.teacher import load_teacher
+
+    t = load_teacher(teacher)
+    env = info.get("env_id")
+    if (t.obs_dim, t.act_dim) != (int(info["obs_dim"]), int(info["act_dim"])) or (t.env_id and env
+                                                                                  and t.env_id != env):
+        raise BpdError(f"{teacher}: a teacher for {t.env_id or 'an unnamed task'} ({t.obs_dim} observations, "
+                       f"{t.act_dim} actions), the export {exp} is for {env} ({info['obs_dim']}, {info['act_dim']}): "
+                       "give --teacher the teacher of the export's task")
 
 
 def _summarise(res: dict, floor: dict) -> None:
@@ -469,23 +501,35 @@ def _summarise(res: dict, floor: dict) -> None:
 
 
 def _or_dash(v) -> str:
-    """A figure, or '-' where it was not measured (the stack of code whose stack use the compiler leaves unbounded)."""
-    return "-" if v is None else str(v)
+    """A figure (a float to the nearest whole), or '-' where it was not measured (the stack of code whose stack
+    use the compiler leaves unbounded)."""
+    return "-" if v is None else str(round(v)) if isinstance(v, float) else str(v)
+
+
+def _label(res: dict, name: str, impl: str) -> str:
+    """A runtime's name, with the form of the kernel the export shipped where the name gives only its family
+    (bpd-integer for the integer-table form)."""
+    shipped = (res.get("export_kernels") or {}).get("shipped")
+    if name == "student" and shipped and impl.startswith("bpd-") and impl != f"bpd-{shipped}" \
+            and shipped.startswith(impl.removeprefix("bpd-")):
+        return f"{impl} ({shipped})"
+    return impl
 
 
 def markdown(res: dict) -> str:
     ts = res["targets"]
     head = "| network | runtime | host ns (median) | host instr (callgrind) | " + " | ".join(
-        f"{t} instr / est. us / image flash B / RAM B / stack B" for t in ts) + " |"
+        f"{t} instr / est. cycles / est. us / image flash B / RAM B / stack B" for t in ts) + " |"
     lines = [head, "|" + "---|" * (4 + len(ts))]
     for name, net in res["networks"].items():
         for impl, r in net["runtimes"].items():
             host = r.get("host", {})
             ns = host.get("median_ns", r.get("host_median_ns"))
             ci = host.get("callgrind_instructions")
-            cells = [f"{r[t]['instructions_median']} / {r[t]['us_estimate']:.1f} / {r[t]['flash_bytes']} / "
+            cells = [f"{r[t]['instructions_median']} / {_or_dash(r[t].get('cycles_estimate'))} / "
+                     f"{r[t]['us_estimate']:.1f} / {r[t]['flash_bytes']} / "
                      f"{r[t]['ram_bytes']} / {_or_dash(r[t].get('stack_bytes'))}" if t in r else "-" for t in ts]
-            lines.append(f"| {name} {'-'.join(map(str, net['widths']))} | {impl} | {ns:.0f} | "
+            lines.append(f"| {name} {'-'.join(map(str, net['widths']))} | {_label(res, name, impl)} | {ns:.0f} | "
                          f"{f'{ci:.0f}' if ci else '-'} | " + " | ".join(cells) + " |")
     ek = res.get("export_kernels")
     if ek:
@@ -494,10 +538,11 @@ def markdown(res: dict) -> str:
                   "| kernel | instructions | cycles (est.) | policy flash B |", "|---|---|---|---|"]
         lines += [f"| {n}{' (shipped)' if n == ek['shipped'] else ''} | {c['instructions']} | {c['cycles']:.0f} "
                   f"| {c['flash_bytes']} |" if c else f"| {n} | - | - | - |" for n, c in ek["candidates"].items()]
-    f = res["arithmetic_floor"]
-    lines.append(f"\nArithmetic floor of the student: {f['instructions']} instructions ({f['macs']} nonzero "
-                 f"multiply-adds, {f['bias_adds']} bias adds, {f['activations']} activations, {f['output_ops']} "
-                 "output ops).")
+    f = res.get("arithmetic_floor")
+    if f:
+        lines.append(f"\nArithmetic floor of the student: {f['instructions']} instructions ({f['macs']} nonzero "
+                     f"multiply-adds, {f['bias_adds']} bias adds, {f['activations']} activations, "
+                     f"{f['output_ops']} output ops).")
     for t, variants in res.get("summary", {}).items():
         for variant, r in variants.items():
             parts = [f"{r['instructions']} instructions, {r['flash_bytes']} B image flash",
@@ -508,12 +553,18 @@ def markdown(res: dict) -> str:
             parts += [f"{k}: {v['instructions_over_bpd']:.2f}x the instructions, {v['flash_over_bpd']:.2f}x the flash"
                       for k, v in r.items() if isinstance(v, dict)]
             parts += [f"{k} {v:.1f}x" for k, v in r.items() if k.endswith("/ integer")]
-            lines.append(f"- {t}, {variant}: " + "; ".join(parts) + ".")
-    lines.append("\nMicroseconds are estimates from the instruction mix (docs/cycle_model.md); instruction counts "
-                 "are exact for the emulated code. Image flash, RAM and stack are the whole bench image's: the policy "
-                 "and the harness around it (vector table, startup, main, memcpy/memset); the policy's own code and "
-                 "data alone is policy_bytes in bench.json, the policy flash of the kernels table and of "
-                 "export_report.json.")
+            lines.append(f"- {t}, {_label(res, 'student', variant)}: " + "; ".join(parts) + ".")
+    from firmware_host.measure.build import TARGETS
+
+    clocks = ", ".join(f"{t} {TARGETS[t]['clock_mhz']} MHz" for t in ts)
+    lines.append("\nInstruction counts are exact for the emulated code (measured); cycles are estimated from the "
+                 "instruction mix by the cycle model (docs/cycle_model.md: zero-wait memory, every branch taken) and "
+                 f"microseconds are those cycles at the model's clock ({clocks}). Image flash, RAM and stack are the "
+                 "whole bench image's, from the linked ELF: the policy and the harness around it (vector table, "
+                 "startup, main, memcpy/memset); the policy's own code and data alone is policy_bytes in bench.json, "
+                 "the policy flash of the kernels table and of export_report.json (a firmware image's policy part, "
+                 "`bpd firmware build`, also holds the model hash string the firmware reports). A stack of '-': "
+                 "code whose stack use the compiler leaves unbounded, not measured.")
     return "\n".join(lines)
 
 

@@ -1,0 +1,55 @@
+"""`bpd bench` on the exports a user hands it besides a student's: a classical controller's (measured like any
+policy, README of firmware_host/), a hand-over classical export and a teacher of another task (one line each)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from bpd.errors import BpdError
+from firmware_host.measure.bench import BenchConfig, run_bench
+from tests.conftest import ROOT, pendulum_export
+
+HOPPER = ROOT / "benchmarks" / "teachers" / "Hopper-v5.npz"
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="needs arm-none-eabi-gcc")
+def test_bench_measures_a_classical_export_on_the_emulated_core(tmp_path):
+    pytest.importorskip("unicorn")
+    from firmware_host.measure.cycle_model import TABLES
+    from firmware_host.rig.classical import export_classical
+
+    export_classical("rotary-pendulum", tmp_path / "classical")
+    res = run_bench(BenchConfig(export=str(tmp_path / "classical"), out=str(tmp_path / "bench"),
+                                targets=["cortex-m4f"], peers=False, plot=False, host_iters=100))
+    assert list(res["networks"]) == ["classical"] and res["teacher"] is None
+    net = res["networks"]["classical"]
+    assert net["widths"] == [4, 1] and list(net["runtimes"]) == ["bpd-classical"]
+    m4f = net["runtimes"]["bpd-classical"]["cortex-m4f"]
+    # the cycles are the cycle model's sum over the median call's mix, the microseconds those at 168 MHz
+    assert m4f["cycles_estimate"] == sum(TABLES["cortex-m4f"][k] * n for k, n in m4f["mix"].items())
+    assert m4f["us_estimate"] == pytest.approx(m4f["cycles_estimate"] / 168)
+    assert m4f["instructions_median"] > 0 and 0 < m4f["policy_bytes"] < m4f["flash_bytes"]
+    assert m4f["max_abs_error_vs_host_c"] <= 2e-3  # the controller's own parity tolerance (volts)
+    assert "arithmetic_floor" not in res and res["summary"] == {}
+    md = (tmp_path / "bench" / "bench.md").read_text().splitlines()
+    assert md[2].startswith("| classical 4-1 | bpd-classical | ")
+    assert (tmp_path / "bench" / "bench.json").is_file()
+
+
+def test_bench_refuses_a_handover_export_and_a_teacher_of_another_task_before_any_work(tmp_path):
+    from firmware_host.rig.classical import HANDOVER_PREFIX, export_classical
+
+    export_classical("rotary-pendulum", tmp_path / "cx", HANDOVER_PREFIX)
+    with pytest.raises(BpdError, match=r"cx: a hand-over classical export \(bpd_classical_\*.*without --handover"):
+        run_bench(BenchConfig(export=str(tmp_path / "cx"), out=str(tmp_path / "b1"), peers=False, plot=False))
+    with pytest.raises(BpdError, match="a classical controller has no teacher"):
+        export_classical("rotary-pendulum", tmp_path / "c")
+        run_bench(BenchConfig(export=str(tmp_path / "c"), teacher=str(HOPPER), out=str(tmp_path / "b2")))
+    with pytest.raises(BpdError) as e:  # the InvertedPendulum student's bench handed the Hopper teacher
+        run_bench(BenchConfig(export=str(pendulum_export()), teacher=str(HOPPER), out=str(tmp_path / "b3")))
+    assert str(e.value).endswith("a teacher for Hopper-v5 (11 observations, 3 actions), the export "
+                                 f"{pendulum_export()} is for InvertedPendulum-v5 (4, 1): give --teacher the "
+                                 "teacher of the export's task")
+    assert not any((tmp_path / b).exists() for b in ("b1", "b2", "b3"))  # nothing written
