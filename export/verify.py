@@ -92,16 +92,24 @@ def verify_onnx(path: str | Path) -> str:
     return recorded
 
 
-def verify_export(d: str | Path) -> dict:
+def verify_export(d: str | Path, handover: bool = False) -> dict:
     """Check an export directory before use and return its export.json record; a one-line BpdError
     names the first problem (not an export, no passed parity, a changed or missing file, a model hash
-    that does not match the weights)."""
+    that does not match the weights). handover: the export is the classical controller linked beside a
+    policy for hand-over mode (`bpd classical export --handover`, its names prefixed), which is taken there
+    alone, and only there."""
     d = Path(d)
     if not d.is_dir():
         raise BpdError(f"{d}: no export directory there")
     if not (d / "export.json").is_file():
         raise BpdError(f"{d}: not an export directory (no export.json); run `bpd export` to make one")
     info = read_json(d / "export.json", "export record")
+    named = info.get("prefix", "bpd") if isinstance(info, dict) and info.get("format") == "bpd-classical" else "bpd"
+    if handover and named == "bpd":
+        raise BpdError(f"{d}: not a hand-over controller (--classical takes `bpd classical export --handover`)")
+    if named != "bpd" and not handover:
+        raise BpdError(f"{d}: the classical controller exported for hand-over mode (its names {named}_*): it links "
+                       "beside a policy (--classical); for it alone, `bpd classical export` without --handover")
     if isinstance(info, dict) and info.get("format") == "bpd-classical":
         return _verify_classical(d, info)
     if isinstance(info, dict) and (info.get("format") == "bpd-multitask-export"

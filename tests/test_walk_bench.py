@@ -42,7 +42,8 @@ def test_bench_refuses_a_handover_export_and_a_teacher_of_another_task_before_an
     from firmware_host.rig.classical import HANDOVER_PREFIX, export_classical
 
     export_classical("rotary-pendulum", tmp_path / "cx", HANDOVER_PREFIX)
-    with pytest.raises(BpdError, match=r"cx: a hand-over classical export \(bpd_classical_\*.*without --handover"):
+    with pytest.raises(BpdError, match=r"cx: the classical controller exported for hand-over mode \(its names "
+                                        r"bpd_classical_\*\).*without --handover$"):
         run_bench(BenchConfig(export=str(tmp_path / "cx"), out=str(tmp_path / "b1"), peers=False, plot=False))
     with pytest.raises(BpdError, match="a classical controller has no teacher"):
         export_classical("rotary-pendulum", tmp_path / "c")
@@ -53,3 +54,23 @@ def test_bench_refuses_a_handover_export_and_a_teacher_of_another_task_before_an
                                  f"{pendulum_export()} is for InvertedPendulum-v5 (4, 1): give --teacher the "
                                  "teacher of the export's task")
     assert not any((tmp_path / b).exists() for b in ("b1", "b2", "b3"))  # nothing written
+
+
+def test_a_handover_export_is_taken_beside_a_policy_alone(tmp_path):
+    """A hand-over controller's names are prefixed (bpd_classical_*): built or evaluated as the policy it failed
+    in the compiler or with an internal error; now one line, and a plain classical export is refused as --classical."""
+    from bpd_app.cli import main
+    from export.verify import verify_export
+    from firmware_host.rig.classical import HANDOVER_PREFIX, export_classical
+
+    export_classical("rotary-pendulum", tmp_path / "cx", HANDOVER_PREFIX)
+    export_classical("rotary-pendulum", tmp_path / "c")
+    assert verify_export(tmp_path / "cx", handover=True)["prefix"] == HANDOVER_PREFIX
+    assert verify_export(tmp_path / "c")["prefix"] == "bpd"
+    with pytest.raises(BpdError, match=r"c: not a hand-over controller \(--classical takes `bpd classical export "
+                                       r"--handover`\)$"):
+        verify_export(tmp_path / "c", handover=True)
+    for argv in (["firmware", "build", str(tmp_path / "cx"), "--out", str(tmp_path / "fw")],
+                 ["evaluate", str(tmp_path / "cx"), "--episodes", "1"]):
+        assert main(argv) == 1, argv
+    assert not (tmp_path / "fw").exists()

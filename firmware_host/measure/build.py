@@ -353,7 +353,7 @@ def firmware_build(cfg: FirmwareBuildConfig) -> dict:
     if cfg.classical is not None:
         if cfg.image != "firmware":
             raise BpdError("--classical links hand-over mode's controller into a firmware image, not a bench image")
-        verify_export(cfg.classical)
+        verify_export(cfg.classical, handover=True)
     default = f"build-{cfg.target}-{cfg.image}" + (f"-{cfg.board}-{load_rig(_rig(cfg)).name}" if cfg.image == "firmware"
                                                     else "") + ("-handover" if cfg.classical else "")
     out = Path(cfg.out or Path(cfg.export) / default)

@@ -329,7 +329,7 @@ def rig_sim(cfg: RigSimConfig) -> None:
         verify_export(cfg.policy)  # only a checked export is compiled into the device
     if cfg.classical is not None:
         from export.verify import verify_export
-        verify_export(cfg.classical)
+        verify_export(cfg.classical, handover=True)
     from bpd.io import check_output_dir
     check_output_dir(cfg.build_dir)
     with LiveView(cfg.view, cfg.view_linger) as view:  # a busy port is refused before the rig is built
