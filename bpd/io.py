@@ -298,8 +298,10 @@ def read_yaml(path: str | os.PathLike) -> Any:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = " ".join(str(getattr(e, "problem", None) or e).split())
         raise BpdError(f"{p}: YAML syntax error{where}: {problem}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise BpdError(f"{p}: cannot be read ({e.__class__.__name__})") from None
+    except UnicodeDecodeError:
+        raise BpdError(f"{p}: not a YAML file (not text)") from None
+    except OSError as e:
+        raise BpdError(f"{p}: cannot be read ({e.strerror or e.__class__.__name__})") from None
 
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

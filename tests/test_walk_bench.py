@@ -74,3 +74,24 @@ def test_a_handover_export_is_taken_beside_a_policy_alone(tmp_path):
                  ["evaluate", str(tmp_path / "cx"), "--episodes", "1"]):
         assert main(argv) == 1, argv
     assert not (tmp_path / "fw").exists()
+
+
+def test_classical_export_refuses_a_directory_of_something_else_and_a_rig_that_is_not_text(tmp_path, capsys):
+    """`--out run` (a distill run directory) was written into; `--out FILE` said 'File exists'; `--rig d.npz`
+    'cannot be read (UnicodeDecodeError)'. Each is one line now, and nothing is written."""
+    from bpd_app.cli import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "d.npz").write_bytes(b"PK\x03\x04\xff\xfe\x00binary")
+    for args, msg in ((["--rig", "rotary-pendulum", "--out", str(run)],
+                       f"{run}: exists and is not an export directory; choose another --out or remove it"),
+                      (["--rig", "rotary-pendulum", "--out", str(tmp_path / "afile")],
+                       f"{tmp_path / 'afile'}: exists and is not a directory"),
+                      (["--rig", str(tmp_path / "d.npz"), "--out", str(tmp_path / "c")],
+                       f"{tmp_path / 'd.npz'}: not a YAML file (not text)")):
+        assert main(["classical", "export", *args]) == 1
+        assert capsys.readouterr().err.strip().splitlines() == [f"bpd: error: {msg}"]
+    assert sorted(p.name for p in run.iterdir()) == ["config.json"] and not (tmp_path / "c").exists()

@@ -245,11 +245,16 @@ def export_classical(rig: str, out: str | Path, prefix: str = "bpd") -> dict:
 
     if prefix not in ("bpd", HANDOVER_PREFIX):
         raise BpdError(f"a classical export is named bpd or {HANDOVER_PREFIX} (got {prefix!r})")
+    from bpd.io import check_output_dir
+
+    out = Path(out)
+    check_output_dir(out)
+    if out.is_dir() and any(out.iterdir()) and not (out / "export.json").is_file():  # a run directory, say
+        raise BpdError(f"{out}: exists and is not an export directory; choose another --out or remove it")
     up = prefix.upper()
     design_name = "bpd_classical" if prefix == "bpd" else f"{prefix}_design"
     d = design(rig)
     spec = load_rig(rig)
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     params = json.dumps(d.to_json(), sort_keys=True)
     digest = hashlib.sha256((C_SOURCE.read_text() + params).encode()).hexdigest()
