@@ -875,7 +875,7 @@ PLAN_DAMAGE = {
     "NaN in a method's args": (dict(methods={"bpd": {"args": {"actor_lr": float("nan")}}}),
                                "methods.bpd.args.actor_lr must be a finite number"),
     "NaN eval episodes": (dict(eval={"episodes": float("nan")}), "eval.episodes must be a finite number"),
-    "results outside the project": (dict(results="../../elsewhere"), "results must be a path inside"),
+    "results outside the plan's place": (dict(results="../../elsewhere"), "results must be a relative path inside"),
 }
 for name, (over, msg) in PLAN_DAMAGE.items():
     setup = lambda c, b, over=over: plan_with(c, b, **dict(over))

@@ -209,7 +209,7 @@ def test_status_estimates_the_time_left_from_finished_peers(tmp_path):
     # nothing finished anywhere: no estimate, said so
     empty = load_plan(str(plan_path), str(tmp_path / "empty"))
     assert status_summary(plan_status(empty, now=now)).endswith("left: 12 unfinished cells, no estimate "
-                                                                "(no finished cell to go by)")
+                                                                "(no finished cell of the same label to go by yet)")
 
 
 def test_selection_rules_on_hand_built_candidates():

@@ -5,9 +5,11 @@ run directory under the plan's run root, trained by the `bpd` command its method
 (bpd_app/methods.py) and then evaluated, exported and measured by `bpd evaluate`, `bpd export` and
 `bpd bench`. The runner only schedules: a cell whose result.json exists is skipped, an interrupted
 one resumes (each stage skips what it finished; distillation and teacher training resume from their
-checkpoints), a failed one records its error in cell.json and the others go on. Cells run in local
-worker threads, each driving `bpd` subprocesses, or as Ray tasks on a cluster (`--engine ray`; the
-run root must then be a path every node sees).
+checkpoints), a failed one records its error in cell.json and the others go on. A stopped runner (Ctrl-C,
+SIGTERM, SIGHUP) stops its stages and records their cells as interrupted, not failed; a killed one takes its
+stages with it on Linux (cells.stage_command), so that no stage writes into a cell the next run resumes.
+Cells run in local worker threads, each driving `bpd` subprocesses, or as Ray tasks on a cluster
+(`--engine ray`; the run root must then be a path every node sees).
 
 The run root is disposable; the committed results are not. `experiment table` commits every finished
 cell's summary (result.json: the figures, the specification it ran under and its digest, its

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import threading
 import time
 import traceback
@@ -27,6 +29,11 @@ from bpd_app.experiment.summary import (
 
 class StageFailed(Exception):
     pass
+
+
+class StageStopped(Exception):
+    """A stage ended by the signal that stopped the runner: its cell is interrupted (the next run resumes it), neither
+    failed nor done without the stage's figures."""
 
 
 _LIVE: set[subprocess.Popen] = set()  # the stages running now, in the runner's worker threads
@@ -54,9 +61,27 @@ def stop_stages(signum: int) -> None:
                 proc.send_signal(signum)
 
 
-def _run(argv: list[str], log: Path, stdout: Path | None = None, cwd: Path | None = None) -> None:
-    """Run `bpd argv`, appending its output to the cell log; stdout optionally captured to a file."""
+# Started before each stage on Linux: the stage gets SIGTERM when the runner's thread that started it dies (a
+# SIGKILLed runner, an OOM kill), so no orphaned stage writes into a cell that the next run resumes.
+_ORPHAN_GUARD = ("import ctypes, os, signal, sys\n"
+                 "try:\n    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG\n"
+                 "except (OSError, AttributeError):\n    pass\n"
+                 "if os.getppid() != int(sys.argv[1]):\n    sys.exit(143)  # the runner died before the guard was set\n"
+                 "os.execv(sys.argv[2], sys.argv[2:])\n")
+
+
+def stage_command(argv: list[str]) -> list[str]:
+    """The command line of the stage `bpd argv`: on Linux behind _ORPHAN_GUARD, which execs it."""
     cmd = [bpd_executable(), *argv]
+    if sys.platform.startswith("linux"):
+        return [sys.executable, "-I", "-S", "-c", _ORPHAN_GUARD, str(os.getpid()), *cmd]
+    return cmd
+
+
+def _run(argv: list[str], log: Path, stdout: Path | None = None, cwd: Path | None = None) -> None:
+    """Run `bpd argv`, appending its output to the cell log; stdout optionally captured to a file. A stage that
+    the runner's stop ended raises StageStopped, any other that fails StageFailed."""
+    cmd = stage_command(argv)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     with open(log, "a") as lf:
         lf.write(f"$ bpd {' '.join(argv)}\n")
@@ -75,6 +100,10 @@ def _run(argv: list[str], log: Path, stdout: Path | None = None, cwd: Path | Non
         lf.write(err)
     if proc.returncode != 0:
         last = (err.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+        with _LIVE_LOCK:
+            stopped = list(_STOPPED)
+        if stopped:
+            raise StageStopped(f"stopped by {signal.Signals(stopped[0]).name} in its {argv[0]} stage")
         raise StageFailed(f"bpd {argv[0]} exited {proc.returncode}: {last}")
     if stdout is not None:
         write_text(stdout, out)
@@ -177,13 +206,28 @@ def rebench_cell(plan: Plan, cell: Cell) -> str:
     return "measured again"
 
 
+BUSY = "busy"  # the state of a cell another runner sharing the run root is running now (not recorded in cell.json)
+
+
 def execute_cell(plan_path: str, cell_key: str, runs: str | None = None) -> dict:
-    """Train, evaluate, export and measure one cell; returns its cell.json record. Never raises."""
-    from bpd_app.methods import CellInputs, get
+    """Train, evaluate, export and measure one cell; returns its cell.json record. Never raises. A cell that
+    another runner sharing the run root (`--only`, a second terminal) holds is left to it: {"state": BUSY}."""
+    import fcntl
 
     plan = load_plan(plan_path, runs)
     cell = next(c for c in plan.cells() if c.key == cell_key)
     cell.dir.mkdir(parents=True, exist_ok=True)
+    with open(cell.dir / ".runner.lock", "a") as claim:  # held while the cell runs; released if the runner dies
+        try:
+            fcntl.flock(claim, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return {"cell": cell.key, "state": BUSY, "error": "another runner of this run root is running it"}
+        return _execute_cell(plan, cell)
+
+
+def _execute_cell(plan: Plan, cell: Cell) -> dict:
+    from bpd_app.methods import CellInputs, get
+
     status_path, result_path, log = cell.dir / "cell.json", cell.dir / "result.json", cell.dir / "cell.log"
     spec = cell_spec(plan, cell)
     digest = _digest(spec)
@@ -262,6 +306,9 @@ def execute_cell(plan_path: str, cell_key: str, runs: str | None = None) -> dict
         result["machine"] = _machine()
         write_json(result_path, result)
         rec.update(state="done", seconds=round(time.time() - t0, 1), finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    except StageStopped as e:  # the runner was stopped: resumed by the next run, as one killed outright is
+        rec.update(state="interrupted", error=f"{e}; `bpd experiment run` again resumes it",
+                   seconds=round(time.time() - t0, 1))
     except StageFailed as e:
         rec.update(state="failed", error=str(e), seconds=round(time.time() - t0, 1))
     except Exception as e:  # a bug in the runner itself: keep the grid going, keep the evidence

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from bpd.config import field
 from bpd.errors import BpdError
+from bpd_app.experiment.cells import BUSY
 from bpd_app.experiment.plan import check_plan_envs, check_plan_teachers, load_plan
-from bpd_app.experiment.runner import run_plan
+from bpd_app.experiment.runner import run_plan, select_cells
 from bpd_app.experiment.status import plan_status
 from bpd_app.experiment.tables import write_table
 
@@ -48,14 +49,18 @@ def cmd_run(cfg: ExperimentRunConfig) -> int:
     plan = load_plan(cfg.plan, cfg.runs)
     check_plan_envs(plan)
     check_plan_teachers(plan)
+    selected = select_cells(plan, cfg.only)
     if cfg.rebench:
         return rebench_plan(plan, cfg.only)
-    print(f"plan {plan.name}: {len(plan.cells())} cells in {plan.rel(plan.runs)} "
+    of = f" of {len(plan.cells())}" if len(selected) < len(plan.cells()) else ""
+    print(f"plan {plan.name}: {len(selected)}{of} cells{' (--only)' if of else ''} in {plan.runs} "
           f"({cfg.engine}, {cfg.workers} worker{'s' if cfg.workers > 1 else ''})", flush=True)
     recs = run_plan(plan, cfg.workers, cfg.engine, cfg.address, cfg.only, echo=lambda s: print(s, flush=True),
                     retrain=cfg.retrain)
-    failed = [k for k, r in recs.items() if r.get("state") != "done"]
-    print(f"{len(recs) - len(failed)} done, {len(failed)} failed")
+    busy = [k for k, r in recs.items() if r.get("state") == BUSY]
+    failed = [k for k, r in recs.items() if r.get("state") not in ("done", BUSY)]
+    print(f"{len(recs) - len(failed) - len(busy)} done, {len(failed)} failed"
+          + (f", {len(busy)} left to another runner of this run root" if busy else ""))
     return 1 if failed else 0
 
 
@@ -68,7 +73,7 @@ def rebench_plan(plan, only: list[str] | None) -> int:
     if not plan.bench:
         raise BpdError(f"plan {plan.name} does not bench its cells (bench: false): nothing to measure again")
     check_run_root(plan)
-    cells = [c for c in plan.cells() if not only or any(c.key.startswith(o) for o in only)]
+    cells = select_cells(plan, only)
     failed = 0
     for i, c in enumerate(cells, 1):
         try:

@@ -12,6 +12,10 @@ Plan format:
       bpd: {}
       bpd-constant-eta: {method: bpd, args: {eta_schedule: constant}}
       bpd-noise-0.3: {method: bpd, dataset: {noise: 0.3}}   # a dataset of its own: the plan's, these keys changed
+      magnitude-prune: {needs: {bpd: bpd-constant-eta}}      # the row a sized method reads (default: the one row
+                                                             # of the method it needs; BPD variants only if named)
+                                 # args are the options of the method's command; seed, teacher, dataset, out, env
+                                 # and resume are the runner's, set for each cell
     env_args: {Hopper-v5: {steps: 100000}}   # options for every method on one environment (online-sac-small
                                              # takes no env-level steps: its budget is environment steps)
     results: benchmarks/results/quick  # optional; where `experiment table` commits (default benchmarks/results/<name>)
@@ -166,15 +170,26 @@ def load_plan(path: str | Path, runs: str | None = None) -> Plan:
     methods_raw = need("methods", (dict, list))
     if isinstance(methods_raw, list):
         methods_raw = {str(m): {} for m in methods_raw}
+    methods_raw = {str(k): v for k, v in methods_raw.items()}
     methods: dict[str, MethodSpec] = {}
     for label, spec in methods_raw.items():
         spec = spec or {}
-        if not isinstance(spec, dict) or set(spec) - {"method", "args", "needs", "dataset"}:
+        if not isinstance(spec, dict):
             raise BpdError(f"{p}: method {label!r} takes method, args, needs and dataset")
-        m = get(str(spec.get("method", label)))
+        if extra := sorted(map(str, set(spec) - {"method", "args", "needs", "dataset"})):
+            raise BpdError(f"{p}: method {label!r} takes method, args, needs and dataset, not {', '.join(extra)}"
+                           " (a method's options go under args:)")
+        m = _method(p, str(label), str(spec.get("method", label)))
         args = spec.get("args") or {}
         if not isinstance(args, dict):
             raise BpdError(f"{p}: args of {label!r} must be a mapping")
+        _check_runner_args(p, args, f"args of {label!r}")
+        given = spec.get("needs") or {}
+        if not isinstance(given, dict):
+            raise BpdError(f"{p}: needs of {label!r} maps a method it needs to a plan label ({{bpd: LABEL}})")
+        if stray := sorted(map(str, set(given) - set(m.needs))):
+            what = f"needs only {', '.join(m.needs)}" if m.needs else "needs no other cell"
+            raise BpdError(f"{p}: needs of {label!r} names {', '.join(stray)}, but method {m.name!r} {what}")
         own = spec.get("dataset") or {}
         _check_dataset(p, own, f"dataset of {label!r}")
         methods[str(label)] = MethodSpec(str(label), m.name, dict(args), {}, dict(own))
@@ -184,6 +199,9 @@ def load_plan(path: str | Path, runs: str | None = None) -> Plan:
         for need_name in m.needs:
             if need_name in given:
                 label = str(given[need_name])
+                if label not in methods:
+                    raise BpdError(f"{p}: {ms.label!r} needs: {{{need_name}: {label}}} names no method of the plan "
+                                   f"(its labels: {', '.join(methods)})")
             else:
                 providers = [x.label for x in methods.values() if x.method == need_name]
                 label = need_name if need_name in providers else (providers[0] if len(providers) == 1 else "")
@@ -202,6 +220,8 @@ def load_plan(path: str | Path, runs: str | None = None) -> Plan:
     if int(ev["seed"]) + int(ev["episodes"]) > 100_000:
         raise BpdError(f"{p}: evaluation seeds must stay below 100000 (higher seeds choose models in training)")
     env_args = {str(k): dict(v or {}) for k, v in (raw.get("env_args") or {}).items()}
+    for e, a in env_args.items():
+        _check_runner_args(p, a, f"env_args of {e}")
     groups_raw = raw.get("groups") or {}
     if not isinstance(groups_raw, dict) or not all(isinstance(v, list) for v in groups_raw.values()):
         raise BpdError(f"{p}: groups maps a table name to a list of method labels")
@@ -214,7 +234,9 @@ def load_plan(path: str | Path, runs: str | None = None) -> Plan:
     for key in ("results", "robustness"):
         v = raw.get(key)
         if v and (Path(str(v)).is_absolute() or ".." in Path(str(v)).parts):
-            raise BpdError(f"{p}: {key} must be a path inside the project (no '..'), got {str(v)[:60]!r}")
+            inside = "the repository" if _repo_root(p.resolve().parent) else "the plan's directory"
+            raise BpdError(f"{p}: {key} must be a relative path inside {inside}, {base} (no '..'), "
+                           f"got {str(v)[:60]!r}")
     results = base / str(raw["results"]) if raw.get("results") else None
     robustness = base / str(raw["robustness"]) if raw.get("robustness") else None
     plan = Plan(p, name, base, root, envs, [int(s) for s in seeds], teachers, dataset, ev,
@@ -244,11 +266,41 @@ def _check_plan_values(p: Path, raw: dict) -> None:
     block = raw.get("eval") or {}
     if not isinstance(block, dict):
         raise BpdError(f"{p}: eval must be a mapping")
+    if unknown := sorted(map(str, set(block) - {"episodes", "seed"})):
+        raise BpdError(f"{p}: eval takes episodes and seed, not {', '.join(unknown)}")
+    if not isinstance(raw.get("bench", False), bool):
+        raise BpdError(f"{p}: bench must be true or false (got {str(raw['bench'])[:40]!r})")
     _check_whole(p, block, ("episodes", "seed"), "eval")
     _check_dataset(p, raw.get("dataset") or {}, "dataset")
     env_args = raw.get("env_args") or {}
     if not isinstance(env_args, dict) or not all(isinstance(v, dict) or v is None for v in env_args.values()):
         raise BpdError(f"{p}: env_args maps an environment to a mapping of options")
+
+
+# options the runner sets for every cell itself: a plan that set them would train every seed alike, or from a file
+# that is not the cell's (a method's own dataset is its `dataset:` key, not an arg)
+RUNNER_ARGS = ("seed", "teacher", "dataset", "out", "env", "resume")
+
+
+def _check_runner_args(p: Path, args: dict, where: str) -> None:
+    if taken := [str(k) for k in args if str(k).replace("-", "_") in RUNNER_ARGS]:
+        hint = " (a method's own dataset: its `dataset:` key beside args)" if "dataset" in taken else ""
+        raise BpdError(f"{p}: {where} set {', '.join(taken)}, which the runner sets for each cell{hint}")
+
+
+def _method(p: Path, label: str, name: str):
+    """The registered method a plan's label names, or one line naming the label and the closest names."""
+    import difflib
+
+    from bpd_app.methods import METHODS, get
+
+    if name in METHODS:
+        return get(name)
+    close = difflib.get_close_matches(name, list(METHODS), n=3)
+    hint = (f"did you mean {' or '.join(map(repr, close))}? bpd_app/methods.py registers every method" if close
+            else f"known: {', '.join(sorted(METHODS))}")
+    where = f"method {label!r}: " if name != label else ""
+    raise BpdError(f"{p}: {where}unknown method {name!r} ({hint})")
 
 
 def _check_whole(p: Path, block: dict, fields: tuple[str, ...], where: str) -> None:

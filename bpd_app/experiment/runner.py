@@ -8,15 +8,30 @@ from collections.abc import Callable
 
 from bpd.errors import BpdError, Stopped
 from bpd.io import write_json
+from bpd_app.experiment.cells import BUSY
 from bpd_app.experiment.engines import _local_engine, _ray_engine
 from bpd_app.experiment.plan import Cell, Plan, _digest, cell_spec, stale_reason
 from bpd_app.experiment.results import restore_committed
 from bpd_app.experiment.sessions import _record_session
 from bpd_app.experiment.summary import _read_json
 
+STOP_NOTE = ("the cells running are recorded as interrupted; the same `bpd experiment run` again resumes them and "
+             "keeps the finished ones")
+
 
 def _deps(plan: Plan, cell: Cell) -> list[str]:
     return [f"{cell.env}/{label}/seed{cell.seed}" for label in plan.methods[cell.label].needs.values()]
+
+
+def select_cells(plan: Plan, only: list[str] | None) -> list[Cell]:
+    """The plan's cells whose key (ENV/LABEL/seedN) starts with one of `only` (None: every cell); an `only` that
+    selects none is one line with the keys' form, not a run that does nothing."""
+    cells = [c for c in plan.cells() if not only or any(c.key.startswith(o) for o in only)]
+    if only and not cells:
+        example = plan.cells()[0].key
+        raise BpdError(f"--only {' '.join(only)}: no cell of plan {plan.name} has a key starting so (keys are "
+                       f"ENV/LABEL/seedN, such as {example}; `bpd experiment status` lists them)")
+    return cells
 
 
 def run_plan(plan: Plan, workers: int = 1, engine: str = "local", address: str | None = None,
@@ -25,7 +40,7 @@ def run_plan(plan: Plan, workers: int = 1, engine: str = "local", address: str |
     the committed summaries are not restored, so cells the run root lacks are trained again (to recreate
     products, such as checkpoints, that a lost run root took with it), and so are the cells (of `only`) that an
     earlier run restored from them."""
-    cells = [c for c in plan.cells() if not only or any(c.key.startswith(o) for o in only)]
+    cells = select_cells(plan, only)
     by_key = {c.key: c for c in cells}
     check_run_root(plan)
     if engine == "ray":  # an engine that cannot start leaves no run root behind
@@ -44,6 +59,10 @@ def run_plan(plan: Plan, workers: int = 1, engine: str = "local", address: str |
         if again:
             echo(f"{len(again)} restored cell{'s' if len(again) != 1 else ''} (committed summaries, no products) "
                  "to train again")
+        here = [c for c in cells if c not in again and (c.dir / "result.json").exists()]
+        if here:
+            echo(f"--retrain keeps the {len(here)} selected cell{'s' if len(here) != 1 else ''} trained in this run "
+                 f"root (remove a cell's directory, such as {here[0].dir}, to train it again)")
     if restored:
         echo(f"{len(restored)} finished cells restored from the committed summaries in {plan.rel(plan.results_dir)}")
     started = time.time()
@@ -88,7 +107,12 @@ def run_plan(plan: Plan, workers: int = 1, engine: str = "local", address: str |
         while pending or running:
             for k, c in list(pending.items()):
                 deps = _deps(plan, c)
-                if any(d in records and records[d].get("state") != "done" for d in deps):
+                if busy := [d for d in deps if records.get(d, {}).get("state") == BUSY]:
+                    records[k] = {"cell": k, "state": BUSY, "error": f"needs {busy[0]}, which another runner runs"}
+                    pending.pop(k)
+                    done_n += 1
+                    echo(f"[{done_n}/{total}] {k}: left, it needs {busy[0]}, which another runner is running")
+                elif any(d in records and records[d].get("state") != "done" for d in deps):
                     records[k] = {"cell": k, "state": "failed", "error": "a cell it needs failed"}
                     pending.pop(k)
                     done_n += 1
@@ -113,7 +137,9 @@ def run_plan(plan: Plan, workers: int = 1, engine: str = "local", address: str |
                 _record_session(plan, started, workers, engine, records)
                 done_n += 1
                 r = records[k]
-                if r.get("state") == "done":
+                if r.get("state") == BUSY:
+                    echo(f"[{done_n}/{total}] {k}: left to another runner of this run root, which is running it")
+                elif r.get("state") == "done":
                     res = _read_json(by_key[k].dir / "result.json") or {}
                     echo(f"[{done_n}/{total}] {k}: done in {r.get('seconds', 0):.0f} s, return "
                          f"{(res.get('eval') or {}).get('return_mean', float('nan')):.1f}, "
@@ -127,6 +153,7 @@ def run_plan(plan: Plan, workers: int = 1, engine: str = "local", address: str |
         from bpd_app.experiment.cells import stop_stages
 
         stop_stages(e.signum if isinstance(e, Stopped) else signal.SIGTERM)
+        e.bpd_note = STOP_NOTE  # type: ignore[attr-defined]  # bpd_app/cli.py prints it after "interrupted"
         raise
     finally:
         shutdown()

@@ -58,7 +58,11 @@ def plan_status(plan: Plan, now: float | None = None) -> list[dict]:
         if state in ("pending", "failed", "interrupted") and spec_ok:
             res = committed_result(plan, c)
             if res is not None:  # committed, not (or no longer) in the run root
-                state, rec = "done", {"seconds": (res.get("train") or {}).get("seconds"), "committed": True}
+                # a run of its own here (`experiment run --retrain`) that failed or was stopped: said, not hidden
+                own = (f"its run here {'failed' if state == 'failed' else 'was interrupted'}: `experiment run "
+                       "--retrain` resumes it, `experiment run` restores the summary") if state != "pending" else None
+                state, rec = "done", {"seconds": (res.get("train") or {}).get("seconds"), "committed": True,
+                                      "error": own}
         state = "pending" if state == "retrain" else state  # marked by `experiment run --retrain`, not begun
         recs.append((c, rec))
         rows.append({"cell": c.key, "state": state, "error": rec.get("error"), "seconds": rec.get("seconds"),
@@ -106,7 +110,8 @@ def status_summary(rows: list[dict]) -> str:
     todo = [r for r in rows if r["state"] != "done"]
     known = [r for r in todo if r["left_seconds"] is not None]
     if todo and not known:
-        line += f"\nleft: {len(todo)} unfinished cells, no estimate (no finished cell to go by)"
+        line += (f"\nleft: {len(todo)} unfinished cells, no estimate (no finished cell of the same label to go by"
+                 + (")" if counts["done"] else " yet)"))
     elif todo:
         n_scaled = sum(r["estimate"] == "scaled" for r in known)
         line += (f"\nleft: about {sum(r['left_seconds'] for r in known) / 3600:.1f} h of one worker for "

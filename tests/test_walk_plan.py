@@ -1,0 +1,266 @@
+"""A plan as a researcher first writes it: its mistakes are one line each, an --only that selects nothing says so, a
+stopped runner records its running cells as interrupted (not done without their figures, not failed), a SIGKILLed
+runner leaves no stage running, and status and --retrain say what they keep."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bpd.errors import BpdError
+from bpd_app.experiment import cells
+from bpd_app.experiment.plan import _digest, cell_spec, load_plan
+from bpd_app.experiment.runner import run_plan, select_cells
+from bpd_app.experiment.status import plan_status
+from tests.conftest import ROOT, run_bpd
+
+TEACHER = ROOT / "benchmarks" / "teachers" / "InvertedPendulum-v5.npz"
+ARGS = {"steps": 300, "eval_every": 100}
+GOOD = {"name": "walk", "envs": ["InvertedPendulum-v5"], "seeds": [0, 1], "teachers": {"InvertedPendulum-v5": "t.npz"},
+        "dataset": {"steps": 1000}, "eval": {"episodes": 2}, "bench": True,
+        "methods": {"bpd": {"args": ARGS}, "magnitude-prune": {"args": ARGS}}}
+
+
+def _write(tmp: Path, plan: dict) -> Path:
+    p = tmp / "plan.yaml"
+    p.write_text(yaml.safe_dump(plan))
+    return p
+
+
+def _methods(**kw) -> dict:
+    return GOOD | {"methods": GOOD["methods"] | kw}
+
+
+@pytest.mark.parametrize("plan, message", [
+    (_methods(**{"magnitude-prune": None, "magnitude-prun": {}}),
+     r"unknown method 'magnitude-prun' \(did you mean 'magnitude-prune'\?"),
+    (_methods(mp={"method": "magnitude-prun"}), r"method 'mp': unknown method 'magnitude-prun' \(did you mean"),
+    (_methods(**{"magnitude-prune": {"steps": 300}}),
+     r"method 'magnitude-prune' takes method, args, needs and dataset, not steps \(a method's options go under args:"),
+    (_methods(bpd={"args": ARGS | {"dataset": {"noise": 0.3}}}),
+     r"args of 'bpd' set dataset, which the runner sets for each cell \(a method's own dataset: its `dataset:` key"),
+    (_methods(bpd={"args": ARGS | {"seed": 3}}), "args of 'bpd' set seed, which the runner sets for each cell"),
+    (GOOD | {"env_args": {"InvertedPendulum-v5": {"teacher": "x.npz"}}}, "env_args of InvertedPendulum-v5 set teacher"),
+    (_methods(**{"magnitude-prune": {"needs": {"bpd": "bpd-x"}}}),
+     r"'magnitude-prune' needs: \{bpd: bpd-x\} names no method of the plan \(its labels: bpd, magnitude-prune\)"),
+    (_methods(**{"magnitude-prune": {"needs": "bpd"}}), "needs of 'magnitude-prune' maps a method it needs to a plan"),
+    (_methods(**{"magnitude-prune": {"needs": {"bdp": "bpd"}}}),
+     "needs of 'magnitude-prune' names bdp, but method 'magnitude-prune' needs only bpd"),
+    (_methods(bpd={"needs": {"bpd": "bpd"}}), "needs of 'bpd' names bpd, but method 'bpd' needs no other cell"),
+    (GOOD | {"eval": {"episode": 2}}, "eval takes episodes and seed, not episode"),
+    (GOOD | {"bench": "maybe"}, "bench must be true or false"),
+    (GOOD | {"seeds": 3}, "'seeds' must be a list"),
+    (GOOD | {"teachers": {"InvertedPendulm-v5": "t.npz"}}, "no teacher for InvertedPendulum-v5"),
+    (GOOD | {"results": "../results"}, r"results must be a relative path inside the plan's directory, /"),
+])
+def test_a_first_plans_mistakes_are_one_line_each(tmp_path, plan, message):
+    p = _write(tmp_path, plan)
+    with pytest.raises(BpdError, match=message) as e:
+        load_plan(p)
+    assert "\n" not in str(e.value) and str(e.value).startswith(str(p))
+
+
+def test_the_plan_the_mistakes_were_made_in_loads(tmp_path):
+    plan = load_plan(_write(tmp_path, GOOD))
+    assert [c.key for c in plan.cells()] == ["InvertedPendulum-v5/bpd/seed0", "InvertedPendulum-v5/bpd/seed1",
+                                             "InvertedPendulum-v5/magnitude-prune/seed0",
+                                             "InvertedPendulum-v5/magnitude-prune/seed1"]
+    assert plan.methods["magnitude-prune"].needs == {"bpd": "bpd"} and plan.bench is True
+
+
+def test_an_only_that_selects_no_cell_is_an_error_not_an_empty_run(tmp_path):
+    plan = load_plan(_write(tmp_path, GOOD), str(tmp_path / "runs"))
+    assert [c.key for c in select_cells(plan, ["InvertedPendulum-v5/bpd/"])] == [
+        "InvertedPendulum-v5/bpd/seed0", "InvertedPendulum-v5/bpd/seed1"]
+    assert len(select_cells(plan, None)) == 4
+    with pytest.raises(BpdError, match=r"--only bpd: no cell of plan walk has a key starting so \(keys are "
+                                       r"ENV/LABEL/seedN, such as InvertedPendulum-v5/bpd/seed0"):
+        select_cells(plan, ["bpd"])
+    p = run_bpd("experiment", "run", str(tmp_path / "plan.yaml"), "--runs", str(tmp_path / "runs"), "--only", "bpd",
+                check=False)
+    # the plan's teacher t.npz is missing: that is said first, in one line
+    assert p.returncode == 1 and p.stderr.count("\n") == 1 and "is missing" in p.stderr
+    real = _write(tmp_path, GOOD | {"teachers": {"InvertedPendulum-v5": str(TEACHER)}})
+    p = run_bpd("experiment", "run", str(real), "--runs", str(tmp_path / "runs"), "--only", "bpd", check=False)
+    assert p.returncode == 1 and p.stderr.count("\n") == 1 and "--only bpd: no cell" in p.stderr, p.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def _stub(tmp: Path, monkeypatch, body: str) -> Path:
+    stub = tmp / "stub-bpd"
+    stub.write_text(f"#!{sys.executable}\n{body}")
+    stub.chmod(0o755)
+    monkeypatch.setenv("BPD_EXECUTABLE", str(stub))
+    return stub
+
+
+@pytest.mark.parametrize("stage", ["train", "export"])
+def test_a_cell_whose_stage_the_runners_stop_ended_is_interrupted(tmp_path, monkeypatch, stage):
+    """A stage the runner's stop ended: the cell is recorded interrupted (resumed by the next run), not failed, and,
+    stopped in its export, not done without its export and bench figures as a failed export would leave it."""
+    _stub(tmp_path, monkeypatch, "import time\ntime.sleep(30)\n")
+    plan = load_plan(_write(tmp_path, GOOD | {"teachers": {"InvertedPendulum-v5": str(TEACHER)}}),
+                     str(tmp_path / "runs"))
+    cell = plan.cells()[0]
+    if stage == "export":  # trained and evaluated: the export is next
+        (cell.dir / "run").mkdir(parents=True)
+        (cell.dir / "run" / "student.pt").write_bytes(b"")
+        (cell.dir / "eval.json").write_text("{}")
+    cells.stop_stages(signal.SIGTERM)
+    try:
+        t = time.time()
+        rec = cells.execute_cell(str(plan.path), cell.key, str(plan.runs))
+    finally:
+        cells.clear_stop()
+    assert time.time() - t < 20
+    assert rec["state"] == "interrupted" and rec["error"] == (
+        f"stopped by SIGTERM in its {'distill' if stage == 'train' else 'export'} stage; "
+        "`bpd experiment run` again resumes it")
+    assert json.loads((cell.dir / "cell.json").read_text())["state"] == "interrupted"
+    assert not (cell.dir / "result.json").exists()
+    row = next(r for r in plan_status(plan) if r["cell"] == cell.key)
+    assert row["state"] == "interrupted"
+
+
+def test_a_stage_that_fails_by_itself_still_fails(tmp_path, monkeypatch):
+    _stub(tmp_path, monkeypatch, "import sys\nprint('bpd: error: nope', file=sys.stderr)\nsys.exit(1)\n")
+    with pytest.raises(cells.StageFailed, match="bpd distill exited 1: bpd: error: nope"):
+        cells._run(["distill"], tmp_path / "log")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_sigkilled_runner_leaves_no_stage_running(tmp_path, monkeypatch):
+    """SIGKILL reaches the runner alone: each stage it started gets SIGTERM as the runner dies (the guard
+    cells.stage_command puts before it), so the next run does not resume a cell that a stage still writes into."""
+    up, term = tmp_path / "up", tmp_path / "term"
+    _stub(tmp_path, monkeypatch, f"import signal, sys, time\n"
+          f"def stop(n, f):\n    open({str(term)!r}, 'w').write(str(n))\n    sys.exit(143)\n"
+          f"signal.signal(signal.SIGTERM, stop)\nopen({str(up)!r}, 'w').close()\ntime.sleep(60)\n")
+    runner = subprocess.Popen([sys.executable, "-c", "import sys; from pathlib import Path; "
+                               "from bpd_app.experiment.cells import _run; _run(['distill'], Path(sys.argv[1]))",
+                               str(tmp_path / "log")], cwd=ROOT, env=dict(os.environ))
+    try:
+        for _ in range(300):
+            if up.exists() or runner.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert up.exists(), "the stage did not start"
+        runner.kill()
+        runner.wait(timeout=10)
+        for _ in range(100):
+            if term.exists() and term.read_text():  # written, not only created
+                break
+            time.sleep(0.1)
+        assert term.read_text() == str(int(signal.SIGTERM))
+    finally:
+        runner.kill()
+
+
+def test_stage_command_guards_the_stage_on_linux_and_runs_it_unchanged(tmp_path, monkeypatch):
+    stub = _stub(tmp_path, monkeypatch, "import sys\nprint(' '.join(sys.argv[1:]))\n")
+    cmd = cells.stage_command(["evaluate", "x.pt", "--json"])
+    assert cmd[-4:] == [str(stub), "evaluate", "x.pt", "--json"]
+    assert subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout == "evaluate x.pt --json\n"
+
+
+def _done_here(plan, cell, committed: bool = False, state: str = "done") -> None:
+    digest = _digest(cell_spec(plan, cell))
+    cell.dir.mkdir(parents=True, exist_ok=True)
+    (cell.dir / "cell.json").write_text(json.dumps({"cell": cell.key, "state": state, "spec_digest": digest,
+                                                    "seconds": 40}))
+    if state == "done":
+        (cell.dir / "result.json").write_text(json.dumps({"spec_digest": digest, "train": {"seconds": 1}}))
+    if committed:
+        plan.committed_path(cell).parent.mkdir(parents=True, exist_ok=True)
+        plan.committed_path(cell).write_text(json.dumps({"spec_digest": digest, "train": {"seconds": 1}}))
+
+
+def test_status_says_a_committed_summary_stands_in_for_a_run_here_that_was_stopped(tmp_path):
+    plan = load_plan(_write(tmp_path, GOOD | {"results": "results"}), str(tmp_path / "runs"))
+    stopped, failed, restorable = plan.cells()[:3]
+    _done_here(plan, stopped, committed=True, state="interrupted")
+    _done_here(plan, failed, committed=True, state="failed")
+    _done_here(plan, restorable, committed=True, state="pending")
+    rows = {r["cell"]: r for r in plan_status(plan)}
+    assert rows[stopped.key]["state"] == rows[failed.key]["state"] == rows[restorable.key]["state"] == "done"
+    assert rows[stopped.key]["error"] == ("its run here was interrupted: `experiment run --retrain` resumes it, "
+                                          "`experiment run` restores the summary")
+    assert rows[failed.key]["error"].startswith("its run here failed:")
+    assert rows[restorable.key]["error"] is None and rows[restorable.key]["committed"]
+
+
+def test_retrain_says_it_keeps_the_cells_trained_in_the_run_root(tmp_path):
+    plan = load_plan(_write(tmp_path, GOOD), str(tmp_path / "runs"))
+    plan.runs.mkdir()
+    (plan.runs / "plan.json").write_text(json.dumps({"plan": plan.rel(plan.path)}))
+    cell = plan.cells()[0]
+    _done_here(plan, cell)
+    said: list[str] = []
+    recs = run_plan(plan, only=[cell.key], echo=said.append, retrain=True)
+    assert recs[cell.key]["state"] == "done"
+    assert said == [f"--retrain keeps the 1 selected cell trained in this run root (remove a cell's directory, such "
+                    f"as {cell.dir}, to train it again)", "1 of 1 cells already done"]
+
+
+def test_a_stopped_runner_says_how_to_resume(tmp_path, monkeypatch):
+    """The note `bpd: interrupted: ...` carries (bpd_app/cli.py prints it)."""
+    from bpd_app.experiment import runner
+
+    plan = load_plan(_write(tmp_path, GOOD), str(tmp_path / "runs"))
+
+    def stop(job):
+        raise KeyboardInterrupt  # Ctrl-C as the first cell's environment is being prepared
+
+    monkeypatch.setattr(runner, "_local_engine", lambda plan, workers: (stop, None, lambda: None))
+    with pytest.raises(KeyboardInterrupt) as e:
+        run_plan(plan, echo=lambda s: None)
+    cells.clear_stop()
+    assert e.value.bpd_note == runner.STOP_NOTE  # type: ignore[attr-defined]
+    assert "again resumes them and keeps the finished ones" in runner.STOP_NOTE
+
+
+def test_the_plan_formats_example_in_plan_py_is_a_plan_that_loads(tmp_path):
+    """The format a first plan is written from (plan.py's docstring) is itself a valid plan."""
+    from bpd_app.experiment import plan as plan_module
+
+    doc = (plan_module.__doc__ or "").split("Plan format:\n")[1].split("Relative paths")[0]
+    (tmp_path / "p.yaml").write_text("\n".join(line[4:] for line in doc.splitlines()))
+    plan = load_plan(tmp_path / "p.yaml")
+    assert plan.name == "quick" and plan.seeds == [0, 1, 2] and plan.bench is True
+    assert plan.methods["bpd-noise-0.3"].dataset == {"noise": 0.3}
+    assert plan.methods["magnitude-prune"].needs == {"bpd": "bpd-constant-eta"}
+    assert plan.groups == {"KL schedule": ["bpd", "bpd-constant-eta"]}
+
+
+def test_a_cell_another_runner_holds_is_left_to_it_with_the_cells_that_need_it(tmp_path, monkeypatch):
+    """Two runners on one run root (a second terminal, or `--only` partitions): a cell the other holds is neither
+    run twice nor failed, and a cell that needs it is left too; the run exits 0 with the count said."""
+    import fcntl
+
+    from bpd_app.experiment.commands import ExperimentRunConfig, cmd_run
+
+    _stub(tmp_path, monkeypatch, "print('{}')\n")  # every stage succeeds at once (only prepare reaches it here)
+    path = _write(tmp_path, GOOD | {"teachers": {"InvertedPendulum-v5": str(TEACHER)}})
+    plan = load_plan(path, str(tmp_path / "runs"))
+    held = plan.cells()[0]
+    held.dir.mkdir(parents=True)
+    (plan.runs / "plan.json").write_text(json.dumps({"plan": plan.rel(plan.path)}))  # the other runner's root
+    with open(held.dir / ".runner.lock", "a") as other:
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert cells.execute_cell(str(path), held.key, str(plan.runs))["state"] == cells.BUSY
+        assert not (held.dir / "cell.json").exists()
+        said: list[str] = []
+        recs = run_plan(plan, only=[held.key, "InvertedPendulum-v5/magnitude-prune/seed0"], echo=said.append)
+        assert {k: r["state"] for k, r in recs.items()} == {held.key: "busy",
+                                                             "InvertedPendulum-v5/magnitude-prune/seed0": "busy"}
+        assert said == ["[1/2] InvertedPendulum-v5/bpd/seed0: left to another runner of this run root, which is "
+                        "running it", "[2/2] InvertedPendulum-v5/magnitude-prune/seed0: left, it needs "
+                        "InvertedPendulum-v5/bpd/seed0, which another runner is running"]
+        cfg = ExperimentRunConfig(plan=str(path), runs=str(plan.runs), only=[held.key])
+        assert cmd_run(cfg) == 0
