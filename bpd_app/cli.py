@@ -69,8 +69,10 @@ def _experiment_status(ns):
     from bpd_app.experiment.status import status_summary
     rows = cmd_status(from_namespace(ExperimentStatusConfig, ns))
     for r in rows:
-        extra = f"  {r['error']}" if r["error"] else (f"  {r['seconds']:.0f} s" if r["seconds"] else "")
+        took = f"  {'training ' if r.get('committed') else ''}{r['seconds']:.0f} s" if r["seconds"] else ""
+        extra = f"  {r['error']}" if r["error"] else took
         extra += "  (committed summary)" if r.get("committed") else ""
+        extra += f"  in its {r['stage']} stage" if r.get("stage") else ""
         if r["left_seconds"] is not None:
             extra += ("  past its estimate" if r["estimate"] == "overdue" else
                       f"  ~{r['left_seconds'] / 60:.0f} min left" + (" (scaled)" if r["estimate"] == "scaled" else ""))

@@ -206,6 +206,11 @@ def test_status_estimates_the_time_left_from_finished_peers(tmp_path):
     (tmp_path / "runs" / "B/bpd/seed1" / "cell.json").write_text(json.dumps(
         {"state": "running", "host": "elsewhere", "started_epoch": now - 700}))
     assert (running()["left_seconds"], running()["estimate"]) == (0.0, "overdue")
+    assert running()["stage"] is None  # no command recorded yet
+    (tmp_path / "runs" / "B/bpd/seed1" / "cell.json").write_text(json.dumps(
+        {"state": "running", "host": "elsewhere", "started_epoch": now - 700,
+         "commands": ["bpd distill --teacher t.npz", "bpd export run/student.pt --out export"]}))
+    assert running()["stage"] == "export"  # the last command it started
     # nothing finished anywhere: no estimate, said so
     empty = load_plan(str(plan_path), str(tmp_path / "empty"))
     assert status_summary(plan_status(empty, now=now)).endswith("left: 12 unfinished cells, no estimate "
@@ -707,7 +712,7 @@ def test_a_lost_run_root_is_restored_from_the_committed_summaries(tiny_pipeline,
 
     out = run_bpd("experiment", "status", str(plan), "--runs", str(runs)).stdout
     assert "1 done (1 of them committed summaries the run root lacks" in out
-    assert "done  InvertedPendulum-v5/bpd/seed0" in out and "(committed summary)" in out
+    assert re.search(r"done  InvertedPendulum-v5/bpd/seed0  training \d+ s  \(committed summary\)", out), out
     run_bpd("experiment", "table", str(plan), "--runs", str(runs))
     again = (results / "table.md").read_text()
     assert "| bpd | 1/1 |" in again and "over 1 invocation(s)" in again  # the session, from sessions.json

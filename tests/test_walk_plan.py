@@ -264,3 +264,24 @@ def test_a_cell_another_runner_holds_is_left_to_it_with_the_cells_that_need_it(t
                         "InvertedPendulum-v5/bpd/seed0, which another runner is running"]
         cfg = ExperimentRunConfig(plan=str(path), runs=str(plan.runs), only=[held.key])
         assert cmd_run(cfg) == 0
+
+
+def test_status_prints_a_running_cells_stage_and_a_committed_cells_training_time(monkeypatch, capsys):
+    """A running cell says which stage it is in (its last command); a committed summary's seconds are its
+    training's, said so (a restored cell took 1 s to restore, not to train)."""
+    from types import SimpleNamespace
+
+    import bpd_app.experiment.commands as commands
+    from bpd_app.cli import _experiment_status
+
+    row = {"error": None, "left_seconds": None, "estimate": None}
+    rows = [row | {"cell": "E/bpd/seed0", "state": "running", "seconds": None, "stage": "export"},
+            row | {"cell": "E/bpd/seed1", "state": "done", "seconds": 40.0, "committed": True, "stage": None},
+            row | {"cell": "E/bpd/seed2", "state": "done", "seconds": 12.0, "stage": None}]
+    monkeypatch.setattr(commands, "cmd_status", lambda cfg: rows)
+    monkeypatch.setattr("bpd_app.cli.from_namespace", lambda cls, ns: None)
+    _experiment_status(SimpleNamespace())
+    out = capsys.readouterr().out.splitlines()
+    assert out[:3] == [" running  E/bpd/seed0  in its export stage",
+                       "    done  E/bpd/seed1  training 40 s  (committed summary)",
+                       "    done  E/bpd/seed2  12 s"]

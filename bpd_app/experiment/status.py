@@ -65,8 +65,11 @@ def plan_status(plan: Plan, now: float | None = None) -> list[dict]:
                                       "error": own}
         state = "pending" if state == "retrain" else state  # marked by `experiment run --retrain`, not begun
         recs.append((c, rec))
+        stage = None
+        if state == "running" and rec.get("commands"):  # the stage it is in: the last `bpd` command it started
+            stage = (str(rec["commands"][-1]).split() + ["", ""])[1] or None
         rows.append({"cell": c.key, "state": state, "error": rec.get("error"), "seconds": rec.get("seconds"),
-                     "left_seconds": None, "estimate": None, "committed": bool(rec.get("committed"))})
+                     "left_seconds": None, "estimate": None, "committed": bool(rec.get("committed")), "stage": stage})
     times: dict[tuple[str, str], list[float]] = {}
     for (c, rec), r in zip(recs, rows):
         if r["state"] == "done":
