@@ -285,3 +285,35 @@ def test_status_prints_a_running_cells_stage_and_a_committed_cells_training_time
     assert out[:3] == [" running  E/bpd/seed0  in its export stage",
                        "    done  E/bpd/seed1  training 40 s  (committed summary)",
                        "    done  E/bpd/seed2  12 s"]
+
+
+def test_two_runners_preparing_one_environment_collect_its_dataset_once(tmp_path, monkeypatch):
+    """Runners sharing a run root prepare an environment one after the other: the second finds the dataset and
+    the teacher's evaluation the first wrote, and collects nothing (each `bpd` stage stood in for by a 0.2 s one)."""
+    import threading
+
+    plan_path = tmp_path / "p.yaml"
+    plan_path.write_text(yaml.safe_dump({
+        "name": "p", "envs": ["InvertedPendulum-v5"], "seeds": [0],
+        "teachers": {"InvertedPendulum-v5": str(ROOT / "benchmarks" / "teachers" / "InvertedPendulum-v5.npz")},
+        "methods": {"bpd": {}}}))
+    plan = load_plan(str(plan_path), str(tmp_path / "runs"))
+    ran, spans = [], []
+
+    def stage(argv, log, stdout=None, cwd=None):
+        t0 = time.monotonic()
+        time.sleep(0.2)
+        out = Path(stdout or argv[argv.index("--out") + 1])
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("{}")
+        ran.append(argv[0])
+        spans.append((t0, time.monotonic()))
+
+    monkeypatch.setattr(cells, "_run", stage)
+    runners = [threading.Thread(target=cells.prepare_env, args=(plan, "InvertedPendulum-v5")) for _ in range(2)]
+    for t in runners:
+        t.start()
+    for t in runners:
+        t.join()
+    assert ran == ["collect", "evaluate"]  # once each, by whichever runner came first
+    assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(spans, spans[1:]))

@@ -117,6 +117,14 @@ def prepare_env(plan: Plan, env: str) -> None:
         raise StageFailed(f"{plan.rel(teacher)}: no such teacher file")
     log = plan.runs / "prepare.log"
     log.parent.mkdir(parents=True, exist_ok=True)
+    import fcntl
+
+    with open(plan.runs / f".prepare-{env}.lock", "a") as claim:  # another runner of this run root preparing the
+        fcntl.flock(claim, fcntl.LOCK_EX)  # same environment is waited for, not raced into the same dataset file
+        _prepare_env(plan, env, teacher, log)
+
+
+def _prepare_env(plan: Plan, env: str, teacher: Path, log: Path) -> None:
     from bpd_app.methods import get
 
     wanted = {}  # every dataset the plan's methods learn from (the plan's, and those of methods with their own)
