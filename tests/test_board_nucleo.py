@@ -5,6 +5,7 @@ image is built and inspected, not run; the driver logic it calls runs in tests/t
 
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -118,6 +119,15 @@ def test_nucleo_image_builds_with_warnings_as_errors(tmp_path):
         assert name in syms, name
     entry = int.from_bytes(table[4 * (16 + 55): 4 * (16 + 56)], "little")  # TIM7, the control tick
     assert entry & ~1 == syms["External_Handler"] & ~1
+    # the motor output: the stops read and the duty written with interrupts held off (the end-stop interrupt's
+    # zero is never overwritten by a duty read before it), and the zero's timer write completed (a barrier) before
+    # the direction pin's: in that order in the linked code
+    dis = subprocess.run(["arm-none-eabi-objdump", "-d", "--disassemble=board_write_actuator", str(img.elf)],
+                         capture_output=True, text=True, check=True).stdout
+    ops = [" ".join(line.split("\t")[2:]).strip() for line in dis.splitlines() if line.count("\t") >= 2]
+    at = {op: next(i for i, o in enumerate(ops) if o.startswith(op)) for op in ("cpsid", "bl", "dsb")}
+    last_msr = max(i for i, o in enumerate(ops) if o.startswith("msr") and "PRIMASK" in o.upper())
+    assert at["cpsid"] < at["bl"] < at["dsb"] < last_msr, ops  # bl: bpd_pwm_from_command, its stops under the mask
     with pytest.raises(BpdError, match="needs a wiring block for nucleo-f446"):
         build_firmware_image(pendulum_export(), "cortex-m4f", tmp_path / "c", rig="gym-inverted-pendulum",
                              board="nucleo-f446")

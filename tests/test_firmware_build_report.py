@@ -66,9 +66,10 @@ def test_with_no_rig_named_the_exports_own_rig_is_built_else_the_bench_image(mon
     assert built.pop() == ("bench", None, "build-cortex-m4f-bench")
     assert capsys.readouterr().err.startswith("bpd: note: no shipped rig is of this policy of Hopper-v5: building "
                                               "the bench image")
-    with pytest.raises(BpdError, match=r"no shipped rig is of this policy of Hopper-v5: name the rig \(--rig"):
-        firmware_build(FirmwareBuildConfig(export=str(tmp_path / "exp"), board="nucleo-f446"))
     info.update(env_id="InvertedPendulum-v5", obs_dim=4, act_dim=1)
+    for board in ("nucleo-f446", "stm32f4"):  # a real board's rig is never guessed, even where one would match
+        with pytest.raises(BpdError, match=rf"^--board {board}: name the rig it drives \(--rig NAME"):
+            firmware_build(FirmwareBuildConfig(export=str(tmp_path / "exp"), board=board))
     firmware_build(FirmwareBuildConfig(export=str(tmp_path / "exp")))
     assert built.pop() == ("firmware", "gym-inverted-pendulum",
                            "build-cortex-m4f-firmware-generic-gym-inverted-pendulum")

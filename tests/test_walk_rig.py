@@ -44,6 +44,7 @@ def test_a_position_limit_inside_the_end_stops_is_taken(tmp_path):
     (None, "watchdog_tick", "unknown key 'watchdog_tick' (did you mean 'watchdog_ticks'?)"),
     ("limits", "postion", "unknown key limits.'postion' (did you mean 'position'?)"),
     ("sensors", "zzz", "unknown key sensors.'zzz'"),
+    ("serial", "baudrate", "unknown key serial.'baudrate' (did you mean 'baud'?)"),
 ])
 def test_a_misspelt_rig_key_is_refused_with_the_key_it_is_closest_to(tmp_path, where, key, msg):
     """A misspelt optional key (the watchdog's length) would leave its default in force without a word."""

@@ -376,17 +376,21 @@ def _rig(cfg: FirmwareBuildConfig) -> str:
 
 def _default_rig(cfg: FirmwareBuildConfig, info: dict) -> FirmwareBuildConfig:
     """No --rig: the shipped rig of the export's environment, else (a policy of a task no rig here is of, such
-    as Hopper) the bench image, which measures the policy on the part, with a note; a board's or hand-over's
-    firmware needs its rig named."""
+    as Hopper) the bench image, which measures the policy on the part, with a note. A real board's firmware
+    needs its rig named whatever the export (its wiring and limits go to hardware), and a hand-over's where no
+    shipped rig is of the export's environment."""
     from dataclasses import replace
 
     from firmware_host.rig import rig_of
 
+    if cfg.board != "generic":  # a real board's pins, scales and limits come from the rig: never guessed
+        raise BpdError(f"--board {cfg.board}: name the rig it drives (--rig NAME or your rig's YAML); its wiring, "
+                       "counts per unit and limits are compiled in")
     rig = rig_of(info.get("env_id"), int(info["obs_dim"]), int(info["act_dim"]))
     if rig is not None:
         return replace(cfg, rig=rig)
     what = f"policy of {info.get('env_id') or 'an unnamed environment'}"
-    if cfg.board != "generic" or cfg.classical is not None:
+    if cfg.classical is not None:
         raise BpdError(f"{cfg.export}: no shipped rig is of this {what}: name the rig (--rig NAME or a YAML)")
     print(f"bpd: note: no shipped rig is of this {what}: building the bench image (the policy and an entry point: "
           "its flash, RAM and stack on the part); a rig's firmware: --rig NAME or a YAML", file=sys.stderr)

@@ -171,15 +171,16 @@ _FURUTA_KEYS = {  # key: strictly positive (else at least 0)
 }
 
 
-# Every key a rig YAML may hold, at its top level and in limits and sensors: a misspelt one (watchdog_tick) would
-# otherwise leave its default in force without a word.
+# Every key a rig YAML may hold, at its top level and in limits, sensors and serial: a misspelt one
+# (watchdog_tick) would otherwise leave its default in force without a word.
 RIG_KEYS = frozenset({
     "name", "plant", "period_us", "physics_timestep", "units", "envs", "cart_mass", "pole_mass", "pole_length",
     "cart_friction", "pole_friction", "track", "reset_noise", "max_episode_steps", "frame_skip", "initial_qpos",
     "actuators", "sensors", "limits", "watchdog_ticks", "randomization", "robustness", "serial", "wiring", "handover",
     "task", "task_spec", "motor", "arm", "pendulum"})
 SECTION_KEYS = {"limits": frozenset({"action", "position", "angle", "position_index", "angle_index"}),
-                "sensors": frozenset({"measured_velocity", "counts_per_unit", "noise_std", "velocity_filter_hz"})}
+                "sensors": frozenset({"measured_velocity", "counts_per_unit", "noise_std", "velocity_filter_hz"}),
+                "serial": frozenset({"baud"})}
 
 
 def rig_of(env_id: str | None, obs_dim: int, act_dim: int) -> str | None:
@@ -317,6 +318,8 @@ def _check_rig(raw: object, p: Path) -> RigSpec:
     baud = (raw.get("serial") or {}).get("baud", DEFAULT_BAUD) if isinstance(raw.get("serial", {}), dict) else None
     if baud is None:
         raise bad("serial must be a mapping")
+    if why := _unknown_key(raw.get("serial") or {}, SECTION_KEYS["serial"], "serial."):
+        raise bad(why)
     number(baud, "serial.baud", 0)
     return RigSpec(str(raw["name"]), raw["plant"], int(period), raw, p.resolve())
 

@@ -186,7 +186,8 @@ static void motor_init(void)
 }
 
 /* Zero duty now: the compare register is preloaded (its write waits for the period's end), so an update
- * event loads it at once; the direction pin then changes with the bridge off. */
+ * event loads it at once; the read back of the timer and the barrier make the write land before any GPIO
+ * write after it (another bus), so the direction pin then changes with the bridge off. */
 static uint8_t motor_reverse;
 
 static void motor_zero(void)
@@ -194,6 +195,8 @@ static void motor_zero(void)
     uint32_t b = timer_base(BPD_MOTOR_TIMER);
     TIM_CCR(b, BPD_MOTOR_CHANNEL) = 0u;
     TIM_EGR(b) = 1u;
+    (void)TIM_CCR(b, BPD_MOTOR_CHANNEL);
+    __asm volatile("dsb" ::: "memory");
 }
 
 static void encoders_init(void)
@@ -324,18 +327,24 @@ void board_read_sensors(float *raw, uint8_t n)
 
 void board_write_actuator(const float *u, uint8_t n)
 {
-    bpd_pwm_t p = bpd_pwm_from_command(n ? u[0] : 0.0f, BPD_RIG_ACTION_LIMIT, BPD_MOTOR_FULL_SCALE, pwm_top,
-                                       (uint8_t)BPD_MOTOR_INVERT,
-                                       bpd_stops_blocked(&stops, BPD_STOP_BLOCKS_POSITIVE, BPD_STOP_BLOCKS_NEGATIVE));
-    uint8_t reverse = p.duty == 0u ? 0u : p.reverse;
+    bpd_pwm_t p;
+    uint8_t reverse;
+    uint32_t primask;
+    /* the stops read and the duty written with the stop interrupt held off: a stop closing in between would
+     * otherwise have its zero overwritten by the duty read before it (the interrupt state as it was after) */
+    __asm volatile("mrs %0, primask\n\tcpsid i" : "=r"(primask) :: "memory");
+    p = bpd_pwm_from_command(n ? u[0] : 0.0f, BPD_RIG_ACTION_LIMIT, BPD_MOTOR_FULL_SCALE, pwm_top,
+                             (uint8_t)BPD_MOTOR_INVERT,
+                             bpd_stops_blocked(&stops, BPD_STOP_BLOCKS_POSITIVE, BPD_STOP_BLOCKS_NEGATIVE));
+    reverse = p.duty == 0u ? 0u : p.reverse;
     if (p.duty == 0u || reverse != motor_reverse) { /* zero before the direction changes, the old duty never
                                                     * driven the other way for the rest of its period */
         motor_zero();
         motor_reverse = reverse;
         pin_write(BPD_MOTOR_DIR_PORT, BPD_MOTOR_DIR_PIN, reverse);
-        if (p.duty == 0u) return;
     }
-    TIM_CCR(timer_base(BPD_MOTOR_TIMER), BPD_MOTOR_CHANNEL) = p.duty;
+    if (p.duty != 0u) TIM_CCR(timer_base(BPD_MOTOR_TIMER), BPD_MOTOR_CHANNEL) = p.duty;
+    __asm volatile("msr primask, %0" :: "r"(primask) : "memory");
 }
 
 /* The tick: the stops polled first (an edge the interrupt missed still stops within this tick), a stop
