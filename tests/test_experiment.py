@@ -791,11 +791,12 @@ def test_a_cell_that_reads_a_restored_cells_products_has_it_trained_again_first(
                                                f"{cut}-reselect": {}}), str(tmp_path / "runs"))
     cells = {c.key.split("/")[1]: c for c in plan.cells()}
     _restored(plan, "InvertedPendulum-v5/bpd/seed0", "aa")
-    assert _restored_needs_with_products(plan, [cells["dense-small"]]) == []
-    assert [c.key for c in _restored_needs_with_products(plan, [cells["dense-c50"], cells["dense-small"]])] == [
+    assert _restored_needs_with_products(plan, [cells["dense-small"]]) == {}
+    assert list(_restored_needs_with_products(plan, [cells["dense-c50"], cells["dense-small"]])) == [
         "InvertedPendulum-v5/bpd/seed0"]
     _restored(plan, f"InvertedPendulum-v5/{cut}/seed0", "bb")  # and the cut, which needs the bpd cell's export
-    assert sorted(c.label for c in _restored_needs_with_products(plan, [cells[f"{cut}-reselect"]])) == ["bpd", cut]
+    assert sorted(c.label for c in _restored_needs_with_products(plan, [cells[f"{cut}-reselect"]]).values()) == [
+        "bpd", cut]
 
 
 def test_a_summary_sized_from_a_student_trained_again_no_longer_answers_the_plan(tmp_path):

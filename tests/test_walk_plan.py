@@ -264,6 +264,15 @@ def test_a_cell_another_runner_holds_is_left_to_it_with_the_cells_that_need_it(t
                         "InvertedPendulum-v5/bpd/seed0, which another runner is running"]
         cfg = ExperimentRunConfig(plan=str(path), runs=str(plan.runs), only=[held.key])
         assert cmd_run(cfg) == 0
+    # a file system without locks (ENOLCK): the cell is not taken for another runner's, it runs unclaimed
+    import errno
+
+    def no_locks(f, how):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    monkeypatch.setattr(cells, "_execute_cell", lambda plan, cell: {"cell": cell.key, "state": "done"})
+    assert cells.execute_cell(str(path), held.key, str(plan.runs))["state"] == "done"
 
 
 def test_status_prints_a_running_cells_stage_and_a_committed_cells_training_time(monkeypatch, capsys):
@@ -317,3 +326,60 @@ def test_two_runners_preparing_one_environment_collect_its_dataset_once(tmp_path
         t.join()
     assert ran == ["collect", "evaluate"]  # once each, by whichever runner came first
     assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(spans, spans[1:]))
+
+
+def test_a_runner_waiting_on_anothers_preparation_stops_with_its_stop(tmp_path, monkeypatch):
+    """Another runner holds the environment's preparation; a stop (Ctrl-C) of this one ends its wait at once rather
+    than after the other's dataset is collected."""
+    import fcntl
+
+    plan_path = tmp_path / "p.yaml"
+    plan_path.write_text(yaml.safe_dump({
+        "name": "p", "envs": ["InvertedPendulum-v5"], "seeds": [0],
+        "teachers": {"InvertedPendulum-v5": str(ROOT / "benchmarks" / "teachers" / "InvertedPendulum-v5.npz")},
+        "methods": {"bpd": {}}}))
+    plan = load_plan(str(plan_path), str(tmp_path / "runs"))
+    (tmp_path / "runs").mkdir()
+    monkeypatch.setattr(cells, "_run", lambda *a, **k: pytest.fail("prepared while another runner held it"))
+    with open(tmp_path / "runs" / ".prepare-InvertedPendulum-v5.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        cells.stop_stages(signal.SIGTERM)
+        try:
+            t0 = time.monotonic()
+            with pytest.raises(cells.StageStopped, match="stopped by SIGTERM while another runner prepared"):
+                cells.prepare_env(plan, "InvertedPendulum-v5")
+            assert time.monotonic() - t0 < 5
+        finally:
+            cells.clear_stop()
+
+
+@pytest.mark.parametrize("retrain", [False, True])
+def test_a_cell_reading_a_restored_cells_products_asks_for_retrain_or_has_it_trained_again(tmp_path, monkeypatch,
+                                                                                          retrain):
+    """dense-c50 reads the bpd cell's export, which a restored summary does not keep. Without --retrain it fails in
+    one line naming the command (training the bpd cell again would replace its committed student), the bpd cell
+    left as restored; with --retrain the bpd cell is trained again first."""
+    _stub(tmp_path, monkeypatch, "print('{}')\n")
+    path = _write(tmp_path, GOOD | {"seeds": [0], "teachers": {"InvertedPendulum-v5": str(TEACHER)},
+                                    "methods": {"bpd": {"args": ARGS}, "dense-c50": {}}})
+    plan = load_plan(path, str(tmp_path / "runs"))
+    bpd = next(c for c in plan.cells() if c.label == "bpd")
+    bpd.dir.mkdir(parents=True)
+    (plan.runs / "plan.json").write_text(json.dumps({"plan": plan.rel(plan.path)}))
+    digest = _digest(cell_spec(plan, bpd))
+    (bpd.dir / "result.json").write_text(json.dumps({"spec_digest": digest, "product_sha256": "aa"}))
+    (bpd.dir / "cell.json").write_text(json.dumps({"cell": bpd.key, "state": "done", "spec_digest": digest,
+                                                   "restored_from": "cells/InvertedPendulum-v5/bpd/seed0.json"}))
+    said: list[str] = []
+    recs = run_plan(plan, echo=said.append, retrain=retrain, only=["InvertedPendulum-v5/dense-c50/"])
+    cut = "InvertedPendulum-v5/dense-c50/seed0"
+    if not retrain:
+        assert recs[cut]["state"] == "failed" and recs[cut]["error"] == (
+            "needs the export or student of InvertedPendulum-v5/bpd/seed0, restored from its committed summary "
+            f"(which keeps neither): `bpd experiment run {plan.rel(path)} --retrain --only "
+            "InvertedPendulum-v5/bpd/seed0` trains it again")
+        assert json.loads((bpd.dir / "cell.json").read_text())["restored_from"]  # left as it was
+    else:
+        assert ("InvertedPendulum-v5/bpd/seed0: restored from its committed summary, which keeps no products; "
+                "trained again, since a cell that needs it reads them") in said
+        assert bpd.key in recs and "restored_from" not in json.loads((bpd.dir / "cell.json").read_text())

@@ -25,7 +25,8 @@ under another specification, or trained again into another student, its own resu
 the plan: it is neither restored, nor counted as done, nor tabulated, and the table names it among the
 failed cells. A table never writes a summary made under another specification over a committed one.
 A method that reads the needed cell's products (its export, student or run: the cycle cuts, the
-reselection), not only its summary, has a needed cell that was restored trained again first.
+reselection), not only its summary, fails on a needed cell that was restored, naming the `--retrain --only`
+that trains it again (then first, before the cells that need it): a new student would replace the committed one.
 
 The modules, each importing only those before it:
     plan      the plan file, its checks, each cell's specification and digest

@@ -120,7 +120,17 @@ def prepare_env(plan: Plan, env: str) -> None:
     import fcntl
 
     with open(plan.runs / f".prepare-{env}.lock", "a") as claim:  # another runner of this run root preparing the
-        fcntl.flock(claim, fcntl.LOCK_EX)  # same environment is waited for, not raced into the same dataset file
+        while True:  # same environment is waited for, not raced into the same dataset file; a stop ends the wait
+            try:
+                fcntl.flock(claim, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                with _LIVE_LOCK:
+                    stopped = list(_STOPPED)
+                if stopped:
+                    raise StageStopped(f"stopped by {signal.Signals(stopped[0]).name} while another runner "
+                                       f"prepared {env}") from None
+                time.sleep(0.5)
         _prepare_env(plan, env, teacher, log)
 
 
@@ -228,8 +238,10 @@ def execute_cell(plan_path: str, cell_key: str, runs: str | None = None) -> dict
     with open(cell.dir / ".runner.lock", "a") as claim:  # held while the cell runs; released if the runner dies
         try:
             fcntl.flock(claim, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except BlockingIOError:  # held by another runner
             return {"cell": cell.key, "state": BUSY, "error": "another runner of this run root is running it"}
+        except OSError:  # a file system without locks: the cell runs unclaimed, as before claims
+            pass
         return _execute_cell(plan, cell)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from bpd.errors import BpdError
-from bpd_app.experiment.cells import StageFailed, execute_cell, prepare_env
+from bpd_app.experiment.cells import StageFailed, StageStopped, execute_cell, prepare_env
 from bpd_app.experiment.plan import Plan, load_plan
 
 
@@ -45,7 +45,7 @@ def _prepare_job(plan_path: str, env: str, runs: str) -> tuple:
     try:
         prepare_env(load_plan(plan_path, runs), env)
         return env, None
-    except StageFailed as e:
+    except (StageFailed, StageStopped) as e:
         return None, str(e)
 
 

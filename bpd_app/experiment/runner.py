@@ -93,13 +93,27 @@ def run_plan(plan: Plan, workers: int = 1, engine: str = "local", address: str |
         if done_n:
             echo(f"{done_n} of {total} cells already done")
         pending = {k: c for k, c in by_key.items() if k not in records}
-        for d in _restored_needs_with_products(plan, list(pending.values())):
+        lacking = _restored_needs_with_products(plan, list(pending.values()))
+        if lacking and not retrain:  # trained again only when asked: a new student would replace the committed one
+            from bpd_app.methods import get
+
+            for k, c in list(pending.items()):
+                if get(plan.methods[c.label].method).reads_needed_products and (
+                        miss := [d for d in _deps(plan, c) if d in lacking]):
+                    err = (f"needs the export or student of {miss[0]}, restored from its committed summary (which "
+                           f"keeps neither): `bpd experiment run {plan.rel(plan.path)} --retrain --only {miss[0]}` "
+                           "trains it again")
+                    records[k] = {"cell": k, "state": "failed", "error": err}
+                    pending.pop(k)
+                    done_n += 1
+                    echo(f"[{done_n}/{total}] {k}: FAILED: {err}")
+        for d in (lacking.values() if retrain else ()):
             _mark_retrain(plan, d)
-            records.pop(d.key, None)
-            if d.key in by_key:
-                done_n -= 1
-            else:
+            was = records.pop(d.key, None)
+            if d.key not in by_key:
                 total += 1
+            elif was is not None:  # counted done above
+                done_n -= 1
             by_key[d.key] = pending[d.key] = d
             echo(f"{d.key}: restored from its committed summary, which keeps no products; trained again, since a "
                  "cell that needs it reads them")
@@ -167,9 +181,9 @@ def _mark_retrain(plan: Plan, c: Cell) -> None:
     write_json(c.dir / "cell.json", {"cell": c.key, "state": "retrain", "spec_digest": _digest(cell_spec(plan, c))})
 
 
-def _restored_needs_with_products(plan: Plan, pending: list[Cell]) -> list[Cell]:
-    """The needed cells, restored from committed summaries, of pending cells whose methods read the needed
-    cell's products (its export, student or run), which a summary does not keep."""
+def _restored_needs_with_products(plan: Plan, pending: list[Cell]) -> dict[str, Cell]:
+    """The needed cells (by key), restored from committed summaries, of pending cells whose methods read the
+    needed cell's products (its export, student or run), which a summary does not keep; and theirs in turn."""
     from bpd_app.methods import get
 
     cells = {c.key: c for c in plan.cells()}
@@ -181,7 +195,7 @@ def _restored_needs_with_products(plan: Plan, pending: list[Cell]) -> list[Cell]
                 if d in cells and d not in out and (_read_json(cells[d].dir / "cell.json") or {}).get("restored_from"):
                     out[d] = cells[d]
                     pending.append(cells[d])
-    return list(out.values())
+    return out
 
 
 def check_run_root(plan: Plan) -> None:
