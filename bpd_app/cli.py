@@ -25,6 +25,18 @@ def _evaluate(ns):
             print(f"{k:>24}: {_readable(v)}")
 
 
+def _stdout_gone() -> bool:
+    """Whether stdout is a pipe whose reader has gone (poll reports an error on its write end)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def _note(e: BaseException) -> str:
     """What an interrupted command left behind, where it says (a trial: the stop sent, its logs kept)."""
     note = getattr(e, "bpd_note", None)
@@ -152,12 +164,16 @@ def _handle(ns) -> int:
     except KeyboardInterrupt as e:
         print("bpd: interrupted" + _note(e), file=sys.stderr)
         return 130
-    except BrokenPipeError:  # the reader of stdout went away (`bpd evaluate RUN | head`): nothing to tell it
-        try:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush does not fail too
-        except (OSError, ValueError):
-            pass
-        return 128 + signal.SIGPIPE
+    except BrokenPipeError as e:  # the reader of stdout went away (`bpd evaluate RUN | head`): nothing to tell it
+        if _stdout_gone():
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush does not fail
+            except (OSError, ValueError):
+                pass
+            return 128 + signal.SIGPIPE
+        print(f"bpd: error: {e.filename + ': ' if e.filename else ''}{e.strerror or 'broken pipe'} (a pipe to a "
+              "process that ended)", file=sys.stderr)  # another pipe than stdout: said, as any refusal is
+        return 1
     except OSError as e:  # the environment refused: a full disk, a read-only place, a vanished file
         where = f"{e.filename}: " if e.filename else ""
         print(f"bpd: error: {where}{e.strerror or e.__class__.__name__}", file=sys.stderr)

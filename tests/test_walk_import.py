@@ -72,8 +72,22 @@ def test_a_closed_pipe_ends_the_command_quietly_with_sigpipes_code(monkeypatch, 
         raise BrokenPipeError(32, "Broken pipe")
 
     monkeypatch.setattr(cli.os, "dup2", lambda a, b: None)  # pytest's captured stdout stays as it is
-    assert cli._handle(argparse.Namespace(handler=handler)) == 128 + signal.SIGPIPE
+    with monkeypatch.context() as m:
+        m.setattr(cli, "_stdout_gone", lambda: True)
+        assert cli._handle(argparse.Namespace(handler=handler)) == 128 + signal.SIGPIPE
     assert capsys.readouterr().err == ""
+    # another pipe broke (a subprocess the command wrote to), stdout fine: one line and exit 1, not silence
+    assert cli._handle(argparse.Namespace(handler=handler)) == 1
+    assert capsys.readouterr().err == "bpd: error: Broken pipe (a pipe to a process that ended)\n"
+    # _stdout_gone on a real pipe: its reader open, then closed
+    import os
+
+    r, w = os.pipe()
+    with open(w, "w") as out:
+        monkeypatch.setattr(cli.sys, "stdout", out)
+        assert not cli._stdout_gone()
+        os.close(r)
+        assert cli._stdout_gone()
 
 
 def test_evaluates_table_shows_six_significant_digits_and_json_keeps_them_all():
