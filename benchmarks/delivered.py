@@ -43,6 +43,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
 from bpd.io import write_json, write_text  # noqa: E402
+from training.envs import return_floor  # noqa: E402
 
 REFERENCE = "bpd"  # the plan row issue 34's cycles are measured against
 SELECT_EPISODES = 10  # distill's --select-episodes default, for summaries that do not record theirs
@@ -245,7 +246,7 @@ def earlier_record(earlier: list[dict], c: dict, n: int, first_seed: int, low_sh
         if (e["cell"] == c["cell"] and same and r.get("episodes") == n and r.get("first_seed") == first_seed
                 and r.get("low_share", 0.0) == low_share):
             falls = r["early_ends_where_teacher_finished"] + r.get("low_episodes", 0)
-            return dict(r, holds=r["return"] >= keep * r["teacher_return"] and falls == 0, reused=True)
+            return dict(r, holds=r["return"] >= return_floor(r["teacher_return"], keep) and falls == 0, reused=True)
     return None
 
 
@@ -384,7 +385,7 @@ def collect(plan_path: str, keep: float, previous: dict | None, other_plans: lis
                 c["teacher_select_return"] = t_ret
                 c["select_falls"], c["select_falls_exact"] = selection_falls(c.pop("select_record"), t_early)
                 c["keeps"] = (t_ret is not None and c["select_return"] is not None
-                              and c["select_return"] >= keep * t_ret and c["select_falls"] == 0)
+                              and c["select_return"] >= return_floor(t_ret, keep) and c["select_falls"] == 0)
                 c["machine_kind"] = dict(c.pop("kind"))
             judged = [c for c in cands if c["teacher_select_return"] is not None]
             t = min(judged, key=lambda c: c["select_episodes"])["teacher_select_return"] if judged else None

@@ -25,8 +25,8 @@ from pathlib import Path
 from bpd.config import check_ranges, field
 from bpd.errors import BpdError
 from bpd.io import check_output_dir, write_json, write_text
-from training.envs import LOW_SHARE
-from training.selection import COSTS, return_floor, share_of_teacher
+from training.envs import LOW_SHARE, return_floor, share_of_teacher
+from training.selection import COSTS
 
 # distill's default first (the fine-tune after the warm-up), then every method that gave the students plan's
 # cheapest student keeping the teacher's return on some task and seed (benchmarks/results/delivered): the

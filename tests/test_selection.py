@@ -292,7 +292,8 @@ def test_a_negative_return_keeps_its_share_by_its_magnitude():
     """Pendulum-v1's returns are costs (the teacher's -1000): keeping 99 % is at most 1 % of 1,000 below it, -1010;
     99 % of -1000 (-990) would have asked a student to beat the teacher by 1 % and refused one better by less. A
     positive return keeps its plain share (990 of 1000)."""
-    from training.selection import choose, return_floor, share_of_teacher
+    from training.envs import return_floor, share_of_teacher
+    from training.selection import choose
 
     assert return_floor(1000.0, 0.99) == pytest.approx(990.0)
     assert return_floor(-1000.0, 0.99) == pytest.approx(-1010.0)

@@ -228,6 +228,23 @@ def low_where_teacher_finished(ep: Episodes, teacher: Episodes, low_share: float
     return sum(1 for i in fall_episodes(ep, teacher, low_share) if not ep.terminated[i])
 
 
+def return_floor(teacher_return: float, keep: float) -> float:
+    """The least return that keeps `keep` of the teacher's: keep x the teacher's where it is positive; where it is
+    negative (a cost, as on Pendulum-v1), the teacher's less (1 - keep) of its magnitude, the rule the export's return
+    check and the falls' low share use (keep x a negative return lies above it: 99 % would ask a student to beat the
+    teacher by 1 % and refuse one better by less)."""
+    return keep * teacher_return if teacher_return >= 0 else (2.0 - keep) * teacher_return
+
+
+def share_of_teacher(ret: float, teacher_return: float) -> float | None:
+    """A return as the share of the teacher's that return_floor reads: ret / teacher where the teacher's is
+    positive, else 1 plus its gain over the teacher's in units of the teacher's magnitude (-90 against -100: 1.1);
+    None against a teacher's return of 0."""
+    if teacher_return > 0:
+        return ret / teacher_return
+    return 2.0 - ret / teacher_return if teacher_return < 0 else None
+
+
 def fall_episodes(ep: Episodes, teacher: Episodes, low_share: float) -> list[int]:
     """The indices of issue 34's falls on episodes of the same seeds in the same order, where the teacher finished:
     an early end, or (low_share above 0) a return short of the teacher's there by more than (1 - low_share) of its

@@ -33,7 +33,14 @@ from bpd.config import check_ranges, field
 from bpd.errors import BpdError
 from bpd.io import atomic_write, path_from_record, read_json, write_json
 from training.distill_config import PAPER, DistillConfig, pair_partners_apply
-from training.envs import Policy, early_where_teacher_finished, low_where_teacher_finished, rollouts, select_eval_seed
+from training.envs import (
+    Policy,
+    early_where_teacher_finished,
+    low_where_teacher_finished,
+    return_floor,
+    rollouts,
+    select_eval_seed,
+)
 from training.mlp import MLPPolicy
 from training.student import BayesianStudent, has_unit_gates
 
@@ -112,23 +119,6 @@ def rule_text(rule: str, tol: float, keep_return: float | None, cost: str = "non
                                "(ties: higher return)",
             "best": "best: the student with the highest return on the selection seeds",
             "last": "last: the last evaluated student"}[rule]
-
-
-def return_floor(teacher_return: float, keep: float) -> float:
-    """The least return that keeps `keep` of the teacher's: keep x the teacher's where it is positive; where it is
-    negative (a cost, as on Pendulum-v1), the teacher's less (1 - keep) of its magnitude, the rule the export's return
-    check and the falls' low share use (keep x a negative return lies above it: 99 % would ask a student to beat the
-    teacher by 1 % and refuse one better by less)."""
-    return keep * teacher_return if teacher_return >= 0 else (2.0 - keep) * teacher_return
-
-
-def share_of_teacher(ret: float, teacher_return: float) -> float | None:
-    """A return as the share of the teacher's that return_floor reads: ret / teacher where the teacher's is
-    positive, else 1 plus its gain over the teacher's in units of the teacher's magnitude (-90 against -100: 1.1);
-    None against a teacher's return of 0."""
-    if teacher_return > 0:
-        return ret / teacher_return
-    return 2.0 - ret / teacher_return if teacher_return < 0 else None
 
 
 def choose(rows: list[dict], rule: str, tol: float, keep_return: float | None,

@@ -62,7 +62,8 @@ def stop_stages(signum: int) -> None:
 
 
 # Started before each stage on Linux: the stage gets SIGTERM when the runner's thread that started it dies (a
-# SIGKILLed runner, an OOM kill), so no orphaned stage writes into a cell that the next run resumes.
+# SIGKILLed runner, an OOM kill), so no orphaned stage writes into a cell that the next run resumes. What
+# bpd.process.die_with_parent does, in the child itself: a preexec_fn is not safe in the runner's worker threads.
 _ORPHAN_GUARD = ("import ctypes, os, signal, sys\n"
                  "try:\n    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG\n"
                  "except (OSError, AttributeError):\n    pass\n"

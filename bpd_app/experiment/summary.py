@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bpd.errors import BpdError
 from bpd_app.experiment.plan import Cell, Plan
-from training.envs import early_where_teacher_finished
+from training.envs import early_where_teacher_finished, share_of_teacher
 
 # D4RL normalisation references (random, expert) for the locomotion tasks.
 D4RL_REFS = {"HalfCheetah": (-280.178953, 12135.0), "Hopper": (-20.272305, 3234.3),
@@ -177,8 +177,6 @@ def _cell_result(plan: Plan, cell: Cell, spec: dict, train: dict, ev: dict, tev:
     early = early_where_teacher_finished(ev.get("terminated", []), tev.get("terminated", []))
     # the deployable size: the collapsed export's count (dead units removed) where there is one
     nonzero = export_info.get("params_nonzero") if export_info else ev.get("params_nonzero")
-    from training.selection import share_of_teacher
-
     seconds = train.get("seconds")
     if seconds is None:
         seconds = round(train_seconds, 1)
