@@ -6,7 +6,8 @@ run directory under the plan's run root, trained by the `bpd` command its method
 `bpd bench`. The runner only schedules: a cell whose result.json exists is skipped, an interrupted
 one resumes (each stage skips what it finished; distillation and teacher training resume from their
 checkpoints), a failed one records its error in cell.json and the others go on. A stopped runner (Ctrl-C,
-SIGTERM, SIGHUP) stops its stages and records their cells as interrupted, not failed; a killed one takes its
+SIGTERM, SIGHUP) stops its stages and records their cells as interrupted, not failed (on the local engine; Ray's
+tasks do not see the stop and record them failed, which the next run retries too); a killed one takes its
 stages with it on Linux (cells.stage_command), so that no stage writes into a cell the next run resumes.
 Cells run in local worker threads, each driving `bpd` subprocesses, or as Ray tasks on a cluster
 (`--engine ray`; the run root must then be a path every node sees).
