@@ -351,6 +351,6 @@ def markdown(res: dict) -> str:
 
 def percent(ret: float, teacher_return: float) -> str:
     """A return as a percentage of the teacher's, on the scale the keep-return rule reads (a negative return:
-    training.selection.share_of_teacher, -90 against -100 is 110.0 %)."""
+    training.envs.share_of_teacher, -90 against -100 is 110.0 %)."""
     share = share_of_teacher(ret, teacher_return)
     return "-" if share is None else f"{100 * share:.1f} %"

@@ -125,7 +125,7 @@ def test_nucleo_image_builds_with_warnings_as_errors(tmp_path):
     dis = subprocess.run(["arm-none-eabi-objdump", "-d", "--disassemble=board_write_actuator", str(img.elf)],
                          capture_output=True, text=True, check=True).stdout
     ops = [" ".join(line.split("\t")[2:]).strip() for line in dis.splitlines() if line.count("\t") >= 2]
-    at = {op: next(i for i, o in enumerate(ops) if o.startswith(op)) for op in ("cpsid", "bl", "dsb")}
+    at = {op: next(i for i, o in enumerate(ops) if o.split(" ")[0] == op) for op in ("cpsid", "bl", "dsb")}
     last_msr = max(i for i, o in enumerate(ops) if o.startswith("msr") and "PRIMASK" in o.upper())
     assert at["cpsid"] < at["bl"] < at["dsb"] < last_msr, ops  # bl: bpd_pwm_from_command, its stops under the mask
     with pytest.raises(BpdError, match="needs a wiring block for nucleo-f446"):

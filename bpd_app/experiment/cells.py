@@ -239,10 +239,9 @@ def execute_cell(plan_path: str, cell_key: str, runs: str | None = None) -> dict
     with open(cell.dir / ".runner.lock", "a") as claim:  # held while the cell runs; released if the runner dies
         try:
             fcntl.flock(claim, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:  # held by another runner
+        except BlockingIOError:  # held by another runner (a file system without locks fails the runner at its
+            # start already: sessions.py locks the run root's sessions.json the same way)
             return {"cell": cell.key, "state": BUSY, "error": "another runner of this run root is running it"}
-        except OSError:  # a file system without locks: the cell runs unclaimed, as before claims
-            pass
         return _execute_cell(plan, cell)
 
 
