@@ -296,17 +296,19 @@ def test_status_prints_a_running_cells_stage_and_a_committed_cells_training_time
                        "    done  E/bpd/seed2  12 s"]
 
 
+def _one_env_plan(tmp_path: Path):
+    """A plan of one environment (the committed InvertedPendulum teacher), one seed, BPD alone."""
+    return load_plan(_write(tmp_path, {"name": "p", "envs": ["InvertedPendulum-v5"], "seeds": [0],
+                                       "teachers": {"InvertedPendulum-v5": str(TEACHER)}, "methods": {"bpd": {}}}),
+                     str(tmp_path / "runs"))
+
+
 def test_two_runners_preparing_one_environment_collect_its_dataset_once(tmp_path, monkeypatch):
     """Runners sharing a run root prepare an environment one after the other: the second finds the dataset and
     the teacher's evaluation the first wrote, and collects nothing (each `bpd` stage stood in for by a 0.2 s one)."""
     import threading
 
-    plan_path = tmp_path / "p.yaml"
-    plan_path.write_text(yaml.safe_dump({
-        "name": "p", "envs": ["InvertedPendulum-v5"], "seeds": [0],
-        "teachers": {"InvertedPendulum-v5": str(ROOT / "benchmarks" / "teachers" / "InvertedPendulum-v5.npz")},
-        "methods": {"bpd": {}}}))
-    plan = load_plan(str(plan_path), str(tmp_path / "runs"))
+    plan = _one_env_plan(tmp_path)
     ran, spans = [], []
 
     def stage(argv, log, stdout=None, cwd=None):
@@ -333,12 +335,7 @@ def test_a_runner_waiting_on_anothers_preparation_stops_with_its_stop(tmp_path, 
     than after the other's dataset is collected."""
     import fcntl
 
-    plan_path = tmp_path / "p.yaml"
-    plan_path.write_text(yaml.safe_dump({
-        "name": "p", "envs": ["InvertedPendulum-v5"], "seeds": [0],
-        "teachers": {"InvertedPendulum-v5": str(ROOT / "benchmarks" / "teachers" / "InvertedPendulum-v5.npz")},
-        "methods": {"bpd": {}}}))
-    plan = load_plan(str(plan_path), str(tmp_path / "runs"))
+    plan = _one_env_plan(tmp_path)
     (tmp_path / "runs").mkdir()
     monkeypatch.setattr(cells, "_run", lambda *a, **k: pytest.fail("prepared while another runner held it"))
     with open(tmp_path / "runs" / ".prepare-InvertedPendulum-v5.lock", "a") as held:
