@@ -15,7 +15,10 @@ def _run(ns):
         print(line)
     if t.get("ticks"):
         step = f"{t['host_step_us']['p99']:.0f} us" if t["host_step_us"]["n"] else "- (device mode)"
-        infer = f"{t['infer_ns']['median']:.0f} ns" if t["infer_ns"]["n"] else "-"
+        # under QEMU (-icount shift=0) a virtual nanosecond is one instruction: infer_ns counts the policy call's
+        # instructions there, not its time on a board (docs/protocol.md rule 16)
+        unit = "instructions (QEMU: not a board's time)" if ns.port == "pil" else "ns"
+        infer = f"{t['infer_ns']['median']:.0f} {unit}" if t["infer_ns"]["n"] else "-"
         # the device's counter is the core's cycles on a board only: the host build counts nanoseconds and the image
         # under QEMU a SysTick-derived count (docs/protocol.md rule 16; `bpd rig pil` counts instructions)
         host_clock = (s.get("device") or {}).get("cycle_hz") == 1_000_000_000  # the host build: a pty of `bpd rig sim`
@@ -42,12 +45,16 @@ def handover_lines(h: dict | None) -> list[str]:
 
 def _report(ns):
     from bpd.io import read_json
-    from hil.report import render, write_html
+    from hil.report import ended_early, episode_lengths, render, write_html
+    from hil.ticklog import read_ticks
 
     for p in render(ns.log_dir):
         print(p)
-    for line in handover_lines(read_json(Path(ns.log_dir) / "summary.json", "trial summary").get("handover")):
+    summary = read_json(Path(ns.log_dir) / "summary.json", "trial summary")
+    for line in handover_lines(summary.get("handover")):
         print(line)
+    if early := ended_early(summary, episode_lengths(read_ticks(Path(ns.log_dir) / "ticks.csv"))):
+        print(early)
     if ns.html:
         print(write_html(ns.log_dir))
 

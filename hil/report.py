@@ -4,6 +4,7 @@ controller drove each tick are computed again from the tick log into summary.jso
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,36 @@ class ReportConfig:
     log_dir: str = field(help="a trial's log directory", positional=True)
     html: bool = field(False, help="also write LOG_DIR/trial.html: the live view's page for this trial, one "
                        "self-contained file (plots and summary, opens offline)")
+
+
+def episode_lengths(rows: list[dict]) -> dict[int, int]:
+    """Ticks per episode in the tick log, in order."""
+    out: dict[int, int] = {}
+    for r in rows:
+        out[int(float(r["episode"]))] = out.get(int(float(r["episode"])), 0) + 1
+    return out
+
+
+def episode_titles(summary: dict, lengths: dict[int, int]) -> dict[int, str]:
+    """How each episode of the tick log ended: the summary's words, or, for one the trial's end cut short (its ticks
+    are logged, the summary has no entry for it), the trial's own end."""
+    done = {e.get("episode"): e for e in summary.get("episodes") or [] if isinstance(e, dict)}
+    out = {}
+    for ep, n in lengths.items():
+        how = done[ep].get("ended", "?") if ep in done else \
+            f"cut short: the trial ended ({summary.get('ended', 'without saying how')})"
+        out[ep] = f"episode {ep}: {n} ticks, {how}"
+    return out
+
+
+def ended_early(summary: dict, lengths: dict[int, int]) -> str | None:
+    """One line when the trial did not complete: how it ended and the episodes it cut short; None when complete."""
+    ended = summary.get("ended", "complete")
+    if ended == "complete":
+        return None
+    done = {e.get("episode") for e in summary.get("episodes") or [] if isinstance(e, dict)}
+    cut = [f"episode {ep} cut short after {n} ticks" for ep, n in lengths.items() if ep not in done]
+    return f"the trial ended early: {ended}" + (f"; {', '.join(cut)}" if cut else "")
 
 
 def render(log_dir: str | Path) -> list[Path]:
@@ -53,12 +84,15 @@ def render(log_dir: str | Path) -> list[Path]:
     if handover is not None:
         summary["handover"] = handover
     figures = []
+    titles = episode_titles(summary, episode_lengths(rows))
+    pil = (summary.get("config") or {}).get("port") == "pil"  # QEMU: a virtual ns is an instruction (rule 16)
     col = lambda k: np.array([float(r[k]) if r[k] != "" else np.nan for r in rows])
     out = []
     fig, axes = plt.subplots(2, 4, figsize=(16, 6))
     for ax, (k, label) in zip(axes.ravel(), [("device_period_us", "period (us)"), ("host_step_us", "host step (us)"),
                                              ("host_compute_us", "host compute (us)"), ("rtt_us", "round trip (us)"),
-                                             ("infer_ns", "on-device inference (ns)"),
+                                             ("infer_ns", "on-device inference (instructions, QEMU)" if pil
+                                              else "on-device inference (ns)"),
                                              ("policy_cycles", "policy call (device cycles)"),
                                              ("device_jitter_us", "tick jitter on the device (us)"),
                                              ("skipped", "skipped states")]):
@@ -92,6 +126,7 @@ def render(log_dir: str | Path) -> list[Path]:
         if classical is not None:
             axs[0].legend(loc="upper right", fontsize="small")
         axs[2].set_xlabel("step")
+        axs[0].set_title(textwrap.fill(titles.get(int(e), f"episode {int(e)}"), 100), fontsize="medium")
         out.append(d / f"trajectory_ep{int(e)}.png")
         figures.append(fig)
     for fig, path in zip(figures, out):  # written only once every figure was drawn

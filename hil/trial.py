@@ -125,11 +125,12 @@ def run_trial(cfg: HilRunConfig) -> dict:
             print(f"live view: {view.url}", flush=True)
         if cfg.port in ("sim", "pil"):
             with simulated_rig(cfg) as port:
-                return _run_trial(HilRunConfig(**(vars(cfg) | {"port": port})), spec, pol, view)
+                return _run_trial(HilRunConfig(**(vars(cfg) | {"port": port})), spec, pol, view, via=cfg.port)
         return _run_trial(cfg, spec, pol, view)
 
 
-def _run_trial(cfg: HilRunConfig, spec, pol, view: LiveView) -> dict:
+def _run_trial(cfg: HilRunConfig, spec, pol, view: LiveView, via: str | None = None) -> dict:
+    """A trial on cfg.port; `via` is "sim" or "pil" when that port is a simulated rig's pty started for it."""
     period = int(cfg.period_us or spec.period_us)
     steps = int(cfg.steps or spec.raw.get("max_episode_steps", 1000))
     out = Path(cfg.out)
@@ -137,6 +138,8 @@ def _run_trial(cfg: HilRunConfig, spec, pol, view: LiveView) -> dict:
     episodes: list[dict] = []
     config = {k: portable_path(v) if k in ("policy", "out", "rig") and isinstance(v, str) and v.startswith("/") else v
               for k, v in vars(cfg).items()}  # results never record a machine's absolute paths
+    if via is not None:  # the summary says which simulated device ran (a pil trial's timing counts instructions)
+        config |= {"port": via, "device_port": cfg.port}
     summary: dict = {"config": config, "rig": spec.name, "target_period_us": period, "episodes": episodes,
                      "environment": _environment()}  # all made before the port opens
     error: BaseException | None = None
@@ -184,8 +187,9 @@ def _run_trial(cfg: HilRunConfig, spec, pol, view: LiveView) -> dict:
         closing = HeldStops(entered=True)
         try:
             link.close()  # stop: the device zeroes its actuator
-            if isinstance(error, KeyboardInterrupt):
-                summary["ended"] += f": {STOP_FAILED}" if link.stop_error else ": stop sent"
+            if error is not None:  # interrupted or an error: the log says whether the stop reached the device
+                sep = ": " if isinstance(error, KeyboardInterrupt) else "; "  # as the line on stderr puts it
+                summary["ended"] += sep + (STOP_FAILED if link.stop_error else "stop sent")
             log.close()
             summary["timing"] = timing_summary(out / "ticks.csv", period)
             if handover:

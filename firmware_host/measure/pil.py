@@ -75,6 +75,10 @@ def pil_image(cfg: RigPilConfig, spec: RigSpec) -> tuple[Path, dict]:
         elf = Path(cfg.elf)
         if not elf.is_file():
             raise BpdError(f"no firmware image {elf}")
+        with open(elf, "rb") as f:
+            if f.read(4) != b"\x7fELF":  # QEMU would start it and the plant channel close without a word why
+                raise BpdError(f"{elf} is not a firmware image (no ELF header): give the bpd_firmware.elf of "
+                               f"`bpd firmware build --board {BOARD}`")
         rep_path = elf.with_name("build_report.json")
         report = json.loads(rep_path.read_text()) if rep_path.is_file() else {}
         if report.get("board", BOARD) != BOARD or report.get("rig", spec.name) != spec.name:

@@ -323,7 +323,8 @@ def rig_sim(cfg: RigSimConfig) -> None:
                        "stall_for": (0, None), "disconnect_at": (0, None), "restart_at": (0, None),
                        "duration": (0, None), "seed": (0, 2**31 - 1)})
     if cfg.drop_rate + cfg.corrupt_rate > 1:
-        raise BpdError("--drop-rate and --corrupt-rate must be probabilities")
+        raise BpdError(f"--drop-rate plus --corrupt-rate must be at most 1 (a byte is dropped or corrupted, not both; "
+                       f"got {cfg.drop_rate:g} + {cfg.corrupt_rate:g})")
     if cfg.policy is not None:
         from export.verify import verify_export
         verify_export(cfg.policy)  # only a checked export is compiled into the device
