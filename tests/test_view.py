@@ -208,6 +208,12 @@ def test_report_html_is_self_contained(tmp_path):
     if CHROMIUM:  # and a browser shows it from the file alone
         s = shown(browse(page.as_uri(), tmp_path, screenshot=tmp_path / "report.png"))
         assert s == {"state": "finished", "ticks": 80, "done": True}
+        assert "inference median (ns)" in browse(page.as_uri(), tmp_path)
+        summary = json.loads((out / "summary.json").read_text())  # the same log as a PIL trial's: under QEMU the
+        summary["config"]["port"] = "pil"  # inference figure counts instructions (docs/protocol.md rule 16)
+        (out / "summary.json").write_text(json.dumps(summary))
+        run_bpd("hil", "report", str(out), "--html")
+        assert "inference median (instructions, QEMU)" in browse(page.as_uri(), tmp_path)
 
 
 @pytest.mark.parametrize("command", [["hil", "run", "--port", "sim", "--policy", str(FIX), "--out"],
