@@ -12,6 +12,8 @@ import numpy as np
 from bpd.config import check_ranges, field
 from bpd.errors import BpdError
 
+VARIATION_EPISODES = 3  # --robustness: episodes per variation, by default
+
 
 @dataclass
 class EvaluateConfig:
@@ -30,7 +32,8 @@ class EvaluateConfig:
                              "block or a MuJoCo task's defaults; per-category and overall share of successes")
     out: str | None = field(None, help="with --robustness: directory to write robustness.json (grid, every "
                             "variation's success) and robustness.png (success against each variation)")
-    variation_episodes: int = field(3, help="with --robustness: episodes per variation (seeds seed, seed + 1, ...)")
+    variation_episodes: int = field(VARIATION_EPISODES,
+                                    help="with --robustness: episodes per variation (seeds seed, seed + 1, ...)")
 
 
 @dataclass
@@ -53,6 +56,11 @@ def load_any(path: str | Path) -> Loaded:
             return _student(p / "student.pt")
         if (p / "export.json").is_file():
             return _export_dir(p)
+        if (p / "policy.npz").is_file():  # a baseline run: its student in the teacher format
+            return _teacher_file(p / "policy.npz")
+        if (p / "multitask.npz").is_file():
+            tasks = " ".join(str(t) for t in sorted(p.glob("task*.npz")))
+            raise BpdError(f"{p}: a multi-task run; evaluate one task's network ({tasks or 'its task<i>.npz'})")
         raise BpdError(f"{p}: not a run directory or an export directory")
     if not p.is_file():
         raise BpdError(f"{p}: no such file or directory")
@@ -61,16 +69,27 @@ def load_any(path: str | Path) -> Loaded:
     if p.suffix == ".onnx":
         return _onnx(p)
     if head[:2] == b"PK" and p.suffix == ".npz":
-        from training.teacher import load_teacher
-        t = load_teacher(p)
-        return Loaded("teacher", t.env_id, t.act, t.params_total, t.params_nonzero,
-                      {"algo": t.algo, "hidden": t.hidden}, t.obs_dim, t.act_dim)
+        return _teacher_file(p)
     if head[:2] == b"PK":
         if _is_sb3_zip(p):
             raise BpdError(f"{p}: a stable-baselines3 model; import it first (bpd teacher import {p} --env ENV "
                            "--out teacher.npz) and evaluate the teacher file")
         return _student(p)
     raise BpdError(f"{p}: unrecognised model file")
+
+
+def _teacher_file(p: Path) -> Loaded:
+    """A network in the teacher format: a teacher, a baseline's policy.npz, a multi-task run's task<i>.npz."""
+    from training.teacher import load_teacher
+    try:
+        t = load_teacher(p)
+    except BpdError as e:
+        if "'bpd-multitask' file" not in str(e):
+            raise
+        raise BpdError(f"{p}: a multi-task student; evaluate one task's network, the task<i>.npz beside it") \
+            from None
+    return Loaded("teacher", t.env_id, t.act, t.params_total, t.params_nonzero,
+                  {"algo": t.algo, "hidden": t.hidden}, t.obs_dim, t.act_dim)
 
 
 def _is_sb3_zip(path: Path) -> bool:
@@ -137,6 +156,8 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
         raise BpdError("--robustness varies the plant itself: leave out --randomize")
     if cfg.out is not None and not cfg.robustness:
         raise BpdError("--out is for --robustness")
+    if cfg.variation_episodes != VARIATION_EPISODES and not cfg.robustness:
+        raise BpdError("--variation-episodes is for --robustness (--episodes sets an evaluation's)")
     if cfg.out is not None:
         from bpd.io import check_output_dir
         check_output_dir(cfg.out)

@@ -65,6 +65,7 @@ from bpd.io import atomic_write, inputs_for_record, path_from_record, write_json
 from training.baseline_nets import TeacherModel, check_sb3_matches, read_sb3
 from training.baseline_rules import REWARD_RULES, BaselineConfig, validate
 from training.baseline_trainer import BaselineTrainer, Collector, segment_tensors
+from training.checkpoint import read_checkpoint, restored_acc, restoring
 from training.collect import load_dataset
 from training.device import resolve_device
 from training.envs import evaluate, train_eval_seed
@@ -85,6 +86,22 @@ def _fingerprint(cfg: BaselineConfig) -> dict:
     return fp
 
 
+def check_nonzero(cfg: BaselineConfig, obs_dim: int, act_dim: int) -> None:
+    """--nonzero within the student's size: at most its weights and biases, more than its biases (pruning keeps
+    every bias and at least one weight)."""
+    if cfg.nonzero is None:
+        return
+    widths = [obs_dim, *cfg.hidden, act_dim]
+    n_bias = sum(widths[1:])
+    dense = n_bias + sum(a * b for a, b in zip(widths, widths[1:]))
+    if cfg.nonzero > dense:
+        raise BpdError(f"--nonzero {cfg.nonzero} exceeds the {dense} parameters of --hidden "
+                       f"{' '.join(map(str, cfg.hidden))}")
+    if cfg.nonzero <= n_bias:
+        raise BpdError(f"--nonzero {cfg.nonzero} leaves no weights beside the {n_bias} biases of --hidden "
+                       f"{' '.join(map(str, cfg.hidden))}")
+
+
 def _prepare(out: Path, cfg: BaselineConfig) -> None:
     conf = out / "config.json"
     fp = _fingerprint(cfg)
@@ -97,7 +114,8 @@ def _prepare(out: Path, cfg: BaselineConfig) -> None:
             old = json.loads(conf.read_text())
         except json.JSONDecodeError:
             raise BpdError(f"{conf}: corrupt run configuration") from None
-        diff = sorted(k for k in fp if not (_same_file(old.get(k), fp[k], out) if k in _PATHS else old.get(k) == fp[k]))
+        diff = sorted(k for k in fp if k != "out"  # the run itself: a moved run, or ./runs/b for runs/b, resumes
+                      and not (_same_file(old.get(k), fp[k], out) if k in _PATHS else old.get(k) == fp[k]))
         if diff:
             raise BpdError(f"{out} was started with a different configuration ({', '.join(diff)})")
     else:
@@ -130,14 +148,12 @@ def train_baseline(cfg: BaselineConfig) -> dict:
         sb3 = read_sb3(cfg.teacher_sb3)
         check_sb3_matches(sb3, teacher, cfg.teacher_sb3)
     out = Path(cfg.out)
+    check_nonzero(cfg, teacher.obs_dim, teacher.act_dim)  # before the run directory is written
     _prepare(out, cfg)
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     tm = TeacherModel(teacher, cfg.teacher_std, sb3, device)
     trainer = BaselineTrainer(cfg, teacher.obs_dim, teacher.act_dim, tm, ds.obs_mean, ds.obs_std, device)
-    if cfg.nonzero is not None and cfg.nonzero > trainer.dense:
-        raise BpdError(f"--nonzero {cfg.nonzero} exceeds the {trainer.dense} parameters of --hidden "
-                       f"{' '.join(map(str, cfg.hidden))}")
     gen = torch.Generator().manual_seed(cfg.seed)
     ds_t = {k: torch.as_tensor(v) for k, v in {"obs": ds.observations, "next_obs": ds.next_observations,
                                               "rew": ds.rewards, "term": ds.terminals}.items()}
@@ -146,19 +162,23 @@ def train_baseline(cfg: BaselineConfig) -> dict:
     buffer = np.zeros((0, teacher.obs_dim), np.float32)
     segment: dict[str, np.ndarray] | None = None
     elapsed, value_fit = 0.0, None
+    last: dict = {}  # the last evaluation's row
+    acc: dict[str, list[float]] = {}  # the metrics since the last evaluation (checkpointed)
     ck_path, metrics_path = out / "checkpoint.pt", out / "metrics.csv"
     if cfg.resume and ck_path.exists():
-        ck = torch.load(ck_path, weights_only=True, map_location="cpu")
-        trainer.load_state_dict(ck["trainer"])
-        gen.set_state(ck["generator"])
-        torch.set_rng_state(ck["torch_rng"])
-        elapsed, value_fit = float(ck["elapsed"]), ck.get("value_fit")
-        buffer = ck["buffer"].numpy()
-        segment = {k: v.numpy() for k, v in ck["segment"].items()} if ck.get("segment") else None
-        if collector is not None:
-            collector.env_steps, collector.episodes = int(ck["env_steps"]), int(ck["episodes"]) + 1
-            collector.rng = np.random.default_rng([cfg.seed, collector.env_steps])
-        _truncate(metrics_path, trainer.step)
+        ck = read_checkpoint(ck_path)
+        with restoring(ck_path):
+            trainer.load_state_dict(ck["trainer"])
+            gen.set_state(ck["generator"])
+            torch.set_rng_state(ck["torch_rng"])
+            elapsed, value_fit = float(ck["elapsed"]), ck.get("value_fit")
+            acc = restored_acc(ck, ck_path)
+            buffer = ck["buffer"].numpy()
+            segment = {k: v.numpy() for k, v in ck["segment"].items()} if ck.get("segment") else None
+            if collector is not None:
+                collector.env_steps, collector.episodes = int(ck["env_steps"]), int(ck["episodes"]) + 1
+                collector.rng = np.random.default_rng([cfg.seed, collector.env_steps])
+        last = _truncate(metrics_path, trainer.step)
     if cfg.method == "teacher-v-reward" and tm.critic is None and trainer.teacher_value is None:
         value_fit = trainer.fit_teacher_value(ds_t, cfg.value_steps, gen)
     stats = {"obs_mean": ds.obs_mean, "obs_std": ds.obs_std, "low": ds.action_low, "high": ds.action_high}
@@ -169,8 +189,6 @@ def train_baseline(cfg: BaselineConfig) -> dict:
     writer = csv.DictWriter(mf, fieldnames=METRIC_FIELDS, extrasaction="ignore")
     if new:
         writer.writeheader()
-    acc: dict[str, list[float]] = {}
-    last: dict = {}
     seg_all = None
     t0 = time.time() - elapsed
     bar = tqdm(total=cfg.steps, initial=trainer.step, desc=cfg.method, disable=None if cfg.progress else True)
@@ -217,7 +235,8 @@ def train_baseline(cfg: BaselineConfig) -> dict:
                         "elapsed": time.time() - t0, "value_fit": value_fit, "buffer": torch.as_tensor(buffer),
                         "segment": {k: torch.as_tensor(v) for k, v in segment.items()} if segment else None,
                         "env_steps": collector.env_steps if collector else 0,
-                        "episodes": collector.episodes if collector else 0}
+                        "episodes": collector.episodes if collector else 0,
+                        "acc": {k: [float(x) for x in v] for k, v in acc.items()}}  # metrics since the last row
                 atomic_write(ck_path, functools.partial(torch.save, blob))
     finally:
         bar.close()
@@ -258,9 +277,11 @@ def visited_spread(obs: np.ndarray, mean: np.ndarray, std: np.ndarray) -> float 
     return float(np.mean(np.std((obs - mean) / std, axis=0)))
 
 
-def _truncate(path: Path, step: int) -> None:
+def _truncate(path: Path, step: int) -> dict:
+    """Drop the metric rows after the checkpoint; the last evaluation kept (its return), so that a resumed run
+    that had finished reports it again."""
     if not path.exists():
-        return
+        return {}
     try:
         with open(path, newline="") as f:
             rows = [r for r in csv.DictReader(f) if int(float(r["step"])) <= step]
@@ -271,3 +292,5 @@ def _truncate(path: Path, step: int) -> None:
     w.writeheader()
     w.writerows(rows)
     atomic_write(path, lambda f: f.write(buf.getvalue()), mode="w")
+    ret = rows[-1].get("eval/return_mean") if rows else None
+    return {"eval/return_mean": float(ret)} if ret else {}

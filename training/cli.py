@@ -3,13 +3,30 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from bpd.config import from_namespace
 
 
+def resumable(run: Callable[[], Any], checkpoint: Path) -> Any:
+    """Run a resumable training; interrupted (Ctrl-C) once it has a checkpoint, `bpd` says after "interrupted" how
+    to go on (bpd_app/cli.py prints the note)."""
+    try:
+        return run()
+    except KeyboardInterrupt as e:
+        if checkpoint.is_file():
+            e.bpd_note = (f"checkpoint kept in {checkpoint.parent}; "  # type: ignore[attr-defined]
+                          "the same command with --resume continues from it")
+        raise
+
+
 def _teacher_train(ns):
     from training.teacher import TeacherTrainConfig, train_teacher
-    s = train_teacher(from_namespace(TeacherTrainConfig, ns), log=lambda m: print(m, flush=True))
+    cfg = from_namespace(TeacherTrainConfig, ns)
+    s = resumable(lambda: train_teacher(cfg, log=lambda m: print(m, flush=True)),
+                  Path(cfg.work_dir or f"{cfg.out}.work") / "checkpoint.pt")
     print(f"teacher: {s['out']}  best return {s['best_return']:.1f} at step {s['best_step']} "
           f"({s['steps']} steps, {s['seconds']:.0f} s)")
 
@@ -46,7 +63,7 @@ def distill_command(ns, meter=None) -> None:
     """`bpd distill` (wired by the firmware room, which lends it the DSP kernel's meter for --prune-to-cycles)."""
     from training.distill import DistillConfig, distill
     cfg = from_namespace(DistillConfig, ns)
-    s = distill(cfg, meter, log=lambda m: print(m, flush=True))
+    s = resumable(lambda: distill(cfg, meter, log=lambda m: print(m, flush=True)), Path(cfg.out) / "checkpoint.pt")
     ch = s["selection"]["chosen"]
     ret = ch["select_return"] if ch["select_return"] is not None else s["final_eval_return_mean"]
     print(f"student: {os.path.join(cfg.out, s['student'])}  step {ch['step']} of {s['steps']}, return {ret:.1f}, "
@@ -60,7 +77,7 @@ def _baseline_train(ns):
     from training.baseline_rules import BaselineConfig
     from training.baselines import train_baseline
     cfg = from_namespace(BaselineConfig, ns)
-    s = train_baseline(cfg)
+    s = resumable(lambda: train_baseline(cfg), Path(cfg.out) / "checkpoint.pt")
     print(f"baseline: {os.path.join(cfg.out, s['product'])}  {s['method']} ({s['control']} control), "
           f"{s['grad_steps']} gradient steps, {s['env_steps']} environment steps, return "
           f"{s['final_eval_return_mean']:.1f}, {s['params_nonzero']}/{s['params_total']} parameters nonzero, "
@@ -70,7 +87,7 @@ def _baseline_train(ns):
 def _multitask_train(ns):
     from training.multitask import MultiTaskConfig, train_multitask
     cfg = from_namespace(MultiTaskConfig, ns)
-    s = train_multitask(cfg)
+    s = resumable(lambda: train_multitask(cfg), Path(cfg.out) / "checkpoint.pt")
     rets = ", ".join(f"{e} {r:.1f}" for e, r in s["final_eval"].items() if r is not None)
     print(f"multi-task student: {os.path.join(cfg.out, 'multitask.npz')}  {len(s['tasks'])} tasks ({rets}), "
           f"{s['params_nonzero']}/{s['params_total']} parameters nonzero, {s['seconds']:.0f} s")

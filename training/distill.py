@@ -30,8 +30,9 @@ import torch.nn.functional as F
 import bpd
 from bpd.config import to_dict
 from bpd.errors import BpdError
-from bpd.io import atomic_write, check_output_dir, inputs_for_record, read_json, sha256_file, write_json
+from bpd.io import check_output_dir, inputs_for_record, read_json, sha256_file, write_json
 from training.ablations import PlainStudent
+from training.checkpoint import load_checkpoint, restore, restored_acc, save_checkpoint
 from training.collect import Dataset, dataset_hash, load_dataset, norm_act, norm_obs
 from training.device import resolve_device
 from training.distill_config import (  # noqa: F401
@@ -393,10 +394,12 @@ def distill(cfg: DistillConfig, meter: Meter | None = None, log: Callable[[str],
     gen = torch.Generator().manual_seed(cfg.seed)
     elapsed = 0.0
     candidates: list[Candidate] = []
+    acc: dict[str, list[float]] = {}  # the metrics since the last evaluation (checkpointed)
     restored = cfg.resume and run.checkpoint.exists()
     if restored:
-        ck = _load_checkpoint(run.checkpoint)
-        _restore(trainer, ck, run.checkpoint)
+        ck = load_checkpoint(run.checkpoint)
+        restore(trainer, ck, run.checkpoint)
+        acc = restored_acc(ck, run.checkpoint)
         gen.set_state(ck["generator"])
         torch.set_rng_state(ck["torch_rng"])
         elapsed = float(ck["elapsed"])
@@ -422,7 +425,6 @@ def distill(cfg: DistillConfig, meter: Meter | None = None, log: Callable[[str],
     if not restored:
         writer.writeheader()
         metrics_f.flush()
-    acc: dict[str, list[float]] = {}
     last_eval = {"eval/return_mean": float("nan")}
     gate_ref = None  # gated schedule, gated warm-up: the teacher's return on the periodic evaluations' seeds
     if cfg.eta_schedule == "gated" or warmup_applies(cfg):
@@ -483,7 +485,7 @@ def distill(cfg: DistillConfig, meter: Meter | None = None, log: Callable[[str],
                                  "bc": f"{info.get('losses/bc', float('nan')):.4f}",
                                  "kl": f"{info.get('losses/kl', float('nan')):.0f}"}, refresh=False)
             if step % cfg.checkpoint_every == 0 or last:
-                _save_checkpoint(run.checkpoint, trainer, gen, time.time() - t_start, visits)
+                save_checkpoint(run.checkpoint, trainer, gen, time.time() - t_start, visits, acc)
     finally:
         bar.close()
         metrics_f.close()
@@ -563,33 +565,3 @@ def _prepare_run_dir(run: Run, cfg: DistillConfig) -> None:
     write_json(run.config, given | inputs_for_record(given, ("teacher", "dataset"), run.dir) | fp
                | {"bpd_version": bpd.__version__})
 
-
-def _save_checkpoint(path: Path, trainer: BPDTrainer, gen: torch.Generator, elapsed: float,
-                     visits: Visits | None = None) -> None:
-    blob = {"format": "bpd-checkpoint", "trainer": trainer.state_dict(), "generator": gen.get_state(),
-            "torch_rng": torch.get_rng_state(), "elapsed": elapsed}
-    if visits is not None:
-        blob["visits"] = visits.state_dict()
-    atomic_write(path, lambda f: torch.save(blob, f))
-
-
-def _restore(trainer: BPDTrainer, ck: dict, path: Path) -> None:
-    """Load a checkpoint into the trainer: networks of another shape or non-finite weights are refused."""
-    try:
-        trainer.load_state_dict(ck["trainer"])
-    except (KeyError, RuntimeError, ValueError, TypeError) as e:
-        raise BpdError(f"{path}: does not match this run's networks ({e.__class__.__name__}: "
-                       f"{(str(e).splitlines() or [''])[0][:80]})") from None
-    for net in ("actor", "critic"):
-        if not all(torch.isfinite(p).all() for p in getattr(trainer, net).parameters()):
-            raise BpdError(f"{path}: the {net} holds NaN or Inf")
-
-
-def _load_checkpoint(path: Path) -> dict:
-    try:
-        ck = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as e:
-        raise BpdError(f"{path}: unreadable checkpoint ({e.__class__.__name__})") from None
-    if not isinstance(ck, dict) or ck.get("format") != "bpd-checkpoint":
-        raise BpdError(f"{path}: not a bpd checkpoint")
-    return ck

@@ -35,6 +35,7 @@ from bpd.errors import BpdError
 from bpd.io import atomic_write, check_output_dir, load_arrays, read_json, save_arrays, write_json
 from training import gaussian as G
 from training.baseline_nets import TeacherModel, prune_target
+from training.checkpoint import read_checkpoint, restoring
 from training.collect import load_dataset
 from training.envs import evaluate, train_eval_seed
 from training.teacher import Teacher, load_teacher
@@ -220,6 +221,19 @@ def _task_loss(loss: str, mu_t, ls_t, mu, ls, temperature: float) -> torch.Tenso
     return G.kl(mu_t, G.temper(ls_t, temperature), mu, ls).mean()
 
 
+def _differing(old: object, new: dict, out: Path) -> list[str]:
+    """The options a resumption changes: --out is the run itself (a moved run resumes), and the teachers and
+    datasets are compared as the files they name (./t.npz is t.npz)."""
+    if not isinstance(old, dict):
+        raise BpdError(f"{out / 'config.json'}: corrupt run configuration")
+
+    def norm(k: str, v: object) -> object:
+        if k in ("teachers", "datasets") and isinstance(v, list):
+            return [str(Path(p).resolve()) if isinstance(p, str) and not p.startswith("minari:") else p for p in v]
+        return v
+    return sorted(k for k in set(old) | set(new) if k != "out" and norm(k, old.get(k)) != norm(k, new.get(k)))
+
+
 def train_multitask(cfg: MultiTaskConfig) -> dict:
     """Train one multi-task student; resumable; writes multitask.npz, metrics.csv and summary.json."""
     check_ranges(cfg, {"trunk": (1, 4096), "temperature": (0, 1e6, "open"), "teacher_std": (0, 1e3, "open"),
@@ -242,8 +256,10 @@ def train_multitask(cfg: MultiTaskConfig) -> dict:
     if (out / "config.json").exists():
         if not cfg.resume:
             raise BpdError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-        if read_json(out / "config.json", "run configuration") != conf:
-            raise BpdError(f"{out} was started with a different configuration")
+        diff = _differing(read_json(out / "config.json", "run configuration"), conf, out)
+        if diff:
+            raise BpdError(f"{out} was started with a different configuration ({', '.join(diff)}); "
+                           "resume with the same options or choose another --out")
     elif cfg.resume:
         raise BpdError(f"--resume: {out} holds no run to resume; leave out --resume to start one")
     elif out.exists() and any(out.iterdir()):
@@ -275,11 +291,12 @@ def _train(cfg: MultiTaskConfig, out: Path, teachers: list, dss: list, envs: lis
     step, elapsed, nz = 0, 0.0, None
     ck = out / "checkpoint.pt"
     if cfg.resume and ck.exists():
-        blob = torch.load(ck, weights_only=True)
-        student.load_state_dict(blob["student"])
-        opt.load_state_dict(blob["opt"])
-        gen.set_state(blob["generator"])
-        step, elapsed = int(blob["step"]), float(blob["elapsed"])
+        blob = read_checkpoint(ck)
+        with restoring(ck):
+            student.load_state_dict(blob["student"])
+            opt.load_state_dict(blob["opt"])
+            gen.set_state(blob["generator"])
+            step, elapsed = int(blob["step"]), float(blob["elapsed"])
     fields = ["step", "time_s", "params_nonzero", *[f"loss/{e}" for e in envs], *[f"eval/{e}" for e in envs]]
     metrics = out / "metrics.csv"
     if metrics.exists():
@@ -297,7 +314,8 @@ def _train(cfg: MultiTaskConfig, out: Path, teachers: list, dss: list, envs: lis
     wr.writerows(keep)
     t0 = time.time() - elapsed
     acc: dict[str, list[float]] = {e: [] for e in envs}
-    last: dict = {}
+    # the last evaluation so far: a resumed run that had finished reports its returns again
+    last: dict = {k: float(v) if v else None for k, v in keep[-1].items() if k.startswith("eval/")} if keep else {}
     try:
         while step < cfg.steps:
             if cfg.nonzero is not None:
