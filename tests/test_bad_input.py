@@ -416,7 +416,8 @@ for flag, value, msg in [("--period-us", "-40000", "--period-us"), ("--period-us
                          ("--seed", "-1", "--seed"), ("--link-delay-ms", "nan", "finite"),
                          ("--actuation-latency-us", "-5", "--actuation-latency-us")]:
     case(f"rig sim {flag} {value}", RIG + [flag, value], msg)
-case("rig sim drop + corrupt > 1", RIG + ["--drop-rate", "0.7", "--corrupt-rate", "0.7"], "--drop-rate plus --corrupt-rate must be at most 1")
+case("rig sim drop + corrupt > 1", RIG + ["--drop-rate", "0.7", "--corrupt-rate", "0.7"],
+     "--drop-rate plus --corrupt-rate must be at most 1")
 for flag, value, msg in [("--episodes", "0", "--episodes"), ("--period-us", "-40000", "--period-us"),
                          ("--steps", "0", "--steps"), ("--baud", "0", "--baud"), ("--stall-timeout", "0", "--stall"),
                          ("--stall-timeout", "nan", "finite"), ("--seed", "-1", "--seed")]:
