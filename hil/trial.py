@@ -187,9 +187,10 @@ def _run_trial(cfg: HilRunConfig, spec, pol, view: LiveView, via: str | None = N
         closing = HeldStops(entered=True)
         try:
             link.close()  # stop: the device zeroes its actuator
+            stop_outcome = STOP_FAILED if link.stop_error else "stop sent"
             if error is not None:  # interrupted or an error: the log says whether the stop reached the device
                 sep = ": " if isinstance(error, KeyboardInterrupt) else "; "  # as the line on stderr puts it
-                summary["ended"] += sep + (STOP_FAILED if link.stop_error else "stop sent")
+                summary["ended"] += sep + stop_outcome
             log.close()
             summary["timing"] = timing_summary(out / "ticks.csv", period)
             if handover:
@@ -207,7 +208,7 @@ def _run_trial(cfg: HilRunConfig, spec, pol, view: LiveView, via: str | None = N
                 summary["plots"] = f"not rendered: {e}"
         view.finish(summary)
     if isinstance(error, KeyboardInterrupt):  # bpd_app/cli.py's one line says what became of the trial
-        error.bpd_note = f"{STOP_FAILED if link.stop_error else 'stop sent'}; logs kept in {out}"  # type: ignore
+        error.bpd_note = f"{stop_outcome}; logs kept in {out}"  # type: ignore
         raise error
     if error is not None:
         stop = f"; {STOP_FAILED}" if link.stop_error else ""

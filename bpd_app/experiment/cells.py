@@ -101,13 +101,17 @@ def _run(argv: list[str], log: Path, stdout: Path | None = None, cwd: Path | Non
         lf.write(err)
     if proc.returncode != 0:
         last = (err.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
-        with _LIVE_LOCK:
-            stopped = list(_STOPPED)
-        if stopped:
-            raise StageStopped(f"stopped by {signal.Signals(stopped[0]).name} in its {argv[0]} stage")
+        if (sig := _stop_signal()) is not None:
+            raise StageStopped(f"stopped by {signal.Signals(sig).name} in its {argv[0]} stage")
         raise StageFailed(f"bpd {argv[0]} exited {proc.returncode}: {last}")
     if stdout is not None:
         write_text(stdout, out)
+
+
+def _stop_signal() -> int | None:
+    """The signal that stopped the runner, or None while it runs."""
+    with _LIVE_LOCK:
+        return _STOPPED[0] if _STOPPED else None
 
 
 def prepare_env(plan: Plan, env: str) -> None:
@@ -126,10 +130,8 @@ def prepare_env(plan: Plan, env: str) -> None:
                 fcntl.flock(claim, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                with _LIVE_LOCK:
-                    stopped = list(_STOPPED)
-                if stopped:
-                    raise StageStopped(f"stopped by {signal.Signals(stopped[0]).name} while another runner "
+                if (sig := _stop_signal()) is not None:
+                    raise StageStopped(f"stopped by {signal.Signals(sig).name} while another runner "
                                        f"prepared {env}") from None
                 time.sleep(0.5)
         _prepare_env(plan, env, teacher, log)
