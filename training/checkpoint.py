@@ -49,24 +49,26 @@ def restored_acc(ck: dict, path: Path) -> dict[str, list[float]]:
 
 
 def load_checkpoint(path: Path) -> dict:
-    try:
-        ck = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as e:
-        raise BpdError(f"{path}: unreadable checkpoint ({e.__class__.__name__})") from None
-    if not isinstance(ck, dict) or ck.get("format") != "bpd-checkpoint":
+    """A distillation run's checkpoint."""
+    ck = _load(path, "")
+    if ck.get("format") != "bpd-checkpoint":
         raise BpdError(f"{path}: not a bpd checkpoint")
     return ck
 
 
 def read_checkpoint(path: Path) -> dict:
     """A baseline's or multi-task run's checkpoint (a dict of tensors and numbers), unpickling nothing."""
+    return _load(path, "; remove the run to start over")
+
+
+def _load(path: Path, hint: str) -> dict:
+    """A checkpoint read with torch's weights-only loader, or one line (hint: what to do about it)."""
     try:
         ck = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as e:
-        raise BpdError(f"{path}: unreadable checkpoint ({e.__class__.__name__}); remove the run to start over") \
-            from None
+        raise BpdError(f"{path}: unreadable checkpoint ({e.__class__.__name__}){hint}") from None
     if not isinstance(ck, dict):
-        raise BpdError(f"{path}: not a bpd checkpoint; remove the run to start over")
+        raise BpdError(f"{path}: not a bpd checkpoint{hint}")
     return ck
 
 
