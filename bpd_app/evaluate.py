@@ -158,6 +158,8 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
         raise BpdError("--out is for --robustness")
     if cfg.variation_episodes != VARIATION_EPISODES and not cfg.robustness:
         raise BpdError("--variation-episodes is for --robustness (--episodes sets an evaluation's)")
+    if cfg.robustness and cfg.episodes != EvaluateConfig.episodes:
+        raise BpdError("--robustness runs --variation-episodes episodes per variation: leave out --episodes")
     if cfg.out is not None:
         from bpd.io import check_output_dir
         check_output_dir(cfg.out)

@@ -435,6 +435,18 @@ def test_prune_to_on_the_bayesian_student_needs_the_finetune():
     _check_config(paper(prune_to=100, finetune=0.2, pair_partners=True))  # the partners are then not filled
 
 
+def test_a_fine_tune_of_the_whole_schedule_is_refused():
+    """--finetune 1 froze the Bayesian student's mask at the schedule's first step, before any KL: a dense student
+    trained without noise, under the name of a distillation. The deterministic students have no fine-tune to refuse."""
+    from bpd.errors import BpdError
+    from training.distill import _check_config
+
+    with pytest.raises(BpdError, match="--finetune must be below 1"):
+        _check_config(paper(finetune=1.0))
+    _check_config(paper(finetune=0.99))
+    _check_config(paper(finetune=1.0, student="l1"))
+
+
 def test_max_units_removes_the_hidden_unit_of_least_signal_first():
     """--max-units with --prune-to: while more hidden units live than the cap, the one whose kept weights carry the
     least signal (sum of 1/alpha in and out) goes with all its weights; then the weight budget applies. Hand-set

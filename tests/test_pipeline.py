@@ -178,6 +178,13 @@ def test_kl_warmup_waits_for_the_student_to_imitate(tiny_pipeline, tmp_path):
             "--eta-gate", "0")
     s = json.loads((out / "summary.json").read_text())
     assert s["kl_warmup_steps"] == 200 and s["steps"] == 250
+    out = tmp_path / "short"  # --eval-every past --steps: the warm-up is evaluated every --steps, not run to its cap
+    run_bpd(*_distill_args(tiny_pipeline, out, steps=50), "--eval-every", "400", "--kl-warmup", "gate",
+            "--eta-gate", "1")
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert [int(float(r["step"])) for r in rows] == [50, 100]
+    s = json.loads((out / "summary.json").read_text())
+    assert s["kl_warmup_steps"] == 50 and s["steps"] == 100
 
 
 def test_gated_kl_waits_for_the_first_evaluation_then_ramps(tiny_pipeline, tmp_path):

@@ -310,6 +310,10 @@ def test_a_negative_return_keeps_its_share_by_its_magnitude():
     # the positive case is unchanged: 990 of 1000 kept, 989 not
     pos = [{"select_return": 989.0, "params_nonzero": 1}, {"select_return": 990.0, "params_nonzero": 2}]
     assert choose(pos, "sparsest-within", 0.0, 0.99, 1000.0) == (1, True)
+    # no target asked: whether one was kept is None (a summary's null), not True
+    assert choose(pos, "sparsest-within", 0.05, None, None) == (0, None)  # within 5 % of 990: the sparser
+    assert choose(pos, "best", 0.0, None, None) == (1, None)
+    assert choose(pos, "last", 0.0, None, None) == (1, None)
 
 
 def test_confirm_and_compress_read_a_negative_return_by_its_magnitude(monkeypatch):

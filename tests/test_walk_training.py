@@ -213,6 +213,14 @@ def test_evaluate_refuses_variation_episodes_without_robustness(tiny_pipeline):
         run_evaluate(EvaluateConfig(model=str(tiny_pipeline / "teacher.npz"), variation_episodes=5))
 
 
+def test_evaluate_refuses_episodes_with_robustness(tiny_pipeline):
+    """--robustness runs --variation-episodes per variation; an --episodes given with it was silently ignored."""
+    from bpd_app.evaluate import EvaluateConfig, run_evaluate
+
+    with pytest.raises(BpdError, match="--robustness runs --variation-episodes episodes per variation"):
+        run_evaluate(EvaluateConfig(model=str(tiny_pipeline / "teacher.npz"), robustness=True, episodes=3))
+
+
 def test_an_interrupted_training_says_how_to_resume_once_it_has_a_checkpoint(tmp_path):
     """Ctrl-C printed 'bpd: interrupted' alone; with a checkpoint kept, the note bpd_app/cli.py prints after it
     names the directory and --resume. Before the first checkpoint there is nothing to resume: no note."""

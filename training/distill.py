@@ -429,6 +429,9 @@ def distill(cfg: DistillConfig, meter: Meter | None = None, log: Callable[[str],
     gate_ref = None  # gated schedule, gated warm-up: the teacher's return on the periodic evaluations' seeds
     if cfg.eta_schedule == "gated" or warmup_applies(cfg):
         gate_ref = float(np.mean(evaluate(env_id, teacher.act, cfg.eval_episodes, seed=train_eval_seed(cfg.seed))[0]))
+    # the warm-up ends at an evaluation: under an --eval-every past --steps (a short try at the default 2,000) it
+    # is evaluated every --steps, where it would otherwise never be before its cap of WARMUP_CAP x --steps
+    warm_every = min(cfg.eval_every, cfg.steps)
     t_start = time.time() - elapsed
     bar = tqdm(total=trainer.end(), initial=trainer.step, desc="distill", mininterval=0.5,
                disable=None if cfg.progress else True)  # None: shown on a terminal only
@@ -457,7 +460,7 @@ def distill(cfg: DistillConfig, meter: Meter | None = None, log: Callable[[str],
             if trainer.warming and step >= WARMUP_CAP * cfg.steps:
                 begin_schedule()  # the warm-up's cap
             last = step >= trainer.end()
-            if step % cfg.eval_every == 0 or last:
+            if step % (warm_every if trainer.warming else cfg.eval_every) == 0 or last:
                 policy = collapsed()
                 rets, _ = evaluate(env_id, policy.act, cfg.eval_episodes, seed=train_eval_seed(cfg.seed))
                 row = {k: float(np.mean(v)) for k, v in acc.items() if k in METRIC_FIELDS}

@@ -58,7 +58,8 @@ class DistillConfig:
     policy_noise: float = field(0.2, help="target policy smoothing noise (normalised action units)")
     noise_clip: float = field(0.5, help="clip of the target smoothing noise")
     policy_freq: int = field(2, help="critic updates per actor update")
-    eval_every: int = field(2000, help="steps between evaluations of the collapsed student")
+    eval_every: int = field(2000, help="steps between evaluations of the collapsed student (during the KL "
+                         "warm-up, every --steps where that is fewer: its end waits for an evaluation)")
     eval_episodes: int = field(5, help="episodes per periodic evaluation")
     checkpoint_every: int = field(1000, help="steps between checkpoints")
     env: str | None = field(None, help="evaluation environment (default: the dataset's)")
@@ -200,6 +201,9 @@ def _check_config(cfg: DistillConfig) -> None:
         "unit_kl": (0, 1e6), "finetune_visits": (0, 100_000_000),
         "finetune_ema": (0, 1), "select_low_share": (0, 1),
         "finetune_visit_noise": (0, 10)})
+    if cfg.student == "bayesian" and cfg.finetune >= 1:
+        raise BpdError("--finetune must be below 1: at 1 the mask is frozen at the schedule's first step, before the "
+                       "KL has pruned anything")
     if cfg.student == "bayesian" and cfg.prune_to is not None and cfg.finetune == 0:
         raise BpdError("--prune-to on the Bayesian student cuts the mask at the fine-tune's start: it needs "
                        "--finetune above 0")

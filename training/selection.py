@@ -122,12 +122,12 @@ def rule_text(rule: str, tol: float, keep_return: float | None, cost: str = "non
 
 
 def choose(rows: list[dict], rule: str, tol: float, keep_return: float | None,
-           teacher_return: float | None) -> tuple[int, bool]:
+           teacher_return: float | None) -> tuple[int, bool | None]:
     """Index into rows (each with 'select_return' and 'params_nonzero', and 'cost' where a cost was
     measured: then the smallest cost rather than the fewest nonzero) chosen by the rule, and whether a
-    keep-return target was met (True when no target was asked)."""
+    keep-return target was met (None when no target was asked)."""
     if rule == "last" and keep_return is None:
-        return len(rows) - 1, True
+        return len(rows) - 1, None
     rets = np.array([r["select_return"] for r in rows])
     nz = np.array([r.get("cost", r["params_nonzero"]) for r in rows])
     if keep_return is not None:
@@ -140,9 +140,9 @@ def choose(rows: list[dict], rule: str, tol: float, keep_return: float | None,
         return int(np.argmax(rets)), False
     best = float(rets.max())
     if rule == "best":
-        return int(np.argmax(rets)), True
+        return int(np.argmax(rets)), None
     near = np.flatnonzero(rets >= best - tol * abs(best))
-    return int(min(near, key=lambda i: (nz[i], -rets[i]))), True
+    return int(min(near, key=lambda i: (nz[i], -rets[i]))), None
 
 
 def constant(pol) -> bool:
@@ -206,7 +206,7 @@ def select(cands: list[Candidate], meta: dict, stats: dict, env_id: str, run_see
         row = {"step": c.step, "threshold": meta["threshold"], "train_return": c.train_return,
                "params_nonzero": c.params_nonzero, "select_return": None}
         return {"rule": rule_text(rule, tol, keep_return, cost), "chosen": row, "rows": [row],
-                "teacher_select_return": None, "keep_return_met": True, "select_seeds": None}
+                "teacher_select_return": None, "keep_return_met": None, "select_seeds": None}
     if (keep_return is not None or no_falls) and teacher_act is None:
         raise BpdError("a keep-return target or the falls check needs the teacher")
     if shortlist is None or keep_return is not None or rule == "last":
