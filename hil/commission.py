@@ -344,7 +344,7 @@ def check_link(spec: RigSpec, runs: list[list], before: dict | None, after: dict
 def run_check(cfg: RigCheckConfig) -> dict:
     check_ranges(cfg, {"motor_share": (0, 1, "open"), "seed": (0, 2**31 - 1)})
     spec = load_rig(cfg.rig)
-    if spec.measured_velocity or any(c <= 0 for c in spec.counts_per_unit):
+    if not spec.has_encoders:
         raise BpdError(f"rig {spec.name} has no encoders to commission (a simulated rig only)")
     if cfg.port == "pil":
         raise BpdError("--port pil runs a firmware image in QEMU with a modelled plant, nothing to commission: give a "

@@ -71,6 +71,16 @@ def test_fault_only_on_the_simulated_rig_and_encoders_needed(tmp_path):
         run_check(RigCheckConfig(port="sim", rig="gym-inverted-pendulum", record=str(tmp_path)))
 
 
+def test_a_wiring_fault_needs_a_rig_with_encoders(tmp_path):
+    """`rig sim --fault` on a simulated-only rig (sensors in the plant's units, no encoders) gave a fault that no
+    `rig check` can look for (it refuses such a rig): refused before anything is built."""
+    from firmware_host.rig.sim import RigSimConfig, SimRig
+
+    with pytest.raises(BpdError, match="--fault: rig gym-inverted-pendulum has no encoders or motor wiring to fault"):
+        SimRig(RigSimConfig(rig="gym-inverted-pendulum", fault="reversed-motor", build_dir=str(tmp_path / "b")))
+    assert not (tmp_path / "b").exists()
+
+
 def test_link_quality_holds_late_actions_to_the_stale_share_and_lost_frames_to_none():
     """A late host answer is a stale state and a dropped action at once: both are allowed up to 1 % of the ticks;
     a frame the device's receiver lost fails the check at once."""

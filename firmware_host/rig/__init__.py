@@ -71,6 +71,12 @@ class RigSpec:
         return [float(c) for c in self.sensors["counts_per_unit"]]
 
     @property
+    def has_encoders(self) -> bool:
+        """Whether every position sensor is an encoder read in counts, velocity estimated (a rig one can wire and
+        commission); else a simulated rig only, whose sensors read the plant's units."""
+        return not self.measured_velocity and all(c > 0 for c in self.counts_per_unit)
+
+    @property
     def velocity_filter_hz(self) -> list[float]:
         """Per position sensor: cut-off of the low-pass on its estimated velocity (0: none)."""
         hz = self.sensors.get("velocity_filter_hz", 0) or 0

@@ -128,6 +128,9 @@ class SimRig:
     def __init__(self, cfg: RigSimConfig) -> None:
         self.cfg = cfg
         self.spec: RigSpec = load_rig(cfg.rig)
+        if cfg.fault and not self.spec.has_encoders:
+            raise BpdError(f"--fault: rig {self.spec.name} has no encoders or motor wiring to fault (a simulated rig "
+                           "only; its sensors read the plant's units)")
         if cfg.period_us:
             self.spec.period_us = int(cfg.period_us)
         self.lib = build_device_library(Path(cfg.build_dir), self.spec, Path(cfg.policy) if cfg.policy else None,
