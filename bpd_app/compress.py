@@ -26,7 +26,7 @@ from bpd.config import check_ranges, field
 from bpd.errors import BpdError
 from bpd.io import check_output_dir, write_json, write_text
 from training.envs import LOW_SHARE, return_floor, share_of_teacher
-from training.selection import COSTS
+from training.selection_config import COSTS
 
 # distill's default first (the fine-tune after the warm-up), then every method that gave the students plan's
 # cheapest student keeping the teacher's return on some task and seed (benchmarks/results/delivered): the

@@ -88,12 +88,12 @@ def _bench(ns):
 
 COMMANDS: dict[str, tuple] = {  # subcommand -> (config class, handler, help, *argument tweaks)
     "distill": ("training.distill_config:DistillConfig", _distill, "distill a sparse Bayesian student (BPD)"),
-    "student select": ("training.selection:SelectConfig", _student_select,
+    "student select": ("training.selection_config:SelectConfig", _student_select,
                        "choose again among a run's evaluated students: the smallest (nonzero parameters, or "
                        "Cortex-M4F cycles or flash) that keeps a share of the teacher's return, or the smallest "
                        "near the best, every candidate judged"),
-    "export": ("export.export:ExportConfig", _export, "collapse a student to ONNX + C with parity against torch; "
-               "the C kernel chosen by its measured Cortex-M4F cost"),
+    "export": ("export.export_config:ExportConfig", _export, "collapse a student to ONNX + C with parity against "
+               "torch; the C kernel chosen by its measured Cortex-M4F cost"),
     "firmware build": ("firmware_host.measure.build:FirmwareBuildConfig", _build,
                        "build an image with an exported policy for a Cortex-M target or the host"),
     "bench": ("firmware_host.measure.bench:BenchConfig", _bench,

@@ -517,17 +517,18 @@ case("evaluate randomize a rig env with another rig's block",
 case("evaluate unrecognised file", [*EVAL, f"{C}/x.bin"], "unrecognised model file",
      lambda c, b: (c / "x.bin").write_bytes(b"\x00" * 10))
 case("evaluate empty directory", [*EVAL, f"{C}"], "not a run directory")
-case("evaluate robustness of no model", [*EVAL, f"{C}/none.npz", "--robustness"], "no such file")
+case("evaluate robustness of no model", ["evaluate", f"{C}/none.npz", "--robustness"], "no such file")
 case("evaluate robustness on a rig without a grid",
-     [*EVAL, T, "--robustness", "--env", "firmware_host.rig:bpd/desktop-cartpole-swingup-v0"],
+     ["evaluate", T, "--robustness", "--env", "firmware_host.rig:bpd/desktop-cartpole-swingup-v0"],
      "has no robustness block")
-case("evaluate robustness on a task without MuJoCo", [*EVAL, f"{C}/p.npz", "--robustness"],
+case("evaluate robustness on a task without MuJoCo", ["evaluate", f"{C}/p.npz", "--robustness"],
      "needs a MuJoCo environment", lambda c, b: _hand_teacher(c / "p.npz", env_id="Pendulum-v1", obs_dim=3))
-case("evaluate robustness with randomize", [*EVAL, T, "--robustness", "--randomize", "desktop-cartpole"],
+case("evaluate robustness with randomize", ["evaluate", T, "--robustness", "--randomize", "desktop-cartpole"],
      "leave out --randomize")
-case("evaluate out without robustness", [*EVAL, T, "--out", f"{C}/rob"], "--out is for --robustness")
-case("evaluate robustness no episodes", [*EVAL, T, "--robustness", "--variation-episodes", "0"], "at least 1")
-case("evaluate robustness out unwritable", [*EVAL, T, "--robustness", "--out", f"{RO}/rob"], "cannot be")
+case("evaluate out without robustness", ["evaluate", T, "--out", f"{C}/rob"], "--out is for --robustness")
+case("evaluate robustness no episodes", ["evaluate", T, "--robustness", "--variation-episodes", "0"], "at least 1")
+case("evaluate robustness out unwritable", ["evaluate", T, "--robustness", "--out", f"{RO}/rob"], "cannot be")
+case("evaluate robustness with episodes", [*EVAL, T, "--robustness"], "leave out --episodes")
 case("rig robustness block with an unknown key", [*EVAL, T, "--randomize", f"{C}/rig.yaml"],
      "robustness: unknown key 'pushes'",
      lambda c, b: (c / "rig.yaml").write_text((FW / "desktop-cartpole.yaml").read_text().split("robustness:")[0]

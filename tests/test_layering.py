@@ -124,3 +124,20 @@ def test_reading_and_checking_every_plan_imports_no_torch(tmp_path):
                        text=True, timeout=300, cwd=ROOT)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_no_command_reads_its_options_with_torch():
+    """`bpd CMD --help` and a mistyped flag come back at once: every command's options live in a module that imports
+    no torch (some 2 s on every call: export, student select and sweep, multitask train and compress took 2-3.5 s to
+    print their help before their options moved to *_config modules)."""
+    import subprocess
+    import sys
+
+    script = ("import importlib, sys\nfrom bpd_app.cli import _configs\n"
+              "for name, (dotted, *_) in _configs().items():\n"
+              "    importlib.import_module(dotted.split(':')[0])\n"
+              "    if 'torch' in sys.modules:\n        print(name)\n        break\n"
+              "else:\n    print('none')\n")
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "none", f"`bpd {p.stdout.strip()}` imports torch to read its options"

@@ -105,7 +105,7 @@ def _student_sweep(ns):
 def report_select(r: dict) -> None:
     """Print what `bpd student select` chose (the command is wired by the firmware room, which lends it the
     emulated Cortex-M meter for --cost), its cost in the unit --cost names."""
-    from training.selection import COST_UNITS
+    from training.selection_config import COST_UNITS
 
     ch = r["chosen"]
     unit = COST_UNITS.get(r.get("cost") or "", "")
@@ -130,8 +130,8 @@ COMMANDS = {
     "baseline train": ("training.baseline_rules:BaselineConfig", _baseline_train,
                        "distil a student by a rule from the policy-distillation literature (Rusu et al. 2016, "
                        "Czarnecki et al. 2019)"),
-    "multitask train": ("training.multitask:MultiTaskConfig", _multitask_train,
+    "multitask train": ("training.multitask_config:MultiTaskConfig", _multitask_train,
                         "distil several teachers into one student with a shared trunk (Rusu et al. 2016)"),
-    "student sweep": ("training.selection:SweepConfig", _student_sweep,
+    "student sweep": ("training.selection_config:SweepConfig", _student_sweep,
                       "return and size of a trained student at other pruning thresholds (no retraining)"),
 }

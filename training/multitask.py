@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import bpd
-from bpd.config import check_ranges, field, to_dict
+from bpd.config import check_ranges, to_dict
 from bpd.errors import BpdError
 from bpd.io import atomic_write, check_output_dir, load_arrays, read_json, save_arrays, write_json
 from training import gaussian as G
@@ -38,6 +38,7 @@ from training.baseline_nets import TeacherModel, prune_target
 from training.checkpoint import read_checkpoint, restoring
 from training.collect import load_dataset
 from training.envs import evaluate, train_eval_seed
+from training.multitask_config import MultiTaskConfig
 from training.teacher import Teacher, load_teacher
 
 FORMAT = "bpd-multitask"
@@ -186,31 +187,6 @@ class MultiTaskStudent(nn.Module):
                                                                ("obs_mean", "obs_std", "low", "high")))
                  for e, li, lo, s in zip(env_ids, self.ins, self.outs, stats)]
         return MultiTask(tasks, [w(l) for l in self.trunk], [b(l) for l in self.trunk], self.activation)
-
-
-@dataclass
-class MultiTaskConfig:
-    teachers: list[str] = field(help="one teacher file per task")
-    datasets: list[str] = field(help="one dataset per task (same order), from `bpd collect`")
-    out: str = field("runs/multitask", help="run directory")
-    trunk: list[int] = field([64, 64], help="trunk widths: the task input layers map to the first, the task "
-                             "output layers read the last")
-    activation: str = field("tanh", help="hidden activation", choices=("tanh", "relu"))
-    loss: str = field("kl", help="Rusu's loss per task", choices=("kl", "mse", "nll"))
-    temperature: float = field(0.01, help="kl: teacher temperature")
-    teacher_std: float = field(0.2, help="teacher spread in pre-tanh units (deterministic teachers)")
-    nonzero: int | None = field(None, help="magnitude-prune the whole network to this many nonzero parameters")
-    prune_start: float = field(0.2, help="fraction of training where pruning begins")
-    prune_end: float = field(0.6, help="fraction of training where the nonzero count is reached")
-    steps: int = field(20_000, help="gradient steps (one batch of every task per step)")
-    batch: int = field(256, help="batch size per task")
-    lr: float = field(1e-3, help="learning rate")
-    eval_every: int = field(2000, help="steps between evaluations of every task")
-    eval_episodes: int = field(5, help="episodes per task per evaluation")
-    seed: int = field(0, help="random seed")
-    threads: int = field(1, help="torch CPU threads")
-    resume: bool = field(False, help="continue the run in --out from its last checkpoint")
-    progress: bool = field(True, help="show a progress bar")
 
 
 def _task_loss(loss: str, mu_t, ls_t, mu, ls, temperature: float) -> torch.Tensor:
