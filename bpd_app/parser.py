@@ -16,6 +16,21 @@ from bpd.errors import BpdError
 ROOMS = ("training.cli", "export.cli", "firmware_host.cli", "hil.cli")
 # subcommand -> (dotted config class, handler, help, *argument tweaks)
 Commands = dict[str, tuple[str, Callable, str, *tuple[Callable[[argparse.ArgumentParser], None], ...]]]
+# what each group of two-word commands is about, after its subcommands' names in `bpd --help`
+GROUPS = {
+    "teacher": "the policy to distill",
+    "baseline": "students by the rules of the policy-distillation literature",
+    "multitask": "one student for several tasks",
+    "student": "a trained run's students, at other thresholds or chosen again",
+    "firmware": "Cortex-M images of an export",
+    "rig": "a rig simulated, in QEMU, or commissioned",
+    "classical": "a classical controller (swing-up + LQR) as an export",
+    "hil": "hardware-in-the-loop trials",
+    "experiment": "grids of runs (plans) and their tables",
+}
+EPILOG = ("Each command's options and defaults: bpd COMMAND --help (in a group: bpd teacher train --help). Bad input "
+          "ends with one line `bpd: error: ...` and a non-zero exit; `bpd: internal error` (exit 70) is a bug: "
+          "BPD_DEBUG=1 shows its traceback. The user's guide is README.md.")
 
 
 def room_commands() -> Commands:
@@ -73,16 +88,21 @@ def build_parser(commands: Commands, argv: list[str] | None = None,
     import importlib
 
     parser = parser_class(prog="bpd", description="Bayesian Policy Distillation: from a teacher "
-                                     "policy to a sparse controller on a microcontroller.")
+                                     "policy to a sparse controller on a microcontroller.", epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"bpd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     groups: dict[str, argparse._SubParsersAction] = {}
+    members: dict[str, list[str]] = {}
+    for name in commands:
+        if len(words := name.split()) == 2:
+            members.setdefault(words[0], []).append(words[1])
     for name, (cls_path, handler, help_, *extra) in commands.items():
         words = name.split()
         target = sub
         if len(words) == 2:
             if words[0] not in groups:
-                g = sub.add_parser(words[0], help=f"{words[0]} commands")
+                about = ", ".join(members[words[0]]) + (f": {GROUPS[words[0]]}" if words[0] in GROUPS else "")
+                g = sub.add_parser(words[0], help=about, description=about)
                 groups[words[0]] = g.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
             target = groups[words[0]]
         p = target.add_parser(words[-1], help=help_, description=help_)
