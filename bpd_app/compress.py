@@ -59,15 +59,17 @@ class CompressConfig:
     out: str = field("runs/compress", help="directory: a run per method, the chosen student, the comparison")
     methods: list[str] = field(DEFAULT_METHODS, help="methods to run (bpd_app/methods.py; those that train a "
                                "student from the teacher and dataset alone, and those sized to the bpd run's "
-                               "cycles, the cuts and dense-c50/-c30, with bpd)")
+                               "Cortex-M4F cycles, with bpd: the cuts (-c50) and the dense networks dense-c50 and "
+                               "dense-c30, each cut or sized to a share of them)")
     keep_return: float = field(0.99, help="fraction of the teacher's return the student must keep on the "
                                "selection seeds; a negative return (a cost): at most (1 - this) of its magnitude "
                                "below it")
     cost: str = field("m4f-cycles", choices=tuple(COSTS), help="what 'cheapest' means")
     episodes: int = field(10, help="episodes per candidate on the selection seeds")
     allow_falls: bool = field(False, help="do not set aside students that end early on a selection episode the "
-                              "teacher finishes (by default they are, issue 34's 'no early end' judged on the "
-                              "selection seeds: per run, and over runs those with the fewest such ends first)")
+                              "teacher finishes (by default they are: the student must not fall where the teacher "
+                              "does not, judged on the selection seeds: per run, and over runs those with the fewest "
+                              "such ends first)")
     low_share: float = field(LOW_SHARE, help="with the falls check: also a fall, a selection episode the teacher "
                              "finishes at a return below the teacher's there by more than (1 - this) of its "
                              "magnitude (a HalfCheetah flipped onto its back runs on to the end at a fraction of the "

@@ -33,3 +33,12 @@ def test_bpd_help_names_each_groups_subcommands_and_how_to_get_more_help():
         assert helps[f"bpd {group}"].split(" positional arguments")[0].endswith(subs + ": " + GROUPS[group])
     assert " commands " not in top  # no group reads as its own name plus `commands`
     assert "bpd COMMAND --help" in top and "BPD_DEBUG=1" in top
+
+
+def test_no_help_text_leans_on_the_projects_issue_tracker():
+    """A user reading --help has no access to 'issue 34': each help says what it means in words."""
+    import re
+
+    helps = {name: " ".join(p.format_help().split()) for name, p in _parsers(build_parser(None))}
+    assert not {name for name, text in helps.items() if re.search(r"\bissue \d+", text)}
+    assert "the student must not fall where the teacher does not" in helps["bpd compress"]
