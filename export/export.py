@@ -39,6 +39,7 @@ from export.onnx_export import (
 )
 from export.package import CHOICES as PACKAGE_CHOICES
 from export.parity import PARITY_TOL
+from export.parity import failure as parity_failure
 from export.parity import tolerance as parity_tolerance
 from export.selftest import selftest_banner, selftest_for_kernel
 from export.verify import manifest, verify_export
@@ -418,10 +419,7 @@ def _write_export(cfg: ExportConfig, out: Path, meter: KernelMeter | None = None
     parity["pass"] = all(v <= (c_tol if k.startswith("c_") else tol)
                          for k, v in parity.items() if k.endswith(("_torch", "_onnx")))
     if not parity["pass"]:
-        hint = (f" (the integer kernel's error against the float student is over {limit})"
-                if kernel["kind"] == "integer" and parity["c_vs_torch"] > c_tol else "")
-        raise BpdError(f"parity check failed{hint}: "
-                       f"{json.dumps({k: v for k, v in parity.items() if 'vs' in k})}")
+        raise BpdError(parity_failure(parity, tol, c_tol, kernel["kind"], limit))
 
     # the boot self-test: a parity state and the shipped kernel's own action for it (export/selftest.py)
     selftest = selftest_for_kernel(out, obs, kernel["kind"], parity, net.action_low, net.action_high,

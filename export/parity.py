@@ -20,3 +20,26 @@ def tolerance(action_low: np.ndarray, action_high: np.ndarray, float32_floor: fl
     """The allowed max abs action error, given the largest float32-vs-float64 error of a reference forward."""
     half = float(np.max(np.asarray(action_high, np.float64) - np.asarray(action_low, np.float64))) / 2
     return max(PARITY_TOL * max(1.0, half), FLOAT32_MARGIN * float32_floor)
+
+
+def _fig(x: float) -> str:
+    return f"{x:.2e}" if np.isfinite(x) else ("NaN" if np.isnan(x) else str(x))
+
+
+def failure(parity: dict, tol: float, c_tol: float, kernel: str, limit: str) -> str:
+    """The line a failed parity check ends with: each comparison over its tolerance, and what to try."""
+    over = {k: (v, c_tol if k.startswith("c_") else tol) for k, v in parity.items()
+            if k.endswith(("_torch", "_onnx")) and not v <= (c_tol if k.startswith("c_") else tol)}
+    what = ", ".join(f"{k} {_fig(v)} over {_fig(t)}" for k, (v, t) in over.items())
+    bug = "a bug of bpd: please report it with the student file"
+    if not all(np.isfinite(v) for v, _ in over.values()):
+        hint = "a non-finite action: look for NaN or Inf in the parity states' source (--dataset)"
+    elif any(not k.startswith("c_") for k in over):
+        hint = f"the ONNX graph differs from torch, {bug}"
+    elif kernel == "integer":
+        hint = f"the integer kernel is over {limit}: allow more, or ship a float kernel (--kernel compact)"
+    elif kernel == "generic":
+        hint = f"the generic C kernel differs from torch, {bug}"
+    else:
+        hint = f"the {kernel} kernel is over {limit}: try --kernel generic (libm tanh) or a larger --tanh-budget"
+    return f"parity check failed: {what}; {hint} (a previous export in --out is kept)"

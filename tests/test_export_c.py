@@ -329,3 +329,21 @@ def test_the_integer_kernels_parity_record_names_what_set_its_tolerance(tiny_pip
     par = json.loads((out / "export_report.json").read_text())["parity"]
     assert par["c_tolerance_by"] == by and par["c_check"].endswith(f"within {named}")
     assert par["c_tolerance"] == pytest.approx(0.5 if by == "tanh_budget" else 0.02 * 2 * 3.0)
+
+
+def test_a_failed_parity_check_names_each_comparison_over_its_tolerance_and_what_to_try():
+    from export.parity import failure
+
+    base = {"torch_float32_vs_float64": 1e-7, "onnxruntime_vs_torch": 2e-6, "reference_evaluator_vs_torch": 2e-6}
+    c_over = {**base, "c_vs_onnx": 0.05, "c_vs_torch": 0.05}
+    msg = failure(c_over, 3e-5, 1e-3, "compact", "--tanh-budget 0.001")
+    assert msg.startswith("parity check failed: c_vs_onnx 5.00e-02 over 1.00e-03, c_vs_torch 5.00e-02 over 1.00e-03; "
+                          "the compact kernel is over --tanh-budget 0.001: try --kernel generic")
+    assert msg.endswith("(a previous export in --out is kept)") and "\n" not in msg
+    assert "allow more, or ship a float kernel (--kernel compact)" in failure(
+        c_over, 3e-5, 0.012, "integer", "--int-budget 0.002 of the action range")
+    assert "the ONNX graph differs from torch, a bug of bpd" in failure({**base, "onnxruntime_vs_torch": 1e-3,
+                                                                      "c_vs_onnx": 0.0, "c_vs_torch": 0.0},
+                                                                     3e-5, 3e-5, "generic", "--tanh-budget 1e-05")
+    nan = failure({**base, "c_vs_onnx": float("nan"), "c_vs_torch": float("nan")}, 3e-5, 3e-5, "generic", "")
+    assert "c_vs_torch NaN over 3.00e-05" in nan and "NaN or Inf in the parity states" in nan
