@@ -304,3 +304,17 @@ def test_the_provenance_claim_that_the_avx2_repeat_reproduced_the_ablations_cell
         assert again["eval"]["return_mean"] == first["eval"]["return_mean"]
         assert again["params_nonzero"] == first["params_nonzero"]
         assert again["machine"]["torch_cpu_capability"] == "AVX2"
+
+
+def test_the_readmes_export_defaults_are_read_from_the_code(render_docs, monkeypatch):
+    """Walkthroughs 1 and 3 state the parity tolerance, the integer kernel's budget and the return it must keep:
+    rendered from export/parity.py and export/kernels.py, so a changed default changes the README's figure."""
+    readme = (ROOT / "README.md").read_text()
+    assert "(1e-5 of the half action range;\nthe integer kernel `--int-budget`, 2 % of the action range)" in readme
+    assert "stays within 2 % of the action range and keeps 99 % of the float kernel's return" in readme
+    real = render_docs.constant
+    changed = {"export.kernels:INT_BUDGET": 0.05, "export.kernels:KEEP_RETURN": 0.95, "export.parity:PARITY_TOL": 2e-6}
+    monkeypatch.setattr(render_docs, "constant", lambda spec: changed.get(spec, real(spec)))
+    text = render_docs.render()["README.md"]
+    assert "(2e-6 of the half action range;\nthe integer kernel `--int-budget`, 5 % of the action range)" in text
+    assert "stays within 5 % of the action range and keeps 95 % of the float kernel's return" in text
