@@ -346,7 +346,10 @@ def path_from_record(recorded: str, record_dir: str | os.PathLike) -> Path:
     if p.is_absolute():
         return p
     beside = Path(record_dir) / p
-    return beside if beside.exists() or not p.exists() else p
+    if beside.exists():  # run/../data.npz read as data.npz where that is the same file (not through a symlink)
+        plain = Path(os.path.normpath(beside))
+        return plain if plain.exists() and os.path.samefile(plain, beside) else beside
+    return beside if not p.exists() else p
 
 
 def portable_argv(argv: list[str]) -> list[str]:

@@ -1248,3 +1248,22 @@ def test_an_output_named_as_its_command_is_not_taken_for_an_input(tmp_path, monk
     check_outputs({"command": "student", "subcommand": "bench", "out": "bench"})
     with pytest.raises(BpdError, match="--out names the command's input --export"):
         check_outputs({"command": "bench", "export": "export", "out": "export"})
+
+
+def test_a_recorded_path_is_read_without_its_detour(tmp_path):
+    """A run records its dataset relative to itself (../../dataset.npz); the path read back is the plain one, which
+    export and bench print (was runs/student/../../dataset.npz), unless the detour runs through a symlink, where the
+    plain path would be another file."""
+    import os
+
+    from bpd.io import path_from_record
+
+    (tmp_path / "runs" / "student").mkdir(parents=True)
+    (tmp_path / "dataset.npz").write_bytes(b"")
+    assert path_from_record("../../dataset.npz", tmp_path / "runs" / "student") == tmp_path / "dataset.npz"
+    (tmp_path / "elsewhere" / "deep").mkdir(parents=True)
+    (tmp_path / "dataset.npz").rename(tmp_path / "elsewhere" / "dataset.npz")
+    os.symlink(tmp_path / "elsewhere" / "deep", tmp_path / "link")  # link/.. is elsewhere, not tmp_path
+    got = path_from_record("../dataset.npz", tmp_path / "link")
+    assert got == tmp_path / "link" / ".." / "dataset.npz"
+    assert got.resolve() == (tmp_path / "elsewhere" / "dataset.npz").resolve()
