@@ -31,10 +31,11 @@ the sum by n + s into a free register and BEQ tell it; out of range (rare) ASRS 
 end from the sign (where acc + H can pass 2^31 - 1, H is first taken off again: the true sum's sign). A row whose
 bound keeps it in range has no check; one that can only fall below has BPL (on the last ADDS's flags, else after
 CMP). Then the shift (LSRS; LSLS for a negative one), for tanh the index doubled (LSLS) and one LDRSH; a tanh row
-shifted by 22 or more (always within the table, H past 32 bits) has ASRS, then -lo from the stream added. STR to the
-frame. The output layer stores its sums through lr's pointer for the C that maps them to actions. The numbers equal
-the scalar C form's and the numpy model's exactly (fixed_point.py): every product is int16 x int16, MULS keeps the
-low 32 bits, and the quantiser bounds every sum for any input.
+shifted by 22 or more (always within the table, H past 32 bits) has ASRS, then -lo from the stream added; a ReLU row
+shifted by 18 or more (H = 0) cannot pass 32767 and has at most the lower check. STR to the frame. The output
+layer stores its sums through lr's pointer for the C that maps them to actions. The numbers equal the scalar C form's
+and the numpy model's exactly (fixed_point.py): every product is int16 x int16, MULS keeps the low 32 bits, and the
+quantiser bounds every sum for any input.
 """
 
 from __future__ import annotations
@@ -212,8 +213,7 @@ def _plan_row(L, r: int, xlo: int, xhi: int, bits: int) -> _Row:
     lo, hi = _layer_bounds(L.kind, bits)
     n, s = (hi - lo).bit_length(), int(L.shift[r])
     assert (hi - lo) & (hi - lo + 1) == 0  # all ones: the out-of-range answer is a shift of -1
-    if n + s > 32:  # tanh shifted by 22 or more: always within the table
-        assert L.kind == "tanh"
+    if n + s > 32 and L.kind == "tanh":  # tanh shifted by 22 or more: always within the table
         return _Row(r, cols, bq, ("add", s, -lo))
     big = int(np.maximum(wq * xlo, wq * xhi).sum())
     small = int(np.minimum(wq * xlo, wq * xhi).sum())

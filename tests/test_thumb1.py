@@ -147,6 +147,7 @@ def test_hand_tanh_network_table_holds_each_bias_with_its_offset_folded():
     ([20972, 6291], 1 << 27, 28, "tanh", ("add", 28, 1024)),  # H past 32 bits: added after the shift
     ([-3, 100], -5, 17, "relu", ("fold", 17, 32, True, False, False, 0)),  # can only fall below: the sign
     ([100], 0, -3, "relu", ("fold", -3, 12, True, True, False, 0)),  # negative shift: clamp to 32767 >> 3
+    ([20972, -6291], 1 << 21, 22, "relu", ("fold", 22, 37, True, False, False, 0)),  # >> 22: below 32767 always
 ])
 def test_each_rows_activation_form_follows_from_its_bound(wq, bq, s, kind, act):
     """The overflow proof per row on hand-made layers (inputs within +-32767): H = -lo << s folded into the bias
@@ -280,3 +281,23 @@ def test_a_small_double_pendulum_sized_student_is_within_4x_the_floor_on_cortex_
     np.testing.assert_array_equal(got.view(np.uint32), IntPolicy(q).act(x).view(np.uint32))
     floor = sum(int(np.count_nonzero(L.wq)) + L.wq.shape[0] for L in q.layers) + 17 + 11 + 1 + 2
     assert instr < 4 * floor, (instr, floor)
+
+
+@needs_m0
+def test_a_relu_row_shifted_past_32_bits_of_range_checks_only_its_sign(tmp_path):
+    """2 -> 2 -> 2 -> 1 ReLU/clip: the second layer's second row (weights 0.01 and -0.003) shifts by 22, where
+    its range's 15 bits and the shift pass 32 (a tanh row there adds its offset after the shift; a ReLU row has
+    none): the sum shifted cannot pass 32767, so only a negative sum is clamped, to 0. The kernel is built (the
+    default export of a ReLU student stopped on an assertion here) and the M0+ gives the numpy model's bits."""
+    net = CollapsedNet([np.array([[1.0, 0.5], [0.5, -1.0]], np.float32),
+                        np.array([[2.0, 0.0], [0.01, -0.003]], np.float32), np.array([[1.0, 1.0]], np.float32)],
+                       [np.zeros(2, np.float32), np.array([0.1, 0.0], np.float32), np.zeros(1, np.float32)],
+                       "relu", "clip", np.array([-4.0], np.float32), np.array([4.0], np.float32), [2, 2, 2, 1])
+    q = quantise(net, np.array([[1.0] * 2, [-1.0] * 2], np.float32), "hand")
+    assert q.layers[1].shift.tolist() == [14, 22]
+    assert _plan_row(q.layers[1], 1, 0, 32767, 11).act == ("fold", 22, 37, True, False, False, 0)
+    info = generate_int_kernel(net, q, tmp_path, "0" * 64, "t")
+    assert info["thumb1"] is not None
+    x = np.random.default_rng(7).normal(0, 2, (60, 2)).astype(np.float32)
+    got, _ = _emulate(tmp_path, x, 1)
+    np.testing.assert_array_equal(got.view(np.uint32), IntPolicy(q).act(x).view(np.uint32))
