@@ -15,6 +15,9 @@ from pathlib import Path
 from bpd.errors import BpdError
 
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]  # warnings are errors
+# What a firmware project may build the export's C with, beyond STRICT: every kernel form compiles clean under it
+# for the host and each Cortex-M part at -O0, -O2 and -Os (tests/test_walk_c_user.py)
+INTEGRATION = [*STRICT, "-Wconversion", "-Wsign-conversion", "-Wshadow", "-Wcast-qual", "-Wstrict-prototypes"]
 OPT = ["-O2"]
 
 

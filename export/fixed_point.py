@@ -323,10 +323,6 @@ _PRELUDE = _OS_PRAGMA + """\
 #endif
 #endif
 
-#if BPD_INT_FP
-#include <arm_acle.h> /* __ssat: the tanh output's index in one SSAT */
-#endif
-
 /* Thumb-1 cores (Cortex-M0, M0+): observations to output sums in the ARMv6-M assembly below (thumb1.py), where
  * it was made */
 #if !BPD_INT_DSP && defined(__GNUC__) && defined(__thumb__) && !defined(__thumb2__)
@@ -550,8 +546,7 @@ def run_tail(q: IntNet, names: list[str]) -> str:
         to_bits = (tanh_out(_shifted(v, s, -half, half - 1)) if q.output == "tanh" else "") \
             + f"    store_bits(&action[{i}], to_float_bits(sat({v}, {lo}, {hi}), {f}));\n"
         if 0 < f <= 32 and max(abs(lo), abs(hi)) < 1 << 24:  # exact in a float: the same bits either way
-            idx = f"__ssat({v} >> {s}, {TANH_BITS})" if s >= 0 else _shifted(v, s, -half, half - 1)  # one SSAT
-            out.append("#if BPD_INT_FP\n" + (tanh_out(idx) if q.output == "tanh" else "")
+            out.append("#if BPD_INT_FP\n" + (_ssat_index(v, s, tanh_out) if q.output == "tanh" else "")
                        + f"    {v} = sat({v}, {lo}, {hi});\n    {{\n        float a_;\n"
                        f"        __asm__(\"vmov %0, %1\\n\\tvcvt.f32.s32 %0, %0, #{f}\" : \"=&t\"(a_) : \"r\"({v}));\n"
                        f"        action[{i}] = a_;\n    }}\n#else\n{to_bits}#endif\n")
@@ -575,6 +570,17 @@ def write_kernel(net: CollapsedNet, out_dir: Path, source_hash: str, command: st
     write_text(out_dir / "policy_config.h", cfg)
     shutil.copyfile(KERNEL_DIR / "policy.h", out_dir / "policy.h")
     return info
+
+
+def _ssat_index(v: str, s: int, tanh_out: Callable[[str], str]) -> str:
+    """The tanh output's index in one SSAT (shift and clamp) by inline assembly: arm_acle.h's __ssat gives an
+    unsigned int to an int32_t inside its own macro, a warning in a build with -Wsign-conversion."""
+    if s < 0:
+        return tanh_out(_shifted(v, s, -(1 << (TANH_BITS - 1)), (1 << (TANH_BITS - 1)) - 1))
+    asr = f", asr #{s}" if s else ""
+    return (f"    {{\n        int32_t i_;\n"
+            f"        __asm__(\"ssat %0, #{TANH_BITS}, %1{asr}\" : \"=r\"(i_) : \"r\"({v}));\n"
+            f"    {tanh_out('i_')}    }}\n")
 
 
 def generate_int_kernel(net: CollapsedNet, q: IntNet, out_dir: Path, source_hash: str, command: str,
