@@ -12,6 +12,16 @@
  * to stop, never fed garbage. Bad arguments give BPD_ERR_ARG and, where action is writable, the
  * same safe action.
  *
+ * obs is the environment's observation as it comes (the student's normalisation is folded into the
+ * first layer: do not normalise it again); action is in the environment's units, within its bounds.
+ * No static or global mutable state (the model and its weights are const: flash): two contexts (a task
+ * and an interrupt) may call it at once, each with its own scratch and action (an integer kernel on an
+ * FPU core uses FPU registers: -DBPD_INT_FP=0 for a caller that does not save them, export/README.md).
+ * The stack it takes on Cortex-M4F is printed by `bpd export` and in export_report.json (kernel,
+ * the shipped candidate's stack_bytes); `bpd firmware build --target ...` gives a whole image's per part.
+ * Every export names the same symbols (bpd_policy_run, bpd_model, ...): two exports in one image
+ * collide; export/README.md, "Two exports in one image", gives the renaming.
+ *
  * Compile-time options:
  *   -DBPD_FAST_TANH   rational tanh approximation instead of libm tanhf
  *                     (max abs error 3.9e-7 on [-10, 10] against tanh in double precision,

@@ -184,14 +184,15 @@ def test_report_names_the_shipped_form_and_the_integer_forms_over_their_flash_li
 
 def test_report_says_which_flash_is_the_weights_and_which_the_shipped_kernels():
     """`student: flash` was the generic kernel's weight storage, read as the policy's flash: the report names it
-    weights and gives the shipped kernel's own flash (code and data in the linked image), instructions and cycles."""
+    weights and gives the shipped kernel's own flash (code and data in the linked image), instructions, cycles and
+    stack (the figure a firmware sizes its stack by)."""
     from export.report import format_report
 
     k = {"kind": "integer", "variant": "integer-table", "rule": "fewest estimated cortex-m4f cycles (1437)",
          "measured_on": "cortex-m4f", "candidates": {
              "generic": {"cost": {"cycles": 18287, "flash_bytes": 2762, "instructions": 9982}},
              "integer-table": {"cost": {"target": "cortex-m4f", "cycles": 1437.0, "flash_bytes": 4068,
-                                        "instructions": 890, "us": 1437 / 168}}}}
+                                        "instructions": 890, "us": 1437 / 168, "stack_bytes": 140}}}}
     r = {"layers": [], "totals": {"flash_bytes": 1882, "ram_activation_bytes": 256, "macs": 338},
          "dense_teacher": {"flash_bytes": 269316, "ram_activation_bytes": 2048, "macs": 66816, "widths": [4, 256, 1]},
          "flash_vs_teacher": 1882 / 269316, "macs_vs_teacher": 338 / 66816,
@@ -203,7 +204,8 @@ def test_report_says_which_flash_is_the_weights_and_which_the_shipped_kernels():
     assert lines[5] == "weights 0.70 % of the teacher's, MACs 0.51 %"
     assert "(cortex-m4f, estimated cycles / policy flash: generic 18287 cycles / 2762 B, " in lines[7]
     assert lines[8] == ("shipped kernel on cortex-m4f: policy flash 4068 B (its code and data in the linked image), "
-                        "890 instructions (emulated), est. 1437 cycles (8.6 us at the cycle model's clock)")
+                        "890 instructions (emulated), est. 1437 cycles (8.6 us at the cycle model's clock), "
+                        "stack 140 B (bpd_policy_run and its callees)")
     assert lines[-1] == "return over 1 episode: c 5.0"
     unmeasured = k | {"candidates": {"compact": {}}, "measured_on": None}
     assert not [x for x in format_report(r | {"kernel": unmeasured}).splitlines() if x.startswith("shipped")]

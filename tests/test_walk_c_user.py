@@ -110,3 +110,24 @@ def test_two_exports_link_into_one_image_once_one_is_renamed_as_the_readme_says(
     ra, a, rb, b = sh("./two").stdout.split()
     want = CPolicy(tmp_path / "balance").act(np.array([[0.5, 0.25]], np.float32))[0, 0]
     assert (ra, rb) == ("0", "0") and np.float32(a) == want and np.float32(b) == np.float32(1.3125)
+
+
+@pytest.mark.parametrize("target", ["gcc", "cortex-m4f", "cortex-m0plus"])
+def test_no_form_has_mutable_state_and_the_model_is_read_only(tmp_path, target):
+    """policy.h promises no static or global mutable state (two contexts may call at once) and const data in flash:
+    no form's objects have a symbol in .data or .bss, and bpd_model and bpd_model_hash are read-only (R; on the host
+    without position-independent code, where the model's pointers would be relocated at load)."""
+    cc = COMPILERS[target] + (["-fno-pie"] if target == "gcc" else [])
+    nm = "nm" if target == "gcc" else "arm-none-eabi-nm"
+    if shutil.which(cc[0]) is None or shutil.which(nm) is None:
+        pytest.skip(f"{cc[0]} or {nm} not installed")
+    kinds = {}
+    for form in _every_form(tmp_path):
+        d = tmp_path / form
+        subprocess.run([*cc, *INTEGRATION, "-O2", "-c", "policy.c", "policy_weights.c"], cwd=d, check=True)
+        out = subprocess.run([nm, "policy.o", "policy_weights.o"], cwd=d, capture_output=True, text=True).stdout
+        syms = [ln.split() for ln in out.splitlines() if len(ln.split()) == 3]
+        kinds[form] = ({s for _, t, s in syms if t in "dDbBcC"},
+                       {s: t for _, t, s in syms if s.startswith("bpd_model")})
+    assert {f: v[0] for f, v in kinds.items()} == {f: set() for f in kinds}
+    assert {f: v[1] for f, v in kinds.items()} == {f: {"bpd_model": "R", "bpd_model_hash": "R"} for f in kinds}
