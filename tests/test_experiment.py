@@ -220,10 +220,10 @@ def test_status_estimates_the_time_left_from_finished_peers(tmp_path):
 def test_selection_rules_on_hand_built_candidates():
     rows = [{"select_return": 100.0, "params_nonzero": 500}, {"select_return": 99.0, "params_nonzero": 300},
             {"select_return": 97.0, "params_nonzero": 100}, {"select_return": 99.0, "params_nonzero": 300}]
-    assert choose(rows, "sparsest-within", 0.02, None, None) == (1, True)   # 97 is 3 % below the best
-    assert choose(rows, "sparsest-within", 0.05, None, None) == (2, True)
-    assert choose(rows, "best", 0.02, None, None) == (0, True)
-    assert choose(rows, "last", 0.02, None, None) == (3, True)
+    assert choose(rows, "sparsest-within", 0.02, None, None) == (1, None)   # 97 is 3 % below the best
+    assert choose(rows, "sparsest-within", 0.05, None, None) == (2, None)
+    assert choose(rows, "best", 0.02, None, None) == (0, None)
+    assert choose(rows, "last", 0.02, None, None) == (3, None)
     assert choose(rows, "sparsest-within", 0.0, 0.96, 100.0) == (2, True)  # keeps >= 96 % of the teacher
     assert choose(rows, "sparsest-within", 0.0, 1.5, 100.0) == (0, False)  # nobody keeps 150 %: best, flagged
     # with a measured cost (cycles) the cheapest that keeps the return wins, not the sparsest
