@@ -1,6 +1,7 @@
 """`bpd firmware build`'s printout: a part's flash and RAM for a Cortex-M image, a host build's sizes named as a
 shared library's."""
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -33,7 +34,7 @@ def test_an_image_for_a_rig_whose_plant_the_policy_was_not_trained_on_is_built_w
     from firmware_host.measure.build import FirmwareBuildConfig, firmware_build
     from tests.conftest import pendulum_export
 
-    monkeypatch.setattr(build, "_build", lambda cfg, out: {"built": str(out)})  # the note, not the compiler
+    monkeypatch.setattr(build, "_build", lambda cfg, stage, out: {"built": str(out)})  # the note, not the compiler
     exp = str(pendulum_export())
     for rig, note in (("desktop-cartpole", True), ("gym-inverted-pendulum", False)):
         firmware_build(FirmwareBuildConfig(export=exp, rig=rig, out=str(tmp_path / rig)))
@@ -54,7 +55,7 @@ def test_with_no_rig_named_the_exports_own_rig_is_built_else_the_bench_image(mon
     from firmware_host.rig import rig_of
 
     built = []
-    monkeypatch.setattr(build, "_build", lambda cfg, out: built.append((cfg.image, cfg.rig, out.name)) or {})
+    monkeypatch.setattr(build, "_build", lambda cfg, stage, out: built.append((cfg.image, cfg.rig, out.name)) or {})
     for env, sizes, rig in (("InvertedPendulum-v5", (4, 1), "gym-inverted-pendulum"),
                             ("firmware_host.rig:bpd/desktop-cartpole-v0", (4, 1), "desktop-cartpole"),
                             ("firmware_host.rig:bpd/rotary-pendulum-dr-v0", (4, 1), "rotary-pendulum"),
@@ -74,3 +75,37 @@ def test_with_no_rig_named_the_exports_own_rig_is_built_else_the_bench_image(mon
     assert built.pop() == ("firmware", "gym-inverted-pendulum",
                            "build-cortex-m4f-firmware-generic-gym-inverted-pendulum")
     assert capsys.readouterr().err == ""
+
+
+def test_a_rebuild_stopped_after_its_link_leaves_the_previous_build_whole(monkeypatch, tmp_path):
+    """A build is made beside --out and swapped in whole. Before, a rebuild into the same directory stopped (Ctrl-C)
+    between its link and its report left the new image beside the previous build's build_report.json, which names
+    the board `bpd firmware flash` and `bpd rig pil` go by. A directory that is no build is refused, not replaced."""
+    import firmware_host.measure.build as build
+    from bpd.errors import BpdError
+    from firmware_host.measure.build import FirmwareBuildConfig, firmware_build
+    from tests.conftest import pendulum_export
+
+    if build.shutil.which(build.ARM_GCC) is None:
+        pytest.skip("arm-none-eabi-gcc is not installed")
+    exp, out = str(pendulum_export()), tmp_path / "fw"
+    rep = firmware_build(FirmwareBuildConfig(export=exp, out=str(out)))
+    assert rep["elf"] == str(out / "bpd_firmware.elf") and rep["board"] == "generic"
+    before = {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()}
+
+    def stopped(*a, **k):
+        assert (Path(a[0].elf)).is_file()  # linked
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(build, "image_report", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        firmware_build(FirmwareBuildConfig(export=exp, out=str(out), board="stm32f4", rig="gym-inverted-pendulum"))
+    assert {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fw"]  # no stage left beside it
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("kept")
+    with pytest.raises(BpdError, match=r"mine: exists and is not a firmware build \(no build_report.json\); "
+                                       r"choose another --out or remove it$"):
+        firmware_build(FirmwareBuildConfig(export=exp, out=str(other)))
+    assert (other / "notes.txt").read_text() == "kept"

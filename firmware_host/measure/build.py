@@ -17,7 +17,7 @@ from typing import Any
 
 from bpd.config import field
 from bpd.errors import BpdError
-from bpd.io import read_json, write_json
+from bpd.io import StagedDir, read_json, write_json
 from export.cc import STRICT, find_cc
 
 C = Path(__file__).resolve().parents[1] / "c"  # the device C sources (firmware_host/c/README.md)
@@ -358,13 +358,13 @@ def firmware_build(cfg: FirmwareBuildConfig) -> dict:
                                                     else "") + ("-handover" if cfg.classical else "")
     out = Path(cfg.out or Path(cfg.export) / default)
     check_output_dir(out)
-    created = not out.exists()
-    try:
-        return _build(cfg, out)
-    except BaseException:
-        if created:  # a failed build leaves no directory of its own behind
-            shutil.rmtree(out, ignore_errors=True)
-        raise
+    if out.is_dir() and any(out.iterdir()) and not (out / "build_report.json").is_file():
+        raise BpdError(f"{out}: exists and is not a firmware build (no build_report.json); choose another --out "
+                       "or remove it")
+    with StagedDir(out) as stage:  # built beside out, swapped in whole: a stopped build leaves the previous one
+        rep = _build(cfg, stage.path, out)
+        stage.commit()
+    return rep
 
 
 def _rig(cfg: FirmwareBuildConfig) -> str:
@@ -404,14 +404,15 @@ def check_policy_fits_rig(info: dict, spec, export: str | Path) -> None:
                        f"rig {spec.name} has {spec.obs_dim} and {spec.act_dim}; export a policy for this rig")
 
 
-def _build(cfg: FirmwareBuildConfig, out: Path) -> dict:
+def _build(cfg: FirmwareBuildConfig, stage: Path, out: Path) -> dict:
+    """Build into stage (the directory that becomes out); the report names the image where it will be."""
     from firmware_host.rig import load_rig
 
     if cfg.image == "firmware":
-        img = build_firmware_image(Path(cfg.export), cfg.target, out, cfg.fast_tanh, _rig(cfg), cfg.board,
+        img = build_firmware_image(Path(cfg.export), cfg.target, stage, cfg.fast_tanh, _rig(cfg), cfg.board,
                                    Path(cfg.classical) if cfg.classical else None)
     else:
-        img = build_bpd_image(Path(cfg.export), cfg.target, out, cfg.fast_tanh)
+        img = build_bpd_image(Path(cfg.export), cfg.target, stage, cfg.fast_tanh)
     parts = FIRMWARE_PARTS if cfg.image == "firmware" else None
     if cfg.classical:  # hand-over mode's controller, staged as classical.c and classical_weights.c
         parts = {**FIRMWARE_PARTS, "classical": ["classical", "classical_weights"]}
@@ -419,5 +420,6 @@ def _build(cfg: FirmwareBuildConfig, out: Path) -> dict:
                                                                     "clock_mhz": TARGETS[cfg.target]["clock_mhz"]}
     if cfg.image == "firmware":
         rep |= {"rig": load_rig(_rig(cfg)).name, "board": cfg.board, "handover": cfg.classical is not None}
-    write_json(out / "build_report.json", rep)
+    rep["elf"] = str(out / img.elf.relative_to(stage))
+    write_json(stage / "build_report.json", rep)
     return rep
