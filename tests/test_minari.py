@@ -210,3 +210,41 @@ def test_compress_takes_a_minari_dataset_and_names_a_missing_one(tiny_pipeline, 
     assert _check(CompressConfig(teacher=teacher, dataset="minari:bpd/comp-v0", methods=["bpd"])) == ["bpd"]
     with pytest.raises(BpdError, match="bpd/gone-v0: not in Minari's local store"):
         _check(CompressConfig(teacher=teacher, dataset="minari:bpd/gone-v0", methods=["bpd"]))
+
+
+def test_a_collect_stopped_while_minari_writes_leaves_no_dataset_under_its_id(store, monkeypatch):
+    """Before, `bpd collect --format minari` stopped half way (Ctrl-C, kill) left a dataset of 0 episodes under its id
+    in the store: the next collect refused it as existing, distill read 'has no episodes' or 'bad object header', and
+    Minari listed it. Now it is made in a hidden directory of the store and moved in once whole."""
+    from types import SimpleNamespace
+
+    from minari.dataset._storages.hdf5_storage import HDF5Storage
+
+    from training.collect import load_dataset
+    from training.minari_io import local_path, write_minari
+
+    n = 12
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(n, 4)).astype(np.float32)
+    ds = SimpleNamespace(observations=obs, next_observations=obs + 1, actions=np.zeros((n, 1), np.float32),
+                         teacher_actions=np.ones((n, 1), np.float32), rewards=np.ones(n, np.float32),
+                         terminals=np.array([0] * 5 + [1] + [0] * 6, np.float32),
+                         truncations=np.array([0] * 11 + [1], np.float32),
+                         meta={"env_id": "InvertedPendulum-v5", "steps": n, "format": "bpd-dataset"})
+    write = HDF5Storage.update_episodes
+
+    def stopped(self, episodes):
+        write(self, list(episodes)[:1])  # the first episode on disk, then the stop
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(HDF5Storage, "update_episodes", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        write_minari(ds, "bpd/stopped-v0")
+    assert not local_path("bpd/stopped-v0").exists() and list(minari.list_local_datasets()) == []
+    assert sorted(p.name for p in store.rglob("*")) == ["bpd", "namespace_metadata.json"]  # no stage left
+    assert os.environ["MINARI_DATASETS_PATH"] == str(store)
+    monkeypatch.setattr(HDF5Storage, "update_episodes", write)
+    assert write_minari(ds, "bpd/stopped-v0") == "bpd/stopped-v0"  # the same id again: written whole
+    back = load_dataset("minari:bpd/stopped-v0", 4, 1)
+    assert len(back) == n and back.meta["episodes"] == 2 and np.array_equal(back.observations, obs)
+    assert list(minari.list_local_datasets()) == ["bpd/stopped-v0"]

@@ -4,7 +4,9 @@
 own local store (`$MINARI_DATASETS_PATH`, else ~/.minari/datasets), so `minari.load_dataset(ID)` and
 every library built on it read it. Each step's teacher action (the label BPD clones) travels in the
 episode's infos as `teacher_action`; bpd's dataset record (teacher hash, noise, seed, ...) travels in the
-dataset's description after the marker `bpd-meta: `.
+dataset's description after the marker `bpd-meta: `. The dataset is made in a hidden directory of the store and moved
+under its id once whole: a collect stopped half way leaves none (killed outright, a `.bpd-collect-*` directory
+Minari does not list, safe to delete).
 
 Every command that reads a dataset (`distill`, `baseline`, `multitask`, `export --dataset`) takes
 `minari:ID` (or an ID alone where no file of that name exists) in place of a `.npz`. A dataset written
@@ -119,11 +121,40 @@ def write_minari(ds: Any, spec: str) -> str:
             f"{meta.get('teacher_sha256')}, exploration noise {meta.get('noise')}, seed {meta.get('seed')}. Each "
             "step's infos['teacher_action'] is the teacher's noise-free action at that observation.\n"
             + MARKER + json.dumps(meta, sort_keys=True))
-    with warnings.catch_warnings():  # Minari warns of every optional field left out
-        warnings.simplefilter("ignore")
-        minari.create_dataset_from_buffers(ds_id, buffers, env=meta["env_id"], algorithm_name="bpd collect",
-                                           author="bpd", description=text, data_format="hdf5")
+    _create_whole(minari, ds_id, buffers, env=meta["env_id"], algorithm_name="bpd collect", author="bpd",
+                  description=text, data_format="hdf5")
     return ds_id
+
+
+def _create_whole(minari: Any, ds_id: str, buffers: list, **kw: Any) -> None:
+    """Minari's create_dataset_from_buffers, made in a hidden store inside the real one (Minari lists no hidden
+    directory) and moved into place once whole: a collect stopped half way leaves no dataset under its id."""
+    import os
+    import shutil
+    import tempfile
+
+    from minari.namespace import create_namespace, list_local_namespaces
+    from minari.storage.datasets_root_dir import get_dataset_path
+
+    namespace = ds_id.rpartition("/")[0]
+    if namespace and namespace not in list_local_namespaces():  # made in the real store as Minari would
+        create_namespace(namespace)
+    stage = Path(tempfile.mkdtemp(prefix=".bpd-collect-", dir=get_dataset_path()))
+    before = os.environ.get("MINARI_DATASETS_PATH")
+    try:
+        os.environ["MINARI_DATASETS_PATH"] = str(stage)
+        try:
+            with warnings.catch_warnings():  # Minari warns of every optional field left out
+                warnings.simplefilter("ignore")
+                minari.create_dataset_from_buffers(ds_id, buffers, **kw)
+        finally:
+            if before is None:
+                os.environ.pop("MINARI_DATASETS_PATH", None)
+            else:
+                os.environ["MINARI_DATASETS_PATH"] = before
+        os.rename(stage / ds_id, local_path(ds_id))
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def read_minari(spec: str) -> tuple[dict, dict[str, np.ndarray]]:
