@@ -855,6 +855,28 @@ case("compress dataset of another task", ["compress", "--teacher", T, "--dataset
      "observations have 3 dimensions, the teacher expects 4")
 
 
+# a stop walk: JSON an interrupted or damaged run left beside an artifact (an internal error before)
+SECTION = "4 internal errors (exit 70)"
+
+
+def _run_config_torn(c: Path, b: Path) -> None:
+    export_copy(c, b)  # its source is ../run/student.pt: the run copied beside it, its config.json cut short
+    shutil.copytree(b / "run", c / "run")
+    (c / "run" / "config.json").write_text((b / "run" / "config.json").read_text()[:100])
+
+
+def _build_report_torn(c: Path, b: Path) -> None:
+    (c / "fw").mkdir()
+    (c / "fw" / "bpd_firmware.elf").write_bytes(b"\x7fELF" + bytes(60))
+    (c / "fw" / "build_report.json").write_text('{"board": "stm32f4-pil", "ri')
+
+
+case("bench export whose run's config.json is torn", ["bench", f"{C}/exp", "--out", f"{C}/bench", "--no-peers"],
+     "run/config.json: corrupt run configuration (not valid JSON)", _run_config_torn)
+case("rig pil elf whose build_report.json is torn", ["rig", "pil", "--elf", f"{C}/fw/bpd_firmware.elf"],
+     "fw/build_report.json: corrupt build report (not valid JSON)", _build_report_torn)
+
+
 # plans: checked whole when read, a run root never another plan's, nothing left behind by a failed run
 SECTION = "6 accepted nonsense"
 def plan_with(c: Path, b: Path, **over) -> None:

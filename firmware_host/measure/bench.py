@@ -28,7 +28,7 @@ import numpy as np
 from bpd.cache import Key
 from bpd.config import field
 from bpd.errors import BpdError
-from bpd.io import path_from_record, write_json, write_text
+from bpd.io import path_from_record, read_json, write_json, write_text
 from firmware_host.measure.build import BENCH, TARGETS, compile_flags, compile_image, image_report
 from firmware_host.measure.cycle_model import estimate_cycles, estimate_us
 
@@ -327,7 +327,7 @@ def _run_inputs(export_dir: Path, given: str | None) -> tuple[Path | None, str |
     """The teacher (given, or the one the student was distilled from) and the run's dataset."""
     info = json.loads((export_dir / "export.json").read_text())
     cfg = path_from_record(info["source"], export_dir).parent / "config.json"
-    run = json.loads(cfg.read_text()) if cfg.is_file() else {}
+    run = read_json(cfg, "run configuration") if cfg.is_file() else {}  # a corrupt one is one line, as export's
     teacher = Path(given) if given else (path_from_record(run["teacher"], cfg.parent) if run.get("teacher") else None)
     if teacher is not None and not teacher.is_file():
         teacher = None if not given else teacher

@@ -15,7 +15,6 @@ period apart where lockstep runs faster (boards/plant_link.c).
 from __future__ import annotations
 
 import csv
-import json
 import os
 import re
 import shutil
@@ -32,6 +31,7 @@ import numpy as np
 
 from bpd.config import field
 from bpd.errors import BpdError
+from bpd.io import read_json
 from bpd.process import die_with_parent
 from firmware_host.rig import Plant, RigSpec, load_rig
 from firmware_host.wire.spec import STATES
@@ -80,7 +80,7 @@ def pil_image(cfg: RigPilConfig, spec: RigSpec) -> tuple[Path, dict]:
                 raise BpdError(f"{elf} is not a firmware image (no ELF header): give the bpd_firmware.elf of "
                                f"`bpd firmware build --board {BOARD}`")
         rep_path = elf.with_name("build_report.json")
-        report = json.loads(rep_path.read_text()) if rep_path.is_file() else {}
+        report = read_json(rep_path, "build report") if rep_path.is_file() else {}
         if report.get("board", BOARD) != BOARD or report.get("rig", spec.name) != spec.name:
             raise BpdError(f"{elf} was built for board {report.get('board')} and rig {report.get('rig')}, "
                            f"not {BOARD} and {spec.name}: build it with --board {BOARD} --rig {spec.name}")
