@@ -235,3 +235,46 @@ def test_a_resumed_training_evaluates_its_last_step(tmp_path, monkeypatch):
     assert len(lines) == 2 and lines[1].startswith(f"step 200: return {s['best_return']:.1f}")
     t = load_teacher(tmp_path / "t.npz")
     assert tt.evaluate("InvertedPendulum-v5", t.act, 1, seed=tt.TRAIN_EVAL_SEED)[0] == [pytest.approx(s["best_return"])]
+
+
+def test_a_stop_while_a_checkpoint_is_saved_leaves_the_previous_one_resumable(tmp_path, monkeypatch):
+    """Stopped after the replay buffer and the new best actor were written and before the checkpoint naming them
+    (Ctrl-C, kill -9): the previous checkpoint is resumed with its own replay buffer and best actor. Before, the
+    replay buffer had one fixed name, so the resume refused ('replay.npz: does not belong to the checkpoint'): the
+    training was lost; and best.npz held the newer evaluation's actor, resumed under the older one's return."""
+    import json
+    import shutil
+
+    import torch
+
+    import training.teacher as tt
+    import training.teacher_checkpoint as tc
+
+    cfg = tt.TeacherTrainConfig(out=str(tmp_path / "t.npz"), steps=300, learning_starts=100, checkpoint_every=100,
+                                eval_every=100, eval_episodes=1, final_episodes=1, hidden=[16, 16], progress=False)
+    write, saves = tc.atomic_write, []
+
+    def stopped_at_the_third(path, *a, **k):
+        if path.name == "checkpoint.pt":
+            saves.append(path)
+            if len(saves) == 3:  # step 300's: its replay buffer and best actor are on disk
+                raise KeyboardInterrupt
+        write(path, *a, **k)
+
+    monkeypatch.setattr(tc, "atomic_write", stopped_at_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        tt.train_teacher(cfg)
+    monkeypatch.undo()
+    work = tmp_path / "t.npz.work"
+    shutil.copytree(work, tmp_path / "left")
+    cfg.resume = True
+    s = tt.train_teacher(cfg)  # was: BpdError 'replay.npz: does not belong to the checkpoint'
+    assert s["resumed"] and [h["step"] for h in s["history"]] == [100, 200, 300]
+    left = tmp_path / "left"
+    ck = torch.load(left / "checkpoint.pt", weights_only=True)
+    best = json.loads(ck["best"])
+    assert ck["num_timesteps"] == 200 and ck["replay_file"] == "replay-200.npz" and (left / "replay-300.npz").is_file()
+    assert best["file"] == f"best-{best['step']}.npz" and best["step"] in (100, 200)
+    kept = load_teacher(left / best["file"])
+    assert tt.evaluate("InvertedPendulum-v5", kept.act, 1, seed=tt.TRAIN_EVAL_SEED)[0] == [pytest.approx(
+        best["return"])]  # the actor the checkpoint names is the one its return was measured on

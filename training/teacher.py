@@ -217,14 +217,13 @@ def _validate_train_config(cfg: TeacherTrainConfig) -> None:
 
 
 class _TeacherWork:
-    """The work directory of one teacher training: config, checkpoint, replay buffer, history."""
+    """The work directory of one teacher training: config, checkpoint, and the replay buffer and best actor it
+    names (training/teacher_checkpoint.py)."""
 
     def __init__(self, cfg: TeacherTrainConfig) -> None:
         self.dir = Path(cfg.work_dir or f"{cfg.out}.work")
         self.config = self.dir / "config.json"
         self.checkpoint = self.dir / "checkpoint.pt"
-        self.replay = self.dir / "replay.npz"
-        self.best = self.dir / "best.npz"
 
     def prepare(self, cfg: TeacherTrainConfig) -> bool:
         """Create or check the work directory; True when there is a checkpoint to resume."""
@@ -323,7 +322,7 @@ def _train(cfg: TeacherTrainConfig, env, work: _TeacherWork, resuming: bool, log
     elapsed = 0.0
     if resuming:
         history, b, elapsed = load_checkpoint(work, model)
-        teacher = load_teacher(work.best) if work.best.exists() else None
+        teacher = load_teacher(b["file"]) if b["file"] is not None and b["file"].is_file() else None
         best = {"return": b["return"] if teacher is not None and b["return"] is not None else -np.inf,
                 "step": b["step"], "teacher": teacher}
     t0 = time.time() - elapsed

@@ -12,7 +12,7 @@ import numpy as np
 from bpd.errors import BpdError
 from bpd.io import atomic_write, sha256_bytes
 
-Work = Any  # training.teacher's work directory (its files: checkpoint, replay, best), which imports this module
+Work = Any  # training.teacher's work directory (dir, checkpoint), which imports this module
 
 
 def _replay_arrays(buf) -> dict[str, np.ndarray]:
@@ -40,40 +40,55 @@ def _optimizers(model) -> dict:
 
 
 def save_checkpoint(work: Work, model, history: list[dict], best: dict, elapsed: float) -> None:
-    """Model, optimisers, counters and replay buffer; each file atomic, the checkpoint last."""
+    """Model, optimisers, counters and replay buffer. The replay buffer and the best actor go to files named by
+    their step and the checkpoint, written last, names the ones it goes with: stopped at any point, the work
+    directory holds the previous checkpoint and the files it names (a single replay.npz and best.npz, replaced ahead
+    of the checkpoint, made it refuse its replay buffer). Files the checkpoint does not name are removed after it."""
     import torch
 
+    n = int(model.num_timesteps)
     buf = io.BytesIO()
     np.savez(buf, **_replay_arrays(model.replay_buffer))  # type: ignore[arg-type]  # numpy stub: **dict vs allow_pickle
-    atomic_write(work.replay, lambda f: f.write(buf.getvalue()))
+    replay = f"replay-{n}.npz"
+    atomic_write(work.dir / replay, lambda f: f.write(buf.getvalue()))
+    best_file = None
     if best["teacher"] is not None:
-        best["teacher"].save(work.best)
+        best_file = f"best-{best['step']}.npz"  # written each time: one a stopped save left may be another's
+        best["teacher"].save(work.dir / best_file)
     blob = {"format": "bpd-teacher-checkpoint", "policy": model.policy.state_dict(),
             "optimizers": {k: o.state_dict() for k, o in _optimizers(model).items()},
             "log_ent_coef": getattr(model, "log_ent_coef", None),
-            "num_timesteps": int(model.num_timesteps), "n_updates": int(model._n_updates),
+            "num_timesteps": n, "n_updates": int(model._n_updates),
             "episode_num": int(model._episode_num), "elapsed": float(elapsed),
             "history": json.dumps(history),
             "best": json.dumps({"return": best["return"] if best["teacher"] is not None else None,  # no -Infinity
-                                "step": best["step"]}),
-            "replay_sha256": sha256_bytes(buf.getvalue()), "torch_rng": torch.get_rng_state()}
+                                "step": best["step"], "file": best_file}),
+            "replay_file": replay, "replay_sha256": sha256_bytes(buf.getvalue()), "torch_rng": torch.get_rng_state()}
     atomic_write(work.checkpoint, lambda f: torch.save(blob, f))
+    for f in [*work.dir.glob("replay*.npz"), *work.dir.glob("best*.npz")]:
+        if f.name not in (replay, best_file):
+            f.unlink(missing_ok=True)
 
 
 def load_checkpoint(work: Work, model) -> tuple[list[dict], dict, float]:
-    """The state save_checkpoint wrote, restored into model: (history, the best's {return, step}, elapsed
-    seconds); the best actor itself is work.best."""
+    """The state save_checkpoint wrote, restored into model: (history, the best's {return, step, file}, elapsed
+    seconds); file: where the best actor is, if it was kept."""
     import torch
 
     try:
         ck = torch.load(work.checkpoint, weights_only=True, map_location="cpu")
-        raw = work.replay.read_bytes()
     except Exception as e:
         raise BpdError(f"{work.dir}: unreadable checkpoint ({e.__class__.__name__})") from None
     if not isinstance(ck, dict) or ck.get("format") != "bpd-teacher-checkpoint":
         raise BpdError(f"{work.checkpoint}: not a teacher checkpoint")
+    replay = work.dir / ck.get("replay_file", "replay.npz")  # replay.npz: a checkpoint written before the names
+    try:
+        raw = replay.read_bytes()
+    except OSError as e:
+        raise BpdError(f"{replay}: unreadable replay buffer of the checkpoint ({e.strerror or e.__class__.__name__})"
+                       "; remove the work directory to start over") from None
     if sha256_bytes(raw) != ck["replay_sha256"]:
-        raise BpdError(f"{work.replay}: does not belong to the checkpoint (interrupted while saving?)")
+        raise BpdError(f"{replay}: does not belong to the checkpoint (interrupted while saving?)")
     try:
         model.policy.load_state_dict(ck["policy"])
         for k, o in _optimizers(model).items():
@@ -89,4 +104,7 @@ def load_checkpoint(work: Work, model) -> tuple[list[dict], dict, float]:
     model._n_updates = ck["n_updates"]
     model._episode_num = ck["episode_num"]
     torch.set_rng_state(ck["torch_rng"])
-    return json.loads(ck["history"]), json.loads(ck["best"]), float(ck["elapsed"])
+    best = json.loads(ck["best"])
+    name = best.get("file", "best.npz")  # best.npz: a checkpoint written before the names; None: none kept yet
+    best["file"] = None if name is None else work.dir / name
+    return json.loads(ck["history"]), best, float(ck["elapsed"])
