@@ -18,13 +18,12 @@ its student's DSP integer kernel measured here as their reference (compress.json
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from bpd.config import check_ranges, field
 from bpd.errors import BpdError
-from bpd.io import check_output_dir, write_json, write_text
+from bpd.io import atomic_write, check_output_dir, write_json, write_text
 from training.envs import LOW_SHARE, return_floor, share_of_teacher
 from training.selection_config import COSTS
 
@@ -224,7 +223,7 @@ def run_compress(cfg: CompressConfig, meter) -> dict:
     if cfg.confirm and ranked(rows):
         best, confirmed = confirm_run(cfg, env, rows)
     kept = bool(best["keep_return_met"])
-    shutil.copyfile(best["student"], out / "student.pt")
+    hand_over(Path(best["student"]), out)
     rule = (f"the cheapest by {COSTS[cfg.cost]} among each method's cheapest student keeping "
             f"{100 * cfg.keep_return:g} % of the teacher's return on the selection seeds"
             + ("" if cfg.allow_falls else " and, first, ending early on the fewest selection episodes the teacher "
@@ -243,6 +242,13 @@ def run_compress(cfg: CompressConfig, meter) -> dict:
     write_json(out / "compress.json", res)
     write_text(out / "compress.md", markdown(res))
     return res
+
+
+def hand_over(student: Path, out: Path) -> None:
+    """OUT/student.pt replaced whole by the chosen student (written atomically: a stop leaves the previous one, never
+    a student cut short)."""
+    data = student.read_bytes()
+    atomic_write(out / "student.pt", lambda f: f.write(data))
 
 
 def fewest_falls(rows: list[dict]) -> list[dict]:

@@ -954,6 +954,31 @@ def test_compress_prefers_the_fewest_falls_then_the_cheapest_that_keeps_the_retu
     assert choose_run([row("a", 10, 99, True, None), row("b", 5, 98, True, None)])["method"] == "b"  # unrecorded
 
 
+def test_compress_hands_over_its_student_whole_or_not_at_all(tmp_path, monkeypatch):
+    """OUT/student.pt was a plain copy: a compress run again into its --out and stopped (Ctrl-C, kill) while it
+    copied left a student cut short under the name `bpd export OUT/student.pt` reads. Now it is written atomically:
+    stopped once the bytes are out, the previous student stays byte for byte and nothing else is left."""
+    import bpd.io
+    from bpd_app.compress import hand_over
+
+    out, run = tmp_path / "comp", tmp_path / "comp" / "bpd"
+    run.mkdir(parents=True)
+    (run / "selected.pt").write_bytes(b"new student " * 1000)
+    (out / "student.pt").write_bytes(b"previous student")
+
+    def stopped(fd):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bpd.io.os, "fsync", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        hand_over(run / "selected.pt", out)
+    monkeypatch.undo()
+    assert (out / "student.pt").read_bytes() == b"previous student" and sorted(p.name for p in out.iterdir()) == [
+        "bpd", "student.pt"]
+    hand_over(run / "selected.pt", out)
+    assert (out / "student.pt").read_bytes() == b"new student " * 1000
+
+
 def test_compress_and_select_flags_for_the_falls_check():
     """The check is on by default in compress (--allow-falls turns it off) and asked for in student select
     (--no-falls) and distill (--select-no-falls)."""
