@@ -201,7 +201,9 @@ def _robustness(cfg: EvaluateConfig, m: Loaded, env_id: str) -> dict:
     if cfg.out:
         d = Path(cfg.out)
         d.mkdir(parents=True, exist_ok=True)
-        write_json(d / "robustness.json", record)
+        # the plot first, the record last (each atomic): stopped while plotting, the directory keeps the record and
+        # plot of the run before (or none), never this run's record beside that run's plot or none
         plot({Path(cfg.model).name or str(cfg.model): r}, d / "robustness.png", f"{env_id}: robustness")
+        write_json(d / "robustness.json", record)
         out |= {"json": str(d / "robustness.json"), "plot": str(d / "robustness.png")}
     return out

@@ -322,3 +322,29 @@ def test_the_cart_pole_lqr_balances_the_nominal_rig(rig):
     assert np.abs(lqr.poles).max() < 1  # stable closed loop of the linearised tick
     ep = rollouts(RIG_ENVS[rig], lqr, 3)
     assert ep.returns == [1000.0] * 3 and not any(ep.terminated)
+
+
+def test_a_robustness_run_stopped_while_plotting_leaves_the_previous_record_and_plot(tmp_path, monkeypatch):
+    """`evaluate --robustness --out` wrote robustness.json, then drew robustness.png (a second or more): stopped
+    while drawing, the directory held this run's record beside the previous run's plot (or none). Now the plot
+    goes first and the record last."""
+    import shutil
+
+    import training.robustness as rb
+    from bpd_app.cli import main
+    from tests.test_bad_input import _hand_teacher
+
+    _hand_teacher(tmp_path / "a.npz")
+    shutil.copyfile(tmp_path / "a.npz", tmp_path / "b.npz")
+    out = tmp_path / "rob"
+    argv = ["evaluate", "--robustness", "--variation-episodes", "1", "--out", str(out)]
+    assert main([*argv, str(tmp_path / "a.npz")]) == 0
+    before = {f.name: f.read_bytes() for f in out.iterdir()}
+    assert sorted(before) == ["robustness.json", "robustness.png"]
+
+    def stopped(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rb, "plot", stopped)
+    assert main([*argv, str(tmp_path / "b.npz")]) == 130
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before
