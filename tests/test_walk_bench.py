@@ -95,3 +95,26 @@ def test_classical_export_refuses_a_directory_of_something_else_and_a_rig_that_i
         assert main(["classical", "export", *args]) == 1
         assert capsys.readouterr().err.strip().splitlines() == [f"bpd: error: {msg}"]
     assert sorted(p.name for p in run.iterdir()) == ["config.json"] and not (tmp_path / "c").exists()
+
+
+def test_a_bench_run_again_and_stopped_while_plotting_leaves_the_previous_results(tmp_path, monkeypatch):
+    """bench wrote bench.json and bench.md, then drew bench.png: run again into its --out and stopped while drawing,
+    the directory held the new figures beside the previous plot. Now the plot goes first and the record last."""
+    from types import SimpleNamespace
+
+    import firmware_host.measure.bench as bench
+
+    out = tmp_path / "bench"
+    out.mkdir()
+    before = {"bench.json": b'{"old": true}\n', "bench.md": b"old\n", "bench.png": b"old png"}
+    for name, data in before.items():
+        (out / name).write_bytes(data)
+
+    def stopped(res, path):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bench, "markdown", lambda res: "new")
+    monkeypatch.setattr(bench, "plot", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        bench._write_results({"new": True}, SimpleNamespace(plot=True), out)
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before

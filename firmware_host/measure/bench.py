@@ -443,10 +443,10 @@ def run_bench(cfg: BenchConfig) -> dict:
 def _write_results(results: dict, cfg: BenchConfig, out: Path) -> dict:
     results["markdown"] = markdown(results)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "bench.json", results)
-    write_text(out / "bench.md", results["markdown"] + "\n")
-    if cfg.plot:
+    if cfg.plot:  # the plot first, the record last (each atomic): stopped while plotting, the previous set stays
         plot(results, out / "bench.png")
+    write_text(out / "bench.md", results["markdown"] + "\n")
+    write_json(out / "bench.json", results)
     return results
 
 
