@@ -873,6 +873,10 @@ def _build_report_torn(c: Path, b: Path) -> None:
 
 case("bench export whose run's config.json is torn", ["bench", f"{C}/exp", "--out", f"{C}/bench", "--no-peers"],
      "run/config.json: corrupt run configuration (not valid JSON)", _run_config_torn)
+case("teacher train work dir under a file", ["teacher", "train", "--out", f"{C}/t.npz", "--work-dir", f"{T}/w"],
+     "teacher.npz/w: cannot be created (", cls="earlier rounds")
+case("teacher train work dir unwritable", ["teacher", "train", "--out", f"{C}/t.npz", "--work-dir", f"{RO}/w"],
+     "cannot be written (", cls="earlier rounds")
 case("rig pil elf whose build_report.json is torn", ["rig", "pil", "--elf", f"{C}/fw/bpd_firmware.elf"],
      "fw/build_report.json: corrupt build report (not valid JSON)", _build_report_torn)
 

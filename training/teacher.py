@@ -30,6 +30,7 @@ import bpd
 from bpd.config import field, to_dict
 from bpd.errors import BpdError
 from bpd.io import (
+    check_output_dir,
     check_output_path,
     load_arrays,
     save_arrays,
@@ -268,6 +269,8 @@ def train_teacher(cfg: TeacherTrainConfig, log: Callable[[str], None] | None = N
 
     _validate_train_config(cfg)
     check_output_path(cfg.out)
+    if cfg.work_dir is not None:  # OUT.work, the default, lies beside OUT
+        check_output_dir(cfg.work_dir)
     resolve_device(cfg.device)  # CUDA asked for where there is none: one line, before anything
     env = make_env(cfg.env, seed=cfg.seed)  # an unknown env fails before the work directory exists
     work = _TeacherWork(cfg)
