@@ -921,6 +921,14 @@ case("experiment run into a foreign directory", XRUN, "is not a run root",
      lambda c, b: (plan_with(c, b), (c / "runs").mkdir(), (c / "runs" / "notes.txt").write_text("mine")),
      cls="7 left behind or changed on failure")
 
+case("experiment run runs under a file", [*XRUN[:3], "--runs", f"{T}/runs"], "teacher.npz/runs: cannot be created (",
+     plan_with, cls="earlier rounds")
+case("experiment run runs unwritable", [*XRUN[:3], "--runs", f"{RO}/runs"], "cannot be written (", plan_with,
+     cls="earlier rounds")
+case("experiment table out under a file", [*XTABLE[:5], "--out", f"{T}/tables"],
+     "teacher.npz/tables: cannot be created (", plan_with, cls="earlier rounds")
+case("experiment table out unwritable", [*XTABLE[:5], "--out", f"{RO}/tables"], "cannot be written (", plan_with,
+     cls="earlier rounds")
 
 def _corrupt_cell(c: Path, b: Path) -> None:
     plan_with(c, b)

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from bpd.config import field
 from bpd.errors import BpdError
+from bpd.io import check_output_dir
 from bpd_app.experiment.cells import BUSY
 from bpd_app.experiment.plan import check_plan_envs, check_plan_teachers, load_plan
-from bpd_app.experiment.runner import run_plan, select_cells
+from bpd_app.experiment.runner import check_run_root, run_plan, select_cells
 from bpd_app.experiment.status import plan_status
 from bpd_app.experiment.tables import write_table
 
@@ -52,6 +53,7 @@ def cmd_run(cfg: ExperimentRunConfig) -> int:
     selected = select_cells(plan, cfg.only)
     if cfg.rebench:
         return rebench_plan(plan, cfg.only)
+    check_run_root(plan)  # before the line that names it
     of = f" of {len(plan.cells())}" if len(selected) < len(plan.cells()) else ""
     print(f"plan {plan.name}: {len(selected)}{of} cells{' (--only)' if of else ''} in {plan.runs} "
           f"({cfg.engine}, {cfg.workers} worker{'s' if cfg.workers > 1 else ''})", flush=True)
@@ -68,7 +70,6 @@ def rebench_plan(plan, only: list[str] | None) -> int:
     """`experiment run --rebench`: every selected cell's export and bench made again where its integer kernel
     is of an earlier form (cells.rebench_cell); a cell that fails keeps its old figures."""
     from bpd_app.experiment.cells import StageFailed, rebench_cell
-    from bpd_app.experiment.runner import check_run_root
 
     if not plan.bench:
         raise BpdError(f"plan {plan.name} does not bench its cells (bench: false): nothing to measure again")
@@ -88,6 +89,7 @@ def cmd_table(cfg: ExperimentTableConfig) -> dict:
     plan = load_plan(cfg.plan, cfg.runs)
     check_plan_envs(plan)
     out = Path(cfg.out) if cfg.out else plan.results_dir
+    check_output_dir(out)
     return write_table(plan, out)
 
 

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 
 from bpd.errors import BpdError, Stopped
-from bpd.io import write_json
+from bpd.io import check_output_dir, write_json
 from bpd_app.experiment.cells import BUSY
 from bpd_app.experiment.engines import _local_engine, _ray_engine
 from bpd_app.experiment.plan import Cell, Plan, _digest, cell_spec, stale_reason
@@ -200,7 +200,8 @@ def _restored_needs_with_products(plan: Plan, pending: list[Cell]) -> dict[str, 
 
 def check_run_root(plan: Plan) -> None:
     """A run root is this plan's (its plan.json names the plan) or new: another plan's, or a directory of
-    something else, is never written into."""
+    something else, is never written into; one that cannot be made or written is one line before any work."""
+    check_output_dir(plan.runs)
     pj = plan.runs / "plan.json"
     if pj.is_file():
         old = _read_json(pj)
