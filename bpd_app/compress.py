@@ -17,13 +17,12 @@ its student's DSP integer kernel measured here as their reference (compress.json
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from bpd.config import check_ranges, field
 from bpd.errors import BpdError
-from bpd.io import atomic_write, check_output_dir, write_json, write_text
+from bpd.io import atomic_write, check_output_dir, read_json, write_json, write_text
 from training.envs import LOW_SHARE, return_floor, share_of_teacher
 from training.selection_config import COSTS
 
@@ -143,7 +142,7 @@ def equal_steps(runs: list[Path]) -> int | None:
     KL warm-up's until its gate opened), which a dense run of the same compress is given: equal budgets. On the double
     pendulum a dense network at distill's 20,000 steps was still learning where BPD's cuts, with their warm-up, had
     taken up to 38,000 (benchmarks/results/idp-dense-long). None: no such run."""
-    steps = [int(json.loads((r / "summary.json").read_text())["steps"]) for r in runs if (r / "summary.json").is_file()]
+    steps = [int(read_json(r / "summary.json", "run summary")["steps"]) for r in runs if (r / "summary.json").is_file()]
     return max(steps) if steps else None
 
 
@@ -192,7 +191,7 @@ def run_compress(cfg: CompressConfig, meter) -> dict:
         args = {} if cfg.steps is None else {"steps": cfg.steps}
         if is_dense(m):  # equal budgets; a run already begun keeps the steps it began with (its resume check)
             began = run / "config.json"
-            n = (int(json.loads(began.read_text())["steps"]) if began.is_file()
+            n = (int(read_json(began, "run configuration")["steps"]) if began.is_file()
                  else equal_steps([out / r["method"] for r in rows if not is_dense(r["method"])]))
             if n:
                 args["steps"] = n
@@ -277,7 +276,6 @@ def confirm_run(cfg: CompressConfig, env: str, rows: list[dict]) -> tuple[dict, 
     selection so far (distill's own and compress's), cheapest first; the first that holds (training.selection.confirm)
     is handed over, none: the judged one with the fewest early ends there where the teacher finishes, then the
     highest return there. Each judged row records its figures under "confirm"."""
-    import json
     from functools import partial
 
     from bpd_app.evaluate import load_any
@@ -289,7 +287,7 @@ def confirm_run(cfg: CompressConfig, env: str, rows: list[dict]) -> tuple[dict, 
         return load_any(path).act
 
     order = ranked(rows)
-    first = max([cfg.episodes] + [int(json.loads((Path(r["run"]) / "config.json").read_text()).get(
+    first = max([cfg.episodes] + [int(read_json(Path(r["run"]) / "config.json", "run configuration").get(
         "select_episodes", 10)) for r in order])
     held, recs = confirm(env, load_teacher(cfg.teacher).act,
                          [(r["method"], partial(policy, r["student"])) for r in order],

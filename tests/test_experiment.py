@@ -1114,3 +1114,6 @@ def test_compress_gives_its_dense_networks_the_longest_runs_gradient_steps(tmp_p
     (tmp_path / "c").mkdir()  # not finished: no summary
     assert equal_steps([tmp_path / "a", tmp_path / "b", tmp_path / "c"]) == 38_000
     assert equal_steps([tmp_path / "c"]) is None and equal_steps([]) is None
+    (tmp_path / "c" / "summary.json").write_text('{"steps": 4')  # damaged outside bpd: one line, not a traceback
+    with pytest.raises(BpdError, match=r"c/summary.json: corrupt run summary \(not valid JSON\)"):
+        equal_steps([tmp_path / "c"])

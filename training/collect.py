@@ -32,7 +32,8 @@ FORMAT_VERSION = 1
 class CollectConfig:
     teacher: str = field(help="teacher file (bpd teacher format)")
     out: str = field("dataset.npz", help="where to write the dataset: a .npz file, or with --format minari a Minari "
-                     "dataset id (NAMESPACE/NAME-vN) in Minari's local store")
+                     "dataset id (NAMESPACE/NAME-vN) in Minari's local store; a .npz there is replaced once the "
+                     "new one is whole, a Minari id in use is refused")
     format: str = field("npz", help="npz (bpd's own file) or minari (a Minari dataset other libraries read)",
                         choices=("npz", "minari"))
     steps: int = field(50_000, help="environment steps to record")

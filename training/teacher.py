@@ -148,7 +148,8 @@ def teacher_hash(path: str | Path) -> str:
 @dataclass
 class TeacherTrainConfig:
     env: str = field("InvertedPendulum-v5", help="Gymnasium environment id")
-    out: str = field("teacher.npz", help="where to write the teacher file")
+    out: str = field("teacher.npz", help="where to write the teacher file (a file there is replaced once the new "
+                     "one is whole)")
     algo: str = field("sac", help="stable-baselines3 algorithm", choices=("sac", "td3"))
     hidden: list[int] = field([256, 256], help="actor hidden widths (and the critics', unless --critic-hidden)")
     critic_hidden: list[int] | None = field(None, help="critic hidden widths (default: as --hidden)")
@@ -448,7 +449,8 @@ def _teacher_from_state_dict(sd: dict, algo: str, env_id: str, low, high, obs_di
 @dataclass
 class TeacherImportConfig:
     sb3_zip: str = field(help="a stable-baselines3 SAC, TD3 or PPO model (.zip)", positional=True)
-    out: str = field("teacher.npz", help="where to write the teacher file")
+    out: str = field("teacher.npz", help="where to write the teacher file (a file there is replaced once the new "
+                     "one is whole)")
     env: str | None = field(None, help="environment id to record (default: the id stored in the zip, if any)")
     activation: str | None = field(None, help="hidden activation when the model used a non-default one",
                                    choices=("relu", "tanh"))
