@@ -240,6 +240,13 @@ class StagedDir:
         self.created: list[Path] = []  # parent directories made for the stage, deepest first
 
     def __enter__(self) -> StagedDir:
+        here, whole = Path.cwd(), Path(os.path.abspath(self.final))
+        if whole == here or whole in here.parents:  # its swap would move the working directory away
+            raise BpdError(f"{self.final}: is the working directory or holds it, which cannot be swapped for a new "
+                           "directory; give a directory below this one")
+        if os.path.ismount(whole):
+            raise BpdError(f"{self.final}: is a mount point, which cannot be swapped for a new directory; give a "
+                           "directory inside it")
         p = self.final.parent
         while not p.exists():
             self.created.append(p)
@@ -262,7 +269,11 @@ class StagedDir:
         old = None
         if self.final.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.old-", dir=self.final.parent))
-            os.replace(self.final, old / "d")
+            try:
+                os.replace(self.final, old / "d")
+            except BaseException:
+                old.rmdir()
+                raise
         try:
             os.replace(self.path, self.final)
         except BaseException:

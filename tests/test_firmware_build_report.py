@@ -109,3 +109,34 @@ def test_a_rebuild_stopped_after_its_link_leaves_the_previous_build_whole(monkey
                                        r"choose another --out or remove it$"):
         firmware_build(FirmwareBuildConfig(export=exp, out=str(other)))
     assert (other / "notes.txt").read_text() == "kept"
+
+
+def test_a_staged_directory_is_never_the_working_directory_and_a_failed_swap_leaves_nothing(monkeypatch, tmp_path):
+    """`firmware build --out .` (or `export --out .`) swapped the working directory away: refused in one line, as is
+    a directory that holds it; a swap whose first rename fails (a mount point, EBUSY) leaves no .old-* directory."""
+    import os
+
+    from bpd.errors import BpdError
+    from bpd.io import StagedDir
+
+    (tmp_path / "fw" / "sub").mkdir(parents=True)
+    (tmp_path / "fw" / "build_report.json").write_text("{}")
+    monkeypatch.chdir(tmp_path / "fw" / "sub")
+    for out in (".", "..", str(tmp_path / "fw"), "../sub"):
+        with pytest.raises(BpdError, match="is the working directory or holds it"):
+            StagedDir(out).__enter__()
+    monkeypatch.chdir(tmp_path)
+    real = os.replace
+
+    def busy(src, dst):
+        if Path(src).name == "fw":
+            raise OSError(16, "Device or resource busy")
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", busy)
+    with pytest.raises(OSError, match="busy"):
+        with StagedDir("fw") as stage:
+            (stage.path / "new").write_text("x")
+            stage.commit()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fw"]  # no stage, no .fw.old-*
+    assert (tmp_path / "fw" / "build_report.json").read_text() == "{}"
