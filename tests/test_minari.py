@@ -244,7 +244,12 @@ def test_a_collect_stopped_while_minari_writes_leaves_no_dataset_under_its_id(st
     assert sorted(p.name for p in store.rglob("*")) == ["bpd", "namespace_metadata.json"]  # no stage left
     assert os.environ["MINARI_DATASETS_PATH"] == str(store)
     monkeypatch.setattr(HDF5Storage, "update_episodes", write)
+    import tempfile
+    stages = []
+    made = tempfile.mkdtemp
+    monkeypatch.setattr(tempfile, "mkdtemp", lambda **kw: stages.append(kw.get("dir")) or made(**kw))
     assert write_minari(ds, "bpd/stopped-v0") == "bpd/stopped-v0"  # the same id again: written whole
+    assert stages == [local_path("bpd/stopped-v0").parent]  # staged beside its place: one rename, one file system
     back = load_dataset("minari:bpd/stopped-v0", 4, 1)
     assert len(back) == n and back.meta["episodes"] == 2 and np.array_equal(back.observations, obs)
     assert list(minari.list_local_datasets()) == ["bpd/stopped-v0"]

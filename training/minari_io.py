@@ -127,19 +127,20 @@ def write_minari(ds: Any, spec: str) -> str:
 
 
 def _create_whole(minari: Any, ds_id: str, buffers: list, **kw: Any) -> None:
-    """Minari's create_dataset_from_buffers, made in a hidden store inside the real one (Minari lists no hidden
-    directory) and moved into place once whole: a collect stopped half way leaves no dataset under its id."""
+    """Minari's create_dataset_from_buffers, made in a hidden store beside the dataset's final place (Minari lists no
+    hidden directory) and moved into place once whole: a collect stopped half way leaves no dataset under its id."""
     import os
     import shutil
     import tempfile
 
     from minari.namespace import create_namespace, list_local_namespaces
-    from minari.storage.datasets_root_dir import get_dataset_path
 
     namespace = ds_id.rpartition("/")[0]
     if namespace and namespace not in list_local_namespaces():  # made in the real store as Minari would
         create_namespace(namespace)
-    stage = Path(tempfile.mkdtemp(prefix=".bpd-collect-", dir=get_dataset_path()))
+    home = local_path(ds_id).parent  # the stage beside its final place: one file system, one rename
+    home.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".bpd-collect-", dir=home))
     before = os.environ.get("MINARI_DATASETS_PATH")
     try:
         os.environ["MINARI_DATASETS_PATH"] = str(stage)
