@@ -40,7 +40,7 @@ static void safe_output(const bpd_model_t *m, float *action)
     for (i = 0; i < m->out_dim; ++i) action[i] = m->safe_action[i];
 }
 
-static int finite(float x)
+static int bpd_finite(float x)
 {
     /* true for every number except NaN and +-Inf, without relying on isfinite under -ffast-math */
     return (x == x) && (x - x == 0.0f);
@@ -121,7 +121,7 @@ int bpd_policy_run(const bpd_model_t *model, const float *obs, float *action, fl
         return BPD_ERR_ARG;
     }
     for (i = 0; i < model->in_dim; ++i) {
-        if (!finite(obs[i])) {
+        if (!bpd_finite(obs[i])) {
             safe_output(model, action);
             return BPD_ERR_NONFINITE;
         }

@@ -39,17 +39,21 @@ def _every_form(d):
 @pytest.mark.parametrize("target", list(COMPILERS))
 def test_every_kernel_form_compiles_under_a_projects_stricter_warnings(tmp_path, target):
     """-Wconversion, -Wsign-conversion, -Wshadow, -Wcast-qual and -Wstrict-prototypes on top of STRICT, at -O0,
-    -O2 and -Os: no warning from any form (the M4F integer kernel's SSAT once gave an unsigned int to an int32_t)."""
+    -O2 and -Os: no warning from any form (the M4F integer kernel's SSAT once gave an unsigned int to an int32_t).
+    Also in the GNU dialects Arduino and PlatformIO build C in (gnu11) and GCC's default (gnu17), where the C library
+    declares more names: the generic kernel's own finite() once clashed with newlib's and glibc's."""
     cc = COMPILERS[target]
     if shutil.which(cc[0]) is None:
         pytest.skip(f"{cc[0]} not installed")
     failed = []
+    builds = [(INTEGRATION, opt) for opt in ("-O0", "-O2", "-Os")]
+    builds += [([f if f != "-std=c99" else std for f in INTEGRATION], "-O2") for std in ("-std=gnu11", "-std=gnu17")]
     for form in _every_form(tmp_path):
-        for opt in ("-O0", "-O2", "-Os"):
-            p = subprocess.run([*cc, *INTEGRATION, opt, "-c", "policy.c", "policy_weights.c"], cwd=tmp_path / form,
+        for flags, opt in builds:
+            p = subprocess.run([*cc, *flags, opt, "-c", "policy.c", "policy_weights.c"], cwd=tmp_path / form,
                                capture_output=True, text=True)
             if p.returncode != 0 or p.stderr:
-                failed.append(f"{form} {opt}: {p.stderr.strip().splitlines()[:1]}")
+                failed.append(f"{form} {flags[0]} {opt}: {p.stderr.strip().splitlines()[:1]}")
     assert failed == []
 
 
