@@ -318,3 +318,24 @@ def test_the_readmes_export_defaults_are_read_from_the_code(render_docs, monkeyp
     text = render_docs.render()["README.md"]
     assert "(2e-6 of the half action range;\nthe integer kernel `--int-budget`, 5 % of the action range)" in text
     assert "stays within 5 % of the action range and keeps 95 % of the float kernel's return" in text
+
+
+def test_the_rotary_teacher_command_in_training_readme_is_the_committed_teachers():
+    """training/README.md says the committed rotary teacher was trained by its command: its environment and every
+    option of its row in benchmarks/teachers/teachers.yaml are in that command with their values, and the command
+    gives no other training option (--work-dir is where, not how)."""
+    import re
+    import shlex
+
+    import yaml
+
+    teachers = yaml.safe_load((ROOT / "benchmarks" / "teachers" / "teachers.yaml").read_text())["teachers"]
+    env, row = next((k, v) for k, v in teachers.items() if "rotary" in k)
+    text = (ROOT / "training" / "README.md").read_text()
+    block = re.search(r"The committed rotary teacher was trained so.*?```sh\n(.*?)```", text, re.S)
+    assert block, "the committed rotary teacher's command is gone from training/README.md"
+    words = shlex.split(block.group(1).replace("\\\n", " "), comments=True)
+    assert words[:3] == ["bpd", "teacher", "train"] and len(words) % 2 == 1
+    opts = {k[2:]: v for k, v in zip(words[3::2], words[4::2])}
+    assert opts.pop("env") == env and opts.pop("work-dir")
+    assert opts == {k: str(v) for k, v in row["args"].items()}
