@@ -13,6 +13,7 @@ from bpd.config import check_ranges, field
 from bpd.errors import BpdError
 
 VARIATION_EPISODES = 3  # --robustness: episodes per variation, by default
+EPISODES = 10  # an evaluation's episodes, by default
 
 
 @dataclass
@@ -20,7 +21,7 @@ class EvaluateConfig:
     model: str = field(help="teacher .npz, student .pt, run directory, policy.onnx or export directory",
                        positional=True)
     env: str | None = field(None, help="environment id (default: the one recorded in the model)")
-    episodes: int = field(10, help="episodes to run")
+    episodes: int | None = field(None, help=f"episodes to run (default {EPISODES})")
     seed: int = field(0, help="seed of the first episode (episode i uses seed + i); seeds below 100000 are "
                       "never used to choose a model during training")
     randomize: str | None = field(None, help="draw each episode's plant from this rig's domain randomisation "
@@ -32,8 +33,8 @@ class EvaluateConfig:
                              "block or a MuJoCo task's defaults; per-category and overall share of successes")
     out: str | None = field(None, help="with --robustness: directory to write robustness.json (grid, every "
                             "variation's success) and robustness.png (success against each variation)")
-    variation_episodes: int = field(VARIATION_EPISODES,
-                                    help="with --robustness: episodes per variation (seeds seed, seed + 1, ...)")
+    variation_episodes: int | None = field(None, help="with --robustness: episodes per variation (seeds seed, seed + "
+                                           f"1, ...; default {VARIATION_EPISODES})")
 
 
 @dataclass
@@ -156,9 +157,9 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
         raise BpdError("--robustness varies the plant itself: leave out --randomize")
     if cfg.out is not None and not cfg.robustness:
         raise BpdError("--out is for --robustness")
-    if cfg.variation_episodes != VARIATION_EPISODES and not cfg.robustness:
+    if cfg.variation_episodes is not None and not cfg.robustness:
         raise BpdError("--variation-episodes is for --robustness (--episodes sets an evaluation's)")
-    if cfg.robustness and cfg.episodes != EvaluateConfig.episodes:
+    if cfg.robustness and cfg.episodes is not None:
         raise BpdError("--robustness runs --variation-episodes episodes per variation: leave out --episodes")
     if cfg.out is not None:
         from bpd.io import check_output_dir
@@ -175,7 +176,7 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
     if cfg.randomize:
         from firmware_host.rig import randomization
         rig, ranges = randomization(cfg.randomize)
-    ep = rollouts(env_id, m.act, cfg.episodes, cfg.seed, ranges, rig)
+    ep = rollouts(env_id, m.act, EPISODES if cfg.episodes is None else cfg.episodes, cfg.seed, ranges, rig)
     rand = {"rig": rig, "ranges": {k: list(v) for k, v in ranges.items()}} if ranges else None
     return {"model": str(cfg.model), "kind": m.kind, "env_id": env_id, "randomize": rand} | ep.summary() | {
         "params_total": m.params_total, "params_nonzero": m.params_nonzero,
@@ -193,11 +194,12 @@ def _robustness(cfg: EvaluateConfig, m: Loaded, env_id: str) -> dict:
         grid = grid_for(probe)
     finally:
         probe.close()
-    r = robustness(lambda: make_env(env_id), m.act, grid, cfg.variation_episodes, cfg.seed)
+    per = VARIATION_EPISODES if cfg.variation_episodes is None else cfg.variation_episodes
+    r = robustness(lambda: make_env(env_id), m.act, grid, per, cfg.seed)
     record = {"model": str(cfg.model), "kind": m.kind, "env_id": env_id} | r
     out = {"model": str(cfg.model), "kind": m.kind, "env_id": env_id, "robustness/overall": r["overall"]} | {
         f"robustness/{c}": v["score"] for c, v in r["categories"].items()} | {
-        "episodes_per_variation": cfg.variation_episodes, "success_rule": r["success_rule"]}
+        "episodes_per_variation": per, "success_rule": r["success_rule"]}
     if cfg.out:
         d = Path(cfg.out)
         d.mkdir(parents=True, exist_ok=True)

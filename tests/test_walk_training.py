@@ -219,6 +219,10 @@ def test_evaluate_refuses_episodes_with_robustness(tiny_pipeline):
 
     with pytest.raises(BpdError, match="--robustness runs --variation-episodes episodes per variation"):
         run_evaluate(EvaluateConfig(model=str(tiny_pipeline / "teacher.npz"), robustness=True, episodes=3))
+    with pytest.raises(BpdError, match="--robustness runs --variation-episodes episodes per variation"):
+        run_evaluate(EvaluateConfig(model=str(tiny_pipeline / "teacher.npz"), robustness=True, episodes=10))  # default
+    with pytest.raises(BpdError, match="--variation-episodes is for --robustness"):
+        run_evaluate(EvaluateConfig(model=str(tiny_pipeline / "teacher.npz"), variation_episodes=3))  # its default
 
 
 def test_an_interrupted_training_says_how_to_resume_once_it_has_a_checkpoint(tmp_path):
