@@ -618,9 +618,10 @@ def test_kl_warmup_holds_the_schedule_until_released():
 
 
 def test_kl_warmup_holds_schedules_whose_step_zero_has_a_kl_or_a_fine_tune():
-    """The constant schedule's KL weight is eta_max at its step 0, a ramp of 0 too, and --finetune 1 fine-tunes
-    from step 0: while warming none of them applies (eta 0, logged 0, no freeze); once released they do, and the
-    student at the release (schedule step 0, no KL yet) is not a candidate until the schedule has run a step."""
+    """The constant schedule's KL weight is eta_max at its step 0, a ramp of 0 too, and a fine-tune of the whole
+    schedule (finetune 1.0: the trainer's own case, which the command line refuses) fine-tunes from step 0: while
+    warming none of them applies (eta 0, logged 0, no freeze); once released they do, and the student at the release
+    (schedule step 0, no KL yet) is not a candidate until the schedule has run a step."""
     for kw, released in (({"eta_schedule": "constant"}, 2.0), ({"eta_ramp": 0.0}, 2.0),
                          ({"eta_schedule": "gated", "eta_ramp": 0.0}, 2.0)):
         torch.manual_seed(0)
