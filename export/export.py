@@ -192,6 +192,11 @@ def _check_config(cfg: ExportConfig) -> None:
         raise BpdError(f"--package {cfg.package!r}: choose one of {', '.join(PACKAGE_CHOICES)}")
     if cfg.package_url and cfg.package == "none":
         raise BpdError("--package-url names the web page of the library --package writes: give --package too")
+    if cfg.package_name != "bpd" and cfg.package == "none":
+        raise BpdError("--package-name names the library --package writes: give --package too")
+    from export.package import check_name
+
+    check_name(cfg.package_name)
     from training.collect import dataset_exists, load_dataset
     from training.minari_io import is_minari
 
@@ -474,7 +479,8 @@ def _write_export(cfg: ExportConfig, out: Path, meter: KernelMeter | None = None
         example = net.in_offset if net.in_offset is not None else np.zeros(net.obs_dim, np.float32)
         report["package"] = write_package(out, cfg.package, {"env_id": src.env_id, "obs_dim": net.obs_dim,
                                                              "act_dim": net.act_dim, "model_hash": mh,
-                                                             "kernel": kernel["kind"], "url": cfg.package_url},
+                                                             "kernel": kernel["kind"], "url": cfg.package_url,
+                                                             "name": cfg.package_name},
                                           example, cpol.act(np.asarray(example, np.float32)[None])[0])
     report["seconds"] = round(time.time() - t0, 2)
     write_json(out / "export_report.json", report)

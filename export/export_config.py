@@ -47,5 +47,9 @@ class ExportConfig:
                          "cmake (a bpd::policy target), zephyr (a module), platformio (library.json), arduino "
                          "(library.properties, sources in src/) or all (one folder that is all four), each with "
                          "an example", choices=PACKAGE_CHOICES)
+    package_name: str = field("bpd", help="--package: the name its C, CMake, Zephyr, PlatformIO and Arduino names "
+                              "take in place of bpd (swing: swing_policy_run, swing_model, SWING_OBS_DIM, "
+                              "swing_policy.h, swing::policy, CONFIG_SWING_POLICY), so that packages of two names "
+                              "link into one firmware")
     package_url: str = field("", help="--package: the library's web page in library.json and library.properties "
                              "(Arduino requires one; a placeholder without it)")

@@ -46,6 +46,27 @@ PLACEHOLDER_URL = "https://example.com/bpd_policy"
 CORTEX_M4F = ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16")
 
 
+NAME_RULE = re.compile(r"[a-z][a-z0-9]{0,15}(_[a-z0-9]{1,15})?")  # a C prefix, lower case: NAME_, NAME_ upper too
+
+
+def check_name(name: str) -> None:
+    """--package-name: a short lower-case C identifier (its upper case prefixes the macros)."""
+    if not NAME_RULE.fullmatch(name):
+        raise BpdError(f"--package-name {name[:40]!r}: a lower-case C name, a letter then letters or digits (at most "
+                       "one underscore, 32 characters), e.g. swing")
+
+
+def renamed(text: str, name: str) -> str:
+    """The package's text with its C, CMake, Zephyr and PlatformIO names under name in place of bpd: bpd_x and
+    BPD_X (also inside CONFIG_BPD_X), bpd::policy and bpd-policy. `bpd export` and the like, no name, stay."""
+    if name == "bpd":
+        return text
+    text = re.sub(r"(?<![A-Za-z0-9])bpd_", f"{name}_", text)
+    text = re.sub(r"(?<![A-Za-z0-9])BPD_", f"{name.upper()}_", text)
+    return re.sub(r"(?<![A-Za-z0-9])bpd(::policy|-policy)", lambda m: name.replace("_", "-") + m.group(1)
+                  if m.group(1) == "-policy" else name + m.group(1), text)
+
+
 def formats_of(choice: str) -> tuple[str, ...]:
     """The formats a --package value names (none: nothing); a bad value is one line."""
     if choice not in CHOICES:
@@ -78,21 +99,21 @@ def write_package(export_dir: str | Path, choice: str, meta: dict, example_obs: 
         raise BpdError(f"the example observation has {obs.size} values, the policy reads {meta['obs_dim']}")
     # the rational tanh is the generic kernel's (policy.h); the others compile the tanh they chose in
     meta = meta | {"fast_tanh": "BPD_FAST_TANH" in (d / "policy.c").read_text(errors="replace")}
+    name = str(meta.get("name") or "bpd")
+    check_name(name)
     pkg = d / DIR
     if pkg.exists():
         shutil.rmtree(pkg)
-    (pkg / "src").mkdir(parents=True)
-    for f in KERNEL_FILES:
-        shutil.copyfile(d / f, pkg / "src" / f)
-    files: dict[str, str] = {f"src/{HEADER}": _header(meta)}
+    files: dict[str, str] = {f"src/{f}": (d / f).read_text() for f in KERNEL_FILES}
+    files[f"src/{HEADER}"] = _header(meta)
     example = _example_c(meta, obs, example_action)
     for fmt in fmts:
         files |= GENERATORS[fmt](meta, example, obs, example_action)
     files["README.md"] = _readme(meta, fmts)
-    for rel, text in files.items():
-        (pkg / rel).parent.mkdir(parents=True, exist_ok=True)
-        write_text(pkg / rel, text)
-    return {"dir": DIR, "formats": list(fmts), "name": NAME, "version": library_version(),
+    for rel, text in files.items():  # under the package's name, paths and all (src/swing_policy.h)
+        (pkg / renamed(rel, name)).parent.mkdir(parents=True, exist_ok=True)
+        write_text(pkg / renamed(rel, name), renamed(text, name))
+    return {"dir": DIR, "formats": list(fmts), "name": renamed(NAME, name), "version": library_version(),
             "example_observation": [float(x) for x in obs],
             "example_action_host": None if example_action is None else [float(x) for x in np.ravel(example_action)],
             "files": sorted(p.relative_to(pkg).as_posix() for p in pkg.rglob("*") if p.is_file())}

@@ -20,7 +20,8 @@
  * The stack it takes on Cortex-M4F is printed by `bpd export` and in export_report.json (kernel,
  * the shipped candidate's stack_bytes); `bpd firmware build --target ...` gives a whole image's per part.
  * Every export names the same symbols (bpd_policy_run, bpd_model, ...): two exports in one image
- * collide; export/README.md, "Two exports in one image", gives the renaming.
+ * collide unless one is packaged under a name of its own (bpd export --package cmake --package-name
+ * swing: swing_policy_run, ...); export/README.md, "Two exports in one image".
  *
  * Compile-time options:
  *   -DBPD_FAST_TANH   rational tanh approximation instead of libm tanhf

@@ -363,6 +363,10 @@ case("hil run no such port", [*HIL[:3], "/dev/ttyNOPE", *HIL[4:]],
 case("firmware build bad target", FWB + ["--target", "z80"], "invalid choice")
 case("export package url without package", ["export", RUN, "--out", f"{C}/e", "--package-url", "https://x.org"],
      "give --package too")
+case("export package name without package", ["export", RUN, "--out", f"{C}/e", "--package-name", "swing"],
+     "--package-name names the library --package writes: give --package too")
+case("export package name not a C name", ["export", RUN, "--out", f"{C}/e", "--package", "cmake", "--package-name",
+                                          "Swing-Up"], "--package-name 'Swing-Up': a lower-case C name")
 case("firmware build board on host", FWB + ["--target", "host", "--board", "nucleo-f446"],
      "--board nucleo-f446 is a Cortex-M firmware image's board layer: not for --target host")
 case("firmware build board on bench image", FWB + ["--image", "bench", "--board", "stm32f4"],
