@@ -58,12 +58,13 @@ def check_name(name: str) -> None:
 
 def renamed(text: str, name: str) -> str:
     """The package's text with its C, CMake, Zephyr and PlatformIO names under name in place of bpd: bpd_x and
-    BPD_X (also inside CONFIG_BPD_X), bpd::policy and bpd-policy. `bpd export` and the like, no name, stay."""
+    BPD_X (also inside CONFIG_BPD_X), the CMake namespace bpd:: (bpd::policy) and bpd-policy. `bpd export` and the
+    like, no name, stay."""
     if name == "bpd":
         return text
     text = re.sub(r"(?<![A-Za-z0-9])bpd_", f"{name}_", text)
     text = re.sub(r"(?<![A-Za-z0-9])BPD_", f"{name.upper()}_", text)
-    return re.sub(r"(?<![A-Za-z0-9])bpd(::policy|-policy)", lambda m: name.replace("_", "-") + m.group(1)
+    return re.sub(r"(?<![A-Za-z0-9])bpd(::|-policy)", lambda m: name.replace("_", "-") + m.group(1)
                   if m.group(1) == "-policy" else name + m.group(1), text)
 
 
