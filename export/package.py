@@ -56,15 +56,19 @@ def check_name(name: str) -> None:
                        "one underscore, 32 characters), e.g. swing")
 
 
+# where a name starts: not inside a word, but after -D (a macro on the command line: -DBPD_INT_FP=0)
+_START = r"(?:(?<![A-Za-z0-9])|(?<=-D))"
+
+
 def renamed(text: str, name: str) -> str:
     """The package's text with its C, CMake, Zephyr and PlatformIO names under name in place of bpd: bpd_x and
-    BPD_X (also inside CONFIG_BPD_X), the CMake namespace bpd:: (bpd::policy) and bpd-policy. `bpd export` and the
-    like, no name, stay."""
+    BPD_X (also inside CONFIG_BPD_X and -DBPD_X), the CMake namespace bpd:: (bpd::policy) and bpd-policy.
+    `bpd export` and the like, no name, stay."""
     if name == "bpd":
         return text
-    text = re.sub(r"(?<![A-Za-z0-9])bpd_", f"{name}_", text)
-    text = re.sub(r"(?<![A-Za-z0-9])BPD_", f"{name.upper()}_", text)
-    return re.sub(r"(?<![A-Za-z0-9])bpd(::|-policy)", lambda m: name.replace("_", "-") + m.group(1)
+    text = re.sub(_START + "bpd_", f"{name}_", text)
+    text = re.sub(_START + "BPD_", f"{name.upper()}_", text)
+    return re.sub(_START + "bpd(::|-policy)", lambda m: name.replace("_", "-") + m.group(1)
                   if m.group(1) == "-policy" else name + m.group(1), text)
 
 

@@ -129,10 +129,28 @@ def test_a_package_name_renames_every_c_cmake_zephyr_and_pio_name_and_nothing_el
     assert renamed("bpd::policy bpd-policy", "arm_2") == "arm_2::policy arm-2-policy"
     assert renamed("install(EXPORT t NAMESPACE bpd:: DESTINATION d)", "swing") == (
         "install(EXPORT t NAMESPACE swing:: DESTINATION d)")  # the installed target is swing::policy too
+    assert renamed("# -DBPD_POLICY_FAST_TANH=ON; -DBPD_INT_FP=0: not", "swing") == (
+        "# -DSWING_POLICY_FAST_TANH=ON; -DSWING_INT_FP=0: not")  # the macro a comment tells the user to define
     assert renamed(text, "bpd") == text
     for bad in ("Swing", "9x", "a__b", "a_b_c", "x" * 17, "", "swing-up"):
         with pytest.raises(BpdError, match="--package-name .*a lower-case C name"):
             check_name(bad)
+
+
+LEFT = re.compile(r"\S*(?:bpd_|BPD_|bpd::|bpd-policy)\S*")  # a name of the bpd package
+
+
+def test_a_named_package_keeps_no_bpd_name(tmp_path):
+    """Every file of a package named swing names swing's names only: the macros its comments tell the user to
+    define too (-DSWING_POLICY_FAST_TANH=ON in CMakeLists.txt, -DSWING_FAST_TANH in policy.h), which the code
+    reads under the new name."""
+    d = tmp_path / "export"
+    shutil.copytree(pendulum_export(), d)
+    write_package(d, "all", _meta(d) | {"name": "swing"}, np.zeros(4))
+    left = {p.name: LEFT.findall(p.read_text()) for p in (d / "package").rglob("*") if p.is_file()}
+    assert not any(left.values()), {k: v for k, v in left.items() if v}
+    cmake = (d / "package" / "CMakeLists.txt").read_text()
+    assert "-DSWING_POLICY_FAST_TANH=ON" in cmake and 'option(SWING_POLICY_FAST_TANH "' in cmake
 
 
 def test_two_packages_of_two_names_link_into_one_program(tmp_path):
