@@ -56,13 +56,14 @@ def check_name(name: str) -> None:
                        "one underscore, 32 characters), e.g. swing")
 
 
-# where a name starts: not inside a word, but after -D (a macro on the command line: -DBPD_INT_FP=0)
-_START = r"(?:(?<![A-Za-z0-9])|(?<=-D))"
+# where a name starts: not inside a word, but after -D (a macro on the command line: -DBPD_INT_FP=0) and .L (an
+# assembly-local label: top-level asm of two packages is one assembly file under -flto)
+_START = r"(?:(?<![A-Za-z0-9])|(?<=-D)|(?<=\.L))"
 
 
 def renamed(text: str, name: str) -> str:
     """The package's text with its C, CMake, Zephyr and PlatformIO names under name in place of bpd: bpd_x and
-    BPD_X (also inside CONFIG_BPD_X and -DBPD_X), the CMake namespace bpd:: (bpd::policy) and bpd-policy.
+    BPD_X (also inside CONFIG_BPD_X, -DBPD_X and .Lbpd_x), the CMake namespace bpd:: (bpd::policy) and bpd-policy.
     `bpd export` and the like, no name, stay."""
     if name == "bpd":
         return text
