@@ -61,12 +61,23 @@ def check_name(name: str) -> None:
 _START = r"(?:(?<![A-Za-z0-9])|(?<=-D)|(?<=\.L))"
 
 
-def renamed(text: str, name: str) -> str:
+def renamed(text: str, name: str, keep: tuple[str, ...] = ()) -> str:
     """The package's text with its C, CMake, Zephyr and PlatformIO names under name in place of bpd: bpd_x and
     BPD_X (also inside CONFIG_BPD_X, -DBPD_X and .Lbpd_x), the CMake namespace bpd:: (bpd::policy) and bpd-policy.
-    `bpd export` and the like, no name, stay."""
+    `bpd export` and the like, no name, stay; so do the user's own words: the strings in keep (--package-url, the
+    environment id) and the command a generated file says it was made by (its paths)."""
     if name == "bpd":
         return text
+    words = sorted((re.escape(k) for k in keep if k), key=len, reverse=True)
+    kept = re.compile("|".join([r"regenerate with: [^\n]*", *words]))
+    parts, at = [], 0
+    for m in kept.finditer(text):
+        parts += [_renamed(text[at:m.start()], name), m.group()]
+        at = m.end()
+    return "".join([*parts, _renamed(text[at:], name)])
+
+
+def _renamed(text: str, name: str) -> str:
     text = re.sub(_START + "bpd_", f"{name}_", text)
     text = re.sub(_START + "BPD_", f"{name.upper()}_", text)
     return re.sub(_START + "bpd(::|-policy)", lambda m: name.replace("_", "-") + m.group(1)
@@ -116,9 +127,10 @@ def write_package(export_dir: str | Path, choice: str, meta: dict, example_obs: 
     for fmt in fmts:
         files |= GENERATORS[fmt](meta, example, obs, example_action)
     files["README.md"] = _readme(meta, fmts)
+    users = (str(meta.get("url") or ""), str(meta["env_id"]))  # the user's words: not renamed
     for rel, text in files.items():  # under the package's name, paths and all (src/swing_policy.h)
         (pkg / renamed(rel, name)).parent.mkdir(parents=True, exist_ok=True)
-        write_text(pkg / renamed(rel, name), renamed(text, name))
+        write_text(pkg / renamed(rel, name), renamed(text, name, users))
     return {"dir": DIR, "formats": list(fmts), "name": renamed(NAME, name), "version": library_version(),
             "example_observation": [float(x) for x in obs],
             "example_action_host": None if example_action is None else [float(x) for x in np.ravel(example_action)],

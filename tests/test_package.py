@@ -155,6 +155,25 @@ def test_a_named_package_keeps_no_bpd_name(tmp_path):
     assert "-DSWING_POLICY_FAST_TANH=ON" in cmake and 'option(SWING_POLICY_FAST_TANH "' in cmake
 
 
+def test_a_named_package_keeps_the_users_own_words(tmp_path):
+    """--package-name renames the package's names, not what the user gave: --package-url, the environment id and
+    the command each generated file says it was made by (its paths) stay as they were, bpd_ in them or not."""
+    d = tmp_path / "export"
+    shutil.copytree(pendulum_export(), d)
+    weights = d / "policy_weights.c"
+    command = "bpd export runs/bpd_swing --out exports/bpd_swing --package all --package-name swing"
+    weights.write_text(re.sub(r"regenerate with: [^\n]*", f"regenerate with: {command}", weights.read_text(), count=1))
+    url, env = "https://github.com/acme/bpd_controllers", "bpd_lab/Swing-v0"
+    write_package(d, "all", _meta(d) | {"name": "swing", "url": url, "env_id": env}, np.zeros(4))
+    pkg = d / "package"
+    assert f"url={url}\n" in (pkg / "library.properties").read_text()
+    assert json.loads((pkg / "library.json").read_text())["homepage"] == url
+    kconfig = (pkg / "zephyr" / "Kconfig").read_text()
+    assert f'config SWING_POLICY\n\tbool "bpd policy for {env}"' in kconfig
+    src = (pkg / "src" / "policy_weights.c").read_text()
+    assert f" * regenerate with: {command}\n" in src and "swing_model" in src and "bpd_model" not in src
+
+
 def test_two_packages_of_two_names_link_into_one_program(tmp_path):
     """Two exports' packages in one firmware: under their own names (the default bpd and swing) every symbol, macro,
     header guard and CMake target is apart, so one program includes both headers, links both, and each gives the
