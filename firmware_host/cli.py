@@ -40,9 +40,9 @@ def _export(ns):
     print(format_report(run_export(cfg, meter=kernel_cost)))
     print(f"export written to {cfg.out}/")
     if cfg.package in ("arduino", "platformio", "all") and not cfg.package_url:
-        from export.package import PLACEHOLDER_URL
-        print(f"note: the library's web page is the placeholder {PLACEHOLDER_URL} (library.json, "
-              "library.properties): give --package-url before you publish it")
+        from export.package import PLACEHOLDER_URL, renamed
+        print(f"note: the library's web page is the placeholder {renamed(PLACEHOLDER_URL, cfg.package_name)} "
+              "(library.json, library.properties): give --package-url before you publish it")
 
 
 def _check_teacher_of_source(teacher: str, source: str) -> None:

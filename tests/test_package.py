@@ -569,6 +569,25 @@ def test_export_with_package_verifies(real_export, tmp_path):
         verify_export(edited)
 
 
+def test_a_named_export_prints_records_and_verifies_its_name(tiny_pipeline, tmp_path):
+    """`bpd export --package arduino --package-name swing`: the printed lines name the library swing_policy and the
+    placeholder web page its files hold; export_report.json records the name; the export verifies, and refuses an
+    edited file of the package."""
+    out = tmp_path / "exp"
+    p = run_bpd("export", str(tiny_pipeline / "run"), "--out", str(out), "--kernel", "generic", "--package", "arduino",
+                "--package-name", "swing", "--episodes", "0", "--parity-samples", "200")
+    assert "package for arduino: package/ in the export (library swing_policy " in p.stdout
+    assert p.stdout.rstrip().endswith("the library's web page is the placeholder https://example.com/swing_policy "
+                                      "(library.json, library.properties): give --package-url before you publish it")
+    assert "url=https://example.com/swing_policy\n" in (out / "package" / "library.properties").read_text()
+    assert json.loads((out / "export_report.json").read_text())["package"]["name"] == "swing_policy"
+    assert "package/src/swing_policy.h" in verify_export(out)["files"]
+    header = out / "package" / "src" / "swing_policy.h"
+    header.write_text(header.read_text() + "\n")
+    with pytest.raises(BpdError, match="package/src/swing_policy.h: changed after export"):
+        verify_export(out)
+
+
 def test_export_package_example_runs_on_an_emulated_cortex_m4f(real_export, tmp_path):
     """The CMake example of a real export's package, built for Cortex-M4F with the shipped kernel, computes
     what the host build computes (the integer kernel bit for bit)."""
