@@ -46,14 +46,15 @@ PLACEHOLDER_URL = "https://example.com/bpd_policy"
 CORTEX_M4F = ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16")
 
 
-NAME_RULE = re.compile(r"[a-z][a-z0-9]{0,15}(_[a-z0-9]{1,15})?")  # a C prefix, lower case: NAME_, NAME_ upper too
+NAME_RULE = re.compile(r"[a-z][a-z0-9]*(_[a-z0-9]+)?")  # a C prefix, lower case: NAME_, NAME_ upper too
+NAME_MAX = 32  # NAME_policy within every manifest's limit (PlatformIO's 50 characters)
 
 
 def check_name(name: str) -> None:
     """--package-name: a short lower-case C identifier (its upper case prefixes the macros)."""
-    if not NAME_RULE.fullmatch(name):
+    if not NAME_RULE.fullmatch(name) or len(name) > NAME_MAX:
         raise BpdError(f"--package-name {name[:40]!r}: a lower-case C name, a letter then letters or digits (at most "
-                       "one underscore, 32 characters), e.g. swing")
+                       f"one underscore, {NAME_MAX} characters), e.g. swing")
 
 
 # where a name starts: not inside a word, but after -D (a macro on the command line: -DBPD_INT_FP=0) and .L (an

@@ -134,9 +134,11 @@ def test_a_package_name_renames_every_c_cmake_zephyr_and_pio_name_and_nothing_el
     assert renamed("# -DBPD_POLICY_FAST_TANH=ON; -DBPD_INT_FP=0: not", "swing") == (
         "# -DSWING_POLICY_FAST_TANH=ON; -DSWING_INT_FP=0: not")  # the macro a comment tells the user to define
     assert renamed(text, "bpd") == text
-    for bad in ("Swing", "9x", "a__b", "a_b_c", "x" * 17, "", "swing-up"):
+    for bad in ("Swing", "9x", "a__b", "a_b_c", "x" * 33, "x" * 20 + "_" + "y" * 12, "", "swing-up", "swing_"):
         with pytest.raises(BpdError, match="--package-name .*a lower-case C name"):
             check_name(bad)
+    for good in ("swing", "arm_2", "x" * 17, "x" * 32, "x" * 20 + "_" + "y" * 11):  # the 32 characters it says
+        check_name(good)
 
 
 LEFT = re.compile(r"\S*(?:bpd_|BPD_|bpd::|bpd-policy)\S*")  # a name of the bpd package
