@@ -226,6 +226,34 @@ def test_two_packages_of_two_names_link_into_one_program(tmp_path):
     assert _run([str(proj / "b" / "two")]).split() == [ra, a, rb, b]
 
 
+def test_two_packages_on_one_include_path_each_header_takes_its_own_parts(tmp_path):
+    """Both packages' src/ on the include path, both holding policy.h, policy_weights.h and policy_config.h: a unit
+    including bpd_policy.h and swing_policy.h, in either order and with either src/ first, reads each package's own
+    parts (a quoted include looks beside its includer first); a bare #include "policy.h" takes the first src/, which
+    the package README says (include only NAME_policy.h)."""
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc not installed")
+    src = {}
+    for name in ("bpd", "swing"):
+        d = tmp_path / name
+        shutil.copytree(pendulum_export(), d)
+        write_package(d, "cmake", _meta(d) | {"name": name}, np.zeros(4))
+        src[name] = d / "package" / "src"
+    for first, second in (("bpd", "swing"), ("swing", "bpd")):
+        unit = tmp_path / f"{first}_first.c"
+        unit.write_text(f'#include "{first}_policy.h"\n#include "{second}_policy.h"\n#include "policy.h"\n')
+        for path in ((src["bpd"], src["swing"]), (src["swing"], src["bpd"])):
+            deps = _run(["gcc", "-MM", *(f"-I{p}" for p in path), str(unit)]).replace("\\\n", " ").split()
+            read = {Path(f).resolve() for f in deps if f.endswith(".h")}
+            assert read == {src[n] / f"{n}_policy.h" for n in src} | {src[n] / f for n in src
+                                                                       for f in ("policy.h", "policy_weights.h")}
+            macro = _run(["gcc", "-E", "-dM", *(f"-I{p}" for p in path), "-include", "policy.h", "-x", "c",
+                          "/dev/null"])
+            assert f"#define {path[0].parent.parent.name.upper()}_POLICY_H" in macro  # the first src/'s policy.h
+    readme = (src["swing"].parent / "README.md").read_text()
+    assert "Include only `swing_policy.h`: its parts (`policy.h`, `policy_weights.h`, `policy_config.h`)" in readme
+
+
 def test_two_packages_installed_in_one_prefix_are_found_under_their_names(tmp_path):
     """cmake --install of the bpd and the swing package into one prefix: each exports its own imported target
     (bpd::policy, swing::policy: the install's NAMESPACE takes the name too), a project finds both by find_package
