@@ -126,6 +126,13 @@ def verify_export(d: str | Path, handover: bool = False) -> dict:
     if not isinstance(files, dict) or "policy.onnx" not in files:
         raise BpdError(f"{d}: the export records no file hashes (made by an older bpd); run `bpd export` again")
     used = set(USED) | {p.name for p in d.iterdir() if p.is_file() and p.suffix in USED_SUFFIXES}
+    # the package's src/ is what a build system compiles whole (PlatformIO and Arduino every file there): nothing
+    # in it that the export did not write (its examples and their build folders may gain files)
+    added = sorted(rel for p in (d / "package" / "src").rglob("*") if p.is_file()
+                   and (rel := p.relative_to(d).as_posix()) not in files) if (d / "package" / "src").is_dir() else []
+    if added:
+        raise BpdError(f"{d}: {added[0]} is not the export's own: its package's src/ is built whole; remove it, or "
+                       "copy the package out to change it")
     unlisted = sorted(used - set(files))
     if unlisted:
         raise BpdError(f"{d}: export.json's file list leaves out {', '.join(unlisted)}, which the export uses; "

@@ -597,6 +597,16 @@ def test_export_with_package_verifies(real_export, tmp_path):
     readme.write_text(readme.read_text() + "edited\n")
     with pytest.raises(BpdError, match="package/README.md: changed after export"):
         verify_export(edited)
+    # a file added to src/ is built in by PlatformIO and Arduino (every file there): refused; an example's own
+    # build folder (cmake -B build inside examples/cmake, as its comment says) is not the package's sources
+    added = tmp_path / "added"
+    shutil.copytree(out, added)
+    (added / "package" / "examples" / "cmake" / "build").mkdir()
+    (added / "package" / "examples" / "cmake" / "build" / "CMakeCache.txt").write_text("")
+    assert verify_export(added)["files"] == info["files"]
+    (added / "package" / "src" / "extra.c").write_text("int extra;\n")
+    with pytest.raises(BpdError, match="package/src/extra.c is not the export's own: its package's src/ is built"):
+        verify_export(added)
 
 
 def test_a_named_export_prints_records_and_verifies_its_name(tiny_pipeline, tmp_path):
