@@ -181,7 +181,7 @@ def kernel_source(net: CollapsedNet, form: TanhForm, banner: str) -> tuple[str, 
         out.append(f"\n/* tanh: {form.name}, max abs error {form.max_error():.1e} on [-10, 10] */\n"
                    f"{form.c_decls()}static inline float tanh_approx(float x)\n{{\n{form.c_body()}}}\n\n"
                    "float bpd_tanh(float x) { return tanh_approx(x); }\n")
-        if net.activation == "tanh":
+        if net.activation == "tanh" and n > 1:
             out.append("/* one loop for every hidden layer: its code exists once */\n"
                        "#if defined(__GNUC__)\n__attribute__((noinline))\n#endif\n"
                        "static void tanh_all(float *h, int n)\n{\n    int i;\n"
@@ -203,13 +203,15 @@ def kernel_source(net: CollapsedNet, form: TanhForm, banner: str) -> tuple[str, 
                + "".join(f"    action[{i}] = {c_float(v)};\n" for i, v in enumerate(safe)) + "}\n")
     widths = net.widths
     buf = max([obs_dim] + widths[1:])
+    off = net.in_offset
+    # b: the offset observations and every other layer's output (a network of one layer without an offset: none)
+    decl = f"*a = scratch, *b = scratch + {buf}" if n > 1 or off is not None else "*a = scratch"
     out.append("\n/* scratch: two buffers of the widest layer (policy_weights.h: BPD_SCRATCH_FLOATS) */\n"
                "int bpd_policy_run(const bpd_model_t *model, const float *obs, float *action, float *scratch)\n{\n"
-               f"    float *a = scratch, *b = scratch + {buf};\n    int i;\n"
+               f"    float {decl};\n    int i;\n"
                "    if (model == NULL || action == NULL) return BPD_ERR_ARG;\n"
                "    if (obs == NULL || scratch == NULL) {\n        safe_output(action);\n        return BPD_ERR_ARG;\n"
                "    }\n")
-    off = net.in_offset
     out.append(f"    for (i = 0; i < {obs_dim}; ++i) {{\n"
                "        const float x = obs[i];\n"
                "        /* x - x is 0 for every number and NaN for NaN and +-Inf */\n"

@@ -481,9 +481,9 @@ def kernel_source(q: IntNet, banner: str, lookup: bool = True) -> tuple[str, dic
     if dsp:
         # DSP: inputs into the first layer's pair layout, the layers in assembly, the output sums read back
         width = max(len(p) for p in pairs)
+        xb = f", xb[{2 * width}] __attribute__((aligned(4)))" if len(q.layers) > 1 else ""  # no hidden layer: no xb
         out.append("#if BPD_INT_DSP\n    {\n"
-                   f"        int16_t xa[{2 * width}] __attribute__((aligned(4))), xb[{2 * width}] "
-                   "__attribute__((aligned(4)));\n"
+                   f"        int16_t xa[{2 * width}] __attribute__((aligned(4))){xb};\n"
                    f"        int32_t acc[{act_dim}];\n")
         out.append("        /* every observation checked (exponent 255: NaN or +-Inf), the used ones in Q formats */\n"
                    + fp_call("bpd_dsp_inputs(obs, xa)", fp, obs_dim) + "            safe_output(action);\n"

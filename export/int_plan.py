@@ -311,8 +311,9 @@ def kernel_source(q: IntNet, banner: str, room: int = 0, tables_only: bool = Fal
     out.append(run_head(q, names))
     width = max(T.in_words for T in tables)
     bufs = ("xa", "xb")
+    xb = f", xb[{2 * width}] BPD_IT_ALIGN" if len(tables) > 1 else ""  # no hidden layer: no second buffer
     out.append(f"    {{\n        /* the layers' inputs: int16 pairs, a word each */\n"
-               f"        int16_t xa[{2 * width}] BPD_IT_ALIGN, xb[{2 * width}] BPD_IT_ALIGN;\n"
+               f"        int16_t xa[{2 * width}] BPD_IT_ALIGN{xb};\n"
                f"        int32_t acc[{act_dim}];\n")
     out.append("#if BPD_INT_DSP\n        /* every observation checked (exponent 255: NaN or +-Inf), the used ones in "
                "Q formats */\n" + fp_call(f"bpd_it_inputs(obs, xa, bpd_it_in, {obs_dim})", fp, obs_dim) +
@@ -326,7 +327,7 @@ def kernel_source(q: IntNet, banner: str, room: int = 0, tables_only: bool = Fal
             o += f" + {p.split[li]}" if li in tails else ""  # the tail from its first slot (a word for an output)
             out.append(f"        bpd_it_layer{li}({src}, bpd_it_w{li}, {o}, bpd_it_b{li}, {tanh_arg});\n")
     out.append("#else\n        int32_t j;\n        memset(xa, 0, sizeof xa); /* the zero half of an odd pair */\n"
-               "        memset(xb, 0, sizeof xb);\n"
+               + ("        memset(xb, 0, sizeof xb);\n" if xb else "") +
                f"        for (j = 0; j < {obs_dim}; j++) {{\n            const uint32_t bits = load_bits(&obs[j]);\n"
                "            if (((bits >> 23) & 0xFFu) == 0xFFu) { /* NaN or +-Inf */\n"
                "                safe_output(action);\n                return BPD_ERR_NONFINITE;\n            }\n"

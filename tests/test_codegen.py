@@ -328,6 +328,29 @@ def test_int_dsp_kernel_hand_computed_and_bit_exact_on_cortex_m4f(tmp_path):
     assert cost["max_abs_error_vs_host_c"] == 0.0
 
 
+@needs_arm
+@pytest.mark.parametrize("form", ["integer", "integer-table"])
+def test_int_kernel_without_a_hidden_layer_hand_computed_on_both_cores(tmp_path, form):
+    """3 -> 1 with no hidden layer (a linear teacher's export): y = 0.5 x0 - 0.25 x1 + x2 + 0.125 = 1.0625 on
+    [0.5, 0.25, 0.75], exact in the integers. Both integer forms build under the meter's -Werror for Cortex-M4F
+    (their assembly once declared a second layer buffer that nothing used) and M0+, and give it on each core."""
+    pytest.importorskip("unicorn")
+    from export.collapse import CollapsedNet
+    from export.int_plan import generate_int_table_kernel
+    from firmware_host.measure.bench import kernel_cost
+
+    net = CollapsedNet([np.array([[0.5, -0.25, 1.0]], np.float32)], [np.array([0.125], np.float32)], "relu", "clip",
+                       np.array([-4.0], np.float32), np.array([4.0], np.float32), [3, 1])
+    q = quantise(net, np.array([[1.0, 1.0, 1.0], [-1.0, 0.5, -1.0]], np.float32), "hand")
+    if form == "integer":
+        generate_int_kernel(net, q, tmp_path, "0" * 64, "t")
+    else:
+        generate_int_table_kernel(net, q, tmp_path, "0" * 64, "t", tables_only=True)
+    assert CPolicy(tmp_path).act(np.array([0.5, 0.25, 0.75], np.float32))[0] == np.float32(1.0625)
+    for target in ("cortex-m4f", "cortex-m0plus"):
+        assert kernel_cost(tmp_path, target)["max_abs_error_vs_host_c"] == 0.0, target
+
+
 def hand_tanh_net():
     """A 2 -> 2 -> 1 tanh network with power-of-two weights, quantised on +-1 (inputs in Q13)."""
     from export.collapse import CollapsedNet

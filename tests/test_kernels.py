@@ -58,6 +58,23 @@ def test_hand_built_network_gives_the_known_answer(tmp_path):
         assert pol.act(np.array([x0, x1], np.float32))[0] == pytest.approx(want, abs=1e-6)
 
 
+@pytest.mark.parametrize("offset", [None, [1.0, -2.0]], ids=["plain", "offset"])
+@pytest.mark.parametrize("output", ["clip", "tanh"])
+def test_a_network_without_a_hidden_layer_gives_the_known_answer(tmp_path, offset, output):
+    """2 -> 1, no hidden layer (a linear teacher's export: the compact kernel once declared a buffer it never used,
+    an error under -Werror): y = 0.5 (x0 - m0) - 0.25 (x1 - m1) + 0.125, exact in float32 on these inputs, clipped
+    to +-1 or through tanh."""
+    net = CollapsedNet([np.array([[0.5, -0.25]], np.float32)], [np.array([0.125], np.float32)], "tanh", output,
+                       np.array([-1.0], np.float32), np.array([1.0], np.float32), [2, 1],
+                       None if offset is None else np.array(offset, np.float32))
+    pol = _compact(net, tmp_path / "k", LIBM)
+    m = np.zeros(2) if offset is None else np.array(offset)
+    for x0, x1 in ((0.0, 0.0), (1.0, -0.5), (3.0, 0.75), (-2.0, 5.0)):
+        y = 0.5 * (x0 - m[0]) - 0.25 * (x1 - m[1]) + 0.125
+        want = np.tanh(y) if output == "tanh" else np.clip(y, -1, 1)
+        assert pol.act(np.array([x0, x1], np.float32))[0] == pytest.approx(want, abs=1e-6 if output == "tanh" else 0)
+
+
 @pytest.mark.parametrize("widths,density,activation,output", [
     ([40, 37, 3], 0.9, "tanh", "tanh"), ([11, 61, 50, 3], 0.35, "tanh", "tanh"), ([4, 15, 7, 1], 1.0, "tanh", "clip"),
     ([6, 20, 2], 0.7, "relu", "tanh"), ([6, 20, 2], 0.7, "relu", "clip")])
