@@ -133,13 +133,14 @@ def table_layer(wq: np.ndarray, bq: np.ndarray, shift: np.ndarray, kind: str, pa
 def table_form(q: IntNet, li: int, pairs: list[list[tuple[int, int | None]]], start: int = 0,
                form: str | None = None) -> TableLayer:
     """Layer li from its start-th slot on in `form`, or the table form the cycle model counts cheaper (dense
-    only within DENSE_WORDS)."""
+    only within 1 to DENSE_WORDS input words: a layer whose weights all quantise to zero reads none, and is
+    sparse: each row its bias alone)."""
     L = q.layers[li]
     nxt = pairs[li + 1] if li + 1 < len(q.layers) else None
     if form is not None:
         return table_layer(L.wq, L.bq, L.shift, L.kind, pairs[li], nxt, form, start)
     sparse = table_layer(L.wq, L.bq, L.shift, L.kind, pairs[li], nxt, "sparse", start)
-    if len(pairs[li]) > DENSE_WORDS:
+    if not 1 <= len(pairs[li]) <= DENSE_WORDS:
         return sparse
     dense = table_layer(L.wq, L.bq, L.shift, L.kind, pairs[li], nxt, "dense", start)
     return dense if dense.cycles() <= sparse.cycles() else sparse

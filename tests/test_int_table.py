@@ -145,6 +145,26 @@ def test_hand_computed_tanh_network_on_the_interpolated_table_on_cortex_m4f(tmp_
                                   np.concatenate([want, np.zeros((3, 1), np.float32)]))
 
 
+@needs_arm
+def test_a_layer_whose_weights_all_quantise_to_zero_is_sparse_and_gives_its_biases(tmp_path):
+    """2 -> 2 -> 1 tanh/clip whose first layer's weights (1e-9) are below its int16 step: that layer reads no input
+    word, so it is sparse (the dense form, which loads one word or more, refused it: 'a dense layer takes 1 to 6
+    input words, not 0'), its units tanh(0) = 0 and the action the output's bias, 0.25, exactly: on the host, in
+    the numpy model and on the emulated Cortex-M4F."""
+    net = CollapsedNet([np.array([[1e-9, -1e-9], [1e-9, 1e-9]], np.float32), np.array([[0.5, 0.25]], np.float32)],
+                       [np.zeros(2, np.float32), np.array([0.25], np.float32)], "tanh", "clip",
+                       np.array([-1.0], np.float32), np.array([1.0], np.float32), [2, 2, 1])
+    q = quantise(net, np.array([[1.0, 1.0], [-1.0, -1.0]], np.float32), "hand")
+    assert not q.layers[0].wq.any()
+    assert table_form(q, 0, _pairs(q)).form == "sparse"
+    generate_int_table_kernel(net, q, tmp_path, "0" * 64, "t", tables_only=True)
+    x = np.array([[0.5, 0.25], [-3.0, 7.0], [100.0, -100.0]], np.float32)
+    want = np.full((3, 1), 0.25, np.float32)
+    np.testing.assert_array_equal(CPolicy(tmp_path).act(x), want)
+    np.testing.assert_array_equal(IntPolicy(q).act(x), want)
+    np.testing.assert_array_equal(_m4f(tmp_path, x, 1), want)
+
+
 def _odd_net(activation: str, output: str):
     """Widths 16-21-9-3 (odd: the next layer's zero half is a gap row) quantised on its calibration states, ten
     observations in and far out of range, and the numpy model's bits on them."""
