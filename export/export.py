@@ -416,8 +416,8 @@ def _write_export(cfg: ExportConfig, out: Path, meter: KernelMeter | None = None
               "reference_evaluator_vs_torch": float(np.abs(refev - ref).max()),
               "c_vs_onnx": float(np.abs(c_out - ort_out).max()),
               "c_vs_torch": float(np.abs(c_out - ref).max())}
-    limit = f"--int-budget {cfg.int_budget:g} of the action range" if by == "int_budget" else \
-        f"--tanh-budget {cfg.tanh_budget:g}"  # what set the C kernel's tolerance
+    limit = (f"--int-budget {cfg.int_budget:g} of the action range" if by == "int_budget" else
+             f"--tanh-budget {cfg.tanh_budget:g}" if by == "tanh_budget" else "the parity tolerance")  # what set it
     if kernel["kind"] == "integer":
         parity["c_check"] = ("integer kernel: bit-exact against its numpy model on the host build; against torch "
                              f"within {limit}")

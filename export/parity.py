@@ -40,6 +40,8 @@ def failure(parity: dict, tol: float, c_tol: float, kernel: str, limit: str) -> 
         hint = f"the integer kernel is over {limit}: allow more, or ship a float kernel (--kernel compact)"
     elif kernel == "generic":
         hint = f"the generic C kernel differs from torch, {bug}"
-    else:
+    elif limit.startswith("--tanh-budget"):
         hint = f"the {kernel} kernel is over {limit}: try --kernel generic (libm tanh) or a larger --tanh-budget"
+    else:  # no tanh approximation set it: its order of sums rounds another way than torch's, on this network
+        hint = f"the {kernel} kernel's float rounding is over {limit} on this network: try --kernel generic"
     return f"parity check failed: {what}; {hint} (a previous export in --out is kept)"

@@ -345,5 +345,8 @@ def test_a_failed_parity_check_names_each_comparison_over_its_tolerance_and_what
     assert "the ONNX graph differs from torch, a bug of bpd" in failure({**base, "onnxruntime_vs_torch": 1e-3,
                                                                       "c_vs_onnx": 0.0, "c_vs_torch": 0.0},
                                                                      3e-5, 3e-5, "generic", "--tanh-budget 1e-05")
+    # a ReLU network (no tanh): the tolerance is the parity rule's, and the hint says so, not --tanh-budget
+    assert "the generated kernel's float rounding is over the parity tolerance on this network: try --kernel " \
+        "generic" in failure(c_over, 3e-5, 3e-5, "generated", "the parity tolerance")
     nan = failure({**base, "c_vs_onnx": float("nan"), "c_vs_torch": float("nan")}, 3e-5, 3e-5, "generic", "")
     assert "c_vs_torch NaN over 3.00e-05" in nan and "NaN or Inf in the parity states" in nan
