@@ -7,7 +7,10 @@ The loop only appends each row, already formatted, to a buffer (`LiveView.add`);
 server in a thread of its own (bound to 127.0.0.1) serves the page (view.html), the plotting
 library shipped inside the `plotly` package (no CDN: the page works offline) and `/data?since=N`,
 the rows after the N-th as JSON, which the page polls. The page plots the columns obs0.., action0..,
-device_period_us and host_step_us (those present) and counts deadline_miss and skipped. At the end
+device_period_us and host_step_us (those present) and counts deadline_miss and skipped. The server keeps
+the newest KEEP rows (the page's live window) and the counts of the rows before them: a trial of any
+length holds the same memory, and a page opened late gets the window, not the whole trial, so that
+encoding its answer never holds the loop's thread for long (the --html page has every row). At the end
 the summary is handed over and the server stops as soon as a page has received it (at most `linger`
 seconds later; at once when no page ever asked, on Ctrl-C, or when told to stop waiting).
 """
@@ -16,13 +19,17 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from itertools import islice
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 from bpd.errors import BpdError
 
 DEFAULT_PORT = 8765
+KEEP = 3000  # rows the server keeps and a page plots (view.html's window)
+COUNTED = ("deadline_miss", "skipped")  # summed over the rows dropped from the window, for the page's totals
 PAGE = Path(__file__).with_name("view.html")
 
 
@@ -34,12 +41,17 @@ def plotly_js() -> str:
 
 
 class LiveBuffer:
-    """Rows of a running loop, appended by the loop and read by the server thread."""
+    """The newest `keep` rows of a running loop, appended by the loop and read by the server thread;
+    `dropped` rows went before them, whose COUNTED columns are summed in `counts`."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep: int = KEEP) -> None:
         self.lock = threading.Lock()
+        self.keep = keep
         self.columns: list[str] = []
-        self.rows: list[list] = []
+        self.rows: deque[list] = deque()
+        self.dropped = 0
+        self.counts = dict.fromkeys(COUNTED, 0.0)
+        self.count_at: dict[str, int] = {}  # where the COUNTED columns are in a row
         self.meta: dict = {}
         self.summary: dict | None = None
         self.polled = threading.Event()    # a page asked for data at least once
@@ -48,13 +60,25 @@ class LiveBuffer:
     def append(self, row: list) -> None:
         with self.lock:
             self.rows.append(row)
+            if len(self.rows) > self.keep:
+                old = self.rows.popleft()
+                self.dropped += 1
+                for k, i in self.count_at.items():
+                    try:
+                        self.counts[k] += float(old[i] or 0)
+                    except (TypeError, ValueError):
+                        pass
 
     def since(self, n: int) -> dict:
+        """The rows from the n-th on, or from the oldest kept when the n-th was dropped (`start` says which;
+        `before`: the rows before the kept ones, and their counts)."""
         with self.lock:
-            rows = self.rows[n:]
+            start = min(max(n, self.dropped), self.dropped + len(self.rows))
+            rows = list(islice(self.rows, start - self.dropped, None))
+            before = {"rows": self.dropped, **self.counts}
             summary = self.summary
-        return {"columns": self.columns, "meta": self.meta, "start": n, "rows": rows, "next": n + len(rows),
-                "done": summary is not None, "summary": summary}
+        return {"columns": self.columns, "meta": self.meta, "start": start, "rows": rows, "next": start + len(rows),
+                "before": before, "keep": self.keep, "done": summary is not None, "summary": summary}
 
 
 def _handler(buffer: LiveBuffer, page: bytes, js: bytes) -> type[BaseHTTPRequestHandler]:
@@ -138,6 +162,7 @@ class LiveView:
         """The rows' columns, and what the page's title and timing plot show (rig, period_us, mode, title)."""
         with self.buffer.lock:
             self.buffer.columns, self.buffer.meta = list(columns), dict(meta)
+            self.buffer.count_at = {k: columns.index(k) for k in COUNTED if k in columns}
 
     def add(self, row: list) -> None:
         self.buffer.append(row)

@@ -282,3 +282,39 @@ def test_ctrl_c_with_a_page_watching_stops_at_once_and_zeroes_the_rig(tmp_path):
             link.close()
     finally:
         rig.close()
+
+
+def test_live_buffer_keeps_the_window_and_the_counts_before_it():
+    """A trial of any length: the server holds the newest `keep` rows, and a page opened late gets them with the
+    totals of the rows dropped before them, not the whole trial in one answer (encoded on the loop's interpreter)."""
+    from bpd.view import LiveView
+
+    view = LiveView(None)
+    view.buffer.keep = 5
+    view.start(["episode", "deadline_miss", "skipped", "obs0"], {})
+    for i in range(12):
+        view.add([0, int(i % 3 == 0), int(i % 4 == 0), i])  # misses at 0, 3, 6, 9; skipped at 0, 4, 8
+    b = view.buffer
+    assert len(b.rows) == 5 and b.dropped == 7
+    late = b.since(0)
+    assert (late["start"], late["next"], [r[3] for r in late["rows"]]) == (7, 12, [7, 8, 9, 10, 11])
+    assert late["before"] == {"rows": 7, "deadline_miss": 3.0, "skipped": 2.0}  # rows 0-6
+    assert [r[3] for r in b.since(10)["rows"]] == [10, 11] and b.since(10)["start"] == 10
+    assert b.since(99)["rows"] == [] and b.since(99)["next"] == 12
+
+
+@needs_chromium
+def test_page_opened_late_counts_every_tick(tmp_path):
+    """A page opened after the server dropped rows: its tick count and deadline misses are the trial's, its plots
+    the newest rows."""
+    from bpd.view import LiveView
+
+    with LiveView(free_port(), linger=30) as view:
+        view.buffer.keep = 50
+        view.start(["episode", "deadline_miss", "skipped", "obs0", "action0"], {"rig": "r", "period_us": 1000})
+        for i in range(400):
+            view.add([i // 200, int(i % 10 == 0), 0, 0.01 * i, 0.0])
+        view.finish({"ended": "complete", "episodes": [], "timing": {"ticks": 400}})
+        dom = browse(view.url, tmp_path)
+    assert shown(dom) == {"state": "finished", "ticks": 400, "done": True}
+    assert re.search(r'id="misses">40<', dom)
