@@ -12,7 +12,9 @@ the newest KEEP rows (the page's live window) and the counts of the rows before 
 length holds the same memory, and a page opened late gets the window, not the whole trial, so that
 encoding its answer never holds the loop's thread for long (the --html page has every row). At the end
 the summary is handed over and the server stops as soon as a page has received it (at most `linger`
-seconds later; at once when no page ever asked, on Ctrl-C, or when told to stop waiting).
+seconds later, on Ctrl-C STOP_GRACE seconds, so that a watching page says the trial was interrupted and
+whether the stop was sent; at once when no page ever asked, on a second Ctrl-C, or when told to stop
+waiting).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from bpd.errors import BpdError
 
 DEFAULT_PORT = 8765
 KEEP = 3000  # rows the server keeps and a page plots (view.html's window)
+STOP_GRACE = 1.0  # on Ctrl-C: seconds a watching page has to receive the summary (four of its polls)
 COUNTED = ("deadline_miss", "skipped")  # summed over the rows dropped from the window, for the page's totals
 PAGE = Path(__file__).with_name("view.html")
 
@@ -179,10 +182,15 @@ class LiveView:
     def __exit__(self, exc_type, *exc) -> None:
         if self.server is None:
             return
+        stopped = bool(exc_type and issubclass(exc_type, KeyboardInterrupt))
         try:
-            if not (exc_type and issubclass(exc_type, KeyboardInterrupt)) and self.buffer.summary is not None \
-                    and self.buffer.polled.is_set():
-                self.buffer.released.wait(self.linger)  # a page is watching: let it get the summary (or the error)
+            if self.buffer.summary is not None and self.buffer.polled.is_set():
+                try:  # a page is watching: let it get the summary (or the error, or how the trial was stopped)
+                    self.buffer.released.wait(STOP_GRACE if stopped else self.linger)
+                except KeyboardInterrupt:
+                    if not stopped:
+                        raise
+                    # Ctrl-C again: leave now, with the first one's exception (its note says what became of the trial)
         finally:
             self.server.shutdown()
             self.server.server_close()

@@ -318,3 +318,44 @@ def test_page_opened_late_counts_every_tick(tmp_path):
         dom = browse(view.url, tmp_path)
     assert shown(dom) == {"state": "finished", "ticks": 400, "done": True}
     assert re.search(r'id="misses">40<', dom)
+
+
+def test_ctrl_c_summary_reaches_a_watching_page():
+    """Ctrl-C with a page polling as view.html does (every 250 ms): the page gets the summary saying the trial was
+    interrupted and the stop sent before the server goes, within a second, not after the linger."""
+    import threading
+
+    from bpd.view import LiveView
+
+    got: dict = {}
+
+    def page(url: str) -> None:
+        n = 0
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}data?since={n}", timeout=5) as r:
+                    data = json.load(r)
+            except OSError:
+                got["error"] = "no connection to the trial"
+                return
+            n = data["next"]
+            if data["done"]:
+                got["summary"] = data["summary"]
+                return
+            time.sleep(0.25)
+
+    with pytest.raises(KeyboardInterrupt):
+        with LiveView(free_port(), linger=60) as view:
+            view.start(["episode", "deadline_miss", "skipped", "obs0", "action0"], {})
+            view.add([0, 0, 0, 0.1, 0.0])
+            watcher = threading.Thread(target=page, args=(view.url,))
+            watcher.start()
+            while not view.buffer.polled.is_set():
+                time.sleep(0.01)
+            time.sleep(0.1)  # between two of the page's polls
+            view.finish({"ended": "interrupted (Ctrl-C): stop sent", "episodes": []})
+            t0 = time.monotonic()
+            raise KeyboardInterrupt
+    assert time.monotonic() - t0 < 5
+    watcher.join(10)
+    assert got == {"summary": {"ended": "interrupted (Ctrl-C): stop sent", "episodes": []}}
