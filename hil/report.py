@@ -54,6 +54,20 @@ def ended_early(summary: dict, lengths: dict[int, int]) -> str | None:
     return f"the trial ended early: {ended}" + (f"; {', '.join(cut)}" if cut else "")
 
 
+def rig_labels(summary: dict) -> dict[str, str]:
+    """The trial's rig's names and units of obs0.. and action0.. ("position, m"); none when its YAML is not found
+    here (the figures keep the column names)."""
+    from firmware_host.rig import load_rig
+    from firmware_host.rig.sim_view import column_labels
+
+    for rig in ((summary.get("config") or {}).get("rig"), summary.get("rig")):
+        try:
+            return column_labels(load_rig(rig)) if isinstance(rig, str) else {}
+        except Exception:  # a rig YAML of another machine: the labels are only a help
+            continue
+    return {}
+
+
 def render(log_dir: str | Path) -> list[Path]:
     import matplotlib
     matplotlib.use("Agg")
@@ -87,6 +101,7 @@ def render(log_dir: str | Path) -> list[Path]:
     titles = episode_titles(summary, episode_lengths(rows))
     pil = (summary.get("config") or {}).get("port") == "pil"  # QEMU: a virtual ns is an instruction (rule 16)
     col = lambda k: np.array([float(r[k]) if r[k] != "" else np.nan for r in rows])
+    labels = rig_labels(summary)
     out = []
     fig, axes = plt.subplots(2, 4, figsize=(16, 6))
     for ax, (k, label) in zip(axes.ravel(), [("device_period_us", "period (us)"), ("host_step_us", "host step (us)"),
@@ -118,8 +133,9 @@ def render(log_dir: str | Path) -> list[Path]:
         axs[0].plot(col("obs0")[m], label="position")
         axs[1].plot(col("obs1")[m], label="angle", color="tab:orange")
         axs[2].plot(col("action0")[m], label="action", color="tab:green")
-        for a, lab in zip(axs, ("position", "angle", "action")):
-            a.set_ylabel(lab)
+        for a, lab in zip(axs, (labels.get("obs0", "position"), labels.get("obs1", "angle"),
+                                labels.get("action0", "action"))):
+            a.set_ylabel(textwrap.fill(lab, 22), fontsize="small")  # a long unit on lines of its own
             if classical is not None:  # the ticks the classical controller drove, shaded
                 a.fill_between(np.arange(m.sum()), 0, 1, where=classical[m], color="0.85", lw=0,
                                transform=a.get_xaxis_transform(), label="classical controller")
@@ -148,7 +164,8 @@ def write_html(log_dir: str | Path) -> Path:
         raise BpdError(f"{d / 'summary.json'}: corrupt trial summary (not a JSON object)")
     columns = list(rows[0])
     data = {"columns": columns, "meta": {"rig": summary.get("rig"), "period_us": summary.get("target_period_us"),
-                                         "mode": (summary.get("config") or {}).get("mode")},
+                                         "mode": (summary.get("config") or {}).get("mode"),
+                                         "labels": rig_labels(summary)},
             "start": 0, "rows": [[r[c] for c in columns] for r in rows], "next": len(rows), "done": True,
             "summary": summary}
     out = d / "trial.html"

@@ -30,6 +30,7 @@ from bpd.io import bpd_executable, check_output_dir, portable_argv, portable_pat
 from bpd.process import HOLD, HeldStops, die_with_parent
 from bpd.view import LiveView
 from firmware_host.rig import load_rig
+from firmware_host.rig.sim_view import column_labels
 from firmware_host.wire.spec import CAPS, FLAGS, SELFTEST
 from hil.link import DeviceFault, DeviceLink, DeviceRestarted, LinkError
 from hil.policy import load_host_policy
@@ -152,7 +153,7 @@ def _run_trial(cfg: HilRunConfig, spec, pol, view: LiveView, via: str | None = N
         try:  # only once the port opened: a refused port leaves no log directory
             summary["low_latency"] = link.low_latency
             out.mkdir(parents=True, exist_ok=True)
-            meta = {"rig": spec.name, "period_us": period, "mode": cfg.mode}
+            meta = {"rig": spec.name, "period_us": period, "mode": cfg.mode, "labels": column_labels(spec)}
             log = (ViewedTickLog(out / "ticks.csv", spec.obs_dim, spec.act_dim, view, meta, handover)
                    if view.serving else TickLog(out / "ticks.csv", spec.obs_dim, spec.act_dim, handover))
         except BaseException:

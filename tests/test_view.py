@@ -25,6 +25,10 @@ needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not in
                                     "installs Debian's chromium): the browser test of the live view is skipped")
 
 
+PENDULUM_LABELS = {"obs0": "position, m", "obs1": "angle, rad", "obs2": "position rate, m/s",
+                   "obs3": "angle rate, rad/s", "action0": "action, motor command (gear 100: N / 100)"}
+
+
 def patient_rig(tmp_path: Path) -> str:
     """gym-inverted-pendulum with a 1 s watchdog (25 ticks, the rig's own 5): Chromium and the suite's workers may
     keep the host from a device-mode trial for longer than 0.2 s on a loaded machine, and the view, not the watchdog
@@ -118,6 +122,8 @@ def test_live_view_in_chromium(tmp_path):
         assert proc.stdout.readline().strip() == f"live view: http://127.0.0.1:{port}/"  # printed once bound
         url = f"http://127.0.0.1:{port}/"
         wait_for_rows(port, proc)
+        with urllib.request.urlopen(f"{url}data?since=0", timeout=10) as r:  # the rig's names and units, served
+            assert json.load(r)["meta"]["labels"] == PENDULUM_LABELS
         mid = page_while_running(url, tmp_path)
         assert mid["state"] == "running" and 0 < mid["ticks"] < 800, (mid, "the trial ended during the load", ended())
         deadline = time.monotonic() + 90
@@ -205,9 +211,12 @@ def test_report_html_is_self_contained(tmp_path):
     assert len(data["rows"]) == len(rows) == 80
     assert [dict(zip(data["columns"], r)) for r in data["rows"]] == rows  # the trial's rows, as logged
     assert data["done"] and data["summary"]["ended"] == "complete"
+    assert data["meta"]["labels"] == PENDULUM_LABELS
     if CHROMIUM:  # and a browser shows it from the file alone
-        s = shown(browse(page.as_uri(), tmp_path, screenshot=tmp_path / "report.png"))
-        assert s == {"state": "finished", "ticks": 80, "done": True}
+        dom = browse(page.as_uri(), tmp_path, screenshot=tmp_path / "report.png")
+        assert shown(dom) == {"state": "finished", "ticks": 80, "done": True}
+        assert "obs1: angle, rad" in dom and "action0: action, motor command (gear 100: N / 100)" in dom  # legends
+        assert "m; rad; m/s; rad/s" in dom  # the state plot's axis: its units
         assert "inference median (ns)" in browse(page.as_uri(), tmp_path)
         summary = json.loads((out / "summary.json").read_text())  # the same log as a PIL trial's: under QEMU the
         summary["config"]["port"] = "pil"  # inference figure counts instructions (docs/protocol.md rule 16)
@@ -359,3 +368,17 @@ def test_ctrl_c_summary_reaches_a_watching_page():
     assert time.monotonic() - t0 < 5
     watcher.join(10)
     assert got == {"summary": {"ended": "interrupted (Ctrl-C): stop sent", "episodes": []}}
+
+
+def test_column_labels_name_the_rigs_units():
+    from bpd.view import LiveView
+    from firmware_host.rig import load_rig
+    from firmware_host.rig.sim_view import SimWatch, column_labels
+
+    assert column_labels(load_rig("gym-inverted-pendulum")) == PENDULUM_LABELS
+    assert column_labels(load_rig("rotary-pendulum")) == {  # the YAML's comma inside the unit is the unit's
+        "obs0": "position, rad (arm)", "obs1": "angle, rad (pendulum, 0 upright)", "obs2": "position rate, rad/s",
+        "obs3": "angle rate, rad/s", "action0": "action, V"}
+    view = LiveView(None)
+    SimWatch(load_rig("gym-inverted-pendulum"), view)  # bpd rig sim --view serves them too
+    assert view.buffer.meta["labels"] == PENDULUM_LABELS

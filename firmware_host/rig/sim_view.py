@@ -25,6 +25,25 @@ def _spread(x: list[float]) -> dict:
             "max": float(a.max())} if a.size else {"n": 0}
 
 
+def column_labels(spec: RigSpec) -> dict[str, str]:
+    """What the live page calls obs0.. and action0.. of this rig, with the YAML's units: the positions (the one
+    the position limit checks, the one the angle limit checks), then their rates, then the action."""
+    units = spec.raw.get("units") or {}
+    names = {spec.pos_index: "position", spec.angle_index: "angle"}
+    out = {}
+    for i in range(spec.n_pos):
+        name = names.get(i, f"position {i}")
+        unit = str(units.get(name, ""))
+        out[f"obs{i}"] = f"{name}, {unit}" if unit else name
+    for i in range(spec.n_pos):
+        name, rate = names.get(i, f"position {i}"), str(units.get(names.get(i, ""), "")).split(" (")[0]
+        out[f"obs{spec.n_pos + i}"] = f"{name} rate, {rate}/s" if rate else f"{name} rate"  # rad (arm): rad/s
+    unit = str(units.get("action", ""))
+    for i in range(spec.act_dim):
+        out[f"action{i}"] = f"action, {unit}" if unit else "action"
+    return out
+
+
 class SimWatch:
     """Reads the device's outgoing bytes (a parser of its own) and feeds the view a row per STATE."""
 
@@ -37,7 +56,8 @@ class SimWatch:
         self.periods: list[float] = []
         self.infer_ns: list[float] = []
         view.start(COLUMNS + [f"obs{i}" for i in range(spec.obs_dim)] + [f"action{i}" for i in range(spec.act_dim)],
-                   {"title": "bpd rig sim", "rig": spec.name, "period_us": spec.period_us})
+                   {"title": "bpd rig sim", "rig": spec.name, "period_us": spec.period_us,
+                    "labels": column_labels(spec)})
 
     def feed(self, data: bytes, status: dict) -> None:
         """The bytes the device just sent, and its status after sending them."""
