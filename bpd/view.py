@@ -102,6 +102,9 @@ def _handler(buffer: LiveBuffer, page: bytes, js: bytes) -> type[BaseHTTPRequest
                 self._send(json.dumps(data).encode(), "application/json")
                 if data["done"]:
                     buffer.released.set()
+            elif url.path == "/favicon.ico":  # asked by every browser: no icon, and no failed request in its console
+                self.send_response(204)
+                self.end_headers()
             else:
                 self.send_error(404)
 

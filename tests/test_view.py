@@ -382,3 +382,12 @@ def test_column_labels_name_the_rigs_units():
     view = LiveView(None)
     SimWatch(load_rig("gym-inverted-pendulum"), view)  # bpd rig sim --view serves them too
     assert view.buffer.meta["labels"] == PENDULUM_LABELS
+
+
+def test_favicon_is_no_content():
+    """Every browser asks for /favicon.ico: answered with no content, not a 404 in the page's console."""
+    from bpd.view import LiveView
+
+    with LiveView(free_port()) as view:
+        with urllib.request.urlopen(view.url + "favicon.ico", timeout=10) as r:
+            assert (r.status, r.read()) == (204, b"")
