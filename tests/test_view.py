@@ -391,3 +391,15 @@ def test_favicon_is_no_content():
     with LiveView(free_port()) as view:
         with urllib.request.urlopen(view.url + "favicon.ico", timeout=10) as r:
             assert (r.status, r.read()) == (204, b"")
+
+
+@needs_chromium
+def test_page_before_the_first_tick_says_it_waits(tmp_path):
+    """Opened while the rig starts (columns known, no row yet): the page says it waits, not that the trial runs."""
+    from bpd.view import LiveView
+
+    with LiveView(free_port()) as view:
+        view.start(["episode", "deadline_miss", "skipped", "obs0", "action0"], {"rig": "r", "period_us": 1000})
+        dom = browse(view.url, tmp_path, budget_ms=500)
+        view.stop_waiting()
+    assert shown(dom) == {"state": "waiting for the first tick", "ticks": 0, "done": False}, dom[:300]
