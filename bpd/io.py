@@ -208,12 +208,16 @@ def check_output_path(path: str | os.PathLike) -> None:
         raise BpdError(f"{p}: cannot be written ({parent} is not writable)")
 
 
-def check_output_dir(path: str | os.PathLike) -> None:
-    """Fail before any work if `path` cannot be created, or written, as a directory."""
+def check_output_dir(path: str | os.PathLike, own: str | None = None, what: str = "") -> None:
+    """Fail before any work if `path` cannot be created, or written, as a directory. own: the file that marks a
+    directory the command may replace (export.json, say, for `what` "an export directory"): a directory with files
+    but without it is someone else's."""
     p = Path(path)
     _check_kind(p)
     if p.exists() and not p.is_dir():
         raise BpdError(f"{p}: exists and is not a directory")
+    if own is not None and p.is_dir() and any(p.iterdir()) and not (p / own).is_file():
+        raise BpdError(f"{p}: exists and is not {what} (no {own}); choose another --out or remove it")
     parent = _existing_ancestor(p)
     if not parent.is_dir():
         raise BpdError(f"{p}: cannot be created ({parent} is not a directory)")

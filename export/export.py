@@ -177,13 +177,6 @@ def totals(net: CollapsedNet, plans: list[LayerPlan]) -> dict:
             "nonzero_weights": sum(p.nnz for p in plans), "params_nonzero": net.params_nonzero}
 
 
-def check_export_out(out: Path) -> None:
-    """The export directory may be new, empty or a previous export (replaced only on success)."""
-    check_output_dir(out)
-    if out.is_dir() and any(out.iterdir()) and not (out / "export.json").is_file():
-        raise BpdError(f"{out}: exists and is not an export directory; choose another --out or remove it")
-
-
 def _check_config(cfg: ExportConfig) -> None:
     check_ranges(cfg, {"parity_samples": (1, 10_000_000), "episodes": (0, 100_000), "seed": (0, 2**31 - 1),
                        "flash_budget": (1, 2**31 - 1), "int_budget": (0.0, 1.0),
@@ -215,7 +208,7 @@ def run_export(cfg: ExportConfig, meter: KernelMeter | None = None) -> dict:
     auto's fallback)."""
     _check_config(cfg)
     out = Path(cfg.out)
-    check_export_out(out)
+    check_output_dir(out, "export.json", "an export directory")  # new, empty or a previous export (replaced whole)
     with StagedDir(out) as stage:
         report = _write_export(cfg, stage.path, meter)
         verify_export(stage.path)

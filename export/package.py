@@ -130,8 +130,9 @@ def write_package(export_dir: str | Path, choice: str, meta: dict, example_obs: 
     files["README.md"] = _readme(meta, fmts)
     users = (str(meta.get("url") or ""), str(meta["env_id"]))  # the user's words: not renamed
     for rel, text in files.items():  # under the package's name, paths and all (src/swing_policy.h)
-        (pkg / renamed(rel, name)).parent.mkdir(parents=True, exist_ok=True)
-        write_text(pkg / renamed(rel, name), renamed(text, name, users))
+        path = pkg / renamed(rel, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text(path, renamed(text, name, users))
     return {"dir": DIR, "formats": list(fmts), "name": renamed(NAME, name), "version": library_version(),
             "example_observation": [float(x) for x in obs],
             "example_action_host": None if example_action is None else [float(x) for x in np.ravel(example_action)],

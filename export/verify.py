@@ -128,8 +128,8 @@ def verify_export(d: str | Path, handover: bool = False) -> dict:
     used = set(USED) | {p.name for p in d.iterdir() if p.is_file() and p.suffix in USED_SUFFIXES}
     # the package's src/ is what a build system compiles whole (PlatformIO and Arduino every file there): nothing
     # in it that the export did not write (its examples and their build folders may gain files)
-    added = sorted(rel for p in (d / "package" / "src").rglob("*") if p.is_file()
-                   and (rel := p.relative_to(d).as_posix()) not in files) if (d / "package" / "src").is_dir() else []
+    built = [p.relative_to(d).as_posix() for p in (d / "package" / "src").rglob("*") if p.is_file()]
+    added = sorted(set(built) - set(files))
     if added:
         raise BpdError(f"{d}: {added[0]} is not the export's own: its package's src/ is built whole; remove it, or "
                        "copy the package out to change it")

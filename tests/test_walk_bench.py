@@ -87,7 +87,8 @@ def test_classical_export_refuses_a_directory_of_something_else_and_a_rig_that_i
     (tmp_path / "afile").write_text("x")
     (tmp_path / "d.npz").write_bytes(b"PK\x03\x04\xff\xfe\x00binary")
     for args, msg in ((["--rig", "rotary-pendulum", "--out", str(run)],
-                       f"{run}: exists and is not an export directory; choose another --out or remove it"),
+                       f"{run}: exists and is not an export directory (no export.json); choose another --out or "
+                       "remove it"),
                       (["--rig", "rotary-pendulum", "--out", str(tmp_path / "afile")],
                        f"{tmp_path / 'afile'}: exists and is not a directory"),
                       (["--rig", str(tmp_path / "d.npz"), "--out", str(tmp_path / "c")],

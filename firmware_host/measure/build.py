@@ -357,10 +357,7 @@ def firmware_build(cfg: FirmwareBuildConfig) -> dict:
     default = f"build-{cfg.target}-{cfg.image}" + (f"-{cfg.board}-{load_rig(_rig(cfg)).name}" if cfg.image == "firmware"
                                                     else "") + ("-handover" if cfg.classical else "")
     out = Path(cfg.out or Path(cfg.export) / default)
-    check_output_dir(out)
-    if out.is_dir() and any(out.iterdir()) and not (out / "build_report.json").is_file():
-        raise BpdError(f"{out}: exists and is not a firmware build (no build_report.json); choose another --out "
-                       "or remove it")
+    check_output_dir(out, "build_report.json", "a firmware build")
     with StagedDir(out) as stage:  # built beside out, swapped in whole: a stopped build leaves the previous one
         rep = _build(cfg, stage.path, out)
         stage.commit()

@@ -248,9 +248,7 @@ def export_classical(rig: str, out: str | Path, prefix: str = "bpd") -> dict:
     from bpd.io import check_output_dir
 
     out = Path(out)
-    check_output_dir(out)
-    if out.is_dir() and any(out.iterdir()) and not (out / "export.json").is_file():  # a run directory, say
-        raise BpdError(f"{out}: exists and is not an export directory; choose another --out or remove it")
+    check_output_dir(out, "export.json", "an export directory")  # not a run directory, say
     up = prefix.upper()
     design_name = "bpd_classical" if prefix == "bpd" else f"{prefix}_design"
     d = design(rig)
