@@ -61,10 +61,11 @@ def rig_labels(summary: dict) -> dict[str, str]:
     from firmware_host.rig.sim_view import column_labels
 
     for rig in ((summary.get("config") or {}).get("rig"), summary.get("rig")):
-        try:
-            return column_labels(load_rig(rig)) if isinstance(rig, str) else {}
-        except Exception:  # a rig YAML of another machine: the labels are only a help
-            continue
+        if isinstance(rig, str):
+            try:
+                return column_labels(load_rig(rig))
+            except BpdError:  # a rig YAML of another machine: the labels are only a help
+                continue
     return {}
 
 

@@ -34,10 +34,9 @@ def column_labels(spec: RigSpec) -> dict[str, str]:
     for i in range(spec.n_pos):
         name = names.get(i, f"position {i}")
         unit = str(units.get(name, ""))
+        rate = unit.split(" (")[0]  # rad (arm): rad/s
         out[f"obs{i}"] = f"{name}, {unit}" if unit else name
-    for i in range(spec.n_pos):
-        name, rate = names.get(i, f"position {i}"), str(units.get(names.get(i, ""), "")).split(" (")[0]
-        out[f"obs{spec.n_pos + i}"] = f"{name} rate, {rate}/s" if rate else f"{name} rate"  # rad (arm): rad/s
+        out[f"obs{spec.n_pos + i}"] = f"{name} rate, {rate}/s" if rate else f"{name} rate"
     unit = str(units.get("action", ""))
     for i in range(spec.act_dim):
         out[f"action{i}"] = f"action, {unit}" if unit else "action"
