@@ -256,10 +256,17 @@ def _keeps_return(cfg: ExportConfig, src: Source, d_int: Path, d_float: Path) ->
     raise AssertionError("return_check decides at its last batch")
 
 
+def _over_parity(d: Path, obs: np.ndarray, ref: np.ndarray, tol: float) -> str | None:
+    """Why the kernel built in d is over tol of ref on obs, or None."""
+    err = float(np.abs(CPolicy(d).act(obs) - ref).max())
+    return None if err <= tol else f"not shipped: c_vs_torch {err:.2e}, over the parity tolerance {tol:.2e}"
+
+
 def _choose_kernel(cfg: ExportConfig, src: Source, net: CollapsedNet, out: Path, sha: str, command: str,
-                   obs: np.ndarray, ref: np.ndarray, meter: KernelMeter | None) -> dict:
+                   obs: np.ndarray, ref: np.ndarray, meter: KernelMeter | None, tol: float) -> dict:
     """Build the requested kernel (or, for auto, every kernel), measure them where a meter is given, and
     leave the chosen one in out (which holds the generic kernel on entry). The report's `kernel` entry."""
+    from export.fixed_point import IntRange
     from export.kernels import KINDS, MEASURED_ON, build_straight_line, choose, install, too_big
 
     kinds = KINDS if cfg.kernel == "auto" else tuple(k for k in KINDS if k == cfg.kernel)
@@ -283,14 +290,20 @@ def _choose_kernel(cfg: ExportConfig, src: Source, net: CollapsedNet, out: Path,
                 cands[variant] = built
     measuring = cfg.kernel == "auto" and meter is not None
     why_not = too_big("integer", nonzero, cfg.flash_budget) if measuring else None
+    out_of_range = None  # auto: the weights are past the integer kernel's formats, whose every form it then skips
     if why_not:
         skipped["integer"] = why_not
     else:
         # the straight-line integer kernel, tanh by lookup and (auto, a tanh network) interpolated: the same integers
         for k, lookup in (("integer", True), ("integer-interp", False)):
-            if cfg.kernel == k or (measuring and (lookup or uses_tanh)):
-                cands[k] = _integer_candidate(cfg, src, net, out / "build" / "kernels" / k, sha, command, obs, ref,
-                                              lookup)
+            if out_of_range is None and (cfg.kernel == k or (measuring and (lookup or uses_tanh))):
+                try:
+                    cands[k] = _integer_candidate(cfg, src, net, out / "build" / "kernels" / k, sha, command, obs,
+                                                  ref, lookup)
+                except IntRange as e:
+                    if cfg.kernel != "auto":
+                        raise
+                    out_of_range = skipped[k] = f"not built: {e}"
     where = {k: out if k == "generic" else out / "build" / "kernels" / k for k in cands}
     figures = {k: meter(d) if meter else None for k, d in where.items()} if cfg.kernel == "auto" else {}
     # the integer forms' limit: the budget, and --int-flash-ratio times the generic kernel's flash
@@ -302,7 +315,8 @@ def _choose_kernel(cfg: ExportConfig, src: Source, net: CollapsedNet, out: Path,
     straight_fits = any((f := figures.get(k)) is not None and f["flash_bytes"] <= limit
                         for k in ("integer", "integer-interp"))
     table_too_big = too_big("integer-table", nonzero, limit)
-    if cfg.kernel == "integer-table" or (measuring and not straight_fits and table_too_big is None):
+    if cfg.kernel == "integer-table" or (measuring and not straight_fits and table_too_big is None
+                                         and out_of_range is None):
         from export.integer import fitted_table_kernel
 
         cands["integer-table"], where["integer-table"], cost = fitted_table_kernel(
@@ -312,12 +326,22 @@ def _choose_kernel(cfg: ExportConfig, src: Source, net: CollapsedNet, out: Path,
             figures["integer-table"] = cost
     elif measuring:
         fits = [k for k in ("integer", "integer-interp") if (f := figures.get(k)) and f["flash_bytes"] <= limit]
-        skipped["integer-table"] = table_too_big or (f"not built: the straight-line integer kernel ({', '.join(fits)}) "
-                                                     "is within its flash limit, which the table form would spend on "
-                                                     "becoming it")
+        skipped["integer-table"] = table_too_big or out_of_range or (
+            f"not built: the straight-line integer kernel ({', '.join(fits)}) is within its flash limit, which the "
+            "table form would spend on becoming it")
     if cfg.kernel == "auto":
         floats = {k: f for k, f in figures.items() if not k.startswith("integer")}
         chosen, rule = choose(floats, cfg.flash_budget)
+        # a float kernel over the parity tolerance on this network (its order of sums rounds otherwise than
+        # torch's: large weights that cancel) gives way to the rule's next choice; the generic kernel is the last
+        left_out = []
+        while chosen != "generic" and (over := _over_parity(where[chosen], obs, ref, max(tol, cfg.tanh_budget))):
+            cands[chosen]["verdict"] = over
+            left_out.append(chosen)
+            del floats[chosen]
+            chosen, rule = choose(floats, cfg.flash_budget)
+        if left_out:
+            rule += f" (left out, over the parity tolerance on this network: {', '.join(left_out)})"
         ints: dict[str, dict | None] = {}
         for k in ("integer", "integer-interp", "integer-table"):
             cost = figures.get(k)
@@ -390,13 +414,13 @@ def _write_export(cfg: ExportConfig, out: Path, meter: KernelMeter | None = None
         torch32 = src.torch_forward(torch.as_tensor(obs, dtype=torch.float32)).numpy()
     ort_out = OnnxPolicy(out / "policy.onnx").act(obs)
     refev = reference_evaluator_run(model, obs)
-    kernel = {"kind": "generic", "requested": "generic", "rule": "forced by --kernel"} if cfg.kernel == "generic" \
-        else _choose_kernel(cfg, src, net, out, src.sha256, command, obs, ref, meter)
-    cpol = CPolicy(out)
-    c_out = cpol.act(obs)
     # the rule is export/parity.py's: 1e-5 of the half action range, or 4x torch's own float32 error here
     float32_floor = float(np.abs(torch32 - ref).max())
     tol = parity_tolerance(net.action_low, net.action_high, float32_floor)
+    kernel = {"kind": "generic", "requested": "generic", "rule": "forced by --kernel"} if cfg.kernel == "generic" \
+        else _choose_kernel(cfg, src, net, out, src.sha256, command, obs, ref, meter, tol)
+    cpol = CPolicy(out)
+    c_out = cpol.act(obs)
     c_tol = max(tol, cfg.tanh_budget) if kernel["kind"] != "generic" else tol
     int_tol = cfg.int_budget * float(np.min(net.action_high - net.action_low))
     if kernel["kind"] == "integer":  # bit-exact against its numpy model (checked); against torch, the budget

@@ -86,6 +86,11 @@ def int_form(lookup: bool) -> str:
 ACC_LIMIT = 2**31 - 1
 
 
+class IntRange(BpdError):
+    """The network's weights or sums are past what int16 weights and int32 sums can hold (`bpd export` then
+    ships a float kernel, or says this where the integer kernel was asked for)."""
+
+
 @dataclass
 class IntLayer:
     wq: np.ndarray  # int16 values as int64, rows x cols
@@ -120,6 +125,8 @@ def _row_exponent(w: np.ndarray, b: float, extra: list[float], frac: int | None,
     the row is shifted to Q(frac) after its sum, a shift s = k - frac in [least, 31]; bq then carries the
     shift's rounding half."""
     for k in range(40, -40, -1):
+        if np.abs(w).max(initial=0) * 2.0 ** k > SAT + 0.5:  # rounds past SAT (and past int64: no cast)
+            continue
         wq = np.rint(w * 2.0 ** k).astype(np.int64)
         bq = int(np.rint(b * 2.0 ** k))
         if np.abs(wq).max(initial=0) > SAT:
@@ -135,7 +142,7 @@ def _row_exponent(w: np.ndarray, b: float, extra: list[float], frac: int | None,
         if any(abs(e) * 2.0 ** k >= ACC_LIMIT for e in extra):
             continue
         return k, wq, bq
-    raise BpdError("a layer's weights cannot be represented in int16 with an int32 accumulator and the "
+    raise IntRange("a layer's weights cannot be represented in int16 with an int32 accumulator and the "
                    "activation's shift")
 
 
@@ -185,7 +192,7 @@ def quantise(net: CollapsedNet, calib_obs: np.ndarray, origin: str) -> IntNet:
         frac = np.full(w.shape[0], float(act_frac))
     for i, L in enumerate(layers):
         if L.k.min() < 0:
-            raise BpdError(f"layer {i}: weights out of the integer kernel's range (row exponents "
+            raise IntRange(f"layer {i}: weights out of the integer kernel's range (row exponents "
                            f"{L.k.min()}..{L.k.max()})")
     k_out = layers[-1].k
     if net.output == "tanh":

@@ -40,6 +40,9 @@ unit more). Every integer form is held to INT_FLASH_RATIO (`--int-flash-ratio`) 
 kernel's flash as well as to the budget: the lookup where it fits, else the interpolating form, else
 the table form fitted to that limit.
 
+The rule's float choice is held to the parity tolerance before it ships: one over it (large weights that cancel,
+whose float32 sums round otherwise than torch's) is left out and the rule's next choice taken, the generic kernel
+last; the integer forms are left out where the weights are past int16 weights with int32 sums (`IntRange`).
 Every candidate's figures and the rule go into export_report.json under `kernel`. Without a meter
 (no arm-none-eabi-gcc or no emulator), auto ships the compact kernel, the kernel the project's own
 measurements favour on every student it measured (benchmarks/results/kernels.md), and says so.

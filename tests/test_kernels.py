@@ -454,3 +454,61 @@ def test_bench_markdown_shows_a_dash_where_a_runtime_s_stack_was_not_measured():
         "widths": [3, 4, 1], "runtimes": {"bpd": {"host": {"median_ns": 9.0}, "cortex-m4f": run | {
             "stack_bytes": 64, "cycles_estimate": 168}}}}}}).splitlines() if line.startswith("| student")}
     assert rows["bpd"].endswith("| 100 / 168 / 1.0 / 200 / 30 / 64 |")
+
+
+def _meter_preferring(order: list[str]):
+    """A meter whose kernels cost fewer cycles the earlier order names them (the integer forms the cheapest)."""
+    def meter(d):
+        rank = 0 if d.name.startswith("integer") else 1 + order.index(d.name) if d.name in order else 50
+        return {"cycles": 100.0 * (rank + 1), "flash_bytes": 1000, "instructions": 100, "max_abs_error_vs_host_c": 0.0}
+    return meter
+
+
+def _wide_relu_teacher(path, scale):
+    """A ReLU teacher of Hopper's sizes whose weights are `scale` times a standard normal draw."""
+    from training.teacher import Teacher
+
+    rng = np.random.default_rng(3)
+    dims = [11, 16, 16, 3]
+    w = [(rng.normal(size=(dims[i + 1], dims[i])) * scale).astype(np.float32) for i in range(3)]
+    b = [(rng.normal(size=dims[i + 1]) * scale).astype(np.float32) for i in range(3)]
+    Teacher(w, b, "relu", "clip", np.zeros(11, np.float32), np.ones(11, np.float32), -np.ones(3, np.float32),
+            np.ones(3, np.float32), env_id="Hopper-v5", algo="hand").save(path)
+    return path
+
+
+def test_auto_ships_a_float_kernel_where_the_weights_are_past_the_integer_kernels_range(tmp_path):
+    """Weights of 1e4 after two ReLU layers are past int16 weights with int32 sums: auto leaves the integer kernel
+    out and says why (it used to stop the export); asked for by name, it is refused in that one line."""
+    from bpd.errors import BpdError
+    from export.export import ExportConfig, run_export
+
+    src = _wide_relu_teacher(tmp_path / "wide.npz", 1e4)
+    rep = run_export(ExportConfig(source=str(src), out=str(tmp_path / "exp"), episodes=0, parity_samples=300),
+                     meter=_meter_preferring(["compact", "generated", "generic"]))
+    k = rep["kernel"]
+    assert k["kind"] == "compact" and rep["parity"]["pass"]
+    assert "out of the integer kernel's range" in k["skipped"]["integer"]
+    assert k["skipped"]["integer-table"] == k["skipped"]["integer"]
+    with pytest.raises(BpdError, match="out of the integer kernel's range"):
+        run_export(ExportConfig(source=str(src), out=str(tmp_path / "forced"), episodes=0, parity_samples=300,
+                                kernel="integer"))
+
+
+def test_auto_gives_a_float_kernel_over_the_parity_tolerance_way_to_the_next(tmp_path, monkeypatch):
+    """The rule's choice is checked against torch before it ships: one over the parity tolerance (here the
+    compact kernel, held to a tolerance of zero, which its float32 sums cannot meet) is left out with its
+    measured error, and the rule's next choice ships."""
+    import export.export as ex
+
+    real = ex._over_parity
+    monkeypatch.setattr(ex, "_over_parity", lambda d, obs, ref, tol: real(d, obs, ref, 0.0 if d.name == "compact"
+                                                                           else tol))
+    src = _wide_relu_teacher(tmp_path / "plain.npz", 1.0)
+    rep = ex.run_export(ex.ExportConfig(source=str(src), out=str(tmp_path / "exp"), episodes=0, parity_samples=300),
+                        meter=_meter_preferring(["compact", "generated", "generic"]))
+    k = rep["kernel"]
+    assert k["kind"] == "generated" and rep["parity"]["pass"]
+    assert re.fullmatch(r"not shipped: c_vs_torch \S+, over the parity tolerance 0\.00e\+00",
+                        k["candidates"]["compact"]["verdict"])
+    assert k["rule"].endswith("(left out, over the parity tolerance on this network: compact)")

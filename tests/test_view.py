@@ -403,3 +403,51 @@ def test_page_before_the_first_tick_says_it_waits(tmp_path):
         dom = browse(view.url, tmp_path, budget_ms=500)
         view.stop_waiting()
     assert shown(dom) == {"state": "waiting for the first tick", "ticks": 0, "done": False}, dom[:300]
+
+
+@needs_chromium
+def test_page_outlives_a_failed_poll(tmp_path):
+    """One poll answered with an error (a busy host, a dropped connection) does not end the page's updates: it asks
+    again and shows every row and the summary (it used to stop at 'no connection to the trial')."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from bpd.view import LiveBuffer, page_html, plotly_js
+
+    buf = LiveBuffer()
+    buf.columns, buf.meta = ["episode", "deadline_miss", "skipped", "obs0", "action0"], {"rig": "r"}
+    for i in range(30):
+        buf.append([0, 0, 0, 0.1 * i, 0.0])
+    page, js, asked = page_html(live=True), plotly_js().encode(), []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            if self.path.startswith("/data"):
+                asked.append(self.path)
+                if len(asked) == 2:  # the second poll fails; the rows after it and the summary come later
+                    self.send_error(503)
+                    return
+                if len(asked) == 3:
+                    for i in range(30, 50):
+                        buf.append([0, 0, 0, 0.1 * i, 0.0])
+                    buf.summary = {"ended": "complete", "episodes": [], "timing": {"ticks": 50}}
+                body = json.dumps(buf.since(int(self.path.partition("since=")[2] or 0))).encode()
+            else:
+                body = js if self.path == "/plotly.min.js" else page
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        dom = browse(f"http://127.0.0.1:{server.server_address[1]}/", tmp_path, budget_ms=5000)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(asked) >= 3, asked
+    assert shown(dom) == {"state": "finished", "ticks": 50, "done": True}, dom[:300]
