@@ -173,10 +173,11 @@ def test_flash_refuses_a_build_for_no_real_board(tmp_path):
         firmware_flash(FirmwareFlashConfig(build=str(tmp_path)))
 
 
-def _fake_pyocd(monkeypatch, session_with_chosen_probe, probes=()) -> dict:
-    """A stand-in for pyOCD with its API's shape (its exception classes, ConnectHelper, FileProgrammer):
-    session_with_chosen_probe(**kw) answers the connection, `probes` (unique ids) are those attached; returns what
-    it was asked."""
+def _fake_pyocd(monkeypatch, connect, probes=()) -> dict:
+    """A stand-in for pyOCD with its API's shape (its exception classes, ConnectHelper, Session, FileProgrammer):
+    `probes` (unique ids) are those attached, matched as pyOCD does (by a part of the id); connect(kw, exceptions)
+    answers a Session's opening. ConnectHelper.session_with_chosen_probe prints what pyOCD's (0.36 to 0.46) prints
+    when no probe matches. Returns what was asked: the probe search, the session's probe and options, the image."""
     import sys
     import types
 
@@ -193,45 +194,94 @@ def _fake_pyocd(monkeypatch, session_with_chosen_probe, probes=()) -> dict:
 
     class ConnectHelper:
         @staticmethod
-        def get_all_connected_probes(blocking, print_wait_message):
-            return [types.SimpleNamespace(unique_id=u) for u in probes]
+        def get_all_connected_probes(blocking=True, unique_id=None, print_wait_message=True):
+            asked["search"] = {"blocking": blocking, "unique_id": unique_id, "print_wait_message": print_wait_message}
+            return [types.SimpleNamespace(unique_id=u) for u in probes if unique_id is None or unique_id.lower()
+                    in u.lower()]
 
         @staticmethod
-        def session_with_chosen_probe(**kw):
-            asked.update(kw)
-            return session_with_chosen_probe(kw, exceptions)
+        def session_with_chosen_probe(blocking=True, unique_id=None, **kw):
+            found = ConnectHelper.get_all_connected_probes(blocking, unique_id)
+            if not found:
+                print("\x1b[31mNo connected debug probe" + (f" matches unique ID '{unique_id}'" if unique_id else "s")
+                      + "\x1b[0m")
+                return None
+            return Session(found[0], **kw)
+
+    class Session:
+        def __init__(self, probe, **kw):
+            asked["session"] = {"probe": probe.unique_id, **kw}
+            self.probe = probe
+            self.target = types.SimpleNamespace(reset=lambda: asked.setdefault("reset", True))
+
+        def __enter__(self):
+            connect(asked["session"], exceptions)
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    class FileProgrammer:
+        def __init__(self, session):
+            pass
+
+        def program(self, path):
+            asked["programmed"] = path
 
     exceptions = types.ModuleType("pyocd.core.exceptions")
     exceptions.Error, exceptions.TargetSupportError, exceptions.ProbeError = Error, TargetSupportError, ProbeError
     helpers = types.ModuleType("pyocd.core.helpers")
     helpers.ConnectHelper = ConnectHelper
+    session = types.ModuleType("pyocd.core.session")
+    session.Session = Session
     programmer = types.ModuleType("pyocd.flash.file_programmer")
-    programmer.FileProgrammer = object
+    programmer.FileProgrammer = FileProgrammer
     for name, mod in (("pyocd", types.ModuleType("pyocd")), ("pyocd.core", types.ModuleType("pyocd.core")),
                       ("pyocd.core.exceptions", exceptions), ("pyocd.core.helpers", helpers),
-                      ("pyocd.flash", types.ModuleType("pyocd.flash")), ("pyocd.flash.file_programmer", programmer)):
+                      ("pyocd.core.session", session), ("pyocd.flash", types.ModuleType("pyocd.flash")),
+                      ("pyocd.flash.file_programmer", programmer)):
         monkeypatch.setitem(sys.modules, name, mod)
     return asked
 
 
-def test_flash_without_a_probe_is_one_line(tmp_path, monkeypatch):
-    """pyOCD present (a stand-in with its API's shape) but no probe attached: one line, nothing written."""
-    from firmware_host.measure.flash import FirmwareFlashConfig, firmware_flash
+@pytest.mark.parametrize("probe", [None, "0670FF"])
+def test_flash_without_a_probe_is_one_line(tmp_path, monkeypatch, capsys, probe):
+    """pyOCD present (a stand-in with its API's shape) but no probe attached: bpd's one line and nothing else, where
+    pyOCD's session_with_chosen_probe had printed its own red line (ANSI colours in a log) above it."""
+    from bpd_app.cli import main
 
-    asked = _fake_pyocd(monkeypatch, lambda kw, exc: None)  # what pyOCD returns with blocking=False and no probe
-    with pytest.raises(BpdError, match=r"^no probe 0670FF found: plug in the board's ST-LINK"):
-        firmware_flash(FirmwareFlashConfig(build=str(_board_build(tmp_path)), probe="0670FF"))
-    assert asked == {"blocking": False, "unique_id": "0670FF", "target_override": "stm32f446retx"}
+    asked = _fake_pyocd(monkeypatch, lambda kw, exc: None, probes=("0671AA",) if probe else ())
+    assert main(["firmware", "flash", str(_board_build(tmp_path)), *(["--probe", probe] if probe else [])]) == 1
+    out, err = capsys.readouterr()
+    which = f"probe {probe}" if probe else "debug probe"
+    assert (out, err.strip().splitlines()) == ("", [f"bpd: error: no {which} found: plug in the board's ST-LINK "
+                                                    "(USB) and check `pyocd list`"])
+    assert asked == {"search": {"blocking": False, "unique_id": probe, "print_wait_message": False}}  # no session
 
 
 def test_flash_with_two_probes_and_none_named_is_one_line(tmp_path, monkeypatch):
-    """pyOCD would ask on the terminal which probe to use, and fail without one: the ids are named instead."""
+    """pyOCD would ask on the terminal which probe to use, and fail without one: the ids are named instead, and so
+    are those a part of an id given matches."""
     from firmware_host.measure.flash import FirmwareFlashConfig, firmware_flash
 
     asked = _fake_pyocd(monkeypatch, lambda kw, exc: None, probes=("0670FF", "0671AA"))
+    build = str(_board_build(tmp_path))
     with pytest.raises(BpdError, match=r"^2 debug probes attached \(0670FF, 0671AA\): name one with --probe$"):
-        firmware_flash(FirmwareFlashConfig(build=str(_board_build(tmp_path))))
-    assert asked == {}  # no session was opened
+        firmware_flash(FirmwareFlashConfig(build=build))
+    with pytest.raises(BpdError, match=r"^2 debug probes match 067 \(0670FF, 0671AA\): name one with --probe$"):
+        firmware_flash(FirmwareFlashConfig(build=build, probe="067"))
+    assert "session" not in asked  # no session was opened
+
+
+def test_flash_writes_the_image_to_the_one_probe_and_resets(tmp_path, monkeypatch):
+    from firmware_host.measure.flash import FirmwareFlashConfig, firmware_flash
+
+    asked = _fake_pyocd(monkeypatch, lambda kw, exc: None, probes=("0670FF", "0671AA"))
+    build = _board_build(tmp_path)
+    assert firmware_flash(FirmwareFlashConfig(build=str(build), probe="71A")) == \
+        f"{build / 'bpd_firmware.elf'} -> stm32f446retx (nucleo-f446) through 0671AA"
+    assert asked["session"] == {"probe": "0671AA", "target_override": "stm32f446retx"}
+    assert asked["programmed"] == str(build / "bpd_firmware.elf") and asked["reset"]
 
 
 def _raise(exc_name: str, text: str):
@@ -246,7 +296,7 @@ def test_flash_of_a_part_pyocd_has_no_pack_for_is_one_line_naming_the_pack(tmp_p
     from bpd_app.cli import main
 
     _fake_pyocd(monkeypatch, _raise("TargetSupportError", "Target type stm32f446retx not recognized. Use 'pyocd "
-                                    "list --targets' to see currently available target types."))
+                                    "list --targets' to see currently available target types."), probes=("0670FF",))
     assert main(["firmware", "flash", str(_board_build(tmp_path))]) == 1
     assert capsys.readouterr().err.strip().splitlines() == [
         "bpd: error: pyOCD has no support for stm32f446retx yet: install its pack once (`pyocd pack install "
@@ -257,7 +307,7 @@ def test_flash_failing_in_pyocd_is_one_line(tmp_path, monkeypatch, capsys):
     """A probe that does not connect (any pyOCD error, multi-line or not): one line, exit 1."""
     from bpd_app.cli import main
 
-    _fake_pyocd(monkeypatch, _raise("ProbeError", "No ACK received\nsecond line"))
+    _fake_pyocd(monkeypatch, _raise("ProbeError", "No ACK received\nsecond line"), probes=("0670FF",))
     build = _board_build(tmp_path, "stm32f4")
     assert main(["firmware", "flash", str(build)]) == 1
     assert capsys.readouterr().err.strip().splitlines() == [

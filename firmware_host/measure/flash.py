@@ -51,22 +51,23 @@ def firmware_flash(cfg: FirmwareFlashConfig) -> str:
         from pyocd.core.exceptions import Error as PyocdError
         from pyocd.core.exceptions import TargetSupportError
         from pyocd.core.helpers import ConnectHelper
+        from pyocd.core.session import Session
         from pyocd.flash.file_programmer import FileProgrammer
     except ImportError:
         raise BpdError("pyOCD is not installed: pip install -e '.[flash]' in the bpd checkout "
                        "(or pip install pyocd)") from None
     target = cfg.target or PYOCD_TARGETS[board]
     try:
-        if cfg.probe is None:  # pyOCD would ask which on the terminal (and fail without one)
-            probes = ConnectHelper.get_all_connected_probes(blocking=False, print_wait_message=False)
-            if len(probes) > 1:
-                raise BpdError(f"{len(probes)} debug probes attached ({', '.join(p.unique_id for p in probes)}): "
-                               "name one with --probe")
-        session = ConnectHelper.session_with_chosen_probe(blocking=False, unique_id=cfg.probe,
-                                                          target_override=target)
-        if session is None:
-            which = f"probe {cfg.probe}" if cfg.probe else "debug probe"
+        # the probe chosen here, not by ConnectHelper.session_with_chosen_probe: that prints its own red line when no
+        # probe is found (beside this one) and asks on the terminal when several are
+        probes = ConnectHelper.get_all_connected_probes(blocking=False, unique_id=cfg.probe, print_wait_message=False)
+        which = f"probe {cfg.probe}" if cfg.probe else "debug probe"
+        if not probes:
             raise BpdError(f"no {which} found: plug in the board's ST-LINK (USB) and check `pyocd list`")
+        if len(probes) > 1:  # pyOCD matches an id by a part of it
+            raise BpdError(f"{len(probes)} debug probes {'match ' + cfg.probe if cfg.probe else 'attached'} "
+                           f"({', '.join(p.unique_id for p in probes)}): name one with --probe")
+        session = Session(probes[0], target_override=target)
         with session:
             FileProgrammer(session).program(str(elf))
             session.target.reset()
