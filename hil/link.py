@@ -216,8 +216,16 @@ class DeviceLink:
 
     def configure(self, period_us: int, watchdog_ticks: int, mode: str, action_limit: float, pos_limit: float,
                   angle_limit: float) -> None:
-        self.command("config", period_us=period_us, watchdog_ticks=watchdog_ticks, mode=MODES[mode],
-                     action_limit=action_limit, pos_limit=pos_limit, angle_limit=angle_limit)
+        try:
+            self.command("config", period_us=period_us, watchdog_ticks=watchdog_ticks, mode=MODES[mode],
+                         action_limit=action_limit, pos_limit=pos_limit, angle_limit=angle_limit)
+        except LinkError as e:
+            if not str(e).startswith("the device rejected"):
+                raise
+            # sizes, period and mode were checked against INFO: what is left is a limit (docs/protocol.md, rule 9)
+            raise LinkError(f"the device rejected the configuration (action limit {action_limit:g}, position limit "
+                            f"{pos_limit:g}, angle limit {angle_limit:g}): its firmware takes an action limit up "
+                            "to its rig's own only; build and flash it for this rig YAML") from None
 
     def stop_and_zero(self) -> bool:
         """Stop (the device zeroes its actuator). Best effort on every exit path; False if the link

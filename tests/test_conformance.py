@@ -338,6 +338,22 @@ def test_invalid_config_rejected_in_idle(target, bad):
     assert answers(target.send("config", **config(target.rig, period_us=target.rig.period_us))) == ack("config", "ok")
 
 
+def test_config_above_the_rigs_action_limit_is_rejected(target):
+    """The action limit only narrows: a CONFIG above the rig's own (the firmware's build) is refused and changes
+    nothing, so a host with an edited or another rig's YAML never commands more than the rig's motor takes."""
+    lim = float(target.rig.limits["action"])
+    enter(target, "IDLE")
+    assert answers(target.send("config", **config(target.rig, action_limit=10 * lim))) == ack("config", "rejected")
+    assert answers(target.send("config", **config(target.rig, action_limit=lim * (1 + 1e-6)))) == ack(
+        "config", "rejected")
+    assert answers(target.send("config", **config(target.rig, action_limit=lim, **far(target)))) == ack("config", "ok")
+    frames = target.send("start")
+    assert answers(frames) == ack("start", "ok")
+    st = (states(frames) or states(next_frames(target)))[0]
+    st = _answer_state(target, st, [10 * lim])
+    assert st.fields["action"] == [pytest.approx(lim)] and st.fields["flags"] & FLAGS["clamped"]
+
+
 def _answer_state(t, st: Frame, action: list[float], tries: int = 5) -> Frame:
     """Send an ACTION for st and return the next STATE (which carries what the actuator holds).
     On a loaded machine the rig may tick before the ACTION arrives; the ACTION then echoes an older

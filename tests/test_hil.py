@@ -341,6 +341,27 @@ def test_a_device_of_another_period_is_named_as_another_rigs_firmware(rig, tmp_p
         "--period-us" in p.stderr
 
 
+def test_a_rig_yaml_with_a_wider_action_limit_than_the_devices_firmware_is_refused_in_one_line(rig, tmp_path):
+    """A rig YAML edited since the firmware was built (a bigger motor's action limit, 10 times the rig's): the device
+    refuses the CONFIG (docs/protocol.md, rule 9) and the trial ends with one line naming the limits and the fix,
+    where the device had taken the wider limit and applied any action up to it."""
+    from firmware_host.rig import load_rig
+
+    r = rig("--lockstep")
+    wide = tmp_path / "gym-inverted-pendulum.yaml"
+    wide.write_text(load_rig("gym-inverted-pendulum").path.read_text().replace("  action: 3.0", "  action: 30.0"))
+    out = tmp_path / "log"
+    p = run_bpd("hil", "run", "--port", r.path, "--rig", str(wide), "--policy", str(FIX), "--out", str(out),
+                "--no-plots", "--steps", "20", check=False, timeout=120)
+    assert p.returncode == 1
+    line = p.stderr.strip().splitlines()
+    assert len(line) == 1 and line[0].startswith("bpd: error: the device rejected the configuration (action limit "
+                                                 "30, position limit 1, angle limit 0.2): its firmware takes an "
+                                                 "action limit up to its rig's own only; build and flash it for this "
+                                                 "rig YAML"), line
+    assert summary(out)["ended"].startswith("error: the device rejected the configuration") and not rows(out)
+
+
 def test_a_stop_while_the_port_opens_is_held_until_the_trial_can_stop_the_device(rig, tmp_path, monkeypatch):
     """A SIGTERM that arrives while the trial opens the device's port, taken on another thread as a process with
     threads takes it, is held (bpd.process.HeldStops) and raised once the trial's guarded part begins: the stop goes

@@ -93,6 +93,7 @@ typedef struct {
     uint16_t watchdog_ticks;
     uint8_t mode;
     float action_limit, pos_limit, angle_limit;
+    float rig_action_limit;       /* the rig's own (bpd_fw_config_t): a CONFIG may narrow the action limit, never widen it */
     /* state */
     bpd_fw_state_t state;
     uint16_t tx_seq, last_state_seq;
