@@ -14,7 +14,7 @@ from bpd.config import field
 from bpd.errors import BpdError
 from bpd.io import read_json, save_png, write_json
 from bpd.view import page_html
-from hil.ticklog import HANDOVER, handover_summary, read_ticks, timing_summary
+from hil.ticklog import CUT_SHORT, HANDOVER, SIMULATED, handover_summary, read_ticks, timing_summary
 
 
 @dataclass
@@ -34,12 +34,12 @@ def episode_lengths(rows: list[dict]) -> dict[int, int]:
 
 def episode_titles(summary: dict, lengths: dict[int, int]) -> dict[int, str]:
     """How each episode of the tick log ended: the summary's words, or, for one the trial's end cut short (its ticks
-    are logged, the summary has no entry for it), the trial's own end."""
+    are logged; the summary names it so, or has no entry for it), the trial's own end."""
     done = {e.get("episode"): e for e in summary.get("episodes") or [] if isinstance(e, dict)}
     out = {}
     for ep, n in lengths.items():
         how = done[ep].get("ended", "?") if ep in done else \
-            f"cut short: the trial ended ({summary.get('ended', 'without saying how')})"
+            f"{CUT_SHORT}: the trial ended ({summary.get('ended', 'without saying how')})"
         out[ep] = f"episode {ep}: {n} ticks, {how}"
     return out
 
@@ -49,8 +49,9 @@ def ended_early(summary: dict, lengths: dict[int, int]) -> str | None:
     ended = summary.get("ended", "complete")
     if ended == "complete":
         return None
-    done = {e.get("episode") for e in summary.get("episodes") or [] if isinstance(e, dict)}
-    cut = [f"episode {ep} cut short after {n} ticks" for ep, n in lengths.items() if ep not in done]
+    done = {e.get("episode") for e in summary.get("episodes") or []  # a cut one is named so (or absent, in older logs)
+            if isinstance(e, dict) and not str(e.get("ended", "")).startswith(CUT_SHORT)}
+    cut = [f"episode {ep} {CUT_SHORT} after {n} ticks" for ep, n in lengths.items() if ep not in done]
     return f"the trial ended early: {ended}" + (f"; {', '.join(cut)}" if cut else "")
 
 
@@ -166,6 +167,7 @@ def write_html(log_dir: str | Path) -> Path:
     columns = list(rows[0])
     data = {"columns": columns, "meta": {"rig": summary.get("rig"), "period_us": summary.get("target_period_us"),
                                          "mode": (summary.get("config") or {}).get("mode"),
+                                         "device": SIMULATED.get(str((summary.get("config") or {}).get("port"))),
                                          "labels": rig_labels(summary)},
             "start": 0, "rows": [[r[c] for c in columns] for r in rows], "next": len(rows), "done": True,
             "summary": summary}

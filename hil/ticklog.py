@@ -31,6 +31,8 @@ TIMING = [("episode", ""), ("step", ""), ("seq", ""), ("device_t_us", "us"), ("d
 DEVICE_TIMING = ("policy_cycles", "device_jitter_us", "device_jitter_max_us")
 # Hand-over trials only (docs/protocol.md, rule 17): 1 where STATE's classical flag (bit 8) was set.
 HANDOVER = ("classical", "bool")
+CUT_SHORT = "cut short"  # how the summary says an episode ended that the trial's end cut short
+SIMULATED = {"sim": "simulated rig", "pil": "QEMU"}  # the live page's name for a simulated device, by --port
 
 
 def columns(obs_dim: int, act_dim: int, handover: bool = False) -> list[tuple[str, str]]:

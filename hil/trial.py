@@ -34,7 +34,7 @@ from firmware_host.rig.sim_view import column_labels
 from firmware_host.wire.spec import CAPS, FLAGS, SELFTEST
 from hil.link import DeviceFault, DeviceLink, DeviceRestarted, LinkError
 from hil.policy import load_host_policy
-from hil.ticklog import TickLog, ViewedTickLog, handover_summary, timing_summary
+from hil.ticklog import CUT_SHORT, SIMULATED, TickLog, ViewedTickLog, handover_summary, read_ticks, timing_summary
 
 
 @dataclass
@@ -68,11 +68,6 @@ class HilRunConfig:
                                "for the summary to reach it (it stops once a page has it)")
 
 
-
-
-
-
-
 def check_trial(cfg: HilRunConfig) -> tuple:
     """Everything a trial needs, checked before a rig starts or a file is written: option ranges, the
     rig, the policy (a verified export) and a log directory that is new or empty. Logs go straight into
@@ -82,7 +77,7 @@ def check_trial(cfg: HilRunConfig) -> tuple:
                        "seed": (0, 2**31 - 1), "baud": (50, 100_000_000), "stall_timeout": (0, 3600, "open")})
     out = Path(cfg.out)
     check_output_dir(out)
-    if out.is_dir() and any(out.iterdir()):
+    if out.is_dir() and any(out.iterdir()) and not untouched_trial(out):
         kind = "holds a trial already" if (out / "ticks.csv").exists() else "is not empty"
         raise BpdError(f"{out}: {kind}; choose another --out (a trial never writes into an existing one)")
     spec = load_rig(cfg.rig)
@@ -101,6 +96,18 @@ def check_trial(cfg: HilRunConfig) -> tuple:
 
 
 STOP_FAILED = "stop could not be sent, the device watchdog zeroes the actuator"
+
+
+def untouched_trial(out: Path) -> bool:
+    """Whether out holds only a trial that ended before its first tick (the device refused it, or it was stopped
+    while it began): its summary says why, and a new trial may take the directory over."""
+    names = {p.name for p in out.iterdir()}
+    if "ticks.csv" not in names or not names <= {"ticks.csv", "summary.json"}:
+        return False
+    try:
+        return not read_ticks(out / "ticks.csv")
+    except BpdError:
+        return False
 
 
 def _check_handover(cfg: HilRunConfig, spec) -> None:
@@ -153,7 +160,10 @@ def _run_trial(cfg: HilRunConfig, spec, pol, view: LiveView, via: str | None = N
         try:  # only once the port opened: a refused port leaves no log directory
             summary["low_latency"] = link.low_latency
             out.mkdir(parents=True, exist_ok=True)
-            meta = {"rig": spec.name, "period_us": period, "mode": cfg.mode, "labels": column_labels(spec)}
+            if untouched_trial(out):  # one refused or stopped before its first tick (check_trial let it be taken)
+                (out / "ticks.csv").unlink()
+            meta = {"rig": spec.name, "period_us": period, "mode": cfg.mode, "labels": column_labels(spec),
+                    "device": SIMULATED.get(via or "")}
             log = (ViewedTickLog(out / "ticks.csv", spec.obs_dim, spec.act_dim, view, meta, handover)
                    if view.serving else TickLog(out / "ticks.csv", spec.obs_dim, spec.act_dim, handover))
         except BaseException:
@@ -168,8 +178,10 @@ def _run_trial(cfg: HilRunConfig, spec, pol, view: LiveView, via: str | None = N
         summary["device"] = info
         _check_device(info, spec, pol, cfg.mode, period)
         for ep in range(cfg.episodes):
-            episodes.append(_episode(link, log, cfg, ep, period, steps, lim, pol, spec.watchdog_ticks,
-                                     (spec.pos_index, spec.angle_index)))
+            # recorded as it runs: an episode the trial's end cuts short is in the summary with its ticks so far
+            episodes.append({"episode": ep, "return": 0.0, "length": 0, "ended": None, "deadline_misses": 0})
+            _episode(link, log, cfg, episodes[-1], period, steps, lim, pol, spec.watchdog_ticks,
+                     (spec.pos_index, spec.angle_index))
             log.flush()
         summary["device_dropped"] = link.dropped()  # the device's own counts, since its power-on
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM/SIGHUP (bpd_app/cli.py raises it for them)
@@ -198,10 +210,15 @@ def _run_trial(cfg: HilRunConfig, spec, pol, view: LiveView, via: str | None = N
                 summary["handover"] = handover_summary(out / "ticks.csv")
             summary["bad_frames"] = {"host_parser": link.parser.bad_frames, "frames_ok": link.parser.frames_ok}
             summary.setdefault("ended", "complete")
+            if episodes and episodes[-1]["ended"] is None:
+                if episodes[-1]["length"]:
+                    episodes[-1]["ended"] = f"{CUT_SHORT}: the trial ended ({summary['ended']})"
+                else:  # cut before its first tick: no episode
+                    episodes.pop()
             write_json(out / "summary.json", summary)
         finally:
             closing.release()  # a stop held meanwhile is raised now: the plots may be interrupted
-        if cfg.plots:
+        if cfg.plots and summary["timing"].get("ticks"):
             try:
                 from hil.report import render
                 render(out)
@@ -316,8 +333,11 @@ def _check_device(info: dict, spec, pol, mode: str, period: int) -> None:
                             f"it refuses {mode} mode; flash the firmware again")
 
 
-def _episode(link: DeviceLink, log: TickLog, cfg: HilRunConfig, ep: int, period: int, steps: int, lim: dict,
-             pol, watchdog: int, limit_index: tuple[int, int]) -> dict:
+def _episode(link: DeviceLink, log: TickLog, cfg: HilRunConfig, rec: dict, period: int, steps: int, lim: dict,
+             pol, watchdog: int, limit_index: tuple[int, int]) -> None:
+    """One episode, its record `rec` (episode, return, length, ended, deadline_misses) kept up to date tick by
+    tick and its `ended` set once it is over."""
+    ep = rec["episode"]
     link.command("reset", seed=cfg.seed + ep)
     link.configure(period, watchdog, cfg.mode, lim["action"], lim["position"], lim["angle"])
     link.command("start")
@@ -338,8 +358,13 @@ def _episode(link: DeviceLink, log: TickLog, cfg: HilRunConfig, ep: int, period:
             f = st.fields
             obs = np.asarray(f["obs"], np.float32)
             newest = i == len(batch) - 1
+            upright = not f["flags"] & FLAGS["limit_stop"]
+            # the host's own check of the limits, behind the device's (the same limits): no action goes out for a
+            # state past them, and a NaN is past them
+            inside = bool(abs(obs[limit_index[0]]) <= lim["position"] and abs(obs[limit_index[1]]) <= lim["angle"])
             compute_us, send = 0.0, recv
-            if cfg.mode == "host" and newest and f["flags"] & FLAGS["running"]:
+            answer = inside and newest and f["flags"] & FLAGS["running"]
+            if cfg.mode == "host" and answer:
                 c0 = time.perf_counter()
                 a = np.clip(np.asarray(pol.act(obs), np.float64).reshape(-1), -lim["action"], lim["action"])
                 compute_us = (time.perf_counter() - c0) * 1e6
@@ -347,15 +372,15 @@ def _episode(link: DeviceLink, log: TickLog, cfg: HilRunConfig, ep: int, period:
                     a = np.zeros_like(a)
                 link.send("action", echo_seq=st.seq, n_act=len(a), action=[float(x) for x in a])
                 send = time.perf_counter()
-            elif newest and f["flags"] & FLAGS["running"]:  # device mode: the answer shows the host is there
+            elif answer:  # device mode: the answer shows the host is there
                 link.send("action", echo_seq=st.seq, n_act=len(f["action"]), action=f["action"])
             miss = int(cfg.mode == "host" and (not newest or (send - recv) * 1e6 > period))
             misses += miss
             dt = ((f["t_us"] - prev_t) & 0xFFFFFFFF) if prev_t is not None else ""
             prev_t = f["t_us"]
-            upright = not f["flags"] & FLAGS["limit_stop"]
             ret += 1.0 if upright else 0.0
             n += 1
+            rec["return"], rec["length"], rec["deadline_misses"] = ret, n, misses
             log.add([ep, n, st.seq, f["t_us"], dt, f"{recv - t_start:.6f}", f"{send - t_start:.6f}",
                      f"{(send - recv) * 1e6:.1f}" if newest and cfg.mode == "host" else "",
                      f"{compute_us:.1f}" if compute_us else "", f["rtt_us"], f["infer_ns"], f["policy_cycles"],
@@ -366,7 +391,7 @@ def _episode(link: DeviceLink, log: TickLog, cfg: HilRunConfig, ep: int, period:
             if not upright:
                 ended = "limit (device stopped)"
                 break
-            if abs(obs[limit_index[0]]) > lim["position"] or abs(obs[limit_index[1]]) > lim["angle"]:  # host side too
+            if not inside:
                 ended = "limit (host stopped)"
                 break
         if ended.startswith("limit"):
@@ -376,4 +401,4 @@ def _episode(link: DeviceLink, log: TickLog, cfg: HilRunConfig, ep: int, period:
         link.wait_for("ack", 1.0)
     except LinkError:
         pass
-    return {"episode": ep, "return": ret, "length": n, "ended": ended, "deadline_misses": misses}
+    rec["ended"] = ended

@@ -226,6 +226,11 @@ def test_ctrl_c_stops_and_keeps_logs(rig, tmp_path, sig):
     s = summary(out)
     assert s["ended"] == f"interrupted ({'Ctrl-C' if sig == signal.SIGINT else sig.name}): stop sent"
     assert len(rows(out)) >= 20
+    # the episode the stop cut short is in the summary with its ticks so far (it used to be left out)
+    last = s["episodes"][-1]
+    assert last["ended"] == f"cut short: the trial ended ({s['ended']})"
+    assert last["length"] == sum(1 for r in read_ticks(out / "ticks.csv") if int(r["episode"]) == last["episode"]) > 0
+    assert [e["episode"] for e in s["episodes"]] == list(range(last["episode"] + 1))
     # the device was told to stop: a new session finds it idle and accepts a configuration
     from hil.link import DeviceLink
 
@@ -360,6 +365,72 @@ def test_a_rig_yaml_with_a_wider_action_limit_than_the_devices_firmware_is_refus
                                                  "action limit up to its rig's own only; build and flash it for this "
                                                  "rig YAML"), line
     assert summary(out)["ended"].startswith("error: the device rejected the configuration") and not rows(out)
+    # the refused trial ticked nothing: the next one, with the rig's own YAML, may take its directory over
+    p = run_bpd("hil", "run", "--port", r.path, "--rig", "gym-inverted-pendulum", "--policy", str(FIX), "--out",
+                str(out), "--no-plots", "--steps", "20", check=False, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert summary(out)["ended"] == "complete" and len(rows(out)) == 20
+    p = run_bpd("hil", "run", "--port", r.path, "--rig", "gym-inverted-pendulum", "--policy", str(FIX), "--out",
+                str(out), "--no-plots", "--steps", "20", check=False, timeout=120)
+    assert p.returncode == 1 and p.stderr.strip() == f"bpd: error: {out}: holds a trial already; choose another " \
+        "--out (a trial never writes into an existing one)"
+
+
+class _Frame:
+    def __init__(self, seq, obs, flags):
+        self.seq = seq
+        self.fields = {"obs": obs, "flags": flags, "action": [0.0], "t_us": 1000 * seq, "rtt_us": 0, "infer_ns": 0,
+                       "policy_cycles": 0, "jitter_us": 0, "jitter_max_us": 0}
+
+
+class _ScriptedLink:
+    """A device that sends the given observations one STATE each, running and never stopping by itself (a device
+    whose own limit check failed): what the host's own check is for."""
+
+    def __init__(self, states):
+        self.states, self.sent = list(states), []
+
+    def command(self, *a, **k):
+        pass
+
+    def configure(self, *a):
+        pass
+
+    def next_states(self, timeout):
+        from firmware_host.wire.spec import FLAGS
+
+        seq = len(self.sent) + 1
+        return [_Frame(seq, self.states.pop(0), FLAGS["running"])]
+
+    def send(self, name, **fields):
+        self.sent.append(fields["echo_seq"])
+
+    def stop_and_zero(self):
+        self.sent.append("stop")
+
+    def wait_for(self, *a):
+        pass
+
+
+@pytest.mark.parametrize("mode", ["host", "device"])
+@pytest.mark.parametrize("bad", [[0.0, float("nan"), 0, 0], [0.0, 0.5, 0, 0], [float("nan"), 0.0, 0, 0]],
+                         ids=["nan-angle", "angle-past", "nan-position"])
+def test_the_host_sends_no_action_for_a_state_past_its_limits(tmp_path, mode, bad):
+    """The host's check of the limits, behind the device's: a state past them, or NaN (which no comparison finds past
+    them), ends the episode with the stop and no action for it; the host used to answer it first, and a NaN went
+    through."""
+    from hil.ticklog import TickLog
+    from hil.trial import HilRunConfig, _episode
+
+    link = _ScriptedLink([[0.0, 0.0, 0, 0], [0.01, -0.05, 0, 0], bad, [0.0, 0.0, 0, 0]])
+    pol = type("P", (), {"act": staticmethod(lambda o: np.zeros(1))})()
+    rec = {"episode": 0, "return": 0.0, "length": 0, "ended": None, "deadline_misses": 0}
+    log = TickLog(tmp_path / "ticks.csv", 4, 1)
+    _episode(link, log, HilRunConfig(port="x", rig="r", policy="p", mode=mode, out=str(tmp_path)), rec, 40000, 10,
+             {"action": 3.0, "position": 1.0, "angle": 0.2}, pol, 5, (0, 1))
+    log.close()
+    assert link.sent == [1, 2, "stop"]  # the two states inside the limits answered, then the stop
+    assert (rec["ended"], rec["length"]) == ("limit (host stopped)", 3)
 
 
 def test_a_stop_while_the_port_opens_is_held_until_the_trial_can_stop_the_device(rig, tmp_path, monkeypatch):

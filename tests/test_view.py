@@ -215,6 +215,8 @@ def test_report_html_is_self_contained(tmp_path):
     if CHROMIUM:  # and a browser shows it from the file alone
         dom = browse(page.as_uri(), tmp_path, screenshot=tmp_path / "report.png")
         assert shown(dom) == {"state": "finished", "ticks": 80, "done": True}
+        title = "bpd trial: gym-inverted-pendulum (device mode, simulated rig)"  # the page and its tab say where
+        assert f'<h2 id="title">{title}</h2>' in dom and f"<title>{title}</title>" in dom
         assert "obs1: angle, rad" in dom and "action0: action, motor command (gear 100: N / 100)" in dom  # legends
         assert "m; rad; m/s; rad/s" in dom  # the state plot's axis: its units
         assert "inference median (ns)" in browse(page.as_uri(), tmp_path)
@@ -222,7 +224,9 @@ def test_report_html_is_self_contained(tmp_path):
         summary["config"]["port"] = "pil"  # inference figure counts instructions (docs/protocol.md rule 16)
         (out / "summary.json").write_text(json.dumps(summary))
         run_bpd("hil", "report", str(out), "--html")
-        assert "inference median (instructions, QEMU)" in browse(page.as_uri(), tmp_path)
+        dom = browse(page.as_uri(), tmp_path)
+        assert "inference median (instructions, QEMU)" in dom
+        assert '<h2 id="title">bpd trial: gym-inverted-pendulum (device mode, QEMU)</h2>' in dom
 
 
 @pytest.mark.parametrize("command", [["hil", "run", "--port", "sim", "--policy", str(FIX), "--out"],
