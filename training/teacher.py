@@ -426,6 +426,9 @@ def _teacher_from_state_dict(sd: dict, algo: str, env_id: str, low, high, obs_di
     body, head = _LAYER_PREFIX[algo]
     layers = _linears(sd, body)
     if head is not None:
+        if algo == "sac" and f"{head}0.weight" in sd:  # gSDE's actor: Sequential(Linear, Hardtanh(-c, c))
+            raise BpdError("a SAC policy trained with gSDE (use_sde=True) clips its mean to +-clip_mean before the "
+                           "tanh, which the teacher format cannot hold; train it with use_sde=False or clip_mean=0")
         if f"{head}weight" not in sd:
             raise BpdError(f"{algo} model has no {head}weight: not an MLP policy")
         layers.append((sd[f"{head}weight"], sd[f"{head}bias"]))
@@ -521,12 +524,7 @@ def _teacher_from_sb3(path: Path, cfg: TeacherImportConfig, data: dict, sd: dict
     if not isinstance(obs_shape, list) or len(obs_shape) != 1:
         raise BpdError(f"{path}: observations must be flat, got shape {obs_shape}")
     kwargs = data.get("policy_kwargs", {})
-    activation = cfg.activation
-    if activation is None and "activation_fn" in json.dumps(kwargs):
-        text = json.dumps(kwargs).lower()
-        activation = "tanh" if "tanh" in text else "relu" if "relu" in text else None
-        if activation is None:
-            raise BpdError(f"{path}: unknown activation in policy_kwargs; pass --activation")
+    activation = _recorded_activation(path, kwargs, cfg.activation)
     env_id = cfg.env or data.get("env_id") or ""
     if not env_id:
         raise BpdError(f"{path}: no environment id stored; pass --env")
@@ -537,6 +535,26 @@ def _teacher_from_sb3(path: Path, cfg: TeacherImportConfig, data: dict, sd: dict
     return _teacher_from_state_dict(sd_np, algo, str(env_id), low, high, int(obs_shape[0]), activation,
                                     squash=bool(kwargs.get("squash_output", False)),
                                     source=f"imported {algo} from {path.name} sha256={sha256_file(path)[:16]}")
+
+
+_ACTIVATIONS = {"ReLU": "relu", "Tanh": "tanh"}  # torch.nn's class name -> the teacher format's
+
+
+def _recorded_activation(path: Path, kwargs: dict, given: str | None) -> str | None:
+    """The hidden activation the zip's record names (SB3 writes the class, e.g. "<class
+    'torch.nn.modules.activation.LeakyReLU'>", beside its pickle), by its exact class name: the teacher format holds
+    ReLU and Tanh, and any other (LeakyReLU, ELU, SiLU, ...) is refused rather than read as one of them. --activation
+    gives it where the record names none; where it names one, --activation must agree."""
+    named = kwargs.get("activation_fn") if isinstance(kwargs, dict) else None
+    if named is None:
+        return given
+    cls = re.sub(r"^<class '(.*)'>$", r"\1", str(named)).rpartition(".")[2]
+    if cls not in _ACTIVATIONS:
+        raise BpdError(f"{path}: the policy's hidden activation is {cls[:40]}; the teacher format holds ReLU and "
+                       "Tanh (train the teacher with one of them)")
+    if given is not None and given != _ACTIVATIONS[cls]:
+        raise BpdError(f"{path}: --activation {given}, but the model records {cls}")
+    return _ACTIVATIONS[cls]
 
 
 def teacher_summary(t: Teacher) -> dict:

@@ -1,0 +1,60 @@
+"""What a control engineer meets bringing their own stable-baselines3 teacher and their own data: a hidden activation
+the teacher format does not hold (LeakyReLU was read as ReLU), a SAC policy trained with gSDE, the zip handed to
+collect/distill/export before its import, a run stopped before its end handed to evaluate/export/student, and a
+dataset whose labels are not the given teacher's (another teacher's, or none at all: another tool's Minari data)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bpd.errors import BpdError
+from training.teacher import TeacherImportConfig, import_sb3
+
+
+def _sb3_zip(tmp_path, algo: str, name: str, **kwargs):
+    import stable_baselines3 as sb3
+
+    model = getattr(sb3, algo)("MlpPolicy", "Pendulum-v1", seed=0, device="cpu", **kwargs)
+    model.save(tmp_path / name)
+    return model, tmp_path / name
+
+
+def _import(path, **kw):
+    return import_sb3(TeacherImportConfig(sb3_zip=str(path), env="Pendulum-v1", out=str(path) + ".npz", **kw))
+
+
+def test_the_hidden_activation_is_read_by_its_class_name_and_others_are_refused(tmp_path):
+    """LeakyReLU's record contains 'relu' and was imported as ReLU (wrong actions at every negative
+    pre-activation); ELU asked for --activation, which would have mis-read it too. A PPO with ReLU is read as ReLU
+    (PPO's default is tanh) and gives predict's actions; --activation contradicting the record is refused."""
+    import torch
+
+    _, leaky = _sb3_zip(tmp_path, "SAC", "leaky.zip",
+                        policy_kwargs=dict(net_arch=[8, 8], activation_fn=torch.nn.LeakyReLU))
+    with pytest.raises(BpdError, match=r"leaky.zip: the policy's hidden activation is LeakyReLU; the teacher format "
+                                       r"holds ReLU and Tanh"):
+        _import(leaky)
+    _, elu = _sb3_zip(tmp_path, "TD3", "elu.zip", policy_kwargs=dict(net_arch=[8, 8], activation_fn=torch.nn.ELU))
+    with pytest.raises(BpdError, match="hidden activation is ELU"):
+        _import(elu, activation="relu")
+    model, relu = _sb3_zip(tmp_path, "PPO", "relu.zip",
+                           policy_kwargs=dict(net_arch=[8, 8], activation_fn=torch.nn.ReLU))
+    t = _import(relu)
+    assert t.activation == "relu" and t.algo == "ppo"
+    obs = np.random.default_rng(0).normal(size=(32, 3)).astype(np.float32) * 3
+    np.testing.assert_allclose(t.act(obs), model.predict(obs, deterministic=True)[0], atol=1e-6)
+    with pytest.raises(BpdError, match=r"--activation tanh, but the model records ReLU"):
+        _import(relu, activation="tanh")
+
+
+def test_a_sac_policy_trained_with_gsde_is_refused_by_name_and_imported_without_its_clip(tmp_path):
+    """gSDE's SAC actor is Linear then Hardtanh(-2, 2) before the tanh: 'not an MLP policy' said nothing of that.
+    With clip_mean=0 the mean is a plain Linear and the import gives predict's actions."""
+    _, sde = _sb3_zip(tmp_path, "SAC", "sde.zip", use_sde=True, policy_kwargs=dict(net_arch=[8]))
+    with pytest.raises(BpdError, match=r"SAC policy trained with gSDE \(use_sde=True\) clips its mean"):
+        _import(sde)
+    model, unclipped = _sb3_zip(tmp_path, "SAC", "sde0.zip", use_sde=True, policy_kwargs=dict(net_arch=[8],
+                                                                                              clip_mean=0.0))
+    obs = np.random.default_rng(1).normal(size=(32, 3)).astype(np.float32) * 3
+    np.testing.assert_allclose(_import(unclipped).act(obs), model.predict(obs, deterministic=True)[0], atol=1e-5)
