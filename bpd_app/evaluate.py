@@ -72,7 +72,8 @@ def load_any(path: str | Path) -> Loaded:
     if head[:2] == b"PK" and p.suffix == ".npz":
         return _teacher_file(p)
     if head[:2] == b"PK":
-        if _is_sb3_zip(p):
+        from training.teacher import is_sb3_zip
+        if is_sb3_zip(p):
             raise BpdError(f"{p}: a stable-baselines3 model; import it first (bpd teacher import {p} --env ENV "
                            "--out teacher.npz) and evaluate the teacher file")
         return _student(p)
@@ -91,18 +92,6 @@ def _teacher_file(p: Path) -> Loaded:
             from None
     return Loaded("teacher", t.env_id, t.act, t.params_total, t.params_nonzero,
                   {"algo": t.algo, "hidden": t.hidden}, t.obs_dim, t.act_dim)
-
-
-def _is_sb3_zip(path: Path) -> bool:
-    """Whether a zip archive holds a stable-baselines3 model's record and weights (a student .pt, also a zip, holds
-    neither)."""
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(path) as z:
-            return {"data", "policy.pth"} <= set(z.namelist())
-    except (zipfile.BadZipFile, OSError):
-        return False
 
 
 def _student(path: Path) -> Loaded:

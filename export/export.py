@@ -61,7 +61,7 @@ class Source:
 
 def load_source(path: str | Path) -> Source:
     from training.student import load_student
-    from training.teacher import load_teacher
+    from training.teacher import is_sb3_zip, load_teacher
 
     p = Path(path)
     run_cfg: dict = {}
@@ -69,7 +69,7 @@ def load_source(path: str | Path) -> Source:
         p = p / "student.pt"
     if not p.is_file():
         raise BpdError(f"{path}: no student or teacher file there")
-    if p.suffix == ".npz":
+    if p.suffix == ".npz" or is_sb3_zip(p):  # a stable-baselines3 zip: load_teacher names the import it needs
         t = load_teacher(p)
         mlp = MLPPolicy(t.weights, t.biases, t.activation, t.output, t.obs_mean, t.obs_std, t.action_low,
                         t.action_high)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from bpd.errors import BpdError
+from tests.conftest import run_bpd
 from training.teacher import TeacherImportConfig, import_sb3
 
 
@@ -58,3 +59,18 @@ def test_a_sac_policy_trained_with_gsde_is_refused_by_name_and_imported_without_
                                                                                               clip_mean=0.0))
     obs = np.random.default_rng(1).normal(size=(32, 3)).astype(np.float32) * 3
     np.testing.assert_allclose(_import(unclipped).act(obs), model.predict(obs, deterministic=True)[0], atol=1e-5)
+
+
+def test_a_stable_baselines3_zip_given_as_the_teacher_names_the_import(tmp_path, tiny_pipeline):
+    """collect and distill said 'not a bpd-teacher file (no metadata record)', export 'not a readable student file
+    (RuntimeError)'."""
+    _, z = _sb3_zip(tmp_path, "SAC", "my_sac.zip", policy_kwargs=dict(net_arch=[8]))
+    hint = f"{z}: a stable-baselines3 model, not a teacher file; import it first (bpd teacher import {z} --env ENV"
+    for args in (("collect", "--teacher", str(z), "--out", str(tmp_path / "d.npz"), "--steps", "10"),
+                 ("distill", "--teacher", str(z), "--dataset", str(tiny_pipeline / "dataset.npz"), "--out",
+                  str(tmp_path / "run")),
+                 ("export", str(z), "--out", str(tmp_path / "export"))):
+        p = run_bpd(*args, check=False)
+        assert p.returncode == 1 and p.stderr.strip().splitlines() == [f"bpd: error: {hint} --out teacher.npz) and "
+                                                                        "give the teacher file"], args
+    assert not any((tmp_path / n).exists() for n in ("d.npz", "run", "export"))

@@ -86,8 +86,22 @@ def teacher_gamma(teacher: Teacher) -> tuple[float, str]:
     return DEFAULT_GAMMA, f"{DEFAULT_GAMMA:g} (the teacher records no training discount)"
 
 
+def is_sb3_zip(path: str | Path) -> bool:
+    """Whether a file is a zip archive holding a stable-baselines3 model's record and weights (a bpd .npz or a
+    student .pt, zips too, holds neither)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return {"data", "policy.pth"} <= set(z.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
 def load_teacher(path: str | Path) -> Teacher:
-    """Load and validate a teacher file; every problem is a one-line BpdError."""
+    """Load and validate a teacher file; every problem is a one-line BpdError (a stable-baselines3 zip given
+    for one: the import it needs first)."""
+    if is_sb3_zip(path):
+        raise BpdError(f"{path}: a stable-baselines3 model, not a teacher file; import it first (bpd teacher import "
+                       f"{path} --env ENV --out teacher.npz) and give the teacher file")
     meta, a = load_arrays(path, FORMAT)
     version = meta.get("format_version", 1)
     if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= FORMAT_VERSION:
