@@ -62,6 +62,8 @@ def load_any(path: str | Path) -> Loaded:
         if (p / "multitask.npz").is_file():
             tasks = " ".join(str(t) for t in sorted(p.glob("task*.npz")))
             raise BpdError(f"{p}: a multi-task run; evaluate one task's network ({tasks or 'its task<i>.npz'})")
+        from training.checkpoint import check_finished
+        check_finished(p)
         raise BpdError(f"{p}: not a run directory or an export directory")
     if not p.is_file():
         raise BpdError(f"{p}: no such file or directory")

@@ -66,6 +66,8 @@ def load_source(path: str | Path) -> Source:
     p = Path(path)
     run_cfg: dict = {}
     if p.is_dir():
+        from training.checkpoint import check_finished
+        check_finished(p)
         p = p / "student.pt"
     if not p.is_file():
         raise BpdError(f"{path}: no student or teacher file there")

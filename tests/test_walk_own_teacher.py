@@ -5,6 +5,8 @@ dataset whose labels are not the given teacher's (another teacher's, or none at 
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 
@@ -74,3 +76,29 @@ def test_a_stable_baselines3_zip_given_as_the_teacher_names_the_import(tmp_path,
         assert p.returncode == 1 and p.stderr.strip().splitlines() == [f"bpd: error: {hint} --out teacher.npz) and "
                                                                         "give the teacher file"], args
     assert not any((tmp_path / n).exists() for n in ("d.npz", "run", "export"))
+
+
+def test_a_run_stopped_before_its_end_is_named_so_with_how_to_finish_it(tmp_path, tiny_pipeline):
+    """evaluate said 'not a run directory or an export directory' of a distillation stopped by Ctrl-C, export 'no
+    student or teacher file there', student select 'no candidates.pt'; a finished baseline run (its checkpoint and
+    policy.npz) is not called unfinished."""
+    from bpd_app.evaluate import load_any
+    from export.export import load_source
+    from training.selection import SelectConfig, SweepConfig, run_select, run_sweep
+
+    run = tmp_path / "stopped"
+    run.mkdir()
+    for f in ("config.json", "checkpoint.pt", "metrics.csv"):
+        shutil.copy(tiny_pipeline / "run" / f, run / f)
+    said = f"{run}: a run that has not finished (a checkpoint, no student yet); the command that started it, with " \
+           "--resume, finishes it"
+    for call in (lambda: load_any(run), lambda: load_source(run), lambda: run_sweep(SweepConfig(run=str(run))),
+                 lambda: run_select(SelectConfig(run=str(run)))):
+        with pytest.raises(BpdError) as e:
+            call()
+        assert str(e.value) == said
+    baseline = tmp_path / "baseline"
+    baseline.mkdir()
+    shutil.copy(run / "checkpoint.pt", baseline / "checkpoint.pt")
+    shutil.copy(tiny_pipeline / "teacher.npz", baseline / "policy.npz")
+    assert load_any(baseline).kind == "teacher"

@@ -17,6 +17,15 @@ from bpd.errors import BpdError
 from bpd.io import atomic_write
 
 
+def check_finished(run: Path) -> None:
+    """A run directory stopped before its end (a distillation's, a baseline's or a multi-task run's: its checkpoint.pt,
+    no student.pt yet) is said to be one, with how to finish it, where a command wants the student it hands over."""
+    products = ("student.pt", "policy.npz", "multitask.npz", "summary.json")  # summary.json: every run's last file
+    if run.is_dir() and (run / "checkpoint.pt").is_file() and not any((run / f).is_file() for f in products):
+        raise BpdError(f"{run}: a run that has not finished (a checkpoint, no student yet); the command that "
+                       "started it, with --resume, finishes it")
+
+
 def save_checkpoint(path: Path, trainer: Any, gen: torch.Generator, elapsed: float, visits: Any = None,
                     acc: dict[str, list[float]] | None = None) -> None:
     blob = {"format": "bpd-checkpoint", "trainer": trainer.state_dict(), "generator": gen.get_state(),

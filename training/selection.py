@@ -291,6 +291,9 @@ def sweep_thresholds(student: BayesianStudent, stats: dict, env_id: str, thresho
 
 
 def _student_path(run: Path) -> Path:
+    from training.checkpoint import check_finished
+
+    check_finished(run)
     return run / "student.pt" if run.is_dir() else run
 
 
@@ -374,7 +377,7 @@ def run_select(cfg: SelectConfig, meter: Callable[[str], Callable[[MLPPolicy], f
     if summary is not None and summary.resolve() == out.resolve():
         raise BpdError(f"--summary {cfg.summary}: the same file as --out; name another")
     run_summary = read_json(run / "summary.json", "run summary") if summary is not None else None
-    cands = load_candidates(run / "candidates.pt")
+    cands = load_candidates(_student_path(run).parent / "candidates.pt")
     if not cands:
         raise BpdError(f"{run}: no candidates.pt (a run of this version keeps its evaluated students there)")
     student, meta, stats = load_student(run / "student.pt")
