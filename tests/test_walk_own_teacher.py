@@ -5,6 +5,7 @@ dataset whose labels are not the given teacher's (another teacher's, or none at 
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -102,3 +103,55 @@ def test_a_run_stopped_before_its_end_is_named_so_with_how_to_finish_it(tmp_path
     shutil.copy(run / "checkpoint.pt", baseline / "checkpoint.pt")
     shutil.copy(tiny_pipeline / "teacher.npz", baseline / "policy.npz")
     assert load_any(baseline).kind == "teacher"
+
+
+def _dataset(teacher, n=50, labelled=True):
+    from training.collect import Dataset
+
+    obs = np.random.default_rng(2).normal(size=(n, 2)).astype(np.float32)
+    acts = np.random.default_rng(3).uniform(-3, 3, (n, 1)).astype(np.float32)
+    meta = {"env_id": "InvertedPendulum-v5", "obs_dim": 2, "act_dim": 1, "teacher_sha256": "ab" * 32}
+    if not labelled:
+        meta["labels"] = "the dataset's actions (no teacher actions recorded)"
+    return Dataset(meta=meta, observations=obs, actions=acts, teacher_actions=teacher.act(obs) if labelled else acts,
+                   rewards=np.ones(n, np.float32), next_observations=obs, terminals=np.zeros(n, np.float32),
+                   truncations=np.zeros(n, np.float32), obs_mean=obs.mean(0), obs_std=obs.std(0) + 1e-3,
+                   action_low=np.array([-3.0], np.float32), action_high=np.array([3.0], np.float32))
+
+
+def test_a_distillation_clones_the_given_teachers_actions_or_refuses_the_dataset():
+    """A dataset with no teacher actions (another tool's Minari dataset: the actions that drove it, random here) was
+    cloned as it stood, the given teacher unused: it is labelled by the teacher. A dataset labelled by another teacher
+    was cloned silently: refused, naming the step and the teacher that collected it. The teacher's own labels pass."""
+    from tests.test_teacher import hand_teacher
+    from training.collect import UNLABELLED, teacher_labels
+
+    t = hand_teacher()
+    ds = teacher_labels(_dataset(t, labelled=False), t, "other/random-v0")
+    np.testing.assert_array_equal(ds.teacher_actions, t.act(ds.observations))
+    assert ds.meta["labels"] == UNLABELLED and not np.array_equal(ds.actions, ds.teacher_actions)
+    own = _dataset(t)
+    assert teacher_labels(own, t, "d.npz") is own
+    other = hand_teacher()
+    other.biases[-1] = np.array([0.5], np.float32)  # y 0.25 higher at every state
+    gap = np.abs(other.act(own.observations) - own.teacher_actions)[:, 0] / 6
+    with pytest.raises(BpdError, match=rf"d.npz: its labels are not this teacher's actions \({gap.max():.3g} of the "
+                                       rf"action range apart at step {int(np.argmax(gap))}\); it was collected with "
+                                       r"another teacher \(sha256 abababababababab\): collect it again"):
+        teacher_labels(own, other, "d.npz")
+
+
+def test_distill_refuses_another_teachers_dataset_before_its_run_directory(tmp_path, tiny_pipeline):
+    from training.teacher import load_teacher
+
+    t = load_teacher(tiny_pipeline / "teacher.npz")
+    t.biases[-1] = t.biases[-1] + 0.5
+    t.save(tmp_path / "other.npz")
+    p = run_bpd("distill", "--teacher", str(tmp_path / "other.npz"), "--dataset", str(tiny_pipeline / "dataset.npz"),
+                "--out", str(tmp_path / "run"), "--steps", "20", "--eval-every", "20", "--eval-episodes", "1",
+                "--select-episodes", "1", "--hidden", "4", "--critic-hidden", "8", "--kl-warmup", "none",
+                "--no-progress", check=False)  # on a bpd that took the dataset: seconds, not a default run
+    assert p.returncode == 1 and "its labels are not this teacher's actions" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+    sha = json.loads(np.load(tiny_pipeline / "dataset.npz")["meta"].item())["teacher_sha256"][:16]
+    assert f"(sha256 {sha})" in p.stderr

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -183,6 +184,31 @@ def load_dataset(path: str | Path, obs_dim: int | None = None, act_dim: int | No
         raise BpdError(f"{path}: observations have {od} dimensions, the teacher expects {obs_dim}")
     if act_dim is not None and ad != act_dim:
         raise BpdError(f"{path}: actions have {ad} dimensions, the teacher produces {act_dim}")
+    return ds
+
+
+LABEL_TOL = 1e-3  # of the action range: how far a dataset's labels may sit from the teacher's own actions
+UNLABELLED = "the teacher's actions at the dataset's states (the dataset records none)"
+
+
+def teacher_labels(ds: Dataset, teacher: Any, where: str) -> Dataset:
+    """The labels a distillation clones are the given teacher's actions. A dataset that records none (another
+    tool's Minari dataset, whose actions are whatever drove it) is labelled by the teacher here; one whose labels
+    are not the teacher's (collected with another teacher) is a one-line error, checked on up to 2,000 states spread
+    through it (the teacher acts on every one of them alike)."""
+    if not str(ds.meta.get("labels", "teacher actions")).startswith("teacher actions"):
+        ds.teacher_actions = teacher.act(ds.observations).astype(np.float32)
+        ds.meta["labels"] = UNLABELLED
+        return ds
+    idx = np.unique(np.linspace(0, len(ds) - 1, min(len(ds), 2000)).astype(int))
+    gap = np.abs(teacher.act(ds.observations[idx]) - ds.teacher_actions[idx]) / (ds.action_high - ds.action_low)
+    if gap.max() > LABEL_TOL:
+        step = int(idx[int(np.argmax(gap.max(axis=1)))])
+        by = str(ds.meta.get("teacher_sha256") or "")[:16]
+        raise BpdError(f"{where}: its labels are not this teacher's actions ({gap.max():.3g} of the action range "
+                       f"apart at step {step}); it was collected with another teacher"
+                       + (f" (sha256 {by})" if by else "")
+                       + ": collect it again with this teacher, or give the one it was collected with")
     return ds
 
 

@@ -33,7 +33,7 @@ from bpd.errors import BpdError
 from bpd.io import check_output_dir, inputs_for_record, read_json, sha256_file, write_json
 from training.ablations import PlainStudent
 from training.checkpoint import load_checkpoint, restore, restored_acc, save_checkpoint
-from training.collect import Dataset, dataset_hash, load_dataset, norm_act, norm_obs
+from training.collect import UNLABELLED, Dataset, dataset_hash, load_dataset, norm_act, norm_obs, teacher_labels
 from training.device import resolve_device
 from training.distill_config import (  # noqa: F401
     PAPER,
@@ -371,7 +371,7 @@ def distill(cfg: DistillConfig, meter: Meter | None = None, log: Callable[[str],
     teacher = load_teacher(cfg.teacher)
     if cfg.gamma is None:  # recorded resolved in config.json, so a resumption compares the value
         cfg = dataclasses.replace(cfg, gamma=round(teacher_gamma(teacher)[0], 6))
-    ds = load_dataset(cfg.dataset, teacher.obs_dim, teacher.act_dim)
+    ds = teacher_labels(load_dataset(cfg.dataset, teacher.obs_dim, teacher.act_dim), teacher, str(cfg.dataset))
     check_ablation_options(cfg, ds.meta["obs_dim"], ds.meta["act_dim"])
     env_id = cfg.env or ds.meta["env_id"]
     dims = env_dims(env_id)
@@ -439,7 +439,8 @@ def distill(cfg: DistillConfig, meter: Meter | None = None, log: Callable[[str],
     if log is not None:
         log(f"distill: {env_id}, {cfg.steps} steps" + (" after the KL warm-up" if warmup_applies(cfg) else "")
             + (f", resumed at step {trainer.step}" if restored else "")
-            + f", evaluated every {cfg.eval_every}, to {cfg.out}")
+            + f", evaluated every {cfg.eval_every}, to {cfg.out}"
+            + (f"; labels: {UNLABELLED}" if ds.meta.get("labels") == UNLABELLED else ""))
     def begin_schedule() -> None:
         """The warm-up ends: the schedule begins, --steps from here."""
         trainer.warming = False

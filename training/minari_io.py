@@ -10,8 +10,9 @@ Minari does not list, safe to delete).
 
 Every command that reads a dataset (`distill`, `baseline`, `multitask`, `export --dataset`) takes
 `minari:ID` (or an ID alone where no file of that name exists) in place of a `.npz`. A dataset written
-by another tool has no teacher actions: its recorded actions are the labels, its rewards feed the value
-term as usual. Dictionary or image observations and discrete actions are refused in one line.
+by another tool has no teacher actions: it reads with its recorded actions as the labels, and `bpd distill`
+labels its states with the given teacher instead (collect.teacher_labels); its rewards feed the value term as
+usual. Dictionary or image observations and discrete actions are refused in one line.
 
 Minari is an optional extra (`pip install -e '.[minari]'`); without it these paths say so in one line.
 """
