@@ -282,6 +282,16 @@ def _garbage_row(d: Path) -> None:
     (d / "ticks.csv").write_text("\n".join(lines) + "\n")
 
 
+def _resaved_teacher(src: Path, dst: Path) -> None:
+    """The same network in another file (another source recorded): the dataset's labels are its actions, its hash
+    is not the run's."""
+    from training.teacher import load_teacher
+
+    t = load_teacher(src)
+    t.source = "saved again"
+    t.save(dst)
+
+
 def _run_with(c: Path, b: Path, change) -> None:
     shutil.copytree(b / "run", c / "run")
     change(c / "run")
@@ -554,7 +564,9 @@ case("resume changed flag", RESUME[:-1] + ["--hidden", "4", "--resume"], "differ
 case("resume replaced dataset", ["distill", "--teacher", T, "--dataset", f"{C}/dataset.npz", *RESUME[5:]],
      "different configuration (dataset_sha256)", _replaced_dataset)
 case("resume other teacher", ["distill", "--teacher", f"{C}/t2.npz", *RESUME[3:]], "teacher_sha256",
-     lambda c, b: (_run_with(c, b, lambda r: None), _hand_teacher(c / "t2.npz", seed=5)))
+     lambda c, b: (_run_with(c, b, lambda r: None), _resaved_teacher(b / "teacher.npz", c / "t2.npz")))
+case("another teacher's dataset", ["distill", "--teacher", f"{C}/t2.npz", "--dataset", D, *RESUME[5:-1]],
+     "its labels are not this teacher's actions", lambda c, b: _hand_teacher(c / "t2.npz", seed=5))
 case("resume corrupt metrics", RESUME, "corrupt metrics",
      lambda c, b: _run_with(c, b, lambda r: (r / "metrics.csv").write_text("step,time_s\nx,1\n")))
 case("resume checkpoint of other networks", RESUME, "does not match this run's networks",
