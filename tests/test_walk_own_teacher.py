@@ -155,3 +155,24 @@ def test_distill_refuses_another_teachers_dataset_before_its_run_directory(tmp_p
     assert len(p.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
     sha = json.loads(np.load(tiny_pipeline / "dataset.npz")["meta"].item())["teacher_sha256"][:16]
     assert f"(sha256 {sha})" in p.stderr
+
+
+def test_import_says_what_a_file_that_is_no_stable_baselines3_zip_is(tmp_path):
+    """A torch .pt (a zip too), an ONNX file and a teacher .npz said 'not a readable stable-baselines3 model
+    (KeyError)' or '(BadZipFile)'."""
+    import torch
+
+    from tests.test_teacher import hand_teacher
+
+    torch.save(torch.nn.Linear(3, 1).state_dict(), tmp_path / "actor.pt")
+    (tmp_path / "actor.onnx").write_bytes(b"\x08\x07\x12\x07pytorch")
+    hand_teacher().save(tmp_path / "teacher.npz")
+    said = {"actor.pt": "a zip without SB3's 'data' record and policy.pth (a torch .pt?)",
+            "actor.onnx": "not a zip archive (an ONNX or pickled torch file?)",
+            "teacher.npz": "already a bpd teacher file: give it to collect and distill as it is"}
+    for name, what in said.items():
+        with pytest.raises(BpdError) as e:
+            _import(tmp_path / name)
+        assert str(e.value) == (f"{tmp_path / name}: not a readable stable-baselines3 model: {what}; `bpd teacher "
+                                "import` reads SB3 SAC, TD3 and PPO zips, other MLPs can be written in the teacher "
+                                "format (training/teacher.py)")

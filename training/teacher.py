@@ -499,6 +499,16 @@ def import_sb3(cfg: TeacherImportConfig) -> Teacher:
     if not path.is_file():
         raise BpdError(f"{path}: no such file")
     check_output_path(cfg.out)
+    if not is_sb3_zip(path):  # what else it is, and where such a network goes instead
+        other = "not a zip archive (an ONNX or pickled torch file?)" if not zipfile.is_zipfile(path) else \
+            "a zip without SB3's 'data' record and policy.pth (a torch .pt?)"
+        try:
+            load_teacher(path)
+            other = "already a bpd teacher file: give it to collect and distill as it is"
+        except BpdError:
+            pass
+        raise BpdError(f"{path}: not a readable stable-baselines3 model: {other}; `bpd teacher import` reads SB3 "
+                       "SAC, TD3 and PPO zips, other MLPs can be written in the teacher format (training/teacher.py)")
     try:
         with zipfile.ZipFile(path) as z:
             data = json.loads(z.read("data"))
