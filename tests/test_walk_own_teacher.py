@@ -176,3 +176,20 @@ def test_import_says_what_a_file_that_is_no_stable_baselines3_zip_is(tmp_path):
         assert str(e.value) == (f"{tmp_path / name}: not a readable stable-baselines3 model: {what}; `bpd teacher "
                                 "import` reads SB3 SAC, TD3 and PPO zips, other MLPs can be written in the teacher "
                                 "format (training/teacher.py)")
+
+
+def test_the_first_line_says_where_the_student_starts_larger_than_the_teacher():
+    """A 32x32 teacher and distill's default 64x64 student: 4*64 + 64*64 + 64*1 = 4,416 weights against the teacher's
+    4*32 + 32*32 + 32*1 = 1,184, said on the first line; a 256x256 teacher, nothing."""
+    from types import SimpleNamespace
+
+    from training.distill import DistillConfig, _size_note
+
+    def teacher(h):
+        widths = [4, h, h, 1]
+        return SimpleNamespace(obs_dim=4, act_dim=1, weights=[np.zeros((b, a)) for a, b in zip(widths, widths[1:])])
+
+    cfg = DistillConfig(teacher="t.npz", dataset="d.npz", out="o")
+    assert _size_note(cfg, teacher(32)) == ("; the student (64x64: 4,416 weights before pruning) is larger than the "
+                                            "teacher (32x32: 1,184): --hidden sets its widths")
+    assert _size_note(cfg, teacher(256)) == ""

@@ -358,6 +358,19 @@ class Run:
         self.candidates = self.dir / "candidates.pt"
 
 
+def _size_note(cfg: DistillConfig, teacher) -> str:
+    """A note for the first line where the student starts with more weights than the teacher has (a small teacher
+    and the default widths): pruning may still bring it below, and --hidden sets its widths."""
+    widths = [teacher.obs_dim, *cfg.hidden, teacher.act_dim]
+    student = sum(a * b for a, b in zip(widths, widths[1:]))
+    own = sum(int(w.size) for w in teacher.weights)
+    if student <= own:
+        return ""
+    return (f"; the student ({'x'.join(map(str, cfg.hidden))}: {student:,} weights before pruning) is larger than "
+            f"the teacher ({'x'.join(str(w.shape[0]) for w in teacher.weights[:-1]) or 'no hidden layer'}: "
+            f"{own:,}): --hidden sets its widths")
+
+
 def distill(cfg: DistillConfig, meter: Meter | None = None, log: Callable[[str], None] | None = None) -> dict:
     """Train a BPD student; resumable; returns the run summary. meter: what a list of masks (numpy, rows =
     outputs) costs with the given activation, for --prune-to-cycles (the firmware room's
@@ -440,7 +453,8 @@ def distill(cfg: DistillConfig, meter: Meter | None = None, log: Callable[[str],
         log(f"distill: {env_id}, {cfg.steps} steps" + (" after the KL warm-up" if warmup_applies(cfg) else "")
             + (f", resumed at step {trainer.step}" if restored else "")
             + f", evaluated every {cfg.eval_every}, to {cfg.out}"
-            + (f"; labels: {UNLABELLED}" if ds.meta.get("labels") == UNLABELLED else ""))
+            + (f"; labels: {UNLABELLED}" if ds.meta.get("labels") == UNLABELLED else "") + _size_note(cfg, teacher))
+
     def begin_schedule() -> None:
         """The warm-up ends: the schedule begins, --steps from here."""
         trainer.warming = False
