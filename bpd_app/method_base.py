@@ -49,6 +49,9 @@ class Method:
     # reads products of the needed cell's run directory (its export, student or run), not only its summary: a needed
     # cell restored from its committed summary keeps none, so the runner trains it again first
     reads_needed_products: bool = False
+    # sized from the needed cell's export or its measured cycles, which a plan with bench: false does not make (the
+    # plan is refused when it is read, not each of its cells when it runs)
+    needs_bench: bool = False
 
 
 METHODS: dict[str, Method] = {}

@@ -214,7 +214,7 @@ def _cycle_cut(name: str, help: str, share: float, finetune: float, extra: dict 
         replace(c, args={k: v for k, v in c.args.items() if k != REFERENCE_ARG}), {
             "unit_gates": True, "finetune": finetune, "pair_partners": True, "kl_warmup": "gate",
             "prune_to_cycles": bpd_cycles_budget(c, share)} | (extra or {})), needs=("bpd",),
-        select_episodes=(extra or {}).get("select_episodes"), reads_needed_products=True))
+        select_episodes=(extra or {}).get("select_episodes"), reads_needed_products=True, needs_bench=True))
 
 
 _cycle_cut("bpd-units-finetune-pairs-warmup-c50", "bpd-units-finetune-pairs-warmup whose fine-tune starts from the "
@@ -455,7 +455,8 @@ register(Method("bpd-units-finetune-pairs-warmup-l1-dsp-visits", "bpd-units-fine
                 "the l1-threshold cell's student: BPD and L1 at equal cycles, BPD with its visits",
                 _l1_dsp_cycles_visits, needs=("l1-threshold",), reads_needed_products=True))
 register(Method("dense-small", "dense deterministic student of the bpd cell's collapsed widths, BPD's loss "
-                "minus the KL", _dense_small_command, needs=("bpd",), sized_by_any_bpd=True))
+                "minus the KL", _dense_small_command, needs=("bpd",), sized_by_any_bpd=True,
+                needs_bench=True))
 
 
 def _widest(fits, none: str) -> int:
@@ -526,7 +527,7 @@ def _dense_cycles(name: str, share: float, extra: dict | None = None) -> None:
                     + (f", as the {cut} cuts do" if (cut := name.removeprefix('dense-').removesuffix('-sure'))
                        in ("c50", "c30") else "") + "; BPD's loss minus the KL"
                     + chosen, lambda c: _dense_cycles_command(c, share, extra), needs=("bpd",),
-                    reads_needed_products=True))
+                    reads_needed_products=True, needs_bench=True))
 
 
 _dense_cycles("dense-c50", 0.49)
@@ -545,7 +546,7 @@ _dense_cycles("dense-c40-sure", 0.4, _SURE)
 _dense_cycles("dense-c15-sure", 0.15, _SURE)
 register(Method("dense-nonzero", "dense deterministic student of two equal hidden layers, the widest with no more "
                 "parameters than the bpd cell's nonzero count, BPD's loss minus the KL", _dense_nonzero_command,
-                needs=("bpd",), sized_by_any_bpd=True))
+                needs=("bpd",), sized_by_any_bpd=True, needs_bench=True))
 
 
 from bpd_app import baseline_methods  # noqa: E402,F401  (the distillation baselines register themselves)

@@ -788,7 +788,7 @@ def test_a_cell_that_reads_a_restored_cells_products_has_it_trained_again_first(
     teacher = ROOT / "benchmarks" / "teachers" / "InvertedPendulum-v5.npz"
     cut = "bpd-units-finetune-pairs-warmup-c50-visits-sure"
     plan = load_plan(_plan(tmp_path, teacher, {"bpd": {}, "dense-small": {}, "dense-c50": {}, cut: {},
-                                               f"{cut}-reselect": {}}), str(tmp_path / "runs"))
+                                               f"{cut}-reselect": {}}, bench=True), str(tmp_path / "runs"))
     cells = {c.key.split("/")[1]: c for c in plan.cells()}
     _restored(plan, "InvertedPendulum-v5/bpd/seed0", "aa")
     assert _restored_needs_with_products(plan, [cells["dense-small"]]) == {}
@@ -1079,8 +1079,8 @@ def test_a_plan_reads_its_cycles_reference_when_loaded_and_the_cells_spec_holds_
     teacher.write_bytes(b"")
     methods = {"bpd": {}, "cut-ref": {"method": cut, "args": {"cycles_reference": str(cost)}}}
     with pytest.raises(BpdError, match=f"'cut-ref': cycles_reference .* no row of {env}/bpd/seed1"):
-        load_plan(_plan(tmp_path, teacher, methods, seeds=(0, 1)))
-    plan = load_plan(_plan(tmp_path, teacher, methods))
+        load_plan(_plan(tmp_path, teacher, methods, bench=True, seeds=(0, 1)))
+    plan = load_plan(_plan(tmp_path, teacher, methods, bench=True))
     cell = next(c for c in plan.cells() if c.label == "cut-ref")
     assert cell_spec(plan, cell)["reference_cycles"] == 700.0
     assert "reference_cycles" not in cell_spec(plan, next(c for c in plan.cells() if c.label == "bpd"))

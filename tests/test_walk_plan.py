@@ -380,3 +380,30 @@ def test_a_cell_reading_a_restored_cells_products_asks_for_retrain_or_has_it_tra
         assert ("InvertedPendulum-v5/bpd/seed0: restored from its committed summary, which keeps no products; "
                 "trained again, since a cell that needs it reads them") in said
         assert bpd.key in recs and "restored_from" not in json.loads((bpd.dir / "cell.json").read_text())
+
+
+@pytest.mark.parametrize("label", ["dense-small", "dense-nonzero", "dense-c50", "bpd-units-finetune-pairs-warmup-c50"])
+def test_a_method_sized_from_the_bpd_cells_export_is_refused_in_a_plan_without_bench(tmp_path, label):
+    """A plan without bench: true makes no export and no measured cycles: a method sized from them is refused when
+    the plan is read (its cells each failed after their bpd cell had trained, as 'internal error: BpdError')."""
+    plan = _methods(**{label: {"args": ARGS}}) | {"bench": False}
+    p = _write(tmp_path, plan)
+    with pytest.raises(BpdError) as e:
+        load_plan(p)
+    assert str(e.value) == (f"{p}: method {label!r} is sized from its bpd cell's export or measured cycles, which "
+                            "only a plan with bench: true makes")
+    assert load_plan(_write(tmp_path, plan | {"bench": True})).methods[label].needs == {"bpd": "bpd"}
+    assert load_plan(_write(tmp_path, _methods() | {"bench": False})).bench is False  # magnitude-prune: no export
+
+
+def test_a_cell_whose_method_cannot_build_its_command_fails_with_the_methods_line_not_an_internal_error(tmp_path):
+    """A BpdError from a method's command (what it is sized from is missing) is the cell's error as said, not a bug of
+    the runner's (traceback in cell.log, 'internal error: BpdError: ...')."""
+    plan = load_plan(_write(tmp_path, _methods(**{"dense-small": {"args": ARGS}})
+                            | {"teachers": {"InvertedPendulum-v5": str(TEACHER)}}), str(tmp_path / "runs"))
+    bpd0 = next(c for c in plan.cells() if c.key == "InvertedPendulum-v5/bpd/seed0")
+    _done_here(plan, bpd0)  # finished, its result without an export
+    rec = cells.execute_cell(str(plan.path), "InvertedPendulum-v5/dense-small/seed0", str(plan.runs))
+    assert rec["state"] == "failed"
+    assert rec["error"] == ("the bpd cell of InvertedPendulum-v5 seed 0 was not exported; dense-small needs its "
+                            "collapsed widths (plan with bench: true)")

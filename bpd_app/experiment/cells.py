@@ -13,6 +13,7 @@ import time
 import traceback
 from pathlib import Path
 
+from bpd.errors import BpdError
 from bpd.io import bpd_executable, write_json, write_text
 from bpd_app.experiment.plan import Cell, Plan, _digest, cell_spec, load_plan, stale_reason
 from bpd_app.experiment.summary import (
@@ -331,7 +332,8 @@ def _execute_cell(plan: Plan, cell: Cell) -> dict:
     except StageStopped as e:  # the runner was stopped: resumed by the next run, as one killed outright is
         rec.update(state="interrupted", error=f"{e}; `bpd experiment run` again resumes it",
                    seconds=round(time.time() - t0, 1))
-    except StageFailed as e:
+    except (StageFailed, BpdError) as e:  # a stage that failed, or a command its method cannot build (what it is
+        # sized from is missing): the cell's error as said, not a bug of the runner's
         rec.update(state="failed", error=str(e), seconds=round(time.time() - t0, 1))
     except Exception as e:  # a bug in the runner itself: keep the grid going, keep the evidence
         with open(log, "a") as lf:

@@ -211,6 +211,9 @@ def load_plan(path: str | Path, runs: str | None = None) -> Plan:
                 raise BpdError(f"{p}: {ms.label!r} needs a {need_name!r} cell; add one to methods "
                                f"or name it with needs: {{{need_name}: LABEL}}")
             ms.needs[need_name] = label
+        if m.needs_bench and raw.get("bench") is not True:
+            raise BpdError(f"{p}: method {ms.label!r} is sized from its {', '.join(ms.needs.values())} cell's "
+                           "export or measured cycles, which only a plan with bench: true makes")
     from training.collect import CollectConfig
     noise = CollectConfig.__dataclass_fields__["noise"].default  # `bpd collect`'s default, one source
     dataset = {"steps": 100_000, "noise": noise, "seed": 900_000} | (raw.get("dataset") or {})
