@@ -52,6 +52,9 @@ class Method:
     # sized from the needed cell's export or its measured cycles, which a plan with bench: false does not make (the
     # plan is refused when it is read, not each of its cells when it runs)
     needs_bench: bool = False
+    # its run writes summary.json after its product (distill, baseline train, student select): a product without the
+    # summary is a run stopped between the two, which the runner resumes rather than takes as trained
+    writes_summary: bool = True
 
 
 METHODS: dict[str, Method] = {}

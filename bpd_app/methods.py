@@ -86,7 +86,8 @@ def _online_sac_command(c: CellInputs) -> list[str]:
 # the teacher's unless the method's own args give steps.
 register(Method("online-sac-small", "SAC trained online from scratch without a teacher, actor of the BPD "
                 "student's collapsed widths, given the teacher's environment-step budget", _online_sac_command,
-                product="policy.npz", needs=("bpd",), uses_dataset=False, skips_env_args=("steps",)))
+                product="policy.npz", needs=("bpd",), uses_dataset=False, skips_env_args=("steps",),
+                writes_summary=False))
 
 
 # --------------------------------------------------------------------------- ablations of BPD

@@ -111,6 +111,7 @@ def test_a_cell_whose_stage_the_runners_stop_ended_is_interrupted(tmp_path, monk
     if stage == "export":  # trained and evaluated: the export is next
         (cell.dir / "run").mkdir(parents=True)
         (cell.dir / "run" / "student.pt").write_bytes(b"")
+        (cell.dir / "run" / "summary.json").write_text("{}")  # the run's last file: it finished
         (cell.dir / "eval.json").write_text("{}")
     cells.stop_stages(signal.SIGTERM)
     try:
@@ -407,3 +408,33 @@ def test_a_cell_whose_method_cannot_build_its_command_fails_with_the_methods_lin
     assert rec["state"] == "failed"
     assert rec["error"] == ("the bpd cell of InvertedPendulum-v5 seed 0 was not exported; dense-small needs its "
                             "collapsed widths (plan with bench: true)")
+
+
+def test_a_run_stopped_between_its_student_and_its_summary_is_resumed_not_taken_as_trained(tmp_path, monkeypatch):
+    """distill writes student.pt, then its plot, then summary.json: a runner stopped (or killed) between them left a
+    product without the run's summary, which the next run took as trained, so the cell's result had no widths, no
+    selection and a training time of 0 s (and magnitude-prune, sized from those widths, failed)."""
+    calls = tmp_path / "calls"
+    _stub(tmp_path, monkeypatch, f"import json, sys\nfrom pathlib import Path\n"
+          f"open({str(calls)!r}, 'a').write(' '.join(sys.argv[1:3])"
+          f" + ('' if '--resume' not in sys.argv else ' --resume') + '\\n')\n"
+          "if sys.argv[1] == 'distill':\n"
+          "    out = Path(sys.argv[sys.argv.index('--out') + 1])\n"
+          "    (out / 'student.pt').write_bytes(b'student')\n"
+          "    (out / 'summary.json').write_text(json.dumps({'seconds': 12.5, 'steps': 300, 'hidden': [64, 64]}))\n"
+          "else:\n    print(json.dumps({'return_mean': 5.0, 'params_nonzero': 7}))\n")
+    plan = load_plan(_write(tmp_path, GOOD | {"bench": False, "teachers": {"InvertedPendulum-v5": str(TEACHER)}}),
+                     str(tmp_path / "runs"))
+    cell = plan.cells()[0]
+    run = cell.dir / "run"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text("{}")
+    (run / "student.pt").write_bytes(b"student")  # the summary not yet written when the runner stopped
+    (cell.dir / "cell.json").write_text(json.dumps({"cell": cell.key, "state": "interrupted"}))
+    rec = cells.execute_cell(str(plan.path), cell.key, str(plan.runs))
+    assert rec["state"] == "done", rec
+    assert calls.read_text().splitlines() == ["distill --teacher --resume", "evaluate " + str(run / "student.pt")]
+    train = json.loads((cell.dir / "result.json").read_text())["train"]
+    assert (train["seconds"], train["hidden"]) == (12.5, [64, 64])
+    calls.unlink()  # finished: nothing is run again
+    assert cells.execute_cell(str(plan.path), cell.key, str(plan.runs))["state"] == "done" and not calls.exists()

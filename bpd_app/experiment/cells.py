@@ -294,7 +294,7 @@ def _execute_cell(plan: Plan, cell: Cell) -> dict:
         product = cell.dir / "run" / method.product
         train_summary = cell.dir / "run" / "summary.json"
         t_train = time.time()
-        if not product.exists():
+        if not product.exists() or (method.writes_summary and not train_summary.exists()):
             stage("train", method.command(inputs))
         train_seconds = time.time() - t_train
         ev_path = cell.dir / "eval.json"
