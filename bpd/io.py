@@ -302,12 +302,24 @@ class StagedDir:
 
 
 def read_yaml(path: str | os.PathLike) -> Any:
-    """Parse a YAML file; a syntax error or an unreadable file is one line naming the place."""
+    """Parse a YAML file; a syntax error, a key given twice in one mapping (YAML would keep the last silently: a
+    plan's method label or a rig's field written twice) or an unreadable file is one line naming the place."""
     import yaml
+
+    class Loader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen: set = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True) if key_node.tag != "tag:yaml.org,2002:merge" else "<<"
+                if isinstance(key, (str, int, float, bool)) and key in seen:
+                    raise BpdError(f"{p}: line {key_node.start_mark.line + 1}: {str(key)[:60]!r} is given twice in "
+                                   "one mapping (YAML would keep the last silently)")
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
 
     p = Path(path)
     try:
-        return yaml.safe_load(p.read_text())
+        return yaml.load(p.read_text(), Loader=Loader)  # a SafeLoader
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

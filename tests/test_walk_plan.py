@@ -438,3 +438,22 @@ def test_a_run_stopped_between_its_student_and_its_summary_is_resumed_not_taken_
     assert (train["seconds"], train["hidden"]) == (12.5, [64, 64])
     calls.unlink()  # finished: nothing is run again
     assert cells.execute_cell(str(plan.path), cell.key, str(plan.runs))["state"] == "done" and not calls.exists()
+
+
+@pytest.mark.parametrize("methods, line, key", [
+    ("  bpd: {args: {steps: 300}}\n  bpd: {args: {steps: 600}}\n", 7, "bpd"),  # the label copied to vary it
+    ("  bpd: {args: {steps: 300, steps: 600}}\n", 6, "steps"),
+    ("  bpd: {}\nenvs: [Hopper-v5]\n", 7, "envs")])
+def test_a_key_given_twice_in_a_plan_is_one_line_not_the_last_one_silently(tmp_path, methods, line, key):
+    """YAML keeps the last of two equal keys: a method label copied to vary it ran one cell, not two."""
+    p = tmp_path / "plan.yaml"
+    p.write_text("name: walk\nenvs: [InvertedPendulum-v5]\nseeds: [0]\nteachers: {InvertedPendulum-v5: t.npz}\n"
+                 f"methods:\n{methods}")
+    with pytest.raises(BpdError) as e:
+        load_plan(p)
+    assert str(e.value) == (f"{p}: line {line}: {key!r} is given twice in one mapping (YAML would keep the last "
+                            "silently)")
+    if key == "bpd":  # the copy named apart: two methods
+        p.write_text(p.read_text().replace("bpd: ", "bpd-600: {method: bpd, args: {steps: 600}}\n  bpd: ", 1)
+                     .replace("  bpd: {args: {steps: 600}}\n", ""))
+        assert [ms.args["steps"] for ms in load_plan(p).methods.values()] == [600, 300]
