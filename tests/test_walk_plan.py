@@ -58,6 +58,15 @@ def _methods(**kw) -> dict:
     (GOOD | {"seeds": 3}, "'seeds' must be a list"),
     (GOOD | {"teachers": {"InvertedPendulm-v5": "t.npz"}}, "no teacher for InvertedPendulum-v5"),
     (GOOD | {"results": "../results"}, r"results must be a relative path inside the plan's directory, /"),
+    # a label names its cells' directories: '..' put them beside the environment's, 'bpd/x' inside bpd's cells
+    (_methods(**{"..": {"method": "bpd"}}), r"method label '\.\.' must start with a letter or digit and hold only"),
+    (_methods(**{"bpd/x": {"method": "bpd"}}), r"method label 'bpd/x' must start with a letter or digit and hold only "
+     r"letters, digits, '-', '_' or '\.' \(it names its cells' directories\)"),
+    (GOOD | {"methods": {}}, "methods is empty: a plan runs at least one cell"),  # a run of no cells, exit 0
+    (GOOD | {"envs": []}, "envs is empty: a plan runs at least one cell"),
+    # options for an environment the plan does not run (a typo of one it does) were dropped silently
+    (GOOD | {"env_args": {"InvertedPendulm-v5": {"steps": 10}}},
+     r"env_args names InvertedPendulm-v5, which is not among the plan's envs \(InvertedPendulum-v5\)"),
 ])
 def test_a_first_plans_mistakes_are_one_line_each(tmp_path, plan, message):
     p = _write(tmp_path, plan)

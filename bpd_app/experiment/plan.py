@@ -16,8 +16,9 @@ Plan format:
                                                              # of the method it needs; BPD variants only if named)
                                  # args are the options of the method's command; seed, teacher, dataset, out, env
                                  # and resume are the runner's, set for each cell
-    env_args: {Hopper-v5: {steps: 100000}}   # options for every method on one environment (online-sac-small
-                                             # takes no env-level steps: its budget is environment steps)
+    env_args: {InvertedDoublePendulum-v5: {steps: 100000}}   # options for every method on one of the plan's
+                                 # environments (online-sac-small takes no env-level steps: its budget is
+                                 # environment steps)
     results: benchmarks/results/quick  # optional; where `experiment table` commits (default benchmarks/results/<name>)
     robustness: benchmarks/results/robustness-students.json  # optional: robustness scores joined by model hash
     groups:                          # optional: named sub-tables of method labels, and a summary table
@@ -171,6 +172,12 @@ def load_plan(path: str | Path, runs: str | None = None) -> Plan:
     if isinstance(methods_raw, list):
         methods_raw = {str(m): {} for m in methods_raw}
     methods_raw = {str(k): v for k, v in methods_raw.items()}
+    if not envs or not methods_raw:
+        raise BpdError(f"{p}: {'envs' if not envs else 'methods'} is empty: a plan runs at least one cell")
+    for label in methods_raw:  # a label names a directory of every environment's cells
+        if not PLAN_NAME.fullmatch(label) or ".." in label:
+            raise BpdError(f"{p}: method label {label[:60]!r} must start with a letter or digit and hold only "
+                           "letters, digits, '-', '_' or '.' (it names its cells' directories)")
     methods: dict[str, MethodSpec] = {}
     for label, spec in methods_raw.items():
         spec = spec or {}
@@ -224,6 +231,8 @@ def load_plan(path: str | Path, runs: str | None = None) -> Plan:
         raise BpdError(f"{p}: evaluation seeds must stay below 100000 (higher seeds choose models in training)")
     env_args = {str(k): dict(v or {}) for k, v in (raw.get("env_args") or {}).items()}
     for e, a in env_args.items():
+        if e not in envs:
+            raise BpdError(f"{p}: env_args names {e}, which is not among the plan's envs ({', '.join(envs)})")
         _check_runner_args(p, a, f"env_args of {e}")
     groups_raw = raw.get("groups") or {}
     if not isinstance(groups_raw, dict) or not all(isinstance(v, list) for v in groups_raw.values()):
