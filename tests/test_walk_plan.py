@@ -65,6 +65,11 @@ def _methods(**kw) -> dict:
     (GOOD | {"methods": {}}, "methods is empty: a plan runs at least one cell"),  # a run of no cells, exit 0
     (GOOD | {"envs": []}, "envs is empty: a plan runs at least one cell"),
     # options for an environment the plan does not run (a typo of one it does) were dropped silently
+    # a method sized from its bpd cell: its args were checked only once that cell had trained (hours, on a real plan)
+    (_methods(**{"magnitude-prune": {"args": {"stesp": 300}}}),
+     r"method 'magnitude-prune' for InvertedPendulum-v5: bpd distill --teacher: unrecognized arguments: --stesp 300"),
+    (_methods(rk={"method": "rusu-kl", "args": {"size": "dense", "steps": 1.5}}),
+     r"method 'rk' for InvertedPendulum-v5: bpd baseline train: argument --steps: invalid int value: '1.5'"),
     (GOOD | {"env_args": {"InvertedPendulm-v5": {"steps": 10}}},
      r"env_args names InvertedPendulm-v5, which is not among the plan's envs \(InvertedPendulum-v5\)"),
 ])
