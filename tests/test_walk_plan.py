@@ -471,3 +471,24 @@ def test_a_key_given_twice_in_a_plan_is_one_line_not_the_last_one_silently(tmp_p
         p.write_text(p.read_text().replace("bpd: ", "bpd-600: {method: bpd, args: {steps: 600}}\n  bpd: ", 1)
                      .replace("  bpd: {args: {steps: 600}}\n", ""))
         assert [ms.args["steps"] for ms in load_plan(p).methods.values()] == [600, 300]
+
+
+def test_a_resumed_cell_keeps_the_commands_and_times_of_the_stages_its_earlier_run_finished(tmp_path, monkeypatch):
+    """cell.json's commands rerun a cell by hand: a runner stopped after the cell's training, resumed, recorded only
+    the stages it ran itself (its evaluate), so the distill command and its time were gone from the record."""
+    _stub(tmp_path, monkeypatch, "import json\nprint(json.dumps({'return_mean': 5.0}))\n")
+    plan = load_plan(_write(tmp_path, GOOD | {"bench": False, "teachers": {"InvertedPendulum-v5": str(TEACHER)}}),
+                     str(tmp_path / "runs"))
+    cell = plan.cells()[0]
+    (cell.dir / "run").mkdir(parents=True)
+    for f in ("student.pt", "summary.json"):
+        (cell.dir / "run" / f).write_text("{}")
+    distill, evaluate = "bpd distill --teacher t.npz --out run", "bpd evaluate run/student.pt --env X"
+    stopped = {"cell": cell.key, "state": "interrupted", "spec_digest": _digest(cell_spec(plan, cell)),
+               "commands": [distill, evaluate], "stage_seconds": {"train": 31.0}}
+    (cell.dir / "cell.json").write_text(json.dumps(stopped))
+    rec = cells.execute_cell(str(plan.path), cell.key, str(plan.runs))
+    assert rec["state"] == "done" and rec["commands"][0] == distill and len(rec["commands"]) == 2
+    assert rec["commands"][1].startswith(f"bpd evaluate {cell.dir / 'run' / 'student.pt'} --env InvertedPendulum-v5")
+    assert rec["stage_seconds"]["train"] == 31.0 and "evaluate" in rec["stage_seconds"]
+    assert json.loads((cell.dir / "cell.json").read_text())["commands"] == rec["commands"]

@@ -270,9 +270,18 @@ def _execute_cell(plan: Plan, cell: Cell) -> dict:
            "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "started_epoch": round(time.time(), 1),
            "host": os.uname().nodename, "pid": os.getpid(),
            "error": None, "stage_seconds": {}}
+    # an earlier run of this specification stopped: the stages it finished are not run again, and their commands
+    # (what reruns the cell by hand) and times stay in the record, those run again replaced
+    earlier = old if old.get("spec_digest") == digest else {}
+    ran: list[str] = []
+
+    def commands() -> list[str]:
+        again = {c.split()[1] for c in ran}
+        return [c for c in earlier.get("commands") or [] if c.split()[1] not in again] + ran
 
     def stage(name: str, argv: list[str], stdout: Path | None = None) -> None:
-        rec["commands"].append("bpd " + " ".join(argv))
+        ran.append("bpd " + " ".join(argv))
+        rec["commands"] = commands()
         write_json(status_path, rec)
         t = time.time()
         _run(argv, log, stdout=stdout)
@@ -340,5 +349,7 @@ def _execute_cell(plan: Plan, cell: Cell) -> dict:
             lf.write(traceback.format_exc())
         rec.update(state="failed", error=f"internal error: {e.__class__.__name__}: {e}",
                    seconds=round(time.time() - t0, 1))
+    rec["commands"] = commands()
+    rec["stage_seconds"] = (earlier.get("stage_seconds") or {}) | rec["stage_seconds"]
     write_json(status_path, rec)
     return rec
