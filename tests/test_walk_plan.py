@@ -492,3 +492,17 @@ def test_a_resumed_cell_keeps_the_commands_and_times_of_the_stages_its_earlier_r
     assert rec["commands"][1].startswith(f"bpd evaluate {cell.dir / 'run' / 'student.pt'} --env InvertedPendulum-v5")
     assert rec["stage_seconds"]["train"] == 31.0 and "evaluate" in rec["stage_seconds"]
     assert json.loads((cell.dir / "cell.json").read_text())["commands"] == rec["commands"]
+
+
+def test_ray_absent_is_one_line_saying_how_to_install_it_before_the_run_says_what_it_will_do(tmp_path, monkeypatch,
+                                                                                            capsys):
+    """Without Ray, `--engine ray` printed 'plan walk: 4 cells in RUNS (ray, 2 workers)' and then the error: the line
+    named a run root and an engine that were never used."""
+    from bpd_app.experiment.commands import ExperimentRunConfig, cmd_run
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    path = _write(tmp_path, GOOD | {"teachers": {"InvertedPendulum-v5": str(TEACHER)}})
+    with pytest.raises(BpdError) as e:
+        cmd_run(ExperimentRunConfig(str(path), workers=2, engine="ray", runs=str(tmp_path / "runs")))
+    assert str(e.value) == "--engine ray needs Ray: pip install -e '.[ray]' in the bpd checkout"
+    assert capsys.readouterr().out == "" and not (tmp_path / "runs").exists()

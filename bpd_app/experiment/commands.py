@@ -54,6 +54,10 @@ def cmd_run(cfg: ExperimentRunConfig) -> int:
     if cfg.rebench:
         return rebench_plan(plan, cfg.only)
     check_run_root(plan)  # before the line that names it
+    if cfg.engine == "ray":  # and the engine it names
+        from bpd_app.experiment.engines import ray_module
+
+        ray_module()
     of = f" of {len(plan.cells())}" if len(selected) < len(plan.cells()) else ""
     print(f"plan {plan.name}: {len(selected)}{of} cells{' (--only)' if of else ''} in {plan.runs} "
           f"({cfg.engine}, {cfg.workers} worker{'s' if cfg.workers > 1 else ''})", flush=True)

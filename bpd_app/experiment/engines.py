@@ -49,11 +49,17 @@ def _prepare_job(plan_path: str, env: str, runs: str) -> tuple:
         return None, str(e)
 
 
-def _ray_engine(plan: Plan, workers: int, address: str | None):
+def ray_module():
+    """Ray, or one line saying how to install it (checked before a run says what it will do)."""
     try:
         import ray
     except ImportError:
         raise BpdError("--engine ray needs Ray: pip install -e '.[ray]' in the bpd checkout") from None
+    return ray
+
+
+def _ray_engine(plan: Plan, workers: int, address: str | None):
+    ray = ray_module()
     addr = address or os.environ.get("RAY_ADDRESS")
     if addr and addr not in ("auto", "local"):
         _probe_ray(addr)
