@@ -59,7 +59,9 @@ class Source:
     teacher: str | None
 
 
-def load_source(path: str | Path) -> Source:
+def load_source(path: str | Path, each_call: bool = False) -> Source:
+    """A student (run directory or .pt) or teacher (.npz) as the export reads it. each_call: a student's torch
+    forward is its module's own, the masks computed at every call (what `bpd bench` times as torch's cost)."""
     from training.student import load_student
     from training.teacher import is_sb3_zip, load_teacher
 
@@ -89,12 +91,16 @@ def load_source(path: str | Path) -> Source:
     keys = ("obs_mean", "obs_std", "action_low", "action_high")
     mlp = student.collapse(**{k: stats[k] for k in keys})
     mean, std, low, high = (torch.as_tensor(stats[k]) for k in keys)
-    copies = {torch.float32: student.float()}
+    # the student's function in each precision, its weights as the masks leave them taken once (a rollout calls it a
+    # step at a time); `bench` times the module's own forward instead, as torch runs it (each_call)
+    copies: dict[torch.dtype, Callable[[torch.Tensor], torch.Tensor]] = {
+        torch.float32: student.float() if each_call else student.float().frozen_forward()}
 
     def forward(obs: torch.Tensor) -> torch.Tensor:
         """In the observation's precision: float64 gives the exact function of the stored weights."""
         if obs.dtype not in copies:
-            copies[obs.dtype] = copy.deepcopy(student).to(obs.dtype)
+            copy_ = copy.deepcopy(student).to(obs.dtype)
+            copies[obs.dtype] = copy_ if each_call else copy_.frozen_forward()
         m, s, lo, hi = (a.to(obs.dtype) for a in (mean, std, low, high))
         return lo + (copies[obs.dtype]((obs - m) / s) + 1) * 0.5 * (hi - lo)
 

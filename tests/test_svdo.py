@@ -217,6 +217,38 @@ def test_pruned_unit_gate_removes_the_whole_unit():
     assert hidden.gate_kl().item() == pytest.approx(kl_approx(hidden.gate_log_alpha).sum().item())
 
 
+def test_frozen_forward_is_the_students_forward_bit_for_bit():
+    """The weights taken once (what `bpd export` rolls the student out with) give forward()'s bits, in float32 and
+    float64, on a student with pruned weights and a pruned unit; a hand-computed case: the one kept unit of a 1-2-1
+    network, tanh(0.5 * tanh(2 * 0.3 + 0.1) - 0.2)."""
+    import copy
+
+    from training.student import BayesianStudent
+
+    torch.manual_seed(0)
+    s = BayesianStudent(5, 2, [16, 16], unit_gates=True)
+    with torch.no_grad():
+        for layer in s.layers:
+            layer.log_sigma2.copy_(torch.randn_like(layer.log_sigma2) * 4)  # some log alphas past the threshold
+        s.layers[0].gate_log_sigma2[3] = 5.0  # a pruned unit
+    s.eval()
+    for dtype in (torch.float32, torch.float64):
+        m = copy.deepcopy(s).to(dtype)
+        x = torch.randn(64, 5, dtype=dtype)
+        with torch.no_grad():
+            assert torch.equal(m.frozen_forward()(x), m(x))
+    t = BayesianStudent(1, 1, [2]).eval()
+    with torch.no_grad():
+        t.layers[0].theta.copy_(torch.tensor([[2.0], [1e-6]]))  # unit 1's weight: log alpha 10 (clipped), pruned
+        t.layers[0].bias.copy_(torch.tensor([0.1, 0.0]))
+        t.layers[1].theta.copy_(torch.tensor([[0.5, 3.0]]))
+        t.layers[1].bias.copy_(torch.tensor([-0.2]))
+        y = t.frozen_forward()(torch.tensor([[0.3]]))
+    assert y.item() == pytest.approx(math.tanh(0.5 * math.tanh(2 * 0.3 + 0.1) - 0.2), rel=1e-6)
+    with pytest.raises(AssertionError, match="training mode"):
+        t.train().frozen_forward()
+
+
 def test_pair_partners_keep_both_weights_of_each_pair_a_row_uses():
     """Columns 0 and 2 share two rows, so they pair; 1 and 3 share one (0 is taken); 4 pairs with no one.
     Row 3 keeps column 0 of the pair (0, 2) and column 3 of (1, 3): it gets 2 and 1 as well."""

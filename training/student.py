@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from bpd.errors import BpdError
@@ -46,6 +47,24 @@ class BayesianStudent(nn.Module):
             if i < len(self.layers) - 1:
                 h = self.act(h)
         return torch.tanh(h)
+
+    @torch.no_grad()
+    def frozen_forward(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """forward() in evaluation mode, each layer's deterministic weight and bias (its mask and gates applied)
+        taken once: the same function while the parameters stay as they are, without the masks' logarithms at
+        every call (a rollout calls it once a step)."""
+        assert not self.training, "a student in training mode draws its weights at every call"
+        layers = [(layer.deterministic_weight(), layer.deterministic_bias()) for layer in self.layers]
+
+        def run(obs_norm: torch.Tensor) -> torch.Tensor:
+            h = obs_norm
+            for i, (w, b) in enumerate(layers):
+                h = F.linear(h, w, b)
+                if i < len(layers) - 1:
+                    h = self.act(h)
+            return torch.tanh(h)
+
+        return run
 
     def kl(self) -> torch.Tensor:
         return sum((layer.kl() for layer in self.layers), torch.zeros(()))

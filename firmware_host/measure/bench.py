@@ -400,7 +400,7 @@ def run_bench(cfg: BenchConfig) -> dict:
                          "bpd-fast-tanh": (bpd_srcs, [d, BENCH], ["policy", "policy_weights"], True)}
         if name not in ("student_int8", "student_int", "student_masked", "classical"):
             net_res["flash_report"] = rep["totals"]
-            src = load_source(path_from_record(rep["source"], onnx_dir))
+            src = load_source(path_from_record(rep["source"], onnx_dir), each_call=True)  # torch as it runs it
             import torch
             torch.set_num_threads(1)
             with torch.no_grad():
