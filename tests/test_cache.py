@@ -184,3 +184,32 @@ def test_the_dsp_layer_search_answers_from_memory_with_fresh_lists():
     assert again[0] == lines[:-1] and again[1] == table[:-1] and again[2] == rcg  # the caller's edits stay its own
     other = best_layer(wq, bq + 1, pairs, act)  # another bias: answered afresh
     assert other[1] != again[1]
+
+
+@pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None, reason="no C compiler")
+def test_the_simulated_device_is_compiled_once_and_copied_whole(monkeypatch, tmp_path):
+    """A trial on `--port sim` builds its device in a directory of its own: the second build of the same sources
+    is the cache's library copied there, byte for byte the library compiled with no cache; another rig period (its
+    generated header) is compiled anew."""
+    import dataclasses
+    import filecmp
+
+    from firmware_host.rig import device, load_rig
+    from firmware_host.rig.device import SoftwareDevice, build_device_library
+
+    spec = load_rig("gym-inverted-pendulum")
+    monkeypatch.setenv("BPD_CACHE_DIR", "off")
+    off = build_device_library(tmp_path / "off", spec)
+    assert not (tmp_path / "cache").exists()
+    monkeypatch.setenv("BPD_CACHE_DIR", str(tmp_path / "cache"))
+    first = build_device_library(tmp_path / "t1", spec)
+    (kept,) = (tmp_path / "cache" / "device-lib").glob("libbpdfw-*.so")
+    compiled = []
+    real = device.compile_to
+    monkeypatch.setattr(device, "compile_to", lambda *a, **k: compiled.append(a) or real(*a, **k))
+    second = build_device_library(tmp_path / "t2", spec)
+    assert compiled == [] and second.parent == tmp_path / "t2" and second.name == first.name
+    assert filecmp.cmp(second, off, shallow=False) and filecmp.cmp(kept, off, shallow=False)
+    assert SoftwareDevice(spec, second).act_dim == spec.act_dim
+    build_device_library(tmp_path / "t3", dataclasses.replace(spec, period_us=spec.period_us * 2))
+    assert len(compiled) == 1 and len(list((tmp_path / "cache" / "device-lib").glob("libbpdfw-*.so"))) == 2

@@ -4,8 +4,11 @@ the simulated rig and the tests."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -69,8 +72,37 @@ def build_device_library(out_dir: Path, spec: RigSpec, policy_dir: Path | None =
     out_dir.mkdir(parents=True, exist_ok=True)
     lib = out_dir / f"libbpdfw-{h.hexdigest()[:12]}.so"
     if not lib.exists():
-        compile_to(lib, [*flags, *map(str, srcs), "-lm"], "building the device")
+        kept = _kept_library(flags, srcs)
+        if kept is not None and kept.is_file():
+            _copy_whole(kept, lib)
+        else:
+            compile_to(lib, [*flags, *map(str, srcs), "-lm"], "building the device")
+            if kept is not None:
+                with contextlib.suppress(OSError):  # a cache that cannot be written loses the entry, not the build
+                    _copy_whole(lib, kept)
     return lib
+
+
+def _kept_library(flags: list[str], srcs: list[Path]) -> Path | None:
+    """Where the cache (bpd/cache.py) keeps the library these sources and flags build: every trial on `--port sim`
+    builds its device in a directory of its own, from the same sources as the last one (None: no cache)."""
+    from bpd.cache import Key, cache_dir, toolchain
+    from export.cc import find_cc
+
+    store = cache_dir("device-lib")
+    if store is None:
+        return None
+    cc = find_cc()
+    key = Key("device-lib").text(*(f for f in flags if not f.startswith("-I")), "-lm", toolchain(cc)).preprocessed(
+        cc, [f for f in flags if f != "-shared"], srcs).hexdigest()
+    return store / f"libbpdfw-{key[:24]}.so" if key else None
+
+
+def _copy_whole(src: Path, dst: Path) -> None:
+    """Copy under a temporary name renamed into place: a process loading dst sees the whole library or none."""
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
 
 
 class SoftwareDevice:
