@@ -83,6 +83,25 @@ def test_classify_known_instructions():
     assert classify("muls", "r0, r1, r0") == ("mul", 1)
 
 
+@needs_arm
+def test_emulated_count_of_a_hand_written_loop(tmp_path):
+    """Each instruction of each block run counts once a run, IT-free Thumb by hand: movs, then subs/bne five times
+    (the first pass in the entry's block, four more in the loop's own), push and pop of two registers, bx lr:
+    14 instructions, 6 ALU, 6 branches, 2 multiple transfers of 2 registers each; the same again on a second call."""
+    import subprocess
+
+    (tmp_path / "t.s").write_text(".syntax unified\n.thumb\n.global bench_infer\n.thumb_func\nbench_infer:\n"
+                                  "    movs r2, #5\n1:  subs r2, r2, #1\n    bne 1b\n    push {r4, r5}\n"
+                                  "    pop {r4, r5}\n    bx lr\n")
+    subprocess.run(["arm-none-eabi-gcc", "-mcpu=cortex-m4", "-mthumb", "-nostdlib", "-Wl,-Ttext=0",
+                    "-Wl,--entry=bench_infer", "-o", str(tmp_path / "t.elf"), str(tmp_path / "t.s")], check=True)
+    emu = Emulator(tmp_path / "t.elf", "cortex-m4f")
+    for _ in range(2):
+        run = emu.call(np.zeros(1, np.float32), 1)
+        assert run.instructions == 14
+        assert run.mix == Counter({"alu": 6, "branch": 6, "mem_multi": 2, "mem_multi_regs": 4})
+
+
 def test_cycle_model_known_mix():
     mix = Counter({"alu": 10, "load": 4, "store": 2, "fp_mac": 3, "fp_div": 1, "mem_multi": 1, "mem_multi_regs": 4})
     # M4: 10*1 + 4*2 + 2*1 + 3*3 + 1*14 + 1*1 + 4*1 = 48

@@ -128,22 +128,31 @@ class Emulator:
             raise BpdError(f"{elf}: no symbol {entry!r}")
         self.entry = syms[entry] & ~1
         self._blocks: dict[tuple[int, int], list[tuple[str, int]]] = {}
-        self._mix: Counter = Counter()
-        self._count = 0
+        self._hits: dict[tuple[int, int], int] = {}  # the blocks run since the last call, in the order first run
         self.uc.hook_add(unicorn.UC_HOOK_BLOCK, self._on_block)
 
     def _on_block(self, uc, address: int, size: int, _user) -> None:
-        key = (address, size)
-        info = self._blocks.get(key)
-        if info is None:
-            code = bytes(uc.mem_read(address, size))
-            info = [classify(i.mnemonic, i.op_str) for i in self.cs.disasm(code, address)]
-            self._blocks[key] = info
-        self._count += len(info)
-        for cls, n in info:
-            self._mix[cls] += 1
-            if n > 1:
-                self._mix[cls + "_regs"] += n
+        """Called for every block run (millions in a measurement): it only counts; counted() classifies."""
+        hits, key = self._hits, (address, size)
+        hits[key] = hits.get(key, 0) + 1
+
+    def counted(self) -> tuple[int, Counter]:
+        """The instructions and their mix over the blocks run since the last call: each block's instructions
+        (disassembled once: the code does not change as it runs) times the times it ran."""
+        count, mix = 0, Counter[str]()
+        for key, hits in self._hits.items():
+            info = self._blocks.get(key)
+            if info is None:
+                address, size = key
+                code = bytes(self.uc.mem_read(address, size))
+                info = [classify(i.mnemonic, i.op_str) for i in self.cs.disasm(code, address)]
+                self._blocks[key] = info
+            count += len(info) * hits
+            for cls, n in info:
+                mix[cls] += hits
+                if n > 1:
+                    mix[cls + "_regs"] += n * hits
+        return count, mix
 
     def call(self, obs: np.ndarray, act_dim: int) -> Execution:
         """One call of the entry function on obs; returns the count, mix and outputs."""
@@ -156,10 +165,10 @@ class Emulator:
         self.uc.reg_write(a.UC_ARM_REG_R0, IO_ADDR)
         self.uc.reg_write(a.UC_ARM_REG_R1, out_addr)
         self.uc.reg_write(a.UC_ARM_REG_LR, STOP_ADDR | 1)
-        self._count, self._mix = 0, Counter()
+        self._hits = {}
         self.uc.emu_start(self.entry | 1, STOP_ADDR, count=200_000_000)
         if self.uc.reg_read(a.UC_ARM_REG_PC) & ~1 != STOP_ADDR:
             raise BpdError("emulation did not return from the entry function")
         rc = struct.unpack("<i", struct.pack("<I", self.uc.reg_read(a.UC_ARM_REG_R0)))[0]
         outs = np.frombuffer(bytes(self.uc.mem_read(out_addr, 4 * act_dim)), np.float32).copy()
-        return Execution(self._count, Counter(self._mix), outs, rc)
+        return Execution(*self.counted(), outs, rc)

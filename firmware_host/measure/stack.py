@@ -264,4 +264,4 @@ def painted_stack(elf_path: Path, target: str, rx: bytes, ticks: int = 3, budget
     mem = bytes(uc.mem_read(bottom, top - bottom))
     lowest = next((i for i, b in enumerate(mem) if b != PAINT), len(mem))
     used = len(mem) - lowest
-    return {"bytes": used, "ticks": state["ticks"], "instructions": emu._count}
+    return {"bytes": used, "ticks": state["ticks"], "instructions": emu.counted()[0]}
