@@ -316,7 +316,17 @@ def confirm_falls(c: dict) -> int:
 def caution(res: dict) -> str | None:
     """A line for the user where no candidate held on the further episodes: how often the student handed over fell
     there (its early ends where the teacher finishes and its low episodes) and what that means on 30 episodes, and
-    its return there where that fell short of the share kept."""
+    its return there where that fell short of the share kept; and where no method's student kept the share on the
+    selection seeds at all (nothing judged again), that, with the return of the one handed over."""
+    if res.get("kept") is False:
+        r = next((r for r in res["rows"] if r["method"] == res["chosen"]), None)
+        if r is not None:
+            fell = f", {r['falls']} falls there" if r.get("falls") else ""
+            return (f"caution: no method's student kept {100 * float(res['keep_return']):g} % of the teacher's return "
+                    f"on the selection seeds; {res['chosen']}, handed over, returned {r['select_return']:.1f} there "
+                    f"against the teacher's {r['teacher_select_return']:.1f} "
+                    f"({percent(r['select_return'], r['teacher_select_return'])}){fell}. Judge it on your plant "
+                    "before relying on it, or train longer or with more data.")
     if res.get("confirmed") is not False:
         return None
     c = next((r["confirm"] for r in res["rows"] if r["method"] == res["chosen"] and r.get("confirm")), None)

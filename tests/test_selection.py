@@ -271,6 +271,25 @@ def test_compress_cautions_the_user_when_no_candidate_held_with_the_fall_rate_an
         "against the teacher's 100.0, below the 99 % asked. Judge it on your plant before relying on it.")
 
 
+def test_compress_cautions_the_user_when_no_method_kept_the_return():
+    """No method's student kept 99 % on the selection seeds (nothing judged again: confirmed None): compress hands
+    over the highest return, 184.7 against the teacher's 9328.1 (2.0 %), and says so on its caution line; before,
+    the caution came only where students kept it and none held on the further episodes, so a student at 2 % of the
+    teacher was handed over with no word but a clause of the markdown's rule."""
+    from bpd_app.compress import caution
+
+    rows = [{"method": "bpd", "select_return": 171.1, "teacher_select_return": 9328.1, "falls": 2,
+             "keep_return_met": False},
+            {"method": "l1-threshold", "select_return": 184.7, "teacher_select_return": 9328.1, "falls": 2,
+             "keep_return_met": False}]
+    res = {"kept": False, "confirmed": None, "chosen": "l1-threshold", "rows": rows, "keep_return": 0.99}
+    assert caution(res) == ("caution: no method's student kept 99 % of the teacher's return on the selection seeds; "
+                            "l1-threshold, handed over, returned 184.7 there against the teacher's 9328.1 (2.0 %), "
+                            "2 falls there. Judge it on your plant before relying on it, or train longer or with "
+                            "more data.")
+    assert caution(res | {"kept": True}) is None  # kept, nothing judged again (--confirm 0): no caution
+
+
 def test_select_prints_its_cost_in_the_unit_cost_names(capsys):
     """`bpd student select --cost m4f-cycles` names what its cost counts and that it is its meter's estimate before
     export (the export measures the kernel it ships, another tanh form or calibration); without --cost, no cost."""
