@@ -143,3 +143,28 @@ def test_prune_to_cycles_is_refused_before_training_without_the_meter_or_below_t
     with pytest.raises(BpdError, match=f"even one unit a hidden layer costs {least:g} cycles"):
         BPDTrainer(DistillConfig(teacher="t.npz", dataset="d.npz", hidden=[16, 16], prune_to_cycles=least - 1),
                    4, 1, 100, meter=mask_cycles)
+
+
+def test_a_cycle_budget_distill_admits_is_met_below_the_smallest_share_of_units():
+    """Distill admits a --prune-to-cycles budget as low as a network of one unit a hidden layer costs (its check
+    at construction: 140 cycles for 4-1-1-1 here); the cut at the fine-tune's start chose units only among 100 to
+    40 % of the live ones (32 here: 13 at the least, whose cut reaching the output costs more), so such a budget
+    failed there, after the warm-up and schedule
+    had run ('no cut ... at any of 5 unit counts'). It now tries fewer units, down to one a hidden layer: at that
+    budget, one unit in each, whose masks cost at most the budget."""
+    from training.distill_config import UNIT_SHARES
+    from training.student import live_units
+
+    torch.manual_seed(0)
+    s = BayesianStudent(4, 1, [16, 16]).eval()
+    with torch.no_grad():  # the output's weights last by log alpha: a cut reaches the output with every other kept
+        for layer, scale in zip(s.layers, (5.0, 3.0, 0.5)):
+            layer.theta.copy_(scale * (1 + 0.1 * torch.rand_like(layer.theta)))
+            layer.log_sigma2.fill_(-10.0)
+    least = mask_cycles([np.ones((1, 4), bool), np.ones((1, 1), bool), np.ones((1, 1), bool)])
+    assert least == 140 and live_units([layer.mask().bool() for layer in s.layers]) == 32
+    masks = budget_masks(s, None, cost=mask_cycles, budget=least, unit_shares=UNIT_SHARES)
+    assert [int((m.any(1) | n.any(0)).sum()) for m, n in zip(masks[:-1], masks[1:])] == [1, 1]
+    assert mask_cycles([m.numpy() for m in masks]) <= least
+    with pytest.raises(BpdError, match="down to one unit a hidden layer, costs at most 100 "):
+        budget_masks(s, None, cost=mask_cycles, budget=100, unit_shares=UNIT_SHARES)

@@ -119,7 +119,8 @@ class DistillConfig:
                                           "without --max-units the hidden units are chosen too (of "
                                           + ", ".join(f"{100 * x:g}" for x in UNIT_SHARES) + " %% of the live "
                                           "ones, least signal out first, the cut keeping the most signal, 1/alpha "
-                                          "summed over its weights)")
+                                          "summed over its weights; where none fits, the most units below them that "
+                                          "fit, down to one a hidden layer)")
     prune_fraction: float | None = field(None, help="Bayesian with --finetune, in place of --prune-to(-pairs): at "
                                          "the fine-tune's start keep this fraction of the mask's cost, its weights "
                                          "or, with --pair-partners, its SMLADs (lowest log alpha first)")

@@ -115,15 +115,20 @@ def _drop_unit(masks: list[torch.Tensor], li: int, j: int) -> None:
     masks[li + 1][:, j] = False
 
 
-def _unit_cut(student: BayesianStudent, masks: list[torch.Tensor], max_units: int) -> list[torch.Tensor]:
+def _unit_cut(student: BayesianStudent, masks: list[torch.Tensor], max_units: int,
+              keep_layers: bool = False) -> list[torch.Tensor]:
     """While more hidden units than max_units are live, the one whose kept weights carry the least signal (the
-    sum of 1/alpha over them) is removed with all its weights."""
+    sum of 1/alpha over them) is removed with all its weights (keep_layers: never a layer's last live unit)."""
     masks = [m.clone() for m in masks]
     snr = [torch.exp(-layer.log_alpha) for layer in student.layers]
     while True:
         units = _hidden_units(masks, snr, torch.logical_or)
         if len(units) <= max_units:
             return masks
+        if keep_layers:
+            units = [u for u in units if sum(v[1] == u[1] for v in units) > 1]
+            if not units:
+                return masks
         _, li, j = min(units)
         _drop_unit(masks, li, j)
 
@@ -268,10 +273,19 @@ def budget_masks(student: BayesianStudent, prune_to: int | None, max_units: int 
         signal = float(sum((s * m).sum() for s, m in zip(snr, ms)))
         if best is None or signal > best[0]:
             best = (signal, ms)
-    if best is None:
-        raise NoCut(f"no cut of the student's mask, at any of {len(unit_shares)} unit counts, costs at most "
-                    f"{budget:g}")
-    return best[1]
+    if best is not None:
+        return best[1]
+    # no share fits: fewer units still, one a layer at the least (what distill's check of the budget counts on);
+    # the most units that fit
+    err: NoCut | None = None
+    for units in range(min(max(1, round(share * live)) for share in unit_shares) - 1, 0, -1):
+        try:
+            return _weight_cut(student, _unit_cut(student, masks, units, keep_layers=True), None, cost, budget)
+        except NoCut as e:
+            err = e
+    least = str(err).partition(" (")[2] if err is not None else ""
+    raise NoCut(f"no cut of the student's mask, down to one unit a hidden layer, costs at most {budget:g}"
+                + (f" ({least}" if least else ""))
 
 
 class Critic(nn.Module):
