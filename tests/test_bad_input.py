@@ -831,6 +831,8 @@ case("teacher import unknown env", ["teacher", "import", f"{B}/sb3.zip", "--out"
 case("teacher import env of other dims", ["teacher", "import", f"{B}/sb3.zip", "--out", f"{C}/t.npz", "--env",
                                           "Pendulum-v1"], "--env Pendulum-v1 has 3 observations")
 case("distill keep-return 2", DISTILL + ["--keep-return", "2"], "--keep-return must be at most 1")
+case("student select every candidate a constant", ["student", "select", RUN, "--thresholds", "-50", "--episodes", "1"],
+     "threshold -50 is a constant (every path from the observations to the actions pruned)")
 case("student select keep-return 1.5", ["student", "select", RUN, "--keep-return", "1.5"], "--keep-return must be")
 case("rig sim action-timeout 0", RIG + ["--action-timeout", "0"], "--action-timeout must be above 0")
 case("rig sim action-timeout -1", RIG + ["--action-timeout", "-1"], "--action-timeout must be above 0")

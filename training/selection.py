@@ -417,6 +417,11 @@ def run_select(cfg: SelectConfig, meter: Callable[[str], Callable[[MLPPolicy], f
         res["rule"] = (rule_text("sparsest-within", cfg.tol, None, cost) + "; every candidate judged"
                        + (f"; smallest by {cost}" if cost_fn else "") + falls_rule_text(cfg.no_falls, cfg.low_share))
     ch = res["chosen"]
+    if ch.get("constant"):  # every candidate: what the export refuses, so nothing is written
+        ths = sorted({r["threshold"] for r in res["rows"]})
+        raise BpdError(f"every candidate at threshold {', '.join(f'{t:g}' for t in ths)} is a constant (every path "
+                       "from the observations to the actions pruned), which the export refuses: nothing written; "
+                       f"try a higher --thresholds (the run's: {meta['threshold']:g})")
     chosen = student_from(meta, next(c.state_dict for c in cands if c.step == ch["step"]), ch["threshold"])
     out.parent.mkdir(parents=True, exist_ok=True)
     save_student(out, chosen, meta | {"threshold": ch["threshold"], "step": ch["step"],

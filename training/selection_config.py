@@ -44,7 +44,8 @@ class SelectConfig:
                              "(estimated cycles or policy flash, measured per candidate); default: the run's own "
                              "(smlad where it filled the pair partners, as distill does by default, else nonzero)")
     tol: float = field(0.02, help="with --rule sparsest-within: the tolerance below the best selection return")
-    thresholds: list[float] | None = field(None, help="also try these log alpha thresholds (default: the run's)")
+    thresholds: list[float] | None = field(None, help="log alpha thresholds to try, in place of the run's "
+                                                 "(default: the run's)")
     episodes: int = field(10, help="episodes per candidate on the selection seeds")
     env: str | None = field(None, help="environment the candidates and the teacher are judged in (default: the "
                             "student's), e.g. a rig's nominal plant where the run evaluated on its randomised one")
