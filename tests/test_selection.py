@@ -389,3 +389,32 @@ def test_a_constant_student_is_set_aside_where_another_has_a_path(monkeypatch):
     monkeypatch.setattr(sel, "rollouts", lambda env_id, act, episodes, seed: next(outcomes))
     out = select(cands, META, STATS, "InvertedPendulum-v5", 0, "best", 0.02, 1, None)
     assert [r.get("constant", False) for r in out["rows"]] == [True, False] and out["chosen"]["step"] == 30
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_the_sweep_says_where_a_frozen_mask_makes_every_threshold_the_same(frozen, tmp_path, monkeypatch, capsys):
+    """A student of the fine-tune (distill's default) has its mask frozen, every log alpha near -40 or +40, so the
+    sweep's thresholds -2 to 6 collapse it to one network: the same nonzero count on every row, which the table
+    printed with no word of why. The JSON records mask_frozen and the command says so; a student not frozen: no
+    note, and a threshold of -50 prunes what 6 keeps."""
+    from types import SimpleNamespace
+
+    import training.selection as sel
+    from training.cli import _student_sweep
+    from training.envs import Episodes
+    from training.student import save_student
+
+    save_student(tmp_path / "student.pt", _student(frozen, 0), META | {"env_id": "InvertedPendulum-v5"}, STATS)
+    monkeypatch.setattr(sel, "rollouts", lambda env_id, act, episodes, seed: Episodes([5.0], [5], [True], 0))
+    ns = SimpleNamespace(run=str(tmp_path / "student.pt"), thresholds=[-2.0, 6.0], episodes=1, seed=0, env=None,
+                         out=str(tmp_path / "sweep.json"))
+    _student_sweep(ns)
+    out = capsys.readouterr().out
+    import json
+    r = json.loads((tmp_path / "sweep.json").read_text())
+    assert r["mask_frozen"] is frozen
+    nonzero = [x["params_nonzero"] for x in r["rows"]]
+    if frozen:
+        assert nonzero == [24, 24] and "note: this student was fine-tuned on a frozen mask" in out
+    else:
+        assert nonzero[0] < nonzero[1] == 25 and "note:" not in out

@@ -94,12 +94,14 @@ def _multitask_train(ns):
 
 
 def _student_sweep(ns):
-    from training.selection import SweepConfig, run_sweep
+    from training.selection import SweepConfig, run_sweep, sweep_note
     r = run_sweep(from_namespace(SweepConfig, ns))
     print(f"{'threshold':>9} {'nonzero':>8} {'return':>10} {'std':>8} {'min':>10} {'early':>5}")
     for x in r["rows"]:
         print(f"{x['threshold']:9.2f} {x['params_nonzero']:8d} {x['return_mean']:10.1f} {x['return_std']:8.1f} "
               f"{x['return_min']:10.1f} {x['early_terminations']:5d}")
+    if (note := sweep_note(r)) is not None:
+        print(note)
 
 
 def report_select(r: dict) -> None:

@@ -306,11 +306,23 @@ def run_sweep(cfg: SweepConfig) -> dict:
     env_id = cfg.env or meta["env_id"]
     rows = sweep_thresholds(student, stats, env_id, sorted(cfg.thresholds), cfg.episodes, cfg.seed)
     result = {"run": cfg.run, "env_id": env_id, "trained_threshold": meta["threshold"], "episodes": cfg.episodes,
-              "seeds": [cfg.seed, cfg.seed + cfg.episodes - 1], "rows": rows}
+              "seeds": [cfg.seed, cfg.seed + cfg.episodes - 1], "rows": rows,
+              "mask_frozen": finetuned(student.state_dict())}
     if cfg.out:
         write_json(cfg.out, result)
         save_png(plot_sweep({env_id: result}), Path(cfg.out).with_suffix(".png"))
     return result
+
+
+def sweep_note(result: dict) -> str | None:
+    """The line `bpd student sweep` adds where the student's mask was frozen by the fine-tune: its weights' log
+    alpha sit at about +-40 (training/svdo.py freeze), so thresholds well inside that give the same network."""
+    if not result.get("mask_frozen"):
+        return None
+    return ("note: this student was fine-tuned on a frozen mask (--finetune, distill's default): its weights' log "
+            "alpha sit near -40 (kept) or +40 (pruned), so thresholds between them give the same network; to see "
+            "other sizes, choose among the run's candidates with `bpd student select`, or sweep a run distilled "
+            "with --finetune 0")
 
 
 def plot_sweep(results: dict[str, dict]) -> Figure:
