@@ -831,6 +831,8 @@ case("teacher import unknown env", ["teacher", "import", f"{B}/sb3.zip", "--out"
 case("teacher import env of other dims", ["teacher", "import", f"{B}/sb3.zip", "--out", f"{C}/t.npz", "--env",
                                           "Pendulum-v1"], "--env Pendulum-v1 has 3 observations")
 case("distill keep-return 2", DISTILL + ["--keep-return", "2"], "--keep-return must be at most 1")
+case("distill prune-to-cycles 0", DISTILL + ["--prune-to-cycles", "0"], "--prune-to-cycles must be above 0 (got 0)")
+case("distill prune-to-cycles -5", DISTILL + ["--prune-to-cycles", "-5"], "--prune-to-cycles must be above 0 (got -5)")
 case("student select every candidate a constant", ["student", "select", RUN, "--thresholds", "-50", "--episodes", "1"],
      "threshold -50 is a constant (every path from the observations to the actions pruned)")
 case("student select keep-return 1.5", ["student", "select", RUN, "--keep-return", "1.5"], "--keep-return must be")

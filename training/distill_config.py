@@ -215,6 +215,9 @@ def _check_config(cfg: DistillConfig) -> None:
                                            or cfg.prune_to is not None):
         raise BpdError("--prune-to-pairs (at least 1) cuts the Bayesian student's mask at the fine-tune's start: it "
                        "needs --finetune above 0, and not --prune-to as well")
+    if cfg.prune_to_cycles is not None and not cfg.prune_to_cycles > 0:
+        raise BpdError(f"--prune-to-cycles must be above 0 (got {cfg.prune_to_cycles:g}): a budget of estimated "
+                       "Cortex-M4F cycles of the DSP integer kernel's layers")
     if cfg.prune_to_cycles is not None and (cfg.finetune == 0 or cfg.student != "bayesian"
                                             or not cfg.prune_to_cycles > 0
                                             or cfg.prune_to is not None or cfg.prune_to_pairs is not None):
