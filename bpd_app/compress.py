@@ -175,7 +175,7 @@ def run_compress(cfg: CompressConfig, meter) -> dict:
     from bpd_app.methods import CellInputs, get
     from training.collect import load_dataset
     from training.minari_io import is_minari
-    from training.selection import SelectConfig, run_select
+    from training.selection import AllConstant, SelectConfig, run_select
     from training.teacher import load_teacher
 
     methods = _check(cfg)
@@ -205,9 +205,14 @@ def run_compress(cfg: CompressConfig, meter) -> dict:
                                "resume it")
         if any(m in get(o).needs for o in methods):
             refs[m] = reference(run, cfg.dataset)
-        r = run_select(SelectConfig(run=str(run), keep_return=cfg.keep_return, cost=cfg.cost, episodes=cfg.episodes,
-                                    no_falls=not cfg.allow_falls, low_share=0.0 if cfg.allow_falls else cfg.low_share,
-                                    out="selected.pt"), meter=meter)
+        try:
+            r = run_select(SelectConfig(run=str(run), keep_return=cfg.keep_return, cost=cfg.cost,
+                                        episodes=cfg.episodes, no_falls=not cfg.allow_falls,
+                                        low_share=0.0 if cfg.allow_falls else cfg.low_share, out="selected.pt"),
+                           meter=meter)
+        except AllConstant as e:  # a method whose training pruned every path: no student of it, the others judged
+            print(f"[{m}] left out: {e}", flush=True)
+            continue
         ch = r["chosen"]
         rows.append({"method": m, "run": str(run), "command": "bpd " + " ".join(cmd), "step": ch["step"],
                      "threshold": ch["threshold"], "params_nonzero": ch["params_nonzero"], "cost": ch.get("cost"),
@@ -218,6 +223,9 @@ def run_compress(cfg: CompressConfig, meter) -> dict:
         print(f"[{m}] step {ch['step']}: {ch['params_nonzero']} nonzero, {cfg.cost} {ch.get('cost', 0):.0f}, return "
               f"{ch['select_return']:.1f} (teacher {r['teacher_select_return']:.1f}; target "
               f"{'kept' if r['keep_return_met'] else 'not kept'})", flush=True)
+    if not rows:
+        raise BpdError("no method gave a student that is not a constant (every path pruned in each): nothing handed "
+                       "over")
     best, confirmed = choose_run(rows), None
     if cfg.confirm and ranked(rows):
         best, confirmed = confirm_run(cfg, env, rows)

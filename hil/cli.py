@@ -25,7 +25,8 @@ def _run(ns):
         cycles = f" ({t['policy_cycles']['median']:.0f} cycles)" \
             if t["policy_cycles"]["n"] and ns.port not in ("sim", "pil") and not host_clock else ""
         jitter = f"{t['device_jitter_us']['max']:.0f} us" if t["device_jitter_us"]["n"] else "-"
-        print(f"rate {t['achieved_rate_hz']:.1f} Hz (target {t['target_rate_hz']:.1f}); host step p99 {step}; "
+        rate = f"{t['achieved_rate_hz']:.1f}" if t["achieved_rate_hz"] is not None else "-"  # one tick: no period
+        print(f"rate {rate} Hz (target {t['target_rate_hz']:.1f}); host step p99 {step}; "
               f"on-device inference median {infer}{cycles}; device tick jitter max {jitter}; deadline misses "
               f"{t['deadline_misses']} ({100 * t['deadline_miss_rate']:.2f} %); logs in {ns.out}")
 

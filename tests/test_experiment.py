@@ -1117,3 +1117,42 @@ def test_compress_gives_its_dense_networks_the_longest_runs_gradient_steps(tmp_p
     (tmp_path / "c" / "summary.json").write_text('{"steps": 4')  # damaged outside bpd: one line, not a traceback
     with pytest.raises(BpdError, match=r"c/summary.json: corrupt run summary \(not valid JSON\)"):
         equal_steps([tmp_path / "c"])
+
+
+def test_compress_leaves_out_a_method_whose_every_candidate_is_a_constant(tiny_pipeline, tmp_path, monkeypatch,
+                                                                          capsys):
+    """`student select` refuses a run whose every candidate is a constant (training.selection.AllConstant); compress
+    leaves that method out, says so and judges the others, and refuses in one line where no method is left."""
+    import bpd.process
+    import training.selection
+    from bpd.errors import BpdError
+    from bpd_app.compress import CompressConfig, run_compress
+
+    def trained(cmd):  # each method's run, as its command would leave it
+        run = Path(cmd[cmd.index("--out") + 1])
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "student.pt").write_bytes(b"student")
+        (run / "summary.json").write_text("{}")
+        return 0
+
+    def select(cfg, meter=None):
+        run = Path(cfg.run)
+        if run.name in constant:
+            raise training.selection.AllConstant("every candidate at threshold 3 is a constant")
+        (run / "selected.pt").write_bytes(b"selected " + run.name.encode())
+        return {"chosen": {"step": 100, "threshold": 3.0, "params_nonzero": 50, "cost": 500.0, "select_return": 90.0,
+                           "falls": 0}, "teacher_select_return": 100.0, "keep_return_met": False,
+                "out": str(run / "selected.pt")}
+
+    monkeypatch.setattr(bpd.process, "run_bpd", trained)
+    monkeypatch.setattr(training.selection, "run_select", select)
+    base = dict(teacher=str(tiny_pipeline / "teacher.npz"), dataset=str(tiny_pipeline / "dataset.npz"), confirm=0,
+                methods=["bpd-units-finetune", "l1-threshold"])
+    constant = {"bpd-units-finetune"}
+    res = run_compress(CompressConfig(out=str(tmp_path / "a"), **base), meter=None)
+    assert [r["method"] for r in res["rows"]] == ["l1-threshold"] and res["chosen"] == "l1-threshold"
+    assert "[bpd-units-finetune] left out: every candidate at threshold 3 is a constant" in capsys.readouterr().out
+    assert (tmp_path / "a" / "student.pt").read_bytes() == b"selected l1-threshold"
+    constant = {"bpd-units-finetune", "l1-threshold"}
+    with pytest.raises(BpdError, match="no method gave a student that is not a constant"):
+        run_compress(CompressConfig(out=str(tmp_path / "b"), **base), meter=None)

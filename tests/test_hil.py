@@ -220,9 +220,9 @@ def test_ctrl_c_stops_and_keeps_logs(rig, tmp_path, sig):
     _, err = proc.communicate(timeout=20)
     kept = f": stop sent; logs kept in {out}"
     if sig == signal.SIGINT:
-        assert proc.returncode == 130 and err.strip() == "bpd: interrupted" + kept
+        assert proc.returncode == 130 and err.strip() == "bpd: interrupted" + kept, err
     else:
-        assert proc.returncode == 128 + sig and err.strip() == f"bpd: stopped ({sig.name})" + kept
+        assert proc.returncode == 128 + sig and err.strip() == f"bpd: stopped ({sig.name})" + kept, err
     s = summary(out)
     assert s["ended"] == f"interrupted ({'Ctrl-C' if sig == signal.SIGINT else sig.name}): stop sent"
     assert len(rows(out)) >= 20
@@ -279,6 +279,11 @@ def test_the_trial_line_calls_the_policy_counter_cycles_on_a_board_only(monkeypa
         assert ("on-device inference median 922 instructions" if port == "pil" else
                 "on-device inference median 922 ns") in line, port  # QEMU counts instructions (rule 16)
         assert ("(155 cycles)" in line) == named, port
+    # one tick has no period to take a rate from (`--steps 1`): a dash, where the line was a TypeError
+    monkeypatch.setattr(hil.trial, "run_trial", lambda cfg: {"timing": t | {"ticks": 1, "achieved_rate_hz": None},
+                                                             "episodes": []})
+    _run(argparse.Namespace(port="sim", out="o"))
+    assert capsys.readouterr().out.startswith("rate - Hz (target 50.0)")
 
 
 def test_a_policy_of_other_sizes_than_the_rigs_is_refused_before_anything_starts(monkeypatch, tmp_path):

@@ -67,6 +67,10 @@ class Candidate:
         return cls(int(b["step"]), float(b["train_return"]), int(b["params_nonzero"]), b["state_dict"])
 
 
+class AllConstant(BpdError):
+    """Every candidate of a run is a constant (every path from the observations to the actions pruned)."""
+
+
 def save_candidates(path: Path, cands: list[Candidate]) -> None:
     blob = {"format": CANDIDATES_FORMAT, "items": [c.to_blob() for c in cands]}
     atomic_write(path, lambda f: torch.save(blob, f))
@@ -431,7 +435,7 @@ def run_select(cfg: SelectConfig, meter: Callable[[str], Callable[[MLPPolicy], f
     ch = res["chosen"]
     if ch.get("constant"):  # every candidate: what the export refuses, so nothing is written
         ths = sorted({r["threshold"] for r in res["rows"]})
-        raise BpdError(f"every candidate at threshold {', '.join(f'{t:g}' for t in ths)} is a constant (every path "
+        raise AllConstant(f"every candidate at threshold {', '.join(f'{t:g}' for t in ths)} is a constant (every path "
                        "from the observations to the actions pruned), which the export refuses: nothing written; "
                        f"try a higher --thresholds (the run's: {meta['threshold']:g})")
     chosen = student_from(meta, next(c.state_dict for c in cands if c.step == ch["step"]), ch["threshold"])
