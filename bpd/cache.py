@@ -139,15 +139,19 @@ def entry(kind: str, key: Key) -> Path | None:
     return store / f"{k}.json" if store is not None and k else None
 
 
-def load(path: Path | None) -> dict | None:
-    """An entry written before, or None (none kept, or unreadable: measured again and replaced)."""
+def load(path: Path | None, fields: dict[str, type | tuple[type, ...]] | None = None) -> dict | None:
+    """An entry written before, or None (none kept, or unreadable: measured again and replaced). fields: the
+    entry's keys and their types; an entry that is no JSON object or lacks one of them (edited by hand, or written
+    by other code under the same key) is unreadable too."""
     from bpd.errors import BpdError
     from bpd.io import read_json
 
     if path is None or not path.is_file():
         return None
     with contextlib.suppress(BpdError):
-        return read_json(path, "cache entry")
+        e = read_json(path, "cache entry")
+        if isinstance(e, dict) and all(isinstance(e.get(k), t) for k, t in (fields or {}).items()):
+            return e
     return None
 
 

@@ -119,6 +119,43 @@ def test_a_callgrind_count_is_read_back_and_the_timing_measured_again(monkeypatc
     assert count(e, tmp_path / "w3")["callgrind_instructions"] != 12345.0  # another program: counted
 
 
+def test_an_entry_of_another_shape_is_measured_again_not_an_internal_error(monkeypatch, tmp_path):
+    """A cache entry that is valid JSON but not the figures its reader takes (edited by hand, written by other code
+    under the key, outputs of other sizes) is unreadable: measured again and replaced. It was an internal error
+    (KeyError 'outputs', TypeError dict | list) in bpd bench."""
+    pytest.importorskip("unicorn")
+    from bpd.cache import load
+    from firmware_host.measure.bench import BENCH, emulate_build
+
+    (tmp_path / "e.json").write_text('{"a": 1.5, "b": null}')
+    assert load(tmp_path / "e.json", {"a": (int, float)}) == {"a": 1.5, "b": None}
+    for text in ("[]", '{"a": "1"}', '{"b": 2}', "3"):
+        (tmp_path / "e.json").write_text(text)
+        assert load(tmp_path / "e.json", {"a": (int, float)}) is None, text
+    monkeypatch.setenv("BPD_CACHE_DIR", str(tmp_path / "cache"))
+    obs = np.random.default_rng(1).normal(0, 0.3, (3, 5)).astype(np.float32)
+    d = _export(tmp_path / "a", "bpd export --out a")
+
+    def measure(work):
+        return emulate_build("cortex-m4f", [d / "policy.c", d / "policy_weights.c", BENCH / "bench_bpd.c"],
+                             [d, BENCH], work, obs, 2, set(), ["policy", "policy_weights"])
+
+    first = measure(tmp_path / "w0")
+    (entry,) = (tmp_path / "cache" / "emulate").glob("*.json")
+    whole = entry.read_text()
+    for i, text in enumerate(("[]", "{}", '{"outputs": [1], "instructions_median": 1}',
+                              whole.replace('"instructions_median"', '"instructions_mid"'))):
+        entry.write_text(text)
+        again = measure(tmp_path / f"w{i + 1}")
+        assert (tmp_path / f"w{i + 1}" / "bench.elf").is_file(), text  # measured again
+        assert again["instructions_median"] == first["instructions_median"] and again["outputs"].shape == (3, 2)
+        assert entry.read_text() == whole  # and replaced
+    import json
+    short = json.loads(whole) | {"outputs": [[0.0, 0.0]]}  # outputs of one observation where three were measured
+    entry.write_text(json.dumps(short))
+    assert measure(tmp_path / "w9")["outputs"].shape == (3, 2) and (tmp_path / "w9" / "bench.elf").is_file()
+
+
 def test_a_library_cut_short_in_the_cache_is_built_again(monkeypatch, tmp_path):
     import os
     import subprocess

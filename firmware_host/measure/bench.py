@@ -83,7 +83,7 @@ def host_c(sources: list[Path], include: list[Path], work: Path, iters: int, str
                      .text(*(s in strict for s in sources)).files(MEASURING_CODE)
                      .preprocessed(cc, ["-std=c99", *compile_flags("host", include, fast_tanh=fast_tanh)],
                                    [*sources, BENCH / "bench_host.c"]))
-        if (kept := load(path)) is not None:
+        if (kept := load(path, {"callgrind_instructions": NUM})) is not None:
             return res | kept
         counts = []
         for n in (200, 400):
@@ -196,11 +196,19 @@ def emulate_build(target: str, sources: list[Path], include: list[Path], work: P
 
     path = entry("emulate", emulate_key(target, sources, include, obs, act_dim, strict, policy_objects, fast_tanh)) \
         if cache_dir("emulate") is not None else None  # no key computed (no preprocessing) when the cache is off
-    if (e := load(path)) is not None:
-        return e | {"outputs": np.asarray(e["outputs"], np.float32).reshape(len(obs), act_dim)}
+    if (e := load(path, EMULATED)) is not None:
+        with contextlib.suppress(ValueError, TypeError):  # outputs of other sizes: measured again, replaced
+            return e | {"outputs": np.asarray(e["outputs"], np.float32).reshape(len(obs), act_dim)}
     e = _emulate_build(target, sources, include, work, obs, act_dim, strict, policy_objects, fast_tanh)
     store(path, e | {"outputs": e["outputs"].astype(np.float64).tolist()})
     return e
+
+
+# the figures of an emulated measurement (a cache entry without one of them is measured again)
+NUM, INT_OR_NONE = (int, float), (int, type(None))
+EMULATED: dict[str, type | tuple[type, ...]] = {"cycles_estimate": NUM, "us_estimate": NUM, "mix": dict, "parts": dict,
+    "outputs": list, "stack_bytes": INT_OR_NONE, "policy_stack_bytes": INT_OR_NONE, **dict.fromkeys(("clock_mhz",
+    "instructions_median", "instructions_min", "instructions_max", "flash_bytes", "ram_bytes", "policy_bytes"), int)}
 
 
 def _emulate_build(target: str, sources: list[Path], include: list[Path], work: Path, obs: np.ndarray,
@@ -498,8 +506,7 @@ def _summarise(res: dict, floor: dict) -> None:
 
 
 def _or_dash(v) -> str:
-    """A figure (a float to the nearest whole), or '-' where it was not measured (the stack of code whose stack
-    use the compiler leaves unbounded)."""
+    """A figure (a float to the nearest whole), or '-' where not measured (a stack the compiler leaves unbounded)."""
     return "-" if v is None else str(round(v)) if isinstance(v, float) else str(v)
 
 
