@@ -56,6 +56,17 @@ def test_bench_refuses_a_handover_export_and_a_teacher_of_another_task_before_an
     assert not any((tmp_path / b).exists() for b in ("b1", "b2", "b3"))  # nothing written
 
 
+def test_a_target_named_twice_is_refused_before_any_work(tmp_path):
+    """--targets cortex-m4f cortex-m4f measured everything and then ended with an internal error in the plot (a
+    shape mismatch of two columns of one target): refused first, in one line."""
+    with pytest.raises(BpdError, match=r"^--targets names cortex-m4f twice \(one column each\)$"):
+        run_bench(BenchConfig(export=str(pendulum_export()), out=str(tmp_path / "b"), peers=False,
+                              targets=["cortex-m4f", "cortex-m0plus", "cortex-m4f"]))
+    with pytest.raises(BpdError, match=r"^unknown target 'm4f'; choose from cortex-m0plus, cortex-m4f, cortex-m7$"):
+        run_bench(BenchConfig(export=str(pendulum_export()), out=str(tmp_path / "b"), targets=["m4f"]))
+    assert not (tmp_path / "b").exists()
+
+
 def test_a_handover_export_is_taken_beside_a_policy_alone(tmp_path):
     """A hand-over controller's names are prefixed (bpd_classical_*): built or evaluated as the policy it failed
     in the compiler or with an internal error; now one line, and a plain classical export is refused as --classical."""

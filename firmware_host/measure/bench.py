@@ -355,9 +355,9 @@ def run_bench(cfg: BenchConfig) -> dict:
     exp = Path(cfg.export)
     info = verify_export(exp)  # parity passed and the files are the ones it checked (a hand-over export refused)
     classical = info.get("format") == "bpd-classical"
-    for t in cfg.targets:
-        if t not in EMU_TARGETS:
-            raise BpdError(f"unknown target {t!r}; choose from {', '.join(EMU_TARGETS)}")
+    if t := next((t for i, t in enumerate(cfg.targets) if t not in EMU_TARGETS or t in cfg.targets[:i]), None):
+        raise BpdError(f"--targets names {t} twice (one column each)" if t in EMU_TARGETS else
+                       f"unknown target {t!r}; choose from {', '.join(EMU_TARGETS)}")
     if cfg.teacher is not None and not Path(cfg.teacher).is_file():
         raise BpdError(f"{cfg.teacher}: no such file (--teacher)")
     if classical and cfg.teacher is not None:
