@@ -140,3 +140,32 @@ def test_a_staged_directory_is_never_the_working_directory_and_a_failed_swap_lea
             stage.commit()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fw"]  # no stage, no .fw.old-*
     assert (tmp_path / "fw" / "build_report.json").read_text() == "{}"
+
+
+@pytest.mark.skipif(__import__("shutil").which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc not installed")
+def test_an_image_over_its_parts_flash_or_ram_says_by_how_much_and_of_what(tmp_path):
+    """The linker's 'section .text will not fit in region FLASH' (naming the stage's ELF, not by how much) became the
+    region's size from the board's linker script and the bytes over (a 400x400 policy on the Nucleo's 512 KiB)."""
+    import re
+
+    from bpd.errors import BpdError
+    from firmware_host.measure.build import compile_image
+
+    src = tmp_path / "big.c"
+    src.write_text("const char big[600 * 1024] = {1};\nvolatile char ram[200 * 1024];\n"
+                   "int main(void) { return big[ram[7]]; }\n")
+    msg = {}
+    for ld in ("stm32f405.ld", "stm32f446.ld"):  # 1 MiB and 512 KiB of flash, 128 KiB of RAM each
+        with pytest.raises(BpdError) as e:
+            compile_image("cortex-m4f", [src], [], tmp_path / ld, "x", strict=set(), ldscript=ld)
+        msg[ld] = str(e.value)
+    m = re.fullmatch(r"linking failed: the image does not fit the memory map of stm32f405\.ld: RAM \(128K\) by (\d+) B "
+                     r"\(a smaller policy, or a part with more memory\)", msg["stm32f405.ld"])
+    assert m and 72 * 1024 <= int(m[1]) < 73 * 1024, msg  # 200 KiB of bss in 128 KiB, and the C library's few bytes
+    m = re.fullmatch(r"linking failed: the image does not fit the memory map of stm32f446\.ld: FLASH \(512K\) by "
+                     r"(\d+) B; RAM \(128K\) by (\d+) B \(a smaller policy, or a part with more memory\)",
+                     msg["stm32f446.ld"])
+    assert m and 88 * 1024 <= int(m[1]) < 90 * 1024 and 72 * 1024 <= int(m[2]) < 73 * 1024, msg
+    src.write_text("int main(void) { return 0; }\n")  # fits: built
+    img = compile_image("cortex-m4f", [src], [], tmp_path / "c", "x", strict=set(), ldscript="stm32f446.ld")
+    assert img.elf.is_file()

@@ -85,17 +85,34 @@ def compile_image(target: str, sources: list[Path], include: list[Path], out_dir
              "compiling startup.c")
         objects["startup"] = startup
         _run([cc, *flags, "-nostartfiles", "--specs=nosys.specs", f"-L{BOARDS}", "-T", str(BOARDS / ldscript),
-              "-Wl,--gc-sections", *map(str, objects.values()), "-lm", "-lc", "-lgcc", "-o", str(elf)], "linking")
+              "-Wl,--gc-sections", *map(str, objects.values()), "-lm", "-lc", "-lgcc", "-o", str(elf)], "linking",
+             BOARDS / ldscript)
     return Image(elf, target, objects, _stack_usage(out_dir))
 
 
-def _run(cmd: list[str], what: str) -> None:
+def _run(cmd: list[str], what: str, ldscript: Path | None = None) -> None:
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
+        if ldscript is not None and (over := overflow(p.stderr, ldscript)):
+            raise BpdError(f"{what} failed: the image does not fit the memory map of {ldscript.name}: {over}")
         lines = p.stderr.splitlines()
         first = next((l for l in lines if any(k in l for k in ("undefined reference", "overflow", "will not fit",
                                                                    "error:"))), p.stderr.strip()[:300])
         raise BpdError(f"{what} failed: {first}")
+
+
+def overflow(stderr: str, ldscript: Path) -> str:
+    """What the linker said overflowed, with each region's size from the linker script ("FLASH (512K) by 129808 B"),
+    or "" when nothing did (ld names the stage's ELF and "will not fit", not by how much or what the region holds)."""
+    import re
+
+    text = ldscript.read_text()
+    for inc in re.findall(r"^\s*INCLUDE\s+(\S+)", text, re.M):  # regions may be in an included script
+        text += (ldscript.parent / inc).read_text() if (ldscript.parent / inc).is_file() else ""
+    sizes = dict(re.findall(r"(\w+)\s*\([^)]*\)\s*:\s*ORIGIN\s*=\s*[^,]+,\s*LENGTH\s*=\s*(\w+)", text))
+    over = [f"{r} ({sizes[r] if r in sizes else 'size not in the script'}) by {n} B"
+            for r, n in re.findall(r"region `(\w+)' overflowed by (\d+) bytes", stderr)]
+    return "; ".join(over) + (" (a smaller policy, or a part with more memory)" if over else "")
 
 
 def _stack_usage(d: Path) -> dict[str, int]:
