@@ -24,7 +24,8 @@ def _run(ns):
         host_clock = (s.get("device") or {}).get("cycle_hz") == 1_000_000_000  # the host build: a pty of `bpd rig sim`
         cycles = f" ({t['policy_cycles']['median']:.0f} cycles)" \
             if t["policy_cycles"]["n"] and ns.port not in ("sim", "pil") and not host_clock else ""
-        jitter = f"{t['device_jitter_us']['max']:.0f} us" if t["device_jitter_us"]["n"] else "-"
+        jitter = f"{t['device_jitter_us']['max']:.0f} us" + (" of QEMU's virtual clock" if ns.port == "pil" else "") \
+            if t["device_jitter_us"]["n"] else "-"  # under QEMU the host's pace while the image sleeps
         rate = f"{t['achieved_rate_hz']:.1f}" if t["achieved_rate_hz"] is not None else "-"  # one tick: no period
         print(f"rate {rate} Hz (target {t['target_rate_hz']:.1f}); host step p99 {step}; "
               f"on-device inference median {infer}{cycles}; device tick jitter max {jitter}; deadline misses "

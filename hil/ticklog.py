@@ -33,19 +33,28 @@ DEVICE_TIMING = ("policy_cycles", "device_jitter_us", "device_jitter_max_us")
 HANDOVER = ("classical", "bool")
 CUT_SHORT = "cut short"  # how the summary says an episode ended that the trial's end cut short
 SIMULATED = {"sim": "simulated rig", "pil": "QEMU"}  # the live page's name for a simulated device, by --port
+# The image under QEMU (-icount shift=0) keeps time by instructions: a virtual nanosecond is one instruction, and the
+# host's time passes while the core sleeps (docs/protocol.md rule 16). Its log says so in its units line.
+PIL_UNITS = {"infer_ns": "instructions (QEMU)", "policy_cycles": "virtual cycles (QEMU: cycle_hz x instructions / 1e9)",
+             **dict.fromkeys(("device_t_us", "device_period_us", "device_jitter_us", "device_jitter_max_us"),
+                             "us (QEMU virtual time)")}
 
 
-def columns(obs_dim: int, act_dim: int, handover: bool = False) -> list[tuple[str, str]]:
-    """(name, unit) of every column of a log for a rig with these sizes (of a hand-over trial: handover)."""
-    return (TIMING + ([HANDOVER] if handover else []) + [(f"obs{i}", "rig units") for i in range(obs_dim)]
+def columns(obs_dim: int, act_dim: int, handover: bool = False, device: str | None = None) -> list[tuple[str, str]]:
+    """(name, unit) of every column of a log for a rig with these sizes (of a hand-over trial: handover; device:
+    "pil" for the image under QEMU, whose device times count instructions)."""
+    units = PIL_UNITS if device == "pil" else {}
+    return ([(n, units.get(n, u)) for n, u in TIMING] + ([HANDOVER] if handover else [])
+            + [(f"obs{i}", "rig units") for i in range(obs_dim)]
             + [(f"action{i}", "rig units") for i in range(act_dim)])
 
 
 class TickLog:
     """ticks.csv written row by row: a crash or a pulled cable loses nothing already received."""
 
-    def __init__(self, path: Path, obs_dim: int, act_dim: int, handover: bool = False) -> None:
-        self.cols = columns(obs_dim, act_dim, handover)
+    def __init__(self, path: Path, obs_dim: int, act_dim: int, handover: bool = False,
+                 device: str | None = None) -> None:
+        self.cols = columns(obs_dim, act_dim, handover, device)
         self.handover = handover
         self.f = open(path, "x", newline="")  # a new file: a trial never appends to another's log
         self.w = csv.writer(self.f)
@@ -75,8 +84,8 @@ class ViewedTickLog(TickLog):
     append under a lock)."""
 
     def __init__(self, path: Path, obs_dim: int, act_dim: int, view: LiveView, meta: dict,
-                 handover: bool = False) -> None:
-        super().__init__(path, obs_dim, act_dim, handover)
+                 handover: bool = False, device: str | None = None) -> None:
+        super().__init__(path, obs_dim, act_dim, handover, device)
         self.view = view
         view.start([n for n, _ in self.cols], meta)
 

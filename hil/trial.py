@@ -164,8 +164,8 @@ def _run_trial(cfg: HilRunConfig, spec, pol, view: LiveView, via: str | None = N
                 (out / "ticks.csv").unlink()
             meta = {"rig": spec.name, "period_us": period, "mode": cfg.mode, "labels": column_labels(spec),
                     "device": SIMULATED.get(via or "")}
-            log = (ViewedTickLog(out / "ticks.csv", spec.obs_dim, spec.act_dim, view, meta, handover)
-                   if view.serving else TickLog(out / "ticks.csv", spec.obs_dim, spec.act_dim, handover))
+            log = (ViewedTickLog(out / "ticks.csv", spec.obs_dim, spec.act_dim, view, meta, handover, via)
+                   if view.serving else TickLog(out / "ticks.csv", spec.obs_dim, spec.act_dim, handover, via))
         except BaseException:
             link.close()
             raise

@@ -40,6 +40,13 @@ def test_pil_episode_matches_simulated_rig(tmp_path, mode):
     if mode == "device":  # the host-built device on the same seed scores the same (both modes, 10 episodes
         sim, _ = _trial(tmp_path, "sim", mode)  # each, in benchmarks/pil_benchmark.py)
         assert sim["episodes"][0]["return"] == ep["return"]
+        # the log's units line: the image under QEMU counts instructions where the host build counts nanoseconds
+        units = {d: dict(u.split("=", 1) for u in (tmp_path / f"{d}-device" / "ticks.csv").open().readline()
+                         .removeprefix("# units: ").strip().split(", ")) for d in ("pil", "sim")}
+        assert (units["sim"]["infer_ns"], units["sim"]["device_jitter_us"]) == ("ns", "us")
+        assert (units["pil"]["infer_ns"], units["pil"]["device_jitter_us"]) == ("instructions (QEMU)",
+                                                                               "us (QEMU virtual time)")
+        assert units["pil"]["policy_cycles"] == "virtual cycles (QEMU: cycle_hz x instructions / 1e9)"
     assert len(ticks) >= 1000 and all(int(r["tick_instructions"]) > 0 for r in ticks)
     policy = np.array([int(r["policy_instructions"]) for r in ticks])
     if mode == "host":

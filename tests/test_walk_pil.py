@@ -138,6 +138,9 @@ def test_the_pil_trial_line_counts_instructions_not_time(monkeypatch, capsys):
     line = capsys.readouterr().out
     assert "on-device inference median 1053 instructions (QEMU: not a board's time)" in line
     assert "1053 ns" not in line and "cycles" not in line
+    assert "device tick jitter max 1 us of QEMU's virtual clock;" in line
+    _run(argparse.Namespace(port="sim", out="o"))
+    assert "device tick jitter max 1 us;" in capsys.readouterr().out
 
 
 def _failed_trial(d: Path, ended: str, episodes: list[dict], ticks: dict[int, int], port: str = "sim") -> Path:
