@@ -21,8 +21,11 @@ def _build(ns):
     elif st:
         main = st.get("main") or {}
         total = st.get("total_bytes")
+        chain = main.get("chain", [])  # its first six calls; the whole path is in build_report.json
+        path = " > ".join(chain[:6]) + (f" > ... ({len(chain)} functions, all in build_report.json)"
+                                        if len(chain) > 6 else "")
         print("stack, whole image from its call graph: " + (
-            f"{total} B worst case (main path {main.get('bytes')} B through {' > '.join(main.get('chain', [])[:6])}, "
+            f"{total} B worst case (main path {main.get('bytes')} B through {path}, "
             f"interrupt {st['interrupt']['bytes']} B + exception frame {st['interrupt']['exception_frame']} B)"
             if total is not None else f"unbounded ({' > '.join(main.get('chain', []))})"))
     print(r["elf"])

@@ -26,6 +26,31 @@ def test_a_host_build_is_not_reported_in_a_parts_flash_and_ram(monkeypatch, caps
         "cortex-m4f: flash 9196 B (text 9196 + data 0), RAM 67528 B (data + bss); flash/RAM B by part: policy 1821/0")
 
 
+def test_a_stack_path_cut_for_the_line_says_it_goes_on(monkeypatch, capsys):
+    """The worst-case path is printed to its sixth function: one deeper says '...' and how deep (it ended at the
+    sixth as if that were the leaf); one of six or fewer is printed whole."""
+    import firmware_host.measure.build as build
+    from firmware_host.cli import _build
+
+    chain = ["Reset_Handler", "main", "bpd_fw_tick", "enter_fault", "send", "on_frame", "send_info", "bpd_frame",
+             "bpd_cobs_encode"]
+    st = {"total_bytes": 2048, "main": {"bytes": 1936, "chain": chain},
+          "interrupt": {"bytes": 4, "exception_frame": 108}}
+    r = {"target": "cortex-m4f", "flash_bytes": 9196, "ram_bytes": 3400, "sections": {"text": 9196, "data": 0},
+         "parts": {}, "elf": "fw.elf", "stack": st}
+    monkeypatch.setattr(build, "firmware_build", lambda cfg: r)
+    monkeypatch.setattr("bpd.config.from_namespace", lambda cls, ns: None)
+    _build(SimpleNamespace())
+    assert capsys.readouterr().out.splitlines()[1] == (
+        "stack, whole image from its call graph: 2048 B worst case (main path 1936 B through Reset_Handler > main > "
+        "bpd_fw_tick > enter_fault > send > on_frame > ... (9 functions, all in build_report.json), interrupt 4 B + "
+        "exception frame 108 B)")
+    st["main"]["chain"] = chain[:6]
+    _build(SimpleNamespace())
+    assert "through Reset_Handler > main > bpd_fw_tick > enter_fault > send > on_frame, interrupt" in \
+        capsys.readouterr().out
+
+
 def test_an_image_for_a_rig_whose_plant_the_policy_was_not_trained_on_is_built_with_a_note(monkeypatch, capsys,
                                                                                            tmp_path):
     """The committed export is of InvertedPendulum-v5 (4 -> 1): built for desktop-cartpole (4 -> 1, another
