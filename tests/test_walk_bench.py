@@ -130,3 +130,26 @@ def test_a_bench_run_again_and_stopped_while_plotting_leaves_the_previous_result
     with pytest.raises(KeyboardInterrupt):
         bench._write_results({"new": True}, SimpleNamespace(plot=True), out)
     assert {f.name: f.read_bytes() for f in out.iterdir()} == before
+
+
+def test_the_plots_legend_covers_no_bar(monkeypatch, tmp_path):
+    """bench.png's legend sat inside the axes' upper right, over the last runtime's Cortex-M0+ bar (emlearn's, the
+    tallest, on a 4-256-256-1 network): it stands beside the axes."""
+    import bpd.io
+    from firmware_host.measure.bench import plot
+
+    figs = []
+    monkeypatch.setattr(bpd.io, "save_png", lambda fig, path: figs.append(fig))
+    targets = ["cortex-m0plus", "cortex-m4f", "cortex-m7"]
+    counts = {"bpd": (9927168, 415065, 415064), "bpd-fast-tanh": (9925505, 414456, 414453),
+              "emx-onnx-cgen": (10166767, 412327, 412327), "emlearn": (9907912, 478811, 478811)}
+    res = {"targets": targets, "networks": {"student": {"runtimes": {
+        impl: {t: {"instructions_median": n} for t, n in zip(targets, c)} for impl, c in counts.items()}}}}
+    plot(res, tmp_path / "bench.png")
+    (fig,) = figs
+    fig.tight_layout()
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    legend = ax.get_legend().get_window_extent()
+    bars = [p.get_window_extent() for p in ax.patches]
+    assert len(bars) == 12 and not any(legend.overlaps(b) for b in bars)

@@ -595,6 +595,6 @@ def plot(res: dict, path: Path) -> None:
     ax.set_yscale("log")
     ax.set_xticks(x + w * (len(res["targets"]) - 1) / 2, labels, fontsize=7)
     ax.set_ylabel("instructions per inference (emulated)")
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)  # beside the axes: never over a bar
     ax.set_title("Inference cost per network and runtime")
     save_png(fig, path)
