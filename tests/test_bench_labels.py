@@ -43,3 +43,17 @@ def test_bench_names_a_kernel_by_its_family_only_where_the_export_shipped_no_oth
     assert "| student 4-10-5-1 | bpd-integer | 53 | - | 258 / 398 / 2.4 / 2444 / 1092 / 240 |" in md.splitlines()
     res["networks"]["student"]["runtimes"]["bpd-integer"]["cortex-m4f"] |= {"stack_bytes": None}
     assert "| 258 / 398 / 2.4 / 2444 / 1092 / - |" in markdown(res)  # not bounded: a dash, said in the note
+
+
+def test_a_teacher_export_is_named_a_teacher_not_a_student():
+    """`bpd export TEACHER.npz` exports the teacher itself (export.json kind 'teacher'); bench called its rows and
+    floor the student's. bench.json records the kind; its network key stays 'student' (the export measured)."""
+    res = _res() | {"kind": "teacher"}
+    lines = markdown(res).splitlines()
+    assert "| teacher 4-10-5-1 | bpd-integer (integer-interp) | 53 | - | 258 / 398 / 2.4 / 2444 / 1092 / 240 |" in lines
+    assert ("Arithmetic floor of the teacher: 97 instructions (59 nonzero multiply-adds, 16 bias adds, 16 activations, "
+            "2 output ops).") in lines
+    assert not any("student" in line for line in lines[:3])
+    lines = markdown(res | {"kind": "student"}).splitlines()
+    assert ("Arithmetic floor of the student: 97 instructions (59 nonzero multiply-adds, 16 bias adds, 16 "
+            "activations, 2 output ops).") in lines and lines[2].startswith("| student 4-10-5-1 |")

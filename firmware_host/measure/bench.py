@@ -382,7 +382,7 @@ def run_bench(cfg: BenchConfig) -> dict:
     rng = np.random.default_rng(cfg.seed)
     obs = rng.normal(0, 0.3, size=(max(cfg.samples, 1), info["obs_dim"])).astype(np.float32)
     results: dict = {"export": str(exp), "teacher": str(teacher) if teacher else None, "networks": {},
-                     "targets": cfg.targets, "tolerance": TOL}
+                     "targets": cfg.targets, "tolerance": TOL, "kind": info.get("kind")}
     for name, d in networks.items():
         onnx_dir = exp if name in ("student_int8", "student_int") else d
         rep = {"widths_after": info["widths"]} if name == "classical" else \
@@ -521,7 +521,7 @@ def _label(res: dict, name: str, impl: str) -> str:
 
 
 def markdown(res: dict) -> str:
-    ts = res["targets"]
+    ts, who = res["targets"], "teacher" if res.get("kind") == "teacher" else "student"  # the export's network
     head = "| network | runtime | host ns (median) | host instr (callgrind) | " + " | ".join(
         f"{t} instr / est. cycles / est. us / image flash B / RAM B / stack B" for t in ts) + " |"
     lines = [head, "|" + "---|" * (4 + len(ts))]
@@ -533,7 +533,8 @@ def markdown(res: dict) -> str:
             cells = [f"{r[t]['instructions_median']} / {_or_dash(r[t].get('cycles_estimate'))} / "
                      f"{r[t]['us_estimate']:.1f} / {r[t]['flash_bytes']} / "
                      f"{r[t]['ram_bytes']} / {_or_dash(r[t].get('stack_bytes'))}" if t in r else "-" for t in ts]
-            lines.append(f"| {name} {'-'.join(map(str, net['widths']))} | {_label(res, name, impl)} | {ns:.0f} | "
+            lines.append(f"| {who if name == 'student' else name} {'-'.join(map(str, net['widths']))} | "
+                         f"{_label(res, name, impl)} | {ns:.0f} | "
                          f"{f'{ci:.0f}' if ci else '-'} | " + " | ".join(cells) + " |")
     ek = res.get("export_kernels")
     if ek:
@@ -544,7 +545,7 @@ def markdown(res: dict) -> str:
                   f"| {c['flash_bytes']} |" if c else f"| {n} | - | - | - |" for n, c in ek["candidates"].items()]
     f = res.get("arithmetic_floor")
     if f:
-        lines.append(f"\nArithmetic floor of the student: {f['instructions']} instructions ({f['macs']} nonzero "
+        lines.append(f"\nArithmetic floor of the {who}: {f['instructions']} instructions ({f['macs']} nonzero "
                      f"multiply-adds, {f['bias_adds']} bias adds, {f['activations']} activations, "
                      f"{f['output_ops']} output ops).")
     for t, variants in res.get("summary", {}).items():
@@ -588,8 +589,7 @@ def plot(res: dict, path: Path) -> None:
                 for t in res["targets"]:
                     values[t].append(r[t]["instructions_median"])
     fig, ax = plt.subplots(figsize=(max(7, 1.1 * len(labels)), 4.5))
-    x = np.arange(len(labels))
-    w = 0.8 / max(len(res["targets"]), 1)
+    x, w = np.arange(len(labels)), 0.8 / max(len(res["targets"]), 1)
     for i, t in enumerate(res["targets"]):
         ax.bar(x + i * w, values[t], w, label=t)
     ax.set_yscale("log")
