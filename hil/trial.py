@@ -242,6 +242,7 @@ class RigProcess:
         import subprocess
 
         self.build = build
+        self.what = "the image under QEMU (bpd rig pil)" if args[:2] == ["rig", "pil"] else "the simulated rig"
         self.proc = subprocess.Popen([bpd_executable(), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, preexec_fn=die_with_parent)
 
@@ -256,7 +257,7 @@ class RigProcess:
             err = self.proc.stderr.read().strip().splitlines()
             last = err[-1].removeprefix("bpd: error: ") if err else "no output"  # the child's own one line
             self._remove_build()
-            raise BpdError(f"the simulated rig did not start: {last}")
+            raise BpdError(f"{self.what} did not start: {last}")
         return path
 
     def __exit__(self, *exc) -> None:

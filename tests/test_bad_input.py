@@ -1285,6 +1285,11 @@ def test_hil_run_quotes_the_simulated_rigs_error_with_one_prefix(base, tmp_path,
     err = capsys.readouterr().err
     assert rc == 1 and err == ("bpd: error: the simulated rig did not start: no pseudo-terminal for the rig\n"), err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bpd"]
+    fake.write_text("#!/bin/sh\necho 'bpd: error: qemu-system-arm not found: install qemu-system-arm' >&2\nexit 1\n")
+    rc = main(["hil", "run", "--port", "pil", "--rig", "gym-inverted-pendulum", "--policy", str(base / "export"),
+               "--out", str(tmp_path / "log"), "--no-plots"])  # the image in QEMU is named so, not a simulated rig
+    assert rc == 1 and capsys.readouterr().err == ("bpd: error: the image under QEMU (bpd rig pil) did not start: "
+                                                   "qemu-system-arm not found: install qemu-system-arm\n")
 
 
 def test_an_output_named_as_its_command_is_not_taken_for_an_input(tmp_path, monkeypatch):
