@@ -381,6 +381,9 @@ case("firmware build board on host", FWB + ["--target", "host", "--board", "nucl
      "--board nucleo-f446 is a Cortex-M firmware image's board layer: not for --target host")
 case("firmware build board on bench image", FWB + ["--image", "bench", "--board", "stm32f4"],
      "not for --image bench")
+case("firmware build rig on bench image", FWB + ["--image", "bench", "--rig", "desktop-cartpole"],
+     "--rig desktop-cartpole: a bench image (the policy and an entry point) has no rig; leave out --rig, or build the "
+     "firmware (--image firmware)")
 case("hil report no dir", ["hil", "report"], "required")
 case("rig sim period text", RIG + ["--period-us", "fast"], "invalid int value")
 case("teacher train unknown env", ["teacher", "train", "--env", "NoSuchEnv-v9", "--out", f"{C}/t.npz"],

@@ -226,3 +226,20 @@ def test_drop_and_corrupt_rates_that_sum_past_one_are_named(tmp_path):
     with pytest.raises(BpdError, match=r"--drop-rate plus --corrupt-rate must be at most 1 .*got 0\.6 \+ 0\.6\)"):
         rig_sim(cfg)
     assert not (tmp_path / "b").exists()
+
+
+def test_pil_elf_of_a_bench_image_is_one_line_before_qemu(tmp_path):
+    """A bench image (`bpd firmware build --image bench`: the policy and an entry point) passed the board check (its
+    report names no board) and QEMU ran it until the plant port timed out ('the image did not start its plant port:
+    timed out', 5 s): refused from its build report."""
+    from bpd.errors import BpdError
+    from firmware_host.measure.pil import RigPilConfig, pil_image
+    from firmware_host.rig import load_rig
+
+    (tmp_path / "bpd_bench.elf").write_bytes(b"\x7fELF" + bytes(60))
+    (tmp_path / "build_report.json").write_text(json.dumps({"image": "bench", "target": "cortex-m4f"}))
+    with pytest.raises(BpdError) as e:
+        pil_image(RigPilConfig(elf=str(tmp_path / "bpd_bench.elf")), load_rig("desktop-cartpole"))
+    assert str(e.value) == (f"{tmp_path / 'bpd_bench.elf'} is a bench image (the policy and an entry point, no "
+                            "firmware): build the firmware with `bpd firmware build EXPORT --board stm32f4-pil --rig "
+                            "desktop-cartpole`")

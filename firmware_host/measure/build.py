@@ -358,6 +358,9 @@ def firmware_build(cfg: FirmwareBuildConfig) -> dict:
     if cfg.board != "generic" and (cfg.target == "host" or cfg.image == "bench"):
         raise BpdError(f"--board {cfg.board} is a Cortex-M firmware image's board layer: not for "
                        + ("--target host" if cfg.target == "host" else "--image bench"))
+    if cfg.image == "bench" and cfg.rig is not None:  # it was left out without a word
+        raise BpdError(f"--rig {cfg.rig}: a bench image (the policy and an entry point) has no rig; leave out --rig, "
+                       "or build the firmware (--image firmware)")
     info = verify_export(cfg.export)  # parity passed and the files are the ones it checked
     if cfg.image == "firmware" and cfg.rig is None:
         cfg = _default_rig(cfg, info)

@@ -81,6 +81,9 @@ def pil_image(cfg: RigPilConfig, spec: RigSpec) -> tuple[Path, dict]:
                                f"`bpd firmware build --board {BOARD}`")
         rep_path = elf.with_name("build_report.json")
         report = read_json(rep_path, "build report") if rep_path.is_file() else {}
+        if report.get("image", "firmware") != "firmware":  # no core, no plant port: QEMU would time out on it
+            raise BpdError(f"{elf} is a {report['image']} image (the policy and an entry point, no firmware): build "
+                           f"the firmware with `bpd firmware build EXPORT --board {BOARD} --rig {spec.name}`")
         if report.get("board", BOARD) != BOARD or report.get("rig", spec.name) != spec.name:
             raise BpdError(f"{elf} was built for board {report.get('board')} and rig {report.get('rig')}, "
                            f"not {BOARD} and {spec.name}: build it with --board {BOARD} --rig {spec.name}")
