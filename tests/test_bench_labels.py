@@ -57,3 +57,15 @@ def test_a_teacher_export_is_named_a_teacher_not_a_student():
     lines = markdown(res | {"kind": "student"}).splitlines()
     assert ("Arithmetic floor of the student: 97 instructions (59 nonzero multiply-adds, 16 bias adds, 16 "
             "activations, 2 output ops).") in lines and lines[2].startswith("| student 4-10-5-1 |")
+
+
+def test_a_host_count_left_out_for_want_of_valgrind_is_said_so():
+    """Without valgrind the host instr column is '-' (callgrind counts it): the note says why and how to install it;
+    where every host build was counted it says nothing of it."""
+    res = _res()  # its host build: timed, not counted
+    assert markdown(res).splitlines()[-1].endswith(
+        "A stack of '-': code whose stack use the compiler leaves unbounded, not measured. A host instr of '-': not "
+        "counted, valgrind (callgrind) is not installed (apt-get install valgrind).")
+    res["networks"]["student"]["runtimes"]["bpd-integer"]["host"]["callgrind_instructions"] = 212.0
+    lines = markdown(res).splitlines()
+    assert "valgrind" not in lines[-1] and "| bpd-integer (integer-interp) | 53 | 212 |" in lines[2]

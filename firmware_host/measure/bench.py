@@ -362,8 +362,7 @@ def run_bench(cfg: BenchConfig) -> dict:
         raise BpdError(f"{cfg.teacher}: no such file (--teacher)")
     if classical and cfg.teacher is not None:
         raise BpdError(f"{exp}: a classical controller has no teacher to compare with: leave out --teacher")
-    out = Path(cfg.out)
-    check_output_dir(out)
+    check_output_dir(out := Path(cfg.out))
     work = out / "work"
     networks = {"classical" if classical else "student": exp}
     if (exp / "int8" / "policy_weights.c").is_file():
@@ -559,8 +558,6 @@ def markdown(res: dict) -> str:
                       for k, v in r.items() if isinstance(v, dict)]
             parts += [f"{k} {v:.1f}x" for k, v in r.items() if k.endswith("/ integer")]
             lines.append(f"- {t}, {_label(res, 'student', variant)}: " + "; ".join(parts) + ".")
-    from firmware_host.measure.build import TARGETS
-
     clocks = ", ".join(f"{t} {TARGETS[t]['clock_mhz']} MHz" for t in ts)
     lines.append("\nInstruction counts are exact for the emulated code (measured); cycles are estimated from the "
                  "instruction mix by the cycle model (docs/cycle_model.md: zero-wait memory, every branch taken) and "
@@ -569,7 +566,10 @@ def markdown(res: dict) -> str:
                  "startup, main, memcpy/memset); the policy's own code and data alone is policy_bytes in bench.json, "
                  "the policy flash of the kernels table and of export_report.json (a firmware image's policy part, "
                  "`bpd firmware build`, also holds the model hash string the firmware reports). A stack of '-': "
-                 "code whose stack use the compiler leaves unbounded, not measured.")
+                 "code whose stack use the compiler leaves unbounded, not measured." + (
+                     " A host instr of '-': not counted, valgrind (callgrind) is not installed (apt-get install "
+                     "valgrind)." if any("median_ns" in r.get("host", {}) and "callgrind_instructions" not in r["host"]
+                                         for n in res["networks"].values() for r in n["runtimes"].values()) else ""))
     return "\n".join(lines)
 
 
