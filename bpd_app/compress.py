@@ -330,9 +330,13 @@ def caution(res: dict) -> str | None:
         r = next((r for r in res["rows"] if r["method"] == res["chosen"]), None)
         if r is not None:
             fell = f", {r['falls']} falls there" if r.get("falls") else ""
-            return (f"caution: no method's student kept {100 * float(res['keep_return']):g} % of the teacher's return "
-                    f"on the selection seeds; {res['chosen']}, handed over, returned {r['select_return']:.1f} there "
-                    f"against the teacher's {r['teacher_select_return']:.1f} "
+            # kept by a method that fell more often (the falls come first): not handed over, and named
+            others = [x["method"] for x in res["rows"] if x.get("keep_return_met")]
+            who = "no method's student with the fewest falls" if others else "no method's student"
+            more = f" ({', '.join(others)} kept it, falling more often)" if others else ""
+            return (f"caution: {who} kept {100 * float(res['keep_return']):g} % of the teacher's return "
+                    f"on the selection seeds{more}; {res['chosen']}, handed over, returned {r['select_return']:.1f} "
+                    f"there against the teacher's {r['teacher_select_return']:.1f} "
                     f"({percent(r['select_return'], r['teacher_select_return'])}){fell}. Judge it on your plant "
                     "before relying on it, or train longer or with more data.")
     if res.get("confirmed") is not False:

@@ -311,7 +311,9 @@ def _choose_kernel(cfg: ExportConfig, src: Source, net: CollapsedNet, out: Path,
                 except IntRange as e:
                     if cfg.kernel != "auto":
                         raise
-                    out_of_range = skipped[k] = f"not built: {e}"
+                    out_of_range = f"not built: {e}"
+            if out_of_range is not None and (k == "integer" or uses_tanh):  # each form auto would have built
+                skipped[k] = out_of_range
     where = {k: out if k == "generic" else out / "build" / "kernels" / k for k in cands}
     figures = {k: meter(d) if meter else None for k, d in where.items()} if cfg.kernel == "auto" else {}
     # the integer forms' limit: the budget, and --int-flash-ratio times the generic kernel's flash

@@ -26,7 +26,7 @@ import numpy as np
 import bpd
 from bpd.config import check_ranges, field
 from bpd.errors import BpdError
-from bpd.io import bpd_executable, check_output_dir, portable_argv, portable_path, write_json
+from bpd.io import bpd_executable, check_output_dir, portable_argv, portable_path, read_json, write_json
 from bpd.process import HOLD, HeldStops, die_with_parent
 from bpd.view import LiveView
 from firmware_host.rig import load_rig
@@ -100,12 +100,14 @@ STOP_FAILED = "stop could not be sent, the device watchdog zeroes the actuator"
 
 def untouched_trial(out: Path) -> bool:
     """Whether out holds only a trial that ended before its first tick (the device refused it, or it was stopped
-    while it began): its summary says why, and a new trial may take the directory over."""
-    names = {p.name for p in out.iterdir()}
-    if "ticks.csv" not in names or not names <= {"ticks.csv", "summary.json"}:
+    while it began): its summary, written once it ended, says why and counts no tick, and a new trial may take the
+    directory over. A trial still beginning has no summary yet: not taken."""
+    if {p.name for p in out.iterdir()} != {"ticks.csv", "summary.json"}:
         return False
     try:
-        return not read_ticks(out / "ticks.csv")
+        s = read_json(out / "summary.json", "trial summary")
+        return (isinstance(s, dict) and isinstance(s.get("timing"), dict) and s["timing"].get("ticks") == 0
+                and s.get("ended", "complete") != "complete" and not read_ticks(out / "ticks.csv"))
     except BpdError:
         return False
 
@@ -161,6 +163,7 @@ def _run_trial(cfg: HilRunConfig, spec, pol, view: LiveView, via: str | None = N
             summary["low_latency"] = link.low_latency
             out.mkdir(parents=True, exist_ok=True)
             if untouched_trial(out):  # one refused or stopped before its first tick (check_trial let it be taken)
+                (out / "summary.json").unlink()  # first: the directory is never a finished trial of others' ticks
                 (out / "ticks.csv").unlink()
             meta = {"rig": spec.name, "period_us": period, "mode": cfg.mode, "labels": column_labels(spec),
                     "device": SIMULATED.get(via or "")}

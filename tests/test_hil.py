@@ -381,6 +381,29 @@ def test_a_rig_yaml_with_a_wider_action_limit_than_the_devices_firmware_is_refus
         "--out (a trial never writes into an existing one)"
 
 
+def test_only_a_trial_ended_before_its_first_tick_is_taken_over(tmp_path):
+    """A directory is taken over only where its trial wrote its summary, ended other than complete and ticked
+    nothing: not one still beginning (no summary yet), whose tick log the next trial would delete under it."""
+    from hil.ticklog import TickLog
+    from hil.trial import untouched_trial
+
+    def trial(name, summary):
+        d = tmp_path / name
+        d.mkdir()
+        TickLog(d / "ticks.csv", 4, 1).close()
+        if summary is not None:
+            (d / "summary.json").write_text(json.dumps(summary))
+        return d
+
+    refused = {"ended": "error: the device rejected the configuration", "timing": {"ticks": 0}}
+    assert untouched_trial(trial("refused", refused))
+    assert not untouched_trial(trial("beginning", None))
+    assert not untouched_trial(trial("complete", refused | {"ended": "complete"}))
+    assert not untouched_trial(trial("ticked", refused | {"timing": {"ticks": 3}}))
+    (trial("more", refused) / "notes.txt").write_text("mine")
+    assert not untouched_trial(tmp_path / "more")
+
+
 class _Frame:
     def __init__(self, seq, obs, flags):
         self.seq = seq

@@ -142,6 +142,10 @@ def test_choice_rule_on_hand_made_figures():
     kind, why = choose({"generic": None, "compact": None}, FLASH_BUDGET)
     assert kind == "compact" and "not measured" in why
     assert choose({"generic": None}, FLASH_BUDGET)[0] == "generic"  # compact not built (too big)
+    # without a meter, compact left out (over parity): the next built, and the reason does not say compact was not built
+    kind, why = choose({"generic": None, "compact-table": None, "generated": None}, FLASH_BUDGET)
+    assert kind == "compact-table" and why.endswith("(compact, compact-table, generated, generated-table, generic: "
+                                                    "the first built and not left out)")
 
 
 def test_report_names_the_shipped_form_and_the_integer_forms_over_their_flash_limit():
@@ -489,7 +493,7 @@ def test_auto_ships_a_float_kernel_where_the_weights_are_past_the_integer_kernel
     k = rep["kernel"]
     assert k["kind"] == "compact" and rep["parity"]["pass"]
     assert "out of the integer kernel's range" in k["skipped"]["integer"]
-    assert k["skipped"]["integer-table"] == k["skipped"]["integer"]
+    assert k["skipped"]["integer-table"] == k["skipped"]["integer"] and "integer-interp" not in k["skipped"]  # ReLU
     with pytest.raises(BpdError, match="out of the integer kernel's range"):
         run_export(ExportConfig(source=str(src), out=str(tmp_path / "forced"), episodes=0, parity_samples=300,
                                 kernel="integer"))

@@ -288,6 +288,12 @@ def test_compress_cautions_the_user_when_no_method_kept_the_return():
                             "2 falls there. Judge it on your plant before relying on it, or train longer or with "
                             "more data.")
     assert caution(res | {"kept": True}) is None  # kept, nothing judged again (--confirm 0): no caution
+    # one kept it but fell more often (the falls come first): the line does not say that none kept it
+    rows[0] |= {"keep_return_met": True, "falls": 3, "select_return": 9300.0}
+    assert caution(res) == ("caution: no method's student with the fewest falls kept 99 % of the teacher's return on "
+                            "the selection seeds (bpd kept it, falling more often); l1-threshold, handed over, "
+                            "returned 184.7 there against the teacher's 9328.1 (2.0 %), 2 falls there. Judge it on "
+                            "your plant before relying on it, or train longer or with more data.")
 
 
 def test_select_prints_its_cost_in_the_unit_cost_names(capsys):
@@ -393,10 +399,10 @@ def test_a_constant_student_is_set_aside_where_another_has_a_path(monkeypatch):
 
 @pytest.mark.parametrize("frozen", [False, True])
 def test_the_sweep_says_where_a_frozen_mask_makes_every_threshold_the_same(frozen, tmp_path, monkeypatch, capsys):
-    """A student of the fine-tune (distill's default) has its mask frozen, every log alpha near -40 or +40, so the
-    sweep's thresholds -2 to 6 collapse it to one network: the same nonzero count on every row, which the table
-    printed with no word of why. The JSON records mask_frozen and the command says so; a student not frozen: no
-    note, and a threshold of -50 prunes what 6 keeps."""
+    """A student of the fine-tune (distill's default) has its mask frozen, every log alpha at the run's clip (minus
+    kept, plus pruned), so the sweep's thresholds -2 to 6 collapse it to one network: the same nonzero count on every
+    row, which the table printed with no word of why. The JSON records mask_frozen and the command says so; a
+    student not frozen: no note, and a threshold of -50 prunes what 6 keeps."""
     from types import SimpleNamespace
 
     import training.selection as sel
@@ -416,5 +422,7 @@ def test_the_sweep_says_where_a_frozen_mask_makes_every_threshold_the_same(froze
     nonzero = [x["params_nonzero"] for x in r["rows"]]
     if frozen:
         assert nonzero == [24, 24] and "note: this student was fine-tuned on a frozen mask" in out
+        # at the clip the run records (META's 8), where the note said +-40 (log sigma^2's, not log alpha's)
+        assert "log alpha sit at the clip, -8 (kept) or +8 (pruned)" in out and r["log_alpha_clip"] == 8.0
     else:
         assert nonzero[0] < nonzero[1] == 25 and "note:" not in out

@@ -311,7 +311,9 @@ def run_sweep(cfg: SweepConfig) -> dict:
     rows = sweep_thresholds(student, stats, env_id, sorted(cfg.thresholds), cfg.episodes, cfg.seed)
     result = {"run": cfg.run, "env_id": env_id, "trained_threshold": meta["threshold"], "episodes": cfg.episodes,
               "seeds": [cfg.seed, cfg.seed + cfg.episodes - 1], "rows": rows,
-              "mask_frozen": finetuned(student.state_dict())}
+              "mask_frozen": finetuned(student.state_dict()),
+              "log_alpha_clip": next((float(getattr(m, "log_alpha_clip")) for m in student.modules()  # noqa: B009
+                                      if hasattr(m, "log_alpha_clip")), None)}
     if cfg.out:
         write_json(cfg.out, result)
         save_png(plot_sweep({env_id: result}), Path(cfg.out).with_suffix(".png"))
@@ -320,11 +322,14 @@ def run_sweep(cfg: SweepConfig) -> dict:
 
 def sweep_note(result: dict) -> str | None:
     """The line `bpd student sweep` adds where the student's mask was frozen by the fine-tune: its weights' log
-    alpha sit at about +-40 (training/svdo.py freeze), so thresholds well inside that give the same network."""
+    alpha sit at the clip, -clip kept and +clip pruned (training/svdo.py freeze sets log sigma^2 to -+40), so the
+    thresholds between give the same network."""
     if not result.get("mask_frozen"):
         return None
+    c = result.get("log_alpha_clip") or 10.0
     return ("note: this student was fine-tuned on a frozen mask (--finetune, distill's default): its weights' log "
-            "alpha sit near -40 (kept) or +40 (pruned), so thresholds between them give the same network; to see "
+            f"alpha sit at the clip, -{c:g} (kept) or +{c:g} (pruned), so thresholds between them give the same "
+            "network; to see "
             "other sizes, choose among the run's candidates with `bpd student select`, or sweep a run distilled "
             "with --finetune 0")
 
