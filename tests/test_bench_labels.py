@@ -4,7 +4,8 @@ Known answer: the figures of a demo export's shipped integer-interp kernel on Co
 2,444 B of flash of which the policy's own code and data are 1,756 B (the figure export_report.json gives).
 """
 
-from firmware_host.measure.bench import _summarise, markdown
+from firmware_host.measure.bench import _summarise
+from firmware_host.measure.bench_report import markdown
 
 
 def _res() -> dict:

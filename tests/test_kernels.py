@@ -443,7 +443,7 @@ def test_return_check_decides_by_the_paired_interval_and_at_the_last_batch_by_th
 
 def test_bench_markdown_shows_a_dash_where_a_runtime_s_stack_was_not_measured():
     """A runtime whose stack the compiler leaves unbounded has stack_bytes None: the table shows '-', not None."""
-    from firmware_host.measure.bench import markdown
+    from firmware_host.measure.bench_report import markdown
 
     run = {"instructions_median": 100, "us_estimate": 1.0, "flash_bytes": 200, "ram_bytes": 30}
     res = {"targets": ["cortex-m4f"], "arithmetic_floor": {"instructions": 50, "macs": 40, "bias_adds": 4,

@@ -136,7 +136,7 @@ def test_the_plots_legend_covers_no_bar(monkeypatch, tmp_path):
     """bench.png's legend sat inside the axes' upper right, over the last runtime's Cortex-M0+ bar (emlearn's, the
     tallest, on a 4-256-256-1 network): it stands beside the axes."""
     import bpd.io
-    from firmware_host.measure.bench import plot
+    from firmware_host.measure.bench_report import plot
 
     figs = []
     monkeypatch.setattr(bpd.io, "save_png", lambda fig, path: figs.append(fig))
