@@ -14,7 +14,7 @@ import numpy as np
 from firmware_host.rig import load_rig
 from firmware_host.wire.codec import Frame
 from firmware_host.wire.spec import FLAGS
-from hil.link import DeviceLink
+from hil.link import DeviceLink, check_rig_device
 
 
 class SerialRigEnv(gym.Env):
@@ -32,9 +32,9 @@ class SerialRigEnv(gym.Env):
         self.max_steps = int(self.spec_rig.raw.get("max_episode_steps", 1000))
         self.stall_timeout = stall_timeout
         self.link = DeviceLink(port, self.spec_rig.baud)
-        try:
-            self.link.handshake()
-        except BaseException:  # a device that does not answer leaves no port open behind
+        try:  # the device's sizes and period checked here: a CONFIG it then rejects is a limit's
+            check_rig_device(self.link.handshake(), self.spec_rig, self.period)
+        except BaseException:  # a device that does not answer, or another rig's, leaves no port open behind
             self.link.close()
             raise
         self._last: Frame | None = None  # the latest state frame (from reset on)

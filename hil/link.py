@@ -53,6 +53,21 @@ PORT_HINTS = {
 }
 
 
+def check_rig_device(info: dict, spec, period: int) -> None:
+    """The device's INFO against the rig and the period asked for: its sizes, and its period (a device takes its own
+    only: CONFIG, docs/protocol.md), each a one-line LinkError naming the fix. After these a rejected CONFIG is a
+    limit's (DeviceLink.configure)."""
+    if info["obs_dim"] != spec.obs_dim or info["act_dim"] != spec.act_dim:
+        raise LinkError(f"device sizes {info['obs_dim']}->{info['act_dim']} differ from the rig's "
+                        f"{spec.obs_dim}->{spec.act_dim}: the board runs another rig's firmware (bpd firmware build "
+                        f"--rig {spec.name})")
+    if info["period_us"] != period:
+        fix = ("leave out --period-us (the device runs the rig's period)" if info["period_us"] == spec.period_us
+               else f"give --period-us {info['period_us']}, or build the device's firmware for rig {spec.name} "
+                    f"(bpd firmware build --rig {spec.name})")
+        raise LinkError(f"the device's control period is {info['period_us']} us, the trial's {period} us: {fix}")
+
+
 class DeviceLink:
     # A read returns as soon as bytes arrive, or after this many seconds. Fixed at open: assigning
     # pyserial's timeout reconfigures the port (termios calls), which has no place in the tick loop.

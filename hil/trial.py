@@ -32,7 +32,7 @@ from bpd.view import LiveView
 from firmware_host.rig import load_rig
 from firmware_host.rig.sim_view import column_labels
 from firmware_host.wire.spec import CAPS, FLAGS, SELFTEST
-from hil.link import DeviceFault, DeviceLink, DeviceRestarted, LinkError
+from hil.link import DeviceFault, DeviceLink, DeviceRestarted, LinkError, check_rig_device
 from hil.policy import load_host_policy
 from hil.ticklog import CUT_SHORT, SIMULATED, TickLog, ViewedTickLog, handover_summary, read_ticks, timing_summary
 
@@ -309,15 +309,7 @@ def _environment() -> dict:
 
 
 def _check_device(info: dict, spec, pol, mode: str, period: int) -> None:
-    if info["obs_dim"] != spec.obs_dim or info["act_dim"] != spec.act_dim:
-        raise LinkError(f"device sizes {info['obs_dim']}->{info['act_dim']} differ from the rig's "
-                        f"{spec.obs_dim}->{spec.act_dim}: the board runs another rig's firmware (bpd firmware build "
-                        f"--rig {spec.name})")
-    if info["period_us"] != period:  # the device takes its own period only (CONFIG, docs/protocol.md)
-        fix = ("leave out --period-us (the device runs the rig's period)" if info["period_us"] == spec.period_us
-               else f"give --period-us {info['period_us']}, or build the device's firmware for rig {spec.name} "
-                    f"(bpd firmware build --rig {spec.name})")
-        raise LinkError(f"the device's control period is {info['period_us']} us, the trial's {period} us: {fix}")
+    check_rig_device(info, spec, period)
     if pol.obs_dim != info["obs_dim"] or pol.act_dim != info["act_dim"]:
         raise LinkError(f"policy sizes {pol.obs_dim}->{pol.act_dim} differ from the device's "
                         f"{info['obs_dim']}->{info['act_dim']}")

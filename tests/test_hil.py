@@ -99,6 +99,20 @@ def test_gymnasium_env_over_serial(rig):
         env.close()
 
 
+def test_gymnasium_env_names_a_device_of_another_period_before_any_config(rig):
+    """SerialRigEnv with a period the device does not run: one line naming both periods and the fix when it opens, as
+    `hil run` says; its reset's CONFIG was rejected, and the rejection blamed on the action limit."""
+    from hil.env import SerialRigEnv
+    from hil.link import LinkError
+
+    r = rig("--lockstep")
+    with pytest.raises(LinkError, match=r"^the device's control period is 40000 us, the trial's 30000 us: leave out "
+                                        r"--period-us \(the device runs the rig's period\)$"):
+        SerialRigEnv(r.path, "gym-inverted-pendulum", period_us=30000)
+    env = SerialRigEnv(r.path, "gym-inverted-pendulum")  # the port was closed behind the refusal: it opens again
+    env.close()
+
+
 def test_gymnasium_env_closes_its_port_when_the_device_does_not_answer(monkeypatch):
     import hil.env
     from hil.link import LinkError
