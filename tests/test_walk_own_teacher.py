@@ -94,7 +94,8 @@ def test_a_run_stopped_before_its_end_is_named_so_with_how_to_finish_it(tmp_path
     said = f"{run}: a run that has not finished (a checkpoint, no student yet); the command that started it, with " \
            "--resume, finishes it"
     for call in (lambda: load_any(run), lambda: load_source(run), lambda: run_sweep(SweepConfig(run=str(run))),
-                 lambda: run_select(SelectConfig(run=str(run)))):
+                 lambda: run_select(SelectConfig(run=str(run))),
+                 lambda: run_select(SelectConfig(run=str(run), summary="s.json"))):  # said 'no run summary' first
         with pytest.raises(BpdError) as e:
             call()
         assert str(e.value) == said

@@ -380,6 +380,7 @@ def _select_out(run: Path, out: str) -> Path:
 def run_select(cfg: SelectConfig, meter: Callable[[str], Callable[[MLPPolicy], float]] | None = None) -> dict:
     """`bpd student select`; meter(cost) gives the cost function of --cost other than nonzero (the firmware
     room's, which wires the command)."""
+    from training.checkpoint import check_finished
     from training.student import load_student, save_student
     from training.teacher import load_teacher
 
@@ -393,6 +394,7 @@ def run_select(cfg: SelectConfig, meter: Callable[[str], Callable[[MLPPolicy], f
     if not run.is_dir():  # a student file or a teacher given for its run: said so, not as an unwritable --out
         raise BpdError(f"{run}: " + ("not a directory; give the run directory `bpd distill --out` wrote"
                                      if run.exists() else "no such run directory"))
+    check_finished(run)
     out = _select_out(run, cfg.out)
     summary = _select_out(run, cfg.summary) if cfg.summary else None
     if summary is not None and summary.resolve() == out.resolve():
