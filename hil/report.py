@@ -95,6 +95,10 @@ def render(log_dir: str | Path) -> list[Path]:
         period = 0.0
     if not np.isfinite(period) or period <= 0:
         raise BpdError(f"{summ_path}: no valid target period recorded and none in the log")
+    counted = (summary.get("timing") or {}).get("ticks") if isinstance(summary.get("timing"), dict) else None
+    if isinstance(counted, int) and counted != len(rows):  # the trial's own count, from the same log as it ended
+        raise BpdError(f"{d / 'ticks.csv'}: {len(rows)} ticks, where its summary.json counts {counted}: the tick log "
+                       "was cut or changed since the trial; nothing rewritten")
     summary["timing"] = timing_summary(d / "ticks.csv", int(period))
     handover = handover_summary(d / "ticks.csv")
     if handover is not None:

@@ -164,6 +164,26 @@ def _failed_trial(d: Path, ended: str, episodes: list[dict], ticks: dict[int, in
     return d
 
 
+def test_report_refuses_a_tick_log_shorter_than_its_summary_counts(tmp_path):
+    """A ticks.csv cut since its trial (30 ticks, the summary counting 40): the report refuses it in one line and
+    leaves summary.json as it was, where it rewrote the timing from the cut log."""
+    from bpd.errors import BpdError
+    from hil.report import render
+
+    d = _failed_trial(tmp_path / "log", "complete", [], {0: 30})
+    summary = json.loads((d / "summary.json").read_text()) | {"timing": {"ticks": 40}}
+    (d / "summary.json").write_text(json.dumps(summary))
+    before = (d / "summary.json").read_bytes()
+    with pytest.raises(BpdError, match=r"ticks\.csv: 30 ticks, where its summary\.json counts 40: the tick log was "
+                                       r"cut or changed since the trial; nothing rewritten$"):
+        render(d)
+    assert (d / "summary.json").read_bytes() == before
+    summary["timing"]["ticks"] = 30  # the count the trial wrote: rendered, the timing computed again
+    (d / "summary.json").write_text(json.dumps(summary))
+    render(d)
+    assert json.loads((d / "summary.json").read_text())["timing"]["ticks"] == 30
+
+
 def test_report_of_a_failed_trial_says_how_each_episode_ended(tmp_path, capsys):
     """`bpd hil report` on a trial cut by an error: the line names the trial's end and the episode cut short (it is
     in ticks.csv, not in the summary's episodes), and each trajectory's title says how its episode ended."""
