@@ -6,6 +6,7 @@ name only when complete, so an interrupted run never leaves a half-written check
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -301,9 +302,13 @@ class StagedDir:
                     break
 
 
-def read_yaml(path: str | os.PathLike) -> Any:
-    """Parse a YAML file; a syntax error, a key given twice in one mapping (YAML would keep the last silently: a
-    plan's method label or a rig's field written twice) or an unreadable file is one line naming the place."""
+class _TwiceGiven(Exception):
+    """A key given twice in one YAML mapping (read_yaml names the file)."""
+
+
+@functools.cache
+def _strict_loader() -> type:
+    """yaml.SafeLoader refusing a key given twice in one mapping, made once (yaml is imported where it is used)."""
     import yaml
 
     class Loader(yaml.SafeLoader):
@@ -312,14 +317,24 @@ def read_yaml(path: str | os.PathLike) -> Any:
             for key_node, _ in node.value:
                 key = self.construct_object(key_node, deep=True) if key_node.tag != "tag:yaml.org,2002:merge" else "<<"
                 if isinstance(key, (str, int, float, bool)) and key in seen:
-                    raise BpdError(f"{p}: line {key_node.start_mark.line + 1}: {str(key)[:60]!r} is given twice in "
-                                   "one mapping (YAML would keep the last silently)")
+                    raise _TwiceGiven(f"line {key_node.start_mark.line + 1}: {str(key)[:60]!r} is given twice in one "
+                                      "mapping (YAML would keep the last silently)")
                 seen.add(key)
             return super().construct_mapping(node, deep=deep)
 
+    return Loader
+
+
+def read_yaml(path: str | os.PathLike) -> Any:
+    """Parse a YAML file; a syntax error, a key given twice in one mapping (YAML would keep the last silently: a
+    plan's method label or a rig's field written twice) or an unreadable file is one line naming the place."""
+    import yaml
+
     p = Path(path)
     try:
-        return yaml.load(p.read_text(), Loader=Loader)  # a SafeLoader
+        return yaml.load(p.read_text(), Loader=_strict_loader())  # a SafeLoader
+    except _TwiceGiven as e:
+        raise BpdError(f"{p}: {e}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

@@ -90,7 +90,11 @@ class BayesianStudent(nn.Module):
 
 
 class NoCut(BpdError):
-    """No cut of a student's mask costs at most the budget asked for."""
+    """No cut of a student's mask costs at most the budget asked for (least: the least cost found, where known)."""
+
+    def __init__(self, message: str, least: float | None = None) -> None:
+        super().__init__(message)
+        self.least = least
 
 
 def live_units(masks: list[torch.Tensor]) -> int:
@@ -223,9 +227,9 @@ def _weight_cut(student: BayesianStudent, masks: list[torch.Tensor], prune_to: i
         else:
             lo = mid + 1
     least = lo
-    if price(cut(least)) > budget:
+    if (fewest := price(cut(least))) > budget:
         raise NoCut(f"no cut of the student's mask costs at most {budget:g} (the fewest weights that reach the "
-                    f"output cost {price(cut(least)):g})")
+                    f"output cost {fewest:g})", fewest)
     hi = kept
     while lo < hi:
         mid = (lo + hi + 1) // 2
@@ -283,9 +287,9 @@ def budget_masks(student: BayesianStudent, prune_to: int | None, max_units: int 
             return _weight_cut(student, _unit_cut(student, masks, units, keep_layers=True), None, cost, budget)
         except NoCut as e:
             err = e
-    least = str(err).partition(" (")[2] if err is not None else ""
+    least = err.least if err is not None else None
     raise NoCut(f"no cut of the student's mask, down to one unit a hidden layer, costs at most {budget:g}"
-                + (f" ({least}" if least else ""))
+                + (f" (the fewest weights that reach the output cost {least:g})" if least is not None else ""), least)
 
 
 class Critic(nn.Module):

@@ -99,10 +99,13 @@ def is_sb3_zip(path: str | Path) -> bool:
 def load_teacher(path: str | Path) -> Teacher:
     """Load and validate a teacher file; every problem is a one-line BpdError (a stable-baselines3 zip given
     for one: the import it needs first)."""
-    if is_sb3_zip(path):
-        raise BpdError(f"{path}: a stable-baselines3 model, not a teacher file; import it first (bpd teacher import "
-                       f"{path} --env ENV --out teacher.npz) and give the teacher file")
-    meta, a = load_arrays(path, FORMAT)
+    try:
+        meta, a = load_arrays(path, FORMAT)
+    except BpdError:
+        if is_sb3_zip(path):  # asked only of a file that is no teacher
+            raise BpdError(f"{path}: a stable-baselines3 model, not a teacher file; import it first (bpd teacher "
+                           f"import {path} --env ENV --out teacher.npz) and give the teacher file") from None
+        raise
     version = meta.get("format_version", 1)
     if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= FORMAT_VERSION:
         raise BpdError(f"{path}: teacher format version {str(version)[:20]}; this bpd reads up to "

@@ -7,8 +7,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import hashlib
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -99,10 +97,11 @@ def _kept_library(flags: list[str], srcs: list[Path]) -> Path | None:
 
 
 def _copy_whole(src: Path, dst: Path) -> None:
-    """Copy under a temporary name renamed into place: a process loading dst sees the whole library or none."""
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    """Copy written whole (bpd.io.atomic_write): a process loading dst sees the whole library or none."""
+    from bpd.io import atomic_write
+
+    data = src.read_bytes()
+    atomic_write(dst, lambda f: f.write(data))
 
 
 class SoftwareDevice:
