@@ -3,10 +3,11 @@
     python benchmarks/baselines_table.py benchmarks/plans/baselines.yaml [--runs DIR] [--out DIR]
 
 Writes, beside the runner's own table (`bpd experiment table`, written first into the same directory):
-  baselines.md / baselines.csv   per environment and method: return (mean +- std over seeds), % of the
-                                 teacher, D4RL score, environment steps, gradient steps, training wall
-                                 time, nonzero parameters, Cortex-M4F instructions, control policy and the
-                                 spread of the states it visited
+  baselines.md / baselines.csv   per environment and method: return, % of the teacher and D4RL score
+                                 (each mean +- std over seeds; worst seed), environment steps, gradient
+                                 steps, training wall time, nonzero parameters, Cortex-M4F instructions and
+                                 estimated cycles (median over seeds, of the kernel each cell's bench
+                                 measured), control policy and the spread of the states it visited
 and links the runner's <env>.env-curves.png (periodic evaluation return against environment steps for
 the online variants, mean and min-max over seeds, with the teacher and BPD as references).
 """
@@ -28,12 +29,12 @@ from bpd.io import write_text  # noqa: E402
 from bpd_app.experiment.plan import load_plan  # noqa: E402
 from bpd_app.experiment.results import collect_results  # noqa: E402
 from bpd_app.experiment.stats import aggregate  # noqa: E402
-from bpd_app.experiment.tables import kernels_note, write_table  # noqa: E402
+from bpd_app.experiment.tables import kernels_note, spread, write_table  # noqa: E402
 
 COLS = ["env", "label", "method", "size", "control", "seeds_done", "return_mean", "return_std", "return_worst",
-        "worst_seed", "early_ends", "episodes", "vs_teacher_mean",
-        "d4rl_mean", "env_steps", "grad_steps", "train_seconds_median", "nonzero_min", "nonzero_max",
-        "m4f_instructions_median", "visited_spread_mean"]
+        "worst_seed", "early_ends", "episodes", "vs_teacher_mean", "vs_teacher_std", "vs_teacher_worst",
+        "d4rl_mean", "d4rl_std", "d4rl_worst", "env_steps", "grad_steps", "train_seconds_median", "nonzero_min",
+        "nonzero_max", "m4f_instructions_median", "m4f_cycles_median", "visited_spread_mean"]
 
 
 def _stat(xs: list, f) -> float | None:
@@ -62,12 +63,14 @@ def rows_of(plan) -> list[dict]:
                     "return_mean": a["return_mean"], "return_std": a["return_std"],
                     "return_worst": a["return_worst"], "worst_seed": a["worst_seed"],
                     "early_ends": a["early_where_teacher_finished"], "episodes": a["episodes"],
-                    "vs_teacher_mean": a["vs_teacher_mean"], "d4rl_mean": a["d4rl_mean"],
+                    **{k: a[k] for k in ("vs_teacher_mean", "vs_teacher_std", "vs_teacher_worst",
+                                         "d4rl_mean", "d4rl_std", "d4rl_worst")},
                     "env_steps": _stat([t.get("env_steps") for t in tr], np.median),
                     "grad_steps": _stat([t.get("grad_steps") or t.get("steps") for t in tr], np.median),
                     "train_seconds_median": a["seconds_median"],
                     "nonzero_min": a["nonzero_min"], "nonzero_max": a["nonzero_max"],
                     "m4f_instructions_median": _stat(a["instructions"] or [], np.median),
+                    "m4f_cycles_median": _stat(a["cycles"] or [], np.median),
                     "visited_spread_mean": _stat([t.get("visited_spread") for t in tr], np.mean)}
         out.append(row)
     return out
@@ -112,22 +115,25 @@ def markdown(plan, rows: list[dict]) -> str:
         if note:
             lines += [note, ""]
         lines += ["| method | rule | size | control | seeds | return (mean +- std over seeds; worst seed) "
-                  "| % of teacher | early ends where teacher finished | D4RL "
-                  "| env steps | grad steps | train s (median) | nonzero | M4F instr. | visited spread |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| % of teacher (mean +- std; worst seed) | early ends where teacher finished "
+                  "| D4RL (mean +- std; worst seed) | env steps | grad steps | train s (median) | nonzero "
+                  "| M4F instr. (median) | M4F cycles, est. (median) | visited spread |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in rs:
             nz = "-" if r.get("nonzero_min") is None else (
                 f"{r['nonzero_min']:,}" if r["nonzero_min"] == r["nonzero_max"]
                 else f"{r['nonzero_min']:,}-{r['nonzero_max']:,}")
-            vs = "-" if r.get("vs_teacher_mean") is None else f"{100 * r['vs_teacher_mean']:.1f} %"
+            vs = spread(r.get("vs_teacher_mean"), r.get("vs_teacher_std"), r.get("vs_teacher_worst"), pct=True)
             ret = "-" if r.get("return_mean") is None else (
                 f"{_f(r['return_mean'], 1)} +- {_f(r['return_std'], 1)}; {_f(r['return_worst'], 1)} "
                 f"(seed {r['worst_seed']})")
             early = "-" if r.get("episodes") is None else f"{r['early_ends']} of {r['episodes']}"
+            d4rl = spread(r.get("d4rl_mean"), r.get("d4rl_std"), r.get("d4rl_worst"))
             lines.append(f"| {r['label']} | {r['method']} | {r['size']} | {r['control'] or '-'} | {r['seeds_done']} "
-                         f"| {ret} | {vs} | {early} | {_f(r.get('d4rl_mean'), 1)} | {_f(r.get('env_steps'))} "
+                         f"| {ret} | {vs} | {early} | {d4rl} | {_f(r.get('env_steps'))} "
                          f"| {_f(r.get('grad_steps'))} | {_f(r.get('train_seconds_median'))} | {nz} "
-                         f"| {_f(r.get('m4f_instructions_median'))} | {_f(r.get('visited_spread_mean'), 2)} |")
+                         f"| {_f(r.get('m4f_instructions_median'))} | {_f(r.get('m4f_cycles_median'))} "
+                         f"| {_f(r.get('visited_spread_mean'), 2)} |")
         lines.append("")
     return "\n".join(lines)
 

@@ -88,6 +88,35 @@ def test_summary_row_gives_spread_worst_seed_and_early_ends():
     assert met["bar"] == "meets" and met["meets_bar"]
 
 
+def test_d4rl_score_and_share_of_teacher_carry_their_spread_and_worst_seed_in_every_table():
+    """Three seeds of known D4RL scores (80, 90, 100) and returns: the per-environment table and the summary
+    give mean +- std; worst for both, as the return column does."""
+    from types import SimpleNamespace
+
+    from bpd_app.experiment.stats import aggregate
+    from bpd_app.experiment.tables import markdown_table, summary_table
+
+    def result(seed, ret, score):
+        return {"env": "Hopper-v5", "label": "m", "seed": seed, "eval": {"return_mean": ret, "episodes": 30},
+                "teacher": {"return_mean": 100.0, "params_total": 1000}, "return_vs_teacher": ret / 100.0,
+                "d4rl_score": score, "params_nonzero": 50, "params_total": 500, "weights_removed_vs_teacher": 0.95,
+                "early_terminations_where_teacher_finished": 0, "export": None, "bench": None,
+                "train": {"seconds": 10.0}}
+
+    rows = [{"env": "Hopper-v5", "label": "m", "seed": s, "state": "done", "result": result(s, r, d)}
+            for s, r, d in [(0, 90.0, 90.0), (1, 80.0, 80.0), (2, 100.0, 100.0)]]
+    (agg,) = aggregate(rows)
+    assert agg["d4rl_worst"] == 80.0 and agg["d4rl_std"] == pytest.approx(np.std([80.0, 90.0, 100.0]))
+    line = summary_table(None, [agg]).splitlines()[2]  # type: ignore[arg-type]
+    assert "| 90.0 % +- 8.2 %; 80.0 % | 90.0 +- 8.2; 80.0 |" in line
+    plan = SimpleNamespace(envs=["Hopper-v5"], eval={"episodes": 30, "seed": 0}, robustness=None)
+    table = markdown_table(plan, [agg])  # type: ignore[arg-type]
+    header, _, row = [x for x in table.splitlines() if x.startswith("|")][:3]
+    cells = dict(zip(header.split(" | "), row.split(" | ")))
+    assert cells["% of teacher (mean +- std; worst seed)"] == "90.0 % +- 8.2 %; 80.0 %"
+    assert cells["D4RL score (mean +- std; worst seed)"] == "90.0 +- 8.2; 80.0"
+
+
 def test_bench_figures_take_the_cheapest_kernel_and_the_policy_ram(tmp_path):
     """A hand-built `bpd bench` record: the cheaper bpd kernel's figures, its stack frame plus the two
     activation buffers as the policy's RAM; a cell's table row is refreshed from its bench.json."""

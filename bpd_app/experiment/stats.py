@@ -62,6 +62,7 @@ def aggregate(rows: list[dict]) -> list[dict]:
                 "vs_teacher_mean": float(rel.mean()) if len(rel) else None,
                 "vs_teacher_worst": float(rel.min()) if len(rel) else None,
                 "d4rl_mean": float(np.mean(d4)) if d4 else None, "d4rl_std": float(np.std(d4)) if d4 else None,
+                "d4rl_worst": float(np.min(d4)) if d4 else None,
                 "nonzero_mean": float(nz.mean()), "nonzero_min": int(nz.min()), "nonzero_max": int(nz.max()),
                 "weights_removed_mean": float(np.mean(removed)) if removed else None,
                 "weights_removed_min": float(np.min(removed)) if removed else None,

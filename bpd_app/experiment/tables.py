@@ -40,6 +40,13 @@ def _fmt(x, nd=1, pct=False) -> str:
     return f"{100 * x:.{nd}f} %" if pct else f"{x:,.{nd}f}"
 
 
+def spread(mean, std, worst, nd=1, pct=False) -> str:
+    """'mean +- std; worst' over seeds (std and worst: the population std and the lowest seed), '-' without a mean."""
+    if mean is None:
+        return "-"
+    return f"{_fmt(mean, nd, pct)} +- {_fmt(std, nd, pct)}; {_fmt(worst, nd, pct)}"
+
+
 def _range(xs, nd=0) -> str:
     if not xs:
         return "-"
@@ -96,8 +103,8 @@ def markdown_table(plan: Plan, aggs: list[dict]) -> str:
                   f"(seeds {plan.eval['seed']}-{plan.eval['seed'] + plan.eval['episodes'] - 1}), "
                   f"{t.get('teacher_params', '-')} parameters.{machines}", "",
                   "| method | seeds done | return (mean +- std) | worst seed | IQM [95 % CI] "
-                  "| % of teacher (mean / worst) | D4RL score | weights removed (min): of the teacher's / of the "
-                  "student's | nonzero | collapsed widths "
+                  "| % of teacher (mean +- std; worst seed) | D4RL score (mean +- std; worst seed) "
+                  "| weights removed (min): of the teacher's / of the student's | nonzero | collapsed widths "
                   "| early ends where teacher finished | M4F instructions | M4F cycles (est.) | kernel "
                   "| M4F cycles, integer kernel (est.) | policy flash B | policy RAM B | distill s (median) | bar |"
                   + (" robustness, float C (mean +- std; worst) |" if rob else ""),
@@ -113,8 +120,9 @@ def markdown_table(plan: Plan, aggs: list[dict]) -> str:
                 f"| {_fmt(a['return_mean'])} +- {_fmt(a['return_std'])} "
                 f"| {_fmt(a['return_worst'])} (seed {a['worst_seed']}) "
                 f"| {_fmt(a['return_iqm'])} [{_fmt(ci[0])}, {_fmt(ci[1])}] "
-                f"| {_fmt(a['vs_teacher_mean'], pct=True)} / {_fmt(a['vs_teacher_worst'], pct=True)} "
-                f"| {_fmt(a['d4rl_mean'])} | {_fmt(a['weights_removed_min'], 2, pct=True)} / "
+                f"| {spread(a['vs_teacher_mean'], a['vs_teacher_std'], a['vs_teacher_worst'], pct=True)} "
+                f"| {spread(a['d4rl_mean'], a['d4rl_std'], a['d4rl_worst'])} "
+                f"| {_fmt(a['weights_removed_min'], 2, pct=True)} / "
                 f"{_fmt(a['removed_vs_student_min'], 1, pct=True)} "
                 f"| {_range([s['nonzero'] for s in a['per_seed']])} | {', '.join(a['widths']) or '-'} "
                 f"| {a['early_where_teacher_finished']} of {a['episodes']} | {_range(a['instructions'] or [])} "
@@ -145,7 +153,8 @@ def _integer_cycles(a: dict) -> str:
 
 def summary_table(plan: Plan, aggs: list[dict], labels: list[str] | None = None) -> str:
     """One row per environment and method: the ablation plans' metrics side by side."""
-    lines = ["| environment | method | seeds | % of teacher (mean +- std over seeds; worst seed) | D4RL score "
+    lines = ["| environment | method | seeds | % of teacher (mean +- std over seeds; worst seed) "
+             "| D4RL score (mean +- std; worst seed) "
              "| early ends where teacher finished | spread of last 3 evaluations (% of teacher) "
              "| largest drop below the running best, 2nd half (% of teacher) "
              "| weights pruned (student) | nonzero "
@@ -160,9 +169,9 @@ def summary_table(plan: Plan, aggs: list[dict], labels: list[str] | None = None)
             continue
         lines.append(
             f"| {a['env']} | {a['label']} | {a['done']}/{a['seeds']} "
-            f"| {_fmt(a['vs_teacher_mean'], pct=True)} +- {_fmt(a['vs_teacher_std'], pct=True)}; "
-            f"{_fmt(a['vs_teacher_worst'], pct=True)} "
-            f"| {_fmt(a['d4rl_mean'])} | {a['early_where_teacher_finished']} of {a['episodes']} "
+            f"| {spread(a['vs_teacher_mean'], a['vs_teacher_std'], a['vs_teacher_worst'], pct=True)} "
+            f"| {spread(a['d4rl_mean'], a['d4rl_std'], a['d4rl_worst'])} "
+            f"| {a['early_where_teacher_finished']} of {a['episodes']} "
             f"| {_fmt(a['last_evals_spread'], pct=True)} | {_fmt(a['largest_drop'], pct=True)} "
             f"| {_fmt(a['sparsity_mean'], pct=True)} | {_range([x['nonzero'] for x in a['per_seed']])} "
             f"| {a['pruning_rule'] or '-'} | {_range(a['instructions'] or [])} | {_range(a['cycles'] or [])} "
@@ -214,8 +223,9 @@ def write_table(plan: Plan, out: Path) -> dict:
     md += [f"![{p}]({p})" for p in plots]
     write_text(out / "table.md", "\n".join(md) + "\n")
     cols = ["env", "label", "seeds", "done", "failed", "teacher_return", "return_mean", "return_std", "return_worst",
-            "worst_seed", "return_iqm", "vs_teacher_mean", "vs_teacher_worst", "d4rl_mean", "nonzero_mean",
-            "weights_removed_min", "early_where_teacher_finished", "seconds_median", "meets_bar"]
+            "worst_seed", "return_iqm", "vs_teacher_mean", "vs_teacher_std", "vs_teacher_worst", "d4rl_mean",
+            "d4rl_std", "d4rl_worst", "nonzero_mean", "weights_removed_min", "early_where_teacher_finished",
+            "seconds_median", "meets_bar"]
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
     w.writeheader()
