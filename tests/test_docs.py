@@ -192,10 +192,10 @@ def test_the_compress_table_counts_what_was_handed_over_seed_by_seed(render_docs
     text = render_docs.environment(tmp_path).get_template("docs/templates/compress.md").render()
     lines = {l.split(" | ")[0]: l.split(" | ")[1:] for l in text.splitlines() if l.startswith("| ") and "-v5" in l}
     assert lines["| Hopper-v5"][1:] == ["2 of 3", "`dense-c30`, nothing, BPD `-c50-visits-sure` (unconfirmed)",
-                                       "1,000-2,000 (0.30-0.49x)", "100.0 (99.5)", "0 of 60 |"]
+                                       "1,000-2,000 (0.30-0.49x)", "100.0 +- 0.5 (99.5)", "0 of 60 |"]
     assert lines["| HalfCheetah-v5"] == ["[hc-dense](benchmarks/results/hc-dense/table.md) (`--confirm 0`)",
-                                         "0 of 1 run, of 3", "`dense-c50-sure` (none kept it)", "1,500", "99.0 (99.0)",
-                                         "0 of 30 |"]
+                                         "0 of 1 run, of 3", "`dense-c50-sure` (none kept it)", "1,500",
+                                         "99.0 +- 0.0 (99.0)", "0 of 30 |"]
     assert lines["| Walker2d-v5"][1] == "running: 5 of 15 cells"
     assert lines["| InvertedDoublePendulum-v5"][1] == "not yet run"
     words = " ".join(text.split())
