@@ -195,9 +195,10 @@ def _check_config(cfg: ExportConfig) -> None:
         raise BpdError("--package-url names the web page of the library --package writes: give --package too")
     if cfg.package_name != "bpd" and cfg.package == "none":
         raise BpdError("--package-name names the library --package writes: give --package too")
-    from export.package import check_name
+    from export.package import check_name, check_url
 
     check_name(cfg.package_name)
+    check_url(cfg.package_url)
     from training.collect import dataset_exists, load_dataset
     from training.minari_io import is_minari
 

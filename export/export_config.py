@@ -52,4 +52,4 @@ class ExportConfig:
                               "swing_policy.h, swing::policy, CONFIG_SWING_POLICY), so that packages of two names "
                               "link into one firmware")
     package_url: str = field("", help="--package: the library's web page in library.json and library.properties "
-                             "(Arduino requires one; a placeholder without it)")
+                             "(an http:// or https:// address; Arduino requires one; a placeholder without it)")

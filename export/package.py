@@ -57,6 +57,20 @@ def check_name(name: str) -> None:
                        f"one underscore, {NAME_MAX} characters), e.g. swing")
 
 
+# --package-url: what PlatformIO takes as library.json's homepage (a URL with a scheme and a host of a domain, at
+# most 255 characters) and library.properties' one-line url=: http(s), a host with a dot (or localhost), no spaces
+URL_RULE = re.compile(r"https?://(localhost|[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+)(:[0-9]{1,5})?([/?#]\S*)?")
+URL_MAX = 255
+
+
+def check_url(url: str) -> None:
+    """--package-url (empty: none, the placeholder): a web address both manifests accept."""
+    if url and (not URL_RULE.fullmatch(url) or len(url) > URL_MAX):
+        raise BpdError(f"--package-url {url[:60]!r}: a web address, http:// or https:// then a host name, no spaces, "
+                       f"at most {URL_MAX} characters (e.g. https://github.com/you/swing): library.json's homepage "
+                       "and library.properties' url")
+
+
 # where a name starts: not inside a word, but after -D (a macro on the command line: -DBPD_INT_FP=0) and .L (an
 # assembly-local label: top-level asm of two packages is one assembly file under -flto)
 _START = r"(?:(?<![A-Za-z0-9])|(?<=-D)|(?<=\.L))"
@@ -119,6 +133,7 @@ def write_package(export_dir: str | Path, choice: str, meta: dict, example_obs: 
     meta = meta | {"fast_tanh": "BPD_FAST_TANH" in (d / "policy.c").read_text(errors="replace")}
     name = str(meta.get("name") or "bpd")
     check_name(name)
+    check_url(str(meta.get("url") or ""))
     pkg = d / DIR
     if pkg.exists():
         shutil.rmtree(pkg)

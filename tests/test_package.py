@@ -141,6 +141,32 @@ def test_a_package_name_renames_every_c_cmake_zephyr_and_pio_name_and_nothing_el
         check_name(good)
 
 
+def test_a_package_url_is_a_web_address_both_manifests_take(tmp_path):
+    """--package-url goes into library.json's homepage, which PlatformIO's manifest schema refuses unless it is a URL
+    of a scheme and a domain (at most 255 characters), and into library.properties' one-line url=: anything else is
+    one line before the export starts, not a library PlatformIO will not load (`not-a-url` was written as given)."""
+    from export.package import check_url
+
+    for good in ("", "https://github.com/acme/swing", "http://example.org", "https://localhost:8080/x?y=1#z",
+                 "https://192.168.1.2/lib", "https://example.org/" + "x" * 235):
+        check_url(good)
+    for bad in ("not-a-url", "example.org", "https://example", "https://ex ample.org", "https://example.org/a b",
+                "git@github.com:acme/swing.git", "https://example.org/x\nname=evil", "ftp://example.org/x",
+                "https://example.org/" + "x" * 236):
+        with pytest.raises(BpdError, match=r"^--package-url .*: a web address, http:// or https:// then a host"):
+            check_url(bad)
+    d = tmp_path / "export"
+    shutil.copytree(pendulum_export(), d)
+    with pytest.raises(BpdError, match="^--package-url 'not-a-url': a web address"):
+        write_package(d, "platformio", _meta(d) | {"url": "not-a-url"}, np.zeros(4))
+    assert not (d / "package").exists()
+    p = run_bpd("export", str(tmp_path), "--out", str(tmp_path / "x"), "--package", "all", "--package-url",
+                "not-a-url", check=False)
+    assert p.returncode == 1 and p.stdout == "", p.stderr
+    assert p.stderr.startswith("bpd: error: --package-url 'not-a-url': a web address") and p.stderr.count("\n") == 1
+    assert not (tmp_path / "x").exists()
+
+
 LEFT = re.compile(r"\S*(?:bpd_|BPD_|bpd::|bpd-policy)\S*")  # a name of the bpd package
 
 
