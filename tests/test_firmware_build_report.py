@@ -102,6 +102,41 @@ def test_with_no_rig_named_the_exports_own_rig_is_built_else_the_bench_image(mon
     assert capsys.readouterr().err == ""
 
 
+def test_fast_tanh_is_built_in_where_the_kernel_offers_it_and_refused_where_it_does_not(monkeypatch, tmp_path):
+    """--fast-tanh was taken and dropped without a word: by every kernel but the generic one (they compile in the
+    tanh their export chose) and by the host firmware (the simulated rig's device), built without -DBPD_FAST_TANH.
+    Now the generic kernel's host and Cortex-M builds call no tanhf with it (and do without it), the report says
+    which, and an export whose kernel has no build-time tanh refuses it in one line."""
+    import shutil
+    import subprocess
+
+    import export.verify
+    import firmware_host.measure.build as build
+    from bpd.errors import BpdError
+    from firmware_host.measure.build import FirmwareBuildConfig, firmware_build
+    from tests.conftest import pendulum_export
+
+    exp = str(pendulum_export())  # the generic kernel
+    targets = [("host", "nm")] + ([("cortex-m4f", "arm-none-eabi-nm")] if shutil.which(build.ARM_GCC) else [])
+    for target, nm in targets:
+        for fast in (False, True):
+            out = tmp_path / f"{target}-{fast}"
+            rep = firmware_build(FirmwareBuildConfig(export=exp, target=target, out=str(out), fast_tanh=fast))
+            calls = subprocess.run([nm, "-u", str(out / "policy.o")], capture_output=True, text=True).stdout
+            assert ("tanhf" in calls) is not fast, (target, fast, calls)
+            assert rep["fast_tanh"] is fast
+    compact = tmp_path / "compact"
+    compact.mkdir()
+    (compact / "policy.c").write_text("/* straight-line layers, the tanh the export chose */\n")
+    monkeypatch.setattr(export.verify, "verify_export", lambda d: {"kernel": "compact", "env_id": "InvertedPendulum-v5",
+                                                                   "obs_dim": 4, "act_dim": 1})
+    monkeypatch.setattr(build, "_build", lambda cfg, stage, out: {})
+    with pytest.raises(BpdError, match=r"^--fast-tanh: the compact kernel of .*compact compiles in the tanh its export "
+                                       r"chose, .*leave out --fast-tanh$"):
+        firmware_build(FirmwareBuildConfig(export=str(compact), fast_tanh=True))
+    assert firmware_build(FirmwareBuildConfig(export=str(compact), out=str(tmp_path / "c"))) == {}
+
+
 def test_a_rebuild_stopped_after_its_link_leaves_the_previous_build_whole(monkeypatch, tmp_path):
     """A build is made beside --out and swapped in whole. Before, a rebuild into the same directory stopped (Ctrl-C)
     between its link and its report left the new image beside the previous build's build_report.json, which names

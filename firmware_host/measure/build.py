@@ -220,11 +220,12 @@ def build_firmware_image(export_dir: Path, target: str, out_dir: Path, fast_tanh
     if target == "host":  # the software device of the simulated rig: core, host HAL and policy
         from firmware_host.rig.device import build_device_library
 
-        lib = build_device_library(out_dir, spec, export_dir, classical)
+        lib = build_device_library(out_dir, spec, export_dir, classical, fast_tanh)
         objs = {}
         for src in (export_dir / "policy.c", export_dir / "policy_weights.c"):
             obj = out_dir / f"{src.stem}.o"
-            _run([find_cc(), *STRICT, *OPT, "-fPIC", f"-I{export_dir}", "-c", str(src), "-o", str(obj)],
+            _run([find_cc(), *STRICT, *OPT, "-fPIC", *(["-DBPD_FAST_TANH"] if fast_tanh else []), f"-I{export_dir}",
+                  "-c", str(src), "-o", str(obj)],
                  f"compiling {src.name}")
             objs[src.stem] = obj
         return Image(lib, "host", objs, {})
@@ -338,7 +339,8 @@ class FirmwareBuildConfig:
     target: str = field("cortex-m4f", help="what to build for", choices=tuple(TARGETS))
     out: str | None = field(None, help="build directory (default: EXPORT/build-TARGET-IMAGE, "
                                        "and -BOARD-RIG for a firmware image)")
-    fast_tanh: bool = field(False, help="use the kernel's fast tanh approximation")
+    fast_tanh: bool = field(False, help="the generic kernel's rational tanh in place of libm's tanhf (-DBPD_FAST_TANH; "
+                                        "the other kernels compile in the tanh their export chose)")
     image: str = field("firmware", help="firmware (core + board layer + policy) or bench (policy + entry point)",
                        choices=("firmware", "bench"))
     rig: str | None = field(None, help="rig name or YAML whose configuration the firmware is built for (default: "
@@ -362,6 +364,10 @@ def firmware_build(cfg: FirmwareBuildConfig) -> dict:
         raise BpdError(f"--rig {cfg.rig}: a bench image (the policy and an entry point) has no rig; leave out --rig, "
                        "or build the firmware (--image firmware)")
     info = verify_export(cfg.export)  # parity passed and the files are the ones it checked
+    if cfg.fast_tanh and "BPD_FAST_TANH" not in (Path(cfg.export) / "policy.c").read_text(errors="replace"):
+        raise BpdError(f"--fast-tanh: the {info.get('kernel', 'generic')} kernel of {cfg.export} compiles in the tanh "
+                       "its export chose, so there is none to choose at build time (the rational tanh is the generic "
+                       "kernel's: `bpd export --kernel generic`); leave out --fast-tanh")
     if cfg.image == "firmware" and cfg.rig is None:
         cfg = _default_rig(cfg, info)
     if cfg.image == "firmware":
@@ -434,7 +440,8 @@ def _build(cfg: FirmwareBuildConfig, stage: Path, out: Path) -> dict:
     if cfg.classical:  # hand-over mode's controller, staged as classical.c and classical_weights.c
         parts = {**FIRMWARE_PARTS, "classical": ["classical", "classical_weights"]}
     rep = image_report(img, ["policy", "policy_weights"], parts) | {"image": cfg.image,
-                                                                    "clock_mhz": TARGETS[cfg.target]["clock_mhz"]}
+                                                                    "clock_mhz": TARGETS[cfg.target]["clock_mhz"],
+                                                                    "fast_tanh": cfg.fast_tanh}
     if cfg.image == "firmware":
         rep |= {"rig": load_rig(_rig(cfg)).name, "board": cfg.board, "handover": cfg.classical is not None}
     rep["elf"] = str(out / img.elf.relative_to(stage))

@@ -47,12 +47,14 @@ def classical_sources(classical_dir: Path, spec: RigSpec, policy_dir: Path | Non
 
 
 def build_device_library(out_dir: Path, spec: RigSpec, policy_dir: Path | None = None,
-                         classical_dir: Path | None = None) -> Path:
+                         classical_dir: Path | None = None, fast_tanh: bool = False) -> Path:
     """Compile the firmware core with the host HAL, the rig's generated configuration and (if given)
-    the exported policy as a shared library; with classical_dir, hand-over mode's classical controller too."""
+    the exported policy as a shared library; with classical_dir, hand-over mode's classical controller too;
+    fast_tanh: the generic kernel's rational tanh (-DBPD_FAST_TANH)."""
     rig_dir = write_rig_header(spec, out_dir / f"rig-{spec.name}-{spec.period_us}").parent
     srcs = [CSRC / f for f in FW_SOURCES]
-    flags = [*STRICT, *OPT, "-fPIC", "-shared", f"-I{CSRC}", f"-I{rig_dir}"]
+    fast = ["-DBPD_FAST_TANH"] if fast_tanh else []
+    flags = [*STRICT, *OPT, "-fPIC", "-shared", *fast, f"-I{CSRC}", f"-I{rig_dir}"]
     if policy_dir is not None:
         from export.c_export import check_export_dir
 
