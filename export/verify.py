@@ -102,6 +102,11 @@ def verify_export(d: str | Path, handover: bool = False) -> dict:
     if not d.is_dir():
         raise BpdError(f"{d}: no export directory there")
     if not (d / "export.json").is_file():
+        owner = next((e for e in d.resolve().parents[:2] if (e / "export.json").is_file()
+                      and d.resolve().is_relative_to(e / "package")), None)
+        if owner is not None:  # `cd OUT/package` then the command on `.`: the export is the folder above
+            raise BpdError(f"{d}: the package of the export {owner} (`bpd export --package`), not an export; give "
+                           f"the export directory, {owner}")
         raise BpdError(f"{d}: not an export directory (no export.json); run `bpd export` to make one")
     info = read_json(d / "export.json", "export record")
     named = info.get("prefix", "bpd") if isinstance(info, dict) and info.get("format") == "bpd-classical" else "bpd"

@@ -635,6 +635,24 @@ def test_export_with_package_verifies(real_export, tmp_path):
         verify_export(added)
 
 
+def test_the_package_folder_given_for_its_export_names_the_export(pkg_all):
+    """`cd OUT/package` and `bpd firmware build .` (or its src/, or the folder from an example's): the package is not
+    an export, and the message said to run `bpd export` to make one, for an export that is there. Now it names the
+    export to give; a folder of no export is told as before."""
+    export = pkg_all.parent.resolve()
+    for d in (pkg_all, pkg_all / "src", pkg_all / "examples", pkg_all / "examples" / ".."):
+        with pytest.raises(BpdError, match=rf"^{re.escape(str(d))}: the package of the export {re.escape(str(export))} "
+                                           rf"\(`bpd export --package`\), not an export; give the export directory, "
+                                           rf"{re.escape(str(export))}$"):
+            verify_export(d)
+    p = run_bpd("firmware", "build", ".", check=False, cwd=pkg_all)
+    assert p.returncode == 1 and p.stderr == (f"bpd: error: .: the package of the export {export} (`bpd export "
+                                              f"--package`), not an export; give the export directory, {export}\n")
+    above = pkg_all.parent.parent  # the folder the export is in
+    with pytest.raises(BpdError, match=rf"^{re.escape(str(above))}: not an export directory \(no export.json\); run "):
+        verify_export(above)
+
+
 def test_a_named_export_prints_records_and_verifies_its_name(tiny_pipeline, tmp_path):
     """`bpd export --package arduino --package-name swing`: the printed lines name the library swing_policy and the
     placeholder web page its files hold; export_report.json records the name; the export verifies, and refuses an
