@@ -10,7 +10,7 @@ ecosystem asked for finds what it expects (`all` is one folder that is all four)
   zephyr/module.yml      zephyr: the module (build.cmake, build.kconfig), its Kconfig (CONFIG_BPD_POLICY)
   zephyr/Kconfig         and CMakeLists.txt (a zephyr_library of src/)
   zephyr/CMakeLists.txt
-  library.json           platformio: the library manifest (sources and headers in src/)
+  library.json           platformio: the library manifest (sources and headers in src/; -lm for a float kernel)
   library.properties     arduino: the library metadata
   examples/              one example per format, each running bpd_policy_run on one observation (the
                          dataset's mean where the network has one) and printing the action
@@ -388,7 +388,8 @@ def _platformio(meta: dict, example: str, obs: np.ndarray, action: np.ndarray | 
         "name": PIO_NAME, "version": library_version(), "description": _describe(meta),
         "keywords": ["policy", "control", "neural-network", "reinforcement-learning", "cortex-m"],
         "frameworks": "*", "platforms": "*", "headers": [HEADER],
-        "build": {"srcDir": "src", "includeDir": "src"},
+        # -lm: the float kernels' tanhf and fmaf (a platform that links no libm of its own, as native does not)
+        "build": {"srcDir": "src", "includeDir": "src"} | ({"flags": "-lm"} if _uses_libm(meta) else {}),
         "examples": [{"name": "bpd_policy_run", "base": "examples/platformio",
                       "files": ["platformio.ini", "src/main.c"]}],
         "homepage": _url(meta),

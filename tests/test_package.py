@@ -498,6 +498,7 @@ def test_platformio_library_manifest_and_example_for_cortex_m4f(pkg_all, tmp_pat
     assert re.fullmatch(r"\d+\.\d+\.\d+", lib["version"]) and 0 < len(lib["description"]) <= 255
     assert lib["frameworks"] == "*" and lib["platforms"] == "*"
     src, inc = pkg_all / lib["build"]["srcDir"], pkg_all / lib["build"]["includeDir"]
+    assert lib["build"]["flags"] == "-lm"  # tanhf: PlatformIO's native platform links no libm of its own
     assert all((inc / h).is_file() for h in lib["headers"])
     for ex in lib["examples"]:
         assert all((pkg_all / ex["base"] / f).is_file() for f in ex["files"])
@@ -732,7 +733,9 @@ def test_a_package_asks_for_libm_only_where_its_kernel_calls_it(real_export):
     cmake = (out / "package" / "CMakeLists.txt").read_text()
     kconfig = (out / "package" / "zephyr" / "Kconfig").read_text()
     zephyr = (out / "package" / "zephyr" / "CMakeLists.txt").read_text()
-    for text in ("target_link_libraries(bpd_policy PUBLIC m)" in cmake, "select REQUIRES_FULL_LIBC" in kconfig):
+    pio = json.loads((out / "package" / "library.json").read_text())["build"]
+    for text in ("target_link_libraries(bpd_policy PUBLIC m)" in cmake, "select REQUIRES_FULL_LIBC" in kconfig,
+                 pio.get("flags") == "-lm"):  # PlatformIO: a build flag -l is linked into the project
         assert text == calls, kind
     assert not any("FAST_TANH" in t for t in (cmake, kconfig, zephyr)), kind
 
