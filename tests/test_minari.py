@@ -253,3 +253,25 @@ def test_a_collect_stopped_while_minari_writes_leaves_no_dataset_under_its_id(st
     back = load_dataset("minari:bpd/stopped-v0", 4, 1)
     assert len(back) == n and back.meta["episodes"] == 2 and np.array_equal(back.observations, obs)
     assert list(minari.list_local_datasets()) == ["bpd/stopped-v0"]
+
+
+def test_an_id_minari_refuses_is_refused_before_the_rollout(store):
+    """Before, bpd's id pattern took a dot in a name and a one-letter namespace, which Minari refuses: `bpd collect
+    --format minari --out a/b-v0` rolled the teacher out, then died in Minari with an internal error (exit 70). Now
+    bpd's pattern is Minari's: such an id is one line before anything runs, and every id bpd takes Minari takes."""
+    from minari.dataset.minari_dataset import parse_dataset_id
+
+    from bpd.errors import BpdError
+    from training.minari_io import dataset_id
+
+    for bad in ("a/b-v0", "bpd/my.data-v0", "bpd/x.y/z-v0", "bpd/name"):
+        with pytest.raises(BpdError, match="is not a Minari dataset id"):
+            dataset_id(bad)
+    for good in ("bpd/hopper-teacher-v0", "hopper-v1", "ab/c_d-v12", "bpd/mujoco/hopper-v0", "minari:bpd/x-v0"):
+        assert parse_dataset_id(dataset_id(good))[2] >= 0
+    teacher = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "teachers", "InvertedPendulum-v5.npz")
+    p = run_bpd("collect", "--teacher", teacher, "--out", "a/b-v0", "--format", "minari", "--steps", "5",
+                "--no-progress", check=False)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode not in (0, 70) and len(lines) == 1 and "'a/b-v0' is not a Minari dataset id" in lines[0], \
+        p.stderr

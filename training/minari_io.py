@@ -32,8 +32,9 @@ from bpd.errors import BpdError
 
 PREFIX = "minari:"
 MARKER = "bpd-meta: "
-# Minari's id syntax: (namespace/)(env_name/)dataset_name(-v[version]), names of letters, digits, - and _
-ID_RE = re.compile(r"^(?:[A-Za-z0-9_][A-Za-z0-9_.-]*/){0,2}[A-Za-z0-9_][A-Za-z0-9_.-]*-v\d+$")
+# Minari's id syntax (minari.dataset.minari_dataset.DATASET_ID_RE, the version required): (namespace/)name-vN, names
+# of letters, digits, - and _ (no dot), a namespace of two characters at least and of any depth (a/b)
+ID_RE = re.compile(r"^(?:[-_\w][-_\w/]*[-_\w]+/)?[-_\w]+-v\d+$")
 
 
 def _minari():
@@ -48,7 +49,8 @@ def dataset_id(spec: str) -> str:
     """The Minari id of `minari:ID` or `ID`; a malformed one is a one-line error."""
     ds_id = spec[len(PREFIX):] if spec.startswith(PREFIX) else spec
     if not ID_RE.match(ds_id):
-        raise BpdError(f"{ds_id!r} is not a Minari dataset id (NAMESPACE/NAME-vN, e.g. bpd/hopper-teacher-v0)")
+        raise BpdError(f"{ds_id!r} is not a Minari dataset id (NAMESPACE/NAME-vN of letters, digits, - and _, "
+                       "a namespace of two characters or more: e.g. bpd/hopper-teacher-v0)")
     return ds_id
 
 
