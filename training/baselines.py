@@ -66,7 +66,7 @@ from training.baseline_nets import TeacherModel, check_sb3_matches, read_sb3
 from training.baseline_rules import REWARD_RULES, BaselineConfig, validate
 from training.baseline_trainer import BaselineTrainer, Collector, segment_tensors
 from training.checkpoint import read_checkpoint, restored_acc, restoring
-from training.collect import load_dataset
+from training.collect import check_task, load_dataset
 from training.device import resolve_device
 from training.envs import evaluate, train_eval_seed
 from training.teacher import load_teacher
@@ -142,6 +142,7 @@ def train_baseline(cfg: BaselineConfig) -> dict:
     device = resolve_device(cfg.device)  # CUDA asked for where there is none: one line, before anything
     teacher = load_teacher(cfg.teacher)
     ds = load_dataset(cfg.dataset, teacher.obs_dim, teacher.act_dim)
+    check_task(ds, teacher, str(cfg.dataset))
     env_id = cfg.env or ds.meta["env_id"]
     sb3 = None
     if cfg.teacher_sb3:

@@ -193,23 +193,47 @@ UNLABELLED = "the teacher's actions at the dataset's states (the dataset records
 
 def teacher_labels(ds: Dataset, teacher: Any, where: str) -> Dataset:
     """The labels a distillation clones are the given teacher's actions. A dataset that records none (another
-    tool's Minari dataset, whose actions are whatever drove it) is labelled by the teacher here; one whose labels
-    are not the teacher's (collected with another teacher) is a one-line error, checked on up to 2,000 states spread
-    through it (the teacher acts on every one of them alike)."""
-    if not str(ds.meta.get("labels", "teacher actions")).startswith("teacher actions"):
+    tool's Minari dataset, whose actions are whatever drove it) is labelled by the teacher here, if it is of the
+    teacher's environment (check_task); one whose labels are not the teacher's (collected with another teacher) is a
+    one-line error, checked on up to 2,000 states spread through it (the teacher acts on every one of them alike)."""
+    if not _labelled(ds):
+        check_task(ds, teacher, where)
         ds.teacher_actions = teacher.act(ds.observations).astype(np.float32)
         ds.meta["labels"] = UNLABELLED
         return ds
-    idx = np.unique(np.linspace(0, len(ds) - 1, min(len(ds), 2000)).astype(int))
-    gap = np.abs(teacher.act(ds.observations[idx]) - ds.teacher_actions[idx]) / (ds.action_high - ds.action_low)
-    if gap.max() > LABEL_TOL:
-        step = int(idx[int(np.argmax(gap.max(axis=1)))])
+    gap, step = _label_gap(ds, teacher)
+    if gap > LABEL_TOL:
         by = str(ds.meta.get("teacher_sha256") or "")[:16]
-        raise BpdError(f"{where}: its labels are not this teacher's actions ({gap.max():.3g} of the action range "
+        raise BpdError(f"{where}: its labels are not this teacher's actions ({gap:.3g} of the action range "
                        f"apart at step {step}); it was collected with another teacher"
                        + (f" (sha256 {by})" if by else "")
                        + ": collect it again with this teacher, or give the one it was collected with")
     return ds
+
+
+def _labelled(ds: Dataset) -> bool:
+    return str(ds.meta.get("labels", "teacher actions")).startswith("teacher actions")
+
+
+def _label_gap(ds: Dataset, teacher: Any) -> tuple[float, int]:
+    """The largest distance, as a fraction of the action range, between the dataset's labels and the teacher's
+    actions on up to 2,000 states spread through it, and the step where it is."""
+    idx = np.unique(np.linspace(0, len(ds) - 1, min(len(ds), 2000)).astype(int))
+    gap = np.abs(teacher.act(ds.observations[idx]) - ds.teacher_actions[idx]) / (ds.action_high - ds.action_low)
+    return float(gap.max()), int(idx[int(np.argmax(gap.max(axis=1)))])
+
+
+def check_task(ds: Dataset, teacher: Any, where: str, hint: str = "give a dataset of the teacher's environment") \
+        -> None:
+    """A teacher is asked for actions only at states of its own environment: a dataset of another one (Walker2d's
+    and HalfCheetah's have the same sizes) is a one-line error, unless this teacher collected it there (`bpd collect
+    --env`, its labels the teacher's). `module:ID` and `ID` name one environment."""
+    env, own = str(ds.meta.get("env_id") or ""), str(getattr(teacher, "env_id", "") or "")
+    if not env or not own or env.rpartition(":")[2] == own.rpartition(":")[2]:
+        return
+    if _labelled(ds) and _label_gap(ds, teacher)[0] <= LABEL_TOL:
+        return
+    raise BpdError(f"{where}: a dataset of {env}, but the teacher is of {own} and did not collect it; {hint}")
 
 
 def dataset_hash(path: str | Path) -> str:

@@ -36,7 +36,7 @@ from bpd.io import atomic_write, check_output_dir, load_arrays, read_json, save_
 from training import gaussian as G
 from training.baseline_nets import TeacherModel, prune_target
 from training.checkpoint import read_checkpoint, restoring
-from training.collect import load_dataset
+from training.collect import check_task, load_dataset
 from training.envs import evaluate, train_eval_seed
 from training.multitask_config import MultiTaskConfig
 from training.teacher import Teacher, load_teacher
@@ -224,6 +224,8 @@ def train_multitask(cfg: MultiTaskConfig) -> dict:
     check_output_dir(out)
     teachers = [load_teacher(t) for t in cfg.teachers]
     dss = [load_dataset(d, t.obs_dim, t.act_dim) for d, t in zip(cfg.datasets, teachers)]
+    for i, (d, ds, t) in enumerate(zip(cfg.datasets, dss, teachers)):
+        check_task(ds, t, f"task {i + 1}: {d}", "give --datasets in the order of --teachers")
     envs = [d.meta["env_id"] for d in dss]
     if len(set(envs)) != len(envs):
         raise BpdError(f"two tasks share an environment ({', '.join(envs)}); give one dataset per task")

@@ -1,0 +1,75 @@
+"""What a user meets bringing datasets to distill and multitask: a dataset of another environment whose sizes
+match the teacher's (Walker2d's and HalfCheetah's: 17 observations, 6 actions) was taken, the teacher asked for
+actions at states of a task it never saw."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bpd.errors import BpdError
+from tests.conftest import run_bpd
+from training.collect import Dataset, save_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+TEACHERS = REPO / "benchmarks" / "teachers"
+
+
+def _dataset(env_id: str, od: int, ad: int, teacher=None, n: int = 40, labelled: bool = True) -> Dataset:
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(n, od)).astype(np.float32)
+    acts = rng.uniform(-1, 1, (n, ad)).astype(np.float32)
+    meta = {"format": "bpd-dataset", "format_version": 1, "env_id": env_id, "obs_dim": od, "act_dim": ad}
+    if not labelled:
+        meta["labels"] = "the dataset's actions (no teacher actions recorded)"
+    return Dataset(meta=meta, observations=obs, actions=acts,
+                   teacher_actions=teacher.act(obs).astype(np.float32) if teacher is not None else acts,
+                   rewards=np.ones(n, np.float32), next_observations=obs, terminals=np.zeros(n, np.float32),
+                   truncations=np.r_[np.zeros(n - 1), 1].astype(np.float32), obs_mean=obs.mean(0),
+                   obs_std=obs.std(0) + 1e-3, action_low=-np.ones(ad, np.float32), action_high=np.ones(ad, np.float32))
+
+
+def test_a_dataset_of_another_environment_is_refused_unless_the_teacher_collected_it():
+    """Known answers: another tool's HalfCheetah data (no labels) given with an InvertedPendulum teacher of the same
+    sizes was labelled by it and distilled; now one line names both environments. The teacher's own data collected on
+    another environment (`bpd collect --env`: its labels the teacher's) passes, and `module:ID` is `ID`."""
+    from tests.test_teacher import hand_teacher
+    from training.collect import check_task, teacher_labels
+
+    t = hand_teacher()  # InvertedPendulum-v5, 2 -> 1, bounds [-3, 3]
+    with pytest.raises(BpdError, match=r"^other/cheetah-v0: a dataset of HalfCheetah-v5, but the teacher is of "
+                                       r"InvertedPendulum-v5 and did not collect it; give a dataset of the "
+                                       r"teacher's environment$"):
+        teacher_labels(_dataset("HalfCheetah-v5", 2, 1, labelled=False), t, "other/cheetah-v0")
+    check_task(_dataset("bpd/other-v0", 2, 1, teacher=t), t, "d.npz")  # collected by this teacher there
+    with pytest.raises(BpdError, match="a dataset of bpd/other-v0"):
+        check_task(_dataset("bpd/other-v0", 2, 1), t, "d.npz")  # labelled, but not by this teacher
+    t.env_id = "firmware_host.rig:bpd/desktop-cartpole-v0"
+    check_task(_dataset("bpd/desktop-cartpole-v0", 2, 1, labelled=False), t, "d")
+    ds = teacher_labels(_dataset("InvertedPendulum-v5", 2, 1, labelled=False), hand_teacher(), "d")
+    assert ds.meta["labels"].startswith("the teacher's actions")
+
+
+def test_multitask_refuses_datasets_given_out_of_the_teachers_order(tmp_path):
+    """Known answer: --teachers Walker2d HalfCheetah --datasets cheetah walker trained the Walker2d teacher on
+    HalfCheetah's states as task 'HalfCheetah-v5' (the sizes agree); now one line, and no run directory."""
+    from training.multitask import MultiTaskConfig, train_multitask
+    from training.teacher import load_teacher
+
+    walker, cheetah = TEACHERS / "Walker2d-v5.npz", TEACHERS / "HalfCheetah-v5.npz"
+    for name, env, t in (("w", "Walker2d-v5", walker), ("h", "HalfCheetah-v5", cheetah)):
+        save_dataset(_dataset(env, 17, 6, teacher=load_teacher(t)), tmp_path / f"{name}.npz")
+    cfg = dict(teachers=[str(walker), str(cheetah)], out=str(tmp_path / "run"), trunk=[8], steps=2, batch=4,
+               eval_every=2, eval_episodes=1, progress=False)
+    with pytest.raises(BpdError, match=r"^task 1: .*h\.npz: a dataset of HalfCheetah-v5, but the teacher is of "
+                                       r"Walker2d-v5 and did not collect it; give --datasets in the order of "
+                                       r"--teachers$"):
+        train_multitask(MultiTaskConfig(datasets=[str(tmp_path / "h.npz"), str(tmp_path / "w.npz")], **cfg))
+    assert not (tmp_path / "run").exists()
+    p = run_bpd("baseline", "train", "--method", "kl", "--teacher", str(walker), "--dataset", str(tmp_path / "h.npz"),
+                "--out", str(tmp_path / "b"), "--steps", "2", "--no-progress", check=False)
+    assert p.returncode == 1 and p.stderr.strip().splitlines() == [
+        f"bpd: error: {tmp_path / 'h.npz'}: a dataset of HalfCheetah-v5, but the teacher is of Walker2d-v5 and did "
+        "not collect it; give a dataset of the teacher's environment"]
