@@ -275,3 +275,31 @@ def test_an_id_minari_refuses_is_refused_before_the_rollout(store):
     lines = p.stderr.strip().splitlines()
     assert p.returncode not in (0, 70) and len(lines) == 1 and "'a/b-v0' is not a Minari dataset id" in lines[0], \
         p.stderr
+
+
+def test_a_dataset_recorded_through_a_transforming_wrapper_is_refused(store):
+    """Another tool's dataset recorded on InvertedPendulum-v5 behind RescaleAction(-1, 1) read with actions in [-1, 1]:
+    distill clipped the teacher's labels (in [-3, 3]) to that range and the student, run on the bare environment,
+    pushed at most a third of its force. Now one line names the wrapper; a bookkeeping wrapper (episode statistics)
+    passes."""
+    import gymnasium as gym
+    from minari.data_collector import EpisodeBuffer
+
+    from bpd.errors import BpdError
+    from training.collect import load_dataset
+
+    rng = np.random.default_rng(0)
+
+    def make(ds_id, env):
+        bufs = [EpisodeBuffer(id=0, observations=rng.normal(size=(6, 4)), actions=rng.uniform(-1, 1, (5, 1)),
+                              rewards=[1.0] * 5, terminations=[False] * 4 + [True], truncations=[False] * 5)]
+        minari.create_dataset_from_buffers(ds_id, bufs, env=env, data_format="hdf5")
+
+    make("other/rescaled-v0", gym.wrappers.RescaleAction(gym.make("InvertedPendulum-v5"), -1.0, 1.0))
+    with pytest.raises(BpdError, match=r"^Minari dataset other/rescaled-v0: recorded through wrappers bpd does not "
+                                       r"apply \(RescaleAction\): its observations or actions may not be "
+                                       r"InvertedPendulum-v5's"):
+        load_dataset("minari:other/rescaled-v0")
+    make("other/stats-v0", gym.wrappers.RecordEpisodeStatistics(gym.make("InvertedPendulum-v5")))
+    ds = load_dataset("minari:other/stats-v0", 4, 1)
+    assert len(ds) == 5 and ds.action_low.tolist() == [-3.0] and ds.observations.dtype == np.float32

@@ -12,7 +12,9 @@ Every command that reads a dataset (`distill`, `baseline`, `multitask`, `export 
 `minari:ID` (or an ID alone where no file of that name exists) in place of a `.npz`. A dataset written
 by another tool has no teacher actions: it reads with its recorded actions as the labels, and `bpd distill`
 labels its states with the given teacher instead (collect.teacher_labels); its rewards feed the value term as
-usual. Dictionary or image observations and discrete actions are refused in one line.
+usual. Dictionary or image observations, discrete actions and a dataset recorded through a wrapper that may
+change observations or actions (RescaleAction, NormalizeObservation: bpd evaluates and runs the student on the bare
+environment) are refused in one line.
 
 Minari is an optional extra (`pip install -e '.[minari]'`); without it these paths say so in one line.
 """
@@ -31,6 +33,9 @@ import numpy as np
 from bpd.errors import BpdError
 
 PREFIX = "minari:"
+# gymnasium's wrappers that change no observation, action or reward: a dataset recorded through others is refused
+BOOKKEEPING = {"RecordEpisodeStatistics", "TimeLimit", "OrderEnforcing", "PassiveEnvChecker", "RecordVideo",
+               "HumanRendering", "RenderCollection"}
 MARKER = "bpd-meta: "
 # Minari's id syntax (minari.dataset.minari_dataset.DATASET_ID_RE, the version required): (namespace/)name-vN, names
 # of letters, digits, - and _ (no dot), a namespace of two characters at least and of any depth (a/b)
@@ -222,6 +227,12 @@ def read_minari(spec: str) -> tuple[dict, dict[str, np.ndarray]]:
     env_id = recorded.get("env_id") or (env_spec.id if env_spec is not None else None)
     if not env_id:
         raise BpdError(f"Minari dataset {ds_id}: records no environment")
+    wrapped = [w.name for w in getattr(env_spec, "additional_wrappers", None) or ()
+               if w.entry_point.rpartition(":")[2] not in BOOKKEEPING or not w.entry_point.startswith("gymnasium.")]
+    if wrapped:  # RescaleAction, NormalizeObservation, ...: not the observations and actions of env_id
+        raise BpdError(f"Minari dataset {ds_id}: recorded through wrappers bpd does not apply ({', '.join(wrapped)}): "
+                       f"its observations or actions may not be {env_id}'s, where the student is evaluated and run; "
+                       f"record it on gym.make({env_id!r}) as it is")
     od, ad = arr["observations"].shape[1], arr["actions"].shape[1]
     meta = {"env_id": env_id, "obs_dim": od, "act_dim": ad,
             "steps": len(arr["observations"]), "episodes": len(episodes), "source": f"{PREFIX}{ds_id}",
