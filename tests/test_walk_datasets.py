@@ -73,3 +73,33 @@ def test_multitask_refuses_datasets_given_out_of_the_teachers_order(tmp_path):
     assert p.returncode == 1 and p.stderr.strip().splitlines() == [
         f"bpd: error: {tmp_path / 'h.npz'}: a dataset of HalfCheetah-v5, but the teacher is of Walker2d-v5 and did "
         "not collect it; give a dataset of the teacher's environment"]
+
+
+def test_multitask_resume_refuses_a_dataset_replaced_under_its_path(tmp_path):
+    """Known answer: a multi-task run stopped, its dataset collected again under the same path, `--resume` went on
+    training on the new data as if it were the run's. Now the content is recorded and compared, as distill does; the
+    same content resumes."""
+    import dataclasses
+    import json
+
+    from training.multitask import MultiTaskConfig, train_multitask
+    from training.teacher import load_teacher
+
+    paths = []
+    for env, od in (("InvertedPendulum-v5", 4), ("InvertedDoublePendulum-v5", 9)):
+        t = TEACHERS / f"{env}.npz"
+        save_dataset(_dataset(env, od, 1, teacher=load_teacher(t)), tmp_path / f"{env}.npz")
+        paths.append((str(t), str(tmp_path / f"{env}.npz")))
+    cfg = MultiTaskConfig(teachers=[p[0] for p in paths], datasets=[p[1] for p in paths], out=str(tmp_path / "run"),
+                          trunk=[8], steps=2, batch=4, eval_every=2, eval_episodes=1, progress=False)
+    train_multitask(cfg)
+    assert len(json.loads((tmp_path / "run" / "config.json").read_text())["dataset_sha256"]) == 2
+    resume = dataclasses.replace(cfg, resume=True)
+    assert train_multitask(resume)["steps"] == 2  # the same content: resumes
+    ds = _dataset("InvertedPendulum-v5", 4, 1, teacher=load_teacher(paths[0][0]), n=60)
+    save_dataset(ds, paths[0][1])
+    with pytest.raises(BpdError, match=r"was started with a different configuration \(dataset_sha256\)"):
+        train_multitask(resume)
+    old = json.loads((tmp_path / "run" / "config.json").read_text())  # a run made before the content was recorded
+    (tmp_path / "run" / "config.json").write_text(json.dumps({k: v for k, v in old.items() if "sha256" not in k}))
+    assert train_multitask(resume)["steps"] == 2

@@ -32,11 +32,11 @@ from torch import nn
 import bpd
 from bpd.config import check_ranges, to_dict
 from bpd.errors import BpdError
-from bpd.io import atomic_write, check_output_dir, load_arrays, read_json, save_arrays, write_json
+from bpd.io import atomic_write, check_output_dir, load_arrays, read_json, save_arrays, sha256_file, write_json
 from training import gaussian as G
 from training.baseline_nets import TeacherModel, prune_target
 from training.checkpoint import read_checkpoint, restoring
-from training.collect import check_task, load_dataset
+from training.collect import check_task, dataset_hash, load_dataset
 from training.envs import evaluate, train_eval_seed
 from training.multitask_config import MultiTaskConfig
 from training.teacher import Teacher, load_teacher
@@ -199,7 +199,7 @@ def _task_loss(loss: str, mu_t, ls_t, mu, ls, temperature: float) -> torch.Tenso
 
 def _differing(old: object, new: dict, out: Path) -> list[str]:
     """The options a resumption changes: --out is the run itself (a moved run resumes), and the teachers and
-    datasets are compared as the files they name (./t.npz is t.npz)."""
+    datasets are compared as the files they name (./t.npz is t.npz) and by their content."""
     if not isinstance(old, dict):
         raise BpdError(f"{out / 'config.json'}: corrupt run configuration")
 
@@ -207,7 +207,11 @@ def _differing(old: object, new: dict, out: Path) -> list[str]:
         if k in ("teachers", "datasets") and isinstance(v, list):
             return [str(Path(p).resolve()) if isinstance(p, str) and not p.startswith("minari:") else p for p in v]
         return v
-    return sorted(k for k in set(old) | set(new) if k != "out" and norm(k, old.get(k)) != norm(k, new.get(k)))
+    # the content a run began on (a teacher or dataset replaced under its path differs); a run made before it was
+    # recorded compares paths alone
+    hashes = {k for k in ("teacher_sha256", "dataset_sha256") if k not in old}
+    return sorted(k for k in set(old) | set(new) if k != "out" and k not in hashes
+                  and norm(k, old.get(k)) != norm(k, new.get(k)))
 
 
 def train_multitask(cfg: MultiTaskConfig) -> dict:
@@ -229,7 +233,9 @@ def train_multitask(cfg: MultiTaskConfig) -> dict:
     envs = [d.meta["env_id"] for d in dss]
     if len(set(envs)) != len(envs):
         raise BpdError(f"two tasks share an environment ({', '.join(envs)}); give one dataset per task")
-    conf = {k: v for k, v in to_dict(cfg).items() if k not in ("resume", "progress", "threads")}
+    conf = {k: v for k, v in to_dict(cfg).items() if k not in ("resume", "progress", "threads")} | {
+        "teacher_sha256": [sha256_file(t) for t in cfg.teachers],
+        "dataset_sha256": [dataset_hash(d) for d in cfg.datasets]}
     created = not out.exists()
     if (out / "config.json").exists():
         if not cfg.resume:
