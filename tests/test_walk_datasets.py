@@ -103,3 +103,23 @@ def test_multitask_resume_refuses_a_dataset_replaced_under_its_path(tmp_path):
     old = json.loads((tmp_path / "run" / "config.json").read_text())  # a run made before the content was recorded
     (tmp_path / "run" / "config.json").write_text(json.dumps({k: v for k, v in old.items() if "sha256" not in k}))
     assert train_multitask(resume)["steps"] == 2
+
+
+def test_multitask_train_says_how_it_goes(tmp_path):
+    """Known answer: `bpd multitask train` printed nothing until its end (20,000 steps by default) and had no progress
+    bar for --no-progress to turn off; now a line at the start and, without a bar, one at each evaluation (distill's
+    way)."""
+    from training.teacher import load_teacher
+
+    args = []
+    for env, od in (("InvertedPendulum-v5", 4), ("InvertedDoublePendulum-v5", 9)):
+        save_dataset(_dataset(env, od, 1, teacher=load_teacher(TEACHERS / f"{env}.npz")), tmp_path / f"{env}.npz")
+        args.append((str(TEACHERS / f"{env}.npz"), str(tmp_path / f"{env}.npz")))
+    p = run_bpd("multitask", "train", "--teachers", *[a[0] for a in args], "--datasets", *[a[1] for a in args],
+                "--out", str(tmp_path / "run"), "--trunk", "8", "--steps", "4", "--batch", "4", "--eval-every", "2",
+                "--eval-episodes", "1", "--no-progress")
+    lines = p.stdout.strip().splitlines()
+    assert lines[0] == (f"multitask: 2 tasks (InvertedPendulum-v5, InvertedDoublePendulum-v5), 4 steps, evaluated "
+                        f"every 2, to {tmp_path / 'run'}")
+    assert [ln.split(":")[0] for ln in lines[1:3]] == ["step 2", "step 4"] and "InvertedDoublePendulum-v5 " in lines[2]
+    assert lines[3].startswith("multi-task student:") and len(lines) == 4

@@ -87,7 +87,7 @@ def _baseline_train(ns):
 def _multitask_train(ns):
     from training.multitask import MultiTaskConfig, train_multitask
     cfg = from_namespace(MultiTaskConfig, ns)
-    s = resumable(lambda: train_multitask(cfg), Path(cfg.out) / "checkpoint.pt")
+    s = resumable(lambda: train_multitask(cfg, log=lambda m: print(m, flush=True)), Path(cfg.out) / "checkpoint.pt")
     rets = ", ".join(f"{e} {r:.1f}" for e, r in s["final_eval"].items() if r is not None)
     print(f"multi-task student: {os.path.join(cfg.out, 'multitask.npz')}  {len(s['tasks'])} tasks ({rets}), "
           f"{s['params_nonzero']}/{s['params_total']} parameters nonzero, {s['seconds']:.0f} s")

@@ -19,7 +19,7 @@ import csv
 import functools
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from pathlib import Path
@@ -214,8 +214,10 @@ def _differing(old: object, new: dict, out: Path) -> list[str]:
                   and norm(k, old.get(k)) != norm(k, new.get(k)))
 
 
-def train_multitask(cfg: MultiTaskConfig) -> dict:
-    """Train one multi-task student; resumable; writes multitask.npz, metrics.csv and summary.json."""
+def train_multitask(cfg: MultiTaskConfig, log: Callable[[str], None] | None = None) -> dict:
+    """Train one multi-task student; resumable; writes multitask.npz, metrics.csv and summary.json. log, if given,
+    takes a line at the start and, without a progress bar (--no-progress, or not a terminal), one at each
+    evaluation."""
     check_ranges(cfg, {"trunk": (1, 4096), "temperature": (0, 1e6, "open"), "teacher_std": (0, 1e3, "open"),
                        "nonzero": (1, None), "prune_start": (0, 1), "prune_end": (0, 1), "steps": (1, 100_000_000),
                        "batch": (1, 1_000_000), "lr": (0, 1, "open"), "eval_every": (1, None),
@@ -251,14 +253,17 @@ def train_multitask(cfg: MultiTaskConfig) -> dict:
     else:
         write_json(out / "config.json", conf)
     try:
-        return _train(cfg, out, teachers, dss, envs)
+        return _train(cfg, out, teachers, dss, envs, log)
     except BaseException:
         if created and not (out / "checkpoint.pt").exists():  # nothing to resume: leave nothing behind
             shutil.rmtree(out, ignore_errors=True)
         raise
 
 
-def _train(cfg: MultiTaskConfig, out: Path, teachers: list, dss: list, envs: list[str]) -> dict:
+def _train(cfg: MultiTaskConfig, out: Path, teachers: list, dss: list, envs: list[str],
+           log: Callable[[str], None] | None) -> dict:
+    from tqdm import tqdm
+
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     student = MultiTaskStudent([t.obs_dim for t in teachers], [t.act_dim for t in teachers], cfg.trunk, cfg.activation)
@@ -300,6 +305,12 @@ def _train(cfg: MultiTaskConfig, out: Path, teachers: list, dss: list, envs: lis
     acc: dict[str, list[float]] = {e: [] for e in envs}
     # the last evaluation so far: a resumed run that had finished reports its returns again
     last: dict = {k: float(v) if v else None for k, v in keep[-1].items() if k.startswith("eval/")} if keep else {}
+    bar = tqdm(total=cfg.steps, initial=step, desc="multitask", mininterval=0.5,
+               disable=None if cfg.progress else True)  # None: shown on a terminal only
+    say = log if log is not None and bar.disable else (lambda _: None)
+    if log is not None:
+        log(f"multitask: {len(envs)} tasks ({', '.join(envs)}), {cfg.steps} steps"
+            + (f", resumed at step {step}" if step else "") + f", evaluated every {cfg.eval_every}, to {out}")
     try:
         while step < cfg.steps:
             if cfg.nonzero is not None:
@@ -320,6 +331,7 @@ def _train(cfg: MultiTaskConfig, out: Path, teachers: list, dss: list, envs: lis
             total.backward()
             opt.step()
             step += 1
+            bar.update(1)
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 mt = student.to_numpy(envs, stats)
                 row: dict[str, float | None] = {"step": step, "time_s": round(time.time() - t0, 2),
@@ -332,10 +344,13 @@ def _train(cfg: MultiTaskConfig, out: Path, teachers: list, dss: list, envs: lis
                 wr.writerow(row)
                 mf.flush()
                 last = row
+                say(f"step {step}: returns " + ", ".join(f"{e} {row[f'eval/{e}']:.1f}" for e in envs)
+                    + f", {mt.params_nonzero} nonzero, {row['time_s']:.0f} s")
                 blob = {"student": student.state_dict(), "opt": opt.state_dict(), "generator": gen.get_state(),
                         "step": step, "elapsed": time.time() - t0}
                 atomic_write(ck, functools.partial(torch.save, blob))
     finally:
+        bar.close()
         mf.close()
     if cfg.nonzero is not None:
         student.prune_to(cfg.nonzero)
