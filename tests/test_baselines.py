@@ -523,3 +523,29 @@ def test_a_run_started_with_relative_inputs_records_them_from_its_directory_and_
     conf = tmp_path / "runs" / "b" / "config.json"
     conf.write_text(json.dumps(rec | {"teacher": "t.npz", "dataset": "d.npz"}))  # as an earlier version wrote it
     assert train_baseline(BaselineConfig(**{**cfg.__dict__, "resume": True}))["grad_steps"] == 5
+
+
+def test_a_baseline_run_does_not_resume_on_a_dataset_replaced_under_its_path(idp_dataset, tmp_path):
+    """Known answer: a run stopped, its dataset written anew under the same path (other rewards), `--resume` went on
+    training on the new data as the run's. The content is recorded and compared, as distill and multitask do; the
+    same content resumes, and a run recorded before the content was compares paths alone."""
+    import dataclasses
+    import json
+    import shutil
+
+    from bpd.errors import BpdError
+    from training.collect import load_dataset, save_dataset
+
+    shutil.copy(idp_dataset, tmp_path / "d.npz")
+    cfg = BaselineConfig(method="kl", teacher=str(IDP_TEACHER), dataset=str(tmp_path / "d.npz"),
+                         out=str(tmp_path / "b"), hidden=[8], steps=5, eval_every=5, eval_episodes=1, progress=False)
+    train_baseline(cfg)
+    resume = dataclasses.replace(cfg, resume=True)
+    assert train_baseline(resume)["grad_steps"] == 5
+    ds = load_dataset(tmp_path / "d.npz")
+    save_dataset(dataclasses.replace(ds, rewards=ds.rewards + 1.0), tmp_path / "d.npz")
+    with pytest.raises(BpdError, match=r"different configuration \(dataset_sha256\)"):
+        train_baseline(resume)
+    conf = tmp_path / "b" / "config.json"
+    conf.write_text(json.dumps({k: v for k, v in json.loads(conf.read_text()).items() if "sha256" not in k}))
+    assert train_baseline(resume)["grad_steps"] == 5

@@ -61,12 +61,12 @@ import torch
 import bpd
 from bpd.config import to_dict
 from bpd.errors import BpdError
-from bpd.io import atomic_write, inputs_for_record, path_from_record, write_json
+from bpd.io import atomic_write, inputs_for_record, path_from_record, sha256_file, write_json
 from training.baseline_nets import TeacherModel, check_sb3_matches, read_sb3
 from training.baseline_rules import REWARD_RULES, BaselineConfig, validate
 from training.baseline_trainer import BaselineTrainer, Collector, segment_tensors
 from training.checkpoint import read_checkpoint, restored_acc, restoring
-from training.collect import check_task, load_dataset
+from training.collect import check_task, dataset_hash, load_dataset
 from training.device import resolve_device
 from training.envs import evaluate, train_eval_seed
 from training.teacher import load_teacher
@@ -105,6 +105,8 @@ def check_nonzero(cfg: BaselineConfig, obs_dim: int, act_dim: int) -> None:
 def _prepare(out: Path, cfg: BaselineConfig) -> None:
     conf = out / "config.json"
     fp = _fingerprint(cfg)
+    hashes = {"teacher_sha256": sha256_file(cfg.teacher), "dataset_sha256": dataset_hash(cfg.dataset),
+              "teacher_sb3_sha256": sha256_file(cfg.teacher_sb3) if cfg.teacher_sb3 else None}
     if cfg.resume and not conf.exists():
         raise BpdError(f"--resume: {out} holds no run to resume; leave out --resume to start one")
     if conf.exists():
@@ -116,12 +118,15 @@ def _prepare(out: Path, cfg: BaselineConfig) -> None:
             raise BpdError(f"{conf}: corrupt run configuration") from None
         diff = sorted(k for k in fp if k != "out"  # the run itself: a moved run, or ./runs/b for runs/b, resumes
                       and not (_same_file(old.get(k), fp[k], out) if k in _PATHS else old.get(k) == fp[k]))
+        # and the content it began on (an input replaced under its path differs); a run made before it was recorded
+        # compares paths alone
+        diff += sorted(k for k, v in hashes.items() if k in old and old[k] != v)
         if diff:
             raise BpdError(f"{out} was started with a different configuration ({', '.join(diff)})")
     else:
         if cfg.resume and out.exists() and any(out.iterdir()):
             raise BpdError(f"{out} is not a bpd baseline run directory (no config.json)")
-        write_json(conf, fp | inputs_for_record(fp, _PATHS, out) | {"bpd_version": bpd.__version__})
+        write_json(conf, fp | inputs_for_record(fp, _PATHS, out) | hashes | {"bpd_version": bpd.__version__})
 
 
 _PATHS = ("teacher", "dataset", "teacher_sb3")  # the inputs a run records by path
