@@ -1,5 +1,6 @@
 """Host-side policies for trials: an ONNX file (onnxruntime) or an export directory (onnxruntime
-on its policy.onnx by default, or the exported C kernel through ctypes)."""
+on its policy.onnx by default, or the exported C kernel through ctypes; a classical controller's
+export, `bpd classical export`, has only its C)."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def load_host_policy(path: str | Path, runtime: str = "onnxruntime") -> HostPoli
     if not p.is_dir():
         raise BpdError(f"{p}: give an export directory or its policy.onnx")
     info = verify_export(p)
-    if runtime == "c":
+    if runtime == "c" or info.get("format") == "bpd-classical":  # a classical export is C only: no policy.onnx
         from export.c_export import CPolicy
         c = CPolicy(p)
         return HostPolicy(c.act, c.obs_dim, c.act_dim, info["model_hash"], "c", str(p), info.get("env_id"))

@@ -299,6 +299,18 @@ def test_c_classical_matches_python_on_golden_states(tmp_path):
     assert rc == -1 and a[0] == 0.0  # non-finite observation: safe action, error code
 
 
+def test_a_trial_takes_a_classical_export_without_runtime_c(tmp_path):
+    """A classical export has no policy.onnx: `bpd hil run --policy` takes it with the default runtime (it was
+    refused as 'policy.onnx: no such file'), as its C."""
+    from hil.policy import load_host_policy
+
+    info = export_classical(RIG, tmp_path / "cx")
+    pol = load_host_policy(tmp_path / "cx")
+    assert (pol.runtime, pol.obs_dim, pol.act_dim, pol.model_hash) == ("c", 4, 1, info["model_hash"])
+    v = EnergyLqrController(design(RIG))(np.array([0.1, 0.05, -0.3, 0.8]))
+    assert pol.act(np.array([0.1, 0.05, -0.3, 0.8], np.float32))[0] == pytest.approx(float(v[0]), abs=2e-3)
+
+
 def test_bad_input_is_one_line(tmp_path, capsys):
     from bpd_app.cli import main
 
