@@ -186,7 +186,7 @@ RIG_KEYS = frozenset({
     "task", "task_spec", "motor", "arm", "pendulum"})
 SECTION_KEYS = {"limits": frozenset({"action", "position", "angle", "position_index", "angle_index"}),
                 "sensors": frozenset({"measured_velocity", "counts_per_unit", "noise_std", "velocity_filter_hz"}),
-                "serial": frozenset({"baud"})}
+                "serial": frozenset({"baud"}), "units": frozenset({"position", "angle", "action"})}
 
 
 def rig_of(env_id: str | None, obs_dim: int, act_dim: int) -> str | None:
@@ -249,6 +249,11 @@ def _check_rig(raw: object, p: Path) -> RigSpec:
     for section, mapping in (("limits", lim), ("sensors", sc)):
         if why := _unknown_key(mapping, SECTION_KEYS[section], f"{section}."):
             raise bad(why)
+    units = raw.get("units", {})  # names of the units the view, the tick log's labels and the wiring table show
+    if not isinstance(units, dict) or not all(isinstance(u, str) for u in units.values()):
+        raise bad(f"units must map position, angle and action to their names (got {str(units)[:40]!r})")
+    if why := _unknown_key(units, SECTION_KEYS["units"], "units."):
+        raise bad(why)
     for key in ("action", "position", "angle"):
         if key not in lim:
             raise bad(f"missing key limits.{key}")
