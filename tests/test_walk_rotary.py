@@ -58,3 +58,27 @@ def test_a_trial_on_a_rig_with_bad_units_is_one_line(tmp_path, capsys):
                  "--steps", "5", "--out", str(tmp_path / "log"), "--no-plots"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("bpd: error: ") and "units must map" in err[0]
+
+
+@pytest.mark.parametrize("changes, msg", [
+    (dict(task_spec__hold_s=None), "missing key task_spec.hold_s"),
+    (dict(task_spec__hold=1.0), "unknown key task_spec.'hold' (did you mean 'hold_s'?)"),
+    (dict(task_spec__upright_band=-0.2), "task_spec.upright_band must be above 0 (got -0.2)"),
+    (dict(task_spec__arm_cost="0.1"), "task_spec.arm_cost must be a finite number (got '0.1')"),
+    (dict(task_spec=None), "task_spec must be a mapping of upright_band, hold_s"),
+    (dict(task="swing-up"), "task must be swingup, or no task key for a balance rig (got 'swing-up')"),
+    (dict(task=None), "task_spec is a swing-up rig's reward and success: add task: swingup, or remove it"),
+])
+def test_a_swingup_task_spec_with_a_missing_or_bad_key_is_refused(tmp_path, changes, msg):
+    """A task_spec without hold_s (or with it misspelt) was taken, and the swing-up environment on the rig
+    ended in KeyError: 'hold_s' (an internal error) when a teacher trained or a policy was evaluated in it; a
+    negative upright_band made success impossible without a word."""
+    with pytest.raises(BpdError, match="not a valid rig description: " + re.escape(msg)):
+        load_rig(_rig(tmp_path, **changes))
+
+
+def test_the_swingup_environment_of_such_a_rig_is_refused_when_made(tmp_path):
+    from firmware_host.rig.swingup import SwingUpEnv
+
+    with pytest.raises(BpdError, match=re.escape("missing key task_spec.hold_s")):
+        SwingUpEnv(_rig(tmp_path, task_spec__hold_s=None))

@@ -325,6 +325,10 @@ def _check_rig(raw: object, p: Path) -> RigSpec:
             if "track" in raw and abs(stop["at"]) >= float(raw["track"]):
                 raise bad(f"wiring.end_stops[{i}].at {stop['at']} is not inside the track (+-{raw['track']} m): "
                           "the cart would never close it")
+    if raw.get("task") is not None or "task_spec" in raw:  # a rig without a task is a balance rig
+        from firmware_host.rig.swingup import check_task
+
+        check_task(raw, bad, number)
     _check_position_limit(raw, bad)
     baud = (raw.get("serial") or {}).get("baud", DEFAULT_BAUD) if isinstance(raw.get("serial", {}), dict) else None
     if baud is None:
