@@ -82,3 +82,14 @@ def test_the_swingup_environment_of_such_a_rig_is_refused_when_made(tmp_path):
 
     with pytest.raises(BpdError, match=re.escape("missing key task_spec.hold_s")):
         SwingUpEnv(_rig(tmp_path, task_spec__hold_s=None))
+
+
+@pytest.mark.parametrize("timestep, steps", [(0.003, "0.667"), (0.0007, "2.86")])
+def test_a_physics_timestep_that_does_not_divide_the_period_is_refused(tmp_path, timestep, steps):
+    """The plant advances a whole number of physics steps per tick (round(period / timestep)): 0.003 s on a 2 ms
+    tick ran the simulated pendulum 1.5 times as fast as the device's clock, 0.0007 s 1.05 times, and the LQR
+    designed at the rig's period met another plant; both were taken without a word."""
+    with pytest.raises(BpdError, match="not a valid rig description: " + re.escape(
+            f"physics_timestep {timestep} s is not the period (2000 us) over a whole number of steps ({steps})")):
+        load_rig(_rig(tmp_path, physics_timestep=timestep))
+    assert load_rig(_rig(tmp_path, physics_timestep=0.0005)).raw["physics_timestep"] == 0.0005

@@ -313,6 +313,10 @@ def _check_rig(raw: object, p: Path) -> RigSpec:
     for key in ("physics_timestep", "track", "pole_length", "cart_mass", "pole_mass"):
         if key in raw and number(raw[key], key) > 1e6:
             raise bad(f"{key} must be at most 1e6 (got {raw[key]!r})")
+    steps = period * 1e-6 / float(raw.get("physics_timestep", period * 1e-6))  # the plant's steps per tick
+    if round(steps) < 1 or abs(steps - round(steps)) > 1e-6 * steps:
+        raise bad(f"physics_timestep {raw['physics_timestep']!r} s is not the period ({period:g} us) over a whole "
+                  f"number of steps ({steps:.3g}): the plant would run at another speed than the device's clock")
     if "initial_qpos" in raw:
         q = raw["initial_qpos"]
         if not isinstance(q, list) or len(q) != len(cpu):
