@@ -93,3 +93,16 @@ def test_a_physics_timestep_that_does_not_divide_the_period_is_refused(tmp_path,
             f"physics_timestep {timestep} s is not the period (2000 us) over a whole number of steps ({steps})")):
         load_rig(_rig(tmp_path, physics_timestep=timestep))
     assert load_rig(_rig(tmp_path, physics_timestep=0.0005)).raw["physics_timestep"] == 0.0005
+
+
+@pytest.mark.parametrize("changes, msg", [
+    (dict(limits__angle=3.0), "a run starts at +3.142 +- 0.05 (initial_qpos[1], reset_noise), not inside limits.angle 3"),
+    (dict(limits__position=0.05, initial_qpos=[0.02, 3.14]),
+     "a run starts at +0.02 +- 0.05 (initial_qpos[0], reset_noise), not inside limits.position 0.05"),
+])
+def test_a_start_beyond_the_rigs_own_limits_is_refused(tmp_path, changes, msg):
+    """A swing-up rig's pendulum starts hanging (pi): an angle limit of 3 rad (a balance rig's habit) was taken, and
+    every episode of every trial ended at its first tick, 'limit (device stopped)', with nothing to say why."""
+    with pytest.raises(BpdError, match=re.escape(msg) + ": every run would stop at its first tick$"):
+        load_rig(_rig(tmp_path, **changes))
+    assert load_rig(_rig(tmp_path, limits__angle=3.2)).limits["angle"] == 3.2

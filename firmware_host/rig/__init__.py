@@ -378,6 +378,11 @@ def _check(spec: RigSpec, p: Path) -> None:
             problems.append(f"handover.bounds must list {spec.obs_dim} positive numbers, one per observation")
         if isinstance(ai, bool) or not isinstance(ai, int) or not 0 <= ai < spec.obs_dim:
             problems.append("handover.angle_index outside the observation")
+    q, s = spec.raw.get("initial_qpos") or [0.0] * spec.n_pos, float(spec.raw.get("reset_noise", 0.01))
+    for i, key in ((spec.pos_index, "position"), (spec.angle_index, "angle")):  # where every run starts (Plant)
+        if 0 <= i < len(q) and abs(float(q[i])) + s >= float(spec.limits[key]) > 0:
+            problems.append(f"a run starts at {float(q[i]):+.4g} +- {s:g} (initial_qpos[{i}], reset_noise), not inside "
+                            f"limits.{key} {spec.limits[key]:g}: every run would stop at its first tick")
     if (spec.period_us <= 0 or spec.watchdog_ticks <= 0
             or min(spec.limits[k] for k in ("action", "position", "angle")) <= 0):
         problems.append("period, watchdog and limits must be positive")
