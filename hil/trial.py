@@ -30,6 +30,7 @@ from bpd.io import bpd_executable, check_output_dir, portable_argv, portable_pat
 from bpd.process import HOLD, HeldStops, die_with_parent
 from bpd.view import LiveView
 from firmware_host.rig import load_rig
+from firmware_host.rig.classical import check_designed_for
 from firmware_host.rig.sim_view import column_labels
 from firmware_host.wire.spec import CAPS, FLAGS, SELFTEST
 from hil.link import DeviceFault, DeviceLink, DeviceRestarted, LinkError, check_rig_device
@@ -86,6 +87,7 @@ def check_trial(cfg: HilRunConfig) -> tuple:
         from hil.check_record import refuse_unchecked
         refuse_unchecked(spec, cfg.checks)
     pol = load_host_policy(cfg.policy, cfg.runtime)
+    check_designed_for(Path(cfg.policy), spec)  # a classical controller's design is its rig's, or it is refused
     if (pol.obs_dim, pol.act_dim) != (spec.obs_dim, spec.act_dim):  # before any rig or device starts
         raise BpdError(f"{cfg.policy}: the policy maps {pol.obs_dim} observations to {pol.act_dim} actions, rig "
                        f"{spec.name} {spec.obs_dim} to {spec.act_dim}: export a policy trained for this rig")

@@ -106,3 +106,26 @@ def test_a_start_beyond_the_rigs_own_limits_is_refused(tmp_path, changes, msg):
     with pytest.raises(BpdError, match=re.escape(msg) + ": every run would stop at its first tick$"):
         load_rig(_rig(tmp_path, **changes))
     assert load_rig(_rig(tmp_path, limits__angle=3.2)).limits["angle"] == 3.2
+
+
+def test_a_classical_export_of_another_rig_or_an_older_yaml_is_refused(tmp_path, capsys):
+    """The classical controller is generated from its rig's YAML: one designed for a 0.1 m arm and 6 V ran on the
+    rotary-pendulum rig (as its policy, in a firmware image, or as hand-over's fallback) without a word, its gains
+    another plant's; so did one exported before the YAML was edited. Now each is one line saying to export again."""
+    from bpd_app.cli import main
+    from firmware_host.rig.classical import check_designed_for, export_classical
+
+    mine = _rig(tmp_path, arm__length=0.1, limits__action=6.0)
+    export_classical(mine, tmp_path / "cx")
+    check_designed_for(tmp_path / "cx", load_rig(mine))  # its own rig: taken
+    assert main(["hil", "run", "--port", "sim", "--rig", "rotary-pendulum", "--policy", str(tmp_path / "cx"),
+                 "--out", str(tmp_path / "log")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"bpd: error: {tmp_path / 'cx'}: a classical controller designed for rig my-furuta, not for rig "
+                   "rotary-pendulum as its YAML is now: export it again (bpd classical export --rig rotary-pendulum)"]
+    assert not (tmp_path / "log").exists()
+    _rig(tmp_path, arm__length=0.1, limits__action=5.0)  # the same rig's YAML, edited since the export
+    with pytest.raises(BpdError, match=re.escape(f"designed for rig my-furuta, not for rig my-furuta as its YAML is "
+                                                 f"now: export it again (bpd classical export --rig {mine})")):
+        check_designed_for(tmp_path / "cx", load_rig(mine))
+    check_designed_for(tmp_path / "log", load_rig(mine))  # no export there (or a learned one): nothing to say

@@ -356,6 +356,7 @@ def firmware_build(cfg: FirmwareBuildConfig) -> dict:
     from bpd.io import check_output_dir
     from export.verify import verify_export
     from firmware_host.rig import load_rig
+    from firmware_host.rig.classical import check_designed_for
 
     if cfg.board != "generic" and (cfg.target == "host" or cfg.image == "bench"):
         raise BpdError(f"--board {cfg.board} is a Cortex-M firmware image's board layer: not for "
@@ -373,6 +374,7 @@ def firmware_build(cfg: FirmwareBuildConfig) -> dict:
     if cfg.image == "firmware":
         spec = load_rig(_rig(cfg))
         check_policy_fits_rig(info, spec, cfg.export)
+        check_designed_for(cfg.export, spec)  # a classical controller's design is its rig's, or it is refused
         if note := spec.plant_note(cfg.export, info.get("env_id"), "the image is built; on the rig it runs a policy "
                                    "of another plant"):  # the same sizes: said, not refused, as a trial says it
             print(note, file=sys.stderr)

@@ -303,6 +303,28 @@ def export_classical(rig: str, out: str | Path, prefix: str = "bpd") -> dict:
     return info
 
 
+def check_designed_for(export_dir: str | Path, spec) -> None:
+    """A classical export is generated from its rig's YAML (design): refused, in one line, for a rig whose design is
+    another (another rig, or the YAML edited since the export), as a stale generated file would be. Any other
+    export passes (a learned policy of another plant is a note, not refused: nothing proves it wrong)."""
+    from bpd.io import read_json
+    from firmware_host.rig import RIGS
+
+    p = Path(export_dir) / "export.json"
+    info = read_json(p, "export record") if p.is_file() else None
+    if not isinstance(info, dict) or info.get("format") != "bpd-classical":
+        return
+    now = design(str(spec.path)).to_json() if spec.plant == "furuta" else {}
+    was = info.get("design") if isinstance(info.get("design"), dict) else {}
+    if set(now) == set(was) and all(np.allclose(np.asarray(now[k], float), np.asarray(was[k], float), rtol=1e-6,
+                                                atol=1e-12) for k in now):
+        return
+    rig = spec.name if spec.path and spec.path.parent == RIGS else spec.path
+    flag = " --handover" if info.get("prefix", "bpd") != "bpd" else ""
+    raise BpdError(f"{export_dir}: a classical controller designed for rig {info.get('rig')}, not for rig {spec.name} "
+                   f"as its YAML is now: export it again (bpd classical export --rig {rig}{flag})")
+
+
 PARITY_TOL_V = 2e-3  # volts, of a +-10 V range
 
 

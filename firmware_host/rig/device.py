@@ -32,7 +32,7 @@ def classical_sources(classical_dir: Path, spec: RigSpec, policy_dir: Path | Non
     """The sources and flags that link a classical export for hand-over mode (docs/protocol.md, rule 17) beside
     the learned policy: checked to be one (`bpd classical export --handover`), for a rig with a region."""
     from export.c_export import check_export_dir
-    from firmware_host.rig.classical import HANDOVER_PREFIX, HANDOVER_SELFTEST
+    from firmware_host.rig.classical import HANDOVER_PREFIX, HANDOVER_SELFTEST, check_designed_for
 
     classical_dir = check_export_dir(classical_dir)
     if policy_dir is None:
@@ -42,6 +42,7 @@ def classical_sources(classical_dir: Path, spec: RigSpec, policy_dir: Path | Non
     if not (classical_dir / HANDOVER_SELFTEST).is_file():
         raise BpdError(f"{classical_dir}: not a classical export for hand-over mode "
                        f"(make one with `bpd classical export --handover`; its names are {HANDOVER_PREFIX}_*)")
+    check_designed_for(classical_dir, spec)
     return ([classical_dir / "policy.c", classical_dir / "policy_weights.c"],
             ["-DBPD_HAVE_CLASSICAL", f"-I{classical_dir}"])
 
@@ -57,8 +58,10 @@ def build_device_library(out_dir: Path, spec: RigSpec, policy_dir: Path | None =
     flags = [*STRICT, *OPT, "-fPIC", "-shared", *fast, f"-I{CSRC}", f"-I{rig_dir}"]
     if policy_dir is not None:
         from export.c_export import check_export_dir
+        from firmware_host.rig.classical import check_designed_for
 
         policy_dir = check_export_dir(policy_dir)
+        check_designed_for(policy_dir, spec)  # a classical controller run as the policy: of this rig's design
         srcs += [policy_dir / "policy.c", policy_dir / "policy_weights.c"]
         flags += ["-DBPD_SIM_POLICY", f"-I{policy_dir}"] + selftest_defines(policy_dir)
     if classical_dir is not None:
