@@ -34,10 +34,12 @@ sys.path.insert(0, str(HERE))
 from robustness_benchmark import model_key  # noqa: E402
 
 from bpd.io import portable_path, write_json, write_text  # noqa: E402
+from firmware_host.rig import load_rig  # noqa: E402
 from firmware_host.rig.swingup import SwingUpEnv, wrap_angle  # noqa: E402
 
 RIG = "rotary-pendulum"
-ACTION_RANGE = 20.0  # V, from -10 to +10
+SPEC = load_rig(RIG)  # every fact of the rig the benchmark states or uses (rate, limits, task) is its YAML's
+ACTION_RANGE = 2 * float(SPEC.limits["action"])  # from -limit to +limit (V)
 CONDITIONS: list[tuple[str, dict]] = [
     ("nominal", {}),
     *[(f"{k} {s:+d} %", {"scale": {k: 1 + s / 100}}) for k in ("mass", "length", "friction", "gain")
@@ -256,10 +258,13 @@ def markdown(res: dict, robust: dict | None = None, robust_md: str = "robustness
     names = list(res["controllers"])
     rob = robustness_scores(res, robust or {})
     classical = res["controllers"].get("energy+LQR", {}).get("conditions", {}).get("nominal", {})
-    lines = [f"# Rotary pendulum: swing-up and balance ({RIG}, 500 Hz)", "",
+    hz, task, steps = 1e6 / SPEC.period_us, SPEC.raw["task_spec"], int(SPEC.raw["max_episode_steps"])
+    best = 1 + float(task.get("energy_bonus", 0.0))  # upright at rest: (1 + cos 0) / 2 and the whole energy bonus
+    lines = [f"# Rotary pendulum: swing-up and balance ({RIG}, {hz:g} Hz)", "",
              f"Command: `{res['command']}`", "",
-             "Success: upright within 0.2 rad for the last 1 s of a 5 s episode started hanging. "
-             "Return: the env's reward summed (at most 1.5 per tick, 3750 per episode"
+             f"Success: upright within {task['upright_band']:g} rad for the last {task['hold_s']:g} s of a "
+             f"{steps / hz:g} s episode started hanging. "
+             f"Return: the env's reward summed (at most {best:g} per tick, {best * steps:g} per episode"
              + (f"; the nominal energy+LQR reaches {classical['return_mean']:.1f}" if classical else "") + ").", "",
              "Cost per tick: exact emulated instructions and estimated cycles (docs/cycle_model.md) of the kernel "
              "each export holds.", "",
@@ -300,7 +305,7 @@ def markdown(res: dict, robust: dict | None = None, robust_md: str = "robustness
             cells.append(f"{r['success_rate'] * 100:.0f} % ({r['return_mean']:.0f})" if r else "-")
         lines.append(f"| {cond} | " + " | ".join(cells) + " |")
     if res.get("hil"):
-        lines += ["", "## Hardware-in-the-loop at 500 Hz", "",
+        lines += ["", f"## Hardware-in-the-loop at {hz:g} Hz", "",
                   "Port sim: the firmware core built for the host behind a pty, the MuJoCo plant beside it, real "
                   "time on this machine. Port pil: the Cortex-M4F firmware image in QEMU (STM32F405), the plant on "
                   "its second USART, lockstep; its on-device inference is the policy call's instruction count "

@@ -5,12 +5,15 @@ build or trial starts."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 import yaml
 
 from bpd.errors import BpdError
 from firmware_host.rig import load_rig
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _rig(tmp_path, **changes) -> str:
@@ -129,3 +132,25 @@ def test_a_classical_export_of_another_rig_or_an_older_yaml_is_refused(tmp_path,
                                                  f"now: export it again (bpd classical export --rig {mine})")):
         check_designed_for(tmp_path / "cx", load_rig(mine))
     check_designed_for(tmp_path / "log", load_rig(mine))  # no export there (or a learned one): nothing to say
+
+
+def test_the_rotary_benchmark_states_the_rigs_facts_from_its_yaml(tmp_path, monkeypatch, benchmark_script):
+    """rotary.md's rate, success band and hold, episode length and best return, and the action steps of its
+    quantisation conditions were typed into the benchmark (500 Hz, 0.2 rad, 1 s, 5 s, 1.5 per tick, 20 V): a rig
+    YAML changed since would have been benchmarked and described as it was. They are now the YAML's; the committed
+    table reads the same."""
+    import json
+
+    rot = benchmark_script("rotary_benchmark")
+    assert rot.ACTION_RANGE == 20.0 and dict(rot.CONDITIONS)["action 8-bit"] == {"action_step": 20.0 / 255}
+    res = json.loads((ROOT / "benchmarks/results/rotary.json").read_text())
+    robust = json.loads((ROOT / "benchmarks/results/robustness.json").read_text())
+    assert rot.markdown(res, robust) == (ROOT / "benchmarks/results/rotary.md").read_text()
+    other = _rig(tmp_path, period_us=1000, max_episode_steps=3000, task_spec__upright_band=0.1,
+                 task_spec__hold_s=2.0, task_spec__energy_bonus=None)
+    monkeypatch.setattr(rot, "SPEC", load_rig(other))
+    md = rot.markdown({"command": "c", "controllers": {}, "hil": {"x": []}})
+    assert md.startswith("# Rotary pendulum: swing-up and balance (rotary-pendulum, 1000 Hz)\n")
+    assert ("Success: upright within 0.1 rad for the last 2 s of a 3 s episode started hanging. Return: the env's "
+            "reward summed (at most 1 per tick, 3000 per episode).") in md
+    assert "## Hardware-in-the-loop at 1000 Hz" in md
