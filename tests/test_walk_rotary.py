@@ -99,7 +99,8 @@ def test_a_physics_timestep_that_does_not_divide_the_period_is_refused(tmp_path,
 
 
 @pytest.mark.parametrize("changes, msg", [
-    (dict(limits__angle=3.0), "a run starts at +3.142 +- 0.05 (initial_qpos[1], reset_noise), not inside limits.angle 3"),
+    (dict(limits__angle=3.0),
+     "a run starts at +3.142 +- 0.05 (initial_qpos[1], reset_noise), not inside limits.angle 3"),
     (dict(limits__position=0.05, initial_qpos=[0.02, 3.14]),
      "a run starts at +0.02 +- 0.05 (initial_qpos[0], reset_noise), not inside limits.position 0.05"),
 ])
@@ -120,6 +121,10 @@ def test_a_classical_export_of_another_rig_or_an_older_yaml_is_refused(tmp_path,
 
     mine = _rig(tmp_path, arm__length=0.1, limits__action=6.0)
     export_classical(mine, tmp_path / "cx")
+    # its generated files say how to make them again: with the YAML it was made from (it said --rig my-furuta,
+    # which is no shipped rig: "no rig 'my-furuta'")
+    banner = (tmp_path / "cx" / "policy_weights.c").read_text()
+    assert f"regenerate with: bpd classical export --rig {mine} --out DIR */" in banner
     check_designed_for(tmp_path / "cx", load_rig(mine))  # its own rig: taken
     assert main(["hil", "run", "--port", "sim", "--rig", "rotary-pendulum", "--policy", str(tmp_path / "cx"),
                  "--out", str(tmp_path / "log")]) == 1

@@ -258,7 +258,7 @@ def export_classical(rig: str, out: str | Path, prefix: str = "bpd") -> dict:
     digest = hashlib.sha256((C_SOURCE.read_text() + params).encode()).hexdigest()
     flag = " --handover" if prefix != "bpd" else ""
     banner = (f"/* Generated - do not edit. Energy swing-up + LQR for rig {spec.name}, design {digest[:16]};\n"
-              f" * regenerate with: bpd classical export --rig {spec.name} --out DIR{flag} */\n")
+              f" * regenerate with: bpd classical export --rig {rig} --out DIR{flag} */\n")  # the rig as given
     lim = d.action_limit
     c = [banner, '#include "policy_weights.h"\n',
          f'const char {prefix}_model_hash[] = "{digest}";\n',
