@@ -119,6 +119,16 @@ def test_a_rotary_pendulums_checks_name_its_arm(tmp_path):
     assert not [n for n in names if "cart" in n]
 
 
+def test_the_noisy_sensor_fault_says_what_it_is_on_a_rotary_pendulum(tmp_path):
+    """`--fault noisy-sensor` on a rotary pendulum makes its arm encoder noisy, and the check finds the arm; its help
+    said 'the cart encoder', which a rotary pendulum has none of."""
+    from firmware_host.rig.sim import FAULTS
+
+    r = run_check(RigCheckConfig(port="sim", rig="rotary-pendulum", fault="noisy-sensor", record=str(tmp_path)))
+    assert r["failed"] == ["arm noise at rest"]
+    assert "a rotary rig's arm" in FAULTS["noisy-sensor"]
+
+
 def test_the_table_keeps_a_long_measurement_from_pushing_every_fix_right():
     """format_table: the measured column is at most 40 wide; a longer measurement has its own line and its fix the
     next, under the fix column."""

@@ -51,7 +51,8 @@ FAULTS = {
     "reversed-motor": "the motor is wired with the other polarity",
     "wrong-counts": "the pendulum encoder gives twice the counts per unit the rig YAML says",
     "stuck-sensor": "the pendulum encoder reads one value whatever the pendulum does",
-    "noisy-sensor": "the cart encoder reads with noise of 30 counts standard deviation",
+    "noisy-sensor": "the position encoder (the cart's, or a rotary rig's arm) reads with noise of 30 counts standard "
+                    "deviation",
     "dead-motor": "the motor does not move (no power to the H-bridge)",
     "dead-end-stop": "the end stop on the positive side never fires",
 }
