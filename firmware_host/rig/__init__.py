@@ -17,6 +17,7 @@ import gymnasium as gym
 import numpy as np
 
 from bpd.errors import BpdError
+from firmware_host.rig.task import check_task
 from firmware_host.rig.wiring import check_wiring
 from firmware_host.wire.spec import MAX_ACT
 
@@ -330,9 +331,7 @@ def _check_rig(raw: object, p: Path) -> RigSpec:
                 raise bad(f"wiring.end_stops[{i}].at {stop['at']} is not inside the track (+-{raw['track']} m): "
                           "the cart would never close it")
     if raw.get("task") is not None or "task_spec" in raw:  # a rig without a task is a balance rig
-        from firmware_host.rig.swingup import check_task
-
-        check_task(raw, bad, number)
+        check_task(raw, bad, number, _unknown_key)
     _check_position_limit(raw, bad)
     baud = (raw.get("serial") or {}).get("baud", DEFAULT_BAUD) if isinstance(raw.get("serial", {}), dict) else None
     if baud is None:

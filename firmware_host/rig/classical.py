@@ -315,7 +315,8 @@ def check_designed_for(export_dir: str | Path, spec) -> None:
     if not isinstance(info, dict) or info.get("format") != "bpd-classical":
         return
     now = design(str(spec.path)).to_json() if spec.plant == "furuta" else {}
-    was = info.get("design") if isinstance(info.get("design"), dict) else {}
+    was = info.get("design")
+    was = was if isinstance(was, dict) else {}
     if set(now) == set(was) and all(np.allclose(np.asarray(now[k], float), np.asarray(was[k], float), rtol=1e-6,
                                                 atol=1e-12) for k in now):
         return
