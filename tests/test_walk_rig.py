@@ -107,3 +107,22 @@ def test_a_port_that_is_no_device_path_gets_no_hint(monkeypatch):
     _port_refusing(monkeypatch, errno.ECONNREFUSED)
     with pytest.raises(LinkError, match=r"^cannot open socket://127.0.0.1:1: Connection refused$"):
         DeviceLink("socket://127.0.0.1:1")
+
+
+@pytest.mark.parametrize("rig, period_us, said", [
+    ("gym-inverted-pendulum", 20000, ", the plant stepping 40 ms a 20 ms tick (2x real time)"),
+    ("gym-inverted-pendulum", None, ""),  # its own 40 ms: real time
+    ("desktop-cartpole", 20000, ""),  # a MuJoCo rig of bpd's steps its plant by the period: real time at any
+])
+def test_rig_sim_says_when_its_plant_runs_faster_than_real_time(rig, period_us, said):
+    """Known answer: gym-inverted-pendulum's plant steps frame_skip 2 x 20 ms a tick whatever --period-us says, so
+    at 20000 it runs at twice real time; rig sim's first line says so (it said only '50 Hz')."""
+    from types import SimpleNamespace
+
+    from firmware_host.rig import Plant
+    from firmware_host.rig.sim import _time_lapse
+
+    spec = load_rig(rig)
+    if period_us:
+        spec.period_us = period_us
+    assert _time_lapse(SimpleNamespace(plant=Plant(spec), spec=spec)) == said  # type: ignore[arg-type]

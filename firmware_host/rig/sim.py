@@ -66,7 +66,9 @@ class RigSimConfig:
                                   "--handover`), compiled in beside the policy (rule 17)")
     lockstep: bool = field(False, help="advance one tick per exchange instead of by the wall clock")
     action_timeout: float = field(1.0, help="lockstep: seconds to wait for the host's answer to each state")
-    period_us: int | None = field(None, help="control period override, microseconds")
+    period_us: int | None = field(None, help="control period override, microseconds (gym-inverted-pendulum's plant "
+                                   "keeps its own step a tick, frame_skip, so runs faster or slower than real "
+                                   "time: the first line says by how much)")
     link_delay_ms: float = field(0.0, help="one-way delay added to every byte, both directions")
     drop_rate: float = field(0.0, help="probability that a byte is dropped, both directions")
     corrupt_rate: float = field(0.0, help="probability that a byte is corrupted, both directions")
@@ -123,6 +125,17 @@ class Link:
 
     def next_due(self) -> float | None:
         return self.queue[0][0] if self.queue else None
+
+
+def _time_lapse(rig: SimRig) -> str:
+    """Where the plant steps more or less time a tick than the tick lasts (a --period-us on a rig whose plant keeps
+    its own step: gym-inverted-pendulum's frame_skip), how much faster or slower than real time it runs."""
+    plant_us = rig.plant.substeps * rig.plant.model.opt.timestep * 1e6
+    ratio = plant_us / rig.spec.period_us
+    if abs(ratio - 1) < 1e-6:
+        return ""
+    return (f", the plant stepping {plant_us / 1000:g} ms a {rig.spec.period_us / 1000:g} ms tick "
+            f"({ratio:.3g}x real time)")
 
 
 class SimRig:
@@ -344,7 +357,7 @@ def rig_sim(cfg: RigSimConfig) -> None:
         mode = "lockstep" if cfg.lockstep else "realtime"
         stopped_by = serve(rig, f"rig {rig.spec.name}: {mode}, {1e6 / rig.spec.period_us:.0f} Hz, device policy: "
                            f"{'yes' if cfg.policy else 'no'}" + (", hand-over" if cfg.classical else "")
-                           + (", on the bench" if cfg.bench else "")
+                           + (", on the bench" if cfg.bench else "") + _time_lapse(rig)
                            + (f", fault: {cfg.fault} ({FAULTS[cfg.fault]})" if cfg.fault else "")
                            + (f"; live view: {view.url}" if view.serving else ""), view.stop_waiting)
         if rig.watch is not None:
