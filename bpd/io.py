@@ -89,6 +89,10 @@ def save_arrays(path: str | os.PathLike, meta: dict, arrays: dict[str, np.ndarra
     atomic_write(path, lambda f: f.write(buf.getvalue()))
 
 
+class NoRecord(BpdError):
+    """An .npz without bpd's metadata record: another tool's arrays."""
+
+
 def load_arrays(path: str | os.PathLike, expect_format: str) -> tuple[dict, dict[str, np.ndarray]]:
     """Read a file written by save_arrays; never unpickles. Errors name the file and the problem."""
     path = Path(path)
@@ -100,7 +104,7 @@ def load_arrays(path: str | os.PathLike, expect_format: str) -> tuple[dict, dict
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
         raise BpdError(f"{path}: not a readable {expect_format} file ({e.__class__.__name__})") from None
     if "meta" not in arrays:
-        raise BpdError(f"{path}: not a {expect_format} file (no metadata record)")
+        raise NoRecord(f"{path}: not a {expect_format} file (no metadata record)")
     try:
         meta = json.loads(str(arrays.pop("meta")))
     except json.JSONDecodeError:

@@ -123,3 +123,19 @@ def test_multitask_train_says_how_it_goes(tmp_path):
                         f"every 2, to {tmp_path / 'run'}")
     assert [ln.split(":")[0] for ln in lines[1:3]] == ["step 2", "step 4"] and "InvertedDoublePendulum-v5 " in lines[2]
     assert lines[3].startswith("multi-task student:") and len(lines) == 4
+
+
+def test_another_tools_npz_is_told_the_way_in(tmp_path):
+    """Known answer: a D4RL-style .npz (observations, actions, rewards, terminals; no bpd record) given to distill
+    said 'not a bpd-dataset file (no metadata record)' and no more; the line now says how other tools' data comes in
+    (as a Minari dataset), and the command ends with exit 1, one line."""
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d4rl.npz", observations=rng.normal(size=(10, 4)), actions=rng.normal(size=(10, 1)),
+             rewards=np.ones(10), terminals=np.zeros(10))
+    from training.collect import load_dataset
+
+    with pytest.raises(BpdError, match=r"not a bpd-dataset file \(no metadata record\): .*--dataset minari:ID"):
+        load_dataset(tmp_path / "d4rl.npz")
+    r = run_bpd("distill", "--teacher", str(TEACHERS / "InvertedPendulum-v5.npz"), "--dataset",
+                str(tmp_path / "d4rl.npz"), "--out", str(tmp_path / "run"), check=False)
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "minari:ID" in r.stderr

@@ -23,7 +23,7 @@ import numpy as np
 import bpd
 from bpd.config import check_ranges, field
 from bpd.errors import BpdError
-from bpd.io import check_output_path, load_arrays, save_arrays
+from bpd.io import NoRecord, check_output_path, load_arrays, save_arrays
 
 FORMAT = "bpd-dataset"
 FORMAT_VERSION = 1
@@ -170,7 +170,11 @@ def load_dataset(path: str | Path, obs_dim: int | None = None, act_dim: int | No
         ds = Dataset(meta={"format": FORMAT, "format_version": FORMAT_VERSION} | meta, **arrays)
         check_dataset(ds, f"Minari dataset {meta['source'].removeprefix('minari:')}")
     else:
-        meta, a = load_arrays(path, FORMAT)
+        try:
+            meta, a = load_arrays(path, FORMAT)
+        except NoRecord as e:  # another tool's arrays (a D4RL-style .npz): the way bpd reads other tools' data
+            raise BpdError(f"{e}: bpd reads the datasets of `bpd collect`, and other tools' data as a Minari dataset "
+                           "(--dataset minari:ID; write yours with minari.create_dataset_from_buffers)") from None
         missing = [k for k in Dataset.ARRAYS if k not in a]
         if missing:
             raise BpdError(f"{path}: dataset is missing {', '.join(missing)}")
