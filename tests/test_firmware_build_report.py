@@ -77,7 +77,7 @@ def test_with_no_rig_named_the_exports_own_rig_is_built_else_the_bench_image(mon
     import firmware_host.measure.build as build
     from bpd.errors import BpdError
     from firmware_host.measure.build import FirmwareBuildConfig, firmware_build
-    from firmware_host.rig import rig_of
+    from firmware_host.rig.yaml_env import rig_of
 
     built = []
     monkeypatch.setattr(build, "_build", lambda cfg, stage, out: built.append((cfg.image, cfg.rig, out.name)) or {})

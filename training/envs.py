@@ -22,12 +22,21 @@ if TYPE_CHECKING:
         action_space: gym.spaces.Box
 
 
+RIG_ENV = ("rig:", "rig-dr:")  # a rig of one's own by its YAML path (firmware_host/rig/yaml_env.py)
+RIG_ENTRY = "firmware_host.rig.yaml_env:bpd/rig-yaml-v0"  # the Gymnasium id yaml_env.py registers
+
+
 def make_env(env_id: str, seed: int | None = None, **kwargs) -> BoxEnv:
-    """Build a Gymnasium env with a continuous (Box) action space, or fail with one clear line."""
+    """Build a Gymnasium env with a continuous (Box) action space, or fail with one clear line. `rig:PATH` and
+    `rig-dr:PATH` are the rig whose YAML is at PATH, nominal and randomised (firmware_host/rig/yaml_env.py)."""
+    make_id = env_id
+    if env_id.startswith(RIG_ENV):  # by name, not import: this room does not import the rig's
+        kind, _, path = env_id.partition(":")
+        make_id, kwargs = RIG_ENTRY, {"rig": path, "randomize": kind == "rig-dr"} | kwargs
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            env = gym.make(env_id, **kwargs)
+            env = gym.make(make_id, **kwargs)
     except gym.error.Error as e:
         raise BpdError(f"unknown or unavailable environment {env_id!r}: {str(e).splitlines()[0]}") from None
     except ImportError as e:

@@ -406,7 +406,7 @@ def _default_rig(cfg: FirmwareBuildConfig, info: dict) -> FirmwareBuildConfig:
     shipped rig is of the export's environment."""
     from dataclasses import replace
 
-    from firmware_host.rig import rig_of
+    from firmware_host.rig.yaml_env import rig_of
 
     if cfg.board != "generic":  # a real board's pins, scales and limits come from the rig: never guessed
         raise BpdError(f"--board {cfg.board}: name the rig it drives (--rig NAME or your rig's YAML); its wiring, "

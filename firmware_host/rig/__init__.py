@@ -114,7 +114,12 @@ class RigSpec:
 
     def trained_here(self, env_id: str) -> bool:
         """Whether a policy trained on env_id (with or without its `module:` prefix) is one for this rig; true
-        where the rig names no environment (a rig of one's own, by its YAML), as nothing says otherwise."""
+        where the rig names no environment (a rig of one's own, by its YAML), as nothing says otherwise; for
+        `rig:PATH` (yaml_env.py), whether PATH is this rig's YAML."""
+        from training.envs import RIG_ENV
+
+        if env_id.startswith(RIG_ENV):
+            return self.path is not None and Path(env_id.partition(":")[2]).resolve() == self.path.resolve()
         return not self.policy_envs or env_id.rpartition(":")[2] in self.policy_envs
 
     def plant_note(self, what: str, env_id: str | None, then: str) -> str | None:
@@ -188,17 +193,6 @@ RIG_KEYS = frozenset({
 SECTION_KEYS = {"limits": frozenset({"action", "position", "angle", "position_index", "angle_index"}),
                 "sensors": frozenset({"measured_velocity", "counts_per_unit", "noise_std", "velocity_filter_hz"}),
                 "serial": frozenset({"baud"}), "units": frozenset({"position", "angle", "action"})}
-
-
-def rig_of(env_id: str | None, obs_dim: int, act_dim: int) -> str | None:
-    """The shipped rig a policy trained on env_id is for (its plant, its sizes), or None."""
-    if not env_id:
-        return None
-    for p in sorted(RIGS.glob("*.yaml")):
-        spec = load_rig(p)
-        if spec.policy_envs and spec.trained_here(env_id) and (spec.obs_dim, spec.act_dim) == (obs_dim, act_dim):
-            return spec.name
-    return None
 
 
 def _unknown_key(block: dict, known: frozenset, where: str) -> str | None:

@@ -237,6 +237,15 @@ HANDOVER_PREFIX = "bpd_classical"
 HANDOVER_SELFTEST = "classical_selftest.h"
 
 
+def _env_id(rig: str, spec) -> str:
+    """The environment a classical export records (what `bpd evaluate` runs it in): a shipped rig's registered one,
+    else the rig of one's own by its YAML path as given (`rig:PATH`, yaml_env.py)."""
+    from firmware_host.rig import RIGS
+
+    shipped = spec.path is not None and spec.path.resolve() == (RIGS / f"{spec.name}.yaml").resolve()
+    return f"firmware_host.rig:bpd/{spec.name}-v0" if shipped else f"rig:{rig}"
+
+
 def export_classical(rig: str, out: str | Path, prefix: str = "bpd") -> dict:
     """Write an export directory (policy.c/h, policy_weights.c/h, policy_config.h) running the
     classical controller through the policy kernel's entry point, named `<prefix>_policy_run`: "bpd" runs
@@ -290,7 +299,7 @@ def export_classical(rig: str, out: str | Path, prefix: str = "bpd") -> dict:
     (out / "policy.h.tmp").replace(out / "policy.h")
     n_const = len(d.gains) + len(C_FIELDS)
     info = {"format": "bpd-classical", "kind": "classical", "controller": "energy swing-up + discrete LQR",
-            "prefix": prefix, "rig": spec.name, "env_id": f"firmware_host.rig:bpd/{spec.name}-v0", "obs_dim": 4,
+            "prefix": prefix, "rig": spec.name, "env_id": _env_id(rig, spec), "obs_dim": 4,
             "act_dim": 1,
             "model_hash": digest, "runtime": "c", "params_total": n_const, "params_nonzero": n_const,
             "source_params_total": n_const, "widths": [4, 1], "design": d.to_json(),
