@@ -139,6 +139,22 @@ def test_a_classical_export_of_another_rig_or_an_older_yaml_is_refused(tmp_path,
     check_designed_for(tmp_path / "log", load_rig(mine))  # no export there (or a learned one): nothing to say
 
 
+def test_a_handover_region_past_the_lqrs_catch_is_refused(tmp_path):
+    """Known answer: the learned policy acts inside handover.bounds and the classical controller takes back outside;
+    the YAML's alpha bound of 0.7 rad is beyond the LQR's 30 degree catch (0.524 rad), so a take-back between the two
+    would be by the energy swing-up. The hand-over export says so in one line and writes nothing; the shipped rig's
+    0.5 rad, and a classical export not for hand-over, are taken."""
+    from firmware_host.rig.classical import HANDOVER_PREFIX, export_classical
+
+    wide = _rig(tmp_path, handover__bounds=[1.5, 0.7, 10.0, 10.0])
+    with pytest.raises(BpdError, match=re.escape("handover.bounds lets the learned policy act out to |alpha| 0.7 rad, "
+                                                 "beyond the LQR's catch (30 deg, 0.524 rad)")):
+        export_classical(wide, tmp_path / "wide", HANDOVER_PREFIX)
+    assert not (tmp_path / "wide").exists()
+    export_classical(wide, tmp_path / "plain")  # as the policy, there is no region to take back from
+    export_classical("rotary-pendulum", tmp_path / "shipped", HANDOVER_PREFIX)
+
+
 def test_the_rotary_benchmark_states_the_rigs_facts_from_its_yaml(tmp_path, monkeypatch, benchmark_script):
     """rotary.md's rate, success band and hold, episode length and best return, and the action steps of its
     quantisation conditions were typed into the benchmark (500 Hz, 0.2 rad, 1 s, 5 s, 1.5 per tick, 20 V): a rig

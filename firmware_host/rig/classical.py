@@ -262,6 +262,11 @@ def export_classical(rig: str, out: str | Path, prefix: str = "bpd") -> dict:
     design_name = "bpd_classical" if prefix == "bpd" else f"{prefix}_design"
     d = design(rig)
     spec = load_rig(rig)
+    if prefix == HANDOVER_PREFIX and (region := spec.handover) is not None \
+            and (alpha := region["bounds"][region["angle_index"]]) > d.switch_angle:
+        raise BpdError(f"rig {spec.name}: handover.bounds lets the learned policy act out to |alpha| {alpha:g} rad, "
+                       f"beyond the LQR's catch ({math.degrees(d.switch_angle):g} deg, {d.switch_angle:.3f} rad): a "
+                       "take-back there would be by the swing-up, not the LQR; bound alpha within the catch")
     out.mkdir(parents=True, exist_ok=True)
     params = json.dumps(d.to_json(), sort_keys=True)
     digest = hashlib.sha256((C_SOURCE.read_text() + params).encode()).hexdigest()
