@@ -284,17 +284,24 @@ write_basic_package_version_file(${{CMAKE_CURRENT_BINARY_DIR}}/{NAME}ConfigVersi
 install(FILES cmake/{NAME}Config.cmake ${{CMAKE_CURRENT_BINARY_DIR}}/{NAME}ConfigVersion.cmake
         DESTINATION ${{CMAKE_INSTALL_LIBDIR}}/cmake/{NAME})
 """
-    config = f"""# find_package({NAME}): the installed library as the imported target bpd::policy.
+    config = f"""# find_package({NAME}): the installed library (imported target bpd::policy) and the model it runs.
 include("${{CMAKE_CURRENT_LIST_DIR}}/{NAME}Targets.cmake")
+set({NAME}_MODEL_HASH "{meta['model_hash']}")
 """
     app = f"""# {NAME} example for CMake: the policy on one observation.
 # Cross-compiled for Cortex-M4F with the toolchain file beside it:
 #   cmake -S . -B build -DCMAKE_TOOLCHAIN_FILE=cortex-m4f.cmake && cmake --build build
-# It takes an installed {NAME} (find_package; set CMAKE_PREFIX_PATH) and else this package's own folder.
+# It takes an installed {NAME} (find_package; set CMAKE_PREFIX_PATH) where that is this package's model, and else
+# this package's own folder (every export's library has bpd's version: the model hash tells them apart).
 cmake_minimum_required(VERSION 3.13)
 project({NAME}_example LANGUAGES C)
 
 find_package({NAME} CONFIG QUIET)
+if({NAME}_FOUND AND NOT "${{{NAME}_MODEL_HASH}}" STREQUAL "{meta['model_hash']}")
+  message(STATUS "{NAME} installed at ${{{NAME}_DIR}} runs model ${{{NAME}_MODEL_HASH}}, not this package's: "
+                 "building this package's own folder")
+  set({NAME}_FOUND FALSE)
+endif()
 if(NOT {NAME}_FOUND)
   add_subdirectory(${{CMAKE_CURRENT_SOURCE_DIR}}/../.. {NAME})
 endif()

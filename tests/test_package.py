@@ -370,6 +370,33 @@ def test_cmake_example_builds_for_cortex_m4f_through_add_subdirectory(pkg_all, t
     assert_cortex_m4f_image(tmp_path / "b" / "bpd_policy_example", _meta(pkg_all.parent)["model_hash"])
 
 
+def test_the_cmake_example_builds_its_own_model_not_another_installed_under_its_name(tmp_path):
+    """Every export's library is bpd_policy at bpd's version, so an installed package of another policy answered the
+    example's find_package and was linked without a word. The installed config names its model's hash; the example of
+    a package of another model builds its own folder (and says why), that of the installed model takes the install."""
+    if shutil.which("cmake") is None or shutil.which("gcc") is None:
+        pytest.skip("cmake or gcc not installed")
+    prefix = tmp_path / "prefix"
+    builds = {}
+    for which, model_hash in (("installed", "a" * 64), ("other", "b" * 64)):
+        d = tmp_path / f"export-{which}"
+        shutil.copytree(pendulum_export(), d)
+        write_package(d, "cmake", _meta(d) | {"model_hash": model_hash}, np.zeros(4))
+        builds[which] = d / "package"
+    _run(["cmake", "-S", str(builds["installed"]), "-B", str(tmp_path / "lib")])
+    _run(["cmake", "--build", str(tmp_path / "lib")])
+    _run(["cmake", "--install", str(tmp_path / "lib"), "--prefix", str(prefix)])
+    config = (prefix / "lib" / "cmake" / "bpd_policy" / "bpd_policyConfig.cmake").read_text()
+    assert f'set(bpd_policy_MODEL_HASH "{"a" * 64}")' in config
+    out = _run(["cmake", "-S", str(builds["other"] / "examples" / "cmake"), "-B", str(tmp_path / "other"),
+                f"-DCMAKE_PREFIX_PATH={prefix}"])
+    assert f"runs model {'a' * 64}, not this package's: building this package's own folder" in out
+    assert (tmp_path / "other" / "bpd_policy").is_dir()  # the folder was added
+    _run(["cmake", "-S", str(builds["installed"] / "examples" / "cmake"), "-B", str(tmp_path / "same"),
+          f"-DCMAKE_PREFIX_PATH={prefix}"])
+    assert not (tmp_path / "same" / "bpd_policy").exists()  # the installed one: its model
+
+
 def test_cmake_installed_target_is_found_by_find_package(pkg_all, tmp_path):
     """The library built and installed on its own exports bpd::policy; the example, pointed at the prefix,
     takes it through find_package (not the folder) and links."""
