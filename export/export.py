@@ -214,7 +214,7 @@ def run_export(cfg: ExportConfig, meter: KernelMeter | None = None) -> dict:
     """Export into a staging directory beside --out and swap it in only once parity passed and the
     staged export verifies: a failed export leaves any previous one byte for byte, and nothing else.
     meter: measures a kernel on a Cortex-M core for `--kernel auto` (the firmware room's; None ships
-    auto's fallback)."""
+    auto's fallback), and the kernel a --kernel forces, for its report."""
     _check_config(cfg)
     out = Path(cfg.out)
     check_output_dir(out, "export.json", "an export directory")  # new, empty or a previous export (replaced whole)
@@ -453,6 +453,9 @@ def _write_export(cfg: ExportConfig, out: Path, meter: KernelMeter | None = None
                          for k, v in parity.items() if k.endswith(("_torch", "_onnx")))
     if not parity["pass"]:
         raise BpdError(parity_failure(parity, tol, c_tol, kernel["kind"], limit))
+    if cfg.kernel != "auto" and meter is not None and (cost := meter(out)):  # a forced kernel's cost, as auto's
+        kernel |= {"measured_on": cost.get("target"), "candidates": {kernel.get("variant", kernel["kind"]):
+                                                                     {"cost": cost}}}
 
     # the boot self-test: a parity state and the shipped kernel's own action for it (export/selftest.py)
     selftest = selftest_for_kernel(out, obs, kernel["kind"], parity, net.action_low, net.action_high,

@@ -64,6 +64,9 @@ def format_report(r: dict) -> str:
                     and shipped.get("cycles") and c["cost"]["cycles"] < shipped["cycles"] and c.get("verdict")
                     and "flash limit" not in c["verdict"] and not c["verdict"].startswith("the rule picks")):
                 lines.append(f"  {name} ({c['cost']['cycles']:.0f} cycles) not shipped: {c['verdict']}")
+    elif k.get("rule"):  # a forced kernel, not measured (no cross compiler or emulator)
+        lines.append(f"kernel {k.get('variant', k['kind'])}: {k['rule']} (not measured: no arm-none-eabi-gcc or "
+                     "emulator)")
     if "int" in r:
         lines.append(f"integer kernel ({r['int']['dir']}/ in the export): max abs error "
                      f"{r['int']['max_abs_error_vs_float']:.2e} "

@@ -370,6 +370,35 @@ def _fake_meter(integer_vs_host: float):
     return meter
 
 
+def test_a_forced_kernel_is_named_and_measured_as_auto_measures_its_kernels(tiny_pipeline, tmp_path):
+    """`--kernel generic` (or any kernel by name) printed no kernel line and no cost: the summary said neither which
+    kernel shipped nor what it costs on the part. Now the forced kernel is measured by the same meter as auto's
+    candidates, and its line and cost are printed; without a meter the line still names it."""
+    from export.export import ExportConfig, run_export
+    from export.report import format_report
+
+    cost = {"target": "cortex-m4f", "cycles": 840.0, "flash_bytes": 1234, "instructions": 500, "us": 5.0,
+            "stack_bytes": 96, "max_abs_error_vs_host_c": 0.0}
+    seen = []
+    for kernel in ("generic", "compact"):
+        rep = run_export(ExportConfig(source=str(tiny_pipeline / "run"), out=str(tmp_path / kernel), episodes=0,
+                                      parity_samples=300, kernel=kernel), meter=lambda d: seen.append(d) or cost)
+        k = rep["kernel"]
+        assert k["rule"] == "forced by --kernel" and k["measured_on"] == "cortex-m4f"
+        assert k["candidates"] == {kernel: {"cost": cost}}
+        lines = format_report(rep).splitlines()
+        assert f"kernel {kernel}: forced by --kernel (cortex-m4f, estimated cycles / policy flash: {kernel} 840 " \
+               "cycles / 1234 B)" in lines
+        assert ("shipped kernel on cortex-m4f: policy flash 1234 B (its code and data in the linked image), 500 "
+                "instructions (emulated), est. 840 cycles (5.0 us at the cycle model's clock), stack 96 B "
+                "(bpd_policy_run and its callees)") in lines
+    assert len(seen) == 2  # the shipped kernel alone, once
+    rep = run_export(ExportConfig(source=str(tiny_pipeline / "run"), out=str(tmp_path / "none"), episodes=0,
+                                  parity_samples=300, kernel="generic"))
+    assert "kernel generic: forced by --kernel (not measured: no arm-none-eabi-gcc or emulator)" \
+        in format_report(rep).splitlines()
+
+
 def test_auto_ships_the_integer_kernel_only_where_its_emulated_build_gives_the_host_builds_bits(tiny_pipeline,
                                                                                                tmp_path):
     """The integer kernel is checked bit-exact on the host build (scalar C); the core runs the DSP assembly,
