@@ -229,3 +229,22 @@ def test_an_image_over_its_parts_flash_or_ram_says_by_how_much_and_of_what(tmp_p
     src.write_text("int main(void) { return 0; }\n")  # fits: built
     img = compile_image("cortex-m4f", [src], [], tmp_path / "c", "x", strict=set(), ldscript="stm32f446.ld")
     assert img.elf.is_file()
+
+
+@pytest.mark.parametrize("image", ["firmware", "bench"])
+def test_the_policys_scratch_buffer_is_the_policys_ram_not_the_boards(tmp_path, image):
+    """The policy's working memory (`float scratch[BPD_SCRATCH_FLOATS]`, 10 floats in the committed export) is
+    declared by its caller, the board layer or the bench's entry point: the build report gave it to `board` (a
+    teacher's 2 kB of activations read as board RAM, the policy's as 0). It is the policy's RAM now."""
+    import shutil
+
+    from firmware_host.measure.build import FirmwareBuildConfig, firmware_build
+    from tests.conftest import pendulum_export
+
+    if shutil.which("arm-none-eabi-gcc") is None:
+        pytest.skip("arm-none-eabi-gcc not installed (make system-deps)")
+    exp = pendulum_export()
+    r = firmware_build(FirmwareBuildConfig(export=str(exp), image=image, out=str(tmp_path / "b")))
+    assert "#define BPD_SCRATCH_FLOATS 10" in (Path(exp) / "policy_weights.h").read_text()
+    assert r["parts"]["policy"]["ram_bytes"] == 40
+    assert sum(p["ram_bytes"] for p in r["parts"].values()) == r["ram_bytes"]

@@ -260,9 +260,15 @@ def build_bpd_image(export_dir: Path, target: str, out_dir: Path, fast_tanh: boo
     return compile_image(target, srcs, [export_dir, BENCH], out_dir, "bpd_bench", fast_tanh=fast_tanh)
 
 
+# a controller's working memory (BPD_SCRATCH_FLOATS), declared by its caller (the board layer, the bench's entry
+# point): the controller's RAM, whichever object declares it
+CALLER_OWNED = {"scratch": "policy", "classical_scratch": "classical"}
+
+
 def part_sizes(elf: Path, parts: dict[str, list[Path]]) -> dict[str, dict[str, int]]:
-    """Flash (text, rodata, data image) and RAM (data, bss) of the symbols each part's objects define;
-    what no part defines (C library, libgcc, start-up, vector table, padding) is "other"."""
+    """Flash (text, rodata, data image) and RAM (data, bss) of the symbols each part's objects define (a
+    controller's scratch buffer its own: CALLER_OWNED); what no part defines (C library, libgcc, start-up, vector
+    table, padding) is "other"."""
     from elftools.elf.elffile import ELFFile
 
     from firmware_host.measure.elf import symbol_table
@@ -278,6 +284,7 @@ def part_sizes(elf: Path, parts: dict[str, list[Path]]) -> dict[str, dict[str, i
         for o in objs:
             for name in defined(o):
                 owner.setdefault(name, part_name)
+    owner |= {name: part for name, part in CALLER_OWNED.items() if part in parts}
     out = {p: {"flash_bytes": 0, "ram_bytes": 0} for p in parts}
     with open(elf, "rb") as f:
         e = ELFFile(f)
