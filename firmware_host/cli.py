@@ -14,7 +14,9 @@ def _build(ns):
         print(r["elf"])
         return
     print(f"{r['target']}: flash {r['flash_bytes']} B (text {r['sections']['text']} + data {r['sections']['data']}), "
-          f"RAM {r['ram_bytes']} B (data + bss); flash/RAM B by part: {parts}")
+          f"RAM {r['ram_bytes']} B (data + bss" + (f"; {r['ram_with_stack_bytes']} B with the worst-case stack"
+                                                   if r.get("ram_with_stack_bytes") else "")
+          + f"); flash/RAM B by part: {parts}")
     st = r.get("stack")
     if st and "note" in st:
         print(st["note"])

@@ -28,7 +28,8 @@ def test_a_host_build_is_not_reported_in_a_parts_flash_and_ram(monkeypatch, caps
 
 def test_a_stack_path_cut_for_the_line_says_it_goes_on(monkeypatch, capsys):
     """The worst-case path is printed to its sixth function: one deeper says '...' and how deep (it ended at the
-    sixth as if that were the leaf); one of six or fewer is printed whole."""
+    sixth as if that were the leaf); one of six or fewer is printed whole. The first line gives RAM with the stack
+    too: data + bss alone (1352 B) was the only RAM printed, the figure a 20 kB part is held to left to a sum."""
     import firmware_host.measure.build as build
     from firmware_host.cli import _build
 
@@ -36,12 +37,16 @@ def test_a_stack_path_cut_for_the_line_says_it_goes_on(monkeypatch, capsys):
              "bpd_cobs_encode"]
     st = {"total_bytes": 2048, "main": {"bytes": 1936, "chain": chain},
           "interrupt": {"bytes": 4, "exception_frame": 108}}
-    r = {"target": "cortex-m4f", "flash_bytes": 9196, "ram_bytes": 3400, "sections": {"text": 9196, "data": 0},
-         "parts": {}, "elf": "fw.elf", "stack": st}
+    r = {"target": "cortex-m4f", "flash_bytes": 9196, "ram_bytes": 1352, "sections": {"text": 9196, "data": 0},
+         "parts": {}, "elf": "fw.elf", "stack": st, "ram_with_stack_bytes": 3400}
     monkeypatch.setattr(build, "firmware_build", lambda cfg: r)
     monkeypatch.setattr("bpd.config.from_namespace", lambda cls, ns: None)
     _build(SimpleNamespace())
-    assert capsys.readouterr().out.splitlines()[1] == (
+    out = capsys.readouterr().out.splitlines()
+    # the figure to hold against a part's RAM: data + bss and the stack (build_report.json's ram_with_stack_bytes)
+    assert out[0] == ("cortex-m4f: flash 9196 B (text 9196 + data 0), RAM 1352 B (data + bss; 3400 B with the "
+                      "worst-case stack); flash/RAM B by part: ")
+    assert out[1] == (
         "stack, whole image from its call graph: 2048 B worst case (main path 1936 B through Reset_Handler > main > "
         "bpd_fw_tick > enter_fault > send > on_frame > ... (9 functions, all in build_report.json), interrupt 4 B + "
         "exception frame 108 B)")
