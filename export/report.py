@@ -43,9 +43,11 @@ def format_report(r: dict) -> str:
                      f"cheapest within the budget {k['tanh_budget']:g} on actions)")
     if k.get("candidates"):
         limit = k.get("int_flash_limit")  # an integer form over it: one the rule could not take for its flash
+        budget = k.get("flash_budget")  # any kernel over it: one the rule could not take while another fits
         costs = [f"{name} {c['cost']['cycles']:.0f} cycles / {c['cost']['flash_bytes']} B"
                  + (f" over the {limit} B integer limit" if name.startswith("integer") and limit
-                    and c["cost"]["flash_bytes"] > limit else "")
+                    and c["cost"]["flash_bytes"] > limit else
+                    f" over the {budget} B budget" if budget and c["cost"]["flash_bytes"] > budget else "")
                  for name, c in k["candidates"].items() if c.get("cost")]
         lines.append(f"kernel {k.get('variant', k['kind'])}: {k['rule']}"
                      + (f" ({k['measured_on']}, estimated cycles / policy flash: {', '.join(costs)})" if costs else ""))

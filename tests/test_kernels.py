@@ -203,6 +203,27 @@ def test_report_names_the_shipped_form_and_the_integer_forms_over_their_flash_li
 
 
 
+def test_report_marks_the_kernels_over_the_flash_budget():
+    """--flash-budget 1600 on a student whose generic kernel takes 1572 B: the generic kernel (7846 cycles) ships
+    while compact (2399 cycles, 1950 B) is listed beside it unmarked, as if the rule had passed over a kernel three
+    times cheaper. A kernel over the budget now says so, as an integer form over its own limit did."""
+    from export.report import format_report
+
+    k = {"kind": "generic", "variant": "generic", "flash_budget": 1600, "int_flash_limit": 1600,
+         "rule": "fewest estimated cortex-m4f cycles (7846; within 2 % of the fewest, the least flash) among the "
+                 "kernels within the 1600 B flash budget", "measured_on": "cortex-m4f", "candidates": {
+             "generic": {"cost": {"cycles": 7846, "flash_bytes": 1572}},
+             "compact": {"cost": {"cycles": 2399, "flash_bytes": 1950}},
+             "integer-interp": {"cost": {"cycles": 563, "flash_bytes": 2290}, "verdict": "over the limit"}}}
+    r = {"layers": [], "totals": {"flash_bytes": 0, "ram_activation_bytes": 0, "macs": 0},
+         "dense_teacher": {"flash_bytes": 1, "ram_activation_bytes": 1, "macs": 1, "widths": [1]},
+         "flash_vs_teacher": 0.0, "macs_vs_teacher": 0.0, "parity": {"tolerance": 1e-5, "states": 1}, "kernel": k}
+    line = next(x for x in format_report(r).splitlines() if x.startswith("kernel "))
+    assert line.endswith("(cortex-m4f, estimated cycles / policy flash: generic 7846 cycles / 1572 B, compact 2399 "
+                         "cycles / 1950 B over the 1600 B budget, integer-interp 563 cycles / 2290 B over the 1600 B "
+                         "integer limit)")
+
+
 def test_report_says_which_flash_is_the_weights_and_which_the_shipped_kernels():
     """`student: flash` was the generic kernel's weight storage, read as the policy's flash: the report names it
     weights and gives the shipped kernel's own flash (code and data in the linked image), instructions, cycles and
