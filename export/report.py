@@ -58,7 +58,8 @@ def format_report(r: dict) -> str:
                          f"{shipped['flash_bytes']} B (its code and data in the linked image), "
                          + (f"{shipped['instructions']} instructions (emulated), " if "instructions" in shipped else "")
                          + f"est. {shipped['cycles']:.0f} cycles"
-                         + (f" ({shipped['us']:.1f} us at the cycle model's clock)" if shipped.get("us") else "")
+                         + (f" ({shipped['us']:.1f} us at {shipped['cycles'] / shipped['us']:.0f} MHz, the cycle "
+                            "model's clock)" if shipped.get("us") else "")
                          + (f", stack {shipped['stack_bytes']} B (bpd_policy_run and its callees)"
                             if shipped.get("stack_bytes") is not None else ""))
         for name, c in k["candidates"].items():  # a cheaper integer form left out for a reason the rule does not say

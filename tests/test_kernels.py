@@ -246,7 +246,7 @@ def test_report_says_which_flash_is_the_weights_and_which_the_shipped_kernels():
     assert lines[5] == "weights 0.70 % of the teacher's, MACs 0.51 %"
     assert "(cortex-m4f, estimated cycles / policy flash: generic 18287 cycles / 2762 B, " in lines[7]
     assert lines[8] == ("shipped kernel on cortex-m4f: policy flash 4068 B (its code and data in the linked image), "
-                        "890 instructions (emulated), est. 1437 cycles (8.6 us at the cycle model's clock), "
+                        "890 instructions (emulated), est. 1437 cycles (8.6 us at 168 MHz, the cycle model's clock), "
                         "stack 140 B (bpd_policy_run and its callees)")
     assert lines[-1] == "return over 1 episode: c 5.0"
     unmeasured = k | {"candidates": {"compact": {}}, "measured_on": None}
@@ -411,7 +411,7 @@ def test_a_forced_kernel_is_named_and_measured_as_auto_measures_its_kernels(tiny
         assert f"kernel {kernel}: forced by --kernel (cortex-m4f, estimated cycles / policy flash: {kernel} 840 " \
                "cycles / 1234 B)" in lines
         assert ("shipped kernel on cortex-m4f: policy flash 1234 B (its code and data in the linked image), 500 "
-                "instructions (emulated), est. 840 cycles (5.0 us at the cycle model's clock), stack 96 B "
+                "instructions (emulated), est. 840 cycles (5.0 us at 168 MHz, the cycle model's clock), stack 96 B "
                 "(bpd_policy_run and its callees)") in lines
     assert len(seen) == 2  # the shipped kernel alone, once
     rep = run_export(ExportConfig(source=str(tiny_pipeline / "run"), out=str(tmp_path / "none"), episodes=0,
