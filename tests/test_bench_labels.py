@@ -18,7 +18,8 @@ def _res() -> dict:
                 "bpd-integer": {"host": {"median_ns": 53.0}, "cortex-m4f": m4f}}}},
             "export_kernels": {"shipped": "integer-interp", "rule": "fewest estimated cycles",
                                "measured_on": "cortex-m4f", "candidates": {
-                                   "integer-interp": {"instructions": 258, "cycles": 398.0, "flash_bytes": 1756}}}}
+                                   "integer-interp": {"instructions": 258, "cycles": 398.0, "flash_bytes": 1756,
+                                                      "samples": 3}}}}
 
 
 def test_bench_flash_is_labelled_as_the_whole_image_beside_the_policy_flash():
@@ -31,6 +32,10 @@ def test_bench_flash_is_labelled_as_the_whole_image_beside_the_policy_flash():
     # named with the form the export shipped (bpd-integer is the family)
     assert "| student 4-10-5-1 | bpd-integer (integer-interp) | 53 | - | 258 / 398 / 2.4 / 2444 / 1092 / 240 |" in lines
     assert "| integer-interp (shipped) | 258 | 398 | 1756 |" in lines  # the policy alone, as the export reports it
+    # a dense teacher's export measured 415062 instructions where the bench's row gave 415060: the two medians said
+    assert ("Kernels the export built and measured (cortex-m4f, the median call of the export's own 3 observations: "
+            "the shipped kernel's figures may differ a little from its row above, the median of the bench's "
+            "--samples); it ships **integer-interp**: fewest estimated cycles.") in lines
     assert "- cortex-m4f, bpd-integer (integer-interp): 258 instructions, 2444 B image flash; 2.7x the floor." in lines
     note = lines[-1]
     assert "whole bench image" in note and "policy_bytes" in note and "export_report.json" in note

@@ -254,7 +254,7 @@ def kernel_cost(export_dir: Path, target: str = "cortex-m4f", samples: int = 3, 
                       set(srcs), ["policy", "policy_weights"])
     return {"target": target, "instructions": e["instructions_median"], "cycles": e["cycles_estimate"],
             "us": e["us_estimate"], "flash_bytes": e["policy_bytes"], "stack_bytes": e["policy_stack_bytes"],
-            "max_abs_error_vs_host_c": float(np.abs(e["outputs"] - pol.act(obs)).max())}
+            "max_abs_error_vs_host_c": float(np.abs(e["outputs"] - pol.act(obs)).max()), "samples": samples}
 
 
 def policy_cost(cost: str):

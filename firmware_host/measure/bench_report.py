@@ -42,8 +42,11 @@ def markdown(res: dict) -> str:
                          f"{f'{ci:.0f}' if ci else '-'} | " + " | ".join(cells) + " |")
     ek = res.get("export_kernels")
     if ek:
-        lines += ["", f"Kernels the export built and measured ({ek['measured_on'] or 'not measured'}); it ships "
-                  f"**{ek['shipped']}**: {ek['rule']}.", "",
+        n = ((ek["candidates"].get(ek["shipped"]) or {}).get("samples"))  # the export's observations (recorded since)
+        lines += ["", f"Kernels the export built and measured ({ek['measured_on'] or 'not measured'}"
+                  + (f", the median call of the export's own {n or 'few'} observations: the shipped kernel's figures "
+                     "may differ a little from its row above, the median of the bench's --samples"
+                     if ek["measured_on"] else "") + f"); it ships **{ek['shipped']}**: {ek['rule']}.", "",
                   "| kernel | instructions | cycles (est.) | policy flash B |", "|---|---|---|---|"]
         lines += [f"| {n}{' (shipped)' if n == ek['shipped'] else ''} | {c['instructions']} | {c['cycles']:.0f} "
                   f"| {c['flash_bytes']} |" if c else f"| {n} | - | - | - |" for n, c in ek["candidates"].items()]
