@@ -153,3 +153,26 @@ def test_the_plots_legend_covers_no_bar(monkeypatch, tmp_path):
     legend = ax.get_legend().get_window_extent()
     bars = [p.get_window_extent() for p in ax.patches]
     assert len(bars) == 12 and not any(legend.overlaps(b) for b in bars)
+
+
+def test_the_plots_runtime_names_do_not_run_into_each_other(monkeypatch, tmp_path):
+    """A student bench with peers has nine runtimes: the last two names read 'student_maskedstudent_masked' run
+    together under their bars. A network's name now breaks at its underscore: no two tick labels overlap."""
+    import bpd.io
+    from firmware_host.measure.bench_report import plot
+
+    figs = []
+    monkeypatch.setattr(bpd.io, "save_png", lambda fig, path: figs.append(fig))
+    targets = ["cortex-m0plus", "cortex-m4f", "cortex-m7"]
+    runs = {"student": ("bpd-integer", "emx-onnx-cgen", "emlearn"),
+            "teacher": ("bpd", "bpd-fast-tanh", "emx-onnx-cgen", "emlearn"),
+            "student_masked": ("emx-onnx-cgen", "emlearn")}
+    res = {"targets": targets, "networks": {name: {"runtimes": {impl: {t: {"instructions_median": 1000 + i}
+                                                                       for i, t in enumerate(targets)}
+                                                                for impl in impls}} for name, impls in runs.items()}}
+    plot(res, tmp_path / "bench.png")
+    (fig,) = figs
+    fig.tight_layout()
+    fig.canvas.draw()
+    ticks = [t.get_window_extent() for t in fig.axes[0].get_xticklabels()]
+    assert len(ticks) == 9 and not any(a.overlaps(b) for a, b in zip(ticks, ticks[1:]))

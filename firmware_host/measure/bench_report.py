@@ -93,7 +93,7 @@ def plot(res: dict, path: Path) -> None:
     for name, net in res["networks"].items():
         for impl, r in net["runtimes"].items():
             if all(t in r for t in res["targets"]):
-                labels.append(f"{name}\n{impl}")
+                labels.append(name.replace("_", "\n") + f"\n{impl}")  # student_masked: two short lines
                 for t in res["targets"]:
                     values[t].append(r[t]["instructions_median"])
     fig, ax = plt.subplots(figsize=(max(7, 1.1 * len(labels)), 4.5))
