@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import shlex
 import sys
 import time
@@ -456,6 +457,9 @@ def _write_export(cfg: ExportConfig, out: Path, meter: KernelMeter | None = None
     if cfg.kernel != "auto" and meter is not None and (cost := meter(out)):  # a forced kernel's cost, as auto's
         kernel |= {"measured_on": cost.get("target"), "candidates": {kernel.get("variant", kernel["kind"]):
                                                                      {"cost": cost}}}
+    # the shipped kernel's working memory, which its caller declares (float scratch[BPD_SCRATCH_FLOATS])
+    if m := re.search(r"#define BPD_SCRATCH_FLOATS (\d+)", (out / "policy_weights.h").read_text()):
+        kernel["scratch_bytes"] = 4 * int(m[1])
 
     # the boot self-test: a parity state and the shipped kernel's own action for it (export/selftest.py)
     selftest = selftest_for_kernel(out, obs, kernel["kind"], parity, net.action_low, net.action_high,

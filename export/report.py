@@ -13,8 +13,9 @@ def format_report(r: dict) -> str:
                      f"{L['value_bytes']:>8}  {L['index_bytes']:>7}  {L['bias_bytes']:>6}")
     t, d = r["totals"], r["dense_teacher"]
     lines += ["-" * 72,
-              f"student: weights {t['flash_bytes']} B (values, indices, biases as the generic kernel stores "
-              f"them), activation RAM {t['ram_activation_bytes']} B, {t['macs']} MACs/inference",
+              f"student: weights {t['flash_bytes']} B and activation RAM {t['ram_activation_bytes']} B as the "
+              f"generic kernel stores them (values, indices, biases; two buffers of the widest layer), {t['macs']} "
+              "MACs/inference",
               (f"dense teacher {'x'.join(map(str, d['widths']))}" if "note" not in d else
                f"dense, the student's own shape {'x'.join(map(str, d['widths']))} (no teacher found)")
               + f": weights {d['flash_bytes']} B, activation RAM {d['ram_activation_bytes']} B, {d['macs']} MACs",
@@ -61,7 +62,9 @@ def format_report(r: dict) -> str:
                          + (f" ({shipped['us']:.1f} us at {shipped['cycles'] / shipped['us']:.0f} MHz, the cycle "
                             "model's clock)" if shipped.get("us") else "")
                          + (f", stack {shipped['stack_bytes']} B (bpd_policy_run and its callees)"
-                            if shipped.get("stack_bytes") is not None else ""))
+                            if shipped.get("stack_bytes") is not None else "")
+                         + (f", scratch {k['scratch_bytes']} B (the caller's float scratch[BPD_SCRATCH_FLOATS])"
+                            if k.get("scratch_bytes") is not None else ""))
         for name, c in k["candidates"].items():  # a cheaper integer form left out for a reason the rule does not say
             if (name.startswith("integer") and name != k.get("variant", k["kind"]) and c.get("cost")
                     and shipped.get("cycles") and c["cost"]["cycles"] < shipped["cycles"] and c.get("verdict")

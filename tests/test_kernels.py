@@ -240,14 +240,18 @@ def test_report_says_which_flash_is_the_weights_and_which_the_shipped_kernels():
          "flash_vs_teacher": 1882 / 269316, "macs_vs_teacher": 338 / 66816,
          "parity": {"tolerance": 1e-5, "states": 1}, "kernel": k, "returns": {"episodes": 1, "c": {"return_mean": 5}}}
     lines = format_report(r).splitlines()
-    assert lines[3] == ("student: weights 1882 B (values, indices, biases as the generic kernel stores them), "
-                        "activation RAM 256 B, 338 MACs/inference")
+    assert lines[3] == ("student: weights 1882 B and activation RAM 256 B as the generic kernel stores them (values, "
+                        "indices, biases; two buffers of the widest layer), 338 MACs/inference")
     assert lines[4] == "dense teacher 4x256x1: weights 269316 B, activation RAM 2048 B, 66816 MACs"
     assert lines[5] == "weights 0.70 % of the teacher's, MACs 0.51 %"
     assert "(cortex-m4f, estimated cycles / policy flash: generic 18287 cycles / 2762 B, " in lines[7]
     assert lines[8] == ("shipped kernel on cortex-m4f: policy flash 4068 B (its code and data in the linked image), "
                         "890 instructions (emulated), est. 1437 cycles (8.6 us at 168 MHz, the cycle model's clock), "
                         "stack 140 B (bpd_policy_run and its callees)")
+    # the shipped kernel's own scratch beside the generic kernel's activation RAM of line 3 (an integer kernel works
+    # on its stack: 4 B where the generic kernel's two buffers take 256 B; the firmware build's policy RAM)
+    assert format_report(r | {"kernel": k | {"scratch_bytes": 4}}).splitlines()[8] == lines[8] + (
+        ", scratch 4 B (the caller's float scratch[BPD_SCRATCH_FLOATS])")
     assert lines[-1] == "return over 1 episode: c 5.0"
     unmeasured = k | {"candidates": {"compact": {}}, "measured_on": None}
     assert not [x for x in format_report(r | {"kernel": unmeasured}).splitlines() if x.startswith("shipped")]
@@ -407,12 +411,18 @@ def test_a_forced_kernel_is_named_and_measured_as_auto_measures_its_kernels(tiny
         k = rep["kernel"]
         assert k["rule"] == "forced by --kernel" and k["measured_on"] == "cortex-m4f"
         assert k["candidates"] == {kernel: {"cost": cost}}
+        floats = int(re.search(r"#define BPD_SCRATCH_FLOATS (\d+)", (tmp_path / kernel / "policy_weights.h")
+                               .read_text())[1])
+        assert k["scratch_bytes"] == 4 * floats
+        if kernel == "generic":  # the generic kernel's own: the report's activation RAM
+            assert k["scratch_bytes"] == rep["totals"]["ram_activation_bytes"]
         lines = format_report(rep).splitlines()
         assert f"kernel {kernel}: forced by --kernel (cortex-m4f, estimated cycles / policy flash: {kernel} 840 " \
                "cycles / 1234 B)" in lines
         assert ("shipped kernel on cortex-m4f: policy flash 1234 B (its code and data in the linked image), 500 "
                 "instructions (emulated), est. 840 cycles (5.0 us at 168 MHz, the cycle model's clock), stack 96 B "
-                "(bpd_policy_run and its callees)") in lines
+                "(bpd_policy_run and its callees), scratch {} B (the caller's float scratch[BPD_SCRATCH_FLOATS])"
+                .format(k["scratch_bytes"])) in lines
     assert len(seen) == 2  # the shipped kernel alone, once
     rep = run_export(ExportConfig(source=str(tiny_pipeline / "run"), out=str(tmp_path / "none"), episodes=0,
                                   parity_samples=300, kernel="generic"))
