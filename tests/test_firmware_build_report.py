@@ -253,3 +253,21 @@ def test_the_policys_scratch_buffer_is_the_policys_ram_not_the_boards(tmp_path, 
     assert "#define BPD_SCRATCH_FLOATS 10" in (Path(exp) / "policy_weights.h").read_text()
     assert r["parts"]["policy"]["ram_bytes"] == 40
     assert sum(p["ram_bytes"] for p in r["parts"].values()) == r["ram_bytes"]
+
+
+def test_the_firmware_policy_part_is_the_exports_policy_flash_and_the_model_hash(tmp_path):
+    """docs/cycle_model.md: the firmware image's policy part is the policy flash the export and the bench give (the
+    bench image's) plus the model hash string the firmware reports, 64 hex digits and a NUL."""
+    import json
+    import shutil
+
+    from firmware_host.measure.build import FirmwareBuildConfig, firmware_build
+    from tests.conftest import pendulum_export
+
+    if shutil.which("arm-none-eabi-gcc") is None:
+        pytest.skip("arm-none-eabi-gcc not installed (make system-deps)")
+    exp = pendulum_export()
+    fw, bench = (firmware_build(FirmwareBuildConfig(export=str(exp), image=i, out=str(tmp_path / i)))
+                 for i in ("firmware", "bench"))
+    assert len(json.loads((exp / "export.json").read_text())["model_hash"]) == 64
+    assert fw["parts"]["policy"]["flash_bytes"] == bench["policy_bytes"] + 65
