@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +24,9 @@ class EvaluateConfig:
                        positional=True)
     env: str | None = field(None, help="environment id (default: the one recorded in the model)")
     episodes: int | None = field(None, help=f"episodes to run (default {EPISODES})")
-    seed: int = field(0, help="seed of the first episode (episode i uses seed + i); seeds below 100000 are "
-                      "never used to choose a model during training")
+    seed: int = field(0, help="seed of the first episode (episode i uses seed + i); seeds the model's files "
+                      "record as having chosen it (a teacher's training evaluations, 10000 + 100 x its seed on; a "
+                      "run's periodic and selection evaluations) are refused")
     randomize: str | None = field(None, help="draw each episode's plant from this rig's domain randomisation "
                                   "(its YAML randomization block, e.g. desktop-cartpole): masses, friction and "
                                   "motor gain of a MuJoCo environment; a rig's own environment uses its own block")
@@ -47,6 +50,7 @@ class Loaded:
     extra: dict
     obs_dim: int
     act_dim: int
+    chosen_on: list[tuple[str, int, int]] = dataclass_field(default_factory=list)  # (what, first, last) seeds
 
 
 def load_any(path: str | Path) -> Loaded:
@@ -92,20 +96,46 @@ def _teacher_file(p: Path) -> Loaded:
             raise
         raise BpdError(f"{p}: a multi-task student; evaluate one task's network, the task<i>.npz beside it") \
             from None
+    train = t.train if isinstance(t.train, dict) else {}
     return Loaded("teacher", t.env_id, t.act, t.params_total, t.params_nonzero,
-                  {"algo": t.algo, "hidden": t.hidden}, t.obs_dim, t.act_dim)
+                  {"algo": t.algo, "hidden": t.hidden}, t.obs_dim, t.act_dim,
+                  _seed_ranges([("its training evaluations", train.get("train_eval_seeds"))]))
+
+
+def _seed_ranges(recorded: list[tuple[str, object]]) -> list[tuple[str, int, int]]:
+    """The [first, last] seed ranges a model's files record as having chosen it, the malformed ones left out."""
+    return [(what, int(r[0]), int(r[1])) for what, r in recorded
+            if isinstance(r, list) and len(r) == 2 and all(isinstance(x, int) and not isinstance(x, bool) for x in r)]
+
+
+def check_disjoint(chosen_on: list[tuple[str, int, int]], first: int, last: int, flag: str) -> None:
+    """Refuse reporting episodes whose seeds chose the model (its return there is the one it was picked for)."""
+    for what, lo, hi in chosen_on:
+        if first <= hi and lo <= last:
+            raise BpdError(f"{flag}: this evaluation's seeds {first}..{last} overlap {lo}..{hi}, those of {what} "
+                           "that chose the model (its return there is what it was picked for); move --seed or run "
+                           "fewer episodes")
 
 
 def _student(path: Path) -> Loaded:
     from training.student import load_student
     student, meta, stats = load_student(path)
     pol = student.collapse(**stats)
+    summary: dict = {}
+    try:  # a run directory's summary records the seeds its periodic evaluations and its selection used
+        summary = json.loads((path.parent / "summary.json").read_text())
+    except (OSError, ValueError):
+        pass
+    summary = summary if isinstance(summary, dict) else {}
+    sel = summary.get("selection")
     teacher_total = int(meta.get("teacher_params_total", 0))
     extra = {"hidden": pol.hidden, "threshold": meta["threshold"], "teacher_params_total": teacher_total,
              "nonzero_vs_teacher": pol.params_nonzero / teacher_total if teacher_total else None,
              "compression_vs_teacher": teacher_total / max(pol.params_nonzero, 1) if teacher_total else None}
+    chosen = _seed_ranges([("the run's periodic evaluations", summary.get("train_eval_seeds")),
+                           ("the run's selection", sel.get("select_seeds") if isinstance(sel, dict) else None)])
     return Loaded("student", meta["env_id"], pol.act, pol.params_total, pol.params_nonzero, extra, pol.obs_dim,
-                  pol.act_dim)
+                  pol.act_dim, chosen)
 
 
 def _onnx(path: Path) -> Loaded:
@@ -162,7 +192,11 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
         raise BpdError(f"{cfg.model}: the {m.kind} maps {m.obs_dim} observations to {m.act_dim} actions, "
                        f"{env_id} has {od} and {ad}")
     if cfg.robustness:
+        per = VARIATION_EPISODES if cfg.variation_episodes is None else cfg.variation_episodes
+        check_disjoint(m.chosen_on, cfg.seed, cfg.seed + per - 1, "--seed")
         return _robustness(cfg, m, env_id)
+    check_disjoint(m.chosen_on, cfg.seed, cfg.seed + (EPISODES if cfg.episodes is None else cfg.episodes) - 1,
+                   "--seed")
     rig, ranges = None, None
     if cfg.randomize:
         from firmware_host.rig import randomization

@@ -179,7 +179,9 @@ def make_eval_env(env_id: str, randomization: dict | None = None, rig: str | Non
 
 # Evaluation seeds. Episode i of an evaluation starting at seed s resets the env with s + i. The
 # ranges are disjoint so that no episode used to choose a model is used to report it:
-#   reporting (`bpd evaluate`, tables)          0 ..   99_999
+#   reporting (`bpd evaluate`, tables)          0 ..   99_999, bar a teacher's training evaluations
+#                                               (training/teacher.py: 10_000 + 100 * seed + i), which
+#                                               `bpd evaluate` refuses to report on as it refuses the others
 #   periodic evaluations during distillation    TRAIN_EVAL_BASE + 1000 * run seed + i
 #   choosing among a run's evaluated students   SELECT_EVAL_BASE + 1000 * run seed + i
 #   the fine-tune's visits (training/visits.py)  VISIT_BASE + 1000 * run seed + i
