@@ -174,7 +174,7 @@ def test_a_training_shorter_than_eval_every_evaluates_its_last_step(tmp_path):
 
     from tests.conftest import run_bpd
     from training.envs import evaluate
-    from training.teacher import TRAIN_EVAL_SEED
+    from training.teacher import FINAL_EVAL_SEED, TRAIN_EVAL_SEED
 
     p = run_bpd("teacher", "train", "--out", str(tmp_path / "t.npz"), "--steps", "200", "--learning-starts", "100",
                 "--eval-episodes", "1", "--final-episodes", "1", "--hidden", "16", "16", "--no-progress")
@@ -186,8 +186,13 @@ def test_a_training_shorter_than_eval_every_evaluates_its_last_step(tmp_path):
     json.dumps(t.train, allow_nan=False)  # no -Infinity or NaN in the record
     lines = p.stdout.splitlines()
     assert lines[0].startswith("teacher train: sac on InvertedPendulum-v5, 200 steps")
-    assert lines[1].startswith(f"step 200: return {ret:.1f}")
+    assert lines[1].startswith(f"step 200: return {ret:.1f} +- 0.0, worst {ret:.1f} (best {ret:.1f} at step 200)")
     assert lines[-1].startswith(f"teacher: {tmp_path / 't.npz'}  best return {ret:.1f} at step 200 ")
+    # the best return chose the teacher; the last line gives it on the held-out check too, with its spread
+    f = t.train["final"]
+    assert f["seeds"] == [FINAL_EVAL_SEED, FINAL_EVAL_SEED] and t.train["history"][0]["return_std"] == 0.0
+    assert lines[-1].endswith(f"; on 1 held-out episode (seeds {FINAL_EVAL_SEED}..{FINAL_EVAL_SEED}) "
+                              f"{f['return_mean']:.1f} +- 0.0, worst {f['return_min']:.1f}")
 
 
 

@@ -27,8 +27,11 @@ def _teacher_train(ns):
     cfg = from_namespace(TeacherTrainConfig, ns)
     s = resumable(lambda: train_teacher(cfg, log=lambda m: print(m, flush=True)),
                   Path(cfg.work_dir or f"{cfg.out}.work") / "checkpoint.pt")
+    f = s["final"]  # the kept actor on seeds no training evaluation used: the best return was chosen, this was not
     print(f"teacher: {s['out']}  best return {s['best_return']:.1f} at step {s['best_step']} "
-          f"({s['steps']} steps, {s['seconds']:.0f} s)")
+          f"({s['steps']} steps, {s['seconds']:.0f} s); on {f['episodes']} held-out episode"
+          f"{'s' * (f['episodes'] != 1)} (seeds {f['seeds'][0]}..{f['seeds'][1]}) {f['return_mean']:.1f} +- "
+          f"{f['return_std']:.1f}, worst {f['return_min']:.1f}")
 
 
 def _teacher_import(ns):

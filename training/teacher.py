@@ -359,13 +359,13 @@ def _train(cfg: TeacherTrainConfig, env, work: _TeacherWork, resuming: bool, log
         teacher = _teacher_from_model(model, cfg.env, cfg.algo, source=f"trained {cfg.algo}")
         rets, _ = evaluate(cfg.env, teacher.act, cfg.eval_episodes, seed=train_seed)
         mean = float(np.mean(rets))
-        history.append({"step": step, "return_mean": mean, "return_min": float(np.min(rets)),
-                        "time_s": round(time.time() - t0, 1)})
+        history.append({"step": step, "return_mean": mean, "return_std": float(np.std(rets)),
+                        "return_min": float(np.min(rets)), "time_s": round(time.time() - t0, 1)})
         if mean >= best["return"]:
             best.update({"return": mean, "teacher": teacher, "step": step})
         if not show:
-            log(f"step {step}: return {mean:.1f} (best {best['return']:.1f} at step {best['step']}), "
-                f"{time.time() - t0:.0f} s")
+            log(f"step {step}: return {mean:.1f} +- {np.std(rets):.1f}, worst {np.min(rets):.1f} (best "
+                f"{best['return']:.1f} at step {best['step']}), {time.time() - t0:.0f} s")
 
     class EvalAndKeepBest(BaseCallback):
         def _on_step(self) -> bool:
