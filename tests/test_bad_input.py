@@ -844,7 +844,10 @@ case("rig sim action-timeout -1", RIG + ["--action-timeout", "-1"], "--action-ti
 case("distill resume with no run", DISTILL + ["--resume"], "holds no run to resume")
 case("baseline resume with no run", BASE + ["--resume"], "holds no run to resume")
 case("teacher train resume with nothing", ["teacher", "train", "--out", f"{C}/t.npz", "--resume"],
-     "holds no training to resume")
+     "holds no training to resume; leave out --resume to start one")
+case("teacher train resume a finished training", ["teacher", "train", "--out", f"{C}/t.npz", "--resume"],
+     "holds no training to resume (the teacher {c}/t.npz is there: its training finished); leave out --resume",
+     lambda c, b: shutil.copy(b / "teacher.npz", c / "t.npz"))
 case("multitask train resume with no run", MT + ["--resume"], "holds no run to resume")
 case("multitask train eval-episodes 0", MT + ["--eval-episodes", "0"], "--eval-episodes must be at least 1")
 case("multitask train prune-start 2", MT + ["--prune-start", "2"], "--prune-start must be at most 1")

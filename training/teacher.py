@@ -248,7 +248,8 @@ class _TeacherWork:
         """Create or check the work directory; True when there is a checkpoint to resume."""
         fp = {k: v for k, v in to_dict(cfg).items() if k not in _TEACHER_RESUME_FREE}
         if cfg.resume and not self.config.exists():
-            raise BpdError(f"--resume: {self.dir} holds no training to resume; leave out --resume to start one")
+            done = f" (the teacher {cfg.out} is there: its training finished)" if Path(cfg.out).is_file() else ""
+            raise BpdError(f"--resume: {self.dir} holds no training to resume{done}; leave out --resume to start one")
         if self.config.exists():
             if not cfg.resume:
                 raise BpdError(f"{self.dir} holds an interrupted training; pass --resume to continue it "
