@@ -28,6 +28,19 @@ def test_cuda_without_a_gpu_is_one_line():
         resolve_device("cuda:1")
 
 
+def test_cuda_refused_says_why_and_how(monkeypatch):
+    """A CPU build of torch (what `make` installs) is told apart from a CUDA build on a machine without a GPU: the
+    first needs another torch, the second another machine."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.cuda, "is_built", lambda: False)
+    with pytest.raises(BpdError, match=r"built without CUDA, as `make` installs it: a GPU needs a CUDA build of the "
+                       r"same torch in the venv\); use --device cpu or auto$"):
+        resolve_device("cuda")
+    monkeypatch.setattr(torch.backends.cuda, "is_built", lambda: True)
+    with pytest.raises(BpdError, match=r"\(torch [^,]+, no GPU found\); use --device cpu or auto$"):
+        resolve_device("cuda:0")
+
+
 @pytest.mark.skipif(HAS_CUDA, reason="torch sees a GPU here: CUDA is not refused")
 def test_commands_refuse_cuda_before_writing_anything(tiny_pipeline, tmp_path):
     t, d = str(tiny_pipeline / "teacher.npz"), str(tiny_pipeline / "dataset.npz")

@@ -31,8 +31,9 @@ def resolve_device(name: str) -> torch.device:
     if m is None:
         raise BpdError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N")
     if not torch.cuda.is_available():
-        raise BpdError(f"--device {name}: CUDA is not available here (torch {torch.__version__}, "
-                       f"{'no GPU found' if torch.backends.cuda.is_built() else 'built without CUDA'}); "
+        why = "no GPU found" if torch.backends.cuda.is_built() else \
+            "built without CUDA, as `make` installs it: a GPU needs a CUDA build of the same torch in the venv"
+        raise BpdError(f"--device {name}: CUDA is not available here (torch {torch.__version__}, {why}); "
                        "use --device cpu or auto")
     index = int(m.group(1) or 0)
     if index >= torch.cuda.device_count():
