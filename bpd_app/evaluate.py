@@ -33,7 +33,8 @@ class EvaluateConfig:
     json: bool = field(False, help="print one JSON object instead of a table")
     robustness: bool = field(False, help="score robustness instead: six categories of variations (model error, "
                              "velocity and torque noise, torque response, delay, pushes) from the rig's robustness "
-                             "block or a MuJoCo task's defaults; per-category and overall share of successes")
+                             "block or a MuJoCo task's defaults; per-category and overall share of successes, and the "
+                             "share on the unvaried plant")
     out: str | None = field(None, help="with --robustness: directory to write robustness.json (grid, every "
                             "variation's success) and robustness.png (success against each variation)")
     variation_episodes: int | None = field(None, help="with --robustness: episodes per variation (seeds seed, seed + "
@@ -224,7 +225,9 @@ def _robustness(cfg: EvaluateConfig, m: Loaded, env_id: str) -> dict:
     record = {"model": str(cfg.model), "kind": m.kind, "env_id": env_id} | r
     out = {"model": str(cfg.model), "kind": m.kind, "env_id": env_id, "robustness/overall": r["overall"]} | {
         f"robustness/{c}": v["score"] for c, v in r["categories"].items()} | {
-        "episodes_per_variation": per, "success_rule": r["success_rule"]}
+        "episodes_per_variation": per, "success_rule": r["success_rule"],
+        # the same episodes on the unvaried plant: a controller that fails there scores low for that, not fragility
+        "nominal_success": r["nominal"]["success"], "nominal_returns": r["nominal"]["returns"]}
     if cfg.out:
         d = Path(cfg.out)
         d.mkdir(parents=True, exist_ok=True)

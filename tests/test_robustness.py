@@ -348,3 +348,19 @@ def test_a_robustness_run_stopped_while_plotting_leaves_the_previous_record_and_
     monkeypatch.setattr(rb, "plot", stopped)
     assert main([*argv, str(tmp_path / "b.npz")]) == 130
     assert {f.name: f.read_bytes() for f in out.iterdir()} == before
+
+
+def test_evaluate_robustness_says_how_the_controller_does_on_the_nominal_plant(tmp_path):
+    """A controller that already fails on the unvaried plant scores near zero in every category: the output showed
+    those scores alone, read as fragility. It now gives the nominal episodes' success share and returns beside them
+    (here a random network, which lets the pendulum fall from both starts)."""
+    from bpd_app.evaluate import EvaluateConfig, run_evaluate
+    from tests.test_bad_input import _hand_teacher
+    from training.envs import rollouts
+    from training.teacher import load_teacher
+
+    _hand_teacher(tmp_path / "a.npz")
+    ep = rollouts("InvertedPendulum-v5", load_teacher(tmp_path / "a.npz").act, 2, 0)
+    assert ep.terminated == [True, True]
+    r = run_evaluate(EvaluateConfig(model=str(tmp_path / "a.npz"), robustness=True, variation_episodes=2))
+    assert r["nominal_success"] == 0.0 and r["nominal_returns"] == [pytest.approx(x, abs=1e-3) for x in ep.returns]
