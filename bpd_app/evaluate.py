@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
@@ -213,7 +214,7 @@ def _robustness(cfg: EvaluateConfig, m: Loaded, env_id: str) -> dict:
     """The robustness score of a loaded model in its environment, written to cfg.out when given."""
     from bpd.io import write_json
     from training.envs import make_env
-    from training.robustness import grid_for, plot, robustness
+    from training.robustness import CATEGORIES, grid_for, plot, robustness
 
     probe = make_env(env_id)
     try:
@@ -221,7 +222,11 @@ def _robustness(cfg: EvaluateConfig, m: Loaded, env_id: str) -> dict:
     finally:
         probe.close()
     per = VARIATION_EPISODES if cfg.variation_episodes is None else cfg.variation_episodes
-    r = robustness(lambda: make_env(env_id), m.act, grid, per, cfg.seed)
+    n = sum(len(grid.variations_of(c)) for c in CATEGORIES)
+    print(f"robustness: {n} variations x {per} episode(s) of {env_id}; each category's score as it ends",
+          file=sys.stderr, flush=True)  # minutes on a locomotion task: on stderr, --json's stdout stays one object
+    r = robustness(lambda: make_env(env_id), m.act, grid, per, cfg.seed,
+                   progress=lambda line: print(f"robustness: {line}", file=sys.stderr, flush=True))
     record = {"model": str(cfg.model), "kind": m.kind, "env_id": env_id} | r
     out = {"model": str(cfg.model), "kind": m.kind, "env_id": env_id, "robustness/overall": r["overall"]} | {
         f"robustness/{c}": v["score"] for c, v in r["categories"].items()} | {
