@@ -243,3 +243,24 @@ def test_an_interrupted_training_says_how_to_resume_once_it_has_a_checkpoint(tmp
     assert e.value.bpd_note == (f"checkpoint kept in {tmp_path / 'run'}; "  # type: ignore[attr-defined]
                                 "the same command with --resume continues from it")
     assert resumable(lambda: 7, tmp_path / "none") == 7
+    with pytest.raises(KeyboardInterrupt) as e:  # `bpd teacher train` (first checkpoint 10000 steps in) says so
+        resumable(stop, tmp_path / "none" / "checkpoint.pt", "at step 10000, --checkpoint-every")
+    assert e.value.bpd_note == ("stopped before the first checkpoint (at step 10000, "  # type: ignore[attr-defined]
+                                "--checkpoint-every): nothing kept")
+
+
+def test_teacher_train_stopped_before_its_first_checkpoint_says_nothing_was_kept(tmp_path, monkeypatch, capsys):
+    """Ctrl-C in a teacher training before its first checkpoint printed 'bpd: interrupted' alone, though minutes of
+    training (10000 steps by default) were lost: it now says when the first checkpoint would have come."""
+    import training.teacher as tt
+    from bpd_app.cli import main
+
+    def stop(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tt, "evaluate", stop)  # the first evaluation, at step 150: before the checkpoint at 300
+    rc = main(["teacher", "train", "--out", str(tmp_path / "t.npz"), "--steps", "300", "--learning-starts", "100",
+               "--eval-every", "150", "--checkpoint-every", "300", "--hidden", "8", "8", "--no-progress"])
+    assert rc == 130 and capsys.readouterr().err.strip().splitlines()[-1] == (
+        "bpd: interrupted: stopped before the first checkpoint (at step 300, --checkpoint-every): nothing kept")
+    assert not (tmp_path / "t.npz.work").exists() and not (tmp_path / "t.npz").exists()

@@ -10,15 +10,17 @@ from typing import Any
 from bpd.config import from_namespace
 
 
-def resumable(run: Callable[[], Any], checkpoint: Path) -> Any:
+def resumable(run: Callable[[], Any], checkpoint: Path, before_first: str | None = None) -> Any:
     """Run a resumable training; interrupted (Ctrl-C) once it has a checkpoint, `bpd` says after "interrupted" how
-    to go on (bpd_app/cli.py prints the note)."""
+    to go on (bpd_app/cli.py prints the note); before it, before_first where given (when the first comes)."""
     try:
         return run()
     except KeyboardInterrupt as e:
         if checkpoint.is_file():
             e.bpd_note = (f"checkpoint kept in {checkpoint.parent}; "  # type: ignore[attr-defined]
                           "the same command with --resume continues from it")
+        elif before_first is not None:
+            e.bpd_note = f"stopped before the first checkpoint ({before_first}): nothing kept"  # type: ignore[attr-defined]
         raise
 
 
@@ -26,7 +28,8 @@ def _teacher_train(ns):
     from training.teacher import TeacherTrainConfig, train_teacher
     cfg = from_namespace(TeacherTrainConfig, ns)
     s = resumable(lambda: train_teacher(cfg, log=lambda m: print(m, flush=True)),
-                  Path(cfg.work_dir or f"{cfg.out}.work") / "checkpoint.pt")
+                  Path(cfg.work_dir or f"{cfg.out}.work") / "checkpoint.pt",
+                  f"at step {cfg.checkpoint_every}, --checkpoint-every")
     f = s["final"]  # the kept actor on seeds no training evaluation used: the best return was chosen, this was not
     print(f"teacher: {s['out']}  best return {s['best_return']:.1f} at step {s['best_step']} "
           f"({s['steps']} steps, {s['seconds']:.0f} s); on {f['episodes']} held-out episode"
