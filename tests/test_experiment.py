@@ -117,6 +117,27 @@ def test_d4rl_score_and_share_of_teacher_carry_their_spread_and_worst_seed_in_ev
     assert cells["D4RL score (mean +- std; worst seed)"] == "90.0 +- 8.2; 80.0"
 
 
+def test_a_plan_reporting_on_the_seeds_that_chose_its_teacher_is_refused_before_it_runs(tmp_path):
+    """Known answer: the committed InvertedPendulum teacher was chosen on seeds 10000..10004 (its file records them);
+    a plan whose 30 reporting episodes start at 9990 would report the teacher there, and every cell's evaluation of
+    it. One line before anything runs; 10005 on is taken."""
+    import yaml
+
+    from bpd_app.experiment.plan import check_plan_teachers, load_plan
+
+    teacher = ROOT / "benchmarks" / "teachers" / "InvertedPendulum-v5.npz"
+    p = _plan(tmp_path, teacher, {"bpd": {}})
+    raw = yaml.safe_load(p.read_text())
+    for seed, refused in ((9990, True), (10005, False)):
+        p.write_text(yaml.safe_dump(raw | {"eval": {"episodes": 30, "seed": seed}}))
+        if refused:
+            with pytest.raises(BpdError, match=r"eval seeds 9990..10019 overlap 10000..10004, the seeds that chose "
+                                               r"the teacher of InvertedPendulum-v5"):
+                check_plan_teachers(load_plan(p))
+        else:
+            check_plan_teachers(load_plan(p))
+
+
 def test_bench_figures_take_the_cheapest_kernel_and_the_policy_ram(tmp_path):
     """A hand-built `bpd bench` record: the cheaper bpd kernel's figures, its stack frame plus the two
     activation buffers as the policy's RAM; a cell's table row is refreshed from its bench.json."""

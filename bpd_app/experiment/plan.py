@@ -394,10 +394,18 @@ def check_plan_envs(plan: Plan) -> None:
 
 
 def check_plan_teachers(plan: Plan) -> None:
-    """Before a run: every environment's teacher file is there."""
+    """Before a run: every environment's teacher file is there, and the plan's reporting episodes are none of those
+    that chose it (its training evaluations' seeds, which its file records)."""
+    from training.teacher import load_teacher
+
+    first, last = int(plan.eval["seed"]), int(plan.eval["seed"]) + int(plan.eval["episodes"]) - 1
     for e in plan.envs:
         if not plan.teachers[e].is_file():
             raise BpdError(f"{plan.path}: the teacher of {e}, {plan.rel(plan.teachers[e])}, is missing")
+        chose = (load_teacher(plan.teachers[e]).train or {}).get("train_eval_seeds")
+        if isinstance(chose, list) and len(chose) == 2 and first <= int(chose[1]) and int(chose[0]) <= last:
+            raise BpdError(f"{plan.path}: eval seeds {first}..{last} overlap {chose[0]}..{chose[1]}, the seeds that "
+                           f"chose the teacher of {e} (its training evaluations); move eval's seed")
 
 
 def cell_spec(plan: Plan, cell: Cell) -> dict:
