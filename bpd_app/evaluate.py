@@ -27,7 +27,8 @@ class EvaluateConfig:
     episodes: int | None = field(None, help=f"episodes to run (default {EPISODES})")
     seed: int = field(0, help="seed of the first episode (episode i uses seed + i); seeds the model's files "
                       "record as having chosen it (a teacher's training evaluations, 10000 + 100 x its seed on; a "
-                      "run's periodic and selection evaluations) are refused")
+                      "run's periodic and selection evaluations; an export's source's, where it is there) are "
+                      "refused")
     randomize: str | None = field(None, help="draw each episode's plant from this rig's domain randomisation "
                                   "(its YAML randomization block, e.g. desktop-cartpole): masses, friction and "
                                   "motor gain of a MuJoCo environment; a rig's own environment uses its own block")
@@ -146,8 +147,9 @@ def _onnx(path: Path) -> Loaded:
     from export.onnx_export import OnnxPolicy
     from export.verify import verify_export, verify_onnx
 
+    chosen = []
     if path.name == "policy.onnx" and (path.parent / "export.json").is_file():
-        verify_export(path.parent)
+        chosen = _source_chosen(verify_export(path.parent), path.parent)
     verify_onnx(path)
     pol = OnnxPolicy(path)
     import onnx.numpy_helper as nh
@@ -155,7 +157,8 @@ def _onnx(path: Path) -> Loaded:
     total = sum(w.size for w in weights)
     nonzero = sum(int(np.count_nonzero(w)) for w in weights)
     return Loaded("onnx", pol.meta.get("env_id", ""), pol.act, total, nonzero,
-                  {"model_hash": pol.meta.get("model_hash")}, int(pol.obs_dim), int(pol.meta.get("act_dim", 1)))
+                  {"model_hash": pol.meta.get("model_hash")}, int(pol.obs_dim), int(pol.meta.get("act_dim", 1)),
+                  chosen)
 
 
 def _export_dir(path: Path) -> Loaded:
@@ -168,7 +171,23 @@ def _export_dir(path: Path) -> Loaded:
         raise BpdError(f"{path}: policy_weights.c does not match export.json (model hash differs)")
     return Loaded("c", info["env_id"], pol.act, info["params_total"], info["params_nonzero"],
                   {"model_hash": info["model_hash"], "widths": info["widths"],
-                   "source_params_total": info["source_params_total"]}, pol.obs_dim, pol.act_dim)
+                   "source_params_total": info["source_params_total"]}, pol.obs_dim, pol.act_dim,
+                  _source_chosen(info, path))
+
+
+def _source_chosen(info: dict, export_dir: Path) -> list[tuple[str, int, int]]:
+    """The seeds that chose an export's source (a run's student, a teacher), read from the source's own records
+    where it is still there (the export names it); none where it is gone."""
+    from bpd.io import path_from_record
+
+    rec = info.get("source")
+    src = path_from_record(rec, export_dir) if isinstance(rec, str) else None
+    if src is None or not src.exists() or (src / "export.json").exists():
+        return []
+    try:
+        return load_any(src).chosen_on
+    except BpdError:  # a source that no longer loads: its export is what is evaluated
+        return []
 
 
 def run_evaluate(cfg: EvaluateConfig) -> dict:

@@ -38,3 +38,23 @@ def test_a_runs_periodic_and_selection_seeds_are_refused(tiny_pipeline):
     with pytest.raises(BpdError, match="the run's selection"):
         run_evaluate(EvaluateConfig(model=str(run / "student.pt"), episodes=1, seed=first))
     assert run_evaluate(EvaluateConfig(model=str(run), episodes=1, seed=hi + 1))["seeds"] == [hi + 1, hi + 1]
+
+
+def test_an_exports_source_seeds_are_refused_where_the_source_is_there(tmp_path):
+    """Known answer: an export of the committed InvertedPendulum teacher (its export.json names the source) evaluated
+    on 10000..10004, the seeds that chose that teacher, went through: the export's file records no seeds. Its source's
+    records are read where the source is there (the C kernel and the ONNX file alike); a source gone leaves nothing
+    to check."""
+    import shutil
+
+    from tests.conftest import pendulum_export
+
+    exp = tmp_path / "export"
+    shutil.copytree(pendulum_export(), exp)
+    info = json.loads((exp / "export.json").read_text())
+    (exp / "export.json").write_text(json.dumps(info | {"source": TEACHER}))
+    for model in (exp, exp / "policy.onnx"):
+        with pytest.raises(BpdError, match=r"overlap 10000\.\.10004, those of its training evaluations"):
+            run_evaluate(EvaluateConfig(model=str(model), episodes=1, seed=10003))
+    (exp / "export.json").write_text(json.dumps(info | {"source": str(tmp_path / "gone.npz")}))
+    assert run_evaluate(EvaluateConfig(model=str(exp), episodes=1, seed=10003))["seeds"] == [10003, 10003]
