@@ -181,6 +181,21 @@ def _make_tiny(d: Path) -> Path:
     return d
 
 
+def edit_nested(raw: dict, changes: dict, remove: object) -> dict:
+    """raw (a parsed YAML) with changes applied in place: key to a value, a__b for a nested key; the value remove
+    deletes the key."""
+    for k, v in changes.items():
+        *path, last = k.split("__")
+        node = raw
+        for part in path:
+            node = node[part]
+        if v is remove:
+            del node[last]
+        else:
+            node[last] = v
+    return raw
+
+
 @functools.cache
 def pendulum_export() -> Path:
     """The committed benchmark export (generated files only) with the current kernel beside it."""

@@ -23,6 +23,7 @@ import torch
 
 from bpd.io import load_arrays, save_arrays
 from bpd_app.cli import main
+from tests.conftest import edit_nested
 
 INTERNAL = 70
 FW = Path(__file__).resolve().parent.parent / "firmware_host" / "rig" / "rigs"
@@ -225,16 +226,7 @@ def yaml_with(c: Path, text: str | None = None, **changes) -> None:
     import yaml
 
     if text is None:
-        raw = yaml.safe_load((FW / "gym-inverted-pendulum.yaml").read_text())
-        for k, v in changes.items():
-            node = raw
-            *path, last = k.split("__")
-            for p in path:
-                node = node[p]
-            if v is _DEL:
-                del node[last]
-            else:
-                node[last] = v
+        raw = edit_nested(yaml.safe_load((FW / "gym-inverted-pendulum.yaml").read_text()), changes, _DEL)
         text = yaml.safe_dump(raw)
     (c / "rig.yaml").write_text(text)
 

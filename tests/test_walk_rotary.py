@@ -12,23 +12,15 @@ import yaml
 
 from bpd.errors import BpdError
 from firmware_host.rig import load_rig
+from tests.conftest import edit_nested
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _rig(tmp_path, **changes) -> str:
     """rotary-pendulum.yaml with changes: key (a__b for a nested one) to a value, None to delete it."""
-    raw = yaml.safe_load(load_rig("rotary-pendulum").path.read_text())
+    raw = edit_nested(yaml.safe_load(load_rig("rotary-pendulum").path.read_text()), changes, None)
     raw["name"] = "my-furuta"
-    for k, v in changes.items():
-        *path, last = k.split("__")
-        node = raw
-        for part in path:
-            node = node[part]
-        if v is None:
-            del node[last]
-        else:
-            node[last] = v
     p = tmp_path / "my-furuta.yaml"
     p.write_text(yaml.safe_dump(raw))
     return str(p)
