@@ -236,7 +236,7 @@ def test_the_compress_table_reads_the_default_confirm_and_reports_the_earlier_co
     assert hopper[2:5] == ["3 of 3", f"`dense-c30`, `dense-c50` (unconfirmed: 99.5 %, 1 fall on {dc} further), "
                            "`dense-c30`", "1,000-1,600 (0.30x)"]
     words = " ".join(text.split())
-    assert "With `--confirm 20` (compress's default until stop 79) the same candidates of hopper-dense met the bar " \
+    assert "With `--confirm 20` (compress's earlier default) the same candidates of hopper-dense met the bar " \
            "on 2 of 3 task-seeds; missed: Hopper-v5 seed 1 (`dense-c30`)" in words
     assert f"it passes 20 further clean episodes with probability 0.63, {dc} with {0.977 ** dc:.3f}, so the " \
            f"default became {dc} after that miss" in words
