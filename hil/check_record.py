@@ -1,5 +1,5 @@
 """The record `bpd rig check` leaves for each rig, and `bpd hil run`'s refusal of a rig whose last check
-failed: apart from the check itself (hil/commission.py), so that the trial reads it without importing the
+failed or whose YAML changed since it: apart from the check itself (hil/commission.py), so that the trial reads it without importing the
 check, which starts trials of its own."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ def rig_hash(spec: RigSpec) -> str:
 
 
 def refuse_unchecked(spec: RigSpec, record: str | Path) -> None:
-    """For `bpd hil run`: a rig whose last check failed (or whose YAML changed since a failed check) is
-    refused; one never checked, or whose last check passed, is not."""
+    """For `bpd hil run`: a rig whose last check failed, or whose YAML changed since its last check (passed or
+    failed), is refused; one never checked, or whose last check passed on its YAML as it is, is not."""
     p = Path(record) / f"{spec.name}.json"
     if not p.is_file():
         return
