@@ -1,6 +1,6 @@
 """The record `bpd rig check` leaves for each rig, and `bpd hil run`'s refusal of a rig whose last check
-failed or whose YAML changed since it: apart from the check itself (hil/commission.py), so that the trial reads it without importing the
-check, which starts trials of its own."""
+failed or whose YAML changed since it: apart from the check itself (hil/commission.py), so that the trial
+reads it without importing the check, which starts trials of its own."""
 
 from __future__ import annotations
 
