@@ -302,13 +302,16 @@ if({NAME}_FOUND AND NOT "${{{NAME}_MODEL_HASH}}" STREQUAL "{meta['model_hash']}"
                  "building this package's own folder")
   set({NAME}_FOUND FALSE)
 endif()
-if(NOT {NAME}_FOUND)
+if({NAME}_FOUND)
+  set(policy_library bpd::policy)
+else()
   add_subdirectory(${{CMAKE_CURRENT_SOURCE_DIR}}/../.. {NAME})
+  set(policy_library {NAME})  # the folder's own library: here bpd::policy may still be the installed one
 endif()
 
 add_executable({NAME}_example main.c)
 set_target_properties({NAME}_example PROPERTIES C_STANDARD 99 C_STANDARD_REQUIRED ON C_EXTENSIONS OFF)
-target_link_libraries({NAME}_example PRIVATE bpd::policy)
+target_link_libraries({NAME}_example PRIVATE ${{policy_library}})
 """
     flags = " ".join(CORTEX_M4F)
     toolchain = f"""# Cortex-M4F with the GNU Arm Embedded toolchain (arm-none-eabi-gcc and newlib): bare metal, the

@@ -392,6 +392,9 @@ def test_the_cmake_example_builds_its_own_model_not_another_installed_under_its_
                 f"-DCMAKE_PREFIX_PATH={prefix}"])
     assert f"runs model {'a' * 64}, not this package's: building this package's own folder" in out
     assert (tmp_path / "other" / "bpd_policy").is_dir()  # the folder was added
+    _run(["cmake", "--build", str(tmp_path / "other")])  # and it is the one linked, not the installed library
+    link = (tmp_path / "other" / "CMakeFiles" / "bpd_policy_example.dir" / "link.txt").read_text()
+    assert "bpd_policy/libbpd_policy.a" in link and str(prefix) not in link
     _run(["cmake", "-S", str(builds["installed"] / "examples" / "cmake"), "-B", str(tmp_path / "same"),
           f"-DCMAKE_PREFIX_PATH={prefix}"])
     assert not (tmp_path / "same" / "bpd_policy").exists()  # the installed one: its model
