@@ -303,3 +303,29 @@ def test_a_dataset_recorded_through_a_transforming_wrapper_is_refused(store):
     make("other/stats-v0", gym.wrappers.RecordEpisodeStatistics(gym.make("InvertedPendulum-v5")))
     ds = load_dataset("minari:other/stats-v0", 4, 1)
     assert len(ds) == 5 and ds.action_low.tolist() == [-3.0] and ds.observations.dtype == np.float32
+
+
+def test_a_rollout_on_ones_own_rig_is_written_as_a_minari_dataset(store, tmp_path, monkeypatch):
+    """`bpd collect --format minari` of a teacher of `rig:PATH` (a rig YAML of one's own) ended in an internal error
+    (Minari looked the id up as a Gymnasium id: NameNotFound). Known answer: it is written and reads back as that
+    rig's environment with its arrays, and Minari's own reader recovers the rig's plant from the dataset."""
+    import shutil
+    from types import SimpleNamespace
+
+    from firmware_host.rig import load_rig
+    from training.collect import load_dataset
+    from training.minari_io import write_minari
+
+    shutil.copy(load_rig("rotary-pendulum").path, tmp_path / "my.yaml")
+    monkeypatch.chdir(tmp_path)
+    n = 6
+    obs = np.arange(4 * n, dtype=np.float32).reshape(n, 4)
+    ds = SimpleNamespace(observations=obs, next_observations=obs + 1, actions=np.zeros((n, 1), np.float32),
+                         teacher_actions=np.ones((n, 1), np.float32), rewards=np.ones(n, np.float32),
+                         terminals=np.zeros(n, np.float32), truncations=np.array([0] * 5 + [1], np.float32),
+                         meta={"env_id": "rig:my.yaml", "steps": n, "format": "bpd-dataset"})
+    assert write_minari(ds, "bpd/my-rig-v0") == "bpd/my-rig-v0"
+    back = load_dataset("minari:bpd/my-rig-v0", 4, 1)
+    assert back.meta["env_id"] == "rig:my.yaml" and np.array_equal(back.observations, obs)
+    env = minari.load_dataset("bpd/my-rig-v0").recover_environment()
+    assert type(env.unwrapped).__name__ == "SwingUpEnv" and env.observation_space.shape == (4,)

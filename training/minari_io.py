@@ -129,8 +129,16 @@ def write_minari(ds: Any, spec: str) -> str:
             f"{meta.get('teacher_sha256')}, exploration noise {meta.get('noise')}, seed {meta.get('seed')}. Each "
             "step's infos['teacher_action'] is the teacher's noise-free action at that observation.\n"
             + MARKER + json.dumps(meta, sort_keys=True))
-    _create_whole(minari, ds_id, buffers, env=meta["env_id"], algorithm_name="bpd collect", author="bpd",
-                  description=text, data_format="hdf5")
+    from training.envs import RIG_ENV, make_env
+
+    # a rig of one's own (rig:PATH) has no Gymnasium id: Minari takes the environment itself, whose spec names the YAML
+    env: Any = make_env(meta["env_id"]) if str(meta["env_id"]).startswith(RIG_ENV) else meta["env_id"]
+    try:
+        _create_whole(minari, ds_id, buffers, env=env, algorithm_name="bpd collect", author="bpd",
+                      description=text, data_format="hdf5")
+    finally:
+        if not isinstance(env, str):
+            env.close()
     return ds_id
 
 

@@ -64,4 +64,5 @@ def rig_of(env_id: str | None, obs_dim: int, act_dim: int) -> str | None:
 
 
 if ENTRY.partition(":")[2] not in gym.registry:
-    gym.register(ENTRY.partition(":")[2], entry_point=make_rig_env)  # type: ignore[arg-type]
+    # by name, not the function: a spec whose entry point is a callable does not serialise (a Minari dataset's)
+    gym.register(ENTRY.partition(":")[2], entry_point=f"{__name__}:make_rig_env")
