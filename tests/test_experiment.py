@@ -117,6 +117,22 @@ def test_d4rl_score_and_share_of_teacher_carry_their_spread_and_worst_seed_in_ev
     assert cells["D4RL score (mean +- std; worst seed)"] == "90.0 +- 8.2; 80.0"
 
 
+def test_a_pruning_rule_with_a_bar_keeps_the_summary_tables_columns():
+    """Known answer: the L1 method's rule '|theta| < 0.01 after an L1 penalty' went into the summary table as it is,
+    and its two bars split the cell into three (the row two cells longer than its header); the bars are escaped."""
+    from bpd_app.experiment.tables import summary_table
+
+    agg = {"env": "E", "label": "l1", "seeds": 1, "done": 1, "vs_teacher_mean": 0.9, "vs_teacher_std": 0.0,
+           "vs_teacher_worst": 0.9, "d4rl_mean": None, "d4rl_std": None, "d4rl_worst": None,
+           "early_where_teacher_finished": 0, "episodes": 30, "last_evals_spread": None, "largest_drop": None,
+           "sparsity_mean": 0.9, "per_seed": [{"nonzero": 10}], "pruning_rule": "|theta| < 0.01 after an L1 penalty",
+           "instructions": None, "cycles": None, "bench_kernels": [], "integer_cycles": None, "policy_bytes": None,
+           "policy_ram_bytes": None, "seconds_median": 1.0}
+    header, _, row = summary_table(None, [agg]).splitlines()[:3]  # type: ignore[arg-type]
+    cells = lambda line: line.replace("\\|", "").count("|")  # noqa: E731
+    assert cells(row) == cells(header) and "\\|theta\\| < 0.01" in row
+
+
 def test_a_plan_reporting_on_the_seeds_that_chose_its_teacher_is_refused_before_it_runs(tmp_path):
     """Known answer: the committed InvertedPendulum teacher was chosen on seeds 10000..10004 (its file records them);
     a plan whose 30 reporting episodes start at 9990 would report the teacher there, and every cell's evaluation of

@@ -174,7 +174,8 @@ def summary_table(plan: Plan, aggs: list[dict], labels: list[str] | None = None)
             f"| {a['early_where_teacher_finished']} of {a['episodes']} "
             f"| {_fmt(a['last_evals_spread'], pct=True)} | {_fmt(a['largest_drop'], pct=True)} "
             f"| {_fmt(a['sparsity_mean'], pct=True)} | {_range([x['nonzero'] for x in a['per_seed']])} "
-            f"| {a['pruning_rule'] or '-'} | {_range(a['instructions'] or [])} | {_range(a['cycles'] or [])} "
+            f"| {(a['pruning_rule'] or '-').replace('|', chr(92) + '|')} | {_range(a['instructions'] or [])} "
+            f"| {_range(a['cycles'] or [])} "
             f"| {', '.join(a['bench_kernels']) or '-'} | {_integer_cycles(a)} "
             f"| {_range(a['policy_bytes'] or [])} | {_range(a['policy_ram_bytes'] or [])} "
             f"| {_fmt(a['seconds_median'], 0)} |")
