@@ -102,10 +102,10 @@ def _teacher_file(p: Path) -> Loaded:
     train = t.train if isinstance(t.train, dict) else {}
     return Loaded("teacher", t.env_id, t.act, t.params_total, t.params_nonzero,
                   {"algo": t.algo, "hidden": t.hidden}, t.obs_dim, t.act_dim,
-                  _seed_ranges([("its training evaluations", train.get("train_eval_seeds"))]))
+                  seed_ranges([("its training evaluations", train.get("train_eval_seeds"))]))
 
 
-def _seed_ranges(recorded: list[tuple[str, object]]) -> list[tuple[str, int, int]]:
+def seed_ranges(recorded: list[tuple[str, object]]) -> list[tuple[str, int, int]]:
     """The [first, last] seed ranges a model's files record as having chosen it, the malformed ones left out."""
     return [(what, int(r[0]), int(r[1])) for what, r in recorded
             if isinstance(r, list) and len(r) == 2 and all(isinstance(x, int) and not isinstance(x, bool) for x in r)]
@@ -135,7 +135,7 @@ def _student(path: Path) -> Loaded:
     extra = {"hidden": pol.hidden, "threshold": meta["threshold"], "teacher_params_total": teacher_total,
              "nonzero_vs_teacher": pol.params_nonzero / teacher_total if teacher_total else None,
              "compression_vs_teacher": teacher_total / max(pol.params_nonzero, 1) if teacher_total else None}
-    chosen = _seed_ranges([("the run's periodic evaluations", summary.get("train_eval_seeds")),
+    chosen = seed_ranges([("the run's periodic evaluations", summary.get("train_eval_seeds")),
                            ("the run's selection", sel.get("select_seeds") if isinstance(sel, dict) else None)])
     return Loaded("student", meta["env_id"], pol.act, pol.params_total, pol.params_nonzero, extra, pol.obs_dim,
                   pol.act_dim, chosen)

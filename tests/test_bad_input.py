@@ -916,6 +916,8 @@ XSTATUS = ["experiment", "status", f"{C}/plan.yaml", "--runs", f"{C}/runs"]
 PLAN_DAMAGE = {
     "name with ../": (dict(name="../../outside"), "plan name '../../outside'"),
     "unknown env": (dict(env="NoSuchEnv-v9"), "unknown or unavailable environment 'NoSuchEnv-v9'"),
+    "a rig's YAML as env": (dict(env="rig:rigs/mine.yaml"), "a rig's YAML path is an environment of the commands, "
+                            "not of a plan"),
     "a method's unknown option": (dict(methods={"bpd": {"args": {"stepz": 20}}}), "unrecognized arguments: --stepz"),
     "a method's option of the wrong type": (dict(methods={"bpd": {"args": {"steps": "many"}}}), "invalid int value"),
     "NaN in a method's args": (dict(methods={"bpd": {"args": {"actor_lr": float("nan")}}}),

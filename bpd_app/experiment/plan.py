@@ -340,6 +340,11 @@ def _check_env_id(env_id: str, p: Path) -> None:
 
     import gymnasium as gym
 
+    from training.envs import RIG_ENV
+
+    if env_id.startswith(RIG_ENV):
+        raise BpdError(f"{p}: environment {env_id!r}: a rig's YAML path is an environment of the commands, not of a "
+                       "plan (a plan's environments name its run and results directories)")
     module, _, name = env_id.rpartition(":")
     try:
         if module:
@@ -396,16 +401,18 @@ def check_plan_envs(plan: Plan) -> None:
 def check_plan_teachers(plan: Plan) -> None:
     """Before a run: every environment's teacher file is there, and the plan's reporting episodes are none of those
     that chose it (its training evaluations' seeds, which its file records)."""
+    from bpd_app.evaluate import seed_ranges
     from training.teacher import load_teacher
 
     first, last = int(plan.eval["seed"]), int(plan.eval["seed"]) + int(plan.eval["episodes"]) - 1
     for e in plan.envs:
         if not plan.teachers[e].is_file():
             raise BpdError(f"{plan.path}: the teacher of {e}, {plan.rel(plan.teachers[e])}, is missing")
-        chose = (load_teacher(plan.teachers[e]).train or {}).get("train_eval_seeds")
-        if isinstance(chose, list) and len(chose) == 2 and first <= int(chose[1]) and int(chose[0]) <= last:
-            raise BpdError(f"{plan.path}: eval seeds {first}..{last} overlap {chose[0]}..{chose[1]}, the seeds that "
-                           f"chose the teacher of {e} (its training evaluations); move eval's seed")
+        train = load_teacher(plan.teachers[e]).train
+        for _, lo, hi in seed_ranges([("", (train if isinstance(train, dict) else {}).get("train_eval_seeds"))]):
+            if first <= hi and lo <= last:
+                raise BpdError(f"{plan.path}: eval seeds {first}..{last} overlap {lo}..{hi}, the seeds that chose the "
+                               f"teacher of {e} (its training evaluations); move eval's seed")
 
 
 def cell_spec(plan: Plan, cell: Cell) -> dict:

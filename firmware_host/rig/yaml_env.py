@@ -1,8 +1,9 @@
 """A rig of one's own as a Gymnasium environment, and which rig a policy is for (`rig_of`).
 
 `rig:PATH` (the nominal plant of the rig YAML at PATH) and `rig-dr:PATH` (its `randomization` block drawn every
-episode) are taken wherever bpd takes an environment id (`teacher train --env`, `collect`, `evaluate`, `distill`),
-so that a teacher trains on one's own plant without editing a shipped rig. A swing-up rig (`task: swingup`) is
+episode) are taken by every command that takes an environment id (`teacher train --env`, `collect`, `evaluate`,
+`distill`; not a plan, whose environments name its directories), so that a teacher trains on one's own plant without
+editing a shipped rig. A swing-up rig (`task: swingup`) is
 swingup.py's environment, a balance rig the rig's own (RigEnv). PATH is as given: relative to the working directory,
 as a file argument is, and recorded so."""
 
