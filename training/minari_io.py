@@ -129,10 +129,11 @@ def write_minari(ds: Any, spec: str) -> str:
             f"{meta.get('teacher_sha256')}, exploration noise {meta.get('noise')}, seed {meta.get('seed')}. Each "
             "step's infos['teacher_action'] is the teacher's noise-free action at that observation.\n"
             + MARKER + json.dumps(meta, sort_keys=True))
-    from training.envs import RIG_ENV, make_env
+    from training.envs import make_env
 
-    # a rig of one's own (rig:PATH) has no Gymnasium id: Minari takes the environment itself, whose spec names the YAML
-    env: Any = make_env(meta["env_id"]) if str(meta["env_id"]).startswith(RIG_ENV) else meta["env_id"]
+    # an id with a module to import first (firmware_host.rig:bpd/...-v0) or a rig of one's own (rig:PATH) is no id
+    # Minari parses: it takes the environment itself, whose spec names its entry point (and a rig's YAML)
+    env: Any = make_env(meta["env_id"]) if ":" in str(meta["env_id"]) else meta["env_id"]
     try:
         _create_whole(minari, ds_id, buffers, env=env, algorithm_name="bpd collect", author="bpd",
                       description=text, data_format="hdf5")

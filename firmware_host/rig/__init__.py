@@ -573,8 +573,8 @@ def _register() -> None:
     for name in ("desktop-cartpole", "gym-inverted-pendulum"):
         env_id = f"bpd/{name}-v0"
         if env_id not in gym.registry:
-            # gymnasium's EnvCreator protocol wants **kwargs; a class with named keyword arguments is fine
-            gym.register(env_id, entry_point=RigEnv, kwargs={"rig": name})  # type: ignore[arg-type]
+            # by name, not the class: a spec whose entry point is a callable does not serialise (a Minari dataset's)
+            gym.register(env_id, entry_point=f"{__name__}:RigEnv", kwargs={"rig": name})
     # swing-up rigs: the nominal plant, and a -dr variant with domain randomisation for training
     for name in SWINGUP_RIGS:
         for suffix, randomize in (("", False), ("-dr", True)):
