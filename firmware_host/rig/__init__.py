@@ -130,6 +130,11 @@ class RigSpec:
                 f"({', '.join(sorted(self.policy_envs))}); {then}")
 
     @property
+    def reset_noise(self) -> float:
+        """The uniform +- spread of a reset's angles and velocities (the YAML's reset_noise, else 0.01)."""
+        return float(self.raw.get("reset_noise", 0.01))
+
+    @property
     def wiring(self) -> dict | None:
         """How a real board is wired to the rig (checked by check_wiring), or None for a simulated one."""
         return self.raw.get("wiring")
@@ -371,7 +376,7 @@ def _check(spec: RigSpec, p: Path) -> None:
             problems.append(f"handover.bounds must list {spec.obs_dim} positive numbers, one per observation")
         if isinstance(ai, bool) or not isinstance(ai, int) or not 0 <= ai < spec.obs_dim:
             problems.append("handover.angle_index outside the observation")
-    q, s = spec.raw.get("initial_qpos") or [0.0] * spec.n_pos, float(spec.raw.get("reset_noise", 0.01))
+    q, s = spec.raw.get("initial_qpos") or [0.0] * spec.n_pos, spec.reset_noise
     for i, key in ((spec.pos_index, "position"), (spec.angle_index, "angle")):  # where every run starts (Plant)
         if 0 <= i < len(q) and abs(float(q[i])) + s >= float(spec.limits[key]) > 0:
             problems.append(f"a run starts at {float(q[i]):+.4g} +- {s:g} (initial_qpos[{i}], reset_noise), not inside "
@@ -447,7 +452,7 @@ class Plant:
         if seed is not None:
             self.rng = np.random.default_rng(seed)
         self.mj.mj_resetData(self.model, self.data)
-        s = float(self.spec.raw.get("reset_noise", 0.01))
+        s = self.spec.reset_noise
         self.data.qpos[:] = self.init_qpos + self.rng.uniform(-s, s, self.model.nq)
         self.data.qvel[:] = self.init_qvel + self.rng.uniform(-s, s, self.model.nv)
         self.mj.mj_forward(self.model, self.data)
