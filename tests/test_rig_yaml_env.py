@@ -83,3 +83,22 @@ def test_a_classical_export_of_ones_own_rig_is_evaluated_in_it(tmp_path):
     assert shipped.returncode == 0
     assert json.loads((tmp_path / "cs" / "export.json").read_text())["env_id"] == \
         "firmware_host.rig:bpd/rotary-pendulum-v0"
+
+
+def test_one_rig_by_any_spelling_of_its_path_is_one_environment(tmp_path, monkeypatch):
+    """Known answer: a dataset collected on rig:./my-furuta.yaml given with a teacher of rig-dr:my-furuta.yaml (the
+    same YAML, written otherwise) was refused as another environment's; one YAML is one plant, another is not."""
+    from types import SimpleNamespace
+
+    from training.collect import check_task
+    from training.envs import env_key
+
+    _own_rig(tmp_path)
+    _own_rig(tmp_path, name="other")
+    monkeypatch.chdir(tmp_path)
+    assert env_key("rig:./my-furuta.yaml") == env_key("rig-dr:my-furuta.yaml") == f"rig:{tmp_path / 'my-furuta.yaml'}"
+    assert env_key("firmware_host.rig:bpd/rotary-pendulum-v0") == "bpd/rotary-pendulum-v0"
+    ds = SimpleNamespace(meta={"env_id": "rig:./my-furuta.yaml", "labels": "the dataset's actions"})
+    check_task(ds, SimpleNamespace(env_id="rig-dr:my-furuta.yaml"), "d")  # type: ignore[arg-type]
+    with pytest.raises(BpdError, match="a dataset of rig:./my-furuta.yaml, but the teacher is of rig:other.yaml"):
+        check_task(ds, SimpleNamespace(env_id="rig:other.yaml", act=lambda o: o), "d")  # type: ignore[arg-type]

@@ -231,9 +231,11 @@ def check_task(ds: Dataset, teacher: Any, where: str, hint: str = "give a datase
         -> None:
     """A teacher is asked for actions only at states of its own environment: a dataset of another one (Walker2d's
     and HalfCheetah's have the same sizes) is a one-line error, unless this teacher collected it there (`bpd collect
-    --env`, its labels the teacher's). `module:ID` and `ID` name one environment."""
+    --env`, its labels the teacher's). `module:ID` and `ID` name one environment (envs.env_key)."""
     env, own = str(ds.meta.get("env_id") or ""), str(getattr(teacher, "env_id", "") or "")
-    if not env or not own or env.rpartition(":")[2] == own.rpartition(":")[2]:
+    from training.envs import env_key
+
+    if not env or not own or env_key(env) == env_key(own):
         return
     if _labelled(ds) and _label_gap(ds, teacher)[0] <= LABEL_TOL:
         return

@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 import gymnasium as gym
@@ -24,6 +25,14 @@ if TYPE_CHECKING:
 
 RIG_ENV = ("rig:", "rig-dr:")  # a rig of one's own by its YAML path (firmware_host/rig/yaml_env.py)
 RIG_ENTRY = "firmware_host.rig.yaml_env:bpd/rig-yaml-v0"  # the Gymnasium id yaml_env.py registers
+
+
+def env_key(env_id: str) -> str:
+    """What names one environment: `module:ID` and `ID` alike, and a rig of one's own by its YAML's resolved path
+    (`rig:a.yaml`, `rig:./a.yaml` and `rig-dr:a.yaml` are one plant)."""
+    if env_id.startswith(RIG_ENV):
+        return f"rig:{Path(env_id.partition(':')[2]).resolve()}"
+    return env_id.rpartition(":")[2]
 
 
 def make_env(env_id: str, seed: int | None = None, **kwargs) -> BoxEnv:
