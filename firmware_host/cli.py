@@ -1,5 +1,6 @@
 """Subcommands of the firmware room."""
 
+import sys
 
 
 def _build(ns):
@@ -42,12 +43,27 @@ def _export(ns):
     cfg = from_namespace(ExportConfig, ns)
     if cfg.teacher:
         _check_teacher_of_source(cfg.teacher, cfg.source)
-    print(format_report(run_export(cfg, meter=kernel_cost)))
+    r = run_export(cfg, meter=kernel_cost)
+    print(format_report(r))
     print(f"export written to {cfg.out}/")
+    if note := over_budget_note(r, cfg.flash_budget):
+        print(note, file=sys.stderr)
     if cfg.package in ("arduino", "platformio", "all") and not cfg.package_url:
         from export.package import PLACEHOLDER_URL, renamed
         print(f"note: the library's web page is the placeholder {renamed(PLACEHOLDER_URL, cfg.package_name)} "
               "(library.json, library.properties): give --package-url before you publish it")
+
+
+def over_budget_note(report: dict, budget: int) -> str | None:
+    """The note for an export whose shipped kernel is over --flash-budget (no kernel of the student fit: the rule
+    shipped the least flash), or None."""
+    k = report.get("kernel") or {}
+    shipped = ((k.get("candidates") or {}).get(k.get("variant", k.get("kind"))) or {}).get("cost") or {}
+    if (shipped.get("flash_bytes") or 0) <= budget:
+        return None
+    return (f"bpd: note: the shipped kernel's policy flash, {shipped['flash_bytes']} B, is over --flash-budget "
+            f"({budget} B): no kernel of this student fits the part that budget describes; a smaller student: "
+            "bpd distill --prune-to-cycles, or bpd student select --cost flash")
 
 
 def _check_teacher_of_source(teacher: str, source: str) -> None:

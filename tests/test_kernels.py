@@ -576,3 +576,20 @@ def test_auto_gives_a_float_kernel_over_the_parity_tolerance_way_to_the_next(tmp
     assert re.fullmatch(r"not shipped: c_vs_torch \S+, over the parity tolerance 0\.00e\+00",
                         k["candidates"]["compact"]["verdict"])
     assert k["rule"].endswith("(left out, over the parity tolerance on this network: compact)")
+
+
+def test_an_export_over_its_flash_budget_says_so_on_stderr():
+    """Known answer: a teacher exported as is shipped its least-flash kernel, 270,169 B against the 49,152 B budget,
+    exit 0, the rule's words inside the kernel line the only sign; the command now ends with a note naming both
+    figures and the ways to a smaller student. A kernel within the budget, or none measured, says nothing."""
+    from firmware_host.cli import over_budget_note
+
+    def report(flash):
+        cost = {"flash_bytes": flash, "cycles": 1.0}
+        return {"kernel": {"kind": "generic", "variant": "generic", "candidates": {"generic": {"cost": cost}}}}
+
+    note = over_budget_note(report(270169), 49152)
+    assert note == ("bpd: note: the shipped kernel's policy flash, 270169 B, is over --flash-budget (49152 B): no "
+                    "kernel of this student fits the part that budget describes; a smaller student: bpd distill "
+                    "--prune-to-cycles, or bpd student select --cost flash")
+    assert over_budget_note(report(49152), 49152) is None and over_budget_note({"kernel": {}}, 10) is None
