@@ -5,6 +5,7 @@ image is built and inspected, not run; the driver logic it calls runs in tests/t
 
 import re
 import shutil
+import struct
 import subprocess
 from pathlib import Path
 
@@ -131,6 +132,42 @@ def test_nucleo_image_builds_with_warnings_as_errors(tmp_path):
     with pytest.raises(BpdError, match="needs a wiring block for nucleo-f446"):
         build_firmware_image(pendulum_export(), "cortex-m4f", tmp_path / "c", rig="gym-inverted-pendulum",
                              board="nucleo-f446")
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc not installed")
+def test_a_fault_stops_the_motor_at_once(tmp_path):
+    """A hard fault (or NMI, a bus, memory or usage fault) masks every interrupt, the end stops' too, and the
+    IWDG restarts the core only after about 50 ms: the image's handler, run in unicorn on a timer left at a
+    running duty, puts the PWM pin (PA8, TIM1 CH1) back to an input with its pull-down and zeroes the duty."""
+    unicorn = pytest.importorskip("unicorn")
+    from elftools.elf.elffile import ELFFile
+    from unicorn import arm_const
+
+    from firmware_host.measure.build import build_firmware_image
+
+    img = build_firmware_image(pendulum_export(), "cortex-m4f", tmp_path / "b", rig="desktop-cartpole",
+                               board="nucleo-f446")
+    moder, pupdr, ccr1 = 0x40020000, 0x4002000C, 0x40010034  # GPIOA, TIM1
+    with open(img.elf, "rb") as f:
+        e = ELFFile(f)
+        segments = [(s["p_paddr"], s.data()) for s in e.iter_segments() if s["p_type"] == "PT_LOAD" and s["p_filesz"]]
+        table = e.get_section_by_name(".isr_vector").data()
+    for vector in (2, 3, 4, 5, 6):  # NMI, hard fault, memory management, bus and usage fault
+        uc = unicorn.Uc(unicorn.UC_ARCH_ARM, unicorn.UC_MODE_THUMB | unicorn.UC_MODE_MCLASS)
+        uc.ctl_set_cpu_model(arm_const.UC_CPU_ARM_CORTEX_M4)
+        for base, size in ((0x08000000, 0x80000), (0x20000000, 0x20000), (0x40000000, 0x100000),
+                           (0xE0000000, 0x100000)):
+            uc.mem_map(base, size)
+        for addr, data in segments:
+            uc.mem_write(addr, data)
+        uc.mem_write(moder, struct.pack("<I", 2 << 16))  # PA8 on its alternate function: the timer drives it
+        uc.mem_write(pupdr, struct.pack("<I", 2 << 16))
+        uc.mem_write(ccr1, struct.pack("<I", 1234))  # a duty running
+        uc.reg_write(arm_const.UC_ARM_REG_SP, 0x20010000)
+        handler = int.from_bytes(table[4 * vector: 4 * vector + 4], "little")
+        uc.emu_start(handler | 1, 0xFFFFFFFF, count=5000)  # the handler ends in a loop: the count ends the run
+        got = [struct.unpack("<I", bytes(uc.mem_read(a, 4)))[0] for a in (moder, pupdr, ccr1)]
+        assert ((got[0] >> 16) & 3, (got[1] >> 16) & 3, got[2]) == (0, 2, 0), (vector, got)
 
 
 def _board_build(tmp_path, board="nucleo-f446"):

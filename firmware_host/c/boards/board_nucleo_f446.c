@@ -22,6 +22,8 @@
  *   STATE of a device-mode run).
  * - An independent watchdog (IWDG, about 50 ms) restarts the processor if the main loop hangs: the
  *   pins come up as inputs (a pull-down on the H-bridge's PWM input, hil/README.md, holds it at 0 %).
+ *   A fault (startup.c's Default_Handler: a hard fault masks every interrupt, the end stops' too) puts
+ *   the PWM pin in that state at once and zeroes the duty, before the watchdog's restart.
  */
 #include <stdint.h>
 
@@ -197,6 +199,17 @@ static void motor_zero(void)
     TIM_EGR(b) = 1u;
     (void)TIM_CCR(b, BPD_MOTOR_CHANNEL);
     __asm volatile("dsb" ::: "memory");
+}
+
+/* A fault: the PWM pin an input with its pull-down, as a reset leaves it (the H-bridge's pull-down then holds
+ * 0 %), and the duty zeroed, whatever state the fault left the core in; the IWDG restarts the processor. */
+void board_fault_stop(void);
+void board_fault_stop(void)
+{
+    uint32_t b = timer_base(BPD_MOTOR_TIMER);
+    pin_mode(BPD_MOTOR_PWM_PORT, BPD_MOTOR_PWM_PIN, 0u, 2u);
+    TIM_CCR(b, BPD_MOTOR_CHANNEL) = 0u;
+    TIM_EGR(b) = 1u;
 }
 
 static void encoders_init(void)

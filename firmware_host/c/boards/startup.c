@@ -1,4 +1,6 @@
 /* Minimal Cortex-M start-up: vector table, .data copy, .bss clear, FPU enable, main().
+ * A fault, or an exception no handler takes, enters Default_Handler: it calls board_fault_stop() (a board with
+ * a motor overrides the weak default to stop it) and stays there until the board's watchdog restarts the core.
  * With BOARD_N_IRQ > 0 the table also holds 96 external interrupt vectors (enough for the STM32F4
  * family's 82); they all enter External_Handler, which passes the interrupt number to the board's
  * board_irq(). */
@@ -24,8 +26,14 @@ void External_Handler(void)
 }
 #endif
 
+/* The motor stopped with registers only (the fault may have come from anywhere): a hard fault masks every
+ * interrupt, an end stop's included, and the timer would drive the last duty until the watchdog's reset. */
+void board_fault_stop(void);
+__attribute__((weak)) void board_fault_stop(void) {}
+
 void Default_Handler(void)
 {
+    board_fault_stop();
     for (;;) {
     }
 }
