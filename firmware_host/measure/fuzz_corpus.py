@@ -1,6 +1,6 @@
 """Regenerate the seed corpora: the golden frames for the parser, and short host sessions (every
-command, ticks with ordinary and non-finite readings, actions, a watchdog fault and its reset) for
-the command harness (in firmware_host/c/fuzz/corpus/).    python -m firmware_host.measure.fuzz_corpus"""
+command, ticks with ordinary and non-finite readings, actions, a watchdog fault and its reset; hand-over mode
+and a stop input tripping mid-run) for the command harness (in firmware_host/c/fuzz/corpus/).    python -m firmware_host.measure.fuzz_corpus"""
 
 import json
 import struct
@@ -33,7 +33,13 @@ def sessions() -> dict[str, bytes]:
               + _tick(0.0, 0.01, 0.0, 0.0) + bytes([2 | 0x80]) + _tick(float("nan"), 0.0, 0.0, 0.0)
               + bytes([2]) + _tick(0.0, float("inf"), 0.0, 0.0, late=20) + _tick(0.0, 0.5, 0.0, 0.0)
               + _bytes(encode("config", 3, mode=1, **(cfg | {"period_us": 7}))))
-    return {"host_session": b"\x00" + host, "device_session": device}
+    # hand-over (both controllers linked: first byte bit 1): inside the region, outside, the learned policy failing,
+    # then an end stop tripping mid-run (op 2 with bit 6) and the tick that ends the run
+    handover = (b"\x03" + _bytes(encode("config", 1, mode=2, **(cfg | {"angle_limit": 3.0})))
+                + _bytes(encode("start", 2)) + _tick(0.0, 0.1, 0.0, 0.0) + _tick(0.0, 2.0, 0.0, 0.0)
+                + bytes([2 | 0x80]) + _tick(0.0, 0.1, 0.0, 0.0) + bytes([2]) + bytes([2 | 0x40])
+                + _bytes(encode("action", 3, echo_seq=3, n_act=1, action=[1.0])) + _tick(0.0, 0.1, 0.0, 0.0))
+    return {"host_session": b"\x00" + host, "device_session": device, "handover_session": handover}
 
 
 def main() -> None:

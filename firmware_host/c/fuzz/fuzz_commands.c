@@ -2,9 +2,12 @@
  * libFuzzer harness for the firmware core's command handling and control tick (bpd_fw.c), on the
  * rig configuration in bpd_rig_config.h. The input is a script of operations: bytes received from
  * the host, control ticks with arbitrary sensor readings (NaN and infinity included), policy
- * failures. After every operation the safety rules of docs/protocol.md must hold, or the harness
- * aborts (a finding):
+ * failures, end-stop / e-stop events. The first byte links the policy (bit 0) and a classical
+ * controller for hand-over mode (bit 1). After every operation the safety rules of docs/protocol.md
+ * must hold, or the harness aborts (a finding):
  *   - the actuator holds a finite value within the action limit, and zero unless RUNNING;
+ *   - a tick whose position or angle reading is beyond its limit (or not a number) ends the run (rule 6);
+ *   - a stop input zeroes the actuator at once, and it stays zero until the next tick ends the run;
  *   - a FAULT is left only through a RESET;
  *   - every byte the device sends parses as a frame with a valid CRC, none larger than BPD_MAX_FRAME.
  */
@@ -46,6 +49,24 @@ static int policy(void *ctx, const float *obs, float *action)
     return policy_fails ? -1 : 0;
 }
 
+/* Hand-over mode's classical controller: fails with the learned policy, and gives a non-finite action at rest. */
+static int classical(void *ctx, const float *obs, float *action)
+{
+    uint8_t i;
+    (void)ctx;
+    for (i = 0; i < BPD_RIG_ACT_DIM; ++i) action[i] = 1.0f / obs[(i + 1u) % BPD_RIG_OBS_DIM];
+    return policy_fails ? -1 : 0;
+}
+
+/* The observation a limit tests: a reading in counts converted as the core does. */
+static float limited(uint8_t index)
+{
+    static const float cpu[BPD_RIG_N_POS] = BPD_RIG_COUNTS_PER_UNIT;
+    return index < BPD_RIG_N_POS && cpu[index] > 0.0f ? sensors[index] / cpu[index] : sensors[index];
+}
+
+static uint8_t beyond(float x, float limit) { return (uint8_t)!(x <= limit && x >= -limit); }
+
 static void check(const bpd_fw_t *fw)
 {
     uint8_t i;
@@ -71,7 +92,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static bpd_fw_t fw;
     bpd_hal_t hal = {NULL, hal_now, hal_cycles, 100u, hal_read, hal_write, hal_serial};
     static const uint8_t hash[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    static bpd_handover_region_t region;
     size_t i = 0;
+    uint8_t stop_pending = 0;
     memset(sensors, 0, sizeof sensors);
     memset(actuator, 0, sizeof actuator);
     now = 0;
@@ -80,9 +103,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     bpd_parser_init(&out);
     bpd_fw_init(&fw, &hal, &rig);
     if (size && data[0] & 1) bpd_fw_set_policy(&fw, policy, NULL, hash);
+    if (size && data[0] & 2) {
+        uint8_t k;
+        region.angle_index = BPD_RIG_ANGLE_INDEX;
+        for (k = 0; k < BPD_MAX_OBS; ++k) region.bound[k] = 0.5f;
+        bpd_fw_set_classical(&fw, classical, NULL, NULL, &region);
+    }
     check(&fw);
     for (i = 1; i < size;) {
-        uint8_t op = data[i++];
+        uint8_t op = data[i++], k;
         bpd_fw_state_t before = fw.state;
         switch (op % 4) {
         case 0: { /* bytes from the host */
@@ -90,17 +119,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (n > size - i) n = size - i;
             bpd_fw_on_bytes(&fw, data + i, n);
             i += n;
+            /* STOP or RESET, then START, in these bytes: a new run, which a stop input still active trips again */
+            if (!fw.external_stop && !fw.have_prev) stop_pending = 0;
             break;
         }
         case 1: { /* a control tick with sensor readings from the input */
-            uint8_t k;
             for (k = 0; k < BPD_RIG_N_RAW && i + 4 <= size; ++k, i += 4) sensors[k] = get_f32(data + i);
             now += (uint32_t)(op >> 2) * (BPD_RIG_PERIOD_US / 16u) + BPD_RIG_PERIOD_US / 2u;
-            bpd_fw_tick(&fw);
+            {
+                uint8_t over = (uint8_t)(beyond(limited(fw.sensors.pos_index), fw.pos_limit) ||
+                                         beyond(limited(fw.sensors.angle_index), fw.angle_limit));
+                bpd_fw_tick(&fw);
+                if ((over || stop_pending) && fw.state == BPD_RUNNING) abort(); /* a limit or a stop let the run on */
+            }
+            stop_pending = 0;
             break;
         }
         case 2:
             policy_fails = op >> 7;
+            if (op & 0x40) { /* an end stop or the e-stop tripped */
+                bpd_fw_external_stop(&fw);
+                stop_pending = (uint8_t)(fw.state == BPD_RUNNING);
+            }
             break;
         default:
             now += (uint32_t)op << 8;
@@ -112,6 +152,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (before == BPD_FAULT && fw.state != BPD_FAULT && !reset) abort(); /* left FAULT without RESET */
         }
         check(&fw);
+        if (fw.state != BPD_RUNNING) stop_pending = 0;
+        for (k = 0; stop_pending && k < fw.act_dim; ++k)
+            if (actuator[k] != 0.0f) abort(); /* a stop input holds the actuator at zero until the run ends */
     }
     return 0;
 }
