@@ -120,13 +120,30 @@ def test_stops_trip_once_and_block_while_held(drv):
     assert drv.bpd_stops_update(ref, 0) == 0 and drv.bpd_stops_blocked(ref, pos, neg) == 0
     assert drv.bpd_stops_update(ref, right) == right  # the interrupt: the right stop closes
     assert drv.bpd_stops_update(ref, right) == 0      # the tick's poll: held, no new event
-    assert drv.bpd_stops_blocked(ref, pos, neg) == 1
     assert drv.bpd_stops_take(ref) == right and drv.bpd_stops_take(ref) == 0  # the event is taken once
+    assert drv.bpd_stops_blocked(ref, pos, neg) == 1  # held, its event taken: towards its side only
     assert drv.bpd_stops_update(ref, right | estop) == estop
-    assert drv.bpd_stops_blocked(ref, pos, neg) == 3
-    drv.bpd_stops_update(ref, 0)  # all released: nothing blocked; the event waits to be taken
-    assert drv.bpd_stops_blocked(ref, pos, neg) == 0 and drv.bpd_stops_take(ref) == estop
+    assert drv.bpd_stops_take(ref) == estop and drv.bpd_stops_blocked(ref, pos, neg) == 3
+    drv.bpd_stops_update(ref, 0)  # all released: nothing blocked
+    assert drv.bpd_stops_blocked(ref, pos, neg) == 0
     assert drv.bpd_stops_update(ref, left) == left  # an edge the interrupt missed: the poll sees it
+
+
+def test_a_stop_event_blocks_both_directions_until_taken(drv):
+    """From a stop's interrupt until the tick takes its event (and the core ends the run), no command moves
+    the motor: not one away from the stop (an ACTION taken before that tick), nor one into it once the switch
+    has bounced open."""
+    s = Stops()
+    ref = ctypes.byref(s)
+    drv.bpd_stops_init(ref)
+    right, pos, neg = 0b010, 0b110, 0b101
+    assert drv.bpd_stops_update(ref, right) == right  # the cart hits the right end stop
+    blocked = drv.bpd_stops_blocked(ref, pos, neg)
+    assert blocked == 3 and drv.bpd_pwm_from_command(-1.5, 6.0, 12.0, 4000, 0, blocked).duty == 0  # away: 0
+    drv.bpd_stops_update(ref, 0)  # it bounces off: the switch opens before the tick
+    blocked = drv.bpd_stops_blocked(ref, pos, neg)
+    assert blocked == 3 and drv.bpd_pwm_from_command(1.5, 6.0, 12.0, 4000, 0, blocked).duty == 0  # into it: 0
+    assert drv.bpd_stops_take(ref) == right and drv.bpd_stops_blocked(ref, pos, neg) == 0  # the tick took it
 
 
 HARNESS = r"""
@@ -270,6 +287,7 @@ int main(void)
     put(bpd_stops_blocked(&s, 6u, 5u));
     put(bpd_stops_take(&s));
     put(bpd_stops_take(&s));
+    put(bpd_stops_blocked(&s, 6u, 5u));
     line[len++] = '\n';
     line[len] = 0;
     sh(0x04, line);    /* SYS_WRITE0 */
@@ -298,5 +316,5 @@ def test_driver_logic_on_the_cortex_m4f_under_qemu(tmp_path):
     assert got[:6] == [10, -14, -4, 150000, -32768, -28621]
     # PWM (duty, reverse): as on the host, hand-computed
     assert got[6:26] == [500, 0, 500, 1, 500, 0, 2000, 0, 2000, 1, 1, 0, 0, 0, 0, 0, 1000, 1, 0, 0]
-    # the stops: one event, held (positive blocked), taken once
-    assert got[26:] == [2, 0, 1, 2, 0]
+    # the stops: one event, held (both blocked until its event is taken), taken once, then positive blocked
+    assert got[26:] == [2, 0, 3, 2, 0, 1]

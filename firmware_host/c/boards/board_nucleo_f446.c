@@ -14,7 +14,8 @@
  *   and a direction GPIO, for an H-bridge.
  * - End stops and emergency stop: external interrupts on both edges; a stop that closes zeroes the
  *   PWM in its interrupt, and every tick polls the levels too, so a stop commands zero within one
- *   tick even when an edge was missed; the core then ends the run as a limit stop. While pressed, an
+ *   tick even when an edge was missed; the core then ends the run as a limit stop. Until that tick
+ *   takes the event every command is 0 duty (bpd_stops_blocked: both directions). While pressed, an
  *   end stop blocks the commands towards its side (a new run may drive away from it) and the
  *   emergency stop blocks all.
  * - Control tick: TIM7 at the rig's period (its interrupt sets the tick due); device time from

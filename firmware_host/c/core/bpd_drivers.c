@@ -72,5 +72,6 @@ uint8_t bpd_stops_take(bpd_stops_t *s)
 
 uint8_t bpd_stops_blocked(const bpd_stops_t *s, uint8_t pos_mask, uint8_t neg_mask)
 {
+    if (s->tripped) return (uint8_t)(BPD_BLOCK_POSITIVE | BPD_BLOCK_NEGATIVE); /* until the tick ends the run */
     return (uint8_t)(((s->active & pos_mask) ? BPD_BLOCK_POSITIVE : 0u) | ((s->active & neg_mask) ? BPD_BLOCK_NEGATIVE : 0u));
 }

@@ -49,7 +49,9 @@ bpd_pwm_t bpd_pwm_from_command(float u, float action_limit, float full_scale, ui
  * in its interrupt and, at the next tick, hands the event to the core, which ends a run as a limit
  * stop. The tick polls the levels too, so an edge the interrupt missed still stops the motor within
  * one tick. While an input stays active it blocks the command towards its side (an end stop) or both
- * (the emergency stop), so a new run may drive away from a pressed end stop but never into it. */
+ * (the emergency stop), so a new run may drive away from a pressed end stop but never into it. An event
+ * not yet taken blocks both: from the interrupt's zero until the tick ends the run no command moves the
+ * motor (an ACTION taken in between, or a switch bouncing open, would otherwise drive it again). */
 typedef struct {
     volatile uint8_t active;   /* the inputs active at the last update */
     volatile uint8_t tripped;  /* inputs that became active since the last bpd_stops_take */
@@ -61,7 +63,7 @@ uint8_t bpd_stops_update(bpd_stops_t *s, uint8_t active);
 /* The stop events since the last call, cleared. */
 uint8_t bpd_stops_take(bpd_stops_t *s);
 /* The blocked command directions: an active input in pos_mask blocks positive commands, in neg_mask
- * negative ones (the emergency stop is in both). */
+ * negative ones (the emergency stop is in both); an event not yet taken blocks both. */
 uint8_t bpd_stops_blocked(const bpd_stops_t *s, uint8_t pos_mask, uint8_t neg_mask);
 
 #endif /* BPD_DRIVERS_H */
