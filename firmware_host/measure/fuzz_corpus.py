@@ -1,6 +1,8 @@
 """Regenerate the seed corpora: the golden frames for the parser, and short host sessions (every
 command, ticks with ordinary and non-finite readings, actions, a watchdog fault and its reset; hand-over mode
-and a stop input tripping mid-run) for the command harness (in firmware_host/c/fuzz/corpus/).    python -m firmware_host.measure.fuzz_corpus"""
+and a stop input tripping mid-run) for the command harness (in firmware_host/c/fuzz/corpus/).
+
+    python -m firmware_host.measure.fuzz_corpus"""
 
 import json
 import struct
