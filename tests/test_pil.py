@@ -94,3 +94,32 @@ def test_pil_image_for_another_board_refused(tmp_path):
     p = run_bpd("rig", "pil", "--elf", str(tmp_path / "bpd_firmware.elf"), check=False)
     assert p.returncode != 0 and p.stderr.startswith("bpd: error: ") and len(p.stderr.splitlines()) == 1
     assert "--board stm32f4-pil" in p.stderr
+
+
+def test_a_missing_qemu_is_said_before_the_build_and_leaves_no_socket_directory(tmp_path, monkeypatch):
+    """PATH without qemu-system-arm: the image was built first (seconds of compiling for nothing) and the plant
+    socket's directory (bpd-pil-XXXX in the temporary directory) was left behind on every try; now the one line comes
+    before any build, and a QEMU that is there but cannot run leaves nothing behind either."""
+    import tempfile
+
+    import firmware_host.measure.build as build
+    from bpd.errors import BpdError
+    from firmware_host.measure.pil import PilRig, RigPilConfig
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    (tmp_path / "bin").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    monkeypatch.setattr(build, "firmware_build", lambda cfg: pytest.fail("built with no QEMU to run the image"))
+    with pytest.raises(BpdError, match=r"^qemu-system-arm not found: install qemu-system-arm"):
+        PilRig(RigPilConfig(policy=str(FIX)))
+    qemu = tmp_path / "bin" / "qemu-system-arm"  # there, executable, but no program: exec fails
+    qemu.write_bytes(b"\x00\x01not a program")
+    qemu.chmod(0o755)
+    elf = tmp_path / "b" / "bpd_firmware.elf"
+    elf.parent.mkdir()
+    elf.write_bytes(b"\x7fELF" + bytes(60))
+    with pytest.raises(BpdError, match=rf"^QEMU did not start: {qemu}: "):
+        PilRig(RigPilConfig(elf=str(elf)))
+    assert list((tmp_path / "tmp").iterdir()) == []
+

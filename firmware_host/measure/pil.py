@@ -103,6 +103,7 @@ class PilRig:
     def __init__(self, cfg: RigPilConfig) -> None:
         self.cfg = cfg
         self.spec = load_rig(cfg.rig)
+        qemu = qemu_binary()  # before the image is built: a missing QEMU is said first, not after the build
         self.elf, report = pil_image(cfg, self.spec)
         self.clock_mhz = int(report.get("clock_mhz") or 168)
         self.n_raw = self.spec.n_pos * (2 if self.spec.measured_velocity else 1)
@@ -113,14 +114,21 @@ class PilRig:
         self._tmp = tempfile.mkdtemp(prefix="bpd-pil-")
         sock_path = os.path.join(self._tmp, "plant.sock")
         srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        srv.bind(sock_path)
-        srv.listen(1)
-        srv.settimeout(10.0)
-        args = [qemu_binary(), "-M", "netduinoplus2", "-nographic", "-monitor", "none", "-nodefaults",
-                "-icount", f"shift={ICOUNT_SHIFT}", "-kernel", str(self.elf),
-                "-serial", "pty", "-serial", f"unix:{sock_path}"]
-        self.qemu = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     preexec_fn=die_with_parent)
+        try:  # the socket's directory goes with a QEMU that does not start, as with one that stops
+            srv.bind(sock_path)
+            srv.listen(1)
+            srv.settimeout(10.0)
+            args = [qemu, "-M", "netduinoplus2", "-nographic", "-monitor", "none", "-nodefaults",
+                    "-icount", f"shift={ICOUNT_SHIFT}", "-kernel", str(self.elf),
+                    "-serial", "pty", "-serial", f"unix:{sock_path}"]
+            self.qemu = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                         preexec_fn=die_with_parent)
+        except BaseException as e:
+            srv.close()
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            if isinstance(e, OSError):
+                raise BpdError(f"QEMU did not start: {qemu}: {e.strerror or e}") from None
+            raise
         try:
             self.conn, _ = srv.accept()
             self.path = self._pty_path()
