@@ -123,3 +123,20 @@ def test_a_missing_qemu_is_said_before_the_build_and_leaves_no_socket_directory(
         PilRig(RigPilConfig(elf=str(elf)))
     assert list((tmp_path / "tmp").iterdir()) == []
 
+
+@needs_qemu
+def test_an_image_without_its_build_report_that_never_answers_says_which_image_talks_to_the_plant(tmp_path):
+    """An ELF copied away from its build report (so neither board nor image kind can be checked) that is not the
+    stm32f4-pil firmware: QEMU runs it and the plant port never answers; 'did not start its plant port: timed out'
+    said nothing of why, now the line names the image that has the plant port."""
+    from bpd.errors import BpdError
+    from firmware_host.measure.build import FirmwareBuildConfig, firmware_build
+    from firmware_host.measure.pil import PilRig, RigPilConfig
+
+    rep = firmware_build(FirmwareBuildConfig(export=str(FIX), image="bench", out=str(tmp_path / "b")))
+    (tmp_path / "b" / "build_report.json").unlink()
+    with pytest.raises(BpdError) as e:
+        PilRig(RigPilConfig(elf=rep["elf"]))
+    assert str(e.value) == ("the image did not start its plant port: no answer in 5 s (no build_report.json beside "
+                            "bpd_bench.elf says which board it is for: the plant port is the `bpd firmware build "
+                            "--board stm32f4-pil` image's)")

@@ -145,7 +145,10 @@ class PilRig:
             self._recv()  # the image says its plant port is ready
         except (OSError, BpdError) as e:
             self.close()
-            raise BpdError(f"the image did not start its plant port: {e}") from None
+            why = "no answer in 5 s" if isinstance(e, TimeoutError) else e
+            board = "" if report else (f" (no build_report.json beside {self.elf.name} says which board it is for: "
+                                       f"the plant port is the `bpd firmware build --board {BOARD}` image's)")
+            raise BpdError(f"the image did not start its plant port: {why}{board}") from None
         except BaseException:
             self.close()
             raise
