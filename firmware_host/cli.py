@@ -171,7 +171,8 @@ def _rig_pil(ns):
     from firmware_host.measure.pil import RigPilConfig, rig_pil
 
     cfg = from_namespace(RigPilConfig, ns)
-    check_ranges(cfg, {"action_timeout": (0, 3600, "open")})
+    check_ranges(cfg, {"action_timeout": (0, 3600, "open"), "duration": (0, None), "restart_at": (0, None),
+                       "seed": (0, 2**31 - 1)})  # as `bpd rig sim`'s
     if cfg.log:
         check_output_path(cfg.log)  # before QEMU starts
     _new_dir_removed_on_failure(cfg.build_dir, lambda: rig_pil(cfg))

@@ -140,3 +140,19 @@ def test_an_image_without_its_build_report_that_never_answers_says_which_image_t
     assert str(e.value) == ("the image did not start its plant port: no answer in 5 s (no build_report.json beside "
                             "bpd_bench.elf says which board it is for: the plant port is the `bpd firmware build "
                             "--board stm32f4-pil` image's)")
+
+
+@pytest.mark.parametrize("flag, value, said", [
+    ("--seed", "-1", "--seed must be at least 0 (got -1)"),
+    ("--duration", "-5", "--duration must be at least 0 (got -5)"),
+    ("--restart-at", "-2", "--restart-at must be at least 0 (got -2)")])
+def test_rig_pil_refuses_out_of_range_numbers_before_building(tmp_path, monkeypatch, capsys, flag, value, said):
+    """Only --action-timeout was checked: --seed -1 was an internal error (numpy's 'expected non-negative integer'),
+    --duration -5 stopped the rig at once as if done, --restart-at -2 restarted the image on its first tick. Now the
+    ranges of `bpd rig sim`, one line each, before anything is built."""
+    import firmware_host.measure.build as build
+    from bpd_app.cli import main
+
+    monkeypatch.setattr(build, "firmware_build", lambda cfg: pytest.fail("built"))
+    assert main(["rig", "pil", "--policy", str(FIX), flag, value]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [f"bpd: error: {said}"]
