@@ -83,6 +83,10 @@ def check_trial(cfg: HilRunConfig) -> tuple:
         raise BpdError(f"{out}: {kind}; choose another --out (a trial never writes into an existing one)")
     spec = load_rig(cfg.rig)
     _check_handover(cfg, spec)
+    if cfg.port == "pil" and not Path(cfg.policy).is_dir():  # `bpd rig pil` has nothing to build the image from
+        d = Path(cfg.policy).parent
+        raise BpdError(f"--port pil runs the firmware image built from an export directory, not {cfg.policy}: give "
+                       + (f"--policy {d}" if (d / "export.json").is_file() else "the directory `bpd export` wrote"))
     if cfg.port not in ("sim", "pil") and not cfg.unchecked:  # a real rig: not one whose last check failed
         from hil.check_record import refuse_unchecked
         refuse_unchecked(spec, cfg.checks)

@@ -322,6 +322,26 @@ def test_a_policy_of_other_sizes_than_the_rigs_is_refused_before_anything_starts
 
 
 
+def test_port_pil_with_an_onnx_file_names_the_export_directory_it_needs(tmp_path):
+    """`--port pil --policy policy.onnx` (host mode runs an .onnx): `bpd rig pil` was started without a policy and
+    its 'give --policy EXPORT_DIR ... or --elf IMAGE' came back, naming an option `bpd hil run` does not have; now
+    the trial is refused before QEMU, with the export directory the file is in where it is one."""
+    import shutil
+
+    from bpd.errors import BpdError
+    from hil.trial import HilRunConfig, check_trial
+
+    lone = tmp_path / "lone.onnx"
+    shutil.copyfile(FIX / "policy.onnx", lone)
+    for policy, says in ((FIX / "policy.onnx", f"give --policy {FIX}$"), (lone, "give the directory `bpd export` "
+                                                                                "wrote$")):
+        cfg = HilRunConfig(port="pil", rig="gym-inverted-pendulum", policy=str(policy), out=str(tmp_path / "log"))
+        with pytest.raises(BpdError, match=rf"^--port pil runs the firmware image built from an export directory, "
+                                           rf"not {policy}: {says}"):
+            check_trial(cfg)
+    assert not (tmp_path / "log").exists()
+
+
 def test_a_policy_trained_on_another_plant_of_the_same_sizes_is_named_not_refused(monkeypatch, tmp_path, capsys):
     """A cart-pole policy (4 -> 1) on gym-inverted-pendulum (4 -> 1): the trial runs and a note says whose plant the
     policy was trained on; InvertedPendulum-v5's policy (the rig's `envs`) and the rig's own env pass silently."""
