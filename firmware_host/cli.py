@@ -10,8 +10,10 @@ def _build(ns):
     r = firmware_build(from_namespace(FirmwareBuildConfig, ns))
     parts = ", ".join(f"{k} {v['flash_bytes']}/{v['ram_bytes']}" for k, v in r["parts"].items())
     if r["target"] == "host":  # a shared library for this computer: no part's flash or RAM to speak of
-        print(f"host: text {r['sections']['text']} B, data + bss {r['ram_bytes']} B of a shared library for this "
-              "computer (the simulated rig's device, the tests); a part's flash and RAM: --target cortex-m4f")
+        what = ("a program for this computer (the policy and the bench's entry point)" if r.get("image") == "bench"
+                else "a shared library for this computer (the simulated rig's device, the tests)")
+        print(f"host: text {r['sections']['text']} B, data + bss {r['ram_bytes']} B of {what}; a part's flash and "
+              "RAM: --target cortex-m4f")
         print(r["elf"])
         return
     print(f"{r['target']}: flash {r['flash_bytes']} B (text {r['sections']['text']} + data {r['sections']['data']}), "

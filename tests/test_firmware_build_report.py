@@ -19,6 +19,11 @@ def test_a_host_build_is_not_reported_in_a_parts_flash_and_ram(monkeypatch, caps
     out = capsys.readouterr().out.splitlines()
     assert out == ["host: text 23822 B, data + bss 67528 B of a shared library for this computer (the simulated "
                    "rig's device, the tests); a part's flash and RAM: --target cortex-m4f", "lib.so"]
+    monkeypatch.setattr(build, "firmware_build", lambda cfg: r | {"image": "bench", "elf": "bpd_bench"})
+    _build(SimpleNamespace())  # the bench image on the host is a program (bpd_bench), not a library
+    assert capsys.readouterr().out.splitlines() == [
+        "host: text 23822 B, data + bss 67528 B of a program for this computer (the policy and the bench's entry "
+        "point); a part's flash and RAM: --target cortex-m4f", "bpd_bench"]
     monkeypatch.setattr(build, "firmware_build", lambda cfg: r | {"target": "cortex-m4f", "flash_bytes": 9196,
                                                                  "sections": {"text": 9196, "data": 0}})
     _build(SimpleNamespace())
