@@ -129,6 +129,12 @@ def test_a_classical_export_of_another_rig_or_an_older_yaml_is_refused(tmp_path,
                                                  f"now: export it again (bpd classical export --rig {mine})")):
         check_designed_for(tmp_path / "cx", load_rig(mine))
     check_designed_for(tmp_path / "log", load_rig(mine))  # no export there (or a learned one): nothing to say
+    # a rig that is no rotary pendulum: 'export it again (bpd classical export --rig gym-inverted-pendulum)' was said,
+    # which that command refuses (the controller is designed for rotary pendulum rigs only)
+    said = (f"{tmp_path / 'cx'}: a classical controller of rig my-furuta, a rotary pendulum's (plant furuta), not of "
+            f"rig gym-inverted-pendulum (plant gym-inverted-pendulum): give --rig {mine}")
+    with pytest.raises(BpdError, match=re.escape(said) + "$"):
+        check_designed_for(tmp_path / "cx", load_rig("gym-inverted-pendulum"))
 
 
 def test_a_handover_region_past_the_lqrs_catch_is_refused(tmp_path):

@@ -334,6 +334,11 @@ def check_designed_for(export_dir: str | Path, spec) -> None:
     if set(now) == set(was) and all(np.allclose(np.asarray(now[k], float), np.asarray(was[k], float), rtol=1e-6,
                                                 atol=1e-12) for k in now):
         return
+    if spec.plant != "furuta":  # no export for this rig would do: the controller is a rotary pendulum's
+        env = str(info.get("env_id") or "")
+        its = env.removeprefix("rig:") if env.startswith("rig:") else info.get("rig")  # a YAML of one's own: its path
+        raise BpdError(f"{export_dir}: a classical controller of rig {info.get('rig')}, a rotary pendulum's (plant "
+                       f"furuta), not of rig {spec.name} (plant {spec.plant}): give --rig {its}")
     rig = spec.name if spec.path and spec.path.parent == RIGS else spec.path
     flag = " --handover" if info.get("prefix", "bpd") != "bpd" else ""
     raise BpdError(f"{export_dir}: a classical controller designed for rig {info.get('rig')}, not for rig {spec.name} "
