@@ -210,6 +210,20 @@ def test_flash_refuses_a_build_for_no_real_board(tmp_path):
         firmware_flash(FirmwareFlashConfig(build=str(tmp_path)))
 
 
+def test_flash_of_a_file_that_is_no_elf_is_one_line_before_pyocd(tmp_path, monkeypatch):
+    """A bpd_firmware.elf that is not an ELF (a half-copied or overwritten file) went to pyOCD, which reads a file by
+    its name's ending: its ELF reader's error is no pyOCD error, so bpd said 'internal error'. Now refused first."""
+    from firmware_host.measure.flash import FirmwareFlashConfig, firmware_flash
+
+    asked = _fake_pyocd(monkeypatch, lambda kw, exc: None, probes=("0670FF",))
+    build = _board_build(tmp_path)
+    (build / "bpd_firmware.elf").write_text("garbage\n")
+    with pytest.raises(BpdError, match=re.escape(f"{build / 'bpd_firmware.elf'} is not a firmware image (no ELF "
+                                                 "header): build it again with `bpd firmware build --board ...`")):
+        firmware_flash(FirmwareFlashConfig(build=str(build)))
+    assert asked == {}  # no probe searched, nothing programmed
+
+
 def _fake_pyocd(monkeypatch, connect, probes=()) -> dict:
     """A stand-in for pyOCD with its API's shape (its exception classes, ConnectHelper, Session, FileProgrammer):
     `probes` (unique ids) are those attached, matched as pyOCD does (by a part of the id); connect(kw, exceptions)

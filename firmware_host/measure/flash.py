@@ -37,6 +37,10 @@ def image_of(build: str | Path) -> tuple[Path, str]:
         inside = sorted(str(e.parent) for e in d.glob("*/bpd_firmware.elf")) if d.is_dir() else []
         raise BpdError(f"{build}: no bpd_firmware.elf (give a `bpd firmware build --board ...` directory"
                        + (f"; the builds in it: {', '.join(inside)})" if inside else ")"))
+    with open(elf, "rb") as f:
+        if f.read(4) != b"\x7fELF":  # pyOCD would take it by its name and fail inside its ELF reader
+            raise BpdError(f"{elf} is not a firmware image (no ELF header): build it again with `bpd firmware build "
+                           "--board ...`")
     rep = read_json(d / "build_report.json", "build report") if (d / "build_report.json").is_file() else {}
     board = rep.get("board") if isinstance(rep, dict) else None
     if board not in PYOCD_TARGETS:
