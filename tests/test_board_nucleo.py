@@ -204,9 +204,29 @@ def test_flash_refuses_a_build_for_no_real_board(tmp_path):
         firmware_flash(FirmwareFlashConfig(build=str(_board_build(tmp_path, "stm32f4-pil"))))
     with pytest.raises(BpdError, match="no bpd_firmware.elf"):
         firmware_flash(FirmwareFlashConfig(build=str(tmp_path / "nowhere")))
-    # the export directory the build went into by default: its builds named
+    # the export directory the build went into by default: its one build is the QEMU board's
     with pytest.raises(BpdError, match=re.escape(f"{tmp_path}: no bpd_firmware.elf (give a `bpd firmware build "
-                                                 f"--board ...` directory; the builds in it: {tmp_path / 'build'})")):
+                                                 "--board ...` directory; none in it is for a real board")):
+        firmware_flash(FirmwareFlashConfig(build=str(tmp_path)))
+
+
+def test_flash_of_an_export_directory_names_only_the_builds_it_would_take(tmp_path):
+    """Given the export directory (where builds go by default), every build in it was named, those for the generic
+    and the QEMU board too, which flash then refuses; now only a real board's, or that none is and how to make one."""
+    from firmware_host.measure.flash import FirmwareFlashConfig, firmware_flash
+
+    for name, board in (("pil", "stm32f4-pil"), ("generic", "generic")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "bpd_firmware.elf").write_bytes(b"\x7fELF")
+        (tmp_path / name / "build_report.json").write_text(f'{{"board": "{board}"}}')
+    with pytest.raises(BpdError, match=re.escape(f"{tmp_path}: no bpd_firmware.elf (give a `bpd firmware build --board "
+                                                 "...` directory; none in it is for a real board: build with --board "
+                                                 "nucleo-f446 or stm32f4 and --rig)") + "$"):
+        firmware_flash(FirmwareFlashConfig(build=str(tmp_path)))
+    _board_build(tmp_path)
+    with pytest.raises(BpdError, match=re.escape(f"{tmp_path}: no bpd_firmware.elf (give a `bpd firmware build --board "
+                                                 f"...` directory; the builds in it for a real board: "
+                                                 f"{tmp_path / 'build'})") + "$"):
         firmware_flash(FirmwareFlashConfig(build=str(tmp_path)))
 
 

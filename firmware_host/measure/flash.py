@@ -34,19 +34,34 @@ def image_of(build: str | Path) -> tuple[Path, str]:
     d = p.parent if p.suffix == ".elf" else p
     elf = p if p.suffix == ".elf" else p / "bpd_firmware.elf"
     if not elf.is_file():
-        inside = sorted(str(e.parent) for e in d.glob("*/bpd_firmware.elf")) if d.is_dir() else []
+        inside = sorted(e.parent for e in d.glob("*/bpd_firmware.elf")) if d.is_dir() else []
+        boards = [str(b) for b in inside if _board(b) in PYOCD_TARGETS]  # those for a generic or QEMU board: refused
         raise BpdError(f"{build}: no bpd_firmware.elf (give a `bpd firmware build --board ...` directory"
-                       + (f"; the builds in it: {', '.join(inside)})" if inside else ")"))
+                       + (f"; the builds in it for a real board: {', '.join(boards)})" if boards else
+                          f"; none in it is for a real board: build with --board {' or '.join(PYOCD_TARGETS)} and "
+                          "--rig)" if inside else ")"))
     with open(elf, "rb") as f:
         if f.read(4) != b"\x7fELF":  # pyOCD would take it by its name and fail inside its ELF reader
             raise BpdError(f"{elf} is not a firmware image (no ELF header): build it again with `bpd firmware build "
                            "--board ...`")
-    rep = read_json(d / "build_report.json", "build report") if (d / "build_report.json").is_file() else {}
-    board = rep.get("board") if isinstance(rep, dict) else None
+    board = _board(d, strict=True)
     if board not in PYOCD_TARGETS:
         raise BpdError(f"{build}: built for board {board or 'unknown'}, not a real board "
                        f"({', '.join(PYOCD_TARGETS)}): rebuild with --board")
     return elf, str(board)
+
+
+def _board(d: Path, strict: bool = False) -> str | None:
+    """The board a build directory's report names (None without one; a corrupt one is an error when strict)."""
+    if not (d / "build_report.json").is_file():
+        return None
+    try:
+        rep = read_json(d / "build_report.json", "build report")
+    except BpdError:
+        if strict:
+            raise
+        return None
+    return rep.get("board") if isinstance(rep, dict) else None
 
 
 def firmware_flash(cfg: FirmwareFlashConfig) -> str:
