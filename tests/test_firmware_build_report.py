@@ -276,3 +276,17 @@ def test_the_firmware_policy_part_is_the_exports_policy_flash_and_the_model_hash
                  for i in ("firmware", "bench"))
     assert len(json.loads((exp / "export.json").read_text())["model_hash"]) == 64
     assert fw["parts"]["policy"]["flash_bytes"] == bench["policy_bytes"] + 65
+
+
+def test_a_board_built_for_a_core_it_is_not_is_named_before_the_rig_is_asked_for(tmp_path):
+    """--target cortex-m7 --board stm32f4 asked first to name the rig (--rig), and once it was named said the board is
+    a Cortex-M4F part: two tries for one mistake. Now the board's core is said first."""
+    from bpd.errors import BpdError
+    from firmware_host.measure.build import FirmwareBuildConfig, firmware_build
+    from tests.conftest import pendulum_export
+
+    for board in ("stm32f4", "stm32f4-pil", "nucleo-f446"):
+        with pytest.raises(BpdError, match=rf"^board {board} is a cortex-m4f part, not cortex-m7$"):
+            firmware_build(FirmwareBuildConfig(export=str(pendulum_export()), target="cortex-m7", board=board,
+                                               out=str(tmp_path / "b")))
+    assert not (tmp_path / "b").exists()

@@ -368,6 +368,8 @@ def firmware_build(cfg: FirmwareBuildConfig) -> dict:
     if cfg.board != "generic" and (cfg.target == "host" or cfg.image == "bench"):
         raise BpdError(f"--board {cfg.board} is a Cortex-M firmware image's board layer: not for "
                        + ("--target host" if cfg.target == "host" else "--image bench"))
+    if cfg.board in BOARD_PORTS and cfg.target not in BOARD_PORTS[cfg.board]["targets"] + ("host",):  # before --rig
+        raise BpdError(f"board {cfg.board} is a {', '.join(BOARD_PORTS[cfg.board]['targets'])} part, not {cfg.target}")
     if cfg.image == "bench" and cfg.rig is not None:  # it was left out without a word
         raise BpdError(f"--rig {cfg.rig}: a bench image (the policy and an entry point) has no rig; leave out --rig, "
                        "or build the firmware (--image firmware)")
