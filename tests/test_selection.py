@@ -426,3 +426,14 @@ def test_the_sweep_says_where_a_frozen_mask_makes_every_threshold_the_same(froze
         assert "log alpha sit at the clip, -8 (kept) or +8 (pruned)" in out and r["log_alpha_clip"] == 8.0
     else:
         assert nonzero[0] < nonzero[1] == 25 and "note:" not in out
+
+
+def test_the_sweep_refuses_an_env_of_other_dimensions_in_one_line(tmp_path):
+    """`bpd student sweep RUN --env Hopper-v5` on an InvertedPendulum student (4 observations, 1 action) ended in an
+    internal error (numpy's broadcast of 11 observations against 4); it is refused as `student select` refuses it."""
+    from training.selection import SweepConfig, run_sweep
+    from training.student import save_student
+
+    save_student(tmp_path / "student.pt", _student(False, 0), META | {"env_id": "InvertedPendulum-v5"}, STATS)
+    with pytest.raises(BpdError, match=r"--env Hopper-v5 has 11 observations and 3 actions, the student 4 and 1"):
+        run_sweep(SweepConfig(run=str(tmp_path / "student.pt"), env="Hopper-v5", episodes=1))

@@ -301,6 +301,16 @@ def _student_path(run: Path) -> Path:
     return run / "student.pt" if run.is_dir() else run
 
 
+def check_env(env: str | None, meta: dict) -> None:
+    """--env of `student sweep` and `student select`: an environment of the student's observations and actions."""
+    if env:
+        from training.envs import env_dims
+        shape = env_dims(env)
+        if shape != (meta["obs_dim"], meta["act_dim"]):
+            raise BpdError(f"--env {env} has {shape[0]} observations and {shape[1]} actions, the student "
+                           f"{meta['obs_dim']} and {meta['act_dim']}")
+
+
 def run_sweep(cfg: SweepConfig) -> dict:
     from bpd.io import save_png
     from training.student import load_student
@@ -308,6 +318,7 @@ def run_sweep(cfg: SweepConfig) -> dict:
     check_ranges(cfg, {"episodes": (1, 10_000), "seed": (0, 2**31 - 1), "thresholds": (-50, 50)})
     student, meta, stats = load_student(_student_path(Path(cfg.run)))
     env_id = cfg.env or meta["env_id"]
+    check_env(cfg.env, meta)
     rows = sweep_thresholds(student, stats, env_id, sorted(cfg.thresholds), cfg.episodes, cfg.seed)
     result = {"run": cfg.run, "env_id": env_id, "trained_threshold": meta["threshold"], "episodes": cfg.episodes,
               "seeds": [cfg.seed, cfg.seed + cfg.episodes - 1], "rows": rows,
@@ -413,12 +424,7 @@ def run_select(cfg: SelectConfig, meter: Callable[[str], Callable[[MLPPolicy], f
         raise BpdError(f"{run}/config.json: unreadable run configuration") from None
     cost = cfg.cost or run_cost(run_cfg)
     env_id = cfg.env or meta["env_id"]
-    if cfg.env:
-        from training.envs import env_dims
-        shape = env_dims(env_id)
-        if shape != (meta["obs_dim"], meta["act_dim"]):
-            raise BpdError(f"--env {env_id} has {shape[0]} observations and {shape[1]} actions, the student "
-                           f"{meta['obs_dim']} and {meta['act_dim']}")
+    check_env(cfg.env, meta)
     cost_fn: Callable[[MLPPolicy], float] | None = None
     if cost == "smlad":
         cost_fn = smlad_cost
