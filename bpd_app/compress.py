@@ -89,7 +89,7 @@ def _check(cfg: CompressConfig) -> list[str]:
     are sized) before it."""
     from bpd_app.methods import CYCLE_CUTS, METHODS, get
 
-    check_ranges(cfg, {"keep_return": (0, 2, "open"), "episodes": (1, 10_000), "confirm": (0, 10_000),
+    check_ranges(cfg, {"keep_return": (0, 1, "open"), "episodes": (1, 10_000), "confirm": (0, 10_000),
                        "low_share": (0, 1), "steps": (1, 100_000_000), "seed": (0, 2**31 - 1)})
     from training.collect import dataset_exists, load_dataset
     from training.minari_io import is_minari

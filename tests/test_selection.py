@@ -437,3 +437,14 @@ def test_the_sweep_refuses_an_env_of_other_dimensions_in_one_line(tmp_path):
     save_student(tmp_path / "student.pt", _student(False, 0), META | {"env_id": "InvertedPendulum-v5"}, STATS)
     with pytest.raises(BpdError, match=r"--env Hopper-v5 has 11 observations and 3 actions, the student 4 and 1"):
         run_sweep(SweepConfig(run=str(tmp_path / "student.pt"), env="Hopper-v5", episodes=1))
+
+
+@pytest.mark.parametrize("share,said", [(1.5, "--keep-return must be at most 1 (got 1.5)"),
+                                        (0.0, "--keep-return must be above 0 (got 0)")])
+def test_compress_refuses_a_share_select_refuses_before_any_run(share, said, tmp_path):
+    """`bpd compress --keep-return 1.5` passed compress's own check (at most 2), trained its first method, and only
+    then ended in `student select`'s refusal (at most 1): minutes of training for a flag told at the start now."""
+    from bpd_app.compress import CompressConfig, _check
+
+    with pytest.raises(BpdError, match=said.replace("(", r"\(").replace(")", r"\)")):
+        _check(CompressConfig(teacher=str(tmp_path / "t.npz"), dataset=str(tmp_path / "d.npz"), keep_return=share))
