@@ -46,6 +46,8 @@ DEFAULT_METHODS = ["bpd-units-finetune-pairs-warmup", "bpd-units-finetune-pairs"
                    "l1-threshold", "dense-c50", "dense-c30"]
 
 
+EMULATED = ("m4f-cycles", "flash")  # the costs measured on an emulated Cortex-M4F (firmware_host's policy_cost)
+
 CONFIRM = 200  # further selection episodes (the help says why; 20 until stop 79, when a student clean on 50
 # episodes then fell on 2 of 30)
 
@@ -117,15 +119,18 @@ def _check(cfg: CompressConfig) -> list[str]:
     if len(set(cfg.methods)) != len(cfg.methods):
         raise BpdError("--methods: a method is named twice")
     needed = {n for m in cfg.methods for n in get(m).needs}
-    if needed:  # told now, not after the reference run has trained
+    if needed or cfg.cost in EMULATED:  # told now, not after the first run has trained
         import importlib.util
         import shutil
 
         if shutil.which("arm-none-eabi-gcc") is None or importlib.util.find_spec("unicorn") is None:
+            tools = "arm-none-eabi-gcc and the 'emulate' extra (unicorn, capstone): install them (make system-deps)"
+            if cfg.cost in EMULATED:
+                raise BpdError(f"--cost {cfg.cost} measures every student on an emulated Cortex-M4F, which needs "
+                               f"{tools} or choose --cost smlad or nonzero")
             cuts = ", ".join(m for m in cfg.methods if get(m).needs)
             raise BpdError(f"--methods: {cuts} measure the {', '.join(sorted(needed))} run's integer kernel, which "
-                           "needs arm-none-eabi-gcc and the 'emulate' extra (unicorn, capstone): install them "
-                           "(make system-deps) or leave those methods out")
+                           f"needs {tools} or leave those methods out")
     rest = [m for m in cfg.methods if m not in needed]
     return ([m for m in cfg.methods if m in needed] + [m for m in rest if not is_dense(m)]
             + [m for m in rest if is_dense(m)])

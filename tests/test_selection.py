@@ -448,3 +448,25 @@ def test_compress_refuses_a_share_select_refuses_before_any_run(share, said, tmp
 
     with pytest.raises(BpdError, match=said.replace("(", r"\(").replace(")", r"\)")):
         _check(CompressConfig(teacher=str(tmp_path / "t.npz"), dataset=str(tmp_path / "d.npz"), keep_return=share))
+
+
+@pytest.mark.parametrize("cost,said", [("m4f-cycles", "--cost m4f-cycles measures every student on an emulated "
+                                                      "Cortex-M4F, which needs arm-none-eabi-gcc"),
+                                       ("flash", "--cost flash measures every student on an emulated Cortex-M4F")])
+def test_compress_without_the_cross_compiler_says_so_before_the_first_run(cost, said, tmp_path, monkeypatch):
+    """With no arm-none-eabi-gcc on PATH, `bpd compress --methods l1-threshold` (its default --cost m4f-cycles) trained
+    the l1 run and only then ended in the meter's error; it is told before any run now. --cost smlad needs no
+    emulator: the same methods pass the check."""
+    import shutil
+
+    from bpd_app.compress import CompressConfig, _check
+
+    (tmp_path / "t.npz").write_bytes(b"")
+    (tmp_path / "d.npz").write_bytes(b"")
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None)
+    cfg = CompressConfig(teacher=str(tmp_path / "t.npz"), dataset=str(tmp_path / "d.npz"), methods=["l1-threshold"],
+                         cost=cost)
+    with pytest.raises(BpdError, match=said):
+        _check(cfg)
+    cfg.cost = "smlad"
+    assert _check(cfg) == ["l1-threshold"]
