@@ -470,3 +470,25 @@ def test_compress_without_the_cross_compiler_says_so_before_the_first_run(cost, 
         _check(cfg)
     cfg.cost = "smlad"
     assert _check(cfg) == ["l1-threshold"]
+
+
+def test_select_names_a_directory_that_is_no_run_for_what_it_is(tmp_path):
+    """`bpd student select` of an empty directory, or of a `bpd compress --out` (its runs one level down), said 'no
+    candidates.pt (a run of this version keeps its evaluated students there)', as if the run were of an old version.
+    Now: not a distillation run; a compress directory, with its runs to choose within."""
+    from training.selection import SelectConfig, run_select
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(BpdError, match=r"empty: not a distillation run \(no config.json, no candidates.pt\); give "
+                                       r"the directory `bpd distill --out` wrote"):
+        run_select(SelectConfig(run=str(empty)))
+    comp = tmp_path / "comp"
+    for m in ("l1-threshold", "bpd"):
+        (comp / m).mkdir(parents=True)
+        (comp / m / "candidates.pt").write_bytes(b"")
+    (comp / "compress.json").write_text("{}")
+    (comp / "student.pt").write_bytes(b"")
+    with pytest.raises(BpdError, match=r"comp: a `bpd compress` directory, not a run: choose within one of its runs "
+                                       rf"\(bpd, l1-threshold\), e.g. {comp}/bpd$"):
+        run_select(SelectConfig(run=str(comp)))

@@ -388,6 +388,18 @@ def _select_out(run: Path, out: str) -> Path:
     return p
 
 
+def _not_a_run(run: Path) -> str:
+    """Why a directory without candidates is none `student select` can choose in: a `bpd compress` directory (its
+    runs one level down), no run at all, or a run of a version before candidates.pt."""
+    if (run / "compress.json").is_file():
+        runs = sorted(p.name for p in run.iterdir() if (p / "candidates.pt").is_file())
+        return ("a `bpd compress` directory, not a run: choose within one of its runs"
+                + (f" ({', '.join(runs)}), e.g. {run / runs[0]}" if runs else ""))
+    if not (run / "config.json").is_file():
+        return "not a distillation run (no config.json, no candidates.pt); give the directory `bpd distill --out` wrote"
+    return "no candidates.pt (a run of this version keeps its evaluated students there)"
+
+
 def run_select(cfg: SelectConfig, meter: Callable[[str], Callable[[MLPPolicy], float]] | None = None) -> dict:
     """`bpd student select`; meter(cost) gives the cost function of --cost other than nonzero (the firmware
     room's, which wires the command)."""
@@ -413,7 +425,7 @@ def run_select(cfg: SelectConfig, meter: Callable[[str], Callable[[MLPPolicy], f
     run_summary = read_json(run / "summary.json", "run summary") if summary is not None else None
     cands = load_candidates(_student_path(run).parent / "candidates.pt")
     if not cands:
-        raise BpdError(f"{run}: no candidates.pt (a run of this version keeps its evaluated students there)")
+        raise BpdError(f"{run}: {_not_a_run(run)}")
     student, meta, stats = load_student(run / "student.pt")
     try:
         import json
