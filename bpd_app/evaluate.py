@@ -135,10 +135,25 @@ def _student(path: Path) -> Loaded:
     extra = {"hidden": pol.hidden, "threshold": meta["threshold"], "teacher_params_total": teacher_total,
              "nonzero_vs_teacher": pol.params_nonzero / teacher_total if teacher_total else None,
              "compression_vs_teacher": teacher_total / max(pol.params_nonzero, 1) if teacher_total else None}
+    own = meta.get("selection")  # `bpd student select`'s, in the file it wrote (compress hands that file over)
     chosen = seed_ranges([("the run's periodic evaluations", summary.get("train_eval_seeds")),
-                           ("the run's selection", sel.get("select_seeds") if isinstance(sel, dict) else None)])
+                          ("the run's selection", sel.get("select_seeds") if isinstance(sel, dict) else None),
+                          ("its selection (bpd student select)",
+                           own.get("select_seeds") if isinstance(own, dict) else None),
+                          ("bpd compress's further selection episodes", _compress_confirm(path.parent))])
     return Loaded("student", meta["env_id"], pol.act, pol.params_total, pol.params_nonzero, extra, pol.obs_dim,
                   pol.act_dim, chosen)
+
+
+def _compress_confirm(out: Path) -> list[int] | None:
+    """The [first, last] seeds of the further selection episodes on which `bpd compress` judged the student it handed
+    over into `out` again (compress.json beside it), None where there is none."""
+    try:
+        res = json.loads((out / "compress.json").read_text())
+        c = next(r["confirm"] for r in res["rows"] if r["method"] == res["chosen"] and r.get("confirm"))
+        return [int(c["first_seed"]), int(c["first_seed"]) + int(c["episodes"]) - 1]
+    except (OSError, ValueError, KeyError, TypeError, StopIteration, AttributeError):
+        return None
 
 
 def _onnx(path: Path) -> Loaded:

@@ -58,3 +58,30 @@ def test_an_exports_source_seeds_are_refused_where_the_source_is_there(tmp_path)
             run_evaluate(EvaluateConfig(model=str(model), episodes=1, seed=10003))
     (exp / "export.json").write_text(json.dumps(info | {"source": str(tmp_path / "gone.npz")}))
     assert run_evaluate(EvaluateConfig(model=str(exp), episodes=1, seed=10003))["seeds"] == [10003, 10003]
+
+
+def test_a_compress_hand_overs_selection_and_further_seeds_are_refused(tmp_path):
+    """Known answer: `bpd compress` hands over OUT/student.pt, a copy of `student select`'s file, chosen on the
+    selection seeds that file records (200000..200002 at --episodes 3) and judged again on compress's further ones
+    (200010..200014, compress.json); no summary.json is beside it, so `bpd evaluate OUT/student.pt --seed 200000`
+    reported the very return it was picked for. Both ranges are refused now; the seeds between and after are not."""
+    import numpy as np
+    import torch
+
+    from training.student import BayesianStudent, save_student
+
+    torch.manual_seed(0)
+    meta = {"env_id": "InvertedPendulum-v5", "obs_dim": 4, "act_dim": 1, "hidden": [4], "activation": "tanh",
+            "threshold": 3.0, "log_alpha_clip": 8.0, "selection": {"select_seeds": [200000, 200002]}}
+    stats = {"obs_mean": np.zeros(4, np.float32), "obs_std": np.ones(4, np.float32),
+             "action_low": -3 * np.ones(1, np.float32), "action_high": 3 * np.ones(1, np.float32)}
+    save_student(tmp_path / "student.pt", BayesianStudent(4, 1, [4]), meta, stats)
+    (tmp_path / "compress.json").write_text(json.dumps({"chosen": "bpd", "rows": [
+        {"method": "l1-threshold"}, {"method": "bpd", "confirm": {"first_seed": 200010, "episodes": 5}}]}))
+    model = str(tmp_path / "student.pt")
+    with pytest.raises(BpdError, match=r"overlap 200000\.\.200002, those of its selection \(bpd student select\)"):
+        run_evaluate(EvaluateConfig(model=model, episodes=1, seed=200002))
+    with pytest.raises(BpdError, match=r"overlap 200010\.\.200014, those of bpd compress's further selection"):
+        run_evaluate(EvaluateConfig(model=model, episodes=2, seed=200009))
+    for seed in (200003, 200015):
+        assert run_evaluate(EvaluateConfig(model=model, episodes=1, seed=seed))["seeds"] == [seed, seed]
