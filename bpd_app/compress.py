@@ -24,7 +24,7 @@ from bpd.config import check_ranges, field
 from bpd.errors import BpdError
 from bpd.io import atomic_write, check_output_dir, read_json, write_json, write_text
 from training.envs import LOW_SHARE, return_floor, share_of_teacher
-from training.selection_config import COSTS
+from training.selection_config import COSTS, spread
 
 # distill's default first (the fine-tune after the warm-up), then every method that gave the students plan's
 # cheapest student keeping the teacher's return on some task and seed (benchmarks/results/delivered): the
@@ -221,12 +221,13 @@ def run_compress(cfg: CompressConfig, meter) -> dict:
         ch = r["chosen"]
         rows.append({"method": m, "run": str(run), "command": "bpd " + " ".join(cmd), "step": ch["step"],
                      "threshold": ch["threshold"], "params_nonzero": ch["params_nonzero"], "cost": ch.get("cost"),
-                     "select_return": ch["select_return"], "teacher_select_return": r["teacher_select_return"],
+                     "select_return": ch["select_return"], "select_std": ch.get("select_std"),
+                     "select_min": ch.get("select_min"), "teacher_select_return": r["teacher_select_return"],
                      "keep_return_met": r["keep_return_met"], "falls": ch.get("falls"), "student": r["out"]}
                     | ({"reference_integer": refs[m]["bench"]["integer"]} if m in refs else {})
                     | ({"dense_steps": args["steps"]} if is_dense(m) and "steps" in args else {}))
         print(f"[{m}] step {ch['step']}: {ch['params_nonzero']} nonzero, {cfg.cost} {ch.get('cost', 0):.0f}, return "
-              f"{ch['select_return']:.1f} (teacher {r['teacher_select_return']:.1f}; target "
+              f"{ch['select_return']:.1f}{spread(ch)} (teacher {r['teacher_select_return']:.1f}; target "
               f"{'kept' if r['keep_return_met'] else 'not kept'})", flush=True)
     if not rows:
         raise BpdError("no method gave a student that is not a constant (every path pruned in each): nothing handed "
@@ -367,7 +368,8 @@ def caution(res: dict) -> str | None:
 
 def markdown(res: dict) -> str:
     L = [f"# bpd compress: {res['env_id']}", "", f"Handed over: **{res['chosen']}** ({res['rule']}).", "",
-         f"| method | step | nonzero | {res['cost']} | return (selection seeds) | % of teacher | keeps "
+         f"| method | step | nonzero | {res['cost']} | return (selection seeds: mean +- std, worst) | % of teacher "
+         f"| keeps "
          f"{100 * res['keep_return']:g} % | falls | judged again |", "|---|---|---|---|---|---|---|---|---|"]
     for r in res["rows"]:
         t = r["teacher_select_return"]
@@ -376,7 +378,8 @@ def markdown(res: dict) -> str:
         again = "-" if not c else (f"{percent(c['return'], c['teacher_return'])} of the teacher, "
                                    f"{c['early_ends_where_teacher_finished']} falls on {c['episodes']}: "
                                    + ("holds" if c["holds"] else "does not hold"))
-        L.append(f"| {r['method']} | {r['step']} | {r['params_nonzero']} | {r['cost']:.0f} | {r['select_return']:.1f} "
+        L.append(f"| {r['method']} | {r['step']} | {r['params_nonzero']} | {r['cost']:.0f} | "
+                 f"{r['select_return']:.1f}{spread(r)} "
                  f"| {percent(r['select_return'], t)} | {'yes' if r['keep_return_met'] else 'no'} | {falls} "
                  f"| {again} |")
     return "\n".join(L) + "\n"

@@ -492,3 +492,26 @@ def test_select_names_a_directory_that_is_no_run_for_what_it_is(tmp_path):
     with pytest.raises(BpdError, match=r"comp: a `bpd compress` directory, not a run: choose within one of its runs "
                                        rf"\(bpd, l1-threshold\), e.g. {comp}/bpd$"):
         run_select(SelectConfig(run=str(comp)))
+
+
+def test_the_chosen_students_return_is_printed_with_its_spread(monkeypatch, capsys):
+    """`student select`, `distill` and `compress` printed the chosen student's mean return on the selection seeds
+    alone: 950.0 on ten episodes is ten at 950 or nine at 1000 and one fall at 500. Known answer: returns 1000 x 9 and
+    500 are 950.0 +- 150.0, worst 500.0, in select's row, its line and compress's table."""
+    import training.selection as sel
+    from bpd_app.compress import markdown
+    from training.cli import report_select
+    from training.envs import Episodes
+
+    monkeypatch.setattr(sel, "rollouts", lambda env_id, act, episodes, seed: Episodes(
+        [1000.0] * 9 + [500.0], [1000] * 9 + [500], [False] * 9 + [True], 1))
+    out = select([Candidate(20, 1000.0, 29, _student(True, 1).state_dict())], META, STATS, "InvertedPendulum-v5", 0,
+                 "best", 0.02, 10, None)
+    ch = out["chosen"]
+    assert (ch["select_return"], ch["select_std"], ch["select_min"]) == (950.0, 150.0, 500.0)
+    report_select(out | {"out": "run/selected.pt", "cost": None})
+    assert "return 950.0 +- 150.0, worst 500.0 on the selection seeds" in capsys.readouterr().out
+    row = {"method": "a", "step": 20, "params_nonzero": 29, "cost": 7.0, "teacher_select_return": 1000.0,
+           "keep_return_met": False, "falls": 1} | {k: ch[k] for k in ("select_return", "select_std", "select_min")}
+    md = markdown({"env_id": "E", "chosen": "a", "rule": "r", "cost": "m4f-cycles", "keep_return": 0.99, "rows": [row]})
+    assert "| 950.0 +- 150.0, worst 500.0 | 95.0 % | no | 1 |" in md and "mean +- std, worst)" in md

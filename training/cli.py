@@ -68,11 +68,13 @@ def collect_line(out: str, ds) -> str:
 def distill_command(ns, meter=None) -> None:
     """`bpd distill` (wired by the firmware room, which lends it the DSP kernel's meter for --prune-to-cycles)."""
     from training.distill import DistillConfig, distill
+    from training.selection_config import spread
     cfg = from_namespace(DistillConfig, ns)
     s = resumable(lambda: distill(cfg, meter, log=lambda m: print(m, flush=True)), Path(cfg.out) / "checkpoint.pt")
     ch = s["selection"]["chosen"]
     ret = ch["select_return"] if ch["select_return"] is not None else s["final_eval_return_mean"]
-    print(f"student: {os.path.join(cfg.out, s['student'])}  step {ch['step']} of {s['steps']}, return {ret:.1f}, "
+    print(f"student: {os.path.join(cfg.out, s['student'])}  step {ch['step']} of {s['steps']}, return {ret:.1f}"
+          f"{spread(ch)}, "
           f"{s['params_nonzero']}/{s['params_total']} parameters nonzero "
           f"({100 * s['params_nonzero'] / s['teacher_params_total']:.2f} % of the teacher's "
           f"{s['teacher_params_total']}), {s['seconds']:.0f} s")
@@ -113,13 +115,13 @@ def _student_sweep(ns):
 def report_select(r: dict) -> None:
     """Print what `bpd student select` chose (the command is wired by the firmware room, which lends it the
     emulated Cortex-M meter for --cost), its cost in the unit --cost names."""
-    from training.selection_config import COST_UNITS
+    from training.selection_config import COST_UNITS, spread
 
     ch = r["chosen"]
     unit = COST_UNITS.get(r.get("cost") or "", "")
     head = (f"selected: {r['out']}  step {ch['step']}, threshold {ch['threshold']:g}, {ch['params_nonzero']} nonzero, "
             + (f"cost {ch['cost']:.0f} {unit}".rstrip() + ", " if "cost" in ch else "")
-            + f"return {ch['select_return']:.1f}")
+            + f"return {ch['select_return']:.1f}{spread(ch)}")
     if "falls" in ch:
         head += f", {ch['falls']} early ends where the teacher finishes"
     if r["teacher_select_return"] is None:  # sparsest-within: no return target

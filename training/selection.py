@@ -219,7 +219,8 @@ def select(cands: list[Candidate], meta: dict, stats: dict, env_id: str, run_see
             ep = rollouts(env_id, pol.act, episodes, seed)
             rows.append({"step": c.step, "threshold": float(th), "train_return": c.train_return,
                          "params_nonzero": pol.params_nonzero, "select_return": float(np.mean(ep.returns)),
-                         "select_min": float(np.min(ep.returns)), "early_terminations": ep.early_terminations}
+                         "select_std": float(np.std(ep.returns)), "select_min": float(np.min(ep.returns)),
+                         "early_terminations": ep.early_terminations}
                         | ({"cost": float(cost_fn(pol))} if cost_fn else {})
                         | ({"constant": True} if constant(pol) else {})
                         | ({"falls": early_where_teacher_finished(ep.terminated, teacher_ep.terminated)

@@ -19,6 +19,14 @@ COSTS = {"nonzero": "the fewest nonzero parameters",
                   "training/pairs.py)"}
 
 
+def spread(row: dict) -> str:
+    """A chosen row's spread on the selection seeds beside its mean return (std, worst episode), where recorded."""
+    if row.get("select_min") is None:
+        return ""
+    std = f" +- {row['select_std']:.1f}" if row.get("select_std") is not None else ""
+    return f"{std}, worst {row['select_min']:.1f}"
+
+
 @dataclass
 class SweepConfig:
     run: str = field(help="distillation run directory (or a student .pt)", positional=True)
