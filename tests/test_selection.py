@@ -515,3 +515,31 @@ def test_the_chosen_students_return_is_printed_with_its_spread(monkeypatch, caps
            "keep_return_met": False, "falls": 1} | {k: ch[k] for k in ("select_return", "select_std", "select_min")}
     md = markdown({"env_id": "E", "chosen": "a", "rule": "r", "cost": "m4f-cycles", "keep_return": 0.99, "rows": [row]})
     assert "| 950.0 +- 150.0, worst 500.0 | 95.0 % | no | 1 |" in md and "mean +- std, worst)" in md
+
+
+def test_distill_prints_what_its_cycle_budget_gave(monkeypatch, capsys, tmp_path):
+    """`bpd distill --prune-to-cycles 150` printed the student's nonzero count alone: the cycles asked for, and the
+    149 the handed-over student's layers cost (summary.json's layer_cycles), were nowhere on the screen. A run without
+    the budget prints no such line."""
+    import argparse
+
+    import training.distill
+    from bpd.config import add_arguments
+    from training.cli import distill_command
+    from training.distill_config import DistillConfig
+
+    ch = {"step": 600, "select_return": 222.5, "select_std": 22.4, "select_min": 183.0}
+    summary = {"student": "student.pt", "steps": 600, "params_nonzero": 315, "params_total": 4545,
+               "teacher_params_total": 67329, "seconds": 7.0, "selection": {"chosen": ch, "rule": "r"},
+               "final_eval_return_mean": 249.8, "layer_cycles": 149.0}
+    monkeypatch.setattr(training.distill, "distill", lambda cfg, meter, log: summary)
+    ap = argparse.ArgumentParser()
+    add_arguments(ap, DistillConfig)
+    base = ["--teacher", "t.npz", "--dataset", "d.npz", "--out", str(tmp_path / "run")]
+    distill_command(ap.parse_args(base + ["--prune-to-cycles", "150"]))
+    out = capsys.readouterr().out
+    assert ("layers: 149 est. Cortex-M4F cycles of the DSP integer kernel's layers (the C around them not counted; "
+            "--prune-to-cycles 150)") in out
+    assert "return 222.5 +- 22.4, worst 183.0, 315/4545 parameters nonzero" in out
+    distill_command(ap.parse_args(base))
+    assert "layers:" not in capsys.readouterr().out

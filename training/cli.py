@@ -78,6 +78,9 @@ def distill_command(ns, meter=None) -> None:
           f"{s['params_nonzero']}/{s['params_total']} parameters nonzero "
           f"({100 * s['params_nonzero'] / s['teacher_params_total']:.2f} % of the teacher's "
           f"{s['teacher_params_total']}), {s['seconds']:.0f} s")
+    if s.get("layer_cycles") is not None and cfg.prune_to_cycles is not None:  # the budget asked, and what it got
+        print(f"layers: {s['layer_cycles']:.0f} est. Cortex-M4F cycles of the DSP integer kernel's layers (the C "
+              f"around them not counted; --prune-to-cycles {cfg.prune_to_cycles:g})")
     print(f"chosen by {s['selection']['rule']}")
 
 
