@@ -24,7 +24,7 @@ from bpd.config import check_ranges, field
 from bpd.errors import BpdError
 from bpd.io import atomic_write, check_output_dir, read_json, write_json, write_text
 from training.envs import LOW_SHARE, return_floor, share_of_teacher
-from training.selection_config import COSTS, spread
+from training.selection_config import COST_UNITS, COSTS, spread
 
 # distill's default first (the fine-tune after the warm-up), then every method that gave the students plan's
 # cheapest student keeping the teacher's return on some task and seed (benchmarks/results/delivered): the
@@ -226,9 +226,7 @@ def run_compress(cfg: CompressConfig, meter) -> dict:
                      "keep_return_met": r["keep_return_met"], "falls": ch.get("falls"), "student": r["out"]}
                     | ({"reference_integer": refs[m]["bench"]["integer"]} if m in refs else {})
                     | ({"dense_steps": args["steps"]} if is_dense(m) and "steps" in args else {}))
-        print(f"[{m}] step {ch['step']}: {ch['params_nonzero']} nonzero, {cfg.cost} {ch.get('cost', 0):.0f}, return "
-              f"{ch['select_return']:.1f}{spread(ch)} (teacher {r['teacher_select_return']:.1f}; target "
-              f"{'kept' if r['keep_return_met'] else 'not kept'})", flush=True)
+        print(run_line(m, cfg.cost, r), flush=True)
     if not rows:
         raise BpdError("no method gave a student that is not a constant (every path pruned in each): nothing handed "
                        "over")
@@ -255,6 +253,15 @@ def run_compress(cfg: CompressConfig, meter) -> dict:
     write_json(out / "compress.json", res)
     write_text(out / "compress.md", markdown(res))
     return res
+
+
+def run_line(method: str, cost: str, r: dict) -> str:
+    """What compress says of one method's chosen student (`student select`'s result r): its cost in the unit --cost
+    names (training.selection_config.COST_UNITS), its return with its spread beside the teacher's."""
+    ch = r["chosen"]
+    return (f"[{method}] step {ch['step']}: {ch['params_nonzero']} nonzero, {ch.get('cost', 0):.0f} "
+            f"{COST_UNITS[cost]}, return {ch['select_return']:.1f}{spread(ch)} (teacher "
+            f"{r['teacher_select_return']:.1f}; target {'kept' if r['keep_return_met'] else 'not kept'})")
 
 
 def hand_over(student: Path, out: Path) -> None:

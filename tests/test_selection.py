@@ -543,3 +543,16 @@ def test_distill_prints_what_its_cycle_budget_gave(monkeypatch, capsys, tmp_path
     assert "return 222.5 +- 22.4, worst 183.0, 315/4545 parameters nonzero" in out
     distill_command(ap.parse_args(base))
     assert "layers:" not in capsys.readouterr().out
+
+
+def test_compress_names_each_methods_cost_in_its_unit():
+    """compress's line per method read 'm4f-cycles 3762', the flag's value for a unit, and 'flash 10076' with no
+    byte; it now says what the figure counts, as `student select` does."""
+    from bpd_app.compress import run_line
+
+    r = {"chosen": {"step": 200, "params_nonzero": 2264, "cost": 3762.0, "select_return": 78.7, "select_std": 5.0,
+                    "select_min": 70.0}, "teacher_select_return": 1000.0, "keep_return_met": False}
+    assert run_line("bpd", "m4f-cycles", r) == (
+        "[bpd] step 200: 2264 nonzero, 3762 est. Cortex-M4F cycles (select's meter, before export), return 78.7 +- "
+        "5.0, worst 70.0 (teacher 1000.0; target not kept)")
+    assert "2264 nonzero, 3762 B est. Cortex-M4F policy flash" in run_line("bpd", "flash", r)
