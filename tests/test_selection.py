@@ -556,3 +556,17 @@ def test_compress_names_each_methods_cost_in_its_unit():
         "[bpd] step 200: 2264 nonzero, 3762 est. Cortex-M4F cycles (select's meter, before export), return 78.7 +- "
         "5.0, worst 70.0 (teacher 1000.0; target not kept)")
     assert "2264 nonzero, 3762 B est. Cortex-M4F policy flash" in run_line("bpd", "flash", r)
+
+
+def test_a_student_short_of_the_teacher_is_said_so_after_the_hand_over():
+    """Known answers: --prune-to-cycles 150 handed over a student of return 222.0 against the teacher's 1000.0 (the
+    KL gate's reference) without a word; short by more than --eta-gate (5 %) is a note, within it none, and a run
+    that measured no teacher (--kl-warmup none) says nothing; a negative return is short by its magnitude."""
+    from training.cli import short_of_teacher
+
+    assert short_of_teacher(222.0, 1000.0, 0.05) == (
+        "bpd: note: the student's return, 222.0, is short of the teacher's 1000.0 (the periodic evaluations' seeds) "
+        "by more than --eta-gate (5 %): it does not imitate the teacher; a larger --prune-to-cycles or --steps, or "
+        "`bpd student select --keep-return`, may")
+    assert short_of_teacher(950.0, 1000.0, 0.05) is None and short_of_teacher(10.0, None, 0.05) is None
+    assert short_of_teacher(-104.0, -100.0, 0.05) is None and short_of_teacher(-106.0, -100.0, 0.05) is not None
