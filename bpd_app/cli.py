@@ -57,7 +57,12 @@ def _compress(ns):
     from firmware_host.measure.bench import policy_cost
 
     cfg = from_namespace(CompressConfig, ns)
-    res = run_compress(cfg, policy_cost)
+    try:
+        res = run_compress(cfg, policy_cost)
+    except KeyboardInterrupt as e:  # the run in hand said its own (its distill's --resume): compress resumes it
+        note = f"the runs so far are kept in {cfg.out}; the same `bpd compress` command resumes them (no --resume)"
+        e.bpd_note = note  # type: ignore[attr-defined]
+        raise
     print(markdown(res))
     print(f"student: {cfg.out}/student.pt (the comparison: {cfg.out}/compress.md)")
     if (line := caution(res)) is not None:

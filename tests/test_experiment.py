@@ -1222,3 +1222,21 @@ def test_compress_leaves_out_a_method_whose_every_candidate_is_a_constant(tiny_p
     constant = {"bpd-units-finetune", "l1-threshold"}
     with pytest.raises(BpdError, match="no method gave a student that is not a constant"):
         run_compress(CompressConfig(out=str(tmp_path / "b"), **base), meter=None)
+
+
+def test_compress_stopped_says_the_same_command_resumes_it(monkeypatch, capsys, tmp_path):
+    """Ctrl-C in `bpd compress` printed 'bpd: interrupted' (twice, with its run's own distill) and no word of how to
+    go on; the run in hand's note spoke of its distill's --resume. Known answer: compress's line names its output
+    and says the same compress command resumes, without --resume."""
+    import bpd_app.compress
+    from bpd_app.cli import main
+
+    def stopped(cfg, meter):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bpd_app.compress, "run_compress", stopped)
+    code = main(["compress", "--teacher", "t.npz", "--dataset", "d.npz", "--out", str(tmp_path / "comp")])
+    assert code == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"bpd: interrupted: the runs so far are kept in {tmp_path / 'comp'}; the same `bpd compress` command resumes "
+        "them (no --resume)")
