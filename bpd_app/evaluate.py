@@ -140,20 +140,39 @@ def _student(path: Path) -> Loaded:
                           ("the run's selection", sel.get("select_seeds") if isinstance(sel, dict) else None),
                           ("its selection (bpd student select)",
                            own.get("select_seeds") if isinstance(own, dict) else None),
-                          ("bpd compress's further selection episodes", _compress_confirm(path.parent))])
+                          *_compress_chose(path)])
     return Loaded("student", meta["env_id"], pol.act, pol.params_total, pol.params_nonzero, extra, pol.obs_dim,
                   pol.act_dim, chosen)
 
 
-def _compress_confirm(out: Path) -> list[int] | None:
-    """The [first, last] seeds of the further selection episodes on which `bpd compress` judged the student it handed
-    over into `out` again (compress.json beside it), None where there is none."""
-    try:
-        res = json.loads((out / "compress.json").read_text())
-        c = next(r["confirm"] for r in res["rows"] if r["method"] == res["chosen"] and r.get("confirm"))
-        return [int(c["first_seed"]), int(c["first_seed"]) + int(c["episodes"]) - 1]
-    except (OSError, ValueError, KeyError, TypeError, StopIteration, AttributeError):
-        return None
+def _compress_chose(path: Path) -> list[tuple[str, object]]:
+    """What chose a student `bpd compress` handed over beyond its file's own selection: the further selection
+    episodes compress judged it on again (compress.json's confirm) and, for the hand-over OUT/student.pt (no run
+    beside it), its run's periodic evaluations and selection (OUT/METHOD/summary.json). The chosen method's
+    OUT/METHOD/selected.pt is the same student: its further episodes are refused too."""
+    for out, handed in ((path.parent, True), (path.parent.parent, False)):
+        try:
+            res = json.loads((out / "compress.json").read_text())
+            row = next(r for r in res["rows"] if r["method"] == res["chosen"])
+            if not (path.name == "student.pt" if handed else
+                    path.parent.name == row["method"] and Path(row["student"]).name == path.name):
+                continue
+            c = row.get("confirm")
+            further = [int(c["first_seed"]), int(c["first_seed"]) + int(c["episodes"]) - 1] if c else None
+        except (OSError, ValueError, KeyError, TypeError, StopIteration, AttributeError):
+            continue
+        run: dict = {}
+        if handed:
+            try:
+                run = json.loads((out / str(row["method"]) / "summary.json").read_text())
+            except (OSError, ValueError):
+                pass
+        run = run if isinstance(run, dict) else {}
+        sel = run.get("selection")
+        return [("bpd compress's further selection episodes", further),
+                ("its run's periodic evaluations (bpd compress)", run.get("train_eval_seeds")),
+                ("its run's selection (bpd compress)", sel.get("select_seeds") if isinstance(sel, dict) else None)]
+    return []
 
 
 def _onnx(path: Path) -> Loaded:

@@ -85,3 +85,38 @@ def test_a_compress_hand_overs_selection_and_further_seeds_are_refused(tmp_path)
         run_evaluate(EvaluateConfig(model=model, episodes=2, seed=200009))
     for seed in (200003, 200015):
         assert run_evaluate(EvaluateConfig(model=model, episodes=1, seed=seed))["seeds"] == [seed, seed]
+
+
+def test_a_compress_students_run_seeds_and_its_selected_file_are_refused(tmp_path):
+    """Known answer: the student compress handed over (OUT/student.pt) is a candidate its run kept by its periodic
+    evaluations (100000..100004 in OUT/bpd/summary.json), which went through for OUT/student.pt, no run beside it; and
+    the chosen method's OUT/bpd/selected.pt, the same student, went through on compress's further episodes
+    (200010..200014). Both are refused now; another method's selected.pt is not refused compress's further seeds."""
+    import shutil
+
+    import numpy as np
+    import torch
+
+    from training.student import BayesianStudent, save_student
+
+    torch.manual_seed(0)
+    meta = {"env_id": "InvertedPendulum-v5", "obs_dim": 4, "act_dim": 1, "hidden": [4], "activation": "tanh",
+            "threshold": 3.0, "log_alpha_clip": 8.0, "selection": {"select_seeds": [200000, 200002]}}
+    stats = {"obs_mean": np.zeros(4, np.float32), "obs_std": np.ones(4, np.float32),
+             "action_low": -3 * np.ones(1, np.float32), "action_high": 3 * np.ones(1, np.float32)}
+    for m in ("bpd", "l1-threshold"):
+        (tmp_path / m).mkdir()
+        save_student(tmp_path / m / "selected.pt", BayesianStudent(4, 1, [4]), meta, stats)
+        (tmp_path / m / "summary.json").write_text(json.dumps({"train_eval_seeds": [100000, 100004]}))
+    shutil.copy(tmp_path / "bpd" / "selected.pt", tmp_path / "student.pt")
+    (tmp_path / "compress.json").write_text(json.dumps({"chosen": "bpd", "rows": [
+        {"method": "l1-threshold", "run": str(tmp_path / "l1-threshold"),
+         "student": str(tmp_path / "l1-threshold" / "selected.pt")},
+        {"method": "bpd", "run": str(tmp_path / "bpd"), "student": str(tmp_path / "bpd" / "selected.pt"),
+         "confirm": {"first_seed": 200010, "episodes": 5}}]}))
+    with pytest.raises(BpdError, match=r"overlap 100000\.\.100004, those of its run's periodic evaluations"):
+        run_evaluate(EvaluateConfig(model=str(tmp_path / "student.pt"), episodes=1, seed=100002))
+    with pytest.raises(BpdError, match=r"overlap 200010\.\.200014, those of bpd compress's further selection"):
+        run_evaluate(EvaluateConfig(model=str(tmp_path / "bpd" / "selected.pt"), episodes=1, seed=200012))
+    other = run_evaluate(EvaluateConfig(model=str(tmp_path / "l1-threshold" / "selected.pt"), episodes=1, seed=200012))
+    assert other["seeds"] == [200012, 200012]
