@@ -58,8 +58,10 @@ def _export(ns):
 
 def over_budget_note(report: dict, budget: int) -> str | None:
     """The note for an export whose shipped kernel is over --flash-budget (no kernel of the student fit: the rule
-    shipped the least flash), or None."""
+    shipped the least flash), or None. A kernel forced by --kernel was not held to the budget (auto's alone is)."""
     k = report.get("kernel") or {}
+    if k.get("requested", "auto") != "auto":
+        return None
     shipped = ((k.get("candidates") or {}).get(k.get("variant", k.get("kind"))) or {}).get("cost") or {}
     if (shipped.get("flash_bytes") or 0) <= budget:
         return None
