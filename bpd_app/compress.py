@@ -219,6 +219,8 @@ def run_compress(cfg: CompressConfig, meter) -> dict:
             print(f"[{m}] left out: {e}", flush=True)
             continue
         ch = r["chosen"]
+        if cfg.cost == "nonzero":  # select records no cost for its own count: the count is the cost compared
+            ch.setdefault("cost", float(ch["params_nonzero"]))
         rows.append({"method": m, "run": str(run), "command": "bpd " + " ".join(cmd), "step": ch["step"],
                      "threshold": ch["threshold"], "params_nonzero": ch["params_nonzero"], "cost": ch.get("cost"),
                      "select_return": ch["select_return"], "select_std": ch.get("select_std"),

@@ -1240,3 +1240,38 @@ def test_compress_stopped_says_the_same_command_resumes_it(monkeypatch, capsys, 
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         f"bpd: interrupted: the runs so far are kept in {tmp_path / 'comp'}; the same `bpd compress` command resumes "
         "them (no --resume)")
+
+
+def test_compress_by_nonzero_hands_over_the_fewest_nonzero_and_writes_its_table(tiny_pipeline, tmp_path, monkeypatch,
+                                                                                 capsys):
+    """`--cost nonzero` (what compress's own message names as the way without arm-none-eabi-gcc): `student select`
+    records no cost there (its count is params_nonzero), so every row's cost was None, the order fell to the return
+    alone (the 50-nonzero student handed over before the 30-nonzero one) and compress.md ended in a TypeError after
+    every run had trained. Known answer: the 30-nonzero student, its count in the line and the table."""
+    import bpd.process
+    import training.selection
+    from bpd_app.compress import CompressConfig, run_compress
+
+    def trained(cmd):
+        run = Path(cmd[cmd.index("--out") + 1])
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "student.pt").write_bytes(b"student")
+        (run / "summary.json").write_text("{}")
+        return 0
+
+    def select(cfg, meter=None):  # as run_select gives it for --cost nonzero: no "cost" in the rows
+        run = Path(cfg.run)
+        (run / "selected.pt").write_bytes(b"selected " + run.name.encode())
+        n = {"bpd-units-finetune": 50, "l1-threshold": 30}[run.name]
+        return {"chosen": {"step": 100, "threshold": 3.0, "params_nonzero": n, "select_return": 99.0 - n / 10,
+                           "falls": 0}, "teacher_select_return": 100.0, "keep_return_met": True,
+                "out": str(run / "selected.pt")}
+
+    monkeypatch.setattr(bpd.process, "run_bpd", trained)
+    monkeypatch.setattr(training.selection, "run_select", select)
+    res = run_compress(CompressConfig(teacher=str(tiny_pipeline / "teacher.npz"), cost="nonzero",
+                                      dataset=str(tiny_pipeline / "dataset.npz"), confirm=0, out=str(tmp_path / "c"),
+                                      methods=["bpd-units-finetune", "l1-threshold"]), meter=None)
+    assert res["chosen"] == "l1-threshold" and [r["cost"] for r in res["rows"]] == [50, 30]
+    assert "[l1-threshold] step 100: 30 nonzero, 30 nonzero parameters, return 96.0" in capsys.readouterr().out
+    assert "| l1-threshold | 100 | 30 | 30 | 96.0 |" in (tmp_path / "c" / "compress.md").read_text()
