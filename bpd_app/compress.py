@@ -377,7 +377,8 @@ def caution(res: dict) -> str | None:
 
 def markdown(res: dict) -> str:
     L = [f"# bpd compress: {res['env_id']}", "", f"Handed over: **{res['chosen']}** ({res['rule']}).", "",
-         f"| method | step | nonzero | {res['cost']} | return (selection seeds: mean +- std, worst) | % of teacher "
+         f"| method | step | nonzero | {res['cost']}: {COST_UNITS[res['cost']]} "
+         "| return (selection seeds: mean +- std, worst) | % of teacher "
          f"| keeps "
          f"{100 * res['keep_return']:g} % | falls | judged again |", "|---|---|---|---|---|---|---|---|---|"]
     for r in res["rows"]:

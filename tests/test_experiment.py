@@ -1275,3 +1275,16 @@ def test_compress_by_nonzero_hands_over_the_fewest_nonzero_and_writes_its_table(
     assert res["chosen"] == "l1-threshold" and [r["cost"] for r in res["rows"]] == [50, 30]
     assert "[l1-threshold] step 100: 30 nonzero, 30 nonzero parameters, return 96.0" in capsys.readouterr().out
     assert "| l1-threshold | 100 | 30 | 30 | 96.0 |" in (tmp_path / "c" / "compress.md").read_text()
+
+
+def test_compress_md_names_its_cost_columns_unit():
+    """compress.md's cost column was headed by the flag's value alone ('m4f-cycles', 'flash': bytes of what?), while
+    the printed line gave the unit; the header now gives both."""
+    from bpd_app.compress import markdown
+
+    row = {"method": "bpd", "step": 10, "params_nonzero": 50, "cost": 812.0, "select_return": 990.0,
+           "teacher_select_return": 1000.0, "keep_return_met": True, "falls": 0, "confirm": None}
+    res = {"env_id": "E", "chosen": "bpd", "rule": "r", "cost": "flash", "keep_return": 0.99, "rows": [row]}
+    header = markdown(res).splitlines()[4]
+    assert "| flash: B est. Cortex-M4F policy flash (select's meter, before export) |" in header
+    assert markdown(res).splitlines()[6].startswith("| bpd | 10 | 50 | 812 | 990.0")
