@@ -39,6 +39,7 @@ from firmware_host.wire.spec import STATES
 QEMU = "qemu-system-arm"
 BOARD = "stm32f4-pil"
 ICOUNT_SHIFT = 0  # 2**shift ns of virtual time per instruction
+PORT_READY_S = 5.0  # how long the image may take to say its plant port is ready
 REPLY = struct.Struct("<cBBHBIIII")  # 'R', state, mode, ticks_without_action, reset, seed, ticks, tick and
 # policy cycles; then the actuator
 RUNNING = STATES["running"]
@@ -140,12 +141,12 @@ class PilRig:
             raise
         finally:
             srv.close()
-        self.conn.settimeout(5.0)
+        self.conn.settimeout(PORT_READY_S)
         try:
             self._recv()  # the image says its plant port is ready
         except (OSError, BpdError) as e:
             self.close()
-            why = "no answer in 5 s" if isinstance(e, TimeoutError) else e
+            why = f"no answer in {PORT_READY_S:g} s" if isinstance(e, TimeoutError) else e
             board = "" if report else (f" (no build_report.json beside {self.elf.name} says which board it is for: "
                                        f"the plant port is the `bpd firmware build --board {BOARD}` image's)")
             raise BpdError(f"the image did not start its plant port: {why}{board}") from None
