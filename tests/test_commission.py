@@ -125,7 +125,8 @@ def test_the_noisy_sensor_fault_says_what_it_is_on_a_rotary_pendulum(tmp_path):
     from firmware_host.rig.sim import FAULTS
 
     r = run_check(RigCheckConfig(port="sim", rig="rotary-pendulum", fault="noisy-sensor", record=str(tmp_path)))
-    assert r["failed"] == ["arm noise at rest"]
+    # loop timing is the host's real-time scheduling: a loaded machine may fail it beside the finding
+    assert [f for f in r["failed"] if f != "loop timing"] == ["arm noise at rest"], r["failed"]
     assert "a rotary rig's arm" in FAULTS["noisy-sensor"]
 
 
