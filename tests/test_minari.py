@@ -255,6 +255,31 @@ def test_a_collect_stopped_while_minari_writes_leaves_no_dataset_under_its_id(st
     assert list(minari.list_local_datasets()) == ["bpd/stopped-v0"]
 
 
+def test_a_store_named_by_a_relative_path_takes_a_dataset(tmp_path, monkeypatch):
+    """Before, with MINARI_DATASETS_PATH relative (benchmarks/minari_roundtrip.py --work DIR, a user's `store`),
+    `bpd collect --format minari` failed: its stage was a relative path Minari joined to its own a second time
+    ('store/bpd/.bpd-collect-*/bpd/t-v0/data/store/bpd/.../main_data.hdf5: No such file or directory'). Now the stage
+    is absolute and the dataset lands under the relative store, where Minari reads it."""
+    from types import SimpleNamespace
+
+    from training.collect import load_dataset
+    from training.minari_io import write_minari
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MINARI_DATASETS_PATH", "store")
+    n = 6
+    obs = np.arange(n * 4, dtype=np.float32).reshape(n, 4)
+    ds = SimpleNamespace(observations=obs, next_observations=obs + 1, actions=np.zeros((n, 1), np.float32),
+                         teacher_actions=np.ones((n, 1), np.float32), rewards=np.ones(n, np.float32),
+                         terminals=np.zeros(n, np.float32), truncations=np.array([0] * 5 + [1], np.float32),
+                         meta={"env_id": "InvertedPendulum-v5", "steps": n, "format": "bpd-dataset"})
+    assert write_minari(ds, "bpd/rel-v0") == "bpd/rel-v0"
+    assert (tmp_path / "store" / "bpd" / "rel-v0" / "data" / "main_data.hdf5").is_file()
+    assert sorted(p.name for p in (tmp_path / "store" / "bpd").iterdir()) == ["namespace_metadata.json", "rel-v0"]
+    back = load_dataset("minari:bpd/rel-v0", 4, 1)
+    assert len(back) == n and np.array_equal(back.observations, obs)
+
+
 def test_an_id_minari_refuses_is_refused_before_the_rollout(store):
     """Before, bpd's id pattern took a dot in a name and a one-letter namespace, which Minari refuses: `bpd collect
     --format minari --out a/b-v0` rolled the teacher out, then died in Minari with an internal error (exit 70). Now

@@ -155,7 +155,9 @@ def _create_whole(minari: Any, ds_id: str, buffers: list, **kw: Any) -> None:
     namespace = ds_id.rpartition("/")[0]
     if namespace and namespace not in list_local_namespaces():  # made in the real store as Minari would
         create_namespace(namespace)
-    home = local_path(ds_id).parent  # the stage beside its final place: one file system, one rename
+    # the stage beside its final place (one file system, one rename), absolute: Minari joins a relative
+    # MINARI_DATASETS_PATH to its own data path a second time ('.../data/store/bpd/.../data/main_data.hdf5')
+    home = local_path(ds_id).parent.resolve()
     home.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=".bpd-collect-", dir=home))
     before = os.environ.get("MINARI_DATASETS_PATH")
