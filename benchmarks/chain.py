@@ -23,6 +23,16 @@ def command_line(res: dict, json_name: str) -> str:
     return f"Written by `{res['command'].strip()}` (this file again from its {json_name}: `--table-only`)."
 
 
+# the script whose stage writes each stage file, named when no seed has one
+STAGE_SCRIPT = {"run/student.pt": "training_benchmark.py", "export/export.json": "export_benchmark.py"}
+
+
 def seeds_with(work: Path, stage_file: str) -> list[Path]:
-    """The seed directories under work whose stage_file (e.g. run/student.pt) exists, in order."""
-    return [d for d in sorted(work.glob("seed*")) if (d / stage_file).exists()]
+    """The seed directories under work whose stage_file (e.g. run/student.pt) exists, in order; none is a one-line
+    error (exit 1), so the committed results are not overwritten by an empty table."""
+    found = [d for d in sorted(work.glob("seed*")) if (d / stage_file).exists()]
+    if not found:
+        before = STAGE_SCRIPT.get(stage_file, "the previous stage")
+        raise SystemExit(f"no seed directory under {work} holds {stage_file}: run benchmarks/{before} first "
+                         "(results left as they are)")
+    return found
