@@ -25,3 +25,26 @@ def test_corpus_is_small_and_committed():
     files = [f for f in (FUZZ / "corpus").rglob("*") if f.is_file()]
     assert {f.parent.name for f in files} == set(HARNESSES)
     assert sum(f.stat().st_size for f in files) < 64 * 1024
+
+
+def test_the_benchmark_records_its_command_without_a_machines_path(tmp_path, monkeypatch):
+    """Before, fuzz_benchmark.py recorded its argv as typed: `--out /home/.../scratch` went into fuzz.json as that
+    machine's absolute path, and fuzz.md named the default command whatever --runs was. Now both name the options
+    that differ from the defaults, --out relative to the repository (the name alone outside it, as portable_path)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    out = tmp_path / "fz"
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # holding neither the repository nor the out directory
+    p = subprocess.run([sys.executable, str(root / "benchmarks" / "fuzz_benchmark.py"), "--runs", "200", "--out",
+                        str(out)], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(root)})
+    assert p.returncode == 0, p.stderr
+    res = json.loads((out / "fuzz.json").read_text())
+    assert res["command"] == "python benchmarks/fuzz_benchmark.py --runs 200 --out fz"
+    assert res["total_executions"] == 400 and str(tmp_path) not in (out / "fuzz.md").read_text()
+    assert "`python benchmarks/fuzz_benchmark.py --runs 200 --out fz`" in (out / "fuzz.md").read_text()
