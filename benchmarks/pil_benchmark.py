@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import shutil
 import subprocess
@@ -26,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from bpd.io import bpd_executable, write_json, write_text  # noqa: E402
+from bpd.io import bpd_executable, portable_argv, write_json, write_text  # noqa: E402
 
 RIGS = ("gym-inverted-pendulum", "desktop-cartpole")
 MODES = ("device", "host")
@@ -40,12 +41,17 @@ def bpd(*args: str) -> None:
 
 
 def export_dir(work: Path) -> Path:
-    """The committed export with the current kernel beside it (as the tests use it)."""
+    """The committed export with the current kernel beside it, in its file record as `bpd export` adds it (as the
+    tests use it, tests/conftest.py pendulum_export): made anew each run, so a work directory of an earlier kernel
+    does not stay. Without the record every trial failed ('export.json's file list leaves out policy.c')."""
     d = work / "pendulum_export"
-    if not d.exists():
-        shutil.copytree(ROOT / "tests" / "fixtures" / "pendulum_export", d)
-        for f in ("policy.c", "policy.h"):
-            shutil.copyfile(ROOT / "export" / f, d / f)
+    shutil.rmtree(d, ignore_errors=True)
+    shutil.copytree(ROOT / "tests" / "fixtures" / "pendulum_export", d)
+    info = json.loads((d / "export.json").read_text())
+    for f in ("policy.c", "policy.h"):
+        shutil.copyfile(ROOT / "export" / f, d / f)
+        info["files"][f] = hashlib.sha256((d / f).read_bytes()).hexdigest()
+    (d / "export.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     return d
 
 
@@ -76,6 +82,8 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=HERE / "work" / "pil")
     ap.add_argument("--out", type=Path, default=HERE / "results")
     args = ap.parse_args()
+    # argv with its paths portable (as typed, a machine's absolute --out or --work went into pil.json)
+    command = " ".join(["python benchmarks/pil_benchmark.py", *portable_argv(sys.argv[1:])])
     args.work.mkdir(parents=True, exist_ok=True)
     policy = export_dir(args.work)
     rows = []
@@ -88,7 +96,7 @@ def main() -> None:
                    "episodes_equal": int((diff == 0).sum())}
             print(json.dumps({k: row[k] for k in ("rig", "mode", "max_abs_return_diff", "episodes_equal")}), flush=True)
             rows.append(row)
-    write_json(args.out / "pil.json", {"command": "python benchmarks/pil_benchmark.py " + " ".join(sys.argv[1:]),
+    write_json(args.out / "pil.json", {"command": command,
                                        "policy": "tests/fixtures/pendulum_export", "seeds": "0..episodes-1",
                                        "rows": rows})
     lines = ["# Processor-in-the-loop: the firmware image in QEMU against the simulated rig", "",
@@ -97,7 +105,7 @@ def main() -> None:
              f"{args.episodes} episodes each, seeds 0-{args.episodes - 1}, policy tests/fixtures/pendulum_export "
              "(trained on InvertedPendulum-v5; on desktop-cartpole a policy for another plant, so that row "
              "measures agreement, not a controller made for the rig). "
-             "`python benchmarks/pil_benchmark.py`.", "",
+             f"`{command}`.", "",
              "| rig | mode | PIL return mean | sim return mean | episodes with equal return | max abs difference "
              "| instructions per tick (median) | of which policy | rest of the tick |",
              "|---|---|---|---|---|---|---|---|---|"]
