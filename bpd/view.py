@@ -20,6 +20,7 @@ waiting).
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -126,6 +127,12 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True     # a page still connected never holds up the end of the run
     request_queue_size = 128  # the listen backlog (socketserver's default is 5): a page opens several
                               # connections at once, and a busy host accepts them late
+
+    def handle_error(self, request, client_address) -> None:
+        """A page that went (closed, reloaded) before its answer was written is no fault: the loop's terminal gets no
+        traceback for it. Any other error is socketserver's to print."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class LiveView:

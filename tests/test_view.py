@@ -455,3 +455,23 @@ def test_page_outlives_a_failed_poll(tmp_path):
         server.server_close()
     assert len(asked) >= 3, asked
     assert shown(dom) == {"state": "finished", "ticks": 50, "done": True}, dom[:300]
+
+
+def test_a_page_gone_before_its_answer_prints_no_traceback(capfd):
+    """A page closed while its answer is written (the trial's host stopped, a tab closed, a reload) left a
+    BrokenPipeError traceback in the middle of the trial's terminal; it is no fault, and nothing is printed."""
+    import struct
+
+    from bpd.view import LiveView
+
+    with LiveView(free_port()) as view:
+        for _ in range(5):
+            s = socket.create_connection(("127.0.0.1", view.port))
+            s.sendall(b"GET /plotly.min.js HTTP/1.1\r\nHost: x\r\n\r\n")  # 4 MB: still being written when it goes
+            s.recv(100)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # closed with a reset
+            s.close()
+        time.sleep(0.5)
+        with urllib.request.urlopen(view.url + "favicon.ico", timeout=10) as r:  # and the server still answers
+            assert r.status == 204
+    assert "Traceback" not in capfd.readouterr().err
