@@ -225,6 +225,7 @@ def _run_trial(cfg: HilRunConfig, spec, pol, view: LiveView, via: str | None = N
                 else:  # cut before its first tick: no episode
                     episodes.pop()
             write_json(out / "summary.json", summary)
+            view.finish(summary)  # the page says the trial is over now, not once the plots are drawn (seconds)
         finally:
             closing.release()  # a stop held meanwhile is raised now: the plots may be interrupted
         if cfg.plots and summary["timing"].get("ticks"):
@@ -233,7 +234,6 @@ def _run_trial(cfg: HilRunConfig, spec, pol, view: LiveView, via: str | None = N
                 render(out)
             except Exception as e:  # plots never hide the trial's own outcome
                 summary["plots"] = f"not rendered: {e}"
-        view.finish(summary)
     if isinstance(error, KeyboardInterrupt):  # bpd_app/cli.py's one line says what became of the trial
         error.bpd_note = f"{stop_outcome}; logs kept in {out}"  # type: ignore
         raise error

@@ -475,3 +475,26 @@ def test_a_page_gone_before_its_answer_prints_no_traceback(capfd):
         with urllib.request.urlopen(view.url + "favicon.ico", timeout=10) as r:  # and the server still answers
             assert r.status == 204
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_the_page_has_the_summary_before_the_plots_are_drawn(monkeypatch, tmp_path):
+    """The trial's PNG plots take seconds after its last tick (more on a loaded machine; a second Ctrl-C may cut
+    them): the page kept saying 'running' all that time, and never had the summary when they were interrupted. The
+    summary is the page's once it is written, before the plots."""
+    import hil.report
+    from hil.trial import HilRunConfig, run_trial
+
+    port, seen = free_port(), []
+
+    def render(out):  # the plots being drawn: what a page polling now is told
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/data?since=0", timeout=10) as r:
+            data = json.load(r)
+        seen.append((data["done"], (data["summary"] or {}).get("ended"), data["next"]))
+        raise KeyboardInterrupt  # a second Ctrl-C during the plots
+
+    monkeypatch.setattr(hil.report, "render", render)
+    cfg = HilRunConfig(port="sim", rig=patient_rig(tmp_path), policy=str(FIX), mode="device", steps=20,
+                       out=str(tmp_path / "log"), view=port, view_linger=1, stall_timeout=10)
+    with pytest.raises(KeyboardInterrupt):
+        run_trial(cfg)
+    assert seen == [(True, "complete", 20)]
