@@ -498,3 +498,26 @@ def test_the_page_has_the_summary_before_the_plots_are_drawn(monkeypatch, tmp_pa
     with pytest.raises(KeyboardInterrupt):
         run_trial(cfg)
     assert seen == [(True, "complete", 20)]
+
+
+@needs_chromium
+def test_a_page_whose_poll_goes_unanswered_says_so(monkeypatch, tmp_path):
+    """The trial's host stopped (its server is a thread of the loop's process): the page's poll is neither answered
+    nor refused, and the page said 'running' for as long, while the device's watchdog had stopped the rig. After
+    3 s without an answer it says so. (The unanswered poll is one that never settles: a browser's virtual time
+    stands still while a request is pending.)"""
+    import bpd.view
+    from bpd.view import LiveView
+
+    page = bpd.view.page_html
+    hang = (b"<head><script>const realFetch = window.fetch; let calls = 0;\n"
+            b"window.fetch = (...a) => (++calls <= 2 ? realFetch(...a) : new Promise(() => {}));</script>")
+    monkeypatch.setattr(bpd.view, "page_html", lambda live, data=None: page(live, data).replace(b"<head>", hang, 1))
+    with LiveView(free_port()) as view:
+        view.start(["episode", "deadline_miss", "skipped", "obs0", "action0"], {"rig": "r", "period_us": 1000})
+        view.add([0, 0, 0, 0.1, 0.0])
+        dom = browse(view.url, tmp_path, budget_ms=6000)
+        view.stop_waiting()
+    s = shown(dom)
+    assert s["ticks"] == 1 and re.fullmatch(r"no answer from the trial for [3-6] s \(its host stopped or busy\)",
+                                            s["state"]), dom[:300]
