@@ -165,7 +165,7 @@ def test_rig_sim_view_in_chromium(tmp_path):
         assert sent >= 800
         rig.proc.terminate()  # the rig stops: the summary goes to the page
         dom = finished_page(url, tmp_path)
-        assert shown(dom) == {"state": "finished", "ticks": sent, "done": True}, dom[:300]
+        assert shown(dom) == {"state": "ended (stopped (SIGTERM))", "ticks": sent, "done": True}, dom[:300]
         assert "summary: stopped (SIGTERM)" in dom and dom.count("stopped by the host") == 2, dom[:300]
         assert rig.proc.wait(30) == 0  # gone once the page had the summary, not after the 60 s linger
     finally:
@@ -521,3 +521,19 @@ def test_a_page_whose_poll_goes_unanswered_says_so(monkeypatch, tmp_path):
     s = shown(dom)
     assert s["ticks"] == 1 and re.fullmatch(r"no answer from the trial for [3-6] s \(its host stopped or busy\)",
                                             s["state"]), dom[:300]
+
+
+@needs_chromium
+def test_a_trial_cut_short_is_not_called_finished(tmp_path):
+    """A trial the device's watchdog ended (or Ctrl-C, or an error) had its page say 'finished', as a complete one; the
+    page's state now says how it ended."""
+    from bpd.view import LiveView
+
+    ended = "error: device fault: watchdog (episode 0, tick 3; the device zeroed its actuator); stop sent"
+    with LiveView(free_port(), linger=30) as view:
+        view.start(["episode", "deadline_miss", "skipped", "obs0", "action0"], {"rig": "r", "period_us": 1000})
+        for i in range(3):
+            view.add([0, 0, 0, 0.01 * i, 0.0])
+        view.finish({"ended": ended, "episodes": [], "timing": {"ticks": 3}})
+        dom = browse(view.url, tmp_path)
+    assert shown(dom) == {"state": f"ended ({ended})", "ticks": 3, "done": True}, dom[:300]
