@@ -77,8 +77,11 @@ def render(log_dir: str | Path) -> list[Path]:
 
     d = Path(log_dir)
     if not d.is_dir():
-        raise BpdError(f"{d}: no such log directory")
+        raise BpdError(f"{d}: not a directory; give the trial's log directory (its --out: ticks.csv, summary.json)"
+                       if d.exists() else f"{d}: no such log directory")
     summ_path = d / "summary.json"
+    if not (d / "ticks.csv").is_file():
+        raise BpdError(f"{d}: no ticks.csv, not a trial's log directory (`bpd hil run --out`)")
     if not summ_path.is_file() and (d / "ticks.csv").is_file():
         raise BpdError(f"{d}: no summary.json, the trial did not finish writing its logs (its ticks are in "
                        "ticks.csv); the report reads a finished trial")

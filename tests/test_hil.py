@@ -527,3 +527,20 @@ def test_a_stop_while_the_port_opens_is_held_until_the_trial_can_stop_the_device
     assert {s: signal.getsignal(s) for s in sigs} == old  # every handler put back
     assert rc == 128 + signal.SIGTERM and len(opened) == 1
     assert summary(out)["ended"] == "interrupted (SIGTERM): stop sent"
+
+
+def test_report_of_a_file_or_an_empty_directory_says_what_it_wants(tmp_path):
+    """`bpd hil report LOG/ticks.csv` said 'no such log directory' of a file that is there, and an empty directory
+    'no ticks.csv with rows'; each now says what was given and what the report reads."""
+    from bpd.errors import BpdError
+    from hil.report import render
+
+    (tmp_path / "ticks.csv").write_text("episode\n")
+    with pytest.raises(BpdError, match=r"ticks.csv: not a directory; give the trial's log directory \(its --out: "
+                                       r"ticks.csv, summary.json\)$"):
+        render(tmp_path / "ticks.csv")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BpdError, match=r"empty: no ticks.csv, not a trial's log directory \(`bpd hil run --out`\)$"):
+        render(tmp_path / "empty")
+    with pytest.raises(BpdError, match=r"none: no such log directory$"):
+        render(tmp_path / "none")
