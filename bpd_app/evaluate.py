@@ -124,20 +124,13 @@ def _student(path: Path) -> Loaded:
     from training.student import load_student
     student, meta, stats = load_student(path)
     pol = student.collapse(**stats)
-    summary: dict = {}
-    try:  # a run directory's summary records the seeds its periodic evaluations and its selection used
-        summary = json.loads((path.parent / "summary.json").read_text())
-    except (OSError, ValueError):
-        pass
-    summary = summary if isinstance(summary, dict) else {}
-    sel = summary.get("selection")
     teacher_total = int(meta.get("teacher_params_total", 0))
     extra = {"hidden": pol.hidden, "threshold": meta["threshold"], "teacher_params_total": teacher_total,
              "nonzero_vs_teacher": pol.params_nonzero / teacher_total if teacher_total else None,
              "compression_vs_teacher": teacher_total / max(pol.params_nonzero, 1) if teacher_total else None}
     own = meta.get("selection")  # `bpd student select`'s, in the file it wrote (compress hands that file over)
-    chosen = seed_ranges([("the run's periodic evaluations", summary.get("train_eval_seeds")),
-                          ("the run's selection", sel.get("select_seeds") if isinstance(sel, dict) else None),
+    # a run directory's summary records the seeds its periodic evaluations and its selection used
+    chosen = seed_ranges([*_run_chose(_json_dict(path.parent / "summary.json"), "the run's"),
                           ("its selection (bpd student select)",
                            own.get("select_seeds") if isinstance(own, dict) else None),
                           *_compress_chose(path)])
@@ -152,7 +145,7 @@ def _compress_chose(path: Path) -> list[tuple[str, object]]:
     OUT/METHOD/selected.pt is the same student: its further episodes are refused too."""
     for out, handed in ((path.parent, True), (path.parent.parent, False)):
         try:
-            res = json.loads((out / "compress.json").read_text())
+            res = _json_dict(out / "compress.json")
             row = next(r for r in res["rows"] if r["method"] == res["chosen"])
             if not (path.name == "student.pt" if handed else
                     path.parent.name == row["method"] and Path(row["student"]).name == path.name):
@@ -161,18 +154,27 @@ def _compress_chose(path: Path) -> list[tuple[str, object]]:
             further = [int(c["first_seed"]), int(c["first_seed"]) + int(c["episodes"]) - 1] if c else None
         except (OSError, ValueError, KeyError, TypeError, StopIteration, AttributeError):
             continue
-        run: dict = {}
-        if handed:
-            try:
-                run = json.loads((out / str(row["method"]) / "summary.json").read_text())
-            except (OSError, ValueError):
-                pass
-        run = run if isinstance(run, dict) else {}
-        sel = run.get("selection")
+        run = _json_dict(out / str(row["method"]) / "summary.json") if handed else {}
         return [("bpd compress's further selection episodes", further),
-                ("its run's periodic evaluations (bpd compress)", run.get("train_eval_seeds")),
-                ("its run's selection (bpd compress)", sel.get("select_seeds") if isinstance(sel, dict) else None)]
+                *_run_chose(run, "its run's", " (bpd compress)")]
     return []
+
+
+def _json_dict(path: Path) -> dict:
+    """A JSON object from a file beside a model, {} where it is missing, unreadable or not an object."""
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return d if isinstance(d, dict) else {}
+
+
+def _run_chose(summary: dict, whose: str, by: str = "") -> list[tuple[str, object]]:
+    """The seed ranges a run's summary.json records as choosing its student: its periodic evaluations and its
+    selection."""
+    sel = summary.get("selection")
+    return [(f"{whose} periodic evaluations{by}", summary.get("train_eval_seeds")),
+            (f"{whose} selection{by}", sel.get("select_seeds") if isinstance(sel, dict) else None)]
 
 
 def _onnx(path: Path) -> Loaded:
