@@ -116,10 +116,10 @@ class RigSpec:
         """Whether a policy trained on env_id (with or without its `module:` prefix) is one for this rig; true
         where the rig names no environment (a rig of one's own, by its YAML), as nothing says otherwise; for
         `rig:PATH` (yaml_env.py), whether PATH is this rig's YAML."""
-        from training.envs import RIG_ENV
+        from training.envs import RIG_ENV, env_key
 
         if env_id.startswith(RIG_ENV):
-            return self.path is not None and Path(env_id.partition(":")[2]).resolve() == self.path.resolve()
+            return self.path is not None and env_key(env_id) == env_key(f"rig:{self.path}")
         return not self.policy_envs or env_id.rpartition(":")[2] in self.policy_envs
 
     def plant_note(self, what: str, env_id: str | None, then: str) -> str | None:
