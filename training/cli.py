@@ -83,18 +83,28 @@ def distill_command(ns, meter=None) -> None:
         print(f"layers: {s['layer_cycles']:.0f} est. Cortex-M4F cycles of the DSP integer kernel's layers (the C "
               f"around them not counted; --prune-to-cycles {cfg.prune_to_cycles:g})")
     print(f"chosen by {s['selection']['rule']}")
-    if (note := short_of_teacher(ret, s.get("eta_gate_teacher_return"), cfg.eta_gate)) is not None:
+    if (note := short_of_teacher(s, cfg.eta_gate)) is not None:
         print(note, file=sys.stderr)
 
 
-def short_of_teacher(ret: float, teacher: float | None, eta: float) -> str | None:
+def short_of_teacher(s: dict, eta: float) -> str | None:
     """The note for a handed-over student whose return is short of the teacher's by more than --eta-gate (the KL
-    gate's own test of imitating it), where the run measured the teacher (the gate's reference); else None."""
-    if teacher is None or ret >= teacher - eta * abs(teacher):
+    gate's own test of imitating it), the two on the same seeds: the selection's, where it ran the teacher there
+    (--keep-return), else the periodic evaluations' (the student's at the chosen step against the gate's reference,
+    where the run measured the teacher); None when short by no more, or when the run measured no teacher."""
+    sel = s.get("selection") or {}
+    ch = sel.get("chosen") or {}
+    if sel.get("teacher_select_return") is not None and ch.get("select_return") is not None:
+        ret, teacher, seeds = ch["select_return"], sel["teacher_select_return"], "the selection seeds"
+    elif s.get("eta_gate_teacher_return") is not None and ch.get("train_return") is not None:
+        ret, teacher, seeds = ch["train_return"], s["eta_gate_teacher_return"], "the periodic evaluations' seeds"
+    else:
         return None
-    return (f"bpd: note: the student's return, {ret:.1f}, is short of the teacher's {teacher:.1f} (the periodic "
-            f"evaluations' seeds) by more than --eta-gate ({100 * eta:g} %): it does not imitate the teacher; a larger "
-            "--prune-to-cycles or --steps, or `bpd student select --keep-return`, may")
+    if ret >= teacher - eta * abs(teacher):
+        return None
+    return (f"bpd: note: the student's return, {ret:.1f}, is short of the teacher's {teacher:.1f} ({seeds}) by more "
+            f"than --eta-gate ({100 * eta:g} %): it does not imitate the teacher; a larger --prune-to-cycles or "
+            "--steps, or `bpd student select --keep-return`, may")
 
 
 def _baseline_train(ns):
