@@ -213,12 +213,15 @@ def _export_dir(path: Path) -> Loaded:
 
 def _source_chosen(info: dict, export_dir: Path) -> list[tuple[str, int, int]]:
     """The seeds that chose an export's source (a run's student, a teacher), read from the source's own records
-    where it is still there (the export names it); none where it is gone."""
-    from bpd.io import path_from_record
+    where it is still there (the export names it) and is still the file exported (its content hash); none where it
+    is gone or was made again in its place (another run's seeds are not this export's)."""
+    from bpd.io import path_from_record, sha256_file
 
     rec = info.get("source")
     src = path_from_record(rec, export_dir) if isinstance(rec, str) else None
     if src is None or not src.exists() or (src / "export.json").exists():
+        return []
+    if info.get("source_sha256") and src.is_file() and sha256_file(src) != info["source_sha256"]:
         return []
     try:
         return load_any(src).chosen_on

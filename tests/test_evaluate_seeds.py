@@ -44,19 +44,28 @@ def test_an_exports_source_seeds_are_refused_where_the_source_is_there(tmp_path)
     """Known answer: an export of the committed InvertedPendulum teacher (its export.json names the source) evaluated
     on 10000..10004, the seeds that chose that teacher, went through: the export's file records no seeds. Its source's
     records are read where the source is there (the C kernel and the ONNX file alike); a source gone leaves nothing
-    to check."""
+    to check, and so does a source made again in its place (its content hash is not the one exported: another
+    model's seeds are not the export's)."""
     import shutil
 
+    from bpd.io import sha256_file
     from tests.conftest import pendulum_export
 
     exp = tmp_path / "export"
     shutil.copytree(pendulum_export(), exp)
-    info = json.loads((exp / "export.json").read_text())
+    info = json.loads((exp / "export.json").read_text()) | {"source_sha256": sha256_file(TEACHER)}
     (exp / "export.json").write_text(json.dumps(info | {"source": TEACHER}))
     for model in (exp, exp / "policy.onnx"):
         with pytest.raises(BpdError, match=r"overlap 10000\.\.10004, those of its training evaluations"):
             run_evaluate(EvaluateConfig(model=str(model), episodes=1, seed=10003))
     (exp / "export.json").write_text(json.dumps(info | {"source": str(tmp_path / "gone.npz")}))
+    assert run_evaluate(EvaluateConfig(model=str(exp), episodes=1, seed=10003))["seeds"] == [10003, 10003]
+    remade = tmp_path / "teacher.npz"  # the exported teacher's path, then another teacher made in its place
+    shutil.copy(TEACHER, remade)
+    (exp / "export.json").write_text(json.dumps(info | {"source": str(remade)}))
+    with pytest.raises(BpdError, match=r"overlap 10000\.\.10004"):  # the file exported: its seeds are read
+        run_evaluate(EvaluateConfig(model=str(exp), episodes=1, seed=10003))
+    shutil.copy(ROOT / "benchmarks" / "teachers" / "InvertedDoublePendulum-v5.npz", remade)
     assert run_evaluate(EvaluateConfig(model=str(exp), episodes=1, seed=10003))["seeds"] == [10003, 10003]
 
 
