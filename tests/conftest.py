@@ -210,6 +210,30 @@ def pendulum_export() -> Path:
     return d
 
 
+
+def nan_action_export(tmp: Path) -> Path:
+    """The fixture export (pendulum_export) with the output layer's bias NaN: its kernel returns success with a NaN
+    action for every observation (the output clamp lets a NaN through). Without its stored self-test, which that
+    action would fail: the device runs it, as an export older than the self-test."""
+    import re
+
+    import numpy as np
+
+    from export.c_export import CPolicy
+
+    d = tmp / "nan_action"
+    shutil.copytree(pendulum_export(), d)
+    (d / "policy_selftest.h").unlink()
+    w = d / "policy_weights.c"
+    text = w.read_text()
+    last = max(int(n) for n in re.findall(r"bpd_l(\d+)_b\[", text))
+    m = re.search(rf"bpd_l{last}_b\[\d+\] = \{{\s*(-?[0-9.e+-]+f)", text)
+    w.write_text(text[:m.start(1)] + "(0.0f / 0.0f)" + text[m.end(1):])
+    rc, action = CPolicy(d).run(np.zeros(4, np.float32))
+    assert rc == 0 and np.isnan(action).all()  # success, with a NaN: what the device must not take as an action
+    return d
+
+
 # The tests of half a minute or more on four workers (a timeline of the whole suite, tests/timeline.py, stop 71),
 # longest first, then the files whose tests run whole plans or episodes: handed out first, so that on several
 # workers (make test runs pytest-xdist, --dist load, one at a time) the long ones overlap instead of one ending the

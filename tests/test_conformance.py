@@ -24,7 +24,7 @@ from firmware_host.rig.device import SoftwareDevice, build_device_library
 from firmware_host.wire.codec import Frame, Parser, cobs_encode, crc16, encode
 from firmware_host.wire.spec import ACK, BY_NAME, CAPS, FAULTS, FLAGS, MESSAGES, MODES, PROTOCOL_VERSION, SELFTEST
 from hil.link import DeviceLink
-from tests.conftest import BPD, pendulum_export
+from tests.conftest import BPD, nan_action_export, pendulum_export
 
 RIG = load_rig("gym-inverted-pendulum")
 FIX = pendulum_export()
@@ -56,8 +56,8 @@ class HostTarget:
     hardware = False
     RTT_US = 250
 
-    def __init__(self, tmp) -> None:
-        self.lib = build_device_library(tmp, RIG, FIX)
+    def __init__(self, tmp, policy: Path = FIX) -> None:
+        self.lib = build_device_library(tmp, RIG, policy)
         self.dev = SoftwareDevice(RIG, self.lib)
         self.p, self.seq, self.t = Parser(), 0, 0
         self.sensors = np.zeros(4, np.float32)
@@ -806,6 +806,16 @@ def test_policy_error_applies_zero(tmp_path):
     st = next_state(t)
     want = FLAGS["running"] | FLAGS["device_policy"] | FLAGS["policy_error"]
     assert st.fields["flags"] == want and st.fields["action"] == [0.0]
+
+
+def test_policy_non_finite_action_is_a_policy_error(tmp_path):
+    """A policy call that returns success with a NaN action is a policy error, as a call that fails: zero applied
+    and the policy_error flag, not the clamped flag of an action taken and limited."""
+    t = HostTarget(tmp_path, nan_action_export(tmp_path))
+    t.sensors = np.array([0.01, 0.02, 0.0, 0.0], np.float32)
+    st = start_run(t, mode=MODES["device"])
+    want = FLAGS["running"] | FLAGS["device_policy"] | FLAGS["policy_error"]
+    assert st.fields["flags"] == want and st.fields["action"] == [0.0] and t.dev.actuator()[0] == 0.0
 
 
 def test_clock_wraps_at_2_32(tmp_path):

@@ -20,7 +20,7 @@ from firmware_host.rig.classical import HANDOVER_PREFIX, export_classical
 from firmware_host.rig.device import SoftwareDevice, build_device_library
 from firmware_host.wire.codec import Parser, encode
 from firmware_host.wire.spec import ACK, CAPS, FAULTS, FLAGS, MODES, PROTOCOL_VERSION, SELFTEST
-from tests.conftest import BPD, run_bpd
+from tests.conftest import BPD, nan_action_export, run_bpd
 
 RIG = load_rig("rotary-pendulum")
 ROOT = Path(__file__).resolve().parents[1]
@@ -143,6 +143,25 @@ def test_handover_self_test_covers_both_controllers(tmp_path, exports):
     frames = h.send("start")
     assert [f.name for f in frames] == ["ack", "fault"] and frames[0].fields["status"] == ACK["rejected"]
     assert frames[1].fields["code"] == FAULTS["selftest"] and frames[1].fields["detail"] & 0x40000000
+
+
+def test_handover_takes_back_from_a_learned_policy_whose_action_is_not_finite(tmp_path):
+    """A learned policy that returns success with a NaN action inside the region failed, as one that returns an
+    error: that tick is flagged (bit 6) and the classical controller computes its action, and acts for the rest
+    of the run (no flag again), inside the region too."""
+    from export.c_export import CPolicy
+
+    classical = tmp_path / "classical"
+    export_classical(RIG.name, classical, prefix=HANDOVER_PREFIX)
+    lqr = CPolicy(classical, prefix=HANDOVER_PREFIX)
+    h = Host(tmp_path, nan_action_export(tmp_path), classical)
+    assert h.config(MODES["handover"]) == ACK["ok"]
+    assert h.send("start")[0].fields["status"] == ACK["ok"]
+    st = h.tick([0.1, 0.2])  # inside the region; the run's first tick estimates the rates as 0
+    assert st["flags"] == CLASSICAL | FLAGS["policy_error"]
+    assert st["action"][0] == pytest.approx(float(lqr.act(np.array([0.1, 0.2, 0, 0], np.float32))[0]), abs=1e-5)
+    st = _at_rest(h, 0.1, 0.2)
+    assert st["flags"] & ~FLAGS["stale_action"] == CLASSICAL
 
 
 # ------------------------------------------------------------------ swing-up then catch on a pty rig

@@ -117,8 +117,9 @@ static void stop(bpd_fw_t *fw)
     if (fw->state == BPD_RUNNING) fw->state = BPD_IDLE;
 }
 
-/* Clamp to the action limit, write the actuator, remember what was applied. A non-finite component
- * becomes 0. Either change sets the clamped flag, which the next STATE carries with the action. */
+/* Clamp to the action limit, write the actuator, remember what was applied. A non-finite component (of a host's
+ * ACTION: a controller's is a policy error, run_controller) becomes 0. Either change sets the clamped flag, which
+ * the next STATE carries with the action. */
 static uint16_t apply_action(bpd_fw_t *fw, const float *a)
 {
     uint16_t flags = 0;
@@ -352,11 +353,24 @@ static void build_observation(bpd_fw_t *fw, const float *raw, float *obs)
     fw->have_prev = 1;
 }
 
+/* One call of a controller (the policy or the classical one): its return code, an action with a NaN or infinite
+ * component counting as an error too (rule 8): the call returned success without computing an action, so the device
+ * takes it as a failed call (zero, policy_error, the classical controller's take-back), not as a value to clamp. */
+static int run_controller(const bpd_fw_t *fw, bpd_policy_fn fn, void *ctx, const float *obs, float *act)
+{
+    uint8_t i;
+    int rc = fn(ctx, obs, act);
+    for (i = 0; rc == 0 && i < fw->act_dim; ++i) {
+        if (!finite(act[i])) rc = -1;
+    }
+    return rc;
+}
+
 /* Hand-over (rule 17): inside the region the learned policy acts, on the observation with the region's angle
  * wrapped to [-pi, pi) (the region is about upright, whichever turn the swing-up ended on); outside it, and for
- * the rest of the run once the learned policy returned an error (flagged), or when its self-test failed, the
- * classical controller acts (flag bit 8). No hysteresis: the tick that leaves the region is the classical's.
- * Returns the acting controller's return code. */
+ * the rest of the run once the learned policy failed (an error or a non-finite action: flagged), or when its
+ * self-test failed, the classical controller acts (flag bit 8). No hysteresis: the tick that leaves the region is
+ * the classical's. Returns the acting controller's return code. */
 static int handover(bpd_fw_t *fw, const float *obs, float *act, uint16_t *flags)
 {
     const bpd_handover_region_t *r = &fw->region;
@@ -371,13 +385,13 @@ static int handover(bpd_fw_t *fw, const float *obs, float *act, uint16_t *flags)
         if (!(absf(learned_obs[i]) < r->bound[i])) inside = 0; /* a NaN is outside */
     }
     if (inside) {
-        if (fw->policy(fw->policy_ctx, learned_obs, act) == 0) return 0;
+        if (run_controller(fw, fw->policy, fw->policy_ctx, learned_obs, act) == 0) return 0;
         fw->handover_latched = 1; /* the learned policy failed: the classical controller takes back */
         *flags |= BPD_FLAG_POLICY_ERROR;
         memset(act, 0, (size_t)fw->act_dim * sizeof *act);
     }
     *flags |= BPD_FLAG_CLASSICAL;
-    return fw->classical(fw->classical_ctx, obs, act);
+    return run_controller(fw, fw->classical, fw->classical_ctx, obs, act);
 }
 
 /* In range: |x| <= limit. Beyond it, or not a number at all, the limit stops the run. */
@@ -435,13 +449,13 @@ void bpd_fw_tick(bpd_fw_t *fw)
             int rc;
             memset(act, 0, sizeof act);
             if (fw->mode == BPD_MODE_DEVICE) {
-                rc = fw->policy(fw->policy_ctx, obs, act);
+                rc = run_controller(fw, fw->policy, fw->policy_ctx, obs, act);
             } else {
                 rc = handover(fw, obs, act, &flags);
             }
             policy_cycles = fw->hal.cycles(fw->hal.ctx) - c0;
             infer_ns = fw->hal.cycles_per_us ? (uint32_t)((uint64_t)policy_cycles * 1000u / fw->hal.cycles_per_us) : 0u;
-            if (rc != 0) { /* the policy failed: the safe action is zero */
+            if (rc != 0) { /* the policy failed (an error, a non-finite action): the safe action is zero */
                 memset(act, 0, sizeof act);
                 flags |= BPD_FLAG_POLICY_ERROR;
             }
