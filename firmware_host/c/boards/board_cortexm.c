@@ -32,6 +32,12 @@
 static volatile uint8_t rx_ring[512];
 static volatile uint16_t rx_head, rx_tail;
 
+/* Frames the main loop takes from the ring per pass before it looks at the tick. An answer can take longer on
+ * the wire than its command (HELLO's INFO is several times the HELLO): a host sending such commands back to back
+ * at the line's rate would keep the ring from ever emptying, and a loop draining it whole would never reach the
+ * tick, the device's limits and watchdog with it, until the board's watchdog restarted the processor. */
+#define BOARD_RX_FRAMES_PER_PASS 1u
+
 void board_uart_rx_byte(uint8_t b)
 {
     uint16_t next = (uint16_t)((rx_head + 1u) % sizeof rx_ring);
@@ -197,7 +203,8 @@ int main(void)
     }
     bpd_fw_boot(&fw, count_boot());
     for (;;) {
-        while (rx_tail != rx_head) {
+        uint32_t frames = fw.parser.frames_ok;
+        while (rx_tail != rx_head && fw.parser.frames_ok - frames < BOARD_RX_FRAMES_PER_PASS) {
             uint8_t b = rx_ring[rx_tail];
             rx_tail = (uint16_t)((rx_tail + 1u) % sizeof rx_ring);
             bpd_fw_on_bytes(&fw, &b, 1);
@@ -208,6 +215,6 @@ int main(void)
             bpd_fw_tick(&fw);
             board_after_tick(&fw, board_cycles() - c0, policy_cycles);
         }
-        board_idle();
+        if (rx_tail == rx_head) board_idle(); /* frames left over: the next pass at once, no sleep */
     }
 }

@@ -21,7 +21,8 @@
  * - Control tick: TIM7 at the rig's period (its interrupt sets the tick due); device time from
  *   SysTick (board_cortexm.c); the cycle counter is the DWT's (the on-device inference time in every
  *   STATE of a device-mode run).
- * - An independent watchdog (IWDG, about 50 ms) restarts the processor if the main loop hangs: the
+ * - An independent watchdog (IWDG, about 50 ms) restarts the processor if the main loop hangs (every pass
+ *   calls board_tick_due, which reloads it; a pass takes at most one frame from the host): the
  *   pins come up as inputs (a pull-down on the H-bridge's PWM input, hil/README.md, holds it at 0 %).
  *   A fault (startup.c's Default_Handler: a hard fault masks every interrupt, the end stops' too) puts
  *   the PWM pin in that state at once and zeroes the duty, before the watchdog's restart.
@@ -361,11 +362,13 @@ void board_write_actuator(const float *u, uint8_t n)
     __asm volatile("msr primask, %0" :: "r"(primask) : "memory");
 }
 
-/* The tick: the stops polled first (an edge the interrupt missed still stops within this tick), a stop
- * event handed to the core (it ends a run as a limit stop), then the core's tick. */
+/* Every main-loop pass: the IWDG reloaded (the loop is alive). The tick: the stops polled first (an edge the
+ * interrupt missed still stops within this tick), a stop event handed to the core (it ends a run as a limit
+ * stop), then the core's tick. */
 int board_tick_due(bpd_fw_t *fw)
 {
     uint8_t tripped;
+    IWDG_KR = 0xAAAAu;
     if (!tick_due) return 0;
     tick_due = 0;
     __asm volatile("cpsid i" ::: "memory"); /* the stop interrupt updates the same record */
@@ -376,8 +379,4 @@ int board_tick_due(bpd_fw_t *fw)
     return 1;
 }
 
-void board_idle(void)
-{
-    IWDG_KR = 0xAAAAu; /* the main loop is alive */
-    __asm volatile("wfi");
-}
+void board_idle(void) { __asm volatile("wfi"); }
