@@ -324,7 +324,7 @@ def test_each_format_writes_its_manifests_and_only_those(tmp_path):
     own = {"cmake": {"CMakeLists.txt", "cmake/bpd_policyConfig.cmake", "examples/cmake/CMakeLists.txt",
                      "examples/cmake/main.c", "examples/cmake/cortex-m4f.cmake"},
            "zephyr": {"zephyr/module.yml", "zephyr/Kconfig", "zephyr/CMakeLists.txt", "examples/zephyr/CMakeLists.txt",
-                      "examples/zephyr/prj.conf", "examples/zephyr/src/main.c"},
+                      "examples/zephyr/prj.conf", "examples/zephyr/sample.yaml", "examples/zephyr/src/main.c"},
            "platformio": {"library.json", "examples/platformio/platformio.ini", "examples/platformio/src/main.c"},
            "arduino": {"library.properties", f"examples/{ARDUINO_SKETCH}/{ARDUINO_SKETCH}.ino"}}
     common = {"README.md", f"src/{HEADER}"} | {f"src/{f}" for f in KERNEL_FILES}
@@ -513,6 +513,37 @@ def test_zephyr_module_manifest_and_example_for_cortex_m4f(pkg_all, tmp_path):
     for fast in ((), ("BPD_FAST_TANH",)):  # CONFIG_BPD_POLICY_FAST_TANH off and on
         elf = _compile_and_link([*sources, app / "src" / "main.c"], include, tmp_path / f"z{len(fast)}", list(fast))
         assert_cortex_m4f_image(elf, _meta(pkg_all.parent)["model_hash"])
+
+
+def test_the_zephyr_sample_yaml_is_twisters_and_matches_what_the_example_prints(tmp_path):
+    """examples/zephyr/sample.yaml, which twister (and a sample in a module's `samples`) needs: the sample's name and
+    one test named as Zephyr's are (dotted, tags a string, integration platforms a list), its console harness's
+    regex a line the example prints, run on the host from the module's sources (the model's hash in it); under
+    --package-name the test and the line carry the name."""
+    cc = shutil.which("cc") or pytest.skip("no host C compiler")
+    for name in ("bpd", "swing"):
+        d = tmp_path / f"export-{name}"
+        shutil.copytree(pendulum_export(), d)
+        meta = _meta(d) | {"name": name}
+        write_package(d, "zephyr", meta, np.zeros(meta["obs_dim"], np.float32))
+        pkg = d / "package"
+        sample = yaml.safe_load((pkg / "examples" / "zephyr" / "sample.yaml").read_text())
+        assert set(sample) == {"sample", "tests"} and sample["sample"]["name"] == f"{name}_policy example"
+        assert isinstance(sample["sample"]["description"], str)
+        (test_name, test), = sample["tests"].items()
+        assert test_name == f"sample.{name}_policy.run" and re.fullmatch(r"[a-zA-Z0-9_]+(\.[a-zA-Z0-9_]+)+", test_name)
+        assert isinstance(test["tags"], str) and test["integration_platforms"] == ["qemu_cortex_m3"]
+        assert test["harness"] == "console" and test["harness_config"]["type"] == "one_line"
+        (regex,) = test["harness_config"]["regex"]
+        assert meta["model_hash"][:16] in regex
+        module = yaml.safe_load((pkg / "zephyr" / "module.yml").read_text())
+        assert module["samples"] == ["examples/zephyr"]
+        srcs = _cmake_list((pkg / "zephyr" / "CMakeLists.txt").read_text(), "zephyr_library_sources", pkg)
+        exe = tmp_path / name
+        _run([cc, "-std=c99", f"-I{pkg / 'src'}", *map(str, srcs), str(pkg / "examples" / "zephyr" / "src" / "main.c"),
+              "-lm", "-o", str(exe)])
+        printed = _run([str(exe)]).splitlines()
+        assert re.search(regex, printed[0]) and printed[0].startswith(f"{name}_policy_run: rc 0"), (regex, printed)
 
 
 def test_platformio_library_manifest_and_example_for_cortex_m4f(pkg_all, tmp_path):
@@ -765,6 +796,7 @@ def test_a_package_asks_for_libm_only_where_its_kernel_calls_it(real_export):
     zephyr = (out / "package" / "zephyr" / "CMakeLists.txt").read_text()
     pio = json.loads((out / "package" / "library.json").read_text())["build"]
     for text in ("target_link_libraries(bpd_policy PUBLIC m)" in cmake, "select REQUIRES_FULL_LIBC" in kconfig,
+                 "imply FPU" in kconfig,  # a float kernel's figures are the FPU's, which Zephyr leaves off
                  pio.get("flags") == "-lm"):  # PlatformIO: a build flag -l is linked into the project
         assert text == calls, kind
     assert not any("FAST_TANH" in t for t in (cmake, kconfig, zephyr)), kind
