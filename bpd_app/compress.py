@@ -24,7 +24,7 @@ from bpd.config import check_ranges, field
 from bpd.errors import BpdError
 from bpd.io import atomic_write, check_output_dir, read_json, write_json, write_text
 from training.envs import LOW_SHARE, return_floor, share_of_teacher
-from training.selection_config import COST_UNITS, COSTS, spread
+from training.selection_config import COST_UNITS, COSTS, cost_of, cost_text, spread
 
 # distill's default first (the fine-tune after the warm-up), then every method that gave the students plan's
 # cheapest student keeping the teacher's return on some task and seed (benchmarks/results/delivered): the
@@ -223,6 +223,7 @@ def run_compress(cfg: CompressConfig, meter) -> dict:
             ch.setdefault("cost", float(ch["params_nonzero"]))
         rows.append({"method": m, "run": str(run), "command": "bpd " + " ".join(cmd), "step": ch["step"],
                      "threshold": ch["threshold"], "params_nonzero": ch["params_nonzero"], "cost": ch.get("cost"),
+                     "cost_kernel": ch.get("cost_kernel"), "cost_target": ch.get("cost_target"),
                      "select_return": ch["select_return"], "select_std": ch.get("select_std"),
                      "select_min": ch.get("select_min"), "teacher_select_return": r["teacher_select_return"],
                      "keep_return_met": r["keep_return_met"], "falls": ch.get("falls"), "student": r["out"]}
@@ -259,10 +260,11 @@ def run_compress(cfg: CompressConfig, meter) -> dict:
 
 def run_line(method: str, cost: str, r: dict) -> str:
     """What compress says of one method's chosen student (`student select`'s result r): its cost in the unit --cost
-    names (training.selection_config.COST_UNITS), its return with its spread beside the teacher's."""
+    names (training.selection_config.COST_UNITS) and the kernel and core it is of, its return with its spread beside
+    the teacher's."""
     ch = r["chosen"]
-    return (f"[{method}] step {ch['step']}: {ch['params_nonzero']} nonzero, {ch.get('cost', 0):.0f} "
-            f"{COST_UNITS[cost]}, return {ch['select_return']:.1f}{spread(ch)} (teacher "
+    return (f"[{method}] step {ch['step']}: {ch['params_nonzero']} nonzero, {cost_text({'cost': 0} | ch, cost)}, "
+            f"return {ch['select_return']:.1f}{spread(ch)} (teacher "
             f"{r['teacher_select_return']:.1f}; target {'kept' if r['keep_return_met'] else 'not kept'})")
 
 
@@ -377,10 +379,10 @@ def caution(res: dict) -> str | None:
 
 def markdown(res: dict) -> str:
     L = [f"# bpd compress: {res['env_id']}", "", f"Handed over: **{res['chosen']}** ({res['rule']}).", "",
-         f"| method | step | nonzero | {res['cost']}: {COST_UNITS[res['cost']]} "
+         f"| method | step | nonzero | {res['cost']}: {COST_UNITS[res['cost']]} | kernel "
          "| return (selection seeds: mean +- std, worst) | % of teacher "
          f"| keeps "
-         f"{100 * res['keep_return']:g} % | falls | judged again |", "|---|---|---|---|---|---|---|---|---|"]
+         f"{100 * res['keep_return']:g} % | falls | judged again |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in res["rows"]:
         t = r["teacher_select_return"]
         falls = "-" if r.get("falls") is None else r["falls"]
@@ -389,6 +391,7 @@ def markdown(res: dict) -> str:
                                    f"{c['early_ends_where_teacher_finished']} falls on {c['episodes']}: "
                                    + ("holds" if c["holds"] else "does not hold"))
         L.append(f"| {r['method']} | {r['step']} | {r['params_nonzero']} | {r['cost']:.0f} | "
+                 f"{cost_of(r) or '-'} | "
                  f"{r['select_return']:.1f}{spread(r)} "
                  f"| {percent(r['select_return'], t)} | {'yes' if r['keep_return_met'] else 'no'} | {falls} "
                  f"| {again} |")

@@ -311,6 +311,9 @@ def test_select_prints_its_cost_in_the_unit_cost_names(capsys):
     assert "cost 355 DSP multiply-adds (SMLADs), return" in capsys.readouterr().out
     report_select(r | {"cost": None, "chosen": {k: v for k, v in ch.items() if k != "cost"}})
     assert "75 nonzero, return 1000.0 vs teacher" in capsys.readouterr().out
+    report_select(r | {"chosen": ch | {"cost_kernel": "compact-table", "cost_target": "cortex-m4f"}})
+    assert ("cost 355 est. Cortex-M4F cycles of the compact-table kernel on cortex-m4f (select's meter, before "
+            "export), return 1000.0" in capsys.readouterr().out)
 
 
 def test_a_negative_return_keeps_its_share_by_its_magnitude():
@@ -556,6 +559,48 @@ def test_compress_names_each_methods_cost_in_its_unit():
         "[bpd] step 200: 2264 nonzero, 3762 est. Cortex-M4F cycles (select's meter, before export), return 78.7 +- "
         "5.0, worst 70.0 (teacher 1000.0; target not kept)")
     assert "2264 nonzero, 3762 B est. Cortex-M4F policy flash" in run_line("bpd", "flash", r)
+
+
+def test_compress_names_the_kernel_and_core_each_cost_is_of(monkeypatch):
+    """compress printed '3762 est. Cortex-M4F cycles' of each method's student without saying of which kernel: the
+    meter's figure is the cheaper of the compact kernel with the table tanh and the integer kernel, and the export may
+    ship a third. The meter's record names it as `bpd export` does (compact-table, integer) with its core, and select's
+    row, compress's line and its table carry it; the SMLAD count is the integer kernel's."""
+    import training.selection as sel
+    from bpd_app.compress import markdown, run_line
+    from training.envs import Episodes
+    from training.selection_config import cost_fields
+
+    assert cost_fields({"cost": 710.0, "kernel": "integer", "target": "cortex-m4f"}, "m4f-cycles") == {
+        "cost": 710.0, "cost_kernel": "integer", "cost_target": "cortex-m4f"}
+    assert cost_fields(143.0, "smlad") == {"cost": 143.0, "cost_kernel": "integer"}
+    assert cost_fields(7.0, "nonzero") == {"cost": 7.0}
+    monkeypatch.setattr(sel, "rollouts", lambda env_id, act, episodes, seed: Episodes([1000.0] * 2, [1000] * 2,
+                                                                                      [False] * 2, 1))
+    cand = Candidate(20, 1000.0, 29, _student(True, 1).state_dict())
+    row = select([cand], META, STATS, "InvertedPendulum-v5", 0, "best", 0.02, 2, None,
+                 cost_fn=lambda pol: {"cost": 710.0, "kernel": "integer", "target": "cortex-m4f"},
+                 cost="m4f-cycles")["chosen"]
+    assert (row["cost"], row["cost_kernel"], row["cost_target"]) == (710.0, "integer", "cortex-m4f")
+    r = {"chosen": row, "teacher_select_return": 1000.0, "keep_return_met": True}
+    assert run_line("bpd", "m4f-cycles", r).startswith(
+        f"[bpd] step 20: {row['params_nonzero']} nonzero, 710 est. Cortex-M4F cycles of the integer kernel on "
+        "cortex-m4f (select's meter, before export), return 1000.0")
+    smlad = select([cand], META, STATS, "InvertedPendulum-v5", 0, "best", 0.02, 2, None, cost_fn=lambda pol: 143.0,
+                   cost="smlad")["chosen"]
+    assert ", 143 DSP multiply-adds of the integer kernel (SMLADs), return" in run_line(
+        "bpd", "smlad", r | {"chosen": smlad})
+    rows = [{"method": "bpd", "step": 20, "params_nonzero": 29, "cost": 710.0, "cost_kernel": "integer",
+             "cost_target": "cortex-m4f", "select_return": 1000.0, "teacher_select_return": 1000.0,
+             "keep_return_met": True},
+            {"method": "l1-threshold", "step": 20, "params_nonzero": 29, "cost": 2859.0, "cost_kernel": "compact-table",
+             "cost_target": "cortex-m4f", "select_return": 1000.0, "teacher_select_return": 1000.0,
+             "keep_return_met": True}]
+    md = markdown({"env_id": "E", "chosen": "bpd", "rule": "r", "cost": "m4f-cycles", "keep_return": 0.99,
+                   "rows": rows}).splitlines()
+    assert "| kernel |" in md[4] and md[5].count("|") == md[4].count("|")
+    assert md[6].startswith("| bpd | 20 | 29 | 710 | integer on cortex-m4f | 1000.0 |")
+    assert md[7].startswith("| l1-threshold | 20 | 29 | 2859 | compact-table on cortex-m4f | 1000.0 |")
 
 
 def test_a_student_short_of_the_teacher_is_said_so_after_the_hand_over():

@@ -141,12 +141,11 @@ def _student_sweep(ns):
 def report_select(r: dict) -> None:
     """Print what `bpd student select` chose (the command is wired by the firmware room, which lends it the
     emulated Cortex-M meter for --cost), its cost in the unit --cost names."""
-    from training.selection_config import COST_UNITS, spread
+    from training.selection_config import cost_text, spread
 
     ch = r["chosen"]
-    unit = COST_UNITS.get(r.get("cost") or "", "")
     head = (f"selected: {r['out']}  step {ch['step']}, threshold {ch['threshold']:g}, {ch['params_nonzero']} nonzero, "
-            + (f"cost {ch['cost']:.0f} {unit}".rstrip() + ", " if "cost" in ch else "")
+            + (f"cost {cost_text(ch, r.get('cost') or '')}, " if "cost" in ch else "")
             + f"return {ch['select_return']:.1f}{spread(ch)}")
     if "falls" in ch:
         head += f", {ch['falls']} early ends where the teacher finishes"

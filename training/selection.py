@@ -42,7 +42,7 @@ from training.envs import (
     select_eval_seed,
 )
 from training.mlp import MLPPolicy
-from training.selection_config import COSTS, SelectConfig, SweepConfig
+from training.selection_config import COSTS, Cost, SelectConfig, SweepConfig, cost_fields
 from training.student import BayesianStudent, has_unit_gates
 
 if TYPE_CHECKING:
@@ -176,7 +176,7 @@ def falls_rule_text(falls: bool, low_share: float = 0.0) -> str:
 def select(cands: list[Candidate], meta: dict, stats: dict, env_id: str, run_seed: int, rule: str, tol: float,
            episodes: int, shortlist: int | None, keep_return: float | None = None,
            teacher_act: Policy | None = None, thresholds: list[float] | None = None,
-           cost_fn: Callable[[MLPPolicy], float] | None = None, cost: str = "nonzero",
+           cost_fn: Callable[[MLPPolicy], Cost] | None = None, cost: str = "nonzero",
            no_falls: bool = False, low_share: float = 0.0) -> dict:
     """Evaluate the shortlisted candidates (x thresholds) on the selection seeds and choose one. The
     shortlist is the candidates whose periodic return is near the best (at most `shortlist` of them),
@@ -184,11 +184,11 @@ def select(cands: list[Candidate], meta: dict, stats: dict, env_id: str, run_see
     not keep it from being judged, nor hand over a student from before its partners were filled);
     every candidate where `shortlist` is None or a keep-return target is set (the smallest that keeps
     it may be anywhere). cost_fn: the size the rule minimises in place of the nonzero count (cost: its
-    name in COSTS, for the rule's text). no_falls: the teacher is run on the selection seeds too, each row
-    counts its early ends on episodes the teacher finishes ('falls'), and the rule chooses among the rows
-    with none (where every row has some: among those with the fewest); low_share above 0: an episode the teacher
-    finishes whose return falls short of the teacher's on that seed by more than (1 - low_share) of its magnitude
-    is a fall too (training.envs.low_where_teacher_finished).
+    name in COSTS, for the rule's text), or the meter's record of it naming the kernel measured (`cost_fields`).
+    no_falls: the teacher is run on the selection seeds too, each row counts its early ends on episodes the teacher
+    finishes ('falls'), and the rule chooses among the rows with none (where every row has some: among those with
+    the fewest); low_share above 0: an episode the teacher finishes whose return falls short of the teacher's on
+    that seed by more than (1 - low_share) of its magnitude is a fall too (training.envs.low_where_teacher_finished).
 
     Returns {"rule", "chosen" (row), "rows", "teacher_select_return", "keep_return_met"}."""
     if not cands:
@@ -221,7 +221,7 @@ def select(cands: list[Candidate], meta: dict, stats: dict, env_id: str, run_see
                          "params_nonzero": pol.params_nonzero, "select_return": float(np.mean(ep.returns)),
                          "select_std": float(np.std(ep.returns)), "select_min": float(np.min(ep.returns)),
                          "early_terminations": ep.early_terminations}
-                        | ({"cost": float(cost_fn(pol))} if cost_fn else {})
+                        | (cost_fields(cost_fn(pol), cost) if cost_fn else {})
                         | ({"constant": True} if constant(pol) else {})
                         | ({"falls": early_where_teacher_finished(ep.terminated, teacher_ep.terminated)
                                      + low_where_teacher_finished(ep, teacher_ep, low_share)}
@@ -401,7 +401,7 @@ def _not_a_run(run: Path) -> str:
     return "no candidates.pt (a run of this version keeps its evaluated students there)"
 
 
-def run_select(cfg: SelectConfig, meter: Callable[[str], Callable[[MLPPolicy], float]] | None = None) -> dict:
+def run_select(cfg: SelectConfig, meter: Callable[[str], Callable[[MLPPolicy], Cost]] | None = None) -> dict:
     """`bpd student select`; meter(cost) gives the cost function of --cost other than nonzero (the firmware
     room's, which wires the command)."""
     from training.checkpoint import check_finished
@@ -438,7 +438,7 @@ def run_select(cfg: SelectConfig, meter: Callable[[str], Callable[[MLPPolicy], f
     cost = cfg.cost or run_cost(run_cfg)
     env_id = cfg.env or meta["env_id"]
     check_env(cfg.env, meta)
-    cost_fn: Callable[[MLPPolicy], float] | None = None
+    cost_fn: Callable[[MLPPolicy], Cost] | None = None
     if cost == "smlad":
         cost_fn = smlad_cost
     elif cost != "nonzero":
@@ -448,14 +448,14 @@ def run_select(cfg: SelectConfig, meter: Callable[[str], Callable[[MLPPolicy], f
     t0 = time.time()
     if cfg.rule == "keep-return":  # the teacher is needed only to set the target
         res = select(cands, meta, stats, env_id, run_seed, "sparsest-within", 0.0, cfg.episodes,
-                     None, cfg.keep_return, load_teacher(tpath).act, cfg.thresholds, cost_fn, no_falls=cfg.no_falls,
-                     low_share=cfg.low_share)
+                     None, cfg.keep_return, load_teacher(tpath).act, cfg.thresholds, cost_fn, cost,
+                     no_falls=cfg.no_falls, low_share=cfg.low_share)
         res["rule"] = (rule_text("sparsest-within", 0.0, cfg.keep_return, cost)
                        + falls_rule_text(cfg.no_falls, cfg.low_share))
     else:
         res = select(cands, meta, stats, env_id, run_seed, "sparsest-within", cfg.tol, cfg.episodes,
                      None, None, load_teacher(tpath).act if cfg.no_falls else None, cfg.thresholds, cost_fn,
-                     no_falls=cfg.no_falls, low_share=cfg.low_share)
+                     cost, no_falls=cfg.no_falls, low_share=cfg.low_share)
         res["rule"] = (rule_text("sparsest-within", cfg.tol, None, cost) + "; every candidate judged"
                        + (f"; smallest by {cost}" if cost_fn else "") + falls_rule_text(cfg.no_falls, cfg.low_share))
     ch = res["chosen"]

@@ -11,12 +11,41 @@ from bpd.config import field
 COST_UNITS = {"nonzero": "nonzero parameters", "m4f-cycles": "est. Cortex-M4F cycles (select's meter, before export)",
               "flash": "B est. Cortex-M4F policy flash (select's meter, before export)",
               "smlad": "DSP multiply-adds (SMLADs)"}
+# the kernel a counted cost is of (the emulated costs' meter names its own per student: `cost_fields`)
+COST_KERNELS = {"smlad": "integer"}
 COSTS = {"nonzero": "the fewest nonzero parameters",
          "m4f-cycles": "the fewest estimated Cortex-M4F cycles (the cheaper of the compact kernel with a table "
                        "tanh and the integer kernel, emulated)",
          "flash": "the least Cortex-M4F policy flash (of the kernel fewest cycles picks)",
          "smlad": "the fewest multiply-adds of the DSP integer kernel (an SMLAD a row and pair of columns: "
                   "training/pairs.py)"}
+
+
+Cost = float | dict  # a cost function's answer: the figure, or the meter's record of it ("cost", "kernel", "target")
+
+
+def cost_fields(answer: Cost, cost: str) -> dict:
+    """A row's record of a cost function's answer: "cost", and where known the kernel it is of ("cost_kernel", the
+    name `bpd export` records: integer, compact-table) and the core it was measured on ("cost_target")."""
+    if not isinstance(answer, dict):
+        return {"cost": float(answer)} | ({"cost_kernel": COST_KERNELS[cost]} if cost in COST_KERNELS else {})
+    return {"cost": float(answer["cost"]), "cost_kernel": answer["kernel"]} | (
+        {"cost_target": answer["target"]} if answer.get("target") else {})
+
+
+def cost_of(row: dict) -> str:
+    """The kernel and core a row's cost is of: 'integer on cortex-m4f', 'integer'; '' where unknown."""
+    kernel = row.get("cost_kernel") or ""
+    return f"{kernel} on {row['cost_target']}" if kernel and row.get("cost_target") else kernel
+
+
+def cost_text(row: dict, cost: str) -> str:
+    """A row's cost as a line says it, the kernel in the unit: '3762 est. Cortex-M4F cycles of the integer kernel on
+    cortex-m4f (select's meter, before export)', '355 DSP multiply-adds of the integer kernel (SMLADs)'."""
+    head, paren, tail = COST_UNITS.get(cost, "").partition(" (")
+    kernel, target = row.get("cost_kernel"), row.get("cost_target")
+    of = (f" of the {kernel} kernel" + (f" on {target}" if target else "")) if kernel else ""
+    return f"{row['cost']:.0f} {head}{of}{paren}{tail}".rstrip()
 
 
 def spread(row: dict) -> str:

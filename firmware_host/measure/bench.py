@@ -269,7 +269,8 @@ def policy_cost(cost: str):
     normalisation (mean +- std), not the dataset the export calibrates on: the calibration sets the
     observations' Q formats, and where a used one needs more than 16 fraction bits they come in by integer
     code rather than VCVT (export/fp_inputs.py: thirteen instructions an observation, not about four). So the
-    figure ranks the candidates by one rule; it is not the cost of the kernel the export ships."""
+    figure ranks the candidates by one rule; it is not the cost of the kernel the export ships, and its record names
+    the kernel it is of (compact-table or integer) and the core."""
     import tempfile
 
     from export.codegen import table_form
@@ -279,7 +280,7 @@ def policy_cost(cost: str):
 
     key = {"m4f-cycles": "cycles", "flash": "flash_bytes"}[cost]
 
-    def measure(policy) -> float:
+    def measure(policy) -> dict:  # the figure, the kernel it is of (as `bpd export` names it) and the core
         net = collapse(policy)
         calib = (policy.obs_mean + policy.obs_std * np.random.default_rng(0).normal(
             0, 1, (1024, net.obs_dim))).astype(np.float32)
@@ -288,13 +289,14 @@ def policy_cost(cost: str):
             generate_compact(net, Path(d) / "compact", "0" * 64, "bpd student select --cost", table_form())
             generate_int_kernel(net, quantise(net, calib, "policy normalisation"), Path(d) / "int", "0" * 64,
                                 "bpd student select --cost")
-            for k in ("compact", "int"):
+            for k, kernel in (("compact", "compact-table"), ("int", "integer")):
                 c = kernel_cost(Path(d) / k)
                 if c is None:
                     raise BpdError(f"--cost {cost} needs arm-none-eabi-gcc and the 'emulate' extra (unicorn, "
                                    "capstone)")
-                figures.append(c)
-        return float(min(figures, key=lambda c: c["cycles"])[key])
+                figures.append(c | {"kernel": kernel})
+        c = min(figures, key=lambda c: c["cycles"])
+        return {"cost": float(c[key]), "kernel": c["kernel"], "target": c["target"]}
 
     return measure
 
