@@ -27,7 +27,7 @@ import torch
 import bpd
 from bpd.config import check_ranges
 from bpd.errors import BpdError
-from bpd.io import StagedDir, check_output_dir, path_for_record, read_json, sha256_file, write_json
+from bpd.io import StagedDir, check_output_dir, path_for_record, path_from_record, read_json, sha256_file, write_json
 from export.c_export import CPolicy, LayerPlan, generate_c, model_hash, scratch_width
 from export.collapse import CollapsedNet, collapse
 from export.export_config import ExportConfig
@@ -67,7 +67,6 @@ def load_source(path: str | Path, each_call: bool = False) -> Source:
     from training.teacher import is_sb3_zip, load_teacher
 
     p = Path(path)
-    run_cfg: dict = {}
     if p.is_dir():
         from training.checkpoint import check_finished
         check_finished(p)
@@ -80,15 +79,7 @@ def load_source(path: str | Path, each_call: bool = False) -> Source:
                         t.action_high)
         return Source(mlp, _torch_mlp(mlp), t.env_id, sha256_file(p), p, "teacher", None, None, str(p))
     student, meta, stats = load_student(p)
-    # a student in a run directory (student.pt, or the one `bpd student select` wrote beside it): the run's dataset
-    # and teacher, which calibrate the integer kernel, draw the parity states and give the teacher's figures; only
-    # where the student was distilled from them (the content hashes the run and the student record agree)
-    if (p.parent / "config.json").is_file():
-        run_cfg = read_json(p.parent / "config.json", "run configuration")
-        if not isinstance(run_cfg, dict):
-            raise BpdError(f"{p.parent / 'config.json'}: corrupt run configuration")
-        if any(run_cfg.get(h) and meta.get(h) and run_cfg[h] != meta[h] for h in ("teacher_sha256", "dataset_sha256")):
-            run_cfg = {}  # a student copied into another run's directory: not that run's data
+    run_cfg, run_dir = student_run(p, meta)
     keys = ("obs_mean", "obs_std", "action_low", "action_high")
     mlp = student.collapse(**{k: stats[k] for k in keys})
     mean, std, low, high = (torch.as_tensor(stats[k]) for k in keys)
@@ -106,14 +97,32 @@ def load_source(path: str | Path, each_call: bool = False) -> Source:
         return lo + (copies[obs.dtype]((obs - m) / s) + 1) * 0.5 * (hi - lo)
 
     return Source(mlp, forward, meta["env_id"], sha256_file(p), p, "student", meta["threshold"],
-                  _recorded(run_cfg.get("dataset"), p.parent), _recorded(run_cfg.get("teacher"), p.parent))
+                  _recorded(run_cfg.get("dataset"), run_dir), _recorded(run_cfg.get("teacher"), run_dir))
+
+
+def student_run(p: Path, meta: dict) -> tuple[dict, Path]:
+    """The configuration and directory of the run a student file (p, its record meta) was distilled in: the file's
+    own directory (student.pt, or the file `bpd student select` wrote in the run), else the run `student select`
+    recorded writing it elsewhere. The run's dataset and teacher calibrate the integer kernel, draw the parity states
+    and give the teacher's figures: only where the student was distilled from them (the content hashes of the run
+    and the student record agree; a student copied into another run's directory is not that run's). ({}, p.parent):
+    no such run."""
+    recorded = (meta.get("selection") or {}).get("run")
+    for d in [p.parent] + ([path_from_record(recorded, p.parent)] if isinstance(recorded, str) and recorded else []):
+        if not (d / "config.json").is_file():
+            continue
+        run_cfg = read_json(d / "config.json", "run configuration")
+        if not isinstance(run_cfg, dict):
+            raise BpdError(f"{d / 'config.json'}: corrupt run configuration")
+        if not any(run_cfg.get(h) and meta.get(h) and run_cfg[h] != meta[h]
+                   for h in ("teacher_sha256", "dataset_sha256")):
+            return run_cfg, d
+    return {}, p.parent
 
 
 def _recorded(path: str | None, run_dir: Path) -> str | None:
     """A run's recorded teacher or dataset: a file path as distill was given it (tried beside the run first,
     then from the working directory), or a Minari dataset's name as it is."""
-    from bpd.io import path_from_record
-
     if not path or path.startswith("minari:"):
         return path
     return str(path_from_record(path, run_dir))

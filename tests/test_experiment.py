@@ -951,6 +951,33 @@ def test_student_select_judges_in_the_environment_given(tiny_pipeline, tmp_path)
         "bpd: error: --tol is a fraction of the best return, at least 0 and below 1, e.g. 0.02"]
 
 
+def test_student_select_out_elsewhere_keeps_the_runs_data_for_the_export(tiny_pipeline, tmp_path):
+    """`bpd student select --out DIR` wrote a file named DIR where DIR/ did not exist yet (and refused one that did),
+    and a student written outside the run lost the run's dataset and teacher: `bpd export` of it calibrated on
+    uniform states with no teacher's figures. A directory now gets DIR/selected.pt, and the file records its run
+    (relative to itself), through which the export finds the run's dataset and teacher as for one in the run."""
+    import shutil
+
+    from export.export import load_source
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_pipeline / "run", run)
+    (tmp_path / "there").mkdir()
+    for out in (tmp_path / "sel.pt", tmp_path / "there", f"{tmp_path / 'new'}/"):
+        p = run_bpd("student", "select", str(run), "--keep-return", "0.001", "--episodes", "1", "--out", str(out))
+        written = Path(out) if str(out).endswith(".pt") else Path(out) / "selected.pt"
+        assert p.stdout.startswith(f"selected: {written} ") and written.is_file()
+        src = load_source(written)
+        assert Path(src.dataset).resolve() == (tiny_pipeline / "dataset.npz").resolve()
+        assert Path(src.teacher).resolve() == (tiny_pipeline / "teacher.npz").resolve()
+    inside = load_source(run / "student.pt")
+    assert (inside.dataset, inside.teacher) == (src.dataset, src.teacher)
+    alone = tmp_path / "moved" / "alone"  # a copy moved away from the run it names (../run): no run's data, as before
+    alone.mkdir(parents=True)
+    shutil.copy(tmp_path / "there" / "selected.pt", alone / "selected.pt")
+    assert (load_source(alone / "selected.pt").dataset, load_source(alone / "selected.pt").teacher) == (None, None)
+
+
 def test_table_names_the_kind_of_torch_kernel_each_seed_ran_with_where_an_environment_mixes_kinds():
     """Hand-made rows: one kind throughout gives no note; mixed kinds name each method's seeds by kind."""
     from bpd_app.experiment.tables import kernels_note

@@ -20,6 +20,7 @@ retraining, and finds the smallest student that keeps a given share of the teach
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ import torch
 
 from bpd.config import check_ranges
 from bpd.errors import BpdError
-from bpd.io import atomic_write, path_from_record, read_json, write_json
+from bpd.io import atomic_write, path_for_record, path_from_record, read_json, write_json
 from training.distill_config import PAPER, DistillConfig, pair_partners_apply
 from training.envs import (
     Policy,
@@ -369,15 +370,19 @@ def plot_sweep(results: dict[str, dict]) -> Figure:
     return fig
 
 
+SELECTED = "selected.pt"  # --out's default name, also the file a directory given as --out gets
 RUN_FILES = ("config.json", "student.pt", "candidates.pt", "checkpoint.pt", "metrics.csv", "summary.json")
 
 
 def _select_out(run: Path, out: str) -> Path:
     """Where `student select` writes: a relative --out inside the run directory (never above it), and
-    never over one of the run's own files."""
+    never over one of the run's own files; a directory (one that exists, or a path ending in /) gets the default
+    file name in it (DIR/selected.pt), not a file named as the directory."""
     from bpd.io import check_output_path
 
     p = Path(out)
+    if out.endswith(("/", os.sep)) or (p if p.is_absolute() else run / p).is_dir():
+        p = p / SELECTED
     if not p.is_absolute():
         if ".." in p.parts:
             raise BpdError(f"--out {out}: a relative path stays inside the run directory (no '..'); "
@@ -466,9 +471,11 @@ def run_select(cfg: SelectConfig, meter: Callable[[str], Callable[[MLPPolicy], C
                        f"try a higher --thresholds (the run's: {meta['threshold']:g})")
     chosen = student_from(meta, next(c.state_dict for c in cands if c.step == ch["step"]), ch["threshold"])
     out.parent.mkdir(parents=True, exist_ok=True)
+    # the run it came from, relative to the file (written elsewhere, `bpd export` finds the run's data and teacher
+    # through it: export.export.student_run)
     save_student(out, chosen, meta | {"threshold": ch["threshold"], "step": ch["step"],
-                                      "selection": {k: v for k, v in res.items() if k != "rows"} | {"env": env_id}},
-                 stats)
+                                      "selection": {k: v for k, v in res.items() if k != "rows"}
+                                      | {"env": env_id, "run": path_for_record(run, out.parent)}}, stats)
     if summary is not None and run_summary is not None:  # the run's summary with this selection in its place
         seconds = time.time() - t0
         summary.parent.mkdir(parents=True, exist_ok=True)

@@ -92,6 +92,8 @@ class SelectConfig:
     low_share: float = field(0.0, help="with --no-falls: also a fall, an episode the teacher finishes whose return "
                              "falls short of the teacher's on that seed by more than (1 - this) of its magnitude (a "
                              "task without termination, e.g. a HalfCheetah flipped onto its back); 0: early ends alone")
-    out: str = field("selected.pt", help="student file to write (relative paths: inside the run directory)")
+    out: str = field("selected.pt", help="student file to write (relative paths: inside the run directory; a "
+                     "directory: selected.pt in it); written outside the run, it records the run, whose data and "
+                     "teacher `bpd export` then reads")
     summary: str | None = field(None, help="also write the run's summary.json with this selection in its place "
                                 "(and its seconds added), for a run directory of its own around --out")

@@ -28,7 +28,7 @@ import numpy as np
 from bpd.cache import Key
 from bpd.config import field
 from bpd.errors import BpdError
-from bpd.io import path_from_record, read_json, write_json, write_text
+from bpd.io import path_from_record, write_json, write_text
 from firmware_host.measure.bench_report import markdown, plot
 from firmware_host.measure.build import BENCH, TARGETS, compile_flags, compile_image, image_report
 from firmware_host.measure.cycle_model import estimate_cycles, estimate_us
@@ -335,14 +335,18 @@ def _masked_export(info: dict, exp: Path, out: Path) -> Path:
 
 
 def _run_inputs(export_dir: Path, given: str | None) -> tuple[Path | None, str | None]:
-    """The teacher (given, or the one the student was distilled from) and the run's dataset."""
+    """The teacher (given, or the one the student was distilled from) and the run's dataset: the run export's
+    `student_run` finds (the student's directory, or the run `bpd student select` wrote it from)."""
+    from export.export import student_run
+    from training.student import load_student
+
     info = json.loads((export_dir / "export.json").read_text())
-    cfg = path_from_record(info["source"], export_dir).parent / "config.json"
-    run = read_json(cfg, "run configuration") if cfg.is_file() else {}  # a corrupt one is one line, as export's
-    teacher = Path(given) if given else (path_from_record(run["teacher"], cfg.parent) if run.get("teacher") else None)
+    source = path_from_record(info["source"], export_dir)
+    run, d = student_run(source, load_student(source)[1]) if source.suffix == ".pt" and source.is_file() else ({}, None)
+    teacher = Path(given) if given else (path_from_record(run["teacher"], d) if run.get("teacher") and d else None)
     if teacher is not None and not teacher.is_file():
         teacher = None if not given else teacher
-    dataset = str(path_from_record(run["dataset"], cfg.parent)) if run.get("dataset") else None
+    dataset = str(path_from_record(run["dataset"], d)) if run.get("dataset") and d else None
     return teacher, dataset
 
 
