@@ -103,12 +103,18 @@ def load_source(path: str | Path, each_call: bool = False) -> Source:
 def student_run(p: Path, meta: dict) -> tuple[dict, Path]:
     """The configuration and directory of the run a student file (p, its record meta) was distilled in: the file's
     own directory (student.pt, or the file `bpd student select` wrote in the run), else the run `student select`
-    recorded writing it elsewhere. The run's dataset and teacher calibrate the integer kernel, draw the parity states
-    and give the teacher's figures: only where the student was distilled from them (the content hashes of the run
-    and the student record agree; a student copied into another run's directory is not that run's). ({}, p.parent):
-    no such run."""
+    recorded writing it elsewhere, else for `bpd compress`'s hand-over (OUT/student.pt) the chosen method's run
+    (OUT/METHOD, compress.json's choice). The run's dataset and teacher calibrate the integer kernel, draw the parity
+    states and give the teacher's figures: only where the student was distilled from them (the content hashes of the
+    run and the student record agree; a student copied into another run's directory is not that run's).
+    ({}, p.parent): no such run."""
     recorded = (meta.get("selection") or {}).get("run")
-    for d in [p.parent] + ([path_from_record(recorded, p.parent)] if isinstance(recorded, str) and recorded else []):
+    dirs = [p.parent] + ([path_from_record(recorded, p.parent)] if isinstance(recorded, str) and recorded else [])
+    if (p.parent / "compress.json").is_file():
+        chosen = read_json(p.parent / "compress.json", "bpd compress record")
+        if isinstance(chosen, dict) and isinstance(chosen.get("chosen"), str) and "/" not in chosen["chosen"]:
+            dirs.append(p.parent / chosen["chosen"])
+    for d in dirs:
         if not (d / "config.json").is_file():
             continue
         run_cfg = read_json(d / "config.json", "run configuration")

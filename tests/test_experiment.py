@@ -978,6 +978,26 @@ def test_student_select_out_elsewhere_keeps_the_runs_data_for_the_export(tiny_pi
     assert (load_source(alone / "selected.pt").dataset, load_source(alone / "selected.pt").teacher) == (None, None)
 
 
+def test_the_export_of_compress_hand_over_reads_the_chosen_runs_data(tiny_pipeline, tmp_path):
+    """`bpd compress` hands over OUT/student.pt, a copy of the chosen method's OUT/METHOD/selected.pt, with no run
+    beside it: its export calibrated on uniform states and found no teacher. It now reads the chosen run's
+    (compress.json's choice), as for the student in that run; a run of another dataset is not taken."""
+    import shutil
+
+    from export.export import load_source
+
+    out = tmp_path / "comp"
+    shutil.copytree(tiny_pipeline / "run", out / "l1-threshold")
+    shutil.copy(out / "l1-threshold" / "student.pt", out / "student.pt")
+    (out / "compress.json").write_text(json.dumps({"chosen": "l1-threshold", "rows": []}))
+    src = load_source(out / "student.pt")
+    assert Path(src.dataset).resolve() == (tiny_pipeline / "dataset.npz").resolve()
+    assert Path(src.teacher).resolve() == (tiny_pipeline / "teacher.npz").resolve()
+    cfg = json.loads((out / "l1-threshold" / "config.json").read_text())
+    (out / "l1-threshold" / "config.json").write_text(json.dumps(cfg | {"dataset_sha256": "0" * 64}))
+    assert load_source(out / "student.pt").dataset is None
+
+
 def test_table_names_the_kind_of_torch_kernel_each_seed_ran_with_where_an_environment_mixes_kinds():
     """Hand-made rows: one kind throughout gives no note; mixed kinds name each method's seeds by kind."""
     from bpd_app.experiment.tables import kernels_note
