@@ -495,7 +495,8 @@ _USE = {
              "`target_link_libraries(app PRIVATE bpd::policy)`; example: examples/cmake (with a Cortex-M4F "
              "toolchain file).",
     "zephyr": "a Zephyr module (zephyr/module.yml): add the folder to ZEPHYR_EXTRA_MODULES (or its repository to "
-              "west.yml) and set CONFIG_BPD_POLICY=y; example: examples/zephyr.",
+              "west.yml) and set CONFIG_BPD_POLICY=y; example: examples/zephyr (`west build -b BOARD examples/zephyr`;"
+              " its sample.yaml runs it under twister: `west twister -T examples/zephyr -p qemu_cortex_m3`).",
     "platformio": f"a PlatformIO library (library.json): `lib_deps = {PIO_NAME}=symlink://path/to/package` or "
                   "copy the folder into lib/; example: examples/platformio.",
     "arduino": f"an Arduino library (library.properties, sources in src/): copy the folder into your sketchbook's "
