@@ -378,11 +378,13 @@ def caution(res: dict) -> str | None:
 
 
 def markdown(res: dict) -> str:
+    """compress.md: one row per method's chosen student; a kernel column (what each cost is of, `cost_of`) where a
+    row records one (the emulated costs and the SMLAD count, not the nonzero count)."""
+    kernels = any(r.get("cost_kernel") for r in res["rows"])
     L = [f"# bpd compress: {res['env_id']}", "", f"Handed over: **{res['chosen']}** ({res['rule']}).", "",
-         f"| method | step | nonzero | {res['cost']}: {COST_UNITS[res['cost']]} | kernel "
-         "| return (selection seeds: mean +- std, worst) | % of teacher "
-         f"| keeps "
-         f"{100 * res['keep_return']:g} % | falls | judged again |", "|---|---|---|---|---|---|---|---|---|---|"]
+         f"| method | step | nonzero | {res['cost']}: {COST_UNITS[res['cost']]} " + ("| kernel " if kernels else "")
+         + "| return (selection seeds: mean +- std, worst) | % of teacher "
+         f"| keeps {100 * res['keep_return']:g} % | falls | judged again |", "|---" * (9 + kernels) + "|"]
     for r in res["rows"]:
         t = r["teacher_select_return"]
         falls = "-" if r.get("falls") is None else r["falls"]
@@ -391,8 +393,8 @@ def markdown(res: dict) -> str:
                                    f"{c['early_ends_where_teacher_finished']} falls on {c['episodes']}: "
                                    + ("holds" if c["holds"] else "does not hold"))
         L.append(f"| {r['method']} | {r['step']} | {r['params_nonzero']} | {r['cost']:.0f} | "
-                 f"{cost_of(r) or '-'} | "
-                 f"{r['select_return']:.1f}{spread(r)} "
+                 + (f"{cost_of(r) or '-'} | " if kernels else "")
+                 + f"{r['select_return']:.1f}{spread(r)} "
                  f"| {percent(r['select_return'], t)} | {'yes' if r['keep_return_met'] else 'no'} | {falls} "
                  f"| {again} |")
     return "\n".join(L) + "\n"
