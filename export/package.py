@@ -343,11 +343,12 @@ def _offers_fast_tanh(meta: dict) -> bool:
 
 def _zephyr(meta: dict, example: str, obs: np.ndarray, action: np.ndarray | None) -> dict[str, str]:
     floats = _uses_libm(meta)  # the integer kernel's C calls no libm: neither the full libc nor the fast tanh
-    # a float kernel's figures are the FPU's: Zephyr builds soft float (CONFIG_FPU=n) unless told, which runs every
-    # multiply-add in library calls; imply turns the FPU on where the core has one, and the user may still say n
-    libc = "\tselect REQUIRES_FULL_LIBC\n\timply FPU\n" if floats else ""
-    fpu = ("\t  Its cycles are the FPU's (implied here; threads that share it need CONFIG_FPU_SHARING).\n"
-           if floats else "")
+    # every kernel's figures are the FPU's where the core has one: Zephyr builds soft float (CONFIG_FPU=n) unless
+    # told, which runs a float kernel's every multiply-add in library calls and gives the integer kernel its
+    # observations' bits stage in place of VCVT (BPD_INT_FP=0, more instructions an observation than its figures);
+    # imply turns the FPU on where the core has one (nothing elsewhere), and the user may still say n
+    libc = ("\tselect REQUIRES_FULL_LIBC\n" if floats else "") + "\timply FPU\n"
+    fpu = "\t  Its cycles are the FPU's (implied here; threads that share it need CONFIG_FPU_SHARING).\n"
     fast_cmake = ("  if(CONFIG_BPD_POLICY_FAST_TANH)\n    zephyr_library_compile_definitions(BPD_FAST_TANH)\n"
                   "  endif()\n" if _offers_fast_tanh(meta) else "")
     fast = ("\nconfig BPD_POLICY_FAST_TANH\n\tbool \"Rational tanh in place of libm tanhf\"\n\tdepends on BPD_POLICY\n"

@@ -796,9 +796,11 @@ def test_a_package_asks_for_libm_only_where_its_kernel_calls_it(real_export):
     zephyr = (out / "package" / "zephyr" / "CMakeLists.txt").read_text()
     pio = json.loads((out / "package" / "library.json").read_text())["build"]
     for text in ("target_link_libraries(bpd_policy PUBLIC m)" in cmake, "select REQUIRES_FULL_LIBC" in kconfig,
-                 "imply FPU" in kconfig,  # a float kernel's figures are the FPU's, which Zephyr leaves off
                  pio.get("flags") == "-lm"):  # PlatformIO: a build flag -l is linked into the project
         assert text == calls, kind
+    # every kernel's figures are the FPU's, which Zephyr leaves off: the float kernels' arithmetic, the integer
+    # kernel's VCVT at its inputs and outputs (without it, the bits stage: BPD_INT_FP=0)
+    assert "imply FPU" in kconfig and "CONFIG_FPU_SHARING" in kconfig, kind
     assert not any("FAST_TANH" in t for t in (cmake, kconfig, zephyr)), kind
 
 
