@@ -51,7 +51,18 @@ def markdown(res: dict) -> str:
     return "\n".join(L) + "\n"
 
 
-def main() -> None:
+def command(ap: argparse.ArgumentParser, a: argparse.Namespace) -> str:
+    """The command that wrote the results: the script with every option that differs from its default (the work
+    directory, where runs go, changes no figure)."""
+    out = ["python benchmarks/minari_roundtrip.py"]
+    for k in ("seeds", "steps", "collect_steps", "episodes"):
+        v = getattr(a, k)
+        if v != ap.get_default(k):
+            out.append(f"--{k.replace('_', '-')} " + (" ".join(map(str, v)) if isinstance(v, list) else str(v)))
+    return " ".join(out)
+
+
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--steps", type=int, default=5000, help="distillation steps")
@@ -59,6 +70,11 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=30)
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--table-only", action="store_true")
+    return ap
+
+
+def main() -> None:
+    ap = parser()
     a = ap.parse_args()
     if a.table_only:
         res = json.loads(OUT.with_suffix(".json").read_text())
@@ -85,7 +101,7 @@ def main() -> None:
             rows.append(row)
             print(row, flush=True)
         rets = {k: [r[k]["return_mean"] for r in rows] for k in ("npz", "minari")}
-        res = {"command": "python benchmarks/minari_roundtrip.py", "teacher": TEACHER, "collect_steps": a.collect_steps,
+        res = {"command": command(ap, a), "teacher": TEACHER, "collect_steps": a.collect_steps,
                "distill_steps": a.steps, "episodes": a.episodes, "rows": rows,
                "summary": {"npz_mean": statistics.mean(rets["npz"]), "npz_std": statistics.pstdev(rets["npz"]),
                            "minari_mean": statistics.mean(rets["minari"]),

@@ -378,3 +378,14 @@ def test_a_rollout_on_a_shipped_rig_is_written_as_a_minari_dataset(store, env_id
     assert write_minari(ds, ds_id) == ds_id
     assert load_dataset(f"minari:{ds_id}", od, 1).meta["env_id"] == env_id
     assert type(minari.load_dataset(ds_id).recover_environment().unwrapped).__name__ == name
+
+
+def test_the_round_trip_benchmark_records_the_options_it_ran_with(benchmark_script):
+    """minari_roundtrip.json recorded `python benchmarks/minari_roundtrip.py` whatever its seeds, steps and episodes:
+    a run with others wrote a file whose command gives different figures. Known answer: the defaults record the bare
+    command, other values their options, the work directory none (it changes no figure)."""
+    m = benchmark_script("minari_roundtrip")
+    ap = m.parser()
+    assert m.command(ap, ap.parse_args([])) == "python benchmarks/minari_roundtrip.py"
+    a = ap.parse_args(["--seeds", "4", "5", "--steps", "300", "--episodes", "30", "--work", "/tmp/w"])
+    assert m.command(ap, a) == "python benchmarks/minari_roundtrip.py --seeds 4 5 --steps 300"
