@@ -232,7 +232,7 @@ def test_a_stopped_runner_says_how_to_resume(tmp_path, monkeypatch):
     def stop(job):
         raise KeyboardInterrupt  # Ctrl-C as the first cell's environment is being prepared
 
-    monkeypatch.setattr(runner, "_local_engine", lambda plan, workers: (stop, None, lambda: None))
+    monkeypatch.setattr(runner, "_local_engine", lambda plan, workers: (stop, None, lambda h, s: None, lambda: None))
     with pytest.raises(KeyboardInterrupt) as e:
         run_plan(plan, echo=lambda s: None)
     cells.clear_stop()
@@ -506,3 +506,81 @@ def test_ray_absent_is_one_line_saying_how_to_install_it_before_the_run_says_wha
         cmd_run(ExperimentRunConfig(str(path), workers=2, engine="ray", runs=str(tmp_path / "runs")))
     assert str(e.value) == "--engine ray needs Ray: pip install -e '.[ray]' in the bpd checkout"
     assert capsys.readouterr().out == "" and not (tmp_path / "runs").exists()
+
+
+def _prepared(plan) -> None:
+    """The environment's dataset and teacher evaluation in place, so that a stub `bpd` is first called to train."""
+    env = plan.envs[0]
+    plan.dataset_path(env, plan.cell_dataset(plan.cells()[0].label)).parent.mkdir(parents=True, exist_ok=True)
+    plan.dataset_path(env, plan.cell_dataset(plan.cells()[0].label)).write_bytes(b"")
+    plan.teacher_eval_path(env).parent.mkdir(parents=True, exist_ok=True)
+    plan.teacher_eval_path(env).write_text("{}")
+
+
+def test_a_stopped_ray_runner_stops_its_stages_and_records_its_cells_interrupted(tmp_path, monkeypatch):
+    """Ctrl-C to a runner on Ray: its tasks run in Ray's workers, out of the terminal's reach and the runner's, and
+    were killed with the Ray instance, their cells left marked running (or, cancelled, recorded failed) and their
+    stages unstopped. Each task is now cancelled, stops its stage as the local engine does, and records its cell
+    interrupted, which status says and the next run resumes; the runner's time so far is kept."""
+    import threading
+
+    pytest.importorskip("ray", reason="Ray is an optional extra (pip install -e '.[ray]')")
+    up, term = tmp_path / "up", tmp_path / "term"
+    _stub(tmp_path, monkeypatch, f"import signal, sys, time\n"
+          f"def stop(n, f):\n    open({str(term)!r}, 'w').write(str(n))\n    sys.exit(143)\n"
+          f"signal.signal(signal.SIGTERM, stop)\nopen({str(up)!r}, 'w').close()\ntime.sleep(60)\n")
+    plan = load_plan(_write(tmp_path, GOOD | {"teachers": {"InvertedPendulum-v5": str(TEACHER)}, "seeds": [0],
+                                              "bench": False, "methods": {"bpd": {"args": ARGS}}}),
+                     str(tmp_path / "runs"))
+    _prepared(plan)
+    (plan.runs / "plan.json").write_text(json.dumps({"plan": plan.rel(plan.path)}))
+
+    def ctrl_c():
+        for _ in range(600):
+            if up.exists():
+                break
+            time.sleep(0.1)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=ctrl_c, daemon=True).start()
+    said: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        run_plan(plan, engine="ray", echo=said.append)
+    cells.clear_stop()
+    cell = plan.cells()[0]
+    rec = json.loads((cell.dir / "cell.json").read_text())
+    assert rec["state"] == "interrupted", rec
+    assert rec["error"] == ("stopped by the cancellation of its Ray task in its distill stage; `bpd experiment run` "
+                            "again resumes it")
+    assert term.read_text() == str(int(signal.SIGTERM))  # its stage stopped as Ctrl-C stops it: a checkpoint kept
+    assert [r["state"] for r in plan_status(plan)] == ["interrupted"]
+    (session,) = json.loads((plan.runs / "sessions.json").read_text())["sessions"]
+    assert session["wall_seconds"] > 0
+
+
+@pytest.mark.parametrize("name, error", [
+    ("TaskCancelledError", "stopped by the cancellation of its Ray task"),
+    ("WorkerCrashedError", "its Ray worker died (WorkerCrashedError: The worker died unexpectedly"),
+])
+def test_a_ray_task_cancelled_or_whose_worker_died_is_an_interrupted_cell(tmp_path, name, error):
+    """Ray's errors for a task stopped from outside the runner (`ray job stop`, a forced cancel, a worker killed):
+    the cell is interrupted, which the next run resumes, not failed; a forced cancel's error, which has no message,
+    broke the runner with an IndexError. The runner records the cell, whose worker could not."""
+    ray = pytest.importorskip("ray", reason="Ray is an optional extra (pip install -e '.[ray]')")
+    from bpd_app.experiment.engines import _ray_outcome
+
+    rec, err = _ray_outcome(ray, getattr(ray.exceptions, name)())
+    assert err is None and rec["state"] == "interrupted" and rec["error"].startswith(error)
+    assert _ray_outcome(ray, ray.exceptions.RayError()) == (None, "RayError")  # any other: an error, said
+    plan = load_plan(_write(tmp_path, GOOD), str(tmp_path / "runs"))
+    cell = plan.cells()[0]
+    _done_here(plan, cell, state="running")
+    assert cells.mark_interrupted(cell, rec["error"])
+    assert [r["state"] for r in plan_status(plan)][:2] == ["interrupted", "pending"]
+    assert json.loads((cell.dir / "cell.json").read_text())["error"] == f"{rec['error']}; {cells.RESUMES}"
+    with open(cell.dir / ".runner.lock", "a") as held:  # another runner's: left alone
+        import fcntl
+
+        _done_here(plan, cell, state="running")
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert not cells.mark_interrupted(cell, rec["error"])

@@ -41,22 +41,23 @@ _LIVE: set[subprocess.Popen] = set()  # the stages running now, in the runner's 
 _LIVE_LOCK = threading.Lock()
 
 
-_STOPPED: list[int] = []  # the signal that stopped the runner: a stage started after it gets it at once
+_STOPPED: list = []  # the signal that stopped the runner, and what sent it: a stage started after it gets it at once
+CANCELLED = "the cancellation of its Ray task"  # a Ray task's stop: Ray raises KeyboardInterrupt in the task
 
 
 def clear_stop() -> None:
-    """No stop yet (a run's start)."""
+    """No stop yet (a run's start, a Ray task's start in a worker that an earlier, cancelled task stopped)."""
     with _LIVE_LOCK:
         _STOPPED.clear()
 
 
-def stop_stages(signum: int) -> None:
+def stop_stages(signum: int, why: str | None = None) -> None:
     """Send every running stage the signal that stopped the runner (SIGTERM or SIGHUP to the runner alone, as a
     supervisor's `kill PID` sends it; Ctrl-C reaches the whole process group by itself): each stops as Ctrl-C
     stops it, so that the runner's pool ends with them rather than after their cells. A stage a worker starts
-    after this gets the same signal as it starts."""
+    after this gets the same signal as it starts. `why`: what stopped it, where not the signal (CANCELLED)."""
     with _LIVE_LOCK:
-        _STOPPED[:] = [signum]
+        _STOPPED[:] = [signum, why or signal.Signals(signum).name]
         for proc in list(_LIVE):
             if proc.poll() is None:
                 proc.send_signal(signum)
@@ -95,24 +96,38 @@ def _run(argv: list[str], log: Path, stdout: Path | None = None, cwd: Path | Non
                 if _STOPPED:  # the runner stopped while this stage started
                     proc.send_signal(_STOPPED[0])
             try:
-                out, err = proc.communicate()
+                try:
+                    out, err = _communicate(proc)
+                except KeyboardInterrupt:  # its Ray task cancelled: the stage stopped as the runner's stop stops it
+                    stop_stages(signal.SIGTERM, CANCELLED)
+                    out, err = proc.communicate()
             finally:
                 with _LIVE_LOCK:
                     _LIVE.discard(proc)
         lf.write(err)
     if proc.returncode != 0:
         last = (err.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
-        if (sig := _stop_signal()) is not None:
-            raise StageStopped(f"stopped by {signal.Signals(sig).name} in its {argv[0]} stage")
+        if (why := _stopped_by()) is not None:
+            raise StageStopped(f"stopped by {why} in its {argv[0]} stage")
         raise StageFailed(f"bpd {argv[0]} exited {proc.returncode}: {last}")
     if stdout is not None:
         write_text(stdout, out)
 
 
-def _stop_signal() -> int | None:
-    """The signal that stopped the runner, or None while it runs."""
+def _communicate(proc: subprocess.Popen) -> tuple[str, str]:
+    """proc.communicate(), woken each second: a Ray task's cancellation (a KeyboardInterrupt Ray raises in the task's
+    thread) lands only between Python's instructions, which a wait without a timeout holds off to the stage's end."""
+    while True:
+        try:
+            return proc.communicate(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _stopped_by() -> str | None:
+    """What stopped the runner (its signal's name, or CANCELLED), or None while it runs."""
     with _LIVE_LOCK:
-        return _STOPPED[0] if _STOPPED else None
+        return _STOPPED[1] if _STOPPED else None
 
 
 def prepare_env(plan: Plan, env: str) -> None:
@@ -131,9 +146,8 @@ def prepare_env(plan: Plan, env: str) -> None:
                 fcntl.flock(claim, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                if (sig := _stop_signal()) is not None:
-                    raise StageStopped(f"stopped by {signal.Signals(sig).name} while another runner "
-                                       f"prepared {env}") from None
+                if (why := _stopped_by()) is not None:
+                    raise StageStopped(f"stopped by {why} while another runner prepared {env}") from None
                 time.sleep(0.5)
         _prepare_env(plan, env, teacher, log)
 
@@ -226,6 +240,27 @@ def rebench_cell(plan: Plan, cell: Cell) -> str:
     for _, old in pairs:
         shutil.rmtree(old, ignore_errors=True)
     return "measured again"
+
+
+RESUMES = "`bpd experiment run` again resumes it"
+
+
+def mark_interrupted(cell: Cell, why: str) -> bool:
+    """A cell whose run ended without recording it (its Ray worker killed, its task cancelled before it could say),
+    left marked running: recorded interrupted with `why`, so that status and table say so and the next run resumes
+    it. Left alone where another runner holds it, or where it recorded its own end. Returns whether it marked it."""
+    import fcntl
+
+    rec = _read_json(cell.dir / "cell.json") or {}
+    if rec.get("state") != "running":
+        return False
+    with open(cell.dir / ".runner.lock", "a") as claim:
+        try:
+            fcntl.flock(claim, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        write_json(cell.dir / "cell.json", rec | {"state": "interrupted", "error": f"{why}; {RESUMES}"})
+    return True
 
 
 BUSY = "busy"  # the state of a cell another runner sharing the run root is running now (not recorded in cell.json)
@@ -339,8 +374,13 @@ def _execute_cell(plan: Plan, cell: Cell) -> dict:
         write_json(result_path, result)
         rec.update(state="done", seconds=round(time.time() - t0, 1), finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
     except StageStopped as e:  # the runner was stopped: resumed by the next run, as one killed outright is
-        rec.update(state="interrupted", error=f"{e}; `bpd experiment run` again resumes it",
-                   seconds=round(time.time() - t0, 1))
+        rec.update(state="interrupted", error=f"{e}; {RESUMES}", seconds=round(time.time() - t0, 1))
+    except KeyboardInterrupt:  # its Ray task cancelled between stages: recorded as stopped, then cancelled on
+        stop_stages(signal.SIGTERM, CANCELLED)
+        rec.update(state="interrupted", error=f"stopped by {CANCELLED}; {RESUMES}", seconds=round(time.time() - t0, 1),
+                   commands=commands(), stage_seconds=(earlier.get("stage_seconds") or {}) | rec["stage_seconds"])
+        write_json(status_path, rec)
+        raise
     except (StageFailed, BpdError) as e:  # a stage that failed, or a command its method cannot build (what it is
         # sized from is missing): the cell's error as said, not a bug of the runner's
         rec.update(state="failed", error=str(e), seconds=round(time.time() - t0, 1))

@@ -64,10 +64,12 @@ def cmd_run(cfg: ExperimentRunConfig) -> int:
     recs = run_plan(plan, cfg.workers, cfg.engine, cfg.address, cfg.only, echo=lambda s: print(s, flush=True),
                     retrain=cfg.retrain)
     busy = [k for k, r in recs.items() if r.get("state") == BUSY]
-    failed = [k for k, r in recs.items() if r.get("state") not in ("done", BUSY)]
-    print(f"{len(recs) - len(failed) - len(busy)} done, {len(failed)} failed"
+    stopped = [k for k, r in recs.items() if r.get("state") in ("interrupted", "pending")]  # a Ray task stopped
+    failed = [k for k, r in recs.items() if r.get("state") not in ("done", BUSY, "interrupted", "pending")]
+    print(f"{len(recs) - len(failed) - len(busy) - len(stopped)} done, {len(failed)} failed"
+          + (f", {len(stopped)} interrupted or left (the same `bpd experiment run` resumes them)" if stopped else "")
           + (f", {len(busy)} left to another runner of this run root" if busy else ""))
-    return 1 if failed else 0
+    return 1 if failed or stopped else 0
 
 
 def rebench_plan(plan, only: list[str] | None) -> int:

@@ -1,11 +1,19 @@
-"""Where cells run: local worker threads or Ray tasks, each behind the same submit / wait / shutdown."""
+"""Where cells run: local worker threads or Ray tasks, each behind the same submit / wait / stop / shutdown."""
 
 from __future__ import annotations
 
 import os
 
 from bpd.errors import BpdError
-from bpd_app.experiment.cells import StageFailed, StageStopped, execute_cell, prepare_env
+from bpd_app.experiment.cells import (
+    CANCELLED,
+    StageFailed,
+    StageStopped,
+    clear_stop,
+    execute_cell,
+    prepare_env,
+    stop_stages,
+)
 from bpd_app.experiment.plan import Plan, load_plan
 
 
@@ -28,7 +36,10 @@ def _local_engine(plan: Plan, workers: int):
         done, _ = fwait(handles, return_when=FIRST_COMPLETED)
         return [(h, _outcome(h)) for h in done]
 
-    return submit, wait, lambda: pool.shutdown(wait=True, cancel_futures=True)
+    def stop(handles, signum):  # each running stage gets the runner's signal; its cell records itself interrupted
+        stop_stages(signum)
+
+    return submit, wait, stop, lambda: pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _outcome(fut):
@@ -70,8 +81,8 @@ def _ray_engine(plan: Plan, workers: int, address: str | None):
             ray.init(num_cpus=max(1, workers), log_to_driver=False, include_dashboard=False)
     except Exception as e:
         raise BpdError(f"cannot start or reach Ray{f' at {addr}' if addr else ''}: {str(e).splitlines()[0]}") from None
-    cell_task = ray.remote(num_cpus=1, max_retries=0)(execute_cell)
-    prep_task = ray.remote(num_cpus=1, max_retries=0)(_prepare_job)
+    cell_task = ray.remote(num_cpus=1, max_retries=0)(_ray_cell)
+    prep_task = ray.remote(num_cpus=1, max_retries=0)(_ray_prepare)
 
     def submit(job):
         kind, key = job
@@ -89,10 +100,43 @@ def _ray_engine(plan: Plan, workers: int, address: str | None):
                 r = ray.get(h)
                 out.append((h, r if isinstance(r, tuple) else (r, None)))
             except Exception as e:
-                out.append((h, (None, f"{e.__class__.__name__}: {str(e).splitlines()[0]}")))
+                out.append((h, _ray_outcome(ray, e)))
         return out
 
-    return submit, wait, ray.shutdown
+    def stop(handles, signum):  # each task cancelled (its stage stopped, its cell recorded interrupted), awaited
+        for h in handles:
+            ray.cancel(h)
+        if handles:
+            ray.wait(handles, num_returns=len(handles), timeout=STOP_GRACE)
+
+    return submit, wait, stop, ray.shutdown
+
+
+STOP_GRACE = 30.0  # seconds the Ray tasks of a stopped runner have to stop their stages and record their cells
+
+
+def _ray_cell(plan_path: str, key: str, runs: str) -> dict:
+    """execute_cell as a Ray task: a worker that ran a task cancelled before holds that stop, cleared here."""
+    clear_stop()
+    return execute_cell(plan_path, key, runs)
+
+
+def _ray_prepare(plan_path: str, env: str, runs: str) -> tuple:
+    clear_stop()
+    return _prepare_job(plan_path, env, runs)
+
+
+def _ray_outcome(ray, e: Exception) -> tuple:
+    """A Ray task that raised: a cancelled one, or one whose worker or node died (killed, out of memory), is a cell
+    stopped, which the next run resumes ({"state": "interrupted"}); any other is an error."""
+    line = (str(e).strip().splitlines() or [""])[0]  # a force-cancelled task's error has no message
+    what = f"{e.__class__.__name__}{': ' + line if line else ''}"
+    x = ray.exceptions
+    if isinstance(e, x.TaskCancelledError):
+        return {"state": "interrupted", "error": f"stopped by {CANCELLED}"}, None
+    if isinstance(e, (x.WorkerCrashedError, x.NodeDiedError, x.OutOfMemoryError, x.LocalRayletDiedError)):
+        return {"state": "interrupted", "error": f"its Ray worker died ({what})"}, None
+    return None, what
 
 
 RAY_CONNECT_TIMEOUT = 10.0  # seconds a Ray address has to accept a connection

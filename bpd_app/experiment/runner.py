@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from bpd.errors import BpdError, Stopped
 from bpd.io import check_output_dir, write_json
-from bpd_app.experiment.cells import BUSY
+from bpd_app.experiment.cells import BUSY, mark_interrupted
 from bpd_app.experiment.engines import _local_engine, _ray_engine
 from bpd_app.experiment.plan import Cell, Plan, _digest, cell_spec, stale_reason
 from bpd_app.experiment.results import restore_committed
@@ -44,9 +44,9 @@ def run_plan(plan: Plan, workers: int = 1, engine: str = "local", address: str |
     by_key = {c.key: c for c in cells}
     check_run_root(plan)
     if engine == "ray":  # an engine that cannot start leaves no run root behind
-        submit, wait, shutdown = _ray_engine(plan, workers, address)
+        submit, wait, stop, shutdown = _ray_engine(plan, workers, address)
     elif engine == "local":
-        submit, wait, shutdown = _local_engine(plan, workers)
+        submit, wait, stop, shutdown = _local_engine(plan, workers)
     else:
         raise BpdError(f"unknown engine {engine!r} (local or ray)")
     plan.runs.mkdir(parents=True, exist_ok=True)
@@ -71,16 +71,18 @@ def run_plan(plan: Plan, workers: int = 1, engine: str = "local", address: str |
     from bpd_app.experiment.cells import clear_stop
 
     clear_stop()
+    running: dict = {}
     try:
         envs = sorted({c.env for c in cells if (_read_json(c.dir / "cell.json") or {}).get("state") != "done"})
         handles = {submit(("prepare", env)): env for env in envs}
-        for h, (_, err) in wait(list(handles)):
+        for h, (ok, err) in wait(list(handles)):
             env = handles[h]
+            state, err = ("pending", ok["error"]) if isinstance(ok, dict) else ("failed", err)  # its Ray task stopped
             if err:
-                echo(f"{env}: preparing failed: {err}")
+                echo(f"{env}: preparing {'failed' if state == 'failed' else 'stopped'}: {err}")
                 for c in cells:
                     if c.env == env:
-                        records[c.key] = {"cell": c.key, "state": "failed", "error": f"preparing {env}: {err}"}
+                        records[c.key] = {"cell": c.key, "state": state, "error": f"preparing {env}: {err}"}
         done_n, total = 0, len(cells)
         for k, c in by_key.items():  # finished before this invocation (or restored): not submitted again
             rec = _read_json(c.dir / "cell.json") or {}
@@ -117,7 +119,6 @@ def run_plan(plan: Plan, workers: int = 1, engine: str = "local", address: str |
             by_key[d.key] = pending[d.key] = d
             echo(f"{d.key}: restored from its committed summary, which keeps no products; trained again, since a "
                  "cell that needs it reads them")
-        running: dict = {}
         while pending or running:
             for k, c in list(pending.items()):
                 deps = _deps(plan, c)
@@ -126,6 +127,11 @@ def run_plan(plan: Plan, workers: int = 1, engine: str = "local", address: str |
                     pending.pop(k)
                     done_n += 1
                     echo(f"[{done_n}/{total}] {k}: left, it needs {busy[0]}, which another runner is running")
+                elif stopped := [d for d in deps if records.get(d, {}).get("state") == "interrupted"]:
+                    records[k] = {"cell": k, "state": "pending", "error": f"needs {stopped[0]}, which was interrupted"}
+                    pending.pop(k)
+                    done_n += 1
+                    echo(f"[{done_n}/{total}] {k}: left, it needs {stopped[0]}, which was interrupted")
                 elif any(d in records and records[d].get("state") != "done" for d in deps):
                     records[k] = {"cell": k, "state": "failed", "error": "a cell it needs failed"}
                     pending.pop(k)
@@ -147,12 +153,17 @@ def run_plan(plan: Plan, workers: int = 1, engine: str = "local", address: str |
                 continue
             for handle, (rec, err) in wait(list(running), first=True):
                 k = running.pop(handle)
-                records[k] = rec if rec else {"cell": k, "state": "failed", "error": err}
+                records[k] = {"cell": k} | rec if rec else {"cell": k, "state": "failed", "error": err}
+                if records[k].get("state") == "interrupted":  # its Ray task stopped: as its cell records it (marked
+                    mark_interrupted(by_key[k], records[k]["error"])  # here where its worker died without a word)
+                    records[k] = _read_json(by_key[k].dir / "cell.json") or records[k]
                 _record_session(plan, started, workers, engine, records)
                 done_n += 1
                 r = records[k]
                 if r.get("state") == BUSY:
                     echo(f"[{done_n}/{total}] {k}: left to another runner of this run root, which is running it")
+                elif r.get("state") == "interrupted":
+                    echo(f"[{done_n}/{total}] {k}: interrupted: {r.get('error')}")
                 elif r.get("state") == "done":
                     res = _read_json(by_key[k].dir / "result.json") or {}
                     echo(f"[{done_n}/{total}] {k}: done in {r.get('seconds', 0):.0f} s, return "
@@ -162,11 +173,15 @@ def run_plan(plan: Plan, workers: int = 1, engine: str = "local", address: str |
                     echo(f"[{done_n}/{total}] {k}: FAILED: {r.get('error')}")
     except KeyboardInterrupt as e:  # its running stages stop with it: a SIGTERM or SIGHUP to the runner alone passed
         # on as itself, a Ctrl-C as SIGTERM (a stage that had the Ctrl-C from the terminal too ignores it)
+        # (its Ray tasks cancelled, each stage stopped by its worker); a cell whose task ended without recording
+        # its stop (the grace over, its worker killed) is recorded interrupted once its worker is gone
         import signal
 
-        from bpd_app.experiment.cells import stop_stages
-
-        stop_stages(e.signum if isinstance(e, Stopped) else signal.SIGTERM)
+        stop(list(running), e.signum if isinstance(e, Stopped) else signal.SIGTERM)
+        shutdown()
+        for k in running.values():
+            mark_interrupted(by_key[k], f"stopped by {e if isinstance(e, Stopped) else 'SIGINT'}")
+        _record_session(plan, started, workers, engine, records)  # the runner's time up to its stop
         e.bpd_note = STOP_NOTE  # type: ignore[attr-defined]  # bpd_app/cli.py prints it after "interrupted"
         raise
     finally:
