@@ -584,3 +584,24 @@ def test_a_ray_task_cancelled_or_whose_worker_died_is_an_interrupted_cell(tmp_pa
         _done_here(plan, cell, state="running")
         fcntl.flock(held, fcntl.LOCK_EX)
         assert not cells.mark_interrupted(cell, rec["error"])
+
+
+def test_the_table_counts_interrupted_cells_apart_from_those_not_run(tmp_path):
+    """A cell stopped (recorded interrupted, or marked running by a process of this machine that is gone: a killed
+    runner's or Ray worker's) was 'not run' in the table and 'running' in cells.csv, where status said interrupted."""
+    from bpd_app.experiment.tables import write_table
+
+    plan = load_plan(_write(tmp_path, GOOD), str(tmp_path / "runs"))
+    stopped, killed = plan.cells()[:2]
+    _done_here(plan, stopped, state="interrupted")
+    gone = subprocess.Popen([sys.executable, "-c", ""])
+    gone.wait()
+    killed.dir.mkdir(parents=True)
+    (killed.dir / "cell.json").write_text(json.dumps({"cell": killed.key, "state": "running", "pid": gone.pid,
+                                                      "host": os.uname().nodename}))
+    write_table(plan, tmp_path / "table")
+    assert ("Cells: 0 done, 0 failed, 2 interrupted (the same `bpd experiment run` resumes them), 2 not run, of 4."
+            in (tmp_path / "table" / "table.md").read_text())
+    states = [line.split(",")[3] for line in (tmp_path / "table" / "cells.csv").read_text().splitlines()[1:]]
+    assert sorted(states) == ["interrupted", "interrupted", "pending", "pending"]
+    assert [r["state"] for r in plan_status(plan)].count("interrupted") == 2

@@ -46,6 +46,15 @@ def restore_committed(plan: Plan) -> list[str]:
     return restored
 
 
+def recorded_state(rec: dict) -> str:
+    """A cell's state as its cell.json records it; one marked running by a process of this machine that is gone (a
+    runner or Ray worker killed) is interrupted, as the next run takes it."""
+    state = rec.get("state", "pending")
+    if state == "running" and rec.get("host") == os.uname().nodename and not _alive(rec.get("pid")):
+        return "interrupted"
+    return state
+
+
 def _alive(pid) -> bool:
     if not isinstance(pid, int):
         return False
@@ -64,7 +73,7 @@ def collect_results(plan: Plan) -> list[dict]:
     out = []
     for c in plan.cells():
         rec = _read_json(c.dir / "cell.json") or {}
-        state = rec.get("state", "pending")
+        state = recorded_state(rec)
         res = _read_json(c.dir / "result.json") if state == "done" and not rec.get("restored_from") else None
         if state == "done" and not rec.get("restored_from") and res is None and (c.dir / "result.json").exists():
             raise BpdError(f"{c.dir / 'result.json'}: corrupt cell result (not a JSON object); remove "

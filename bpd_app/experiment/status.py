@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import time
 
 import numpy as np
 
 from bpd_app.experiment.plan import Cell, Plan, _digest, cell_spec, stale_reason
-from bpd_app.experiment.results import _alive, committed_result
+from bpd_app.experiment.results import committed_result, recorded_state
 from bpd_app.experiment.summary import _read_json
 
 
@@ -49,9 +48,7 @@ def plan_status(plan: Plan, now: float | None = None) -> list[dict]:
     rows, recs = [], []
     for c in plan.cells():
         rec = _read_json(c.dir / "cell.json") or {}
-        state = rec.get("state", "pending")
-        if state == "running" and rec.get("host") == os.uname().nodename and not _alive(rec.get("pid")):
-            state = "interrupted"
+        state = recorded_state(rec)
         spec_ok = rec.get("spec_digest") in (None, _digest(cell_spec(plan, c)))
         if state == "done" and (why := stale_reason(plan, c, _read_json(c.dir / "result.json") or rec)):
             state, rec = "failed", rec | {"error": f"{plan.rel(c.dir)} {why}"}

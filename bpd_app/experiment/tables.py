@@ -196,11 +196,13 @@ def write_table(plan: Plan, out: Path) -> dict:
                            and (h := (r["result"].get("export") or {}).get("model_hash")) in scores]
     out.mkdir(parents=True, exist_ok=True)
     sessions = merged_sessions(plan, out)
+    stopped = sum(r["state"] == "interrupted" for r in rows)
     cpu_seconds = sum(r["result"]["train"]["seconds"] or 0 for r in rows if r["result"])
     md = [f"# {plan.name}", "", f"Plan: `{plan.rel(plan.path)}`; regenerate with `bpd experiment run "
           f"{plan.rel(plan.path)}` then `bpd experiment table {plan.rel(plan.path)} --out {plan.rel(out)}`.", "",
           f"Cells: {sum(r['state'] == 'done' for r in rows)} done, {sum(r['state'] == 'failed' for r in rows)} failed, "
-          f"{sum(r['state'] not in ('done', 'failed') for r in rows)} not run, of {len(rows)}. "
+          + (f"{stopped} interrupted (the same `bpd experiment run` resumes them), " if stopped else "")
+          + f"{sum(r['state'] not in ('done', 'failed', 'interrupted') for r in rows)} not run, of {len(rows)}. "
           f"Training time summed over finished cells: {cpu_seconds / 3600:.2f} h; runner wall time "
           f"{sessions_wall_seconds(sessions) / 3600:.2f} h over "
           f"{sum(s.get('invocations', 1) for s in sessions)} invocation(s) "
