@@ -23,6 +23,7 @@ from pathlib import Path
 from bpd.config import check_ranges, field
 from bpd.errors import BpdError
 from bpd.io import atomic_write, check_output_dir, read_json, write_json, write_text
+from training.distill_config import SELECT_EPISODES as DISTILL_SELECT_EPISODES
 from training.envs import LOW_SHARE, return_floor, share_of_teacher
 from training.selection_config import COST_UNITS, COSTS, cost_of, cost_text, spread
 
@@ -92,7 +93,13 @@ def _check(cfg: CompressConfig) -> list[str]:
     from bpd_app.methods import CYCLE_CUTS, METHODS, get
 
     check_ranges(cfg, {"keep_return": (0, 1, "open"), "episodes": (1, 10_000), "confirm": (0, 10_000),
-                       "low_share": (0, 1), "steps": (1, 100_000_000), "seed": (0, 2**31 - 1)})
+                       "low_share": (0, 1), "steps": (1, 100_000_000)})
+    from training.seed_blocks import check_block, check_run_seed
+
+    check_run_seed(cfg.seed)
+    check_block(cfg.episodes, "--episodes", "the selection")
+    first = selection_episodes(cfg, cfg.methods)
+    check_block(cfg.confirm, "--confirm", f"the confirmation after {first} selection episodes", first)
     from training.collect import dataset_exists, load_dataset
     from training.minari_io import is_minari
 
@@ -296,6 +303,14 @@ def choose_run(rows: list[dict]) -> dict:
     return max(fewest_falls(rows), key=lambda r: r["select_return"])
 
 
+def selection_episodes(cfg: CompressConfig, methods: list[str]) -> int:
+    """The selection episodes before the confirmation's (confirm_run's first seed of the run seed's block): the most
+    of compress's own and of the methods' runs (distill's default where a method sets none)."""
+    from bpd_app.methods import get
+
+    return max([cfg.episodes] + [get(m).select_episodes or DISTILL_SELECT_EPISODES for m in methods])
+
+
 def confirm_run(cfg: CompressConfig, env: str, rows: list[dict]) -> tuple[dict, bool]:
     """--confirm: the ranked students judged again beside the teacher on cfg.confirm selection episodes after every
     selection so far (distill's own and compress's), cheapest first; the first that holds (training.selection.confirm)
@@ -313,7 +328,7 @@ def confirm_run(cfg: CompressConfig, env: str, rows: list[dict]) -> tuple[dict, 
 
     order = ranked(rows)
     first = max([cfg.episodes] + [int(read_json(Path(r["run"]) / "config.json", "run configuration").get(
-        "select_episodes", 10)) for r in order])
+        "select_episodes", DISTILL_SELECT_EPISODES)) for r in order])
     held, recs = confirm(env, load_teacher(cfg.teacher).act,
                          [(r["method"], partial(policy, r["student"])) for r in order],
                          select_eval_seed(cfg.seed) + first, cfg.confirm, cfg.keep_return,

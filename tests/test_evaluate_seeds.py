@@ -129,3 +129,38 @@ def test_a_compress_students_run_seeds_and_its_selected_file_are_refused(tmp_pat
         run_evaluate(EvaluateConfig(model=str(tmp_path / "bpd" / "selected.pt"), episodes=1, seed=200012))
     other = run_evaluate(EvaluateConfig(model=str(tmp_path / "l1-threshold" / "selected.pt"), episodes=1, seed=200012))
     assert other["seeds"] == [200012, 200012]
+
+
+def test_a_run_seeds_episodes_stay_in_its_block_of_seeds():
+    """Run seed s selects on 200000 + 1000 s on (its training evaluations: 100000 + 1000 s on), so seed 0's block ends
+    at 200999 and seed 1's starts at 201000. More episodes than the block holds, or compress's confirmation after the
+    selection's, ran on into the next seed's block, and run seed 100's training evaluations were seed 0's selection
+    episodes: each is refused in one line naming the largest value allowed."""
+    from training.envs import select_eval_seed, train_eval_seed
+    from training.seed_blocks import MAX_RUN_SEED, SEED_BLOCK
+
+    assert (select_eval_seed(0), select_eval_seed(1), train_eval_seed(1)) == (200_000, 201_000, 101_000)
+    assert SEED_BLOCK == 1000 and MAX_RUN_SEED == 99 and train_eval_seed(99) + 999 == 199_999 < select_eval_seed(0)
+    cases = [  # (command, the largest allowed value, refused as)
+        (["student", "select", "nowhere", "--episodes", "1001"], "--episodes must be at most 1000 (got 1001)"),
+        (["distill", "--teacher", "t", "--dataset", "d", "--select-episodes", "1001"],
+         "--select-episodes must be at most 1000 (got 1001)"),
+        (["distill", "--teacher", "t", "--dataset", "d", "--eval-episodes", "1001"],
+         "--eval-episodes must be at most 1000 (got 1001)"),
+        (["distill", "--teacher", "t", "--dataset", "d", "--seed", "100"], "--seed must be between 0 and 99 (got 100)"),
+        (["compress", "--teacher", "t", "--dataset", "d", "--seed", "100"],
+         "--seed must be between 0 and 99 (got 100)"),
+        # bpd's runs select on 10 episodes (200000..200009): the confirmation's 990 are 200010..200999
+        (["compress", "--teacher", "t", "--dataset", "d", "--methods", "bpd", "--confirm", "991"],
+         "--confirm must be at most 990 (got 991): the confirmation after 10 selection episodes would run past"),
+        # compress's own 40 selection episodes first: 200040..200999 left
+        (["compress", "--teacher", "t", "--dataset", "d", "--methods", "bpd", "--episodes", "40", "--confirm", "961"],
+         "--confirm must be at most 960 (got 961)"),
+    ]
+    for argv, message in cases:
+        p = run_bpd(*argv, check=False)
+        assert p.returncode == 1 and p.stderr.count("\n") == 1 and message in p.stderr, (argv, p.stderr)
+    for argv in (["compress", "--teacher", "t", "--dataset", "d", "--methods", "bpd", "--confirm", "990"],
+                 ["student", "select", "nowhere", "--episodes", "1000"]):  # the largest: on to the files' checks
+        p = run_bpd(*argv, check=False)
+        assert p.returncode == 1 and "must be" not in p.stderr and "no such" in p.stderr, (argv, p.stderr)

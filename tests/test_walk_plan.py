@@ -56,6 +56,7 @@ def _methods(**kw) -> dict:
     (GOOD | {"eval": {"episode": 2}}, "eval takes episodes and seed, not episode"),
     (GOOD | {"bench": "maybe"}, "bench must be true or false"),
     (GOOD | {"seeds": 3}, "'seeds' must be a list"),
+    (GOOD | {"seeds": [0, 100]}, r"seeds must be between 0 and 99 \(got 100\): a run seed has 1000 evaluation seeds"),
     (GOOD | {"teachers": {"InvertedPendulm-v5": "t.npz"}}, "no teacher for InvertedPendulum-v5"),
     (GOOD | {"results": "../results"}, r"results must be a relative path inside the plan's directory, /"),
     # a label names its cells' directories: '..' put them beside the environment's, 'bpd/x' inside bpd's cells

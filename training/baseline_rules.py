@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from bpd.config import check_ranges, field
 from bpd.errors import BpdError
+from training.seed_blocks import check_block, check_run_seed
 
 RUSU_RULES = ("nll", "mse", "kl")
 CZARNECKI_RULES = ("teacher-distill", "on-policy-distill", "entropy-regularised", "n-distill",
@@ -67,8 +68,10 @@ def validate(cfg: BaselineConfig) -> str:
                        "batch": (1, 1_000_000), "hidden": (1, 4096), "lr": (0, 1, "open"),
                        "min_log_std": (-20, 2, "open"), "init_log_std": (cfg.min_log_std, 2),
                        "value_steps": (1, 100_000_000), "eval_every": (1, None), "eval_episodes": (1, 10_000),
-                       "checkpoint_every": (1, None), "seed": (0, 2**31 - 1), "threads": (1, 1024),
+                       "checkpoint_every": (1, None), "threads": (1, 1024),
                        "reward_weight": (0, 1e6), "temperature": (0, 1e6, "open"), "teacher_std": (0, 1e3, "open")})
+    check_run_seed(cfg.seed)
+    check_block(cfg.eval_episodes, "--eval-episodes", "the periodic evaluations")
     if cfg.min_log_std >= 2:
         raise BpdError(f"--min-log-std must be below 2, the upper clamp (got {cfg.min_log_std:g})")
     checks = [(cfg.steps >= 1 and cfg.batch >= 1 and cfg.eval_every >= 1 and cfg.checkpoint_every >= 1,

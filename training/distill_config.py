@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from bpd.config import check_ranges, field
 from bpd.errors import BpdError
+from training.seed_blocks import check_block, check_run_seed
 
 # The choices the options name, here so that the configuration (read by `bpd experiment` to check and build its
 # cells' commands) is read without torch; the modules that implement them import them from here.
@@ -17,6 +18,9 @@ UNIT_SHARES = (1.0, 0.85, 0.7, 0.55, 0.4)  # hidden units tried, shares of the l
 WARMUP_CAP = 4  # --kl-warmup gate: the warm-up's most steps, a multiple of --steps
 SCHEDULES = ("linear", "constant", "exponential", "gated")
 RULES = ("sparsest-within", "best", "last")  # which evaluated student a run hands over (training/selection.py)
+
+
+SELECT_EPISODES = 10  # a run's selection episodes by default (compress's confirmation starts after them)
 
 
 @dataclass
@@ -66,8 +70,8 @@ class DistillConfig:
     select: str = field("sparsest-within", help="which evaluated student the run hands over (rule stated in "
                         "summary.json)", choices=RULES)
     select_tol: float = field(0.02, help="sparsest-within: tolerance, as a fraction of the best selection return")
-    select_episodes: int = field(10, help="episodes per candidate on the selection seeds (disjoint from the "
-                                 "periodic evaluations and from reporting seeds)")
+    select_episodes: int = field(SELECT_EPISODES, help="episodes per candidate on the selection seeds (disjoint "
+                                 "from the periodic evaluations and from reporting seeds)")
     select_shortlist: int = field(8, help="candidates with the best periodic returns evaluated on the "
                                   "selection seeds (the fine-tune's are, whatever their periodic return)")
     select_no_falls: bool = field(False, help="the run's selection sets aside candidates that end early on a "
@@ -197,11 +201,14 @@ def _check_config(cfg: DistillConfig) -> None:
         "batch": (1, 1_000_000), "actor_lr": (0, 1, "open"), "critic_lr": (0, 1, "open"), "gamma": (0, 1),
         "tau": (0, 1, "open"), "policy_noise": (0, 10), "noise_clip": (0, 10), "policy_freq": (1, 1_000_000),
         "eval_every": (1, None), "eval_episodes": (1, 10_000), "checkpoint_every": (1, None),
-        "seed": (0, 2**31 - 1), "threads": (1, 1024), "select_tol": (0, 1), "select_episodes": (1, 10_000),
+        "threads": (1, 1024), "select_tol": (0, 1), "select_episodes": (1, 10_000),
         "select_shortlist": (1, 10_000), "keep_return": (0, 1, "open"), "finetune": (0, 1),
         "unit_kl": (0, 1e6), "finetune_visits": (0, 100_000_000),
         "finetune_ema": (0, 1), "select_low_share": (0, 1),
         "finetune_visit_noise": (0, 10)})
+    check_run_seed(cfg.seed)
+    check_block(cfg.eval_episodes, "--eval-episodes", "the periodic evaluations")
+    check_block(cfg.select_episodes, "--select-episodes", "the selection")
     if cfg.student == "bayesian" and cfg.finetune >= 1:
         raise BpdError("--finetune must be below 1: at 1 the mask is frozen at the schedule's first step, before the "
                        "KL has pruned anything")

@@ -12,6 +12,7 @@ import gymnasium as gym
 import numpy as np
 
 from bpd.errors import BpdError
+from training.seed_blocks import SEED_BLOCK, SELECT_EVAL_BASE, TRAIN_EVAL_BASE, VISIT_BASE  # noqa: F401 (read here too)
 
 Policy = Callable[[np.ndarray], np.ndarray]
 
@@ -195,17 +196,16 @@ def make_eval_env(env_id: str, randomization: dict | None = None, rig: str | Non
 #   choosing among a run's evaluated students   SELECT_EVAL_BASE + 1000 * run seed + i
 #   the fine-tune's visits (training/visits.py)  VISIT_BASE + 1000 * run seed + i
 # (300_000 + i: the export's kernel choice and the double pendulum's probe episodes)
-TRAIN_EVAL_BASE = 100_000
-SELECT_EVAL_BASE = 200_000
-VISIT_BASE = 400_000
+# Each range holds a block of SEED_BLOCK (1000) seeds per run seed, run seeds 0 .. MAX_RUN_SEED (99), which a run's
+# options are checked to stay inside (training/seed_blocks.py, where the bases are set)
 
 
 def train_eval_seed(run_seed: int) -> int:
-    return TRAIN_EVAL_BASE + 1000 * run_seed
+    return TRAIN_EVAL_BASE + SEED_BLOCK * run_seed
 
 
 def select_eval_seed(run_seed: int) -> int:
-    return SELECT_EVAL_BASE + 1000 * run_seed
+    return SELECT_EVAL_BASE + SEED_BLOCK * run_seed
 
 
 @dataclass

@@ -43,6 +43,7 @@ from training.envs import (
     select_eval_seed,
 )
 from training.mlp import MLPPolicy
+from training.seed_blocks import check_block
 from training.selection_config import COSTS, Cost, SelectConfig, SweepConfig, cost_fields
 from training.student import BayesianStudent, has_unit_gates
 
@@ -416,6 +417,7 @@ def run_select(cfg: SelectConfig, meter: Callable[[str], Callable[[MLPPolicy], C
     run = Path(cfg.run)
     check_ranges(cfg, {"episodes": (1, 10_000), "keep_return": (0, 1, "open"), "thresholds": (-50, 50),
                        "low_share": (0, 1)})
+    check_block(cfg.episodes, "--episodes", "the selection")
     if cfg.low_share and not cfg.no_falls:
         raise BpdError("--low-share widens the falls --no-falls sets aside: give --no-falls too")
     if not 0 <= cfg.tol < 1:

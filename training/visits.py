@@ -32,14 +32,15 @@ import numpy as np
 import torch
 
 from training.collect import norm_act, norm_obs
-from training.envs import VISIT_BASE, make_env
+from training.envs import make_env
+from training.seed_blocks import SEED_BLOCK, VISIT_BASE
 
 KEYS = ("obs", "next_obs", "act", "teacher_act", "rew", "term")
 Act = Callable[[np.ndarray], np.ndarray]  # raw observation -> action in the environment's units
 
 
 def visit_seed(run_seed: int, episode: int) -> int:
-    return VISIT_BASE + 1000 * run_seed + episode
+    return VISIT_BASE + SEED_BLOCK * run_seed + episode
 
 
 class Visits:

@@ -164,6 +164,13 @@ def load_plan(path: str | Path, runs: str | None = None) -> Plan:
     seeds = need("seeds", list)
     if not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds) or len(set(seeds)) != len(seeds):
         raise BpdError(f"{p}: seeds must be distinct non-negative integers")
+    from training.seed_blocks import check_run_seed
+
+    for s in seeds:
+        try:
+            check_run_seed(s, "seeds")
+        except BpdError as e:
+            raise BpdError(f"{p}: {e}") from None
     teachers = {str(k): (base / str(v)) for k, v in need("teachers", dict).items()}
     for e in envs:
         if e not in teachers:

@@ -1,0 +1,31 @@
+"""The layout of the seeds a run draws its episodes from (training/envs.py tells it whole): in each range a block of
+SEED_BLOCK seeds per run seed, and the checks that keep a run's episodes inside its own blocks, where more episodes
+(or a higher run seed) ran on into the next run seed's block (or the next range) unsaid. Apart from training/envs.py
+so that the options' checks read it without gymnasium."""
+
+from __future__ import annotations
+
+from bpd.errors import BpdError
+
+TRAIN_EVAL_BASE = 100_000  # periodic evaluations during training: TRAIN_EVAL_BASE + SEED_BLOCK x run seed + i
+SELECT_EVAL_BASE = 200_000  # choosing among a run's evaluated students (and compress's confirmation after them)
+VISIT_BASE = 400_000  # the fine-tune's visits (training/visits.py)
+SEED_BLOCK = 1000  # seeds of one run seed in each range
+MAX_RUN_SEED = (SELECT_EVAL_BASE - TRAIN_EVAL_BASE) // SEED_BLOCK - 1  # the last whose blocks stay in their ranges
+
+
+def check_run_seed(seed: int, flag: str = "--seed") -> None:
+    """A run seed whose blocks stay in their ranges: seed 100's training evaluations were seed 0's selection seeds."""
+    if not 0 <= seed <= MAX_RUN_SEED:
+        apart = SELECT_EVAL_BASE - TRAIN_EVAL_BASE
+        raise BpdError(f"{flag} must be between 0 and {MAX_RUN_SEED} (got {seed}): a run seed has {SEED_BLOCK} "
+                       f"evaluation seeds in each range, the ranges {apart} apart from {TRAIN_EVAL_BASE} on, and a "
+                       "higher one's run into the next range")
+
+
+def check_block(episodes: int, flag: str, what: str, first: int = 0) -> None:
+    """`episodes` from the `first` seed of a run seed's block stay inside it: past its end they are the next run
+    seed's (its selection, its training evaluations), and runs of two seeds meant as independent share episodes."""
+    if first + episodes > SEED_BLOCK:
+        raise BpdError(f"{flag} must be at most {SEED_BLOCK - first} (got {episodes}): {what} would run past the run "
+                       f"seed's block of {SEED_BLOCK} seeds into the next run seed's")
