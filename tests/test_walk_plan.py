@@ -606,3 +606,6 @@ def test_the_table_counts_interrupted_cells_apart_from_those_not_run(tmp_path):
     states = [line.split(",")[3] for line in (tmp_path / "table" / "cells.csv").read_text().splitlines()[1:]]
     assert sorted(states) == ["interrupted", "interrupted", "pending", "pending"]
     assert [r["state"] for r in plan_status(plan)].count("interrupted") == 2
+    # a spreadsheet's STDEV divides by n - 1: the legend says which std the table gives
+    assert "+- std: the standard deviation over seeds divided by their number, not one less (two seeds of 1000 and " \
+           "100: +- 450, not 636)" in (tmp_path / "table" / "table.md").read_text()
