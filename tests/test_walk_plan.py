@@ -233,7 +233,7 @@ def test_a_stopped_runner_says_how_to_resume(tmp_path, monkeypatch):
     def stop(job):
         raise KeyboardInterrupt  # Ctrl-C as the first cell's environment is being prepared
 
-    monkeypatch.setattr(runner, "_local_engine", lambda plan, workers: (stop, None, lambda h, s: None, lambda: None))
+    monkeypatch.setattr(runner, "_local_engine", lambda plan, workers: (stop, None, lambda h, s, w: None, lambda: None))
     with pytest.raises(KeyboardInterrupt) as e:
         run_plan(plan, echo=lambda s: None)
     cells.clear_stop()
@@ -518,14 +518,18 @@ def _prepared(plan) -> None:
     plan.teacher_eval_path(env).write_text("{}")
 
 
-def test_a_stopped_ray_runner_stops_its_stages_and_records_its_cells_interrupted(tmp_path, monkeypatch):
+@pytest.mark.parametrize("engine, by", [("local", "SIGINT (Ctrl-C)"), ("ray", "the cancellation of its Ray task")])
+def test_a_stopped_runner_stops_its_stages_and_records_its_cells_interrupted(tmp_path, monkeypatch, engine, by):
     """Ctrl-C to a runner on Ray: its tasks run in Ray's workers, out of the terminal's reach and the runner's, and
     were killed with the Ray instance, their cells left marked running (or, cancelled, recorded failed) and their
     stages unstopped. Each task is now cancelled, stops its stage as the local engine does, and records its cell
-    interrupted, which status says and the next run resumes; the runner's time so far is kept."""
+    interrupted, which status says and the next run resumes. On either engine the cell names what stopped it (the
+    local one said SIGTERM, the signal it passes its stages, of a Ctrl-C) and the runner's time so far is kept (its
+    session recorded 0 s, and the table's wall time left out the stopped invocation)."""
     import threading
 
-    pytest.importorskip("ray", reason="Ray is an optional extra (pip install -e '.[ray]')")
+    if engine == "ray":
+        pytest.importorskip("ray", reason="Ray is an optional extra (pip install -e '.[ray]')")
     up, term = tmp_path / "up", tmp_path / "term"
     _stub(tmp_path, monkeypatch, f"import signal, sys, time\n"
           f"def stop(n, f):\n    open({str(term)!r}, 'w').write(str(n))\n    sys.exit(143)\n"
@@ -546,13 +550,12 @@ def test_a_stopped_ray_runner_stops_its_stages_and_records_its_cells_interrupted
     threading.Thread(target=ctrl_c, daemon=True).start()
     said: list[str] = []
     with pytest.raises(KeyboardInterrupt):
-        run_plan(plan, engine="ray", echo=said.append)
+        run_plan(plan, engine=engine, echo=said.append)
     cells.clear_stop()
     cell = plan.cells()[0]
     rec = json.loads((cell.dir / "cell.json").read_text())
     assert rec["state"] == "interrupted", rec
-    assert rec["error"] == ("stopped by the cancellation of its Ray task in its distill stage; `bpd experiment run` "
-                            "again resumes it")
+    assert rec["error"] == f"stopped by {by} in its distill stage; `bpd experiment run` again resumes it"
     assert term.read_text() == str(int(signal.SIGTERM))  # its stage stopped as Ctrl-C stops it: a checkpoint kept
     assert [r["state"] for r in plan_status(plan)] == ["interrupted"]
     (session,) = json.loads((plan.runs / "sessions.json").read_text())["sessions"]

@@ -36,8 +36,8 @@ def _local_engine(plan: Plan, workers: int):
         done, _ = fwait(handles, return_when=FIRST_COMPLETED)
         return [(h, _outcome(h)) for h in done]
 
-    def stop(handles, signum):  # each running stage gets the runner's signal; its cell records itself interrupted
-        stop_stages(signum)
+    def stop(handles, signum, why):  # each running stage gets the runner's signal; its cell records itself stopped
+        stop_stages(signum, why)
 
     return submit, wait, stop, lambda: pool.shutdown(wait=True, cancel_futures=True)
 
@@ -103,7 +103,7 @@ def _ray_engine(plan: Plan, workers: int, address: str | None):
                 out.append((h, _ray_outcome(ray, e)))
         return out
 
-    def stop(handles, signum):  # each task cancelled (its stage stopped, its cell recorded interrupted), awaited
+    def stop(handles, signum, why):  # each task cancelled (its stage stopped, its cell recorded interrupted), awaited
         for h in handles:
             ray.cancel(h)
         if handles:

@@ -177,10 +177,11 @@ def run_plan(plan: Plan, workers: int = 1, engine: str = "local", address: str |
         # its stop (the grace over, its worker killed) is recorded interrupted once its worker is gone
         import signal
 
-        stop(list(running), e.signum if isinstance(e, Stopped) else signal.SIGTERM)
+        why = str(e) if isinstance(e, Stopped) else "SIGINT (Ctrl-C)"  # what the cells' errors name
+        stop(list(running), e.signum if isinstance(e, Stopped) else signal.SIGTERM, why)
         shutdown()
         for k in running.values():
-            mark_interrupted(by_key[k], f"stopped by {e if isinstance(e, Stopped) else 'SIGINT'}")
+            mark_interrupted(by_key[k], f"stopped by {why}")
         _record_session(plan, started, workers, engine, records)  # the runner's time up to its stop
         e.bpd_note = STOP_NOTE  # type: ignore[attr-defined]  # bpd_app/cli.py prints it after "interrupted"
         raise
