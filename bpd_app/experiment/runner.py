@@ -172,9 +172,9 @@ def run_plan(plan: Plan, workers: int = 1, engine: str = "local", address: str |
                 else:
                     echo(f"[{done_n}/{total}] {k}: FAILED: {r.get('error')}")
     except KeyboardInterrupt as e:  # its running stages stop with it: a SIGTERM or SIGHUP to the runner alone passed
-        # on as itself, a Ctrl-C as SIGTERM (a stage that had the Ctrl-C from the terminal too ignores it)
-        # (its Ray tasks cancelled, each stage stopped by its worker); a cell whose task ended without recording
-        # its stop (the grace over, its worker killed) is recorded interrupted once its worker is gone
+        # on as itself, a Ctrl-C as SIGTERM (a stage that had the Ctrl-C from the terminal too ignores it); on Ray its
+        # tasks are cancelled, each stopping its stage so, and a cell whose task ended without recording its stop (the
+        # grace over, its worker killed) is recorded interrupted here once its worker is gone
         import signal
 
         why = str(e) if isinstance(e, Stopped) else "SIGINT (Ctrl-C)"  # what the cells' errors name
