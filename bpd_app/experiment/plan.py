@@ -169,8 +169,8 @@ def load_plan(path: str | Path, runs: str | None = None) -> Plan:
     for s in seeds:
         try:
             check_run_seed(s, "seeds")
-        except BpdError as e:
-            raise BpdError(f"{p}: {e}") from None
+        except BpdError as err:
+            raise BpdError(f"{p}: {err}") from None
     teachers = {str(k): (base / str(v)) for k, v in need("teachers", dict).items()}
     for e in envs:
         if e not in teachers:
