@@ -75,6 +75,9 @@ def load_source(path: str | Path, each_call: bool = False) -> Source:
         raise BpdError(f"{path}: no student or teacher file there")
     if p.suffix == ".npz" or is_sb3_zip(p):  # a stable-baselines3 zip: load_teacher names the import it needs
         t = load_teacher(p)
+        if t.mean_clip is not None:  # the exported kernels have no clip between the last layer and the output
+            raise BpdError(f"{p}: the teacher clips its mean to +-{t.mean_clip:g} before the {t.output} (SAC trained "
+                           "with gSDE), which bpd's exported kernels do not hold; export a student distilled from it")
         mlp = MLPPolicy(t.weights, t.biases, t.activation, t.output, t.obs_mean, t.obs_std, t.action_low,
                         t.action_high)
         return Source(mlp, _torch_mlp(mlp), t.env_id, sha256_file(p), p, "teacher", None, None, str(p))

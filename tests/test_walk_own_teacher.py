@@ -1,7 +1,8 @@
 """What a control engineer meets bringing their own stable-baselines3 teacher and their own data: a hidden activation
-the teacher format does not hold (LeakyReLU was read as ReLU), a SAC policy trained with gSDE, the zip handed to
-collect/distill/export before its import, a run stopped before its end handed to evaluate/export/student, and a
-dataset whose labels are not the given teacher's (another teacher's, or none at all: another tool's Minari data)."""
+the teacher format does not hold (LeakyReLU was read as ReLU), the zip handed to collect/distill/export before its
+import (a SAC policy trained with gSDE: tests/test_gsde_teacher.py), a run stopped before its end handed to
+evaluate/export/student, and a dataset whose labels are not the given teacher's (another teacher's, or none at all:
+another tool's Minari data)."""
 
 from __future__ import annotations
 
@@ -50,18 +51,6 @@ def test_the_hidden_activation_is_read_by_its_class_name_and_others_are_refused(
     np.testing.assert_allclose(t.act(obs), model.predict(obs, deterministic=True)[0], atol=1e-6)
     with pytest.raises(BpdError, match=r"--activation tanh, but the model records ReLU"):
         _import(relu, activation="tanh")
-
-
-def test_a_sac_policy_trained_with_gsde_is_refused_by_name_and_imported_without_its_clip(tmp_path):
-    """gSDE's SAC actor is Linear then Hardtanh(-2, 2) before the tanh: 'not an MLP policy' said nothing of that.
-    With clip_mean=0 the mean is a plain Linear and the import gives predict's actions."""
-    _, sde = _sb3_zip(tmp_path, "SAC", "sde.zip", use_sde=True, policy_kwargs=dict(net_arch=[8]))
-    with pytest.raises(BpdError, match=r"SAC policy trained with gSDE \(use_sde=True\) clips its mean"):
-        _import(sde)
-    model, unclipped = _sb3_zip(tmp_path, "SAC", "sde0.zip", use_sde=True, policy_kwargs=dict(net_arch=[8],
-                                                                                              clip_mean=0.0))
-    obs = np.random.default_rng(1).normal(size=(32, 3)).astype(np.float32) * 3
-    np.testing.assert_allclose(_import(unclipped).act(obs), model.predict(obs, deterministic=True)[0], atol=1e-5)
 
 
 def test_a_stable_baselines3_zip_given_as_the_teacher_names_the_import(tmp_path, tiny_pipeline):

@@ -121,6 +121,8 @@ class TeacherModel(nn.Module):
         self.value_source = None
         self.fixed_log_std = math.log(teacher_std)
         if sb3 is not None:
+            if "actor.log_std" in sb3:  # gSDE's: a noise whose spread depends on the state, not read here
+                self.distribution += "; the zip's gSDE noise is not read"
             if "actor.log_std.weight" in sb3:
                 self.log_std_head = (tensor(sb3["actor.log_std.weight"]), tensor(sb3["actor.log_std.bias"]))
                 self.distribution = "the SAC actor's log-std head, clamped to [-20, 2] as SAC does"
@@ -139,6 +141,8 @@ class TeacherModel(nn.Module):
             if i < len(self.ws) - 1:
                 h = torch.tanh(y) if self.t.activation == "tanh" else torch.relu(y)
                 last = h
+        if self.t.mean_clip is not None:  # SAC's gSDE actor: the Gaussian's mean is the clipped one
+            y = y.clamp(-self.t.mean_clip, self.t.mean_clip)
         if self.t.output == "tanh":
             mu = y
         else:  # a clipped teacher: its action, normalised, taken back through the tanh
@@ -195,8 +199,9 @@ def check_sb3_matches(sd: dict[str, np.ndarray], t: Teacher, path: str | Path) -
         return [v for _, v in sorted((int(k.split(".")[2]), v) for k, v in sd.items()
                                      if k.startswith(prefix) and k.endswith(".weight") and k.count(".") == 3)]
 
-    if "actor.mu.weight" in sd:  # SAC: latent_pi hidden layers, then mu
-        layers = numbered("actor.latent_pi.") + [sd["actor.mu.weight"]]
+    if "actor.mu.weight" in sd or "actor.log_std" in sd:  # SAC: latent_pi hidden layers, then mu (gSDE's: mu.0)
+        mu = sd.get("actor.mu.weight", sd.get("actor.mu.0.weight", np.zeros(0)))
+        layers = numbered("actor.latent_pi.") + [mu]
     else:  # TD3: mu is the whole actor
         layers = numbered("actor.mu.")
     same = len(layers) == len(t.weights) and all(

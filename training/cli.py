@@ -46,7 +46,8 @@ def _teacher_import(ns):
     s = teacher_summary(t)
     print(f"teacher: {cfg.out}  {s['algo']} on {s['env_id']}, "
           f"{'-'.join(map(str, [s['obs_dim'], *s['hidden'], s['act_dim']]))} {s['activation']} (output "
-          f"{s['output']}), {s['params_total']:,} parameters, from {s['source']}")
+          f"{s['output']}" + (f", its mean clipped to +-{s['mean_clip']:g} first (gSDE)" if s['mean_clip'] else "")
+          + f"), {s['params_total']:,} parameters, from {s['source']}")
 
 
 def _collect(ns):

@@ -66,10 +66,14 @@ class MLPPolicy(LayerSizes):
     action_low: np.ndarray
     action_high: np.ndarray
 
+    def pre_output(self, obs: np.ndarray) -> np.ndarray:
+        """y, what the output map takes: the last layer's output (a teacher may clip it, training/teacher.py)."""
+        return hidden_chain((np.asarray(obs, dtype=np.float32) - self.obs_mean) / self.obs_std, self.weights,
+                            self.biases, self.activation)
+
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Deterministic action(s) for one observation [obs_dim] or a batch [n, obs_dim]."""
-        h = hidden_chain((np.asarray(obs, dtype=np.float32) - self.obs_mean) / self.obs_std, self.weights,
-                         self.biases, self.activation)
+        h = self.pre_output(obs)
         if self.output == "tanh":
             return self.action_low + (np.tanh(h) + 1.0) * 0.5 * (self.action_high - self.action_low)
         return np.clip(h, self.action_low, self.action_high)

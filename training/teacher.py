@@ -2,14 +2,16 @@
 
 Teacher format (`.npz`, read with numpy and never unpickled):
   meta      JSON: format="bpd-teacher", format_version, env_id, algo, obs_dim, act_dim,
-            hidden (list of widths), activation ("relu"|"tanh"), output ("tanh"|"clip"),
-            source, bpd_version
+            hidden (list of widths), activation ("relu"|"tanh"), output ("tanh"|"clip"), mean_clip
+            (absent: none), source, bpd_version
   W0, b0, W1, b1, ...   float32 layer weights [out, in] and biases [out]
   obs_mean, obs_std     observation normalisation applied before the first layer
   action_low, action_high
 The deterministic action is: h = (obs - obs_mean) / obs_std; h = act(W_i h + b_i) for hidden
-layers; y = W_L h + b_L; then output "tanh": low + (tanh(y) + 1) / 2 * (high - low), or
-output "clip": clip(y, low, high).
+layers; y = W_L h + b_L, clipped to [-mean_clip, mean_clip] where the file has one (SAC's actor trained with
+gSDE: stable-baselines3's clip_mean); then output "tanh": low + (tanh(y) + 1) / 2 * (high - low), or output
+"clip": clip(y, low, high). A file with mean_clip is format version 2, which a bpd that would act without the
+clip refuses; any other, version 1.
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ from training.teacher_config import (  # noqa: F401  (the CLI and callers name t
 )
 
 FORMAT = "bpd-teacher"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the version of a file with mean_clip; a file without one is written as version 1
+SB3_CLIP_MEAN = 2.0  # stable-baselines3's SAC clip_mean where the model's record gives none (its Actor's default)
 
 
 @dataclass
@@ -60,18 +63,26 @@ class Teacher(MLPPolicy):
     algo: str = "unknown"
     source: str = ""
     train: dict | None = None  # how a trained teacher was made: configuration, seed, final check
+    mean_clip: float | None = None  # y clipped to +-mean_clip before the output map (SAC's gSDE actor)
+
+    def pre_output(self, obs: np.ndarray) -> np.ndarray:
+        y = super().pre_output(obs)
+        return y if self.mean_clip is None else np.clip(y, -self.mean_clip, self.mean_clip)
 
     def save(self, path: str | Path) -> None:
         """Write the teacher file atomically, once the teacher passes the checks every reader applies."""
         check_teacher(self, f"the teacher for {path}")
-        meta = {
-            "format": FORMAT, "format_version": FORMAT_VERSION, "env_id": self.env_id, "algo": self.algo,
+        meta: dict = {
+            "format": FORMAT, "format_version": 1 if self.mean_clip is None else 2, "env_id": self.env_id,
+            "algo": self.algo,
             "obs_dim": self.obs_dim, "act_dim": self.act_dim, "hidden": self.hidden,
             "activation": self.activation, "output": self.output, "layers": len(self.weights),
             "source": self.source, "bpd_version": bpd.__version__,
         }
         if self.train is not None:
             meta["train"] = self.train
+        if self.mean_clip is not None:
+            meta["mean_clip"] = self.mean_clip
         arrays = {"obs_mean": self.obs_mean, "obs_std": self.obs_std,
                   "action_low": self.action_low, "action_high": self.action_high}
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
@@ -128,7 +139,8 @@ def load_teacher(path: str | Path) -> Teacher:
                     output=meta["output"], obs_mean=a["obs_mean"].astype(np.float32),
                     obs_std=a["obs_std"].astype(np.float32), action_low=a["action_low"].astype(np.float32),
                     action_high=a["action_high"].astype(np.float32),
-                    algo=meta.get("algo", "unknown"), source=meta.get("source", ""), train=meta.get("train"))
+                    algo=meta.get("algo", "unknown"), source=meta.get("source", ""), train=meta.get("train"),
+                    mean_clip=meta.get("mean_clip"))
     except KeyError as e:
         raise BpdError(f"{path}: teacher file is missing {e}") from None
     except (TypeError, ValueError) as e:
@@ -161,6 +173,9 @@ def check_teacher(t: Teacher, where: str) -> None:
     if not (np.isfinite(t.action_low).all() and np.isfinite(t.action_high).all()) \
             or not (t.action_high > t.action_low).all():
         raise BpdError(f"{where}: action bounds must be finite with low < high")
+    c = t.mean_clip
+    if c is not None and (not isinstance(c, (int, float)) or isinstance(c, bool) or not 0 < c < np.inf):
+        raise BpdError(f"{where}: mean_clip (SAC's gSDE clip_mean) {str(c)[:20]} is not a finite number above 0")
 
 
 def teacher_hash(path: str | Path) -> str:
@@ -356,7 +371,8 @@ def _teacher_from_model(model, env_id: str, algo: str, source: str) -> Teacher:
     sd = {k: v.detach().cpu().numpy() for k, v in model.policy.state_dict().items()}
     space = model.action_space
     return _teacher_from_state_dict(sd, algo, env_id, space.low, space.high, model.observation_space.shape[0],
-                                    activation=None, squash=False, source=source)
+                                    activation=None, squash=False, source=source,
+                                    clip_mean=getattr(model.actor, "clip_mean", SB3_CLIP_MEAN))
 
 
 # --------------------------------------------------------------------------- import
@@ -374,14 +390,16 @@ def _linears(sd: dict, prefix: str) -> list[tuple[np.ndarray, np.ndarray]]:
     return [(sd[f"{prefix}{i}.weight"], sd[f"{prefix}{i}.bias"]) for i in idx]
 
 
-def _teacher_from_state_dict(sd: dict, algo: str, env_id: str, low, high, obs_dim: int,
-                             activation: str | None, squash: bool, source: str) -> Teacher:
+def _teacher_from_state_dict(sd: dict, algo: str, env_id: str, low, high, obs_dim: int, activation: str | None,
+                             squash: bool, source: str, clip_mean: float = SB3_CLIP_MEAN) -> Teacher:
+    """clip_mean: the model's record of SAC's clip_mean, the Hardtanh gSDE's actor puts after its mean (a Linear
+    then Hardtanh(-clip_mean, clip_mean), its weights under mu.0.; with clip_mean 0 a plain Linear, no clip)."""
     body, head = _LAYER_PREFIX[algo]
     layers = _linears(sd, body)
+    mean_clip: float | None = None
     if head is not None:
-        if algo == "sac" and f"{head}0.weight" in sd:  # gSDE's actor: Sequential(Linear, Hardtanh(-c, c))
-            raise BpdError("a SAC policy trained with gSDE (use_sde=True) clips its mean to +-clip_mean before the "
-                           "tanh, which the teacher format cannot hold; train it with use_sde=False or clip_mean=0")
+        if algo == "sac" and f"{head}0.weight" in sd:  # check_teacher checks the clip
+            head, mean_clip = f"{head}0.", clip_mean
         if f"{head}weight" not in sd:
             raise BpdError(f"{algo} model has no {head}weight: not an MLP policy")
         layers.append((sd[f"{head}weight"], sd[f"{head}bias"]))
@@ -399,7 +417,7 @@ def _teacher_from_state_dict(sd: dict, algo: str, env_id: str, low, high, obs_di
                    biases=[np.asarray(b, np.float32) for _, b in layers],
                    activation=activation or _DEFAULT_ACT[algo], output=output,
                    obs_mean=np.zeros(obs_dim, np.float32), obs_std=np.ones(obs_dim, np.float32),
-                   action_low=low, action_high=high, algo=algo, source=source)
+                   action_low=low, action_high=high, algo=algo, source=source, mean_clip=mean_clip)
 
 
 @dataclass
@@ -497,6 +515,7 @@ def _teacher_from_sb3(path: Path, cfg: TeacherImportConfig, data: dict, sd: dict
         raise BpdError(f"{path}: action bounds low {low.shape} and high {high.shape} differ in size")
     return _teacher_from_state_dict(sd_np, algo, str(env_id), low, high, int(obs_shape[0]), activation,
                                     squash=bool(kwargs.get("squash_output", False)),
+                                    clip_mean=kwargs.get("clip_mean", SB3_CLIP_MEAN),
                                     source=f"imported {algo} from {path.name} sha256={sha256_file(path)[:16]}")
 
 
@@ -522,5 +541,5 @@ def _recorded_activation(path: Path, kwargs: dict, given: str | None) -> str | N
 
 def teacher_summary(t: Teacher) -> dict:
     return {"env_id": t.env_id, "algo": t.algo, "source": t.source, "activation": t.activation,
-            "output": t.output, "hidden": t.hidden, "obs_dim": t.obs_dim, "act_dim": t.act_dim,
-            "params_total": t.params_total}
+            "output": t.output, "mean_clip": t.mean_clip, "hidden": t.hidden, "obs_dim": t.obs_dim,
+            "act_dim": t.act_dim, "params_total": t.params_total}

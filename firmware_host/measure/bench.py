@@ -22,6 +22,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -32,6 +33,9 @@ from bpd.io import path_from_record, write_json, write_text
 from firmware_host.measure.bench_report import markdown, plot
 from firmware_host.measure.build import BENCH, TARGETS, compile_flags, compile_image, image_report
 from firmware_host.measure.cycle_model import estimate_cycles, estimate_us
+
+if TYPE_CHECKING:
+    from training.teacher import Teacher
 
 EMU_TARGETS = ("cortex-m0plus", "cortex-m4f", "cortex-m7")
 MEASURE = Path(__file__).resolve().parent
@@ -377,10 +381,17 @@ def run_bench(cfg: BenchConfig) -> dict:
     if (exp / "int" / "policy.c").is_file():
         networks["student_int"] = exp / "int"
     teacher, dataset = (None, None) if classical else _run_inputs(exp, cfg.teacher)
+    teacher_note = None
     if teacher is not None:
-        _check_teacher_fits(teacher, info, exp)
+        dense, tsrc = _check_teacher_fits(teacher, info, exp), teacher
+        if dense.mean_clip is not None:  # a comparison of cost: the layers, without the clip no exported kernel holds
+            teacher_note = (f"the teacher's layers, exported without its clip of the mean to +-{dense.mean_clip:g} "
+                            f"before the {dense.output} (SAC trained with gSDE), which bpd's kernels do not hold")
+            dense.mean_clip = None
+            work.mkdir(parents=True, exist_ok=True)
+            dense.save(tsrc := work / "teacher_layers.npz")
         tdir = work / "teacher_export"
-        run_export(ExportConfig(source=str(teacher), out=str(tdir), format="dense", kernel="generic", episodes=0,
+        run_export(ExportConfig(source=str(tsrc), out=str(tdir), format="dense", kernel="generic", episodes=0,
                                 parity_samples=2000, seed=cfg.seed, dataset=dataset))
         networks["teacher"] = tdir
     if info.get("kind") == "student":
@@ -389,6 +400,8 @@ def run_bench(cfg: BenchConfig) -> dict:
     obs = rng.normal(0, 0.3, size=(max(cfg.samples, 1), info["obs_dim"])).astype(np.float32)
     results: dict = {"export": str(exp), "teacher": str(teacher) if teacher else None, "networks": {},
                      "targets": cfg.targets, "tolerance": TOL, "kind": info.get("kind")}
+    if teacher_note:
+        results["teacher_note"] = teacher_note
     for name, d in networks.items():
         onnx_dir = exp if name in ("student_int8", "student_int") else d
         rep = {"widths_after": info["widths"]} if name == "classical" else \
@@ -464,8 +477,9 @@ def _write_results(results: dict, cfg: BenchConfig, out: Path) -> dict:
     return results
 
 
-def _check_teacher_fits(teacher: Path, info: dict, exp: Path) -> None:
-    """The dense comparison needs the teacher of the export's task: one line naming both where the sizes differ."""
+def _check_teacher_fits(teacher: Path, info: dict, exp: Path) -> Teacher:
+    """The dense comparison needs the teacher of the export's task: one line naming both where the sizes differ;
+    the teacher, read."""
     from training.teacher import load_teacher
 
     t = load_teacher(teacher)
@@ -475,6 +489,7 @@ def _check_teacher_fits(teacher: Path, info: dict, exp: Path) -> None:
         raise BpdError(f"{teacher}: a teacher for {t.env_id or 'an unnamed task'} ({t.obs_dim} observations, "
                        f"{t.act_dim} actions), the export {exp} is for {env} ({info['obs_dim']}, {info['act_dim']}): "
                        "give --teacher the teacher of the export's task")
+    return t
 
 
 def _summarise(res: dict, floor: dict) -> None:

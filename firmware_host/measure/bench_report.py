@@ -66,6 +66,8 @@ def markdown(res: dict) -> str:
                       for k, v in r.items() if isinstance(v, dict)]
             parts += [f"{k} {v:.1f}x" for k, v in r.items() if k.endswith("/ integer")]
             lines.append(f"- {t}, {_label(res, 'student', variant)}: " + "; ".join(parts) + ".")
+    if res.get("teacher_note"):
+        lines.append(f"\nTeacher: {res['teacher_note']}.")
     clocks = ", ".join(f"{t} {TARGETS[t]['clock_mhz']} MHz" for t in ts)
     lines.append("\nInstruction counts are exact for the emulated code (measured); cycles are estimated from the "
                  "instruction mix by the cycle model (docs/cycle_model.md: zero-wait memory, every branch taken) and "
