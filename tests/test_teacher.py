@@ -283,3 +283,30 @@ def test_a_stop_while_a_checkpoint_is_saved_leaves_the_previous_one_resumable(tm
     kept = load_teacher(left / best["file"])
     assert tt.evaluate("InvertedPendulum-v5", kept.act, 1, seed=tt.TRAIN_EVAL_SEED)[0] == [pytest.approx(
         best["return"])]  # the actor the checkpoint names is the one its return was measured on
+
+
+def test_import_reads_the_box_of_a_stable_baselines3_1x_zip(tmp_path):
+    """stable-baselines3 1.x (RL Baselines3 Zoo's older models) records gym's Box, not gymnasium's: it was refused as
+    "the action space is not a Box". Known answer: the same zip with either class imports to the same teacher (the
+    bounds come from the record's text); a Discrete space of either is still refused."""
+    import json
+    import zipfile
+
+    from tests.test_bad_input import _sb3_zip
+
+    acts = {}
+    for lib in ("gymnasium", "gym"):
+        data = {"policy_class": {"__module__": "stable_baselines3.sac.policies"},
+                "action_space": {":type:": f"<class '{lib}.spaces.box.Box'>", "low": "[-3.]", "high": "[3.]"},
+                "observation_space": {"_shape": [4]}, "env_id": "InvertedPendulum-v5", "policy_kwargs": {}}
+        _sb3_zip(tmp_path / f"{lib}.zip", data=data)
+        t = import_sb3(TeacherImportConfig(str(tmp_path / f"{lib}.zip"), out=str(tmp_path / f"{lib}.npz")))
+        acts[lib] = t.act(np.linspace(-1, 1, 40, dtype=np.float32).reshape(10, 4))
+        assert list(t.action_high) == [3.0]
+        discrete = data | {"action_space": {":type:": f"<class '{lib}.spaces.discrete.Discrete'>"}}
+        with zipfile.ZipFile(tmp_path / "d.zip", "w") as z:
+            z.writestr("data", json.dumps(discrete))
+            z.writestr("policy.pth", zipfile.ZipFile(tmp_path / f"{lib}.zip").read("policy.pth"))
+        with pytest.raises(BpdError, match="the action space is not a Box"):
+            import_sb3(TeacherImportConfig(str(tmp_path / "d.zip"), out=str(tmp_path / "d.npz")))
+    np.testing.assert_array_equal(acts["gym"], acts["gymnasium"])

@@ -499,7 +499,9 @@ def _teacher_from_sb3(path: Path, cfg: TeacherImportConfig, data: dict, sd: dict
     if algo is None:
         raise BpdError(f"{path}: unsupported policy class {module!r} (SAC, TD3 and PPO MLP policies are)")
     act_space = data.get("action_space", {})
-    if "gymnasium.spaces.box.Box" not in str(act_space.get(":type:", "")):
+    # gymnasium's Box, or gym's in the zips of stable-baselines3 1.x (RL Baselines3 Zoo's older models): the bounds
+    # are read from the record's text either way
+    if not re.search(r"\bgym(nasium)?\.spaces\.box\.Box\b", str(act_space.get(":type:", ""))):
         raise BpdError(f"{path}: the action space is not a Box")
     obs_shape = data.get("observation_space", {}).get("_shape", [])
     if not isinstance(obs_shape, list) or len(obs_shape) != 1:
