@@ -164,3 +164,22 @@ def test_a_run_seeds_episodes_stay_in_its_block_of_seeds():
                  ["student", "select", "nowhere", "--episodes", "1000"]):  # the largest: on to the files' checks
         p = run_bpd(*argv, check=False)
         assert p.returncode == 1 and "must be" not in p.stderr and "no such" in p.stderr, (argv, p.stderr)
+
+
+def test_a_teacher_seeds_evaluations_stay_in_its_block_of_seeds(tmp_path):
+    """A teacher of seed s is evaluated in training on 10000 + 100 s on and checked at the end on 50000 + 100 s on:
+    more than 100 episodes ran into seed s + 1's block, and seed 400's training evaluations were seed 0's final
+    checks (seeds up to 2^31 - 1 were taken; seed 900's ran into 100000, the students' training evaluations). Each is
+    refused in one line naming the largest value allowed; the largest itself goes on to the next check."""
+    from training.teacher_config import FINAL_EVAL_SEED, MAX_TEACHER_SEED, TRAIN_EVAL_SEED
+
+    assert MAX_TEACHER_SEED == 399 and TRAIN_EVAL_SEED + 100 * 399 + 99 == 49_999 < FINAL_EVAL_SEED
+    assert FINAL_EVAL_SEED + 100 * 399 + 99 == 89_999 < 100_000
+    base = ["teacher", "train", "--env", "NoSuchEnv-v0", "--out", str(tmp_path / "t.npz")]  # refused after them
+    for extra, message in ((["--seed", "400"], "--seed must be between 0 and 399 (got 400)"),
+                           (["--eval-episodes", "101"], "--eval-episodes must be at most 100 (got 101)"),
+                           (["--final-episodes", "101"], "--final-episodes must be at most 100 (got 101)")):
+        p = run_bpd(*base, *extra, check=False)
+        assert p.returncode == 1 and p.stderr.count("\n") == 1 and message in p.stderr, (extra, p.stderr)
+    p = run_bpd(*base, "--seed", "399", "--eval-episodes", "100", "--final-episodes", "100", check=False)
+    assert p.returncode == 1 and "NoSuchEnv-v0" in p.stderr and "must be" not in p.stderr, p.stderr

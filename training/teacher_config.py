@@ -52,6 +52,10 @@ _ADDED_OPTIONS = {"gamma": None, "train_freq": 1, "action_repeat": 1}
 _TEACHER_RESUME_FREE = {"resume", "progress", "threads", "device", "out", "work_dir"}
 TRAIN_EVAL_SEED = 10_000   # training evaluations use seeds TRAIN_EVAL_SEED + 100 * seed + i
 FINAL_EVAL_SEED = 50_000   # the final check uses FINAL_EVAL_SEED + 100 * seed + i: disjoint from the above
+TEACHER_SEED_BLOCK = 100   # the seeds of one teacher seed in each of the two ranges
+# the last teacher seed whose training evaluations stay below the final checks' range (and whose final checks then
+# stay below 100000, where the students' training evaluations begin)
+MAX_TEACHER_SEED = (FINAL_EVAL_SEED - TRAIN_EVAL_SEED) // TEACHER_SEED_BLOCK - 1
 
 
 def _validate_train_config(cfg: TeacherTrainConfig) -> None:
@@ -60,6 +64,13 @@ def _validate_train_config(cfg: TeacherTrainConfig) -> None:
               (cfg.eval_every >= 1, "--eval-every must be at least 1"),
               (cfg.eval_episodes >= 1, "--eval-episodes must be at least 1"),
               (cfg.final_episodes >= 1, "--final-episodes must be at least 1"),
+              # a teacher seed's evaluations stay in its block: past it they are the next seed's
+              (cfg.eval_episodes <= TEACHER_SEED_BLOCK,
+               f"--eval-episodes must be at most {TEACHER_SEED_BLOCK} (got {cfg.eval_episodes}): a teacher seed has "
+               f"{TEACHER_SEED_BLOCK} training-evaluation seeds, and more would be the next teacher seed's"),
+              (cfg.final_episodes <= TEACHER_SEED_BLOCK,
+               f"--final-episodes must be at most {TEACHER_SEED_BLOCK} (got {cfg.final_episodes}): a teacher seed "
+               f"has {TEACHER_SEED_BLOCK} final-check seeds, and more would be the next teacher seed's"),
               (cfg.checkpoint_every >= 1, "--checkpoint-every must be at least 1"),
               (cfg.learning_starts >= 0, "--learning-starts must be non-negative"),
               (cfg.learning_starts < cfg.steps, "--learning-starts must be below --steps (nothing would be learned)"),
@@ -77,7 +88,9 @@ def _validate_train_config(cfg: TeacherTrainConfig) -> None:
               (1 <= cfg.action_repeat <= 1000, "--action-repeat must be between 1 and 1000"),
               (cfg.gamma is None or (np.isfinite(cfg.gamma) and 0 < cfg.gamma < 1), "--gamma must be in (0, 1)"),
               (cfg.threads >= 1, "--threads must be at least 1"),
-              (0 <= cfg.seed <= 2**31 - 1, "--seed must be between 0 and 2^31 - 1"),
+              (0 <= cfg.seed <= MAX_TEACHER_SEED,
+               f"--seed must be between 0 and {MAX_TEACHER_SEED} (got {cfg.seed}): a higher seed's training "
+               f"evaluations would be another's final checks ({FINAL_EVAL_SEED} on)"),
               (cfg.target_return is None or np.isfinite(cfg.target_return), "--target-return must be finite")]
     for ok, msg in checks:
         if not ok:
