@@ -612,3 +612,35 @@ def test_the_table_counts_interrupted_cells_apart_from_those_not_run(tmp_path):
     # a spreadsheet's STDEV divides by n - 1: the legend says which std the table gives
     assert "+- std: the standard deviation over seeds divided by their number, not one less (two seeds of 1000 and " \
            "100: +- 450, not 636)" in (tmp_path / "table" / "table.md").read_text()
+
+
+def test_a_ctrl_c_to_a_stage_in_the_runners_own_thread_is_passed_on(tmp_path, monkeypatch):
+    """`experiment run --rebench` runs its stages in the runner's main thread, where a Ctrl-C is the user's: it went
+    on as KeyboardInterrupt ('bpd: interrupted'); the Ray cancellation's handling took it for a cancelled task, and the
+    command ended in an internal error 'StageStopped: stopped by the cancellation of its Ray task'. In a Ray task
+    (start_ray_task) it is the cancellation: the stage stopped, the cell's stage said stopped by it."""
+    import threading
+
+    up = tmp_path / "up"
+    _stub(tmp_path, monkeypatch, f"import time\nopen({str(up)!r}, 'w').close()\ntime.sleep(30)\n")
+
+    def ctrl_c():
+        for _ in range(300):
+            if up.exists():
+                break
+            time.sleep(0.1)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    try:
+        threading.Thread(target=ctrl_c, daemon=True).start()
+        with pytest.raises(KeyboardInterrupt):
+            cells._run(["export"], tmp_path / "cell.log")
+        assert cells._stopped_by() is None
+        up.unlink()
+        monkeypatch.setattr(cells, "_RAY_TASK", threading.Event())
+        cells.start_ray_task()
+        threading.Thread(target=ctrl_c, daemon=True).start()
+        with pytest.raises(cells.StageStopped, match="stopped by the cancellation of its Ray task in its export stage"):
+            cells._run(["export"], tmp_path / "cell.log")
+    finally:
+        cells.clear_stop()

@@ -43,12 +43,22 @@ _LIVE_LOCK = threading.Lock()
 
 _STOPPED: list = []  # the signal that stopped the runner, and what sent it: a stage started after it gets it at once
 CANCELLED = "the cancellation of its Ray task"  # a Ray task's stop: Ray raises KeyboardInterrupt in the task
+# set in a Ray worker running a task (start_ray_task): a KeyboardInterrupt there is its cancellation; in the runner's
+# own process (a stage `--rebench` runs in its main thread) it is the user's Ctrl-C or a supervisor's stop, passed on
+_RAY_TASK = threading.Event()
 
 
 def clear_stop() -> None:
     """No stop yet (a run's start, a Ray task's start in a worker that an earlier, cancelled task stopped)."""
     with _LIVE_LOCK:
         _STOPPED.clear()
+
+
+def start_ray_task() -> None:
+    """A Ray task's start in its worker: no stop yet (an earlier task of the worker may have been cancelled), and a
+    KeyboardInterrupt from here on is the task's cancellation."""
+    clear_stop()
+    _RAY_TASK.set()
 
 
 def stop_stages(signum: int, why: str | None = None) -> None:
@@ -99,6 +109,8 @@ def _run(argv: list[str], log: Path, stdout: Path | None = None, cwd: Path | Non
                 try:
                     out, err = _communicate(proc)
                 except KeyboardInterrupt:  # its Ray task cancelled: the stage stopped as the runner's stop stops it
+                    if not _RAY_TASK.is_set():
+                        raise
                     stop_stages(signal.SIGTERM, CANCELLED)
                     out, err = proc.communicate()
             finally:

@@ -9,9 +9,9 @@ from bpd_app.experiment.cells import (
     CANCELLED,
     StageFailed,
     StageStopped,
-    clear_stop,
     execute_cell,
     prepare_env,
+    start_ray_task,
     stop_stages,
 )
 from bpd_app.experiment.plan import Plan, load_plan
@@ -117,12 +117,12 @@ STOP_GRACE = 30.0  # seconds the Ray tasks of a stopped runner have to stop thei
 
 def _ray_cell(plan_path: str, key: str, runs: str) -> dict:
     """execute_cell as a Ray task: a worker that ran a task cancelled before holds that stop, cleared here."""
-    clear_stop()
+    start_ray_task()
     return execute_cell(plan_path, key, runs)
 
 
 def _ray_prepare(plan_path: str, env: str, runs: str) -> tuple:
-    clear_stop()
+    start_ray_task()
     return _prepare_job(plan_path, env, runs)
 
 
