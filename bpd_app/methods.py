@@ -528,7 +528,7 @@ def _dense_cycles(name: str, share: float, extra: dict | None = None) -> None:
                     + (f", as the {cut} cuts do" if (cut := name.removeprefix('dense-').removesuffix('-sure'))
                        in ("c50", "c30") else "") + "; BPD's loss minus the KL"
                     + chosen, lambda c: _dense_cycles_command(c, share, extra), needs=("bpd",),
-                    reads_needed_products=True, needs_bench=True))
+                    select_episodes=(extra or {}).get("select_episodes"), reads_needed_products=True, needs_bench=True))
 
 
 _dense_cycles("dense-c50", 0.49)

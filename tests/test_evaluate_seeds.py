@@ -156,6 +156,9 @@ def test_a_run_seeds_episodes_stay_in_its_block_of_seeds():
         # compress's own 40 selection episodes first: 200040..200999 left
         (["compress", "--teacher", "t", "--dataset", "d", "--methods", "bpd", "--episodes", "40", "--confirm", "961"],
          "--confirm must be at most 960 (got 961)"),
+        # a dense network chosen as the -sure cuts are selects on 30 (its runs' --select-episodes): 200030..200999 left
+        (["compress", "--teacher", "t", "--dataset", "d", "--methods", "bpd", "dense-c50-sure", "--confirm", "971"],
+         "--confirm must be at most 970 (got 971): the confirmation after 30 selection episodes"),
     ]
     for argv, message in cases:
         p = run_bpd(*argv, check=False)
