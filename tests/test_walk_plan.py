@@ -610,8 +610,9 @@ def test_the_table_counts_interrupted_cells_apart_from_those_not_run(tmp_path):
     assert sorted(states) == ["interrupted", "interrupted", "pending", "pending"]
     assert [r["state"] for r in plan_status(plan)].count("interrupted") == 2
     # a spreadsheet's STDEV divides by n - 1: the legend says which std the table gives
-    assert "+- std: the standard deviation over seeds divided by their number, not one less (two seeds of 1000 and " \
-           "100: +- 450, not 636)" in (tmp_path / "table" / "table.md").read_text()
+    assert "+- std: the population standard deviation over seeds (the squared deviations averaged over the n seeds, " \
+           "not over n - 1 as a spreadsheet's STDEV: two seeds of 1000 and 100 give +- 450, not 636)" \
+           in (tmp_path / "table" / "table.md").read_text()
 
 
 def test_a_ctrl_c_to_a_stage_in_the_runners_own_thread_is_passed_on(tmp_path, monkeypatch):

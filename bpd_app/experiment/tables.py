@@ -137,8 +137,9 @@ def markdown_table(plan: Plan, aggs: list[dict]) -> str:
                   "there are left out and counted.", ""]
     lines += ["Bar: mean return >= 95 % of the teacher's, no seed below 90 %, >= 95 % of the teacher's weights "
               "removed, no early termination on an episode the teacher finishes; open: seeds still to run and no "
-              "finished seed has broken a per-seed part of it yet. +- std: the standard deviation over seeds "
-              "divided by their number, not one less (two seeds of 1000 and 100: +- 450, not 636). IQM: "
+              "finished seed has broken a per-seed part of it yet. +- std: the population standard deviation over "
+              "seeds (the squared deviations averaged over the n seeds, not over n - 1 as a spreadsheet's STDEV: "
+              "two seeds of 1000 and 100 give +- 450, not 636). IQM: "
               "interquartile mean over "
               "seeds (rliable's definition; with fewer than 4 seeds it equals the mean) with a percentile-bootstrap "
               "95 % interval over seeds (2000 resamples), wide with 3 seeds.", ""]
