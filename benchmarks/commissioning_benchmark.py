@@ -75,11 +75,11 @@ def markdown(res: dict) -> str:
                      f"{', '.join(c['also_failed']) or '-'} | {c['check_seconds_median']:.2f} | "
                      f"{c['command_seconds_median']:.2f} | {c['device_seconds_median']:.2f} |")
     lines += ["", "The check's time runs from the handshake to the verdict (rest 1 s, the move 0.75 s and, once the "
-              "motor and the cart encoder are proven, the two end-stop drives), on the simulated rig in lockstep, "
-              "which runs faster than real time where nothing waits. A board runs the same control ticks in their "
-              "real time: the last column (ticks x the rig's 5 ms period), plus the commands between the runs. "
-              "The emergency stop is not driven by the check (a button only a hand can press): the table says "
-              "so rather than pass it."]
+              "motor and the cart encoder are proven, the two end-stop drives and the drive back to the centre), "
+              "on the simulated rig in lockstep, which runs faster than real time where nothing waits. A board runs "
+              "the same control ticks in their real time: the last column (ticks x the rig's 5 ms period), plus the "
+              "commands between the runs. The emergency stop is not driven by the check (a button only a hand can "
+              "press): the table says so rather than pass it."]
     return "\n".join(lines) + "\n"
 
 

@@ -4,9 +4,12 @@ With the policy off (host mode, the host sends the actions) and the motor limite
 rig's action limit, the checks run one by one, each only when the ones it needs passed:
 
 1. link: the device answers, its sizes and period are the rig's;
-2. sensors at rest (one second, action 0): noise of each position sensor against the rig's
-   `noise_std` and one count, the resting offsets (the pendulum hangs at +-pi, the cart within its
-   position limit);
+2. sensors at rest (one second, action 0): noise of each position sensor (from one tick to the next) against
+   the rig's `noise_std` and one count, whether the rig stood still (a pendulum still swinging, a cart
+   moving with the motor at zero), the resting offsets (the pendulum hangs at +-pi, the cart within its
+   position limit); the move and what needs it follow only a whole second still within the limit, since
+   the model they are judged by starts at rest (a board's RESET moves nothing: the rig stands where the
+   last check or trial left it);
 3. a small commanded move (a push one way, then the other, then rest): each sensor must change where
    the rig's own model (the MuJoCo plant of the YAML, started at rest) says it moves, with the model's
    sign and scale; a motor that moves nothing, a stuck sensor, an encoder counting backwards, a motor
@@ -14,6 +17,7 @@ rig's action limit, the checks run one by one, each only when the ones it needs 
    time: the motor reversed and both encoders reversed look alike, and the fix says so);
 4. end stops (a rig with end stops in its wiring block, once the move passed): a slow drive to each;
    the firmware's position limit, opened to just beyond the stop, ends the run if the stop does not;
+   then back to the centre, so that the next check, trial or power-on does not start at a stop;
 5. loop timing: the device's tick period (median, p99) and overrun flags;
 6. link quality: no frame the device's receiver lost (INFO's counters, before and after) and none the host
    could not parse; late actions (the device's other counter) and stale states each at most 1 % of the ticks
@@ -21,8 +25,9 @@ rig's action limit, the checks run one by one, each only when the ones it needs 
 
 It prints a pass/fail table with the fix of each failure and saves the result (`--checks`, one
 JSON file per rig); `bpd hil run` refuses a rig whose last check failed (or whose YAML changed since a
-failed check) unless given `--unchecked`. `--port sim` checks the simulated rig on the bench, with
-one of its wiring faults (`--fault`, firmware_host/rig/sim.py FAULTS) or none.
+failed check) unless given `--unchecked`. Interrupted (Ctrl-C, SIGTERM, SIGHUP), it stops the rig (the
+device zeroes the motor), saves nothing and says so in one line. `--port sim` checks the simulated rig
+on the bench, with one of its wiring faults (`--fault`, firmware_host/rig/sim.py FAULTS) or none.
 """
 
 from __future__ import annotations
@@ -38,11 +43,13 @@ import numpy as np
 from bpd.config import check_ranges, field
 from bpd.errors import BpdError
 from bpd.io import write_json
+from bpd.process import HeldStops
 from firmware_host.rig import Plant, RigSpec, load_rig
 from firmware_host.rig.sim import FAULTS, bench_spec
 from firmware_host.wire.spec import FLAGS, PROTOCOL_VERSION
 from hil.check_record import refuse_unchecked, rig_hash  # noqa: F401 - hil run's refusal lives there
 from hil.link import DeviceLink, LinkError
+from hil.trial import STOP_FAILED
 
 
 @dataclass
@@ -94,10 +101,11 @@ class Session:
         self.link, self.spec, self.action_limit = link, spec, action_limit
         self.runs: list[list] = []  # the STATEs of each run, for timing and link quality
 
-    def run(self, ticks: int, action, pos_limit: float, angle_limit: float = 1e3) -> tuple[np.ndarray, list[float],
-                                                                                          int]:
+    def run(self, ticks: int, action, pos_limit: float, angle_limit: float = 1e3,
+            until=None) -> tuple[np.ndarray, list[float], int]:
         """Up to `ticks` ticks answering STATE k with action(k, obs); returns the positions read (one row
-        per STATE), the actions sent and the last STATE's flags. Ends early when the device stops."""
+        per STATE), the actions sent and the last STATE's flags. Ends early when the device stops, or once
+        until(obs) is true (the run then stopped by the host)."""
         spec, link = self.spec, self.link
         link.command("reset", seed=0)
         link.configure(spec.period_us, spec.watchdog_ticks, "host", self.action_limit, pos_limit, angle_limit)
@@ -114,7 +122,7 @@ class Session:
                     states.append(st)
                     rows.append(np.asarray(st.fields["obs"][:spec.n_pos], float))
                 flags = batch[-1].fields["flags"]
-                if not flags & FLAGS["running"]:
+                if not flags & FLAGS["running"] or (until is not None and until(rows[-1])):
                     break
                 u = float(np.clip(action(len(rows) - 1, rows[-1]), -self.action_limit, self.action_limit))
                 link.send("action", echo_seq=batch[-1].seq, n_act=1, action=[u])
@@ -166,31 +174,66 @@ def _invert_fix(spec: RigSpec, i: int) -> str:
     return f"set wiring.encoders[{i}].invert: {str(not now).lower()}"
 
 
-def check_rest(spec: RigSpec, rest: np.ndarray) -> list[Check]:
+def check_rest(spec: RigSpec, rest: np.ndarray, ticks: int) -> tuple[list[Check], bool]:
+    """The second at rest (`ticks` asked for, `rest` the positions read): each sensor's noise, whether the rig stood
+    still, the offsets. True when the move may follow: a whole second, nothing moving and the cart within its
+    limit; the model it is judged by starts at rest, so a swinging pendulum or a cart at a stop (where the last
+    check or trial left it: a board's RESET moves nothing) would be read as a wrong scale or a dead motor."""
     names, _ = _names(spec)
     cpu = spec.counts_per_unit
     noise = list(spec.sensors.get("noise_std", [0.0] * spec.n_pos))[:spec.n_pos]
     noise += [0.0] * (spec.n_pos - len(noise))
     out = []
-    for i in range(spec.n_pos):
-        std = float(rest[:, i].std())
+    if len(rest) < 3:
+        for i in range(spec.n_pos):
+            out.append(Check(f"{names[i]} noise at rest", None, f"not measured: the run ended after {len(rest)} "
+                             "ticks"))
+    moving = []
+    for i in range(spec.n_pos if len(rest) >= 3 else 0):
         allowed = 3 * float(noise[i]) + 2.0 / cpu[i]  # the rig's own noise, and quantisation
+        # noise from one tick to the next (white noise: std of the differences over sqrt 2), so that a pendulum still
+        # swinging is not taken for a noisy encoder; what the readings spread beyond it is motion
+        std = float(np.diff(rest[:, i]).std() / math.sqrt(2))
         ok = std <= allowed
         out.append(Check(f"{names[i]} noise at rest", ok, f"std {std:.3g} (allowed {allowed:.3g})",
                          "" if ok else f"{names[i]} encoder reads noisy at rest: check its cable (shielded, away from "
                                        "the motor leads), its ground and supply"))
-    x = float(rest[:, spec.pos_index].mean())
-    ok = abs(x) <= spec.limits["position"]
-    out.append(Check(f"{names[spec.pos_index]} offset at rest", ok, f"{x:+.4g}",
-                     "" if ok else f"{names[spec.pos_index]} reads {x:+.3g} at rest, beyond the position limit "
-                                   f"{spec.limits['position']:g}: centre it and power the board on again"))
-    a = float(rest[:, spec.angle_index].mean())
-    off = math.remainder(a - math.pi, 2 * math.pi)
+        if ok and float(rest[:, i].std()) > allowed:
+            moving.append(f"{names[i]} moved {float(np.ptp(rest[:, i])):.3g} (peak to peak)")
+    whole = len(rest) >= ticks
+    still = whole and not moving
+    c, a = spec.pos_index, spec.angle_index
+    if not whole:
+        beyond = bool(len(rest)) and abs(float(rest[-1, c])) > spec.limits["position"]
+        out.append(Check("rig at rest", False, f"the device ended the run after {len(rest)} of {ticks} ticks",
+                         f"the {names[c]} stands beyond the position limit (its offset below)" if beyond else
+                         "an end stop or the emergency stop input closed (pressed, or a loose wire on its pin: "
+                         "wiring.end_stops, wiring.estop): release it, then check again"))
+    else:
+        swing = [m for m in moving if m.startswith(names[a])]
+        out.append(Check("rig at rest", still, "; ".join(moving) if moving else "still for a second",
+                         "" if still else
+                         (f"the {names[a]} was swinging: let it hang still, then check again" if swing else "")
+                         + ("; " if swing and len(swing) < len(moving) else "")
+                         + (f"the {names[c]} moved with the motor commanded to zero: if no hand moved it, the "
+                            "H-bridge drives at zero duty (check that its PWM input is active high and wired to "
+                            "wiring.motor's pwm pin)" if len(swing) < len(moving) else "")))
+    if not len(rest):
+        return out, False
+    x = float(rest[:, c].mean())
+    inside = abs(x) <= spec.limits["position"]
+    out.append(Check(f"{names[c]} offset at rest", inside, f"{x:+.4g}",
+                     "" if inside else f"{names[c]} reads {x:+.3g} at rest, beyond the position limit "
+                                       f"{spec.limits['position']:g}: move it to the centre by hand; if it then reads "
+                                       "off centre, power the board on again with it centred (the encoder counts "
+                                       "from power-on)"))
+    ang = float(rest[:, a].mean())
+    off = math.remainder(ang - math.pi, 2 * math.pi)
     ok = abs(off) <= 0.2
-    out.append(Check(f"{names[spec.angle_index]} offset at rest", ok, f"{a:+.4g} (hanging: +-pi)",
-                     "" if ok else f"{names[spec.angle_index]} reads {a:+.3g} hanging at rest, not +-pi: power the "
+    out.append(Check(f"{names[a]} offset at rest", ok, f"{ang:+.4g} (hanging: +-pi)",
+                     "" if ok else f"{names[a]} reads {ang:+.3g} hanging at rest, not +-pi: power the "
                                    "board on with it hanging still, and check its counts per unit"))
-    return out
+    return out, still and inside
 
 
 def check_move(spec: RigSpec, measured: np.ndarray, predicted: np.ndarray, rest: np.ndarray) -> tuple[list[Check],
@@ -215,8 +258,13 @@ def check_move(spec: RigSpec, measured: np.ndarray, predicted: np.ndarray, rest:
     motor_where = f"wiring.motor (PWM {motor['pwm']}, direction {motor['dir']})" if motor else "the motor's wiring"
     out: list[Check] = []
     if not moved[c] and not moved[a]:
+        low = bool((spec.wiring or {}).get("stops_active_low", True))
+        held = (f"; or a stop input reads pressed, which blocks the commands: the emergency stop "
+                f"({spec.wiring['estop']}) held, or switches that do not close to {'ground' if low else '3.3 V'} "
+                f"when pressed (stops_active_low: {str(low).lower()})" if spec.wiring and "estop" in spec.wiring
+                else "")
         out.append(Check("motor moves the rig", False, "no sensor changed",
-                         f"the motor does not move: check the H-bridge's supply and enable, and {motor_where}"))
+                         f"the motor does not move: check the H-bridge's supply and enable, and {motor_where}{held}"))
         for i in range(spec.n_pos):
             out.append(Check(f"{names[i]} direction and scale", None, "not checked: the motor does not move"))
         return out, False
@@ -290,6 +338,32 @@ def check_end_stops(spec: RigSpec, session: Session, share: float) -> list[Check
         out.append(Check("emergency stop", None, "not driven: press it during a run and see the run end "
                          "(a limit stop)"))
     return out
+
+
+def check_return(spec: RigSpec, session: Session, share: float) -> Check:
+    """Drive the cart back, slowly, to the centre (where its encoder reads 0: where the board was powered on): a
+    board's RESET moves nothing, so the next check, trial or power-on (which zeroes the encoder) would start at the
+    end stop the drive left it at. A position loop saturating at the end-stop drive's command, stopped within 2.5 %
+    of the position limit from the centre; not a check of the rig, so at worst not done ("-"), with what to do by
+    hand."""
+    c = spec.pos_index
+    name = _names(spec)[0][c]
+    u_max = min(share, 0.25) * spec.limits["action"]
+    band = 0.05 * spec.limits["position"]
+    gain = u_max / (4 * band)  # the full command until 4 bands away, then in proportion
+    last = float(session.runs[-1][-1].fields["obs"][c]) if session.runs and session.runs[-1] else 0.0
+    limit = 2 * abs(last) + band  # where it stands (past an opened limit, a dead stop's run) and as far the other way
+    seconds = 4.0 * abs(last) / 0.1 + 2.0  # at 0.1 unit/s at the slowest
+    ticks = int(seconds * 1e6 / spec.period_us)
+    rows, _, flags = session.run(ticks, lambda k, obs: -gain * float(obs[c]), limit,
+                                 until=lambda obs: abs(float(obs[c])) <= band / 2)
+    x = float(rows[-1, c]) if len(rows) else float("nan")
+    if abs(x) <= band:
+        return Check(f"{name} back to the centre", True, f"at {x:+.4f}")
+    why = "the device ended the run" if not flags & FLAGS["running"] else f"not there in {seconds:.0f} s"
+    return Check(f"{name} back to the centre", None, f"stopped at {x:+.4f}: {why}",
+                 f"move the {name} to the centre by hand before the next check or trial (or power the board on "
+                 "again with it centred)")
 
 
 def _host_late(spec: RigSpec, st) -> bool:
@@ -381,26 +455,46 @@ def _check(cfg: RigCheckConfig, spec: RigSpec, port: str) -> dict:
             before = link.dropped()
             session = Session(link, spec, cfg.motor_share * spec.limits["action"])
             wide = spec.limits["position"]  # rest and move stay within the rig's own position limit
-            rest, _, _ = session.run(int(1e6 / spec.period_us), lambda k, obs: 0.0, wide)
-            checks += check_rest(spec, rest)
-            push = max(1, int(0.15e6 / spec.period_us))
-            amp = cfg.motor_share * spec.limits["action"]
-            profile = [amp] * push + [-amp] * push + [0.0] * (3 * push)
-            moved, sent, _ = session.run(len(profile) + 1, lambda k, obs: profile[k] if k < len(profile) else 0.0,
-                                         wide)
-            move_checks, proven = check_move(spec, moved, model_response(spec, sent), rest)
-            checks += move_checks
+            second = int(1e6 / spec.period_us)
+            rest, _, _ = session.run(second, lambda k, obs: 0.0, wide)
+            rest_checks, at_rest = check_rest(spec, rest, second)
+            checks += rest_checks
+            proven = False
+            if at_rest:
+                push = max(1, int(0.15e6 / spec.period_us))
+                amp = cfg.motor_share * spec.limits["action"]
+                profile = [amp] * push + [-amp] * push + [0.0] * (3 * push)
+                moved, sent, _ = session.run(len(profile) + 1,
+                                             lambda k, obs: profile[k] if k < len(profile) else 0.0, wide)
+                move_checks, proven = check_move(spec, moved, model_response(spec, sent), rest)
+                checks += move_checks
+            else:
+                checks += [Check(n, None, "not run: the rig was not at rest within its limits (above)")
+                           for n in ["motor moves the rig"] + [f"{n} direction and scale" for n in _names(spec)[0]]]
             if (spec.wiring or {}).get("end_stops"):
                 if proven:
                     checks += check_end_stops(spec, session, cfg.motor_share)
+                    checks.append(check_return(spec, session, cfg.motor_share))
                 else:
                     checks += [Check(f"end stop {st['name']}", None, "not driven: the motor or the "
-                                     f"{_names(spec)[0][spec.pos_index]} encoder failed above")
+                                     f"{_names(spec)[0][spec.pos_index]} encoder " + ("failed above" if at_rest else
+                                                                                     "not checked"))
                                for st in spec.wiring["end_stops"]]  # type: ignore[index]
             checks.append(check_timing(spec, session.runs))
             checks.append(check_link(spec, session.runs, before, link.dropped(), link.parser.bad_frames))
-    finally:
+    except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM, SIGHUP: the line bpd_app/cli.py prints says what became of it
+        stopping = HeldStops()  # a second Ctrl-C does not cut the stop short
+        try:
+            link.close()
+        finally:
+            stopping.release()
+        e.bpd_note = (f"{STOP_FAILED} after {spec.watchdog_ticks} ticks" if link.stop_error else  # type: ignore
+                      "the stop was sent: the device zeroes the motor") + "; no check result saved"
+        raise
+    except BaseException:
         link.close()
+        raise
+    link.close()
     failed = [c for c in checks if c.passed is False]
     ticks = sum(len(r) for r in session.runs) if session else 0
     return {"ticks": ticks, "device_seconds": round(ticks * spec.period_us * 1e-6, 2), "rig": spec.name,

@@ -3,13 +3,17 @@ correctly wired rig passes every check; each wiring fault the simulated rig can 
 and named, with its fix; `bpd hil run` refuses a real rig whose last check failed."""
 
 import json
+import math
+import time
 
+import numpy as np
 import pytest
 
 from bpd.errors import BpdError
 from bpd_app.cli import main
 from firmware_host.rig import load_rig
 from firmware_host.rig.sim import FAULTS
+from firmware_host.wire.spec import STATES
 from hil.commission import FINDINGS, RigCheckConfig, found, refuse_unchecked, run_check
 
 
@@ -156,3 +160,96 @@ def test_an_end_stops_opened_limit_stays_short_of_the_hard_stops():
     assert opened_limit(0.1, 0.25) == pytest.approx(0.106)
     assert opened_limit(0.245, 0.25) == pytest.approx(0.2475) and opened_limit(0.245, 0.25) < 0.25
     assert opened_limit(0.5, None) == pytest.approx(0.53)
+
+
+@pytest.fixture
+def bench_rig(tmp_path):
+    """The simulated desktop cart-pole on the bench in lockstep, served on a pty from a thread of this process, so
+    that a test sees its device (state, actuator) and plant; yields the SimRig."""
+    import threading
+
+    from firmware_host.rig.sim import RigSimConfig, SimRig
+
+    rig = SimRig(RigSimConfig(rig="desktop-cartpole", lockstep=True, bench=True, build_dir=str(tmp_path / "b")))
+    stop = threading.Event()
+    t = threading.Thread(target=rig.run, args=(stop.is_set,), daemon=True)
+    t.start()
+    yield rig
+    stop.set()
+    t.join(10)
+    rig.close()
+
+
+def test_a_second_check_finds_the_rig_where_the_first_left_it(tmp_path, bench_rig):
+    """A board's RESET moves nothing (the bench rig now keeps its plant across it as a board does): the first check
+    left the cart at its right end stop, so a second check read it beyond the position limit, its move ended at the
+    first tick, and it said "the motor does not move: check the H-bridge" and "loop timing: no ticks". The check now
+    drives the cart back to the centre, and a pendulum still swinging is said as such, not as a noisy encoder, a
+    wrong scale or a dead motor: the move waits for a rig at rest."""
+    from hil.commission import _check
+
+    spec = load_rig("desktop-cartpole")
+    cfg = RigCheckConfig(port=bench_rig.path, rig="desktop-cartpole", record=str(tmp_path))
+    first = _check(cfg, spec, bench_rig.path)
+    assert first["passed"], first["failed"]
+    x = float(bench_rig.plant.state()[spec.pos_index])
+    assert abs(x) <= 0.05 * spec.limits["position"], x  # back at the centre, not at the stop (+0.23)
+    second = _check(cfg, spec, bench_rig.path)
+    by = {c["name"]: c for c in second["checks"]}
+    assert second["failed"] == ["rig at rest"], second["failed"]  # the pendulum swings on (the plant idle is frozen)
+    assert "pendulum was swinging" in by["rig at rest"]["fix"] and by["pendulum noise at rest"]["passed"]
+    assert by["cart offset at rest"]["passed"] and by["motor moves the rig"]["passed"] is None
+
+
+def test_a_swinging_pendulum_is_not_a_noisy_encoder():
+    """check_rest judges noise from one tick to the next: a pendulum swinging 0.1 rad is the rig not at rest (the move
+    is not run), white noise of 30 counts on the cart is a noisy encoder."""
+    from hil.commission import check_rest
+
+    spec = load_rig("desktop-cartpole")
+    t = np.arange(200) * spec.period_us * 1e-6
+    rest = np.stack([np.zeros_like(t), math.pi + 0.1 * np.sin(2 * math.pi * 0.8 * t)], axis=1)
+    checks, ready = check_rest(spec, rest, 200)
+    by = {c.name: c for c in checks}
+    assert not ready and by["pendulum noise at rest"].passed and not by["rig at rest"].passed
+    assert by["rig at rest"].fix == "the pendulum was swinging: let it hang still, then check again"
+    noisy = np.stack([np.random.default_rng(0).normal(0, 30, 200) / spec.counts_per_unit[0],
+                      np.full(200, math.pi)], axis=1)
+    checks, ready = check_rest(spec, noisy, 200)
+    by = {c.name: c for c in checks}
+    assert not by["cart noise at rest"].passed and by["rig at rest"].passed and ready
+
+
+def test_ctrl_c_during_a_check_leaves_the_motor_at_zero_and_says_so(tmp_path, bench_rig, monkeypatch, capsys):
+    """Ctrl-C in the middle of the move (the motor driven): one line that says the stop was sent and nothing was
+    saved, no traceback; the device is idle with its actuator at zero."""
+    from hil import commission
+
+    run = commission.Session.run
+
+    def interrupted(self, ticks, action, *a, **k):
+        def act(tick, obs):
+            if len(self.runs) == 2 and tick == 20:  # the move's 20th tick, a push under way
+                assert bench_rig.device.actuator()[0] != 0
+                raise KeyboardInterrupt
+            return action(tick, obs)
+        return run(self, ticks, act, *a, **k)
+
+    monkeypatch.setattr(commission.Session, "run", interrupted)
+    rc = main(["rig", "check", "--port", bench_rig.path, "--rig", "desktop-cartpole", "--checks", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 130 and "Traceback" not in err
+    assert err.strip() == "bpd: interrupted: the stop was sent: the device zeroes the motor; no check result saved"
+    assert not (tmp_path / "desktop-cartpole.json").exists()
+    deadline = time.monotonic() + 5
+    while bench_rig.device.status()["state"] != STATES["idle"] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert bench_rig.device.status()["state"] == STATES["idle"] and bench_rig.device.actuator()[0] == 0
+
+
+def test_a_motor_that_does_not_move_names_the_stops_that_block_it(tmp_path):
+    """A held emergency stop or stop inputs of the other polarity block every command, which the check sees as a
+    motor that does not move: its fix names them beside the H-bridge."""
+    r = _check(tmp_path, "dead-motor")
+    fix = next(c["fix"] for c in r["checks"] if c["name"] == "motor moves the rig")
+    assert "the emergency stop (PC13) held" in fix and "stops_active_low: true" in fix

@@ -6,13 +6,16 @@ lockstep mode advances one tick per exchange (it waits for the host's answer to 
 mode) for fast deterministic tests. The device clock runs with the wall clock in both, so it advances
 within a tick; in lockstep it skips ahead where nothing waits, so that a tick comes one period after
 the previous one at the earliest (docs/protocol.md). While the device is idle or in fault the plant
-is frozen.
+is frozen, except on the bench in real time.
 
 A rig with end stops in its wiring block (`end_stops[].at`) has them here too: one that closes ends
 the run (the firmware's external stop, as a board's input does) and, while pressed, blocks the
 commands towards its side. `--bench` starts the plant as it stands on a bench before commissioning
-(at rest, the pendulum hanging, no reset noise) and `--fault NAME` gives the rig one of the wiring
-faults commissioning must find (FAULTS; `bpd rig check`, hil/commission.py).
+(at rest, the pendulum hanging, no reset noise) and keeps it as a board's rig is kept: a RESET leaves
+it where it stands and, in real time, it moves on while the device is idle (a pendulum swings out, the
+motor at zero), so a second `bpd rig check` finds the rig where the first left it. `--fault NAME`
+gives the rig one of the wiring faults commissioning must find (FAULTS; `bpd rig check`,
+hil/commission.py).
 
 `--view [PORT]` serves the live page of `bpd hil run --view` (bpd/view.py) from the device's side of
 the wire (sim_view.py): every STATE as it leaves the device, and a summary once the rig stops (the
@@ -83,7 +86,8 @@ class RigSimConfig:
     duration: float = field(0.0, help="stop after this many seconds (0: run until interrupted)")
     seed: int = field(0, help="seed of the link faults and the first plant reset")
     bench: bool = field(False, help="the plant as on a bench before commissioning: at rest, the pendulum hanging, "
-                        "no reset noise")
+                        "no reset noise; a RESET leaves it where it stands, and in real time it moves on while the "
+                        "device is idle, as a real rig does")
     fault: str | None = field(None, help="a wiring fault of the rig: " + "; ".join(f"{k}: {v}" for k, v in
                                                                                  FAULTS.items()),
                               choices=tuple(FAULTS))
@@ -192,7 +196,7 @@ class SimRig:
         now = time.perf_counter()
         self.device.rx(self.down.due(now))
         seed = self.device.take_reset()
-        if seed is not None:
+        if seed is not None and not self.cfg.bench:  # a rig on the bench stays where it stands, as a board's does
             self.plant.reset(seed)
         sent = self.device.tx()
         if self.watch is not None:
@@ -305,7 +309,8 @@ class SimRig:
             self.device.set_sensors(self._sensors())
             self.device.tick()
             self._pump(time.perf_counter())
-            if not running or self.device.status()["state"] != STATES["running"]:
+            idle = not running or self.device.status()["state"] != STATES["running"]
+            if idle and not (self.cfg.bench and not self.cfg.lockstep):
                 continue  # the plant is frozen unless running, from the tick that ended a run on
             if self.cfg.lockstep:
                 deadline = time.perf_counter() + self.cfg.action_timeout  # the host's answer (or a timeout)
