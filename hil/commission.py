@@ -13,9 +13,11 @@ rig's action limit, the checks run one by one, each only when the ones it needs 
 3. a small commanded move (a push one way, then the other, then rest): each sensor must change where
    the rig's own model (the MuJoCo plant of the YAML, started at rest) says it moves, with the model's
    sign and scale; a motor that moves nothing, a stuck sensor, an encoder counting backwards, a motor
-   of the other polarity and a wrong counts-per-unit each have their signature (with one fault at a
-   time: the motor reversed and both encoders reversed look alike, and the fix says so);
-4. end stops (a rig with end stops in its wiring block, once the move passed): a slow drive to each;
+   of the other polarity, a wrong counts-per-unit and two encoders' cables swapped (each following the
+   other's model travel) each have their signature (with one fault at a time: the motor reversed and
+   both encoders reversed look alike, and the fix says so);
+4. end stops (a rig with end stops in its wiring block, once the move passed and the cart's encoder read
+   within its noise at rest): a slow drive to each;
    the firmware's position limit, opened to just beyond the stop, ends the run if the stop does not;
    then back to the centre, so that the next check, trial or power-on does not start at a stop;
 5. loop timing: the device's tick period (median, p99) and overrun flags;
@@ -74,6 +76,7 @@ FINDINGS = {
     "noisy-sensor": ("cart noise at rest", "reads noisy at rest"),
     "dead-motor": ("motor moves the rig", "the motor does not move"),
     "dead-end-stop": ("end stop right", "end stop right never fired"),
+    "swapped-encoders": ("encoders swapped", "encoders' cables are swapped: plug the cart's into wiring.encoders[0]"),
 }
 
 
@@ -270,6 +273,12 @@ def check_move(spec: RigSpec, measured: np.ndarray, predicted: np.ndarray, rest:
         return out, False
     out.append(Check("motor moves the rig", True, ", ".join(f"{names[i]} {'moved' if moved[i] else 'still'}"
                                                            for i in range(spec.n_pos))))
+    if moved[c] and moved[a] and (swap := swapped(m, p, c, a)) is not None:
+        out.append(Check("encoders swapped", False, swap, f"the {names[c]} and {names[a]} encoders' cables are "
+                         f"swapped: plug the {names[c]}'s into {where[c]} and the {names[a]}'s into {where[a]}"))
+        for i in range(spec.n_pos):
+            out.append(Check(f"{names[i]} direction and scale", None, "not judged: the encoders are swapped"))
+        return out, False
     for i in range(spec.n_pos):
         if not moved[i]:
             out.append(Check(f"{names[i]} direction and scale", False, "no change while the rig moved",
@@ -302,6 +311,20 @@ def check_move(spec: RigSpec, measured: np.ndarray, predicted: np.ndarray, rest:
     proven = moved[c] and not motor_reversed and c in sign and all(
         ch.passed for ch in out if ch.name in ("motor polarity", f"{names[c]} direction and scale"))
     return out, proven
+
+
+def swapped(m: np.ndarray, p: np.ndarray, c: int, a: int) -> str | None:
+    """Whether the two sensors' travels (m) each follow the model's travel of the other (p) closer than their own,
+    within a correlation of 0.95 (either sign): the encoders' cables plugged into each other's inputs, which would
+    read as a wrong scale, a reversed encoder or a reversed motor. What was measured, or None."""
+    def corr(x: np.ndarray, y: np.ndarray) -> float:
+        return abs(float(np.corrcoef(x, y)[0, 1])) if x.std() > 0 and y.std() > 0 else 0.0
+
+    own, other = (corr(m[:, c], p[:, c]), corr(m[:, a], p[:, a])), (corr(m[:, c], p[:, a]), corr(m[:, a], p[:, c]))
+    if min(other) >= 0.95 and other[0] > own[0] and other[1] > own[1]:
+        return (f"correlation with the other's model travel {other[0]:.2f}, {other[1]:.2f}; with their own "
+                f"{own[0]:.2f}, {own[1]:.2f}")
+    return None
 
 
 def opened_limit(at: float, track: float | None) -> float:
@@ -467,7 +490,14 @@ def _check(cfg: RigCheckConfig, spec: RigSpec, port: str) -> dict:
                 moved, sent, _ = session.run(len(profile) + 1,
                                              lambda k, obs: profile[k] if k < len(profile) else 0.0, wide)
                 move_checks, proven = check_move(spec, moved, model_response(spec, sent), rest)
+                if any(ch.name == "encoders swapped" for ch in move_checks):  # each read in the other's units
+                    for ch in checks:
+                        if ch.name.endswith(" noise at rest") and ch.passed is False:
+                            ch.passed, ch.fix = None, ""
+                            ch.measured += ": not judged, the encoders are swapped (below)"
                 checks += move_checks
+                cart_noise = next(ch for ch in checks if ch.name == f"{_names(spec)[0][spec.pos_index]} noise at rest")
+                proven = proven and cart_noise.passed is True  # a noisy one would end a drive on its position limit
             else:
                 checks += [Check(n, None, "not run: the rig was not at rest within its limits (above)")
                            for n in ["motor moves the rig"] + [f"{n} direction and scale" for n in _names(spec)[0]]]

@@ -253,3 +253,17 @@ def test_a_motor_that_does_not_move_names_the_stops_that_block_it(tmp_path):
     r = _check(tmp_path, "dead-motor")
     fix = next(c["fix"] for c in r["checks"] if c["name"] == "motor moves the rig")
     assert "the emergency stop (PC13) held" in fix and "stops_active_low: true" in fix
+
+
+def test_swapped_encoder_cables_are_named_not_read_as_a_reversed_motor_or_a_scale(tmp_path):
+    """The two encoders' cables in each other's inputs: each reading follows the other's model travel. On a rotary
+    pendulum the check said "the motor drives the wrong way: swap its two leads", on the cart-pole "set
+    sensors.counts_per_unit[0]: 1529" and "pendulum encoder reads noisy"; a technician following either breaks a
+    correct rig. Now one finding, which cable goes where."""
+    r = run_check(RigCheckConfig(port="sim", rig="rotary-pendulum", fault="swapped-encoders", record=str(tmp_path)))
+    assert [f for f in r["failed"] if f != "loop timing"] == ["encoders swapped"], r["failed"]
+    r = _check(tmp_path, "swapped-encoders")
+    assert r["failed"] == ["encoders swapped"], r["failed"]
+    fix = next(c["fix"] for c in r["checks"] if c["name"] == "encoders swapped")
+    assert fix == ("the cart and pendulum encoders' cables are swapped: plug the cart's into wiring.encoders[0] (TIM3: "
+                   "PA6, PA7) and the pendulum's into wiring.encoders[1] (TIM4: PB6, PB7)")

@@ -58,6 +58,8 @@ FAULTS = {
                     "deviation",
     "dead-motor": "the motor does not move (no power to the H-bridge)",
     "dead-end-stop": "the end stop on the positive side never fires",
+    "swapped-encoders": "the position and pendulum encoders' cables are plugged into each other's inputs (each "
+                        "input counting on from its own reading at power-on)",
 }
 
 
@@ -226,6 +228,11 @@ class SimRig:
             raw[s.angle_index] = self.stuck[s.angle_index]
         elif f == "noisy-sensor":
             raw[s.pos_index] += np.float32(np.round(self.noise_rng.normal(0, 30)))
+        elif f == "swapped-encoders":
+            if self.stuck is None:
+                self.stuck = raw.copy()  # each input's reading at power-on, from which it counts the other's travel
+            p, q, p0 = s.pos_index, s.angle_index, self.stuck
+            raw[p], raw[q] = p0[p] + raw[q] - p0[q], p0[q] + raw[p] - p0[p]
         return raw
 
     def _update_stops(self) -> None:
