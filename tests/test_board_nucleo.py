@@ -394,3 +394,16 @@ def test_pyocd_target_names_are_pack_part_numbers():
 
     assert PYOCD_TARGETS == {"nucleo-f446": "stm32f446retx", "stm32f4": "stm32f405rgtx"}
     assert set(PYOCD_TARGETS) <= set(BOARD_PORTS)
+
+
+def test_a_board_build_for_a_rig_without_its_wiring_is_refused_before_any_note(tmp_path, capsys):
+    """`bpd firmware build EXPORT --board nucleo-f446 --rig rotary-pendulum`: the note that the policy is of another
+    plant said "the image is built" and the next line refused the build; the refusal now comes alone."""
+    from bpd_app.cli import main
+
+    rc = main(["firmware", "build", str(pendulum_export()), "--target", "cortex-m4f", "--board", "nucleo-f446",
+               "--rig", "rotary-pendulum", "--out", str(tmp_path / "b")])
+    err = capsys.readouterr().err
+    assert rc == 1 and err == ("bpd: error: board nucleo-f446 drives a real rig: rig rotary-pendulum needs a wiring "
+                               "block for nucleo-f446 (see firmware_host/rig/rigs/desktop-cartpole.yaml)\n")
+    assert not (tmp_path / "b").exists()

@@ -234,9 +234,7 @@ def build_firmware_image(export_dir: Path, target: str, out_dir: Path, fast_tanh
     port = BOARD_PORTS[board]
     if target not in port["targets"]:
         raise BpdError(f"board {board} is a {', '.join(port['targets'])} part, not {target}")
-    if "needs_wiring" in port and (spec.wiring or {}).get("board") != port["needs_wiring"]:
-        raise BpdError(f"board {board} drives a real rig: rig {spec.name} needs a wiring block for "
-                       f"{port['needs_wiring']} (see firmware_host/rig/rigs/desktop-cartpole.yaml)")
+    check_board_wiring(board, spec)
     rig_dir = write_rig_header(spec, out_dir / "rig").parent
     srcs = [export_dir / "policy.c", export_dir / "policy_weights.c", BOARDS / "board_cortexm.c",
             *(BOARDS / f for f in port["sources"]), *(CSRC / f for f in FIRMWARE_SOURCES),
@@ -359,6 +357,14 @@ class FirmwareBuildConfig:
                                   "--handover`), linked beside the policy (docs/protocol.md, rule 17)")
 
 
+def check_board_wiring(board: str, spec) -> None:
+    """A board that drives a real rig (its port names pins) needs the rig's wiring block for it: one line."""
+    port = BOARD_PORTS.get(board, {})
+    if "needs_wiring" in port and (spec.wiring or {}).get("board") != port["needs_wiring"]:
+        raise BpdError(f"board {board} drives a real rig: rig {spec.name} needs a wiring block for "
+                       f"{port['needs_wiring']} (see firmware_host/rig/rigs/desktop-cartpole.yaml)")
+
+
 def firmware_build(cfg: FirmwareBuildConfig) -> dict:
     from bpd.io import check_output_dir
     from export.verify import verify_export
@@ -382,6 +388,7 @@ def firmware_build(cfg: FirmwareBuildConfig) -> dict:
         cfg = _default_rig(cfg, info)
     if cfg.image == "firmware":
         spec = load_rig(_rig(cfg))
+        check_board_wiring(cfg.board, spec)  # before the note below, which says the image is built
         check_policy_fits_rig(info, spec, cfg.export)
         check_designed_for(cfg.export, spec)  # a classical controller's design is its rig's, or it is refused
         if note := spec.plant_note(cfg.export, info.get("env_id"), "the image is built; on the rig it runs a policy "
