@@ -472,8 +472,10 @@ def _check(cfg: RigCheckConfig, spec: RigSpec, port: str) -> dict:
         ok = (info["obs_dim"], info["act_dim"], info["period_us"]) == (spec.obs_dim, spec.act_dim, spec.period_us)
         checks.append(Check("link", ok, f"protocol {info['protocol']}, {info['obs_dim']} -> {info['act_dim']}, "
                             f"{info['period_us']} us",
-                            "" if ok else f"the board runs another rig's firmware: build and flash it for "
-                                          f"{spec.name} (bpd firmware build --rig {spec.name})"))
+                            "" if ok else f"the board runs another rig's firmware: build it for {spec.name} "
+                                          f"(bpd firmware build EXPORT --target cortex-m4f --board "
+                                          f"{(spec.wiring or {}).get('board', 'BOARD')} --rig {cfg.rig}) and flash "
+                                          "it (bpd firmware flash with the build's directory)"))
         if ok:
             before = link.dropped()
             session = Session(link, spec, cfg.motor_share * spec.limits["action"])

@@ -163,14 +163,16 @@ def test_an_end_stops_opened_limit_stays_short_of_the_hard_stops():
 
 
 @pytest.fixture
-def bench_rig(tmp_path):
-    """The simulated desktop cart-pole on the bench in lockstep, served on a pty from a thread of this process, so
-    that a test sees its device (state, actuator) and plant; yields the SimRig."""
+def bench_rig(tmp_path, request):
+    """The simulated desktop cart-pole (or the rig given as the fixture's param) on the bench in lockstep, served on a
+    pty from a thread of this process, so that a test sees its device (state, actuator) and plant; yields the
+    SimRig."""
     import threading
 
     from firmware_host.rig.sim import RigSimConfig, SimRig
 
-    rig = SimRig(RigSimConfig(rig="desktop-cartpole", lockstep=True, bench=True, build_dir=str(tmp_path / "b")))
+    name = getattr(request, "param", "desktop-cartpole")
+    rig = SimRig(RigSimConfig(rig=name, lockstep=True, bench=True, build_dir=str(tmp_path / "b")))
     stop = threading.Event()
     t = threading.Thread(target=rig.run, args=(stop.is_set,), daemon=True)
     t.start()
@@ -267,3 +269,19 @@ def test_swapped_encoder_cables_are_named_not_read_as_a_reversed_motor_or_a_scal
     fix = next(c["fix"] for c in r["checks"] if c["name"] == "encoders swapped")
     assert fix == ("the cart and pendulum encoders' cables are swapped: plug the cart's into wiring.encoders[0] (TIM3: "
                    "PA6, PA7) and the pendulum's into wiring.encoders[1] (TIM4: PB6, PB7)")
+
+
+@pytest.mark.parametrize("bench_rig", ["rotary-pendulum"], indirect=True)
+def test_a_board_running_another_rigs_firmware_is_told_the_commands_that_fix_it(tmp_path, bench_rig):
+    """The link check's fix said `bpd firmware build --rig desktop-cartpole`, which is refused (no export, and the
+    Nucleo's image needs --board): now the whole build command for the rig's board, and the flash."""
+    from hil.commission import _check
+
+    spec = load_rig("desktop-cartpole")
+    r = _check(RigCheckConfig(port=bench_rig.path, rig="desktop-cartpole", record=str(tmp_path)), spec,
+               bench_rig.path)
+    assert r["failed"] == ["link"] and len(r["checks"]) == 1
+    assert r["checks"][0]["fix"] == (
+        "the board runs another rig's firmware: build it for desktop-cartpole (bpd firmware build EXPORT --target "
+        "cortex-m4f --board nucleo-f446 --rig desktop-cartpole) and flash it (bpd firmware flash with the build's "
+        "directory)")
