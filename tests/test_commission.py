@@ -285,3 +285,17 @@ def test_a_board_running_another_rigs_firmware_is_told_the_commands_that_fix_it(
         "the board runs another rig's firmware: build it for desktop-cartpole (bpd firmware build EXPORT --target "
         "cortex-m4f --board nucleo-f446 --rig desktop-cartpole) and flash it (bpd firmware flash with the build's "
         "directory)")
+
+
+def test_the_simulated_rig_is_out_of_reach_of_the_terminals_ctrl_c(tmp_path):
+    """`bpd rig check --port sim` (and `hil run --port sim`): Ctrl-C at the terminal went to the simulated rig too,
+    which closed its pty before the check's stop reached it, and the check said "stop could not be sent, the device
+    watchdog zeroes the actuator". The rig now has a process group of its own: the stop goes out, then the rig."""
+    import os
+
+    from hil.trial import RigProcess
+
+    rig = RigProcess(["rig", "sim", "--rig", "desktop-cartpole", "--lockstep", "--bench", "--build-dir",
+                      str(tmp_path / "b")], str(tmp_path / "b"))
+    with rig:
+        assert os.getpgid(rig.proc.pid) == rig.proc.pid != os.getpgrp()
