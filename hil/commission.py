@@ -405,6 +405,8 @@ def check_timing(spec: RigSpec, runs: list[list]) -> Check:
     over = sum(1 for s in states if s.fields["flags"] & FLAGS["overrun"] and not _host_late(spec, s))
     waited = sum(1 for s in states if s.fields["flags"] & FLAGS["overrun"] and _host_late(spec, s))
     if not len(dt):
+        if states:  # the runs ended at their first tick (a check above says why): no period to measure
+            return Check("loop timing", None, f"not measured: {len(states)} ticks, no two in one run")
         return Check("loop timing", False, "no ticks", "the device sent no states: check the link")
     med, p99 = float(np.median(dt)), float(np.percentile(dt, 99))
     ok = abs(med - period) <= 0.02 * period and over <= 0.01 * len(states)
@@ -428,8 +430,9 @@ def check_link(spec: RigSpec, runs: list[list], before: dict | None, after: dict
     ok = lost == 0 and bad_host == 0 and stale <= share and late_actions is not None and late_actions <= share
     counts = ("device counters not reported" if lost is None else
               f"device lost {lost} frames and dropped {late_actions} late actions")
-    return Check("link quality", ok, f"{counts}, host bad frames {bad_host}, stale {stale}, round trip p99 {p99:.0f} "
-                 f"us (period {spec.period_us} us), {late} answers after half a period",
+    trip = f"round trip p99 {p99:.0f} us" if rtt else "no round trip measured"
+    return Check("link quality", ok, f"{counts}, host bad frames {bad_host}, stale {stale}, {trip} "
+                 f"(period {spec.period_us} us), {late} answers after half a period",
                  "" if ok else "frames are lost or late: check the cable and the baud rate (serial.baud), and "
                                "the adapter's latency (low_latency in a trial's summary); on a pty, a host too busy "
                                "to answer in time")
@@ -508,9 +511,10 @@ def _check(cfg: RigCheckConfig, spec: RigSpec, port: str) -> dict:
                     checks += check_end_stops(spec, session, cfg.motor_share)
                     checks.append(check_return(spec, session, cfg.motor_share))
                 else:
-                    checks += [Check(f"end stop {st['name']}", None, "not driven: the motor or the "
-                                     f"{_names(spec)[0][spec.pos_index]} encoder " + ("failed above" if at_rest else
-                                                                                     "not checked"))
+                    cart = _names(spec)[0][spec.pos_index]
+                    checks += [Check(f"end stop {st['name']}", None, f"not driven: the motor or the {cart} encoder "
+                                     "failed above" if at_rest else f"not driven: the motor and the {cart} encoder "
+                                     "not checked")
                                for st in spec.wiring["end_stops"]]  # type: ignore[index]
             checks.append(check_timing(spec, session.runs))
             checks.append(check_link(spec, session.runs, before, link.dropped(), link.parser.bad_frames))

@@ -299,3 +299,24 @@ def test_the_simulated_rig_is_out_of_reach_of_the_terminals_ctrl_c(tmp_path):
                       str(tmp_path / "b")], str(tmp_path / "b"))
     with rig:
         assert os.getpgid(rig.proc.pid) == rig.proc.pid != os.getpgrp()
+
+
+def test_a_cart_left_at_its_end_stop_is_said_to_be_there_not_a_dead_motor(tmp_path, bench_rig):
+    """The cart standing at its right end stop (a trial or a check ended there, a hand put it there): the rest run
+    ends at its first tick on the position limit. The check said "the motor does not move" and "loop timing: the device
+    sent no states: check the link"; now only where the cart is, and that the rest was not run."""
+    import mujoco
+
+    from hil.commission import _check
+
+    bench_rig.plant.data.qpos[0] = 0.232
+    mujoco.mj_forward(bench_rig.plant.model, bench_rig.plant.data)
+    spec = load_rig("desktop-cartpole")
+    r = _check(RigCheckConfig(port=bench_rig.path, rig="desktop-cartpole", record=str(tmp_path)), spec,
+               bench_rig.path)
+    by = {c["name"]: c for c in r["checks"]}
+    assert r["failed"] == ["rig at rest", "cart offset at rest"], r["failed"]
+    assert by["rig at rest"]["fix"] == "the cart stands beyond the position limit (its offset below)"
+    assert by["cart offset at rest"]["fix"].startswith("cart reads +0.232 at rest, beyond the position limit 0.2: "
+                                                       "move it to the centre by hand")
+    assert by["motor moves the rig"]["passed"] is None and by["loop timing"]["passed"] is None
