@@ -83,6 +83,10 @@ def test_a_wiring_fault_needs_a_rig_with_encoders(tmp_path):
     with pytest.raises(BpdError, match="--fault: rig gym-inverted-pendulum has no encoders or motor wiring to fault"):
         SimRig(RigSimConfig(rig="gym-inverted-pendulum", fault="reversed-motor", build_dir=str(tmp_path / "b")))
     assert not (tmp_path / "b").exists()
+    # a dead end stop on a rig with none (rotary-pendulum, desktop-cartpole-swingup): said before the build too
+    with pytest.raises(BpdError, match="--fault dead-end-stop: rig rotary-pendulum has no end stop on the positive"):
+        SimRig(RigSimConfig(rig="rotary-pendulum", fault="dead-end-stop", build_dir=str(tmp_path / "b")))
+    assert not (tmp_path / "b").exists()
 
 
 def test_link_quality_holds_late_actions_to_the_stale_share_and_lost_frames_to_none():

@@ -151,6 +151,10 @@ class SimRig:
         if cfg.fault and not self.spec.has_encoders:
             raise BpdError(f"--fault: rig {self.spec.name} has no encoders or motor wiring to fault (a simulated rig "
                            "only; its sensors read the plant's units)")
+        stops = (self.spec.wiring or {}).get("end_stops", [])
+        self.stops = [float(st["at"]) for st in stops]
+        if cfg.fault == "dead-end-stop" and not any(at > 0 for at in self.stops):  # before the build: said at once
+            raise BpdError(f"--fault dead-end-stop: rig {self.spec.name} has no end stop on the positive side")
         if cfg.period_us:
             self.spec.period_us = int(cfg.period_us)
         self.lib = build_device_library(Path(cfg.build_dir), self.spec, Path(cfg.policy) if cfg.policy else None,
@@ -161,10 +165,6 @@ class SimRig:
         self.fault = cfg.fault
         self.stuck: np.ndarray | None = None
         self.noise_rng = np.random.default_rng(cfg.seed + 1)
-        stops = (self.spec.wiring or {}).get("end_stops", [])
-        self.stops = [float(st["at"]) for st in stops]
-        if cfg.fault == "dead-end-stop" and not any(at > 0 for at in self.stops):
-            raise BpdError(f"--fault dead-end-stop: rig {self.spec.name} has no end stop on the positive side")
         self.stops_active = [False] * len(self.stops)
         rng = random.Random(cfg.seed)
         d = cfg.link_delay_ms / 1000
