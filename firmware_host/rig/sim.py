@@ -58,8 +58,8 @@ FAULTS = {
                     "deviation",
     "dead-motor": "the motor does not move (no power to the H-bridge)",
     "dead-end-stop": "the end stop on the positive side never fires",
-    "swapped-encoders": "the position and pendulum encoders' cables are plugged into each other's inputs (each "
-                        "input counting on from its own reading at power-on)",
+    "swapped-encoders": "the position and pendulum encoders' cables are plugged into each other's inputs, each "
+                        "input counting on from its own reading at power-on",
 }
 
 
