@@ -518,6 +518,15 @@ def _prepared(plan) -> None:
     plan.teacher_eval_path(env).write_text("{}")
 
 
+def _ctrl_c_once(up, within: float) -> None:
+    """A Ctrl-C to this process once the stage's stub has written `up` (or after `within` seconds)."""
+    for _ in range(int(within * 10)):
+        if up.exists():
+            break
+        time.sleep(0.1)
+    os.kill(os.getpid(), signal.SIGINT)
+
+
 @pytest.mark.parametrize("engine, by", [("local", "SIGINT (Ctrl-C)"), ("ray", "the cancellation of its Ray task")])
 def test_a_stopped_runner_stops_its_stages_and_records_its_cells_interrupted(tmp_path, monkeypatch, engine, by):
     """Ctrl-C to a runner on Ray: its tasks run in Ray's workers, out of the terminal's reach and the runner's, and
@@ -540,14 +549,7 @@ def test_a_stopped_runner_stops_its_stages_and_records_its_cells_interrupted(tmp
     _prepared(plan)
     (plan.runs / "plan.json").write_text(json.dumps({"plan": plan.rel(plan.path)}))
 
-    def ctrl_c():
-        for _ in range(600):
-            if up.exists():
-                break
-            time.sleep(0.1)
-        os.kill(os.getpid(), signal.SIGINT)
-
-    threading.Thread(target=ctrl_c, daemon=True).start()
+    threading.Thread(target=_ctrl_c_once, args=(up, 60.0), daemon=True).start()
     said: list[str] = []
     with pytest.raises(KeyboardInterrupt):
         run_plan(plan, engine=engine, echo=said.append)
@@ -625,22 +627,15 @@ def test_a_ctrl_c_to_a_stage_in_the_runners_own_thread_is_passed_on(tmp_path, mo
     up = tmp_path / "up"
     _stub(tmp_path, monkeypatch, f"import time\nopen({str(up)!r}, 'w').close()\ntime.sleep(30)\n")
 
-    def ctrl_c():
-        for _ in range(300):
-            if up.exists():
-                break
-            time.sleep(0.1)
-        os.kill(os.getpid(), signal.SIGINT)
-
     try:
-        threading.Thread(target=ctrl_c, daemon=True).start()
+        threading.Thread(target=_ctrl_c_once, args=(up, 30.0), daemon=True).start()
         with pytest.raises(KeyboardInterrupt):
             cells._run(["export"], tmp_path / "cell.log")
         assert cells._stopped_by() is None
         up.unlink()
         monkeypatch.setattr(cells, "_RAY_TASK", threading.Event())
         cells.start_ray_task()
-        threading.Thread(target=ctrl_c, daemon=True).start()
+        threading.Thread(target=_ctrl_c_once, args=(up, 30.0), daemon=True).start()
         with pytest.raises(cells.StageStopped, match="stopped by the cancellation of its Ray task in its export stage"):
             cells._run(["export"], tmp_path / "cell.log")
     finally:
