@@ -5,7 +5,9 @@ from the control tick, nor from reloading the board's watchdog (IWDG), which wou
 The model: one instruction a cycle at the image's own clock (its INFO's cycle_hz); the host link moves one byte
 each way per byte time of the rig's baud rate (a write to the data register waits for the last to go out, as on
 the part); the interrupts (a received byte, SysTick, TIM7's tick) run between two instructions of the main code,
-never while it masks them; WFI is a no-op (the loop spins where the part would sleep until the next interrupt)."""
+never while it masks them; WFI is a no-op (the loop spins where the part would sleep until the next interrupt), but
+where a test steps the image one instruction at a time (step_to) WFI sleeps as on the part: until the next
+interrupt, at once if one is pending (masked), and an interrupt taken just before it leaves it to sleep."""
 
 import shutil
 import struct
@@ -52,8 +54,8 @@ class Nucleo:
         uc.mem_write(RET, b"\x00\xbf\x00\xbf")
         idle, size = self.syms["board_idle"]
         code = bytes(uc.mem_read(idle, size))
-        uc.mem_write(idle, b"".join(b"\x00\xbf" if code[i:i + 2] == b"\x30\xbf" else code[i:i + 2]
-                                    for i in range(0, size, 2)))  # WFI -> NOP
+        self.wfi = idle + next(i for i in range(0, size, 2) if code[i:i + 2] == b"\x30\xbf")
+        uc.mem_write(self.wfi, b"\x00\xbf")  # WFI -> NOP
         for port in range(8):  # the stop inputs idle high (active low, pulled up)
             uc.mem_write(0x40020000 + 0x400 * port + 0x10, struct.pack("<I", 0xFFFF))
         self.rcc: dict[int, int] = {}
@@ -149,6 +151,38 @@ class Nucleo:
             self.frames += [(self.now, f) for f in self.parser.feed(bytes(self.tx))]
             self.tx.clear()
 
+    def step_to(self, address: int, budget: int) -> None:
+        """One instruction at a time until the main code's next is address (or budget cycles have gone), SysTick's
+        interrupts on time, the host silent: a WFI not woken by the interrupt just taken sleeps until SysTick's next
+        (a masked one pending wakes it at once: _interrupt runs it as a no-op until the mask is lifted)."""
+        end, woken = self.now + budget, False
+        while self.pc != address and self.now < end:
+            if self.pc == self.wfi and not woken:
+                self.now = max(self.now, self.next_ms)  # asleep
+            if self.now >= self.next_ms:
+                self.next_ms += self.ms
+                self._interrupt("SysTick_Handler")
+                woken = True  # a WFI here was woken by it and is done
+            else:
+                self._step(1)
+                woken = False
+
+    def tick_as_the_loop_sleeps(self) -> int:
+        """TIM7's tick interrupt at the worst moment: just after SysTick's, as the main loop's next instruction is its
+        WFI (it found the ring empty and no tick due). The cycles from the interrupt to the tick's work (the
+        entry of bpd_fw_tick)."""
+        self.run(self.next_tick - self.now - self.byte)  # the last tick's STATE long gone, the next not yet due
+        self.next_tick = 1 << 62  # TIM7 in this test's hands
+        self._interrupt("SysTick_Handler")
+        self.next_ms = self.now + self.ms
+        self.step_to(self.wfi, self.ms)
+        assert self.pc == self.wfi, "the main loop never went to sleep"
+        start = self.now
+        self._interrupt("board_irq", TIM7_IRQ)
+        self.step_to(self.syms["bpd_fw_tick"][0], 2 * self.ms)
+        assert self.pc == self.syms["bpd_fw_tick"][0], "no tick"
+        return self.now - start
+
 
 @pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc not installed")
 def test_a_flood_of_hellos_leaves_the_tick_on_time_and_the_watchdog_fed(tmp_path):
@@ -174,3 +208,20 @@ def test_a_flood_of_hellos_leaves_the_tick_on_time_and_the_watchdog_fed(tmp_path
     assert late <= one_info, f"a tick {late / board.ms:.2f} ms off its period"
     reloads = [start] + [t for t in board.reloads if t > start] + [board.now]
     assert max(b - a for a, b in zip(reloads, reloads[1:])) < board.period
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc not installed")
+def test_a_tick_coming_as_the_loop_goes_to_sleep_starts_at_once(tmp_path):
+    """The tick's interrupt after the main loop's last look at the tick but before its WFI: the loop must not sleep
+    on it until SysTick's next interrupt (up to 1 ms: a fifth of the rig's period of jitter) but run the tick
+    within the pass (the loop looks again with interrupts masked; the pending interrupt wakes the WFI)."""
+    pytest.importorskip("unicorn")
+    board = Nucleo(tmp_path)
+    board.boot()
+    board.host += encode("config", 1, period_us=0, watchdog_ticks=60000, mode=0, action_limit=1.0, pos_limit=0.2,
+                         angle_limit=10.0)
+    board.host += encode("start", 2)
+    board.run(3 * board.period)
+    assert [f.name for _, f in board.frames[1:4]] == ["ack", "ack", "state"]
+    late = board.tick_as_the_loop_sleeps()
+    assert late < board.ms // 100, f"the tick {late / board.ms * 1000:.0f} us after its interrupt"
