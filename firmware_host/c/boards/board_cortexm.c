@@ -114,6 +114,7 @@ __attribute__((weak)) int board_tick_due(bpd_fw_t *fw)
     tick_due = 0;
     return 1;
 }
+__attribute__((weak)) int board_tick_pending(void) { return tick_due; }
 __attribute__((weak)) void board_after_tick(bpd_fw_t *fw, uint32_t tick_cycles, uint32_t policy_cycles)
 {
     (void)fw;
@@ -215,6 +216,12 @@ int main(void)
             bpd_fw_tick(&fw);
             board_after_tick(&fw, board_cycles() - c0, policy_cycles);
         }
-        if (rx_tail == rx_head) board_idle(); /* frames left over: the next pass at once, no sleep */
+        /* Sleep only if nothing came since the looks above (frames left over: the next pass at once). A byte's or
+         * the tick's interrupt between the last look and the WFI would be taken before it and leave the loop asleep
+         * until the next interrupt, SysTick's up to 1 ms on: the tick that late. Masked, the look and the WFI are
+         * one step: an interrupt pending wakes the WFI even while masked, and is taken once unmasked. */
+        __asm volatile("cpsid i" ::: "memory");
+        if (rx_tail == rx_head && !board_tick_pending()) board_idle();
+        __asm volatile("cpsie i" ::: "memory");
     }
 }

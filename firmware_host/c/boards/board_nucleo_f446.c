@@ -379,4 +379,7 @@ int board_tick_due(bpd_fw_t *fw)
     return 1;
 }
 
+/* TIM7's tick waiting for board_tick_due, not taken: the main loop looks, interrupts masked, before it sleeps. */
+int board_tick_pending(void) { return tick_due; }
+
 void board_idle(void) { __asm volatile("wfi"); }

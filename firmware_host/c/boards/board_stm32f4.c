@@ -109,7 +109,8 @@ void board_irq(unsigned n)
     }
 }
 
-/* Nothing to do until the next interrupt (a received byte, or SysTick within a millisecond). */
+/* Nothing to do until the next interrupt (a received byte, or SysTick within a millisecond); the tick is SysTick's
+ * (board_cortexm.c's board_tick_due and board_tick_pending), or plant_link.c's. */
 void board_idle(void) { __asm volatile("wfi"); }
 
 void board_uart_write(const uint8_t *data, size_t len) { usart_write(USART1_BASE, data, len); }
@@ -126,3 +127,7 @@ int board_aux_read(uint8_t *b)
     aux_tail = (uint8_t)(aux_tail + 1u);
     return 1;
 }
+
+/* Bytes waiting on the auxiliary port, none taken: plant_link.c's tick has something to read. */
+int board_aux_pending(void);
+int board_aux_pending(void) { return aux_tail != aux_head; }

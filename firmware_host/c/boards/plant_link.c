@@ -32,6 +32,7 @@
 
 void board_aux_write(const uint8_t *data, size_t len);
 int board_aux_read(uint8_t *b);
+int board_aux_pending(void);
 
 #define REQ_TICK_LEN (1u + 4u * BPD_RIG_N_RAW)
 #define PLANT_REPLY_LEN (1u + 1u + 1u + 2u + 1u + 4u + 4u + 4u + 4u + 4u * BPD_RIG_ACT_DIM)
@@ -138,6 +139,9 @@ int board_tick_due(bpd_fw_t *fw)
     }
     return 0;
 }
+
+/* A request's bytes waiting (a tick, a 'Q' or an 'X'): the main loop does not sleep on them. */
+int board_tick_pending(void) { return board_aux_pending(); }
 
 void board_after_tick(bpd_fw_t *fw, uint32_t tick_cycles, uint32_t policy_cycles)
 {
