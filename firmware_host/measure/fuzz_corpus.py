@@ -44,17 +44,26 @@ def sessions() -> dict[str, bytes]:
     return {"host_session": b"\x00" + host, "device_session": device, "handover_session": handover}
 
 
-def main() -> None:
+def write(corpus: Path = CORPUS) -> None:
+    """Write both seed corpora under corpus: one parser seed per golden frame (its first byte picks the chunk size)
+    and all of them in one stream, old golden seeds removed first (the frames renumber when the golden set grows);
+    the command sessions."""
     golden = json.loads((ROOT / "tests" / "golden" / "frames.json").read_text())
-    parser = CORPUS / "parser"
+    parser = corpus / "parser"
     parser.mkdir(parents=True, exist_ok=True)
+    for old in parser.glob("golden_*"):
+        old.unlink()
     for i, g in enumerate(golden):
         (parser / f"golden_{i:02d}_{g['name']}").write_bytes(bytes([i]) + bytes.fromhex(g["hex"]))
     (parser / "all_golden").write_bytes(b"\x00" + b"".join(bytes.fromhex(g["hex"]) for g in golden))
-    commands = CORPUS / "commands"
+    commands = corpus / "commands"
     commands.mkdir(parents=True, exist_ok=True)
     for name, data in sessions().items():
         (commands / name).write_bytes(data)
+
+
+def main() -> None:
+    write()
 
 
 if __name__ == "__main__":
