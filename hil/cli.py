@@ -86,5 +86,6 @@ COMMANDS = {
     "hil report": ("hil.report:ReportConfig", _report, "render a trial's plots again from its logs"),
     "rig check": ("hil.commission:RigCheckConfig", _check,
                   "commission a rig (policy off, motor limited): sensors at rest, encoder direction and scale, "
-                  "motor polarity, end stops, loop timing, link quality; a table of pass/fail with each fix"),
+                  "motor polarity, end stops, the emergency stop pressed and released (--estop), loop timing, link "
+                  "quality; a table of pass/fail with each fix"),
 }

@@ -21,7 +21,10 @@ rig's action limit, the checks run one by one, each only when the ones it needs 
    the firmware's position limit, opened to just beyond the stop, ends the run if the stop does not;
    then back to the centre, so that the next check, trial or power-on does not start at a stop;
 5. loop timing: the device's tick period (median, p99) and overrun flags;
-6. link quality: no frame the device's receiver lost (INFO's counters, before and after) and none the host
+6. the emergency stop (with --estop, on a rig with one in its wiring, once the motor is proven and the cart back at
+   the centre): pressed by the technician while the motor is held at zero, it must end the run; released, the rig
+   must start and move again (hil/estop.py);
+7. link quality: no frame the device's receiver lost (INFO's counters, before and after) and none the host
    could not parse; late actions (the device's other counter) and stale states each at most 1 % of the ticks
    (a late answer is both); the round trip reported, not judged.
 
@@ -64,6 +67,11 @@ class RigCheckConfig:
     record: str = field("rig_checks", help="directory of the saved results, one RIG.json per rig "
                         "(`bpd hil run --checks` reads it)", flag="--checks")
     seed: int = field(0, help="seed of the simulated rig")
+    estop: bool = field(False, help="press the emergency stop during the check, then release it: on a board's port the "
+                        "technician at this terminal is told when (stdin must be a terminal); with --port sim the "
+                        "simulated rig's hand presses it")
+    estop_window: float = field(10.0, help="with --estop: seconds the technician has to press the emergency stop, and "
+                                "to release it")
 
 
 # What each fault of the simulated rig (firmware_host/rig/sim.py FAULTS) must be found as on
@@ -77,6 +85,8 @@ FINDINGS = {
     "dead-motor": ("motor moves the rig", "the motor does not move"),
     "dead-end-stop": ("end stop right", "end stop right never fired"),
     "swapped-encoders": ("encoders swapped", "encoders' cables are swapped: plug the cart's into wiring.encoders[0]"),
+    "dead-estop": ("emergency stop", "the emergency stop never reached the device: check the button"),
+    "stuck-estop": ("emergency stop released", "the emergency stop still reads pressed after its release"),
 }
 
 
@@ -357,9 +367,6 @@ def check_end_stops(spec: RigSpec, session: Session, share: float) -> list[Check
         else:
             out.append(Check(f"end stop {st['name']}", False, f"not reached ({x:+.4g} after {seconds:.0f} s)",
                              "the cart did not reach the stop: check for friction or a blocked track, and motor_share"))
-    if "estop" in w:
-        out.append(Check("emergency stop", None, "not driven: press it during a run and see the run end "
-                         "(a limit stop)"))
     return out
 
 
@@ -442,7 +449,9 @@ def check_link(spec: RigSpec, runs: list[list], before: dict | None, after: dict
 
 
 def run_check(cfg: RigCheckConfig) -> dict:
-    check_ranges(cfg, {"motor_share": (0, 1, "open"), "seed": (0, 2**31 - 1)})
+    from hil import estop
+
+    check_ranges(cfg, {"motor_share": (0, 1, "open"), "seed": (0, 2**31 - 1), "estop_window": (1, 600)})
     spec = load_rig(cfg.rig)
     if not spec.has_encoders:
         raise BpdError(f"rig {spec.name} has no encoders to commission (a simulated rig only)")
@@ -451,21 +460,29 @@ def run_check(cfg: RigCheckConfig) -> dict:
                        "board's port, or --port sim for the simulated bench rig")
     if cfg.fault and cfg.port != "sim":
         raise BpdError("--fault is a fault of the simulated rig: give --port sim")
+    estop.refuse(cfg, spec)
     if cfg.port == "sim":
+        import subprocess
+
         from hil.trial import RigProcess
 
         build = tempfile.mkdtemp(prefix="bpd-rig-check-")
         args = ["rig", "sim", "--rig", str(cfg.rig), "--lockstep", "--bench", "--seed", str(cfg.seed),
-                "--build-dir", build, *(["--fault", cfg.fault] if cfg.fault else [])]
-        with RigProcess(args, build) as port:
-            result = _check(cfg, spec, port)
+                "--build-dir", build, *(["--fault", cfg.fault] if cfg.fault else []),
+                *(["--estop-stdin"] if cfg.estop else [])]
+        rig = RigProcess(args, build, subprocess.PIPE if cfg.estop else None)
+        with rig as port:
+            result = _check(cfg, spec, port, estop.SimHand(rig.proc.stdin, spec.period_us) if cfg.estop else None)
     else:
-        result = _check(cfg, spec, cfg.port)
+        result = _check(cfg, spec, cfg.port, estop.TerminalHand() if cfg.estop else None)
     write_json(Path(cfg.record) / f"{spec.name}.json", result)
     return result
 
 
-def _check(cfg: RigCheckConfig, spec: RigSpec, port: str) -> dict:
+def _check(cfg: RigCheckConfig, spec: RigSpec, port: str, hand=None) -> dict:
+    """The checks on the device at `port`; `hand` presses the emergency stop (hil/estop.py; None: not pressed)."""
+    from hil.estop import estop_checks
+
     t0 = time.perf_counter()
     link = DeviceLink(port, spec.baud)
     checks: list[Check] = []
@@ -506,16 +523,19 @@ def _check(cfg: RigCheckConfig, spec: RigSpec, port: str) -> dict:
             else:
                 checks += [Check(n, None, "not run: the rig was not at rest within its limits (above)")
                            for n in ["motor moves the rig"] + [f"{n} direction and scale" for n in _names(spec)[0]]]
+            centred = proven
             if (spec.wiring or {}).get("end_stops"):
                 if proven:
                     checks += check_end_stops(spec, session, cfg.motor_share)
                     checks.append(check_return(spec, session, cfg.motor_share))
+                    centred = checks[-1].passed is True
                 else:
                     cart = _names(spec)[0][spec.pos_index]
                     checks += [Check(f"end stop {st['name']}", None, f"not driven: the motor or the {cart} encoder "
                                      "failed above" if at_rest else f"not driven: the motor and the {cart} encoder "
                                      "not checked")
                                for st in spec.wiring["end_stops"]]  # type: ignore[index]
+            checks += estop_checks(spec, session, cfg, hand, centred)
             checks.append(check_timing(spec, session.runs))
             checks.append(check_link(spec, session.runs, before, link.dropped(), link.parser.bad_frames))
     except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM, SIGHUP: the line bpd_app/cli.py prints says what became of it

@@ -246,15 +246,16 @@ def _run_trial(cfg: HilRunConfig, spec, pol, view: LiveView, via: str | None = N
 class RigProcess:
     """A `bpd rig ...` subprocess that prints its pty path first, for as long as a `with` lasts; a
     build directory of its own (if given) goes with it. In a process group of its own, so that a Ctrl-C at
-    the terminal reaches this process only, whose stop then reaches the rig before the rig goes."""
+    the terminal reaches this process only, whose stop then reaches the rig before the rig goes. stdin: the rig's
+    (subprocess.PIPE: `proc.stdin` writes to it), else this process's."""
 
-    def __init__(self, args: list[str], build: str | None = None) -> None:
+    def __init__(self, args: list[str], build: str | None = None, stdin: int | None = None) -> None:
         import subprocess
 
         self.build = build
         self.what = "the image under QEMU (bpd rig pil)" if args[:2] == ["rig", "pil"] else "the simulated rig"
-        self.proc = subprocess.Popen([bpd_executable(), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, preexec_fn=die_with_parent, process_group=0)
+        self.proc = subprocess.Popen([bpd_executable(), *args], stdin=stdin, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, preexec_fn=die_with_parent, process_group=0)
 
     def __enter__(self) -> str:
         assert self.proc.stdout is not None and self.proc.stderr is not None  # started with both piped

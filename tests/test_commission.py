@@ -17,8 +17,10 @@ from firmware_host.wire.spec import STATES
 from hil.commission import FINDINGS, RigCheckConfig, found, refuse_unchecked, run_check
 
 
-def _check(tmp_path, fault=None):
-    return run_check(RigCheckConfig(port="sim", rig="desktop-cartpole", fault=fault, record=str(tmp_path)))
+def _check(tmp_path, fault=None, estop=True):
+    """The simulated desktop-cartpole checked, its emergency stop pressed by the simulated rig's hand (--estop)."""
+    return run_check(RigCheckConfig(port="sim", rig="desktop-cartpole", fault=fault, record=str(tmp_path),
+                                    estop=estop))
 
 
 def test_a_correctly_wired_rig_passes(tmp_path):
@@ -26,8 +28,20 @@ def test_a_correctly_wired_rig_passes(tmp_path):
     assert r["passed"] and r["failed"] == [], r["checks"]
     by = {c["name"]: c for c in r["checks"]}
     assert by["end stop left"]["passed"] and by["end stop right"]["passed"]
-    assert by["emergency stop"]["passed"] is None  # a button only a hand can press: said, not faked
+    # pressed 0.5 s into the hold (100 ticks of 5 ms): the next tick ends the run; released, the push moves the cart
+    press = by["emergency stop"]
+    assert press["passed"] and press["measured"] == "the run ended 0.005 s after the press", press
+    assert by["emergency stop released"]["passed"], by["emergency stop released"]
     assert json.loads((tmp_path / "desktop-cartpole.json").read_text())["passed"] is True
+
+
+def test_without_estop_the_emergency_stop_is_said_not_pressed(tmp_path):
+    """A button only a hand can press: without --estop the row says how to have it pressed, and does not pass it."""
+    r = _check(tmp_path, estop=False)
+    by = {c["name"]: c for c in r["checks"]}
+    assert r["passed"] and by["emergency stop"]["passed"] is None and "emergency stop released" not in by
+    assert by["emergency stop"]["measured"] == ("not pressed: give --estop at the rig's terminal to press it during "
+                                                "the check")
 
 
 def test_every_fault_has_a_finding():
@@ -40,6 +54,13 @@ def test_each_fault_detected_and_named(tmp_path, fault):
     assert not r["passed"]
     assert found(r, fault), (fault, [(c["name"], c["passed"], c["fix"]) for c in r["checks"]])
     assert r["fault"] == fault
+    if fault in ("dead-estop", "stuck-estop"):  # the fix names the stop's pin and its polarity setting
+        by = {c["name"]: c for c in r["checks"]}
+        assert r["failed"] == [FINDINGS[fault][0]], r["failed"]
+        assert "its wiring to PC13 (wiring.estop) and stops_active_low (true: the input reads pressed at 0 V)" in \
+            by[FINDINGS[fault][0]]["fix"]
+        assert by["emergency stop released"]["passed"] is (None if fault == "dead-estop" else False)
+        assert by["emergency stop"]["passed"] is (fault == "stuck-estop")  # stuck: it fires, then never lets go
     if fault == "wrong-counts":  # twice the counts: the fix is twice the YAML's 651.8986 counts per rad
         fix = next(c["fix"] for c in r["checks"] if "counts_per_unit[1]" in c["fix"])
         assert float(fix.split("counts_per_unit[1]: ")[1].split()[0]) == pytest.approx(2 * 651.8986, rel=0.03)
@@ -87,6 +108,118 @@ def test_a_wiring_fault_needs_a_rig_with_encoders(tmp_path):
     with pytest.raises(BpdError, match="--fault dead-end-stop: rig rotary-pendulum has no end stop on the positive"):
         SimRig(RigSimConfig(rig="rotary-pendulum", fault="dead-end-stop", build_dir=str(tmp_path / "b")))
     assert not (tmp_path / "b").exists()
+    # an emergency stop's fault, or its hand, on a rig with none in its wiring: likewise
+    with pytest.raises(BpdError, match=r"--fault stuck-estop: rig rotary-pendulum has no emergency stop in its wiring"):
+        SimRig(RigSimConfig(rig="rotary-pendulum", fault="stuck-estop", build_dir=str(tmp_path / "b")))
+    with pytest.raises(BpdError, match=r"--estop-stdin: rig rotary-pendulum has no emergency stop in its wiring"):
+        SimRig(RigSimConfig(rig="rotary-pendulum", estop_stdin=True, build_dir=str(tmp_path / "b")))
+    assert not (tmp_path / "b").exists()
+
+
+def test_estop_without_a_terminal_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
+    """--estop on a board's port needs a technician at this terminal: with stdin not one (a pipe, CI) the check is
+    refused before the port is opened, in one line, rather than waiting for a press nobody is there to make. The
+    simulated rig's hand needs no terminal (the tests' stdin is none); a rig without an emergency stop, or an
+    emergency-stop fault without --estop (nothing would press it), are refused too."""
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    with pytest.raises(BpdError, match="stdin is not a terminal"):
+        run_check(RigCheckConfig(port="/dev/ttyACM9", rig="desktop-cartpole", estop=True, record=str(tmp_path)))
+    rc = main(["rig", "check", "--port", "/dev/ttyACM9", "--rig", "desktop-cartpole", "--estop", "--checks",
+               str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1 and "--estop: the technician presses the emergency stop" in err
+    assert "/dev/ttyACM9" not in err  # refused before the port was tried
+    with pytest.raises(BpdError, match="rig rotary-pendulum has no emergency stop in its wiring"):
+        run_check(RigCheckConfig(port="sim", rig="rotary-pendulum", estop=True, record=str(tmp_path)))
+    with pytest.raises(BpdError, match="--fault dead-estop: the emergency stop is pressed only with --estop"):
+        run_check(RigCheckConfig(port="sim", rig="desktop-cartpole", fault="dead-estop", record=str(tmp_path)))
+    assert not list(tmp_path.iterdir())
+
+
+def _technician(bench_rig, monkeypatch, press: bool):
+    """The technician at a terminal (a pty as stdin): presses the bench rig's emergency stop 50 ticks after being told
+    (if `press`), and when told to release it, a stray Enter typed before, then releases it and presses Enter."""
+    import os
+    import pty
+    import threading
+
+    from hil import estop
+
+    master, slave = pty.openpty()
+    monkeypatch.setattr("sys.stdin", os.fdopen(slave, "r"))
+    told = {"press": 0, "release": 0}
+
+    def act_after_ticks(n, what):
+        t0 = bench_rig.device.status()["ticks"]
+
+        def wait():
+            while bench_rig.device.status()["ticks"] < t0 + n:
+                time.sleep(0.001)
+            what()
+        threading.Thread(target=wait, daemon=True).start()
+
+    ask_press, ask_release = estop.TerminalHand.ask_press, estop.TerminalHand.ask_release
+
+    def on_press(self, pin, window):
+        told["press"] += 1
+        ask_press(self, pin, window)
+        if press:
+            act_after_ticks(50, lambda: setattr(bench_rig, "estop_pressed", True))
+
+    def on_release(self, pin, window):
+        told["release"] += 1
+        os.write(master, b"\n")  # typed before the question: flushed, not taken for the answer
+        time.sleep(0.05)
+
+        def release():
+            time.sleep(0.2)
+            bench_rig.estop_pressed = False
+            os.write(master, b"\n")
+        threading.Thread(target=release, daemon=True).start()
+        ask_release(self, pin, window)
+
+    monkeypatch.setattr(estop.TerminalHand, "ask_press", on_press)
+    monkeypatch.setattr(estop.TerminalHand, "ask_release", on_release)
+    return told
+
+
+def test_a_technician_at_the_terminal_presses_and_releases_the_emergency_stop(tmp_path, bench_rig, monkeypatch,
+                                                                              capsys):
+    """On a board's port the technician is told on the terminal when to press and when to release; the release is
+    confirmed with Enter (one typed before the question does not count: the push after it would still find the stop
+    held and fail)."""
+    from hil.commission import _check
+    from hil.estop import TerminalHand
+
+    told = _technician(bench_rig, monkeypatch, press=True)
+    cfg = RigCheckConfig(port=bench_rig.path, rig="desktop-cartpole", record=str(tmp_path), estop=True)
+    t0 = time.monotonic()
+    r = _check(cfg, load_rig("desktop-cartpole"), bench_rig.path, TerminalHand())
+    by = {c["name"]: c for c in r["checks"]}
+    assert r["passed"], r["failed"]
+    assert by["emergency stop"]["measured"].startswith("the run ended ") and by["emergency stop released"]["passed"]
+    assert told == {"press": 1, "release": 1} and time.monotonic() - t0 < cfg.estop_window  # Enter, not the window
+    err = capsys.readouterr().err
+    assert "emergency stop: press it now (PC13), within 10 s; the motor is held at zero" in err
+    assert "emergency stop seen: release it, then press Enter (the check goes on in 10 s at most)" in err
+
+
+def test_nobody_pressing_the_emergency_stop_fails_it_after_its_window(tmp_path, bench_rig, monkeypatch):
+    """No press within --estop-window: the check goes on after the window (it never waits longer) and fails the
+    emergency stop with its pin and polarity setting; there is nothing to release."""
+    from hil.commission import _check
+    from hil.estop import TerminalHand
+
+    told = _technician(bench_rig, monkeypatch, press=False)
+    cfg = RigCheckConfig(port=bench_rig.path, rig="desktop-cartpole", record=str(tmp_path), estop=True,
+                         estop_window=1.0)
+    r = _check(cfg, load_rig("desktop-cartpole"), bench_rig.path, TerminalHand())
+    by = {c["name"]: c for c in r["checks"]}
+    assert r["failed"] == ["emergency stop"] and by["emergency stop"]["measured"] == "no stop in 1 s"
+    assert "its wiring to PC13 (wiring.estop) and stops_active_low" in by["emergency stop"]["fix"]
+    assert by["emergency stop released"]["passed"] is None and told == {"press": 1, "release": 0}
 
 
 def test_link_quality_holds_late_actions_to_the_stale_share_and_lost_frames_to_none():

@@ -15,7 +15,9 @@ commands towards its side. `--bench` starts the plant as it stands on a bench be
 it where it stands and, in real time, it moves on while the device is idle (a pendulum swings out, the
 motor at zero), so a second `bpd rig check` finds the rig where the first left it. `--fault NAME`
 gives the rig one of the wiring faults commissioning must find (FAULTS; `bpd rig check`,
-hil/commission.py).
+hil/commission.py). `--estop-stdin` puts the emergency stop (wiring.estop) under a hand: a line `press` on stdin
+presses it, `release` releases it (a technician at the rig's terminal, or `bpd rig check --port sim --estop` playing
+one); pressed, it ends the run as a board's input does and, held, blocks every command.
 
 `--view [PORT]` serves the live page of `bpd hil run --view` (bpd/view.py) from the device's side of
 the wire (sim_view.py): every STATE as it leaves the device, and a summary once the rig stops (the
@@ -60,7 +62,10 @@ FAULTS = {
     "dead-end-stop": "the end stop on the positive side never fires",
     "swapped-encoders": "the position and pendulum encoders' cables are plugged into each other's inputs, each "
                         "input counting on from its own reading at power-on",
+    "dead-estop": "the emergency stop never fires when pressed (its wire to the board broken)",
+    "stuck-estop": "the emergency stop stays pressed once pressed (a jammed button, a welded contact)",
 }
+ESTOP_FAULTS = ("dead-estop", "stuck-estop")  # found only where the stop is pressed (`bpd rig check --estop`)
 
 
 @dataclass
@@ -93,6 +98,9 @@ class RigSimConfig:
     fault: str | None = field(None, help="a wiring fault of the rig: " + "; ".join(f"{k}: {v}" for k, v in
                                                                                  FAULTS.items()),
                               choices=tuple(FAULTS))
+    estop_stdin: bool = field(False, help="the emergency stop (wiring.estop) pressed and released by lines on stdin, "
+                              "`press` and `release`: a technician's hand at the simulated rig (`bpd rig check "
+                              "--port sim --estop` plays one)")
     build_dir: str = field(".bpd-build", help="where the device library is compiled")
     view: int | None = field(None, help="serve a live view of the rig on http://127.0.0.1:PORT/ (--view alone: "
                              "port 8765): state, action, tick timing, deadline misses as the device sends them, "
@@ -155,6 +163,11 @@ class SimRig:
         self.stops = [float(st["at"]) for st in stops]
         if cfg.fault == "dead-end-stop" and not any(at > 0 for at in self.stops):  # before the build: said at once
             raise BpdError(f"--fault dead-end-stop: rig {self.spec.name} has no end stop on the positive side")
+        self.has_estop = "estop" in (self.spec.wiring or {})
+        for what in [*([f"--fault {cfg.fault}"] if cfg.fault in ESTOP_FAULTS else []),
+                     *(["--estop-stdin"] if cfg.estop_stdin else [])]:
+            if not self.has_estop:
+                raise BpdError(f"{what}: rig {self.spec.name} has no emergency stop in its wiring (wiring.estop)")
         if cfg.period_us:
             self.spec.period_us = int(cfg.period_us)
         self.lib = build_device_library(Path(cfg.build_dir), self.spec, Path(cfg.policy) if cfg.policy else None,
@@ -166,6 +179,10 @@ class SimRig:
         self.stuck: np.ndarray | None = None
         self.noise_rng = np.random.default_rng(cfg.seed + 1)
         self.stops_active = [False] * len(self.stops)
+        self.hand = cfg.estop_stdin  # stdin read for the hand's lines until it closes
+        self.hand_lines = b""
+        self.estop_pressed = False  # by the hand
+        self.estop_active = False  # the input as the firmware reads it (a fault between the two)
         rng = random.Random(cfg.seed)
         d = cfg.link_delay_ms / 1000
         self.up = Link(d, cfg.drop_rate, cfg.corrupt_rate, rng)    # device -> host
@@ -235,8 +252,22 @@ class SimRig:
             raw[p], raw[q] = p0[p] + raw[q] - p0[q], p0[q] + raw[p] - p0[p]
         return raw
 
+    def _read_hand(self) -> None:
+        """--estop-stdin: the lines on stdin so far, each `press` or `release` (anything else said on stderr)."""
+        while self.hand and select.select([0], [], [], 0)[0]:
+            data = os.read(0, 4096)
+            if not data:  # stdin closed: the hand has gone, the button stays as it was left
+                self.hand = False
+            *lines, self.hand_lines = (self.hand_lines + data).split(b"\n")
+            for line in (x.strip().decode(errors="replace") for x in lines):
+                if line in ("press", "release"):
+                    self.estop_pressed = line == "press"
+                elif line:
+                    print(f"--estop-stdin: {line[:40]!r} is neither press nor release", file=sys.stderr, flush=True)
+
     def _update_stops(self) -> None:
-        """End stops at the true position: one that closes stops the run (unless it is the dead one)."""
+        """End stops at the true position and the emergency stop as the hand left it: one that closes stops the run
+        (unless it is the dead one); a stuck emergency stop stays active once pressed."""
         x = float(self.plant.state()[self.spec.pos_index])
         for i, at in enumerate(self.stops):
             active = x >= at if at > 0 else x <= at
@@ -245,12 +276,19 @@ class SimRig:
             if active and not self.stops_active[i]:
                 self.device.external_stop()
             self.stops_active[i] = active
+        self._read_hand()
+        active = self.estop_pressed and self.fault != "dead-estop" or self.estop_active and self.fault == "stuck-estop"
+        if active and not self.estop_active:
+            self.device.external_stop()
+        self.estop_active = active
 
     def _apply(self) -> None:
         u = self.device.actuator()
         for at, active in zip(self.stops, self.stops_active):  # a pressed stop blocks commands to its side
             if active:
                 u = np.where(u * at > 0, 0.0, u)
+        if self.estop_active:  # the emergency stop held blocks every command
+            u = np.zeros_like(u)
         if self.fault == "reversed-motor":
             u = -u
         elif self.fault == "dead-motor":
@@ -370,6 +408,7 @@ def rig_sim(cfg: RigSimConfig) -> None:
         stopped_by = serve(rig, f"rig {rig.spec.name}: {mode}, {1e6 / rig.spec.period_us:.0f} Hz, device policy: "
                            f"{'yes' if cfg.policy else 'no'}" + (", hand-over" if cfg.classical else "")
                            + (", on the bench" if cfg.bench else "") + _time_lapse(rig)
+                           + (", the emergency stop under stdin's press and release" if cfg.estop_stdin else "")
                            + (f", fault: {cfg.fault} ({FAULTS[cfg.fault]})" if cfg.fault else "")
                            + (f"; live view: {view.url}" if view.serving else ""), view.stop_waiting)
         if rig.watch is not None:
