@@ -49,11 +49,13 @@ from bpd.config import check_ranges, field
 from bpd.errors import BpdError
 from bpd.io import write_json
 from bpd.process import HeldStops
-from firmware_host.rig import Plant, RigSpec, load_rig
-from firmware_host.rig.sim import FAULTS, bench_spec
+from firmware_host.rig import RigSpec, load_rig
+from firmware_host.rig.sim import FAULTS
 from firmware_host.wire.spec import FLAGS, PROTOCOL_VERSION
+from hil import estop
 from hil.check_record import refuse_unchecked, rig_hash  # noqa: F401 - hil run's refusal lives there
-from hil.link import DeviceLink, LinkError
+from hil.link import DeviceLink
+from hil.rig_session import Check, Session, model_response, sensor_names
 from hil.trial import STOP_FAILED
 
 
@@ -96,89 +98,6 @@ def found(result: dict, fault: str) -> bool:
     return any(c["name"] == name and c["passed"] is False and fix in c["fix"] for c in result["checks"])
 
 
-@dataclass
-class Check:
-    name: str
-    passed: bool | None  # None: not run (a check it needs failed)
-    measured: str
-    fix: str = ""
-
-
-# ------------------------------------------------------------------ talking to the rig
-
-
-class Session:
-    """Runs of the device in host mode: each STATE answered with the action the caller chooses."""
-
-    def __init__(self, link: DeviceLink, spec: RigSpec, action_limit: float) -> None:
-        self.link, self.spec, self.action_limit = link, spec, action_limit
-        self.runs: list[list] = []  # the STATEs of each run, for timing and link quality
-
-    def run(self, ticks: int, action, pos_limit: float, angle_limit: float = 1e3,
-            until=None) -> tuple[np.ndarray, list[float], int]:
-        """Up to `ticks` ticks answering STATE k with action(k, obs); returns the positions read (one row
-        per STATE), the actions sent and the last STATE's flags. Ends early when the device stops, or once
-        until(obs) is true (the run then stopped by the host)."""
-        spec, link = self.spec, self.link
-        link.command("reset", seed=0)
-        link.configure(spec.period_us, spec.watchdog_ticks, "host", self.action_limit, pos_limit, angle_limit)
-        link.command("start")
-        rows: list[np.ndarray] = []
-        sent: list[float] = []
-        flags = 0
-        states: list = []
-        self.runs.append(states)
-        try:
-            while len(rows) < ticks:
-                batch = link.next_states(1.0)
-                for st in batch:
-                    states.append(st)
-                    rows.append(np.asarray(st.fields["obs"][:spec.n_pos], float))
-                flags = batch[-1].fields["flags"]
-                if not flags & FLAGS["running"] or (until is not None and until(rows[-1])):
-                    break
-                u = float(np.clip(action(len(rows) - 1, rows[-1]), -self.action_limit, self.action_limit))
-                link.send("action", echo_seq=batch[-1].seq, n_act=1, action=[u])
-                sent.append(u)
-        finally:
-            link.stop_and_zero()
-            try:
-                link.wait_for("ack", 1.0)
-            except LinkError:
-                pass
-        return np.array(rows), sent, flags
-
-
-def model_response(spec: RigSpec, actions: list[float]) -> np.ndarray:
-    """The positions the rig's model reads for these actions, one per tick, from rest (the first row
-    before any action), as the simulated rig's plant on the bench would read them without noise."""
-    plant = Plant(bench_spec(spec))
-    plant.reset(0)
-    rows = [plant.state()[:spec.n_pos].copy()]
-    for u in actions:
-        for _ in range(plant.substeps):
-            plant.substep(np.array([u]))
-        rows.append(plant.state()[:spec.n_pos].copy())
-    return np.array(rows)
-
-
-# ------------------------------------------------------------------ the checks
-
-
-def _names(spec: RigSpec) -> tuple[list[str], list[str]]:
-    """Per position sensor: a name, and where its wiring is described (for the fixes)."""
-    w = spec.wiring
-    n = spec.n_pos
-    if w is None:
-        base = "arm" if spec.plant == "furuta" else "cart"  # what the position sensor measures
-        names = [base if i == spec.pos_index else "pendulum" if i == spec.angle_index else f"sensor {i}"
-                 for i in range(n)]
-        return names, [f"encoder {i}" for i in range(n)]
-    enc = w["encoders"]
-    return [e["name"] for e in enc], [f"wiring.encoders[{i}] ({e['timer']}: {e['a']}, {e['b']})"
-                                      for i, e in enumerate(enc)]
-
-
 def _invert_fix(spec: RigSpec, i: int) -> str:
     w = spec.wiring
     if w is None:
@@ -192,7 +111,7 @@ def check_rest(spec: RigSpec, rest: np.ndarray, ticks: int) -> tuple[list[Check]
     still, the offsets. True when the move may follow: a whole second, nothing moving and the cart within its
     limit; the model it is judged by starts at rest, so a swinging pendulum or a cart at a stop (where the last
     check or trial left it: a board's RESET moves nothing) would be read as a wrong scale or a dead motor."""
-    names, _ = _names(spec)
+    names, _ = sensor_names(spec)
     cpu = spec.counts_per_unit
     noise = list(spec.sensors.get("noise_std", [0.0] * spec.n_pos))[:spec.n_pos]
     noise += [0.0] * (spec.n_pos - len(noise))
@@ -254,7 +173,7 @@ def check_move(spec: RigSpec, measured: np.ndarray, predicted: np.ndarray, rest:
     """Direction, scale and life of each sensor and the motor from one commanded move (its travel from
     the mean at rest, against the model's from its start); True when the motor and the driven sensor
     are proven (the end-stop drive may follow)."""
-    names, where = _names(spec)
+    names, where = sensor_names(spec)
     cpu = spec.counts_per_unit
     noise = list(spec.sensors.get("noise_std", []))[:spec.n_pos]
     noise += [0.0] * (spec.n_pos - len(noise))
@@ -377,7 +296,7 @@ def check_return(spec: RigSpec, session: Session, share: float) -> Check:
     of the position limit from the centre; not a check of the rig, so at worst not done ("-"), with what to do by
     hand."""
     c = spec.pos_index
-    name = _names(spec)[0][c]
+    name = sensor_names(spec)[0][c]
     u_max = min(share, 0.25) * spec.limits["action"]
     band = 0.05 * spec.limits["position"]
     gain = u_max / (4 * band)  # the full command until 4 bands away, then in proportion
@@ -449,8 +368,6 @@ def check_link(spec: RigSpec, runs: list[list], before: dict | None, after: dict
 
 
 def run_check(cfg: RigCheckConfig) -> dict:
-    from hil import estop
-
     check_ranges(cfg, {"motor_share": (0, 1, "open"), "seed": (0, 2**31 - 1), "estop_window": (1, 600)})
     spec = load_rig(cfg.rig)
     if not spec.has_encoders:
@@ -460,7 +377,7 @@ def run_check(cfg: RigCheckConfig) -> dict:
                        "board's port, or --port sim for the simulated bench rig")
     if cfg.fault and cfg.port != "sim":
         raise BpdError("--fault is a fault of the simulated rig: give --port sim")
-    estop.refuse(cfg, spec)
+    estop.refuse(spec, cfg.port, cfg.fault, cfg.estop)
     if cfg.port == "sim":
         import subprocess
 
@@ -481,7 +398,6 @@ def run_check(cfg: RigCheckConfig) -> dict:
 
 def _check(cfg: RigCheckConfig, spec: RigSpec, port: str, hand=None) -> dict:
     """The checks on the device at `port`; `hand` presses the emergency stop (hil/estop.py; None: not pressed)."""
-    from hil.estop import estop_checks
 
     t0 = time.perf_counter()
     link = DeviceLink(port, spec.baud)
@@ -518,11 +434,12 @@ def _check(cfg: RigCheckConfig, spec: RigSpec, port: str, hand=None) -> dict:
                             ch.passed, ch.fix = None, ""
                             ch.measured += ": not judged, the encoders are swapped (below)"
                 checks += move_checks
-                cart_noise = next(ch for ch in checks if ch.name == f"{_names(spec)[0][spec.pos_index]} noise at rest")
+                cart = sensor_names(spec)[0][spec.pos_index]
+                cart_noise = next(ch for ch in checks if ch.name == f"{cart} noise at rest")
                 proven = proven and cart_noise.passed is True  # a noisy one would end a drive on its position limit
             else:
-                checks += [Check(n, None, "not run: the rig was not at rest within its limits (above)")
-                           for n in ["motor moves the rig"] + [f"{n} direction and scale" for n in _names(spec)[0]]]
+                checks += [Check(n, None, "not run: the rig was not at rest within its limits (above)") for n in
+                           ["motor moves the rig"] + [f"{x} direction and scale" for x in sensor_names(spec)[0]]]
             centred = proven
             if (spec.wiring or {}).get("end_stops"):
                 if proven:
@@ -530,12 +447,12 @@ def _check(cfg: RigCheckConfig, spec: RigSpec, port: str, hand=None) -> dict:
                     checks.append(check_return(spec, session, cfg.motor_share))
                     centred = checks[-1].passed is True
                 else:
-                    cart = _names(spec)[0][spec.pos_index]
+                    cart = sensor_names(spec)[0][spec.pos_index]
                     checks += [Check(f"end stop {st['name']}", None, f"not driven: the motor or the {cart} encoder "
                                      "failed above" if at_rest else f"not driven: the motor and the {cart} encoder "
                                      "not checked")
                                for st in spec.wiring["end_stops"]]  # type: ignore[index]
-            checks += estop_checks(spec, session, cfg, hand, centred)
+            checks += estop.estop_checks(spec, session, hand, centred, cfg.estop_window, cfg.motor_share)
             checks.append(check_timing(spec, session.runs))
             checks.append(check_link(spec, session.runs, before, link.dropped(), link.parser.bad_frames))
     except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM, SIGHUP: the line bpd_app/cli.py prints says what became of it

@@ -19,21 +19,21 @@ from bpd.errors import BpdError
 from firmware_host.rig import RigSpec
 from firmware_host.rig.sim import ESTOP_FAULTS
 from firmware_host.wire.spec import FLAGS
-from hil.commission import Check, RigCheckConfig, Session, _names, model_response
+from hil.rig_session import Check, Session, model_response, sensor_names
 
 PRESS_AFTER_S = 0.5  # the simulated technician's press, after being told: a hand's reaction, well inside the window
 
 
-def refuse(cfg: RigCheckConfig, spec: RigSpec) -> None:
+def refuse(spec: RigSpec, port: str, fault: str | None, estop: bool) -> None:
     """Before anything is started: --estop on a rig without an emergency stop, on a board's port without a terminal to
     tell the technician at; an emergency-stop fault of the simulated rig without --estop (nothing would press it)."""
-    if cfg.fault in ESTOP_FAULTS and not cfg.estop:
-        raise BpdError(f"--fault {cfg.fault}: the emergency stop is pressed only with --estop: give it")
-    if not cfg.estop:
+    if fault in ESTOP_FAULTS and not estop:
+        raise BpdError(f"--fault {fault}: the emergency stop is pressed only with --estop: give it")
+    if not estop:
         return
     if "estop" not in (spec.wiring or {}):
         raise BpdError(f"--estop: rig {spec.name} has no emergency stop in its wiring (wiring.estop)")
-    if cfg.port != "sim" and not sys.stdin.isatty():
+    if port != "sim" and not sys.stdin.isatty():
         raise BpdError("--estop: the technician presses the emergency stop when this terminal says, and stdin is not "
                        "a terminal (a pipe, CI): run the check at the rig's terminal, or leave out --estop")
 
@@ -88,9 +88,10 @@ class SimHand:
         self._say("release")
 
 
-def estop_checks(spec: RigSpec, session: Session, cfg: RigCheckConfig, hand, ready: bool) -> list[Check]:
+def estop_checks(spec: RigSpec, session: Session, hand, ready: bool, window: float, share: float) -> list[Check]:
     """The emergency stop's rows: none for a rig without one; not pressed without --estop (a hand) or where the
-    motor, the position encoder or the drive back to the centre failed above (a push after the release needs them)."""
+    motor, the position encoder or the drive back to the centre failed above (a push after the release needs them).
+    `window`: the seconds the hand has to press, and to release; `share`: the push's, of the rig's action limit."""
     w = spec.wiring or {}
     if "estop" not in w:
         return []
@@ -98,21 +99,21 @@ def estop_checks(spec: RigSpec, session: Session, cfg: RigCheckConfig, hand, rea
         return [Check("emergency stop", None, "not pressed: give --estop at the rig's terminal to press it during "
                       "the check")]
     if not ready:
-        return [Check("emergency stop", None, f"not pressed: the motor, the {_names(spec)[0][spec.pos_index]} encoder "
-                      "or the drive back to the centre failed above")]
+        return [Check("emergency stop", None, f"not pressed: the motor, the {sensor_names(spec)[0][spec.pos_index]} "
+                      "encoder or the drive back to the centre failed above")]
     pin, low = w["estop"], bool(w.get("stops_active_low", True))
     wiring = (f"its wiring to {pin} (wiring.estop) and stops_active_low ({str(low).lower()}: the input reads pressed "
               f"at {'0 V' if low else '3.3 V'})")
     period, c = spec.period_us * 1e-6, spec.pos_index
-    ticks = int(cfg.estop_window / period)
+    ticks = int(window / period)
     limit = spec.limits["position"]
-    hand.ask_press(pin, cfg.estop_window)
+    hand.ask_press(pin, window)
     rows, _, flags = session.run(ticks, lambda k, obs: hand.at_tick(k) or 0.0, limit)
     end = len(rows) - 1
     x = float(rows[-1, c]) if len(rows) else float("nan")
     pressed = hand.press_tick or 0
     if flags & FLAGS["running"]:
-        press = Check("emergency stop", False, f"no stop in {cfg.estop_window:g} s" + (
+        press = Check("emergency stop", False, f"no stop in {window:g} s" + (
             f" (pressed at {pressed * period:.2f} s)" if hand.press_tick else ""),
             f"the emergency stop never reached the device: check the button (normally open, closing to "
             f"{'ground' if low else '3.3 V'} when pressed), {wiring}")
@@ -126,12 +127,12 @@ def estop_checks(spec: RigSpec, session: Session, cfg: RigCheckConfig, hand, rea
                       if hand.press_tick else f"the run ended {end * period:.1f} s into the window")
     if not press.passed:
         return [press, Check("emergency stop released", None, "not run: no stop to release")]
-    hand.ask_release(pin, cfg.estop_window)
+    hand.ask_release(pin, window)
     push = max(1, int(0.15 / period))
-    amp = cfg.motor_share * spec.limits["action"]
+    amp = share * spec.limits["action"]
     profile = [amp] * push + [-amp] * push + [0.0] * push
     moved, sent, flags = session.run(len(profile) + 1, lambda k, obs: profile[k] if k < len(profile) else 0.0, limit)
-    name = _names(spec)[0][c]
+    name = sensor_names(spec)[0][c]
     if not flags & FLAGS["running"] and len(moved) <= len(profile):
         return [press, Check("emergency stop released", False, f"the run ended again at {(len(moved) - 1) * period:.2f}"
                              " s", f"a stop input fired after the release: an emergency stop that closes on release "
