@@ -20,7 +20,8 @@ from export.cc import STRICT, compile_to, find_clang
 C = Path(__file__).resolve().parents[1] / "c"
 FUZZ = C / "fuzz"
 CSRC = C / "core"
-HARNESSES = {"parser": ["bpd_wire.c", "bpd_msgs.c"], "commands": ["bpd_fw.c", "bpd_wire.c", "bpd_msgs.c"]}
+HARNESSES = {"parser": ["bpd_wire.c", "bpd_msgs.c", "bpd_msgs_dump.c"],  # the dump file: bpd_msg_repack
+             "commands": ["bpd_fw.c", "bpd_wire.c", "bpd_msgs.c"]}
 FLAGS = [*STRICT, "-g", "-O1", "-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recover=all"]
 RIG = "gym-inverted-pendulum"
 

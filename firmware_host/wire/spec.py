@@ -149,7 +149,8 @@ def generate_c_source() -> str:
 
 
 def generate_c_dump() -> str:
-    """Host-only helper for tests: print a decoded message as `name seq field=value ...`."""
+    """Host-only helpers for tests: print a decoded message as `name seq field=value ...`; unpack a body and pack
+    it again, for every message in the table (a harness that lists the messages by hand misses a new one)."""
     out = ["/* generated - do not edit. Source: firmware_host/wire/spec.py (host tests only) */",
            "#include <stdio.h>", '#include "bpd_msgs.h"', "",
            "/* Returns the number of characters written, or -1 for an unknown id or a bad body. */",
@@ -170,6 +171,15 @@ def generate_c_dump() -> str:
                 out.append(f"        for (i = 0; i < (size_t){cnt}; ++i) n += snprintf(out + n, cap - (size_t)n, "
                            f'"%s{fmt}", i ? "," : "", {cast}m.{f.name}[i]);')
         out.append("        return n;\n    }")
+    out += ["    default:", "        return -1;", "    }", "}", "",
+            "/* Unpacks a body and packs the message again (the codec's round trip, for wire_selftest and the parser's",
+            " * fuzz harness): the packed length, or -1 for an unknown id or a body its unpack refuses. */",
+            "int bpd_msg_repack(uint8_t id, const uint8_t *body, size_t len, uint8_t *out, size_t cap)",
+            "{", "    switch (id) {"]
+    for m in MESSAGES:
+        out += [f"    case 0x{m.id:02X}u: {{", f"        bpd_{m.name}_t m;",
+                f"        if (bpd_unpack_{m.name}(body, len, &m) != 0) return -1;",
+                f"        return (int)bpd_pack_{m.name}(&m, out, cap);", "    }"]
     out += ["    default:", "        return -1;", "    }", "}", ""]
     return "\n".join(out)
 

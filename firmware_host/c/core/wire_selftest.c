@@ -13,6 +13,7 @@
 #include "bpd_wire.h"
 
 int bpd_msg_dump(uint8_t id, uint16_t seq, const uint8_t *body, size_t len, char *out, size_t cap);
+int bpd_msg_repack(uint8_t id, const uint8_t *body, size_t len, uint8_t *out, size_t cap);
 
 static void print_hex(const uint8_t *p, size_t n)
 {
@@ -21,44 +22,20 @@ static void print_hex(const uint8_t *p, size_t n)
     printf("\n");
 }
 
-static size_t repack(const bpd_frame_t *f, uint8_t *body)
-{
-    switch (f->id) {
-#define CASE(ID, NAME)                                                        \
-    case ID: {                                                                \
-        bpd_##NAME##_t m;                                                     \
-        if (bpd_unpack_##NAME(f->body, f->body_len, &m) != 0) return 0;       \
-        return bpd_pack_##NAME(&m, body, BPD_MAX_PAYLOAD);                    \
-    }
-        CASE(BPD_MSG_HELLO, hello)
-        CASE(BPD_MSG_INFO, info)
-        CASE(BPD_MSG_CONFIG, config)
-        CASE(BPD_MSG_START, start)
-        CASE(BPD_MSG_STOP, stop)
-        CASE(BPD_MSG_RESET, reset)
-        CASE(BPD_MSG_ACK, ack)
-        CASE(BPD_MSG_STATE, state)
-        CASE(BPD_MSG_ACTION, action)
-        CASE(BPD_MSG_FAULT, fault)
-#undef CASE
-    default:
-        return 0;
-    }
-}
-
 static void on_golden(void *ctx, const bpd_frame_t *f)
 {
     char text[2048];
     uint8_t body[BPD_MAX_PAYLOAD], frame[BPD_FRAME_MAX];
-    size_t n, fl;
+    size_t fl;
+    int n;
     (void)ctx;
     if (bpd_msg_dump(f->id, f->seq, f->body, f->body_len, text, sizeof text) < 0) {
         printf("undecodable\n\n");
         return;
     }
     printf("%s\n", text);
-    n = repack(f, body);
-    fl = bpd_frame(f->id, f->seq, body, n, frame);
+    n = bpd_msg_repack(f->id, f->body, f->body_len, body, sizeof body);
+    fl = bpd_frame(f->id, f->seq, body, n < 0 ? 0 : (size_t)n, frame);
     print_hex(frame, fl);
 }
 
