@@ -41,9 +41,10 @@ def test_the_committed_seed_corpora_are_the_ones_generated_from_the_current_prot
 
 
 def test_the_parser_seeds_reach_the_state_round_trip(tmp_path):
-    """A STATE the codec unpacks is packed again and must give its body back: the harness's one check of pack against
-    unpack. With the stale seeds no STATE unpacked, so bpd_pack_state (and every bpd_put_*) went unrun, and 300k
-    executions of fuzzing did not find a way back in (coverage 100 edges against 115)."""
+    """A STATE the codec unpacks is packed again and must give its body back (then the harness's one check of pack
+    against unpack; every message now, below). With the stale seeds no STATE unpacked, so bpd_pack_state (and every
+    bpd_put_*) went unrun, and 300k executions of fuzzing did not find a way back in (coverage 100 edges against
+    115)."""
     import subprocess
 
     exe = build("parser", tmp_path)
