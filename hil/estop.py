@@ -33,7 +33,7 @@ def refuse(spec: RigSpec, port: str, fault: str | None, estop: bool) -> None:
         return
     if "estop" not in (spec.wiring or {}):
         raise BpdError(f"--estop: rig {spec.name} has no emergency stop in its wiring (wiring.estop)")
-    if port != "sim" and not sys.stdin.isatty():
+    if port != "sim" and (sys.stdin is None or not sys.stdin.isatty()):  # None: started with stdin closed
         raise BpdError("--estop: the technician presses the emergency stop when this terminal says, and stdin is not "
                        "a terminal (a pipe, CI): run the check at the rig's terminal, or leave out --estop")
 

@@ -131,6 +131,9 @@ def test_estop_without_a_terminal_is_refused_in_one_line(tmp_path, monkeypatch, 
     err = capsys.readouterr().err
     assert rc == 1 and err.count("\n") == 1 and "--estop: the technician presses the emergency stop" in err
     assert "/dev/ttyACM9" not in err  # refused before the port was tried
+    monkeypatch.setattr("sys.stdin", None)  # started with stdin closed (`<&-`): an internal error before
+    with pytest.raises(BpdError, match="stdin is not a terminal"):
+        run_check(RigCheckConfig(port="/dev/ttyACM9", rig="desktop-cartpole", estop=True, record=str(tmp_path)))
     with pytest.raises(BpdError, match="rig rotary-pendulum has no emergency stop in its wiring"):
         run_check(RigCheckConfig(port="sim", rig="rotary-pendulum", estop=True, record=str(tmp_path)))
     with pytest.raises(BpdError, match="--fault dead-estop: the emergency stop is pressed only with --estop"):
