@@ -18,7 +18,8 @@ rig's action limit, the checks run one by one, each only when the ones it needs 
    both encoders reversed look alike, and the fix says so);
 4. end stops (a rig with end stops in its wiring block, once the move passed and the cart's encoder read
    within its noise at rest): a slow drive to each;
-   the firmware's position limit, opened to just beyond the stop, ends the run if the stop does not;
+   the firmware's position limit, opened to just beyond the stop, ends the run if the stop does not, and a stop
+   short of halfway to the switch is another input's (the emergency stop pressed early, a switch on another pin);
    then back to the centre, so that the next check, trial or power-on does not start at a stop;
 5. loop timing: the device's tick period (median, p99) and overrun flags;
 6. the emergency stop (with --estop, on a rig with one in its wiring, once the motor is proven and the cart back at
@@ -265,7 +266,8 @@ def opened_limit(at: float, track: float | None) -> float:
 def check_end_stops(spec: RigSpec, session: Session, share: float) -> list[Check]:
     """Drive slowly to each end stop. The position limit is opened to just beyond the stop (opened_limit): the
     run must end by the stop (a limit stop at the stop's position, short of halfway to the opened limit), not by
-    the limit."""
+    the limit, nor by another stop input short of halfway from the centre to the stop (the emergency stop pressed
+    before it was asked for, a switch on another pin)."""
     w = spec.wiring or {}
     out = []
     c = spec.pos_index
@@ -277,7 +279,14 @@ def check_end_stops(spec: RigSpec, session: Session, share: float) -> list[Check
         rows, _, flags = session.run(int(seconds * 1e6 / spec.period_us), lambda k, obs, u=u: u, opened)
         x = float(rows[-1, c]) if len(rows) else float("nan")
         fired = bool(flags & FLAGS["limit_stop"]) and abs(x) <= (abs(at) + opened) / 2
-        if fired:
+        short = x * at <= 0 or abs(x) < abs(at) / 2  # a stop far from this switch's side: another input ended it
+        if fired and short:
+            out.append(Check(f"end stop {st['name']}", False, f"a stop at {x:+.4g}, short of the switch",
+                             f"not end stop {st['name']} (at {at:+g}): another stop input ended the run (the "
+                             "emergency stop pressed, or a switch on another pin), or the encoder counts from a "
+                             "power-on off centre; release every stop, power the board on with the cart centred and "
+                             "check again; if it stops there again, check wiring.end_stops' pins"))
+        elif fired:
             out.append(Check(f"end stop {st['name']}", True, f"fired at {x:+.4g}"))
         elif flags & FLAGS["limit_stop"]:
             out.append(Check(f"end stop {st['name']}", False, f"no stop by {at:+g}; the position limit stopped at "

@@ -460,3 +460,31 @@ def test_a_cart_left_at_its_end_stop_is_said_to_be_there_not_a_dead_motor(tmp_pa
     assert by["cart offset at rest"]["fix"].startswith("cart reads +0.232 at rest, beyond the position limit 0.2: "
                                                        "move it to the centre by hand")
     assert by["motor moves the rig"]["passed"] is None and by["loop timing"]["passed"] is None
+
+
+def test_an_end_stop_drive_ended_by_another_stop_short_of_the_switch_is_not_the_end_stop(tmp_path, bench_rig,
+                                                                                         monkeypatch):
+    """The technician pressing the emergency stop before asked, during the drive to the left end stop (or a switch on
+    another pin closing there): the run ended as a limit stop at -0.05, which passed as "end stop left fired at
+    -0.05" though the left switch (at -0.23) was never reached. A stop far short of the switch's side fails."""
+    from hil import commission
+
+    run = commission.Session.run
+
+    def pressed_early(self, ticks, action, *a, **k):
+        def act(tick, obs):
+            if len(self.runs) == 3 and float(obs[0]) <= -0.05:  # the drive to the left stop, a fifth of the way
+                bench_rig.estop_pressed = True
+            elif len(self.runs) == 4:
+                bench_rig.estop_pressed = False
+            return action(tick, obs)
+        return run(self, ticks, act, *a, **k)
+
+    monkeypatch.setattr(commission.Session, "run", pressed_early)
+    r = commission._check(RigCheckConfig(port=bench_rig.path, rig="desktop-cartpole", record=str(tmp_path)),
+                          load_rig("desktop-cartpole"), bench_rig.path)
+    by = {c["name"]: c for c in r["checks"]}
+    assert by["end stop left"]["passed"] is False, by["end stop left"]
+    assert by["end stop left"]["measured"].startswith("a stop at -0.05"), by["end stop left"]
+    assert "not end stop left (at -0.23): another stop input ended the run" in by["end stop left"]["fix"]
+    assert by["end stop right"]["passed"] is True
