@@ -488,3 +488,26 @@ def test_an_end_stop_drive_ended_by_another_stop_short_of_the_switch_is_not_the_
     assert by["end stop left"]["measured"].startswith("a stop at -0.05"), by["end stop left"]
     assert "not end stop left (at -0.23): another stop input ended the run" in by["end stop left"]["fix"]
     assert by["end stop right"]["passed"] is True
+
+
+def test_an_emergency_stop_pressed_while_idle_blocks_the_next_run_without_ending_it(bench_rig):
+    """A board takes a stop's press while idle and drops it (only a run's press ends the run); held, it blocks every
+    command. The lockstep rig read its inputs only while running, so a press typed while idle (`rig sim --lockstep
+    --estop-stdin`) ended the next run at its first tick; now it reads them while idle too, as a board does."""
+    from hil.link import DeviceLink
+    from hil.rig_session import Session, model_response
+
+    spec = load_rig("desktop-cartpole")
+    bench_rig.estop_pressed = True
+    time.sleep(0.05)  # idle: the lockstep rig looks every 2 ms
+    link = DeviceLink(bench_rig.path, spec.baud)
+    try:
+        link.handshake()
+        session = Session(link, spec, 0.3 * spec.limits["action"])
+        rows, sent, flags = session.run(50, lambda k, obs: 0.3 * spec.limits["action"], spec.limits["position"])
+    finally:
+        link.close()
+    assert len(rows) == 50 and len(sent) == 50  # the run went on, the press before it dropped
+    pushed = model_response(spec, sent)[:, 0]  # the push unblocked: centimetres
+    moved = float(rows[-10:, 0].mean() - rows[:10, 0].mean())  # the stop held: only the encoder's noise
+    assert abs(moved) < 0.1 * abs(float(pushed[-1] - pushed[0])), (moved, pushed[-1])

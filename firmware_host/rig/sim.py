@@ -344,6 +344,8 @@ class SimRig:
                 self.device.set_time(int((now - t0) * 1e6), wall_clock=True)
             else:
                 if not running or len(self.out_pending) > 4096:
+                    if not running:  # the stops read while idle too, as a board's: a press now ends no later run
+                        self._update_stops()
                     self._pump(now, 0.002)
                     continue
                 # one period after the previous tick, or later if the wait for the host took longer
