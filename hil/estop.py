@@ -116,7 +116,8 @@ def estop_checks(spec: RigSpec, session: Session, hand, ready: bool, window: flo
         press = Check("emergency stop", False, f"no stop in {window:g} s" + (
             f" (pressed at {pressed * period:.2f} s)" if hand.press_tick else ""),
             f"the emergency stop never reached the device: check the button (normally open, closing to "
-            f"{'ground' if low else '3.3 V'} when pressed), {wiring}")
+            f"{'ground' if low else '3.3 V'} when pressed), {wiring}; or it was held down from before this check "
+            "asked for it: release it, then check again")  # a board drops a press while idle; held, it ends no run
     elif not flags & FLAGS["limit_stop"] or abs(x) > limit or end <= pressed:
         why = ("the position limit" if abs(x) > limit else "before the press" if end <= pressed and flags &
                FLAGS["limit_stop"] else f"no limit stop (flags {flags:#x})")

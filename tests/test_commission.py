@@ -511,3 +511,27 @@ def test_an_emergency_stop_pressed_while_idle_blocks_the_next_run_without_ending
     pushed = model_response(spec, sent)[:, 0]  # the push unblocked: centimetres
     moved = float(rows[-10:, 0].mean() - rows[:10, 0].mean())  # the stop held: only the encoder's noise
     assert abs(moved) < 0.1 * abs(float(pushed[-1] - pushed[0])), (moved, pushed[-1])
+
+
+def test_an_emergency_stop_held_from_before_the_question_is_said_so(tmp_path, bench_rig, monkeypatch):
+    """The technician pressing the stop before being asked, and holding it: a board drops a press while idle, so the
+    run starts, held at zero, and never ends; the fix said only to check the button's wiring. Now it also says that a
+    stop held from before ends no run."""
+    from hil import estop
+    from hil.commission import _check
+
+    told = _technician(bench_rig, monkeypatch, press=False)
+    ask_press = estop.TerminalHand.ask_press
+
+    def early(self, pin, window):
+        bench_rig.estop_pressed = True
+        time.sleep(0.05)  # the idle rig reads it
+        ask_press(self, pin, window)
+
+    monkeypatch.setattr(estop.TerminalHand, "ask_press", early)
+    r = _check(RigCheckConfig(port=bench_rig.path, rig="desktop-cartpole", record=str(tmp_path), estop=True,
+                              estop_window=1.0), load_rig("desktop-cartpole"), bench_rig.path, estop.TerminalHand())
+    by = {c["name"]: c for c in r["checks"]}
+    assert r["failed"] == ["emergency stop"] and told["press"] == 1
+    assert "; or it was held down from before this check asked for it: release it, then check again" in \
+        by["emergency stop"]["fix"]
