@@ -45,6 +45,7 @@ from training.teacher_config import (  # noqa: F401  (the CLI and callers name t
     _ADDED_OPTIONS,
     _TEACHER_RESUME_FREE,
     FINAL_EVAL_SEED,
+    TEACHER_SEED_BLOCK,
     TRAIN_EVAL_SEED,
     TeacherTrainConfig,
     _validate_train_config,
@@ -298,7 +299,7 @@ def _train(cfg: TeacherTrainConfig, env, work: _TeacherWork, resuming: bool, log
         best = {"return": b["return"] if teacher is not None and b["return"] is not None else -np.inf,
                 "step": b["step"], "teacher": teacher}
     t0 = time.time() - elapsed
-    train_seed = TRAIN_EVAL_SEED + 100 * cfg.seed
+    train_seed = TRAIN_EVAL_SEED + TEACHER_SEED_BLOCK * cfg.seed
 
     def reached() -> bool:
         return target is not None and bool(history) and history[-1]["return_mean"] >= target
@@ -339,7 +340,7 @@ def _train(cfg: TeacherTrainConfig, env, work: _TeacherWork, resuming: bool, log
     if best["teacher"] is None:
         raise BpdError(f"{cfg.env}: no evaluation gave a finite return (the environment's rewards are NaN?)")
     teacher = best["teacher"]
-    final_seed = FINAL_EVAL_SEED + 100 * cfg.seed
+    final_seed = FINAL_EVAL_SEED + TEACHER_SEED_BLOCK * cfg.seed
     rets, lens = evaluate(cfg.env, teacher.act, cfg.final_episodes, seed=final_seed)
     final = {"episodes": cfg.final_episodes, "seeds": [final_seed, final_seed + cfg.final_episodes - 1],
              "return_mean": float(np.mean(rets)), "return_std": float(np.std(rets)),
