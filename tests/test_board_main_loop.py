@@ -7,7 +7,8 @@ each way per byte time of the rig's baud rate (a write to the data register wait
 the part); the interrupts (a received byte, SysTick, TIM7's tick) run between two instructions of the main code,
 never while it masks them; WFI is a no-op (the loop spins where the part would sleep until the next interrupt), but
 where a test steps the image one instruction at a time (step_to) WFI sleeps as on the part: until the next
-interrupt, at once if one is pending (masked), and an interrupt taken just before it leaves it to sleep."""
+interrupt, at once if one is pending (masked), and an interrupt taken just before it leaves it to sleep. The stop
+inputs are their GPIO ports' input registers (all high: released, the rig's stops being active low)."""
 
 import shutil
 import struct
@@ -16,11 +17,12 @@ import pytest
 
 from firmware_host.rig import load_rig
 from firmware_host.wire.codec import Parser, encode
-from firmware_host.wire.spec import PROTOCOL_VERSION
+from firmware_host.wire.spec import FLAGS, PROTOCOL_VERSION
 from tests.conftest import pendulum_export
 
 RIG = load_rig("desktop-cartpole")  # a rig wired to the Nucleo
-USART2_IRQ, TIM7_IRQ = 38, 55
+USART2_IRQ, TIM7_IRQ, EXTI15_10_IRQ = 38, 55, 40
+GPIOC_IDR, TIM1_CCR1 = 0x40020810, 0x40010034  # the emergency stop's input (PC13) and the motor's duty
 RET = 0x2001FF00  # where an interrupt's call returns to: a nop in RAM above the image's
 
 
@@ -225,3 +227,34 @@ def test_a_tick_coming_as_the_loop_goes_to_sleep_starts_at_once(tmp_path):
     assert [f.name for _, f in board.frames[1:4]] == ["ack", "ack", "state"]
     late = board.tick_as_the_loop_sleeps()
     assert late < board.ms // 100, f"the tick {late / board.ms * 1000:.0f} us after its interrupt"
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc not installed")
+def test_a_held_emergency_stop_ends_a_run_at_its_first_tick_and_its_release_restarts_nothing(tmp_path):
+    """ISO 13850: releasing the emergency stop must not by itself restart motion. Its press while idle was dropped
+    and, held, it only blocked the commands: a START was accepted and the run went on at zero duty, to drive again
+    with the host's next command the moment it was released. Now a START while it is held gives a run that ends at
+    its first tick as a limit stop; released, nothing runs until a new START."""
+    pytest.importorskip("unicorn")
+    board = Nucleo(tmp_path)
+    board.boot()
+    board.host += encode("config", 1, period_us=0, watchdog_ticks=60000, mode=0, action_limit=1.0, pos_limit=0.2,
+                         angle_limit=10.0)
+    board.run(2 * board.period)
+    board.uc.mem_write(GPIOC_IDR, struct.pack("<I", 0xFFFF & ~(1 << 13)))  # pressed (to ground), while idle
+    board._interrupt("board_irq", EXTI15_10_IRQ)
+    board.run(2 * board.period)
+    board.host += encode("start", 2)
+    board.run(4 * board.period)
+    states = [f for _, f in board.frames if f.name == "state"]
+    assert [f.fields["flags"] for f in states] == [FLAGS["limit_stop"]], states  # one STATE: the run ended
+    board.uc.mem_write(GPIOC_IDR, struct.pack("<I", 0xFFFF))  # released
+    board._interrupt("board_irq", EXTI15_10_IRQ)
+    board.host += encode("action", 3, echo_seq=states[-1].seq, n_act=1, action=[0.5])  # the host still commanding
+    board.run(4 * board.period)
+    assert len([f for _, f in board.frames if f.name == "state"]) == 1  # no run: nothing restarted
+    assert struct.unpack("<I", bytes(board.uc.mem_read(TIM1_CCR1, 4)))[0] == 0
+    board.host += encode("start", 4)  # a new START: the run goes on
+    board.run(4 * board.period)
+    states = [f for _, f in board.frames if f.name == "state"][1:]
+    assert len(states) >= 3 and all(f.fields["flags"] & FLAGS["running"] for f in states), states

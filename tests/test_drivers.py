@@ -37,7 +37,7 @@ def drv(tmp_path_factory):
     d.bpd_pwm_from_command.restype = Pwm
     d.bpd_pwm_from_command.argtypes = [ctypes.c_float, ctypes.c_float, ctypes.c_float, ctypes.c_uint16,
                                        ctypes.c_uint8, ctypes.c_uint8]
-    for f in (d.bpd_stops_update, d.bpd_stops_take, d.bpd_stops_blocked):
+    for f in (d.bpd_stops_update, d.bpd_stops_take, d.bpd_stops_blocked, d.bpd_stops_ending):
         f.restype = ctypes.c_uint8
     return d
 
@@ -144,6 +144,31 @@ def test_a_stop_event_blocks_both_directions_until_taken(drv):
     blocked = drv.bpd_stops_blocked(ref, pos, neg)
     assert blocked == 3 and drv.bpd_pwm_from_command(1.5, 6.0, 12.0, 4000, 0, blocked).duty == 0  # into it: 0
     assert drv.bpd_stops_take(ref) == right and drv.bpd_stops_blocked(ref, pos, neg) == 0  # the tick took it
+
+
+def test_a_held_emergency_stop_ends_a_run_at_every_tick_an_end_stop_only_on_its_press(drv):
+    """ISO 13850: releasing the emergency stop must not by itself restart motion. The stops a tick ends a run by
+    were the press events only, so a START with the e-stop held gave a run held at zero that drove again the moment
+    it was released. Now the input that blocks both directions ends a run at every tick while held; a held end stop
+    still ends none (a new run may drive away from it)."""
+    s = Stops()
+    ref = ctypes.byref(s)
+    drv.bpd_stops_init(ref)
+    left, right, estop = 0b001, 0b010, 0b100
+    pos, neg = right | estop, left | estop
+    drv.bpd_stops_update(ref, estop)  # pressed while idle (at power-on, or between runs)
+    assert drv.bpd_stops_ending(ref, pos, neg) == estop  # its press: taken
+    assert drv.bpd_stops_ending(ref, pos, neg) == estop  # held, no new event: a run started now still ends
+    assert drv.bpd_stops_take(ref) == 0  # the event was taken with it
+    drv.bpd_stops_update(ref, 0)  # released: nothing ends a run, nothing blocked
+    assert drv.bpd_stops_ending(ref, pos, neg) == 0 and drv.bpd_stops_blocked(ref, pos, neg) == 0
+    assert drv.bpd_stops_update(ref, right) == right  # an end stop: its press ends the run ...
+    assert drv.bpd_stops_ending(ref, pos, neg) == right
+    assert drv.bpd_stops_ending(ref, pos, neg) == 0  # ... held, it ends no later run, and blocks its side only
+    assert drv.bpd_stops_blocked(ref, pos, neg) == 1
+    drv.bpd_stops_update(ref, left | right)  # both end stops held: every command blocked, yet no run ends
+    drv.bpd_stops_take(ref)
+    assert drv.bpd_stops_blocked(ref, pos, neg) == 3 and drv.bpd_stops_ending(ref, pos, neg) == 0
 
 
 HARNESS = r"""
@@ -288,6 +313,9 @@ int main(void)
     put(bpd_stops_take(&s));
     put(bpd_stops_take(&s));
     put(bpd_stops_blocked(&s, 6u, 5u));
+    bpd_stops_update(&s, 6u);
+    put(bpd_stops_ending(&s, 6u, 5u));
+    put(bpd_stops_ending(&s, 6u, 5u));
     line[len++] = '\n';
     line[len] = 0;
     sh(0x04, line);    /* SYS_WRITE0 */
@@ -316,5 +344,6 @@ def test_driver_logic_on_the_cortex_m4f_under_qemu(tmp_path):
     assert got[:6] == [10, -14, -4, 150000, -32768, -28621]
     # PWM (duty, reverse): as on the host, hand-computed
     assert got[6:26] == [500, 0, 500, 1, 500, 0, 2000, 0, 2000, 1, 1, 0, 0, 0, 0, 0, 1000, 1, 0, 0]
-    # the stops: one event, held (both blocked until its event is taken), taken once, then positive blocked
-    assert got[26:] == [2, 0, 3, 2, 0, 1]
+    # the stops: one event, held (both blocked until its event is taken), taken once, then positive blocked; the
+    # emergency stop (4: in both masks) pressed beside it ends a run at its press and at every tick it is held
+    assert got[26:] == [2, 0, 3, 2, 0, 1, 4, 4]

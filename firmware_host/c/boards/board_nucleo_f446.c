@@ -16,8 +16,10 @@
  *   PWM in its interrupt, and every tick polls the levels too, so a stop commands zero within one
  *   tick even when an edge was missed; the core then ends the run as a limit stop. Until that tick
  *   takes the event every command is 0 duty (bpd_stops_blocked: both directions). While pressed, an
- *   end stop blocks the commands towards its side (a new run may drive away from it) and the
- *   emergency stop blocks all.
+ *   end stop blocks the commands towards its side (a new run may drive away from it); the emergency
+ *   stop (the input that blocks both directions) ends the run at every tick while it is held
+ *   (bpd_stops_ending), so a START while it is held gives a run that ends at its first tick, and its
+ *   release restarts nothing: only a new START does (ISO 13850).
  * - Control tick: TIM7 at the rig's period (its interrupt sets the tick due); device time from
  *   SysTick (board_cortexm.c); the cycle counter is the DWT's (the on-device inference time in every
  *   STATE of a device-mode run).
@@ -258,7 +260,7 @@ static void stops_init(void)
         irq_enable(line <= 4u ? 6u + line : line <= 9u ? 23u : 40u, 0x00u); /* above everything else */
     }
     bpd_stops_update(&stops, stops_active()); /* a stop pressed at power-on blocks from the start */
-    (void)bpd_stops_take(&stops);             /* ... but ends no run: none is running */
+    (void)bpd_stops_take(&stops);             /* ... its press ends no run: none is running */
 }
 
 static void tick_timer_init(void)
@@ -363,19 +365,19 @@ void board_write_actuator(const float *u, uint8_t n)
 }
 
 /* Every main-loop pass: the IWDG reloaded (the loop is alive). The tick: the stops polled first (an edge the
- * interrupt missed still stops within this tick), a stop event handed to the core (it ends a run as a limit
- * stop), then the core's tick. */
+ * interrupt missed still stops within this tick), a stop event or a held emergency stop handed to the core (it
+ * ends a run as a limit stop), then the core's tick. */
 int board_tick_due(bpd_fw_t *fw)
 {
-    uint8_t tripped;
+    uint8_t ending;
     IWDG_KR = 0xAAAAu;
     if (!tick_due) return 0;
     tick_due = 0;
     __asm volatile("cpsid i" ::: "memory"); /* the stop interrupt updates the same record */
     if (bpd_stops_update(&stops, stops_active())) motor_zero();
-    tripped = bpd_stops_take(&stops);
+    ending = bpd_stops_ending(&stops, BPD_STOP_BLOCKS_POSITIVE, BPD_STOP_BLOCKS_NEGATIVE);
     __asm volatile("cpsie i" ::: "memory");
-    if (tripped && fw->state == BPD_RUNNING) bpd_fw_external_stop(fw);
+    if (ending && fw->state == BPD_RUNNING) bpd_fw_external_stop(fw);
     return 1;
 }
 

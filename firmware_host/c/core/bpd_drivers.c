@@ -70,6 +70,11 @@ uint8_t bpd_stops_take(bpd_stops_t *s)
     return t;
 }
 
+uint8_t bpd_stops_ending(bpd_stops_t *s, uint8_t pos_mask, uint8_t neg_mask)
+{
+    return (uint8_t)(bpd_stops_take(s) | (s->active & pos_mask & neg_mask));
+}
+
 uint8_t bpd_stops_blocked(const bpd_stops_t *s, uint8_t pos_mask, uint8_t neg_mask)
 {
     if (s->tripped) return (uint8_t)(BPD_BLOCK_POSITIVE | BPD_BLOCK_NEGATIVE); /* until the tick ends the run */

@@ -49,7 +49,10 @@ bpd_pwm_t bpd_pwm_from_command(float u, float action_limit, float full_scale, ui
  * in its interrupt and, at the next tick, hands the event to the core, which ends a run as a limit
  * stop. The tick polls the levels too, so an edge the interrupt missed still stops the motor within
  * one tick. While an input stays active it blocks the command towards its side (an end stop) or both
- * (the emergency stop), so a new run may drive away from a pressed end stop but never into it. An event
+ * (the emergency stop), so a new run may drive away from a pressed end stop but never into it. The
+ * emergency stop (the input that blocks both directions) also ends a run at every tick while it is held,
+ * not only on its press (ISO 13850: its release must not by itself restart motion): a run started with
+ * it held ends at its first tick, and after the release only a new START moves the motor. An event
  * not yet taken blocks both: from the interrupt's zero until the tick ends the run no command moves the
  * motor (an ACTION taken in between, or a switch bouncing open, would otherwise drive it again). */
 typedef struct {
@@ -62,6 +65,9 @@ void bpd_stops_init(bpd_stops_t *s);
 uint8_t bpd_stops_update(bpd_stops_t *s, uint8_t active);
 /* The stop events since the last call, cleared. */
 uint8_t bpd_stops_take(bpd_stops_t *s);
+/* The stops that end a run at this tick: the events since the last call (cleared, as bpd_stops_take), and
+ * every input held now that blocks both directions (in pos_mask and neg_mask: the emergency stop). */
+uint8_t bpd_stops_ending(bpd_stops_t *s, uint8_t pos_mask, uint8_t neg_mask);
 /* The blocked command directions: an active input in pos_mask blocks positive commands, in neg_mask
  * negative ones (the emergency stop is in both); an event not yet taken blocks both. */
 uint8_t bpd_stops_blocked(const bpd_stops_t *s, uint8_t pos_mask, uint8_t neg_mask);
