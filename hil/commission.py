@@ -23,8 +23,9 @@ rig's action limit, the checks run one by one, each only when the ones it needs 
    then back to the centre, so that the next check, trial or power-on does not start at a stop;
 5. loop timing: the device's tick period (median, p99) and overrun flags;
 6. the emergency stop (with --estop, on a rig with one in its wiring, once the motor is proven and the cart back at
-   the centre): pressed by the technician while the motor is held at zero, it must end the run; released, the rig
-   must start and move again (hil/estop.py);
+   the centre): pressed by the technician while the motor is held at zero, it must end the run; released, a new run
+   must start and move the rig (a held emergency stop ends every run at its first tick); asked for and not run
+   with no check above failed, the row fails: a check that passes with --estop has pressed it (hil/estop.py);
 7. link quality: no frame the device's receiver lost (INFO's counters, before and after) and none the host
    could not parse; late actions (the device's other counter) and stale states each at most 1 % of the ticks
    (a late answer is both); the round trip reported, not judged.
@@ -191,11 +192,13 @@ def check_move(spec: RigSpec, measured: np.ndarray, predicted: np.ndarray, rest:
     motor_where = f"wiring.motor (PWM {motor['pwm']}, direction {motor['dir']})" if motor else "the motor's wiring"
     out: list[Check] = []
     if not moved[c] and not moved[a]:
+        # a held emergency stop ends the run (at its first tick): only end stops on both sides, read pressed,
+        # block every command and leave it running
         low = bool((spec.wiring or {}).get("stops_active_low", True))
-        held = (f"; or a stop input reads pressed, which blocks the commands: the emergency stop "
-                f"({spec.wiring['estop']}) held, or switches that do not close to {'ground' if low else '3.3 V'} "
-                f"when pressed (stops_active_low: {str(low).lower()})" if spec.wiring and "estop" in spec.wiring
-                else "")
+        sides = {float(st["at"]) > 0 for st in (spec.wiring or {}).get("end_stops", [])}
+        held = (f"; or both end stops read pressed, which blocks every command: switches that do not close to "
+                f"{'ground' if low else '3.3 V'} when pressed (normally open; stops_active_low: {str(low).lower()})"
+                if len(sides) == 2 else "")
         out.append(Check("motor moves the rig", False, "no sensor changed",
                          f"the motor does not move: check the H-bridge's supply and enable, and {motor_where}{held}"))
         for i in range(spec.n_pos):
@@ -461,7 +464,11 @@ def _check(cfg: RigCheckConfig, spec: RigSpec, port: str, hand=None) -> dict:
                                      "failed above" if at_rest else f"not driven: the motor and the {cart} encoder "
                                      "not checked")
                                for st in spec.wiring["end_stops"]]  # type: ignore[index]
-            checks += estop.estop_checks(spec, session, hand, centred, cfg.estop_window, cfg.motor_share)
+            cart = sensor_names(spec)[0][spec.pos_index]
+            not_ready = ("" if centred else f"the motor or the {cart} encoder not proven above" if not proven else
+                         f"the {cart} not back at the centre (above), where the push after the release starts")
+            checks += estop.estop_checks(spec, session, hand, not_ready, cfg.estop_window, cfg.motor_share,
+                                         any(ch.passed is False for ch in checks))
             checks.append(check_timing(spec, session.runs))
             checks.append(check_link(spec, session.runs, before, link.dropped(), link.parser.bad_frames))
     except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM, SIGHUP: the line bpd_app/cli.py prints says what became of it

@@ -2,9 +2,10 @@
 
 The device in host mode holds the motor at zero while the technician presses the stop: the firmware ends the run at
 the next tick as a limit stop (a STATE with the running flag clear and limit_stop set), which must come within the
-window (--estop-window seconds). Released, a new run must start and a small push each way must move the rig: on a
-board a stop input that stays active blocks every command without ending the run (only a press, an edge, does), so a
-run that starts proves nothing by itself. On a board's port the technician is at this terminal, told when on stderr
+window (--estop-window seconds). Released, a new run must start and a small push each way must move the rig: a held
+emergency stop ends every run at its first tick (its release must not by itself restart motion, ISO 13850: only a
+new START does), so a run that goes on shows it reads released, and the push that the motor drives again. On a
+board's port the technician is at this terminal, told when on stderr
 (stdin not a terminal: refused before anything runs, never a wait for a hand that is not there); with --port sim the
 simulated rig's hand (`bpd rig sim --estop-stdin`) presses it PRESS_AFTER_S into the window and releases it when told.
 """
@@ -45,7 +46,8 @@ class TerminalHand:
     press_tick = None
 
     def ask_press(self, pin: str, window: float) -> None:
-        print(f"emergency stop: press it now ({pin}), within {window:g} s; the motor is held at zero",
+        print(f"emergency stop: press it now ({pin}: the emergency stop, not an end stop), within {window:g} s; the "
+              "motor is held at zero",
               file=sys.stderr, flush=True)
 
     def at_tick(self, k: int) -> None:
@@ -88,19 +90,23 @@ class SimHand:
         self._say("release")
 
 
-def estop_checks(spec: RigSpec, session: Session, hand, ready: bool, window: float, share: float) -> list[Check]:
-    """The emergency stop's rows: none for a rig without one; not pressed without --estop (a hand) or where the
-    motor, the position encoder or the drive back to the centre failed above (a push after the release needs them).
-    `window`: the seconds the hand has to press, and to release; `share`: the push's, of the rig's action limit."""
+def estop_checks(spec: RigSpec, session: Session, hand, not_ready: str, window: float, share: float,
+                 failed_above: bool) -> list[Check]:
+    """The emergency stop's rows: none for a rig without one; not pressed without --estop (a hand), nor where a
+    check above left it unready (`not_ready` says why: the push after the release needs the motor, the position
+    encoder and the rig at the centre). Asked for (--estop) and not pressed, the row fails unless a check above
+    failed already: a check that passes has pressed it. `window`: the seconds the hand has to press, and to release;
+    `share`: the push's, of the rig's action limit."""
     w = spec.wiring or {}
     if "estop" not in w:
         return []
     if hand is None:
         return [Check("emergency stop", None, "not pressed: give --estop at the rig's terminal to press it during "
                       "the check")]
-    if not ready:
-        return [Check("emergency stop", None, f"not pressed: the motor, the {sensor_names(spec)[0][spec.pos_index]} "
-                      "encoder or the drive back to the centre failed above")]
+    if not_ready:
+        name = sensor_names(spec)[0][spec.pos_index]
+        return [Check("emergency stop", None if failed_above else False, f"not pressed: {not_ready}",
+                      "" if failed_above else f"move the {name} to the centre by hand, then check again with --estop")]
     pin, low = w["estop"], bool(w.get("stops_active_low", True))
     wiring = (f"its wiring to {pin} (wiring.estop) and stops_active_low ({str(low).lower()}: the input reads pressed "
               f"at {'0 V' if low else '3.3 V'})")
@@ -116,8 +122,11 @@ def estop_checks(spec: RigSpec, session: Session, hand, ready: bool, window: flo
         press = Check("emergency stop", False, f"no stop in {window:g} s" + (
             f" (pressed at {pressed * period:.2f} s)" if hand.press_tick else ""),
             f"the emergency stop never reached the device: check the button (normally open, closing to "
-            f"{'ground' if low else '3.3 V'} when pressed), {wiring}; or it was held down from before this check "
-            "asked for it: release it, then check again")  # a board drops a press while idle; held, it ends no run
+            f"{'ground' if low else '3.3 V'} when pressed), {wiring}")
+    elif flags & FLAGS["limit_stop"] and end == 0 and abs(x) <= limit:  # held, it ends every run at its first tick
+        press = Check("emergency stop", False, "the run ended at its first tick, before the press",
+                      "the emergency stop was held down from before this check asked for it (held, it ends every "
+                      "run): release it, then check again and press it when asked")
     elif not flags & FLAGS["limit_stop"] or abs(x) > limit or end <= pressed:
         why = ("the position limit" if abs(x) > limit else "before the press" if end <= pressed and flags &
                FLAGS["limit_stop"] else f"no limit stop (flags {flags:#x})")
@@ -134,11 +143,15 @@ def estop_checks(spec: RigSpec, session: Session, hand, ready: bool, window: flo
     profile = [amp] * push + [-amp] * push + [0.0] * push
     moved, sent, flags = session.run(len(profile) + 1, lambda k, obs: profile[k] if k < len(profile) else 0.0, limit)
     name = sensor_names(spec)[0][c]
+    if not flags & FLAGS["running"] and len(moved) == 1:  # held, the emergency stop ends every run at its first tick
+        return [press, Check("emergency stop released", False, "the new run ended at its first tick",
+                             "the emergency stop still reads pressed after its release (held, it ends every run): "
+                             f"check that the button releases, {wiring}")]
     if not flags & FLAGS["running"] and len(moved) <= len(profile):
         return [press, Check("emergency stop released", False, f"the run ended again at {(len(moved) - 1) * period:.2f}"
-                             " s", f"a stop input fired after the release: an emergency stop that closes on release "
-                             f"reads the other way round (stops_active_low: set it to {str(not low).lower()}), or an "
-                             f"end stop is pressed; check {wiring}")]
+                             " s", f"a stop input fired during the push after the release: an end stop (the {name} "
+                             f"not at the centre), or a switch that closes on its own (a loose wire); check {wiring} "
+                             "and wiring.end_stops")]
     # the travel against the model's for the same push: a pendulum still swinging from the drive back moves the cart
     # a few millimetres with the motor blocked, which a threshold on the travel alone took for a motor that drives
     pred = model_response(spec, sent)[:, c]
@@ -147,7 +160,8 @@ def estop_checks(spec: RigSpec, session: Session, hand, ready: bool, window: flo
     ratio = float(m @ p / (p @ p)) if float(p @ p) > 0 else 0.0
     if ratio < 0.5:
         return [press, Check("emergency stop released", False, f"the run started; the {name} moved x{ratio:.2f} of the "
-                             "model's push", "the emergency stop still reads pressed after its release (it blocks "
-                             f"every command): check that the button releases, {wiring}")]
+                             "model's push", "the motor does not drive after the release: if the emergency stop also "
+                             "cuts the H-bridge's supply or enable, check that it comes back on release (some drivers "
+                             "need a reset after the cut)")]
     return [press, Check("emergency stop released", True, f"started again: the {name} moved x{ratio:.2f} of the "
                          "model's push")]

@@ -13,7 +13,7 @@ from bpd.errors import BpdError
 from bpd_app.cli import main
 from firmware_host.rig import load_rig
 from firmware_host.rig.sim import FAULTS
-from firmware_host.wire.spec import STATES
+from firmware_host.wire.spec import FLAGS, STATES
 from hil.commission import FINDINGS, RigCheckConfig, found, refuse_unchecked, run_check
 
 
@@ -61,6 +61,8 @@ def test_each_fault_detected_and_named(tmp_path, fault):
             by[FINDINGS[fault][0]]["fix"]
         assert by["emergency stop released"]["passed"] is (None if fault == "dead-estop" else False)
         assert by["emergency stop"]["passed"] is (fault == "stuck-estop")  # stuck: it fires, then never lets go
+        if fault == "stuck-estop":  # held, it ends the new run at its first tick: said to read pressed still
+            assert by["emergency stop released"]["measured"] == "the new run ended at its first tick"
     if fault == "wrong-counts":  # twice the counts: the fix is twice the YAML's 651.8986 counts per rad
         fix = next(c["fix"] for c in r["checks"] if "counts_per_unit[1]" in c["fix"])
         assert float(fix.split("counts_per_unit[1]: ")[1].split()[0]) == pytest.approx(2 * 651.8986, rel=0.03)
@@ -205,7 +207,8 @@ def test_a_technician_at_the_terminal_presses_and_releases_the_emergency_stop(tm
     assert by["emergency stop"]["measured"].startswith("the run ended ") and by["emergency stop released"]["passed"]
     assert told == {"press": 1, "release": 1} and time.monotonic() - t0 < cfg.estop_window  # Enter, not the window
     err = capsys.readouterr().err
-    assert "emergency stop: press it now (PC13), within 10 s; the motor is held at zero" in err
+    assert ("emergency stop: press it now (PC13: the emergency stop, not an end stop), within 10 s; the motor is held "
+            "at zero") in err
     assert "emergency stop seen: release it, then press Enter (the check goes on in 10 s at most)" in err
 
 
@@ -390,11 +393,12 @@ def test_ctrl_c_during_a_check_leaves_the_motor_at_zero_and_says_so(tmp_path, be
 
 
 def test_a_motor_that_does_not_move_names_the_stops_that_block_it(tmp_path):
-    """A held emergency stop or stop inputs of the other polarity block every command, which the check sees as a
-    motor that does not move: its fix names them beside the H-bridge."""
+    """Both end stops read pressed (switches of the other kind) block every command, which the check sees as a motor
+    that does not move: its fix names them beside the H-bridge. Not a held emergency stop: that ends the run at its
+    first tick (the rest above fails), so the fix no longer sends the technician to it."""
     r = _check(tmp_path, "dead-motor")
     fix = next(c["fix"] for c in r["checks"] if c["name"] == "motor moves the rig")
-    assert "the emergency stop (PC13) held" in fix and "stops_active_low: true" in fix
+    assert "both end stops read pressed" in fix and "stops_active_low: true" in fix and "emergency" not in fix
 
 
 def test_swapped_encoder_cables_are_named_not_read_as_a_reversed_motor_or_a_scale(tmp_path):
@@ -475,9 +479,9 @@ def test_an_end_stop_drive_ended_by_another_stop_short_of_the_switch_is_not_the_
         def act(tick, obs):
             if len(self.runs) == 3 and float(obs[0]) <= -0.05:  # the drive to the left stop, a fifth of the way
                 bench_rig.estop_pressed = True
-            elif len(self.runs) == 4:
-                bench_rig.estop_pressed = False
             return action(tick, obs)
+        if len(self.runs) == 3:  # released before the next run (held, it would end that run at its first tick)
+            bench_rig.estop_pressed = False
         return run(self, ticks, act, *a, **k)
 
     monkeypatch.setattr(commission.Session, "run", pressed_early)
@@ -490,33 +494,40 @@ def test_an_end_stop_drive_ended_by_another_stop_short_of_the_switch_is_not_the_
     assert by["end stop right"]["passed"] is True
 
 
-def test_an_emergency_stop_pressed_while_idle_blocks_the_next_run_without_ending_it(bench_rig):
-    """A board takes a stop's press while idle and drops it (only a run's press ends the run); held, it blocks every
-    command. The lockstep rig read its inputs only while running, so a press typed while idle (`rig sim --lockstep
-    --estop-stdin`) ended the next run at its first tick; now it reads them while idle too, as a board does."""
+def test_a_held_emergency_stop_ends_the_next_run_at_its_first_tick_and_its_release_restarts_nothing(bench_rig):
+    """ISO 13850: releasing the emergency stop must not by itself restart motion. A press while idle was dropped and,
+    held, the stop only blocked the commands: the next run went on at zero, and drove the cart with the host's commands
+    the moment the stop was released. Now the held stop ends a run at its first tick as a limit stop (as a board's
+    tick, bpd_stops_ending); released, nothing runs until a new START, whose push moves the cart."""
     from hil.link import DeviceLink
     from hil.rig_session import Session, model_response
 
     spec = load_rig("desktop-cartpole")
+    push = 0.3 * spec.limits["action"]
     bench_rig.estop_pressed = True
     time.sleep(0.05)  # idle: the lockstep rig looks every 2 ms
     link = DeviceLink(bench_rig.path, spec.baud)
     try:
         link.handshake()
-        session = Session(link, spec, 0.3 * spec.limits["action"])
-        rows, sent, flags = session.run(50, lambda k, obs: 0.3 * spec.limits["action"], spec.limits["position"])
+        session = Session(link, spec, push)
+        rows, sent, flags = session.run(50, lambda k, obs: push, spec.limits["position"])
+        assert len(rows) == 1 and not sent and flags == FLAGS["limit_stop"]  # its first STATE ended it
+        bench_rig.estop_pressed = False  # released
+        time.sleep(0.05)
+        assert bench_rig.device.status()["state"] == STATES["idle"] and bench_rig.device.actuator()[0] == 0
+        rows, sent, flags = session.run(50, lambda k, obs: push, spec.limits["position"])  # a new START
     finally:
         link.close()
-    assert len(rows) == 50 and len(sent) == 50  # the run went on, the press before it dropped
-    pushed = model_response(spec, sent)[:, 0]  # the push unblocked: centimetres
-    moved = float(rows[-10:, 0].mean() - rows[:10, 0].mean())  # the stop held: only the encoder's noise
-    assert abs(moved) < 0.1 * abs(float(pushed[-1] - pushed[0])), (moved, pushed[-1])
+    assert len(rows) == 50 and len(sent) == 50 and flags & FLAGS["running"]
+    pushed = model_response(spec, sent)[:, 0]
+    moved = float(rows[-1, 0] - rows[0, 0])
+    assert moved == pytest.approx(float(pushed[-1] - pushed[0]), rel=0.5)
 
 
 def test_an_emergency_stop_held_from_before_the_question_is_said_so(tmp_path, bench_rig, monkeypatch):
-    """The technician pressing the stop before being asked, and holding it: a board drops a press while idle, so the
-    run starts, held at zero, and never ends; the fix said only to check the button's wiring. Now it also says that a
-    stop held from before ends no run."""
+    """The technician pressing the stop before being asked, and holding it: a board drops a press while idle, and the
+    held stop ends the run at its first tick (before, the run went on held at zero and the fix said to check the
+    button's wiring). Said as a stop held from before the question, not a dead button nor another stop."""
     from hil import estop
     from hil.commission import _check
 
@@ -533,5 +544,25 @@ def test_an_emergency_stop_held_from_before_the_question_is_said_so(tmp_path, be
                               estop_window=1.0), load_rig("desktop-cartpole"), bench_rig.path, estop.TerminalHand())
     by = {c["name"]: c for c in r["checks"]}
     assert r["failed"] == ["emergency stop"] and told["press"] == 1
-    assert "; or it was held down from before this check asked for it: release it, then check again" in \
-        by["emergency stop"]["fix"]
+    assert by["emergency stop"]["measured"] == "the run ended at its first tick, before the press"
+    assert by["emergency stop"]["fix"] == ("the emergency stop was held down from before this check asked for it "
+                                           "(held, it ends every run): release it, then check again and press it "
+                                           "when asked")
+
+
+def test_estop_asked_but_not_pressed_does_not_pass_the_check(tmp_path, monkeypatch):
+    """--estop given, and the cart not brought back to the centre after the end stops (a drive not done is no failure
+    of the rig: "-"): the emergency stop was not pressed, yet nothing failed and the check read PASSED, as if the
+    stop had been checked. Now its row fails, says why it was not run and what to do."""
+    from hil import commission
+    from hil.rig_session import Check
+
+    monkeypatch.setattr(commission, "check_return", lambda spec, session, share: Check(
+        "cart back to the centre", None, "stopped at +0.2000: not there in 10 s", "move the cart to the centre"))
+    r = _check(tmp_path)
+    by = {c["name"]: c for c in r["checks"]}
+    assert not r["passed"] and r["failed"] == ["emergency stop"], r["failed"]
+    assert by["emergency stop"]["measured"] == ("not pressed: the cart not back at the centre (above), where the push "
+                                                "after the release starts")
+    assert by["emergency stop"]["fix"] == "move the cart to the centre by hand, then check again with --estop"
+    assert "emergency stop released" not in by

@@ -267,7 +267,10 @@ class SimRig:
 
     def _update_stops(self) -> None:
         """End stops at the true position and the emergency stop as the hand left it: one that closes stops the run
-        (unless it is the dead one); a stuck emergency stop stays active once pressed."""
+        (unless it is the dead one); a stuck emergency stop stays active once pressed. As a board's tick
+        (bpd_stops_ending): the emergency stop, which blocks both directions, ends a run at every tick while it is
+        held, not only on its press, so a START while it is held ends at the first tick and its release restarts
+        nothing (ISO 13850); a held end stop ends no new run (it may drive away from it)."""
         x = float(self.plant.state()[self.spec.pos_index])
         for i, at in enumerate(self.stops):
             active = x >= at if at > 0 else x <= at
@@ -278,7 +281,7 @@ class SimRig:
             self.stops_active[i] = active
         self._read_hand()
         active = self.estop_pressed and self.fault != "dead-estop" or self.estop_active and self.fault == "stuck-estop"
-        if active and not self.estop_active:
+        if active:  # outside a run: nothing (a press while idle is dropped, as a board's)
             self.device.external_stop()
         self.estop_active = active
 
