@@ -215,7 +215,7 @@ def wiring_table(spec: RigSpec) -> str:
                      "commands while pressed"))
     if "estop" in w:
         rows.append(("emergency stop", w["estop"], f"EXTI line {int(w['estop'][2:])}, both edges",
-                     f"{level}; blocks every command while pressed"))
+                     f"{level}; ends the run at every tick while pressed (released: only a new START runs)"))
     rows.append(("host link TX", "PA2", "USART2, ST-LINK virtual COM port",
                  f"{spec.baud} baud 8N1, over the USB cable"))
     rows.append(("host link RX", "PA3", "USART2, ST-LINK virtual COM port", "over the USB cable"))

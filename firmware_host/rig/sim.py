@@ -17,7 +17,8 @@ motor at zero), so a second `bpd rig check` finds the rig where the first left i
 gives the rig one of the wiring faults commissioning must find (FAULTS; `bpd rig check`,
 hil/commission.py). `--estop-stdin` puts the emergency stop (wiring.estop) under a hand: a line `press` on stdin
 presses it, `release` releases it (a technician at the rig's terminal, or `bpd rig check --port sim --estop` playing
-one); pressed, it ends the run as a board's input does and, held, blocks every command.
+one); pressed, it ends the run as a board's input does and, held, blocks every command and ends every run at its
+first tick (its release restarts nothing: only a new START does).
 
 `--view [PORT]` serves the live page of `bpd hil run --view` (bpd/view.py) from the device's side of
 the wire (sim_view.py): every STATE as it leaves the device, and a summary once the rig stops (the
