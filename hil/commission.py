@@ -408,6 +408,16 @@ def run_check(cfg: RigCheckConfig) -> dict:
     return result
 
 
+def _build_command(spec: RigSpec, rig: str) -> str:
+    """`bpd firmware build` of the rig's firmware for the board its wiring names, on that board's core (the first
+    its port builds for)."""
+    from firmware_host.measure.build import BOARD_PORTS
+
+    board = (spec.wiring or {}).get("board", "BOARD")
+    target = BOARD_PORTS[board]["targets"][0] if board in BOARD_PORTS else "TARGET"
+    return f"bpd firmware build EXPORT --target {target} --board {board} --rig {rig}"
+
+
 def _check(cfg: RigCheckConfig, spec: RigSpec, port: str, hand=None) -> dict:
     """The checks on the device at `port`; `hand` presses the emergency stop (hil/estop.py; None: not pressed)."""
 
@@ -421,9 +431,8 @@ def _check(cfg: RigCheckConfig, spec: RigSpec, port: str, hand=None) -> dict:
         checks.append(Check("link", ok, f"protocol {info['protocol']}, {info['obs_dim']} -> {info['act_dim']}, "
                             f"{info['period_us']} us",
                             "" if ok else f"the board runs another rig's firmware: build it for {spec.name} "
-                                          f"(bpd firmware build EXPORT --target cortex-m4f --board "
-                                          f"{(spec.wiring or {}).get('board', 'BOARD')} --rig {cfg.rig}) and flash "
-                                          "it (bpd firmware flash with the build's directory)"))
+                                          f"({_build_command(spec, cfg.rig)}) and flash it (bpd firmware flash "
+                                          "with the build's directory)"))
         if ok:
             before = link.dropped()
             session = Session(link, spec, cfg.motor_share * spec.limits["action"])

@@ -431,6 +431,23 @@ def test_a_board_running_another_rigs_firmware_is_told_the_commands_that_fix_it(
         "directory)")
 
 
+def test_the_build_command_takes_the_core_from_the_boards_port(monkeypatch):
+    """The fix's build command named --target cortex-m4f whatever the board: the core is the board port's own
+    (BOARD_PORTS), so a port for another part gets its core; a board the rig names but no port builds is left for the
+    user to fill in."""
+    from firmware_host.measure import build
+    from hil.commission import _build_command
+
+    spec = load_rig("desktop-cartpole")
+    assert _build_command(spec, "desktop-cartpole") == (
+        "bpd firmware build EXPORT --target cortex-m4f --board nucleo-f446 --rig desktop-cartpole")
+    port = build.BOARD_PORTS["nucleo-f446"]
+    monkeypatch.setitem(build.BOARD_PORTS, "nucleo-f446", port | {"targets": ("cortex-m7",)})
+    assert "--target cortex-m7 --board nucleo-f446" in _build_command(spec, "desktop-cartpole")
+    monkeypatch.delitem(build.BOARD_PORTS, "nucleo-f446")
+    assert "--target TARGET --board nucleo-f446" in _build_command(spec, "desktop-cartpole")
+
+
 def test_the_simulated_rig_is_out_of_reach_of_the_terminals_ctrl_c(tmp_path):
     """`bpd rig check --port sim` (and `hil run --port sim`): Ctrl-C at the terminal went to the simulated rig too,
     which closed its pty before the check's stop reached it, and the check said "stop could not be sent, the device
