@@ -101,6 +101,9 @@ def check_trial(cfg: HilRunConfig) -> tuple:
     return spec, pol
 
 
+# an episode the device ended by a limit stop with its observation within the limits: a stop input ended it (a held
+# emergency stop ends every run at its first tick)
+STOP_INPUT = "stop input (the device stopped within the limits: an end stop or the emergency stop)"
 STOP_FAILED = "stop could not be sent, the device watchdog zeroes the actuator"
 
 
@@ -392,13 +395,13 @@ def _episode(link: DeviceLink, log: TickLog, cfg: HilRunConfig, rec: dict, perio
                      int(cfg.mode == "host" and not newest), f["flags"], 1.0 if upright else 0.0,
                      *([int(bool(f["flags"] & FLAGS["classical"]))] if log.handover else []),
                      *[f"{x:.6g}" for x in obs], *[f"{x:.6g}" for x in f["action"]]])
-            if not upright:
-                ended = "limit (device stopped)"
+            if not upright:  # within the limits, the device stopped for a stop input, not for the observation
+                ended = "limit (device stopped)" if not inside else STOP_INPUT
                 break
             if not inside:
                 ended = "limit (host stopped)"
                 break
-        if ended.startswith("limit"):
+        if ended != "max steps":
             break
     link.stop_and_zero()
     try:

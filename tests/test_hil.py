@@ -447,10 +447,11 @@ class _Frame:
 
 class _ScriptedLink:
     """A device that sends the given observations one STATE each, running and never stopping by itself (a device
-    whose own limit check failed): what the host's own check is for."""
+    whose own limit check failed): what the host's own check is for; or, from the tick `stop_at` on, flagged as the
+    device's limit stop."""
 
-    def __init__(self, states):
-        self.states, self.sent = list(states), []
+    def __init__(self, states, stop_at: int | None = None):
+        self.states, self.sent, self.stop_at = list(states), [], stop_at
 
     def command(self, *a, **k):
         pass
@@ -462,7 +463,8 @@ class _ScriptedLink:
         from firmware_host.wire.spec import FLAGS
 
         seq = len(self.sent) + 1
-        return [_Frame(seq, self.states.pop(0), FLAGS["running"])]
+        stopped = self.stop_at is not None and seq >= self.stop_at
+        return [_Frame(seq, self.states.pop(0), FLAGS["limit_stop"] if stopped else FLAGS["running"])]
 
     def send(self, name, **fields):
         self.sent.append(fields["echo_seq"])
@@ -493,6 +495,26 @@ def test_the_host_sends_no_action_for_a_state_past_its_limits(tmp_path, mode, ba
     log.close()
     assert link.sent == [1, 2, "stop"]  # the two states inside the limits answered, then the stop
     assert (rec["ended"], rec["length"]) == ("limit (host stopped)", 3)
+
+
+@pytest.mark.parametrize("obs, ended", [([0.0, 0.0, 0, 0], "stop input (the device stopped within the limits: an end "
+                                                          "stop or the emergency stop)"),
+                                         ([0.0, 0.5, 0, 0], "limit (device stopped)")], ids=["input", "angle"])
+def test_a_device_stop_within_the_limits_is_said_to_be_a_stop_input(tmp_path, obs, ended):
+    """A held emergency stop ends every run at its first tick: a trial's every episode ended 'limit (device stopped)'
+    with the pendulum upright and the cart centred, nothing saying why. A device stop whose observation is within the
+    limits is a stop input's; one past them, the limit's."""
+    from hil.ticklog import TickLog
+    from hil.trial import HilRunConfig, _episode
+
+    link = _ScriptedLink([obs, [0.0, 0.0, 0, 0]], stop_at=1)
+    pol = type("P", (), {"act": staticmethod(lambda o: np.zeros(1))})()
+    rec = {"episode": 0, "return": 0.0, "length": 0, "ended": None, "deadline_misses": 0}
+    log = TickLog(tmp_path / "ticks.csv", 4, 1)
+    _episode(link, log, HilRunConfig(port="x", rig="r", policy="p", mode="host", out=str(tmp_path)), rec, 40000, 10,
+             {"action": 3.0, "position": 1.0, "angle": 0.2}, pol, 5, (0, 1))
+    log.close()
+    assert (rec["ended"], rec["length"], link.sent) == (ended, 1, ["stop"])
 
 
 def test_a_stop_while_the_port_opens_is_held_until_the_trial_can_stop_the_device(rig, tmp_path, monkeypatch):
