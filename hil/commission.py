@@ -57,7 +57,7 @@ from firmware_host.wire.spec import FLAGS, PROTOCOL_VERSION
 from hil import estop
 from hil.check_record import refuse_unchecked, rig_hash  # noqa: F401 - hil run's refusal lives there
 from hil.link import DeviceLink
-from hil.rig_session import Check, Session, model_response, sensor_names
+from hil.rig_session import Check, Session, model_response, push_profile, sensor_names, travel_ratio
 from hil.trial import STOP_FAILED
 
 
@@ -185,8 +185,7 @@ def check_move(spec: RigSpec, measured: np.ndarray, predicted: np.ndarray, rest:
     moved, ratio = [], []
     for i in range(spec.n_pos):
         moved.append(float(np.ptp(m[:, i])) > max(3.0 / cpu[i], 8 * float(noise[i])))  # beyond noise
-        pp = float(p[:, i] @ p[:, i])
-        ratio.append(float(m[:, i] @ p[:, i]) / pp if pp > 0 else 0.0)
+        ratio.append(travel_ratio(m[:, i], p[:, i]))
     c, a = spec.pos_index, spec.angle_index
     motor = spec.wiring["motor"] if spec.wiring else None
     motor_where = f"wiring.motor (PWM {motor['pwm']}, direction {motor['dir']})" if motor else "the motor's wiring"
@@ -443,9 +442,7 @@ def _check(cfg: RigCheckConfig, spec: RigSpec, port: str, hand=None) -> dict:
             checks += rest_checks
             proven = False
             if at_rest:
-                push = max(1, int(0.15e6 / spec.period_us))
-                amp = cfg.motor_share * spec.limits["action"]
-                profile = [amp] * push + [-amp] * push + [0.0] * (3 * push)
+                profile = push_profile(spec, cfg.motor_share * spec.limits["action"], 3)
                 moved, sent, _ = session.run(len(profile) + 1,
                                              lambda k, obs: profile[k] if k < len(profile) else 0.0, wide)
                 move_checks, proven = check_move(spec, moved, model_response(spec, sent), rest)

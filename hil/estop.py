@@ -20,7 +20,7 @@ from bpd.errors import BpdError
 from firmware_host.rig import RigSpec
 from firmware_host.rig.sim import ESTOP_FAULTS
 from firmware_host.wire.spec import FLAGS
-from hil.rig_session import Check, Session, model_response, sensor_names
+from hil.rig_session import Check, Session, model_response, push_profile, sensor_names, travel_ratio
 
 PRESS_AFTER_S = 0.5  # the simulated technician's press, after being told: a hand's reaction, well inside the window
 
@@ -138,9 +138,7 @@ def estop_checks(spec: RigSpec, session: Session, hand, not_ready: str, window: 
     if not press.passed:
         return [press, Check("emergency stop released", None, "not run: no stop to release")]
     hand.ask_release(pin, window)
-    push = max(1, int(0.15 / period))
-    amp = share * spec.limits["action"]
-    profile = [amp] * push + [-amp] * push + [0.0] * push
+    profile = push_profile(spec, share * spec.limits["action"], 1)
     moved, sent, flags = session.run(len(profile) + 1, lambda k, obs: profile[k] if k < len(profile) else 0.0, limit)
     name = sensor_names(spec)[0][c]
     if not flags & FLAGS["running"] and len(moved) == 1:  # held, the emergency stop ends every run at its first tick
@@ -157,7 +155,7 @@ def estop_checks(spec: RigSpec, session: Session, hand, not_ready: str, window: 
     pred = model_response(spec, sent)[:, c]
     k = min(len(moved), len(pred))
     m, p = moved[:k, c] - moved[0, c], pred[:k] - pred[0]
-    ratio = float(m @ p / (p @ p)) if float(p @ p) > 0 else 0.0
+    ratio = travel_ratio(m, p)
     if ratio < 0.5:
         return [press, Check("emergency stop released", False, f"the run started; the {name} moved x{ratio:.2f} of the "
                              "model's push", "the motor does not drive after the release: if the emergency stop also "

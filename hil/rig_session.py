@@ -12,6 +12,8 @@ from firmware_host.rig.sim import bench_spec
 from firmware_host.wire.spec import FLAGS
 from hil.link import DeviceLink, LinkError
 
+PUSH_S = 0.15  # seconds of each way of the checks' push
+
 
 @dataclass
 class Check:
@@ -74,6 +76,20 @@ def model_response(spec: RigSpec, actions: list[float]) -> np.ndarray:
             plant.substep(np.array([u]))
         rows.append(plant.state()[:spec.n_pos].copy())
     return np.array(rows)
+
+
+def push_profile(spec: RigSpec, amp: float, settle: int) -> list[float]:
+    """A push each way of PUSH_S at `amp`, then `settle` pushes' length at zero: the commanded move the checks
+    measure a sensor's and the motor's response by."""
+    n = max(1, int(PUSH_S * 1e6 / spec.period_us))
+    return [amp] * n + [-amp] * n + [0.0] * (settle * n)
+
+
+def travel_ratio(measured: np.ndarray, predicted: np.ndarray) -> float:
+    """The measured travel as a multiple of the model's (least squares; 0 where the model predicts none): 1 for a
+    sensor and motor as the rig's YAML says, negative for one reversed."""
+    pp = float(predicted @ predicted)
+    return float(measured @ predicted) / pp if pp > 0 else 0.0
 
 
 def sensor_names(spec: RigSpec) -> tuple[list[str], list[str]]:

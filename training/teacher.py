@@ -74,7 +74,7 @@ class Teacher(MLPPolicy):
         """Write the teacher file atomically, once the teacher passes the checks every reader applies."""
         check_teacher(self, f"the teacher for {path}")
         meta: dict = {
-            "format": FORMAT, "format_version": 1 if self.mean_clip is None else 2, "env_id": self.env_id,
+            "format": FORMAT, "format_version": 1 if self.mean_clip is None else FORMAT_VERSION, "env_id": self.env_id,
             "algo": self.algo,
             "obs_dim": self.obs_dim, "act_dim": self.act_dim, "hidden": self.hidden,
             "activation": self.activation, "output": self.output, "layers": len(self.weights),
