@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from bpd.config import check_ranges, field
 from bpd.errors import BpdError
-from training.seed_blocks import check_block, check_run_seed
+from training.seed_blocks import check_training_run
 
 RUSU_RULES = ("nll", "mse", "kl")
 CZARNECKI_RULES = ("teacher-distill", "on-policy-distill", "entropy-regularised", "n-distill",
@@ -70,8 +70,7 @@ def validate(cfg: BaselineConfig) -> str:
                        "value_steps": (1, 100_000_000), "eval_every": (1, None), "eval_episodes": (1, 10_000),
                        "checkpoint_every": (1, None), "threads": (1, 1024),
                        "reward_weight": (0, 1e6), "temperature": (0, 1e6, "open"), "teacher_std": (0, 1e3, "open")})
-    check_run_seed(cfg.seed)
-    check_block(cfg.eval_episodes, "--eval-episodes", "the periodic evaluations")
+    check_training_run(cfg.seed, cfg.eval_episodes)
     if cfg.min_log_std >= 2:
         raise BpdError(f"--min-log-std must be below 2, the upper clamp (got {cfg.min_log_std:g})")
     checks = [(cfg.steps >= 1 and cfg.batch >= 1 and cfg.eval_every >= 1 and cfg.checkpoint_every >= 1,

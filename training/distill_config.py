@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from bpd.config import check_ranges, field
 from bpd.errors import BpdError
-from training.seed_blocks import check_block, check_run_seed
+from training.seed_blocks import check_block, check_training_run
 
 # The choices the options name, here so that the configuration (read by `bpd experiment` to check and build its
 # cells' commands) is read without torch; the modules that implement them import them from here.
@@ -206,8 +206,7 @@ def _check_config(cfg: DistillConfig) -> None:
         "unit_kl": (0, 1e6), "finetune_visits": (0, 100_000_000),
         "finetune_ema": (0, 1), "select_low_share": (0, 1),
         "finetune_visit_noise": (0, 10)})
-    check_run_seed(cfg.seed)
-    check_block(cfg.eval_episodes, "--eval-episodes", "the periodic evaluations")
+    check_training_run(cfg.seed, cfg.eval_episodes)
     check_block(cfg.select_episodes, "--select-episodes", "the selection")
     if cfg.student == "bayesian" and cfg.finetune >= 1:
         raise BpdError("--finetune must be below 1: at 1 the mask is frozen at the schedule's first step, before the "

@@ -39,7 +39,7 @@ from training.checkpoint import read_checkpoint, restoring
 from training.collect import check_task, dataset_hash, load_dataset
 from training.envs import evaluate, train_eval_seed
 from training.multitask_config import MultiTaskConfig
-from training.seed_blocks import check_block, check_run_seed
+from training.seed_blocks import check_training_run
 from training.teacher import Teacher, load_teacher
 
 FORMAT = "bpd-multitask"
@@ -223,8 +223,7 @@ def train_multitask(cfg: MultiTaskConfig, log: Callable[[str], None] | None = No
                        "nonzero": (1, None), "prune_start": (0, 1), "prune_end": (0, 1), "steps": (1, 100_000_000),
                        "batch": (1, 1_000_000), "lr": (0, 1, "open"), "eval_every": (1, None),
                        "eval_episodes": (1, 10_000), "threads": (1, 1024)})
-    check_run_seed(cfg.seed)
-    check_block(cfg.eval_episodes, "--eval-episodes", "the periodic evaluations")
+    check_training_run(cfg.seed, cfg.eval_episodes)
     if len(cfg.teachers) != len(cfg.datasets) or len(cfg.teachers) < 2:
         raise BpdError("give one --datasets entry per --teachers entry, for at least two tasks")
     if cfg.prune_start > cfg.prune_end:

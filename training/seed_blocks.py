@@ -29,3 +29,9 @@ def check_block(episodes: int, flag: str, what: str, first: int = 0) -> None:
     if first + episodes > SEED_BLOCK:
         raise BpdError(f"{flag} must be at most {SEED_BLOCK - first} (got {episodes}): {what} would run past the run "
                        f"seed's block of {SEED_BLOCK} seeds into the next run seed's")
+
+
+def check_training_run(seed: int, eval_episodes: int) -> None:
+    """A training run's (distill, baseline, multitask) seed and its periodic evaluations inside the seed's block."""
+    check_run_seed(seed)
+    check_block(eval_episodes, "--eval-episodes", "the periodic evaluations")
