@@ -4,16 +4,18 @@ reads it without importing the check, which starts trials of its own."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from bpd.errors import BpdError
 from bpd.io import read_json
 from firmware_host.rig import RigSpec
+from firmware_host.rig.rig_yaml import rig_sha256, spec_files
 
 
 def rig_hash(spec: RigSpec) -> str:
-    return hashlib.sha256(spec.path.read_bytes()).hexdigest() if spec.path else ""
+    """The rig's YAML as read, its bases' included (a change to a base is a change to the rig)."""
+    files = spec_files(spec)
+    return rig_sha256(files) if files else ""
 
 
 def refuse_unchecked(spec: RigSpec, record: str | Path) -> None:

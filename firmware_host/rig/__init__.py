@@ -17,6 +17,7 @@ import gymnasium as gym
 import numpy as np
 
 from bpd.errors import BpdError
+from firmware_host.rig.rig_yaml import RIGS, read_rig_yaml
 from firmware_host.rig.task import check_task
 from firmware_host.rig.wiring import check_wiring
 from firmware_host.wire.spec import MAX_ACT
@@ -24,8 +25,6 @@ from firmware_host.wire.spec import MAX_ACT
 if TYPE_CHECKING:
     from training.robustness import RobustnessGrid
 
-HERE = Path(__file__).resolve().parent
-RIGS = HERE / "rigs"
 DEFAULT_BAUD = 921600  # the host link's baud rate when a rig YAML names none (serial.baud)
 
 
@@ -36,6 +35,7 @@ class RigSpec:
     period_us: int
     raw: dict = field(repr=False)
     path: Path | None = None  # the YAML it was read from
+    sources: tuple[Path, ...] = ()  # that YAML and its bases' (rig_yaml.py), for the description's hash
 
     @property
     def n_pos(self) -> int:
@@ -165,14 +165,13 @@ def load_rig(name_or_path: str | Path) -> RigSpec:
     if not p.is_file():
         known = ", ".join(sorted(x.stem for x in RIGS.glob("*.yaml")))
         raise BpdError(f"no rig {str(name_or_path)!r} (known: {known}; or give a YAML path)")
-    from bpd.io import read_yaml
-
-    raw = read_yaml(p)
+    raw, sources = read_rig_yaml(p)
     spec = _check_rig(raw, p)
+    spec.sources = sources
     _check(spec, p)
-    if raw.get("randomization") is not None:
+    if spec.raw.get("randomization") is not None:
         from training.envs import check_randomization
-        check_randomization(raw["randomization"], f"{p}: not a valid rig description")
+        check_randomization(spec.raw["randomization"], f"{p}: not a valid rig description")
     _ = spec.robustness  # a bad robustness block is refused when the rig is read
     return spec
 

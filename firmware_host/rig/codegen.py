@@ -12,13 +12,13 @@ board port (boards/board_nucleo_f446.c) takes its timers, pins, inversions and P
 
 from __future__ import annotations
 
-import hashlib
 import re
 import sys
 from pathlib import Path
 
 from bpd.errors import BpdError
 from firmware_host.rig import NAME, RIGS, RigSpec, load_rig
+from firmware_host.rig.rig_yaml import rig_sha256, spec_files
 from firmware_host.rig.wiring import BOARDS, PIN, WIRING_NAME
 from firmware_host.wire.spec import MAX_OBS
 
@@ -40,9 +40,10 @@ def source_of(spec: RigSpec) -> str:
     path = spec.path
     if path is None or not path.is_file():
         return "in memory"
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    shown = f"firmware_host/rig/rigs/{path.name}" if path.parent == RIGS else path.name
-    return f"{_comment_safe(shown)} (sha256 {digest})"
+    files = spec_files(spec)
+    digest = rig_sha256(files)[:16]
+    names = [f"firmware_host/rig/rigs/{f.name}" if f.parent == RIGS else f.name for f in files]
+    return f"{_comment_safe(' on '.join(names))} (sha256 {digest})"
 
 
 def _comment_safe(text: str) -> str:
