@@ -239,7 +239,10 @@ class StagedDir:
             stage.commit()                   # the previous export is replaced only now
 
     Leaving the block without commit() (any exception) removes the stage: the previous directory,
-    if any, stays byte for byte and no partial directory is left behind.
+    if any, stays byte for byte and no partial directory is left behind. A process killed outright (kill -9, power)
+    cannot clean up: the stage's name holds its host and process id, and the next StagedDir of the same place removes
+    the stages of processes of this host that are gone, and puts back a previous directory that a kill caught in
+    the middle of the swap (moved aside, its replacement not yet in).
     """
 
     def __init__(self, final: str | os.PathLike) -> None:
@@ -261,8 +264,32 @@ class StagedDir:
             self.created.append(p)
             p = p.parent
         self.final.parent.mkdir(parents=True, exist_ok=True)
-        self._path = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.stage-", dir=self.final.parent))
+        self._left_by_the_dead()
+        self._path = Path(tempfile.mkdtemp(prefix=self._prefix("stage"), dir=self.final.parent))
         return self
+
+    def _prefix(self, kind: str) -> str:
+        """A stage's (or a moved-aside previous directory's) name up to its random part: place, host, process."""
+        return f".{self.final.name}.{kind}-{_host()}-{os.getpid()}-"
+
+    def _left_by_the_dead(self) -> None:
+        """Remove what a killed StagedDir of this place left (its stage; its previous directory, put back first
+        where the final place is empty). Another host's, or a live process's, are not touched."""
+        import glob
+        import re
+
+        for kind in ("old", "stage"):
+            ours = re.compile(re.escape(f".{self.final.name}.{kind}-{_host()}-") + r"(\d+)-")
+            for d in sorted(self.final.parent.glob(f"{glob.escape('.' + self.final.name)}.{kind}-*")):
+                m = ours.match(d.name)
+                if m is None or _alive(int(m.group(1))):
+                    continue
+                try:
+                    if kind == "old" and (d / "d").is_dir() and not os.path.lexists(self.final):
+                        os.replace(d / "d", self.final)  # the swap was cut between its two moves: the previous back
+                except OSError:
+                    continue  # not ours to move after all: left as it is
+                shutil.rmtree(d, ignore_errors=True)
 
     @property
     def path(self) -> Path:
@@ -277,7 +304,7 @@ class StagedDir:
 
         old = None
         if self.final.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.old-", dir=self.final.parent))
+            old = Path(tempfile.mkdtemp(prefix=self._prefix("old"), dir=self.final.parent))
             try:
                 os.replace(self.final, old / "d")
             except BaseException:
@@ -304,6 +331,25 @@ class StagedDir:
                     d.rmdir()
                 except OSError:
                     break
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process of this host has that id (one of another user's counts as alive)."""
+    if pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _host() -> str:
+    import socket
+
+    return "".join(c if c.isalnum() else "_" for c in socket.gethostname())[:40]
 
 
 class _TwiceGiven(Exception):
