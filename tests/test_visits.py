@@ -123,6 +123,57 @@ def test_turns_are_capped_by_the_steps_and_the_finetune():
     assert Visits("InvertedPendulum-v5", 50, 10, 95, 100, 0, STATS).chunks == 5  # at most one a fine-tune step
 
 
+def test_visits_whose_turns_alone_pass_the_seed_block_are_refused_before_training():
+    """Known answer: --steps 2000 --eval-every 1 --finetune 0.5 asks 1000 turns of the 1000 fine-tune steps, each
+    beginning an episode: 1000 fill the run seed's block of visit seeds; at --steps 2002, 1001 turns would begin an
+    episode from the next run seed's block (before: nothing said)."""
+    import argparse
+
+    import pytest
+
+    from bpd.config import add_arguments, from_namespace
+    from bpd.errors import BpdError
+    from training.distill_config import DistillConfig, _check_config
+
+    def parse(steps: int, visits: int):
+        ap = argparse.ArgumentParser()
+        add_arguments(ap, DistillConfig)
+        return from_namespace(DistillConfig, ap.parse_args([
+            "--teacher", "t.npz", "--dataset", "d.npz", "--finetune", "0.5", "--eval-every", "1", "--steps", str(steps),
+            "--finetune-visits", str(visits)]))
+
+    _check_config(parse(2000, 5000))
+    with pytest.raises(BpdError, match="--finetune-visits 5000 in 1001 turns .* begins at least 1001 episodes"):
+        _check_config(parse(2002, 5000))
+    _check_config(parse(2002, 1000))  # a turn a visit step: 1000 turns
+    p = run_bpd("distill", "--teacher", "t.npz", "--dataset", "d.npz", "--finetune", "0.5", "--eval-every", "1",
+                "--steps", "2002", "--finetune-visits", "5000", check=False)  # refused before anything is read
+    assert p.returncode == 1 and p.stderr.count("\n") == 1 and "begins at least 1001 episodes" in p.stderr
+
+
+def test_visits_stop_before_an_episode_past_the_run_seeds_block():
+    """Known answer: 999 episodes begun (a resumed turn's state), the next turn begins episode 999 from seed
+    400999 + 1000 x 3, the last of run seed 3's block; the student pushes the pole over, so within 60 steps an episode
+    ends and the one after, from seed 404000 (run seed 4's first visit seed), is refused in one line."""
+    import pytest
+
+    from bpd.errors import BpdError
+
+    student = lambda o: np.array([3.0], np.float32)  # noqa: E731  full push: the pole falls within a few steps
+    teacher = lambda o: np.array([0.0], np.float32)  # noqa: E731
+    v = Visits("InvertedPendulum-v5", 1060, 2, 0, 10, 3, STATS)
+    v.load_state_dict({"done": 1, "episodes": 999, "early_ends": 0, "data": {}})
+    with pytest.raises(BpdError, match=r"--finetune-visits 1060: the student's visits have begun 1000 episodes "
+                                       r"\(1 ended early\) after [1-9][0-9]? of their steps"):
+        v.take_turn(student, teacher)
+    assert v.episodes == 1000 and visit_seed(3, v.episodes - 1) == 403_999
+    w = Visits("InvertedPendulum-v5", 1060, 2, 0, 10, 3, STATS)  # from 998 the same turn's two episodes fit
+    w.load_state_dict({"done": 1, "episodes": 998, "early_ends": 0, "data": {}})
+    with pytest.raises(BpdError, match="begun 1000 episodes"):
+        w.take_turn(student, teacher)
+    assert w.early_ends == 2
+
+
 def test_finetune_visits_need_the_bayesian_finetune(tiny_pipeline, tmp_path):
     d = tiny_pipeline
     p = run_bpd("distill", "--teacher", str(d / "teacher.npz"), "--dataset", str(d / "dataset.npz"), "--out",

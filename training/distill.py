@@ -45,6 +45,7 @@ from training.distill_config import (  # noqa: F401
     budget_cut,
     check_ablation_options,
     pair_partners_apply,
+    visit_schedule,
     warmup_applies,
 )
 from training.envs import env_dims, evaluate, train_eval_seed
@@ -402,8 +403,7 @@ def distill(cfg: DistillConfig, meter: Meter | None = None, log: Callable[[str],
              "action_high": ds.action_high}
     visits = None
     if cfg.finetune_visits:  # as many turns as the fine-tune has periodic evaluations (at least one)
-        visits = Visits(env_id, cfg.finetune_visits, round(cfg.finetune * cfg.steps / cfg.eval_every),
-                        math.ceil((1 - cfg.finetune) * cfg.steps), cfg.steps, cfg.seed, stats, cfg.finetune_visit_noise)
+        visits = Visits(env_id, cfg.finetune_visits, *visit_schedule(cfg), cfg.seed, stats, cfg.finetune_visit_noise)
     gen = torch.Generator().manual_seed(cfg.seed)
     elapsed = 0.0
     candidates: list[Candidate] = []

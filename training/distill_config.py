@@ -3,11 +3,12 @@ written (_check_config) and once the dataset gives the student's shape (check_ab
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from bpd.config import check_ranges, field
 from bpd.errors import BpdError
-from training.seed_blocks import check_block, check_training_run
+from training.seed_blocks import SEED_BLOCK, check_block, check_training_run
 
 # The choices the options name, here so that the configuration (read by `bpd experiment` to check and build its
 # cells' commands) is read without torch; the modules that implement them import them from here.
@@ -191,6 +192,17 @@ def pair_partners_apply(cfg: DistillConfig) -> bool:
     return cfg.pair_partners and cfg.student == "bayesian" and cfg.finetune > 0 and cfg.prune_to is None
 
 
+def visit_schedule(cfg: DistillConfig) -> tuple[int, int, int]:
+    """The fine-tune's visits (training/visits.py): the turns asked, as many as the fine-tune's periodic evaluations,
+    and the fine-tune's first and last schedule step."""
+    return round(cfg.finetune * cfg.steps / cfg.eval_every), math.ceil((1 - cfg.finetune) * cfg.steps), cfg.steps
+
+
+def visit_turns(total: int, chunks: int, start: int, end: int) -> int:
+    """The turns the visits take: those asked, no more than their steps or the fine-tune's steps, at least one."""
+    return max(1, min(int(chunks), int(total), int(end) - int(start)))
+
+
 def _check_config(cfg: DistillConfig) -> None:
     """Every numeric option within its range, before anything is read or written."""
     check_ranges(cfg, {
@@ -242,6 +254,11 @@ def _check_config(cfg: DistillConfig) -> None:
     if cfg.finetune_visits and (cfg.finetune == 0 or cfg.student != "bayesian"):
         raise BpdError("--finetune-visits drives the task with the Bayesian student during its fine-tune: it needs "
                        "--student bayesian and --finetune above 0")
+    if cfg.finetune_visits and (turns := visit_turns(cfg.finetune_visits, *visit_schedule(cfg))) > SEED_BLOCK:
+        raise BpdError(f"--finetune-visits {cfg.finetune_visits} in {turns} turns (one a periodic evaluation of the "
+                       f"fine-tune) begins at least {turns} episodes, each from a visit seed of its own: a run seed's "
+                       f"block holds {SEED_BLOCK}, and the rest would be the next run seed's; a larger --eval-every "
+                       "or fewer --finetune-visits")
     if cfg.finetune_visit_noise and not cfg.finetune_visits:
         raise BpdError("--finetune-visit-noise perturbs the student's actions on its visits: it needs "
                        "--finetune-visits")

@@ -10,7 +10,9 @@ the teacher's deterministic action is the behaviour-cloning target, and the tran
 reward, the next state, the termination) feeds the critics like any other. Batches are then drawn uniformly from
 the dataset and the visits together. A turn's last episode is cut at the turn's end (truncated, not terminated),
 so the N steps are exact and a resumed run needs no environment state: every episode starts from a seed of its
-own, VISIT_BASE + 1000 x run seed + the episode's index, disjoint from every evaluation's (training/envs.py).
+own, VISIT_BASE + 1000 x run seed + the episode's index, disjoint from every evaluation's (training/envs.py), and at
+most 1000 of them, the run seed's block: options whose turns alone begin more are refused before training, and a
+student that falls so often that its visits would begin more stops the run with a one-line error.
 
 With a noise (`--finetune-visit-noise S`) the student's action is perturbed before it is applied: Gaussian noise of
 standard deviation S times half the action range, clipped to the bounds, drawn from a generator seeded by the
@@ -31,7 +33,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from bpd.errors import BpdError
 from training.collect import norm_act, norm_obs
+from training.distill_config import visit_turns
 from training.envs import make_env
 from training.seed_blocks import SEED_BLOCK, VISIT_BASE
 
@@ -50,7 +54,7 @@ class Visits:
     def __init__(self, env_id: str, total: int, chunks: int, start: int, end: int, run_seed: int,
                  stats: dict[str, np.ndarray], noise: float = 0.0) -> None:
         self.env_id, self.total, self.noise = env_id, int(total), float(noise)
-        self.chunks = max(1, min(int(chunks), self.total, int(end) - int(start)))
+        self.chunks = visit_turns(self.total, chunks, start, end)
         self.start, self.end, self.run_seed = int(start), int(end), int(run_seed)
         self.stats = stats
         self.done = 0  # turns taken
@@ -85,6 +89,7 @@ class Visits:
             obs = None
             for _ in range(n):
                 if obs is None:
+                    self._check_block(len(rows["obs"]))
                     seed = visit_seed(self.run_seed, self.episodes)
                     obs, _ = env.reset(seed=seed)
                     rng = np.random.default_rng(seed)
@@ -106,6 +111,18 @@ class Visits:
         self.data = {k: torch.cat([self.data[k], new[k]]) if k in self.data else new[k] for k in KEYS}
         self.done += 1
         return n
+
+    def _check_block(self, taken: int) -> None:
+        """The next episode's seed inside the run seed's block (SEED_BLOCK seeds): past it, the next run seed's visits
+        start there, and two runs meant as independent learn from the same starts. The episodes are known only as the
+        student falls (the options' check refuses only turns that alone begin more), so this stops the run here,
+        its last checkpoint kept."""
+        if self.episodes >= SEED_BLOCK:
+            steps = (len(self.data["obs"]) if self.data else 0) + taken
+            raise BpdError(f"--finetune-visits {self.total}: the student's visits have begun {SEED_BLOCK} episodes "
+                           f"({self.early_ends} ended early) after {steps} of their steps, a run seed's block of "
+                           f"{SEED_BLOCK} visit seeds, and the next would start in the next run seed's block; fewer "
+                           "--finetune-visits")
 
     def joined(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The dataset's tensors with the visits after them (on the dataset's device)."""
