@@ -305,10 +305,18 @@ def choose_run(rows: list[dict]) -> dict:
 
 def selection_episodes(cfg: CompressConfig, methods: list[str]) -> int:
     """The selection episodes before the confirmation's (confirm_run's first seed of the run seed's block): the most
-    of compress's own and of the methods' runs (distill's default where a method sets none)."""
+    of compress's own and of the methods' runs, as a run already begun under --out records them (its config.json,
+    which confirm_run reads; a finished run is not trained again, so not checked against its command), else as its
+    method sets them (distill's default where it sets none)."""
     from bpd_app.methods import get
 
-    return max([cfg.episodes] + [get(m).select_episodes or DISTILL_SELECT_EPISODES for m in methods])
+    def run_episodes(m: str) -> int:
+        began = Path(cfg.out) / m / "config.json"
+        if began.is_file():
+            return int(read_json(began, "run configuration").get("select_episodes", DISTILL_SELECT_EPISODES))
+        return get(m).select_episodes or DISTILL_SELECT_EPISODES
+
+    return max([cfg.episodes] + [run_episodes(m) for m in methods])
 
 
 def confirm_run(cfg: CompressConfig, env: str, rows: list[dict]) -> tuple[dict, bool]:

@@ -95,3 +95,22 @@ def test_every_methods_run_records_the_selection_episodes_the_registry_declares(
         assert m.select_episodes is None
     else:
         assert recorded == (m.select_episodes or SELECT_EPISODES)
+
+
+def test_compress_checks_its_confirmation_after_the_selection_a_begun_run_records(tmp_path):
+    """Known answer: bpd's runs select on 10 episodes, so --confirm 990 fills the block (200010..200999); a bpd run
+    already under --out that recorded 100 (begun by hand, or by a version whose default was other) is not trained
+    again, and its confirmation, which reads the run's record, started at 200100 and ran 90 episodes into run seed 1's
+    block: the check now reads that record too, and refuses in one line."""
+    from tests.conftest import run_bpd
+
+    argv = ["compress", "--teacher", "t", "--dataset", "d", "--methods", "bpd", "--out", str(tmp_path / "out")]
+    p = run_bpd(*argv, "--confirm", "990", check=False)
+    assert p.returncode == 1 and "must be" not in p.stderr and "no such file" in p.stderr  # on to the files' checks
+    (tmp_path / "out" / "bpd").mkdir(parents=True)
+    (tmp_path / "out" / "bpd" / "config.json").write_text(json.dumps({"select_episodes": 100}))
+    p = run_bpd(*argv, "--confirm", "990", check=False)
+    assert p.returncode == 1 and p.stderr.count("\n") == 1 and (
+        "--confirm must be at most 900 (got 990): the confirmation after 100 selection episodes") in p.stderr
+    p = run_bpd(*argv, "--confirm", "900", check=False)
+    assert p.returncode == 1 and "must be" not in p.stderr and "no such file" in p.stderr
