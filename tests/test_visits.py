@@ -53,7 +53,8 @@ def test_a_turn_records_the_students_transitions_with_the_teachers_actions_norma
     assert d["term"][39] == 0 or v.early_ends >= 1
     assert torch.equal(d["rew"], 1.0 - d["term"])  # InvertedPendulum-v5 pays 1 a step the pole stays up, 0 as it falls
     s = v.summary()
-    assert s["env_steps"] == 40 and s["turns"] == 2 and s["seeds"][0] == visit_seed(7, 0)
+    assert s["env_steps"] == 40 and s["turns"] == 2
+    assert s["seeds"] == [[visit_seed(7, 0), visit_seed(7, s["episodes"] - 1)]]
     w = Visits("InvertedPendulum-v5", 40, 2, 0, 10, 7, STATS)
     w.load_state_dict(v.state_dict())
     base = {"obs": torch.zeros(3, 4), "rew": torch.ones(3)}
@@ -123,55 +124,28 @@ def test_turns_are_capped_by_the_steps_and_the_finetune():
     assert Visits("InvertedPendulum-v5", 50, 10, 95, 100, 0, STATS).chunks == 5  # at most one a fine-tune step
 
 
-def test_visits_whose_turns_alone_pass_the_seed_block_are_refused_before_training():
-    """Known answer: --steps 2000 --eval-every 1 --finetune 0.5 asks 1000 turns of the 1000 fine-tune steps, each
-    beginning an episode: 1000 fill the run seed's block of visit seeds; at --steps 2002, 1001 turns would begin an
-    episode from the next run seed's block (before: nothing said)."""
-    import argparse
-
+def test_visit_episodes_past_the_run_seeds_block_take_seeds_of_their_own():
+    """Known answer: episode i < 1000 of run seed 3 from 403000 + i (as always); past 1000 they ran on into run seed
+    4's block (404000 on). Now from 10,000,000 + 20,000,000 x 3 + (i - 1000), a range no other run seed's or
+    evaluation's meets; --finetune-visits above 20,000,000 steps (that many episodes at most) is refused."""
     import pytest
 
-    from bpd.config import add_arguments, from_namespace
     from bpd.errors import BpdError
     from training.distill_config import DistillConfig, _check_config
 
-    def parse(steps: int, visits: int):
-        ap = argparse.ArgumentParser()
-        add_arguments(ap, DistillConfig)
-        return from_namespace(DistillConfig, ap.parse_args([
-            "--teacher", "t.npz", "--dataset", "d.npz", "--finetune", "0.5", "--eval-every", "1", "--steps", str(steps),
-            "--finetune-visits", str(visits)]))
-
-    _check_config(parse(2000, 5000))
-    with pytest.raises(BpdError, match="--finetune-visits 5000 in 1001 turns .* begins at least 1001 episodes"):
-        _check_config(parse(2002, 5000))
-    _check_config(parse(2002, 1000))  # a turn a visit step: 1000 turns
-    p = run_bpd("distill", "--teacher", "t.npz", "--dataset", "d.npz", "--finetune", "0.5", "--eval-every", "1",
-                "--steps", "2002", "--finetune-visits", "5000", check=False)  # refused before anything is read
-    assert p.returncode == 1 and p.stderr.count("\n") == 1 and "begins at least 1001 episodes" in p.stderr
-
-
-def test_visits_stop_before_an_episode_past_the_run_seeds_block():
-    """Known answer: 999 episodes begun (a resumed turn's state), the next turn begins episode 999 from seed
-    400999 + 1000 x 3, the last of run seed 3's block; the student pushes the pole over, so within 60 steps an episode
-    ends and the one after, from seed 404000 (run seed 4's first visit seed), is refused in one line."""
-    import pytest
-
-    from bpd.errors import BpdError
-
+    assert [visit_seed(3, i) for i in (0, 999, 1000, 1001)] == [403_000, 403_999, 70_000_000, 70_000_001]
+    assert visit_seed(99, 20_000_999) < 2**31 - 1
+    ranges = [(visit_seed(s, 1000), visit_seed(s, 1000 + 20_000_000 - 1)) for s in range(100)]
+    assert all(a[1] < b[0] for a, b in zip(ranges, ranges[1:])) and ranges[0][0] > visit_seed(99, 999)
     student = lambda o: np.array([3.0], np.float32)  # noqa: E731  full push: the pole falls within a few steps
     teacher = lambda o: np.array([0.0], np.float32)  # noqa: E731
     v = Visits("InvertedPendulum-v5", 1060, 2, 0, 10, 3, STATS)
-    v.load_state_dict({"done": 1, "episodes": 999, "early_ends": 0, "data": {}})
-    with pytest.raises(BpdError, match=r"--finetune-visits 1060: the student's visits have begun 1000 episodes "
-                                       r"\(1 ended early\) after [1-9][0-9]? of their steps"):
-        v.take_turn(student, teacher)
-    assert v.episodes == 1000 and visit_seed(3, v.episodes - 1) == 403_999
-    w = Visits("InvertedPendulum-v5", 1060, 2, 0, 10, 3, STATS)  # from 998 the same turn's two episodes fit
-    w.load_state_dict({"done": 1, "episodes": 998, "early_ends": 0, "data": {}})
-    with pytest.raises(BpdError, match="begun 1000 episodes"):
-        w.take_turn(student, teacher)
-    assert w.early_ends == 2
+    v.load_state_dict({"done": 1, "episodes": 999, "early_ends": 0, "data": {}})  # a resumed turn's state
+    v.take_turn(student, teacher)
+    assert v.episodes > 1000 and v.seed_ranges() == [[403_000, 403_999], [70_000_000, 70_000_000 + v.episodes - 1001]]
+    cfg = DistillConfig(teacher="t.npz", dataset="d.npz", finetune=0.5, finetune_visits=20_000_001)
+    with pytest.raises(BpdError, match="finetune.visits"):
+        _check_config(cfg)
 
 
 def test_finetune_visits_need_the_bayesian_finetune(tiny_pipeline, tmp_path):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from bpd.config import check_ranges, field
 from bpd.errors import BpdError
-from training.seed_blocks import SEED_BLOCK, check_block, check_training_run
+from training.seed_blocks import VISIT_MORE_BLOCK, check_block, check_training_run
 
 # The choices the options name, here so that the configuration (read by `bpd experiment` to check and build its
 # cells' commands) is read without torch; the modules that implement them import them from here.
@@ -215,7 +215,7 @@ def _check_config(cfg: DistillConfig) -> None:
         "eval_every": (1, None), "eval_episodes": (1, 10_000), "checkpoint_every": (1, None),
         "threads": (1, 1024), "select_tol": (0, 1), "select_episodes": (1, 10_000),
         "select_shortlist": (1, 10_000), "keep_return": (0, 1, "open"), "finetune": (0, 1),
-        "unit_kl": (0, 1e6), "finetune_visits": (0, 100_000_000),
+        "unit_kl": (0, 1e6), "finetune_visits": (0, VISIT_MORE_BLOCK),
         "finetune_ema": (0, 1), "select_low_share": (0, 1),
         "finetune_visit_noise": (0, 10)})
     check_training_run(cfg.seed, cfg.eval_episodes)
@@ -254,11 +254,6 @@ def _check_config(cfg: DistillConfig) -> None:
     if cfg.finetune_visits and (cfg.finetune == 0 or cfg.student != "bayesian"):
         raise BpdError("--finetune-visits drives the task with the Bayesian student during its fine-tune: it needs "
                        "--student bayesian and --finetune above 0")
-    if cfg.finetune_visits and (turns := visit_turns(cfg.finetune_visits, *visit_schedule(cfg))) > SEED_BLOCK:
-        raise BpdError(f"--finetune-visits {cfg.finetune_visits} in {turns} turns (one a periodic evaluation of the "
-                       f"fine-tune) begins at least {turns} episodes, each from a visit seed of its own: a run seed's "
-                       f"block holds {SEED_BLOCK}, and the rest would be the next run seed's; a larger --eval-every "
-                       "or fewer --finetune-visits")
     if cfg.finetune_visit_noise and not cfg.finetune_visits:
         raise BpdError("--finetune-visit-noise perturbs the student's actions on its visits: it needs "
                        "--finetune-visits")

@@ -9,7 +9,9 @@ from bpd.errors import BpdError
 
 TRAIN_EVAL_BASE = 100_000  # periodic evaluations during training: TRAIN_EVAL_BASE + SEED_BLOCK x run seed + i
 SELECT_EVAL_BASE = 200_000  # choosing among a run's evaluated students (and compress's confirmation after them)
-VISIT_BASE = 400_000  # the fine-tune's visits (training/visits.py)
+VISIT_BASE = 400_000  # the fine-tune's visits (training/visits.py), their first SEED_BLOCK episodes
+VISIT_MORE_BASE = 10_000_000  # visit episodes past a run seed's first SEED_BLOCK: VISIT_MORE_BASE + VISIT_MORE_BLOCK
+VISIT_MORE_BLOCK = 20_000_000  # x run seed + (i - SEED_BLOCK), each episode at least a step: --finetune-visits' bound
 SEED_BLOCK = 1000  # seeds of one run seed in each range
 MAX_RUN_SEED = (SELECT_EVAL_BASE - TRAIN_EVAL_BASE) // SEED_BLOCK - 1  # the last whose blocks stay in their ranges
 

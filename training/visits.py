@@ -10,9 +10,10 @@ the teacher's deterministic action is the behaviour-cloning target, and the tran
 reward, the next state, the termination) feeds the critics like any other. Batches are then drawn uniformly from
 the dataset and the visits together. A turn's last episode is cut at the turn's end (truncated, not terminated),
 so the N steps are exact and a resumed run needs no environment state: every episode starts from a seed of its
-own, VISIT_BASE + 1000 x run seed + the episode's index, disjoint from every evaluation's (training/envs.py), and at
-most 1000 of them, the run seed's block: options whose turns alone begin more are refused before training, and a
-student that falls so often that its visits would begin more stops the run with a one-line error.
+own, VISIT_BASE + 1000 x run seed + the episode's index, disjoint from every evaluation's (training/envs.py). A
+student that falls so often that its visits begin more than the run seed's block of 1000 takes the rest from a range
+of its own (VISIT_MORE_BASE + 20,000,000 x run seed + the index past 1000), never the next run seed's, so the
+seeds of the first 1000 are the same as they always were.
 
 With a noise (`--finetune-visit-noise S`) the student's action is perturbed before it is applied: Gaussian noise of
 standard deviation S times half the action range, clipped to the bounds, drawn from a generator seeded by the
@@ -33,18 +34,19 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from bpd.errors import BpdError
 from training.collect import norm_act, norm_obs
 from training.distill_config import visit_turns
 from training.envs import make_env
-from training.seed_blocks import SEED_BLOCK, VISIT_BASE
+from training.seed_blocks import SEED_BLOCK, VISIT_BASE, VISIT_MORE_BASE, VISIT_MORE_BLOCK
 
 KEYS = ("obs", "next_obs", "act", "teacher_act", "rew", "term")
 Act = Callable[[np.ndarray], np.ndarray]  # raw observation -> action in the environment's units
 
 
 def visit_seed(run_seed: int, episode: int) -> int:
-    return VISIT_BASE + SEED_BLOCK * run_seed + episode
+    if episode < SEED_BLOCK:
+        return VISIT_BASE + SEED_BLOCK * run_seed + episode
+    return VISIT_MORE_BASE + VISIT_MORE_BLOCK * run_seed + episode - SEED_BLOCK
 
 
 class Visits:
@@ -89,7 +91,6 @@ class Visits:
             obs = None
             for _ in range(n):
                 if obs is None:
-                    self._check_block(len(rows["obs"]))
                     seed = visit_seed(self.run_seed, self.episodes)
                     obs, _ = env.reset(seed=seed)
                     rng = np.random.default_rng(seed)
@@ -112,18 +113,6 @@ class Visits:
         self.done += 1
         return n
 
-    def _check_block(self, taken: int) -> None:
-        """The next episode's seed inside the run seed's block (SEED_BLOCK seeds): past it, the next run seed's visits
-        start there, and two runs meant as independent learn from the same starts. The episodes are known only as the
-        student falls (the options' check refuses only turns that alone begin more), so this stops the run here,
-        its last checkpoint kept."""
-        if self.episodes >= SEED_BLOCK:
-            steps = (len(self.data["obs"]) if self.data else 0) + taken
-            raise BpdError(f"--finetune-visits {self.total}: the student's visits have begun {SEED_BLOCK} episodes "
-                           f"({self.early_ends} ended early) after {steps} of their steps, a run seed's block of "
-                           f"{SEED_BLOCK} visit seeds, and the next would start in the next run seed's block; fewer "
-                           "--finetune-visits")
-
     def joined(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The dataset's tensors with the visits after them (on the dataset's device)."""
         if not self.data:
@@ -133,7 +122,14 @@ class Visits:
     def summary(self) -> dict:
         return {"env_steps": int(len(self.data["obs"])) if self.data else 0, "budget": self.total,
                 "turns": self.done, "episodes": self.episodes, "early_ends": self.early_ends, "noise": self.noise,
-                "seeds": [visit_seed(self.run_seed, 0), visit_seed(self.run_seed, max(self.episodes - 1, 0))]}
+                "seeds": self.seed_ranges()}
+
+    def seed_ranges(self) -> list[list[int]]:
+        """The episodes' seeds as [first, last] ranges: the run seed's block, then the range past it if reached."""
+        n = max(self.episodes, 1)
+        out = [[visit_seed(self.run_seed, 0), visit_seed(self.run_seed, min(n, SEED_BLOCK) - 1)]]
+        return out + ([[visit_seed(self.run_seed, SEED_BLOCK), visit_seed(self.run_seed, n - 1)]] if n > SEED_BLOCK
+                      else [])
 
     def state_dict(self) -> dict:
         return {"done": self.done, "episodes": self.episodes, "early_ends": self.early_ends,
