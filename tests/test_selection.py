@@ -630,3 +630,16 @@ def test_a_student_short_of_the_teacher_is_said_so_after_the_hand_over():
     assert short_of_teacher(run(10.0, 10.0), 0.05) is None
     assert short_of_teacher(run(-104.0, None, -100.0), 0.05) is None
     assert short_of_teacher(run(-106.0, None, -100.0), 0.05) is not None
+
+
+@pytest.mark.parametrize("seed, episodes, ok", [(99_990, 10, True), (99_991, 10, False), (200_000, 10, False)])
+def test_the_sweep_reports_on_reporting_seeds_only(tmp_path, seed, episodes, ok):
+    """`bpd student sweep RUN --seed 200000` ran the sweep on the run's own selection seeds, the episodes that chose
+    its student (its help says "reporting seeds: below 100000", and `bpd evaluate` refuses them): refused in one line
+    before the student is read; the last reporting seed, 99,999, is taken."""
+    from training.selection import SweepConfig, run_sweep
+
+    cfg = SweepConfig(run=str(tmp_path / "missing.pt"), seed=seed, episodes=episodes)
+    with pytest.raises(BpdError, match="missing.pt" if ok else
+                       f"--seed {seed} with --episodes {episodes} reaches seed {seed + episodes - 1}: a sweep reports"):
+        run_sweep(cfg)

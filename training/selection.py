@@ -43,7 +43,7 @@ from training.envs import (
     select_eval_seed,
 )
 from training.mlp import MLPPolicy
-from training.seed_blocks import check_block
+from training.seed_blocks import TRAIN_EVAL_BASE, check_block
 from training.selection_config import COSTS, Cost, SelectConfig, SweepConfig, cost_fields
 from training.student import BayesianStudent, has_unit_gates
 
@@ -319,6 +319,10 @@ def run_sweep(cfg: SweepConfig) -> dict:
     from training.student import load_student
 
     check_ranges(cfg, {"episodes": (1, 10_000), "seed": (0, 2**31 - 1), "thresholds": (-50, 50)})
+    if cfg.seed + cfg.episodes > TRAIN_EVAL_BASE:  # what it writes is a report: bpd evaluate refuses these too
+        raise BpdError(f"--seed {cfg.seed} with --episodes {cfg.episodes} reaches seed {cfg.seed + cfg.episodes - 1}:"
+                       f" a sweep reports, on seeds below {TRAIN_EVAL_BASE}; those above are the ones runs choose "
+                       "their students on (training evaluations, selection)")
     student, meta, stats = load_student(_student_path(Path(cfg.run)))
     env_id = cfg.env or meta["env_id"]
     check_env(cfg.env, meta)
