@@ -282,7 +282,11 @@ def check_end_stops(spec: RigSpec, session: Session, share: float) -> list[Check
         x = float(rows[-1, c]) if len(rows) else float("nan")
         fired = bool(flags & FLAGS["limit_stop"]) and abs(x) <= (abs(at) + opened) / 2
         short = x * at <= 0 or abs(x) < abs(at) / 2  # a stop far from this switch's side: another input ended it
-        if fired and short:
+        if flags & FLAGS["estop"]:
+            out.append(Check(f"end stop {st['name']}", False, f"the emergency stop ended the drive at {x:+.4g}",
+                             "the emergency stop was pressed during the drive (or its input closed on its own: a "
+                             f"loose wire on {w.get('estop')}, wiring.estop): release it, and check again"))
+        elif fired and short:
             out.append(Check(f"end stop {st['name']}", False, f"a stop at {x:+.4g}, short of the switch",
                              f"not end stop {st['name']} (at {at:+g}): another stop input ended the run (the "
                              "emergency stop pressed, or a switch on another pin), or the encoder counts from a "

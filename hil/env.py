@@ -13,7 +13,7 @@ import numpy as np
 
 from firmware_host.rig import load_rig
 from firmware_host.wire.codec import Frame
-from firmware_host.wire.spec import FLAGS
+from firmware_host.wire.spec import STOPPED
 from hil.link import DeviceLink, check_rig_device
 
 
@@ -67,7 +67,7 @@ class SerialRigEnv(gym.Env):
         f = self._last.fields
         obs = np.asarray(f["obs"], np.float32)
         r = self.spec_rig
-        terminated = bool(f["flags"] & FLAGS["limit_stop"] or abs(obs[r.pos_index]) > self.lim["position"]
+        terminated = bool(f["flags"] & STOPPED or abs(obs[r.pos_index]) > self.lim["position"]
                           or abs(obs[r.angle_index]) > self.lim["angle"])
         if terminated:
             self.link.stop_and_zero()

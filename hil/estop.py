@@ -1,13 +1,14 @@
 """`bpd rig check --estop`: the emergency stop (wiring.estop) pressed during the check, then released.
 
 The device in host mode holds the motor at zero while the technician presses the stop: the firmware ends the run at
-the next tick as a limit stop (a STATE with the running flag clear and limit_stop set), which must come within the
-window (--estop-window seconds). Released, a new run must start and a small push each way must move the rig: a held
-emergency stop ends every run at its first tick (its release must not by itself restart motion, ISO 13850: only a
-new START does), so a run that goes on shows it reads released, and the push that the motor drives again. On a
-board's port the technician is at this terminal, told when on stderr
-(stdin not a terminal: refused before anything runs, never a wait for a hand that is not there); with --port sim the
-simulated rig's hand (`bpd rig sim --estop-stdin`) presses it PRESS_AFTER_S into the window and releases it when told.
+the next tick with the emergency stop's own flag (a STATE with the running flag clear and estop set; an end stop's
+input sets limit_stop, and does not pass), which must come within the window (--estop-window seconds). Released,
+a new run must start and a small push each way must move the rig: a held emergency stop ends every run at its first
+tick (its release must not by itself restart motion, ISO 13850: only a new START does), so a run that goes on shows it
+reads released, and the push that the motor drives again. On a board's port the technician is at this terminal, told
+when on stderr (stdin not a terminal: refused before anything runs, never a wait for a hand that is not there); with
+--port sim the simulated rig's hand (`bpd rig sim --estop-stdin`) presses it PRESS_AFTER_S into the window and
+releases it when told.
 """
 
 from __future__ import annotations
@@ -123,14 +124,21 @@ def estop_checks(spec: RigSpec, session: Session, hand, not_ready: str, window: 
             f" (pressed at {pressed * period:.2f} s)" if hand.press_tick else ""),
             f"the emergency stop never reached the device: check the button (normally open, closing to "
             f"{'ground' if low else '3.3 V'} when pressed), {wiring}")
-    elif flags & FLAGS["limit_stop"] and end == 0 and abs(x) <= limit:  # held, it ends every run at its first tick
+    elif flags & FLAGS["estop"] and end == 0:  # held, it ends every run at its first tick
         press = Check("emergency stop", False, "the run ended at its first tick, before the press",
                       "the emergency stop was held down from before this check asked for it (held, it ends every "
                       "run): release it, then check again and press it when asked")
-    elif not flags & FLAGS["limit_stop"] or abs(x) > limit or end <= pressed:
-        why = ("the position limit" if abs(x) > limit else "before the press" if end <= pressed and flags &
-               FLAGS["limit_stop"] else f"no limit stop (flags {flags:#x})")
+    elif flags & FLAGS["estop"] and end <= pressed:
+        press = Check("emergency stop", False, f"the run ended at {end * period:.2f} s: before the press",
+                      "not the press asked for: release every stop, and check again")
+    elif not flags & FLAGS["estop"]:
+        beyond = flags & FLAGS["limit_stop"] and abs(x) > limit
+        why = ("the position limit" if beyond else "an end stop's input, not the emergency stop's"
+               if flags & FLAGS["limit_stop"] else f"no stop flag (flags {flags:#x})")
         press = Check("emergency stop", False, f"the run ended at {end * period:.2f} s: {why}",
+                      f"an end stop's input fired, not the emergency stop's: press the emergency stop ({pin}) when "
+                      f"asked, not an end stop; if it was pressed, check {wiring}, not an end stop's pin"
+                      if flags & FLAGS["limit_stop"] and not beyond else
                       "not the emergency stop: centre the cart, release every stop, and check again")
     else:
         press = Check("emergency stop", True, f"the run ended {(end - pressed) * period:.3g} s after the press"
@@ -141,15 +149,16 @@ def estop_checks(spec: RigSpec, session: Session, hand, not_ready: str, window: 
     profile = push_profile(spec, share * spec.limits["action"], 1)
     moved, sent, flags = session.run(len(profile) + 1, lambda k, obs: profile[k] if k < len(profile) else 0.0, limit)
     name = sensor_names(spec)[0][c]
-    if not flags & FLAGS["running"] and len(moved) == 1:  # held, the emergency stop ends every run at its first tick
+    if flags & FLAGS["estop"] and len(moved) == 1:  # held, the emergency stop ends every run at its first tick
         return [press, Check("emergency stop released", False, "the new run ended at its first tick",
                              "the emergency stop still reads pressed after its release (held, it ends every run): "
                              f"check that the button releases, {wiring}")]
     if not flags & FLAGS["running"] and len(moved) <= len(profile):
+        what = ("the emergency stop's input again: a button that bounces, or a loose wire; check" if flags
+                & FLAGS["estop"] else f"an end stop (the {name} not at the centre), or a switch that closes on its "
+                "own (a loose wire); check wiring.end_stops and")
         return [press, Check("emergency stop released", False, f"the run ended again at {(len(moved) - 1) * period:.2f}"
-                             " s", f"a stop input fired during the push after the release: an end stop (the {name} "
-                             f"not at the centre), or a switch that closes on its own (a loose wire); check {wiring} "
-                             "and wiring.end_stops")]
+                             " s", f"a stop input fired during the push after the release: {what} {wiring}")]
     # the travel against the model's for the same push: a pendulum still swinging from the drive back moves the cart
     # a few millimetres with the motor blocked, which a threshold on the travel alone took for a motor that drives
     pred = model_response(spec, sent)[:, c]

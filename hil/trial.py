@@ -32,7 +32,7 @@ from bpd.view import LiveView
 from firmware_host.rig import load_rig
 from firmware_host.rig.classical import check_designed_for
 from firmware_host.rig.sim_view import column_labels
-from firmware_host.wire.spec import CAPS, FLAGS, SELFTEST
+from firmware_host.wire.spec import CAPS, FLAGS, SELFTEST, STOPPED
 from hil.link import DeviceFault, DeviceLink, DeviceRestarted, LinkError, check_rig_device
 from hil.policy import load_host_policy
 from hil.ticklog import CUT_SHORT, SIMULATED, TickLog, ViewedTickLog, handover_summary, read_ticks, timing_summary
@@ -101,9 +101,10 @@ def check_trial(cfg: HilRunConfig) -> tuple:
     return spec, pol
 
 
-# an episode the device ended by a limit stop with its observation within the limits: a stop input ended it (a held
-# emergency stop ends every run at its first tick)
-STOP_INPUT = "stop input (the device stopped within the limits: an end stop or the emergency stop)"
+# an episode the device ended by its emergency stop's flag (a held emergency stop ends every run at its first tick),
+# or by a limit stop with its observation within the limits: an end stop ended it
+ESTOP = "e-stop (the device's emergency stop ended the run)"
+END_STOP = "end stop (the device stopped within the limits: an end stop's input)"
 STOP_FAILED = "stop could not be sent, the device watchdog zeroes the actuator"
 
 
@@ -365,7 +366,7 @@ def _episode(link: DeviceLink, log: TickLog, cfg: HilRunConfig, rec: dict, perio
             f = st.fields
             obs = np.asarray(f["obs"], np.float32)
             newest = i == len(batch) - 1
-            upright = not f["flags"] & FLAGS["limit_stop"]
+            upright = not f["flags"] & STOPPED
             # the host's own check of the limits, behind the device's (the same limits): no action goes out for a
             # state past them, and a NaN is past them
             inside = bool(abs(obs[limit_index[0]]) <= lim["position"] and abs(obs[limit_index[1]]) <= lim["angle"])
@@ -395,8 +396,8 @@ def _episode(link: DeviceLink, log: TickLog, cfg: HilRunConfig, rec: dict, perio
                      int(cfg.mode == "host" and not newest), f["flags"], 1.0 if upright else 0.0,
                      *([int(bool(f["flags"] & FLAGS["classical"]))] if log.handover else []),
                      *[f"{x:.6g}" for x in obs], *[f"{x:.6g}" for x in f["action"]]])
-            if not upright:  # within the limits, the device stopped for a stop input, not for the observation
-                ended = "limit (device stopped)" if not inside else STOP_INPUT
+            if not upright:  # the emergency stop, else within the limits an end stop, not the observation
+                ended = ESTOP if f["flags"] & FLAGS["estop"] else "limit (device stopped)" if not inside else END_STOP
                 break
             if not inside:
                 ended = "limit (host stopped)"

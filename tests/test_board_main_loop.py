@@ -234,7 +234,8 @@ def test_a_held_emergency_stop_ends_a_run_at_its_first_tick_and_its_release_rest
     """ISO 13850: releasing the emergency stop must not by itself restart motion. Its press while idle was dropped
     and, held, it only blocked the commands: a START was accepted and the run went on at zero duty, to drive again
     with the host's next command the moment it was released. Now a START while it is held gives a run that ends at
-    its first tick as a limit stop; released, nothing runs until a new START."""
+    its first tick, with the emergency stop's own flag (not an end stop's, limit_stop); released, nothing runs until a
+    new START."""
     pytest.importorskip("unicorn")
     board = Nucleo(tmp_path)
     board.boot()
@@ -247,7 +248,7 @@ def test_a_held_emergency_stop_ends_a_run_at_its_first_tick_and_its_release_rest
     board.host += encode("start", 2)
     board.run(4 * board.period)
     states = [f for _, f in board.frames if f.name == "state"]
-    assert [f.fields["flags"] for f in states] == [FLAGS["limit_stop"]], states  # one STATE: the run ended
+    assert [f.fields["flags"] for f in states] == [FLAGS["estop"]], states  # one STATE, its own flag: the run ended
     board.uc.mem_write(GPIOC_IDR, struct.pack("<I", 0xFFFF))  # released
     board._interrupt("board_irq", EXTI15_10_IRQ)
     board.host += encode("action", 3, echo_seq=states[-1].seq, n_act=1, action=[0.5])  # the host still commanding

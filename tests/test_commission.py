@@ -2,6 +2,7 @@
 correctly wired rig passes every check; each wiring fault the simulated rig can be given is detected
 and named, with its fix; `bpd hil run` refuses a real rig whose last check failed."""
 
+import io
 import json
 import math
 import time
@@ -487,7 +488,8 @@ def test_an_end_stop_drive_ended_by_another_stop_short_of_the_switch_is_not_the_
                                                                                          monkeypatch):
     """The technician pressing the emergency stop before asked, during the drive to the left end stop (or a switch on
     another pin closing there): the run ended as a limit stop at -0.05, which passed as "end stop left fired at
-    -0.05" though the left switch (at -0.23) was never reached. A stop far short of the switch's side fails."""
+    -0.05" though the left switch (at -0.23) was never reached. A stop far short of the switch's side fails, and the
+    emergency stop's, by its own flag, is said to be it."""
     from hil import commission
 
     run = commission.Session.run
@@ -506,8 +508,10 @@ def test_an_end_stop_drive_ended_by_another_stop_short_of_the_switch_is_not_the_
                           load_rig("desktop-cartpole"), bench_rig.path)
     by = {c["name"]: c for c in r["checks"]}
     assert by["end stop left"]["passed"] is False, by["end stop left"]
-    assert by["end stop left"]["measured"].startswith("a stop at -0.05"), by["end stop left"]
-    assert "not end stop left (at -0.23): another stop input ended the run" in by["end stop left"]["fix"]
+    # the emergency stop's own flag names it (a switch on another pin ends the drive as a stop short of the switch)
+    left = by["end stop left"]
+    assert left["measured"].startswith("the emergency stop ended the drive at -0.05"), left
+    assert left["fix"].startswith("the emergency stop was pressed during the drive")
     assert by["end stop right"]["passed"] is True
 
 
@@ -515,7 +519,8 @@ def test_a_held_emergency_stop_ends_the_next_run_at_its_first_tick_and_its_relea
     """ISO 13850: releasing the emergency stop must not by itself restart motion. A press while idle was dropped and,
     held, the stop only blocked the commands: the next run went on at zero, and drove the cart with the host's commands
     the moment the stop was released. Now the held stop ends a run at its first tick as a limit stop (as a board's
-    tick, bpd_stops_ending); released, nothing runs until a new START, whose push moves the cart."""
+    tick, bpd_stops_ending), with the emergency stop's flag; released, nothing runs until a new START, whose push
+    moves the cart."""
     from hil.link import DeviceLink
     from hil.rig_session import Session, model_response
 
@@ -528,7 +533,7 @@ def test_a_held_emergency_stop_ends_the_next_run_at_its_first_tick_and_its_relea
         link.handshake()
         session = Session(link, spec, push)
         rows, sent, flags = session.run(50, lambda k, obs: push, spec.limits["position"])
-        assert len(rows) == 1 and not sent and flags == FLAGS["limit_stop"]  # its first STATE ended it
+        assert len(rows) == 1 and not sent and flags == FLAGS["estop"]  # its first STATE ended it, its own flag
         bench_rig.estop_pressed = False  # released
         time.sleep(0.05)
         assert bench_rig.device.status()["state"] == STATES["idle"] and bench_rig.device.actuator()[0] == 0
@@ -565,6 +570,39 @@ def test_an_emergency_stop_held_from_before_the_question_is_said_so(tmp_path, be
     assert by["emergency stop"]["fix"] == ("the emergency stop was held down from before this check asked for it "
                                            "(held, it ends every run): release it, then check again and press it "
                                            "when asked")
+
+
+class _Stopping:
+    """A session whose first run the device ends `end` ticks in with `flags`, and whose runs after go on (running)."""
+
+    def __init__(self, end: int, flags: int) -> None:
+        self.end, self.flags, self.calls = end, flags, 0
+
+    def run(self, ticks, action, pos_limit, angle_limit=1e3, until=None):
+        self.calls += 1
+        n = self.end + 1 if self.calls == 1 else ticks
+        sent = [action(k, np.zeros(2)) for k in range(n - 1 if self.calls == 1 else n)]
+        return np.zeros((n, 2)), sent, self.flags if self.calls == 1 else FLAGS["running"]
+
+
+@pytest.mark.parametrize("flags, passed", [(FLAGS["estop"], True), (FLAGS["limit_stop"], False),
+                                           (FLAGS["estop"] | FLAGS["limit_stop"], True)],
+                         ids=["estop", "end-stop", "both"])
+def test_an_end_stop_hit_for_the_emergency_stop_does_not_pass_it(flags, passed):
+    """The device gave the emergency stop and an end stop one flag (limit_stop), so a technician who hit an end stop
+    when asked to press the emergency stop passed its check. Only the emergency stop's own flag passes it now; an end
+    stop's says it was one, naming the emergency stop's pin."""
+    from hil import estop
+
+    spec = load_rig("desktop-cartpole")
+    hand = estop.SimHand(io.StringIO(), spec.period_us)
+    rows = estop.estop_checks(spec, _Stopping(hand.press_tick + 4, flags), hand, "", 10.0, 0.3, False)
+    assert rows[0].name == "emergency stop" and rows[0].passed is passed, rows[0]
+    if not passed:
+        assert rows[0].measured == "the run ended at 0.52 s: an end stop's input, not the emergency stop's"
+        assert rows[0].fix.startswith("an end stop's input fired, not the emergency stop's: press the emergency stop "
+                                      "(PC13) when asked, not an end stop; if it was pressed, check its wiring to PC13")
+        assert rows[1].passed is None
 
 
 def test_estop_asked_but_not_pressed_does_not_pass_the_check(tmp_path, monkeypatch):

@@ -796,6 +796,27 @@ def test_non_finite_limited_observation_stops(tmp_path):
     assert st.fields["flags"] == FLAGS["limit_stop"] and st.fields["action"] == [0.0]
 
 
+@pytest.mark.parametrize("which, flags", [(dict(estop=False), "limit_stop"), (dict(estop=True), "estop")],
+                         ids=["end-stop", "estop"])
+def test_stop_inputs_end_the_run_each_with_its_flag(tmp_path, which, flags):
+    """Rule 18: a stop input that closes mid-run zeroes the actuator at once and the next tick ends the run with the
+    input's flag alone: an end stop bit 2, the emergency stop bit 9. Before, both gave bit 2, and `bpd rig check
+    --estop` passed a technician who hit an end stop when asked to press the emergency stop."""
+    t = HostTarget(tmp_path)
+    st = start_run(t)
+    t.send("action", echo_seq=st.seq, n_act=1, action=[0.5])
+    assert t.dev.actuator()[0] == pytest.approx(0.5)
+    t.dev.external_stop(**which)
+    assert t.dev.actuator()[0] == 0.0
+    last = next_state(t)
+    assert (last.fields["flags"], last.fields["action"], last.fields["infer_ns"]) == (FLAGS[flags], [0.0], 0)
+    assert state_of(t) == "IDLE"
+    start_run(t)  # the emergency stop on a tick that passes a limit too: each reason its flag
+    t.dev.external_stop(estop=True)
+    t.sensors = np.array([0.0, np.nan, 0.0, 0.0], np.float32)
+    assert next_state(t).fields["flags"] == FLAGS["limit_stop"] | FLAGS["estop"]
+
+
 def test_policy_error_applies_zero(tmp_path):
     t = HostTarget(tmp_path)
     t.sensors = np.array([0.01, 0.02, 0.0, 0.0], np.float32)

@@ -1,7 +1,8 @@
 """The board-independent driver logic (firmware_host/c/core/bpd_drivers.c), compiled on this machine with
 the strict flags and driven through ctypes, on hand-computed answers: encoder unwrapping across the
 16-bit timer's overflow, direction and scale; PWM duty, direction, clamps and blocked directions; the
-stop inputs; and the core's external-stop hook (an end stop ends the run as a limit stop, zero at once)."""
+stop inputs; and the core's external-stop hook (an end stop ends the run as a limit stop, the emergency stop with
+its own flag, zero at once)."""
 
 import ctypes
 import math
@@ -199,8 +200,8 @@ void t_rx(const uint8_t *d, size_t n);
 void t_rx(const uint8_t *d, size_t n) { bpd_fw_on_bytes(&fw, d, n); }
 void t_tick(void);
 void t_tick(void) { now += 10000u; bpd_fw_tick(&fw); }
-void t_stop(void);
-void t_stop(void) { bpd_fw_external_stop(&fw); }
+void t_stop(uint8_t which);
+void t_stop(uint8_t which) { bpd_fw_external_stop(&fw, which); }
 float t_act(void);
 float t_act(void) { return act[0]; }
 int t_state(void);
@@ -223,6 +224,7 @@ def core(tmp_path):
     lib = ctypes.CDLL(str(compile_to(tmp_path / "libcore.so", [*STRICT, *OPT, "-fPIC", "-shared", f"-I{CSRC}", *srcs],
                                      "core")))
     lib.t_act.restype = ctypes.c_float
+    lib.t_stop.argtypes = [ctypes.c_uint8]
     lib.t_tx.restype = ctypes.c_size_t
     lib.t_init()
     buf = (ctypes.c_uint8 * 4096)()
@@ -235,6 +237,9 @@ def core(tmp_path):
     return lib, frames
 
 
+END, EMERGENCY = 1, 2  # bpd_fw.h: BPD_STOP_END, BPD_STOP_EMERGENCY
+
+
 def test_external_stop_zeroes_at_once_and_ends_the_run_as_a_limit_stop(core):
     lib, frames = core
     start = encode("start", 0)
@@ -244,7 +249,7 @@ def test_external_stop_zeroes_at_once_and_ends_the_run_as_a_limit_stop(core):
     action = encode("action", 1, echo_seq=st.seq, n_act=1, action=[2.0])
     lib.t_rx(action, len(action))
     assert lib.t_act() == pytest.approx(2.0)
-    lib.t_stop()  # the end stop's interrupt: zero now, before any tick
+    lib.t_stop(END)  # the end stop's interrupt: zero now, before any tick
     assert lib.t_act() == 0.0 and lib.t_state() == STATES["running"]
     late = encode("action", 2, echo_seq=st.seq, n_act=1, action=[2.0])
     lib.t_rx(late, len(late))  # not applied while the stop is pending
@@ -253,12 +258,34 @@ def test_external_stop_zeroes_at_once_and_ends_the_run_as_a_limit_stop(core):
     (last,) = [f for f in frames() if f.name == "state"]
     assert last.fields["flags"] == FLAGS["limit_stop"] and last.fields["action"] == [0.0]
     assert lib.t_state() == STATES["idle"]
-    lib.t_stop()  # outside a run: nothing
+    lib.t_stop(END)  # outside a run: nothing
     again = encode("start", 3)
     lib.t_rx(again, len(again))
     lib.t_tick()  # a new run is not stopped by the old stop
     (st2,) = [f for f in frames() if f.name == "state"]
     assert st2.fields["flags"] & FLAGS["running"] and lib.t_state() == STATES["running"]
+
+
+def test_the_emergency_stop_ends_the_run_with_its_own_flag(core):
+    """The board hands the core which input ended the run: the emergency stop's STATE has its own flag alone (an end
+    stop's and the emergency stop's were one flag, limit_stop, which a host could not tell apart); both inputs at once
+    give both flags."""
+    lib, frames = core
+    both = FLAGS["estop"] | FLAGS["limit_stop"]
+    # the last: an input the board does not name, an end stop
+    for seq, which, flags in ((0, EMERGENCY, FLAGS["estop"]), (2, END | EMERGENCY, both), (4, 0, FLAGS["limit_stop"])):
+        start = encode("start", seq)
+        lib.t_rx(start, len(start))
+        lib.t_tick()
+        st = [f for f in frames() if f.name == "state"][0]
+        action = encode("action", seq + 1, echo_seq=st.seq, n_act=1, action=[2.0])
+        lib.t_rx(action, len(action))
+        lib.t_stop(which)
+        assert lib.t_act() == 0.0 and lib.t_state() == STATES["running"]
+        lib.t_tick()
+        (last,) = [f for f in frames() if f.name == "state"]
+        assert (last.fields["flags"], last.fields["action"]) == (flags, [0.0]), which
+        assert lib.t_state() == STATES["idle"]
 
 
 # The same driver code on the Cortex-M4F instruction set: an image for QEMU's netduinoplus2 (an

@@ -448,10 +448,10 @@ class _Frame:
 class _ScriptedLink:
     """A device that sends the given observations one STATE each, running and never stopping by itself (a device
     whose own limit check failed): what the host's own check is for; or, from the tick `stop_at` on, flagged as the
-    device's limit stop."""
+    device's limit stop (or the flag `stop` names)."""
 
-    def __init__(self, states, stop_at: int | None = None):
-        self.states, self.sent, self.stop_at = list(states), [], stop_at
+    def __init__(self, states, stop_at: int | None = None, stop: str = "limit_stop"):
+        self.states, self.sent, self.stop_at, self.stop = list(states), [], stop_at, stop
 
     def command(self, *a, **k):
         pass
@@ -464,7 +464,7 @@ class _ScriptedLink:
 
         seq = len(self.sent) + 1
         stopped = self.stop_at is not None and seq >= self.stop_at
-        return [_Frame(seq, self.states.pop(0), FLAGS["limit_stop"] if stopped else FLAGS["running"])]
+        return [_Frame(seq, self.states.pop(0), FLAGS[self.stop] if stopped else FLAGS["running"])]
 
     def send(self, name, **fields):
         self.sent.append(fields["echo_seq"])
@@ -497,17 +497,21 @@ def test_the_host_sends_no_action_for_a_state_past_its_limits(tmp_path, mode, ba
     assert (rec["ended"], rec["length"]) == ("limit (host stopped)", 3)
 
 
-@pytest.mark.parametrize("obs, ended", [([0.0, 0.0, 0, 0], "stop input (the device stopped within the limits: an end "
-                                                          "stop or the emergency stop)"),
-                                         ([0.0, 0.5, 0, 0], "limit (device stopped)")], ids=["input", "angle"])
-def test_a_device_stop_within_the_limits_is_said_to_be_a_stop_input(tmp_path, obs, ended):
+@pytest.mark.parametrize("obs, flag, ended", [
+    ([0.0, 0.0, 0, 0], "limit_stop", "end stop (the device stopped within the limits: an end stop's input)"),
+    ([0.0, 0.0, 0, 0], "estop", "e-stop (the device's emergency stop ended the run)"),
+    ([0.0, 0.5, 0, 0], "estop", "e-stop (the device's emergency stop ended the run)"),
+    ([0.0, 0.5, 0, 0], "limit_stop", "limit (device stopped)")], ids=["end-stop", "estop", "estop-beyond", "angle"])
+def test_a_device_stop_is_said_to_be_its_inputs(tmp_path, obs, flag, ended):
     """A held emergency stop ends every run at its first tick: a trial's every episode ended 'limit (device stopped)'
-    with the pendulum upright and the cart centred, nothing saying why. A device stop whose observation is within the
-    limits is a stop input's; one past them, the limit's."""
+    with the pendulum upright and the cart centred, nothing saying why; then 'stop input', an end stop or the
+    emergency stop, the device giving both one flag. The emergency stop has its own flag now (protocol 6): it is
+    named 'e-stop' wherever the observation is; a limit stop within the limits is an end stop's, past them the
+    limit's."""
     from hil.ticklog import TickLog
     from hil.trial import HilRunConfig, _episode
 
-    link = _ScriptedLink([obs, [0.0, 0.0, 0, 0]], stop_at=1)
+    link = _ScriptedLink([obs, [0.0, 0.0, 0, 0]], stop_at=1, stop=flag)
     pol = type("P", (), {"act": staticmethod(lambda o: np.zeros(1))})()
     rec = {"episode": 0, "return": 0.0, "length": 0, "ended": None, "deadline_misses": 0}
     log = TickLog(tmp_path / "ticks.csv", 4, 1)

@@ -75,7 +75,8 @@ def test_versions_flags_codes_and_caps_the_doc_states():
     flags = DOC.split("STATE flags:")[1].split("\n\n")[0]
     named = {"running": "0 running", "clamped": "1 action clamped", "limit_stop": "2 position/angle limit stop",
              "watchdog": "3 watchdog", "overrun": "4 overrun", "device_policy": "5 device policy",
-             "policy_error": "6 policy error", "stale_action": "7 stale action", "classical": "8 classical"}
+             "policy_error": "6 policy error", "stale_action": "7 stale action", "classical": "8 classical",
+             "estop": "9 emergency stop"}
     assert set(named) == set(spec.FLAGS)
     for k, text in named.items():
         bit = int(text.split()[0])

@@ -1,6 +1,6 @@
 """Regenerate the seed corpora: the golden frames for the parser, and short host sessions (every
 command, ticks with ordinary and non-finite readings, actions, a watchdog fault and its reset; hand-over mode
-and a stop input tripping mid-run) for the command harness (in firmware_host/c/fuzz/corpus/).
+and an end stop then the emergency stop tripping mid-run) for the command harness (in firmware_host/c/fuzz/corpus/).
 
     python -m firmware_host.measure.fuzz_corpus"""
 
@@ -36,11 +36,14 @@ def sessions() -> dict[str, bytes]:
               + bytes([2]) + _tick(0.0, float("inf"), 0.0, 0.0, late=20) + _tick(0.0, 0.5, 0.0, 0.0)
               + _bytes(encode("config", 3, mode=1, **(cfg | {"period_us": 7}))))
     # hand-over (both controllers linked: first byte bit 1): inside the region, outside, the learned policy failing,
-    # then an end stop tripping mid-run (op 2 with bit 6) and the tick that ends the run
+    # then an end stop tripping mid-run (op 2 with bit 6) and the tick that ends the run; a new run, and the emergency
+    # stop (bit 5 too) ending it
     handover = (b"\x03" + _bytes(encode("config", 1, mode=2, **(cfg | {"angle_limit": 3.0})))
                 + _bytes(encode("start", 2)) + _tick(0.0, 0.1, 0.0, 0.0) + _tick(0.0, 2.0, 0.0, 0.0)
                 + bytes([2 | 0x80]) + _tick(0.0, 0.1, 0.0, 0.0) + bytes([2]) + bytes([2 | 0x40])
-                + _bytes(encode("action", 3, echo_seq=3, n_act=1, action=[1.0])) + _tick(0.0, 0.1, 0.0, 0.0))
+                + _bytes(encode("action", 3, echo_seq=3, n_act=1, action=[1.0])) + _tick(0.0, 0.1, 0.0, 0.0)
+                + _bytes(encode("start", 4)) + _tick(0.0, 0.1, 0.0, 0.0) + bytes([2 | 0x60])
+                + _tick(0.0, 0.1, 0.0, 0.0))
     return {"host_session": b"\x00" + host, "device_session": device, "handover_session": handover}
 
 

@@ -138,9 +138,10 @@ class SoftwareDevice:
     def tick(self) -> None:
         self.lib.bpd_sim_tick()
 
-    def external_stop(self) -> None:
-        """An end stop or the emergency stop closed: zero now, the run ends at the next tick."""
-        self.lib.bpd_sim_external_stop()
+    def external_stop(self, estop: bool = False) -> None:
+        """An end stop (or, `estop`, the emergency stop) closed: zero now, the run ends at the next tick, with the
+        limit stop's flag or the emergency stop's."""
+        self.lib.bpd_sim_external_stop(ctypes.c_uint8(2 if estop else 1))  # BPD_STOP_EMERGENCY, BPD_STOP_END
 
     def actuator(self) -> np.ndarray:
         self.lib.bpd_sim_actuator(self._act)

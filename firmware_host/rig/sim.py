@@ -282,8 +282,8 @@ class SimRig:
             self.stops_active[i] = active
         self._read_hand()
         active = self.estop_pressed and self.fault != "dead-estop" or self.estop_active and self.fault == "stuck-estop"
-        if active:  # outside a run: nothing (a press while idle is dropped, as a board's)
-            self.device.external_stop()
+        if active:  # outside a run: nothing (a press while idle is dropped, as a board's); its own flag in the STATE
+            self.device.external_stop(estop=True)
         self.estop_active = active
 
     def _apply(self) -> None:

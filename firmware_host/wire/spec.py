@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-PROTOCOL_VERSION = 5  # 2: INFO carries the boot counter and drop counters, ACK the command's seq; 3: the self-test
+PROTOCOL_VERSION = 6  # 2: INFO carries the boot counter and drop counters, ACK the command's seq; 3: the self-test
 # result in INFO; 4: the policy call's cycles and the tick's jitter in STATE, the cycle counter's rate in INFO;
-# 5: hand-over mode (mode 2, CONFIG), its capability bit (INFO) and the classical flag (STATE)
+# 5: hand-over mode (mode 2, CONFIG), its capability bit (INFO) and the classical flag (STATE); 6: the emergency
+# stop's own flag (STATE), where version 5 ended its run as a limit stop
 MAX_PAYLOAD = 254  # id + seq + body + crc
 MAX_ENCODED = MAX_PAYLOAD + 2  # COBS of 254 bytes: one code byte, and a closing code byte when no zero
 MAX_FRAME = MAX_ENCODED + 2  # with both delimiters: the largest frame on the wire
@@ -72,10 +73,12 @@ BY_ID = {m.id: m for m in MESSAGES}
 BY_NAME = {m.name: m for m in MESSAGES}
 
 FLAGS = {"running": 1 << 0, "clamped": 1 << 1, "limit_stop": 1 << 2, "watchdog": 1 << 3, "overrun": 1 << 4,
-         "device_policy": 1 << 5, "policy_error": 1 << 6, "stale_action": 1 << 7, "classical": 1 << 8}
-# The watchdog faults the device, and a START that would run a policy whose self-test failed: a limit stop
-# ends the run (IDLE, flag bit 2), a bad CONFIG or device mode without a policy is refused with an ACK, a
-# policy error is flagged and the safe action used.
+         "device_policy": 1 << 5, "policy_error": 1 << 6, "stale_action": 1 << 7, "classical": 1 << 8,
+         "estop": 1 << 9}
+# The watchdog faults the device, and a START that would run a policy whose self-test failed: a limit stop or an
+# end stop ends the run (IDLE, flag bit 2), the emergency stop too (flag bit 9), a bad CONFIG or device mode
+# without a policy is refused with an ACK, a policy error is flagged and the safe action used.
+STOPPED = FLAGS["limit_stop"] | FLAGS["estop"]  # the flags of a STATE whose run the device ended by a stop
 FAULTS = {"none": 0, "watchdog": 1, "selftest": 2}
 # The policy's boot self-test (INFO's selftest): no stored pair (or no policy), passed, failed.
 SELFTEST = {"none": 0, "pass": 1, "fail": 2}

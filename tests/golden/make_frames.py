@@ -8,11 +8,11 @@ from firmware_host.wire.codec import encode
 
 CASES = [
     ("hello", 1, dict(protocol=1)),
-    ("info", 2, dict(protocol=5, fw_major=0, fw_minor=6, obs_dim=4, act_dim=1, caps=7, period_us=40000,
+    ("info", 2, dict(protocol=6, fw_major=0, fw_minor=8, obs_dim=4, act_dim=1, caps=7, period_us=40000,
                      model_hash=[0x3f, 0x1c, 0x0a, 0xc8, 0x1c, 0x44, 0x55, 0x97], boot=1, rx_dropped=0,
                      actions_dropped=0, selftest=1,
                      cycle_hz=1_000_000_000)),
-    ("info", 0, dict(protocol=5, fw_major=0, fw_minor=6, obs_dim=16, act_dim=4, caps=0, period_us=2000,
+    ("info", 0, dict(protocol=6, fw_major=0, fw_minor=8, obs_dim=16, act_dim=4, caps=0, period_us=2000,
                      model_hash=[0] * 8, boot=65535, rx_dropped=70000, actions_dropped=4294967295, selftest=2,
                      cycle_hz=168_000_000)),
     ("config", 3, dict(period_us=5000, watchdog_ticks=10, mode=1, action_limit=3.0, pos_limit=0.9,
@@ -27,9 +27,12 @@ CASES = [
                        obs=[0.0, -0.015625, 0.5, 1e-3], action=[-3.0])),
     ("state", 11, dict(t_us=0, infer_ns=0, rtt_us=0, flags=0, policy_cycles=0, jitter_us=0,
                        jitter_max_us=0, n_obs=0, n_act=0, obs=[], action=[])),
-    ("state", 12, dict(t_us=256, infer_ns=65536, rtt_us=4294967295, flags=0x1FF,
+    ("state", 12, dict(t_us=256, infer_ns=65536, rtt_us=4294967295, flags=0x3FF,
                        policy_cycles=4294967295, jitter_us=65536, jitter_max_us=70000, n_obs=16, n_act=4,
                        obs=[float(i) - 7.5 for i in range(16)], action=[0.0, 1.0, -1.0, 2.5])),
+    # the run's last STATE when the emergency stop ended it: its own flag (bit 9) alone, the action zero
+    ("state", 13, dict(t_us=123456, infer_ns=0, rtt_us=0, flags=0x200, policy_cycles=0, jitter_us=0,
+                       jitter_max_us=2, n_obs=4, n_act=1, obs=[0.01, 3.1415927, 0.0, 0.0], action=[0.0])),
     ("action", 10, dict(echo_seq=10, n_act=1, action=[1.25])),
     ("action", 0, dict(echo_seq=0, n_act=2, action=[0.0, -0.0])),
     ("fault", 13, dict(code=1, detail=10)),

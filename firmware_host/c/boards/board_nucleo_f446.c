@@ -14,12 +14,12 @@
  *   and a direction GPIO, for an H-bridge.
  * - End stops and emergency stop: external interrupts on both edges; a stop that closes zeroes the
  *   PWM in its interrupt, and every tick polls the levels too, so a stop commands zero within one
- *   tick even when an edge was missed; the core then ends the run as a limit stop. Until that tick
- *   takes the event every command is 0 duty (bpd_stops_blocked: both directions). While pressed, an
- *   end stop blocks the commands towards its side (a new run may drive away from it); the emergency
- *   stop (the input that blocks both directions) ends the run at every tick while it is held
- *   (bpd_stops_ending), so a START while it is held gives a run that ends at its first tick, and its
- *   release restarts nothing: only a new START does (ISO 13850).
+ *   tick even when an edge was missed; the core then ends the run (an end stop as a limit stop, the
+ *   emergency stop with its own STATE flag). Until that tick takes the event every command is 0 duty
+ *   (bpd_stops_blocked: both directions). While pressed, an end stop blocks the commands towards its
+ *   side (a new run may drive away from it); the emergency stop (the input that blocks both directions)
+ *   ends the run at every tick while it is held (bpd_stops_ending), so a START while it is held gives a
+ *   run that ends at its first tick, and its release restarts nothing: only a new START does (ISO 13850).
  * - Control tick: TIM7 at the rig's period (its interrupt sets the tick due); device time from
  *   SysTick (board_cortexm.c); the cycle counter is the DWT's (the on-device inference time in every
  *   STATE of a device-mode run).
@@ -366,10 +366,11 @@ void board_write_actuator(const float *u, uint8_t n)
 
 /* Every main-loop pass: the IWDG reloaded (the loop is alive). The tick: the stops polled first (an edge the
  * interrupt missed still stops within this tick), a stop event or a held emergency stop handed to the core (it
- * ends a run as a limit stop), then the core's tick. */
+ * ends a run: an end stop as a limit stop, the emergency stop, the input in both masks, with its own flag), then
+ * the core's tick. */
 int board_tick_due(bpd_fw_t *fw)
 {
-    uint8_t ending;
+    uint8_t ending, estop = (uint8_t)(BPD_STOP_BLOCKS_POSITIVE & BPD_STOP_BLOCKS_NEGATIVE);
     IWDG_KR = 0xAAAAu;
     if (!tick_due) return 0;
     tick_due = 0;
@@ -377,7 +378,9 @@ int board_tick_due(bpd_fw_t *fw)
     if (bpd_stops_update(&stops, stops_active())) motor_zero();
     ending = bpd_stops_ending(&stops, BPD_STOP_BLOCKS_POSITIVE, BPD_STOP_BLOCKS_NEGATIVE);
     __asm volatile("cpsie i" ::: "memory");
-    if (ending && fw->state == BPD_RUNNING) bpd_fw_external_stop(fw);
+    if (ending && fw->state == BPD_RUNNING)
+        bpd_fw_external_stop(fw, (uint8_t)(((ending & estop) ? BPD_STOP_EMERGENCY : 0u) |
+                                           ((ending & (uint8_t)~estop) ? BPD_STOP_END : 0u)));
     return 1;
 }
 

@@ -312,10 +312,10 @@ void bpd_fw_on_bytes(bpd_fw_t *fw, const uint8_t *data, size_t len)
     bpd_parser_feed(&fw->parser, data, len, on_frame, fw);
 }
 
-void bpd_fw_external_stop(bpd_fw_t *fw)
+void bpd_fw_external_stop(bpd_fw_t *fw, uint8_t which)
 {
     if (fw->state != BPD_RUNNING) return;
-    fw->external_stop = 1;
+    fw->external_stop |= (uint8_t)(which ? which : BPD_STOP_END); /* an input the board does not name: an end stop */
     actuator_zero(fw);
 }
 
@@ -404,7 +404,7 @@ static uint8_t within(float x, float limit) { return (uint8_t)(absf(x) <= limit)
 void bpd_fw_tick(bpd_fw_t *fw)
 {
     float raw[BPD_MAX_OBS], obs[BPD_MAX_OBS];
-    uint8_t body[BPD_MAX_PAYLOAD], i, trip = 0;
+    uint8_t body[BPD_MAX_PAYLOAD], i, trip = 0, beyond;
     uint16_t flags = 0;
     uint32_t infer_ns = 0, policy_cycles = 0, jitter = 0, now = fw->hal.now_us(fw->hal.ctx);
     bpd_state_t m;
@@ -426,12 +426,15 @@ void bpd_fw_tick(bpd_fw_t *fw)
     fw->hal.read_sensors(fw->hal.ctx, raw, (uint8_t)(fw->sensors.n_pos * (fw->sensors.measured_vel ? 2 : 1)));
     build_observation(fw, raw, obs);
 
-    if (fw->external_stop || !within(obs[fw->sensors.pos_index], fw->pos_limit) ||
-        !within(obs[fw->sensors.angle_index], fw->angle_limit)) {
+    beyond = (uint8_t)(!within(obs[fw->sensors.pos_index], fw->pos_limit) ||
+                       !within(obs[fw->sensors.angle_index], fw->angle_limit));
+    if (fw->external_stop || beyond) {
+        /* each reason its flag: a limit or an end stop bit 2, the emergency stop bit 9 */
+        if (beyond || (fw->external_stop & BPD_STOP_END)) flags |= BPD_FLAG_LIMIT_STOP;
+        if (fw->external_stop & BPD_STOP_EMERGENCY) flags |= BPD_FLAG_ESTOP;
         fw->external_stop = 0;
         actuator_zero(fw);
         fw->state = BPD_IDLE;
-        flags |= BPD_FLAG_LIMIT_STOP;
     } else if (fw->ticks_without_action >= fw->watchdog_ticks) {
         /* watchdog_ticks STATEs in a row without an accepted ACTION: the host is gone */
         fw->watchdog_trips++;

@@ -23,7 +23,12 @@
 #include "bpd_wire.h"
 
 #define BPD_FW_MAJOR 0
-#define BPD_FW_MINOR 7
+#define BPD_FW_MINOR 8
+
+/* The stop inputs bpd_fw_external_stop is given: an end stop ends the run as a limit stop (flag bit 2), the
+ * emergency stop with its own flag (bit 9), so that a host tells the one from the other (both: both flags). */
+#define BPD_STOP_END 1u
+#define BPD_STOP_EMERGENCY 2u
 
 typedef enum { BPD_IDLE = BPD_STATE_IDLE, BPD_RUNNING = BPD_STATE_RUNNING, BPD_FAULT = BPD_STATE_FAULT } bpd_fw_state_t;
 
@@ -116,7 +121,7 @@ typedef struct {
     uint32_t unknown_ids;         /* frames with a valid CRC and an id the device does not take */
     uint32_t reset_seed;
     uint8_t reset_requested;
-    uint8_t external_stop;        /* an end stop or e-stop input (bpd_fw_external_stop): the next tick stops */
+    uint8_t external_stop;        /* BPD_STOP_* inputs tripped (bpd_fw_external_stop): the next tick stops */
     bpd_parser_t parser;
 } bpd_fw_t;
 
@@ -133,10 +138,10 @@ void bpd_fw_set_classical(bpd_fw_t *fw, bpd_policy_fn fn, void *ctx, const bpd_s
 void bpd_fw_boot(bpd_fw_t *fw, uint16_t boot);
 void bpd_fw_on_bytes(bpd_fw_t *fw, const uint8_t *data, size_t len);
 void bpd_fw_tick(bpd_fw_t *fw);
-/* An end stop or emergency-stop input tripped (a board calls this before the tick): the actuator goes to
- * zero now, no ACTION is applied any more, and the next tick ends the run as a limit stop (flag bit 2,
- * IDLE), as when a limit is passed. Nothing happens outside a run. */
-void bpd_fw_external_stop(bpd_fw_t *fw);
+/* Stop inputs tripped (`which`: BPD_STOP_END, BPD_STOP_EMERGENCY or both; a board calls this before the tick):
+ * the actuator goes to zero now, no ACTION is applied any more, and the next tick ends the run (IDLE), as when a
+ * limit is passed: flag bit 2 for an end stop, bit 9 for the emergency stop. Nothing happens outside a run. */
+void bpd_fw_external_stop(bpd_fw_t *fw, uint8_t which);
 /* 1 once after a RESET message (the rig resets its plant then), else 0. */
 int bpd_fw_take_reset(bpd_fw_t *fw, uint32_t *seed);
 

@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define BPD_PROTOCOL_VERSION 5
+#define BPD_PROTOCOL_VERSION 6
 #define BPD_MAX_PAYLOAD 254
 #define BPD_MAX_ENCODED 256
 #define BPD_MAX_FRAME 258
@@ -22,6 +22,7 @@
 #define BPD_FLAG_POLICY_ERROR 64u
 #define BPD_FLAG_STALE_ACTION 128u
 #define BPD_FLAG_CLASSICAL 256u
+#define BPD_FLAG_ESTOP 512u
 
 #define BPD_FAULT_NONE 0u
 #define BPD_FAULT_WATCHDOG 1u

@@ -159,9 +159,10 @@ void bpd_sim_tick(void)
     bpd_fw_tick(&dev.fw);
 }
 
-/* An end stop of the simulated rig closed (firmware_host/rig/sim.py), as a board's stop input does. */
-void bpd_sim_external_stop(void);
-void bpd_sim_external_stop(void) { bpd_fw_external_stop(&dev.fw); }
+/* A stop input of the simulated rig closed (firmware_host/rig/sim.py), as a board's does: `which` BPD_STOP_END,
+ * BPD_STOP_EMERGENCY or both. */
+void bpd_sim_external_stop(uint8_t which);
+void bpd_sim_external_stop(uint8_t which) { bpd_fw_external_stop(&dev.fw, which); }
 
 void bpd_sim_actuator(float *out);
 void bpd_sim_actuator(float *out) { memcpy(out, dev.actuator, sizeof dev.actuator); }

@@ -137,8 +137,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         case 2:
             policy_fails = op >> 7;
-            if (op & 0x40) { /* an end stop or the e-stop tripped */
-                bpd_fw_external_stop(&fw);
+            if (op & 0x40) { /* an end stop tripped, or the e-stop (bit 5) */
+                bpd_fw_external_stop(&fw, (op & 0x20) ? BPD_STOP_EMERGENCY : BPD_STOP_END);
                 stop_pending = (uint8_t)(fw.state == BPD_RUNNING);
             }
             break;
