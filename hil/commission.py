@@ -20,6 +20,7 @@ rig's action limit, the checks run one by one, each only when the ones it needs 
    within its noise at rest): a slow drive to each;
    the firmware's position limit, opened to just beyond the stop, ends the run if the stop does not, and a stop
    short of halfway to the switch is another input's (the emergency stop pressed early, a switch on another pin);
+   a drive held at the stop the last one reached is that switch blocking the wrong side (the stops swapped);
    then back to the centre, so that the next check, trial or power-on does not start at a stop;
 5. loop timing: the device's tick period (median, p99) and overrun flags;
 6. the emergency stop (with --estop, on a rig with one in its wiring, once the motor is proven and the cart back at
@@ -88,6 +89,7 @@ FINDINGS = {
     "noisy-sensor": ("cart noise at rest", "reads noisy at rest"),
     "dead-motor": ("motor moves the rig", "the motor does not move"),
     "dead-end-stop": ("end stop right", "end stop right never fired"),
+    "swapped-end-stops": ("end stop right", "the end stops look swapped (the left switch wired to PC1"),
     "swapped-encoders": ("encoders swapped", "encoders' cables are swapped: plug the cart's into wiring.encoders[0]"),
     "dead-estop": ("emergency stop", "the emergency stop never reached the device: check the button"),
     "stuck-estop": ("emergency stop released", "the emergency stop still reads pressed after its release"),
@@ -269,7 +271,8 @@ def check_end_stops(spec: RigSpec, session: Session, share: float) -> list[Check
     """Drive slowly to each end stop. The position limit is opened to just beyond the stop (opened_limit): the
     run must end by the stop (a limit stop at the stop's position, short of halfway to the opened limit), not by
     the limit, nor by another stop input short of halfway from the centre to the stop (the emergency stop pressed
-    before it was asked for, a switch on another pin)."""
+    before it was asked for, a switch on another pin). A drive that does not move the cart off the stop on the other
+    side, where the drive before left it, finds that stop's switch blocking this side: the stops swapped."""
     w = spec.wiring or {}
     out = []
     c = spec.pos_index
@@ -278,7 +281,7 @@ def check_end_stops(spec: RigSpec, session: Session, share: float) -> list[Check
         u = math.copysign(min(share, 0.25) * spec.limits["action"], at)
         seconds = 4.0 * abs(at) / 0.1 + 2.0  # at 0.1 unit/s at the slowest, from the far side
         opened = opened_limit(abs(at), spec.raw.get("track"))
-        rows, _, flags = session.run(int(seconds * 1e6 / spec.period_us), lambda k, obs, u=u: u, opened)
+        rows, sent, flags = session.run(int(seconds * 1e6 / spec.period_us), lambda k, obs, u=u: u, opened)
         x = float(rows[-1, c]) if len(rows) else float("nan")
         fired = bool(flags & FLAGS["limit_stop"]) and abs(x) <= (abs(at) + opened) / 2
         short = x * at <= 0 or abs(x) < abs(at) / 2  # a stop far from this switch's side: another input ended it
@@ -286,6 +289,15 @@ def check_end_stops(spec: RigSpec, session: Session, share: float) -> list[Check
             out.append(Check(f"end stop {st['name']}", False, f"the emergency stop ended the drive at {x:+.4g}",
                              "the emergency stop was pressed during the drive (or its input closed on its own: a "
                              f"loose wire on {w.get('estop')}, wiring.estop): release it, and check again"))
+        elif (o := held_other_side(spec, rows, sent, at)) is not None:
+            other = w["end_stops"][o]
+            out.append(Check(f"end stop {st['name']}", False, f"did not move off end stop {other['name']} (from "
+                             f"{float(rows[0, c]):+.4g} to {x:+.4g} in {(len(rows) - 1) * spec.period_us * 1e-6:.2f} "
+                             "s)", f"the drive towards end stop {st['name']} is blocked "
+                             f"while the switch at end stop {other['name']} is pressed: the end stops look swapped "
+                             f"(the {other['name']} switch wired to {st['pin']}, end stop {st['name']}'s input, and "
+                             f"the {st['name']} switch to {other['pin']}): swap the two pins in wiring.end_stops "
+                             f"([{min(i, o)}] and [{max(i, o)}]), or the two wires at the board"))
         elif fired and short:
             out.append(Check(f"end stop {st['name']}", False, f"a stop at {x:+.4g}, short of the switch",
                              f"not end stop {st['name']} (at {at:+g}): another stop input ended the run (the "
@@ -302,6 +314,31 @@ def check_end_stops(spec: RigSpec, session: Session, share: float) -> list[Check
             out.append(Check(f"end stop {st['name']}", False, f"not reached ({x:+.4g} after {seconds:.0f} s)",
                              "the cart did not reach the stop: check for friction or a blocked track, and motor_share"))
     return out
+
+
+def held_other_side(spec: RigSpec, rows: np.ndarray, sent: list[float], at: float) -> int | None:
+    """The end stop (its index in wiring.end_stops) on the other side of the drive towards `at` that the cart started
+    at and did not move off towards `at` (not beyond the encoder's noise, where the model's travel for the same
+    commands is four times that: a cart slowed by friction still goes its way): its switch, pressed, blocked the drive
+    away from it, so it is wired to the input of a stop on this side (an end stop blocks the commands towards its own
+    side only). None if the cart went its way, the run was too short to tell, or it did not start at a stop on the
+    other side."""
+    c = spec.pos_index
+    if len(rows) < 2:
+        return None
+    x0 = float(rows[0, c])
+    stops = [float(st["at"]) for st in (spec.wiring or {}).get("end_stops", [])]
+    near = [j for j, o in enumerate(stops) if o * at < 0 and x0 * o > 0 and abs(x0) >= abs(o) / 2]
+    if not near:
+        return None
+    noise = list(spec.sensors.get("noise_std", []))[c:c + 1] or [0.0]
+    pred = model_response(spec, sent)[:, c]
+    k = min(len(rows), len(pred))
+    way = math.copysign(1.0, at)
+    expected = float(((pred[:k] - pred[0]) * way).max())
+    got = float(((rows[:k, c] - x0) * way).max())
+    seen = max(3.0 / spec.counts_per_unit[c], 8 * float(noise[0]))  # a travel beyond the encoder's noise
+    return near[0] if expected > 4 * seen and got <= seen else None
 
 
 def check_return(spec: RigSpec, session: Session, share: float) -> Check:

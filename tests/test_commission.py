@@ -110,6 +110,8 @@ def test_a_wiring_fault_needs_a_rig_with_encoders(tmp_path):
     # a dead end stop on a rig with none (rotary-pendulum, desktop-cartpole-swingup): said before the build too
     with pytest.raises(BpdError, match="--fault dead-end-stop: rig rotary-pendulum has no end stop on the positive"):
         SimRig(RigSimConfig(rig="rotary-pendulum", fault="dead-end-stop", build_dir=str(tmp_path / "b")))
+    with pytest.raises(BpdError, match="--fault swapped-end-stops: rig rotary-pendulum has no end stops on both sides"):
+        SimRig(RigSimConfig(rig="rotary-pendulum", fault="swapped-end-stops", build_dir=str(tmp_path / "b")))
     assert not (tmp_path / "b").exists()
     # an emergency stop's fault, or its hand, on a rig with none in its wiring: likewise
     with pytest.raises(BpdError, match=r"--fault stuck-estop: rig rotary-pendulum has no emergency stop in its wiring"):
@@ -513,6 +515,39 @@ def test_an_end_stop_drive_ended_by_another_stop_short_of_the_switch_is_not_the_
     assert left["measured"].startswith("the emergency stop ended the drive at -0.05"), left
     assert left["fix"].startswith("the emergency stop was pressed during the drive")
     assert by["end stop right"]["passed"] is True
+
+
+def test_end_stops_wired_to_each_others_inputs_are_said_to_be_swapped():
+    """The left switch wired to the right stop's input (and the right to the left's): the drive to the left stop ends
+    there as it should, but the switch, still pressed, then blocks the drive to the right (a stop blocks the commands
+    towards its own side), and the cart stands at the left stop. That failed "end stop right" with "friction or a
+    blocked track"; the stop that tripped is the one on the other side of the drive, and the fix says the stops look
+    swapped, naming both pins. A cart that goes its way from the left stop is not said to be held."""
+    from hil.commission import check_end_stops
+
+    spec = load_rig("desktop-cartpole")
+
+    class Session:
+        def __init__(self, right_moves: bool) -> None:
+            self.right_moves, self.calls = right_moves, 0
+
+        def run(self, ticks, action, pos_limit, angle_limit=1e3, until=None):
+            self.calls += 1
+            if self.calls == 1:  # to the left stop: it fires there
+                return np.array([[0.0, math.pi], [-0.23, math.pi]]), [action(0, None)], FLAGS["limit_stop"]
+            x = -0.23 + (0.0001 * np.arange(ticks) if self.right_moves else np.zeros(ticks))
+            return np.stack([x, np.full(ticks, math.pi)], 1), [action(k, None) for k in range(ticks)], \
+                FLAGS["running"]
+
+    left, right = check_end_stops(spec, Session(right_moves=False), 0.3)
+    assert left.passed and right.passed is False
+    assert right.measured.startswith("did not move off end stop left (from -0.23 to -0.23 in "), right.measured
+    assert right.fix == ("the drive towards end stop right is blocked while the switch at end stop left is pressed: "
+                         "the end stops look swapped (the left switch wired to PC1, end stop right's input, and the "
+                         "right switch to PC0): swap the two pins in wiring.end_stops ([0] and [1]), or the two wires "
+                         "at the board")
+    _, right = check_end_stops(spec, Session(right_moves=True), 0.3)  # it went its way, slowly, not far enough
+    assert right.fix.startswith("the cart did not reach the stop: check for friction"), right.fix
 
 
 def test_a_held_emergency_stop_ends_the_next_run_at_its_first_tick_and_its_release_restarts_nothing(bench_rig):

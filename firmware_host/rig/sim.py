@@ -61,6 +61,8 @@ FAULTS = {
                     "deviation",
     "dead-motor": "the motor does not move (no power to the H-bridge)",
     "dead-end-stop": "the end stop on the positive side never fires",
+    "swapped-end-stops": "the two end stops' switches are wired to each other's inputs: each ends a run as it closes, "
+                         "and while pressed blocks the commands towards the other side, not its own",
     "swapped-encoders": "the position and pendulum encoders' cables are plugged into each other's inputs, each "
                         "input counting on from its own reading at power-on",
     "dead-estop": "the emergency stop never fires when pressed (its wire to the board broken)",
@@ -164,6 +166,8 @@ class SimRig:
         self.stops = [float(st["at"]) for st in stops]
         if cfg.fault == "dead-end-stop" and not any(at > 0 for at in self.stops):  # before the build: said at once
             raise BpdError(f"--fault dead-end-stop: rig {self.spec.name} has no end stop on the positive side")
+        if cfg.fault == "swapped-end-stops" and len({at > 0 for at in self.stops}) < 2:
+            raise BpdError(f"--fault swapped-end-stops: rig {self.spec.name} has no end stops on both sides to swap")
         self.has_estop = "estop" in (self.spec.wiring or {})
         for what in [*([f"--fault {cfg.fault}"] if cfg.fault in ESTOP_FAULTS else []),
                      *(["--estop-stdin"] if cfg.estop_stdin else [])]:
@@ -288,9 +292,10 @@ class SimRig:
 
     def _apply(self) -> None:
         u = self.device.actuator()
+        side = -1 if self.fault == "swapped-end-stops" else 1  # swapped: the input read is the other side's
         for at, active in zip(self.stops, self.stops_active):  # a pressed stop blocks commands to its side
             if active:
-                u = np.where(u * at > 0, 0.0, u)
+                u = np.where(u * at * side > 0, 0.0, u)
         if self.estop_active:  # the emergency stop held blocks every command
             u = np.zeros_like(u)
         if self.fault == "reversed-motor":
