@@ -31,7 +31,7 @@ from bpd.process import HOLD, HeldStops, die_with_parent
 from bpd.view import LiveView
 from firmware_host.rig import load_rig
 from firmware_host.rig.classical import check_designed_for
-from firmware_host.rig.sim_view import column_labels
+from firmware_host.rig.sim_view import column_labels, device_stop
 from firmware_host.wire.spec import CAPS, FLAGS, SELFTEST, STOPPED
 from hil.link import DeviceFault, DeviceLink, DeviceRestarted, LinkError, check_rig_device
 from hil.policy import load_host_policy
@@ -101,10 +101,6 @@ def check_trial(cfg: HilRunConfig) -> tuple:
     return spec, pol
 
 
-# an episode the device ended by its emergency stop's flag (a held emergency stop ends every run at its first tick),
-# or by a limit stop with its observation within the limits: an end stop ended it
-ESTOP = "e-stop (the device's emergency stop ended the run)"
-END_STOP = "end stop (the device stopped within the limits: an end stop's input)"
 STOP_FAILED = "stop could not be sent, the device watchdog zeroes the actuator"
 
 
@@ -396,8 +392,8 @@ def _episode(link: DeviceLink, log: TickLog, cfg: HilRunConfig, rec: dict, perio
                      int(cfg.mode == "host" and not newest), f["flags"], 1.0 if upright else 0.0,
                      *([int(bool(f["flags"] & FLAGS["classical"]))] if log.handover else []),
                      *[f"{x:.6g}" for x in obs], *[f"{x:.6g}" for x in f["action"]]])
-            if not upright:  # the emergency stop, else within the limits an end stop, not the observation
-                ended = ESTOP if f["flags"] & FLAGS["estop"] else "limit (device stopped)" if not inside else END_STOP
+            if not upright:  # named by its flags: a held emergency stop ends every run at its first tick
+                ended = device_stop(f["flags"], inside)
                 break
             if not inside:
                 ended = "limit (host stopped)"

@@ -155,6 +155,12 @@ class SoftwareDevice:
         seed = ctypes.c_uint32()
         return seed.value if self.lib.bpd_sim_take_reset(ctypes.byref(seed)) else None
 
+    def limits(self) -> tuple[float, float]:
+        """The position and angle limits the device runs with: the rig's, or the last CONFIG's."""
+        out = (ctypes.c_float * 2)()
+        self.lib.bpd_sim_limits(out)
+        return float(out[0]), float(out[1])
+
     def status(self) -> dict:
         self.lib.bpd_sim_status(self._status)
         keys = ("state", "ticks", "overruns", "watchdog_trips", "late_actions", "fault_code", "bad_frames", "mode",

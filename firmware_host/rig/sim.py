@@ -224,7 +224,7 @@ class SimRig:
             self.plant.reset(seed)
         sent = self.device.tx()
         if self.watch is not None:
-            self.watch.feed(sent, self.device.status())
+            self.watch.feed(sent, self.device.status(), self.device.limits())
         self.up.send(sent, now)
         self.out_pending += self.up.due(now)
         if self.out_pending:

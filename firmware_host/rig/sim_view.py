@@ -13,7 +13,24 @@ import numpy as np
 from bpd.view import LiveView
 from firmware_host.rig import RigSpec
 from firmware_host.wire.codec import Parser
-from firmware_host.wire.spec import FLAGS, MODES, STATES
+from firmware_host.wire.spec import FLAGS, MODES, STATES, STOPPED
+
+# What ended a run the device stopped, by its last STATE's flags (also a trial's episode, hil/trial.py)
+ESTOP = "e-stop (the device's emergency stop ended the run)"
+END_STOP = "end stop (the device stopped within the limits: an end stop's input)"
+LIMIT = "limit (device stopped)"
+WATCHDOG = "watchdog (the host went silent)"
+
+
+def device_stop(flags: int, inside: bool) -> str:
+    """A run's end the device's flags give: the emergency stop by its own flag, else a limit stop (flag limit_stop)
+    with the observation within the limits (`inside`) an end stop's input, past them the limit's; the watchdog."""
+    if flags & FLAGS["estop"]:
+        return ESTOP
+    if flags & FLAGS["limit_stop"]:
+        return END_STOP if inside else LIMIT
+    return WATCHDOG
+
 
 COLUMNS = ["episode", "step", "seq", "device_t_us", "device_period_us", "infer_ns", "policy_cycles",
            "device_jitter_us", "deadline_miss", "flags"]
@@ -58,15 +75,15 @@ class SimWatch:
                    {"title": "bpd rig sim", "rig": spec.name, "period_us": spec.period_us,
                     "labels": column_labels(spec)})
 
-    def feed(self, data: bytes, status: dict) -> None:
-        """The bytes the device just sent, and its status after sending them."""
+    def feed(self, data: bytes, status: dict, limits: tuple[float, float] = (float("inf"), float("inf"))) -> None:
+        """The bytes the device just sent, its status after sending them and its position and angle limits."""
         for frame in self.parser.feed(data):
             if frame.name == "state":
-                self._state(frame.seq, frame.fields, status["mode"])
+                self._state(frame.seq, frame.fields, status["mode"], limits)
         if status["state"] != STATES["running"]:
             self.in_run = False  # stopped, by a limit, the watchdog or the host: the next START is a new run
 
-    def _state(self, seq: int, f: dict, mode: int) -> None:
+    def _state(self, seq: int, f: dict, mode: int, limits: tuple[float, float]) -> None:
         if not self.in_run:
             self.in_run, self.prev_t = True, None
             self.runs.append({"episode": len(self.runs), "return": 0.0, "length": 0, "ended": "stopped by the host",
@@ -80,14 +97,14 @@ class SimWatch:
         if f["infer_ns"]:
             self.infer_ns.append(f["infer_ns"])
         miss = int(mode == MODES["host"] and bool(f["flags"] & FLAGS["stale_action"]))
-        upright = not f["flags"] & FLAGS["limit_stop"]
+        upright = not f["flags"] & STOPPED
         run["length"] += 1
         run["return"] += float(upright)
         run["deadline_misses"] += miss
-        if not upright:
-            run["ended"] = "limit (device stopped)"
-        elif f["flags"] & FLAGS["watchdog"]:
-            run["ended"] = "watchdog (the host went silent)"
+        if f["flags"] & (STOPPED | FLAGS["watchdog"]):  # named by its flags (a stop within the limits: an end stop)
+            obs, s = f["obs"], self.spec
+            inside = abs(obs[s.pos_index]) <= limits[0] and abs(obs[s.angle_index]) <= limits[1]
+            run["ended"] = device_stop(f["flags"], inside)
         self.view.add([run["episode"], run["length"], seq, f["t_us"], period, f["infer_ns"], f["policy_cycles"],
                        f["jitter_us"], miss, f["flags"], *[round(x, 6) for x in f["obs"]],
                        *[round(x, 6) for x in f["action"]]])
