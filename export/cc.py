@@ -7,8 +7,10 @@ fuzz harnesses) takes its warning set from STRICT, so a flag changed here change
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -45,12 +47,24 @@ def first_error(stderr: str) -> str:
 
 def compile_to(out: Path, args: list[str], what: str, cc: str | None = None) -> Path:
     """Run the compiler with args, writing a temporary file renamed to out only on success; a failure
-    is a one-line BpdError naming what was built and the compiler's first message."""
+    is a one-line BpdError naming what was built and the compiler's first message. The compiler runs in a process
+    group of its own, ended whole when this process stops (Ctrl-C, SIGTERM): killing the driver alone left what it
+    had started (cc1, as, ld) running, and a process in a group of its own (the simulated rig under `bpd rig check`
+    or `bpd hil run`, hil/trial.py RigProcess) passes on no terminal's Ctrl-C to its children."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    p = subprocess.run([cc or find_cc(), *args, "-o", str(tmp)], capture_output=True, text=True)
+    p = subprocess.Popen([cc or find_cc(), *args, "-o", str(tmp)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, process_group=0)
+    try:
+        _, err = p.communicate()
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+        tmp.unlink(missing_ok=True)
+        raise
     if p.returncode != 0:
         tmp.unlink(missing_ok=True)
-        raise BpdError(f"{what} failed: {first_error(p.stderr)}")
+        raise BpdError(f"{what} failed: {first_error(err)}")
     os.replace(tmp, out)
     return out

@@ -95,3 +95,46 @@ def test_watchdog_over_pty(rig_factory):
         assert last.fields["flags"] & FLAGS["watchdog"] and last.fields["action"] == [0.0]
     finally:
         link.close()
+
+
+def test_a_stop_while_the_rig_builds_ends_its_compiler_whole(tmp_path, monkeypatch):
+    """A Ctrl-C (or the SIGTERM `bpd rig check` and `bpd hil run` send their simulated rig, which is in a process
+    group of its own and gets no terminal's Ctrl-C) while the rig compiles its device: the compiler driver was
+    killed, what it had started (cc1, as, ld) ran on. The compiler stands in here as a driver that starts a child
+    and waits for it; stopped, both go."""
+    import os
+    import signal
+    import time
+
+    from firmware_host.rig import load_rig
+    from firmware_host.rig.device import build_device_library
+
+    pid_file = tmp_path / "child.pid"
+    cc = tmp_path / "cc"
+    cc.write_text(f"#!/bin/sh\nsleep 60 &\necho $! > {pid_file}\nsleep 0.3\nkill -USR1 $PPID\nwait\n")
+    cc.chmod(0o755)
+    monkeypatch.setenv("CC", str(cc))
+    monkeypatch.setenv("BPD_CACHE_DIR", "off")
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGUSR1, stop)  # the stop, once the compiler's child runs
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            build_device_library(tmp_path / "build", load_rig("desktop-cartpole"))
+        child = int(pid_file.read_text())
+        for _ in range(500):  # gone, or a zombie its new parent has not reaped
+            try:
+                state = open(f"/proc/{child}/stat").read().rsplit(")", 1)[1].split()[0]
+            except FileNotFoundError:
+                break
+            if state == "Z":
+                break
+            time.sleep(0.01)
+        else:
+            os.kill(child, signal.SIGKILL)
+            raise AssertionError("the compiler's child ran on after the stop")
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+    assert not list((tmp_path / "build").glob("*.so")) and not list((tmp_path / "build").glob(".*.tmp"))
