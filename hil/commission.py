@@ -110,11 +110,12 @@ def _invert_fix(spec: RigSpec, i: int) -> str:
     return f"set wiring.encoders[{i}].invert: {str(not now).lower()}"
 
 
-def check_rest(spec: RigSpec, rest: np.ndarray, ticks: int) -> tuple[list[Check], bool]:
+def check_rest(spec: RigSpec, rest: np.ndarray, ticks: int, flags: int = 0) -> tuple[list[Check], bool]:
     """The second at rest (`ticks` asked for, `rest` the positions read): each sensor's noise, whether the rig stood
     still, the offsets. True when the move may follow: a whole second, nothing moving and the cart within its
     limit; the model it is judged by starts at rest, so a swinging pendulum or a cart at a stop (where the last
-    check or trial left it: a board's RESET moves nothing) would be read as a wrong scale or a dead motor."""
+    check or trial left it: a board's RESET moves nothing) would be read as a wrong scale or a dead motor. `flags`,
+    the run's last STATE's, names the input that ended a run cut short (the e-stop has a flag of its own)."""
     names, _ = sensor_names(spec)
     cpu = spec.counts_per_unit
     noise = list(spec.sensors.get("noise_std", [0.0] * spec.n_pos))[:spec.n_pos]
@@ -141,10 +142,17 @@ def check_rest(spec: RigSpec, rest: np.ndarray, ticks: int) -> tuple[list[Check]
     c, a = spec.pos_index, spec.angle_index
     if not whole:
         beyond = bool(len(rest)) and abs(float(rest[-1, c])) > spec.limits["position"]
+        w = spec.wiring or {}
+        held = ("the emergency stop input is closed (pressed, or a loose wire on its pin, wiring.estop "
+                f"{w.get('estop')}): release it" if flags & FLAGS["estop"] else
+                "an end stop input is closed (the cart at a stop, or a loose wire on its pin: wiring.end_stops "
+                f"{', '.join(str(e.get('pin')) for e in w.get('end_stops', []))}): move the cart off it"
+                if flags & FLAGS["limit_stop"] else
+                "an end stop or the emergency stop input closed (pressed, or a loose wire on its pin: "
+                "wiring.end_stops, wiring.estop): release it")
         out.append(Check("rig at rest", False, f"the device ended the run after {len(rest)} of {ticks} ticks",
                          f"the {names[c]} stands beyond the position limit (its offset below)" if beyond else
-                         "an end stop or the emergency stop input closed (pressed, or a loose wire on its pin: "
-                         "wiring.end_stops, wiring.estop): release it, then check again"))
+                         f"{held}, then check again"))
     else:
         swing = [m for m in moving if m.startswith(names[a])]
         out.append(Check("rig at rest", still, "; ".join(moving) if moving else "still for a second",
@@ -478,8 +486,8 @@ def _check(cfg: RigCheckConfig, spec: RigSpec, port: str, hand=None) -> dict:
             session = Session(link, spec, cfg.motor_share * spec.limits["action"])
             wide = spec.limits["position"]  # rest and move stay within the rig's own position limit
             second = int(1e6 / spec.period_us)
-            rest, _, _ = session.run(second, lambda k, obs: 0.0, wide)
-            rest_checks, at_rest = check_rest(spec, rest, second)
+            rest, _, rest_flags = session.run(second, lambda k, obs: 0.0, wide)
+            rest_checks, at_rest = check_rest(spec, rest, second, rest_flags)
             checks += rest_checks
             proven = False
             if at_rest:

@@ -656,3 +656,19 @@ def test_estop_asked_but_not_pressed_does_not_pass_the_check(tmp_path, monkeypat
                                                 "after the release starts")
     assert by["emergency stop"]["fix"] == "move the cart to the centre by hand, then check again with --estop"
     assert "emergency stop released" not in by
+
+
+def test_a_run_cut_short_at_rest_names_the_input_its_flags_name():
+    """The second at rest ended by the device: the fix named "an end stop or the emergency stop" whichever had
+    closed; the e-stop has its own flag (bit 9), so the fix names it and its pin, or the end stops' pins."""
+    from firmware_host.wire.spec import FLAGS
+    from hil.commission import check_rest
+
+    spec = load_rig("desktop-cartpole")
+    rest = np.stack([np.zeros(20), np.full(20, math.pi)], axis=1)
+    fix = {f: {c.name: c for c in check_rest(spec, rest, 200, f)[0]}["rig at rest"].fix
+           for f in (FLAGS["estop"], FLAGS["limit_stop"], 0)}
+    assert fix[FLAGS["estop"]].startswith("the emergency stop input is closed (pressed, or a loose wire on its pin, "
+                                          "wiring.estop PC13): release it, then check again")
+    assert "an end stop input is closed" in fix[FLAGS["limit_stop"]] and "PC0, PC1" in fix[FLAGS["limit_stop"]]
+    assert fix[0].startswith("an end stop or the emergency stop input closed")
