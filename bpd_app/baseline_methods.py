@@ -7,13 +7,21 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bpd.errors import BpdError
-from bpd_app.method_base import CellInputs, Method, bpd_collapsed_widths, flags, register, resume_flag
+from bpd_app.method_base import (
+    CellInputs,
+    Method,
+    bpd_collapsed_widths,
+    flags,
+    needed_label,
+    register,
+    resume_flag,
+)
 from training.baseline_rules import REWARD_RULES
 
 # Plan args: size (pruned: BPD's architecture magnitude-pruned to BPD's
 # nonzero count; dense: a dense network of BPD's collapsed widths; large: the teacher's widths, the
-# papers' reference size), size_from (the label of the BPD cell, default bpd), and any option of
-# `bpd baseline train`.
+# papers' reference size), size_from (the label of the BPD cell: the one the plan's `needs: {bpd: LABEL}`
+# names, by default bpd), and any option of `bpd baseline train`.
 
 BASELINE_SIZES = ("pruned", "dense", "large")
 
@@ -37,7 +45,10 @@ def baseline_size(c: CellInputs, size: str, label: str) -> dict:
 def baseline_command(rule: str) -> Callable[[CellInputs], list[str]]:
     def command(c: CellInputs) -> list[str]:
         args = dict(c.args)
-        size, label = str(args.pop("size", "pruned")), str(args.pop("size_from", "bpd"))
+        size = str(args.pop("size", "pruned"))
+        if size not in BASELINE_SIZES:  # before the needed cell is read, so that a plan's typo is refused when read
+            raise BpdError(f"size must be one of {', '.join(BASELINE_SIZES)}, not {size!r}")
+        label = needed_label(c, args.pop("size_from", None))
         args = {"seed": c.seed, "progress": False} | baseline_size(c, size, label) | args
         from training.baseline_rules import BaselineConfig
 

@@ -96,6 +96,17 @@ def resume_flag(out: Path) -> list[str]:
     return ["--resume"] if (out / "config.json").exists() else []
 
 
+def needed_label(c: CellInputs, given: object = None) -> str:
+    """The plan label of the cell a sized method reads: the one cell it waits for (the plan's `needs: {bpd: LABEL}`
+    names it, by default the `bpd` row), or `size_from` where the method's args give it, which must be that cell
+    (the runner hands a method the results of its needed cells alone, keyed by their labels)."""
+    if given is None:
+        return next(iter(c.deps)) if len(c.deps) == 1 else "bpd"
+    if c.deps and str(given) not in c.deps:
+        raise BpdError(f"size_from {given!r} is not {' or '.join(map(repr, c.deps))}, the cell its needs: names")
+    return str(given)
+
+
 def sibling_cell(c: CellInputs, label: str) -> Path:
     """The run root's directory of the `label` cell of the same environment and seed as this one."""
     return c.out.parent.parent.parent / label / f"seed{c.seed}"

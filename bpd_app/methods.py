@@ -24,6 +24,7 @@ from bpd_app.method_base import (  # noqa: F401  (re-exported: the runner and th
     bpd_collapsed_widths,
     collapsed_student,
     flags,
+    needed_label,
     register,
     resume_flag,
     sibling_cell,
@@ -66,8 +67,7 @@ def _collapsed_widths(c: CellInputs, label: str) -> list[int]:
 def _online_sac_command(c: CellInputs) -> list[str]:
     """SAC from scratch, no teacher, an actor of the BPD student's collapsed widths, the teacher's
     environment-step budget."""
-    label = c.args.get("size_from", "bpd")
-    widths = _collapsed_widths(c, label)
+    widths = _collapsed_widths(c, needed_label(c, c.args.get("size_from")))
     steps = c.args.get("steps") or int((c.teacher_meta.get("train") or {}).get("steps", 0))
     if steps <= 0:
         raise BpdError(f"{c.teacher}: the teacher records no training budget; give the method a steps option")
@@ -184,15 +184,16 @@ def bpd_cycles_budget(c: CellInputs, share: float) -> float:
     from export.onnx_export import onnx_weights
     from firmware_host.measure.dsp_meter import mask_cycles
 
-    dep = c.deps.get("bpd") or {}
+    label = needed_label(c)  # the plan's bpd row (a `needs: {bpd: LABEL}` names another)
+    dep = c.deps.get(label) or {}
     integer = (dep.get("bench") or {}).get("integer") or {}
     if dep.get("student"):  # bpd compress: the bpd run's student file and its integer kernel measured there
         weights = list(collapsed_student(Path(dep["student"])).weights)
     else:
-        onnx = sibling_cell(c, "bpd") / "export" / "policy.onnx"
+        onnx = sibling_cell(c, label) / "export" / "policy.onnx"
         weights = onnx_weights(onnx) if onnx.is_file() else []
     if not weights or "cycles" not in integer:
-        raise BpdError(f"the bpd cell of {c.env} seed {c.seed} has no export measured with the integer kernel "
+        raise BpdError(f"the {label} cell of {c.env} seed {c.seed} has no export measured with the integer kernel "
                        "(a run root that was lost): rerun that cell")
     layers = mask_cycles([w != 0 for w in weights], c.args.get("activation", "tanh"))
     ref = reference_cycles(c)

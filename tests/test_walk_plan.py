@@ -81,6 +81,44 @@ def test_a_first_plans_mistakes_are_one_line_each(tmp_path, plan, message):
     assert "\n" not in str(e.value) and str(e.value).startswith(str(p))
 
 
+REAL = GOOD | {"teachers": {"InvertedPendulum-v5": str(TEACHER)}}
+
+
+@pytest.mark.parametrize("args, message", [
+    ({"size": "prunned"}, r"method 'rk' for InvertedPendulum-v5: its args do not make a command \(size must be one of "
+                          r"pruned, dense, large, not 'prunned'\)"),
+    ({"size_from": "bdp"}, r"its args do not make a command \(size_from 'bdp' is not 'bpd', the cell its needs: names"),
+])
+def test_a_baselines_size_is_checked_when_the_plan_is_read_not_once_its_bpd_cell_has_trained(tmp_path, args, message):
+    """A baseline's size and size_from are read from the bpd cell's result: a typo there failed each of its cells
+    after that cell had trained (hours, on a real plan), the plan check taking any failure on its stand-in result
+    for a method that reads the needed cell's files."""
+    with pytest.raises(BpdError, match=message):
+        load_plan(_write(tmp_path, REAL | {"methods": GOOD["methods"] | {"rk": {"method": "rusu-kl", "args": args}}}))
+    assert load_plan(_write(tmp_path, REAL | {"methods": GOOD["methods"] | {"rk": {"method": "rusu-kl", "args": {
+        "size": "large", "size_from": "bpd"}}}})).methods["rk"].args["size"] == "large"
+
+
+def test_a_baseline_named_another_bpd_row_with_needs_is_sized_from_that_row(tmp_path):
+    """`needs: {bpd: LABEL}` names the bpd row a sized method waits for; the baselines and online-sac-small then read
+    that row's result (they looked for a row labelled bpd, which the runner had not handed them, and each cell
+    failed once LABEL's cell had trained: 'the bpd cell ... records no architecture or nonzero count')."""
+    from bpd_app.methods import CellInputs, get
+
+    plan = load_plan(_write(tmp_path, REAL | {"methods": {"bpd-long": {"method": "bpd", "args": ARGS},
+                                                          "rk": {"method": "rusu-kl", "needs": {"bpd": "bpd-long"}},
+                                                          "sac": {"method": "online-sac-small",
+                                                                  "needs": {"bpd": "bpd-long"}}}}))
+    assert plan.methods["rk"].needs == {"bpd": "bpd-long"}
+    dep = {"params_nonzero": 123, "train": {"hidden": [16, 12]}, "export": {"widths": [4, 9, 7, 1]}}
+    c = CellInputs("InvertedPendulum-v5", 0, str(TEACHER), "d.npz", tmp_path / "run", {}, {"bpd-long": dep},
+                   {"train": {"steps": 5000}})
+    argv = get("rusu-kl").command(c)
+    assert argv[argv.index("--nonzero") + 1] == "123" and argv[argv.index("--hidden") + 1:][:2] == ["16", "12"]
+    argv = get("online-sac-small").command(c)
+    assert argv[argv.index("--hidden") + 1:][:2] == ["9", "7"]
+
+
 def test_the_plan_the_mistakes_were_made_in_loads(tmp_path):
     plan = load_plan(_write(tmp_path, GOOD))
     assert [c.key for c in plan.cells()] == ["InvertedPendulum-v5/bpd/seed0", "InvertedPendulum-v5/bpd/seed1",

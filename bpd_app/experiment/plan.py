@@ -368,10 +368,19 @@ STAND_IN_RESULT = {"params_nonzero": 100, "train": {"hidden": [8, 8]}, "export":
 
 def check_plan_commands(plan: Plan) -> None:
     """Every method's command line, as a cell would run it, parses as `bpd` would parse it: an unknown
-    option, a value of the wrong type or a non-finite number in a method's args is refused now."""
+    option, a value of the wrong type or a non-finite number in a method's args is refused now. A method
+    sized from a needed cell's result (the baselines' size and size_from) is built on a stand-in of that result
+    with the environment's teacher, and refused where that fails, unless it reads the needed cell's files too."""
     from bpd_app.methods import REFERENCE_ARG, CellInputs, get, reference_cycles
     from bpd_app.parser import check_command
+    from training.teacher import load_teacher
 
+    metas = {}  # the teachers that can be read (a missing or broken one is refused before a run: check_plan_teachers)
+    for e in plan.envs:
+        try:
+            metas[e] = {"train": load_teacher(plan.teachers[e]).train}
+        except BpdError:
+            pass
     for ms in plan.methods.values():
         m = get(ms.method)
         for env in plan.envs:
@@ -382,19 +391,26 @@ def check_plan_commands(plan: Plan) -> None:
                         reference_cycles(CellInputs(env, seed, "", "", plan.runs, args))
                     except BpdError as e:
                         raise BpdError(f"{plan.path}: method {ms.label!r}: {e}") from None
-            inputs = CellInputs(env, plan.seeds[0], "teacher.npz", "dataset.npz", plan.runs / "check", args)
+            teacher = str(plan.teachers[env]) if env in metas else "teacher.npz"
+            inputs = CellInputs(env, plan.seeds[0], teacher, "dataset.npz", plan.runs / "check", args,
+                                teacher_meta=metas.get(env, {}))
             where = f"{plan.path}: method {ms.label!r} for {env}"
+            error: Exception | None = None
             try:
                 argv = m.command(inputs)
             except Exception as e:
-                if ms.needs:  # sized from a needed cell's result: its args checked on a stand-in result
-                    try:
-                        argv = m.command(replace(inputs, deps={label: STAND_IN_RESULT for label in ms.needs.values()}))
-                    except Exception:
-                        continue  # reads the needed cell's files too: checked when that cell has finished
-                else:
-                    why = str(e).splitlines()[0][:80] if str(e) else e.__class__.__name__
-                    raise BpdError(f"{where}: its args do not make a command ({why})") from None
+                error = e
+            if error is not None and ms.needs:  # sized from a needed cell's result: checked on a stand-in result
+                stand_in = replace(inputs, deps={label: STAND_IN_RESULT for label in ms.needs.values()})
+                try:
+                    argv, error = m.command(stand_in), None
+                except Exception as e:
+                    if m.reads_needed_products or env not in metas:
+                        continue  # reads the needed cell's files (or the teacher's) too: checked when it runs
+                    error = e
+            if error is not None:
+                why = str(error).splitlines()[0][:80] if str(error) else error.__class__.__name__
+                raise BpdError(f"{where}: its args do not make a command ({why})") from None
             check_command(argv, where)
 
 
