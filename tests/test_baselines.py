@@ -294,6 +294,19 @@ def test_teacher_control_charges_the_dataset(idp_dataset, tmp_path):
     assert s["env_steps"] == 300 and s["dataset_steps"] == 300 and s["env_steps_online"] == 0
 
 
+def test_a_teacher_value_fitted_on_the_dataset_charges_its_environment_steps(idp_dataset, tmp_path):
+    """teacher-v-reward without the teacher's critic fits V_T on the offline dataset (its rewards and transitions)
+    and then collects online: both budgets are charged (it was charged the online steps alone, so the baselines
+    table gave it the same environment steps as the rules that learn from one of the two)."""
+    s = train_baseline(BaselineConfig(method="teacher-v-reward", teacher=str(IDP_TEACHER), dataset=idp_dataset,
+                                      out=str(tmp_path / "run"), hidden=[8], steps=4, env_steps=40, collect_every=20,
+                                      value_steps=5, eval_every=4, eval_episodes=1, progress=False))
+    assert s["teacher_value"].startswith("fitted: V_T by TD(0) on the offline dataset")
+    assert s["env_steps_online"] == 40 and s["dataset_steps"] == 300 and s["env_steps"] == 340
+    import csv
+    assert [int(r["env_steps"]) for r in csv.DictReader(open(tmp_path / "run" / "metrics.csv"))] == [340]
+
+
 def test_trainer_state_round_trip():
     torch.manual_seed(1)
     a = _trainer("n-distill")

@@ -28,7 +28,9 @@ one sample ever more tightly: the student's spread collapses to its floor and ev
 Control policies: teacher (the plan's offline dataset: the teacher with its collection noise; the
 environment steps charged are the dataset's), student (the student samples, online), mixed (per
 step the teacher acts with probability beta, falling linearly from 1 to 0 over the first half of
-the environment budget, as DAgger's beta_i), uniform (uniform random actions, online).
+the environment budget, as DAgger's beta_i), uniform (uniform random actions, online). An online run
+whose teacher value is fitted on the offline dataset (teacher-v-reward without --teacher-sb3) is charged
+the dataset's environment steps too: it learns from both.
 
 Teacher distribution in u (pre-tanh) units: mean from the teacher file; log std from the SAC
 actor's log-std head when --teacher-sb3 gives the stable-baselines3 zip, else a fixed spread
@@ -199,8 +201,10 @@ def train_baseline(cfg: BaselineConfig) -> dict:
     t0 = time.time() - elapsed
     bar = tqdm(total=cfg.steps, initial=trainer.step, desc=cfg.method, disable=None if cfg.progress else True)
 
+    offline = len(ds) if not online or value_fit is not None else 0  # the dataset's steps, where the run learns on it
+
     def env_steps() -> int:
-        return collector.env_steps if collector is not None else len(ds)
+        return (collector.env_steps if collector is not None else 0) + offline
 
     try:
         while trainer.step < cfg.steps:
@@ -255,7 +259,7 @@ def train_baseline(cfg: BaselineConfig) -> dict:
     summary = {
         "method": cfg.method, "control": control, "steps": trainer.step, "grad_steps": trainer.step,
         "env_steps": env_steps(), "env_steps_online": collector.env_steps if collector else 0,
-        "dataset_steps": len(ds) if not online else 0, "seconds": round(seconds, 2), "device": str(device),
+        "dataset_steps": offline, "seconds": round(seconds, 2), "device": str(device),
         "hidden": list(cfg.hidden), "nonzero_budget": cfg.nonzero,
         "params_nonzero": trainer.student.params_nonzero(), "params_total": trainer.dense,
         "teacher_params_total": teacher.params_total, "teacher_distribution": tm.distribution,
