@@ -6,8 +6,8 @@ Writes, beside the runner's own table (`bpd experiment table`, written first int
   baselines.md / baselines.csv   per environment and method: return, % of the teacher and D4RL score
                                  (each mean +- std over seeds; worst seed), environment steps, gradient
                                  steps, training wall time, nonzero parameters, Cortex-M4F instructions and
-                                 estimated cycles (median over seeds, of the kernel each cell's bench
-                                 measured), control policy and the spread of the states it visited
+                                 estimated cycles (median over seeds) with the C kernel each cell's bench
+                                 measured them of, control policy and the spread of the states it visited
 and links the runner's <env>.env-curves.png (periodic evaluation return against environment steps for
 the online variants, mean and min-max over seeds, with the teacher and BPD as references).
 """
@@ -34,7 +34,7 @@ from bpd_app.experiment.tables import kernels_note, spread, write_table  # noqa:
 COLS = ["env", "label", "method", "size", "control", "seeds_done", "return_mean", "return_std", "return_worst",
         "worst_seed", "early_ends", "episodes", "vs_teacher_mean", "vs_teacher_std", "vs_teacher_worst",
         "d4rl_mean", "d4rl_std", "d4rl_worst", "env_steps", "grad_steps", "train_seconds_median", "nonzero_min",
-        "nonzero_max", "m4f_instructions_median", "m4f_cycles_median", "visited_spread_mean"]
+        "nonzero_max", "m4f_instructions_median", "m4f_cycles_median", "m4f_kernel", "visited_spread_mean"]
 
 
 def _stat(xs: list, f) -> float | None:
@@ -71,6 +71,7 @@ def rows_of(plan) -> list[dict]:
                     "nonzero_min": a["nonzero_min"], "nonzero_max": a["nonzero_max"],
                     "m4f_instructions_median": _stat(a["instructions"] or [], np.median),
                     "m4f_cycles_median": _stat(a["cycles"] or [], np.median),
+                    "m4f_kernel": ", ".join(a["bench_kernels"]) or None,  # the kernel those figures are of
                     "visited_spread_mean": _stat([t.get("visited_spread") for t in tr], np.mean)}
         out.append(row)
     return out
@@ -117,8 +118,8 @@ def markdown(plan, rows: list[dict]) -> str:
         lines += ["| method | rule | size | control | seeds | return (mean +- std over seeds; worst seed) "
                   "| % of teacher (mean +- std; worst seed) | early ends where teacher finished "
                   "| D4RL (mean +- std; worst seed) | env steps | grad steps | train s (median) | nonzero "
-                  "| M4F instr. (median) | M4F cycles, est. (median) | visited spread |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| M4F instr. (median) | M4F cycles, est. (median) | their kernel | visited spread |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in rs:
             nz = "-" if r.get("nonzero_min") is None else (
                 f"{r['nonzero_min']:,}" if r["nonzero_min"] == r["nonzero_max"]
@@ -133,7 +134,7 @@ def markdown(plan, rows: list[dict]) -> str:
                          f"| {ret} | {vs} | {early} | {d4rl} | {_f(r.get('env_steps'))} "
                          f"| {_f(r.get('grad_steps'))} | {_f(r.get('train_seconds_median'))} | {nz} "
                          f"| {_f(r.get('m4f_instructions_median'))} | {_f(r.get('m4f_cycles_median'))} "
-                         f"| {_f(r.get('visited_spread_mean'), 2)} |")
+                         f"| {r.get('m4f_kernel') or '-'} | {_f(r.get('visited_spread_mean'), 2)} |")
         lines.append("")
     return "\n".join(lines)
 
