@@ -5,7 +5,8 @@
 Writes, beside the runner's own table (`bpd experiment table`, written first into the same directory):
   baselines.md / baselines.csv   per environment and method: return, % of the teacher and D4RL score
                                  (each mean +- std over seeds; worst seed), environment steps, gradient
-                                 steps, training wall time, nonzero parameters, Cortex-M4F instructions and
+                                 steps, training wall time, nonzero parameters (and the budget a pruned
+                                 row was given: the BPD cell's count), Cortex-M4F instructions and
                                  estimated cycles (median over seeds) with the C kernel each cell's bench
                                  measured them of, control policy and the spread of the states it visited
 and links the runner's <env>.env-curves.png (periodic evaluation return against environment steps for
@@ -34,7 +35,8 @@ from bpd_app.experiment.tables import kernels_note, spread, write_table  # noqa:
 COLS = ["env", "label", "method", "size", "control", "seeds_done", "return_mean", "return_std", "return_worst",
         "worst_seed", "early_ends", "episodes", "vs_teacher_mean", "vs_teacher_std", "vs_teacher_worst",
         "d4rl_mean", "d4rl_std", "d4rl_worst", "env_steps", "grad_steps", "train_seconds_median", "nonzero_min",
-        "nonzero_max", "m4f_instructions_median", "m4f_cycles_median", "m4f_kernel", "visited_spread_mean"]
+        "nonzero_max", "nonzero_budget_min", "nonzero_budget_max", "m4f_instructions_median", "m4f_cycles_median",
+        "m4f_kernel", "visited_spread_mean"]
 
 
 def _stat(xs: list, f) -> float | None:
@@ -69,6 +71,8 @@ def rows_of(plan) -> list[dict]:
                     "grad_steps": _stat([t.get("grad_steps") or t.get("steps") for t in tr], np.median),
                     "train_seconds_median": a["seconds_median"],
                     "nonzero_min": a["nonzero_min"], "nonzero_max": a["nonzero_max"],
+                    "nonzero_budget_min": _stat([t.get("nonzero_budget") for t in tr], min),
+                    "nonzero_budget_max": _stat([t.get("nonzero_budget") for t in tr], max),
                     "m4f_instructions_median": _stat(a["instructions"] or [], np.median),
                     "m4f_cycles_median": _stat(a["cycles"] or [], np.median),
                     "m4f_kernel": ", ".join(a["bench_kernels"]) or None,  # the kernel those figures are of
@@ -79,6 +83,10 @@ def rows_of(plan) -> list[dict]:
 
 def _f(x, nd=0) -> str:
     return "-" if x is None else f"{x:,.{nd}f}"
+
+
+def _span(lo, hi) -> str:
+    return "-" if lo is None else f"{lo:,.0f}" if lo == hi else f"{lo:,.0f}-{hi:,.0f}"
 
 
 def teacher_note(rows: list[dict]) -> str | None:
@@ -105,7 +113,9 @@ def markdown(plan, rows: list[dict]) -> str:
     lines = [f"# {plan.name}: BPD and the distillation baselines at equal size", "",
              f"Plan `{plan.rel(plan.path)}`; regenerate with `bpd experiment run {plan.rel(plan.path)}` then "
              f"`python benchmarks/baselines_table.py {plan.rel(plan.path)}`. Size: pruned = BPD's architecture "
-             "magnitude-pruned to the BPD cell's nonzero count; dense = BPD's collapsed widths; large = the "
+             "magnitude-pruned to the BPD cell's nonzero count (the budget column), which counts the weights the "
+             "pruning left on units without an input or an output: the collapsed network drops them, and the nonzero "
+             "column counts what it keeps, as BPD's does; dense = BPD's collapsed widths; large = the "
              "teacher's widths. Environment steps: the dataset's for teacher-driven (offline) methods, those "
              "collected for the online ones. Visited spread: per-dimension std of the states the control policy "
              "visited, in units of the teacher data's.", ""]
@@ -117,13 +127,11 @@ def markdown(plan, rows: list[dict]) -> str:
             lines += [note, ""]
         lines += ["| method | rule | size | control | seeds | return (mean +- std over seeds; worst seed) "
                   "| % of teacher (mean +- std; worst seed) | early ends where teacher finished "
-                  "| D4RL (mean +- std; worst seed) | env steps | grad steps | train s (median) | nonzero "
+                  "| D4RL (mean +- std; worst seed) | env steps | grad steps | train s (median) | nonzero | budget "
                   "| M4F instr. (median) | M4F cycles, est. (median) | their kernel | visited spread |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in rs:
-            nz = "-" if r.get("nonzero_min") is None else (
-                f"{r['nonzero_min']:,}" if r["nonzero_min"] == r["nonzero_max"]
-                else f"{r['nonzero_min']:,}-{r['nonzero_max']:,}")
+            nz, budget = (_span(r.get(f"{k}_min"), r.get(f"{k}_max")) for k in ("nonzero", "nonzero_budget"))
             vs = spread(r.get("vs_teacher_mean"), r.get("vs_teacher_std"), r.get("vs_teacher_worst"), pct=True)
             ret = "-" if r.get("return_mean") is None else (
                 f"{_f(r['return_mean'], 1)} +- {_f(r['return_std'], 1)}; {_f(r['return_worst'], 1)} "
@@ -132,7 +140,7 @@ def markdown(plan, rows: list[dict]) -> str:
             d4rl = spread(r.get("d4rl_mean"), r.get("d4rl_std"), r.get("d4rl_worst"))
             lines.append(f"| {r['label']} | {r['method']} | {r['size']} | {r['control'] or '-'} | {r['seeds_done']} "
                          f"| {ret} | {vs} | {early} | {d4rl} | {_f(r.get('env_steps'))} "
-                         f"| {_f(r.get('grad_steps'))} | {_f(r.get('train_seconds_median'))} | {nz} "
+                         f"| {_f(r.get('grad_steps'))} | {_f(r.get('train_seconds_median'))} | {nz} | {budget} "
                          f"| {_f(r.get('m4f_instructions_median'))} | {_f(r.get('m4f_cycles_median'))} "
                          f"| {r.get('m4f_kernel') or '-'} | {_f(r.get('visited_spread_mean'), 2)} |")
         lines.append("")

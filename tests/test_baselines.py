@@ -511,22 +511,27 @@ def test_baselines_table_names_each_methods_seeds_by_kernel_kind_where_an_enviro
     assert "kind of torch CPU kernel" not in b
 
 
-def test_baselines_table_names_the_c_kernel_its_cortex_m4f_figures_are_of(benchmark_script):
+def test_baselines_table_names_the_c_kernel_of_its_cycles_and_the_pruned_rows_budget(benchmark_script):
     """The baselines table's instructions and cycles are of the kernel each cell's bench measured (the generic float
-    kernel, its fast tanh, the generated one, ...), which it did not name: the runner's table has the column."""
+    kernel, its fast tanh, the generated one, ...), which it did not name: the runner's table has the column. A pruned
+    row was given the BPD cell's nonzero count and keeps less on live units (IDP: 64-249 of 317-412): the budget
+    column shows both, where 'at equal size' alone read as the same count."""
     from types import SimpleNamespace
 
     bt = benchmark_script("baselines_table")
     plan = SimpleNamespace(name="p", path="p.yaml", envs=["A-v0"], rel=lambda p: str(p))
     row = {"env": "A-v0", "label": "rusu-kl", "method": "rusu-kl", "size": "pruned", "control": "teacher",
            "seeds_done": "1/1", "teacher_returns": [], "per_seed": [], "m4f_instructions_median": 5357.0,
-           "m4f_cycles_median": 9616.0, "m4f_kernel": "bpd-fast-tanh"}
+           "m4f_cycles_median": 9616.0, "m4f_kernel": "bpd-fast-tanh", "nonzero_min": 64, "nonzero_max": 249,
+           "nonzero_budget_min": 317.0, "nonzero_budget_max": 412.0}
     md = bt.markdown(plan, [row])
     header = next(x for x in md.splitlines() if x.startswith("| method"))
     line = next(x for x in md.splitlines() if x.startswith("| rusu-kl"))
     cols = dict(zip([c.strip() for c in header.split("|")], [c.strip() for c in line.split("|")]))
     assert cols["M4F cycles, est. (median)"] == "9,616" and cols["their kernel"] == "bpd-fast-tanh"
     assert "m4f_kernel" in bt.COLS
+    # a pruned row's budget (the BPD cell's count) beside what its collapsed network kept: not the same size
+    assert cols["nonzero"] == "64-249" and cols["budget"] == "317-412" and "nonzero_budget_min" in bt.COLS
 
 
 def test_a_run_started_with_relative_inputs_records_them_from_its_directory_and_resumes(idp_dataset, tmp_path,
