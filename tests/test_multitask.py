@@ -122,6 +122,15 @@ def test_multitask_training_reaches_its_budget(tmp_path):
     from bpd_app.evaluate import EvaluateConfig, run_evaluate
     ev = run_evaluate(EvaluateConfig(model=str(tmp_path / "run" / "task1.npz"), episodes=1))
     assert ev["env_id"] == "InvertedDoublePendulum-v5" and ev["episodes"] == 1
+    # a budget the biases (kept by the pruning) fill: refused before training, naming the budget given and the biases
+    # (it trained on to the first pruning step, then named that step's target: 'a budget of 87 ... parameters')
+    from bpd.errors import BpdError
+    with pytest.raises(BpdError, match=r"^--nonzero 40 leaves no weights beside the 50 biases of this trunk"):
+        train_multitask(MultiTaskConfig(teachers=[str(tmp_path / "ip.npz"), str(idp)],
+                                        datasets=[str(tmp_path / "ip.ds.npz"), str(tmp_path / "idp.ds.npz")],
+                                        out=str(tmp_path / "low"), trunk=[16, 16], steps=30, batch=32, eval_every=30,
+                                        eval_episodes=1, nonzero=40, progress=False))
+    assert not (tmp_path / "low").exists()
 
 
 def test_multitask_parity_tolerance_follows_float32_floor(tmp_path):

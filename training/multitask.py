@@ -272,6 +272,10 @@ def _train(cfg: MultiTaskConfig, out: Path, teachers: list, dss: list, envs: lis
     dense = student.params_total()
     if cfg.nonzero is not None and not 0 < cfg.nonzero <= dense:
         raise BpdError(f"--nonzero must be in 1..{dense} for this trunk")
+    n_bias = sum(lin.bias.numel() for lin in student.linears())  # kept by the pruning: checked before the first step
+    if cfg.nonzero is not None and cfg.nonzero <= n_bias:  # (the pruning's first cut named its own target, mid-run)
+        raise BpdError(f"--nonzero {cfg.nonzero} leaves no weights beside the {n_bias} biases of this trunk and these "
+                       "tasks")
     opt = torch.optim.Adam(student.parameters(), lr=cfg.lr)
     tms = [TeacherModel(t, cfg.teacher_std) for t in teachers]
     obs = [torch.as_tensor(d.observations) for d in dss]
