@@ -189,6 +189,28 @@ def test_bench_figures_take_the_cheapest_kernel_and_the_policy_ram(tmp_path):
     assert row["result"]["bench"]["policy_ram_bytes"] == 416
 
 
+def test_a_cells_environment_steps_count_the_fine_tunes_visits_beside_the_dataset(tmp_path):
+    """A distillation with --finetune-visits drives the task for that many environment steps on top of the dataset's
+    (its run summary's visits): the cell's summary, which the tables read, counted the dataset's alone (the delivery
+    plan's -visits-full cells: 100,000 where they ran 200,000)."""
+    import yaml
+
+    from bpd_app.experiment.plan import cell_spec
+    from bpd_app.experiment.summary import _cell_result
+
+    plan_path = tmp_path / "p.yaml"
+    plan_path.write_text(yaml.safe_dump({"name": "p", "envs": ["InvertedPendulum-v5"], "seeds": [0],
+                                         "teachers": {"InvertedPendulum-v5": "t.npz"}, "dataset": {"steps": 5000},
+                                         "methods": ["bpd"]}))
+    plan = load_plan(str(plan_path), str(tmp_path / "runs"))
+    (cell,) = plan.cells()
+    ev = {"return_mean": 10.0, "episodes": 1, "terminated": [True]}
+    for train, steps in (({"steps": 300}, 5000), ({"steps": 300, "visits": {"env_steps": 1200, "budget": 1200}}, 6200)):
+        res = _cell_result(plan, cell, cell_spec(plan, cell), train, ev, {"return_mean": 20.0, "terminated": [False]},
+                           None, {}, 1.0)
+        assert res["train"]["env_steps"] == steps and res["train"]["grad_steps"] == 300
+
+
 def test_a_method_with_a_dataset_of_its_own(tmp_path):
     """A method's `dataset` keys replace the plan's for its cells alone: its cells learn from (and are specified by)
     a dataset named by what differs, collected beside the plan's; the other cells keep the plan's file and their

@@ -180,6 +180,10 @@ def _cell_result(plan: Plan, cell: Cell, spec: dict, train: dict, ev: dict, tev:
     seconds = train.get("seconds")
     if seconds is None:
         seconds = round(train_seconds, 1)
+    # a distillation records no environment steps of its own: the dataset's, and the steps its fine-tune's student
+    # drove the task for (--finetune-visits: a budget on top of the dataset's, which the cell's count left out)
+    env_steps = train.get("env_steps", plan.cell_dataset(cell.label)["steps"] + int(
+        (train.get("visits") or {}).get("env_steps") or 0) if uses_dataset else None)
     return {
         "env": cell.env, "label": cell.label, "method": spec["method"], "seed": cell.seed, "args": spec["args"],
         "eval": {k: ev.get(k) for k in ("episodes", "seeds", "return_mean", "return_std", "return_min", "return_q1",
@@ -194,7 +198,7 @@ def _cell_result(plan: Plan, cell: Cell, spec: dict, train: dict, ev: dict, tev:
         "weights_removed_vs_teacher": (1.0 - nonzero / t_total) if nonzero is not None and t_total else None,
         "train": {"seconds": seconds, "steps": train.get("steps"), "hidden": train.get("hidden"),
                   "grad_steps": train.get("grad_steps", train.get("steps")),
-                  "env_steps": train.get("env_steps", plan.cell_dataset(cell.label)["steps"] if uses_dataset else None),
+                  "env_steps": env_steps,
                   "control": train.get("control"), "nonzero_budget": train.get("nonzero_budget"),
                   "teacher_distribution": train.get("teacher_distribution"),
                   "teacher_value": train.get("teacher_value"), "visited_spread": train.get("visited_spread"),
