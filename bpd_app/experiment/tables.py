@@ -40,11 +40,19 @@ def _fmt(x, nd=1, pct=False) -> str:
     return f"{100 * x:.{nd}f} %" if pct else f"{x:,.{nd}f}"
 
 
-def spread(mean, std, worst, nd=1, pct=False) -> str:
-    """'mean +- std; worst' over seeds (std and worst: the population std and the lowest seed), '-' without a mean."""
+def spread(mean, std, worst, nd=1, pct=False, done: int | None = None) -> str:
+    """'mean +- std; worst' over seeds (std and worst: the population std and the lowest seed), '-' without a mean;
+    one seed done has no spread to give: 'mean (1 seed)', not '+- 0.0'."""
     if mean is None:
         return "-"
+    if done == 1:
+        return f"{_fmt(mean, nd, pct)} (1 seed)"
     return f"{_fmt(mean, nd, pct)} +- {_fmt(std, nd, pct)}; {_fmt(worst, nd, pct)}"
+
+
+def _pm(mean, std, done: int) -> str:
+    """A return's 'mean +- std' over the seeds done; 'mean (1 seed)' for one."""
+    return f"{_fmt(mean)} (1 seed)" if done == 1 else f"{_fmt(mean)} +- {_fmt(std)}"
 
 
 def _range(xs, nd=0) -> str:
@@ -117,11 +125,11 @@ def markdown_table(plan: Plan, aggs: list[dict]) -> str:
             failed = f" ({a['failed']} failed)" if a["failed"] else ""
             lines.append(
                 f"| {a['label']} | {a['done']}/{a['seeds']}{failed} "
-                f"| {_fmt(a['return_mean'])} +- {_fmt(a['return_std'])} "
+                f"| {_pm(a['return_mean'], a['return_std'], a['done'])} "
                 f"| {_fmt(a['return_worst'])} (seed {a['worst_seed']}) "
                 f"| {_fmt(a['return_iqm'])} [{_fmt(ci[0])}, {_fmt(ci[1])}] "
-                f"| {spread(a['vs_teacher_mean'], a['vs_teacher_std'], a['vs_teacher_worst'], pct=True)} "
-                f"| {spread(a['d4rl_mean'], a['d4rl_std'], a['d4rl_worst'])} "
+                f"| {spread(a['vs_teacher_mean'], a['vs_teacher_std'], a['vs_teacher_worst'], 1, True, a['done'])} "
+                f"| {spread(a['d4rl_mean'], a['d4rl_std'], a['d4rl_worst'], done=a['done'])} "
                 f"| {_fmt(a['weights_removed_min'], 2, pct=True)} / "
                 f"{_fmt(a['removed_vs_student_min'], 1, pct=True)} "
                 f"| {_range([s['nonzero'] for s in a['per_seed']])} | {', '.join(a['widths']) or '-'} "
@@ -139,7 +147,7 @@ def markdown_table(plan: Plan, aggs: list[dict]) -> str:
               "removed, no early termination on an episode the teacher finishes; open: seeds still to run and no "
               "finished seed has broken a per-seed part of it yet. +- std: the population standard deviation over "
               "seeds (the squared deviations averaged over the n seeds, not over n - 1 as a spreadsheet's STDEV: "
-              "two seeds of 1000 and 100 give +- 450, not 636). IQM: "
+              "two seeds of 1000 and 100 give +- 450, not 636); a row of one seed done has none to give (1 seed). IQM: "
               "interquartile mean over "
               "seeds (rliable's definition; with fewer than 4 seeds it equals the mean) with a percentile-bootstrap "
               "95 % interval over seeds (2000 resamples), wide with 3 seeds.", ""]
@@ -172,8 +180,8 @@ def summary_table(plan: Plan, aggs: list[dict], labels: list[str] | None = None)
             continue
         lines.append(
             f"| {a['env']} | {a['label']} | {a['done']}/{a['seeds']} "
-            f"| {spread(a['vs_teacher_mean'], a['vs_teacher_std'], a['vs_teacher_worst'], pct=True)} "
-            f"| {spread(a['d4rl_mean'], a['d4rl_std'], a['d4rl_worst'])} "
+            f"| {spread(a['vs_teacher_mean'], a['vs_teacher_std'], a['vs_teacher_worst'], 1, True, a['done'])} "
+            f"| {spread(a['d4rl_mean'], a['d4rl_std'], a['d4rl_worst'], done=a['done'])} "
             f"| {a['early_where_teacher_finished']} of {a['episodes']} "
             f"| {_fmt(a['last_evals_spread'], pct=True)} | {_fmt(a['largest_drop'], pct=True)} "
             f"| {_fmt(a['sparsity_mean'], pct=True)} | {_range([x['nonzero'] for x in a['per_seed']])} "
