@@ -72,6 +72,24 @@ def test_a_swingup_task_spec_with_a_missing_or_bad_key_is_refused(tmp_path, chan
         load_rig(_rig(tmp_path, **changes))
 
 
+@pytest.mark.parametrize("changes, msg", [
+    (dict(task_spec__hold_s=5.0), "task_spec.hold_s 5 s is not shorter than an episode (5 s: max_episode_steps x "
+     "period_us): no episode could succeed"),
+    (dict(max_episode_steps=400), "task_spec.hold_s 1 s is not shorter than an episode (0.8 s"),
+    (dict(task_spec__upright_band=2.0), "task_spec.upright_band 2 rad reaches below horizontal (pi/2): a pendulum "
+     "that never swung up would count as upright"),
+])
+def test_a_success_rule_no_episode_could_meet_or_every_one_would_is_refused(tmp_path, changes, msg):
+    """Known answers: the shipped rig's episode is 2500 ticks of 2 ms, 5 s, and starts hanging, so a hold of 5 s (or
+    of 1 s in 400 ticks, 0.8 s) can never be met, and a band of 2 rad counts a pendulum 115 degrees from upright as
+    upright. Each was taken: every episode of every evaluation, robustness score and benchmark scored a failure (or
+    a success) without a word. A hold just short of the episode and a band just short of horizontal are taken."""
+    with pytest.raises(BpdError, match="not a valid rig description: " + re.escape(msg)):
+        load_rig(_rig(tmp_path, **changes))
+    ts = load_rig(_rig(tmp_path, task_spec__hold_s=4.9, task_spec__upright_band=1.5)).raw["task_spec"]
+    assert (ts["hold_s"], ts["upright_band"]) == (4.9, 1.5)
+
+
 def test_the_swingup_environment_of_such_a_rig_is_refused_when_made(tmp_path):
     from firmware_host.rig.swingup import SwingUpEnv
 

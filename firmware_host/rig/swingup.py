@@ -32,6 +32,7 @@ import gymnasium as gym
 import numpy as np
 
 from firmware_host.rig import Plant, RigEnv
+from firmware_host.rig.task import EPISODE_STEPS
 
 SCALE_KEYS = {"mass": "mass_scale", "length": "length_scale", "friction": "friction_scale", "gain": "motor_gain"}
 
@@ -63,7 +64,7 @@ class SwingUpEnv(RigEnv):
         self.action_step = float(action_step)
         self.dt = self.spec_rig.period_us * 1e-6
         self.hold_ticks = max(1, round(float(self.task["hold_s"]) / self.dt))
-        self.max_steps = int(raw.get("max_episode_steps", 2500))
+        self.max_steps = int(raw.get("max_episode_steps", EPISODE_STEPS))
         self.pending: deque = deque()
         self.upright_run = 0
         self._pendulum_constants()

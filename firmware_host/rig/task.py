@@ -3,9 +3,12 @@ when the rig is read."""
 
 from __future__ import annotations
 
+import math
+
 # task_spec of a swing-up rig's YAML: key, whether it must be above 0 (else at least 0); energy_bonus may be left out
 TASK_KEYS = {"upright_band": True, "hold_s": True, "energy_bonus": False, "arm_cost": False, "action_cost": False,
              "limit_penalty": False}
+EPISODE_STEPS = 2500  # a swing-up episode's ticks where the rig gives no max_episode_steps
 
 
 def check_task(raw: dict, bad, number, unknown_key) -> None:
@@ -24,3 +27,12 @@ def check_task(raw: dict, bad, number, unknown_key) -> None:
         if key not in ts and key != "energy_bonus":
             raise bad(f"missing key task_spec.{key}")
         number(ts.get(key, 0.0), f"task_spec.{key}", 0, strict=strict)
+    # success is upright (within upright_band) for the last hold_s: a band past horizontal counts a pendulum that
+    # never rose, a hold as long as the episode (which starts hanging) counts none
+    if ts["upright_band"] >= math.pi / 2:
+        raise bad(f"task_spec.upright_band {ts['upright_band']:g} rad reaches below horizontal (pi/2): a pendulum that "
+                  "never swung up would count as upright")
+    episode = int(raw.get("max_episode_steps", EPISODE_STEPS)) * float(raw["period_us"]) * 1e-6
+    if ts["hold_s"] >= episode:
+        raise bad(f"task_spec.hold_s {ts['hold_s']:g} s is not shorter than an episode ({episode:g} s: "
+                  "max_episode_steps x period_us): no episode could succeed")
