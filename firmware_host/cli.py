@@ -194,7 +194,10 @@ def _classical_export(ns):
     cfg = from_namespace(ClassicalExportConfig, ns)
     info = export_classical(cfg.rig, cfg.out, HANDOVER_PREFIX if cfg.handover else "bpd")
     k = ", ".join(f"{g:.4g}" for g in info["design"]["gains"])
-    print(f"classical controller for {info['rig']}: energy swing-up + LQR K = [{k}] -> {cfg.out}")
+    c, t = info["nominal_check"], info["nominal_check"]["time_to_upright_median_s"]
+    print(f"classical controller for {info['rig']}: energy swing-up + LQR K = [{k}]; on its nominal plant "
+          f"{c['successes']} of {c['episodes']} episodes {c['rule']}" + (f" (median {t:.2f} s to upright)" if t else "")
+          + f" -> {cfg.out}")
 
 
 COMMANDS["classical export"] = ("firmware_host.rig.classical:ClassicalExportConfig", _classical_export,

@@ -4,6 +4,7 @@ build or trial starts."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -123,13 +124,13 @@ def test_a_start_beyond_the_rigs_own_limits_is_refused(tmp_path, changes, msg):
 
 
 def test_a_classical_export_of_another_rig_or_an_older_yaml_is_refused(tmp_path, capsys):
-    """The classical controller is generated from its rig's YAML: one designed for a 0.1 m arm and 6 V ran on the
+    """The classical controller is generated from its rig's YAML: one designed for a 0.1 m arm and 12 V ran on the
     rotary-pendulum rig (as its policy, in a firmware image, or as hand-over's fallback) without a word, its gains
     another plant's; so did one exported before the YAML was edited. Now each is one line saying to export again."""
     from bpd_app.cli import main
     from firmware_host.rig.classical import check_designed_for, export_classical
 
-    mine = _rig(tmp_path, arm__length=0.1, limits__action=6.0)
+    mine = _rig(tmp_path, arm__length=0.1, limits__action=12.0)  # (at 6 V its design does not swing up: refused)
     export_classical(mine, tmp_path / "cx")
     # its generated files say how to make them again: with the YAML it was made from (it said --rig my-furuta,
     # which is no shipped rig: "no rig 'my-furuta'")
@@ -142,7 +143,7 @@ def test_a_classical_export_of_another_rig_or_an_older_yaml_is_refused(tmp_path,
     assert err == [f"bpd: error: {tmp_path / 'cx'}: a classical controller designed for rig my-furuta, not for rig "
                    "rotary-pendulum as its YAML is now: export it again (bpd classical export --rig rotary-pendulum)"]
     assert not (tmp_path / "log").exists()
-    _rig(tmp_path, arm__length=0.1, limits__action=5.0)  # the same rig's YAML, edited since the export
+    _rig(tmp_path, arm__length=0.1, limits__action=10.0)  # the same rig's YAML, edited since the export
     with pytest.raises(BpdError, match=re.escape(f"designed for rig my-furuta, not for rig my-furuta as its YAML is "
                                                  f"now: export it again (bpd classical export --rig {mine})")):
         check_designed_for(tmp_path / "cx", load_rig(mine))
@@ -169,6 +170,48 @@ def test_a_handover_region_past_the_lqrs_catch_is_refused(tmp_path):
     assert not (tmp_path / "wide").exists()
     export_classical(wide, tmp_path / "plain")  # as the policy, there is no region to take back from
     export_classical("rotary-pendulum", tmp_path / "shipped", HANDOVER_PREFIX)
+
+
+@pytest.mark.parametrize("changes, msg", [
+    (dict(arm__length=1e-9), "the best gains leave a closed-loop pole at |z| 1.02"),
+    (dict(pendulum__length=1e-12, pendulum__damping=0.0), "its model about upright overflows over one period: the "
+     "pendulum falls from upright at e^(5.74e+06 t), against a period of 0.002 s"),
+])
+def test_a_rig_no_lqr_can_balance_is_one_line(tmp_path, capsys, changes, msg):
+    """Known answers: an arm of 1e-9 m does not move the pendulum's pivot, so no voltage steers the pendulum (the
+    design was exported, its closed loop unstable and its arm gain of the wrong sign); an undamped 1e-12 m
+    pendulum falls from upright as e^(5.74e6 t) (above sqrt(3 g / 2 L), the arm giving way), which overflows its
+    model over a 2 ms period, and the export ended in an internal error (ValueError: array must not contain infs
+    or NaNs). Now one line each, and nothing written."""
+    from bpd_app.cli import main
+
+    assert main(["classical", "export", "--rig", _rig(tmp_path, **changes), "--out", str(tmp_path / "cx")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"bpd: error: rig my-furuta: no LQR balances it: {msg}"), err
+    assert err[0].endswith("; check its motor, arm and pendulum constants") and not (tmp_path / "cx").exists()
+
+
+def test_a_classical_design_that_does_not_swing_up_its_rig_is_refused(tmp_path, capsys):
+    """Known answer: the shipped rig on a 6 V supply (limits.action 6 where it is 10) gets a design whose energy
+    swing-up, its constants a 10 V QUBE-Servo 2's, never brings the pendulum within a radian of upright (0 of 3
+    nominal episodes). It was exported without a word, and every trial with it failed with nothing to say the design
+    cannot work. Now one line saying so, with what the simulated runs found, and nothing written; the shipped rig's
+    export says (and records) its 3 of 3."""
+    from bpd_app.cli import main
+
+    low = _rig(tmp_path, limits__action=6.0)
+    assert main(["classical", "export", "--rig", low, "--out", str(tmp_path / "low")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(
+        "bpd: error: rig my-furuta: the energy swing-up + LQR designed from its YAML does not swing up and hold its "
+        "simulated plant: 0 of 3 episodes upright within 0.2 rad for the last 1 s of 5 s (closest to upright 1."), err
+    assert err[0].endswith(f"a teacher trained on this rig (--env rig:{low}) is the other way")
+    assert not (tmp_path / "low").exists()
+    assert main(["classical", "export", "--rig", "rotary-pendulum", "--out", str(tmp_path / "ok")]) == 0
+    assert ("on its nominal plant 3 of 3 episodes upright within 0.2 rad for the last 1 s of 5 s (median "
+            in capsys.readouterr().out)
+    check = json.loads((tmp_path / "ok" / "export.json").read_text())["nominal_check"]
+    assert (check["episodes"], check["successes"]) == (3, 3) and 0 < check["time_to_upright_median_s"] < 4
 
 
 def test_the_rotary_benchmark_states_the_rigs_facts_from_its_yaml(tmp_path, monkeypatch, benchmark_script):

@@ -19,6 +19,7 @@ import math
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -101,11 +102,7 @@ def design(rig: str = "rotary-pendulum", q: tuple = LQR_Q, r: float = LQR_R) -> 
                        f"not {spec.plant!r}")
     p = FurutaParams.from_rig(spec.raw)
     dt = spec.period_us * 1e-6
-    A, B = p.linearised()
-    Ad, Bd = discretise(A, B, dt)
-    Q, R = np.diag(q), np.array([[r]])
-    K = lqr_discrete(Ad, Bd, Q, R)
-    poles = np.linalg.eigvals(Ad - Bd @ K)
+    K, poles = _balance_gains(spec.name, p, dt, np.diag(q), np.array([[r]]))
     lc = p.pend_length / 2
     mgl = p.pend_mass * G * lc
     accel_max = 60.0
@@ -117,6 +114,36 @@ def design(rig: str = "rotary-pendulum", q: tuple = LQR_Q, r: float = LQR_R) -> 
         jz=p.pend_inertia_axial, mrl=p.pend_mass * p.arm_length * lc, mgl=mgl, arm_damping=p.arm_damping,
         pend_damping=p.pend_damping, volts_per_torque=1.0 / p.torque_per_volt, back_emf=p.back_emf_constant,
         action_limit=float(spec.limits["action"]), period_s=dt, closed_loop_poles=[complex(z) for z in poles])
+
+
+def _balance_gains(name: str, p: FurutaParams, dt: float, Q: np.ndarray, R: np.ndarray) -> tuple:
+    """The discrete LQR gains and closed-loop poles of the rig's model linearised about upright, or one line saying
+    why no LQR balances it: a model that overflows over one period (a pendulum that falls from upright far
+    faster than the loop runs), or gains that leave a pole on or outside the unit circle (the voltage does not
+    reach the pendulum, as on an arm of no length)."""
+    from scipy.linalg import LinAlgError
+
+    A, B = p.linearised()
+    fall = max(float(np.max(np.linalg.eigvals(A).real)), 0.0) if np.isfinite(A).all() else math.inf
+    why = ""
+    with np.errstate(all="ignore"):
+        Ad, Bd = discretise(A, B, dt) if math.isfinite(fall) else (A, B)
+        if not (np.isfinite(Ad).all() and np.isfinite(Bd).all()):
+            why = (f"its model about upright overflows over one period: the pendulum falls from upright at "
+                   f"e^({fall:.3g} t), against a period of {dt:g} s")
+        else:
+            try:
+                K = lqr_discrete(Ad, Bd, Q, R)
+                poles = np.linalg.eigvals(Ad - Bd @ K)
+            except (LinAlgError, ValueError) as e:
+                why = f"the Riccati equation of its model about upright has no solution ({str(e).rstrip('.')})"
+            else:
+                if not (np.isfinite(K).all() and np.isfinite(poles).all()) or np.max(np.abs(poles)) >= 1.0:
+                    why = (f"the best gains leave a closed-loop pole at |z| {np.max(np.abs(poles)):.6g}, not inside "
+                           "the unit circle: the voltage cannot steer its model about upright")
+    if why:
+        raise BpdError(f"rig {name}: no LQR balances it: {why}; check its motor, arm and pendulum constants")
+    return K, poles
 
 
 class EnergyLqrController:
@@ -159,6 +186,51 @@ class EnergyLqrController:
             a -= d.arm_kp * th + d.arm_kd * thd
             v = self.volts_for(a, al, thd, ald)
         return np.array([min(max(v, -d.action_limit), d.action_limit)], np.float32)
+
+
+CHECK_EPISODES = 3  # of the design on the rig's nominal plant, before it is exported
+
+
+def check_design(rig: str, d: ClassicalDesign, episodes: int = CHECK_EPISODES) -> dict:
+    """The controller on the rig's own nominal environment, episodes 0..n-1 as `bpd evaluate` runs them (swing-up:
+    the env's success, upright within its band for the last hold_s; a balance rig: no limit reached), or one line
+    saying how it fails: the swing-up's constants (its arm acceleration and centring) are a QUBE-Servo 2 class rig's,
+    and another rig's YAML (a heavier pendulum, a lower voltage limit) can leave a design that never swings up."""
+    from firmware_host.rig import RigEnv
+    from firmware_host.rig.yaml_env import make_rig_env
+
+    spec = load_rig(rig)
+    env = cast(RigEnv, make_rig_env(str(spec.path)))
+    ctrl, swing = EnergyLqrController(d), spec.raw.get("task") == "swingup"
+    ok, times, stops, closest, saturated, ticks = 0, [], 0, math.pi, 0, 0
+    for seed in range(episodes):
+        obs, _ = env.reset(seed=seed)
+        done, terminated = False, False
+        info: dict = {}
+        while not done:
+            u = ctrl(obs)
+            saturated, ticks = saturated + int(abs(float(u[0])) >= d.action_limit), ticks + 1
+            obs, _, terminated, truncated, info = env.step(u)
+            closest = min(closest, abs(math.remainder(float(obs[1]), 2 * math.pi)))
+            done = terminated or truncated
+        stops += terminated
+        if bool(info["success"]) if swing else not terminated:
+            ok += 1
+            times += [info["time_to_upright"]] if swing else []
+    period, steps = spec.period_us * 1e-6, env.max_steps
+    ts = spec.raw.get("task_spec") or {}
+    rule = (f"upright within {ts['upright_band']:g} rad for the last {ts['hold_s']:g} s of {steps * period:g} s"
+            if swing else f"balanced for {steps * period:g} s within the limits")
+    if ok < episodes:
+        raise BpdError(
+            f"rig {spec.name}: the energy swing-up + LQR designed from its YAML does not "
+            f"{'swing up and hold' if swing else 'balance'} its simulated plant: {ok} of {episodes} episodes "
+            f"{rule} (closest to upright {closest:.2f} rad, {stops} ended at a limit, the voltage at its limit on "
+            f"{100 * saturated / ticks:.0f} % of ticks): its swing-up's constants (arm acceleration up to "
+            f"{d.accel_max:g} rad/s^2, arm centring {d.arm_kp:g} and {d.arm_kd:g}) are a QUBE-Servo 2 class rig's; "
+            f"a teacher trained on this rig (--env {_env_id(rig, spec)}) is the other way")
+    return {"episodes": episodes, "successes": ok, "rule": rule,
+            "time_to_upright_median_s": float(np.median(times)) if times else None}
 
 
 # ------------------------------------------------------------------ LQR balance of a cart-pole
@@ -267,6 +339,7 @@ def export_classical(rig: str, out: str | Path, prefix: str = "bpd") -> dict:
         raise BpdError(f"rig {spec.name}: handover.bounds lets the learned policy act out to |alpha| {alpha:g} rad, "
                        f"beyond the LQR's catch ({math.degrees(d.switch_angle):g} deg, {d.switch_angle:.3f} rad): a "
                        "take-back there would be by the swing-up, not the LQR; bound alpha within the catch")
+    checked = check_design(rig, d)  # before anything is written: a design that cannot work is no export
     out.mkdir(parents=True, exist_ok=True)
     params = json.dumps(d.to_json(), sort_keys=True)
     digest = hashlib.sha256((C_SOURCE.read_text() + params).encode()).hexdigest()
@@ -308,7 +381,7 @@ def export_classical(rig: str, out: str | Path, prefix: str = "bpd") -> dict:
             "act_dim": 1,
             "model_hash": digest, "runtime": "c", "params_total": n_const, "params_nonzero": n_const,
             "source_params_total": n_const, "widths": [4, 1], "design": d.to_json(),
-            "lqr": {"Q": list(LQR_Q), "R": LQR_R}}
+            "lqr": {"Q": list(LQR_Q), "R": LQR_R}, "nominal_check": checked}
     info["parity"] = _classical_parity(d, out, prefix)
     info["selftest"] = _classical_selftest(d, out, banner, prefix)
     from export.verify import manifest
