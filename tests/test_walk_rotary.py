@@ -234,3 +234,31 @@ def test_the_rotary_benchmark_states_the_rigs_facts_from_its_yaml(tmp_path, monk
     assert ("Success: upright within 0.1 rad for the last 2 s of a 3 s episode started hanging. Return: the env's "
             "reward summed (at most 1 per tick, 3000 per episode).") in md
     assert "## Hardware-in-the-loop at 1000 Hz" in md
+
+
+def test_results_md_states_the_rotary_rigs_facts_from_its_yaml_and_the_design(monkeypatch, benchmark_script):
+    """docs/results.md's rotary section typed the rig's rate (500 Hz, twice), success rule (0.2 rad for the last
+    second of 5 s), period (2 ms, and 2000 us in the share of it) and episode count (30, twice), and the LQR's catch
+    (30 degrees): an edited YAML or design would have been described as it was. Known answers: with the rig at
+    1 kHz, 0.1 rad held 2 s of 6000 ticks and a 20 degree catch, the rendered section says so."""
+    docs = benchmark_script("render_docs")
+    text = (ROOT / "docs/results.md").read_text()
+    assert ("rig at 500 Hz, every episode\nstarted hanging, 30 nominal episodes per controller (success: upright "
+            "within 0.2 rad for the last\n1 s of 5 s)") in text and "LQR catch within 30 degrees" in text
+    real_yaml, real_constant = docs.yaml_file, docs.constant
+
+    def rig_yaml(rel: str):
+        raw = real_yaml(rel)
+        if rel == "firmware_host/rig/rigs/rotary-pendulum.yaml":
+            raw.update(period_us=1000, max_episode_steps=6000)
+            raw["task_spec"].update(upright_band=0.1, hold_s=2.0)
+        return raw
+
+    monkeypatch.setattr(docs, "yaml_file", rig_yaml)
+    monkeypatch.setattr(docs, "constant", lambda s: 20.0 if s == "firmware_host.rig.classical:SWITCH_DEG"
+                        else real_constant(s))
+    out = docs.render()["docs/results.md"]
+    assert ("rig at 1000 Hz, every episode\nstarted hanging, 30 nominal episodes per controller (success: upright "
+            "within 0.1 rad for the last\n2 s of 6 s)") in out
+    assert "LQR catch within 20 degrees" in out and "\n  1000 Hz on the simulated rig" in out
+    assert "% of the 1 ms period)" in out and "of 30 episodes (" in out

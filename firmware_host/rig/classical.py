@@ -35,6 +35,7 @@ C_SOURCE = Path(__file__).resolve().parents[1] / "c" / "classical" / "policy_cla
 # weighted above the rest, a common starting point of rotary-pendulum balance labs.
 LQR_Q = (5.0, 1.0, 1.0, 1.0)
 LQR_R = 1.0
+SWITCH_DEG = 30.0  # the LQR catches within this of upright, the swing-up acts outside
 
 
 def lqr_continuous(A: np.ndarray, B: np.ndarray, Q: np.ndarray, R: np.ndarray) -> np.ndarray:
@@ -108,7 +109,7 @@ def design(rig: str = "rotary-pendulum", q: tuple = LQR_Q, r: float = LQR_R) -> 
     accel_max = 60.0
     energy_ref = 0.13 * mgl  # a little above upright at rest: friction takes some on the way up
     return ClassicalDesign(
-        gains=[float(k) for k in K[0]], switch_angle=math.radians(30.0),
+        gains=[float(k) for k in K[0]], switch_angle=math.radians(SWITCH_DEG),
         energy_gain=accel_max / energy_ref, energy_ref=energy_ref, accel_max=accel_max, arm_kp=40.0, arm_kd=4.0,
         ja=p.rotor_inertia + p.arm_inertia + p.pend_mass * p.arm_length ** 2, jp=p.pend_inertia_pivot,
         jz=p.pend_inertia_axial, mrl=p.pend_mass * p.arm_length * lc, mgl=mgl, arm_damping=p.arm_damping,
