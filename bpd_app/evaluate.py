@@ -247,6 +247,9 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
         check_output_dir(cfg.out)
     m = load_any(cfg.model)
     env_id = cfg.env or m.env_id
+    if m.kind == "c":
+        from firmware_host.rig.classical import check_evaluated_in
+        check_evaluated_in(cfg.model, env_id)  # a classical controller's design is its rig's, or it is refused
     od, ad = env_dims(env_id)
     if (od, ad) != (m.obs_dim, m.act_dim):
         raise BpdError(f"{cfg.model}: the {m.kind} maps {m.obs_dim} observations to {m.act_dim} actions, "

@@ -156,6 +156,31 @@ def test_a_classical_export_of_another_rig_or_an_older_yaml_is_refused(tmp_path,
         check_designed_for(tmp_path / "cx", load_rig("gym-inverted-pendulum"))
 
 
+def test_a_classical_export_is_evaluated_only_in_its_own_rigs_environment(tmp_path, capsys):
+    """`bpd evaluate` of the rotary pendulum's classical export with --env of the cart-pole swing-up (the same 4
+    observations and 1 action) or of a rotary rig of other constants ran it and printed a return (-22.5 on the
+    cart-pole: the cart's metres read as the arm's radians) without a word, where hil run, rig sim and firmware
+    build refuse it. Now one line each; the rig's randomised environment (its own plant, varied) is taken."""
+    from bpd_app.cli import main
+    from firmware_host.rig.classical import export_classical
+
+    export_classical("rotary-pendulum", tmp_path / "cx")
+    cx = str(tmp_path / "cx")
+    mine = _rig(tmp_path, arm__length=0.1, limits__action=12.0)
+    for env, said in [
+        ("firmware_host.rig:bpd/desktop-cartpole-swingup-v0", f"bpd: error: {cx}: a classical controller of rig "
+         "rotary-pendulum, a rotary pendulum's (plant furuta): firmware_host.rig:bpd/desktop-cartpole-swingup-v0 is no "
+         "rotary pendulum rig's environment; evaluate it in its own, firmware_host.rig:bpd/rotary-pendulum-v0"),
+        (f"rig:{mine}", f"bpd: error: {cx}: a classical controller designed for rig rotary-pendulum, not for rig "
+         f"my-furuta (rig:{mine}) as its YAML is now: evaluate it in firmware_host.rig:bpd/rotary-pendulum-v0, or "
+         f"export one for this rig (bpd classical export --rig {mine})")]:
+        assert main(["evaluate", cx, "--env", env, "--episodes", "1"]) == 1
+        assert capsys.readouterr().err.strip().splitlines() == [said]
+    assert main(["evaluate", cx, "--env", "firmware_host.rig:bpd/rotary-pendulum-dr-v0", "--episodes", "1",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["return_mean"] > 0
+
+
 def test_a_handover_region_past_the_lqrs_catch_is_refused(tmp_path):
     """Known answer: the learned policy acts inside handover.bounds and the classical controller takes back outside;
     the YAML's alpha bound of 0.7 rad is beyond the LQR's 30 degree catch (0.524 rad), so a take-back between the two

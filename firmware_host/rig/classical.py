@@ -421,6 +421,32 @@ def check_designed_for(export_dir: str | Path, spec) -> None:
                    f"as its YAML is now: export it again (bpd classical export --rig {rig}{flag})")
 
 
+def check_evaluated_in(export_dir: str | Path, env_id: str) -> None:
+    """A classical export is evaluated (`bpd evaluate`) in an environment of the rotary pendulum rig it was designed
+    for (any spelling of it, its -dr variant), or refused in one line: in another its gains are another plant's, and
+    on a cart-pole it read the cart's metres as the arm's radians, each ending with a return and no word. Any other
+    export passes."""
+    from bpd.io import read_json
+    from firmware_host.rig.yaml_env import rig_of
+
+    p = Path(export_dir) / "export.json"
+    info = read_json(p, "export record") if p.is_file() else None
+    if not isinstance(info, dict) or info.get("format") != "bpd-classical":
+        return
+    rig = rig_of(env_id, 4, 1)
+    spec = load_rig(rig) if rig is not None else None
+    if spec is None or spec.plant != "furuta":
+        raise BpdError(f"{export_dir}: a classical controller of rig {info.get('rig')}, a rotary pendulum's (plant "
+                       f"furuta): {env_id} is no rotary pendulum rig's environment; evaluate it in its own, "
+                       f"{info.get('env_id')}")
+    try:
+        check_designed_for(export_dir, spec)
+    except BpdError:
+        raise BpdError(f"{export_dir}: a classical controller designed for rig {info.get('rig')}, not for rig "
+                       f"{spec.name} ({env_id}) as its YAML is now: evaluate it in {info.get('env_id')}, or export "
+                       f"one for this rig (bpd classical export --rig {rig})") from None
+
+
 PARITY_TOL_V = 2e-3  # volts, of a +-10 V range
 
 
