@@ -202,4 +202,5 @@ def _classical_export(ns):
 
 COMMANDS["classical export"] = ("firmware_host.rig.classical:ClassicalExportConfig", _classical_export,
                                 "write the energy swing-up + LQR controller of a rotary pendulum rig as an "
-                                "export directory (runs on the device like a policy)")
+                                "export directory (runs on the device like a policy), once the design has swung up "
+                                "the rig's simulated plant")
