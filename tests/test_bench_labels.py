@@ -75,3 +75,27 @@ def test_a_host_count_left_out_for_want_of_valgrind_is_said_so():
     res["networks"]["student"]["runtimes"]["bpd-integer"]["host"]["callgrind_instructions"] = 212.0
     lines = markdown(res).splitlines()
     assert "valgrind" not in lines[-1] and "| bpd-integer (integer-interp) | 53 | 212 |" in lines[2]
+
+
+def test_the_shipped_integer_kernel_keeps_its_summary_line_beside_the_int_kernel():
+    """Known answer: `bpd export --int` of a student whose export ships integer-table (567 instructions, 4,004 B image),
+    its OUT/int kernel 397 instructions and 7,128 B: both are runtime bpd-integer, and the summary's line for the
+    shipped kernel gave OUT/int's figures (397 instructions, 7128 B, 1.1x the floor) and dropped its ratio to the
+    teacher. Each now keeps its own line."""
+    res = _res()
+    res["export_kernels"]["shipped"] = "integer-table"
+    res["arithmetic_floor"]["instructions"] = 358
+    res["networks"]["student"]["runtimes"]["bpd-integer"]["cortex-m4f"] |= {"instructions_median": 567,
+                                                                            "flash_bytes": 4004}
+    res["networks"]["student_int"] = {"widths": [4, 10, 5, 1], "runtimes": {"bpd-integer": {
+        "host": {"median_ns": 20.0}, "cortex-m4f": res["networks"]["student"]["runtimes"]["bpd-integer"]["cortex-m4f"]
+        | {"instructions_median": 397, "flash_bytes": 7128}}}}
+    _summarise(res, res["arithmetic_floor"])
+    m4f = res["summary"]["cortex-m4f"]
+    assert (m4f["bpd-integer"]["instructions"], m4f["bpd-integer"]["flash_bytes"]) == (567, 4004)
+    own = m4f["student_int bpd-integer"]
+    assert (own["instructions"], own["flash_bytes"]) == (397, 7128)
+    lines = markdown(res).splitlines()
+    assert "- cortex-m4f, bpd-integer (integer-table): 567 instructions, 4004 B image flash; 1.6x the floor." in lines
+    assert ("- cortex-m4f, student_int bpd-integer: 397 instructions, 7128 B image flash; 1.1x the floor; "
+            "bpd-integer (integer-table) instructions / student_int bpd-integer's 1.4x.") in lines

@@ -30,7 +30,7 @@ from bpd.cache import Key
 from bpd.config import field
 from bpd.errors import BpdError
 from bpd.io import path_from_record, write_json, write_text
-from firmware_host.measure.bench_report import markdown, plot
+from firmware_host.measure.bench_report import INT_ROW, markdown, plot
 from firmware_host.measure.build import BENCH, TARGETS, compile_flags, compile_image, image_report
 from firmware_host.measure.cycle_model import estimate_cycles, estimate_us
 
@@ -516,12 +516,12 @@ def _summarise(res: dict, floor: dict) -> None:
                             "flash_over_bpd": p["flash_bytes"] / st["flash_bytes"]}
             s.setdefault(t, {})[variant] = row
         si = nets.get("student_int", {}).get("runtimes", {}).get("bpd-integer", {}).get(t)
-        if si:
+        if si:  # OUT/int's kernel, under its network's name: an export that ships an integer kernel has its own
             row = {"instructions": si["instructions_median"], "flash_bytes": si["flash_bytes"],
                    "instructions_vs_floor": si["instructions_median"] / floor["instructions"]}
             for v in [v for v in nets["student"]["runtimes"] if v.startswith("bpd")]:
-                row[f"{v} instructions / integer"] = (nets["student"]["runtimes"][v][t]["instructions_median"]
-                                                      / si["instructions_median"])
-            s.setdefault(t, {})["bpd-integer"] = row
+                row[f"{v} instructions / {INT_ROW}"] = (nets["student"]["runtimes"][v][t]["instructions_median"]
+                                                        / si["instructions_median"])
+            s.setdefault(t, {})[INT_ROW] = row
     res["summary"] = s
 
