@@ -158,13 +158,21 @@ def _torch_mlp(m: MLPPolicy):
 
 
 def parity_states(src: Source, dataset: str | None, n: int, seed: int) -> tuple[np.ndarray, str]:
-    """Dataset states plus uniform random states within the observed bounds: n in all."""
-    from training.collect import dataset_exists, load_dataset
+    """Dataset states plus uniform random states within the observed bounds: n in all. The dataset (which calibrates
+    the integer kernel too) is of the policy's environment, or the one its run distilled or its teacher collected."""
+    from training.collect import dataset_exists, dataset_hash, load_dataset
+    from training.envs import env_key
 
     rng = np.random.default_rng(seed)
     obs_dim = src.policy.obs_dim
     if dataset and dataset_exists(dataset):  # a .npz or a Minari dataset (training/minari_io.py)
         ds = load_dataset(dataset, obs_dim)
+        env = str(ds.meta.get("env_id") or "")
+        if env and env_key(env) != env_key(src.env_id) and dataset != src.dataset \
+                and ds.meta.get("teacher_sha256") != src.sha256 \
+                and not (dataset_exists(src.dataset) and dataset_hash(dataset) == dataset_hash(str(src.dataset))):
+            raise BpdError(f"{dataset}: a dataset of {env}, but the {src.kind} is of {src.env_id}; give --dataset "
+                           f"one of {src.env_id} (the parity states and the integer kernel's calibration)")
         take = ds.observations[rng.choice(len(ds), size=min(n // 2, len(ds)), replace=False)]
         lo, hi = ds.observations.min(0), ds.observations.max(0)
         origin = f"{len(take)} dataset states + {n - len(take)} uniform within the dataset's bounds"

@@ -814,6 +814,11 @@ case("firmware build policy for another rig", FWB + ["--rig", f"{C}/rig.yaml"], 
      lambda c, b: yaml_with(c, sensors__counts_per_unit=[0, 0, 0], sensors__noise_std=[0] * 6))
 case("export teacher of another task", ["export", RUN, "--out", f"{C}/e", "--teacher", T2, "--episodes", "0"],
      "teacher2.npz: the teacher maps 3 observations")
+# the desktop cart-pole's observations are four too: its states were the parity states and the integer calibration
+case("export dataset of another task", ["export", RUN, "--out", f"{C}/e", "--dataset", f"{C}/d.npz", "--episodes", "0"],
+     "d.npz: a dataset of firmware_host.rig:bpd/desktop-cartpole-v0, but the student is of InvertedPendulum-v5",
+     lambda c, b: dataset_with(c, b, meta={"env_id": "firmware_host.rig:bpd/desktop-cartpole-v0",
+                                           "teacher_sha256": "0" * 64}))
 case("baseline teacher-sb3 of another model", ["baseline", "train", "--method", "kl", "--teacher", T, "--dataset", D,
                                                "--out", f"{C}/r", "--teacher-sb3", f"{B}/sb3.zip"],
      "its actor is not the teacher's")

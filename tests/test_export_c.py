@@ -350,3 +350,32 @@ def test_a_failed_parity_check_names_each_comparison_over_its_tolerance_and_what
         "generic" in failure(c_over, 3e-5, 3e-5, "generated", "the parity tolerance")
     nan = failure({**base, "c_vs_onnx": float("nan"), "c_vs_torch": float("nan")}, 3e-5, 3e-5, "generic", "")
     assert "c_vs_torch NaN over 3.00e-05" in nan and "NaN or Inf in the parity states" in nan
+
+
+def test_parity_states_are_drawn_from_a_dataset_of_the_policys_own_task(tiny_pipeline, tmp_path):
+    """A dataset of another environment with as many observations (the desktop cart-pole's four beside
+    InvertedPendulum's) was taken as it was for the parity states and the integer kernel's calibration. It is refused
+    now, except where it is the one the policy came from: its run's dataset (distilled with --env, by path or by
+    content) or, for a teacher, one that teacher collected."""
+    from types import SimpleNamespace
+
+    from bpd.errors import BpdError
+    from bpd.io import load_arrays, save_arrays
+    from export.export import parity_states
+
+    meta, arrays = load_arrays(tiny_pipeline / "dataset.npz", "bpd-dataset")
+    other = tmp_path / "cartpole.npz"
+    save_arrays(other, meta | {"env_id": "firmware_host.rig:bpd/desktop-cartpole-v0"}, arrays)
+    shutil.copyfile(other, tmp_path / "copy.npz")
+    pol = SimpleNamespace(obs_dim=int(meta["obs_dim"]))
+
+    def src(kind="student", dataset=None, sha="0" * 64):
+        return SimpleNamespace(policy=pol, env_id="InvertedPendulum-v5", kind=kind, dataset=dataset, sha256=sha)
+
+    with pytest.raises(BpdError, match=r"cartpole\.npz: a dataset of firmware_host\.rig:bpd/desktop-cartpole-v0, "
+                                       r"but the student is of InvertedPendulum-v5; give --dataset one of"):
+        parity_states(src(), str(other), 100, 0)
+    for s, d in ((src(dataset=str(other)), other), (src(dataset=str(other)), tmp_path / "copy.npz"),
+                 (src("teacher", sha=meta["teacher_sha256"]), other)):
+        obs, origin = parity_states(s, str(d), 100, 0)
+        assert obs.shape == (100, pol.obs_dim) and origin.startswith("50 dataset states")
