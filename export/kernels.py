@@ -41,8 +41,9 @@ kernel's flash as well as to the budget: the lookup where it fits, else the inte
 the table form fitted to that limit.
 
 The rule's float choice is held to the parity tolerance before it ships: one over it (large weights that cancel,
-whose float32 sums round otherwise than torch's) is left out and the rule's next choice taken, the generic kernel
-last; the integer forms are left out where the weights are past int16 weights with int32 sums (`IntRange`).
+whose float32 sums round otherwise than torch's), or whose build for the core (the meter's run) is further than that
+from its host build (`off_host`), is left out and the rule's next choice taken, the generic kernel last; the
+integer forms are left out where the weights are past int16 weights with int32 sums (`IntRange`).
 Every candidate's figures and the rule go into export_report.json under `kernel`. Without a meter
 (no arm-none-eabi-gcc or no emulator), auto ships the compact kernel, the kernel the project's own
 measurements favour on every student it measured (benchmarks/results/kernels.md), and says so.
@@ -164,6 +165,17 @@ def choose(figures: dict[str, dict | None], flash_budget: int) -> tuple[str, str
                    f"of the fewest, the least flash) among the kernels within the {flash_budget} B flash budget")
     k = min(measured, key=lambda k: measured[k]["flash_bytes"])
     return k, f"no kernel within the {flash_budget} B flash budget: the least flash ({measured[k]['flash_bytes']} B)"
+
+
+def off_host(cost: dict | None, tol: float) -> str | None:
+    """Why a kernel whose build for the core (the meter's emulated run, where the compact kernel is assembly) gives
+    other actions than its host build, the one the parity check ran, by more than tol (0: the integer kernel, whose
+    bits are checked) may not ship; None within it or not measured."""
+    err = (cost or {}).get("max_abs_error_vs_host_c")
+    if err is None or err <= tol:
+        return None
+    return (f"its emulated {(cost or {}).get('target', MEASURED_ON)} build differs from the checked host build "
+            f"(max abs {err:.2e}, over {tol:.2e})")
 
 
 def install(src: Path, out: Path) -> None:

@@ -578,6 +578,37 @@ def test_auto_gives_a_float_kernel_over_the_parity_tolerance_way_to_the_next(tmp
     assert k["rule"].endswith("(left out, over the parity tolerance on this network: compact)")
 
 
+def test_a_kernel_whose_build_for_the_core_is_off_its_host_build_does_not_ship(tmp_path):
+    """The parity check runs each kernel's host build; the core runs its build for the core (the compact kernel's
+    assembly on Cortex-M4F), which the meter runs and compares with the host build. That difference was recorded and
+    not checked: a float kernel 1e-3 off its host build (a tolerance of 3e-5) shipped, by auto or forced. Now auto
+    leaves it out for the rule's next choice, and a kernel forced by --kernel so off (an integer kernel off by any
+    bit) stops the export in one line."""
+    from bpd.errors import BpdError
+    from export.export import ExportConfig, run_export
+
+    src = _wide_relu_teacher(tmp_path / "plain.npz", 1.0)
+    prefer = _meter_preferring(["compact", "generated", "generic"])
+
+    def meter(d, err=1e-3):
+        return prefer(d) | ({"max_abs_error_vs_host_c": err} if d.name == "compact" else {})
+
+    rep = run_export(ExportConfig(source=str(src), out=str(tmp_path / "exp"), episodes=0, parity_samples=300),
+                     meter=meter)
+    k = rep["kernel"]
+    assert k["kind"] == "generated" and rep["parity"]["pass"]
+    assert k["candidates"]["compact"]["verdict"] == ("not shipped: its emulated cortex-m4f build differs from the "
+                                                     "checked host build (max abs 1.00e-03, over {:.2e})"
+                                                     .format(rep["parity"]["tolerance"]))
+    assert k["rule"].endswith("(left out, off its host build: compact)")
+    for kernel, err in (("compact", 1e-3), ("integer", 1e-7)):
+        with pytest.raises(BpdError, match=f"--kernel {kernel}: its emulated cortex-m4f build differs from the "
+                                           "checked host build"):
+            run_export(ExportConfig(source=str(src), out=str(tmp_path / kernel), episodes=0, parity_samples=300,
+                                    kernel=kernel), meter=lambda d, e=err: prefer(d) | {"max_abs_error_vs_host_c": e})
+        assert not (tmp_path / kernel).exists()
+
+
 def test_an_export_over_its_flash_budget_says_so_on_stderr():
     """Known answer: a teacher exported as is shipped its least-flash kernel, 270,169 B against the 49,152 B budget,
     exit 0, the rule's words inside the kernel line the only sign; the command now ends with a note naming both
