@@ -424,7 +424,7 @@ def _choose_kernel(cfg: ExportConfig, src: Source, net: CollapsedNet, out: Path,
     entry: dict[str, Any] = {"kind": "integer" if chosen.startswith("integer") else chosen.removesuffix("-table"),
                              "variant": chosen, "requested": cfg.kernel, "rule": rule}
     if cfg.kernel == "auto":
-        entry |= {"flash_budget": cfg.flash_budget, "int_flash_limit": limit,
+        entry |= {"flash_budget": cfg.flash_budget, "int_flash_limit": limit, "int_flash_ratio": cfg.int_flash_ratio,
                   "measured_on": MEASURED_ON if any(figures.values()) else None,
                   "candidates": {k: cands[k] | {"cost": figures.get(k)} for k in cands}, "skipped": skipped}
     return entry | cands.get(chosen, {})

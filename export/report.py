@@ -52,6 +52,12 @@ def format_report(r: dict) -> str:
                  for name, c in k["candidates"].items() if c.get("cost")]
         lines.append(f"kernel {k.get('variant', k['kind'])}: {k['rule']}"
                      + (f" ({k['measured_on']}, estimated cycles / policy flash: {', '.join(costs)})" if costs else ""))
+        over = [n for n, c in k["candidates"].items() if n.startswith("integer") and limit
+                and (c.get("cost") or {}).get("flash_bytes", 0) > limit]
+        gen, ratio = (k["candidates"].get("generic", {}).get("cost") or {}).get("flash_bytes"), k.get("int_flash_ratio")
+        if over and ratio and gen and (budget is None or limit < budget):  # a default the rule's line leaves unnamed
+            lines.append(f"  the integer limit, {limit} B: --int-flash-ratio {ratio:g} times the generic kernel's "
+                         f"{gen} B (--int-flash-ratio 0: --flash-budget alone)")
         shipped = (k["candidates"].get(k.get("variant", k["kind"])) or {}).get("cost") or {}
         # the figure to hold against a part's flash, and what it costs
         if shipped.get("flash_bytes") is not None and shipped.get("cycles") is not None:

@@ -169,6 +169,9 @@ def test_report_names_the_shipped_form_and_the_integer_forms_over_their_flash_li
     assert "integer-interp 476 cycles / 1834 B)" in line and "generic 4895 cycles / 1282 B," in line
     assert "compact-table 1172 cycles / 3298 B," in line
     assert not [x for x in format_report(r).splitlines() if "not shipped" in x]  # nothing cheaper left out
+    # the limit the integer forms are over is the default --int-flash-ratio's, which the rule's line did not name
+    assert "  the integer limit, 1923 B: --int-flash-ratio 1.5 times the generic kernel's 1282 B (--int-flash-ratio " \
+        "0: --flash-budget alone)" in format_report(r | {"kernel": k | {"int_flash_ratio": 1.5}}).splitlines()
     # a float kernel shipped while a cheaper integer form within its flash limit was left out for a reason the rule
     # does not give (no closed-loop check): the reason is printed; the one over its flash limit is not repeated
     k2 = k | {"kind": "generated", "variant": "generated-table", "rule": "fewest estimated cortex-m4f cycles (958)",
