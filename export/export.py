@@ -67,6 +67,13 @@ def load_source(path: str | Path, each_call: bool = False) -> Source:
     from training.teacher import is_sb3_zip, load_teacher
 
     p = Path(path)
+    exp = p if p.is_dir() else p.parent
+    if (p.suffix == ".onnx" and not p.is_dir()) or (p / "export.json").is_file():  # an export's model or directory
+        rec = read_json(exp / "export.json", "export record") if (exp / "export.json").is_file() else None
+        came = f", {path_from_record(rec['source'], exp)}" if isinstance(rec, dict) and isinstance(
+            rec.get("source"), str) else " (a run directory or student.pt) or a teacher .npz"
+        raise BpdError(f"{path}: {'an export directory' if p.is_dir() else 'an ONNX model'}, not what bpd export "
+                       f"reads: give the student it came from{came}")
     if p.is_dir():
         from training.checkpoint import check_finished
         check_finished(p)
@@ -567,6 +574,7 @@ def _write_export(cfg: ExportConfig, out: Path, meter: KernelMeter | None = None
         ir = report["int"]
         write_json(out / "int" / "export.json", info | {
             "kernel": "integer", "command": command + " (int)", "selftest": int_selftest,
+            "source": path_for_record(src.path, out / "int"),  # the record's paths are relative to its directory
             "parity": {"pass": bool(ir["c_matches_numpy_model"]), "check": "integer C bit-exact against its numpy "
                        "model on the host build (the scalar C form; the DSP assembly for Cortex-M4/M7 is "
                        "held to the same numbers by the project's emulated tests); error against the float "

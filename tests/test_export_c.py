@@ -379,3 +379,35 @@ def test_parity_states_are_drawn_from_a_dataset_of_the_policys_own_task(tiny_pip
                  (src("teacher", sha=meta["teacher_sha256"]), other)):
         obs, origin = parity_states(s, str(d), 100, 0)
         assert obs.shape == (100, pol.obs_dim) and origin.startswith("50 dataset states")
+
+
+def test_an_export_and_its_int_kernel_name_the_student_they_came_from(tiny_pipeline, tmp_path):
+    """OUT/int's export.json took OUT's record whole, its source relative to OUT: read from OUT/int it named a file
+    that is not there, and `bpd bench OUT/int` stopped on it ('OUT/int/../run/student.pt: no student or teacher file
+    there'), then on OUT/int's missing report. Now the record names the student from its own directory, and bench
+    points at the export that measures it. `bpd export` given an export (its directory or its ONNX model) said 'no
+    student or teacher file there' or 'not a readable student file (UnpicklingError)'; it now names the student."""
+    from bpd.errors import BpdError
+    from bpd.io import path_from_record
+    from export.export import ExportConfig, load_source, run_export
+    from firmware_host.measure.bench import BenchConfig, run_bench
+
+    out, student = tmp_path / "exp", (tiny_pipeline / "run" / "student.pt").resolve()
+    run_export(ExportConfig(source=str(tiny_pipeline / "run"), out=str(out), kernel="generic", integer=True,
+                            episodes=0, parity_samples=300))
+    for d in (out, out / "int"):
+        assert path_from_record(json.loads((d / "export.json").read_text())["source"], d).resolve() == student
+    with pytest.raises(BpdError, match=rf"^{out / 'int'}: the integer kernel of the export {out} \(bpd export --int\), "
+                                       rf"measured beside its shipped kernel by bpd bench {out}$"):
+        run_bench(BenchConfig(export=str(out / "int"), out=str(tmp_path / "bench"), peers=False,
+                              targets=["cortex-m4f"]))
+    for given, what in ((out, "an export directory"), (out / "policy.onnx", "an ONNX model")):
+        with pytest.raises(BpdError, match=f"^{given}: {what}, not what bpd export reads: give the student it came "
+                                           "from, ") as e:
+            load_source(given)
+        assert Path(str(e.value).rpartition(", ")[2]).resolve() == student
+    lone = tmp_path / "lone.onnx"
+    shutil.copyfile(out / "policy.onnx", lone)
+    with pytest.raises(BpdError, match="an ONNX model, not what bpd export reads: give the student it came from "
+                                       r"\(a run directory or student.pt\) or a teacher .npz$"):
+        load_source(lone)

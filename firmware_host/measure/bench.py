@@ -366,6 +366,10 @@ def run_bench(cfg: BenchConfig) -> dict:
     exp = Path(cfg.export)
     info = verify_export(exp)  # parity passed and the files are the ones it checked (a hand-over export refused)
     classical = info.get("format") == "bpd-classical"
+    if not classical and not (exp / "export_report.json").is_file():  # OUT/int: an export's own, with no report
+        raise BpdError(f"{exp}: the integer kernel of the export {exp.parent} (bpd export --int), measured beside its "
+                       f"shipped kernel by bpd bench {exp.parent}" if (exp.parent / "export.json").is_file() else
+                       f"{exp}: the export has no export_report.json; run `bpd export` again")
     if t := next((t for i, t in enumerate(cfg.targets) if t not in EMU_TARGETS or t in cfg.targets[:i]), None):
         raise BpdError(f"--targets names {t} twice (one column each)" if t in EMU_TARGETS else
                        f"unknown target {t!r}; choose from {', '.join(EMU_TARGETS)}")
