@@ -99,6 +99,9 @@ def verify_export(d: str | Path, handover: bool = False) -> dict:
     policy for hand-over mode (`bpd classical export --handover`, its names prefixed), which is taken there
     alone, and only there."""
     d = Path(d)
+    if d.is_file():  # a file of the export (its policy.onnx, its export.json) given for the directory
+        raise BpdError(f"{d}: a file, not an export directory" + (f"; give the export it is in, {d.parent}" if (
+            d.parent / "export.json").is_file() else ""))
     if not d.is_dir():
         raise BpdError(f"{d}: no export directory there")
     if not (d / "export.json").is_file():

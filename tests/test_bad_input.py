@@ -812,6 +812,10 @@ case("resume binary metrics", RESUME, "corrupt metrics",
 SECTION = "5 mismatched dimensions"
 case("firmware build policy for another rig", FWB + ["--rig", f"{C}/rig.yaml"], "the policy maps 4 observations",
      lambda c, b: yaml_with(c, sensors__counts_per_unit=[0, 0, 0], sensors__noise_std=[0] * 6))
+for cmd in (["firmware", "build"], ["bench"]):  # a file of the export given for its directory: which one to give
+    case(f"{cmd[0]} an export's onnx file", [*cmd, f"{C}/exp/policy.onnx", "--out", f"{C}/o"],
+         f"{C}/exp/policy.onnx: a file, not an export directory; give the export it is in, {C}/exp",
+         lambda c, b: export_copy(c, b))
 case("export teacher of another task", ["export", RUN, "--out", f"{C}/e", "--teacher", T2, "--episodes", "0"],
      "teacher2.npz: the teacher maps 3 observations")
 # the desktop cart-pole's observations are four too: its states were the parity states and the integer calibration
