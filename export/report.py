@@ -17,7 +17,8 @@ def format_report(r: dict) -> str:
               f"generic kernel stores them (values, indices, biases; two buffers of the widest layer), {t['macs']} "
               "MACs/inference",
               (f"dense teacher {'x'.join(map(str, d['widths']))}" if "note" not in d else
-               f"dense, the student's own shape {'x'.join(map(str, d['widths']))} (no teacher found)")
+               f"dense, the student's own shape {'x'.join(map(str, d['widths']))} (no teacher found: --teacher "
+               "FILE compares with it)")
               + f": weights {d['flash_bytes']} B, activation RAM {d['ram_activation_bytes']} B, {d['macs']} MACs",
               f"weights {100 * r['flash_vs_teacher']:.2f} % of the "
               + ("teacher's" if "note" not in d else "dense network's")

@@ -196,6 +196,10 @@ def test_report_names_the_shipped_form_and_the_integer_forms_over_their_flash_li
     k4 = k | {"candidates": k["candidates"] | {
         "integer": {"cost": {"cycles": 470, "flash_bytes": 1900}, "verdict": "the rule picks integer-interp"}}}
     assert not [x for x in format_report(r | {"kernel": k4}).splitlines() if "not shipped" in x]
+    # no teacher: the dense figures are the student's own shape's, and the line says how to compare with the teacher
+    alone = r | {"dense_teacher": r["dense_teacher"] | {"widths": [4, 16, 1], "note": "no teacher"}}
+    assert format_report(alone).splitlines()[4].startswith("dense, the student's own shape 4x16x1 (no teacher found: "
+                                                           "--teacher FILE compares with it): weights 1 B")
     # no dataset: said on screen, not in the report alone
     assert not [x for x in format_report(r).splitlines() if x.startswith("note:")]
     lost = r | {"parity": r["parity"] | {"origin": "2000 uniform within mean +- 3 std (no dataset found)"}}
