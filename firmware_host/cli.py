@@ -58,16 +58,18 @@ def _export(ns):
 
 def over_budget_note(report: dict, budget: int) -> str | None:
     """The note for an export whose shipped kernel is over --flash-budget (no kernel of the student fit: the rule
-    shipped the least flash), or None. A kernel forced by --kernel was not held to the budget (auto's alone is)."""
+    shipped the least flash, or the integer-table kernel, forced and fitted to it, could not be made that small), or
+    None. Another kernel forced by --kernel was not held to the budget (auto's alone is)."""
     k = report.get("kernel") or {}
-    if k.get("requested", "auto") != "auto":
+    if k.get("requested", "auto") not in ("auto", "integer-table"):
         return None
     shipped = ((k.get("candidates") or {}).get(k.get("variant", k.get("kind"))) or {}).get("cost") or {}
     if (shipped.get("flash_bytes") or 0) <= budget:
         return None
     return (f"bpd: note: the shipped kernel's policy flash, {shipped['flash_bytes']} B, is over --flash-budget "
-            f"({budget} B): no kernel of this student fits the part that budget describes; a smaller student: "
-            "bpd distill --prune-to-cycles, or bpd student select --cost flash")
+            f"({budget} B): " + ("no kernel of this student fits the part that budget describes" if k.get(
+                "requested", "auto") == "auto" else "the least flash --kernel integer-table makes for this student")
+            + "; a smaller student: bpd distill --prune-to-cycles, or bpd student select --cost flash")
 
 
 def _check_teacher_of_source(teacher: str, source: str) -> None:

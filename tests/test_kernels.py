@@ -643,3 +643,12 @@ def test_a_forced_kernel_over_the_flash_budget_is_not_said_to_be_the_only_one():
          "candidates": {"compact": {"cost": {"flash_bytes": 60000, "cycles": 1.0}}}}
     assert over_budget_note({"kernel": k}, 49152) is None
     assert over_budget_note({"kernel": k | {"requested": "auto"}}, 49152).startswith("bpd: note: the shipped kernel")
+    # the integer-table kernel forced is fitted to the budget: `--kernel integer-table --flash-budget 100` shipped its
+    # least, 2,359 B, without a word
+    t = {"kind": "integer", "variant": "integer-table", "requested": "integer-table", "rule": "forced by --kernel",
+         "candidates": {"integer-table": {"cost": {"flash_bytes": 2359, "cycles": 1696.0}}}}
+    assert over_budget_note({"kernel": t}, 100) == (
+        "bpd: note: the shipped kernel's policy flash, 2359 B, is over --flash-budget (100 B): the least flash "
+        "--kernel integer-table makes for this student; a smaller student: bpd distill --prune-to-cycles, or bpd "
+        "student select --cost flash")
+    assert over_budget_note({"kernel": t}, 2359) is None
