@@ -177,6 +177,8 @@ def run_multitask_export(cfg: MultiTaskExportConfig) -> dict:
 
     check_ranges(cfg, {"parity_samples": (1, 1_000_000), "seed": (0, 2**31 - 1)})
     src = Path(cfg.source)
+    if src.is_dir() and not (src / "multitask.npz").is_file() and (src / "student.pt").is_file():
+        raise BpdError(f"{src}: a single-task run (student.pt, no multitask.npz): export it with bpd export {src}")
     if src.is_dir():
         src = src / "multitask.npz"
     out = Path(cfg.out)

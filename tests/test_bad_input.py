@@ -801,6 +801,8 @@ case("multitask train no teachers", ["multitask", "train"], "required")
 case("multitask train no datasets", ["multitask", "train", "--teachers", T, T2], "required")
 case("multitask train temperature -1", MT + ["--temperature", "-1"], "--temperature must be above 0")
 case("multitask train batch 10^10", MT + ["--batch", "10000000000"], "--batch must be at most")
+case("multitask export a single-task run", ["multitask", "export", RUN, "--out", f"{C}/e"],
+     f"{RUN}: a single-task run (student.pt, no multitask.npz): export it with bpd export {RUN}")
 case("multitask export parity 0", ["multitask", "export", f"{B}/mt", "--out", f"{C}/e", "--parity-samples", "0"],
      "--parity-samples must be at least 1")
 case("teacher train hidden 2000000", ["teacher", "train", "--out", f"{C}/t.npz", "--hidden", "2000000", "2000000"],
