@@ -74,6 +74,8 @@ def load_source(path: str | Path, each_call: bool = False) -> Source:
             rec.get("source"), str) else " (a run directory or student.pt) or a teacher .npz"
         raise BpdError(f"{path}: {'an export directory' if p.is_dir() else 'an ONNX model'}, not what bpd export "
                        f"reads: give the student it came from{came}")
+    if (p / "multitask.npz").is_file() and not (p / "student.pt").is_file():
+        raise BpdError(f"{path}: a multi-task run (multitask.npz): export it with bpd multitask export {path}")
     if p.is_dir():
         from training.checkpoint import check_finished
         check_finished(p)

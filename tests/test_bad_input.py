@@ -803,6 +803,8 @@ case("multitask train temperature -1", MT + ["--temperature", "-1"], "--temperat
 case("multitask train batch 10^10", MT + ["--batch", "10000000000"], "--batch must be at most")
 case("multitask export a single-task run", ["multitask", "export", RUN, "--out", f"{C}/e"],
      f"{RUN}: a single-task run (student.pt, no multitask.npz): export it with bpd export {RUN}")
+case("export a multi-task run", ["export", f"{B}/mt", "--out", f"{C}/e"],
+     f"{B}/mt: a multi-task run (multitask.npz): export it with bpd multitask export {B}/mt")
 case("multitask export parity 0", ["multitask", "export", f"{B}/mt", "--out", f"{C}/e", "--parity-samples", "0"],
      "--parity-samples must be at least 1")
 case("teacher train hidden 2000000", ["teacher", "train", "--out", f"{C}/t.npz", "--hidden", "2000000", "2000000"],
