@@ -406,9 +406,9 @@ def _choose_kernel(cfg: ExportConfig, src: Source, net: CollapsedNet, out: Path,
                 cands[k]["verdict"] = (f"action error {100 * share:.2f} % of the range, over --int-budget "
                                        f"{100 * cfg.int_budget:g} %")
             elif cost["flash_bytes"] > limit:
-                cands[k]["verdict"] = (f"over the integer kernel's flash limit ({limit} B: --int-flash-ratio "
-                                       f"{cfg.int_flash_ratio:g} times the generic kernel's flash, within "
-                                       "--flash-budget)")
+                cands[k]["verdict"] = (f"over the integer kernel's flash limit ({limit} B: " + (
+                    f"--int-flash-ratio {cfg.int_flash_ratio:g} times the generic kernel's flash, within --flash-budget"
+                    if limit < cfg.flash_budget else "--flash-budget") + ")")
             else:
                 ints[k] = cost
         if ints:  # the forms give the same integers: one closed-loop check for the one the rule picks

@@ -455,6 +455,27 @@ def test_auto_ships_the_integer_kernel_only_where_its_emulated_build_gives_the_h
             assert "differs from the checked host build" in k["candidates"]["integer"]["verdict"]
 
 
+def test_an_integer_form_over_the_flash_budget_itself_is_said_to_be_over_the_budget(tiny_pipeline, tmp_path):
+    """Known answer: integer forms of 3,000 B beside a generic kernel of 2,000 B, their limit 2,500 B either way.
+    Under a 2,500 B budget (--int-flash-ratio 1.5: 3,000 B) the budget sets it, and the verdict put it down to the
+    ratio; under the default budget with --int-flash-ratio 1.25 the ratio does."""
+    from export.export import ExportConfig, run_export
+
+    def meter(d):
+        integer = d.name.startswith("integer")
+        return {"cycles": 100.0 if integer else 1000.0, "flash_bytes": 3000 if integer else 2000, "instructions": 100,
+                "max_abs_error_vs_host_c": 0.0}
+
+    for budget, ratio, by in ((2500, 1.5, "--flash-budget"),
+                              (49152, 1.25, "--int-flash-ratio 1.25 times the generic kernel's flash, within "
+                                            "--flash-budget")):
+        k = run_export(ExportConfig(source=str(tiny_pipeline / "run"), out=str(tmp_path / str(budget)), episodes=0,
+                                    parity_samples=300, flash_budget=budget, int_flash_ratio=ratio),
+                       meter=meter)["kernel"]
+        assert k["int_flash_limit"] == 2500
+        assert k["candidates"]["integer"]["verdict"] == f"over the integer kernel's flash limit (2500 B: {by})"
+
+
 def test_the_kernel_is_chosen_on_episodes_the_export_does_not_report(tiny_pipeline, tmp_path, monkeypatch):
     """The closed-loop check that lets the integer kernel ship is a choice: its episodes are off the
     reporting seeds (training/envs.py) and off the episodes of the export's own `returns`."""
