@@ -99,3 +99,28 @@ def test_the_shipped_integer_kernel_keeps_its_summary_line_beside_the_int_kernel
     assert "- cortex-m4f, bpd-integer (integer-table): 567 instructions, 4004 B image flash; 1.6x the floor." in lines
     assert ("- cortex-m4f, student_int bpd-integer: 397 instructions, 7128 B image flash; 1.1x the floor; "
             "bpd-integer (integer-table) instructions / student_int bpd-integer's 1.4x.") in lines
+
+
+def test_bench_says_why_each_other_kernel_the_export_weighed_did_not_ship():
+    """export/README promised the integer kernels' verdicts in `bpd bench`'s output; it printed the candidates'
+    figures and the rule only, so an integer kernel at a third of the shipped kernel's cycles, or a kernel not built at
+    all, stood there unexplained. bench.json records the report's verdicts and what auto did not build; bench.md lists
+    them under the table."""
+    from firmware_host.measure.bench import export_kernels
+
+    res = _res()
+    res["export_kernels"]["verdicts"] = {
+        "integer": "over the integer kernel's flash limit (2000 B: --flash-budget)",
+        "compact": "not built: at least 2304 B of flash (8 B per nonzero weight), over the 2000 B budget"}
+    lines = markdown(res).splitlines()
+    i = lines.index("Not shipped:")
+    assert lines[i - 2] == "| integer-interp (shipped) | 258 | 398 | 1756 |" and lines[i + 1:i + 3] == [
+        "- integer: over the integer kernel's flash limit (2000 B: --flash-budget)",
+        "- compact: not built: at least 2304 B of flash (8 B per nonzero weight), over the 2000 B budget"]
+    assert "Not shipped:" not in markdown(_res())
+    # from the export's report: the shipped kernel's own verdict (its closed-loop check) is the rule's, not repeated
+    k = {"kind": "integer", "variant": "integer-interp", "rule": "fewest", "measured_on": "cortex-m4f",
+         "skipped": {"compact": "not built"}, "candidates": {
+             "integer-interp": {"cost": {"cycles": 398.0}, "verdict": "return kept"},
+             "integer": {"cost": {"cycles": 300.0}, "verdict": "over the limit"}, "generic": {"cost": {"cycles": 9.0}}}}
+    assert export_kernels(k)["verdicts"] == {"integer": "over the limit", "compact": "not built"}

@@ -463,12 +463,20 @@ def run_bench(cfg: BenchConfig) -> dict:
     results["arithmetic_floor"] = floor
     k = student_rep.get("kernel") or {}
     if k.get("candidates"):  # the kernels `bpd export` built and measured to choose the shipped one
-        results["export_kernels"] = {"shipped": k.get("variant", k["kind"]), "rule": k["rule"],
-                                     "measured_on": k.get("measured_on"),
-                                     "integer_form": (k["candidates"].get("integer") or {}).get("form"),
-                                     "candidates": {n: c.get("cost") for n, c in k["candidates"].items()}}
+        results["export_kernels"] = export_kernels(k)
     _summarise(results, floor)
     return _write_results(results, cfg, out)
+
+
+def export_kernels(k: dict) -> dict:
+    """What bench reports of the kernels an export weighed (its report's `kernel` entry): each one's figures, the one
+    shipped and the rule, and why each other did not ship (its verdict, or why auto did not build it)."""
+    shipped = k.get("variant", k["kind"])
+    return {"shipped": shipped, "rule": k["rule"], "measured_on": k.get("measured_on"),
+            "integer_form": (k["candidates"].get("integer") or {}).get("form"),
+            "candidates": {n: c.get("cost") for n, c in k["candidates"].items()},
+            "verdicts": {n: c["verdict"] for n, c in k["candidates"].items() if c.get("verdict") and n != shipped}
+            | (k.get("skipped") or {})}
 
 
 def _write_results(results: dict, cfg: BenchConfig, out: Path) -> dict:

@@ -54,6 +54,8 @@ def markdown(res: dict) -> str:
                   "| kernel | instructions | cycles (est.) | policy flash B |", "|---|---|---|---|"]
         lines += [f"| {n}{' (shipped)' if n == ek['shipped'] else ''} | {c['instructions']} | {c['cycles']:.0f} "
                   f"| {c['flash_bytes']} |" if c else f"| {n} | - | - | - |" for n, c in ek["candidates"].items()]
+        if ek.get("verdicts"):  # what the export's report says of each kernel it did not ship
+            lines += ["", "Not shipped:"] + [f"- {n}: {why}" for n, why in ek["verdicts"].items()]
     f = res.get("arithmetic_floor")
     if f:
         lines.append(f"\nArithmetic floor of the {who}: {f['instructions']} instructions ({f['macs']} nonzero "
