@@ -109,6 +109,25 @@ def test_classical_export_refuses_a_directory_of_something_else_and_a_rig_that_i
     assert sorted(p.name for p in run.iterdir()) == ["config.json"] and not (tmp_path / "c").exists()
 
 
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="needs arm-none-eabi-gcc")
+def test_an_export_moved_without_its_student_is_measured_without_the_rows_that_need_it(tmp_path, monkeypatch):
+    """An export copied to another computer keeps what evaluate and firmware build use, but not the student file it
+    names (the fixture's benchmarks/work/seed0/run/student.pt): bench stopped on it ('no student or teacher file
+    there'). It now measures the kernel and says which rows it could not make: torch's, and the masked student the
+    peers are handed."""
+    pytest.importorskip("unicorn")
+    monkeypatch.chdir(tmp_path)  # nor found from the working directory
+    res = run_bench(BenchConfig(export=str(pendulum_export()), out=str(tmp_path / "bench"), targets=["cortex-m4f"],
+                                peers=False, plot=False, host_iters=100, samples=1))
+    assert set(res["networks"]) == {"student"} and res["teacher"] is None
+    runtimes = res["networks"]["student"]["runtimes"]
+    assert "torch" not in runtimes and "onnxruntime" in runtimes
+    assert runtimes["bpd"]["cortex-m4f"]["instructions_median"] > 0
+    assert res["source_note"].endswith("benchmarks/work/seed0/run/student.pt, is not there: no torch row, and no "
+                                       "masked student for the peers (bench the export where its student is for them)")
+    assert (tmp_path / "bench" / "bench.md").read_text().splitlines()[-3] == f"Note: {res['source_note']}."
+
+
 def test_a_bench_run_again_and_stopped_while_plotting_leaves_the_previous_results(tmp_path, monkeypatch):
     """bench wrote bench.json and bench.md, then drew bench.png: run again into its --out and stopped while drawing,
     the directory held the new figures beside the previous plot. Now the plot goes first and the record last."""

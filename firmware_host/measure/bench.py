@@ -398,7 +398,11 @@ def run_bench(cfg: BenchConfig) -> dict:
         run_export(ExportConfig(source=str(tsrc), out=str(tdir), format="dense", kernel="generic", episodes=0,
                                 parity_samples=2000, seed=cfg.seed, dataset=dataset))
         networks["teacher"] = tdir
-    if info.get("kind") == "student":
+    # the student file the export came from times torch and gives the peers the masked student; an export moved
+    # without it (to another computer) is measured without those two
+    gone = None if classical or path_from_record(str(info.get("source")), exp).is_file() else \
+        path_from_record(str(info.get("source")), exp)
+    if info.get("kind") == "student" and gone is None:
         networks["student_masked"] = _masked_export(info, exp, work / "student_masked")
     rng = np.random.default_rng(cfg.seed)
     obs = rng.normal(0, 0.3, size=(max(cfg.samples, 1), info["obs_dim"])).astype(np.float32)
@@ -406,6 +410,9 @@ def run_bench(cfg: BenchConfig) -> dict:
                      "targets": cfg.targets, "tolerance": TOL, "kind": info.get("kind")}
     if teacher_note:
         results["teacher_note"] = teacher_note
+    if gone is not None:
+        results["source_note"] = (f"the export's source, {gone}, is not there: no torch row, and no masked student "
+                                  "for the peers (bench the export where its student is for them)")
     for name, d in networks.items():
         onnx_dir = exp if name in ("student_int8", "student_int") else d
         rep = {"widths_after": info["widths"]} if name == "classical" else \
@@ -431,12 +438,13 @@ def run_bench(cfg: BenchConfig) -> dict:
                          "bpd-fast-tanh": (bpd_srcs, [d, BENCH], ["policy", "policy_weights"], True)}
         if name not in ("student_int8", "student_int", "student_masked", "classical"):
             net_res["flash_report"] = rep["totals"]
-            src = load_source(path_from_record(rep["source"], onnx_dir), each_call=True)  # torch as it runs it
-            import torch
-            torch.set_num_threads(1)
-            with torch.no_grad():
-                fwd = lambda o, src=src: src.torch_forward(torch.as_tensor(o)[None])
-                net_res["runtimes"]["torch"] = {"host_median_ns": _median_ns(fwd, obs)}
+            if name != "student" or gone is None:
+                src = load_source(path_from_record(rep["source"], onnx_dir), each_call=True)  # torch as it runs it
+                import torch
+                torch.set_num_threads(1)
+                with torch.no_grad():
+                    fwd = lambda o, src=src: src.torch_forward(torch.as_tensor(o)[None])
+                    net_res["runtimes"]["torch"] = {"host_median_ns": _median_ns(fwd, obs)}
             ort = OnnxPolicy(onnx_dir / "policy.onnx")
             net_res["runtimes"]["onnxruntime"] = {"host_median_ns": _median_ns(ort.act, obs)}
         if cfg.peers and name not in ("student_int8", "student_int", "classical"):

@@ -75,6 +75,8 @@ def markdown(res: dict) -> str:
             lines.append(f"- {t}, {_label(res, 'student', variant)}: " + "; ".join(parts) + ".")
     if res.get("teacher_note"):
         lines.append(f"\nTeacher: {res['teacher_note']}.")
+    if res.get("source_note"):
+        lines.append(f"\nNote: {res['source_note']}.")
     clocks = ", ".join(f"{t} {TARGETS[t]['clock_mhz']} MHz" for t in ts)
     lines.append("\nInstruction counts are exact for the emulated code (measured); cycles are estimated from the "
                  "instruction mix by the cycle model (docs/cycle_model.md: zero-wait memory, every branch taken) and "
