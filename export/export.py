@@ -175,8 +175,11 @@ def parity_states(src: Source, dataset: str | None, n: int, seed: int) -> tuple[
     rng = np.random.default_rng(seed)
     obs_dim = src.policy.obs_dim
     if dataset and dataset_exists(dataset):  # a .npz or a Minari dataset (training/minari_io.py)
-        ds = load_dataset(dataset, obs_dim)
+        ds = load_dataset(dataset)
         env = str(ds.meta.get("env_id") or "")
+        if ds.meta.get("obs_dim") != obs_dim:
+            raise BpdError(f"{dataset}: observations have {ds.meta.get('obs_dim')} dimensions, the {src.kind} takes "
+                           f"{obs_dim}; give --dataset one of {src.env_id}")
         if env and env_key(env) != env_key(src.env_id) and dataset != src.dataset \
                 and ds.meta.get("teacher_sha256") != src.sha256 \
                 and not (dataset_exists(src.dataset) and dataset_hash(dataset) == dataset_hash(str(src.dataset))):

@@ -823,6 +823,10 @@ for cmd in (["firmware", "build"], ["bench"]):  # a file of the export given for
 case("export teacher of another task", ["export", RUN, "--out", f"{C}/e", "--teacher", T2, "--episodes", "0"],
      "teacher2.npz: the teacher maps 3 observations")
 # the desktop cart-pole's observations are four too: its states were the parity states and the integer calibration
+case("export dataset of other dimensions", ["export", RUN, "--out", f"{C}/e", "--dataset", f"{B}/dataset2.npz",
+                                          "--episodes", "0"],
+     f"{B}/dataset2.npz: observations have 3 dimensions, the student takes 4; give --dataset one of "
+     "InvertedPendulum-v5")
 case("export dataset of another task", ["export", RUN, "--out", f"{C}/e", "--dataset", f"{C}/d.npz", "--episodes", "0"],
      "d.npz: a dataset of firmware_host.rig:bpd/desktop-cartpole-v0, but the student is of InvertedPendulum-v5",
      lambda c, b: dataset_with(c, b, meta={"env_id": "firmware_host.rig:bpd/desktop-cartpole-v0",
