@@ -174,6 +174,24 @@ def test_export_takes_a_minari_dataset_and_a_run_whose_minari_dataset_is_gone(ti
     assert p.returncode not in (0, 70) and len(lines) == 1 and "not in Minari's local store" in lines[0], p.stderr
 
 
+def test_a_run_distilled_from_a_minari_id_alone_records_the_dataset(tiny_pipeline, store, tmp_path):
+    """`--dataset NS/NAME-vN` (an id alone) is recorded as minari:NS/NAME-vN: it was recorded as a path relative to the
+    run ('../bpd/bare-v0'), which export then found nowhere and drew its parity states at random."""
+    import json
+    from pathlib import Path
+
+    from export.export import _recorded
+    from training.collect import dataset_exists
+
+    _collect(tiny_pipeline, "--out", "bpd/bare-v0", "--format", "minari")
+    run_bpd("distill", "--teacher", str(tiny_pipeline / "teacher.npz"), "--dataset", "bpd/bare-v0", "--out", "run",
+            "--steps", "20", "--eval-every", "10", "--eval-episodes", "1", "--checkpoint-every", "10", "--hidden", "8",
+            "8", "--critic-hidden", "8", "8", "--no-progress", cwd=tmp_path)
+    recorded = json.loads((tmp_path / "run" / "config.json").read_text())["dataset"]
+    assert recorded == "minari:bpd/bare-v0"
+    assert dataset_exists(_recorded(recorded, Path(tmp_path / "run")))
+
+
 def test_the_content_hash_reads_a_dataset_kept_a_directory_per_episode(store):
     """Minari's arrow format keeps each episode in a directory of data/: the hash covers their files (it
     tried to read the directories as files); a flat hdf5 dataset's hash is over the same names as before."""

@@ -70,8 +70,10 @@ def collect_line(out: str, ds) -> str:
 def distill_command(ns, meter=None) -> None:
     """`bpd distill` (wired by the firmware room, which lends it the DSP kernel's meter for --prune-to-cycles)."""
     from training.distill import DistillConfig, distill
+    from training.minari_io import canonical
     from training.selection_config import spread
     cfg = from_namespace(DistillConfig, ns)
+    cfg.dataset = canonical(cfg.dataset)  # a Minari id alone recorded as minari:ID, not as a path
     s = resumable(lambda: distill(cfg, meter, log=lambda m: print(m, flush=True)), Path(cfg.out) / "checkpoint.pt")
     ch = s["selection"]["chosen"]
     ret = ch["select_return"] if ch["select_return"] is not None else s["final_eval_return_mean"]
@@ -111,7 +113,9 @@ def short_of_teacher(s: dict, eta: float) -> str | None:
 def _baseline_train(ns):
     from training.baseline_rules import BaselineConfig
     from training.baselines import train_baseline
+    from training.minari_io import canonical
     cfg = from_namespace(BaselineConfig, ns)
+    cfg.dataset = canonical(cfg.dataset)
     s = resumable(lambda: train_baseline(cfg), Path(cfg.out) / "checkpoint.pt")
     print(f"baseline: {os.path.join(cfg.out, s['product'])}  {s['method']} ({s['control']} control), "
           f"{s['grad_steps']} gradient steps, {s['env_steps']} environment steps, return "
@@ -120,8 +124,10 @@ def _baseline_train(ns):
 
 
 def _multitask_train(ns):
+    from training.minari_io import canonical
     from training.multitask import MultiTaskConfig, train_multitask
     cfg = from_namespace(MultiTaskConfig, ns)
+    cfg.datasets = [canonical(d) for d in cfg.datasets]
     s = resumable(lambda: train_multitask(cfg, log=lambda m: print(m, flush=True)), Path(cfg.out) / "checkpoint.pt")
     rets = ", ".join(f"{e} {r:.1f}" for e, r in s["final_eval"].items() if r is not None)
     print(f"multi-task student: {os.path.join(cfg.out, 'multitask.npz')}  {len(s['tasks'])} tasks ({rets}), "

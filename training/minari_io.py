@@ -87,6 +87,12 @@ def is_minari(spec: str | Path) -> bool:
     return in_store(s)
 
 
+def canonical(spec: str) -> str:
+    """A --dataset value as a run records it: `minari:ID` for a Minari dataset named by its id alone (is_minari), which
+    a record would otherwise write as a path relative to itself ('../NS/NAME-v0', found nowhere); else as given."""
+    return f"{PREFIX}{spec}" if not spec.startswith(PREFIX) and is_minari(spec) else spec
+
+
 def content_hash(spec: str) -> str:
     """sha256 over the dataset's data files, those in subdirectories too (Minari's arrow format keeps a
     directory per episode); the run records it as it records a .npz's hash."""
