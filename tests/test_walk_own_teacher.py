@@ -183,3 +183,17 @@ def test_the_first_line_says_where_the_student_starts_larger_than_the_teacher():
     assert _size_note(cfg, teacher(32)) == ("; the student (64x64: 4,416 weights before pruning) is larger than the "
                                             "teacher (32x32: 1,184): --hidden sets its widths")
     assert _size_note(cfg, teacher(256)) == ""
+
+
+def test_a_model_whose_action_bounds_are_not_the_environments_is_refused(tmp_path):
+    """A TD3 trained on Pendulum-v1 through RescaleAction(-1, 1) acts within [-1, 1]: it was imported with those
+    bounds for --env Pendulum-v1 (torque to +-2), and collect rolled it out at half its torque, silently."""
+    import gymnasium as gym
+    import stable_baselines3 as sb3
+
+    env = gym.wrappers.RescaleAction(gym.make("Pendulum-v1"), -1.0, 1.0)
+    sb3.TD3("MlpPolicy", env, seed=0, device="cpu", policy_kwargs=dict(net_arch=[8])).save(tmp_path / "r.zip")
+    with pytest.raises(BpdError, match=r"Pendulum-v1 takes actions within \[-2, 2\], the model in .*r\.zip gives "
+                                       r"them within \[-1, 1\] .*RescaleAction"):
+        _import(tmp_path / "r.zip")
+    assert _import(_sb3_zip(tmp_path, "TD3", "bare.zip", policy_kwargs=dict(net_arch=[8]))[1]).action_high == [2.0]

@@ -484,12 +484,33 @@ def import_sb3(cfg: TeacherImportConfig) -> Teacher:
                        f"{(str(e).splitlines() or [''])[0][:80]})") from None
     check_teacher(t, str(path))
     if cfg.env:
-        from training.envs import env_dims
-        dims = env_dims(cfg.env)
-        if dims != (t.obs_dim, t.act_dim):
-            raise BpdError(f"--env {cfg.env} has {dims[0]} observations and {dims[1]} actions, the model in "
-                           f"{path} {t.obs_dim} and {t.act_dim}")
+        _check_env(t, cfg.env, path)
     return t
+
+
+def _check_env(t: Teacher, env_id: str, path: Path) -> None:
+    """The model fits --env: its sizes, and its action bounds (a model trained through RescaleAction, or on another
+    environment, acts within bounds that are not the environment's: its actions would drive the bare environment,
+    where bpd rolls it out and runs the student, at other strengths)."""
+    from training.envs import make_env
+
+    env = make_env(env_id)
+    try:
+        dims = env.observation_space.shape[0], env.action_space.shape[0]
+        low, high = (np.asarray(b, np.float32) for b in (env.action_space.low, env.action_space.high))
+    finally:
+        env.close()
+    if dims != (t.obs_dim, t.act_dim):
+        raise BpdError(f"--env {env_id} has {dims[0]} observations and {dims[1]} actions, the model in "
+                       f"{path} {t.obs_dim} and {t.act_dim}")
+    if not (np.allclose(low, t.action_low) and np.allclose(high, t.action_high)):
+        raise BpdError(f"--env {env_id} takes actions within {_bounds(low, high)}, the model in {path} gives them "
+                       f"within {_bounds(t.action_low, t.action_high)} (trained through an action wrapper such as "
+                       f"RescaleAction, or on another environment): train it on gym.make({env_id!r}) as it is")
+
+
+def _bounds(low: np.ndarray, high: np.ndarray) -> str:
+    return ", ".join(f"[{lo:g}, {hi:g}]" for lo, hi in zip(low.tolist(), high.tolist()))
 
 
 def _teacher_from_sb3(path: Path, cfg: TeacherImportConfig, data: dict, sd: dict) -> Teacher:
