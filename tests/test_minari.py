@@ -11,7 +11,7 @@ import os
 import numpy as np
 import pytest
 
-from tests.conftest import run_bpd
+from tests.conftest import ROOT, run_bpd
 
 minari = pytest.importorskip("minari", reason="the 'minari' extra is not installed")
 
@@ -190,6 +190,32 @@ def test_a_run_distilled_from_a_minari_id_alone_records_the_dataset(tiny_pipelin
     recorded = json.loads((tmp_path / "run" / "config.json").read_text())["dataset"]
     assert recorded == "minari:bpd/bare-v0"
     assert dataset_exists(_recorded(recorded, Path(tmp_path / "run")))
+
+
+def test_a_dataset_declaring_other_action_bounds_than_its_environments_is_refused(store):
+    """Another tool's InvertedPendulum-v5 data given action_space=Box(-1, 1) (actions normalised) was distilled with
+    those bounds: the teacher's labels clipped to +-1 and the student shipped acting within +-1 of the pendulum's +-3.
+    The same data in the environment's own space is labelled by the teacher."""
+    import gymnasium as gym
+    from minari.data_collector import EpisodeBuffer
+
+    from bpd.errors import BpdError
+    from training.collect import load_dataset, teacher_labels
+    from training.teacher import load_teacher
+
+    teacher = load_teacher(ROOT / "benchmarks" / "teachers" / "InvertedPendulum-v5.npz")
+    rng = np.random.default_rng(0)
+    bufs = [EpisodeBuffer(id=0, observations=rng.normal(size=(6, 4)).astype(np.float32),
+                          actions=rng.uniform(-1, 1, (5, 1)).astype(np.float32), rewards=[1.0] * 5,
+                          terminations=[False] * 4 + [True], truncations=[False] * 5)]
+    minari.create_dataset_from_buffers("other/unit-v0", bufs, env="InvertedPendulum-v5", data_format="hdf5",
+                                       action_space=gym.spaces.Box(-1, 1, (1,)))
+    minari.create_dataset_from_buffers("other/own-v0", bufs, env="InvertedPendulum-v5", data_format="hdf5")
+    with pytest.raises(BpdError, match=r"^other/unit-v0: its actions are declared within \[-1, 1\], the teacher's "
+                                       r"\(InvertedPendulum-v5's\) within \[-3, 3\]"):
+        teacher_labels(load_dataset("minari:other/unit-v0", 4, 1), teacher, "other/unit-v0")
+    ds = teacher_labels(load_dataset("minari:other/own-v0", 4, 1), teacher, "other/own-v0")
+    assert np.array_equal(ds.teacher_actions, teacher.act(ds.observations).astype(np.float32))
 
 
 def test_the_content_hash_reads_a_dataset_kept_a_directory_per_episode(store):

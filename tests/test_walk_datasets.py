@@ -17,7 +17,10 @@ REPO = Path(__file__).resolve().parents[1]
 TEACHERS = REPO / "benchmarks" / "teachers"
 
 
-def _dataset(env_id: str, od: int, ad: int, teacher=None, n: int = 40, labelled: bool = True) -> Dataset:
+def _dataset(env_id: str, od: int, ad: int, teacher=None, n: int = 40, labelled: bool = True,
+             bound: float | None = None) -> Dataset:
+    """A dataset of env_id, labelled by teacher where given, its action bounds the teacher's (+-bound, else +-1)."""
+    high = np.full(ad, bound or 1.0, np.float32) if teacher is None or bound is not None else teacher.action_high
     rng = np.random.default_rng(0)
     obs = rng.normal(size=(n, od)).astype(np.float32)
     acts = rng.uniform(-1, 1, (n, ad)).astype(np.float32)
@@ -28,7 +31,7 @@ def _dataset(env_id: str, od: int, ad: int, teacher=None, n: int = 40, labelled:
                    teacher_actions=teacher.act(obs).astype(np.float32) if teacher is not None else acts,
                    rewards=np.ones(n, np.float32), next_observations=obs, terminals=np.zeros(n, np.float32),
                    truncations=np.r_[np.zeros(n - 1), 1].astype(np.float32), obs_mean=obs.mean(0),
-                   obs_std=obs.std(0) + 1e-3, action_low=-np.ones(ad, np.float32), action_high=np.ones(ad, np.float32))
+                   obs_std=obs.std(0) + 1e-3, action_low=-high, action_high=high)
 
 
 def test_a_dataset_of_another_environment_is_refused_unless_the_teacher_collected_it():
@@ -47,8 +50,8 @@ def test_a_dataset_of_another_environment_is_refused_unless_the_teacher_collecte
     with pytest.raises(BpdError, match="a dataset of bpd/other-v0"):
         check_task(_dataset("bpd/other-v0", 2, 1), t, "d.npz")  # labelled, but not by this teacher
     t.env_id = "firmware_host.rig:bpd/desktop-cartpole-v0"
-    check_task(_dataset("bpd/desktop-cartpole-v0", 2, 1, labelled=False), t, "d")
-    ds = teacher_labels(_dataset("InvertedPendulum-v5", 2, 1, labelled=False), hand_teacher(), "d")
+    check_task(_dataset("bpd/desktop-cartpole-v0", 2, 1, labelled=False, bound=3), t, "d")
+    ds = teacher_labels(_dataset("InvertedPendulum-v5", 2, 1, labelled=False, bound=3), hand_teacher(), "d")
     assert ds.meta["labels"].startswith("the teacher's actions")
 
 

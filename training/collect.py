@@ -212,6 +212,7 @@ def teacher_labels(ds: Dataset, teacher: Any, where: str) -> Dataset:
                        f"apart at step {step}); it was collected with another teacher"
                        + (f" (sha256 {by})" if by else "")
                        + ": collect it again with this teacher, or give the one it was collected with")
+    _check_bounds(ds, teacher, where)
     return ds
 
 
@@ -236,10 +237,31 @@ def check_task(ds: Dataset, teacher: Any, where: str, hint: str = "give a datase
     from training.envs import env_key
 
     if not env or not own or env_key(env) == env_key(own):
+        _check_bounds(ds, teacher, where)
         return
     if _labelled(ds) and _label_gap(ds, teacher)[0] <= LABEL_TOL:
         return
     raise BpdError(f"{where}: a dataset of {env}, but the teacher is of {own} and did not collect it; {hint}")
+
+
+def _check_bounds(ds: Dataset, teacher: Any, where: str) -> None:
+    """A dataset of the teacher's environment declares the teacher's action bounds, the environment's: the student
+    acts within the dataset's, so one recorded in other units (another tool's Minari dataset given action_space=Box(-1,
+    1)) would run the environment at a fraction of its range, the teacher's labels clipped to it."""
+    low, high = getattr(teacher, "action_low", None), getattr(teacher, "action_high", None)
+    env, own = str(ds.meta.get("env_id") or ""), str(getattr(teacher, "env_id", "") or "")
+    if low is None or high is None or np.shape(low) != ds.action_low.shape:
+        return
+    from training.envs import env_key
+
+    if (env and own and env_key(env) != env_key(own)) or (np.allclose(low, ds.action_low)
+                                                          and np.allclose(high, ds.action_high)):
+        return
+    from training.teacher import bounds_text
+
+    raise BpdError(f"{where}: its actions are declared within {bounds_text(ds.action_low, ds.action_high)}, the "
+                   f"teacher's ({own or env}'s) within {bounds_text(low, high)}: the student would act within the "
+                   "dataset's; record it in the environment's own action space")
 
 
 def dataset_hash(path: str | Path) -> str:

@@ -504,12 +504,13 @@ def _check_env(t: Teacher, env_id: str, path: Path) -> None:
         raise BpdError(f"--env {env_id} has {dims[0]} observations and {dims[1]} actions, the model in "
                        f"{path} {t.obs_dim} and {t.act_dim}")
     if not (np.allclose(low, t.action_low) and np.allclose(high, t.action_high)):
-        raise BpdError(f"--env {env_id} takes actions within {_bounds(low, high)}, the model in {path} gives them "
-                       f"within {_bounds(t.action_low, t.action_high)} (trained through an action wrapper such as "
+        raise BpdError(f"--env {env_id} takes actions within {bounds_text(low, high)}, the model in {path} gives them "
+                       f"within {bounds_text(t.action_low, t.action_high)} (trained through an action wrapper such as "
                        f"RescaleAction, or on another environment): train it on gym.make({env_id!r}) as it is")
 
 
-def _bounds(low: np.ndarray, high: np.ndarray) -> str:
+def bounds_text(low: np.ndarray, high: np.ndarray) -> str:
+    """Action bounds as a message writes them: [low, high] per action."""
     return ", ".join(f"[{lo:g}, {hi:g}]" for lo, hi in zip(low.tolist(), high.tolist()))
 
 
