@@ -192,6 +192,19 @@ def test_a_run_distilled_from_a_minari_id_alone_records_the_dataset(tiny_pipelin
     assert dataset_exists(_recorded(recorded, Path(tmp_path / "run")))
 
 
+def test_a_minari_name_without_format_minari_is_refused_before_any_file(tmp_path, monkeypatch):
+    """`--out minari:bpd/x-v0` without --format minari wrote a .npz named 'minari:bpd/x-v0' (in a new directory
+    'minari:bpd'), which `--dataset minari:bpd/x-v0` then did not find in Minari's store."""
+    from bpd.errors import BpdError
+    from training.collect import CollectConfig, collect
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(BpdError, match=r"^--out minari:bpd/x-v0: a Minari dataset id; add --format minari"):
+        collect(CollectConfig(teacher=str(ROOT / "benchmarks" / "teachers" / "InvertedPendulum-v5.npz"),
+                              out="minari:bpd/x-v0", steps=5, progress=False))
+    assert not list(tmp_path.iterdir())
+
+
 def test_a_dataset_declaring_other_action_bounds_than_its_environments_is_refused(store):
     """Another tool's InvertedPendulum-v5 data given action_space=Box(-1, 1) (actions normalised) was distilled with
     those bounds: the teacher's labels clipped to +-1 and the student shipped acting within +-1 of the pendulum's +-3.

@@ -96,7 +96,7 @@ def collect(cfg: CollectConfig) -> Dataset:
     else:
         from training.minari_io import ID_RE
 
-        if ID_RE.match(cfg.out):  # written as a file of that name, where the user meant Minari's store
+        if cfg.out.startswith("minari:") or ID_RE.match(cfg.out):  # a file of that name, where Minari's store was meant
             raise BpdError(f"--out {cfg.out}: a Minari dataset id; add --format minari to write one, or name a "
                            ".npz file")
         check_output_path(cfg.out)
