@@ -192,6 +192,36 @@ def test_a_run_distilled_from_a_minari_id_alone_records_the_dataset(tiny_pipelin
     assert dataset_exists(_recorded(recorded, Path(tmp_path / "run")))
 
 
+def test_another_tools_bad_dataset_is_told_where_and_what_to_do(store):
+    """A NaN was 'observations contains NaN or Inf' (no step among thousands), a dataset without an environment said
+    only so, and one of another environment only that its sizes differ from the teacher's."""
+    import gymnasium as gym
+    from minari.data_collector import EpisodeBuffer
+
+    from bpd.errors import BpdError
+    from training.collect import load_dataset
+
+    def bufs(od):
+        obs = np.arange(4 * od, dtype=np.float32).reshape(4, od)
+        return [EpisodeBuffer(id=i, observations=obs.copy(), actions=np.zeros((3, 1), np.float32), rewards=[0.0] * 3,
+                              terminations=[False, False, True], truncations=[False] * 3) for i in range(2)]
+
+    nan = bufs(4)
+    nan[1].observations[1, 2] = np.nan  # episode 1's second step: step 4 of the dataset
+    minari.create_dataset_from_buffers("other/nan-v0", nan, env="InvertedPendulum-v5", data_format="hdf5")
+    with pytest.raises(BpdError, match=r"observations contains NaN or Inf \(first at step 4, episode 1\)$"):
+        load_dataset("minari:other/nan-v0")
+    minari.create_dataset_from_buffers("other/pend-v0", bufs(3), env="Pendulum-v1", data_format="hdf5")
+    with pytest.raises(BpdError, match=r"observations have 3 dimensions, the teacher expects 4 \(a dataset of "
+                                       r"Pendulum-v1: give one of the teacher's environment\)$"):
+        load_dataset("minari:other/pend-v0", 4, 1)
+    minari.create_dataset_from_buffers("other/noenv-v0", bufs(4), data_format="hdf5",
+                                       observation_space=gym.spaces.Box(-np.inf, np.inf, (4,)),
+                                       action_space=gym.spaces.Box(-3, 3, (1,)))
+    with pytest.raises(BpdError, match=r"records no environment .*create_dataset_from_buffers\(\.\.\., env=ID\)"):
+        load_dataset("minari:other/noenv-v0")
+
+
 def test_a_minari_name_without_format_minari_is_refused_before_any_file(tmp_path, monkeypatch):
     """`--out minari:bpd/x-v0` without --format minari wrote a .npz named 'minari:bpd/x-v0' (in a new directory
     'minari:bpd'), which `--dataset minari:bpd/x-v0` then did not find in Minari's store."""

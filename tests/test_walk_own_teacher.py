@@ -197,3 +197,11 @@ def test_a_model_whose_action_bounds_are_not_the_environments_is_refused(tmp_pat
                                        r"them within \[-1, 1\] .*RescaleAction"):
         _import(tmp_path / "r.zip")
     assert _import(_sb3_zip(tmp_path, "TD3", "bare.zip", policy_kwargs=dict(net_arch=[8]))[1]).action_high == [2.0]
+
+
+def test_a_zip_naming_no_environment_asks_for_env_with_what_the_model_takes(tmp_path):
+    """stable-baselines3 records no environment id: the import said only 'pass --env', not which would fit."""
+    _, z = _sb3_zip(tmp_path, "SAC", "p.zip", policy_kwargs=dict(net_arch=[8]))
+    with pytest.raises(BpdError, match=r"p\.zip: its record names no environment; pass --env ID, the one it was "
+                                       r"trained on \(its 3 observations, 1 action within \[-2, 2\]\)$"):
+        import_sb3(TeacherImportConfig(sb3_zip=str(z), out=str(tmp_path / "t.npz")))

@@ -184,10 +184,12 @@ def load_dataset(path: str | Path, obs_dim: int | None = None, act_dim: int | No
             raise BpdError(f"{path}: malformed dataset arrays ({e.__class__.__name__})") from None
         check_dataset(ds, str(path))
     od, ad = ds.meta.get("obs_dim"), ds.meta.get("act_dim")
+    other = f" (a dataset of {ds.meta['env_id']}: give one of the teacher's environment)" if ds.meta.get("env_id") \
+        else ""
     if obs_dim is not None and od != obs_dim:
-        raise BpdError(f"{path}: observations have {od} dimensions, the teacher expects {obs_dim}")
+        raise BpdError(f"{path}: observations have {od} dimensions, the teacher expects {obs_dim}{other}")
     if act_dim is not None and ad != act_dim:
-        raise BpdError(f"{path}: actions have {ad} dimensions, the teacher produces {act_dim}")
+        raise BpdError(f"{path}: actions have {ad} dimensions, the teacher produces {act_dim}{other}")
     return ds
 
 
@@ -295,7 +297,11 @@ def check_dataset(ds: Dataset, where: str) -> None:
     if n == 0:
         raise BpdError(f"{where}: dataset is empty")
     for k in Dataset.ARRAYS:
-        if not np.isfinite(getattr(ds, k)).all():
-            raise BpdError(f"{where}: {k} contains NaN or Inf")
+        bad = ~np.isfinite(getattr(ds, k))
+        if bad.any():  # where, so that the step can be found (another tool's data, a sensor's dropout)
+            i = int(np.argwhere(bad)[0][0])
+            at = (f" (first at step {i}, episode {int(((ds.terminals[:i] > 0) | (ds.truncations[:i] > 0)).sum())})"
+                  if k not in ("obs_mean", "obs_std", "action_low", "action_high") else "")
+            raise BpdError(f"{where}: {k} contains NaN or Inf{at}")
     if (ds.obs_std <= 0).any() or not (ds.action_high > ds.action_low).all():
         raise BpdError(f"{where}: obs_std must be positive and action_low below action_high")

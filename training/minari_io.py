@@ -243,7 +243,8 @@ def read_minari(spec: str) -> tuple[dict, dict[str, np.ndarray]]:
     env_spec = m.spec.env_spec
     env_id = recorded.get("env_id") or (env_spec.id if env_spec is not None else None)
     if not env_id:
-        raise BpdError(f"Minari dataset {ds_id}: records no environment")
+        raise BpdError(f"Minari dataset {ds_id}: records no environment (bpd evaluates the student on it); write it "
+                       "with minari.create_dataset_from_buffers(..., env=ID), or through DataCollector(gym.make(ID))")
     wrapped = [w.name for w in getattr(env_spec, "additional_wrappers", None) or ()
                if w.entry_point.rpartition(":")[2] not in BOOKKEEPING or not w.entry_point.startswith("gymnasium.")]
     if wrapped:  # RescaleAction, NormalizeObservation, ...: not the observations and actions of env_id

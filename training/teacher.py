@@ -531,13 +531,15 @@ def _teacher_from_sb3(path: Path, cfg: TeacherImportConfig, data: dict, sd: dict
         raise BpdError(f"{path}: observations must be flat, got shape {obs_shape}")
     kwargs = data.get("policy_kwargs", {})
     activation = _recorded_activation(path, kwargs, cfg.activation)
-    env_id = cfg.env or data.get("env_id") or ""
-    if not env_id:
-        raise BpdError(f"{path}: no environment id stored; pass --env")
     sd_np = {k: v.numpy() for k, v in sd.items()}
     low, high = _parse_vector(act_space["low"]), _parse_vector(act_space["high"])
     if low.shape != high.shape or low.size < 1:
         raise BpdError(f"{path}: action bounds low {low.shape} and high {high.shape} differ in size")
+    env_id = cfg.env or data.get("env_id") or ""
+    if not env_id:  # stable-baselines3 records the spaces, not the environment's id
+        raise BpdError(f"{path}: its record names no environment; pass --env ID, the one it was trained on (its "
+                       f"{obs_shape[0]} observations, {low.size} action{'s' * (low.size != 1)} within "
+                       f"{bounds_text(low, high)})")
     return _teacher_from_state_dict(sd_np, algo, str(env_id), low, high, int(obs_shape[0]), activation,
                                     squash=bool(kwargs.get("squash_output", False)),
                                     clip_mean=kwargs.get("clip_mean", SB3_CLIP_MEAN),
