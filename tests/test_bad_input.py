@@ -591,7 +591,7 @@ SB3_DAMAGE = {
     "obs shape 2-D": (lambda c, b: _sb3_zip(c / "m.zip", data=_sb3_data(shape=[2, 2])), "must be flat"),
     "obs shape text": (lambda c, b: _sb3_zip(c / "m.zip", data=_sb3_data(shape="4")), "must be flat"),
     "discrete actions": (lambda c, b: _sb3_zip(c / "m.zip", data=_sb3_data(kind="Discrete")), "not a Box"),
-    "no env id": (lambda c, b: _sb3_zip(c / "m.zip", data=_sb3_data(env_id=None)), "no environment id"),
+    "no env id": (lambda c, b: _sb3_zip(c / "m.zip", data=_sb3_data(env_id=None)), "no environment; pass --env ID"),
     "pickle inside": (lambda c, b: _sb3_zip(c / "m.zip", raw_pth=_pickled()), "pickled objects"),
     "pth garbage": (lambda c, b: _sb3_zip(c / "m.zip", raw_pth=b"not a torch file"), "unreadable weights"),
     "NaN weight": (lambda c, b: _sb3_zip(c / "m.zip", sd=_sb3_sd(nan=True)), "NaN or Inf"),
