@@ -196,7 +196,16 @@ def test_a_model_whose_action_bounds_are_not_the_environments_is_refused(tmp_pat
     with pytest.raises(BpdError, match=r"Pendulum-v1 takes actions within \[-2, 2\], the model in .*r\.zip gives "
                                        r"them within \[-1, 1\] .*RescaleAction"):
         _import(tmp_path / "r.zip")
-    assert _import(_sb3_zip(tmp_path, "TD3", "bare.zip", policy_kwargs=dict(net_arch=[8]))[1]).action_high == [2.0]
+    t = _import(_sb3_zip(tmp_path, "TD3", "bare.zip", policy_kwargs=dict(net_arch=[8]))[1])
+    assert t.action_high == [2.0]
+    # such a teacher imported before: collect refuses it before its rollout
+    from training.collect import CollectConfig, collect
+
+    t.action_low, t.action_high = t.action_low / 2, t.action_high / 2
+    t.save(tmp_path / "old.npz")
+    with pytest.raises(BpdError, match=r"old\.npz acts within \[-1, 1\], Pendulum-v1 takes actions within \[-2, 2\]"):
+        collect(CollectConfig(teacher=str(tmp_path / "old.npz"), out=str(tmp_path / "d.npz"), steps=5, progress=False))
+    assert not (tmp_path / "d.npz").exists()
 
 
 def test_a_zip_naming_no_environment_asks_for_env_with_what_the_model_takes(tmp_path):

@@ -111,6 +111,17 @@ def collect(cfg: CollectConfig) -> Dataset:
                        f"{env.observation_space.shape[0]}->{env.action_space.shape[0]}")
     rng = np.random.default_rng(cfg.seed)
     low, high = env.action_space.low.astype(np.float32), env.action_space.high.astype(np.float32)
+    from training.envs import env_key
+
+    if env_key(env_id) == env_key(teacher.env_id) and not (np.allclose(low, teacher.action_low)
+                                                           and np.allclose(high, teacher.action_high)):
+        from training.teacher import bounds_text  # a teacher imported before `teacher import` compared them
+
+        env.close()
+        raise BpdError(f"{cfg.teacher} acts within {bounds_text(teacher.action_low, teacher.action_high)}, {env_id} "
+                       f"takes actions within {bounds_text(low, high)}: the rollout would drive it at other "
+                       "strengths (a model trained through RescaleAction?); import the model again, or train one on "
+                       "the environment as it is")
     half = (high - low) / 2
     n, od, ad = cfg.steps, teacher.obs_dim, teacher.act_dim
     buf = {k: np.zeros(s, np.float32) for k, s in [("observations", (n, od)), ("actions", (n, ad)),
