@@ -109,7 +109,7 @@ def load_source(path: str | Path, each_call: bool = False) -> Source:
         return lo + (copies[obs.dtype]((obs - m) / s) + 1) * 0.5 * (hi - lo)
 
     return Source(mlp, forward, meta["env_id"], sha256_file(p), p, "student", meta["threshold"],
-                  _recorded(run_cfg.get("dataset"), run_dir), _recorded(run_cfg.get("teacher"), run_dir))
+                  recorded_input(run_cfg.get("dataset"), run_dir), recorded_input(run_cfg.get("teacher"), run_dir))
 
 
 def student_run(p: Path, meta: dict) -> tuple[dict, Path]:
@@ -138,7 +138,7 @@ def student_run(p: Path, meta: dict) -> tuple[dict, Path]:
     return {}, p.parent
 
 
-def _recorded(path: str | None, run_dir: Path) -> str | None:
+def recorded_input(path: str | None, run_dir: Path) -> str | None:
     """A run's recorded teacher or dataset: a file path as distill was given it (tried beside the run first,
     then from the working directory), or a Minari dataset's name as it is."""
     if not path or path.startswith("minari:"):

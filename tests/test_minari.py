@@ -180,7 +180,7 @@ def test_a_run_distilled_from_a_minari_id_alone_records_the_dataset(tiny_pipelin
     import json
     from pathlib import Path
 
-    from export.export import _recorded
+    from export.export import recorded_input
     from training.collect import dataset_exists
 
     _collect(tiny_pipeline, "--out", "bpd/bare-v0", "--format", "minari")
@@ -189,7 +189,13 @@ def test_a_run_distilled_from_a_minari_id_alone_records_the_dataset(tiny_pipelin
             "8", "--critic-hidden", "8", "8", "--no-progress", cwd=tmp_path)
     recorded = json.loads((tmp_path / "run" / "config.json").read_text())["dataset"]
     assert recorded == "minari:bpd/bare-v0"
-    assert dataset_exists(_recorded(recorded, Path(tmp_path / "run")))
+    assert dataset_exists(recorded_input(recorded, Path(tmp_path / "run")))
+    # `bpd bench` of its export finds the dataset too (it made the recorded name a path, run/minari:bpd/bare-v0)
+    from firmware_host.measure.bench import _run_inputs
+
+    (tmp_path / "exp").mkdir()
+    (tmp_path / "exp" / "export.json").write_text(json.dumps({"source": "../run/student.pt"}))
+    assert _run_inputs(tmp_path / "exp", None)[1] == "minari:bpd/bare-v0"
 
 
 def test_another_tools_bad_dataset_is_told_where_and_what_to_do(store):

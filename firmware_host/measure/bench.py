@@ -341,7 +341,7 @@ def _masked_export(info: dict, exp: Path, out: Path) -> Path:
 def _run_inputs(export_dir: Path, given: str | None) -> tuple[Path | None, str | None]:
     """The teacher (given, or the one the student was distilled from) and the run's dataset: the run export's
     `student_run` finds (the student's directory, or the run `bpd student select` wrote it from)."""
-    from export.export import student_run
+    from export.export import recorded_input, student_run
     from training.student import load_student
 
     info = json.loads((export_dir / "export.json").read_text())
@@ -350,7 +350,7 @@ def _run_inputs(export_dir: Path, given: str | None) -> tuple[Path | None, str |
     teacher = Path(given) if given else (path_from_record(run["teacher"], d) if run.get("teacher") and d else None)
     if teacher is not None and not teacher.is_file():
         teacher = None if not given else teacher
-    dataset = str(path_from_record(run["dataset"], d)) if run.get("dataset") and d else None
+    dataset = recorded_input(run["dataset"], d) if run.get("dataset") and d else None  # a Minari name as it is
     return teacher, dataset
 
 
