@@ -372,6 +372,12 @@ def _strict_loader() -> type:
                 seen.add(key)
             return super().construct_mapping(node, deep=deep)
 
+    # YAML 1.1 (PyYAML) reads 1e-9 and 1e3 as text, wanting 1.0e-9; YAML 1.2 and every reader of numbers take them:
+    # so does this one (a rig's 1e-9 was refused as "must be a finite number (got '1e-9')")
+    import re
+
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(
+        r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
     return Loader
 
 

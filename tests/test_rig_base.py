@@ -91,3 +91,17 @@ def test_the_swingup_cartpole_builds_for_the_nucleo(tmp_path):
     img = build_firmware_image(pendulum_export(), "cortex-m4f", tmp_path / "b", rig="desktop-cartpole-swingup",
                                board="nucleo-f446")
     assert img.elf.is_file() and img.elf.stat().st_size > 0
+
+
+def test_a_number_in_e_notation_without_a_dot_is_a_number(tmp_path):
+    """YAML 1.1 (PyYAML) read `pole_friction: 5e-4` as the text '5e-4', and the rig was refused with "must be a
+    finite number (got '5e-4')"; read_yaml takes it as the number every other reader would. Quoted, it stays text."""
+    from bpd.io import read_yaml
+
+    text = load_rig("desktop-cartpole").path.read_text().replace("pole_friction: 0.0005", "pole_friction: 5e-4")
+    assert "5e-4" in text
+    p = tmp_path / "mine.yaml"
+    p.write_text(text)
+    assert load_rig(p).raw["pole_friction"] == 5e-4
+    (tmp_path / "n.yaml").write_text("a: 1E3\nb: -2.5e+2\nc: '1e3'\nd: 1e\ne: 12\n")
+    assert read_yaml(tmp_path / "n.yaml") == {"a": 1000.0, "b": -250.0, "c": "1e3", "d": "1e", "e": 12}
