@@ -198,6 +198,23 @@ def test_a_run_distilled_from_a_minari_id_alone_records_the_dataset(tiny_pipelin
     assert _run_inputs(tmp_path / "exp", None)[1] == "minari:bpd/bare-v0"
 
 
+def test_a_run_begun_on_a_bare_minari_id_before_it_was_recorded_so_resumes(tiny_pipeline, store, tmp_path,
+                                                                              monkeypatch):
+    """A baseline or multi-task run begun on `--dataset bpd/bare-v0` recorded '../bpd/bare-v0' (relative to the run);
+    the same command now records minari:bpd/bare-v0, and resuming said 'started with a different configuration
+    (dataset)'. The old record is read as the id it was given as; another file's path still differs."""
+    from training.baselines import _same_file
+    from training.multitask import _differing
+
+    _collect(tiny_pipeline, "--out", "bpd/bare-v0", "--format", "minari")
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "run"
+    assert _same_file("../bpd/bare-v0", "minari:bpd/bare-v0", run)
+    assert not _same_file("../bpd/other-v0", "minari:bpd/bare-v0", run)
+    assert _differing({"datasets": ["../bpd/bare-v0"]}, {"datasets": ["minari:bpd/bare-v0"]}, run) == []
+    assert _differing({"datasets": ["../d.npz"]}, {"datasets": ["minari:bpd/bare-v0"]}, run) == ["datasets"]
+
+
 def test_another_tools_bad_dataset_is_told_where_and_what_to_do(store):
     """A NaN was 'observations contains NaN or Inf' (no step among thousands), a dataset without an environment said
     only so, and one of another environment only that its sizes differ from the teacher's."""

@@ -71,6 +71,7 @@ from training.checkpoint import read_checkpoint, restored_acc, restoring
 from training.collect import check_task, dataset_hash, load_dataset
 from training.device import resolve_device
 from training.envs import evaluate, train_eval_seed
+from training.minari_io import was_minari
 from training.teacher import load_teacher
 
 _RESUME_FREE = {"resume", "progress", "threads", "device"}
@@ -138,6 +139,8 @@ def _same_file(recorded, given, out: Path) -> bool:
     """A recorded input path (relative to the run, or as an earlier run recorded it) names the file given now."""
     if not isinstance(recorded, str) or not isinstance(given, str) or recorded.startswith("minari:"):
         return recorded == given
+    if given.startswith("minari:"):  # a run begun on a bare Minari id recorded it as a path relative to the run
+        return was_minari(recorded, out) == given
     return path_from_record(recorded, out).resolve() == Path(given).resolve()
 
 

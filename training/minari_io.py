@@ -93,6 +93,17 @@ def canonical(spec: str) -> str:
     return f"{PREFIX}{spec}" if not spec.startswith(PREFIX) and is_minari(spec) else spec
 
 
+def was_minari(recorded: str, run_dir) -> str | None:
+    """`minari:ID` where a run's recorded dataset path (relative to the run) was a bare Minari id given from the working
+    directory (runs began before canonical() recorded it so), else None."""
+    import os
+
+    from bpd.io import path_from_record
+
+    given = os.path.relpath(path_from_record(recorded, run_dir))
+    return canonical(given) if not os.path.exists(given) and canonical(given) != given else None
+
+
 def content_hash(spec: str) -> str:
     """sha256 over the dataset's data files, those in subdirectories too (Minari's arrow format keeps a
     directory per episode); the run records it as it records a .npz's hash."""

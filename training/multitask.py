@@ -38,6 +38,7 @@ from training.baseline_nets import TeacherModel, prune_target
 from training.checkpoint import read_checkpoint, restoring
 from training.collect import check_task, dataset_hash, load_dataset
 from training.envs import evaluate, train_eval_seed
+from training.minari_io import was_minari
 from training.multitask_config import MultiTaskConfig
 from training.seed_blocks import check_training_run
 from training.teacher import Teacher, load_teacher
@@ -205,6 +206,8 @@ def _differing(old: object, new: dict, out: Path) -> list[str]:
         raise BpdError(f"{out / 'config.json'}: corrupt run configuration")
 
     def norm(k: str, v: object) -> object:
+        if k == "datasets" and isinstance(v, list):  # a bare Minari id, recorded before as a path relative to the run
+            v = [was_minari(p, out) or p if isinstance(p, str) and not p.startswith("minari:") else p for p in v]
         if k in ("teachers", "datasets") and isinstance(v, list):
             return [str(Path(p).resolve()) if isinstance(p, str) and not p.startswith("minari:") else p for p in v]
         return v
