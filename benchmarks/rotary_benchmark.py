@@ -149,7 +149,7 @@ def device_cost(export_dir: Path, states: np.ndarray, work: Path) -> dict:
 
 
 def hil_trial(export_dir: Path, mode: str, episodes: int, out: Path, port: str = "sim") -> dict:
-    """A trial at 500 Hz, swing-up success judged from the logged angles. port "sim": real time against
+    """A trial at the rig's own period, swing-up success judged from the logged angles. port "sim": real time against
     the host-built simulated rig; "pil": the Cortex-M4F firmware image in QEMU, lockstep with the plant,
     where the on-device inference time is the policy call's instruction count (1 ns per instruction)."""
     from hil.ticklog import read_ticks
