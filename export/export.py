@@ -28,7 +28,7 @@ import bpd
 from bpd.config import check_ranges
 from bpd.errors import BpdError
 from bpd.io import StagedDir, check_output_dir, path_for_record, path_from_record, read_json, sha256_file, write_json
-from export.c_export import CPolicy, LayerPlan, generate_c, model_hash, scratch_width
+from export.c_export import CPolicy, LayerPlan, generate_c, layer_cost, model_hash, scratch_width
 from export.collapse import CollapsedNet, collapse
 from export.export_config import ExportConfig
 from export.kernels import LEVEL, KernelMeter, off_host
@@ -197,12 +197,13 @@ def parity_states(src: Source, dataset: str | None, n: int, seed: int) -> tuple[
     return np.concatenate([take, rand]).astype(np.float32), origin
 
 
-def dense_figures(widths: list[int]) -> dict:
-    """Flash, activation RAM and MACs of a dense float32 MLP with these widths."""
-    weights = sum(a * b for a, b in zip(widths[:-1], widths[1:]))
-    biases = sum(widths[1:])
-    return {"widths": widths, "flash_bytes": 4 * (weights + biases), "ram_activation_bytes": 4 * 2 * max(widths[1:]),
-            "macs": weights, "params": weights + biases}
+def dense_figures(net: CollapsedNet) -> dict:
+    """Flash, activation RAM and MACs of the network stored densely in float32, counted by totals as the student
+    is (its output's constants and input offset too): the figures of `bpd bench`'s dense export of the teacher, so
+    that the student's share of them compares like with like."""
+    tot = totals(net, [layer_cost(w, "dense", False) for w in net.weights])
+    return {"widths": net.widths, **{k: tot[k] for k in ("flash_bytes", "ram_activation_bytes", "macs")},
+            "params": sum(w.size + b.size for w, b in zip(net.weights, net.biases))}
 
 
 def layer_table(net: CollapsedNet, plans: list[LayerPlan]) -> list[dict]:
@@ -513,10 +514,10 @@ def _write_export(cfg: ExportConfig, out: Path, meter: KernelMeter | None = None
     dense = None
     if teacher_path and Path(teacher_path).is_file():
         from training.teacher import load_teacher
-        t = load_teacher(teacher_path)
-        dense = dense_figures([t.obs_dim] + [w.shape[0] for w in t.weights])
+        dense = dense_figures(collapse(load_teacher(teacher_path)))  # as bench exports it (its clip aside)
     else:
-        dense = dense_figures(net.widths_before) | {"note": "dense figures of the student's own shape (no teacher)"}
+        dense = dense_figures(collapse(src.policy, remove_dead=False)) | {
+            "note": "dense figures of the student's own shape (no teacher)"}
     tot = totals(net, plans)
     source = path_for_record(src.path, out)  # relative to the export: read from any working directory
     report = {"source": source, "source_kind": src.kind, "source_sha256": src.sha256, "model_hash": mh,

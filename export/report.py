@@ -14,8 +14,8 @@ def format_report(r: dict) -> str:
     t, d = r["totals"], r["dense_teacher"]
     lines += ["-" * 72,
               f"student: weights {t['flash_bytes']} B and activation RAM {t['ram_activation_bytes']} B as the "
-              f"generic kernel stores them (values, indices, biases; two buffers of the widest layer), {t['macs']} "
-              "MACs/inference",
+              "generic kernel stores them (values, indices, biases, the output's constants and any input offset; "
+              f"two buffers of the widest layer), {t['macs']} MACs/inference",
               (f"dense teacher {'x'.join(map(str, d['widths']))}" if "note" not in d else
                f"dense, the student's own shape {'x'.join(map(str, d['widths']))} (no teacher found: --teacher "
                "FILE compares with it)")

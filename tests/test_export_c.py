@@ -224,6 +224,51 @@ def _wide_teacher(path, scale):
             np.full(1, -2.0, np.float32), np.full(1, 2.0, np.float32), env_id="Pendulum-v1").save(path)
 
 
+def _small_teacher(path=None):
+    """A 3 -> 4 -> 1 tanh teacher for Pendulum-v1 whose observation mean is not zero (an input offset)."""
+    from training.teacher import Teacher
+
+    rng = np.random.default_rng(3)
+    t = Teacher([rng.standard_normal((4, 3)).astype(np.float32), rng.standard_normal((1, 4)).astype(np.float32)],
+                [np.full(4, 0.1, np.float32), np.zeros(1, np.float32)], "tanh", "tanh",
+                np.array([0.5, -0.25, 1.0], np.float32), np.ones(3, np.float32), np.full(1, -2.0, np.float32),
+                np.full(1, 2.0, np.float32), env_id="Pendulum-v1")
+    if path is not None:
+        t.save(path)
+    return t
+
+
+# counted by hand: 3x4 + 4x1 weights and 4 + 1 biases (21 floats, 84 B), the output's five constants per action
+# (out_scale, out_offset, low, high, safe: 20 B) and the input offset (3 floats, 12 B); scratch two buffers of
+# max(4, 1, the 3 centred inputs) floats
+SMALL_TEACHER = {"widths": [3, 4, 1], "flash_bytes": 84 + 20 + 12, "ram_activation_bytes": 2 * 4 * 4, "macs": 16,
+                 "params": 21}
+
+
+def test_dense_figures_count_what_the_kernel_stores():
+    """The dense teacher's flash counts the bytes the student's does (output constants, input offset): one
+    function, so the student's share of the teacher compares like with like."""
+    from export.export import dense_figures
+
+    d = dense_figures(collapse(_small_teacher()))
+    assert {k: d[k] for k in SMALL_TEACHER} == SMALL_TEACHER
+
+
+def test_the_export_and_bench_count_the_dense_teacher_alike(tmp_path):
+    """`bpd bench` exports the teacher densely with the generic kernel and records its totals: exported so, the
+    teacher is 100 % of itself in `bpd export`'s report (its dense teacher figure was short of the output constants
+    and input offset its own export counts, 84 B against 116 B)."""
+    from tests.conftest import run_bpd
+
+    _small_teacher(tmp_path / "t.npz")
+    p = run_bpd("export", str(tmp_path / "t.npz"), "--out", str(tmp_path / "e"), "--format", "dense", "--kernel",
+                "generic", "--episodes", "0", "--parity-samples", "200")
+    rep = json.loads((tmp_path / "e" / "export_report.json").read_text())
+    assert {k: rep["dense_teacher"][k] for k in SMALL_TEACHER} == SMALL_TEACHER
+    assert rep["totals"]["flash_bytes"] == SMALL_TEACHER["flash_bytes"] and rep["flash_vs_teacher"] == 1.0
+    assert "weights 100.00 % of the teacher's" in p.stdout
+
+
 def test_parity_reference_is_float64(tmp_path):
     """The torch reference in float64 is the exact function of the float32 weights (numpy float64 agrees
     to 1e-12), and float32 torch differs from it only by rounding."""

@@ -248,7 +248,8 @@ def test_report_says_which_flash_is_the_weights_and_which_the_shipped_kernels():
          "parity": {"tolerance": 1e-5, "states": 1}, "kernel": k, "returns": {"episodes": 1, "c": {"return_mean": 5}}}
     lines = format_report(r).splitlines()
     assert lines[3] == ("student: weights 1882 B and activation RAM 256 B as the generic kernel stores them (values, "
-                        "indices, biases; two buffers of the widest layer), 338 MACs/inference")
+                        "indices, biases, the output's constants and any input offset; two buffers of the widest "
+                        "layer), 338 MACs/inference")
     assert lines[4] == "dense teacher 4x256x1: weights 269316 B, activation RAM 2048 B, 66816 MACs"
     assert lines[5] == "weights 0.70 % of the teacher's, MACs 0.51 %"
     assert "(cortex-m4f, estimated cycles / policy flash: generic 18287 cycles / 2762 B, " in lines[7]
