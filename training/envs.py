@@ -211,26 +211,34 @@ def select_eval_seed(run_seed: int) -> int:
 
 @dataclass
 class Episodes:
-    """Outcome of an evaluation: per-episode return, length and whether the env terminated it."""
+    """Outcome of an evaluation: per-episode return, length, whether the env terminated it and, where the env
+    judges its task (`info["success"]` at the last step: a swing-up rig's), whether the episode met it."""
 
     returns: list[float]
     lengths: list[int]
     terminated: list[bool]
     seed: int
+    success: list[bool] | None = None  # None where the env gives no verdict of its own
 
     @property
     def early_terminations(self) -> int:
         return int(sum(self.terminated))
 
     def summary(self) -> dict:
+        """Return distribution, early ends and, where the env judges its task, the episodes that met its success
+        rule of how many (nothing of success where it does not)."""
         r = np.asarray(self.returns, dtype=np.float64)
         q1, med, q3 = (float(x) for x in np.percentile(r, [25, 50, 75]))
+        judged = self.success is not None
+        ok = int(sum(self.success or []))
         return {"episodes": len(r), "seeds": [self.seed, self.seed + len(r) - 1],
                 "return_mean": float(r.mean()), "return_std": float(r.std()), "return_min": float(r.min()),
                 "return_q1": q1, "return_median": med, "return_q3": q3, "return_max": float(r.max()),
-                "early_terminations": self.early_terminations, "length_min": int(min(self.lengths)),
-                "returns": [float(x) for x in r], "lengths": list(self.lengths),
-                "terminated": [bool(t) for t in self.terminated]}
+                "early_terminations": self.early_terminations,
+                **({"successes": ok, "success_rate": ok / len(r)} if judged else {}),
+                "length_min": int(min(self.lengths)), "returns": [float(x) for x in r], "lengths": list(self.lengths),
+                "terminated": [bool(t) for t in self.terminated],
+                **({"success": [bool(s) for s in self.success or []]} if judged else {})}
 
 
 def early_where_teacher_finished(terminated: list[bool], teacher_terminated: list[bool]) -> int:
@@ -277,24 +285,29 @@ def fall_episodes(ep: Episodes, teacher: Episodes, low_share: float) -> list[int
 def rollouts(env_id: str, policy: Policy, episodes: int, seed: int = 0,
              randomization: dict | None = None, rig: str | None = None) -> Episodes:
     """Run `episodes` deterministic episodes; episode i uses seed + i. With `randomization` (the ranges
-    of the rig named `rig`) each episode's plant is drawn afresh, seeded by the episode's seed."""
+    of the rig named `rig`) each episode's plant is drawn afresh, seeded by the episode's seed. Where the env
+    judges every episode's end (`info["success"]`, a swing-up rig's rule), its verdicts are kept too."""
     env = make_eval_env(env_id, randomization, rig)
-    returns, lengths, terminated = [], [], []
+    returns, lengths, terminated, success = [], [], [], []
     try:
         for i in range(episodes):
             obs, _ = env.reset(seed=seed + i)
             done, ret, n, term = False, 0.0, 0, False
+            info: dict = {}
             while not done:
-                obs, r, term, trunc, _ = env.step(np.asarray(policy(obs), dtype=np.float32))
+                obs, r, term, trunc, info = env.step(np.asarray(policy(obs), dtype=np.float32))
                 ret += float(r)
                 n += 1
                 done = term or trunc
             returns.append(ret)
             lengths.append(n)
             terminated.append(bool(term))
+            success.append(info.get("success"))
     finally:
         env.close()
-    return Episodes(returns, lengths, terminated, seed)
+    # the env's own verdict where it gives one at every episode's end (a swing-up rig's), else none
+    own = None if not success or any(s is None for s in success) else [bool(s) for s in success]
+    return Episodes(returns, lengths, terminated, seed, own)
 
 
 def evaluate(env_id: str, policy: Policy, episodes: int, seed: int = 0) -> tuple[list[float], list[int]]:
