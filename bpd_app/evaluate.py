@@ -17,6 +17,7 @@ from bpd.errors import BpdError
 
 VARIATION_EPISODES = 3  # --robustness: episodes per variation, by default
 EPISODES = 10  # an evaluation's episodes, by default
+KIND_NAMES = {"c": "C kernel", "onnx": "ONNX policy"}  # a kind in a sentence, where its short name is not one
 
 
 @dataclass
@@ -100,9 +101,17 @@ def _teacher_file(p: Path) -> Loaded:
         raise BpdError(f"{p}: a multi-task student; evaluate one task's network, the task<i>.npz beside it") \
             from None
     train = t.train if isinstance(t.train, dict) else {}
-    return Loaded("teacher", t.env_id, t.act, t.params_total, t.params_nonzero,
+    return Loaded(_teacher_format_kind(t.source), t.env_id, t.act, t.params_total, t.params_nonzero,
                   {"algo": t.algo, "hidden": t.hidden}, t.obs_dim, t.act_dim,
                   seed_ranges([("its training evaluations", train.get("train_eval_seeds"))]))
+
+
+def _teacher_format_kind(source: str) -> str:
+    """What a network in the teacher format is, by the source its file records: a baseline's student (`bpd baseline
+    train` writes "bpd baseline train --method ..."), one task's network of a multi-task student, else a teacher."""
+    if source.startswith("bpd baseline train"):
+        return "baseline student"
+    return "multi-task student" if source == "multi-task student" else "teacher"
 
 
 def seed_ranges(recorded: list[tuple[str, object]]) -> list[tuple[str, int, int]]:
@@ -252,8 +261,8 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
         check_evaluated_in(cfg.model, env_id)  # a classical controller's design is its rig's, or it is refused
     od, ad = env_dims(env_id)
     if (od, ad) != (m.obs_dim, m.act_dim):
-        raise BpdError(f"{cfg.model}: the {m.kind} maps {m.obs_dim} observations to {m.act_dim} actions, "
-                       f"{env_id} has {od} and {ad}")
+        raise BpdError(f"{cfg.model}: the {KIND_NAMES.get(m.kind, m.kind)} maps {m.obs_dim} observations to "
+                       f"{m.act_dim} actions, {env_id} has {od} and {ad}")
     if cfg.robustness:
         per = VARIATION_EPISODES if cfg.variation_episodes is None else cfg.variation_episodes
         check_disjoint(m.chosen_on, cfg.seed, cfg.seed + per - 1, "--seed")

@@ -121,7 +121,7 @@ def test_multitask_training_reaches_its_budget(tmp_path):
     assert mt.params_nonzero == 300
     from bpd_app.evaluate import EvaluateConfig, run_evaluate
     ev = run_evaluate(EvaluateConfig(model=str(tmp_path / "run" / "task1.npz"), episodes=1))
-    assert ev["env_id"] == "InvertedDoublePendulum-v5" and ev["episodes"] == 1
+    assert ev["env_id"] == "InvertedDoublePendulum-v5" and ev["episodes"] == 1 and ev["kind"] == "multi-task student"
     # a budget the biases (kept by the pruning) fill: refused before training, naming the budget given and the biases
     # (it trained on to the first pruning step, then named that step's target: 'a budget of 87 ... parameters')
     from bpd.errors import BpdError
