@@ -83,10 +83,15 @@ def check_trial(cfg: HilRunConfig) -> tuple:
         raise BpdError(f"{out}: {kind}; choose another --out (a trial never writes into an existing one)")
     spec = load_rig(cfg.rig)
     _check_handover(cfg, spec)
-    if cfg.port == "pil" and not Path(cfg.policy).is_dir():  # `bpd rig pil` has nothing to build the image from
+    if not Path(cfg.policy).is_dir():  # the simulated device builds its policy from an export directory
         d = Path(cfg.policy).parent
-        raise BpdError(f"--port pil runs the firmware image built from an export directory, not {cfg.policy}: give "
-                       + (f"--policy {d}" if (d / "export.json").is_file() else "the directory `bpd export` wrote"))
+        give = f"--policy {d}" if (d / "export.json").is_file() else "the directory `bpd export` wrote"
+        if cfg.port == "pil":  # `bpd rig pil` has nothing to build the image from
+            raise BpdError(f"--port pil runs the firmware image built from an export directory, not {cfg.policy}: "
+                           f"give {give}")
+        if cfg.port == "sim" and cfg.mode != "host":  # `bpd rig sim` would start a device without a policy
+            raise BpdError(f"--mode {cfg.mode} runs the policy on the simulated device, built from an export "
+                           f"directory, not {cfg.policy}: give {give} (or --mode host to run {cfg.policy} here)")
     if cfg.port not in ("sim", "pil") and not cfg.unchecked:  # a real rig: not one whose last check failed
         from hil.check_record import refuse_unchecked
         refuse_unchecked(spec, cfg.checks)

@@ -342,6 +342,26 @@ def test_port_pil_with_an_onnx_file_names_the_export_directory_it_needs(tmp_path
     assert not (tmp_path / "log").exists()
 
 
+def test_port_sim_device_mode_with_an_onnx_file_names_the_export_directory_it_needs(tmp_path):
+    """`--port sim --mode device --policy export/policy.onnx`: the simulated device was started without a policy (only
+    a directory is built into it) and the trial failed with 'the device has no on-device policy'; now it is refused
+    before any rig starts, with the export directory to give. Host mode runs the .onnx file as before."""
+    from bpd.errors import BpdError
+    from hil.trial import HilRunConfig, check_trial
+
+    for mode in ("device", "handover"):
+        cfg = HilRunConfig(port="sim", rig="rotary-pendulum", policy=str(FIX / "policy.onnx"), mode=mode,
+                           classical=str(tmp_path) if mode == "handover" else None, out=str(tmp_path / "log"))
+        with pytest.raises(BpdError, match=rf"^--mode {mode} runs the policy on the simulated device, built from an "
+                                           rf"export directory, not {FIX / 'policy.onnx'}: give --policy {FIX} \(or "
+                                           "--mode host"):
+            check_trial(cfg)
+    assert not (tmp_path / "log").exists()
+    cfg = HilRunConfig(port="sim", rig="gym-inverted-pendulum", policy=str(FIX / "policy.onnx"),
+                       out=str(tmp_path / "log"))
+    assert check_trial(cfg)[1].obs_dim == 4
+
+
 def test_a_policy_trained_on_another_plant_of_the_same_sizes_is_named_not_refused(monkeypatch, tmp_path, capsys):
     """A cart-pole policy (4 -> 1) on gym-inverted-pendulum (4 -> 1): the trial runs and a note says whose plant the
     policy was trained on; InvertedPendulum-v5's policy (the rig's `envs`) and the rig's own env pass silently."""
