@@ -97,7 +97,8 @@ def load_arrays(path: str | os.PathLike, expect_format: str) -> tuple[dict, dict
     """Read a file written by save_arrays; never unpickles. Errors name the file and the problem."""
     path = Path(path)
     if not path.is_file():
-        raise BpdError(f"{path}: no such file")
+        raise BpdError(f"{path}: " + (f"a directory, expected a {expect_format} file" if path.is_dir() else
+                                      "no such file"))
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}

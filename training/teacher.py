@@ -119,6 +119,9 @@ def is_sb3_zip(path: str | Path) -> bool:
 def load_teacher(path: str | Path) -> Teacher:
     """Load and validate a teacher file; every problem is a one-line BpdError (a stable-baselines3 zip given
     for one: the import it needs first)."""
+    if Path(path).is_dir():  # a run or export directory given for its teacher: the file it wants, not "no such file"
+        raise BpdError(f"{path}: a directory, not a teacher file; give the teacher's .npz (the file `bpd teacher "
+                       "train` or `bpd teacher import` writes)")
     try:
         meta, a = load_arrays(path, FORMAT)
     except BpdError:
@@ -455,7 +458,8 @@ def import_sb3(cfg: TeacherImportConfig) -> Teacher:
 
     path = Path(cfg.sb3_zip)
     if not path.is_file():
-        raise BpdError(f"{path}: no such file")
+        raise BpdError(f"{path}: " + ("a directory, not a stable-baselines3 model; give the .zip its model.save "
+                                      "wrote" if path.is_dir() else "no such file"))
     check_output_path(cfg.out)
     if not is_sb3_zip(path):  # what else it is, and where such a network goes instead
         other = "not a zip archive (an ONNX or pickled torch file?)" if not zipfile.is_zipfile(path) else \
