@@ -245,7 +245,9 @@ def _check_config(cfg: ExportConfig) -> None:
     if cfg.dataset is not None and not dataset_exists(cfg.dataset):
         if is_minari(cfg.dataset):
             load_dataset(cfg.dataset)  # says in one line why it cannot be read (missing, no 'minari' extra)
-        raise BpdError(f"{cfg.dataset}: no such file (--dataset)")
+        raise BpdError(f"{cfg.dataset}: " + ("a directory, not a dataset file (--dataset): give the .npz `bpd "
+                                             "collect` writes, or minari:ID" if Path(cfg.dataset).is_dir() else
+                                             "no such file (--dataset)"))
     if cfg.teacher is not None and not Path(cfg.teacher).is_file():
         raise BpdError(f"{cfg.teacher}: no such file (--teacher)")
 

@@ -328,7 +328,9 @@ def _check_device(info: dict, spec, pol, mode: str, period: int) -> None:
                         f"{info['obs_dim']}->{info['act_dim']}")
     if mode in ("device", "handover"):
         if not info["caps"] & CAPS["device_policy"]:
-            raise LinkError(f"the device has no on-device policy ({mode} mode impossible)")
+            raise LinkError(f"the device has no on-device policy ({mode} mode impossible): flash it with an image "
+                            "built from the export (bpd firmware build EXPORT --board ..., then bpd firmware flash), "
+                            "or run --mode host")
         if mode == "handover" and not info["caps"] & CAPS["handover"]:
             raise LinkError("the device has no hand-over mode (INFO caps bit 2: no classical controller built in "
                             "beside its policy; `bpd classical export --handover`, then build with --classical)")

@@ -173,7 +173,8 @@ def test_handshake_refuses_another_protocol_version():
 def test_refuses_device_mode_without_on_device_policy(rig, tmp_path):
     r = rig("--lockstep")
     p = hil(r.path, tmp_path / "log", "--mode", "device", check=False)
-    assert p.returncode == 1 and "no on-device policy" in p.stderr
+    assert p.returncode == 1 and "no on-device policy (device mode impossible): flash it with an image built from " \
+        "the export (bpd firmware build EXPORT --board ..., then bpd firmware flash), or run --mode host" in p.stderr
 
 
 FAULTS = [

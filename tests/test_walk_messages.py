@@ -86,6 +86,12 @@ def test_an_exports_size_mismatch_names_the_c_kernel():
      "{d}: a directory, expected a bpd-dataset file"),
     (["teacher", "import", "{d}", "--env", "InvertedPendulum-v5", "--out", "{t}/t.npz"],
      "{d}: a directory, not a stable-baselines3 model; give the .zip its model.save wrote"),
+    (["export", "{ip}", "--dataset", "{d}", "--out", "{t}/e"], "{d}: a directory, not a dataset file (--dataset): "
+     "give the .npz `bpd collect` writes, or minari:ID"),
+    (["compress", "--teacher", "{d}", "--dataset", "{d}", "--out", "{t}/c"], "{d}: a directory, not a teacher file "
+     "(--teacher)"),
+    (["compress", "--teacher", "{ip}", "--dataset", "{d}", "--out", "{t}/c"], "{d}: a directory, not a dataset file "
+     "(--dataset)"),
 ])
 def test_a_directory_given_for_a_file_is_named_as_one(tmp_path, capsys, argv, says):
     """A directory (a run's, an export's) given where a teacher, dataset or stable-baselines3 file goes was
@@ -97,4 +103,26 @@ def test_a_directory_given_for_a_file_is_named_as_one(tmp_path, capsys, argv, sa
     assert main([a.format(**fill) for a in argv]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("bpd: error: ") and says.format(**fill) in err[0], err
+    assert not any(tmp_path.iterdir())
+
+
+def test_building_a_mujoco_env_says_nothing_and_leaves_no_log_file(tmp_path, monkeypatch, capfd):
+    """HalfCheetah-v5's XML makes MuJoCo warn that 'settotalmass' is deprecated at every build: it printed the
+    warning to stderr (an error after it was no longer one line) and left MUJOCO_LOG.TXT in the working directory.
+    A warning while simulating (an unstable step) is still said, as a Python warning."""
+    import math
+
+    import mujoco
+
+    from training.envs import make_env
+
+    monkeypatch.chdir(tmp_path)
+    make_env("HalfCheetah-v5").close()
+    assert capfd.readouterr().err == "" and not any(tmp_path.iterdir())
+    m = mujoco.MjModel.from_xml_string('<mujoco><worldbody><body><joint type="slide"/><geom size="0.1"/></body>'
+                                       "</worldbody></mujoco>")
+    d = mujoco.MjData(m)
+    d.qvel[0] = math.nan
+    with pytest.warns(RuntimeWarning, match="MuJoCo: Nan, Inf or huge value in QVEL"):
+        mujoco.mj_step(m, d)
     assert not any(tmp_path.iterdir())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +37,19 @@ def env_key(env_id: str) -> str:
     return env_id.rpartition(":")[2]
 
 
+@functools.cache
+def _mujoco_warnings_to_python() -> None:
+    """MuJoCo's own warnings as Python warnings: its default printed them to stderr and appended them to
+    MUJOCO_LOG.TXT in the working directory (HalfCheetah-v5's XML warns that 'settotalmass' is deprecated at every
+    build: an error then took three lines, and every command left the file behind). Building an env ignores them,
+    as it ignores the Python warnings of gym.make; one while simulating (an unstable step) is still said."""
+    try:
+        import mujoco
+    except ImportError:
+        return
+    mujoco.set_mju_user_warning(lambda msg: warnings.warn(f"MuJoCo: {msg}", RuntimeWarning, stacklevel=2))
+
+
 def make_env(env_id: str, seed: int | None = None, **kwargs) -> BoxEnv:
     """Build a Gymnasium env with a continuous (Box) action space, or fail with one clear line. `rig:PATH` and
     `rig-dr:PATH` are the rig whose YAML is at PATH, nominal and randomised (firmware_host/rig/yaml_env.py)."""
@@ -43,6 +57,7 @@ def make_env(env_id: str, seed: int | None = None, **kwargs) -> BoxEnv:
     if env_id.startswith(RIG_ENV):  # by name, not import: this room does not import the rig's
         kind, _, path = env_id.partition(":")
         make_id, kwargs = RIG_ENTRY, {"rig": path, "randomize": kind == "rig-dr"} | kwargs
+    _mujoco_warnings_to_python()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
