@@ -269,11 +269,14 @@ def test_external_stop_zeroes_at_once_and_ends_the_run_as_a_limit_stop(core):
 def test_the_emergency_stop_ends_the_run_with_its_own_flag(core):
     """The board hands the core which input ended the run: the emergency stop's STATE has its own flag alone (an end
     stop's and the emergency stop's were one flag, limit_stop, which a host could not tell apart); both inputs at once
-    give both flags."""
+    give both flags. An input the board does not name (0, or a bit of neither, as a port passing its own mask of the
+    stop pins would) is an end stop's: such a run ended with no stop flag at all, its last STATE saying nothing of why
+    the actuator went to zero."""
     lib, frames = core
     both = FLAGS["estop"] | FLAGS["limit_stop"]
-    # the last: an input the board does not name, an end stop
-    for seq, which, flags in ((0, EMERGENCY, FLAGS["estop"]), (2, END | EMERGENCY, both), (4, 0, FLAGS["limit_stop"])):
+    # the last two: an input the board does not name, an end stop
+    for seq, which, flags in ((0, EMERGENCY, FLAGS["estop"]), (2, END | EMERGENCY, both), (4, 0, FLAGS["limit_stop"]),
+                              (6, 4, FLAGS["limit_stop"]), (8, EMERGENCY | 8, FLAGS["estop"])):
         start = encode("start", seq)
         lib.t_rx(start, len(start))
         lib.t_tick()

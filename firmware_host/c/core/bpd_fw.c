@@ -315,7 +315,10 @@ void bpd_fw_on_bytes(bpd_fw_t *fw, const uint8_t *data, size_t len)
 void bpd_fw_external_stop(bpd_fw_t *fw, uint8_t which)
 {
     if (fw->state != BPD_RUNNING) return;
-    fw->external_stop |= (uint8_t)(which ? which : BPD_STOP_END); /* an input the board does not name: an end stop */
+    /* an input the board does not name (0, or a bit of no BPD_STOP_*, such as its own mask of the stop pins): an end
+     * stop, so that the run's last STATE still says a stop ended it */
+    which &= (uint8_t)(BPD_STOP_END | BPD_STOP_EMERGENCY);
+    fw->external_stop |= (uint8_t)(which ? which : BPD_STOP_END);
     actuator_zero(fw);
 }
 

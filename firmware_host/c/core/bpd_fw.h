@@ -140,7 +140,8 @@ void bpd_fw_on_bytes(bpd_fw_t *fw, const uint8_t *data, size_t len);
 void bpd_fw_tick(bpd_fw_t *fw);
 /* Stop inputs tripped (`which`: BPD_STOP_END, BPD_STOP_EMERGENCY or both; a board calls this before the tick):
  * the actuator goes to zero now, no ACTION is applied any more, and the next tick ends the run (IDLE), as when a
- * limit is passed: flag bit 2 for an end stop, bit 9 for the emergency stop. Nothing happens outside a run. */
+ * limit is passed: flag bit 2 for an end stop, bit 9 for the emergency stop (any other value: an end stop's).
+ * Nothing happens outside a run. */
 void bpd_fw_external_stop(bpd_fw_t *fw, uint8_t which);
 /* 1 once after a RESET message (the rig resets its plant then), else 0. */
 int bpd_fw_take_reset(bpd_fw_t *fw, uint32_t *seed);
