@@ -105,3 +105,19 @@ def test_a_number_in_e_notation_without_a_dot_is_a_number(tmp_path):
     assert load_rig(p).raw["pole_friction"] == 5e-4
     (tmp_path / "n.yaml").write_text("a: 1E3\nb: -2.5e+2\nc: '1e3'\nd: 1e\ne: 12\n")
     assert read_yaml(tmp_path / "n.yaml") == {"a": 1000.0, "b": -250.0, "c": "1e3", "d": "1e", "e": 12}
+
+
+@pytest.mark.parametrize("own", [{}, {"name": "desktop-cartpole"}, {"name": "hw"}],
+                         ids=["none", "the-base's", "a-base's"])
+def test_a_rig_on_a_base_names_itself(tmp_path, own):
+    """A rig on a base that gave no name took its base's: `bpd rig check --rig mine.yaml` then wrote its record as
+    rig_checks/desktop-cartpole.json, over the base's, and `bpd hil run --rig desktop-cartpole` refused the base as
+    changed since its check (or as failed, the other rig's failure). A rig on a base names itself, other than any
+    base's."""
+    _write(tmp_path / "hw.yaml", {"base": "desktop-cartpole", "name": "hw"})
+    p = _write(tmp_path / "mine.yaml", {"base": "hw.yaml", "limits": {"action": 2.0, "position": 0.1, "angle": 0.5},
+                                        **own})
+    what = "missing key 'name'" if not own else f"name {own['name']!r} is its base's"
+    with pytest.raises(BpdError, match=f"mine.yaml: not a valid rig description: {what}: a rig on a base names "
+                                       r"itself \(its check record, rig_checks/NAME.json, goes by name"):
+        load_rig(p)

@@ -6,7 +6,9 @@ what differs, so the hardware's facts (masses, track, sensors, wiring, link) hav
     limits: {...}              # a top-level key replaces the base's whole (a section is not merged key by key)
     robustness: null           # null removes the base's key
 
-A base may have a base of its own; a chain that comes back to a file it has passed is refused.
+A base may have a base of its own; a chain that comes back to a file it has passed is refused. A rig on a base gives
+a name of its own: its check record (rig_checks/NAME.json) goes by name, and one under its base's would stand for the
+base's.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ def read_rig_yaml(p: Path) -> tuple[object, tuple[Path, ...]]:
     """The rig's keys with its bases' under them, and the files they came from (the rig's own first)."""
     raw: object = read_yaml(p)
     chain: tuple[Path, ...] = (p.resolve(),)
+    name, names = raw.get("name") if isinstance(raw, dict) else None, []
     while isinstance(raw, dict) and "base" in raw:
         own: dict = raw
         base = own["base"]
@@ -39,6 +42,12 @@ def read_rig_yaml(p: Path) -> tuple[object, tuple[Path, ...]]:
         under = read_yaml(bp)
         if not isinstance(under, dict):
             raise BpdError(f"{bp}: not a valid rig description: expected a mapping of keys")
+        names.append(under.get("name"))
+        if name is None or name in names:  # a rig on a base names itself
+            why = ("missing key 'name'" if name is None else f"name {name!r} is its base's") + (
+                ": a rig on a base names itself (its check record, rig_checks/NAME.json, goes by name: one under its "
+                "base's name would stand for the base's)")
+            raise BpdError(f"{p}: not a valid rig description: {why}")
         # the base's keys under the rig's (a null stays until every base is read); the base's own base next
         raw, chain = {**under, **{k: v for k, v in own.items() if k != "base"}}, chain + (bp.resolve(),)
     if len(chain) > 1 and isinstance(raw, dict):
