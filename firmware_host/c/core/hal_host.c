@@ -180,8 +180,6 @@ size_t bpd_sim_tx(uint8_t *out, size_t cap)
 int bpd_sim_take_reset(uint32_t *seed);
 int bpd_sim_take_reset(uint32_t *seed) { return bpd_fw_take_reset(&dev.fw, seed); }
 
-/* state, ticks, overruns, watchdog trips, late actions, fault code, parser bad frames, mode,
- * ticks since the last valid host action */
 /* The position and angle limits the device runs with (the rig's, or the last CONFIG's): what tells a limit stop from
  * an end stop's (firmware_host/rig/sim_view.py). */
 void bpd_sim_limits(float *out2);
@@ -191,6 +189,8 @@ void bpd_sim_limits(float *out2)
     out2[1] = dev.fw.angle_limit;
 }
 
+/* state, ticks, overruns, watchdog trips, late actions, fault code, parser bad frames, mode,
+ * ticks since the last valid host action */
 void bpd_sim_status(uint32_t *out9);
 void bpd_sim_status(uint32_t *out9)
 {
