@@ -348,9 +348,20 @@ def _alive(pid: int) -> bool:
 
 
 def _host() -> str:
+    """Where this process's ids are its own, for a stage's name: the host's name as letters and digits (its first 24)
+    and a hash of the whole name and of the PID namespace (the ids a container sees), so that a host whose name
+    agrees in those letters (a long common prefix on a shared disk, '-' against '.'), or a container of this host, is
+    not taken for this one: there a process id says nothing of whether its stage is still being written."""
+    import hashlib
     import socket
 
-    return "".join(c if c.isalnum() else "_" for c in socket.gethostname())[:40]
+    name = socket.gethostname()
+    try:
+        ns = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        ns = 0
+    digest = hashlib.sha256(f"{name}\0{ns}".encode()).hexdigest()[:8]
+    return "".join(c if c.isalnum() else "_" for c in name)[:24] + "_" + digest
 
 
 class _TwiceGiven(Exception):

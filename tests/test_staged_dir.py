@@ -78,3 +78,22 @@ def test_a_live_process_stage_and_another_hosts_are_left(tmp_path):
     with StagedDir(tmp_path / "out"):  # its process gone: its stage goes; the other host's stays
         pass
     assert [p.name for p in tmp_path.iterdir()] == [f".out.stage-otherhost-{live.pid + 1}-abc"]
+
+
+def test_a_stage_of_a_host_whose_name_begins_as_this_ones_is_left(tmp_path, monkeypatch):
+    """Two hosts on a shared disk whose names agree in their first 40 characters (ci-runner-ephemeral-...-0001 and
+    -0002) named their stages alike: a `bpd export` on one removed the stage the other was still writing (its process
+    id, unknown here, read as gone). The host's part of the name holds a hash of the whole name now."""
+    import socket
+
+    long = "ci-runner-ephemeral-us-east-1-production-000"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # an id no process of this host has
+    monkeypatch.setattr(socket, "gethostname", lambda: long + "1")
+    with StagedDir(tmp_path / "out") as other:
+        kept = tmp_path / other.path.name.replace(f"-{os.getpid()}-", f"-{dead.pid}-")
+        kept.mkdir()  # the other host's live stage
+    monkeypatch.setattr(socket, "gethostname", lambda: long + "2")
+    with StagedDir(tmp_path / "out"):
+        pass
+    assert [p.name for p in tmp_path.iterdir()] == [kept.name]
