@@ -31,7 +31,7 @@ from bpd.process import HOLD, HeldStops, die_with_parent
 from bpd.view import LiveView
 from firmware_host.rig import load_rig
 from firmware_host.rig.classical import check_designed_for
-from firmware_host.rig.sim_view import column_labels, device_stop
+from firmware_host.rig.sim_view import ESTOP, column_labels, device_stop
 from firmware_host.wire.spec import CAPS, FLAGS, SELFTEST, STOPPED
 from hil.link import DeviceFault, DeviceLink, DeviceRestarted, LinkError, check_rig_device
 from hil.policy import load_host_policy
@@ -197,6 +197,10 @@ def _run_trial(cfg: HilRunConfig, spec, pol, view: LiveView, via: str | None = N
             _episode(link, log, cfg, episodes[-1], period, steps, lim, pol, spec.watchdog_ticks,
                      (spec.pos_index, spec.angle_index))
             log.flush()
+            if episodes[-1]["ended"] == ESTOP and ep + 1 < cfg.episodes:  # the next episode's START would drive
+                raise BpdError(f"the emergency stop ended episode {ep}: the trial stops there, its release restarts "
+                               f"nothing (ISO 13850; episodes {ep + 1}-{cfg.episodes - 1} not run: release it and run "
+                               "bpd hil run again)")
         summary["device_dropped"] = link.dropped()  # the device's own counts, since its power-on
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM/SIGHUP (bpd_app/cli.py raises it for them)
         error = e

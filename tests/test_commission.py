@@ -672,3 +672,24 @@ def test_a_run_cut_short_at_rest_names_the_input_its_flags_name():
                                           "wiring.estop PC13): release it, then check again")
     assert "an end stop input is closed" in fix[FLAGS["limit_stop"]] and "PC0, PC1" in fix[FLAGS["limit_stop"]]
     assert fix[0].startswith("an end stop or the emergency stop input closed")
+
+
+def test_a_trial_stops_at_the_episode_the_emergency_stop_ended(tmp_path, bench_rig):
+    """ISO 13850: the emergency stop's release must not by itself restart motion. A trial went on to its next episode
+    (RESET, CONFIG, START) after the emergency stop ended one: held, every episode ended at its first tick, and the
+    first START after its release drove the rig again, with nobody asking. The device's flag names the emergency
+    stop now, so the trial stops at that episode, in one line, and runs no other."""
+    from hil.trial import HilRunConfig, run_trial
+    from tests.conftest import pendulum_export
+
+    bench_rig.estop_pressed = True  # pressed before the trial: its first episode ends at its first tick
+    out = tmp_path / "log"
+    cfg = HilRunConfig(port=bench_rig.path, rig="desktop-cartpole", policy=str(pendulum_export()), episodes=3,
+                       steps=20, out=str(out), plots=False, unchecked=True)
+    with pytest.raises(BpdError, match=r"the emergency stop ended episode 0: the trial stops there, its release "
+                                       r"restarts nothing \(ISO 13850; episodes 1-2 not run"):
+        run_trial(cfg)
+    s = json.loads((out / "summary.json").read_text())
+    assert [(e["episode"], e["ended"], e["length"]) for e in s["episodes"]] == [
+        (0, "e-stop (the device's emergency stop ended the run)", 1)]
+    assert s["ended"].startswith("error: the emergency stop ended episode 0") and bench_rig.device.actuator()[0] == 0
