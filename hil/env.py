@@ -4,6 +4,10 @@ for instance) runs on the rig unchanged. reset() and step() go through the proto
     env = SerialRigEnv("/dev/ttyACM0", "desktop-cartpole")
     obs, _ = env.reset(seed=0)
     obs, reward, terminated, truncated, info = env.step(action)
+
+An episode the emergency stop ended (the device's flag) is followed by no START of reset()'s own: its release must
+restart nothing (ISO 13850), and a loop that resets after every episode would drive the rig again on it. reset() then
+refuses until it is told, reset(options={"estop_released": True}), that the stop was released on purpose.
 """
 
 from __future__ import annotations
@@ -11,9 +15,10 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
+from bpd.errors import BpdError
 from firmware_host.rig import load_rig
 from firmware_host.wire.codec import Frame
-from firmware_host.wire.spec import STOPPED
+from firmware_host.wire.spec import FLAGS, STOPPED
 from hil.link import DeviceLink, check_rig_device
 
 
@@ -39,9 +44,13 @@ class SerialRigEnv(gym.Env):
             raise
         self._last: Frame | None = None  # the latest state frame (from reset on)
         self.t = 0
+        self.estopped = False  # the emergency stop ended the last run: reset() waits to be told it was released
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
+        if self.estopped and not (options or {}).get("estop_released"):
+            raise BpdError("the emergency stop ended the last episode: its release restarts nothing (ISO 13850); once "
+                           "it is released and the rig clear, reset(options={'estop_released': True}) starts again")
         self.link.stop_and_zero()
         self.link.frames.clear()
         self.link.command("reset", seed=int(self.np_random.integers(2**31)))
@@ -50,6 +59,11 @@ class SerialRigEnv(gym.Env):
         self.link.command("start")
         self._last = self.link.next_states(self.stall_timeout)[-1]
         self.t = 0
+        self.estopped = bool(self._last.fields["flags"] & FLAGS["estop"])
+        if self.estopped:  # held: the run ended at its first tick
+            self._last = None
+            raise BpdError("the emergency stop is pressed (the run ended at its first tick): release it, then "
+                           "reset(options={'estop_released': True})")
         return np.asarray(self._last.fields["obs"], np.float32), {"seq": self._last.seq}
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
@@ -71,6 +85,7 @@ class SerialRigEnv(gym.Env):
                           or abs(obs[r.angle_index]) > self.lim["angle"])
         if terminated:
             self.link.stop_and_zero()
+            self.estopped = bool(f["flags"] & FLAGS["estop"])
         return obs, 0.0 if terminated else 1.0, terminated, self.t >= self.max_steps, {"flags": f["flags"]}
 
     def close(self) -> None:

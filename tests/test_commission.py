@@ -674,6 +674,8 @@ def test_a_run_cut_short_at_rest_names_the_input_its_flags_name():
     assert fix[0].startswith("an end stop or the emergency stop input closed")
 
 
+# the swing-up cart-pole (its pendulum hanging within its angle limit, on the desktop cart-pole's wiring): runs go on
+@pytest.mark.parametrize("bench_rig", ["desktop-cartpole-swingup"], indirect=True)
 def test_a_trial_stops_at_the_episode_the_emergency_stop_ended(tmp_path, bench_rig):
     """ISO 13850: the emergency stop's release must not by itself restart motion. A trial went on to its next episode
     (RESET, CONFIG, START) after the emergency stop ended one: held, every episode ended at its first tick, and the
@@ -684,7 +686,7 @@ def test_a_trial_stops_at_the_episode_the_emergency_stop_ended(tmp_path, bench_r
 
     bench_rig.estop_pressed = True  # pressed before the trial: its first episode ends at its first tick
     out = tmp_path / "log"
-    cfg = HilRunConfig(port=bench_rig.path, rig="desktop-cartpole", policy=str(pendulum_export()), episodes=3,
+    cfg = HilRunConfig(port=bench_rig.path, rig="desktop-cartpole-swingup", policy=str(pendulum_export()), episodes=3,
                        steps=20, out=str(out), plots=False, unchecked=True)
     with pytest.raises(BpdError, match=r"the emergency stop ended episode 0: the trial stops there, its release "
                                        r"restarts nothing \(ISO 13850; episodes 1-2 not run"):
@@ -693,3 +695,34 @@ def test_a_trial_stops_at_the_episode_the_emergency_stop_ended(tmp_path, bench_r
     assert [(e["episode"], e["ended"], e["length"]) for e in s["episodes"]] == [
         (0, "e-stop (the device's emergency stop ended the run)", 1)]
     assert s["ended"].startswith("error: the emergency stop ended episode 0") and bench_rig.device.actuator()[0] == 0
+
+
+@pytest.mark.parametrize("bench_rig", ["desktop-cartpole-swingup"], indirect=True)
+def test_the_serial_env_starts_nothing_after_the_emergency_stop_until_told(bench_rig):
+    """SerialRigEnv (a policy's loop on the rig) reset after every episode, the one the emergency stop ended too: held,
+    each reset's run ended at its first tick, and on its release the next reset drove the rig again, nobody asking.
+    reset() now refuses after the emergency stop's episode, and while it is held, until told it was released."""
+    from hil.env import SerialRigEnv
+
+    env = SerialRigEnv(bench_rig.path, "desktop-cartpole-swingup")
+    try:
+        env.reset(seed=0)
+        bench_rig.estop_pressed = True
+        for _ in range(20):
+            _, _, terminated, _, info = env.step(np.zeros(1))
+            if terminated:
+                break
+        assert terminated and info["flags"] & FLAGS["estop"]
+        with pytest.raises(BpdError, match=r"the emergency stop ended the last episode: its release restarts nothing"):
+            env.reset()
+        with pytest.raises(BpdError, match=r"the emergency stop is pressed \(the run ended at its first tick\)"):
+            env.reset(options={"estop_released": True})  # said so, but still held
+        with pytest.raises(BpdError, match="the emergency stop ended the last episode"):
+            env.reset()
+        bench_rig.estop_pressed = False  # released on purpose
+        env.reset(options={"estop_released": True})
+        _, _, terminated, _, _ = env.step(np.zeros(1))
+        assert not terminated and bench_rig.device.status()["state"] == STATES["running"]
+        env.reset()  # a run that ended otherwise is followed by the next as before
+    finally:
+        env.close()
