@@ -102,6 +102,10 @@ def found(result: dict, fault: str) -> bool:
     return any(c["name"] == name and c["passed"] is False and fix in c["fix"] for c in result["checks"])
 
 
+# a check not run after the emergency stop ended a run above (hil/rig_session.py Session: no run starts after it)
+ESTOP_ABOVE = "the emergency stop ended a run above, and its release restarts nothing: release it, and check again"
+
+
 def _invert_fix(spec: RigSpec, i: int) -> str:
     w = spec.wiring
     if w is None:
@@ -284,7 +288,11 @@ def check_end_stops(spec: RigSpec, session: Session, share: float) -> list[Check
     w = spec.wiring or {}
     out = []
     c = spec.pos_index
+    stopped = False  # the emergency stop ended a drive: no drive after it (its release restarts nothing)
     for i, st in enumerate(w.get("end_stops", [])):
+        if stopped:
+            out.append(Check(f"end stop {st['name']}", None, f"not driven: {ESTOP_ABOVE}"))
+            continue
         at = float(st["at"])
         u = math.copysign(min(share, 0.25) * spec.limits["action"], at)
         seconds = 4.0 * abs(at) / 0.1 + 2.0  # at 0.1 unit/s at the slowest, from the far side
@@ -293,7 +301,8 @@ def check_end_stops(spec: RigSpec, session: Session, share: float) -> list[Check
         x = float(rows[-1, c]) if len(rows) else float("nan")
         fired = bool(flags & FLAGS["limit_stop"]) and abs(x) <= (abs(at) + opened) / 2
         short = x * at <= 0 or abs(x) < abs(at) / 2  # a stop far from this switch's side: another input ended it
-        if flags & FLAGS["estop"]:
+        stopped = bool(flags & FLAGS["estop"])
+        if stopped:
             out.append(Check(f"end stop {st['name']}", False, f"the emergency stop ended the drive at {x:+.4g}",
                              "the emergency stop was pressed during the drive (or its input closed on its own: a "
                              f"loose wire on {w.get('estop')}, wiring.estop): release it, and check again"))
@@ -507,12 +516,18 @@ def _check(cfg: RigCheckConfig, spec: RigSpec, port: str, hand=None) -> dict:
             else:
                 checks += [Check(n, None, "not run: the rig was not at rest within its limits (above)") for n in
                            ["motor moves the rig"] + [f"{x} direction and scale" for x in sensor_names(spec)[0]]]
+            proven = proven and not session.estopped  # the emergency stop ended the move: nothing drives after it
             centred = proven
             if (spec.wiring or {}).get("end_stops"):
                 if proven:
                     checks += check_end_stops(spec, session, cfg.motor_share)
-                    checks.append(check_return(spec, session, cfg.motor_share))
+                    checks.append(check_return(spec, session, cfg.motor_share) if not session.estopped else
+                                  Check(f"{sensor_names(spec)[0][spec.pos_index]} back to the centre", None,
+                                        f"not driven: {ESTOP_ABOVE}"))
                     centred = checks[-1].passed is True
+                elif session.estopped:
+                    checks += [Check(f"end stop {st['name']}", None, f"not driven: {ESTOP_ABOVE}")
+                               for st in spec.wiring["end_stops"]]  # type: ignore[index]
                 else:
                     cart = sensor_names(spec)[0][spec.pos_index]
                     checks += [Check(f"end stop {st['name']}", None, f"not driven: the motor or the {cart} encoder "
@@ -520,7 +535,8 @@ def _check(cfg: RigCheckConfig, spec: RigSpec, port: str, hand=None) -> dict:
                                      "not checked")
                                for st in spec.wiring["end_stops"]]  # type: ignore[index]
             cart = sensor_names(spec)[0][spec.pos_index]
-            not_ready = ("" if centred else f"the motor or the {cart} encoder not proven above" if not proven else
+            not_ready = ("" if centred else ESTOP_ABOVE if session.estopped else
+                         f"the motor or the {cart} encoder not proven above" if not proven else
                          f"the {cart} not back at the centre (above), where the push after the release starts")
             checks += estop.estop_checks(spec, session, hand, not_ready, cfg.estop_window, cfg.motor_share,
                                          any(ch.passed is False for ch in checks))

@@ -146,6 +146,7 @@ def estop_checks(spec: RigSpec, session: Session, hand, not_ready: str, window: 
     if not press.passed:
         return [press, Check("emergency stop released", None, "not run: no stop to release")]
     hand.ask_release(pin, window)
+    session.released()  # asked for, and released when asked: the next run may start
     profile = push_profile(spec, share * spec.limits["action"], 1)
     moved, sent, flags = session.run(len(profile) + 1, lambda k, obs: profile[k] if k < len(profile) else 0.0, limit)
     name = sensor_names(spec)[0][c]

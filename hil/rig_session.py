@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bpd.errors import BpdError
 from firmware_host.rig import Plant, RigSpec
 from firmware_host.rig.sim import bench_spec
 from firmware_host.wire.spec import FLAGS
@@ -24,11 +25,18 @@ class Check:
 
 
 class Session:
-    """Runs of the device in host mode: each STATE answered with the action the caller chooses."""
+    """Runs of the device in host mode: each STATE answered with the action the caller chooses. A run the emergency
+    stop ended is the last one until released() (the check that asked for the press, once its release is confirmed):
+    its release restarts nothing (ISO 13850), and the next check's START would drive the rig on it."""
 
     def __init__(self, link: DeviceLink, spec: RigSpec, action_limit: float) -> None:
         self.link, self.spec, self.action_limit = link, spec, action_limit
         self.runs: list[list] = []  # the STATEs of each run, for timing and link quality
+        self.estopped = False  # the emergency stop ended the last run
+
+    def released(self) -> None:
+        """The emergency stop was released when asked (hil/estop.py): the next run may start."""
+        self.estopped = False
 
     def run(self, ticks: int, action, pos_limit: float, angle_limit: float = 1e3,
             until=None) -> tuple[np.ndarray, list[float], int]:
@@ -36,6 +44,9 @@ class Session:
         per STATE), the actions sent and the last STATE's flags. Ends early when the device stops, or once
         until(obs) is true (the run then stopped by the host)."""
         spec, link = self.spec, self.link
+        if self.estopped:
+            raise BpdError("the emergency stop ended a run of this check, and no run starts after it (its release "
+                           "restarts nothing): release it, and check again")
         link.command("reset", seed=0)
         link.configure(spec.period_us, spec.watchdog_ticks, "host", self.action_limit, pos_limit, angle_limit)
         link.command("start")
@@ -62,6 +73,7 @@ class Session:
                 link.wait_for("ack", 1.0)
             except LinkError:
                 pass
+        self.estopped = bool(flags & FLAGS["estop"])
         return np.array(rows), sent, flags
 
 

@@ -491,7 +491,8 @@ def test_an_end_stop_drive_ended_by_another_stop_short_of_the_switch_is_not_the_
     """The technician pressing the emergency stop before asked, during the drive to the left end stop (or a switch on
     another pin closing there): the run ended as a limit stop at -0.05, which passed as "end stop left fired at
     -0.05" though the left switch (at -0.23) was never reached. A stop far short of the switch's side fails, and the
-    emergency stop's, by its own flag, is said to be it."""
+    emergency stop's, by its own flag, is said to be it. Released, the check went on to drive the cart to the right
+    stop and back, nobody asking (ISO 13850: the release restarts nothing): no run starts after it now."""
     from hil import commission
 
     run = commission.Session.run
@@ -514,7 +515,11 @@ def test_an_end_stop_drive_ended_by_another_stop_short_of_the_switch_is_not_the_
     left = by["end stop left"]
     assert left["measured"].startswith("the emergency stop ended the drive at -0.05"), left
     assert left["fix"].startswith("the emergency stop was pressed during the drive")
-    assert by["end stop right"]["passed"] is True
+    not_run = "the emergency stop ended a run above, and its release restarts nothing: release it, and check again"
+    assert (by["end stop right"]["passed"], by["end stop right"]["measured"]) == (None, f"not driven: {not_run}")
+    assert (by["cart back to the centre"]["passed"], by["cart back to the centre"]["measured"]) == (
+        None, f"not driven: {not_run}")
+    assert r["ticks"] < 3 * int(1e6 / 5000) + 200  # the rest, the move and the drive to -0.05 only
 
 
 def test_end_stops_wired_to_each_others_inputs_are_said_to_be_swapped():
@@ -572,6 +577,10 @@ def test_a_held_emergency_stop_ends_the_next_run_at_its_first_tick_and_its_relea
         bench_rig.estop_pressed = False  # released
         time.sleep(0.05)
         assert bench_rig.device.status()["state"] == STATES["idle"] and bench_rig.device.actuator()[0] == 0
+        with pytest.raises(BpdError, match="the emergency stop ended a run of this check, and no run starts after it"):
+            session.run(50, lambda k, obs: push, spec.limits["position"])  # the host's own START waits to be told
+        assert bench_rig.device.status()["state"] == STATES["idle"]
+        session.released()  # the release confirmed (hil/estop.py asks for it)
         rows, sent, flags = session.run(50, lambda k, obs: push, spec.limits["position"])  # a new START
     finally:
         link.close()
@@ -612,6 +621,9 @@ class _Stopping:
 
     def __init__(self, end: int, flags: int) -> None:
         self.end, self.flags, self.calls = end, flags, 0
+
+    def released(self) -> None:
+        pass
 
     def run(self, ticks, action, pos_limit, angle_limit=1e3, until=None):
         self.calls += 1
