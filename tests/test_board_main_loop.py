@@ -259,3 +259,25 @@ def test_a_held_emergency_stop_ends_a_run_at_its_first_tick_and_its_release_rest
     board.run(4 * board.period)
     states = [f for _, f in board.frames if f.name == "state"][1:]
     assert len(states) >= 3 and all(f.fields["flags"] & FLAGS["running"] for f in states), states
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc not installed")
+@pytest.mark.parametrize("pin, irq, flag", [(1, 7, "limit_stop"), (13, EXTI15_10_IRQ, "estop")],
+                         ids=["end-stop", "estop"])
+def test_a_stop_input_mid_run_ends_it_with_its_own_flag_on_the_board(tmp_path, pin, irq, flag):
+    """The board tells the core which input ended the run (board_tick_due: the emergency stop is the input in both
+    blocking masks): the right end stop (PC1, EXTI1) mid-run ends it with limit_stop alone, the emergency stop (PC13)
+    with its own flag alone, each within the limits, so that a host names the one it was."""
+    pytest.importorskip("unicorn")
+    board = Nucleo(tmp_path)
+    board.boot()
+    board.host += encode("config", 1, period_us=0, watchdog_ticks=60000, mode=0, action_limit=1.0, pos_limit=0.2,
+                         angle_limit=10.0)
+    board.host += encode("start", 2)
+    board.run(3 * board.period)
+    assert [f for _, f in board.frames if f.name == "state"][-1].fields["flags"] & FLAGS["running"]
+    board.uc.mem_write(GPIOC_IDR, struct.pack("<I", 0xFFFF & ~(1 << pin)))  # pressed (to ground)
+    board._interrupt("board_irq", irq)
+    board.run(3 * board.period)
+    last = [f for _, f in board.frames if f.name == "state"][-1]
+    assert (last.fields["flags"], last.fields["action"]) == (FLAGS[flag], [0.0]), last
