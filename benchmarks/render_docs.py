@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMAND = "python benchmarks/render_docs.py"
@@ -131,8 +130,13 @@ def steps_apart(curve: dict[str, list[float]], after: float) -> list[float]:
 
 
 def yaml_file(rel: str) -> Any:
-    """A YAML file of the repository (a plan, a rig, the teachers' configuration), relative to its root."""
-    return yaml.safe_load((ROOT / rel).read_text())
+    """A YAML file of the repository (a plan, a rig, the teachers' configuration), relative to its root, read as the
+    project reads it (bpd.io.read_yaml: 5e-4 a number); a rig with its `base:` under it (rig_yaml.py)."""
+    from bpd.io import read_yaml
+    from firmware_host.rig.rig_yaml import RIGS, read_rig_yaml
+
+    p = ROOT / rel
+    return read_rig_yaml(p)[0] if p.resolve().parent == RIGS else read_yaml(p)
 
 
 def _module(spec: str) -> tuple[ast.Module, str]:

@@ -339,3 +339,12 @@ def test_the_rotary_teacher_command_in_training_readme_is_the_committed_teachers
     opts = {k[2:]: v for k, v in zip(words[3::2], words[4::2])}
     assert opts.pop("env") == env and opts.pop("work-dir")
     assert opts == {k: str(v) for k, v in row["args"].items()}
+
+
+def test_a_document_reads_a_rig_as_the_project_does(render_docs):
+    """yaml_file read a rig with yaml.safe_load: a rig on a `base:` lost its base's keys (the swing-up cart-pole had
+    no track, no wiring) and 5e-4 was text; it now reads it as load_rig does."""
+    swing = render_docs.yaml_file("firmware_host/rig/rigs/desktop-cartpole-swingup.yaml")
+    base = render_docs.yaml_file("firmware_host/rig/rigs/desktop-cartpole.yaml")
+    assert "base" not in swing and swing["track"] == base["track"] == 0.25 and swing["wiring"] == base["wiring"]
+    assert swing["name"] == "desktop-cartpole-swingup" and swing["limits"]["angle"] == 12.0
