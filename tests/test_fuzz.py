@@ -129,3 +129,31 @@ def test_the_benchmark_records_its_command_without_a_machines_path(tmp_path, mon
     assert res["command"] == "python benchmarks/fuzz_benchmark.py --runs 200 --out fz"
     assert res["total_executions"] == 400 and str(tmp_path) not in (out / "fuzz.md").read_text()
     assert "`python benchmarks/fuzz_benchmark.py --runs 200 --out fz`" in (out / "fuzz.md").read_text()
+
+
+@pytest.mark.parametrize("forgets", ["flags |= BPD_FLAG_ESTOP;", "flags |= BPD_FLAG_LIMIT_STOP;"])
+def test_a_stop_whose_state_does_not_name_its_input_is_a_finding(tmp_path, forgets):
+    """The command harness checked that a stop input ends the run, not which flag its STATE carries: a core that
+    ended an e-stop's run as an end stop's (or the reverse) passed. Built on a core that forgets one of the two
+    flags, the committed handover session (an end stop, then the e-stop, each mid-run) aborts; on the real core it
+    runs clean."""
+    import subprocess
+
+    from export.cc import compile_to, find_clang
+    from firmware_host.measure.fuzz import CSRC, FLAGS, RIG
+    from firmware_host.rig import load_rig
+    from firmware_host.rig.codegen import write_rig_header
+
+    core = tmp_path / "core"
+    shutil.copytree(CSRC, core)
+    src = (core / "bpd_fw.c").read_text()
+    assert src.count(forgets) == 1
+    (core / "bpd_fw.c").write_text(src.replace(forgets, ""))
+    rig = write_rig_header(load_rig(RIG), tmp_path / "rig").parent
+    seed = FUZZ / "corpus" / "commands" / "handover_session"
+    for name, c in (("bad", core), ("good", CSRC)):
+        exe = compile_to(tmp_path / f"fuzz_{name}", [*FLAGS, f"-I{c}", f"-I{rig}", str(FUZZ / "fuzz_commands.c"),
+                                                     *(str(c / f) for f in HARNESSES["commands"])], "building",
+                         find_clang())
+        p = subprocess.run([str(exe), str(seed)], capture_output=True, text=True, cwd=tmp_path)
+        assert (p.returncode != 0) == (name == "bad"), (name, p.stderr[-400:])

@@ -7,7 +7,8 @@
  * must hold, or the harness aborts (a finding):
  *   - the actuator holds a finite value within the action limit, and zero unless RUNNING;
  *   - a tick whose position or angle reading is beyond its limit (or not a number) ends the run (rule 6);
- *   - a stop input zeroes the actuator at once, and it stays zero until the next tick ends the run;
+ *   - a stop input zeroes the actuator at once, and it stays zero until the next tick ends the run with a
+ *     STATE whose flags name the input (the emergency stop bit 9, an end stop bit 2);
  *   - a FAULT is left only through a RESET;
  *   - every byte the device sends parses as a frame with a valid CRC, none larger than BPD_MAX_FRAME.
  */
@@ -25,11 +26,24 @@ static uint32_t now;
 static int policy_fails;
 static bpd_parser_t out;
 static size_t frame_run; /* bytes since the last delimiter on the device's output */
+static uint16_t state_flags; /* the flags of the last STATE the device sent */
+static int state_sent;       /* a STATE since the harness last cleared it */
 
 static uint32_t hal_now(void *ctx) { (void)ctx; return now; }
 static uint32_t hal_cycles(void *ctx) { (void)ctx; return now * 100u; }
 static void hal_read(void *ctx, float *raw, uint8_t n) { (void)ctx; memcpy(raw, sensors, (size_t)n * sizeof *raw); }
 static void hal_write(void *ctx, const float *u, uint8_t n) { (void)ctx; memcpy(actuator, u, (size_t)n * sizeof *u); }
+/* A frame the device sent: a STATE's flags kept, for the check that a stop names its input. */
+static void on_out(void *ctx, const bpd_frame_t *frame)
+{
+    bpd_state_t m;
+    (void)ctx;
+    if (frame->id == BPD_MSG_STATE && bpd_unpack_state(frame->body, frame->body_len, &m) == 0) {
+        state_flags = m.flags;
+        state_sent = 1;
+    }
+}
+
 static void hal_serial(void *ctx, const uint8_t *d, size_t n)
 {
     size_t i;
@@ -38,7 +52,7 @@ static void hal_serial(void *ctx, const uint8_t *d, size_t n)
         frame_run = d[i] == 0 ? 0 : frame_run + 1;
         if (frame_run > BPD_MAX_ENCODED) abort();
     }
-    bpd_parser_feed(&out, d, n, NULL, NULL);
+    bpd_parser_feed(&out, d, n, on_out, NULL);
 }
 
 static int policy(void *ctx, const float *obs, float *action)
@@ -94,7 +108,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static const uint8_t hash[8] = {1, 2, 3, 4, 5, 6, 7, 8};
     static bpd_handover_region_t region;
     size_t i = 0;
-    uint8_t stop_pending = 0;
+    uint8_t stop_pending = 0, stop_kinds = 0;
     memset(sensors, 0, sizeof sensors);
     memset(actuator, 0, sizeof actuator);
     now = 0;
@@ -120,7 +134,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             bpd_fw_on_bytes(&fw, data + i, n);
             i += n;
             /* STOP or RESET, then START, in these bytes: a new run, which a stop input still active trips again */
-            if (!fw.external_stop && !fw.have_prev) stop_pending = 0;
+            if (!fw.external_stop && !fw.have_prev) stop_pending = stop_kinds = 0;
             break;
         }
         case 1: { /* a control tick with sensor readings from the input */
@@ -129,10 +143,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             {
                 uint8_t over = (uint8_t)(beyond(limited(fw.sensors.pos_index), fw.pos_limit) ||
                                          beyond(limited(fw.sensors.angle_index), fw.angle_limit));
+                state_sent = 0;
                 bpd_fw_tick(&fw);
                 if ((over || stop_pending) && fw.state == BPD_RUNNING) abort(); /* a limit or a stop let the run on */
+                /* the STATE that ends a run on a stop input names it: the e-stop bit 9, an end stop bit 2 */
+                if (stop_pending && state_sent &&
+                    (((stop_kinds & BPD_STOP_EMERGENCY) && !(state_flags & BPD_FLAG_ESTOP)) ||
+                     ((stop_kinds & BPD_STOP_END) && !(state_flags & BPD_FLAG_LIMIT_STOP))))
+                    abort();
             }
             stop_pending = 0;
+            stop_kinds = 0;
             break;
         }
         case 2:
@@ -140,6 +161,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (op & 0x40) { /* an end stop tripped, or the e-stop (bit 5) */
                 bpd_fw_external_stop(&fw, (op & 0x20) ? BPD_STOP_EMERGENCY : BPD_STOP_END);
                 stop_pending = (uint8_t)(fw.state == BPD_RUNNING);
+                stop_kinds = stop_pending ? (uint8_t)(stop_kinds | ((op & 0x20) ? BPD_STOP_EMERGENCY : BPD_STOP_END))
+                                          : 0;
             }
             break;
         default:
@@ -152,7 +175,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (before == BPD_FAULT && fw.state != BPD_FAULT && !reset) abort(); /* left FAULT without RESET */
         }
         check(&fw);
-        if (fw.state != BPD_RUNNING) stop_pending = 0;
+        if (fw.state != BPD_RUNNING) stop_pending = stop_kinds = 0;
         for (k = 0; stop_pending && k < fw.act_dim; ++k)
             if (actuator[k] != 0.0f) abort(); /* a stop input holds the actuator at zero until the run ends */
     }
