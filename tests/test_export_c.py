@@ -426,6 +426,35 @@ def test_parity_states_are_drawn_from_a_dataset_of_the_policys_own_task(tiny_pip
         assert obs.shape == (100, pol.obs_dim) and origin.startswith("50 dataset states")
 
 
+def test_a_rigs_nominal_and_randomised_environments_are_one_task(tiny_pipeline, tmp_path):
+    """A shipped rig's -dr id is its nominal plant randomised (the committed rotary teacher trained on
+    bpd/rotary-pendulum-dr-v0): a dataset of the nominal plant another teacher collected was refused by export ('a
+    dataset of ...rotary-pendulum-v0, but the teacher is of ...rotary-pendulum-dr-v0') and by distill as another
+    environment's, as rig:PATH and rig-dr:PATH are not. Another rig's dataset is still refused."""
+    from types import SimpleNamespace
+
+    from bpd.errors import BpdError
+    from bpd.io import load_arrays, save_arrays
+    from export.export import parity_states
+    from training.collect import check_task, load_dataset
+
+    meta, arrays = load_arrays(tiny_pipeline / "dataset.npz", "bpd-dataset")
+    arrays |= {"action_low": np.full(1, -10.0, np.float32), "action_high": np.full(1, 10.0, np.float32)}
+    save_arrays(nominal := tmp_path / "nominal.npz", meta | {"env_id": "firmware_host.rig:bpd/rotary-pendulum-v0"},
+                arrays)
+    save_arrays(other := tmp_path / "other.npz", meta | {"env_id": "firmware_host.rig:bpd/desktop-cartpole-swingup-v0"},
+                arrays)
+    dr = "firmware_host.rig:bpd/rotary-pendulum-dr-v0"
+    src = SimpleNamespace(policy=SimpleNamespace(obs_dim=int(meta["obs_dim"])), env_id=dr, kind="teacher",
+                          dataset=None, sha256="0" * 64)
+    assert parity_states(src, str(nominal), 100, 0)[1].startswith("50 dataset states")
+    teacher = SimpleNamespace(env_id=dr, action_low=arrays["action_low"], action_high=arrays["action_high"])
+    check_task(load_dataset(nominal), teacher, "nominal.npz")
+    with pytest.raises(BpdError, match="a dataset of firmware_host.rig:bpd/desktop-cartpole-swingup-v0, but the "
+                                       "teacher is of firmware_host.rig:bpd/rotary-pendulum-dr-v0"):
+        parity_states(src, str(other), 100, 0)
+
+
 def test_an_export_and_its_int_kernel_name_the_student_they_came_from(tiny_pipeline, tmp_path):
     """OUT/int's export.json took OUT's record whole, its source relative to OUT: read from OUT/int it named a file
     that is not there, and `bpd bench OUT/int` stopped on it ('OUT/int/../run/student.pt: no student or teacher file

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,10 +32,11 @@ RIG_ENTRY = "firmware_host.rig.yaml_env:bpd/rig-yaml-v0"  # the Gymnasium id yam
 
 def env_key(env_id: str) -> str:
     """What names one environment: `module:ID` and `ID` alike, and a rig of one's own by its YAML's resolved path
-    (`rig:a.yaml`, `rig:./a.yaml` and `rig-dr:a.yaml` are one plant)."""
+    (`rig:a.yaml`, `rig:./a.yaml` and `rig-dr:a.yaml` are one plant), as a shipped rig's nominal and randomised ids
+    are (`bpd/rotary-pendulum-v0` and `bpd/rotary-pendulum-dr-v0`: firmware_host/rig registers both)."""
     if env_id.startswith(RIG_ENV):
         return f"rig:{Path(env_id.partition(':')[2]).resolve()}"
-    return env_id.rpartition(":")[2]
+    return re.sub(r"^(bpd/.+)-dr(-v\d+)$", r"\1\2", env_id.rpartition(":")[2])
 
 
 @functools.cache
