@@ -180,8 +180,10 @@ def parity_states(src: Source, dataset: str | None, n: int, seed: int) -> tuple[
         if ds.meta.get("obs_dim") != obs_dim:
             raise BpdError(f"{dataset}: observations have {ds.meta.get('obs_dim')} dimensions, the {src.kind} takes "
                            f"{obs_dim}; give --dataset one of {src.env_id}")
+        # the policy's teacher: itself, or the teacher its run distilled from (a dataset that teacher collected)
+        taught = {src.sha256} | ({sha256_file(src.teacher)} if src.teacher and Path(src.teacher).is_file() else set())
         if env and env_key(env) != env_key(src.env_id) and dataset != src.dataset \
-                and ds.meta.get("teacher_sha256") != src.sha256 \
+                and ds.meta.get("teacher_sha256") not in taught \
                 and not (dataset_exists(src.dataset) and dataset_hash(dataset) == dataset_hash(str(src.dataset))):
             raise BpdError(f"{dataset}: a dataset of {env}, but the {src.kind} is of {src.env_id}; give --dataset "
                            f"one of {src.env_id} (the parity states and the integer kernel's calibration)")

@@ -401,7 +401,8 @@ def test_parity_states_are_drawn_from_a_dataset_of_the_policys_own_task(tiny_pip
     """A dataset of another environment with as many observations (the desktop cart-pole's four beside
     InvertedPendulum's) was taken as it was for the parity states and the integer kernel's calibration. It is refused
     now, except where it is the one the policy came from: its run's dataset (distilled with --env, by path or by
-    content) or, for a teacher, one that teacher collected."""
+    content) or one its teacher collected (the teacher exported, or a student's run's: compared with the student's
+    own hash, no student's teacher's dataset was taken)."""
     from types import SimpleNamespace
 
     from bpd.errors import BpdError
@@ -414,14 +415,17 @@ def test_parity_states_are_drawn_from_a_dataset_of_the_policys_own_task(tiny_pip
     shutil.copyfile(other, tmp_path / "copy.npz")
     pol = SimpleNamespace(obs_dim=int(meta["obs_dim"]))
 
-    def src(kind="student", dataset=None, sha="0" * 64):
-        return SimpleNamespace(policy=pol, env_id="InvertedPendulum-v5", kind=kind, dataset=dataset, sha256=sha)
+    def src(kind="student", dataset=None, sha="0" * 64, teacher=None):
+        return SimpleNamespace(policy=pol, env_id="InvertedPendulum-v5", kind=kind, dataset=dataset, sha256=sha,
+                               teacher=teacher)
 
     with pytest.raises(BpdError, match=r"cartpole\.npz: a dataset of firmware_host\.rig:bpd/desktop-cartpole-v0, "
                                        r"but the student is of InvertedPendulum-v5; give --dataset one of"):
         parity_states(src(), str(other), 100, 0)
     for s, d in ((src(dataset=str(other)), other), (src(dataset=str(other)), tmp_path / "copy.npz"),
-                 (src("teacher", sha=meta["teacher_sha256"]), other)):
+                 (src("teacher", sha=meta["teacher_sha256"]), other),
+                 # a student's own teacher collected it (the teacher its run distilled from): as the docstring says
+                 (src(teacher=str(tiny_pipeline / "teacher.npz")), other)):
         obs, origin = parity_states(s, str(d), 100, 0)
         assert obs.shape == (100, pol.obs_dim) and origin.startswith("50 dataset states")
 
@@ -446,7 +450,7 @@ def test_a_rigs_nominal_and_randomised_environments_are_one_task(tiny_pipeline, 
                 arrays)
     dr = "firmware_host.rig:bpd/rotary-pendulum-dr-v0"
     src = SimpleNamespace(policy=SimpleNamespace(obs_dim=int(meta["obs_dim"])), env_id=dr, kind="teacher",
-                          dataset=None, sha256="0" * 64)
+                          dataset=None, sha256="0" * 64, teacher=None)
     assert parity_states(src, str(nominal), 100, 0)[1].startswith("50 dataset states")
     teacher = SimpleNamespace(env_id=dr, action_low=arrays["action_low"], action_high=arrays["action_high"])
     check_task(load_dataset(nominal), teacher, "nominal.npz")
