@@ -194,7 +194,8 @@ def test_a_model_whose_action_bounds_are_not_the_environments_is_refused(tmp_pat
     env = gym.wrappers.RescaleAction(gym.make("Pendulum-v1"), -1.0, 1.0)
     sb3.TD3("MlpPolicy", env, seed=0, device="cpu", policy_kwargs=dict(net_arch=[8])).save(tmp_path / "r.zip")
     with pytest.raises(BpdError, match=r"Pendulum-v1 takes actions within \[-2, 2\], the model in .*r\.zip gives "
-                                       r"them within \[-1, 1\] .*RescaleAction"):
+                                       r"them within \[-1, 1\]: trained through RescaleAction, import it with "
+                                       r"--rescaled"):
         _import(tmp_path / "r.zip")
     t = _import(_sb3_zip(tmp_path, "TD3", "bare.zip", policy_kwargs=dict(net_arch=[8]))[1])
     assert t.action_high == [2.0]
@@ -214,3 +215,36 @@ def test_a_zip_naming_no_environment_asks_for_env_with_what_the_model_takes(tmp_
     with pytest.raises(BpdError, match=r"p\.zip: its record names no environment; pass --env ID, the one it was "
                                        r"trained on \(its 3 observations, 1 action within \[-2, 2\]\)$"):
         import_sb3(TeacherImportConfig(sb3_zip=str(z), out=str(tmp_path / "t.npz")))
+
+
+@pytest.mark.parametrize("algo", ["TD3", "PPO"])
+def test_a_model_trained_through_rescale_action_imports_with_rescaled_and_acts_as_it_trained(tmp_path, algo):
+    """A model trained through RescaleAction(-1, 1), SB3's advice, was refused for --env Pendulum-v1 with 'train it
+    on gym.make(...) as it is', though the wrapper's map onto +-2 is exact. Known answer with --rescaled: the teacher
+    gives RescaleAction's map of the model's own deterministic action (TD3's tanh output, PPO's clip), within +-2."""
+    import gymnasium as gym
+    import stable_baselines3 as sb3
+
+    env = gym.wrappers.RescaleAction(gym.make("Pendulum-v1"), -1.0, 1.0)
+    model = getattr(sb3, algo)("MlpPolicy", env, seed=0, device="cpu", policy_kwargs=dict(net_arch=[8]))
+    model.save(tmp_path / "r.zip")
+    t = _import(tmp_path / "r.zip", rescaled=True)
+    assert (t.action_low.tolist(), t.action_high.tolist()) == ([-2.0], [2.0])
+    assert "RescaleAction [-1, 1] -> [-2, 2]" in t.source
+    obs = np.random.default_rng(0).uniform(-3, 3, (64, 3)).astype(np.float32)
+    if algo == "PPO":  # large means too, so that the clip is met
+        model.policy.action_net.bias.data += 2.0
+        model.save(tmp_path / "r.zip")
+        t = _import(tmp_path / "r.zip", rescaled=True)
+    wrapped = model.predict(obs, deterministic=True)[0]  # within [-1, 1], RescaleAction maps it onto [-2, 2]
+    np.testing.assert_allclose(t.act(obs), -2.0 + (wrapped + 1.0) * 2.0, atol=1e-5)
+    if algo == "PPO":
+        assert (np.abs(t.act(obs)) == 2.0).any()
+    import zipfile  # a record that names its environment itself: --rescaled still asks for --env, whose bounds it takes
+
+    with zipfile.ZipFile(tmp_path / "r.zip") as z, zipfile.ZipFile(tmp_path / "named.zip", "w") as named:
+        for item in z.namelist():
+            named.writestr(item, z.read(item) if item != "data" else json.dumps(
+                json.loads(z.read("data")) | {"env_id": "Pendulum-v1"}))
+    with pytest.raises(BpdError, match="--rescaled maps the model's actions onto an environment's bounds: give --env"):
+        import_sb3(TeacherImportConfig(sb3_zip=str(tmp_path / "named.zip"), out=str(tmp_path / "t.npz"), rescaled=True))

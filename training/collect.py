@@ -120,8 +120,8 @@ def collect(cfg: CollectConfig) -> Dataset:
         env.close()
         raise BpdError(f"{cfg.teacher} acts within {bounds_text(teacher.action_low, teacher.action_high)}, {env_id} "
                        f"takes actions within {bounds_text(low, high)}: the rollout would drive it at other "
-                       "strengths (a model trained through RescaleAction?); import the model again, or train one on "
-                       "the environment as it is")
+                       "strengths (a model trained through RescaleAction?); import the model again (bpd teacher import "
+                       "--env ID --rescaled), or train one on the environment as it is")
     half = (high - low) / 2
     n, od, ad = cfg.steps, teacher.obs_dim, teacher.act_dim
     buf = {k: np.zeros(s, np.float32) for k, s in [("observations", (n, od)), ("actions", (n, ad)),

@@ -432,6 +432,9 @@ class TeacherImportConfig:
     env: str | None = field(None, help="environment id to record (default: the id stored in the zip, if any)")
     activation: str | None = field(None, help="hidden activation when the model used a non-default one",
                                    choices=("relu", "tanh"))
+    rescaled: bool = field(False, help="with --env: the model was trained through gymnasium's RescaleAction, so its "
+                           "actions within the bounds it records map linearly onto --env's; the teacher takes that "
+                           "map and --env's bounds")
 
 
 def _parse_vector(text: str) -> np.ndarray:
@@ -488,14 +491,17 @@ def import_sb3(cfg: TeacherImportConfig) -> Teacher:
                        f"{(str(e).splitlines() or [''])[0][:80]})") from None
     check_teacher(t, str(path))
     if cfg.env:
-        _check_env(t, cfg.env, path)
+        _check_env(t, cfg.env, path, cfg.rescaled)
+    elif cfg.rescaled:
+        raise BpdError("--rescaled maps the model's actions onto an environment's bounds: give --env ID too")
     return t
 
 
-def _check_env(t: Teacher, env_id: str, path: Path) -> None:
+def _check_env(t: Teacher, env_id: str, path: Path, rescaled: bool = False) -> None:
     """The model fits --env: its sizes, and its action bounds (a model trained through RescaleAction, or on another
     environment, acts within bounds that are not the environment's: its actions would drive the bare environment,
-    where bpd rolls it out and runs the student, at other strengths)."""
+    where bpd rolls it out and runs the student, at other strengths). rescaled (--rescaled): RescaleAction's linear
+    map from the model's bounds onto the environment's is folded into the teacher, which then acts as it trained."""
     from training.envs import make_env
 
     env = make_env(env_id)
@@ -507,10 +513,18 @@ def _check_env(t: Teacher, env_id: str, path: Path) -> None:
     if dims != (t.obs_dim, t.act_dim):
         raise BpdError(f"--env {env_id} has {dims[0]} observations and {dims[1]} actions, the model in "
                        f"{path} {t.obs_dim} and {t.act_dim}")
-    if not (np.allclose(low, t.action_low) and np.allclose(high, t.action_high)):
+    if np.allclose(low, t.action_low) and np.allclose(high, t.action_high):
+        return
+    if not rescaled:
         raise BpdError(f"--env {env_id} takes actions within {bounds_text(low, high)}, the model in {path} gives them "
-                       f"within {bounds_text(t.action_low, t.action_high)} (trained through an action wrapper such as "
-                       f"RescaleAction, or on another environment): train it on gym.make({env_id!r}) as it is")
+                       f"within {bounds_text(t.action_low, t.action_high)}: trained through RescaleAction, import it "
+                       f"with --rescaled; trained on another environment, train one on gym.make({env_id!r}) as it is")
+    t.source += f", RescaleAction {bounds_text(t.action_low, t.action_high)} -> {bounds_text(low, high)}"
+    if t.output == "clip":  # clip(y, lo, hi) mapped linearly: the last layer's output mapped, then clipped
+        scale = (high - low) / (t.action_high - t.action_low)
+        t.weights[-1] = (t.weights[-1] * scale[:, None]).astype(np.float32)
+        t.biases[-1] = (low + (t.biases[-1] - t.action_low) * scale).astype(np.float32)
+    t.action_low, t.action_high = low, high  # a tanh output maps onto the bounds it is given
 
 
 def bounds_text(low: np.ndarray, high: np.ndarray) -> str:
