@@ -316,10 +316,21 @@ def selection_episodes(cfg: CompressConfig, methods: list[str]) -> int:
     def run_episodes(m: str) -> int:
         began = Path(cfg.out) / m / "config.json"
         if began.is_file():
-            return int(read_json(began, "run configuration").get("select_episodes", DISTILL_SELECT_EPISODES))
+            return recorded_select_episodes(began)
         return get(m).select_episodes or DISTILL_SELECT_EPISODES
 
     return max([cfg.episodes] + [run_episodes(m) for m in methods])
+
+
+def recorded_select_episodes(config: Path) -> int:
+    """The selection episodes a run's config.json records (distill's default where it records none): one line for a
+    record that is not a run's configuration, where a JSON list or a text in its place was a traceback."""
+    rec = read_json(config, "run configuration")
+    n = rec.get("select_episodes", DISTILL_SELECT_EPISODES) if isinstance(rec, dict) else None
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise BpdError(f"{config}: not a run configuration (no whole select_episodes of at least 1); remove the run "
+                       "directory to train it again")
+    return n
 
 
 def confirm_run(cfg: CompressConfig, env: str, rows: list[dict]) -> tuple[dict, bool]:
@@ -338,8 +349,7 @@ def confirm_run(cfg: CompressConfig, env: str, rows: list[dict]) -> tuple[dict, 
         return load_any(path).act
 
     order = ranked(rows)
-    first = max([cfg.episodes] + [int(read_json(Path(r["run"]) / "config.json", "run configuration").get(
-        "select_episodes", DISTILL_SELECT_EPISODES)) for r in order])
+    first = max([cfg.episodes] + [recorded_select_episodes(Path(r["run"]) / "config.json") for r in order])
     held, recs = confirm(env, load_teacher(cfg.teacher).act,
                          [(r["method"], partial(policy, r["student"])) for r in order],
                          select_eval_seed(cfg.seed) + first, cfg.confirm, cfg.keep_return,

@@ -114,3 +114,8 @@ def test_compress_checks_its_confirmation_after_the_selection_a_begun_run_record
         "--confirm must be at most 900 (got 990): the confirmation after 100 selection episodes") in p.stderr
     p = run_bpd(*argv, "--confirm", "900", check=False)
     assert p.returncode == 1 and "must be" not in p.stderr and "no such file" in p.stderr
+    for bad in ([100], {"select_episodes": "many"}):  # valid JSON, not a run's configuration: was a traceback
+        (tmp_path / "out" / "bpd" / "config.json").write_text(json.dumps(bad))
+        p = run_bpd(*argv, "--confirm", "900", check=False)
+        assert p.returncode == 1 and p.stderr.count("\n") == 1 and "config.json: not a run configuration (no whole " \
+            "select_episodes of at least 1); remove the run directory to train it again" in p.stderr, p.stderr

@@ -115,9 +115,13 @@ def test_an_export_moved_without_its_student_is_measured_without_the_rows_that_n
     names (the fixture's benchmarks/work/seed0/run/student.pt): bench stopped on it ('no student or teacher file
     there'). It now measures the kernel and says which rows it could not make: torch's, and the masked student the
     peers are handed."""
+    import shutil
+
     pytest.importorskip("unicorn")
     monkeypatch.chdir(tmp_path)  # nor found from the working directory
-    res = run_bench(BenchConfig(export=str(pendulum_export()), out=str(tmp_path / "bench"), targets=["cortex-m4f"],
+    moved = tmp_path / "far" / "away" / "export"  # copied away: its student is not beside it wherever the repository's
+    shutil.copytree(pendulum_export(), moved)     # benchmarks/work holds one (the training benchmark run here)
+    res = run_bench(BenchConfig(export=str(moved), out=str(tmp_path / "bench"), targets=["cortex-m4f"],
                                 peers=False, plot=False, host_iters=100, samples=1))
     assert set(res["networks"]) == {"student"} and res["teacher"] is None
     runtimes = res["networks"]["student"]["runtimes"]
