@@ -186,6 +186,24 @@ class Nucleo:
         return self.now - start
 
 
+def _configured(board: Nucleo) -> None:
+    """CONFIG for a run in host mode whose watchdog no test outlasts, the angle limit beyond the hanging pendulum (pi
+    at power-on)."""
+    board.host += encode("config", 1, period_us=0, watchdog_ticks=60000, mode=0, action_limit=1.0, pos_limit=0.2,
+                         angle_limit=10.0)
+
+
+def _running(tmp_path) -> Nucleo:
+    """The board booted, configured (_configured) and started, three periods on."""
+    pytest.importorskip("unicorn")
+    board = Nucleo(tmp_path)
+    board.boot()
+    _configured(board)
+    board.host += encode("start", 2)
+    board.run(3 * board.period)
+    return board
+
+
 @pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc not installed")
 def test_a_flood_of_hellos_leaves_the_tick_on_time_and_the_watchdog_fed(tmp_path):
     """A run in host mode, then HELLOs back to back for longer than the IWDG's 50 ms: the device answers what it
@@ -194,8 +212,7 @@ def test_a_flood_of_hellos_leaves_the_tick_on_time_and_the_watchdog_fed(tmp_path
     pytest.importorskip("unicorn")
     board = Nucleo(tmp_path)
     info = board.boot()
-    board.host += encode("config", 1, period_us=0, watchdog_ticks=60000, mode=0, action_limit=1.0, pos_limit=0.2,
-                         angle_limit=10.0)  # the pendulum hangs (pi) at power-on: an angle limit beyond it
+    _configured(board)
     board.host += encode("start", 2)
     board.run(3 * board.period)
     assert [f.name for _, f in board.frames[1:4]] == ["ack", "ack", "state"]
@@ -217,13 +234,7 @@ def test_a_tick_coming_as_the_loop_goes_to_sleep_starts_at_once(tmp_path):
     """The tick's interrupt after the main loop's last look at the tick but before its WFI: the loop must not sleep
     on it until SysTick's next interrupt (up to 1 ms: a fifth of the rig's period of jitter) but run the tick
     within the pass (the loop looks again with interrupts masked; the pending interrupt wakes the WFI)."""
-    pytest.importorskip("unicorn")
-    board = Nucleo(tmp_path)
-    board.boot()
-    board.host += encode("config", 1, period_us=0, watchdog_ticks=60000, mode=0, action_limit=1.0, pos_limit=0.2,
-                         angle_limit=10.0)
-    board.host += encode("start", 2)
-    board.run(3 * board.period)
+    board = _running(tmp_path)
     assert [f.name for _, f in board.frames[1:4]] == ["ack", "ack", "state"]
     late = board.tick_as_the_loop_sleeps()
     assert late < board.ms // 100, f"the tick {late / board.ms * 1000:.0f} us after its interrupt"
@@ -239,8 +250,7 @@ def test_a_held_emergency_stop_ends_a_run_at_its_first_tick_and_its_release_rest
     pytest.importorskip("unicorn")
     board = Nucleo(tmp_path)
     board.boot()
-    board.host += encode("config", 1, period_us=0, watchdog_ticks=60000, mode=0, action_limit=1.0, pos_limit=0.2,
-                         angle_limit=10.0)
+    _configured(board)
     board.run(2 * board.period)
     board.uc.mem_write(GPIOC_IDR, struct.pack("<I", 0xFFFF & ~(1 << 13)))  # pressed (to ground), while idle
     board._interrupt("board_irq", EXTI15_10_IRQ)
@@ -268,13 +278,7 @@ def test_a_stop_input_mid_run_ends_it_with_its_own_flag_on_the_board(tmp_path, p
     """The board tells the core which input ended the run (board_tick_due: the emergency stop is the input in both
     blocking masks): the right end stop (PC1, EXTI1) mid-run ends it with limit_stop alone, the emergency stop (PC13)
     with its own flag alone, each within the limits, so that a host names the one it was."""
-    pytest.importorskip("unicorn")
-    board = Nucleo(tmp_path)
-    board.boot()
-    board.host += encode("config", 1, period_us=0, watchdog_ticks=60000, mode=0, action_limit=1.0, pos_limit=0.2,
-                         angle_limit=10.0)
-    board.host += encode("start", 2)
-    board.run(3 * board.period)
+    board = _running(tmp_path)
     assert [f for _, f in board.frames if f.name == "state"][-1].fields["flags"] & FLAGS["running"]
     board.uc.mem_write(GPIOC_IDR, struct.pack("<I", 0xFFFF & ~(1 << pin)))  # pressed (to ground)
     board._interrupt("board_irq", irq)
