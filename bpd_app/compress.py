@@ -100,18 +100,12 @@ def _check(cfg: CompressConfig) -> list[str]:
     check_block(cfg.episodes, "--episodes", "the selection")
     first = selection_episodes(cfg, cfg.methods)
     check_block(cfg.confirm, "--confirm", f"the confirmation after {first} selection episodes", first)
-    from training.collect import dataset_exists, load_dataset
-    from training.minari_io import is_minari
+    from training.collect import require_dataset
 
     if not Path(cfg.teacher).is_file():
         raise BpdError(f"{cfg.teacher}: " + ("a directory, not a teacher file (--teacher): give the teacher's .npz"
                                              if Path(cfg.teacher).is_dir() else "no such file (--teacher)"))
-    if not dataset_exists(cfg.dataset):  # a .npz, or a Minari dataset (minari:ID) as distill takes
-        if is_minari(cfg.dataset):
-            load_dataset(cfg.dataset)  # says in one line why it cannot be read (missing, no 'minari' extra)
-        raise BpdError(f"{cfg.dataset}: " + ("a directory, not a dataset file (--dataset): give the .npz `bpd "
-                                             "collect` writes, or minari:ID" if Path(cfg.dataset).is_dir() else
-                                             "no such file (--dataset)"))
+    require_dataset(cfg.dataset)  # a .npz, or a Minari dataset (minari:ID) as distill takes
     if not cfg.methods:
         raise BpdError("--methods: name at least one method")
     def trains(v) -> bool:  # from the teacher and dataset, or sized against the bpd run's cycles (its needs)

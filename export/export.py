@@ -241,15 +241,10 @@ def _check_config(cfg: ExportConfig) -> None:
 
     check_name(cfg.package_name)
     check_url(cfg.package_url)
-    from training.collect import dataset_exists, load_dataset
-    from training.minari_io import is_minari
+    from training.collect import require_dataset
 
-    if cfg.dataset is not None and not dataset_exists(cfg.dataset):
-        if is_minari(cfg.dataset):
-            load_dataset(cfg.dataset)  # says in one line why it cannot be read (missing, no 'minari' extra)
-        raise BpdError(f"{cfg.dataset}: " + ("a directory, not a dataset file (--dataset): give the .npz `bpd "
-                                             "collect` writes, or minari:ID" if Path(cfg.dataset).is_dir() else
-                                             "no such file (--dataset)"))
+    if cfg.dataset is not None:
+        require_dataset(cfg.dataset)
     if cfg.teacher is not None and not Path(cfg.teacher).is_file():
         raise BpdError(f"{cfg.teacher}: no such file (--teacher)")
 

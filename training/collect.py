@@ -293,6 +293,19 @@ def dataset_exists(path: str | Path | None) -> bool:
     return path is not None and (Path(path).is_file() or (is_minari(path) and in_store(str(path))))
 
 
+def require_dataset(spec: str, flag: str = "--dataset") -> None:
+    """A --dataset value that names no dataset here, refused in one line: a Minari id with why it cannot be read
+    (not in the store, no 'minari' extra), a directory as one, else no such file."""
+    from training.minari_io import is_minari
+
+    if dataset_exists(spec):
+        return
+    if is_minari(spec):
+        load_dataset(spec)  # says in one line why it cannot be read
+    raise BpdError(f"{spec}: " + (f"a directory, not a dataset file ({flag}): give the .npz `bpd collect` writes, or "
+                                  "minari:ID" if Path(spec).is_dir() else f"no such file ({flag})"))
+
+
 def check_dataset(ds: Dataset, where: str) -> None:
     """Shapes agree with the recorded dimensions, it is not empty, every number is finite."""
     n = len(ds.observations)
