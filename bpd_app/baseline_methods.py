@@ -42,6 +42,13 @@ def baseline_size(c: CellInputs, size: str, label: str) -> dict:
     raise BpdError(f"size must be one of {', '.join(BASELINE_SIZES)}, not {size!r}")
 
 
+def baseline_revision(rule: str, args: dict) -> int:
+    """A baseline cell's revision: +1 for the policy-gradient rules' clipped importance-weighted surrogate
+    (training/baselines.py); +1 for size pruned, its budget counted on the collapsed student (training/live.py)
+    where it counted every bias and kept weight, so that it ships as many parameters as BPD, not fewer."""
+    return 1 + (rule in REWARD_RULES) + (str(args.get("size", "pruned")) == "pruned")
+
+
 def baseline_command(rule: str) -> Callable[[CellInputs], list[str]]:
     def command(c: CellInputs) -> list[str]:
         args = dict(c.args)
@@ -72,6 +79,5 @@ for _name, _rule, _help in [
          "the teacher's log-likelihood of the next actions as reward (online)"),
         ("teacher-v-reward", "teacher-v-reward", "Czarnecki et al.: one-step advantage r + gamma V_T(s') - V_theta(s), "
          "V_T from the teacher's critic or fitted (online)")]:
-    # revision 2: the policy-gradient rules' clipped importance-weighted surrogate (training/baselines.py)
     register(Method(_name, _help, baseline_command(_rule), product="policy.npz", needs=("bpd",),
-                    revision=2 if _rule in REWARD_RULES else 1))
+                    revision_of=lambda args, rule=_rule: baseline_revision(rule, args)))

@@ -36,6 +36,9 @@ class Method:
     # raised when the method's training changes what it produces from the same specification, so that cells
     # finished by the earlier version are not reused (they are reported as run with another specification)
     revision: int = 1
+    # where a change touches some of a method's cells alone: the revision of a cell from its args (in place of
+    # revision), so that the others keep their digests
+    revision_of: Callable[[dict], int] | None = None
     # options of the plan's env_args this method does not take (they mean something else to it)
     skips_env_args: tuple[str, ...] = ()
     # selection episodes its runs judge their candidates on, where the method sets them (None: distill's default or

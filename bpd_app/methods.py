@@ -360,7 +360,8 @@ def _dense_small_command(c: CellInputs) -> list[str]:
 
 register(Method("magnitude-prune", "deterministic student, BPD's loss minus the KL, global magnitude pruning to "
                 "the nonzero count of the bpd cell (same environment and seed), then fine-tuning",
-                _magnitude_command, needs=("bpd",), sized_by_any_bpd=True))
+                _magnitude_command, needs=("bpd",), sized_by_any_bpd=True,
+                revision=2))  # 2: the count is the collapsed student's (training/live.py), as BPD's is
 def _l1_size(c: CellInputs, units: bool) -> list[str]:
     """bpd-finetune whose fine-tune starts from the mask cut to the l1-threshold cell's nonzero count by log
     alpha (units: and to its number of hidden units): BPD at L1's size, or at L1's shape."""
@@ -378,10 +379,11 @@ def _l1_size(c: CellInputs, units: bool) -> list[str]:
 register(Method("bpd-finetune-l1-size", "bpd-finetune whose fine-tune starts from BPD's mask cut, by log alpha "
                 "over all layers, to the nonzero count of the l1-threshold cell (same environment and seed): BPD "
                 "and L1 then a threshold at equal nonzero parameters", lambda c: _l1_size(c, False),
-                needs=("l1-threshold",)))
+                needs=("l1-threshold",), revision=2))  # 2: --prune-to counts the collapsed student (training/live.py)
 register(Method("bpd-finetune-l1-shape", "bpd-finetune-l1-size with also no more hidden units than the l1-threshold "
                 "cell's collapsed student (the units of least signal removed first): equal weights and units, so "
-                "equal activations and biases on the device", lambda c: _l1_size(c, True), needs=("l1-threshold",)))
+                "equal activations and biases on the device", lambda c: _l1_size(c, True), needs=("l1-threshold",),
+                revision=2))  # 2: --prune-to counts the collapsed student (training/live.py)
 def l1_weights(c: CellInputs) -> list:
     """The weights of the l1-threshold cell's student (same environment and seed): those of its export, else
     of its student file collapsed."""

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from bpd.errors import BpdError
+from export.collapse import remove_dead_neurons
 from training.ablations import KEPT, REMOVED, PlainStudent, cubic_keep
 from training.distill import BPDTrainer, DistillConfig
 from training.distill_config import PAPER
@@ -108,21 +109,23 @@ def test_cubic_schedule_at_known_steps():
 
 
 def test_magnitude_pruning_reaches_the_count_and_keeps_the_largest_weights():
-    n_bias = 8 + 8 + ACT
-    t = trainer(student="magnitude", prune_to=n_bias + 30, prune_start=0.1, prune_end=0.5)
+    # the budget counts the collapsed student (training/live.py): what export ships, dead units gone
+    t = trainer(student="magnitude", prune_to=40, prune_start=0.1, prune_end=0.5)
     assert not t.selectable()
     for i in range(60):
         t.update(batch(i))
     a = t.actor
     assert t.selectable()
-    kept = sum(int(layer.mask().sum()) for layer in a.layers)
-    assert kept == 30
-    nonzero = sum(int((layer.deterministic_weight() != 0).sum()) for layer in a.layers)
-    assert nonzero == 30
-    # once pruned, the survivors are the 30 largest of the weights standing at the last pruning step
+    assert a.collapsed_nonzero() <= 40
+    ws = [layer.deterministic_weight().detach().numpy() for layer in a.layers]
+    cw, cb = remove_dead_neurons(ws, [layer.bias.detach().numpy() for layer in a.layers], "tanh")
+    assert sum(int((w != 0).sum()) for w in cw) + sum(b.size for b in cb) == a.collapsed_nonzero()
+    # the largest weight standing is kept, and the kept weights are exactly the nonzero ones
     with torch.no_grad():
         mags = torch.cat([(l.theta * l.mask()).abs().flatten() for l in a.layers])
-    assert int((mags > 0).sum()) == 30
+        thetas = torch.cat([l.theta.abs().flatten() for l in a.layers])
+    assert int((mags > 0).sum()) == sum(int(layer.mask().sum()) for layer in a.layers)
+    assert mags.max() == thetas.max()
     # removed weights stay zero through fine-tuning
     masks = [layer.mask().clone() for layer in a.layers]
     for i in range(10):
@@ -132,7 +135,7 @@ def test_magnitude_pruning_reaches_the_count_and_keeps_the_largest_weights():
 
 def test_magnitude_count_out_of_range_is_a_one_line_error():
     with pytest.raises(BpdError, match="--prune-to"):
-        trainer(student="magnitude", prune_to=5)
+        trainer(student="magnitude", prune_to=6)  # one path from 3 inputs through 8, 8 to 2 outputs: 7
 
 
 @pytest.mark.parametrize("kw, message", [

@@ -18,6 +18,7 @@ import torch
 from tests.test_svdo import exact_log_uniform_kl
 from training.distill import BPDTrainer, DistillConfig
 from training.distill_config import PAPER
+from training.live import collapsed_nonzero
 from training.priors import LOG_UNIFORM_FIT_ERROR
 
 
@@ -396,14 +397,19 @@ def test_a_state_dict_taken_in_the_finetune_resumes_the_same_run(partners):
 
 def test_prune_to_cuts_the_mask_at_the_finetune_start_to_the_lowest_log_alphas():
     """--prune-to on the Bayesian student: at the fine-tune's start the mask keeps, of the weights the
-    threshold keeps, the prune_to - (biases) of lowest log alpha over all layers. Hand-set log alphas:
-    layer 1 (4x3) LOG_ALPHA1 with one weight above the threshold, layer 2 (2x4) its own; biases 4 + 2 = 6,
-    budget 6 + 5 weights: the five lowest log alphas that pass the threshold."""
+    threshold keeps, the most of lowest log alpha over all layers whose collapsed student has at most prune_to
+    nonzero parameters. Hand-set log alphas: layer 1 (4x3) LOG_ALPHA1 with one weight above the threshold,
+    layer 2 (2x4) its own; budget 11 = 2 output biases + 9. In order of log alpha the collapsed count (live
+    weights + live hidden units + 2) runs: -3.8 L2[0,0], -3.6 L2[1,0], -3.5 L1[3,2], -3.2 L2[1,1]: 2 (no path);
+    -3.0 L1[1,0]: unit 1 joins, 5; -2.5 L1[2,0]: 5 (unit 2 has no way out); -2.0 L1[0,1]: unit 0 joins with
+    its two outputs, 9; -1.5 L1[3,1]: 9; -1.0 L1[1,1]: 10; -0.5 L1[2,2]: 10; -0.1 L2[1,3]: unit 3 joins with its
+    two inputs, 14, past the budget. The prefix stops at 10; the next in order that fits, 0.0 L1[0,2] (before
+    L2[0,1] by position), makes 11."""
     from training.student import budget_masks
 
     torch.manual_seed(0)
     cfg = paper(hidden=[HIDDEN], critic_hidden=[CRITIC_HIDDEN], steps=10,
-                        policy_freq=1, finetune=0.5, prune_to=6 + 5)
+                        policy_freq=1, finetune=0.5, prune_to=11)
     t = BPDTrainer(cfg, OBS, ACT, N_DATA)
     la1 = LOG_ALPHA1.clone()
     la1[0, 0] = 5.0  # above the threshold 3: pruned whatever the budget (it would be the lowest otherwise)
@@ -412,16 +418,18 @@ def test_prune_to_cuts_the_mask_at_the_finetune_start_to_the_lowest_log_alphas()
         for layer, la in zip(t.actor.layers, (la1, la2)):
             layer.log_sigma2.copy_(la + torch.log(layer.theta ** 2))
     want1 = torch.zeros(4, 3, dtype=torch.bool)
-    want1[3, 2] = True  # -3.5
+    for r, c in [(0, 1), (0, 2), (1, 0), (1, 1), (2, 0), (2, 2), (3, 1), (3, 2)]:
+        want1[r, c] = True  # units 2 and 3 keep their inputs, dead (no way out): the collapse drops them free
     want2 = torch.zeros(2, 4, dtype=torch.bool)
-    want2[0, 0] = want2[1, 0] = want2[1, 1] = True  # -3.8, -3.6, -3.2
-    want1[1, 0] = True  # -3.0, the fifth
+    want2[0, 0] = want2[1, 0] = want2[1, 1] = True
     got = budget_masks(t.actor, cfg.prune_to)
     assert torch.equal(got[0], want1) and torch.equal(got[1], want2)
     t.freeze()
     for layer, want in zip(t.actor.layers, (want1, want2)):
         assert torch.equal(layer.mask().bool(), want) and (layer.theta[~want] == 0).all()
     assert all(torch.equal(x.mask(), y.mask()) for x, y in zip(t.actor.layers, t.actor_target.layers))
+    from training.live import collapsed_nonzero
+    assert collapsed_nonzero(got) == 11
     big = budget_masks(t.actor, 6 + 100)  # a budget above what the threshold keeps changes nothing
     assert all(torch.equal(b, layer.mask().bool()) for b, layer in zip(big, t.actor.layers))
 
@@ -470,8 +478,16 @@ def test_max_units_removes_the_hidden_unit_of_least_signal_first():
     want2[:, 2] = False
     assert torch.equal(got[0], want1) and torch.equal(got[1], want2)
     assert all(torch.equal(g, layer.mask().bool()) for g, layer in zip(budget_masks(t.actor, 26, 4), t.actor.layers))
-    cut = budget_masks(t.actor, 6 + 4, 3)  # then four weights of lowest log alpha among the units left
-    assert int(sum(m.sum() for m in cut)) == 4 and not cut[0][2].any() and not cut[1][:, 2].any()
+    # then a budget of 10 in the collapsed count, lowest log alpha first among units 0, 1, 3: L1[0,0] -4,
+    # L1[3,2] -3.5, L1[1,0] -3, L1[0,1] -2 (no unit has an output yet: 2, the output biases), L2[1,0] -2
+    # (unit 0 joins: 3 weights, its bias: 6), L1[3,1] -1.5 (6), L2[1,1] -1.5 (unit 1 joins: 9), then one of the
+    # three at -1 (L1[1,1], L1[1,2], L2[0,0]; rounding orders them) makes 10, a second 11. Unit 3's two weights
+    # stay in the mask, dropped by the collapse.
+    cut = budget_masks(t.actor, 10, 3)
+    assert collapsed_nonzero(cut) == 10
+    kept = {(0, *ij) for ij in cut[0].nonzero().tolist()} | {(1, *ij) for ij in cut[1].nonzero().tolist()}
+    first = {(0, 0, 0), (0, 3, 2), (0, 1, 0), (0, 0, 1), (1, 1, 0), (0, 3, 1), (1, 1, 1)}
+    assert first <= kept and len(kept - first) == 1 and (kept - first) < {(0, 1, 1), (0, 1, 2), (1, 0, 0)}
     t.freeze()
     assert torch.equal(t.actor.layers[0].mask().bool(), want1)
 
@@ -546,7 +562,9 @@ def test_prune_fraction_keeps_a_share_of_the_masks_cost(partners, fraction):
     """--prune-fraction: the budget is a share of what the mask costs at the fine-tune's start. The hand-set
     log alphas of the --prune-to-pairs test, every weight kept (12 + 8): with the partners, its SMLADs are
     4 rows x 2 + 2 rows x 2 = 12, and 0.34 of them is 4 (the k = 6 cut and its partner); without, 0.25 of
-    the 20 weights is 5, the five lowest log alphas."""
+    the collapsed student's 26 parameters (20 weights, 4 + 2 biases) is 6: the four lowest log alphas L1[0,0],
+    L1[0,1], L2[0,0], L2[0,1] make unit 0 live (3 weights, its bias and the 2 output biases; unit 1 has no input,
+    its output weight folded by the collapse), and the fifth, L2[1,0], would make 7."""
     from training.pairs import multiply_slots
 
     torch.manual_seed(0)
@@ -558,9 +576,10 @@ def test_prune_fraction_keeps_a_share_of_the_masks_cost(partners, fraction):
     want1 = torch.zeros(4, 3, dtype=torch.bool)
     want1[0, :2] = True
     want2 = torch.zeros(2, 4, dtype=torch.bool)
-    want2[0, 0] = want2[0, 1] = want2[1, 0] = True
+    want2[0, 0] = want2[0, 1] = True
     if partners:
         want1[0, 2] = want2[1, 1] = True
+        want2[1, 0] = True
     frozen = [layer.mask().bool() for layer in t.actor.layers]
     assert torch.equal(frozen[0], want1) and torch.equal(frozen[1], want2)
 

@@ -4,9 +4,10 @@ The student has BPD's shape and is trained with BPD's loss minus the KL term (va
 behaviour cloning), made sparse the way a practitioner would:
 
 dense      no sparsity: a network of given widths (the ablation sizes it to BPD's collapsed widths).
-magnitude  global magnitude pruning to a fixed count of nonzero parameters (BPD's count for the same
-           environment and seed), pruned gradually on the cubic schedule of Zhu and Gupta (2017)
-           between two fractions of training, then fine-tuned with the mask fixed.
+magnitude  global magnitude pruning to a fixed count of nonzero parameters of the collapsed student
+           (training/live.py; BPD's count for the same environment and seed), pruned gradually on the
+           cubic schedule of Zhu and Gupta (2017) between two fractions of training, then fine-tuned
+           with the mask fixed.
 l1         an L1 penalty on the weights (its weight follows the KL schedule's shape), then a
            magnitude threshold: weights with |theta| below it are removed when the student is
            evaluated and saved.
@@ -23,14 +24,16 @@ import torch
 import torch.nn.functional as F
 
 from training.distill_config import PLAIN_STUDENTS
+from training.live import collapsed_nonzero, cut_in_order
 from training.student import BayesianStudent
 
 KEPT, REMOVED = -30.0, 30.0
 
 
 def cubic_keep(step: int, total: int, n_weights: int, keep: int, start: float, end: float) -> int:
-    """Weights kept at `step` of `total` on the cubic schedule: all before start*total, `keep` from
-    end*total, and in between sparsity s_f (1 - (1 - q)^3), q the progress from start to end."""
+    """What is kept at `step` of `total` on the cubic schedule (of n_weights, to keep; magnitude pruning counts
+    the collapsed student's parameters): all before start*total, `keep` from end*total, and in between sparsity
+    s_f (1 - (1 - q)^3), q the progress from start to end."""
     p = step / total
     if p < start:
         return n_weights
@@ -48,10 +51,11 @@ class PlainStudent(BayesianStudent):
         super().__init__(obs_dim, act_dim, hidden, activation, threshold=3.0, log_alpha_clip=10.0)
         if mode not in PLAIN_STUDENTS:
             raise ValueError(f"unknown plain student {mode!r}")
-        if mode == "magnitude" and (keep is None or not 1 <= keep <= self.weight_count()):
-            raise ValueError(f"magnitude pruning keeps between 1 and {self.weight_count()} weights, not {keep}")
+        if mode == "magnitude" and (keep is None or not 1 <= keep <= self.params_total()):
+            raise ValueError(f"magnitude pruning keeps between 1 and {self.params_total()} parameters, not {keep}")
         self.mode, self.l1_threshold, self.keep = mode, l1_threshold, keep
         self.prune_start, self.prune_end, self.prune_every = prune_start, prune_end, prune_every
+        self._within: int | None = None  # a count the mask's collapsed student is known to be within
         for layer in self.layers:
             shape = layer.log_sigma2.shape
             del layer.log_sigma2
@@ -59,6 +63,13 @@ class PlainStudent(BayesianStudent):
 
     def bias_count(self) -> int:
         return sum(layer.bias.numel() for layer in self.layers)
+
+    def params_total(self) -> int:
+        return self.weight_count() + self.bias_count()
+
+    def collapsed_nonzero(self) -> int:
+        """Nonzero parameters of the collapsed student the mask leaves (training/live.py)."""
+        return collapsed_nonzero([layer.mask() for layer in self.layers])
 
     def forward(self, obs_norm: torch.Tensor) -> torch.Tensor:
         h = obs_norm
@@ -89,21 +100,16 @@ class PlainStudent(BayesianStudent):
             self.set_mask([layer.theta.abs() >= self.l1_threshold for layer in self.layers])
         elif self.mode == "magnitude":
             assert self.keep is not None  # __init__ requires it for magnitude pruning
-            k = cubic_keep(step, total, self.weight_count(), self.keep, self.prune_start, self.prune_end)
-            kept_now = int(sum(layer.mask().sum().item() for layer in self.layers))
+            k = cubic_keep(step, total, self.params_total(), self.keep, self.prune_start, self.prune_end)
             due = step % self.prune_every == 0 or step >= self.prune_end * total
-            if k < kept_now and due:
-                mags = torch.cat([(layer.theta * layer.mask()).abs().flatten() for layer in self.layers])
-                order = torch.argsort(mags, descending=True, stable=True)
-                keep_flat = torch.zeros_like(mags, dtype=torch.bool)
-                keep_flat[order[:k]] = True
-                masks, i = [], 0
-                for layer in self.layers:
-                    n = layer.theta.numel()
-                    masks.append(keep_flat[i:i + n].view_as(layer.theta))
-                    i += n
-                self.set_mask(masks)
-            elif kept_now <= k:
+            if due and (self._within is None or k < self._within):  # the mask is not yet known to be within k
+                if k < self.collapsed_nonzero():
+                    mags = torch.cat([(layer.theta * layer.mask()).abs().flatten() for layer in self.layers])
+                    order = torch.argsort(mags, descending=True, stable=True)
+                    self.set_mask([m.to(mags.device) for m in cut_in_order(
+                        order, [layer.theta.shape for layer in self.layers], int(torch.count_nonzero(mags).item()), k)])
+                self._within = k
+            else:
                 self.set_mask([layer.mask().bool() for layer in self.layers])  # keep removed weights at zero
 
     def pruning_done(self) -> bool:
@@ -111,4 +117,4 @@ class PlainStudent(BayesianStudent):
         if self.mode != "magnitude":
             return True
         assert self.keep is not None  # __init__ requires it for magnitude pruning
-        return int(sum(layer.mask().sum().item() for layer in self.layers)) <= self.keep
+        return self.collapsed_nonzero() <= self.keep

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bpd.errors import BpdError
+from training.live import collapsed_nonzero, cut_in_order
 from training.teacher import Teacher, sb3_weights
 
 U_CLIP = 0.999  # atanh of normalised actions is taken after clipping to +-U_CLIP
@@ -50,28 +51,19 @@ class GaussianStudent(nn.Module):
         return h, self.log_std_param.clamp(self.min_log_std, 2.0).expand_as(h)
 
     def params_nonzero(self) -> int:
-        return int(sum(torch.count_nonzero(l.weight * m).item() + torch.count_nonzero(l.bias).item()
-                       for l, m in zip(self.layers, self.masks())))
+        """Nonzero parameters of the collapsed student (training/live.py): what its export ships."""
+        return collapsed_nonzero(self.masks())
 
     @torch.no_grad()
     def prune_to(self, nonzero: int) -> None:
-        """Global magnitude pruning of weights so that weights plus biases hold `nonzero` nonzero values."""
-        n_bias = sum(l.bias.numel() for l in self.layers)
-        keep = nonzero - n_bias
-        if keep < 1:
-            raise BpdError(f"a budget of {nonzero} nonzero parameters leaves no weights beside the {n_bias} biases")
+        """Global magnitude pruning of weights, largest first, to at most `nonzero` nonzero parameters of the
+        collapsed student, weights plus biases (training/live.py cut_in_order)."""
         mags = torch.cat([(l.weight * m).abs().flatten() for l, m in zip(self.layers, self.masks())])
-        if keep >= mags.numel():
-            return
         order = torch.argsort(mags, descending=True, stable=True)
-        flat = torch.zeros_like(mags)
-        flat[order[:keep]] = 1.0
-        i = 0
-        for layer, m in zip(self.layers, self.masks()):
-            n = m.numel()
-            m.copy_(flat[i:i + n].view_as(m))
+        keep = cut_in_order(order, [m.shape for m in self.masks()], int(torch.count_nonzero(mags).item()), nonzero)
+        for layer, m, new in zip(self.layers, self.masks(), keep):
+            m.copy_(new.to(m.device, m.dtype))
             layer.weight.mul_(m)
-            i += n
 
     def to_policy(self, obs_mean: np.ndarray, obs_std: np.ndarray, low: np.ndarray, high: np.ndarray, **kw) -> Teacher:
         """The deterministic student tanh(mu_theta(s)) in the teacher format."""

@@ -32,7 +32,8 @@ class BaselineConfig:
                                 "kl and teacher-distill, else student)", choices=CONTROLS)
     hidden: list[int] = field([64, 64], help="student hidden widths")
     activation: str = field("tanh", help="student hidden activation", choices=("tanh", "relu"))
-    nonzero: int | None = field(None, help="magnitude-prune to this many nonzero parameters (weights plus biases)")
+    nonzero: int | None = field(None, help="magnitude-prune to this many nonzero parameters of the collapsed student "
+                                "(weights plus biases of its live units)")
     prune_start: float = field(0.2, help="fraction of training where pruning begins")
     prune_end: float = field(0.6, help="fraction of training where the nonzero count is reached (mask fixed after)")
     temperature: float = field(0.01, help="kl: teacher temperature T (variance T sigma_T^2)")

@@ -131,7 +131,7 @@ class BaselineTrainer:
                 self._nonzero = self.student.params_nonzero()
             if target < self._nonzero:
                 self.student.prune_to(target)
-                self._nonzero = target
+                self._nonzero = self.student.params_nonzero()
         loss, info = self.loss_term(batch["obs"])
         if c.method in REWARD_RULES and segment is not None and len(segment["obs"]):
             pg, pinfo = self.reward_term(segment)

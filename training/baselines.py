@@ -38,7 +38,8 @@ actor's log-std head when --teacher-sb3 gives the stable-baselines3 zip, else a 
 critic when given, else V_T fitted by TD(0) on the offline dataset. The summary records which.
 
 Size: --hidden widths, optionally magnitude-pruned (global, gradual cubic schedule of Zhu and Gupta
-2017, biases kept) to --nonzero nonzero parameters (weights plus biases, as everywhere in bpd).
+2017) to --nonzero nonzero parameters of the collapsed student (weights plus biases of the units on a path
+from input to output, as everywhere in bpd: training/live.py).
 The run leaves policy.npz in the teacher format (the deterministic student tanh(mu_theta)), which
 `bpd evaluate`, `bpd export` and `bpd bench` take.
 
@@ -71,6 +72,7 @@ from training.checkpoint import read_checkpoint, restored_acc, restoring
 from training.collect import check_task, dataset_hash, load_dataset
 from training.device import resolve_device
 from training.envs import evaluate, train_eval_seed
+from training.live import least_collapsed
 from training.minari_io import was_minari
 from training.teacher import load_teacher
 
@@ -90,19 +92,18 @@ def _fingerprint(cfg: BaselineConfig) -> dict:
 
 
 def check_nonzero(cfg: BaselineConfig, obs_dim: int, act_dim: int) -> None:
-    """--nonzero within the student's size: at most its weights and biases, more than its biases (pruning keeps
-    every bias and at least one weight)."""
+    """--nonzero within the student's size: at most its weights and biases, at least what the fewest weights on one
+    path from input to output leave after the collapse (training/live.py)."""
     if cfg.nonzero is None:
         return
     widths = [obs_dim, *cfg.hidden, act_dim]
-    n_bias = sum(widths[1:])
-    dense = n_bias + sum(a * b for a, b in zip(widths, widths[1:]))
+    dense = sum(widths[1:]) + sum(a * b for a, b in zip(widths, widths[1:]))
+    hidden = " ".join(map(str, cfg.hidden))
     if cfg.nonzero > dense:
-        raise BpdError(f"--nonzero {cfg.nonzero} exceeds the {dense} parameters of --hidden "
-                       f"{' '.join(map(str, cfg.hidden))}")
-    if cfg.nonzero <= n_bias:
-        raise BpdError(f"--nonzero {cfg.nonzero} leaves no weights beside the {n_bias} biases of --hidden "
-                       f"{' '.join(map(str, cfg.hidden))}")
+        raise BpdError(f"--nonzero {cfg.nonzero} exceeds the {dense} parameters of --hidden {hidden}")
+    if cfg.nonzero < (least := least_collapsed(widths)):
+        raise BpdError(f"--nonzero {cfg.nonzero} is below {least}, the fewest parameters a collapsed student of "
+                       f"--hidden {hidden} keeps with its output still depending on its input")
 
 
 def _prepare(out: Path, cfg: BaselineConfig) -> None:
@@ -236,7 +237,7 @@ def train_baseline(cfg: BaselineConfig) -> dict:
                 rets, _ = evaluate(env_id, pol.act, cfg.eval_episodes, seed=train_eval_seed(cfg.seed))
                 row = {k: float(np.mean(v)) for k, v in acc.items()}
                 row |= {"step": step, "env_steps": env_steps(), "time_s": round(time.time() - t0, 2),
-                        "params_nonzero": pol.params_nonzero, "eval/return_mean": float(np.mean(rets)),
+                        "params_nonzero": trainer.student.params_nonzero(), "eval/return_mean": float(np.mean(rets)),
                         "eval/return_std": float(np.std(rets))}
                 writer.writerow(row)
                 mf.flush()

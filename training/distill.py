@@ -49,6 +49,7 @@ from training.distill_config import (  # noqa: F401
     warmup_applies,
 )
 from training.envs import env_dims, evaluate, train_eval_seed
+from training.live import collapsed_nonzero
 from training.mlp import MLPPolicy
 from training.pairs import network_slots, network_with_partners
 from training.priors import pruning_rule, pruning_threshold, student_kl, unit_gate_kl
@@ -112,10 +113,8 @@ class BPDTrainer:
                                          pruning_threshold(cfg.prior, cfg.threshold, cfg.log_alpha_clip),
                                          cfg.log_alpha_clip, cfg.init_log_sigma2, unit_gates=cfg.unit_gates)
         else:
-            n_bias = sum(cfg.hidden) + act_dim
             self.actor = PlainStudent(obs_dim, act_dim, cfg.hidden, cfg.activation, cfg.student, cfg.l1_threshold,
-                                      None if cfg.prune_to is None else cfg.prune_to - n_bias,
-                                      cfg.prune_start, cfg.prune_end)
+                                      cfg.prune_to, cfg.prune_start, cfg.prune_end)
         self.actor.to(device)
         self.actor_target = copy.deepcopy(self.actor).eval()
         # --finetune-ema: the fine-tune's student, an average of the actor's weights (set from it at the cut)
@@ -177,9 +176,8 @@ class BPDTrainer:
             masks = [layer.mask().bool().cpu().numpy() for layer in self.actor.layers]
             if pair_partners_apply(c):
                 pairs = max(1, int(c.prune_fraction * network_slots(masks)))
-            else:
-                prune_to = (sum(layer.out_features for layer in self.actor.layers)
-                            + max(1, int(c.prune_fraction * sum(int(m.sum()) for m in masks))))
+            else:  # of the collapsed student's parameters (training/live.py)
+                prune_to = max(1, int(c.prune_fraction * collapsed_nonzero([torch.as_tensor(m) for m in masks])))
         keep: list[torch.Tensor] | None = None
         dense: list[torch.Tensor] | None = None  # --cut-dense: every weight between the units the cut leaves
         if c.cut_dense:

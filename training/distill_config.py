@@ -106,7 +106,8 @@ class DistillConfig:
     finetune: float = field(0.2, help="Bayesian student: fraction of training at the end in which the mask is "
                             "frozen and the collapsed deterministic student is trained on (behaviour cloning and "
                             "the value term; no KL, no weight noise); 0: none, the paper's BPD")
-    prune_to: int | None = field(None, help="nonzero parameters (weights and biases) to keep: magnitude student; "
+    prune_to: int | None = field(None, help="nonzero parameters of the collapsed student (weights and biases of the "
+                                 "units on a path from input to output) to keep: magnitude student; "
                                  "Bayesian with --finetune, at the fine-tune's start, those of lowest log alpha "
                                  "(no pair partners then: they would add weights back)")
     prune_to_pairs: int | None = field(None, help="Bayesian with --finetune, in place of --prune-to: at the "
@@ -287,8 +288,12 @@ def check_ablation_options(cfg: DistillConfig, obs_dim: int, act_dim: int) -> No
         raise BpdError("--student magnitude needs --prune-to (nonzero parameters to keep)")
     if cfg.student not in ("magnitude", "bayesian") and cfg.prune_to is not None:
         raise BpdError("--prune-to applies to --student magnitude, or bayesian with --finetune")
-    n_bias = sum(cfg.hidden) + act_dim
-    n_weights = sum(i * o for i, o in zip([obs_dim, *cfg.hidden], [*cfg.hidden, act_dim]))
-    if cfg.prune_to is not None and not n_bias < cfg.prune_to <= n_bias + n_weights:
-        raise BpdError(f"--prune-to must lie in ({n_bias}, {n_bias + n_weights}]: the student has "
-                       f"{n_bias} biases and {n_weights} weights")
+    from training.live import least_collapsed
+
+    widths = [obs_dim, *cfg.hidden, act_dim]
+    n_bias = sum(widths[1:])
+    n_weights = sum(i * o for i, o in zip(widths, widths[1:]))
+    if cfg.prune_to is not None and not least_collapsed(widths) <= cfg.prune_to <= n_bias + n_weights:
+        raise BpdError(f"--prune-to must lie in [{least_collapsed(widths)}, {n_bias + n_weights}]: nonzero parameters "
+                       f"of the collapsed student, of {n_bias} biases and {n_weights} weights, with one path from "
+                       "input to output at the least")

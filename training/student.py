@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bpd.errors import BpdError
+from training.live import cut_in_order
 from training.mlp import MLPPolicy
 from training.svdo import LinearSVDO
 
@@ -189,8 +190,8 @@ def dense_unit_cut(student: BayesianStudent, cost: Callable[[list[np.ndarray]], 
 
 def _weight_cut(student: BayesianStudent, masks: list[torch.Tensor], prune_to: int | None,
                 cost: Callable[[list[np.ndarray]], float] | None, budget: float | None) -> list[torch.Tensor]:
-    """masks cut to prune_to nonzero parameters, else to the most weights whose cost is within budget (lowest
-    log alpha first)."""
+    """masks cut to the most weights whose collapsed student has at most prune_to nonzero parameters, else to
+    the most weights whose cost is within budget (lowest log alpha first)."""
     scores = torch.cat([torch.where(m, layer.log_alpha, torch.full_like(layer.log_alpha, float("inf"))).flatten()
                         for layer, m in zip(student.layers, masks)])
     order = torch.argsort(scores, stable=True)
@@ -206,9 +207,8 @@ def _weight_cut(student: BayesianStudent, masks: list[torch.Tensor], prune_to: i
 
     kept = sum(int(m.sum()) for m in masks)
     if cost is None:
-        assert prune_to is not None
-        n_bias = sum(layer.out_features for layer in student.layers)
-        return masks if kept <= prune_to - n_bias else cut(prune_to - n_bias)
+        assert prune_to is not None  # counted on the collapsed student (training/live.py)
+        return [m.to(scores.device) for m in cut_in_order(order, [m.shape for m in masks], kept, prune_to)]
     assert budget is not None
 
     def price(ms: list[torch.Tensor]) -> float:
@@ -245,8 +245,9 @@ def budget_masks(student: BayesianStudent, prune_to: int | None, max_units: int 
                  pairs: int | None = None, cost: Callable[[list[np.ndarray]], float] | None = None,
                  budget: float | None = None, unit_shares: Sequence[float] | None = None) -> list[torch.Tensor]:
     """Each layer's mask at a budget of `prune_to` nonzero parameters: the weights the threshold (and the
-    unit gates) keep, cut to the prune_to - (number of biases) of lowest log alpha over all layers (log alpha
-    is a weight's noise-to-signal ratio, comparable across layers); ties broken by position. pairs (in place
+    unit gates) keep, cut to the most of lowest log alpha over all layers whose collapsed student has at most
+    prune_to nonzero parameters, weights and biases (training/live.py; log alpha is a weight's
+    noise-to-signal ratio, comparable across layers); ties broken by position. pairs (in place
     of prune_to): cut to the most weights of lowest log alpha whose multiply-adds on the DSP integer kernel
     (training/pairs.py multiply_slots: one per row and pair of columns, summed over layers) are at most
     that. cost and budget (in place of both): cut to the most weights of lowest log alpha whose masks cost

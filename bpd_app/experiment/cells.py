@@ -25,6 +25,7 @@ from bpd_app.experiment.summary import (
     _machine,
     _online_train_summary,
     _read_json,
+    shipped_nonzero,
 )
 
 
@@ -373,7 +374,8 @@ def _execute_cell(plan: Plan, cell: Cell) -> dict:
                 rec["export_error"] = str(e)
         online = {} if train_summary.exists() else _online_train_summary(product)
         result = _cell_result(plan, cell, spec, _read_json(train_summary) or online, _read_json(ev_path) or {},
-                              _read_json(plan.teacher_eval_path(cell.env)) or {}, export_info, bench, train_seconds)
+                              _read_json(plan.teacher_eval_path(cell.env)) or {}, export_info, bench, train_seconds,
+                              None if export_info else shipped_nonzero(product))
         result["train"]["last_evals"] = _last_evals(cell.dir / "run" / "metrics.csv")
         result["train"]["curve"] = _curve(cell.dir / "run" / "metrics.csv") or online.get("curve")
         result["export_error"] = rec["export_error"]

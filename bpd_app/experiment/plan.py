@@ -451,10 +451,10 @@ def cell_spec(plan: Plan, cell: Cell) -> dict:
             "args": env_args | ms.args, "needs": ms.needs,
             "teacher_sha256": sha256_file(teacher) if teacher.is_file() else None,
             "dataset": plan.cell_dataset(cell.label), "eval": plan.eval, "bench": plan.bench}
-    revision = method.revision
+    args = env_args | ms.args
+    revision = method.revision_of(args) if method.revision_of else method.revision
     if revision > 1:  # a method's first version leaves the key out, so its cells keep their digests
         spec["method_revision"] = revision
-    args = env_args | ms.args
     if REFERENCE_ARG in args:  # the figure the cut is sized to, so that a new reference makes the cell stale
         spec["reference_cycles"] = reference_cycles(CellInputs(cell.env, cell.seed, "", "", cell.dir, args))
     return spec

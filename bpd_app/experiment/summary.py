@@ -166,8 +166,19 @@ def _last_evals(metrics: Path, n: int = 3) -> list[float] | None:
     return vals[-n:] or None
 
 
+def shipped_nonzero(product: Path) -> int | None:
+    """Nonzero parameters of what an export of the product would ship (its collapse: units with no path from
+    input to output gone); None where the product has no such network."""
+    from export.collapse import collapse
+    from export.export import load_source
+    try:
+        return collapse(load_source(product).policy).params_nonzero
+    except BpdError:
+        return None
+
+
 def _cell_result(plan: Plan, cell: Cell, spec: dict, train: dict, ev: dict, tev: dict, export_info: dict | None,
-                 bench: dict, train_seconds: float) -> dict:
+                 bench: dict, train_seconds: float, shipped: int | None = None) -> dict:
     """The small summary of a finished cell that tables read (no absolute paths)."""
     from bpd_app.methods import get
 
@@ -175,8 +186,9 @@ def _cell_result(plan: Plan, cell: Cell, spec: dict, train: dict, ev: dict, tev:
     t_ret = tev.get("return_mean")
     t_total = tev.get("params_total")
     early = early_where_teacher_finished(ev.get("terminated", []), tev.get("terminated", []))
-    # the deployable size: the collapsed export's count (dead units removed) where there is one
-    nonzero = export_info.get("params_nonzero") if export_info else ev.get("params_nonzero")
+    # the deployable size: the collapsed export's count (dead units removed), else the product's collapse's
+    nonzero = export_info.get("params_nonzero") if export_info else shipped if shipped is not None else ev.get(
+        "params_nonzero")
     seconds = train.get("seconds")
     if seconds is None:
         seconds = round(train_seconds, 1)
