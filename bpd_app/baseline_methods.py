@@ -4,6 +4,7 @@ cell of the same environment and seed."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from bpd.errors import BpdError
@@ -49,6 +50,11 @@ def baseline_revision(rule: str, args: dict) -> int:
     return 1 + (rule in REWARD_RULES) + (str(args.get("size", "pruned")) == "pruned")
 
 
+def revision_for(rule: str) -> Callable[[dict], int]:
+    """The revision function a rule's Method carries (baseline_revision with the rule bound)."""
+    return functools.partial(baseline_revision, rule)
+
+
 def baseline_command(rule: str) -> Callable[[CellInputs], list[str]]:
     def command(c: CellInputs) -> list[str]:
         args = dict(c.args)
@@ -80,4 +86,4 @@ for _name, _rule, _help in [
         ("teacher-v-reward", "teacher-v-reward", "Czarnecki et al.: one-step advantage r + gamma V_T(s') - V_theta(s), "
          "V_T from the teacher's critic or fitted (online)")]:
     register(Method(_name, _help, baseline_command(_rule), product="policy.npz", needs=("bpd",),
-                    revision_of=lambda args, rule=_rule: baseline_revision(rule, args)))
+                    revision_of=revision_for(_rule)))

@@ -76,3 +76,13 @@ def test_cut_stays_within_the_budget_and_keeps_the_longest_prefix_that_fits(seed
         if collapsed_nonzero([p.reshape(tuple(s)) for p, s in zip(np.split(f, sizes), shapes)]) <= budget:
             longest = k
     assert flat[order[:longest].numpy()].all()
+
+
+def test_a_budget_whose_cut_leaves_no_path_is_refused_in_one_line():
+    # 1-1-2: the two output weights rank first and cost nothing while the unit has no input; the input weight then
+    # brings both along (3 weights, a bias, 2 output biases: 6), so a budget of 5 keeps no path in this order,
+    # though {input, one output weight} would make 5
+    shapes = [torch.Size([1, 1]), torch.Size([2, 1])]
+    with pytest.raises(BpdError, match="leaves no path from input to output"):
+        cut_in_order(torch.tensor([1, 2, 0]), shapes, 3, 5)
+    assert collapsed_nonzero(cut_in_order(torch.tensor([0, 1, 2]), shapes, 3, 5)) == 5  # input first: it fits

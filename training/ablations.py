@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from training.distill_config import PLAIN_STUDENTS
-from training.live import collapsed_nonzero, cut_in_order
+from training.live import collapsed_nonzero, cut_in_order, least_collapsed
 from training.student import BayesianStudent
 
 KEPT, REMOVED = -30.0, 30.0
@@ -51,8 +51,10 @@ class PlainStudent(BayesianStudent):
         super().__init__(obs_dim, act_dim, hidden, activation, threshold=3.0, log_alpha_clip=10.0)
         if mode not in PLAIN_STUDENTS:
             raise ValueError(f"unknown plain student {mode!r}")
-        if mode == "magnitude" and (keep is None or not 1 <= keep <= self.params_total()):
-            raise ValueError(f"magnitude pruning keeps between 1 and {self.params_total()} parameters, not {keep}")
+        least = least_collapsed([obs_dim, *hidden, act_dim])
+        if mode == "magnitude" and (keep is None or not least <= keep <= self.params_total()):
+            raise ValueError(f"magnitude pruning keeps between {least} and {self.params_total()} parameters, "
+                             f"not {keep}")
         self.mode, self.l1_threshold, self.keep = mode, l1_threshold, keep
         self.prune_start, self.prune_end, self.prune_every = prune_start, prune_end, prune_every
         self._within: int | None = None  # a count the mask's collapsed student is known to be within

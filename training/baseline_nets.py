@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bpd.errors import BpdError
-from training.live import collapsed_nonzero, cut_in_order
+from training.live import collapsed_nonzero, cut_in_order, least_collapsed
 from training.teacher import Teacher, sb3_weights
 
 U_CLIP = 0.999  # atanh of normalised actions is taken after clipping to +-U_CLIP
@@ -58,6 +58,10 @@ class GaussianStudent(nn.Module):
     def prune_to(self, nonzero: int) -> None:
         """Global magnitude pruning of weights, largest first, to at most `nonzero` nonzero parameters of the
         collapsed student, weights plus biases (training/live.py cut_in_order)."""
+        widths = [self.layers[0].in_features, *(l.out_features for l in self.layers)]
+        if nonzero < (least := least_collapsed(widths)):
+            raise BpdError(f"a budget of {nonzero} nonzero parameters is below {least}, the fewest a collapsed "
+                           "student of these widths keeps with its output still depending on its input")
         mags = torch.cat([(l.weight * m).abs().flatten() for l, m in zip(self.layers, self.masks())])
         order = torch.argsort(mags, descending=True, stable=True)
         keep = cut_in_order(order, [m.shape for m in self.masks()], int(torch.count_nonzero(mags).item()), nonzero)

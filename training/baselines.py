@@ -39,7 +39,8 @@ critic when given, else V_T fitted by TD(0) on the offline dataset. The summary 
 
 Size: --hidden widths, optionally magnitude-pruned (global, gradual cubic schedule of Zhu and Gupta
 2017) to --nonzero nonzero parameters of the collapsed student (weights plus biases of the units on a path
-from input to output, as everywhere in bpd: training/live.py).
+from input to output, as BPD's count and the ablations' budgets are: training/live.py; multitask.py keeps
+its own count of every bias and kept weight).
 The run leaves policy.npz in the teacher format (the deterministic student tanh(mu_theta)), which
 `bpd evaluate`, `bpd export` and `bpd bench` take.
 

@@ -49,7 +49,7 @@ from training.distill_config import (  # noqa: F401
     warmup_applies,
 )
 from training.envs import env_dims, evaluate, train_eval_seed
-from training.live import collapsed_nonzero
+from training.live import collapsed_nonzero, least_collapsed
 from training.mlp import MLPPolicy
 from training.pairs import network_slots, network_with_partners
 from training.priors import pruning_rule, pruning_threshold, student_kl, unit_gate_kl
@@ -172,12 +172,14 @@ class BPDTrainer:
         assert isinstance(self.actor, BayesianStudent) and isinstance(self.actor_target, BayesianStudent)
         c = self.cfg
         prune_to, pairs = c.prune_to, c.prune_to_pairs
-        if c.prune_fraction is not None:  # a share of what the mask costs now: its SMLADs, else its weights
+        if c.prune_fraction is not None:  # a share of what the mask costs now: its SMLADs, else its collapsed count
             masks = [layer.mask().bool().cpu().numpy() for layer in self.actor.layers]
             if pair_partners_apply(c):
                 pairs = max(1, int(c.prune_fraction * network_slots(masks)))
             else:  # of the collapsed student's parameters (training/live.py)
-                prune_to = max(1, int(c.prune_fraction * collapsed_nonzero([torch.as_tensor(m) for m in masks])))
+                widths = [self.actor.layers[0].in_features, *(layer.out_features for layer in self.actor.layers)]
+                prune_to = max(least_collapsed(widths),
+                               int(c.prune_fraction * collapsed_nonzero([torch.as_tensor(m) for m in masks])))
         keep: list[torch.Tensor] | None = None
         dense: list[torch.Tensor] | None = None  # --cut-dense: every weight between the units the cut leaves
         if c.cut_dense:

@@ -128,8 +128,9 @@ class DistillConfig:
                                           "summed over its weights; where none fits, the most units below them that "
                                           "fit, down to one a hidden layer)")
     prune_fraction: float | None = field(None, help="Bayesian with --finetune, in place of --prune-to(-pairs): at "
-                                         "the fine-tune's start keep this fraction of the mask's cost, its weights "
-                                         "or, with --pair-partners, its SMLADs (lowest log alpha first)")
+                                         "the fine-tune's start keep this fraction of the mask's cost, the collapsed "
+                                         "student's nonzero parameters or, with --pair-partners, its SMLADs (lowest "
+                                         "log alpha first)")
     cut_dense: bool = field(False, help="with --prune-to-cycles: cut whole hidden units only and train every "
                             "weight between the units left (a dense network, the weights the threshold had cut back "
                             "from zero): the least signal goes first until the dense network fits the budget, "

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from bpd.errors import BpdError
+
 
 def _live(masks: Sequence[np.ndarray]) -> list[np.ndarray]:
     ms = [m.copy() for m in masks]
@@ -63,8 +65,10 @@ def cut_in_order(order: torch.Tensor, shapes: Sequence[torch.Size], most: int, b
     order within it (the count never falls as the prefix grows), then, in order among the first most, each further
     weight that keeps the count within it (one weight that joins a unit to a path brings the unit's bias and its
     other weights along, so the count steps: the prefix alone can stop short of the budget). The masks can keep
-    weights the collapse drops (into a unit with no output) or folds into a bias (out of one with no input): the
-    network's function is left as the order's prefix makes it, and those weights cost nothing in the count."""
+    weights the collapse drops (into a unit with no output) or folds into a bias (out of one with no input, whose
+    constant then shifts the next layer's biases): those cost nothing in the count. A small budget can leave no path
+    at all (weights kept early at no cost come along when a path joins them, so the path no longer fits): a
+    BpdError then, not a constant network."""
     sizes = [int(np.prod(s)) for s in shapes]
     idx = order[:most].cpu().numpy()
     flat = np.zeros(sum(sizes), bool)
@@ -94,4 +98,10 @@ def cut_in_order(order: torch.Tensor, shapes: Sequence[torch.Size], most: int, b
                 count = c
             else:
                 flat[j] = False
-    return [torch.from_numpy(m.copy()) for m in masks()]
+    result = masks()
+    if budget < _count([np.ones(tuple(s), bool) for s in shapes]) and not _live(result)[-1].any():
+        # weights kept early at no cost (out of units with no input yet) come along when a path joins them
+        raise BpdError(f"a budget of {budget} nonzero parameters leaves no path from input to output when the "
+                       f"weights are kept in this order (the least any network of these widths needs is "
+                       f"{least_collapsed([shapes[0][1], *(s[0] for s in shapes)])}): give a larger budget")
+    return [torch.from_numpy(m.copy()) for m in result]
