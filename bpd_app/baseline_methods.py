@@ -17,7 +17,7 @@ from bpd_app.method_base import (
     register,
     resume_flag,
 )
-from training.baseline_rules import REWARD_RULES
+from training.baseline_rules import DEFAULT_CONTROL, REWARD_RULES
 
 # Plan args: size (pruned: BPD's architecture magnitude-pruned to BPD's
 # nonzero count; dense: a dense network of BPD's collapsed widths; large: the teacher's widths, the
@@ -46,8 +46,11 @@ def baseline_size(c: CellInputs, size: str, label: str) -> dict:
 def baseline_revision(rule: str, args: dict) -> int:
     """A baseline cell's revision: +1 for the policy-gradient rules' clipped importance-weighted surrogate
     (training/baselines.py); +1 for size pruned, its budget counted on the collapsed student (training/live.py)
-    where it counted every bias and kept weight, so that it ships as many parameters as BPD, not fewer."""
-    return 1 + (rule in REWARD_RULES) + (str(args.get("size", "pruned")) == "pruned")
+    where it counted every bias and kept weight, so that it ships as many parameters as BPD, not fewer; +1 for online
+    control, its episodes seeded from a range of their own (training/seed_blocks.py collect_seed) where run seed 0's
+    were the reporting episodes' seeds."""
+    online = str(args.get("control") or DEFAULT_CONTROL[rule]) != "teacher"
+    return 1 + (rule in REWARD_RULES) + (str(args.get("size", "pruned")) == "pruned") + online
 
 
 def revision_for(rule: str) -> Callable[[dict], int]:

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import torch
 
+from bpd.errors import BpdError
 from export.collapse import remove_dead_neurons
 from training import gaussian as G
 from training.baseline_nets import GaussianStudent, TeacherModel, prune_target
-from training.baseline_rules import BaselineConfig
+from training.baseline_rules import BaselineConfig, validate
 from training.baseline_trainer import BaselineTrainer, Collector, reward_to_go
 from training.baselines import train_baseline
 from training.teacher import Teacher
@@ -260,6 +261,44 @@ def test_collector_counts_steps_and_mixed_control_hands_over():
     assert seg["logp"].tolist() == pytest.approx(want.tolist(), rel=1e-5, abs=1e-5)
 
 
+def test_online_episodes_take_seeds_of_their_own_range_never_the_reporting_ones():
+    from training.envs import make_env
+    from training.seed_blocks import (
+        COLLECT_BASE,
+        COLLECT_BLOCK,
+        COLLECT_MAX_STEPS,
+        MAX_RUN_SEED,
+        SEED_BLOCK,
+        VISIT_MORE_BASE,
+        VISIT_MORE_BLOCK,
+        collect_seed,
+    )
+    runs = MAX_RUN_SEED + 1
+    # past every other range (the visits' is the highest), the last run seed's block still below 2**31
+    assert COLLECT_BASE >= VISIT_MORE_BASE + VISIT_MORE_BLOCK * runs and COLLECT_BASE + COLLECT_BLOCK * runs <= 2 ** 31
+    assert collect_seed(2, 5) == COLLECT_BASE + 2 * COLLECT_BLOCK + 5 and COLLECT_MAX_STEPS + SEED_BLOCK < COLLECT_BLOCK
+    with pytest.raises(BpdError, match="past its block"):
+        collect_seed(0, COLLECT_BLOCK)
+    # run seed 0's first episode starts where a reset with its seed does, not where reporting episode 0 does
+    from training.teacher import load_teacher
+    t = load_teacher(IDP_TEACHER)
+    cfg = BaselineConfig(method="teacher-distill", teacher="t", dataset="d", control="uniform")
+    tr = BaselineTrainer(cfg, t.obs_dim, t.act_dim, TeacherModel(t, 0.2), t.obs_mean, t.obs_std)
+    c = Collector("InvertedDoublePendulum-v5", "uniform", 0)
+    env = make_env("InvertedDoublePendulum-v5")
+    try:
+        seg = c.collect(1, tr, 100)
+        want, _ = env.reset(seed=COLLECT_BASE)
+        report, _ = env.reset(seed=0)
+        assert np.array_equal(seg["obs"][0], want.astype(np.float32)) and not np.allclose(want, report)
+    finally:
+        c.close()
+        env.close()
+    with pytest.raises(BpdError, match="--env-steps must be at most"):
+        validate(BaselineConfig(method="on-policy-distill", teacher="t", dataset="d", env_steps=COLLECT_MAX_STEPS + 1))
+    validate(BaselineConfig(method="kl", teacher="t", dataset="d", env_steps=COLLECT_MAX_STEPS + 1))  # offline
+
+
 @pytest.fixture(scope="module")
 def idp_dataset(tmp_path_factory) -> str:
     from training.collect import CollectConfig, collect
@@ -469,11 +508,12 @@ def test_policy_gradient_rules_do_not_reuse_cells_of_their_first_estimator(tmp_p
                          "  rusu-kl-pruned: {method: rusu-kl}\n  n-distill-pruned: {method: n-distill}\n")
     plan = load_plan(plan_path, str(tmp_path / "runs"))
     specs = {c.label: (c, cell_spec(plan, c)) for c in plan.cells()}
-    assert specs["n-distill"][1]["method_revision"] == 2
     assert "method_revision" not in specs["bpd"][1] and "method_revision" not in specs["rusu-kl"][1]
     # size pruned (the default): its budget counts the collapsed student now, so its earlier cells are not reused;
     # the dense cells keep their digests
-    assert specs["rusu-kl-pruned"][1]["method_revision"] == 2 and specs["n-distill-pruned"][1]["method_revision"] == 3
+    # online control (n-distill's): its episodes' seeds moved out of the reporting range, so its cells run again
+    assert specs["n-distill"][1]["method_revision"] == 3
+    assert specs["rusu-kl-pruned"][1]["method_revision"] == 2 and specs["n-distill-pruned"][1]["method_revision"] == 4
     # a cell the first estimator finished is reported, not reused or overwritten
     cell, spec = specs["n-distill"]
     old = {k: v for k, v in spec.items() if k != "method_revision"}

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from bpd.config import check_ranges, field
 from bpd.errors import BpdError
-from training.seed_blocks import check_training_run
+from training.seed_blocks import COLLECT_MAX_STEPS, check_training_run
 
 RUSU_RULES = ("nll", "mse", "kl")
 CZARNECKI_RULES = ("teacher-distill", "on-policy-distill", "entropy-regularised", "n-distill",
@@ -77,6 +77,9 @@ def validate(cfg: BaselineConfig) -> str:
     checks = [(cfg.steps >= 1 and cfg.batch >= 1 and cfg.eval_every >= 1 and cfg.checkpoint_every >= 1,
                "--steps, --batch, --eval-every and --checkpoint-every must be positive"),
               (cfg.collect_every >= 1 and cfg.env_steps >= 1, "--env-steps and --collect-every must be positive"),
+              (control == "teacher" or cfg.env_steps <= COLLECT_MAX_STEPS,
+               f"--env-steps must be at most {COLLECT_MAX_STEPS} (got {cfg.env_steps}): online control's episodes "
+               "take their seeds from a block of the run seed's own (training/seed_blocks.py)"),
               (bool(cfg.hidden) and min(cfg.hidden) >= 1, "--hidden needs at least one positive width"),
               (cfg.nonzero is None or cfg.nonzero >= 1, "--nonzero must be positive"),
               (0 <= cfg.prune_start <= cfg.prune_end <= 1, "need 0 <= --prune-start <= --prune-end <= 1"),

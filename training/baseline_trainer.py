@@ -14,6 +14,7 @@ from training import gaussian as G
 from training.baseline_nets import U_CLIP, GaussianStudent, TeacherModel, prune_target, relu_mlp
 from training.baseline_rules import REWARD_RULES, BaselineConfig
 from training.envs import make_env
+from training.seed_blocks import collect_seed
 
 
 def reward_to_go(r: torch.Tensor, done: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -216,7 +217,7 @@ class Collector:
         low, high = self.env.action_space.low, self.env.action_space.high
         for _ in range(n):
             if self.obs is None:
-                self.obs, _ = self.env.reset(seed=int(self.seed * 1_000_003 + self.episodes) % (2 ** 31))
+                self.obs, _ = self.env.reset(seed=collect_seed(self.seed, self.episodes))
             o = torch.as_tensor(self.obs, dtype=torch.float32, device=trainer.device)[None]
             ctrl = self.control
             if ctrl == "mixed":

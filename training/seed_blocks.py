@@ -13,6 +13,9 @@ VISIT_BASE = 400_000  # the fine-tune's visits (training/visits.py), their first
 VISIT_MORE_BASE = 10_000_000  # visit episodes past a run seed's first SEED_BLOCK: VISIT_MORE_BASE + VISIT_MORE_BLOCK
 VISIT_MORE_BLOCK = 20_000_000  # x run seed + (i - SEED_BLOCK), each episode at least a step: --finetune-visits' bound
 SEED_BLOCK = 1000  # seeds of one run seed in each range
+COLLECT_BASE = 2_010_000_000  # the online baselines' episodes (training/baseline_trainer.py), past the visits' range:
+COLLECT_BLOCK = 1_300_000  # COLLECT_BASE + COLLECT_BLOCK x run seed + i, i < COLLECT_BLOCK (the last below 2**31)
+COLLECT_MAX_STEPS = 1_000_000  # --env-steps' bound: an episode takes at least a step, and a resume skips one seed
 MAX_RUN_SEED = (SELECT_EVAL_BASE - TRAIN_EVAL_BASE) // SEED_BLOCK - 1  # the last whose blocks stay in their ranges
 
 
@@ -37,3 +40,12 @@ def check_training_run(seed: int, eval_episodes: int) -> None:
     """A training run's (distill, baseline, multitask) seed and its periodic evaluations inside the seed's block."""
     check_run_seed(seed)
     check_block(eval_episodes, "--eval-episodes", "the periodic evaluations")
+
+
+def collect_seed(run_seed: int, episode: int) -> int:
+    """The seed of the online baselines' episode `episode` of run seed `run_seed`: in a range of its own, where it was
+    run seed x 1_000_003 + episode, so that run seed 0's first episodes were the reporting episodes' seeds."""
+    if not 0 <= episode < COLLECT_BLOCK:
+        raise BpdError(f"online collection reached episode {episode}, past its block of {COLLECT_BLOCK} seeds: give "
+                       f"fewer --env-steps (at most {COLLECT_MAX_STEPS})")
+    return COLLECT_BASE + COLLECT_BLOCK * run_seed + episode
