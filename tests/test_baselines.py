@@ -268,7 +268,6 @@ def test_online_episodes_take_seeds_of_their_own_range_never_the_reporting_ones(
         COLLECT_BLOCK,
         COLLECT_MAX_STEPS,
         MAX_RUN_SEED,
-        SEED_BLOCK,
         VISIT_MORE_BASE,
         VISIT_MORE_BLOCK,
         collect_seed,
@@ -276,7 +275,8 @@ def test_online_episodes_take_seeds_of_their_own_range_never_the_reporting_ones(
     runs = MAX_RUN_SEED + 1
     # past every other range (the visits' is the highest), the last run seed's block still below 2**31
     assert COLLECT_BASE >= VISIT_MORE_BASE + VISIT_MORE_BLOCK * runs and COLLECT_BASE + COLLECT_BLOCK * runs <= 2 ** 31
-    assert collect_seed(2, 5) == COLLECT_BASE + 2 * COLLECT_BLOCK + 5 and COLLECT_MAX_STEPS + SEED_BLOCK < COLLECT_BLOCK
+    assert collect_seed(2, 5) == COLLECT_BASE + 2 * COLLECT_BLOCK + 5
+    assert COLLECT_BLOCK - COLLECT_MAX_STEPS >= 300_000  # each resume skips a seed: room for that many
     with pytest.raises(BpdError, match="past its block"):
         collect_seed(0, COLLECT_BLOCK)
     # run seed 0's first episode starts where a reset with its seed does, not where reporting episode 0 does
@@ -328,6 +328,15 @@ def test_dagger_run_accounts_environment_and_gradient_steps(idp_dataset, tmp_pat
     # the same run resumed from its checkpoint at step 20 changes nothing
     s2 = train_baseline(BaselineConfig(**{**cfg.__dict__, "resume": True}))
     assert s2["grad_steps"] == 20 and s2["env_steps"] == 60
+    # a run begun before online episodes had seeds of their own (its buffer holds the reporting seeds' episodes)
+    # records no collect_seed_base, and is not resumed into one that does
+    from training.seed_blocks import COLLECT_BASE
+    conf = tmp_path / "run" / "config.json"
+    rec = json.loads(conf.read_text())
+    assert rec.pop("collect_seed_base") == COLLECT_BASE
+    conf.write_text(json.dumps(rec))
+    with pytest.raises(BpdError, match=r"different configuration \(collect_seed_base\)"):
+        train_baseline(BaselineConfig(**{**cfg.__dict__, "resume": True}))
 
 
 def test_teacher_control_charges_the_dataset(idp_dataset, tmp_path):
@@ -505,7 +514,9 @@ def test_policy_gradient_rules_do_not_reuse_cells_of_their_first_estimator(tmp_p
     plan_path = tmp_path / "plan.yaml"
     plan_path.write_text("envs: [A]\nseeds: [0]\nteachers: {A: t.npz}\nmethods:\n  bpd: {}\n"
                          "  n-distill: {args: {size: dense}}\n  rusu-kl: {args: {size: dense}}\n"
-                         "  rusu-kl-pruned: {method: rusu-kl}\n  n-distill-pruned: {method: n-distill}\n")
+                         "  rusu-kl-pruned: {method: rusu-kl}\n  n-distill-pruned: {method: n-distill}\n"
+                         "  td-mixed: {method: teacher-distill, args: {size: dense, control: mixed}}\n"
+                         "  opd-teacher: {method: on-policy-distill, args: {size: dense, control: teacher}}\n")
     plan = load_plan(plan_path, str(tmp_path / "runs"))
     specs = {c.label: (c, cell_spec(plan, c)) for c in plan.cells()}
     assert "method_revision" not in specs["bpd"][1] and "method_revision" not in specs["rusu-kl"][1]
@@ -513,6 +524,9 @@ def test_policy_gradient_rules_do_not_reuse_cells_of_their_first_estimator(tmp_p
     # the dense cells keep their digests
     # online control (n-distill's): its episodes' seeds moved out of the reporting range, so its cells run again
     assert specs["n-distill"][1]["method_revision"] == 3
+    # the control in force, not the rule, decides: teacher-distill driven by a mix is online, on-policy distill driven
+    # by the teacher is not
+    assert specs["td-mixed"][1]["method_revision"] == 2 and "method_revision" not in specs["opd-teacher"][1]
     assert specs["rusu-kl-pruned"][1]["method_revision"] == 2 and specs["n-distill-pruned"][1]["method_revision"] == 4
     # a cell the first estimator finished is reported, not reused or overwritten
     cell, spec = specs["n-distill"]

@@ -213,10 +213,15 @@ def make_eval_env(env_id: str, randomization: dict | None = None, rig: str | Non
 #   choosing among a run's evaluated students   SELECT_EVAL_BASE + 1000 * run seed + i
 #   the fine-tune's visits (training/visits.py)  VISIT_BASE + 1000 * run seed + i, i < 1000; past the block
 #                                                VISIT_MORE_BASE + 20_000_000 * run seed + i - 1000
-#   the online baselines' own episodes           COLLECT_BASE + 1_300_000 * run seed + i (training/baseline_trainer.py)
-# (300_000 + i: the export's kernel choice and the double pendulum's probe episodes)
-# Each range holds a block of SEED_BLOCK (1000) seeds per run seed, run seeds 0 .. MAX_RUN_SEED (99), which a run's
-# options are checked to stay inside (training/seed_blocks.py, where the bases are set)
+#   the online baselines' own episodes           COLLECT_BASE + 1_300_000 * run seed + i, i < 1_300_000
+#                                                (training/baseline_trainer.py)
+# (300_000 + i: the export's kernel choice and the double pendulum's probe episodes; a dataset's episodes continue
+# from one seeded reset at `bpd collect --seed`, 900_000 in the plans, 0 by default; online SAC, `bpd teacher train`,
+# resets its training env once at its --seed, the run seed, so its first, random-action episode starts where
+# reporting episode `seed` does)
+# Each range holds a block of SEED_BLOCK (1000) seeds per run seed (the visits past their first block and the online
+# baselines' episodes: larger blocks of their own), run seeds 0 .. MAX_RUN_SEED (99), which a run's options are
+# checked to stay inside (training/seed_blocks.py, where the bases are set)
 
 
 def train_eval_seed(run_seed: int) -> int:

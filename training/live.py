@@ -101,7 +101,10 @@ def cut_in_order(order: torch.Tensor, shapes: Sequence[torch.Size], most: int, b
     result = masks()
     if budget < _count([np.ones(tuple(s), bool) for s in shapes]) and not _live(result)[-1].any():
         # weights kept early at no cost (out of units with no input yet) come along when a path joins them
+        least = least_collapsed([shapes[0][1], *(s[0] for s in shapes)])
         raise BpdError(f"a budget of {budget} nonzero parameters leaves no path from input to output when the "
-                       f"weights are kept in this order (the least any network of these widths needs is "
-                       f"{least_collapsed([shapes[0][1], *(s[0] for s in shapes)])}): give a larger budget")
+                       "weights are kept in this order (" + (f"the least any network of these widths needs is {least}"
+                       if budget < least else f"above the {least} a network of these widths needs at least, but this "
+                       "order's first weights, kept at no cost, come along when a path joins them") +
+                       "): give a larger budget")
     return [torch.from_numpy(m.copy()) for m in result]

@@ -1,5 +1,6 @@
 """The layout of the seeds a run draws its episodes from (training/envs.py tells it whole): in each range a block of
-SEED_BLOCK seeds per run seed, and the checks that keep a run's episodes inside its own blocks, where more episodes
+SEED_BLOCK seeds per run seed (the visits past their first block and the online baselines' episodes: larger blocks of
+their own), and the checks that keep a run's episodes inside its own blocks, where more episodes
 (or a higher run seed) ran on into the next run seed's block (or the next range) unsaid. Apart from training/envs.py
 so that the options' checks read it without gymnasium."""
 
@@ -15,7 +16,8 @@ VISIT_MORE_BLOCK = 20_000_000  # x run seed + (i - SEED_BLOCK), each episode at 
 SEED_BLOCK = 1000  # seeds of one run seed in each range
 COLLECT_BASE = 2_010_000_000  # the online baselines' episodes (training/baseline_trainer.py), past the visits' range:
 COLLECT_BLOCK = 1_300_000  # COLLECT_BASE + COLLECT_BLOCK x run seed + i, i < COLLECT_BLOCK (the last below 2**31)
-COLLECT_MAX_STEPS = 1_000_000  # --env-steps' bound: an episode takes at least a step, and a resume skips one seed
+COLLECT_MAX_STEPS = 1_000_000  # --env-steps' bound: an episode takes at least a step, and each resume skips one
+# seed, so the block leaves room for 300,000 resumes
 MAX_RUN_SEED = (SELECT_EVAL_BASE - TRAIN_EVAL_BASE) // SEED_BLOCK - 1  # the last whose blocks stay in their ranges
 
 
@@ -45,6 +47,7 @@ def check_training_run(seed: int, eval_episodes: int) -> None:
 def collect_seed(run_seed: int, episode: int) -> int:
     """The seed of the online baselines' episode `episode` of run seed `run_seed`: in a range of its own, where it was
     run seed x 1_000_003 + episode, so that run seed 0's first episodes were the reporting episodes' seeds."""
+    check_run_seed(run_seed)
     if not 0 <= episode < COLLECT_BLOCK:
         raise BpdError(f"online collection reached episode {episode}, past its block of {COLLECT_BLOCK} seeds: give "
                        f"fewer --env-steps (at most {COLLECT_MAX_STEPS})")
