@@ -73,11 +73,13 @@ class DeviceLink:
     # pyserial's timeout reconfigures the port (termios calls), which has no place in the tick loop.
     READ_SLICE = 0.002
 
-    def __init__(self, port: str, baud: int = 921600) -> None:
+    def __init__(self, port: str, baud: int = 921600, write_timeout: float = 1.0) -> None:
+        """write_timeout: how long a write may wait for the port to take it before LinkError (a device that stopped
+        reading); an emulated device (QEMU on a loaded machine) can stall for longer than a board ever does."""
         import serial
 
         try:
-            self.ser = serial.serial_for_url(port, baudrate=baud, timeout=self.READ_SLICE, write_timeout=1.0)
+            self.ser = serial.serial_for_url(port, baudrate=baud, timeout=self.READ_SLICE, write_timeout=write_timeout)
         except (serial.SerialException, ValueError, OSError) as e:
             cause = e.__context__ if isinstance(e.__context__, OSError) and e.__context__.strerror else None
             hint = PORT_HINTS.get(cause.errno or 0, "") if cause and port.startswith("/dev/") else ""

@@ -175,7 +175,7 @@ def swing_up_then_catch(args: list[str], ticks: int = 1500, timeout: float = 10.
     try:
         port = proc.stdout.readline().strip()
         assert port.startswith("/dev/"), proc.stderr.read()
-        link = DeviceLink(port, RIG.baud)
+        link = DeviceLink(port, RIG.baud, write_timeout=timeout)  # QEMU on a loaded machine stalls past 1 s
         link.send("hello", protocol=PROTOCOL_VERSION)  # the unasked INFO of the start may precede the port's opening
         link.info = link.wait_for("info", timeout).fields
         assert link.info["caps"] & CAPS["handover"]
