@@ -17,7 +17,7 @@ from bpd_app.method_base import (
     register,
     resume_flag,
 )
-from training.baseline_rules import DEFAULT_CONTROL, REWARD_RULES
+from training.baseline_rules import REWARD_RULES, control_in_force
 
 # Plan args: size (pruned: BPD's architecture magnitude-pruned to BPD's
 # nonzero count; dense: a dense network of BPD's collapsed widths; large: the teacher's widths, the
@@ -49,7 +49,7 @@ def baseline_revision(rule: str, args: dict) -> int:
     where it counted every bias and kept weight, so that it ships as many parameters as BPD, not fewer; +1 for online
     control, its episodes seeded from a range of their own (training/seed_blocks.py collect_seed) where run seed 0's
     were the reporting episodes' seeds."""
-    online = str(args.get("control") or DEFAULT_CONTROL[rule]) != "teacher"
+    online = control_in_force(rule, args.get("control")) != "teacher"
     return 1 + (rule in REWARD_RULES) + (str(args.get("size", "pruned")) == "pruned") + online
 
 

@@ -62,9 +62,14 @@ class BaselineConfig:
     progress: bool = field(True, help="show a progress bar")
 
 
+def control_in_force(method: str, control: str | None) -> str:
+    """The policy that drives a run's data: the one given, else the rule's own."""
+    return control or DEFAULT_CONTROL[method]
+
+
 def validate(cfg: BaselineConfig) -> str:
     """Check the options; returns the control policy in force."""
-    control = cfg.control or DEFAULT_CONTROL[cfg.method]
+    control = control_in_force(cfg.method, cfg.control)
     check_ranges(cfg, {"steps": (1, 100_000_000), "env_steps": (1, 100_000_000), "collect_every": (1, 100_000_000),
                        "batch": (1, 1_000_000), "hidden": (1, 4096), "lr": (0, 1, "open"),
                        "min_log_std": (-20, 2, "open"), "init_log_std": (cfg.min_log_std, 2),

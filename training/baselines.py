@@ -67,7 +67,7 @@ from bpd.config import to_dict
 from bpd.errors import BpdError
 from bpd.io import atomic_write, inputs_for_record, path_from_record, sha256_file, write_json
 from training.baseline_nets import TeacherModel, check_sb3_matches, read_sb3
-from training.baseline_rules import DEFAULT_CONTROL, REWARD_RULES, BaselineConfig, validate
+from training.baseline_rules import REWARD_RULES, BaselineConfig, control_in_force, validate
 from training.baseline_trainer import BaselineTrainer, Collector, segment_tensors
 from training.checkpoint import read_checkpoint, restored_acc, restoring
 from training.collect import check_task, dataset_hash, load_dataset
@@ -90,7 +90,7 @@ def _fingerprint(cfg: BaselineConfig) -> dict:
     fp = {k: v for k, v in to_dict(cfg).items() if k not in _RESUME_FREE}
     if cfg.method not in REWARD_RULES:  # no policy-gradient term: its clip range does not enter
         fp.pop("clip")
-    if (cfg.control or DEFAULT_CONTROL[cfg.method]) != "teacher":  # where online episodes take their seeds: a run
+    if control_in_force(cfg.method, cfg.control) != "teacher":  # where online episodes take their seeds: a run
         fp["collect_seed_base"] = COLLECT_BASE  # begun on the earlier seeds (the reporting ones) does not resume here
     return fp
 
