@@ -171,12 +171,16 @@ def defaults(spec: str) -> dict[str, Any]:
 
 
 def constant(spec: str) -> Any:
-    """A module-level constant of the code, read from its definition: constant("bpd_app.experiment.stats:BAR")."""
+    """A module-level constant of the code, read from its definition (followed through a `from M import NAME` of the
+    module to M's): constant("bpd_app.experiment.stats:BAR")."""
     tree, name = _module(spec)
     for st in tree.body:
         targets = st.targets if isinstance(st, ast.Assign) else [st.target] if isinstance(st, ast.AnnAssign) else []
         if any(isinstance(t, ast.Name) and t.id == name for t in targets) and st.value is not None:
             return ast.literal_eval(st.value)
+        if isinstance(st, ast.ImportFrom) and st.module and not st.level and any(
+                a.name == name and a.asname is None for a in st.names):
+            return constant(f"{st.module}:{name}")
     raise KeyError(f"no constant {spec}")
 
 

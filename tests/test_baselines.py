@@ -299,6 +299,37 @@ def test_online_episodes_take_seeds_of_their_own_range_never_the_reporting_ones(
     validate(BaselineConfig(method="kl", teacher="t", dataset="d", env_steps=COLLECT_MAX_STEPS + 1))  # offline
 
 
+def test_a_dataset_collected_by_default_starts_where_no_reported_episode_does(tmp_path):
+    """`bpd collect`'s default seed lies outside every range a run chooses or reports on, and its first episode
+    starts where a reset with that seed does (with 0 it started where reporting episode 0 does)."""
+    from training.collect import CollectConfig, collect, load_dataset
+    from training.envs import make_env
+    from training.seed_blocks import (
+        DATASET_SEED,
+        MAX_RUN_SEED,
+        SEED_BLOCK,
+        SELECT_EVAL_BASE,
+        TRAIN_EVAL_BASE,
+        VISIT_BASE,
+        VISIT_MORE_BASE,
+    )
+    runs = MAX_RUN_SEED + 1
+    taken = [(0, TRAIN_EVAL_BASE)] + [(b, b + SEED_BLOCK * runs)
+                                      for b in (TRAIN_EVAL_BASE, SELECT_EVAL_BASE, VISIT_BASE)]
+    assert all(not lo <= DATASET_SEED < hi for lo, hi in taken) and DATASET_SEED < VISIT_MORE_BASE
+    out = tmp_path / "d.npz"
+    collect(CollectConfig(teacher=str(IDP_TEACHER), out=str(out), steps=3, progress=False))
+    ds = load_dataset(str(out))
+    env = make_env("InvertedDoublePendulum-v5")
+    try:
+        want, _ = env.reset(seed=DATASET_SEED)
+        report, _ = env.reset(seed=0)
+    finally:
+        env.close()
+    assert ds.meta["seed"] == DATASET_SEED and np.array_equal(ds.observations[0], want.astype(np.float32))
+    assert not np.allclose(want, report)
+
+
 @pytest.fixture(scope="module")
 def idp_dataset(tmp_path_factory) -> str:
     from training.collect import CollectConfig, collect

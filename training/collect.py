@@ -24,6 +24,7 @@ import bpd
 from bpd.config import check_ranges, field
 from bpd.errors import BpdError
 from bpd.io import NoRecord, check_output_path, load_arrays, save_arrays
+from training.seed_blocks import DATASET_SEED
 
 FORMAT = "bpd-dataset"
 FORMAT_VERSION = 1
@@ -45,7 +46,8 @@ class CollectConfig:
     episode_steps: int | None = field(None, help="end each episode (as a truncation) after this many steps, so "
                                       "the dataset holds more starts (default: the environment's limit)")
     env: str | None = field(None, help="environment id (default: the teacher's)")
-    seed: int = field(0, help="random seed")
+    seed: int = field(DATASET_SEED, help="seed of the first episode's reset and of the exploration noise (by default "
+                      "one no evaluation reports on: with 0 the first episode started where reporting episode 0 does)")
     progress: bool = field(True, help="show a progress bar")
 
 

@@ -216,7 +216,8 @@ def make_eval_env(env_id: str, randomization: dict | None = None, rig: str | Non
 #   the online baselines' own episodes           COLLECT_BASE + 1_300_000 * run seed + i, i < 1_300_000
 #                                                (training/baseline_trainer.py)
 # (300_000 + i: the export's kernel choice and the double pendulum's probe episodes; a dataset's episodes continue
-# from one seeded reset at `bpd collect --seed`, 900_000 in the plans, 0 by default; online SAC, `bpd teacher train`,
+# from one seeded reset at `bpd collect --seed`, DATASET_SEED (900_000) by default and in the plans (some benchmarks
+# give their run seeds, as their committed results were collected); online SAC, `bpd teacher train`,
 # resets its training env once at its --seed, the run seed, so its first, random-action episode starts where
 # reporting episode `seed` does)
 # Each range holds a block of SEED_BLOCK (1000) seeds per run seed (the visits past their first block and the online

@@ -14,6 +14,8 @@ VISIT_BASE = 400_000  # the fine-tune's visits (training/visits.py), their first
 VISIT_MORE_BASE = 10_000_000  # visit episodes past a run seed's first SEED_BLOCK: VISIT_MORE_BASE + VISIT_MORE_BLOCK
 VISIT_MORE_BLOCK = 20_000_000  # x run seed + (i - SEED_BLOCK), each episode at least a step: --finetune-visits' bound
 SEED_BLOCK = 1000  # seeds of one run seed in each range
+DATASET_SEED = 900_000  # `bpd collect`'s default --seed (and the plans'): a dataset's first episode, past every range
+# a run chooses or reports on, where the default of 0 started it where reporting episode 0 does
 COLLECT_BASE = 2_010_000_000  # the online baselines' episodes (training/baseline_trainer.py), past the visits' range:
 COLLECT_BLOCK = 1_300_000  # COLLECT_BASE + COLLECT_BLOCK x run seed + i, i < COLLECT_BLOCK (the last below 2**31)
 COLLECT_MAX_STEPS = 1_000_000  # --env-steps' bound: an episode takes at least a step, and each resume skips one

@@ -229,8 +229,9 @@ def load_plan(path: str | Path, runs: str | None = None) -> Plan:
             raise BpdError(f"{p}: method {ms.label!r} is sized from its {', '.join(ms.needs.values())} cell's "
                            "export or measured cycles, which only a plan with bench: true makes")
     from training.collect import CollectConfig
-    noise = CollectConfig.__dataclass_fields__["noise"].default  # `bpd collect`'s default, one source
-    dataset = {"steps": 100_000, "noise": noise, "seed": 900_000} | (raw.get("dataset") or {})
+    fields = CollectConfig.__dataclass_fields__  # `bpd collect`'s defaults, one source
+    noise, seed = fields["noise"].default, fields["seed"].default
+    dataset = {"steps": 100_000, "noise": noise, "seed": seed} | (raw.get("dataset") or {})
     ev = {"episodes": 30, "seed": 0} | (raw.get("eval") or {})
     if int(ev["episodes"]) < 1:
         raise BpdError(f"{p}: eval episodes must be at least 1")
