@@ -223,7 +223,7 @@ def stack_figures(w: Path) -> dict:
     from firmware_host.measure.stack import painted_stack
     from firmware_host.wire.codec import encode
 
-    rx = (encode("hello", 1, protocol=1) + encode("config", 2, period_us=5000, watchdog_ticks=50, mode=1,
+    rx = (encode("hello", 1, protocol=1) + encode("config", 2, period_us=0, watchdog_ticks=5, mode=1,
                                                    action_limit=3.0, pos_limit=1.0, angle_limit=1.0)
           + encode("start", 3))
     out = {}

@@ -53,6 +53,7 @@ from bpd.errors import BpdError
 from bpd.io import write_json
 from bpd.process import HeldStops
 from firmware_host.rig import RigSpec, load_rig
+from firmware_host.rig.codegen import track_of
 from firmware_host.rig.sim import FAULTS
 from firmware_host.wire.spec import FLAGS, PROTOCOL_VERSION
 from hil import estop
@@ -296,7 +297,7 @@ def check_end_stops(spec: RigSpec, session: Session, share: float) -> list[Check
         at = float(st["at"])
         u = math.copysign(min(share, 0.25) * spec.limits["action"], at)
         seconds = 4.0 * abs(at) / 0.1 + 2.0  # at 0.1 unit/s at the slowest, from the far side
-        opened = opened_limit(abs(at), spec.raw.get("track"))
+        opened = opened_limit(abs(at), track_of(spec))
         rows, sent, flags = session.run(int(seconds * 1e6 / spec.period_us), lambda k, obs, u=u: u, opened)
         x = float(rows[-1, c]) if len(rows) else float("nan")
         fired = bool(flags & FLAGS["limit_stop"]) and abs(x) <= (abs(at) + opened) / 2
@@ -362,8 +363,9 @@ def check_return(spec: RigSpec, session: Session, share: float) -> Check:
     """Drive the cart back, slowly, to the centre (where its encoder reads 0: where the board was powered on): a
     board's RESET moves nothing, so the next check, trial or power-on (which zeroes the encoder) would start at the
     end stop the drive left it at. A position loop saturating at the end-stop drive's command, stopped within 2.5 %
-    of the position limit from the centre; not a check of the rig, so at worst not done ("-"), with what to do by
-    hand."""
+    of the position limit from the centre, its run's position limit opened to twice where the cart stands but never
+    past the track (the device takes no wider one); not a check of the rig, so at worst not done ("-"), with what to
+    do by hand."""
     c = spec.pos_index
     name = sensor_names(spec)[0][c]
     u_max = min(share, 0.25) * spec.limits["action"]
@@ -371,6 +373,7 @@ def check_return(spec: RigSpec, session: Session, share: float) -> Check:
     gain = u_max / (4 * band)  # the full command until 4 bands away, then in proportion
     last = float(session.runs[-1][-1].fields["obs"][c]) if session.runs and session.runs[-1] else 0.0
     limit = 2 * abs(last) + band  # where it stands (past an opened limit, a dead stop's run) and as far the other way
+    limit = min(limit, track_of(spec) or limit)  # never past the track: the device refuses that (config_ok)
     seconds = 4.0 * abs(last) / 0.1 + 2.0  # at 0.1 unit/s at the slowest
     ticks = int(seconds * 1e6 / spec.period_us)
     rows, _, flags = session.run(ticks, lambda k, obs: -gain * float(obs[c]), limit,

@@ -55,7 +55,7 @@ class SerialRigEnv(gym.Env):
         self.link.frames.clear()
         self.link.command("reset", seed=int(self.np_random.integers(2**31)))
         self.link.configure(self.period, self.spec_rig.watchdog_ticks, "host", self.lim["action"],
-                            self.lim["position"], self.lim["angle"])
+                            self.lim["position"], self.lim["angle"], spec=self.spec_rig)
         self.link.command("start")
         self._last = self.link.next_states(self.stall_timeout)[-1]
         self.t = 0

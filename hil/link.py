@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
+import struct
 import time
 from collections import deque
 
@@ -55,8 +57,8 @@ PORT_HINTS = {
 
 def check_rig_device(info: dict, spec, period: int) -> None:
     """The device's INFO against the rig and the period asked for: its sizes, and its period (a device takes its own
-    only: CONFIG, docs/protocol.md), each a one-line LinkError naming the fix. After these a rejected CONFIG is a
-    limit's (DeviceLink.configure)."""
+    only: CONFIG, docs/protocol.md), each a one-line LinkError naming the fix. After these a rejected CONFIG is one of
+    the bounds the firmware holds it to (DeviceLink.configure)."""
     if info["obs_dim"] != spec.obs_dim or info["act_dim"] != spec.act_dim:
         raise LinkError(f"device sizes {info['obs_dim']}->{info['act_dim']} differ from the rig's "
                         f"{spec.obs_dim}->{spec.act_dim}: the board runs another rig's firmware (bpd firmware build "
@@ -66,6 +68,40 @@ def check_rig_device(info: dict, spec, period: int) -> None:
                else f"give --period-us {info['period_us']}, or build the device's firmware for rig {spec.name} "
                     f"(bpd firmware build --rig {spec.name})")
         raise LinkError(f"the device's control period is {info['period_us']} us, the trial's {period} us: {fix}")
+
+
+def _f32(x: float) -> float:
+    """x as the wire carries it (binary32, beyond its range infinite): the device compares that."""
+    try:
+        return float(struct.unpack("<f", struct.pack("<f", x))[0])
+    except OverflowError:
+        return math.copysign(math.inf, x)
+
+
+def check_config(spec, watchdog_ticks: int, action_limit: float, pos_limit: float, angle_limit: float) -> None:
+    """A CONFIG against the rig's own bounds, as a device built for the rig holds it (bpd_fw.c, config_ok), before
+    it is sent: a one-line LinkError for a watchdog longer than the rig's (a host may shorten it, never lengthen it),
+    an action limit above the rig's, a position limit past its track (its hard stops; a rig without one has no such
+    bound, nor has the angle limit: a swing-up pole swings freely), or a limit not positive and finite."""
+    from firmware_host.rig.codegen import track_of
+
+    limits = {"action": action_limit, "position": pos_limit, "angle": angle_limit}
+    if bad := [k for k, v in limits.items() if not (math.isfinite(_f32(v)) and _f32(v) > 0)]:
+        raise LinkError(f"the {bad[0]} limit {limits[bad[0]]:g} is not a positive finite number: no device takes it")
+    if watchdog_ticks < 1:
+        raise LinkError(f"a watchdog of {watchdog_ticks} ticks: no device takes it (1 tick at least)")
+    if watchdog_ticks > spec.watchdog_ticks:
+        raise LinkError(f"a watchdog of {watchdog_ticks} ticks is longer than rig {spec.name}'s own "
+                        f"({spec.watchdog_ticks}): a host may shorten it, never lengthen it; the device would "
+                        "refuse it")
+    if _f32(action_limit) > _f32(float(spec.limits["action"])):
+        raise LinkError(f"the action limit {action_limit:g} is above rig {spec.name}'s own "
+                        f"({float(spec.limits['action']):g}): a host may narrow it, never widen it; the device would "
+                        "refuse it")
+    track = track_of(spec)
+    if track and _f32(pos_limit) > _f32(track):
+        raise LinkError(f"the position limit {pos_limit:g} is past rig {spec.name}'s track (+-{track:g}, its hard "
+                        "stops): the device would refuse it")
 
 
 class DeviceLink:
@@ -232,17 +268,22 @@ class DeviceLink:
         return info
 
     def configure(self, period_us: int, watchdog_ticks: int, mode: str, action_limit: float, pos_limit: float,
-                  angle_limit: float) -> None:
+                  angle_limit: float, spec=None) -> None:
+        """CONFIG, checked first (with the rig's spec) against the bounds a device built for that rig holds it to
+        (check_config); a CONFIG the device refuses nonetheless is one its firmware, built for another YAML, does."""
+        if spec is not None:
+            check_config(spec, watchdog_ticks, action_limit, pos_limit, angle_limit)
         try:
             self.command("config", period_us=period_us, watchdog_ticks=watchdog_ticks, mode=MODES[mode],
                          action_limit=action_limit, pos_limit=pos_limit, angle_limit=angle_limit)
         except LinkError as e:
             if not str(e).startswith("the device rejected"):
                 raise
-            # sizes, period and mode were checked against INFO: what is left is a limit (docs/protocol.md, rule 9)
+            # sizes, period and mode were checked against INFO: what is left is a bound (docs/protocol.md, rule 9)
             raise LinkError(f"the device rejected the configuration (action limit {action_limit:g}, position limit "
-                            f"{pos_limit:g}, angle limit {angle_limit:g}): its firmware takes an action limit up "
-                            "to its rig's own only; build and flash it for this rig YAML") from None
+                            f"{pos_limit:g}, angle limit {angle_limit:g}, watchdog {watchdog_ticks} ticks): its "
+                            "firmware takes an action limit and a watchdog up to its rig's own only, a position limit "
+                            "within its rig's track; build and flash it for this rig YAML") from None
 
     def stop_and_zero(self) -> bool:
         """Stop (the device zeroes its actuator). Best effort on every exit path; False if the link

@@ -48,7 +48,8 @@ class Session:
             raise BpdError("the emergency stop ended a run of this check, and no run starts after it (its release "
                            "restarts nothing): release it, and check again")
         link.command("reset", seed=0)
-        link.configure(spec.period_us, spec.watchdog_ticks, "host", self.action_limit, pos_limit, angle_limit)
+        link.configure(spec.period_us, spec.watchdog_ticks, "host", self.action_limit, pos_limit, angle_limit,
+                       spec=spec)
         link.command("start")
         rows: list[np.ndarray] = []
         sent: list[float] = []

@@ -33,7 +33,7 @@ from firmware_host.rig import load_rig
 from firmware_host.rig.classical import check_designed_for
 from firmware_host.rig.sim_view import ESTOP, column_labels, device_stop
 from firmware_host.wire.spec import CAPS, FLAGS, SELFTEST, STOPPED
-from hil.link import DeviceFault, DeviceLink, DeviceRestarted, LinkError, check_rig_device
+from hil.link import DeviceFault, DeviceLink, DeviceRestarted, LinkError, check_config, check_rig_device
 from hil.policy import load_host_policy
 from hil.ticklog import CUT_SHORT, SIMULATED, TickLog, ViewedTickLog, handover_summary, read_ticks, timing_summary
 
@@ -191,6 +191,8 @@ def _run_trial(cfg: HilRunConfig, spec, pol, view: LiveView, via: str | None = N
         info = link.handshake()
         summary["device"] = info
         _check_device(info, spec, pol, cfg.mode, period)
+        # the CONFIG every episode sends, against the rig's bounds once before the first
+        check_config(spec, spec.watchdog_ticks, lim["action"], lim["position"], lim["angle"])
         for ep in range(cfg.episodes):
             # recorded as it runs: an episode the trial's end cuts short is in the summary with its ticks so far
             episodes.append({"episode": ep, "return": 0.0, "length": 0, "ended": None, "deadline_misses": 0})

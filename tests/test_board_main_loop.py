@@ -12,6 +12,7 @@ inputs are their GPIO ports' input registers (all high: released, the rig's stop
 
 import shutil
 import struct
+from pathlib import Path
 
 import pytest
 
@@ -20,7 +21,8 @@ from firmware_host.wire.codec import Parser, encode
 from firmware_host.wire.spec import FLAGS, PROTOCOL_VERSION
 from tests.conftest import pendulum_export
 
-RIG = load_rig("desktop-cartpole")  # a rig wired to the Nucleo
+# a rig wired to the Nucleo: desktop-cartpole with a watchdog of its own no test outlasts (a CONFIG lengthens none)
+RIG = load_rig(Path(__file__).parent / "fixtures" / "rigs" / "desktop-cartpole-long-watchdog.yaml")
 USART2_IRQ, TIM7_IRQ, EXTI15_10_IRQ = 38, 55, 40
 GPIOC_IDR, TIM1_CCR1 = 0x40020810, 0x40010034  # the emergency stop's input (PC13) and the motor's duty
 RET = 0x2001FF00  # where an interrupt's call returns to: a nop in RAM above the image's
@@ -38,7 +40,7 @@ class Nucleo:
         from firmware_host.measure.build import build_firmware_image
         from firmware_host.measure.elf import symbol_table
 
-        img = build_firmware_image(pendulum_export(), "cortex-m4f", tmp, rig=RIG.name, board="nucleo-f446")
+        img = build_firmware_image(pendulum_export(), "cortex-m4f", tmp, rig=str(RIG.path), board="nucleo-f446")
         with open(img.elf, "rb") as f:
             e = ELFFile(f)
             segments = [(s["p_paddr"], s.data()) for s in e.iter_segments()
@@ -187,10 +189,10 @@ class Nucleo:
 
 
 def _configured(board: Nucleo) -> None:
-    """CONFIG for a run in host mode whose watchdog no test outlasts, the angle limit beyond the hanging pendulum (pi
-    at power-on)."""
-    board.host += encode("config", 1, period_us=0, watchdog_ticks=60000, mode=0, action_limit=1.0, pos_limit=0.2,
-                         angle_limit=10.0)
+    """CONFIG for a run in host mode whose watchdog (the rig's own) no test outlasts, the angle limit beyond the
+    hanging pendulum (pi at power-on)."""
+    board.host += encode("config", 1, period_us=0, watchdog_ticks=RIG.watchdog_ticks, mode=0, action_limit=1.0,
+                         pos_limit=0.2, angle_limit=10.0)
 
 
 def _running(tmp_path) -> Nucleo:

@@ -308,6 +308,29 @@ def test_an_end_stops_opened_limit_stays_short_of_the_hard_stops():
     assert opened_limit(0.5, None) == pytest.approx(0.53)
 
 
+@pytest.mark.parametrize("rig,last,limit", [("desktop-cartpole", 0.23, 0.25), ("desktop-cartpole", 0.1, 0.21),
+                                             ("rotary-pendulum", 1.5, 3.1)])
+def test_the_drive_back_to_the_centre_opens_its_limit_no_further_than_the_track(rig, last, limit):
+    """The drive back opens its position limit to twice where the cart stands and a band (0.05 of the rig's limit):
+    from the stop at 0.23 that was 0.47, past the desktop cart-pole's 0.25 m track, a CONFIG the device now refuses
+    (config_ok): it stays at the track. Nearer the centre it is as before; a rig without a track (the rotary arm) has
+    no such bound."""
+    from hil.commission import check_return
+
+    spec = load_rig(rig)
+
+    class Session:
+        runs = [[type("St", (), {"fields": {"obs": [last, math.pi, 0.0, 0.0]}})()]]
+
+        def run(self, ticks, action, pos_limit, angle_limit=1e3, until=None):
+            self.pos_limit = pos_limit
+            return np.zeros((1, 4)), [], FLAGS["running"]
+
+    session = Session()
+    assert check_return(spec, session, 0.3).passed
+    assert session.pos_limit == pytest.approx(limit)
+
+
 @pytest.fixture
 def bench_rig(tmp_path, request):
     """The simulated desktop cart-pole (or the rig given as the fixture's param) on the bench in lockstep, served on a

@@ -26,9 +26,10 @@ from firmware_host.wire.spec import ACK, BY_NAME, CAPS, FAULTS, FLAGS, MESSAGES,
 from hil.link import DeviceLink
 from tests.conftest import BPD, nan_action_export, pendulum_export
 
-RIG = load_rig("gym-inverted-pendulum")
+# gym-inverted-pendulum with a long watchdog of its own (a CONFIG lengthens none: rule 9), so that a run holds while a
+# test looks at a command's answer; a board keeps its rig's own watchdog, which the same CONFIG sends there
+RIG = load_rig(Path(__file__).parent / "fixtures" / "rigs" / "gym-inverted-pendulum-long-watchdog.yaml")
 FIX = pendulum_export()
-BIG_WATCHDOG = 60000
 # The host commands the device answers in every state (HELLO with INFO, the others with ACK): all but ACTION.
 ANSWERED = {m.name for m in MESSAGES if m.sender == "host"} - {"action"}
 HW_PORT = os.environ.get("BPD_HIL_PORT")
@@ -42,8 +43,9 @@ def raw_frame(name: str | int, seq: int, body: bytes) -> bytes:
 
 
 def config(rig=RIG, **over) -> dict:
+    """The rig's own configuration (its watchdog the longest a device takes), `over` changing it."""
     lim = rig.limits
-    f = dict(period_us=0, watchdog_ticks=BIG_WATCHDOG, mode=0, action_limit=float(lim["action"]),
+    f = dict(period_us=0, watchdog_ticks=rig.watchdog_ticks, mode=0, action_limit=float(lim["action"]),
              pos_limit=float(lim["position"]), angle_limit=float(lim["angle"]))
     return f | over
 
@@ -177,7 +179,7 @@ class PtyTarget:
 
 
 def _sim(tmp):
-    return PtyTarget(["sim", "--rig", RIG.name, "--policy", str(FIX), "--lockstep", "--action-timeout", "0.1",
+    return PtyTarget(["sim", "--rig", str(RIG.path), "--policy", str(FIX), "--lockstep", "--action-timeout", "0.1",
                       "--build-dir", str(tmp / "build")])
 
 
@@ -191,7 +193,7 @@ def _pil_tools() -> None:
 def _pil(tmp):
     _pil_tools()
     # the emulated image waits up to 0.5 s of wall time for each host action: a busy host answers late
-    t = PtyTarget(["pil", "--rig", RIG.name, "--policy", str(FIX), "--action-timeout", "0.5",
+    t = PtyTarget(["pil", "--rig", str(RIG.path), "--policy", str(FIX), "--action-timeout", "0.5",
                    "--build-dir", str(tmp / "pil")])
     t.WINDOW = max(t.WINDOW, 2.0)  # emulation under a busy host answers later than a board; silence is judged over 2 s
     return t
@@ -221,7 +223,7 @@ def restarting(request, tmp_path):
         return
     if request.param == "pil":
         _pil_tools()
-    t = PtyTarget([request.param, "--rig", RIG.name, "--policy", str(FIX), "--action-timeout", "0.5",
+    t = PtyTarget([request.param, "--rig", str(RIG.path), "--policy", str(FIX), "--action-timeout", "0.5",
                    "--restart-at", "1.0", "--build-dir", str(tmp_path / "build")]
                   + (["--lockstep"] if request.param == "sim" else []))
     if request.param == "pil":
@@ -255,12 +257,12 @@ def far(t) -> dict:
 
 
 def enter(t, state: str, **over) -> Frame | None:
-    """Put the device in IDLE, RUNNING (host mode, large watchdog, far limits: `over` changes the
+    """Put the device in IDLE, RUNNING (host mode, the rig's watchdog, far limits: `over` changes the
     CONFIG) or FAULT (watchdog); returns the last STATE seen when running."""
     assert ("ack", BY_NAME["reset"].id, ACK["ok"]) in answers(t.send("reset", seed=1))
     if state == "IDLE":
         return None
-    wd = BIG_WATCHDOG if state == "RUNNING" else 1
+    wd = t.rig.watchdog_ticks if state == "RUNNING" else 1
     assert answers(t.send("config", **config(t.rig, **dict(watchdog_ticks=wd) | far(t) | over))) == ack("config", "ok")
     frames = t.send("start")
     assert ("ack", BY_NAME["start"].id, ACK["ok"]) in answers(frames)
@@ -352,6 +354,25 @@ def test_config_above_the_rigs_action_limit_is_rejected(target):
     st = (states(frames) or states(next_frames(target)))[0]
     st = _answer_state(target, st, [10 * lim])
     assert st.fields["action"] == [pytest.approx(lim)] and st.fields["flags"] & FLAGS["clamped"]
+
+
+def test_config_beyond_the_rigs_watchdog_or_track_is_rejected(target):
+    """A CONFIG may shorten the watchdog, never lengthen it past the rig's own (the firmware's build: a host with
+    another rig's YAML leaves the actuator running no longer after it goes silent), and sets no position limit past
+    the rig's track (its hard stops) where the rig has one: each refused; the rig's own watchdog and the track
+    itself are taken."""
+    from firmware_host.rig.codegen import track_of
+
+    rig = target.rig
+    enter(target, "IDLE")
+    assert answers(target.send("config", **config(rig, watchdog_ticks=rig.watchdog_ticks + 1))) == ack(
+        "config", "rejected")
+    assert answers(target.send("config", **config(rig))) == ack("config", "ok")
+    if track := track_of(rig):
+        above = float(np.nextafter(np.float32(track), np.float32(np.inf)))
+        assert answers(target.send("config", **config(rig, pos_limit=above))) == ack("config", "rejected")
+        assert answers(target.send("config", **config(rig, pos_limit=track))) == ack("config", "ok")
+        assert answers(target.send("config", **config(rig))) == ack("config", "ok")
 
 
 def _answer_state(t, st: Frame, action: list[float], tries: int = 5) -> Frame:
@@ -455,9 +476,9 @@ def info(t) -> dict:
 
 
 def start_run(t, **over) -> Frame:
-    """RESET, CONFIG (far limits, large watchdog, `over`), START: the run's first STATE."""
+    """RESET, CONFIG (far limits, the rig's watchdog, `over`), START: the run's first STATE."""
     assert ack("reset", "ok")[0] in answers(t.send("reset", seed=1))  # a FAULT of an earlier run may come first
-    cfg = config(t.rig, **dict(watchdog_ticks=BIG_WATCHDOG) | far(t) | over)
+    cfg = config(t.rig, **far(t) | over)
     assert answers(t.send("config", **cfg)) == ack("config", "ok")
     frames = t.send("start")
     assert answers(frames) == ack("start", "ok")
@@ -682,7 +703,7 @@ def test_limit_stop_is_strict_and_ends_the_run(target, which):
     assert edge > 0
     for limit, stops in ((edge, False), (np.nextafter(edge, np.float32(0)), True)):
         reset_observation(target, 11)
-        cfg = config(target.rig, watchdog_ticks=BIG_WATCHDOG, **far(target) | {f"{which}_limit": float(limit)})
+        cfg = config(target.rig, **far(target) | {f"{which}_limit": float(limit)})
         assert answers(target.send("config", **cfg)) == ack("config", "ok")
         frames = target.send("start")
         assert answers(frames) == ack("start", "ok")
@@ -703,7 +724,7 @@ def test_refused_config_keeps_the_last_and_reset_keeps_config(target):
     """A refused CONFIG changes nothing; RESET keeps the configuration (only a restart restores the rig's)."""
     small = 0.25 * target.rig.limits["action"]
     enter(target, "IDLE")
-    ok = config(target.rig, watchdog_ticks=BIG_WATCHDOG, action_limit=small, **far(target))
+    ok = config(target.rig, action_limit=small, **far(target))
     assert answers(target.send("config", **ok)) == ack("config", "ok")
     assert answers(target.send("config", **(ok | dict(action_limit=2 * small, watchdog_ticks=0)))) == ack(
         "config", "rejected")
@@ -922,9 +943,9 @@ def test_selftest_failure_refuses_start_under_qemu(tmp_path):
     from firmware_host.measure.build import build_firmware_image
 
     _pil_tools()
-    img = build_firmware_image(tampered_export(tmp_path), "cortex-m4f", tmp_path / "pil", rig=RIG.name,
+    img = build_firmware_image(tampered_export(tmp_path), "cortex-m4f", tmp_path / "pil", rig=str(RIG.path),
                                board="stm32f4-pil")
-    t = PtyTarget(["pil", "--rig", RIG.name, "--elf", str(img.elf), "--action-timeout", "0.5"])
+    t = PtyTarget(["pil", "--rig", str(RIG.path), "--elf", str(img.elf), "--action-timeout", "0.5"])
     t.WINDOW = max(t.WINDOW, 2.0)
     try:
         _refuses_device_start(t)

@@ -193,7 +193,7 @@ void t_init(void);
 void t_init(void)
 {
     bpd_hal_t hal = {0, h_now, h_cycles, 1u, h_read, h_write, h_serial};
-    bpd_fw_config_t cfg = {10000u, 4u, 1u, {2u, 0u, {0.0f}, {0.0f}, 0u, 1u}, 5u, 3.0f, 1.0f, 1.0f};
+    bpd_fw_config_t cfg = {10000u, 4u, 1u, {2u, 0u, {0.0f}, {0.0f}, 0u, 1u}, 5u, 3.0f, 1.0f, 1.0f, 0.0f};
     bpd_fw_init(&fw, &hal, &cfg);
 }
 void t_rx(const uint8_t *d, size_t n);

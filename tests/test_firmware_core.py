@@ -34,6 +34,14 @@ class Harness:
         self.dev.tick()
         return self.p.feed(self.dev.tx())
 
+    def config(self, **over) -> int:
+        """CONFIG with the rig's own values (`over` changes them): the ACK's status (0 ok, 1 rejected)."""
+        lim = self.spec.limits
+        f = dict(period_us=0, watchdog_ticks=self.spec.watchdog_ticks, mode=0, action_limit=float(lim["action"]),
+                 pos_limit=float(lim["position"]), angle_limit=float(lim["angle"]))
+        (ack,) = self.send("config", **(f | over))
+        return ack.fields["status"]
+
     def start(self, mode="host", watchdog=3):
         acks = self.send("config", period_us=self.spec.period_us, watchdog_ticks=watchdog, mode=mode == "device",
                          action_limit=2.0, pos_limit=0.9, angle_limit=0.2)
@@ -119,3 +127,57 @@ def test_device_policy_runs_and_reports_inference_time(tmp_path):
     expected = CPolicy(FIX).act(np.array(obs, np.float32))
     assert s.fields["action"][0] == pytest.approx(float(expected[0]), abs=1e-6)
     assert s.fields["flags"] & FLAGS["device_policy"] and s.fields["infer_ns"] > 0
+
+
+def _silent_run(h) -> int:
+    """START, then no ACTION: the STATEs the run sends before its watchdog trips (the FAULT's detail, the watchdog's
+    ticks); then RESET, back to IDLE, where a CONFIG is taken."""
+    assert h.send("start")[0].fields["status"] == 0
+    for k in range(100):
+        frames = h.tick()
+        if faults := [f for f in frames if f.name == "fault"]:
+            assert faults[0].fields["code"] == FAULTS["watchdog"] and faults[0].fields["detail"] == k
+            assert frames[0].fields["flags"] & FLAGS["watchdog"] and h.dev.actuator()[0] == 0.0
+            assert h.send("reset", seed=0)[0].fields["status"] == 0
+            return k
+    raise AssertionError("the watchdog never tripped")
+
+
+def test_a_config_may_shorten_the_watchdog_never_lengthen_it(tmp_path):
+    """The rig's own watchdog (5 ticks here) is the longest a CONFIG sets: one tick more (or 60,000: 40 minutes at
+    25 Hz with the actuator running after the host went silent) is refused and changes nothing, the previous
+    watchdog still trips at its count; the rig's own is taken, and a shorter one trips at its own count."""
+    h = Harness(tmp_path)
+    w = h.spec.watchdog_ticks
+    assert w == 5
+    assert h.config(watchdog_ticks=3, pos_limit=0.7) == 0
+    assert h.config(watchdog_ticks=w + 1, pos_limit=0.5) == 1 and h.config(watchdog_ticks=60000) == 1
+    assert h.dev.limits()[0] == pytest.approx(0.7)  # the refused CONFIG's position limit not taken either
+    assert _silent_run(h) == 3
+    assert h.config(watchdog_ticks=w) == 0 and _silent_run(h) == w
+    assert h.config(watchdog_ticks=2) == 0 and _silent_run(h) == 2
+    assert h.config(watchdog_ticks=0) == 1 and _silent_run(h) == 2
+
+
+def test_a_config_position_limit_stays_within_the_track(tmp_path):
+    """desktop-cartpole's track is 0.25 m either side of centre (its hard stops): a CONFIG's position limit one
+    float32 step above it is refused (the limit in force stays), one equal to it taken; the action limit's bound and
+    the angle limit's freedom (a swing-up pole swings freely) as before."""
+    h = Harness(tmp_path, rig="desktop-cartpole")
+    track = float(h.spec.raw["track"])
+    above = float(np.nextafter(np.float32(track), np.float32(np.inf)))
+    assert (track, h.dev.limits()[0]) == (0.25, pytest.approx(0.2))
+    assert h.config(pos_limit=above) == 1 and h.config(pos_limit=1e3) == 1
+    assert h.dev.limits()[0] == pytest.approx(0.2)
+    assert h.config(pos_limit=track, angle_limit=1e3) == 0 and h.dev.limits() == (track, 1e3)
+    assert h.config(pos_limit=0.1) == 0 and h.dev.limits()[0] == pytest.approx(0.1)
+    assert h.config(action_limit=3.0 * (1 + 1e-6)) == 1 and h.config(pos_limit=float("inf")) == 1
+
+
+@pytest.mark.parametrize("rig", ["gym-inverted-pendulum", "rotary-pendulum"])
+def test_a_rig_without_a_track_takes_any_finite_position_limit(tmp_path, rig):
+    """No `track` in the YAML (the gym pendulum's slider, the rotary arm's angle): no bound but positive finite."""
+    h = Harness(tmp_path, rig=rig)
+    assert "track" not in h.spec.raw
+    assert h.config(pos_limit=1e30) == 0 and h.dev.limits()[0] == pytest.approx(1e30)
+    assert h.config(pos_limit=float("inf")) == 1 and h.config(pos_limit=0.0) == 1

@@ -376,7 +376,7 @@ def test_firmware_observation_matches_the_env_on_two_encoders(tmp_path):
     parser = Parser()
     lim = spec.limits
     for seq, (name, fields) in enumerate([
-            ("config", dict(period_us=spec.period_us, watchdog_ticks=60000, mode=False,
+            ("config", dict(period_us=spec.period_us, watchdog_ticks=spec.watchdog_ticks, mode=False,
                             action_limit=lim["action"], pos_limit=lim["position"], angle_limit=lim["angle"])),
             ("start", {})]):
         dev.rx(encode(name, seq, **fields))
@@ -385,7 +385,7 @@ def test_firmware_observation_matches_the_env_on_two_encoders(tmp_path):
     plant, filt = Plant(spec), ObservationFilter(spec)
     plant.reset(7)
     t, worst, peak = 0, 0.0, 0.0
-    for _k in range(600):
+    for k in range(600):
         raw = plant.sensors()
         expect = filt(raw)
         t += spec.period_us
@@ -393,6 +393,7 @@ def test_firmware_observation_matches_the_env_on_two_encoders(tmp_path):
         dev.set_sensors(raw)
         dev.tick()
         (state,) = [f for f in parser.feed(dev.tx()) if f.name == "state"]
+        dev.rx(encode("action", 2 + k, echo_seq=state.seq, n_act=1, action=[0.0]))  # the host there: the watchdog fed
         got = np.array(state.fields["obs"][:4], np.float32)
         worst = max(worst, float(np.abs(got - expect).max()))
         peak = max(peak, abs(float(expect[3])))

@@ -52,8 +52,8 @@ class Host:
         return self.p.feed(self.dev.tx())
 
     def config(self, mode: int) -> int:
-        (a,) = self.send("config", period_us=0, watchdog_ticks=60000, mode=mode, action_limit=10.0, pos_limit=2.0,
-                         angle_limit=12.0)
+        (a,) = self.send("config", period_us=0, watchdog_ticks=RIG.watchdog_ticks, mode=mode, action_limit=10.0,
+                         pos_limit=2.0, angle_limit=12.0)
         return a.fields["status"]
 
     def tick(self, obs: list[float]) -> dict:
@@ -65,6 +65,7 @@ class Host:
         self.dev.set_sensors(np.array([obs[0] * cpu[0], obs[1] * cpu[1]], np.float32))
         self.dev.tick()
         (st,) = [f for f in self.p.feed(self.dev.tx()) if f.name == "state"]
+        self.send("action", echo_seq=st.seq, n_act=1, action=[0.0])  # as a host in device mode: the watchdog fed
         return st.fields
 
 
@@ -179,7 +180,7 @@ def swing_up_then_catch(args: list[str], ticks: int = 1500, timeout: float = 10.
         link.send("hello", protocol=PROTOCOL_VERSION)  # the unasked INFO of the start may precede the port's opening
         link.info = link.wait_for("info", timeout).fields
         assert link.info["caps"] & CAPS["handover"]
-        link.command("config", timeout=timeout, period_us=0, watchdog_ticks=60000, mode=MODES["handover"],
+        link.command("config", timeout=timeout, period_us=0, watchdog_ticks=RIG.watchdog_ticks, mode=MODES["handover"],
                      action_limit=10.0, pos_limit=2.0, angle_limit=12.0)
         link.command("start", timeout=timeout)
         seen: list[dict] = []

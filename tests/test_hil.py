@@ -421,9 +421,10 @@ def test_a_rig_yaml_with_a_wider_action_limit_than_the_devices_firmware_is_refus
     assert p.returncode == 1
     line = p.stderr.strip().splitlines()
     assert len(line) == 1 and line[0].startswith("bpd: error: the device rejected the configuration (action limit "
-                                                 "30, position limit 1, angle limit 0.2): its firmware takes an "
-                                                 "action limit up to its rig's own only; build and flash it for this "
-                                                 "rig YAML"), line
+                                                 "30, position limit 1, angle limit 0.2, watchdog 5 ticks): its "
+                                                 "firmware takes an action limit and a watchdog up to its rig's own "
+                                                 "only, a position limit within its rig's track; build and flash it "
+                                                 "for this rig YAML"), line
     assert summary(out)["ended"].startswith("error: the device rejected the configuration") and not rows(out)
     # the refused trial ticked nothing: the next one, with the rig's own YAML, may take its directory over
     p = run_bpd("hil", "run", "--port", r.path, "--rig", "gym-inverted-pendulum", "--policy", str(FIX), "--out",
@@ -434,6 +435,71 @@ def test_a_rig_yaml_with_a_wider_action_limit_than_the_devices_firmware_is_refus
                 str(out), "--no-plots", "--steps", "20", check=False, timeout=120)
     assert p.returncode == 1 and p.stderr.strip() == f"bpd: error: {out}: holds a trial already; choose another " \
         "--out (a trial never writes into an existing one)"
+
+
+def test_a_rig_yaml_with_a_longer_watchdog_than_the_devices_firmware_is_refused_in_one_line(rig, tmp_path):
+    """A rig YAML whose watchdog is a tick longer than the one the device's firmware was built with: the device
+    refuses the CONFIG (a host may shorten the watchdog, never lengthen it) and the trial ends with one line, where
+    the device had taken any watchdog up to 65,535 ticks and run the actuator on that long after the host went
+    silent."""
+    from firmware_host.rig import load_rig
+
+    r = rig("--lockstep")
+    long = tmp_path / "gym-inverted-pendulum.yaml"
+    long.write_text(load_rig("gym-inverted-pendulum").path.read_text().replace("watchdog_ticks: 5",
+                                                                               "watchdog_ticks: 6"))
+    out = tmp_path / "log"
+    p = run_bpd("hil", "run", "--port", r.path, "--rig", str(long), "--policy", str(FIX), "--out", str(out),
+                "--no-plots", "--steps", "20", check=False, timeout=120)
+    assert p.returncode == 1
+    line = p.stderr.strip().splitlines()
+    assert len(line) == 1 and line[0].startswith("bpd: error: the device rejected the configuration (action limit 3, "
+                                                 "position limit 1, angle limit 0.2, watchdog 6 ticks): its firmware "
+                                                 "takes an action limit and a watchdog up to its rig's own only"), line
+    assert not rows(out)
+
+
+def test_configure_refuses_a_config_past_the_rigs_bounds_before_sending_it():
+    """Given the rig (spec), the host checks a CONFIG against the bounds a device built for that rig holds it to
+    before it sends anything: a watchdog longer than the rig's, a position limit past its track, an action limit
+    above its own, a limit not positive and finite, each one line; the rig's own values and the track itself pass,
+    and a rig without a track takes any finite position limit."""
+    import math
+
+    from firmware_host.rig import load_rig
+    from hil.link import DeviceLink, LinkError, check_config
+
+    gym, cart = load_rig("gym-inverted-pendulum"), load_rig("desktop-cartpole")
+    above = float(np.nextafter(np.float32(0.25), np.float32(np.inf)))
+    cases = [(gym, dict(watchdog_ticks=6), "a watchdog of 6 ticks is longer than rig gym-inverted-pendulum's own (5): "
+                                           "a host may shorten it, never lengthen it; the device would refuse it"),
+             (gym, dict(watchdog_ticks=60000), "a watchdog of 60000 ticks is longer than rig gym-inverted-pendulum's "
+                                               "own (5): a host may shorten it, never lengthen it; the device would "
+                                               "refuse it"),
+             (cart, dict(pos_limit=0.3), "the position limit 0.3 is past rig desktop-cartpole's track (+-0.25, its "
+                                         "hard stops): the device would refuse it"),
+             (cart, dict(pos_limit=above), "the position limit 0.25 is past rig desktop-cartpole's track"),
+             (gym, dict(action_limit=30.0), "the action limit 30 is above rig gym-inverted-pendulum's own (3): a host "
+                                            "may narrow it, never widen it; the device would refuse it"),
+             (gym, dict(watchdog_ticks=0), "a watchdog of 0 ticks: no device takes it (1 tick at least)"),
+             (gym, dict(angle_limit=math.nan), "the angle limit nan is not a positive finite number: no device takes "
+                                               "it"),
+             (gym, dict(pos_limit=1e300), "the position limit 1e+300 is not a positive finite number")]
+    link = DeviceLink("loop://")
+    try:
+        for spec, over, msg in cases:
+            lim = spec.limits
+            f = dict(period_us=0, watchdog_ticks=spec.watchdog_ticks, mode="host", action_limit=float(lim["action"]),
+                     pos_limit=float(lim["position"]), angle_limit=float(lim["angle"])) | over
+            with pytest.raises(LinkError) as e:
+                link.configure(**f, spec=spec)
+            assert str(e.value).startswith(msg) and "\n" not in str(e.value), (over, str(e.value))
+            assert link.seq == 0 and link.ser.in_waiting == 0  # nothing sent
+    finally:
+        link.ser.close()
+    check_config(cart, 10, 3.0, 0.25, 1e3)  # the rig's own watchdog and action limit, the track itself
+    check_config(cart, 1, 0.5, 0.1, 12.0)  # shorter, narrower
+    check_config(gym, 5, 3.0, 1e30, 1e30)  # no track: any finite position limit (and angle limit)
 
 
 def test_only_a_trial_ended_before_its_first_tick_is_taken_over(tmp_path):
@@ -477,7 +543,7 @@ class _ScriptedLink:
     def command(self, *a, **k):
         pass
 
-    def configure(self, *a):
+    def configure(self, *a, **k):
         pass
 
     def next_states(self, timeout):

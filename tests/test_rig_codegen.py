@@ -23,9 +23,13 @@ def test_header_carries_the_yaml():
     assert d["BPD_RIG_COUNTS_PER_UNIT"] == "{10000.0f, 651.8986f}"
     assert d["BPD_RIG_VELOCITY_FILTER_HZ"] == "{50.0f, 50.0f}"
     assert d["BPD_RIG_WATCHDOG_TICKS"] == "10u" and d["BPD_RIG_POS_LIMIT"] == "0.2f"
+    assert d["BPD_RIG_TRACK"] == "0.25f"  # the hard stops: the widest position limit the firmware takes
     assert (d["BPD_RIG_POS_INDEX"], d["BPD_RIG_ANGLE_INDEX"]) == ("0u", "1u")
     g = _defines(generate_rig_header(load_rig("gym-inverted-pendulum")))
     assert g["BPD_RIG_MEASURED_VELOCITY"] == "1u" and g["BPD_RIG_N_RAW"] == "4u" and g["BPD_RIG_PERIOD_US"] == "40000u"
+    assert g["BPD_RIG_TRACK"] == "0.0f"  # no track in its YAML: no bound but positive finite
+    assert _defines(generate_rig_header(load_rig("rotary-pendulum")))["BPD_RIG_TRACK"] == "0.0f"
+    assert _defines(generate_rig_header(load_rig("desktop-cartpole-swingup")))["BPD_RIG_TRACK"] == "0.25f"  # its base's
 
 
 def _rig_yaml(tmp_path, **over) -> str:
@@ -50,8 +54,9 @@ def test_three_sensors_per_sensor_filters_and_indices(tmp_path):
     assert d["BPD_RIG_POS_INDEX"] == "2u"
     dev = SoftwareDevice(spec, build_device_library(tmp_path / "b", spec))
     p = Parser()
-    dev.rx(encode("config", 0, period_us=0, watchdog_ticks=1000, mode=0, action_limit=1.0, pos_limit=1e3,
-                  angle_limit=1e3) + encode("start", 1))
+    # the rig's own watchdog (a CONFIG may not lengthen it: each STATE is answered), the position limit at the track
+    dev.rx(encode("config", 0, period_us=0, watchdog_ticks=spec.watchdog_ticks, mode=0, action_limit=1.0,
+                  pos_limit=0.25, angle_limit=1e3) + encode("start", 1))
     filt = ObservationFilter(spec)
     rng = np.random.default_rng(0)
     for k in range(1, 30):
@@ -61,6 +66,7 @@ def test_three_sensors_per_sensor_filters_and_indices(tmp_path):
         dev.tick()
         (st,) = [f for f in p.feed(dev.tx()) if f.name == "state"]
         np.testing.assert_allclose(st.fields["obs"], filt(raw), rtol=1e-4, atol=1e-5)
+        dev.rx(encode("action", k + 1, echo_seq=st.seq, n_act=1, action=[0.0]))
 
 
 def test_limit_index_stops_on_the_named_observation(tmp_path):

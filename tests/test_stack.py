@@ -54,7 +54,7 @@ def test_firmware_stack_bound_holds_against_painted_stack(tmp_path, target):
     st = rep["stack"]
     assert st["from_stack_usage"] >= 30 and st["functions"] > st["from_stack_usage"]  # library code too
     assert st["bpd_fw_tick"]["bytes"] > img.stack["bpd_fw_tick"]  # the tick calls on; not its frame alone
-    rx = (encode("hello", 1, protocol=1) + encode("config", 2, period_us=5000, watchdog_ticks=50, mode=1,
+    rx = (encode("hello", 1, protocol=1) + encode("config", 2, period_us=0, watchdog_ticks=5, mode=1,
                                                    action_limit=3.0, pos_limit=1.0, angle_limit=1.0)
           + encode("start", 3))
     painted = painted_stack(img.elf, target, rx, ticks=3)

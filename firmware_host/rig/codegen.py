@@ -1,6 +1,6 @@
 """The rig description as C: `bpd_rig_config.h`, generated from a rig YAML the way wire_spec
 generates the messages. The firmware core's configuration (period, sizes, encoder counts per unit,
-velocity filters, limit indices, watchdog and limit defaults) and the board's baud rate come from
+velocity filters, limit indices, watchdog and limit defaults, the track) and the board's baud rate come from
 here, so a board builds the same observation as the simulated rig and the Gymnasium env.
 
     python -m firmware_host.rig.codegen RIG [OUT.h]      # print or write the header
@@ -51,6 +51,12 @@ def _comment_safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.,+/ -]", "?", text)
 
 
+def track_of(spec: RigSpec) -> float:
+    """The rig's hard stops either side of centre (its YAML's `track`, position units), the widest position limit the
+    firmware takes from a CONFIG; 0.0 for a rig without one (a rotary arm, the gym pendulum's slider: no bound)."""
+    return float(spec.raw.get("track") or 0.0)
+
+
 def generate_rig_header(spec: RigSpec, period_us: int | None = None) -> str:
     """The C header for one rig; period_us overrides the rig's control period."""
     if not NAME.fullmatch(spec.name):  # load_rig refuses these; a RigSpec made in code is checked here
@@ -78,6 +84,8 @@ def generate_rig_header(spec: RigSpec, period_us: int | None = None) -> str:
         f"#define BPD_RIG_ACTION_LIMIT {_f(lim['action'])}",
         f"#define BPD_RIG_POS_LIMIT {_f(lim['position'])}",
         f"#define BPD_RIG_ANGLE_LIMIT {_f(lim['angle'])}",
+        f"#define BPD_RIG_TRACK {_f(track_of(spec))}  /* hard stops either side of centre: a CONFIG's widest position "
+        "limit (0: no track, no bound) */",
         f"#define BPD_RIG_BAUD {spec.baud}u",
         "",
         "/* A bpd_fw_config_t (bpd_fw.h) initialiser. */",
@@ -86,7 +94,8 @@ def generate_rig_header(spec: RigSpec, period_us: int | None = None) -> str:
         "        BPD_RIG_PERIOD_US, BPD_RIG_OBS_DIM, BPD_RIG_ACT_DIM,                                 \\",
         "        {BPD_RIG_N_POS, BPD_RIG_MEASURED_VELOCITY, BPD_RIG_COUNTS_PER_UNIT,                  \\",
         "         BPD_RIG_VELOCITY_FILTER_HZ, BPD_RIG_POS_INDEX, BPD_RIG_ANGLE_INDEX},                \\",
-        "        BPD_RIG_WATCHDOG_TICKS, BPD_RIG_ACTION_LIMIT, BPD_RIG_POS_LIMIT, BPD_RIG_ANGLE_LIMIT \\",
+        "        BPD_RIG_WATCHDOG_TICKS, BPD_RIG_ACTION_LIMIT, BPD_RIG_POS_LIMIT, BPD_RIG_ANGLE_LIMIT, \\",
+        "        BPD_RIG_TRACK                                                                        \\",
         "    }",
         "",
         f"#if BPD_RIG_OBS_DIM > {MAX_OBS}",

@@ -23,7 +23,7 @@
 #include "bpd_wire.h"
 
 #define BPD_FW_MAJOR 0
-#define BPD_FW_MINOR 8
+#define BPD_FW_MINOR 9
 
 /* The stop inputs bpd_fw_external_stop is given: an end stop ends the run as a limit stop (flag bit 2), the
  * emergency stop with its own flag (bit 9), so that a host tells the one from the other (both: both flags). */
@@ -66,13 +66,16 @@ typedef struct {
     uint8_t angle_index;        /* which observation is checked against angle_limit */
 } bpd_sensor_cfg_t;
 
-/* A rig's fixed facts and the defaults that hold until a CONFIG changes them. */
+/* A rig's fixed facts and the defaults that hold until a CONFIG changes them; the rig's own watchdog, action limit and
+ * track also bound what a CONFIG may set (config_ok in bpd_fw.c). */
 typedef struct {
     uint32_t period_us;         /* control period; fixed by the rig (a CONFIG may only repeat it) */
     uint8_t obs_dim, act_dim;
     bpd_sensor_cfg_t sensors;
-    uint16_t watchdog_ticks;    /* default before CONFIG */
-    float action_limit, pos_limit, angle_limit; /* defaults before CONFIG, rig units */
+    uint16_t watchdog_ticks;    /* default before CONFIG, and the longest a CONFIG may set */
+    float action_limit, pos_limit, angle_limit; /* defaults before CONFIG, rig units; the action limit the widest */
+    float track;                /* the hard stops either side of centre, position units: the widest position limit a
+                                 * CONFIG may set; 0: the rig has no track (no bound but positive finite) */
 } bpd_fw_config_t;
 
 typedef struct {
@@ -99,6 +102,8 @@ typedef struct {
     uint8_t mode;
     float action_limit, pos_limit, angle_limit;
     float rig_action_limit;       /* the rig's own (bpd_fw_config_t): a CONFIG may narrow the action limit, never widen it */
+    uint16_t rig_watchdog_ticks;  /* the rig's own: a CONFIG may shorten the watchdog, never lengthen it */
+    float rig_track;              /* the rig's track (0: none): a CONFIG's position limit goes no further */
     /* state */
     bpd_fw_state_t state;
     uint16_t tx_seq, last_state_seq;

@@ -10,6 +10,9 @@
  *   - a stop input zeroes the actuator at once, and it stays zero until the next tick ends the run with a
  *     STATE whose flags name the input (the emergency stop bit 9, an end stop bit 2);
  *   - a FAULT is left only through a RESET;
+ *   - whatever CONFIG was taken, the configuration stays within the rig's (bpd_rig_config.h): a watchdog from 1 to
+ *     the rig's own ticks, an action limit up to the rig's own, a position limit up to the track where the rig has
+ *     one, and every limit positive and finite;
  *   - every byte the device sends parses as a frame with a valid CRC, none larger than BPD_MAX_FRAME.
  */
 #include <stdint.h>
@@ -81,10 +84,24 @@ static float limited(uint8_t index)
 
 static uint8_t beyond(float x, float limit) { return (uint8_t)!(x <= limit && x >= -limit); }
 
+/* Positive and finite, as a limit must be. */
+static uint8_t limit_ok(float v) { return (uint8_t)(v > 0.0f && v - v == 0.0f); }
+
+/* The configuration in force against the rig's bounds, from the generated header (not the core's copies of them). */
+static uint8_t within_rig(const bpd_fw_t *fw)
+{
+    const float track = BPD_RIG_TRACK;
+    return (uint8_t)(fw->watchdog_ticks >= 1u && fw->watchdog_ticks <= BPD_RIG_WATCHDOG_TICKS &&
+                     limit_ok(fw->action_limit) && fw->action_limit <= BPD_RIG_ACTION_LIMIT &&
+                     limit_ok(fw->pos_limit) && (track == 0.0f || fw->pos_limit <= track) &&
+                     limit_ok(fw->angle_limit));
+}
+
 static void check(const bpd_fw_t *fw)
 {
     uint8_t i;
     if (fw->state > BPD_FAULT) abort();
+    if (!within_rig(fw)) abort();
     for (i = 0; i < fw->act_dim; ++i) {
         float a = actuator[i];
         if (!(a == a) || a > fw->action_limit || a < -fw->action_limit) abort();
