@@ -234,13 +234,16 @@ def stack_figures(w: Path) -> dict:
         img = build_firmware_image(d, target, w / "firmware" / f"{d.name}-{target}")
         rep = image_report(img, ["policy", "policy_weights"], FIRMWARE_PARTS)
         st = rep["stack"]
+        painted = painted_stack(img.elf, target, rx)
+        if painted["policy_calls"] <= 1:  # the boot self-test's alone
+            raise SystemExit(f"{img.elf}: the painted session never ran the policy (its CONFIG refused?)")
         out[f"{label}, {target}"] = {
             "flash_bytes": rep["flash_bytes"], "ram_bytes": rep["ram_bytes"], "parts": rep["parts"],
             "stack_bound_bytes": st["total_bytes"], "stack_main_path_bytes": st["main"]["bytes"],
             "stack_main_path": st["main"]["chain"], "stack_interrupt_bytes": st["interrupt"]["bytes"],
             "exception_frame_bytes": st["interrupt"]["exception_frame"],
             "stack_tick_bytes": st["bpd_fw_tick"]["bytes"], "stack_policy_bytes": st["bpd_policy_run"]["bytes"],
-            "stack_painted_bytes": painted_stack(img.elf, target, rx)["bytes"]}
+            "stack_painted_bytes": painted["bytes"], "stack_painted_policy_calls": painted["policy_calls"]}
     return out
 
 

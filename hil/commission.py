@@ -363,9 +363,9 @@ def check_return(spec: RigSpec, session: Session, share: float) -> Check:
     """Drive the cart back, slowly, to the centre (where its encoder reads 0: where the board was powered on): a
     board's RESET moves nothing, so the next check, trial or power-on (which zeroes the encoder) would start at the
     end stop the drive left it at. A position loop saturating at the end-stop drive's command, stopped within 2.5 %
-    of the position limit from the centre, its run's position limit opened to twice where the cart stands but never
-    past the track (the device takes no wider one); not a check of the rig, so at worst not done ("-"), with what to
-    do by hand."""
+    of the position limit from the centre, its run's position limit opened to twice where the cart stands but no
+    further than halfway from there to the track (the device takes none at the track or past it); not a check of the
+    rig, so at worst not done ("-"), with what to do by hand."""
     c = spec.pos_index
     name = sensor_names(spec)[0][c]
     u_max = min(share, 0.25) * spec.limits["action"]
@@ -373,7 +373,8 @@ def check_return(spec: RigSpec, session: Session, share: float) -> Check:
     gain = u_max / (4 * band)  # the full command until 4 bands away, then in proportion
     last = float(session.runs[-1][-1].fields["obs"][c]) if session.runs and session.runs[-1] else 0.0
     limit = 2 * abs(last) + band  # where it stands (past an opened limit, a dead stop's run) and as far the other way
-    limit = min(limit, track_of(spec) or limit)  # never past the track: the device refuses that (config_ok)
+    if track := track_of(spec):  # short of the track, as the end-stop drives' (opened_limit): the device takes no more
+        limit = min(limit, (abs(last) + track) / 2)
     seconds = 4.0 * abs(last) / 0.1 + 2.0  # at 0.1 unit/s at the slowest
     ticks = int(seconds * 1e6 / spec.period_us)
     rows, _, flags = session.run(ticks, lambda k, obs: -gain * float(obs[c]), limit,

@@ -37,7 +37,7 @@ class SerialRigEnv(gym.Env):
         self.max_steps = int(self.spec_rig.raw.get("max_episode_steps", 1000))
         self.stall_timeout = stall_timeout
         self.link = DeviceLink(port, self.spec_rig.baud)
-        try:  # the device's sizes and period checked here: a CONFIG it then rejects is a limit's
+        try:  # the device's sizes and period checked here: a CONFIG it then rejects is past the rig's bounds
             check_rig_device(self.link.handshake(), self.spec_rig, self.period)
         except BaseException:  # a device that does not answer, or another rig's, leaves no port open behind
             self.link.close()

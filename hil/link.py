@@ -81,8 +81,8 @@ def _f32(x: float) -> float:
 def check_config(spec, watchdog_ticks: int, action_limit: float, pos_limit: float, angle_limit: float) -> None:
     """A CONFIG against the rig's own bounds, as a device built for the rig holds it (bpd_fw.c, config_ok), before
     it is sent: a one-line LinkError for a watchdog longer than the rig's (a host may shorten it, never lengthen it),
-    an action limit above the rig's, a position limit past its track (its hard stops; a rig without one has no such
-    bound, nor has the angle limit: a swing-up pole swings freely), or a limit not positive and finite."""
+    an action limit above the rig's, a position limit not short of its track (its hard stops; a rig without one has
+    no such bound, nor has the angle limit: a swing-up pole swings freely), or a limit not positive and finite."""
     from firmware_host.rig.codegen import track_of
 
     limits = {"action": action_limit, "position": pos_limit, "angle": angle_limit}
@@ -99,9 +99,9 @@ def check_config(spec, watchdog_ticks: int, action_limit: float, pos_limit: floa
                         f"({float(spec.limits['action']):g}): a host may narrow it, never widen it; the device would "
                         "refuse it")
     track = track_of(spec)
-    if track and _f32(pos_limit) > _f32(track):
-        raise LinkError(f"the position limit {pos_limit:g} is past rig {spec.name}'s track (+-{track:g}, its hard "
-                        "stops): the device would refuse it")
+    if track and _f32(pos_limit) >= _f32(track):
+        raise LinkError(f"the position limit {pos_limit:g} is not short of rig {spec.name}'s track (+-{track:g}, its "
+                        "hard stops: the cart would stop only on them): the device would refuse it")
 
 
 class DeviceLink:
@@ -283,7 +283,7 @@ class DeviceLink:
             raise LinkError(f"the device rejected the configuration (action limit {action_limit:g}, position limit "
                             f"{pos_limit:g}, angle limit {angle_limit:g}, watchdog {watchdog_ticks} ticks): its "
                             "firmware takes an action limit and a watchdog up to its rig's own only, a position limit "
-                            "within its rig's track; build and flash it for this rig YAML") from None
+                            "short of its rig's track; build and flash it for this rig YAML") from None
 
     def stop_and_zero(self) -> bool:
         """Stop (the device zeroes its actuator). Best effort on every exit path; False if the link

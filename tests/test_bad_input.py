@@ -253,6 +253,7 @@ RIG_DAMAGE = {
     "envs not a list": (dict(envs="InvertedPendulum-v5"), "envs must be a list of environment ids"),
     "two actuators": (dict(actuators=2), "actuators must be 1"),
     "watchdog 0": (dict(watchdog_ticks=0), "watchdog_ticks"),
+    "watchdog past 16 bits": (dict(watchdog_ticks=65536), "watchdog_ticks must be at most 65535"),
     "bad baud": (dict(serial={"baud": -5}), "serial.baud"),
 }
 

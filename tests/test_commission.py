@@ -308,13 +308,13 @@ def test_an_end_stops_opened_limit_stays_short_of_the_hard_stops():
     assert opened_limit(0.5, None) == pytest.approx(0.53)
 
 
-@pytest.mark.parametrize("rig,last,limit", [("desktop-cartpole", 0.23, 0.25), ("desktop-cartpole", 0.1, 0.21),
+@pytest.mark.parametrize("rig,last,limit", [("desktop-cartpole", 0.23, 0.24), ("desktop-cartpole", 0.1, 0.175),
                                              ("rotary-pendulum", 1.5, 3.1)])
 def test_the_drive_back_to_the_centre_opens_its_limit_no_further_than_the_track(rig, last, limit):
     """The drive back opens its position limit to twice where the cart stands and a band (0.05 of the rig's limit):
     from the stop at 0.23 that was 0.47, past the desktop cart-pole's 0.25 m track, a CONFIG the device now refuses
-    (config_ok): it stays at the track. Nearer the centre it is as before; a rig without a track (the rotary arm) has
-    no such bound."""
+    (config_ok): it goes no further than halfway from the cart to the track (0.24; from 0.1, 0.175), as the end-stop
+    drives' does; a rig without a track (the rotary arm) has no such bound."""
     from hil.commission import check_return
 
     spec = load_rig(rig)

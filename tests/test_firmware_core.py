@@ -161,15 +161,17 @@ def test_a_config_may_shorten_the_watchdog_never_lengthen_it(tmp_path):
 
 def test_a_config_position_limit_stays_within_the_track(tmp_path):
     """desktop-cartpole's track is 0.25 m either side of centre (its hard stops): a CONFIG's position limit one
-    float32 step above it is refused (the limit in force stays), one equal to it taken; the action limit's bound and
+    float32 step above it is refused (the limit in force stays), as is one equal to it (the cart would stop only on
+    the hard stops), one a step below it taken; the action limit's bound and
     the angle limit's freedom (a swing-up pole swings freely) as before."""
     h = Harness(tmp_path, rig="desktop-cartpole")
     track = float(h.spec.raw["track"])
     above = float(np.nextafter(np.float32(track), np.float32(np.inf)))
     assert (track, h.dev.limits()[0]) == (0.25, pytest.approx(0.2))
-    assert h.config(pos_limit=above) == 1 and h.config(pos_limit=1e3) == 1
+    below = float(np.nextafter(np.float32(track), np.float32(0.0)))
+    assert h.config(pos_limit=above) == 1 and h.config(pos_limit=1e3) == 1 and h.config(pos_limit=track) == 1
     assert h.dev.limits()[0] == pytest.approx(0.2)
-    assert h.config(pos_limit=track, angle_limit=1e3) == 0 and h.dev.limits() == (track, 1e3)
+    assert h.config(pos_limit=below, angle_limit=1e3) == 0 and h.dev.limits() == (below, 1e3)
     assert h.config(pos_limit=0.1) == 0 and h.dev.limits()[0] == pytest.approx(0.1)
     assert h.config(action_limit=3.0 * (1 + 1e-6)) == 1 and h.config(pos_limit=float("inf")) == 1
 

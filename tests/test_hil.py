@@ -423,7 +423,7 @@ def test_a_rig_yaml_with_a_wider_action_limit_than_the_devices_firmware_is_refus
     assert len(line) == 1 and line[0].startswith("bpd: error: the device rejected the configuration (action limit "
                                                  "30, position limit 1, angle limit 0.2, watchdog 5 ticks): its "
                                                  "firmware takes an action limit and a watchdog up to its rig's own "
-                                                 "only, a position limit within its rig's track; build and flash it "
+                                                 "only, a position limit short of its rig's track; build and flash it "
                                                  "for this rig YAML"), line
     assert summary(out)["ended"].startswith("error: the device rejected the configuration") and not rows(out)
     # the refused trial ticked nothing: the next one, with the rig's own YAML, may take its directory over
@@ -461,24 +461,25 @@ def test_a_rig_yaml_with_a_longer_watchdog_than_the_devices_firmware_is_refused_
 
 def test_configure_refuses_a_config_past_the_rigs_bounds_before_sending_it():
     """Given the rig (spec), the host checks a CONFIG against the bounds a device built for that rig holds it to
-    before it sends anything: a watchdog longer than the rig's, a position limit past its track, an action limit
-    above its own, a limit not positive and finite, each one line; the rig's own values and the track itself pass,
-    and a rig without a track takes any finite position limit."""
+    before it sends anything: a watchdog longer than the rig's, a position limit at or past its track, an action limit
+    above its own, a limit not positive and finite, each one line; the rig's own values and a limit just short of the
+    track pass, and a rig without a track takes any finite position limit."""
     import math
 
     from firmware_host.rig import load_rig
     from hil.link import DeviceLink, LinkError, check_config
 
     gym, cart = load_rig("gym-inverted-pendulum"), load_rig("desktop-cartpole")
-    above = float(np.nextafter(np.float32(0.25), np.float32(np.inf)))
+    below = float(np.nextafter(np.float32(0.25), np.float32(0.0)))
     cases = [(gym, dict(watchdog_ticks=6), "a watchdog of 6 ticks is longer than rig gym-inverted-pendulum's own (5): "
                                            "a host may shorten it, never lengthen it; the device would refuse it"),
              (gym, dict(watchdog_ticks=60000), "a watchdog of 60000 ticks is longer than rig gym-inverted-pendulum's "
                                                "own (5): a host may shorten it, never lengthen it; the device would "
                                                "refuse it"),
-             (cart, dict(pos_limit=0.3), "the position limit 0.3 is past rig desktop-cartpole's track (+-0.25, its "
-                                         "hard stops): the device would refuse it"),
-             (cart, dict(pos_limit=above), "the position limit 0.25 is past rig desktop-cartpole's track"),
+             (cart, dict(pos_limit=0.3), "the position limit 0.3 is not short of rig desktop-cartpole's track (+-0.25, "
+                                         "its hard stops: the cart would stop only on them): the device would refuse "
+                                         "it"),
+             (cart, dict(pos_limit=0.25), "the position limit 0.25 is not short of rig desktop-cartpole's track"),
              (gym, dict(action_limit=30.0), "the action limit 30 is above rig gym-inverted-pendulum's own (3): a host "
                                             "may narrow it, never widen it; the device would refuse it"),
              (gym, dict(watchdog_ticks=0), "a watchdog of 0 ticks: no device takes it (1 tick at least)"),
@@ -497,7 +498,7 @@ def test_configure_refuses_a_config_past_the_rigs_bounds_before_sending_it():
             assert link.seq == 0 and link.ser.in_waiting == 0  # nothing sent
     finally:
         link.ser.close()
-    check_config(cart, 10, 3.0, 0.25, 1e3)  # the rig's own watchdog and action limit, the track itself
+    check_config(cart, 10, 3.0, below, 1e3)  # the rig's own watchdog and action limit, a float32 step short of track
     check_config(cart, 1, 0.5, 0.1, 12.0)  # shorter, narrower
     check_config(gym, 5, 3.0, 1e30, 1e30)  # no track: any finite position limit (and angle limit)
 

@@ -58,7 +58,7 @@ def test_firmware_stack_bound_holds_against_painted_stack(tmp_path, target):
                                                    action_limit=3.0, pos_limit=1.0, angle_limit=1.0)
           + encode("start", 3))
     painted = painted_stack(img.elf, target, rx, ticks=3)
-    assert painted["ticks"] == 3
+    assert painted["ticks"] == 3 and painted["policy_calls"] == 1 + 3  # the boot self-test's, then device mode's
     assert 0.5 * st["main"]["bytes"] <= painted["bytes"] <= st["main"]["bytes"]
     assert rep["stack_bytes"] == st["total_bytes"] > st["main"]["bytes"]
     parts = rep["parts"]

@@ -224,7 +224,8 @@ def stack_report(elf_path: Path, target: str, su: dict[str, int] | None = None,
 def painted_stack(elf_path: Path, target: str, rx: bytes, ticks: int = 3, budget: int = 5_000_000) -> dict:
     """Run the firmware image from Reset_Handler in unicorn: feed rx into its receive ring, flag a
     control tick each time the main loop idles, and after `ticks` ticks measure the deepest stack
-    word written below _estack."""
+    word written below _estack; `policy_calls` counts the policy's runs (the boot self-test's alone: the session
+    never ran device mode, a CONFIG refused, say)."""
     import unicorn
 
     from firmware_host.measure.emulate import Emulator
@@ -237,7 +238,7 @@ def painted_stack(elf_path: Path, target: str, rx: bytes, ticks: int = 3, budget
     top, bottom = objects["_estack"], objects["_ebss"]
     uc, a = emu.uc, emu.arm
     uc.mem_write(bottom, bytes([PAINT]) * (top - bottom))
-    state = {"idles": 0, "ticks": 0}
+    state = {"idles": 0, "ticks": 0, "policy_calls": 0}
     ring = objects["rx_ring"]
 
     def on_idle(uc_: unicorn.Uc, address: int, size: int, _: object) -> None:
@@ -253,6 +254,12 @@ def painted_stack(elf_path: Path, target: str, rx: bytes, ticks: int = 3, budget
     def on_tick(uc_: unicorn.Uc, address: int, size: int, _: object) -> None:
         state["ticks"] += 1
 
+    def on_policy(uc_: unicorn.Uc, address: int, size: int, _: object) -> None:
+        state["policy_calls"] += 1
+
+    if "bpd_policy_run" in funcs:
+        run = funcs["bpd_policy_run"].addr
+        uc.hook_add(unicorn.UC_HOOK_CODE, on_policy, begin=run, end=run)
     idle = funcs["board_idle"].addr
     uc.hook_add(unicorn.UC_HOOK_CODE, on_idle, begin=idle, end=idle)
     tick = funcs["bpd_fw_tick"].addr
@@ -264,4 +271,5 @@ def painted_stack(elf_path: Path, target: str, rx: bytes, ticks: int = 3, budget
     mem = bytes(uc.mem_read(bottom, top - bottom))
     lowest = next((i for i, b in enumerate(mem) if b != PAINT), len(mem))
     used = len(mem) - lowest
-    return {"bytes": used, "ticks": state["ticks"], "instructions": emu.counted()[0]}
+    return {"bytes": used, "ticks": state["ticks"], "policy_calls": state["policy_calls"],
+            "instructions": emu.counted()[0]}

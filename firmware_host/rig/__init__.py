@@ -289,6 +289,9 @@ def _check_rig(raw: object, p: Path) -> RigSpec:
             v = number(raw[key], key, low, strict=False)
             if v != int(v) or v > 1_000_000_000:
                 raise bad(f"{key} must be a whole number (got {raw[key]!r})")
+            if key == "watchdog_ticks" and v > 65_535:
+                raise bad(f"watchdog_ticks must be at most 65535, the wire's and the firmware's 16 bits (got "
+                          f"{raw[key]!r})")
     if "reset_noise" in raw:
         number(raw["reset_noise"], "reset_noise", 0, strict=False)
     if raw["plant"] == "cartpole":

@@ -144,8 +144,8 @@ static uint8_t limit_ok(float v) { return (uint8_t)(finite(v) && v > 0.0f); }
 
 /* CONFIG is taken in IDLE only, with positive finite limits and a watchdog, each bounded by the rig the firmware was
  * built with (bpd_fw_config_t), so that a host with a bug, or with another rig's YAML, sets no more than this rig
- * takes: an action limit no wider than the rig's own (no more than its motor takes); a position limit no wider than
- * its track where it has one (the hard stops; a rig without one, a rotary arm say, any); an angle limit any (a
+ * takes: an action limit no wider than the rig's own (no more than its motor takes); a position limit short of its
+ * track where it has one (at the track the cart would stop only on the hard stops, as the YAML's own is refused) (the hard stops; a rig without one, a rotary arm say, any); an angle limit any (a
  * swing-up pole swings freely); a watchdog from 1 to the rig's own ticks (a host may shorten it, never lengthen how
  * long the actuator runs on after it goes silent). Then the device's own period (or 0: keep it) and a mode the
  * device can run (device: a policy; hand-over: both controllers). A refused CONFIG changes nothing. */
@@ -154,7 +154,7 @@ static uint8_t config_ok(const bpd_fw_t *fw, const bpd_config_t *m)
     return fw->state == BPD_IDLE && (m->period_us == 0 || m->period_us == fw->period_us) && m->watchdog_ticks > 0 &&
            m->watchdog_ticks <= fw->rig_watchdog_ticks && limit_ok(m->action_limit) &&
            m->action_limit <= fw->rig_action_limit && limit_ok(m->pos_limit) &&
-           (fw->rig_track == 0.0f || m->pos_limit <= fw->rig_track) && limit_ok(m->angle_limit) &&
+           (fw->rig_track == 0.0f || m->pos_limit < fw->rig_track) && limit_ok(m->angle_limit) &&
            m->mode <= BPD_MODE_HANDOVER && !(m->mode == BPD_MODE_DEVICE && fw->policy == NULL) &&
            !(m->mode == BPD_MODE_HANDOVER && (fw->policy == NULL || fw->classical == NULL));
 }

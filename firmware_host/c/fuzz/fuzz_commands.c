@@ -11,8 +11,8 @@
  *     STATE whose flags name the input (the emergency stop bit 9, an end stop bit 2);
  *   - a FAULT is left only through a RESET;
  *   - whatever CONFIG was taken, the configuration stays within the rig's (bpd_rig_config.h): a watchdog from 1 to
- *     the rig's own ticks, an action limit up to the rig's own, a position limit up to the track where the rig has
- *     one, and every limit positive and finite;
+ *     the rig's own ticks, an action limit up to the rig's own, a position limit short of the track where the rig
+ *     has one, and every limit positive and finite;
  *   - every byte the device sends parses as a frame with a valid CRC, none larger than BPD_MAX_FRAME.
  */
 #include <stdint.h>
@@ -93,7 +93,7 @@ static uint8_t within_rig(const bpd_fw_t *fw)
     const float track = BPD_RIG_TRACK;
     return (uint8_t)(fw->watchdog_ticks >= 1u && fw->watchdog_ticks <= BPD_RIG_WATCHDOG_TICKS &&
                      limit_ok(fw->action_limit) && fw->action_limit <= BPD_RIG_ACTION_LIMIT &&
-                     limit_ok(fw->pos_limit) && (track == 0.0f || fw->pos_limit <= track) &&
+                     limit_ok(fw->pos_limit) && (track == 0.0f || fw->pos_limit < track) &&
                      limit_ok(fw->angle_limit));
 }
 
