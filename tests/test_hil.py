@@ -406,20 +406,26 @@ def test_a_device_of_another_period_is_named_as_another_rigs_firmware(rig, tmp_p
         "--period-us" in p.stderr
 
 
+def _trial_of_an_edited_yaml(rig, tmp_path, was: str, now: str):
+    """A 20-step trial on the simulated gym pendulum given its YAML with `was` replaced by `now` (the firmware built
+    from the rig's own): the rig, the trial's directory and the error's lines (the trial must fail)."""
+    from firmware_host.rig import load_rig
+
+    r = rig("--lockstep")
+    edited = tmp_path / "gym-inverted-pendulum.yaml"
+    edited.write_text(load_rig("gym-inverted-pendulum").path.read_text().replace(was, now))
+    out = tmp_path / "log"
+    p = run_bpd("hil", "run", "--port", r.path, "--rig", str(edited), "--policy", str(FIX), "--out", str(out),
+                "--no-plots", "--steps", "20", check=False, timeout=120)
+    assert p.returncode == 1
+    return r, out, p.stderr.strip().splitlines()
+
+
 def test_a_rig_yaml_with_a_wider_action_limit_than_the_devices_firmware_is_refused_in_one_line(rig, tmp_path):
     """A rig YAML edited since the firmware was built (a bigger motor's action limit, 10 times the rig's): the device
     refuses the CONFIG (docs/protocol.md, rule 9) and the trial ends with one line naming the limits and the fix,
     where the device had taken the wider limit and applied any action up to it."""
-    from firmware_host.rig import load_rig
-
-    r = rig("--lockstep")
-    wide = tmp_path / "gym-inverted-pendulum.yaml"
-    wide.write_text(load_rig("gym-inverted-pendulum").path.read_text().replace("  action: 3.0", "  action: 30.0"))
-    out = tmp_path / "log"
-    p = run_bpd("hil", "run", "--port", r.path, "--rig", str(wide), "--policy", str(FIX), "--out", str(out),
-                "--no-plots", "--steps", "20", check=False, timeout=120)
-    assert p.returncode == 1
-    line = p.stderr.strip().splitlines()
+    r, out, line = _trial_of_an_edited_yaml(rig, tmp_path, "  action: 3.0", "  action: 30.0")
     assert len(line) == 1 and line[0].startswith("bpd: error: the device rejected the configuration (action limit "
                                                  "30, position limit 1, angle limit 0.2, watchdog 5 ticks): its "
                                                  "firmware takes an action limit and a watchdog up to its rig's own "
@@ -442,17 +448,7 @@ def test_a_rig_yaml_with_a_longer_watchdog_than_the_devices_firmware_is_refused_
     refuses the CONFIG (a host may shorten the watchdog, never lengthen it) and the trial ends with one line, where
     the device had taken any watchdog up to 65,535 ticks and run the actuator on that long after the host went
     silent."""
-    from firmware_host.rig import load_rig
-
-    r = rig("--lockstep")
-    long = tmp_path / "gym-inverted-pendulum.yaml"
-    long.write_text(load_rig("gym-inverted-pendulum").path.read_text().replace("watchdog_ticks: 5",
-                                                                               "watchdog_ticks: 6"))
-    out = tmp_path / "log"
-    p = run_bpd("hil", "run", "--port", r.path, "--rig", str(long), "--policy", str(FIX), "--out", str(out),
-                "--no-plots", "--steps", "20", check=False, timeout=120)
-    assert p.returncode == 1
-    line = p.stderr.strip().splitlines()
+    _, out, line = _trial_of_an_edited_yaml(rig, tmp_path, "watchdog_ticks: 5", "watchdog_ticks: 6")
     assert len(line) == 1 and line[0].startswith("bpd: error: the device rejected the configuration (action limit 3, "
                                                  "position limit 1, angle limit 0.2, watchdog 6 ticks): its firmware "
                                                  "takes an action limit and a watchdog up to its rig's own only"), line
