@@ -53,7 +53,6 @@ from bpd.errors import BpdError
 from bpd.io import write_json
 from bpd.process import HeldStops
 from firmware_host.rig import RigSpec, load_rig
-from firmware_host.rig.codegen import track_of
 from firmware_host.rig.sim import FAULTS
 from firmware_host.wire.spec import FLAGS, PROTOCOL_VERSION
 from hil import estop
@@ -297,7 +296,7 @@ def check_end_stops(spec: RigSpec, session: Session, share: float) -> list[Check
         at = float(st["at"])
         u = math.copysign(min(share, 0.25) * spec.limits["action"], at)
         seconds = 4.0 * abs(at) / 0.1 + 2.0  # at 0.1 unit/s at the slowest, from the far side
-        opened = opened_limit(abs(at), track_of(spec))
+        opened = opened_limit(abs(at), spec.track)
         rows, sent, flags = session.run(int(seconds * 1e6 / spec.period_us), lambda k, obs, u=u: u, opened)
         x = float(rows[-1, c]) if len(rows) else float("nan")
         fired = bool(flags & FLAGS["limit_stop"]) and abs(x) <= (abs(at) + opened) / 2
@@ -373,7 +372,7 @@ def check_return(spec: RigSpec, session: Session, share: float) -> Check:
     gain = u_max / (4 * band)  # the full command until 4 bands away, then in proportion
     last = float(session.runs[-1][-1].fields["obs"][c]) if session.runs and session.runs[-1] else 0.0
     limit = 2 * abs(last) + band  # where it stands (past an opened limit, a dead stop's run) and as far the other way
-    if track := track_of(spec):  # short of the track, as the end-stop drives' (opened_limit): the device takes no more
+    if track := spec.track:  # short of the track, as the end-stop drives' (opened_limit): the device takes no more
         limit = min(limit, (abs(last) + track) / 2)
     seconds = 4.0 * abs(last) / 0.1 + 2.0  # at 0.1 unit/s at the slowest
     ticks = int(seconds * 1e6 / spec.period_us)

@@ -83,8 +83,6 @@ def check_config(spec, watchdog_ticks: int, action_limit: float, pos_limit: floa
     it is sent: a one-line LinkError for a watchdog longer than the rig's (a host may shorten it, never lengthen it),
     an action limit above the rig's, a position limit not short of its track (its hard stops; a rig without one has
     no such bound, nor has the angle limit: a swing-up pole swings freely), or a limit not positive and finite."""
-    from firmware_host.rig.codegen import track_of
-
     limits = {"action": action_limit, "position": pos_limit, "angle": angle_limit}
     if bad := [k for k, v in limits.items() if not (math.isfinite(_f32(v)) and _f32(v) > 0)]:
         raise LinkError(f"the {bad[0]} limit {limits[bad[0]]:g} is not a positive finite number: no device takes it")
@@ -98,7 +96,7 @@ def check_config(spec, watchdog_ticks: int, action_limit: float, pos_limit: floa
         raise LinkError(f"the action limit {action_limit:g} is above rig {spec.name}'s own "
                         f"({float(spec.limits['action']):g}): a host may narrow it, never widen it; the device would "
                         "refuse it")
-    track = track_of(spec)
+    track = spec.track
     if track and _f32(pos_limit) >= _f32(track):
         raise LinkError(f"the position limit {pos_limit:g} is not short of rig {spec.name}'s track (+-{track:g}, its "
                         "hard stops: the cart would stop only on them): the device would refuse it")

@@ -364,14 +364,12 @@ def test_config_beyond_the_rigs_watchdog_or_track_is_rejected(target):
     another rig's YAML leaves the actuator running no longer after it goes silent), and sets no position limit past
     the rig's track (its hard stops) where the rig has one, nor one at the track (the cart would stop only on them):
     each refused; the rig's own watchdog and a limit a float32 step short of the track are taken."""
-    from firmware_host.rig.codegen import track_of
-
     rig = target.rig
     enter(target, "IDLE")
     assert answers(target.send("config", **config(rig, watchdog_ticks=rig.watchdog_ticks + 1))) == ack(
         "config", "rejected")
     assert answers(target.send("config", **config(rig))) == ack("config", "ok")
-    if track := track_of(rig):
+    if track := rig.track:
         below = float(np.nextafter(np.float32(track), np.float32(0.0)))
         assert answers(target.send("config", **config(rig, pos_limit=track))) == ack("config", "rejected")
         assert answers(target.send("config", **config(rig, pos_limit=below))) == ack("config", "ok")

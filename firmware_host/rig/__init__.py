@@ -63,6 +63,12 @@ class RigSpec:
         return int(self.raw.get("watchdog_ticks", 10))
 
     @property
+    def track(self) -> float:
+        """The hard stops either side of centre (position units), the widest position limit the firmware takes from
+        a CONFIG; 0.0 for a rig without one (a rotary arm, the gym pendulum's slider: no bound)."""
+        return float(self.raw.get("track") or 0.0)
+
+    @property
     def measured_velocity(self) -> bool:
         return bool(self.sensors["measured_velocity"])
 

@@ -51,12 +51,6 @@ def _comment_safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.,+/ -]", "?", text)
 
 
-def track_of(spec: RigSpec) -> float:
-    """The rig's hard stops either side of centre (its YAML's `track`, position units), the widest position limit the
-    firmware takes from a CONFIG; 0.0 for a rig without one (a rotary arm, the gym pendulum's slider: no bound)."""
-    return float(spec.raw.get("track") or 0.0)
-
-
 def generate_rig_header(spec: RigSpec, period_us: int | None = None) -> str:
     """The C header for one rig; period_us overrides the rig's control period."""
     if not NAME.fullmatch(spec.name):  # load_rig refuses these; a RigSpec made in code is checked here
@@ -84,7 +78,7 @@ def generate_rig_header(spec: RigSpec, period_us: int | None = None) -> str:
         f"#define BPD_RIG_ACTION_LIMIT {_f(lim['action'])}",
         f"#define BPD_RIG_POS_LIMIT {_f(lim['position'])}",
         f"#define BPD_RIG_ANGLE_LIMIT {_f(lim['angle'])}",
-        f"#define BPD_RIG_TRACK {_f(track_of(spec))}  /* hard stops either side of centre: a CONFIG's widest position "
+        f"#define BPD_RIG_TRACK {_f(spec.track)}  /* hard stops either side of centre: a CONFIG's widest position "
         "limit (0: no track, no bound) */",
         f"#define BPD_RIG_BAUD {spec.baud}u",
         "",
